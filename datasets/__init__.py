@@ -1,0 +1,1 @@
+"""Benchmark dataset generation on top of :mod:`physml.solvers` (no PyTorch needed)."""

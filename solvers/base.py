@@ -1,0 +1,526 @@
+r"""The shared machinery of the grid solvers: parameters, stability, stepping and rollouts.
+
+A solver advances $u_t = F(u; p)$ on a :class:`~physml.solvers.grid.Grid`, where $p$ are its
+physical parameters. Most PDEs of this package are instances of one
+convection–diffusion–reaction operator
+
+$$F(u) = -\sum_d \partial_d f_d(u) + \nu\,\Delta u + \rho\, r(u),$$
+
+evaluated by one Warp kernel (:mod:`physml.solvers.operators`); a PDE class only says which
+flux $f$, reaction $r$ and parameters it has. Time stepping is explicit Runge–Kutta
+(:mod:`physml.solvers.timestepping`) or, with ``scheme="imex"``, the $\theta$-method on the
+diffusion term with the rest explicit:
+
+$$(I - \theta\Delta t\,\nu L)\,u^{n+1} = u^n + \Delta t\,N(u^n) + (1-\theta)\Delta t\,\nu L u^n,$$
+
+solved by conjugate gradients in Warp (Crank–Nicolson for $\theta = 1/2$: second order for pure
+diffusion, first order otherwise; $\theta = 1$ is L-stable).
+
+Every step builds new arrays from its inputs, so it can be recorded on a ``wp.Tape``: this is
+what the PyTorch bridge (:mod:`physml.bridge`) differentiates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import warp as wp
+
+from .errors import BlowUpError, UnstableStepError
+from .grid import BoundaryConditions, Grid, periodic
+from .operators import (
+    FluxKind,
+    GridLayout,
+    Limiter,
+    ReactionKind,
+    axpy,
+    axpy_kernel,
+    convection_diffusion_reaction_kernel,
+    implicit_operator_kernel,
+    pad_kernel,
+    scaled_axpy_kernel,
+    weighted_dot_kernel,
+)
+from .timestepping import Tableau, explicit_rk_step, tableau
+
+TVD_CFL = 0.5
+"""CFL limit of the MUSCL (TVD) flux: $\\max|f'|\\,\\Delta t/\\Delta x \\le 1/2$."""
+
+_DTYPES = {"float32": wp.float32, "float64": wp.float64}
+
+
+def warp_dtype(dtype: Any) -> type:
+    """``wp.float32`` or ``wp.float64`` from a name, NumPy dtype or Warp type."""
+    if dtype in (wp.float32, wp.float64):
+        return dtype
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in _DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not supported; allowed: float32, float64")
+    return _DTYPES[name]
+
+
+def warp_device(device: str) -> str:
+    """Canonical Warp device name ("cpu", "cuda:0", ...), with a clear error if unavailable."""
+    wp.init()
+    try:
+        return str(wp.get_device(device))
+    except (RuntimeError, ValueError) as exc:
+        available = ", ".join(str(d) for d in wp.get_devices())
+        raise ValueError(f"device={device!r} is not available; available: {available}") from exc
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition``."""
+    if not condition:
+        raise ValueError(message)
+
+
+class GridSolver:
+    """Base class of the structured-grid solvers.
+
+    Args:
+        grid: the grid; the state has shape ``grid.shape``.
+        bc: boundary conditions (default: periodic on every axis).
+        dt: time step [s]; checked against the scheme's stability limit when the solver is
+            built (linear terms) and when a rollout starts (state-dependent speeds). ``None``
+            leaves it unset: call :meth:`stable_dt` and :meth:`with_dt`.
+        scheme: "euler", "ssp_rk3", "rk4", or "imex" (diffusive solvers only).
+        theta: implicitness of the IMEX diffusion step, in [1/2, 1].
+        device: "cpu", "cuda" or "cuda:N".
+        dtype: "float32" or "float64".
+        check_every: steps between NaN/Inf checks during a rollout.
+
+    Subclasses set the class attributes below and the parameters named in
+    ``parameter_names`` as float (or, for vectors, tuple) attributes before calling
+    ``super().__init__``.
+    """
+
+    parameter_names: ClassVar[tuple[str, ...]] = ()
+    flux_kind: ClassVar[FluxKind] = FluxKind.NONE
+    reaction_kind: ClassVar[ReactionKind] = ReactionKind.NONE
+    diffusion_parameter: ClassVar[str | None] = None
+    velocity_parameter: ClassVar[str | None] = None
+    reaction_parameter: ClassVar[str | None] = None
+    ndim: ClassVar[int | None] = None
+    ghost_width: ClassVar[int] = 1
+    space_order: ClassVar[int] = 2
+    limiter: Limiter = Limiter.VAN_LEER
+
+    def __init__(
+        self,
+        grid: Grid,
+        bc: BoundaryConditions | None = None,
+        *,
+        dt: float | None,
+        scheme: str = "ssp_rk3",
+        theta: float = 0.5,
+        device: str = "cpu",
+        dtype: str = "float64",
+        check_every: int = 50,
+    ) -> None:
+        if self.ndim is not None and grid.ndim != self.ndim:
+            raise ValueError(
+                f"{type(self).__name__} needs a {self.ndim}D grid; got shape {grid.shape}"
+            )
+        self.grid = grid
+        self.bc = periodic(grid.ndim) if bc is None else bc
+        self.device = warp_device(device)
+        self.dtype = warp_dtype(dtype)
+        self.np_dtype = np.float64 if self.dtype == wp.float64 else np.float32
+        self.scheme = scheme
+        if scheme == "imex":
+            require(
+                self.diffusion_parameter is not None,
+                f"scheme='imex' needs a diffusion term; {type(self).__name__} has none. "
+                "Use 'euler', 'ssp_rk3' or 'rk4'",
+            )
+            require(0.5 <= theta <= 1.0, f"theta={theta} must lie in [0.5, 1]")
+            self.tableau: Tableau | None = None
+        else:
+            self.tableau = tableau(scheme)
+        self.theta = float(theta)
+        require(int(check_every) >= 1, f"check_every={check_every} must be a positive integer")
+        self.check_every = int(check_every)
+        self.layout = GridLayout(grid, self.bc, self.ghost_width, self.dtype, self.device)
+        self._zeros = wp.zeros(3, dtype=self.dtype, device=self.device)
+        self.dt = None if dt is None else float(dt)
+        if self.dt is not None:
+            require(np.isfinite(self.dt) and self.dt > 0, f"dt={dt} must be a positive number")
+            self.check_stability()
+
+    # ----------------------------------------------------------------------------- parameters
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Physical parameters as float64 arrays of shape ``(k,)`` (``(1,)`` for scalars)."""
+        return {
+            n: np.atleast_1d(np.asarray(getattr(self, n), dtype=np.float64))
+            for n in self.parameter_names
+        }
+
+    def parameter_arrays(self) -> dict[str, wp.array]:
+        """Parameters as Warp arrays in the solver's dtype and device (what kernels read)."""
+        return {
+            n: wp.array(v, dtype=self.dtype, device=self.device)
+            for n, v in self.parameters().items()
+        }
+
+    def with_dt(self, dt: float) -> GridSolver:
+        """A copy of this solver with time step ``dt`` (checked for stability)."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        require(np.isfinite(dt) and dt > 0, f"dt={dt} must be a positive number")
+        clone.dt = float(dt)
+        clone.check_stability()
+        return clone
+
+    # ------------------------------------------------------------------------------ stability
+
+    @property
+    def time_order(self) -> int:
+        """Order of accuracy in time of the chosen scheme."""
+        if self.tableau is not None:
+            return self.tableau.order
+        pure_diffusion = self.flux_kind == FluxKind.NONE and self.reaction_kind == ReactionKind.NONE
+        return 2 if (self.theta == 0.5 and pure_diffusion) else 1
+
+    def rates(self, u_max: float) -> dict[str, float]:
+        """Spectral-radius estimates [1/s] of the diffusive, advective and reactive terms.
+
+        Args:
+            u_max: bound on $|u|$ (enters nonlinear fluxes and reactions).
+        """
+        inv_dx = np.array([1.0 / h for h in self.grid.dx])
+        params = self.parameters()
+        rates = {"diffusion": 0.0, "advection": 0.0, "reaction": 0.0}
+        if self.diffusion_parameter:
+            rates["diffusion"] = float(params[self.diffusion_parameter][0] * 4 * np.sum(inv_dx**2))
+        if self.flux_kind in (FluxKind.LINEAR_CENTRAL, FluxKind.LINEAR_UPWIND):
+            speed = np.abs(params[self.velocity_parameter])
+            rates["advection"] = float(np.sum(speed * inv_dx[: speed.size]))
+        elif self.flux_kind == FluxKind.BURGERS:
+            rates["advection"] = float(u_max * np.sum(inv_dx))
+        if self.reaction_kind == ReactionKind.ALLEN_CAHN:
+            slope = max(1.0, 3 * u_max**2 - 1)
+            rates["reaction"] = float(params[self.reaction_parameter][0] * slope)
+        elif self.reaction_kind == ReactionKind.FISHER:
+            rates["reaction"] = float(params[self.reaction_parameter][0] * (1 + 2 * u_max))
+        return rates
+
+    def stable_dt(self, u: np.ndarray | None = None) -> float:
+        """Largest stable time step for the state ``u`` (or for linear terms only if None).
+
+        The limit combines the terms as $\\Delta t \\le 1 / \\sum_k (\\lambda_k / L_k)$ with
+        $\\lambda_k$ from :meth:`rates` and $L_k$ the scheme's stability limit for that term
+        (real axis: diffusion and reaction; imaginary axis: central advection; 1/2 for the
+        TVD flux). With ``scheme="imex"`` diffusion is implicit and drops out.
+        """
+        u_max = 0.0 if u is None else float(np.max(np.abs(np.asarray(u))))
+        rates = self.rates(u_max)
+        explicit = self.tableau if self.tableau is not None else tableau("euler")
+        cost = rates["reaction"] / explicit.real_limit
+        if self.tableau is not None:
+            cost += rates["diffusion"] / explicit.real_limit
+        if rates["advection"] > 0:
+            limit = explicit.imag_limit if self.flux_kind == FluxKind.LINEAR_CENTRAL else TVD_CFL
+            cost += np.inf if limit == 0 else rates["advection"] / limit
+        return float(np.inf) if cost == 0 else float(1.0 / cost)
+
+    def check_stability(self, u: np.ndarray | None = None) -> None:
+        """Raise :class:`UnstableStepError` if ``self.dt`` exceeds :meth:`stable_dt`."""
+        dt_max = self.stable_dt(u)
+        if self.dt <= dt_max * (1 + 1e-12):
+            return
+        name = type(self).__name__
+        if dt_max == 0:
+            raise UnstableStepError(
+                f"central differences for advection are unstable with scheme '{self.scheme}' at "
+                f"any dt; use scheme 'ssp_rk3' or 'rk4', or space='upwind' ({name})",
+                dt=self.dt,
+                dt_max=0.0,
+            )
+        hint = ""
+        if self.diffusion_parameter and self.tableau is not None:
+            hint = " or scheme='imex'"
+        raise UnstableStepError(
+            f"dt={self.dt:.4g} exceeds the stability limit {dt_max:.4g} of scheme "
+            f"'{self.scheme}' for {name} on a grid with dx={_fmt(self.grid.dx)}; "
+            f"pass dt<={dt_max:.4g}{hint}",
+            dt=self.dt,
+            dt_max=dt_max,
+        )
+
+    # ------------------------------------------------------------------------------ operators
+
+    def rhs(
+        self, u: wp.array, params: dict[str, wp.array], with_diffusion: bool = True
+    ) -> wp.array:
+        """$F(u)$ as a new flat array (diffusion left out for the explicit part of IMEX)."""
+        lay = self.layout
+        out = lay.empty(u.requires_grad or any(p.requires_grad for p in params.values()))
+        wp.launch(
+            convection_diffusion_reaction_kernel,
+            dim=self.grid.size,
+            inputs=[
+                lay.pad(u),
+                lay.shape,
+                lay.ghost,
+                self.grid.ndim,
+                lay.inv_dx,
+                self._parameter(params, self.diffusion_parameter),
+                self._parameter(params, self.velocity_parameter),
+                self._parameter(params, self.reaction_parameter),
+                int(self.flux_kind),
+                int(self.limiter),
+                int(self.reaction_kind),
+                int(with_diffusion),
+            ],
+            outputs=[out],
+            device=self.device,
+        )
+        return out
+
+    def _parameter(self, params: dict[str, wp.array], name: str | None) -> wp.array:
+        return self._zeros if name is None else params[name]
+
+    # --------------------------------------------------------------------------------- steps
+
+    def advance(
+        self, u: wp.array, params: dict[str, wp.array], tape: wp.Tape | None = None
+    ) -> wp.array:
+        """One time step of the flat state ``u``; a new array, ``u`` untouched.
+
+        Args:
+            u: flat Warp array of length ``grid.size``.
+            params: :meth:`parameter_arrays` (or arrays with gradients, for a tape).
+            tape: the ``wp.Tape`` recording this step, if any (the implicit solve records its
+                adjoint, a transpose solve, on it).
+        """
+        self._require_dt()
+        if self.tableau is not None:
+            return explicit_rk_step(lambda v: self.rhs(v, params), u, self.dt, self.tableau)
+        return self._imex_step(u, params, tape)
+
+    def _imex_step(
+        self, u: wp.array, params: dict[str, wp.array], tape: wp.Tape | None
+    ) -> wp.array:
+        lay, dt, theta = self.layout, self.dt, self.theta
+        nu = params[self.diffusion_parameter]
+        explicit = axpy(u, self.rhs(u, params, with_diffusion=False), dt)
+        b = self._scaled_axpy(explicit, nu, (1 - theta) * dt, lay.laplacian(u))
+        zeros = lay.empty(False)
+        zeros.zero_()
+        b = self._scaled_axpy(b, nu, theta * dt, lay.laplacian(zeros))  # boundary values
+        x = lay.empty(b.requires_grad)
+        self._solve_implicit(b, nu, x)
+        if tape is not None:
+            tape.record_func(lambda: self._imex_adjoint(b, nu, x), arrays=[b, x, nu])
+        return x
+
+    def _imex_adjoint(self, b: wp.array, nu: wp.array, x: wp.array) -> None:
+        """Adjoint of $A(\\nu) x = b$ with A symmetric.
+
+        $\\lambda = A^{-1}\\bar x$, then $\\bar b \\mathrel{+}= \\lambda$ and
+        $\\bar\\nu \\mathrel{+}= \\theta\\Delta t\\,\\lambda^T L_0 x$.
+        """
+        lam = self.layout.empty(False)
+        self._solve_implicit(x.grad, nu, lam)
+        wp.launch(
+            axpy_kernel,
+            dim=lam.shape[0],
+            inputs=[b.grad, lam, b.dtype(1.0)],
+            outputs=[b.grad],
+            device=self.device,
+            record_tape=False,
+        )
+        if nu.grad is not None:
+            lx = self.layout.laplacian(x, homogeneous=True)
+            wp.launch(
+                weighted_dot_kernel,
+                dim=lam.shape[0],
+                inputs=[lam, lx, b.dtype(self.theta * self.dt)],
+                outputs=[nu.grad],
+                device=self.device,
+                record_tape=False,
+            )
+
+    def _scaled_axpy(self, x: wp.array, coeff: wp.array, a: float, y: wp.array) -> wp.array:
+        out = wp.empty_like(x, requires_grad=x.requires_grad or coeff.requires_grad)
+        wp.launch(
+            scaled_axpy_kernel,
+            dim=x.shape[0],
+            inputs=[x, coeff, x.dtype(a), y],
+            outputs=[out],
+            device=self.device,
+        )
+        return out
+
+    def _solve_implicit(self, b: wp.array, nu: wp.array, x: wp.array) -> int:
+        """Solve $(I - \\theta\\Delta t\\,\\nu L_0)x = b$ by conjugate gradients (x overwritten).
+
+        $L_0$ is the Laplacian with homogeneous boundary values: symmetric negative
+        semi-definite, so the operator is SPD with eigenvalues in
+        $[1, 1 + \\theta\\Delta t\\,\\nu\\lambda_{max}]$. Launches are not recorded on a tape.
+        Returns the number of iterations.
+        """
+        lay, T, dev = self.layout, self.dtype, self.device
+        n = self.grid.size
+        tol = 1e-13 if T == wp.float64 else 1e-6
+        xp = wp.empty(lay.padded_size, dtype=T, device=dev)
+        ap = wp.empty(n, dtype=T, device=dev)
+        dot = wp.zeros(1, dtype=T, device=dev)
+        theta_dt = T(self.theta * self.dt)
+
+        def launch(kernel, inputs, outputs):
+            wp.launch(kernel, dim=n, inputs=inputs, outputs=outputs, device=dev, record_tape=False)
+
+        def apply(v, out):
+            wp.launch(
+                pad_kernel,
+                dim=lay.padded_size,
+                inputs=[v, lay.shape, lay.ghost, lay.kinds_lo, lay.kinds_hi, lay.coef_homogeneous],
+                outputs=[xp],
+                device=dev,
+                record_tape=False,
+            )
+            launch(
+                implicit_operator_kernel,
+                [
+                    xp,
+                    lay.shape,
+                    lay.ghost,
+                    self.grid.ndim,
+                    lay.inv_dx,
+                    nu,
+                    theta_dt,
+                    T(1.0),
+                    v,
+                    T(0.0),
+                ],
+                [out],
+            )
+
+        def inner(a, c):
+            dot.zero_()
+            launch(weighted_dot_kernel, [a, c, T(1.0)], [dot])
+            return float(dot.numpy()[0])
+
+        launch(axpy_kernel, [b, b, T(0.0)], [x])  # initial guess b (exact as nu dt -> 0)
+        r = wp.empty(n, dtype=T, device=dev)
+        apply(x, ap)
+        launch(axpy_kernel, [b, ap, T(-1.0)], [r])
+        p = wp.empty(n, dtype=T, device=dev)
+        launch(axpy_kernel, [r, r, T(0.0)], [p])
+        rr = inner(r, r)
+        bb = max(inner(b, b), np.finfo(np.float64).tiny)
+        for iteration in range(10 * n + 10):
+            if rr <= tol**2 * bb:
+                return iteration
+            apply(p, ap)
+            alpha = rr / inner(p, ap)
+            launch(axpy_kernel, [x, p, T(alpha)], [x])
+            launch(axpy_kernel, [r, ap, T(-alpha)], [r])
+            rr_new = inner(r, r)
+            launch(axpy_kernel, [r, p, T(rr_new / rr)], [p])
+            rr = rr_new
+        raise RuntimeError(f"implicit diffusion solve did not converge (residual^2 {rr:.3e})")
+
+    # -------------------------------------------------------------------------- public stepping
+
+    def _require_dt(self) -> None:
+        if self.dt is None:
+            raise ValueError(
+                "dt is not set; pass dt=... or use solver.with_dt(solver.stable_dt(u0))"
+            )
+
+    def to_warp(self, u: Any, name: str = "u0") -> wp.array:
+        """A flat Warp copy of the state ``u`` (NumPy-like, shape ``grid.shape``), validated."""
+        arr = np.asarray(u, dtype=np.float64)
+        require(
+            arr.shape == self.grid.shape,
+            f"{name} has shape {arr.shape}; expected the grid shape {self.grid.shape}",
+        )
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        require(bad == 0, f"{name} contains {bad} NaN/Inf value(s); the state must be finite")
+        return wp.array(arr.ravel().astype(self.np_dtype), dtype=self.dtype, device=self.device)
+
+    def step(self, u: Any) -> np.ndarray:
+        """One time step: NumPy array of shape ``grid.shape`` in, new NumPy array out."""
+        self._require_dt()
+        self.check_stability(u)
+        out = self.advance(self.to_warp(u, "u"), self.parameter_arrays())
+        return out.numpy().reshape(self.grid.shape).copy()
+
+    def rollout(
+        self,
+        u0: Any,
+        n_steps: int,
+        save_every: int = 1,
+        callback: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Advance ``n_steps`` steps from ``u0`` and return the saved states.
+
+        Args:
+            u0: initial state, shape ``grid.shape``.
+            n_steps: number of steps (>= 0).
+            save_every: keep every ``save_every``-th state.
+            callback: called with the number of steps done after each step (progress bars).
+
+        Returns:
+            Array of shape ``(n_steps // save_every + 1, *grid.shape)``: $u$ at steps
+            0, save_every, 2 save_every, ...
+
+        Raises:
+            UnstableStepError: ``dt`` too large for ``u0``.
+            BlowUpError: a NaN/Inf appeared; carries the step and the last finite state.
+        """
+        self._require_dt()
+        n_steps, save_every = self._check_counts(n_steps, save_every)
+        u = self.to_warp(u0)
+        self.check_stability(u0)
+        params = self.parameter_arrays()
+        saved = [u.numpy().reshape(self.grid.shape).copy()]
+        last_good = (0, saved[0])
+        for step in range(1, n_steps + 1):
+            u = self.advance(u, params)
+            if step % save_every == 0 or step % self.check_every == 0 or step == n_steps:
+                state = u.numpy().reshape(self.grid.shape).copy()
+                if not np.all(np.isfinite(state)):
+                    raise BlowUpError(
+                        step=step,
+                        t=step * self.dt,
+                        last_good_step=last_good[0],
+                        last_good_state=last_good[1],
+                    )
+                last_good = (step, state)
+                if step % save_every == 0:
+                    saved.append(state)
+            if callback is not None:
+                callback(step)
+        return np.stack(saved)
+
+    @staticmethod
+    def _check_counts(n_steps: int, save_every: int) -> tuple[int, int]:
+        require(
+            int(n_steps) == n_steps and n_steps >= 0,
+            f"n_steps={n_steps} must be a non-negative integer",
+        )
+        require(
+            int(save_every) == save_every and save_every >= 1,
+            f"save_every={save_every} must be a positive integer",
+        )
+        return int(n_steps), int(save_every)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={_fmt(getattr(self, k))}" for k in self.parameter_names)
+        return (
+            f"{type(self).__name__}(shape={self.grid.shape}, {params}, dt={self.dt}, "
+            f"scheme={self.scheme!r}, device={self.device!r}, dtype={self.dtype.__name__})"
+        )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, tuple | list | np.ndarray):
+        return "(" + ", ".join(f"{v:.4g}" for v in value) + ")"
+    return f"{value:.4g}"

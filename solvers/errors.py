@@ -1,0 +1,47 @@
+"""Exceptions raised by the solvers (re-exported by :mod:`physml.errors`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class UnstableStepError(ValueError):
+    """The requested time step exceeds the scheme's stability limit.
+
+    Attributes:
+        dt: the requested step.
+        dt_max: the largest stable step.
+    """
+
+    def __init__(self, message: str, *, dt: float, dt_max: float) -> None:
+        super().__init__(message)
+        self.dt, self.dt_max = dt, dt_max
+
+
+class BlowUpError(FloatingPointError):
+    """A field became NaN or Inf during a run.
+
+    Attributes:
+        step: the first step found non-finite (checks run every ``check_every`` steps).
+        t: the model time of that step.
+        field: the name of the field.
+        last_good_step: the step of ``last_good_state``.
+        last_good_state: the last state found finite, as a NumPy array (or None).
+    """
+
+    def __init__(
+        self,
+        *,
+        step: int,
+        t: float,
+        field: str = "u",
+        last_good_step: int | None = None,
+        last_good_state: np.ndarray | None = None,
+    ) -> None:
+        where = f"step {step} (t={t:.6g})"
+        good = (
+            "" if last_good_step is None else f"; last finite state kept from step {last_good_step}"
+        )
+        super().__init__(f"{field} became NaN/Inf at {where}{good}; reduce dt or check the inputs")
+        self.step, self.t, self.field = step, t, field
+        self.last_good_step, self.last_good_state = last_good_step, last_good_state

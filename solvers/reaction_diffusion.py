@@ -1,0 +1,79 @@
+r"""Reaction–diffusion equations with a pointwise source $\rho\,r(u)$ (1D, 2D).
+
+* Allen–Cahn: $u_t = \nu\,\Delta u + \rho\,(u - u^3)$; stable states $\pm1$, interfaces of width
+  $\sim\sqrt{\nu/\rho}$. Exact travelling front in :mod:`physml.solvers.exact`.
+* Diffusion–reaction (Fisher–KPP), PDEBench's 1D form:
+  $u_t = \nu\,u_{xx} + \rho\,u(1-u)$ on $x\in(0,1)$, periodic, $\nu\in\{0.5,1,2,5\}$,
+  $\rho\in\{1,2,5,10\}$, $t\in(0,1]$.
+
+Space: central differences (second order). Time: explicit RK or ``scheme="imex"``.
+"""
+
+from __future__ import annotations
+
+from .base import GridSolver, require
+from .grid import BoundaryConditions, Grid
+from .operators import ReactionKind
+
+
+class _ReactionDiffusionSolver(GridSolver):
+    parameter_names = ("nu", "rho")
+    diffusion_parameter = "nu"
+    reaction_parameter = "rho"
+
+    def __init__(
+        self,
+        grid: Grid,
+        bc: BoundaryConditions | None = None,
+        *,
+        nu: float,
+        rho: float,
+        dt: float | None,
+        scheme: str = "rk4",
+        **options,
+    ) -> None:
+        require(nu > 0, f"nu={nu} must be > 0 (diffusivity in m^2/s)")
+        require(rho >= 0, f"rho={rho} must be >= 0 (reaction rate in 1/s)")
+        self.nu, self.rho = float(nu), float(rho)
+        super().__init__(grid, bc, dt=dt, scheme=scheme, **options)
+
+
+class AllenCahnSolver(_ReactionDiffusionSolver):
+    r"""Solver of $u_t = \nu\,\Delta u + \rho\,(u - u^3)$.
+
+    Args:
+        grid: the grid; ``u`` has shape ``grid.shape``.
+        bc: boundary conditions (default periodic).
+        nu: diffusivity $\nu$ [m^2/s], > 0.
+        rho: reaction rate $\rho$ [1/s], >= 0.
+        dt, scheme, theta, device, dtype, check_every: see :class:`GridSolver`.
+    """
+
+    reaction_kind = ReactionKind.ALLEN_CAHN
+
+
+class AllenCahnSolver1D(AllenCahnSolver):
+    """:class:`AllenCahnSolver` on a 1D grid; ``u`` has shape ``(nx,)``."""
+
+    ndim = 1
+
+
+class AllenCahnSolver2D(AllenCahnSolver):
+    """:class:`AllenCahnSolver` on a 2D grid; ``u`` has shape ``(nx, ny)``."""
+
+    ndim = 2
+
+
+class DiffusionReactionSolver1D(_ReactionDiffusionSolver):
+    r"""Solver of PDEBench's 1D diffusion–reaction $u_t = \nu\,u_{xx} + \rho\,u(1-u)$.
+
+    Args:
+        grid: a 1D grid (PDEBench: 1024 cells on [0, 1]); ``u`` has shape ``(nx,)``.
+        bc: boundary conditions (default periodic, as PDEBench).
+        nu: diffusivity $\nu$ [m^2/s], > 0.
+        rho: reaction rate $\rho$ [1/s], >= 0.
+        dt, scheme, theta, device, dtype, check_every: see :class:`GridSolver`.
+    """
+
+    ndim = 1
+    reaction_kind = ReactionKind.FISHER

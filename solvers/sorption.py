@@ -1,0 +1,163 @@
+r"""Diffusion–sorption in PDEBench's 1D form (contaminant transport with Freundlich sorption).
+
+$$u_t = \frac{D}{R(u)}\,u_{xx},\qquad
+R(u) = 1 + \frac{1-\phi}{\phi}\,\rho_s\,k_f\,n_f\,(u + \epsilon)^{n_f - 1},$$
+
+on $x\in(0,1)$ [m], $t\in(0,500]$ [s], with PDEBench's constants $D = 5\times10^{-4}$ m²/s,
+porosity $\phi = 0.29$, bulk density $\rho_s = 2880$ kg/m³, Freundlich parameter
+$k_f = 3.5\times10^{-4}$ (m³/kg)$^{n_f}$, exponent $n_f = 0.874$ and $\epsilon = 10^{-6}$ (which
+keeps $R$ finite at $u = 0$). Boundaries as PDEBench's finite-volume generator: a ghost cell
+$u_{-1} = u_{left}$ (= 1, the source concentration) on the left, and on the right the ghost
+$u_N = D\,(u_{N-2} - u_{N-1})/\Delta x$ (an outflow condition $u \approx -D u_x$ at $x = 1$).
+Space: the three-point Laplacian on cell centres; time: explicit RK (the problem is mildly
+stiff: $\Delta t \lesssim 0.7\,\Delta x^2 R/D$).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import warp as wp
+
+from .base import GridSolver, require
+from .grid import Grid, dirichlet
+
+EPSILON = 1e-6
+
+
+@wp.func
+def retardation(u: Any, porosity: Any, rho_s: Any, k_f: Any, n_f: Any):
+    """R(u) = 1 + (1 - phi)/phi rho_s k_f n_f (u + eps)^(n_f - 1)."""
+    one = u.dtype(1.0)
+    return one + (one - porosity) / porosity * rho_s * k_f * n_f * wp.pow(
+        u + u.dtype(EPSILON), n_f - one
+    )
+
+
+@wp.kernel
+def diffusion_sorption_rhs_1d(
+    u: wp.array(dtype=Any),
+    n: int,
+    inv_dx: Any,
+    u_left: Any,
+    diffusivity: wp.array(dtype=Any),
+    porosity: wp.array(dtype=Any),
+    rho_s: wp.array(dtype=Any),
+    k_f: wp.array(dtype=Any),
+    n_f: wp.array(dtype=Any),
+    out: wp.array(dtype=Any),
+):
+    """out_i = D / R(u_i) (u_{i-1} - 2 u_i + u_{i+1}) / dx^2 with PDEBench's ghost cells.
+
+    Reads u and the parameter arrays (shape (1,)); writes out.
+    """
+    i = wp.tid()
+    d = diffusivity[0]
+    left = u_left
+    if i > 0:
+        left = u[i - 1]
+    right = d * (u[n - 2] - u[n - 1]) * inv_dx
+    if i < n - 1:
+        right = u[i + 1]
+    c = u[i]
+    lap = ((left - c) + (right - c)) * inv_dx * inv_dx
+    out[i] = d / retardation(c, porosity[0], rho_s[0], k_f[0], n_f[0]) * lap
+
+
+for _T in (wp.float32, wp.float64):
+    _arr = wp.array(dtype=_T)
+    wp.overload(
+        diffusion_sorption_rhs_1d,
+        {
+            "u": _arr,
+            "inv_dx": _T,
+            "u_left": _T,
+            "diffusivity": _arr,
+            "porosity": _arr,
+            "rho_s": _arr,
+            "k_f": _arr,
+            "n_f": _arr,
+            "out": _arr,
+        },
+    )
+
+
+class DiffusionSorptionSolver1D(GridSolver):
+    r"""Solver of PDEBench's diffusion–sorption equation (see the module docstring).
+
+    Args:
+        grid: a 1D grid (PDEBench: 1024 cells on [0, 1]); ``u`` has shape ``(nx,)``.
+        D: effective diffusivity [m^2/s], > 0.
+        porosity: $\phi$ in (0, 1].
+        rho_s: bulk density [kg/m^3], >= 0.
+        k_f: Freundlich parameter, >= 0.
+        n_f: Freundlich exponent, in (0, 1].
+        u_left: concentration of the left ghost cell (source), >= 0.
+        dt, scheme, device, dtype, check_every: see :class:`GridSolver`.
+    """
+
+    ndim = 1
+    parameter_names = ("D", "porosity", "rho_s", "k_f", "n_f")
+
+    def __init__(
+        self,
+        grid: Grid,
+        *,
+        D: float = 5e-4,
+        porosity: float = 0.29,
+        rho_s: float = 2880.0,
+        k_f: float = 3.5e-4,
+        n_f: float = 0.874,
+        u_left: float = 1.0,
+        dt: float | None,
+        scheme: str = "rk4",
+        **options,
+    ) -> None:
+        require(D > 0, f"D={D} must be > 0 (diffusivity in m^2/s)")
+        require(0 < porosity <= 1, f"porosity={porosity} must lie in (0, 1]")
+        require(rho_s >= 0, f"rho_s={rho_s} must be >= 0 (kg/m^3)")
+        require(k_f >= 0, f"k_f={k_f} must be >= 0")
+        require(0 < n_f <= 1, f"n_f={n_f} must lie in (0, 1]")
+        require(u_left >= 0, f"u_left={u_left} must be >= 0")
+        require(
+            scheme != "imex",
+            "scheme='imex' is not supported for diffusion-sorption "
+            "(its diffusivity depends on u); use 'euler', 'ssp_rk3' or 'rk4'",
+        )
+        self.D, self.porosity, self.rho_s = float(D), float(porosity), float(rho_s)
+        self.k_f, self.n_f, self.u_left = float(k_f), float(n_f), float(u_left)
+        super().__init__(grid, dirichlet(1, u_left), dt=dt, scheme=scheme, **options)
+
+    def rates(self, u_max: float) -> dict[str, float]:
+        """Diffusive rate $4 D / (R_{min} \\Delta x^2)$, $R_{min} = R(\\max(u_{max}, u_{left}))$."""
+        u = max(u_max, self.u_left) + EPSILON
+        r_min = 1 + (1 - self.porosity) / self.porosity * self.rho_s * self.k_f * self.n_f * (
+            u ** (self.n_f - 1)
+        )
+        return {
+            "diffusion": 4 * self.D / r_min / self.grid.dx[0] ** 2,
+            "advection": 0.0,
+            "reaction": 0.0,
+        }
+
+    def rhs(self, u: wp.array, params: dict[str, wp.array], with_diffusion: bool = True):
+        out = self.layout.empty(u.requires_grad or any(p.requires_grad for p in params.values()))
+        T = self.dtype
+        wp.launch(
+            diffusion_sorption_rhs_1d,
+            dim=self.grid.size,
+            inputs=[
+                u,
+                self.grid.size,
+                T(1.0 / self.grid.dx[0]),
+                T(self.u_left),
+                params["D"],
+                params["porosity"],
+                params["rho_s"],
+                params["k_f"],
+                params["n_f"],
+            ],
+            outputs=[out],
+            device=self.device,
+        )
+        return out
