@@ -1,0 +1,182 @@
+"""Observed orders of convergence against exact solutions (least-squares slopes)."""
+
+import numpy as np
+import pytest
+from conftest import observed_order
+
+from physml.solvers import (
+    BC,
+    AdvectionSolver1D,
+    AdvectionSolver2D,
+    AllenCahnSolver1D,
+    BoundaryConditions,
+    BurgersSolver1D,
+    DiffusionReactionSolver1D,
+    DiffusionSorptionSolver1D,
+    Grid,
+    HeatSolver1D,
+    HeatSolver2D,
+    dirichlet,
+)
+from physml.solvers.exact import (
+    advected_sine,
+    allen_cahn_front,
+    burgers_cole_hopf,
+    fisher_kpp_wave,
+    heat_fourier_mode,
+)
+
+
+def run_to(solver, u0, t_end, safety=0.5):
+    """Roll out to exactly t_end with the largest step below safety * stable_dt."""
+    n = int(np.ceil(t_end / (safety * solver.stable_dt(u0))))
+    return solver.with_dt(t_end / n).rollout(u0, n, save_every=n)[-1]
+
+
+def rel_l2(u, exact):
+    return float(np.linalg.norm(u - exact) / np.linalg.norm(exact))
+
+
+def test_heat_1d_periodic_space_order_two():
+    hs, errors = [], []
+    for nx in (16, 32, 64, 128):
+        grid = Grid((nx,), (0.0,), (2 * np.pi,))
+        (x,) = grid.mesh()
+        solver = HeatSolver1D(grid, nu=0.3, dt=None, scheme="rk4")
+        u = run_to(solver, np.sin(2 * x), 0.5)
+        hs.append(grid.dx[0])
+        errors.append(rel_l2(u, heat_fourier_mode((x,), 0.3, 0.5, (2,))))
+    assert observed_order(hs, errors) == pytest.approx(2.0, abs=0.1)
+
+
+def test_heat_2d_dirichlet_space_order_two():
+    hs, errors = [], []
+    for n in (8, 16, 32):
+        grid = Grid((n, n), (0.0, 0.0), (np.pi, np.pi))
+        x, y = grid.mesh()
+        solver = HeatSolver2D(grid, dirichlet(2), nu=0.5, dt=None, scheme="rk4")
+        u = run_to(solver, np.sin(x) * np.sin(y), 0.4)
+        hs.append(grid.dx[0])
+        errors.append(rel_l2(u, heat_fourier_mode((x, y), 0.5, 0.4, (1, 1))))
+    assert observed_order(hs, errors) == pytest.approx(2.0, abs=0.1)
+
+
+@pytest.mark.parametrize("scheme, expected", [("euler", 1), ("ssp_rk3", 3), ("rk4", 4)])
+def test_explicit_time_orders(scheme, expected):
+    """Against the exact semi-discrete solution, only the time error remains."""
+    grid = Grid((12,), (0.0,), (2 * np.pi,))
+    (x,) = grid.mesh()
+    exact = heat_fourier_mode((x,), 1.0, 1.0, (1,), dx=grid.dx)
+    dts, errors = [], []
+    for n in (32, 64, 128, 256):
+        solver = HeatSolver1D(grid, nu=1.0, dt=1.0 / n, scheme=scheme)
+        dts.append(1.0 / n)
+        errors.append(rel_l2(solver.rollout(np.sin(x), n, save_every=n)[-1], exact))
+    order = observed_order(dts, errors)
+    assert solver.time_order == expected
+    if expected == 4:
+        assert order >= 3.8
+    else:
+        assert order == pytest.approx(expected, abs=0.1)
+
+
+def test_crank_nicolson_imex_is_second_order_and_stable_beyond_explicit_limit():
+    grid = Grid((128,), (0.0,), (2 * np.pi,))
+    (x,) = grid.mesh()
+    exact = heat_fourier_mode((x,), 1.0, 2.0, (1,), dx=grid.dx)
+    explicit_limit = HeatSolver1D(grid, nu=1.0, dt=None).stable_dt()
+    dts, errors = [], []
+    for n in (10, 20, 40, 80):
+        solver = HeatSolver1D(grid, nu=1.0, dt=2.0 / n, scheme="imex")
+        assert solver.dt > 10 * explicit_limit
+        dts.append(2.0 / n)
+        errors.append(rel_l2(solver.rollout(np.sin(x), n, save_every=n)[-1], exact))
+    assert solver.time_order == 2
+    assert observed_order(dts, errors) == pytest.approx(2.0, abs=0.1)
+
+
+def test_advection_central_space_order_two_2d():
+    hs, errors = [], []
+    for n in (16, 32, 64):
+        grid = Grid((n, n), (0.0, 0.0), (2 * np.pi, 2 * np.pi))
+        x, y = grid.mesh()
+        beta = (1.0, 0.5)
+        solver = AdvectionSolver2D(grid, beta=beta, dt=None, space="central", scheme="rk4")
+        u = run_to(solver, np.sin(x + y), 1.0, safety=0.25)
+        hs.append(grid.dx[0])
+        errors.append(rel_l2(u, advected_sine((x, y), beta, 1.0, (1, 1))))
+    assert observed_order(hs, errors) == pytest.approx(2.0, abs=0.1)
+
+
+def test_advection_upwind_tvd_converges_and_does_not_oscillate():
+    hs, errors = [], []
+    for nx in (64, 128, 256, 512):
+        grid = Grid((nx,), (0.0,), (1.0,))
+        (x,) = grid.mesh()
+        solver = AdvectionSolver1D(grid, beta=1.0, dt=None, space="upwind")
+        u = run_to(solver, np.sin(2 * np.pi * x), 1.0, safety=0.8)
+        hs.append(grid.dx[0])
+        errors.append(np.abs(u - np.sin(2 * np.pi * x)).mean())
+    assert observed_order(hs, errors) >= 1.7
+    grid = Grid((200,), (0.0,), (1.0,))
+    (x,) = grid.mesh()
+    square = np.where(np.abs(x - 0.5) < 0.2, 1.0, 0.0)
+    u = run_to(AdvectionSolver1D(grid, beta=1.0, dt=None), square, 0.5, safety=0.9)
+    assert u.min() >= -1e-12 and u.max() <= 1 + 1e-12  # TVD: no new extrema
+
+
+def test_burgers_cole_hopf_error_below_1e3_and_second_order():
+    """nu = 0.01/pi, x in [-1, 1], t = 1/pi (the steep front of Raissi et al.)."""
+    nu, t_end = 0.01 / np.pi, 1 / np.pi
+    hs, errors = [], []
+    for nx in (256, 512, 1024):
+        grid = Grid((nx,), (-1.0,), (1.0,))
+        (x,) = grid.mesh()
+        solver = BurgersSolver1D(grid, dirichlet(1), nu=nu, dt=None)
+        u = run_to(solver, -np.sin(np.pi * x), t_end, safety=0.8)
+        hs.append(grid.dx[0])
+        errors.append(rel_l2(u, burgers_cole_hopf(x, t_end, nu)))
+    assert errors[-1] < 1e-3
+    assert observed_order(hs, errors) >= 1.8
+
+
+def test_allen_cahn_travelling_front_order_two():
+    nu, rho, t_end = 1.0, 1.0, 2.0
+    bc = BoundaryConditions(((BC("dirichlet", 0.0), BC("dirichlet", 1.0)),))
+    hs, errors = [], []
+    for nx in (60, 120, 240):
+        grid = Grid((nx,), (-30.0,), (30.0,))
+        (x,) = grid.mesh()
+        solver = AllenCahnSolver1D(grid, bc, nu=nu, rho=rho, dt=None)
+        u = run_to(solver, allen_cahn_front(x, 0.0, nu, rho, x0=5.0), t_end)
+        hs.append(grid.dx[0])
+        errors.append(rel_l2(u, allen_cahn_front(x, t_end, nu, rho, x0=5.0)))
+    assert observed_order(hs, errors) == pytest.approx(2.0, abs=0.15)
+
+
+def test_diffusion_reaction_fisher_wave_order_two():
+    nu, rho, t_end = 1.0, 1.0, 2.0
+    bc = BoundaryConditions(((BC("dirichlet", 1.0), BC("dirichlet", 0.0)),))
+    hs, errors = [], []
+    for nx in (60, 120, 240):
+        grid = Grid((nx,), (-40.0,), (40.0,))
+        (x,) = grid.mesh()
+        solver = DiffusionReactionSolver1D(grid, bc, nu=nu, rho=rho, dt=None)
+        u = run_to(solver, fisher_kpp_wave(x, 0.0, nu, rho, x0=-10.0), t_end)
+        hs.append(grid.dx[0])
+        errors.append(rel_l2(u, fisher_kpp_wave(x, t_end, nu, rho, x0=-10.0)))
+    assert observed_order(hs, errors) == pytest.approx(2.0, abs=0.15)
+
+
+def test_diffusion_sorption_self_convergence():
+    """No closed form: successive refinements converge at the order of the boundary closure."""
+    solutions = []
+    for nx in (32, 64, 128, 256):
+        grid = Grid((nx,), (0.0,), (1.0,))
+        (x,) = grid.mesh()
+        solver = DiffusionSorptionSolver1D(grid, dt=None)
+        u = run_to(solver, 0.1 + 0.05 * np.cos(np.pi * x), 50.0)
+        solutions.append(u.reshape(-1, nx // 32).mean(axis=1))  # restrict to 32 cells
+    diffs = [np.abs(a - b).max() for a, b in zip(solutions, solutions[1:])]
+    assert observed_order([1 / 32, 1 / 64, 1 / 128], diffs) >= 0.9
+    assert np.all(solutions[-1] > 0) and np.all(solutions[-1] < 1)
