@@ -439,11 +439,12 @@ class GridLayout:
             raise ValueError(f"bc has {bc.ndim} axes but the grid has {grid.ndim}")
         for axis, n in enumerate(grid.shape):
             lo, hi = bc.sides[axis]
-            minimum = ghost if lo.kind == BCKind.PERIODIC else max(ghost, 2)
+            # A periodic stencil must not wrap onto itself; a reflected one needs g + 1 cells.
+            minimum = 2 * ghost + 1 if lo.kind == BCKind.PERIODIC else ghost + 1
             if n < minimum:
                 raise ValueError(
-                    f"grid shape[{axis}]={n} is too small for a stencil with {ghost} ghost "
-                    f"layer(s); need at least {minimum} cells"
+                    f"grid shape[{axis}]={n} is too small for this stencil ({2 * ghost + 1} "
+                    f"points, {lo.kind.name.lower()} boundaries); need at least {minimum} cells"
                 )
         self.grid, self.bc, self.ghost_width = grid, bc, ghost
         self.dtype, self.device = dtype, device

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import warp as wp
 
-wp.config.quiet = True
+wp.config.log_level = wp.LOG_ERROR
 
 
 def observed_order(hs, errors) -> float:

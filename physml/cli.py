@@ -1,0 +1,181 @@
+"""The ``physml`` command.
+
+    physml --version
+    physml solve burgers1d --nx 1024 --nu 0.01 --t-end 1 --out u.h5
+
+Mistakes in the input end with one line on stderr and exit status 2; a numerical blow-up ends
+with the step it happened at and exit status 1, after saving the last finite state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit status 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .problems import PROBLEMS
+
+    parser = _Parser(prog="physml", description="Simulation-first scientific ML for PDEs.")
+    parser.add_argument("--version", action="version", version=f"physml {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    solve = sub.add_parser(
+        "solve", help="run a Warp solver and write the trajectory as HDF5",
+        description="Run one of the standard PDE problems: "
+        + "; ".join(f"{k}: {p.equation}" for k, p in PROBLEMS.items()),
+    )
+    solve.add_argument("pde", help=f"one of: {', '.join(PROBLEMS)}")
+    solve.add_argument("--nx", type=int, default=256, help="cells along x (default 256)")
+    solve.add_argument("--ny", type=int, default=None, help="cells along y (2D; default nx)")
+    for name, unit in (("nu", "m^2/s"), ("rho", "1/s"), ("D", "m^2/s")):
+        solve.add_argument(f"--{name}", type=float, default=None, help=f"parameter {name} [{unit}]")
+    solve.add_argument("--beta", type=_floats, default=None, help="advection velocity, e.g. 1,0.5")
+    solve.add_argument("--t-end", type=float, default=None, help="final time [s]")
+    solve.add_argument("--dt", type=float, default=None,
+                       help="time step [s] (default: --cfl times the largest stable step)")
+    solve.add_argument("--cfl", type=float, default=0.5,
+                       help="fraction of the largest stable step used when --dt is not given")
+    solve.add_argument("--n-saves", type=int, default=101, help="saved states including u0")
+    solve.add_argument("--scheme", default=None, help="euler, ssp_rk3, rk4 or imex")
+    solve.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    solve.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    solve.add_argument("--out", type=Path, required=True, help="output HDF5 file")
+    solve.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _run_solve(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .io import trajectory_dataset, write_dataset
+    from .problems import build_solver, problem
+    from .solvers.errors import BlowUpError
+
+    _quiet_warp(args.device)
+    prob = problem(args.pde)
+    shape = (args.nx,) if prob.ndim == 1 else (args.nx, args.ny or args.nx)
+    params = {k: getattr(args, k) for k in ("nu", "rho", "D", "beta")
+              if getattr(args, k) is not None}
+    options = {"dtype": args.dtype, "device": args.device}
+    if args.scheme is not None:
+        options["scheme"] = args.scheme
+    solver, u0 = build_solver(args.pde, shape, params, **options)
+    t_end = prob.t_end if args.t_end is None else args.t_end
+    if not (math.isfinite(t_end) and t_end > 0):
+        raise ValueError(f"--t-end={t_end} must be a positive number")
+    if args.n_saves < 2:
+        raise ValueError(f"--n-saves={args.n_saves} must be >= 2")
+    if not 0 < args.cfl <= 1:
+        raise ValueError(f"--cfl={args.cfl} must lie in (0, 1]")
+    if not args.out.parent.resolve().is_dir():
+        raise ValueError(f"--out: folder {str(args.out.parent)!r} does not exist")
+    intervals = args.n_saves - 1
+    dt_target = args.dt if args.dt is not None else args.cfl * solver.stable_dt(u0)
+    if not (math.isfinite(dt_target) and dt_target > 0):
+        raise ValueError(f"--dt={args.dt} must be a positive number")
+    save_every = max(1, math.ceil(t_end / intervals / dt_target))
+    n_steps = save_every * intervals
+    dt = t_end / n_steps
+    if args.dt is not None and not np.isclose(dt, args.dt):
+        raise ValueError(
+            f"--dt={args.dt} does not divide --t-end={t_end} into {intervals} equal save "
+            f"intervals; e.g. --dt={dt:.6g}"
+        )
+    solver = solver.with_dt(dt)
+    solver.check_stability(u0)
+
+    console = Console(stderr=True, quiet=args.quiet)
+    console.print(f"[bold]physml solve[/] {args.pde}: {prob.equation}")
+    console.print(f"  {solver!r}")
+    console.print(f"  t_end={t_end:g}, {n_steps} steps, {args.n_saves} saved states -> {args.out}")
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+                  "{task.total} steps"), TimeRemainingColumn(), console=console,
+                  disable=args.quiet) as progress:
+        task = progress.add_task(args.pde, total=n_steps)
+        try:
+            states = solver.rollout(u0, n_steps, save_every,
+                                    callback=lambda step: progress.update(task, completed=step))
+        except BlowUpError as err:
+            rescue = args.out.with_name(args.out.stem + ".last_good.h5")
+            write_dataset(trajectory_dataset(err.last_good_state[None], [err.last_good_step * dt],
+                                             solver.grid, attrs={"pde": args.pde}), rescue)
+            print(f"physml: error: {err} (saved to {rescue})", file=sys.stderr)
+            return 1
+    elapsed = time.perf_counter() - started
+    attrs = {
+        "pde": args.pde, "equation": prob.equation, "solver": type(solver).__name__,
+        "scheme": solver.scheme, "dt": dt, "n_steps": n_steps, "save_every": save_every,
+        "grid_shape": solver.grid.shape, "grid_lower": solver.grid.lower,
+        "grid_upper": solver.grid.upper, "bc": prob.bc or "pdebench", "device": solver.device,
+        "dtype": args.dtype, "physml_version": __version__, "command": " ".join(sys.argv),
+        **{k: v for k, v in solver.parameters().items()},
+    }
+    times = np.arange(args.n_saves) * save_every * dt
+    write_dataset(trajectory_dataset(states, times, solver.grid, attrs=attrs), args.out)
+    console.print(f"wrote {args.out} ({states.shape}, {elapsed:.1f} s, "
+                  f"{n_steps / elapsed:.0f} steps/s)")
+    return 0
+
+
+def _quiet_warp(device: str) -> None:
+    """Keep Warp's start-up banner and, on the CPU, its missing-CUDA warning off the console.
+
+    The warning is written by Warp's native library straight to file descriptor 2, so on the
+    CPU that descriptor points to /dev/null while Warp initialises.
+    """
+    import os
+
+    import warp as wp
+
+    if device != "cpu":
+        wp.config.log_level = wp.LOG_WARNING
+        return
+    wp.config.log_level = wp.LOG_ERROR
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            wp.init()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _run_solve(args)
+    except ValueError as err:
+        print(f"physml: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The standard problems of ``physml solve``: each PDE with its domain, boundaries, parameters
+and initial condition, resolved from names and command-line values in one registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import solvers as s
+
+
+def _teng_initial(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return 0.04 * np.cosh(3 * np.sin(x)) * np.sinh(np.sin(y))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A named PDE problem.
+
+    Attributes:
+        solver: the solver class.
+        equation: the PDE, as text for metadata and ``--help``.
+        lower, upper: domain bounds per axis [m].
+        bc: boundary kind on every side ("periodic", "dirichlet", "neumann"), or None when
+            the solver fixes its own boundaries.
+        parameters: default physical parameters.
+        initial: u0 as a function of the cell-centre coordinates.
+        t_end: default final time [s].
+        options: extra solver options (scheme, space, ...).
+    """
+
+    solver: type
+    equation: str
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    bc: str | None
+    parameters: dict[str, float | tuple[float, ...]]
+    initial: Callable[..., np.ndarray]
+    t_end: float
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.lower)
+
+
+TWO_PI = 2 * np.pi
+
+PROBLEMS: dict[str, Problem] = {
+    "heat1d": Problem(
+        s.HeatSolver1D, "u_t = nu u_xx", (0.0,), (TWO_PI,), "periodic", {"nu": 0.1},
+        lambda x: np.sin(x) + 0.5 * np.sin(3 * x), 1.0,
+    ),
+    "heat2d": Problem(
+        s.HeatSolver2D, "u_t = nu (u_xx + u_yy)", (0.0, 0.0), (TWO_PI, TWO_PI), "periodic",
+        {"nu": 0.1}, _teng_initial, 1.0,
+    ),
+    "advection1d": Problem(
+        s.AdvectionSolver1D, "u_t + beta u_x = 0", (0.0,), (1.0,), "periodic", {"beta": 1.0},
+        lambda x: np.sin(2 * np.pi * x), 1.0,
+    ),
+    "advection2d": Problem(
+        s.AdvectionSolver2D, "u_t + beta_x u_x + beta_y u_y = 0", (0.0, 0.0), (1.0, 1.0),
+        "periodic", {"beta": (1.0, 0.5)},
+        lambda x, y: np.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.01), 1.0,
+    ),
+    "burgers1d": Problem(
+        s.BurgersSolver1D, "u_t + (u^2/2)_x = nu u_xx", (-1.0,), (1.0,), "dirichlet",
+        {"nu": 0.01 / np.pi}, lambda x: -np.sin(np.pi * x), 1.0,
+    ),
+    "burgers2d": Problem(
+        s.BurgersSolver2D, "u_t + (u^2/2)_x + (u^2/2)_y = nu (u_xx + u_yy)", (0.0, 0.0),
+        (TWO_PI, TWO_PI), "periodic", {"nu": 0.01}, _teng_initial, 4.0,
+    ),
+    "allen_cahn1d": Problem(
+        s.AllenCahnSolver1D, "u_t = nu u_xx + rho (u - u^3)", (-1.0,), (1.0,), "periodic",
+        {"nu": 1e-4, "rho": 5.0}, lambda x: x**2 * np.cos(np.pi * x), 1.0,
+    ),
+    "allen_cahn2d": Problem(
+        s.AllenCahnSolver2D, "u_t = nu (u_xx + u_yy) + rho (u - u^3)", (0.0, 0.0),
+        (TWO_PI, TWO_PI), "periodic", {"nu": 0.005, "rho": 1.0}, _teng_initial, 4.0,
+    ),
+    "diffusion_reaction1d": Problem(
+        s.DiffusionReactionSolver1D, "u_t = nu u_xx + rho u (1 - u)", (0.0,), (1.0,),
+        "periodic", {"nu": 0.5, "rho": 1.0},
+        lambda x: 0.5 + 0.4 * np.sin(2 * np.pi * x), 1.0,
+    ),
+    "diffusion_sorption1d": Problem(
+        s.DiffusionSorptionSolver1D, "u_t = D / R(u) u_xx", (0.0,), (1.0,), None,
+        {"D": 5e-4}, lambda x: np.full_like(x, 0.1), 500.0,
+    ),
+}
+
+
+def problem(name: str) -> Problem:
+    """The problem called ``name``, with a clear error listing the known ones."""
+    if name not in PROBLEMS:
+        raise ValueError(f"unknown PDE {name!r}; allowed: {', '.join(PROBLEMS)}")
+    return PROBLEMS[name]
+
+
+def build_solver(
+    name: str,
+    shape: tuple[int, ...],
+    parameters: dict[str, float | tuple[float, ...]],
+    **options,
+) -> tuple[s.GridSolver, np.ndarray]:
+    """The solver of problem ``name`` on ``shape`` cells (``dt`` unset) and its u0."""
+    prob = problem(name)
+    if len(shape) != prob.ndim:
+        raise ValueError(f"{name} needs {prob.ndim} grid size(s); got {len(shape)}")
+    grid = s.Grid(shape, prob.lower, prob.upper)
+    unknown = set(parameters) - set(prob.solver.parameter_names)
+    if unknown:
+        allowed = ", ".join(prob.solver.parameter_names)
+        raise ValueError(f"{name} has no parameter(s) {sorted(unknown)}; allowed: {allowed}")
+    args = {**prob.parameters, **parameters, **prob.options, **options}
+    if prob.bc is not None:
+        args["bc"] = s.boundary_conditions(prob.bc, grid.ndim)
+    solver = prob.solver(grid, dt=None, **args)
+    return solver, prob.initial(*grid.mesh())
