@@ -58,8 +58,9 @@ def burgers_cole_hopf(x: np.ndarray, t: float, nu: float, n_quad: int = 4001) ->
     Solves $u_t + u u_x = \nu u_{xx}$ on the line (and hence on $[-1, 1]$ with $u(\pm1) = 0$,
     by odd symmetry):
 
-    $$u(x,t) = -\frac{\int \sin(\pi(x-\eta))\,e^{-\cos(\pi(x-\eta))/(2\pi\nu)}
-    \,e^{-\eta^2/(4\nu t)}\,d\eta}{\int e^{-\cos(\pi(x-\eta))/(2\pi\nu)}\,e^{-\eta^2/(4\nu t)}\,d\eta}.$$
+    $$u(x,t) = -\frac{\int \sin(\pi(x-\eta))\,\phi(x-\eta)\,e^{-\eta^2/(4\nu t)}\,d\eta}
+    {\int \phi(x-\eta)\,e^{-\eta^2/(4\nu t)}\,d\eta},\qquad
+    \phi(y) = e^{-\cos(\pi y)/(2\pi\nu)}.$$
 
     The integrals are evaluated with the trapezoidal rule on $|\eta| \le 12\sqrt{4\nu t}$
     (``n_quad`` points; spectrally accurate for this smooth, rapidly decaying integrand),

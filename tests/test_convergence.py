@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import observed_order
 
+from conftest import observed_order
 from physml.solvers import (
     BC,
     AdvectionSolver1D,
@@ -14,9 +14,11 @@ from physml.solvers import (
     DiffusionReactionSolver1D,
     DiffusionSorptionSolver1D,
     Grid,
+    HeatSolver,
     HeatSolver1D,
     HeatSolver2D,
     dirichlet,
+    neumann,
 )
 from physml.solvers.exact import (
     advected_sine,
@@ -180,3 +182,16 @@ def test_diffusion_sorption_self_convergence():
     diffs = [np.abs(a - b).max() for a, b in zip(solutions, solutions[1:])]
     assert observed_order([1 / 32, 1 / 64, 1 / 128], diffs) >= 0.9
     assert np.all(solutions[-1] > 0) and np.all(solutions[-1] < 1)
+
+
+def test_heat_3d_neumann_space_order_two():
+    """cos modes satisfy zero-flux boundaries: the 3D path of every kernel."""
+    hs, errors = [], []
+    for n in (6, 12, 24):
+        grid = Grid((n, n, n), (0.0, 0.0, 0.0), (np.pi, np.pi, np.pi))
+        x, y, z = grid.mesh()
+        solver = HeatSolver(grid, neumann(3), nu=0.2, dt=None)
+        u = run_to(solver, np.cos(x) * np.cos(y) * np.cos(z), 0.5)
+        hs.append(grid.dx[0])
+        errors.append(rel_l2(u, np.exp(-0.2 * 3 * 0.5) * np.cos(x) * np.cos(y) * np.cos(z)))
+    assert observed_order(hs, errors) == pytest.approx(2.0, abs=0.1)

@@ -66,5 +66,6 @@ def test_dirichlet_ghost_cells_put_the_value_on_the_face():
     x = grid.coords(0)
     u = 2.0 - 3.0 * x  # linear: the odd reflection is exact
     up = lay.pad(field(lay, u)).numpy()
-    xp = np.concatenate([x[0] - grid.dx[0] * np.array([2, 1]), x, x[-1] + grid.dx[0] * np.array([1, 2])])
+    h = grid.dx[0]
+    xp = np.concatenate([x[0] - h * np.array([2, 1]), x, x[-1] + h * np.array([1, 2])])
     np.testing.assert_allclose(up, 2.0 - 3.0 * xp, atol=1e-13)
