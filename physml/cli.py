@@ -34,7 +34,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .problems import PROBLEMS
+    from .datasets.problems import PROBLEMS
 
     parser = _Parser(prog="physml", description="Simulation-first scientific ML for PDEs.")
     parser.add_argument("--version", action="version", version=f"physml {__version__}")
@@ -62,6 +62,27 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     solve.add_argument("--out", type=Path, required=True, help="output HDF5 file")
     solve.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    datasets = sub.add_parser("datasets", help="benchmark datasets")
+    datasets_sub = datasets.add_subparsers(dest="datasets_command", parser_class=_Parser,
+                                           required=True)
+    generate = datasets_sub.add_parser(
+        "generate", help="generate (or resume) a dataset from a spec",
+        description="Generate a dataset from a YAML spec (a path, or a bundled spec name: "
+        "burgers1d, advection1d, diffusion_reaction1d, diffusion_sorption1d, heat2d, "
+        "allen_cahn2d). Rerunning the same command resumes an interrupted generation.",
+    )
+    generate.add_argument("spec", help="spec file or bundled spec name")
+    generate.add_argument("--out", type=Path, required=True, help="output folder")
+    generate.add_argument("--samples", type=int, default=None,
+                          help="samples per parameter combination (overrides the spec)")
+    generate.add_argument("--workers", type=int, default=None,
+                          help="local Dask worker processes (default: all cores; 0: in-process)")
+    generate.add_argument("--scheduler", default=None,
+                          help="address of a running Dask scheduler, e.g. tcp://host:8786")
+    generate.add_argument("--overwrite", action="store_true",
+                          help="replace a complete dataset (or one of another spec) in --out")
+    generate.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -69,8 +90,8 @@ def _run_solve(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from .datasets.problems import build_solver, problem
     from .io import trajectory_dataset, write_dataset
-    from .problems import build_solver, problem
     from .solvers.errors import BlowUpError
 
     _quiet_warp(args.device)
@@ -140,6 +161,38 @@ def _run_solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_generate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .datasets.generate import generate
+    from .datasets.spec import load_spec
+
+    _quiet_warp("cpu")
+    if args.samples is not None and args.samples <= 0:
+        raise ValueError(f"--samples={args.samples} must be a positive integer")
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers={args.workers} must be >= 0")
+    spec = load_spec(args.spec, samples=args.samples)
+    console = Console(stderr=True, quiet=args.quiet)
+    console.print(f"[bold]physml datasets generate[/] {args.spec}: {spec.pde} on {spec.grid}, "
+                  f"{len(spec.parameter_grid())} parameter combination(s) x {spec.samples} "
+                  f"samples -> {args.out}")
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} samples"), TimeElapsedColumn(),
+                  console=console, disable=args.quiet) as progress:
+        task = progress.add_task(spec.pde, total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        manifest = generate(spec, args.out, workers=args.workers, scheduler=args.scheduler,
+                            overwrite=args.overwrite, progress=report)
+    console.print(f"wrote {manifest['samples']} samples to {args.out} "
+                  f"(open with physml.io.open_dataset({str(args.out)!r}, split='train'))")
+    return 0
+
+
 def _quiet_warp(device: str) -> None:
     """Keep Warp's start-up banner and, on the CPU, its missing-CUDA warning off the console.
 
@@ -172,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return _run_solve(args)
+        return _run_solve(args) if args.command == "solve" else _run_generate(args)
     except ValueError as err:
         print(f"physml: error: {err}", file=sys.stderr)
         return 2

@@ -39,6 +39,7 @@ from .operators import (
     axpy_kernel,
     convection_diffusion_reaction_kernel,
     implicit_operator_kernel,
+    implicit_tridiagonal_kernel,
     pad_kernel,
     scaled_axpy_kernel,
     weighted_dot_kernel,
@@ -364,6 +365,8 @@ class GridSolver:
         $[1, 1 + \\theta\\Delta t\\,\\nu\\lambda_{max}]$. Launches are not recorded on a tape.
         Returns the number of iterations.
         """
+        if self.grid.ndim == 1:
+            return self._solve_tridiagonal(b, nu, x)
         lay, T, dev = self.layout, self.dtype, self.device
         n = self.grid.size
         tol = 1e-13 if T == wp.float64 else 1e-6
@@ -425,6 +428,20 @@ class GridSolver:
             launch(axpy_kernel, [r, p, T(rr_new / rr)], [p])
             rr = rr_new
         raise RuntimeError(f"implicit diffusion solve did not converge (residual^2 {rr:.3e})")
+
+    def _solve_tridiagonal(self, b: wp.array, nu: wp.array, x: wp.array) -> int:
+        """The 1D implicit system solved directly (Thomas / Sherman–Morrison), O(n)."""
+        lay, T, n = self.layout, self.dtype, self.grid.size
+        ghost = lay.coef_homogeneous.numpy()
+        g = lay.ghost_width
+        work = [wp.empty(n, dtype=T, device=self.device) for _ in range(3)]
+        wp.launch(
+            implicit_tridiagonal_kernel, dim=1,
+            inputs=[b, nu, T(self.theta * self.dt / self.grid.dx[0] ** 2), n,
+                    T(ghost[1, 0]), T(ghost[1 + g, 0]), int(self.bc.is_periodic(0)), *work],
+            outputs=[x], device=self.device, record_tape=False,
+        )
+        return 1
 
     # -------------------------------------------------------------------------- public stepping
 

@@ -382,6 +382,74 @@ def weighted_dot_kernel(
     wp.atomic_add(out, 0, scale * a[t] * b[t])
 
 
+@wp.func
+def thomas_sweep(
+    first: Any, middle: Any, last: Any, off: Any, rhs: wp.array(dtype=Any), n: int,
+    scratch: wp.array(dtype=Any), out: wp.array(dtype=Any),
+):
+    """Solve the tridiagonal system with diagonal (first, middle..., last) and constant
+    off-diagonals ``off`` (Thomas algorithm, O(n), sequential)."""
+    diag = first
+    scratch[0] = off / diag
+    out[0] = rhs[0] / diag
+    for i in range(1, n):
+        diag = middle
+        if i == n - 1:
+            diag = last
+        denom = diag - off * scratch[i - 1]
+        scratch[i] = off / denom
+        out[i] = (rhs[i] - off * out[i - 1]) / denom
+    for k in range(n - 1):
+        i = n - 2 - k
+        out[i] = out[i] - scratch[i] * out[i + 1]
+
+
+@wp.kernel(enable_backward=False)
+def implicit_tridiagonal_kernel(
+    rhs: wp.array(dtype=Any),
+    nu: wp.array(dtype=Any),
+    theta_dt_inv_dx2: Any,
+    n: int,
+    ghost_lo: Any,
+    ghost_hi: Any,
+    periodic: int,
+    unit: wp.array(dtype=Any),
+    scratch: wp.array(dtype=Any),
+    correction: wp.array(dtype=Any),
+    out: wp.array(dtype=Any),
+):
+    """Solve (I - theta dt nu L0) x = rhs in 1D with one thread (L0: homogeneous boundaries).
+
+    Rows are -s x_{i-1} + (1 + 2s) x_i - s x_{i+1} with s = theta dt nu / dx^2; a reflected
+    ghost x_{-1} = g x_0 makes the first diagonal 1 + s (2 - g) (g = -1 Dirichlet, +1 Neumann).
+    Periodic (cyclic) systems use the Sherman-Morrison formula with ``unit`` = e_0 + e_{n-1}
+    scaled. Reads rhs, nu; writes out (scratch, correction, unit are work arrays).
+    """
+    one = rhs.dtype(1.0)
+    two = rhs.dtype(2.0)
+    s = theta_dt_inv_dx2 * nu[0]
+    off = -s
+    middle = one + two * s
+    if periodic == 0:
+        thomas_sweep(one + s * (two - ghost_lo), middle, one + s * (two - ghost_hi), off, rhs,
+                     n, scratch, out)
+    else:
+        gamma = -middle
+        first = middle - gamma
+        last = middle - off * off / gamma
+        thomas_sweep(first, middle, last, off, rhs, n, scratch, out)
+        for i in range(n):
+            unit[i] = rhs.dtype(0.0)
+        unit[0] = gamma
+        unit[n - 1] = off
+        thomas_sweep(first, middle, last, off, unit, n, scratch, correction)
+        factor = (out[0] + off * out[n - 1] / gamma) / (
+            one + correction[0] + off * correction[n - 1] / gamma
+        )
+        for i in range(n):
+            out[i] = out[i] - factor * correction[i]
+
+
 def _overload_all() -> None:
     for T in (wp.float32, wp.float64):
         arr = wp.array(dtype=T)
@@ -411,6 +479,11 @@ def _overload_all() -> None:
         )
         wp.overload(scaled_axpy_kernel, {"x": arr, "coeff": arr, "a": T, "y": arr, "out": arr})
         wp.overload(weighted_dot_kernel, {"a": arr, "b": arr, "scale": T, "out": arr})
+        wp.overload(
+            implicit_tridiagonal_kernel,
+            {"rhs": arr, "nu": arr, "theta_dt_inv_dx2": T, "ghost_lo": T, "ghost_hi": T,
+             "unit": arr, "scratch": arr, "correction": arr, "out": arr},
+        )
 
 
 _overload_all()

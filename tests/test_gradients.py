@@ -36,6 +36,9 @@ CASES = {
     "heat1d_imex": (lambda: HeatSolver1D(G1, neumann(1, 0.1), nu=0.02, dt=0.05, scheme="imex"),
                     ["nu"]),
     "heat2d": (lambda: HeatSolver2D(G2, nu=0.01, dt=0.02), ["nu"]),
+    "heat2d_imex": (
+        lambda: HeatSolver2D(G2, dirichlet(2, 0.5), nu=0.05, dt=0.05, scheme="imex"), ["nu"]
+    ),
     "advection1d": (lambda: AdvectionSolver1D(G1, beta=0.8, dt=0.02), ["beta"]),
     "advection1d_central": (
         lambda: AdvectionSolver1D(G1, beta=0.8, dt=0.02, space="central", scheme="rk4"), ["beta"]

@@ -1,0 +1,77 @@
+r"""Random initial conditions for benchmark datasets, drawn from a NumPy ``Generator``.
+
+* ``pdebench_sines`` (1D): PDEBench's generator for advection, Burgers and diffusion–reaction.
+  With $L = x_{N-1} - x_0$, two draws from $\{1..K\}$ ($K = 4$) give multiplicities $s_n$ and
+  wavenumbers $k_n = 2\pi n s_n / L$; then
+  $u = \sum_{n=1}^{K} A_n\sin(k_n x + \varphi_n)$, $A_n\sim U(0,1)$, $\varphi_n\sim U(0,2\pi)$;
+  with probability 0.1 $u \leftarrow |u|$; a random sign; with probability 0.1 a window
+  $\tfrac12[\tanh((x-x_L)/0.01) - \tanh((x-x_R)/0.01)]$, $x_L\sim U(0.1,0.45)$,
+  $x_R = x_L + 0.45$; optionally rescaled to $[0, 1]$ (diffusion–reaction).
+* ``uniform_constant`` (1D): a constant $u_0\sim U(a, b)$ (PDEBench's diffusion–sorption,
+  $U(0, 0.2)$).
+* ``fourier_2d``: $u = a\,\tilde u/\max|\tilde u|$ with
+  $\tilde u = \sum_{|k_x|,|k_y|\le K} c_k \cos(k_x x + k_y y + \varphi_k)/(1 + k_x^2 + k_y^2)$,
+  $c_k\sim N(0,1)$, $\varphi_k\sim U(0, 2\pi)$: smooth periodic fields of amplitude $a$.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..solvers.grid import Grid
+
+
+def pdebench_sines(
+    grid: Grid, rng: np.random.Generator, k_tot: int = 4, normalize: bool = False
+) -> np.ndarray:
+    """PDEBench's random superposition of sines on a 1D grid (see the module docstring)."""
+    x = grid.coords(0)
+    length = x[-1] - x[0]
+    counts = np.bincount(rng.integers(0, k_tot, size=2), minlength=k_tot)
+    k = 2 * np.pi * np.arange(1, k_tot + 1) * counts / length
+    amplitude = rng.uniform(0.0, 1.0, k_tot)
+    phase = rng.uniform(0.0, 2 * np.pi, k_tot)
+    u = np.sum(amplitude[:, None] * np.sin(k[:, None] * x[None, :] + phase[:, None]), axis=0)
+    if rng.uniform() < 0.1:
+        u = np.abs(u)
+    u = u * rng.choice([-1.0, 1.0])
+    if rng.uniform() < 0.1:
+        x_left = rng.uniform(0.1, 0.45)
+        x_right = x_left + 0.45
+        u = u * 0.5 * (np.tanh((x - x_left) / 0.01) - np.tanh((x - x_right) / 0.01))
+    if normalize:
+        u = u - u.min()
+        u = u / max(u.max(), np.finfo(np.float64).tiny)
+    return u
+
+
+def uniform_constant(
+    grid: Grid, rng: np.random.Generator, low: float = 0.0, high: float = 0.2
+) -> np.ndarray:
+    """A spatially constant state drawn from U(low, high)."""
+    return np.full(grid.shape, rng.uniform(low, high))
+
+
+def fourier_2d(
+    grid: Grid, rng: np.random.Generator, k_max: int = 4, amplitude: float = 1.0
+) -> np.ndarray:
+    """A smooth random periodic field on a 2D grid (see the module docstring)."""
+    x, y = grid.mesh()
+    scale_x = 2 * np.pi / (grid.upper[0] - grid.lower[0])
+    scale_y = 2 * np.pi / (grid.upper[1] - grid.lower[1])
+    u = np.zeros(grid.shape)
+    for kx in range(-k_max, k_max + 1):
+        for ky in range(0, k_max + 1):
+            c, phase = rng.standard_normal(), rng.uniform(0, 2 * np.pi)
+            u += c * np.cos(kx * scale_x * x + ky * scale_y * y + phase) / (1 + kx**2 + ky**2)
+    return amplitude * u / np.abs(u).max()
+
+
+INITIAL_CONDITIONS: dict[str, Callable[..., np.ndarray]] = {
+    "pdebench_sines": pdebench_sines,
+    "uniform_constant": uniform_constant,
+    "fourier_2d": fourier_2d,
+}
+"""Initial-condition generators by spec name; each takes (grid, rng, **options)."""

@@ -1,0 +1,183 @@
+"""Dataset specs: the YAML files that say what ``physml datasets generate`` builds.
+
+A spec names a standard problem (:mod:`physml.datasets.problems`), the grid, the parameters
+(a list sweeps a parameter: every combination gets ``samples`` samples), the saved times, the
+random initial condition, the splits and the solver settings::
+
+    pde: burgers1d_pdebench
+    grid: [1024]
+    parameters: {nu: [0.001, 0.01, 0.1]}
+    t_end: 2.0
+    n_saves: 201
+    initial_condition: {kind: pdebench_sines}
+    samples: 100            # per parameter combination
+    splits: {train: 0.8, valid: 0.1, test: 0.1}
+    shard_size: 10
+    seed: 2022
+
+Bundled specs live beside this module in ``specs/`` and can be named without a path.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .initial_conditions import INITIAL_CONDITIONS
+from .problems import PROBLEMS
+
+SPEC_FOLDER = Path(__file__).parent / "specs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InitialConditionSpec(_Strict):
+    kind: str
+    options: dict[str, float | int | bool] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, kind: str) -> str:
+        if kind not in INITIAL_CONDITIONS:
+            raise ValueError(f"unknown kind {kind!r}; allowed: {', '.join(INITIAL_CONDITIONS)}")
+        return kind
+
+
+class SolverSpec(_Strict):
+    scheme: str | None = None
+    cfl: float = Field(0.5, gt=0, le=1)
+    dtype: Literal["float32", "float64"] = "float64"
+
+
+class SplitSpec(_Strict):
+    train: float = Field(0.8, ge=0, le=1)
+    valid: float = Field(0.1, ge=0, le=1)
+    test: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitSpec:
+        total = self.train + self.valid + self.test
+        if abs(total - 1) > 1e-9:
+            raise ValueError(f"train + valid + test must be 1, got {total:g}")
+        return self
+
+
+class DatasetSpec(_Strict):
+    """A validated dataset spec (see the module docstring)."""
+
+    pde: str
+    grid: list[int] = Field(min_length=1, max_length=3)
+    parameters: dict[str, float | list[float]] = Field(default_factory=dict)
+    t_end: float = Field(gt=0)
+    n_saves: int = Field(ge=2)
+    initial_condition: InitialConditionSpec
+    samples: int = Field(gt=0)
+    splits: SplitSpec = Field(default_factory=SplitSpec)
+    shard_size: int = Field(16, gt=0)
+    seed: int = Field(0, ge=0)
+    solver: SolverSpec = Field(default_factory=SolverSpec)
+    storage_dtype: Literal["float32", "float64"] = "float32"
+
+    @field_validator("pde")
+    @classmethod
+    def _known_pde(cls, pde: str) -> str:
+        if pde not in PROBLEMS:
+            raise ValueError(f"unknown PDE {pde!r}; allowed: {', '.join(PROBLEMS)}")
+        return pde
+
+    @field_validator("grid")
+    @classmethod
+    def _positive_cells(cls, grid: list[int]) -> list[int]:
+        if any(n < 1 for n in grid):
+            raise ValueError(f"cell counts must be positive, got {grid}")
+        return grid
+
+    @model_validator(mode="after")
+    def _consistent_with_problem(self) -> DatasetSpec:
+        problem = PROBLEMS[self.pde]
+        if len(self.grid) != problem.ndim:
+            raise ValueError(f"grid: {self.pde} needs {problem.ndim} cell count(s)")
+        allowed = problem.solver.parameter_names
+        for name in self.parameters:
+            if name not in allowed:
+                raise ValueError(f"parameters: {self.pde} has no parameter {name!r}; "
+                                 f"allowed: {', '.join(allowed)}")
+        return self
+
+    def parameter_grid(self) -> list[dict[str, float]]:
+        """Every combination of the swept parameters (lists), in spec order."""
+        names = list(self.parameters)
+        values = [v if isinstance(v, list) else [v] for v in self.parameters.values()]
+        return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+
+    def split_sizes(self) -> dict[str, int]:
+        """Samples per split and parameter combination (rounded; the train split takes the
+        remainder)."""
+        valid = round(self.samples * self.splits.valid)
+        test = round(self.samples * self.splits.test)
+        return {"train": self.samples - valid - test, "valid": valid, "test": test}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def resolve_spec_path(spec: str | Path) -> Path:
+    """A spec path, or the bundled spec of that name (``burgers1d`` -> specs/burgers1d.yaml)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    bundled = SPEC_FOLDER / f"{spec}.yaml"
+    if bundled.is_file():
+        return bundled
+    names = ", ".join(sorted(p.stem for p in SPEC_FOLDER.glob("*.yaml")))
+    raise ValueError(f"spec file {str(spec)!r} does not exist (bundled specs: {names})")
+
+
+def load_spec(spec: str | Path, samples: int | None = None) -> DatasetSpec:
+    """Read and validate a spec; ``samples`` overrides its sample count.
+
+    Raises:
+        ValueError: one message naming the file, the key and what is allowed.
+    """
+    path = resolve_spec_path(spec)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"spec {path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"spec {path}: expected a mapping of keys to values")
+    if samples is not None:
+        raw["samples"] = samples
+    try:
+        return DatasetSpec.model_validate(raw)
+    except ValidationError as err:
+        raise ValueError(f"spec {path}: {_describe(err)}") from None
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """Field names of the spec section at ``loc`` (a path of keys from the top)."""
+    model: type[BaseModel] = DatasetSpec
+    for key in loc:
+        annotation = model.model_fields[key].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return list(model.model_fields)
+
+
+def _describe(err: ValidationError) -> str:
+    """The first validation problem as 'key: message'."""
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"unknown key {key!r}; allowed: {', '.join(_allowed_keys(first['loc'][:-1]))}"
+    message = first["msg"].removeprefix("Value error, ")
+    received = first.get("input")
+    shown = "" if isinstance(received, dict) else f" (got {received!r})"
+    return f"{key}: {message}{shown}"

@@ -1,0 +1,149 @@
+"""The field data model: xarray Datasets stored as HDF5 (netCDF4 flavour, via h5netcdf).
+
+One model for every field dataset:
+
+* dims ``sample``, ``time``, ``x``, ``y``, ``z`` (those that apply), in that order;
+* a coordinate for every dim (cell centres for space, model time for ``time``, the sample's
+  random seed for ``sample``) and per-sample coordinates for swept parameters (``nu(sample)``);
+* one data variable per field (``u``);
+* attrs: the PDE and its equation, every physical parameter, the solver, scheme and grid,
+  the seed, the physml version and the generating spec (YAML text).
+
+Files open with ``xarray.open_dataset`` and with plain ``h5py`` (variables are HDF5 datasets
+of the same name). Fields with a ``sample`` dim are chunked one sample per chunk and
+compressed (gzip level 4 with shuffle), so reading one sample reads one chunk. Every write goes
+to a hidden temporary name in the target folder and is renamed when complete.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..solvers.grid import Grid
+
+AXES = ("x", "y", "z")
+SHARD_GLOB = "shard-*.h5"
+
+
+def _coords(grid: Grid, times: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
+    coords = {"time": ("time", np.asarray(times, dtype=np.float64))}
+    for axis in range(grid.ndim):
+        coords[AXES[axis]] = (AXES[axis], grid.coords(axis))
+    return coords
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, tuple | list):
+        return np.asarray(value)
+    return value
+
+
+def trajectory_dataset(
+    states: np.ndarray, times: np.ndarray, grid: Grid, name: str = "u",
+    attrs: dict[str, Any] | None = None,
+) -> xr.Dataset:
+    """One trajectory: variable ``name`` of dims ``(time, x[, y[, z]])``.
+
+    Args:
+        states: shape ``(n_times, *grid.shape)``.
+        times: model times [s], shape ``(n_times,)``.
+        grid: the grid the states live on.
+        attrs: metadata (numbers, strings or flat lists of them).
+    """
+    dims = ("time", *AXES[: grid.ndim])
+    ds = xr.Dataset({name: (dims, states)}, coords=_coords(grid, times))
+    ds.attrs.update({k: _attr(v) for k, v in (attrs or {}).items()})
+    return ds
+
+
+def samples_dataset(
+    states: np.ndarray, times: np.ndarray, grid: Grid, seeds: np.ndarray,
+    sample_coords: dict[str, np.ndarray] | None = None, name: str = "u",
+    attrs: dict[str, Any] | None = None,
+) -> xr.Dataset:
+    """Many trajectories: variable ``name`` of dims ``(sample, time, x[, y[, z]])``.
+
+    Args:
+        states: shape ``(n_samples, n_times, *grid.shape)``.
+        times: model times [s], shape ``(n_times,)``.
+        grid: the grid.
+        seeds: the random seed of each sample, shape ``(n_samples,)``: the ``sample`` coordinate.
+        sample_coords: further per-sample coordinates (e.g. swept parameters).
+        attrs: metadata.
+    """
+    dims = ("sample", "time", *AXES[: grid.ndim])
+    coords: dict[str, Any] = {"sample": ("sample", np.asarray(seeds, dtype=np.int64))}
+    coords.update(_coords(grid, times))
+    for key, values in (sample_coords or {}).items():
+        coords[key] = ("sample", np.asarray(values))
+    ds = xr.Dataset({name: (dims, states)}, coords=coords)
+    ds.attrs.update({k: _attr(v) for k, v in (attrs or {}).items()})
+    return ds
+
+
+def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    encoding = {}
+    for name, var in ds.data_vars.items():
+        if var.dims and var.dims[0] == "sample":
+            chunks = (1, *var.shape[1:])
+            encoding[name] = {"chunksizes": chunks, "zlib": True, "complevel": 4,
+                              "shuffle": True}
+    return encoding
+
+
+def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``ds`` to ``path`` as HDF5, atomically (hidden temporary name, then rename)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"output folder {str(path.parent)!r} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        ds.to_netcdf(tmp, engine="h5netcdf", encoding=_encoding(ds))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def shard_files(folder: str | os.PathLike) -> list[Path]:
+    """The complete shard files of a folder, in order (temporary files are hidden)."""
+    return sorted(Path(folder).glob(SHARD_GLOB))
+
+
+def open_dataset(path: str | os.PathLike, split: str | None = None) -> xr.Dataset:
+    """Open a field dataset: one file, or a generated dataset folder joined lazily.
+
+    Args:
+        path: an HDF5 file, or a folder written by ``physml datasets generate``.
+        split: for a folder, the split to open ("train", "valid", "test"); None opens the
+            folder's own shards (a folder of shards without splits).
+
+    A folder's shards are concatenated along ``sample``; with Dask installed this is lazy
+    (``xarray.open_mfdataset``: nothing is read until values are used), otherwise the shards
+    are read into memory.
+    """
+    path = Path(path)
+    if path.is_file():
+        return xr.open_dataset(path, engine="h5netcdf")
+    folder = path / split if split else path
+    files = shard_files(folder)
+    if not files:
+        raise ValueError(f"no shard files ({SHARD_GLOB}) in {str(folder)!r}")
+    try:
+        import dask  # noqa: F401
+    except ImportError:
+        parts = [xr.open_dataset(f, engine="h5netcdf").load() for f in files]
+        return xr.concat(parts, dim="sample", data_vars="minimal", coords="minimal",
+                         compat="override", combine_attrs="override")
+    return xr.open_mfdataset(
+        files, engine="h5netcdf", combine="nested", concat_dim="sample", data_vars="minimal",
+        coords="minimal", compat="override", combine_attrs="override", parallel=False,
+    )
