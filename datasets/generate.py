@@ -62,7 +62,7 @@ def plan_shards(spec: DatasetSpec, folder: Path) -> list[ShardTask]:
             seeds = list(range(next_seed, next_seed + sizes[split]))
             next_seed += sizes[split]
             for start in range(0, len(seeds), spec.shard_size):
-                chunk = tuple(seeds[start:start + spec.shard_size])
+                chunk = tuple(seeds[start : start + spec.shard_size])
                 path = folder / split / f"shard-{index:05d}.h5"
                 tasks.append(ShardTask(str(path), split, params, chunk, yaml_text))
                 index += 1
@@ -126,18 +126,32 @@ def write_shard(task: ShardTask) -> str:
     times = np.linspace(0.0, spec.t_end, spec.n_saves)
     problem = PROBLEMS[spec.pde]
     attrs = {
-        "pde": spec.pde, "equation": problem.equation, "split": task.split,
-        "solver": type(solver).__name__, "cfl": spec.solver.cfl,
-        "solver_dtype": spec.solver.dtype, "grid_shape": solver.grid.shape,
-        "grid_lower": solver.grid.lower, "grid_upper": solver.grid.upper,
-        "bc": problem.bc or "pdebench", "initial_condition": spec.initial_condition.kind,
-        "seed": spec.seed, "physml_version": __version__, "spec": task.spec_yaml,
+        "pde": spec.pde,
+        "equation": problem.equation,
+        "split": task.split,
+        "solver": type(solver).__name__,
+        "cfl": spec.solver.cfl,
+        "solver_dtype": spec.solver.dtype,
+        "grid_shape": solver.grid.shape,
+        "grid_lower": solver.grid.lower,
+        "grid_upper": solver.grid.upper,
+        "bc": problem.bc or "pdebench",
+        "initial_condition": spec.initial_condition.kind,
+        "seed": spec.seed,
+        "physml_version": __version__,
+        "spec": task.spec_yaml,
         **{f"solver_{k}": v for k, v in solver.parameters().items()},
     }
     sample_coords = {k: np.full(len(task.seeds), v) for k, v in task.parameters.items()}
     sample_coords["scheme"] = np.asarray(schemes)
-    ds = samples_dataset(states.astype(spec.storage_dtype), times, solver.grid,
-                         np.asarray(task.seeds), sample_coords, attrs=attrs)
+    ds = samples_dataset(
+        states.astype(spec.storage_dtype),
+        times,
+        solver.grid,
+        np.asarray(task.seeds),
+        sample_coords,
+        attrs=attrs,
+    )
     Path(task.path).parent.mkdir(parents=True, exist_ok=True)
     write_dataset(ds, task.path)
     return task.path
@@ -175,11 +189,14 @@ def prepare_folder(spec: DatasetSpec, folder: Path, overwrite: bool) -> None:
             elif target.exists():
                 target.unlink()
     elif (folder / MANIFEST).exists():
-        raise ValueError(f"--out {str(folder)!r} holds a complete dataset; pass --overwrite to "
-                         "regenerate it")
+        raise ValueError(
+            f"--out {str(folder)!r} holds a complete dataset; pass --overwrite to regenerate it"
+        )
     elif spec_file.exists() and spec_file.read_text() != spec.to_yaml():
-        raise ValueError(f"--out {str(folder)!r} holds a partial dataset of another spec; use "
-                         "another folder or pass --overwrite")
+        raise ValueError(
+            f"--out {str(folder)!r} holds a partial dataset of another spec; use "
+            "another folder or pass --overwrite"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for split in SPLITS:
@@ -204,7 +221,9 @@ def run_in_process(tasks: Iterable[ShardTask], done: Callable[[ShardTask], None]
 
 
 def run_on_dask(
-    tasks: list[ShardTask], done: Callable[[ShardTask], None], workers: int,
+    tasks: list[ShardTask],
+    done: Callable[[ShardTask], None],
+    workers: int,
     scheduler: str | None,
 ) -> None:
     """Write the shards on Dask: a local cluster of ``workers`` processes or ``scheduler``."""
@@ -213,8 +232,9 @@ def run_on_dask(
     if scheduler:
         client, cluster = Client(scheduler), None
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = Client(cluster)
     try:
         futures = {client.submit(write_shard, t, pure=False): t for t in tasks}
@@ -236,8 +256,12 @@ def dask_available() -> bool:
 
 
 def generate(
-    spec: DatasetSpec, folder: str | os.PathLike, *, workers: int | None = None,
-    scheduler: str | None = None, overwrite: bool = False,
+    spec: DatasetSpec,
+    folder: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Generate (or resume) the dataset of ``spec`` in ``folder``; returns the manifest.
@@ -275,7 +299,9 @@ def generate(
         else:
             run_in_process(pending, done)
     manifest = {
-        "pde": spec.pde, "samples": total, "physml_version": __version__,
+        "pde": spec.pde,
+        "samples": total,
+        "physml_version": __version__,
         "splits": {s: [Path(p).name for p in shard_files(folder / s)] for s in SPLITS},
     }
     _write_text(folder / MANIFEST, json.dumps(manifest, indent=2))

@@ -29,18 +29,25 @@ def _attrs(h5obj) -> dict:
     return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5obj.attrs.items()}
 
 
-def _build(data: np.ndarray, times: np.ndarray, coords: list[np.ndarray], seeds, attrs) -> xr.Dataset:
+def _build(
+    data: np.ndarray, times: np.ndarray, coords: list[np.ndarray], seeds, attrs
+) -> xr.Dataset:
     """Dataset from data [N, T, *space(, C)] (C present when data has one more axis)."""
     ndim = len(coords)
     dims = ("sample", "time", *AXES[:ndim])
-    coord_map = {"sample": ("sample", np.asarray(seeds, dtype=np.int64)),
-                 "time": ("time", np.asarray(times, dtype=np.float64))}
+    coord_map = {
+        "sample": ("sample", np.asarray(seeds, dtype=np.int64)),
+        "time": ("time", np.asarray(times, dtype=np.float64)),
+    }
     for axis, values in enumerate(coords):
         coord_map[AXES[axis]] = (AXES[axis], np.asarray(values, dtype=np.float64))
     if data.ndim == ndim + 3:  # trailing channel axis
         channels = data.shape[-1]
-        variables = ({"u": (dims, data[..., 0])} if channels == 1 else
-                     {f"u{c}": (dims, data[..., c]) for c in range(channels)})
+        variables = (
+            {"u": (dims, data[..., 0])}
+            if channels == 1
+            else {f"u{c}": (dims, data[..., c]) for c in range(channels)}
+        )
     else:
         variables = {"u": (dims, data)}
     ds = xr.Dataset(variables, coords=coord_map)

@@ -106,8 +106,10 @@ class DatasetSpec(_Strict):
         allowed = problem.solver.parameter_names
         for name in self.parameters:
             if name not in allowed:
-                raise ValueError(f"parameters: {self.pde} has no parameter {name!r}; "
-                                 f"allowed: {', '.join(allowed)}")
+                raise ValueError(
+                    f"parameters: {self.pde} has no parameter {name!r}; "
+                    f"allowed: {', '.join(allowed)}"
+                )
         return self
 
     def parameter_grid(self) -> list[dict[str, float]]:

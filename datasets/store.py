@@ -46,7 +46,10 @@ def _attr(value: Any) -> Any:
 
 
 def trajectory_dataset(
-    states: np.ndarray, times: np.ndarray, grid: Grid, name: str = "u",
+    states: np.ndarray,
+    times: np.ndarray,
+    grid: Grid,
+    name: str = "u",
     attrs: dict[str, Any] | None = None,
 ) -> xr.Dataset:
     """One trajectory: variable ``name`` of dims ``(time, x[, y[, z]])``.
@@ -64,8 +67,12 @@ def trajectory_dataset(
 
 
 def samples_dataset(
-    states: np.ndarray, times: np.ndarray, grid: Grid, seeds: np.ndarray,
-    sample_coords: dict[str, np.ndarray] | None = None, name: str = "u",
+    states: np.ndarray,
+    times: np.ndarray,
+    grid: Grid,
+    seeds: np.ndarray,
+    sample_coords: dict[str, np.ndarray] | None = None,
+    name: str = "u",
     attrs: dict[str, Any] | None = None,
 ) -> xr.Dataset:
     """Many trajectories: variable ``name`` of dims ``(sample, time, x[, y[, z]])``.
@@ -93,8 +100,7 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     for name, var in ds.data_vars.items():
         if var.dims and var.dims[0] == "sample":
             chunks = (1, *var.shape[1:])
-            encoding[name] = {"chunksizes": chunks, "zlib": True, "complevel": 4,
-                              "shuffle": True}
+            encoding[name] = {"chunksizes": chunks, "zlib": True, "complevel": 4, "shuffle": True}
     return encoding
 
 
@@ -141,9 +147,22 @@ def open_dataset(path: str | os.PathLike, split: str | None = None) -> xr.Datase
         import dask  # noqa: F401
     except ImportError:
         parts = [xr.open_dataset(f, engine="h5netcdf").load() for f in files]
-        return xr.concat(parts, dim="sample", data_vars="minimal", coords="minimal",
-                         compat="override", combine_attrs="override")
+        return xr.concat(
+            parts,
+            dim="sample",
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            combine_attrs="override",
+        )
     return xr.open_mfdataset(
-        files, engine="h5netcdf", combine="nested", concat_dim="sample", data_vars="minimal",
-        coords="minimal", compat="override", combine_attrs="override", parallel=False,
+        files,
+        engine="h5netcdf",
+        combine="nested",
+        concat_dim="sample",
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+        combine_attrs="override",
+        parallel=False,
     )

@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     solve = sub.add_parser(
-        "solve", help="run a Warp solver and write the trajectory as HDF5",
+        "solve",
+        help="run a Warp solver and write the trajectory as HDF5",
         description="Run one of the standard PDE problems: "
         + "; ".join(f"{k}: {p.equation}" for k, p in PROBLEMS.items()),
     )
@@ -52,10 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
         solve.add_argument(f"--{name}", type=float, default=None, help=f"parameter {name} [{unit}]")
     solve.add_argument("--beta", type=_floats, default=None, help="advection velocity, e.g. 1,0.5")
     solve.add_argument("--t-end", type=float, default=None, help="final time [s]")
-    solve.add_argument("--dt", type=float, default=None,
-                       help="time step [s] (default: --cfl times the largest stable step)")
-    solve.add_argument("--cfl", type=float, default=0.5,
-                       help="fraction of the largest stable step used when --dt is not given")
+    solve.add_argument(
+        "--dt",
+        type=float,
+        default=None,
+        help="time step [s] (default: --cfl times the largest stable step)",
+    )
+    solve.add_argument(
+        "--cfl",
+        type=float,
+        default=0.5,
+        help="fraction of the largest stable step used when --dt is not given",
+    )
     solve.add_argument("--n-saves", type=int, default=101, help="saved states including u0")
     solve.add_argument("--scheme", default=None, help="euler, ssp_rk3, rk4 or imex")
     solve.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -64,24 +73,40 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--quiet", action="store_true", help="no progress bar")
 
     datasets = sub.add_parser("datasets", help="benchmark datasets")
-    datasets_sub = datasets.add_subparsers(dest="datasets_command", parser_class=_Parser,
-                                           required=True)
+    datasets_sub = datasets.add_subparsers(
+        dest="datasets_command", parser_class=_Parser, required=True
+    )
     generate = datasets_sub.add_parser(
-        "generate", help="generate (or resume) a dataset from a spec",
+        "generate",
+        help="generate (or resume) a dataset from a spec",
         description="Generate a dataset from a YAML spec (a path, or a bundled spec name: "
         "burgers1d, advection1d, diffusion_reaction1d, diffusion_sorption1d, heat2d, "
         "allen_cahn2d). Rerunning the same command resumes an interrupted generation.",
     )
     generate.add_argument("spec", help="spec file or bundled spec name")
     generate.add_argument("--out", type=Path, required=True, help="output folder")
-    generate.add_argument("--samples", type=int, default=None,
-                          help="samples per parameter combination (overrides the spec)")
-    generate.add_argument("--workers", type=int, default=None,
-                          help="local Dask worker processes (default: all cores; 0: in-process)")
-    generate.add_argument("--scheduler", default=None,
-                          help="address of a running Dask scheduler, e.g. tcp://host:8786")
-    generate.add_argument("--overwrite", action="store_true",
-                          help="replace a complete dataset (or one of another spec) in --out")
+    generate.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="samples per parameter combination (overrides the spec)",
+    )
+    generate.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local Dask worker processes (default: all cores; 0: in-process)",
+    )
+    generate.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a running Dask scheduler, e.g. tcp://host:8786",
+    )
+    generate.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a complete dataset (or one of another spec) in --out",
+    )
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -97,8 +122,9 @@ def _run_solve(args: argparse.Namespace) -> int:
     _quiet_warp(args.device)
     prob = problem(args.pde)
     shape = (args.nx,) if prob.ndim == 1 else (args.nx, args.ny or args.nx)
-    params = {k: getattr(args, k) for k in ("nu", "rho", "D", "beta")
-              if getattr(args, k) is not None}
+    params = {
+        k: getattr(args, k) for k in ("nu", "rho", "D", "beta") if getattr(args, k) is not None
+    }
     options = {"dtype": args.dtype, "device": args.device}
     if args.scheme is not None:
         options["scheme"] = args.scheme
@@ -132,32 +158,56 @@ def _run_solve(args: argparse.Namespace) -> int:
     console.print(f"  {solver!r}")
     console.print(f"  t_end={t_end:g}, {n_steps} steps, {args.n_saves} saved states -> {args.out}")
     started = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
-                  "{task.total} steps"), TimeRemainingColumn(), console=console,
-                  disable=args.quiet) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=args.quiet,
+    ) as progress:
         task = progress.add_task(args.pde, total=n_steps)
         try:
-            states = solver.rollout(u0, n_steps, save_every,
-                                    callback=lambda step: progress.update(task, completed=step))
+            states = solver.rollout(
+                u0, n_steps, save_every, callback=lambda step: progress.update(task, completed=step)
+            )
         except BlowUpError as err:
             rescue = args.out.with_name(args.out.stem + ".last_good.h5")
-            write_dataset(trajectory_dataset(err.last_good_state[None], [err.last_good_step * dt],
-                                             solver.grid, attrs={"pde": args.pde}), rescue)
+            write_dataset(
+                trajectory_dataset(
+                    err.last_good_state[None],
+                    [err.last_good_step * dt],
+                    solver.grid,
+                    attrs={"pde": args.pde},
+                ),
+                rescue,
+            )
             print(f"physml: error: {err} (saved to {rescue})", file=sys.stderr)
             return 1
     elapsed = time.perf_counter() - started
     attrs = {
-        "pde": args.pde, "equation": prob.equation, "solver": type(solver).__name__,
-        "scheme": solver.scheme, "dt": dt, "n_steps": n_steps, "save_every": save_every,
-        "grid_shape": solver.grid.shape, "grid_lower": solver.grid.lower,
-        "grid_upper": solver.grid.upper, "bc": prob.bc or "pdebench", "device": solver.device,
-        "dtype": args.dtype, "physml_version": __version__, "command": " ".join(sys.argv),
+        "pde": args.pde,
+        "equation": prob.equation,
+        "solver": type(solver).__name__,
+        "scheme": solver.scheme,
+        "dt": dt,
+        "n_steps": n_steps,
+        "save_every": save_every,
+        "grid_shape": solver.grid.shape,
+        "grid_lower": solver.grid.lower,
+        "grid_upper": solver.grid.upper,
+        "bc": prob.bc or "pdebench",
+        "device": solver.device,
+        "dtype": args.dtype,
+        "physml_version": __version__,
+        "command": " ".join(sys.argv),
         **{k: v for k, v in solver.parameters().items()},
     }
     times = np.arange(args.n_saves) * save_every * dt
     write_dataset(trajectory_dataset(states, times, solver.grid, attrs=attrs), args.out)
-    console.print(f"wrote {args.out} ({states.shape}, {elapsed:.1f} s, "
-                  f"{n_steps / elapsed:.0f} steps/s)")
+    console.print(
+        f"wrote {args.out} ({states.shape}, {elapsed:.1f} s, {n_steps / elapsed:.0f} steps/s)"
+    )
     return 0
 
 
@@ -175,21 +225,36 @@ def _run_generate(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers={args.workers} must be >= 0")
     spec = load_spec(args.spec, samples=args.samples)
     console = Console(stderr=True, quiet=args.quiet)
-    console.print(f"[bold]physml datasets generate[/] {args.spec}: {spec.pde} on {spec.grid}, "
-                  f"{len(spec.parameter_grid())} parameter combination(s) x {spec.samples} "
-                  f"samples -> {args.out}")
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total} samples"), TimeElapsedColumn(),
-                  console=console, disable=args.quiet) as progress:
+    console.print(
+        f"[bold]physml datasets generate[/] {args.spec}: {spec.pde} on {spec.grid}, "
+        f"{len(spec.parameter_grid())} parameter combination(s) x {spec.samples} "
+        f"samples -> {args.out}"
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} samples"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=args.quiet,
+    ) as progress:
         task = progress.add_task(spec.pde, total=None)
 
         def report(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        manifest = generate(spec, args.out, workers=args.workers, scheduler=args.scheduler,
-                            overwrite=args.overwrite, progress=report)
-    console.print(f"wrote {manifest['samples']} samples to {args.out} "
-                  f"(open with physml.io.open_dataset({str(args.out)!r}, split='train'))")
+        manifest = generate(
+            spec,
+            args.out,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            overwrite=args.overwrite,
+            progress=report,
+        )
+    console.print(
+        f"wrote {manifest['samples']} samples to {args.out} "
+        f"(open with physml.io.open_dataset({str(args.out)!r}, split='train'))"
+    )
     return 0
 
 

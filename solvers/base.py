@@ -40,6 +40,7 @@ from .operators import (
     convection_diffusion_reaction_kernel,
     implicit_operator_kernel,
     implicit_tridiagonal_kernel,
+    launch,
     pad_kernel,
     scaled_axpy_kernel,
     weighted_dot_kernel,
@@ -260,8 +261,9 @@ class GridSolver:
         """$F(u)$ as a new flat array (diffusion left out for the explicit part of IMEX)."""
         lay = self.layout
         out = lay.empty(u.requires_grad or any(p.requires_grad for p in params.values()))
-        wp.launch(
+        launch(
             convection_diffusion_reaction_kernel,
+            self.dtype,
             dim=self.grid.size,
             inputs=[
                 lay.pad(u),
@@ -327,8 +329,9 @@ class GridSolver:
         """
         lam = self.layout.empty(False)
         self._solve_implicit(x.grad, nu, lam)
-        wp.launch(
+        launch(
             axpy_kernel,
+            self.dtype,
             dim=lam.shape[0],
             inputs=[b.grad, lam, b.dtype(1.0)],
             outputs=[b.grad],
@@ -337,8 +340,9 @@ class GridSolver:
         )
         if nu.grad is not None:
             lx = self.layout.laplacian(x, homogeneous=True)
-            wp.launch(
+            launch(
                 weighted_dot_kernel,
+                self.dtype,
                 dim=lam.shape[0],
                 inputs=[lam, lx, b.dtype(self.theta * self.dt)],
                 outputs=[nu.grad],
@@ -348,8 +352,9 @@ class GridSolver:
 
     def _scaled_axpy(self, x: wp.array, coeff: wp.array, a: float, y: wp.array) -> wp.array:
         out = wp.empty_like(x, requires_grad=x.requires_grad or coeff.requires_grad)
-        wp.launch(
+        launch(
             scaled_axpy_kernel,
+            self.dtype,
             dim=x.shape[0],
             inputs=[x, coeff, x.dtype(a), y],
             outputs=[out],
@@ -375,19 +380,20 @@ class GridSolver:
         dot = wp.zeros(1, dtype=T, device=dev)
         theta_dt = T(self.theta * self.dt)
 
-        def launch(kernel, inputs, outputs):
-            wp.launch(kernel, dim=n, inputs=inputs, outputs=outputs, device=dev, record_tape=False)
+        def launch_n(kernel, inputs, outputs):
+            launch(kernel, T, dim=n, inputs=inputs, outputs=outputs, device=dev, record_tape=False)
 
         def apply(v, out):
-            wp.launch(
+            launch(
                 pad_kernel,
+                self.dtype,
                 dim=lay.padded_size,
                 inputs=[v, lay.shape, lay.ghost, lay.kinds_lo, lay.kinds_hi, lay.coef_homogeneous],
                 outputs=[xp],
                 device=dev,
                 record_tape=False,
             )
-            launch(
+            launch_n(
                 implicit_operator_kernel,
                 [
                     xp,
@@ -406,15 +412,15 @@ class GridSolver:
 
         def inner(a, c):
             dot.zero_()
-            launch(weighted_dot_kernel, [a, c, T(1.0)], [dot])
+            launch_n(weighted_dot_kernel, [a, c, T(1.0)], [dot])
             return float(dot.numpy()[0])
 
-        launch(axpy_kernel, [b, b, T(0.0)], [x])  # initial guess b (exact as nu dt -> 0)
+        launch_n(axpy_kernel, [b, b, T(0.0)], [x])  # initial guess b (exact as nu dt -> 0)
         r = wp.empty(n, dtype=T, device=dev)
         apply(x, ap)
-        launch(axpy_kernel, [b, ap, T(-1.0)], [r])
+        launch_n(axpy_kernel, [b, ap, T(-1.0)], [r])
         p = wp.empty(n, dtype=T, device=dev)
-        launch(axpy_kernel, [r, r, T(0.0)], [p])
+        launch_n(axpy_kernel, [r, r, T(0.0)], [p])
         rr = inner(r, r)
         bb = max(inner(b, b), np.finfo(np.float64).tiny)
         for iteration in range(10 * n + 10):
@@ -422,10 +428,10 @@ class GridSolver:
                 return iteration
             apply(p, ap)
             alpha = rr / inner(p, ap)
-            launch(axpy_kernel, [x, p, T(alpha)], [x])
-            launch(axpy_kernel, [r, ap, T(-alpha)], [r])
+            launch_n(axpy_kernel, [x, p, T(alpha)], [x])
+            launch_n(axpy_kernel, [r, ap, T(-alpha)], [r])
             rr_new = inner(r, r)
-            launch(axpy_kernel, [r, p, T(rr_new / rr)], [p])
+            launch_n(axpy_kernel, [r, p, T(rr_new / rr)], [p])
             rr = rr_new
         raise RuntimeError(f"implicit diffusion solve did not converge (residual^2 {rr:.3e})")
 
@@ -435,11 +441,23 @@ class GridSolver:
         ghost = lay.coef_homogeneous.numpy()
         g = lay.ghost_width
         work = [wp.empty(n, dtype=T, device=self.device) for _ in range(3)]
-        wp.launch(
-            implicit_tridiagonal_kernel, dim=1,
-            inputs=[b, nu, T(self.theta * self.dt / self.grid.dx[0] ** 2), n,
-                    T(ghost[1, 0]), T(ghost[1 + g, 0]), int(self.bc.is_periodic(0)), *work],
-            outputs=[x], device=self.device, record_tape=False,
+        launch(
+            implicit_tridiagonal_kernel,
+            self.dtype,
+            dim=1,
+            inputs=[
+                b,
+                nu,
+                T(self.theta * self.dt / self.grid.dx[0] ** 2),
+                n,
+                T(ghost[1, 0]),
+                T(ghost[1 + g, 0]),
+                int(self.bc.is_periodic(0)),
+                *work,
+            ],
+            outputs=[x],
+            device=self.device,
+            record_tape=False,
         )
         return 1
 

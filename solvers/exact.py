@@ -81,9 +81,7 @@ def burgers_cole_hopf(x: np.ndarray, t: float, nu: float, n_quad: int = 4001) ->
     return u.reshape(x.shape)
 
 
-def allen_cahn_front(
-    x: np.ndarray, t: float, nu: float, rho: float, x0: float = 0.0
-) -> np.ndarray:
+def allen_cahn_front(x: np.ndarray, t: float, nu: float, rho: float, x0: float = 0.0) -> np.ndarray:
     r"""Travelling front of $u_t = \nu u_{xx} + \rho(u - u^3)$ from $u = 0$ to $u = 1$.
 
     $$u = \tfrac12\left[1 + \tanh\left(\frac{x - x_0 - ct}{2\delta}\right)\right],\quad

@@ -384,8 +384,14 @@ def weighted_dot_kernel(
 
 @wp.func
 def thomas_sweep(
-    first: Any, middle: Any, last: Any, off: Any, rhs: wp.array(dtype=Any), n: int,
-    scratch: wp.array(dtype=Any), out: wp.array(dtype=Any),
+    first: Any,
+    middle: Any,
+    last: Any,
+    off: Any,
+    rhs: wp.array(dtype=Any),
+    n: int,
+    scratch: wp.array(dtype=Any),
+    out: wp.array(dtype=Any),
 ):
     """Solve the tridiagonal system with diagonal (first, middle..., last) and constant
     off-diagonals ``off`` (Thomas algorithm, O(n), sequential)."""
@@ -431,8 +437,16 @@ def implicit_tridiagonal_kernel(
     off = -s
     middle = one + two * s
     if periodic == 0:
-        thomas_sweep(one + s * (two - ghost_lo), middle, one + s * (two - ghost_hi), off, rhs,
-                     n, scratch, out)
+        thomas_sweep(
+            one + s * (two - ghost_lo),
+            middle,
+            one + s * (two - ghost_hi),
+            off,
+            rhs,
+            n,
+            scratch,
+            out,
+        )
     else:
         gamma = -middle
         first = middle - gamma
@@ -450,22 +464,42 @@ def implicit_tridiagonal_kernel(
             out[i] = out[i] - factor * correction[i]
 
 
+_SPECIALIZED: dict[tuple[int, type], wp.Kernel] = {}
+
+
+def specialize(kernel: wp.Kernel, dtype: type, arg_types: dict[str, Any]) -> None:
+    """Declare the overload of a generic kernel for ``dtype`` (float32 or float64)."""
+    _SPECIALIZED[(id(kernel), dtype)] = wp.overload(kernel, arg_types)
+
+
+def launch(kernel: wp.Kernel, dtype: type, **options) -> None:
+    """``wp.launch`` of ``kernel``'s overload for ``dtype``.
+
+    Launching the declared overload directly skips Warp's matching of argument types on every
+    call, which is most of a launch's cost on small grids.
+    """
+    wp.launch(_SPECIALIZED[(id(kernel), dtype)], **options)
+
+
 def _overload_all() -> None:
     for T in (wp.float32, wp.float64):
         arr = wp.array(dtype=T)
-        wp.overload(
+        specialize(
             pad_kernel,
+            T,
             {"u": arr, "coef": wp.array2d(dtype=T), "up": arr},
         )
-        wp.overload(
+        specialize(
             convection_diffusion_reaction_kernel,
+            T,
             {"up": arr, "inv_dx": arr, "nu": arr, "velocity": arr, "rho": arr, "out": arr},
         )
-        wp.overload(laplacian_kernel, {"up": arr, "inv_dx": arr, "out": arr})
-        wp.overload(derivative_kernel, {"up": arr, "inv_dx": arr, "out": arr})
-        wp.overload(axpy_kernel, {"x": arr, "y": arr, "a": T, "out": arr})
-        wp.overload(
+        specialize(laplacian_kernel, T, {"up": arr, "inv_dx": arr, "out": arr})
+        specialize(derivative_kernel, T, {"up": arr, "inv_dx": arr, "out": arr})
+        specialize(axpy_kernel, T, {"x": arr, "y": arr, "a": T, "out": arr})
+        specialize(
             implicit_operator_kernel,
+            T,
             {
                 "xp": arr,
                 "inv_dx": arr,
@@ -477,12 +511,22 @@ def _overload_all() -> None:
                 "z": arr,
             },
         )
-        wp.overload(scaled_axpy_kernel, {"x": arr, "coeff": arr, "a": T, "y": arr, "out": arr})
-        wp.overload(weighted_dot_kernel, {"a": arr, "b": arr, "scale": T, "out": arr})
-        wp.overload(
+        specialize(scaled_axpy_kernel, T, {"x": arr, "coeff": arr, "a": T, "y": arr, "out": arr})
+        specialize(weighted_dot_kernel, T, {"a": arr, "b": arr, "scale": T, "out": arr})
+        specialize(
             implicit_tridiagonal_kernel,
-            {"rhs": arr, "nu": arr, "theta_dt_inv_dx2": T, "ghost_lo": T, "ghost_hi": T,
-             "unit": arr, "scratch": arr, "correction": arr, "out": arr},
+            T,
+            {
+                "rhs": arr,
+                "nu": arr,
+                "theta_dt_inv_dx2": T,
+                "ghost_lo": T,
+                "ghost_hi": T,
+                "unit": arr,
+                "scratch": arr,
+                "correction": arr,
+                "out": arr,
+            },
         )
 
 
@@ -567,8 +611,9 @@ class GridLayout:
             self.padded_size, dtype=self.dtype, device=self.device, requires_grad=u.requires_grad
         )
         coef = self.coef_homogeneous if homogeneous else self.coef
-        wp.launch(
+        launch(
             pad_kernel,
+            self.dtype,
             dim=self.padded_size,
             inputs=[u, self.shape, self.ghost, self.kinds_lo, self.kinds_hi, coef],
             outputs=[up],
@@ -579,8 +624,9 @@ class GridLayout:
     def laplacian(self, u: wp.array, homogeneous: bool = False) -> wp.array:
         """$\\Delta_h u$ with the boundary conditions applied (flat, interior size)."""
         out = self.empty(u.requires_grad)
-        wp.launch(
+        launch(
             laplacian_kernel,
+            self.dtype,
             dim=self.grid.size,
             inputs=[self.pad(u, homogeneous), self.shape, self.ghost, self.grid.ndim, self.inv_dx],
             outputs=[out],
@@ -593,8 +639,9 @@ class GridLayout:
     ) -> wp.array:
         """$\\partial_{axis} f(u)$: central or upwind derivative of u (unit speed), or of u^2/2."""
         out = self.empty(u.requires_grad)
-        wp.launch(
+        launch(
             derivative_kernel,
+            self.dtype,
             dim=self.grid.size,
             inputs=[
                 self.pad(u),
@@ -614,7 +661,12 @@ class GridLayout:
 def axpy(x: wp.array, y: wp.array, a: float) -> wp.array:
     """A new array $x + a\\,y$ (x, y untouched)."""
     out = wp.empty_like(x, requires_grad=x.requires_grad or y.requires_grad)
-    wp.launch(
-        axpy_kernel, dim=x.shape[0], inputs=[x, y, x.dtype(a)], outputs=[out], device=x.device
+    launch(
+        axpy_kernel,
+        x.dtype,
+        dim=x.shape[0],
+        inputs=[x, y, x.dtype(a)],
+        outputs=[out],
+        device=x.device,
     )
     return out

@@ -21,6 +21,7 @@ import warp as wp
 
 from .base import GridSolver, require
 from .grid import Grid, dirichlet
+from .operators import launch, specialize
 
 EPSILON = 1e-6
 
@@ -66,8 +67,9 @@ def diffusion_sorption_rhs_1d(
 
 for _T in (wp.float32, wp.float64):
     _arr = wp.array(dtype=_T)
-    wp.overload(
+    specialize(
         diffusion_sorption_rhs_1d,
+        _T,
         {
             "u": _arr,
             "inv_dx": _T,
@@ -143,8 +145,9 @@ class DiffusionSorptionSolver1D(GridSolver):
     def rhs(self, u: wp.array, params: dict[str, wp.array], with_diffusion: bool = True):
         out = self.layout.empty(u.requires_grad or any(p.requires_grad for p in params.values()))
         T = self.dtype
-        wp.launch(
+        launch(
             diffusion_sorption_rhs_1d,
+            self.dtype,
             dim=self.grid.size,
             inputs=[
                 u,
