@@ -1,0 +1,98 @@
+"""PyTorch datasets over field files written by :mod:`physml.datasets`.
+
+:class:`FieldDataset` reads samples lazily from HDF5 with h5py (one chunk per sample, so one
+item is one chunk read), opens its file handles on first use in each process (so it is safe
+with ``DataLoader(num_workers > 0)``: forked workers never share a handle), and can serve
+autoregressive pairs $(u_t, u_{t+k})$.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .datasets.store import shard_files
+
+CHUNK_CACHE_BYTES = 64 * 2**20
+
+
+class FieldDataset(Dataset):
+    """Trajectories of a field dataset as tensors.
+
+    Args:
+        path: a dataset folder (``physml datasets generate --out``) or one HDF5 file.
+        split: the split of a folder ("train", "valid", "test").
+        variable: the field to read.
+        pairs: None for whole trajectories; ``k`` for pairs $(u_t, u_{t+k})$.
+        dtype: dtype of the returned tensors.
+
+    Items: without ``pairs``, a tensor of shape ``(time, *space)`` per sample; with ``pairs=k``,
+    ``(u[t], u[t + k])`` each of shape ``space``, for every sample and ``t < T - k``
+    (``len = samples * (T - k)``).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, split: str = "train", variable: str = "u",
+        pairs: int | None = None, dtype: torch.dtype = torch.float32,
+    ) -> None:
+        path = Path(path)
+        self.files = [path] if path.is_file() else shard_files(path / split)
+        if not self.files:
+            raise ValueError(f"no dataset files at {str(path)!r} (split {split!r})")
+        self.variable, self.dtype = variable, dtype
+        counts = []
+        for file in self.files:
+            with h5py.File(file, "r") as f:
+                if variable not in f:
+                    raise ValueError(f"{file} has no variable {variable!r}; has {list(f)}")
+                counts.append(f[variable].shape[0])
+                self.n_times = f[variable].shape[1]
+        if pairs is not None and not 1 <= pairs < self.n_times:
+            raise ValueError(f"pairs={pairs} must lie in [1, {self.n_times - 1}]")
+        self.pairs = pairs
+        self.offsets = np.concatenate([[0], np.cumsum(counts)])
+        self._handles: dict[int, h5py.File] = {}
+        self._pid = -1
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.offsets[-1])
+
+    def __len__(self) -> int:
+        if self.pairs is None:
+            return self.n_samples
+        return self.n_samples * (self.n_times - self.pairs)
+
+    def _dataset(self, shard: int) -> h5py.Dataset:
+        if self._pid != os.getpid():  # a new process: never reuse a parent's handles
+            self._handles, self._pid = {}, os.getpid()
+        if shard not in self._handles:
+            self._handles[shard] = h5py.File(self.files[shard], "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
+        return self._handles[shard][self.variable]
+
+    def _locate(self, sample: int) -> tuple[int, int]:
+        shard = int(np.searchsorted(self.offsets, sample, side="right") - 1)
+        return shard, sample - int(self.offsets[shard])
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        if self.pairs is None:
+            shard, local = self._locate(index)
+            return torch.from_numpy(self._dataset(shard)[local]).to(self.dtype)
+        span = self.n_times - self.pairs
+        shard, local = self._locate(index // span)
+        t = index % span
+        both = self._dataset(shard)[local, t : t + self.pairs + 1 : self.pairs]
+        tensor = torch.from_numpy(both).to(self.dtype)
+        return tensor[0], tensor[1]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handles"], state["_pid"] = {}, -1
+        return state

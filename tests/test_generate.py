@@ -1,0 +1,149 @@
+"""Dataset generation: specs, splits, Dask shards, resume after a kill, clear errors."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from physml import io
+from physml.cli import main
+from physml.datasets.generate import generate
+from physml.datasets.spec import SPEC_FOLDER, load_spec
+
+SPEC = """
+pde: advection1d
+grid: [{nx}]
+parameters: {{beta: [0.5, 1.0]}}
+t_end: {t_end}
+n_saves: 5
+initial_condition: {{kind: pdebench_sines}}
+samples: 10
+shard_size: 3
+seed: 7
+"""
+
+
+def write_spec(folder, nx=32, t_end=0.2, **replace):
+    text = SPEC.format(nx=nx, t_end=t_end)
+    for key, value in replace.items():
+        text = text.replace(key, value)
+    path = folder / "spec.yaml"
+    path.write_text(text)
+    return path
+
+
+def read_all(folder):
+    return {split: io.open_dataset(folder, split).load() for split in ("train", "valid", "test")}
+
+
+def assert_same_dataset(a, b):
+    for split in ("train", "valid", "test"):
+        xr.testing.assert_identical(a[split].drop_attrs(), b[split].drop_attrs())
+        np.testing.assert_array_equal(a[split]["u"].values, b[split]["u"].values)
+
+
+def test_bundled_specs_are_valid():
+    names = sorted(p.stem for p in SPEC_FOLDER.glob("*.yaml"))
+    assert names == ["advection1d", "allen_cahn2d", "burgers1d", "diffusion_reaction1d",
+                     "diffusion_sorption1d", "heat2d"]
+    for name in names:
+        load_spec(name)
+
+
+def test_generation_splits_seeds_and_contents(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    manifest = generate(spec, tmp_path / "data", workers=0)
+    assert manifest["samples"] == 20
+    data = read_all(tmp_path / "data")
+    assert {k: v.sizes["sample"] for k, v in data.items()} == {"train": 16, "valid": 2, "test": 2}
+    seeds = [set(v["sample"].values) for v in data.values()]
+    assert not (seeds[0] & seeds[1] or seeds[0] & seeds[2] or seeds[1] & seeds[2])
+    train = data["train"]
+    assert sorted(set(train["beta"].values)) == [0.5, 1.0]
+    assert train.attrs["split"] == "train" and "advection1d" in train.attrs["spec"]
+    assert np.all(np.isfinite(train["u"].values)) and train["u"].dtype == np.float32
+    # advection conserves the mean of every sample
+    mean = train["u"].mean("x")
+    np.testing.assert_allclose(mean - mean.isel(time=0), 0.0, atol=1e-5)
+
+
+def test_dask_workers_give_the_same_dataset(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    generate(spec, tmp_path / "serial", workers=0)
+    generate(spec, tmp_path / "dask", workers=2)
+    assert_same_dataset(read_all(tmp_path / "serial"), read_all(tmp_path / "dask"))
+
+
+def test_killed_generation_resumes_to_the_identical_dataset(tmp_path):
+    spec_path = write_spec(tmp_path, nx=256, t_end=1.0)
+    reference = tmp_path / "reference"
+    generate(load_spec(spec_path), reference, workers=0)
+    out = tmp_path / "resumed"
+    command = [sys.executable, "-m", "physml.cli", "datasets", "generate", str(spec_path),
+               "--out", str(out), "--workers", "0", "--quiet"]
+    process = subprocess.Popen(command)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "train").glob("shard-*.h5")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = list(out.rglob("shard-*.h5"))
+    assert 0 < len(written) < 10, "the kill should land mid-run"
+    assert not (out / "dataset.json").exists()
+    for shard in written:  # every file under a final name is complete
+        xr.open_dataset(shard).load()
+    assert subprocess.run(command).returncode == 0
+    assert not list(out.rglob(".*tmp*"))
+    assert_same_dataset(read_all(reference), read_all(out))
+
+
+def test_complete_dataset_is_not_overwritten(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    args = ["datasets", "generate", str(spec), "--out", str(tmp_path / "d"), "--workers", "0",
+            "--quiet"]
+    assert main(args) == 0
+    before = (tmp_path / "d" / "train" / "shard-00000.h5").stat().st_mtime_ns
+    assert main(args) == 2
+    assert "holds a complete dataset; pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "d" / "train" / "shard-00000.h5").stat().st_mtime_ns == before
+    assert main([*args, "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize(
+    "replace, message",
+    [
+        ({"pde: advection1d": "pde: navier"}, "pde: unknown PDE 'navier'; allowed:"),
+        ({"seed: 7": "seed: 7\ncolour: red"}, "unknown key 'colour'; allowed: pde, grid"),
+        ({"samples: 10": "samples: many"}, "samples: Input should be a valid integer"),
+        ({"samples: 10": "samples: -4"}, "samples: Input should be greater than 0"),
+        ({"{beta:": "{rho:"}, "parameters: advection1d has no parameter 'rho'"),
+        ({"kind: pdebench_sines": "kind: noise"}, "initial_condition.kind: unknown kind"),
+    ],
+)
+def test_bad_specs_exit_2_naming_the_key(tmp_path, replace, message):
+    spec = write_spec(tmp_path, **replace)
+    result = subprocess.run([sys.executable, "-m", "physml.cli", "datasets", "generate",
+                             str(spec), "--out", str(tmp_path / "d")], capture_output=True,
+                            text=True)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_command_line_values(tmp_path, capsys):
+    spec = str(write_spec(tmp_path))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cases = [
+        (["--out", str(blocker / "d")], "cannot be written"),
+        (["--out", str(tmp_path / "d"), "--samples", "-3"], "--samples=-3 must be a positive"),
+        (["--out", str(tmp_path / "d"), "--workers", "-1"], "--workers=-1 must be >= 0"),
+    ]
+    for extra, message in cases:
+        assert main(["datasets", "generate", spec, *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["datasets", "generate", str(tmp_path / "none.yaml"), "--out", "x"]) == 2
+    assert "does not exist (bundled specs: advection1d" in capsys.readouterr().err

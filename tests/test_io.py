@@ -1,0 +1,111 @@
+"""Field files: our layout and PDEBench's, read back by xarray, h5py and the torch Dataset."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from physml import io
+from physml.data import FieldDataset
+from physml.solvers import Grid
+
+
+def sample_file(tmp_path, n=5, name="shard-00000.h5"):
+    grid = Grid((16, 8), (0.0, 0.0), (1.0, 2.0))
+    rng = np.random.default_rng(3)
+    states = rng.standard_normal((n, 4, 16, 8)).astype(np.float32)
+    ds = io.samples_dataset(states, np.linspace(0, 1, 4), grid, np.arange(10, 10 + n),
+                            {"nu": np.full(n, 0.1)}, attrs={"pde": "heat2d", "nu": 0.1,
+                                                            "grid_shape": (16, 8)})
+    path = io.write_dataset(ds, tmp_path / name)
+    return path, states, grid
+
+
+def test_round_trip_xarray_and_h5py(tmp_path):
+    path, states, grid = sample_file(tmp_path)
+    ds = xr.open_dataset(path)
+    assert ds["u"].dims == ("sample", "time", "x", "y")
+    np.testing.assert_array_equal(ds["u"].values, states)
+    np.testing.assert_array_equal(ds["sample"], np.arange(10, 15))
+    np.testing.assert_allclose(ds["x"], grid.coords(0))
+    np.testing.assert_allclose(ds["y"], grid.coords(1))
+    np.testing.assert_allclose(ds["nu"], 0.1)
+    assert ds.attrs["pde"] == "heat2d" and list(ds.attrs["grid_shape"]) == [16, 8]
+    with h5py.File(path) as f:
+        np.testing.assert_array_equal(f["u"][...], states)
+        assert f["u"].chunks == (1, 4, 16, 8)  # one sample per chunk
+        assert f["u"].compression == "gzip"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left
+
+
+def test_open_dataset_joins_shards_lazily(tmp_path):
+    _, first, _ = sample_file(tmp_path, 3, "shard-00000.h5")
+    _, second, _ = sample_file(tmp_path, 2, "shard-00001.h5")
+    ds = io.open_dataset(tmp_path)
+    assert ds["u"].chunks is not None  # Dask-backed: nothing read yet
+    np.testing.assert_array_equal(ds["u"].values, np.concatenate([first, second]))
+
+
+def test_read_pdebench_stacked_layout_with_extra_time_entry(tmp_path):
+    path = tmp_path / "1D_Burgers_Sols_Nu0.01.hdf5"
+    data = np.random.default_rng(0).standard_normal((3, 5, 8)).astype(np.float32)
+    with h5py.File(path, "w") as f:
+        f["tensor"] = data
+        f["x-coordinate"] = np.linspace(0.0625, 0.9375, 8)
+        f["t-coordinate"] = np.arange(6) * 0.01  # T + 1 entries, as PDEBench writes them
+        f.attrs["Nu"] = 0.01
+    ds = io.read_pdebench(path)
+    np.testing.assert_array_equal(ds["u"].values, data)
+    np.testing.assert_allclose(ds["time"], np.arange(5) * 0.01)
+    assert ds["u"].dims == ("sample", "time", "x") and ds.attrs["Nu"] == 0.01
+
+
+def test_read_pdebench_per_seed_groups(tmp_path):
+    path = tmp_path / "1D_diff-sorp_NA_NA.h5"
+    rng = np.random.default_rng(1)
+    blocks = [rng.random((4, 6, 1)) for _ in range(2)]
+    with h5py.File(path, "w") as f:
+        for i, block in enumerate(blocks):
+            group = f.create_group(f"{i:04d}")
+            group["data"] = block
+            group["grid/x"] = np.linspace(0, 1, 6)
+            group["grid/t"] = np.linspace(0, 500, 4)
+    ds = io.read_pdebench(path)
+    assert ds["u"].shape == (2, 4, 6)
+    np.testing.assert_array_equal(ds["u"].values, np.stack(blocks)[..., 0])
+    np.testing.assert_array_equal(ds["sample"], [0, 1])
+    np.testing.assert_allclose(ds["time"], np.linspace(0, 500, 4))
+
+
+def test_write_pdebench_reads_back_with_h5py_in_that_layout(tmp_path):
+    path, states, grid = sample_file(tmp_path)
+    out = io.write_pdebench(xr.open_dataset(path), tmp_path / "2D_heat.hdf5")
+    with h5py.File(out) as f:
+        np.testing.assert_array_equal(f["tensor"][...], states)
+        assert f["t-coordinate"].shape == (5,)  # T + 1
+        np.testing.assert_allclose(f["x-coordinate"][...], grid.coords(0), rtol=1e-6)
+        np.testing.assert_allclose(f["y-coordinate"][...], grid.coords(1), rtol=1e-6)
+        assert f.attrs["nu"] == pytest.approx(0.1)
+    back = io.read_pdebench(out)
+    np.testing.assert_array_equal(back["u"].values, states)
+
+
+def test_torch_dataset_trajectories_and_pairs(tmp_path):
+    _, first, _ = sample_file(tmp_path, 3, "shard-00000.h5")
+    _, second, _ = sample_file(tmp_path, 2, "shard-00001.h5")
+    everything = np.concatenate([first, second])
+    data = FieldDataset(tmp_path, split="")
+    assert len(data) == 5
+    torch.testing.assert_close(data[4], torch.from_numpy(everything[4]))
+    pairs = FieldDataset(tmp_path, split="", pairs=2)
+    assert len(pairs) == 5 * 2
+    u_t, u_next = pairs[3]  # sample 1, t = 1
+    torch.testing.assert_close(u_t, torch.from_numpy(everything[1, 1]))
+    torch.testing.assert_close(u_next, torch.from_numpy(everything[1, 3]))
+    loader = torch.utils.data.DataLoader(pairs, batch_size=4, num_workers=2, shuffle=False)
+    batches = [b for b, _ in loader]
+    torch.testing.assert_close(torch.cat(batches), torch.from_numpy(everything[:, :2].reshape(
+        10, 16, 8)))
+    with pytest.raises(IndexError):
+        data[5]
