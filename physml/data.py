@@ -45,19 +45,19 @@ class FieldDataset(Dataset):
         if not self.files:
             raise ValueError(f"no dataset files at {str(path)!r} (split {split!r})")
         self.variable, self.dtype = variable, dtype
+        self._handles: dict[int, h5py.File] = {}
+        self._pid = os.getpid()
         counts = []
-        for file in self.files:
-            with h5py.File(file, "r") as f:
-                if variable not in f:
-                    raise ValueError(f"{file} has no variable {variable!r}; has {list(f)}")
-                counts.append(f[variable].shape[0])
-                self.n_times = f[variable].shape[1]
+        for shard, file in enumerate(self.files):
+            f = self._handles[shard] = h5py.File(file, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
+            if variable not in f:
+                raise ValueError(f"{file} has no variable {variable!r}; has {list(f)}")
+            counts.append(f[variable].shape[0])
+            self.n_times = f[variable].shape[1]
         if pairs is not None and not 1 <= pairs < self.n_times:
             raise ValueError(f"pairs={pairs} must lie in [1, {self.n_times - 1}]")
         self.pairs = pairs
         self.offsets = np.concatenate([[0], np.cumsum(counts)])
-        self._handles: dict[int, h5py.File] = {}
-        self._pid = -1
 
     @property
     def n_samples(self) -> int:
@@ -84,7 +84,7 @@ class FieldDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         if self.pairs is None:
             shard, local = self._locate(index)
-            return torch.from_numpy(self._dataset(shard)[local]).to(self.dtype)
+            return torch.from_numpy(self._dataset(shard)[local]).to(self.dtype)  # no copy if same
         span = self.n_times - self.pairs
         shard, local = self._locate(index // span)
         t = index % span

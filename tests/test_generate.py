@@ -71,11 +71,17 @@ def test_generation_splits_seeds_and_contents(tmp_path):
     np.testing.assert_allclose(mean - mean.isel(time=0), 0.0, atol=1e-5)
 
 
-def test_dask_workers_give_the_same_dataset(tmp_path):
+def test_dask_workers_and_an_existing_scheduler_give_the_same_dataset(tmp_path):
+    from dask.distributed import LocalCluster
+
     spec = load_spec(write_spec(tmp_path))
     generate(spec, tmp_path / "serial", workers=0)
     generate(spec, tmp_path / "dask", workers=2)
-    assert_same_dataset(read_all(tmp_path / "serial"), read_all(tmp_path / "dask"))
+    serial = read_all(tmp_path / "serial")
+    assert_same_dataset(serial, read_all(tmp_path / "dask"))
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        generate(spec, tmp_path / "scheduler", scheduler=cluster.scheduler_address)
+    assert_same_dataset(serial, read_all(tmp_path / "scheduler"))
 
 
 def test_killed_generation_resumes_to_the_identical_dataset(tmp_path):
