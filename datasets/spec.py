@@ -159,26 +159,23 @@ def load_spec(spec: str | Path, samples: int | None = None) -> DatasetSpec:
     try:
         return DatasetSpec.model_validate(raw)
     except ValidationError as err:
-        raise ValueError(f"spec {path}: {_describe(err)}") from None
+        raise ValueError(f"spec {path}: {describe_error(err, DatasetSpec)}") from None
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
-    """Field names of the spec section at ``loc`` (a path of keys from the top)."""
-    model: type[BaseModel] = DatasetSpec
-    for key in loc:
-        annotation = model.model_fields[key].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            break
-        model = annotation
-    return list(model.model_fields)
-
-
-def _describe(err: ValidationError) -> str:
-    """The first validation problem as 'key: message'."""
+def describe_error(err: ValidationError, root: type[BaseModel]) -> str:
+    """The first problem of a validation error as 'key: message (got value)'; an unknown key
+    is named with the keys allowed in its section of ``root``."""
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = first["loc"]
+    key = ".".join(str(p) for p in loc) or "(top level)"
     if first["type"] == "extra_forbidden":
-        return f"unknown key {key!r}; allowed: {', '.join(_allowed_keys(first['loc'][:-1]))}"
+        model = root
+        for part in loc[:-1]:
+            annotation = model.model_fields[part].annotation
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                break
+            model = annotation
+        return f"unknown key {key!r}; allowed: {', '.join(model.model_fields)}"
     message = first["msg"].removeprefix("Value error, ")
     received = first.get("input")
     shown = "" if isinstance(received, dict) else f" (got {received!r})"

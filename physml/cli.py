@@ -72,6 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--out", type=Path, required=True, help="output HDF5 file")
     solve.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    run = sub.add_parser("run", help="train the case of a YAML case file",
+                         description="Train a case: physml run cases/burgers.yaml "
+                         "[training.adam.steps=500 device=cuda ...] [--resume RUN_DIR]")
+    run.add_argument("case", type=Path, help="case file")
+    run.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    run.add_argument("--resume", type=Path, default=None, help="run folder to continue")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    validate = sub.add_parser("validate", help="check a case file without running it")
+    validate.add_argument("case", type=Path)
+    validate.add_argument("overrides", nargs="*")
+    sub.add_parser("cases", help="list the bundled case files")
+
     datasets = sub.add_parser("datasets", help="benchmark datasets")
     datasets_sub = datasets.add_subparsers(
         dest="datasets_command", parser_class=_Parser, required=True
@@ -258,6 +270,88 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+CASE_FOLDERS = (Path("cases"), Path(__file__).resolve().parents[1] / "cases")
+
+
+def _run_cases(args: argparse.Namespace) -> int:
+    import yaml
+
+    seen = {}
+    for folder in CASE_FOLDERS:
+        for path in sorted(folder.glob("*.yaml")):
+            seen.setdefault(path.name, path)
+    if not seen:
+        raise ValueError("no case files found in ./cases")
+    for name, path in seen.items():
+        description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
+        print(f"{path}  {description}")
+    return 0
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from .cases.schema import load_case
+
+    case = load_case(args.case, args.overrides)
+    print(f"{args.case}: valid ({case.pde.name}, {case.model.kind} "
+          f"{case.model.width}x{case.model.depth}, {case.training.adam.steps} Adam + "
+          f"{case.training.lbfgs.steps} L-BFGS steps)")
+    return 0
+
+
+def _run_case(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .cases.runner import run_case
+    from .cases.schema import load_case
+    from .errors import NonFiniteLossError
+
+    _quiet_warp("cpu")
+    if args.resume is not None:
+        if not (args.resume / "config.yaml").is_file():
+            raise ValueError(f"--resume: {str(args.resume)!r} is not a run folder "
+                             "(no config.yaml)")
+        case = load_case(args.resume / "config.yaml")
+        requested = load_case(args.case, args.overrides)
+        if requested != case:
+            raise ValueError(f"--resume: {args.case} (with overrides) differs from the "
+                             f"configuration of {args.resume}; resume with the same case")
+    else:
+        case = load_case(args.case, args.overrides)
+    console = Console(stderr=True, quiet=args.quiet)
+    console.print(f"[bold]physml run[/] {case.name}: {case.pde.name}, {case.model.kind} "
+                  f"{case.model.width}x{case.model.depth}, {case.training.adam.steps} Adam + "
+                  f"{case.training.lbfgs.steps} L-BFGS steps on {case.device} ({case.dtype})")
+    total = case.training.adam.steps + case.training.lbfgs.steps
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} {task.fields[status]}"),
+                  TimeElapsedColumn(), console=console, disable=args.quiet) as progress:
+        task = progress.add_task(case.name, total=total, status="")
+        latest = {}
+
+        def on_step(record: dict) -> None:
+            if "rel_l2" in record:
+                latest["rel_l2"] = record["rel_l2"]
+            error = f" rel L2 {latest['rel_l2']:.2e}" if latest else ""
+            progress.update(task, completed=record["step"] + 1,
+                            status=f"loss {record['loss']:.3e}{error}")
+
+        try:
+            folder, result = run_case(case, args.resume, resume=args.resume is not None,
+                                      on_step=on_step)
+        except NonFiniteLossError as err:
+            print(f"physml: error: {err}", file=sys.stderr)
+            return 1
+    verdict = ""
+    if result["threshold"] is not None:
+        verdict = " (target {:.0e}: {})".format(result["threshold"],
+                                                "reached" if result["passed"] else "missed")
+    print(f"relative L2 error {result['rel_l2']:.3e}{verdict} after {result['steps']} steps, "
+          f"{result['wall_s']:.0f} s")
+    print(f"run folder: {folder}  (solution.png, losses.png, metrics.json, predictions.h5)")
+    return 0
+
+
 def _quiet_warp(device: str) -> None:
     """Keep Warp's start-up banner and, on the CPU, its missing-CUDA warning off the console.
 
@@ -290,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return _run_solve(args) if args.command == "solve" else _run_generate(args)
+        commands = {"solve": _run_solve, "datasets": _run_generate, "run": _run_case,
+                    "validate": _run_validate, "cases": _run_cases}
+        return commands[args.command](args)
     except ValueError as err:
         print(f"physml: error: {err}", file=sys.stderr)
         return 2

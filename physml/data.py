@@ -37,8 +37,12 @@ class FieldDataset(Dataset):
     """
 
     def __init__(
-        self, path: str | os.PathLike, split: str = "train", variable: str = "u",
-        pairs: int | None = None, dtype: torch.dtype = torch.float32,
+        self,
+        path: str | os.PathLike,
+        split: str = "train",
+        variable: str = "u",
+        pairs: int | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         path = Path(path)
         self.files = [path] if path.is_file() else shard_files(path / split)

@@ -44,8 +44,9 @@ def _linear(n_in: int, n_out: int) -> nn.Linear:
 class MLP(nn.Module):
     """Fully connected network ``d_in -> width x depth -> d_out``."""
 
-    def __init__(self, d_in: int, d_out: int, width: int = 32, depth: int = 4,
-                 act: str = "tanh") -> None:
+    def __init__(
+        self, d_in: int, d_out: int, width: int = 32, depth: int = 4, act: str = "tanh"
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         n = d_in
@@ -62,8 +63,16 @@ class MLP(nn.Module):
 class FourierFeatureMLP(nn.Module):
     """An :class:`MLP` on random Fourier features of the input (``features`` frequencies)."""
 
-    def __init__(self, d_in: int, d_out: int, width: int = 32, depth: int = 4,
-                 act: str = "tanh", features: int = 64, scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        d_in: int,
+        d_out: int,
+        width: int = 32,
+        depth: int = 4,
+        act: str = "tanh",
+        features: int = 64,
+        scale: float = 1.0,
+    ) -> None:
         super().__init__()
         self.register_buffer("frequencies", scale * torch.randn(d_in, features))
         self.mlp = MLP(2 * features, d_out, width, depth, act)
@@ -76,13 +85,15 @@ class FourierFeatureMLP(nn.Module):
 class ModifiedMLP(nn.Module):
     """The gated MLP of Wang, Teng & Perdikaris (see the module docstring)."""
 
-    def __init__(self, d_in: int, d_out: int, width: int = 32, depth: int = 4,
-                 act: str = "tanh") -> None:
+    def __init__(
+        self, d_in: int, d_out: int, width: int = 32, depth: int = 4, act: str = "tanh"
+    ) -> None:
         super().__init__()
         self.encode_u = _linear(d_in, width)
         self.encode_v = _linear(d_in, width)
-        self.hidden = nn.ModuleList([_linear(d_in, width)] +
-                                    [_linear(width, width) for _ in range(depth - 1)])
+        self.hidden = nn.ModuleList(
+            [_linear(d_in, width)] + [_linear(width, width) for _ in range(depth - 1)]
+        )
         self.out = _linear(width, d_out)
         self.act = activation(act)
 

@@ -1,0 +1,193 @@
+"""The case-file schema: one pydantic model per section, unknown keys refused.
+
+A case reads top-down like the problem statement::
+
+    name: burgers
+    pde: {name: burgers, nu: 0.0031831}
+    domain: {x: [-1, 1], t: [0, 1]}
+    conditions: {initial: {amplitude: -1.0, wavenumber: 3.14159}}
+    model: {kind: mlp, width: 32, depth: 6, hard_constraints: true}
+    training: {adam: {steps: 2000}, lbfgs: {steps: 2000}, collocation: {points: 4000}}
+    evaluation: {every: 500, nx: 256, nt: 101, threshold: 1.0e-2}
+    seed: 0
+
+Dotted overrides (``training.adam.steps=100``) are applied to the raw mapping before
+validation, so they are checked like the file itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..datasets.spec import describe_error
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PDESpec(_Section):
+    """The PDE and its physical parameters."""
+
+    name: Literal["burgers", "convection", "helmholtz"]
+    nu: float | None = Field(None, ge=0, description="viscosity (Burgers)")
+    beta: float | None = Field(None, description="advection speed (convection)")
+    a1: float = 1.0
+    a2: float = 4.0
+    k: float = 1.0
+
+    @model_validator(mode="after")
+    def _parameters_present(self) -> PDESpec:
+        needed = {"burgers": "nu", "convection": "beta"}.get(self.name)
+        if needed and getattr(self, needed) is None:
+            raise ValueError(f"{self.name} needs pde.{needed}")
+        return self
+
+
+class DomainSpec(_Section):
+    """Bounds of the space-time (or 2D space) domain."""
+
+    x: tuple[float, float]
+    t: tuple[float, float] | None = None
+    y: tuple[float, float] | None = None
+
+    @field_validator("x", "t", "y")
+    @classmethod
+    def _non_empty(cls, bounds):
+        if bounds is not None and not bounds[1] > bounds[0]:
+            raise ValueError(f"upper bound must exceed lower bound, got {list(bounds)} (empty)")
+        return bounds
+
+
+class InitialSpec(_Section):
+    """$u_0(x) = A \\sin(k x)$."""
+
+    amplitude: float = 1.0
+    wavenumber: float = 1.0
+
+
+class ConditionsSpec(_Section):
+    initial: InitialSpec = Field(default_factory=InitialSpec)
+
+
+class ModelSpec(_Section):
+    kind: Literal["mlp", "fourier", "modified"] = "mlp"
+    width: int = Field(32, gt=0)
+    depth: int = Field(4, gt=0)
+    activation: Literal["tanh", "sin", "gelu", "silu"] = "tanh"
+    hard_constraints: bool = True
+    fourier_scale: float = Field(1.0, gt=0)
+
+
+class CollocationSpec(_Section):
+    points: int = Field(4000, gt=0)
+    boundary_points: int = Field(256, gt=0)
+    sampler: Literal["uniform", "sobol"] = "sobol"
+    resample_every: int = Field(0, ge=0, description="residual-based resampling period (0: off)")
+
+
+class AdamSpec(_Section):
+    steps: int = Field(1000, ge=0)
+    lr: float = Field(1e-3, gt=0)
+    decay: float = Field(1.0, gt=0, le=1, description="learning-rate factor per 1000 steps")
+
+
+class LBFGSSpec(_Section):
+    steps: int = Field(0, ge=0)
+    lr: float = Field(1.0, gt=0)
+    history: int = Field(50, gt=0)
+
+
+class BalancerSpec(_Section):
+    kind: Literal["fixed", "annealing", "config"] = "fixed"
+    weights: dict[str, float] = Field(default_factory=dict)
+    every: int = Field(10, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+
+
+class TrainingSpec(_Section):
+    method: Literal["pinn"] = "pinn"
+    collocation: CollocationSpec = Field(default_factory=CollocationSpec)
+    adam: AdamSpec = Field(default_factory=AdamSpec)
+    lbfgs: LBFGSSpec = Field(default_factory=LBFGSSpec)
+    balancer: BalancerSpec = Field(default_factory=BalancerSpec)
+    checkpoint_every: int = Field(500, gt=0)
+
+
+class EvaluationSpec(_Section):
+    every: int = Field(500, gt=0)
+    nx: int = Field(256, ge=8)
+    nt: int = Field(101, ge=2)
+    threshold: float | None = Field(None, gt=0, description="relative L2 error to reach")
+
+
+class OutputSpec(_Section):
+    folder: str = "runs"
+    figures: bool = True
+
+
+class CaseSpec(_Section):
+    """A whole case file."""
+
+    name: str
+    description: str = ""
+    pde: PDESpec
+    domain: DomainSpec
+    conditions: ConditionsSpec = Field(default_factory=ConditionsSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    seed: int = Field(0, ge=0)
+    device: str = "cpu"
+    dtype: Literal["float32", "float64"] = "float32"
+
+    @model_validator(mode="after")
+    def _domain_fits_pde(self) -> CaseSpec:
+        time_dependent = self.pde.name != "helmholtz"
+        if time_dependent and self.domain.t is None:
+            raise ValueError(f"domain.t is required for {self.pde.name}")
+        if not time_dependent and self.domain.y is None:
+            raise ValueError("domain.y is required for helmholtz")
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested mapping."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} must look like key.subkey=value")
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(text)
+    return raw
+
+
+def load_case(path: str | Path, overrides: list[str] | None = None) -> CaseSpec:
+    """Read, override and validate a case file, with one clear error naming the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"case file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"case {path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"case {path}: expected a mapping of keys to values")
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return CaseSpec.model_validate(raw)
+    except ValidationError as err:
+        raise ValueError(f"case {path}: {describe_error(err, CaseSpec)}") from None

@@ -1,0 +1,96 @@
+r"""Loss balancing for multi-term physics-informed losses: strategies passed to a trainer.
+
+Each strategy turns the loss terms $L_i$ (a dict, the PDE residual under ``"residual"``) into
+parameter gradients with :meth:`backward`, and into one scalar with :meth:`total` (for
+line-search optimisers such as L-BFGS).
+
+* :class:`FixedWeights`: $\nabla\sum_i \lambda_i L_i$ with constant $\lambda_i$ (default 1).
+* :class:`LearningRateAnnealing` (Wang, Teng & Perdikaris 2021, Alg. 1): every ``every`` steps
+  $\hat\lambda_i = \max|\nabla_\theta L_r| / \overline{|\nabla_\theta L_i|}$ and
+  $\lambda_i \leftarrow \alpha\lambda_i + (1-\alpha)\hat\lambda_i$ ($\alpha = 0.9$).
+* :class:`ConFIG` (Liu et al. 2024): with unit gradients $\hat g_i$, the direction
+  $v = \hat G^{+}\mathbf 1$ (equal positive projection on every $\hat g_i$, so no term's loss
+  increases to first order), normalised, scaled by $\sum_i g_i\cdot\hat v$.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _flat_grad(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return torch.cat(
+        [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]
+    )
+
+
+def _assign(flat: torch.Tensor, params: list[torch.Tensor]) -> None:
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
+        offset += n
+
+
+class FixedWeights:
+    """Constant weights $\\lambda_i$ per term (missing terms weigh 1)."""
+
+    def __init__(self, weights: dict[str, float] | None = None) -> None:
+        self.weights = dict(weights or {})
+
+    def weight(self, name: str) -> float:
+        return self.weights.get(name, 1.0)
+
+    def total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(self.weight(k) * v for k, v in losses.items())
+
+    def backward(self, losses, params, step: int) -> torch.Tensor:
+        total = self.total(losses)
+        total.backward()
+        return total
+
+    def state_dict(self) -> dict:
+        return {"weights": dict(self.weights)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.weights = dict(state["weights"])
+
+
+class LearningRateAnnealing(FixedWeights):
+    """Gradient-statistics weights of Wang et al., updated every ``every`` steps."""
+
+    def __init__(
+        self, weights: dict[str, float] | None = None, every: int = 10, momentum: float = 0.9
+    ) -> None:
+        super().__init__(weights)
+        self.every, self.momentum = every, momentum
+
+    def backward(self, losses, params, step: int) -> torch.Tensor:
+        if step % self.every == 0 and len(losses) > 1:
+            residual = _flat_grad(losses["residual"], params).abs().max()
+            for name, loss in losses.items():
+                if name == "residual":
+                    continue
+                mean = _flat_grad(loss, params).abs().mean()
+                estimate = float(residual / mean.clamp_min(1e-30))
+                self.weights[name] = (
+                    self.momentum * self.weight(name) + (1 - self.momentum) * estimate
+                )
+        return super().backward(losses, params, step)
+
+
+class ConFIG(FixedWeights):
+    """Conflict-free gradient directions (weights only enter :meth:`total`)."""
+
+    def backward(self, losses, params, step: int) -> torch.Tensor:
+        grads = torch.stack([_flat_grad(loss, params) for loss in losses.values()])
+        units = grads / grads.norm(dim=1, keepdim=True).clamp_min(1e-30)
+        ones = torch.ones(len(losses), 1, dtype=grads.dtype, device=grads.device)
+        direction = torch.linalg.lstsq(units, ones).solution[:, 0]
+        direction = direction / direction.norm().clamp_min(1e-30)
+        _assign((grads @ direction).sum() * direction, params)
+        return self.total(losses).detach()
+
+
+BALANCERS = {"fixed": FixedWeights, "annealing": LearningRateAnnealing, "config": ConFIG}

@@ -1,0 +1,245 @@
+r"""Physics-informed network trainer (Raissi et al. 2019), with the options of the field.
+
+The loss is $\sum_i \lambda_i L_i$ with the residual term $L_r = \overline{r(x)^2}$ over the
+collocation points and, unless the conditions are imposed exactly by the network's output
+transform (``hard_constraints``), one mean-squared term per initial/boundary condition. The
+weights $\lambda_i$ come from a balancing strategy (:mod:`physml.train.balancing`).
+Optimisation: Adam (with optional exponential decay) for ``adam_steps`` steps, then L-BFGS with a
+strong-Wolfe line search for ``lbfgs_steps`` iterations. Collocation points are drawn by a
+:class:`~physml.train.sampling.BoxSampler` and, with ``resample_every > 0``, redrawn by
+residual-based adaptive resampling. Errors are measured on a grid against the problem's
+reference (a Warp solver or an exact solution), never on training points.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..errors import NonFiniteLossError
+from .balancing import FixedWeights
+from .problems import PINNProblem
+from .sampling import BoxSampler
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class PINNTrainer:
+    """Trains ``model`` on ``problem``.
+
+    Args:
+        model: network mapping ``problem.embed(X)`` of shape ``(n, input_dim)`` to ``(n, 1)``.
+        problem: the :class:`~physml.train.problems.PINNProblem`.
+        balancer: loss-balancing strategy.
+        sampler: collocation sampler over ``problem.bounds``.
+        points: number of collocation points.
+        condition_points: points per soft condition.
+        hard_constraints: impose the conditions through ``problem.constrain``.
+        adam_steps, adam_lr, adam_decay: Adam schedule (lr x decay per 1000 steps).
+        lbfgs_steps, lbfgs_lr, lbfgs_history: L-BFGS iterations and settings.
+        resample_every: steps between residual-based resamplings (0: never).
+        eval_every: steps between evaluations against the reference.
+        eval_shape: evaluation grid (points along the first, second coordinate).
+        device, dtype: where and in which precision to train.
+        seed: seeds the network initialisation has used and the sampler.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        problem: PINNProblem,
+        *,
+        balancer=None,
+        sampler: BoxSampler | None = None,
+        points: int = 4000,
+        condition_points: int = 256,
+        hard_constraints: bool = True,
+        adam_steps: int = 1000,
+        adam_lr: float = 1e-3,
+        adam_decay: float = 1.0,
+        lbfgs_steps: int = 0,
+        lbfgs_lr: float = 1.0,
+        lbfgs_history: int = 50,
+        resample_every: int = 0,
+        eval_every: int = 500,
+        eval_shape: tuple[int, int] = (256, 101),
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        seed: int = 0,
+    ) -> None:
+        self.device, self.dtype = torch.device(device), dtype
+        self.model = model.to(self.device, dtype)
+        self.problem = problem
+        self.balancer = balancer if balancer is not None else FixedWeights()
+        self.sampler = sampler if sampler is not None else BoxSampler(problem.bounds, seed=seed)
+        self.n_points, self.n_condition_points = points, condition_points
+        self.hard_constraints = hard_constraints
+        self.adam_steps, self.lbfgs_steps = adam_steps, lbfgs_steps
+        self.resample_every, self.eval_every = resample_every, eval_every
+        params = list(self.model.parameters())
+        self.adam = torch.optim.Adam(params, lr=adam_lr)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.adam, lambda s: adam_decay ** (s / 1000)
+        )
+        self.lbfgs = torch.optim.LBFGS(
+            params,
+            lr=lbfgs_lr,
+            max_iter=1,
+            max_eval=25,
+            history_size=lbfgs_history,
+            line_search_fn="strong_wolfe",
+        )
+        self.step = 0
+        self.history: list[dict] = []
+        self.points = self._tensor(self.sampler.draw(points))
+        self.conditions = (
+            {}
+            if hard_constraints
+            else {
+                name: (self._tensor(x), self._tensor(y))
+                for name, (x, y) in problem.conditions(condition_points, self.sampler.rng).items()
+            }
+        )
+        a, b, reference = problem.reference(*eval_shape)
+        grid = np.stack(np.meshgrid(a, b, indexing="xy"), axis=-1).reshape(-1, 2)
+        self.eval_axes, self.reference = (a, b), reference
+        self.eval_points = self._tensor(grid)
+
+    @property
+    def total_steps(self) -> int:
+        return self.adam_steps + self.lbfgs_steps
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(array, dtype=self.dtype, device=self.device)
+
+    def field(self, X: torch.Tensor) -> torch.Tensor:
+        """The network's field $u(X)$, shape ``(n, 1)`` (with the output transform if hard)."""
+        raw = self.model(self.problem.embed(X))
+        return self.problem.constrain(X, raw) if self.hard_constraints else raw
+
+    def losses(self) -> dict[str, torch.Tensor]:
+        """Mean-squared loss terms: ``residual`` and each soft condition."""
+        X = self.points.clone().requires_grad_(True)
+        terms = {"residual": self.problem.residual(X, self.field(X)).square().mean()}
+        for name, (x, target) in self.conditions.items():
+            terms[name] = (self.field(x) - target).square().mean()
+        return terms
+
+    def predict(self, X: torch.Tensor, batch: int = 16384) -> np.ndarray:
+        with torch.no_grad():
+            parts = [self.field(X[i : i + batch]) for i in range(0, len(X), batch)]
+        return torch.cat(parts).cpu().numpy().reshape(-1)
+
+    def prediction(self) -> np.ndarray:
+        """The field on the evaluation grid, shape of ``reference``."""
+        return self.predict(self.eval_points).reshape(self.reference.shape)
+
+    def evaluate(self) -> dict[str, float]:
+        """Relative L2 and max errors against the reference on the evaluation grid."""
+        error = self.prediction() - self.reference
+        return {
+            "rel_l2": float(np.linalg.norm(error) / np.linalg.norm(self.reference)),
+            "max_error": float(np.abs(error).max()),
+        }
+
+    def _residual_numpy(self, X: np.ndarray) -> np.ndarray:
+        Xt = self._tensor(X).requires_grad_(True)
+        return self.problem.residual(Xt, self.field(Xt)).detach().cpu().numpy().reshape(-1)
+
+    def _one_step(self) -> dict[str, float]:
+        params = list(self.model.parameters())
+        if self.step < self.adam_steps:
+            self.adam.zero_grad()
+            terms = self.losses()
+            total = self.balancer.backward(terms, params, self.step)
+            self.adam.step()
+            self.schedule.step()
+        else:
+            record = {}
+
+            def closure():
+                self.lbfgs.zero_grad()
+                terms = self.losses()
+                total = self.balancer.total(terms)
+                total.backward()
+                record.update(terms=terms, total=total)
+                return total
+
+            self.lbfgs.step(closure)
+            terms, total = record["terms"], record["total"]
+        values = {f"loss_{k}": float(v.detach()) for k, v in terms.items()}
+        values["loss"] = float(total.detach())
+        return values
+
+    def fit(
+        self,
+        until: int | None = None,
+        on_step: Callable[[dict], None] | None = None,
+        on_checkpoint: Callable[[], None] | None = None,
+        checkpoint_every: int = 500,
+    ) -> list[dict]:
+        """Train to step ``until`` (default: the end of the schedule); returns the history.
+
+        ``on_step`` receives each step's record; ``on_checkpoint`` is called every
+        ``checkpoint_every`` steps with finite losses (save the trainer there).
+
+        Raises:
+            NonFiniteLossError: a loss became NaN/Inf (names the step).
+        """
+        end = self.total_steps if until is None else min(until, self.total_steps)
+        last_checkpoint = None
+        started = time.perf_counter()
+        while self.step < end:
+            if self.resample_every and self.step and self.step % self.resample_every == 0:
+                self.points = self._tensor(
+                    self.sampler.resample(self.n_points, self._residual_numpy)
+                )
+            record = {"step": self.step, **self._one_step()}
+            if not np.isfinite(record["loss"]):
+                raise NonFiniteLossError(self.step, last_checkpoint)
+            self.step += 1
+            record["weights"] = {k: self.balancer.weight(k) for k in self.losses_names()}
+            if self.step % self.eval_every == 0 or self.step == end:
+                record.update(self.evaluate())
+            record["wall_s"] = time.perf_counter() - started
+            self.history.append(record)
+            if on_step is not None:
+                on_step(record)
+            if on_checkpoint is not None and (
+                self.step % checkpoint_every == 0 or self.step == end
+            ):
+                on_checkpoint()
+                last_checkpoint = self.step
+        return self.history
+
+    def losses_names(self) -> list[str]:
+        return ["residual", *self.conditions]
+
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "adam": self.adam.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "lbfgs": self.lbfgs.state_dict(),
+            "balancer": self.balancer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "points": self.points,
+            "history": self.history,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+        self.model.load_state_dict(state["model"])
+        self.adam.load_state_dict(state["adam"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.lbfgs.load_state_dict(state["lbfgs"])
+        self.balancer.load_state_dict(state["balancer"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.points = state["points"].to(self.device, self.dtype)
+        self.history = list(state["history"])
+        torch.set_rng_state(state["torch_rng"])

@@ -1,0 +1,206 @@
+r"""Physics-informed problems: residuals, conditions, hard-constraint transforms, references.
+
+Inputs are rows of coordinates ``X`` of shape ``(n, 2)``: ``(x, t)`` for evolution problems,
+``(x, y)`` for Helmholtz. Residuals use torch autograd, so they work for any network.
+
+* :class:`BurgersProblem`: $u_t + u u_x - \nu u_{xx} = 0$ on $[a, b]\times[0, T]$,
+  $u(x, 0) = A\sin(kx)$, $u(a, t) = u(b, t) = 0$; reference: the Warp Burgers solver on a
+  grid eight times finer than the evaluation grid, interpolated.
+* :class:`ConvectionProblem`: $u_t + \beta u_x = 0$ on $[0, 2\pi)$ periodic,
+  $u(x, 0) = A\sin(kx)$; reference: the exact $A\sin(k(x - \beta t))$.
+* :class:`HelmholtzProblem`: $\Delta u + k^2 u = q$ on $[-1,1]^2$ with
+  $q = (k^2 - (a_1\pi)^2 - (a_2\pi)^2)\,u^*$, $u^* = \sin(a_1\pi x)\sin(a_2\pi y)$, $u = 0$ on the
+  boundary (Wang, Teng & Perdikaris 2021); reference: $u^*$.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..solvers import BurgersSolver1D, Grid, dirichlet
+
+
+def gradient(u: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """$\\partial u/\\partial X$ row by row, shape ``(n, d)`` (graph kept for higher orders)."""
+    return torch.autograd.grad(u, X, torch.ones_like(u), create_graph=True)[0]
+
+
+class PINNProblem:
+    """Common interface. Attributes: ``names`` of the coordinates, ``bounds`` (d, 2)."""
+
+    names: tuple[str, str]
+    bounds: np.ndarray
+
+    def residual(self, X: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def conditions(
+        self, n: int, rng: np.random.Generator
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Soft-constraint points and targets by term name (initial, boundary, ...)."""
+        raise NotImplementedError
+
+    def constrain(self, X: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """Network output -> field satisfying the conditions exactly (hard constraints)."""
+        raise NotImplementedError
+
+    def embed(self, X: torch.Tensor) -> torch.Tensor:
+        """Network input features (identity unless the problem builds in periodicity)."""
+        return X
+
+    def reference(self, n1: int, n2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Evaluation axes (first, second) and the reference field of shape ``(n2, n1)``."""
+        raise NotImplementedError
+
+    @property
+    def input_dim(self) -> int:
+        return 2
+
+
+class BurgersProblem(PINNProblem):
+    names = ("x", "t")
+
+    def __init__(
+        self,
+        nu: float,
+        x: tuple[float, float],
+        t: tuple[float, float],
+        amplitude: float,
+        wavenumber: float,
+    ) -> None:
+        self.nu, self.amplitude, self.wavenumber = nu, amplitude, wavenumber
+        self.bounds = np.array([x, t], dtype=np.float64)
+
+    def initial(self, x):
+        sin = torch.sin if isinstance(x, torch.Tensor) else np.sin
+        return self.amplitude * sin(self.wavenumber * x)
+
+    def residual(self, X, u):
+        du = gradient(u, X)
+        u_x, u_t = du[:, :1], du[:, 1:]
+        u_xx = gradient(u_x, X)[:, :1]
+        return u_t + u * u_x - self.nu * u_xx
+
+    def conditions(self, n, rng):
+        (a, b), (t0, t1) = self.bounds
+        x0 = rng.uniform(a, b, (n, 1))
+        initial = np.hstack([x0, np.full_like(x0, t0)])
+        tb = rng.uniform(t0, t1, (n, 1))
+        side = np.where(rng.random((n, 1)) < 0.5, a, b)
+        boundary = np.hstack([side, tb])
+        return {"initial": (initial, self.initial(x0)), "boundary": (boundary, np.zeros((n, 1)))}
+
+    def constrain(self, X, raw):
+        (a, b), (t0, _) = self.bounds
+        x, t = X[:, :1], X[:, 1:]
+        return self.initial(x) + (t - t0) * (x - a) * (b - x) * raw
+
+    def reference(self, n1, n2):
+        (a, b), (t0, t1) = self.bounds
+        x = np.linspace(a, b, n1)
+        t = np.linspace(t0, t1, n2)
+        fine = Grid((8 * n1,), (a,), (b,))
+        solver = BurgersSolver1D(fine, dirichlet(1), nu=self.nu, dt=None)
+        u0 = self.initial(fine.coords(0))
+        intervals = n2 - 1
+        dt = 0.5 * solver.stable_dt(u0)
+        save_every = math.ceil((t1 - t0) / intervals / dt)
+        n_steps = save_every * intervals
+        states = solver.with_dt((t1 - t0) / n_steps).rollout(u0, n_steps, save_every)
+        xc = np.concatenate([[a], fine.coords(0), [b]])
+        u = np.stack([np.interp(x, xc, np.concatenate([[0.0], s, [0.0]])) for s in states])
+        return x, t, u
+
+
+class ConvectionProblem(PINNProblem):
+    names = ("x", "t")
+
+    def __init__(
+        self,
+        beta: float,
+        x: tuple[float, float],
+        t: tuple[float, float],
+        amplitude: float,
+        wavenumber: float,
+    ) -> None:
+        self.beta, self.amplitude, self.wavenumber = beta, amplitude, wavenumber
+        self.bounds = np.array([x, t], dtype=np.float64)
+        self.period = x[1] - x[0]
+
+    def initial(self, x):
+        sin = torch.sin if isinstance(x, torch.Tensor) else np.sin
+        return self.amplitude * sin(self.wavenumber * x)
+
+    def residual(self, X, u):
+        du = gradient(u, X)
+        return du[:, 1:] + self.beta * du[:, :1]
+
+    def conditions(self, n, rng):
+        """Initial-condition points only: the input embedding makes u periodic in x."""
+        (a, b), (t0, _) = self.bounds
+        x0 = rng.uniform(a, b, (n, 1))
+        return {"initial": (np.hstack([x0, np.full_like(x0, t0)]), self.initial(x0))}
+
+    def embed(self, X):
+        """$(\\cos(2\\pi x/L), \\sin(2\\pi x/L), t)$: periodic in x by construction."""
+        phase = 2 * math.pi * X[:, :1] / self.period
+        return torch.cat([torch.cos(phase), torch.sin(phase), X[:, 1:]], dim=1)
+
+    @property
+    def input_dim(self) -> int:
+        return 3
+
+    def constrain(self, X, raw):
+        t0 = self.bounds[1, 0]
+        return self.initial(X[:, :1]) + (X[:, 1:] - t0) * raw
+
+    def reference(self, n1, n2):
+        (a, b), (t0, t1) = self.bounds
+        x = np.linspace(a, b, n1)
+        t = np.linspace(t0, t1, n2)
+        u = self.amplitude * np.sin(self.wavenumber * (x[None, :] - self.beta * (t[:, None] - t0)))
+        return x, t, u
+
+
+class HelmholtzProblem(PINNProblem):
+    names = ("x", "y")
+
+    def __init__(
+        self, a1: float, a2: float, k: float, x: tuple[float, float], y: tuple[float, float]
+    ) -> None:
+        self.a1, self.a2, self.k = a1, a2, k
+        self.bounds = np.array([x, y], dtype=np.float64)
+
+    def exact(self, x, y):
+        sin = torch.sin if isinstance(x, torch.Tensor) else np.sin
+        return sin(self.a1 * math.pi * x) * sin(self.a2 * math.pi * y)
+
+    def residual(self, X, u):
+        du = gradient(u, X)
+        u_xx = gradient(du[:, :1], X)[:, :1]
+        u_yy = gradient(du[:, 1:], X)[:, 1:]
+        factor = self.k**2 - (self.a1 * math.pi) ** 2 - (self.a2 * math.pi) ** 2
+        source = factor * self.exact(X[:, :1], X[:, 1:])
+        return u_xx + u_yy + self.k**2 * u - source
+
+    def conditions(self, n, rng):
+        (a, b), (c, d) = self.bounds
+        s = rng.uniform(0, 1, (n, 1))
+        side = rng.integers(0, 4, (n, 1))
+        x = np.where(side == 0, a, np.where(side == 1, b, a + (b - a) * s))
+        y = np.where(side == 2, c, np.where(side == 3, d, c + (d - c) * s))
+        return {"boundary": (np.hstack([x, y]), self.exact(x, y))}
+
+    def constrain(self, X, raw):
+        (a, b), (c, d) = self.bounds
+        x, y = X[:, :1], X[:, 1:]
+        return (x - a) * (b - x) * (y - c) * (d - y) * raw
+
+    def reference(self, n1, n2):
+        (a, b), (c, d) = self.bounds
+        x = np.linspace(a, b, n1)
+        y = np.linspace(c, d, n2)
+        return x, y, self.exact(x[None, :], y[:, None])
