@@ -282,7 +282,7 @@ def _run_cases(args: argparse.Namespace) -> int:
             seen.setdefault(path.name, path)
     if not seen:
         raise ValueError("no case files found in ./cases")
-    for name, path in seen.items():
+    for path in seen.values():
         description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
         print(f"{path}  {description}")
     return 0
