@@ -202,7 +202,7 @@ class PINNTrainer:
                 raise NonFiniteLossError(self.step, last_checkpoint)
             self.step += 1
             record["weights"] = {k: self.balancer.weight(k) for k in self.losses_names()}
-            if self.step % self.eval_every == 0 or self.step == end:
+            if self.step % self.eval_every == 0 or self.step == self.total_steps:
                 record.update(self.evaluate())
             record["wall_s"] = time.perf_counter() - started
             self.history.append(record)

@@ -5,7 +5,7 @@ Inputs are rows of coordinates ``X`` of shape ``(n, 2)``: ``(x, t)`` for evoluti
 
 * :class:`BurgersProblem`: $u_t + u u_x - \nu u_{xx} = 0$ on $[a, b]\times[0, T]$,
   $u(x, 0) = A\sin(kx)$, $u(a, t) = u(b, t) = 0$; reference: the Warp Burgers solver on a
-  grid eight times finer than the evaluation grid, interpolated.
+  grid four times finer than the evaluation grid, interpolated.
 * :class:`ConvectionProblem`: $u_t + \beta u_x = 0$ on $[0, 2\pi)$ periodic,
   $u(x, 0) = A\sin(kx)$; reference: the exact $A\sin(k(x - \beta t))$.
 * :class:`HelmholtzProblem`: $\Delta u + k^2 u = q$ on $[-1,1]^2$ with
@@ -102,7 +102,7 @@ class BurgersProblem(PINNProblem):
         (a, b), (t0, t1) = self.bounds
         x = np.linspace(a, b, n1)
         t = np.linspace(t0, t1, n2)
-        fine = Grid((8 * n1,), (a,), (b,))
+        fine = Grid((4 * n1,), (a,), (b,))
         solver = BurgersSolver1D(fine, dirichlet(1), nu=self.nu, dt=None)
         u0 = self.initial(fine.coords(0))
         intervals = n2 - 1
