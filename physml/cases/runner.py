@@ -75,6 +75,7 @@ def build_trainer(case: CaseSpec) -> PINNTrainer:
         lbfgs_lr=training.lbfgs.lr,
         lbfgs_history=training.lbfgs.history,
         resample_every=training.collocation.resample_every,
+        resample=training.collocation.resample,
         eval_every=evaluation.every,
         eval_shape=(evaluation.nx, evaluation.nt),
         device=case.device,

@@ -87,7 +87,8 @@ class CollocationSpec(_Section):
     points: int = Field(4000, gt=0)
     boundary_points: int = Field(256, gt=0)
     sampler: Literal["uniform", "sobol"] = "sobol"
-    resample_every: int = Field(0, ge=0, description="residual-based resampling period (0: off)")
+    resample_every: int = Field(0, ge=0, description="steps between redraws (0: fixed points)")
+    resample: Literal["residual", "random"] = "residual"
 
 
 class AdamSpec(_Section):

@@ -7,7 +7,8 @@ weights $\lambda_i$ come from a balancing strategy (:mod:`physml.train.balancing
 Optimisation: Adam (with optional exponential decay) for ``adam_steps`` steps, then L-BFGS with a
 strong-Wolfe line search for ``lbfgs_steps`` iterations. Collocation points are drawn by a
 :class:`~physml.train.sampling.BoxSampler` and, with ``resample_every > 0``, redrawn by
-residual-based adaptive resampling. Errors are measured on a grid against the problem's
+residual-based adaptive resampling or, as fresh random batches, together with the condition
+points (the mini-batch training of Wang et al.). Errors are measured on a grid against the problem's
 reference (a Warp solver or an exact solution), never on training points.
 """
 
@@ -40,7 +41,8 @@ class PINNTrainer:
         hard_constraints: impose the conditions through ``problem.constrain``.
         adam_steps, adam_lr, adam_decay: Adam schedule (lr x decay per 1000 steps).
         lbfgs_steps, lbfgs_lr, lbfgs_history: L-BFGS iterations and settings.
-        resample_every: steps between residual-based resamplings (0: never).
+        resample_every: steps between redraws of the collocation points (0: never).
+        resample: "residual" (adaptive, RAR-D) or "random" (fresh batches, conditions too).
         eval_every: steps between evaluations against the reference.
         eval_shape: evaluation grid (points along the first, second coordinate).
         device, dtype: where and in which precision to train.
@@ -64,6 +66,7 @@ class PINNTrainer:
         lbfgs_lr: float = 1.0,
         lbfgs_history: int = 50,
         resample_every: int = 0,
+        resample: str = "residual",
         eval_every: int = 500,
         eval_shape: tuple[int, int] = (256, 101),
         device: str = "cpu",
@@ -79,6 +82,7 @@ class PINNTrainer:
         self.hard_constraints = hard_constraints
         self.adam_steps, self.lbfgs_steps = adam_steps, lbfgs_steps
         self.resample_every, self.eval_every = resample_every, eval_every
+        self.resample = resample
         params = list(self.model.parameters())
         self.adam = torch.optim.Adam(params, lr=adam_lr)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -111,6 +115,19 @@ class PINNTrainer:
     @property
     def total_steps(self) -> int:
         return self.adam_steps + self.lbfgs_steps
+
+    def _draw_conditions(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        if self.hard_constraints:
+            return {}
+        drawn = self.problem.conditions(self.n_condition_points, self.sampler.rng)
+        return {name: (self._tensor(x), self._tensor(y)) for name, (x, y) in drawn.items()}
+
+    def _redraw(self) -> None:
+        if self.resample == "random":
+            self.points = self._tensor(self.sampler.draw(self.n_points))
+            self.conditions = self._draw_conditions()
+        else:
+            self.points = self._tensor(self.sampler.resample(self.n_points, self._residual_numpy))
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, dtype=self.dtype, device=self.device)
@@ -194,9 +211,7 @@ class PINNTrainer:
         started = time.perf_counter()
         while self.step < end:
             if self.resample_every and self.step and self.step % self.resample_every == 0:
-                self.points = self._tensor(
-                    self.sampler.resample(self.n_points, self._residual_numpy)
-                )
+                self._redraw()
             record = {"step": self.step, **self._one_step()}
             if not np.isfinite(record["loss"]):
                 raise NonFiniteLossError(self.step, last_checkpoint)
@@ -228,6 +243,7 @@ class PINNTrainer:
             "balancer": self.balancer.state_dict(),
             "sampler": self.sampler.state_dict(),
             "points": self.points,
+            "conditions": self.conditions,
             "history": self.history,
             "torch_rng": torch.get_rng_state(),
         }
@@ -241,5 +257,7 @@ class PINNTrainer:
         self.balancer.load_state_dict(state["balancer"])
         self.sampler.load_state_dict(state["sampler"])
         self.points = state["points"].to(self.device, self.dtype)
+        self.conditions = {k: (x.to(self.device, self.dtype), y.to(self.device, self.dtype))
+                           for k, (x, y) in state["conditions"].items()}
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])
