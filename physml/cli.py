@@ -72,9 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--out", type=Path, required=True, help="output HDF5 file")
     solve.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    run = sub.add_parser("run", help="train the case of a YAML case file",
-                         description="Train a case: physml run cases/burgers.yaml "
-                         "[training.adam.steps=500 device=cuda ...] [--resume RUN_DIR]")
+    run = sub.add_parser(
+        "run",
+        help="train the case of a YAML case file",
+        description="Train a case: physml run cases/burgers.yaml "
+        "[training.adam.steps=500 device=cuda ...] [--resume RUN_DIR]",
+    )
     run.add_argument("case", type=Path, help="case file")
     run.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     run.add_argument("--resume", type=Path, default=None, help="run folder to continue")
@@ -292,9 +295,11 @@ def _run_validate(args: argparse.Namespace) -> int:
     from .cases.schema import load_case
 
     case = load_case(args.case, args.overrides)
-    print(f"{args.case}: valid ({case.pde.name}, {case.model.kind} "
-          f"{case.model.width}x{case.model.depth}, {case.training.adam.steps} Adam + "
-          f"{case.training.lbfgs.steps} L-BFGS steps)")
+    print(
+        f"{args.case}: valid ({case.pde.name}, {case.model.kind} "
+        f"{case.model.width}x{case.model.depth}, {case.training.adam.steps} Adam + "
+        f"{case.training.lbfgs.steps} L-BFGS steps)"
+    )
     return 0
 
 
@@ -309,23 +314,31 @@ def _run_case(args: argparse.Namespace) -> int:
     _quiet_warp("cpu")
     if args.resume is not None:
         if not (args.resume / "config.yaml").is_file():
-            raise ValueError(f"--resume: {str(args.resume)!r} is not a run folder "
-                             "(no config.yaml)")
+            raise ValueError(f"--resume: {str(args.resume)!r} is not a run folder (no config.yaml)")
         case = load_case(args.resume / "config.yaml")
         requested = load_case(args.case, args.overrides)
         if requested != case:
-            raise ValueError(f"--resume: {args.case} (with overrides) differs from the "
-                             f"configuration of {args.resume}; resume with the same case")
+            raise ValueError(
+                f"--resume: {args.case} (with overrides) differs from the "
+                f"configuration of {args.resume}; resume with the same case"
+            )
     else:
         case = load_case(args.case, args.overrides)
     console = Console(stderr=True, quiet=args.quiet)
-    console.print(f"[bold]physml run[/] {case.name}: {case.pde.name}, {case.model.kind} "
-                  f"{case.model.width}x{case.model.depth}, {case.training.adam.steps} Adam + "
-                  f"{case.training.lbfgs.steps} L-BFGS steps on {case.device} ({case.dtype})")
+    console.print(
+        f"[bold]physml run[/] {case.name}: {case.pde.name}, {case.model.kind} "
+        f"{case.model.width}x{case.model.depth}, {case.training.adam.steps} Adam + "
+        f"{case.training.lbfgs.steps} L-BFGS steps on {case.device} ({case.dtype})"
+    )
     total = case.training.adam.steps + case.training.lbfgs.steps
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total} {task.fields[status]}"),
-                  TimeElapsedColumn(), console=console, disable=args.quiet) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} {task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=args.quiet,
+    ) as progress:
         task = progress.add_task(case.name, total=total, status="")
         latest = {}
 
@@ -333,21 +346,26 @@ def _run_case(args: argparse.Namespace) -> int:
             if "rel_l2" in record:
                 latest["rel_l2"] = record["rel_l2"]
             error = f" rel L2 {latest['rel_l2']:.2e}" if latest else ""
-            progress.update(task, completed=record["step"] + 1,
-                            status=f"loss {record['loss']:.3e}{error}")
+            progress.update(
+                task, completed=record["step"] + 1, status=f"loss {record['loss']:.3e}{error}"
+            )
 
         try:
-            folder, result = run_case(case, args.resume, resume=args.resume is not None,
-                                      on_step=on_step)
+            folder, result = run_case(
+                case, args.resume, resume=args.resume is not None, on_step=on_step
+            )
         except NonFiniteLossError as err:
             print(f"physml: error: {err}", file=sys.stderr)
             return 1
     verdict = ""
     if result["threshold"] is not None:
-        verdict = " (target {:.0e}: {})".format(result["threshold"],
-                                                "reached" if result["passed"] else "missed")
-    print(f"relative L2 error {result['rel_l2']:.3e}{verdict} after {result['steps']} steps, "
-          f"{result['wall_s']:.0f} s")
+        verdict = " (target {:.0e}: {})".format(
+            result["threshold"], "reached" if result["passed"] else "missed"
+        )
+    print(
+        f"relative L2 error {result['rel_l2']:.3e}{verdict} after {result['steps']} steps, "
+        f"{result['wall_s']:.0f} s"
+    )
     print(f"run folder: {folder}  (solution.png, losses.png, metrics.json, predictions.h5)")
     return 0
 
@@ -384,8 +402,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        commands = {"solve": _run_solve, "datasets": _run_generate, "run": _run_case,
-                    "validate": _run_validate, "cases": _run_cases}
+        commands = {
+            "solve": _run_solve,
+            "datasets": _run_generate,
+            "run": _run_case,
+            "validate": _run_validate,
+            "cases": _run_cases,
+        }
         return commands[args.command](args)
     except ValueError as err:
         print(f"physml: error: {err}", file=sys.stderr)

@@ -107,3 +107,22 @@ class ModifiedMLP(nn.Module):
 
 
 MODELS = {"mlp": MLP, "fourier": FourierFeatureMLP, "modified": ModifiedMLP}
+
+
+class TwoBranchNetwork(nn.Module):
+    """One independent network per output (the two-branch Lagrangian network: the
+    characteristic curves and the state along them), outputs concatenated: ``(n, branches)``.
+
+    Args:
+        branch: the network class of each branch (e.g. :class:`MLP`).
+        d_in: input width.
+        branches: number of branches (= outputs).
+        **options: passed to each branch (width, depth, act, ...).
+    """
+
+    def __init__(self, branch: type[nn.Module], d_in: int, branches: int = 2, **options) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList([branch(d_in, 1, **options) for _ in range(branches)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([net(x) for net in self.branches], dim=-1)

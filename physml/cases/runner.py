@@ -23,10 +23,16 @@ import torch
 import xarray as xr
 
 from ..datasets.store import write_dataset
-from ..models import MODELS
+from ..models import MODELS, TwoBranchNetwork
 from ..train.balancing import BALANCERS
 from ..train.pinn import PINNTrainer
-from ..train.problems import BurgersProblem, ConvectionProblem, HelmholtzProblem, PINNProblem
+from ..train.problems import (
+    BurgersProblem,
+    ConvectionProblem,
+    HelmholtzProblem,
+    LagrangianConvectionProblem,
+    PINNProblem,
+)
 from ..train.sampling import BoxSampler
 from .schema import CaseSpec
 
@@ -39,8 +45,11 @@ def build_problem(case: CaseSpec) -> PINNProblem:
     if pde.name == "burgers":
         return BurgersProblem(pde.nu, domain.x, domain.t, initial.amplitude, initial.wavenumber)
     if pde.name == "convection":
+        args = (pde.beta, domain.x, domain.t, initial.amplitude, initial.wavenumber)
+        if case.training.method == "lpinn":
+            return LagrangianConvectionProblem(*args, nu=pde.nu_diffusion)
         return ConvectionProblem(
-            pde.beta, domain.x, domain.t, initial.amplitude, initial.wavenumber
+            *args, nu=pde.nu_diffusion, periodic_embedding=case.model.periodic_embedding
         )
     return HelmholtzProblem(pde.a1, pde.a2, pde.k, domain.x, domain.y)
 
@@ -50,10 +59,15 @@ def build_trainer(case: CaseSpec) -> PINNTrainer:
     torch.manual_seed(case.seed)
     problem = build_problem(case)
     spec = case.model
-    options = {"fourier": {"scale": spec.fourier_scale}}.get(spec.kind, {})
-    model = MODELS[spec.kind](
-        problem.input_dim, 1, spec.width, spec.depth, spec.activation, **options
-    )
+    options = {"width": spec.width, "depth": spec.depth, "act": spec.activation}
+    if spec.kind == "fourier":
+        options["scale"] = spec.fourier_scale
+    if case.training.method == "lpinn":
+        model = TwoBranchNetwork(
+            MODELS[spec.kind], problem.input_dim, problem.output_dim, **options
+        )
+    else:
+        model = MODELS[spec.kind](problem.input_dim, problem.output_dim, **options)
     training = case.training
     balance = training.balancer
     balancer = BALANCERS[balance.kind](balance.weights)

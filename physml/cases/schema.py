@@ -36,6 +36,7 @@ class PDESpec(_Section):
     name: Literal["burgers", "convection", "helmholtz"]
     nu: float | None = Field(None, ge=0, description="viscosity (Burgers)")
     beta: float | None = Field(None, description="advection speed (convection)")
+    nu_diffusion: float = Field(0.0, ge=0, description="diffusivity (convection-diffusion)")
     a1: float = 1.0
     a2: float = 4.0
     k: float = 1.0
@@ -80,6 +81,7 @@ class ModelSpec(_Section):
     depth: int = Field(4, gt=0)
     activation: Literal["tanh", "sin", "gelu", "silu"] = "tanh"
     hard_constraints: bool = True
+    periodic_embedding: bool = True
     fourier_scale: float = Field(1.0, gt=0)
 
 
@@ -111,7 +113,7 @@ class BalancerSpec(_Section):
 
 
 class TrainingSpec(_Section):
-    method: Literal["pinn"] = "pinn"
+    method: Literal["pinn", "lpinn"] = "pinn"
     collocation: CollocationSpec = Field(default_factory=CollocationSpec)
     adam: AdamSpec = Field(default_factory=AdamSpec)
     lbfgs: LBFGSSpec = Field(default_factory=LBFGSSpec)
@@ -146,6 +148,15 @@ class CaseSpec(_Section):
     seed: int = Field(0, ge=0)
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
+
+    @model_validator(mode="after")
+    def _method_fits_pde(self) -> CaseSpec:
+        if self.training.method == "lpinn" and self.pde.name != "convection":
+            raise ValueError(
+                "training.method 'lpinn' supports pde.name 'convection' "
+                f"(linear convection, with nu_diffusion >= 0), not {self.pde.name!r}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _domain_fits_pde(self) -> CaseSpec:

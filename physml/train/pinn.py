@@ -32,7 +32,8 @@ class PINNTrainer:
     """Trains ``model`` on ``problem``.
 
     Args:
-        model: network mapping ``problem.embed(X)`` of shape ``(n, input_dim)`` to ``(n, 1)``.
+        model: network mapping ``problem.embed(X)`` of shape ``(n, input_dim)`` to
+            ``(n, problem.output_dim)``.
         problem: the :class:`~physml.train.problems.PINNProblem`.
         balancer: loss-balancing strategy.
         sampler: collocation sampler over ``problem.bounds``.
@@ -140,9 +141,9 @@ class PINNTrainer:
     def losses(self) -> dict[str, torch.Tensor]:
         """Mean-squared loss terms: ``residual`` and each soft condition."""
         X = self.points.clone().requires_grad_(True)
-        terms = {"residual": self.problem.residual(X, self.field(X)).square().mean()}
+        terms = {k: r.square().mean() for k, r in self.problem.residuals(X, self.field(X)).items()}
         for name, (x, target) in self.conditions.items():
-            terms[name] = (self.field(x) - target).square().mean()
+            terms[name] = self.problem.condition_loss(name, self.field, x, target)
         return terms
 
     def predict(self, X: torch.Tensor, batch: int = 16384) -> np.ndarray:
@@ -152,6 +153,8 @@ class PINNTrainer:
 
     def prediction(self) -> np.ndarray:
         """The field on the evaluation grid, shape of ``reference``."""
+        if hasattr(self.problem, "eulerian"):
+            return self.problem.eulerian(self.field, *self.eval_axes, self._tensor)
         return self.predict(self.eval_points).reshape(self.reference.shape)
 
     def evaluate(self) -> dict[str, float]:
@@ -164,7 +167,9 @@ class PINNTrainer:
 
     def _residual_numpy(self, X: np.ndarray) -> np.ndarray:
         Xt = self._tensor(X).requires_grad_(True)
-        return self.problem.residual(Xt, self.field(Xt)).detach().cpu().numpy().reshape(-1)
+        residuals = self.problem.residuals(Xt, self.field(Xt))
+        total = sum(r.square() for r in residuals.values()).sqrt()
+        return total.detach().cpu().numpy().reshape(-1)
 
     def _one_step(self) -> dict[str, float]:
         params = list(self.model.parameters())
@@ -231,7 +236,7 @@ class PINNTrainer:
         return self.history
 
     def losses_names(self) -> list[str]:
-        return ["residual", *self.conditions]
+        return [*self.problem.residual_names, *self.conditions]
 
     def state_dict(self) -> dict:
         return {
@@ -257,7 +262,9 @@ class PINNTrainer:
         self.balancer.load_state_dict(state["balancer"])
         self.sampler.load_state_dict(state["sampler"])
         self.points = state["points"].to(self.device, self.dtype)
-        self.conditions = {k: (x.to(self.device, self.dtype), y.to(self.device, self.dtype))
-                           for k, (x, y) in state["conditions"].items()}
+        self.conditions = {
+            k: (x.to(self.device, self.dtype), y.to(self.device, self.dtype))
+            for k, (x, y) in state["conditions"].items()
+        }
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])

@@ -33,9 +33,19 @@ class PINNProblem:
 
     names: tuple[str, str]
     bounds: np.ndarray
+    output_dim = 1
+    residual_names: tuple[str, ...] = ("residual",)
 
     def residual(self, X: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def residuals(self, X: torch.Tensor, out: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Residual terms by name (one PDE residual unless a problem has more)."""
+        return {"residual": self.residual(X, out)}
+
+    def condition_loss(self, name: str, field, X: torch.Tensor, target: torch.Tensor):
+        """Mean-squared mismatch of a soft condition."""
+        return (field(X) - target).square().mean()
 
     def conditions(
         self, n: int, rng: np.random.Generator
@@ -116,6 +126,9 @@ class BurgersProblem(PINNProblem):
 
 
 class ConvectionProblem(PINNProblem):
+    r"""$u_t + \beta u_x = \nu u_{xx}$, periodic; with ``periodic_embedding`` the network sees
+    $(\cos, \sin)$ of $x$, otherwise periodicity is a soft condition $u(a, t) = u(b, t)$."""
+
     names = ("x", "t")
 
     def __init__(
@@ -125,10 +138,13 @@ class ConvectionProblem(PINNProblem):
         t: tuple[float, float],
         amplitude: float,
         wavenumber: float,
+        nu: float = 0.0,
+        periodic_embedding: bool = True,
     ) -> None:
-        self.beta, self.amplitude, self.wavenumber = beta, amplitude, wavenumber
+        self.beta, self.nu, self.amplitude, self.wavenumber = beta, nu, amplitude, wavenumber
         self.bounds = np.array([x, t], dtype=np.float64)
         self.period = x[1] - x[0]
+        self.periodic_embedding = periodic_embedding
 
     def initial(self, x):
         sin = torch.sin if isinstance(x, torch.Tensor) else np.sin
@@ -136,22 +152,40 @@ class ConvectionProblem(PINNProblem):
 
     def residual(self, X, u):
         du = gradient(u, X)
-        return du[:, 1:] + self.beta * du[:, :1]
+        r = du[:, 1:] + self.beta * du[:, :1]
+        if self.nu:
+            r = r - self.nu * gradient(du[:, :1], X)[:, :1]
+        return r
 
     def conditions(self, n, rng):
-        """Initial-condition points only: the input embedding makes u periodic in x."""
-        (a, b), (t0, _) = self.bounds
+        """Initial points; without the embedding also periodic pairs (x = a and x = b at the
+        same t: the "target" of ``periodic`` holds the partner points)."""
+        (a, b), (t0, t1) = self.bounds
         x0 = rng.uniform(a, b, (n, 1))
-        return {"initial": (np.hstack([x0, np.full_like(x0, t0)]), self.initial(x0))}
+        conditions = {"initial": (np.hstack([x0, np.full_like(x0, t0)]), self.initial(x0))}
+        if not self.periodic_embedding:
+            tb = rng.uniform(t0, t1, (n, 1))
+            conditions["periodic"] = (
+                np.hstack([np.full_like(tb, a), tb]),
+                np.hstack([np.full_like(tb, b), tb]),
+            )
+        return conditions
+
+    def condition_loss(self, name, field, X, target):
+        if name == "periodic":
+            return (field(X) - field(target)).square().mean()
+        return super().condition_loss(name, field, X, target)
 
     def embed(self, X):
-        """$(\\cos(2\\pi x/L), \\sin(2\\pi x/L), t)$: periodic in x by construction."""
+        r"""$(\cos(2\pi x/L), \sin(2\pi x/L), t)$: periodic in x by construction."""
+        if not self.periodic_embedding:
+            return X
         phase = 2 * math.pi * X[:, :1] / self.period
         return torch.cat([torch.cos(phase), torch.sin(phase), X[:, 1:]], dim=1)
 
     @property
     def input_dim(self) -> int:
-        return 3
+        return 3 if self.periodic_embedding else 2
 
     def constrain(self, X, raw):
         t0 = self.bounds[1, 0]
@@ -161,7 +195,9 @@ class ConvectionProblem(PINNProblem):
         (a, b), (t0, t1) = self.bounds
         x = np.linspace(a, b, n1)
         t = np.linspace(t0, t1, n2)
-        u = self.amplitude * np.sin(self.wavenumber * (x[None, :] - self.beta * (t[:, None] - t0)))
+        s = t[:, None] - t0
+        decay = np.exp(-self.nu * self.wavenumber**2 * s)
+        u = self.amplitude * decay * np.sin(self.wavenumber * (x[None, :] - self.beta * s))
         return x, t, u
 
 
@@ -204,3 +240,57 @@ class HelmholtzProblem(PINNProblem):
         x = np.linspace(a, b, n1)
         y = np.linspace(c, d, n2)
         return x, y, self.exact(x[None, :], y[:, None])
+
+
+class LagrangianConvectionProblem(ConvectionProblem):
+    r"""Lagrangian PINN (Mojgani, Balajewicz & Hassanzadeh) for $u_t + c\,u_x = \nu u_{xx}$.
+
+    Along characteristics $x(\xi, t)$ with $\partial_t x = c$ ($c = \beta$, or $c = u$ for
+    Burgers) the PDE becomes $\partial_t u|_\xi = \nu u_{xx}$, with
+    $u_x = u_\xi / x_\xi$ and $u_{xx} = \partial_\xi(u_x)/x_\xi$. The two-branch network gives
+    $(x, u)$ from $(\xi, t)$; the initial conditions $x(\xi, 0) = \xi$, $u(\xi, 0) = u_0(\xi)$
+    are exact ($x = \xi + c_0 t N_x$ with the speed scale $c_0 = |\beta|$, or $\max|u_0|$ for
+    Burgers, so that $N_x = O(1)$; $u = u_0(\xi) + t N_u$) and periodicity in $\xi$ is built
+    into the input embedding, so the loss is the two residuals ``residual`` (the state) and
+    ``characteristic`` (the curves), equally weighted. Fields on the Eulerian grid are
+    interpolated from the characteristics at each time.
+    """
+
+    output_dim = 2
+    residual_names = ("residual", "characteristic")
+
+    def __init__(self, *args, burgers: bool = False, **kwargs) -> None:
+        super().__init__(*args, periodic_embedding=True, **kwargs)
+        self.burgers = burgers
+
+    def conditions(self, n, rng):
+        return {}
+
+    def constrain(self, X, raw):
+        xi, t = X[:, :1], X[:, 1:] - self.bounds[1, 0]
+        speed = abs(self.amplitude) if self.burgers else abs(self.beta)
+        x = xi + max(speed, 1.0) * t * raw[:, :1]
+        return torch.cat([x, self.initial(xi) + t * raw[:, 1:]], dim=1)
+
+    def residuals(self, X, out):
+        x, u = out[:, :1], out[:, 1:]
+        dx, du = gradient(x, X), gradient(u, X)
+        speed = u if self.burgers else self.beta
+        state = du[:, 1:]
+        if self.nu:
+            u_x = du[:, :1] / dx[:, :1]
+            state = state - self.nu * gradient(u_x, X)[:, :1] / dx[:, :1]
+        return {"residual": state, "characteristic": dx[:, 1:] - speed}
+
+    def eulerian(self, field, x_eval, t_eval, tensor, oversample: int = 4):
+        """u on the Eulerian grid: for each time, interpolate (x(xi, t), u(xi, t)) in x."""
+        (a, b), _ = self.bounds
+        xi = np.linspace(a, b, oversample * len(x_eval), endpoint=False)
+        rows = []
+        for t in t_eval:
+            with torch.no_grad():
+                out = field(tensor(np.stack([xi, np.full_like(xi, t)], axis=1))).cpu().numpy()
+            x = a + np.mod(out[:, 0] - a, self.period)
+            order = np.argsort(x)
+            rows.append(np.interp(x_eval, x[order], out[order, 1], period=self.period))
+        return np.stack(rows)
