@@ -6,7 +6,10 @@ line-search optimisers such as L-BFGS).
 
 * :class:`FixedWeights`: $\nabla\sum_i \lambda_i L_i$ with constant $\lambda_i$ (default 1).
 * :class:`LearningRateAnnealing` (Wang, Teng & Perdikaris 2021, Alg. 1): every ``every`` steps
-  $\hat\lambda_i = \max|\nabla_\theta L_r| / \overline{|\nabla_\theta L_i|}$ and
+  $\hat\lambda_i = \max_l\max|\nabla_{W_l} L_r| / \operatorname{mean}_l\overline{|\nabla_{W_l}
+  (\lambda_i L_i)|}$ over the weight matrices $W_l$ (statistics per layer, then across layers,
+  and the gradient of the currently weighted term, as in the authors' implementation: this
+  damps the update, whose fixed point is $\lambda_i^2 = $ the gradient ratio) and
   $\lambda_i \leftarrow \alpha\lambda_i + (1-\alpha)\hat\lambda_i$ ($\alpha = 0.9$).
 * :class:`ConFIG` (Liu et al. 2024): with unit gradients $\hat g_i$, the direction
   $v = \hat G^{+}\mathbf 1$ (equal positive projection on every $\hat g_i$, so no term's loss
@@ -23,6 +26,13 @@ def _flat_grad(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(
         [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]
     )
+
+
+def _layer_gradients(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """|gradient| of ``loss`` for each weight matrix (parameters with 2 or more dims)."""
+    weights = [p for p in params if p.dim() >= 2]
+    grads = torch.autograd.grad(loss, weights, retain_graph=True, allow_unused=True)
+    return [(g if g is not None else torch.zeros_like(w)).abs() for g, w in zip(grads, weights)]
 
 
 def _assign(flat: torch.Tensor, params: list[torch.Tensor]) -> None:
@@ -68,11 +78,12 @@ class LearningRateAnnealing(FixedWeights):
 
     def backward(self, losses, params, step: int) -> torch.Tensor:
         if step % self.every == 0 and len(losses) > 1:
-            residual = _flat_grad(losses["residual"], params).abs().max()
+            residual = max(g.max() for g in _layer_gradients(losses["residual"], params))
             for name, loss in losses.items():
                 if name == "residual":
                     continue
-                mean = _flat_grad(loss, params).abs().mean()
+                layers = _layer_gradients(self.weight(name) * loss, params)
+                mean = torch.stack([g.mean() for g in layers]).mean()
                 estimate = float(residual / mean.clamp_min(1e-30))
                 self.weights[name] = (
                     self.momentum * self.weight(name) + (1 - self.momentum) * estimate
