@@ -129,6 +129,17 @@ class DatasetSpec(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+def read_yaml_mapping(path: Path, what: str) -> dict:
+    """The YAML mapping in ``path``, or a ValueError naming the file (``what``: spec, case)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{what} {path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{what} {path}: expected a mapping of keys to values")
+    return raw
+
+
 def resolve_spec_path(spec: str | Path) -> Path:
     """A spec path, or the bundled spec of that name (``burgers1d`` -> specs/burgers1d.yaml)."""
     path = Path(spec)
@@ -148,12 +159,7 @@ def load_spec(spec: str | Path, samples: int | None = None) -> DatasetSpec:
         ValueError: one message naming the file, the key and what is allowed.
     """
     path = resolve_spec_path(spec)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"spec {path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"spec {path}: expected a mapping of keys to values")
+    raw = read_yaml_mapping(path, "spec")
     if samples is not None:
         raw["samples"] = samples
     try:

@@ -23,7 +23,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..datasets.spec import describe_error
+from ..datasets.spec import describe_error, read_yaml_mapping
 
 
 class _Section(BaseModel):
@@ -192,13 +192,7 @@ def load_case(path: str | Path, overrides: list[str] | None = None) -> CaseSpec:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"case file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"case {path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"case {path}: expected a mapping of keys to values")
-    raw = apply_overrides(raw, overrides or [])
+    raw = apply_overrides(read_yaml_mapping(path, "case"), overrides or [])
     try:
         return CaseSpec.model_validate(raw)
     except ValidationError as err:

@@ -28,6 +28,11 @@ def gradient(u: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     return torch.autograd.grad(u, X, torch.ones_like(u), create_graph=True)[0]
 
 
+def sine(x, amplitude: float, wavenumber: float):
+    """$A\\sin(kx)$ for a NumPy array or a tensor."""
+    return amplitude * (torch.sin if isinstance(x, torch.Tensor) else np.sin)(wavenumber * x)
+
+
 class PINNProblem:
     """Common interface. Attributes: ``names`` of the coordinates, ``bounds`` (d, 2)."""
 
@@ -85,8 +90,7 @@ class BurgersProblem(PINNProblem):
         self.bounds = np.array([x, t], dtype=np.float64)
 
     def initial(self, x):
-        sin = torch.sin if isinstance(x, torch.Tensor) else np.sin
-        return self.amplitude * sin(self.wavenumber * x)
+        return sine(x, self.amplitude, self.wavenumber)
 
     def residual(self, X, u):
         du = gradient(u, X)
@@ -147,8 +151,7 @@ class ConvectionProblem(PINNProblem):
         self.periodic_embedding = periodic_embedding
 
     def initial(self, x):
-        sin = torch.sin if isinstance(x, torch.Tensor) else np.sin
-        return self.amplitude * sin(self.wavenumber * x)
+        return sine(x, self.amplitude, self.wavenumber)
 
     def residual(self, X, u):
         du = gradient(u, X)
