@@ -92,7 +92,7 @@ def choose_scheme(spec: DatasetSpec, solver, u0: np.ndarray) -> str | None:
 def solve_sample(spec: DatasetSpec, solver, u0: np.ndarray) -> np.ndarray:
     """The trajectory from ``u0`` saved at ``n_saves`` equal intervals: ``(n_saves, *grid)``."""
     intervals = spec.n_saves - 1
-    dt_target = spec.solver.cfl * solver.stable_dt(u0)
+    dt_target = min(spec.solver.cfl * solver.stable_dt(u0), spec.t_end / intervals)
     save_every = max(1, math.ceil(spec.t_end / intervals / dt_target))
     n_steps = save_every * intervals
     return solver.with_dt(spec.t_end / n_steps).rollout(u0, n_steps, save_every)
@@ -120,7 +120,10 @@ def write_shard(task: ShardTask) -> str:
         scheme = choose_scheme(spec, solver, u0)
         if scheme not in solvers:
             solvers[scheme] = _solver_for(spec, task.parameters, scheme)
-        states.append(solve_sample(spec, solvers[scheme], u0))
+        try:
+            states.append(solve_sample(spec, solvers[scheme], u0))
+        except FloatingPointError as err:
+            raise ValueError(f"{task.path}: sample with seed {seed}: {err}") from None
         schemes.append(solvers[scheme].scheme)
     states = np.stack(states)
     times = np.linspace(0.0, spec.t_end, spec.n_saves)
@@ -170,7 +173,7 @@ def warm_kernel_cache(spec: DatasetSpec) -> None:
     u0 = np.full(solver.grid.shape, 0.1)
     for scheme in {None, choose_scheme(spec, solver, u0)}:
         probe = _solver_for(spec, params, scheme)
-        probe.with_dt(0.5 * probe.stable_dt(u0)).step(u0)
+        probe.with_dt(min(0.5 * probe.stable_dt(u0), spec.t_end / (spec.n_saves - 1))).step(u0)
 
 
 def prepare_folder(spec: DatasetSpec, folder: Path, overwrite: bool) -> None:
@@ -276,6 +279,8 @@ def generate(
         progress: called with (samples done, samples in total).
     """
     folder = Path(folder)
+    if scheduler is None and workers not in (None, 0) and not dask_available():
+        raise ValueError("--workers needs Dask: pip install 'physml[dask]' (or --workers 0)")
     prepare_folder(spec, folder, overwrite)
     tasks = plan_shards(spec, folder)
     total = sum(len(t.seeds) for t in tasks)
@@ -292,8 +297,6 @@ def generate(
     if pending:
         warm_kernel_cache(spec)
         use_dask = scheduler is not None or (workers != 0 and dask_available())
-        if scheduler is None and workers not in (None, 0) and not dask_available():
-            raise ValueError("--workers needs Dask: pip install 'physml[dask]' (or --workers 0)")
         if use_dask:
             run_on_dask(pending, done, workers or os.cpu_count() or 1, scheduler)
         else:

@@ -15,6 +15,7 @@ Memory: without checkpointing the forward pass keeps all $n + 1$ states. With
 segment of $k$ states at a time, so at most $\lceil n/k\rceil + k$ states are held at once
 ($\approx 2\sqrt n$ for ``"auto"``, $k = \lceil\sqrt n\rceil$); the price is one extra forward
 pass (backward costs about 2 forward passes plus the adjoint kernels, instead of 1 + adjoint).
+These counts exclude the returned tensor, which holds the ``n // save_every + 1`` saved states.
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ def rollout(
     _check_tensor(solver, u0, "u0")
     if not torch.isfinite(u0).all():
         raise ValueError("u0 contains NaN/Inf values; the state must be finite")
-    solver.check_stability(u0.detach().cpu().numpy())
     values = _parameter_tensors(solver, u0, params or {})
+    given = {n: v.detach().cpu().numpy() for n, v in zip(solver.parameter_names, values)}
+    solver.with_parameters(**given).check_stability(u0.detach().cpu().numpy())
     segment = _segment_length(checkpoint_every, n_steps)
     return _Rollout.apply(solver, n_steps, save_every, segment, memory, u0, *values)
 
@@ -115,7 +117,7 @@ def _parameter_tensors(
     values = []
     for name in solver.parameter_names:
         default = torch.as_tensor(defaults[name], dtype=like.dtype, device=like.device)
-        value = params.get(name, default)
+        value = torch.as_tensor(params.get(name, default)).to(dtype=like.dtype, device=like.device)
         if value.numel() != default.numel():
             raise ValueError(
                 f"parameter {name} has {value.numel()} entries; expected {default.numel()}"
@@ -173,7 +175,7 @@ class _Rollout(torch.autograd.Function):
         held = {0: flat0}
         saved = [flat0]
         u = flat0
-        last_good = 0
+        last_good, good_state = 0, flat0
         for s in range(1, n_steps + 1):
             u = _advance(solver, u, params)
             if s % solver.check_every == 0 or s == n_steps:
@@ -182,9 +184,9 @@ class _Rollout(torch.autograd.Function):
                         step=s,
                         t=s * solver.dt,
                         last_good_step=last_good,
-                        last_good_state=held[max(held)].cpu().numpy().reshape(solver.grid.shape),
+                        last_good_state=good_state.cpu().numpy().reshape(solver.grid.shape),
                     )
-                last_good = s
+                last_good, good_state = s, u
             if s % keep_every == 0 and s < n_steps:
                 held[s] = u
             if s % save_every == 0:

@@ -154,13 +154,17 @@ def _run_solve(args: argparse.Namespace) -> int:
     if not args.out.parent.resolve().is_dir():
         raise ValueError(f"--out: folder {str(args.out.parent)!r} does not exist")
     intervals = args.n_saves - 1
-    dt_target = args.dt if args.dt is not None else args.cfl * solver.stable_dt(u0)
-    if not (math.isfinite(dt_target) and dt_target > 0):
+    if args.dt is not None and not (math.isfinite(args.dt) and args.dt > 0):
         raise ValueError(f"--dt={args.dt} must be a positive number")
-    save_every = max(1, math.ceil(t_end / intervals / dt_target))
+    stable = solver.stable_dt(u0)
+    dt_target = args.dt if args.dt is not None else args.cfl * stable
+    ratio = t_end / intervals / min(dt_target, t_end / intervals)  # one step per save at most
+    save_every = (
+        round(ratio) if math.isclose(ratio, round(ratio), rel_tol=1e-9) else math.ceil(ratio)
+    )
     n_steps = save_every * intervals
     dt = t_end / n_steps
-    if args.dt is not None and not np.isclose(dt, args.dt):
+    if args.dt is not None and not math.isclose(dt, args.dt, rel_tol=1e-9):
         raise ValueError(
             f"--dt={args.dt} does not divide --t-end={t_end} into {intervals} equal save "
             f"intervals; e.g. --dt={dt:.6g}"

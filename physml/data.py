@@ -1,8 +1,9 @@
 """PyTorch datasets over field files written by :mod:`physml.datasets`.
 
 :class:`FieldDataset` reads samples lazily from HDF5 with h5py (one chunk per sample, so one
-item is one chunk read), opens its file handles on first use in each process (so it is safe
-with ``DataLoader(num_workers > 0)``: forked workers never share a handle), and can serve
+item is one chunk read) and opens its file handles once per process: the constructor's handles
+serve the creating process, and a ``DataLoader`` worker, forked or spawned, opens its own on
+first use and never touches an inherited one. It can serve
 autoregressive pairs $(u_t, u_{t+k})$.
 """
 
@@ -51,13 +52,16 @@ class FieldDataset(Dataset):
         self.variable, self.dtype = variable, dtype
         self._handles: dict[int, h5py.File] = {}
         self._pid = os.getpid()
-        counts = []
+        counts, times = [], set()
         for shard, file in enumerate(self.files):
             f = self._handles[shard] = h5py.File(file, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
             if variable not in f:
                 raise ValueError(f"{file} has no variable {variable!r}; has {list(f)}")
             counts.append(f[variable].shape[0])
-            self.n_times = f[variable].shape[1]
+            times.add(f[variable].shape[1])
+        if len(times) != 1:
+            raise ValueError(f"shards disagree on the number of saved times: {sorted(times)}")
+        (self.n_times,) = times
         if pairs is not None and not 1 <= pairs < self.n_times:
             raise ValueError(f"pairs={pairs} must lie in [1, {self.n_times - 1}]")
         self.pairs = pairs

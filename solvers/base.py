@@ -168,6 +168,17 @@ class GridSolver:
             for n, v in self.parameters().items()
         }
 
+    def with_parameters(self, **values) -> GridSolver:
+        """A copy of this solver with other physical parameter values (arrays of shape (k,)
+        or numbers); ``dt`` is not re-checked."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        for name, value in values.items():
+            flat = np.atleast_1d(np.asarray(value, dtype=np.float64)).ravel()
+            current = getattr(self, name)
+            setattr(clone, name, tuple(flat) if isinstance(current, tuple) else float(flat[0]))
+        return clone
+
     def with_dt(self, dt: float) -> GridSolver:
         """A copy of this solver with time step ``dt`` (checked for stability)."""
         clone = object.__new__(type(self))
@@ -483,8 +494,9 @@ class GridSolver:
     def step(self, u: Any) -> np.ndarray:
         """One time step: NumPy array of shape ``grid.shape`` in, new NumPy array out."""
         self._require_dt()
+        state = self.to_warp(u, "u")
         self.check_stability(u)
-        out = self.advance(self.to_warp(u, "u"), self.parameter_arrays())
+        out = self.advance(state, self.parameter_arrays())
         return out.numpy().reshape(self.grid.shape).copy()
 
     def rollout(

@@ -70,3 +70,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
 def test_missing_output_folder(tmp_path):
     result = run_cli("solve", "heat1d", "--out", str(tmp_path / "no" / "u.h5"))
     assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_implicit_heat_takes_one_step_per_save_and_exact_dt_divisions_are_accepted(tmp_path):
+    assert main(["solve", "heat2d", "--nx", "8", "--scheme", "imex", "--t-end", "0.1",
+                 "--n-saves", "3", "--out", str(tmp_path / "h.h5"), "--quiet"]) == 0
+    assert xr.open_dataset(tmp_path / "h.h5").attrs["n_steps"] == 2
+    assert main(["solve", "heat1d", "--t-end", "0.3", "--n-saves", "101", "--dt", "0.0003",
+                 "--out", str(tmp_path / "d.h5"), "--quiet"]) == 0
+    assert xr.open_dataset(tmp_path / "d.h5").attrs["n_steps"] == 1000

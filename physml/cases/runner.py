@@ -70,9 +70,10 @@ def build_trainer(case: CaseSpec) -> PINNTrainer:
         model = MODELS[spec.kind](problem.input_dim, problem.output_dim, **options)
     training = case.training
     balance = training.balancer
-    balancer = BALANCERS[balance.kind](balance.weights)
-    if balance.kind == "annealing":
-        balancer = BALANCERS["annealing"](balance.weights, balance.every, balance.momentum)
+    annealing = {"every": balance.every, "momentum": balance.momentum}
+    balancer = BALANCERS[balance.kind](
+        balance.weights, **(annealing if balance.kind == "annealing" else {})
+    )
     evaluation = case.evaluation
     return PINNTrainer(
         model,
@@ -110,8 +111,12 @@ def new_run_folder(case: CaseSpec) -> Path:
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def save_checkpoint(trainer: PINNTrainer, folder: Path) -> None:
@@ -180,7 +185,7 @@ def run_case(
     if resume:
         load_checkpoint(trainer, folder)
     else:
-        (folder / "config.yaml").write_text(case.to_yaml())
+        _atomic(folder / "config.yaml", lambda p: p.write_text(case.to_yaml()))
     started = time.perf_counter()
     trainer.fit(
         on_step=on_step,

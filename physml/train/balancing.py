@@ -97,8 +97,8 @@ class ConFIG(FixedWeights):
     def backward(self, losses, params, step: int) -> torch.Tensor:
         grads = torch.stack([_flat_grad(loss, params) for loss in losses.values()])
         units = grads / grads.norm(dim=1, keepdim=True).clamp_min(1e-30)
-        ones = torch.ones(len(losses), 1, dtype=grads.dtype, device=grads.device)
-        direction = torch.linalg.lstsq(units, ones).solution[:, 0]
+        ones = torch.ones(len(losses), dtype=grads.dtype, device=grads.device)
+        direction = torch.linalg.pinv(units) @ ones  # minimum-norm solution of units v = 1
         direction = direction / direction.norm().clamp_min(1e-30)
         _assign((grads @ direction).sum() * direction, params)
         return self.total(losses).detach()

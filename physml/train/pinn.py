@@ -47,7 +47,7 @@ class PINNTrainer:
         eval_every: steps between evaluations against the reference.
         eval_shape: evaluation grid (points along the first, second coordinate).
         device, dtype: where and in which precision to train.
-        seed: seeds the network initialisation has used and the sampler.
+        seed: seed of the default sampler (the network is initialised by the caller).
     """
 
     def __init__(
@@ -212,7 +212,7 @@ class PINNTrainer:
             NonFiniteLossError: a loss became NaN/Inf (names the step).
         """
         end = self.total_steps if until is None else min(until, self.total_steps)
-        last_checkpoint = None
+        last_checkpoint = self.step if self.step > 0 else None  # resumed from a checkpoint
         started = time.perf_counter()
         while self.step < end:
             if self.resample_every and self.step and self.step % self.resample_every == 0:
