@@ -41,7 +41,6 @@ from .operators import (
     implicit_operator_kernel,
     implicit_tridiagonal_kernel,
     launch,
-    pad_kernel,
     scaled_axpy_kernel,
     weighted_dot_kernel,
 )
@@ -395,15 +394,7 @@ class GridSolver:
             launch(kernel, T, dim=n, inputs=inputs, outputs=outputs, device=dev, record_tape=False)
 
         def apply(v, out):
-            launch(
-                pad_kernel,
-                self.dtype,
-                dim=lay.padded_size,
-                inputs=[v, lay.shape, lay.ghost, lay.kinds_lo, lay.kinds_hi, lay.coef_homogeneous],
-                outputs=[xp],
-                device=dev,
-                record_tape=False,
-            )
+            lay.pad(v, homogeneous=True, out=xp, record_tape=False)
             launch_n(
                 implicit_operator_kernel,
                 [
@@ -449,8 +440,7 @@ class GridSolver:
     def _solve_tridiagonal(self, b: wp.array, nu: wp.array, x: wp.array) -> int:
         """The 1D implicit system solved directly (Thomas / Sherman–Morrison), O(n)."""
         lay, T, n = self.layout, self.dtype, self.grid.size
-        ghost = lay.coef_homogeneous.numpy()
-        g = lay.ghost_width
+        ghost_lo, ghost_hi = lay.reflection_x
         work = [wp.empty(n, dtype=T, device=self.device) for _ in range(3)]
         launch(
             implicit_tridiagonal_kernel,
@@ -461,8 +451,8 @@ class GridSolver:
                 nu,
                 T(self.theta * self.dt / self.grid.dx[0] ** 2),
                 n,
-                T(ghost[1, 0]),
-                T(ghost[1 + g, 0]),
+                T(ghost_lo),
+                T(ghost_hi),
                 int(self.bc.is_periodic(0)),
                 *work,
             ],

@@ -428,8 +428,9 @@ def implicit_tridiagonal_kernel(
 
     Rows are -s x_{i-1} + (1 + 2s) x_i - s x_{i+1} with s = theta dt nu / dx^2; a reflected
     ghost x_{-1} = g x_0 makes the first diagonal 1 + s (2 - g) (g = -1 Dirichlet, +1 Neumann).
-    Periodic (cyclic) systems use the Sherman-Morrison formula with ``unit`` = e_0 + e_{n-1}
-    scaled. Reads rhs, nu; writes out (scratch, correction, unit are work arrays).
+    Periodic (cyclic) systems use the Sherman-Morrison formula with the correction vector
+    ``unit`` = gamma e_0 + off e_{n-1}. Reads rhs, nu; writes out (scratch, correction and
+    unit are work arrays).
     """
     one = rhs.dtype(1.0)
     two = rhs.dtype(2.0)
@@ -577,9 +578,10 @@ class GridLayout:
         self.coef = wp.array(
             self._ghost_coefficients(homogeneous=False), dtype=dtype, device=device
         )
-        self.coef_homogeneous = wp.array(
-            self._ghost_coefficients(homogeneous=True), dtype=dtype, device=device
-        )
+        homogeneous = self._ghost_coefficients(homogeneous=True)
+        self.coef_homogeneous = wp.array(homogeneous, dtype=dtype, device=device)
+        self.reflection_x = (float(homogeneous[1, 0]), float(homogeneous[1 + ghost, 0]))
+        """Ghost factor a (ghost = a u_src) on the low and high side of axis 0, homogeneous."""
 
     def _ghost_coefficients(self, homogeneous: bool) -> np.ndarray:
         """Rows (a, b) with ghost = a u_src + b; row 0 is the identity for interior cells."""
@@ -605,21 +607,33 @@ class GridLayout:
             self.grid.size, dtype=self.dtype, device=self.device, requires_grad=requires_grad
         )
 
-    def pad(self, u: wp.array, homogeneous: bool = False) -> wp.array:
-        """Ghost-padded copy of the flat field ``u`` (boundary values zero if homogeneous)."""
-        up = wp.empty(
-            self.padded_size, dtype=self.dtype, device=self.device, requires_grad=u.requires_grad
-        )
+    def pad(
+        self,
+        u: wp.array,
+        homogeneous: bool = False,
+        out: wp.array | None = None,
+        record_tape: bool = True,
+    ) -> wp.array:
+        """Ghost-padded copy of the flat field ``u`` (boundary values zero if homogeneous),
+        written to ``out`` if given (a work buffer of ``padded_size``), else to a new array."""
+        if out is None:
+            out = wp.empty(
+                self.padded_size,
+                dtype=self.dtype,
+                device=self.device,
+                requires_grad=u.requires_grad,
+            )
         coef = self.coef_homogeneous if homogeneous else self.coef
         launch(
             pad_kernel,
             self.dtype,
             dim=self.padded_size,
             inputs=[u, self.shape, self.ghost, self.kinds_lo, self.kinds_hi, coef],
-            outputs=[up],
+            outputs=[out],
             device=self.device,
+            record_tape=record_tape,
         )
-        return up
+        return out
 
     def laplacian(self, u: wp.array, homogeneous: bool = False) -> wp.array:
         """$\\Delta_h u$ with the boundary conditions applied (flat, interior size)."""
