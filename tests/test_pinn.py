@@ -168,3 +168,25 @@ def test_lpinn_learns_high_speed_convection(tmp_path):
     trainer = build_trainer(case)
     trainer.fit()
     assert trainer.evaluate()["rel_l2"] < 5e-2
+
+
+def test_periodic_and_dirichlet_burgers_agree_for_the_odd_initial_condition():
+    """u0 = -sin(pi x) stays odd about 0 and +-1, so the periodic Lagrangian problem is Raissi's."""
+    from physml.train.problems import BurgersProblem, LagrangianBurgersProblem
+
+    args = (0.01 / np.pi, (-1.0, 1.0), (0.0, 1.0), -1.0, np.pi)
+    _, _, dirichlet = BurgersProblem(*args).reference(64, 11)
+    _, _, periodic = LagrangianBurgersProblem(*args).reference(64, 11)
+    assert np.abs(dirichlet - periodic).max() < 1e-6
+    with pytest.raises(ValueError, match="wavenumber"):
+        LagrangianBurgersProblem(0.01, (-1.0, 1.0), (0.0, 1.0), -1.0, 1.0)
+
+
+def test_lpinn_learns_viscous_burgers_before_the_shock(tmp_path):
+    case = load_case(str(Path(CASE).with_name("burgers_lpinn.yaml")), [
+        "training.adam.steps=300", "training.lbfgs.steps=200", "training.collocation.points=512",
+        "model.width=16", "model.depth=3", "evaluation.nx=64", "evaluation.nt=11",
+        "evaluation.every=500", f"output.folder={tmp_path}"])
+    trainer = build_trainer(case)
+    trainer.fit()
+    assert trainer.evaluate()["rel_l2"] < 3e-2

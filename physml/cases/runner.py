@@ -30,6 +30,7 @@ from ..train.problems import (
     BurgersProblem,
     ConvectionProblem,
     HelmholtzProblem,
+    LagrangianBurgersProblem,
     LagrangianConvectionProblem,
     PINNProblem,
 )
@@ -43,6 +44,10 @@ def build_problem(case: CaseSpec) -> PINNProblem:
     """The physics-informed problem a case describes."""
     pde, domain, initial = case.pde, case.domain, case.conditions.initial
     if pde.name == "burgers":
+        if case.training.method == "lpinn":
+            return LagrangianBurgersProblem(
+                pde.nu, domain.x, domain.t, initial.amplitude, initial.wavenumber
+            )
         return BurgersProblem(pde.nu, domain.x, domain.t, initial.amplitude, initial.wavenumber)
     if pde.name == "convection":
         args = (pde.beta, domain.x, domain.t, initial.amplitude, initial.wavenumber)

@@ -151,10 +151,10 @@ class CaseSpec(_Section):
 
     @model_validator(mode="after")
     def _method_fits_pde(self) -> CaseSpec:
-        if self.training.method == "lpinn" and self.pde.name != "convection":
+        if self.training.method == "lpinn" and self.pde.name == "helmholtz":
             raise ValueError(
-                "training.method 'lpinn' supports pde.name 'convection' "
-                f"(linear convection, with nu_diffusion >= 0), not {self.pde.name!r}"
+                "training.method 'lpinn' supports pde.name 'convection' (with nu_diffusion >= 0)"
+                " and 'burgers' (periodic), not 'helmholtz'"
             )
         return self
 

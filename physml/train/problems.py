@@ -20,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from ..solvers import BurgersSolver1D, Grid, dirichlet
+from ..solvers import BurgersSolver1D, Grid, dirichlet, periodic
 
 
 def gradient(u: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
@@ -113,20 +113,28 @@ class BurgersProblem(PINNProblem):
         return self.initial(x) + (t - t0) * (x - a) * (b - x) * raw
 
     def reference(self, n1, n2):
-        (a, b), (t0, t1) = self.bounds
-        x = np.linspace(a, b, n1)
-        t = np.linspace(t0, t1, n2)
-        fine = Grid((4 * n1,), (a,), (b,))
-        solver = BurgersSolver1D(fine, dirichlet(1), nu=self.nu, dt=None)
-        u0 = self.initial(fine.coords(0))
-        intervals = n2 - 1
-        dt = 0.5 * solver.stable_dt(u0)
-        save_every = math.ceil((t1 - t0) / intervals / dt)
-        n_steps = save_every * intervals
-        states = solver.with_dt((t1 - t0) / n_steps).rollout(u0, n_steps, save_every)
-        xc = np.concatenate([[a], fine.coords(0), [b]])
-        u = np.stack([np.interp(x, xc, np.concatenate([[0.0], s, [0.0]])) for s in states])
-        return x, t, u
+        return burgers_reference(self, n1, n2, dirichlet(1))
+
+
+def burgers_reference(problem, n1: int, n2: int, bc) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Warp Burgers solver (boundary ``bc``) on a grid four times finer than the ``n1 x n2``
+    evaluation grid, interpolated to it: axes ``x`` (n1), ``t`` (n2) and ``u`` (n2, n1)."""
+    (a, b), (t0, t1) = problem.bounds
+    x = np.linspace(a, b, n1)
+    t = np.linspace(t0, t1, n2)
+    fine = Grid((4 * n1,), (a,), (b,))
+    solver = BurgersSolver1D(fine, bc, nu=problem.nu, dt=None)
+    u0 = problem.initial(fine.coords(0))
+    intervals = n2 - 1
+    dt = 0.5 * solver.stable_dt(u0)
+    save_every = math.ceil((t1 - t0) / intervals / dt)
+    n_steps = save_every * intervals
+    states = solver.with_dt((t1 - t0) / n_steps).rollout(u0, n_steps, save_every)
+    # Boundary values: the Dirichlet wall (zero), or the periodic average of the end cells.
+    edge = [0.5 * (s[:1] + s[-1:]) if bc.is_periodic(0) else np.zeros(1) for s in states]
+    xc = np.concatenate([[a], fine.coords(0), [b]])
+    u = np.stack([np.interp(x, xc, np.concatenate([e, s, e])) for e, s in zip(edge, states)])
+    return x, t, u
 
 
 class ConvectionProblem(PINNProblem):
@@ -262,9 +270,10 @@ class LagrangianConvectionProblem(ConvectionProblem):
     output_dim = 2
     residual_names = ("residual", "characteristic")
 
-    def __init__(self, *args, burgers: bool = False, **kwargs) -> None:
+    burgers = False
+
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, periodic_embedding=True, **kwargs)
-        self.burgers = burgers
 
     def conditions(self, n, rng):
         return {}
@@ -297,3 +306,34 @@ class LagrangianConvectionProblem(ConvectionProblem):
             order = np.argsort(x)
             rows.append(np.interp(x_eval, x[order], out[order, 1], period=self.period))
         return np.stack(rows)
+
+
+class LagrangianBurgersProblem(LagrangianConvectionProblem):
+    r"""Lagrangian PINN for viscous Burgers $u_t + u u_x = \nu u_{xx}$ on a periodic interval:
+    the characteristics move with the state, $\partial_t x = u$, and the state diffuses along
+    them, $\partial_t u|_\xi = \nu u_{xx}$. Raissi's problem ($u_0 = -\sin\pi x$ on
+    $[-1, 1]$, $u(\pm 1, t) = 0$) is this one: the periodic solution stays odd about $0$ and
+    $\pm 1$, so it vanishes there. Reference: the Warp Burgers solver, periodic.
+    """
+
+    burgers = True
+
+    def __init__(
+        self,
+        nu: float,
+        x: tuple[float, float],
+        t: tuple[float, float],
+        amplitude: float,
+        wavenumber: float,
+    ) -> None:
+        periods = wavenumber * (x[1] - x[0]) / (2 * math.pi)
+        if abs(periods - round(periods)) > 1e-9 or round(periods) == 0:
+            raise ValueError(
+                "the Lagrangian Burgers problem is periodic: conditions.initial.wavenumber "
+                f"times the length of domain.x must be a nonzero multiple of 2 pi, got {periods:g}"
+                " periods"
+            )
+        super().__init__(0.0, x, t, amplitude, wavenumber, nu=nu)
+
+    def reference(self, n1, n2):
+        return burgers_reference(self, n1, n2, periodic(1))

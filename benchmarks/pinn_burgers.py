@@ -1,0 +1,144 @@
+"""physml against DeepXDE on the Burgers PINN of ``cases/burgers.yaml``, in one run.
+
+Both train the same problem ($u_t + u u_x = \\nu u_{xx}$, $\\nu = 0.01/\\pi$, $u_0 = -\\sin\\pi x$,
+hard initial/boundary conditions through the same output transform
+$u = -\\sin\\pi x + t(1 - x^2) N(x, t)$) with the same network (tanh MLP, 5 x 32, Xavier-normal),
+the same 4000 Sobol collocation points (fixed: no resampling), and the same schedule: Adam at
+lr 1e-3, then L-BFGS (torch's, history 50, strong-Wolfe line search; physml takes one iteration
+per step, DeepXDE up to 1000 per call). Reported side by side: Adam and L-BFGS iterations per
+second, loss-and-gradient evaluations per second during L-BFGS,
+wall time, and the relative L2 error of each against the Warp solver's reference on the
+256 x 101 evaluation grid. DeepXDE (PyTorch backend) is needed only here::
+
+    pip install deepxde
+    python benchmarks/pinn_burgers.py [--adam 500] [--lbfgs 5000] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from physml.cases.runner import build_trainer
+from physml.cases.schema import load_case
+
+CASE = Path(__file__).parents[1] / "cases" / "burgers.yaml"
+
+
+def lbfgs_counts(optimizer: torch.optim.LBFGS) -> tuple[int, int]:
+    """(iterations, function evaluations) a torch L-BFGS optimiser has made."""
+    state = optimizer.state[optimizer.param_groups[0]["params"][0]]
+    return int(state.get("n_iter", 0)), int(state.get("func_evals", 0))
+
+
+def run_physml(adam: int, lbfgs: int) -> tuple[dict, np.ndarray, object]:
+    case = load_case(CASE, [f"training.adam.steps={adam}", f"training.lbfgs.steps={lbfgs}",
+                            "training.collocation.resample_every=0"])
+    trainer = build_trainer(case)
+    evaluations = 0
+    losses = trainer.losses
+
+    def counted_losses():
+        nonlocal evaluations
+        evaluations += 1
+        return losses()
+
+    trainer.losses = counted_losses
+    started = time.perf_counter()
+    trainer.fit(until=adam)
+    adam_s = time.perf_counter() - started
+    evaluations = 0  # loss-and-gradient evaluations made by L-BFGS (repeats are cached)
+    trainer.fit()
+    lbfgs_s = time.perf_counter() - started - adam_s
+    iterations = lbfgs_counts(trainer.lbfgs)[0]
+    result = {"adam_s": adam_s, "lbfgs_s": lbfgs_s, "lbfgs_iterations": iterations,
+              "lbfgs_function_evaluations": evaluations, **trainer.evaluate()}
+    return result, trainer.points.cpu().numpy(), trainer
+
+
+def run_deepxde(points: np.ndarray, trainer, adam: int, lbfgs: int) -> dict:
+    os.environ.setdefault("DDE_BACKEND", "pytorch")
+    import deepxde as dde
+
+    problem = trainer.problem
+    (a, b), (t0, t1) = problem.bounds
+    dde.config.set_random_seed(0)
+    geometry = dde.geometry.GeometryXTime(
+        dde.geometry.Interval(a, b), dde.geometry.TimeDomain(t0, t1)
+    )
+
+    def pde(x, y):
+        u_x = dde.grad.jacobian(y, x, i=0, j=0)
+        u_t = dde.grad.jacobian(y, x, i=0, j=1)
+        u_xx = dde.grad.hessian(y, x, i=0, j=0)
+        return u_t + y * u_x - problem.nu * u_xx
+
+    data = dde.data.TimePDE(geometry, pde, [], num_domain=0, anchors=points, num_test=None)
+    net = dde.nn.FNN([2] + [32] * 5 + [1], "tanh", "Glorot normal")
+    net.apply_output_transform(lambda X, raw: problem.constrain(X, raw))
+    model = dde.Model(data, net)
+    model.compile("adam", lr=1e-3)
+    started = time.perf_counter()
+    model.train(iterations=adam, display_every=max(adam, 1), verbose=0)
+    adam_s = time.perf_counter() - started
+    dde.optimizers.set_LBFGS_options(maxcor=50, maxiter=lbfgs, maxls=25)
+    per_call = min(1000, lbfgs)  # DeepXDE's own chunking of L-BFGS iterations per call
+    dde.optimizers.config.LBFGS_options.update(
+        iter_per_step=per_call, fun_per_step=int(1.25 * per_call)
+    )
+    model.compile("L-BFGS")
+    started = time.perf_counter()
+    model.train(display_every=max(lbfgs, 1), verbose=0)
+    lbfgs_s = time.perf_counter() - started
+    iterations, evaluations = lbfgs_counts(model.opt)
+    x, t = trainer.eval_axes
+    grid = np.stack(np.meshgrid(x, t, indexing="xy"), axis=-1).reshape(-1, 2)
+    prediction = model.predict(grid.astype(np.float32)).reshape(trainer.reference.shape)
+    error = prediction - trainer.reference
+    return {"adam_s": adam_s, "lbfgs_s": lbfgs_s, "lbfgs_iterations": iterations,
+            "lbfgs_function_evaluations": evaluations,
+            "rel_l2": float(np.linalg.norm(error) / np.linalg.norm(trainer.reference)),
+            "max_error": float(np.abs(error).max()), "version": dde.__version__}
+
+
+def rates(result: dict, adam: int) -> dict:
+    return {**result,
+            "adam_it_per_s": adam / result["adam_s"],
+            "lbfgs_it_per_s": result["lbfgs_iterations"] / result["lbfgs_s"],
+            "lbfgs_evaluations_per_s": result["lbfgs_function_evaluations"] / result["lbfgs_s"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--adam", type=int, default=500)
+    parser.add_argument("--lbfgs", type=int, default=5000)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pinn_burgers.json"))
+    args = parser.parse_args()
+    physml, points, trainer = run_physml(args.adam, args.lbfgs)
+    deepxde = run_deepxde(points, trainer, args.adam, args.lbfgs)
+    physml, deepxde = rates(physml, args.adam), rates(deepxde, args.adam)
+    ratios = {key: physml[key] / deepxde[key] for key in
+              ("adam_it_per_s", "lbfgs_it_per_s", "lbfgs_evaluations_per_s")}
+    result = {"adam_steps": args.adam, "lbfgs_steps": args.lbfgs, "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "physml": physml, "deepxde": deepxde,
+              "physml_over_deepxde": ratios}
+    for name, r in (("physml", physml), ("deepxde", deepxde)):
+        print(f"{name:>8}: Adam {r['adam_it_per_s']:6.1f} it/s, L-BFGS {r['lbfgs_it_per_s']:6.1f}"
+              f" it/s ({r['lbfgs_iterations']} it), relative L2 {r['rel_l2']:.3e}")
+    print("physml / DeepXDE: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+    if not math.isfinite(physml["rel_l2"]):
+        raise SystemExit("physml's error is not finite")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
