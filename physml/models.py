@@ -5,6 +5,7 @@ All map coordinates of shape ``(n, d_in)`` to fields of shape ``(n, d_out)``.
 * :class:`MLP`: $z_{k+1} = \sigma(W_k z_k + b_k)$, linear output layer, Xavier-normal weights.
 * :class:`FourierFeatureMLP`: an MLP on $[\cos(2\pi B x), \sin(2\pi B x)]$ with a fixed random
   $B_{ij}\sim N(0, s^2)$ (Tancik et al. 2020), which lets the network fit high frequencies.
+* :class:`PeriodicMLP`: an MLP on $\cos, \sin$ of the inputs: periodic by construction.
 * :class:`ModifiedMLP`: the gated network of Wang, Teng & Perdikaris (2021):
   $U = \sigma(W_u x + b_u)$, $V = \sigma(W_v x + b_v)$, $H_1 = \sigma(W_1 x + b_1)$,
   $Z_k = \sigma(W_k H_k + b_k)$, $H_{k+1} = (1 - Z_k)\odot U + Z_k\odot V$, output $W H + b$.
@@ -104,6 +105,30 @@ class ModifiedMLP(nn.Module):
             z = self.act(layer(h))
             h = (1 - z) * u + z * v
         return self.out(h)
+
+
+class PeriodicMLP(nn.Module):
+    r"""An :class:`MLP` on the periodic embedding
+    $[\cos(2\pi m x_i/L), \sin(2\pi m x_i/L)]_{i \le d,\, m \le M}$ (``harmonics`` $M$):
+    periodic with period $L$ in every input by construction (the TENG ansatz)."""
+
+    def __init__(
+        self,
+        d_in: int,
+        d_out: int,
+        width: int = 32,
+        depth: int = 4,
+        act: str = "tanh",
+        period: float = 2 * math.pi,
+        harmonics: int = 1,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("frequencies", 2 * math.pi / period * torch.arange(1.0, harmonics + 1))
+        self.mlp = MLP(2 * d_in * harmonics, d_out, width, depth, act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        angle = (x[..., :, None] * self.frequencies.to(x.dtype)).flatten(-2)
+        return self.mlp(torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1))
 
 
 MODELS = {"mlp": MLP, "fourier": FourierFeatureMLP, "modified": ModifiedMLP}

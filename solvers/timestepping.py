@@ -59,6 +59,7 @@ class Tableau:
 
 SCHEMES: dict[str, Tableau] = {
     "euler": Tableau("euler", ((),), (1.0,), (0.0,), 1, 2.0, 0.0),
+    "heun": Tableau("heun", ((), (1.0,)), (0.5, 0.5), (0.0, 1.0), 2, 2.0, 0.0),
     "ssp_rk3": Tableau(
         "ssp_rk3",
         ((), (1.0,), (0.25, 0.25)),
