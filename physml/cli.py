@@ -299,11 +299,7 @@ def _run_validate(args: argparse.Namespace) -> int:
     from .cases.schema import load_case
 
     case = load_case(args.case, args.overrides)
-    print(
-        f"{args.case}: valid ({case.pde.name}, {case.model.kind} "
-        f"{case.model.width}x{case.model.depth}, {case.training.adam.steps} Adam + "
-        f"{case.training.lbfgs.steps} L-BFGS steps)"
-    )
+    print(f"{args.case}: valid ({describe_case(case)})")
     return 0
 
 
@@ -330,11 +326,9 @@ def _run_case(args: argparse.Namespace) -> int:
         case = load_case(args.case, args.overrides)
     console = Console(stderr=True, quiet=args.quiet)
     console.print(
-        f"[bold]physml run[/] {case.name}: {case.pde.name}, {case.model.kind} "
-        f"{case.model.width}x{case.model.depth}, {case.training.adam.steps} Adam + "
-        f"{case.training.lbfgs.steps} L-BFGS steps on {case.device} ({case.dtype})"
+        f"[bold]physml run[/] {case.name}: {describe_case(case)} on {case.device} ({case.dtype})"
     )
-    total = case.training.adam.steps + case.training.lbfgs.steps
+    total = _total_steps(case)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -347,12 +341,14 @@ def _run_case(args: argparse.Namespace) -> int:
         latest = {}
 
         def on_step(record: dict) -> None:
-            if "rel_l2" in record:
-                latest["rel_l2"] = record["rel_l2"]
+            if "rel_l2" in record or "latest_rel_l2" in record:
+                latest["rel_l2"] = record.get("rel_l2", record.get("latest_rel_l2"))
             error = f" rel L2 {latest['rel_l2']:.2e}" if latest else ""
-            progress.update(
-                task, completed=record["step"] + 1, status=f"loss {record['loss']:.3e}{error}"
-            )
+            if "loss" in record:  # optimisation steps count from 0, time steps from 1
+                done, status = record["step"] + 1, f"loss {record['loss']:.3e}"
+            else:
+                done, status = record["step"], f"t {record['t']:.3f}"
+            progress.update(task, completed=done, status=status + error)
 
         try:
             folder, result = run_case(
@@ -370,8 +366,30 @@ def _run_case(args: argparse.Namespace) -> int:
         f"relative L2 error {result['rel_l2']:.3e}{verdict} after {result['steps']} steps, "
         f"{result['wall_s']:.0f} s"
     )
-    print(f"run folder: {folder}  (solution.png, losses.png, metrics.json, predictions.h5)")
+    outputs = ", ".join(sorted(p.name for p in folder.iterdir() if p.suffix in FIGURES_AND_DATA))
+    print(f"run folder: {folder}  ({outputs})")
     return 0
+
+
+FIGURES_AND_DATA = (".png", ".json", ".h5")
+
+
+def describe_case(case) -> str:
+    """One line: the PDE, the network and the schedule."""
+    model = f"{case.model.kind} {case.model.width}x{case.model.depth}"
+    training = case.training
+    if training.method == "teng":
+        teng = training.teng
+        return (f"{case.pde.name}, TENG-{teng.scheme} dt={teng.dt:g}, {model}, "
+                f"{_total_steps(case)} time steps")
+    return (f"{case.pde.name}, {model}, {training.adam.steps} Adam + "
+            f"{training.lbfgs.steps} L-BFGS steps")
+
+
+def _total_steps(case) -> int:
+    if case.training.method == "teng":
+        return round((case.domain.t[1] - case.domain.t[0]) / case.training.teng.dt)
+    return case.training.adam.steps + case.training.lbfgs.steps
 
 
 def _quiet_warp(device: str) -> None:

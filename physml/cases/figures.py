@@ -56,3 +56,13 @@ def plot_losses(history: list[dict], path: Path) -> None:
     ax.legend()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_error_curve(curve: dict, path: Path, title: str) -> None:
+    """Relative L2 error against time (log scale)."""
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    ax.semilogy(curve["t"], curve["rel_l2"], "o-", ms=3)
+    ax.set(xlabel="t", ylabel="relative L2 error", title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

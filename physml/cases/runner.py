@@ -186,6 +186,10 @@ def run_case(
 ) -> tuple[Path, dict]:
     """Train ``case`` in ``folder`` (new if None), resuming from its checkpoint if asked."""
     folder = new_run_folder(case) if folder is None else folder
+    if case.training.method == "teng":
+        from .teng_runner import run_teng_case
+
+        return run_teng_case(case, folder, resume, on_step)
     trainer = build_trainer(case)
     if resume:
         load_checkpoint(trainer, folder)

@@ -12,13 +12,14 @@ A case reads top-down like the problem statement::
     seed: 0
 
 Dotted overrides (``training.adam.steps=100``) are applied to the raw mapping before
-validation, so they are checked like the file itself.
+validation, so they are checked like the file itself. ``variant=NAME`` applies the case's
+``variants.NAME`` overrides first (e.g. a reduced CPU variant of a GPU-scale case).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,8 +34,8 @@ class _Section(BaseModel):
 class PDESpec(_Section):
     """The PDE and its physical parameters."""
 
-    name: Literal["burgers", "convection", "helmholtz"]
-    nu: float | None = Field(None, ge=0, description="viscosity (Burgers)")
+    name: Literal["burgers", "convection", "helmholtz", "heat", "allen_cahn"]
+    nu: float | None = Field(None, ge=0, description="viscosity / diffusivity")
     beta: float | None = Field(None, description="advection speed (convection)")
     nu_diffusion: float = Field(0.0, ge=0, description="diffusivity (convection-diffusion)")
     a1: float = 1.0
@@ -43,7 +44,9 @@ class PDESpec(_Section):
 
     @model_validator(mode="after")
     def _parameters_present(self) -> PDESpec:
-        needed = {"burgers": "nu", "convection": "beta"}.get(self.name)
+        needed = {"burgers": "nu", "convection": "beta", "heat": "nu", "allen_cahn": "nu"}.get(
+            self.name
+        )
         if needed and getattr(self, needed) is None:
             raise ValueError(f"{self.name} needs pde.{needed}")
         return self
@@ -65,8 +68,10 @@ class DomainSpec(_Section):
 
 
 class InitialSpec(_Section):
-    """$u_0(x) = A \\sin(k x)$."""
+    """``sine``: $u_0 = A\\sin(kx)$; ``cosh_sinh`` (2D, the TENG problems):
+    $u_0 = A\\cosh(3\\sin x)\\sinh(\\sin y)$."""
 
+    kind: Literal["sine", "cosh_sinh"] = "sine"
     amplitude: float = 1.0
     wavenumber: float = 1.0
 
@@ -76,13 +81,14 @@ class ConditionsSpec(_Section):
 
 
 class ModelSpec(_Section):
-    kind: Literal["mlp", "fourier", "modified"] = "mlp"
+    kind: Literal["mlp", "fourier", "modified", "periodic"] = "mlp"
     width: int = Field(32, gt=0)
     depth: int = Field(4, gt=0)
     activation: Literal["tanh", "sin", "gelu", "silu"] = "tanh"
     hard_constraints: bool = True
     periodic_embedding: bool = True
     fourier_scale: float = Field(1.0, gt=0)
+    harmonics: int = Field(1, gt=0, description="periodic embedding frequencies")
 
 
 class CollocationSpec(_Section):
@@ -112,8 +118,22 @@ class BalancerSpec(_Section):
     momentum: float = Field(0.9, ge=0, lt=1)
 
 
+class TENGSpec(_Section):
+    """Time-evolving natural gradient settings (:class:`physml.train.teng.TENG`)."""
+
+    scheme: Literal["euler", "heun", "rk4"] = "heun"
+    dt: float = Field(5e-3, gt=0)
+    points: int = Field(1024, gt=0, description="sample points per time step")
+    subsample: int = Field(1536, gt=0, description="parameters updated per iteration")
+    iterations: int = Field(5, gt=0, description="Gauss-Newton iterations per fit")
+    solver: Literal["auto", "gram", "dense"] = "auto"
+    initial_points: int = Field(2048, gt=0)
+    checkpoint_every: int = Field(50, gt=0, description="time steps between checkpoints")
+
+
 class TrainingSpec(_Section):
-    method: Literal["pinn", "lpinn"] = "pinn"
+    method: Literal["pinn", "lpinn", "teng"] = "pinn"
+    teng: TENGSpec = Field(default_factory=TENGSpec)
     collocation: CollocationSpec = Field(default_factory=CollocationSpec)
     adam: AdamSpec = Field(default_factory=AdamSpec)
     lbfgs: LBFGSSpec = Field(default_factory=LBFGSSpec)
@@ -126,6 +146,7 @@ class EvaluationSpec(_Section):
     nx: int = Field(256, ge=8)
     nt: int = Field(101, ge=2)
     threshold: float | None = Field(None, gt=0, description="relative L2 error to reach")
+    times: list[float] = Field(default_factory=list, description="times reported (TENG)")
 
 
 class OutputSpec(_Section):
@@ -146,16 +167,32 @@ class CaseSpec(_Section):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
     seed: int = Field(0, ge=0)
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="named sets of dotted overrides (variant=NAME)"
+    )
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
 
     @model_validator(mode="after")
     def _method_fits_pde(self) -> CaseSpec:
-        if self.training.method == "lpinn" and self.pde.name == "helmholtz":
+        method, pde = self.training.method, self.pde.name
+        allowed = {
+            "pinn": ("burgers", "convection", "helmholtz"),
+            "lpinn": ("burgers", "convection"),
+            "teng": ("heat", "allen_cahn", "burgers"),
+        }[method]
+        if pde not in allowed:
             raise ValueError(
-                "training.method 'lpinn' supports pde.name 'convection' (with nu_diffusion >= 0)"
-                " and 'burgers' (periodic), not 'helmholtz'"
+                f"training.method {method!r} supports pde.name {', '.join(allowed)}, not {pde!r}"
             )
+        if method == "teng":
+            if self.model.kind != "periodic":
+                raise ValueError("training.method 'teng' needs model.kind 'periodic'")
+            lower = [self.domain.x[0]] + ([self.domain.y[0]] if self.domain.y else [])
+            if any(bound != 0 for bound in lower) or (
+                self.domain.y and self.domain.y[1] != self.domain.x[1]
+            ):
+                raise ValueError("training.method 'teng' needs domain.x = domain.y = [0, L]")
         return self
 
     @model_validator(mode="after")
@@ -163,6 +200,8 @@ class CaseSpec(_Section):
         time_dependent = self.pde.name != "helmholtz"
         if time_dependent and self.domain.t is None:
             raise ValueError(f"domain.t is required for {self.pde.name}")
+        if self.conditions.initial.kind == "cosh_sinh" and self.domain.y is None:
+            raise ValueError("conditions.initial.kind 'cosh_sinh' is 2D: domain.y is required")
         if not time_dependent and self.domain.y is None:
             raise ValueError("domain.y is required for helmholtz")
         return self
@@ -192,7 +231,18 @@ def load_case(path: str | Path, overrides: list[str] | None = None) -> CaseSpec:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"case file {str(path)!r} does not exist")
-    raw = apply_overrides(read_yaml_mapping(path, "case"), overrides or [])
+    overrides = list(overrides or [])
+    raw = read_yaml_mapping(path, "case")
+    for item in [o for o in overrides if o.startswith("variant=")]:
+        name = item.partition("=")[2]
+        variants = raw.get("variants") or {}
+        if name not in variants:
+            allowed = ", ".join(variants) or "none defined"
+            raise ValueError(f"case {path}: unknown variant {name!r}; allowed: {allowed}")
+        overrides.remove(item)
+        overrides[:0] = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"
+                         for key, value in variants[name].items()]
+    raw = apply_overrides(raw, overrides)
     try:
         return CaseSpec.model_validate(raw)
     except ValidationError as err:

@@ -1,0 +1,172 @@
+"""TENG-Euler, TENG-Heun and TENG-RK4 against a PINN on the three 2D TENG problems, plus the
+inner least-squares solve (SVD against Gram/Cholesky) at equal accuracy.
+
+For each of ``cases/teng_{heat,allen_cahn,burgers}.yaml`` (``--variant cpu`` by default, the
+reduced network; ``--variant full`` for the paper-scale setting on a GPU) the initial
+condition is fitted once and shared by the three schemes; the relative L2 error against the
+spectral reference is recorded at t = 0.5, 1, 2, 4 with the wall time. The PINN baseline is
+a space-time network with the same periodic embedding in x, y, the time as a third input, the
+initial condition built in ($u = u_0 + tN$), about the same parameter count, trained by Adam
+on fresh random points for the wall time TENG-Heun took. The solve comparison takes the
+Jacobians of one step and times both solvers on them, with the residual each leaves; TENG-Heun
+is also run end to end with the dense solver, for the error each solver reaches. Results go
+to JSON::
+
+    python benchmarks/teng.py [--variant cpu] [--dt 0.02] [--out benchmarks/results/teng.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from physml.cases.schema import load_case
+from physml.cases.teng_runner import Reference, build_teng, initial_condition
+from physml.train.teng import gram_least_squares, svd_least_squares
+
+CASES = Path(__file__).parents[1] / "cases"
+PROBLEMS = ("heat", "allen_cahn", "burgers")
+SCHEMES = ("euler", "heun", "rk4")
+TIMES = (0.5, 1.0, 2.0, 4.0)
+
+
+def run_scheme(case, scheme: str, theta0: torch.Tensor, reference: Reference,
+               solver: str = "auto") -> dict:
+    settings = case.training.teng.model_copy(update={"scheme": scheme, "solver": solver})
+    teng = build_teng(case.model_copy(
+        update={"training": case.training.model_copy(update={"teng": settings})}))
+    teng.theta = theta0.clone()
+    errors, walls, started = {}, {}, time.perf_counter()
+    for index, t in enumerate(TIMES):
+        teng.run(t)
+        walls[f"{t:g}"] = time.perf_counter() - started
+        errors[f"{t:g}"] = reference.error(teng, teng.theta, index)[0]
+    print(f"  TENG-{scheme:5s} ({solver}): " + "  ".join(f"t={k} {v:.2e}" for k, v in errors.items())
+          + f"  ({walls['4']:.0f} s)", flush=True)
+    return {"rel_l2": errors, "wall_s": walls, "solve_s_per_step":
+            teng.solve_seconds / round(TIMES[-1] / teng.dt)}
+
+
+def run_pinn(case, parameters: int, seconds: float, reference: Reference) -> dict:
+    """Space-time PINN with a periodic embedding in space, Adam, for ``seconds``."""
+    torch.manual_seed(case.seed)
+    pde, u0 = case.pde, initial_condition(case)
+    width = case.model.width
+    while True:  # the widest network with at most TENG's parameter count (+10%)
+        net = SpaceTimePINN(width + 1, case.model.depth)
+        if sum(p.numel() for p in net.parameters()) > 1.1 * parameters:
+            break
+        width += 1
+    net = SpaceTimePINN(width, case.model.depth)
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
+    length, steps, started = case.domain.x[1], 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        X = torch.rand(2048, 3, dtype=torch.float64) * torch.tensor([length, length, TIMES[-1]])
+        X.requires_grad_(True)
+        u = net(X, u0)
+        du = torch.autograd.grad(u.sum(), X, create_graph=True)[0]
+        lap = sum(torch.autograd.grad(du[:, i].sum(), X, create_graph=True)[0][:, i]
+                  for i in range(2))
+        rhs = pde.nu * lap
+        if pde.name == "allen_cahn":
+            rhs = rhs + u - u**3
+        elif pde.name == "burgers":
+            rhs = rhs - u * (du[:, 0] + du[:, 1])
+        loss = (du[:, 2] - rhs).square().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        steps += 1
+    errors = {}
+    with torch.no_grad():
+        for index, t in enumerate(TIMES):
+            X = torch.cat([reference.points, torch.full_like(reference.points[:, :1], t)], dim=1)
+            truth = reference.states[index].reshape(-1)
+            errors[f"{t:g}"] = float((net(X, u0) - truth).norm() / truth.norm())
+    count = sum(p.numel() for p in net.parameters())
+    print(f"  PINN ({count} parameters, {steps} Adam steps): "
+          + "  ".join(f"t={k} {v:.2e}" for k, v in errors.items()), flush=True)
+    return {"rel_l2": errors, "parameters": count, "adam_steps": steps, "wall_s": seconds}
+
+
+class SpaceTimePINN(torch.nn.Module):
+    """$u(x, y, t) = u_0(x, y) + t\\,N(\\cos x, \\sin x, \\cos y, \\sin y, t)$."""
+
+    def __init__(self, width: int, depth: int) -> None:
+        super().__init__()
+        layers, n = [], 5
+        for _ in range(depth):
+            layers += [torch.nn.Linear(n, width, dtype=torch.float64), torch.nn.Tanh()]
+            n = width
+        layers.append(torch.nn.Linear(n, 1, dtype=torch.float64))
+        self.net = torch.nn.Sequential(*layers)
+
+    def forward(self, X: torch.Tensor, u0) -> torch.Tensor:
+        x, y, t = X[:, 0], X[:, 1], X[:, 2]
+        features = torch.stack([torch.cos(x), torch.sin(x), torch.cos(y), torch.sin(y), t], 1)
+        return u0(X[:, :2]) + t * self.net(features)[:, 0]
+
+
+def compare_solvers(case, theta0: torch.Tensor, repeats: int = 3) -> dict:
+    """Both solvers on the Jacobians of one step's fits: time per solve and residual left."""
+    teng = build_teng(case)
+    teng.theta = theta0.clone()
+    X = teng.sample(teng.n_points)
+    target = teng.value(teng.theta, X) + teng.dt * teng.rhs(teng.theta, X)
+    columns = torch.randperm(teng.theta.numel(), generator=teng.generator)[: teng.subsample]
+    J = teng.jacobian(teng.theta, X, columns)
+    r = target - teng.value(teng.theta, X)
+    result = {"samples": J.shape[0], "columns": J.shape[1]}
+    for name, solve in (("dense_svd", svd_least_squares), ("gram", gram_least_squares)):
+        started = time.perf_counter()
+        for _ in range(repeats):
+            delta = solve(J, r)
+        result[f"{name}_s"] = (time.perf_counter() - started) / repeats
+        result[f"{name}_relative_residual"] = float((J @ delta - r).norm() / r.norm())
+    result["speedup"] = result["dense_svd_s"] / result["gram_s"]
+    print(f"  solve {J.shape[0]}x{J.shape[1]}: SVD {result['dense_svd_s'] * 1e3:.1f} ms, Gram "
+          f"{result['gram_s'] * 1e3:.1f} ms ({result['speedup']:.1f}x), residuals "
+          f"{result['dense_svd_relative_residual']:.2e} / {result['gram_relative_residual']:.2e}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variant", default="cpu", help="case variant ('full': the case as is)")
+    parser.add_argument("--dt", type=float, default=None, help="override training.teng.dt")
+    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/teng.json"))
+    args = parser.parse_args()
+    overrides = [] if args.variant == "full" else [f"variant={args.variant}"]
+    if args.dt is not None:
+        overrides.append(f"training.teng.dt={args.dt}")
+    results = {"variant": args.variant, "torch": torch.__version__, "problems": {}}
+    for name in args.problems:
+        case = load_case(CASES / f"teng_{name}.yaml", overrides)
+        print(f"{name}: dt={case.training.teng.dt}", flush=True)
+        teng = build_teng(case)
+        started = time.perf_counter()
+        initial = teng.fit_initial(initial_condition(case), case.training.teng.initial_points)
+        fit_s = time.perf_counter() - started
+        print(f"  initial fit {initial:.2e} ({fit_s:.0f} s, {teng.theta.numel()} parameters)")
+        reference = Reference(case, list(TIMES), teng.dt)
+        entry = {"parameters": teng.theta.numel(), "initial_fit_rel_l2": initial,
+                 "initial_fit_s": fit_s, "dt": teng.dt}
+        entry["solve"] = compare_solvers(case, teng.theta)
+        for scheme in SCHEMES:
+            entry[f"teng_{scheme}"] = run_scheme(case, scheme, teng.theta, reference)
+        entry["teng_heun_dense"] = run_scheme(case, "heun", teng.theta, reference, "dense")
+        entry["pinn"] = run_pinn(case, teng.theta.numel(),
+                                 entry["teng_heun"]["wall_s"]["4"], reference)
+        results["problems"][name] = entry
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
