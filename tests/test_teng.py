@@ -78,3 +78,54 @@ def test_bad_settings():
         make("heun", solver="qr")
     with pytest.raises(ValueError, match="unknown scheme 'rk9'"):
         make("rk9")
+
+
+TINY_TENG = ["domain.y=null", "conditions.initial.kind=sine", "conditions.initial.amplitude=1.0",
+             "model.width=8", "model.depth=2", "training.teng.points=64",
+             "training.teng.subsample=64", "training.teng.iterations=2", "training.teng.dt=0.05",
+             "training.teng.initial_points=128", "training.teng.checkpoint_every=2",
+             "domain.t=[0, 0.2]", "evaluation.nx=32", "evaluation.every=2",
+             "evaluation.times=[0.1, 0.2]", "evaluation.threshold=1.0e-2"]
+
+
+def test_teng_case_writes_the_error_curve_and_resumes_to_the_same_result(tmp_path):
+    import json
+    from pathlib import Path
+
+    from physml.cases.runner import run_case
+    from physml.cases.schema import load_case
+
+    path = Path(__file__).parents[1] / "cases" / "teng_heat.yaml"
+    case = load_case(path, [*TINY_TENG, f"output.folder={tmp_path}"])
+    (tmp_path / "whole").mkdir()
+    folder, result = run_case(case, tmp_path / "whole")
+    assert result["passed"] and set(result["errors_at"]) == {"0.1", "0.2"}
+    curve = json.loads((folder / "errors.json").read_text())
+    assert curve["t"][0] == 0.0 and len(curve["t"]) == len(curve["rel_l2"]) == 3
+    assert (folder / "errors.png").is_file() and (folder / "predictions.h5").is_file()
+    # Interrupt at t = 0.1 (the step-2 checkpoint), then resume to the end.
+    short = load_case(path, [*TINY_TENG, "domain.t=[0, 0.1]", "evaluation.times=[0.1]"])
+    part = tmp_path / "part"
+    part.mkdir()
+    run_case(short, part)
+    (part / "config.yaml").write_text(case.to_yaml())
+    _, resumed = run_case(case, part, resume=True)
+    # Same to rounding, not bitwise: LAPACK's float64 solves on this CPU differ at ~1e-10
+    # between identical calls, and the Gauss-Newton fits carry that into the parameters.
+    assert resumed["rel_l2"] == pytest.approx(result["rel_l2"], rel=1e-2)
+    history = json.loads((part / "metrics.json").read_text())["history"]
+    assert [round(e["t"], 9) for e in history] == [0.0, 0.1, 0.2]
+
+
+def test_teng_case_errors_name_the_key():
+    from pathlib import Path
+
+    from physml.cases.schema import load_case
+
+    path = Path(__file__).parents[1] / "cases" / "teng_heat.yaml"
+    with pytest.raises(ValueError, match="needs model.kind 'periodic'"):
+        load_case(path, ["model.kind=mlp"])
+    with pytest.raises(ValueError, match="unknown variant 'gpu'; allowed: cpu"):
+        load_case(path, ["variant=gpu"])
+    with pytest.raises(ValueError, match="supports pde.name heat, allen_cahn, burgers"):
+        load_case(path, ["pde.name=convection", "pde.beta=1.0"])
