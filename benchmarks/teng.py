@@ -45,8 +45,8 @@ def run_scheme(case, scheme: str, theta0: torch.Tensor, reference: Reference,
         teng.run(t)
         walls[f"{t:g}"] = time.perf_counter() - started
         errors[f"{t:g}"] = reference.error(teng, teng.theta, index)[0]
-    print(f"  TENG-{scheme:5s} ({solver}): " + "  ".join(f"t={k} {v:.2e}" for k, v in errors.items())
-          + f"  ({walls['4']:.0f} s)", flush=True)
+    shown = "  ".join(f"t={k} {v:.2e}" for k, v in errors.items())
+    print(f"  TENG-{scheme:5s} ({solver}): {shown}  ({walls['4']:.0f} s)", flush=True)
     return {"rel_l2": errors, "wall_s": walls, "solve_s_per_step":
             teng.solve_seconds / round(TIMES[-1] / teng.dt)}
 
