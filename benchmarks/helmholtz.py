@@ -1,7 +1,8 @@
 """Helmholtz with and without learning-rate annealing (Wang, Teng & Perdikaris 2021, Sec. 5.1).
 
 Trains ``cases/helmholtz.yaml`` ($\\Delta u + u = q$ on $[-1,1]^2$, $a_1 = 1$, $a_2 = 4$; soft
-boundary conditions; 40,000 Adam steps on fresh batches of 128 points) twice from the same seed:
+boundary conditions summed over the four edges, inputs standardised; 40,000 Adam steps on
+fresh batches of 128 residual points and 128 points per edge) twice from the same seed:
 with fixed unit loss weights and with learning-rate annealing. Reports the relative L2 errors
 against the exact solution and their ratio (the paper: 1.81e-1 plain, 1.27e-2 annealed), as
 JSON. Run from the repository root (about 5 minutes on two CPU cores)::

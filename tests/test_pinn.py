@@ -190,3 +190,16 @@ def test_lpinn_learns_viscous_burgers_before_the_shock(tmp_path):
     trainer = build_trainer(case)
     trainer.fit()
     assert trainer.evaluate()["rel_l2"] < 3e-2
+
+
+def test_helmholtz_boundary_has_every_edge_and_inputs_are_standardised():
+    from physml.train.problems import HelmholtzProblem
+
+    problem = HelmholtzProblem(1.0, 4.0, 1.0, (-1.0, 1.0), (-1.0, 1.0))
+    X, target = problem.conditions(64, np.random.default_rng(0))["boundary"]
+    assert X.shape == (256, 2) and np.abs(target).max() < 1e-12  # u* vanishes on the edges
+    for column, value in ((0, -1.0), (0, 1.0), (1, -1.0), (1, 1.0)):
+        assert np.sum(X[:, column] == value) == 64
+    inside = torch.rand(100000, 2, dtype=torch.float64) * 2 - 1
+    features = problem.embed(inside)
+    assert torch.allclose(features.std(0), torch.ones(2, dtype=torch.float64), atol=1e-2)
