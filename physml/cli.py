@@ -328,7 +328,7 @@ def _run_case(args: argparse.Namespace) -> int:
     console.print(
         f"[bold]physml run[/] {case.name}: {describe_case(case)} on {case.device} ({case.dtype})"
     )
-    total = _total_steps(case)
+    total = case.total_steps
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -341,8 +341,8 @@ def _run_case(args: argparse.Namespace) -> int:
         latest = {}
 
         def on_step(record: dict) -> None:
-            if "rel_l2" in record or "latest_rel_l2" in record:
-                latest["rel_l2"] = record.get("rel_l2", record.get("latest_rel_l2"))
+            if "rel_l2" in record:
+                latest["rel_l2"] = record["rel_l2"]
             error = f" rel L2 {latest['rel_l2']:.2e}" if latest else ""
             if "loss" in record:  # optimisation steps count from 0, time steps from 1
                 done, status = record["step"] + 1, f"loss {record['loss']:.3e}"
@@ -381,15 +381,9 @@ def describe_case(case) -> str:
     if training.method == "teng":
         teng = training.teng
         return (f"{case.pde.name}, TENG-{teng.scheme} dt={teng.dt:g}, {model}, "
-                f"{_total_steps(case)} time steps")
+                f"{case.total_steps} time steps")
     return (f"{case.pde.name}, {model}, {training.adam.steps} Adam + "
             f"{training.lbfgs.steps} L-BFGS steps")
-
-
-def _total_steps(case) -> int:
-    if case.training.method == "teng":
-        return round((case.domain.t[1] - case.domain.t[0]) / case.training.teng.dt)
-    return case.training.adam.steps + case.training.lbfgs.steps
 
 
 def _quiet_warp(device: str) -> None:

@@ -206,6 +206,13 @@ class CaseSpec(_Section):
             raise ValueError("domain.y is required for helmholtz")
         return self
 
+    @property
+    def total_steps(self) -> int:
+        """Optimisation steps (PINN, LPINN) or time steps over ``domain.t`` (TENG)."""
+        if self.training.method == "teng":
+            return round((self.domain.t[1] - self.domain.t[0]) / self.training.teng.dt)
+        return self.training.adam.steps + self.training.lbfgs.steps
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 

@@ -33,6 +33,7 @@ from ..datasets.store import write_dataset
 from ..errors import NonFiniteLossError
 from ..models import PeriodicMLP
 from ..solvers.spectral import SpectralSolver
+from ..train.problems import sine
 from ..train.teng import TENG, TENGPDE
 from .runner import CHECKPOINT, _atomic
 from .schema import CaseSpec
@@ -47,7 +48,7 @@ def initial_condition(case: CaseSpec) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda X: spec.amplitude * torch.cosh(3 * torch.sin(X[:, 0])) * torch.sinh(
             torch.sin(X[:, 1])
         )
-    return lambda X: spec.amplitude * torch.sin(spec.wavenumber * X[:, 0])
+    return lambda X: sine(X[:, 0], spec.amplitude, spec.wavenumber)
 
 
 def build_teng(case: CaseSpec) -> TENG:
@@ -102,8 +103,7 @@ class Reference:
 def evaluation_steps(case: CaseSpec) -> list[int]:
     """TENG steps at which the error is measured: every ``evaluation.every`` steps, at each of
     ``evaluation.times`` and at the end."""
-    dt, (t0, t1) = case.training.teng.dt, case.domain.t
-    total = round((t1 - t0) / dt)
+    dt, (t0, t1), total = case.training.teng.dt, case.domain.t, case.total_steps
     steps = set(range(0, total + 1, case.evaluation.every)) | {total}
     steps |= {round((t - t0) / dt) for t in case.evaluation.times if t0 <= t <= t1}
     return sorted(steps)
@@ -135,7 +135,7 @@ def run_teng_case(
     else:
         _atomic(folder / "config.yaml", lambda p: p.write_text(case.to_yaml()))
         initial_error = teng.fit_initial(initial_condition(case), case.training.teng.initial_points)
-    step = round(teng.t / dt)
+    step = round((teng.t - t0) / dt) if resume else 0
     total = steps[-1]
     last_checkpoint = step if resume else None
     teng.t = t0 + step * dt
@@ -160,7 +160,7 @@ def run_teng_case(
         if "rel_l2" in entry:
             history.append(entry)
         if on_step is not None:
-            on_step({**entry, "latest_rel_l2": history[-1]["rel_l2"]})
+            on_step(entry)
         if step % case.training.teng.checkpoint_every == 0 or step == total:
             state = {"theta": teng.theta, "t": teng.t, "history": history,
                      "generator": teng.generator.get_state(), "solve_seconds": teng.solve_seconds,
@@ -177,7 +177,7 @@ def write_teng_results(case, teng, reference, history, folder: Path, extra: dict
     at_times = {f"{t:g}": e["rel_l2"] for t in case.evaluation.times for e in history
                 if abs(e["t"] - t) < 1e-9}
     threshold = case.evaluation.threshold
-    steps = round((case.domain.t[1] - case.domain.t[0]) / teng.dt)
+    steps = case.total_steps
     result = {
         "rel_l2": final, "steps": steps, "errors_at": at_times, "threshold": threshold,
         "passed": None if threshold is None else final <= threshold,
