@@ -12,6 +12,9 @@ from .burgers import BurgersSolver1D as BurgersSolver1D
 from .burgers import BurgersSolver2D as BurgersSolver2D
 from .errors import BlowUpError as BlowUpError
 from .errors import UnstableStepError as UnstableStepError
+from .free_energy import DiluteSolution as DiluteSolution
+from .free_energy import DoubleWell as DoubleWell
+from .free_energy import RegularSolution as RegularSolution
 from .grid import BC as BC
 from .grid import BCKind as BCKind
 from .grid import BoundaryConditions as BoundaryConditions
@@ -31,5 +34,8 @@ from .reaction_diffusion import AllenCahnSolver1D as AllenCahnSolver1D
 from .reaction_diffusion import AllenCahnSolver2D as AllenCahnSolver2D
 from .reaction_diffusion import DiffusionReactionSolver1D as DiffusionReactionSolver1D
 from .sorption import DiffusionSorptionSolver1D as DiffusionSorptionSolver1D
+from .thermomigration import HeatConductionTemperature as HeatConductionTemperature
+from .thermomigration import ThermomigrationSolver as ThermomigrationSolver
+from .thermomigration import linear_temperature as linear_temperature
 from .timestepping import SCHEMES as SCHEMES
 from .timestepping import Tableau as Tableau

@@ -1,0 +1,586 @@
+r"""Cahn–Hilliard dynamics of a binary alloy in a temperature field (thermomigration), on Warp.
+
+The solute mole fraction $c$ obeys
+
+$$c_t = -\nabla\cdot J,\qquad J = -M(c,T)\Big[(\nabla\mu)_T + \frac{Q^*}{T}\nabla T\Big],\qquad
+\mu = \frac{\partial f}{\partial c}(c, T) - \kappa\nabla^2 c,$$
+
+with $f$ a homogeneous free energy of :mod:`physml.solvers.free_energy` [J/mol], $\kappa$ the
+gradient-energy coefficient [J m^2/mol] and $Q^*$ the heat of transport [J/mol].
+$(\nabla\mu)_T$ is the gradient of $\mu$ at fixed temperature (de Groot–Mazur): temperature acts on
+the flux only through the $Q^*$ term and through $f$'s local equilibrium.
+
+**Sign of $Q^*$.** The thermal part of the flux is $-MQ^*\nabla T/T$: for $Q^* > 0$ solute flows
+down the temperature gradient, to the cold side; for $Q^* < 0$ (e.g. carbon in iron as used in
+the cases) it collects on the hot side. For the dilute model the zero-flux state is
+$c \propto \exp(Q^*/(RT))$.
+
+**Units.** Inputs are SI. Internally (:class:`Units`) lengths are measured in the cell width
+$\ell$ of axis 0, temperatures in $T_{ref}$, energies in $RT_{ref}$, time in
+$\tau = \ell^2/D_{ref}$ with $D_{ref} = D(T_{ref})$; the equation keeps its form with
+$\tilde M = M RT_{ref}/D_{ref}$, $\tilde\kappa = \kappa/(RT_{ref}\ell^2)$,
+$\tilde Q^* = Q^*/(RT_{ref})$. Results come back in SI.
+
+**Space.** Cell-centred finite volumes (:mod:`physml.solvers.grid`), 1D/2D/3D, each axis
+periodic or no-flux ($\partial_n c = 0$ and $J\cdot n = 0$). The flux through the face between
+cells $l$ and $h$ is
+
+$$J_f = -M(\bar c, T_f)\,\frac{[\mu_0(c_h, T_f) - \mu_0(c_l, T_f)] - \kappa(\Delta_h c_h -
+\Delta_h c_l) + Q^* T_f (1/T_l - 1/T_h)}{\Delta x},$$
+
+$T_f$, $\bar c$ the face averages: each face flux is computed once per side with identical
+arguments, so solute is conserved to rounding, and for the dilute model the discrete zero-flux
+state is exactly $c_i \propto \exp(Q^*/(RT_i))$. Second order in space.
+
+**Time.** The linearly stabilised semi-implicit scheme (Shen & Yang 2010) in increment form,
+
+$$\big(I + \Delta t\,(s_2\Lambda + s_4\Lambda^2)\big)(c^{n+1} - c^n) = \Delta t\,R(c^n),$$
+
+$R$ the explicit right-hand side above, $\Lambda = -\Delta_h$, $s_2$ a bound of the effective
+diffusivity $M\,\partial^2 f/\partial c^2$ and $s_4 = \max M\,\kappa$: unconditionally energy
+stable for constant mobility, first order, with the same steady states as the PDE. The system
+has constant coefficients and is solved by FFT/DCT (:mod:`physml.solvers.spectral_solve`);
+its zero mode is the identity, which keeps the mass. The step size adapts to a local error
+estimate kept below ``tolerance`` $\times\max|c_0|$: the larger of the splitting error
+$\lVert\Delta t\,R(c^n) - \delta_n\rVert_\infty = \lVert\Delta t(s_2\Lambda + s_4\Lambda^2)
+\delta_n\rVert_\infty$ (how far the stabilisation slows the step against explicit Euler) and
+the truncation error $\tfrac12\lVert\delta_n - (\Delta t_n/\Delta t_{n-1})\delta_{n-1}
+\rVert_\infty \approx \tfrac12\Delta t^2\lVert c_{tt}\rVert_\infty$; both are $O(\Delta t^2)$.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import warp as wp
+
+from .base import require, warp_device, warp_dtype
+from .errors import BlowUpError
+from .free_energy import GAS_CONSTANT, FreeEnergy, FreeEnergyKind
+from .grid import BCKind, BoundaryConditions, Grid, periodic
+from .operators import launch, specialize
+from .spectral_solve import SpectralSolve
+
+# ---------------------------------------------------------------------------------------------
+# Kernels (dimensionless): fields are 3D arrays (n0, n1, n2), trailing axes of one cell in 1D/2D
+# ---------------------------------------------------------------------------------------------
+
+DILUTE = wp.constant(int(FreeEnergyKind.DILUTE))
+DOUBLE_WELL = wp.constant(int(FreeEnergyKind.DOUBLE_WELL))
+REGULAR_SOLUTION = wp.constant(int(FreeEnergyKind.REGULAR_SOLUTION))
+
+
+@wp.func
+def neighbour(i: int, n: int, is_periodic: int, step: int):
+    """Index of the neighbour ``i + step`` (step = +-1): wrapped if periodic, else clamped."""
+    j = i + step
+    if j < 0:
+        j = n - 1 if is_periodic != 0 else 0
+    if j >= n:
+        j = 0 if is_periodic != 0 else n - 1
+    return j
+
+
+@wp.func
+def scaled_potential(kind: int, c: Any, T: Any, p: wp.array(dtype=Any)):
+    """$\\tilde\\mu_0 = \\partial\\tilde f/\\partial c$ at fixed $\\tilde T$ (parameters: see
+    ``scaled_parameters`` of the free energies)."""
+    one = type(c)(1.0)
+    if kind == DILUTE:
+        return T * wp.log(c)
+    if kind == DOUBLE_WELL:
+        a = p[2] + p[4] * (T - one)
+        b = p[3] + p[5] * (T - one)
+        return type(c)(2.0) * p[1] * (c - a) * (c - b) * (type(c)(2.0) * c - a - b)
+    return T * wp.log(c / (one - c)) + p[1] * (one - type(c)(2.0) * c)
+
+
+@wp.func
+def scaled_mobility(kind: int, c: Any, T: Any, p: wp.array(dtype=Any)):
+    """$\\tilde M(c, \\tilde T)$ with $\\tilde D = \\exp(\\tilde Q_d(1 - 1/\\tilde T))$."""
+    one = type(c)(1.0)
+    diffusivity = wp.exp(p[0] * (one - one / T))
+    if kind == DILUTE:
+        return diffusivity * c / T
+    if kind == DOUBLE_WELL:
+        return diffusivity / p[6]
+    return diffusivity * c * (one - c) / T
+
+
+@wp.kernel
+def laplacian_kernel(
+    c: wp.array3d(dtype=Any),
+    inv_dx2: wp.array(dtype=Any),
+    periodic_axes: wp.vec3i,
+    out: wp.array3d(dtype=Any),
+):
+    """out = $\\Delta_h c$ (3-point per axis; no-flux axes mirror). Reads c; writes out."""
+    i, j, k = wp.tid()
+    n0, n1, n2 = c.shape[0], c.shape[1], c.shape[2]
+    centre = c[i, j, k]
+    two = type(centre)(2.0)
+    out[i, j, k] = (
+        inv_dx2[0] * (c[neighbour(i, n0, periodic_axes[0], -1), j, k] - two * centre
+                      + c[neighbour(i, n0, periodic_axes[0], 1), j, k])
+        + inv_dx2[1] * (c[i, neighbour(j, n1, periodic_axes[1], -1), k] - two * centre
+                        + c[i, neighbour(j, n1, periodic_axes[1], 1), k])
+        + inv_dx2[2] * (c[i, j, neighbour(k, n2, periodic_axes[2], -1)] - two * centre
+                        + c[i, j, neighbour(k, n2, periodic_axes[2], 1)])
+    )
+
+
+@wp.func
+def face_flux(
+    kind: int, p: wp.array(dtype=Any), kappa: Any, heat_of_transport: Any, inv_dx: Any,
+    c_lo: Any, c_hi: Any, lap_lo: Any, lap_hi: Any, T_lo: Any, T_hi: Any,
+):
+    """$\\tilde J$ through the face from cell lo to cell hi (positive along the axis)."""
+    half = type(c_lo)(0.5)
+    T_face = half * (T_lo + T_hi)
+    chemical = scaled_potential(kind, c_hi, T_face, p) - scaled_potential(kind, c_lo, T_face, p)
+    gradient_energy = kappa * (lap_hi - lap_lo)
+    thermal = heat_of_transport * T_face * (type(c_lo)(1.0) / T_lo - type(c_lo)(1.0) / T_hi)
+    mobility = scaled_mobility(kind, half * (c_lo + c_hi), T_face, p)
+    return -mobility * (chemical - gradient_energy + thermal) * inv_dx
+
+
+@wp.kernel
+def cahn_hilliard_rhs_kernel(
+    c: wp.array3d(dtype=Any),
+    lap: wp.array3d(dtype=Any),
+    T: wp.array3d(dtype=Any),
+    p: wp.array(dtype=Any),
+    q: wp.array(dtype=Any),
+    kind: int,
+    periodic_axes: wp.vec3i,
+    out: wp.array3d(dtype=Any),
+):
+    """out = $-\\nabla_h\\cdot\\tilde J$; q = [kappa, Q*, 1/dx0, 1/dx1, 1/dx2] (scaled).
+    Reads c, lap = $\\Delta_h c$, T; writes out."""
+    i, j, k = wp.tid()
+    shape = wp.vec3i(c.shape[0], c.shape[1], c.shape[2])
+    cell = wp.vec3i(i, j, k)
+    kappa, qstar = q[0], q[1]
+    total = c[i, j, k] - c[i, j, k]
+    for axis in range(3):
+        n = shape[axis]
+        idx = cell[axis]
+        if n > 1:
+            inv_dx = q[2 + axis]
+            lo = cell
+            hi = cell
+            lo[axis] = neighbour(idx, n, periodic_axes[axis], -1)
+            hi[axis] = neighbour(idx, n, periodic_axes[axis], 1)
+            right = total - total
+            left = total - total
+            if periodic_axes[axis] != 0 or idx < n - 1:
+                right = face_flux(kind, p, kappa, qstar, inv_dx, c[i, j, k], c[hi[0], hi[1], hi[2]],
+                                  lap[i, j, k], lap[hi[0], hi[1], hi[2]], T[i, j, k],
+                                  T[hi[0], hi[1], hi[2]])
+            if periodic_axes[axis] != 0 or idx > 0:
+                left = face_flux(kind, p, kappa, qstar, inv_dx, c[lo[0], lo[1], lo[2]], c[i, j, k],
+                                 lap[lo[0], lo[1], lo[2]], lap[i, j, k], T[lo[0], lo[1], lo[2]],
+                                 T[i, j, k])
+            total = total - (right - left) * inv_dx
+    out[i, j, k] = total
+
+
+@wp.kernel
+def add_kernel(x: wp.array3d(dtype=Any), y: wp.array3d(dtype=Any), out: wp.array3d(dtype=Any)):
+    """out = x + y."""
+    i, j, k = wp.tid()
+    out[i, j, k] = x[i, j, k] + y[i, j, k]
+
+
+@wp.kernel
+def scale_kernel(x: wp.array3d(dtype=Any), a: Any, out: wp.array3d(dtype=Any)):
+    """out = a x."""
+    i, j, k = wp.tid()
+    out[i, j, k] = a * x[i, j, k]
+
+
+def _overload_kernels() -> None:
+    for T in (wp.float32, wp.float64):
+        a3, a1 = wp.array3d(dtype=T), wp.array(dtype=T)
+        specialize(laplacian_kernel, T, {"c": a3, "inv_dx2": a1, "out": a3})
+        specialize(cahn_hilliard_rhs_kernel, T,
+                   {"c": a3, "lap": a3, "T": a3, "p": a1, "q": a1, "out": a3})
+        specialize(add_kernel, T, {"x": a3, "y": a3, "out": a3})
+        specialize(scale_kernel, T, {"x": a3, "a": T, "out": a3})
+
+
+_overload_kernels()
+
+
+# ---------------------------------------------------------------------------------------------
+# Units, temperature fields and results
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Units:
+    """The scales of the dimensionless equations.
+
+    Attributes:
+        length: $\\ell$ [m], the cell width along axis 0.
+        temperature: $T_{ref}$ [K].
+        diffusivity: $D_{ref} = D(T_{ref})$ [m^2/s].
+    """
+
+    length: float
+    temperature: float
+    diffusivity: float
+
+    @property
+    def energy(self) -> float:
+        """$RT_{ref}$ [J/mol]."""
+        return GAS_CONSTANT * self.temperature
+
+    @property
+    def time(self) -> float:
+        """$\\tau = \\ell^2/D_{ref}$ [s]."""
+        return self.length**2 / self.diffusivity
+
+
+def linear_temperature(grid: Grid, cold: float, gradient: float, axis: int = 0) -> np.ndarray:
+    """$T = T_c + G\\,(x - x_{low})$ [K] at the cell centres, shape ``grid.shape``.
+
+    Args:
+        cold: $T_c$ [K] at the low face of ``axis``.
+        gradient: $G$ [K/m] along ``axis`` (hot side at the high end for $G > 0$).
+    """
+    require(0 <= axis < grid.ndim, f"axis={axis} must name one of the grid's {grid.ndim} axes")
+    offset = grid.mesh()[axis] - grid.lower[axis]
+    T = cold + gradient * offset
+    require(np.min(T) > 0, f"cold={cold} K with gradient={gradient} K/m gives T <= 0 K")
+    return T
+
+
+class HeatConductionTemperature:
+    """A temperature field evolved by a heat solver: ``field(t)`` advances it to time t [s].
+
+    Args:
+        solver: a :class:`~physml.solvers.heat.HeatSolver` on the same grid, its dt set.
+        T0: initial temperature [K], shape ``grid.shape``.
+    """
+
+    def __init__(self, solver, T0: np.ndarray) -> None:
+        solver._require_dt()
+        self.solver, self.state, self.time = solver, np.asarray(T0, dtype=np.float64), 0.0
+
+    def __call__(self, t: float) -> np.ndarray:
+        steps = int(np.floor((t - self.time) / self.solver.dt + 1e-9))
+        if steps > 0:
+            self.state = self.solver.rollout(self.state, steps, save_every=steps)[-1]
+            self.time += steps * self.solver.dt
+        return self.state
+
+
+@dataclass
+class Trajectory:
+    """Saved states of a run and its diagnostics (SI units).
+
+    Attributes:
+        times: save times [s], shape ``(n,)``.
+        states: $c$ at those times, shape ``(n, *grid.shape)``.
+        mass: $\\int c\\,dV$ [m^d] at those times.
+        free_energy: $\\int f + \\tfrac\\kappa2|\\nabla c|^2\\,dV$ [J m^d/mol].
+        steps: accepted time steps up to each save.
+        dt: the step sizes taken [s].
+        rejected: rejected steps.
+    """
+
+    times: list[float] = field(default_factory=list)
+    states: list[np.ndarray] = field(default_factory=list)
+    mass: list[float] = field(default_factory=list)
+    free_energy: list[float] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    dt: list[float] = field(default_factory=list)
+    rejected: int = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The solver
+# ---------------------------------------------------------------------------------------------
+
+
+class ThermomigrationSolver:
+    """Cahn–Hilliard with thermomigration; see the module docstring for the equations.
+
+    Args:
+        grid: the grid [m]; ``c`` has shape ``grid.shape``.
+        free_energy: :class:`~physml.solvers.free_energy.DiluteSolution`, ``DoubleWell`` or
+            ``RegularSolution``.
+        temperature: $T$ [K]: an array of shape ``grid.shape`` (fixed in time, e.g.
+            :func:`linear_temperature`) or a callable ``t [s] -> array`` (e.g.
+            :class:`HeatConductionTemperature`).
+        kappa: gradient-energy coefficient $\\kappa$ [J m^2/mol], >= 0.
+        heat_of_transport: $Q^*$ [J/mol] (sign: see the module docstring).
+        bc: periodic or no-flux (Neumann 0) per axis (default periodic).
+        T_ref: reference temperature [K] of the units (default: mean initial temperature).
+        tolerance: local error per step allowed in $c$, relative to $\\max|c_0|$ (adaptive
+            $\\Delta t$).
+        dt_max: largest step [s] (default: unlimited).
+        stabilisation: factor on $s_2$ (>= 1/2 for energy stability).
+        device: "cpu", "cuda" or "cuda:N". dtype: "float64" (default) or "float32".
+        fft_backend: "scipy" or "torch" (default: scipy on the CPU, torch on CUDA).
+        check_every: steps between NaN/Inf checks.
+    """
+
+    def __init__(
+        self,
+        grid: Grid,
+        free_energy: FreeEnergy,
+        temperature: np.ndarray | Callable[[float], np.ndarray],
+        *,
+        kappa: float = 0.0,
+        heat_of_transport: float = 0.0,
+        bc: BoundaryConditions | None = None,
+        T_ref: float | None = None,
+        tolerance: float = 1e-3,
+        dt_max: float | None = None,
+        stabilisation: float = 1.0,
+        device: str = "cpu",
+        dtype: str = "float64",
+        fft_backend: str | None = None,
+        check_every: int = 20,
+    ) -> None:
+        self.grid, self.free_energy = grid, free_energy
+        self.bc = periodic(grid.ndim) if bc is None else bc
+        for axis, (lo, hi) in enumerate(self.bc.sides):
+            for side in (lo, hi):
+                require(side.kind == BCKind.PERIODIC or (side.kind == BCKind.NEUMANN
+                                                          and side.value == 0),
+                        f"bc on axis {axis}: Cahn–Hilliard supports periodic or no-flux "
+                        f"(neumann 0), got {side.kind.name.lower()} {side.value:g}")
+        require(all(n >= 3 for n in grid.shape),
+                f"grid shape={grid.shape}: every axis needs >= 3 cells for the 4th-order stencil")
+        require(np.isfinite(kappa) and kappa >= 0, f"kappa={kappa} must be >= 0 J m^2/mol")
+        require(np.isfinite(heat_of_transport), "heat_of_transport must be finite (J/mol)")
+        require(np.isfinite(tolerance) and tolerance > 0, f"tolerance={tolerance} must be > 0")
+        require(dt_max is None or dt_max > 0, f"dt_max={dt_max} must be > 0 s")
+        require(stabilisation >= 0.5, f"stabilisation={stabilisation} must be >= 1/2")
+        require(int(check_every) >= 1, f"check_every={check_every} must be a positive integer")
+        self.kappa, self.heat_of_transport = float(kappa), float(heat_of_transport)
+        self.tolerance, self.dt_max = float(tolerance), dt_max
+        self.stabilisation, self.check_every = float(stabilisation), int(check_every)
+        self.device, self.dtype = warp_device(device), warp_dtype(dtype)
+        self.np_dtype = np.float64 if self.dtype == wp.float64 else np.float32
+        self._temperature_source = temperature
+        T0 = self._temperature_array(0.0)
+        T_ref = float(np.mean(T0)) if T_ref is None else float(T_ref)
+        require(T_ref > 0, f"T_ref={T_ref} must be > 0 K")
+        self.units = Units(grid.dx[0], T_ref, float(free_energy.diffusion_coefficient(T_ref)))
+        self.shape3 = tuple(grid.shape) + (1,) * (3 - grid.ndim)
+        self.periodic_axes = wp.vec3i(*[int(self.bc.is_periodic(d)) if d < grid.ndim else 1
+                                        for d in range(3)])
+        spacing = tuple(h / self.units.length for h in grid.dx)
+        inv_dx = [1.0 / h for h in spacing] + [0.0] * (3 - grid.ndim)
+        self._inv_dx2 = self._array(np.square(inv_dx))
+        self._q = self._array([self.kappa / (self.units.energy * self.units.length**2),
+                               self.heat_of_transport / self.units.energy, *inv_dx])
+        self._p = self._array(free_energy.scaled_parameters(T_ref))
+        self._spectral = SpectralSolve(grid.shape, spacing,
+                                       tuple(self.bc.is_periodic(d) for d in range(grid.ndim)),
+                                       self.device, fft_backend)
+        self._set_temperature(T0, 0.0)
+
+    # ----------------------------------------------------------------------------- helpers
+
+    def _array(self, values) -> wp.array:
+        return wp.array(np.asarray(values, dtype=self.np_dtype), dtype=self.dtype,
+                        device=self.device)
+
+    def _temperature_array(self, t: float) -> np.ndarray:
+        source = self._temperature_source
+        T = np.asarray(source(t) if callable(source) else source, dtype=np.float64)
+        require(T.shape == self.grid.shape,
+                f"temperature has shape {T.shape}; expected the grid shape {self.grid.shape}")
+        require(bool(np.all(np.isfinite(T))) and float(np.min(T)) > 0,
+                "temperature must be finite and > 0 K everywhere")
+        return T
+
+    def _set_temperature(self, T: np.ndarray, t: float) -> None:
+        self.temperature, self._temperature_time = T, t
+        scaled = (T / self.units.temperature).reshape(self.shape3)
+        self._T = self._array(scaled)
+        D_bound = self.free_energy.diffusivity_bound(float(T.min()), float(T.max()))
+        self._s2 = self.stabilisation * D_bound / self.units.diffusivity
+
+    def _update_temperature(self, t: float) -> None:
+        if callable(self._temperature_source) and t != self._temperature_time:
+            self._set_temperature(self._temperature_array(t), t)
+
+    def to_warp(self, c: Any, name: str = "c0") -> wp.array:
+        """A Warp copy of the composition ``c`` (shape ``grid.shape``), validated."""
+        arr = np.asarray(c, dtype=np.float64)
+        require(arr.shape == self.grid.shape,
+                f"{name} has shape {arr.shape}; expected the grid shape {self.grid.shape}")
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        require(bad == 0, f"{name} contains {bad} NaN/Inf value(s); the state must be finite")
+        self.free_energy.check_composition(arr)
+        return self._array(arr.reshape(self.shape3))
+
+    def to_numpy(self, c: wp.array) -> np.ndarray:
+        return c.numpy().reshape(self.grid.shape).astype(np.float64)
+
+    def _launch(self, kernel, inputs, outputs) -> None:
+        launch(kernel, self.dtype, dim=self.shape3, inputs=inputs, outputs=outputs,
+               device=self.device)
+
+    # --------------------------------------------------------------------------- operators
+
+    def rhs(self, c: wp.array) -> wp.array:
+        """$R(c) = -\\nabla_h\\cdot\\tilde J$, the scaled rate $\\partial c/\\partial\\tilde t$."""
+        lap = wp.empty(self.shape3, dtype=self.dtype, device=self.device)
+        self._launch(laplacian_kernel, [c, self._inv_dx2, self.periodic_axes], [lap])
+        out = wp.empty_like(lap)
+        self._launch(cahn_hilliard_rhs_kernel,
+                     [c, lap, self._T, self._p, self._q, int(self.free_energy.kind),
+                      self.periodic_axes], [out])
+        return out
+
+    def mobility_bound(self, c: np.ndarray) -> float:
+        """Largest scaled mobility $\\tilde M$ over ``c`` and the temperature field."""
+        M = self.free_energy.mobility(c, self.temperature)
+        return float(np.max(M)) * self.units.energy / self.units.diffusivity
+
+    def increment(self, c: wp.array, dt: float, s4: float) -> tuple[wp.array, wp.array]:
+        """$\\delta = c^{n+1} - c^n$ of one stabilised step of scaled size ``dt``, and the
+        explicit Euler increment $\\Delta t\\,R(c^n)$."""
+        rate = self.rhs(c)
+        r = wp.empty_like(rate)
+        self._launch(scale_kernel, [rate, self.dtype(dt)], [r])
+        return self._spectral.solve(r, dt, self._s2, s4), r
+
+    def _s4(self, c: np.ndarray) -> float:
+        return 2.0 * self.mobility_bound(c) * self._q.numpy()[0]
+
+    # ------------------------------------------------------------------------ diagnostics
+
+    def total_mass(self, c: np.ndarray) -> float:
+        """$\\int c\\,dV$ [m^d], summed with compensation (``math.fsum``)."""
+        import math
+
+        return math.fsum(np.asarray(c, dtype=np.float64).ravel()) * float(np.prod(self.grid.dx))
+
+    def total_free_energy(self, c: np.ndarray) -> float:
+        """$\\int f(c, T) + \\tfrac\\kappa2|\\nabla_h c|^2\\,dV$ [J m^d/mol], forward differences
+        over interior and periodic faces (the discrete energy the scheme dissipates)."""
+        c = np.asarray(c, dtype=np.float64)
+        bulk = np.sum(self.free_energy.free_energy(c, self.temperature))
+        gradient = 0.0
+        for axis, h in enumerate(self.grid.dx):
+            diff = (np.roll(c, -1, axis) - c if self.bc.is_periodic(axis)
+                    else np.diff(c, axis=axis))
+            gradient += np.sum(diff**2) / h**2
+        return float((bulk + 0.5 * self.kappa * gradient) * np.prod(self.grid.dx))
+
+    # --------------------------------------------------------------------------- stepping
+
+    def step(self, c: Any, dt: float) -> np.ndarray:
+        """One step of ``dt`` [s] (no adaptivity): NumPy array in, new array out."""
+        require(np.isfinite(dt) and dt > 0, f"dt={dt} must be a positive number of seconds")
+        state = self.to_warp(c, "c")
+        delta, _ = self.increment(state, dt / self.units.time, self._s4(np.asarray(c)))
+        out = wp.empty_like(state)
+        self._launch(add_kernel, [state, delta], [out])
+        return self.to_numpy(out)
+
+    def run(
+        self,
+        c0: Any,
+        t_end: float,
+        save_times: np.ndarray | None = None,
+        dt0: float | None = None,
+        t0: float = 0.0,
+        callback: Callable[[float, int, np.ndarray | None], None] | None = None,
+    ) -> Trajectory:
+        """Integrate from ``c0`` at ``t0`` to ``t_end`` [s] with adaptive steps.
+
+        Args:
+            c0: initial composition, shape ``grid.shape``.
+            t_end: final time [s].
+            save_times: times [s] in (t0, t_end] at which to save (t0 is always saved; default:
+                t_end only). Steps land exactly on them.
+            dt0: first step [s] (default: 1e-3 of the diffusion time $\\tau$).
+            callback: ``callback(t, step, state)`` after each accepted step; ``state`` is the
+                NumPy composition at save times and None otherwise.
+
+        Raises:
+            BlowUpError: $c$ became NaN/Inf; carries the step and the last finite state.
+        """
+        require(np.isfinite(t_end) and t_end > t0, f"t_end={t_end} must be > t0={t0} s")
+        targets = np.array([t_end] if save_times is None else save_times, dtype=np.float64)
+        require(bool(np.all(np.diff(targets) > 0)) and targets[0] > t0 and
+                targets[-1] <= t_end * (1 + 1e-12),
+                f"save_times must increase within ({t0}, {t_end}]")
+        tau = self.units.time
+        c = self.to_warp(c0)
+        state = self.to_numpy(c)
+        out = Trajectory()
+        self._save(out, t0, state, 0)
+        s4 = self._s4(state)
+        scale = float(np.max(np.abs(state))) or 1.0
+        t = t0 / tau
+        dt = (1e-3 if dt0 is None else dt0 / tau)
+        dt_max = np.inf if self.dt_max is None else self.dt_max / tau
+        previous: tuple[np.ndarray, float] | None = None
+        last_good, step = (0, state), 0
+        for target in targets / tau:
+            while t < target * (1 - 1e-14):
+                self._update_temperature(t * tau)
+                h = min(dt, dt_max, target - t)
+                delta, euler = self.increment(c, h, s4)
+                d = delta.numpy()
+                error = float(np.max(np.abs(euler.numpy() - d)))
+                if previous is not None:
+                    error = max(error, 0.5 * float(np.max(np.abs(d - (h / previous[1])
+                                                                  * previous[0]))))
+                error /= scale
+                if not np.isfinite(error) or error > 4 * self.tolerance:
+                    out.rejected += 1
+                    dt = h / 4
+                    if dt * tau < 1e-12 * max(abs(t_end), 1.0):
+                        raise BlowUpError(step=step + 1, t=t * tau, field="c",
+                                          last_good_step=last_good[0],
+                                          last_good_state=last_good[1])
+                    continue
+                new = wp.empty_like(c)
+                self._launch(add_kernel, [c, delta], [new])
+                c, t, step = new, t + h, step + 1
+                previous = (d, h)
+                out.dt.append(h * tau)
+                grow = 2.0 if error == 0 else min(2.0, max(0.5, 0.9 * np.sqrt(self.tolerance
+                                                                             / error)))
+                if h == min(dt, dt_max):  # a step cut short by a save time keeps dt
+                    dt = h * grow
+                at_save = t >= target * (1 - 1e-14)
+                snapshot = None
+                if at_save or step % self.check_every == 0:
+                    snapshot = self.to_numpy(c)
+                    if not np.all(np.isfinite(snapshot)):
+                        raise BlowUpError(step=step, t=t * tau, field="c",
+                                          last_good_step=last_good[0],
+                                          last_good_state=last_good[1])
+                    last_good = (step, snapshot)
+                if at_save:
+                    self._save(out, target * tau, snapshot, step)
+                if callback is not None:
+                    callback(t * tau, step, snapshot if at_save else None)
+        return out
+
+    def _save(self, out: Trajectory, t: float, state: np.ndarray, step: int) -> None:
+        out.times.append(float(t))
+        out.states.append(state)
+        out.mass.append(self.total_mass(state))
+        out.free_energy.append(self.total_free_energy(state))
+        out.steps.append(step)
+
+    def __repr__(self) -> str:
+        return (f"ThermomigrationSolver(shape={self.grid.shape}, {self.free_energy}, "
+                f"kappa={self.kappa:.4g}, Q*={self.heat_of_transport:.4g}, "
+                f"device={self.device!r}, dtype={self.dtype.__name__})")

@@ -1,0 +1,283 @@
+"""Cahn–Hilliard thermomigration: conservation, energy, steady states, migration, coarsening."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from physml.solvers import BlowUpError, Grid, neumann, periodic
+from physml.solvers.free_energy import (
+    GAS_CONSTANT,
+    DiluteSolution,
+    DoubleWell,
+    RegularSolution,
+)
+from physml.solvers.grid import BC, BoundaryConditions
+from physml.solvers.precipitates import (
+    matrix_composition,
+    migration_velocity,
+    precipitate_field,
+    track_particles,
+)
+from physml.solvers.spectral_solve import SpectralSolve
+from physml.solvers.thermomigration import ThermomigrationSolver, linear_temperature
+
+T_REF = 1000.0
+CELL = 1e-6  # m; with D = 1e-12 m^2/s the time unit is 1 s
+
+
+def noflux_x_periodic_y() -> BoundaryConditions:
+    return BoundaryConditions(((BC("neumann"), BC("neumann")), (BC("periodic"), BC("periodic"))))
+
+
+def two_phase_model() -> DoubleWell:
+    return DoubleWell(barrier=0.25 * GAS_CONSTANT * T_REF, c_alpha=0.1, c_beta=0.9,
+                      slope_alpha=1e-4, T0=T_REF, diffusivity=1e-12)
+
+
+def precipitate_problem(shape, scaled_gradient, centres, radii, width=1.2):
+    """Solver and initial state: precipitates (centres, radii in cells) in a matrix with no flux,
+    T = T_REF + G (x - centre), G = scaled_gradient * T_REF / CELL."""
+    grid = Grid(shape, (0.0, 0.0), tuple(n * CELL for n in shape))
+    bc = noflux_x_periodic_y()
+    gradient = scaled_gradient * T_REF / CELL
+    T = linear_temperature(grid, T_REF - gradient * grid.upper[0] / 2, gradient)
+    model = two_phase_model()
+    kappa = model.gradient_coefficient(width * CELL)
+    Q = -2.8 * GAS_CONSTANT * T_REF
+    matrix, precipitate = matrix_composition(model, T, Q, kappa, max(radii) * CELL, 2)
+    c0 = precipitate_field(grid, matrix, precipitate, [tuple(CELL * x for x in p) for p in centres],
+                           [r * CELL for r in radii], width * CELL)
+    solver = ThermomigrationSolver(grid, model, T, kappa=kappa, heat_of_transport=Q, bc=bc)
+    return solver, c0, gradient
+
+
+def particles(solver, c):
+    return track_particles(c, solver.grid, solver.bc, 0.1, 0.9)
+
+
+# ------------------------------------------------------------------------ steady state, order
+
+
+def test_dilute_steady_state_matches_exp_q_over_rt():
+    grid = Grid((64,), (0.0,), (1e-3,))
+    T = linear_temperature(grid, 900.0, 2e5)
+    model = DiluteSolution(diffusivity=1.1e-6, activation_energy=80e3)
+    solver = ThermomigrationSolver(grid, model, T, heat_of_transport=-96e3, bc=neumann(1))
+    c0 = np.full(grid.shape, 0.001)
+    run = solver.run(c0, 1e5 * solver.units.time)
+    exact = np.exp(-96e3 / (GAS_CONSTANT * T))
+    exact *= c0.mean() / exact.mean()
+    assert np.max(np.abs(run.states[-1] - exact)) / np.max(exact) <= 1e-4
+    assert abs(run.mass[-1] - run.mass[0]) <= 1e-12 * run.mass[0]
+    assert np.argmax(run.states[-1]) == grid.shape[0] - 1  # Q* < 0: solute on the hot side
+
+
+def test_rhs_is_second_order_in_space():
+    """Dilute flux with Arrhenius D and a smooth periodic T against its exact divergence."""
+    model = DiluteSolution(diffusivity=1e-12, activation_energy=50e3)
+    q_star, errors = -30e3, []
+    for n in (32, 64, 128):
+        grid = Grid((n,), (0.0,), (1e-6,))
+        x = grid.coords(0) / grid.upper[0]
+        T = T_REF * (1 + 0.1 * np.sin(2 * np.pi * x))
+        c = 0.01 * (1 + 0.5 * np.cos(2 * np.pi * x))
+        solver = ThermomigrationSolver(grid, model, T, heat_of_transport=q_star, T_ref=T_REF)
+        rate = solver.rhs(solver.to_warp(c)).numpy().ravel()
+        # exact, in the solver's units (x measured in cells of this grid)
+        s = 2 * np.pi / n
+        Tt, Tx = 1 + 0.1 * np.sin(s * np.arange(n) + s / 2), 0.1 * s * np.cos(s * (np.arange(n) + 0.5))
+        Txx = -0.1 * s**2 * np.sin(s * (np.arange(n) + 0.5))
+        cc = 0.01 * (1 + 0.5 * np.cos(s * (np.arange(n) + 0.5)))
+        cx = -0.005 * s * np.sin(s * (np.arange(n) + 0.5))
+        cxx = -0.005 * s**2 * np.cos(s * (np.arange(n) + 0.5))
+        Qd, Qs = 50e3 / (GAS_CONSTANT * T_REF), q_star / (GAS_CONSTANT * T_REF)
+        D = np.exp(Qd * (1 - 1 / Tt))
+        Dx = D * Qd * Tx / Tt**2
+        a = Qs * Tx / Tt**2
+        ax = Qs * (Txx / Tt**2 - 2 * Tx**2 / Tt**3)
+        exact = Dx * (cx + cc * a) + D * (cxx + cx * a + cc * ax)
+        errors.append(np.max(np.abs(rate - exact)) / np.max(np.abs(exact)))
+    orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert np.all(orders > 1.9), (errors, orders)
+
+
+def test_time_stepping_is_first_order():
+    grid = Grid((32, 32), (0.0, 0.0), (32 * CELL, 32 * CELL))
+    model = two_phase_model()
+    rng = np.random.default_rng(0)
+    c0 = 0.5 + 0.05 * rng.standard_normal(grid.shape)
+    solver = ThermomigrationSolver(grid, model, np.full(grid.shape, T_REF),
+                                   kappa=model.gradient_coefficient(1.5 * CELL))
+    t_end = 2.0
+
+    def march(steps):
+        c = c0
+        for _ in range(steps):
+            c = solver.step(c, t_end / steps)
+        return c
+
+    reference = march(256)
+    errors = [np.max(np.abs(march(k) - reference)) for k in (8, 16, 32)]
+    orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert np.all((orders > 0.8) & (orders < 1.3)), (errors, orders)
+
+
+# ------------------------------------------------------------------- conservation and energy
+
+
+@pytest.mark.parametrize("bc", ["periodic", "no_flux"])
+@pytest.mark.parametrize("model_name", ["double_well", "regular_solution"])
+def test_isothermal_mass_conserved_and_energy_decreasing(bc, model_name):
+    grid = Grid((48, 48), (0.0, 0.0), (48 * CELL, 48 * CELL))
+    if model_name == "double_well":
+        model = two_phase_model()
+        kappa = model.gradient_coefficient(1.5 * CELL)
+    else:
+        model = RegularSolution(interaction=2.6 * GAS_CONSTANT * T_REF, diffusivity=1e-12)
+        kappa = 2.0 * GAS_CONSTANT * T_REF * CELL**2
+    rng = np.random.default_rng(1)
+    c0 = 0.4 + 0.05 * rng.standard_normal(grid.shape)
+    solver = ThermomigrationSolver(grid, model, np.full(grid.shape, T_REF), kappa=kappa,
+                                   bc=periodic(2) if bc == "periodic" else neumann(2))
+    run = solver.run(c0, 2000.0, save_times=np.linspace(20.0, 2000.0, 100))
+    mass = np.array(run.mass)
+    assert np.max(np.abs(mass - mass[0])) <= 1e-12 * mass[0]
+    energy = np.array(run.free_energy)
+    assert np.all(np.diff(energy) <= 1e-12 * abs(energy[0]))
+    assert energy[-1] < energy[0] - 0.1 * abs(energy[0] - energy[-1])  # it did coarsen
+    assert np.ptp(run.states[-1]) > 0.5  # phase separated
+
+
+def test_3d_no_flux_run_conserves_mass():
+    grid = Grid((16, 16, 16), (0.0,) * 3, (16 * CELL,) * 3)
+    model = two_phase_model()
+    T = linear_temperature(grid, 990.0, 20.0 / (16 * CELL))
+    rng = np.random.default_rng(2)
+    c0 = 0.45 + 0.05 * rng.standard_normal(grid.shape)
+    solver = ThermomigrationSolver(grid, model, T, kappa=model.gradient_coefficient(1.5 * CELL),
+                                   heat_of_transport=-10e3, bc=neumann(3))
+    run = solver.run(c0, 200.0)
+    assert abs(run.mass[-1] - run.mass[0]) <= 1e-12 * run.mass[0]
+    assert np.ptp(run.states[-1]) > 0.5
+
+
+# ------------------------------------------------------------------------------ precipitates
+
+
+def test_single_precipitate_migrates_to_hot_side_at_the_sharp_interface_rate():
+    solver, c0, gradient = precipitate_problem((64, 64), 1e-3, [(32, 32)], [8])
+    times = np.linspace(1000.0, 5000.0, 5)
+    run = solver.run(c0, times[-1], save_times=times)
+    found = [particles(solver, c)[0] for c in run.states]
+    x = np.array([p.centroid[0] for p in found])
+    radius = np.array([p.radius for p in found])
+    measured = np.polyfit(times, x[1:], 1)[0]
+    expected = migration_velocity(solver.free_energy, gradient, T_REF,
+                                  solver.heat_of_transport, 2)
+    assert expected > 0 and measured > 0  # up the gradient: the hot side
+    assert abs(measured / expected - 1) <= 0.10, (measured, expected)
+    assert np.max(np.abs(radius / radius[0] - 1)) <= 0.02
+
+
+@pytest.mark.parametrize("scaled_gradient", [0.0, 3e-3])
+def test_two_precipitates_gradient_reverses_coarsening(scaled_gradient):
+    """Small particle on the hot side: it grows under the gradient, shrinks without it."""
+    solver, c0, _ = precipitate_problem((96, 48), scaled_gradient, [(30, 24), (70, 24)], [10, 6])
+    run = solver.run(c0, 3000.0)
+    before = particles(solver, run.states[0])
+    after = particles(solver, run.states[-1])
+    assert len(before) == 2
+    small_before = min(before, key=lambda p: p.volume).volume
+    small_after = min(after, key=lambda p: p.volume).volume if len(after) == 2 else 0.0
+    if scaled_gradient == 0:
+        assert small_after < 0.9 * small_before
+    else:
+        assert small_after > 1.05 * small_before
+
+
+def test_particle_field_centre_of_mass_moves_to_hot_side():
+    centres = [(20, 12), (44, 20), (30, 44), (52, 50), (12, 40)]
+    solver, c0, _ = precipitate_problem((64, 64), 2e-3, centres, [6, 5, 6, 5, 6])
+    run = solver.run(c0, 3000.0)
+    x = solver.grid.mesh()[0]
+
+    def centre_of_mass(c):
+        phi = np.clip((c - 0.1) / 0.8, 0, 1)
+        return float(np.sum(phi * x) / np.sum(phi))
+
+    shift = centre_of_mass(run.states[-1]) - centre_of_mass(run.states[0])
+    assert shift > 1.0 * CELL
+
+
+# ------------------------------------------------------------------------- linear solve, errors
+
+
+@pytest.mark.parametrize("periodic_axes", [(True, True), (False, True), (False, False)])
+def test_spectral_solve_inverts_the_operator_on_both_backends(periodic_axes):
+    import warp as wp
+
+    shape, spacing = (12, 10), (1.0, 0.7)
+    r = np.random.default_rng(3).standard_normal(shape)
+    dt, a, b = 0.3, 1.3, 0.4
+    solutions = []
+    for backend in ("scipy", "torch"):
+        solve = SpectralSolve(shape, spacing, periodic_axes, "cpu", backend)
+        solutions.append(solve.solve(wp.array(r, dtype=wp.float64), dt, a, b).numpy())
+    np.testing.assert_allclose(solutions[0], solutions[1], atol=1e-12)
+
+    def neg_laplacian(u):
+        out = np.zeros_like(u)
+        for axis, (h, p) in enumerate(zip(spacing, periodic_axes)):
+            mode = "wrap" if p else "edge"
+            pad = [(0, 0)] * u.ndim
+            pad[axis] = (1, 1)
+            up = np.pad(u, pad, mode=mode)
+            lo = np.take(up, range(0, u.shape[axis]), axis=axis)
+            hi = np.take(up, range(2, u.shape[axis] + 2), axis=axis)
+            out += (2 * u - lo - hi) / h**2
+        return out
+
+    x = solutions[0]
+    lap = neg_laplacian(x)
+    residual = x + dt * (a * lap + b * neg_laplacian(lap)) - r
+    assert np.max(np.abs(residual)) < 1e-11
+
+
+def test_bad_inputs_name_the_argument():
+    grid = Grid((16, 16), (0.0, 0.0), (16 * CELL, 16 * CELL))
+    model = two_phase_model()
+    T = np.full(grid.shape, T_REF)
+    with pytest.raises(ValueError, match="kappa"):
+        ThermomigrationSolver(grid, model, T, kappa=-1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        ThermomigrationSolver(grid, model, np.full((4, 4), T_REF))
+    with pytest.raises(ValueError, match="bc on axis 0"):
+        ThermomigrationSolver(grid, model, T, bc=BoundaryConditions(((BC("dirichlet"),) * 2,
+                                                                      (BC("periodic"),) * 2)))
+    with pytest.raises(ValueError, match="3 cells"):
+        ThermomigrationSolver(Grid((2, 16), (0, 0), (1, 1)), model, np.full((2, 16), T_REF))
+    with pytest.raises(ValueError, match="barrier"):
+        DoubleWell(barrier=-1.0, diffusivity=1e-12)
+    with pytest.raises(ValueError, match="diffusivity"):
+        DiluteSolution(diffusivity=0.0)
+    solver = ThermomigrationSolver(grid, model, T)
+    with pytest.raises(ValueError, match="c0 contains 1 NaN"):
+        solver.run(np.where(np.eye(16) * np.arange(16) == 1, np.nan, 0.5), 1.0)
+    dilute = ThermomigrationSolver(grid, DiluteSolution(diffusivity=1e-12), T)
+    with pytest.raises(ValueError, match="c > 0"):
+        dilute.run(np.zeros(grid.shape), 1.0)
+
+
+def test_blow_up_reports_the_step_and_keeps_the_last_state():
+    grid = Grid((16,), (0.0,), (16 * CELL,))
+    model = DiluteSolution(diffusivity=1e-12)
+    # a strong uphill heat of transport across a sharp temperature step drives c below zero
+    T = np.where(np.arange(16) < 8, 500.0, 2000.0)
+    solver = ThermomigrationSolver(grid, model, T, heat_of_transport=5e6, bc=neumann(1),
+                                   tolerance=10.0, check_every=1)
+    with pytest.raises(BlowUpError) as info:
+        solver.run(np.full(grid.shape, 1e-3), 1e6)
+    assert info.value.step >= 1
+    assert info.value.last_good_state is not None
+    assert np.all(np.isfinite(info.value.last_good_state))
