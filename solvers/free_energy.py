@@ -101,7 +101,9 @@ class DiluteSolution(_ArrheniusModel):
 
 @dataclass(frozen=True, kw_only=True)
 class DoubleWell(_ArrheniusModel):
-    r"""Double well $f = A(c - c_\alpha(T))^2(c - c_\beta(T))^2$, $A = 16W/(c_{\beta0}-c_{\alpha0})^4$.
+    r"""Double well $f = A(c - c_\alpha(T))^2(c - c_\beta(T))^2$, $A = 16W/\Delta c_0^4$.
+
+    $\Delta c_0 = c_{\beta0} - c_{\alpha0}$.
 
     Args:
         barrier: $W$ [J/mol], the height of the barrier between the wells, > 0.
@@ -169,8 +171,9 @@ class DoubleWell(_ArrheniusModel):
         return float(self.curvature_scale * ((self.c_beta - self.c_alpha) * width) ** 2 / 2)
 
     def interface_energy(self, kappa: float) -> float:
-        """$\\sigma V_m = \\int \\kappa c_x^2\\,dx = \\sqrt{2\\kappa A}(c_\\beta-c_\\alpha)^3/6$ [J m/mol]."""
-        return float(np.sqrt(2 * kappa * self.curvature_scale) * (self.c_beta - self.c_alpha) ** 3 / 6)
+        """$\\sigma V_m = \\int\\kappa c_x^2 dx = \\sqrt{2\\kappa A}\\Delta c_0^3/6$ [J m/mol]."""
+        gap = self.c_beta - self.c_alpha
+        return float(np.sqrt(2 * kappa * self.curvature_scale) * gap**3 / 6)
 
     def scaled_parameters(self, T_ref: float) -> np.ndarray:
         """$[\\tilde Q_d, \\tilde A, c_\\alpha(T_{ref}), c_\\beta(T_{ref}), c_\\alpha' T_{ref},

@@ -88,7 +88,8 @@ class SpectralSolve:
             field = field / (1.0 + dt * lam * (a + b * lam))
         if self._noflux_axes:
             field = scipy.fft.idctn(field, type=2, axes=self._noflux_axes, norm="ortho")
-        return wp.array(np.ascontiguousarray(field).reshape(r.shape), dtype=r.dtype, device=r.device)
+        field = np.ascontiguousarray(field).reshape(r.shape)
+        return wp.array(field, dtype=r.dtype, device=r.device)
 
     def _solve_torch(self, r: wp.array, dt: float, a: float, b: float) -> wp.array:
         import torch
