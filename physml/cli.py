@@ -310,6 +310,7 @@ def _run_case(args: argparse.Namespace) -> int:
     from .cases.runner import run_case
     from .cases.schema import load_case
     from .errors import NonFiniteLossError
+    from .solvers.errors import BlowUpError
 
     _quiet_warp("cpu")
     if args.resume is not None:
@@ -354,9 +355,21 @@ def _run_case(args: argparse.Namespace) -> int:
             folder, result = run_case(
                 case, args.resume, resume=args.resume is not None, on_step=on_step
             )
-        except NonFiniteLossError as err:
+        except (NonFiniteLossError, BlowUpError) as err:
             print(f"physml: error: {err}", file=sys.stderr)
             return 1
+    if "rel_l2" not in result:
+        from .cases.thermomigration_runner import headline
+
+        print(headline(result))
+    else:
+        _print_error_summary(result)
+    outputs = ", ".join(sorted(p.name for p in folder.iterdir() if p.suffix in FIGURES_AND_DATA))
+    print(f"run folder: {folder}  ({outputs})")
+    return 0
+
+
+def _print_error_summary(result: dict) -> None:
     verdict = ""
     if result["threshold"] is not None:
         verdict = " (target {:.0e}: {})".format(
@@ -366,16 +379,17 @@ def _run_case(args: argparse.Namespace) -> int:
         f"relative L2 error {result['rel_l2']:.3e}{verdict} after {result['steps']} steps, "
         f"{result['wall_s']:.0f} s"
     )
-    outputs = ", ".join(sorted(p.name for p in folder.iterdir() if p.suffix in FIGURES_AND_DATA))
-    print(f"run folder: {folder}  ({outputs})")
-    return 0
 
 
-FIGURES_AND_DATA = (".png", ".json", ".h5")
+FIGURES_AND_DATA = (".png", ".json", ".h5", ".gif")
 
 
 def describe_case(case) -> str:
     """One line: the PDE, the network and the schedule."""
+    if getattr(case, "kind", None) == "thermomigration":
+        from .cases.thermomigration_runner import describe
+
+        return describe(case)
     model = f"{case.model.kind} {case.model.width}x{case.model.depth}"
     training = case.training
     if training.method == "teng":

@@ -483,12 +483,39 @@ class ThermomigrationSolver:
 
     def step(self, c: Any, dt: float) -> np.ndarray:
         """One step of ``dt`` [s] (no adaptivity): NumPy array in, new array out."""
+        return self.rollout(c, 1, dt)[-1]
+
+    def rollout(self, c0: Any, n_steps: int, dt: float, save_every: int = 1) -> np.ndarray:
+        """``n_steps`` steps of fixed size ``dt`` [s] from ``c0`` (temperature held at t = 0).
+
+        Returns:
+            Array ``(n_steps // save_every + 1, *grid.shape)``: $c$ at steps 0, save_every, ...
+
+        Raises:
+            BlowUpError: a NaN/Inf appeared (checked at saves and every ``check_every`` steps).
+        """
+        require(int(n_steps) == n_steps and n_steps >= 0, f"n_steps={n_steps} must be >= 0")
+        require(int(save_every) == save_every and save_every >= 1,
+                f"save_every={save_every} must be a positive integer")
         require(np.isfinite(dt) and dt > 0, f"dt={dt} must be a positive number of seconds")
-        state = self.to_warp(c, "c")
-        delta, _ = self.increment(state, dt / self.units.time, self._s4(np.asarray(c)))
-        out = wp.empty_like(state)
-        self._launch(add_kernel, [state, delta], [out])
-        return self.to_numpy(out)
+        c = self.to_warp(c0)
+        saved = [self.to_numpy(c)]
+        s4, h = self._s4(saved[0]), dt / self.units.time
+        last_good = (0, saved[0])
+        for step in range(1, int(n_steps) + 1):
+            delta, _ = self.increment(c, h, s4)
+            new = wp.empty_like(c)
+            self._launch(add_kernel, [c, delta], [new])
+            c = new
+            if step % save_every == 0 or step % self.check_every == 0:
+                state = self.to_numpy(c)
+                if not np.all(np.isfinite(state)):
+                    raise BlowUpError(step=step, t=step * dt, field="c",
+                                      last_good_step=last_good[0], last_good_state=last_good[1])
+                last_good = (step, state)
+                if step % save_every == 0:
+                    saved.append(state)
+        return np.stack(saved)
 
     def run(
         self,

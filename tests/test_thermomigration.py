@@ -282,3 +282,73 @@ def test_blow_up_reports_the_step_and_keeps_the_last_state():
     assert info.value.step >= 1
     assert info.value.last_good_state is not None
     assert np.all(np.isfinite(info.value.last_good_state))
+
+
+# ----------------------------------------------------------------------------------- cases
+
+CASES = __import__("pathlib").Path(__file__).parents[1] / "cases"
+TINY_PRECIPITATE = ["grid.shape=[32, 32]", "grid.length=[3.2e-5, 3.2e-5]",
+                    "initial.centres=[[1.6e-5, 1.6e-5]]", "initial.radii=[6.0e-6]",
+                    "time.end=400.0", "time.saves=5"]
+
+
+def test_fe_c_case_reaches_the_analytical_profile(tmp_path):
+    from physml.cases.runner import run_case
+    from physml.cases.schema import load_case
+
+    case = load_case(CASES / "thermomigration_fe_c.yaml", [f"output.folder={tmp_path}"])
+    folder, summary = run_case(case, tmp_path)
+    assert summary["steady_profile_error"] <= 1e-4
+    assert summary["mass_drift"] <= 1e-12
+    assert (folder / "profile.png").is_file() and (folder / "trajectory.h5").is_file()
+
+
+def test_precipitate_case_writes_outputs_and_resumes_bitwise(tmp_path):
+    import json
+
+    import xarray as xr
+
+    from physml.cases.runner import run_case
+    from physml.cases.schema import load_case
+
+    case = load_case(CASES / "thermomigration_single_precipitate.yaml", TINY_PRECIPITATE)
+    (tmp_path / "whole").mkdir()
+    folder, summary = run_case(case, tmp_path / "whole")
+    for name in ("trajectory.h5", "tracked.json", "metrics.json", "snapshots.png",
+                 "microstructure.gif", "tracked.png"):
+        assert (folder / name).is_file(), name
+    tracked = json.loads((folder / "tracked.json").read_text())
+    assert len(tracked) == 5 and len(tracked[-1]["particles"]) == 1
+    assert summary["velocity"] > 0 and summary["mass_drift"] <= 1e-12
+    with xr.open_dataset(folder / "trajectory.h5", engine="h5netcdf") as ds:
+        assert ds["c"].shape == (5, 32, 32) and ds["T"].shape == (32, 32)
+        whole = ds["c"].values[-1]
+    # stop after the third snapshot, then resume to the end
+    short = load_case(CASES / "thermomigration_single_precipitate.yaml",
+                      [*TINY_PRECIPITATE, "time.end=200.0", "time.saves=3"])
+    part = tmp_path / "part"
+    part.mkdir()
+    run_case(short, part)
+    (part / "config.yaml").write_text(case.to_yaml())
+    run_case(case, part, resume=True)
+    with xr.open_dataset(part / "trajectory.h5", engine="h5netcdf") as ds:
+        np.testing.assert_array_equal(ds["c"].values[-1], whole)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("grid.bc=[periodic, dirichlet]", "grid.bc.1"),
+        ("free_energy.kind=double_wel", "free_energy.kind"),
+        ("temperature.axis=2", "temperature.axis"),
+        ("initial.radii=[1.0e-5, 2.0e-5]", "initial.centres"),
+        ("free_energy.colour=1", "unknown key 'free_energy.colour'"),
+    ],
+)
+def test_case_errors_exit_2_naming_the_key(override, message, capsys):
+    from physml.cli import main
+
+    code = main(["run", str(CASES / "thermomigration_single_precipitate.yaml"), override])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

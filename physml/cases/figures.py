@@ -66,3 +66,87 @@ def plot_error_curve(curve: dict, path: Path, title: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _plane(grid, state: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """A 2D field to show (3D: the mid-plane of the last axis) and its extent [um]."""
+    if grid.ndim == 3:
+        state = state[:, :, grid.shape[2] // 2]
+    extent = [1e6 * grid.lower[0], 1e6 * grid.upper[0], 1e6 * grid.lower[1], 1e6 * grid.upper[1]]
+    return state.T, extent
+
+
+def plot_snapshots(grid, times: list[float], states: list[np.ndarray], path: Path) -> None:
+    """The composition at four times, x to the right (hot side right for a positive gradient)."""
+    picks = np.unique(np.linspace(0, len(times) - 1, 4).round().astype(int))
+    low = min(float(np.min(states[i])) for i in picks)
+    high = max(float(np.max(states[i])) for i in picks)
+    fig, axes = plt.subplots(1, len(picks), figsize=(3.6 * len(picks), 3.4),
+                             constrained_layout=True, squeeze=False)
+    for ax, i in zip(axes[0], picks):
+        field, extent = _plane(grid, states[i])
+        image = ax.imshow(field, origin="lower", extent=extent, cmap="viridis", vmin=low,
+                          vmax=high)
+        ax.set(title=f"t = {times[i]:.3g} s", xlabel="x [um]", ylabel="y [um]")
+    fig.colorbar(image, ax=axes[0].tolist(), label="c")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def animate_microstructure(grid, times: list[float], states: list[np.ndarray],
+                           path: Path) -> None:
+    """An animated GIF of the composition over the whole run (Pillow writer)."""
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    low, high = float(np.min(states)), float(np.max(states))
+    fig, ax = plt.subplots(figsize=(4.4, 4), constrained_layout=True)
+    field, extent = _plane(grid, states[0])
+    image = ax.imshow(field, origin="lower", extent=extent, cmap="viridis", vmin=low, vmax=high)
+    ax.set(xlabel="x [um]", ylabel="y [um]")
+    title = ax.set_title("")
+
+    def frame(i: int):
+        image.set_data(_plane(grid, states[i])[0])
+        title.set_text(f"t = {times[i]:.3g} s")
+        return image, title
+
+    animation = FuncAnimation(fig, frame, frames=len(times), blit=False)
+    tmp = path.with_name(f".{path.name}.tmp.gif")
+    animation.save(tmp, writer=PillowWriter(fps=8))
+    tmp.replace(path)
+    plt.close(fig)
+
+
+def plot_tracked(records: list[dict], axis: int, path: Path) -> None:
+    """Each particle's position along the gradient and its radius against time."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    times = [r["t"] for r in records]
+    count = len(records[0]["particles"])
+    for k in range(count):  # particles are ordered by size; follow rank k while it exists
+        t = [r["t"] for r in records if len(r["particles"]) > k]
+        left.plot(t, [1e6 * r["particles"][k]["centroid"][axis] for r in records
+                      if len(r["particles"]) > k], "o-", ms=2, label=f"particle {k + 1}")
+        right.plot(t, [1e6 * r["particles"][k]["radius"] for r in records
+                       if len(r["particles"]) > k], "o-", ms=2)
+    left.plot(times, [1e6 * r["phase_centre_of_mass"] for r in records], "k--",
+              label="phase centre of mass")
+    left.set(xlabel="t [s]", ylabel="position along grad T [um]")
+    right.set(xlabel="t [s]", ylabel="equivalent radius [um]")
+    if count <= 8:
+        left.legend(fontsize=7)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_profile(x: np.ndarray, times: list[float], states: list[np.ndarray],
+                 exact: np.ndarray | None, path: Path) -> None:
+    """1D composition profiles over time, with the analytical steady state if given."""
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    for i in np.unique(np.linspace(0, len(times) - 1, 6).round().astype(int)):
+        ax.plot(1e3 * x, states[i], label=f"t = {times[i]:.3g} s")
+    if exact is not None:
+        ax.plot(1e3 * x, exact, "k--", label="c ∝ exp(Q*/RT)")
+    ax.set(xlabel="x [mm]", ylabel="c")
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

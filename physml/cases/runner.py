@@ -186,6 +186,10 @@ def run_case(
 ) -> tuple[Path, dict]:
     """Train ``case`` in ``folder`` (new if None), resuming from its checkpoint if asked."""
     folder = new_run_folder(case) if folder is None else folder
+    if getattr(case, "kind", None) == "thermomigration":
+        from .thermomigration_runner import run_thermomigration_case
+
+        return run_thermomigration_case(case, folder, resume, on_step)
     if case.training.method == "teng":
         from .teng_runner import run_teng_case
 

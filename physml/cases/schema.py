@@ -233,8 +233,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def load_case(path: str | Path, overrides: list[str] | None = None) -> CaseSpec:
-    """Read, override and validate a case file, with one clear error naming the key."""
+def load_case(path: str | Path, overrides: list[str] | None = None) -> CaseSpec | BaseModel:
+    """Read, override and validate a case file, with one clear error naming the key.
+
+    A file with ``kind: thermomigration`` is a phase-field case
+    (:class:`~physml.cases.thermomigration_schema.ThermomigrationCase`); any other is a
+    training case (:class:`CaseSpec`).
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"case file {str(path)!r} does not exist")
@@ -250,7 +255,12 @@ def load_case(path: str | Path, overrides: list[str] | None = None) -> CaseSpec:
         overrides[:0] = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"
                          for key, value in variants[name].items()]
     raw = apply_overrides(raw, overrides)
+    spec: type[BaseModel] = CaseSpec
+    if raw.get("kind") == "thermomigration":
+        from .thermomigration_schema import ThermomigrationCase
+
+        spec = ThermomigrationCase
     try:
-        return CaseSpec.model_validate(raw)
+        return spec.model_validate(raw)
     except ValidationError as err:
-        raise ValueError(f"case {path}: {describe_error(err, CaseSpec)}") from None
+        raise ValueError(f"case {path}: {describe_error(err, spec)}") from None

@@ -1,0 +1,346 @@
+"""Running a thermomigration case: build the solver, integrate with checkpoints, track the
+precipitates, and write the run folder.
+
+Run folder::
+
+    config.yaml           the resolved case
+    checkpoint.npz        snapshots so far, their diagnostics and the last step size
+    trajectory.h5         c(time, x, y, z) and T(x, y, z) as xarray/HDF5 (SI attrs)
+    tracked.json          per snapshot: time, mass, free energy, particles (centroid, radius,
+                          volume), the precipitate phase's centre of mass
+    metrics.json          the summary: mass drift, energy monotonicity, migration velocity
+                          against the sharp-interface estimate, steady-profile error
+    snapshots.png         the microstructure at four times; profile.png for 1D cases
+    microstructure.gif    the whole time series, animated (2D/3D: the mid-plane)
+    tracked.png           particle positions and radii against time
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .._version import __version__
+from ..datasets.store import write_dataset
+from ..solvers.free_energy import GAS_CONSTANT, DiluteSolution, DoubleWell, RegularSolution
+from ..solvers.grid import BC, BoundaryConditions, Grid
+from ..solvers.heat import HeatSolver
+from ..solvers.precipitates import (
+    matrix_composition,
+    migration_velocity,
+    precipitate_field,
+    track_particles,
+)
+from ..solvers.thermomigration import (
+    HeatConductionTemperature,
+    ThermomigrationSolver,
+    Trajectory,
+    linear_temperature,
+)
+from .runner import _atomic
+from .thermomigration_schema import ThermomigrationCase
+
+CHECKPOINT = "checkpoint.npz"
+
+
+def build_grid(case: ThermomigrationCase) -> tuple[Grid, BoundaryConditions]:
+    spec = case.grid
+    grid = Grid(tuple(spec.shape), (0.0,) * len(spec.shape), tuple(spec.length))
+    sides = tuple((BC("periodic"),) * 2 if kind == "periodic" else (BC("neumann"),) * 2
+                  for kind in spec.bc)
+    return grid, BoundaryConditions(sides)
+
+
+def build_free_energy(case: ThermomigrationCase) -> DiluteSolution | DoubleWell | RegularSolution:
+    spec = case.free_energy
+    common = {"diffusivity": spec.diffusivity, "activation_energy": spec.activation_energy}
+    if spec.kind == "dilute":
+        return DiluteSolution(**common)
+    if spec.kind == "regular_solution":
+        return RegularSolution(interaction=spec.interaction, **common)
+    return DoubleWell(barrier=spec.barrier, c_alpha=spec.c_alpha, c_beta=spec.c_beta,
+                      slope_alpha=spec.slope_alpha, slope_beta=spec.slope_beta, T0=spec.T0,
+                      **common)
+
+
+def build_temperature(case: ThermomigrationCase, grid: Grid):
+    """The fixed linear field, or a :class:`HeatConductionTemperature` (kind ``heat``)."""
+    spec = case.temperature
+    half = grid.upper[spec.axis] / 2
+    cold = spec.mean - spec.gradient * half
+    if spec.kind == "linear":
+        return linear_temperature(grid, cold, spec.gradient, spec.axis)
+    sides = [(BC("neumann"), BC("neumann")) for _ in range(grid.ndim)]
+    sides[spec.axis] = (BC("dirichlet", cold), BC("dirichlet", spec.mean + spec.gradient * half))
+    dt = 0.05 * min(grid.dx) ** 2 / spec.thermal_diffusivity
+    heat = HeatSolver(grid, BoundaryConditions(tuple(sides)), nu=spec.thermal_diffusivity, dt=dt,
+                      scheme="imex", theta=1.0, device=case.device, dtype=case.dtype)
+    return HeatConductionTemperature(heat, np.full(grid.shape, spec.mean))
+
+
+def _kappa(case: ThermomigrationCase, model) -> float:
+    if case.kappa is not None:
+        return case.kappa
+    if case.interface_width is None:
+        return 0.0
+    return model.gradient_coefficient(case.interface_width)
+
+
+def _random_particles(case: ThermomigrationCase, grid: Grid) -> tuple[list, list]:
+    spec = case.initial
+    rng = np.random.default_rng(spec.seed)
+    centres, radii = [], []
+    for _ in range(10000 * spec.count):
+        if len(radii) == spec.count:
+            break
+        radius = rng.uniform(*spec.radius_range)
+        centre = [rng.uniform(a + radius + spec.spacing, b - radius - spec.spacing)
+                  for a, b in zip(grid.lower, grid.upper)]
+        if all(np.linalg.norm(np.subtract(centre, c)) >= radius + r + spec.spacing
+               for c, r in zip(centres, radii)):
+            centres.append(centre)
+            radii.append(radius)
+    if len(radii) < spec.count:
+        raise ValueError(f"initial: could not place {spec.count} particles of radius "
+                         f"{spec.radius_range} at spacing {spec.spacing} m in the domain")
+    return centres, radii
+
+
+def initial_state(case: ThermomigrationCase, grid: Grid, model, T: np.ndarray) -> np.ndarray:
+    """$c_0$: uniform, or precipitates in a zero-flux matrix in equilibrium with the largest."""
+    spec = case.initial
+    if spec.kind == "uniform":
+        return np.full(grid.shape, float(spec.value))
+    centres, radii = ((spec.centres, spec.radii) if spec.kind == "precipitates"
+                      else _random_particles(case, grid))
+    kappa = _kappa(case, model)
+    matrix, precipitate = matrix_composition(model, T, case.heat_of_transport, kappa,
+                                             max(radii), grid.ndim)
+    width = model.interface_width(kappa)
+    return precipitate_field(grid, matrix, precipitate, [tuple(c) for c in centres], radii, width)
+
+
+def build_solver(case: ThermomigrationCase) -> tuple[ThermomigrationSolver, np.ndarray]:
+    grid, bc = build_grid(case)
+    model = build_free_energy(case)
+    temperature = build_temperature(case, grid)
+    T0 = temperature(0.0) if callable(temperature) else temperature
+    solver = ThermomigrationSolver(
+        grid, model, temperature, kappa=_kappa(case, model),
+        heat_of_transport=case.heat_of_transport, bc=bc, T_ref=case.temperature.mean,
+        tolerance=case.solver.tolerance, dt_max=case.solver.dt_max, device=case.device,
+        dtype=case.dtype,
+    )
+    return solver, initial_state(case, grid, model, T0)
+
+
+# ------------------------------------------------------------------------------ analysis
+
+
+def track(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Trajectory) -> list:
+    """Per snapshot: time, mass, free energy and, for two-phase cases, the particles."""
+    records = []
+    model = solver.free_energy
+    axis = case.temperature.axis
+    for t, c, mass, energy in zip(run.times, run.states, run.mass, run.free_energy):
+        record = {"t": t, "mass": mass, "free_energy": energy}
+        if isinstance(model, DoubleWell):
+            a, b = model.c_alpha, model.c_beta
+            phi = np.clip((c - a) / (b - a), 0.0, 1.0)
+            x = solver.grid.mesh()[axis]
+            record["phase_centre_of_mass"] = float(np.sum(phi * x) / max(np.sum(phi), 1e-300))
+            record["particles"] = [
+                {"centroid": list(p.centroid), "radius": p.radius, "volume": p.volume}
+                for p in track_particles(c, solver.grid, solver.bc, a, b)
+            ]
+        records.append(record)
+    return records
+
+
+def summarise(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Trajectory,
+              records: list) -> dict:
+    """Mass drift, energy monotonicity and the case's own check (profile or migration)."""
+    mass = np.array(run.mass)
+    energy = np.array(run.free_energy)
+    summary = {
+        "mass_drift": float(np.max(np.abs(mass - mass[0])) / abs(mass[0])),
+        "free_energy_max_increase": float(max(0.0, np.max(np.diff(energy)))),
+        "steps": int(run.steps[-1]),
+        "rejected_steps": int(run.rejected),
+    }
+    model, spec = solver.free_energy, case.temperature
+    if isinstance(model, DiluteSolution) and spec.kind == "linear":
+        exact = np.exp(case.heat_of_transport / (GAS_CONSTANT * solver.temperature))
+        exact *= np.mean(run.states[0]) / np.mean(exact)
+        summary["steady_profile_error"] = float(np.max(np.abs(run.states[-1] - exact))
+                                                / np.max(exact))
+    if isinstance(model, DoubleWell):
+        counts = [len(r["particles"]) for r in records]
+        summary["particles"] = [counts[0], counts[-1]]
+        shift = records[-1]["phase_centre_of_mass"] - records[0]["phase_centre_of_mass"]
+        summary["centre_of_mass_shift"] = shift
+        volumes = [sorted(p["volume"] for p in r["particles"]) for r in records]
+        if counts[0] == 2 and counts[-1] >= 1:
+            small = volumes[-1][0] if counts[-1] == 2 else 0.0
+            summary["smaller_volume_ratio"] = small / volumes[0][0]
+        if counts[0] == 1 and all(c == 1 for c in counts) and solver.grid.ndim in (2, 3):
+            summary.update(_migration(case, solver, run, records))
+    return summary
+
+
+def _migration(case, solver, run, records) -> dict:
+    """Velocity of a single particle (fit over the second half) against the estimate."""
+    axis = case.temperature.axis
+    times = np.array(run.times)
+    x = np.array([r["particles"][0]["centroid"][axis] for r in records])
+    radius = np.array([r["particles"][0]["radius"] for r in records])
+    later = slice(len(times) // 2, None)
+    velocity = float(np.polyfit(times[later], x[later], 1)[0])
+    centre_T = float(case.temperature.mean + case.temperature.gradient
+                     * (x[0] - solver.grid.upper[axis] / 2))
+    estimate = migration_velocity(solver.free_energy, case.temperature.gradient, centre_T,
+                                  case.heat_of_transport, solver.grid.ndim)
+    return {
+        "velocity": velocity,
+        "velocity_estimate": estimate,
+        "velocity_ratio": velocity / estimate if estimate else float("nan"),
+        "radius_change": float(np.max(np.abs(radius / radius[0] - 1))),
+        "displacement": float(x[-1] - x[0]),
+    }
+
+
+# -------------------------------------------------------------------------------- running
+
+
+def _save_checkpoint(folder: Path, run: Trajectory, dt: float) -> None:
+    def write(path: Path) -> None:
+        with open(path, "wb") as handle:
+            np.savez(handle, times=run.times, states=np.stack(run.states), mass=run.mass,
+                     free_energy=run.free_energy, steps=run.steps, rejected=run.rejected,
+                     dt=dt)
+
+    _atomic(folder / CHECKPOINT, write)
+
+
+def _load_checkpoint(folder: Path) -> tuple[Trajectory, float]:
+    path = folder / CHECKPOINT
+    if not path.is_file():
+        raise ValueError(f"--resume: {str(folder)!r} has no {CHECKPOINT}")
+    data = np.load(path)
+    run = Trajectory(times=list(data["times"]), states=list(data["states"]),
+                     mass=list(data["mass"]), free_energy=list(data["free_energy"]),
+                     steps=[int(s) for s in data["steps"]], rejected=int(data["rejected"]))
+    return run, float(data["dt"])
+
+
+def run_thermomigration_case(
+    case: ThermomigrationCase,
+    folder: Path,
+    resume: bool = False,
+    on_step: Callable[[dict], None] | None = None,
+) -> tuple[Path, dict]:
+    """Integrate ``case`` snapshot by snapshot, checkpointing after each, and write results."""
+    started = time.perf_counter()
+    solver, c0 = build_solver(case)
+    save_times = np.linspace(0.0, case.time.end, case.time.saves)
+    if resume:
+        run, dt = _load_checkpoint(folder)
+    else:
+        _atomic(folder / "config.yaml", lambda p: p.write_text(case.to_yaml()))
+        run, dt = Trajectory(), None
+    while len(run.times) < len(save_times):
+        k = max(len(run.times), 1)
+        start = run.states[-1] if run.states else c0
+        segment = solver.run(start, save_times[k], save_times=save_times[k:k + 1], dt0=dt,
+                             t0=save_times[k - 1])
+        _extend(run, segment, 1 if run.states else 0)
+        # the last step of a segment is cut to land on the snapshot: go on with the one before
+        dt = segment.dt[-2] if len(segment.dt) > 1 else segment.dt[-1]
+        _save_checkpoint(folder, run, dt)
+        if on_step is not None:
+            on_step({"step": k, "t": run.times[-1]})
+    records = track(case, solver, run)
+    summary = summarise(case, solver, run, records)
+    summary["wall_s"] = time.perf_counter() - started
+    write_thermomigration_results(case, solver, run, records, summary, folder)
+    return folder, summary
+
+
+def _extend(run: Trajectory, segment: Trajectory, skip: int) -> None:
+    """Append ``segment``'s snapshots (after the first ``skip``), steps counted on."""
+    offset = run.steps[-1] if run.steps else 0
+    run.times += segment.times[skip:]
+    run.states += segment.states[skip:]
+    run.mass += segment.mass[skip:]
+    run.free_energy += segment.free_energy[skip:]
+    run.steps += [offset + s for s in segment.steps[skip:]]
+    run.dt += segment.dt
+    run.rejected += segment.rejected
+
+
+def write_thermomigration_results(case, solver, run, records, summary, folder: Path) -> None:
+    grid = solver.grid
+    dims = ("x", "y", "z")[: grid.ndim]
+    coords = {d: grid.coords(i) for i, d in enumerate(dims)}
+    ds = xr.Dataset(
+        {
+            "c": (("time", *dims), np.stack(run.states)),
+            "T": (dims, solver.temperature),
+        },
+        coords={"time": np.array(run.times), **coords},
+        attrs={
+            "case": case.name,
+            "pde": "cahn_hilliard_thermomigration",
+            "free_energy": case.free_energy.kind,
+            "heat_of_transport_J_per_mol": case.heat_of_transport,
+            "kappa_J_m2_per_mol": solver.kappa,
+            "units": "x, y, z in m; time in s; T in K; c mole fraction",
+            "physml_version": __version__,
+        },
+    )
+    write_dataset(ds, folder / "trajectory.h5")
+    _atomic(folder / "tracked.json", lambda p: p.write_text(json.dumps(records, indent=1)))
+    _atomic(folder / "metrics.json", lambda p: p.write_text(json.dumps(summary, indent=1)))
+    if case.output.figures:
+        from .figures import animate_microstructure, plot_profile, plot_snapshots, plot_tracked
+
+        if grid.ndim == 1:
+            exact = None
+            if "steady_profile_error" in summary:
+                exact = np.exp(case.heat_of_transport / (GAS_CONSTANT * solver.temperature))
+                exact *= np.mean(run.states[0]) / np.mean(exact)
+            plot_profile(coords["x"], run.times, run.states, exact, folder / "profile.png")
+        else:
+            plot_snapshots(grid, run.times, run.states, folder / "snapshots.png")
+            animate_microstructure(grid, run.times, run.states, folder / "microstructure.gif")
+            if isinstance(solver.free_energy, DoubleWell):
+                plot_tracked(records, case.temperature.axis, folder / "tracked.png")
+
+
+def describe(case: ThermomigrationCase) -> str:
+    shape = "x".join(str(n) for n in case.grid.shape)
+    T = case.temperature
+    return (f"Cahn-Hilliard thermomigration, {case.free_energy.kind}, {shape} cells, "
+            f"grad T = {T.gradient:g} K/m, Q* = {case.heat_of_transport:g} J/mol, "
+            f"t = {case.time.end:g} s")
+
+
+def headline(summary: dict) -> str:
+    """One line for the console."""
+    parts = [f"mass drift {summary['mass_drift']:.1e}"]
+    if "steady_profile_error" in summary:
+        parts.append(f"steady profile error {summary['steady_profile_error']:.2e}")
+    if "velocity_ratio" in summary:
+        parts.append(f"velocity {summary['velocity']:.3e} m/s = "
+                     f"{summary['velocity_ratio']:.3f} x estimate, radius change "
+                     f"{100 * summary['radius_change']:.2f}%")
+    if "smaller_volume_ratio" in summary:
+        parts.append(f"smaller particle volume x{summary['smaller_volume_ratio']:.2f}")
+    if "centre_of_mass_shift" in summary:
+        parts.append(f"centre of mass moved {summary['centre_of_mass_shift']:+.3e} m")
+    return ", ".join(parts) + f", {summary['steps']} steps, {summary['wall_s']:.0f} s"
