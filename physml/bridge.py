@@ -27,7 +27,7 @@ import torch
 import warp as wp
 from torch.autograd.function import once_differentiable
 
-from .solvers.base import GridSolver
+from .solvers.base import GridSolver, check_counts
 from .solvers.errors import BlowUpError
 
 _TORCH_DTYPES = {wp.float32: torch.float32, wp.float64: torch.float64}
@@ -75,7 +75,7 @@ def rollout(
     Raises:
         BlowUpError: a NaN/Inf appeared (with the step).
     """
-    n_steps, save_every = solver._check_counts(n_steps, save_every)
+    n_steps, save_every = check_counts(n_steps, save_every)
     solver._require_dt()
     _check_tensor(solver, u0, "u0")
     if not torch.isfinite(u0).all():

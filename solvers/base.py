@@ -78,6 +78,30 @@ def require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def finite_state(u: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """``u`` as a float64 array of ``shape``, with a ValueError naming ``name`` if it has
+    another shape or holds NaN/Inf."""
+    arr = np.asarray(u, dtype=np.float64)
+    require(arr.shape == shape, f"{name} has shape {arr.shape}; expected the grid shape {shape}")
+    bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+    require(bad == 0, f"{name} contains {bad} NaN/Inf value(s); the state must be finite")
+    return arr
+
+
+def check_counts(n_steps: int, save_every: int) -> tuple[int, int]:
+    """``(n_steps, save_every)`` as ints, with a ValueError unless n_steps >= 0 and
+    save_every >= 1 are integers."""
+    require(
+        int(n_steps) == n_steps and n_steps >= 0,
+        f"n_steps={n_steps} must be a non-negative integer",
+    )
+    require(
+        int(save_every) == save_every and save_every >= 1,
+        f"save_every={save_every} must be a positive integer",
+    )
+    return int(n_steps), int(save_every)
+
+
 class GridSolver:
     """Base class of the structured-grid solvers.
 
@@ -472,13 +496,7 @@ class GridSolver:
 
     def to_warp(self, u: Any, name: str = "u0") -> wp.array:
         """A flat Warp copy of the state ``u`` (NumPy-like, shape ``grid.shape``), validated."""
-        arr = np.asarray(u, dtype=np.float64)
-        require(
-            arr.shape == self.grid.shape,
-            f"{name} has shape {arr.shape}; expected the grid shape {self.grid.shape}",
-        )
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        require(bad == 0, f"{name} contains {bad} NaN/Inf value(s); the state must be finite")
+        arr = finite_state(u, self.grid.shape, name)
         return wp.array(arr.ravel().astype(self.np_dtype), dtype=self.dtype, device=self.device)
 
     def step(self, u: Any) -> np.ndarray:
@@ -513,7 +531,7 @@ class GridSolver:
             BlowUpError: a NaN/Inf appeared; carries the step and the last finite state.
         """
         self._require_dt()
-        n_steps, save_every = self._check_counts(n_steps, save_every)
+        n_steps, save_every = check_counts(n_steps, save_every)
         u = self.to_warp(u0)
         self.check_stability(u0)
         params = self.parameter_arrays()
@@ -536,18 +554,6 @@ class GridSolver:
             if callback is not None:
                 callback(step)
         return np.stack(saved)
-
-    @staticmethod
-    def _check_counts(n_steps: int, save_every: int) -> tuple[int, int]:
-        require(
-            int(n_steps) == n_steps and n_steps >= 0,
-            f"n_steps={n_steps} must be a non-negative integer",
-        )
-        require(
-            int(save_every) == save_every and save_every >= 1,
-            f"save_every={save_every} must be a positive integer",
-        )
-        return int(n_steps), int(save_every)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={_fmt(getattr(self, k))}" for k in self.parameter_names)

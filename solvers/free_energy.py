@@ -65,6 +65,14 @@ class _ArrheniusModel:
         """$D(T)$ [m^2/s]."""
         return self.diffusivity * np.exp(-self.activation_energy / (GAS_CONSTANT * np.asarray(T)))
 
+    def diffusivity_bound(self, T_min: float, T_max: float) -> float:
+        """Upper bound of $M\\,\\partial^2 f/\\partial c^2$ [m^2/s] over the temperature range
+        ($D(T_{max})$ unless a model says otherwise)."""
+        return float(self.diffusion_coefficient(T_max))
+
+    def check_composition(self, c: np.ndarray) -> None:
+        """Raise ValueError if ``c`` lies outside the model's domain (none by default)."""
+
     def scaled_parameters(self, T_ref: float) -> np.ndarray:
         """Dimensionless parameters for the kernels: $[Q_d/(RT_{ref}), \\dots]$ (see subclasses);
         the scaled diffusivity is $\\tilde D(\\tilde T) = \\exp(\\tilde Q_d(1 - 1/\\tilde T))$."""
@@ -89,10 +97,6 @@ class DiluteSolution(_ArrheniusModel):
 
     def mobility(self, c: np.ndarray, T: np.ndarray) -> np.ndarray:
         return self.diffusion_coefficient(T) * c / (GAS_CONSTANT * T)
-
-    def diffusivity_bound(self, T_min: float, T_max: float) -> float:
-        """Upper bound of $M\\,\\partial^2 f/\\partial c^2$ [m^2/s] (= $D$ here) over the range."""
-        return float(self.diffusion_coefficient(T_max))
 
     def check_composition(self, c: np.ndarray) -> None:
         if np.min(c) <= 0:
@@ -152,15 +156,13 @@ class DoubleWell(_ArrheniusModel):
         a, b = self.equilibrium(T)
         return 2 * self.curvature_scale * (c - a) * (c - b) * (2 * c - a - b)
 
-    def well_curvature(self) -> float:
-        """$f''$ at the wells [J/mol], $2A(c_{\\beta0} - c_{\\alpha0})^2$."""
-        return 2 * self.curvature_scale * (self.c_beta - self.c_alpha) ** 2
+    def well_curvature(self, T: float | None = None) -> float:
+        """$f''$ at the wells [J/mol], $2A(c_\\beta(T) - c_\\alpha(T))^2$ (default $T = T_0$)."""
+        a, b = self.equilibrium(self.T0 if T is None else T)
+        return float(2 * self.curvature_scale * (b - a) ** 2)
 
     def mobility(self, c: np.ndarray, T: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.diffusion_coefficient(T) / self.well_curvature(), np.shape(c))
-
-    def diffusivity_bound(self, T_min: float, T_max: float) -> float:
-        return float(self.diffusion_coefficient(T_max))
 
     def interface_width(self, kappa: float) -> float:
         """$\\delta$ [m] of the tanh profile for gradient coefficient $\\kappa$ [J m^2/mol]."""
@@ -185,9 +187,6 @@ class DoubleWell(_ArrheniusModel):
             [self.curvature_scale / energy, float(a), float(b), self.slope_alpha * T_ref,
              self.slope_beta * T_ref, self.well_curvature() / energy],
         ])
-
-    def check_composition(self, c: np.ndarray) -> None:
-        return None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -50,7 +50,7 @@ def migration_velocity(
     if ndim not in (2, 3):
         raise ValueError(f"ndim={ndim}: the estimate is for 2D discs and 3D spheres")
     a, b = model.equilibrium(temperature)
-    curvature = 2 * model.curvature_scale * (b - a) ** 2
+    curvature = model.well_curvature(temperature)
     D = float(model.diffusion_coefficient(temperature))
     k = heat_of_transport / (curvature * temperature)
     matrix = model.slope_alpha + k
@@ -77,7 +77,7 @@ def matrix_composition(
     """
     T0 = float(np.mean(temperature)) if T0 is None else float(T0)
     a, b = model.equilibrium(T0)
-    curvature = 2 * model.curvature_scale * (b - a) ** 2
+    curvature = model.well_curvature(T0)
     shift = (ndim - 1) * model.interface_energy(kappa) / (radius * (b - a)) / curvature
     k = heat_of_transport / (curvature * T0)
     return a + shift - k * (np.asarray(temperature) - T0), float(b + shift)
@@ -136,6 +136,7 @@ def track_particles(
     phi = np.clip((np.asarray(c) - c_matrix) / (c_precipitate - c_matrix), 0.0, 1.0)
     labels = _periodic_labels(phi > 0.5, bc)
     cell_volume = float(np.prod(grid.dx))
+    mesh = grid.mesh()
     particles = []
     for label in range(1, labels.max() + 1):
         region = _dilate(labels == label, bc, 2)
@@ -145,7 +146,7 @@ def track_particles(
             continue
         centroid = []
         for axis in range(grid.ndim):
-            x = grid.mesh()[axis]
+            x = mesh[axis]
             if bc.is_periodic(axis):
                 length = grid.upper[axis] - grid.lower[axis]
                 angle = 2 * np.pi * (x - grid.lower[axis]) / length

@@ -50,6 +50,7 @@ the truncation error $\tfrac12\lVert\delta_n - (\Delta t_n/\Delta t_{n-1})\delta
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +58,7 @@ from typing import Any
 import numpy as np
 import warp as wp
 
-from .base import require, warp_device, warp_dtype
+from .base import check_counts, finite_state, require, warp_device, warp_dtype
 from .errors import BlowUpError
 from .free_energy import GAS_CONSTANT, FreeEnergy, FreeEnergyKind
 from .grid import BCKind, BoundaryConditions, Grid, periodic
@@ -380,8 +381,9 @@ class ThermomigrationSolver:
         spacing = tuple(h / self.units.length for h in grid.dx)
         inv_dx = [1.0 / h for h in spacing] + [0.0] * (3 - grid.ndim)
         self._inv_dx2 = self._array(np.square(inv_dx))
-        self._q = self._array([self.kappa / (self.units.energy * self.units.length**2),
-                               self.heat_of_transport / self.units.energy, *inv_dx])
+        self._kappa_scaled = self.kappa / (self.units.energy * self.units.length**2)
+        self._q = self._array([self._kappa_scaled, self.heat_of_transport / self.units.energy,
+                               *inv_dx])
         self._p = self._array(free_energy.scaled_parameters(T_ref))
         self._spectral = SpectralSolve(grid.shape, spacing,
                                        tuple(self.bc.is_periodic(d) for d in range(grid.ndim)),
@@ -396,11 +398,9 @@ class ThermomigrationSolver:
 
     def _temperature_array(self, t: float) -> np.ndarray:
         source = self._temperature_source
-        T = np.asarray(source(t) if callable(source) else source, dtype=np.float64)
-        require(T.shape == self.grid.shape,
-                f"temperature has shape {T.shape}; expected the grid shape {self.grid.shape}")
-        require(bool(np.all(np.isfinite(T))) and float(np.min(T)) > 0,
-                "temperature must be finite and > 0 K everywhere")
+        T = finite_state(source(t) if callable(source) else source, self.grid.shape,
+                         "temperature")
+        require(float(np.min(T)) > 0, "temperature must be > 0 K everywhere")
         return T
 
     def _set_temperature(self, T: np.ndarray, t: float) -> None:
@@ -416,11 +416,7 @@ class ThermomigrationSolver:
 
     def to_warp(self, c: Any, name: str = "c0") -> wp.array:
         """A Warp copy of the composition ``c`` (shape ``grid.shape``), validated."""
-        arr = np.asarray(c, dtype=np.float64)
-        require(arr.shape == self.grid.shape,
-                f"{name} has shape {arr.shape}; expected the grid shape {self.grid.shape}")
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        require(bad == 0, f"{name} contains {bad} NaN/Inf value(s); the state must be finite")
+        arr = finite_state(c, self.grid.shape, name)
         self.free_energy.check_composition(arr)
         return self._array(arr.reshape(self.shape3))
 
@@ -456,15 +452,27 @@ class ThermomigrationSolver:
         self._launch(scale_kernel, [rate, self.dtype(dt)], [r])
         return self._spectral.solve(r, dt, self._s2, s4), r
 
+    def _apply(self, c: wp.array, delta: wp.array) -> wp.array:
+        """$c + \\delta$ as a new array."""
+        out = wp.empty_like(c)
+        self._launch(add_kernel, [c, delta], [out])
+        return out
+
+    def _checked(self, c: wp.array, step: int, t: float, last_good: tuple) -> np.ndarray:
+        """``c`` as NumPy, or :class:`BlowUpError` at ``step`` (time ``t`` [s]) if not finite."""
+        state = self.to_numpy(c)
+        if not np.all(np.isfinite(state)):
+            raise BlowUpError(step=step, t=t, field="c", last_good_step=last_good[0],
+                              last_good_state=last_good[1])
+        return state
+
     def _s4(self, c: np.ndarray) -> float:
-        return 2.0 * self.mobility_bound(c) * self._q.numpy()[0]
+        return 2.0 * self.mobility_bound(c) * self._kappa_scaled
 
     # ------------------------------------------------------------------------ diagnostics
 
     def total_mass(self, c: np.ndarray) -> float:
         """$\\int c\\,dV$ [m^d], summed with compensation (``math.fsum``)."""
-        import math
-
         return math.fsum(np.asarray(c, dtype=np.float64).ravel()) * float(np.prod(self.grid.dx))
 
     def total_free_energy(self, c: np.ndarray) -> float:
@@ -494,24 +502,16 @@ class ThermomigrationSolver:
         Raises:
             BlowUpError: a NaN/Inf appeared (checked at saves and every ``check_every`` steps).
         """
-        require(int(n_steps) == n_steps and n_steps >= 0, f"n_steps={n_steps} must be >= 0")
-        require(int(save_every) == save_every and save_every >= 1,
-                f"save_every={save_every} must be a positive integer")
+        n_steps, save_every = check_counts(n_steps, save_every)
         require(np.isfinite(dt) and dt > 0, f"dt={dt} must be a positive number of seconds")
         c = self.to_warp(c0)
         saved = [self.to_numpy(c)]
         s4, h = self._s4(saved[0]), dt / self.units.time
         last_good = (0, saved[0])
-        for step in range(1, int(n_steps) + 1):
-            delta, _ = self.increment(c, h, s4)
-            new = wp.empty_like(c)
-            self._launch(add_kernel, [c, delta], [new])
-            c = new
+        for step in range(1, n_steps + 1):
+            c = self._apply(c, self.increment(c, h, s4)[0])
             if step % save_every == 0 or step % self.check_every == 0:
-                state = self.to_numpy(c)
-                if not np.all(np.isfinite(state)):
-                    raise BlowUpError(step=step, t=step * dt, field="c",
-                                      last_good_step=last_good[0], last_good_state=last_good[1])
+                state = self._checked(c, step, step * dt, last_good)
                 last_good = (step, state)
                 if step % save_every == 0:
                     saved.append(state)
@@ -576,9 +576,7 @@ class ThermomigrationSolver:
                                           last_good_step=last_good[0],
                                           last_good_state=last_good[1])
                     continue
-                new = wp.empty_like(c)
-                self._launch(add_kernel, [c, delta], [new])
-                c, t, step = new, t + h, step + 1
+                c, t, step = self._apply(c, delta), t + h, step + 1
                 previous = (d, h)
                 out.dt.append(h * tau)
                 grow = 2.0 if error == 0 else min(2.0, max(0.5, 0.9 * np.sqrt(self.tolerance
@@ -588,11 +586,7 @@ class ThermomigrationSolver:
                 at_save = t >= target * (1 - 1e-14)
                 snapshot = None
                 if at_save or step % self.check_every == 0:
-                    snapshot = self.to_numpy(c)
-                    if not np.all(np.isfinite(snapshot)):
-                        raise BlowUpError(step=step, t=t * tau, field="c",
-                                          last_good_step=last_good[0],
-                                          last_good_state=last_good[1])
+                    snapshot = self._checked(c, step, t * tau, last_good)
                     last_good = (step, snapshot)
                 if at_save:
                     self._save(out, target * tau, snapshot, step)

@@ -146,13 +146,12 @@ def track(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Traject
     """Per snapshot: time, mass, free energy and, for two-phase cases, the particles."""
     records = []
     model = solver.free_energy
-    axis = case.temperature.axis
+    x = solver.grid.mesh()[case.temperature.axis]
     for t, c, mass, energy in zip(run.times, run.states, run.mass, run.free_energy):
         record = {"t": t, "mass": mass, "free_energy": energy}
         if isinstance(model, DoubleWell):
             a, b = model.c_alpha, model.c_beta
             phi = np.clip((c - a) / (b - a), 0.0, 1.0)
-            x = solver.grid.mesh()[axis]
             record["phase_centre_of_mass"] = float(np.sum(phi * x) / max(np.sum(phi), 1e-300))
             record["particles"] = [
                 {"centroid": list(p.centroid), "radius": p.radius, "volume": p.volume}
@@ -160,6 +159,16 @@ def track(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Traject
             ]
         records.append(record)
     return records
+
+
+def steady_profile(case: ThermomigrationCase, solver: ThermomigrationSolver,
+                   run: Trajectory) -> np.ndarray | None:
+    """The dilute model's zero-flux state $c \\propto \\exp(Q^*/RT)$ with the run's mean
+    composition, for a fixed temperature; None otherwise."""
+    if not isinstance(solver.free_energy, DiluteSolution) or case.temperature.kind != "linear":
+        return None
+    exact = np.exp(case.heat_of_transport / (GAS_CONSTANT * solver.temperature))
+    return exact * np.mean(run.states[0]) / np.mean(exact)
 
 
 def summarise(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Trajectory,
@@ -173,10 +182,9 @@ def summarise(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Tra
         "steps": int(run.steps[-1]),
         "rejected_steps": int(run.rejected),
     }
-    model, spec = solver.free_energy, case.temperature
-    if isinstance(model, DiluteSolution) and spec.kind == "linear":
-        exact = np.exp(case.heat_of_transport / (GAS_CONSTANT * solver.temperature))
-        exact *= np.mean(run.states[0]) / np.mean(exact)
+    model = solver.free_energy
+    exact = steady_profile(case, solver, run)
+    if exact is not None:
         summary["steady_profile_error"] = float(np.max(np.abs(run.states[-1] - exact))
                                                 / np.max(exact))
     if isinstance(model, DoubleWell):
@@ -310,11 +318,8 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
         from .figures import animate_microstructure, plot_profile, plot_snapshots, plot_tracked
 
         if grid.ndim == 1:
-            exact = None
-            if "steady_profile_error" in summary:
-                exact = np.exp(case.heat_of_transport / (GAS_CONSTANT * solver.temperature))
-                exact *= np.mean(run.states[0]) / np.mean(exact)
-            plot_profile(coords["x"], run.times, run.states, exact, folder / "profile.png")
+            plot_profile(coords["x"], run.times, run.states, steady_profile(case, solver, run),
+                         folder / "profile.png")
         else:
             plot_snapshots(grid, run.times, run.states, folder / "snapshots.png")
             animate_microstructure(grid, run.times, run.states, folder / "microstructure.gif")
