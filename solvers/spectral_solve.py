@@ -67,6 +67,15 @@ class SpectralSolve:
             axes[-1] = axes[-1][: extended[-1] // 2 + 1]
         self.eigenvalues = sum(np.meshgrid(*axes, indexing="ij", sparse=True))
         self._torch_eigenvalues = None
+        self._inverse_key: tuple[float, float, float] | None = None
+        self._inverse = None
+
+    def _inverse_symbol(self, dt: float, a: float, b: float, lam):
+        """$1/(1 + \\Delta t\\,\\lambda(a + b\\lambda))$, kept while (dt, a, b) repeat."""
+        if self._inverse_key != (dt, a, b):
+            self._inverse = 1.0 / (1.0 + dt * lam * (a + b * lam))
+            self._inverse_key = (dt, a, b)
+        return self._inverse
 
     def solve(self, r: wp.array, dt: float, a: float, b: float) -> wp.array:
         """$\\delta$ as a new Warp array shaped like ``r`` (the grid's values, any shape)."""
@@ -75,21 +84,22 @@ class SpectralSolve:
         return self._solve_torch(r, dt, a, b)
 
     def _solve_scipy(self, r: wp.array, dt: float, a: float, b: float) -> wp.array:
-        lam = self.eigenvalues
-        field = r.numpy().reshape(self.shape)
+        inverse = self._inverse_symbol(dt, a, b, self.eigenvalues)
+        values = r.numpy()
+        field = values.reshape(self.shape)
         if self._noflux_axes:
             field = scipy.fft.dctn(field, type=2, axes=self._noflux_axes, norm="ortho")
         if self._periodic_axes:
             spectrum = scipy.fft.rfftn(field, axes=self._periodic_axes)
-            spectrum /= 1.0 + dt * lam * (a + b * lam)
+            spectrum *= inverse
             sizes = [self.shape[d] for d in self._periodic_axes]
             field = scipy.fft.irfftn(spectrum, s=sizes, axes=self._periodic_axes)
         else:
-            field = field / (1.0 + dt * lam * (a + b * lam))
+            field = field * inverse
         if self._noflux_axes:
             field = scipy.fft.idctn(field, type=2, axes=self._noflux_axes, norm="ortho")
-        field = np.ascontiguousarray(field).reshape(r.shape)
-        return wp.array(field, dtype=r.dtype, device=r.device)
+        field = np.ascontiguousarray(field, dtype=values.dtype).reshape(r.shape)
+        return wp.array(field, dtype=r.dtype, device=r.device, copy=False)
 
     def _solve_torch(self, r: wp.array, dt: float, a: float, b: float) -> wp.array:
         import torch
@@ -99,11 +109,10 @@ class SpectralSolve:
             self._torch_eigenvalues = torch.as_tensor(
                 np.asarray(self.eigenvalues), dtype=field.dtype, device=field.device
             )
-        lam = self._torch_eigenvalues
+        inverse = self._inverse_symbol(dt, a, b, self._torch_eigenvalues)
         for d in self._noflux_axes:
             field = torch.cat([field, field.flip(d)], dim=d)
-        spectrum = torch.fft.rfftn(field)
-        spectrum = spectrum / (1.0 + dt * lam * (a + b * lam))
+        spectrum = torch.fft.rfftn(field) * inverse
         field = torch.fft.irfftn(spectrum, s=field.shape)
         for d in self._noflux_axes:
             field = field.narrow(d, 0, self.shape[d])

@@ -28,9 +28,10 @@ cells $l$ and $h$ is
 $$J_f = -M(\bar c, T_f)\,\frac{[\mu_0(c_h, T_f) - \mu_0(c_l, T_f)] - \kappa(\Delta_h c_h -
 \Delta_h c_l) + Q^* T_f (1/T_l - 1/T_h)}{\Delta x},$$
 
-$T_f$, $\bar c$ the face averages: each face flux is computed once per side with identical
-arguments, so solute is conserved to rounding, and for the dilute model the discrete zero-flux
-state is exactly $c_i \propto \exp(Q^*/(RT_i))$. Second order in space.
+$T_f$, $\bar c$ the face averages: each face flux is computed once and taken by both cells
+(kernels in :mod:`physml.solvers.cahn_hilliard_kernels`; the factors that depend on $T$ only
+are computed when $T$ is set), so solute is conserved to rounding, and for the dilute model the
+discrete zero-flux state is exactly $c_i \propto \exp(Q^*/(RT_i))$. Second order in space.
 
 **Time.** The linearly stabilised semi-implicit scheme (Shen & Yang 2010) in increment form,
 
@@ -59,162 +60,18 @@ import numpy as np
 import warp as wp
 
 from .base import check_counts, finite_state, require, warp_device, warp_dtype
+from .cahn_hilliard_kernels import (
+    RowLaunch,
+    add_kernel,
+    divergence_kernel,
+    face_coefficients_kernel,
+    face_flux_kernel,
+    laplacian_kernel,
+)
 from .errors import BlowUpError
-from .free_energy import GAS_CONSTANT, FreeEnergy, FreeEnergyKind
+from .free_energy import GAS_CONSTANT, FreeEnergy
 from .grid import BCKind, BoundaryConditions, Grid, periodic
-from .operators import launch, specialize
 from .spectral_solve import SpectralSolve
-
-# ---------------------------------------------------------------------------------------------
-# Kernels (dimensionless): fields are 3D arrays (n0, n1, n2), trailing axes of one cell in 1D/2D
-# ---------------------------------------------------------------------------------------------
-
-DILUTE = wp.constant(int(FreeEnergyKind.DILUTE))
-DOUBLE_WELL = wp.constant(int(FreeEnergyKind.DOUBLE_WELL))
-REGULAR_SOLUTION = wp.constant(int(FreeEnergyKind.REGULAR_SOLUTION))
-
-
-@wp.func
-def neighbour(i: int, n: int, is_periodic: int, step: int):
-    """Index of the neighbour ``i + step`` (step = +-1): wrapped if periodic, else clamped."""
-    j = i + step
-    if j < 0:
-        j = n - 1 if is_periodic != 0 else 0
-    if j >= n:
-        j = 0 if is_periodic != 0 else n - 1
-    return j
-
-
-@wp.func
-def scaled_potential(kind: int, c: Any, T: Any, p: wp.array(dtype=Any)):
-    """$\\tilde\\mu_0 = \\partial\\tilde f/\\partial c$ at fixed $\\tilde T$ (parameters: see
-    ``scaled_parameters`` of the free energies)."""
-    one = type(c)(1.0)
-    if kind == DILUTE:
-        return T * wp.log(c)
-    if kind == DOUBLE_WELL:
-        a = p[2] + p[4] * (T - one)
-        b = p[3] + p[5] * (T - one)
-        return type(c)(2.0) * p[1] * (c - a) * (c - b) * (type(c)(2.0) * c - a - b)
-    return T * wp.log(c / (one - c)) + p[1] * (one - type(c)(2.0) * c)
-
-
-@wp.func
-def scaled_mobility(kind: int, c: Any, T: Any, p: wp.array(dtype=Any)):
-    """$\\tilde M(c, \\tilde T)$ with $\\tilde D = \\exp(\\tilde Q_d(1 - 1/\\tilde T))$."""
-    one = type(c)(1.0)
-    diffusivity = wp.exp(p[0] * (one - one / T))
-    if kind == DILUTE:
-        return diffusivity * c / T
-    if kind == DOUBLE_WELL:
-        return diffusivity / p[6]
-    return diffusivity * c * (one - c) / T
-
-
-@wp.kernel
-def laplacian_kernel(
-    c: wp.array3d(dtype=Any),
-    inv_dx2: wp.array(dtype=Any),
-    periodic_axes: wp.vec3i,
-    out: wp.array3d(dtype=Any),
-):
-    """out = $\\Delta_h c$ (3-point per axis; no-flux axes mirror). Reads c; writes out."""
-    i, j, k = wp.tid()
-    n0, n1, n2 = c.shape[0], c.shape[1], c.shape[2]
-    centre = c[i, j, k]
-    two = type(centre)(2.0)
-    out[i, j, k] = (
-        inv_dx2[0] * (c[neighbour(i, n0, periodic_axes[0], -1), j, k] - two * centre
-                      + c[neighbour(i, n0, periodic_axes[0], 1), j, k])
-        + inv_dx2[1] * (c[i, neighbour(j, n1, periodic_axes[1], -1), k] - two * centre
-                        + c[i, neighbour(j, n1, periodic_axes[1], 1), k])
-        + inv_dx2[2] * (c[i, j, neighbour(k, n2, periodic_axes[2], -1)] - two * centre
-                        + c[i, j, neighbour(k, n2, periodic_axes[2], 1)])
-    )
-
-
-@wp.func
-def face_flux(
-    kind: int, p: wp.array(dtype=Any), kappa: Any, heat_of_transport: Any, inv_dx: Any,
-    c_lo: Any, c_hi: Any, lap_lo: Any, lap_hi: Any, T_lo: Any, T_hi: Any,
-):
-    """$\\tilde J$ through the face from cell lo to cell hi (positive along the axis)."""
-    half = type(c_lo)(0.5)
-    T_face = half * (T_lo + T_hi)
-    chemical = scaled_potential(kind, c_hi, T_face, p) - scaled_potential(kind, c_lo, T_face, p)
-    gradient_energy = kappa * (lap_hi - lap_lo)
-    thermal = heat_of_transport * T_face * (type(c_lo)(1.0) / T_lo - type(c_lo)(1.0) / T_hi)
-    mobility = scaled_mobility(kind, half * (c_lo + c_hi), T_face, p)
-    return -mobility * (chemical - gradient_energy + thermal) * inv_dx
-
-
-@wp.kernel
-def cahn_hilliard_rhs_kernel(
-    c: wp.array3d(dtype=Any),
-    lap: wp.array3d(dtype=Any),
-    T: wp.array3d(dtype=Any),
-    p: wp.array(dtype=Any),
-    q: wp.array(dtype=Any),
-    kind: int,
-    periodic_axes: wp.vec3i,
-    out: wp.array3d(dtype=Any),
-):
-    """out = $-\\nabla_h\\cdot\\tilde J$; q = [kappa, Q*, 1/dx0, 1/dx1, 1/dx2] (scaled).
-    Reads c, lap = $\\Delta_h c$, T; writes out."""
-    i, j, k = wp.tid()
-    shape = wp.vec3i(c.shape[0], c.shape[1], c.shape[2])
-    cell = wp.vec3i(i, j, k)
-    kappa, qstar = q[0], q[1]
-    total = c[i, j, k] - c[i, j, k]
-    for axis in range(3):
-        n = shape[axis]
-        idx = cell[axis]
-        if n > 1:
-            inv_dx = q[2 + axis]
-            lo = cell
-            hi = cell
-            lo[axis] = neighbour(idx, n, periodic_axes[axis], -1)
-            hi[axis] = neighbour(idx, n, periodic_axes[axis], 1)
-            right = total - total
-            left = total - total
-            if periodic_axes[axis] != 0 or idx < n - 1:
-                right = face_flux(kind, p, kappa, qstar, inv_dx, c[i, j, k], c[hi[0], hi[1], hi[2]],
-                                  lap[i, j, k], lap[hi[0], hi[1], hi[2]], T[i, j, k],
-                                  T[hi[0], hi[1], hi[2]])
-            if periodic_axes[axis] != 0 or idx > 0:
-                left = face_flux(kind, p, kappa, qstar, inv_dx, c[lo[0], lo[1], lo[2]], c[i, j, k],
-                                 lap[lo[0], lo[1], lo[2]], lap[i, j, k], T[lo[0], lo[1], lo[2]],
-                                 T[i, j, k])
-            total = total - (right - left) * inv_dx
-    out[i, j, k] = total
-
-
-@wp.kernel
-def add_kernel(x: wp.array3d(dtype=Any), y: wp.array3d(dtype=Any), out: wp.array3d(dtype=Any)):
-    """out = x + y."""
-    i, j, k = wp.tid()
-    out[i, j, k] = x[i, j, k] + y[i, j, k]
-
-
-@wp.kernel
-def scale_kernel(x: wp.array3d(dtype=Any), a: Any, out: wp.array3d(dtype=Any)):
-    """out = a x."""
-    i, j, k = wp.tid()
-    out[i, j, k] = a * x[i, j, k]
-
-
-def _overload_kernels() -> None:
-    for T in (wp.float32, wp.float64):
-        a3, a1 = wp.array3d(dtype=T), wp.array(dtype=T)
-        specialize(laplacian_kernel, T, {"c": a3, "inv_dx2": a1, "out": a3})
-        specialize(cahn_hilliard_rhs_kernel, T,
-                   {"c": a3, "lap": a3, "T": a3, "p": a1, "q": a1, "out": a3})
-        specialize(add_kernel, T, {"x": a3, "y": a3, "out": a3})
-        specialize(scale_kernel, T, {"x": a3, "a": T, "out": a3})
-
-
-_overload_kernels()
-
 
 # ---------------------------------------------------------------------------------------------
 # Units, temperature fields and results
@@ -375,15 +232,22 @@ class ThermomigrationSolver:
         T_ref = float(np.mean(T0)) if T_ref is None else float(T_ref)
         require(T_ref > 0, f"T_ref={T_ref} must be > 0 K")
         self.units = Units(grid.dx[0], T_ref, float(free_energy.diffusion_coefficient(T_ref)))
-        self.shape3 = tuple(grid.shape) + (1,) * (3 - grid.ndim)
-        self.periodic_axes = wp.vec3i(*[int(self.bc.is_periodic(d)) if d < grid.ndim else 1
-                                        for d in range(3)])
+        padding = 3 - grid.ndim
+        self.periodic_axes = wp.vec3i(*[1] * padding + [int(self.bc.is_periodic(d))
+                                                        for d in range(grid.ndim)])
         spacing = tuple(h / self.units.length for h in grid.dx)
-        inv_dx = [1.0 / h for h in spacing] + [0.0] * (3 - grid.ndim)
+        inv_dx = [0.0] * padding + [1.0 / h for h in spacing]
         self._inv_dx2 = self._array(np.square(inv_dx))
         self._kappa_scaled = self.kappa / (self.units.energy * self.units.length**2)
         self._q = self._array([self._kappa_scaled, self.heat_of_transport / self.units.energy,
                                *inv_dx])
+        self._launch = RowLaunch((1,) * padding + tuple(grid.shape), self.device, self.dtype)
+        cells = grid.size
+        self._faces = [wp.zeros(3 * cells, dtype=self.dtype, device=self.device)
+                       for _ in range(3)]
+        self._flux = wp.zeros_like(self._faces[0])
+        self._lap, self._euler = (wp.zeros(cells, dtype=self.dtype, device=self.device)
+                                  for _ in range(2))
         self._p = self._array(free_energy.scaled_parameters(T_ref))
         self._spectral = SpectralSolve(grid.shape, spacing,
                                        tuple(self.bc.is_periodic(d) for d in range(grid.ndim)),
@@ -405,8 +269,10 @@ class ThermomigrationSolver:
 
     def _set_temperature(self, T: np.ndarray, t: float) -> None:
         self.temperature, self._temperature_time = T, t
-        scaled = (T / self.units.temperature).reshape(self.shape3)
-        self._T = self._array(scaled)
+        self._T = self._array((T / self.units.temperature).ravel())
+        self._launch(face_coefficients_kernel,
+                     [self._T, self._p, self._q, int(self.free_energy.kind), self._launch.shape,
+                      self.periodic_axes], self._faces)
         D_bound = self.free_energy.diffusivity_bound(float(T.min()), float(T.max()))
         self._s2 = self.stabilisation * D_bound / self.units.diffusivity
 
@@ -418,25 +284,25 @@ class ThermomigrationSolver:
         """A Warp copy of the composition ``c`` (shape ``grid.shape``), validated."""
         arr = finite_state(c, self.grid.shape, name)
         self.free_energy.check_composition(arr)
-        return self._array(arr.reshape(self.shape3))
+        return self._array(arr.ravel())
 
     def to_numpy(self, c: wp.array) -> np.ndarray:
         return c.numpy().reshape(self.grid.shape).astype(np.float64)
 
-    def _launch(self, kernel, inputs, outputs) -> None:
-        launch(kernel, self.dtype, dim=self.shape3, inputs=inputs, outputs=outputs,
-               device=self.device)
-
     # --------------------------------------------------------------------------- operators
 
-    def rhs(self, c: wp.array) -> wp.array:
-        """$R(c) = -\\nabla_h\\cdot\\tilde J$, the scaled rate $\\partial c/\\partial\\tilde t$."""
-        lap = wp.empty(self.shape3, dtype=self.dtype, device=self.device)
-        self._launch(laplacian_kernel, [c, self._inv_dx2, self.periodic_axes], [lap])
-        out = wp.empty_like(lap)
-        self._launch(cahn_hilliard_rhs_kernel,
-                     [c, lap, self._T, self._p, self._q, int(self.free_energy.kind),
-                      self.periodic_axes], [out])
+    def rhs(self, c: wp.array, scale: float = 1.0, out: wp.array | None = None) -> wp.array:
+        """``scale`` $\\cdot R(c)$, $R = -\\nabla_h\\cdot\\tilde J$ the scaled rate
+        $\\partial c/\\partial\\tilde t$ (``scale`` = $\\Delta t$: the Euler increment), into
+        ``out`` if given, else a new array."""
+        shape, periodic_axes = self._launch.shape, self.periodic_axes
+        self._launch(laplacian_kernel, [c, self._inv_dx2, shape, periodic_axes], [self._lap])
+        self._launch(face_flux_kernel,
+                     [c, self._lap, *self._faces, self._p, self._q, int(self.free_energy.kind),
+                      shape, periodic_axes], [self._flux])
+        out = wp.empty_like(c) if out is None else out
+        self._launch(divergence_kernel,
+                     [self._flux, self._q, shape, periodic_axes, self.dtype(scale)], [out])
         return out
 
     def mobility_bound(self, c: np.ndarray) -> float:
@@ -445,18 +311,15 @@ class ThermomigrationSolver:
         return float(np.max(M)) * self.units.energy / self.units.diffusivity
 
     def increment(self, c: wp.array, dt: float, s4: float) -> tuple[wp.array, wp.array]:
-        """$\\delta = c^{n+1} - c^n$ of one stabilised step of scaled size ``dt``, and the
-        explicit Euler increment $\\Delta t\\,R(c^n)$."""
-        rate = self.rhs(c)
-        r = wp.empty_like(rate)
-        self._launch(scale_kernel, [rate, self.dtype(dt)], [r])
-        return self._spectral.solve(r, dt, self._s2, s4), r
+        """$\\delta = c^{n+1} - c^n$ of one stabilised step of scaled size ``dt`` (a new array),
+        and the explicit Euler increment $\\Delta t\\,R(c^n)$ (a work array, overwritten by the
+        next call)."""
+        euler = self.rhs(c, dt, out=self._euler)
+        return self._spectral.solve(euler, dt, self._s2, s4), euler
 
-    def _apply(self, c: wp.array, delta: wp.array) -> wp.array:
-        """$c + \\delta$ as a new array."""
-        out = wp.empty_like(c)
-        self._launch(add_kernel, [c, delta], [out])
-        return out
+    def _advance(self, c: wp.array, delta: wp.array) -> None:
+        """$c \\leftarrow c + \\delta$ in place."""
+        self._launch(add_kernel, [c, delta], [c])
 
     def _checked(self, c: wp.array, step: int, t: float, last_good: tuple) -> np.ndarray:
         """``c`` as NumPy, or :class:`BlowUpError` at ``step`` (time ``t`` [s]) if not finite."""
@@ -509,7 +372,7 @@ class ThermomigrationSolver:
         s4, h = self._s4(saved[0]), dt / self.units.time
         last_good = (0, saved[0])
         for step in range(1, n_steps + 1):
-            c = self._apply(c, self.increment(c, h, s4)[0])
+            self._advance(c, self.increment(c, h, s4)[0])
             if step % save_every == 0 or step % self.check_every == 0:
                 state = self._checked(c, step, step * dt, last_good)
                 last_good = (step, state)
@@ -576,7 +439,8 @@ class ThermomigrationSolver:
                                           last_good_step=last_good[0],
                                           last_good_state=last_good[1])
                     continue
-                c, t, step = self._apply(c, delta), t + h, step + 1
+                self._advance(c, delta)
+                t, step = t + h, step + 1
                 previous = (d, h)
                 out.dt.append(h * tau)
                 grow = 2.0 if error == 0 else min(2.0, max(0.5, 0.9 * np.sqrt(self.tolerance
