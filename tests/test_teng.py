@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from physml.models import PeriodicMLP
-from physml.train.teng import TENG, TENGPDE, gram_least_squares, svd_least_squares
+from physml.train.teng import (
+    MIN_DAMPING,
+    TENG,
+    TENGPDE,
+    gram_least_squares,
+    svd_least_squares,
+)
 
 
 def u0(X):
@@ -59,6 +65,21 @@ def test_gram_and_svd_least_squares_agree():
         J = torch.randn(n, m, generator=gen, dtype=torch.float64)
         r = torch.randn(n, generator=gen, dtype=torch.float64)
         assert torch.allclose(gram_least_squares(J, r), svd_least_squares(J, r), atol=1e-10)
+
+
+def test_fit_damps_an_update_that_would_raise_the_residual():
+    torch.manual_seed(0)
+    teng = TENG(PeriodicMLP(1, 1, width=8, depth=2), TENGPDE("heat", 0.1), points=64,
+                iterations=1, dim=1)
+    X = teng.sample(64)
+    target = torch.sign(torch.sin(3 * X[:, 0]))  # far from the network's tangent space
+    start = float((target - teng.value(teng.theta, X)).norm())
+    columns = torch.arange(teng.theta.numel())
+    plain = teng.theta + teng.least_squares(teng.jacobian(teng.theta, X, columns),
+                                            target - teng.value(teng.theta, X), MIN_DAMPING)
+    assert float((target - teng.value(plain, X)).norm()) > 100 * start  # Gauss-Newton overshoots
+    fitted = teng.fit(teng.theta, X, target)
+    assert float((target - teng.value(fitted, X)).norm()) < 0.99 * start
 
 
 def test_jacobian_by_chunks_matches_one_piece():
