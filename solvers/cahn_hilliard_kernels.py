@@ -276,15 +276,18 @@ class RowLaunch:
     """Launches the kernels above over the cells of a 3D shape on one device.
 
     On the CPU one thread per row of the last axis (``n0 n1`` threads, ``row = n2``); on CUDA
-    one thread per cell (``N`` threads, ``row = 1``). The kernels that take ``shape`` get it
-    from the caller; ``row`` is appended to every launch's inputs.
+    one thread per cell (``N`` threads, ``row = 1``); ``per_cell`` overrides the choice. The
+    kernels that take ``shape`` get it from the caller; ``row`` is appended to every launch's
+    inputs.
     """
 
-    def __init__(self, shape3: tuple[int, int, int], device: str, dtype: type):
+    def __init__(self, shape3: tuple[int, int, int], device: str, dtype: type,
+                 per_cell: bool | None = None):
         self.dtype, self.device = dtype, device
         self.shape = wp.vec3i(*shape3)
         cells = shape3[0] * shape3[1] * shape3[2]
-        self.row = shape3[2] if wp.get_device(device).is_cpu else 1
+        per_cell = not wp.get_device(device).is_cpu if per_cell is None else per_cell
+        self.row = 1 if per_cell else shape3[2]
         self.dim = cells // self.row
 
     def __call__(self, kernel: wp.Kernel, inputs: list, outputs: list) -> None:

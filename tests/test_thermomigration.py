@@ -19,6 +19,7 @@ from physml.solvers.precipitates import (
     precipitate_field,
     track_particles,
 )
+from physml.solvers.cahn_hilliard_kernels import RowLaunch
 from physml.solvers.spectral_solve import SpectralSolve
 from physml.solvers.thermomigration import ThermomigrationSolver, linear_temperature
 
@@ -101,6 +102,29 @@ def test_rhs_is_second_order_in_space():
         errors.append(np.max(np.abs(rate - exact)) / np.max(np.abs(exact)))
     orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
     assert np.all(orders > 1.9), (errors, orders)
+
+
+@pytest.mark.parametrize("shape", [(12,), (10, 14), (6, 8, 10)])
+@pytest.mark.parametrize("model_name", ["dilute", "double_well", "regular"])
+def test_one_thread_per_cell_matches_one_thread_per_row(shape, model_name):
+    """The CUDA launch geometry (a thread per cell), run on the CPU, against the CPU one."""
+    rng = np.random.default_rng(3)
+    grid = Grid(shape, (0.0,) * len(shape), tuple(n * CELL for n in shape))
+    bc = BoundaryConditions(tuple((BC(kind), BC(kind)) for kind in
+                                  ("neumann", "periodic", "neumann")[:len(shape)]))
+    T = T_REF * (1 + 0.05 * rng.random(shape))
+    model = {"dilute": DiluteSolution(diffusivity=1e-12, activation_energy=40e3),
+             "double_well": two_phase_model(),
+             "regular": RegularSolution(interaction=2.5 * GAS_CONSTANT * T_REF,
+                                        diffusivity=1e-12, activation_energy=40e3)}[model_name]
+    solver = ThermomigrationSolver(grid, model, T, kappa=1e-12, heat_of_transport=-20e3, bc=bc)
+    c = solver.to_warp(0.1 + 0.8 * rng.random(shape))
+    per_row = solver.rhs(c).numpy()
+    solver._launch = RowLaunch(tuple(solver._launch.shape), solver.device, solver.dtype, per_cell=True)
+    solver._set_temperature(T, 0.0)
+    per_cell = solver.rhs(c).numpy()
+    assert np.abs(per_row).max() > 0
+    np.testing.assert_allclose(per_cell, per_row, rtol=0, atol=1e-14 * np.abs(per_row).max())
 
 
 def test_time_stepping_is_first_order():
