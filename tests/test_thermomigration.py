@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from physml.solvers import BlowUpError, Grid, neumann, periodic
+from physml.solvers.cahn_hilliard_kernels import RowLaunch
 from physml.solvers.free_energy import (
     GAS_CONSTANT,
     DiluteSolution,
@@ -19,7 +20,6 @@ from physml.solvers.precipitates import (
     precipitate_field,
     track_particles,
 )
-from physml.solvers.cahn_hilliard_kernels import RowLaunch
 from physml.solvers.spectral_solve import SpectralSolve
 from physml.solvers.thermomigration import ThermomigrationSolver, linear_temperature
 
