@@ -120,7 +120,8 @@ def test_one_thread_per_cell_matches_one_thread_per_row(shape, model_name):
     solver = ThermomigrationSolver(grid, model, T, kappa=1e-12, heat_of_transport=-20e3, bc=bc)
     c = solver.to_warp(0.1 + 0.8 * rng.random(shape))
     per_row = solver.rhs(c).numpy()
-    solver._launch = RowLaunch(tuple(solver._launch.shape), solver.device, solver.dtype, per_cell=True)
+    solver._launch = RowLaunch(tuple(solver._launch.shape), solver.device, solver.dtype,
+                               per_cell=True)
     solver._set_temperature(T, 0.0)
     per_cell = solver.rhs(c).numpy()
     assert np.abs(per_row).max() > 0
