@@ -3,7 +3,7 @@ r"""Warp kernels of the thermomigration Cahn–Hilliard right-hand side (dimensi
 **Layout.** A field is a flat array of the ``N = n0 n1 n2`` cells of a 3D shape in C order,
 whose leading axes have one cell in 1D and 2D, so the last axis is always the grid's last
 (contiguous) axis. Face quantities are flat arrays of ``3N``: entry ``a N + l`` belongs to the
-face between cell ``l`` and its upper neighbour along axis ``a``.
+face between cell ``l`` and its upper neighbour along axis ``a`` (kernels call ``l`` ``flat``).
 
 **Launch geometry.** Each thread updates ``row`` consecutive cells of the last axis: one cell on
 CUDA (one thread per cell), a whole row on the CPU, where Warp runs threads one after another
@@ -27,6 +27,7 @@ import warp as wp
 from .free_energy import FreeEnergyKind
 from .operators import launch, specialize
 
+# No adjoints: the thermomigration solver is not differentiated through.
 wp.set_module_options({"enable_backward": False})
 
 DILUTE = wp.constant(int(FreeEnergyKind.DILUTE))
@@ -115,19 +116,19 @@ def laplacian_kernel(
     i_lo, i_hi = offset(cell, 0, shape, periodic_axes, -1), offset(cell, 0, shape, periodic_axes, 1)
     j_lo, j_hi = offset(cell, 1, shape, periodic_axes, -1), offset(cell, 1, shape, periodic_axes, 1)
     w0, w1, w2 = inv_dx2[0], inv_dx2[1], inv_dx2[2]
-    two = w0 - w0 + type(w0)(2.0)
-    l = block * row
-    end = l + row
-    while l < end:
-        centre = c[l]
-        out[l] = (
-            w0 * (c[l + i_lo] - two * centre + c[l + i_hi])
-            + w1 * (c[l + j_lo] - two * centre + c[l + j_hi])
-            + w2 * (c[l + offset(cell, 2, shape, periodic_axes, -1)] - two * centre
-                    + c[l + offset(cell, 2, shape, periodic_axes, 1)])
+    two = type(w0)(2.0)
+    flat = block * row
+    end = flat + row
+    while flat < end:
+        centre = c[flat]
+        out[flat] = (
+            w0 * (c[flat + i_lo] - two * centre + c[flat + i_hi])
+            + w1 * (c[flat + j_lo] - two * centre + c[flat + j_hi])
+            + w2 * (c[flat + offset(cell, 2, shape, periodic_axes, -1)] - two * centre
+                    + c[flat + offset(cell, 2, shape, periodic_axes, 1)])
         )
         cell[2] = cell[2] + 1
-        l = l + 1
+        flat = flat + 1
 
 
 @wp.kernel
@@ -150,14 +151,14 @@ def face_coefficients_kernel(
     cell = row_origin(block, row, shape)
     size = shape[0] * shape[1] * shape[2]
     one = type(q[0])(1.0)
-    l = block * row
-    end = l + row
-    while l < end:
-        T_lo = T[l]
+    flat = block * row
+    end = flat + row
+    while flat < end:
+        T_lo = T[flat]
         for axis in range(3):
             if shape[axis] > 1:
-                T_hi = T[l + offset(cell, axis, shape, periodic_axes, 1)]
-                face = axis * size + l
+                T_hi = T[flat + offset(cell, axis, shape, periodic_axes, 1)]
+                face = axis * size + flat
                 face_T = (T_lo + T_hi) / (one + one)
                 T_face[face] = face_T
                 thermal[face] = q[1] * face_T * (one / T_lo - one / T_hi)
@@ -166,7 +167,7 @@ def face_coefficients_kernel(
                     factor = one - one
                 mobility[face] = factor
         cell[2] = cell[2] + 1
-        l = l + 1
+        flat = flat + 1
 
 
 @wp.kernel
@@ -193,16 +194,16 @@ def face_flux_kernel(
     size = shape[0] * shape[1] * shape[2]
     kappa = q[0]
     half = type(kappa)(0.5)
-    l = block * row
-    end = l + row
-    while l < end:
-        c_lo = c[l]
-        lap_lo = lap[l]
+    flat = block * row
+    end = flat + row
+    while flat < end:
+        c_lo = c[flat]
+        lap_lo = lap[flat]
         for axis in range(3):
             if shape[axis] > 1:
-                hi = l + offset(cell, axis, shape, periodic_axes, 1)
+                hi = flat + offset(cell, axis, shape, periodic_axes, 1)
                 c_hi = c[hi]
-                face = axis * size + l
+                face = axis * size + flat
                 face_T = T_face[face]
                 chemical = (scaled_potential(kind, c_hi, face_T, p)
                             - scaled_potential(kind, c_lo, face_T, p))
@@ -211,7 +212,7 @@ def face_flux_kernel(
                     * (chemical - kappa * (lap[hi] - lap_lo) + thermal[face])
                 )
         cell[2] = cell[2] + 1
-        l = l + 1
+        flat = flat + 1
 
 
 @wp.kernel
@@ -230,31 +231,31 @@ def divergence_kernel(
     cell = row_origin(block, row, shape)
     size = shape[0] * shape[1] * shape[2]
     zero = scale - scale
-    l = block * row
-    end = l + row
-    while l < end:
+    flat = block * row
+    end = flat + row
+    while flat < end:
         total = zero
         for axis in range(3):
             if shape[axis] > 1:
-                face = axis * size + l
+                face = axis * size + flat
                 lower = zero
                 if periodic_axes[axis] != 0 or cell[axis] > 0:
                     lower = flux[face + offset(cell, axis, shape, periodic_axes, -1)]
                 total = total - (flux[face] - lower) * q[2 + axis]
-        out[l] = scale * total
+        out[flat] = scale * total
         cell[2] = cell[2] + 1
-        l = l + 1
+        flat = flat + 1
 
 
 @wp.kernel
 def add_kernel(x: wp.array(dtype=Any), y: wp.array(dtype=Any), row: int,
                out: wp.array(dtype=Any)):
     """out = x + y."""
-    l = wp.tid() * row
-    end = l + row
-    while l < end:
-        out[l] = x[l] + y[l]
-        l = l + 1
+    flat = wp.tid() * row
+    end = flat + row
+    while flat < end:
+        out[flat] = x[flat] + y[flat]
+        flat = flat + 1
 
 
 def _overload_kernels() -> None:
