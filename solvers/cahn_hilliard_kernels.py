@@ -258,6 +258,33 @@ def add_kernel(x: wp.array(dtype=Any), y: wp.array(dtype=Any), row: int,
         flat = flat + 1
 
 
+@wp.kernel
+def step_error_kernel(
+    delta: wp.array(dtype=Any),
+    euler: wp.array(dtype=Any),
+    previous: wp.array(dtype=Any),
+    ratio: Any,
+    use_previous: int,
+    row: int,
+    out: wp.array(dtype=Any),
+):
+    """out[0] <- max(out[0], max over cells of $|e - \\delta|$ and, if ``use_previous``,
+    $\\tfrac12|\\delta - r\\,\\delta_{prev}|$), with $e$ the Euler increment and $r$ =
+    ``ratio``; infinite if any of them is not finite. Start with out[0] = 0."""
+    flat = wp.tid() * row
+    end = flat + row
+    largest = ratio - ratio
+    while flat < end:
+        error = wp.abs(euler[flat] - delta[flat])
+        if use_previous != 0:
+            error = wp.max(error, wp.abs(delta[flat] - ratio * previous[flat]) / type(ratio)(2.0))
+        if not wp.isfinite(error):
+            error = type(ratio)(wp.inf)
+        largest = wp.max(largest, error)
+        flat = flat + 1
+    wp.atomic_max(out, 0, largest)
+
+
 def _overload_kernels() -> None:
     for T in (wp.float32, wp.float64):
         a = wp.array(dtype=T)
@@ -268,6 +295,8 @@ def _overload_kernels() -> None:
                                          "thermal": a, "p": a, "q": a, "flux": a})
         specialize(divergence_kernel, T, {"flux": a, "q": a, "scale": T, "out": a})
         specialize(add_kernel, T, {"x": a, "y": a, "out": a})
+        specialize(step_error_kernel, T, {"delta": a, "euler": a, "previous": a, "ratio": T,
+                                          "out": a})
 
 
 _overload_kernels()
