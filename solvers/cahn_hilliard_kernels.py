@@ -25,7 +25,7 @@ from typing import Any
 import warp as wp
 
 from .free_energy import FreeEnergyKind
-from .operators import launch, specialize
+from .operators import launch, specialize, unravel
 
 # No adjoints: the thermomigration solver is not differentiated through.
 wp.set_module_options({"enable_backward": False})
@@ -48,9 +48,8 @@ def neighbour(i: int, n: int, is_periodic: int, step: int):
 @wp.func
 def row_origin(block: int, row: int, shape: wp.vec3i):
     """3D index ``(i, j, k)`` of the first cell of thread ``block``'s row."""
-    first = block * row
-    return wp.vec3i(first // (shape[1] * shape[2]), (first // shape[2]) % shape[1],
-                    first % shape[2])
+    i, j, k = unravel(block * row, shape)
+    return wp.vec3i(i, j, k)
 
 
 @wp.func
@@ -104,18 +103,19 @@ def mobility_composition_factor(kind: int, c: Any):
 @wp.kernel
 def laplacian_kernel(
     c: wp.array(dtype=Any),
-    inv_dx2: wp.array(dtype=Any),
+    q: wp.array(dtype=Any),
     shape: wp.vec3i,
     periodic_axes: wp.vec3i,
     row: int,
     out: wp.array(dtype=Any),
 ):
-    """out = $\\Delta_h c$ (3-point per axis; no-flux axes mirror). Reads c; writes out."""
+    """out = $\\Delta_h c$ (3-point per axis; no-flux axes mirror); q = [kappa, Q*, 1/dx0,
+    1/dx1, 1/dx2]. Reads c; writes out."""
     block = wp.tid()
     cell = row_origin(block, row, shape)
     i_lo, i_hi = offset(cell, 0, shape, periodic_axes, -1), offset(cell, 0, shape, periodic_axes, 1)
     j_lo, j_hi = offset(cell, 1, shape, periodic_axes, -1), offset(cell, 1, shape, periodic_axes, 1)
-    w0, w1, w2 = inv_dx2[0], inv_dx2[1], inv_dx2[2]
+    w0, w1, w2 = q[2] * q[2], q[3] * q[3], q[4] * q[4]
     two = type(w0)(2.0)
     flat = block * row
     end = flat + row
@@ -248,17 +248,6 @@ def divergence_kernel(
 
 
 @wp.kernel
-def add_kernel(x: wp.array(dtype=Any), y: wp.array(dtype=Any), row: int,
-               out: wp.array(dtype=Any)):
-    """out = x + y."""
-    flat = wp.tid() * row
-    end = flat + row
-    while flat < end:
-        out[flat] = x[flat] + y[flat]
-        flat = flat + 1
-
-
-@wp.kernel
 def step_error_kernel(
     delta: wp.array(dtype=Any),
     euler: wp.array(dtype=Any),
@@ -288,13 +277,12 @@ def step_error_kernel(
 def _overload_kernels() -> None:
     for T in (wp.float32, wp.float64):
         a = wp.array(dtype=T)
-        specialize(laplacian_kernel, T, {"c": a, "inv_dx2": a, "out": a})
+        specialize(laplacian_kernel, T, {"c": a, "q": a, "out": a})
         specialize(face_coefficients_kernel, T, {"T": a, "p": a, "q": a, "T_face": a,
                                                  "mobility": a, "thermal": a})
         specialize(face_flux_kernel, T, {"c": a, "lap": a, "T_face": a, "mobility": a,
                                          "thermal": a, "p": a, "q": a, "flux": a})
         specialize(divergence_kernel, T, {"flux": a, "q": a, "scale": T, "out": a})
-        specialize(add_kernel, T, {"x": a, "y": a, "out": a})
         specialize(step_error_kernel, T, {"delta": a, "euler": a, "previous": a, "ratio": T,
                                           "out": a})
 

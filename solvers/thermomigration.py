@@ -62,7 +62,6 @@ import warp as wp
 from .base import check_counts, finite_state, require, warp_device, warp_dtype
 from .cahn_hilliard_kernels import (
     RowLaunch,
-    add_kernel,
     divergence_kernel,
     face_coefficients_kernel,
     face_flux_kernel,
@@ -72,6 +71,7 @@ from .cahn_hilliard_kernels import (
 from .errors import BlowUpError
 from .free_energy import GAS_CONSTANT, FreeEnergy
 from .grid import BCKind, BoundaryConditions, Grid, periodic
+from .operators import axpy_kernel, launch
 from .spectral_solve import SpectralSolve
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +238,6 @@ class ThermomigrationSolver:
                                                         for d in range(grid.ndim)])
         spacing = tuple(h / self.units.length for h in grid.dx)
         inv_dx = [0.0] * padding + [1.0 / h for h in spacing]
-        self._inv_dx2 = self._array(np.square(inv_dx))
         self._kappa_scaled = self.kappa / (self.units.energy * self.units.length**2)
         self._q = self._array([self._kappa_scaled, self.heat_of_transport / self.units.energy,
                                *inv_dx])
@@ -298,7 +297,7 @@ class ThermomigrationSolver:
         $\\partial c/\\partial\\tilde t$ (``scale`` = $\\Delta t$: the Euler increment), into
         ``out`` if given, else a new array."""
         shape, periodic_axes = self._launch.shape, self.periodic_axes
-        self._launch(laplacian_kernel, [c, self._inv_dx2, shape, periodic_axes], [self._lap])
+        self._launch(laplacian_kernel, [c, self._q, shape, periodic_axes], [self._lap])
         self._launch(face_flux_kernel,
                      [c, self._lap, *self._faces, self._p, self._q, int(self.free_energy.kind),
                       shape, periodic_axes], [self._flux])
@@ -332,7 +331,8 @@ class ThermomigrationSolver:
 
     def _advance(self, c: wp.array, delta: wp.array) -> None:
         """$c \\leftarrow c + \\delta$ in place."""
-        self._launch(add_kernel, [c, delta], [c])
+        launch(axpy_kernel, self.dtype, dim=self.grid.size, inputs=[c, delta, self.dtype(1.0)],
+               outputs=[c], device=self.device)
 
     def _checked(self, c: wp.array, step: int, t: float, last_good: tuple) -> np.ndarray:
         """``c`` as NumPy, or :class:`BlowUpError` at ``step`` (time ``t`` [s]) if not finite."""
