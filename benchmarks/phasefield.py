@@ -8,9 +8,12 @@ $T = 1000 + 50\sin(2\pi x/L)$ K, and the stabilised semi-implicit step
 $$(I + \Delta t(s_2\Lambda + s_4\Lambda^2))\,\delta = \Delta t\,R(c^n),$$
 
 with the face-flux right-hand side $R$ and the FFT solve (``scipy.fft``, the same library on both
-sides). physml runs :meth:`ThermomigrationSolver.rollout` (Warp kernels, device "cpu"); the NumPy
-twin below writes $R$ with ``np.roll``. Each grid (256^2, 512^2, 64^3) is first checked for
-agreement (1e-10 after 5 steps), then both are timed alternately three times (median).
+sides). physml runs :meth:`ThermomigrationSolver.rollout` (Warp kernels, device "cpu") twice: as
+a user gets it, with its kernels and FFTs split between the cores where the grid is large
+enough (``threads`` default), and on one thread. The NumPy twin below writes $R$ with
+``np.roll`` (NumPy's element-wise operations run on one core) and gives its FFTs as many
+threads as physml's. Each grid (256^2, 512^2, 64^3) is first checked for agreement (1e-10 after
+5 steps), then the three are timed alternately three times (median).
 
 NumPy allocates fresh temporaries for every array expression; above glibc's mmap threshold each
 one is page-faulted in again, which halves the twin's speed and makes it depend on what ran
@@ -57,7 +60,8 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "phasefield.json"
 Rollout = Callable[[int], np.ndarray]
 
 
-def build_problem(shape: tuple[int, ...], device: str) -> tuple[ThermomigrationSolver, np.ndarray]:
+def build_problem(shape: tuple[int, ...], device: str,
+                  threads: int | None = None) -> tuple[ThermomigrationSolver, np.ndarray]:
     grid = Grid(shape, (0.0,) * len(shape), tuple(CELL * n for n in shape))
     model = DoubleWell(barrier=0.25 * GAS_CONSTANT * T_MEAN, c_alpha=0.1, c_beta=0.9,
                        slope_alpha=1e-4, T0=T_MEAN, diffusivity=1e-12)
@@ -66,7 +70,7 @@ def build_problem(shape: tuple[int, ...], device: str) -> tuple[ThermomigrationS
     kappa = model.gradient_coefficient(1.5 * CELL)
     solver = ThermomigrationSolver(grid, model, T, kappa=kappa, heat_of_transport=-2.8
                                    * GAS_CONSTANT * T_MEAN, bc=periodic(grid.ndim),
-                                   T_ref=T_MEAN, device=device)
+                                   T_ref=T_MEAN, device=device, threads=threads)
     centre = tuple(u / 2 for u in grid.upper)
     c0 = precipitate_field(grid, 0.1, 0.9, [centre], [grid.upper[0] / 8], 1.5 * CELL)
     return solver, c0
@@ -77,7 +81,7 @@ def build_problem(shape: tuple[int, ...], device: str) -> tuple[ThermomigrationS
 
 class NumpyTwin:
     """The same step in NumPy: face fluxes with ``np.roll`` (periodic), the temperature's face
-    coefficients computed once, ``scipy.fft`` solve."""
+    coefficients computed once, ``scipy.fft`` solve with as many workers as ``solver``'s."""
 
     def __init__(self, solver: ThermomigrationSolver) -> None:
         units = solver.units
@@ -94,6 +98,7 @@ class NumpyTwin:
         self.lam = sum(np.meshgrid(*[4 * np.sin(k / 2) ** 2 * g**2 for k, g in
                                      zip(axes, self.inv_dx)], indexing="ij", sparse=True))
         self.time_unit = units.time
+        self.workers = solver._spectral.workers
         self.faces = []  # per axis: T_f, mobility / dx, thermal jump (fixed temperature)
         for d, h in enumerate(self.inv_dx):
             T_hi = np.roll(self.T, -1, d)
@@ -123,8 +128,8 @@ class NumpyTwin:
         c = c0.copy()
         denominator = 1.0 + h * self.lam * (self.s2 + s4 * self.lam)
         for _ in range(n_steps):
-            spectrum = scipy.fft.rfftn(h * self.rhs(c))
-            c = c + scipy.fft.irfftn(spectrum / denominator, s=self.shape)
+            spectrum = scipy.fft.rfftn(h * self.rhs(c), workers=self.workers)
+            c = c + scipy.fft.irfftn(spectrum / denominator, s=self.shape, workers=self.workers)
         return c
 
 
@@ -157,14 +162,17 @@ def mean_adaptive_step(solver: ThermomigrationSolver, c0: np.ndarray) -> float:
 def benchmark_grid(shape: tuple[int, ...], n_steps: int, device: str) -> dict:
     label = "x".join(map(str, shape))
     solver, c0 = build_problem(shape, device)
+    single, _ = build_problem(shape, device, threads=1)
     twin = NumpyTwin(solver)
     s4 = solver._s4(c0)
     rollouts = {
         "physml": lambda n: solver.rollout(c0, n, DT, save_every=max(n, 1))[-1],
+        "physml_1_thread": lambda n: single.rollout(c0, n, DT, save_every=max(n, 1))[-1],
         "numpy": lambda n: twin.rollout(c0, n, s4),
     }
-    difference = float(np.max(np.abs(rollouts["physml"](AGREEMENT_STEPS)
-                                      - rollouts["numpy"](AGREEMENT_STEPS))))
+    reference = rollouts["numpy"](AGREEMENT_STEPS)
+    difference = max(float(np.max(np.abs(rollouts[name](AGREEMENT_STEPS) - reference)))
+                     for name in ("physml", "physml_1_thread"))
     if not difference < AGREEMENT_TOL:
         raise SystemExit(f"grid {label}: physml and NumPy differ by {difference:.3e}")
     rates: dict[str, list[float]] = {name: [] for name in rollouts}
@@ -175,6 +183,7 @@ def benchmark_grid(shape: tuple[int, ...], n_steps: int, device: str) -> dict:
     step = mean_adaptive_step(solver, c0)
     return {
         "grid": label,
+        "physml_threads": len(solver._launch.chunks),
         "max_abs_difference": difference,
         "steps": n_steps,
         "steps_per_s_runs": rates,
@@ -182,6 +191,7 @@ def benchmark_grid(shape: tuple[int, ...], n_steps: int, device: str) -> dict:
         "mean_adaptive_dt_s": step,
         "model_s_per_wall_s": {name: rate * step for name, rate in median.items()},
         "ratio_physml_over_numpy": median["physml"] / median["numpy"],
+        "ratio_physml_1_thread_over_numpy": median["physml_1_thread"] / median["numpy"],
     }
 
 
@@ -194,14 +204,18 @@ def main() -> None:
     wp.config.log_level = wp.LOG_WARNING
     heap_kept = keep_heap_memory()
     results = []
-    print(f"{'grid':>10} {'physml steps/s':>15} {'NumPy steps/s':>14} {'physml/NumPy':>13} "
+    print(f"{'grid':>10} {'threads':>7} {'physml steps/s':>15} {'1 thread':>9} "
+          f"{'NumPy steps/s':>14} {'physml/NumPy':>13} {'1 thread/NumPy':>15} "
           f"{'model s/wall s (physml)':>24}")
     for shape in GRID_SHAPES:
         n_steps = max(5, (40 if args.quick else 200) * 256**2 // int(np.prod(shape)))
         row = benchmark_grid(shape, n_steps, args.device)
         results.append(row)
-        print(f"{row['grid']:>10} {row['steps_per_s']['physml']:>15.1f} "
-              f"{row['steps_per_s']['numpy']:>14.1f} {row['ratio_physml_over_numpy']:>13.2f} "
+        rate = row["steps_per_s"]
+        print(f"{row['grid']:>10} {row['physml_threads']:>7} {rate['physml']:>15.1f} "
+              f"{rate['physml_1_thread']:>9.1f} {rate['numpy']:>14.1f} "
+              f"{row['ratio_physml_over_numpy']:>13.2f} "
+              f"{row['ratio_physml_1_thread_over_numpy']:>15.2f} "
               f"{row['model_s_per_wall_s']['physml']:>24.1f}", flush=True)
     environment = {
         "machine": {"processor": platform.processor(), "architecture": platform.machine(),

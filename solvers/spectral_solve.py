@@ -35,6 +35,7 @@ class SpectralSolve:
         periodic: per axis, True for periodic, False for no-flux.
         device: Warp device of the right-hand sides.
         backend: "scipy" (CPU only), "torch", or None (scipy on the CPU, torch elsewhere).
+        workers: threads of the scipy transforms.
     """
 
     def __init__(
@@ -44,8 +45,10 @@ class SpectralSolve:
         periodic: tuple[bool, ...],
         device: str = "cpu",
         backend: str | None = None,
+        workers: int = 1,
     ) -> None:
         self.shape, self.periodic, self.device = tuple(shape), tuple(periodic), device
+        self.workers = workers
         on_cpu = str(device) == "cpu"
         self.backend = backend or ("scipy" if on_cpu else "torch")
         if self.backend not in ("scipy", "torch"):
@@ -88,16 +91,19 @@ class SpectralSolve:
         values = r.numpy()
         field = values.reshape(self.shape)
         if self._noflux_axes:
-            field = scipy.fft.dctn(field, type=2, axes=self._noflux_axes, norm="ortho")
+            field = scipy.fft.dctn(field, type=2, axes=self._noflux_axes, norm="ortho",
+                                   workers=self.workers)
         if self._periodic_axes:
-            spectrum = scipy.fft.rfftn(field, axes=self._periodic_axes)
+            spectrum = scipy.fft.rfftn(field, axes=self._periodic_axes, workers=self.workers)
             spectrum *= inverse
             sizes = [self.shape[d] for d in self._periodic_axes]
-            field = scipy.fft.irfftn(spectrum, s=sizes, axes=self._periodic_axes)
+            field = scipy.fft.irfftn(spectrum, s=sizes, axes=self._periodic_axes,
+                                     workers=self.workers)
         else:
             field = field * inverse
         if self._noflux_axes:
-            field = scipy.fft.idctn(field, type=2, axes=self._noflux_axes, norm="ortho")
+            field = scipy.fft.idctn(field, type=2, axes=self._noflux_axes, norm="ortho",
+                                    workers=self.workers)
         field = np.ascontiguousarray(field, dtype=values.dtype).reshape(r.shape)
         return wp.array(field, dtype=r.dtype, device=r.device, copy=False)
 

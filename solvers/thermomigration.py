@@ -186,6 +186,8 @@ class ThermomigrationSolver:
         stabilisation: factor on $s_2$ (>= 1/2 for energy stability).
         device: "cpu", "cuda" or "cuda:N". dtype: "float64" (default) or "float32".
         fft_backend: "scipy" or "torch" (default: scipy on the CPU, torch on CUDA).
+        threads: host threads for the kernels and FFTs on the CPU (default: every available
+            core, on grids large enough to gain from it); results do not depend on it.
         check_every: steps between NaN/Inf checks.
     """
 
@@ -205,6 +207,7 @@ class ThermomigrationSolver:
         device: str = "cpu",
         dtype: str = "float64",
         fft_backend: str | None = None,
+        threads: int | None = None,
         check_every: int = 20,
     ) -> None:
         self.grid, self.free_energy = grid, free_energy
@@ -241,18 +244,20 @@ class ThermomigrationSolver:
         self._kappa_scaled = self.kappa / (self.units.energy * self.units.length**2)
         self._q = self._array([self._kappa_scaled, self.heat_of_transport / self.units.energy,
                                *inv_dx])
-        self._launch = RowLaunch((1,) * padding + tuple(grid.shape), self.device, self.dtype)
-        cells = grid.size
-        self._faces = [wp.zeros(3 * cells, dtype=self.dtype, device=self.device)
+        require(threads is None or int(threads) >= 1, f"threads={threads} must be >= 1")
+        self._shape3 = (1,) * padding + tuple(grid.shape)
+        self._launch = RowLaunch(self._shape3, self.device, self.dtype, threads=threads)
+        self._faces = [wp.zeros((3, *self._shape3), dtype=self.dtype, device=self.device)
                        for _ in range(3)]
         self._flux = wp.zeros_like(self._faces[0])
-        self._lap, self._euler = (wp.zeros(cells, dtype=self.dtype, device=self.device)
+        self._lap, self._euler = (wp.zeros(self._shape3, dtype=self.dtype, device=self.device)
                                   for _ in range(2))
-        self._error = wp.zeros(1, dtype=self.dtype, device=self.device)
+        self._error = wp.zeros(len(self._launch.chunks), dtype=self.dtype, device=self.device)
         self._p = self._array(free_energy.scaled_parameters(T_ref))
         self._spectral = SpectralSolve(grid.shape, spacing,
                                        tuple(self.bc.is_periodic(d) for d in range(grid.ndim)),
-                                       self.device, fft_backend)
+                                       self.device, fft_backend,
+                                       workers=len(self._launch.chunks))
         self._set_temperature(T0, 0.0)
 
     # ----------------------------------------------------------------------------- helpers
@@ -270,7 +275,7 @@ class ThermomigrationSolver:
 
     def _set_temperature(self, T: np.ndarray, t: float) -> None:
         self.temperature, self._temperature_time = T, t
-        self._T = self._array((T / self.units.temperature).ravel())
+        self._T = self._array((T / self.units.temperature).reshape(self._shape3))
         self._launch(face_coefficients_kernel,
                      [self._T, self._p, self._q, int(self.free_energy.kind), self._launch.shape,
                       self.periodic_axes], self._faces)
@@ -282,10 +287,11 @@ class ThermomigrationSolver:
             self._set_temperature(self._temperature_array(t), t)
 
     def to_warp(self, c: Any, name: str = "c0") -> wp.array:
-        """A Warp copy of the composition ``c`` (shape ``grid.shape``), validated."""
+        """A Warp copy of the composition ``c`` (shape ``grid.shape``), validated; shaped
+        ``(n0, n1, n2)`` with leading axes of one cell below 3D."""
         arr = finite_state(c, self.grid.shape, name)
         self.free_energy.check_composition(arr)
-        return self._array(arr.ravel())
+        return self._array(arr.reshape(self._shape3))
 
     def to_numpy(self, c: wp.array) -> np.ndarray:
         return c.numpy().reshape(self.grid.shape).astype(np.float64)
@@ -321,18 +327,23 @@ class ThermomigrationSolver:
     def _step_error(self, delta: wp.array, euler: wp.array,
                     previous: tuple[wp.array, float] | None, h: float) -> float:
         """The local error estimate of a step of size ``h`` (see the module docstring), reduced
-        on the device: only the scalar leaves it. Infinite if the step is not finite."""
+        on the device: one value per launch chunk leaves it (a single one on CUDA). Infinite if
+        the step is not finite."""
         self._error.zero_()
         ratio = 0.0 if previous is None else h / previous[1]
         self._launch(step_error_kernel,
                      [delta, euler, delta if previous is None else previous[0],
-                      self.dtype(ratio), int(previous is not None)], [self._error])
-        return float(self._error.numpy()[0])
+                      self.dtype(ratio), int(previous is not None), self._launch.shape],
+                     [self._error],
+                     chunk_slot=True)
+        return float(self._error.numpy().max())
 
     def _advance(self, c: wp.array, delta: wp.array) -> None:
         """$c \\leftarrow c + \\delta$ in place."""
-        launch(axpy_kernel, self.dtype, dim=self.grid.size, inputs=[c, delta, self.dtype(1.0)],
-               outputs=[c], device=self.device)
+        flat = c.flatten()
+        launch(axpy_kernel, self.dtype, dim=self.grid.size,
+               inputs=[flat, delta.flatten(), self.dtype(1.0)], outputs=[flat],
+               device=self.device)
 
     def _checked(self, c: wp.array, step: int, t: float, last_good: tuple) -> np.ndarray:
         """``c`` as NumPy, or :class:`BlowUpError` at ``step`` (time ``t`` [s]) if not finite."""

@@ -106,8 +106,9 @@ def test_rhs_is_second_order_in_space():
 
 @pytest.mark.parametrize("shape", [(12,), (10, 14), (6, 8, 10)])
 @pytest.mark.parametrize("model_name", ["dilute", "double_well", "regular"])
-def test_one_thread_per_cell_matches_one_thread_per_row(shape, model_name):
-    """The CUDA launch geometry (a thread per cell), run on the CPU, against the CPU one."""
+def test_launch_geometries_agree(shape, model_name):
+    """The CUDA launch geometry (a thread per cell), run on the CPU, and rows split between three
+    host threads, against one thread per row on one host thread."""
     rng = np.random.default_rng(3)
     grid = Grid(shape, (0.0,) * len(shape), tuple(n * CELL for n in shape))
     bc = BoundaryConditions(tuple((BC(kind), BC(kind)) for kind in
@@ -117,9 +118,16 @@ def test_one_thread_per_cell_matches_one_thread_per_row(shape, model_name):
              "double_well": two_phase_model(),
              "regular": RegularSolution(interaction=2.5 * GAS_CONSTANT * T_REF,
                                         diffusivity=1e-12, activation_energy=40e3)}[model_name]
-    solver = ThermomigrationSolver(grid, model, T, kappa=1e-12, heat_of_transport=-20e3, bc=bc)
+    solver, threaded = (ThermomigrationSolver(grid, model, T, kappa=1e-12, heat_of_transport=-20e3,
+                                              bc=bc, threads=threads) for threads in (1, 3))
+    assert len(solver._launch.chunks) == 1 and len(threaded._launch.chunks) == min(3, grid.size
+                                                                                   // shape[-1])
     c = solver.to_warp(0.1 + 0.8 * rng.random(shape))
     per_row = solver.rhs(c).numpy()
+    np.testing.assert_array_equal(threaded.rhs(c).numpy(), per_row)
+    delta, euler, previous = (solver.to_warp(0.5 + 0.1 * rng.random(shape)) for _ in range(3))
+    error = solver._step_error(delta, euler, (previous, 1.0), 0.5)
+    assert error > 0 and threaded._step_error(delta, euler, (previous, 1.0), 0.5) == error
     solver._launch = RowLaunch(tuple(solver._launch.shape), solver.device, solver.dtype,
                                per_cell=True)
     solver._set_temperature(T, 0.0)
