@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import warp as wp
@@ -274,11 +274,11 @@ def divergence_kernel(
     """out = scale $\\cdot(-\\nabla_h\\cdot\\tilde J)$; boundary faces of no-flux axes carry no
     flux. Reads flux; writes out."""
     i, j, k_first, k_end = row_cells(first + wp.tid(), row, shape)
-    zero = scale - scale
+    zero, one = type(scale)(0.0), type(scale)(1.0)
     # lower faces along axes 0 and 1: the neighbour row's, absent (weight 0) at no-flux walls
     i_lo = neighbour(i, shape[0], periodic_axes[0], -1)
     j_lo = neighbour(j, shape[1], periodic_axes[1], -1)
-    has_i_lo, has_j_lo = scale / scale, scale / scale
+    has_i_lo, has_j_lo = one, one
     if periodic_axes[0] == 0 and i == 0:
         has_i_lo = zero
     if periodic_axes[1] == 0 and j == 0:
@@ -354,9 +354,9 @@ class RowLaunch:
 
     On the CPU the rows are split into ``chunks`` contiguous ranges launched concurrently from
     a pool of host threads (Warp runs one CPU launch on one core; a launch releases the GIL):
-    ``threads`` of them, by default one per available core while every chunk keeps at least
-    :data:`MIN_CELLS_PER_THREAD` cells. Chunks write disjoint cells, so the result does not
-    depend on the thread count. ``row`` and the chunk's first thread index are appended to
+    ``threads`` of them (at most one per row), by default one per available core while chunks
+    keep about :data:`MIN_CELLS_PER_THREAD` cells. Chunks write disjoint cells, so the result
+    does not depend on the thread count. ``row`` and the chunk's first thread index are appended to
     every launch's inputs, and the chunk's index too for reductions (``chunk_slot``).
     """
 
@@ -373,9 +373,9 @@ class RowLaunch:
             threads = 1
         elif threads is None:
             threads = min(available_cores(), max(1, cells // MIN_CELLS_PER_THREAD))
-        if threads < 1:
-            raise ValueError(f"threads={threads} must be >= 1")
-        count = min(threads, blocks)
+        if int(threads) != threads or threads < 1:
+            raise ValueError(f"threads={threads} must be a whole number >= 1")
+        count = min(int(threads), blocks)
         bounds = [blocks * k // count for k in range(count + 1)]
         self.chunks = [(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
@@ -392,7 +392,10 @@ class RowLaunch:
             return
         pending = [host_pool(len(self.chunks) - 1).submit(run, k)
                    for k in range(1, len(self.chunks))]
-        run(0)
+        try:
+            run(0)
+        finally:  # no chunk may still write the outputs when this returns or raises
+            wait(pending)
         for job in pending:
             job.result()
 
@@ -413,5 +416,10 @@ def available_cores() -> int:
 
 @functools.cache
 def host_pool(workers: int) -> ThreadPoolExecutor:
-    """A shared pool of ``workers`` host threads for concurrent CPU launches."""
+    """A shared pool of ``workers`` host threads for concurrent CPU launches (a forked child
+    starts new pools: the parent's threads do not exist there)."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="physml-rows")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=host_pool.cache_clear)

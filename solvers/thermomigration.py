@@ -186,8 +186,9 @@ class ThermomigrationSolver:
         stabilisation: factor on $s_2$ (>= 1/2 for energy stability).
         device: "cpu", "cuda" or "cuda:N". dtype: "float64" (default) or "float32".
         fft_backend: "scipy" or "torch" (default: scipy on the CPU, torch on CUDA).
-        threads: host threads for the kernels and FFTs on the CPU (default: every available
-            core, on grids large enough to gain from it); results do not depend on it.
+        threads: host threads for the kernels and FFTs on the CPU, at most one per grid row
+            (default: every available core, on grids large enough to gain from it); results
+            do not depend on it.
         check_every: steps between NaN/Inf checks.
     """
 
@@ -244,7 +245,8 @@ class ThermomigrationSolver:
         self._kappa_scaled = self.kappa / (self.units.energy * self.units.length**2)
         self._q = self._array([self._kappa_scaled, self.heat_of_transport / self.units.energy,
                                *inv_dx])
-        require(threads is None or int(threads) >= 1, f"threads={threads} must be >= 1")
+        require(threads is None or (int(threads) == threads and threads >= 1),
+                f"threads={threads} must be a whole number >= 1")
         self._shape3 = (1,) * padding + tuple(grid.shape)
         self._launch = RowLaunch(self._shape3, self.device, self.dtype, threads=threads)
         self._faces = [wp.zeros((3, *self._shape3), dtype=self.dtype, device=self.device)
@@ -301,7 +303,7 @@ class ThermomigrationSolver:
     def rhs(self, c: wp.array, scale: float = 1.0, out: wp.array | None = None) -> wp.array:
         """``scale`` $\\cdot R(c)$, $R = -\\nabla_h\\cdot\\tilde J$ the scaled rate
         $\\partial c/\\partial\\tilde t$ (``scale`` = $\\Delta t$: the Euler increment), into
-        ``out`` if given, else a new array."""
+        ``out`` if given, else a new array; ``c`` and ``out`` shaped as :meth:`to_warp` gives."""
         shape, periodic_axes = self._launch.shape, self.periodic_axes
         self._launch(laplacian_kernel, [c, self._q, shape, periodic_axes], [self._lap])
         self._launch(face_flux_kernel,

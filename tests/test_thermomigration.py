@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
 import pytest
 
@@ -125,6 +127,7 @@ def test_launch_geometries_agree(shape, model_name):
     c = solver.to_warp(0.1 + 0.8 * rng.random(shape))
     per_row = solver.rhs(c).numpy()
     np.testing.assert_array_equal(threaded.rhs(c).numpy(), per_row)
+    assert not np.any(threaded.rhs(c, 0.0).numpy())
     delta, euler, previous = (solver.to_warp(0.5 + 0.1 * rng.random(shape)) for _ in range(3))
     error = solver._step_error(delta, euler, (previous, 1.0), 0.5)
     assert error > 0 and threaded._step_error(delta, euler, (previous, 1.0), 0.5) == error
@@ -385,3 +388,30 @@ def test_case_errors_exit_2_naming_the_key(override, message, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def _threaded_rate_in_child(solver, c, queue) -> None:
+    queue.put(solver.rhs(c).numpy())
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
+def test_host_threads_work_in_a_forked_child():
+    """A child forked after the parent used the host thread pool gets a pool of its own (the
+    parent's threads do not exist in it: submitting to the inherited pool would hang)."""
+    shape = (16, 12)
+    grid = Grid(shape, (0.0, 0.0), tuple(n * CELL for n in shape))
+    solver = ThermomigrationSolver(grid, two_phase_model(), np.full(shape, T_REF), kappa=1e-12,
+                                   threads=2)
+    c = solver.to_warp(0.1 + 0.8 * np.random.default_rng(0).random(shape))
+    expected = solver.rhs(c).numpy()
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_threaded_rate_in_child, args=(solver, c, queue))
+    child.start()
+    try:
+        rate = queue.get(timeout=60)
+    finally:
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()
+    np.testing.assert_array_equal(rate, expected)
