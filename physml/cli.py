@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -307,8 +308,9 @@ def _run_case(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .cases.runner import run_case
+    from .cases.runner import new_run_folder, run_case
     from .cases.schema import load_case
+    from .devices import require_device
     from .errors import NonFiniteLossError
     from .solvers.errors import BlowUpError
 
@@ -325,6 +327,8 @@ def _run_case(args: argparse.Namespace) -> int:
             )
     else:
         case = load_case(args.case, args.overrides)
+    require_device(case.device)
+    folder = args.resume if args.resume is not None else new_run_folder(case)
     console = Console(stderr=True, quiet=args.quiet)
     console.print(
         f"[bold]physml run[/] {case.name}: {describe_case(case)} on {case.device} ({case.dtype})"
@@ -352,12 +356,18 @@ def _run_case(args: argparse.Namespace) -> int:
             progress.update(task, completed=done, status=status + error)
 
         try:
-            folder, result = run_case(
-                case, args.resume, resume=args.resume is not None, on_step=on_step
-            )
+            folder, result = run_case(case, folder, resume=args.resume is not None,
+                                      on_step=on_step)
         except (NonFiniteLossError, BlowUpError) as err:
             print(f"physml: error: {err}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            progress.stop()
+            print(_interrupted(args, folder), file=sys.stderr)
+            return 130
+        except ValueError:
+            _remove_if_empty(folder)
+            raise
     if "rel_l2" not in result:
         from .cases.thermomigration_runner import headline
 
@@ -367,6 +377,21 @@ def _run_case(args: argparse.Namespace) -> int:
     outputs = ", ".join(sorted(p.name for p in folder.iterdir() if p.suffix in FIGURES_AND_DATA))
     print(f"run folder: {folder}  ({outputs})")
     return 0
+
+
+def _interrupted(args: argparse.Namespace, folder: Path) -> str:
+    """What to tell a user who stopped a run with Ctrl-C."""
+    if not (folder / "config.yaml").is_file():
+        _remove_if_empty(folder)
+        return "physml: interrupted before the run was set up; nothing to resume"
+    command = shlex.join(["physml", "run", str(args.case), *args.overrides, "--resume",
+                          str(folder)])
+    return f"physml: interrupted; {folder} keeps the last checkpoint. Continue with:\n  {command}"
+
+
+def _remove_if_empty(folder: Path) -> None:
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _print_error_summary(result: dict) -> None:

@@ -143,6 +143,25 @@ def test_missing_case_file_and_listing():
     assert "burgers.yaml" in listing.stdout and "Burgers" in listing.stdout
 
 
+@pytest.mark.parametrize(
+    "device, message",
+    [("gpu", "device='gpu' is not a device name; allowed: cpu, cuda, cuda:N"),
+     ("cuda:7", "device='cuda:7' is not available; available: cpu"[:37])],
+)
+def test_unusable_device_exits_2_and_leaves_no_run_folder(tmp_path, device, message):
+    result = subprocess.run([sys.executable, "-m", "physml.cli", "run", CASE, f"device={device}",
+                             f"output.folder={tmp_path}"], capture_output=True, text=True)
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_folder_given_as_the_case_file():
+    result = subprocess.run([sys.executable, "-m", "physml.cli", "run", "cases"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "'cases' is a folder; expected a case file" in result.stderr
+
+
 def test_lagrangian_fields_map_back_to_the_eulerian_grid():
     """Exact characteristics x = xi + beta t and u = u0(xi) give sin(x - beta t) on the grid."""
     from physml.train.problems import LagrangianConvectionProblem

@@ -241,6 +241,9 @@ def load_case(path: str | Path, overrides: list[str] | None = None) -> CaseSpec 
     training case (:class:`CaseSpec`).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder; expected a case file (physml cases lists "
+                         "them)")
     if not path.is_file():
         raise ValueError(f"case file {str(path)!r} does not exist")
     overrides = list(overrides or [])

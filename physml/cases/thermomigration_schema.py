@@ -146,9 +146,20 @@ class ThermomigrationCase(_Section):
                              "'double_well'")
         if two_phase and self.interface_width is None and self.kappa is None:
             raise ValueError("a two-phase free energy needs interface_width or kappa")
-        for centre in self.initial.centres:
+        lengths = self.grid.length
+        for centre, radius in zip(self.initial.centres, self.initial.radii):
             if len(centre) != ndim:
                 raise ValueError(f"initial.centres entry {centre} needs {ndim} coordinates")
+            if not all(0 <= x <= length for x, length in zip(centre, lengths)):
+                box = " x ".join(f"[0, {length:g}]" for length in lengths)
+                raise ValueError(f"initial.centres entry {centre} lies outside the domain {box} m")
+            if not 0 < radius < min(lengths) / 2:
+                raise ValueError(f"initial.radii entry {radius:g} m must be > 0 and below half "
+                                 f"the smallest domain length ({min(lengths) / 2:g} m)")
+        cell = max(length / n for length, n in zip(lengths, self.grid.shape))
+        if two_phase and self.interface_width is not None and self.interface_width < cell:
+            raise ValueError(f"interface_width={self.interface_width:g} m is narrower than a "
+                             f"cell ({cell:g} m): refine grid.shape or widen the interface")
         return self
 
     @property
