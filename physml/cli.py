@@ -308,14 +308,12 @@ def _run_case(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .cases.runner import new_run_folder, run_case
     from .cases.schema import load_case
-    from .devices import require_device
-    from .errors import NonFiniteLossError
-    from .solvers.errors import BlowUpError
 
     _quiet_warp("cpu")
     if args.resume is not None:
+        if not args.resume.is_dir():
+            raise ValueError(f"--resume: folder {str(args.resume)!r} does not exist")
         if not (args.resume / "config.yaml").is_file():
             raise ValueError(f"--resume: {str(args.resume)!r} is not a run folder (no config.yaml)")
         case = load_case(args.resume / "config.yaml")
@@ -327,6 +325,11 @@ def _run_case(args: argparse.Namespace) -> int:
             )
     else:
         case = load_case(args.case, args.overrides)
+    from .cases.runner import new_run_folder, run_case  # PyTorch: after the case is checked
+    from .devices import require_device
+    from .errors import NonFiniteLossError
+    from .solvers.errors import BlowUpError
+
     require_device(case.device)
     folder = args.resume if args.resume is not None else new_run_folder(case)
     console = Console(stderr=True, quiet=args.quiet)

@@ -38,8 +38,11 @@ def plot_solution(ds: xr.Dataset, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_losses(history: list[dict], path: Path) -> None:
-    """Each loss term and the relative L2 error against the step (log scale)."""
+def plot_losses(history: list[dict], path: Path, title: str = "", adam_steps: int = 0,
+                resample_every: int = 0) -> None:
+    """Each loss term and the relative L2 error against the step (log scale); a line where
+    Adam hands over to L-BFGS, and ticks where the collocation points are redrawn (the loss
+    jumps there)."""
     fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
     steps = np.array([r["step"] for r in history])
     for key in sorted(k for k in history[0] if k.startswith("loss_")):
@@ -52,8 +55,15 @@ def plot_losses(history: list[dict], path: Path) -> None:
             "ko-",
             label="relative L2 error",
         )
-    ax.set(xlabel="step", ylabel="value")
-    ax.legend()
+    last = int(history[-1]["step"])
+    if 0 < adam_steps <= last:
+        ax.axvline(adam_steps, color="0.4", lw=1, ls="--", label="Adam → L-BFGS")
+    if resample_every:
+        redraws = np.arange(resample_every, last + 1, resample_every)
+        ax.plot(redraws, np.full(redraws.shape, 0.02), "|", color="0.4", ms=8,
+                transform=ax.get_xaxis_transform(), label="points redrawn")
+    ax.set(xlabel="step", ylabel="value", title=title)
+    ax.legend(fontsize=8)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -76,38 +86,63 @@ def _plane(grid, state: np.ndarray) -> tuple[np.ndarray, list[float]]:
     return state.T, extent
 
 
-def plot_snapshots(grid, times: list[float], states: list[np.ndarray], path: Path) -> None:
-    """The composition at four times, x to the right (hot side right for a positive gradient)."""
+def _seconds(t: float) -> str:
+    return f"t = {t:,.0f} s" if t >= 10 else f"t = {t:.3g} s"
+
+
+def _axis_labels(ax, gradient_axis: int | None, gradient: float) -> None:
+    """x/y labels in um, the one along the temperature gradient saying which side is hot."""
+    labels = ["x [um]", "y [um]"]
+    if gradient_axis in (0, 1) and gradient != 0:
+        labels[gradient_axis] += " (hot →)" if gradient > 0 else " (← hot)"
+    ax.set(xlabel=labels[0], ylabel=labels[1])
+
+
+def plot_snapshots(grid, times: list[float], states: list[np.ndarray], path: Path,
+                   gradient_axis: int | None = None, gradient: float = 0.0,
+                   centroids: list[list] | None = None) -> None:
+    """The composition at four times; with ``centroids`` (per saved time, the particles'
+    centres [m]) the starting centres are marked with white + and the current ones with red x,
+    so a migration of a few cells shows."""
     picks = np.unique(np.linspace(0, len(times) - 1, 4).round().astype(int))
     low = min(float(np.min(states[i])) for i in picks)
     high = max(float(np.max(states[i])) for i in picks)
-    fig, axes = plt.subplots(1, len(picks), figsize=(3.6 * len(picks), 3.4),
+    aspect = (grid.upper[1] - grid.lower[1]) / (grid.upper[0] - grid.lower[0])
+    fig, axes = plt.subplots(1, len(picks), figsize=(3.6 * len(picks), 3.6 * min(aspect, 1.5)
+                                                     + 0.6),
                              constrained_layout=True, squeeze=False)
     for ax, i in zip(axes[0], picks):
         field, extent = _plane(grid, states[i])
         image = ax.imshow(field, origin="lower", extent=extent, cmap="viridis", vmin=low,
                           vmax=high)
-        ax.set(title=f"t = {times[i]:.3g} s", xlabel="x [um]", ylabel="y [um]")
+        if centroids is not None and grid.ndim == 2:
+            for marks, style in ((centroids[0], "w+"), (centroids[i], "rx")):
+                if marks:
+                    ax.plot(*(1e6 * np.array(marks)[:, :2]).T, style, ms=7, mew=1.5)
+        ax.set_title(_seconds(times[i]))
+        _axis_labels(ax, gradient_axis, gradient)
     fig.colorbar(image, ax=axes[0].tolist(), label="c")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def animate_microstructure(grid, times: list[float], states: list[np.ndarray],
-                           path: Path) -> None:
+                           path: Path, gradient_axis: int | None = None,
+                           gradient: float = 0.0) -> None:
     """An animated GIF of the composition over the whole run (Pillow writer)."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     low, high = float(np.min(states)), float(np.max(states))
-    fig, ax = plt.subplots(figsize=(4.4, 4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(5, 4), constrained_layout=True)
     field, extent = _plane(grid, states[0])
     image = ax.imshow(field, origin="lower", extent=extent, cmap="viridis", vmin=low, vmax=high)
-    ax.set(xlabel="x [um]", ylabel="y [um]")
+    fig.colorbar(image, ax=ax, label="c")
+    _axis_labels(ax, gradient_axis, gradient)
     title = ax.set_title("")
 
     def frame(i: int):
         image.set_data(_plane(grid, states[i])[0])
-        title.set_text(f"t = {times[i]:.3g} s")
+        title.set_text(_seconds(times[i]))
         return image, title
 
     animation = FuncAnimation(fig, frame, frames=len(times), blit=False)
@@ -117,8 +152,11 @@ def animate_microstructure(grid, times: list[float], states: list[np.ndarray],
     plt.close(fig)
 
 
-def plot_tracked(records: list[dict], axis: int, path: Path) -> None:
-    """Each particle's position along the gradient and its radius against time."""
+def plot_tracked(records: list[dict], axis: int, path: Path,
+                 velocity_estimate: float | None = None) -> None:
+    """Each particle's position along the gradient and its radius against time; with
+    ``velocity_estimate`` [m/s] a line of that slope through the particle's position at
+    half time (where the measured velocity's fit starts)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     times = [r["t"] for r in records]
     count = len(records[0]["particles"])
@@ -130,8 +168,14 @@ def plot_tracked(records: list[dict], axis: int, path: Path) -> None:
                        if len(r["particles"]) > k], "o-", ms=2)
     left.plot(times, [1e6 * r["phase_centre_of_mass"] for r in records], "k--",
               label="phase centre of mass")
-    left.set(xlabel="t [s]", ylabel="position along grad T [um]")
-    right.set(xlabel="t [s]", ylabel="equivalent radius [um]")
+    if velocity_estimate is not None and count == 1:
+        middle = records[len(records) // 2]
+        x_mid, t_mid = middle["particles"][0]["centroid"][axis], middle["t"]
+        left.plot(times, [1e6 * (x_mid + velocity_estimate * (t - t_mid)) for t in times],
+                  ":", color="tab:red", label="sharp-interface estimate")
+    left.set(xlabel="t [s]", ylabel="position along grad T [um]",
+             title="centroids (hot side: larger position for grad T > 0)")
+    right.set(xlabel="t [s]", ylabel="equivalent radius [um]", title="particle sizes")
     if count <= 8:
         left.legend(fontsize=7)
     fig.savefig(path, dpi=110)

@@ -174,7 +174,8 @@ def write_results(case: CaseSpec, trainer: PINNTrainer, folder: Path, elapsed: f
         from .figures import plot_losses, plot_solution
 
         plot_solution(ds, folder / "solution.png")
-        plot_losses(trainer.history, folder / "losses.png")
+        plot_losses(trainer.history, folder / "losses.png", f"{case.name}: losses and error",
+                    case.training.adam.steps, case.training.collocation.resample_every)
     return result
 
 

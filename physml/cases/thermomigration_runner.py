@@ -321,10 +321,17 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
             plot_profile(coords["x"], run.times, run.states, steady_profile(case, solver, run),
                          folder / "profile.png")
         else:
-            plot_snapshots(grid, run.times, run.states, folder / "snapshots.png")
-            animate_microstructure(grid, run.times, run.states, folder / "microstructure.gif")
-            if isinstance(solver.free_energy, DoubleWell):
-                plot_tracked(records, case.temperature.axis, folder / "tracked.png")
+            two_phase = isinstance(solver.free_energy, DoubleWell)
+            gradient = case.temperature.axis, case.temperature.gradient
+            centroids = ([[p["centroid"] for p in r["particles"]] for r in records]
+                         if two_phase else None)
+            plot_snapshots(grid, run.times, run.states, folder / "snapshots.png", *gradient,
+                           centroids)
+            animate_microstructure(grid, run.times, run.states, folder / "microstructure.gif",
+                                   *gradient)
+            if two_phase:
+                plot_tracked(records, case.temperature.axis, folder / "tracked.png",
+                             summary.get("velocity_estimate"))
 
 
 def describe(case: ThermomigrationCase) -> str:
