@@ -171,12 +171,24 @@ def steady_profile(case: ThermomigrationCase, solver: ThermomigrationSolver,
     return exact * np.mean(run.states[0]) / np.mean(exact)
 
 
+SUMMARY_UNITS = {
+    "mass_drift": "relative", "free_energy_max_increase": "J m^d/mol (d: grid dimension)",
+    "steady_profile_error": "relative to max c", "centre_of_mass_shift": "m",
+    "smaller_volume_ratio": "final / initial volume", "velocity": "m/s",
+    "velocity_estimate": "m/s (sharp-interface)", "velocity_ratio": "measured / estimate",
+    "radius_change": "relative, largest", "displacement": "m", "steps": "accepted time steps",
+    "rejected_steps": "time steps", "wall_s": "s",
+}
+"""Units of the entries of a thermomigration run's ``metrics.json``."""
+
+
 def summarise(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Trajectory,
               records: list) -> dict:
     """Mass drift, energy monotonicity and the case's own check (profile or migration)."""
     mass = np.array(run.mass)
     energy = np.array(run.free_energy)
     summary = {
+        "units": SUMMARY_UNITS,
         "mass_drift": float(np.max(np.abs(mass - mass[0])) / abs(mass[0])),
         "free_energy_max_increase": float(max(0.0, np.max(np.diff(energy)))),
         "steps": int(run.steps[-1]),
@@ -189,7 +201,7 @@ def summarise(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Tra
                                                 / np.max(exact))
     if isinstance(model, DoubleWell):
         counts = [len(r["particles"]) for r in records]
-        summary["particles"] = [counts[0], counts[-1]]
+        summary["particle_count"] = {"initial": counts[0], "final": counts[-1]}
         shift = records[-1]["phase_centre_of_mass"] - records[0]["phase_centre_of_mass"]
         summary["centre_of_mass_shift"] = shift
         volumes = [sorted(p["volume"] for p in r["particles"]) for r in records]
