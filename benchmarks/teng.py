@@ -10,9 +10,13 @@ initial condition built in ($u = u_0 + tN$), about the same parameter count, tra
 on fresh random points for the wall time TENG-Heun took. The solve comparison takes the
 Jacobians of one step and times both solvers on them, with the residual each leaves; TENG-Heun
 is also run end to end with the dense solver, for the error each solver reaches. Results go
-to JSON::
+to JSON, written after each part::
 
-    python benchmarks/teng.py [--variant cpu] [--dt 0.02] [--out benchmarks/results/teng.json]
+    python benchmarks/teng.py [--variant cpu] [--dt 0.02] [--device cuda]
+                              [--parts solve heun ...] [--resume] [--out results.json]
+
+``--resume`` keeps the parts already in ``--out`` and the fitted initial parameters saved
+beside it (``<out>.theta0-<problem>.pt``), so a long full-scale run can be done in pieces.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from physml.train.teng import gram_least_squares, svd_least_squares
 CASES = Path(__file__).parents[1] / "cases"
 PROBLEMS = ("heat", "allen_cahn", "burgers")
 SCHEMES = ("euler", "heun", "rk4")
+PARTS = ("solve", *SCHEMES, "heun_dense", "pinn")
 TIMES = (0.5, 1.0, 2.0, 4.0)
 
 
@@ -61,11 +66,13 @@ def run_pinn(case, parameters: int, seconds: float, reference: Reference) -> dic
         if sum(p.numel() for p in net.parameters()) > 1.1 * parameters:
             break
         width += 1
-    net = SpaceTimePINN(width, case.model.depth)
+    device = reference.points.device
+    net = SpaceTimePINN(width, case.model.depth).to(device)
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
     length, steps, started = case.domain.x[1], 0, time.perf_counter()
+    box = torch.tensor([length, length, TIMES[-1]], dtype=torch.float64, device=device)
     while time.perf_counter() - started < seconds:
-        X = torch.rand(2048, 3, dtype=torch.float64) * torch.tensor([length, length, TIMES[-1]])
+        X = torch.rand(2048, 3, dtype=torch.float64, device=device) * box
         X.requires_grad_(True)
         u = net(X, u0)
         du = torch.autograd.grad(u.sum(), X, create_graph=True)[0]
@@ -139,33 +146,65 @@ def main() -> None:
     parser.add_argument("--variant", default="cpu", help="case variant ('full': the case as is)")
     parser.add_argument("--dt", type=float, default=None, help="override training.teng.dt")
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS)
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
+                        help="what to run per problem (pinn needs heun's wall time)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the case's)")
+    parser.add_argument("--resume", action="store_true", help="keep the parts already in --out")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/teng.json"))
     args = parser.parse_args()
     overrides = [] if args.variant == "full" else [f"variant={args.variant}"]
     if args.dt is not None:
         overrides.append(f"training.teng.dt={args.dt}")
-    results = {"variant": args.variant, "torch": torch.__version__, "problems": {}}
+    if args.device is not None:
+        overrides.append(f"device={args.device}")
+    settings = {"variant": args.variant, "dt": args.dt}
+    results = {**settings, "torch": torch.__version__, "problems": {}}
+    if args.resume and args.out.is_file():
+        results = json.loads(args.out.read_text())
+        if {key: results.get(key) for key in settings} != settings:
+            raise SystemExit(f"--resume: {args.out} holds another variant or dt; use another --out")
     for name in args.problems:
         case = load_case(CASES / f"teng_{name}.yaml", overrides)
-        print(f"{name}: dt={case.training.teng.dt}", flush=True)
-        teng = build_teng(case)
-        started = time.perf_counter()
-        initial = teng.fit_initial(initial_condition(case), case.training.teng.initial_points)
-        fit_s = time.perf_counter() - started
-        print(f"  initial fit {initial:.2e} ({fit_s:.0f} s, {teng.theta.numel()} parameters)")
-        reference = Reference(case, list(TIMES), teng.dt)
-        entry = {"parameters": teng.theta.numel(), "initial_fit_rel_l2": initial,
-                 "initial_fit_s": fit_s, "dt": teng.dt}
-        entry["solve"] = compare_solvers(case, teng.theta)
-        for scheme in SCHEMES:
-            entry[f"teng_{scheme}"] = run_scheme(case, scheme, teng.theta, reference)
-        entry["teng_heun_dense"] = run_scheme(case, "heun", teng.theta, reference, "dense")
-        entry["pinn"] = run_pinn(case, teng.theta.numel(),
-                                 entry["teng_heun"]["wall_s"]["4"], reference)
-        results["problems"][name] = entry
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+        print(f"{name}: dt={case.training.teng.dt} on {case.device}", flush=True)
+        entry = results["problems"].setdefault(name, {})
+        theta0 = initial_parameters(case, entry, args.out.with_name(
+            f"{args.out.name}.theta0-{name}.pt"), args.resume)
+        reference = Reference(case, list(TIMES), case.training.teng.dt)
+        for part in args.parts:
+            key = part if part in ("solve", "pinn") else f"teng_{part}"
+            if key in entry:
+                continue
+            if part == "solve":
+                entry[key] = compare_solvers(case, theta0)
+            elif part == "pinn":
+                if "teng_heun" not in entry:
+                    raise SystemExit("--parts pinn needs heun first (its wall time)")
+                entry[key] = run_pinn(case, theta0.numel(), entry["teng_heun"]["wall_s"]["4"],
+                                      reference)
+            else:
+                scheme, _, solver = part.partition("_")
+                entry[key] = run_scheme(case, scheme, theta0, reference, solver or "auto")
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
+
+
+def initial_parameters(case, entry: dict, path: Path, resume: bool) -> torch.Tensor:
+    """The fitted initial parameters: from ``path`` when resuming, else fitted (and saved
+    there, with the fit's figures in ``entry``)."""
+    if resume and path.is_file() and "initial_fit_rel_l2" in entry:
+        return torch.load(path, weights_only=True).to(case.device)
+    teng = build_teng(case)
+    started = time.perf_counter()
+    initial = teng.fit_initial(initial_condition(case), case.training.teng.initial_points)
+    fit_s = time.perf_counter() - started
+    print(f"  initial fit {initial:.2e} ({fit_s:.0f} s, {teng.theta.numel()} parameters)")
+    entry.clear()
+    entry.update({"parameters": teng.theta.numel(), "initial_fit_rel_l2": initial,
+                  "initial_fit_s": fit_s, "dt": teng.dt})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(teng.theta.cpu(), path)
+    return teng.theta
 
 
 if __name__ == "__main__":
