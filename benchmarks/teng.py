@@ -196,7 +196,9 @@ def initial_parameters(case, entry: dict, path: Path, resume: bool) -> torch.Ten
         return torch.load(path, weights_only=True).to(case.device)
     teng = build_teng(case)
     started = time.perf_counter()
-    initial = teng.fit_initial(initial_condition(case), case.training.teng.initial_points)
+    fit = case.training.teng
+    initial = teng.fit_initial(initial_condition(case), fit.initial_points,
+                               max_iterations=fit.initial_iterations)
     fit_s = time.perf_counter() - started
     print(f"  initial fit {initial:.2e} ({fit_s:.0f} s, {teng.theta.numel()} parameters)")
     entry.clear()

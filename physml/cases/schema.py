@@ -128,6 +128,7 @@ class TENGSpec(_Section):
     iterations: int = Field(5, gt=0, description="Gauss-Newton iterations per fit")
     solver: Literal["auto", "gram", "dense"] = "auto"
     initial_points: int = Field(2048, gt=0)
+    initial_iterations: int = Field(400, gt=0, description="iterations of the initial fit")
     checkpoint_every: int = Field(50, gt=0, description="time steps between checkpoints")
 
 

@@ -134,7 +134,9 @@ def run_teng_case(
         initial_error = state["initial_error"]
     else:
         _atomic(folder / "config.yaml", lambda p: p.write_text(case.to_yaml()))
-        initial_error = teng.fit_initial(initial_condition(case), case.training.teng.initial_points)
+        fit = case.training.teng
+        initial_error = teng.fit_initial(initial_condition(case), fit.initial_points,
+                                         max_iterations=fit.initial_iterations)
     step = round((teng.t - t0) / dt) if resume else 0
     total = steps[-1]
     last_checkpoint = step if resume else None
