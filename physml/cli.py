@@ -80,12 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         "[training.adam.steps=500 device=cuda ...] [--resume RUN_DIR]",
     )
     run.add_argument("case", type=Path, help="case file")
-    run.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    run.add_argument("overrides", nargs="*", default=[], help="dotted key=value overrides")
     run.add_argument("--resume", type=Path, default=None, help="run folder to continue")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     validate = sub.add_parser("validate", help="check a case file without running it")
     validate.add_argument("case", type=Path)
-    validate.add_argument("overrides", nargs="*")
+    validate.add_argument("overrides", nargs="*", default=[])
     sub.add_parser("cases", help="list the bundled case files")
 
     datasets = sub.add_parser("datasets", help="benchmark datasets")
