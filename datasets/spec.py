@@ -133,6 +133,12 @@ def read_yaml_mapping(path: Path, what: str) -> dict:
     """The YAML mapping in ``path``, or a ValueError naming the file (``what``: spec, case)."""
     try:
         raw = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as err:
+        where = err.problem_mark or err.context_mark
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        context = f" ({err.context} at line {err.context_mark.line + 1})" if (
+            err.context and err.context_mark) else ""
+        raise ValueError(f"{what} {path}: not valid YAML{at}: {err.problem}{context}") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{what} {path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):

@@ -156,6 +156,15 @@ def test_unusable_device_exits_2_and_leaves_no_run_folder(tmp_path, device, mess
     assert not any(tmp_path.iterdir())
 
 
+def test_a_yaml_syntax_error_names_the_line(tmp_path):
+    case = tmp_path / "broken.yaml"
+    case.write_text("name: x\npde: {name: burgers\n")
+    result = subprocess.run([sys.executable, "-m", "physml.cli", "validate", str(case)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "not valid YAML at line 3, column 1: expected ',' or '}'" in result.stderr
+
+
 def test_a_folder_given_as_the_case_file():
     result = subprocess.run([sys.executable, "-m", "physml.cli", "run", "cases"],
                             capture_output=True, text=True)
