@@ -260,6 +260,18 @@ def face_flux_kernel(
                     j_hi, upper_end(axis, last, shape, periodic_axes))
 
 
+@wp.func
+def flux_difference(
+    flux: wp.array4d(dtype=Any), i: int, j: int, k: int, i_lo: int, j_lo: int, has_i_lo: Any,
+    has_j_lo: Any, lower_k: Any, w0: Any, w1: Any, w2: Any,
+):
+    """$\\sum_a w_a(J_{a,\\text{upper}} - J_{a,\\text{lower}})$ at ``(i, j, k)``: the lower faces of
+    axes 0 and 1 from the neighbour rows (weighted by ``has_*_lo``), of axis 2 given."""
+    return (w0 * (flux[0, i, j, k] - has_i_lo * flux[0, i_lo, j, k])
+            + w1 * (flux[1, i, j, k] - has_j_lo * flux[1, i, j_lo, k])
+            + w2 * (flux[2, i, j, k] - lower_k))
+
+
 @wp.kernel
 def divergence_kernel(
     flux: wp.array4d(dtype=Any),
@@ -286,17 +298,15 @@ def divergence_kernel(
     w0, w1, w2 = -scale * q[2], -scale * q[3], -scale * q[4]
     k = wp.max(k_first, 1)
     while k < k_end:
-        out[i, j, k] = (w0 * (flux[0, i, j, k] - has_i_lo * flux[0, i_lo, j, k])
-                        + w1 * (flux[1, i, j, k] - has_j_lo * flux[1, i, j_lo, k])
-                        + w2 * (flux[2, i, j, k] - flux[2, i, j, k - 1]))
+        out[i, j, k] = flux_difference(flux, i, j, k, i_lo, j_lo, has_i_lo, has_j_lo,
+                                       flux[2, i, j, k - 1], w0, w1, w2)
         k += 1
     if k_first == 0:
         lower = zero
         if periodic_axes[2] != 0:
             lower = flux[2, i, j, shape[2] - 1]
-        out[i, j, 0] = (w0 * (flux[0, i, j, 0] - has_i_lo * flux[0, i_lo, j, 0])
-                        + w1 * (flux[1, i, j, 0] - has_j_lo * flux[1, i, j_lo, 0])
-                        + w2 * (flux[2, i, j, 0] - lower))
+        out[i, j, 0] = flux_difference(flux, i, j, 0, i_lo, j_lo, has_i_lo, has_j_lo, lower,
+                                       w0, w1, w2)
 
 
 @wp.kernel
