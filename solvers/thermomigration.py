@@ -62,6 +62,7 @@ import warp as wp
 from .base import check_counts, finite_state, require, warp_device, warp_dtype
 from .cahn_hilliard_kernels import (
     RowLaunch,
+    add_kernel,
     divergence_kernel,
     face_coefficients_kernel,
     face_flux_kernel,
@@ -71,7 +72,6 @@ from .cahn_hilliard_kernels import (
 from .errors import BlowUpError
 from .free_energy import GAS_CONSTANT, FreeEnergy
 from .grid import BCKind, BoundaryConditions, Grid, periodic
-from .operators import axpy_kernel, launch
 from .spectral_solve import SpectralSolve
 
 # ---------------------------------------------------------------------------------------------
@@ -303,13 +303,18 @@ class ThermomigrationSolver:
     def rhs(self, c: wp.array, scale: float = 1.0, out: wp.array | None = None) -> wp.array:
         """``scale`` $\\cdot R(c)$, $R = -\\nabla_h\\cdot\\tilde J$ the scaled rate
         $\\partial c/\\partial\\tilde t$ (``scale`` = $\\Delta t$: the Euler increment), into
-        ``out`` if given, else a new array; ``c`` and ``out`` shaped as :meth:`to_warp` gives."""
+        ``out`` if given, else a new array; ``c`` and ``out`` contiguous and shaped as
+        :meth:`to_warp` gives (the kernels address them as flat memory)."""
+        out = wp.empty_like(c) if out is None else out
+        for name, array in (("c", c), ("out", out)):
+            require(array.is_contiguous and tuple(array.shape) == self._shape3,
+                    f"{name} must be a contiguous array of shape {self._shape3}, got "
+                    f"shape {tuple(array.shape)}{'' if array.is_contiguous else ' (strided)'}")
         shape, periodic_axes = self._launch.shape, self.periodic_axes
         self._launch(laplacian_kernel, [c, self._q, shape, periodic_axes], [self._lap])
         self._launch(face_flux_kernel,
                      [c, self._lap, *self._faces, self._p, self._q, int(self.free_energy.kind),
                       shape, periodic_axes], [self._flux])
-        out = wp.empty_like(c) if out is None else out
         self._launch(divergence_kernel,
                      [self._flux, self._q, shape, periodic_axes, self.dtype(scale)], [out])
         return out
@@ -342,10 +347,7 @@ class ThermomigrationSolver:
 
     def _advance(self, c: wp.array, delta: wp.array) -> None:
         """$c \\leftarrow c + \\delta$ in place."""
-        flat = c.flatten()
-        launch(axpy_kernel, self.dtype, dim=self.grid.size,
-               inputs=[flat, delta.flatten(), self.dtype(1.0)], outputs=[flat],
-               device=self.device)
+        self._launch(add_kernel, [delta], [c])
 
     def _checked(self, c: wp.array, step: int, t: float, last_good: tuple) -> np.ndarray:
         """``c`` as NumPy, or :class:`BlowUpError` at ``step`` (time ``t`` [s]) if not finite."""

@@ -6,6 +6,7 @@ import multiprocessing
 
 import numpy as np
 import pytest
+import warp as wp
 
 from physml.solvers import BlowUpError, Grid, neumann, periodic
 from physml.solvers.cahn_hilliard_kernels import RowLaunch
@@ -419,3 +420,16 @@ def test_host_threads_work_in_a_forked_child():
         if child.is_alive():
             child.kill()
     np.testing.assert_array_equal(rate, expected)
+
+
+def test_rhs_refuses_strided_or_misshapen_arrays():
+    grid = Grid((8, 6), (0.0, 0.0), (8e-6, 6e-6))
+    solver = ThermomigrationSolver(grid, DiluteSolution(diffusivity=1e-12),
+                                   np.full(grid.shape, 1000.0), heat_of_transport=-20e3,
+                                   bc=periodic(2))
+    c = solver.to_warp(np.full(grid.shape, 0.1))
+    wide = wp.zeros((1, 8, 12), dtype=solver.dtype)
+    with pytest.raises(ValueError, match=r"c must be a contiguous array of shape \(1, 8, 6\)"):
+        solver.rhs(wide[:, :, ::2])
+    with pytest.raises(ValueError, match="out must be"):
+        solver.rhs(c, out=wp.zeros((1, 6, 8), dtype=solver.dtype))
