@@ -433,3 +433,8 @@ def test_rhs_refuses_strided_or_misshapen_arrays():
         solver.rhs(wide[:, :, ::2])
     with pytest.raises(ValueError, match="out must be"):
         solver.rhs(c, out=wp.zeros((1, 6, 8), dtype=solver.dtype))
+
+
+def test_row_launch_refuses_grids_beyond_32_bit_offsets():
+    with pytest.raises(ValueError, match="1073741824 cells is too large"):
+        RowLaunch((1024, 1024, 1024), "cpu", wp.float64)
