@@ -7,11 +7,12 @@ its upper neighbour along axis ``a``.
 
 **Launch geometry.** Each thread updates ``row`` consecutive cells of the last axis: one cell on
 CUDA (one thread per cell), a whole row on the CPU, where Warp runs threads one after another.
-A row thread hands the interior of its row, whose neighbours sit at fixed offsets, to one run
-(:func:`laplacian_run`, :func:`flux_run`, :func:`divergence_run`) and the two end cells, where
-the neighbour wraps or mirrors, to runs of one cell. The runs are native C++ over contiguous
-memory, the same source on CPU and CUDA: the compiler vectorises them, which Warp's generated
-array indexing prevents (the flux pass at 256^2 went from 0.66 to 0.14 ms). On the CPU,
+A row thread hands the cells whose neighbours sit at fixed offsets to one run
+(:func:`laplacian_run`, :func:`flux_run`, :func:`divergence_run`), and each end cell whose
+neighbour (or face) wraps or mirrors to a run of one cell. The runs are native C++ over
+contiguous memory, the same source on CPU and CUDA (where a run has at most one cell). On the
+CPU the compiler vectorises a row's run, which Warp's generated array indexing prevents (the
+flux pass at 256^2 went from 0.66 to 0.14 ms). On the CPU,
 large grids' rows are further split between host threads, one launch each, which run on
 separate cores. :class:`RowLaunch` picks the geometry.
 
@@ -182,8 +183,9 @@ DIVERGENCE_RUN = """
 using real = decltype(w0 + w0);
 const real* __restrict__ f = flux.data;
 real* __restrict__ y = out.data + cell;
-const real *up0 = f + cell, *down0 = f + low0, *up1 = f + cells + cell,
-           *down1 = f + cells + low1, *up2 = f + 2 * cells + cell, *down2 = f + 2 * cells + low2;
+const real *up0 = f + cell, *down0 = f + low0, *up1 = f + n_cells + cell,
+           *down1 = f + n_cells + low1, *up2 = f + 2 * n_cells + cell,
+           *down2 = f + 2 * n_cells + low2;
 for (int m = 0; m < count; ++m) {
     y[m] = w0 * (up0[m] - h0 * down0[m]) + w1 * (up1[m] - h1 * down1[m])
            + w2 * (up2[m] - h2 * down2[m]);
@@ -192,11 +194,12 @@ for (int m = 0; m < count; ++m) {
 
 
 @wp.func_native(DIVERGENCE_RUN)
-def divergence_run(flux: wp.array4d(dtype=Any), cells: int, cell: int, low0: int, low1: int,
-                   low2: int, h0: Any, h1: Any, h2: Any, w0: Any, w1: Any, w2: Any, count: int,
-                   out: wp.array3d(dtype=Any)):
+def divergence_run(flux: wp.array4d(dtype=Any), n_cells: int, cell: int, low0: int,
+                   low1: int, low2: int, h0: Any, h1: Any, h2: Any, w0: Any, w1: Any,
+                   w2: Any, count: int, out: wp.array3d(dtype=Any)):
     """out[cell + m] = $\\sum_a w_a(J_a[\\text{cell} + m] - h_a J_a[\\text{low}_a + m])$ for
-    m < count: the upper face minus the lower face of each axis (``h_a`` = 0 drops it)."""
+    m < count: the upper face minus the lower face of each axis (``h_a`` = 0 drops it); $J_a$
+    starts at face offset ``a n_cells``."""
     ...
 
 
@@ -218,23 +221,27 @@ def laplacian_kernel(
 ):
     """out = $\\Delta_h c$ (3-point per axis; no-flux axes mirror). Reads c; writes out."""
     i, j, k_first, k_end = row_cells(first + wp.tid(), row, shape)
+    # flat offsets of the starts of this row and of its neighbour rows along axes 0 and 1
     here = row_start(i, j, shape)
-    i_lo = row_start(neighbour(i, shape[0], periodic_axes[0], -1), j, shape)
-    i_hi = row_start(neighbour(i, shape[0], periodic_axes[0], 1), j, shape)
-    j_lo = row_start(i, neighbour(j, shape[1], periodic_axes[1], -1), shape)
-    j_hi = row_start(i, neighbour(j, shape[1], periodic_axes[1], 1), shape)
+    row_i_lo = row_start(neighbour(i, shape[0], periodic_axes[0], -1), j, shape)
+    row_i_hi = row_start(neighbour(i, shape[0], periodic_axes[0], 1), j, shape)
+    row_j_lo = row_start(i, neighbour(j, shape[1], periodic_axes[1], -1), shape)
+    row_j_hi = row_start(i, neighbour(j, shape[1], periodic_axes[1], 1), shape)
     w0, w1, w2 = q[2] * q[2], q[3] * q[3], q[4] * q[4]
     last = shape[2] - 1
     k = wp.max(k_first, 1)
-    laplacian_run(c, here + k, i_lo + k, i_hi + k, j_lo + k, j_hi + k, here + k - 1,
-                  here + k + 1, wp.min(k_end, last) - k, w0, w1, w2, out)
-    for end in range(2):  # the first and last cells, whose neighbours wrap or mirror
-        k = last * end
-        if (end == 0 and k_first == 0) or (end == 1 and k_end == shape[2]):
-            laplacian_run(c, here + k, i_lo + k, i_hi + k, j_lo + k, j_hi + k,
-                          here + neighbour(k, shape[2], periodic_axes[2], -1),
-                          here + neighbour(k, shape[2], periodic_axes[2], 1), 1, w0, w1, w2,
-                          out)
+    stop = wp.min(k_end, last)
+    if k < stop:  # cells 1 .. last - 1: both last-axis neighbours in the row
+        laplacian_run(c, here + k, row_i_lo + k, row_i_hi + k, row_j_lo + k, row_j_hi + k,
+                      here + k - 1, here + k + 1, stop - k, w0, w1, w2, out)
+    if k_first == 0:  # the first cell: its lower neighbour wraps or mirrors
+        laplacian_run(c, here, row_i_lo, row_i_hi, row_j_lo, row_j_hi,
+                      here + neighbour(0, shape[2], periodic_axes[2], -1),
+                      here + neighbour(0, shape[2], periodic_axes[2], 1), 1, w0, w1, w2, out)
+    if k_end == shape[2] and last > 0:  # the last cell: its upper neighbour wraps or mirrors
+        laplacian_run(c, here + last, row_i_lo + last, row_i_hi + last, row_j_lo + last,
+                      row_j_hi + last, here + last - 1,
+                      here + neighbour(last, shape[2], periodic_axes[2], 1), 1, w0, w1, w2, out)
 
 
 @wp.kernel
@@ -296,20 +303,22 @@ def face_flux_kernel(
     untouched)."""
     i, j, k_first, k_end = row_cells(first + wp.tid(), row, shape)
     here = row_start(i, j, shape)
-    cells = shape[0] * shape[1] * shape[2]
+    n_cells = shape[0] * shape[1] * shape[2]
     last = shape[2] - 1
     stop = wp.min(k_end, last)
     for axis in range(3):
         if shape[axis] > 1:
             i_hi, j_hi, dk = upper_row(axis, i, j, shape, periodic_axes)
-            upper = row_start(i_hi, j_hi, shape)
-            faces = axis * cells + here
-            flux_run(kind, c, lap, T_face, mobility, thermal, p, q[0], here + k_first,
-                     upper + k_first + dk, faces + k_first, stop - k_first, flux)
-            if k_end == shape[2]:
+            upper_row_start = row_start(i_hi, j_hi, shape)
+            face_row_start = axis * n_cells + here
+            if k_first < stop:  # faces of cells 0 .. last - 1: upper cells at a fixed offset
+                flux_run(kind, c, lap, T_face, mobility, thermal, p, q[0], here + k_first,
+                         upper_row_start + k_first + dk, face_row_start + k_first,
+                         stop - k_first, flux)
+            if k_end == shape[2]:  # the last cell's face: along axis 2 it wraps or mirrors
                 flux_run(kind, c, lap, T_face, mobility, thermal, p, q[0], here + last,
-                         upper + upper_end(axis, last, shape, periodic_axes), faces + last, 1,
-                         flux)
+                         upper_row_start + upper_end(axis, last, shape, periodic_axes),
+                         face_row_start + last, 1, flux)
 
 
 @wp.kernel
@@ -327,11 +336,11 @@ def divergence_kernel(
     flux. Reads flux; writes out."""
     i, j, k_first, k_end = row_cells(first + wp.tid(), row, shape)
     here = row_start(i, j, shape)
-    cells = shape[0] * shape[1] * shape[2]
+    n_cells = shape[0] * shape[1] * shape[2]
     zero, one = type(scale)(0.0), type(scale)(1.0)
     # lower faces along axes 0 and 1: the neighbour row's, absent (weight 0) at no-flux walls
-    i_lo = row_start(neighbour(i, shape[0], periodic_axes[0], -1), j, shape)
-    j_lo = row_start(i, neighbour(j, shape[1], periodic_axes[1], -1), shape)
+    row_i_lo = row_start(neighbour(i, shape[0], periodic_axes[0], -1), j, shape)
+    row_j_lo = row_start(i, neighbour(j, shape[1], periodic_axes[1], -1), shape)
     has_i_lo, has_j_lo = one, one
     if periodic_axes[0] == 0 and i == 0:
         has_i_lo = zero
@@ -339,14 +348,15 @@ def divergence_kernel(
         has_j_lo = zero
     w0, w1, w2 = -scale * q[2], -scale * q[3], -scale * q[4]
     k = wp.max(k_first, 1)
-    divergence_run(flux, cells, here + k, i_lo + k, j_lo + k, here + k - 1, has_i_lo, has_j_lo,
-                   one, w0, w1, w2, k_end - k, out)
-    if k_first == 0:  # the lower face of the first cell wraps, or is a wall
+    if k < k_end:  # cells 1 .. last: the lower face along axis 2 is the previous cell's
+        divergence_run(flux, n_cells, here + k, row_i_lo + k, row_j_lo + k, here + k - 1,
+                       has_i_lo, has_j_lo, one, w0, w1, w2, k_end - k, out)
+    if k_first == 0:  # the first cell: its lower face along axis 2 wraps, or is a wall
         has_k_lo = zero
         if periodic_axes[2] != 0:
             has_k_lo = one
-        divergence_run(flux, cells, here, i_lo, j_lo, here + shape[2] - 1, has_i_lo, has_j_lo,
-                       has_k_lo, w0, w1, w2, 1, out)
+        divergence_run(flux, n_cells, here, row_i_lo, row_j_lo, here + shape[2] - 1, has_i_lo,
+                       has_j_lo, has_k_lo, w0, w1, w2, 1, out)
 
 
 ADD_RUN = """
@@ -427,9 +437,15 @@ class RowLaunch:
     On the CPU the rows are split into ``chunks`` contiguous ranges launched concurrently from
     a pool of host threads (Warp runs one CPU launch on one core; a launch releases the GIL):
     ``threads`` of them (at most one per row), by default one per available core while chunks
-    keep about :data:`MIN_CELLS_PER_THREAD` cells. Chunks write disjoint cells, so the result
-    does not depend on the thread count. ``row`` and the chunk's first thread index are appended to
-    every launch's inputs, and the chunk's index too for reductions (``chunk_slot``).
+    keep about :data:`MIN_CELLS_PER_THREAD` cells, or :data:`MIN_CELLS_PER_STREAMING_THREAD`
+    for a kernel launched with ``streaming=True`` (little arithmetic per byte moved: the cores
+    share the memory bandwidth). Chunks write disjoint cells, so the result does not depend on
+    the thread count. ``row`` and the chunk's first thread index are appended to every
+    launch's inputs, and the chunk's index too for reductions (``chunk_slot``; those use
+    ``chunks``).
+
+    The kernels address contiguous arrays by 32-bit flat offsets, so a grid has at most
+    ``MAX_OFFSET // 3`` cells (a ValueError beyond).
     """
 
     def __init__(self, shape3: tuple[int, int, int], device: str, dtype: type,
@@ -437,36 +453,43 @@ class RowLaunch:
         self.dtype, self.device = dtype, device
         self.shape = wp.vec3i(*shape3)
         cells = shape3[0] * shape3[1] * shape3[2]
-        if 3 * cells >= 2**31:
+        if 3 * cells > MAX_OFFSET:
             raise ValueError(f"a grid of {cells} cells is too large: the kernels' 32-bit face "
-                             f"offsets allow fewer than {2**31 // 3}")
+                             f"offsets allow at most {MAX_OFFSET // 3}")
         on_cpu = wp.get_device(device).is_cpu
         per_cell = not on_cpu if per_cell is None else per_cell
         self.row = 1 if per_cell else shape3[2]
-        blocks = cells // self.row
-        if not on_cpu:
-            threads = 1
-        elif threads is None:
-            threads = min(available_cores(), max(1, cells // MIN_CELLS_PER_THREAD))
-        if int(threads) != threads or threads < 1:
+        if threads is not None and (int(threads) != threads or threads < 1):
             raise ValueError(f"threads={threads} must be a whole number >= 1")
-        count = min(int(threads), blocks)
-        bounds = [blocks * k // count for k in range(count + 1)]
-        self.chunks = [(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        blocks = cells // self.row
+
+        def split(min_cells: int) -> list[tuple[int, int]]:
+            if not on_cpu:
+                count = 1
+            elif threads is None:
+                count = min(available_cores(), max(1, cells // min_cells))
+            else:
+                count = min(int(threads), blocks)
+            bounds = [blocks * k // count for k in range(count + 1)]
+            return [(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+        self.chunks = split(MIN_CELLS_PER_THREAD)
+        self.streaming_chunks = split(MIN_CELLS_PER_STREAMING_THREAD)
 
     def __call__(self, kernel: wp.Kernel, inputs: list, outputs: list,
-                 chunk_slot: bool = False) -> None:
+                 chunk_slot: bool = False, streaming: bool = False) -> None:
+        chunks = self.streaming_chunks if streaming and not chunk_slot else self.chunks
+
         def run(index: int) -> None:
-            first, count = self.chunks[index]
+            first, count = chunks[index]
             extra = [self.row, first, index] if chunk_slot else [self.row, first]
             launch(kernel, self.dtype, dim=count, inputs=[*inputs, *extra], outputs=outputs,
                    device=self.device)
 
-        if len(self.chunks) == 1:
+        if len(chunks) == 1:
             run(0)
             return
-        pending = [host_pool(len(self.chunks) - 1).submit(run, k)
-                   for k in range(1, len(self.chunks))]
+        pending = [host_pool(len(chunks) - 1).submit(run, k) for k in range(1, len(chunks))]
         try:
             run(0)
         finally:  # no chunk may still write the outputs when this returns or raises
@@ -475,10 +498,18 @@ class RowLaunch:
             job.result()
 
 
+MAX_OFFSET = 2**31 - 1
+"""Largest flat offset the kernels address (int32): a grid has at most a third of it in cells."""
+
 MIN_CELLS_PER_THREAD = 131072
 """Fewest cells a CPU chunk gets by default: handing a launch to another host thread costs
 about 0.1 ms, more than splitting a smaller chunk saves (measured on a 2-core x86_64 VM: at
 256^2 two threads were slower than one, at 512^2 faster)."""
+
+MIN_CELLS_PER_STREAMING_THREAD = 1 << 20
+"""The same for streaming kernels (Laplacian, divergence, c += delta), which two cores of that
+VM run little faster than one: at 512^2 and 64^3 splitting them was slower (the Laplacian 0.21
+against 0.31 ms at 512^2), at 128^3 faster (3.4 against 2.0 ms)."""
 
 
 def available_cores() -> int:

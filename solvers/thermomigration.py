@@ -300,23 +300,30 @@ class ThermomigrationSolver:
 
     # --------------------------------------------------------------------------- operators
 
+    def _require_cells(self, **arrays: wp.array) -> None:
+        """ValueError naming the first array that is not a contiguous cell field (the kernels
+        address them as flat memory)."""
+        for name, array in arrays.items():
+            require(array.is_contiguous and tuple(array.shape) == self._shape3,
+                    f"{name} must be a contiguous array of shape {self._shape3}, got "
+                    f"shape {tuple(array.shape)}{'' if array.is_contiguous else ' (strided)'}")
+
     def rhs(self, c: wp.array, scale: float = 1.0, out: wp.array | None = None) -> wp.array:
         """``scale`` $\\cdot R(c)$, $R = -\\nabla_h\\cdot\\tilde J$ the scaled rate
         $\\partial c/\\partial\\tilde t$ (``scale`` = $\\Delta t$: the Euler increment), into
         ``out`` if given, else a new array; ``c`` and ``out`` contiguous and shaped as
-        :meth:`to_warp` gives (the kernels address them as flat memory)."""
+        :meth:`to_warp` gives."""
         out = wp.empty_like(c) if out is None else out
-        for name, array in (("c", c), ("out", out)):
-            require(array.is_contiguous and tuple(array.shape) == self._shape3,
-                    f"{name} must be a contiguous array of shape {self._shape3}, got "
-                    f"shape {tuple(array.shape)}{'' if array.is_contiguous else ' (strided)'}")
+        self._require_cells(c=c, out=out)
         shape, periodic_axes = self._launch.shape, self.periodic_axes
-        self._launch(laplacian_kernel, [c, self._q, shape, periodic_axes], [self._lap])
+        self._launch(laplacian_kernel, [c, self._q, shape, periodic_axes], [self._lap],
+                     streaming=True)
         self._launch(face_flux_kernel,
                      [c, self._lap, *self._faces, self._p, self._q, int(self.free_energy.kind),
                       shape, periodic_axes], [self._flux])
         self._launch(divergence_kernel,
-                     [self._flux, self._q, shape, periodic_axes, self.dtype(scale)], [out])
+                     [self._flux, self._q, shape, periodic_axes, self.dtype(scale)], [out],
+                     streaming=True)
         return out
 
     def mobility_bound(self, c: np.ndarray) -> float:
@@ -347,7 +354,8 @@ class ThermomigrationSolver:
 
     def _advance(self, c: wp.array, delta: wp.array) -> None:
         """$c \\leftarrow c + \\delta$ in place."""
-        self._launch(add_kernel, [delta], [c])
+        self._require_cells(c=c, delta=delta)
+        self._launch(add_kernel, [delta], [c], streaming=True)
 
     def _checked(self, c: wp.array, step: int, t: float, last_good: tuple) -> np.ndarray:
         """``c`` as NumPy, or :class:`BlowUpError` at ``step`` (time ``t`` [s]) if not finite."""
