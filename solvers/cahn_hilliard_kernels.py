@@ -441,8 +441,8 @@ class RowLaunch:
     for a kernel launched with ``streaming=True`` (little arithmetic per byte moved: the cores
     share the memory bandwidth). Chunks write disjoint cells, so the result does not depend on
     the thread count. ``row`` and the chunk's first thread index are appended to every
-    launch's inputs, and the chunk's index too for reductions (``chunk_slot``; those use
-    ``chunks``).
+    launch's inputs, and the chunk's index too for reductions (``chunk_slot``, launched over
+    ``chunks``: one output slot each).
 
     The kernels address contiguous arrays by 32-bit flat offsets, so a grid has at most
     ``MAX_OFFSET // 3`` cells (a ValueError beyond).
@@ -478,7 +478,7 @@ class RowLaunch:
 
     def __call__(self, kernel: wp.Kernel, inputs: list, outputs: list,
                  chunk_slot: bool = False, streaming: bool = False) -> None:
-        chunks = self.streaming_chunks if streaming and not chunk_slot else self.chunks
+        chunks = self.streaming_chunks if streaming else self.chunks
 
         def run(index: int) -> None:
             first, count = chunks[index]

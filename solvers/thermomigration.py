@@ -245,8 +245,6 @@ class ThermomigrationSolver:
         self._kappa_scaled = self.kappa / (self.units.energy * self.units.length**2)
         self._q = self._array([self._kappa_scaled, self.heat_of_transport / self.units.energy,
                                *inv_dx])
-        require(threads is None or (int(threads) == threads and threads >= 1),
-                f"threads={threads} must be a whole number >= 1")
         self._shape3 = (1,) * padding + tuple(grid.shape)
         self._launch = RowLaunch(self._shape3, self.device, self.dtype, threads=threads)
         self._faces = [wp.zeros((3, *self._shape3), dtype=self.dtype, device=self.device)
