@@ -150,3 +150,50 @@ def test_teng_case_errors_name_the_key():
         load_case(path, ["variant=gpu"])
     with pytest.raises(ValueError, match="supports pde.name heat, allen_cahn, burgers"):
         load_case(path, ["pde.name=convection", "pde.beta=1.0"])
+
+
+def test_outer_product_jacobian_matches_autodiff():
+    teng = make("euler")
+    assert teng._outer_jacobian is not None
+    X = teng.sample(300)
+    columns = torch.randperm(teng.theta.numel())[:100]
+    outer = teng.jacobian(teng.theta, X, columns)
+    teng._outer_jacobian = None  # the vmap(jacrev) path
+    assert torch.allclose(outer, teng.jacobian(teng.theta, X, columns), rtol=1e-13, atol=1e-15)
+
+
+class Scaled(torch.nn.Module):
+    """A network with a parameter outside its linear layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = PeriodicMLP(1, 1, width=8, depth=2)
+        self.scale = torch.nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, x):
+        return self.scale * self.inner(x)
+
+
+class Shared(torch.nn.Module):
+    """A network that applies one linear layer twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+
+    def forward(self, x):
+        return self.layer(torch.tanh(self.layer(x)))
+
+
+@pytest.mark.parametrize("network", [Scaled, Shared])
+def test_jacobian_of_other_networks_falls_back_to_autodiff(network):
+    torch.manual_seed(0)
+    teng = TENG(network(), TENGPDE("heat", 0.1), points=32, dim=1)
+    assert teng._outer_jacobian is None
+    X = teng.sample(32)
+    columns = torch.arange(teng.theta.numel())
+    J = teng.jacobian(teng.theta, X, columns)
+    step = 1e-6 * torch.eye(teng.theta.numel(), dtype=torch.float64)
+    difference = torch.stack([(teng.value(teng.theta + e, X) - teng.value(teng.theta - e, X))
+                              / 2e-6 for e in step], dim=1)
+    assert torch.allclose(J, difference, atol=1e-8)
