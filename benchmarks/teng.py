@@ -30,7 +30,7 @@ import torch
 
 from physml.cases.schema import load_case
 from physml.cases.teng_runner import Reference, build_teng, initial_condition
-from physml.train.teng import gram_least_squares, svd_least_squares
+from physml.train.least_squares import GramSolver, SVDSolver
 
 CASES = Path(__file__).parents[1] / "cases"
 PROBLEMS = ("heat", "allen_cahn", "burgers")
@@ -128,10 +128,10 @@ def compare_solvers(case, theta0: torch.Tensor, repeats: int = 3) -> dict:
     J = teng.jacobian(teng.theta, X, columns)
     r = target - teng.value(teng.theta, X)
     result = {"samples": J.shape[0], "columns": J.shape[1]}
-    for name, solve in (("dense_svd", svd_least_squares), ("gram", gram_least_squares)):
+    for name, kind in (("dense_svd", SVDSolver), ("gram", GramSolver)):
         started = time.perf_counter()
         for _ in range(repeats):
-            delta = solve(J, r)
+            delta = kind([J], r).solve()
         result[f"{name}_s"] = (time.perf_counter() - started) / repeats
         result[f"{name}_relative_residual"] = float((J @ delta - r).norm() / r.norm())
     result["speedup"] = result["dense_svd_s"] / result["gram_s"]

@@ -6,13 +6,8 @@ import pytest
 import torch
 
 from physml.models import PeriodicMLP
-from physml.train.teng import (
-    MIN_DAMPING,
-    TENG,
-    TENGPDE,
-    gram_least_squares,
-    svd_least_squares,
-)
+from physml.train.least_squares import GramSolver, SVDSolver
+from physml.train.teng import TENG, TENGPDE
 
 
 def u0(X):
@@ -59,12 +54,41 @@ def test_heun_reaches_1e5_and_beats_euler(initial_state):
     assert euler > 10 * heun
 
 
-def test_gram_and_svd_least_squares_agree():
+@pytest.mark.parametrize("n, m", [(200, 50), (50, 200)])  # over- and under-determined
+def test_gram_and_svd_least_squares_agree(n, m):
     gen = torch.Generator().manual_seed(1)
-    for n, m in ((200, 50), (50, 200)):  # over- and under-determined
-        J = torch.randn(n, m, generator=gen, dtype=torch.float64)
-        r = torch.randn(n, generator=gen, dtype=torch.float64)
-        assert torch.allclose(gram_least_squares(J, r), svd_least_squares(J, r), atol=1e-10)
+    J = torch.randn(n, m, generator=gen, dtype=torch.float64)
+    r = torch.randn(n, generator=gen, dtype=torch.float64)
+    gram, svd = GramSolver(torch.split(J, 64), r), SVDSolver([J], r)
+    assert torch.allclose(gram.solve(), svd.solve(), atol=1e-10)
+    assert torch.allclose(gram.solve(), GramSolver([J], r).solve(), atol=1e-12)
+    for solver in (gram, svd):  # damping shortens the step
+        assert solver.solve(1.0).norm() < 0.9 * solver.solve().norm()
+
+
+def test_gram_solver_in_parameter_space_keeps_no_block():
+    """The Jacobian is never held in one piece: every block is freed once accumulated."""
+    import gc
+    import weakref
+
+    gen = torch.Generator().manual_seed(2)
+    J = torch.randn(1000, 30, generator=gen, dtype=torch.float64)
+    r = torch.randn(1000, generator=gen, dtype=torch.float64)
+    alive = []
+
+    def blocks():
+        for start in range(0, 1000, 100):
+            block = J[start : start + 100].clone()
+            alive.append(weakref.ref(block))
+            yield block
+
+    solver = GramSolver(blocks(), r)
+    gc.collect()
+    assert len(alive) == 10 and all(ref() is None for ref in alive)
+    assert torch.allclose(solver.solve(), torch.linalg.lstsq(J, r[:, None]).solution[:, 0],
+                          atol=1e-12)
+    with pytest.raises(ValueError, match="cover 100 rows, the residual has 1000"):
+        GramSolver([J[:100]], r)
 
 
 def test_fit_damps_an_update_that_would_raise_the_residual():
@@ -75,8 +99,8 @@ def test_fit_damps_an_update_that_would_raise_the_residual():
     target = torch.sign(torch.sin(3 * X[:, 0]))  # far from the network's tangent space
     start = float((target - teng.value(teng.theta, X)).norm())
     columns = torch.arange(teng.theta.numel())
-    plain = teng.theta + teng.least_squares(teng.jacobian(teng.theta, X, columns),
-                                            target - teng.value(teng.theta, X), MIN_DAMPING)
+    plain = teng.theta + teng.least_squares(teng.theta, X, columns,
+                                            target - teng.value(teng.theta, X)).solve()
     assert float((target - teng.value(plain, X)).norm()) > 100 * start  # Gauss-Newton overshoots
     fitted = teng.fit(teng.theta, X, target)
     assert float((target - teng.value(fitted, X)).norm()) < 0.99 * start

@@ -21,27 +21,20 @@ $\lambda\|\delta\|^2$, $\lambda$ growing 100-fold (Levenberg–Marquardt, :meth:
 without it, one overshooting Gauss–Newton step of a small network on Burgers sent the
 parameters from norm 14 to 5e5 and the error to 25.
 
-The least-squares solve (``solver``):
-
-* ``"dense"``: the thin SVD of $J_S$, singular values below $10^{-10}\sigma_1$ dropped (the rule
-  of LAPACK's ``gelsd``; ``torch.linalg.lstsq``'s CPU default, pivoted QR without a useful
-  cut-off, lost three orders of accuracy on these ill-conditioned Jacobians) and Tikhonov
-  filter factors for the damping, cost $O(n|S|\min(n,|S|))$ with a large constant;
-* ``"gram"``: the smaller Gram matrix, Cholesky in float64 with the damping $\lambda$ as a
-  relative jitter (at least $10^{-12}\operatorname{tr}/m$) and one step of iterative
-  refinement: sample space
-  $\delta = J_S^\top(J_SJ_S^\top)^{-1}r$ when $n < |S|$ (Woodbury/SPRING form), parameter space
-  $\delta = (J_S^\top J_S)^{-1}J_S^\top r$ otherwise; cost one GEMM ($O(n|S|\min(n,|S|))$) and a
-  Cholesky of size $\min(n, |S|)$;
-* ``"auto"``: ``"gram"``.
+The least-squares solve (``solver``, :mod:`physml.train.least_squares`): ``"dense"``, the thin
+SVD of $J_S$ with small singular values dropped; ``"gram"``, Cholesky of the smaller Gram
+matrix ($J_S^\top J_S$, or $J_SJ_S^\top$ in sample space when $n < |S|$: the Woodbury/SPRING
+form) with one refinement step; ``"auto"``: ``"gram"``.
 
 Memory: $J_S$ is built in chunks of ``chunk`` points. For networks of linear layers (the
 MLPs here) a chunk costs one forward and one backward pass, $O(\text{chunk}\cdot w L)$ for
-width $w$ and depth $L$, and writes its $|S|$ columns straight into $J_S$
-(:mod:`physml.train.jacobian`); for other networks it holds its full Jacobian
-$O(\text{chunk}\cdot p)$ and keeps the sampled columns. The peak is $O(n|S|)$ plus that,
-never $O(np)$ (512² points x 1500 columns is 3.1 GB in float64). The Gram solve adds
-$O(\min(n,|S|)^2)$.
+width $w$ and depth $L$, plus its $\text{chunk}\cdot|S|$ columns (:mod:`physml.train.jacobian`);
+for other networks it holds its full Jacobian, $O(\text{chunk}\cdot p)$. The Gram solve in
+parameter space ($n \ge |S|$, the paper-scale cases) accumulates $J_S^\top J_S$ and
+$J_S^\top r$ chunk by chunk, so $J_S$ never exists in one piece: the peak is
+$O(|S|^2 + \text{chunk}\cdot|S|)$ floats, whatever $n$ (512² points x 1500 columns would be
+3.1 GB in float64; its Gram matrix is 18 MB). In sample space $J_S$ is kept, $O(n|S|)$ with
+$n < |S|$, no more than the Gram matrix of the other side. The dense SVD solve holds $J_S$.
 
 The initial condition is fitted by Levenberg–Marquardt with variable projection on all
 parameters (:meth:`TENG.fit_initial`), down to ``tolerance`` (1e-10) on its points where the
@@ -53,8 +46,7 @@ linearly and slowly, measured on fresh points: 1.4e-6 after 400 iterations, 2.0e
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -63,10 +55,10 @@ from torch.func import functional_call, jacrev, vmap
 
 from ..solvers.timestepping import Tableau, tableau
 from .jacobian import LinearLayerJacobian
+from .least_squares import MIN_DAMPING, GramSolver, SVDSolver
 
 PDES = ("heat", "allen_cahn", "burgers")
-RCOND = 1e-10  # singular values below RCOND * the largest are dropped by the dense solve
-MIN_DAMPING, MAX_DAMPING = 1e-12, 1e2  # Tikhonov damping of a fit update, relative (see fit)
+MAX_DAMPING = 1e2  # largest relative Tikhonov damping of a fit update (see fit)
 
 
 @dataclass(frozen=True)
@@ -174,34 +166,34 @@ class TENG:
             parts.append(self.pde.rhs(u, g, lap).detach())
         return torch.cat(parts)
 
-    def jacobian(self, theta: torch.Tensor, X: torch.Tensor, columns: torch.Tensor):
-        """$\\partial u_\\theta(X)/\\partial\\theta_S$ for the parameter indices ``columns``:
-        shape (n, |S|), built chunk by chunk (see the memory note in the module docstring):
-        by outer products for networks of linear layers (:mod:`physml.train.jacobian`), else
-        by ``vmap(jacrev)``."""
+    def jacobian_blocks(self, theta: torch.Tensor, X: torch.Tensor,
+                        columns: torch.Tensor) -> Iterator[torch.Tensor]:
+        """$\\partial u_\\theta(X)/\\partial\\theta_S$ for the parameter indices ``columns``, in
+        row blocks of at most ``chunk`` points, shape (chunk, |S|) each (see the memory note in
+        the module docstring): by outer products for networks of linear layers
+        (:mod:`physml.train.jacobian`), else by ``vmap(jacrev)``."""
         if self._outer_jacobian is not None:
             params = self._params(theta)
-            J = torch.empty(columns.numel(), X.shape[0], dtype=X.dtype, device=X.device)
-            for start in range(0, X.shape[0], self.chunk):
-                stop = min(start + self.chunk, X.shape[0])
-                self._outer_jacobian.transposed(params, X[start:stop], columns, J[:, start:stop])
-            return J.T
-        jac = vmap(jacrev(self._scalar, argnums=0), in_dims=(None, 0))
-        return torch.cat([jac(theta, x)[:, columns].detach() for x in torch.split(X, self.chunk)])
+            for x in torch.split(X, self.chunk):
+                block = torch.empty(columns.numel(), x.shape[0], dtype=x.dtype, device=x.device)
+                self._outer_jacobian.transposed(params, x, columns, block)
+                yield block.T
+        else:
+            jac = vmap(jacrev(self._scalar, argnums=0), in_dims=(None, 0))
+            for x in torch.split(X, self.chunk):
+                yield jac(theta, x)[:, columns].detach()
+
+    def jacobian(self, theta: torch.Tensor, X: torch.Tensor, columns: torch.Tensor):
+        """The blocks of :meth:`jacobian_blocks` in one piece, shape (n, |S|)."""
+        return torch.cat(list(self.jacobian_blocks(theta, X, columns)))
 
     # -- least squares ------------------------------------------------------------------
-    def least_squares(self, J: torch.Tensor, r: torch.Tensor, damping: float) -> torch.Tensor:
-        """$\\arg\\min_\\delta\\|J\\delta - r\\|^2 + \\lambda\\|\\delta\\|^2$ by the configured
-        solver (timed), $\\lambda$ = ``damping`` times the mean diagonal of the smaller Gram
-        matrix."""
-        started = time.perf_counter()
-        if self.solver == "dense":
-            delta = svd_least_squares(J, r, damping=damping)
-        else:
-            delta = gram_least_squares(J, r, damping=damping)
-        self.solve_seconds += time.perf_counter() - started
-        self.solves += 1
-        return delta
+    def least_squares(self, theta: torch.Tensor, X: torch.Tensor, columns: torch.Tensor,
+                      r: torch.Tensor) -> GramSolver | SVDSolver:
+        """The configured solver of $\\min_\\delta\\|J_S\\delta - r\\|$ at ``theta`` on ``X``,
+        factored and ready to :meth:`~GramSolver.solve` for any damping."""
+        kind = SVDSolver if self.solver == "dense" else GramSolver
+        return kind(self.jacobian_blocks(theta, X, columns), r)
 
     def fit(self, theta: torch.Tensor, X: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``iterations`` sub-sampled Gauss–Newton updates of ``theta`` towards ``target``.
@@ -215,14 +207,17 @@ class TENG:
         for _ in range(self.iterations):
             columns = torch.randperm(p, generator=self.generator)[: self.subsample].to(self.device)
             r = target - self.value(theta, X)
-            J, residual, damping = self.jacobian(theta, X, columns), float(r.norm()), MIN_DAMPING
+            solver = self.least_squares(theta, X, columns, r)
+            residual, damping = float(r.norm()), MIN_DAMPING
             while damping <= MAX_DAMPING:
                 trial = theta.clone()
-                trial[columns] += self.least_squares(J, r, damping)
+                trial[columns] += solver.solve(damping)
+                self.solves += 1
                 if float((target - self.value(trial, X)).norm()) < residual:
                     theta = trial
                     break
                 damping *= 100
+            self.solve_seconds += solver.seconds
         return theta
 
     def sample(self, n: int) -> torch.Tensor:
@@ -313,47 +308,6 @@ class TENG:
         self.theta = theta
         test = self.sample(points)
         return _relative(self.value(theta, test) - u0(test), u0(test))
-
-
-def gram_least_squares(J: torch.Tensor, r: torch.Tensor, damping: float = MIN_DAMPING
-                       ) -> torch.Tensor:
-    """Damped least squares $\\min\\|J\\delta - r\\|^2 + \\lambda\\|\\delta\\|^2$ through the
-    smaller Gram matrix (Cholesky, one refinement step).
-
-    $n < m$: $\\delta = J^\\top y$, $(JJ^\\top + \\lambda I)y = r$ (the minimum-norm solution as
-    $\\lambda \\to 0$); otherwise $(J^\\top J + \\lambda I)\\delta = J^\\top r$. $\\lambda$ =
-    ``damping`` times the mean diagonal. Refinement repeats the solve on the remaining residual
-    $r - J\\delta$ (iterated Tikhonov).
-    """
-    n, m = J.shape
-    sample_space = n < m
-    G = J @ J.T if sample_space else J.T @ J
-    jitter = damping * G.diagonal().mean().clamp_min(torch.finfo(G.dtype).tiny)
-    G.diagonal().add_(jitter)
-    factor, info = torch.linalg.cholesky_ex(G)
-    if int(info) != 0:
-        return torch.linalg.lstsq(J, r[:, None]).solution[:, 0]
-
-    def solve(rhs: torch.Tensor) -> torch.Tensor:
-        if sample_space:
-            return J.T @ torch.cholesky_solve(rhs[:, None], factor)[:, 0]
-        return torch.cholesky_solve((J.T @ rhs)[:, None], factor)[:, 0]
-
-    delta = solve(r)
-    return delta + solve(r - J @ delta)
-
-
-def svd_least_squares(J: torch.Tensor, r: torch.Tensor, rcond: float = RCOND,
-                      damping: float = 0.0) -> torch.Tensor:
-    r"""Least squares by the thin SVD, singular values below ``rcond`` times the largest dropped
-    (LAPACK ``gelsd``'s rule, on CPU and CUDA alike), with Tikhonov filter factors
-    $s/(s^2 + \lambda)$, $\lambda$ = ``damping`` times $\lVert J\rVert_F^2/\min(n, m)$ (the
-    mean diagonal of the smaller Gram matrix): $O(nm\min(n,m))$."""
-    U, S, Vh = torch.linalg.svd(J, full_matrices=False)
-    keep = S > rcond * S[0]
-    S = S[keep]
-    lam = damping * float(S.square().sum()) / min(J.shape)
-    return Vh[keep].T @ ((U[:, keep].T @ r) * S / (S.square() + lam))
 
 
 def _relative(error: torch.Tensor, reference: torch.Tensor) -> float:
