@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from itertools import chain
 
 import torch
 
@@ -42,33 +43,30 @@ class GramSolver:
     """Damped least squares through the smaller Gram matrix; see the module docstring."""
 
     def __init__(self, blocks: Iterable[torch.Tensor], r: torch.Tensor) -> None:
-        self.seconds = 0.0
-        self.J: torch.Tensor | None = None
-        self.r = r
-        G = c = None
-        offset, blocks = 0, iter(blocks)
-        for block in blocks:
-            started = time.perf_counter()
-            if G is None:
-                m = block.shape[1]
-                self.sample_space = r.numel() < m
-                if self.sample_space:
-                    self.J = torch.cat([block, *blocks])
-                    G = self.J @ self.J.T
-                    self.seconds += time.perf_counter() - started
-                    break
-                G = torch.zeros(m, m, dtype=block.dtype, device=block.device)
-                c = torch.zeros(m, dtype=block.dtype, device=block.device)
-            rows = r[offset : offset + block.shape[0]]
-            G.addmm_(block.T, block)
-            c.addmv_(block.T, rows)
-            offset += block.shape[0]
-            self.seconds += time.perf_counter() - started
-        if G is None:
+        blocks = iter(blocks)
+        first = next(blocks, None)
+        if first is None:
             raise ValueError("GramSolver needs at least one block of the Jacobian")
-        if not self.sample_space and offset != r.numel():
-            raise ValueError(f"the Jacobian's blocks cover {offset} rows, the residual has "
-                             f"{r.numel()}")
+        m = first.shape[1]
+        self.sample_space, self.r, self.J, self.seconds = r.numel() < m, r, None, 0.0
+        if self.sample_space:
+            self.J = torch.cat([first, *blocks])
+            started = time.perf_counter()
+            G, c = self.J @ self.J.T, None
+            self.seconds += time.perf_counter() - started
+        else:
+            G = torch.zeros(m, m, dtype=first.dtype, device=first.device)
+            c = torch.zeros(m, dtype=first.dtype, device=first.device)
+            offset = 0
+            for block in chain([first], blocks):  # the blocks' building is not timed
+                started = time.perf_counter()
+                G.addmm_(block.T, block)
+                c.addmv_(block.T, r[offset : offset + block.shape[0]])
+                offset += block.shape[0]
+                self.seconds += time.perf_counter() - started
+            if offset != r.numel():
+                raise ValueError(f"the Jacobian's blocks cover {offset} rows, the residual has "
+                                 f"{r.numel()}")
         self.G, self.c = G, c
         self.scale = float(G.diagonal().mean().clamp_min(torch.finfo(G.dtype).tiny))
 
@@ -99,8 +97,8 @@ class SVDSolver:
 
     def __init__(self, blocks: Iterable[torch.Tensor], r: torch.Tensor,
                  rcond: float = RCOND) -> None:
-        started = time.perf_counter()
         J = torch.cat(list(blocks))
+        started = time.perf_counter()
         U, S, Vh = torch.linalg.svd(J, full_matrices=False)
         keep = S > rcond * S[0]
         self.S, self.V = S[keep], Vh[keep].T
