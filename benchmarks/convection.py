@@ -23,8 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from physml.cases.runner import build_trainer  # noqa: E402
-from physml.cases.schema import load_case  # noqa: E402
+from physml.cases.pinn import build_trainer  # noqa: E402
+from physml.cases.registry import load_case  # noqa: E402
 
 CASES = Path(__file__).parents[1] / "cases"
 METHODS = {"pinn": CASES / "convection.yaml", "lpinn": CASES / "convection_lpinn.yaml"}

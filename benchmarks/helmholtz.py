@@ -17,8 +17,8 @@ import json
 import time
 from pathlib import Path
 
-from physml.cases.runner import build_trainer
-from physml.cases.schema import load_case
+from physml.cases.pinn import build_trainer
+from physml.cases.registry import load_case
 
 CASE = Path(__file__).parents[1] / "cases" / "helmholtz.yaml"
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from physml.cases.runner import build_trainer
-from physml.cases.schema import load_case
+from physml.cases.pinn import build_trainer
+from physml.cases.registry import load_case
 
 CASE = Path(__file__).parents[1] / "cases" / "burgers.yaml"
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from physml.cases.schema import load_case
-from physml.cases.teng_runner import Reference, build_teng, initial_condition
+from physml.cases.registry import load_case
+from physml.cases.teng import Reference, build_teng, initial_condition
 from physml.train.least_squares import GramSolver, SVDSolver
 
 CASES = Path(__file__).parents[1] / "cases"
@@ -41,7 +41,7 @@ TIMES = (0.5, 1.0, 2.0, 4.0)
 
 def run_scheme(case, scheme: str, theta0: torch.Tensor, reference: Reference,
                solver: str = "auto") -> dict:
-    settings = case.training.teng.model_copy(update={"scheme": scheme, "solver": solver})
+    settings = case.training.model_copy(update={"scheme": scheme, "solver": solver})
     teng = build_teng(case.model_copy(
         update={"training": case.training.model_copy(update={"teng": settings})}))
     teng.theta = theta0.clone()
@@ -144,7 +144,7 @@ def compare_solvers(case, theta0: torch.Tensor, repeats: int = 3) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", default="cpu", help="case variant ('full': the case as is)")
-    parser.add_argument("--dt", type=float, default=None, help="override training.teng.dt")
+    parser.add_argument("--dt", type=float, default=None, help="override training.dt")
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS)
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
                         help="what to run per problem (pinn needs heun's wall time)")
@@ -154,7 +154,7 @@ def main() -> None:
     args = parser.parse_args()
     overrides = [] if args.variant == "full" else [f"variant={args.variant}"]
     if args.dt is not None:
-        overrides.append(f"training.teng.dt={args.dt}")
+        overrides.append(f"training.dt={args.dt}")
     if args.device is not None:
         overrides.append(f"device={args.device}")
     settings = {"variant": args.variant, "dt": args.dt}
@@ -165,11 +165,11 @@ def main() -> None:
             raise SystemExit(f"--resume: {args.out} holds another variant or dt; use another --out")
     for name in args.problems:
         case = load_case(CASES / f"teng_{name}.yaml", overrides)
-        print(f"{name}: dt={case.training.teng.dt} on {case.device}", flush=True)
+        print(f"{name}: dt={case.training.dt} on {case.device}", flush=True)
         entry = results["problems"].setdefault(name, {})
         theta0 = initial_parameters(case, entry, args.out.with_name(
             f"{args.out.name}.theta0-{name}.pt"), args.resume)
-        reference = Reference(case, list(TIMES), case.training.teng.dt)
+        reference = Reference(case, list(TIMES), case.training.dt)
         for part in args.parts:
             key = part if part in ("solve", "pinn") else f"teng_{part}"
             if key in entry:
@@ -196,7 +196,7 @@ def initial_parameters(case, entry: dict, path: Path, resume: bool) -> torch.Ten
         return torch.load(path, weights_only=True).to(case.device)
     teng = build_teng(case)
     started = time.perf_counter()
-    fit = case.training.teng
+    fit = case.training
     initial = teng.fit_initial(initial_condition(case), fit.initial_points,
                                max_iterations=fit.initial_iterations)
     fit_s = time.perf_counter() - started

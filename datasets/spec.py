@@ -174,12 +174,13 @@ def load_spec(spec: str | Path, samples: int | None = None) -> DatasetSpec:
         raise ValueError(f"spec {path}: {describe_error(err, DatasetSpec)}") from None
 
 
-def describe_error(err: ValidationError, root: type[BaseModel]) -> str:
+def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -> str:
     """The first problem of a validation error as 'key: message (got value)'; an unknown key
-    is named with the keys allowed in its section of ``root``."""
+    is named with the keys allowed in its section of ``root``. ``skip`` leading parts of the
+    error's location are dropped (the tag of a discriminated union)."""
     first = err.errors()[0]
-    loc = first["loc"]
-    key = ".".join(str(p) for p in loc) or "(top level)"
+    loc = first["loc"][skip:]
+    key = ".".join(str(p) for p in loc)
     if first["type"] == "extra_forbidden":
         model = root
         for part in loc[:-1]:
@@ -191,4 +192,4 @@ def describe_error(err: ValidationError, root: type[BaseModel]) -> str:
     message = first["msg"].removeprefix("Value error, ")
     received = first.get("input")
     shown = "" if isinstance(received, dict) else f" (got {received!r})"
-    return f"{key}: {message}{shown}"
+    return f"{key}: {message}{shown}" if key else f"{message}{shown}"

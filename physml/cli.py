@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
+from .progress import LOG_INTERVAL_S
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,18 +78,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
-        help="train the case of a YAML case file",
-        description="Train a case: physml run cases/burgers.yaml "
+        help="run a case file (a path, or a bundled case by name)",
+        description="Run a case: physml run cases/burgers.yaml (or: physml run burgers) "
         "[training.adam.steps=500 device=cuda ...] [--resume RUN_DIR]",
     )
-    run.add_argument("case", type=Path, help="case file")
+    run.add_argument("case", help="case file, or the name of a bundled case (physml cases)")
     run.add_argument("overrides", nargs="*", default=[], help="dotted key=value overrides")
     run.add_argument("--resume", type=Path, default=None, help="run folder to continue")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument(
+        "--log-every",
+        type=float,
+        default=LOG_INTERVAL_S,
+        help="seconds between progress lines when the output is not a terminal "
+        f"(default {LOG_INTERVAL_S:g})",
+    )
     validate = sub.add_parser("validate", help="check a case file without running it")
-    validate.add_argument("case", type=Path)
+    validate.add_argument("case", help="case file, or the name of a bundled case")
     validate.add_argument("overrides", nargs="*", default=[])
-    sub.add_parser("cases", help="list the bundled case files")
+    cases = sub.add_parser("cases", help="list the bundled case files")
+    cases.add_argument("--names", action="store_true", help="only the names, one per line")
 
     datasets = sub.add_parser("datasets", help="benchmark datasets")
     datasets_sub = datasets.add_subparsers(
@@ -278,74 +289,77 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-CASE_FOLDERS = (Path("cases"), Path(__file__).resolve().parents[1] / "cases")
-
-
 def _run_cases(args: argparse.Namespace) -> int:
-    import yaml
+    from .cases.registry import DEFAULT_KIND, KINDS, bundled_cases
+    from .datasets.spec import read_yaml_mapping
 
-    seen = {}
-    for folder in CASE_FOLDERS:
-        for path in sorted(folder.glob("*.yaml")):
-            seen.setdefault(path.name, path)
-    if not seen:
-        raise ValueError("no case files found in ./cases")
-    for path in seen.values():
-        description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
-        print(f"{path}  {description}")
+    cases = bundled_cases()
+    if args.names:
+        print("\n".join(cases))
+        return 0
+    width = max(map(len, cases))
+    for name, path in cases.items():
+        raw = read_yaml_mapping(path, "case")
+        kind = raw.get("kind", DEFAULT_KIND)
+        print(f"{name:{width}s}  {kind:15s}  {raw.get('description', '')}")
+    print("\nkinds: " + "; ".join(f"{k}: {kind.summary}" for k, kind in KINDS.items()))
+    print(f"files: {next(iter(cases.values())).parent} (run one by name: physml run NAME)")
     return 0
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from .cases.schema import load_case
+    from .cases.registry import case_kind, load_case
 
     case = load_case(args.case, args.overrides)
-    print(f"{args.case}: valid ({describe_case(case)})")
+    print(f"{args.case}: valid ({case_kind(case).describe(case)})")
     return 0
+
+
+def _load_run_case(args: argparse.Namespace):
+    """The case to run: the file with its overrides, or, with --resume, the run folder's
+    configuration (which the file with its overrides must match)."""
+    from .cases.registry import load_case
+    from .cases.run_folder import CONFIG
+
+    requested = load_case(args.case, args.overrides)
+    if args.resume is None:
+        return requested
+    if not args.resume.is_dir():
+        raise ValueError(f"--resume: folder {str(args.resume)!r} does not exist")
+    if not (args.resume / CONFIG).is_file():
+        raise ValueError(f"--resume: {str(args.resume)!r} is not a run folder (no {CONFIG}); "
+                         "nothing to resume")
+    case = load_case(args.resume / CONFIG)
+    if not requested.same_run(case):
+        raise ValueError(
+            f"--resume: {args.case} (with overrides) differs from the "
+            f"configuration of {args.resume}; resume with the same case"
+        )
+    return case
 
 
 def _run_case(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .cases.schema import load_case
+    from .cases.registry import case_kind, run_case
+    from .progress import RunProgress
 
-    _quiet_warp("cpu")
-    if args.resume is not None:
-        if not args.resume.is_dir():
-            raise ValueError(f"--resume: folder {str(args.resume)!r} does not exist")
-        if not (args.resume / "config.yaml").is_file():
-            raise ValueError(f"--resume: {str(args.resume)!r} is not a run folder (no config.yaml)")
-        case = load_case(args.resume / "config.yaml")
-        requested = load_case(args.case, args.overrides)
-        if requested != case:
-            raise ValueError(
-                f"--resume: {args.case} (with overrides) differs from the "
-                f"configuration of {args.resume}; resume with the same case"
-            )
-    else:
-        case = load_case(args.case, args.overrides)
-    from .cases.runner import new_run_folder, run_case  # PyTorch: after the case is checked
+    case = _load_run_case(args)
+    kind = case_kind(case)
+    from .cases.run_folder import new_run_folder, remove_if_empty  # after the case is checked
     from .devices import require_device
     from .errors import NonFiniteLossError
     from .solvers.errors import BlowUpError
 
+    _quiet_warp(case.device)
     require_device(case.device)
-    folder = args.resume if args.resume is not None else new_run_folder(case)
-    console = Console(stderr=True, quiet=args.quiet)
-    console.print(
-        f"[bold]physml run[/] {case.name}: {describe_case(case)} on {case.device} ({case.dtype})"
-    )
-    total = case.total_steps
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} {task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=args.quiet,
-    ) as progress:
-        task = progress.add_task(case.name, total=total, status="")
+    folder = args.resume if args.resume is not None else new_run_folder(case.name, case.output)
+    console = Console(stderr=True)
+    if not args.quiet:
+        console.print(f"[bold]physml run[/] {case.name}: {kind.describe(case)} on {case.device}"
+                      + (f" ({case.dtype})" if hasattr(case, "dtype") else ""))
+    with RunProgress(case.name, kind.total_steps(case), console, args.quiet,
+                     args.log_every) as progress:
         latest = {}
 
         def on_step(record: dict) -> None:
@@ -355,8 +369,8 @@ def _run_case(args: argparse.Namespace) -> int:
             if "loss" in record:  # optimisation steps count from 0, time steps from 1
                 done, status = record["step"] + 1, f"loss {record['loss']:.3e}"
             else:
-                done, status = record["step"], f"t {record['t']:.3f}"
-            progress.update(task, completed=done, status=status + error)
+                done, status = record["step"], f"t {record['t']:.4g}"
+            progress.update(done, status + error)
 
         try:
             folder, result = run_case(case, folder, resume=args.resume is not None,
@@ -366,66 +380,31 @@ def _run_case(args: argparse.Namespace) -> int:
             return 1
         except KeyboardInterrupt:
             progress.stop()
-            print(_interrupted(args, folder), file=sys.stderr)
+            print(_interrupted(args, folder, kind.checkpoint), file=sys.stderr)
             return 130
-        except ValueError:
-            _remove_if_empty(folder)
+        except BaseException:
+            remove_if_empty(folder)
             raise
-    if "rel_l2" not in result:
-        from .cases.thermomigration_runner import headline
-
-        print(headline(result))
-    else:
-        _print_error_summary(result)
+    print(kind.headline(result))
     outputs = ", ".join(sorted(p.name for p in folder.iterdir() if p.suffix in FIGURES_AND_DATA))
     print(f"run folder: {folder}  ({outputs})")
     return 0
 
 
-def _interrupted(args: argparse.Namespace, folder: Path) -> str:
+def _interrupted(args: argparse.Namespace, folder: Path, checkpoint: str) -> str:
     """What to tell a user who stopped a run with Ctrl-C."""
-    if not (folder / "config.yaml").is_file():
-        _remove_if_empty(folder)
-        return "physml: interrupted before the run was set up; nothing to resume"
+    from .cases.run_folder import CONFIG
+
+    if not ((folder / CONFIG).is_file() and (folder / checkpoint).is_file()):
+        shutil.rmtree(folder, ignore_errors=True)
+        return f"physml: interrupted before the first checkpoint; nothing to resume (removed " \
+               f"{folder})"
     command = shlex.join(["physml", "run", str(args.case), *args.overrides, "--resume",
                           str(folder)])
     return f"physml: interrupted; {folder} keeps the last checkpoint. Continue with:\n  {command}"
 
 
-def _remove_if_empty(folder: Path) -> None:
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-
-
-def _print_error_summary(result: dict) -> None:
-    verdict = ""
-    if result["threshold"] is not None:
-        verdict = " (target {:.0e}: {})".format(
-            result["threshold"], "reached" if result["passed"] else "missed"
-        )
-    print(
-        f"relative L2 error {result['rel_l2']:.3e}{verdict} after {result['steps']} steps, "
-        f"{result['wall_s']:.0f} s"
-    )
-
-
 FIGURES_AND_DATA = (".png", ".json", ".h5", ".gif")
-
-
-def describe_case(case) -> str:
-    """One line: the PDE, the network and the schedule."""
-    if getattr(case, "kind", None) == "thermomigration":
-        from .cases.thermomigration_runner import describe
-
-        return describe(case)
-    model = f"{case.model.kind} {case.model.width}x{case.model.depth}"
-    training = case.training
-    if training.method == "teng":
-        teng = training.teng
-        return (f"{case.pde.name}, TENG-{teng.scheme} dt={teng.dt:g}, {model}, "
-                f"{case.total_steps} time steps")
-    return (f"{case.pde.name}, {model}, {training.adam.steps} Adam + "
-            f"{training.lbfgs.steps} L-BFGS steps")
 
 
 def _quiet_warp(device: str) -> None:
@@ -471,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"physml: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (physml cases | head -1): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -126,9 +126,9 @@ def test_bad_settings():
 
 
 TINY_TENG = ["domain.y=null", "conditions.initial.kind=sine", "conditions.initial.amplitude=1.0",
-             "model.width=8", "model.depth=2", "training.teng.points=64",
-             "training.teng.subsample=64", "training.teng.iterations=2", "training.teng.dt=0.05",
-             "training.teng.initial_points=128", "training.teng.checkpoint_every=2",
+             "model.width=8", "model.depth=2", "training.points=64",
+             "training.subsample=64", "training.iterations=2", "training.dt=0.05",
+             "training.initial_points=128", "training.checkpoint_every=2",
              "domain.t=[0, 0.2]", "evaluation.nx=32", "evaluation.every=2",
              "evaluation.times=[0.1, 0.2]", "evaluation.threshold=1.0e-2"]
 
@@ -137,8 +137,7 @@ def test_teng_case_writes_the_error_curve_and_resumes_to_the_same_result(tmp_pat
     import json
     from pathlib import Path
 
-    from physml.cases.runner import run_case
-    from physml.cases.schema import load_case
+    from physml.cases.registry import load_case, run_case
 
     path = Path(__file__).parents[1] / "cases" / "teng_heat.yaml"
     case = load_case(path, [*TINY_TENG, f"output.folder={tmp_path}"])
@@ -165,7 +164,7 @@ def test_teng_case_writes_the_error_curve_and_resumes_to_the_same_result(tmp_pat
 def test_teng_case_errors_name_the_key():
     from pathlib import Path
 
-    from physml.cases.schema import load_case
+    from physml.cases.registry import load_case
 
     path = Path(__file__).parents[1] / "cases" / "teng_heat.yaml"
     with pytest.raises(ValueError, match="needs model.kind 'periodic'"):

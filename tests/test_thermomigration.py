@@ -330,8 +330,7 @@ TINY_PRECIPITATE = ["grid.shape=[32, 32]", "grid.length=[3.2e-5, 3.2e-5]",
 
 
 def test_fe_c_case_reaches_the_analytical_profile(tmp_path):
-    from physml.cases.runner import run_case
-    from physml.cases.schema import load_case
+    from physml.cases.registry import load_case, run_case
 
     case = load_case(CASES / "thermomigration_fe_c.yaml", [f"output.folder={tmp_path}"])
     folder, summary = run_case(case, tmp_path)
@@ -345,8 +344,7 @@ def test_precipitate_case_writes_outputs_and_resumes_bitwise(tmp_path):
 
     import xarray as xr
 
-    from physml.cases.runner import run_case
-    from physml.cases.schema import load_case
+    from physml.cases.registry import load_case, run_case
 
     case = load_case(CASES / "thermomigration_single_precipitate.yaml", TINY_PRECIPITATE)
     (tmp_path / "whole").mkdir()

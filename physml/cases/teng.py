@@ -1,5 +1,5 @@
-"""Running a TENG case: fit the initial condition, step in time, measure against the spectral
-reference, checkpoint, and write the run folder.
+"""Time-evolving natural gradient, ``kind: teng``: fit the initial condition, step in time,
+measure against the spectral reference, checkpoint, and write the run folder.
 
 Run folder::
 
@@ -15,6 +15,17 @@ The reference is the ETDRK4 spectral solver on twice ``evaluation.nx`` nodes per
 steps of at most 2.5e-3; errors are measured on every other node (``evaluation.nx`` per axis),
 and the training points are drawn uniformly at random each step, so they are never
 evaluation points.
+
+A case::
+
+    kind: teng
+    name: teng_heat
+    pde: {name: heat, nu: 0.1}
+    domain: {x: [0, 6.2832], y: [0, 6.2832], t: [0, 4]}
+    conditions: {initial: {kind: cosh_sinh, amplitude: 0.04}}
+    model: {kind: periodic, width: 40, depth: 5}
+    training: {scheme: heun, dt: 0.005, points: 16384, subsample: 1536, iterations: 5}
+    evaluation: {every: 20, nx: 256, times: [0.5, 1, 2, 4], threshold: 1.0e-6}
 """
 
 from __future__ import annotations
@@ -24,10 +35,12 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import xarray as xr
+from pydantic import Field, model_validator
 
 from ..datasets.store import write_dataset
 from ..errors import NonFiniteLossError
@@ -35,13 +48,54 @@ from ..models import PeriodicMLP
 from ..solvers.spectral import SpectralSolver
 from ..train.problems import sine
 from ..train.teng import TENG, TENGPDE
-from .runner import CHECKPOINT, _atomic
-from .schema import CaseSpec
+from .kind import CaseKind, OnStep
+from .run_folder import CHECKPOINT, CONFIG, Section, atomic_write, require_checkpoint, write_text
+from .sections import PhysicsCase, threshold_verdict
+
+
+class TENGSpec(Section):
+    """Time-evolving natural gradient settings (:class:`physml.train.teng.TENG`)."""
+
+    scheme: Literal["euler", "heun", "rk4"] = "heun"
+    dt: float = Field(5e-3, gt=0)
+    points: int = Field(1024, gt=0, description="sample points per time step")
+    subsample: int = Field(1536, gt=0, description="parameters updated per iteration")
+    iterations: int = Field(5, gt=0, description="Gauss-Newton iterations per fit")
+    solver: Literal["auto", "gram", "dense"] = "auto"
+    initial_points: int = Field(2048, gt=0)
+    initial_iterations: int = Field(400, gt=0, description="iterations of the initial fit")
+    checkpoint_every: int = Field(50, gt=0, description="time steps between checkpoints")
+
+
+class TENGCase(PhysicsCase):
+    """A whole ``kind: teng`` case file: a periodic network on $[0, L)^d$ carried through
+    ``domain.t`` by TENG steps."""
+
+    kind: Literal["teng"]
+    training: TENGSpec = Field(default_factory=TENGSpec)
+
+    @model_validator(mode="after")
+    def _fits_teng(self) -> TENGCase:
+        self._require_pde(("heat", "allen_cahn", "burgers"), "kind 'teng'")
+        if self.model.kind != "periodic":
+            raise ValueError("kind 'teng' needs model.kind 'periodic'")
+        lower = [self.domain.x[0]] + ([self.domain.y[0]] if self.domain.y else [])
+        if any(bound != 0 for bound in lower) or (
+            self.domain.y and self.domain.y[1] != self.domain.x[1]
+        ):
+            raise ValueError("kind 'teng' needs domain.x = domain.y = [0, L]")
+        return self
+
+    @property
+    def total_steps(self) -> int:
+        """Time steps over ``domain.t``."""
+        return round((self.domain.t[1] - self.domain.t[0]) / self.training.dt)
+
 
 REFERENCE_DT = 2.5e-3  # largest ETDRK4 step of the reference (self-converged to ~1e-10)
 
 
-def initial_condition(case: CaseSpec) -> Callable[[torch.Tensor], torch.Tensor]:
+def initial_condition(case: TENGCase) -> Callable[[torch.Tensor], torch.Tensor]:
     """$u_0$ of the case as a function of points (n, d)."""
     spec = case.conditions.initial
     if spec.kind == "cosh_sinh":
@@ -51,10 +105,10 @@ def initial_condition(case: CaseSpec) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda X: sine(X[:, 0], spec.amplitude, spec.wavenumber)
 
 
-def build_teng(case: CaseSpec) -> TENG:
+def build_teng(case: TENGCase) -> TENG:
     torch.manual_seed(case.seed)
     dim = 2 if case.domain.y is not None else 1
-    spec, settings = case.model, case.training.teng
+    spec, settings = case.model, case.training
     length = case.domain.x[1]
     model = PeriodicMLP(dim, 1, spec.width, spec.depth, spec.activation, length, spec.harmonics)
     return TENG(
@@ -74,9 +128,11 @@ def build_teng(case: CaseSpec) -> TENG:
 
 
 class Reference:
-    """The spectral reference of a case at the evaluation times, on the evaluation grid."""
+    """The spectral reference of a case at the evaluation times (absolute, within
+    ``domain.t``), on the evaluation grid. The initial condition holds at ``domain.t[0]``, so
+    the spectral solver integrates over the elapsed times ``t - domain.t[0]``."""
 
-    def __init__(self, case: CaseSpec, times: list[float], teng_dt: float) -> None:
+    def __init__(self, case: TENGCase, times: list[float], teng_dt: float) -> None:
         dim = 2 if case.domain.y is not None else 1
         substeps = math.ceil(teng_dt / REFERENCE_DT - 1e-9)
         pde, n = case.pde, case.evaluation.nx + case.evaluation.nx % 2
@@ -88,7 +144,8 @@ class Reference:
         fine = solver.mesh()
         u0 = initial_condition(case)(torch.stack([m.reshape(-1) for m in fine], dim=1))
         every_other = (slice(None),) + (slice(None, None, 2),) * dim
-        self.states = solver.solve(u0.reshape(fine[0].shape), times)[every_other]
+        elapsed = [t - case.domain.t[0] for t in times]
+        self.states = solver.solve(u0.reshape(fine[0].shape), elapsed)[every_other]
         self.coords = [c[::2].cpu().numpy() for c in solver.coords()]
         mesh = torch.meshgrid(*(c[::2] for c in solver.coords()), indexing="ij")
         self.points = torch.stack([m.reshape(-1) for m in mesh], dim=1)
@@ -100,22 +157,18 @@ class Reference:
         return float((prediction - reference).norm() / reference.norm()), prediction.cpu().numpy()
 
 
-def evaluation_steps(case: CaseSpec) -> list[int]:
+def evaluation_steps(case: TENGCase) -> list[int]:
     """TENG steps at which the error is measured: every ``evaluation.every`` steps, at each of
     ``evaluation.times`` and at the end."""
-    dt, (t0, t1), total = case.training.teng.dt, case.domain.t, case.total_steps
+    dt, (t0, t1), total = case.training.dt, case.domain.t, case.total_steps
     steps = set(range(0, total + 1, case.evaluation.every)) | {total}
     steps |= {round((t - t0) / dt) for t in case.evaluation.times if t0 <= t <= t1}
     return sorted(steps)
 
 
-def run_teng_case(
-    case: CaseSpec,
-    folder: Path,
-    resume: bool = False,
-    on_step: Callable[[dict], None] | None = None,
-) -> tuple[Path, dict]:
-    """Run ``case`` (``training.method: teng``) in ``folder``; returns the folder and summary."""
+def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
+    """Run ``case`` in ``folder``, resuming from its checkpoint if asked; returns the
+    summary."""
     teng = build_teng(case)
     steps = evaluation_steps(case)
     dt, t0 = teng.dt, case.domain.t[0]
@@ -123,23 +176,25 @@ def run_teng_case(
     reference = Reference(case, [t0 + s * dt for s in steps], dt)
     reference_s = time.perf_counter() - started
     history: list[dict] = []
+
+    def save(step: int) -> None:
+        state = {"theta": teng.theta, "t": teng.t, "history": history,
+                 "generator": teng.generator.get_state(), "solve_seconds": teng.solve_seconds,
+                 "solves": teng.solves, "initial_error": initial_error}
+        atomic_write(folder / CHECKPOINT, lambda p: torch.save(state, p))
+
     if resume:
-        path = folder / CHECKPOINT
-        if not path.is_file():
-            raise ValueError(f"--resume: {str(path)!r} does not exist")
-        state = torch.load(path, weights_only=False)
+        state = torch.load(require_checkpoint(folder), weights_only=False)
         teng.theta, teng.t, history = state["theta"], state["t"], state["history"]
         teng.generator.set_state(state["generator"])
         teng.solve_seconds, teng.solves = state["solve_seconds"], state["solves"]
         initial_error = state["initial_error"]
     else:
-        _atomic(folder / "config.yaml", lambda p: p.write_text(case.to_yaml()))
-        fit = case.training.teng
+        fit = case.training
         initial_error = teng.fit_initial(initial_condition(case), fit.initial_points,
                                          max_iterations=fit.initial_iterations)
     step = round((teng.t - t0) / dt) if resume else 0
     total = steps[-1]
-    last_checkpoint = step if resume else None
     teng.t = t0 + step * dt
     wall_offset = history[-1]["wall_s"] if history else 0.0
     clock = time.perf_counter()
@@ -151,8 +206,11 @@ def run_teng_case(
             entry["rel_l2"] = reference.error(teng, teng.theta, steps.index(step))[0]
         return entry
 
-    if not history:
+    if not resume:  # the fitted initial state is the first checkpoint: resume skips the fit
         history.append(record(0))
+        save(0)
+        write_text(folder / CONFIG, case.to_yaml())
+    last_checkpoint = step
     while step < total:
         teng.step()
         step += 1
@@ -163,14 +221,11 @@ def run_teng_case(
             history.append(entry)
         if on_step is not None:
             on_step(entry)
-        if step % case.training.teng.checkpoint_every == 0 or step == total:
-            state = {"theta": teng.theta, "t": teng.t, "history": history,
-                     "generator": teng.generator.get_state(), "solve_seconds": teng.solve_seconds,
-                     "solves": teng.solves, "initial_error": initial_error}
-            _atomic(folder / CHECKPOINT, lambda p, state=state: torch.save(state, p))
+        if step % case.training.checkpoint_every == 0 or step == total:
+            save(step)
             last_checkpoint = step
     elapsed = time.perf_counter() - started
-    return folder, write_teng_results(case, teng, reference, history, folder, {
+    return write_teng_results(case, teng, reference, history, folder, {
         "initial_fit_rel_l2": initial_error, "reference_s": reference_s, "wall_s": elapsed})
 
 
@@ -187,9 +242,9 @@ def write_teng_results(case, teng, reference, history, folder: Path, extra: dict
         "parameters": teng.theta.numel(), **extra,
     }
     metrics = {"case": case.name, "summary": result, "history": history}
-    _atomic(folder / "metrics.json", lambda p: p.write_text(json.dumps(metrics, indent=1)))
+    write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
     curve = {"t": [e["t"] for e in history], "rel_l2": [e["rel_l2"] for e in history]}
-    _atomic(folder / "errors.json", lambda p: p.write_text(json.dumps(curve)))
+    write_text(folder / "errors.json", json.dumps(curve))
     shape = reference.states.shape[1:]
     axes = reference.coords
     names = ("x", "y")[: len(shape)]
@@ -211,3 +266,29 @@ def write_teng_results(case, teng, reference, history, folder: Path, extra: dict
         if len(shape) == 2:
             plot_solution(ds, folder / "solution.png")
     return result
+
+
+def describe(case: TENGCase) -> str:
+    """One line: the PDE, the scheme and step, the network and the number of time steps."""
+    training, model = case.training, case.model
+    return (f"{case.pde.name}, TENG-{training.scheme} dt={training.dt:g}, {model.kind} "
+            f"{model.width}x{model.depth}, {case.total_steps} time steps")
+
+
+def headline(result: dict) -> str:
+    """The final error against the spectral reference, with the threshold's verdict."""
+    at = ", ".join(f"t={t}: {e:.2e}" for t, e in result["errors_at"].items())
+    return (f"relative L2 error {result['rel_l2']:.3e}{threshold_verdict(result)} after "
+            f"{result['steps']} time steps{f' ({at})' if at else ''}, {result['wall_s']:.0f} s")
+
+
+KIND = CaseKind(
+    name="teng",
+    summary="time-evolving natural gradient (TENG) against the spectral reference",
+    schema=TENGCase,
+    run=run,
+    describe=describe,
+    headline=headline,
+    total_steps=lambda case: case.total_steps,
+    checkpoint=CHECKPOINT,
+)

@@ -1,7 +1,19 @@
-"""Running a case: build the trainer from the case, train with progress and checkpoints,
-and write the run folder.
+"""Physics-informed networks, ``kind: pinn`` (the default kind): a PINN or a Lagrangian PINN
+(``training.method: pinn | lpinn``) trained with Adam then L-BFGS against the solver's
+reference.
 
-Run folder (``output.folder/<name>-<date>-<time>``)::
+A case reads top-down like the problem statement::
+
+    name: burgers
+    pde: {name: burgers, nu: 0.0031831}
+    domain: {x: [-1, 1], t: [0, 1]}
+    conditions: {initial: {amplitude: -1.0, wavenumber: 3.14159}}
+    model: {kind: mlp, width: 32, depth: 6, hard_constraints: true}
+    training: {adam: {steps: 2000}, lbfgs: {steps: 2000}, collocation: {points: 4000}}
+    evaluation: {every: 500, nx: 256, nt: 101, threshold: 1.0e-2}
+    seed: 0
+
+Run folder::
 
     config.yaml        the resolved case (after overrides)
     checkpoint.pt      trainer state at the last checkpoint (resume from here)
@@ -14,13 +26,13 @@ Run folder (``output.folder/<name>-<date>-<time>``)::
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import torch
 import xarray as xr
+from pydantic import Field, model_validator
 
 from ..datasets.store import write_dataset
 from ..models import MODELS, TwoBranchNetwork
@@ -35,12 +47,64 @@ from ..train.problems import (
     PINNProblem,
 )
 from ..train.sampling import BoxSampler
-from .schema import CaseSpec
+from .kind import CaseKind, OnStep
+from .run_folder import CHECKPOINT, CONFIG, Section, atomic_write, require_checkpoint, write_text
+from .sections import PhysicsCase, threshold_verdict
 
-CHECKPOINT = "checkpoint.pt"
+
+class CollocationSpec(Section):
+    points: int = Field(4000, gt=0)
+    boundary_points: int = Field(256, gt=0)
+    sampler: Literal["uniform", "sobol"] = "sobol"
+    resample_every: int = Field(0, ge=0, description="steps between redraws (0: fixed points)")
+    resample: Literal["residual", "random"] = "residual"
 
 
-def build_problem(case: CaseSpec) -> PINNProblem:
+class AdamSpec(Section):
+    steps: int = Field(1000, ge=0)
+    lr: float = Field(1e-3, gt=0)
+    decay: float = Field(1.0, gt=0, le=1, description="learning-rate factor per 1000 steps")
+
+
+class LBFGSSpec(Section):
+    steps: int = Field(0, ge=0)
+    lr: float = Field(1.0, gt=0)
+    history: int = Field(50, gt=0)
+
+
+class BalancerSpec(Section):
+    kind: Literal["fixed", "annealing", "config"] = "fixed"
+    weights: dict[str, float] = Field(default_factory=dict)
+    every: int = Field(10, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+
+
+class TrainingSpec(Section):
+    method: Literal["pinn", "lpinn"] = "pinn"
+    collocation: CollocationSpec = Field(default_factory=CollocationSpec)
+    adam: AdamSpec = Field(default_factory=AdamSpec)
+    lbfgs: LBFGSSpec = Field(default_factory=LBFGSSpec)
+    balancer: BalancerSpec = Field(default_factory=BalancerSpec)
+    checkpoint_every: int = Field(500, gt=0)
+
+
+class PINNCase(PhysicsCase):
+    """A whole ``kind: pinn`` case file."""
+
+    kind: Literal["pinn"] = "pinn"
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    dtype: Literal["float32", "float64"] = "float32"
+
+    @model_validator(mode="after")
+    def _method_fits_pde(self) -> PINNCase:
+        method = self.training.method
+        allowed = {"pinn": ("burgers", "convection", "helmholtz"),
+                   "lpinn": ("burgers", "convection")}[method]
+        self._require_pde(allowed, f"training.method {method!r}")
+        return self
+
+
+def build_problem(case: PINNCase) -> PINNProblem:
     """The physics-informed problem a case describes."""
     pde, domain, initial = case.pde, case.domain, case.conditions.initial
     if pde.name == "burgers":
@@ -59,7 +123,7 @@ def build_problem(case: CaseSpec) -> PINNProblem:
     return HelmholtzProblem(pde.a1, pde.a2, pde.k, domain.x, domain.y)
 
 
-def build_trainer(case: CaseSpec) -> PINNTrainer:
+def build_trainer(case: PINNCase) -> PINNTrainer:
     """A :class:`PINNTrainer` configured by ``case`` (seeded: same case, same run on CPU)."""
     torch.manual_seed(case.seed)
     problem = build_problem(case)
@@ -104,38 +168,15 @@ def build_trainer(case: CaseSpec) -> PINNTrainer:
     )
 
 
-def new_run_folder(case: CaseSpec) -> Path:
-    """``output.folder/<name>-<YYYYmmdd-HHMMSS>`` (with a suffix if taken)."""
-    base = Path(case.output.folder) / f"{case.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder, n = base, 1
-    while folder.exists():
-        folder, n = base.with_name(f"{base.name}-{n}"), n + 1
-    folder.mkdir(parents=True)
-    return folder
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_checkpoint(trainer: PINNTrainer, folder: Path) -> None:
-    _atomic(folder / CHECKPOINT, lambda p: torch.save(trainer.state_dict(), p))
+    atomic_write(folder / CHECKPOINT, lambda p: torch.save(trainer.state_dict(), p))
 
 
 def load_checkpoint(trainer: PINNTrainer, folder: Path) -> None:
-    path = folder / CHECKPOINT
-    if not path.is_file():
-        raise ValueError(f"--resume: {str(path)!r} does not exist")
-    trainer.load_state_dict(torch.load(path, weights_only=False))
+    trainer.load_state_dict(torch.load(require_checkpoint(folder), weights_only=False))
 
 
-def summary(case: CaseSpec, trainer: PINNTrainer) -> dict:
+def summary(case: PINNCase, trainer: PINNTrainer) -> dict:
     final = trainer.evaluate()
     threshold = case.evaluation.threshold
     return {
@@ -146,11 +187,11 @@ def summary(case: CaseSpec, trainer: PINNTrainer) -> dict:
     }
 
 
-def write_results(case: CaseSpec, trainer: PINNTrainer, folder: Path, elapsed: float) -> dict:
+def write_results(case: PINNCase, trainer: PINNTrainer, folder: Path, elapsed: float) -> dict:
     """metrics.json, predictions.h5 and the figures; returns the summary."""
     result = {**summary(case, trainer), "wall_s": elapsed}
     metrics = {"case": case.name, "summary": result, "history": trainer.history}
-    _atomic(folder / "metrics.json", lambda p: p.write_text(json.dumps(metrics, indent=1)))
+    write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
     first, second = trainer.problem.names
     a, b = trainer.eval_axes
     prediction = trainer.prediction()
@@ -179,31 +220,47 @@ def write_results(case: CaseSpec, trainer: PINNTrainer, folder: Path, elapsed: f
     return result
 
 
-def run_case(
-    case: CaseSpec,
-    folder: Path | None = None,
-    resume: bool = False,
-    on_step: Callable[[dict], None] | None = None,
-) -> tuple[Path, dict]:
-    """Train ``case`` in ``folder`` (new if None), resuming from its checkpoint if asked."""
-    folder = new_run_folder(case) if folder is None else folder
-    if getattr(case, "kind", None) == "thermomigration":
-        from .thermomigration_runner import run_thermomigration_case
-
-        return run_thermomigration_case(case, folder, resume, on_step)
-    if case.training.method == "teng":
-        from .teng_runner import run_teng_case
-
-        return run_teng_case(case, folder, resume, on_step)
+def run(case: PINNCase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
+    """Train ``case`` in ``folder``, resuming from its checkpoint if asked; returns the
+    summary. A new run writes its checkpoint at step 0 before ``config.yaml``, so a run folder
+    with a configuration can always be resumed."""
     trainer = build_trainer(case)
     if resume:
         load_checkpoint(trainer, folder)
     else:
-        _atomic(folder / "config.yaml", lambda p: p.write_text(case.to_yaml()))
+        save_checkpoint(trainer, folder)
+        write_text(folder / CONFIG, case.to_yaml())
     started = time.perf_counter()
     trainer.fit(
         on_step=on_step,
         on_checkpoint=lambda: save_checkpoint(trainer, folder),
         checkpoint_every=case.training.checkpoint_every,
     )
-    return folder, write_results(case, trainer, folder, time.perf_counter() - started)
+    return write_results(case, trainer, folder, time.perf_counter() - started)
+
+
+def describe(case: PINNCase) -> str:
+    """One line: the PDE, the network and the schedule."""
+    training = case.training
+    method = {"pinn": "PINN", "lpinn": "Lagrangian PINN"}[training.method]
+    return (f"{case.pde.name}, {method}, {case.model.kind} {case.model.width}x"
+            f"{case.model.depth}, {training.adam.steps} Adam + {training.lbfgs.steps} L-BFGS "
+            "steps")
+
+
+def headline(result: dict) -> str:
+    """The final error against the reference, with the threshold's verdict."""
+    return (f"relative L2 error {result['rel_l2']:.3e}{threshold_verdict(result)} after "
+            f"{result['steps']} steps, {result['wall_s']:.0f} s")
+
+
+KIND = CaseKind(
+    name="pinn",
+    summary="physics-informed network (PINN or Lagrangian PINN), Adam then L-BFGS",
+    schema=PINNCase,
+    run=run,
+    describe=describe,
+    headline=headline,
+    total_steps=lambda case: case.training.adam.steps + case.training.lbfgs.steps,
+    checkpoint=CHECKPOINT,
+)

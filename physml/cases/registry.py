@@ -1,0 +1,135 @@
+"""The case kinds, and reading a case file into the schema of its kind.
+
+Every case file has a ``kind`` (``pinn`` when absent); :data:`KINDS` maps it to the
+:class:`~.kind.CaseKind` that owns its schema and runner, and :data:`Case` is the pydantic
+union of their schemas, discriminated by ``kind``. Adding a kind is one module and one line
+here.
+
+Reading a case: the file is validated as written, then every block under ``variants:`` as if
+selected, then with the selected variant and the command line's dotted overrides
+(``training.adam.steps=100``, values parsed as YAML) applied to the raw mapping, so every
+override is checked like the file itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Union
+
+import yaml
+from pydantic import Field, TypeAdapter, ValidationError
+
+from ..datasets.spec import describe_error, read_yaml_mapping
+from . import pinn, teng, thermomigration
+from .kind import CaseKind, OnStep
+from .run_folder import new_run_folder
+from .sections import CaseBase
+
+KINDS: dict[str, CaseKind] = {
+    kind.name: kind for kind in (pinn.KIND, teng.KIND, thermomigration.KIND)
+}
+DEFAULT_KIND = "pinn"
+
+Case = Annotated[Union[tuple(kind.schema for kind in KINDS.values())],  # noqa: UP007
+                 Field(discriminator="kind")]
+_CASE = TypeAdapter(Case)
+
+
+def case_kind(case: CaseBase) -> CaseKind:
+    """The registered kind of a validated case."""
+    return KINDS[case.kind]
+
+
+def bundled_cases() -> dict[str, Path]:
+    """The case files shipped with physml, by name (``burgers`` -> .../burgers.yaml)."""
+    folder = resources.files("physml.case_files")
+    return {Path(entry.name).stem: Path(str(entry)) for entry in sorted(
+        folder.iterdir(), key=lambda e: e.name) if entry.name.endswith(".yaml")}
+
+
+def resolve_case_path(case: str | Path) -> Path:
+    """A case file's path: ``case`` itself if it is a file, else the bundled case of that
+    name (with or without ``.yaml``)."""
+    path = Path(case)
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder; expected a case file (physml cases lists "
+                         "them)")
+    if path.is_file():
+        return path
+    bundled = bundled_cases()
+    name = path.name.removesuffix(".yaml")
+    if path.parent in (Path("."), Path("cases")) and name in bundled:
+        return bundled[name]
+    raise ValueError(f"case file {str(path)!r} does not exist, and no bundled case is named "
+                     f"{name!r}; bundled: {', '.join(bundled)}")
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested mapping."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} must look like key.subkey=value")
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(text)
+    return raw
+
+
+def _variant_overrides(variants: dict, name: str, where: str) -> list[str]:
+    if not isinstance(variants, dict) or name not in variants:
+        allowed = ", ".join(variants) if isinstance(variants, dict) and variants else (
+            "none defined")
+        raise ValueError(f"{where}: unknown variant {name!r}; allowed: {allowed}")
+    block = variants[name]
+    if not isinstance(block, dict):
+        raise ValueError(f"{where}: variants.{name} must be a mapping of dotted keys to values")
+    return [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"
+            for key, value in block.items()]
+
+
+def validate_case(raw: dict, where: str) -> CaseBase:
+    """Validate a raw case mapping against the schema of its ``kind``; one ValueError naming
+    the first bad key (``where`` prefixes the message)."""
+    raw = {"kind": DEFAULT_KIND, **raw}
+    if raw["kind"] not in KINDS:
+        raise ValueError(f"{where}: kind {raw['kind']!r} is not a case kind; allowed: "
+                         f"{', '.join(KINDS)}")
+    try:
+        return _CASE.validate_python(raw)
+    except ValidationError as err:
+        raise ValueError(f"{where}: {describe_error(err, KINDS[raw['kind']].schema, skip=1)}") \
+            from None
+
+
+def load_case(path: str | Path, overrides: list[str] | None = None) -> CaseBase:
+    """Read, check and override a case file (a path or a bundled case's name); every variant
+    is validated, the selected one (``variant=NAME`` among ``overrides``) applied first."""
+    path = resolve_case_path(path)
+    where = f"case {path}"
+    raw = read_yaml_mapping(path, "case")
+    validate_case(copy.deepcopy(raw), where)
+    variants = raw.get("variants") or {}
+    for name in variants:
+        changed = apply_overrides(copy.deepcopy(raw), _variant_overrides(variants, name, where))
+        validate_case(changed, f"{where}, variant {name!r}")
+    overrides = list(overrides or [])
+    selected = [o for o in overrides if o.startswith("variant=")]
+    for item in selected:
+        overrides.remove(item)
+        overrides[:0] = _variant_overrides(variants, item.partition("=")[2], where)
+    return validate_case(apply_overrides(raw, overrides), where)
+
+
+def run_case(case: CaseBase, folder: Path | None = None, resume: bool = False,
+             on_step: OnStep | None = None) -> tuple[Path, dict]:
+    """Run ``case`` in ``folder`` (a new run folder if None), resuming from its checkpoint if
+    asked; returns the folder and the run's summary."""
+    folder = new_run_folder(case.name, case.output) if folder is None else folder
+    return folder, case_kind(case).run(case, folder, resume, on_step)

@@ -1,0 +1,70 @@
+"""What every case kind shares about its run folder: the ``output`` section, atomic writes,
+the checkpoint's name, folder creation and the resolved ``config.yaml``.
+
+A run folder is ``output.folder/<name>-<YYYYmmdd-HHMMSS>``; each kind documents the files it
+writes there. A file is written under a temporary name and renamed when complete, so an
+interrupted run never leaves a half-written file under its final name.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.yaml"
+
+
+class Section(BaseModel):
+    """A case-file section: unknown keys refused, values frozen, NaN and infinity refused for
+    every number (``allow_inf_nan=False``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class OutputSpec(Section):
+    folder: str = "runs"
+    figures: bool = True
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it to ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+def new_run_folder(name: str, output: OutputSpec) -> Path:
+    """``output.folder/<name>-<YYYYmmdd-HHMMSS>`` (with a suffix if taken), created."""
+    base = Path(output.folder) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder, n = base, 1
+    while folder.exists():
+        folder, n = base.with_name(f"{base.name}-{n}"), n + 1
+    folder.mkdir(parents=True)
+    return folder
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` if it exists and holds nothing (a run refused or stopped at once)."""
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def require_checkpoint(folder: Path, name: str = CHECKPOINT) -> Path:
+    """The checkpoint in ``folder``, or a ValueError saying there is nothing to resume."""
+    path = folder / name
+    if not path.is_file():
+        raise ValueError(f"--resume: {str(folder)!r} has no {name}; nothing to resume")
+    return path

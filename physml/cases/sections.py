@@ -1,0 +1,145 @@
+"""Sections shared by case kinds: the header every case has (:class:`CaseBase`) and the
+problem sections of the physics-informed kinds (``pinn``, ``teng``): PDE, domain, conditions,
+model and evaluation. Every number must be finite (see :class:`~.run_folder.Section`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from .run_folder import OutputSpec, Section
+
+
+class CaseBase(Section):
+    """Keys every case file has, whatever its ``kind``."""
+
+    kind: str = Field(description="the case kind (physml.cases.registry.KINDS)")
+    name: str
+    description: str = ""
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="named sets of dotted overrides (variant=NAME)"
+    )
+    device: str = "cpu"
+
+    def to_yaml(self) -> str:
+        """The resolved case, as written to a run folder's ``config.yaml`` (variants are
+        resolved by then, so they are left out)."""
+        return yaml.safe_dump(self.model_dump(mode="json", exclude={"variants"}),
+                              sort_keys=False)
+
+    def same_run(self, other: CaseBase) -> bool:
+        """Whether ``other`` describes the same run (variants aside)."""
+        return self.model_dump(exclude={"variants"}) == other.model_dump(exclude={"variants"})
+
+
+class PDESpec(Section):
+    """The PDE and its physical parameters."""
+
+    name: Literal["burgers", "convection", "helmholtz", "heat", "allen_cahn"]
+    nu: float | None = Field(None, ge=0, description="viscosity / diffusivity")
+    beta: float | None = Field(None, description="advection speed (convection)")
+    nu_diffusion: float = Field(0.0, ge=0, description="diffusivity (convection-diffusion)")
+    a1: float = 1.0
+    a2: float = 4.0
+    k: float = 1.0
+
+    @model_validator(mode="after")
+    def _parameters_present(self) -> PDESpec:
+        needed = {"burgers": "nu", "convection": "beta", "heat": "nu", "allen_cahn": "nu"}.get(
+            self.name
+        )
+        if needed and getattr(self, needed) is None:
+            raise ValueError(f"{self.name} needs pde.{needed}")
+        return self
+
+
+class DomainSpec(Section):
+    """Bounds of the space-time (or 2D space) domain."""
+
+    x: tuple[float, float]
+    t: tuple[float, float] | None = None
+    y: tuple[float, float] | None = None
+
+    @field_validator("x", "t", "y")
+    @classmethod
+    def _non_empty(cls, bounds):
+        if bounds is not None and not bounds[1] > bounds[0]:
+            raise ValueError(f"upper bound must exceed lower bound, got {list(bounds)} (empty)")
+        return bounds
+
+
+class InitialSpec(Section):
+    """``sine``: $u_0 = A\\sin(kx)$; ``cosh_sinh`` (2D, the TENG problems):
+    $u_0 = A\\cosh(3\\sin x)\\sinh(\\sin y)$."""
+
+    kind: Literal["sine", "cosh_sinh"] = "sine"
+    amplitude: float = 1.0
+    wavenumber: float = 1.0
+
+
+class ConditionsSpec(Section):
+    initial: InitialSpec = Field(default_factory=InitialSpec)
+
+
+class ModelSpec(Section):
+    kind: Literal["mlp", "fourier", "modified", "periodic"] = "mlp"
+    width: int = Field(32, gt=0)
+    depth: int = Field(4, gt=0)
+    activation: Literal["tanh", "sin", "gelu", "silu"] = "tanh"
+    hard_constraints: bool = True
+    periodic_embedding: bool = True
+    fourier_scale: float = Field(1.0, gt=0)
+    harmonics: int = Field(1, gt=0, description="periodic embedding frequencies")
+
+
+class EvaluationSpec(Section):
+    every: int = Field(500, gt=0)
+    nx: int = Field(256, ge=8)
+    nt: int = Field(101, ge=2)
+    threshold: float | None = Field(None, gt=0, description="relative L2 error to reach")
+    times: list[float] = Field(default_factory=list, description="times reported (TENG)")
+
+
+class PhysicsCase(CaseBase):
+    """The problem statement shared by the physics-informed kinds: a PDE on a box (space-time
+    or 2D space), its initial condition, the network and the evaluation."""
+
+    pde: PDESpec
+    domain: DomainSpec
+    conditions: ConditionsSpec = Field(default_factory=ConditionsSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _domain_fits_pde(self) -> PhysicsCase:
+        time_dependent = self.pde.name != "helmholtz"
+        if time_dependent and self.domain.t is None:
+            raise ValueError(f"domain.t is required for {self.pde.name}")
+        if self.conditions.initial.kind == "cosh_sinh" and self.domain.y is None:
+            raise ValueError("conditions.initial.kind 'cosh_sinh' is 2D: domain.y is required")
+        if not time_dependent and self.domain.y is None:
+            raise ValueError("domain.y is required for helmholtz")
+        outside = [t for t in self.evaluation.times
+                   if self.domain.t is None or not self.domain.t[0] <= t <= self.domain.t[1]]
+        if outside:
+            raise ValueError(f"evaluation.times {outside} lie outside domain.t "
+                             f"{list(self.domain.t) if self.domain.t else '(none)'}")
+        return self
+
+    def _require_pde(self, allowed: tuple[str, ...], what: str) -> None:
+        if self.pde.name not in allowed:
+            raise ValueError(f"{what} supports pde.name {', '.join(allowed)}, "
+                             f"not {self.pde.name!r}")
+
+
+def threshold_verdict(result: dict) -> str:
+    """`` (target 1e-02: reached)`` for a summary with a ``threshold``, else ''."""
+    if result["threshold"] is None:
+        return ""
+    return " (target {:.0e}: {})".format(result["threshold"],
+                                         "reached" if result["passed"] else "missed")

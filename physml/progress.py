@@ -1,0 +1,70 @@
+"""Progress of a long command, readable on a terminal and in a log file alike.
+
+On a terminal, a live bar (rich). When the console is not a terminal (``nohup``, a batch
+scheduler, ``> log``), a live bar shows nothing until the end, so a plain line is printed
+instead every ``interval`` seconds and once at the end::
+
+    [  42.1 s] burgers 1250/5500 loss 3.214e-04 rel L2 8.12e-03
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+LOG_INTERVAL_S = 30.0
+
+
+class RunProgress:
+    """A progress display for ``total`` units of work named ``description``.
+
+    Args:
+        description: what runs (the case's name).
+        total: units of work (steps) at completion.
+        console: where to write (stderr in the CLI).
+        quiet: show nothing.
+        interval: seconds between plain lines when the console is not a terminal.
+    """
+
+    def __init__(self, description: str, total: int, console: Console, quiet: bool = False,
+                 interval: float = LOG_INTERVAL_S) -> None:
+        self.description, self.total, self.console = description, total, console
+        self.quiet, self.interval = quiet, interval
+        self.live = console.is_terminal and not quiet
+        self._bar = Progress(
+            TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.completed}/{task.total} {task.fields[status]}"),
+            TimeElapsedColumn(), console=console, disable=not self.live)
+        self._task = self._bar.add_task(description, total=total, status="")
+        self._started = self._last_line = time.perf_counter()
+        self._state = (0, "")
+
+    def __enter__(self) -> RunProgress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._bar.__exit__(*exc)
+        if exc[0] is None and not self.live and not self.quiet:
+            self._line()
+
+    def stop(self) -> None:
+        """End the live display (before printing a message of one's own)."""
+        self._bar.stop()
+
+    def update(self, completed: int, status: str = "") -> None:
+        """``completed`` units done; ``status`` is shown after the count."""
+        self._state = (completed, status)
+        if self.live:
+            self._bar.update(self._task, completed=completed, status=status)
+        elif not self.quiet and time.perf_counter() - self._last_line >= self.interval:
+            self._line()
+
+    def _line(self) -> None:
+        self._last_line = now = time.perf_counter()
+        completed, status = self._state
+        self.console.print(f"[{now - self._started:8.1f} s] {self.description} "
+                           f"{completed}/{self.total} {status}".rstrip(), highlight=False,
+                           soft_wrap=True)

@@ -1,0 +1,190 @@
+"""The case registry: kinds, bundled cases, validation of every key and variant, and the run
+folder's life cycle (checkpoint before configuration, nothing left behind by a refused run)."""
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from physml.cases.registry import KINDS, bundled_cases, load_case, resolve_case_path
+
+ROOT = Path(__file__).parents[1]
+CASES_PACKAGE = ROOT / "physml" / "cases"
+
+
+def _cli(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "physml.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, env={**os.environ, **env})
+
+
+def _relative_imports(module: Path) -> set[str]:
+    """The sibling modules of ``physml.cases`` that ``module`` imports (at any depth)."""
+    found = set()
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+    return found & {p.stem for p in CASES_PACKAGE.glob("*.py")}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of ``graph`` as a list of nodes, or None."""
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt]
+            if nxt not in state and (found := visit(nxt, path + [nxt])):
+                return found
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start, [start])):
+            return found
+    return None
+
+
+def test_cycle_detection_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+@pytest.mark.parametrize("package", ["cases", "solvers"])
+def test_no_import_cycle_between_modules(package):
+    folder = CASES_PACKAGE if package == "cases" else ROOT / "solvers"
+    modules = {p.stem for p in folder.glob("*.py")}
+    graph = {}
+    for path in folder.glob("*.py"):
+        imports = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module.split(".")[0]] if node.module else [
+                    a.name for a in node.names]
+                imports.update(n for n in names if n in modules)
+        graph[path.stem] = imports - {"__init__"}
+    graph.pop("__init__", None)
+    assert _cycle(graph) is None, f"import cycle in physml.{package}: {_cycle(graph)}"
+
+
+def test_every_kind_is_registered_once_and_owns_its_schema():
+    for name, kind in KINDS.items():
+        assert kind.name == name
+        assert kind.schema.model_fields["kind"].annotation.__args__ == (name,)
+        assert kind.summary and "\n" not in kind.summary
+
+
+def test_every_bundled_case_validates_and_every_variant_too():
+    cases = bundled_cases()
+    assert {"burgers", "teng_heat", "thermomigration_fe_c"} <= set(cases)
+    for name, path in cases.items():
+        case = load_case(name)
+        assert case.name == name and case.kind in KINDS
+        for variant in case.variants:
+            load_case(path, [f"variant={variant}"])
+
+
+def test_a_bundled_case_by_name_from_any_folder(tmp_path):
+    assert resolve_case_path("burgers") == bundled_cases()["burgers"]
+    assert resolve_case_path("cases/burgers.yaml").samefile(bundled_cases()["burgers"])
+    result = _cli("validate", "teng_heat", "variant=cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "teng_heat: valid (heat, TENG-heun dt=0.01" in result.stdout
+
+
+def test_an_unknown_case_name_lists_the_bundled_ones(tmp_path):
+    result = _cli("validate", "burger", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no bundled case is named 'burger'; bundled: burgers, burgers_lpinn" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "case, override, message",
+    [
+        ("burgers", "pde.nu=.nan", "pde.nu: Input should be a finite number"),
+        ("convection", "pde.beta=.inf", "pde.beta: Input should be a finite number"),
+        ("helmholtz", "pde.a1=.nan", "pde.a1: Input should be a finite number"),
+        ("burgers", "conditions.initial.amplitude=-.inf",
+         "conditions.initial.amplitude: Input should be a finite number"),
+        ("thermomigration_fe_c", "heat_of_transport=.nan",
+         "heat_of_transport: Input should be a finite number"),
+        ("burgers", "evaluation.times=[2.0]", "evaluation.times [2.0] lie outside domain.t"),
+        ("teng_heat", "training.adam.steps=5", "unknown key 'training.adam'"),
+        ("burgers", "kind=teng", "unknown key 'training.collocation'; allowed: scheme, dt"),
+        ("teng_heat", "model.kind=mlp", "kind 'teng' needs model.kind 'periodic'"),
+        ("burgers", "kind=mesh", "kind 'mesh' is not a case kind; allowed: pinn, teng"),
+        ("teng_heat", "variant=gpu", "unknown variant 'gpu'; allowed: cpu"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(case, override, message):
+    with pytest.raises(ValueError) as err:
+        load_case(case, [override])
+    assert message in str(err.value)
+
+
+def test_a_bad_variant_is_refused_even_when_not_selected(tmp_path):
+    text = bundled_cases()["thermomigration_two_precipitates"].read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text + "\n  hot: {temperature.gradient: steep}\n" if "variants:" in text
+                   else text + "variants:\n  hot: {temperature.gradient: steep}\n")
+    with pytest.raises(ValueError) as err:
+        load_case(bad)
+    assert "variant 'hot'" in str(err.value) and "temperature.gradient" in str(err.value)
+
+
+def test_the_resolved_config_carries_only_its_kinds_sections():
+    teng = load_case("teng_heat", ["variant=cpu"])
+    text = teng.to_yaml()
+    assert "adam" not in text and "lbfgs" not in text and "variants" not in text
+    assert "scheme: heun" in text and "dt: 0.01" in text
+    pinn = load_case("burgers").to_yaml()
+    assert "scheme" not in pinn and "adam:" in pinn
+
+
+def test_listing_survives_a_closed_pipe():
+    listing = subprocess.run(f"{sys.executable} -m physml.cli cases | head -1", shell=True,
+                             capture_output=True, text=True)
+    assert listing.stdout.startswith("burgers ")
+    assert "Traceback" not in listing.stderr and "BrokenPipe" not in listing.stderr
+
+
+def test_a_refused_run_leaves_no_run_folder(tmp_path):
+    result = _cli("run", "burgers", f"output.folder={tmp_path}", "model.width=-1")
+    assert result.returncode == 2 and "model.width" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_progress_lines_in_a_log(tmp_path):
+    """With output to a file, a plain progress line at a steady interval (here every step)."""
+    result = _cli("run", "burgers", f"output.folder={tmp_path}", "training.adam.steps=4",
+                  "training.lbfgs.steps=0", "evaluation.every=2", "evaluation.nx=16",
+                  "evaluation.nt=8", "training.collocation.points=64", "output.figures=false",
+                  "--log-every", "0")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "] burgers " in line]
+    assert len(lines) >= 4 and "4/4 loss" in lines[-1] and "rel L2" in lines[-1]
+    assert "relative L2 error" in result.stdout
+
+
+def test_teng_reference_starts_from_the_initial_condition_at_a_later_start_time():
+    """With ``domain.t = [0.5, 0.6]`` the reference at t = 0.5 is u0 itself (it was 13.6 %
+    off when the spectral solver was asked for absolute times from t = 0)."""
+    import torch
+
+    from physml.cases.teng import Reference, initial_condition
+
+    case = load_case("teng_heat", ["variant=cpu", "domain.t=[0.5, 0.6]", "evaluation.nx=16",
+                                   "evaluation.times=[0.5, 0.6]"])
+    reference = Reference(case, [0.5, 0.6], case.training.dt)
+    u0 = initial_condition(case)(reference.points).reshape(reference.states[0].shape)
+    assert torch.allclose(reference.states[0], u0, rtol=0, atol=1e-14)
+    start_at_zero = Reference(load_case("teng_heat", ["variant=cpu", "evaluation.nx=16"]),
+                              [0.0, 0.1], case.training.dt)
+    assert torch.allclose(reference.states[1], start_at_zero.states[1], rtol=0, atol=1e-14)
