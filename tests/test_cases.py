@@ -188,3 +188,45 @@ def test_teng_reference_starts_from_the_initial_condition_at_a_later_start_time(
     start_at_zero = Reference(load_case("teng_heat", ["variant=cpu", "evaluation.nx=16"]),
                               [0.0, 0.1], case.training.dt)
     assert torch.allclose(reference.states[1], start_at_zero.states[1], rtol=0, atol=1e-14)
+
+
+def _interrupting_run(tmp_path, monkeypatch, checkpoint: bool):
+    """Run the CLI in-process with a runner that writes (or not) its checkpoint and
+    configuration, then is interrupted."""
+    from physml import cli
+    from physml.cases import registry
+
+    def interrupted(case, folder, resume=False, on_step=None):
+        if checkpoint:
+            (folder / "checkpoint.pt").write_bytes(b"")
+            (folder / "config.yaml").write_text(case.to_yaml())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(registry, "run_case", interrupted)
+    return cli.main(["run", "burgers", f"output.folder={tmp_path}", "--quiet"])
+
+
+def test_ctrl_c_before_the_first_checkpoint_removes_the_folder(tmp_path, monkeypatch, capsys):
+    assert _interrupting_run(tmp_path, monkeypatch, checkpoint=False) == 130
+    assert "nothing to resume" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_ctrl_c_after_a_checkpoint_prints_the_resume_command(tmp_path, monkeypatch, capsys):
+    assert _interrupting_run(tmp_path, monkeypatch, checkpoint=True) == 130
+    (folder,) = tmp_path.iterdir()
+    assert f"physml run burgers output.folder={tmp_path} --resume {folder}" in (
+        capsys.readouterr().err)
+
+
+def test_a_run_that_fails_leaves_no_empty_run_folder(tmp_path, monkeypatch):
+    from physml import cli
+    from physml.cases import registry
+
+    def failing(case, folder, resume=False, on_step=None):
+        raise RuntimeError("solver failed")
+
+    monkeypatch.setattr(registry, "run_case", failing)
+    with pytest.raises(RuntimeError):
+        cli.main(["run", "burgers", f"output.folder={tmp_path}", "--quiet"])
+    assert not any(tmp_path.iterdir())
