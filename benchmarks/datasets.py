@@ -23,7 +23,6 @@ import os
 import platform
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
@@ -35,6 +34,9 @@ from physml.data import FieldDataset
 from physml.datasets.generate import generate
 from physml.datasets.spec import DatasetSpec
 from physml.datasets.store import shard_files
+from physml.devices import Stopwatch
+
+DEVICE = "cpu"  # where generation and reading run: datasets are generated on the CPU
 
 
 def burgers_spec(samples: int) -> DatasetSpec:
@@ -47,9 +49,9 @@ def burgers_spec(samples: int) -> DatasetSpec:
 
 
 def time_generation(spec: DatasetSpec, folder: Path, workers: int) -> float:
-    started = time.perf_counter()
-    generate(spec, folder, workers=workers)
-    return spec.samples / (time.perf_counter() - started)
+    with Stopwatch(DEVICE) as watch:
+        generate(spec, folder, workers=workers)
+    return spec.samples / watch.seconds
 
 
 def read_h5py(files: list[Path]) -> int:
@@ -73,9 +75,9 @@ def read_field_dataset(folder: Path) -> int:
 def megabytes_per_second(read, repeats: int) -> float:
     rates = []
     for _ in range(repeats):
-        started = time.perf_counter()
-        n_bytes = read()
-        rates.append(n_bytes / 2**20 / (time.perf_counter() - started))
+        with Stopwatch(DEVICE) as watch:
+            n_bytes = read()
+        rates.append(n_bytes / 2**20 / watch.seconds)
     return statistics.median(rates)
 
 

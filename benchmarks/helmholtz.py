@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from physml.cases.pinn import build_trainer
 from physml.cases.registry import load_case
+from physml.devices import Stopwatch
 
 CASE = Path(__file__).parents[1] / "cases" / "helmholtz.yaml"
 
@@ -26,9 +26,9 @@ CASE = Path(__file__).parents[1] / "cases" / "helmholtz.yaml"
 def train(balancer: str, steps: int) -> dict:
     case = load_case(CASE, [f"training.balancer.kind={balancer}", f"training.adam.steps={steps}"])
     trainer = build_trainer(case)
-    started = time.perf_counter()
-    trainer.fit()
-    result = {**trainer.evaluate(), "wall_s": time.perf_counter() - started,
+    with Stopwatch(case.device) as watch:
+        trainer.fit()
+    result = {**trainer.evaluate(), "wall_s": watch.seconds,
               "final_weights": trainer.history[-1]["weights"]}
     print(f"{balancer:>9}: relative L2 {result['rel_l2']:.3e} in {result['wall_s']:.0f} s")
     return result

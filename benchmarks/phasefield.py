@@ -41,7 +41,6 @@ import json
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +49,7 @@ import scipy.fft
 import warp as wp
 
 import physml
+from physml.devices import Stopwatch
 from physml.solvers import DoubleWell, Grid, ThermomigrationSolver, periodic
 from physml.solvers.free_energy import GAS_CONSTANT
 from physml.solvers.precipitates import precipitate_field
@@ -150,10 +150,11 @@ def keep_heap_memory() -> bool:
                                                                         1 << 30))
 
 
-def seconds_for(run: Rollout, n_steps: int) -> float:
-    start = time.perf_counter()
-    run(n_steps)
-    return time.perf_counter() - start
+def seconds_for(run: Rollout, n_steps: int, device: str) -> float:
+    """Wall-clock seconds of one rollout of ``n_steps`` steps, ``device`` synchronised."""
+    with Stopwatch(device) as watch:
+        run(n_steps)
+    return watch.seconds
 
 
 def mean_adaptive_step(solver: ThermomigrationSolver, c0: np.ndarray) -> float:
@@ -181,7 +182,7 @@ def benchmark_grid(shape: tuple[int, ...], n_steps: int, device: str) -> dict:
     rates: dict[str, list[float]] = {name: [] for name in rollouts}
     for _ in range(REPEATS):
         for name, run in rollouts.items():
-            rates[name].append(n_steps / seconds_for(run, n_steps))
+            rates[name].append(n_steps / seconds_for(run, n_steps, device))
     best = {name: max(values) for name, values in rates.items()}
     median = {name: statistics.median(values) for name, values in rates.items()}
     step = mean_adaptive_step(solver, c0)

@@ -17,19 +17,21 @@ to JSON, written after each part::
 
 ``--resume`` keeps the parts already in ``--out`` and the fitted initial parameters saved
 beside it (``<out>.theta0-<problem>.pt``), so a long full-scale run can be done in pieces.
+Every time is read on a :class:`~physml.devices.Stopwatch`, which waits for the device's
+queued work, so CUDA figures time the kernels, not their launches.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
 
 from physml.cases.registry import load_case
 from physml.cases.teng import Reference, build_teng, initial_condition
+from physml.devices import Stopwatch
 from physml.train.least_squares import GramSolver, SVDSolver
 
 CASES = Path(__file__).parents[1] / "cases"
@@ -45,14 +47,16 @@ def run_scheme(case, scheme: str, theta0: torch.Tensor, reference: Reference,
     teng = build_teng(case.model_copy(
         update={"training": case.training.model_copy(update={"teng": settings})}))
     teng.theta = theta0.clone()
-    errors, walls, started = {}, {}, time.perf_counter()
+    errors, walls, watch = {}, {}, Stopwatch(teng.device)
     for index, t in enumerate(TIMES):
-        teng.run(t)
-        walls[f"{t:g}"] = time.perf_counter() - started
+        with watch:
+            teng.run(t)
+        walls[f"{t:g}"] = watch.seconds
         errors[f"{t:g}"] = reference.error(teng, teng.theta, index)[0]
     shown = "  ".join(f"t={k} {v:.2e}" for k, v in errors.items())
-    print(f"  TENG-{scheme:5s} ({solver}): {shown}  ({walls['4']:.0f} s)", flush=True)
-    return {"rel_l2": errors, "wall_s": walls, "solve_s_per_step":
+    print(f"  TENG-{scheme:5s} ({teng.solver_used}): {shown}  ({walls['4']:.0f} s)", flush=True)
+    return {"rel_l2": errors, "wall_s": walls, "solver": teng.solver_used,
+            "fallbacks": teng.fallbacks, "solve_s_per_step":
             teng.solve_seconds / round(TIMES[-1] / teng.dt)}
 
 
@@ -69,25 +73,13 @@ def run_pinn(case, parameters: int, seconds: float, reference: Reference) -> dic
     device = reference.points.device
     net = SpaceTimePINN(width, case.model.depth).to(device)
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
-    length, steps, started = case.domain.x[1], 0, time.perf_counter()
+    length, steps, watch = case.domain.x[1], 0, Stopwatch(device)
     box = torch.tensor([length, length, TIMES[-1]], dtype=torch.float64, device=device)
-    while time.perf_counter() - started < seconds:
-        X = torch.rand(2048, 3, dtype=torch.float64, device=device) * box
-        X.requires_grad_(True)
-        u = net(X, u0)
-        du = torch.autograd.grad(u.sum(), X, create_graph=True)[0]
-        lap = sum(torch.autograd.grad(du[:, i].sum(), X, create_graph=True)[0][:, i]
-                  for i in range(2))
-        rhs = pde.nu * lap
-        if pde.name == "allen_cahn":
-            rhs = rhs + u - u**3
-        elif pde.name == "burgers":
-            rhs = rhs - u * (du[:, 0] + du[:, 1])
-        loss = (du[:, 2] - rhs).square().mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        steps += 1
+    with watch:
+        while watch.read() < seconds:
+            steps += 1
+            adam_step(net, optimiser, pde, u0, torch.rand(2048, 3, dtype=torch.float64,
+                                                          device=device) * box)
     errors = {}
     with torch.no_grad():
         for index, t in enumerate(TIMES):
@@ -97,7 +89,25 @@ def run_pinn(case, parameters: int, seconds: float, reference: Reference) -> dic
     count = sum(p.numel() for p in net.parameters())
     print(f"  PINN ({count} parameters, {steps} Adam steps): "
           + "  ".join(f"t={k} {v:.2e}" for k, v in errors.items()), flush=True)
-    return {"rel_l2": errors, "parameters": count, "adam_steps": steps, "wall_s": seconds}
+    return {"rel_l2": errors, "parameters": count, "adam_steps": steps, "wall_s": watch.seconds}
+
+
+def adam_step(net: SpaceTimePINN, optimiser, pde, u0, X: torch.Tensor) -> None:
+    """One Adam step on the mean squared residual $u_t - F[u]$ at the points X (n, 3)."""
+    X.requires_grad_(True)
+    u = net(X, u0)
+    du = torch.autograd.grad(u.sum(), X, create_graph=True)[0]
+    lap = sum(torch.autograd.grad(du[:, i].sum(), X, create_graph=True)[0][:, i]
+              for i in range(2))
+    rhs = pde.nu * lap
+    if pde.name == "allen_cahn":
+        rhs = rhs + u - u**3
+    elif pde.name == "burgers":
+        rhs = rhs - u * (du[:, 0] + du[:, 1])
+    loss = (du[:, 2] - rhs).square().mean()
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
 
 
 class SpaceTimePINN(torch.nn.Module):
@@ -129,10 +139,10 @@ def compare_solvers(case, theta0: torch.Tensor, repeats: int = 3) -> dict:
     r = target - teng.value(teng.theta, X)
     result = {"samples": J.shape[0], "columns": J.shape[1]}
     for name, kind in (("dense_svd", SVDSolver), ("gram", GramSolver)):
-        started = time.perf_counter()
-        for _ in range(repeats):
-            delta = kind([J], r).solve()
-        result[f"{name}_s"] = (time.perf_counter() - started) / repeats
+        with Stopwatch(J.device) as watch:
+            for _ in range(repeats):
+                delta = kind([J], r).solve()
+        result[f"{name}_s"] = watch.seconds / repeats
         result[f"{name}_relative_residual"] = float((J @ delta - r).norm() / r.norm())
     result["speedup"] = result["dense_svd_s"] / result["gram_s"]
     print(f"  solve {J.shape[0]}x{J.shape[1]}: SVD {result['dense_svd_s'] * 1e3:.1f} ms, Gram "
@@ -195,11 +205,11 @@ def initial_parameters(case, entry: dict, path: Path, resume: bool) -> torch.Ten
     if resume and path.is_file() and "initial_fit_rel_l2" in entry:
         return torch.load(path, weights_only=True).to(case.device)
     teng = build_teng(case)
-    started = time.perf_counter()
     fit = case.training
-    initial = teng.fit_initial(initial_condition(case), fit.initial_points,
-                               max_iterations=fit.initial_iterations)
-    fit_s = time.perf_counter() - started
+    with Stopwatch(teng.device) as watch:
+        initial = teng.fit_initial(initial_condition(case), fit.initial_points,
+                                   max_iterations=fit.initial_iterations)
+    fit_s = watch.seconds
     print(f"  initial fit {initial:.2e} ({fit_s:.0f} s, {teng.theta.numel()} parameters)")
     entry.clear()
     entry.update({"parameters": teng.theta.numel(), "initial_fit_rel_l2": initial,

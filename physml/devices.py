@@ -1,6 +1,10 @@
-"""The compute devices a run may name: PyTorch and Warp must both reach them."""
+"""The compute devices a run may name (PyTorch and Warp must both reach them), and a clock
+that waits for the work queued on them."""
 
 from __future__ import annotations
+
+import sys
+import time
 
 ALLOWED = "cpu, cuda, cuda:N"
 
@@ -28,3 +32,67 @@ def require_device(device: str) -> None:
         available = ", ".join(available_devices())
         raise ValueError(f"device={device!r} is not available; available: {available}")
     warp_device(device)
+
+
+def synchronize(device: str | object) -> None:
+    """Wait until the work PyTorch and Warp have queued on ``device`` is done.
+
+    CUDA launches return before the kernels run, so a clock read without this times the
+    queueing, not the work. Only a library already started on CUDA can have queued work, so
+    neither is started here. On the CPU both run synchronously and there is nothing to wait for.
+    """
+    name = str(device)
+    if not name.startswith("cuda"):
+        return
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.synchronize(name)
+    if _warp_started():
+        sys.modules["warp"].synchronize_device(name)
+
+
+def _warp_started() -> bool:
+    """Whether Warp's runtime exists (``wp.init`` has run); Warp has no public query for it."""
+    warp = sys.modules.get("warp")
+    if warp is None:
+        return False
+    context = sys.modules.get(warp.synchronize_device.__module__)
+    return getattr(context, "runtime", None) is not None
+
+
+class Stopwatch:
+    """Wall-clock seconds of the work on ``device``, synchronised whenever the clock is read.
+
+    ``with watch:`` adds the block's seconds to ``watch.seconds`` (the device is synchronised
+    on entry, so work queued before is not counted, and on exit, so the block's work is);
+    :meth:`read` gives the total so far, including a block in progress::
+
+        watch = Stopwatch("cuda:0")
+        with watch:
+            teng.step()
+        watch.seconds      # seconds of the step's work, kernels included
+
+    Args:
+        device: where the timed work runs ("cpu", "cuda", "cuda:N" or a ``torch.device``).
+    """
+
+    def __init__(self, device: str | object = "cpu") -> None:
+        self.device = device
+        self.seconds = 0.0
+        self._started: float | None = None
+
+    def __enter__(self) -> Stopwatch:
+        synchronize(self.device)
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.seconds = self.read()
+        self._started = None
+
+    def read(self) -> float:
+        """Seconds so far: the finished blocks plus the one in progress, if any."""
+        if self._started is None:
+            return self.seconds
+        synchronize(self.device)
+        return self.seconds + time.perf_counter() - self._started

@@ -1,10 +1,15 @@
-"""TENG: initial fit, Heun beating Euler to 1e-5 on 1D heat, and the least-squares solvers."""
+"""TENG: initial fit, Heun beating Euler to 1e-5 on 1D heat, the least-squares solvers, their
+fallbacks and timings, and resuming."""
 
 import math
+import shutil
 
 import pytest
 import torch
+from torch.func import jacrev, vmap
 
+from physml import devices
+from physml.devices import Stopwatch
 from physml.models import PeriodicMLP
 from physml.train.least_squares import GramSolver, SVDSolver
 from physml.train.teng import TENG, TENGPDE
@@ -28,13 +33,25 @@ def make(scheme, **kw):
 
 @pytest.fixture(scope="module")
 def initial_state():
-    teng = make("heun")
-    error = teng.fit_initial(u0, points=1024)
-    return teng.theta.clone(), error
+    teng, progress = make("heun"), []
+    error = teng.fit_initial(u0, points=1024, on_iteration=progress.append)
+    return teng.theta.clone(), error, teng, progress
 
 
 def test_initial_condition_is_fitted_below_1e9(initial_state):
     assert initial_state[1] <= 1e-9
+
+
+def test_initial_fit_reports_progress_and_keeps_its_result(initial_state):
+    theta, error, teng, progress = initial_state
+    assert [p.iteration for p in progress] == list(range(1, len(progress) + 1))
+    errors = [p.error for p in progress]
+    assert errors == sorted(errors, reverse=True) and errors[-1] <= 1e-9 < errors[0]
+    elapsed = [p.elapsed_s for p in progress]
+    assert 0 < elapsed[0] and elapsed == sorted(elapsed)
+    # What a checkpoint after the fit needs: the parameters and the error on fresh points.
+    state = teng.state_dict()
+    assert torch.equal(state["theta"], theta) and state["initial_error"] == error
 
 
 def final_error(scheme, theta, t_end=0.5, **kw):
@@ -106,6 +123,93 @@ def test_fit_damps_an_update_that_would_raise_the_residual():
     assert float((target - teng.value(fitted, X)).norm()) < 0.99 * start
 
 
+def test_gram_solve_falls_back_to_lstsq_and_says_why():
+    """float32 and rank 5 of 50: rounding exceeds the 1e-12 jitter and Cholesky breaks down."""
+    gen = torch.Generator().manual_seed(3)
+    J = torch.randn(200, 5, generator=gen) @ torch.randn(5, 50, generator=gen)
+    r = torch.randn(200, generator=gen)
+    solver = GramSolver([J], r)
+    assert solver.lstsq_fallbacks == 0
+    delta = solver.solve()
+    solver.solve(0.0)  # clamped to the smallest damping
+    assert solver.lstsq_fallbacks == 2 and "Cholesky breaks down" in solver.fallback_reason
+    best = torch.linalg.lstsq(J.double(), r.double()[:, None]).solution[:, 0]
+    assert float((J @ delta - r).norm()) < 1.2 * float((J.double() @ best - r.double()).norm())
+    healthy = GramSolver([J.double()], r.double())
+    healthy.solve()
+    assert healthy.lstsq_fallbacks == 0 and healthy.fallback_reason == ""
+
+
+def test_teng_counts_lstsq_fallbacks_and_warns_once(monkeypatch):
+    teng = make("euler")
+    broken = torch.ones((), dtype=torch.int32)  # Cholesky's "not positive definite"
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", lambda A: (A, broken))
+    X = teng.sample(teng.n_points)
+    target = teng.value(teng.theta, X) + 0.01 * torch.sin(X[:, 0])
+    with pytest.warns(RuntimeWarning, match="TENG lstsq fallback: .*Cholesky") as caught:
+        teng.fit(teng.fit(teng.theta, X, target), X, target)
+    assert len(caught) == 1
+    assert teng.fallbacks == {"lstsq": teng.solves, "full_jacobian": 0} and teng.solves >= 6
+    assert "not numerically positive definite" in teng.fallback_reasons["lstsq"]
+
+
+def test_solve_seconds_are_read_on_a_synchronised_clock(monkeypatch):
+    synchronised = []
+    monkeypatch.setattr(devices, "synchronize", synchronised.append)
+    teng = make("euler")
+    X = teng.sample(teng.n_points)
+    teng.fit(teng.theta, X, teng.value(teng.theta, X) + 0.01 * torch.sin(X[:, 0]))
+    # Each timed block (Gram accumulation and each solve) waits for the device at both ends.
+    assert len(synchronised) >= 2 * (teng.iterations + teng.solves)
+    assert set(synchronised) == {teng.device} and teng.solve_seconds > 0
+
+
+def test_stopwatch_synchronises_cuda_and_warp_work(monkeypatch):
+    import warp as wp
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda d: calls.append(("torch", d)))
+    monkeypatch.setattr(wp, "synchronize_device", lambda d: calls.append(("warp", d)))
+    monkeypatch.setattr(devices, "_warp_started", lambda: True)
+    watch = Stopwatch("cuda:1")
+    with watch:
+        assert calls == [("torch", "cuda:1"), ("warp", "cuda:1")]
+        watch.read()
+    assert len(calls) == 6 and watch.seconds > 0
+    assert watch.read() == watch.seconds and len(calls) == 6  # nothing running: no wait
+    with Stopwatch("cpu"), Stopwatch(torch.device("cpu")):
+        pass
+    assert len(calls) == 6
+
+
+def test_stopwatch_sees_that_warp_has_started():
+    import warp as wp
+
+    wp.init()
+    assert devices._warp_started()
+
+
+def test_solver_used_is_the_one_that_ran():
+    assert make("euler").solver_used == "gram"  # "auto"
+    assert make("euler", solver="gram").solver_used == "gram"
+    assert make("euler", solver="dense").solver_used == "dense"
+
+
+def test_state_dict_resumes_bitwise():
+    """The steps (Gram, Cholesky, GEMM) are deterministic on the CPU: a run stopped after two
+    steps and resumed from its state takes exactly the steps the whole run takes."""
+    whole = make("heun")
+    whole.run(0.02)
+    state = whole.state_dict()
+    whole.run(0.04)
+    resumed = make("heun", seed=5)  # the state, not the construction, decides what follows
+    resumed.load_state_dict(state)
+    resumed.run(0.04)
+    assert torch.equal(resumed.theta, whole.theta)
+    assert (resumed.t, resumed.solves) == (whole.t, whole.solves)
+
+
 def test_jacobian_by_chunks_matches_one_piece():
     teng = make("euler")
     X = teng.sample(300)
@@ -141,22 +245,29 @@ def test_teng_case_writes_the_error_curve_and_resumes_to_the_same_result(tmp_pat
 
     path = Path(__file__).parents[1] / "cases" / "teng_heat.yaml"
     case = load_case(path, [*TINY_TENG, f"output.folder={tmp_path}"])
-    (tmp_path / "whole").mkdir()
-    folder, result = run_case(case, tmp_path / "whole")
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    whole.mkdir()
+    part.mkdir()
+
+    def interrupt_copy(entry):  # the run as it would be left if stopped during step 3
+        if entry["step"] == 3:
+            shutil.copytree(whole, part, dirs_exist_ok=True)
+
+    folder, result = run_case(case, whole, on_step=interrupt_copy)
     assert result["passed"] and set(result["errors_at"]) == {"0.1", "0.2"}
     curve = json.loads((folder / "errors.json").read_text())
     assert curve["t"][0] == 0.0 and len(curve["t"]) == len(curve["rel_l2"]) == 3
     assert (folder / "errors.png").is_file() and (folder / "predictions.h5").is_file()
-    # Interrupt at t = 0.1 (the step-2 checkpoint), then resume to the end.
-    short = load_case(path, [*TINY_TENG, "domain.t=[0, 0.1]", "evaluation.times=[0.1]"])
-    part = tmp_path / "part"
-    part.mkdir()
-    run_case(short, part)
-    (part / "config.yaml").write_text(case.to_yaml())
+    # Resume from the step-2 checkpoint (t = 0.1) to the end. Bitwise: the steps' arithmetic
+    # (Gram accumulation, Cholesky, GEMM) gives identical results for identical inputs on the
+    # CPU. Only the initial fit's QR least squares (MKL's gelsy) differs between identical calls
+    # (~1e-10, amplified to ~1e-6 by four steps), which is why both runs share one initial fit.
+    assert torch.load(part / "checkpoint.pt", weights_only=False)["t"] == pytest.approx(0.1)
     _, resumed = run_case(case, part, resume=True)
-    # Same to rounding, not bitwise: LAPACK's float64 solves on this CPU differ at ~1e-10
-    # between identical calls, and the Gauss-Newton fits carry that into the parameters.
-    assert resumed["rel_l2"] == pytest.approx(result["rel_l2"], rel=1e-2)
+    theta_whole, theta_resumed = (torch.load(f / "checkpoint.pt", weights_only=False)["theta"]
+                                  for f in (whole, part))
+    assert torch.equal(theta_resumed, theta_whole)
+    assert resumed["rel_l2"] == result["rel_l2"]
     history = json.loads((part / "metrics.json").read_text())["history"]
     assert [round(e["t"], 9) for e in history] == [0.0, 0.1, 0.2]
 
@@ -181,8 +292,9 @@ def test_outer_product_jacobian_matches_autodiff():
     X = teng.sample(300)
     columns = torch.randperm(teng.theta.numel())[:100]
     outer = teng.jacobian(teng.theta, X, columns)
-    teng._outer_jacobian = None  # the vmap(jacrev) path
-    assert torch.allclose(outer, teng.jacobian(teng.theta, X, columns), rtol=1e-13, atol=1e-15)
+    autodiff = vmap(jacrev(teng._scalar), in_dims=(None, 0))(teng.theta, X)[:, columns]
+    assert torch.allclose(outer, autodiff, rtol=1e-13, atol=1e-15)
+    assert teng.fallbacks == {"lstsq": 0, "full_jacobian": 0}
 
 
 class Scaled(torch.nn.Module):
@@ -215,7 +327,14 @@ def test_jacobian_of_other_networks_falls_back_to_autodiff(network):
     assert teng._outer_jacobian is None
     X = teng.sample(32)
     columns = torch.arange(teng.theta.numel())
-    J = teng.jacobian(teng.theta, X, columns)
+    with pytest.warns(RuntimeWarning, match="TENG full_jacobian fallback") as caught:
+        J = teng.jacobian(teng.theta, X, columns)
+        teng.jacobian(teng.theta, X, columns)
+    assert len(caught) == 1 and teng.fallbacks["full_jacobian"] == 2
+    why = {Scaled: "parameter 'scale' is not the weight or bias of an nn.Linear",
+           Shared: "layer 'layer' runs 2 times per forward pass"}[network]
+    assert teng.fallback_reasons["full_jacobian"].startswith(why)
+    assert "O(chunk * p) memory" in teng.fallback_reasons["full_jacobian"]
     step = 1e-6 * torch.eye(teng.theta.numel(), dtype=torch.float64)
     difference = torch.stack([(teng.value(teng.theta + e, X) - teng.value(teng.theta - e, X))
                               / 2e-6 for e in step], dim=1)

@@ -22,11 +22,16 @@ from torch import nn
 from torch.func import functional_call
 
 
+class NotLinearLayers(ValueError):
+    """A network :class:`LinearLayerJacobian` does not apply to; the message says why."""
+
+
 class LinearLayerJacobian:
     """Per-sample Jacobian columns of ``model``'s scalar output; see the module docstring.
 
-    Build it with :meth:`for_model`, which returns ``None`` where the method does not apply
-    (a parameter outside a linear layer, or a layer used other than once per forward pass).
+    Build it with :meth:`for_model`, which raises :class:`NotLinearLayers`, saying why, where
+    the method does not apply (a parameter outside a linear layer, or a layer used other than
+    once per forward pass).
     """
 
     def __init__(self, model: nn.Module, layers: list[nn.Linear], signal_row: torch.Tensor,
@@ -38,14 +43,16 @@ class LinearLayerJacobian:
         self.signal_row, self.input_row = signal_row, input_row
 
     @classmethod
-    def for_model(cls, model: nn.Module, d_in: int) -> LinearLayerJacobian | None:
+    def for_model(cls, model: nn.Module, d_in: int) -> LinearLayerJacobian:
+        """The Jacobian of ``model`` (inputs (n, ``d_in``)), or :class:`NotLinearLayers`."""
         linear = {name: module for name, module in model.named_modules()
                   if isinstance(module, nn.Linear)}
         owners: list[tuple[nn.Linear, str]] = []
         for name, _ in model.named_parameters():
             owner, _, kind = name.rpartition(".")
             if owner not in linear or kind not in ("weight", "bias"):
-                return None
+                raise NotLinearLayers(f"parameter {name!r} is not the weight or bias of an "
+                                      "nn.Linear")
             owners.append((linear[owner], kind))
         layers = list(dict.fromkeys(layer for layer, _ in owners))
         first_signal = dict(zip(layers, accumulate([0] + [m.out_features for m in layers])))
@@ -61,12 +68,15 @@ class LinearLayerJacobian:
             signal_row.append(i.reshape(-1))
             input_row.append(j.reshape(-1))
         if not layers:
-            return None
+            raise NotLinearLayers("the network has no parameters")
         probe = next(model.parameters())
         calls = cls._record(model, layers, torch.zeros(2, d_in, dtype=probe.dtype,
                                                        device=probe.device), None)[1]
-        if any(len(c) != 1 for c in calls):
-            return None
+        names = {module: name for name, module in linear.items()}
+        for layer, c in zip(layers, calls):
+            if len(c) != 1:
+                raise NotLinearLayers(f"layer {names[layer]!r} runs {len(c)} times per forward "
+                                      "pass, not once")
         return cls(model, layers, torch.cat(signal_row).to(probe.device),
                    torch.cat(input_row).to(probe.device))
 

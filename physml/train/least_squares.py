@@ -24,16 +24,23 @@ Levenberg–Marquardt retries of a fit reuse the factorisation's inputs):
   $O(nm\min(n, m))$ with a large constant.
 
 Each solver adds the seconds of its own arithmetic (not the building of the blocks) to
-``seconds``.
+``seconds``, measured by a device-synchronised :class:`~physml.devices.Stopwatch`.
+
+Where the damped Gram matrix is not numerically positive definite (Cholesky breaks down: a
+rank-deficient $J$ in float32, whose rounding exceeds the jitter), :class:`GramSolver` solves
+that system by ``torch.linalg.lstsq`` instead; it counts these fallbacks in
+``lstsq_fallbacks`` and states the last one's cause in ``fallback_reason``, for its caller to
+report (:class:`~physml.train.teng.TENG` warns and puts them in its ``fallbacks``).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from itertools import chain
 
 import torch
+
+from ..devices import Stopwatch
 
 MIN_DAMPING = 1e-12  # the smallest relative damping, also the Cholesky jitter's floor
 RCOND = 1e-10  # singular values below RCOND * the largest are dropped by SVDSolver
@@ -48,35 +55,49 @@ class GramSolver:
         if first is None:
             raise ValueError("GramSolver needs at least one block of the Jacobian")
         m = first.shape[1]
-        self.sample_space, self.r, self.J, self.seconds = r.numel() < m, r, None, 0.0
+        self.sample_space, self.r, self.J = r.numel() < m, r, None
+        self.watch = Stopwatch(first.device)
+        self.lstsq_fallbacks, self.fallback_reason = 0, ""
         if self.sample_space:
             self.J = torch.cat([first, *blocks])
-            started = time.perf_counter()
-            G, c = self.J @ self.J.T, None
-            self.seconds += time.perf_counter() - started
+            with self.watch:
+                G, c = self.J @ self.J.T, None
         else:
             G = torch.zeros(m, m, dtype=first.dtype, device=first.device)
             c = torch.zeros(m, dtype=first.dtype, device=first.device)
             offset = 0
             for block in chain([first], blocks):  # the blocks' building is not timed
-                started = time.perf_counter()
-                G.addmm_(block.T, block)
-                c.addmv_(block.T, r[offset : offset + block.shape[0]])
+                with self.watch:
+                    G.addmm_(block.T, block)
+                    c.addmv_(block.T, r[offset : offset + block.shape[0]])
                 offset += block.shape[0]
-                self.seconds += time.perf_counter() - started
             if offset != r.numel():
                 raise ValueError(f"the Jacobian's blocks cover {offset} rows, the residual has "
                                  f"{r.numel()}")
         self.G, self.c = G, c
         self.scale = float(G.diagonal().mean().clamp_min(torch.finfo(G.dtype).tiny))
 
+    @property
+    def seconds(self) -> float:
+        """Seconds of this solver's arithmetic so far (device-synchronised)."""
+        return self.watch.seconds
+
     def solve(self, damping: float = MIN_DAMPING) -> torch.Tensor:
         """$\\delta$ for the relative ``damping`` (at least ``MIN_DAMPING``)."""
-        started = time.perf_counter()
+        with self.watch:
+            return self._solve(max(damping, MIN_DAMPING))
+
+    def _solve(self, damping: float) -> torch.Tensor:
         damped = self.G.clone()
-        damped.diagonal().add_(max(damping, MIN_DAMPING) * self.scale)
+        damped.diagonal().add_(damping * self.scale)
         factor, info = torch.linalg.cholesky_ex(damped)
         if int(info) != 0:  # not numerically positive definite: least squares on the system
+            self.lstsq_fallbacks += 1
+            self.fallback_reason = (
+                f"the damped Gram matrix ({damped.shape[0]}x{damped.shape[0]}, {damped.dtype}, "
+                f"relative damping {damping:.0e}) is not numerically positive definite (Cholesky "
+                f"breaks down at pivot {int(info)}); solved by torch.linalg.lstsq instead")
+
             def gram_inverse(rhs):
                 return torch.linalg.lstsq(damped, rhs[:, None]).solution[:, 0]
         else:
@@ -88,7 +109,6 @@ class GramSolver:
         else:
             delta = gram_inverse(self.c)
             delta += gram_inverse(self.c - self.G @ delta)
-        self.seconds += time.perf_counter() - started
         return delta
 
 
@@ -98,18 +118,20 @@ class SVDSolver:
     def __init__(self, blocks: Iterable[torch.Tensor], r: torch.Tensor,
                  rcond: float = RCOND) -> None:
         J = torch.cat(list(blocks))
-        started = time.perf_counter()
-        U, S, Vh = torch.linalg.svd(J, full_matrices=False)
-        keep = S > rcond * S[0]
-        self.S, self.V = S[keep], Vh[keep].T
-        self.projected = U[:, keep].T @ r
-        self.scale = float(S.square().sum()) / min(J.shape)
-        self.seconds = time.perf_counter() - started
+        self.watch = Stopwatch(J.device)
+        with self.watch:
+            U, S, Vh = torch.linalg.svd(J, full_matrices=False)
+            keep = S > rcond * S[0]
+            self.S, self.V = S[keep], Vh[keep].T
+            self.projected = U[:, keep].T @ r
+            self.scale = float(S.square().sum()) / min(J.shape)
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of this solver's arithmetic so far (device-synchronised)."""
+        return self.watch.seconds
 
     def solve(self, damping: float = 0.0) -> torch.Tensor:
         """$\\delta$ for the relative ``damping`` (0: the truncated pseudo-inverse)."""
-        started = time.perf_counter()
-        lam = damping * self.scale
-        delta = self.V @ (self.projected * self.S / (self.S.square() + lam))
-        self.seconds += time.perf_counter() - started
-        return delta
+        with self.watch:
+            return self.V @ (self.projected * self.S / (self.S.square() + damping * self.scale))

@@ -24,7 +24,7 @@ parameters from norm 14 to 5e5 and the error to 25.
 The least-squares solve (``solver``, :mod:`physml.train.least_squares`): ``"dense"``, the thin
 SVD of $J_S$ with small singular values dropped; ``"gram"``, Cholesky of the smaller Gram
 matrix ($J_S^\top J_S$, or $J_SJ_S^\top$ in sample space when $n < |S|$: the Woodbury/SPRING
-form) with one refinement step; ``"auto"``: ``"gram"``.
+form) with one refinement step; ``"auto"``: ``"gram"``. ``solver_used`` names the one used.
 
 Memory: $J_S$ is built in chunks of ``chunk`` points. For networks of linear layers (the
 MLPs here) a chunk costs one forward and one backward pass, $O(\text{chunk}\cdot w L)$ for
@@ -36,6 +36,12 @@ $O(|S|^2 + \text{chunk}\cdot|S|)$ floats, whatever $n$ (512² points x 1500 colu
 3.1 GB in float64; its Gram matrix is 18 MB). In sample space $J_S$ is kept, $O(n|S|)$ with
 $n < |S|$, no more than the Gram matrix of the other side. The dense SVD solve holds $J_S$.
 
+Fallbacks are counted in ``fallbacks`` (their causes in ``fallback_reasons``) and each kind is
+warned once per :class:`TENG` (``RuntimeWarning``): ``"full_jacobian"``, a Jacobian built by
+``vmap(jacrev)`` with all $p$ columns per point, $O(\text{chunk}\cdot p)$ memory, because the
+network is not one of linear layers each run once; ``"lstsq"``, a Gram solve whose damped
+matrix Cholesky could not factor, solved by ``torch.linalg.lstsq`` instead.
+
 The initial condition is fitted by Levenberg–Marquardt with variable projection on all
 parameters (:meth:`TENG.fit_initial`), down to ``tolerance`` (1e-10) on its points where the
 network can: 2.4e-10 for the 1D tests. The reduced 2D network (641 parameters) converges
@@ -46,6 +52,7 @@ linearly and slowly, measured on fresh points: 1.4e-6 after 400 iterations, 2.0e
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -53,8 +60,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
+from ..devices import Stopwatch
 from ..solvers.timestepping import Tableau, tableau
-from .jacobian import LinearLayerJacobian
+from .jacobian import LinearLayerJacobian, NotLinearLayers
 from .least_squares import MIN_DAMPING, GramSolver, SVDSolver
 
 PDES = ("heat", "allen_cahn", "burgers")
@@ -85,6 +93,26 @@ class TENGPDE:
         return out
 
 
+@dataclass(frozen=True)
+class FitProgress:
+    r"""One iteration of :meth:`TENG.fit_initial`, as its ``on_iteration`` callback sees it.
+
+    Attributes:
+        iteration: iterations done (1, 2, ...).
+        error: relative L2 error $\|u_\theta(X) - u_0(X)\| / \|u_0(X)\|$ on the fit's points.
+        damping: the Levenberg–Marquardt damping the next iteration starts from.
+        elapsed_s: seconds since the fit began (device-synchronised).
+    """
+
+    iteration: int
+    error: float
+    damping: float
+    elapsed_s: float
+
+
+FALLBACKS = ("lstsq", "full_jacobian")  # the kinds counted in TENG.fallbacks
+
+
 class TENG:
     """Time-evolving natural gradient for a network on a periodic box $[0, L)^d$.
 
@@ -98,6 +126,19 @@ class TENG:
         iterations: Gauss–Newton iterations per fit.
         solver: ``"auto"``, ``"gram"`` or ``"dense"`` (see the module docstring).
         length: box length per axis; ``seed``: random stream of points and subsets.
+
+    Attributes:
+        theta: the flat parameters, shape (p,), float64.
+        t: the time reached.
+        solver_used: ``"gram"`` or ``"dense"``, the least-squares solver the fits use.
+        solve_seconds, solves: device-synchronised seconds of the least-squares arithmetic, and
+            the number of solves (damping retries included).
+        fallbacks: ``{"lstsq": n, "full_jacobian": m}``, how often each fallback of the module
+            docstring happened; ``fallback_reasons``: the cause of each that did.
+        initial_error: the relative L2 error of :meth:`fit_initial` on fresh points (None
+            before the fit).
+
+    :meth:`state_dict` and :meth:`load_state_dict` carry everything a resumed run needs.
     """
 
     def __init__(
@@ -130,12 +171,49 @@ class TENG:
         self._names = [name for name, _ in self.model.named_parameters()]
         self._shapes = [p.shape for _, p in self.model.named_parameters()]
         self.theta = torch.cat([p.detach().reshape(-1) for p in self.model.parameters()])
-        self._outer_jacobian = LinearLayerJacobian.for_model(self.model, dim)
+        self.solver_used = "dense" if solver == "dense" else "gram"
+        try:
+            self._outer_jacobian, self._full_jacobian_reason = (
+                LinearLayerJacobian.for_model(self.model, dim), "")
+        except NotLinearLayers as exc:
+            self._outer_jacobian, self._full_jacobian_reason = None, (
+                f"{exc}, so the Jacobian is built by vmap(jacrev) with all "
+                f"{self.theta.numel()} columns per point: O(chunk * p) memory, not O(chunk * |S|)")
         self.subsample = min(subsample, self.theta.numel())
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.t = 0.0
         self.solve_seconds = 0.0
         self.solves = 0
+        self.fallbacks = dict.fromkeys(FALLBACKS, 0)
+        self.fallback_reasons: dict[str, str] = {}
+        self._warned: set[str] = set()
+        self.initial_error: float | None = None
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs: parameters, time, random stream, solve counters,
+        fallbacks and the initial fit's error (tensors as they are; ``torch.save`` them)."""
+        return {"theta": self.theta, "t": self.t, "generator": self.generator.get_state(),
+                "solve_seconds": self.solve_seconds, "solves": self.solves,
+                "fallbacks": dict(self.fallbacks), "fallback_reasons": dict(self.fallback_reasons),
+                "initial_error": self.initial_error}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`: the next steps are those the saved run would take."""
+        self.theta = state["theta"].to(self.device, torch.float64)
+        self.t = state["t"]
+        self.generator.set_state(state["generator"])
+        self.solve_seconds, self.solves = state["solve_seconds"], state["solves"]
+        self.fallbacks = {**dict.fromkeys(FALLBACKS, 0), **state["fallbacks"]}
+        self.fallback_reasons = dict(state["fallback_reasons"])
+        self.initial_error = state["initial_error"]
+
+    def _fallback(self, kind: str, reason: str, count: int = 1) -> None:
+        """Count ``count`` fallbacks of ``kind``; warn the first time in this object."""
+        self.fallbacks[kind] += count
+        self.fallback_reasons[kind] = reason
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(f"TENG {kind} fallback: {reason}", RuntimeWarning, stacklevel=3)
 
     # -- the network as a function of flat parameters ------------------------------------
     def _params(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -171,7 +249,8 @@ class TENG:
         """$\\partial u_\\theta(X)/\\partial\\theta_S$ for the parameter indices ``columns``, in
         row blocks of at most ``chunk`` points, shape (chunk, |S|) each (see the memory note in
         the module docstring): by outer products for networks of linear layers
-        (:mod:`physml.train.jacobian`), else by ``vmap(jacrev)``."""
+        (:mod:`physml.train.jacobian`), else by ``vmap(jacrev)`` (a ``"full_jacobian"``
+        fallback)."""
         if self._outer_jacobian is not None:
             params = self._params(theta)
             for x in torch.split(X, self.chunk):
@@ -179,6 +258,7 @@ class TENG:
                 self._outer_jacobian.transposed(params, x, columns, block)
                 yield block.T
         else:
+            self._fallback("full_jacobian", self._full_jacobian_reason)
             jac = vmap(jacrev(self._scalar, argnums=0), in_dims=(None, 0))
             for x in torch.split(X, self.chunk):
                 yield jac(theta, x)[:, columns].detach()
@@ -218,6 +298,8 @@ class TENG:
                     break
                 damping *= 100
             self.solve_seconds += solver.seconds
+            if isinstance(solver, GramSolver) and solver.lstsq_fallbacks:
+                self._fallback("lstsq", solver.fallback_reason, solver.lstsq_fallbacks)
         return theta
 
     def sample(self, n: int) -> torch.Tensor:
@@ -258,7 +340,7 @@ class TENG:
                 on_step(self)
 
     def output_columns(self) -> torch.Tensor:
-        """Indices in $\theta$ of the last linear layer (the network is linear in them)."""
+        r"""Indices in $\theta$ of the last linear layer (the network is linear in them)."""
         last = [name for name, m in self.model.named_modules() if isinstance(m, nn.Linear)][-1]
         columns, offset = [], 0
         for name, shape in zip(self._names, self._shapes):
@@ -274,40 +356,65 @@ class TENG:
         points: int = 2048,
         tolerance: float = 1e-10,
         max_iterations: int = 400,
+        on_iteration: Callable[[FitProgress], None] | None = None,
     ) -> float:
         r"""Fit all parameters to ``u0`` on random points; returns the relative L2 error on fresh
-        points. Each iteration is a Levenberg–Marquardt step (the damped system solved by QR,
+        points, also kept in ``initial_error`` (the fitted parameters are ``theta``: with
+        :meth:`state_dict` a run can checkpoint here and resume straight into time stepping).
+
+        Each iteration is a Levenberg–Marquardt step (the damped system solved by QR,
         $[J; \sqrt{\lambda s}I]\delta = [r; 0]$, not by normal equations, which would square
         the conditioning) followed by the exact least-squares solve for the output layer
-        (variable projection); it stops when the training error reaches ``tolerance``."""
+        (variable projection); it stops when the training error reaches ``tolerance``, after
+        ``max_iterations``, or when no damping up to 1e8 lowers the error.
+
+        Args:
+            u0: the initial condition, points (n, dim) -> values (n,).
+            points: fit points, drawn from the random stream.
+            tolerance: relative L2 training error to stop at.
+            max_iterations: most Levenberg–Marquardt iterations.
+            on_iteration: called after every iteration with its :class:`FitProgress` (for
+                progress lines: the fit takes minutes for the 2D cases).
+        """
         X = self.sample(points)
         target = u0(X)
         theta, damping = self.theta.clone(), 1e-3
-        p = theta.numel()
-        every, output = torch.arange(p, device=self.device), self.output_columns()
-        zeros = torch.zeros(p, dtype=target.dtype, device=self.device)
-        eye = torch.eye(p, dtype=target.dtype, device=self.device)
         error = _relative(self.value(theta, X) - target, target)
-        for _ in range(max_iterations):
-            if error <= tolerance or damping > 1e8:
-                break
-            J = self.jacobian(theta, X, every)
-            r = target - self.value(theta, X)
-            scale = float(J.square().sum(0).mean())
-            while damping <= 1e8:
-                A = torch.cat([J, math.sqrt(damping * scale) * eye])
-                trial = theta + torch.linalg.lstsq(A, torch.cat([r, zeros])[:, None]).solution[:, 0]
-                rest = target - self.value(trial, X)
-                J_out = self.jacobian(trial, X, output)
-                trial[output] += torch.linalg.lstsq(J_out, rest[:, None]).solution[:, 0]
-                trial_error = _relative(self.value(trial, X) - target, target)
-                if trial_error < error:
-                    theta, error, damping = trial, trial_error, max(damping / 3, 1e-15)
+        with Stopwatch(self.device) as watch:
+            for iteration in range(1, max_iterations + 1):
+                if error <= tolerance or damping > 1e8:
                     break
-                damping *= 4
+                theta, error, damping = self._initial_fit_step(theta, X, target, error, damping)
+                if on_iteration is not None:
+                    on_iteration(FitProgress(iteration, error, damping, watch.read()))
         self.theta = theta
         test = self.sample(points)
-        return _relative(self.value(theta, test) - u0(test), u0(test))
+        self.initial_error = _relative(self.value(theta, test) - u0(test), u0(test))
+        return self.initial_error
+
+    def _initial_fit_step(self, theta: torch.Tensor, X: torch.Tensor, target: torch.Tensor,
+                          error: float, damping: float) -> tuple[torch.Tensor, float, float]:
+        """One iteration of :meth:`fit_initial` from ``theta`` (training ``error``): the damping
+        grows 4-fold until a step lowers the error (then it shrinks 3-fold for the next), or
+        passes 1e8, which leaves ``theta`` as it is. Returns (theta, error, damping)."""
+        p = theta.numel()
+        J = self.jacobian(theta, X, torch.arange(p, device=self.device))
+        r = target - self.value(theta, X)
+        scale = float(J.square().sum(0).mean())
+        zeros = torch.zeros(p, dtype=target.dtype, device=self.device)
+        eye = torch.eye(p, dtype=target.dtype, device=self.device)
+        output = self.output_columns()
+        while damping <= 1e8:
+            A = torch.cat([J, math.sqrt(damping * scale) * eye])
+            trial = theta + torch.linalg.lstsq(A, torch.cat([r, zeros])[:, None]).solution[:, 0]
+            rest = target - self.value(trial, X)
+            J_out = self.jacobian(trial, X, output)
+            trial[output] += torch.linalg.lstsq(J_out, rest[:, None]).solution[:, 0]
+            trial_error = _relative(self.value(trial, X) - target, target)
+            if trial_error < error:
+                return trial, trial_error, max(damping / 3, 1e-15)
+            damping *= 4
+        return theta, error, damping
 
 
 def _relative(error: torch.Tensor, reference: torch.Tensor) -> float:
