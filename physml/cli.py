@@ -366,6 +366,10 @@ def _run_case(args: argparse.Namespace) -> int:
             if "rel_l2" in record:
                 latest["rel_l2"] = record["rel_l2"]
             error = f" rel L2 {latest['rel_l2']:.2e}" if latest else ""
+            if "fit_iteration" in record:  # a fit before the first step (TENG)
+                progress.update(0, f"initial fit: iteration {record['fit_iteration']}, "
+                                   f"error {record['fit_error']:.2e}")
+                return
             if "loss" in record:  # optimisation steps count from 0, time steps from 1
                 done, status = record["step"] + 1, f"loss {record['loss']:.3e}"
             else:

@@ -250,7 +250,7 @@ def test_teng_case_writes_the_error_curve_and_resumes_to_the_same_result(tmp_pat
     part.mkdir()
 
     def interrupt_copy(entry):  # the run as it would be left if stopped during step 3
-        if entry["step"] == 3:
+        if entry.get("step") == 3:
             shutil.copytree(whole, part, dirs_exist_ok=True)
 
     folder, result = run_case(case, whole, on_step=interrupt_copy)

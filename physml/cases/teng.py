@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -43,11 +42,12 @@ import xarray as xr
 from pydantic import Field, model_validator
 
 from ..datasets.store import write_dataset
+from ..devices import Stopwatch
 from ..errors import NonFiniteLossError
 from ..models import PeriodicMLP
 from ..solvers.spectral import SpectralSolver
 from ..train.problems import sine
-from ..train.teng import TENG, TENGPDE
+from ..train.teng import TENG, TENGPDE, FitProgress
 from .kind import CaseKind, OnStep
 from .run_folder import CHECKPOINT, CONFIG, Section, atomic_write, require_checkpoint, write_text
 from .sections import PhysicsCase, threshold_verdict
@@ -168,65 +168,70 @@ def evaluation_steps(case: TENGCase) -> list[int]:
 
 def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
     """Run ``case`` in ``folder``, resuming from its checkpoint if asked; returns the
-    summary."""
+    summary. The fitted initial state is the first checkpoint (written before
+    ``config.yaml``), so a resumed run never repeats the initial fit; the fit reports its
+    progress to ``on_step`` as ``{"fit_iteration", "fit_error", "elapsed_s"}`` records."""
     teng = build_teng(case)
     steps = evaluation_steps(case)
     dt, t0 = teng.dt, case.domain.t[0]
-    started = time.perf_counter()
-    reference = Reference(case, [t0 + s * dt for s in steps], dt)
-    reference_s = time.perf_counter() - started
+    clock = Stopwatch(case.device)
+    with clock:
+        reference = Reference(case, [t0 + s * dt for s in steps], dt)
+    reference_s = clock.seconds
     history: list[dict] = []
+    wall_offset = 0.0
 
-    def save(step: int) -> None:
-        state = {"theta": teng.theta, "t": teng.t, "history": history,
-                 "generator": teng.generator.get_state(), "solve_seconds": teng.solve_seconds,
-                 "solves": teng.solves, "initial_error": initial_error}
+    def save() -> None:
+        state = {**teng.state_dict(), "history": history}
         atomic_write(folder / CHECKPOINT, lambda p: torch.save(state, p))
+
+    def fit_progress(progress: FitProgress) -> None:
+        if on_step is not None:
+            on_step({"fit_iteration": progress.iteration, "fit_error": progress.error,
+                     "elapsed_s": progress.elapsed_s})
 
     if resume:
         state = torch.load(require_checkpoint(folder), weights_only=False)
-        teng.theta, teng.t, history = state["theta"], state["t"], state["history"]
-        teng.generator.set_state(state["generator"])
-        teng.solve_seconds, teng.solves = state["solve_seconds"], state["solves"]
-        initial_error = state["initial_error"]
+        teng.load_state_dict(state)
+        history = state["history"]
+        wall_offset = history[-1]["wall_s"]
     else:
         fit = case.training
-        initial_error = teng.fit_initial(initial_condition(case), fit.initial_points,
-                                         max_iterations=fit.initial_iterations)
+        with clock:
+            teng.fit_initial(initial_condition(case), fit.initial_points,
+                             max_iterations=fit.initial_iterations, on_iteration=fit_progress)
     step = round((teng.t - t0) / dt) if resume else 0
     total = steps[-1]
     teng.t = t0 + step * dt
-    wall_offset = history[-1]["wall_s"] if history else 0.0
-    clock = time.perf_counter()
 
     def record(step: int) -> dict:
-        entry = {"step": step, "t": t0 + step * dt, "wall_s": wall_offset + time.perf_counter()
-                 - clock}
+        entry = {"step": step, "t": t0 + step * dt, "wall_s": wall_offset + clock.read()}
         if step in steps:
             entry["rel_l2"] = reference.error(teng, teng.theta, steps.index(step))[0]
         return entry
 
-    if not resume:  # the fitted initial state is the first checkpoint: resume skips the fit
+    if not resume:
         history.append(record(0))
-        save(0)
+        save()
         write_text(folder / CONFIG, case.to_yaml())
     last_checkpoint = step
-    while step < total:
-        teng.step()
-        step += 1
-        if not torch.isfinite(teng.theta).all():
-            raise NonFiniteLossError(step, last_checkpoint)
-        entry = record(step)
-        if "rel_l2" in entry:
-            history.append(entry)
-        if on_step is not None:
-            on_step(entry)
-        if step % case.training.checkpoint_every == 0 or step == total:
-            save(step)
-            last_checkpoint = step
-    elapsed = time.perf_counter() - started
+    with clock:
+        while step < total:
+            teng.step()
+            step += 1
+            if not torch.isfinite(teng.theta).all():
+                raise NonFiniteLossError(step, last_checkpoint)
+            entry = record(step)
+            if "rel_l2" in entry:
+                history.append(entry)
+            if on_step is not None:
+                on_step(entry)
+            if step % case.training.checkpoint_every == 0 or step == total:
+                save()
+                last_checkpoint = step
     return write_teng_results(case, teng, reference, history, folder, {
-        "initial_fit_rel_l2": initial_error, "reference_s": reference_s, "wall_s": elapsed})
+        "initial_fit_rel_l2": teng.initial_error, "reference_s": reference_s,
+        "wall_s": wall_offset + clock.seconds})
 
 
 def write_teng_results(case, teng, reference, history, folder: Path, extra: dict) -> dict:
@@ -238,7 +243,8 @@ def write_teng_results(case, teng, reference, history, folder: Path, extra: dict
     result = {
         "rel_l2": final, "steps": steps, "errors_at": at_times, "threshold": threshold,
         "passed": None if threshold is None else final <= threshold,
-        "solve_s_per_step": teng.solve_seconds / max(steps, 1), "solver": teng.solver,
+        "solve_s_per_step": teng.solve_seconds / max(steps, 1), "solver": teng.solver_used,
+        "fallbacks": teng.fallbacks, "fallback_reasons": teng.fallback_reasons,
         "parameters": teng.theta.numel(), **extra,
     }
     metrics = {"case": case.name, "summary": result, "history": history}
