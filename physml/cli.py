@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace a complete dataset (or one of another spec) in --out",
     )
+    generate.add_argument(
+        "--device", default="cpu", help="cpu, cuda or cuda:N: where the samples are solved"
+    )
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -134,8 +137,9 @@ def _run_solve(args: argparse.Namespace) -> int:
     from .datasets.problems import build_solver, problem
     from .io import trajectory_dataset, write_dataset
     from .solvers.errors import BlowUpError
+    from .solvers.runtime import quiet_warp
 
-    _quiet_warp(args.device)
+    quiet_warp(args.device)
     prob = problem(args.pde)
     shape = (args.nx,) if prob.ndim == 1 else (args.nx, args.ny or args.nx)
     params = {
@@ -237,18 +241,21 @@ def _run_generate(args: argparse.Namespace) -> int:
 
     from .datasets.generate import generate
     from .datasets.spec import load_spec
+    from .solvers.base import warp_device
+    from .solvers.runtime import quiet_warp
 
-    _quiet_warp("cpu")
     if args.samples is not None and args.samples <= 0:
         raise ValueError(f"--samples={args.samples} must be a positive integer")
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers={args.workers} must be >= 0")
+    quiet_warp(args.device)
+    device = warp_device(args.device)
     spec = load_spec(args.spec, samples=args.samples)
     console = Console(stderr=True, quiet=args.quiet)
     console.print(
         f"[bold]physml datasets generate[/] {args.spec}: {spec.pde} on {spec.grid}, "
         f"{len(spec.parameter_grid())} parameter combination(s) x {spec.samples} "
-        f"samples -> {args.out}"
+        f"samples on {device} -> {args.out}"
     )
     with Progress(
         TextColumn("{task.description}"),
@@ -266,6 +273,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         manifest = generate(
             spec,
             args.out,
+            device=device,
             workers=args.workers,
             scheduler=args.scheduler,
             overwrite=args.overwrite,
@@ -309,8 +317,9 @@ def _run_case(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .cases.schema import load_case
+    from .solvers.runtime import quiet_warp
 
-    _quiet_warp("cpu")
+    quiet_warp("cpu")
     if args.resume is not None:
         if not args.resume.is_dir():
             raise ValueError(f"--resume: folder {str(args.resume)!r} does not exist")
@@ -426,31 +435,6 @@ def describe_case(case) -> str:
                 f"{case.total_steps} time steps")
     return (f"{case.pde.name}, {model}, {training.adam.steps} Adam + "
             f"{training.lbfgs.steps} L-BFGS steps")
-
-
-def _quiet_warp(device: str) -> None:
-    """Keep Warp's start-up banner and, on the CPU, its missing-CUDA warning off the console.
-
-    The warning is written by Warp's native library straight to file descriptor 2, so on the
-    CPU that descriptor points to /dev/null while Warp initialises.
-    """
-    import os
-
-    import warp as wp
-
-    if device != "cpu":
-        wp.config.log_level = wp.LOG_WARNING
-        return
-    wp.config.log_level = wp.LOG_ERROR
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            wp.init()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def main(argv: list[str] | None = None) -> int:
