@@ -13,8 +13,9 @@
 Both read into the field data model of :mod:`physml.datasets.store`: variable ``u(sample,
 time, x[, y])`` (a trailing channel axis of size 1 is dropped; more channels become
 ``u0, u1, ...``). A per-seed ``config`` becomes per-sample coordinates: ``config`` (the YAML
-text) and one coordinate per number in it present in every group, named by its key (by its
-dotted path where two keys share a name): ``seed``, ``dam_radius``, ...
+text) and one coordinate per number in it present in every group, named by its key
+(``seed``, ``dam_radius``, ...), or ``config.<dotted path>`` where two keys share a name or
+the key is already a name of the dataset (``config.sim.x``).
 
 PDEBench's data are non-dimensional: fields, coordinates and parameters read from a file get
 the CF units ``"1"``, and time and space their usual long names.
@@ -48,7 +49,7 @@ def _attrs(h5obj, skip: set[str] = frozenset()) -> dict:
 
 
 def _numbers(tree, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], float | int]:
-    """The numeric leaves of a nested mapping, by key path (booleans count as 0/1)."""
+    """The numeric and boolean leaves of a nested mapping, by key path."""
     if isinstance(tree, dict):
         leaves = {}
         for key, value in tree.items():
