@@ -15,7 +15,12 @@ interruption skips the complete shards and ends bitwise equal to an uninterrupte
 
 Engines: in-process, or Dask distributed (a local cluster of K single-threaded processes, or
 an existing scheduler). The Warp kernel cache is filled in the calling process before any
-worker starts, so workers only load compiled kernels.
+worker starts, so workers only load compiled kernels. Every process initialises Warp with
+:func:`physml.solvers.runtime.quiet_warp` for the generation's device.
+
+Parameters: a parameter the spec sweeps (a list of several values) is per sample, a
+coordinate on ``sample`` both in the spec's convention (``nu``) and as the solver uses it
+(``solver_nu``); the attrs hold only what is constant over the whole dataset.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
+from ..solvers.base import warp_device
+from ..solvers.runtime import quiet_warp
 from .initial_conditions import INITIAL_CONDITIONS
 from .problems import PROBLEMS, build_solver
 from .spec import DatasetSpec
@@ -42,16 +49,18 @@ MANIFEST = "dataset.json"
 
 @dataclass(frozen=True)
 class ShardTask:
-    """One shard to write: its samples' seeds and parameter combination."""
+    """One shard to write: its samples' seeds and parameter combination, and the device
+    ("cpu", "cuda:N") that solves them."""
 
     path: str
     split: str
     parameters: dict[str, float]
     seeds: tuple[int, ...]
     spec_yaml: str
+    device: str
 
 
-def plan_shards(spec: DatasetSpec, folder: Path) -> list[ShardTask]:
+def plan_shards(spec: DatasetSpec, folder: Path, device: str) -> list[ShardTask]:
     """All shards of ``spec`` in ``folder``, in a fixed order (splits, combinations, chunks)."""
     tasks, next_seed = [], 0
     sizes = spec.split_sizes()
@@ -64,7 +73,7 @@ def plan_shards(spec: DatasetSpec, folder: Path) -> list[ShardTask]:
             for start in range(0, len(seeds), spec.shard_size):
                 chunk = tuple(seeds[start : start + spec.shard_size])
                 path = folder / split / f"shard-{index:05d}.h5"
-                tasks.append(ShardTask(str(path), split, params, chunk, yaml_text))
+                tasks.append(ShardTask(str(path), split, params, chunk, yaml_text, device))
                 index += 1
     return tasks
 
@@ -98,8 +107,10 @@ def solve_sample(spec: DatasetSpec, solver, u0: np.ndarray) -> np.ndarray:
     return solver.with_dt(spec.t_end / n_steps).rollout(u0, n_steps, save_every)
 
 
-def _solver_for(spec: DatasetSpec, parameters: dict[str, float], scheme: str | None = None):
-    options = {"dtype": spec.solver.dtype}
+def _solver_for(
+    spec: DatasetSpec, parameters: dict[str, float], device: str, scheme: str | None = None
+):
+    options = {"dtype": spec.solver.dtype, "device": device}
     if scheme is not None:
         options["scheme"] = scheme
     solver, _ = build_solver(spec.pde, tuple(spec.grid), parameters, **options)
@@ -108,18 +119,16 @@ def _solver_for(spec: DatasetSpec, parameters: dict[str, float], scheme: str | N
 
 def write_shard(task: ShardTask) -> str:
     """Solve the samples of one shard and write it (atomically). Returns its path."""
-    import warp as wp
-
-    wp.config.log_level = wp.LOG_ERROR
+    quiet_warp(task.device)
     spec = DatasetSpec.model_validate(_yaml_load(task.spec_yaml))
-    solver = _solver_for(spec, task.parameters)
+    solver = _solver_for(spec, task.parameters, task.device)
     solvers = {None: solver}
     states, schemes = [], []
     for seed in task.seeds:
         u0 = initial_state(spec, solver.grid, seed)
         scheme = choose_scheme(spec, solver, u0)
         if scheme not in solvers:
-            solvers[scheme] = _solver_for(spec, task.parameters, scheme)
+            solvers[scheme] = _solver_for(spec, task.parameters, task.device, scheme)
         try:
             states.append(solve_sample(spec, solvers[scheme], u0))
         except FloatingPointError as err:
@@ -128,6 +137,9 @@ def write_shard(task: ShardTask) -> str:
     states = np.stack(states)
     times = np.linspace(0.0, spec.t_end, spec.n_saves)
     problem = PROBLEMS[spec.pde]
+    swept = spec.swept_parameters()
+    solver_values = {f"solver_{k}": v for k, v in solver.parameters().items()}
+    per_sample = {f"solver_{k}" for k in swept}
     attrs = {
         "pde": spec.pde,
         "equation": problem.equation,
@@ -143,9 +155,12 @@ def write_shard(task: ShardTask) -> str:
         "seed": spec.seed,
         "physml_version": __version__,
         "spec": task.spec_yaml,
-        **{f"solver_{k}": v for k, v in solver.parameters().items()},
+        "device": solver.device,
+        **{k: v for k, v in solver_values.items() if k not in per_sample},
     }
     sample_coords = {k: np.full(len(task.seeds), v) for k, v in task.parameters.items()}
+    for name in per_sample:
+        sample_coords[name] = np.full(len(task.seeds), solver_values[name].item())
     sample_coords["scheme"] = np.asarray(schemes)
     ds = samples_dataset(
         states.astype(spec.storage_dtype),
@@ -166,13 +181,28 @@ def _yaml_load(text: str) -> dict:
     return yaml.safe_load(text)
 
 
-def warm_kernel_cache(spec: DatasetSpec) -> None:
+def check_parameters(spec: DatasetSpec, device: str) -> None:
+    """Build the solver of every parameter combination, so that a value the solver refuses
+    (out of its range) stops the run before any shard is written.
+
+    Raises:
+        ValueError: naming the combination and the solver's reason.
+    """
+    for params in spec.parameter_grid():
+        try:
+            _solver_for(spec, params, device)
+        except ValueError as err:
+            shown = ", ".join(f"{k}={v:g}" for k, v in params.items())
+            raise ValueError(f"spec parameters ({shown}): {err}") from None
+
+
+def warm_kernel_cache(spec: DatasetSpec, device: str) -> None:
     """Compile the solver's Warp kernels in this process (one step on a tiny state)."""
     params = spec.parameter_grid()[0]
-    solver = _solver_for(spec, params)
+    solver = _solver_for(spec, params, device)
     u0 = np.full(solver.grid.shape, 0.1)
     for scheme in {None, choose_scheme(spec, solver, u0)}:
-        probe = _solver_for(spec, params, scheme)
+        probe = _solver_for(spec, params, device, scheme)
         probe.with_dt(min(0.5 * probe.stable_dt(u0), spec.t_end / (spec.n_saves - 1))).step(u0)
 
 
@@ -262,6 +292,7 @@ def generate(
     spec: DatasetSpec,
     folder: str | os.PathLike,
     *,
+    device: str = "cpu",
     workers: int | None = None,
     scheduler: str | None = None,
     overwrite: bool = False,
@@ -272,6 +303,7 @@ def generate(
     Args:
         spec: the validated spec.
         folder: output folder.
+        device: "cpu", "cuda" or "cuda:N": where every worker solves (checked first).
         workers: local Dask worker processes (default: all cores when Dask is installed);
             0 runs in this process.
         scheduler: address of an existing Dask scheduler (overrides ``workers``).
@@ -279,10 +311,13 @@ def generate(
         progress: called with (samples done, samples in total).
     """
     folder = Path(folder)
+    quiet_warp(device)
+    device = warp_device(device)
     if scheduler is None and workers not in (None, 0) and not dask_available():
         raise ValueError("--workers needs Dask: pip install 'physml[dask]' (or --workers 0)")
+    check_parameters(spec, device)
     prepare_folder(spec, folder, overwrite)
-    tasks = plan_shards(spec, folder)
+    tasks = plan_shards(spec, folder, device)
     total = sum(len(t.seeds) for t in tasks)
     pending = [t for t in tasks if not Path(t.path).exists()]
     count = [total - sum(len(t.seeds) for t in pending)]
@@ -295,7 +330,7 @@ def generate(
     if progress is not None:
         progress(count[0], total)
     if pending:
-        warm_kernel_cache(spec)
+        warm_kernel_cache(spec, device)
         use_dask = scheduler is not None or (workers != 0 and dask_available())
         if use_dask:
             run_on_dask(pending, done, workers or os.cpu_count() or 1, scheduler)

@@ -12,19 +12,27 @@ r"""Random initial conditions for benchmark datasets, drawn from a NumPy ``Gener
 * ``fourier_2d``: $u = a\,\tilde u/\max|\tilde u|$ with
   $\tilde u = \sum_{|k_x|,|k_y|\le K} c_k \cos(k_x x + k_y y + \varphi_k)/(1 + k_x^2 + k_y^2)$,
   $c_k\sim N(0,1)$, $\varphi_k\sim U(0, 2\pi)$: smooth periodic fields of amplitude $a$.
+
+Each generator takes ``(grid, rng)`` and then its options; the options' annotations (types and
+ranges) are what a dataset spec's ``initial_condition.options`` is validated against.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
 from ..solvers.grid import Grid
 
 
 def pdebench_sines(
-    grid: Grid, rng: np.random.Generator, k_tot: int = 4, normalize: bool = False
+    grid: Grid,
+    rng: np.random.Generator,
+    k_tot: Annotated[int, Field(ge=1)] = 4,
+    normalize: bool = False,
 ) -> np.ndarray:
     """PDEBench's random superposition of sines on a 1D grid (see the module docstring)."""
     x = grid.coords(0)
@@ -55,7 +63,10 @@ def uniform_constant(
 
 
 def fourier_2d(
-    grid: Grid, rng: np.random.Generator, k_max: int = 4, amplitude: float = 1.0
+    grid: Grid,
+    rng: np.random.Generator,
+    k_max: Annotated[int, Field(ge=0)] = 4,
+    amplitude: float = 1.0,
 ) -> np.ndarray:
     """A smooth random periodic field on a 2D grid (see the module docstring)."""
     x, y = grid.mesh()

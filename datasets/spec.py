@@ -20,12 +20,26 @@ Bundled specs live beside this module in ``specs/`` and can be named without a p
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
+import math
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from .initial_conditions import INITIAL_CONDITIONS
 from .problems import PROBLEMS
@@ -34,12 +48,24 @@ SPEC_FOLDER = Path(__file__).parent / "specs"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+@functools.cache
+def options_model(function: Callable[..., Any]) -> type[BaseModel]:
+    """A strict model of ``function``'s options: its parameters after ``(grid, rng)``, with
+    their annotations (types and ``Field`` ranges) and defaults; no other key, no coercion
+    (4.5 is not an int, 1 is not a bool), every number finite."""
+    hints = typing.get_type_hints(function, include_extras=True)
+    parameters = list(inspect.signature(function).parameters.values())[2:]
+    fields = {p.name: (hints[p.name], p.default) for p in parameters}
+    config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    return create_model(f"{function.__name__}_options", __config__=config, **fields)
 
 
 class InitialConditionSpec(_Strict):
     kind: str
-    options: dict[str, float | int | bool] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("kind")
     @classmethod
@@ -47,6 +73,29 @@ class InitialConditionSpec(_Strict):
         if kind not in INITIAL_CONDITIONS:
             raise ValueError(f"unknown kind {kind!r}; allowed: {', '.join(INITIAL_CONDITIONS)}")
         return kind
+
+    @field_validator("options")
+    @classmethod
+    def _fit_the_generator(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = info.data.get("kind")
+        if kind is None:  # the kind itself was refused
+            return options
+        model = options_model(INITIAL_CONDITIONS[kind])
+        try:
+            model.model_validate(options)
+        except ValidationError as err:
+            first = err.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            takes = ", ".join(
+                f"{name} ({info.annotation.__name__})" for name, info in model.model_fields.items()
+            )
+            problem = (
+                f"unknown option {key!r}"
+                if first["type"] == "extra_forbidden"
+                else f"{key}={first['input']!r}: {first['msg']}"
+            )
+            raise ValueError(f"{problem}; {kind} takes {takes}") from None
+        return options
 
 
 class SolverSpec(_Strict):
@@ -91,6 +140,21 @@ class DatasetSpec(_Strict):
             raise ValueError(f"unknown PDE {pde!r}; allowed: {', '.join(PROBLEMS)}")
         return pde
 
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _finite_values(cls, parameters: Any) -> Any:
+        for name, value in parameters.items() if isinstance(parameters, dict) else ():
+            values = value if isinstance(value, list) else [value]
+            if not values:
+                raise ValueError(f"{name}: an empty list sweeps nothing; give at least one value")
+            for item in values:
+                number = isinstance(item, int | float) and not isinstance(item, bool)
+                if not (number and math.isfinite(item)):
+                    raise ValueError(
+                        f"{name}={value!r}: every value must be a finite number (got {item!r})"
+                    )
+        return parameters
+
     @field_validator("grid")
     @classmethod
     def _positive_cells(cls, grid: list[int]) -> list[int]:
@@ -117,6 +181,10 @@ class DatasetSpec(_Strict):
         names = list(self.parameters)
         values = [v if isinstance(v, list) else [v] for v in self.parameters.values()]
         return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+
+    def swept_parameters(self) -> list[str]:
+        """The parameters that take more than one value over the dataset (per-sample ones)."""
+        return [k for k, v in self.parameters.items() if isinstance(v, list) and len(set(v)) > 1]
 
     def split_sizes(self) -> dict[str, int]:
         """Samples per split and parameter combination (rounded; the train split takes the
@@ -159,19 +227,24 @@ def resolve_spec_path(spec: str | Path) -> Path:
 
 
 def load_spec(spec: str | Path, samples: int | None = None) -> DatasetSpec:
-    """Read and validate a spec; ``samples`` overrides its sample count.
+    """Read and validate a spec; then ``samples`` overrides its sample count (the file itself
+    must be valid first, its own ``samples`` included).
 
     Raises:
-        ValueError: one message naming the file, the key and what is allowed.
+        ValueError: one message naming the file (or ``--samples``), the key and what is allowed.
     """
     path = resolve_spec_path(spec)
     raw = read_yaml_mapping(path, "spec")
-    if samples is not None:
-        raw["samples"] = samples
     try:
-        return DatasetSpec.model_validate(raw)
+        validated = DatasetSpec.model_validate(raw)
     except ValidationError as err:
         raise ValueError(f"spec {path}: {describe_error(err, DatasetSpec)}") from None
+    if samples is None:
+        return validated
+    try:
+        return DatasetSpec.model_validate({**raw, "samples": samples})
+    except ValidationError as err:
+        raise ValueError(f"--samples={samples}: {describe_error(err, DatasetSpec)}") from None
 
 
 def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -> str:

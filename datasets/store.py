@@ -2,10 +2,13 @@
 
 One model for every field dataset:
 
-* dims ``sample``, ``time``, ``x``, ``y``, ``z`` (those that apply), in that order;
+* dims ``sample``, ``time``, ``x``, ``y``, ``z`` (those that apply), in that order, for every
+  field of every output (:func:`with_cf_metadata` puts them so);
 * a coordinate for every dim (cell centres for space, model time for ``time``, the sample's
   random seed for ``sample``) and per-sample coordinates for swept parameters (``nu(sample)``);
 * one data variable per field (``u``);
+* CF ``long_name`` and ``units`` attributes on every variable and coordinate (UDUNITS
+  spellings: ``s``, ``m``, ``m2 s-1``; ``1`` for dimensionless numbers and labels);
 * attrs: the PDE and its equation, every physical parameter, the solver, scheme and grid,
   the seed, the physml version and the generating spec (YAML text).
 
@@ -18,6 +21,7 @@ to a hidden temporary name in the target folder and is renamed when complete.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,74 @@ import xarray as xr
 from ..solvers.grid import Grid
 
 AXES = ("x", "y", "z")
+FIELD_DIMS = ("sample", "time", *AXES)
 SHARD_GLOB = "shard-*.h5"
+
+CF_METADATA: dict[str, tuple[str, str]] = {
+    "sample": ("random seed of the sample", "1"),
+    "time": ("model time", "s"),
+    "x": ("x coordinate of the cell centre", "m"),
+    "y": ("y coordinate of the cell centre", "m"),
+    "z": ("z coordinate of the cell centre", "m"),
+    "u": ("solution u", "1"),
+    "scheme": ("time-stepping scheme", "1"),
+    "nu": ("viscosity or diffusivity nu", "m2 s-1"),
+    "rho": ("reaction rate rho", "s-1"),
+    "beta": ("advection velocity beta", "m s-1"),
+    "D": ("effective diffusion coefficient D", "m2 s-1"),
+}
+"""``(long_name, units)`` of the names physml writes; ``solver_<name>`` is ``<name>`` in the
+solver's convention (PDEBench's Burgers ``nu`` is the solver's ``nu * pi``)."""
+
+SOLVER_PREFIX = "solver_"
+
+
+def _cf_pair(name: str, extra: Mapping[str, tuple[str, str]]) -> tuple[str, str] | None:
+    if name in extra:
+        return extra[name]
+    if name in CF_METADATA:
+        return CF_METADATA[name]
+    base = name.removeprefix(SOLVER_PREFIX)
+    if base != name and base in CF_METADATA:
+        long_name, units = CF_METADATA[base]
+        return f"{long_name} as the solver uses it", units
+    return None
+
+
+def with_cf_metadata(
+    ds: xr.Dataset, metadata: Mapping[str, tuple[str, str]] | None = None
+) -> xr.Dataset:
+    """``ds`` with every field's dims in the order ``(sample, time, x, y, z)`` (those present;
+    any other dims follow) and CF ``long_name``/``units`` on every variable and coordinate.
+
+    Args:
+        ds: any field dataset.
+        metadata: ``{name: (long_name, units)}`` for names beyond :data:`CF_METADATA`, or to
+            override it (units in UDUNITS spelling, ``"1"`` when dimensionless). A variable
+            that already has both attributes keeps them.
+
+    Raises:
+        ValueError: a variable or coordinate has no metadata here, in ``metadata`` or in its
+            own attributes (the message names it).
+    """
+    out = ds.copy()
+    for name in out.data_vars:
+        out[name] = out[name].transpose(*FIELD_DIMS, ..., missing_dims="ignore")
+    missing = []
+    for name, variable in out.variables.items():
+        if {"long_name", "units"} <= set(variable.attrs):
+            continue
+        pair = _cf_pair(str(name), metadata or {})
+        if pair is None:
+            missing.append(str(name))
+            continue
+        variable.attrs.update(long_name=pair[0], units=pair[1])
+    if missing:
+        raise ValueError(
+            f"no CF long_name/units for {', '.join(map(repr, missing))}; pass them as "
+            "metadata={name: (long_name, units)}"
+        )
+    return out
 
 
 def _coords(grid: Grid, times: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
@@ -51,6 +122,7 @@ def trajectory_dataset(
     grid: Grid,
     name: str = "u",
     attrs: dict[str, Any] | None = None,
+    metadata: Mapping[str, tuple[str, str]] | None = None,
 ) -> xr.Dataset:
     """One trajectory: variable ``name`` of dims ``(time, x[, y[, z]])``.
 
@@ -59,11 +131,12 @@ def trajectory_dataset(
         times: model times [s], shape ``(n_times,)``.
         grid: the grid the states live on.
         attrs: metadata (numbers, strings or flat lists of them).
+        metadata: CF ``(long_name, units)`` of names beyond :data:`CF_METADATA`.
     """
     dims = ("time", *AXES[: grid.ndim])
     ds = xr.Dataset({name: (dims, states)}, coords=_coords(grid, times))
     ds.attrs.update({k: _attr(v) for k, v in (attrs or {}).items()})
-    return ds
+    return with_cf_metadata(ds, metadata)
 
 
 def samples_dataset(
@@ -74,6 +147,7 @@ def samples_dataset(
     sample_coords: dict[str, np.ndarray] | None = None,
     name: str = "u",
     attrs: dict[str, Any] | None = None,
+    metadata: Mapping[str, tuple[str, str]] | None = None,
 ) -> xr.Dataset:
     """Many trajectories: variable ``name`` of dims ``(sample, time, x[, y[, z]])``.
 
@@ -84,6 +158,7 @@ def samples_dataset(
         seeds: the random seed of each sample, shape ``(n_samples,)``: the ``sample`` coordinate.
         sample_coords: further per-sample coordinates (e.g. swept parameters).
         attrs: metadata.
+        metadata: CF ``(long_name, units)`` of names beyond :data:`CF_METADATA`.
     """
     dims = ("sample", "time", *AXES[: grid.ndim])
     coords: dict[str, Any] = {"sample": ("sample", np.asarray(seeds, dtype=np.int64))}
@@ -92,7 +167,7 @@ def samples_dataset(
         coords[key] = ("sample", np.asarray(values))
     ds = xr.Dataset({name: (dims, states)}, coords=coords)
     ds.attrs.update({k: _attr(v) for k, v in (attrs or {}).items()})
-    return ds
+    return with_cf_metadata(ds, metadata)
 
 
 def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
@@ -132,9 +207,10 @@ def open_dataset(path: str | os.PathLike, split: str | None = None) -> xr.Datase
         split: for a folder, the split to open ("train", "valid", "test"); None opens the
             folder's own shards (a folder of shards without splits).
 
-    A folder's shards are concatenated along ``sample``; with Dask installed this is lazy
-    (``xarray.open_mfdataset``: nothing is read until values are used), otherwise the shards
-    are read into memory.
+    A folder's shards are concatenated along ``sample`` and keep only the attrs all of them
+    agree on (a value that differs between shards is per sample, never a dataset's). With Dask
+    installed this is lazy (``xarray.open_mfdataset``: nothing is read until values are used),
+    otherwise the shards are read into memory.
     """
     path = Path(path)
     if path.is_file():
@@ -153,7 +229,7 @@ def open_dataset(path: str | os.PathLike, split: str | None = None) -> xr.Datase
             data_vars="minimal",
             coords="minimal",
             compat="override",
-            combine_attrs="override",
+            combine_attrs="drop_conflicts",
         )
     return xr.open_mfdataset(
         files,
@@ -163,6 +239,6 @@ def open_dataset(path: str | os.PathLike, split: str | None = None) -> xr.Datase
         data_vars="minimal",
         coords="minimal",
         compat="override",
-        combine_attrs="override",
+        combine_attrs="drop_conflicts",
         parallel=False,
     )

@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace a complete dataset (or one of another spec) in --out",
     )
+    generate.add_argument(
+        "--device", default="cpu", help="cpu, cuda or cuda:N: where the samples are solved"
+    )
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -145,8 +148,9 @@ def _run_solve(args: argparse.Namespace) -> int:
     from .datasets.problems import build_solver, problem
     from .io import trajectory_dataset, write_dataset
     from .solvers.errors import BlowUpError
+    from .solvers.runtime import quiet_warp
 
-    _quiet_warp(args.device)
+    quiet_warp(args.device)
     prob = problem(args.pde)
     shape = (args.nx,) if prob.ndim == 1 else (args.nx, args.ny or args.nx)
     params = {
@@ -248,18 +252,21 @@ def _run_generate(args: argparse.Namespace) -> int:
 
     from .datasets.generate import generate
     from .datasets.spec import load_spec
+    from .solvers.base import warp_device
+    from .solvers.runtime import quiet_warp
 
-    _quiet_warp("cpu")
     if args.samples is not None and args.samples <= 0:
         raise ValueError(f"--samples={args.samples} must be a positive integer")
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers={args.workers} must be >= 0")
+    quiet_warp(args.device)
+    device = warp_device(args.device)
     spec = load_spec(args.spec, samples=args.samples)
     console = Console(stderr=True, quiet=args.quiet)
     console.print(
         f"[bold]physml datasets generate[/] {args.spec}: {spec.pde} on {spec.grid}, "
         f"{len(spec.parameter_grid())} parameter combination(s) x {spec.samples} "
-        f"samples -> {args.out}"
+        f"samples on {device} -> {args.out}"
     )
     with Progress(
         TextColumn("{task.description}"),
@@ -277,6 +284,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         manifest = generate(
             spec,
             args.out,
+            device=device,
             workers=args.workers,
             scheduler=args.scheduler,
             overwrite=args.overwrite,
@@ -343,6 +351,7 @@ def _run_case(args: argparse.Namespace) -> int:
 
     from .cases.registry import case_kind, run_case
     from .progress import RunProgress
+    from .solvers.runtime import quiet_warp
 
     case = _load_run_case(args)
     kind = case_kind(case)
@@ -351,7 +360,7 @@ def _run_case(args: argparse.Namespace) -> int:
     from .errors import NonFiniteLossError
     from .solvers.errors import BlowUpError
 
-    _quiet_warp(case.device)
+    quiet_warp(case.device)
     require_device(case.device)
     folder = args.resume if args.resume is not None else new_run_folder(case.name, case.output)
     console = Console(stderr=True)
@@ -411,29 +420,6 @@ def _interrupted(args: argparse.Namespace, folder: Path, checkpoint: str) -> str
 FIGURES_AND_DATA = (".png", ".json", ".h5", ".gif")
 
 
-def _quiet_warp(device: str) -> None:
-    """Keep Warp's start-up banner and, on the CPU, its missing-CUDA warning off the console.
-
-    The warning is written by Warp's native library straight to file descriptor 2, so on the
-    CPU that descriptor points to /dev/null while Warp initialises.
-    """
-    import os
-
-    import warp as wp
-
-    if device != "cpu":
-        wp.config.log_level = wp.LOG_WARNING
-        return
-    wp.config.log_level = wp.LOG_ERROR
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            wp.init()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def main(argv: list[str] | None = None) -> int:

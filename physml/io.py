@@ -6,4 +6,5 @@ from .datasets.pdebench import write_pdebench as write_pdebench
 from .datasets.store import open_dataset as open_dataset
 from .datasets.store import samples_dataset as samples_dataset
 from .datasets.store import trajectory_dataset as trajectory_dataset
+from .datasets.store import with_cf_metadata as with_cf_metadata
 from .datasets.store import write_dataset as write_dataset

@@ -1,5 +1,7 @@
 """Dataset generation: specs, splits, Dask shards, resume after a kill, clear errors."""
 
+import ctypes.util
+import os
 import signal
 import subprocess
 import sys
@@ -65,6 +67,11 @@ def test_generation_splits_seeds_and_contents(tmp_path):
     train = data["train"]
     assert sorted(set(train["beta"].values)) == [0.5, 1.0]
     assert train.attrs["split"] == "train" and "advection1d" in train.attrs["spec"]
+    # the swept beta is per sample, in the spec's and the solver's convention, never an attr
+    np.testing.assert_array_equal(train["solver_beta"], train["beta"])
+    assert not {"beta", "solver_beta"} & set(train.attrs) and train.attrs["device"] == "cpu"
+    for name, variable in train.variables.items():
+        assert {"long_name", "units"} <= set(variable.attrs), name
     assert np.all(np.isfinite(train["u"].values)) and train["u"].dtype == np.float32
     # advection conserves the mean of every sample
     mean = train["u"].mean("x")
@@ -110,7 +117,7 @@ def test_killed_generation_resumes_to_the_identical_dataset(tmp_path):
 def test_complete_dataset_is_not_overwritten(tmp_path, capsys):
     spec = write_spec(tmp_path)
     args = ["datasets", "generate", str(spec), "--out", str(tmp_path / "d"), "--workers", "0",
-            "--quiet"]
+            "--device", "cpu", "--quiet"]
     assert main(args) == 0
     before = (tmp_path / "d" / "train" / "shard-00000.h5").stat().st_mtime_ns
     assert main(args) == 2
@@ -128,15 +135,93 @@ def test_complete_dataset_is_not_overwritten(tmp_path, capsys):
         ({"samples: 10": "samples: -4"}, "samples: Input should be greater than 0"),
         ({"{beta:": "{rho:"}, "parameters: advection1d has no parameter 'rho'"),
         ({"kind: pdebench_sines": "kind: noise"}, "initial_condition.kind: unknown kind"),
+        ({"kind: pdebench_sines}": "kind: pdebench_sines, options: {k: 2}}"},
+         "initial_condition.options: unknown option 'k'; pdebench_sines takes k_tot (int), "
+         "normalize (bool)"),
+        ({"kind: pdebench_sines}": "kind: pdebench_sines, options: {k_tot: 2.5}}"},
+         "initial_condition.options: k_tot=2.5: Input should be a valid integer"),
+        ({"kind: pdebench_sines}": "kind: pdebench_sines, options: {k_tot: 0}}"},
+         "k_tot=0: Input should be greater than or equal to 1"),
+        ({"[0.5, 1.0]": "[0.5, .nan]"}, "parameters: beta=[0.5, nan]: every value must be a "
+         "finite number (got nan)"),
+        ({"t_end: 0.2": "t_end: .inf"}, "t_end: Input should be a finite number"),
+        ({"[0.5, 1.0]": "[]"}, "beta: an empty list sweeps nothing"),
     ],
 )
 def test_bad_specs_exit_2_naming_the_key(tmp_path, replace, message):
     spec = write_spec(tmp_path, **replace)
     result = subprocess.run([sys.executable, "-m", "physml.cli", "datasets", "generate",
-                             str(spec), "--out", str(tmp_path / "d")], capture_output=True,
-                            text=True)
+                             str(spec), "--out", str(tmp_path / "d"), "--workers", "0"],
+                            capture_output=True, text=True)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "d").exists()  # refused before any shard
+
+
+def test_out_of_range_sweep_value_is_refused_before_any_shard(tmp_path, capsys):
+    spec = write_spec(tmp_path).read_text().replace("advection1d", "diffusion_reaction1d")
+    (tmp_path / "spec.yaml").write_text(spec.replace("{beta: [0.5, 1.0]}", "{nu: [0.1, -1.0]}"))
+    args = ["datasets", "generate", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "d"),
+            "--workers", "0", "--quiet"]
+    assert main(args) == 2
+    assert "spec parameters (nu=-1): nu=-1.0 must be" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_the_spec_file_is_valid_before_samples_overrides_it(tmp_path, capsys):
+    spec = write_spec(tmp_path, **{"samples: 10": "samples: -4"})
+    args = ["datasets", "generate", str(spec), "--out", str(tmp_path / "d"), "--workers", "0",
+            "--samples", "3", "--quiet"]
+    assert main(args) == 2
+    assert "samples: Input should be greater than 0 (got -4)" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_device_is_checked_up_front(tmp_path, capsys):
+    spec = str(write_spec(tmp_path))
+    assert main(["datasets", "generate", spec, "--out", str(tmp_path / "d"), "--device", "gpu",
+                 "--quiet"]) == 2
+    assert "device='gpu' is not available; available: cpu" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.skipif(ctypes.util.find_library("cuda") is not None, reason="a CUDA driver is here")
+def test_cuda_start_up_errors_stay_visible_and_cpu_start_up_is_silent(tmp_path):
+    spec = str(write_spec(tmp_path))
+    cuda = subprocess.run([sys.executable, "-m", "physml.cli", "datasets", "generate", spec,
+                           "--out", str(tmp_path / "d"), "--device", "cuda", "--quiet"],
+                          capture_output=True, text=True)
+    assert cuda.returncode == 2 and "Traceback" not in cuda.stderr
+    assert "Warp CUDA" in cuda.stderr  # Warp's own account of the missing driver
+    assert "device='cuda' is not available" in cuda.stderr
+    cpu = subprocess.run([sys.executable, "-m", "physml.cli", "datasets", "generate", spec,
+                          "--out", str(tmp_path / "c"), "--device", "cpu", "--workers", "0",
+                          "--samples", "1", "--quiet"], capture_output=True, text=True)
+    assert cpu.returncode == 0 and cpu.stdout + cpu.stderr == ""
+
+
+API_RUN = """
+import sys
+from physml.datasets.generate import generate
+from physml.datasets.spec import load_spec
+generate(load_spec(sys.argv[1], samples=1), sys.argv[2], workers=int(sys.argv[3]))
+"""
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_python_api_and_dask_workers_keep_warp_start_up_off_the_output(tmp_path, workers):
+    spec = str(write_spec(tmp_path))
+
+    def run(folder, **env):
+        return subprocess.run([sys.executable, "-c", API_RUN, spec, str(tmp_path / folder),
+                               str(workers)], capture_output=True, text=True,
+                              env={**os.environ, **env})
+
+    quiet = run("quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "Warp" not in quiet.stdout + quiet.stderr
+    verbose = run("verbose", PHYSML_WARP_VERBOSE="1")
+    assert verbose.returncode == 0 and "Warp" in verbose.stdout + verbose.stderr
 
 
 def test_bad_command_line_values(tmp_path, capsys):

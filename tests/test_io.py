@@ -59,6 +59,7 @@ def test_read_pdebench_stacked_layout_with_extra_time_entry(tmp_path):
     np.testing.assert_array_equal(ds["u"].values, data)
     np.testing.assert_allclose(ds["time"], np.arange(5) * 0.01)
     assert ds["u"].dims == ("sample", "time", "x") and ds.attrs["Nu"] == 0.01
+    assert_cf(ds)
 
 
 def test_read_pdebench_per_seed_groups(tmp_path):
@@ -109,3 +110,76 @@ def test_torch_dataset_trajectories_and_pairs(tmp_path):
         10, 16, 8)))
     with pytest.raises(IndexError):
         data[5]
+
+
+def assert_cf(ds):
+    """CF long_name and units on every variable and coordinate; fields (sample, time, space)."""
+    for name, variable in ds.variables.items():
+        assert variable.attrs.get("long_name") and variable.attrs.get("units"), name
+    for field in ds.data_vars.values():
+        order = [d for d in ("sample", "time", "x", "y", "z") if d in field.dims]
+        assert list(field.dims[: len(order)]) == order
+
+
+def test_outputs_carry_cf_attributes_and_one_dim_order(tmp_path):
+    path, _, grid = sample_file(tmp_path)
+    ds = xr.open_dataset(path)
+    assert_cf(ds)
+    assert (ds["time"].units, ds["x"].units, ds["nu"].units) == ("s", "m", "m2 s-1")
+    trajectory = io.trajectory_dataset(np.zeros((3, 16, 8)), np.arange(3.0), grid)
+    assert_cf(trajectory)
+    swapped = xr.Dataset({"u": (("x", "sample", "time"), np.zeros((2, 3, 4)))})
+    assert io.with_cf_metadata(swapped)["u"].dims == ("sample", "time", "x")
+    with pytest.raises(ValueError, match="no CF long_name/units for 'pressure'; pass them"):
+        io.with_cf_metadata(swapped.assign(pressure=swapped["u"]))
+    named = io.with_cf_metadata(swapped.assign(p=swapped["u"]), {"p": ("pressure", "Pa")})
+    assert named["p"].attrs == {"long_name": "pressure", "units": "Pa"}
+
+
+def test_open_dataset_attrs_hold_only_what_every_shard_agrees_on(tmp_path):
+    grid = Grid((8,), (0.0,), (1.0,))
+    for shard, nu in enumerate((0.1, 0.2)):
+        ds = io.samples_dataset(np.zeros((2, 3, 8)), np.arange(3.0), grid,
+                                np.arange(2) + 2 * shard, {"nu": np.full(2, nu)},
+                                attrs={"pde": "heat1d", "solver_nu": nu})
+        io.write_dataset(ds, tmp_path / f"shard-{shard:05d}.h5")
+    joined = io.open_dataset(tmp_path)
+    assert joined.attrs["pde"] == "heat1d" and "solver_nu" not in joined.attrs
+    np.testing.assert_array_equal(joined["nu"], [0.1, 0.1, 0.2, 0.2])
+
+
+def test_write_pdebench_refuses_a_parameter_that_varies_over_the_samples(tmp_path):
+    grid = Grid((8,), (0.0,), (1.0,))
+    ds = io.samples_dataset(np.zeros((4, 3, 8)), np.arange(3.0), grid, np.arange(4),
+                            {"nu": np.array([0.1, 0.1, 0.2, 0.2])})
+    out = tmp_path / "1D_heat.hdf5"
+    with pytest.raises(ValueError, match=r"'nu' takes 2 values over the samples \(0.1, 0.2\); "
+                       "a PDEBench file holds one value per parameter: select one first"):
+        io.write_pdebench(ds, out)
+    assert not list(tmp_path.iterdir())
+    io.write_pdebench(ds.isel(sample=ds["nu"] == 0.2), out)
+    with h5py.File(out) as f:
+        assert f.attrs["nu"] == 0.2 and f["tensor"].shape == (2, 3, 8)
+
+
+def test_read_pdebench_carries_each_seed_groups_config_into_sample_coords(tmp_path):
+    path = tmp_path / "2D_rdb_NA_NA.h5"
+    with h5py.File(path, "w") as f:
+        for seed, radius in ((3, 0.4), (4, 0.6)):
+            group = f.create_group(f"{seed:04d}")
+            group["data"] = np.zeros((2, 5, 1))
+            group["grid/x"] = np.linspace(0, 1, 5)
+            group["grid/t"] = np.linspace(0, 1, 2)
+            config = f"name: rdb\nsim:\n  seed: {seed}\n  dam_radius: {radius}\n  x: 1.0\n"
+            if seed == 3:
+                group.attrs["config"] = config
+            else:  # the file-level spelling of PDEBench's diffusion-sorption generator
+                f.attrs[f"{seed:04d}/config"] = config
+        f.attrs["pde"] = "swe"
+    ds = io.read_pdebench(path)
+    np.testing.assert_array_equal(ds["seed"], [3, 4])
+    np.testing.assert_allclose(ds["dam_radius"], [0.4, 0.6])
+    np.testing.assert_allclose(ds["config.sim.x"], [1.0, 1.0])  # "x" is the space coordinate
+    assert "dam_radius: 0.6" in ds["config"].values[1]
+    assert ds["seed"].dims == ("sample",) and ds.attrs == {"pde": "swe"}
+    assert_cf(ds)
