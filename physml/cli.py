@@ -366,7 +366,7 @@ def _run_case(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if not args.quiet:
         console.print(f"[bold]physml run[/] {case.name}: {kind.describe(case)} on {case.device}"
-                      + (f" ({case.dtype})" if hasattr(case, "dtype") else ""))
+                      + (f" ({case.dtype})" if hasattr(case, "dtype") else ""), soft_wrap=True)
     with RunProgress(case.name, kind.total_steps(case), console, args.quiet,
                      args.log_every) as progress:
         latest = {}

@@ -5,10 +5,9 @@ interpreter, leaves ``torch`` out of ``sys.modules`` and Warp uninitialised."""
 import subprocess
 import sys
 
-TORCH_MODULES = ["physml.solvers.spectral"]
-"""Known exceptions, imported last: the torch spectral reference solver still lives in the
-solvers package. An entry that stops importing torch fails the test, so it cannot outlive
-its reason."""
+TORCH_MODULES: list[str] = []
+"""Known exceptions, imported last (none): an entry that stops importing torch fails the test,
+so it cannot outlive its reason."""
 
 WALK = """
 import importlib, pkgutil, sys

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from physml.solvers.errors import BlowUpError
-from physml.solvers.spectral import SpectralSolver
+from physml.spectral import SpectralSolver
 
 
 def relative(a, b):

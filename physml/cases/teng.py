@@ -45,7 +45,7 @@ from ..datasets.store import write_dataset
 from ..devices import Stopwatch
 from ..errors import NonFiniteLossError
 from ..models import PeriodicMLP
-from ..solvers.spectral import SpectralSolver
+from ..spectral import SpectralSolver
 from ..train.problems import sine
 from ..train.teng import TENG, TENGPDE, FitProgress
 from .kind import CaseKind, OnStep

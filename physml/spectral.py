@@ -18,8 +18,8 @@ $\hat{\mathcal N}$ are zeroed). Fields are real, shape ``n`` (``(n_x,)`` or ``(n
 solver runs on CPU or CUDA; float64 is the default because these are the references that
 errors of order 1e-6 are measured against.
 
-This module imports torch; :mod:`physml.solvers` does not import it, so use
-``from physml.solvers.spectral import SpectralSolver``.
+It lives in the PyTorch layer (``from physml.spectral import SpectralSolver``) because
+:mod:`physml.solvers` is importable without torch.
 """
 
 from __future__ import annotations
