@@ -1,0 +1,177 @@
+r"""PyTorch autograd through the mesh operators: gradients with respect to vertex positions.
+
+- :func:`operator_values`: positions $x$ (n, d) $\mapsto$ the CSR values (nnz,) of the stiffness
+  $K(x)$ or mass $M(x)$ matrix (topology from :func:`physml.solvers.mesh.pattern`). Backward:
+  $\bar t_e = \bar v_{\mathrm{slot}(e)}$ (gather from the CSR slots), then the element kernel's
+  Warp adjoint gives $\bar x$.
+- :func:`sparse_solve`: $u = A(v)^{-1} b$ for CSR values $v$. Backward: one transpose solve
+  $\lambda = A^{-T}\bar u$, then $\bar b = \lambda$ and $\bar v_{ij} = -\lambda_i u_j$ (the
+  factorisation of the forward pass is reused).
+- :func:`poisson_solve`: $-\Delta u = f$ in P1 with Dirichlet values on given vertices,
+  $K_{II} u_I = (M f)_I - K_{IB} g$, composed of the two above, so its gradient flows to $x$,
+  $f$ and $g$.
+
+Every backward allocates its gradients afresh, so calling backward twice gives the same result.
+The solve runs through one function, :func:`_factorize` (SciPy's sparse LU on the host for now).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+import warp as wp
+from torch.autograd.function import once_differentiable
+
+from .solvers.mesh import Mesh, element_triplets, element_triplets_adjoint, pattern
+
+_WP_DTYPES = {torch.float32: wp.float32, torch.float64: wp.float64}
+_VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
+        (3, wp.float32): wp.vec3f, (3, wp.float64): wp.vec3d}
+
+
+def _warp_points(mesh: Mesh, points: torch.Tensor) -> wp.array:
+    if points.shape != mesh.points.shape:
+        raise ValueError(f"points must have shape {mesh.points.shape}, got {tuple(points.shape)}")
+    if points.dtype not in _WP_DTYPES:
+        raise ValueError(f"points must be float32 or float64, got {points.dtype}")
+    vec = _VEC[(mesh.dim, _WP_DTYPES[points.dtype])]
+    return wp.from_torch(points.detach().contiguous(), dtype=vec)
+
+
+class _OperatorValues(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, points: torch.Tensor, mesh: Mesh, kind: str) -> torch.Tensor:
+        dtype = _WP_DTYPES[points.dtype]
+        x = _warp_points(mesh, points)
+        matrix = pattern(mesh, dtype).assemble(element_triplets(mesh, kind, dtype, x))
+        ctx.mesh, ctx.kind = mesh, kind
+        ctx.save_for_backward(points)
+        return wp.to_torch(matrix.values)[: matrix.nnz].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, values_grad: torch.Tensor):
+        (points,) = ctx.saved_tensors
+        mesh = ctx.mesh
+        slots = wp.to_torch(pattern(mesh, _WP_DTYPES[points.dtype]).slots).long()
+        triplets_grad = wp.from_torch(values_grad.contiguous()[slots].contiguous())
+        grad = element_triplets_adjoint(mesh, ctx.kind, _warp_points(mesh, points),
+                                        triplets_grad)
+        return wp.to_torch(grad).reshape(points.shape), None, None
+
+
+def operator_values(points: torch.Tensor, mesh: Mesh, kind: str = "stiffness") -> torch.Tensor:
+    """CSR values of the stiffness (``kind="stiffness"``) or consistent mass (``"mass"``) matrix.
+
+    Args:
+        points: (n, d) vertex positions (float32 or float64, on the mesh's device).
+        mesh: gives the cells and the CSR topology ``pattern(mesh, dtype).indptr/indices``.
+        kind: ``"stiffness"`` or ``"mass"``.
+
+    Returns:
+        (nnz,) values, differentiable with respect to ``points``.
+    """
+    if kind not in ("stiffness", "mass"):
+        raise ValueError(f"kind must be 'stiffness' or 'mass', got {kind!r}")
+    return _OperatorValues.apply(points, mesh, kind)
+
+
+def _factorize(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray):
+    """Sparse LU of the CSR matrix (SciPy, host); ``.solve(b, trans)``."""
+    n = len(indptr) - 1
+    return spla.splu(sp.csr_matrix((values, indices, indptr), shape=(n, n)).tocsc())
+
+
+class _SparseSolve(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, values, b, indptr, indices):
+        lu = _factorize(indptr, indices, values.detach().cpu().numpy())
+        u = torch.as_tensor(lu.solve(b.detach().cpu().numpy()), dtype=b.dtype, device=b.device)
+        ctx.lu, ctx.indptr, ctx.indices = lu, indptr, indices
+        ctx.save_for_backward(u)
+        return u
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, u_grad):
+        (u,) = ctx.saved_tensors
+        lam = torch.as_tensor(ctx.lu.solve(u_grad.cpu().numpy(), trans="T"), dtype=u.dtype,
+                              device=u.device)
+        rows = torch.as_tensor(np.repeat(np.arange(len(ctx.indptr) - 1), np.diff(ctx.indptr)),
+                               device=u.device)
+        cols = torch.as_tensor(ctx.indices, device=u.device, dtype=torch.long)
+        return -lam[rows] * u[cols], lam, None, None
+
+
+def sparse_solve(values: torch.Tensor, b: torch.Tensor, indptr: np.ndarray,
+                 indices: np.ndarray) -> torch.Tensor:
+    r"""$u = A^{-1} b$ for the square CSR matrix $A$ = (``values``, ``indices``, ``indptr``).
+
+    Differentiable in ``values`` (nnz,) and ``b`` (n,); the backward costs one transpose solve.
+    """
+    return _SparseSolve.apply(values, b, indptr, indices)
+
+
+@lru_cache(maxsize=32)
+def _restriction(mesh: Mesh, dtype: type, boundary: bytes):
+    """Entries of the CSR pattern in the interior block, and the interior block's topology."""
+    pat = pattern(mesh, dtype)
+    n = mesh.n_vertices
+    interior = np.setdiff1d(np.arange(n), np.frombuffer(boundary, dtype=np.int64))
+    index = sp.csr_matrix((np.arange(pat.nnz, dtype=np.int64) + 1, pat.indices, pat.indptr),
+                          shape=(n, n))[interior][:, interior]
+    index.sort_indices()
+    return interior, index.data - 1, index.indptr, index.indices
+
+
+def csr_rows(mesh: Mesh, dtype: type = wp.float64) -> np.ndarray:
+    """(nnz,) row index of every CSR entry of the mesh's pattern."""
+    pat = pattern(mesh, dtype)
+    return np.repeat(np.arange(mesh.n_vertices), np.diff(pat.indptr))
+
+
+def spmv(values: torch.Tensor, u: torch.Tensor, mesh: Mesh) -> torch.Tensor:
+    """$A u$ for CSR values (nnz,) on the mesh's pattern; differentiable in both."""
+    pat = pattern(mesh, _WP_DTYPES[values.dtype])
+    rows = torch.as_tensor(csr_rows(mesh, _WP_DTYPES[values.dtype]), device=u.device)
+    cols = torch.as_tensor(pat.indices, device=u.device, dtype=torch.long)
+    return torch.zeros_like(u).index_add(0, rows, values * u[cols])
+
+
+def poisson_solve(points: torch.Tensor, mesh: Mesh, f: torch.Tensor,
+                  boundary: np.ndarray | None = None, g: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+    r"""P1 solution of $-\Delta u = f$ with $u = g$ on the ``boundary`` vertices.
+
+    Args:
+        points: (n, d) vertex positions (float64 for gradcheck).
+        mesh: the mesh (topology).
+        f: (n,) nodal source values; the load is $M(x) f$.
+        boundary: Dirichlet vertex indices (default: ``mesh.boundary_vertices()``).
+        g: (len(boundary),) Dirichlet values (default 0).
+
+    Returns:
+        (n,) nodal values, differentiable in ``points``, ``f`` and ``g``.
+
+    Raises:
+        ValueError: no Dirichlet vertex (the pure Neumann problem is singular).
+    """
+    boundary = mesh.boundary_vertices() if boundary is None else np.asarray(boundary)
+    if len(boundary) == 0:
+        raise ValueError("poisson_solve needs Dirichlet vertices; the mesh has no boundary")
+    dtype = _WP_DTYPES[points.dtype]
+    interior, sub_entries, sub_indptr, sub_indices = _restriction(
+        mesh, dtype, np.unique(boundary).astype(np.int64).tobytes())
+    k_values = operator_values(points, mesh, "stiffness")
+    load = spmv(operator_values(points, mesh, "mass"), f, mesh)
+    u_b = torch.zeros_like(f)
+    if g is not None:
+        u_b = u_b.index_put((torch.as_tensor(boundary, device=f.device),), g)
+    rhs = (load - spmv(k_values, u_b, mesh))[torch.as_tensor(interior, device=f.device)]
+    u_i = sparse_solve(k_values[torch.as_tensor(sub_entries, device=f.device)], rhs, sub_indptr,
+                       sub_indices)
+    return u_b.index_put((torch.as_tensor(interior, device=f.device),), u_i)

@@ -1,0 +1,130 @@
+r"""Validity checks of a simplicial mesh, run when a :class:`~physml.solvers.mesh.Mesh` is built.
+
+Each check returns the offending cell (or vertex) indices; :func:`check_mesh` turns the first
+non-empty result into one ``ValueError`` naming the first few indices and the count, so a bad
+mesh is refused on load instead of producing NaNs in an operator later.
+
+- zero measure: $|T| \le \epsilon\, \ell_{\max}^k$ with $\ell_{\max}$ the cell's longest edge,
+  $k$ the cell dimension and $\epsilon = 10^{-12}$;
+- inverted: planar triangles / tetrahedra whose signed measure has the sign opposite to the
+  mesh's majority (a fold; a mesh oriented clockwise throughout is accepted);
+- non-manifold: a facet (edge of a triangle, face of a tetrahedron) shared by more than two cells;
+- unreferenced vertices: in no cell;
+- duplicate vertices: equal positions (after rounding to $10^{-12}$ of the bounding-box diagonal).
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+
+ZERO_MEASURE_TOL = 1e-12
+DUPLICATE_TOL = 1e-12
+_SHOWN = 5
+
+
+def signed_measures(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Signed area (planar triangles), area (surface triangles) or signed volume (tetrahedra).
+
+    Args:
+        points: (n, d) vertex positions.
+        cells: (m, 3) or (m, 4) vertex indices.
+
+    Returns:
+        (m,) measures; signed where the orientation is defined (d == cell dimension).
+    """
+    x = points[cells]
+    edges = x[:, 1:] - x[:, :1]
+    if cells.shape[1] == 4:
+        return np.linalg.det(edges) / 6.0
+    if points.shape[1] == 2:
+        return 0.5 * (edges[:, 0, 0] * edges[:, 1, 1] - edges[:, 0, 1] * edges[:, 1, 0])
+    return 0.5 * np.linalg.norm(np.cross(edges[:, 0], edges[:, 1]), axis=1)
+
+
+def facets_of(cells: np.ndarray) -> np.ndarray:
+    """(m * k, k - 1) sorted vertex indices of every facet of every cell (k = vertices per cell)."""
+    k = cells.shape[1]
+    faces = np.concatenate([cells[:, list(f)] for f in combinations(range(k), k - 1)])
+    return np.sort(faces, axis=1)
+
+
+def zero_measure_cells(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    x = points[cells]
+    k = cells.shape[1]
+    longest = np.max(
+        [np.linalg.norm(x[:, i] - x[:, j], axis=1) for i, j in combinations(range(k), 2)], axis=0
+    )
+    measure = np.abs(signed_measures(points, cells))
+    return np.flatnonzero(measure <= ZERO_MEASURE_TOL * longest ** (k - 1))
+
+
+def inverted_cells(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    if points.shape[1] != cells.shape[1] - 1:
+        return np.empty(0, dtype=np.int64)
+    sign = np.sign(signed_measures(points, cells))
+    majority = 1.0 if np.count_nonzero(sign > 0) >= np.count_nonzero(sign < 0) else -1.0
+    return np.flatnonzero(sign == -majority)
+
+
+def non_manifold_cells(cells: np.ndarray) -> np.ndarray:
+    faces = facets_of(cells)
+    _, inverse, counts = np.unique(faces, axis=0, return_inverse=True, return_counts=True)
+    bad = counts[inverse.ravel()] > 2
+    return np.unique(np.flatnonzero(bad) % len(cells))
+
+
+def unreferenced_vertices(n_vertices: int, cells: np.ndarray) -> np.ndarray:
+    used = np.zeros(n_vertices, dtype=bool)
+    used[cells.ravel()] = True
+    return np.flatnonzero(~used)
+
+
+def duplicate_groups(points: np.ndarray) -> np.ndarray:
+    """(n,) index of each vertex's first coincident vertex (itself when it has none)."""
+    diagonal = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0))) or 1.0
+    keys = np.round(points / (DUPLICATE_TOL * diagonal))
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return first[inverse.ravel()]
+
+
+def _describe(indices: np.ndarray) -> str:
+    shown = ", ".join(str(i) for i in indices[:_SHOWN])
+    more = ", ..." if len(indices) > _SHOWN else ""
+    return f"{shown}{more} ({len(indices)} in all)"
+
+
+def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
+    """Raise one ``ValueError`` for the first problem found; return silently on a valid mesh."""
+    n = len(points)
+    if not np.all(np.isfinite(points)):
+        rows = np.flatnonzero(~np.all(np.isfinite(points), axis=1))
+        raise ValueError(f"non-finite vertex positions at vertices {_describe(rows)}")
+    if cells.size and (cells.min() < 0 or cells.max() >= n):
+        rows = np.flatnonzero(np.any((cells < 0) | (cells >= n), axis=1))
+        raise ValueError(
+            f"cells {_describe(rows)} reference vertices outside 0..{n - 1}; fix the cell array"
+        )
+    duplicates = np.flatnonzero(duplicate_groups(points) != np.arange(n))
+    if len(duplicates):
+        raise ValueError(
+            f"duplicate vertices {_describe(duplicates)} coincide with earlier vertices; "
+            "call Mesh.repaired() (or read_mesh(..., repair=True)) to merge them"
+        )
+    unused = unreferenced_vertices(n, cells)
+    if len(unused):
+        raise ValueError(
+            f"unreferenced vertices {_describe(unused)} belong to no cell; "
+            "call Mesh.repaired() (or read_mesh(..., repair=True)) to drop them"
+        )
+    kind = "volume" if cells.shape[1] == 4 else "area"
+    for problem, found in (
+        (f"zero-{kind} cells", zero_measure_cells(points, cells)),
+        ("inverted cells (orientation opposite to the rest of the mesh)",
+         inverted_cells(points, cells)),
+        ("cells on non-manifold facets (a facet shared by more than two cells)",
+         non_manifold_cells(cells)),
+    ):
+        if len(found):
+            raise ValueError(f"mesh has {problem}: cells {_describe(found)}; remove or fix them")

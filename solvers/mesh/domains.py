@@ -1,0 +1,195 @@
+r"""Standard domains meshed with Gmsh's Python API, plus a subdivided icosphere.
+
+Every generator takes a target edge length ``h`` (Gmsh's ``Mesh.MeshSizeMin``/``Max``), runs
+Gmsh quietly in a session of its own (initialised and finalised here, unless the caller already
+holds one) and returns a checked :class:`~physml.solvers.mesh.Mesh`.
+
+========================  ======================================  =====================
+function                  geometry                                tags
+========================  ======================================  =====================
+:func:`disc`              $|x| < r$                               ``boundary``
+:func:`annulus`           $r_i < |x| < r_o$                       ``inner``, ``outer``
+:func:`l_shape`           $(-1,1)^2 \setminus [0,1)\times(-1,0]$  ``boundary``
+:func:`box`               $(0,a)\times(0,b)\times(0,c)$, tets     ``boundary``
+:func:`sphere`            surface $|x| = r$                       --
+:func:`torus`             surface, radii $R > r$                  --
+:func:`double_torus`      genus-2 surface: two fused tori         --
+========================  ======================================  =====================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import gmsh
+import numpy as np
+
+from .mesh import Mesh
+
+_TRIANGLE, _TETRA, _LINE = 2, 4, 1
+
+
+@contextmanager
+def _session(h: float, verbose: bool) -> Iterator[None]:
+    if not h > 0:
+        raise ValueError(f"target edge length h={h!r} must be > 0")
+    owner = not gmsh.isInitialized()
+    if owner:
+        gmsh.initialize(interruptible=False)
+    try:
+        gmsh.option.setNumber("General.Terminal", int(verbose))
+        gmsh.model.add("physml")
+        gmsh.option.setNumber("Mesh.MeshSizeMin", h)
+        gmsh.option.setNumber("Mesh.MeshSizeMax", h)
+        yield
+    finally:
+        gmsh.model.remove()
+        if owner:
+            gmsh.finalize()
+
+
+def _mesh_from_gmsh(dim: int, boundary: dict[str, list[int]]) -> Mesh:
+    """Read the current Gmsh model's cells of dimension ``dim`` and the tagged boundary parts."""
+    node_tags, coords, _ = gmsh.model.mesh.getNodes()
+    coords = coords.reshape(-1, 3)
+    order = np.argsort(node_tags)
+    node_tags, coords = node_tags[order], coords[order]
+    cell_type, facet_type = {2: (_TRIANGLE, _LINE), 3: (_TETRA, _TRIANGLE)}[dim]
+    _, cell_nodes = gmsh.model.mesh.getElementsByType(cell_type)
+    cells = cell_nodes.reshape(-1, dim + 1)
+    used = np.unique(cells)
+    index = np.searchsorted(used, cells)
+    points = coords[np.searchsorted(node_tags, used)]
+    if dim == 2 and not np.any(points[:, 2]):
+        points = points[:, :2]
+    facets, facet_tags, names = [], [], {}
+    for tag, (name, entities) in enumerate(boundary.items(), start=2):
+        names[name] = tag
+        for entity in entities:
+            _, nodes = gmsh.model.mesh.getElementsByType(facet_type, entity)
+            facets.append(np.searchsorted(used, nodes.reshape(-1, dim)))
+            facet_tags.append(np.full(len(facets[-1]), tag))
+    if not names:
+        return Mesh(points, index)
+    return Mesh(points, index, cell_tags=np.ones(len(index), dtype=np.int32),
+                facets=np.concatenate(facets), facet_tags=np.concatenate(facet_tags),
+                tag_names={"domain": 1, **names})
+
+
+def _generate(dim: int, h: float, verbose: bool,
+              build: Callable[[], dict[str, list[int]]]) -> Mesh:
+    """Run ``build`` (adds the geometry, returns name -> boundary entities) and mesh it."""
+    with _session(h, verbose):
+        boundary = build()
+        gmsh.model.occ.synchronize()
+        gmsh.model.mesh.generate(dim)
+        return _mesh_from_gmsh(dim, boundary)
+
+
+def _curves_of(surface: int) -> list[int]:
+    return [abs(t) for _, t in gmsh.model.getBoundary([(2, surface)], oriented=False)]
+
+
+def disc(h: float, radius: float = 1.0, verbose: bool = False) -> Mesh:
+    """Planar disc of ``radius`` centred at the origin."""
+    def build():
+        surface = gmsh.model.occ.addDisk(0, 0, 0, radius, radius)
+        gmsh.model.occ.synchronize()
+        return {"boundary": _curves_of(surface)}
+    return _generate(2, h, verbose, build)
+
+
+def annulus(h: float, inner: float = 0.5, outer: float = 1.0, verbose: bool = False) -> Mesh:
+    """Planar annulus ``inner < |x| < outer``."""
+    if not 0 < inner < outer:
+        raise ValueError(f"need 0 < inner < outer, got inner={inner}, outer={outer}")
+
+    def build():
+        occ = gmsh.model.occ
+        (_, surface), *_ = occ.cut([(2, occ.addDisk(0, 0, 0, outer, outer))],
+                                   [(2, occ.addDisk(0, 0, 0, inner, inner))])[0]
+        occ.synchronize()
+        curves = _curves_of(surface)
+        radius = {c: gmsh.model.getBoundingBox(1, c)[3] for c in curves}
+        return {"inner": [c for c in curves if radius[c] < 0.5 * (inner + outer)],
+                "outer": [c for c in curves if radius[c] >= 0.5 * (inner + outer)]}
+    return _generate(2, h, verbose, build)
+
+
+def l_shape(h: float, verbose: bool = False) -> Mesh:
+    """Planar L-shape $(-1,1)^2$ without the quadrant $[0,1)\\times(-1,0]$ (re-entrant corner
+    at the origin)."""
+    def build():
+        occ = gmsh.model.occ
+        (_, surface), *_ = occ.cut([(2, occ.addRectangle(-1, -1, 0, 2, 2))],
+                                   [(2, occ.addRectangle(0, -1, 0, 1, 1))])[0]
+        occ.synchronize()
+        return {"boundary": _curves_of(surface)}
+    return _generate(2, h, verbose, build)
+
+
+def box(h: float, size: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        verbose: bool = False) -> Mesh:
+    """Tetrahedral mesh of the box $(0,a)\\times(0,b)\\times(0,c)$, ``size = (a, b, c)``."""
+    def build():
+        volume = gmsh.model.occ.addBox(0, 0, 0, *size)
+        gmsh.model.occ.synchronize()
+        faces = gmsh.model.getBoundary([(3, volume)], oriented=False)
+        return {"boundary": [abs(t) for _, t in faces]}
+    return _generate(3, h, verbose, build)
+
+
+def sphere(h: float, radius: float = 1.0, verbose: bool = False) -> Mesh:
+    """Triangulated sphere surface of ``radius`` centred at the origin."""
+    return _generate(2, h, verbose, lambda: (gmsh.model.occ.addSphere(0, 0, 0, radius), {})[1])
+
+
+def torus(h: float, major: float = 1.0, minor: float = 0.4, verbose: bool = False) -> Mesh:
+    """Triangulated torus surface about the z axis (radii ``major`` > ``minor``)."""
+    if not 0 < minor < major:
+        raise ValueError(f"need 0 < minor < major, got major={major}, minor={minor}")
+    return _generate(2, h, verbose,
+                     lambda: (gmsh.model.occ.addTorus(0, 0, 0, major, minor), {})[1])
+
+
+def double_torus(h: float, major: float = 1.0, minor: float = 0.4,
+                 verbose: bool = False) -> Mesh:
+    """Genus-2 surface: the boundary of two tori (radii ``major``, ``minor``) centred at
+    $(\\pm 0.9\\,\\mathrm{major}, 0, 0)$ and fused. Euler characteristic $-2$."""
+    if not 0 < minor < 0.45 * major:
+        raise ValueError(f"need 0 < minor < 0.45 major, got major={major}, minor={minor}")
+
+    def build():
+        occ = gmsh.model.occ
+        shift = 0.9 * major
+        occ.fuse([(3, occ.addTorus(-shift, 0, 0, major, minor))],
+                 [(3, occ.addTorus(shift, 0, 0, major, minor))])
+        return {}
+    return _generate(2, h, verbose, build)
+
+
+def icosphere(level: int, radius: float = 1.0) -> Mesh:
+    """Sphere surface from an icosahedron whose triangles are split in four ``level`` times,
+    new vertices projected to the sphere: $10\\cdot 4^{level} + 2$ vertices."""
+    t = (1 + 5**0.5) / 2
+    points = np.array([[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t],
+                       [0, -1, -t], [0, 1, -t], [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]],
+                      dtype=np.float64)
+    cells = np.array([[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9],
+                      [5, 11, 4], [11, 10, 2], [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2],
+                      [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5], [2, 4, 11], [6, 2, 10],
+                      [8, 6, 7], [9, 8, 1]])
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    for _ in range(level):
+        edges = np.sort(np.concatenate([cells[:, [0, 1]], cells[:, [1, 2]], cells[:, [2, 0]]]),
+                        axis=1)
+        unique, inverse = np.unique(edges, axis=0, return_inverse=True)
+        mid = points[unique].mean(axis=1)
+        mid /= np.linalg.norm(mid, axis=1, keepdims=True)
+        m = len(cells)
+        a, b, c = (len(points) + inverse.ravel()[i * m:(i + 1) * m] for i in range(3))
+        v0, v1, v2 = cells.T
+        cells = np.concatenate([np.c_[v0, a, c], np.c_[a, v1, b], np.c_[c, b, v2], np.c_[a, b, c]])
+        points = np.concatenate([points, mid])
+    return Mesh(radius * points, cells)

@@ -1,0 +1,120 @@
+"""Reading and writing meshes and fields with meshio (Gmsh .msh, VTU, XDMF, OBJ, PLY, STL, ...).
+
+:func:`read_mesh` keeps the highest-dimensional cells (tetrahedra if any, else triangles) and
+reads Gmsh physical tags of cells and boundary facets (``gmsh:physical`` and ``field_data``).
+Triangles whose points all have z = 0 become a planar mesh (d = 2). :func:`write_mesh` writes
+the mesh with optional point and cell fields; VTU and XDMF files open in ParaView. Tags are
+written to Gmsh ``.msh`` files only (MSH 2.2; the other formats carry the fields, not the tags).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import meshio
+import numpy as np
+
+from .mesh import Mesh
+
+_CELL_TYPES = {3: "triangle", 4: "tetra"}
+_FACET_TYPES = {3: "line", 4: "triangle"}
+
+
+def formats() -> list[str]:
+    """File extensions meshio reads and writes, sorted."""
+    return sorted(meshio.extension_to_filetypes)
+
+
+def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") -> Mesh:
+    """Read a triangle or tetrahedral mesh from any format meshio handles.
+
+    Args:
+        path: the file; its extension selects the format.
+        repair: merge duplicate and drop unreferenced vertices (:meth:`Mesh.repaired`) instead
+            of refusing the mesh.
+        device: Warp device of the mesh.
+
+    Raises:
+        ValueError: meshio cannot read the file (the message lists the formats allowed), it
+            holds no triangles or tetrahedra, or the mesh is degenerate.
+    """
+    path = Path(path)
+    try:
+        data = meshio.read(path, file_format="gmsh" if path.suffix == ".msh" else None)
+    except Exception as error:  # meshio raises ReadError, KeyError, ValueError, OSError, ...
+        raise ValueError(
+            f"cannot read mesh file {str(path)!r} ({type(error).__name__}: {error}); "
+            f"formats allowed: {', '.join(formats())}"
+        ) from error
+    k = 4 if any(b.type == "tetra" for b in data.cells) else 3
+    blocks = [i for i, b in enumerate(data.cells) if b.type == _CELL_TYPES[k]]
+    if not blocks:
+        raise ValueError(
+            f"mesh file {str(path)!r} holds no triangles or tetrahedra "
+            f"(cell types: {sorted({b.type for b in data.cells})})"
+        )
+    cells = np.concatenate([data.cells[i].data for i in blocks])
+    physical = data.cell_data.get("gmsh:physical")
+    cell_tags = np.concatenate([physical[i] for i in blocks]) if physical else None
+    facets = facet_tags = None
+    facet_blocks = [i for i, b in enumerate(data.cells) if b.type == _FACET_TYPES[k]]
+    if physical and facet_blocks:
+        facets = np.concatenate([data.cells[i].data for i in facet_blocks])
+        facet_tags = np.concatenate([physical[i] for i in facet_blocks])
+    points = np.asarray(data.points, dtype=np.float64)
+    if k == 3 and points.shape[1] == 3 and not np.any(points[:, 2]):
+        points = points[:, :2]
+    tag_names = {name: int(value[0]) for name, value in data.field_data.items()}
+    mesh = Mesh(points, cells, cell_tags, facets, facet_tags, tag_names, device=device,
+                check=not repair)
+    return mesh.repaired() if repair else mesh
+
+
+def write_mesh(
+    path: str | Path,
+    mesh: Mesh,
+    point_data: dict[str, np.ndarray] | None = None,
+    cell_data: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Write ``mesh`` with fields to ``path`` (format from the extension).
+
+    Args:
+        path: output file, e.g. ``"u.vtu"`` or ``"u.xdmf"`` for ParaView.
+        mesh: the mesh.
+        point_data: name -> (n,) or (n, c) array of vertex values.
+        cell_data: name -> (m,) or (m, c) array of cell values.
+
+    Raises:
+        ValueError: a field has the wrong length, or meshio cannot write the format.
+    """
+    point_data = {k: np.asarray(v) for k, v in (point_data or {}).items()}
+    cell_data = {k: np.asarray(v) for k, v in (cell_data or {}).items()}
+    for name, values in point_data.items():
+        if len(values) != mesh.n_vertices:
+            raise ValueError(f"point field {name!r} has {len(values)} rows, the mesh has "
+                             f"{mesh.n_vertices} vertices")
+    for name, values in cell_data.items():
+        if len(values) != mesh.n_cells:
+            raise ValueError(f"cell field {name!r} has {len(values)} rows, the mesh has "
+                             f"{mesh.n_cells} cells")
+    points = mesh.points if mesh.dim == 3 else np.pad(mesh.points, ((0, 0), (0, 1)))
+    cells = [(_CELL_TYPES[mesh.cells.shape[1]], mesh.cells)]
+    data = {name: [values] for name, values in cell_data.items()}
+    field_data = {}
+    if Path(path).suffix == ".msh" and mesh.cell_tags is not None:
+        tags = [mesh.cell_tags]
+        if mesh.facets is not None:
+            cells.append((_FACET_TYPES[mesh.cells.shape[1]], mesh.facets))
+            tags.append(mesh.facet_tags)
+        data = {"gmsh:physical": tags, "gmsh:geometrical": tags}
+        field_data = {name: np.array([tag, mesh.cell_dim - 1]) for name, tag in
+                      mesh.tag_names.items()}
+    out = meshio.Mesh(points, cells, point_data=point_data, cell_data=data,
+                      field_data=field_data)
+    try:
+        out.write(path, file_format="gmsh22" if Path(path).suffix == ".msh" else None)
+    except Exception as error:
+        raise ValueError(
+            f"cannot write mesh file {str(path)!r} ({type(error).__name__}: {error}); "
+            f"formats allowed: {', '.join(formats())}"
+        ) from error

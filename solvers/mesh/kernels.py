@@ -1,0 +1,262 @@
+r"""Warp kernels of the P1 (linear Lagrange) operators on triangles and tetrahedra.
+
+With $\lambda_i$ the barycentric coordinates of a cell $T$ and $|T|$ its area or volume:
+
+- stiffness (cotangent Laplacian): $K^T_{ij} = |T|\,\nabla\lambda_i\cdot\nabla\lambda_j$;
+  on a triangle $K^T_{ij} = -\tfrac12\cot\theta_k$ for $i \ne j$ ($\theta_k$ the angle at the
+  third vertex) and $K^T_{ii} = -\sum_{j\ne i} K^T_{ij}$;
+- consistent mass: $M^T_{ij} = |T|(1 + \delta_{ij})/((k+1)k)$ for $k+1$ vertices per cell
+  ($|T|/12$ and $|T|/20$ off the diagonal);
+- lumped mass: $|T|/(k+1)$ to each vertex;
+- cell gradient of a P1 field: $\nabla u|_T = \sum_i u_i \nabla\lambda_i$;
+- integrated divergence of a cell vector field: $(\operatorname{div} X)_i =
+  -\sum_T |T|\,\nabla\lambda_i\cdot X_T$, so that $-K = \operatorname{div}\circ\nabla$.
+
+Element kernels write one COO triplet value per (cell, i, j), at ``c*k*k + i*k + j``; the
+summing into CSR is Warp's (:mod:`physml.solvers.mesh.assembly`). Own kernels rather than
+``warp.fem.integrate``: a bilinear form assembled by ``warp.fem`` into a ``BsrMatrix`` gets zero
+gradient with respect to vertex positions (bilinear forms are not differentiable and ``bsr_mv``
+has no backward), while these element kernels differentiate through ``wp.Tape`` / ``adjoint``
+launches, which is what :mod:`physml.mesh_bridge` uses. Kernels are generic over the vertex type
+(``vec2``/``vec3`` of float32/float64); every overload is declared below, before any launch, so
+the module compiles once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import warp as wp
+
+from ..operators import specialize
+
+
+@wp.func
+def triangle_cotangents(x0: Any, x1: Any, x2: Any):
+    """Cotangents of the angles at x0, x1, x2 of a triangle in 2D or 3D, and twice its area.
+
+    $2|T| = \\sqrt{|a|^2|b|^2 - (a\\cdot b)^2}$ (Lagrange's identity, any dimension)."""
+    e0 = x2 - x1
+    e1 = x0 - x2
+    e2 = x1 - x0
+    d = wp.dot(e1, e2)
+    two_area = wp.sqrt(wp.dot(e1, e1) * wp.dot(e2, e2) - d * d)
+    return wp.vector(
+        -d / two_area, -wp.dot(e2, e0) / two_area, -wp.dot(e0, e1) / two_area, two_area
+    )
+
+
+@wp.func
+def triangle_basis_gradient(xi: Any, xj: Any, xk: Any):
+    """$\\nabla\\lambda_k$: the height vector from edge (xi, xj) to xk over its squared length."""
+    e = xj - xi
+    w = xk - xi
+    h = w - (wp.dot(w, e) / wp.dot(e, e)) * e
+    return h / wp.dot(h, h)
+
+
+@wp.func
+def tet_basis_gradient(a: Any, b: Any, six_volume: Any):
+    """$\\nabla\\lambda$ of the vertex whose opposite-face edges (from vertex 0) are a, b."""
+    return wp.cross(a, b) / six_volume
+
+
+@wp.kernel
+def triangle_stiffness_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                              out: wp.array(dtype=Any)):
+    """Cotangent stiffness triplets. Reads x (n,), cells (m, 3); writes out (9 m,)."""
+    c = wp.tid()
+    cot = triangle_cotangents(x[cells[c, 0]], x[cells[c, 1]], x[cells[c, 2]])
+    half = out.dtype(0.5)
+    w01 = -half * out.dtype(cot[2])
+    w02 = -half * out.dtype(cot[1])
+    w12 = -half * out.dtype(cot[0])
+    b = 9 * c
+    out[b + 0] = -(w01 + w02)
+    out[b + 1] = w01
+    out[b + 2] = w02
+    out[b + 3] = w01
+    out[b + 4] = -(w01 + w12)
+    out[b + 5] = w12
+    out[b + 6] = w02
+    out[b + 7] = w12
+    out[b + 8] = -(w02 + w12)
+
+
+@wp.kernel
+def triangle_mass_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                         out: wp.array(dtype=Any)):
+    """Consistent mass triplets. Reads x (n,), cells (m, 3); writes out (9 m,)."""
+    c = wp.tid()
+    cot = triangle_cotangents(x[cells[c, 0]], x[cells[c, 1]], x[cells[c, 2]])
+    off = out.dtype(cot[3]) / out.dtype(24.0)
+    for i in range(3):
+        for j in range(3):
+            out[9 * c + 3 * i + j] = wp.where(i == j, off + off, off)
+
+
+@wp.kernel
+def tet_stiffness_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                         out: wp.array(dtype=Any)):
+    """P1 stiffness triplets. Reads x (n,), cells (m, 4); writes out (16 m,)."""
+    c = wp.tid()
+    x0 = x[cells[c, 0]]
+    e1 = x[cells[c, 1]] - x0
+    e2 = x[cells[c, 2]] - x0
+    e3 = x[cells[c, 3]] - x0
+    six_volume = wp.dot(e1, wp.cross(e2, e3))
+    g1 = tet_basis_gradient(e2, e3, six_volume)
+    g2 = tet_basis_gradient(e3, e1, six_volume)
+    g3 = tet_basis_gradient(e1, e2, six_volume)
+    g = wp.matrix_from_rows(-(g1 + g2 + g3), g1, g2, g3)
+    volume = wp.abs(six_volume) / out.dtype(6.0)
+    for i in range(4):
+        for j in range(4):
+            out[16 * c + 4 * i + j] = volume * wp.dot(g[i], g[j])
+
+
+@wp.kernel
+def tet_mass_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                    out: wp.array(dtype=Any)):
+    """Consistent mass triplets. Reads x (n,), cells (m, 4); writes out (16 m,)."""
+    c = wp.tid()
+    x0 = x[cells[c, 0]]
+    e1 = x[cells[c, 1]] - x0
+    e2 = x[cells[c, 2]] - x0
+    e3 = x[cells[c, 3]] - x0
+    off = wp.abs(wp.dot(e1, wp.cross(e2, e3))) / out.dtype(120.0)
+    for i in range(4):
+        for j in range(4):
+            out[16 * c + 4 * i + j] = wp.where(i == j, off + off, off)
+
+
+@wp.kernel
+def triangle_basis_gradients_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                                    out: wp.array2d(dtype=Any)):
+    """$\\nabla\\lambda_i$ of each triangle (2D or 3D). Reads x (n,), cells (m, 3); writes
+    out (m, 3) vectors."""
+    c, i = wp.tid()
+    out[c, i] = triangle_basis_gradient(
+        x[cells[c, (i + 1) % 3]], x[cells[c, (i + 2) % 3]], x[cells[c, i]]
+    )
+
+
+@wp.kernel
+def tet_basis_gradients_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                               out: wp.array2d(dtype=Any)):
+    """$\\nabla\\lambda_i = n/(n\\cdot(x_i - a))$, n the normal of the face (a, b, d) opposite
+    $x_i$. Reads x (n,), cells (m, 4); writes out (m, 4) vectors."""
+    c, i = wp.tid()
+    a = x[cells[c, (i + 1) % 4]]
+    n = wp.cross(x[cells[c, (i + 2) % 4]] - a, x[cells[c, (i + 3) % 4]] - a)
+    out[c, i] = n / wp.dot(x[cells[c, i]] - a, n)
+
+
+@wp.kernel
+def cell_gradient_kernel(grad: wp.array2d(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                         u: wp.array(dtype=Any), out: wp.array(dtype=Any)):
+    """$\\nabla u|_T = \\sum_i u_i\\nabla\\lambda_i$. Reads grad (m, k) basis gradients,
+    cells (m, k), u (n,); writes out (m,) vectors."""
+    c = wp.tid()
+    g = out.dtype()
+    for i in range(cells.shape[1]):
+        g = g + u[cells[c, i]] * grad[c, i]
+    out[c] = g
+
+
+@wp.kernel
+def divergence_kernel(grad: wp.array2d(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                      measure: wp.array(dtype=Any), field: wp.array(dtype=Any),
+                      out: wp.array(dtype=Any)):
+    """$(\\operatorname{div} X)_i \\mathrel{-}= |T|\\,\\nabla\\lambda_i\\cdot X_T$.
+    Reads grad (m, k), cells (m, k), measure (m,), field (m,) vectors; accumulates into
+    out (n,) (zero it first)."""
+    c = wp.tid()
+    for i in range(cells.shape[1]):
+        wp.atomic_add(out, cells[c, i], -measure[c] * wp.dot(grad[c, i], field[c]))
+
+
+@wp.kernel
+def triangle_measure_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                            out: wp.array(dtype=Any)):
+    """Triangle areas (2D or 3D). Reads x (n,), cells (m, 3); writes out (m,)."""
+    c = wp.tid()
+    cot = triangle_cotangents(x[cells[c, 0]], x[cells[c, 1]], x[cells[c, 2]])
+    out[c] = out.dtype(cot[3]) / out.dtype(2.0)
+
+
+@wp.kernel
+def tet_measure_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                       out: wp.array(dtype=Any)):
+    """Tetrahedron volumes. Reads x (n,), cells (m, 4); writes out (m,)."""
+    c = wp.tid()
+    x0 = x[cells[c, 0]]
+    e1 = x[cells[c, 1]] - x0
+    out[c] = wp.abs(wp.dot(e1, wp.cross(x[cells[c, 2]] - x0, x[cells[c, 3]] - x0))) / out.dtype(
+        6.0
+    )
+
+
+@wp.kernel
+def lumped_mass_kernel(cells: wp.array2d(dtype=wp.int32), measure: wp.array(dtype=Any),
+                       out: wp.array(dtype=Any)):
+    """$m_i \\mathrel{+}= |T|/(k+1)$. Reads cells (m, k+1), measure (m,); accumulates into out
+    (n,) (zero it first)."""
+    c = wp.tid()
+    k = cells.shape[1]
+    for i in range(k):
+        wp.atomic_add(out, cells[c, i], measure[c] / out.dtype(k))
+
+
+@wp.kernel
+def face_normal_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                       out: wp.array(dtype=Any)):
+    """Unit normal $(x_1 - x_0)\\times(x_2 - x_0)/|\\cdot|$ of surface triangles. Reads x (n,),
+    cells (m, 3); writes out (m,)."""
+    c = wp.tid()
+    x0 = x[cells[c, 0]]
+    out[c] = wp.normalize(wp.cross(x[cells[c, 1]] - x0, x[cells[c, 2]] - x0))
+
+
+@wp.kernel
+def triplet_slot_kernel(rows: wp.array(dtype=wp.int32), cols: wp.array(dtype=wp.int32),
+                        offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=wp.int32),
+                        out: wp.array(dtype=wp.int32)):
+    """Index in the CSR values of each triplet (row, col): a binary search of the row's sorted
+    columns. Reads rows, cols (t,), offsets (n+1,), columns (nnz,); writes out (t,)."""
+    t = wp.tid()
+    col = cols[t]
+    lo = offsets[rows[t]]
+    hi = offsets[rows[t] + 1] - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if columns[mid] < col:
+            lo = mid + 1
+        else:
+            hi = mid
+    out[t] = lo
+
+
+def _overload_all() -> None:
+    cells = wp.array2d(dtype=wp.int32)
+    for T, vecs in ((wp.float32, (wp.vec2f, wp.vec3f)), (wp.float64, (wp.vec2d, wp.vec3d))):
+        s = wp.array(dtype=T)
+        for V in vecs:
+            x, g = wp.array(dtype=V), wp.array2d(dtype=V)
+            for kernel in (triangle_stiffness_kernel, triangle_mass_kernel,
+                           triangle_measure_kernel):
+                specialize(kernel, (T, V), {"x": x, "cells": cells, "out": s})
+            specialize(triangle_basis_gradients_kernel, (T, V), {"x": x, "cells": cells, "out": g})
+            specialize(cell_gradient_kernel, (T, V), {"grad": g, "cells": cells, "u": s, "out": x})
+            specialize(divergence_kernel, (T, V),
+                       {"grad": g, "cells": cells, "measure": s, "field": x, "out": s})
+        x3 = wp.array(dtype=vecs[1])
+        for kernel in (tet_stiffness_kernel, tet_mass_kernel, tet_measure_kernel):
+            specialize(kernel, (T, vecs[1]), {"x": x3, "cells": cells, "out": s})
+        specialize(tet_basis_gradients_kernel, (T, vecs[1]),
+                   {"x": x3, "cells": cells, "out": wp.array2d(dtype=vecs[1])})
+        specialize(face_normal_kernel, (T, vecs[1]), {"x": x3, "cells": cells, "out": x3})
+        specialize(lumped_mass_kernel, T, {"cells": cells, "measure": s, "out": s})
+
+
+_overload_all()

@@ -1,0 +1,195 @@
+r"""The :class:`Mesh` data object: vertex positions, simplicial cells and tags.
+
+Three kinds of mesh, told apart by the shapes of ``points`` (n, d) and ``cells`` (m, k):
+
+======================  ===  ===
+kind                     d    k
+======================  ===  ===
+planar triangles         2    3
+surface triangles (3D)   3    3
+tetrahedra               3    4
+======================  ===  ===
+
+Vertex indices are 0-based. Tags are integers (Gmsh physical groups): ``cell_tags`` (m,), and
+``facets`` (f, k - 1) with ``facet_tags`` (f,) for the tagged boundary parts; ``tag_names`` maps
+a name to a tag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import combinations
+
+import numpy as np
+import warp as wp
+
+from ..base import warp_device
+from .checks import check_mesh, duplicate_groups, facets_of, signed_measures
+
+_VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
+        (3, wp.float32): wp.vec3f, (3, wp.float64): wp.vec3d}
+
+
+@dataclass(frozen=True, eq=False)
+class Mesh:
+    """A triangle or tetrahedral mesh on a Warp device.
+
+    Args:
+        points: (n, d) vertex positions, d = 2 (planar) or 3 (surface or volume) [length units].
+        cells: (m, 3) triangles or (m, 4) tetrahedra, 0-based vertex indices.
+        cell_tags: optional (m,) integer tag per cell.
+        facets: optional (f, k - 1) tagged boundary facets (edges of triangles, faces of tets).
+        facet_tags: (f,) integer tag per facet; required with ``facets``.
+        tag_names: name -> tag, e.g. ``{"outer": 2, "inner": 3}``.
+        device: Warp device of the arrays :meth:`warp_points` / :meth:`warp_cells` return
+            (initialises Warp).
+        check: run the checks of :mod:`physml.solvers.mesh.checks` (see :meth:`repaired`).
+
+    Raises:
+        ValueError: wrong shapes, an unavailable device, or a degenerate mesh (the message
+            names the cells).
+    """
+
+    points: np.ndarray
+    cells: np.ndarray
+    cell_tags: np.ndarray | None = None
+    facets: np.ndarray | None = None
+    facet_tags: np.ndarray | None = None
+    tag_names: dict[str, int] = field(default_factory=dict)
+    device: str = "cpu"
+    check: bool = True
+
+    def __post_init__(self) -> None:
+        points = np.ascontiguousarray(self.points, dtype=np.float64)
+        cells = np.ascontiguousarray(self.cells, dtype=np.int32)
+        if points.ndim != 2 or points.shape[1] not in (2, 3):
+            raise ValueError(f"points must have shape (n, 2) or (n, 3), got {points.shape}")
+        if cells.ndim != 2 or cells.shape[1] not in (3, 4) or len(cells) == 0:
+            raise ValueError(
+                f"cells must have shape (m, 3) or (m, 4) with m > 0, got {cells.shape}"
+            )
+        if cells.shape[1] == 4 and points.shape[1] != 3:
+            raise ValueError(f"tetrahedra need 3D points, got points of shape {points.shape}")
+        object.__setattr__(self, "points", points)
+        object.__setattr__(self, "cells", cells)
+        object.__setattr__(self, "device", warp_device(self.device))
+        if self.cell_tags is not None:
+            tags = np.asarray(self.cell_tags, dtype=np.int32)
+            if tags.shape != (len(cells),):
+                raise ValueError(f"cell_tags must have shape ({len(cells)},), got {tags.shape}")
+            object.__setattr__(self, "cell_tags", tags)
+        if (self.facets is None) != (self.facet_tags is None):
+            raise ValueError("pass facets and facet_tags together")
+        if self.facets is not None:
+            facets = np.asarray(self.facets, dtype=np.int32).reshape(-1, cells.shape[1] - 1)
+            facet_tags = np.asarray(self.facet_tags, dtype=np.int32)
+            if facet_tags.shape != (len(facets),):
+                raise ValueError(
+                    f"facet_tags must have shape ({len(facets)},), got {facet_tags.shape}"
+                )
+            object.__setattr__(self, "facets", facets)
+            object.__setattr__(self, "facet_tags", facet_tags)
+        if self.check:
+            check_mesh(points, cells)
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension d."""
+        return self.points.shape[1]
+
+    @property
+    def cell_dim(self) -> int:
+        """2 for triangles, 3 for tetrahedra."""
+        return self.cells.shape[1] - 1
+
+    @property
+    def n_vertices(self) -> int:
+        return len(self.points)
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.cells)
+
+    @property
+    def is_surface(self) -> bool:
+        """Triangles embedded in 3D."""
+        return self.cell_dim == 2 and self.dim == 3
+
+    def measures(self) -> np.ndarray:
+        """(m,) unsigned cell areas or volumes (NumPy, float64)."""
+        return np.abs(signed_measures(self.points, self.cells))
+
+    def edge_length(self) -> float:
+        """Mean edge length h."""
+        x = self.points[self.cells]
+        k = self.cells.shape[1]
+        lengths = [np.linalg.norm(x[:, i] - x[:, (i + 1) % k], axis=1) for i in range(k)]
+        return float(np.mean(lengths))
+
+    @cached_property
+    def boundary_facets(self) -> np.ndarray:
+        """(b, k - 1) facets that belong to exactly one cell (empty on a closed surface)."""
+        faces = facets_of(self.cells)
+        unique, counts = np.unique(faces, axis=0, return_counts=True)
+        return unique[counts == 1]
+
+    def boundary_vertices(self, name: str | None = None) -> np.ndarray:
+        """Sorted indices of the vertices on the boundary, or on the facets tagged ``name``.
+
+        Raises:
+            ValueError: ``name`` is not in ``tag_names``.
+        """
+        if name is None:
+            return np.unique(self.boundary_facets)
+        if name not in self.tag_names or self.facets is None:
+            raise ValueError(f"no boundary part named {name!r}; known: {sorted(self.tag_names)}")
+        return np.unique(self.facets[self.facet_tags == self.tag_names[name]])
+
+    def repaired(self) -> Mesh:
+        """A copy with duplicate vertices merged and unreferenced vertices dropped.
+
+        Cells that collapse (a repeated vertex after the merge) are dropped with their tags;
+        facets are re-indexed. Other problems (zero measure, inversion, non-manifold facets)
+        are not repaired: the new mesh is checked and raises if any remain.
+        """
+        first = duplicate_groups(self.points)
+        cells = first[self.cells]
+        k = cells.shape[1]
+        keep = np.all([cells[:, i] != cells[:, j] for i, j in combinations(range(k), 2)], axis=0)
+        cells = cells[keep]
+        used = np.unique(cells)
+        new_index = np.full(self.n_vertices, -1, dtype=np.int64)
+        new_index[used] = np.arange(len(used))
+        facets, facet_tags = self.facets, self.facet_tags
+        if facets is not None:
+            facets = new_index[first[facets]]
+            ok = np.all(facets >= 0, axis=1)
+            facets, facet_tags = facets[ok], facet_tags[ok]
+        return Mesh(
+            self.points[used],
+            new_index[cells],
+            cell_tags=None if self.cell_tags is None else self.cell_tags[keep],
+            facets=facets,
+            facet_tags=facet_tags,
+            tag_names=dict(self.tag_names),
+            device=self.device,
+        )
+
+    def to(self, device: str) -> Mesh:
+        """The same mesh with arrays for ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``)."""
+        return Mesh(self.points, self.cells, self.cell_tags, self.facets, self.facet_tags,
+                    dict(self.tag_names), device=device, check=False)
+
+    def warp_points(self, dtype: type = wp.float64, requires_grad: bool = False) -> wp.array:
+        """(n,) array of ``wp.vec2``/``wp.vec3`` of ``dtype`` on ``self.device``."""
+        vec = _VEC[(self.dim, dtype)]
+        return wp.array(self.points, dtype=vec, device=self.device, requires_grad=requires_grad)
+
+    def warp_cells(self) -> wp.array:
+        """(m, k) ``int32`` array on ``self.device``."""
+        return self._warp_cells
+
+    @cached_property
+    def _warp_cells(self) -> wp.array:
+        return wp.array(self.cells, dtype=wp.int32, device=self.device)

@@ -1,0 +1,239 @@
+r"""P1 operators of a :class:`~physml.solvers.mesh.Mesh` as ``warp.sparse`` matrices and arrays.
+
+Matrices are ``BsrMatrix`` with 1x1 blocks (CSR) on the mesh's device; :func:`to_scipy` gives a
+``scipy.sparse.csr_matrix``. Assembly: an element kernel writes the $k^2$ entries of every
+cell's element matrix as COO triplet values (rows and columns fixed by the topology); Warp's
+``bsr_set_from_triplets`` sums them into CSR once per mesh and dtype and keeps the
+triplet-to-CSR map, so later assemblies (for instance after the vertices move) only run
+``bsr_set_from_mapped_values``. Cost: $O(m k^2)$ per assembly; the first one also sorts the
+$m k^2$ triplets. Conventions: ``stiffness_matrix`` $K$ is positive semi-definite,
+``cotan_laplacian`` $L = -K$ (libigl's ``cotmatrix``); $-K = \operatorname{div}\circ\nabla$.
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+
+import numpy as np
+import scipy.sparse as sp
+import warp as wp
+import warp.sparse as wps
+
+from ..operators import launch
+from . import kernels as K
+from .mesh import Mesh
+
+_ELEMENT_KERNELS = {
+    ("stiffness", 3): K.triangle_stiffness_kernel,
+    ("stiffness", 4): K.tet_stiffness_kernel,
+    ("mass", 3): K.triangle_mass_kernel,
+    ("mass", 4): K.tet_mass_kernel,
+}
+_VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
+        (3, wp.float32): wp.vec3f, (3, wp.float64): wp.vec3d}
+
+
+class Pattern:
+    """CSR topology of the P1 matrices of one mesh, for one dtype.
+
+    Attributes:
+        rows, cols: (m k^2,) ``int32`` Warp arrays, the triplets' row and column indices.
+        template: ``BsrMatrix`` holding the topology (its values are scratch).
+        mapping: Warp's triplet-to-CSR ``BsrTripletMap``.
+        slots: (m k^2,) ``int32``: index in the CSR values of each triplet.
+        indptr, indices: the CSR topology as NumPy arrays.
+    """
+
+    def __init__(self, mesh: Mesh, dtype: type) -> None:
+        k = mesh.cells.shape[1]
+        device = mesh.device
+        self.rows = wp.array(np.repeat(mesh.cells, k, axis=1).ravel(), dtype=wp.int32,
+                             device=device)
+        self.cols = wp.array(np.tile(mesh.cells, (1, k)).ravel(), dtype=wp.int32, device=device)
+        n = mesh.n_vertices
+        self.template = wps.bsr_zeros(n, n, block_type=dtype, device=device)
+        self.mapping = wps.bsr_set_from_triplets(
+            self.template, self.rows, self.cols, None, prune_numerical_zeros=False,
+            build_mapping=True,
+        )
+        self.template.nnz_sync()
+        self.slots = wp.empty_like(self.rows)
+        wp.launch(K.triplet_slot_kernel, dim=len(self.rows), device=device,
+               inputs=[self.rows, self.cols, self.template.offsets, self.template.columns],
+               outputs=[self.slots])
+        self.indptr = self.template.offsets.numpy()
+        self.indices = self.template.columns.numpy()[: self.template.nnz]
+
+    @property
+    def nnz(self) -> int:
+        return self.template.nnz
+
+    def assemble(self, triplets: wp.array) -> wps.BsrMatrix:
+        """Sum triplet values (m k^2,) into a new ``BsrMatrix`` of this topology.
+
+        The new matrix shares the (read-only) topology arrays of the template and owns its
+        values, so no topology is copied."""
+        matrix = copy.copy(self.template)
+        matrix.values = wp.empty_like(self.template.values)
+        wps.bsr_set_from_mapped_values(matrix, self.mapping, triplets)
+        return matrix
+
+
+_PATTERNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def pattern(mesh: Mesh, dtype: type = wp.float64) -> Pattern:
+    """The (cached) :class:`Pattern` of ``mesh`` for ``dtype``."""
+    cache = _PATTERNS.setdefault(mesh, {})
+    if dtype not in cache:
+        cache[dtype] = Pattern(mesh, dtype)
+    return cache[dtype]
+
+
+def _points(mesh: Mesh, dtype: type, points: wp.array | None) -> wp.array:
+    return mesh.warp_points(dtype) if points is None else points
+
+
+def element_triplets(mesh: Mesh, kind: str, dtype: type = wp.float64,
+                     points: wp.array | None = None, out: wp.array | None = None) -> wp.array:
+    """Element-matrix entries of every cell as (m k^2,) triplet values (see :class:`Pattern`).
+
+    Args:
+        mesh: the mesh.
+        kind: ``"stiffness"`` or ``"mass"``.
+        dtype: ``wp.float32`` or ``wp.float64``.
+        points: vertex positions (n,) of ``vec{d}`` (default: ``mesh.points``), e.g. with
+            ``requires_grad`` for a ``wp.Tape``.
+        out: optional output array to fill.
+    """
+    k = mesh.cells.shape[1]
+    x = _points(mesh, dtype, points)
+    if out is None:
+        out = wp.empty(mesh.n_cells * k * k, dtype=dtype, device=mesh.device,
+                       requires_grad=x.requires_grad)
+    launch(_ELEMENT_KERNELS[(kind, k)], (dtype, _VEC[(mesh.dim, dtype)]), dim=mesh.n_cells,
+           device=mesh.device, inputs=[x, mesh.warp_cells()], outputs=[out])
+    return out
+
+
+def element_triplets_adjoint(mesh: Mesh, kind: str, points: wp.array,
+                             triplets_grad: wp.array) -> wp.array:
+    """Vector-Jacobian product of :func:`element_triplets` with respect to the positions.
+
+    Launches the element kernel with ``adjoint=True``: returns $\\bar x = (\\partial t /
+    \\partial x)^T \\bar t$, (n,) vectors, for the triplet cotangent ``triplets_grad`` (m k^2,).
+    Allocates a fresh zero gradient, so repeated calls give the same result.
+    """
+    k = mesh.cells.shape[1]
+    dtype = triplets_grad.dtype
+    points_grad = wp.zeros_like(points)
+    launch(_ELEMENT_KERNELS[(kind, k)], (dtype, _VEC[(mesh.dim, dtype)]), dim=mesh.n_cells,
+           device=mesh.device, inputs=[points, mesh.warp_cells()],
+           outputs=[wp.empty_like(triplets_grad)], adj_inputs=[points_grad, None],
+           adj_outputs=[triplets_grad], adjoint=True)
+    return points_grad
+
+
+def stiffness_matrix(mesh: Mesh, dtype: type = wp.float64,
+                     points: wp.array | None = None) -> wps.BsrMatrix:
+    r"""P1 stiffness $K_{ij} = \int \nabla\phi_i\cdot\nabla\phi_j$ (n, n), positive semi-definite.
+
+    On triangles (planar or surface) this is the cotangent formula
+    $K_{ij} = -\tfrac12(\cot\alpha_{ij} + \cot\beta_{ij})$: the Laplace–Beltrami stiffness.
+    """
+    return pattern(mesh, dtype).assemble(element_triplets(mesh, "stiffness", dtype, points))
+
+
+def cotan_laplacian(mesh: Mesh, dtype: type = wp.float64,
+                    points: wp.array | None = None) -> wps.BsrMatrix:
+    r"""Cotangent Laplacian $L = -K$ (n, n), negative semi-definite, as libigl's ``cotmatrix``."""
+    L = stiffness_matrix(mesh, dtype, points)
+    wps.bsr_scale(L, -1.0)
+    return L
+
+
+def mass_matrix(mesh: Mesh, dtype: type = wp.float64, points: wp.array | None = None,
+                lumped: bool = False) -> wps.BsrMatrix:
+    r"""P1 mass $M_{ij} = \int \phi_i\phi_j$ (n, n), or its lumped diagonal."""
+    if lumped:
+        return wps.bsr_diag(lumped_mass(mesh, dtype, points))
+    return pattern(mesh, dtype).assemble(element_triplets(mesh, "mass", dtype, points))
+
+
+def cell_measures(mesh: Mesh, dtype: type = wp.float64,
+                  points: wp.array | None = None) -> wp.array:
+    """(m,) cell areas (triangles) or volumes (tetrahedra)."""
+    x = _points(mesh, dtype, points)
+    kernel = K.triangle_measure_kernel if mesh.cell_dim == 2 else K.tet_measure_kernel
+    out = wp.empty(mesh.n_cells, dtype=dtype, device=mesh.device)
+    launch(kernel, (dtype, _VEC[(mesh.dim, dtype)]), dim=mesh.n_cells, device=mesh.device,
+           inputs=[x, mesh.warp_cells()], outputs=[out])
+    return out
+
+
+def lumped_mass(mesh: Mesh, dtype: type = wp.float64,
+                points: wp.array | None = None) -> wp.array:
+    r"""(n,) lumped mass $m_i = \sum_{T \ni i} |T|/(k+1)$ (row sums of the consistent mass)."""
+    out = wp.zeros(mesh.n_vertices, dtype=dtype, device=mesh.device)
+    launch(K.lumped_mass_kernel, dtype, dim=mesh.n_cells, device=mesh.device,
+           inputs=[mesh.warp_cells(), cell_measures(mesh, dtype, points)], outputs=[out])
+    return out
+
+
+def face_normals(mesh: Mesh, dtype: type = wp.float64,
+                 points: wp.array | None = None) -> wp.array:
+    """(m,) unit normals of a surface mesh, $(x_1 - x_0)\\times(x_2 - x_0)$ normalised.
+
+    Raises:
+        ValueError: the mesh is not a surface (triangles in 3D).
+    """
+    if not mesh.is_surface:
+        raise ValueError("face_normals needs a surface mesh (triangles with 3D points)")
+    out = wp.empty(mesh.n_cells, dtype=_VEC[(3, dtype)], device=mesh.device)
+    launch(K.face_normal_kernel, (dtype, _VEC[(3, dtype)]), dim=mesh.n_cells, device=mesh.device,
+           inputs=[_points(mesh, dtype, points), mesh.warp_cells()], outputs=[out])
+    return out
+
+
+def basis_gradients(mesh: Mesh, dtype: type = wp.float64,
+                    points: wp.array | None = None) -> wp.array:
+    r"""(m, k) gradients $\nabla\lambda_i$ of every cell's barycentric coordinates (vectors)."""
+    vec = _VEC[(mesh.dim, dtype)]
+    kernel = (K.triangle_basis_gradients_kernel if mesh.cell_dim == 2
+              else K.tet_basis_gradients_kernel)
+    out = wp.empty(mesh.cells.shape, dtype=vec, device=mesh.device)
+    launch(kernel, (dtype, vec), dim=mesh.cells.shape, device=mesh.device,
+           inputs=[_points(mesh, dtype, points), mesh.warp_cells()], outputs=[out])
+    return out
+
+
+def gradient(mesh: Mesh, u: wp.array, points: wp.array | None = None) -> wp.array:
+    r"""(m,) cell gradients $\nabla u|_T$ of the P1 field ``u`` (n,) (dtype of ``u``)."""
+    dtype = u.dtype
+    vec = _VEC[(mesh.dim, dtype)]
+    out = wp.empty(mesh.n_cells, dtype=vec, device=mesh.device)
+    launch(K.cell_gradient_kernel, (dtype, vec), dim=mesh.n_cells, device=mesh.device,
+           inputs=[basis_gradients(mesh, dtype, points), mesh.warp_cells(), u], outputs=[out])
+    return out
+
+
+def divergence(mesh: Mesh, field: wp.array, points: wp.array | None = None) -> wp.array:
+    r"""(n,) integrated divergence $(\operatorname{div} X)_i = -\sum_T |T|\nabla\lambda_i\cdot X_T$
+    of the cell vector field ``field`` (m,); $\operatorname{div}(\nabla u) = -K u$."""
+    dtype = field.dtype._wp_scalar_type_
+    vec = _VEC[(mesh.dim, dtype)]
+    out = wp.zeros(mesh.n_vertices, dtype=dtype, device=mesh.device)
+    launch(K.divergence_kernel, (dtype, vec), dim=mesh.n_cells, device=mesh.device,
+           inputs=[basis_gradients(mesh, dtype, points), mesh.warp_cells(),
+                   cell_measures(mesh, dtype, points), field], outputs=[out])
+    return out
+
+
+def to_scipy(A: wps.BsrMatrix) -> sp.csr_matrix:
+    """``scipy.sparse.csr_matrix`` copy (on the host) of a 1x1-block ``BsrMatrix``."""
+    nnz = A.nnz_sync()
+    return sp.csr_matrix(
+        (A.values.numpy()[:nnz], A.columns.numpy()[:nnz], A.offsets.numpy()),
+        shape=(A.nrow, A.ncol),
+    )

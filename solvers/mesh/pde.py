@@ -1,0 +1,113 @@
+r"""PDEs on meshes with P1 elements: Poisson, heat, and geodesic distance by the heat method.
+
+- :func:`poisson`: $-\Delta u = f$, $u = g$ on Dirichlet vertices, natural (zero Neumann)
+  elsewhere, plus an optional boundary flux: $K u = M f + b$ solved on the free vertices.
+- :func:`heat`: $u_t = \kappa\Delta u$, θ-scheme $(M + \theta\,dt\,\kappa K)u^{n+1} =
+  (M - (1-\theta)dt\,\kappa K)u^n$: implicit Euler ($\theta = 1$, order 1) or Crank–Nicolson
+  ($\theta = 1/2$, order 2); Dirichlet values held fixed, zero Neumann elsewhere.
+- :func:`heat_geodesic`: Crane, Weischedel & Wardetzky (2013): $(M + t K)u = \delta_s$ with
+  $t = h^2$, $X = -\nabla u/|\nabla u|$, then $K\phi = -\operatorname{div} X$, shifted so the
+  source is at 0.
+
+Linear systems go through :func:`_solve` (SciPy's sparse direct solver for now).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import warp as wp
+
+from .mesh import Mesh
+from .operators import divergence, gradient, mass_matrix, stiffness_matrix, to_scipy
+
+
+def _solve(A: sp.csr_matrix, b: np.ndarray) -> np.ndarray:
+    """$A^{-1} b$ for a sparse symmetric positive-definite $A$."""
+    return spla.spsolve(A.tocsc(), b)
+
+
+def _split(mesh: Mesh, dirichlet: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    fixed = np.unique(np.asarray([] if dirichlet is None else dirichlet, dtype=np.int64))
+    return fixed, np.setdiff1d(np.arange(mesh.n_vertices), fixed)
+
+
+def poisson(mesh: Mesh, f: np.ndarray, dirichlet: np.ndarray | None = None,
+            g: np.ndarray | float = 0.0, flux: np.ndarray | None = None) -> np.ndarray:
+    r"""P1 solution (n,) of $-\Delta u = f$.
+
+    Args:
+        mesh: the mesh.
+        f: (n,) nodal source values (the load is $M f$).
+        dirichlet: vertex indices where $u = g$ (default: ``mesh.boundary_vertices()``).
+        g: Dirichlet values, scalar or (len(dirichlet),).
+        flux: optional (n,) integrated Neumann load $b_i = \int_{\partial\Omega}
+            \partial_n u\,\phi_i$ added to the right-hand side.
+
+    Raises:
+        ValueError: no Dirichlet vertex (the pure Neumann problem is singular).
+    """
+    dirichlet = mesh.boundary_vertices() if dirichlet is None else np.asarray(dirichlet)
+    if len(dirichlet) == 0:
+        raise ValueError("poisson needs Dirichlet vertices (the pure Neumann problem is "
+                         "singular); pass dirichlet=[...]")
+    K = to_scipy(stiffness_matrix(mesh))
+    rhs = to_scipy(mass_matrix(mesh)) @ np.asarray(f, dtype=np.float64)
+    if flux is not None:
+        rhs = rhs + flux
+    u = np.zeros(mesh.n_vertices)
+    u[np.asarray(dirichlet)] = g
+    fixed, free = _split(mesh, dirichlet)
+    u[free] = _solve(K[free][:, free], (rhs - K @ u)[free])
+    return u
+
+
+def heat(mesh: Mesh, u0: np.ndarray, dt: float, n_steps: int, kappa: float = 1.0,
+         theta: float = 1.0, dirichlet: np.ndarray | None = None) -> np.ndarray:
+    r"""θ-scheme rollout of $u_t = \kappa\Delta u$; returns (n_steps + 1, n) states.
+
+    Args:
+        u0: (n,) initial values; on ``dirichlet`` vertices they stay fixed.
+        dt: time step [s]; kappa: diffusivity [m^2/s].
+        theta: 1 (implicit Euler) or 0.5 (Crank–Nicolson); any value in [0.5, 1] is stable.
+        dirichlet: fixed vertices (default none: zero Neumann on the whole boundary).
+    """
+    if not 0.5 <= theta <= 1.0:
+        raise ValueError(f"theta={theta} must be in [0.5, 1] (unconditionally stable range)")
+    K = to_scipy(stiffness_matrix(mesh))
+    M = to_scipy(mass_matrix(mesh))
+    fixed, free = _split(mesh, dirichlet)
+    lhs = (M + theta * dt * kappa * K)[free][:, free].tocsc()
+    explicit = M - (1.0 - theta) * dt * kappa * K
+    lu = spla.splu(lhs)
+    states = [np.asarray(u0, dtype=np.float64).copy()]
+    for _ in range(n_steps):
+        u = states[-1].copy()
+        rhs = explicit @ states[-1] - (M + theta * dt * kappa * K)[:, fixed] @ u[fixed]
+        u[free] = lu.solve(rhs[free])
+        states.append(u)
+    return np.stack(states)
+
+
+def heat_geodesic(mesh: Mesh, source: int | np.ndarray, t: float | None = None) -> np.ndarray:
+    r"""(n,) approximate geodesic distance to the ``source`` vertex (or vertices), heat method.
+
+    Args:
+        t: diffusion time (default $h^2$, h the mean edge length).
+    """
+    K = to_scipy(stiffness_matrix(mesh))
+    M = to_scipy(mass_matrix(mesh, lumped=True))
+    t = mesh.edge_length() ** 2 if t is None else t
+    delta = np.zeros(mesh.n_vertices)
+    delta[np.atleast_1d(source)] = 1.0
+    heat_u = _solve(M + t * K, delta)
+    grad = gradient(mesh, wp.array(heat_u, dtype=wp.float64, device=mesh.device)).numpy()
+    X = -grad / np.maximum(np.linalg.norm(grad, axis=1, keepdims=True), 1e-300)
+    vec = wp.vec3d if mesh.dim == 3 else wp.vec2d
+    div = divergence(mesh, wp.array(X, dtype=vec, device=mesh.device)).numpy()
+    pinned = np.atleast_1d(source)[0]
+    free = np.setdiff1d(np.arange(mesh.n_vertices), [pinned])
+    phi = np.zeros(mesh.n_vertices)
+    phi[free] = _solve(K[free][:, free], -div[free])
+    return phi - phi[np.atleast_1d(source)].min()

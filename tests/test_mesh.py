@@ -1,0 +1,362 @@
+"""Meshes: checks, IO, Gmsh domains, P1 operators against references, convergence orders,
+and position gradients through the torch bridge."""
+
+import re
+from pathlib import Path
+
+import gmsh
+import meshio
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+import torch
+import warp as wp
+
+from conftest import observed_order
+from physml.mesh_bridge import operator_values, poisson_solve, sparse_solve
+from physml.solvers import mesh as pm
+
+SQUARE = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+CUBE = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 1], [0, 1, 1],
+                 [1, 1, 1]], dtype=float)
+CUBE_TETS = np.array([[0, 1, 3, 7], [0, 1, 7, 5], [0, 5, 7, 4], [0, 3, 2, 7], [0, 2, 6, 7],
+                      [0, 6, 4, 7]])
+
+
+def unit_square(n: int) -> pm.Mesh:
+    xs = np.linspace(0.0, 1.0, n + 1)
+    points = np.stack(np.meshgrid(xs, xs), axis=-1).reshape(-1, 2)
+    a = (np.arange(n)[:, None] * (n + 1) + np.arange(n)[None, :]).ravel()
+    cells = np.concatenate([np.c_[a, a + 1, a + n + 2], np.c_[a, a + n + 2, a + n + 1]])
+    return pm.Mesh(points, cells)
+
+
+# --- checks --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "points, cells, words",
+    [
+        (np.array([[0, 0], [1, 0], [2, 0.0]]), [[0, 1, 2]], "zero-area cells: cells 0 (1 in all)"),
+        (np.r_[CUBE[[0, 1, 2, 4]], [[1, 1, 0]]], [[0, 1, 2, 3], [0, 1, 2, 4]],
+         "zero-volume cells: cells 1 (1 in all)"),
+        (SQUARE, [[0, 1, 2], [0, 3, 2]], "inverted cells"),
+        (np.r_[SQUARE, [[0.5, -1.0]]], [[0, 1, 2], [0, 2, 3], [0, 4, 2]], "non-manifold"),
+        (np.r_[SQUARE, [[5.0, 5.0]]], [[0, 1, 2], [0, 2, 3]], "unreferenced vertices 4"),
+        (np.r_[SQUARE, [[0.0, 0.0]]], [[0, 1, 2], [4, 2, 3]], "duplicate vertices 4"),
+        (SQUARE, [[0, 1, 7]], "reference vertices outside"),
+    ],
+)
+def test_degenerate_meshes_are_refused_naming_the_cells(points, cells, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        pm.Mesh(points, cells)
+
+
+def test_inverted_message_names_the_cell_and_count():
+    points = np.r_[SQUARE, [[2.0, 0.0], [2.0, 1.0]]]
+    with pytest.raises(ValueError, match=r"cells 1 \(1 in all\)"):
+        pm.Mesh(points, [[0, 1, 2], [0, 3, 2], [1, 4, 5]])
+
+
+def test_repaired_merges_duplicates_and_drops_unreferenced_vertices():
+    points = np.r_[SQUARE, [[0.0, 0.0], [9.0, 9.0]]]
+    mesh = pm.Mesh(points, [[0, 1, 2], [4, 2, 3]], check=False).repaired()
+    assert mesh.n_vertices == 4
+    np.testing.assert_array_equal(mesh.cells, [[0, 1, 2], [0, 2, 3]])
+
+
+# --- IO ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ext", ["msh", "vtu", "xdmf", "obj", "ply", "stl"])
+def test_round_trip(tmp_path, ext):
+    mesh = pm.icosphere(1)
+    path = tmp_path / f"sphere.{ext}"
+    pm.write_mesh(path, mesh)
+    back = pm.read_mesh(path)
+    assert (back.n_vertices, back.n_cells) == (mesh.n_vertices, mesh.n_cells)
+    np.testing.assert_allclose(_triangles(back), _triangles(mesh), atol=1e-6)
+
+
+def _triangles(mesh):
+    """Cells as sorted vertex coordinates, in sorted order (independent of numbering)."""
+    x = np.round(mesh.points[mesh.cells], 5)
+    x = np.take_along_axis(x, np.lexsort(x.transpose(2, 0, 1)[::-1])[..., None], axis=1)
+    x = x.reshape(len(x), -1)
+    return x[np.lexsort(x.T[::-1])]
+
+
+@pytest.mark.parametrize("ext", ["vtu", "xdmf"])
+def test_fields_are_written_for_paraview(tmp_path, ext):
+    mesh = unit_square(3)
+    u, area = mesh.points[:, 0] ** 2, mesh.measures()
+    pm.write_mesh(tmp_path / f"u.{ext}", mesh, point_data={"u": u}, cell_data={"area": area})
+    data = meshio.read(tmp_path / f"u.{ext}")
+    np.testing.assert_allclose(data.point_data["u"], u)
+    np.testing.assert_allclose(data.cell_data["area"][0], area)
+
+
+def test_msh_keeps_gmsh_tags(tmp_path):
+    mesh = pm.annulus(0.3)
+    pm.write_mesh(tmp_path / "a.msh", mesh)
+    back = pm.read_mesh(tmp_path / "a.msh")
+    assert back.tag_names == mesh.tag_names
+    for name in ("inner", "outer"):
+        np.testing.assert_array_equal(back.boundary_vertices(name), mesh.boundary_vertices(name))
+
+
+def test_unreadable_file_names_the_file_and_the_formats(tmp_path):
+    path = tmp_path / "mesh.xyz"
+    path.write_text("not a mesh")
+    with pytest.raises(ValueError, match=r"mesh\.xyz.*formats allowed: .*\.msh.*\.vtu"):
+        pm.read_mesh(path)
+
+
+def test_read_repair_merges_an_stl_style_soup(tmp_path):
+    soup = SQUARE[[0, 1, 2, 0, 2, 3]]
+    meshio.Mesh(np.c_[soup, np.zeros(6)], [("triangle", np.arange(6).reshape(2, 3))]).write(
+        tmp_path / "soup.vtu")
+    with pytest.raises(ValueError, match="duplicate vertices"):
+        pm.read_mesh(tmp_path / "soup.vtu")
+    assert pm.read_mesh(tmp_path / "soup.vtu", repair=True).n_vertices == 4
+
+
+# --- domains -------------------------------------------------------------------------------
+
+def _euler(mesh):
+    edges = np.unique(np.sort(mesh.cells[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1), axis=0)
+    return mesh.n_vertices - len(edges) + mesh.n_cells
+
+
+@pytest.mark.parametrize(
+    "make, measure, euler",
+    [
+        (lambda: pm.disc(0.15), np.pi, 1),
+        (lambda: pm.annulus(0.15), 0.75 * np.pi, 0),
+        (lambda: pm.l_shape(0.2), 3.0, 1),
+        (lambda: pm.box(0.3), 1.0, None),
+        (lambda: pm.sphere(0.2), 4 * np.pi, 2),
+        (lambda: pm.torus(0.15), 4 * np.pi**2 * 0.4, 0),
+        (lambda: pm.double_torus(0.2), None, -2),
+    ],
+)
+def test_gmsh_domains(make, measure, euler):
+    mesh = make()
+    assert not gmsh.isInitialized()
+    if measure is not None:
+        assert abs(mesh.measures().sum() - measure) < 0.03 * measure
+    if euler is not None:
+        assert _euler(mesh) == euler
+
+
+# --- operators -----------------------------------------------------------------------------
+
+def cotan_reference(points, cells):
+    """Dense $L_{ij} = \\tfrac12(\\cot\\alpha + \\cot\\beta)$, $L_{ii} = -\\sum_j L_{ij}$."""
+    L = np.zeros((len(points), len(points)))
+    for tri in cells:
+        for k in range(3):
+            i, j, o = tri[(k + 1) % 3], tri[(k + 2) % 3], tri[k]
+            a, b = points[i] - points[o], points[j] - points[o]
+            cot = a @ b / np.linalg.norm(np.cross(a, b))
+            L[i, j] += 0.5 * cot
+            L[j, i] += 0.5 * cot
+    return L - np.diag(L.sum(axis=1))
+
+
+@pytest.mark.parametrize("dtype, tol", [(wp.float64, 1e-12), (wp.float32, 1e-5)])
+def test_cotan_laplacian_matches_the_reference_formula(rng, dtype, tol):
+    mesh = pm.icosphere(1)
+    points = mesh.points * (1 + 0.1 * rng.random((mesh.n_vertices, 1)))
+    mesh = pm.Mesh(points, mesh.cells)
+    L = pm.to_scipy(pm.cotan_laplacian(mesh, dtype)).toarray()
+    np.testing.assert_allclose(L, cotan_reference(points, mesh.cells), atol=tol * np.abs(L).max())
+
+
+def test_cotan_laplacian_matches_libigl(rng):
+    igl = pytest.importorskip("igl")
+    mesh = pm.torus(0.3)
+    L = pm.to_scipy(pm.cotan_laplacian(mesh))
+    assert abs(L - igl.cotmatrix(mesh.points, mesh.cells)).max() < 1e-12
+
+
+def test_tet_operators_match_the_reference():
+    mesh = pm.Mesh(CUBE, CUBE_TETS)
+    K = pm.to_scipy(pm.stiffness_matrix(mesh)).toarray()
+    M = pm.to_scipy(pm.mass_matrix(mesh)).toarray()
+    K_ref, M_ref = np.zeros((8, 8)), np.zeros((8, 8))
+    for tet in CUBE_TETS:
+        J = (CUBE[tet[1:]] - CUBE[tet[0]]).T
+        G = np.r_[[-np.linalg.inv(J).sum(axis=0)], np.linalg.inv(J)]
+        V = abs(np.linalg.det(J)) / 6
+        K_ref[np.ix_(tet, tet)] += V * G @ G.T
+        M_ref[np.ix_(tet, tet)] += V / 20 * (np.ones((4, 4)) + np.eye(4))
+    np.testing.assert_allclose(K, K_ref, atol=1e-14)
+    np.testing.assert_allclose(M, M_ref, atol=1e-15)
+    np.testing.assert_allclose(pm.lumped_mass(mesh).numpy(), M_ref.sum(axis=1), atol=1e-15)
+
+
+@pytest.mark.parametrize("make", [lambda: unit_square(4), lambda: pm.icosphere(1),
+                                  lambda: pm.Mesh(CUBE, CUBE_TETS)])
+def test_gradient_divergence_and_stiffness_agree(rng, make):
+    mesh = make()
+    a = rng.normal(size=mesh.dim)
+    linear = pm.gradient(mesh, wp.array(mesh.points @ a, dtype=wp.float64)).numpy()
+    if not mesh.is_surface:  # the gradient of a linear field is exact in the plane and in 3D
+        np.testing.assert_allclose(linear, np.broadcast_to(a, linear.shape), atol=1e-12)
+    u = rng.normal(size=mesh.n_vertices)
+    div_grad = pm.divergence(mesh, pm.gradient(mesh, wp.array(u, dtype=wp.float64))).numpy()
+    K = pm.to_scipy(pm.stiffness_matrix(mesh))
+    np.testing.assert_allclose(div_grad, -(K @ u), atol=1e-12)
+
+
+def test_measures_and_normals_of_a_sphere():
+    mesh = pm.icosphere(2)
+    normals = pm.face_normals(mesh).numpy()
+    centres = mesh.points[mesh.cells].mean(axis=1)
+    assert np.all(np.einsum("ij,ij->i", normals, centres) > 0.99 * np.linalg.norm(centres,
+                                                                                 axis=1))
+    np.testing.assert_allclose(pm.cell_measures(mesh).numpy(), mesh.measures(), rtol=1e-12)
+
+
+# --- convergence ---------------------------------------------------------------------------
+
+def test_laplace_beltrami_eigenvalues_on_the_unit_sphere_converge_at_order_2():
+    exact = np.array([2, 2, 2, 6, 6, 6, 6, 6], dtype=float)  # l(l+1), l = 1, 2
+    hs, errors = [], []
+    for level in (2, 3, 4):
+        mesh = pm.icosphere(level)
+        K = pm.to_scipy(pm.stiffness_matrix(mesh))
+        M = pm.to_scipy(pm.mass_matrix(mesh))
+        w = np.sort(spla.eigsh(K, k=9, M=M, sigma=-0.5, return_eigenvectors=False))
+        assert abs(w[0]) < 1e-10
+        hs.append(mesh.edge_length())
+        errors.append(np.abs(w[1:] - exact).max())
+    assert errors[-1] < 0.02
+    assert 1.8 < observed_order(hs, errors) < 2.3
+
+
+def _quadrature(mesh):
+    """Degree-2 rule: (m, q, k) barycentric points and (q,) weights summing to 1."""
+    k = mesh.cells.shape[1]
+    if k == 3:
+        bary = np.full((3, 3), 1 / 6) + np.eye(3) / 2
+    else:
+        a, b = 0.5854101966249685, 0.1381966011250105
+        bary = np.full((4, 4), b) + np.eye(4) * (a - b)
+    return bary, np.full(len(bary), 1 / len(bary))
+
+
+def p1_errors(mesh, u_h, u, grad_u):
+    """True L2 and H1-seminorm errors of the P1 field u_h against u, grad_u (callables)."""
+    bary, weights = _quadrature(mesh)
+    x = np.einsum("qk,mkd->mqd", bary, mesh.points[mesh.cells])
+    uh_q = np.einsum("qk,mk->mq", bary, u_h[mesh.cells])
+    duh = pm.gradient(mesh, wp.array(u_h, dtype=wp.float64)).numpy()
+    measure = mesh.measures()[:, None]
+    l2 = np.sum(measure * weights * (u(x) - uh_q) ** 2)
+    h1 = np.sum(measure * weights * np.sum((grad_u(x) - duh[:, None]) ** 2, axis=-1))
+    return np.sqrt(l2), np.sqrt(h1)
+
+
+@pytest.mark.parametrize("make, sizes", [(pm.l_shape, (0.2, 0.1, 0.05)),
+                                         (pm.box, (0.4, 0.25, 0.15))])
+def test_poisson_manufactured_solution_orders(make, sizes):
+    k = np.array([1.0, 2.0, 1.0])
+
+    def u(x):
+        return np.sin(x @ k[: x.shape[-1]])
+
+    def grad_u(x):
+        return np.cos(x @ k[: x.shape[-1]])[..., None] * k[: x.shape[-1]]
+
+    hs, l2, h1 = [], [], []
+    for h in sizes:
+        mesh = make(h)
+        d = mesh.dim
+        f = np.sum(k[:d] ** 2) * u(mesh.points)
+        boundary = mesh.boundary_vertices()
+        u_h = pm.poisson(mesh, f, boundary, u(mesh.points[boundary]))
+        e0, e1 = p1_errors(mesh, u_h, u, grad_u)
+        hs.append(mesh.edge_length())
+        l2.append(e0)
+        h1.append(e1)
+    assert 1.8 < observed_order(hs, l2) < 2.4
+    assert 0.85 < observed_order(hs, h1) < 1.3
+
+
+def test_heat_method_distance_converges_to_great_circle_distance():
+    hs, errors = [], []
+    for level in (2, 3, 4):
+        mesh = pm.icosphere(level)
+        d = pm.heat_geodesic(mesh, 0)
+        exact = np.arccos(np.clip(mesh.points @ mesh.points[0], -1, 1))
+        hs.append(mesh.edge_length())
+        errors.append(np.abs(d - exact).max() / np.pi)
+    assert errors[-1] < 0.015
+    assert observed_order(hs, errors) > 0.7
+
+
+@pytest.mark.parametrize("theta, order", [(1.0, 1), (0.5, 2)])
+def test_heat_time_order(theta, order):
+    mesh = pm.icosphere(2)
+    u0 = mesh.points[:, 2] + mesh.points[:, 0] ** 2
+    reference = pm.heat(mesh, u0, 1e-3 / 64, 64, theta=0.5)[-1]
+    errors = [np.abs(pm.heat(mesh, u0, 1e-3 / s, s, theta=theta)[-1] - reference).max()
+              for s in (2, 4, 8)]
+    assert abs(observed_order([1 / 2, 1 / 4, 1 / 8], errors) - order) < 0.2
+
+
+def test_heat_dirichlet_values_stay_fixed():
+    mesh = unit_square(6)
+    fixed = mesh.boundary_vertices()
+    states = pm.heat(mesh, mesh.points[:, 0], 0.01, 5, dirichlet=fixed)
+    np.testing.assert_array_equal(states[:, fixed], np.broadcast_to(mesh.points[fixed, 0],
+                                                                    (6, len(fixed))))
+
+
+# --- gradients through the torch bridge ----------------------------------------------------
+
+@pytest.mark.parametrize("make", [lambda: pm.disc(0.5), lambda: pm.icosphere(0),
+                                  lambda: pm.box(0.7)])
+@pytest.mark.parametrize("kind", ["stiffness", "mass"])
+def test_operator_values_gradcheck(make, kind):
+    mesh = make()
+    x = torch.tensor(mesh.points, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p: operator_values(p, mesh, kind), (x,))
+
+
+@pytest.mark.parametrize("make", [lambda: pm.disc(0.5), lambda: pm.box(0.7)])
+def test_poisson_solve_gradcheck_and_backward_twice(make):
+    mesh = make()
+    torch.manual_seed(0)
+    x = torch.tensor(mesh.points, requires_grad=True)
+    f = torch.randn(mesh.n_vertices, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p, f: poisson_solve(p, mesh, f), (x, f))
+    u = poisson_solve(x, mesh, f)
+    w = torch.randn_like(u)
+    first = torch.autograd.grad((u * w).sum(), (x, f), retain_graph=True)
+    second = torch.autograd.grad((u * w).sum(), (x, f))
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    np.testing.assert_allclose(u.detach().numpy(), pm.poisson(mesh, f.detach().numpy()),
+                               atol=1e-12)
+
+
+def test_sparse_solve_gradcheck_in_values_and_right_hand_side():
+    mesh = pm.disc(0.5)
+    pattern = pm.pattern(mesh)
+    values = operator_values(torch.tensor(mesh.points), mesh, "mass").requires_grad_()
+    b = torch.randn(mesh.n_vertices, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda v, b: sparse_solve(v, b, pattern.indptr, pattern.indices), (values, b))
+
+
+def test_reading_a_mesh_then_differentiating(tmp_path):
+    path = Path(tmp_path) / "disc.msh"
+    pm.write_mesh(path, pm.disc(0.4))
+    mesh = pm.read_mesh(path)
+    x = torch.tensor(mesh.points, requires_grad=True)
+    area = operator_values(x, mesh, "mass").sum()  # sum of M = area
+    (grad,) = torch.autograd.grad(area, x)
+    assert abs(area.item() - mesh.measures().sum()) < 1e-12
+    boundary = mesh.boundary_vertices()
+    interior = np.setdiff1d(np.arange(mesh.n_vertices), boundary)
+    assert np.abs(grad.numpy()[interior]).max() < 1e-12  # moving inner vertices keeps the area
