@@ -6,13 +6,14 @@ setting in ``SETTINGS``: 1 thread, 2 threads with OpenMP's default wait policy (
 before they sleep) and 2 threads with ``OMP_WAIT_POLICY=passive`` (they sleep at once). The
 wait policy is read when PyTorch loads its OpenMP runtime, so each setting is a worker process
 of its own, started with its environment and kept for the whole run. Rounds alternate the
-load (no extra process, then a busy-loop process this script starts and stops) and, within a
-round, the settings and sizes, so that the machine's own drift reaches every side alike. Each
+load (no extra process, then a busy-loop process this script starts and stops), and for each
+size the settings run back to back in alternating order, so that the machine's own drift
+reaches every side alike. Each
 block trains for at least ``--seconds`` (and at least two steps); reported per setting, size
 and load: the median steps/s over ``--rounds`` rounds with its min and max, the ratio of each
 setting to 1 thread, and the load average before and after. JSON goes to ``--out``::
 
-    python benchmarks/threads.py [--points 1000 4000 16000] [--rounds 3] [--seconds 2]
+    python benchmarks/threads.py [--points 1000 4000 16000] [--rounds 5] [--seconds 1]
 
 Timings on a shared machine: other users' processes count as load on both sides.
 """
@@ -87,8 +88,8 @@ def summarise(rates: list[float]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, nargs="+", default=[1000, 4000, 16000])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/threads.json"))
     args = parser.parse_args()
     workers = {name: start_worker(env) for name, env in SETTINGS.items()}
@@ -100,9 +101,9 @@ def main() -> None:
         for load in loads:
             busy = subprocess.Popen([sys.executable, "-c", BUSY]) if load == "busy" else None
             try:
-                order = list(SETTINGS) if round_ % 2 == 0 else list(SETTINGS)[::-1]
-                for name in order:
-                    for points in args.points:
+                for i, points in enumerate(args.points):
+                    order = list(SETTINGS) if (round_ + i) % 2 == 0 else list(SETTINGS)[::-1]
+                    for name in order:
                         result = measure(workers[name], points, args.seconds)
                         rates[load][name][points].append(result["steps_per_s"])
                         threads[name] = result["threads"]
