@@ -4,8 +4,9 @@ Measures Adam steps per second of the Burgers PINN of ``cases/burgers.yaml`` (ta
 hard conditions, fixed Sobol points) for each collocation size in ``--points`` and each
 setting in ``SETTINGS``: 1 thread, 2 threads with OpenMP's default wait policy (threads spin
 before they sleep) and 2 threads with ``OMP_WAIT_POLICY=passive`` (they sleep at once). The
-wait policy is read when PyTorch loads its OpenMP runtime, so each setting is a worker process
-of its own, started with its environment and kept for the whole run. Rounds alternate the
+wait policy is read when PyTorch loads its OpenMP runtime, so each block is a fresh worker
+process started with its setting's environment (building the trainer and two warm-up steps
+are not timed). Rounds alternate the
 load (no extra process, then a busy-loop process this script starts and stops), and for each
 size the settings run back to back in alternating order, so that the machine's own drift
 reaches every side alike. Each
@@ -13,7 +14,7 @@ block trains for at least ``--seconds`` (and at least two steps); reported per s
 and load: the median steps/s over ``--rounds`` rounds with its min and max, the ratio of each
 setting to 1 thread, and the load average before and after. JSON goes to ``--out``::
 
-    python benchmarks/threads.py [--points 1000 4000 16000] [--rounds 5] [--seconds 1]
+    python benchmarks/threads.py [--points 1000 4000 16000] [--rounds 3] [--seconds 1.5]
 
 Timings on a shared machine: other users' processes count as load on both sides.
 """
@@ -68,16 +69,15 @@ def worker() -> None:
               flush=True)
 
 
-def start_worker(environment: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, "--worker"], env={**os.environ,
-                            **environment}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
-
-
-def measure(process: subprocess.Popen, points: int, seconds: float) -> dict:
-    process.stdin.write(f"{points} {seconds}\n")
-    process.stdin.flush()
-    return json.loads(process.stdout.readline())
+def measure(environment: dict[str, str], points: int, seconds: float) -> dict:
+    """One block in a fresh worker process with ``environment`` (the wait policy is read at
+    start-up): long-lived workers of all settings, even stopped between their blocks, biased
+    the comparison by a factor of 3 either way against these sequential fresh processes."""
+    process = subprocess.Popen([sys.executable, __file__, "--worker"],
+                               env={**os.environ, **environment}, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    answer, _ = process.communicate(f"{points} {seconds}\n")
+    return json.loads(answer)
 
 
 def summarise(rates: list[float]) -> dict:
@@ -88,12 +88,13 @@ def summarise(rates: list[float]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, nargs="+", default=[1000, 4000, 16000])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/threads.json"))
     args = parser.parse_args()
-    workers = {name: start_worker(env) for name, env in SETTINGS.items()}
-    rates = {load: {name: {n: [] for n in args.points} for name in SETTINGS}
+    settings = {name: SETTINGS[name] for name in args.settings}
+    rates = {load: {name: {n: [] for n in args.points} for name in settings}
              for load in ("as is", "busy")}
     threads, load_before = {}, os.getloadavg()
     for round_ in range(args.rounds):
@@ -102,9 +103,9 @@ def main() -> None:
             busy = subprocess.Popen([sys.executable, "-c", BUSY]) if load == "busy" else None
             try:
                 for i, points in enumerate(args.points):
-                    order = list(SETTINGS) if (round_ + i) % 2 == 0 else list(SETTINGS)[::-1]
+                    order = list(settings) if (round_ + i) % 2 == 0 else list(settings)[::-1]
                     for name in order:
-                        result = measure(workers[name], points, args.seconds)
+                        result = measure(settings[name], points, args.seconds)
                         rates[load][name][points].append(result["steps_per_s"])
                         threads[name] = result["threads"]
                         print(f"round {round_} {load:>5} {name:>18} {points:>6} points: "
@@ -113,15 +114,12 @@ def main() -> None:
                 if busy is not None:
                     busy.kill()
                     busy.wait()
-    for process in workers.values():
-        process.stdin.close()
-        process.wait()
     table = {load: {name: {str(n): summarise(r) for n, r in by_size.items()}
                     for name, by_size in by_setting.items()}
              for load, by_setting in rates.items()}
     ratios = {load: {name: {str(n): statistics.median(rates[load][name][n])
                             / statistics.median(rates[load]["1 thread"][n]) for n in args.points}
-                     for name in SETTINGS} for load in rates}
+                     for name in settings} for load in rates}
     result = {
         "case": "cases/burgers.yaml, Adam steps (tanh MLP 5 x 32, hard conditions)",
         "cores": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
@@ -134,7 +132,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     for load in rates:
-        for name in SETTINGS:
+        for name in settings:
             cells = "  ".join(f"{n}: {table[load][name][str(n)]['median']:6.2f}"
                               f" ({ratios[load][name][str(n)]:.2f}x)" for n in args.points)
             print(f"{load:>5} {name:>18}  {cells}")

@@ -3,9 +3,12 @@ r"""How many CPU threads PyTorch uses for a run, and how its waiting threads beh
 PyTorch's default is one intra-op thread per core with OpenMP's default wait policy: a thread
 that reaches a barrier spins before it sleeps. When any other process runs, a spinning thread
 takes the core its partner needs, and each parallel region waits a scheduler slice: on two
-cores with one other busy process, Adam steps of the Burgers PINN ran 5 to 25 times slower
-with two threads than with one (``benchmarks/results/threads.json``). With
-``OMP_WAIT_POLICY=passive`` waiting threads sleep at once and two threads no longer collapse.
+shared, loaded cores (load average 5 to 10), Adam steps of the Burgers PINN ran 5 to 20 times
+slower with two threads than with one, at 1000 to 16000 collocation points
+(``benchmarks/results/threads.json``). With ``OMP_WAIT_POLICY=passive`` waiting threads sleep
+at once and two threads no longer collapse, but on that machine they were still slower than
+one (0.7x at 1000 points, 0.85x at 16000, in back-to-back fresh processes), so the automatic
+count stays at one thread up to ``POINTS_PER_THREAD`` points per thread.
 
 OpenMP reads the wait policy when PyTorch loads it, so :func:`passive_wait_policy` must run
 before ``import torch`` (the CLI's first lines); :func:`apply_threads` sets the thread count
@@ -17,9 +20,10 @@ from __future__ import annotations
 import os
 import sys
 
-POINTS_PER_THREAD = 1000
-"""Collocation points per extra thread: below this a thread's share of each kernel is too
-small to pay for waking it."""
+POINTS_PER_THREAD = 32000
+"""Collocation points each thread of an automatic count gets: no measured size (up to 16000
+on two loaded cores) gained from a second thread. A measurement on an idle machine may lower
+it."""
 
 
 def available_cores() -> int:
@@ -41,8 +45,9 @@ def choose_threads(
     r"""The intra-op thread count for a problem of ``points`` collocation points.
 
     ``requested`` "auto": with the passive wait policy
-    $\min(\text{cores}, \max(1, \lfloor \text{points} / 1000 \rfloor))$, otherwise 1 (threads
-    that spin collapse as soon as another process runs). A number is used as given.
+    $\min(\text{cores}, \max(1, \lfloor \text{points} / P \rfloor))$ with
+    $P$ = ``POINTS_PER_THREAD``, otherwise 1 (threads that spin collapse as soon as another
+    process runs). A number is used as given.
 
     Args:
         points: collocation points per step (the size of each batched kernel).

@@ -382,7 +382,7 @@ def test_threads_default_avoids_spinning_threads_and_scales_with_the_points():
     from physml.threads import apply_threads, choose_threads
 
     assert choose_threads(16000, passive=False, cores=8) == 1  # spinning threads collapse
-    assert [choose_threads(n, passive=True, cores=2) for n in (500, 1999, 2000, 16000)] == [
+    assert [choose_threads(n, passive=True, cores=2) for n in (1000, 63999, 64000, 10**6)] == [
         1, 1, 2, 2]
     assert choose_threads(4000, 3, passive=False) == 3  # a number is used as given
     for bad in (0, -2, 1.5, "many", True):
