@@ -5,15 +5,21 @@ All map coordinates of shape ``(n, d_in)`` to fields of shape ``(n, d_out)``.
 * :class:`MLP`: $z_{k+1} = \sigma(W_k z_k + b_k)$, linear output layer, Xavier-normal weights.
 * :class:`FourierFeatureMLP`: an MLP on $[\cos(2\pi B x), \sin(2\pi B x)]$ with a fixed random
   $B_{ij}\sim N(0, s^2)$ (Tancik et al. 2020), which lets the network fit high frequencies.
-* :class:`PeriodicMLP`: an MLP on $\cos, \sin$ of the inputs: periodic by construction.
+* :class:`PeriodicMLP`: an MLP on $\cos, \sin$ of the periodic inputs (the others passed
+  through): periodic by construction in those inputs.
 * :class:`ModifiedMLP`: the gated network of Wang, Teng & Perdikaris (2021):
   $U = \sigma(W_u x + b_u)$, $V = \sigma(W_v x + b_v)$, $H_1 = \sigma(W_1 x + b_1)$,
   $Z_k = \sigma(W_k H_k + b_k)$, $H_{k+1} = (1 - Z_k)\odot U + Z_k\odot V$, output $W H + b$.
+
+:func:`build_model` builds each of them (and the two-branch network of any of them) from the
+names a case file uses (``MODELS``); runners call it, so every kind a case may name is built
+by one path.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -109,8 +115,16 @@ class ModifiedMLP(nn.Module):
 
 class PeriodicMLP(nn.Module):
     r"""An :class:`MLP` on the periodic embedding
-    $[\cos(2\pi m x_i/L), \sin(2\pi m x_i/L)]_{i \le d,\, m \le M}$ (``harmonics`` $M$):
-    periodic with period $L$ in every input by construction (the TENG ansatz)."""
+    $[\cos(2\pi m x_i/L_i), \sin(2\pi m x_i/L_i)]_{i \in P,\, m \le M}$ of the periodic inputs
+    $P$ (``harmonics`` $M$), followed by the other inputs unchanged: periodic with period $L_i$
+    in each input of $P$ by construction (the TENG ansatz).
+
+    Args:
+        period: $L$ of every input (a number), or one entry per input: a period, or None for
+            an input that is not periodic (e.g. the time of a space-time network).
+
+    Features: $2 M |P| + (d_\mathrm{in} - |P|)$.
+    """
 
     def __init__(
         self,
@@ -119,19 +133,40 @@ class PeriodicMLP(nn.Module):
         width: int = 32,
         depth: int = 4,
         act: str = "tanh",
-        period: float = 2 * math.pi,
+        period: float | Sequence[float | None] = 2 * math.pi,
         harmonics: int = 1,
     ) -> None:
         super().__init__()
-        self.register_buffer("frequencies", 2 * math.pi / period * torch.arange(1.0, harmonics + 1))
-        self.mlp = MLP(2 * d_in * harmonics, d_out, width, depth, act)
+        periods = [period] * d_in if isinstance(period, (int, float)) else list(period)
+        if len(periods) != d_in:
+            raise ValueError(f"period has {len(periods)} entries; expected one per input ({d_in})")
+        if any(p is not None and not p > 0 for p in periods):
+            raise ValueError(f"period={period!r}: every period must be > 0 (None: not periodic)")
+        periodic = [i for i, p in enumerate(periods) if p is not None]
+        lengths = torch.tensor([periods[i] for i in periodic], dtype=torch.float64)
+        # index tensors, not a boolean mask: integer indexing works under torch.func.vmap
+        self.register_buffer("periodic", torch.tensor(periodic, dtype=torch.long))
+        self.register_buffer(
+            "other", torch.tensor([i for i in range(d_in) if i not in periodic], dtype=torch.long)
+        )
+        self.register_buffer(
+            "frequencies", (2 * math.pi / lengths)[:, None] * torch.arange(1.0, harmonics + 1)
+        )
+        features = 2 * len(lengths) * harmonics + d_in - len(lengths)
+        self.mlp = MLP(features, d_out, width, depth, act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        angle = (x[..., :, None] * self.frequencies.to(x.dtype)).flatten(-2)
-        return self.mlp(torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1))
+        angle = (x[..., self.periodic, None] * self.frequencies.to(x.dtype)).flatten(-2)
+        features = [torch.cos(angle), torch.sin(angle), x[..., self.other]]
+        return self.mlp(torch.cat(features, dim=-1))
 
 
-MODELS = {"mlp": MLP, "fourier": FourierFeatureMLP, "modified": ModifiedMLP}
+MODELS = {
+    "mlp": MLP,
+    "fourier": FourierFeatureMLP,
+    "modified": ModifiedMLP,
+    "periodic": PeriodicMLP,
+}
 
 
 class TwoBranchNetwork(nn.Module):
@@ -151,3 +186,45 @@ class TwoBranchNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([net(x) for net in self.branches], dim=-1)
+
+
+def build_model(
+    kind: str,
+    d_in: int,
+    d_out: int,
+    *,
+    width: int = 32,
+    depth: int = 4,
+    activation: str = "tanh",
+    fourier_scale: float = 1.0,
+    harmonics: int = 1,
+    periods: Sequence[float | None] | None = None,
+    per_output: bool = False,
+) -> nn.Module:
+    """The network a case names: ``MODELS[kind]`` mapping ``(n, d_in)`` to ``(n, d_out)``.
+
+    Args:
+        kind: a key of ``MODELS`` (mlp, fourier, modified, periodic).
+        width, depth, activation: hidden width, number of hidden layers, activation name.
+        fourier_scale: $s$ of the Fourier features' frequencies (kind fourier).
+        harmonics, periods: $M$ and the period of each input, None where an input is not
+            periodic (kind periodic; required there).
+        per_output: one independent network per output, outputs concatenated
+            (:class:`TwoBranchNetwork`, the Lagrangian PINN's ansatz).
+
+    Raises:
+        ValueError: an unknown kind, or kind periodic without ``periods``.
+    """
+    if kind not in MODELS:
+        raise ValueError(f"unknown model kind {kind!r}; allowed: {', '.join(MODELS)}")
+    options: dict = {"width": width, "depth": depth, "act": activation}
+    if kind == "fourier":
+        options["scale"] = fourier_scale
+    if kind == "periodic":
+        if periods is None:
+            raise ValueError("model kind 'periodic' needs periods (one per input, None: not "
+                             "periodic)")
+        options.update(period=list(periods), harmonics=harmonics)
+    if per_output:
+        return TwoBranchNetwork(MODELS[kind], d_in, d_out, **options)
+    return MODELS[kind](d_in, d_out, **options)

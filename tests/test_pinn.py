@@ -1,6 +1,7 @@
 """PINN trainer, loss balancing, models, case files and run folders."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,10 @@ import xarray as xr
 from physml.cases.pinn import build_trainer, save_checkpoint
 from physml.cases.registry import load_case, run_case
 from physml.errors import NonFiniteLossError
-from physml.models import MODELS
+from physml.models import MODELS, build_model
 from physml.train.balancing import ConFIG, LearningRateAnnealing
+from physml.train.pinn import PINNTrainer
+from physml.train.problems import BurgersProblem, ConvectionProblem
 
 CASE = str(Path(__file__).parents[1] / "cases" / "burgers.yaml")
 TINY = ["training.adam.steps=20", "training.lbfgs.steps=6", "training.collocation.points=256",
@@ -29,9 +32,37 @@ def tiny_case(tmp_path):
 
 
 @pytest.mark.parametrize("kind", sorted(MODELS))
-def test_models_map_coordinates_to_fields(kind):
-    model = MODELS[kind](2, 1, 16, 3, "tanh").double()
-    assert model(torch.rand(5, 2, dtype=torch.float64)).shape == (5, 1)
+def test_every_model_kind_builds_through_the_factory_and_trains(kind):
+    """Each kind a case may name (the schema's list) is built by ``build_model`` with the
+    problem's input periods, and 40 Adam steps on a convection PINN lower the loss."""
+    from physml.cases.schema import ModelSpec
+
+    assert set(MODELS) == set(ModelSpec.model_fields["kind"].annotation.__args__)
+    torch.manual_seed(0)
+    problem = ConvectionProblem(1.0, (0.0, 2 * np.pi), (0.0, 1.0), 1.0, 1.0,
+                                periodic_embedding=False)
+    model = build_model(kind, problem.input_dim, problem.output_dim, width=16, depth=2,
+                        harmonics=2, periods=problem.input_periods)
+    trainer = PINNTrainer(model, problem, points=128, adam_steps=40, adam_lr=1e-2,
+                          eval_every=40, eval_shape=(16, 5), dtype=torch.float64)
+    trainer.fit()
+    losses = [r["loss"] for r in trainer.history]
+    assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
+    assert trainer.history[-1]["rel_l2"] < 1.0
+
+
+def test_periodic_model_is_periodic_in_the_periodic_inputs_only():
+    model = build_model("periodic", 2, 1, width=8, depth=2, harmonics=3,
+                        periods=BurgersProblem(0.01, (-1.0, 1.0), (0.0, 1.0), -1.0,
+                                               np.pi).input_periods).double()
+    X = torch.rand(6, 2, dtype=torch.float64)
+    shift = torch.tensor([4.0, 0.0], dtype=torch.float64)  # 2 (b - a) on [-1, 1]
+    torch.testing.assert_close(model(X + shift), model(X), rtol=0, atol=1e-12)
+    assert (model(X + shift.flip(0)) - model(X)).abs().max() > 1e-3  # t is not periodic
+    with pytest.raises(ValueError, match="needs periods"):
+        build_model("periodic", 2, 1)
+    with pytest.raises(ValueError, match="unknown model kind 'resnet'; allowed: mlp"):
+        build_model("resnet", 2, 1)
 
 
 def test_hard_constraints_hold_exactly(tiny_case):
@@ -80,6 +111,21 @@ def test_same_case_same_metrics_and_resume_matches(tiny_case, tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_a_resumed_run_carries_its_wall_time_over(tiny_case, tmp_path):
+    interrupted = build_trainer(tiny_case)
+    interrupted.fit(until=8)
+    spent = interrupted.elapsed_s
+    assert spent == interrupted.history[-1]["wall_s"] > 0
+    save_checkpoint(interrupted, tmp_path)
+    resumed = build_trainer(tiny_case)
+    resumed.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=False))
+    assert resumed.elapsed_s == spent
+    resumed.fit(until=12)
+    wall = [r["wall_s"] for r in resumed.history]
+    assert wall[8] > spent and np.all(np.diff(wall) > 0)  # continues, never restarts at zero
+    assert resumed.elapsed_s == wall[-1]
+
+
 def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tiny_case, tmp_path):
     trainer = build_trainer(tiny_case)
     residual = trainer.problem.residual
@@ -95,7 +141,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tiny_case, tmp_
     assert saved == [5, 10]
 
 
-def test_annealing_raises_the_weight_of_the_weaker_condition(tmp_path):
+def test_annealing_weights_are_recorded_in_the_history(tmp_path):
     case = load_case(CASE, [*TINY, "model.hard_constraints=false",
                                             "training.balancer.kind=annealing",
                                             f"output.folder={tmp_path}"])
@@ -104,7 +150,52 @@ def test_annealing_raises_the_weight_of_the_weaker_condition(tmp_path):
     trainer.fit(until=11)
     weights = trainer.history[-1]["weights"]
     assert set(weights) == {"residual", "initial", "boundary"}
-    assert weights["initial"] != 1.0 and weights["boundary"] != 1.0
+    assert weights == {k: trainer.balancer.weight(k) for k in weights}
+    assert weights["initial"] != trainer.history[0]["weights"]["initial"]  # updated at step 10
+
+
+def test_annealing_raises_the_weaker_condition_by_the_hand_computed_amount():
+    r"""Losses linear in two weight matrices (and a bias), so every gradient is a constant.
+
+    Residual: max over layers of max |g| = 4 (the bias's 100 does not count: weights only).
+    ``initial``: layer means of |g| 0.1 and 0.1, mean 0.1 -> estimate 4 / (1 * 0.1) = 40 and
+    lambda = 0.9 * 1 + 0.1 * 40 = 4.9 (raised); ``boundary``: layer means 10 and 30, mean 20 ->
+    4 / 20 = 0.2 and lambda = 0.9 + 0.02 = 0.92 (lowered). The estimate divides by the weighted
+    term's gradient, so repeated updates settle where lambda = 4 / (lambda * mean), i.e.
+    lambda^2 = 40 and 0.2."""
+    W1 = torch.zeros(2, 2, dtype=torch.float64, requires_grad=True)
+    W2 = torch.zeros(1, 2, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    params = [W1, bias, W2]
+    A1, A2, B1, B2, C1, C2 = (torch.tensor(c, dtype=torch.float64) for c in (
+        [[1.0, -3.0], [0.5, 2.0]], [[4.0, -1.0]],
+        [[0.1, -0.1], [0.2, 0.0]], [[0.05, -0.15]],
+        [[-10.0, -10.0], [-10.0, -10.0]], [[30.0, 30.0]]))
+
+    def losses():
+        return {
+            "residual": (A1 * W1).sum() + (A2 * W2).sum() + 100 * bias.sum(),
+            "initial": (B1 * W1).sum() + (B2 * W2).sum(),
+            "boundary": (C1 * W1).sum() + (C2 * W2).sum(),
+        }
+
+    balancer = LearningRateAnnealing(every=2, momentum=0.9)
+    balancer.backward(losses(), params, step=0)
+    assert balancer.weight("initial") == pytest.approx(4.9, rel=1e-12)
+    assert balancer.weight("boundary") == pytest.approx(0.92, rel=1e-12)
+    assert balancer.weight("residual") == 1.0
+    # the gradient applied is that of the total with the updated weights
+    torch.testing.assert_close(W1.grad, A1 + 4.9 * B1 + 0.92 * C1)
+    for p in params:
+        p.grad = None
+    balancer.backward(losses(), params, step=1)  # not an update step
+    assert balancer.weight("initial") == pytest.approx(4.9, rel=1e-12)
+    balancer.backward(losses(), params, step=2)
+    assert balancer.weight("initial") == pytest.approx(0.9 * 4.9 + 0.1 * 4 / 0.49, rel=1e-12)
+    for step in range(4, 800, 2):
+        balancer.backward(losses(), params, step)
+    assert balancer.weight("initial") == pytest.approx(np.sqrt(40.0), rel=1e-9)
+    assert balancer.weight("boundary") == pytest.approx(np.sqrt(0.2), rel=1e-9)
 
 
 def test_config_direction_does_not_increase_any_loss():
@@ -231,3 +322,86 @@ def test_helmholtz_boundary_has_every_edge_and_inputs_are_standardised():
     inside = torch.rand(100000, 2, dtype=torch.float64) * 2 - 1
     features = problem.embed(inside)
     assert torch.allclose(features.std(0), torch.ones(2, dtype=torch.float64), atol=1e-2)
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """Figures passed to ``savefig``, kept for inspection (nothing is written)."""
+    import matplotlib.figure
+
+    figures = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, *args, **kwargs: figures.append(fig))
+    return figures
+
+
+def test_solution_figure_labels_colour_bars_and_names_scheme_step_and_time(saved_figures):
+    from matplotlib.colors import LogNorm
+
+    from physml.cases.figures import plot_solution
+
+    x, t = np.linspace(-1, 1, 8), np.linspace(0, 1, 5)
+    reference = np.sin(np.pi * x)[None, :] * np.exp(-t)[:, None]
+    ds = xr.Dataset({"prediction": (("t", "x"), reference + 1e-3),
+                     "reference": (("t", "x"), reference),
+                     "error": (("t", "x"), np.full_like(reference, 1e-3))},
+                    coords={"x": ("x", x, {"units": "m"}), "t": t},
+                    attrs={"case": "burgers", "rel_l2": 2e-3})
+    plot_solution(ds, Path("unused.png"), scheme="PINN, Adam + L-BFGS", step=120,
+                  log_error=True)
+    fig = saved_figures[-1]
+    bars = [ax.get_ylabel() for ax in fig.axes[3:]]
+    assert bars == ["u [dimensionless]"] * 2 + ["|error| of u [dimensionless]"]
+    assert isinstance(fig.axes[2].images[0].norm, LogNorm)
+    assert fig.axes[0].get_xlabel() == "x [m]" and fig.axes[0].get_ylabel() == "t"
+    assert fig.get_suptitle() == ("burgers: PINN, Adam + L-BFGS, step 120, t from 0 to 1; "
+                                  "relative L2 error 2.00e-03")
+    plot_solution(ds.assign_attrs(t=0.5), Path("unused.png"))  # a snapshot, old signature
+    assert saved_figures[-1].get_suptitle() == "burgers: t = 0.5; relative L2 error 2.00e-03"
+    assert not isinstance(saved_figures[-1].axes[2].images[0].norm, LogNorm)
+
+
+def test_losses_figure_adds_a_weights_panel_when_the_weights_vary(saved_figures):
+    from physml.cases.figures import plot_losses
+
+    def history(weight):
+        return [{"step": s, "loss": 1.0 / (s + 1), "loss_residual": 1.0 / (s + 1),
+                 "loss_initial": 0.5, "weights": {"residual": 1.0, "initial": weight(s)}}
+                for s in range(20)]
+
+    plot_losses(history(lambda s: 1.0), Path("unused.png"), "fixed")
+    assert len(saved_figures[-1].axes) == 1
+    plot_losses(history(lambda s: 1.0 + s), Path("unused.png"), "annealing", adam_steps=10)
+    weights = saved_figures[-1].axes[1]
+    assert weights.get_ylabel() == "loss weight λ"
+    initial = [line for line in weights.lines if line.get_label() == "initial"][0]
+    np.testing.assert_allclose(initial.get_ydata(), np.arange(1.0, 21.0))
+
+
+def test_threads_default_avoids_spinning_threads_and_scales_with_the_points():
+    from physml.threads import apply_threads, choose_threads
+
+    assert choose_threads(16000, passive=False, cores=8) == 1  # spinning threads collapse
+    assert [choose_threads(n, passive=True, cores=2) for n in (1000, 63999, 64000, 10**6)] == [
+        1, 1, 2, 2]
+    assert choose_threads(4000, 3, passive=False) == 3  # a number is used as given
+    for bad in (0, -2, 1.5, "many", True):
+        with pytest.raises(ValueError, match="expected 'auto' or an integer >= 1"):
+            choose_threads(1000, bad, passive=True)
+    before = torch.get_num_threads()
+    try:
+        assert apply_threads(1000, 1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_passive_wait_policy_is_set_before_torch_loads_and_not_after():
+    code = ("import os, sys; from physml.threads import passive_wait_policy; "
+            "print(passive_wait_policy(), os.environ.get('OMP_WAIT_POLICY'), "
+            "'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert fresh.stdout.split() == ["True", "passive", "False"]
+    late = subprocess.run([sys.executable, "-c", "import torch; " + code], capture_output=True,
+                          text=True, env=env)
+    assert late.stdout.split() == ["False", "None", "True"]

@@ -10,10 +10,28 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
 
 
-def plot_solution(ds: xr.Dataset, path: Path) -> None:
-    """Prediction, reference and |error| side by side on the evaluation grid."""
+def _label(da: xr.DataArray, name: str, units: str | None = None) -> str:
+    """``long_name [units]`` from the variable's CF attributes (``name`` and ``units`` where
+    they are absent; no brackets when no units are known)."""
+    units = da.attrs.get("units", units)
+    name = da.attrs.get("long_name", name)
+    return f"{name} [{units}]" if units else name
+
+
+def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
+                  step: int | None = None, log_error: bool = False,
+                  units: str = "dimensionless") -> None:
+    """Prediction, reference and |error| side by side on the evaluation grid.
+
+    Colour bars are labelled with the field's name and units (its CF ``long_name``/``units``
+    attributes, else ``u`` and ``units``); axes likewise from the coordinates. The title names
+    the ``scheme`` (method) and training ``step`` when given, and the time shown: the
+    dataset's ``t`` attribute for a snapshot, else the range of the second axis of a
+    space-time field. ``log_error`` puts the error panel on a log colour scale (six decades
+    below its maximum)."""
     second, first = ds["prediction"].dims
     extent = [
         float(ds[first][0]),
@@ -22,29 +40,53 @@ def plot_solution(ds: xr.Dataset, path: Path) -> None:
         float(ds[second][-1]),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
+    field = _label(ds["reference"], "u", units)
+    error = np.abs(ds["error"])
     panels = [
-        ("prediction", ds["prediction"], "RdBu_r"),
-        ("reference", ds["reference"], "RdBu_r"),
-        ("|error|", np.abs(ds["error"]), "magma"),
+        ("prediction", ds["prediction"], "RdBu_r", field),
+        ("reference", ds["reference"], "RdBu_r", field),
+        ("|error|", error, "magma", f"|error| of {field}"),
     ]
     limit = float(np.abs(ds["reference"]).max())
-    for ax, (title, values, cmap) in zip(axes, panels):
-        scale = {} if title == "|error|" else {"vmin": -limit, "vmax": limit}
-        image = ax.imshow(values, origin="lower", aspect="auto", extent=extent, cmap=cmap, **scale)
-        ax.set(title=title, xlabel=first, ylabel=second)
-        fig.colorbar(image, ax=ax)
-    fig.suptitle(f"{ds.attrs['case']}: relative L2 error {ds.attrs['rel_l2']:.2e}")
+    for ax, (title, values, cmap, label) in zip(axes, panels):
+        if title != "|error|":
+            scale = {"vmin": -limit, "vmax": limit}
+        elif log_error:
+            top = max(float(error.max()), np.finfo(float).tiny)
+            scale = {"norm": LogNorm(vmin=top * 1e-6, vmax=top)}
+        else:
+            scale = {}
+        image = ax.imshow(np.asarray(values), origin="lower", aspect="auto", extent=extent,
+                          cmap=cmap, **scale)
+        ax.set(title=title, xlabel=_label(ds[first], first), ylabel=_label(ds[second], second))
+        fig.colorbar(image, ax=ax, label=label)
+    shown = (f"t = {float(ds.attrs['t']):.4g}" if "t" in ds.attrs else
+             f"{second} from {extent[2]:.4g} to {extent[3]:.4g}")
+    step_text = None if step is None else f"step {step}"
+    what = ", ".join(part for part in (scheme, step_text, shown) if part)
+    fig.suptitle(f"{ds.attrs['case']}: {what}; relative L2 error {ds.attrs['rel_l2']:.2e}")
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _varying_weights(history: list[dict]) -> dict[str, np.ndarray]:
+    """Each loss term's weight against the step, if any weight changes during the run."""
+    names = history[0].get("weights", {})
+    weights = {k: np.array([r["weights"][k] for r in history]) for k in names}
+    return weights if any(np.ptp(w) > 0 for w in weights.values()) else {}
 
 
 def plot_losses(history: list[dict], path: Path, title: str = "", adam_steps: int = 0,
                 resample_every: int = 0) -> None:
     """Each loss term and the relative L2 error against the step (log scale); a line where
     Adam hands over to L-BFGS, and ticks where the collocation points are redrawn (the loss
-    jumps there)."""
-    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    jumps there). When the loss weights vary (a balancing strategy such as learning-rate
+    annealing), a second panel shows each term's weight against the step."""
     steps = np.array([r["step"] for r in history])
+    weights = _varying_weights(history)
+    fig, axes = plt.subplots(1 + bool(weights), 1, figsize=(7, 4 + 2.5 * bool(weights)),
+                             sharex=True, constrained_layout=True, squeeze=False)
+    ax = axes[0, 0]
     for key in sorted(k for k in history[0] if k.startswith("loss_")):
         ax.semilogy(steps, [r[key] for r in history], label=key.removeprefix("loss_"))
     evaluated = [r for r in history if "rel_l2" in r]
@@ -57,22 +99,30 @@ def plot_losses(history: list[dict], path: Path, title: str = "", adam_steps: in
         )
     last = int(history[-1]["step"])
     if 0 < adam_steps <= last:
-        ax.axvline(adam_steps, color="0.4", lw=1, ls="--", label="Adam → L-BFGS")
+        for panel in axes[:, 0]:
+            panel.axvline(adam_steps, color="0.4", lw=1, ls="--", label="Adam → L-BFGS")
     if resample_every:
         redraws = np.arange(resample_every, last + 1, resample_every)
         ax.plot(redraws, np.full(redraws.shape, 0.02), "|", color="0.4", ms=8,
                 transform=ax.get_xaxis_transform(), label="points redrawn")
-    ax.set(xlabel="step", ylabel="value", title=title)
+    ax.set(xlabel="step", ylabel="loss term (mean square), error", title=title)
     ax.legend(fontsize=8)
+    if weights:
+        below = axes[1, 0]
+        for name, values in weights.items():
+            below.semilogy(steps, values, label=name)
+        below.set(xlabel="step", ylabel="loss weight λ", title="loss weights (balancing)")
+        below.legend(fontsize=8)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_error_curve(curve: dict, path: Path, title: str) -> None:
-    """Relative L2 error against time (log scale)."""
+def plot_error_curve(curve: dict, path: Path, title: str, *, scheme: str | None = None) -> None:
+    """Relative L2 error against time (log scale); the title names ``scheme`` if given."""
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     ax.semilogy(curve["t"], curve["rel_l2"], "o-", ms=3)
-    ax.set(xlabel="t", ylabel="relative L2 error", title=title)
+    ax.set(xlabel="t", ylabel="relative L2 error",
+           title=f"{title}: {scheme}" if scheme else title)
     ax.grid(True, which="both", alpha=0.3)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -121,7 +171,7 @@ def plot_snapshots(grid, times: list[float], states: list[np.ndarray], path: Pat
                     ax.plot(*(1e6 * np.array(marks)[:, :2]).T, style, ms=7, mew=1.5)
         ax.set_title(_seconds(times[i]))
         _axis_labels(ax, gradient_axis, gradient)
-    fig.colorbar(image, ax=axes[0].tolist(), label="c")
+    fig.colorbar(image, ax=axes[0].tolist(), label="c, solute mole fraction [1]")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -136,7 +186,7 @@ def animate_microstructure(grid, times: list[float], states: list[np.ndarray],
     fig, ax = plt.subplots(figsize=(5, 4), constrained_layout=True)
     field, extent = _plane(grid, states[0])
     image = ax.imshow(field, origin="lower", extent=extent, cmap="viridis", vmin=low, vmax=high)
-    fig.colorbar(image, ax=ax, label="c")
+    fig.colorbar(image, ax=ax, label="c, solute mole fraction [1]")
     _axis_labels(ax, gradient_axis, gradient)
     title = ax.set_title("")
 
@@ -190,7 +240,7 @@ def plot_profile(x: np.ndarray, times: list[float], states: list[np.ndarray],
         ax.plot(1e3 * x, states[i], label=f"t = {times[i]:.3g} s")
     if exact is not None:
         ax.plot(1e3 * x, exact, "k--", label="c ∝ exp(Q*/RT)")
-    ax.set(xlabel="x [mm]", ylabel="c")
+    ax.set(xlabel="x [mm]", ylabel="c, solute mole fraction [1]")
     ax.legend(fontsize=7)
     fig.savefig(path, dpi=110)
     plt.close(fig)

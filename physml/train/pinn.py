@@ -48,6 +48,10 @@ class PINNTrainer:
         eval_shape: evaluation grid (points along the first, second coordinate).
         device, dtype: where and in which precision to train.
         seed: seed of the default sampler (the network is initialised by the caller).
+
+    Attributes:
+        elapsed_s: wall time spent in :meth:`fit` over the whole run [s], carried through
+            :meth:`state_dict`, so that a resumed run's ``wall_s`` continues from its checkpoint.
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class PINNTrainer:
             line_search_fn="strong_wolfe",
         )
         self.step = 0
+        self.elapsed_s = 0.0
         self._last_evaluation = None  # (flat parameters, terms, total, gradients) for L-BFGS
         self.history: list[dict] = []
         self.points = self._tensor(self.sampler.draw(points))
@@ -228,7 +233,7 @@ class PINNTrainer:
         """
         end = self.total_steps if until is None else min(until, self.total_steps)
         last_checkpoint = self.step if self.step > 0 else None  # resumed from a checkpoint
-        started = time.perf_counter()
+        started, offset = time.perf_counter(), self.elapsed_s
         while self.step < end:
             if self.resample_every and self.step and self.step % self.resample_every == 0:
                 self._redraw()
@@ -239,7 +244,10 @@ class PINNTrainer:
             record["weights"] = {k: self.balancer.weight(k) for k in self.losses_names()}
             if self.step % self.eval_every == 0 or self.step == self.total_steps:
                 record.update(self.evaluate())
-            record["wall_s"] = time.perf_counter() - started
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # time the work, not its queueing
+            self.elapsed_s = offset + time.perf_counter() - started
+            record["wall_s"] = self.elapsed_s
             self.history.append(record)
             if on_step is not None:
                 on_step(record)
@@ -256,6 +264,7 @@ class PINNTrainer:
     def state_dict(self) -> dict:
         return {
             "step": self.step,
+            "elapsed_s": self.elapsed_s,
             "model": self.model.state_dict(),
             "adam": self.adam.state_dict(),
             "schedule": self.schedule.state_dict(),
@@ -270,6 +279,8 @@ class PINNTrainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
+        history = state["history"]  # older checkpoints lack elapsed_s: their last wall_s
+        self.elapsed_s = state.get("elapsed_s", history[-1]["wall_s"] if history else 0.0)
         self.model.load_state_dict(state["model"])
         self.adam.load_state_dict(state["adam"])
         self.schedule.load_state_dict(state["schedule"])
@@ -282,5 +293,5 @@ class PINNTrainer:
             k: (x.to(self.device, self.dtype), y.to(self.device, self.dtype))
             for k, (x, y) in state["conditions"].items()
         }
-        self.history = list(state["history"])
+        self.history = list(history)
         torch.set_rng_state(state["torch_rng"])

@@ -74,6 +74,18 @@ class PINNProblem:
     def input_dim(self) -> int:
         return 2
 
+    @property
+    def input_periods(self) -> tuple[float | None, ...]:
+        """Period of the solution in each network input (of ``embed(X)``), None where it is not
+        periodic: what a periodic network (``model.kind: periodic``) may build in."""
+        return (None,) * self.input_dim
+
+
+def _wall_period(bounds: np.ndarray) -> float:
+    r"""$2(b - a)$: a solution that vanishes at the walls $a, b$ of an equation symmetric under
+    $x \to -x$, $u \to -u$ extends by odd reflection across both walls to this period."""
+    return float(2 * (bounds[1] - bounds[0]))
+
 
 class BurgersProblem(PINNProblem):
     names = ("x", "t")
@@ -114,6 +126,11 @@ class BurgersProblem(PINNProblem):
 
     def reference(self, n1, n2):
         return burgers_reference(self, n1, n2, dirichlet(1))
+
+    @property
+    def input_periods(self):
+        """x: the odd extension across the zero walls; t: not periodic."""
+        return (_wall_period(self.bounds[0]), None)
 
 
 def burgers_reference(problem, n1: int, n2: int, bc) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -198,6 +215,11 @@ class ConvectionProblem(PINNProblem):
     def input_dim(self) -> int:
         return 3 if self.periodic_embedding else 2
 
+    @property
+    def input_periods(self):
+        """x: the period (unless the embedding already makes the inputs periodic)."""
+        return (None,) * 3 if self.periodic_embedding else (self.period, None)
+
     def constrain(self, X, raw):
         t0 = self.bounds[1, 0]
         return self.initial(X[:, :1]) + (X[:, 1:] - t0) * raw
@@ -259,6 +281,12 @@ class HelmholtzProblem(PINNProblem):
         (a, b), (c, d) = self.bounds
         x, y = X[:, :1], X[:, 1:]
         return (x - a) * (b - x) * (y - c) * (d - y) * raw
+
+    @property
+    def input_periods(self):
+        """Both axes: the odd extension across the zero walls (the source is odd about them for
+        integer $a_1, a_2$), in standardised inputs."""
+        return tuple(_wall_period(side) * np.sqrt(12.0) / np.ptp(side) for side in self.bounds)
 
     def reference(self, n1, n2):
         (a, b), (c, d) = self.bounds
