@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ import torch
 
 from physml.cases.pinn import build_trainer
 from physml.cases.registry import load_case
+from physml.devices import Stopwatch
 
 CASE = Path(__file__).parents[1] / "cases" / "burgers.yaml"
 
@@ -39,13 +39,6 @@ def lbfgs_counts(optimizer: torch.optim.LBFGS) -> tuple[int, int]:
     """(iterations, function evaluations) a torch L-BFGS optimiser has made."""
     state = optimizer.state[optimizer.param_groups[0]["params"][0]]
     return int(state.get("n_iter", 0)), int(state.get("func_evals", 0))
-
-
-def synchronised_clock() -> float:
-    """``time.perf_counter`` once the queued CUDA work (if any) is done."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter()
 
 
 def run_physml(adam: int, lbfgs: int) -> tuple[dict, np.ndarray, object]:
@@ -61,12 +54,13 @@ def run_physml(adam: int, lbfgs: int) -> tuple[dict, np.ndarray, object]:
         return losses()
 
     trainer.losses = counted_losses
-    started = synchronised_clock()
-    trainer.fit(until=adam)
-    adam_s = synchronised_clock() - started
+    with Stopwatch(trainer.device) as adam_clock:
+        trainer.fit(until=adam)
+    adam_s = adam_clock.seconds
     adam_evaluations, evaluations = evaluations, 0
-    trainer.fit()  # L-BFGS: repeats of the last evaluation are cached, not counted
-    lbfgs_s = synchronised_clock() - started - adam_s
+    with Stopwatch(trainer.device) as lbfgs_clock:
+        trainer.fit()  # L-BFGS: repeats of the last evaluation are cached, not counted
+    lbfgs_s = lbfgs_clock.seconds
     iterations = lbfgs_counts(trainer.lbfgs)[0]
     result = {"adam_s": adam_s, "lbfgs_s": lbfgs_s, "adam_evaluations": adam_evaluations,
               "lbfgs_iterations": iterations, "lbfgs_function_evaluations": evaluations,
@@ -96,18 +90,18 @@ def run_deepxde(points: np.ndarray, trainer, adam: int, lbfgs: int) -> dict:
     net.apply_output_transform(lambda X, raw: problem.constrain(X, raw))
     model = dde.Model(data, net)
     model.compile("adam", lr=1e-3)
-    started = synchronised_clock()
-    model.train(iterations=adam, display_every=max(adam, 1), verbose=0)
-    adam_s = synchronised_clock() - started
+    with Stopwatch(trainer.device) as adam_clock:
+        model.train(iterations=adam, display_every=max(adam, 1), verbose=0)
+    adam_s = adam_clock.seconds
     dde.optimizers.set_LBFGS_options(maxcor=50, maxiter=lbfgs, maxls=25)
     per_call = min(1000, lbfgs)  # DeepXDE's own chunking of L-BFGS iterations per call
     dde.optimizers.config.LBFGS_options.update(
         iter_per_step=per_call, fun_per_step=int(1.25 * per_call)
     )
     model.compile("L-BFGS")
-    started = synchronised_clock()
-    model.train(display_every=max(lbfgs, 1), verbose=0)
-    lbfgs_s = synchronised_clock() - started
+    with Stopwatch(trainer.device) as lbfgs_clock:
+        model.train(display_every=max(lbfgs, 1), verbose=0)
+    lbfgs_s = lbfgs_clock.seconds
     iterations, evaluations = lbfgs_counts(model.opt)
     x, t = trainer.eval_axes
     grid = np.stack(np.meshgrid(x, t, indexing="xy"), axis=-1).reshape(-1, 2)

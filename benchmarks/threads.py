@@ -45,8 +45,8 @@ def worker() -> None:
     answer, sys.stdout = sys.stdout, sys.stderr
     import torch
 
-    from physml.cases.runner import build_trainer
-    from physml.cases.schema import load_case
+    from physml.cases.pinn import build_trainer
+    from physml.cases.registry import load_case
 
     trainers = {}
     for line in sys.stdin:

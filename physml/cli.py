@@ -22,6 +22,7 @@ import numpy as np
 
 from ._version import __version__
 from .progress import LOG_INTERVAL_S
+from .threads import passive_wait_policy
 
 
 class _Parser(argparse.ArgumentParser):
@@ -423,6 +424,7 @@ FIGURES_AND_DATA = (".png", ".json", ".h5", ".gif")
 
 
 def main(argv: list[str] | None = None) -> int:
+    passive_wait_policy()  # before PyTorch starts its OpenMP threads
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -35,7 +35,7 @@ def tiny_case(tmp_path):
 def test_every_model_kind_builds_through_the_factory_and_trains(kind):
     """Each kind a case may name (the schema's list) is built by ``build_model`` with the
     problem's input periods, and 40 Adam steps on a convection PINN lower the loss."""
-    from physml.cases.schema import ModelSpec
+    from physml.cases.sections import ModelSpec
 
     assert set(MODELS) == set(ModelSpec.model_fields["kind"].annotation.__args__)
     torch.manual_seed(0)

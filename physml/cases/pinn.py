@@ -26,7 +26,6 @@ Run folder::
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -35,7 +34,8 @@ import xarray as xr
 from pydantic import Field, model_validator
 
 from ..datasets.store import write_dataset
-from ..models import MODELS, TwoBranchNetwork
+from ..models import build_model
+from ..threads import apply_threads
 from ..train.balancing import BALANCERS
 from ..train.pinn import PINNTrainer
 from ..train.problems import (
@@ -128,15 +128,11 @@ def build_trainer(case: PINNCase) -> PINNTrainer:
     torch.manual_seed(case.seed)
     problem = build_problem(case)
     spec = case.model
-    options = {"width": spec.width, "depth": spec.depth, "act": spec.activation}
-    if spec.kind == "fourier":
-        options["scale"] = spec.fourier_scale
-    if case.training.method == "lpinn":
-        model = TwoBranchNetwork(
-            MODELS[spec.kind], problem.input_dim, problem.output_dim, **options
-        )
-    else:
-        model = MODELS[spec.kind](problem.input_dim, problem.output_dim, **options)
+    model = build_model(spec.kind, problem.input_dim, problem.output_dim, width=spec.width,
+                        depth=spec.depth, activation=spec.activation,
+                        fourier_scale=spec.fourier_scale, harmonics=spec.harmonics,
+                        periods=problem.input_periods,
+                        per_output=case.training.method == "lpinn")
     training = case.training
     balance = training.balancer
     annealing = {"every": balance.every, "momentum": balance.momentum}
@@ -187,9 +183,10 @@ def summary(case: PINNCase, trainer: PINNTrainer) -> dict:
     }
 
 
-def write_results(case: PINNCase, trainer: PINNTrainer, folder: Path, elapsed: float) -> dict:
-    """metrics.json, predictions.h5 and the figures; returns the summary."""
-    result = {**summary(case, trainer), "wall_s": elapsed}
+def write_results(case: PINNCase, trainer: PINNTrainer, folder: Path, threads: int) -> dict:
+    """metrics.json, predictions.h5 and the figures; returns the summary. ``wall_s`` is the
+    training time over every resumed part; ``threads`` the PyTorch threads of this part."""
+    result = {**summary(case, trainer), "wall_s": trainer.elapsed_s, "threads": threads}
     metrics = {"case": case.name, "summary": result, "history": trainer.history}
     write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
     first, second = trainer.problem.names
@@ -214,7 +211,9 @@ def write_results(case: PINNCase, trainer: PINNTrainer, folder: Path, elapsed: f
     if case.output.figures:
         from .figures import plot_losses, plot_solution
 
-        plot_solution(ds, folder / "solution.png")
+        method = {"pinn": "PINN", "lpinn": "Lagrangian PINN"}[case.training.method]
+        plot_solution(ds, folder / "solution.png", scheme=f"{method}, Adam + L-BFGS",
+                      step=trainer.step, log_error=case.output.log_error)
         plot_losses(trainer.history, folder / "losses.png", f"{case.name}: losses and error",
                     case.training.adam.steps, case.training.collocation.resample_every)
     return result
@@ -224,19 +223,19 @@ def run(case: PINNCase, folder: Path, resume: bool = False, on_step: OnStep | No
     """Train ``case`` in ``folder``, resuming from its checkpoint if asked; returns the
     summary. A new run writes its checkpoint at step 0 before ``config.yaml``, so a run folder
     with a configuration can always be resumed."""
+    threads = apply_threads(case.training.collocation.points, case.threads)
     trainer = build_trainer(case)
     if resume:
         load_checkpoint(trainer, folder)
     else:
         save_checkpoint(trainer, folder)
         write_text(folder / CONFIG, case.to_yaml())
-    started = time.perf_counter()
     trainer.fit(
         on_step=on_step,
         on_checkpoint=lambda: save_checkpoint(trainer, folder),
         checkpoint_every=case.training.checkpoint_every,
     )
-    return write_results(case, trainer, folder, time.perf_counter() - started)
+    return write_results(case, trainer, folder, threads)
 
 
 def describe(case: PINNCase) -> str:

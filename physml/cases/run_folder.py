@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
@@ -29,6 +29,7 @@ class Section(BaseModel):
 class OutputSpec(Section):
     folder: str = "runs"
     figures: bool = True
+    log_error: bool = Field(False, description="error panels of the figures on a log scale")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

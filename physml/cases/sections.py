@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from .run_folder import OutputSpec, Section
 
@@ -114,6 +114,9 @@ class PhysicsCase(CaseBase):
     model: ModelSpec = Field(default_factory=ModelSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     seed: int = Field(0, ge=0)
+    threads: Literal["auto"] | PositiveInt = Field(
+        "auto", description="PyTorch threads on the CPU; auto: from the problem size "
+        "(physml.threads.choose_threads), recorded in metrics.json")
 
     @model_validator(mode="after")
     def _domain_fits_pde(self) -> PhysicsCase:

@@ -46,6 +46,7 @@ from ..devices import Stopwatch
 from ..errors import NonFiniteLossError
 from ..models import PeriodicMLP
 from ..spectral import SpectralSolver
+from ..threads import apply_threads
 from ..train.problems import sine
 from ..train.teng import TENG, TENGPDE, FitProgress
 from .kind import CaseKind, OnStep
@@ -171,6 +172,7 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
     summary. The fitted initial state is the first checkpoint (written before
     ``config.yaml``), so a resumed run never repeats the initial fit; the fit reports its
     progress to ``on_step`` as ``{"fit_iteration", "fit_error", "elapsed_s"}`` records."""
+    threads = apply_threads(case.training.points, case.threads)
     teng = build_teng(case)
     steps = evaluation_steps(case)
     dt, t0 = teng.dt, case.domain.t[0]
@@ -231,7 +233,7 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
                 last_checkpoint = step
     return write_teng_results(case, teng, reference, history, folder, {
         "initial_fit_rel_l2": teng.initial_error, "reference_s": reference_s,
-        "wall_s": wall_offset + clock.seconds})
+        "wall_s": wall_offset + clock.seconds, "threads": threads})
 
 
 def write_teng_results(case, teng, reference, history, folder: Path, extra: dict) -> dict:
@@ -268,9 +270,11 @@ def write_teng_results(case, teng, reference, history, folder: Path, extra: dict
     if case.output.figures:
         from .figures import plot_error_curve, plot_solution
 
-        plot_error_curve(curve, folder / "errors.png", case.name)
+        scheme = f"TENG-{case.training.scheme}, dt = {case.training.dt:g}"
+        plot_error_curve(curve, folder / "errors.png", case.name, scheme=scheme)
         if len(shape) == 2:
-            plot_solution(ds, folder / "solution.png")
+            plot_solution(ds, folder / "solution.png", scheme=scheme, step=case.total_steps,
+                          log_error=case.output.log_error)
     return result
 
 

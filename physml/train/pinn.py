@@ -14,12 +14,12 @@ reference (a Warp solver or an exact solution), never on training points.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from ..devices import Stopwatch
 from ..errors import NonFiniteLossError
 from .balancing import FixedWeights
 from .problems import PINNProblem
@@ -233,29 +233,28 @@ class PINNTrainer:
         """
         end = self.total_steps if until is None else min(until, self.total_steps)
         last_checkpoint = self.step if self.step > 0 else None  # resumed from a checkpoint
-        started, offset = time.perf_counter(), self.elapsed_s
-        while self.step < end:
-            if self.resample_every and self.step and self.step % self.resample_every == 0:
-                self._redraw()
-            record = {"step": self.step, **self._one_step()}
-            if not np.isfinite(record["loss"]):
-                raise NonFiniteLossError(self.step, last_checkpoint)
-            self.step += 1
-            record["weights"] = {k: self.balancer.weight(k) for k in self.losses_names()}
-            if self.step % self.eval_every == 0 or self.step == self.total_steps:
-                record.update(self.evaluate())
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)  # time the work, not its queueing
-            self.elapsed_s = offset + time.perf_counter() - started
-            record["wall_s"] = self.elapsed_s
-            self.history.append(record)
-            if on_step is not None:
-                on_step(record)
-            if on_checkpoint is not None and (
-                self.step % checkpoint_every == 0 or self.step == end
-            ):
-                on_checkpoint()
-                last_checkpoint = self.step
+        offset = self.elapsed_s
+        with Stopwatch(self.device) as clock:
+            while self.step < end:
+                if self.resample_every and self.step and self.step % self.resample_every == 0:
+                    self._redraw()
+                record = {"step": self.step, **self._one_step()}
+                if not np.isfinite(record["loss"]):
+                    raise NonFiniteLossError(self.step, last_checkpoint)
+                self.step += 1
+                record["weights"] = {k: self.balancer.weight(k) for k in self.losses_names()}
+                if self.step % self.eval_every == 0 or self.step == self.total_steps:
+                    record.update(self.evaluate())
+                self.elapsed_s = offset + clock.read()  # the work, not its queueing (CUDA)
+                record["wall_s"] = self.elapsed_s
+                self.history.append(record)
+                if on_step is not None:
+                    on_step(record)
+                if on_checkpoint is not None and (
+                    self.step % checkpoint_every == 0 or self.step == end
+                ):
+                    on_checkpoint()
+                    last_checkpoint = self.step
         return self.history
 
     def losses_names(self) -> list[str]:
