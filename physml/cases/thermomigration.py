@@ -5,14 +5,17 @@ Run folder::
 
     config.yaml           the resolved case
     checkpoint.npz        snapshots so far, their diagnostics and the last step size
-    trajectory.h5         c(time, x, y, z) and T(x, y, z) as xarray/HDF5 (SI attrs)
-    tracked.json          per snapshot: time, mass, free energy, particles (centroid, radius,
-                          volume), the precipitate phase's centre of mass
+    trajectory.h5         c(time, x, y, z) and T as xarray/HDF5: T(x, y, z) for a linear
+                          temperature, T(time, x, y, z) for ``heat``, none for
+                          ``units: nondimensional``
+    tracked.json          per snapshot: time, mass, free energy and, for the double well,
+                          particles (centroid, radius, volume) and the phase's centre of mass
     metrics.json          the summary: mass drift, energy monotonicity, migration velocity
                           against the sharp-interface estimate, steady-profile error
-    snapshots.png         the microstructure at four times; profile.png for 1D cases
-    microstructure.gif    the whole time series, animated (2D/3D: the mid-plane)
-    tracked.png           particle positions and radii against time
+    profile.png           1D cases: c(x) at the snapshots (with figures on, as below)
+    snapshots.png         2D/3D: the microstructure at four times
+    microstructure.gif    2D/3D: the whole time series, animated (3D: the mid-plane)
+    tracked.png           2D/3D double well: particle positions and radii against time
 
 Every quantity is SI: lengths in m, temperatures in K, energies in J/mol, diffusivities in
 m^2/s, times in s::
@@ -27,6 +30,14 @@ m^2/s, times in s::
     heat_of_transport: -23280.0
     initial: {kind: precipitates, centres: [[1.28e-4, 1.28e-4]], radii: [1.6e-5]}
     time: {end: 2.0e4, saves: 41}
+
+``units: nondimensional`` states the isothermal double-well model in the case's own units
+instead (PFHub benchmark 1: ``cases/thermomigration_spinodal_pfhub1.yaml``)::
+
+    units: nondimensional
+    free_energy: {kind: double_well, rho: 5.0, c_alpha: 0.3, c_beta: 0.7, mobility: 5.0}
+    kappa: 2.0
+    initial: {kind: expression, expression: "0.5 + 0.01*cos(0.105*x)*cos(0.11*y)"}
 """
 
 from __future__ import annotations
@@ -52,11 +63,13 @@ from ..solvers.precipitates import (
     track_particles,
 )
 from ..solvers.thermomigration import (
+    DEFAULT_TOLERANCE,
     HeatConductionTemperature,
     ThermomigrationSolver,
     Trajectory,
     linear_temperature,
 )
+from .initial_fields import check_expression, check_field, evaluate_expression, read_field
 from .kind import CaseKind, OnStep
 from .run_folder import CONFIG, Section, atomic_write, require_checkpoint, write_text
 from .sections import CaseBase
@@ -79,13 +92,19 @@ class GridSpec(Section):
 class TemperatureSpec(Section):
     """``linear``: $T = T_{mean} + G(x - x_{mid})$, fixed. ``heat``: starts uniform at ``mean``
     and is evolved by the heat solver with Dirichlet ends $T_{mean} \\mp G L/2$ (diffusivity
-    ``thermal_diffusivity``), no flux on the other axes."""
+    ``thermal_diffusivity``), no flux on the other axes, by backward Euler on its own steps
+    $h_n = \\max(\\Delta x^2/\\alpha,\\ r\\,t_n)$, $r$ = ``step_growth``: steps that follow the
+    temperature's own decay, not the Cahn–Hilliard step nor an explicit limit (see
+    :class:`~physml.solvers.thermomigration.HeatConductionTemperature`); error below
+    $0.04\\,r$ of the temperature span after the first 5 % of $L^2/(\\pi^2\\alpha)$, exact at
+    the steady state."""
 
     kind: Literal["linear", "heat"] = "linear"
     mean: float = Field(gt=0, description="temperature at the domain centre [K]")
     gradient: float = Field(0.0, description="dT/dx along axis [K/m]")
     axis: int = Field(0, ge=0, le=2)
     thermal_diffusivity: float | None = Field(None, gt=0, description="[m^2/s], kind heat")
+    step_growth: float = Field(0.05, gt=0, le=1, description="kind heat: step / elapsed time")
 
     @model_validator(mode="after")
     def _heat_needs_diffusivity(self) -> TemperatureSpec:
@@ -95,12 +114,19 @@ class TemperatureSpec(Section):
 
 
 class FreeEnergySpec(Section):
+    """The homogeneous free energy and the transport coefficient. The double well
+    $f = \\rho(c - c_\\alpha)^2(c - c_\\beta)^2$ is given by its barrier $W = \\rho\\Delta c^4/16$
+    or by $\\rho$, and its transport by the diffusivity $D_0$ or by the constant mobility $M$
+    ($D = M f''_{eq} = 2M\\rho\\Delta c^2$); the other models take ``diffusivity``."""
+
     kind: Literal["dilute", "double_well", "regular_solution"]
-    diffusivity: float = Field(gt=0, description="D0 [m^2/s]")
+    diffusivity: float | None = Field(None, gt=0, description="D0 [m^2/s]")
+    mobility: float | None = Field(None, gt=0, description="double well: M [mol m^2/(J s)]")
     activation_energy: float = Field(0.0, ge=0, description="Q_d [J/mol]")
-    barrier: float | None = Field(None, gt=0, description="double-well barrier [J/mol]")
-    c_alpha: float = 0.0
-    c_beta: float = 1.0
+    barrier: float | None = Field(None, gt=0, description="double-well barrier W [J/mol]")
+    rho: float | None = Field(None, gt=0, description="double well: rho = 16 W / dc^4 [J/mol]")
+    c_alpha: float = Field(0.0, description="matrix well")
+    c_beta: float = Field(1.0, description="precipitate well")
     slope_alpha: float = Field(0.0, description="dc_alpha/dT [1/K]")
     slope_beta: float = Field(0.0, description="dc_beta/dT [1/K]")
     T0: float = Field(1000.0, gt=0, description="temperature of c_alpha, c_beta [K]")
@@ -108,20 +134,48 @@ class FreeEnergySpec(Section):
 
     @model_validator(mode="after")
     def _parameters_present(self) -> FreeEnergySpec:
-        needed = {"double_well": "barrier", "regular_solution": "interaction"}.get(self.kind)
-        if needed and getattr(self, needed) is None:
-            raise ValueError(f"free_energy.kind {self.kind!r} needs free_energy.{needed}")
+        double_well = self.kind == "double_well"
+        if (self.diffusivity is None) == (self.mobility is None if double_well else True):
+            raise ValueError(f"free_energy.kind {self.kind!r} needs "
+                             + ("one of free_energy.diffusivity and free_energy.mobility"
+                                if double_well else "free_energy.diffusivity"))
+        if double_well and (self.barrier is None) == (self.rho is None):
+            raise ValueError("free_energy.kind 'double_well' needs one of free_energy.barrier "
+                             "and free_energy.rho")
+        if double_well and not self.c_alpha < self.c_beta:
+            raise ValueError(f"free_energy.c_alpha={self.c_alpha} must be below "
+                             f"free_energy.c_beta={self.c_beta}")
+        if self.kind == "regular_solution" and self.interaction is None:
+            raise ValueError("free_energy.kind 'regular_solution' needs free_energy.interaction")
+        unused = [k for k in ("mobility", "barrier", "rho") if not double_well
+                  and getattr(self, k) is not None]
+        if unused:
+            raise ValueError(f"free_energy.{unused[0]} applies to kind 'double_well' only")
         return self
+
+    @property
+    def curvature_scale(self) -> float:
+        """The double well's $\\rho$ [J/mol]."""
+        gap = self.c_beta - self.c_alpha
+        return self.rho if self.rho is not None else 16 * self.barrier / gap**4
 
 
 class InitialSpec(Section):
     """``uniform``: c = value. ``precipitates``: discs/spheres at ``centres`` [m] with
     ``radii`` [m] in the matrix with no flux in equilibrium with the largest.
     ``random_precipitates``: ``count`` particles of radius in ``radius_range`` [m], placed at
-    random (``seed``) at least ``spacing`` [m] apart (surface to surface)."""
+    random (``seed``) at least ``spacing`` [m] apart (surface to surface). ``expression``: a
+    formula in the cell centres ``x``, ``y``, ``z`` (NumPy functions, ``pi``; e.g.
+    ``0.5 + 0.01*cos(0.105*x)*cos(0.11*y)``). ``file``: the variable ``variable`` of the
+    xarray/HDF5 file ``path`` (relative to the working folder), of the grid's shape; a leading
+    ``time`` axis (a run's ``trajectory.h5``) is indexed by ``time_index``."""
 
-    kind: Literal["uniform", "precipitates", "random_precipitates"]
+    kind: Literal["uniform", "precipitates", "random_precipitates", "expression", "file"]
     value: float | None = None
+    expression: str | None = None
+    path: str | None = None
+    variable: str = "c"
+    time_index: int = -1
     centres: list[list[float]] = Field(default_factory=list)
     radii: list[float] = Field(default_factory=list)
     count: int = Field(0, ge=0)
@@ -133,11 +187,18 @@ class InitialSpec(Section):
     def _complete(self) -> InitialSpec:
         if self.kind == "uniform" and self.value is None:
             raise ValueError("initial.kind 'uniform' needs initial.value")
+        if self.kind == "expression" and not self.expression:
+            raise ValueError("initial.kind 'expression' needs initial.expression")
+        if self.kind == "file" and not self.path:
+            raise ValueError("initial.kind 'file' needs initial.path")
         if self.kind == "precipitates" and (not self.radii or len(self.radii) != len(self.centres)):
             raise ValueError("initial.kind 'precipitates' needs as many initial.centres as radii")
         if self.kind == "random_precipitates" and (self.count < 1 or self.radius_range is None):
             raise ValueError("initial.kind 'random_precipitates' needs initial.count >= 1 and "
                              "initial.radius_range")
+        if self.radius_range is not None and not 0 < self.radius_range[0] <= self.radius_range[1]:
+            raise ValueError(f"initial.radius_range {list(self.radius_range)} needs "
+                             "0 < low <= high")
         return self
 
 
@@ -147,7 +208,12 @@ class TimeSpec(Section):
 
 
 class SolverSpec(Section):
-    tolerance: float = Field(1e-3, gt=0, description="local error per step, relative")
+    tolerance: float = Field(
+        DEFAULT_TOLERANCE, gt=0, lt=1,
+        description="local error per step, relative to max|c0|; the default 1e-4 keeps the "
+        "free energy within 0.8 % of a converged solution while a spinodal decomposition "
+        "separates (2.2 % at 1e-3, 0.25 % at 1e-5 with 3x the steps; "
+        "benchmarks/phasefield_tolerance.py)")
     dt_max: float | None = Field(None, gt=0)
 
 
@@ -155,8 +221,11 @@ class ThermomigrationCase(CaseBase):
     """A whole thermomigration case file."""
 
     kind: Literal["thermomigration"]
+    units: Literal["si", "nondimensional"] = Field(
+        "si", description="si: every input in SI; nondimensional: the classic isothermal "
+        "Cahn-Hilliard model in the case's own units (double well, mobility, kappa)")
     grid: GridSpec
-    temperature: TemperatureSpec
+    temperature: TemperatureSpec | None = None
     free_energy: FreeEnergySpec
     interface_width: float | None = Field(None, gt=0, description="double well: delta [m]")
     kappa: float | None = Field(None, ge=0, description="gradient energy [J m^2/mol]")
@@ -169,7 +238,11 @@ class ThermomigrationCase(CaseBase):
     @model_validator(mode="after")
     def _consistent(self) -> ThermomigrationCase:
         ndim = len(self.grid.shape)
-        if self.temperature.axis >= ndim:
+        if self.units == "nondimensional":
+            self._nondimensional_model()
+        elif self.temperature is None:
+            raise ValueError("units 'si' needs a temperature section")
+        if self.temperature is not None and self.temperature.axis >= ndim:
             raise ValueError(f"temperature.axis {self.temperature.axis} is not an axis of the "
                              f"{ndim}D grid")
         two_phase = self.free_energy.kind != "dilute"
@@ -192,7 +265,38 @@ class ThermomigrationCase(CaseBase):
         if two_phase and self.interface_width is not None and self.interface_width < cell:
             raise ValueError(f"interface_width={self.interface_width:g} m is narrower than a "
                              f"cell ({cell:g} m): refine grid.shape or widen the interface")
+        if self.initial.kind == "expression":
+            check_expression(self.initial.expression, ndim)
+        if self.initial.kind == "file":
+            check_field(self.initial.path, self.initial.variable, tuple(self.grid.shape),
+                        self.initial.time_index)
         return self
+
+    def _nondimensional_model(self) -> None:
+        """The non-dimensional form is the isothermal double well with constant mobility:
+        $c_t = \\nabla\\cdot M\\nabla(f'(c) - \\kappa\\nabla^2 c)$,
+        $f = \\rho(c - c_\\alpha)^2(c - c_\\beta)^2$; no temperature enters."""
+        energy = self.free_energy
+        if energy.kind != "double_well" or energy.mobility is None:
+            raise ValueError("units 'nondimensional' needs free_energy.kind 'double_well' with "
+                             "free_energy.mobility")
+        thermal = {"temperature": self.temperature is not None,
+                   "heat_of_transport": self.heat_of_transport != 0,
+                   "free_energy.activation_energy": energy.activation_energy != 0,
+                   "free_energy.slope_alpha": energy.slope_alpha != 0,
+                   "free_energy.slope_beta": energy.slope_beta != 0}
+        given = [key for key, present in thermal.items() if present]
+        if given:
+            raise ValueError(f"units 'nondimensional' is isothermal: remove {given[0]}")
+
+    @property
+    def temperature_spec(self) -> TemperatureSpec:
+        """The temperature section; the non-dimensional model runs at a uniform
+        ``NONDIMENSIONAL_TEMPERATURE`` that enters nothing (no activation energy, slopes or
+        heat of transport)."""
+        if self.temperature is not None:
+            return self.temperature
+        return TemperatureSpec(kind="linear", mean=NONDIMENSIONAL_TEMPERATURE)
 
     @property
     def total_steps(self) -> int:
@@ -201,6 +305,7 @@ class ThermomigrationCase(CaseBase):
 
 
 CHECKPOINT = "checkpoint.npz"
+NONDIMENSIONAL_TEMPERATURE = 1.0
 
 
 def build_grid(case: ThermomigrationCase) -> tuple[Grid, BoundaryConditions]:
@@ -212,30 +317,37 @@ def build_grid(case: ThermomigrationCase) -> tuple[Grid, BoundaryConditions]:
 
 
 def build_free_energy(case: ThermomigrationCase) -> DiluteSolution | DoubleWell | RegularSolution:
+    """The free energy; a double well given by $\\rho$ and a mobility $M$ becomes
+    ``DoubleWell(barrier=`` $\\rho\\Delta c^4/16$ ``, diffusivity=`` $2M\\rho\\Delta c^2$ ``)``."""
     spec = case.free_energy
-    common = {"diffusivity": spec.diffusivity, "activation_energy": spec.activation_energy}
     if spec.kind == "dilute":
-        return DiluteSolution(**common)
+        return DiluteSolution(diffusivity=spec.diffusivity,
+                              activation_energy=spec.activation_energy)
     if spec.kind == "regular_solution":
-        return RegularSolution(interaction=spec.interaction, **common)
-    return DoubleWell(barrier=spec.barrier, c_alpha=spec.c_alpha, c_beta=spec.c_beta,
+        return RegularSolution(interaction=spec.interaction, diffusivity=spec.diffusivity,
+                               activation_energy=spec.activation_energy)
+    gap, rho = spec.c_beta - spec.c_alpha, spec.curvature_scale
+    diffusivity = (spec.diffusivity if spec.mobility is None
+                   else 2 * spec.mobility * rho * gap**2)
+    return DoubleWell(barrier=rho * gap**4 / 16, c_alpha=spec.c_alpha, c_beta=spec.c_beta,
                       slope_alpha=spec.slope_alpha, slope_beta=spec.slope_beta, T0=spec.T0,
-                      **common)
+                      diffusivity=diffusivity, activation_energy=spec.activation_energy)
 
 
 def build_temperature(case: ThermomigrationCase, grid: Grid):
     """The fixed linear field, or a :class:`HeatConductionTemperature` (kind ``heat``)."""
-    spec = case.temperature
+    spec = case.temperature_spec
     half = grid.upper[spec.axis] / 2
     cold = spec.mean - spec.gradient * half
     if spec.kind == "linear":
         return linear_temperature(grid, cold, spec.gradient, spec.axis)
     sides = [(BC("neumann"), BC("neumann")) for _ in range(grid.ndim)]
     sides[spec.axis] = (BC("dirichlet", cold), BC("dirichlet", spec.mean + spec.gradient * half))
-    dt = 0.05 * min(grid.dx) ** 2 / spec.thermal_diffusivity
-    heat = HeatSolver(grid, BoundaryConditions(tuple(sides)), nu=spec.thermal_diffusivity, dt=dt,
-                      scheme="imex", theta=1.0, device=case.device, dtype=case.dtype)
-    return HeatConductionTemperature(heat, np.full(grid.shape, spec.mean))
+    heat = HeatSolver(grid, BoundaryConditions(tuple(sides)), nu=spec.thermal_diffusivity,
+                      dt=None, scheme="imex", theta=1.0, device=case.device, dtype=case.dtype)
+    return HeatConductionTemperature(heat, np.full(grid.shape, spec.mean),
+                                     first_step=min(grid.dx) ** 2 / spec.thermal_diffusivity,
+                                     growth=spec.step_growth)
 
 
 def _kappa(case: ThermomigrationCase, model) -> float:
@@ -267,10 +379,15 @@ def _random_particles(case: ThermomigrationCase, grid: Grid) -> tuple[list, list
 
 
 def initial_state(case: ThermomigrationCase, grid: Grid, model, T: np.ndarray) -> np.ndarray:
-    """$c_0$: uniform, or precipitates in a zero-flux matrix in equilibrium with the largest."""
+    """$c_0$: uniform, an expression, a file's field, or precipitates in a zero-flux matrix in
+    equilibrium with the largest."""
     spec = case.initial
     if spec.kind == "uniform":
         return np.full(grid.shape, float(spec.value))
+    if spec.kind == "expression":
+        return evaluate_expression(spec.expression, grid.mesh())
+    if spec.kind == "file":
+        return read_field(spec.path, spec.variable, grid.shape, spec.time_index)
     centres, radii = ((spec.centres, spec.radii) if spec.kind == "precipitates"
                       else _random_particles(case, grid))
     kappa = _kappa(case, model)
@@ -287,7 +404,7 @@ def build_solver(case: ThermomigrationCase) -> tuple[ThermomigrationSolver, np.n
     T0 = temperature(0.0) if callable(temperature) else temperature
     solver = ThermomigrationSolver(
         grid, model, temperature, kappa=_kappa(case, model),
-        heat_of_transport=case.heat_of_transport, bc=bc, T_ref=case.temperature.mean,
+        heat_of_transport=case.heat_of_transport, bc=bc, T_ref=case.temperature_spec.mean,
         tolerance=case.solver.tolerance, dt_max=case.solver.dt_max, device=case.device,
         dtype=case.dtype,
     )
@@ -301,7 +418,7 @@ def track(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Traject
     """Per snapshot: time, mass, free energy and, for two-phase cases, the particles."""
     records = []
     model = solver.free_energy
-    x = solver.grid.mesh()[case.temperature.axis]
+    x = solver.grid.mesh()[case.temperature_spec.axis]
     for t, c, mass, energy in zip(run.times, run.states, run.mass, run.free_energy):
         record = {"t": t, "mass": mass, "free_energy": energy}
         if isinstance(model, DoubleWell):
@@ -316,13 +433,24 @@ def track(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Traject
     return records
 
 
-def steady_profile(case: ThermomigrationCase, solver: ThermomigrationSolver,
-                   run: Trajectory) -> np.ndarray | None:
-    """The dilute model's zero-flux state $c \\propto \\exp(Q^*/RT)$ with the run's mean
-    composition, for a fixed temperature; None otherwise."""
-    if not isinstance(solver.free_energy, DiluteSolution) or case.temperature.kind != "linear":
+def temperature_history(case: ThermomigrationCase, grid: Grid, times: list[float]
+                        ) -> np.ndarray | None:
+    """$T$ [K] at ``times`` [s], shape ``(len(times), *grid.shape)``, for ``temperature.kind``
+    heat (a fresh heat field: its steps do not depend on the run's); None for a fixed field."""
+    if case.temperature_spec.kind != "heat":
         return None
-    exact = np.exp(case.heat_of_transport / (GAS_CONSTANT * solver.temperature))
+    field = build_temperature(case, grid)
+    return np.stack([field(t) for t in times])
+
+
+def steady_profile(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Trajectory,
+                   T_end: np.ndarray) -> np.ndarray | None:
+    """The dilute model's zero-flux state $c \\propto \\exp(Q^*/RT)$ in the final temperature
+    ``T_end`` [K] with the run's mean composition (for ``heat``: the temperature's own steady
+    state by then); None for the other models."""
+    if not isinstance(solver.free_energy, DiluteSolution):
+        return None
+    exact = np.exp(case.heat_of_transport / (GAS_CONSTANT * T_end))
     return exact * np.mean(run.states[0]) / np.mean(exact)
 
 
@@ -336,10 +464,18 @@ SUMMARY_UNITS = {
 }
 """Units of the entries of a thermomigration run's ``metrics.json``."""
 
+NONDIMENSIONAL_UNITS = {
+    "free_energy_max_increase": "model energy x length^d", "centre_of_mass_shift": "model length",
+    "velocity": "model length / model time", "velocity_estimate": "not applicable",
+    "displacement": "model length",
+}
+"""The entries of :data:`SUMMARY_UNITS` whose units differ for ``units: nondimensional``."""
+
 
 def summarise(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Trajectory,
-              records: list) -> dict:
-    """Mass drift, energy monotonicity and the case's own check (profile or migration)."""
+              records: list, T_end: np.ndarray) -> dict:
+    """Mass drift, energy monotonicity and the case's own check (profile or migration);
+    ``T_end`` the temperature [K] at the last snapshot."""
     mass = np.array(run.mass)
     energy = np.array(run.free_energy)
     summary = {
@@ -350,7 +486,7 @@ def summarise(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Tra
         "rejected_steps": int(run.rejected),
     }
     model = solver.free_energy
-    exact = steady_profile(case, solver, run)
+    exact = steady_profile(case, solver, run, T_end)
     if exact is not None:
         summary["steady_profile_error"] = float(np.max(np.abs(run.states[-1] - exact))
                                                 / np.max(exact))
@@ -363,22 +499,23 @@ def summarise(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Tra
         if counts[0] == 2 and counts[-1] >= 1:
             small = volumes[-1][0] if counts[-1] == 2 else 0.0
             summary["smaller_volume_ratio"] = small / volumes[0][0]
-        if counts[0] == 1 and all(c == 1 for c in counts) and solver.grid.ndim in (2, 3):
+        if (counts[0] == 1 and all(c == 1 for c in counts) and solver.grid.ndim in (2, 3)
+                and case.temperature_spec.gradient != 0):
             summary.update(_migration(case, solver, run, records))
     return summary
 
 
 def _migration(case, solver, run, records) -> dict:
     """Velocity of a single particle (fit over the second half) against the estimate."""
-    axis = case.temperature.axis
+    axis = case.temperature_spec.axis
     times = np.array(run.times)
     x = np.array([r["particles"][0]["centroid"][axis] for r in records])
     radius = np.array([r["particles"][0]["radius"] for r in records])
     later = slice(len(times) // 2, None)
     velocity = float(np.polyfit(times[later], x[later], 1)[0])
-    centre_T = float(case.temperature.mean + case.temperature.gradient
+    centre_T = float(case.temperature_spec.mean + case.temperature_spec.gradient
                      * (x[0] - solver.grid.upper[axis] / 2))
-    estimate = migration_velocity(solver.free_energy, case.temperature.gradient, centre_T,
+    estimate = migration_velocity(solver.free_energy, case.temperature_spec.gradient, centre_T,
                                   case.heat_of_transport, solver.grid.ndim)
     return {
         "velocity": velocity,
@@ -436,9 +573,14 @@ def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
         if on_step is not None:
             on_step({"step": k, "t": run.times[-1]})
     records = track(case, solver, run)
-    summary = summarise(case, solver, run, records)
+    temperatures = temperature_history(case, solver.grid, run.times)
+    T_end = solver.temperature if temperatures is None else temperatures[-1]
+    summary = summarise(case, solver, run, records, T_end)
+    if case.units == "nondimensional":
+        summary["units"] = {key: NONDIMENSIONAL_UNITS.get(key, unit)
+                            for key, unit in SUMMARY_UNITS.items()}
     summary["wall_s"] = time.perf_counter() - started
-    write_thermomigration_results(case, solver, run, records, summary, folder)
+    write_thermomigration_results(case, solver, run, records, summary, folder, temperatures)
     return summary
 
 
@@ -454,26 +596,27 @@ def _extend(run: Trajectory, segment: Trajectory, skip: int) -> None:
     run.rejected += segment.rejected
 
 
-def write_thermomigration_results(case, solver, run, records, summary, folder: Path) -> None:
+def write_thermomigration_results(case, solver, run, records, summary, folder: Path,
+                                  temperatures: np.ndarray | None) -> None:
+    """The run folder's results (see the module docstring); ``temperatures`` is
+    :func:`temperature_history` (None: the fixed ``solver.temperature``)."""
     grid = solver.grid
     dims = ("x", "y", "z")[: grid.ndim]
     coords = {d: grid.coords(i) for i, d in enumerate(dims)}
-    ds = xr.Dataset(
-        {
-            "c": (("time", *dims), np.stack(run.states)),
-            "T": (dims, solver.temperature),
-        },
-        coords={"time": np.array(run.times), **coords},
-        attrs={
-            "case": case.name,
-            "pde": "cahn_hilliard_thermomigration",
-            "free_energy": case.free_energy.kind,
-            "heat_of_transport_J_per_mol": case.heat_of_transport,
-            "kappa_J_m2_per_mol": solver.kappa,
-            "units": "x, y, z in m; time in s; T in K; c mole fraction",
-            "physml_version": __version__,
-        },
-    )
+    fields = {"c": (("time", *dims), np.stack(run.states))}
+    attrs = {"case": case.name, "pde": "cahn_hilliard_thermomigration",
+             "free_energy": case.free_energy.kind, "physml_version": __version__}
+    if case.units == "nondimensional":
+        attrs.update(units="non-dimensional (the case's own units)",
+                     mobility=case.free_energy.mobility, rho=case.free_energy.curvature_scale,
+                     kappa=solver.kappa)
+    else:
+        fields["T"] = (dims, solver.temperature) if temperatures is None else (
+            ("time", *dims), temperatures)
+        attrs.update(heat_of_transport_J_per_mol=case.heat_of_transport,
+                     kappa_J_m2_per_mol=solver.kappa,
+                     units="x, y, z in m; time in s; T in K; c mole fraction")
+    ds = xr.Dataset(fields, coords={"time": np.array(run.times), **coords}, attrs=attrs)
     write_dataset(ds, folder / "trajectory.h5")
     write_text(folder / "tracked.json", json.dumps(records, indent=1))
     write_text(folder / "metrics.json", json.dumps(summary, indent=1))
@@ -481,11 +624,12 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
         from .figures import animate_microstructure, plot_profile, plot_snapshots, plot_tracked
 
         if grid.ndim == 1:
-            plot_profile(coords["x"], run.times, run.states, steady_profile(case, solver, run),
-                         folder / "profile.png")
+            T_end = solver.temperature if temperatures is None else temperatures[-1]
+            plot_profile(coords["x"], run.times, run.states,
+                         steady_profile(case, solver, run, T_end), folder / "profile.png")
         else:
             two_phase = isinstance(solver.free_energy, DoubleWell)
-            gradient = case.temperature.axis, case.temperature.gradient
+            gradient = case.temperature_spec.axis, case.temperature_spec.gradient
             centroids = ([[p["centroid"] for p in r["particles"]] for r in records]
                          if two_phase else None)
             plot_snapshots(grid, run.times, run.states, folder / "snapshots.png", *gradient,
@@ -493,13 +637,19 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
             animate_microstructure(grid, run.times, run.states, folder / "microstructure.gif",
                                    *gradient)
             if two_phase:
-                plot_tracked(records, case.temperature.axis, folder / "tracked.png",
+                plot_tracked(records, case.temperature_spec.axis, folder / "tracked.png",
                              summary.get("velocity_estimate"))
 
 
 def describe(case: ThermomigrationCase) -> str:
     shape = "x".join(str(n) for n in case.grid.shape)
-    T = case.temperature
+    if case.units == "nondimensional":
+        energy = case.free_energy
+        return (f"Cahn-Hilliard, non-dimensional double well, {shape} cells, "
+                f"M = {energy.mobility:g}, rho = {energy.curvature_scale:g}, "
+                f"kappa = {case.kappa if case.kappa is not None else 'from interface_width'}, "
+                f"t = {case.time.end:g}")
+    T = case.temperature_spec
     return (f"Cahn-Hilliard thermomigration, {case.free_energy.kind}, {shape} cells, "
             f"grad T = {T.gradient:g} K/m, Q* = {case.heat_of_transport:g} J/mol, "
             f"t = {case.time.end:g} s")
@@ -517,7 +667,8 @@ def headline(summary: dict) -> str:
     if "smaller_volume_ratio" in summary:
         parts.append(f"smaller particle volume x{summary['smaller_volume_ratio']:.2f}")
     if "centre_of_mass_shift" in summary:
-        parts.append(f"centre of mass moved {summary['centre_of_mass_shift']:+.3e} m")
+        unit = summary["units"]["centre_of_mass_shift"]
+        parts.append(f"centre of mass moved {summary['centre_of_mass_shift']:+.3e} {unit}")
     return ", ".join(parts) + f", {summary['steps']} steps, {summary['wall_s']:.0f} s"
 
 
