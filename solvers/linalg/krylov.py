@@ -192,9 +192,11 @@ def _check(
 def _start(
     A: LinearOperator, b: wp.array, x0: wp.array | None, columns: int, check_every: int
 ) -> tuple[wp.array, wp.array, wp.array]:
-    """x (a copy of x0, or zeros), r = b - A x and the scalar table with row 0 filled."""
-    x = wp.zeros_like(b) if x0 is None else wp.clone(x0)
-    r = wp.empty_like(b)
+    """x (a copy of x0, or zeros), r = b - A x and the scalar table with row 0 filled.
+
+    Work arrays never carry gradients, so nothing of the iteration joins a ``wp.Tape``."""
+    x = wp.zeros_like(b, requires_grad=False) if x0 is None else wp.clone(x0, requires_grad=False)
+    r = wp.empty_like(b, requires_grad=False)
     A.matvec(x, r)
     s = wp.zeros((check_every + 1, columns), dtype=wp.float64, device=b.device)
     sweep(residual_kernel, [b], [], [s, r])
