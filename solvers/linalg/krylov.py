@@ -173,8 +173,11 @@ def _check(
     for name, v in (("b", b), ("x0", x0)):
         if v is None:
             continue
-        if v.shape != (n,):
-            raise ValueError(f"{name} has shape {v.shape}; the operator needs ({n},)")
+        if v.shape != (n,) or not v.is_contiguous:
+            raise ValueError(
+                f"{name} has shape {v.shape} (contiguous: {v.is_contiguous}); the operator needs "
+                f"a contiguous ({n},) array"
+            )
         if v.dtype != A.dtype or v.device != A.device:
             raise ValueError(
                 f"{name} is {v.dtype.__name__} on {v.device}; the operator is "
