@@ -240,7 +240,7 @@ def _iterate(
             step(j, tol2)
         block = s.numpy()[1 : m + 1, RESIDUAL]
         done = np.flatnonzero(~(block > tol2))  # met the tolerance, or NaN
-        taken = done[0] + 1 if done.size else m
+        taken = int(done[0]) + 1 if done.size else m
         history.extend(block[:taken])
         iterations += taken
         wp.launch(roll_kernel, dim=s.shape[1], inputs=[m], outputs=[s], device=s.device)
