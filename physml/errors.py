@@ -2,6 +2,7 @@
 (:class:`ConfigError`, ``ValueError``) or 1 (numerical failures)."""
 
 from .solvers.errors import BlowUpError as BlowUpError
+from .solvers.errors import ConvergenceError as ConvergenceError
 from .solvers.errors import UnstableStepError as UnstableStepError
 
 

@@ -30,6 +30,7 @@ import warp as wp
 
 from .errors import BlowUpError, UnstableStepError
 from .grid import BoundaryConditions, Grid, periodic
+from .linalg import StencilOperator, cg
 from .operators import (
     FluxKind,
     GridLayout,
@@ -397,7 +398,8 @@ class GridSolver:
         return out
 
     def _solve_implicit(self, b: wp.array, nu: wp.array, x: wp.array) -> int:
-        """Solve $(I - \\theta\\Delta t\\,\\nu L_0)x = b$ by conjugate gradients (x overwritten).
+        """Solve $(I - \\theta\\Delta t\\,\\nu L_0)x = b$ by conjugate gradients
+        (:func:`~physml.solvers.linalg.cg`, matrix-free; x overwritten).
 
         $L_0$ is the Laplacian with homogeneous boundary values: symmetric negative
         semi-definite, so the operator is SPD with eigenvalues in
@@ -408,10 +410,7 @@ class GridSolver:
             return self._solve_tridiagonal(b, nu, x)
         lay, T, dev = self.layout, self.dtype, self.device
         n = self.grid.size
-        tol = 1e-13 if T == wp.float64 else 1e-6
         xp = wp.empty(lay.padded_size, dtype=T, device=dev)
-        ap = wp.empty(n, dtype=T, device=dev)
-        dot = wp.zeros(1, dtype=T, device=dev)
         theta_dt = T(self.theta * self.dt)
 
         def launch_n(kernel, inputs, outputs):
@@ -436,30 +435,11 @@ class GridSolver:
                 [out],
             )
 
-        def inner(a, c):
-            dot.zero_()
-            launch_n(weighted_dot_kernel, [a, c, T(1.0)], [dot])
-            return float(dot.numpy()[0])
-
-        launch_n(axpy_kernel, [b, b, T(0.0)], [x])  # initial guess b (exact as nu dt -> 0)
-        r = wp.empty(n, dtype=T, device=dev)
-        apply(x, ap)
-        launch_n(axpy_kernel, [b, ap, T(-1.0)], [r])
-        p = wp.empty(n, dtype=T, device=dev)
-        launch_n(axpy_kernel, [r, r, T(0.0)], [p])
-        rr = inner(r, r)
-        bb = max(inner(b, b), np.finfo(np.float64).tiny)
-        for iteration in range(10 * n + 10):
-            if rr <= tol**2 * bb:
-                return iteration
-            apply(p, ap)
-            alpha = rr / inner(p, ap)
-            launch_n(axpy_kernel, [x, p, T(alpha)], [x])
-            launch_n(axpy_kernel, [r, ap, T(-alpha)], [r])
-            rr_new = inner(r, r)
-            launch_n(axpy_kernel, [r, p, T(rr_new / rr)], [p])
-            rr = rr_new
-        raise RuntimeError(f"implicit diffusion solve did not converge (residual^2 {rr:.3e})")
+        rtol = 1e-13 if T == wp.float64 else 1e-6
+        operator = StencilOperator(n, apply, dtype=T, device=dev)
+        result = cg(operator, b, b, rtol=rtol, maxiter=10 * n + 10)  # x0 = b: exact as nu dt -> 0
+        wp.copy(x, result.x)
+        return result.iterations
 
     def _solve_tridiagonal(self, b: wp.array, nu: wp.array, x: wp.array) -> int:
         """The 1D implicit system solved directly (Thomas / Sherman–Morrison), O(n)."""

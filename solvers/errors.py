@@ -45,3 +45,33 @@ class BlowUpError(FloatingPointError):
         super().__init__(f"{field} became NaN/Inf at {where}{good}; reduce dt or check the inputs")
         self.step, self.t, self.field = step, t, field
         self.last_good_step, self.last_good_state = last_good_step, last_good_state
+
+
+class ConvergenceError(ArithmeticError):
+    """An iterative linear solve did not reach its tolerance.
+
+    Attributes:
+        method: the solver (``"cg"``, ``"bicgstab"``).
+        iterations: the iterations run.
+        residual: the relative residual reached, $\\|r\\| / \\|b\\|$ (NaN on breakdown).
+        tolerance: the relative residual asked for, $\\max(rtol, atol / \\|b\\|)$.
+        residuals: the history $\\|r_j\\|$, j = 0..iterations.
+    """
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        iterations: int,
+        residual: float,
+        tolerance: float,
+        residuals: np.ndarray,
+        reason: str = "did not converge",
+    ) -> None:
+        super().__init__(
+            f"{method} {reason} in {iterations} iterations: relative residual {residual:.3e} "
+            f"> tolerance {tolerance:.3e}; raise maxiter, use a preconditioner, or check that the "
+            "operator suits the method"
+        )
+        self.method, self.iterations, self.residual = method, iterations, residual
+        self.tolerance, self.residuals = tolerance, residuals

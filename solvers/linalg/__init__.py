@@ -1,0 +1,19 @@
+"""Sparse linear algebra on Warp arrays: operators, Krylov solvers and preconditioners.
+
+Every implicit solve of the package goes through here. Importing it does not import PyTorch
+and does not initialise Warp.
+"""
+
+from .krylov import SolveResult as SolveResult
+from .krylov import bicgstab as bicgstab
+from .krylov import cg as cg
+from .linear_operator import CsrOperator as CsrOperator
+from .linear_operator import LinearOperator as LinearOperator
+from .linear_operator import StencilOperator as StencilOperator
+from .linear_operator import csr_from_scipy as csr_from_scipy
+from .linear_operator import csr_to_scipy as csr_to_scipy
+from .preconditioners import PRECONDITIONERS as PRECONDITIONERS
+from .preconditioners import Jacobi as Jacobi
+from .preconditioners import Preconditioner as Preconditioner
+from .preconditioners import RugeStubenAMG as RugeStubenAMG
+from .preconditioners import SmoothedAggregationAMG as SmoothedAggregationAMG

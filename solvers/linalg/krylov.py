@@ -1,0 +1,247 @@
+r"""Krylov solvers for $A x = b$ over the :class:`~physml.solvers.linalg.LinearOperator` protocol.
+
+:func:`cg` (preconditioned conjugate gradients, A and M symmetric positive definite) and
+:func:`bicgstab` (BiCGStab, right-preconditioned, any nonsingular A) stop when
+
+$$\|r_j\|_2 \le \max(\text{rtol}\,\|b\|_2,\ \text{atol}),\qquad r_j = b - A x_j$$
+
+(the recursively updated residual). Every scalar stays on the device
+(:mod:`~physml.solvers.linalg.kernels`); the host reads the residuals once every
+``check_every`` iterations, and the kernels freeze the iterate at the first one that met the
+tolerance, so the answer and the iteration count are those of a check every iteration.
+Vectors are float32 or float64 on any Warp device; reductions accumulate in float64.
+Not ``warp.optim.linear``: see :mod:`~physml.solvers.linalg.kernels` for why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import warp as wp
+
+from ..errors import ConvergenceError
+from .kernels import (
+    BNORM,
+    RESIDUAL,
+    bicgstab_direction_kernel,
+    bicgstab_half_kernel,
+    bicgstab_update_kernel,
+    cg_direction_kernel,
+    cg_update_kernel,
+    dot2_kernel,
+    dot_kernel,
+    residual_kernel,
+    roll_kernel,
+    sweep,
+)
+from .linear_operator import LinearOperator
+from .preconditioners import Preconditioner
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """The outcome of a converged Krylov solve.
+
+    Attributes:
+        x: the solution, a new Warp array of shape (n,).
+        iterations: iterations run until the tolerance was met.
+        residuals: $\\|r_j\\|_2$ for j = 0..iterations, shape (iterations + 1,).
+        b_norm: $\\|b\\|_2$.
+    """
+
+    x: wp.array
+    iterations: int
+    residuals: np.ndarray
+    b_norm: float
+
+    @property
+    def relative_residual(self) -> float:
+        """$\\|r\\| / \\|b\\|$ at the last iteration (the recursive residual)."""
+        return float(self.residuals[-1] / self.b_norm) if self.b_norm > 0 else 0.0
+
+
+def cg(
+    A: LinearOperator,
+    b: wp.array,
+    x0: wp.array | None = None,
+    *,
+    preconditioner: Preconditioner | None = None,
+    rtol: float = 1e-8,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    check_every: int = 10,
+) -> SolveResult:
+    """Preconditioned conjugate gradients for $A x = b$, A symmetric positive definite.
+
+    Per iteration: one product with A, one preconditioner apply, and three (two without a
+    preconditioner) fused vector kernels: $\\alpha = r^T z / p^T A p$, $x \\mathrel{+}= \\alpha p$,
+    $r \\mathrel{-}= \\alpha A p$, $z = M^{-1} r$, $p = z + (r_+^T z_+ / r^T z)\\, p$.
+
+    Args:
+        A: the operator, shape (n, n).
+        b: right-hand side, shape (n,), A's dtype and device.
+        x0: initial guess (zeros if None); not modified.
+        preconditioner: $M^{-1}$ (symmetric positive definite), or None.
+        rtol, atol: stop when $\\|r\\| \\le \\max(rtol\\,\\|b\\|, atol)$.
+        maxiter: at most this many iterations (10 n if None).
+        check_every: iterations between host reads of the residual.
+
+    Returns:
+        :class:`SolveResult`.
+
+    Raises:
+        ConvergenceError: the tolerance is not met within ``maxiter`` iterations, or the
+            residual became NaN/Inf; it carries the residual reached.
+    """
+    maxiter = _check(A, b, x0, rtol, atol, maxiter, check_every)
+    x, r, s = _start(A, b, x0, columns=4, check_every=check_every)
+    if preconditioner is None:
+        z, rz_col = r, RESIDUAL
+    else:
+        z, rz_col = wp.empty_like(r), 1
+        preconditioner.apply(r, z)
+        sweep(dot_kernel, [r, z], [0, rz_col], [s])
+    p, ap = wp.clone(z), wp.empty_like(r)
+
+    def step(j: int, tol2: float) -> None:
+        A.matvec(p, ap)
+        sweep(dot_kernel, [p, ap], [j, 2], [s])
+        sweep(cg_update_kernel, [p, ap], [j, rz_col, tol2], [s, x, r])
+        if preconditioner is not None:
+            preconditioner.apply(r, z)
+            sweep(dot_kernel, [r, z], [j + 1, rz_col], [s])
+        sweep(cg_direction_kernel, [z], [j, rz_col, tol2], [s, p])
+
+    return _iterate("cg", step, x, s, rtol, atol, maxiter, check_every)
+
+
+def bicgstab(
+    A: LinearOperator,
+    b: wp.array,
+    x0: wp.array | None = None,
+    *,
+    preconditioner: Preconditioner | None = None,
+    rtol: float = 1e-8,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    check_every: int = 10,
+) -> SolveResult:
+    """BiCGStab (van der Vorst 1992) for $A x = b$, A nonsingular, right-preconditioned.
+
+    Per iteration: two products with A, two preconditioner applies and five vector kernels;
+    $\\hat r = r_0$, $h = r - \\alpha A\\hat p$, $\\omega = (t^T h)/(t^T t)$ with $t = A\\hat h$,
+    $x \\mathrel{+}= \\alpha\\hat p + \\omega\\hat h$, $r = h - \\omega t$,
+    $p = r + \\beta(p - \\omega A\\hat p)$, where $\\hat p = M^{-1}p$, $\\hat h = M^{-1}h$.
+    Arguments, result and errors as :func:`cg`.
+    """
+    maxiter = _check(A, b, x0, rtol, atol, maxiter, check_every)
+    x, r, s = _start(A, b, x0, columns=6, check_every=check_every)
+    sweep(dot_kernel, [r, r], [0, 1], [s])
+    rhat, p = wp.clone(r), wp.clone(r)
+    v, h, tv = (wp.empty_like(r) for _ in range(3))
+    phat, hhat = (p, h) if preconditioner is None else (wp.empty_like(r), wp.empty_like(r))
+
+    def step(j: int, tol2: float) -> None:
+        if preconditioner is not None:
+            preconditioner.apply(p, phat)
+        A.matvec(phat, v)
+        sweep(dot_kernel, [rhat, v], [j, 2], [s])
+        sweep(bicgstab_half_kernel, [r, v], [j, tol2, s], [h])
+        if preconditioner is not None:
+            preconditioner.apply(h, hhat)
+        A.matvec(hhat, tv)
+        sweep(dot2_kernel, [tv, h], [j, 4], [s])
+        sweep(bicgstab_update_kernel, [phat, hhat, h, tv, rhat], [j, tol2], [s, x, r])
+        sweep(bicgstab_direction_kernel, [r, v], [j, tol2], [s, p])
+
+    return _iterate("bicgstab", step, x, s, rtol, atol, maxiter, check_every)
+
+
+def _check(
+    A: LinearOperator,
+    b: wp.array,
+    x0: wp.array | None,
+    rtol: float,
+    atol: float,
+    maxiter: int | None,
+    check_every: int,
+) -> int:
+    """Validate the arguments; return maxiter (10 n if None)."""
+    n = A.shape[0]
+    for name, v in (("b", b), ("x0", x0)):
+        if v is None:
+            continue
+        if v.shape != (n,) or not v.is_contiguous:
+            raise ValueError(
+                f"{name} has shape {v.shape} (contiguous: {v.is_contiguous}); the operator needs "
+                f"a contiguous ({n},) array"
+            )
+        if v.dtype != A.dtype or v.device != A.device:
+            raise ValueError(
+                f"{name} is {v.dtype.__name__} on {v.device}; the operator is "
+                f"{A.dtype.__name__} on {A.device}: convert {name} first"
+            )
+    if not (rtol >= 0 and atol >= 0):
+        raise ValueError(f"rtol={rtol}, atol={atol}: tolerances must be >= 0")
+    if maxiter is not None and maxiter < 1:
+        raise ValueError(f"maxiter={maxiter}; pass maxiter >= 1 (or None for 10 n)")
+    if check_every < 1:
+        raise ValueError(f"check_every={check_every}; pass check_every >= 1")
+    return 10 * n if maxiter is None else maxiter
+
+
+def _start(
+    A: LinearOperator, b: wp.array, x0: wp.array | None, columns: int, check_every: int
+) -> tuple[wp.array, wp.array, wp.array]:
+    """x (a copy of x0, or zeros), r = b - A x and the scalar table with row 0 filled.
+
+    Work arrays never carry gradients, so nothing of the iteration joins a ``wp.Tape``."""
+    x = wp.zeros_like(b, requires_grad=False) if x0 is None else wp.clone(x0, requires_grad=False)
+    r = wp.empty_like(b, requires_grad=False)
+    A.matvec(x, r)
+    s = wp.zeros((check_every + 1, columns), dtype=wp.float64, device=b.device)
+    sweep(residual_kernel, [b], [], [s, r])
+    return x, r, s
+
+
+def _iterate(
+    method: str,
+    step: Callable[[int, float], None],
+    x: wp.array,
+    s: wp.array,
+    rtol: float,
+    atol: float,
+    maxiter: int,
+    check_every: int,
+) -> SolveResult:
+    """Run ``step(j, tol2)`` in blocks of ``check_every``, reading ``s`` once per block."""
+    start = s.numpy()[0]
+    b_norm = float(np.sqrt(start[BNORM]))
+    tol = max(rtol * b_norm, atol)
+    tol2 = tol * tol
+    history = [start[RESIDUAL]]
+    iterations = 0
+    while not history[-1] <= tol2:
+        if iterations >= maxiter or not np.isfinite(history[-1]):
+            reason = "did not converge" if np.isfinite(history[-1]) else "broke down (NaN/Inf)"
+            norms = np.sqrt(np.asarray(history))
+            raise ConvergenceError(
+                method=method,
+                iterations=iterations,
+                residual=float(norms[-1] / b_norm) if b_norm > 0 else float(norms[-1]),
+                tolerance=tol / b_norm if b_norm > 0 else tol,
+                residuals=norms,
+                reason=reason,
+            )
+        m = min(check_every, maxiter - iterations)
+        for j in range(m):
+            step(j, tol2)
+        block = s.numpy()[1 : m + 1, RESIDUAL]
+        done = np.flatnonzero(~(block > tol2))  # met the tolerance, or NaN
+        taken = int(done[0]) + 1 if done.size else m
+        history.extend(block[:taken])
+        iterations += taken
+        wp.launch(roll_kernel, dim=s.shape[1], inputs=[m], outputs=[s], device=s.device)
+    return SolveResult(x, iterations, np.sqrt(np.asarray(history)), b_norm)

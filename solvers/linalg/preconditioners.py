@@ -1,0 +1,110 @@
+r"""Preconditioners $z = M^{-1} r$ behind one protocol.
+
+A :class:`Preconditioner` is an object with a ``name`` and ``apply(r, z)``, which writes
+$z = M^{-1} r$ into the Warp array ``z`` (``r`` untouched). Building one is its set-up: each
+class here is constructed from the :class:`~physml.solvers.linalg.LinearOperator` it
+preconditions, ``Jacobi(A)``, so a class is also a factory ``A -> Preconditioner``, the form that
+solvers taking a preconditioner accept and that :data:`PRECONDITIONERS` lists by name. A
+learned or incomplete-Cholesky preconditioner plugs in by being such a class. For CG, $M$ must
+be symmetric positive definite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import pyamg
+import warp as wp
+
+from .kernels import reciprocal_kernel, scale_kernel, sweep
+from .linear_operator import LinearOperator, csr_to_scipy
+
+
+@runtime_checkable
+class Preconditioner(Protocol):
+    """$z = M^{-1} r$ on Warp vectors of the operator's length, dtype and device."""
+
+    name: str
+
+    def apply(self, r: wp.array, z: wp.array) -> None:
+        """Write $M^{-1} r$ into ``z`` (``r`` untouched; ``r`` and ``z`` distinct)."""
+        ...
+
+
+class Jacobi:
+    """$M = \\operatorname{diag}(A)$: $z_i = r_i / A_{ii}$, one Warp kernel, O(n) per apply.
+
+    Args:
+        A: an operator with ``diagonal()`` (a :class:`CsrOperator`, or a
+            :class:`StencilOperator` given its diagonal); no diagonal entry may be zero.
+    """
+
+    name = "jacobi"
+
+    def __init__(self, A: LinearOperator) -> None:
+        diagonal = A.diagonal()
+        zero = np.flatnonzero(diagonal.numpy() == 0)
+        if zero.size:
+            raise ValueError(
+                f"A has zero diagonal entries in rows {zero[:10].tolist()}; "
+                "Jacobi needs a nonzero diagonal (use an AMG preconditioner instead)"
+            )
+        self.inverse_diagonal = wp.empty_like(diagonal)
+        sweep(reciprocal_kernel, [diagonal], [], [self.inverse_diagonal])
+
+    def apply(self, r: wp.array, z: wp.array) -> None:
+        """$z = D^{-1} r$."""
+        sweep(scale_kernel, [self.inverse_diagonal, r], [], [z])
+
+
+class _PyAMGPreconditioner:
+    """One V-cycle of a pyamg hierarchy, built on the host from the CSR matrix of ``A``.
+
+    pyamg runs on the CPU with SciPy: on a CUDA device every apply copies r to the host and z
+    back (two transfers and a synchronisation per apply). Build cost: the hierarchy set-up,
+    roughly a few matrix products of A; apply: O(nnz) per V-cycle.
+
+    Args:
+        A: a :class:`CsrOperator` (anything with a ``matrix`` in Warp CSR form).
+        **options: passed to the pyamg solver constructor (e.g. ``strength``, ``max_levels``).
+    """
+
+    name: ClassVar[str]
+    build: ClassVar[Callable[..., Any]]
+
+    def __init__(self, A: LinearOperator, **options: Any) -> None:
+        matrix = getattr(A, "matrix", None)
+        if matrix is None:
+            raise ValueError(
+                f"{type(self).__name__} needs an assembled matrix (a CsrOperator); "
+                f"got {type(A).__name__}; use Jacobi for matrix-free operators"
+            )
+        self.hierarchy = type(self).build(csr_to_scipy(matrix), **options)
+        self.cycle = self.hierarchy.aspreconditioner(cycle="V")
+
+    def apply(self, r: wp.array, z: wp.array) -> None:
+        """$z = $ one V-cycle applied to r (on the host)."""
+        host = r.numpy()
+        z.assign((self.cycle @ host).astype(host.dtype, copy=False))
+
+
+class SmoothedAggregationAMG(_PyAMGPreconditioner):
+    """Smoothed-aggregation AMG (``pyamg.smoothed_aggregation_solver``), one V-cycle."""
+
+    name = "amg_sa"
+    build = staticmethod(pyamg.smoothed_aggregation_solver)
+
+
+class RugeStubenAMG(_PyAMGPreconditioner):
+    """Classical Ruge–Stüben AMG (``pyamg.ruge_stuben_solver``), one V-cycle."""
+
+    name = "amg_rs"
+    build = staticmethod(pyamg.ruge_stuben_solver)
+
+
+PRECONDITIONERS: dict[str, Callable[[LinearOperator], Preconditioner]] = {
+    cls.name: cls for cls in (Jacobi, SmoothedAggregationAMG, RugeStubenAMG)
+}
+"""Preconditioner factories by the name case files use."""

@@ -1,0 +1,216 @@
+"""The sparse linear-algebra layer: CG/BiCGStab stopping rules, errors, preconditioners,
+agreement with SciPy, and the implicit-solve adjoint."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+import warp as wp
+
+from physml.errors import ConvergenceError
+from physml.linalg_bridge import csr_solve
+from physml.solvers.linalg import (
+    CsrOperator,
+    Jacobi,
+    RugeStubenAMG,
+    SmoothedAggregationAMG,
+    StencilOperator,
+    bicgstab,
+    cg,
+    csr_from_scipy,
+    csr_to_scipy,
+)
+from physml.solvers.linalg.model_problems import (
+    convection_diffusion_2d,
+    layered_coefficient,
+    poisson_2d,
+)
+
+DTYPES = {"float32": (wp.float32, np.float32, 1e-4), "float64": (wp.float64, np.float64, 1e-10)}
+
+
+def warp_system(A, b, dtype):
+    T, np_dtype, _ = DTYPES[dtype]
+    op = CsrOperator(csr_from_scipy(A, T, "cpu"))
+    return op, wp.array(b.astype(np_dtype), dtype=T, device="cpu")
+
+
+def relative_residual(A, x, b):
+    return np.linalg.norm(b - A @ x.astype(np.float64)) / np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cg_stops_at_requested_relative_residual(dtype, rng):
+    A = poisson_2d(24)
+    b = rng.standard_normal(A.shape[0])
+    op, bw = warp_system(A, b, dtype)
+    rtol = DTYPES[dtype][2]
+    results = [cg(op, bw, rtol=rtol, check_every=k) for k in (1, 7)]
+    first, sparse_checks = results
+    # the first iterate below the tolerance, whatever the check interval
+    assert first.iterations == sparse_checks.iterations
+    np.testing.assert_array_equal(first.x.numpy(), sparse_checks.x.numpy())
+    relative = first.residuals / first.b_norm
+    assert relative[-1] <= rtol < relative[-2]
+    assert len(first.residuals) == first.iterations + 1
+    assert relative_residual(A, first.x.numpy(), b) <= 3 * rtol  # the true residual
+
+
+def test_cg_raises_with_the_residual_reached_when_maxiter_is_too_small(rng):
+    A = poisson_2d(24)
+    op, bw = warp_system(A, rng.standard_normal(A.shape[0]), "float64")
+    with pytest.raises(ConvergenceError, match=r"cg did not converge in 5 iterations") as info:
+        cg(op, bw, rtol=1e-10, maxiter=5, check_every=3)
+    err = info.value
+    assert err.iterations == 5 and len(err.residuals) == 6
+    assert err.residual == pytest.approx(err.residuals[-1] / np.linalg.norm(bw.numpy()))
+    assert err.residual > 1e-10
+    assert f"{err.residual:.3e}" in str(err)
+
+
+def test_bad_arguments_are_refused(rng):
+    op, bw = warp_system(poisson_2d(4), rng.standard_normal(16), "float64")
+    with pytest.raises(ValueError, match="b has shape"):
+        cg(op, wp.zeros(3, dtype=wp.float64, device="cpu"))
+    with pytest.raises(ValueError, match="float32"):
+        cg(op, wp.zeros(16, dtype=wp.float32, device="cpu"))
+    with pytest.raises(ValueError, match="maxiter=0"):
+        cg(op, bw, maxiter=0)
+    stencil = StencilOperator(16, op.matvec, dtype=wp.float64, device="cpu")
+    with pytest.raises(ValueError, match="no diagonal"):
+        Jacobi(stencil)
+    with pytest.raises(ValueError, match="assembled matrix"):
+        SmoothedAggregationAMG(stencil)
+    zero_diagonal = sp.csr_matrix(np.array([[0.0, 1.0], [1.0, 2.0]]))
+    with pytest.raises(ValueError, match=r"rows \[0\]"):
+        Jacobi(CsrOperator(csr_from_scipy(zero_diagonal, wp.float64, "cpu")))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_preconditioners_cut_iterations_on_variable_coefficient_poisson(dtype, rng):
+    A = poisson_2d(32, layered_coefficient(32, contrast=1e3))
+    b = rng.standard_normal(A.shape[0])
+    op, bw = warp_system(A, b, dtype)
+    rtol = DTYPES[dtype][2]
+    exact = spla.spsolve(A.tocsc(), b)
+    iterations = {}
+    for name, factory in [
+        ("none", None),
+        ("jacobi", Jacobi),
+        ("amg_sa", SmoothedAggregationAMG),
+        ("amg_rs", RugeStubenAMG),
+    ]:
+        M = None if factory is None else factory(op)
+        result = cg(op, bw, preconditioner=M, rtol=rtol, maxiter=5000)
+        iterations[name] = result.iterations
+        assert relative_residual(A, result.x.numpy(), b) <= 5 * rtol
+        if dtype == "float64":
+            np.testing.assert_allclose(
+                result.x.numpy(), exact, rtol=0, atol=1e-7 * abs(exact).max()
+            )
+    assert iterations["jacobi"] < 0.7 * iterations["none"]
+    assert iterations["amg_sa"] < 0.2 * iterations["jacobi"]
+    assert iterations["amg_rs"] < 0.2 * iterations["jacobi"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("precondition", [False, True])
+def test_bicgstab_solves_convection_diffusion(dtype, precondition, rng):
+    A = convection_diffusion_2d(24, epsilon=0.01, velocity=(1.0, -0.5))
+    assert abs(A - A.T).max() > 1.0  # strongly non-symmetric
+    b = rng.standard_normal(A.shape[0])
+    op, bw = warp_system(A, b, dtype)
+    rtol = DTYPES[dtype][2]
+    M = Jacobi(op) if precondition else None
+    result = bicgstab(op, bw, preconditioner=M, rtol=rtol)
+    assert result.relative_residual <= rtol
+    assert relative_residual(A, result.x.numpy(), b) <= 5 * rtol
+    exact = spla.spsolve(A.tocsc(), b)
+    tol = 1e-8 if dtype == "float64" else 1e-3
+    np.testing.assert_allclose(result.x.numpy(), exact, rtol=0, atol=tol * abs(exact).max())
+
+
+def test_stencil_operator_and_scipy_round_trip_agree_with_the_matrix(rng):
+    A = poisson_2d(5, layered_coefficient(5, contrast=10.0))
+    A = A + sp.csr_matrix(([0.0], ([0], [A.shape[0] - 1])), shape=A.shape)  # explicit zero
+    A.sum_duplicates()  # canonical: sorted columns, the order csr_from_scipy keeps
+    M = csr_from_scipy(A, wp.float64, "cpu")
+    back = csr_to_scipy(M)
+    assert back.nnz == A.nnz
+    np.testing.assert_array_equal(back.indptr, A.indptr)
+    np.testing.assert_array_equal(back.indices, A.indices)
+    np.testing.assert_array_equal(back.data, A.data)
+    op = CsrOperator(M)
+    x = wp.array(rng.standard_normal(A.shape[0]), dtype=wp.float64, device="cpu")
+    y = wp.empty_like(x)
+    op.matvec(x, y)
+    np.testing.assert_allclose(y.numpy(), A @ x.numpy(), rtol=1e-14)
+    np.testing.assert_allclose(op.diagonal().numpy().ravel(), A.diagonal())
+    stencil = StencilOperator(A.shape[0], op.matvec, dtype=wp.float64, device="cpu")
+    b = wp.array(A @ np.ones(A.shape[0]), dtype=wp.float64, device="cpu")
+    np.testing.assert_allclose(cg(stencil, b, rtol=1e-12).x.numpy(), 1.0, rtol=1e-10)
+
+
+# ------------------------------------------------------------------------- implicit adjoint
+
+
+def weighted_graph_laplacian(n):
+    """values(w) of A = I + sum_e w_e (e_i - e_j)(e_i - e_j)^T on a path graph, in CSR order:
+    SPD for w > 0, assembled from the edge weights w (what a mesh solve does with positions)."""
+    pattern = sp.csr_matrix(
+        sp.diags_array([np.ones(n - 1), np.ones(n), np.ones(n - 1)], offsets=[-1, 0, 1])
+    )
+    indptr, indices = torch.tensor(pattern.indptr), torch.tensor(pattern.indices)
+
+    def values(w):
+        vals = []
+        for i in range(n):
+            left = w[i - 1] if i > 0 else w.new_zeros(())
+            right = w[i] if i < n - 1 else w.new_zeros(())
+            row = ([-left] if i > 0 else []) + [1 + left + right] + ([-right] if i < n - 1 else [])
+            vals.extend(row)
+        return torch.stack(vals)
+
+    return values, indptr, indices
+
+
+def test_csr_solve_gradcheck_through_assembled_values_with_cg():
+    n = 6
+    values, indptr, indices = weighted_graph_laplacian(n)
+    gen = torch.Generator().manual_seed(0)
+    w = (0.5 + torch.rand(n - 1, generator=gen, dtype=torch.float64)).requires_grad_()
+    b = torch.randn(n, generator=gen, dtype=torch.float64, requires_grad=True)
+
+    def f(w, b):
+        return csr_solve(values(w), b, indptr, indices, solver=cg, rtol=1e-13)
+
+    assert torch.autograd.gradcheck(f, (w, b), eps=1e-6, atol=1e-7)
+    A = sp.csr_matrix((values(w).detach().numpy(), indices.numpy(), indptr.numpy())).toarray()
+    np.testing.assert_allclose(f(w, b).detach().numpy(), np.linalg.solve(A, b.detach().numpy()))
+
+
+def test_csr_solve_gradcheck_with_bicgstab_and_backward_twice():
+    A = sp.csr_matrix(convection_diffusion_2d(3, epsilon=0.5, velocity=(1.0, 2.0)))
+    indptr, indices = torch.tensor(A.indptr), torch.tensor(A.indices)
+    gen = torch.Generator().manual_seed(1)
+    values = torch.tensor(A.data).requires_grad_()
+    b = torch.randn(A.shape[0], generator=gen, dtype=torch.float64, requires_grad=True)
+
+    def f(values, b):
+        return csr_solve(
+            values, b, indptr, indices, solver=bicgstab, preconditioner=Jacobi, rtol=1e-13
+        )
+
+    assert torch.autograd.gradcheck(f, (values, b), eps=1e-6, atol=1e-7)
+    x = f(values, b)
+    loss = (x * torch.arange(len(x), dtype=torch.float64)).sum()
+    first = torch.autograd.grad(loss, (values, b), retain_graph=True)
+    second = torch.autograd.grad(loss, (values, b))
+    for g1, g2 in zip(first, second):
+        torch.testing.assert_close(g1, g2, rtol=0, atol=0)
+    # grad_values[k] = -lambda[row_k] x[col_k], lambda = A^-T d(loss)/dx
+    lam = np.linalg.solve(A.toarray().T, np.arange(len(x), dtype=np.float64))
+    rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+    expected = -lam[rows] * x.detach().numpy()[A.indices]
+    np.testing.assert_allclose(first[0].numpy(), expected, rtol=1e-9, atol=1e-12)
