@@ -170,3 +170,39 @@ def test_implicit_heat_takes_one_step_per_save_and_exact_dt_divisions_are_accept
     assert main(["solve", "heat1d", "--t-end", "0.3", "--n-saves", "101", "--dt", "0.0003",
                  "--out", str(tmp_path / "d.h5"), "--quiet"]) == 0
     assert xr.open_dataset(tmp_path / "d.h5").attrs["n_steps"] == 1000
+
+
+def test_a_new_grid_pde_is_one_solver_class_plus_one_registry_line(monkeypatch, tmp_path):
+    """Advection-diffusion $u_t + a u_x = \\kappa u_{xx}$ from existing terms: the class
+    declares its parameters and terms; the problem registry line makes it a ``physml solve``
+    PDE with its flags, checks and stability limit, and the result is the exact
+    $e^{-\\kappa t}\\sin(x - a t)$ to second order."""
+    from physml.datasets import problems
+    from physml.solvers import FluxKind, GridSolver, Parameter, Term
+
+    class AdvectionDiffusionSolver1D(GridSolver):
+        ndim = 1
+        flux_kind = FluxKind.LINEAR_UPWIND
+        PARAMETERS = (
+            Parameter("a", "m/s", "advection velocity", per_axis=True, term=Term.ADVECTION),
+            Parameter("kappa", "m^2/s", "diffusivity", lower=0.0, term=Term.DIFFUSION),
+        )
+
+        def __init__(self, grid, bc=None, *, a, kappa, dt, **options):
+            super().__init__(grid, bc, parameters={"a": a, "kappa": kappa}, dt=dt, **options)
+
+    line = problems.Problem(AdvectionDiffusionSolver1D, "u_t + a u_x = kappa u_xx", (0.0,),
+                            (2 * np.pi,), "periodic", {"a": 1.0, "kappa": 0.1}, np.sin, 1.0)
+    monkeypatch.setitem(problems.PROBLEMS, "advection_diffusion1d", line)
+    out = tmp_path / "u.h5"
+    with pytest.raises(SystemExit):
+        main(["solve", "advection_diffusion1d", "--kappa=inf", "--out", str(out)])
+    assert main(["solve", "advection_diffusion1d", "--kappa", "-1", "--out", str(out),
+                 "--quiet"]) == 2
+    assert main(["solve", "advection_diffusion1d", "--nx", "128", "--kappa", "0.2", "--n-saves",
+                 "2", "--out", str(out), "--quiet"]) == 0
+    ds = xr.open_dataset(out)
+    x = ds["x"].values
+    exact = np.exp(-0.2) * np.sin(x - 1.0)
+    assert np.abs(ds["u"][-1].values - exact).max() < 2e-3
+    assert float(ds.attrs["kappa"]) == 0.2
