@@ -1,5 +1,11 @@
-"""The standard problems of ``physml solve``: each PDE with its domain, boundaries, parameters
-and initial condition, resolved from names and command-line values in one registry."""
+"""The standard problems of ``physml solve`` and of dataset specs: each PDE with its domain,
+boundaries, default parameters and initial condition, resolved from names and command-line
+values in one registry.
+
+A problem names its solver class; what the PDE's parameters are (units, ranges, which term
+they scale) is declared once, by the solver (``PARAMETERS``), and :func:`parameters_by_name`
+collects them for the command line.
+"""
 
 from __future__ import annotations
 
@@ -164,6 +170,16 @@ PROBLEMS: dict[str, Problem] = {
         500.0,
     ),
 }
+
+
+def parameters_by_name() -> dict[str, list[tuple[str, s.Parameter]]]:
+    """Every parameter of the problems' solvers by name, each with the problems that have it
+    (in registry order): the ``physml solve`` flags."""
+    table: dict[str, list[tuple[str, s.Parameter]]] = {}
+    for key, prob in PROBLEMS.items():
+        for parameter in prob.solver.PARAMETERS:
+            table.setdefault(parameter.name, []).append((key, parameter))
+    return table
 
 
 def problem(name: str) -> Problem:

@@ -73,6 +73,9 @@ def rollout(
         Tensor of shape ``(n_steps // save_every + 1, *grid.shape)``.
 
     Raises:
+        ValueError: a parameter outside its range (the check of the solver's constructor,
+            :func:`~physml.solvers.parameters.check_parameters`), or a bad state or count.
+        UnstableStepError: ``dt`` too large for ``u0`` with these parameters.
         BlowUpError: a NaN/Inf appeared (with the step).
     """
     n_steps, save_every = check_counts(n_steps, save_every)
@@ -114,16 +117,10 @@ def _parameter_tensors(
             f"allowed: {', '.join(solver.parameter_names)}"
         )
     defaults = solver.parameters()
-    values = []
-    for name in solver.parameter_names:
-        default = torch.as_tensor(defaults[name], dtype=like.dtype, device=like.device)
-        value = torch.as_tensor(params.get(name, default)).to(dtype=like.dtype, device=like.device)
-        if value.numel() != default.numel():
-            raise ValueError(
-                f"parameter {name} has {value.numel()} entries; expected {default.numel()}"
-            )
-        values.append(value)
-    return values
+    return [
+        torch.as_tensor(params.get(name, defaults[name])).to(dtype=like.dtype, device=like.device)
+        for name in solver.parameter_names
+    ]
 
 
 def _segment_length(checkpoint_every: int | str | None, n_steps: int) -> int | None:

@@ -15,6 +15,7 @@ import os
 import shlex
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,16 +31,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+MAX_STEPS = 10**7
+"""Most time steps one ``physml solve`` runs unless ``--max-steps`` allows more."""
+
+
+def _finite(text: str) -> float:
+    """A finite float from the command line (NaN and infinities refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _floats(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        message = f"expected comma-separated numbers, got {text!r}"
+        return tuple(_finite(v) for v in text.split(","))
+    except argparse.ArgumentTypeError:
+        message = f"expected comma-separated finite numbers, got {text!r}"
         raise argparse.ArgumentTypeError(message) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .datasets.problems import PROBLEMS
+    from .datasets.problems import PROBLEMS, parameters_by_name
 
     parser = _Parser(prog="physml", description="Simulation-first scientific ML for PDEs.")
     parser.add_argument("--version", action="version", version=f"physml {__version__}")
@@ -54,27 +70,44 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("pde", help=f"one of: {', '.join(PROBLEMS)}")
     solve.add_argument("--nx", type=int, default=256, help="cells along x (default 256)")
     solve.add_argument("--ny", type=int, default=None, help="cells along y (2D; default nx)")
-    for name, unit in (("nu", "m^2/s"), ("rho", "1/s"), ("D", "m^2/s")):
-        solve.add_argument(f"--{name}", type=float, default=None, help=f"parameter {name} [{unit}]")
-    solve.add_argument("--beta", type=_floats, default=None, help="advection velocity, e.g. 1,0.5")
-    solve.add_argument("--t-end", type=float, default=None, help="final time [s]")
+    for name, owners in parameters_by_name().items():
+        first = owners[0][1]
+        meaning = " / ".join(dict.fromkeys(p.meaning for _, p in owners))
+        example = ", one entry per axis, e.g. 1,0.5" if first.per_axis else ""
+        solve.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=_floats if first.per_axis else _finite,
+            default=None,
+            help=f"{meaning} [{first.unit}], {first.allowed}{example} "
+            f"({', '.join(pde for pde, _ in owners)})",
+        )
+    solve.add_argument("--t-end", type=_finite, default=None, help="final time [s]")
     solve.add_argument(
         "--dt",
-        type=float,
+        type=_finite,
         default=None,
-        help="time step [s] (default: --cfl times the largest stable step)",
+        help="time step [s]: stable, and dividing --t-end into the save intervals "
+        "(default: the largest such step up to --cfl times the largest stable step)",
     )
     solve.add_argument(
         "--cfl",
-        type=float,
+        type=_finite,
         default=0.5,
         help="fraction of the largest stable step used when --dt is not given",
+    )
+    solve.add_argument(
+        "--max-steps",
+        type=int,
+        default=MAX_STEPS,
+        help=f"refuse a run of more time steps than this (default {MAX_STEPS:.0e})",
     )
     solve.add_argument("--n-saves", type=int, default=101, help="saved states including u0")
     solve.add_argument("--scheme", default=None, help="euler, ssp_rk3, rk4 or imex")
     solve.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     solve.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     solve.add_argument("--out", type=Path, required=True, help="output HDF5 file")
+    solve.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     solve.add_argument("--quiet", action="store_true", help="no progress bar")
 
     run = sub.add_parser(
@@ -146,46 +179,39 @@ def _run_solve(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .datasets.problems import build_solver, problem
+    from .datasets.problems import build_solver, parameters_by_name, problem
     from .io import trajectory_dataset, write_dataset
     from .solvers.errors import BlowUpError
     from .solvers.runtime import quiet_warp
 
-    quiet_warp(args.device)
+    _check_output_file(args.out, args.overwrite)
     prob = problem(args.pde)
-    shape = (args.nx,) if prob.ndim == 1 else (args.nx, args.ny or args.nx)
-    params = {
-        k: getattr(args, k) for k in ("nu", "rho", "D", "beta") if getattr(args, k) is not None
-    }
-    options = {"dtype": args.dtype, "device": args.device}
-    if args.scheme is not None:
-        options["scheme"] = args.scheme
-    solver, u0 = build_solver(args.pde, shape, params, **options)
     t_end = prob.t_end if args.t_end is None else args.t_end
-    if not (math.isfinite(t_end) and t_end > 0):
+    if not t_end > 0:
         raise ValueError(f"--t-end={t_end} must be a positive number")
     if args.n_saves < 2:
         raise ValueError(f"--n-saves={args.n_saves} must be >= 2")
     if not 0 < args.cfl <= 1:
         raise ValueError(f"--cfl={args.cfl} must lie in (0, 1]")
-    if not args.out.parent.resolve().is_dir():
-        raise ValueError(f"--out: folder {str(args.out.parent)!r} does not exist")
-    intervals = args.n_saves - 1
-    if args.dt is not None and not (math.isfinite(args.dt) and args.dt > 0):
+    if args.dt is not None and not args.dt > 0:
         raise ValueError(f"--dt={args.dt} must be a positive number")
-    stable = solver.stable_dt(u0)
-    dt_target = args.dt if args.dt is not None else args.cfl * stable
-    ratio = t_end / intervals / min(dt_target, t_end / intervals)  # one step per save at most
-    save_every = (
-        round(ratio) if math.isclose(ratio, round(ratio), rel_tol=1e-9) else math.ceil(ratio)
-    )
+    if args.max_steps < 1:
+        raise ValueError(f"--max-steps={args.max_steps} must be a positive integer")
+    quiet_warp(args.device)
+    shape = (args.nx,) if prob.ndim == 1 else (args.nx, args.ny or args.nx)
+    params = {
+        name: getattr(args, name)
+        for name in parameters_by_name()
+        if getattr(args, name) is not None
+    }
+    options = {"dtype": args.dtype, "device": args.device}
+    if args.scheme is not None:
+        options["scheme"] = args.scheme
+    solver, u0 = build_solver(args.pde, shape, params, **options)
+    intervals = args.n_saves - 1
+    save_every = _steps_per_save(args, t_end, intervals, solver.stable_dt(u0), solver.scheme)
     n_steps = save_every * intervals
     dt = t_end / n_steps
-    if args.dt is not None and not math.isclose(dt, args.dt, rel_tol=1e-9):
-        raise ValueError(
-            f"--dt={args.dt} does not divide --t-end={t_end} into {intervals} equal save "
-            f"intervals; e.g. --dt={dt:.6g}"
-        )
     solver = solver.with_dt(dt)
     solver.check_stability(u0)
 
@@ -245,6 +271,79 @@ def _run_solve(args: argparse.Namespace) -> int:
         f"wrote {args.out} ({states.shape}, {elapsed:.1f} s, {n_steps / elapsed:.0f} steps/s)"
     )
     return 0
+
+
+def _check_output_file(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an ``--out`` that cannot become the output file: a folder
+    (``.`` included), a file that exists (unless ``overwrite``), or a path in a folder that is
+    missing or not writable."""
+    if out.is_dir():
+        raise ValueError(
+            f"--out: {str(out)!r} is a folder; give a file name, e.g. {str(out / 'u.h5')!r}"
+        )
+    if out.exists() and not overwrite:
+        raise ValueError(f"--out: {str(out)!r} exists; pass --overwrite to replace it")
+    folder = out.parent
+    if not folder.is_dir():
+        raise ValueError(f"--out: folder {str(folder)!r} does not exist")
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".physml-write-test-")
+    except OSError as err:
+        message = f"--out: cannot write in folder {str(folder)!r} ({err.strerror})"
+        raise ValueError(message) from None
+    os.close(handle)
+    os.unlink(probe)
+
+
+def _steps_per_save(
+    args: argparse.Namespace, t_end: float, intervals: int, stable: float, scheme: str
+) -> int:
+    """Time steps per save interval $\\tau = t_{end}/$``intervals``, given the largest stable
+    step ``stable`` of ``scheme``.
+
+    Without ``--dt``: the fewest steps whose length $\\tau/k$ is at most ``--cfl`` times the
+    stable step. With ``--dt``: $\\tau/$``--dt`` steps, if ``--dt`` divides $\\tau$ (to a
+    relative 1e-6) and is stable; otherwise the error suggests the largest step that does both.
+
+    Raises:
+        ValueError: ``--dt`` does not divide $\\tau$ or is unstable, or the run would take more
+            than ``--max-steps`` steps (the error says how many).
+    """
+    tau = t_end / intervals
+    if args.dt is None:
+        steps = tau / min(args.cfl * stable, tau)
+        dt_text = f"dt={args.cfl * stable:.3g} ({args.cfl:g} x the stable step)"
+    else:
+        steps = tau / args.dt
+        dt_text = f"--dt={args.dt:g}"
+    total = steps * intervals
+    if not total <= args.max_steps:
+        allow = f"--max-steps {math.ceil(total)} to run them anyway, or " if total < 1e15 else ""
+        raise ValueError(
+            f"--t-end={t_end:g} with {dt_text} needs {total:.3g} time steps, more than "
+            f"--max-steps={args.max_steps}; pass {allow}a larger --dt or a smaller --t-end"
+        )
+    if args.dt is None:
+        return _fewest_steps(tau, args.cfl * stable)
+    given = max(1, round(steps))
+    problems = []
+    if not math.isclose(tau / given, args.dt, rel_tol=1e-6):
+        problems.append(f"does not divide --t-end={t_end:g} into {intervals} equal save intervals")
+    if args.dt > stable * (1 + 1e-12):
+        problems.append(f"exceeds the stability limit {stable:.4g} of scheme '{scheme}' here")
+    if problems:
+        suggestion = tau / _fewest_steps(tau, min(args.dt, stable))
+        raise ValueError(
+            f"--dt={args.dt:g} {' and '.join(problems)}; pass --dt={suggestion:.7g}, the "
+            "largest step up to it that divides the save intervals and is stable"
+        )
+    return given
+
+
+def _fewest_steps(tau: float, dt_max: float) -> int:
+    """The fewest equal steps $k$ covering the interval $\\tau$ with $\\tau/k \\le$ ``dt_max``
+    (to within the 1e-12 slack of the stability check)."""
+    return max(1, math.ceil(tau / dt_max * (1 - 1e-12)))
 
 
 def _run_generate(args: argparse.Namespace) -> int:

@@ -29,6 +29,8 @@ from .heat import HeatSolver2D as HeatSolver2D
 from .operators import FluxKind as FluxKind
 from .operators import GridLayout as GridLayout
 from .operators import Limiter as Limiter
+from .parameters import Parameter as Parameter
+from .parameters import Term as Term
 from .reaction_diffusion import AllenCahnSolver as AllenCahnSolver
 from .reaction_diffusion import AllenCahnSolver1D as AllenCahnSolver1D
 from .reaction_diffusion import AllenCahnSolver2D as AllenCahnSolver2D

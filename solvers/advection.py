@@ -9,11 +9,10 @@ data away from extrema, CFL $\le 1/2$).
 
 from __future__ import annotations
 
-import numpy as np
-
 from .base import GridSolver, require
 from .grid import BoundaryConditions, Grid
 from .operators import FluxKind, Limiter
+from .parameters import Parameter, Term
 
 SPACE_SCHEMES = {"central": FluxKind.LINEAR_CENTRAL, "upwind": FluxKind.LINEAR_UPWIND}
 
@@ -39,8 +38,9 @@ class AdvectionSolver(GridSolver):
         dt, scheme, device, dtype, check_every: see :class:`GridSolver`.
     """
 
-    parameter_names = ("beta",)
-    velocity_parameter = "beta"
+    PARAMETERS = (
+        Parameter("beta", "m/s", "advection velocity", per_axis=True, term=Term.ADVECTION),
+    )
 
     def __init__(
         self,
@@ -54,21 +54,14 @@ class AdvectionSolver(GridSolver):
         scheme: str = "ssp_rk3",
         **options,
     ) -> None:
-        beta = tuple(float(b) for b in np.atleast_1d(beta))
-        require(
-            len(beta) == grid.ndim, f"beta={beta} must have one entry per grid axis ({grid.ndim})"
-        )
-        require(all(np.isfinite(beta)), f"beta={beta} must be finite")
         require(
             space in SPACE_SCHEMES,
             f"space={space!r} is not supported; allowed: {', '.join(SPACE_SCHEMES)}",
         )
-        self.beta = beta
         self.space = space
         self.flux_kind = SPACE_SCHEMES[space]
-        self.ghost_width = 2 if space == "upwind" else 1
         self.limiter = limiter_from_name(limiter)
-        super().__init__(grid, bc, dt=dt, scheme=scheme, **options)
+        super().__init__(grid, bc, parameters={"beta": beta}, dt=dt, scheme=scheme, **options)
 
 
 class AdvectionSolver1D(AdvectionSolver):

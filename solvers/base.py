@@ -7,9 +7,12 @@ convection–diffusion–reaction operator
 $$F(u) = -\sum_d \partial_d f_d(u) + \nu\,\Delta u + \rho\, r(u),$$
 
 evaluated by one Warp kernel (:mod:`physml.solvers.operators`); a PDE class only says which
-flux $f$, reaction $r$ and parameters it has. Time stepping is explicit Runge–Kutta
-(:mod:`physml.solvers.timestepping`) or, with ``scheme="imex"``, the $\theta$-method on the
-diffusion term with the rest explicit:
+flux $f$ and reaction $r$ it has (``flux_kind``, ``reaction_kind``) and lists its parameters
+with their units, ranges and terms (``PARAMETERS``, :mod:`physml.solvers.parameters`). The
+stability rates, the parameter checks and the command-line flags follow from these.
+
+Time stepping is explicit Runge–Kutta (:mod:`physml.solvers.timestepping`) or, with
+``scheme="imex"``, the $\theta$-method on the diffusion term with the rest explicit:
 
 $$(I - \theta\Delta t\,\nu L)\,u^{n+1} = u^n + \Delta t\,N(u^n) + (1-\theta)\Delta t\,\nu L u^n,$$
 
@@ -22,7 +25,7 @@ what the PyTorch bridge (:mod:`physml.bridge`) differentiates.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,6 +35,8 @@ from .errors import BlowUpError, UnstableStepError
 from .grid import BoundaryConditions, Grid, periodic
 from .linalg import StencilOperator, cg
 from .operators import (
+    FLUXES,
+    REACTIONS,
     FluxKind,
     GridLayout,
     Limiter,
@@ -45,6 +50,7 @@ from .operators import (
     scaled_axpy_kernel,
     weighted_dot_kernel,
 )
+from .parameters import Parameter, Term, check_parameters
 from .timestepping import Tableau, explicit_rk_step, tableau
 
 TVD_CFL = 0.5
@@ -109,6 +115,8 @@ class GridSolver:
     Args:
         grid: the grid; the state has shape ``grid.shape``.
         bc: boundary conditions (default: periodic on every axis).
+        parameters: the values of the parameters in ``PARAMETERS``, by name (checked
+            against their ranges).
         dt: time step [s]; checked against the scheme's stability limit when the solver is
             built (linear terms) and when a rollout starts (state-dependent speeds). ``None``
             leaves it unset: call :meth:`stable_dt` and :meth:`with_dt`.
@@ -118,11 +126,14 @@ class GridSolver:
         dtype: "float32" or "float64".
         check_every: steps between NaN/Inf checks during a rollout.
 
-    Subclasses set the class attributes below and the parameters named in
-    ``parameter_names`` as float (or, for vectors, tuple) attributes before calling
-    ``super().__init__``.
+    A PDE is a subclass that sets ``PARAMETERS``, ``flux_kind`` and ``reaction_kind`` (and
+    ``ndim`` for a fixed dimension); the parameter values become float (per-axis: tuple)
+    attributes. ``parameter_names`` and the names of the parameters scaling the diffusion,
+    advection and reaction terms (``diffusion_parameter``, ``velocity_parameter``,
+    ``reaction_parameter``; None when absent) are derived from ``PARAMETERS``.
     """
 
+    PARAMETERS: ClassVar[tuple[Parameter, ...]] = ()
     parameter_names: ClassVar[tuple[str, ...]] = ()
     flux_kind: ClassVar[FluxKind] = FluxKind.NONE
     reaction_kind: ClassVar[ReactionKind] = ReactionKind.NONE
@@ -130,15 +141,28 @@ class GridSolver:
     velocity_parameter: ClassVar[str | None] = None
     reaction_parameter: ClassVar[str | None] = None
     ndim: ClassVar[int | None] = None
-    ghost_width: ClassVar[int] = 1
     space_order: ClassVar[int] = 2
     limiter: Limiter = Limiter.VAN_LEER
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.parameter_names = tuple(p.name for p in cls.PARAMETERS)
+        roles = {}
+        for term in Term:
+            names = [p.name for p in cls.PARAMETERS if p.term == term]
+            if len(names) > 1:
+                raise TypeError(f"{cls.__name__}: parameters {names} all scale the {term.value}")
+            roles[term] = names[0] if names else None
+        cls.diffusion_parameter = roles[Term.DIFFUSION]
+        cls.velocity_parameter = roles[Term.ADVECTION]
+        cls.reaction_parameter = roles[Term.REACTION]
 
     def __init__(
         self,
         grid: Grid,
         bc: BoundaryConditions | None = None,
         *,
+        parameters: Mapping[str, Any],
         dt: float | None,
         scheme: str = "ssp_rk3",
         theta: float = 0.5,
@@ -150,6 +174,8 @@ class GridSolver:
             raise ValueError(
                 f"{type(self).__name__} needs a {self.ndim}D grid; got shape {grid.shape}"
             )
+        for name, value in check_parameters(self.PARAMETERS, parameters, grid.ndim).items():
+            setattr(self, name, value)
         self.grid = grid
         self.bc = periodic(grid.ndim) if bc is None else bc
         self.device = warp_device(device)
@@ -169,7 +195,8 @@ class GridSolver:
         self.theta = float(theta)
         require(int(check_every) >= 1, f"check_every={check_every} must be a positive integer")
         self.check_every = int(check_every)
-        self.layout = GridLayout(grid, self.bc, self.ghost_width, self.dtype, self.device)
+        ghost_width = FLUXES[self.flux_kind].ghost_width
+        self.layout = GridLayout(grid, self.bc, ghost_width, self.dtype, self.device)
         self._zeros = wp.zeros(3, dtype=self.dtype, device=self.device)
         self.dt = None if dt is None else float(dt)
         if self.dt is not None:
@@ -193,14 +220,17 @@ class GridSolver:
         }
 
     def with_parameters(self, **values) -> GridSolver:
-        """A copy of this solver with other physical parameter values (arrays of shape (k,)
-        or numbers); ``dt`` is not re-checked."""
+        """A copy of this solver with other physical parameter values (numbers, or arrays of
+        shape (k,)), checked as the constructor checks them; ``dt`` is not re-checked.
+
+        Raises:
+            ValueError: an unknown parameter or a value outside its range.
+        """
+        current = {n: getattr(self, n) for n in self.parameter_names}
+        checked = check_parameters(self.PARAMETERS, {**current, **values}, self.grid.ndim)
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
-        for name, value in values.items():
-            flat = np.atleast_1d(np.asarray(value, dtype=np.float64)).ravel()
-            current = getattr(self, name)
-            setattr(clone, name, tuple(flat) if isinstance(current, tuple) else float(flat[0]))
+        clone.__dict__.update(checked)
         return clone
 
     def with_dt(self, dt: float) -> GridSolver:
@@ -225,24 +255,27 @@ class GridSolver:
     def rates(self, u_max: float) -> dict[str, float]:
         """Spectral-radius estimates [1/s] of the diffusive, advective and reactive terms.
 
+        Diffusion: $\\nu\\sum_d 4/\\Delta x_d^2$; advection: $\\sum_d |f_d'|/\\Delta x_d$ with the
+        wave speed of ``flux_kind``; reaction: $\\rho \\max|r'(u)|$ with the slope bound of
+        ``reaction_kind`` (:data:`~physml.solvers.operators.FLUXES`, ``REACTIONS``).
+
         Args:
             u_max: bound on $|u|$ (enters nonlinear fluxes and reactions).
         """
         inv_dx = np.array([1.0 / h for h in self.grid.dx])
         params = self.parameters()
-        rates = {"diffusion": 0.0, "advection": 0.0, "reaction": 0.0}
-        if self.diffusion_parameter:
+        velocity = (
+            np.zeros(self.grid.ndim)
+            if self.velocity_parameter is None
+            else params[self.velocity_parameter]
+        )
+        speed = FLUXES[self.flux_kind].wave_speed(velocity, u_max)
+        rates = {"diffusion": 0.0, "advection": float(np.sum(speed * inv_dx)), "reaction": 0.0}
+        if self.diffusion_parameter is not None:
             rates["diffusion"] = float(params[self.diffusion_parameter][0] * 4 * np.sum(inv_dx**2))
-        if self.flux_kind in (FluxKind.LINEAR_CENTRAL, FluxKind.LINEAR_UPWIND):
-            speed = np.abs(params[self.velocity_parameter])
-            rates["advection"] = float(np.sum(speed * inv_dx[: speed.size]))
-        elif self.flux_kind == FluxKind.BURGERS:
-            rates["advection"] = float(u_max * np.sum(inv_dx))
-        if self.reaction_kind == ReactionKind.ALLEN_CAHN:
-            slope = max(1.0, 3 * u_max**2 - 1)
+        if self.reaction_parameter is not None:
+            slope = REACTIONS[self.reaction_kind](u_max)
             rates["reaction"] = float(params[self.reaction_parameter][0] * slope)
-        elif self.reaction_kind == ReactionKind.FISHER:
-            rates["reaction"] = float(params[self.reaction_parameter][0] * (1 + 2 * u_max))
         return rates
 
     def stable_dt(self, u: np.ndarray | None = None) -> float:
@@ -253,20 +286,32 @@ class GridSolver:
         (real axis: diffusion and reaction; imaginary axis: central advection; 1/2 for the
         TVD flux). With ``scheme="imex"`` diffusion is implicit and drops out.
         """
+        return _limit(self._costs(u, self.tableau is None))
+
+    def _costs(self, u: np.ndarray | None, implicit_diffusion: bool) -> dict[str, float]:
+        """$\\lambda_k / L_k$ per term [1/s] (see :meth:`stable_dt`); the explicit part of IMEX
+        is forward Euler."""
         u_max = 0.0 if u is None else float(np.max(np.abs(np.asarray(u))))
         rates = self.rates(u_max)
-        explicit = self.tableau if self.tableau is not None else tableau("euler")
-        cost = rates["reaction"] / explicit.real_limit
-        if self.tableau is not None:
-            cost += rates["diffusion"] / explicit.real_limit
+        explicit = tableau("euler") if implicit_diffusion else self.tableau
+        costs = {
+            "diffusion": 0.0 if implicit_diffusion else rates["diffusion"] / explicit.real_limit,
+            "advection": 0.0,
+            "reaction": rates["reaction"] / explicit.real_limit,
+        }
         if rates["advection"] > 0:
-            limit = explicit.imag_limit if self.flux_kind == FluxKind.LINEAR_CENTRAL else TVD_CFL
-            cost += np.inf if limit == 0 else rates["advection"] / limit
-        return float(np.inf) if cost == 0 else float(1.0 / cost)
+            limit = TVD_CFL if FLUXES[self.flux_kind].tvd else explicit.imag_limit
+            costs["advection"] = np.inf if limit == 0 else rates["advection"] / limit
+        return costs
 
     def check_stability(self, u: np.ndarray | None = None) -> None:
-        """Raise :class:`UnstableStepError` if ``self.dt`` exceeds :meth:`stable_dt`."""
-        dt_max = self.stable_dt(u)
+        """Raise :class:`UnstableStepError` if ``self.dt`` exceeds :meth:`stable_dt`.
+
+        The message names the term that sets the limit, and offers ``scheme='imex'`` only
+        where diffusion sets it and an implicit diffusion step would allow a larger ``dt``.
+        """
+        costs = self._costs(u, self.tableau is None)
+        dt_max = _limit(costs)
         if self.dt <= dt_max * (1 + 1e-12):
             return
         name = type(self).__name__
@@ -277,13 +322,17 @@ class GridSolver:
                 dt=self.dt,
                 dt_max=0.0,
             )
+        binding = max(costs, key=costs.get)
         hint = ""
-        if self.diffusion_parameter and self.tableau is not None:
-            hint = " or scheme='imex'"
+        if binding == "diffusion" and self.diffusion_parameter is not None:
+            imex_max = _limit(self._costs(u, implicit_diffusion=True))
+            if imex_max > dt_max:
+                rest = "no limit left" if np.isinf(imex_max) else f"dt<={imex_max:.4g}"
+                hint = f", or scheme='imex' (implicit diffusion; {rest})"
         raise UnstableStepError(
             f"dt={self.dt:.4g} exceeds the stability limit {dt_max:.4g} of scheme "
-            f"'{self.scheme}' for {name} on a grid with dx={_fmt(self.grid.dx)}; "
-            f"pass dt<={dt_max:.4g}{hint}",
+            f"'{self.scheme}' for {name} on a grid with dx={_fmt(self.grid.dx)}, set by its "
+            f"{binding} term; pass dt<={dt_max:.4g}{hint}",
             dt=self.dt,
             dt_max=dt_max,
         )
@@ -541,6 +590,12 @@ class GridSolver:
             f"{type(self).__name__}(shape={self.grid.shape}, {params}, dt={self.dt}, "
             f"scheme={self.scheme!r}, device={self.device!r}, dtype={self.dtype.__name__})"
         )
+
+
+def _limit(costs: dict[str, float]) -> float:
+    """$\\Delta t_{max} = 1/\\sum_k c_k$ from the per-term costs (inf when all are 0)."""
+    total = sum(costs.values())
+    return float(np.inf) if total == 0 else float(1.0 / total)
 
 
 def _fmt(value: Any) -> str:

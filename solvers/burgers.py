@@ -11,9 +11,10 @@ Cole–Hopf solution in :mod:`physml.solvers.exact`.
 from __future__ import annotations
 
 from .advection import limiter_from_name
-from .base import GridSolver, require
+from .base import GridSolver
 from .grid import BoundaryConditions, Grid
 from .operators import FluxKind
+from .parameters import Parameter, Term
 
 
 class BurgersSolver(GridSolver):
@@ -27,10 +28,8 @@ class BurgersSolver(GridSolver):
         dt, scheme, theta, device, dtype, check_every: see :class:`GridSolver`.
     """
 
-    parameter_names = ("nu",)
-    diffusion_parameter = "nu"
+    PARAMETERS = (Parameter("nu", "m^2/s", "viscosity", lower=0.0, term=Term.DIFFUSION),)
     flux_kind = FluxKind.BURGERS
-    ghost_width = 2
 
     def __init__(
         self,
@@ -43,10 +42,8 @@ class BurgersSolver(GridSolver):
         scheme: str = "ssp_rk3",
         **options,
     ) -> None:
-        require(nu >= 0, f"nu={nu} must be >= 0 (viscosity in m^2/s)")
-        self.nu = float(nu)
         self.limiter = limiter_from_name(limiter)
-        super().__init__(grid, bc, dt=dt, scheme=scheme, **options)
+        super().__init__(grid, bc, parameters={"nu": nu}, dt=dt, scheme=scheme, **options)
 
 
 class BurgersSolver1D(BurgersSolver):

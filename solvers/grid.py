@@ -111,12 +111,25 @@ def boundary_conditions(kind: str | BCKind, ndim: int, value: float = 0.0) -> Bo
     return BoundaryConditions(((side, side),) * ndim)
 
 
+def _cell_count(axis: int, n: object) -> int:
+    """The number of cells ``n`` along ``axis`` as an int >= 1; a ValueError for a fraction,
+    NaN, a string or a count below 1 (never rounded)."""
+    n = n.item() if isinstance(n, np.generic) else n
+    whole = (isinstance(n, int) and not isinstance(n, bool)) or (
+        isinstance(n, float) and n.is_integer()
+    )
+    if not whole or n < 1:
+        raise ValueError(f"grid shape[{axis}]={n!r} must be a whole number of cells >= 1")
+    return int(n)
+
+
 @dataclass(frozen=True)
 class Grid:
     """A uniform cell-centred grid in 1, 2 or 3 dimensions.
 
     Args:
-        shape: number of cells per axis, e.g. ``(nx,)`` or ``(nx, ny)``.
+        shape: number of cells per axis, e.g. ``(nx,)`` or ``(nx, ny)``: whole numbers >= 1
+            (``8.0`` is taken as 8; ``8.5`` is refused, never rounded).
         lower: coordinates of the low faces [m].
         upper: coordinates of the high faces [m], each greater than its ``lower``.
 
@@ -128,7 +141,8 @@ class Grid:
     upper: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        shape = tuple(int(n) for n in np.atleast_1d(self.shape))
+        counts = self.shape if isinstance(self.shape, tuple | list) else np.atleast_1d(self.shape)
+        shape = tuple(_cell_count(axis, n) for axis, n in enumerate(counts))
         lower = tuple(float(a) for a in np.atleast_1d(self.lower))
         upper = tuple(float(b) for b in np.atleast_1d(self.upper))
         if not 1 <= len(shape) <= 3:
@@ -137,9 +151,7 @@ class Grid:
             raise ValueError(
                 f"grid shape={shape}, lower={lower}, upper={upper} must have the same length"
             )
-        for axis, (n, a, b) in enumerate(zip(shape, lower, upper)):
-            if n < 1:
-                raise ValueError(f"grid shape[{axis}]={n} must be >= 1")
+        for axis, (a, b) in enumerate(zip(lower, upper)):
             if not (np.isfinite(a) and np.isfinite(b) and b > a):
                 raise ValueError(f"grid axis {axis}: upper={b} must be greater than lower={a}")
         object.__setattr__(self, "shape", shape)

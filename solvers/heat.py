@@ -7,8 +7,9 @@ limit) or ``scheme="imex"`` (Crank–Nicolson, unconditionally stable, second or
 
 from __future__ import annotations
 
-from .base import GridSolver, require
+from .base import GridSolver
 from .grid import BoundaryConditions, Grid
+from .parameters import Parameter, Term
 
 
 class HeatSolver(GridSolver):
@@ -21,8 +22,9 @@ class HeatSolver(GridSolver):
         dt, scheme, theta, device, dtype, check_every: see :class:`GridSolver`.
     """
 
-    parameter_names = ("nu",)
-    diffusion_parameter = "nu"
+    PARAMETERS = (
+        Parameter("nu", "m^2/s", "diffusivity", lower=0.0, lower_open=True, term=Term.DIFFUSION),
+    )
 
     def __init__(
         self,
@@ -34,9 +36,7 @@ class HeatSolver(GridSolver):
         scheme: str = "rk4",
         **options,
     ) -> None:
-        require(nu > 0, f"nu={nu} must be > 0 (diffusivity in m^2/s)")
-        self.nu = float(nu)
-        super().__init__(grid, bc, dt=dt, scheme=scheme, **options)
+        super().__init__(grid, bc, parameters={"nu": nu}, dt=dt, scheme=scheme, **options)
 
 
 class HeatSolver1D(HeatSolver):

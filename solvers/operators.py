@@ -23,6 +23,8 @@ Stencils (each a ``wp.func`` acting along one axis through a flat ``stride``):
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,7 +43,11 @@ class Limiter(enum.IntEnum):
 
 
 class FluxKind(enum.IntEnum):
-    """Flux function of a conservation law $u_t + \\sum_d \\partial_d f_d(u) = 0$."""
+    """Flux function of a conservation law $u_t + \\sum_d \\partial_d f_d(u) = 0$.
+
+    The integer value is what :func:`advective_term` branches on; :data:`FLUXES` holds each
+    kind's stencil width and wave speed (what the stability limit needs).
+    """
 
     NONE = 0
     LINEAR_CENTRAL = 1  # f_d = a_d u, central differences (non-dissipative)
@@ -50,11 +56,50 @@ class FluxKind(enum.IntEnum):
 
 
 class ReactionKind(enum.IntEnum):
-    """Pointwise source $\\rho\\, r(u)$."""
+    """Pointwise source $\\rho\\, r(u)$.
+
+    The integer value is what :func:`reaction_term` branches on; :data:`REACTIONS` holds each
+    kind's slope bound (what the stability limit needs).
+    """
 
     NONE = 0
     ALLEN_CAHN = 1  # r(u) = u - u^3
     FISHER = 2  # r(u) = u (1 - u)
+
+
+@dataclass(frozen=True)
+class Flux:
+    """What the host side knows of a flux kind.
+
+    Attributes:
+        ghost_width: ghost layers its stencil reads (1: central, 2: MUSCL).
+        wave_speed: $\\max|f_d'(u)|$ per axis [m/s] from the velocity $a$ (shape ``(ndim,)``,
+            zeros when the PDE has none) and a bound $u_{max}$ on $|u|$.
+        tvd: True for MUSCL (CFL limit 1/2 whatever the RK scheme), False for central
+            differences (limited by the scheme's imaginary-axis interval).
+    """
+
+    ghost_width: int
+    wave_speed: Callable[[np.ndarray, float], np.ndarray]
+    tvd: bool
+
+
+FLUXES: dict[FluxKind, Flux] = {
+    FluxKind.NONE: Flux(1, lambda a, u_max: np.zeros_like(a), tvd=False),
+    FluxKind.LINEAR_CENTRAL: Flux(1, lambda a, u_max: np.abs(a), tvd=False),
+    FluxKind.LINEAR_UPWIND: Flux(2, lambda a, u_max: np.abs(a), tvd=True),
+    FluxKind.BURGERS: Flux(2, lambda a, u_max: np.full_like(a, u_max), tvd=True),
+}
+"""Each flux kind's stencil width and wave speed; a new kind adds a row here and a branch in
+:func:`advective_term`."""
+
+REACTIONS: dict[ReactionKind, Callable[[float], float]] = {
+    ReactionKind.NONE: lambda u_max: 0.0,
+    ReactionKind.ALLEN_CAHN: lambda u_max: max(1.0, 3 * u_max**2 - 1),
+    ReactionKind.FISHER: lambda u_max: 1 + 2 * u_max,
+}
+"""Each reaction kind's bound on $|r'(u)|$ for $|u| \\le u_{max}$ (the reactive rate is $\\rho$
+times it); a new kind adds a row here and a branch in :func:`reaction_term`."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,15 +11,17 @@ Space: central differences (second order). Time: explicit RK or ``scheme="imex"`
 
 from __future__ import annotations
 
-from .base import GridSolver, require
+from .base import GridSolver
 from .grid import BoundaryConditions, Grid
 from .operators import ReactionKind
+from .parameters import Parameter, Term
 
 
 class _ReactionDiffusionSolver(GridSolver):
-    parameter_names = ("nu", "rho")
-    diffusion_parameter = "nu"
-    reaction_parameter = "rho"
+    PARAMETERS = (
+        Parameter("nu", "m^2/s", "diffusivity", lower=0.0, lower_open=True, term=Term.DIFFUSION),
+        Parameter("rho", "1/s", "reaction rate", lower=0.0, term=Term.REACTION),
+    )
 
     def __init__(
         self,
@@ -32,10 +34,8 @@ class _ReactionDiffusionSolver(GridSolver):
         scheme: str = "rk4",
         **options,
     ) -> None:
-        require(nu > 0, f"nu={nu} must be > 0 (diffusivity in m^2/s)")
-        require(rho >= 0, f"rho={rho} must be >= 0 (reaction rate in 1/s)")
-        self.nu, self.rho = float(nu), float(rho)
-        super().__init__(grid, bc, dt=dt, scheme=scheme, **options)
+        parameters = {"nu": nu, "rho": rho}
+        super().__init__(grid, bc, parameters=parameters, dt=dt, scheme=scheme, **options)
 
 
 class AllenCahnSolver(_ReactionDiffusionSolver):

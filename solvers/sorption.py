@@ -22,8 +22,11 @@ import warp as wp
 from .base import GridSolver, require
 from .grid import Grid, dirichlet
 from .operators import launch, specialize
+from .parameters import Parameter
 
 EPSILON = 1e-6
+U_LEFT = Parameter("u_left", "1", "source concentration", lower=0.0)
+"""The left ghost value: a boundary datum, checked like a parameter but not differentiated."""
 
 
 @wp.func
@@ -99,7 +102,13 @@ class DiffusionSorptionSolver1D(GridSolver):
     """
 
     ndim = 1
-    parameter_names = ("D", "porosity", "rho_s", "k_f", "n_f")
+    PARAMETERS = (
+        Parameter("D", "m^2/s", "effective diffusivity", lower=0.0, lower_open=True),
+        Parameter("porosity", "1", "porosity", lower=0.0, upper=1.0, lower_open=True),
+        Parameter("rho_s", "kg/m^3", "bulk density", lower=0.0),
+        Parameter("k_f", "(m^3/kg)^n_f", "Freundlich parameter", lower=0.0),
+        Parameter("n_f", "1", "Freundlich exponent", lower=0.0, upper=1.0, lower_open=True),
+    )
 
     def __init__(
         self,
@@ -115,20 +124,16 @@ class DiffusionSorptionSolver1D(GridSolver):
         scheme: str = "rk4",
         **options,
     ) -> None:
-        require(D > 0, f"D={D} must be > 0 (diffusivity in m^2/s)")
-        require(0 < porosity <= 1, f"porosity={porosity} must lie in (0, 1]")
-        require(rho_s >= 0, f"rho_s={rho_s} must be >= 0 (kg/m^3)")
-        require(k_f >= 0, f"k_f={k_f} must be >= 0")
-        require(0 < n_f <= 1, f"n_f={n_f} must lie in (0, 1]")
-        require(u_left >= 0, f"u_left={u_left} must be >= 0")
         require(
             scheme != "imex",
             "scheme='imex' is not supported for diffusion-sorption "
             "(its diffusivity depends on u); use 'euler', 'ssp_rk3' or 'rk4'",
         )
-        self.D, self.porosity, self.rho_s = float(D), float(porosity), float(rho_s)
-        self.k_f, self.n_f, self.u_left = float(k_f), float(n_f), float(u_left)
-        super().__init__(grid, dirichlet(1, u_left), dt=dt, scheme=scheme, **options)
+        self.u_left = U_LEFT.check(u_left, 1)
+        parameters = {"D": D, "porosity": porosity, "rho_s": rho_s, "k_f": k_f, "n_f": n_f}
+        super().__init__(
+            grid, dirichlet(1, self.u_left), parameters=parameters, dt=dt, scheme=scheme, **options
+        )
 
     def rates(self, u_max: float) -> dict[str, float]:
         """Diffusive rate $4 D / (R_{min} \\Delta x^2)$, $R_{min} = R(\\max(u_{max}, u_{left}))$."""

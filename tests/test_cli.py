@@ -1,7 +1,9 @@
 """The physml command: solve writes HDF5 that xarray and h5py read; mistakes exit with 2."""
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -50,7 +52,7 @@ def test_solve_2d_with_imex(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["solve", "burgers1d", "--nu", "-1"], "nu=-1.0 must be >= 0"),
+        (["solve", "burgers1d", "--nu", "-1"], "nu=-1.0 must be >= 0 and finite (viscosity"),
         (["solve", "navier"], "unknown PDE 'navier'; allowed: heat1d"),
         (["solve", "burgers1d", "--dt", "0.01"], "exceeds the stability limit"),
         (["solve", "heat1d", "--nx", "2"], "too small for this stencil"),
@@ -72,6 +74,95 @@ def test_missing_output_folder(tmp_path):
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
+def solve_error(capsys, *args) -> str:
+    """Run ``physml solve`` in-process; assert exit status 2 and return the one stderr line."""
+    try:
+        code = main(["solve", *args, "--quiet"])
+    except SystemExit as stop:  # argparse's own errors
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "pde, flag",
+    [("heat1d", "--nu"), ("allen_cahn1d", "--rho"), ("burgers1d", "--nu"), ("heat1d", "--dt"),
+     ("advection2d", "--beta")],
+)
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
+def test_non_finite_numbers_are_refused(capsys, tmp_path, pde, flag, value):
+    given = value if flag != "--beta" else f"1,{value}"
+    err = solve_error(capsys, pde, f"{flag}={given}", "--out", str(tmp_path / "u.h5"))
+    assert f"argument {flag}: expected " in err and "finite number" in err
+
+
+def test_out_is_checked_before_any_computation(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # --nu -1 would be refused by the solver: the --out error comes first
+    for out, message in [(".", "'.' is a folder; give a file name"),
+                         (str(tmp_path), "is a folder"),
+                         ("/proc/u.h5", "cannot write in folder '/proc'")]:
+        if out.startswith("/proc") and not Path("/proc").is_dir():
+            continue
+        assert message in solve_error(capsys, "heat1d", "--nu", "-1", "--out", out)
+    (tmp_path / "u.h5").write_text("keep")
+    err = solve_error(capsys, "heat1d", "--nx", "16", "--out", "u.h5")
+    assert "--out: 'u.h5' exists; pass --overwrite to replace it" in err
+    assert (tmp_path / "u.h5").read_text() == "keep"
+    assert main(["solve", "heat1d", "--nx", "16", "--n-saves", "3", "--out", "u.h5",
+                 "--overwrite", "--quiet"]) == 0
+    assert xr.open_dataset(tmp_path / "u.h5")["u"].shape == (3, 16)
+    assert not list(tmp_path.glob(".physml-write-test-*"))
+
+
+@pytest.mark.parametrize(
+    "args, count",
+    [(["--t-end", "1e300"], "4.77e+302"), (["--dt", "1e-300"], "1e+300"),
+     (["--dt", "1e-8"], "1e+08")],
+)
+def test_runs_beyond_the_step_limit_are_refused_with_the_count(capsys, tmp_path, args, count):
+    err = solve_error(capsys, "heat1d", *args, "--out", str(tmp_path / "u.h5"))
+    assert f"needs {count} time steps, more than --max-steps=10000000" in err
+    assert ("--max-steps 100000000 to run them anyway" in err) == (count == "1e+08")
+
+
+def test_max_steps_is_a_limit_the_user_sets(capsys, tmp_path):
+    out = str(tmp_path / "u.h5")
+    err = solve_error(capsys, "heat1d", "--nx", "16", "--max-steps", "10", "--out", out)
+    assert "needs 100 time steps, more than --max-steps=10" in err
+    assert main(["solve", "heat1d", "--nx", "16", "--max-steps", "100", "--out", out,
+                 "--quiet"]) == 0
+
+
+@pytest.mark.parametrize(
+    "args, reason",
+    [(["--nx", "256", "--dt", "1"], "does not divide --t-end=1 into 100 equal save intervals "
+      "and exceeds the stability limit"),
+     (["--nx", "256", "--dt", "0.004"], "does not divide"),
+     (["--nx", "256", "--dt", "0.005"], "exceeds the stability limit")],
+)
+def test_a_refused_dt_comes_with_a_step_the_next_run_accepts(capsys, tmp_path, args, reason):
+    out = str(tmp_path / "u.h5")
+    err = solve_error(capsys, "heat1d", *args, "--out", out)
+    assert reason in err
+    suggested = re.search(r"pass --dt=(\S+),", err).group(1)
+    assert main(["solve", "heat1d", "--nx", "256", "--dt", suggested, "--n-saves", "101",
+                 "--out", out, "--quiet"]) == 0
+    assert xr.open_dataset(out).attrs["dt"] == pytest.approx(float(suggested), rel=1e-6)
+
+
+def test_parameter_flags_come_from_the_solvers():
+    from physml.cli import build_parser
+    from physml.datasets.problems import PROBLEMS
+
+    solve = build_parser()._subparsers._group_actions[0].choices["solve"]
+    flags = {a.dest: a for a in solve._actions}
+    for prob in PROBLEMS.values():
+        for parameter in prob.solver.PARAMETERS:
+            assert parameter.unit in flags[parameter.name].help
+
+
 def test_implicit_heat_takes_one_step_per_save_and_exact_dt_divisions_are_accepted(tmp_path):
     assert main(["solve", "heat2d", "--nx", "8", "--scheme", "imex", "--t-end", "0.1",
                  "--n-saves", "3", "--out", str(tmp_path / "h.h5"), "--quiet"]) == 0
@@ -79,3 +170,39 @@ def test_implicit_heat_takes_one_step_per_save_and_exact_dt_divisions_are_accept
     assert main(["solve", "heat1d", "--t-end", "0.3", "--n-saves", "101", "--dt", "0.0003",
                  "--out", str(tmp_path / "d.h5"), "--quiet"]) == 0
     assert xr.open_dataset(tmp_path / "d.h5").attrs["n_steps"] == 1000
+
+
+def test_a_new_grid_pde_is_one_solver_class_plus_one_registry_line(monkeypatch, tmp_path):
+    """Advection-diffusion $u_t + a u_x = \\kappa u_{xx}$ from existing terms: the class
+    declares its parameters and terms; the problem registry line makes it a ``physml solve``
+    PDE with its flags, checks and stability limit, and the result is the exact
+    $e^{-\\kappa t}\\sin(x - a t)$ to second order."""
+    from physml.datasets import problems
+    from physml.solvers import FluxKind, GridSolver, Parameter, Term
+
+    class AdvectionDiffusionSolver1D(GridSolver):
+        ndim = 1
+        flux_kind = FluxKind.LINEAR_UPWIND
+        PARAMETERS = (
+            Parameter("a", "m/s", "advection velocity", per_axis=True, term=Term.ADVECTION),
+            Parameter("kappa", "m^2/s", "diffusivity", lower=0.0, term=Term.DIFFUSION),
+        )
+
+        def __init__(self, grid, bc=None, *, a, kappa, dt, **options):
+            super().__init__(grid, bc, parameters={"a": a, "kappa": kappa}, dt=dt, **options)
+
+    line = problems.Problem(AdvectionDiffusionSolver1D, "u_t + a u_x = kappa u_xx", (0.0,),
+                            (2 * np.pi,), "periodic", {"a": 1.0, "kappa": 0.1}, np.sin, 1.0)
+    monkeypatch.setitem(problems.PROBLEMS, "advection_diffusion1d", line)
+    out = tmp_path / "u.h5"
+    with pytest.raises(SystemExit):
+        main(["solve", "advection_diffusion1d", "--kappa=inf", "--out", str(out)])
+    assert main(["solve", "advection_diffusion1d", "--kappa", "-1", "--out", str(out),
+                 "--quiet"]) == 2
+    assert main(["solve", "advection_diffusion1d", "--nx", "128", "--kappa", "0.2", "--n-saves",
+                 "2", "--out", str(out), "--quiet"]) == 0
+    ds = xr.open_dataset(out)
+    x = ds["x"].values
+    exact = np.exp(-0.2) * np.sin(x - 1.0)
+    assert np.abs(ds["u"][-1].values - exact).max() < 2e-3
+    assert float(ds.attrs["kappa"]) == 0.2

@@ -6,8 +6,11 @@ import torch
 
 from physml import bridge
 from physml.solvers import (
+    AdvectionSolver2D,
+    AllenCahnSolver1D,
     BlowUpError,
     BurgersSolver1D,
+    DiffusionSorptionSolver1D,
     Grid,
     HeatSolver1D,
     UnstableStepError,
@@ -20,6 +23,35 @@ GRID = Grid((32,), (0.0,), (1.0,))
 def test_negative_viscosity_is_refused():
     with pytest.raises(ValueError, match=r"nu=-0.1 must be >= 0"):
         BurgersSolver1D(GRID, nu=-0.1, dt=1e-3)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: BurgersSolver1D(GRID, nu=np.inf, dt=None), r"nu=inf must be >= 0 and finite"),
+        (lambda: HeatSolver1D(GRID, nu=np.nan, dt=None), r"nu=nan must be > 0 and finite"),
+        (lambda: AllenCahnSolver1D(GRID, nu=0.1, rho=np.inf, dt=None),
+         r"rho=inf must be >= 0 and finite \(reaction rate in 1/s\)"),
+        (lambda: AdvectionSolver2D(Grid((8, 8), (0, 0), (1, 1)), beta=(1.0, np.nan), dt=None),
+         r"beta=\(1.0, nan\) must be finite \(advection velocity in m/s\)"),
+        (lambda: AdvectionSolver2D(Grid((8, 8), (0, 0), (1, 1)), beta=1.0, dt=None),
+         r"beta=1.0 must be one entry per grid axis \(2\)"),
+        (lambda: DiffusionSorptionSolver1D(GRID, porosity=1.5, dt=None),
+         r"porosity=1.5 must be in \(0, 1\]"),
+        (lambda: DiffusionSorptionSolver1D(GRID, u_left=np.inf, dt=None),
+         r"u_left=inf must be >= 0 and finite"),
+    ],
+)
+def test_non_finite_or_out_of_range_parameters_are_refused_by_name(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+@pytest.mark.parametrize("bad", [8.5, np.nan, 0, "8"])
+def test_fractional_or_invalid_cell_counts_are_refused(bad):
+    with pytest.raises(ValueError, match=r"shape\[1\]=.* must be a whole number of cells"):
+        Grid((8, bad), (0.0, 0.0), (1.0, 1.0))
+    assert Grid((8.0,), (0.0,), (1.0,)).shape == (8,)
 
 
 def test_grid_too_small_for_the_stencil():
@@ -43,8 +75,24 @@ def test_unstable_step_names_the_largest_stable_one():
 def test_state_dependent_cfl_is_checked_when_a_rollout_starts():
     solver = BurgersSolver1D(GRID, nu=1e-3, dt=0.01)  # fine for the diffusion term
     u0 = 5 * np.sin(2 * np.pi * GRID.coords(0))  # but max|u| dt / dx = 1.6 > 1/2
-    with pytest.raises(UnstableStepError, match="pass dt<="):
+    with pytest.raises(UnstableStepError, match="set by its advection term; pass dt<=") as err:
         solver.rollout(u0, 10)
+    assert "imex" not in str(err.value)  # implicit diffusion would not lift this limit
+
+
+def test_imex_is_offered_only_where_diffusion_sets_the_limit():
+    with pytest.raises(UnstableStepError, match=r"diffusion term.*scheme='imex' \(implicit "
+                       r"diffusion; no limit left\)"):
+        HeatSolver1D(GRID, nu=1.0, dt=0.1)
+    # Burgers with a large viscosity: diffusion binds, IMEX leaves the advective limit
+    u0 = 0.1 * np.sin(2 * np.pi * GRID.coords(0))
+    solver = BurgersSolver1D(GRID, nu=1.0, dt=1e-4)
+    solver.dt = 0.01
+    with pytest.raises(UnstableStepError, match=r"diffusion term.*scheme='imex' \(implicit "
+                       r"diffusion; dt<=0.157\)"):  # 1/2 dx / max|u| = 0.5 / 32 / 0.0995
+        solver.check_stability(u0)
+    imex = BurgersSolver1D(GRID, nu=1.0, dt=0.15, scheme="imex")
+    assert imex.rollout(u0, 2).shape == (3, 32)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -56,6 +104,26 @@ def test_non_finite_initial_state(bad):
         solver.rollout(u0, 1)
     with pytest.raises(ValueError, match="u0 contains NaN/Inf"):
         bridge.rollout(solver, torch.tensor(u0), 1)
+
+
+@pytest.mark.parametrize(
+    "solver, params, message",
+    [
+        (HeatSolver1D(GRID, nu=0.1, dt=1e-4), {"nu": -0.1}, r"nu=-0.1 must be > 0"),
+        (BurgersSolver1D(GRID, nu=0.1, dt=1e-4), {"nu": np.inf}, r"nu=inf must be >= 0"),
+        (AllenCahnSolver1D(GRID, nu=0.1, rho=1.0, dt=1e-4), {"rho": np.nan}, r"rho=nan"),
+    ],
+)
+def test_the_bridge_refuses_what_the_solver_refuses(solver, params, message):
+    """One check on both paths: the constructor and a differentiable rollout."""
+    name, value = next(iter(params.items()))
+    with pytest.raises(ValueError, match=message):
+        type(solver)(GRID, **{**solver.parameters(), name: value}, dt=1e-4)
+    tensors = {name: torch.tensor(value, dtype=torch.float64, requires_grad=True)}
+    with pytest.raises(ValueError, match=message):
+        bridge.rollout(solver, torch.zeros(32, dtype=torch.float64), 1, params=tensors)
+    with pytest.raises(ValueError, match=message):
+        solver.with_parameters(**params)
 
 
 def test_wrong_shape_dtype_and_parameter_names_in_the_bridge():

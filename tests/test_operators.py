@@ -5,7 +5,14 @@ import pytest
 import warp as wp
 
 from physml.solvers import BC, BoundaryConditions, Grid, dirichlet, neumann, periodic
-from physml.solvers.operators import FluxKind, GridLayout, Limiter
+from physml.solvers.operators import (
+    FLUXES,
+    REACTIONS,
+    FluxKind,
+    GridLayout,
+    Limiter,
+    ReactionKind,
+)
 
 
 def layout(grid, bc, ghost=2, dtype=wp.float64):
@@ -69,3 +76,10 @@ def test_dirichlet_ghost_cells_put_the_value_on_the_face():
     h = grid.dx[0]
     xp = np.concatenate([x[0] - h * np.array([2, 1]), x, x[-1] + h * np.array([1, 2])])
     np.testing.assert_allclose(up, 2.0 - 3.0 * xp, atol=1e-13)
+
+
+def test_every_flux_and_reaction_kind_has_its_stability_row():
+    assert set(FLUXES) == set(FluxKind) and set(REACTIONS) == set(ReactionKind)
+    assert REACTIONS[ReactionKind.ALLEN_CAHN](2.0) == 11.0  # |d(u - u^3)/du| = 3u^2 - 1
+    assert REACTIONS[ReactionKind.FISHER](2.0) == 5.0  # |d(u(1 - u))/du| = |1 - 2u|
+    np.testing.assert_array_equal(FLUXES[FluxKind.BURGERS].wave_speed(np.zeros(2), 3.0), 3.0)

@@ -1,0 +1,117 @@
+r"""Physical parameters of the grid PDEs, declared as data: name, unit, meaning, range, term.
+
+A grid solver lists its parameters once, as a tuple of :class:`Parameter` (its
+``PARAMETERS``). Everything else is derived from that tuple: the solver's attributes and
+``parameter_names``, which parameter scales which term of
+$F(u) = -\sum_d \partial_d f_d(u) + \nu\,\Delta u + \rho\, r(u)$ (and so the stability
+rates), the checks made when a solver is built or given new values (also on the PyTorch path,
+:func:`physml.bridge.rollout`), and the ``physml solve`` flags.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class Term(enum.Enum):
+    """The term of the convection–diffusion–reaction operator a parameter scales."""
+
+    DIFFUSION = "diffusion"  # nu in nu Laplacian(u)
+    ADVECTION = "advection"  # the velocity a_d of a linear flux f_d = a_d u
+    REACTION = "reaction"  # rho in rho r(u)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A physical parameter and the interval it must lie in.
+
+    Attributes:
+        name: keyword, attribute and command-line name (``nu`` gives ``--nu``).
+        unit: SI unit as text ("m^2/s", "1/s"; "1" for dimensionless).
+        meaning: a few words ("viscosity").
+        lower, upper: bounds of the allowed interval (the value is always finite).
+        lower_open, upper_open: whether the bound itself is excluded.
+        per_axis: a vector with one entry per grid axis (a velocity), else a number.
+        term: the operator term it scales, or None (a solver with its own ``rhs``).
+    """
+
+    name: str
+    unit: str
+    meaning: str
+    lower: float = -math.inf
+    upper: float = math.inf
+    lower_open: bool = False
+    upper_open: bool = False
+    per_axis: bool = False
+    term: Term | None = None
+
+    @property
+    def allowed(self) -> str:
+        """The allowed values in words: ">= 0 and finite", "in (0, 1]", "finite"."""
+        low, high = math.isfinite(self.lower), math.isfinite(self.upper)
+        if low and high:
+            return (
+                f"in {'(' if self.lower_open else '['}{self.lower:g}, "
+                f"{self.upper:g}{')' if self.upper_open else ']'}"
+            )
+        if low:
+            return f"{'>' if self.lower_open else '>='} {self.lower:g} and finite"
+        if high:
+            return f"{'<' if self.upper_open else '<='} {self.upper:g} and finite"
+        return "finite"
+
+    def admits(self, v: float) -> bool:
+        """Whether the number ``v`` is finite and inside the interval."""
+        above = v > self.lower if self.lower_open else v >= self.lower
+        below = v < self.upper if self.upper_open else v <= self.upper
+        return math.isfinite(v) and above and below
+
+    def check(self, value: Any, ndim: int) -> float | tuple[float, ...]:
+        """``value`` as a float (a tuple of ``ndim`` floats if ``per_axis``).
+
+        Raises:
+            ValueError: naming the parameter, the value, the allowed range and the unit.
+        """
+        flat = np.atleast_1d(np.asarray(value, dtype=np.float64)).ravel()
+        size = ndim if self.per_axis else 1
+        shown = _show(flat)
+        if flat.size != size:
+            count = f"one entry per grid axis ({ndim})" if self.per_axis else "a single number"
+            raise ValueError(f"{self.name}={shown} must be {count} ({self.meaning} in {self.unit})")
+        if not all(self.admits(float(v)) for v in flat):
+            raise ValueError(
+                f"{self.name}={shown} must be {self.allowed} ({self.meaning} in {self.unit})"
+            )
+        return tuple(float(v) for v in flat) if self.per_axis else float(flat[0])
+
+
+def check_parameters(
+    table: tuple[Parameter, ...], values: Mapping[str, Any], ndim: int
+) -> dict[str, float | tuple[float, ...]]:
+    """Check the values of ``table``'s parameters (all of them, by name) for an ``ndim``-D grid.
+
+    The one check behind a solver's constructor, its ``with_parameters`` and the PyTorch
+    bridge. Returns the values as floats (tuples for per-axis parameters).
+
+    Raises:
+        ValueError: a parameter is missing, unknown, or outside its range.
+    """
+    names = [p.name for p in table]
+    unknown = sorted(set(values) - set(names))
+    missing = [n for n in names if n not in values]
+    if unknown or missing:
+        problem = f"unknown parameter(s) {unknown}" if unknown else f"missing {missing}"
+        raise ValueError(f"{problem}; the parameters are: {', '.join(names)}")
+    return {p.name: p.check(values[p.name], ndim) for p in table}
+
+
+def _show(flat: np.ndarray) -> str:
+    if flat.size == 1:
+        return repr(float(flat[0]))
+    return "(" + ", ".join(repr(float(v)) for v in flat) + ")"
