@@ -113,7 +113,9 @@ def test_geodesic_on_the_sphere_against_great_circles(tmp_path):
         ({"pde": {"name": "heat"}}, "pde.name 'heat' needs the time section"),
         ({"refine": [0.1, -0.05]}, "edge lengths must be > 0"),
         ({"pde": {"name": "poisson", "source": {"kind": "gaussian", "width": 0}}},
-         "pde.source"),
+         "pde.source.width"),
+        ({"pde": {"name": "poisson", "source": float("nan")}},
+         "pde.source.amplitude: Input should be a finite number"),
         ({"mesh": {"domain": "l_shape", "h": 0.1, "sise": 2}}, "mesh.sise"),
     ],
 )

@@ -49,12 +49,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import scipy.sparse.linalg as spla
 import torch
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from ..datasets.mesh_store import mesh_dataset
 from ..datasets.store import write_dataset
@@ -152,14 +152,17 @@ class FieldSpec(Section):
         return a * radius * np.arccos(np.clip(cosine, -1.0, 1.0))
 
 
-NodalField = float | FieldSpec
+    @property
+    def is_zero(self) -> bool:
+        return self.kind == "constant" and self.amplitude == 0
 
 
-def nodal_values(spec: NodalField, points: np.ndarray) -> np.ndarray:
-    """(n,) values of a field spec (a number is a constant) at ``points`` (n, d)."""
-    if isinstance(spec, FieldSpec):
-        return spec.values(points)
-    return np.full(len(points), float(spec))
+def _number_as_constant(value: object) -> object:
+    return {"kind": "constant", "amplitude": value} if isinstance(value, int | float) else value
+
+
+NodalField = Annotated[FieldSpec, BeforeValidator(_number_as_constant)]
+"""A :class:`FieldSpec`, or a number ``a`` for ``{kind: constant, amplitude: a}``."""
 
 
 class BoundarySpec(Section):
@@ -168,15 +171,16 @@ class BoundarySpec(Section):
 
     part: str = "all"
     kind: Literal["dirichlet", "neumann"] = "dirichlet"
-    value: NodalField = 0.0
+    value: NodalField = Field(0.0, validate_default=True)
 
 
 class MeshPDESpec(Section):
     """The PDE and its data."""
 
     name: Literal["poisson", "heat", "geodesic", "shape_optimisation"]
-    source: NodalField = Field(0.0, description="f (poisson, shape_optimisation)")
-    initial: NodalField = Field(0.0, description="u at t = 0 (heat)")
+    source: NodalField = Field(0.0, validate_default=True,
+                               description="f (poisson, shape_optimisation)")
+    initial: NodalField = Field(0.0, validate_default=True, description="u at t = 0 (heat)")
     kappa: float = Field(1.0, gt=0, description="diffusivity [m^2/s] (heat)")
     exact: FieldSpec | None = Field(None, description="exact solution (poisson, geodesic)")
     source_point: list[float] | None = Field(None, min_length=2, max_length=3,
@@ -235,11 +239,11 @@ class MeshPDECase(CaseBase):
             raise ValueError(f"pde.name {name!r} needs a dirichlet entry in boundary (the "
                              "pure Neumann problem is singular)")
         if name == "shape_optimisation" and (
-                not isinstance(self.pde.source, float)
-                or any(b.value != 0 or b.part != "all" for b in self.boundary)):
+                self.pde.source.kind != "constant"
+                or any(not b.value.is_zero or b.part != "all" for b in self.boundary)):
             raise ValueError("pde.name 'shape_optimisation' needs a constant pde.source and "
                              "boundary [{part: all, kind: dirichlet, value: 0}]")
-        if name != "poisson" and any(b.kind == "neumann" and b.value != 0
+        if name != "poisson" and any(b.kind == "neumann" and not b.value.is_zero
                                      for b in self.boundary):
             raise ValueError(f"pde.name {name!r} supports zero Neumann only (the default on "
                              "every part not listed)")
@@ -281,7 +285,7 @@ def dirichlet_data(case: MeshPDECase, mesh: pm.Mesh) -> tuple[np.ndarray, np.nda
     for spec in case.boundary:
         if spec.kind == "dirichlet":
             vertices = _part(mesh, spec.part)
-            values[vertices] = nodal_values(spec.value, mesh.points[vertices])
+            values[vertices] = spec.value.values(mesh.points[vertices])
     fixed = np.flatnonzero(~np.isnan(values))
     return fixed, values[fixed]
 
@@ -303,7 +307,7 @@ def neumann_load(case: MeshPDECase, mesh: pm.Mesh) -> np.ndarray:
             measure = np.linalg.norm(x[:, 1] - x[:, 0], axis=1)
         else:
             measure = 0.5 * np.linalg.norm(np.cross(x[:, 1] - x[:, 0], x[:, 2] - x[:, 0]), axis=1)
-        q = nodal_values(spec.value, mesh.points)
+        q = spec.value.values(mesh.points)
         np.add.at(load, facets, (measure / facets.shape[1])[:, None] * q[facets])
     return load
 
@@ -322,7 +326,7 @@ def solve_poisson(case: MeshPDECase, mesh: pm.Mesh) -> tuple[dict, dict[str, np.
     ``pde.exact``: relative L2 $\\|e\\|_M/\\|u_I\\|_M$, relative H1 seminorm
     $\\|e\\|_K/\\|u_I\\|_K$, max) and its fields."""
     fixed, g = dirichlet_data(case, mesh)
-    f = nodal_values(case.pde.source, mesh.points)
+    f = case.pde.source.values(mesh.points)
     flux = neumann_load(case, mesh)
     start = time.perf_counter()
     u = pm.poisson(mesh, f, fixed, g, flux)
@@ -401,7 +405,7 @@ def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
             raise ValueError(f"--resume: the checkpoint holds {state['frames'][0].shape[0]} "
                              f"vertices, the mesh {mesh.n_vertices}")
     else:
-        u0 = nodal_values(case.pde.initial, mesh.points)
+        u0 = case.pde.initial.values(mesh.points)
         u0[fixed] = g
         state = {"step": 0, "frames": [u0], "history": [heat_record(0, 0.0, u0, K, M)],
                  "wall_s": 0.0}
@@ -502,12 +506,12 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
     spec = case.optimisation
     fixed = mesh.boundary_vertices()
     a, b = spec.target_semi_axes
-    peak = case.pde.source / (2 / a**2 + 2 / b**2)  # U at the centre
+    peak = case.pde.source.amplitude / (2 / a**2 + 2 / b**2)  # U at the centre
     weights = np.asarray(pm.to_scipy(pm.mass_matrix(mesh)).sum(axis=1)).ravel()
     norm = weights.sum() * peak**2
     as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float64)  # noqa: E731
     w = as_tensor(weights)
-    f = as_tensor(np.full(mesh.n_vertices, case.pde.source))
+    f = as_tensor(case.pde.source.values(mesh.points))
     cells = torch.as_tensor(mesh.cells, dtype=torch.long)
     e1, e2 = (mesh.points[mesh.cells[:, i]] - mesh.points[mesh.cells[:, 0]] for i in (1, 2))
     orientation = torch.sign(as_tensor(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]))
