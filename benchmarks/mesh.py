@@ -1,7 +1,11 @@
-r"""Cotangent-Laplacian assembly: physml's Warp kernels against libigl and robust-laplacian.
+r"""Mesh operators and solves against their peers: cotangent-Laplacian assembly (libigl,
+robust-laplacian), a Poisson-type solve (SciPy direct and Jacobi-CG, pyamg AMG-CG) and the
+heat-method geodesic (potpourri3d). A peer that is not installed is skipped (``pip install -e
+".[bench]"`` installs them all).
 
-On icospheres of $10\cdot 4^\ell + 2$ vertices ($\ell = 5 \dots 8$: 1.0e4 to 6.6e5 vertices) the
-script times, alternately in one run, ``REPEATS`` times each:
+Assembly (``--parts assembly``): on icospheres of $10\cdot 4^\ell + 2$ vertices
+($\ell = 5 \dots 8$: 1.0e4 to 6.6e5 vertices) the script times, alternately in one run,
+``REPEATS`` times each:
 
 - ``physml cold``: a fresh mesh: the CSR pattern (Warp's ``bsr_set_from_triplets`` with its
   triplet map and the triplet slots) plus the values — what a first assembly costs;
@@ -11,16 +15,30 @@ script times, alternately in one run, ``REPEATS`` times each:
 - ``robust_laplacian.mesh_laplacian`` (intrinsic Delaunay Laplacian plus its lumped mass, so it
   does more work than the others).
 
-physml's result is checked against libigl's (max abs difference) before timing. Medians with the
-min and max are written as JSON (thread counts and load average included) with a log-log plot.
-Timings are reported, never asserted. Run from the repository root::
+physml's result is checked against libigl's (max abs difference) before timing.
 
-    python benchmarks/mesh.py [--levels 5 6 7 8] [--out benchmarks/results/mesh.json]
+Solve (``--parts poisson``): the screened Poisson system $(K + \sigma M)u = M\mathbf 1$,
+$\sigma$ = ``SHIFT`` (small, so the Laplacian dominates and the conditioning grows as $h^{-2}$),
+of the same sphere (SPD, the matrices physml assembles), solved by physml's solve path
+(:func:`physml.solvers.mesh.pde._solve`, SciPy's sparse LU), ``scipy.sparse.linalg.cg`` with a
+Jacobi preconditioner and pyamg's smoothed-aggregation AMG as a CG preconditioner, both to a
+relative residual of 1e-8 (iterations and the residual reached are reported).
+
+Geodesic (``--parts geodesic``): distance from vertex 0 by ``heat_geodesic`` against
+potpourri3d's ``MeshHeatMethodDistanceSolver`` (setup included on both sides), each compared
+with the exact great-circle distance.
+
+Medians with the min and max are written as JSON (thread counts and load average included) with
+a log-log plot per part. Timings are reported, never asserted. Run from the repository root::
+
+    python benchmarks/mesh.py [--levels 5 6 7 8] [--parts assembly poisson geodesic]
+                              [--out benchmarks/results/mesh.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -29,12 +47,24 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 import warp as wp
 
 import physml
-from physml.solvers.mesh import Mesh, cotan_laplacian, icosphere, to_scipy
+from physml.solvers.mesh import (
+    Mesh,
+    cotan_laplacian,
+    heat_geodesic,
+    icosphere,
+    mass_matrix,
+    stiffness_matrix,
+    to_scipy,
+)
+from physml.solvers.mesh.pde import _solve
 
 REPEATS = 3
+SHIFT = 1e-2
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "mesh.json"
 
 
@@ -44,7 +74,7 @@ def _time(fn) -> float:
     return time.perf_counter() - start
 
 
-def bench_level(level: int) -> dict:
+def bench_assembly(level: int) -> dict:
     import igl
     import robust_laplacian
 
@@ -62,15 +92,10 @@ def bench_level(level: int) -> dict:
         "libigl": lambda: igl.cotmatrix(V, F),
         "robust-laplacian": lambda: robust_laplacian.mesh_laplacian(V, F),
     }
-    times = {name: [] for name in sides}
-    for _ in range(REPEATS):
-        for name, fn in sides.items():
-            times[name].append(_time(fn))
+    times = _alternate(sides)
     return {
         "level": level, "vertices": len(V), "faces": len(F),
-        "max_abs_difference_vs_libigl": float(difference),
-        "seconds": {name: {"median": statistics.median(t), "min": min(t), "max": max(t)}
-                    for name, t in times.items()},
+        "max_abs_difference_vs_libigl": float(difference), "seconds": _stats(times),
         "ratio_libigl_over_physml_cold": statistics.median(times["libigl"])
         / statistics.median(times["physml cold"]),
         "ratio_libigl_over_physml_warm": statistics.median(times["libigl"])
@@ -78,7 +103,74 @@ def bench_level(level: int) -> dict:
     }
 
 
-def plot(results: list[dict], path: Path) -> None:
+def bench_poisson(level: int) -> dict:
+    sphere = icosphere(level)
+    A = (to_scipy(stiffness_matrix(sphere)) + SHIFT * to_scipy(mass_matrix(sphere))).tocsr()
+    b = to_scipy(mass_matrix(sphere)) @ np.ones(sphere.n_vertices)
+    reached: dict[str, dict] = {}
+
+    def krylov(name: str, preconditioner) -> None:
+        iterations = []
+        u, _ = spla.cg(A, b, rtol=1e-8, M=preconditioner, callback=lambda _: iterations.append(1))
+        reached[name] = {"iterations": len(iterations),
+                         "residual": float(np.linalg.norm(b - A @ u) / np.linalg.norm(b))}
+
+    def direct() -> None:
+        u = _solve(A, b)
+        reached["physml (SciPy LU)"] = {
+            "residual": float(np.linalg.norm(b - A @ u) / np.linalg.norm(b))}
+
+    jacobi = sp.diags(1.0 / A.diagonal())
+    sides = {"physml (SciPy LU)": direct,
+             "scipy CG + Jacobi": lambda: krylov("scipy CG + Jacobi", jacobi)}
+    if importlib.util.find_spec("pyamg"):
+        import pyamg
+
+        def amg() -> None:
+            ml = pyamg.smoothed_aggregation_solver(A)
+            krylov("pyamg AMG-CG (setup included)", ml.aspreconditioner())
+
+        sides["pyamg AMG-CG (setup included)"] = amg
+    return {"level": level, "vertices": sphere.n_vertices, "nnz": A.nnz,
+            "seconds": _stats(_alternate(sides)), "reached": reached}
+
+
+def bench_geodesic(level: int) -> dict:
+    sphere = icosphere(level)
+    exact = np.arccos(np.clip(sphere.points @ sphere.points[0], -1.0, 1.0))
+    errors: dict[str, float] = {}
+
+    def ours() -> None:
+        errors["physml heat_geodesic"] = float(np.abs(heat_geodesic(sphere, 0) - exact).max())
+
+    sides = {"physml heat_geodesic": ours}
+    if importlib.util.find_spec("potpourri3d"):
+        import potpourri3d
+
+        def peer() -> None:
+            solver = potpourri3d.MeshHeatMethodDistanceSolver(sphere.points, sphere.cells)
+            errors["potpourri3d"] = float(np.abs(solver.compute_distance(0) - exact).max())
+
+        sides["potpourri3d"] = peer
+    return {"level": level, "vertices": sphere.n_vertices,
+            "seconds": _stats(_alternate(sides)), "max_error_vs_great_circle": errors}
+
+
+def _alternate(sides: dict) -> dict[str, list[float]]:
+    """``REPEATS`` timings of each side, the sides taking turns."""
+    times = {name: [] for name in sides}
+    for _ in range(REPEATS):
+        for name, fn in sides.items():
+            times[name].append(_time(fn))
+    return times
+
+
+def _stats(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    return {name: {"median": statistics.median(t), "min": min(t), "max": max(t)}
+            for name, t in times.items()}
+
+
+def plot(results: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,38 +184,49 @@ def plot(results: list[dict], path: Path) -> None:
         hi = np.array([r["seconds"][name]["max"] for r in results]) - med
         ax.errorbar(n, med, yerr=[lo, hi], marker="o", capsize=3, label=name)
     ax.set(xscale="log", yscale="log", xlabel="vertices", ylabel="seconds (median, min-max)",
-           title="cotangent Laplacian assembly, CPU")
+           title=title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
+PARTS = {
+    "assembly": (bench_assembly, "cotangent Laplacian assembly, CPU"),
+    "poisson": (bench_poisson, "(K + 0.01 M) u = M 1 on a sphere, to 1e-8, CPU"),
+    "geodesic": (bench_geodesic, "heat-method geodesic from one vertex, CPU"),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[5, 6, 7, 8])
+    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     wp.config.log_level = wp.LOG_ERROR
     wp.init()
-    cotan_laplacian(icosphere(1))  # compile the kernels outside the timings
-    results = []
-    for level in args.levels:
-        results.append(bench_level(level))
-        r = results[-1]
-        print(f"{r['vertices']:>9} vertices: "
-              + ", ".join(f"{k} {v['median']:.4f}s" for k, v in r["seconds"].items())
-              + f"  |diff| {r['max_abs_difference_vs_libigl']:.1e}")
+    heat_geodesic(icosphere(1), 0)  # compile the kernels outside the timings
     report = {
-        "benchmark": "cotangent Laplacian assembly (float64, CPU)",
+        "benchmark": "mesh operators and solves (float64, CPU)",
         "physml": physml.__version__, "warp": wp.__version__,
         "machine": platform.platform(), "cpu_count": os.cpu_count(),
         "threads": {"warp_cpu": 1, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
-        "load_average": os.getloadavg(), "repeats": REPEATS, "results": results,
+        "repeats": REPEATS,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    for part in args.parts:
+        bench, title = PARTS[part]
+        results = []
+        for level in args.levels:
+            results.append(bench(level))
+            r = results[-1]
+            print(f"{part} {r['vertices']:>9} vertices: "
+                  + ", ".join(f"{k} {v['median']:.4f}s" for k, v in r["seconds"].items()))
+        report[part] = results
+        plot(results, args.out.with_name(f"{args.out.stem}_{part}.png"), title)
+    report["load_average"] = os.getloadavg()
     args.out.write_text(json.dumps(report, indent=2))
-    plot(results, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    print(f"wrote {args.out} and a PNG per part beside it")
 
 
 if __name__ == "__main__":

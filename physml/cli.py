@@ -517,7 +517,7 @@ def _interrupted(args: argparse.Namespace, folder: Path, checkpoint: str) -> str
     return f"physml: interrupted; {folder} keeps the last checkpoint. Continue with:\n  {command}"
 
 
-FIGURES_AND_DATA = (".png", ".json", ".h5", ".gif")
+FIGURES_AND_DATA = (".png", ".json", ".h5", ".gif", ".vtu")
 
 
 

@@ -183,3 +183,30 @@ def test_read_pdebench_carries_each_seed_groups_config_into_sample_coords(tmp_pa
     assert "dam_radius: 0.6" in ds["config"].values[1]
     assert ds["seed"].dims == ("sample",) and ds.attrs == {"pde": "swe"}
     assert_cf(ds)
+
+
+def test_mesh_fields_round_trip_with_topology_and_tags(tmp_path):
+    from physml.solvers.mesh import Mesh
+
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    mesh = Mesh(points, [[0, 1, 2], [0, 2, 3]], cell_tags=[1, 1], facets=[[0, 1], [1, 2]],
+                facet_tags=[2, 3], tag_names={"domain": 1, "bottom": 2, "right": 3})
+    u = np.arange(12.0).reshape(3, 4)
+    ds = io.mesh_dataset(mesh, {"u": u}, times=[0.0, 0.5, 1.0], attrs={"pde": "heat"})
+    path = io.write_dataset(ds, tmp_path / "mesh.h5")
+    back, fields = io.read_mesh_dataset(path)
+    np.testing.assert_array_equal(back.points, mesh.points)
+    np.testing.assert_array_equal(back.cells, mesh.cells)
+    np.testing.assert_array_equal(back.facets, mesh.facets)
+    assert back.tag_names == mesh.tag_names and list(back.boundary_vertices("right")) == [1, 2]
+    assert fields["u"].dims == ("time", "node") and fields.attrs["pde"] == "heat"
+    np.testing.assert_array_equal(fields["u"].values, u)
+    opened = xr.open_dataset(path)  # plain xarray and h5py read it too, UGRID-style
+    assert opened["mesh"].attrs["face_node_connectivity"] == "cell_nodes"
+    assert opened["u"].attrs["location"] == "node"
+    with h5py.File(path) as f:
+        assert f["cell_nodes"].shape == (2, 3) and f["node_x"].shape == (4,)
+    with pytest.raises(ValueError, match=r"field 'v' has shape \(3,\); expected \(3, 4\)"):
+        io.mesh_dataset(mesh, {"v": np.zeros(3)}, times=[0.0, 0.5, 1.0])
+    with pytest.raises(ValueError, match="holds no mesh topology"):
+        io.mesh_of(xr.Dataset({"u": ("node", np.zeros(4))}))

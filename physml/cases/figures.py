@@ -244,3 +244,29 @@ def plot_profile(x: np.ndarray, times: list[float], states: list[np.ndarray],
     ax.legend(fontsize=7)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_mesh_fields(points: np.ndarray, cells: np.ndarray, fields: dict[str, np.ndarray],
+                     path: Path, title: str = "") -> None:
+    """One panel per nodal field on a triangle mesh: ``tripcolor`` (Gouraud shading) for a
+    planar mesh (points (n, 2)), ``plot_trisurf`` coloured by the cell mean for a surface
+    (points (n, 3)). ``cells`` (m, 3); each field (n,)."""
+    surface = points.shape[1] == 3
+    fig = plt.figure(figsize=(4.6 * len(fields), 4.2), constrained_layout=True)
+    for i, (name, values) in enumerate(fields.items(), start=1):
+        if surface:
+            ax = fig.add_subplot(1, len(fields), i, projection="3d")
+            art = ax.plot_trisurf(*points.T, triangles=cells, linewidth=0, cmap="viridis")
+            art.set_array(values[cells].mean(axis=1))
+            art.autoscale()
+            ax.set_box_aspect(np.ptp(points, axis=0))
+            ax.set_axis_off()
+        else:
+            ax = fig.add_subplot(1, len(fields), i)
+            art = ax.tripcolor(*points.T, cells, values, shading="gouraud", cmap="viridis")
+            ax.set(aspect="equal", xlabel="x", ylabel="y")
+        ax.set_title(name)
+        fig.colorbar(art, ax=ax, shrink=0.7)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,131 @@
+"""The mesh PDE case kind: the bundled cases validate and run at a reduced size with the
+figures they promise, the run folder holds readable results, a heat run resumes exactly, and
+bad input is refused with the key named."""
+
+import json
+
+import meshio
+import numpy as np
+import pytest
+
+from physml import io
+from physml.cases.registry import load_case, run_case, validate_case
+
+CASES = ("poisson_lshape", "heat_surface", "shape_poisson")
+HEAT_SMALL = ["mesh.h=0.3", "time.steps=40", "time.dt=0.05", "time.save_every=10"]
+
+
+def run(name, overrides, folder, **kwargs):
+    case = load_case(name, overrides)
+    return run_case(case, folder, **kwargs)[1]
+
+
+def vtu_fields(folder):
+    return meshio.read(folder / "solution.vtu").point_data
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_mesh_cases_validate_with_every_variant(name):
+    case = load_case(name)
+    assert case.kind == "mesh_pde" and case.name == name
+    for variant in case.variants:
+        load_case(name, [f"variant={variant}"])
+
+
+def test_poisson_lshape_error_and_orders_at_the_corner_singularity(tmp_path):
+    summary = run("poisson_lshape", ["mesh.h=0.1", "refine=[0.2, 0.05]"], tmp_path)
+    assert summary["residual"] < 1e-12
+    assert 1e-3 < summary["rel_l2"] < 1e-2
+    # u = r^(2/3) sin(2 theta/3) is only in H^(5/3 - eps): L2 order ~4/3, H1 order ~2/3
+    assert 1.0 < summary["order_l2"] < 1.6
+    assert 0.4 < summary["order_h1"] < 1.0
+    fields = vtu_fields(tmp_path)
+    assert {"u", "exact", "error"} <= set(fields)
+    np.testing.assert_allclose(fields["error"], fields["u"] - fields["exact"])
+    mesh, ds = io.read_mesh_dataset(tmp_path / "fields.h5")
+    assert mesh.n_vertices == summary["vertices"] and ds["u"].dims == ("node",)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(metrics["history"]) == 3 and (tmp_path / "solution.png").is_file()
+
+
+def test_heat_surface_conserves_mass_and_decays_at_the_first_eigenvalue_rate(tmp_path):
+    records = []
+    summary = run("heat_surface", HEAT_SMALL + ["output.figures=false"], tmp_path,
+                  on_step=records.append)
+    assert [r["step"] for r in records] == list(range(1, 41))
+    assert summary["mass_drift"] < 1e-12 and summary["energy_monotone"]
+    assert summary["overshoot"] == 0.0
+    assert summary["decay_rate_error"] < 1e-2  # against eigsh's lambda_1 and the CN factor
+    mesh, ds = io.read_mesh_dataset(tmp_path / "fields.h5")
+    assert mesh.is_surface and ds["u"].dims == ("time", "node") and ds.sizes["time"] == 5
+    np.testing.assert_allclose(vtu_fields(tmp_path)["u"], ds["u"].values[-1])
+
+
+def test_heat_surface_resumes_to_the_same_result(tmp_path):
+    overrides = HEAT_SMALL + ["output.figures=false"]
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "stopped").mkdir()
+    whole = run("heat_surface", overrides, tmp_path / "whole")
+
+    def stop(record):
+        if record["step"] == 25:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run("heat_surface", overrides, tmp_path / "stopped", on_step=stop)
+    assert not (tmp_path / "stopped" / "metrics.json").exists()
+    steps = []
+    resumed = run("heat_surface", overrides, tmp_path / "stopped", resume=True,
+                  on_step=lambda r: steps.append(r["step"]))
+    assert steps == list(range(21, 41))
+    np.testing.assert_allclose(vtu_fields(tmp_path / "stopped")["u"],
+                               vtu_fields(tmp_path / "whole")["u"], rtol=0, atol=1e-14)
+    assert resumed["mass_drift"] == pytest.approx(whole["mass_drift"], abs=1e-14)
+
+
+def test_shape_optimisation_drops_the_match_loss_and_reaches_the_ellipse(tmp_path):
+    summary = run("shape_poisson", ["mesh.h=0.2", "optimisation.steps=100",
+                                    "optimisation.lr=0.008"], tmp_path)
+    assert summary["passed"] and summary["loss_drop"] > 1000
+    assert summary["aspect"] == pytest.approx(summary["aspect_target"], rel=0.03)
+    assert summary["boundary_off_ellipse"] < 0.02
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [r["step"] for r in metrics["history"]] == list(range(100))
+    assert (tmp_path / "losses.png").is_file() and "u" in vtu_fields(tmp_path)
+
+
+def test_geodesic_on_the_sphere_against_great_circles(tmp_path):
+    raw = {"kind": "mesh_pde", "name": "geodesic_sphere", "mesh": {"domain": "icosphere",
+           "level": 3}, "pde": {"name": "geodesic", "source_point": [0, 0, 1],
+           "exact": {"kind": "great_circle", "centre": [0, 0, 1]}},
+           "output": {"figures": False}}
+    summary = run_case(validate_case(raw, "test"), tmp_path)[1]
+    assert summary["rel_max_error"] < 0.05
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"mesh": {"domain": "l_shape"}}, "mesh.domain 'l_shape' needs mesh.h"),
+        ({"mesh": {"domain": "disc", "h": 0.1, "file": "nowhere.msh"}},
+         "give exactly one of mesh.file and mesh.domain"),
+        ({"boundary": []}, "needs a dirichlet entry in boundary"),
+        ({"pde": {"name": "heat"}}, "pde.name 'heat' needs the time section"),
+        ({"refine": [0.1, -0.05]}, "edge lengths must be > 0"),
+        ({"pde": {"name": "poisson", "source": {"kind": "gaussian", "width": 0}}},
+         "pde.source.width"),
+        ({"pde": {"name": "poisson", "source": float("nan")}},
+         "pde.source.amplitude: Input should be a finite number"),
+        ({"mesh": {"domain": "l_shape", "h": 0.1, "sise": 2}}, "mesh.sise"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_key(change, message):
+    raw = {"kind": "mesh_pde", "name": "bad", "mesh": {"domain": "l_shape", "h": 0.1},
+           "pde": {"name": "poisson"}, "boundary": [{"part": "all"}], **change}
+    with pytest.raises(ValueError, match=message):
+        validate_case(raw, "case bad")
+
+
+def test_an_unknown_boundary_part_names_the_known_ones(tmp_path):
+    with pytest.raises(ValueError, match=r"no boundary part named 'top'; known: \['boundary'"):
+        run("poisson_lshape", ["mesh.h=0.3", "refine=[]", "boundary=[{part: top}]"], tmp_path)
