@@ -85,7 +85,10 @@ def test_run_writes_the_run_folder_and_improves(tiny_case):
     errors = [r["rel_l2"] for r in metrics["history"] if "rel_l2" in r]
     assert len(errors) >= 2 and errors[-1] < errors[0] < 2.0
     ds = xr.open_dataset(folder / "predictions.h5")
-    assert ds["prediction"].dims == ("t", "x") and ds.sizes == {"t": 11, "x": 32}
+    assert ds["prediction"].dims == ("time", "x") and ds.sizes == {"time": 11, "x": 32}
+    for name in ("prediction", "reference", "error", "time", "x"):  # CF metadata everywhere
+        assert {"long_name", "units"} <= set(ds[name].attrs)
+    assert result["threads"] >= 1 and result["wall_s"] > 0
     assert result["rel_l2"] == pytest.approx(float(np.linalg.norm(ds["error"]) /
                                                    np.linalg.norm(ds["reference"])))
 

@@ -412,6 +412,8 @@ def test_precipitate_case_writes_outputs_and_resumes_bitwise(tmp_path):
     assert summary["velocity"] > 0 and summary["mass_drift"] <= 1e-12
     with xr.open_dataset(folder / "trajectory.h5", engine="h5netcdf") as ds:
         assert ds["c"].shape == (5, 32, 32) and ds["T"].shape == (32, 32)
+        assert ds["c"].dims == ("time", "x", "y") and ds["T"].attrs["units"] == "K"
+        assert all({"long_name", "units"} <= set(ds[n].attrs) for n in ds.variables)
         whole = ds["c"].values[-1]
     # stop after the third snapshot, then resume to the end
     short = load_case(CASES / "thermomigration_single_precipitate.yaml",

@@ -32,7 +32,9 @@ def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
     dataset's ``t`` attribute for a snapshot, else the range of the second axis of a
     space-time field. ``log_error`` puts the error panel on a log colour scale (six decades
     below its maximum)."""
-    second, first = ds["prediction"].dims
+    dims = ds["prediction"].dims  # canonical order: (time, x) or (x, y)
+    second = "time" if "time" in dims else dims[-1]  # the vertical axis
+    first = next(d for d in dims if d != second)
     extent = [
         float(ds[first][0]),
         float(ds[first][-1]),
@@ -56,8 +58,8 @@ def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
             scale = {"norm": LogNorm(vmin=top * 1e-6, vmax=top)}
         else:
             scale = {}
-        image = ax.imshow(np.asarray(values), origin="lower", aspect="auto", extent=extent,
-                          cmap=cmap, **scale)
+        image = ax.imshow(np.asarray(values.transpose(second, first)), origin="lower",
+                          aspect="auto", extent=extent, cmap=cmap, **scale)
         ax.set(title=title, xlabel=_label(ds[first], first), ylabel=_label(ds[second], second))
         fig.colorbar(image, ax=ax, label=label)
     shown = (f"t = {float(ds.attrs['t']):.4g}" if "t" in ds.attrs else

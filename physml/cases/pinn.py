@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import xarray as xr
 from pydantic import Field, model_validator
 
 from ..datasets.store import write_dataset
@@ -48,7 +47,15 @@ from ..train.problems import (
 )
 from ..train.sampling import BoxSampler
 from .kind import CaseKind, OnStep
-from .run_folder import CHECKPOINT, CONFIG, Section, atomic_write, require_checkpoint, write_text
+from .run_folder import (
+    CHECKPOINT,
+    CONFIG,
+    Section,
+    atomic_write,
+    comparison_dataset,
+    require_checkpoint,
+    write_text,
+)
 from .sections import PhysicsCase, threshold_verdict
 
 
@@ -189,24 +196,12 @@ def write_results(case: PINNCase, trainer: PINNTrainer, folder: Path, threads: i
     result = {**summary(case, trainer), "wall_s": trainer.elapsed_s, "threads": threads}
     metrics = {"case": case.name, "summary": result, "history": trainer.history}
     write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
-    first, second = trainer.problem.names
+    first, second = ({"t": "time"}.get(n, n) for n in trainer.problem.names)
     a, b = trainer.eval_axes
-    prediction = trainer.prediction()
-    dims = (second, first)
-    ds = xr.Dataset(
-        {
-            "prediction": (dims, prediction),
-            "reference": (dims, trainer.reference),
-            "error": (dims, prediction - trainer.reference),
-        },
-        coords={first: a, second: b},
-        attrs={
-            "case": case.name,
-            "pde": case.pde.name,
-            "rel_l2": result["rel_l2"],
-            "config": case.to_yaml(),
-        },
-    )
+    ds = comparison_dataset(  # evaluation fields are (second, first): rows are t (or y)
+        trainer.prediction(), trainer.reference, {second: b, first: a},
+        {"case": case.name, "pde": case.pde.name, "rel_l2": result["rel_l2"],
+         "config": case.to_yaml()})
     write_dataset(ds, folder / "predictions.h5")
     if case.output.figures:
         from .figures import plot_losses, plot_solution

@@ -13,7 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..datasets.store import with_cf_metadata
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
@@ -69,3 +73,24 @@ def require_checkpoint(folder: Path, name: str = CHECKPOINT) -> Path:
     if not path.is_file():
         raise ValueError(f"--resume: {str(folder)!r} has no {name}; nothing to resume")
     return path
+
+
+FIELD_METADATA = {
+    "prediction": ("prediction of u", "1"),
+    "reference": ("reference solution u", "1"),
+    "error": ("prediction minus reference", "1"),
+}
+
+
+def comparison_dataset(prediction: np.ndarray, reference: np.ndarray,
+                       coords: dict[str, np.ndarray], attrs: dict) -> xr.Dataset:
+    """``prediction``, ``reference`` and their difference on a grid, as the run folder's
+    ``predictions.h5`` holds them: dims named by ``coords`` (``time``, ``x``, ``y``; arrays
+    indexed in the order of ``coords``), reordered time first, then space, with CF
+    ``long_name``/``units`` on every variable and coordinate."""
+    dims = tuple(coords)
+    fields = {"prediction": prediction, "reference": reference,
+              "error": prediction - reference}
+    ds = xr.Dataset({name: (dims, np.asarray(v)) for name, v in fields.items()},
+                    coords=coords, attrs=attrs)
+    return with_cf_metadata(ds, FIELD_METADATA)

@@ -38,7 +38,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import xarray as xr
 from pydantic import Field, model_validator
 
 from ..datasets.store import write_dataset
@@ -50,7 +49,15 @@ from ..threads import apply_threads
 from ..train.problems import sine
 from ..train.teng import TENG, TENGPDE, FitProgress
 from .kind import CaseKind, OnStep
-from .run_folder import CHECKPOINT, CONFIG, Section, atomic_write, require_checkpoint, write_text
+from .run_folder import (
+    CHECKPOINT,
+    CONFIG,
+    Section,
+    atomic_write,
+    comparison_dataset,
+    require_checkpoint,
+    write_text,
+)
 from .sections import PhysicsCase, threshold_verdict
 
 
@@ -256,16 +263,10 @@ def write_teng_results(case, teng, reference, history, folder: Path, extra: dict
     shape = reference.states.shape[1:]
     axes = reference.coords
     names = ("x", "y")[: len(shape)]
-    dims = names[::-1]  # (y, x): rows are y, as the figures expect
-    truth = reference.states[-1].cpu().numpy()
-    predicted = prediction.reshape(shape)
-    ds = xr.Dataset(
-        {name: (dims, field.T) for name, field in
-         (("prediction", predicted), ("reference", truth), ("error", predicted - truth))},
-        coords=dict(zip(names, axes)),
-        attrs={"case": case.name, "pde": case.pde.name, "t": reference.times[-1],
-               "rel_l2": final, "config": case.to_yaml()},
-    )
+    ds = comparison_dataset(
+        prediction.reshape(shape), reference.states[-1].cpu().numpy(), dict(zip(names, axes)),
+        {"case": case.name, "pde": case.pde.name, "t": reference.times[-1], "rel_l2": final,
+         "config": case.to_yaml()})
     write_dataset(ds, folder / "predictions.h5")
     if case.output.figures:
         from .figures import plot_error_curve, plot_solution

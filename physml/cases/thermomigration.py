@@ -52,7 +52,7 @@ import xarray as xr
 from pydantic import Field, model_validator
 
 from .._version import __version__
-from ..datasets.store import write_dataset
+from ..datasets.store import with_cf_metadata, write_dataset
 from ..solvers.free_energy import GAS_CONSTANT, DiluteSolution, DoubleWell, RegularSolution
 from ..solvers.grid import BC, BoundaryConditions, Grid
 from ..solvers.heat import HeatSolver
@@ -596,6 +596,16 @@ def _extend(run: Trajectory, segment: Trajectory, skip: int) -> None:
     run.rejected += segment.rejected
 
 
+def _cf_metadata(case: ThermomigrationCase, dims: tuple[str, ...]) -> dict:
+    """CF ``long_name``/``units`` of ``trajectory.h5``: SI, or the case's own units."""
+    si = case.units != "nondimensional"
+    metadata = {"c": ("solute mole fraction c" if si else "composition c", "1"),
+                "T": ("temperature", "K"),
+                "time": ("model time", "s" if si else "1")}
+    metadata.update({d: (f"{d} coordinate of the cell centre", "m" if si else "1") for d in dims})
+    return metadata
+
+
 def write_thermomigration_results(case, solver, run, records, summary, folder: Path,
                                   temperatures: np.ndarray | None) -> None:
     """The run folder's results (see the module docstring); ``temperatures`` is
@@ -617,7 +627,7 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
                      kappa_J_m2_per_mol=solver.kappa,
                      units="x, y, z in m; time in s; T in K; c mole fraction")
     ds = xr.Dataset(fields, coords={"time": np.array(run.times), **coords}, attrs=attrs)
-    write_dataset(ds, folder / "trajectory.h5")
+    write_dataset(with_cf_metadata(ds, _cf_metadata(case, dims)), folder / "trajectory.h5")
     write_text(folder / "tracked.json", json.dumps(records, indent=1))
     write_text(folder / "metrics.json", json.dumps(summary, indent=1))
     if case.output.figures:
