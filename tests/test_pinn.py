@@ -345,10 +345,10 @@ def test_solution_figure_labels_colour_bars_and_names_scheme_step_and_time(saved
 
     x, t = np.linspace(-1, 1, 8), np.linspace(0, 1, 5)
     reference = np.sin(np.pi * x)[None, :] * np.exp(-t)[:, None]
-    ds = xr.Dataset({"prediction": (("t", "x"), reference + 1e-3),
-                     "reference": (("t", "x"), reference),
-                     "error": (("t", "x"), np.full_like(reference, 1e-3))},
-                    coords={"x": ("x", x, {"units": "m"}), "t": t},
+    ds = xr.Dataset({"prediction": (("time", "x"), reference + 1e-3),
+                     "reference": (("time", "x"), reference),
+                     "error": (("time", "x"), np.full_like(reference, 1e-3))},
+                    coords={"x": ("x", x, {"units": "m"}), "time": t},
                     attrs={"case": "burgers", "rel_l2": 2e-3})
     plot_solution(ds, Path("unused.png"), scheme="PINN, Adam + L-BFGS", step=120,
                   log_error=True)
@@ -356,8 +356,8 @@ def test_solution_figure_labels_colour_bars_and_names_scheme_step_and_time(saved
     bars = [ax.get_ylabel() for ax in fig.axes[3:]]
     assert bars == ["u [dimensionless]"] * 2 + ["|error| of u [dimensionless]"]
     assert isinstance(fig.axes[2].images[0].norm, LogNorm)
-    assert fig.axes[0].get_xlabel() == "x [m]" and fig.axes[0].get_ylabel() == "t"
-    assert fig.get_suptitle() == ("burgers: PINN, Adam + L-BFGS, step 120, t from 0 to 1; "
+    assert fig.axes[0].get_xlabel() == "x [m]" and fig.axes[0].get_ylabel() == "time"
+    assert fig.get_suptitle() == ("burgers: PINN, Adam + L-BFGS, step 120, time from 0 to 1; "
                                   "relative L2 error 2.00e-03")
     plot_solution(ds.assign_attrs(t=0.5), Path("unused.png"))  # a snapshot, old signature
     assert saved_figures[-1].get_suptitle() == "burgers: t = 0.5; relative L2 error 2.00e-03"
