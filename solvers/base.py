@@ -51,6 +51,7 @@ from .operators import (
     weighted_dot_kernel,
 )
 from .parameters import Parameter, Term, check_parameters
+from .runtime import start_warp
 from .timestepping import Tableau, explicit_rk_step, tableau
 
 TVD_CFL = 0.5
@@ -70,8 +71,10 @@ def warp_dtype(dtype: Any) -> type:
 
 
 def warp_device(device: str) -> str:
-    """Canonical Warp device name ("cpu", "cuda:0", ...), with a clear error if unavailable."""
-    wp.init()
+    """Canonical Warp device name ("cpu", "cuda:0", ...), with a clear error if unavailable.
+    Warp starts without its banner (and on the CPU without its CUDA-driver warning) unless
+    ``PHYSML_WARP_VERBOSE=1``."""
+    start_warp("cpu" if str(device).startswith("cpu") else "cuda")
     try:
         return str(wp.get_device(device))
     except (RuntimeError, ValueError) as exc:

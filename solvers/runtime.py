@@ -49,3 +49,15 @@ def quiet_warp(device: str = "cpu", verbose: bool | None = None) -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+_started: set[str] = set()
+
+
+def start_warp(device: str) -> None:
+    """:func:`quiet_warp` for ``device`` the first time this process asks for it (what every
+    solver calls before its first launch); later calls do nothing, so a log level the user
+    set afterwards stays."""
+    if device not in _started:
+        quiet_warp(device)
+        _started.add(device)

@@ -36,3 +36,27 @@ def test_every_solvers_and_datasets_module_imports_without_torch():
     count, names = result.stdout.split(" ", 1)
     assert {"physml.datasets.generate", "physml.solvers.exact"} <= set(names.split())
     assert int(count) >= 20
+
+
+SOLVER_RUN = """
+import numpy as np
+from physml.solvers import Grid, HeatSolver1D, periodic
+grid = Grid((32,), (0.0,), (2 * np.pi,))
+solver = HeatSolver1D(grid, periodic(1), nu=0.1, dt=1e-3)
+print(solver.rollout(np.sin(grid.coords(0)), 4, 4).shape)
+"""
+
+
+def test_a_solver_from_python_keeps_warp_start_up_off_the_output():
+    """Building a solver starts Warp quietly on the CPU; PHYSML_WARP_VERBOSE=1 shows it."""
+    import os
+
+    def run(**env):
+        return subprocess.run([sys.executable, "-c", SOLVER_RUN], capture_output=True,
+                              text=True, env={**os.environ, **env})
+
+    quiet = run()
+    assert quiet.returncode == 0, quiet.stderr
+    assert "Warp" not in quiet.stdout + quiet.stderr and "(2, 32)" in quiet.stdout
+    verbose = run(PHYSML_WARP_VERBOSE="1")
+    assert verbose.returncode == 0 and "Warp" in verbose.stdout + verbose.stderr
