@@ -144,8 +144,24 @@ def test_the_resolved_config_carries_only_its_kinds_sections():
     text = teng.to_yaml()
     assert "adam" not in text and "lbfgs" not in text and "variants" not in text
     assert "scheme: heun" in text and "dt: 0.01" in text
+    for key in ("hard_constraints", "fourier_scale", "nt:", "a1", "beta", "wavenumber"):
+        assert key not in text, key
     pinn = load_case("burgers").to_yaml()
     assert "scheme" not in pinn and "adam:" in pinn
+    for key in ("beta", "a1", "nu_diffusion", "  y:", "harmonics", "fourier_scale", "times:"):
+        assert key not in pinn, key
+    assert "nu: 0.0031830988618379067" in pinn
+
+
+def test_resume_accepts_the_same_case_and_refuses_another(tmp_path):
+    """config.yaml leaves out keys that do not apply; resuming compares what does apply."""
+    from physml.cases.registry import load_case as load
+
+    case = load("burgers", ["model.fourier_scale=3.0"])  # unused by an mlp
+    saved = tmp_path / "config.yaml"
+    saved.write_text(case.to_yaml())
+    assert load(saved).same_run(case)
+    assert not load(saved).same_run(load("burgers", ["pde.nu=0.01"]))
 
 
 def test_listing_survives_a_closed_pipe():

@@ -102,6 +102,9 @@ class PINNCase(PhysicsCase):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     dtype: Literal["float32", "float64"] = "float32"
 
+    def unused_keys(self) -> set[str]:
+        return super().unused_keys() | {"evaluation.times"}
+
     @model_validator(mode="after")
     def _method_fits_pde(self) -> PINNCase:
         method = self.training.method

@@ -25,15 +25,43 @@ class CaseBase(Section):
     )
     device: str = "cpu"
 
+    def unused_keys(self) -> set[str]:
+        """Dotted keys that do not apply to this case (another PDE's parameters, another
+        network's options); kinds extend it."""
+        return set()
+
+    def resolved(self) -> dict:
+        """The case as it runs: variants resolved (so left out), unset optional keys and the
+        keys of :meth:`unused_keys` dropped."""
+        data = self.model_dump(mode="json", exclude={"variants"}, exclude_none=True)
+        for key in self.unused_keys():
+            *sections, last = key.split(".")
+            node = data
+            for section in sections:
+                node = node.get(section, {})
+            node.pop(last, None)
+        return data
+
     def to_yaml(self) -> str:
-        """The resolved case, as written to a run folder's ``config.yaml`` (variants are
-        resolved by then, so they are left out)."""
-        return yaml.safe_dump(self.model_dump(mode="json", exclude={"variants"}),
-                              sort_keys=False)
+        """The resolved case, as written to a run folder's ``config.yaml``."""
+        return yaml.safe_dump(self.resolved(), sort_keys=False)
 
     def same_run(self, other: CaseBase) -> bool:
-        """Whether ``other`` describes the same run (variants aside)."""
-        return self.model_dump(exclude={"variants"}) == other.model_dump(exclude={"variants"})
+        """Whether ``other`` describes the same run (what :meth:`resolved` keeps)."""
+        return self.resolved() == other.resolved()
+
+
+PDE_PARAMETERS = {
+    "burgers": ("nu",),
+    "convection": ("beta", "nu_diffusion"),
+    "helmholtz": ("a1", "a2", "k"),
+    "heat": ("nu",),
+    "allen_cahn": ("nu",),
+}
+"""The ``pde`` keys each PDE uses (the others are left out of a run's ``config.yaml``)."""
+
+MODEL_OPTIONS = {"fourier_scale": "fourier", "harmonics": "periodic"}
+"""``model`` options and the one model kind that uses each."""
 
 
 class PDESpec(Section):
@@ -133,6 +161,17 @@ class PhysicsCase(CaseBase):
             raise ValueError(f"evaluation.times {outside} lie outside domain.t "
                              f"{list(self.domain.t) if self.domain.t else '(none)'}")
         return self
+
+    def unused_keys(self) -> set[str]:
+        pde, model, initial = self.pde.name, self.model.kind, self.conditions.initial.kind
+        unused = {f"pde.{key}" for keys in PDE_PARAMETERS.values() for key in keys
+                  if key not in PDE_PARAMETERS[pde]}
+        unused |= {f"model.{key}" for key, kind in MODEL_OPTIONS.items() if kind != model}
+        if pde != "convection":
+            unused.add("model.periodic_embedding")
+        if initial != "sine":
+            unused.add("conditions.initial.wavenumber")
+        return unused
 
     def _require_pde(self, allowed: tuple[str, ...], what: str) -> None:
         if self.pde.name not in allowed:

@@ -94,6 +94,10 @@ class TENGCase(PhysicsCase):
             raise ValueError("kind 'teng' needs domain.x = domain.y = [0, L]")
         return self
 
+    def unused_keys(self) -> set[str]:
+        return super().unused_keys() | {"model.hard_constraints", "model.periodic_embedding",
+                                        "evaluation.nt"}
+
     @property
     def total_steps(self) -> int:
         """Time steps over ``domain.t``."""
