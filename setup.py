@@ -15,7 +15,7 @@ packages = [name for root, folder in ROOTS.items()
             for name in (root, *(f"{root}.{sub}" for sub in find_packages(folder)))]
 
 setup(
-    packages=[*packages, "physml.case_files"],
+    packages=[*packages, "physml.case_files", "physml.datasets.specs"],
     package_dir={**ROOTS, "physml.case_files": "cases"},
-    package_data={"physml.case_files": ["*.yaml"], "physml.datasets": ["specs/*.yaml"]},
+    package_data={"physml.case_files": ["*.yaml"], "physml.datasets.specs": ["*.yaml"]},
 )

@@ -249,10 +249,11 @@ def plot_profile(x: np.ndarray, times: list[float], states: list[np.ndarray],
 
 
 def plot_mesh_fields(points: np.ndarray, cells: np.ndarray, fields: dict[str, np.ndarray],
-                     path: Path, title: str = "") -> None:
+                     path: Path, title: str = "", units: str = "1") -> None:
     """One panel per nodal field on a triangle mesh: ``tripcolor`` (Gouraud shading) for a
     planar mesh (points (n, 2)), ``plot_trisurf`` coloured by the cell mean for a surface
-    (points (n, 3)). ``cells`` (m, 3); each field (n,)."""
+    (points (n, 3)). ``cells`` (m, 3); each field (n,), its colour bar labelled with its name
+    and ``units``."""
     surface = points.shape[1] == 3
     fig = plt.figure(figsize=(4.6 * len(fields), 4.2), constrained_layout=True)
     for i, (name, values) in enumerate(fields.items(), start=1):
@@ -268,7 +269,7 @@ def plot_mesh_fields(points: np.ndarray, cells: np.ndarray, fields: dict[str, np
             art = ax.tripcolor(*points.T, cells, values, shading="gouraud", cmap="viridis")
             ax.set(aspect="equal", xlabel="x", ylabel="y")
         ax.set_title(name)
-        fig.colorbar(art, ax=ax, shrink=0.7)
+        fig.colorbar(art, ax=ax, shrink=0.7, label=f"{name} [{units}]" if units else name)
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -529,22 +529,23 @@ def _migration(case, solver, run, records) -> dict:
 # -------------------------------------------------------------------------------- running
 
 
-def _save_checkpoint(folder: Path, run: Trajectory, dt: float) -> None:
+def _save_checkpoint(folder: Path, run: Trajectory, dt: float, wall_s: float) -> None:
     def write(path: Path) -> None:
         with open(path, "wb") as handle:
             np.savez(handle, times=run.times, states=np.stack(run.states), mass=run.mass,
                      free_energy=run.free_energy, steps=run.steps, rejected=run.rejected,
-                     dt=dt)
+                     dt=dt, wall_s=wall_s)
 
     atomic_write(folder / CHECKPOINT, write)
 
 
-def _load_checkpoint(folder: Path) -> tuple[Trajectory, float]:
+def _load_checkpoint(folder: Path) -> tuple[Trajectory, float, float]:
+    """The run so far, its next step size and the wall seconds it took."""
     data = np.load(require_checkpoint(folder, CHECKPOINT))
     run = Trajectory(times=list(data["times"]), states=list(data["states"]),
                      mass=list(data["mass"]), free_energy=list(data["free_energy"]),
                      steps=[int(s) for s in data["steps"]], rejected=int(data["rejected"]))
-    return run, float(data["dt"])
+    return run, float(data["dt"]), float(data["wall_s"]) if "wall_s" in data else 0.0
 
 
 def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
@@ -556,9 +557,9 @@ def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
     solver, c0 = build_solver(case)
     save_times = np.linspace(0.0, case.time.end, case.time.saves)
     if resume:
-        run, dt = _load_checkpoint(folder)
+        run, dt, before = _load_checkpoint(folder)
     else:
-        run, dt = Trajectory(), None
+        run, dt, before = Trajectory(), None, 0.0
     while len(run.times) < len(save_times):
         k = max(len(run.times), 1)
         start = run.states[-1] if run.states else c0
@@ -567,7 +568,7 @@ def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
         _extend(run, segment, 1 if run.states else 0)
         # the last step of a segment is cut to land on the snapshot: go on with the one before
         dt = segment.dt[-2] if len(segment.dt) > 1 else segment.dt[-1]
-        _save_checkpoint(folder, run, dt)
+        _save_checkpoint(folder, run, dt, before + time.perf_counter() - started)
         if not (folder / CONFIG).is_file():
             write_text(folder / CONFIG, case.to_yaml())
         if on_step is not None:
@@ -579,7 +580,7 @@ def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
     if case.units == "nondimensional":
         summary["units"] = {key: NONDIMENSIONAL_UNITS.get(key, unit)
                             for key, unit in SUMMARY_UNITS.items()}
-    summary["wall_s"] = time.perf_counter() - started
+    summary["wall_s"] = before + time.perf_counter() - started  # over every resumed part
     write_thermomigration_results(case, solver, run, records, summary, folder, temperatures)
     return summary
 
