@@ -66,6 +66,11 @@ class _PyAMGPreconditioner:
     back (two transfers and a synchronisation per apply). Build cost: the hierarchy set-up,
     roughly a few matrix products of A; apply: O(nnz) per V-cycle.
 
+    The set-up is deterministic: pyamg draws the start vectors of its spectral-radius estimates
+    from NumPy's global generator, which is seeded for the build and restored after it, so one
+    matrix always gets the same hierarchy and a solve repeated (a backward called twice) gives
+    the same bits.
+
     Args:
         A: a :class:`CsrOperator` (anything with a ``matrix`` in Warp CSR form).
         **options: passed to the pyamg solver constructor (e.g. ``strength``, ``max_levels``).
@@ -81,7 +86,12 @@ class _PyAMGPreconditioner:
                 f"{type(self).__name__} needs an assembled matrix (a CsrOperator); "
                 f"got {type(A).__name__}; use Jacobi for matrix-free operators"
             )
-        self.hierarchy = type(self).build(csr_to_scipy(matrix), **options)
+        seeded = np.random.get_state()  # noqa: NPY002 (pyamg draws from the global one)
+        np.random.seed(0)  # noqa: NPY002
+        try:
+            self.hierarchy = type(self).build(csr_to_scipy(matrix), **options)
+        finally:
+            np.random.set_state(seeded)  # noqa: NPY002
         self.cycle = self.hierarchy.aspreconditioner(cycle="V")
 
     def apply(self, r: wp.array, z: wp.array) -> None:
