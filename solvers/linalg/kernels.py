@@ -52,20 +52,29 @@ def ratio(num: wp.float64, den: wp.float64, active: bool):
     return wp.float64(0.0)
 
 
-@wp.func_native(
-    """
-    const auto* ap = a.data;
-    const auto* bp = b.data;
-    double acc[4] = {0.0, 0.0, 0.0, 0.0};
+def _partial_sums(update: str, term: str, col: str) -> str:
+    """C++ of a strided loop with a fused reduction: for k = t, t + T, ... < n run ``update``,
+    add the double ``term`` to one of four partial sums, and add their total to ``s[j, col]``."""
+    return f"""
+    double acc[4] = {{0.0, 0.0, 0.0, 0.0}};
     int i = t;
     for (; i + 3 * stride < n; i += 4 * stride)
-        for (int u = 0; u < 4; ++u) {
+        for (int u = 0; u < 4; ++u) {{
             const int k = i + u * stride;
-            acc[u] += double(ap[k]) * double(bp[k]);
-        }
-    for (; i < n; i += stride) acc[0] += double(ap[i]) * double(bp[i]);
-    wp::atomic_add(s, j, col, (acc[0] + acc[1]) + (acc[2] + acc[3]));
+            {update}
+            acc[u] += {term};
+        }}
+    for (int k = i; k < n; k += stride) {{
+        {update}
+        acc[0] += {term};
+    }}
+    wp::atomic_add(s, j, {col}, (acc[0] + acc[1]) + (acc[2] + acc[3]));
     """
+
+
+@wp.func_native(
+    "const auto* ap = a.data; const auto* bp = b.data;"
+    + _partial_sums("", "double(ap[k]) * double(bp[k])", "col")
 )
 def dot_rows(
     a: wp.array(dtype=Any),
@@ -145,24 +154,8 @@ def roll_kernel(m: int, s: wp.array2d(dtype=wp.float64)):
 
 
 @wp.func_native(
-    """
-    const auto* dp = d.data;
-    const auto* rp = r.data;
-    auto* zp = z.data;
-    double acc[4] = {0.0, 0.0, 0.0, 0.0};
-    int i = t;
-    for (; i + 3 * stride < n; i += 4 * stride)
-        for (int u = 0; u < 4; ++u) {
-            const int k = i + u * stride;
-            zp[k] = dp[k] * rp[k];
-            acc[u] += double(rp[k]) * double(zp[k]);
-        }
-    for (; i < n; i += stride) {
-        zp[i] = dp[i] * rp[i];
-        acc[0] += double(rp[i]) * double(zp[i]);
-    }
-    wp::atomic_add(s, j, col, (acc[0] + acc[1]) + (acc[2] + acc[3]));
-    """
+    "const auto* dp = d.data; const auto* rp = r.data; auto* zp = z.data;"
+    + _partial_sums("zp[k] = dp[k] * rp[k];", "double(rp[k]) * double(zp[k])", "col")
 )
 def scale_rows(
     d: wp.array(dtype=Any),
@@ -262,27 +255,10 @@ def csr_matvec_kernel(
 
 
 @wp.func_native(
-    """
-    const auto* pp = p.data;
-    const auto* qp = ap.data;
-    auto* xp = x.data;
-    auto* rp = r.data;
-    double acc[4] = {0.0, 0.0, 0.0, 0.0};
-    int i = t;
-    for (; i + 3 * stride < n; i += 4 * stride)
-        for (int u = 0; u < 4; ++u) {
-            const int k = i + u * stride;
-            xp[k] += alpha * pp[k];
-            rp[k] -= alpha * qp[k];
-            acc[u] += double(rp[k]) * double(rp[k]);
-        }
-    for (; i < n; i += stride) {
-        xp[i] += alpha * pp[i];
-        rp[i] -= alpha * qp[i];
-        acc[0] += double(rp[i]) * double(rp[i]);
-    }
-    wp::atomic_add(s, j, 0, (acc[0] + acc[1]) + (acc[2] + acc[3]));
-    """
+    "const auto* pp = p.data; const auto* qp = ap.data; auto* xp = x.data; auto* rp = r.data;"
+    + _partial_sums(
+        "xp[k] += alpha * pp[k]; rp[k] -= alpha * qp[k];", "double(rp[k]) * double(rp[k])", "0"
+    )
 )
 def cg_update_rows(
     p: wp.array(dtype=Any),
