@@ -4,15 +4,15 @@ r"""PyTorch autograd through the mesh operators: gradients with respect to verte
   $K(x)$ or mass $M(x)$ matrix (topology from :func:`physml.solvers.mesh.pattern`). Backward:
   $\bar t_e = \bar v_{\mathrm{slot}(e)}$ (gather from the CSR slots), then the element kernel's
   Warp adjoint gives $\bar x$.
-- :func:`sparse_solve`: $u = A(v)^{-1} b$ for CSR values $v$. Backward: one transpose solve
-  $\lambda = A^{-T}\bar u$, then $\bar b = \lambda$ and $\bar v_{ij} = -\lambda_i u_j$ (the
-  factorisation of the forward pass is reused).
+- :func:`sparse_solve`: $u = A(v)^{-1} b$ for the CSR values $v$ of a symmetric
+  positive-definite A: :func:`physml.linalg_bridge.csr_solve` (AMG-preconditioned CG), whose
+  backward is the package's one implicit-solve adjoint, a transpose solve
+  $\lambda = A^{-T}\bar u$, then $\bar b = \lambda$ and $\bar v_{ij} = -\lambda_i u_j$.
 - :func:`poisson_solve`: $-\Delta u = f$ in P1 with Dirichlet values on given vertices,
   $K_{II} u_I = (M f)_I - K_{IB} g$, composed of the two above, so its gradient flows to $x$,
   $f$ and $g$.
 
 Every backward allocates its gradients afresh, so calling backward twice gives the same result.
-The solve runs through one function, :func:`_factorize` (SciPy's sparse LU on the host for now).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 import torch
 import warp as wp
 from torch.autograd.function import once_differentiable
 
+from .linalg_bridge import csr_solve
+from .solvers.linalg import SmoothedAggregationAMG, cg
 from .solvers.mesh import Mesh, element_triplets, element_triplets_adjoint, pattern
 
 _WP_DTYPES = {torch.float32: wp.float32, torch.float64: wp.float64}
@@ -80,40 +81,23 @@ def operator_values(points: torch.Tensor, mesh: Mesh, kind: str = "stiffness") -
     return _OperatorValues.apply(points, mesh, kind)
 
 
-def _factorize(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray):
-    """Sparse LU of the CSR matrix (SciPy, host); ``.solve(b, trans)``."""
-    n = len(indptr) - 1
-    return spla.splu(sp.csr_matrix((values, indices, indptr), shape=(n, n)).tocsc())
-
-
-class _SparseSolve(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, values, b, indptr, indices):
-        lu = _factorize(indptr, indices, values.detach().cpu().numpy())
-        u = torch.as_tensor(lu.solve(b.detach().cpu().numpy()), dtype=b.dtype, device=b.device)
-        ctx.lu, ctx.indptr, ctx.indices = lu, indptr, indices
-        ctx.save_for_backward(u)
-        return u
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, u_grad):
-        (u,) = ctx.saved_tensors
-        lam = torch.as_tensor(ctx.lu.solve(u_grad.cpu().numpy(), trans="T"), dtype=u.dtype,
-                              device=u.device)
-        rows = torch.as_tensor(np.repeat(np.arange(len(ctx.indptr) - 1), np.diff(ctx.indptr)),
-                               device=u.device)
-        cols = torch.as_tensor(ctx.indices, device=u.device, dtype=torch.long)
-        return -lam[rows] * u[cols], lam, None, None
+SOLVE_RTOL = 1e-13
+"""Relative residual of :func:`sparse_solve`'s forward and transpose solves: near float64
+round-off, so the solve is exact to what a float64 finite-difference gradient check resolves."""
 
 
 def sparse_solve(values: torch.Tensor, b: torch.Tensor, indptr: np.ndarray,
                  indices: np.ndarray) -> torch.Tensor:
-    r"""$u = A^{-1} b$ for the square CSR matrix $A$ = (``values``, ``indices``, ``indptr``).
+    r"""$u = A^{-1} b$ for the symmetric positive-definite CSR matrix $A$ = (``values``,
+    ``indices``, ``indptr``): AMG-preconditioned CG to :data:`SOLVE_RTOL`.
 
-    Differentiable in ``values`` (nnz,) and ``b`` (n,); the backward costs one transpose solve.
+    Differentiable in ``values`` (nnz,) and ``b`` (n,); the backward costs one transpose solve
+    (:func:`physml.linalg_bridge.csr_solve`).
     """
-    return _SparseSolve.apply(values, b, indptr, indices)
+    offsets, columns = (torch.as_tensor(np.asarray(a, dtype=np.int64), device=b.device)
+                        for a in (indptr, indices))
+    return csr_solve(values, b, offsets, columns, solver=cg, preconditioner=SmoothedAggregationAMG,
+                     rtol=SOLVE_RTOL)
 
 
 @lru_cache(maxsize=32)

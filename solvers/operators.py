@@ -518,13 +518,13 @@ def specialize(kernel: wp.Kernel, dtype: type, arg_types: dict[str, Any]) -> Non
     _SPECIALIZED[(id(kernel), dtype)] = wp.overload(kernel, arg_types)
 
 
-def launch(kernel: wp.Kernel, dtype: type, **options) -> None:
-    """``wp.launch`` of ``kernel``'s overload for ``dtype``.
+def launch(kernel: wp.Kernel, dtype: type, **options) -> wp.Launch | None:
+    """``wp.launch`` of ``kernel``'s overload for ``dtype`` (its command with ``record_cmd=True``).
 
     Launching the declared overload directly skips Warp's matching of argument types on every
     call, which is most of a launch's cost on small grids.
     """
-    wp.launch(_SPECIALIZED[(id(kernel), dtype)], **options)
+    return wp.launch(_SPECIALIZED[(id(kernel), dtype)], **options)
 
 
 def _overload_all() -> None:

@@ -12,7 +12,10 @@ dot product that follows it, so an iteration reads each vector as few times as i
 loops of the CG kernels and of the CSR product are native snippets (``wp.func_native``) over the
 raw pointers of contiguous arrays: Warp's generated indexing (negative-index wrap and byte strides
 on every access) made them 2–10× slower than SciPy/NumPy on the CPU, so the CG would have lost to
-SciPy's per iteration; the snippets compile for CPU and CUDA alike.
+SciPy's per iteration; the snippets compile for CPU and CUDA alike. Their reductions keep four
+partial sums (entries $i, i + T, i + 2T, i + 3T$ of each step of $4T$): one float64 sum is a chain
+of dependent additions, which on the CPU made a dot product of $2^{16}$ entries 4× slower than
+NumPy's.
 
 Scalars stay on the device in a float64 table ``s`` of shape ``(k + 1, columns)``: row ``j``
 holds the scalars of local iteration ``j`` of a block of ``k`` iterations, and the host reads the
@@ -25,6 +28,7 @@ vectors in place and are never recorded on a tape (their adjoint is a transpose 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import warp as wp
@@ -48,14 +52,29 @@ def ratio(num: wp.float64, den: wp.float64, active: bool):
     return wp.float64(0.0)
 
 
+def _partial_sums(update: str, term: str, col: str) -> str:
+    """C++ of a strided loop with a fused reduction: for k = t, t + T, ... < n run ``update``,
+    add the double ``term`` to one of four partial sums, and add their total to ``s[j, col]``."""
+    return f"""
+    double acc[4] = {{0.0, 0.0, 0.0, 0.0}};
+    int i = t;
+    for (; i + 3 * stride < n; i += 4 * stride)
+        for (int u = 0; u < 4; ++u) {{
+            const int k = i + u * stride;
+            {update}
+            acc[u] += {term};
+        }}
+    for (int k = i; k < n; k += stride) {{
+        {update}
+        acc[0] += {term};
+    }}
+    wp::atomic_add(s, j, {col}, (acc[0] + acc[1]) + (acc[2] + acc[3]));
+    """
+
+
 @wp.func_native(
-    """
-    const auto* ap = a.data;
-    const auto* bp = b.data;
-    double acc = 0.0;
-    for (int i = t; i < n; i += stride) acc += double(ap[i]) * double(bp[i]);
-    wp::atomic_add(s, j, col, acc);
-    """
+    "const auto* ap = a.data; const auto* bp = b.data;"
+    + _partial_sums("", "double(ap[k]) * double(bp[k])", "col")
 )
 def dot_rows(
     a: wp.array(dtype=Any),
@@ -134,14 +153,37 @@ def roll_kernel(m: int, s: wp.array2d(dtype=wp.float64)):
         s[j, c] = wp.float64(0.0)
 
 
+@wp.func_native(
+    "const auto* dp = d.data; const auto* rp = r.data; auto* zp = z.data;"
+    + _partial_sums("zp[k] = dp[k] * rp[k];", "double(rp[k]) * double(zp[k])", "col")
+)
+def scale_rows(
+    d: wp.array(dtype=Any),
+    r: wp.array(dtype=Any),
+    t: int,
+    n: int,
+    stride: int,
+    j: int,
+    col: int,
+    s: wp.array2d(dtype=wp.float64),
+    z: wp.array(dtype=Any),
+): ...
+
+
 @wp.kernel(enable_backward=False)
 def scale_kernel(
-    d: wp.array(dtype=Any), r: wp.array(dtype=Any), n: int, stride: int, z: wp.array(dtype=Any)
+    d: wp.array(dtype=Any),
+    r: wp.array(dtype=Any),
+    n: int,
+    stride: int,
+    j: int,
+    col: int,
+    s: wp.array2d(dtype=wp.float64),
+    z: wp.array(dtype=Any),
 ):
-    """z = d ⊙ r (the Jacobi preconditioner, d = 1/diag A). Reads d, r; writes z."""
-    t = wp.tid()
-    for i in range(t, n, stride):
-        z[i] = d[i] * r[i]
+    """z = d ⊙ r (the Jacobi preconditioner, d = 1/diag A) and s[j, col] += r · z, the product
+    CG takes next, fused as in csr_matvec_kernel. Reads d, r; writes z."""
+    scale_rows(d, r, wp.tid(), n, stride, j, col, s, z)
 
 
 @wp.kernel(enable_backward=False)
@@ -159,11 +201,14 @@ def reciprocal_kernel(d: wp.array(dtype=Any), n: int, stride: int, out: wp.array
     const int* op = offsets.data;
     const int* cp = columns.data;
     auto* yp = y.data;
+    double dot = 0.0;
     for (int i = t; i < n; i += stride) {
         decltype(vp[0] * xp[0]) acc = 0;
         for (int k = op[i]; k < op[i + 1]; ++k) acc += vp[k] * xp[cp[k]];
         yp[i] = acc;
+        dot += double(xp[i]) * double(acc);
     }
+    wp::atomic_add(s, j, col, dot);
     """
 )
 def csr_rows(
@@ -174,6 +219,9 @@ def csr_rows(
     t: int,
     n: int,
     stride: int,
+    j: int,
+    col: int,
+    s: wp.array2d(dtype=wp.float64),
     y: wp.array(dtype=Any),
 ): ...
 
@@ -186,15 +234,20 @@ def csr_matvec_kernel(
     columns: wp.array(dtype=wp.int32),
     n: int,
     stride: int,
+    j: int,
+    col: int,
+    s: wp.array2d(dtype=wp.float64),
     y: wp.array(dtype=Any),
 ):
-    """y_i = sum_{k in row i} values_k x_{columns_k} (CSR, contiguous arrays), rows t, t + T, ...
+    """y_i = sum_{k in row i} values_k x_{columns_k} (CSR, contiguous arrays), rows t, t + T, ...;
+    and s[j, col] += x · y, the product CG takes next (p · Ap), fused so that it costs no launch
+    and no pass of its own (a plain product adds it to a scratch cell).
 
     The row loop is a native snippet over raw pointers: Warp's generated indexing (negative-index
     wrap and byte strides on every access) made the same loop about 3× slower than SciPy's CSR
     product on the CPU (256² Poisson, warp-lang 1.19); the snippet matches it.
     """
-    csr_rows(x, values, offsets, columns, wp.tid(), n, stride, y)
+    csr_rows(x, values, offsets, columns, wp.tid(), n, stride, j, col, s, y)
 
 
 # ------------------------------------------------------------------------ conjugate gradients
@@ -202,19 +255,10 @@ def csr_matvec_kernel(
 
 
 @wp.func_native(
-    """
-    const auto* pp = p.data;
-    const auto* qp = ap.data;
-    auto* xp = x.data;
-    auto* rp = r.data;
-    double acc = 0.0;
-    for (int i = t; i < n; i += stride) {
-        xp[i] += alpha * pp[i];
-        rp[i] -= alpha * qp[i];
-        acc += double(rp[i]) * double(rp[i]);
-    }
-    wp::atomic_add(s, j, 0, acc);
-    """
+    "const auto* pp = p.data; const auto* qp = ap.data; auto* xp = x.data; auto* rp = r.data;"
+    + _partial_sums(
+        "xp[k] += alpha * pp[k]; rp[k] -= alpha * qp[k];", "double(rp[k]) * double(rp[k])", "0"
+    )
 )
 def cg_update_rows(
     p: wp.array(dtype=Any),
@@ -369,9 +413,9 @@ def _overload_all() -> None:
         specialize(dot_kernel, T, vectors("a", "b"))
         specialize(dot2_kernel, T, vectors("a", "b"))
         specialize(residual_kernel, T, vectors("b", "r"))
-        specialize(scale_kernel, T, vectors("d", "r", "z", table=False))
+        specialize(scale_kernel, T, vectors("d", "r", "z"))
         specialize(reciprocal_kernel, T, vectors("d", "out", table=False))
-        specialize(csr_matvec_kernel, T, vectors("x", "values", "y", table=False))
+        specialize(csr_matvec_kernel, T, vectors("x", "values", "y"))
         specialize(cg_update_kernel, T, vectors("p", "ap", "x", "r"))
         specialize(cg_direction_kernel, T, vectors("z", "p"))
         specialize(bicgstab_half_kernel, T, vectors("r", "v", "h"))
@@ -385,10 +429,26 @@ _overload_all()
 def sweep(kernel: wp.Kernel, arrays: list[wp.array], args: list, outputs: list) -> None:
     """Launch a strided kernel over the vectors ``arrays`` (length n, device and dtype of the
     first): its inputs are ``arrays``, then ``n, stride``, then ``args``; then ``outputs``."""
+    _launch_sweep(kernel, arrays, args, outputs, record=False)
+
+
+def recorded_sweep(
+    kernel: wp.Kernel, arrays: list[wp.array], args: list, outputs: list
+) -> Callable[[], None]:
+    """:func:`sweep` recorded, not run: the returned callable replays it (``wp.Launch.launch``).
+
+    A replay skips the packing of the arguments, which is most of a launch's cost on vectors of
+    up to some 10^5 entries (on the CPU about 15 µs a replay against 60-200 µs a ``wp.launch``,
+    warp-lang 1.19); the arrays and arguments are fixed at recording.
+    """
+    return _launch_sweep(kernel, arrays, args, outputs, record=True).launch
+
+
+def _launch_sweep(kernel, arrays, args, outputs, record: bool) -> wp.Launch | None:
     x = arrays[0]
     n, device = x.shape[0], x.device
     stride = reduction_threads(n, device)
-    launch(
+    return launch(
         kernel,
         x.dtype,
         dim=stride,
@@ -396,4 +456,5 @@ def sweep(kernel: wp.Kernel, arrays: list[wp.array], args: list, outputs: list) 
         outputs=outputs,
         device=device,
         record_tape=False,
+        record_cmd=record,
     )

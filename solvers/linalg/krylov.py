@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 import warp as wp
@@ -32,6 +34,7 @@ from .kernels import (
     cg_update_kernel,
     dot2_kernel,
     dot_kernel,
+    recorded_sweep,
     residual_kernel,
     roll_kernel,
     sweep,
@@ -75,9 +78,11 @@ def cg(
 ) -> SolveResult:
     """Preconditioned conjugate gradients for $A x = b$, A symmetric positive definite.
 
-    Per iteration: one product with A, one preconditioner apply, and three (two without a
-    preconditioner) fused vector kernels: $\\alpha = r^T z / p^T A p$, $x \\mathrel{+}= \\alpha p$,
-    $r \\mathrel{-}= \\alpha A p$, $z = M^{-1} r$, $p = z + (r_+^T z_+ / r^T z)\\, p$.
+    Per iteration, replayed from recorded launches: one product with A, one preconditioner apply
+    (each also giving the dot product that follows it, $p^T A p$ and $r^T z$, where it offers
+    ``bind_dot``; else a dot kernel after it), and two fused vector kernels:
+    $\\alpha = r^T z / p^T A p$, $x \\mathrel{+}= \\alpha p$, $r \\mathrel{-}= \\alpha A p$,
+    $z = M^{-1} r$, $p = z + (r_+^T z_+ / r^T z)\\, p$.
 
     Args:
         A: the operator, shape (n, n).
@@ -105,14 +110,15 @@ def cg(
         sweep(dot_kernel, [r, z], [0, rz_col], [s])
     p, ap = wp.clone(z), wp.empty_like(r)
 
-    def step(j: int, tol2: float) -> None:
-        A.matvec(p, ap)
-        sweep(dot_kernel, [p, ap], [j, 2], [s])
-        sweep(cg_update_kernel, [p, ap], [j, rz_col, tol2], [s, x, r])
+    def step(j: int, tol2: float) -> list[Callable[[], None]]:
+        launches = [
+            *_with_dot(A, "matvec", p, ap, s, j, 2),
+            recorded_sweep(cg_update_kernel, [p, ap], [j, rz_col, tol2], [s, x, r]),
+        ]
         if preconditioner is not None:
-            preconditioner.apply(r, z)
-            sweep(dot_kernel, [r, z], [j + 1, rz_col], [s])
-        sweep(cg_direction_kernel, [z], [j, rz_col, tol2], [s, p])
+            launches += _with_dot(preconditioner, "apply", r, z, s, j + 1, rz_col)
+        launches.append(recorded_sweep(cg_direction_kernel, [z], [j, rz_col, tol2], [s, p]))
+        return launches
 
     return _iterate("cg", step, x, s, rtol, atol, maxiter, check_every)
 
@@ -143,18 +149,31 @@ def bicgstab(
     v, h, tv = (wp.empty_like(r) for _ in range(3))
     phat, hhat = (p, h) if preconditioner is None else (wp.empty_like(r), wp.empty_like(r))
 
-    def step(j: int, tol2: float) -> None:
-        if preconditioner is not None:
-            preconditioner.apply(p, phat)
-        A.matvec(phat, v)
-        sweep(dot_kernel, [rhat, v], [j, 2], [s])
-        sweep(bicgstab_half_kernel, [r, v], [j, tol2, s], [h])
-        if preconditioner is not None:
-            preconditioner.apply(h, hhat)
-        A.matvec(hhat, tv)
-        sweep(dot2_kernel, [tv, h], [j, 4], [s])
-        sweep(bicgstab_update_kernel, [phat, hhat, h, tv, rhat], [j, tol2], [s, x, r])
-        sweep(bicgstab_direction_kernel, [r, v], [j, tol2], [s, p])
+    matvec_p, matvec_h = _bound(A, "matvec", phat, v), _bound(A, "matvec", hhat, tv)
+    precondition_p, precondition_h = (
+        (None, None)
+        if preconditioner is None
+        else (_bound(preconditioner, "apply", p, phat), _bound(preconditioner, "apply", h, hhat))
+    )
+
+    def step(j: int, tol2: float) -> list[Callable[[], None]]:
+        return [
+            launch
+            for launch in (
+                precondition_p,
+                matvec_p,
+                recorded_sweep(dot_kernel, [rhat, v], [j, 2], [s]),
+                recorded_sweep(bicgstab_half_kernel, [r, v], [j, tol2, s], [h]),
+                precondition_h,
+                matvec_h,
+                recorded_sweep(dot2_kernel, [tv, h], [j, 4], [s]),
+                recorded_sweep(
+                    bicgstab_update_kernel, [phat, hhat, h, tv, rhat], [j, tol2], [s, x, r]
+                ),
+                recorded_sweep(bicgstab_direction_kernel, [r, v], [j, tol2], [s, p]),
+            )
+            if launch is not None
+        ]
 
     return _iterate("bicgstab", step, x, s, rtol, atol, maxiter, check_every)
 
@@ -206,9 +225,27 @@ def _start(
     return x, r, s
 
 
+def _bound(obj: Any, method: str, a: wp.array, b: wp.array) -> Callable[[], None]:
+    """``obj.<method>(a, b)`` as a call without arguments: ``obj.bind(a, b)`` (a recorded
+    launch) where the operator or preconditioner offers it."""
+    bind = getattr(obj, "bind", None)
+    return bind(a, b) if bind is not None else partial(getattr(obj, method), a, b)
+
+
+def _with_dot(
+    obj: Any, method: str, x: wp.array, y: wp.array, s: wp.array, j: int, col: int
+) -> list[Callable[[], None]]:
+    """``obj.<method>(x, y)`` (a product or a preconditioner apply) and ``s[j, col]`` +=
+    $x \\cdot y$: one fused launch where ``obj`` offers ``bind_dot``, else two."""
+    bind_dot = getattr(obj, "bind_dot", None)
+    if bind_dot is not None:
+        return [bind_dot(x, y, s, j, col)]
+    return [_bound(obj, method, x, y), recorded_sweep(dot_kernel, [x, y], [j, col], [s])]
+
+
 def _iterate(
     method: str,
-    step: Callable[[int, float], None],
+    step: Callable[[int, float], list[Callable[[], None]]],
     x: wp.array,
     s: wp.array,
     rtol: float,
@@ -216,7 +253,12 @@ def _iterate(
     maxiter: int,
     check_every: int,
 ) -> SolveResult:
-    """Run ``step(j, tol2)`` in blocks of ``check_every``, reading ``s`` once per block."""
+    """Run the iterations in blocks of ``check_every``, reading ``s`` once per block.
+
+    ``step(j, tol2)`` returns the launches of local iteration j (0 <= j < check_every), most of
+    them recorded; they are made on the first block that reaches j and replayed in every later
+    block, so a long solve pays Warp's argument packing once per j, not once per iteration."""
+    plan: list[list[Callable[[], None]]] = []
     start = s.numpy()[0]
     b_norm = float(np.sqrt(start[BNORM]))
     tol = max(rtol * b_norm, atol)
@@ -237,7 +279,10 @@ def _iterate(
             )
         m = min(check_every, maxiter - iterations)
         for j in range(m):
-            step(j, tol2)
+            if j == len(plan):
+                plan.append(step(j, tol2))
+            for launch in plan[j]:
+                launch()
         block = s.numpy()[1 : m + 1, RESIDUAL]
         done = np.flatnonzero(~(block > tol2))  # met the tolerance, or NaN
         taken = int(done[0]) + 1 if done.size else m

@@ -2,11 +2,14 @@ r"""Linear operators $y = A x$ on Warp vectors: a sparse matrix or a matrix-free
 
 Anything with ``shape`` ``(n, n)``, ``dtype`` (``wp.float32`` or ``wp.float64``), ``device`` and
 ``matvec(x, y)`` (writes $y = A x$ into the Warp array ``y``, both of length n) is a
-:class:`LinearOperator`; the Krylov solvers and preconditioners need nothing else. Two come with
-the package: :class:`CsrOperator` over a ``warp.sparse.BsrMatrix`` with 1×1 blocks (CSR), whose
-product is Warp's own ``bsr_mv``, and :class:`StencilOperator` over a callable. Conversions to and
-from ``scipy.sparse.csr_matrix`` keep the order of the stored entries (rows, then sorted
-columns), so a vector of CSR values means the same on both sides.
+:class:`LinearOperator`; the Krylov solvers and preconditioners need nothing else. An operator
+may also offer ``bind(x, y)``, returning a call without arguments that repeats ``matvec(x, y)``
+on those two arrays more cheaply (a recorded launch), and ``bind_dot(x, y, s, j, col)``, the same
+that also adds $x \\cdot y$ to ``s[j, col]``; the solvers use them where they exist. Two
+come with the package: :class:`CsrOperator` over a ``warp.sparse.BsrMatrix`` with 1×1 blocks
+(CSR), whose product is a row-per-thread CSR kernel, and :class:`StencilOperator` over a
+callable. Conversions to and from ``scipy.sparse.csr_matrix`` keep the order of the stored
+entries (rows, then sorted columns), so a vector of CSR values means the same on both sides.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import scipy.sparse as sp
 import warp as wp
 import warp.sparse as wps
 
-from .kernels import csr_matvec_kernel, sweep
+from .kernels import csr_matvec_kernel, recorded_sweep, sweep
 
 
 @runtime_checkable
@@ -55,14 +58,29 @@ class CsrOperator:
             raise ValueError(f"matrix has shape {matrix.shape}; a square matrix is needed")
         self.matrix = matrix
         self._values = matrix.values.reshape((matrix.values.shape[0],))  # (nnz_capacity,) view
+        self._scratch = wp.zeros((1, 1), dtype=wp.float64, device=matrix.device)  # unread x · Ax
         self.shape = (matrix.nrow, matrix.ncol)
         self.dtype = matrix.scalar_type
         self.device = matrix.device
 
     def matvec(self, x: wp.array, y: wp.array) -> None:
         """$y = A x$."""
-        A = self.matrix
-        sweep(csr_matvec_kernel, [x, self._values, A.offsets, A.columns], [], [y])
+        sweep(csr_matvec_kernel, self._inputs(x), [0, 0], [self._scratch, y])
+
+    def bind(self, x: wp.array, y: wp.array) -> Callable[[], None]:
+        """``matvec(x, y)`` recorded for these two arrays: a call without arguments that repeats
+        it at a fraction of a launch's cost (see :func:`~.kernels.recorded_sweep`)."""
+        return recorded_sweep(csr_matvec_kernel, self._inputs(x), [0, 0], [self._scratch, y])
+
+    def bind_dot(
+        self, x: wp.array, y: wp.array, s: wp.array, j: int, col: int
+    ) -> Callable[[], None]:
+        """As :meth:`bind`, and each call also adds $x \\cdot A x$ to ``s[j, col]`` (a float64
+        table), in the same launch and pass."""
+        return recorded_sweep(csr_matvec_kernel, self._inputs(x), [j, col], [s, y])
+
+    def _inputs(self, x: wp.array) -> list[wp.array]:
+        return [x, self._values, self.matrix.offsets, self.matrix.columns]
 
     def diagonal(self) -> wp.array:
         """The diagonal of A, shape (n,)."""

@@ -6,7 +6,9 @@ class here is constructed from the :class:`~physml.solvers.linalg.LinearOperator
 preconditions, ``Jacobi(A)``, so a class is also a factory ``A -> Preconditioner``, the form that
 solvers taking a preconditioner accept and that :data:`PRECONDITIONERS` lists by name. A
 learned or incomplete-Cholesky preconditioner plugs in by being such a class. For CG, $M$ must
-be symmetric positive definite.
+be symmetric positive definite. Like an operator, a preconditioner may offer ``bind(r, z)``, a
+cheaper repeatable ``apply(r, z)`` on two fixed arrays, and ``bind_dot(r, z, s, j, col)``, the
+same that also adds $r \\cdot z$ to ``s[j, col]``; the solvers use them where they exist.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import pyamg
 import warp as wp
 
-from .kernels import reciprocal_kernel, scale_kernel, sweep
+from .kernels import reciprocal_kernel, recorded_sweep, scale_kernel, sweep
 from .linear_operator import LinearOperator, csr_to_scipy
 
 
@@ -52,11 +54,23 @@ class Jacobi:
                 "Jacobi needs a nonzero diagonal (use an AMG preconditioner instead)"
             )
         self.inverse_diagonal = wp.empty_like(diagonal)
+        self._scratch = wp.zeros((1, 1), dtype=wp.float64, device=diagonal.device)  # unread r · z
         sweep(reciprocal_kernel, [diagonal], [], [self.inverse_diagonal])
 
     def apply(self, r: wp.array, z: wp.array) -> None:
         """$z = D^{-1} r$."""
-        sweep(scale_kernel, [self.inverse_diagonal, r], [], [z])
+        sweep(scale_kernel, [self.inverse_diagonal, r], [0, 0], [self._scratch, z])
+
+    def bind(self, r: wp.array, z: wp.array) -> Callable[[], None]:
+        """``apply(r, z)`` recorded for these two arrays (a replayed launch, as
+        :meth:`CsrOperator.bind <physml.solvers.linalg.CsrOperator.bind>`)."""
+        return recorded_sweep(scale_kernel, [self.inverse_diagonal, r], [0, 0], [self._scratch, z])
+
+    def bind_dot(
+        self, r: wp.array, z: wp.array, s: wp.array, j: int, col: int
+    ) -> Callable[[], None]:
+        """As :meth:`bind`, and each call also adds $r \\cdot z$ to ``s[j, col]``."""
+        return recorded_sweep(scale_kernel, [self.inverse_diagonal, r], [j, col], [s, z])
 
 
 class _PyAMGPreconditioner:
@@ -65,6 +79,11 @@ class _PyAMGPreconditioner:
     pyamg runs on the CPU with SciPy: on a CUDA device every apply copies r to the host and z
     back (two transfers and a synchronisation per apply). Build cost: the hierarchy set-up,
     roughly a few matrix products of A; apply: O(nnz) per V-cycle.
+
+    The set-up is deterministic: pyamg draws the start vectors of its spectral-radius estimates
+    from NumPy's global generator, which is seeded for the build and restored after it, so one
+    matrix always gets the same hierarchy and a solve repeated (a backward called twice) gives
+    the same bits.
 
     Args:
         A: a :class:`CsrOperator` (anything with a ``matrix`` in Warp CSR form).
@@ -81,7 +100,12 @@ class _PyAMGPreconditioner:
                 f"{type(self).__name__} needs an assembled matrix (a CsrOperator); "
                 f"got {type(A).__name__}; use Jacobi for matrix-free operators"
             )
-        self.hierarchy = type(self).build(csr_to_scipy(matrix), **options)
+        seeded = np.random.get_state()  # noqa: NPY002 (pyamg draws from the global one)
+        np.random.seed(0)  # noqa: NPY002
+        try:
+            self.hierarchy = type(self).build(csr_to_scipy(matrix), **options)
+        finally:
+            np.random.set_state(seeded)  # noqa: NPY002
         self.cycle = self.hierarchy.aspreconditioner(cycle="V")
 
     def apply(self, r: wp.array, z: wp.array) -> None:

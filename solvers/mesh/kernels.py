@@ -218,23 +218,60 @@ def face_normal_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32)
     out[c] = wp.normalize(wp.cross(x[cells[c, 1]] - x0, x[cells[c, 2]] - x0))
 
 
-@wp.kernel
+@wp.func_native(
+    """
+    const int* rp = rows.data;
+    const int* cp = cols.data;
+    const int* op = offsets.data;
+    const int* colp = columns.data;
+    int* outp = out.data;
+    for (int i = t; i < n; i += stride) {
+        const int col = cp[i];
+        int lo = op[rp[i]];
+        int hi = op[rp[i] + 1] - 1;
+        while (lo < hi) {
+            const int mid = (lo + hi) / 2;
+            if (colp[mid] < col) lo = mid + 1; else hi = mid;
+        }
+        outp[i] = lo;
+    }
+    """
+)
+def slot_rows(rows: wp.array(dtype=wp.int32), cols: wp.array(dtype=wp.int32),
+              offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=wp.int32), t: int,
+              n: int, stride: int, out: wp.array(dtype=wp.int32)): ...
+
+
+@wp.kernel(enable_backward=False)
 def triplet_slot_kernel(rows: wp.array(dtype=wp.int32), cols: wp.array(dtype=wp.int32),
                         offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=wp.int32),
-                        out: wp.array(dtype=wp.int32)):
+                        n: int, stride: int, out: wp.array(dtype=wp.int32)):
     """Index in the CSR values of each triplet (row, col): a binary search of the row's sorted
-    columns. Reads rows, cols (t,), offsets (n+1,), columns (nnz,); writes out (t,)."""
-    t = wp.tid()
-    col = cols[t]
-    lo = offsets[rows[t]]
-    hi = offsets[rows[t] + 1] - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if columns[mid] < col:
-            lo = mid + 1
-        else:
-            hi = mid
-    out[t] = lo
+    columns, for triplets t, t + T, ... < n. Reads rows, cols (n,), offsets, columns; writes out
+    (n,). A native loop, as in :mod:`physml.solvers.linalg.kernels`: one Warp thread per triplet
+    and Warp's indexing made it several times slower on the CPU (warp-lang 1.19)."""
+    slot_rows(rows, cols, offsets, columns, wp.tid(), n, stride, out)
+
+
+@wp.func_native(
+    """
+    const int* sp = slots.data;
+    const auto* vp = values.data;
+    for (int i = t; i < n; i += stride) wp::atomic_add(out.data + sp[i], vp[i]);
+    """
+)
+def scatter_rows(slots: wp.array(dtype=wp.int32), values: wp.array(dtype=Any), t: int, n: int,
+                 stride: int, out: wp.array(dtype=Any)): ...
+
+
+@wp.kernel(enable_backward=False)
+def scatter_add_kernel(slots: wp.array(dtype=wp.int32), values: wp.array(dtype=Any), n: int,
+                       stride: int, out: wp.array(dtype=Any)):
+    """out[slots[i]] += values[i] for i = t, t + T, ... < n: sums the triplet values into the
+    CSR values (out zeroed before). A native loop, as triplet_slot_kernel. On the CPU one thread
+    adds in triplet order, so the sums are reproducible; on CUDA the order of the atomic adds,
+    and so the round-off, can vary between runs."""
+    scatter_rows(slots, values, wp.tid(), n, stride, out)
 
 
 def _overload_all() -> None:
@@ -257,6 +294,7 @@ def _overload_all() -> None:
                    {"x": x3, "cells": cells, "out": wp.array2d(dtype=vecs[1])})
         specialize(face_normal_kernel, (T, vecs[1]), {"x": x3, "cells": cells, "out": x3})
         specialize(lumped_mass_kernel, T, {"cells": cells, "measure": s, "out": s})
+        specialize(scatter_add_kernel, T, {"values": s, "out": s})
 
 
 _overload_all()

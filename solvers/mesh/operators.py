@@ -2,12 +2,12 @@ r"""P1 operators of a :class:`~physml.solvers.mesh.Mesh` as ``warp.sparse`` matr
 
 Matrices are ``BsrMatrix`` with 1x1 blocks (CSR) on the mesh's device; :func:`to_scipy` gives a
 ``scipy.sparse.csr_matrix``. Assembly: an element kernel writes the $k^2$ entries of every
-cell's element matrix as COO triplet values (rows and columns fixed by the topology); Warp's
-``bsr_set_from_triplets`` sums them into CSR once per mesh and dtype and keeps the
-triplet-to-CSR map, so later assemblies (for instance after the vertices move) only run
-``bsr_set_from_mapped_values``. Cost: $O(m k^2)$ per assembly; the first one also sorts the
-$m k^2$ triplets. Conventions: ``stiffness_matrix`` $K$ is positive semi-definite,
-``cotan_laplacian`` $L = -K$ (libigl's ``cotmatrix``); $-K = \operatorname{div}\circ\nabla$.
+cell's element matrix as COO triplet values (rows and columns fixed by the topology), summed
+into CSR through each triplet's slot; the CSR topology and the slots (:class:`Pattern`) are built
+once per mesh and dtype, from the vertex adjacency, so later assemblies (for instance after the
+vertices move) only sum. Cost: $O(m k^2)$ per assembly, the first one included. Conventions:
+``stiffness_matrix`` $K$ is positive semi-definite, ``cotan_laplacian`` $L = -K$ (libigl's
+``cotmatrix``); $-K = \operatorname{div}\circ\nabla$.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import scipy.sparse as sp
 import warp as wp
 import warp.sparse as wps
 
+from ..linalg.kernels import reduction_threads
 from ..operators import launch
 from . import kernels as K
 from .mesh import Mesh
@@ -37,10 +38,14 @@ _VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
 class Pattern:
     """CSR topology of the P1 matrices of one mesh, for one dtype.
 
+    Built from the vertex adjacency in time linear in the number of cells
+    (:func:`csr_pattern`), not by sorting the $m k^2$ triplets: Warp's ``bsr_set_from_triplets``
+    sorts them on one CPU thread, which made a first cotangent assembly about 3× slower than
+    libigl's. Each triplet's CSR slot is then found by a binary search of its row.
+
     Attributes:
         rows, cols: (m k^2,) ``int32`` Warp arrays, the triplets' row and column indices.
         template: ``BsrMatrix`` holding the topology (its values are scratch).
-        mapping: Warp's triplet-to-CSR ``BsrTripletMap``.
         slots: (m k^2,) ``int32``: index in the CSR values of each triplet.
         indptr, indices: the CSR topology as NumPy arrays.
     """
@@ -48,22 +53,23 @@ class Pattern:
     def __init__(self, mesh: Mesh, dtype: type) -> None:
         k = mesh.cells.shape[1]
         device = mesh.device
+        n = mesh.n_vertices
+        self.indptr, self.indices = csr_pattern(mesh.cells, n)
         self.rows = wp.array(np.repeat(mesh.cells, k, axis=1).ravel(), dtype=wp.int32,
                              device=device)
         self.cols = wp.array(np.tile(mesh.cells, (1, k)).ravel(), dtype=wp.int32, device=device)
-        n = mesh.n_vertices
         self.template = wps.bsr_zeros(n, n, block_type=dtype, device=device)
-        self.mapping = wps.bsr_set_from_triplets(
-            self.template, self.rows, self.cols, None, prune_numerical_zeros=False,
-            build_mapping=True,
-        )
+        self.template.offsets = wp.array(self.indptr, dtype=wp.int32, device=device)
+        self.template.columns = wp.array(self.indices, dtype=wp.int32, device=device)
+        self.template.values = wp.zeros(len(self.indices), dtype=dtype, device=device)
         self.template.nnz_sync()
         self.slots = wp.empty_like(self.rows)
-        wp.launch(K.triplet_slot_kernel, dim=len(self.rows), device=device,
-               inputs=[self.rows, self.cols, self.template.offsets, self.template.columns],
-               outputs=[self.slots])
-        self.indptr = self.template.offsets.numpy()
-        self.indices = self.template.columns.numpy()[: self.template.nnz]
+        count = len(self.rows)
+        stride = reduction_threads(count, self.rows.device)
+        wp.launch(K.triplet_slot_kernel, dim=stride, device=device,
+                  inputs=[self.rows, self.cols, self.template.offsets, self.template.columns,
+                          count, stride],
+                  outputs=[self.slots])
 
     @property
     def nnz(self) -> int:
@@ -75,9 +81,29 @@ class Pattern:
         The new matrix shares the (read-only) topology arrays of the template and owns its
         values, so no topology is copied."""
         matrix = copy.copy(self.template)
-        matrix.values = wp.empty_like(self.template.values)
-        wps.bsr_set_from_mapped_values(matrix, self.mapping, triplets)
+        matrix.values = wp.zeros_like(self.template.values)
+        count = len(triplets)
+        stride = reduction_threads(count, triplets.device)
+        launch(K.scatter_add_kernel, triplets.dtype, dim=stride, device=triplets.device,
+               inputs=[self.slots, triplets, count, stride], outputs=[matrix.values])
         return matrix
+
+
+def csr_pattern(cells: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR topology (``indptr`` (n + 1,), ``indices`` (nnz,), int32, columns sorted in every row)
+    of the P1 matrices of ``cells`` (m, k) over n vertices: entry (i, j) for i = j and for every
+    edge {i, j} of a cell.
+
+    Linear time with SciPy's sparse conversions: the cell edges (lo < hi) as a COO matrix
+    summed into CSR (a counting sort by row, then a sort within each row, of a few entries),
+    plus its transpose (another counting sort) and the identity."""
+    a, b = np.triu_indices(cells.shape[1], 1)
+    lo = np.minimum(cells[:, a], cells[:, b]).ravel()
+    hi = np.maximum(cells[:, a], cells[:, b]).ravel()
+    upper = sp.csr_matrix((np.ones(len(lo), dtype=np.int32), (lo, hi)), shape=(n, n))
+    full = (upper + upper.T.tocsr() + sp.identity(n, dtype=np.int32, format="csr")).tocsr()
+    full.sort_indices()
+    return full.indptr.astype(np.int32), full.indices.astype(np.int32)
 
 
 _PATTERNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
