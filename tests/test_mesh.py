@@ -226,7 +226,8 @@ def test_laplace_beltrami_eigenvalues_on_the_unit_sphere_converge_at_order_2():
         mesh = pm.icosphere(level)
         K = pm.to_scipy(pm.stiffness_matrix(mesh))
         M = pm.to_scipy(pm.mass_matrix(mesh))
-        w = np.sort(spla.eigsh(K, k=9, M=M, sigma=-0.5, return_eigenvectors=False))
+        start = np.random.default_rng(0).standard_normal(K.shape[0])  # a seeded Lanczos start
+        w = np.sort(spla.eigsh(K, k=9, M=M, sigma=-0.5, v0=start, return_eigenvectors=False))
         assert abs(w[0]) < 1e-10
         hs.append(mesh.edge_length())
         errors.append(np.abs(w[1:] - exact).max())
