@@ -1,4 +1,5 @@
-"""A tiny mixture-of-experts hard-constraint training run on diffusion–sorption."""
+"""A tiny mixture-of-experts hard-constraint training run on diffusion–sorption (the paper's
+residual loss, no solution data)."""
 
 from physml.constraints import Continuity, DiffusionSorptionRows, LevenbergMarquardt
 from physml.train.moe import T_END, Budget, build_model, evaluate, fit, sorption_trajectories
