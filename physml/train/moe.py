@@ -39,6 +39,7 @@ from ..datasets.generate import initial_state, solve_sample
 from ..datasets.problems import build_solver
 from ..datasets.spec import load_spec
 from ..fno import FNO
+from .distributed import average, average_gradients, shard
 
 T_END = 500.0
 
@@ -118,15 +119,17 @@ def build_model(method: str, rows: DiffusionSorptionRows, nt: int, *, basis: int
 def fit(model: ConstrainedFNO, rows: DiffusionSorptionRows, train, test, budget: Budget,
         seed: int = 0) -> dict:
     """Train on ``train = (u0, u)`` and report on ``test``: the final test relative L2 (mean),
-    its history every 10 iterations, the interface jump and the seconds per iteration."""
+    its history every 10 iterations, the training losses, the interface jump and the seconds per
+    iteration. Under ``torch.distributed`` each process takes its share of every batch
+    (:mod:`~physml.train.distributed`); the losses are the mean over the processes."""
     optimiser = torch.optim.Adam(model.parameters(), lr=budget.lr)
     generator = torch.Generator().manual_seed(seed)
     u0, u = train
-    history, start = [], time.perf_counter()
+    history, losses, start = [], [], time.perf_counter()
     for it in range(budget.iterations):
         if it % 10 == 0:
             history.append(evaluate(model, test)["test_rel_l2"])
-        pick = torch.randperm(len(u0), generator=generator)[: budget.batch]
+        pick = shard(torch.randperm(len(u0), generator=generator)[: budget.batch])
         pred = model(u0[pick])
         physics = rows.rows(pred, u0[pick]).square().mean()
         if budget.loss is Loss.PHYSICS:
@@ -137,9 +140,12 @@ def fit(model: ConstrainedFNO, rows: DiffusionSorptionRows, train, test, budget:
                 loss = loss + budget.soft_weight * physics
         optimiser.zero_grad()
         loss.backward()
+        average_gradients(model)
         optimiser.step()
+        losses.append(float(average(loss.detach())))
     seconds = (time.perf_counter() - start) / budget.iterations
-    return {**evaluate(model, test), "history": history, "seconds_per_iteration": seconds}
+    return {**evaluate(model, test), "history": history, "losses": losses,
+            "seconds_per_iteration": seconds}
 
 
 def evaluate(model: ConstrainedFNO, test) -> dict:
