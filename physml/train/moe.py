@@ -20,6 +20,7 @@ rows for the soft head.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -117,11 +118,12 @@ def build_model(method: str, rows: DiffusionSorptionRows, nt: int, *, basis: int
 
 
 def fit(model: ConstrainedFNO, rows: DiffusionSorptionRows, train, test, budget: Budget,
-        seed: int = 0) -> dict:
+        seed: int = 0, on_step: Callable[[dict], None] | None = None) -> dict:
     """Train on ``train = (u0, u)`` and report on ``test``: the final test relative L2 (mean),
     its history every 10 iterations, the training losses, the interface jump and the seconds per
     iteration. Under ``torch.distributed`` each process takes its share of every batch
-    (:mod:`~physml.train.distributed`); the losses are the mean over the processes."""
+    (:mod:`~physml.train.distributed`); the losses are the mean over the processes.
+    ``on_step`` receives ``{"step", "loss"}`` after every iteration."""
     optimiser = torch.optim.Adam(model.parameters(), lr=budget.lr)
     generator = torch.Generator().manual_seed(seed)
     u0, u = train
@@ -143,6 +145,8 @@ def fit(model: ConstrainedFNO, rows: DiffusionSorptionRows, train, test, budget:
         average_gradients(model)
         optimiser.step()
         losses.append(float(average(loss.detach())))
+        if on_step is not None:
+            on_step({"step": it, "loss": losses[-1]})
     seconds = (time.perf_counter() - start) / budget.iterations
     return {**evaluate(model, test), "history": history, "losses": losses,
             "seconds_per_iteration": seconds}
