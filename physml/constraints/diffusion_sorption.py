@@ -1,0 +1,67 @@
+r"""Residual rows of PDEBench's diffusion–sorption equation on a space–time grid.
+
+$$R(u)\,u_t = D\,u_{xx},\qquad R(u) = 1 + \frac{1-\phi}{\phi}\,\rho_s k_f n_f
+(u + \epsilon)^{n_f - 1},$$
+on cell centres $x_i = (i + \tfrac12)\Delta x$ of $[0, 1]$ and times $t_n = n\Delta t$, with the
+boundaries of :class:`~physml.solvers.DiffusionSorptionSolver1D` (left ghost $u_{-1} =
+u_{left}$, right ghost $u_N = D(u_{N-2} - u_{N-1})/\Delta x$). The rows are the Crank–Nicolson
+discretisation, second order in space and time, at the half levels $n + \tfrac12$:
+$$\Delta t\Big[R(\bar u)\frac{u^{n+1}_i - u^n_i}{\Delta t}
+- \frac{D}{2}\big(L u^{n+1} + L u^{n}\big)_i\Big],\qquad \bar u = \tfrac12(u^n_i + u^{n+1}_i)$$
+($L$ the three-point Laplacian with the ghosts; $\bar u$ is clipped at 0 inside $R$), followed by
+the initial-condition rows $w_0 (u^0_i - u_{0,i})$. The rows are affine in $u^{n}$, $u^{n+1}$ up
+to the factor $R(\bar u)$: the inner solve is a nonlinear least-squares problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..solvers.sorption import EPSILON
+
+
+@dataclass(frozen=True)
+class DiffusionSorptionRows:
+    """Residual rows on an ``(nt, nx)`` grid with spacing ``dt`` [s] (PDEBench's constants).
+
+    ``rows(u, u0)``: ``u`` (B, nt, nx), ``u0`` (B, nx) -> (B, (nt - 1) nx + nx).
+    """
+
+    nx: int
+    dt: float
+    D: float = 5e-4
+    porosity: float = 0.29
+    rho_s: float = 2880.0
+    k_f: float = 3.5e-4
+    n_f: float = 0.874
+    u_left: float = 1.0
+    initial_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.nx < 2:
+            raise ValueError(f"nx={self.nx} must be >= 2")
+        if not self.dt > 0:
+            raise ValueError(f"dt={self.dt} must be > 0 (seconds between grid levels)")
+
+    def retardation(self, u: torch.Tensor) -> torch.Tensor:
+        """$R(u)$, with $u$ clipped at 0."""
+        factor = (1 - self.porosity) / self.porosity * self.rho_s * self.k_f * self.n_f
+        return 1 + factor * (u.clamp_min(0) + EPSILON) ** (self.n_f - 1)
+
+    def laplacian(self, u: torch.Tensor) -> torch.Tensor:
+        """Three-point Laplacian over the last axis with the solver's ghost cells."""
+        dx = 1.0 / self.nx
+        left = torch.full_like(u[..., :1], self.u_left)
+        right = self.D * (u[..., -2:-1] - u[..., -1:]) / dx
+        padded = torch.cat([left, u, right], dim=-1)
+        return (padded[..., :-2] - 2 * u + padded[..., 2:]) / dx**2
+
+    def rows(self, u: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
+        lap = self.laplacian(u)
+        mean = 0.5 * (u[:, 1:] + u[:, :-1])
+        pde = self.retardation(mean) * (u[:, 1:] - u[:, :-1]) - 0.5 * self.dt * self.D * (
+            lap[:, 1:] + lap[:, :-1])
+        initial = self.initial_weight * (u[:, 0] - u0)
+        return torch.cat([pde.flatten(1), initial], dim=1)
