@@ -28,8 +28,8 @@ import json
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
-import xarray as xr
 from pydantic import Field, model_validator
 
 from ..constraints import Continuity, DiffusionSorptionRows, LevenbergMarquardt
@@ -44,7 +44,14 @@ from ..train.moe import (
     sorption_trajectories,
 )
 from .kind import CaseKind, OnStep
-from .run_folder import CHECKPOINT, CONFIG, Section, atomic_write, write_text
+from .run_folder import (
+    CHECKPOINT,
+    CONFIG,
+    Section,
+    atomic_write,
+    comparison_dataset,
+    write_text,
+)
 from .sections import CaseBase, threshold_verdict
 
 
@@ -135,12 +142,10 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
         pred = model(test[0])
     x = (torch.arange(p.nx, dtype=torch.float64) + 0.5) / p.nx
     times = torch.linspace(0, T_END, p.nt, dtype=torch.float64)
-    dims = ("sample", "t", "x")
-    ds = xr.Dataset({"prediction": (dims, pred.numpy()), "reference": (dims, test[1].numpy()),
-                     "error": (dims, (pred - test[1]).numpy())},
-                    coords={"t": times.numpy(), "x": x.numpy()},
-                    attrs={"case": case.name, "config": case.to_yaml(),
-                           "rel_l2": float(relative_l2(pred, test[1]).mean())})
+    coords = {"sample": np.arange(len(pred)), "time": times.numpy(), "x": x.numpy()}
+    ds = comparison_dataset(pred.numpy(), test[1].numpy(), coords,
+                            {"case": case.name, "config": case.to_yaml(),
+                             "rel_l2": float(relative_l2(pred, test[1]).mean())})
     write_dataset(ds, folder / "predictions.h5")
     if case.output.figures:
         from .figures import plot_solution
