@@ -1,21 +1,17 @@
-"""Package layout: the ``physml`` import root gathers four folders (pyproject.toml has the
-rest of the metadata). Every subpackage under each folder is found, so a new one (say
-``solvers/mesh``) ships without editing this file; the bundled case files and dataset specs
-ship as package data."""
+"""The package list: every subpackage of the folders that pyproject.toml's
+``[tool.setuptools.package-dir]`` maps into the ``physml`` import root, found at build time,
+so a new one (say ``solvers/mesh``) ships without editing a list. Everything else about the
+package, the mapping and the package data included, is in pyproject.toml."""
 
 from setuptools import find_packages, setup
 
-ROOTS = {  # import name -> folder
-    "physml": "physml",
-    "physml.solvers": "solvers",
-    "physml.datasets": "datasets",
-}
-
-packages = [name for root, folder in ROOTS.items()
-            for name in (root, *(f"{root}.{sub}" for sub in find_packages(folder)))]
+ROOTS = {"physml": "physml", "physml.solvers": "solvers", "physml.datasets": "datasets"}
 
 setup(
-    packages=[*packages, "physml.case_files", "physml.datasets.specs"],
-    package_dir={**ROOTS, "physml.case_files": "cases"},
-    package_data={"physml.case_files": ["*.yaml"], "physml.datasets.specs": ["*.yaml"]},
+    packages=[
+        *(name for root, folder in ROOTS.items()
+          for name in (root, *(f"{root}.{sub}" for sub in find_packages(folder)))),
+        "physml.case_files",
+        "physml.datasets.specs",
+    ],
 )
