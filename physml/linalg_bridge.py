@@ -101,11 +101,12 @@ def csr_solve(
         b: right-hand side, shape (n,).
         indptr: row pointers, shape (n + 1,); indices: column indices, shape (nnz,), sorted
             within each row, no duplicates (``scipy.sparse.csr_matrix.sorted_indices()``).
-        solver: :func:`~physml.solvers.linalg.cg` (A symmetric positive definite) or
-            :func:`~physml.solvers.linalg.bicgstab`.
+        solver: :func:`~physml.solvers.linalg.cg` (A symmetric positive definite),
+            :func:`~physml.solvers.linalg.bicgstab` or :func:`~physml.solvers.linalg.gmres`.
         preconditioner: a factory ``A -> Preconditioner`` (e.g. ``Jacobi``), or None; it is
             built for A in the forward solve and for $A^T$ in the backward one.
-        **options: passed to ``solver`` (``rtol``, ``atol``, ``maxiter``, ``check_every``).
+        **options: passed to ``solver`` (``rtol``, ``atol``, ``maxiter``; ``check_every`` for
+            CG and BiCGStab, ``restart`` for GMRES).
 
     Returns:
         x, shape (n,). Cost: one solve forward, one transpose solve backward.

@@ -1,4 +1,4 @@
-"""The sparse linear-algebra layer: CG/BiCGStab stopping rules, errors, preconditioners,
+"""The sparse linear-algebra layer: CG/BiCGStab/GMRES stopping rules, errors, preconditioners,
 agreement with SciPy, and the implicit-solve adjoint."""
 
 import numpy as np
@@ -20,6 +20,7 @@ from physml.solvers.linalg import (
     cg,
     csr_from_scipy,
     csr_to_scipy,
+    gmres,
 )
 from physml.solvers.linalg.model_problems import (
     convection_diffusion_2d,
@@ -131,6 +132,46 @@ def test_bicgstab_solves_convection_diffusion(dtype, precondition, rng):
     np.testing.assert_allclose(result.x.numpy(), exact, rtol=0, atol=tol * abs(exact).max())
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("precondition", [False, True])
+def test_gmres_solves_convection_diffusion_like_scipy(dtype, precondition, rng):
+    A = convection_diffusion_2d(24, epsilon=0.01, velocity=(1.0, -0.5))
+    b = rng.standard_normal(A.shape[0])
+    op, bw = warp_system(A, b, dtype)
+    rtol = DTYPES[dtype][2]
+    M = Jacobi(op) if precondition else None
+    result = gmres(op, bw, preconditioner=M, rtol=rtol, restart=20)
+    assert relative_residual(A, result.x.numpy(), b) <= rtol  # the residual it reports is true
+    assert result.relative_residual <= rtol
+    assert len(result.residuals) == result.iterations + 1
+    exact = spla.spsolve(A.tocsc(), b)
+    tol = 1e-8 if dtype == "float64" else 1e-3
+    np.testing.assert_allclose(result.x.numpy(), exact, rtol=0, atol=tol * abs(exact).max())
+    if dtype == "float64" and not precondition:  # the same Krylov spaces as SciPy's GMRES(20)
+        steps = []
+        spla.gmres(A, b, rtol=rtol, restart=20, callback=steps.append, callback_type="pr_norm")
+        assert abs(result.iterations - len(steps)) <= 1
+
+
+def test_gmres_minimises_the_residual_within_a_cycle(rng):
+    A = convection_diffusion_2d(12, epsilon=0.05, velocity=(1.0, 0.3))
+    op, bw = warp_system(A, rng.standard_normal(A.shape[0]), "float64")
+    full = gmres(op, bw, rtol=1e-12, restart=A.shape[0])
+    assert np.all(np.diff(full.residuals) <= 1e-12 * full.b_norm)  # monotone without restarts
+    restarted = gmres(op, bw, rtol=1e-12, restart=5)
+    assert restarted.iterations > full.iterations
+
+
+def test_gmres_raises_with_the_residual_reached(rng):
+    A = convection_diffusion_2d(24, epsilon=0.01, velocity=(1.0, -0.5))
+    op, bw = warp_system(A, rng.standard_normal(A.shape[0]), "float64")
+    with pytest.raises(ConvergenceError, match=r"gmres did not converge in 7 iterations") as info:
+        gmres(op, bw, rtol=1e-10, restart=3, maxiter=7)
+    assert info.value.residual > 1e-10 and len(info.value.residuals) == 8
+    with pytest.raises(ValueError, match="restart=0"):
+        gmres(op, bw, restart=0)
+
+
 def test_stencil_operator_and_scipy_round_trip_agree_with_the_matrix(rng):
     A = poisson_2d(5, layered_coefficient(5, contrast=10.0))
     A = A + sp.csr_matrix(([0.0], ([0], [A.shape[0] - 1])), shape=A.shape)  # explicit zero
@@ -190,7 +231,8 @@ def test_csr_solve_gradcheck_through_assembled_values_with_cg():
     np.testing.assert_allclose(f(w, b).detach().numpy(), np.linalg.solve(A, b.detach().numpy()))
 
 
-def test_csr_solve_gradcheck_with_bicgstab_and_backward_twice():
+@pytest.mark.parametrize("solver", [bicgstab, gmres])
+def test_csr_solve_gradcheck_with_a_nonsymmetric_solver_and_backward_twice(solver):
     A = sp.csr_matrix(convection_diffusion_2d(3, epsilon=0.5, velocity=(1.0, 2.0)))
     indptr, indices = torch.tensor(A.indptr), torch.tensor(A.indices)
     gen = torch.Generator().manual_seed(1)
@@ -199,7 +241,7 @@ def test_csr_solve_gradcheck_with_bicgstab_and_backward_twice():
 
     def f(values, b):
         return csr_solve(
-            values, b, indptr, indices, solver=bicgstab, preconditioner=Jacobi, rtol=1e-13
+            values, b, indptr, indices, solver=solver, preconditioner=Jacobi, rtol=1e-13
         )
 
     assert torch.autograd.gradcheck(f, (values, b), eps=1e-6, atol=1e-7)

@@ -4,6 +4,7 @@ Every implicit solve of the package goes through here. Importing it does not imp
 and does not initialise Warp.
 """
 
+from .gmres import gmres as gmres
 from .krylov import SolveResult as SolveResult
 from .krylov import bicgstab as bicgstab
 from .krylov import cg as cg

@@ -100,7 +100,7 @@ def cg(
         ConvergenceError: the tolerance is not met within ``maxiter`` iterations, or the
             residual became NaN/Inf; it carries the residual reached.
     """
-    maxiter = _check(A, b, x0, rtol, atol, maxiter, check_every)
+    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every)
     x, r, s = _start(A, b, x0, columns=4, check_every=check_every)
     if preconditioner is None:
         z, rz_col = r, RESIDUAL
@@ -142,7 +142,7 @@ def bicgstab(
     $p = r + \\beta(p - \\omega A\\hat p)$, where $\\hat p = M^{-1}p$, $\\hat h = M^{-1}h$.
     Arguments, result and errors as :func:`cg`.
     """
-    maxiter = _check(A, b, x0, rtol, atol, maxiter, check_every)
+    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every)
     x, r, s = _start(A, b, x0, columns=6, check_every=check_every)
     sweep(dot_kernel, [r, r], [0, 1], [s])
     rhat, p = wp.clone(r), wp.clone(r)
@@ -178,7 +178,7 @@ def bicgstab(
     return _iterate("bicgstab", step, x, s, rtol, atol, maxiter, check_every)
 
 
-def _check(
+def check_arguments(
     A: LinearOperator,
     b: wp.array,
     x0: wp.array | None,

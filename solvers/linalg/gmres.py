@@ -1,0 +1,299 @@
+r"""Restarted GMRES for $A x = b$, A any nonsingular operator, right-preconditioned.
+
+GMRES(m) (Saad & Schultz 1986) minimises $\|b - A x\|_2$ over $x_0 + M^{-1}\mathcal K_j$, the
+Krylov space of $A M^{-1}$ and $r_0$, building an orthonormal basis $V$ ((m + 1, n) on the
+device) by Arnoldi's process with classical Gram–Schmidt applied twice (CGS2: each pass is one
+fused projection $h = V_{0..j}^T w$ and one fused update $w \mathrel{-}= V_{0..j} h$, so a step
+costs two reads of the basis, where modified Gram–Schmidt costs one launch per basis vector,
+and it is as stable as modified Gram–Schmidt in practice). The small Hessenberg least-squares
+problem stays on the host, reduced by Givens rotations as it grows, so $|g_{j+1}|$ is the
+residual norm of the current iterate without forming it. After m steps (a restart) or on
+convergence, $x \mathrel{+}= M^{-1} V_{0..j-1} y$ and the residual is recomputed as
+$b - A x$; the solve ends when that true residual meets
+$\|r\|_2 \le \max(\text{rtol}\,\|b\|_2, \text{atol})$.
+
+Unlike :func:`~physml.solvers.linalg.cg`, GMRES reads $j + 2$ scalars back every iteration (the
+Hessenberg column it needs for the rotations): a host round trip per iteration, the price of the
+method's optimality on non-symmetric systems. Vectors are float32 or float64; reductions
+accumulate in float64.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+import warp as wp
+
+from ..errors import ConvergenceError
+from ..operators import launch, specialize
+from .kernels import reduction_threads
+from .krylov import SolveResult, check_arguments
+from .linear_operator import LinearOperator
+from .preconditioners import Preconditioner
+
+
+@wp.kernel(enable_backward=False)
+def project_kernel(
+    basis: wp.array2d(dtype=Any),
+    w: wp.array(dtype=Any),
+    n: int,
+    stride: int,
+    h: wp.array(dtype=wp.float64),
+):
+    """h[i] += sum_k basis[i, k] w[k] over k = t, t + T, ... < n; launched over (count, T)."""
+    i, t = wp.tid()
+    acc = wp.float64(0.0)
+    k = t
+    while k < n:
+        acc += wp.float64(basis[i, k]) * wp.float64(w[k])
+        k += stride
+    wp.atomic_add(h, i, acc)
+
+
+@wp.kernel(enable_backward=False)
+def orthogonalize_kernel(
+    basis: wp.array2d(dtype=Any),
+    h: wp.array(dtype=wp.float64),
+    count: int,
+    n: int,
+    stride: int,
+    w: wp.array(dtype=Any),
+    norm2: wp.array(dtype=wp.float64),
+):
+    """w[k] -= sum_{i < count} h[i] basis[i, k] for k = t, t + T, ... < n; norm2[0] += |w|^2."""
+    t = wp.tid()
+    acc = wp.float64(0.0)
+    k = t
+    while k < n:
+        v = wp.float64(w[k])
+        for i in range(count):
+            v -= h[i] * wp.float64(basis[i, k])
+        w[k] = w.dtype(v)
+        acc += v * v
+        k += stride
+    wp.atomic_add(norm2, 0, acc)
+
+
+@wp.kernel(enable_backward=False)
+def combine_kernel(
+    basis: wp.array2d(dtype=Any), y: wp.array(dtype=wp.float64), count: int,
+    u: wp.array(dtype=Any),
+):
+    """u[k] = sum_{i < count} y[i] basis[i, k]; launched over k < n."""
+    k = wp.tid()
+    acc = wp.float64(0.0)
+    for i in range(count):
+        acc += y[i] * wp.float64(basis[i, k])
+    u[k] = u.dtype(acc)
+
+
+@wp.kernel(enable_backward=False)
+def residual_kernel(
+    b: wp.array(dtype=Any), n: int, stride: int, r: wp.array(dtype=Any),
+    norm2: wp.array(dtype=wp.float64),
+):
+    """r = b - r (r holds A x on entry); norm2[0] += |r|^2 over k = t, t + T, ... < n."""
+    t = wp.tid()
+    acc = wp.float64(0.0)
+    k = t
+    while k < n:
+        v = b[k] - r[k]
+        r[k] = v
+        acc += wp.float64(v) * wp.float64(v)
+        k += stride
+    wp.atomic_add(norm2, 0, acc)
+
+
+@wp.kernel(enable_backward=False)
+def scale_kernel(x: wp.array(dtype=Any), a: Any, y: wp.array(dtype=Any)):
+    """y = a x (y may be x)."""
+    k = wp.tid()
+    y[k] = a * x[k]
+
+
+@wp.kernel(enable_backward=False)
+def add_kernel(x: wp.array(dtype=Any), y: wp.array(dtype=Any)):
+    """y += x."""
+    k = wp.tid()
+    y[k] = y[k] + x[k]
+
+
+def _overload_all() -> None:
+    for T in (wp.float32, wp.float64):
+        vec, mat, f64 = wp.array(dtype=T), wp.array2d(dtype=T), wp.array(dtype=wp.float64)
+        specialize(project_kernel, T, {"basis": mat, "w": vec, "h": f64})
+        specialize(orthogonalize_kernel, T, {"basis": mat, "h": f64, "w": vec, "norm2": f64})
+        specialize(combine_kernel, T, {"basis": mat, "y": f64, "u": vec})
+        specialize(residual_kernel, T, {"b": vec, "r": vec, "norm2": f64})
+        specialize(scale_kernel, T, {"x": vec, "a": T, "y": vec})
+        specialize(add_kernel, T, {"x": vec, "y": vec})
+
+
+_overload_all()
+
+
+class _Arnoldi:
+    """Device work arrays of one GMRES(m) solve and the launches over them."""
+
+    def __init__(self, A: LinearOperator, b: wp.array, restart: int) -> None:
+        self.A, self.b = A, b
+        self.n, self.dtype, self.device = b.shape[0], b.dtype, b.device
+        self.stride = reduction_threads(self.n, self.device)
+        self.basis = wp.zeros((restart + 1, self.n), dtype=b.dtype, device=b.device)
+        self.h = wp.zeros(restart + 2, dtype=wp.float64, device=b.device)
+        self.norm2 = wp.zeros(1, dtype=wp.float64, device=b.device)
+
+    def _launch(self, kernel, dim, inputs, outputs) -> None:
+        launch(kernel, self.dtype, dim=dim, inputs=inputs, outputs=outputs, device=self.device)
+
+    def residual(self, x: wp.array, r: wp.array) -> float:
+        """r = b - A x; returns |r|."""
+        self.A.matvec(x, r)
+        self.norm2.zero_()
+        self._launch(residual_kernel, self.stride, [self.b, self.n, self.stride],
+                     [r, self.norm2])
+        return float(np.sqrt(self.norm2.numpy()[0]))
+
+    def scale_into(self, v: wp.array, factor: float, out: wp.array) -> None:
+        """out = factor v (out may be v)."""
+        self._launch(scale_kernel, self.n, [v, self.dtype(factor)], [out])
+
+    def add_into(self, u: wp.array, x: wp.array) -> None:
+        """x += u."""
+        self._launch(add_kernel, self.n, [u], [x])
+
+    def orthogonalize(self, j: int) -> np.ndarray:
+        """Orthogonalise basis row j + 1 against rows 0..j (CGS2) and normalise it.
+
+        Returns the Hessenberg column $h_{0..j+1, j}$ (j + 2,) in float64."""
+        w = self.basis[j + 1]
+        total = np.zeros(j + 2)
+        for _ in range(2):
+            self.h.zero_()
+            self.norm2.zero_()
+            self._launch(project_kernel, (j + 1, self.stride),
+                         [self.basis, w, self.n, self.stride], [self.h])
+            self._launch(orthogonalize_kernel, self.stride,
+                         [self.basis, self.h, j + 1, self.n, self.stride], [w, self.norm2])
+            total[: j + 1] += self.h.numpy()[: j + 1]
+        norm = float(np.sqrt(self.norm2.numpy()[0]))
+        total[j + 1] = norm
+        if norm > 0:
+            self.scale_into(w, 1.0 / norm, w)
+        return total
+
+    def combine(self, y: np.ndarray, u: wp.array) -> None:
+        """u = sum_i y[i] basis[i]."""
+        coefficients = wp.array(y, dtype=wp.float64, device=self.device)
+        self._launch(combine_kernel, self.n, [self.basis, coefficients, len(y)], [u])
+
+
+def gmres(
+    A: LinearOperator,
+    b: wp.array,
+    x0: wp.array | None = None,
+    *,
+    preconditioner: Preconditioner | None = None,
+    rtol: float = 1e-8,
+    atol: float = 0.0,
+    restart: int = 30,
+    maxiter: int | None = None,
+) -> SolveResult:
+    """Restarted, right-preconditioned GMRES(m) for $A x = b$, A nonsingular.
+
+    Args:
+        A: the operator, shape (n, n).
+        b: right-hand side, shape (n,), A's dtype and device.
+        x0: initial guess (zeros if None); not modified.
+        preconditioner: $M^{-1}$, applied on the right ($A M^{-1} u = b$, $x = M^{-1} u$), so the
+            residual minimised and reported is the true one, $b - A x$.
+        rtol, atol: stop when $\\|b - A x\\| \\le \\max(rtol\\,\\|b\\|, atol)$.
+        restart: m, the Krylov dimension before a restart (memory: (m + 1) n entries).
+        maxiter: at most this many Arnoldi steps in all (10 n if None).
+
+    Returns:
+        :class:`~physml.solvers.linalg.SolveResult`; ``residuals`` holds $\\|r_0\\|$ and the
+        residual norm after every step (the rotated Hessenberg's estimate within a cycle, the
+        recomputed true residual at the end of each cycle).
+
+    Raises:
+        ConvergenceError: the tolerance is not met within ``maxiter`` steps, or the residual
+            became NaN/Inf; it carries the residual reached.
+    """
+    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, 1)
+    if restart < 1:
+        raise ValueError(f"restart={restart}; pass restart >= 1")
+    restart = min(restart, A.shape[0])
+    arnoldi = _Arnoldi(A, b, restart)
+    x = wp.zeros_like(b, requires_grad=False) if x0 is None else wp.clone(x0, requires_grad=False)
+    r, u = wp.empty_like(x), wp.empty_like(x)
+    z = None if preconditioner is None else wp.empty_like(x)
+    b_norm = float(np.linalg.norm(b.numpy().astype(np.float64)))
+    tol = max(rtol * b_norm, atol)
+    beta = arnoldi.residual(x, r)
+    history = [beta]
+    iterations = 0
+    while not beta <= tol:
+        if iterations >= maxiter or not np.isfinite(beta):
+            raise _failure(iterations, history, b_norm, tol)
+        arnoldi.scale_into(r, 1.0 / beta, arnoldi.basis[0])
+        hessenberg = np.zeros((restart + 1, restart))
+        rotations = np.zeros((restart, 2))
+        g = np.zeros(restart + 1)
+        g[0] = beta
+        steps = 0
+        for j in range(min(restart, maxiter - iterations)):
+            source = arnoldi.basis[j]
+            if z is not None:
+                preconditioner.apply(source, z)
+                source = z
+            A.matvec(source, arnoldi.basis[j + 1])
+            column = arnoldi.orthogonalize(j)
+            invariant = column[j + 1] == 0.0  # the Krylov space is A-invariant: exact solve
+            g[j + 1] = _rotate(column, rotations, j, g)
+            hessenberg[: j + 2, j] = column
+            steps = j + 1
+            history.append(abs(g[j + 1]))
+            if not abs(g[j + 1]) > tol or invariant:
+                break
+        iterations += steps
+        y = sla.solve_triangular(hessenberg[:steps, :steps], g[:steps])
+        arnoldi.combine(y, u)
+        if z is not None:
+            preconditioner.apply(u, z)
+            u, z = z, u
+        arnoldi.add_into(u, x)
+        beta = arnoldi.residual(x, r)
+        history[-1] = beta
+    return SolveResult(x, iterations, np.asarray(history), b_norm)
+
+
+def _rotate(column: np.ndarray, rotations: np.ndarray, j: int, g: np.ndarray) -> float:
+    """Apply the previous Givens rotations to Hessenberg column j (in place), make and apply
+    the one that zeroes its entry j + 1, update g[j]; return the new g[j + 1]."""
+    for i in range(j):
+        c, s = rotations[i]
+        upper, lower = column[i], column[i + 1]
+        column[i], column[i + 1] = c * upper + s * lower, -s * upper + c * lower
+    radius = np.hypot(column[j], column[j + 1])
+    c, s = (1.0, 0.0) if radius == 0 else (column[j] / radius, column[j + 1] / radius)
+    rotations[j] = c, s
+    column[j], column[j + 1] = radius, 0.0
+    g_next = -s * g[j]
+    g[j] = c * g[j]
+    return g_next
+
+
+def _failure(iterations: int, history: list[float], b_norm: float, tol: float) -> ConvergenceError:
+    norms = np.asarray(history)
+    finite = np.isfinite(norms[-1])
+    return ConvergenceError(
+        method="gmres",
+        iterations=iterations,
+        residual=float(norms[-1] / b_norm) if b_norm > 0 else float(norms[-1]),
+        tolerance=tol / b_norm if b_norm > 0 else tol,
+        residuals=norms,
+        reason="did not converge" if finite else "broke down (NaN/Inf)",
+    )
