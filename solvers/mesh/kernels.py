@@ -220,37 +220,42 @@ def face_normal_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32)
 
 @wp.func_native(
     """
-    const int* rp = rows.data;
-    const int* cp = cols.data;
+    const int* cp = cells.data;
     const int* op = offsets.data;
     const int* colp = columns.data;
     int* outp = out.data;
-    for (int i = t; i < n; i += stride) {
-        const int col = cp[i];
-        int lo = op[rp[i]];
-        int hi = op[rp[i] + 1] - 1;
-        while (lo < hi) {
-            const int mid = (lo + hi) / 2;
-            if (colp[mid] < col) lo = mid + 1; else hi = mid;
+    for (int c = t; c < m; c += stride) {
+        const int* cell = cp + c * k;
+        for (int a = 0; a < k; ++a) {
+            const int begin = op[cell[a]];
+            const int end = op[cell[a] + 1];
+            for (int b = 0; b < k; ++b) {
+                int s = begin;
+                while (s < end - 1 && colp[s] != cell[b]) ++s;
+                outp[(c * k + a) * k + b] = s;
+            }
         }
-        outp[i] = lo;
     }
     """
 )
-def slot_rows(rows: wp.array(dtype=wp.int32), cols: wp.array(dtype=wp.int32),
-              offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=wp.int32), t: int,
-              n: int, stride: int, out: wp.array(dtype=wp.int32)): ...
+def slot_cells(cells: wp.array2d(dtype=wp.int32), offsets: wp.array(dtype=wp.int32),
+               columns: wp.array(dtype=wp.int32), t: int, m: int, k: int, stride: int,
+               out: wp.array(dtype=wp.int32)): ...
 
 
 @wp.kernel(enable_backward=False)
-def triplet_slot_kernel(rows: wp.array(dtype=wp.int32), cols: wp.array(dtype=wp.int32),
-                        offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=wp.int32),
-                        n: int, stride: int, out: wp.array(dtype=wp.int32)):
-    """Index in the CSR values of each triplet (row, col): a binary search of the row's sorted
-    columns, for triplets t, t + T, ... < n. Reads rows, cols (n,), offsets, columns; writes out
-    (n,). A native loop, as in :mod:`physml.solvers.linalg.kernels`: one Warp thread per triplet
-    and Warp's indexing made it several times slower on the CPU (warp-lang 1.19)."""
-    slot_rows(rows, cols, offsets, columns, wp.tid(), n, stride, out)
+def triplet_slot_kernel(cells: wp.array2d(dtype=wp.int32), offsets: wp.array(dtype=wp.int32),
+                        columns: wp.array(dtype=wp.int32), m: int, k: int, stride: int,
+                        out: wp.array(dtype=wp.int32)):
+    """Index in the CSR values of each triplet (cells[c, a], cells[c, b]), written to
+    out[(c k + a) k + b], for cells c = t, t + T, ... < m (cells (m, k) contiguous).
+
+    Per cell, each of its k rows is fetched once and scanned for the k columns: a P1 row holds
+    only the vertex and its neighbours (about 7 entries on a triangle mesh), so a linear scan in
+    cache beats a binary search, and the cost is k row fetches per cell where a search per
+    triplet made k^2. A native loop, as in :mod:`physml.solvers.linalg.kernels`: Warp's
+    generated indexing made the same loop several times slower on the CPU (warp-lang 1.19)."""
+    slot_cells(cells, offsets, columns, wp.tid(), m, k, stride, out)
 
 
 @wp.func_native(

@@ -41,10 +41,11 @@ class Pattern:
     Built from the vertex adjacency in time linear in the number of cells
     (:func:`csr_pattern`), not by sorting the $m k^2$ triplets: Warp's ``bsr_set_from_triplets``
     sorts them on one CPU thread, which made a first cotangent assembly about 3× slower than
-    libigl's. Each triplet's CSR slot is then found by a binary search of its row.
+    libigl's. Each triplet's CSR slot is then found by scanning its row
+    (:func:`~physml.solvers.mesh.kernels.triplet_slot_kernel`); triplet ``(c k + a) k + b`` is
+    entry (``cells[c, a]``, ``cells[c, b]``) of cell c's element matrix.
 
     Attributes:
-        rows, cols: (m k^2,) ``int32`` Warp arrays, the triplets' row and column indices.
         template: ``BsrMatrix`` holding the topology (its values are scratch).
         slots: (m k^2,) ``int32``: index in the CSR values of each triplet.
         indptr, indices: the CSR topology as NumPy arrays.
@@ -55,20 +56,17 @@ class Pattern:
         device = mesh.device
         n = mesh.n_vertices
         self.indptr, self.indices = csr_pattern(mesh.cells, n)
-        self.rows = wp.array(np.repeat(mesh.cells, k, axis=1).ravel(), dtype=wp.int32,
-                             device=device)
-        self.cols = wp.array(np.tile(mesh.cells, (1, k)).ravel(), dtype=wp.int32, device=device)
         self.template = wps.bsr_zeros(n, n, block_type=dtype, device=device)
         self.template.offsets = wp.array(self.indptr, dtype=wp.int32, device=device)
         self.template.columns = wp.array(self.indices, dtype=wp.int32, device=device)
         self.template.values = wp.zeros(len(self.indices), dtype=dtype, device=device)
         self.template.nnz_sync()
-        self.slots = wp.empty_like(self.rows)
-        count = len(self.rows)
-        stride = reduction_threads(count, self.rows.device)
+        m = mesh.n_cells
+        self.slots = wp.empty(m * k * k, dtype=wp.int32, device=device)
+        stride = reduction_threads(m, wp.get_device(device))
         wp.launch(K.triplet_slot_kernel, dim=stride, device=device,
-                  inputs=[self.rows, self.cols, self.template.offsets, self.template.columns,
-                          count, stride],
+                  inputs=[mesh.warp_cells(), self.template.offsets, self.template.columns, m, k,
+                          stride],
                   outputs=[self.slots])
 
     @property
