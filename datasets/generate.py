@@ -39,8 +39,10 @@ from .._version import __version__
 from ..solvers.base import warp_device
 from ..solvers.runtime import quiet_warp
 from .initial_conditions import INITIAL_CONDITIONS
+from .mesh_generate import check_mesh_spec, warm_mesh_kernels, write_mesh_shard
+from .mesh_spec import MeshDatasetSpec
 from .problems import PROBLEMS, build_solver
-from .spec import DatasetSpec
+from .spec import DatasetSpec, SampledSpec
 from .store import samples_dataset, shard_files, write_dataset
 
 SPLITS = ("train", "valid", "test")
@@ -60,7 +62,7 @@ class ShardTask:
     device: str
 
 
-def plan_shards(spec: DatasetSpec, folder: Path, device: str) -> list[ShardTask]:
+def plan_shards(spec: SampledSpec, folder: Path, device: str) -> list[ShardTask]:
     """All shards of ``spec`` in ``folder``, in a fixed order (splits, combinations, chunks)."""
     tasks, next_seed = [], 0
     sizes = spec.split_sizes()
@@ -206,7 +208,7 @@ def warm_kernel_cache(spec: DatasetSpec, device: str) -> None:
         probe.with_dt(min(0.5 * probe.stable_dt(u0), spec.t_end / (spec.n_saves - 1))).step(u0)
 
 
-def prepare_folder(spec: DatasetSpec, folder: Path, overwrite: bool) -> None:
+def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
     """Create ``folder`` (or check it may be resumed) and record the spec in it.
 
     Raises:
@@ -247,9 +249,13 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def run_in_process(tasks: Iterable[ShardTask], done: Callable[[ShardTask], None]) -> None:
+Writer = Callable[[ShardTask], str]
+
+
+def run_in_process(tasks: Iterable[ShardTask], done: Callable[[ShardTask], None],
+                   writer: Writer = write_shard) -> None:
     for task in tasks:
-        write_shard(task)
+        writer(task)
         done(task)
 
 
@@ -258,6 +264,7 @@ def run_on_dask(
     done: Callable[[ShardTask], None],
     workers: int,
     scheduler: str | None,
+    writer: Writer = write_shard,
 ) -> None:
     """Write the shards on Dask: a local cluster of ``workers`` processes or ``scheduler``."""
     from dask.distributed import Client, LocalCluster, as_completed
@@ -270,7 +277,7 @@ def run_on_dask(
         )
         client = Client(cluster)
     try:
-        futures = {client.submit(write_shard, t, pure=False): t for t in tasks}
+        futures = {client.submit(writer, t, pure=False): t for t in tasks}
         for future in as_completed(futures):
             future.result()
             done(futures[future])
@@ -289,7 +296,7 @@ def dask_available() -> bool:
 
 
 def generate(
-    spec: DatasetSpec,
+    spec: DatasetSpec | MeshDatasetSpec,
     folder: str | os.PathLike,
     *,
     device: str = "cpu",
@@ -301,7 +308,7 @@ def generate(
     """Generate (or resume) the dataset of ``spec`` in ``folder``; returns the manifest.
 
     Args:
-        spec: the validated spec.
+        spec: the validated spec (a grid or a mesh dataset).
         folder: output folder.
         device: "cpu", "cuda" or "cuda:N": where every worker solves (checked first).
         workers: local Dask worker processes (default: all cores when Dask is installed);
@@ -315,7 +322,9 @@ def generate(
     device = warp_device(device)
     if scheduler is None and workers not in (None, 0) and not dask_available():
         raise ValueError("--workers needs Dask: pip install 'physml[dask]' (or --workers 0)")
-    check_parameters(spec, device)
+    on_mesh = isinstance(spec, MeshDatasetSpec)
+    (check_mesh_spec if on_mesh else check_parameters)(spec, device)
+    writer = write_mesh_shard if on_mesh else write_shard
     prepare_folder(spec, folder, overwrite)
     tasks = plan_shards(spec, folder, device)
     total = sum(len(t.seeds) for t in tasks)
@@ -330,12 +339,12 @@ def generate(
     if progress is not None:
         progress(count[0], total)
     if pending:
-        warm_kernel_cache(spec, device)
+        (warm_mesh_kernels if on_mesh else warm_kernel_cache)(spec, device)
         use_dask = scheduler is not None or (workers != 0 and dask_available())
         if use_dask:
-            run_on_dask(pending, done, workers or os.cpu_count() or 1, scheduler)
+            run_on_dask(pending, done, workers or os.cpu_count() or 1, scheduler, writer)
         else:
-            run_in_process(pending, done)
+            run_in_process(pending, done, writer)
     manifest = {
         "pde": spec.pde,
         "samples": total,

@@ -14,7 +14,7 @@ variable            dims                     holds
 ``cell_tags``       (cell,)                  optional Gmsh physical tag per cell
 ``facet_nodes``     (facet, facet_corner)    optional tagged boundary facets
 ``facet_tags``      (facet,)                 their tags; ``tag_names`` (JSON) in attrs
-fields              ([time,] node)           one variable per field, ``location: node``
+fields              ([sample,] [time,] node)  one variable per field, ``location: node``
 ==================  =======================  ==========================================
 
 A mesh dataset is written with :func:`~physml.datasets.store.write_dataset` and read back
@@ -80,13 +80,18 @@ def mesh_dataset(
     times: np.ndarray | None = None,
     attrs: dict[str, Any] | None = None,
     metadata: Mapping[str, tuple[str, str]] | None = None,
+    samples: np.ndarray | None = None,
+    sample_coords: Mapping[str, np.ndarray] | None = None,
 ) -> xr.Dataset:
     """Nodal fields on ``mesh`` with the mesh's topology, as one :class:`xarray.Dataset`.
 
     Args:
         mesh: the mesh (points in m).
-        fields: name -> (n,) values per vertex, or (n_times, n) with ``times``.
+        fields: name -> (n,) values per vertex, (n_times, n) with ``times``, and a leading
+            (n_samples,) axis with ``samples``.
         times: model times [s], shape (n_times,): the ``time`` coordinate.
+        samples: the random seed of each sample, (n_samples,): the ``sample`` coordinate.
+        sample_coords: further per-sample coordinates (e.g. swept parameters).
         attrs: dataset metadata (numbers, strings or flat lists of them).
         metadata: CF ``(long_name, units)`` of the field names beyond
             :data:`~physml.datasets.store.CF_METADATA`.
@@ -98,13 +103,16 @@ def mesh_dataset(
     n = mesh.n_vertices
     expected = (n,) if times is None else (len(times), n)
     dims = ("node",) if times is None else ("time", "node")
+    if samples is not None:
+        expected, dims = (len(samples), *expected), ("sample", *dims)
     variables = _topology(mesh)
     for name, values in fields.items():
         values = np.asarray(values)
         if values.shape != expected:
             raise ValueError(f"field {name!r} has shape {values.shape}; expected {expected} "
-                             f"({'n' if times is None else 'n_times, n'} = "
-                             f"{', '.join(map(str, expected))})")
+                             f"({', '.join(map(str, expected))}: "
+                             f"{'n_samples, ' if samples is not None else ''}"
+                             f"{'n_times, ' if times is not None else ''}n)")
         if name in _TOPOLOGY:
             raise ValueError(f"field name {name!r} is taken by the mesh topology")
         variables[name] = (dims, values, {"mesh": MESH, "location": "node"})
@@ -115,6 +123,10 @@ def mesh_dataset(
                    "facet_corner": np.arange(mesh.facets.shape[1])}
     if times is not None:
         coords["time"] = np.asarray(times, dtype=np.float64)
+    if samples is not None:
+        coords["sample"] = np.asarray(samples, dtype=np.int64)
+        for key, values in (sample_coords or {}).items():
+            coords[key] = ("sample", np.asarray(values))
     ds = xr.Dataset(variables, coords=coords)
     ds.attrs.update({k: _attr(v) for k, v in (attrs or {}).items()})
     return with_cf_metadata(ds, {**_METADATA, **(metadata or {})})
@@ -144,7 +156,8 @@ def mesh_of(ds: xr.Dataset, device: str = "cpu") -> Mesh:
 
 def read_mesh_dataset(path: str | Path, device: str = "cpu") -> tuple[Mesh, xr.Dataset]:
     """Read a file written from :func:`mesh_dataset`: the mesh, and the fields (dims
-    ``([time,] node)``, attrs kept) without the topology variables and dims. Loaded into memory."""
+    ``([sample,] [time,] node)``, attrs kept) without the topology variables and dims. Loaded
+    into memory."""
     with xr.open_dataset(path, engine="h5netcdf") as ds:
         ds = ds.load()
     mesh = mesh_of(ds, device)

@@ -1,6 +1,7 @@
 """Dataset specs: the YAML files that say what ``physml datasets generate`` builds.
 
-A spec names a standard problem (:mod:`physml.datasets.problems`), the grid, the parameters
+A spec names a standard problem (:mod:`physml.datasets.problems`), the grid (or a mesh:
+:mod:`physml.datasets.mesh_spec`), the parameters
 (a list sweeps a parameter: every combination gets ``samples`` samples), the saved times, the
 random initial condition, the splits and the solver settings::
 
@@ -27,7 +28,7 @@ import math
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -47,7 +48,7 @@ from .problems import PROBLEMS
 SPEC_FOLDER = Path(__file__).parent / "specs"
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
@@ -63,15 +64,18 @@ def options_model(function: Callable[..., Any]) -> type[BaseModel]:
     return create_model(f"{function.__name__}_options", __config__=config, **fields)
 
 
-class InitialConditionSpec(_Strict):
+class InitialConditionSpec(StrictModel):
+    """A random initial field: ``kind``, a generator of :attr:`generators`, and its options."""
+
+    generators: ClassVar[dict[str, Callable[..., Any]]] = INITIAL_CONDITIONS
     kind: str
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("kind")
     @classmethod
     def _known(cls, kind: str) -> str:
-        if kind not in INITIAL_CONDITIONS:
-            raise ValueError(f"unknown kind {kind!r}; allowed: {', '.join(INITIAL_CONDITIONS)}")
+        if kind not in cls.generators:
+            raise ValueError(f"unknown kind {kind!r}; allowed: {', '.join(cls.generators)}")
         return kind
 
     @field_validator("options")
@@ -80,7 +84,7 @@ class InitialConditionSpec(_Strict):
         kind = info.data.get("kind")
         if kind is None:  # the kind itself was refused
             return options
-        model = options_model(INITIAL_CONDITIONS[kind])
+        model = options_model(cls.generators[kind])
         try:
             model.model_validate(options)
         except ValidationError as err:
@@ -98,13 +102,13 @@ class InitialConditionSpec(_Strict):
         return options
 
 
-class SolverSpec(_Strict):
+class SolverSpec(StrictModel):
     scheme: str | None = None
     cfl: float = Field(0.5, gt=0, le=1)
     dtype: Literal["float32", "float64"] = "float64"
 
 
-class SplitSpec(_Strict):
+class SplitSpec(StrictModel):
     train: float = Field(0.8, ge=0, le=1)
     valid: float = Field(0.1, ge=0, le=1)
     test: float = Field(0.1, ge=0, le=1)
@@ -117,8 +121,52 @@ class SplitSpec(_Strict):
         return self
 
 
-class DatasetSpec(_Strict):
-    """A validated dataset spec (see the module docstring)."""
+class SampledSpec(StrictModel):
+    """What every dataset spec does with its ``parameters`` (a list of several values sweeps a
+    parameter: every combination gets ``samples`` samples, each with the combination as a
+    per-sample coordinate), ``samples``, ``splits``, ``shard_size`` and ``seed``.
+
+    The fields are declared by each spec, so that they are listed (in messages and in the
+    resolved YAML) in the order a reader expects for that spec."""
+
+    @field_validator("parameters", mode="before", check_fields=False)
+    @classmethod
+    def _finite_values(cls, parameters: Any) -> Any:
+        for name, value in parameters.items() if isinstance(parameters, dict) else ():
+            values = value if isinstance(value, list) else [value]
+            if not values:
+                raise ValueError(f"{name}: an empty list sweeps nothing; give at least one value")
+            for item in values:
+                number = isinstance(item, int | float) and not isinstance(item, bool)
+                if not (number and math.isfinite(item)):
+                    raise ValueError(
+                        f"{name}={value!r}: every value must be a finite number (got {item!r})"
+                    )
+        return parameters
+
+    def parameter_grid(self) -> list[dict[str, float]]:
+        """Every combination of the swept parameters (lists), in spec order."""
+        names = list(self.parameters)
+        values = [v if isinstance(v, list) else [v] for v in self.parameters.values()]
+        return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+
+    def swept_parameters(self) -> list[str]:
+        """The parameters that take more than one value over the dataset (per-sample ones)."""
+        return [k for k, v in self.parameters.items() if isinstance(v, list) and len(set(v)) > 1]
+
+    def split_sizes(self) -> dict[str, int]:
+        """Samples per split and parameter combination (rounded; the train split takes the
+        remainder)."""
+        valid = round(self.samples * self.splits.valid)
+        test = round(self.samples * self.splits.test)
+        return {"train": self.samples - valid - test, "valid": valid, "test": test}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+class DatasetSpec(SampledSpec):
+    """A validated grid dataset spec (see the module docstring)."""
 
     pde: str
     grid: list[int] = Field(min_length=1, max_length=3)
@@ -133,27 +181,17 @@ class DatasetSpec(_Strict):
     solver: SolverSpec = Field(default_factory=SolverSpec)
     storage_dtype: Literal["float32", "float64"] = "float32"
 
+    @property
+    def summary(self) -> str:
+        """What is solved where, for progress messages."""
+        return f"{self.pde} on {self.grid}"
+
     @field_validator("pde")
     @classmethod
     def _known_pde(cls, pde: str) -> str:
         if pde not in PROBLEMS:
             raise ValueError(f"unknown PDE {pde!r}; allowed: {', '.join(PROBLEMS)}")
         return pde
-
-    @field_validator("parameters", mode="before")
-    @classmethod
-    def _finite_values(cls, parameters: Any) -> Any:
-        for name, value in parameters.items() if isinstance(parameters, dict) else ():
-            values = value if isinstance(value, list) else [value]
-            if not values:
-                raise ValueError(f"{name}: an empty list sweeps nothing; give at least one value")
-            for item in values:
-                number = isinstance(item, int | float) and not isinstance(item, bool)
-                if not (number and math.isfinite(item)):
-                    raise ValueError(
-                        f"{name}={value!r}: every value must be a finite number (got {item!r})"
-                    )
-        return parameters
 
     @field_validator("grid")
     @classmethod
@@ -175,26 +213,6 @@ class DatasetSpec(_Strict):
                     f"allowed: {', '.join(allowed)}"
                 )
         return self
-
-    def parameter_grid(self) -> list[dict[str, float]]:
-        """Every combination of the swept parameters (lists), in spec order."""
-        names = list(self.parameters)
-        values = [v if isinstance(v, list) else [v] for v in self.parameters.values()]
-        return [dict(zip(names, combo)) for combo in itertools.product(*values)]
-
-    def swept_parameters(self) -> list[str]:
-        """The parameters that take more than one value over the dataset (per-sample ones)."""
-        return [k for k, v in self.parameters.items() if isinstance(v, list) and len(set(v)) > 1]
-
-    def split_sizes(self) -> dict[str, int]:
-        """Samples per split and parameter combination (rounded; the train split takes the
-        remainder)."""
-        valid = round(self.samples * self.splits.valid)
-        test = round(self.samples * self.splits.test)
-        return {"train": self.samples - valid - test, "valid": valid, "test": test}
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict:
@@ -226,25 +244,32 @@ def resolve_spec_path(spec: str | Path) -> Path:
     raise ValueError(f"spec file {str(spec)!r} does not exist (bundled specs: {names})")
 
 
-def load_spec(spec: str | Path, samples: int | None = None) -> DatasetSpec:
+def load_spec(spec: str | Path, samples: int | None = None) -> SampledSpec:
     """Read and validate a spec; then ``samples`` overrides its sample count (the file itself
-    must be valid first, its own ``samples`` included).
+    must be valid first, its own ``samples`` included). A spec with a ``mesh`` section is a
+    :class:`~physml.datasets.mesh_spec.MeshDatasetSpec`, else a :class:`DatasetSpec`.
 
     Raises:
         ValueError: one message naming the file (or ``--samples``), the key and what is allowed.
     """
     path = resolve_spec_path(spec)
     raw = read_yaml_mapping(path, "spec")
+    if "mesh" in raw:
+        from .mesh_spec import MeshDatasetSpec
+
+        model: type[SampledSpec] = MeshDatasetSpec
+    else:
+        model = DatasetSpec
     try:
-        validated = DatasetSpec.model_validate(raw)
+        validated = model.model_validate(raw)
     except ValidationError as err:
-        raise ValueError(f"spec {path}: {describe_error(err, DatasetSpec)}") from None
+        raise ValueError(f"spec {path}: {describe_error(err, model)}") from None
     if samples is None:
         return validated
     try:
-        return DatasetSpec.model_validate({**raw, "samples": samples})
+        return model.model_validate({**raw, "samples": samples})
     except ValidationError as err:
-        raise ValueError(f"--samples={samples}: {describe_error(err, DatasetSpec)}") from None
+        raise ValueError(f"--samples={samples}: {describe_error(err, model)}") from None
 
 
 def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -> str:

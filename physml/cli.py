@@ -364,7 +364,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, samples=args.samples)
     console = Console(stderr=True, quiet=args.quiet)
     console.print(
-        f"[bold]physml datasets generate[/] {args.spec}: {spec.pde} on {spec.grid}, "
+        f"[bold]physml datasets generate[/] {args.spec}: {spec.summary}, "
         f"{len(spec.parameter_grid())} parameter combination(s) x {spec.samples} "
         f"samples on {device} -> {args.out}"
     )

@@ -56,6 +56,7 @@ import scipy.sparse.linalg as spla
 import torch
 from pydantic import BeforeValidator, Field, model_validator
 
+from ..datasets.mesh_spec import MeshSpec
 from ..datasets.mesh_store import mesh_dataset
 from ..datasets.store import write_dataset
 from ..errors import NonFiniteLossError
@@ -64,45 +65,11 @@ from .kind import CaseKind, OnStep
 from .run_folder import CHECKPOINT, CONFIG, Section, atomic_write, require_checkpoint, write_text
 from .sections import CaseBase
 
-DOMAINS = {"disc": pm.disc, "annulus": pm.annulus, "l_shape": pm.l_shape, "box": pm.box,
-           "sphere": pm.sphere, "torus": pm.torus, "double_torus": pm.double_torus}
 FIELD_METADATA = {
     "u0": ("initial value of u", "1"), "exact": ("exact solution", "1"),
     "error": ("nodal error u - exact", "1"), "source": ("source term f", "1"),
     "distance": ("geodesic distance", "m"),
 }
-
-
-class MeshSpec(Section):
-    """A mesh file (any format meshio reads), or a generated domain with target edge length
-    ``h`` [m] (``icosphere``: ``level`` subdivisions of an icosahedron instead)."""
-
-    file: str | None = None
-    domain: Literal["disc", "annulus", "l_shape", "box", "sphere", "torus", "double_torus",
-                    "icosphere"] | None = None
-    h: float | None = Field(None, gt=0, description="target edge length [m]")
-    level: int | None = Field(None, ge=0, le=7, description="icosphere subdivisions")
-    repair: bool = Field(False, description="merge duplicate, drop unreferenced vertices")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> MeshSpec:
-        if (self.file is None) == (self.domain is None):
-            raise ValueError("give exactly one of mesh.file and mesh.domain")
-        if self.file is not None and not Path(self.file).is_file():
-            raise ValueError(f"mesh.file {self.file!r} does not exist")
-        if self.domain == "icosphere" and self.level is None:
-            raise ValueError("mesh.domain 'icosphere' needs mesh.level")
-        if self.domain not in (None, "icosphere") and self.h is None:
-            raise ValueError(f"mesh.domain {self.domain!r} needs mesh.h (target edge length)")
-        return self
-
-    def build(self, h: float | None = None) -> pm.Mesh:
-        """The mesh (the generated domain at edge length ``h`` if given)."""
-        if self.file is not None:
-            return pm.read_mesh(self.file, repair=self.repair)
-        if self.domain == "icosphere":
-            return pm.icosphere(self.level)
-        return DOMAINS[self.domain](self.h if h is None else h)
 
 
 class FieldSpec(Section):

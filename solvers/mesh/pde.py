@@ -67,8 +67,9 @@ def _split(mesh: Mesh, dirichlet: np.ndarray | None) -> tuple[np.ndarray, np.nda
 
 
 def poisson(mesh: Mesh, f: np.ndarray, dirichlet: np.ndarray | None = None,
-            g: np.ndarray | float = 0.0, flux: np.ndarray | None = None) -> np.ndarray:
-    r"""P1 solution (n,) of $-\Delta u = f$.
+            g: np.ndarray | float = 0.0, flux: np.ndarray | None = None,
+            shift: float = 0.0) -> np.ndarray:
+    r"""P1 solution (n,) of $-\Delta u + \sigma u = f$ ($\sigma$ = ``shift`` >= 0).
 
     Args:
         mesh: the mesh.
@@ -77,20 +78,25 @@ def poisson(mesh: Mesh, f: np.ndarray, dirichlet: np.ndarray | None = None,
         g: Dirichlet values, scalar or (len(dirichlet),).
         flux: optional (n,) integrated Neumann load $b_i = \int_{\partial\Omega}
             \partial_n u\,\phi_i$ added to the right-hand side.
+        shift: $\sigma$; with $\sigma > 0$ the problem is well posed without Dirichlet
+            vertices (``dirichlet=[]``: zero Neumann, or a closed surface).
 
     Raises:
-        ValueError: no Dirichlet vertex (the pure Neumann problem is singular).
+        ValueError: no Dirichlet vertex and no shift (the pure Neumann problem is singular).
     """
     dirichlet = mesh.boundary_vertices() if dirichlet is None else np.asarray(dirichlet)
-    if len(dirichlet) == 0:
-        raise ValueError("poisson needs Dirichlet vertices (the pure Neumann problem is "
-                         "singular); pass dirichlet=[...]")
-    K = to_scipy(stiffness_matrix(mesh))
-    rhs = to_scipy(mass_matrix(mesh)) @ np.asarray(f, dtype=np.float64)
+    if shift < 0:
+        raise ValueError(f"shift={shift} must be >= 0")
+    if len(dirichlet) == 0 and shift == 0:
+        raise ValueError("poisson needs Dirichlet vertices or shift > 0 (the pure Neumann "
+                         "problem is singular); pass dirichlet=[...] or shift=...")
+    M = to_scipy(mass_matrix(mesh))
+    K = to_scipy(stiffness_matrix(mesh)) + shift * M
+    rhs = M @ np.asarray(f, dtype=np.float64)
     if flux is not None:
         rhs = rhs + flux
     u = np.zeros(mesh.n_vertices)
-    u[np.asarray(dirichlet)] = g
+    u[np.asarray(dirichlet, dtype=np.int64)] = g
     fixed, free = _split(mesh, dirichlet)
     u[free] = _solve(K[free][:, free], (rhs - K @ u)[free], mesh.device)
     return u

@@ -1,0 +1,116 @@
+"""Shards of a mesh dataset (:mod:`physml.datasets.mesh_spec`): solve its samples on the mesh
+and write them with the topology beside the fields.
+
+The planning, resume, seeds and Dask engine are :mod:`physml.datasets.generate`'s; this module
+is what differs for a mesh: one mesh per dataset (built once per process), random nodal fields,
+the mesh solvers, and files in the layout of :mod:`physml.datasets.mesh_store` with a leading
+``sample`` dimension, so :func:`physml.io.open_dataset` joins the shards along ``sample`` and
+:func:`~physml.datasets.mesh_store.mesh_of` recovers the mesh from the joined dataset.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .._version import __version__
+from ..solvers import mesh as pm
+from ..solvers.runtime import quiet_warp
+from .mesh_spec import MESH_FIELDS, MeshDatasetSpec
+from .mesh_store import mesh_dataset
+from .store import write_dataset
+
+METADATA = {"f": ("source term f", "1"), "kappa": ("diffusivity", "m2 s-1"),
+            "shift": ("reaction coefficient sigma of -kappa Laplacian u + sigma u = f", "s-1")}
+
+
+@functools.cache
+def _mesh(spec_mesh_yaml: str, device: str) -> pm.Mesh:
+    from .mesh_spec import MeshSpec
+
+    return MeshSpec.model_validate(yaml.safe_load(spec_mesh_yaml)).build().to(device)
+
+
+def dataset_mesh(spec: MeshDatasetSpec, device: str = "cpu") -> pm.Mesh:
+    """The mesh of ``spec`` on ``device`` (generated or read once per process)."""
+    return _mesh(yaml.safe_dump(spec.mesh.model_dump(mode="json")), device)
+
+
+def random_field(spec: MeshDatasetSpec, mesh: pm.Mesh, seed: int) -> np.ndarray:
+    """(n,) random field of sample ``seed``, from ``default_rng([spec.seed, seed])``."""
+    rng = np.random.default_rng([spec.seed, seed])
+    field = spec.initial_condition
+    return MESH_FIELDS[field.kind](mesh.points, rng, **field.options)
+
+
+def solve_sample(spec: MeshDatasetSpec, mesh: pm.Mesh, parameters: dict[str, float],
+                 data: np.ndarray) -> np.ndarray:
+    """The solution for the random field ``data``: (n_saves, n) states of ``heat_mesh``, or
+    the (n,) solution of ``poisson_mesh``."""
+    values = spec.values(parameters)
+    if spec.is_transient:
+        every = spec.solver.steps_per_save
+        steps = every * (spec.n_saves - 1)
+        states = pm.heat(mesh, data, spec.t_end / steps, steps, kappa=values["kappa"],
+                         theta=spec.solver.theta)
+        return states[::every]
+    if mesh.boundary_vertices().size:
+        return pm.poisson(mesh, data / values["kappa"])
+    return pm.poisson(mesh, data / values["kappa"], dirichlet=[],
+                      shift=values["shift"] / values["kappa"])
+
+
+def write_mesh_shard(task) -> str:
+    """Solve the samples of one shard (a :class:`~physml.datasets.generate.ShardTask`) and
+    write it atomically. Returns its path."""
+    quiet_warp(task.device)
+    spec = MeshDatasetSpec.model_validate(yaml.safe_load(task.spec_yaml))
+    mesh = dataset_mesh(spec, task.device)
+    data, solutions = [], []
+    for seed in task.seeds:
+        data.append(random_field(spec, mesh, seed))
+        solution = solve_sample(spec, mesh, task.parameters, data[-1])
+        if not np.all(np.isfinite(solution)):
+            raise ValueError(f"{task.path}: sample with seed {seed}: the solution is not finite")
+        solutions.append(solution)
+    dtype = spec.storage_dtype
+    if spec.is_transient:
+        times = np.linspace(0.0, spec.t_end, spec.n_saves)
+        fields = {"u": np.stack(solutions).astype(dtype)}
+    else:
+        times = None
+        fields = {"f": np.stack(data).astype(dtype), "u": np.stack(solutions).astype(dtype)}
+    swept = spec.swept_parameters()
+    constant = {k: v for k, v in spec.values(task.parameters).items() if k not in swept}
+    attrs = {"pde": spec.pde, "mesh_source": spec.mesh.label, "split": task.split,
+             "initial_condition": spec.initial_condition.kind, "seed": spec.seed,
+             "physml_version": __version__, "spec": task.spec_yaml, "device": task.device,
+             **({"theta": spec.solver.theta} if spec.is_transient else {}), **constant}
+    sample_coords = {k: np.full(len(task.seeds), task.parameters[k]) for k in swept}
+    ds = mesh_dataset(mesh, fields, times=times, samples=np.asarray(task.seeds),
+                      sample_coords=sample_coords, attrs=attrs, metadata=METADATA)
+    Path(task.path).parent.mkdir(parents=True, exist_ok=True)
+    write_dataset(ds, task.path)
+    return task.path
+
+
+def check_mesh_spec(spec: MeshDatasetSpec, device: str) -> None:
+    """Build the mesh before any shard is written, refusing a degenerate or unreadable one.
+
+    Raises:
+        ValueError: naming the mesh source and the reason.
+    """
+    try:
+        dataset_mesh(spec, device)
+    except ValueError as err:
+        raise ValueError(f"mesh {spec.mesh.label}: {err}") from None
+
+
+def warm_mesh_kernels(spec: MeshDatasetSpec, device: str) -> None:
+    """Compile the mesh kernels in this process (one assembly on a tiny mesh)."""
+    tiny = pm.icosphere(0).to(device)
+    pm.stiffness_matrix(tiny)
+    pm.mass_matrix(tiny)

@@ -1,0 +1,172 @@
+r"""Dataset specs for PDEs on meshes: the mesh, the PDE, its random data, the samples.
+
+A mesh spec has a ``mesh`` section where a grid spec has ``grid``::
+
+    pde: heat_mesh                    # or poisson_mesh
+    mesh: {domain: torus, h: 0.15}    # or {file: part.msh}, or {domain: icosphere, level: 4}
+    parameters: {kappa: [0.05, 0.2]}  # a list sweeps a parameter
+    t_end: 1.0
+    n_saves: 11
+    initial_condition: {kind: random_bumps, options: {count: 4, width: 0.3}}
+    solver: {theta: 0.5, steps_per_save: 4}
+    samples: 20
+    shard_size: 5
+    seed: 0
+
+Problems (:data:`MESH_PROBLEMS`):
+
+- ``heat_mesh``: $u_t = \kappa\Delta u$ on the mesh (Laplace–Beltrami on a surface), zero
+  Neumann on any boundary, from a random $u_0$; P1 in space, the θ-scheme in time
+  (:func:`~physml.solvers.mesh.heat`, ``steps_per_save`` steps between saved states).
+  Fields: ``u`` (sample, time, node).
+- ``poisson_mesh``: $-\kappa\Delta u = f$ with $u = 0$ on the boundary (on a closed surface,
+  $(-\kappa\Delta + \sigma) u = f$ with $\sigma$ = ``parameters.shift`` > 0, which makes it
+  well posed), from a random source $f$ (:func:`~physml.solvers.mesh.poisson`). Fields: ``f``
+  and ``u`` (sample, node).
+
+Random fields (``initial_condition``, the source for ``poisson_mesh``): ``random_bumps``,
+$\sum_{i<N} a_i \exp(-|x - c_i|^2 / 2w^2)$ with $a_i \sim N(0, 1)$ and centres $c_i$ at uniformly
+drawn vertices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from ..solvers import mesh as pm
+from .spec import InitialConditionSpec, SampledSpec, SplitSpec, StrictModel
+
+DOMAINS = {"disc": pm.disc, "annulus": pm.annulus, "l_shape": pm.l_shape, "box": pm.box,
+           "sphere": pm.sphere, "torus": pm.torus, "double_torus": pm.double_torus}
+
+
+class MeshSpec(StrictModel):
+    """A mesh file (any format meshio reads), or a generated domain with target edge length
+    ``h`` [m] (``icosphere``: ``level`` subdivisions of an icosahedron instead)."""
+
+    file: str | None = None
+    domain: Literal["disc", "annulus", "l_shape", "box", "sphere", "torus", "double_torus",
+                    "icosphere"] | None = None
+    h: float | None = Field(None, gt=0, description="target edge length [m]")
+    level: int | None = Field(None, ge=0, le=7, description="icosphere subdivisions")
+    repair: bool = Field(False, description="merge duplicate, drop unreferenced vertices")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MeshSpec:
+        if (self.file is None) == (self.domain is None):
+            raise ValueError("give exactly one of mesh.file and mesh.domain")
+        if self.file is not None and not Path(self.file).is_file():
+            raise ValueError(f"mesh.file {self.file!r} does not exist")
+        if self.domain == "icosphere" and self.level is None:
+            raise ValueError("mesh.domain 'icosphere' needs mesh.level")
+        if self.domain not in (None, "icosphere") and self.h is None:
+            raise ValueError(f"mesh.domain {self.domain!r} needs mesh.h (target edge length)")
+        return self
+
+    def build(self, h: float | None = None) -> pm.Mesh:
+        """The mesh (the generated domain at edge length ``h`` if given)."""
+        if self.file is not None:
+            return pm.read_mesh(self.file, repair=self.repair)
+        if self.domain == "icosphere":
+            return pm.icosphere(self.level)
+        return DOMAINS[self.domain](self.h if h is None else h)
+
+    @property
+    def label(self) -> str:
+        if self.file is not None:
+            return self.file
+        return f"icosphere({self.level})" if self.domain == "icosphere" else (
+            f"{self.domain} (h = {self.h:g})")
+
+
+def random_bumps(
+    points: np.ndarray,
+    rng: np.random.Generator,
+    count: Annotated[int, Field(ge=1)] = 4,
+    width: Annotated[float, Field(gt=0)] = 0.25,
+) -> np.ndarray:
+    """(n,) sum of ``count`` Gaussian bumps of width ``width`` [m] centred at random vertices of
+    ``points`` (n, d), with N(0, 1) amplitudes."""
+    centres = points[rng.integers(0, len(points), size=count)]
+    amplitudes = rng.standard_normal(count)
+    squared = np.sum((points[:, None, :] - centres[None]) ** 2, axis=2)
+    return np.exp(-squared / (2 * width**2)) @ amplitudes
+
+
+MESH_FIELDS: dict[str, Callable[..., np.ndarray]] = {"random_bumps": random_bumps}
+"""Random nodal fields by name: ``f(points, rng, **options)``."""
+
+MESH_PROBLEMS: dict[str, dict[str, float]] = {
+    "heat_mesh": {"kappa": 0.1},
+    "poisson_mesh": {"kappa": 1.0, "shift": 1.0},
+}
+"""Mesh problems by name, with their parameters' defaults (see the module docstring)."""
+
+
+class MeshFieldSpec(InitialConditionSpec):
+    """A random nodal field: ``kind`` in :data:`MESH_FIELDS` and its options."""
+
+    generators: ClassVar[dict[str, Callable[..., np.ndarray]]] = MESH_FIELDS
+
+
+class MeshSolverSpec(StrictModel):
+    theta: float = Field(0.5, ge=0.5, le=1.0, description="1: implicit Euler, 0.5: CN")
+    steps_per_save: int = Field(1, ge=1)
+
+
+class MeshDatasetSpec(SampledSpec):
+    """A validated mesh dataset spec (see the module docstring)."""
+
+    pde: str
+    mesh: MeshSpec
+    parameters: dict[str, float | list[float]] = Field(default_factory=dict)
+    t_end: float | None = Field(None, gt=0)
+    n_saves: int | None = Field(None, ge=2)
+    initial_condition: MeshFieldSpec
+    samples: int = Field(gt=0)
+    splits: SplitSpec = Field(default_factory=SplitSpec)
+    shard_size: int = Field(16, gt=0)
+    seed: int = Field(0, ge=0)
+    solver: MeshSolverSpec = Field(default_factory=MeshSolverSpec)
+    storage_dtype: Literal["float32", "float64"] = "float32"
+
+    @property
+    def summary(self) -> str:
+        """What is solved where, for progress messages."""
+        return f"{self.pde} on {self.mesh.label}"
+
+    @property
+    def is_transient(self) -> bool:
+        return self.pde == "heat_mesh"
+
+    @field_validator("pde")
+    @classmethod
+    def _known_pde(cls, pde: str) -> str:
+        if pde not in MESH_PROBLEMS:
+            raise ValueError(f"unknown mesh PDE {pde!r}; allowed: {', '.join(MESH_PROBLEMS)}")
+        return pde
+
+    @model_validator(mode="after")
+    def _consistent_with_problem(self) -> MeshDatasetSpec:
+        allowed = MESH_PROBLEMS[self.pde]
+        for name, value in self.parameters.items():
+            if name not in allowed:
+                raise ValueError(f"parameters: {self.pde} has no parameter {name!r}; "
+                                 f"allowed: {', '.join(allowed)}")
+            if any(v <= 0 for v in (value if isinstance(value, list) else [value])):
+                raise ValueError(f"parameters: {name} must be > 0 (got {value!r})")
+        timed = self.t_end is not None and self.n_saves is not None
+        if self.is_transient and not timed:
+            raise ValueError(f"{self.pde} needs t_end and n_saves")
+        if not self.is_transient and (self.t_end is not None or self.n_saves is not None):
+            raise ValueError(f"{self.pde} is steady: leave out t_end and n_saves")
+        return self
+
+    def values(self, parameters: dict[str, float]) -> dict[str, float]:
+        """The problem's parameters: its defaults updated by ``parameters``."""
+        return {**MESH_PROBLEMS[self.pde], **parameters}

@@ -1,0 +1,108 @@
+"""Mesh datasets: specs with a ``mesh`` section, generated shards with the topology beside
+the fields, solutions that satisfy their discrete equations, resume, clear errors."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from physml import io
+from physml.cli import main
+from physml.datasets.generate import generate
+from physml.datasets.mesh_spec import MeshDatasetSpec
+from physml.datasets.mesh_store import mesh_of
+from physml.datasets.spec import load_spec
+from physml.solvers.mesh import mass_matrix, stiffness_matrix, to_scipy
+
+POISSON = """
+pde: poisson_mesh
+mesh: {domain: disc, h: 0.3}
+parameters: {kappa: [0.5, 2.0]}
+initial_condition: {kind: random_bumps, options: {count: 2, width: 0.4}}
+samples: 4
+shard_size: 2
+seed: 3
+storage_dtype: float64
+"""
+
+HEAT = """
+pde: heat_mesh
+mesh: {domain: icosphere, level: 2}
+parameters: {kappa: 0.5}
+t_end: 0.2
+n_saves: 3
+initial_condition: {kind: random_bumps}
+solver: {theta: 0.5, steps_per_save: 2}
+samples: 3
+splits: {train: 1.0, valid: 0.0, test: 0.0}
+storage_dtype: float64
+"""
+
+
+def spec_file(folder, text, **replace):
+    for key, value in replace.items():
+        text = text.replace(key, value)
+    path = folder / "spec.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_bundled_mesh_specs_are_valid():
+    for name in ("heat_torus", "poisson_lshape"):
+        assert isinstance(load_spec(name), MeshDatasetSpec)
+
+
+def test_poisson_samples_solve_their_discrete_equation_and_resume_bitwise(tmp_path):
+    spec = load_spec(spec_file(tmp_path, POISSON))
+    generate(spec, tmp_path / "a", workers=0)
+    ds = io.open_dataset(tmp_path / "a", "train").load()
+    assert ds["u"].dims == ("sample", "node") and ds.sizes["sample"] == 8  # 2 kappas x 4
+    mesh = mesh_of(ds)
+    K, M = to_scipy(stiffness_matrix(mesh)), to_scipy(mass_matrix(mesh))
+    boundary = mesh.boundary_vertices()
+    interior = np.setdiff1d(np.arange(mesh.n_vertices), boundary)
+    for i in range(ds.sizes["sample"]):
+        u, f, kappa = ds["u"].values[i], ds["f"].values[i], float(ds["kappa"].values[i])
+        residual = (kappa * K @ u - M @ f)[interior]
+        assert np.abs(residual).max() < 1e-7 * np.abs(M @ f).max()
+        assert np.all(u[boundary] == 0)
+    assert len(set(ds["sample"].values)) == 8  # one seed per sample
+    # resume: a missing shard is rewritten identically, the others are kept
+    first = tmp_path / "a" / "train" / "shard-00000.h5"
+    reference = xr.open_dataset(first).load()
+    first.unlink()
+    (tmp_path / "a" / "dataset.json").unlink()
+    generate(spec, tmp_path / "a", workers=0)
+    xr.testing.assert_identical(xr.open_dataset(first).load(), reference)
+
+
+def test_heat_samples_conserve_mass_on_a_closed_surface(tmp_path):
+    spec = load_spec(spec_file(tmp_path, HEAT))
+    generate(spec, tmp_path / "h", workers=0)
+    ds = io.open_dataset(tmp_path / "h", "train").load()
+    assert ds["u"].dims == ("sample", "time", "node")
+    np.testing.assert_allclose(ds["time"].values, [0.0, 0.1, 0.2])
+    M = to_scipy(mass_matrix(mesh_of(ds)))
+    for u in ds["u"].values:
+        mass = u @ M.T @ np.ones(M.shape[0])
+        np.testing.assert_allclose(mass, mass[0], rtol=1e-9, atol=1e-12)
+        assert np.ptp(u[-1]) < np.ptp(u[0])  # diffusion flattens the field
+
+
+@pytest.mark.parametrize("replace, message", [
+    ({"pde: poisson_mesh": "pde: wave_mesh"}, "pde: unknown mesh PDE 'wave_mesh'; allowed:"),
+    ({"h: 0.3": "h: 0.3, colour: red"}, "unknown key 'mesh.colour'; allowed: file, domain"),
+    ({"domain: disc, h: 0.3": "domain: disc"}, "mesh.domain 'disc' needs mesh.h"),
+    ({"domain: disc, h: 0.3": "file: nowhere.msh"}, "mesh.file 'nowhere.msh' does not exist"),
+    ({"{kappa:": "{nu:"}, "parameters: poisson_mesh has no parameter 'nu'"),
+    ({"[0.5, 2.0]": "[0.5, -2.0]"}, "parameters: kappa must be > 0"),
+    ({"kind: random_bumps": "kind: noise"}, "initial_condition.kind: unknown kind 'noise'; "
+     "allowed: random_bumps"),
+    ({"seed: 3": "seed: 3\nt_end: 1.0"}, "poisson_mesh is steady: leave out t_end and n_saves"),
+])
+def test_bad_mesh_specs_exit_2_naming_the_key(tmp_path, capsys, replace, message):
+    spec = spec_file(tmp_path, POISSON, **replace)
+    assert main(["datasets", "generate", str(spec), "--out", str(tmp_path / "d"),
+                 "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()
