@@ -6,8 +6,9 @@ vorticity), the interface jump and the seconds per training iteration, plus a fi
 test error against the iteration for every method. Part ``timing``: one training step (forward
 and implicit backward) and one inference of the hard-constraint layer on a fixed FNO, as the
 constrained points grow (``points_nx``: cells per space axis, times ``nt`` levels) and as K
-goes 1, 2, 4, 8, for independent experts and for interface rows, with the peak device memory
-(CUDA only) and the speed-up over the single hard constraint (K = 1) at the same points.
+goes 1, 2, 4, 8, for independent experts and for interface rows (with the coloured Jacobian
+and with one forward product per unknown), with the peak device memory (CUDA only) and the
+speed-up over the single hard constraint (K = 1) at the same points.
 
     python benchmarks/moe.py --variant cpu    # diffusion-sorption 32 x 51, 8/4 samples
     python benchmarks/moe.py --problem navier_stokes --variant cpu   # 16^2 x 9, 8/4 samples
@@ -15,7 +16,8 @@ goes 1, 2, 4, 8, for independent experts and for interface rows, with the peak d
     python benchmarks/moe.py --problem navier_stokes --variant full --device cuda  # 64^2 x 64
 
 Methods: ``soft``; ``hard`` (K = 1); ``moe-independent`` (the paper: experts solved apart) and
-``moe-interface`` (ours: interface and continuity rows) for each K in ``--experts``.
+``moe-interface`` (ours: interface and continuity rows) and ``moe-pou`` (ours: overlapping
+experts blended by a partition of unity) for each K in ``--experts``.
 ``--loss physics`` (default) trains on the residual rows alone, as the paper; ``--loss data``
 on the reference trajectories. Results go to JSON (``--out``), written after each method.
 """
@@ -54,6 +56,9 @@ VARIANTS = {
         "points_nx": [8, 16, 32, 64], "timing_nt": 25},  # x 25 levels: 1.6e3 ... 1e5 points
 }
 SOLVER = LevenbergMarquardt(tol=1e-6, max_iter=8)
+LAYERS = [(Continuity.INDEPENDENT, False), (Continuity.INTERFACE_ROWS, True),
+          (Continuity.INTERFACE_ROWS, False),  # interface rows: coloured and dense Jacobians
+          (Continuity.PARTITION_OF_UNITY, False)]
 
 
 def _timed(fn, device: str, repeats: int = 2) -> float:
@@ -75,10 +80,10 @@ def timing(problem: str, v: dict, device: str, experts: list[int]) -> list[dict]
         rows = problem_rows(problem, space, nt, v.get("t_end"))
         u0 = trajectories(problem, space, nt, v["budget"].batch, v.get("t_end"))[0].to(device)
         for k in [e for e in experts if nx % e == 0 and nx // e >= 2]:
-            for continuity in Continuity:
+            for continuity, coloured in LAYERS:
                 model = build_model("hard", rows, nt, basis=v["basis"], width=v["width"],
                                     modes=v["modes"], experts=k, continuity=continuity,
-                                    solver=SOLVER).to(device)
+                                    solver=SOLVER, coloured=coloured).to(device)
                 if device.startswith("cuda"):
                     torch.cuda.reset_peak_memory_stats(device)
 
@@ -90,7 +95,8 @@ def timing(problem: str, v: dict, device: str, experts: list[int]) -> list[dict]
                         model(u0)
 
                 record = {"points": math.prod(space) * nt, "nx": nx, "experts": k,
-                          "continuity": continuity.value, "train_step_s": _timed(step, device),
+                          "continuity": continuity.value, "coloured": coloured,
+                          "train_step_s": _timed(step, device),
                           "inference_s": _timed(infer, device)}
                 if device.startswith("cuda"):
                     record["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -98,7 +104,7 @@ def timing(problem: str, v: dict, device: str, experts: list[int]) -> list[dict]
                 print(record, flush=True)
     for r in records:
         single = next(s for s in records if s["points"] == r["points"] and s["experts"] == 1
-                      and s["continuity"] == r["continuity"])
+                      and s["continuity"] == r["continuity"] and s["coloured"] == r["coloured"])
         r["train_speedup_vs_single"] = single["train_step_s"] / r["train_step_s"]
         r["inference_speedup_vs_single"] = single["inference_s"] / r["inference_s"]
     return records
@@ -150,7 +156,8 @@ def accuracy(problem: str, v: dict, budget: Budget, experts: list[int], device: 
                                                              Continuity.INTERFACE_ROWS)]
     for k in experts:
         runs += [(f"moe-independent-K{k}", "hard", k, Continuity.INDEPENDENT),
-                 (f"moe-interface-K{k}", "hard", k, Continuity.INTERFACE_ROWS)]
+                 (f"moe-interface-K{k}", "hard", k, Continuity.INTERFACE_ROWS),
+                 (f"moe-pou-K{k}", "hard", k, Continuity.PARTITION_OF_UNITY)]
     for name, method, k, continuity in runs:
         model = build_model(method, rows, v["nt"], basis=v["basis"], width=v["width"],
                             modes=v["modes"], experts=k, continuity=continuity,

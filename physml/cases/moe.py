@@ -92,7 +92,7 @@ class FNOSpec(Section):
 class ConstraintSpec(Section):
     method: Literal["soft", "hard"] = "hard"
     experts: int = Field(1, gt=0, description="space blocks K (1: one hard constraint)")
-    continuity: Literal["independent", "interface_rows"] = "interface_rows"
+    continuity: Literal["independent", "interface_rows", "partition_of_unity"] = "interface_rows"
     tol: float = Field(1e-6, gt=0, description="Levenberg–Marquardt tolerance")
     max_iter: int = Field(8, gt=0, description="Levenberg–Marquardt iteration cap")
 

@@ -18,3 +18,5 @@ from .levenberg_marquardt import LevenbergMarquardt as LevenbergMarquardt
 from .levenberg_marquardt import LMResult as LMResult
 from .levenberg_marquardt import batched_jacobian as batched_jacobian
 from .navier_stokes import NavierStokesRows as NavierStokesRows
+from .partition import PartitionOfUnity as PartitionOfUnity
+from .partition import trapezoid_weights as trapezoid_weights

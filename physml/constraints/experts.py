@@ -70,6 +70,11 @@ class BlockRouter:
         order = [*range(L), *(m for a in range(d) for m in (L + a, L + d + a))]
         return field.permute(order).reshape(*lead, *self.shape)
 
+    def masks(self) -> torch.Tensor:
+        """(K, *shape) bool: the points of each expert's block."""
+        ids = torch.arange(self.experts).reshape(-1, *[1] * len(self.shape))
+        return self.labels()[None] == ids
+
     def labels(self) -> torch.Tensor:
         """The expert of every grid point, integers of ``shape``."""
         ids = torch.arange(self.experts, dtype=torch.float64).reshape(-1, *[1] * len(self.shape))

@@ -52,18 +52,19 @@ class Continuity(Enum):
 
     INDEPENDENT = "independent"
     INTERFACE_ROWS = "interface_rows"
+    PARTITION_OF_UNITY = "partition_of_unity"  # :class:`~physml.constraints.PartitionOfUnity`
 
 
 def row_dependence(field_rows: Callable[[torch.Tensor], torch.Tensor],
-                   router: BlockRouter) -> torch.Tensor:
-    """(K, M) bool: whether row ``i`` of ``field_rows(u (1, *grid)) -> (1, M)`` depends on the
-    grid values of expert ``k``'s block (one forward product per expert, random direction)."""
+                   regions: torch.Tensor) -> torch.Tensor:
+    """(R, M) bool: whether row ``i`` of ``field_rows(u (1, *grid)) -> (1, M)`` depends on the
+    grid values in region ``r`` of ``regions`` (R, *grid) bool (e.g. the experts' blocks,
+    :meth:`BlockRouter.masks`); one forward product per region, random direction."""
     g = torch.Generator().manual_seed(0)
-    u = 0.05 + 0.5 * torch.rand(1, *router.shape, dtype=torch.float64, generator=g)
-    labels = router.labels()
+    u = 0.05 + 0.5 * torch.rand(1, *regions.shape[1:], dtype=torch.float64, generator=g)
     depends = []
-    for k in range(router.experts):
-        direction = torch.rand(1, *router.shape, dtype=torch.float64, generator=g) * (labels == k)
+    for region in regions:
+        direction = torch.rand(1, *region.shape, dtype=torch.float64, generator=g) * region
         depends.append(jvp(field_rows, (u,), (direction,))[1][0] != 0)
     return torch.stack(depends)
 
@@ -71,7 +72,7 @@ def row_dependence(field_rows: Callable[[torch.Tensor], torch.Tensor],
 def row_owners(rows: Rows, router: BlockRouter, phi: torch.Tensor) -> torch.Tensor:
     """The expert owning each row (M,): its index, -1 for interface rows, -2 for rows that
     depend on no grid value. ``phi`` is one sample's conditioning input, shape (1, ...)."""
-    depends = row_dependence(lambda v: rows(v, phi), router)
+    depends = row_dependence(lambda v: rows(v, phi), router.masks())
     count = depends.sum(0)
     owner = depends.long().argmax(0)
     return torch.where(count == 1, owner, torch.where(count == 0, -2, -1))
@@ -102,6 +103,8 @@ class HardConstraint(nn.Module):
         super().__init__()
         if not interface_weight > 0:
             raise ValueError(f"interface_weight={interface_weight} must be > 0")
+        if continuity is Continuity.PARTITION_OF_UNITY:
+            raise ValueError("continuity=PARTITION_OF_UNITY is the PartitionOfUnity layer")
         self.rows, self.router, self.continuity = rows, router, continuity
         self.solver, self.interface_weight = solver, interface_weight
         owners = row_owners(rows, router, torch.zeros(1, *phi_shape, dtype=torch.float64))
@@ -113,7 +116,7 @@ class HardConstraint(nn.Module):
         self.jacobian = batched_jacobian
         if coloured and continuity is Continuity.INTERFACE_ROWS:
             phi = torch.zeros(1, *phi_shape, dtype=torch.float64)
-            depends = row_dependence(lambda u: self._stitched_rows(u, phi), router)
+            depends = row_dependence(lambda u: self._stitched_rows(u, phi), router.masks())
             self.jacobian = ExpertColouring(depends).jacobian
         self.last_solve: LMResult | None = None
 

@@ -42,6 +42,7 @@ from ..constraints import (
     HardConstraint,
     LevenbergMarquardt,
     NavierStokesRows,
+    PartitionOfUnity,
     interface_jump,
 )
 from ..datasets.generate import initial_state, solve_sample
@@ -117,10 +118,12 @@ class ConstrainedFNO(nn.Module):
     Args:
         fno: an FNO over (t, *space) with one input and $N$ output channels.
         nt: time levels.
-        constraint: a :class:`HardConstraint`, or None for the soft head (one learned $\\omega$).
+        constraint: a :class:`HardConstraint` or :class:`PartitionOfUnity`, or None for the
+            soft head (one learned $\\omega$).
     """
 
-    def __init__(self, fno: FNO, nt: int, constraint: HardConstraint | None = None) -> None:
+    def __init__(self, fno: FNO, nt: int,
+                 constraint: HardConstraint | PartitionOfUnity | None = None) -> None:
         super().__init__()
         self.fno, self.nt, self.constraint = fno, nt, constraint
         n = fno.project[-1].out_features
@@ -160,10 +163,12 @@ class Budget:
 def build_model(method: str, rows: Rows, nt: int, *, basis: int, width: int,
                 modes: tuple[int, ...], experts: int = 1,
                 continuity: Continuity = Continuity.INTERFACE_ROWS,
-                solver: LevenbergMarquardt, seed: int = 0) -> ConstrainedFNO:
+                solver: LevenbergMarquardt, seed: int = 0, coloured: bool = True
+                ) -> ConstrainedFNO:
     """``method`` is "soft" or "hard" (``experts`` space blocks, :func:`expert_blocks`; 1 is
-    the single hard constraint); ``modes`` has one entry per grid axis (time first). The FNO
-    is initialised from ``seed`` so every method starts the same."""
+    the single hard constraint); ``modes`` has one entry per grid axis (time first);
+    ``coloured`` as in :class:`HardConstraint`. The FNO is initialised from ``seed`` so every
+    method starts the same."""
     torch.manual_seed(seed)
     fno = FNO(1, basis, modes, width=width, layers=3)
     if method == "soft":
@@ -172,8 +177,11 @@ def build_model(method: str, rows: Rows, nt: int, *, basis: int, width: int,
         raise ValueError(f"method={method!r}; allowed: soft, hard")
     space = rows.space_shape
     router = BlockRouter((nt, *space), expert_blocks(len(space), experts))
+    if continuity is Continuity.PARTITION_OF_UNITY:
+        return ConstrainedFNO(fno, nt, PartitionOfUnity(rows.rows, router, space, solver=solver))
     return ConstrainedFNO(fno, nt, HardConstraint(rows.rows, router, space,
-                                                  continuity=continuity, solver=solver))
+                                                  continuity=continuity, solver=solver,
+                                                  coloured=coloured))
 
 
 class MoETrainer:
