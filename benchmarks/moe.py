@@ -122,9 +122,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--loss", choices=[loss.value for loss in Loss], default="physics",
                         help="physics: the paper's residual loss; data: supervised")
+    parser.add_argument("--points-nx", type=int, nargs="+", default=None,
+                        help="cells per space axis of the timing part (default: the variant's)")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="accuracy part: only these methods (e.g. hard moe-pou-K4)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moe.json"))
     args = parser.parse_args()
     v = VARIANTS[args.problem, args.variant]
+    if args.points_nx is not None:
+        v = {**v, "points_nx": args.points_nx}
     budget = dataclasses.replace(v["budget"], loss=Loss(args.loss))
     results = {"problem": args.problem, "variant": args.variant,
                "load_average": os.getloadavg(), "budget": {**dataclasses.asdict(budget),
@@ -135,7 +141,8 @@ def main() -> None:
         results["timing"] = timing(args.problem, v, args.device, [1, 2, 4, 8])
         _write(args.out, results)
     if "accuracy" in args.parts:
-        accuracy(args.problem, v, budget, args.experts, args.device, results, args.out)
+        accuracy(args.problem, v, budget, args.experts, args.device, results, args.out,
+                 args.methods)
 
 
 def _write(path: Path, results: dict) -> None:
@@ -144,7 +151,7 @@ def _write(path: Path, results: dict) -> None:
 
 
 def accuracy(problem: str, v: dict, budget: Budget, experts: list[int], device: str,
-             results: dict, out: Path) -> None:
+             results: dict, out: Path, methods: list[str] | None = None) -> None:
     """Train every method and record its test error, interface jump and time per step; plot
     the test errors against the iteration beside the JSON."""
     space = (v["nx"],) if problem == "diffusion_sorption" else (v["nx"], v["nx"])
@@ -159,6 +166,8 @@ def accuracy(problem: str, v: dict, budget: Budget, experts: list[int], device: 
                  (f"moe-interface-K{k}", "hard", k, Continuity.INTERFACE_ROWS),
                  (f"moe-pou-K{k}", "hard", k, Continuity.PARTITION_OF_UNITY)]
     for name, method, k, continuity in runs:
+        if methods is not None and name not in methods:
+            continue
         model = build_model(method, rows, v["nt"], basis=v["basis"], width=v["width"],
                             modes=v["modes"], experts=k, continuity=continuity,
                             solver=SOLVER).to(device)
