@@ -1,18 +1,23 @@
-"""Soft, single hard and mixture-of-experts hard constraints on 1D diffusion–sorption, side by
-side in one run (same FNO base, initialisation, data and budget for all).
+"""Soft, single hard and mixture-of-experts hard constraints side by side in one run (same FNO
+base, initialisation, data and budget for all), on 1D diffusion–sorption or 2D Navier–Stokes.
 
-Part ``accuracy``: test relative L2 on held-out initial conditions, the interface jump and the
-seconds per training iteration. Part ``timing``: one training step (forward and implicit
-backward) and one inference of the hard-constraint layer on a fixed FNO, as the constrained
-points grow (``--points-nx``: cells, times ``nt`` levels) and as K goes 1, 2, 4, 8, for
-independent experts and for interface rows, with the peak device memory (CUDA only) and the
+Part ``accuracy``: test relative L2 on held-out initial conditions (Navier–Stokes: of the
+vorticity), the interface jump and the seconds per training iteration, plus a figure of the
+test error against the iteration for every method. Part ``timing``: one training step (forward
+and implicit backward) and one inference of the hard-constraint layer on a fixed FNO, as the
+constrained points grow (``points_nx``: cells per space axis, times ``nt`` levels) and as K
+goes 1, 2, 4, 8, for independent experts and for interface rows (with the coloured Jacobian
+and with one forward product per unknown), with the peak device memory (CUDA only) and the
 speed-up over the single hard constraint (K = 1) at the same points.
 
-    python benchmarks/moe.py --variant cpu    # 32 cells x 51 levels, 8/4 samples, 200 Adam steps
+    python benchmarks/moe.py --variant cpu    # diffusion-sorption 32 x 51, 8/4 samples
+    python benchmarks/moe.py --problem navier_stokes --variant cpu   # 16^2 x 9, 8/4 samples
     python benchmarks/moe.py --variant full --device cuda   # PDEBench's 1024 x 101, 4000 steps
+    python benchmarks/moe.py --problem navier_stokes --variant full --device cuda  # 64^2 x 64
 
 Methods: ``soft``; ``hard`` (K = 1); ``moe-independent`` (the paper: experts solved apart) and
-``moe-interface`` (ours: interface and continuity rows) for each K in ``--experts``.
+``moe-interface`` (ours: interface and continuity rows) and ``moe-pou`` (ours: overlapping
+experts blended by a partition of unity) for each K in ``--experts``.
 ``--loss physics`` (default) trains on the residual rows alone, as the paper; ``--loss data``
 on the reference trajectories. Results go to JSON (``--out``), written after each method.
 """
@@ -22,23 +27,38 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import platform
 from pathlib import Path
 
 import torch
 
-from physml.constraints import Continuity, DiffusionSorptionRows, LevenbergMarquardt
+from physml.constraints import Continuity, LevenbergMarquardt
 from physml.devices import Stopwatch
-from physml.train.moe import T_END, Budget, Loss, build_model, fit, sorption_trajectories
+from physml.train.moe import Budget, Loss, build_model, fit, problem_rows, trajectories
 
 VARIANTS = {
-    "cpu": {"nx": 32, "nt": 51, "train": 8, "test": 4, "basis": 8, "width": 16, "modes": (8, 8),
-            "budget": Budget(iterations=200, lr=3e-3, batch=4), "points_nx": [16, 32, 64, 128]},
-    "full": {"nx": 1024, "nt": 101, "train": 512, "test": 100, "basis": 32, "width": 32,
-             "modes": (12, 16), "budget": Budget(iterations=4000, lr=1e-3, batch=8),
-             "points_nx": [8, 64, 256, 1024]},  # x 101 levels: 8e2 ... 1e5 points
+    ("diffusion_sorption", "cpu"): {
+        "nx": 32, "nt": 51, "train": 8, "test": 4, "basis": 8, "width": 16, "modes": (8, 8),
+        "budget": Budget(iterations=200, lr=3e-3, batch=4), "points_nx": [16, 32, 64, 128]},
+    ("diffusion_sorption", "full"): {
+        "nx": 1024, "nt": 101, "train": 512, "test": 100, "basis": 32, "width": 32,
+        "modes": (12, 16), "budget": Budget(iterations=4000, lr=1e-3, batch=8),
+        "points_nx": [8, 64, 256, 1024]},  # x 101 levels: 8e2 ... 1e5 points
+    ("navier_stokes", "cpu"): {
+        "nx": 16, "nt": 9, "t_end": 4.0, "train": 8, "test": 4, "basis": 8, "width": 12,
+        "modes": (4, 6, 6), "budget": Budget(iterations=100, lr=3e-3, batch=4),
+        "points_nx": [8, 16, 32]},  # x 9 levels: 5.8e2 ... 9.2e3 points
+    ("navier_stokes", "full"): {
+        "nx": 64, "nt": 64, "t_end": 10.0, "train": 512, "test": 100, "basis": 32,
+        "width": 32, "modes": (16, 12, 12), "budget": Budget(iterations=4000, lr=1e-3, batch=8),
+        "points_nx": [8, 16, 32, 64], "timing_nt": 25},  # x 25 levels: 1.6e3 ... 1e5 points
 }
 SOLVER = LevenbergMarquardt(tol=1e-6, max_iter=8)
+LAYERS = [(Continuity.INDEPENDENT, False), (Continuity.INTERFACE_ROWS, True),
+          (Continuity.INTERFACE_ROWS, False),  # interface rows: coloured and dense Jacobians
+          (Continuity.PARTITION_OF_UNITY, False)]
 
 
 def _timed(fn, device: str, repeats: int = 2) -> float:
@@ -51,18 +71,19 @@ def _timed(fn, device: str, repeats: int = 2) -> float:
     return best
 
 
-def timing(v: dict, device: str, experts: list[int]) -> list[dict]:
+def timing(problem: str, v: dict, device: str, experts: list[int]) -> list[dict]:
     """Seconds per training step and inference against K and the number of points."""
     records = []
     for nx in v["points_nx"]:
-        rows = DiffusionSorptionRows(nx, T_END / (v["nt"] - 1))
-        u0 = torch.linspace(0.02, 0.18, v["budget"].batch, dtype=torch.float64, device=device)
-        u0 = u0[:, None].expand(-1, nx).contiguous()
+        nt = v.get("timing_nt", v["nt"])
+        space = (nx,) if problem == "diffusion_sorption" else (nx, nx)
+        rows = problem_rows(problem, space, nt, v.get("t_end"))
+        u0 = trajectories(problem, space, nt, v["budget"].batch, v.get("t_end"))[0].to(device)
         for k in [e for e in experts if nx % e == 0 and nx // e >= 2]:
-            for continuity in Continuity:
-                model = build_model("hard", rows, v["nt"], basis=v["basis"], width=v["width"],
+            for continuity, coloured in LAYERS:
+                model = build_model("hard", rows, nt, basis=v["basis"], width=v["width"],
                                     modes=v["modes"], experts=k, continuity=continuity,
-                                    solver=SOLVER).to(device)
+                                    solver=SOLVER, coloured=coloured).to(device)
                 if device.startswith("cuda"):
                     torch.cuda.reset_peak_memory_stats(device)
 
@@ -73,8 +94,9 @@ def timing(v: dict, device: str, experts: list[int]) -> list[dict]:
                     with torch.no_grad():
                         model(u0)
 
-                record = {"points": nx * v["nt"], "nx": nx, "experts": k,
-                          "continuity": continuity.value, "train_step_s": _timed(step, device),
+                record = {"points": math.prod(space) * nt, "nx": nx, "experts": k,
+                          "continuity": continuity.value, "coloured": coloured,
+                          "train_step_s": _timed(step, device),
                           "inference_s": _timed(infer, device)}
                 if device.startswith("cuda"):
                     record["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -82,7 +104,7 @@ def timing(v: dict, device: str, experts: list[int]) -> list[dict]:
                 print(record, flush=True)
     for r in records:
         single = next(s for s in records if s["points"] == r["points"] and s["experts"] == 1
-                      and s["continuity"] == r["continuity"])
+                      and s["continuity"] == r["continuity"] and s["coloured"] == r["coloured"])
         r["train_speedup_vs_single"] = single["train_step_s"] / r["train_step_s"]
         r["inference_speedup_vs_single"] = single["inference_s"] / r["inference_s"]
     return records
@@ -90,7 +112,9 @@ def timing(v: dict, device: str, experts: list[int]) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variant", choices=VARIANTS, default="cpu")
+    parser.add_argument("--problem", choices=["diffusion_sorption", "navier_stokes"],
+                        default="diffusion_sorption")
+    parser.add_argument("--variant", choices=["cpu", "full"], default="cpu")
     parser.add_argument("--experts", type=int, nargs="+", default=[4],
                         help="K of the accuracy part (the timing part takes 1, 2, 4, 8)")
     parser.add_argument("--parts", nargs="+", choices=["accuracy", "timing"],
@@ -98,19 +122,27 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--loss", choices=[loss.value for loss in Loss], default="physics",
                         help="physics: the paper's residual loss; data: supervised")
+    parser.add_argument("--points-nx", type=int, nargs="+", default=None,
+                        help="cells per space axis of the timing part (default: the variant's)")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="accuracy part: only these methods (e.g. hard moe-pou-K4)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moe.json"))
     args = parser.parse_args()
-    v = VARIANTS[args.variant]
+    v = VARIANTS[args.problem, args.variant]
+    if args.points_nx is not None:
+        v = {**v, "points_nx": args.points_nx}
     budget = dataclasses.replace(v["budget"], loss=Loss(args.loss))
-    results = {"variant": args.variant, "budget": {**dataclasses.asdict(budget),
+    results = {"problem": args.problem, "variant": args.variant,
+               "load_average": os.getloadavg(), "budget": {**dataclasses.asdict(budget),
                                                    "loss": budget.loss.value},
                "machine": platform.processor() or platform.machine(), "device": args.device,
                "threads": torch.get_num_threads(), "methods": {}}
     if "timing" in args.parts:
-        results["timing"] = timing(v, args.device, [1, 2, 4, 8])
+        results["timing"] = timing(args.problem, v, args.device, [1, 2, 4, 8])
         _write(args.out, results)
     if "accuracy" in args.parts:
-        accuracy(v, budget, args.experts, args.device, results, args.out)
+        accuracy(args.problem, v, budget, args.experts, args.device, results, args.out,
+                 args.methods)
 
 
 def _write(path: Path, results: dict) -> None:
@@ -118,19 +150,24 @@ def _write(path: Path, results: dict) -> None:
     path.write_text(json.dumps(results, indent=1))
 
 
-def accuracy(v: dict, budget: Budget, experts: list[int], device: str, results: dict,
-             out: Path) -> None:
-    """Train every method and record its test error, interface jump and time per step."""
-    u0, u = (t.to(device) for t in sorption_trajectories(v["nx"], v["nt"],
-                                                        v["train"] + v["test"]))
+def accuracy(problem: str, v: dict, budget: Budget, experts: list[int], device: str,
+             results: dict, out: Path, methods: list[str] | None = None) -> None:
+    """Train every method and record its test error, interface jump and time per step; plot
+    the test errors against the iteration beside the JSON."""
+    space = (v["nx"],) if problem == "diffusion_sorption" else (v["nx"], v["nx"])
+    u0, u = (t.to(device) for t in trajectories(problem, space, v["nt"],
+                                                v["train"] + v["test"], v.get("t_end")))
     train, test = (u0[: v["train"]], u[: v["train"]]), (u0[v["train"]:], u[v["train"]:])
-    rows = DiffusionSorptionRows(v["nx"], T_END / (v["nt"] - 1))
+    rows = problem_rows(problem, space, v["nt"], v.get("t_end"))
     runs = [("soft", "soft", 1, Continuity.INTERFACE_ROWS), ("hard", "hard", 1,
                                                              Continuity.INTERFACE_ROWS)]
     for k in experts:
         runs += [(f"moe-independent-K{k}", "hard", k, Continuity.INDEPENDENT),
-                 (f"moe-interface-K{k}", "hard", k, Continuity.INTERFACE_ROWS)]
+                 (f"moe-interface-K{k}", "hard", k, Continuity.INTERFACE_ROWS),
+                 (f"moe-pou-K{k}", "hard", k, Continuity.PARTITION_OF_UNITY)]
     for name, method, k, continuity in runs:
+        if methods is not None and name not in methods:
+            continue
         model = build_model(method, rows, v["nt"], basis=v["basis"], width=v["width"],
                             modes=v["modes"], experts=k, continuity=continuity,
                             solver=SOLVER).to(device)
@@ -138,6 +175,26 @@ def accuracy(v: dict, budget: Budget, experts: list[int], device: str, results: 
         print(name, {key: val for key, val in results["methods"][name].items()
                      if key not in ("history", "losses")}, flush=True)
         _write(out, results)
+        _plot(results, out.with_suffix(".png"))
+
+
+def _plot(results: dict, path: Path) -> None:
+    """Test relative L2 against the iteration, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4), constrained_layout=True)
+    for name, r in results["methods"].items():
+        steps = [10 * i for i in range(len(r["history"]))] + [len(r["losses"])]
+        ax.semilogy(steps, [*r["history"], r["test_rel_l2"]],
+                    label=f"{name}: {r['test_rel_l2']:.3f}, jump {r['interface_jump']:.1e}")
+    ax.set(xlabel="Adam iteration", ylabel="test relative L2",
+           title=f"{results['problem']} ({results['variant']}): soft vs hard vs MoE")
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

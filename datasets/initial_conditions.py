@@ -12,6 +12,10 @@ r"""Random initial conditions for benchmark datasets, drawn from a NumPy ``Gener
 * ``fourier_2d``: $u = a\,\tilde u/\max|\tilde u|$ with
   $\tilde u = \sum_{|k_x|,|k_y|\le K} c_k \cos(k_x x + k_y y + \varphi_k)/(1 + k_x^2 + k_y^2)$,
   $c_k\sim N(0,1)$, $\varphi_k\sim U(0, 2\pi)$: smooth periodic fields of amplitude $a$.
+* ``gaussian_random_field_2d``: a zero-mean periodic Gaussian random field with the squared-
+  exponential covariance of length scale $\ell$ (spectral density $\propto
+  e^{-\ell^2|k|^2/2}$, $k$ the box's angular wavenumbers), scaled to standard deviation $a$
+  over the grid (the 2D Navier–Stokes initial vorticity of the MoE paper, $\ell = 0.8$).
 
 Each generator takes ``(grid, rng)`` and then its options; the options' annotations (types and
 ranges) are what a dataset spec's ``initial_condition.options`` is validated against.
@@ -80,9 +84,27 @@ def fourier_2d(
     return amplitude * u / np.abs(u).max()
 
 
+def gaussian_random_field_2d(
+    grid: Grid,
+    rng: np.random.Generator,
+    length_scale: Annotated[float, Field(gt=0)] = 0.8,
+    amplitude: Annotated[float, Field(gt=0)] = 1.0,
+) -> np.ndarray:
+    """A periodic Gaussian random field on a 2D grid (see the module docstring)."""
+    lengths = [b - a for a, b in zip(grid.lower, grid.upper, strict=True)]
+    kx = 2 * np.pi * np.fft.fftfreq(grid.shape[0], lengths[0] / grid.shape[0])[:, None]
+    ky = 2 * np.pi * np.fft.fftfreq(grid.shape[1], lengths[1] / grid.shape[1])[None, :]
+    density = np.exp(-0.25 * length_scale**2 * (kx**2 + ky**2))  # sqrt of the spectral density
+    density[0, 0] = 0.0
+    noise = rng.standard_normal(grid.shape) + 1j * rng.standard_normal(grid.shape)
+    u = np.fft.ifft2(density * noise).real
+    return amplitude * u / u.std()
+
+
 INITIAL_CONDITIONS: dict[str, Callable[..., np.ndarray]] = {
     "pdebench_sines": pdebench_sines,
     "uniform_constant": uniform_constant,
     "fourier_2d": fourier_2d,
+    "gaussian_random_field_2d": gaussian_random_field_2d,
 }
 """Initial-condition generators by spec name; each takes (grid, rng, **options)."""

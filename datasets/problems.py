@@ -169,6 +169,16 @@ PROBLEMS: dict[str, Problem] = {
         lambda x: np.full_like(x, 0.1),
         500.0,
     ),
+    "navier_stokes2d": Problem(
+        s.NavierStokesSolver2D,
+        "w_t + u . grad w = nu lap w + f, -lap psi = w, u = (psi_y, -psi_x)",
+        (0.0, 0.0),
+        (1.0, 1.0),
+        "periodic",
+        {"nu": 1e-4, "forcing": 0.1},
+        lambda x, y: np.sin(2 * np.pi * x) * np.sin(2 * np.pi * y),
+        10.0,
+    ),
 }
 
 

@@ -46,6 +46,7 @@ CF_METADATA: dict[str, tuple[str, str]] = {
     "rho": ("reaction rate rho", "s-1"),
     "beta": ("advection velocity beta", "m s-1"),
     "D": ("effective diffusion coefficient D", "m2 s-1"),
+    "forcing": ("forcing amplitude A", "s-2"),
 }
 """``(long_name, units)`` of the names physml writes; ``solver_<name>`` is ``<name>`` in the
 solver's convention (PDEBench's Burgers ``nu`` is the solver's ``nu * pi``)."""

@@ -26,6 +26,7 @@ from .grid import periodic as periodic
 from .heat import HeatSolver as HeatSolver
 from .heat import HeatSolver1D as HeatSolver1D
 from .heat import HeatSolver2D as HeatSolver2D
+from .navier_stokes import NavierStokesSolver2D as NavierStokesSolver2D
 from .operators import FluxKind as FluxKind
 from .operators import GridLayout as GridLayout
 from .operators import Limiter as Limiter

@@ -10,9 +10,14 @@ from physml.constraints import (
     DiffusionSorptionRows,
     HardConstraint,
     LevenbergMarquardt,
+    NavierStokesRows,
+    PartitionOfUnity,
+    batched_jacobian,
     interface_jump,
     least_squares_solution,
 )
+from physml.datasets.initial_conditions import gaussian_random_field_2d
+from physml.solvers import Grid, NavierStokesSolver2D
 
 SOLVER = LevenbergMarquardt(tol=1e-13, atol=1e-14, max_iter=200)
 
@@ -128,16 +133,80 @@ def test_router_split_and_stitch_are_inverse():
 
 def test_interface_rows_make_experts_continuous():
     """Diffusion–sorption from u0 = 0.1 on 4 space blocks: the stitched field of independent
-    experts (the paper) jumps by O(1) (2.1 measured), coupled experts by under 2e-3 (2e-4)."""
+    experts (the paper) jumps by O(1) (2.1 measured), coupled experts by under 2e-3 (2e-4),
+    overlapping experts blended by a partition of unity by 0.074 (its kinks)."""
     nt, nx = 20, 32
     rows = DiffusionSorptionRows(nx, dt=5.0)
     router = BlockRouter((nt, nx), (1, 4))
     basis, u0 = smooth_basis(nt, nx), torch.full((1, nx), 0.1, dtype=torch.float64)
     jumps = {}
-    for continuity in Continuity:
+    for continuity in (Continuity.INDEPENDENT, Continuity.INTERFACE_ROWS):
         layer = HardConstraint(rows.rows, router, (nx,), continuity=continuity,
                                solver=LevenbergMarquardt(tol=1e-8, max_iter=30))
         u = layer(basis, u0)
         jumps[continuity] = float(interface_jump(u, router)[0])
-    assert jumps[Continuity.INTERFACE_ROWS] < 2e-3
+    pou = PartitionOfUnity(rows.rows, router, (nx,), overlap=2,
+                           solver=LevenbergMarquardt(tol=1e-8, max_iter=30))
+    assert torch.allclose(pou.blend.sum(0), torch.ones(nt, nx, dtype=torch.float64))
+    jumps["pou"] = float(interface_jump(pou(basis, u0), router)[0])
+    assert jumps[Continuity.INTERFACE_ROWS] < 2e-3 < jumps["pou"] < 0.15
     assert jumps[Continuity.INDEPENDENT] > 0.1
+
+
+def test_router_splits_and_stitches_space_time_in_two_space_dimensions():
+    router = BlockRouter((4, 6, 8), (2, 3, 2))
+    u = torch.randn(2, 4, 6, 8)
+    assert router.experts == 12 and router.split(u).shape == (2, 12, 2, 2, 4)
+    assert torch.equal(router.stitch(router.split(u)), u)
+    assert router.labels()[3, 5, 7] == 11 and router.labels()[0, 2, 4] == 3
+    with pytest.raises(ValueError, match="blocks"):
+        BlockRouter((4, 6, 8), (1, 2))
+
+
+def spectral_solution(n, nt=5, t_end=1.0):
+    """The pseudo-spectral solver's vorticity and streamfunction (nt, n, n) from a smooth field."""
+    grid = Grid((n, n), (0.0, 0.0), (1.0, 1.0))
+    w0 = gaussian_random_field_2d(grid, np.random.default_rng(3), 0.5, 1.0)
+    solver = NavierStokesSolver2D(grid, nu=1e-3, forcing=0.1, dt=t_end / 200)
+    omega = solver.rollout(w0, 200, 200 // (nt - 1))
+    psi = np.stack([solver.streamfunction(w) for w in omega])
+    return torch.from_numpy(omega), torch.from_numpy(psi)
+
+
+def test_navier_stokes_rows_are_second_order_consistent_with_the_spectral_solver():
+    """The rows of the pseudo-spectral solution shrink as h^2 (with dt ~ h)."""
+    sizes, largest = [16, 32, 64], []
+    for n in sizes:
+        omega, psi = spectral_solution(n, nt=n // 4 + 1)
+        rows = NavierStokesRows(n, n, 1.0 / (n // 4), nu=1e-3, forcing=0.1)
+        largest.append(float(rows.rows(psi[None], omega[:1]).abs().max()))
+        vorticity_error = float((rows.observe(psi) - omega).abs().max() / omega.abs().max())
+        assert vorticity_error < 40 / n**2
+    order = -np.polyfit(np.log(sizes), np.log(largest), 1)[0]
+    assert 1.8 < order < 2.3, (largest, order)
+
+
+@pytest.mark.parametrize("problem, blocks, colours", [
+    ("diffusion_sorption", (1, 4), 2), ("navier_stokes", (1, 2, 2), 4),
+    ("navier_stokes", (1, 4, 1), 2)])
+def test_coloured_jacobian_equals_the_dense_one(problem, blocks, colours):
+    """Coupled experts: C N forward products instead of K N give the same Jacobian (a chain of
+    blocks, periodic or not, needs 2 colours; 2 x 2 blocks with periodic seams need 4)."""
+    if problem == "diffusion_sorption":
+        rows, shape, phi = DiffusionSorptionRows(16, dt=5.0), (6, 16), torch.full((2, 16), 0.1)
+    else:
+        rows, shape = NavierStokesRows(16, 8, dt=0.5), (3, 16, 8)  # blocks >= stencil width
+        phi = torch.randn(2, 16, 8, generator=torch.Generator().manual_seed(0))
+    router = BlockRouter(shape, blocks)
+    layer = HardConstraint(rows.rows, router, phi.shape[1:])
+    assert layer.jacobian.__self__.count == colours
+    g = torch.Generator().manual_seed(1)
+    basis = torch.randn(2, 3, *shape, dtype=torch.float64, generator=g)
+    split = router.split(basis).transpose(1, 2)
+    omega = torch.randn(2, router.experts * 3, dtype=torch.float64, generator=g)
+
+    def residual(w):
+        return layer._coupled_rows(w, split, phi.double())
+
+    np.testing.assert_allclose(layer.jacobian(residual, omega), batched_jacobian(residual, omega),
+                               rtol=0, atol=1e-12)

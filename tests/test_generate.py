@@ -51,7 +51,8 @@ def assert_same_dataset(a, b):
 def test_bundled_specs_are_valid():
     names = sorted(p.stem for p in SPEC_FOLDER.glob("*.yaml"))
     assert names == ["advection1d", "allen_cahn2d", "burgers1d", "diffusion_reaction1d",
-                     "diffusion_sorption1d", "heat2d", "heat_torus", "poisson_lshape"]
+                     "diffusion_sorption1d", "heat2d", "heat_torus", "navier_stokes2d",
+                     "poisson_lshape"]
     for name in names:
         load_spec(name)
 

@@ -1,24 +1,27 @@
 """A tiny mixture-of-experts hard-constraint training run on diffusion–sorption (the paper's
 residual loss, no solution data)."""
 
+import json
+
 import pytest
+import torch
 import xarray as xr
 
 from physml.cases.registry import load_case, run_case
-from physml.constraints import Continuity, DiffusionSorptionRows, LevenbergMarquardt
-from physml.train.moe import T_END, Budget, build_model, evaluate, fit, sorption_trajectories
+from physml.constraints import Continuity, LevenbergMarquardt
+from physml.train.moe import Budget, build_model, evaluate, fit, problem_rows, trajectories
 
 
 @pytest.mark.slow  # 15 Adam steps through the inner solves: ~15 s idle, ~50 s on a loaded CPU
 def test_tiny_moe_training_lowers_the_test_error():
     nx, nt = 16, 11
-    u0, u = sorption_trajectories(nx, nt, 6)
+    u0, u = trajectories("diffusion_sorption", (nx,), nt, 6)
     train, test = (u0[:4], u[:4]), (u0[4:], u[4:])
-    rows = DiffusionSorptionRows(nx, T_END / (nt - 1))
+    rows = problem_rows("diffusion_sorption", (nx,), nt)
     model = build_model("hard", rows, nt, basis=4, width=8, modes=(4, 4), experts=2,
                         continuity=Continuity.INTERFACE_ROWS,
                         solver=LevenbergMarquardt(tol=1e-6, max_iter=6))
-    before = evaluate(model, test)["test_rel_l2"]
+    before = evaluate(model, rows, test)["test_rel_l2"]
     after = fit(model, rows, train, test, Budget(iterations=15, lr=1e-2, batch=2))
     assert after["test_rel_l2"] < 0.7 * before
 
@@ -34,3 +37,42 @@ def test_moe_case_writes_its_run_folder(tmp_path):
             "solution.png"} <= {p.name for p in folder.iterdir()}
     assert 0 < summary["test_rel_l2"] < 10 and summary["passed"] in (True, False)
     assert xr.open_dataset(folder / "predictions.h5")["error"].shape == (1, 8, 8)
+
+
+TINY = ["variant=cpu", "problem.nx=8", "problem.nt=8", "problem.train=2", "problem.test=1",
+        "model.basis=3", "model.width=4", "model.modes=[2, 2]", "training.iterations=4",
+        "training.batch=2", "training.checkpoint_every=2", "output.figures=false"]
+
+
+@pytest.mark.slow  # three short runs with data generation: ~90 s on the loaded 2-core VM
+def test_moe_case_resumes_to_the_uninterrupted_run(tmp_path):
+    """Stopped after step 3 (checkpoint at 2), resumed: the same losses and parameters, bit
+    for bit, and the resumed run starts at step 2."""
+    case = load_case("cases/moe_diffusion_sorption.yaml", TINY)
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    whole.mkdir()
+    stopped.mkdir()
+    run_case(case, whole)
+
+    def stop(record):
+        if record["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_case(case, stopped, on_step=stop)
+    assert not (stopped / "metrics.json").exists()
+    steps = []
+    run_case(case, stopped, resume=True, on_step=lambda r: steps.append(r["step"]))
+    assert steps == [2, 3]
+    metrics = [json.loads((f / "metrics.json").read_text()) for f in (whole, stopped)]
+    assert metrics[0]["losses"] == metrics[1]["losses"]
+    assert metrics[0]["summary"]["history"] == metrics[1]["summary"]["history"]
+    states = [torch.load(f / "checkpoint.pt", weights_only=False)["model"]
+              for f in (whole, stopped)]
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_resume_without_a_checkpoint_says_there_is_nothing_to_resume(tmp_path):
+    case = load_case("cases/moe_diffusion_sorption.yaml", TINY)
+    with pytest.raises(ValueError, match="nothing to resume"):
+        run_case(case, tmp_path, resume=True)

@@ -1,21 +1,27 @@
 """Hard constraints with a mixture of experts, ``kind: moe``: an FNO basis on 1D
-diffusion–sorption with a soft, single hard or MoE hard head (:mod:`physml.train.moe`), trained
-on generator data and measured on held-out initial conditions.
+diffusion–sorption or 2D vorticity Navier–Stokes with a soft, single hard or MoE hard head
+(:mod:`physml.train.moe`), trained on generator data and measured on held-out initial
+conditions.
 
 Run folder::
 
     config.yaml        the resolved case
-    checkpoint.pt      the trained parameters (a run takes minutes; it is not resumed)
+    checkpoint.pt      model, optimiser, batch generator, step, losses and test-error history
+                       (every ``training.checkpoint_every`` steps; ``--resume`` continues it)
     metrics.json       the summary (test relative L2, interface jump, seconds per step) and the
                        training losses
-    predictions.h5     prediction, reference and error on the test samples (sample, t, x)
-    solution.png       prediction | reference | |error| of the first test sample
+    predictions.h5     prediction, reference and error on the test samples (sample, time, x[, y];
+                       Navier–Stokes: the vorticity)
+    solution.png       prediction | reference | |error| of the first test sample (Navier–Stokes:
+                       at the last time)
+    interface_jump.png the jump of the stitched prediction across each expert interface against
+                       time (MoE hard heads)
 
 A case::
 
     kind: moe
     name: moe_diffusion_sorption
-    problem: {nx: 1024, nt: 101, train: 512, test: 100}
+    problem: {name: diffusion_sorption, nx: 1024, nt: 101, train: 512, test: 100}
     model: {basis: 32, width: 32, modes: [12, 16]}
     constraint: {method: hard, experts: 4, continuity: interface_rows}
     training: {iterations: 4000, lr: 1.0e-3, batch: 8, loss: physics}
@@ -32,16 +38,23 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from ..constraints import Continuity, DiffusionSorptionRows, LevenbergMarquardt
+from ..constraints import (
+    BlockRouter,
+    Continuity,
+    LevenbergMarquardt,
+    interface_profiles,
+)
 from ..datasets.store import write_dataset
 from ..train.moe import (
-    T_END,
+    PROBLEMS,
     Budget,
     Loss,
+    MoETrainer,
     build_model,
-    fit,
+    expert_blocks,
+    problem_rows,
     relative_l2,
-    sorption_trajectories,
+    trajectories,
 )
 from .kind import CaseKind, OnStep
 from .run_folder import (
@@ -50,17 +63,22 @@ from .run_folder import (
     Section,
     atomic_write,
     comparison_dataset,
+    require_checkpoint,
     write_text,
 )
 from .sections import CaseBase, threshold_verdict
 
+SPACE_AXES = {"diffusion_sorption": 1, "navier_stokes": 2}
+
 
 class ProblemSpec(Section):
-    """PDEBench's diffusion–sorption on ``nx`` cells and ``nt`` levels of [0, 500] s."""
+    """PDEBench's diffusion–sorption on ``nx`` cells, or Navier–Stokes on ``nx`` x ``nx``
+    cells, with ``nt`` levels of [0, ``t_end``] (default: the dataset spec's, 500 s and 10 s)."""
 
-    name: Literal["diffusion_sorption"] = "diffusion_sorption"
+    name: Literal["diffusion_sorption", "navier_stokes"] = "diffusion_sorption"
     nx: int = Field(1024, ge=4)
     nt: int = Field(101, ge=4)
+    t_end: float | None = Field(None, gt=0, description="final time [s]")
     train: int = Field(512, gt=0, description="training initial conditions")
     test: int = Field(100, gt=0, description="held-out initial conditions")
 
@@ -68,13 +86,13 @@ class ProblemSpec(Section):
 class FNOSpec(Section):
     basis: int = Field(32, gt=0, description="basis functions N (FNO output channels)")
     width: int = Field(32, gt=0)
-    modes: tuple[int, int] = (12, 16)
+    modes: tuple[int, ...] = Field((12, 16), description="Fourier modes per axis, time first")
 
 
 class ConstraintSpec(Section):
     method: Literal["soft", "hard"] = "hard"
     experts: int = Field(1, gt=0, description="space blocks K (1: one hard constraint)")
-    continuity: Literal["independent", "interface_rows"] = "interface_rows"
+    continuity: Literal["independent", "interface_rows", "partition_of_unity"] = "interface_rows"
     tol: float = Field(1e-6, gt=0, description="Levenberg–Marquardt tolerance")
     max_iter: int = Field(8, gt=0, description="Levenberg–Marquardt iteration cap")
 
@@ -84,6 +102,7 @@ class TrainingSpec(Section):
     lr: float = Field(1e-3, gt=0)
     batch: int = Field(8, gt=0)
     loss: Literal["physics", "data"] = "physics"
+    checkpoint_every: int = Field(50, gt=0, description="steps between checkpoints")
 
 
 class MoEEvaluationSpec(Section):
@@ -101,15 +120,28 @@ class MoECase(CaseBase):
     evaluation: MoEEvaluationSpec = Field(default_factory=MoEEvaluationSpec)
     seed: int = Field(0, ge=0)
 
+    @property
+    def space(self) -> tuple[int, ...]:
+        """The cells per space axis."""
+        return (self.problem.nx,) * SPACE_AXES[self.problem.name]
+
     @model_validator(mode="after")
     def _blocks_fit(self) -> MoECase:
-        nx, k = self.problem.nx, self.constraint.experts
-        if nx % k or nx // k < 2:
-            raise ValueError(f"constraint.experts={k} must divide problem.nx={nx} into blocks "
-                             "of at least 2 cells")
-        if 2 * self.model.modes[0] > self.problem.nt:
-            raise ValueError(f"model.modes[0]={self.model.modes[0]} needs problem.nt >= "
-                             f"{2 * self.model.modes[0]}")
+        p, k, modes = self.problem, self.constraint.experts, self.model.modes
+        blocks = expert_blocks(len(self.space), k)
+        if any(p.nx % b or p.nx // b < 2 for b in blocks[1:]):
+            raise ValueError(f"constraint.experts={k} ({' x '.join(map(str, blocks[1:]))} "
+                             f"blocks) must divide problem.nx={p.nx} into blocks of at least 2 "
+                             "cells")
+        if len(modes) != 1 + len(self.space):
+            raise ValueError(f"model.modes={list(modes)} needs {1 + len(self.space)} entries "
+                             f"for {p.name} (time, then each space axis)")
+        sizes = (p.nt, *self.space)
+        for axis, (m, n) in enumerate(zip(modes, sizes, strict=True)):
+            limit = n // 2 + 1 if axis == len(sizes) - 1 else n // 2
+            if not 1 <= m <= limit:
+                raise ValueError(f"model.modes[{axis}]={m} must lie in [1, {limit}] for "
+                                 f"{n} points on that axis")
         if self.training.batch > self.problem.train:
             raise ValueError(f"training.batch={self.training.batch} exceeds problem.train="
                              f"{self.problem.train}")
@@ -117,21 +149,30 @@ class MoECase(CaseBase):
 
 
 def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
-    """Generate the data, train, evaluate and write the run folder; returns the summary."""
-    if resume:
-        raise ValueError("kind 'moe' cannot resume: start a new run")
+    """Generate the data, train (from the checkpoint if ``resume``), evaluate and write the run
+    folder; returns the summary. The untrained state is the first checkpoint, written before
+    ``config.yaml``, so a configured run folder always resumes."""
     p, m, c, t = case.problem, case.model, case.constraint, case.training
-    u0, u = sorption_trajectories(p.nx, p.nt, p.train + p.test)
+    checkpoint = require_checkpoint(folder) if resume else None
+    u0, u = trajectories(p.name, case.space, p.nt, p.train + p.test, p.t_end)
     train, test = (u0[: p.train], u[: p.train]), (u0[p.train:], u[p.train:])
-    rows = DiffusionSorptionRows(p.nx, T_END / (p.nt - 1))
-    write_text(folder / CONFIG, case.to_yaml())
+    rows = problem_rows(p.name, case.space, p.nt, p.t_end)
     model = build_model(c.method, rows, p.nt, basis=m.basis, width=m.width, modes=m.modes,
                         experts=c.experts, continuity=Continuity(c.continuity),
                         solver=LevenbergMarquardt(tol=c.tol, max_iter=c.max_iter),
                         seed=case.seed)
     budget = Budget(iterations=t.iterations, lr=t.lr, batch=t.batch, loss=Loss(t.loss))
-    result = fit(model, rows, train, test, budget, seed=case.seed, on_step=on_step)
-    atomic_write(folder / CHECKPOINT, lambda path: torch.save(model.state_dict(), path))
+    trainer = MoETrainer(model, rows, train, test, budget, seed=case.seed)
+
+    def save() -> None:
+        atomic_write(folder / CHECKPOINT, lambda path: torch.save(trainer.state_dict(), path))
+
+    if checkpoint is not None:
+        trainer.load_state_dict(torch.load(checkpoint, weights_only=False))
+    else:
+        save()
+        write_text(folder / CONFIG, case.to_yaml())
+    result = trainer.fit(on_step, on_checkpoint=save, checkpoint_every=t.checkpoint_every)
     losses = result.pop("losses")
     threshold = case.evaluation.threshold
     result.update(threshold=threshold, steps=t.iterations,
@@ -139,19 +180,53 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
     write_text(folder / "metrics.json", json.dumps(
         {"case": case.name, "summary": result, "losses": losses}, indent=1))
     with torch.no_grad():
-        pred = model(test[0])
-    x = (torch.arange(p.nx, dtype=torch.float64) + 0.5) / p.nx
-    times = torch.linspace(0, T_END, p.nt, dtype=torch.float64)
-    coords = {"sample": np.arange(len(pred)), "time": times.numpy(), "x": x.numpy()}
+        field = model(test[0])
+    pred = rows.observe(field)
+    t_end = p.t_end or PROBLEMS[p.name].load().t_end
+    centres = ((torch.arange(p.nx, dtype=torch.float64) + 0.5) / p.nx).numpy()
+    coords = {"sample": np.arange(len(pred)),
+              "time": torch.linspace(0, t_end, p.nt, dtype=torch.float64).numpy(),
+              **{axis: centres for axis in ("x", "y")[: len(case.space)]}}
     ds = comparison_dataset(pred.numpy(), test[1].numpy(), coords,
                             {"case": case.name, "config": case.to_yaml(),
                              "rel_l2": float(relative_l2(pred, test[1]).mean())})
     write_dataset(ds, folder / "predictions.h5")
     if case.output.figures:
-        from .figures import plot_solution
-
-        plot_solution(ds.isel(sample=0), folder / "solution.png")
+        _plot(ds, pred, model, folder)
     return result
+
+
+def _plot(ds, pred: torch.Tensor, model, folder: Path) -> None:
+    """``solution.png`` (the last time of a 2D field) and, with experts, ``interface_jump.png``."""
+    from .figures import plot_solution
+
+    first = ds.isel(sample=0)
+    if "y" in first.dims:
+        first = first.isel(time=-1).assign_attrs(t=float(first["time"][-1]))
+    plot_solution(first, folder / "solution.png")
+    router = None if model.constraint is None else model.constraint.router
+    if router is not None and router.experts > 1:
+        plot_interface_jump(pred[:1], router, ds["time"].values, folder / "interface_jump.png")
+
+
+def plot_interface_jump(u: torch.Tensor, router: BlockRouter, times: np.ndarray,
+                        path: Path) -> None:
+    """The largest $|e_- - e_+|$ along each space interface of ``u`` (1, nt, ...) against
+    time, one line per interface (log scale)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    for axis, index, diff in interface_profiles(u, router):
+        if axis == 0:
+            continue
+        jump = diff[0].abs().flatten(1).amax(1) if diff.dim() > 2 else diff[0].abs()
+        name = ("x", "y")[axis - 1]
+        ax.semilogy(times, jump.clamp_min(1e-16).numpy(), label=f"{name} interface at cell {index}")
+    ax.set(xlabel="time [s]", ylabel="|jump| of the stitched field",
+           title="continuity across experts (first test sample)")
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def describe(case: MoECase) -> str:
@@ -159,7 +234,8 @@ def describe(case: MoECase) -> str:
     p, c, t = case.problem, case.constraint, case.training
     head = "soft constraint" if c.method == "soft" else (
         f"hard constraint, {c.experts} expert(s), {c.continuity}")
-    return (f"diffusion-sorption {p.nx}x{p.nt}, FNO basis N={case.model.basis}, {head}, "
+    grid = "x".join(map(str, (*case.space, p.nt)))
+    return (f"{p.name.replace('_', '-')} {grid}, FNO basis N={case.model.basis}, {head}, "
             f"{t.iterations} Adam steps ({t.loss} loss), {p.train}/{p.test} samples")
 
 
@@ -172,7 +248,8 @@ def headline(result: dict) -> str:
 
 KIND = CaseKind(
     name="moe",
-    summary="hard constraints with a mixture of experts on an FNO basis (diffusion-sorption)",
+    summary="hard constraints with a mixture of experts on an FNO basis (diffusion-sorption, "
+            "Navier-Stokes)",
     schema=MoECase,
     run=run,
     describe=describe,

@@ -45,6 +45,14 @@ class DiffusionSorptionRows:
         if not self.dt > 0:
             raise ValueError(f"dt={self.dt} must be > 0 (seconds between grid levels)")
 
+    @property
+    def space_shape(self) -> tuple[int]:
+        return (self.nx,)
+
+    def observe(self, u: torch.Tensor) -> torch.Tensor:
+        """The field compared with the reference: $u$ itself."""
+        return u
+
     def retardation(self, u: torch.Tensor) -> torch.Tensor:
         """$R(u)$, with $u$ clipped at 0."""
         factor = (1 - self.porosity) / self.porosity * self.rho_s * self.k_f * self.n_f

@@ -1,79 +1,106 @@
 r"""Space–time blocks for a mixture of experts, and the jump of a stitched field across them.
 
-A :class:`BlockRouter` splits an ``(nt, nx)`` grid into ``kt x kx`` equal blocks of
-``(nt/kt, nx/kx)`` points, numbered time-major ($k = j_t k_x + j_x$); $K = k_t k_x$ experts.
-Equal blocks stack into a batch dimension, so all experts are one batched problem.
+A :class:`BlockRouter` splits a ``(nt, n_1, ..., n_d)`` grid (time first, then 1 or 2 space
+axes) into ``k_0 x k_1 x ...`` equal blocks of ``(nt/k_0, n_1/k_1, ...)`` points, numbered
+row-major with time first ($k = j_0 k_1 + j_1$ on a ``(nt, nx)`` grid); $K = \prod_a k_a$
+experts. Equal blocks stack into a batch dimension, so all experts are one batched problem.
 
 The interface jump measures continuity of any field on the grid. Across an interface between
-points $i$ and $i+1$ (in $x$ or $t$), each side extrapolates linearly to the interface,
+points $i$ and $i+1$ along any axis, each side extrapolates linearly to the interface,
 $e_- = \tfrac32 u_i - \tfrac12 u_{i-1}$ and $e_+ = \tfrac32 u_{i+1} - \tfrac12 u_{i+2}$, and the
 jump is $|e_- - e_+|$: $O(h^2 |u''|)$ for a smooth field, the size of the step for a stitched
 one. :func:`interface_differences` returns every $e_- - e_+$ (the continuity rows of coupled
-experts); :func:`interface_jump` their largest magnitude per sample.
+experts); :func:`interface_jump` their largest magnitude per sample. Interfaces are the inner
+block boundaries (a periodic axis's seam is not one).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
+AXIS_NAMES = ("nt", "nx", "ny")
+
 
 @dataclass(frozen=True)
 class BlockRouter:
-    """Equal blocks of an ``(nt, nx)`` grid: ``blocks = (kt, kx)`` divides ``shape``."""
+    """Equal blocks of a ``(nt, n_1, ...)`` grid: ``blocks[a]`` divides ``shape[a]`` into
+    blocks of at least 2 points (or is 1)."""
 
-    shape: tuple[int, int]
-    blocks: tuple[int, int]
+    shape: tuple[int, ...]
+    blocks: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        for n, k, name in zip(self.shape, self.blocks, ("nt", "nx"), strict=True):
+        if len(self.shape) != len(self.blocks) or not 2 <= len(self.shape) <= 3:
+            raise ValueError(f"blocks={self.blocks} must give one count per axis of the "
+                             f"(time, space...) grid shape={self.shape} (2 or 3 axes)")
+        for n, k, name in zip(self.shape, self.blocks, AXIS_NAMES, strict=False):
             if k < 1 or n % k or (k > 1 and n // k < 2):
                 raise ValueError(f"blocks={self.blocks}: {k} must divide {name}={n} into "
                                  f"blocks of at least 2 points")
 
     @property
     def experts(self) -> int:
-        """$K = k_t k_x$."""
-        return self.blocks[0] * self.blocks[1]
+        """$K = \\prod_a k_a$."""
+        return math.prod(self.blocks)
 
     @property
-    def block_shape(self) -> tuple[int, int]:
-        return self.shape[0] // self.blocks[0], self.shape[1] // self.blocks[1]
+    def block_shape(self) -> tuple[int, ...]:
+        return tuple(n // k for n, k in zip(self.shape, self.blocks, strict=True))
 
     def split(self, field: torch.Tensor) -> torch.Tensor:
-        """``(..., nt, nx)`` -> ``(..., K, nt/kt, nx/kx)``."""
-        (kt, kx), (bt, bx) = self.blocks, self.block_shape
-        lead = field.shape[:-2]
-        pieces = field.reshape(*lead, kt, bt, kx, bx).transpose(-3, -2)
-        return pieces.reshape(*lead, kt * kx, bt, bx)
+        """``(..., nt, n_1, ...)`` -> ``(..., K, nt/k_0, n_1/k_1, ...)``."""
+        d = len(self.shape)
+        lead = field.shape[:-d]
+        pairs = zip(self.blocks, self.block_shape, strict=True)
+        interleaved = [m for k, b in pairs for m in (k, b)]
+        pieces = field.reshape(*lead, *interleaved)
+        L = len(lead)
+        order = [*range(L), *(L + 2 * a for a in range(d)), *(L + 2 * a + 1 for a in range(d))]
+        return pieces.permute(order).reshape(*lead, self.experts, *self.block_shape)
 
     def stitch(self, pieces: torch.Tensor) -> torch.Tensor:
-        """``(..., K, nt/kt, nx/kx)`` -> ``(..., nt, nx)``; the inverse of :meth:`split`."""
-        (kt, kx), (bt, bx) = self.blocks, self.block_shape
-        lead = pieces.shape[:-3]
-        field = pieces.reshape(*lead, kt, kx, bt, bx).transpose(-3, -2)
-        return field.reshape(*lead, *self.shape)
+        """``(..., K, nt/k_0, n_1/k_1, ...)`` -> ``(..., nt, n_1, ...)`` (inverts :meth:`split`)."""
+        d = len(self.shape)
+        lead = pieces.shape[:-d - 1]
+        field = pieces.reshape(*lead, *self.blocks, *self.block_shape)
+        L = len(lead)
+        order = [*range(L), *(m for a in range(d) for m in (L + a, L + d + a))]
+        return field.permute(order).reshape(*lead, *self.shape)
+
+    def masks(self) -> torch.Tensor:
+        """(K, *shape) bool: the points of each expert's block."""
+        ids = torch.arange(self.experts).reshape(-1, *[1] * len(self.shape))
+        return self.labels()[None] == ids
 
     def labels(self) -> torch.Tensor:
-        """The expert of every grid point, ``(nt, nx)`` integers."""
-        ids = torch.arange(self.experts, dtype=torch.float64)[:, None, None]
+        """The expert of every grid point, integers of ``shape``."""
+        ids = torch.arange(self.experts, dtype=torch.float64).reshape(-1, *[1] * len(self.shape))
         return self.stitch(ids.expand(-1, *self.block_shape)).long()
 
 
-def interface_differences(u: torch.Tensor, router: BlockRouter) -> torch.Tensor:
-    """$e_- - e_+$ at every interface point, ``(B, n_interface_points)``; ``u`` is (B, nt, nx)."""
-    diffs = []
+def interface_profiles(u: torch.Tensor, router: BlockRouter) -> list[tuple[int, int, torch.Tensor]]:
+    """$e_- - e_+$ on each interface: ``(axis, index, diff)`` with ``index`` the first point
+    after the interface along ``axis`` and ``diff`` of shape (B, the other axes in order);
+    ``u`` is ``(B, nt, n_1, ...)``."""
+    profiles = []
     for axis, (k, b) in enumerate(zip(router.blocks, router.block_shape, strict=True)):
-        line = u if axis == 0 else u.transpose(1, 2)  # interfaces across dim 1
+        line = u.movedim(axis + 1, 1)  # interfaces across dim 1
         for j in range(1, k):
             i = j * b
             minus = 1.5 * line[:, i - 1] - 0.5 * line[:, i - 2]
             plus = 1.5 * line[:, i] - 0.5 * line[:, i + 1]
-            diffs.append(minus - plus)
-    if not diffs:
-        return u.new_zeros(u.shape[0], 0)
-    return torch.cat(diffs, dim=1)
+            profiles.append((axis, i, minus - plus))
+    return profiles
+
+
+def interface_differences(u: torch.Tensor, router: BlockRouter) -> torch.Tensor:
+    """$e_- - e_+$ at every interface point, ``(B, n_interface_points)``; ``u`` is
+    ``(B, nt, n_1, ...)``."""
+    diffs = [diff.flatten(1) for _, _, diff in interface_profiles(u, router)]
+    return torch.cat(diffs, dim=1) if diffs else u.new_zeros(u.shape[0], 0)
 
 
 def interface_jump(u: torch.Tensor, router: BlockRouter) -> torch.Tensor:

@@ -1,8 +1,8 @@
 r"""Hard physical constraints: a basis network's output made to satisfy the PDE by least squares.
 
-Given $N$ basis functions $b_j$ on an ``(nt, nx)`` space–time grid (from a base network) and the
-residual rows $r(u, \varphi)$ of a problem (PDE rows plus initial/boundary rows; $\varphi$ the
-conditioning input, e.g. the initial condition), the prediction is
+Given $N$ basis functions $b_j$ on an ``(nt, nx)`` or ``(nt, nx, ny)`` space–time grid (from a
+base network) and the residual rows $r(u, \varphi)$ of a problem (PDE rows plus initial/boundary
+rows; $\varphi$ the conditioning input, e.g. the initial condition), the prediction is
 $$u = \sum_j b_j\,\omega_j,\qquad
 \omega = \arg\min_\omega \lVert r(b\cdot\omega, \varphi)\rVert^2,$$
 solved per sample by Levenberg–Marquardt in float64 and differentiated implicitly
@@ -22,7 +22,9 @@ direction supported on each block. Two ways to couple experts (:class:`Continuit
 * ``INTERFACE_ROWS`` (ours): the interface rows are kept and continuity rows
   $w\,(e_- - e_+)$ (the one-sided extrapolations of :mod:`~physml.constraints.experts` from both
   sides) are added, which couples neighbours: one least-squares problem of $K N$ unknowns per
-  sample, cost $O(M K^2 N^2 + K^3 N^3)$ per iteration.
+  sample, cost $O(M K^2 N^2 + K^3 N^3)$ per iteration. Its Jacobian takes $C N$ forward
+  products, $C$ the colours of the experts' conflict graph (2 for a chain of blocks;
+  :class:`~physml.constraints.ExpertColouring`), instead of one per unknown.
 
 With one block both are the single global hard constraint.
 """
@@ -36,12 +38,13 @@ import torch
 from torch import nn
 from torch.func import jvp
 
+from .colouring import ExpertColouring
 from .experts import BlockRouter, interface_differences
 from .implicit import least_squares_solution
-from .levenberg_marquardt import LevenbergMarquardt, LMResult
+from .levenberg_marquardt import LevenbergMarquardt, LMResult, batched_jacobian
 
 DEFAULT_SOLVER = LevenbergMarquardt()
-Rows = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (u (B,nt,nx), phi) -> (B, M)
+Rows = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (u (B, *grid), phi) -> (B, M)
 
 
 class Continuity(Enum):
@@ -49,19 +52,27 @@ class Continuity(Enum):
 
     INDEPENDENT = "independent"
     INTERFACE_ROWS = "interface_rows"
+    PARTITION_OF_UNITY = "partition_of_unity"  # :class:`~physml.constraints.PartitionOfUnity`
+
+
+def row_dependence(field_rows: Callable[[torch.Tensor], torch.Tensor],
+                   regions: torch.Tensor) -> torch.Tensor:
+    """(R, M) bool: whether row ``i`` of ``field_rows(u (1, *grid)) -> (1, M)`` depends on the
+    grid values in region ``r`` of ``regions`` (R, *grid) bool (e.g. the experts' blocks,
+    :meth:`BlockRouter.masks`); one forward product per region, random direction."""
+    g = torch.Generator().manual_seed(0)
+    u = 0.05 + 0.5 * torch.rand(1, *regions.shape[1:], dtype=torch.float64, generator=g)
+    depends = []
+    for region in regions:
+        direction = torch.rand(1, *region.shape, dtype=torch.float64, generator=g) * region
+        depends.append(jvp(field_rows, (u,), (direction,))[1][0] != 0)
+    return torch.stack(depends)
 
 
 def row_owners(rows: Rows, router: BlockRouter, phi: torch.Tensor) -> torch.Tensor:
     """The expert owning each row (M,): its index, -1 for interface rows, -2 for rows that
     depend on no grid value. ``phi`` is one sample's conditioning input, shape (1, ...)."""
-    g = torch.Generator().manual_seed(0)
-    u = 0.05 + 0.5 * torch.rand(1, *router.shape, dtype=torch.float64, generator=g)
-    labels = router.labels()
-    depends = []
-    for k in range(router.experts):
-        direction = torch.rand(1, *router.shape, dtype=torch.float64, generator=g) * (labels == k)
-        depends.append(jvp(lambda v: rows(v, phi), (u,), (direction,))[1][0] != 0)
-    depends = torch.stack(depends)  # (K, M)
+    depends = row_dependence(lambda v: rows(v, phi), router.masks())
     count = depends.sum(0)
     owner = depends.long().argmax(0)
     return torch.where(count == 1, owner, torch.where(count == 0, -2, -1))
@@ -71,24 +82,29 @@ class HardConstraint(nn.Module):
     """$u = b\\cdot\\omega$ with $\\omega$ from the inner least squares (module docstring).
 
     Args:
-        rows: the problem's residual rows, ``rows(u (B, nt, nx), phi (B, ...)) -> (B, M)``.
+        rows: the problem's residual rows, ``rows(u (B, *grid), phi (B, ...)) -> (B, M)``.
         router: the experts' blocks (``blocks=(1, 1)`` for the single hard constraint).
         phi_shape: the shape of one sample's conditioning input (e.g. ``(nx,)``).
         continuity: :class:`Continuity`.
         solver: the inner Levenberg–Marquardt solver.
         interface_weight: $w$ of the continuity rows (``INTERFACE_ROWS`` only), > 0.
+        coloured: form the coupled Jacobian from $C N$ forward products by colouring the
+            experts (:class:`~physml.constraints.ExpertColouring`; ``INTERFACE_ROWS`` only)
+            rather than from one per unknown, $K N$.
 
-    ``forward(basis (B, N, nt, nx), phi (B, ...)) -> u (B, nt, nx)`` in ``basis``'s dtype; the
+    ``forward(basis (B, N, *grid), phi (B, ...)) -> u (B, *grid)`` in ``basis``'s dtype; the
     inner solve's :class:`LMResult` of the last call is kept in ``last_solve``.
     """
 
     def __init__(self, rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...], *,
                  continuity: Continuity = Continuity.INTERFACE_ROWS,
                  solver: LevenbergMarquardt = DEFAULT_SOLVER,
-                 interface_weight: float = 10.0) -> None:
+                 interface_weight: float = 10.0, coloured: bool = True) -> None:
         super().__init__()
         if not interface_weight > 0:
             raise ValueError(f"interface_weight={interface_weight} must be > 0")
+        if continuity is Continuity.PARTITION_OF_UNITY:
+            raise ValueError("continuity=PARTITION_OF_UNITY is the PartitionOfUnity layer")
         self.rows, self.router, self.continuity = rows, router, continuity
         self.solver, self.interface_weight = solver, interface_weight
         owners = row_owners(rows, router, torch.zeros(1, *phi_shape, dtype=torch.float64))
@@ -97,11 +113,16 @@ class HardConstraint(nn.Module):
         width = max(len(i) for i in per_expert)
         padded = [torch.cat([i, i.new_full((width - len(i),), len(owners))]) for i in per_expert]
         self.register_buffer("owned", torch.stack(padded), persistent=False)  # (K, width)
+        self.jacobian = batched_jacobian
+        if coloured and continuity is Continuity.INTERFACE_ROWS:
+            phi = torch.zeros(1, *phi_shape, dtype=torch.float64)
+            depends = row_dependence(lambda u: self._stitched_rows(u, phi), router.masks())
+            self.jacobian = ExpertColouring(depends).jacobian
         self.last_solve: LMResult | None = None
 
     def field(self, omega: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
-        """$u$ (B, nt, nx) from ``omega`` (B, K, N) and ``blocks`` (B, K, N, bt, bx)."""
-        return self.router.stitch(torch.einsum("bknij,bkn->bkij", blocks, omega))
+        """$u$ (B, nt, n_1, ...) from ``omega`` (B, K, N) and ``blocks`` (B, K, N, *block)."""
+        return self.router.stitch(torch.einsum("bkn...,bkn->bk...", blocks, omega))
 
     def _independent_rows(self, omega, blocks, phi):
         batch, experts, n = blocks.shape[:3]
@@ -109,10 +130,12 @@ class HardConstraint(nn.Module):
         r = torch.cat([r, r.new_zeros(batch, 1)], dim=1)
         return r[:, self.owned].reshape(batch * experts, -1)
 
-    def _coupled_rows(self, omega, blocks, phi):
-        u = self.field(omega.reshape(blocks.shape[:3]), blocks)
+    def _stitched_rows(self, u, phi):
         jumps = self.interface_weight * interface_differences(u, self.router)
         return torch.cat([self.rows(u, phi)[:, self.used], jumps], dim=1)
+
+    def _coupled_rows(self, omega, blocks, phi):
+        return self._stitched_rows(self.field(omega.reshape(blocks.shape[:3]), blocks), phi)
 
     def forward(self, basis: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
         batch, n = basis.shape[:2]
@@ -124,6 +147,7 @@ class HardConstraint(nn.Module):
         else:
             residual, shape = self._coupled_rows, (batch, experts * n)
         omega0 = torch.zeros(shape, dtype=torch.float64, device=basis.device)
-        self.last_solve = least_squares_solution(residual, self.solver, omega0, blocks, phi64)
+        self.last_solve = least_squares_solution(residual, self.solver, omega0, blocks, phi64,
+                                                 jacobian=self.jacobian)
         u = self.field(self.last_solve.omega.reshape(batch, experts, n), blocks)
         return u.to(basis.dtype)

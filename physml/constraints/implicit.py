@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import torch
 
-from .levenberg_marquardt import LevenbergMarquardt, LMResult
+from .levenberg_marquardt import Jacobian, LevenbergMarquardt, LMResult, batched_jacobian
 
 BatchedResidual = Callable[..., torch.Tensor]  # (omega (B, N), *inputs) -> (B, M)
 
@@ -51,9 +51,9 @@ def objective_hessian(residual: BatchedResidual, omega: torch.Tensor,
 
 class _LeastSquaresSolution(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, residual, solver, omega0, *inputs):
+    def forward(ctx, residual, solver, jacobian, omega0, *inputs):
         fixed = tuple(x.detach() for x in inputs)
-        result = solver.solve(lambda w: residual(w, *fixed), omega0)
+        result = solver.solve(lambda w: residual(w, *fixed), omega0, jacobian)
         ctx.residual = residual
         ctx.save_for_backward(result.omega, *inputs)
         ctx.mark_non_differentiable(result.iterations, result.converged, result.residual_norm)
@@ -66,7 +66,7 @@ class _LeastSquaresSolution(torch.autograd.Function):
         with torch.enable_grad():
             w = omega.detach().requires_grad_()
             xs = tuple(x.detach().requires_grad_(need) for x, need in
-                       zip(inputs, ctx.needs_input_grad[3:], strict=True))
+                       zip(inputs, ctx.needs_input_grad[4:], strict=True))
             H, g = objective_hessian(ctx.residual, w, xs)
             ridge = 1e-12 * H.diagonal(dim1=1, dim2=2).mean(1).abs().clamp_min(1e-300)
             H = H + torch.diag_embed(ridge[:, None].expand_as(w))
@@ -77,11 +77,12 @@ class _LeastSquaresSolution(torch.autograd.Function):
         out = [None] * len(xs)
         for i, gx in zip(wanted, grads, strict=True):
             out[i] = gx
-        return (None, None, None, *out)
+        return (None, None, None, None, *out)
 
 
 def least_squares_solution(residual: BatchedResidual, solver: LevenbergMarquardt,
-                           omega0: torch.Tensor, *inputs: torch.Tensor) -> LMResult:
+                           omega0: torch.Tensor, *inputs: torch.Tensor,
+                           jacobian: Jacobian = batched_jacobian) -> LMResult:
     """$\\omega^\\star(\\theta)$ with the implicit-function backward (see the module docstring).
 
     Args:
@@ -91,8 +92,10 @@ def least_squares_solution(residual: BatchedResidual, solver: LevenbergMarquardt
         solver: the inner solver; it runs in float64.
         omega0: starting point (B, N); it receives no gradient.
         inputs: the tensors $\\theta$ the residual depends on (float64 for exact gradients).
+        jacobian: how the solver forms $J$ (e.g. an
+            :class:`~physml.constraints.ExpertColouring`'s ``jacobian``).
 
     Returns:
         An :class:`LMResult` whose ``omega`` is differentiable with respect to ``inputs``.
     """
-    return LMResult(*_LeastSquaresSolution.apply(residual, solver, omega0, *inputs))
+    return LMResult(*_LeastSquaresSolution.apply(residual, solver, jacobian, omega0, *inputs))

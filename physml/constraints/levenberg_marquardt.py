@@ -42,6 +42,9 @@ def batched_jacobian(residual: Residual, omega: torch.Tensor) -> torch.Tensor:
     return columns.permute(1, 2, 0)
 
 
+Jacobian = Callable[[Residual, torch.Tensor], torch.Tensor]  # (residual, omega) -> (B, M, N)
+
+
 @dataclass
 class LMResult:
     """Solution ``omega`` (B, N); per sample ``iterations``, ``converged`` and ``residual_norm``."""
@@ -78,8 +81,10 @@ class LevenbergMarquardt:
         if self.max_iter < 1:
             raise ValueError(f"max_iter={self.max_iter} must be >= 1")
 
-    def solve(self, residual: Residual, omega0: torch.Tensor) -> LMResult:
-        """Minimise $\\lVert r_b(\\omega)\\rVert^2$ from ``omega0`` (B, N), in float64."""
+    def solve(self, residual: Residual, omega0: torch.Tensor,
+              jacobian: Jacobian = batched_jacobian) -> LMResult:
+        """Minimise $\\lVert r_b(\\omega)\\rVert^2$ from ``omega0`` (B, N), in float64;
+        ``jacobian(residual, omega)`` forms $J$ (by default :func:`batched_jacobian`)."""
         omega = omega0.detach().to(torch.float64)
         batch = omega.shape[0]
         mu = torch.full((batch,), self.damping, dtype=torch.float64, device=omega.device)
@@ -88,7 +93,7 @@ class LevenbergMarquardt:
         r = residual(omega)
         norm = r.norm(dim=1)
         for _ in range(self.max_iter):
-            J = batched_jacobian(residual, omega)
+            J = jacobian(residual, omega)
             g = torch.einsum("bmn,bm->bn", J, r)
             column_norms = J.norm(dim=1)
             orthogonality = (g.abs() / (column_norms * norm[:, None]).clamp_min(1e-300)).amax(1)

@@ -1,14 +1,20 @@
 r"""Soft, single hard and mixture-of-experts hard constraints on one base network.
 
-Problem: PDEBench's 1D diffusion–sorption (:class:`~physml.constraints.DiffusionSorptionRows`),
-learned as the operator $u_0 \mapsto u(t, x)$ on an ``(nt, nx)`` grid, $t\in[0, 500]$ s. The
-data come from our generator (the ``diffusion_sorption1d`` dataset spec, its solver
-:class:`~physml.solvers.DiffusionSorptionSolver1D` and its initial conditions, on a smaller grid).
+Problems (:data:`PROBLEMS`), each learned as the operator $\varphi = u(0) \mapsto u(t, \cdot)$
+on a ``(nt, *space)`` grid from our own generator's data (a dataset spec, its solver and its
+initial conditions, on a smaller grid):
 
-The base network is one :class:`~physml.fno.FNO` over $(t, x)$ whose input is $u_0$ broadcast in
-time and whose $N$ output channels are basis functions $b$. The three methods differ only in how
-$b$ becomes $u$, and share the training loss (:class:`Loss`): ``PHYSICS``, the paper's, is the
-mean squared residual rows of $u$ (no solution data); ``DATA`` is
+* ``diffusion_sorption``: PDEBench's 1D diffusion–sorption
+  (:class:`~physml.constraints.DiffusionSorptionRows`), $t\in[0, 500]$ s, spec
+  ``diffusion_sorption1d``; experts split $x$.
+* ``navier_stokes``: 2D vorticity Navier–Stokes on the periodic unit square
+  (:class:`~physml.constraints.NavierStokesRows`; the network's field is the streamfunction,
+  the compared field the vorticity), spec ``navier_stokes2d``; experts split $x$ and $y$.
+
+The base network is one :class:`~physml.fno.FNO` over $(t, x[, y])$ whose input is $u(0)$
+broadcast in time and whose $N$ output channels are basis functions $b$. The three methods
+differ only in how $b$ becomes $u$, and share the training loss (:class:`Loss`): ``PHYSICS``,
+the paper's, is the mean squared residual rows of $u$ (no solution data); ``DATA`` is
 $\lVert u - u_{ref}\rVert^2/\lVert u_{ref}\rVert^2$, plus ``soft_weight`` times the mean squared
 rows for the soft head.
 
@@ -19,6 +25,7 @@ rows for the soft head.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,46 +41,99 @@ from ..constraints import (
     DiffusionSorptionRows,
     HardConstraint,
     LevenbergMarquardt,
+    NavierStokesRows,
+    PartitionOfUnity,
     interface_jump,
 )
 from ..datasets.generate import initial_state, solve_sample
 from ..datasets.problems import build_solver
-from ..datasets.spec import load_spec
+from ..datasets.spec import DatasetSpec, load_spec
 from ..fno import FNO
 from .distributed import average, average_gradients, shard
 
-T_END = 500.0
+Rows = DiffusionSorptionRows | NavierStokesRows
 
 
-def sorption_trajectories(nx: int, nt: int, samples: int, first: int = 0):
-    """``samples`` trajectories of the ``diffusion_sorption1d`` spec on ``nx`` cells and ``nt``
-    levels, sample seeds ``first, first + 1, ...``: ``u0`` (S, nx), ``u`` (S, nt, nx), float64."""
-    spec = load_spec("diffusion_sorption1d").model_copy(update={"grid": [nx], "n_saves": nt})
-    solver, _ = build_solver(spec.pde, (nx,), {}, dtype=spec.solver.dtype, device="cpu")
+@dataclass(frozen=True)
+class MoEProblem:
+    """A problem of this module: its dataset ``spec`` and its residual rows on a grid.
+
+    ``rows(space_shape, dt, spec)`` builds the rows for ``dt`` seconds between levels, with
+    the spec's physical parameters.
+    """
+
+    spec: str
+    rows: Callable[[tuple[int, ...], float, DatasetSpec], Rows]
+
+    def load(self) -> DatasetSpec:
+        return load_spec(self.spec)
+
+
+PROBLEMS = {
+    "diffusion_sorption": MoEProblem(
+        "diffusion_sorption1d",
+        lambda space, dt, spec: DiffusionSorptionRows(space[0], dt, D=spec.parameters.get(
+            "D", 5e-4))),
+    "navier_stokes": MoEProblem(
+        "navier_stokes2d",
+        lambda space, dt, spec: NavierStokesRows(*space, dt, nu=spec.parameters["nu"],
+                                                 forcing=spec.parameters["forcing"])),
+}
+
+
+def problem_rows(name: str, space: tuple[int, ...], nt: int, t_end: float | None = None) -> Rows:
+    """The rows of problem ``name`` on ``space`` cells and ``nt`` levels of $[0, t_{end}]$
+    (the spec's $t_{end}$ by default)."""
+    spec = PROBLEMS[name].load()
+    return PROBLEMS[name].rows(space, (t_end or spec.t_end) / (nt - 1), spec)
+
+
+def trajectories(name: str, space: tuple[int, ...], nt: int, samples: int,
+                 t_end: float | None = None, first: int = 0):
+    """``samples`` trajectories of problem ``name``'s dataset spec on ``space`` cells and
+    ``nt`` levels of $[0, t_{end}]$, sample seeds ``first, first + 1, ...``: ``u0`` (S, *space),
+    ``u`` (S, nt, *space), float64."""
+    spec = PROBLEMS[name].load()
+    spec = spec.model_copy(update={"grid": list(space), "n_saves": nt,
+                                   "t_end": t_end or spec.t_end})
+    solver, _ = build_solver(spec.pde, tuple(space), dict(spec.parameter_grid()[0]),
+                             dtype=spec.solver.dtype, device="cpu")
     u = np.stack([solve_sample(spec, solver, initial_state(spec, solver.grid, first + i))
                   for i in range(samples)])
     return torch.from_numpy(u[:, 0].copy()), torch.from_numpy(u)
 
 
+def expert_blocks(space_axes: int, experts: int) -> tuple[int, ...]:
+    """Blocks of the ``(nt, *space)`` grid for ``experts`` space experts: ``(1, K)`` in 1D,
+    ``(1, K / k_y, k_y)`` in 2D with $k_y$ the largest divisor of $K$ up to $\\sqrt K$."""
+    if space_axes == 1:
+        return 1, experts
+    ky = max(d for d in range(1, math.isqrt(experts) + 1) if experts % d == 0)
+    return 1, experts // ky, ky
+
+
 class ConstrainedFNO(nn.Module):
-    """$u_0$ (B, nx) -> $u$ (B, nt, nx) through an FNO basis and a soft or hard head.
+    """$u(0)$ (B, *space) -> $u$ (B, nt, *space) through an FNO basis and a soft or hard head.
 
     Args:
-        fno: a 2D :class:`FNO` with one input and $N$ output channels.
+        fno: an FNO over (t, *space) with one input and $N$ output channels.
         nt: time levels.
-        constraint: a :class:`HardConstraint`, or None for the soft head (one learned $\\omega$).
+        constraint: a :class:`HardConstraint` or :class:`PartitionOfUnity`, or None for the
+            soft head (one learned $\\omega$).
     """
 
-    def __init__(self, fno: FNO, nt: int, constraint: HardConstraint | None = None) -> None:
+    def __init__(self, fno: FNO, nt: int,
+                 constraint: HardConstraint | PartitionOfUnity | None = None) -> None:
         super().__init__()
         self.fno, self.nt, self.constraint = fno, nt, constraint
         n = fno.project[-1].out_features
         self.omega = nn.Parameter(torch.full((n,), 1.0 / n)) if constraint is None else None
 
     def forward(self, u0: torch.Tensor) -> torch.Tensor:
-        basis = self.fno(u0[:, None, None, :].expand(-1, 1, self.nt, -1).float())
+        broadcast = u0[:, None, None].expand(-1, 1, self.nt, *u0.shape[1:])
+        basis = self.fno(broadcast.float())
         if self.constraint is None:
-            return torch.einsum("bnij,n->bij", basis, self.omega).to(u0.dtype)
+            return torch.einsum("bn...,n->b...", basis, self.omega).to(u0.dtype)
         return self.constraint(basis, u0).to(u0.dtype)
 
 
@@ -100,63 +160,121 @@ class Budget:
     soft_weight: float = 1.0
 
 
-def build_model(method: str, rows: DiffusionSorptionRows, nt: int, *, basis: int, width: int,
-                modes: tuple[int, int], experts: int = 1,
+def build_model(method: str, rows: Rows, nt: int, *, basis: int, width: int,
+                modes: tuple[int, ...], experts: int = 1,
                 continuity: Continuity = Continuity.INTERFACE_ROWS,
-                solver: LevenbergMarquardt, seed: int = 0) -> ConstrainedFNO:
-    """``method`` is "soft" or "hard" (``experts`` space blocks; 1 is the single hard
-    constraint); the FNO is initialised from ``seed`` so every method starts the same."""
+                solver: LevenbergMarquardt, seed: int = 0, coloured: bool = True
+                ) -> ConstrainedFNO:
+    """``method`` is "soft" or "hard" (``experts`` space blocks, :func:`expert_blocks`; 1 is
+    the single hard constraint); ``modes`` has one entry per grid axis (time first);
+    ``coloured`` as in :class:`HardConstraint`. The FNO is initialised from ``seed`` so every
+    method starts the same."""
     torch.manual_seed(seed)
     fno = FNO(1, basis, modes, width=width, layers=3)
     if method == "soft":
         return ConstrainedFNO(fno, nt)
     if method != "hard":
         raise ValueError(f"method={method!r}; allowed: soft, hard")
-    router = BlockRouter((nt, rows.nx), (1, experts))
-    return ConstrainedFNO(fno, nt, HardConstraint(rows.rows, router, (rows.nx,),
-                                                  continuity=continuity, solver=solver))
+    space = rows.space_shape
+    router = BlockRouter((nt, *space), expert_blocks(len(space), experts))
+    if continuity is Continuity.PARTITION_OF_UNITY:
+        return ConstrainedFNO(fno, nt, PartitionOfUnity(rows.rows, router, space, solver=solver))
+    return ConstrainedFNO(fno, nt, HardConstraint(rows.rows, router, space,
+                                                  continuity=continuity, solver=solver,
+                                                  coloured=coloured))
 
 
-def fit(model: ConstrainedFNO, rows: DiffusionSorptionRows, train, test, budget: Budget,
-        seed: int = 0, on_step: Callable[[dict], None] | None = None) -> dict:
-    """Train on ``train = (u0, u)`` and report on ``test``: the final test relative L2 (mean),
-    its history every 10 iterations, the training losses, the interface jump and the seconds per
-    iteration. Under ``torch.distributed`` each process takes its share of every batch
-    (:mod:`~physml.train.distributed`); the losses are the mean over the processes.
-    ``on_step`` receives ``{"step", "loss"}`` after every iteration."""
-    optimiser = torch.optim.Adam(model.parameters(), lr=budget.lr)
-    generator = torch.Generator().manual_seed(seed)
-    u0, u = train
-    history, losses, start = [], [], time.perf_counter()
-    for it in range(budget.iterations):
-        if it % 10 == 0:
-            history.append(evaluate(model, test)["test_rel_l2"])
-        pick = shard(torch.randperm(len(u0), generator=generator)[: budget.batch])
-        pred = model(u0[pick])
-        physics = rows.rows(pred, u0[pick]).square().mean()
-        if budget.loss is Loss.PHYSICS:
-            loss = physics
-        else:
-            loss = relative_l2(pred, u[pick]).square().mean()
-            if model.constraint is None:
-                loss = loss + budget.soft_weight * physics
-        optimiser.zero_grad()
-        loss.backward()
-        average_gradients(model)
-        optimiser.step()
-        losses.append(float(average(loss.detach())))
-        if on_step is not None:
-            on_step({"step": it, "loss": losses[-1]})
-    seconds = (time.perf_counter() - start) / budget.iterations
-    return {**evaluate(model, test), "history": history, "losses": losses,
-            "seconds_per_iteration": seconds}
+class MoETrainer:
+    """Adam on a :class:`ConstrainedFNO` with the shared loss; resumable.
+
+    Trains on ``train = (u0, u)`` and reports on ``test``. Under ``torch.distributed`` each
+    process takes its share of every batch (:mod:`~physml.train.distributed`); the losses are
+    the mean over the processes. The test error is recorded every 10 iterations.
+    :meth:`state_dict` holds the model, the optimiser, the batch generator, the step, the
+    losses, the history and the training seconds, so a run resumed from it continues
+    bitwise as the uninterrupted run.
+    """
+
+    def __init__(self, model: ConstrainedFNO, rows: Rows, train, test, budget: Budget,
+                 seed: int = 0) -> None:
+        self.model, self.rows, self.train, self.test, self.budget = (model, rows, train, test,
+                                                                     budget)
+        self.optimiser = torch.optim.Adam(model.parameters(), lr=budget.lr)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.step, self.losses, self.history, self.seconds = 0, [], [], 0.0
+
+    def _loss(self, pick: torch.Tensor) -> torch.Tensor:
+        u0, u = self.train
+        pred = self.model(u0[pick])
+        physics = self.rows.rows(pred, u0[pick]).square().mean()
+        if self.budget.loss is Loss.PHYSICS:
+            return physics
+        loss = relative_l2(self.rows.observe(pred), u[pick]).square().mean()
+        if self.model.constraint is None:
+            loss = loss + self.budget.soft_weight * physics
+        return loss
+
+    def fit(self, on_step: Callable[[dict], None] | None = None,
+            on_checkpoint: Callable[[], None] | None = None, checkpoint_every: int = 50) -> dict:
+        """Train to ``budget.iterations``; ``on_step`` receives ``{"step", "loss"}`` after every
+        iteration, ``on_checkpoint`` is called every ``checkpoint_every`` iterations and at
+        the end. Returns :meth:`evaluate` with the history, the losses and the seconds per
+        iteration."""
+        while self.step < self.budget.iterations:
+            start = time.perf_counter()
+            if self.step % 10 == 0:
+                self.history.append(self.evaluate()["test_rel_l2"])
+            pick = shard(torch.randperm(len(self.train[0]), generator=self.generator)
+                         [: self.budget.batch])
+            loss = self._loss(pick)
+            self.optimiser.zero_grad()
+            loss.backward()
+            average_gradients(self.model)
+            self.optimiser.step()
+            self.losses.append(float(average(loss.detach())))
+            self.seconds += time.perf_counter() - start
+            self.step += 1
+            if on_step is not None:
+                on_step({"step": self.step - 1, "loss": self.losses[-1]})
+            done = self.step == self.budget.iterations
+            if on_checkpoint is not None and (self.step % checkpoint_every == 0 or done):
+                on_checkpoint()
+        return {**self.evaluate(), "history": list(self.history), "losses": list(self.losses),
+                "seconds_per_iteration": self.seconds / max(self.step, 1)}
+
+    def evaluate(self) -> dict:
+        """Mean test relative L2 of the compared field and its largest interface jump."""
+        return evaluate(self.model, self.rows, self.test)
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
+                "generator": self.generator.get_state(), "step": self.step,
+                "losses": list(self.losses), "history": list(self.history),
+                "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.generator.set_state(state["generator"])
+        self.step, self.seconds = state["step"], state["seconds"]
+        self.losses, self.history = list(state["losses"]), list(state["history"])
 
 
-def evaluate(model: ConstrainedFNO, test) -> dict:
-    """Mean test relative L2 and the largest interface jump (hard heads with experts)."""
+def fit(model: ConstrainedFNO, rows: Rows, train, test, budget: Budget, seed: int = 0,
+        on_step: Callable[[dict], None] | None = None) -> dict:
+    """Train from scratch with :class:`MoETrainer` and return its summary."""
+    return MoETrainer(model, rows, train, test, budget, seed).fit(on_step)
+
+
+def evaluate(model: ConstrainedFNO, rows: Rows, test) -> dict:
+    """Mean test relative L2 of the compared field (``rows.observe``), its largest interface
+    jump (hard heads with experts), and the same measure on the reference: the floor a smooth
+    field reaches on that grid."""
     with torch.no_grad():
-        pred = model(test[0])
-    jump = 0.0
+        pred = rows.observe(model(test[0]))
+    jump = reference = 0.0
     if model.constraint is not None:
         jump = float(interface_jump(pred, model.constraint.router).max())
-    return {"test_rel_l2": float(relative_l2(pred, test[1]).mean()), "interface_jump": jump}
+        reference = float(interface_jump(test[1], model.constraint.router).max())
+    return {"test_rel_l2": float(relative_l2(pred, test[1]).mean()), "interface_jump": jump,
+            "reference_jump": reference}

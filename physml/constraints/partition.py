@@ -1,0 +1,90 @@
+r"""Experts on overlapping blocks blended by a partition of unity: continuous by construction.
+
+Each expert $k$ of a :class:`~physml.constraints.BlockRouter` widens its block by ``overlap``
+cells on each inner side (along the split axes; no wrap across a periodic seam), solves the
+residual rows whose whole stencil lies in its widened block, on its own field
+$u_k = b\cdot\omega_k$ (the basis is defined on the whole grid), independently of the other
+experts (one batch of $BK$ problems of $N$ unknowns, as the paper's experts), and the
+prediction blends the experts' fields,
+$$u = \sum_k \varphi_k\,u_k,\qquad \varphi_k = \frac{w_k}{\sum_l w_l},$$
+with $w_k$ the product over axes of trapezoids: 1 on the block, falling linearly to 0 across
+the overlap. Every $u_k$ is smooth, so $u$ has no jump (only kinks of size $|u_k - u_l|$ times
+the ramp's slope); the rows are met exactly by each expert on its own block but only
+approximately by the blend in the overlaps. Cost: each expert evaluates the rows on the
+whole grid ($K$ times the rows of one field per evaluation) for $M_k \approx M/K$ rows.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .experts import BlockRouter
+from .hard import DEFAULT_SOLVER, Rows, row_dependence
+from .implicit import least_squares_solution
+from .levenberg_marquardt import LevenbergMarquardt, LMResult
+
+
+def trapezoid_weights(router: BlockRouter, overlap: int) -> torch.Tensor:
+    """$w_k$ on the grid, shape (K, *shape) float64 (module docstring)."""
+    profiles = []  # per axis (k_a, n_a)
+    for n, k, b in zip(router.shape, router.blocks, router.block_shape, strict=True):
+        i = torch.arange(n, dtype=torch.float64)
+        start = torch.arange(k, dtype=torch.float64)[:, None] * b
+        outside = (start - i).clamp_min(0) + (i - (start + b - 1)).clamp_min(0)
+        profiles.append((1 - outside / (overlap + 1)).clamp_min(0) if k > 1
+                        else torch.ones(1, n, dtype=torch.float64))
+    experts, points = "abc"[: len(profiles)], "ijk"[: len(profiles)]
+    spec = ",".join(e + p for e, p in zip(experts, points, strict=True))
+    return torch.einsum(f"{spec}->{experts}{points}", *profiles).reshape(-1, *router.shape)
+
+
+class PartitionOfUnity(nn.Module):
+    """Overlapping experts blended by a partition of unity (module docstring).
+
+    Args:
+        rows: the problem's residual rows, ``rows(u (B, *grid), phi (B, ...)) -> (B, M)``.
+        router: the experts' blocks.
+        phi_shape: the shape of one sample's conditioning input.
+        overlap: cells each block is widened by on each inner side, >= 1.
+        solver: the inner Levenberg–Marquardt solver.
+
+    ``forward(basis (B, N, *grid), phi (B, ...)) -> u (B, *grid)``.
+    """
+
+    def __init__(self, rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...], *,
+                 overlap: int = 2, solver: LevenbergMarquardt = DEFAULT_SOLVER) -> None:
+        super().__init__()
+        if overlap < 1:
+            raise ValueError(f"overlap={overlap} must be >= 1 cell")
+        self.rows, self.router, self.solver = rows, router, solver
+        weights = trapezoid_weights(router, overlap)
+        self.register_buffer("blend", weights / weights.sum(0), persistent=False)
+        phi = torch.zeros(1, *phi_shape, dtype=torch.float64)
+        outside = row_dependence(lambda u: rows(u, phi), weights == 0)  # (K, M)
+        anywhere = row_dependence(lambda u: rows(u, phi), torch.ones_like(weights[:1]) > 0)[0]
+        per_expert = [torch.nonzero(anywhere & ~out)[:, 0] for out in outside]
+        width = max(len(i) for i in per_expert)
+        padded = [torch.cat([i, i.new_full((width - len(i),), len(anywhere))])
+                  for i in per_expert]
+        self.register_buffer("owned", torch.stack(padded), persistent=False)  # (K, width)
+        self.last_solve: LMResult | None = None
+
+    def _expert_rows(self, omega, basis, phi):
+        batch, n = basis.shape[:2]
+        experts = self.router.experts
+        fields = torch.einsum("bn...,bkn->bk...", basis, omega.reshape(batch, experts, n))
+        r = self.rows(fields.flatten(0, 1), phi.repeat_interleave(experts, 0))
+        r = torch.cat([r, r.new_zeros(len(r), 1)], dim=1).reshape(batch, experts, -1)
+        picked = torch.gather(r, 2, self.owned.expand(batch, -1, -1))
+        return picked.reshape(batch * experts, -1)
+
+    def forward(self, basis: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        batch, n = basis.shape[:2]
+        basis64, phi64 = basis.to(torch.float64), phi.to(torch.float64)
+        omega0 = basis64.new_zeros(batch * self.router.experts, n)
+        self.last_solve = least_squares_solution(self._expert_rows, self.solver, omega0,
+                                                 basis64, phi64)
+        omega = self.last_solve.omega.reshape(batch, self.router.experts, n)
+        fields = torch.einsum("bn...,bkn->bk...", basis64, omega)
+        return (self.blend * fields).sum(1).to(basis.dtype)
