@@ -36,16 +36,16 @@ from ..datasets.store import write_dataset
 from ..models import build_model
 from ..threads import apply_threads
 from ..train.balancing import BALANCERS
-from ..train.pinn import PINNTrainer
-from ..train.problems import (
+from ..train.bundled import (
     BurgersProblem,
     ConvectionProblem,
     HelmholtzProblem,
     LagrangianBurgersProblem,
     LagrangianConvectionProblem,
-    PINNProblem,
 )
-from ..train.sampling import BoxSampler
+from ..train.pinn import PINNTrainer
+from ..train.problems import PINNProblem
+from ..train.sampling import DomainSampler
 from .kind import CaseKind, OnStep
 from .run_folder import (
     CHECKPOINT,
@@ -154,7 +154,8 @@ def build_trainer(case: PINNCase) -> PINNTrainer:
         model,
         problem,
         balancer=balancer,
-        sampler=BoxSampler(problem.bounds, training.collocation.sampler, case.seed),
+        sampler=DomainSampler(problem.geometry, problem.time, training.collocation.sampler,
+                              case.seed),
         points=training.collocation.points,
         condition_points=training.collocation.boundary_points,
         hard_constraints=spec.hard_constraints,
