@@ -6,8 +6,9 @@ Distance functions ($> 0$ inside, $0$ on the boundary):
   (:func:`~.base.r_and`) of the slabs $\varphi_i = (x_i - a_i)(b_i - x_i)/(b_i - a_i)$:
   smooth inside, zero on the faces only, negative outside.
 * :class:`Ball`: $\varphi = (r^2 - |x - c|^2) / (2r)$ (first order exact at the boundary).
-* :class:`Polygon`: the signed Euclidean distance to the edges (Lipschitz, not smooth on the
-  medial axis).
+* :class:`Polygon`: the R-equivalence $\varphi = (\sum_i \varphi_i^{-2})^{-1/2}$ of the
+  trimmed distance functions $\varphi_i$ of its edges (Sukumar & Srivastava 2022; smooth
+  inside, normalised to first order), signed by the crossing number.
 """
 
 from __future__ import annotations
@@ -195,27 +196,29 @@ class Polygon(Geometry):
         return np.asarray(self.distance(P))[:, 0]
 
     def distance(self, P):
-        """Signed Euclidean distance to the edges (positive inside; winding by crossings)."""
+        """The R-equivalence of the edges' trimmed distance functions, positive inside."""
         xp = _module(P)
         A, B = self._edges()
         x, y = P[:, 0:1], P[:, 1:2]
-        ax, ay, bx, by = (A[:, 0], A[:, 1], B[:, 0], B[:, 1])
+        ax, ay, bx, by = A[:, 0], A[:, 1], B[:, 0], B[:, 1]
+        length = np.hypot(bx - ax, by - ay)
+        cx, cy = 0.5 * (ax + bx), 0.5 * (ay + by)
         if xp is torch:
-            ax, ay, bx, by = (torch.as_tensor(v, dtype=P.dtype, device=P.device)
-                              for v in (ax, ay, bx, by))
-        ex, ey = bx - ax, by - ay
-        s = ((x - ax) * ex + (y - ay) * ey) / (ex * ex + ey * ey)
-        s = s.clamp(0, 1) if xp is torch else np.clip(s, 0, 1)
-        dx, dy = x - ax - s * ex, y - ay - s * ey
-        squared = dx * dx + dy * dy
-        crosses = ((ay > y) != (by > y)) & (x < ax + (y - ay) * ex / (ey + (ey == 0) * 1e-300))
-        if xp is torch:
-            nearest = squared.min(1, keepdim=True).values
-            sign = (crosses.sum(1, keepdim=True) % 2).to(P.dtype) * 2 - 1
-        else:
-            nearest = squared.min(1, keepdims=True)
-            sign = (crosses.sum(1, keepdims=True) % 2) * 2.0 - 1
-        return sign * xp.sqrt(nearest)
+            ax, ay, bx, by, length, cx, cy = (torch.as_tensor(v, dtype=P.dtype, device=P.device)
+                                              for v in (ax, ay, bx, by, length, cx, cy))
+        line = ((x - ax) * (by - ay) - (y - ay) * (bx - ax)) / length
+        trim = (0.25 * length**2 - (x - cx) ** 2 - (y - cy) ** 2) / length
+        bump = (xp.sqrt(trim * trim + line**4) - trim) / 2
+        edge = xp.sqrt(line * line + bump * bump)
+        with np.errstate(divide="ignore"):  # on an edge: infinite, so the distance is 0
+            inverse = (1 / (edge * edge)).sum(1, keepdims=True) if xp is np else (
+                1 / (edge * edge)).sum(1, keepdim=True)
+        rise = by - ay
+        rise = rise + (rise == 0) * 1e-300
+        crosses = ((ay > y) != (by > y)) & (x < ax + (y - ay) * (bx - ax) / rise)
+        odd = crosses.sum(1, keepdims=True) % 2 if xp is np else crosses.sum(1, keepdim=True) % 2
+        sign = odd * 2.0 - 1 if xp is np else odd.to(P.dtype) * 2 - 1
+        return sign / xp.sqrt(inverse)
 
     def parts(self):
         A, B = self._edges()

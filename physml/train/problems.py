@@ -12,8 +12,9 @@ or a dict of named residuals (a system)::
         Disk((0, 0), 1), time=(0, 1),
         conditions=[Initial(lambda X: 1 - X[:, :1] ** 2 - X[:, 1:2] ** 2), Dirichlet(0.0)])
 
-Exact conditions (``hard``): with an initial condition $u_0$ and a Dirichlet condition $g$ on
-the whole boundary, the output transform is
+Exact conditions (``hard``): with an initial condition $u_0$ (evaluated at $t_0$) and a
+Dirichlet condition $g$ on the whole boundary (its function extends $g$ into the domain), the
+output transform is
 $u = u_0 + g(x, t) - g(x, t_0) + (t - t_0)\,\varphi(x)\,N$ ($\varphi$: the geometry's
 distance function; the $g$ terms vanish for a constant $g$); with only one of them
 $u = u_0 + (t - t_0) N$ or $u = g + \varphi N$. Every other condition stays a soft loss term.
@@ -144,11 +145,11 @@ class PINNProblem:
         m = self.output_dim
         if initial is not None:
             t0 = self.time[0]
-            base = evaluate_value(initial.value, X, m)
+            at_start = torch.cat([X[:, :-1], torch.full_like(X[:, -1:], t0)], dim=1)
+            base = evaluate_value(initial.value, at_start, m)
             scale = X[:, -1:] - t0
             if boundary is not None:
                 if callable(boundary.value):
-                    at_start = torch.cat([X[:, :-1], torch.full_like(X[:, -1:], t0)], dim=1)
                     base = (base + evaluate_value(boundary.value, X, m)
                             - evaluate_value(boundary.value, at_start, m))
                 scale = scale * self.geometry.distance(X)
