@@ -16,8 +16,8 @@ from physml.cases.registry import load_case, run_case
 from physml.errors import NonFiniteLossError
 from physml.models import MODELS, build_model
 from physml.train.balancing import ConFIG, LearningRateAnnealing
+from physml.train.bundled import BurgersProblem, ConvectionProblem
 from physml.train.pinn import PINNTrainer
-from physml.train.problems import BurgersProblem, ConvectionProblem
 
 CASE = str(Path(__file__).parents[1] / "cases" / "burgers.yaml")
 TINY = ["training.adam.steps=20", "training.lbfgs.steps=6", "training.collocation.points=256",
@@ -131,13 +131,13 @@ def test_a_resumed_run_carries_its_wall_time_over(tiny_case, tmp_path):
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tiny_case, tmp_path):
     trainer = build_trainer(tiny_case)
-    residual = trainer.problem.residual
+    residual = trainer.problem.residual_function
 
-    def poisoned(X, u):
-        r = residual(X, u)
+    def poisoned(d):
+        r = residual(d)
         return r * np.nan if trainer.step == 12 else r
 
-    trainer.problem.residual = poisoned
+    trainer.problem.residual_function = poisoned
     saved = []
     with pytest.raises(NonFiniteLossError, match="NaN/Inf at step 12; the checkpoint of step 10"):
         trainer.fit(on_checkpoint=lambda: saved.append(trainer.step), checkpoint_every=5)
@@ -267,14 +267,15 @@ def test_a_folder_given_as_the_case_file():
 
 def test_lagrangian_fields_map_back_to_the_eulerian_grid():
     """Exact characteristics x = xi + beta t and u = u0(xi) give sin(x - beta t) on the grid."""
-    from physml.train.problems import LagrangianConvectionProblem
+    from physml.train.bundled import LagrangianConvectionProblem
 
     problem = LagrangianConvectionProblem(30.0, (0.0, 2 * np.pi), (0.0, 1.0), 1.0, 1.0)
 
     def exact(X):
         return torch.cat([X[:, :1] + 30.0 * X[:, 1:], torch.sin(X[:, :1])], dim=1)
 
-    x, t, reference = problem.reference(128, 11)
+    x, t = problem.eval_axes((128, 11))
+    reference = problem.reference([x, t])
     field = problem.eulerian(exact, x, t, lambda a: torch.as_tensor(a, dtype=torch.float64))
     assert np.abs(field - reference).max() < 2e-3  # linear interpolation on 512 characteristics
     X = torch.tensor([[0.3, 0.2], [5.0, 0.9]], dtype=torch.float64, requires_grad=True)
@@ -294,11 +295,12 @@ def test_lpinn_learns_high_speed_convection(tmp_path):
 
 def test_periodic_and_dirichlet_burgers_agree_for_the_odd_initial_condition():
     """u0 = -sin(pi x) stays odd about 0 and +-1, so the periodic Lagrangian problem is Raissi's."""
-    from physml.train.problems import BurgersProblem, LagrangianBurgersProblem
+    from physml.train.bundled import BurgersProblem, LagrangianBurgersProblem
 
     args = (0.01 / np.pi, (-1.0, 1.0), (0.0, 1.0), -1.0, np.pi)
-    _, _, dirichlet = BurgersProblem(*args).reference(64, 11)
-    _, _, periodic = LagrangianBurgersProblem(*args).reference(64, 11)
+    axes = BurgersProblem(*args).eval_axes((64, 11))
+    dirichlet = BurgersProblem(*args).reference(axes)
+    periodic = LagrangianBurgersProblem(*args).reference(axes)
     assert np.abs(dirichlet - periodic).max() < 1e-6
     with pytest.raises(ValueError, match="wavenumber"):
         LagrangianBurgersProblem(0.01, (-1.0, 1.0), (0.0, 1.0), -1.0, 1.0)
@@ -315,10 +317,10 @@ def test_lpinn_learns_viscous_burgers_before_the_shock(tmp_path):
 
 
 def test_helmholtz_boundary_has_every_edge_and_inputs_are_standardised():
-    from physml.train.problems import HelmholtzProblem
+    from physml.train.bundled import HelmholtzProblem
 
     problem = HelmholtzProblem(1.0, 4.0, 1.0, (-1.0, 1.0), (-1.0, 1.0))
-    X, target = problem.conditions(64, np.random.default_rng(0))["boundary"]
+    X, target = problem.draw_conditions(64, np.random.default_rng(0))["boundary"]
     assert X.shape == (256, 2) and np.abs(target).max() < 1e-12  # u* vanishes on the edges
     for column, value in ((0, -1.0), (0, 1.0), (1, -1.0), (1, 1.0)):
         assert np.sum(X[:, column] == value) == 64

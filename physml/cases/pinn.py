@@ -35,64 +35,19 @@ from pydantic import Field, model_validator
 from ..datasets.store import write_dataset
 from ..models import build_model
 from ..threads import apply_threads
-from ..train.balancing import BALANCERS
-from ..train.pinn import PINNTrainer
-from ..train.problems import (
+from ..train.bundled import (
     BurgersProblem,
     ConvectionProblem,
     HelmholtzProblem,
     LagrangianBurgersProblem,
     LagrangianConvectionProblem,
-    PINNProblem,
 )
-from ..train.sampling import BoxSampler
+from ..train.pinn import PINNTrainer
+from ..train.problems import PINNProblem
 from .kind import CaseKind, OnStep
-from .run_folder import (
-    CHECKPOINT,
-    CONFIG,
-    Section,
-    atomic_write,
-    comparison_dataset,
-    require_checkpoint,
-    write_text,
-)
+from .pinn_training import TrainingSpec, load_checkpoint, save_checkpoint, trainer_options
+from .run_folder import CHECKPOINT, CONFIG, comparison_dataset, write_text
 from .sections import PhysicsCase, threshold_verdict
-
-
-class CollocationSpec(Section):
-    points: int = Field(4000, gt=0)
-    boundary_points: int = Field(256, gt=0)
-    sampler: Literal["uniform", "sobol"] = "sobol"
-    resample_every: int = Field(0, ge=0, description="steps between redraws (0: fixed points)")
-    resample: Literal["residual", "random"] = "residual"
-
-
-class AdamSpec(Section):
-    steps: int = Field(1000, ge=0)
-    lr: float = Field(1e-3, gt=0)
-    decay: float = Field(1.0, gt=0, le=1, description="learning-rate factor per 1000 steps")
-
-
-class LBFGSSpec(Section):
-    steps: int = Field(0, ge=0)
-    lr: float = Field(1.0, gt=0)
-    history: int = Field(50, gt=0)
-
-
-class BalancerSpec(Section):
-    kind: Literal["fixed", "annealing", "config"] = "fixed"
-    weights: dict[str, float] = Field(default_factory=dict)
-    every: int = Field(10, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-
-
-class TrainingSpec(Section):
-    method: Literal["pinn", "lpinn"] = "pinn"
-    collocation: CollocationSpec = Field(default_factory=CollocationSpec)
-    adam: AdamSpec = Field(default_factory=AdamSpec)
-    lbfgs: LBFGSSpec = Field(default_factory=LBFGSSpec)
-    balancer: BalancerSpec = Field(default_factory=BalancerSpec)
-    checkpoint_every: int = Field(500, gt=0)
 
 
 class PINNCase(PhysicsCase):
@@ -143,43 +98,10 @@ def build_trainer(case: PINNCase) -> PINNTrainer:
                         fourier_scale=spec.fourier_scale, harmonics=spec.harmonics,
                         periods=problem.input_periods,
                         per_output=case.training.method == "lpinn")
-    training = case.training
-    balance = training.balancer
-    annealing = {"every": balance.every, "momentum": balance.momentum}
-    balancer = BALANCERS[balance.kind](
-        balance.weights, **(annealing if balance.kind == "annealing" else {})
-    )
     evaluation = case.evaluation
-    return PINNTrainer(
-        model,
-        problem,
-        balancer=balancer,
-        sampler=BoxSampler(problem.bounds, training.collocation.sampler, case.seed),
-        points=training.collocation.points,
-        condition_points=training.collocation.boundary_points,
-        hard_constraints=spec.hard_constraints,
-        adam_steps=training.adam.steps,
-        adam_lr=training.adam.lr,
-        adam_decay=training.adam.decay,
-        lbfgs_steps=training.lbfgs.steps,
-        lbfgs_lr=training.lbfgs.lr,
-        lbfgs_history=training.lbfgs.history,
-        resample_every=training.collocation.resample_every,
-        resample=training.collocation.resample,
-        eval_every=evaluation.every,
-        eval_shape=(evaluation.nx, evaluation.nt),
-        device=case.device,
-        dtype={"float32": torch.float32, "float64": torch.float64}[case.dtype],
-        seed=case.seed,
-    )
-
-
-def save_checkpoint(trainer: PINNTrainer, folder: Path) -> None:
-    atomic_write(folder / CHECKPOINT, lambda p: torch.save(trainer.state_dict(), p))
-
-
-def load_checkpoint(trainer: PINNTrainer, folder: Path) -> None:
-    trainer.load_state_dict(torch.load(require_checkpoint(folder), weights_only=False))
+    return PINNTrainer(model, problem, hard_constraints=spec.hard_constraints,
+                       eval_shape=(evaluation.nx, evaluation.nt),
+                       **trainer_options(case, problem))
 
 
 def summary(case: PINNCase, trainer: PINNTrainer) -> dict:

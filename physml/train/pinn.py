@@ -1,15 +1,23 @@
 r"""Physics-informed network trainer (Raissi et al. 2019), with the options of the field.
 
 The loss is $\sum_i \lambda_i L_i$ with the residual term $L_r = \overline{r(x)^2}$ over the
-collocation points and, unless the conditions are imposed exactly by the network's output
-transform (``hard_constraints``), one mean-squared term per initial/boundary condition. The
-weights $\lambda_i$ come from a balancing strategy (:mod:`physml.train.balancing`).
+collocation points (one per residual of a system), one mean-squared term per initial/boundary
+condition that the network's output transform does not impose exactly (``hard_constraints``),
+and an ``observations`` term for an inverse problem, whose trainable coefficients are
+optimised with the network. The weights $\lambda_i$ come from a balancing strategy
+(:mod:`physml.train.balancing`).
 Optimisation: Adam (with optional exponential decay) for ``adam_steps`` steps, then L-BFGS with a
 strong-Wolfe line search for ``lbfgs_steps`` iterations. Collocation points are drawn by a
-:class:`~physml.train.sampling.BoxSampler` and, with ``resample_every > 0``, redrawn by
+:class:`~physml.train.sampling.DomainSampler` and, with ``resample_every > 0``, redrawn by
 residual-based adaptive resampling or, as fresh random batches, together with the condition
 points (the mini-batch training of Wang et al.). Errors are measured on a grid against the problem's
-reference (a Warp solver or an exact solution), never on training points.
+reference (a Warp solver or an exact solution), never on training points; without a reference
+the evaluation reports the residual's root mean square on that grid.
+
+Data parallel: under an initialised ``torch.distributed`` process group (``torchrun``, gloo on
+CPU, NCCL on GPUs) each process takes every ``world``-th collocation and condition point, and
+the gradients and losses are averaged, so the processes follow the one-process trajectory
+(fixed weights; point counts must be multiples of the number of processes).
 """
 
 from __future__ import annotations
@@ -18,14 +26,29 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..devices import Stopwatch
 from ..errors import NonFiniteLossError
 from .balancing import FixedWeights
-from .problems import PINNProblem
-from .sampling import BoxSampler
+from .distributed import average, average_gradients, rank_and_world
+from .problems import PINNProblem, grid_points
+from .sampling import DomainSampler
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class PINNField(nn.Module):
+    """The trained field $u(X)$: ``model(problem.embed(X))``, through the problem's output
+    transform if ``hard``. Maps ``(n, d_in)`` to ``(n, m)``; traceable by TorchScript."""
+
+    def __init__(self, model: nn.Module, problem: PINNProblem, hard: bool) -> None:
+        super().__init__()
+        self.model, self.problem, self.hard = model, problem, hard
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        raw = self.model(self.problem.embed(X))
+        return self.problem.constrain(X, raw) if self.hard else raw
 
 
 class PINNTrainer:
@@ -36,7 +59,7 @@ class PINNTrainer:
             ``(n, problem.output_dim)``.
         problem: the :class:`~physml.train.problems.PINNProblem`.
         balancer: loss-balancing strategy.
-        sampler: collocation sampler over ``problem.bounds``.
+        sampler: collocation sampler over the problem's domain.
         points: number of collocation points.
         condition_points: points per soft condition.
         hard_constraints: impose the conditions through ``problem.constrain``.
@@ -45,7 +68,7 @@ class PINNTrainer:
         resample_every: steps between redraws of the collocation points (0: never).
         resample: "residual" (adaptive, RAR-D) or "random" (fresh batches, conditions too).
         eval_every: steps between evaluations against the reference.
-        eval_shape: evaluation grid (points along the first, second coordinate).
+        eval_shape: evaluation grid (points along each input, space then time).
         device, dtype: where and in which precision to train.
         seed: seed of the default sampler (the network is initialised by the caller).
 
@@ -60,7 +83,7 @@ class PINNTrainer:
         problem: PINNProblem,
         *,
         balancer=None,
-        sampler: BoxSampler | None = None,
+        sampler: DomainSampler | None = None,
         points: int = 4000,
         condition_points: int = 256,
         hard_constraints: bool = True,
@@ -81,14 +104,22 @@ class PINNTrainer:
         self.device, self.dtype = torch.device(device), dtype
         self.model = model.to(self.device, dtype)
         self.problem = problem
+        problem.coefficients.to(self.device, dtype)
+        self.trained = nn.ModuleList([self.model, problem.coefficients])
+        self.field_module = PINNField(self.model, problem, hard_constraints)
         self.balancer = balancer if balancer is not None else FixedWeights()
-        self.sampler = sampler if sampler is not None else BoxSampler(problem.bounds, seed=seed)
+        self.sampler = sampler if sampler is not None else DomainSampler(
+            problem.geometry, problem.time, seed=seed)
+        _, world = rank_and_world()
+        if points % world or condition_points % world:
+            raise ValueError(f"points={points} and condition_points={condition_points} must be "
+                             f"multiples of the {world} processes")
         self.n_points, self.n_condition_points = points, condition_points
         self.hard_constraints = hard_constraints
         self.adam_steps, self.lbfgs_steps = adam_steps, lbfgs_steps
         self.resample_every, self.eval_every = resample_every, eval_every
         self.resample = resample
-        params = list(self.model.parameters())
+        params = [p for p in self.trained.parameters() if p.requires_grad]
         self.adam = torch.optim.Adam(params, lr=adam_lr)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.adam, lambda s: adam_decay ** (s / 1000)
@@ -106,27 +137,22 @@ class PINNTrainer:
         self._last_evaluation = None  # (flat parameters, terms, total, gradients) for L-BFGS
         self.history: list[dict] = []
         self.points = self._tensor(self.sampler.draw(points))
-        self.conditions = (
-            {}
-            if hard_constraints
-            else {
-                name: (self._tensor(x), self._tensor(y))
-                for name, (x, y) in problem.conditions(condition_points, self.sampler.rng).items()
-            }
-        )
-        a, b, reference = problem.reference(*eval_shape)
-        grid = np.stack(np.meshgrid(a, b, indexing="xy"), axis=-1).reshape(-1, 2)
-        self.eval_axes, self.reference = (a, b), reference
-        self.eval_points = self._tensor(grid)
+        self.conditions = self._draw_conditions()
+        observations = problem.observations
+        self.observed = None if observations is None else (
+            self._tensor(observations.points), self._tensor(observations.values))
+        self.eval_axes = problem.eval_axes(eval_shape)
+        self.reference = problem.reference(self.eval_axes)
+        self.inside = problem.inside_grid(self.eval_axes)
+        self.eval_points = self._tensor(grid_points(self.eval_axes)[self.inside.reshape(-1)])
 
     @property
     def total_steps(self) -> int:
         return self.adam_steps + self.lbfgs_steps
 
     def _draw_conditions(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        if self.hard_constraints:
-            return {}
-        drawn = self.problem.conditions(self.n_condition_points, self.sampler.rng)
+        drawn = self.problem.draw_conditions(self.n_condition_points, self.sampler.rng,
+                                             self.hard_constraints)
         return {name: (self._tensor(x), self._tensor(y)) for name, (x, y) in drawn.items()}
 
     def _redraw(self) -> None:
@@ -141,42 +167,61 @@ class PINNTrainer:
         return torch.as_tensor(array, dtype=self.dtype, device=self.device)
 
     def field(self, X: torch.Tensor) -> torch.Tensor:
-        """The network's field $u(X)$, shape ``(n, 1)`` (with the output transform if hard)."""
-        raw = self.model(self.problem.embed(X))
-        return self.problem.constrain(X, raw) if self.hard_constraints else raw
+        """The network's field $u(X)$, shape ``(n, m)`` (with the output transform if hard)."""
+        return self.field_module(X)
 
     def losses(self) -> dict[str, torch.Tensor]:
-        """Mean-squared loss terms: ``residual`` and each soft condition."""
-        X = self.points.clone().requires_grad_(True)
+        """Mean-squared loss terms over this process's share of the points: the residuals,
+        each soft condition and the observations."""
+        rank, world = rank_and_world()
+        X = self.points[rank::world].clone().requires_grad_(True)
         terms = {k: r.square().mean() for k, r in self.problem.residuals(X, self.field(X)).items()}
-        for name, (x, target) in self.conditions.items():
-            terms[name] = self.problem.condition_loss(name, self.field, x, target)
+        for name, (x, data) in self.conditions.items():
+            x, data = x[rank::world], data[rank::world]
+            terms[name] = self.problem.condition_loss(name, self.field, x, data)
+        if self.observed is not None:
+            terms["observations"] = self.problem.observations.loss(self.problem, self.field,
+                                                                   *self.observed)
         return terms
 
     def predict(self, X: torch.Tensor, batch: int = 16384) -> np.ndarray:
-        with torch.no_grad():
-            parts = [self.field(X[i : i + batch]) for i in range(0, len(X), batch)]
-        return torch.cat(parts).cpu().numpy().reshape(-1)
+        """The field at ``X``, ``(n,)`` for one output, else ``(n, m)``."""
+        return predict(self.field_module, X, batch)
 
     def prediction(self) -> np.ndarray:
-        """The field on the evaluation grid, shape of ``reference``."""
+        """The field on the evaluation grid (time first; NaN outside the domain), with a
+        trailing output axis for several outputs."""
         if hasattr(self.problem, "eulerian"):
-            return self.problem.eulerian(self.field, *self.eval_axes, self._tensor)
-        return self.predict(self.eval_points).reshape(self.reference.shape)
+            return self.problem.eulerian(self.field, *self.eval_axes[:2], self._tensor)
+        values = self.predict(self.eval_points)
+        grid = np.full(self.inside.shape + values.shape[1:], np.nan)
+        grid[self.inside] = values
+        return grid
 
     def evaluate(self) -> dict[str, float]:
-        """Relative L2 and max errors against the reference on the evaluation grid."""
-        error = self.prediction() - self.reference
+        """Relative L2 and max errors against the reference on the evaluation grid (the
+        points inside the domain), or the residual's root mean square there without one;
+        plus the scalar coefficients' values."""
+        values = {f"coefficient_{k}": v for k, v in self.coefficients().items()}
+        if self.reference is None:
+            residual = self._residual_numpy(self.eval_points.cpu().numpy())
+            return {"residual_rms": float(np.sqrt(np.mean(residual**2))), **values}
+        error = (self.prediction() - self.reference)[self.inside]
+        reference = self.reference[self.inside]
         return {
-            "rel_l2": float(np.linalg.norm(error) / np.linalg.norm(self.reference)),
+            "rel_l2": float(np.linalg.norm(error) / np.linalg.norm(reference)),
             "max_error": float(np.abs(error).max()),
+            **values,
         }
 
-    def _residual_numpy(self, X: np.ndarray) -> np.ndarray:
-        Xt = self._tensor(X).requires_grad_(True)
-        residuals = self.problem.residuals(Xt, self.field(Xt))
-        total = sum(r.square() for r in residuals.values()).sqrt()
-        return total.detach().cpu().numpy().reshape(-1)
+    def _residual_numpy(self, X: np.ndarray, batch: int = 8192) -> np.ndarray:
+        parts = []
+        for i in range(0, len(X), batch):
+            Xt = self._tensor(X[i : i + batch]).requires_grad_(True)
+            residuals = self.problem.residuals(Xt, self.field(Xt))
+            total = sum(r.square() for r in residuals.values()).sqrt()
+            parts.append(total.detach().cpu().numpy().reshape(-1))
+        return np.concatenate(parts)
 
     def _lbfgs_closure(self) -> torch.Tensor:
         """Loss and gradient for L-BFGS, reused when the parameters are those of the last call.
@@ -185,7 +230,7 @@ class PINNTrainer:
         point its last line search accepted; the cache turns that repeat into a copy, so an
         iteration costs its line-search evaluations only (about 1.1 instead of 2.1).
         """
-        params = list(self.model.parameters())
+        params = self.adam.param_groups[0]["params"]
         flat = torch.cat([p.detach().reshape(-1) for p in params])
         cached = self._last_evaluation
         if cached is not None and torch.equal(cached[0], flat):
@@ -196,17 +241,21 @@ class PINNTrainer:
         terms = self.losses()
         total = self.balancer.total(terms)
         total.backward()
+        average_gradients(self.trained)
+        total = average(total)
         grads = [p.grad.detach().clone() for p in params]
-        terms = {k: v.detach() for k, v in terms.items()}
+        terms = {k: average(v.detach()) for k, v in terms.items()}
         self._last_evaluation = (flat, terms, total.detach(), grads)
         return total
 
     def _one_step(self) -> dict[str, float]:
-        params = list(self.model.parameters())
+        params = self.adam.param_groups[0]["params"]
         if self.step < self.adam_steps:
             self.adam.zero_grad()
             terms = self.losses()
-            total = self.balancer.backward(terms, params, self.step)
+            total = average(self.balancer.backward(terms, params, self.step))
+            average_gradients(self.trained)
+            terms = {k: average(v.detach()) for k, v in terms.items()}
             self.adam.step()
             self.schedule.step()
         else:
@@ -242,7 +291,9 @@ class PINNTrainer:
                 if not np.isfinite(record["loss"]):
                     raise NonFiniteLossError(self.step, last_checkpoint)
                 self.step += 1
-                record["weights"] = {k: self.balancer.weight(k) for k in self.losses_names()}
+                record["weights"] = {k[5:]: self.balancer.weight(k[5:]) for k in record
+                                     if k.startswith("loss_")}
+                record.update({f"coefficient_{k}": v for k, v in self.coefficients().items()})
                 if self.step % self.eval_every == 0 or self.step == self.total_steps:
                     record.update(self.evaluate())
                 self.elapsed_s = offset + clock.read()  # the work, not its queueing (CUDA)
@@ -257,14 +308,17 @@ class PINNTrainer:
                     last_checkpoint = self.step
         return self.history
 
-    def losses_names(self) -> list[str]:
-        return [*self.problem.residual_names, *self.conditions]
+    def coefficients(self) -> dict[str, float]:
+        """The values of the problem's scalar coefficients (trainable or not)."""
+        return {name: c.value() for name, c in self.problem.coefficients.items()
+                if hasattr(c, "value")}
 
     def state_dict(self) -> dict:
         return {
             "step": self.step,
             "elapsed_s": self.elapsed_s,
             "model": self.model.state_dict(),
+            "coefficients": self.problem.coefficients.state_dict(),
             "adam": self.adam.state_dict(),
             "schedule": self.schedule.state_dict(),
             "lbfgs": self.lbfgs.state_dict(),
@@ -281,6 +335,7 @@ class PINNTrainer:
         history = state["history"]  # older checkpoints lack elapsed_s: their last wall_s
         self.elapsed_s = state.get("elapsed_s", history[-1]["wall_s"] if history else 0.0)
         self.model.load_state_dict(state["model"])
+        self.problem.coefficients.load_state_dict(state.get("coefficients", {}))
         self.adam.load_state_dict(state["adam"])
         self.schedule.load_state_dict(state["schedule"])
         self.lbfgs.load_state_dict(state["lbfgs"])
@@ -294,3 +349,12 @@ class PINNTrainer:
         }
         self.history = list(history)
         torch.set_rng_state(state["torch_rng"])
+
+
+def predict(field: nn.Module, X: torch.Tensor, batch: int = 16384) -> np.ndarray:
+    """``field`` at ``X`` in batches without gradients: ``(n,)`` for one output, else
+    ``(n, m)``."""
+    with torch.no_grad():
+        parts = [field(X[i : i + batch]) for i in range(0, len(X), batch)]
+    values = torch.cat(parts).cpu().numpy()
+    return values.reshape(-1) if values.shape[1] == 1 else values

@@ -1,381 +1,276 @@
-r"""Physics-informed problems: residuals, conditions, hard-constraint transforms, references.
+r"""Physics-informed problems: a residual function over a geometry (plus optional time), with
+conditions on named boundary parts, an optional reference, trainable coefficients and
+observations. The bundled PDEs are instances of it (:mod:`physml.train.bundled`).
 
-Inputs are rows of coordinates ``X`` of shape ``(n, 2)``: ``(x, t)`` for evolution problems,
-``(x, y)`` for Helmholtz. Residuals use torch autograd, so they work for any network.
+Inputs are rows ``X`` of shape ``(n, d_in)``, the space coordinates then the time; the
+network's field has shape ``(n, m)``, one column per output name. The residual function gets
+a :class:`~physml.train.derivatives.Derivatives` ``d`` and returns one residual ``(n, 1)``,
+or a dict of named residuals (a system)::
 
-* :class:`BurgersProblem`: $u_t + u u_x - \nu u_{xx} = 0$ on $[a, b]\times[0, T]$,
-  $u(x, 0) = A\sin(kx)$, $u(a, t) = u(b, t) = 0$; reference: the Warp Burgers solver on a
-  grid four times finer than the evaluation grid, interpolated.
-* :class:`ConvectionProblem`: $u_t + \beta u_x = 0$ on $[0, 2\pi)$ periodic,
-  $u(x, 0) = A\sin(kx)$; reference: the exact $A\sin(k(x - \beta t))$.
-* :class:`HelmholtzProblem`: $\Delta u + k^2 u = q$ on $[-1,1]^2$ with
-  $q = (k^2 - (a_1\pi)^2 - (a_2\pi)^2)\,u^*$, $u^* = \sin(a_1\pi x)\sin(a_2\pi y)$, $u = 0$ on the
-  boundary (Wang, Teng & Perdikaris 2021); reference: $u^*$.
+    problem = PINNProblem(
+        lambda d: d("u", "t") - 0.1 * d.laplacian("u"),
+        Disk((0, 0), 1), time=(0, 1),
+        conditions=[Initial(lambda X: 1 - X[:, :1] ** 2 - X[:, 1:2] ** 2), Dirichlet(0.0)])
+
+Exact conditions (``hard``): with an initial condition $u_0$ (evaluated at $t_0$) and a
+Dirichlet condition $g$ on the whole boundary (its function extends $g$ into the domain), the
+output transform is
+$u = u_0 + g(x, t) - g(x, t_0) + (t - t_0)\,\varphi(x)\,N$ ($\varphi$: the geometry's
+distance function; the $g$ terms vanish for a constant $g$); with only one of them
+$u = u_0 + (t - t_0) N$ or $u = g + \varphi N$. Every other condition stays a soft loss term.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
-from ..solvers import BurgersSolver1D, Grid, dirichlet, periodic
+from ..geometry import Geometry
+from .conditions import Condition, Dirichlet, Initial, condition_names, evaluate_value
+from .derivatives import Derivatives
+
+SPACE_NAMES = ("x", "y", "z")
+Residual = Callable[[Derivatives], "torch.Tensor | Mapping[str, torch.Tensor]"]
+Reference = Callable[[list[np.ndarray]], np.ndarray]
+"""``reference(axes)``: the field on the grid of ``axes`` (one array per input, in input
+order), shape ``(len(axes[-1]), ..., len(axes[0]))`` (time first), plus ``(m,)`` for
+``m > 1`` outputs."""
 
 
-def gradient(u: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """$\\partial u/\\partial X$ row by row, shape ``(n, d)`` (graph kept for higher orders)."""
-    return torch.autograd.grad(u, X, torch.ones_like(u), create_graph=True)[0]
+class PINNProblem:
+    """A residual over space(-time) with conditions (see the module docstring).
+
+    Args:
+        residual: ``residual(d) -> (n, 1)`` tensor or dict of them.
+        geometry: the space domain (:mod:`physml.geometry`).
+        time: $(t_0, t_1)$, or None for a steady problem.
+        conditions: :mod:`~physml.train.conditions` objects, each a loss term by its name.
+        outputs: names of the network's outputs.
+        space: names of the space inputs (default x, y, z).
+        reference: a :data:`Reference` (see :func:`exact_reference`), or None: the run then
+            reports losses and residuals only.
+        coefficients: named modules ``c(X)`` giving a scalar or ``(n, 1)``, available to the
+            residual as ``d[name]`` (trainable ones are trained with the network).
+        observations: an :class:`~physml.train.observations.Observations` loss term.
+        embedding: network input features from ``X`` (default: ``X`` itself).
+        periods: period of the solution in each embedded input (None: not periodic).
+    """
+
+    def __init__(
+        self,
+        residual: Residual,
+        geometry: Geometry,
+        *,
+        time: tuple[float, float] | None = None,
+        conditions: Sequence[Condition] = (),
+        outputs: Sequence[str] = ("u",),
+        space: Sequence[str] | None = None,
+        reference: Reference | None = None,
+        coefficients: Mapping[str, nn.Module] | None = None,
+        observations=None,
+        embedding: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        periods: Sequence[float | None] | None = None,
+    ) -> None:
+        self.residual_function, self.geometry = residual, geometry
+        self.space = tuple(space or SPACE_NAMES[: geometry.dim])
+        if len(self.space) != geometry.dim:
+            raise ValueError(f"space names {list(self.space)} need {geometry.dim} entries")
+        if time is not None and not time[1] > time[0]:
+            raise ValueError(f"time={list(time)}: the end must exceed the start")
+        self.time = None if time is None else (float(time[0]), float(time[1]))
+        self.inputs = (*self.space, "t") if time is not None else self.space
+        self.outputs = tuple(outputs)
+        rows = [geometry.bounds] + ([np.array([self.time])] if time is not None else [])
+        self.bounds = np.concatenate(rows).astype(np.float64)
+        self.conditions = tuple(conditions)
+        condition_names(self.conditions)
+        for condition in self.conditions:
+            condition.check(self)
+        self.reference_function = reference
+        self.coefficients = nn.ModuleDict(dict(coefficients or {}))
+        clash = set(self.coefficients) & {*self.inputs, *self.outputs}
+        if clash:
+            raise ValueError(f"coefficient {sorted(clash)[0]!r} has the name of an input or "
+                             "output")
+        self.observations = observations
+        if observations is not None:
+            observations.check(self)
+        self.embedding = embedding
+        self.periods = periods
+
+    # --- names and sizes -------------------------------------------------------------------
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The input names (space, then ``t``)."""
+        return self.inputs
+
+    @property
+    def output_dim(self) -> int:
+        return len(self.outputs)
+
+    @property
+    def input_dim(self) -> int:
+        """Width of the network's input (of :meth:`embed`)."""
+        probe = torch.as_tensor(self.bounds.mean(axis=1)[None], dtype=torch.float64)
+        return int(self.embed(probe).shape[1])
+
+    @property
+    def input_periods(self) -> tuple[float | None, ...]:
+        """Period of the solution in each network input, None where it is not periodic: what
+        a periodic network (``model.kind: periodic``) may build in."""
+        return tuple(self.periods) if self.periods is not None else (None,) * self.input_dim
+
+    # --- the network's field ---------------------------------------------------------------
+    def embed(self, X: torch.Tensor) -> torch.Tensor:
+        """Network input features (``X`` unless the problem has an embedding)."""
+        return X if self.embedding is None else self.embedding(X)
+
+    def _exact(self) -> tuple[Initial | None, Dirichlet | None]:
+        initial = next((c for c in self.conditions if isinstance(c, Initial)
+                        and len(c.columns(self)) == self.output_dim), None)
+        boundary = next((c for c in self.conditions if type(c) is Dirichlet
+                         and c.covers(self)), None)
+        return initial, boundary
+
+    def hard_conditions(self) -> set[str]:
+        """Names of the conditions the output transform imposes exactly."""
+        return {c.name for c in self._exact() if c is not None}
+
+    def constrain(self, X: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """Network output -> field with the exact conditions (see the module docstring)."""
+        initial, boundary = self._exact()
+        m = self.output_dim
+        if initial is not None:
+            t0 = self.time[0]
+            at_start = torch.cat([X[:, :-1], torch.full_like(X[:, -1:], t0)], dim=1)
+            base = evaluate_value(initial.value, at_start, m)
+            scale = X[:, -1:] - t0
+            if boundary is not None:
+                if callable(boundary.value):
+                    base = (base + evaluate_value(boundary.value, X, m)
+                            - evaluate_value(boundary.value, at_start, m))
+                scale = scale * self.geometry.distance(X)
+            return base + scale * raw
+        if boundary is not None:
+            return evaluate_value(boundary.value, X, m) + self.geometry.distance(X) * raw
+        return raw
+
+    # --- loss terms ------------------------------------------------------------------------
+    def coefficient_values(self, X: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every coefficient at ``X`` (scalars or ``(n, 1)``)."""
+        return {name: c(X) for name, c in self.coefficients.items()}
+
+    def derivatives(self, X: torch.Tensor, out: torch.Tensor) -> Derivatives:
+        return Derivatives(X, out, self.inputs, self.outputs, self.space,
+                           self.coefficient_values(X))
+
+    def residuals(self, X: torch.Tensor, out: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Residual terms by name (``residual`` for a single equation)."""
+        r = self.residual_function(self.derivatives(X, out))
+        return dict(r) if isinstance(r, Mapping) else {"residual": r}
+
+    def soft_conditions(self, hard: bool) -> list[Condition]:
+        """The conditions that are loss terms (all, or those the transform does not impose)."""
+        exact = self.hard_conditions() if hard else set()
+        return [c for c in self.conditions if c.name not in exact]
+
+    def draw_conditions(self, n: int, rng: np.random.Generator, hard: bool = False
+                        ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Points and data of each soft condition by name."""
+        return {c.name: c.draw(self, n, rng) for c in self.soft_conditions(hard)}
+
+    def condition_loss(self, name: str, field, X: torch.Tensor, data: torch.Tensor):
+        """The soft condition ``name``'s mean-squared mismatch."""
+        condition = next(c for c in self.conditions if c.name == name)
+        return condition.loss(self, field, X, data)
+
+    # --- evaluation ------------------------------------------------------------------------
+    def eval_axes(self, shape: Sequence[int]) -> list[np.ndarray]:
+        """Evenly spaced points along each input over the bounding box."""
+        if len(shape) != len(self.inputs):
+            raise ValueError(f"evaluation shape {list(shape)} needs one count per input "
+                             f"({', '.join(self.inputs)})")
+        return [np.linspace(a, b, n) for (a, b), n in zip(self.bounds, shape)]
+
+    def reference(self, axes: list[np.ndarray]) -> np.ndarray | None:
+        """The reference on the grid of ``axes`` (NaN outside the domain), or None."""
+        if self.reference_function is None:
+            return None
+        values = np.asarray(self.reference_function(axes), dtype=np.float64)
+        return np.where(_mask(self, axes).reshape(values.shape[: len(axes)] + (1,) * (
+            values.ndim - len(axes))), values, np.nan)
+
+    def inside_grid(self, axes: list[np.ndarray]) -> np.ndarray:
+        """Which grid points lie in the domain, grid-shaped (time first)."""
+        return _mask(self, axes)
+
+
+def grid_points(axes: list[np.ndarray]) -> np.ndarray:
+    """The points of the grid of ``axes`` as rows ``(N, d_in)`` in input order, the last
+    input varying slowest (the grid's arrays are indexed time first)."""
+    mesh = np.meshgrid(*reversed(axes), indexing="ij")
+    return np.stack(mesh[::-1], axis=-1).reshape(-1, len(axes))
+
+
+def _mask(problem: PINNProblem, axes: list[np.ndarray]) -> np.ndarray:
+    shape = tuple(len(a) for a in reversed(axes))
+    P = grid_points(axes)[:, : problem.geometry.dim]
+    return problem.geometry.inside(P).reshape(shape)
+
+
+def exact_reference(solution: Callable[[torch.Tensor], torch.Tensor]) -> Reference:
+    """A :data:`Reference` from an exact solution ``solution(X) -> (n, m)`` (float64)."""
+
+    def on_grid(axes):
+        X = torch.as_tensor(grid_points(axes), dtype=torch.float64)
+        with torch.no_grad():
+            values = torch.as_tensor(solution(X), dtype=torch.float64).numpy()
+        shape = tuple(len(a) for a in reversed(axes))
+        return values.reshape(shape) if values.shape[-1] == 1 else values.reshape(
+            (*shape, values.shape[-1]))
+
+    return on_grid
+
+
+class Scalar(nn.Module):
+    """A scalar coefficient; ``trainable`` makes it a parameter, ``positive`` trains its log.
+
+    Returns a 0-dim tensor for any ``X``.
+    """
+
+    def __init__(self, value: float, trainable: bool = False, positive: bool = False) -> None:
+        super().__init__()
+        if positive and not value > 0:
+            raise ValueError(f"a positive coefficient needs a positive value, got {value}")
+        self.positive = positive
+        raw = torch.tensor(float(np.log(value) if positive else value), dtype=torch.float64)
+        if trainable:
+            self.raw = nn.Parameter(raw)
+        else:
+            self.register_buffer("raw", raw)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        value = self.raw.exp() if self.positive else self.raw
+        return value.to(X.dtype)
+
+    def value(self) -> float:
+        return float(self.raw.exp() if self.positive else self.raw)
+
+
+class FieldCoefficient(nn.Module):
+    """A coefficient field $c(X)$ given by a small network of the inputs, ``(n, 1)``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.net(X)
 
 
 def sine(x, amplitude: float, wavenumber: float):
     """$A\\sin(kx)$ for a NumPy array or a tensor."""
     return amplitude * (torch.sin if isinstance(x, torch.Tensor) else np.sin)(wavenumber * x)
-
-
-class PINNProblem:
-    """Common interface. Attributes: ``names`` of the coordinates, ``bounds`` (d, 2)."""
-
-    names: tuple[str, str]
-    bounds: np.ndarray
-    output_dim = 1
-    residual_names: tuple[str, ...] = ("residual",)
-
-    def residual(self, X: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def residuals(self, X: torch.Tensor, out: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Residual terms by name (one PDE residual unless a problem has more)."""
-        return {"residual": self.residual(X, out)}
-
-    def condition_loss(self, name: str, field, X: torch.Tensor, target: torch.Tensor):
-        """Mean-squared mismatch of a soft condition."""
-        return (field(X) - target).square().mean()
-
-    def conditions(
-        self, n: int, rng: np.random.Generator
-    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Soft-constraint points and targets by term name (initial, boundary, ...)."""
-        raise NotImplementedError
-
-    def constrain(self, X: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-        """Network output -> field satisfying the conditions exactly (hard constraints)."""
-        raise NotImplementedError
-
-    def embed(self, X: torch.Tensor) -> torch.Tensor:
-        """Network input features (identity unless the problem builds in periodicity)."""
-        return X
-
-    def reference(self, n1: int, n2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Evaluation axes (first, second) and the reference field of shape ``(n2, n1)``."""
-        raise NotImplementedError
-
-    @property
-    def input_dim(self) -> int:
-        return 2
-
-    @property
-    def input_periods(self) -> tuple[float | None, ...]:
-        """Period of the solution in each network input (of ``embed(X)``), None where it is not
-        periodic: what a periodic network (``model.kind: periodic``) may build in."""
-        return (None,) * self.input_dim
-
-
-def _wall_period(bounds: np.ndarray) -> float:
-    r"""$2(b - a)$: a solution that vanishes at the walls $a, b$ of an equation symmetric under
-    $x \to -x$, $u \to -u$ extends by odd reflection across both walls to this period."""
-    return float(2 * (bounds[1] - bounds[0]))
-
-
-class BurgersProblem(PINNProblem):
-    names = ("x", "t")
-
-    def __init__(
-        self,
-        nu: float,
-        x: tuple[float, float],
-        t: tuple[float, float],
-        amplitude: float,
-        wavenumber: float,
-    ) -> None:
-        self.nu, self.amplitude, self.wavenumber = nu, amplitude, wavenumber
-        self.bounds = np.array([x, t], dtype=np.float64)
-
-    def initial(self, x):
-        return sine(x, self.amplitude, self.wavenumber)
-
-    def residual(self, X, u):
-        du = gradient(u, X)
-        u_x, u_t = du[:, :1], du[:, 1:]
-        u_xx = gradient(u_x, X)[:, :1]
-        return u_t + u * u_x - self.nu * u_xx
-
-    def conditions(self, n, rng):
-        (a, b), (t0, t1) = self.bounds
-        x0 = rng.uniform(a, b, (n, 1))
-        initial = np.hstack([x0, np.full_like(x0, t0)])
-        tb = rng.uniform(t0, t1, (n, 1))
-        side = np.where(rng.random((n, 1)) < 0.5, a, b)
-        boundary = np.hstack([side, tb])
-        return {"initial": (initial, self.initial(x0)), "boundary": (boundary, np.zeros((n, 1)))}
-
-    def constrain(self, X, raw):
-        (a, b), (t0, _) = self.bounds
-        x, t = X[:, :1], X[:, 1:]
-        return self.initial(x) + (t - t0) * (x - a) * (b - x) * raw
-
-    def reference(self, n1, n2):
-        return burgers_reference(self, n1, n2, dirichlet(1))
-
-    @property
-    def input_periods(self):
-        """x: the odd extension across the zero walls; t: not periodic."""
-        return (_wall_period(self.bounds[0]), None)
-
-
-def burgers_reference(problem, n1: int, n2: int, bc) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The Warp Burgers solver (boundary ``bc``) on a grid four times finer than the ``n1 x n2``
-    evaluation grid, interpolated to it: axes ``x`` (n1), ``t`` (n2) and ``u`` (n2, n1)."""
-    (a, b), (t0, t1) = problem.bounds
-    x = np.linspace(a, b, n1)
-    t = np.linspace(t0, t1, n2)
-    fine = Grid((4 * n1,), (a,), (b,))
-    solver = BurgersSolver1D(fine, bc, nu=problem.nu, dt=None)
-    u0 = problem.initial(fine.coords(0))
-    intervals = n2 - 1
-    dt = 0.5 * solver.stable_dt(u0)
-    save_every = math.ceil((t1 - t0) / intervals / dt)
-    n_steps = save_every * intervals
-    states = solver.with_dt((t1 - t0) / n_steps).rollout(u0, n_steps, save_every)
-    # Boundary values: the Dirichlet wall (zero), or the periodic average of the end cells.
-    edge = [0.5 * (s[:1] + s[-1:]) if bc.is_periodic(0) else np.zeros(1) for s in states]
-    xc = np.concatenate([[a], fine.coords(0), [b]])
-    u = np.stack([np.interp(x, xc, np.concatenate([e, s, e])) for e, s in zip(edge, states)])
-    return x, t, u
-
-
-class ConvectionProblem(PINNProblem):
-    r"""$u_t + \beta u_x = \nu u_{xx}$, periodic; with ``periodic_embedding`` the network sees
-    $(\cos, \sin)$ of $x$, otherwise periodicity is a soft condition $u(a, t) = u(b, t)$."""
-
-    names = ("x", "t")
-
-    def __init__(
-        self,
-        beta: float,
-        x: tuple[float, float],
-        t: tuple[float, float],
-        amplitude: float,
-        wavenumber: float,
-        nu: float = 0.0,
-        periodic_embedding: bool = True,
-    ) -> None:
-        self.beta, self.nu, self.amplitude, self.wavenumber = beta, nu, amplitude, wavenumber
-        self.bounds = np.array([x, t], dtype=np.float64)
-        self.period = x[1] - x[0]
-        self.periodic_embedding = periodic_embedding
-
-    def initial(self, x):
-        return sine(x, self.amplitude, self.wavenumber)
-
-    def residual(self, X, u):
-        du = gradient(u, X)
-        r = du[:, 1:] + self.beta * du[:, :1]
-        if self.nu:
-            r = r - self.nu * gradient(du[:, :1], X)[:, :1]
-        return r
-
-    def conditions(self, n, rng):
-        """Initial points; without the embedding also periodic pairs (x = a and x = b at the
-        same t: the "target" of ``periodic`` holds the partner points)."""
-        (a, b), (t0, t1) = self.bounds
-        x0 = rng.uniform(a, b, (n, 1))
-        conditions = {"initial": (np.hstack([x0, np.full_like(x0, t0)]), self.initial(x0))}
-        if not self.periodic_embedding:
-            tb = rng.uniform(t0, t1, (n, 1))
-            conditions["periodic"] = (
-                np.hstack([np.full_like(tb, a), tb]),
-                np.hstack([np.full_like(tb, b), tb]),
-            )
-        return conditions
-
-    def condition_loss(self, name, field, X, target):
-        if name == "periodic":
-            return (field(X) - field(target)).square().mean()
-        return super().condition_loss(name, field, X, target)
-
-    def embed(self, X):
-        r"""$(\cos(2\pi x/L), \sin(2\pi x/L), t)$: periodic in x by construction."""
-        if not self.periodic_embedding:
-            return X
-        phase = 2 * math.pi * X[:, :1] / self.period
-        return torch.cat([torch.cos(phase), torch.sin(phase), X[:, 1:]], dim=1)
-
-    @property
-    def input_dim(self) -> int:
-        return 3 if self.periodic_embedding else 2
-
-    @property
-    def input_periods(self):
-        """x: the period (unless the embedding already makes the inputs periodic)."""
-        return (None,) * 3 if self.periodic_embedding else (self.period, None)
-
-    def constrain(self, X, raw):
-        t0 = self.bounds[1, 0]
-        return self.initial(X[:, :1]) + (X[:, 1:] - t0) * raw
-
-    def reference(self, n1, n2):
-        (a, b), (t0, t1) = self.bounds
-        x = np.linspace(a, b, n1)
-        t = np.linspace(t0, t1, n2)
-        s = t[:, None] - t0
-        decay = np.exp(-self.nu * self.wavenumber**2 * s)
-        u = self.amplitude * decay * np.sin(self.wavenumber * (x[None, :] - self.beta * s))
-        return x, t, u
-
-
-class HelmholtzProblem(PINNProblem):
-    names = ("x", "y")
-
-    def __init__(
-        self, a1: float, a2: float, k: float, x: tuple[float, float], y: tuple[float, float]
-    ) -> None:
-        self.a1, self.a2, self.k = a1, a2, k
-        self.bounds = np.array([x, y], dtype=np.float64)
-
-    def exact(self, x, y):
-        sin = torch.sin if isinstance(x, torch.Tensor) else np.sin
-        return sin(self.a1 * math.pi * x) * sin(self.a2 * math.pi * y)
-
-    def residual(self, X, u):
-        du = gradient(u, X)
-        u_xx = gradient(du[:, :1], X)[:, :1]
-        u_yy = gradient(du[:, 1:], X)[:, 1:]
-        factor = self.k**2 - (self.a1 * math.pi) ** 2 - (self.a2 * math.pi) ** 2
-        source = factor * self.exact(X[:, :1], X[:, 1:])
-        return u_xx + u_yy + self.k**2 * u - source
-
-    def conditions(self, n, rng):
-        """``n`` points on each of the four edges (4n in all)."""
-        (a, b), (c, d) = self.bounds
-        s = rng.uniform(0, 1, (4 * n, 1))
-        side = np.repeat(np.arange(4), n)[:, None]
-        x = np.where(side == 0, a, np.where(side == 1, b, a + (b - a) * s))
-        y = np.where(side == 2, c, np.where(side == 3, d, c + (d - c) * s))
-        return {"boundary": (np.hstack([x, y]), self.exact(x, y))}
-
-    def condition_loss(self, name, field, X, target):
-        """The sum of the four per-edge mean-squared errors (edges hold equal point counts),
-        as in Wang, Teng & Perdikaris."""
-        return 4 * super().condition_loss(name, field, X, target)
-
-    def embed(self, X):
-        """Inputs standardised by the mean and standard deviation of uniform points in the
-        box (centre, half-width / sqrt 3), as the authors normalise their inputs."""
-        centre = torch.as_tensor(self.bounds.mean(axis=1), dtype=X.dtype, device=X.device)
-        std = torch.as_tensor(np.ptp(self.bounds, axis=1) / np.sqrt(12.0), dtype=X.dtype,
-                              device=X.device)
-        return (X - centre) / std
-
-    def constrain(self, X, raw):
-        (a, b), (c, d) = self.bounds
-        x, y = X[:, :1], X[:, 1:]
-        return (x - a) * (b - x) * (y - c) * (d - y) * raw
-
-    @property
-    def input_periods(self):
-        """Both axes: the odd extension across the zero walls (the source is odd about them for
-        integer $a_1, a_2$), in standardised inputs."""
-        return tuple(_wall_period(side) * np.sqrt(12.0) / np.ptp(side) for side in self.bounds)
-
-    def reference(self, n1, n2):
-        (a, b), (c, d) = self.bounds
-        x = np.linspace(a, b, n1)
-        y = np.linspace(c, d, n2)
-        return x, y, self.exact(x[None, :], y[:, None])
-
-
-class LagrangianConvectionProblem(ConvectionProblem):
-    r"""Lagrangian PINN (Mojgani, Balajewicz & Hassanzadeh) for $u_t + c\,u_x = \nu u_{xx}$.
-
-    Along characteristics $x(\xi, t)$ with $\partial_t x = c$ ($c = \beta$, or $c = u$ for
-    Burgers) the PDE becomes $\partial_t u|_\xi = \nu u_{xx}$, with
-    $u_x = u_\xi / x_\xi$ and $u_{xx} = \partial_\xi(u_x)/x_\xi$. The two-branch network gives
-    $(x, u)$ from $(\xi, t)$; the initial conditions $x(\xi, 0) = \xi$, $u(\xi, 0) = u_0(\xi)$
-    are exact ($x = \xi + c_0 t N_x$ with the speed scale $c_0 = |\beta|$, or $\max|u_0|$ for
-    Burgers, so that $N_x = O(1)$; $u = u_0(\xi) + t N_u$) and periodicity in $\xi$ is built
-    into the input embedding, so the loss is the two residuals ``residual`` (the state) and
-    ``characteristic`` (the curves), equally weighted. Fields on the Eulerian grid are
-    interpolated from the characteristics at each time.
-    """
-
-    output_dim = 2
-    residual_names = ("residual", "characteristic")
-
-    burgers = False
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, periodic_embedding=True, **kwargs)
-
-    def conditions(self, n, rng):
-        return {}
-
-    def constrain(self, X, raw):
-        xi, t = X[:, :1], X[:, 1:] - self.bounds[1, 0]
-        speed = abs(self.amplitude) if self.burgers else abs(self.beta)
-        x = xi + max(speed, 1.0) * t * raw[:, :1]
-        return torch.cat([x, self.initial(xi) + t * raw[:, 1:]], dim=1)
-
-    def residuals(self, X, out):
-        x, u = out[:, :1], out[:, 1:]
-        dx, du = gradient(x, X), gradient(u, X)
-        speed = u if self.burgers else self.beta
-        state = du[:, 1:]
-        if self.nu:
-            u_x = du[:, :1] / dx[:, :1]
-            state = state - self.nu * gradient(u_x, X)[:, :1] / dx[:, :1]
-        return {"residual": state, "characteristic": dx[:, 1:] - speed}
-
-    def eulerian(self, field, x_eval, t_eval, tensor, oversample: int = 4):
-        """u on the Eulerian grid: for each time, interpolate (x(xi, t), u(xi, t)) in x."""
-        (a, b), _ = self.bounds
-        xi = np.linspace(a, b, oversample * len(x_eval), endpoint=False)
-        rows = []
-        for t in t_eval:
-            with torch.no_grad():
-                out = field(tensor(np.stack([xi, np.full_like(xi, t)], axis=1))).cpu().numpy()
-            x = a + np.mod(out[:, 0] - a, self.period)
-            order = np.argsort(x)
-            rows.append(np.interp(x_eval, x[order], out[order, 1], period=self.period))
-        return np.stack(rows)
-
-
-class LagrangianBurgersProblem(LagrangianConvectionProblem):
-    r"""Lagrangian PINN for viscous Burgers $u_t + u u_x = \nu u_{xx}$ on a periodic interval:
-    the characteristics move with the state, $\partial_t x = u$, and the state diffuses along
-    them, $\partial_t u|_\xi = \nu u_{xx}$. Raissi's problem ($u_0 = -\sin\pi x$ on
-    $[-1, 1]$, $u(\pm 1, t) = 0$) is this one: the periodic solution stays odd about $0$ and
-    $\pm 1$, so it vanishes there. Reference: the Warp Burgers solver, periodic.
-    """
-
-    burgers = True
-
-    def __init__(
-        self,
-        nu: float,
-        x: tuple[float, float],
-        t: tuple[float, float],
-        amplitude: float,
-        wavenumber: float,
-    ) -> None:
-        periods = wavenumber * (x[1] - x[0]) / (2 * math.pi)
-        if abs(periods - round(periods)) > 1e-9 or round(periods) == 0:
-            raise ValueError(
-                "the Lagrangian Burgers problem is periodic: conditions.initial.wavenumber "
-                f"times the length of domain.x must be a nonzero multiple of 2 pi, got {periods:g}"
-                " periods"
-            )
-        super().__init__(0.0, x, t, amplitude, wavenumber, nu=nu)
-
-    def reference(self, n1, n2):
-        return burgers_reference(self, n1, n2, periodic(1))

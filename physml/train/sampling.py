@@ -1,47 +1,52 @@
-r"""Collocation points in a box: uniform random, scrambled Sobol, and residual-based
-adaptive resampling (RAR-D, Wu et al. 2023): draw new points with probability
+r"""Collocation points in a space(-time) domain: uniform random, scrambled Sobol, and
+residual-based adaptive resampling (RAR-D, Wu et al. 2023): draw new points with probability
 $p(x) \propto |r(x)|^2/\overline{|r|^2} + 1$ from a candidate set ten times larger.
 
-A sampler owns a NumPy ``Generator`` so that its draws are reproducible and resumable.
+Points are drawn in the bounding box of the inputs (space then time) and those whose space part
+lies outside the geometry are rejected (a box rejects none). A sampler owns a NumPy
+``Generator`` so that its draws are reproducible and resumable.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
-from scipy.stats import qmc
+
+from ..geometry import Geometry
+from ..geometry.base import SAMPLERS, unit_points
 
 
-class BoxSampler:
-    """Points in the box ``bounds`` (shape ``(d, 2)``).
+class DomainSampler:
+    """Points of ``geometry`` (times ``time`` if given).
 
     Args:
-        bounds: lower and upper bound per coordinate.
+        geometry: the space domain.
+        time: $(t_0, t_1)$ or None.
         kind: "uniform" or "sobol".
         seed: seed of the sampler's generator.
     """
 
-    def __init__(self, bounds: np.ndarray, kind: str = "sobol", seed: int = 0) -> None:
-        if kind not in ("uniform", "sobol"):
-            raise ValueError(f"unknown sampler {kind!r}; allowed: uniform, sobol")
-        self.bounds, self.kind = np.asarray(bounds, dtype=np.float64), kind
+    def __init__(self, geometry: Geometry, time: tuple[float, float] | None = None,
+                 kind: str = "sobol", seed: int = 0) -> None:
+        if kind not in SAMPLERS:
+            raise ValueError(f"unknown sampler {kind!r}; allowed: {', '.join(SAMPLERS)}")
+        rows = [geometry.bounds] + ([np.array([time], dtype=np.float64)] if time else [])
+        self.geometry, self.kind = geometry, kind
+        self.bounds = np.concatenate(rows).astype(np.float64)
         self.rng = np.random.default_rng(seed)
 
     def draw(self, n: int) -> np.ndarray:
-        """``n`` points, shape ``(n, d)``."""
-        d = len(self.bounds)
-        if self.kind == "sobol":
-            with (
-                warnings.catch_warnings()
-            ):  # balance needs n = 2^m; the points stay low-discrepancy
-                warnings.simplefilter("ignore", UserWarning)
-                unit = qmc.Sobol(d, scramble=True, seed=self.rng).random(n)
-        else:
-            unit = self.rng.random((n, d))
+        """``n`` points, shape ``(n, d_in)``."""
         low, high = self.bounds[:, 0], self.bounds[:, 1]
-        return low + (high - low) * unit
+        chosen, count, batch = [], 0, n
+        while count < n:
+            X = low + (high - low) * unit_points(batch, len(self.bounds), self.kind, self.rng)
+            X = X[self.geometry.inside(X[:, : self.geometry.dim])]
+            chosen.append(X)
+            count += len(X)
+            batch = int(np.ceil(1.2 * (n - count) * batch / max(len(X), 1))) + 16
+        return np.concatenate(chosen)[:n]
 
     def resample(self, n: int, residual: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """``n`` points drawn from ``10 n`` candidates with probability ~ |r|^2/mean + 1."""

@@ -1,0 +1,245 @@
+"""Physics-informed networks for equations written in the case file, ``kind: equation``.
+
+The residuals, conditions, exact solution and coefficients are expressions (parsed by
+:mod:`physml.expressions`, no Python evaluated) in the inputs (``x, y, z`` then ``t``), the
+fields, their derivatives (``u_x``, ``u_xx``, ``u_t`` ...), the ``parameters`` and the
+``coefficients``::
+
+    kind: equation
+    name: heat_disk
+    parameters: {h: 2.0}
+    domain: {geometry: {kind: disk, centre: [0, 0], radius: 1, name: rim}, time: [0, 1]}
+    pde: u_t - (u_xx + u_yy)
+    conditions:
+      - {kind: initial, value: "1 + x^2 + y^2"}
+      - {kind: robin, boundary: [rim], alpha: h, beta: 1, value: "..."}
+    exact: ...
+
+Run folder: as ``kind: pinn`` (``config.yaml``, ``checkpoint.pt``, ``metrics.json``,
+``predictions.h5`` with NaN outside the domain, ``solution.png`` at the last time,
+``losses.png``); ``metrics.json`` carries the history of every trainable coefficient.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import torch
+import xarray as xr
+from pydantic import Field, PositiveInt, field_validator, model_validator
+
+from ..datasets.store import with_cf_metadata, write_dataset
+from ..models import build_model
+from ..threads import apply_threads
+from ..train.pinn import PINNTrainer
+from .equation_problem import CONDITION_KINDS, build_equation_problem
+from .kind import CaseKind, OnStep
+from .pinn_training import TrainingSpec, load_checkpoint, save_checkpoint, trainer_options
+from .run_folder import CONFIG, FIELD_METADATA, Section, write_text
+from .sections import CaseBase, ModelSpec, threshold_verdict
+
+Expression = str | float
+
+
+class ShapeSpec(Section):
+    """A domain: a primitive, or a CSG combination of two (``a``, ``b``)."""
+
+    kind: Literal["interval", "rectangle", "box", "disk", "ball", "polygon", "union",
+                  "intersection", "difference"]
+    lower: list[float] | None = None
+    upper: list[float] | None = None
+    centre: list[float] | None = None
+    radius: float | None = Field(None, gt=0)
+    name: str | None = Field(None, description="boundary part name (disk, ball)")
+    vertices: list[tuple[float, float]] | None = None
+    names: list[str] | None = Field(None, description="edge names (polygon)")
+    a: ShapeSpec | None = None
+    b: ShapeSpec | None = None
+
+
+class EquationDomainSpec(Section):
+    geometry: ShapeSpec
+    time: tuple[float, float] | None = None
+    space: list[str] | None = Field(None, description="space input names (default x, y, z)")
+
+
+class ConditionSpec(Section):
+    kind: Literal["initial", "dirichlet", "neumann", "robin", "periodic"]
+    value: Expression = 0.0
+    boundary: list[str] | None = Field(None, description="boundary parts (default: all)")
+    fields: list[str] | None = None
+    alpha: float = 1.0
+    beta: float = 1.0
+    axis: str | None = Field(None, description="input along which a periodic condition holds")
+    name: str | None = Field(None, description="loss term name (default: from the kind)")
+
+
+class CoefficientSpec(Section):
+    kind: Literal["scalar", "field"] = "scalar"
+    value: float = 1.0
+    trainable: bool = False
+    positive: bool = False
+    width: int = Field(16, gt=0)
+    depth: int = Field(2, gt=0)
+
+
+class ObservationSpec(Section):
+    file: str
+    variable: str = "u"
+    field: str = "u"
+    points: int = Field(200, gt=0)
+    noise: float = Field(0.0, ge=0, description="Gaussian noise, relative to the RMS value")
+    seed: int | None = Field(None, ge=0, description="default: the case's seed")
+
+
+class ReferenceFileSpec(Section):
+    file: str
+    variable: str = "u"
+
+
+class EquationEvaluationSpec(Section):
+    every: int = Field(500, gt=0)
+    grid: list[int] | None = Field(None, description="points per input (default 64 per "
+                                   "space input, 11 in time)")
+    threshold: float | None = Field(None, gt=0)
+
+
+class EquationCase(CaseBase):
+    """A whole ``kind: equation`` case file."""
+
+    kind: Literal["equation"] = "equation"
+    parameters: dict[str, float] = Field(default_factory=dict)
+    domain: EquationDomainSpec
+    fields: list[str] = Field(default_factory=lambda: ["u"])
+    pde: str | dict[str, str]
+    conditions: list[ConditionSpec] = Field(default_factory=list)
+    exact: Expression | dict[str, Expression] | None = None
+    reference: ReferenceFileSpec | None = None
+    coefficients: dict[str, CoefficientSpec] = Field(default_factory=dict)
+    observations: ObservationSpec | None = None
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    evaluation: EquationEvaluationSpec = Field(default_factory=EquationEvaluationSpec)
+    seed: int = Field(0, ge=0)
+    dtype: Literal["float32", "float64"] = "float32"
+    threads: Literal["auto"] | PositiveInt = "auto"
+
+    @field_validator("training")
+    @classmethod
+    def _pinn_method(cls, training):
+        if training.method != "pinn":
+            raise ValueError("kind equation trains a PINN: method must be 'pinn'")
+        return training
+
+    @model_validator(mode="after")
+    def _builds(self) -> EquationCase:
+        """Parse every expression and build the problem now (one message naming the key)."""
+        if self.exact is not None and self.reference is not None:
+            raise ValueError("give exact or reference, not both")
+        build_equation_problem(self)
+        return self
+
+    def unused_keys(self) -> set[str]:
+        return {"model.periodic_embedding", "model.fourier_scale", "model.harmonics"}
+
+
+def build_trainer(case: EquationCase) -> PINNTrainer:
+    torch.manual_seed(case.seed)
+    problem = build_equation_problem(case)
+    spec = case.model
+    model = build_model(spec.kind, problem.input_dim, problem.output_dim, width=spec.width,
+                        depth=spec.depth, activation=spec.activation,
+                        fourier_scale=spec.fourier_scale, harmonics=spec.harmonics,
+                        periods=problem.input_periods)
+    grid = case.evaluation.grid or [64] * problem.geometry.dim + [11] * (problem.time is not None)
+    return PINNTrainer(model, problem, hard_constraints=spec.hard_constraints,
+                       eval_shape=tuple(grid), **trainer_options(case, problem))
+
+
+def results_dataset(case: EquationCase, trainer: PINNTrainer, rel_l2: float | None
+                    ) -> xr.Dataset:
+    """Prediction (and reference, error) on the evaluation grid, time first."""
+    inputs = trainer.problem.inputs
+    dims = tuple({"t": "time"}.get(n, n) for n in reversed(inputs))
+    coords = dict(zip(dims, reversed(trainer.eval_axes)))
+    fields = {"prediction": trainer.prediction()}
+    if trainer.reference is not None:
+        fields.update(reference=trainer.reference, error=fields["prediction"] - trainer.reference)
+    extra = ("field",) if trainer.problem.output_dim > 1 else ()
+    if extra:
+        coords["field"] = list(trainer.problem.outputs)
+    attrs = {"case": case.name, "pde": str(case.pde), "config": case.to_yaml()}
+    if rel_l2 is not None:
+        attrs["rel_l2"] = rel_l2
+    ds = xr.Dataset({k: (dims + extra, v) for k, v in fields.items()}, coords=coords,
+                    attrs=attrs)
+    return with_cf_metadata(ds, FIELD_METADATA)
+
+
+def write_results(case: EquationCase, trainer: PINNTrainer, folder: Path, threads: int) -> dict:
+    final = trainer.evaluate()
+    threshold = case.evaluation.threshold
+    passed = None if threshold is None or "rel_l2" not in final else final["rel_l2"] <= threshold
+    result = {**final, "steps": trainer.step, "threshold": threshold, "passed": passed,
+              "wall_s": trainer.elapsed_s, "threads": threads}
+    metrics = {"case": case.name, "summary": result, "history": trainer.history}
+    write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
+    ds = results_dataset(case, trainer, final.get("rel_l2"))
+    write_dataset(ds, folder / "predictions.h5")
+    if case.output.figures:
+        from .figures import plot_losses, plot_solution
+
+        if "reference" in ds and trainer.problem.output_dim == 1:
+            snapshot = ds.isel(time=-1).assign_attrs(t=float(ds["time"][-1])) if (
+                "time" in ds.dims and ds["prediction"].ndim == 3) else ds
+            plot_solution(snapshot, folder / "solution.png", scheme="PINN, Adam + L-BFGS",
+                          step=trainer.step, log_error=case.output.log_error)
+        plot_losses(trainer.history, folder / "losses.png", f"{case.name}: losses and error",
+                    case.training.adam.steps, case.training.collocation.resample_every)
+    return result
+
+
+def run(case: EquationCase, folder: Path, resume: bool = False,
+        on_step: OnStep | None = None) -> dict:
+    threads = apply_threads(case.training.collocation.points, case.threads)
+    trainer = build_trainer(case)
+    if resume:
+        load_checkpoint(trainer, folder)
+    else:
+        save_checkpoint(trainer, folder)
+        write_text(folder / CONFIG, case.to_yaml())
+    trainer.fit(on_step=on_step, on_checkpoint=lambda: save_checkpoint(trainer, folder),
+                checkpoint_every=case.training.checkpoint_every)
+    return write_results(case, trainer, folder, threads)
+
+
+def describe(case: EquationCase) -> str:
+    pde = case.pde if isinstance(case.pde, str) else "; ".join(case.pde.values())
+    kinds = ", ".join(sorted({c.kind for c in case.conditions} & set(CONDITION_KINDS)))
+    return (f"{pde} = 0 ({kinds}), PINN, {case.model.kind} {case.model.width}x"
+            f"{case.model.depth}, {case.training.adam.steps} Adam + "
+            f"{case.training.lbfgs.steps} L-BFGS steps")
+
+
+def headline(result: dict) -> str:
+    coefficients = "".join(f", {k.removeprefix('coefficient_')} = {v:.5g}"
+                           for k, v in result.items() if k.startswith("coefficient_"))
+    if "rel_l2" in result:
+        error = f"relative L2 error {result['rel_l2']:.3e}{threshold_verdict(result)}"
+    else:
+        error = f"residual RMS {result['residual_rms']:.3e} (no reference)"
+    return f"{error}{coefficients} after {result['steps']} steps, {result['wall_s']:.0f} s"
+
+
+KIND = CaseKind(
+    name="equation",
+    summary="physics-informed network for an equation written in the case (expressions)",
+    schema=EquationCase,
+    run=run,
+    describe=describe,
+    headline=headline,
+    total_steps=lambda case: case.training.adam.steps + case.training.lbfgs.steps,
+    checkpoint="checkpoint.pt",
+)

@@ -1,0 +1,181 @@
+"""A physics-informed problem from the expressions of a case file (``kind: equation``): the
+geometry, the residuals, the conditions, the reference, the coefficients and the observations,
+each built from its section with errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..expressions import compile_expression, derivative_symbols, parse
+from ..geometry import Ball, Box, Difference, Intersection, Polygon, Union
+from ..models import MLP
+from ..train.conditions import Dirichlet, Initial, Neumann, Periodic, Robin
+from ..train.observations import DIMENSION_ALIASES, read_observations
+from ..train.problems import FieldCoefficient, PINNProblem, Scalar, exact_reference
+
+CONDITION_KINDS = {"initial": Initial, "dirichlet": Dirichlet, "neumann": Neumann,
+                   "robin": Robin, "periodic": Periodic}
+
+
+def build_geometry(spec, key: str = "domain.geometry"):
+    """The geometry of a ``ShapeSpec`` (recursively for CSG)."""
+    kind = spec.kind
+    if kind in ("union", "intersection", "difference"):
+        if spec.a is None or spec.b is None:
+            raise ValueError(f"{key}: kind {kind!r} needs 'a' and 'b'")
+        operation = {"union": Union, "intersection": Intersection, "difference": Difference}
+        return operation[kind](build_geometry(spec.a, f"{key}.a"),
+                               build_geometry(spec.b, f"{key}.b"))
+    try:
+        if kind in ("interval", "rectangle", "box"):
+            return Box(_need(spec, "lower", key), _need(spec, "upper", key))
+        if kind in ("disk", "ball"):
+            return Ball(_need(spec, "centre", key), _need(spec, "radius", key),
+                        spec.name or "boundary")
+        return Polygon(_need(spec, "vertices", key), spec.names)
+    except ValueError as err:
+        raise ValueError(f"{key}: {err}") from None
+
+
+def _need(spec, field: str, key: str):
+    value = getattr(spec, field)
+    if value is None:
+        raise ValueError(f"{key}.{field} is required for kind {spec.kind!r}")
+    return value
+
+
+class _Expression:
+    """A parsed expression as a function of a ``Derivatives`` or of inputs ``X``."""
+
+    def __init__(self, text, allowed, key, parameters):
+        self.expr = parse(text, [*allowed, *parameters], key)
+        self.function = compile_expression(self.expr)
+        self.parameters = parameters
+        self.names = {s.name for s in self.expr.free_symbols}
+
+    def of_inputs(self, inputs):
+        def value(X):
+            values = {name: X[:, i : i + 1] for i, name in enumerate(inputs)}
+            result = self.function({**self.parameters, **values})
+            return result if isinstance(result, torch.Tensor) else torch.full_like(
+                X[:, :1], float(result))
+        return value
+
+
+def build_equation_problem(case) -> PINNProblem:
+    """The :class:`PINNProblem` of a ``kind: equation`` case."""
+    geometry = build_geometry(case.domain.geometry)
+    space = tuple(case.domain.space or ("x", "y", "z")[: geometry.dim])
+    time = tuple(case.domain.time) if case.domain.time is not None else None
+    inputs = (*space, "t") if time else space
+    outputs = tuple(case.fields)
+    parameters = dict(case.parameters)
+    clash = sorted(set(parameters) & {*inputs, *outputs, *case.coefficients})
+    if clash:
+        raise ValueError(f"parameters.{clash[0]}: the name of an input, field or coefficient")
+    derivatives = derivative_symbols(outputs, inputs)
+    allowed = [*inputs, *outputs, *derivatives, *case.coefficients]
+    equations = case.pde if isinstance(case.pde, dict) else {"residual": case.pde}
+    residuals = {name: _Expression(text, allowed, f"pde.{name}" if isinstance(case.pde, dict)
+                                   else "pde", parameters) for name, text in equations.items()}
+
+    def residual(d):
+        out = {}
+        for name, expression in residuals.items():
+            values = {s: d(*derivatives[s]) if s in derivatives else d[s]
+                      for s in expression.names if s not in parameters}
+            out[name] = expression.function({**parameters, **values})
+        return out
+
+    conditions = [_condition(spec, i, inputs, parameters) for i, spec in
+                  enumerate(case.conditions)]
+    for i, spec in enumerate(case.conditions):
+        if spec.boundary is not None:
+            geometry.require_parts(spec.boundary, where=f"conditions[{i}].boundary")
+    coefficients = {name: _coefficient(spec, len(inputs)) for name, spec in
+                    case.coefficients.items()}
+    try:
+        problem = PINNProblem(residual, geometry, time=time, conditions=conditions,
+                              outputs=outputs, space=space,
+                              reference=_reference(case, inputs, outputs, parameters),
+                              coefficients=coefficients,
+                              observations=_observations(case, inputs, outputs))
+    except ValueError as err:
+        raise ValueError(f"conditions: {err}") from None
+    return problem
+
+
+def _condition(spec, i, inputs, parameters):
+    key = f"conditions[{i}]"
+    kind = CONDITION_KINDS[spec.kind]
+    options = {"fields": tuple(spec.fields) if spec.fields is not None else None}
+    if spec.name is not None:
+        options["name"] = spec.name
+    if spec.kind == "periodic":
+        return kind(axis=spec.axis or "x", **options)
+    value = _Expression(spec.value, inputs, f"{key}.value", parameters).of_inputs(inputs)
+    options["value"] = value
+    if spec.kind != "initial":
+        options["on"] = tuple(spec.boundary) if spec.boundary is not None else None
+    if spec.kind == "robin":
+        options.update(alpha=spec.alpha, beta=spec.beta)
+    return kind(**options)
+
+
+def _coefficient(spec, n_inputs):
+    if spec.kind == "field":
+        return FieldCoefficient(MLP(n_inputs, 1, width=spec.width, depth=spec.depth))
+    return Scalar(spec.value, trainable=spec.trainable, positive=spec.positive)
+
+
+def _reference(case, inputs, outputs, parameters):
+    if case.exact is not None:
+        texts = case.exact if isinstance(case.exact, dict) else {outputs[0]: case.exact}
+        missing = [f for f in outputs if f not in texts]
+        if missing:
+            raise ValueError(f"exact: no expression for field {missing[0]!r}")
+        functions = [_Expression(texts[f], inputs, f"exact.{f}" if isinstance(case.exact, dict)
+                                 else "exact", parameters).of_inputs(inputs) for f in outputs]
+        return exact_reference(lambda X: torch.cat([f(X) for f in functions], dim=1))
+    if case.reference is not None:
+        return data_reference(Path(case.reference.file), case.reference.variable, inputs,
+                              "reference")
+    return None
+
+
+def data_reference(path: Path, variable: str, inputs, key: str):
+    """A reference read from ``variable`` of an xarray/HDF5 file, linearly interpolated to the
+    evaluation grid (dims named like the inputs, ``time`` read as ``t``)."""
+    import xarray as xr
+
+    if not path.is_file():
+        raise ValueError(f"{key}.file: {str(path)!r} does not exist")
+    with xr.open_dataset(path) as ds:
+        if variable not in ds.data_vars:
+            raise ValueError(f"{key}.variable: {str(path)!r} has no variable {variable!r}; it "
+                             f"has: {', '.join(map(str, ds.data_vars)) or 'none'}")
+        data = ds[variable].load()
+    data = data.rename({d: DIMENSION_ALIASES[d] for d in data.dims if d in DIMENSION_ALIASES})
+    if sorted(map(str, data.dims)) != sorted(inputs):
+        raise ValueError(f"{key}.variable: {variable!r} has dimensions {list(data.dims)}; the "
+                         f"problem's inputs are {', '.join(inputs)}")
+
+    def on_grid(axes):
+        values = data.interp({name: axis for name, axis in zip(inputs, axes)})
+        return np.asarray(values.transpose(*reversed(inputs)).values)
+
+    return on_grid
+
+
+def _observations(case, inputs, outputs):
+    spec = case.observations
+    if spec is None:
+        return None
+    if spec.field not in outputs:
+        raise ValueError(f"observations.field: {spec.field!r} is not a field; allowed: "
+                         f"{', '.join(outputs)}")
+    return read_observations(spec.file, spec.variable, inputs, spec.points, spec.noise,
+                             case.seed if spec.seed is None else spec.seed, spec.field)

@@ -1,0 +1,146 @@
+r"""Expressions from case files, parsed into SymPy and compiled to functions: no ``eval``.
+
+The text is read by Python's own parser (:func:`ast.parse`) and only numbers, allowed names,
+``+ - * / **``, unary minus and calls of the functions in :data:`FUNCTIONS` are accepted;
+anything else is refused with the offending piece named. The result is a SymPy expression,
+compiled by walking its tree into a function of named values that works on PyTorch tensors
+(residuals, output transforms) and on NumPy arrays (targets, references) alike.
+
+Derivative symbols: with outputs ``u`` and inputs ``x, y, t``, ``u_x``, ``u_xx``, ``u_xy``,
+``u_t`` ... name partial derivatives (each letter one differentiation, in any order).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Callable, Iterable, Mapping
+
+import numpy as np
+import sympy
+import torch
+
+FUNCTIONS = {
+    "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "exp": sympy.exp, "log": sympy.log,
+    "sqrt": sympy.sqrt, "tanh": sympy.tanh, "sinh": sympy.sinh, "cosh": sympy.cosh,
+    "abs": sympy.Abs, "atan2": sympy.atan2,
+}
+"""Functions an expression may call."""
+
+CONSTANTS = {"pi": sympy.pi, "e": sympy.E}
+
+_BINARY = {ast.Add: sympy.Add, ast.Sub: lambda a, b: a - b, ast.Mult: sympy.Mul,
+           ast.Div: lambda a, b: a / b, ast.Pow: sympy.Pow}
+
+_NUMERIC = {
+    sympy.sin: ("sin", "sin"), sympy.cos: ("cos", "cos"), sympy.tan: ("tan", "tan"),
+    sympy.exp: ("exp", "exp"), sympy.log: ("log", "log"), sympy.tanh: ("tanh", "tanh"),
+    sympy.sinh: ("sinh", "sinh"), sympy.cosh: ("cosh", "cosh"), sympy.Abs: ("abs", "abs"),
+    sympy.atan2: ("atan2", "arctan2"),
+}
+
+
+def parse(text: str | float, allowed: Iterable[str], key: str) -> sympy.Expr:
+    """``text`` as a SymPy expression in the names ``allowed``.
+
+    Raises:
+        ValueError: a syntax error, a construct outside the allowed grammar or an unknown
+            name; the message names ``key`` and lists the allowed names.
+    """
+    if isinstance(text, (int, float)):
+        return sympy.Float(text) if isinstance(text, float) else sympy.Integer(text)
+    allowed = sorted(set(allowed))
+    try:
+        tree = ast.parse(str(text).replace("^", "**"), mode="eval")
+    except SyntaxError as err:
+        raise ValueError(f"{key}: {text!r} is not a valid expression ({err.msg} at column "
+                         f"{err.offset})") from None
+    symbols = {name: sympy.Symbol(name) for name in allowed}
+
+    def build(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
+                and not isinstance(node.value, bool):
+            return sympy.nsimplify(node.value) if isinstance(node.value, int) else \
+                sympy.Float(node.value)
+        if isinstance(node, ast.Name):
+            if node.id in symbols:
+                return symbols[node.id]
+            if node.id in CONSTANTS:
+                return CONSTANTS[node.id]
+            raise ValueError(f"{key}: unknown symbol {node.id!r} in {text!r}; allowed: "
+                             f"{', '.join(allowed + list(CONSTANTS))}")
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            return _BINARY[type(node.op)](build(node.left), build(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            value = build(node.operand)
+            return -value if isinstance(node.op, ast.USub) else value
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+            if node.func.id not in FUNCTIONS:
+                raise ValueError(f"{key}: unknown function {node.func.id!r} in {text!r}; "
+                                 f"allowed: {', '.join(FUNCTIONS)}")
+            return FUNCTIONS[node.func.id](*(build(a) for a in node.args))
+        raise ValueError(f"{key}: {ast.unparse(node)!r} in {text!r} is not allowed (numbers, "
+                         "names, + - * / ** and function calls only)")
+
+    try:
+        return build(tree.body)
+    except TypeError as err:  # a function called with the wrong number of arguments
+        raise ValueError(f"{key}: {text!r}: {err}") from None
+
+
+def compile_expression(expr: sympy.Expr) -> Callable[[Mapping[str, object]], object]:
+    """A function of a mapping name -> value (tensors, arrays or numbers) evaluating ``expr``
+    with PyTorch operations on tensors and NumPy operations otherwise."""
+    if expr.is_Number or expr.is_NumberSymbol:
+        value = float(expr)
+        return lambda values: value
+    if expr.is_Symbol:
+        name = expr.name
+        return lambda values: values[name]
+    args = [compile_expression(a) for a in expr.args]
+    if expr.is_Add:
+        return lambda values: _fold(lambda a, b: a + b, [f(values) for f in args])
+    if expr.is_Mul:
+        return lambda values: _fold(lambda a, b: a * b, [f(values) for f in args])
+    if expr.is_Pow:
+        base, exponent = args
+        if expr.exp == sympy.Rational(1, 2):
+            return lambda values: _call("sqrt", "sqrt", base(values))
+        return lambda values: base(values) ** exponent(values)
+    if expr.func in _NUMERIC:
+        torch_name, numpy_name = _NUMERIC[expr.func]
+        return lambda values: _call(torch_name, numpy_name, *(f(values) for f in args))
+    raise ValueError(f"cannot compile {expr} ({expr.func.__name__})")
+
+
+def _fold(op, items):
+    result = items[0]
+    for item in items[1:]:
+        result = op(result, item)
+    return result
+
+
+def _call(torch_name: str, numpy_name: str, *args):
+    if any(isinstance(a, torch.Tensor) for a in args):
+        like = next(a for a in args if isinstance(a, torch.Tensor))
+        tensors = [a if isinstance(a, torch.Tensor) else torch.as_tensor(
+            a, dtype=like.dtype, device=like.device) for a in args]
+        return getattr(torch, torch_name)(*tensors)
+    if all(isinstance(a, (int, float)) for a in args) and hasattr(math, numpy_name):
+        return getattr(math, numpy_name)(*args)
+    return getattr(np, numpy_name)(*args)
+
+
+def derivative_symbols(outputs: Iterable[str], inputs: Iterable[str], order: int = 2
+                       ) -> dict[str, tuple[str, ...]]:
+    """Derivative symbol names up to ``order``: ``u_x`` -> ("u", "x"), ``u_xy`` ->
+    ("u", "x", "y") (single-letter inputs)."""
+    inputs = [i for i in inputs if len(i) == 1]
+    symbols: dict[str, tuple[str, ...]] = {}
+    suffixes = [""]
+    for _ in range(order):
+        suffixes = [s + i for s in suffixes for i in inputs]
+        for output in outputs:
+            for suffix in suffixes:
+                symbols[f"{output}_{suffix}"] = (output, *suffix)
+    return symbols

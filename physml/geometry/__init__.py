@@ -1,0 +1,14 @@
+"""Domains for physics-informed problems: primitives, their CSG combinations, interior and
+boundary sampling, outward normals, named boundary parts and distance functions."""
+
+from .base import BoundaryPart as BoundaryPart
+from .base import Geometry as Geometry
+from .csg import Difference as Difference
+from .csg import Intersection as Intersection
+from .csg import Union as Union
+from .shapes import Ball as Ball
+from .shapes import Box as Box
+from .shapes import Disk as Disk
+from .shapes import Interval as Interval
+from .shapes import Polygon as Polygon
+from .shapes import Rectangle as Rectangle

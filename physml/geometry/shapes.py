@@ -1,0 +1,238 @@
+r"""Primitive domains: interval, box (rectangle), ball (disk) and simple polygon.
+
+Distance functions ($> 0$ inside, $0$ on the boundary):
+
+* :class:`Box`: $\varphi = (x - a)(b - x)$ on an interval; in 2D/3D the R-conjunction
+  (:func:`~.base.r_and`) of the slabs $\varphi_i = (x_i - a_i)(b_i - x_i)/(b_i - a_i)$:
+  smooth inside, zero on the faces only, negative outside.
+* :class:`Ball`: $\varphi = (r^2 - |x - c|^2) / (2r)$ (first order exact at the boundary).
+* :class:`Polygon`: the R-equivalence $\varphi = (\sum_i \varphi_i^{-2})^{-1/2}$ of the
+  trimmed distance functions $\varphi_i$ of its edges (Sukumar & Srivastava 2022; smooth
+  inside, normalised to first order), signed by the crossing number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .base import BoundaryPart, Geometry, r_and
+
+BOX_FACES = (("left", "right"), ("bottom", "top"), ("back", "front"))
+"""Names of the faces of a box: lower and upper face along x, y, z."""
+
+
+def _module(P):
+    return torch if isinstance(P, torch.Tensor) else np
+
+
+class Box(Geometry):
+    """The box $\\prod_i [a_i, b_i]$ in 1 to 3 dimensions; faces named by :data:`BOX_FACES`
+    (an interval has ``left`` and ``right``).
+
+    Args:
+        lower, upper: the corners (one entry per dimension, upper > lower).
+    """
+
+    def __init__(self, lower: Sequence[float], upper: Sequence[float]) -> None:
+        lower, upper = np.atleast_1d(np.asarray(lower, float)), np.atleast_1d(
+            np.asarray(upper, float))
+        if lower.shape != upper.shape or not 1 <= len(lower) <= 3:
+            raise ValueError(f"Box: lower {list(lower)} and upper {list(upper)} need the same "
+                             "1 to 3 entries")
+        if not np.all(upper > lower):
+            raise ValueError(f"Box: upper {list(upper)} must exceed lower {list(lower)}")
+        self.dim = len(lower)
+        self.bounds = np.stack([lower, upper], axis=1)
+
+    def inside(self, P):
+        slack = 1e-12 * self.diameter
+        return np.all((P >= self.bounds[:, 0] - slack) & (P <= self.bounds[:, 1] + slack), axis=1)
+
+    def interior(self, P):
+        slack = 1e-9 * self.diameter
+        return np.all((P > self.bounds[:, 0] + slack) & (P < self.bounds[:, 1] - slack), axis=1)
+
+    def distance(self, P):
+        if self.dim == 1:
+            a, b = self.bounds[0]
+            return (P[:, :1] - a) * (b - P[:, :1])
+        phi = None
+        for i, (a, b) in enumerate(self.bounds):
+            slab = (P[:, i : i + 1] - a) * (b - P[:, i : i + 1]) / (b - a)
+            phi = slab if phi is None else r_and(phi, slab)
+        return phi
+
+    def parts(self):
+        parts = []
+        for axis in range(self.dim):
+            others = [i for i in range(self.dim) if i != axis]
+            measure = float(np.prod(np.ptp(self.bounds[others], axis=1))) if others else 1.0
+            for side, name in enumerate(BOX_FACES[axis]):
+                parts.append(BoundaryPart(name, measure, self._face_sampler(axis, side, others),
+                                          self._face_normal(axis, side)))
+        return parts
+
+    def _face_sampler(self, axis, side, others):
+        def sample(n, rng):
+            P = np.empty((n, self.dim))
+            P[:, axis] = self.bounds[axis, side]
+            if others:
+                s = rng.uniform(0, 1, (n, len(others)))
+                for column, i in enumerate(others):
+                    a, b = self.bounds[i]
+                    P[:, i] = a + (b - a) * s[:, column]
+            return P
+        return sample
+
+    def _face_normal(self, axis, side):
+        def normal(P):
+            N = np.zeros_like(P)
+            N[:, axis] = 1.0 if side else -1.0
+            return N
+        return normal
+
+
+def Interval(a: float, b: float) -> Box:  # noqa: N802 - a constructor by its math name
+    """The interval $[a, b]$: a one-dimensional :class:`Box` with ends ``left`` and ``right``."""
+    return Box([a], [b])
+
+
+def Rectangle(lower: Sequence[float], upper: Sequence[float]) -> Box:  # noqa: N802
+    """The rectangle $[a_1, b_1]\\times[a_2, b_2]$: a 2D :class:`Box` (``left``, ``right``,
+    ``bottom``, ``top``)."""
+    if len(lower) != 2:
+        raise ValueError(f"Rectangle: lower {list(lower)} needs 2 entries")
+    return Box(lower, upper)
+
+
+class Ball(Geometry):
+    """The ball $|x - c| \\le r$ in 2 (disk) or 3 dimensions; one boundary part, ``name``.
+
+    Args:
+        centre: $c$, one entry per dimension.
+        radius: $r > 0$.
+        name: the boundary part's name.
+    """
+
+    def __init__(self, centre: Sequence[float], radius: float, name: str = "boundary") -> None:
+        self.centre = np.asarray(centre, dtype=np.float64)
+        if self.centre.ndim != 1 or len(self.centre) not in (2, 3):
+            raise ValueError(f"Ball: centre {list(self.centre)} needs 2 or 3 entries")
+        if not radius > 0:
+            raise ValueError(f"Ball: radius={radius} must be > 0")
+        self.radius, self.name, self.dim = float(radius), name, len(self.centre)
+        self.bounds = np.stack([self.centre - radius, self.centre + radius], axis=1)
+
+    def inside(self, P):
+        return np.linalg.norm(P - self.centre, axis=1) <= self.radius * (1 + 1e-12)
+
+    def interior(self, P):
+        return np.linalg.norm(P - self.centre, axis=1) < self.radius * (1 - 1e-9)
+
+    def distance(self, P):
+        c = self.centre
+        squared = sum((P[:, i : i + 1] - float(c[i])) ** 2 for i in range(self.dim))
+        return (self.radius**2 - squared) / (2 * self.radius)
+
+    def parts(self):
+        r = self.radius
+        measure = 2 * np.pi * r if self.dim == 2 else 4 * np.pi * r**2
+
+        def sample(n, rng):
+            direction = rng.normal(size=(n, self.dim))
+            direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+            return self.centre + r * direction
+
+        def normal(P):
+            N = P - self.centre
+            return N / np.linalg.norm(N, axis=1, keepdims=True)
+
+        return [BoundaryPart(self.name, measure, sample, normal)]
+
+
+def Disk(centre: Sequence[float], radius: float, name: str = "boundary") -> Ball:  # noqa: N802
+    """The disk $|x - c| \\le r$: a 2D :class:`Ball`."""
+    if len(centre) != 2:
+        raise ValueError(f"Disk: centre {list(centre)} needs 2 entries")
+    return Ball(centre, radius, name)
+
+
+class Polygon(Geometry):
+    """A simple polygon from its vertices (either orientation); each edge is a boundary part,
+    named by ``names`` (default ``edge0``, ``edge1``, ...; edge i runs from vertex i to i+1).
+    """
+
+    def __init__(self, vertices: Sequence[Sequence[float]], names: Sequence[str] | None = None
+                 ) -> None:
+        V = np.asarray(vertices, dtype=np.float64)
+        if V.ndim != 2 or V.shape[1] != 2 or len(V) < 3:
+            raise ValueError(f"Polygon: vertices need shape (n >= 3, 2), got {V.shape}")
+        area = 0.5 * np.sum(V[:, 0] * np.roll(V[:, 1], -1) - np.roll(V[:, 0], -1) * V[:, 1])
+        if area == 0:
+            raise ValueError("Polygon: the vertices enclose no area")
+        self.vertices = V if area > 0 else V[::-1]  # counter-clockwise
+        names = list(names) if names is not None else [f"edge{i}" for i in range(len(V))]
+        if len(names) != len(V) or len(set(names)) != len(names):
+            raise ValueError(f"Polygon: {len(V)} distinct edge names needed, got {names}")
+        self.names = names if area > 0 else [names[(len(V) - 2 - i) % len(V)]
+                                              for i in range(len(V))]
+        self.dim = 2
+        self.bounds = np.stack([V.min(axis=0), V.max(axis=0)], axis=1)
+
+    def _edges(self):
+        A = self.vertices
+        return A, np.roll(A, -1, axis=0)
+
+    def inside(self, P):
+        return self._signed_distance_numpy(P) >= -1e-12 * self.diameter
+
+    def interior(self, P):
+        return self._signed_distance_numpy(P) > 1e-9 * self.diameter
+
+    def _signed_distance_numpy(self, P):
+        return np.asarray(self.distance(P))[:, 0]
+
+    def distance(self, P):
+        """The R-equivalence of the edges' trimmed distance functions, positive inside."""
+        xp = _module(P)
+        A, B = self._edges()
+        x, y = P[:, 0:1], P[:, 1:2]
+        ax, ay, bx, by = A[:, 0], A[:, 1], B[:, 0], B[:, 1]
+        length = np.hypot(bx - ax, by - ay)
+        cx, cy = 0.5 * (ax + bx), 0.5 * (ay + by)
+        if xp is torch:
+            ax, ay, bx, by, length, cx, cy = (torch.as_tensor(v, dtype=P.dtype, device=P.device)
+                                              for v in (ax, ay, bx, by, length, cx, cy))
+        line = ((x - ax) * (by - ay) - (y - ay) * (bx - ax)) / length
+        trim = (0.25 * length**2 - (x - cx) ** 2 - (y - cy) ** 2) / length
+        bump = (xp.sqrt(trim * trim + line**4) - trim) / 2
+        edge = xp.sqrt(line * line + bump * bump)
+        with np.errstate(divide="ignore"):  # on an edge: infinite, so the distance is 0
+            inverse = (1 / (edge * edge)).sum(1, keepdims=True) if xp is np else (
+                1 / (edge * edge)).sum(1, keepdim=True)
+        rise = by - ay
+        rise = rise + (rise == 0) * 1e-300
+        crosses = ((ay > y) != (by > y)) & (x < ax + (y - ay) * (bx - ax) / rise)
+        odd = crosses.sum(1, keepdims=True) % 2 if xp is np else crosses.sum(1, keepdim=True) % 2
+        sign = odd * 2.0 - 1 if xp is np else odd.to(P.dtype) * 2 - 1
+        return sign / xp.sqrt(inverse)
+
+    def parts(self):
+        A, B = self._edges()
+        parts = []
+        for name, a, b in zip(self.names, A, B):
+            edge = b - a
+            length = float(np.linalg.norm(edge))
+            outward = np.array([edge[1], -edge[0]]) / length  # counter-clockwise: right side
+
+            def sample(n, rng, a=a, edge=edge):
+                return a + rng.uniform(0, 1, (n, 1)) * edge
+
+            def normal(P, outward=outward):
+                return np.broadcast_to(outward, P.shape).copy()
+
+            parts.append(BoundaryPart(name, length, sample, normal))
+        return parts

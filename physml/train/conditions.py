@@ -1,0 +1,214 @@
+r"""Initial and boundary conditions of a physics-informed problem, as data.
+
+Each condition holds its value as a number or a function of the inputs ``X`` (a tensor of
+shape ``(n, d_in)``, columns ordered space then time, returning ``(n, k)`` for the ``k``
+outputs it constrains, or ``(n, 1)`` broadcast to them), the boundary parts it lives on
+(by name; None: the whole boundary), and the outputs it constrains (None: all).
+
+As a soft constraint a condition draws points (:meth:`draw`, NumPy, float64) with what its
+loss needs beside them (targets, normals or partner points, one array), and its loss is the
+mean-squared mismatch over those points (:meth:`loss`):
+
+* :class:`Initial`: $u(x, t_0) = u_0(x)$.
+* :class:`Dirichlet`: $u = g$ on the parts (``per_part``: the same number of points on each
+  part and the sum of the per-part means, as Wang, Teng & Perdikaris weigh box edges).
+* :class:`Neumann`: $\partial u/\partial n = g$; :class:`Robin`: $\alpha u + \beta\,\partial
+  u/\partial n = g$ (outward normal $n$).
+* :class:`Periodic`: $u = u$ at the partner point across the box along one input.
+
+Initial conditions and Dirichlet conditions on the whole boundary can instead be exact, by the
+problem's output transform (:meth:`~physml.train.problems.PINNProblem.constrain`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .derivatives import gradient
+
+Value = float | Callable[[torch.Tensor], torch.Tensor]
+
+
+def evaluate_value(value: Value, X: torch.Tensor, k: int) -> torch.Tensor:
+    """A condition's value at ``X``: ``(n, k)`` (a number or ``(n, 1)`` broadcast)."""
+    if callable(value):
+        out = value(X)
+        out = torch.as_tensor(out, dtype=X.dtype, device=X.device)
+        if out.dim() == 1:
+            out = out[:, None]
+        return out.expand(len(X), k) if out.shape[1] == 1 and k > 1 else out
+    return torch.full((len(X), k), float(value), dtype=X.dtype, device=X.device)
+
+
+def _targets(value: Value, X: np.ndarray, k: int) -> np.ndarray:
+    with torch.no_grad():
+        return evaluate_value(value, torch.as_tensor(X, dtype=torch.float64), k).numpy()
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Fields shared by every condition: ``value``, ``on`` (boundary parts), ``fields``
+    (output names), ``name`` (the loss term's name)."""
+
+    value: Value = 0.0
+    on: tuple[str, ...] | None = None
+    fields: tuple[str, ...] | None = None
+    name: str = "boundary"
+
+    def columns(self, problem) -> list[int]:
+        """Indices of the outputs this condition constrains."""
+        names = problem.outputs if self.fields is None else self.fields
+        unknown = [f for f in names if f not in problem.outputs]
+        if unknown:
+            raise ValueError(f"condition {self.name!r}: unknown field {unknown[0]!r}; "
+                             f"allowed: {', '.join(problem.outputs)}")
+        return [problem.outputs.index(f) for f in names]
+
+    def check(self, problem) -> None:
+        """Refuse unknown parts and fields (when the problem is built)."""
+        self.columns(problem)
+        problem.geometry.require_parts(self.on, where=f"condition {self.name!r}")
+
+    def _boundary_points(self, problem, n, rng, stratified=False):
+        """Space-time points on the parts: times first, then the space points."""
+        t = None
+        if problem.time is not None:
+            t = rng.uniform(*problem.time, (n * (len(self._parts(problem)) if stratified else 1),
+                                            1))
+        P, index = problem.geometry.sample_boundary(n, rng, self.on, stratified)
+        X = P if t is None else np.hstack([P, t])
+        return X, P, index
+
+    def _parts(self, problem):
+        return problem.geometry.require_parts(self.on)
+
+    def draw(self, problem, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Points ``(N, d_in)`` and the data the loss needs beside them."""
+        raise NotImplementedError
+
+    def loss(self, problem, field, X: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
+        """Mean-squared mismatch; ``field(X)`` is the constrained network output ``(N, m)``."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Initial(Condition):
+    """$u(x, t_0) = $ ``value`` (a function of the space columns of ``X``)."""
+
+    name: str = "initial"
+
+    def check(self, problem) -> None:
+        self.columns(problem)
+        if problem.time is None:
+            raise ValueError(f"condition {self.name!r}: an initial condition needs a time "
+                             "interval")
+
+    def draw(self, problem, n, rng):
+        P = problem.geometry.sample_interior(n, rng)
+        X = np.hstack([P, np.full((len(P), 1), problem.time[0])])
+        return X, _targets(self.value, X, len(self.columns(problem)))
+
+    def loss(self, problem, field, X, data):
+        return (field(X)[:, self.columns(problem)] - data).square().mean()
+
+
+@dataclass(frozen=True)
+class Dirichlet(Condition):
+    """$u = $ ``value`` on the parts ``on``."""
+
+    per_part: bool = False
+
+    def draw(self, problem, n, rng):
+        X, _, _ = self._boundary_points(problem, n, rng, self.per_part)
+        return X, _targets(self.value, X, len(self.columns(problem)))
+
+    def loss(self, problem, field, X, data):
+        mean = (field(X)[:, self.columns(problem)] - data).square().mean()
+        return len(self._parts(problem)) * mean if self.per_part else mean
+
+    def covers(self, problem) -> bool:
+        """Whether it fixes every output on the whole boundary (so it can be exact)."""
+        every_part = self.on is None or set(self.on) == set(problem.geometry.part_names)
+        return every_part and len(self.columns(problem)) == len(problem.outputs)
+
+
+def _normal_derivative(problem, field, X, normals, columns):
+    """$\\partial u/\\partial n$ of each constrained output, ``(N, k)``, and $u$."""
+    X = X.detach().requires_grad_(True)
+    out = field(X)
+    dim = problem.geometry.dim
+    values = [out[:, c : c + 1] for c in columns]
+    dn = [(gradient(u, X)[:, :dim] * normals).sum(1, keepdim=True) for u in values]
+    return torch.cat(dn, dim=1), torch.cat(values, dim=1)
+
+
+@dataclass(frozen=True)
+class Robin(Condition):
+    """$\\alpha u + \\beta\\,\\partial u/\\partial n = $ ``value`` on the parts ``on``."""
+
+    alpha: float = 1.0
+    beta: float = 1.0
+    name: str = "robin"
+
+    def draw(self, problem, n, rng):
+        X, P, index = self._boundary_points(problem, n, rng)
+        normals = problem.geometry.normals(P, index, self.on)
+        target = _targets(self.value, X, len(self.columns(problem)))
+        return X, np.hstack([target, normals])
+
+    def loss(self, problem, field, X, data):
+        k = len(self.columns(problem))
+        dn, u = _normal_derivative(problem, field, X, data[:, k:], self.columns(problem))
+        return (self.alpha * u + self.beta * dn - data[:, :k]).square().mean()
+
+
+@dataclass(frozen=True)
+class Neumann(Robin):
+    """$\\partial u/\\partial n = $ ``value`` on the parts ``on`` (Robin with $\\alpha = 0$)."""
+
+    alpha: float = 0.0
+    beta: float = 1.0
+    name: str = "neumann"
+
+
+@dataclass(frozen=True)
+class Periodic(Condition):
+    """$u = u$ across the box along input ``axis`` (the geometry must be a box there)."""
+
+    axis: str = "x"
+    name: str = "periodic"
+
+    def check(self, problem) -> None:
+        self.columns(problem)
+        if self.axis not in problem.space:
+            raise ValueError(f"condition {self.name!r}: axis {self.axis!r} is not a space "
+                             f"input; allowed: {', '.join(problem.space)}")
+
+    def draw(self, problem, n, rng):
+        """Pairs at the lower and upper bound of ``axis``, other inputs drawn uniformly
+        (later inputs first: time, then space); the data holds the partner points."""
+        i = problem.inputs.index(self.axis)
+        others = [j for j in reversed(range(len(problem.inputs))) if j != i]
+        lower = np.empty((n, len(problem.inputs)))
+        for j in others:
+            lower[:, j] = rng.uniform(*problem.bounds[j], n)
+        upper = lower.copy()
+        lower[:, i], upper[:, i] = problem.bounds[i]
+        return lower, upper
+
+    def loss(self, problem, field, X, data):
+        columns = self.columns(problem)
+        return (field(X)[:, columns] - field(data)[:, columns]).square().mean()
+
+
+def condition_names(conditions: Sequence[Condition]) -> list[str]:
+    """The names, refusing duplicates (each names one loss term)."""
+    names = [c.name for c in conditions]
+    duplicate = sorted({n for n in names if names.count(n) > 1})
+    if duplicate:
+        raise ValueError(f"two conditions are named {duplicate[0]!r}; give each its own name")
+    return names

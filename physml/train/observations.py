@@ -1,0 +1,75 @@
+r"""Point measurements of the solution, as a loss term of an inverse problem.
+
+$L_{obs} = \overline{(u(X_j) - \tilde u_j)^2}$ over the observed points $X_j$ (space then
+time) and values $\tilde u_j$ (one column per observed output). :func:`read_observations`
+picks them from an xarray/HDF5 file (for example one written by ``physml solve``) and adds
+Gaussian noise of standard deviation ``noise`` times the root mean square of the variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DIMENSION_ALIASES = {"time": "t"}
+"""Dimension names of data files that map to other input names."""
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Observed ``values`` ``(n, k)`` of the outputs ``fields`` at ``points`` ``(n, d_in)``."""
+
+    points: np.ndarray
+    values: np.ndarray
+    fields: tuple[str, ...] = ("u",)
+    name: str = "observations"
+
+    def check(self, problem) -> None:
+        unknown = [f for f in self.fields if f not in problem.outputs]
+        if unknown:
+            raise ValueError(f"observations: unknown field {unknown[0]!r}; allowed: "
+                             f"{', '.join(problem.outputs)}")
+        if self.points.ndim != 2 or self.points.shape[1] != len(problem.inputs):
+            raise ValueError(f"observations: points need shape (n, {len(problem.inputs)}) "
+                             f"({', '.join(problem.inputs)}), got {self.points.shape}")
+
+    def loss(self, problem, field, X: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        columns = [problem.outputs.index(f) for f in self.fields]
+        return (field(X)[:, columns] - values).square().mean()
+
+
+def read_observations(path: str | Path, variable: str, inputs: Sequence[str], n: int,
+                      noise: float = 0.0, seed: int = 0, field: str = "u",
+                      key: str = "observations") -> Observations:
+    """``n`` points drawn without replacement from the grid of ``variable`` in the file
+    ``path``, whose dimensions must be the problem's ``inputs`` (``time`` read as ``t``),
+    with relative Gaussian noise ``noise``; ``key`` names the case key in error messages."""
+    import xarray as xr
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{key}.file: {str(path)!r} does not exist")
+    with xr.open_dataset(path) as ds:
+        if variable not in ds.data_vars:
+            raise ValueError(f"{key}.variable: {str(path)!r} has no variable {variable!r}; "
+                             f"it has: {', '.join(map(str, ds.data_vars)) or 'none'}")
+        data = ds[variable].load()
+    dims = [DIMENSION_ALIASES.get(str(d), str(d)) for d in data.dims]
+    if sorted(dims) != sorted(inputs):
+        raise ValueError(f"{key}.variable: {variable!r} has dimensions {list(data.dims)}; the "
+                         f"problem's inputs are {', '.join(inputs)}")
+    values = data.values.reshape(-1)
+    if n > values.size:
+        raise ValueError(f"{key}.points={n} exceeds the {values.size} values in {str(path)!r}")
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(values.size, size=n, replace=False)
+    mesh = np.meshgrid(*(data[d].values for d in data.dims), indexing="ij")
+    columns = {dim: m.reshape(-1)[chosen] for dim, m in zip(dims, mesh)}
+    points = np.stack([columns[name] for name in inputs], axis=1)
+    rms = float(np.sqrt(np.mean(values**2)))
+    observed = values[chosen] + noise * rms * rng.standard_normal(n)
+    return Observations(points.astype(np.float64), observed[:, None], (field,))
