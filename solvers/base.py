@@ -722,11 +722,13 @@ class GridSolver:
         u = wp.array(states.ravel().astype(self.np_dtype), dtype=self.dtype, device=self.device)
         dt = wp.array(steps, dtype=self.dtype, device=self.device)
         last_good = (0, states)
-        active = batch
         for step in range(1, int(counts.max(initial=0)) + 1):
             active = int(np.count_nonzero(counts >= step))
-            params = {name: self._samples(name, a, slice(0, active)) for name, a in arrays.items()}
-            u = self.advance(u[: active * n], params, dt=dt[:active], work=work)
+            if active < batch:
+                arrays = {name: self._samples(name, a, slice(0, active))
+                          for name, a in arrays.items()}
+                u, dt, batch = u[: active * n], dt[:active], active
+            u = self.advance(u, arrays, dt=dt, work=work)
             saving = step % every[:active] == 0
             if saving.any() or step % self.check_every == 0 or np.any(counts[:active] == step):
                 current = u.numpy().reshape(active, n).astype(np.float64)

@@ -45,7 +45,7 @@ from .cahn_hilliard_kernels import available_cores, host_pool
 from .grid import BCKind, BoundaryConditions, Grid
 from .operators import ghost_source, launch, limited_slope, reaction_term, rusanov_flux, specialize
 
-MIN_CELLS_PER_THREAD = 32768
+MIN_CELLS_PER_THREAD = 1 << 17
 """Fewest cells a host thread gets by default on the CPU. A stage costs tens of nanoseconds
 per cell, so handing a launch to a second thread (about 0.1 ms) pays from a few 10^4 cells."""
 
@@ -164,6 +164,132 @@ def pointwise_terms(
     return diffusion - adv + rho * reaction_term(u0, reaction_kind)
 
 
+# ------------------------------------------------------------------ interior runs, native
+# The cells of a row whose whole stencil along the last axis lies inside the row, as one C++
+# loop over raw pointers: Warp's generated indexing (a stride multiply per access) and its
+# loop form keep the compiler from keeping the window in registers and from vectorising.
+# The arithmetic is that of the wp.funcs above, operation for operation and in the same
+# order (IEEE, no contraction on the CPU target), so the per-cell kernel agrees bit for bit.
+
+INTERIOR_RUN = """
+using real = decltype(inv0 + inv0);
+const real zero = real(0), half = real(0.5), two = real(2), one = real(1);
+const real* __restrict__ x = v.data;
+const real* __restrict__ g = coef.data;
+auto slope_of = [&](real a, real b) -> real {
+    real slope = half * (a + b);
+    if (limiter != 0) {
+        slope = zero;
+        if (a * b > zero) {
+            real sign = real(1.0);
+            if (a < zero) sign = -sign;
+            const real aa = wp::abs(a), bb = wp::abs(b);
+            if (limiter == 1) slope = sign * wp::min(aa, bb);
+            else if (limiter == 2) slope = two * a * b / (a + b);
+            else slope = sign * wp::min(wp::min(two * aa, two * bb), half * (aa + bb));
+        }
+    }
+    return slope;
+};
+auto face = [&](real um, real u0, real u1, real u2, real a) -> real {
+    const real ul = u0 + half * slope_of(u0 - um, u1 - u0);
+    const real ur = u1 - half * slope_of(u1 - u0, u2 - u1);
+    real fl = a * ul, fr = a * ur, alpha = wp::abs(a);
+    if (flux_kind == 3) {
+        fl = half * ul * ul;
+        fr = half * ur * ur;
+        alpha = wp::max(wp::abs(ul), wp::abs(ur));
+    }
+    return half * (fl + fr) - half * alpha * (ur - ul);
+};
+auto advective = [&](real f_lo, real f_hi, real um1, real up1, real inv, real a) -> real {
+    if (flux_kind == 1) return a * ((up1 - um1) * (inv * half));
+    if (flux_kind >= 2) return (f_hi - f_lo) * inv;
+    return zero;
+};
+auto second = [&](real um1, real u0, real up1, real inv) -> real {
+    return ((um1 - u0) + (up1 - u0)) * (inv * inv);
+};
+auto ghost = [&](int row, real value) -> real {
+    return row == 0 ? value : g[2 * row] * value + g[2 * row + 1];
+};
+real d0 = zero, d1 = zero, d2 = zero, d3 = zero;
+bool use0 = false, use1 = false, use2 = false;
+if (write_w) {  // c, u and w_out are empty otherwise
+    d0 = step * c.data[0], d1 = step * c.data[1], d2 = step * c.data[2], d3 = step * c.data[3];
+    use0 = n_prev > 0 && c.data[0] != zero, use1 = n_prev > 1 && c.data[1] != zero;
+    use2 = n_prev > 2 && c.data[2] != zero;
+}
+real f_lo = zero;
+if (flux_kind >= 2) f_lo = face(x[here + first - 2], x[here + first - 1], x[here + first],
+                                x[here + first + 1], speed2);
+for (int k = first; k < first + count; ++k) {
+    const real u0 = x[here + k], um1 = x[here + k - 1], up1 = x[here + k + 1];
+    real adv = zero, lap = zero;
+    if (has0) {
+        const real m1 = ghost(r_lo0, x[lo0 + k]), p1 = ghost(r_hi0, x[hi0 + k]);
+        real g_lo = zero, g_hi = zero;
+        if (flux_kind >= 2) {
+            const real m2 = ghost(r_lo0b, x[lo0b + k]), p2 = ghost(r_hi0b, x[hi0b + k]);
+            g_lo = face(m2, m1, u0, p1, speed0);
+            g_hi = face(m1, u0, p1, p2, speed0);
+        }
+        adv = adv + advective(g_lo, g_hi, m1, p1, inv0, speed0);
+        lap = lap + second(m1, u0, p1, inv0);
+    }
+    if (has1) {
+        const real m1 = ghost(r_lo1, x[lo1 + k]), p1 = ghost(r_hi1, x[hi1 + k]);
+        real h_lo = zero, h_hi = zero;
+        if (flux_kind >= 2) {
+            const real m2 = ghost(r_lo1b, x[lo1b + k]), p2 = ghost(r_hi1b, x[hi1b + k]);
+            h_lo = face(m2, m1, u0, p1, speed1);
+            h_hi = face(m1, u0, p1, p2, speed1);
+        }
+        adv = adv + advective(h_lo, h_hi, m1, p1, inv1, speed1);
+        lap = lap + second(m1, u0, p1, inv1);
+    }
+    real f_hi = zero;
+    if (flux_kind >= 2) f_hi = face(um1, u0, up1, x[here + k + 2], speed2);
+    adv = adv + advective(f_lo, f_hi, um1, up1, inv2, speed2);
+    lap = lap + second(um1, u0, up1, inv2);
+    f_lo = f_hi;
+    real diffusion = zero;
+    if (with_diffusion != 0) diffusion = nu * lap;
+    real reaction = zero;
+    if (reaction_kind == 1) reaction = u0 - u0 * u0 * u0;
+    else if (reaction_kind == 2) reaction = u0 * (one - u0);
+    const real value = diffusion - adv + rho * reaction;
+    const int t = here + k;
+    k_out.data[t] = value;
+    if (write_w) {
+        real w = u.data[t];
+        if (use0) w = w + d0 * k0.data[t];
+        if (use1) w = w + d1 * k1.data[t];
+        if (use2) w = w + d2 * k2.data[t];
+        w_out.data[t] = w + d3 * value;
+    }
+}
+"""
+
+
+@wp.func_native(INTERIOR_RUN)
+def interior_run(v: wp.array(dtype=Any), u: wp.array(dtype=Any), k0: wp.array(dtype=Any),
+                 k1: wp.array(dtype=Any), k2: wp.array(dtype=Any), c: wp.array(dtype=Any),
+                 coef: wp.array2d(dtype=Any), here: int, lo0: int, hi0: int, lo1: int,
+                 hi1: int, lo0b: int, hi0b: int, lo1b: int, hi1b: int, r_lo0: int,
+                 r_hi0: int, r_lo1: int, r_hi1: int, r_lo0b: int, r_hi0b: int, r_lo1b: int,
+                 r_hi1b: int, has0: int, has1: int, first: int, count: int, inv0: Any,
+                 inv1: Any, inv2: Any, speed0: Any, speed1: Any, speed2: Any, nu: Any, rho: Any,
+                 step: Any, flux_kind: int, limiter: int, reaction_kind: int,
+                 with_diffusion: int, n_prev: int, write_w: int, k_out: wp.array(dtype=Any),
+                 w_out: wp.array(dtype=Any)):
+    """The row kernel's loop body for the cells ``first .. first + count - 1`` of the row
+    starting at ``here``, all of whose last-axis neighbours (two each side) are in the row;
+    neighbour rows along axes 0 and 1 at ``lo0``.. with their ghost rows ``r_*``."""
+    ...
+
+
+
 # ------------------------------------------------------------------------------------ kernels
 
 
@@ -265,9 +391,12 @@ def row_start(
 
 
 @wp.func
-def row_value(v: wp.array(dtype=Any), start: int, row: int, k: int, coef: wp.array2d(dtype=Any)):
-    """Cell k of the row starting at flat index ``start`` (ghost row ``row``)."""
-    return mapped(v, start + k, row, coef)
+def ghost_affine(value: Any, row: int, a: Any, b: Any):
+    """``value``, or the ghost value a value + b (row 0: interior; as :func:`mapped`)."""
+    result = value
+    if row != 0:
+        result = a * value + b
+    return result
 
 
 @wp.kernel(enable_backward=False)
@@ -319,7 +448,6 @@ def stage_rows_kernel(
     i1 = line % shape[1]
     base = b * n_cells
     here = base + (i0 * shape[1] + i1) * n2
-    first_cell = wp.vec3i(i0, i1, k_first)
     # neighbour rows along axes 0 and 1: their flat starts and ghost rows
     lo0, row_lo0 = row_start(base, i0, i1, 0, -1, shape, kinds_lo, kinds_hi, ghost)
     hi0, row_hi0 = row_start(base, i0, i1, 0, 1, shape, kinds_lo, kinds_hi, ghost)
@@ -332,74 +460,126 @@ def stage_rows_kernel(
     speed0 = axis_speed(velocity, b, velocity_stride, 0, axis_offset, shape)
     speed1 = axis_speed(velocity, b, velocity_stride, 1, axis_offset, shape)
     speed2 = axis_speed(velocity, b, velocity_stride, 2, axis_offset, shape)
-    # the window along the last axis: u_{k-2} .. u_{k+1}, and the flux at face k - 1/2
-    um2 = neighbour(v, base, first_cell, 2, -2, shape, kinds_lo, kinds_hi, coef, ghost)
-    um1 = neighbour(v, base, first_cell, 2, -1, shape, kinds_lo, kinds_hi, coef, ghost)
-    u0 = v[here + k_first]
-    up1 = neighbour(v, base, first_cell, 2, 1, shape, kinds_lo, kinds_hi, coef, ghost)
-    zero = u0 - u0
-    f_lo = zero
-    if flux_kind >= 2:
-        f_lo = face_flux(um2, um1, u0, up1, flux_kind, speed2, limiter)
-    for k in range(k_first, k_end):
-        up2 = zero
-        if k + 2 < n2:
-            up2 = v[here + k + 2]
-        else:
-            up2 = neighbour(
-                v, base, wp.vec3i(i0, i1, k), 2, 2, shape, kinds_lo, kinds_hi, coef, ghost
-            )
-        adv = zero
-        lap = zero
-        if shape[0] > 1:
-            a_m1 = row_value(v, lo0, row_lo0, k, coef)
-            a_p1 = row_value(v, hi0, row_hi0, k, coef)
-            g_lo = zero
-            g_hi = zero
+    # what is constant along the row, read once (the loop passes no arrays to functions)
+    inv0, inv1, inv2 = inv_dx[0], inv_dx[1], inv_dx[2]
+    zero = inv0 - inv0
+    a_lo0, b_lo0 = coef[row_lo0, 0], coef[row_lo0, 1]
+    a_hi0, b_hi0 = coef[row_hi0, 0], coef[row_hi0, 1]
+    a_lo1, b_lo1 = coef[row_lo1, 0], coef[row_lo1, 1]
+    a_hi1, b_hi1 = coef[row_hi1, 0], coef[row_hi1, 1]
+    a_lo0b, b_lo0b = coef[row_lo0b, 0], coef[row_lo0b, 1]
+    a_hi0b, b_hi0b = coef[row_hi0b, 0], coef[row_hi0b, 1]
+    a_lo1b, b_lo1b = coef[row_lo1b, 0], coef[row_lo1b, 1]
+    a_hi1b, b_hi1b = coef[row_hi1b, 0], coef[row_hi1b, 1]
+    nu_row = nu[b * nu_strides[0]]
+    rho_row = rho[b * rho_strides[0]]
+    write_w = w_out.shape[0] > 0
+    step = zero
+    d0, d1, d2, d3 = zero, zero, zero, zero
+    use0, use1, use2 = False, False, False
+    if write_w:
+        step = dt[b * dt_strides[0]]  # a time step is one value per sample, never a field
+        d0, d1, d2, d3 = step * c[0], step * c[1], step * c[2], step * c[3]
+        use0 = n_prev > 0 and c[0] != zero
+        use1 = n_prev > 1 and c[1] != zero
+        use2 = n_prev > 2 and c[2] != zero
+    # cells with their whole last-axis stencil in the row, without fields: one native run
+    native_lo = k_end
+    native_hi = k_end
+    if nu_strides[1] == 0 and rho_strides[1] == 0:
+        native_lo = wp.min(wp.max(k_first, 2), k_end)
+        native_hi = wp.max(native_lo, wp.min(k_end, n2 - 2))
+        if native_lo < native_hi:
+            interior_run(v, u, k0, k1, k2, c, coef, here, lo0, hi0, lo1, hi1, lo0b, hi0b, lo1b,
+                         hi1b, row_lo0, row_hi0, row_lo1, row_hi1, row_lo0b, row_hi0b,
+                         row_lo1b, row_hi1b, int(shape[0] > 1), int(shape[1] > 1), native_lo,
+                         native_hi - native_lo, inv0, inv1, inv2, speed0, speed1, speed2,
+                         nu_row, rho_row, step, flux_kind, limiter, reaction_kind,
+                         with_diffusion, n_prev, int(write_w), k_out, w_out)
+    # the other cells (the row's ends, or all of it with fields) in Warp, in two parts
+    for part in range(2):
+        start = k_first
+        stop = native_lo
+        if part == 1:
+            start = native_hi
+            stop = k_end
+        if start < stop:
+            cell = wp.vec3i(i0, i1, start)
+            um2 = neighbour(v, base, cell, 2, -2, shape, kinds_lo, kinds_hi, coef, ghost)
+            um1 = neighbour(v, base, cell, 2, -1, shape, kinds_lo, kinds_hi, coef, ghost)
+            u0 = v[here + start]
+            up1 = neighbour(v, base, cell, 2, 1, shape, kinds_lo, kinds_hi, coef, ghost)
+            f_lo = zero
             if flux_kind >= 2:
-                a_m2 = row_value(v, lo0b, row_lo0b, k, coef)
-                a_p2 = row_value(v, hi0b, row_hi0b, k, coef)
-                g_lo = face_flux(a_m2, a_m1, u0, a_p1, flux_kind, speed0, limiter)
-                g_hi = face_flux(a_m1, u0, a_p1, a_p2, flux_kind, speed0, limiter)
-            adv = adv + advective_difference(g_lo, g_hi, a_m1, a_p1, inv_dx[0], flux_kind, speed0)
-            lap = lap + second_difference(a_m1, u0, a_p1, inv_dx[0])
-        if shape[1] > 1:
-            b_m1 = row_value(v, lo1, row_lo1, k, coef)
-            b_p1 = row_value(v, hi1, row_hi1, k, coef)
-            h_lo = zero
-            h_hi = zero
-            if flux_kind >= 2:
-                b_m2 = row_value(v, lo1b, row_lo1b, k, coef)
-                b_p2 = row_value(v, hi1b, row_hi1b, k, coef)
-                h_lo = face_flux(b_m2, b_m1, u0, b_p1, flux_kind, speed1, limiter)
-                h_hi = face_flux(b_m1, u0, b_p1, b_p2, flux_kind, speed1, limiter)
-            adv = adv + advective_difference(h_lo, h_hi, b_m1, b_p1, inv_dx[1], flux_kind, speed1)
-            lap = lap + second_difference(b_m1, u0, b_p1, inv_dx[1])
-        f_hi = zero
-        if flux_kind >= 2:
-            f_hi = face_flux(um1, u0, up1, up2, flux_kind, speed2, limiter)
-        adv = adv + advective_difference(f_lo, f_hi, um1, up1, inv_dx[2], flux_kind, speed2)
-        lap = lap + second_difference(um1, u0, up1, inv_dx[2])
-        n = here - base + k
-        value = pointwise_terms(
-            u0,
-            adv,
-            lap,
-            coefficient(nu, b, n, nu_strides),
-            coefficient(rho, b, n, rho_strides),
-            reaction_kind,
-            with_diffusion,
-        )
-        t = here + k
-        k_out[t] = value
-        if w_out.shape[0] > 0:
-            w_out[t] = combine(
-                u, k0, k1, k2, n_prev, c, coefficient(dt, b, n, dt_strides), t, value
-            )
-        f_lo = f_hi
-        um1 = u0
-        u0 = up1
-        up1 = up2
+                f_lo = face_flux(um2, um1, u0, up1, flux_kind, speed2, limiter)
+            for k in range(start, stop):
+                up2 = zero
+                if k + 2 < n2:
+                    up2 = v[here + k + 2]
+                else:
+                    up2 = neighbour(
+                        v, base, wp.vec3i(i0, i1, k), 2, 2, shape, kinds_lo, kinds_hi, coef,
+                        ghost,
+                    )
+                adv = zero
+                lap = zero
+                if shape[0] > 1:
+                    a_m1 = ghost_affine(v[lo0 + k], row_lo0, a_lo0, b_lo0)
+                    a_p1 = ghost_affine(v[hi0 + k], row_hi0, a_hi0, b_hi0)
+                    g_lo = zero
+                    g_hi = zero
+                    if flux_kind >= 2:
+                        a_m2 = ghost_affine(v[lo0b + k], row_lo0b, a_lo0b, b_lo0b)
+                        a_p2 = ghost_affine(v[hi0b + k], row_hi0b, a_hi0b, b_hi0b)
+                        g_lo = face_flux(a_m2, a_m1, u0, a_p1, flux_kind, speed0, limiter)
+                        g_hi = face_flux(a_m1, u0, a_p1, a_p2, flux_kind, speed0, limiter)
+                    adv = adv + advective_difference(
+                        g_lo, g_hi, a_m1, a_p1, inv0, flux_kind, speed0
+                    )
+                    lap = lap + second_difference(a_m1, u0, a_p1, inv0)
+                if shape[1] > 1:
+                    b_m1 = ghost_affine(v[lo1 + k], row_lo1, a_lo1, b_lo1)
+                    b_p1 = ghost_affine(v[hi1 + k], row_hi1, a_hi1, b_hi1)
+                    h_lo = zero
+                    h_hi = zero
+                    if flux_kind >= 2:
+                        b_m2 = ghost_affine(v[lo1b + k], row_lo1b, a_lo1b, b_lo1b)
+                        b_p2 = ghost_affine(v[hi1b + k], row_hi1b, a_hi1b, b_hi1b)
+                        h_lo = face_flux(b_m2, b_m1, u0, b_p1, flux_kind, speed1, limiter)
+                        h_hi = face_flux(b_m1, u0, b_p1, b_p2, flux_kind, speed1, limiter)
+                    adv = adv + advective_difference(
+                        h_lo, h_hi, b_m1, b_p1, inv1, flux_kind, speed1
+                    )
+                    lap = lap + second_difference(b_m1, u0, b_p1, inv1)
+                f_hi = zero
+                if flux_kind >= 2:
+                    f_hi = face_flux(um1, u0, up1, up2, flux_kind, speed2, limiter)
+                adv = adv + advective_difference(f_lo, f_hi, um1, up1, inv2, flux_kind, speed2)
+                lap = lap + second_difference(um1, u0, up1, inv2)
+                t = here + k
+                nu_cell = nu_row
+                if nu_strides[1] != 0:
+                    nu_cell = nu[b * nu_strides[0] + (t - base) * nu_strides[1]]
+                rho_cell = rho_row
+                if rho_strides[1] != 0:
+                    rho_cell = rho[b * rho_strides[0] + (t - base) * rho_strides[1]]
+                value = pointwise_terms(
+                    u0, adv, lap, nu_cell, rho_cell, reaction_kind, with_diffusion
+                )
+                k_out[t] = value
+                if write_w:
+                    w = u[t]
+                    if use0:
+                        w = w + d0 * k0[t]
+                    if use1:
+                        w = w + d1 * k1[t]
+                    if use2:
+                        w = w + d2 * k2[t]
+                    w_out[t] = w + d3 * value
+                f_lo = f_hi
+                um1 = u0
+                u0 = up1
+                up1 = up2
 
 
 def _overload_kernels() -> None:
@@ -458,6 +638,9 @@ class FusedStages:
         self.on_cpu = wp.get_device(device).is_cpu
         self.threads = threads
         self._empty = wp.empty(0, dtype=dtype, device=device)
+        self.size = grid.size
+        self._launches: dict[tuple, tuple] = {}
+        self._splits: dict[int, tuple[int, list[tuple[int, int]]]] = {}
         self._constants: dict[tuple[float, ...], wp.array] = {}
 
     def constant(self, values: list[float]) -> wp.array:
@@ -485,21 +668,20 @@ class FusedStages:
         inputs = [
             v, empty if u is None else u, *ks, empty if c is None else c, dt.values,
             nu.values, velocity.values, rho.values, self.inv_dx, self.coef,
-            wp.vec2i(*dt.strides), wp.vec2i(*nu.strides), int(velocity.strides[0]),
-            wp.vec2i(*rho.strides), self.shape, self.kinds_lo, self.kinds_hi, self.axis_offset,
+            tuple(dt.strides), tuple(nu.strides), int(velocity.strides[0]),
+            tuple(rho.strides), self.shape, self.kinds_lo, self.kinds_hi, self.axis_offset,
             self.ghost, *self.operator, int(with_diffusion), len([k for k in ks if k.size]),
         ]
         outputs = [k_out, empty if w_out is None else w_out]
         if record or not self.on_cpu:
-            launch(stage_cells_kernel, self.dtype, dim=batch * self.grid.size, inputs=inputs,
+            launch(stage_cells_kernel, self.dtype, dim=batch * self.size, inputs=inputs,
                    outputs=outputs, device=self.device, record_tape=record)
             return
         segment, chunks = self._split(batch)
 
         def run(first: int, count: int) -> None:
-            launch(stage_rows_kernel, self.dtype, dim=count,
-                   inputs=[*inputs, segment, first], outputs=outputs, device=self.device,
-                   record_tape=False)
+            key = (batch, first, count, inputs[-1], id(inputs[5]))  # a command per stage
+            self._relaunch(key, [*inputs, segment, first], outputs, count)
 
         if len(chunks) == 1:
             run(*chunks[0])
@@ -512,9 +694,33 @@ class FusedStages:
         for job in pending:
             job.result()
 
+    def _relaunch(self, key: tuple, inputs: list, outputs: list, count: int) -> None:
+        """Launch the row kernel through a recorded command per ``key``, re-packing only the
+        arguments that changed since its last launch (packing all thirty arguments of a
+        launch costs more than the kernel on small grids)."""
+        values = [*inputs, *outputs]
+        cached = self._launches.get(key)
+        if cached is None:
+            command = launch(stage_rows_kernel, self.dtype, dim=count, inputs=inputs,
+                             outputs=outputs, device=self.device, record_tape=False,
+                             record_cmd=True)
+            self._launches[key] = (command, values)
+        else:
+            command, last = cached
+            for i, (new, old) in enumerate(zip(values, last)):
+                if new is not old and not _same_value(new, old):
+                    command.set_param_at_index(i, new)
+                    last[i] = new
+        command.launch()
+
     def _split(self, batch: int) -> tuple[int, list[tuple[int, int]]]:
         """Segment length and ``(first, count)`` ranges of row segments, one per host thread."""
-        cells = batch * self.grid.size
+        if batch not in self._splits:
+            self._splits[batch] = self._segments(batch)
+        return self._splits[batch]
+
+    def _segments(self, batch: int) -> tuple[int, list[tuple[int, int]]]:
+        cells = batch * self.size
         n2 = self.shape[2]
         lines = cells // n2
         if self.threads is None:
@@ -527,6 +733,13 @@ class FusedStages:
         count = min(count, blocks)
         bounds = [blocks * j // count for j in range(count + 1)]
         return segment, [(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two kernel arguments that are not one object pack the same (arrays never)."""
+    if isinstance(a, wp.array) or isinstance(b, wp.array):
+        return False
+    return type(a) is type(b) and a == b
 
 
 def _ghost_table(grid: Grid, bc: BoundaryConditions, ghost: int) -> np.ndarray:
@@ -574,4 +787,4 @@ class StageWork:
         if kept is None or kept.size < like.size or kept.device != like.device:
             kept = wp.empty(like.size, dtype=like.dtype, device=like.device)
             self._arrays[name] = kept
-        return kept[: like.size]
+        return kept if kept.size == like.size else kept[: like.size]
