@@ -1,20 +1,29 @@
-r"""Time steps per second of physml's Burgers solvers against a vectorised NumPy twin.
+r"""Time steps per second of physml's Burgers and heat solvers against vectorised NumPy twins.
 
-Both sides advance the viscous Burgers equation $u_t + \sum_d \partial_d(u^2/2) = \nu\,\Delta u$
-with the same scheme: float64, a cell-centred periodic grid on $[0, 2\pi)^d$, MUSCL reconstruction
-with the van Leer limiter, the Rusanov flux, central diffusion and SSP-RK3 as a Butcher tableau.
-physml runs :class:`~physml.solvers.BurgersSolver1D` / ``BurgersSolver2D`` (Warp kernels, device
-"cpu") through ``solver.rollout``; the NumPy twin below uses ``np.roll`` for the neighbours.
+Burgers: $u_t + \sum_d \partial_d(u^2/2) = \nu\,\Delta u$, MUSCL with the van Leer limiter,
+Rusanov flux, central diffusion, SSP-RK3. Heat: $u_t = \nu\,\Delta u$, central differences,
+classical RK4. Both float64 on a cell-centred periodic grid on $[0, 2\pi)^d$, the RK schemes as
+Butcher tableaus on both sides. physml runs :class:`~physml.solvers.BurgersSolver1D` /
+``BurgersSolver2D`` / ``HeatSolver1D`` / ``HeatSolver2D`` (Warp, device "cpu", fused stage
+kernels with its automatic host-thread count) through ``solver.rollout``; the NumPy twins use
+``np.roll`` for the neighbours (NumPy's element-wise operations run on one thread).
 
-For each grid (1D: 1024, 8192 cells; 2D: 128^2, 256^2) the script checks that both agree to
-1e-10 after 20 steps, warms both up, sizes each measurement to about 2 s (0.2 s with ``--quick``),
-then times the two alternately three times and keeps the median. It prints a table and writes
-JSON with the machine, the versions and, per grid, steps/s and the ratio physml/NumPy (> 1:
-physml is faster). Timings are reported, never asserted.
+For each grid (1D: 2^10, 2^16, 2^20 cells; 2D: 256^2, 1024^2, 2048^2) the script checks that
+both sides agree to 1e-10 after a few steps, sizes each measurement to about ``--seconds``
+(at least one step), then times the two alternately ``REPEATS`` times: median steps/s, the
+spread (min, max) and the ratio physml/NumPy (> 1: physml is faster).
+
+Achieved bandwidth: the compulsory memory traffic of physml's stage kernels (each stage reads
+its input, the state and the earlier stages it combines, and writes its k and its output: 8
+bytes per cell each) over the measured time, against a STREAM-like copy measured in the same
+run (``np.copyto`` of 2^24 float64, counted as read + write).
+
+Batched throughput: 256 samples of 1024-cell Burgers advanced together in one batched rollout
+against 256 one-by-one rollouts, samples/s of each, alternately.
 
 Run from the repository root::
 
-    python benchmarks/solvers.py [--out results.json] [--quick]
+    python benchmarks/solvers.py [--out results.json] [--seconds 1.0]
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import math
 import os
 import platform
 import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,23 +43,24 @@ import warp as wp
 
 import physml
 from physml.devices import Stopwatch
-from physml.solvers import BurgersSolver1D, BurgersSolver2D, Grid
+from physml.solvers import BurgersSolver1D, BurgersSolver2D, Grid, HeatSolver1D, HeatSolver2D
+from physml.solvers.timestepping import SCHEMES
 
-GRID_SHAPES = ((1024,), (8192,), (128, 128), (256, 256))
+GRID_SHAPES = ((2**10,), (2**16,), (2**20,), (256, 256), (1024, 1024), (2048, 2048))
+PDES = ("burgers", "heat")
 NU = 0.01
 DEVICE = "cpu"  # physml's device (the NumPy peer runs on the CPU)
 CFL_FRACTION = 0.5  # dt = CFL_FRACTION * solver.stable_dt(u0)
-SSP_RK3_A = ((), (1.0,), (0.25, 0.25))
-SSP_RK3_B = (1 / 6, 1 / 6, 2 / 3)
-AGREEMENT_STEPS, AGREEMENT_TOL = 20, 1e-10
+AGREEMENT_STEPS, AGREEMENT_TOL = 3, 1e-10
 REPEATS = 3
-SECONDS_PER_MEASUREMENT = 2.0
+BATCH, BATCH_CELLS, BATCH_STEPS = 256, 1024, 20
+STREAM_SIZE = 2**24
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "solvers.json"
 
 Rollout = Callable[[int], np.ndarray]  # n_steps -> final state
 
 
-# ------------------------------------------------------------------------------- NumPy twin
+# ------------------------------------------------------------------------------- NumPy twins
 
 
 def van_leer_slope(back: np.ndarray, forward: np.ndarray) -> np.ndarray:
@@ -58,7 +69,15 @@ def van_leer_slope(back: np.ndarray, forward: np.ndarray) -> np.ndarray:
     return np.divide(2.0 * product, back + forward, out=np.zeros_like(product), where=product > 0.0)
 
 
-def numpy_burgers_rhs(u: np.ndarray, dx: tuple[float, ...], nu: float) -> np.ndarray:
+def numpy_laplacian(u: np.ndarray, dx: tuple[float, ...]) -> np.ndarray:
+    """sum_d (u_{i-1} - 2u_i + u_{i+1}) / dx_d^2 (periodic)."""
+    lap = np.zeros_like(u)
+    for axis, h in enumerate(dx):
+        lap += ((np.roll(u, 1, axis) - u) + (np.roll(u, -1, axis) - u)) / h**2
+    return lap
+
+
+def numpy_burgers_rhs(u: np.ndarray, dx: tuple[float, ...]) -> np.ndarray:
     """-sum_d (F_{i+1/2} - F_{i-1/2})/dx_d + nu sum_d (u_{i-1} - 2u_i + u_{i+1})/dx_d^2."""
     rhs = np.zeros_like(u)
     for axis, h in enumerate(dx):
@@ -69,29 +88,37 @@ def numpy_burgers_rhs(u: np.ndarray, dx: tuple[float, ...], nu: float) -> np.nda
         speed = np.maximum(np.abs(u_left), np.abs(u_right))
         flux = 0.5 * (0.5 * u_left**2 + 0.5 * u_right**2) - 0.5 * speed * (u_right - u_left)
         rhs -= (flux - np.roll(flux, 1, axis)) / h
-        rhs += nu * ((u_prev - u) + (u_next - u)) / h**2
+        rhs += NU * ((u_prev - u) + (u_next - u)) / h**2
     return rhs
 
 
-def numpy_ssp_rk3_step(u: np.ndarray, dt: float, rhs: Callable[..., np.ndarray]) -> np.ndarray:
-    """One explicit RK step with the SSP-RK3 tableau (same order of operations as physml)."""
+def numpy_rk_step(u: np.ndarray, dt: float, rhs: Callable[[np.ndarray], np.ndarray],
+                  scheme: str) -> np.ndarray:
+    """One explicit RK step of a Butcher tableau (same order of operations as physml)."""
+    tab = SCHEMES[scheme]
     stages: list[np.ndarray] = []
-    for row in SSP_RK3_A:
+    for row in tab.a:
         stage = u
         for a_ij, k_j in zip(row, stages):
-            stage = stage + (dt * a_ij) * k_j
+            if a_ij != 0.0:
+                stage = stage + (dt * a_ij) * k_j
         stages.append(rhs(stage))
     out = u
-    for b_i, k_i in zip(SSP_RK3_B, stages):
+    for b_i, k_i in zip(tab.b, stages):
         out = out + (dt * b_i) * k_i
     return out
 
 
-def numpy_rollout(u0: np.ndarray, n_steps: int, dt: float, dx: tuple[float, ...]) -> np.ndarray:
-    """The state after ``n_steps`` steps of the NumPy twin."""
+def numpy_rollout(pde: str, u0: np.ndarray, n_steps: int, dt: float,
+                  dx: tuple[float, ...]) -> np.ndarray:
+    """The state after ``n_steps`` steps of the NumPy twin of ``pde``."""
+    if pde == "burgers":
+        rhs, scheme = (lambda v: numpy_burgers_rhs(v, dx)), "ssp_rk3"
+    else:
+        rhs, scheme = (lambda v: NU * numpy_laplacian(v, dx)), "rk4"
     u = u0.copy()
     for _ in range(n_steps):
-        u = numpy_ssp_rk3_step(u, dt, lambda v: numpy_burgers_rhs(v, dx, NU))
+        u = numpy_rk_step(u, dt, rhs, scheme)
     return u
 
 
@@ -104,19 +131,27 @@ def initial_state(grid: Grid) -> np.ndarray:
     return 0.5 + np.sin(mesh[0]) * (np.cos(mesh[1]) if grid.ndim == 2 else 1.0)
 
 
-def build_rollouts(shape: tuple[int, ...]) -> tuple[dict[str, Rollout], float]:
-    """The physml and NumPy rollouts for one grid (same u0 and dt), and that dt."""
+def build_solver(pde: str, grid: Grid, threads: int | None = None):
+    """physml's solver of ``pde`` on ``grid`` (dt unset)."""
+    if pde == "burgers":
+        cls = BurgersSolver1D if grid.ndim == 1 else BurgersSolver2D
+        return cls(grid, nu=NU, dt=None, scheme="ssp_rk3", device=DEVICE, threads=threads)
+    cls = HeatSolver1D if grid.ndim == 1 else HeatSolver2D
+    return cls(grid, nu=NU, dt=None, scheme="rk4", device=DEVICE, threads=threads)
+
+
+def build_rollouts(pde: str, shape: tuple[int, ...]) -> tuple[dict[str, Rollout], float, object]:
+    """The physml and NumPy rollouts for one grid (same u0 and dt), that dt and the solver."""
     grid = Grid(shape, (0.0,) * len(shape), (2 * math.pi,) * len(shape))
-    solver_class = BurgersSolver1D if grid.ndim == 1 else BurgersSolver2D
-    solver = solver_class(grid, nu=NU, dt=None, scheme="ssp_rk3", device=DEVICE, dtype="float64")
+    solver = build_solver(pde, grid)
     u0 = initial_state(grid)
     dt = CFL_FRACTION * solver.stable_dt(u0)
     solver = solver.with_dt(dt)
     rollouts = {
         "physml": lambda n: solver.rollout(u0, n, save_every=max(n, 1))[-1],
-        "numpy": lambda n: numpy_rollout(u0, n, dt, grid.dx),
+        "numpy": lambda n: numpy_rollout(pde, u0, n, dt, grid.dx),
     }
-    return rollouts, dt
+    return rollouts, dt, solver
 
 
 def check_agreement(rollouts: dict[str, Rollout], label: str) -> float:
@@ -126,32 +161,47 @@ def check_agreement(rollouts: dict[str, Rollout], label: str) -> float:
     )
     if not difference < AGREEMENT_TOL:
         raise SystemExit(
-            f"grid {label}: physml and NumPy differ by {difference:.3e} after {AGREEMENT_STEPS} "
+            f"{label}: physml and NumPy differ by {difference:.3e} after {AGREEMENT_STEPS} "
             f"steps (tolerance {AGREEMENT_TOL:.0e}); the benchmark compares different schemes"
         )
     return difference
 
 
-def seconds_for(run: Rollout, n_steps: int) -> float:
-    """Wall-clock seconds of one rollout of ``n_steps`` steps, physml's device synchronised."""
+def seconds_for(run: Callable[..., object], *args) -> float:
+    """Wall-clock seconds of ``run(*args)``, physml's device synchronised."""
     with Stopwatch(DEVICE) as watch:
-        run(n_steps)
+        run(*args)
     return watch.seconds
 
 
 def steps_for(run: Rollout, seconds: float) -> int:
-    """Number of steps that ``run`` takes about ``seconds`` to do (doubling probe)."""
-    n_steps, elapsed = 2, seconds_for(run, 2)
+    """Number of steps (>= 1) that ``run`` takes about ``seconds`` to do (doubling probe)."""
+    n_steps, elapsed = 1, seconds_for(run, 1)
     while elapsed < min(0.1, seconds / 4):
         n_steps *= 2
         elapsed = seconds_for(run, n_steps)
     return max(1, round(n_steps * seconds / elapsed))
 
 
-def benchmark_grid(shape: tuple[int, ...], seconds: float) -> dict:
-    """Agreement, step counts and median steps/s of both implementations on one grid."""
-    label = "x".join(map(str, shape))
-    rollouts, dt = build_rollouts(shape)
+def stage_bytes_per_cell(solver) -> int:
+    """Compulsory bytes per cell and step of the fused stages: per stage its input, the state,
+    each earlier k with a nonzero coefficient (reads), its k and its output (writes)."""
+    scheme, arrays = solver.tableau, 0
+    for i in range(scheme.stages):
+        row = scheme.b if i == scheme.stages - 1 else scheme.a[i + 1]
+        arrays += (1 if i == 0 else 2) + sum(1 for c in row[:i] if c != 0.0) + 2
+    return 8 * arrays
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": values}
+
+
+def benchmark_grid(pde: str, shape: tuple[int, ...], seconds: float) -> dict:
+    """Agreement, step counts, steps/s and bandwidth of both implementations on one grid."""
+    label = f"{pde} " + "x".join(map(str, shape))
+    rollouts, dt, solver = build_rollouts(pde, shape)
     difference = check_agreement(rollouts, label)  # also compiles and warms up both
     n_steps = {name: steps_for(run, seconds) for name, run in rollouts.items()}
     rates: dict[str, list[float]] = {name: [] for name in rollouts}
@@ -159,54 +209,117 @@ def benchmark_grid(shape: tuple[int, ...], seconds: float) -> dict:
         for name, run in rollouts.items():  # alternate physml, NumPy, physml, ...
             rates[name].append(n_steps[name] / seconds_for(run, n_steps[name]))
     median = {name: statistics.median(values) for name, values in rates.items()}
-    return {
-        "grid": label,
+    cells = int(np.prod(shape))
+    segment, chunks = solver.stages._split(1)
+    row = {
+        "pde": pde,
+        "grid": "x".join(map(str, shape)),
+        "cells": cells,
         "dt": dt,
         "max_abs_difference": difference,
+        "physml_host_threads": len(chunks),
         "steps": n_steps,
-        "steps_per_s_runs": rates,
-        "steps_per_s": median,
+        "steps_per_s": {name: spread(values) for name, values in rates.items()},
         "ratio_physml_over_numpy": median["physml"] / median["numpy"],
+        "physml_bandwidth_gb_s": median["physml"] * cells * stage_bytes_per_cell(solver) / 1e9,
     }
+    print(f"{label:>18}: physml {median['physml']:9.2f} steps/s, NumPy {median['numpy']:9.2f}"
+          f" steps/s, ratio {row['ratio_physml_over_numpy']:5.2f}, "
+          f"{row['physml_bandwidth_gb_s']:.2f} GB/s", flush=True)
+    return row
+
+
+def stream_copy_gb_s(repeats: int = 5) -> dict:
+    """STREAM-like copy bandwidth [GB/s]: np.copyto of STREAM_SIZE float64, read + write."""
+    a, b = np.random.default_rng(0).random(STREAM_SIZE), np.empty(STREAM_SIZE)
+    np.copyto(b, a)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(b, a)
+        rates.append(2 * a.nbytes / (time.perf_counter() - start) / 1e9)
+    return spread(rates)
+
+
+def batched_throughput() -> dict:
+    """Samples/s of BATCH 1024-cell Burgers samples advanced together and one by one."""
+    grid = Grid((BATCH_CELLS,), (0.0,), (2 * math.pi,))
+    solver = build_solver("burgers", grid)
+    x = grid.coords(0)
+    u0 = np.stack([0.5 + np.sin(x + 0.01 * b) * (0.5 + b / BATCH) for b in range(BATCH)])
+    solver = solver.with_dt(CFL_FRACTION * solver.stable_dt(u0))
+    runs = {
+        "batched": lambda: solver.rollout(u0, BATCH_STEPS, BATCH_STEPS),
+        "one_by_one": lambda: [solver.rollout(u, BATCH_STEPS, BATCH_STEPS) for u in u0],
+    }
+    together = runs["batched"]()
+    alone = np.stack(runs["one_by_one"]())
+    assert np.array_equal(together, alone), "batched and one-by-one rollouts differ"
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(REPEATS):
+        for name, run in runs.items():
+            rates[name].append(BATCH / seconds_for(run))
+    median = {name: statistics.median(v) for name, v in rates.items()}
+    result = {
+        "case": f"{BATCH} samples x {BATCH_CELLS} cells, Burgers, {BATCH_STEPS} steps",
+        "samples_per_s": {name: spread(v) for name, v in rates.items()},
+        "speedup": median["batched"] / median["one_by_one"],
+        "bitwise_equal": True,
+    }
+    print(f"batched throughput: {median['batched']:.1f} samples/s together, "
+          f"{median['one_by_one']:.1f} one by one, speed-up {result['speedup']:.1f}x", flush=True)
+    return result
 
 
 # ------------------------------------------------------------------------------- reporting
 
 
-def environment(quick: bool) -> dict:
+def load_average() -> list[float]:
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else []
+
+
+def environment(seconds: float) -> dict:
     """Machine, versions and settings, stored beside the numbers."""
-    settings = f"Burgers nu={NU}, periodic, van Leer + Rusanov, ssp_rk3, float64, cpu"
     return {
         "machine": {
             "processor": platform.processor(),
             "architecture": platform.machine(),
             "cpu_count": os.cpu_count(),
+            "available_cores": len(os.sched_getaffinity(0)),
         },
         "versions": {"physml": physml.__version__, "warp": wp.__version__, "numpy": np.__version__},
-        "settings": {"case": settings, "dt": f"{CFL_FRACTION} * stable_dt(u0)", "quick": quick},
-        "statistic": f"median of {REPEATS} alternating runs",
+        "settings": {
+            "burgers": f"nu={NU}, periodic, van Leer + Rusanov, ssp_rk3, float64, cpu",
+            "heat": f"nu={NU}, periodic, central, rk4, float64, cpu",
+            "dt": f"{CFL_FRACTION} * stable_dt(u0)",
+            "seconds_per_measurement": seconds,
+            "numpy_threads": 1,
+        },
+        "statistic": f"median (min, max) of {REPEATS} alternating runs",
     }
-
-
-def print_table(results: list[dict]) -> None:
-    print(f"{'grid':>10} {'physml steps/s':>15} {'NumPy steps/s':>14} {'physml/NumPy':>13}")
-    for row in results:
-        physml_rate, numpy_rate = row["steps_per_s"]["physml"], row["steps_per_s"]["numpy"]
-        ratio = row["ratio_physml_over_numpy"]
-        print(f"{row['grid']:>10} {physml_rate:>15.1f} {numpy_rate:>14.1f} {ratio:>13.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")
-    parser.add_argument("--quick", action="store_true", help="10x shorter measurements")
+    parser.add_argument("--seconds", type=float, default=1.0, help="seconds per measurement")
+    parser.add_argument("--pdes", nargs="+", default=list(PDES), choices=PDES)
+    parser.add_argument("--largest", type=int, default=2**22, help="skip grids above this")
     args = parser.parse_args()
     wp.config.log_level = wp.LOG_WARNING  # no Warp greeting or module-load lines
-    seconds = SECONDS_PER_MEASUREMENT / (10 if args.quick else 1)
-    results = [benchmark_grid(shape, seconds) for shape in GRID_SHAPES]
-    print_table(results)
+    load_before = load_average()
+    stream = stream_copy_gb_s()
+    print(f"STREAM-like copy: {stream['median']:.2f} GB/s", flush=True)
+    results = [benchmark_grid(pde, shape, args.seconds) for pde in args.pdes
+               for shape in GRID_SHAPES if int(np.prod(shape)) <= args.largest]
+    for row in results:
+        row["bandwidth_fraction_of_copy"] = row["physml_bandwidth_gb_s"] / stream["median"]
+    batched = batched_throughput()
+    result = {**environment(args.seconds), "load_average_before": load_before,
+              "load_average_after": load_average(), "stream_copy_gb_s": stream,
+              "grids": results, "batched": batched}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({**environment(args.quick), "grids": results}, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -13,6 +13,11 @@ never share a seed) and its initial condition from ``numpy.random.default_rng([s
 j])``: the result does not depend on which worker ran which shard, and a rerun after an
 interruption skips the complete shards and ends bitwise equal to an uninterrupted run.
 
+A shard's samples are solved together, one batched rollout per time-stepping scheme
+(:meth:`~physml.solvers.GridSolver.rollout` with per-sample time steps and step counts), in
+batches of ``batch_size`` samples (default: the whole shard). A sample's trajectory is bitwise
+the same in any batch, so the dataset does not depend on ``batch_size`` either.
+
 Engines: in-process, or Dask distributed (a local cluster of K single-threaded processes, or
 an existing scheduler). The Warp kernel cache is filled in the calling process before any
 worker starts, so workers only load compiled kernels. Every process initialises Warp with
@@ -60,10 +65,14 @@ class ShardTask:
     seeds: tuple[int, ...]
     spec_yaml: str
     device: str
+    batch_size: int | None = None
 
 
-def plan_shards(spec: SampledSpec, folder: Path, device: str) -> list[ShardTask]:
-    """All shards of ``spec`` in ``folder``, in a fixed order (splits, combinations, chunks)."""
+def plan_shards(
+    spec: SampledSpec, folder: Path, device: str, batch_size: int | None = None
+) -> list[ShardTask]:
+    """All shards of ``spec`` in ``folder``, in a fixed order (splits, combinations, chunks);
+    each solves its samples in batches of ``batch_size`` (None: all at once)."""
     tasks, next_seed = [], 0
     sizes = spec.split_sizes()
     yaml_text = spec.to_yaml()
@@ -75,7 +84,9 @@ def plan_shards(spec: SampledSpec, folder: Path, device: str) -> list[ShardTask]
             for start in range(0, len(seeds), spec.shard_size):
                 chunk = tuple(seeds[start : start + spec.shard_size])
                 path = folder / split / f"shard-{index:05d}.h5"
-                tasks.append(ShardTask(str(path), split, params, chunk, yaml_text, device))
+                tasks.append(
+                    ShardTask(str(path), split, params, chunk, yaml_text, device, batch_size)
+                )
                 index += 1
     return tasks
 
@@ -100,13 +111,28 @@ def choose_scheme(spec: DatasetSpec, solver, u0: np.ndarray) -> str | None:
     return "imex" if diffusive > 2 * other else None
 
 
-def solve_sample(spec: DatasetSpec, solver, u0: np.ndarray) -> np.ndarray:
-    """The trajectory from ``u0`` saved at ``n_saves`` equal intervals: ``(n_saves, *grid)``."""
+def step_plan(spec: DatasetSpec, solver, u0: np.ndarray) -> tuple[int, int, float]:
+    """``(n_steps, save_every, dt)`` of the sample from ``u0``: ``n_saves`` equal intervals,
+    each of ``save_every`` steps no longer than ``cfl`` times the stable step."""
     intervals = spec.n_saves - 1
     dt_target = min(spec.solver.cfl * solver.stable_dt(u0), spec.t_end / intervals)
     save_every = max(1, math.ceil(spec.t_end / intervals / dt_target))
     n_steps = save_every * intervals
-    return solver.with_dt(spec.t_end / n_steps).rollout(u0, n_steps, save_every)
+    return n_steps, save_every, spec.t_end / n_steps
+
+
+def solve_sample(spec: DatasetSpec, solver, u0: np.ndarray) -> np.ndarray:
+    """The trajectory from ``u0`` saved at ``n_saves`` equal intervals: ``(n_saves, *grid)``."""
+    n_steps, save_every, dt = step_plan(spec, solver, u0)
+    return solver.with_dt(dt).rollout(u0, n_steps, save_every)
+
+
+def solve_batch(spec: DatasetSpec, solver, u0: np.ndarray) -> np.ndarray:
+    """The trajectories of a batch ``(B, *grid)`` in one batched rollout, each with its own
+    step plan: ``(B, n_saves, *grid)``, each bitwise :func:`solve_sample`'s."""
+    plans = np.array([step_plan(spec, solver, u) for u in u0])
+    counts, every, dts = plans[:, 0].astype(int), plans[:, 1].astype(int), plans[:, 2]
+    return solver.with_dt(float(dts[0])).rollout(u0, counts, every, dt=dts)
 
 
 def _solver_for(
@@ -125,18 +151,21 @@ def write_shard(task: ShardTask) -> str:
     spec = DatasetSpec.model_validate(_yaml_load(task.spec_yaml))
     solver = _solver_for(spec, task.parameters, task.device)
     solvers = {None: solver}
-    states, schemes = [], []
-    for seed in task.seeds:
-        u0 = initial_state(spec, solver.grid, seed)
+    initial = [initial_state(spec, solver.grid, seed) for seed in task.seeds]
+    schemes = []
+    for u0 in initial:
         scheme = choose_scheme(spec, solver, u0)
         if scheme not in solvers:
             solvers[scheme] = _solver_for(spec, task.parameters, task.device, scheme)
-        try:
-            states.append(solve_sample(spec, solvers[scheme], u0))
-        except FloatingPointError as err:
-            raise ValueError(f"{task.path}: sample with seed {seed}: {err}") from None
         schemes.append(solvers[scheme].scheme)
-    states = np.stack(states)
+    states = np.empty((len(initial), spec.n_saves, *solver.grid.shape))
+    size = task.batch_size or len(initial)
+    for scheme_solver in {s.scheme: s for s in solvers.values()}.values():
+        members = [i for i, name in enumerate(schemes) if name == scheme_solver.scheme]
+        for start in range(0, len(members), size):
+            batch = members[start : start + size]
+            states[batch] = _solve_or_name_the_seed(spec, scheme_solver, initial, batch, task)
+    schemes = [str(name) for name in schemes]
     times = np.linspace(0.0, spec.t_end, spec.n_saves)
     problem = PROBLEMS[spec.pde]
     swept = spec.swept_parameters()
@@ -175,6 +204,20 @@ def write_shard(task: ShardTask) -> str:
     Path(task.path).parent.mkdir(parents=True, exist_ok=True)
     write_dataset(ds, task.path)
     return task.path
+
+
+def _solve_or_name_the_seed(spec, solver, initial, batch, task) -> np.ndarray:
+    """:func:`solve_batch` of the samples ``batch``; on a blow-up, the sample that blew up
+    is found by solving them one by one, and named by its seed."""
+    try:
+        return solve_batch(spec, solver, np.stack([initial[i] for i in batch]))
+    except FloatingPointError:
+        for i in batch:
+            try:
+                solve_sample(spec, solver, initial[i])
+            except FloatingPointError as err:
+                raise ValueError(f"{task.path}: sample with seed {task.seeds[i]}: {err}") from None
+        raise
 
 
 def _yaml_load(text: str) -> dict:
@@ -304,6 +347,7 @@ def generate(
     scheduler: str | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    batch_size: int | None = None,
 ) -> dict:
     """Generate (or resume) the dataset of ``spec`` in ``folder``; returns the manifest.
 
@@ -316,6 +360,8 @@ def generate(
         scheduler: address of an existing Dask scheduler (overrides ``workers``).
         overwrite: replace a complete dataset, or one of another spec.
         progress: called with (samples done, samples in total).
+        batch_size: samples solved together (default: a whole shard); the dataset is the
+            same for any value.
     """
     folder = Path(folder)
     quiet_warp(device)
@@ -326,7 +372,9 @@ def generate(
     (check_mesh_spec if on_mesh else check_parameters)(spec, device)
     writer = write_mesh_shard if on_mesh else write_shard
     prepare_folder(spec, folder, overwrite)
-    tasks = plan_shards(spec, folder, device)
+    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+        raise ValueError(f"batch_size={batch_size} must be a whole number >= 1")
+    tasks = plan_shards(spec, folder, device, batch_size)
     total = sum(len(t.seeds) for t in tasks)
     pending = [t for t in tasks if not Path(t.path).exists()]
     count = [total - sum(len(t.seeds) for t in pending)]

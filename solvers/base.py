@@ -43,7 +43,6 @@ from .operators import (
     ReactionKind,
     axpy,
     axpy_kernel,
-    convection_diffusion_reaction_kernel,
     implicit_operator_kernel,
     implicit_tridiagonal_kernel,
     launch,
@@ -51,6 +50,7 @@ from .operators import (
     weighted_dot_kernel,
 )
 from .parameters import Parameter, Term, check_parameters
+from .rk_stages import Coefficient, FusedStages, StageWork
 from .runtime import start_warp
 from .timestepping import Tableau, explicit_rk_step, tableau
 
@@ -128,6 +128,8 @@ class GridSolver:
         device: "cpu", "cuda" or "cuda:N".
         dtype: "float32" or "float64".
         check_every: steps between NaN/Inf checks during a rollout.
+        threads: host threads of the CPU stage kernels (default: by grid and batch size;
+            results do not depend on it).
 
     A PDE is a subclass that sets ``PARAMETERS``, ``flux_kind`` and ``reaction_kind`` (and
     ``ndim`` for a fixed dimension); the parameter values become float (per-axis: tuple)
@@ -172,6 +174,7 @@ class GridSolver:
         device: str = "cpu",
         dtype: str = "float64",
         check_every: int = 50,
+        threads: int | None = None,
     ) -> None:
         if self.ndim is not None and grid.ndim != self.ndim:
             raise ValueError(
@@ -200,6 +203,10 @@ class GridSolver:
         self.check_every = int(check_every)
         ghost_width = FLUXES[self.flux_kind].ghost_width
         self.layout = GridLayout(grid, self.bc, ghost_width, self.dtype, self.device)
+        require(threads is None or (int(threads) == threads and threads >= 1),
+                f"threads={threads} must be a whole number >= 1 (or None: automatic)")
+        self.stages = FusedStages(grid, self.bc, ghost_width, self.flux_kind, self.limiter,
+                                  self.reaction_kind, self.dtype, self.device, threads)
         self._zeros = wp.zeros(3, dtype=self.dtype, device=self.device)
         self.dt = None if dt is None else float(dt)
         if self.dt is not None:
@@ -221,6 +228,50 @@ class GridSolver:
             n: wp.array(v, dtype=self.dtype, device=self.device)
             for n, v in self.parameters().items()
         }
+
+    def batch_parameter_arrays(self, batch: int, values: Mapping[str, Any]) -> dict[str, wp.array]:
+        """Parameters for a batch of ``batch`` states, each given value checked against its
+        range (the others keep the solver's values).
+
+        A parameter scaling a term takes one value, one per sample (shape ``(batch,)``), or a
+        field (``(batch, *grid.shape)`` or ``(1, *grid.shape)``; for one unbatched state also
+        ``grid.shape``) that multiplies its term cell by cell: $\nu_i (\\Delta_h u)_i$,
+        $\rho_i r(u_i)$. A velocity takes one vector ``(ndim,)`` or one per sample
+        ``(batch, ndim)``. Fields are read by the fused explicit stages only.
+
+        Returns:
+            Warp arrays: ``(1,)`` or ``(ndim,)`` shared, ``(batch,)`` or ``(batch, ndim)`` per
+            sample, ``(1, N)`` or ``(batch, N)`` fields (N = ``grid.size``).
+
+        Raises:
+            ValueError: an unknown parameter, a shape other than these, or a value outside
+                its range.
+        """
+        table = {p.name: p for p in self.PARAMETERS}
+        unknown = sorted(set(values) - set(table))
+        require(not unknown, f"unknown parameter(s) {unknown} for {type(self).__name__}; "
+                f"allowed: {', '.join(self.parameter_names)}")
+        arrays = self.parameter_arrays()
+        for name, value in values.items():
+            flat = _coefficient_values(table[name], np.asarray(value, dtype=np.float64),
+                                       batch, self.grid)
+            require(table[name].term is not None or flat.ndim == 1,
+                    f"{name}: {type(self).__name__} takes no field of {name}")
+            arrays[name] = wp.array(flat, dtype=self.dtype, device=self.device)
+        return arrays
+
+    def _coefficient(self, name: str | None, params: dict[str, wp.array]) -> Coefficient:
+        """How the stage kernels read parameter ``name`` (zeros when the PDE has none)."""
+        if name is None:
+            return Coefficient(self._zeros)
+        array = params[name]
+        per_axis = name == self.velocity_parameter
+        if array.ndim == 2:
+            flat = array.flatten()
+            if per_axis:
+                return Coefficient(flat, (array.shape[1], 0))
+            return Coefficient(flat, (array.shape[1] if array.shape[0] > 1 else 0, 1))
+        return Coefficient(array, (0, 0) if per_axis or array.shape[0] == 1 else (1, 0))
 
     def with_parameters(self, **values) -> GridSolver:
         """A copy of this solver with other physical parameter values (numbers, or arrays of
@@ -345,52 +396,116 @@ class GridSolver:
     def rhs(
         self, u: wp.array, params: dict[str, wp.array], with_diffusion: bool = True
     ) -> wp.array:
-        """$F(u)$ as a new flat array (diffusion left out for the explicit part of IMEX)."""
-        lay = self.layout
-        out = lay.empty(u.requires_grad or any(p.requires_grad for p in params.values()))
-        launch(
-            convection_diffusion_reaction_kernel,
-            self.dtype,
-            dim=self.grid.size,
-            inputs=[
-                lay.pad(u),
-                lay.shape,
-                lay.ghost,
-                self.grid.ndim,
-                lay.inv_dx,
-                self._parameter(params, self.diffusion_parameter),
-                self._parameter(params, self.velocity_parameter),
-                self._parameter(params, self.reaction_parameter),
-                int(self.flux_kind),
-                int(self.limiter),
-                int(self.reaction_kind),
-                int(with_diffusion),
-            ],
-            outputs=[out],
-            device=self.device,
-        )
+        """$F(u)$ as a new flat array for a flat state of one or more samples (diffusion left
+        out for the explicit part of IMEX)."""
+        grad = u.requires_grad or any(p.requires_grad for p in params.values())
+        out = wp.empty_like(u, requires_grad=grad)
+        self.stages.launch(u, u.size // self.grid.size, *self._operator_coefficients(params),
+                           out, with_diffusion=with_diffusion, record=grad)
         return out
 
-    def _parameter(self, params: dict[str, wp.array], name: str | None) -> wp.array:
-        return self._zeros if name is None else params[name]
+    def _operator_coefficients(self, params: dict[str, wp.array]) -> tuple[Coefficient, ...]:
+        return tuple(
+            self._coefficient(name, params)
+            for name in (self.diffusion_parameter, self.velocity_parameter, self.reaction_parameter)
+        )
 
     # --------------------------------------------------------------------------------- steps
 
+    @property
+    def fused(self) -> bool:
+        """Whether explicit steps run the fused stage kernels (the PDE's right-hand side is
+        the convection–diffusion–reaction operator, not a ``rhs`` of its own)."""
+        return type(self).rhs is GridSolver.rhs and self.tableau is not None
+
     def advance(
-        self, u: wp.array, params: dict[str, wp.array], tape: wp.Tape | None = None
+        self,
+        u: wp.array,
+        params: dict[str, wp.array],
+        tape: wp.Tape | None = None,
+        *,
+        dt: wp.array | None = None,
+        work: StageWork | None = None,
     ) -> wp.array:
-        """One time step of the flat state ``u``; a new array, ``u`` untouched.
+        """One time step of the flat state ``u``; ``u`` untouched.
 
         Args:
-            u: flat Warp array of length ``grid.size``.
-            params: :meth:`parameter_arrays` (or arrays with gradients, for a tape).
+            u: flat Warp array of ``B * grid.size`` values: B samples, one after another.
+            params: :meth:`parameter_arrays` or :meth:`batch_parameter_arrays` (or arrays
+                with gradients, for a tape).
             tape: the ``wp.Tape`` recording this step, if any (the implicit solve records its
                 adjoint, a transpose solve, on it).
+            dt: per-sample time steps, shape ``(B,)`` (default: ``self.dt`` for all).
+            work: reusable work arrays (:class:`StageWork`; never while a tape records):
+                the result is then one of them, valid until the next step with ``work``.
+                Without it every intermediate is a new array.
         """
         self._require_dt()
-        if self.tableau is not None:
-            return explicit_rk_step(lambda v: self.rhs(v, params), u, self.dt, self.tableau)
-        return self._imex_step(u, params, tape)
+        batch = u.size // self.grid.size
+        if self.fused:
+            if dt is None:
+                dt = wp.array(np.full(1, self.dt), dtype=self.dtype, device=self.device)
+            return self._fused_step(u, params, dt, batch, work or StageWork())
+        return self._per_sample_step(u, params, dt, batch, tape)
+
+    def _fused_step(self, u: wp.array, params: dict[str, wp.array], dt: wp.array, batch: int,
+                    work: StageWork) -> wp.array:
+        """Explicit RK: one fused launch per stage (:mod:`physml.solvers.rk_stages`)."""
+        scheme = self.tableau
+        grad = u.requires_grad or any(p.requires_grad for p in params.values())
+        step_size = Coefficient(dt, (0, 0) if dt.shape[0] == 1 else (1, 0))
+        operator = self._operator_coefficients(params)
+        ks: list[wp.array] = []
+        v = u
+        for i in range(scheme.stages):
+            last = i == scheme.stages - 1
+            row = scheme.b if last else scheme.a[i + 1]
+            coefficients = [row[j] if j < len(ks) else 0.0 for j in range(3)] + [row[i]]
+            k = work.array(f"k{i}", u, grad)
+            w = work.array("out" if last else f"v{i % 2}", u, grad)
+            self.stages.launch(v, batch, *operator, k, u=u, ks=tuple(ks),
+                               c=self.stages.constant(coefficients),
+                               dt=step_size, w_out=w, record=grad)
+            ks.append(k)
+            v = w
+        return v
+
+    def _per_sample_step(self, u: wp.array, params: dict[str, wp.array], dt: wp.array | None,
+                         batch: int, tape: wp.Tape | None) -> wp.array:
+        """IMEX steps, or explicit steps of a PDE with its own ``rhs``: one sample at a time
+        (per-sample parameters of shape (B,); fields are refused)."""
+        if batch == 1 and dt is None:
+            return self._single_step(u, params, self.dt, tape)
+        steps = np.full(batch, self.dt) if dt is None else np.broadcast_to(dt.numpy(), batch)
+        n = self.grid.size
+        parts = []
+        for b in range(batch):
+            sample = {}
+            for name, array in params.items():
+                if name == self.velocity_parameter:
+                    sample[name] = array if array.ndim == 1 else array[b]
+                    continue
+                require(array.ndim == 1, f"{name}: a field of {name} needs an explicit scheme "
+                        f"with the fused stages; {type(self).__name__} steps it sample by sample")
+                sample[name] = array if array.shape[0] == 1 else array[b : b + 1]
+            parts.append(self._single_step(u[b * n : (b + 1) * n], sample, float(steps[b]), tape))
+        if batch == 1:
+            return parts[0]
+        out = wp.empty_like(u, requires_grad=any(p.requires_grad for p in parts))
+        for b, part in enumerate(parts):
+            wp.copy(out, part, dest_offset=b * n, count=n)
+        return out
+
+    def _single_step(self, u: wp.array, params: dict[str, wp.array], dt: float,
+                     tape: wp.Tape | None) -> wp.array:
+        solver = self
+        if dt != self.dt:  # a sample's own step (already checked for stability)
+            solver = object.__new__(type(self))
+            solver.__dict__.update(self.__dict__)
+            solver.dt = dt
+        if solver.tableau is not None:
+            return explicit_rk_step(lambda v: solver.rhs(v, params), u, dt, solver.tableau)
+        return solver._imex_step(u, params, tape)
 
     def _imex_step(
         self, u: wp.array, params: dict[str, wp.array], tape: wp.Tape | None
@@ -532,60 +647,127 @@ class GridSolver:
         return wp.array(arr.ravel().astype(self.np_dtype), dtype=self.dtype, device=self.device)
 
     def step(self, u: Any) -> np.ndarray:
-        """One time step: NumPy array of shape ``grid.shape`` in, new NumPy array out."""
-        self._require_dt()
-        state = self.to_warp(u, "u")
-        self.check_stability(u)
-        out = self.advance(state, self.parameter_arrays())
-        return out.numpy().reshape(self.grid.shape).copy()
+        """One time step: NumPy array of shape ``grid.shape`` (or ``(B, *grid.shape)``) in,
+        new NumPy array out."""
+        return np.take(self.rollout(u, 1), -1, axis=-self.grid.ndim - 1)
 
     def rollout(
         self,
         u0: Any,
-        n_steps: int,
-        save_every: int = 1,
+        n_steps: int | Any,
+        save_every: int | Any = 1,
         callback: Callable[[int], None] | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        dt: Any = None,
     ) -> np.ndarray:
         """Advance ``n_steps`` steps from ``u0`` and return the saved states.
 
+        A batch of states advances together (one launch per stage on the fused path) and
+        each sample's result is bitwise the result of its own rollout.
+
         Args:
-            u0: initial state, shape ``grid.shape``.
-            n_steps: number of steps (>= 0).
-            save_every: keep every ``save_every``-th state.
+            u0: initial state, shape ``grid.shape``, or a batch ``(B, *grid.shape)``.
+            n_steps: number of steps (>= 0); for a batch also one per sample, shape (B,).
+            save_every: keep every ``save_every``-th state; for a batch also one per sample
+                (``n_steps // save_every`` must then be the same for all samples).
             callback: called with the number of steps done after each step (progress bars).
+            parameters: values replacing the solver's, per sample or as fields
+                (:meth:`batch_parameter_arrays`).
+            dt: per-sample time steps [s], shape (B,) (default ``self.dt``).
 
         Returns:
-            Array of shape ``(n_steps // save_every + 1, *grid.shape)``: $u$ at steps
-            0, save_every, 2 save_every, ...
+            ``(n_saved, *grid.shape)`` for one state, ``(B, n_saved, *grid.shape)`` for a
+            batch: $u$ at steps 0, save_every, 2 save_every, ...
 
         Raises:
-            UnstableStepError: ``dt`` too large for ``u0``.
-            BlowUpError: a NaN/Inf appeared; carries the step and the last finite state.
+            UnstableStepError: ``dt`` too large for a sample's ``u0`` and parameters.
+            BlowUpError: a NaN/Inf appeared; carries the step and the last finite state
+                (for a batch, of the first sample that blew up).
         """
         self._require_dt()
-        n_steps, save_every = check_counts(n_steps, save_every)
-        u = self.to_warp(u0)
-        self.check_stability(u0)
-        params = self.parameter_arrays()
-        saved = [u.numpy().reshape(self.grid.shape).copy()]
-        last_good = (0, saved[0])
-        for step in range(1, n_steps + 1):
-            u = self.advance(u, params)
-            if step % save_every == 0 or step % self.check_every == 0 or step == n_steps:
-                state = u.numpy().reshape(self.grid.shape).copy()
-                if not np.all(np.isfinite(state)):
-                    raise BlowUpError(
-                        step=step,
-                        t=step * self.dt,
-                        last_good_step=last_good[0],
-                        last_good_state=last_good[1],
-                    )
-                last_good = (step, state)
-                if step % save_every == 0:
-                    saved.append(state)
+        batched = np.ndim(u0) == self.grid.ndim + 1
+        states = np.asarray(u0, dtype=np.float64)
+        batch = states.shape[0] if batched else 1
+        states = finite_state(states, (batch, *self.grid.shape) if batched else self.grid.shape,
+                              "u0").reshape(batch, -1)
+        counts = _per_sample(n_steps, batch, "n_steps")
+        every = _per_sample(save_every, batch, "save_every")
+        for n, k in zip(counts, every):
+            check_counts(n, k)
+        saves = counts // every
+        require(np.all(saves == saves[0]), f"n_steps // save_every differs between samples "
+                f"({sorted(set(saves.tolist()))}); every sample must save as many states")
+        steps = np.full(batch, self.dt) if dt is None else _per_sample(dt, batch, "dt", float)
+        require(np.all(np.isfinite(steps) & (steps > 0)), "dt must be positive numbers")
+        arrays = self.batch_parameter_arrays(batch, parameters or {})
+        for b in range(batch):
+            self._sample_solver(arrays, b, steps[b]).check_stability(states[b])
+        order = np.argsort(-counts, kind="stable")  # longest first: active samples lead
+        arrays = {name: self._samples(name, a, order) for name, a in arrays.items()}
+        saved = self._rollout_sorted(states[order], counts[order], every[order],
+                                     steps[order], arrays, callback)
+        out = np.empty_like(saved)
+        out[order] = saved
+        out = out.reshape(batch, saves[0] + 1, *self.grid.shape)
+        return out if batched else out[0]
+
+    def _rollout_sorted(self, states, counts, every, steps, arrays, callback) -> np.ndarray:
+        """Rollout of a batch sorted by decreasing step count: after step s only the samples
+        with more than s steps advance (a prefix of the batch)."""
+        batch, n = states.shape
+        saved = np.empty((batch, int(counts[0] // every[0]) + 1 if batch else 1, n))
+        saved[:, 0] = states
+        work = StageWork(reuse=True)
+        u = wp.array(states.ravel().astype(self.np_dtype), dtype=self.dtype, device=self.device)
+        dt = wp.array(steps, dtype=self.dtype, device=self.device)
+        last_good = (0, states)
+        for step in range(1, int(counts.max(initial=0)) + 1):
+            active = int(np.count_nonzero(counts >= step))
+            if active < batch:
+                arrays = {name: self._samples(name, a, slice(0, active))
+                          for name, a in arrays.items()}
+                u, dt, batch = u[: active * n], dt[:active], active
+            u = self.advance(u, arrays, dt=dt, work=work)
+            saving = step % every[:active] == 0
+            if saving.any() or step % self.check_every == 0 or np.any(counts[:active] == step):
+                current = u.numpy().reshape(active, n).astype(np.float64)
+                bad = ~np.all(np.isfinite(current), axis=1)
+                if bad.any():
+                    b = int(np.argmax(bad))
+                    raise BlowUpError(step=step, t=step * float(steps[b]),
+                                      last_good_step=last_good[0],
+                                      last_good_state=last_good[1][b].reshape(self.grid.shape))
+                last_good = (step, current)
+                for b in np.flatnonzero(saving):
+                    saved[b, step // every[b]] = current[b]
             if callback is not None:
                 callback(step)
-        return np.stack(saved)
+        return saved
+
+    def _samples(self, name: str, array: wp.array, index: np.ndarray | slice) -> wp.array:
+        """The samples ``index`` of a per-sample parameter array (a shared one as it is)."""
+        per_sample = array.shape[0] > 1 and (array.ndim == 2 or name != self.velocity_parameter)
+        if not per_sample:
+            return array
+        if isinstance(index, slice):
+            return array[index]
+        return wp.array(array.numpy()[index], dtype=array.dtype, device=array.device)
+
+    def _sample_solver(self, arrays: dict[str, wp.array], b: int, dt: float) -> GridSolver:
+        """A copy with sample ``b``'s largest parameter values and its ``dt`` (what its
+        stability check needs)."""
+        values = {}
+        for name, array in arrays.items():
+            data = self._samples(name, array, np.array([b])).numpy() if array.shape[0] > 1 else (
+                array.numpy())
+            if name == self.velocity_parameter:
+                values[name] = np.max(np.abs(data.reshape(-1, self.grid.ndim)), axis=0)
+            else:
+                values[name] = np.max(data)
+        solver = self.with_parameters(**values)
+        solver.dt = float(dt)
+        return solver
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={_fmt(getattr(self, k))}" for k in self.parameter_names)
@@ -593,6 +775,42 @@ class GridSolver:
             f"{type(self).__name__}(shape={self.grid.shape}, {params}, dt={self.dt}, "
             f"scheme={self.scheme!r}, device={self.device!r}, dtype={self.dtype.__name__})"
         )
+
+
+def _per_sample(value: Any, batch: int, name: str, kind: type = int) -> np.ndarray:
+    """A count or step for every sample, shape (batch,), from one value or one per sample."""
+    array = np.asarray(value, dtype=np.float64)
+    require(array.ndim == 0 or array.shape == (batch,),
+            f"{name} has shape {array.shape}; expected one value or one per sample ({batch},)")
+    array = np.broadcast_to(array, (batch,))
+    if kind is int:
+        require(np.all(array == np.round(array)), f"{name}={value} must hold whole numbers")
+        return array.astype(np.int64)
+    return array.astype(np.float64)
+
+
+def _coefficient_values(parameter: Parameter, value: np.ndarray, batch: int,
+                        grid: Grid) -> np.ndarray:
+    """``value`` as the array :meth:`GridSolver.batch_parameter_arrays` hands the kernels,
+    after checking its shape and range."""
+    name, n = parameter.name, grid.size
+    if parameter.per_axis:
+        shapes = {(grid.ndim,): (grid.ndim,), (batch, grid.ndim): (batch, grid.ndim)}
+        if grid.ndim == 1:
+            shapes.update({(): (1,), (batch,): (batch, 1)})
+        allowed = f"(ndim,) or (B, ndim) = ({grid.ndim},) or ({batch}, {grid.ndim})"
+    else:
+        shapes = {(): (1,), (1,): (1,), (batch,): (batch,), (batch, *grid.shape): (batch, n),
+                  (1, *grid.shape): (1, n)}
+        if batch == 1:
+            shapes[grid.shape] = (1, n)
+        allowed = f"a number, ({batch},) per sample, or a field (B or 1, *{grid.shape})"
+    require(value.shape in shapes, f"{name} has shape {value.shape}; allowed: {allowed}")
+    flat = value.reshape(shapes[value.shape])
+    bad = [float(v) for v in flat.ravel() if not parameter.admits(float(v))]
+    require(not bad, f"{name}={bad[0]!r} must be {parameter.allowed} "
+            f"({parameter.meaning} in {parameter.unit})" if bad else "")
+    return flat
 
 
 def _limit(costs: dict[str, float]) -> float:

@@ -16,6 +16,7 @@ faces. Boundary conditions are imposed through ghost cells filled from the inter
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -169,7 +170,7 @@ class Grid:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape))
+        return math.prod(self.shape)
 
     def coords(self, axis: int) -> np.ndarray:
         """Cell-centre coordinates along ``axis``, shape ``(shape[axis],)``, float64."""

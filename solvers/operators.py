@@ -288,46 +288,6 @@ def reaction_term(u: Any, kind: int):
 
 
 @wp.kernel
-def convection_diffusion_reaction_kernel(
-    up: wp.array(dtype=Any),
-    shape: wp.vec3i,
-    ghost: wp.vec3i,
-    ndim: int,
-    inv_dx: wp.array(dtype=Any),
-    nu: wp.array(dtype=Any),
-    velocity: wp.array(dtype=Any),
-    rho: wp.array(dtype=Any),
-    flux_kind: int,
-    limiter: int,
-    reaction_kind: int,
-    with_diffusion: int,
-    out: wp.array(dtype=Any),
-):
-    """out = -sum_d d_d f_d(u) + nu sum_d d_dd u + rho r(u).
-
-    Reads the padded field up and the parameter arrays nu (1,), velocity (3,), rho (1,);
-    writes out (interior size). ``with_diffusion = 0`` drops the diffusion term (IMEX).
-    """
-    t = wp.tid()
-    c, s0, s1, s2 = padded_centre(t, shape, ghost)
-    zero = nu.dtype(0.0)
-    adv = zero
-    lap = zero
-    adv += advective_term(up, c, s0, inv_dx[0], flux_kind, velocity[0], limiter)
-    lap += second_difference(up, c, s0, inv_dx[0] * inv_dx[0])
-    if ndim > 1:
-        adv += advective_term(up, c, s1, inv_dx[1], flux_kind, velocity[1], limiter)
-        lap += second_difference(up, c, s1, inv_dx[1] * inv_dx[1])
-    if ndim > 2:
-        adv += advective_term(up, c, s2, inv_dx[2], flux_kind, velocity[2], limiter)
-        lap += second_difference(up, c, s2, inv_dx[2] * inv_dx[2])
-    diffusion = zero
-    if with_diffusion != 0:
-        diffusion = nu[0] * lap
-    out[t] = diffusion - adv + rho[0] * reaction_term(up[c], reaction_kind)
-
-
-@wp.kernel
 def laplacian_kernel(
     up: wp.array(dtype=Any),
     shape: wp.vec3i,
@@ -534,11 +494,6 @@ def _overload_all() -> None:
             pad_kernel,
             T,
             {"u": arr, "coef": wp.array2d(dtype=T), "up": arr},
-        )
-        specialize(
-            convection_diffusion_reaction_kernel,
-            T,
-            {"up": arr, "inv_dx": arr, "nu": arr, "velocity": arr, "rho": arr, "out": arr},
         )
         specialize(laplacian_kernel, T, {"up": arr, "inv_dx": arr, "out": arr})
         specialize(derivative_kernel, T, {"up": arr, "inv_dx": arr, "out": arr})

@@ -130,8 +130,12 @@ def test_wrong_shape_dtype_and_parameter_names_in_the_bridge():
     solver = HeatSolver1D(GRID, nu=0.1, dt=1e-4)
     with pytest.raises(ValueError, match="expected the grid shape|expected \\(32,\\)"):
         bridge.rollout(solver, torch.zeros(31, dtype=torch.float64), 1)
-    with pytest.raises(ValueError, match="dtype torch.float32; the solver uses torch.float64"):
-        bridge.rollout(solver, torch.zeros(32), 1)
+    with pytest.raises(ValueError, match="dtype torch.int64; expected a floating-point"):
+        bridge.rollout(solver, torch.zeros(32, dtype=torch.int64), 1)
+    u0 = torch.sin(torch.linspace(0, 3, 32))  # float32: converted to the solver's float64
+    out = bridge.rollout(solver, u0, 2)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, bridge.rollout(solver, u0.double(), 2), rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['rho'\].*allowed: nu"):
         bridge.rollout(solver, torch.zeros(32, dtype=torch.float64), 1,
                        params={"rho": torch.tensor(1.0)})

@@ -79,6 +79,17 @@ def test_generation_splits_seeds_and_contents(tmp_path):
     np.testing.assert_allclose(mean - mean.isel(time=0), 0.0, atol=1e-5)
 
 
+def test_batched_and_one_by_one_generation_give_the_same_dataset(tmp_path):
+    # Burgers: every sample has its own step count (its CFL step depends on max|u0|)
+    spec = load_spec(write_spec(tmp_path, nx=48, **{"advection1d": "burgers1d_pdebench",
+                                                    "beta: [0.5, 1.0]": "nu: [0.01, 0.1]"}))
+    generate(spec, tmp_path / "batched", workers=0)
+    generate(spec, tmp_path / "single", workers=0, batch_size=1)
+    batched = read_all(tmp_path / "batched")
+    assert_same_dataset(batched, read_all(tmp_path / "single"))
+    assert np.all(np.isfinite(batched["train"]["u"].values))
+
+
 def test_dask_workers_and_an_existing_scheduler_give_the_same_dataset(tmp_path):
     from dask.distributed import LocalCluster
 

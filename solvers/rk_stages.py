@@ -1,0 +1,790 @@
+r"""Fused Runge–Kutta stages of the convection–diffusion–reaction operator, batched.
+
+One launch per stage $i$ of an explicit scheme evaluates
+$k_i = F(v_i)$, $F(u) = -\sum_d \partial_d f_d(u) + \nu\,\Delta u + \rho\, r(u)$
+(:mod:`physml.solvers.operators` has the stencils) and writes the next stage's input (or, at
+the last stage, the new state)
+
+$$w = u + \Delta t \Big(\sum_{j<i} c_j k_j + c_i k_i\Big),$$
+
+$c$ a row of the Butcher tableau (the next stage's $a$, or $b$). Boundary conditions are
+applied inside the stencil: a neighbour index outside the grid is mapped to its interior
+source cell and the ghost value $a\,u_{src} + b$ of :mod:`physml.solvers.grid` (no padded copy).
+
+**Batches and coefficients.** A state is ``B`` samples of ``N`` cells, flat (sample-major).
+Each coefficient ($\nu$, $\rho$, $\Delta t$) is read as ``p[b s_b + n s_n]`` for sample
+``b`` and cell ``n``, with strides :class:`Coefficient` derives from its shape: one value
+(0, 0), one per sample (1, 0), one field for all samples (0, 1) or a field per sample (N, 1).
+The velocity of a linear flux is one vector, or one per sample. Samples never mix: the
+arithmetic of a sample does not depend on the batch around it.
+
+**Layout.** A grid of ``ndim`` axes is a 3D block ``(n0, n1, n2)`` with leading axes of one
+cell, so the grid's last axis is always the contiguous one.
+
+**Two kernels, one arithmetic.** :data:`stage_cells_kernel` gives each cell a thread and
+evaluates both faces of every axis: it is what CUDA runs and what a ``wp.Tape`` records (its
+adjoint is Warp's). :data:`stage_rows_kernel` gives each thread a segment of a row of the last
+axis and carries the flux of the face it shares with the previous cell, so each face of that
+axis is computed once (the CPU path without a tape; no adjoint). Both call the same
+``wp.func``\ s in the same order, so they agree bit for bit. Neither vectorises across cells on
+the CPU (the limiter branches and Warp's generated indexing keep the compiler from it; a
+native run as in :mod:`physml.solvers.cahn_hilliard_kernels` would need its own adjoint);
+speed comes from one pass per stage, halved flux work and host threads over segments.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import wait
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import warp as wp
+
+from .cahn_hilliard_kernels import available_cores, host_pool
+from .grid import BCKind, BoundaryConditions, Grid
+from .operators import ghost_source, launch, limited_slope, reaction_term, rusanov_flux, specialize
+
+MIN_CELLS_PER_THREAD = 1 << 17
+"""Fewest cells a host thread gets by default on the CPU. A stage costs tens of nanoseconds
+per cell, so handing a launch to a second thread (about 0.1 ms) pays from a few 10^4 cells."""
+
+
+# ---------------------------------------------------------------------------------- stencils
+
+
+@wp.func
+def mapped(v: wp.array(dtype=Any), index: int, row: int, coef: wp.array2d(dtype=Any)):
+    """v[index], or the ghost value coef[row, 0] v[index] + coef[row, 1] (row 0: interior)."""
+    value = v[index]
+    if row != 0:
+        value = coef[row, 0] * value + coef[row, 1]
+    return value
+
+
+@wp.func
+def neighbour(
+    v: wp.array(dtype=Any),
+    base: int,
+    cell: wp.vec3i,
+    axis: int,
+    offset: int,
+    shape: wp.vec3i,
+    kinds_lo: wp.vec3i,
+    kinds_hi: wp.vec3i,
+    coef: wp.array2d(dtype=Any),
+    ghost: int,
+):
+    """u at ``cell + offset`` along ``axis`` (ghost cells mapped to their source)."""
+    src, row = ghost_source(
+        cell[axis] + offset, shape[axis], ghost, axis, kinds_lo[axis], kinds_hi[axis]
+    )
+    index = wp.vec3i(cell[0], cell[1], cell[2])
+    index[axis] = src
+    return mapped(v, base + (index[0] * shape[1] + index[1]) * shape[2] + index[2], row, coef)
+
+
+@wp.func
+def face_flux(um: Any, u0: Any, u1: Any, u2: Any, kind: int, a: Any, limiter: int):
+    """MUSCL–Rusanov flux through the face between the cells of u0 and u1."""
+    half = a.dtype(0.5)
+    ul = u0 + half * limited_slope(u0 - um, u1 - u0, limiter)
+    ur = u1 - half * limited_slope(u1 - u0, u2 - u1, limiter)
+    return rusanov_flux(ul, ur, kind, a)
+
+
+@wp.func
+def advective_difference(
+    f_lo: Any, f_hi: Any, um1: Any, up1: Any, inv_dx: Any, kind: int, a: Any
+):
+    """$\\partial_d f_d$ at a cell: central $a(u_{i+1} - u_{i-1})/(2\\Delta x)$ (kind 1) or
+    $(F_{i+1/2} - F_{i-1/2})/\\Delta x$ (kinds 2, 3), else 0."""
+    result = a.dtype(0.0)
+    if kind == 1:
+        result = a * ((up1 - um1) * (inv_dx * a.dtype(0.5)))
+    elif kind >= 2:
+        result = (f_hi - f_lo) * inv_dx
+    return result
+
+
+@wp.func
+def second_difference(um1: Any, u0: Any, up1: Any, inv_dx: Any):
+    """$(u_{i-1} - 2u_i + u_{i+1})/\\Delta x^2$."""
+    return ((um1 - u0) + (up1 - u0)) * (inv_dx * inv_dx)
+
+
+@wp.func
+def coefficient(p: wp.array(dtype=Any), b: int, n: int, strides: wp.vec2i):
+    """The value of a coefficient for sample b, cell n."""
+    return p[b * strides[0] + n * strides[1]]
+
+
+@wp.func
+def axis_speed(velocity: wp.array(dtype=Any), b: int, stride: int, axis: int, axis_offset: int,
+               shape: wp.vec3i):
+    """The velocity of sample b along kernel axis ``axis`` (0 on an axis of one cell)."""
+    speed = velocity[0] - velocity[0]
+    if shape[axis] > 1:
+        speed = velocity[b * stride + axis - axis_offset]
+    return speed
+
+
+@wp.func
+def combine(
+    u: wp.array(dtype=Any),
+    k0: wp.array(dtype=Any),
+    k1: wp.array(dtype=Any),
+    k2: wp.array(dtype=Any),
+    n_prev: int,
+    c: wp.array(dtype=Any),
+    dt: Any,
+    t: int,
+    k: Any,
+):
+    """$u_t + \\sum_{j < n_{prev}} (\\Delta t c_j) k_j[t] + (\\Delta t c_3) k$, in this order,
+    zero coefficients skipped (as the generic driver adds them)."""
+    w = u[t]
+    if n_prev > 0 and c[0] != dt.dtype(0.0):
+        w = w + (dt * c[0]) * k0[t]
+    if n_prev > 1 and c[1] != dt.dtype(0.0):
+        w = w + (dt * c[1]) * k1[t]
+    if n_prev > 2 and c[2] != dt.dtype(0.0):
+        w = w + (dt * c[2]) * k2[t]
+    return w + (dt * c[3]) * k
+
+
+@wp.func
+def pointwise_terms(
+    u0: Any, adv: Any, lap: Any, nu: Any, rho: Any, reaction_kind: int, with_diffusion: int
+):
+    """$\\nu\\,\\Delta_h u - \\nabla_h\\cdot f + \\rho\\, r(u)$ from the summed axis terms."""
+    diffusion = nu.dtype(0.0)
+    if with_diffusion != 0:
+        diffusion = nu * lap
+    return diffusion - adv + rho * reaction_term(u0, reaction_kind)
+
+
+# ------------------------------------------------------------------ interior runs, native
+# The cells of a row whose whole stencil along the last axis lies inside the row, as one C++
+# loop over raw pointers: Warp's generated indexing (a stride multiply per access) and its
+# loop form keep the compiler from keeping the window in registers and from vectorising.
+# The arithmetic is that of the wp.funcs above, operation for operation and in the same
+# order (IEEE, no contraction on the CPU target), so the per-cell kernel agrees bit for bit.
+
+INTERIOR_RUN = """
+using real = decltype(inv0 + inv0);
+const real zero = real(0), half = real(0.5), two = real(2), one = real(1);
+const real* __restrict__ x = v.data;
+const real* __restrict__ g = coef.data;
+auto slope_of = [&](real a, real b) -> real {
+    real slope = half * (a + b);
+    if (limiter != 0) {
+        slope = zero;
+        if (a * b > zero) {
+            real sign = real(1.0);
+            if (a < zero) sign = -sign;
+            const real aa = wp::abs(a), bb = wp::abs(b);
+            if (limiter == 1) slope = sign * wp::min(aa, bb);
+            else if (limiter == 2) slope = two * a * b / (a + b);
+            else slope = sign * wp::min(wp::min(two * aa, two * bb), half * (aa + bb));
+        }
+    }
+    return slope;
+};
+auto face = [&](real um, real u0, real u1, real u2, real a) -> real {
+    const real ul = u0 + half * slope_of(u0 - um, u1 - u0);
+    const real ur = u1 - half * slope_of(u1 - u0, u2 - u1);
+    real fl = a * ul, fr = a * ur, alpha = wp::abs(a);
+    if (flux_kind == 3) {
+        fl = half * ul * ul;
+        fr = half * ur * ur;
+        alpha = wp::max(wp::abs(ul), wp::abs(ur));
+    }
+    return half * (fl + fr) - half * alpha * (ur - ul);
+};
+auto advective = [&](real f_lo, real f_hi, real um1, real up1, real inv, real a) -> real {
+    if (flux_kind == 1) return a * ((up1 - um1) * (inv * half));
+    if (flux_kind >= 2) return (f_hi - f_lo) * inv;
+    return zero;
+};
+auto second = [&](real um1, real u0, real up1, real inv) -> real {
+    return ((um1 - u0) + (up1 - u0)) * (inv * inv);
+};
+auto ghost = [&](int row, real value) -> real {
+    return row == 0 ? value : g[2 * row] * value + g[2 * row + 1];
+};
+real d0 = zero, d1 = zero, d2 = zero, d3 = zero;
+bool use0 = false, use1 = false, use2 = false;
+if (write_w) {  // c, u and w_out are empty otherwise
+    d0 = step * c.data[0], d1 = step * c.data[1], d2 = step * c.data[2], d3 = step * c.data[3];
+    use0 = n_prev > 0 && c.data[0] != zero, use1 = n_prev > 1 && c.data[1] != zero;
+    use2 = n_prev > 2 && c.data[2] != zero;
+}
+real f_lo = zero;
+if (flux_kind >= 2) f_lo = face(x[here + first - 2], x[here + first - 1], x[here + first],
+                                x[here + first + 1], speed2);
+for (int k = first; k < first + count; ++k) {
+    const real u0 = x[here + k], um1 = x[here + k - 1], up1 = x[here + k + 1];
+    real adv = zero, lap = zero;
+    if (has0) {
+        const real m1 = ghost(r_lo0, x[lo0 + k]), p1 = ghost(r_hi0, x[hi0 + k]);
+        real g_lo = zero, g_hi = zero;
+        if (flux_kind >= 2) {
+            const real m2 = ghost(r_lo0b, x[lo0b + k]), p2 = ghost(r_hi0b, x[hi0b + k]);
+            g_lo = face(m2, m1, u0, p1, speed0);
+            g_hi = face(m1, u0, p1, p2, speed0);
+        }
+        adv = adv + advective(g_lo, g_hi, m1, p1, inv0, speed0);
+        lap = lap + second(m1, u0, p1, inv0);
+    }
+    if (has1) {
+        const real m1 = ghost(r_lo1, x[lo1 + k]), p1 = ghost(r_hi1, x[hi1 + k]);
+        real h_lo = zero, h_hi = zero;
+        if (flux_kind >= 2) {
+            const real m2 = ghost(r_lo1b, x[lo1b + k]), p2 = ghost(r_hi1b, x[hi1b + k]);
+            h_lo = face(m2, m1, u0, p1, speed1);
+            h_hi = face(m1, u0, p1, p2, speed1);
+        }
+        adv = adv + advective(h_lo, h_hi, m1, p1, inv1, speed1);
+        lap = lap + second(m1, u0, p1, inv1);
+    }
+    real f_hi = zero;
+    if (flux_kind >= 2) f_hi = face(um1, u0, up1, x[here + k + 2], speed2);
+    adv = adv + advective(f_lo, f_hi, um1, up1, inv2, speed2);
+    lap = lap + second(um1, u0, up1, inv2);
+    f_lo = f_hi;
+    real diffusion = zero;
+    if (with_diffusion != 0) diffusion = nu * lap;
+    real reaction = zero;
+    if (reaction_kind == 1) reaction = u0 - u0 * u0 * u0;
+    else if (reaction_kind == 2) reaction = u0 * (one - u0);
+    const real value = diffusion - adv + rho * reaction;
+    const int t = here + k;
+    k_out.data[t] = value;
+    if (write_w) {
+        real w = u.data[t];
+        if (use0) w = w + d0 * k0.data[t];
+        if (use1) w = w + d1 * k1.data[t];
+        if (use2) w = w + d2 * k2.data[t];
+        w_out.data[t] = w + d3 * value;
+    }
+}
+"""
+
+
+@wp.func_native(INTERIOR_RUN)
+def interior_run(v: wp.array(dtype=Any), u: wp.array(dtype=Any), k0: wp.array(dtype=Any),
+                 k1: wp.array(dtype=Any), k2: wp.array(dtype=Any), c: wp.array(dtype=Any),
+                 coef: wp.array2d(dtype=Any), here: int, lo0: int, hi0: int, lo1: int,
+                 hi1: int, lo0b: int, hi0b: int, lo1b: int, hi1b: int, r_lo0: int,
+                 r_hi0: int, r_lo1: int, r_hi1: int, r_lo0b: int, r_hi0b: int, r_lo1b: int,
+                 r_hi1b: int, has0: int, has1: int, first: int, count: int, inv0: Any,
+                 inv1: Any, inv2: Any, speed0: Any, speed1: Any, speed2: Any, nu: Any, rho: Any,
+                 step: Any, flux_kind: int, limiter: int, reaction_kind: int,
+                 with_diffusion: int, n_prev: int, write_w: int, k_out: wp.array(dtype=Any),
+                 w_out: wp.array(dtype=Any)):
+    """The row kernel's loop body for the cells ``first .. first + count - 1`` of the row
+    starting at ``here``, all of whose last-axis neighbours (two each side) are in the row;
+    neighbour rows along axes 0 and 1 at ``lo0``.. with their ghost rows ``r_*``."""
+    ...
+
+
+
+# ------------------------------------------------------------------------------------ kernels
+
+
+@wp.kernel
+def stage_cells_kernel(
+    v: wp.array(dtype=Any),
+    u: wp.array(dtype=Any),
+    k0: wp.array(dtype=Any),
+    k1: wp.array(dtype=Any),
+    k2: wp.array(dtype=Any),
+    c: wp.array(dtype=Any),
+    dt: wp.array(dtype=Any),
+    nu: wp.array(dtype=Any),
+    velocity: wp.array(dtype=Any),
+    rho: wp.array(dtype=Any),
+    inv_dx: wp.array(dtype=Any),
+    coef: wp.array2d(dtype=Any),
+    dt_strides: wp.vec2i,
+    nu_strides: wp.vec2i,
+    velocity_stride: int,
+    rho_strides: wp.vec2i,
+    shape: wp.vec3i,
+    kinds_lo: wp.vec3i,
+    kinds_hi: wp.vec3i,
+    axis_offset: int,
+    ghost: int,
+    flux_kind: int,
+    limiter: int,
+    reaction_kind: int,
+    with_diffusion: int,
+    n_prev: int,
+    k_out: wp.array(dtype=Any),
+    w_out: wp.array(dtype=Any),
+):
+    """One thread per cell: k_out = F(v), w_out = :func:`combine` (w_out of length 0: not
+    written). Reads v, u, k0..k2, the coefficients; writes k_out, w_out."""
+    t = wp.tid()
+    n_cells = shape[0] * shape[1] * shape[2]
+    b = t // n_cells
+    n = t - b * n_cells
+    base = b * n_cells
+    cell = wp.vec3i(n // (shape[1] * shape[2]), (n // shape[2]) % shape[1], n % shape[2])
+    u0 = v[t]
+    zero = u0 - u0
+    adv = zero
+    lap = zero
+    for a in range(3):
+        if shape[a] > 1:
+            um1 = neighbour(v, base, cell, a, -1, shape, kinds_lo, kinds_hi, coef, ghost)
+            up1 = neighbour(v, base, cell, a, 1, shape, kinds_lo, kinds_hi, coef, ghost)
+            speed = axis_speed(velocity, b, velocity_stride, a, axis_offset, shape)
+            f_lo = zero
+            f_hi = zero
+            if flux_kind >= 2:
+                um2 = neighbour(v, base, cell, a, -2, shape, kinds_lo, kinds_hi, coef, ghost)
+                up2 = neighbour(v, base, cell, a, 2, shape, kinds_lo, kinds_hi, coef, ghost)
+                f_lo = face_flux(um2, um1, u0, up1, flux_kind, speed, limiter)
+                f_hi = face_flux(um1, u0, up1, up2, flux_kind, speed, limiter)
+            adv = adv + advective_difference(f_lo, f_hi, um1, up1, inv_dx[a], flux_kind, speed)
+            lap = lap + second_difference(um1, u0, up1, inv_dx[a])
+    k = pointwise_terms(
+        u0,
+        adv,
+        lap,
+        coefficient(nu, b, n, nu_strides),
+        coefficient(rho, b, n, rho_strides),
+        reaction_kind,
+        with_diffusion,
+    )
+    k_out[t] = k
+    if w_out.shape[0] > 0:
+        w_out[t] = combine(u, k0, k1, k2, n_prev, c, coefficient(dt, b, n, dt_strides), t, k)
+
+
+@wp.func
+def row_start(
+    base: int,
+    i0: int,
+    i1: int,
+    axis: int,
+    offset: int,
+    shape: wp.vec3i,
+    kinds_lo: wp.vec3i,
+    kinds_hi: wp.vec3i,
+    ghost: int,
+):
+    """Flat start and ghost row of the row ``offset`` cells from row (i0, i1) along axis 0
+    or 1 (the row itself, unused, when that axis has one cell or the offset exceeds the
+    stencil's ghost width)."""
+    index = wp.vec3i(i0, i1, 0)
+    src = index[axis]
+    row = index[2] - index[2]  # 0, a dynamic variable
+    if shape[axis] > 1 and (offset == 1 or offset == -1 or ghost > 1):
+        src, row = ghost_source(
+            index[axis] + offset, shape[axis], ghost, axis, kinds_lo[axis], kinds_hi[axis]
+        )
+    index[axis] = src
+    return base + (index[0] * shape[1] + index[1]) * shape[2], row
+
+
+@wp.func
+def ghost_affine(value: Any, row: int, a: Any, b: Any):
+    """``value``, or the ghost value a value + b (row 0: interior; as :func:`mapped`)."""
+    result = value
+    if row != 0:
+        result = a * value + b
+    return result
+
+
+@wp.kernel(enable_backward=False)
+def stage_rows_kernel(
+    v: wp.array(dtype=Any),
+    u: wp.array(dtype=Any),
+    k0: wp.array(dtype=Any),
+    k1: wp.array(dtype=Any),
+    k2: wp.array(dtype=Any),
+    c: wp.array(dtype=Any),
+    dt: wp.array(dtype=Any),
+    nu: wp.array(dtype=Any),
+    velocity: wp.array(dtype=Any),
+    rho: wp.array(dtype=Any),
+    inv_dx: wp.array(dtype=Any),
+    coef: wp.array2d(dtype=Any),
+    dt_strides: wp.vec2i,
+    nu_strides: wp.vec2i,
+    velocity_stride: int,
+    rho_strides: wp.vec2i,
+    shape: wp.vec3i,
+    kinds_lo: wp.vec3i,
+    kinds_hi: wp.vec3i,
+    axis_offset: int,
+    ghost: int,
+    flux_kind: int,
+    limiter: int,
+    reaction_kind: int,
+    with_diffusion: int,
+    n_prev: int,
+    segment: int,
+    first: int,
+    k_out: wp.array(dtype=Any),
+    w_out: wp.array(dtype=Any),
+):
+    """:data:`stage_cells_kernel` with one thread per segment of ``segment`` cells of a row of
+    the last axis (thread ``first + tid``); the flux through the face between two cells of
+    the segment is computed once and carried."""
+    block = first + wp.tid()
+    n2 = shape[2]
+    per_row = (n2 + segment - 1) // segment
+    line = block // per_row
+    k_first = (block - line * per_row) * segment
+    k_end = wp.min(k_first + segment, n2)
+    n_cells = shape[0] * shape[1] * n2
+    lines = shape[0] * shape[1]
+    b = line // lines
+    i0 = (line - b * lines) // shape[1]
+    i1 = line % shape[1]
+    base = b * n_cells
+    here = base + (i0 * shape[1] + i1) * n2
+    # neighbour rows along axes 0 and 1: their flat starts and ghost rows
+    lo0, row_lo0 = row_start(base, i0, i1, 0, -1, shape, kinds_lo, kinds_hi, ghost)
+    hi0, row_hi0 = row_start(base, i0, i1, 0, 1, shape, kinds_lo, kinds_hi, ghost)
+    lo1, row_lo1 = row_start(base, i0, i1, 1, -1, shape, kinds_lo, kinds_hi, ghost)
+    hi1, row_hi1 = row_start(base, i0, i1, 1, 1, shape, kinds_lo, kinds_hi, ghost)
+    lo0b, row_lo0b = row_start(base, i0, i1, 0, -2, shape, kinds_lo, kinds_hi, ghost)
+    hi0b, row_hi0b = row_start(base, i0, i1, 0, 2, shape, kinds_lo, kinds_hi, ghost)
+    lo1b, row_lo1b = row_start(base, i0, i1, 1, -2, shape, kinds_lo, kinds_hi, ghost)
+    hi1b, row_hi1b = row_start(base, i0, i1, 1, 2, shape, kinds_lo, kinds_hi, ghost)
+    speed0 = axis_speed(velocity, b, velocity_stride, 0, axis_offset, shape)
+    speed1 = axis_speed(velocity, b, velocity_stride, 1, axis_offset, shape)
+    speed2 = axis_speed(velocity, b, velocity_stride, 2, axis_offset, shape)
+    # what is constant along the row, read once (the loop passes no arrays to functions)
+    inv0, inv1, inv2 = inv_dx[0], inv_dx[1], inv_dx[2]
+    zero = inv0 - inv0
+    a_lo0, b_lo0 = coef[row_lo0, 0], coef[row_lo0, 1]
+    a_hi0, b_hi0 = coef[row_hi0, 0], coef[row_hi0, 1]
+    a_lo1, b_lo1 = coef[row_lo1, 0], coef[row_lo1, 1]
+    a_hi1, b_hi1 = coef[row_hi1, 0], coef[row_hi1, 1]
+    a_lo0b, b_lo0b = coef[row_lo0b, 0], coef[row_lo0b, 1]
+    a_hi0b, b_hi0b = coef[row_hi0b, 0], coef[row_hi0b, 1]
+    a_lo1b, b_lo1b = coef[row_lo1b, 0], coef[row_lo1b, 1]
+    a_hi1b, b_hi1b = coef[row_hi1b, 0], coef[row_hi1b, 1]
+    nu_row = nu[b * nu_strides[0]]
+    rho_row = rho[b * rho_strides[0]]
+    write_w = w_out.shape[0] > 0
+    step = zero
+    d0, d1, d2, d3 = zero, zero, zero, zero
+    use0, use1, use2 = False, False, False
+    if write_w:
+        step = dt[b * dt_strides[0]]  # a time step is one value per sample, never a field
+        d0, d1, d2, d3 = step * c[0], step * c[1], step * c[2], step * c[3]
+        use0 = n_prev > 0 and c[0] != zero
+        use1 = n_prev > 1 and c[1] != zero
+        use2 = n_prev > 2 and c[2] != zero
+    # cells with their whole last-axis stencil in the row, without fields: one native run
+    native_lo = k_end
+    native_hi = k_end
+    if nu_strides[1] == 0 and rho_strides[1] == 0:
+        native_lo = wp.min(wp.max(k_first, 2), k_end)
+        native_hi = wp.max(native_lo, wp.min(k_end, n2 - 2))
+        if native_lo < native_hi:
+            interior_run(v, u, k0, k1, k2, c, coef, here, lo0, hi0, lo1, hi1, lo0b, hi0b, lo1b,
+                         hi1b, row_lo0, row_hi0, row_lo1, row_hi1, row_lo0b, row_hi0b,
+                         row_lo1b, row_hi1b, int(shape[0] > 1), int(shape[1] > 1), native_lo,
+                         native_hi - native_lo, inv0, inv1, inv2, speed0, speed1, speed2,
+                         nu_row, rho_row, step, flux_kind, limiter, reaction_kind,
+                         with_diffusion, n_prev, int(write_w), k_out, w_out)
+    # the other cells (the row's ends, or all of it with fields) in Warp, in two parts
+    for part in range(2):
+        start = k_first
+        stop = native_lo
+        if part == 1:
+            start = native_hi
+            stop = k_end
+        if start < stop:
+            cell = wp.vec3i(i0, i1, start)
+            um2 = neighbour(v, base, cell, 2, -2, shape, kinds_lo, kinds_hi, coef, ghost)
+            um1 = neighbour(v, base, cell, 2, -1, shape, kinds_lo, kinds_hi, coef, ghost)
+            u0 = v[here + start]
+            up1 = neighbour(v, base, cell, 2, 1, shape, kinds_lo, kinds_hi, coef, ghost)
+            f_lo = zero
+            if flux_kind >= 2:
+                f_lo = face_flux(um2, um1, u0, up1, flux_kind, speed2, limiter)
+            for k in range(start, stop):
+                up2 = zero
+                if k + 2 < n2:
+                    up2 = v[here + k + 2]
+                else:
+                    up2 = neighbour(
+                        v, base, wp.vec3i(i0, i1, k), 2, 2, shape, kinds_lo, kinds_hi, coef,
+                        ghost,
+                    )
+                adv = zero
+                lap = zero
+                if shape[0] > 1:
+                    a_m1 = ghost_affine(v[lo0 + k], row_lo0, a_lo0, b_lo0)
+                    a_p1 = ghost_affine(v[hi0 + k], row_hi0, a_hi0, b_hi0)
+                    g_lo = zero
+                    g_hi = zero
+                    if flux_kind >= 2:
+                        a_m2 = ghost_affine(v[lo0b + k], row_lo0b, a_lo0b, b_lo0b)
+                        a_p2 = ghost_affine(v[hi0b + k], row_hi0b, a_hi0b, b_hi0b)
+                        g_lo = face_flux(a_m2, a_m1, u0, a_p1, flux_kind, speed0, limiter)
+                        g_hi = face_flux(a_m1, u0, a_p1, a_p2, flux_kind, speed0, limiter)
+                    adv = adv + advective_difference(
+                        g_lo, g_hi, a_m1, a_p1, inv0, flux_kind, speed0
+                    )
+                    lap = lap + second_difference(a_m1, u0, a_p1, inv0)
+                if shape[1] > 1:
+                    b_m1 = ghost_affine(v[lo1 + k], row_lo1, a_lo1, b_lo1)
+                    b_p1 = ghost_affine(v[hi1 + k], row_hi1, a_hi1, b_hi1)
+                    h_lo = zero
+                    h_hi = zero
+                    if flux_kind >= 2:
+                        b_m2 = ghost_affine(v[lo1b + k], row_lo1b, a_lo1b, b_lo1b)
+                        b_p2 = ghost_affine(v[hi1b + k], row_hi1b, a_hi1b, b_hi1b)
+                        h_lo = face_flux(b_m2, b_m1, u0, b_p1, flux_kind, speed1, limiter)
+                        h_hi = face_flux(b_m1, u0, b_p1, b_p2, flux_kind, speed1, limiter)
+                    adv = adv + advective_difference(
+                        h_lo, h_hi, b_m1, b_p1, inv1, flux_kind, speed1
+                    )
+                    lap = lap + second_difference(b_m1, u0, b_p1, inv1)
+                f_hi = zero
+                if flux_kind >= 2:
+                    f_hi = face_flux(um1, u0, up1, up2, flux_kind, speed2, limiter)
+                adv = adv + advective_difference(f_lo, f_hi, um1, up1, inv2, flux_kind, speed2)
+                lap = lap + second_difference(um1, u0, up1, inv2)
+                t = here + k
+                nu_cell = nu_row
+                if nu_strides[1] != 0:
+                    nu_cell = nu[b * nu_strides[0] + (t - base) * nu_strides[1]]
+                rho_cell = rho_row
+                if rho_strides[1] != 0:
+                    rho_cell = rho[b * rho_strides[0] + (t - base) * rho_strides[1]]
+                value = pointwise_terms(
+                    u0, adv, lap, nu_cell, rho_cell, reaction_kind, with_diffusion
+                )
+                k_out[t] = value
+                if write_w:
+                    w = u[t]
+                    if use0:
+                        w = w + d0 * k0[t]
+                    if use1:
+                        w = w + d1 * k1[t]
+                    if use2:
+                        w = w + d2 * k2[t]
+                    w_out[t] = w + d3 * value
+                f_lo = f_hi
+                um1 = u0
+                u0 = up1
+                up1 = up2
+
+
+def _overload_kernels() -> None:
+    for T in (wp.float32, wp.float64):
+        arr = wp.array(dtype=T)
+        types = {
+            **{name: arr for name in ("v", "u", "k0", "k1", "k2", "c", "dt", "nu", "velocity",
+                                      "rho", "inv_dx", "k_out", "w_out")},
+            "coef": wp.array2d(dtype=T),
+        }
+        specialize(stage_cells_kernel, T, types)
+        specialize(stage_rows_kernel, T, types)
+
+
+_overload_kernels()
+
+
+# ------------------------------------------------------------------------------- host side
+
+
+@dataclass(frozen=True)
+class Coefficient:
+    """A coefficient as the stage kernels read it: ``values[b s_b + n s_n]`` for sample b and
+    cell n (``strides = (s_b, s_n)``; for a velocity, ``values[b s_b + d]``)."""
+
+    values: wp.array
+    strides: tuple[int, int] = (0, 0)
+
+
+class FusedStages:
+    """Launches the fused stage kernels of one grid, boundary conditions and operator.
+
+    Args:
+        grid, bc: the grid and its boundary conditions.
+        ghost: stencil half-width (1: central, 2: MUSCL).
+        flux_kind, limiter, reaction_kind: the operator (:mod:`physml.solvers.operators`).
+        dtype, device: Warp dtype and device.
+        threads: host threads on the CPU (default: one per available core while each gets
+            :data:`MIN_CELLS_PER_THREAD` cells). The result does not depend on it.
+    """
+
+    def __init__(self, grid: Grid, bc: BoundaryConditions, ghost: int, flux_kind: int,
+                 limiter: int, reaction_kind: int, dtype: type, device: str,
+                 threads: int | None = None) -> None:
+        offset = 3 - grid.ndim
+        self.grid, self.dtype, self.device, self.ghost = grid, dtype, device, int(ghost)
+        self.shape = wp.vec3i(*([1] * offset + list(grid.shape)))
+        kinds = [(0, 0)] * offset + [bc.kinds(d) for d in range(grid.ndim)]
+        self.kinds_lo = wp.vec3i(*(k[0] for k in kinds))
+        self.kinds_hi = wp.vec3i(*(k[1] for k in kinds))
+        self.axis_offset = offset
+        inv_dx = [1.0] * offset + [1.0 / h for h in grid.dx]
+        self.inv_dx = wp.array(inv_dx, dtype=dtype, device=device)
+        self.coef = wp.array(_ghost_table(grid, bc, ghost), dtype=dtype, device=device)
+        self.operator = (int(flux_kind), int(limiter), int(reaction_kind))
+        self.on_cpu = wp.get_device(device).is_cpu
+        self.threads = threads
+        self._empty = wp.empty(0, dtype=dtype, device=device)
+        self.size = grid.size
+        self._launches: dict[tuple, tuple] = {}
+        self._splits: dict[int, tuple[int, list[tuple[int, int]]]] = {}
+        self._constants: dict[tuple[float, ...], wp.array] = {}
+
+    def constant(self, values: list[float]) -> wp.array:
+        """A (cached) array of tableau coefficients."""
+        key = tuple(float(v) for v in values)
+        if key not in self._constants:
+            self._constants[key] = wp.array(key, dtype=self.dtype, device=self.device)
+        return self._constants[key]
+
+    def launch(self, v: wp.array, batch: int, nu: Coefficient, velocity: Coefficient,
+               rho: Coefficient, k_out: wp.array, *, u: wp.array | None = None,
+               ks: tuple[wp.array, ...] = (), c: wp.array | None = None,
+               dt: Coefficient | None = None, w_out: wp.array | None = None,
+               with_diffusion: bool = True, record: bool = False) -> None:
+        """k_out = F(v) and, with ``w_out``, w_out = u + dt (sum_j c_j ks_j + c_3 k_out).
+
+        Args:
+            v, u, ks, k_out, w_out: flat arrays of ``batch * grid.size`` values (ks: up to 3).
+            c: (4,) tableau coefficients of ks and of the new k.
+            record: launch the per-cell kernel, which a ``wp.Tape`` can differentiate.
+        """
+        empty = self._empty
+        ks = tuple(ks) + (empty,) * (3 - len(ks))
+        dt = dt if dt is not None else Coefficient(empty)
+        inputs = [
+            v, empty if u is None else u, *ks, empty if c is None else c, dt.values,
+            nu.values, velocity.values, rho.values, self.inv_dx, self.coef,
+            tuple(dt.strides), tuple(nu.strides), int(velocity.strides[0]),
+            tuple(rho.strides), self.shape, self.kinds_lo, self.kinds_hi, self.axis_offset,
+            self.ghost, *self.operator, int(with_diffusion), len([k for k in ks if k.size]),
+        ]
+        outputs = [k_out, empty if w_out is None else w_out]
+        if record or not self.on_cpu:
+            launch(stage_cells_kernel, self.dtype, dim=batch * self.size, inputs=inputs,
+                   outputs=outputs, device=self.device, record_tape=record)
+            return
+        segment, chunks = self._split(batch)
+
+        def run(first: int, count: int) -> None:
+            key = (batch, first, count, inputs[-1], id(inputs[5]))  # a command per stage
+            self._relaunch(key, [*inputs, segment, first], outputs, count)
+
+        if len(chunks) == 1:
+            run(*chunks[0])
+            return
+        pending = [host_pool(len(chunks) - 1).submit(run, *chunk) for chunk in chunks[1:]]
+        try:
+            run(*chunks[0])
+        finally:  # no chunk may still write the outputs when this returns or raises
+            wait(pending)
+        for job in pending:
+            job.result()
+
+    def _relaunch(self, key: tuple, inputs: list, outputs: list, count: int) -> None:
+        """Launch the row kernel through a recorded command per ``key``, re-packing only the
+        arguments that changed since its last launch (packing all thirty arguments of a
+        launch costs more than the kernel on small grids)."""
+        values = [*inputs, *outputs]
+        cached = self._launches.get(key)
+        if cached is None:
+            command = launch(stage_rows_kernel, self.dtype, dim=count, inputs=inputs,
+                             outputs=outputs, device=self.device, record_tape=False,
+                             record_cmd=True)
+            self._launches[key] = (command, values)
+        else:
+            command, last = cached
+            for i, (new, old) in enumerate(zip(values, last)):
+                if new is not old and not _same_value(new, old):
+                    command.set_param_at_index(i, new)
+                    last[i] = new
+        command.launch()
+
+    def _split(self, batch: int) -> tuple[int, list[tuple[int, int]]]:
+        """Segment length and ``(first, count)`` ranges of row segments, one per host thread."""
+        if batch not in self._splits:
+            self._splits[batch] = self._segments(batch)
+        return self._splits[batch]
+
+    def _segments(self, batch: int) -> tuple[int, list[tuple[int, int]]]:
+        cells = batch * self.size
+        n2 = self.shape[2]
+        lines = cells // n2
+        if self.threads is None:
+            count = max(1, min(available_cores(), cells // MIN_CELLS_PER_THREAD))
+        else:
+            count = int(self.threads)
+        parts = max(1, -(-count // lines))  # split rows when there are fewer rows than threads
+        segment = -(-n2 // parts)
+        blocks = lines * (-(-n2 // segment))
+        count = min(count, blocks)
+        bounds = [blocks * j // count for j in range(count + 1)]
+        return segment, [(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two kernel arguments that are not one object pack the same (arrays never)."""
+    if isinstance(a, wp.array) or isinstance(b, wp.array):
+        return False
+    return type(a) is type(b) and a == b
+
+
+def _ghost_table(grid: Grid, bc: BoundaryConditions, ghost: int) -> np.ndarray:
+    """Rows (a, b) with ghost = a u_src + b (:mod:`physml.solvers.grid`), row
+    ``1 + (2 axis + side) ghost + m - 1`` for ghost layer m of a side of kernel axis ``axis``;
+    row 0 is the identity."""
+    rows = np.zeros((1 + 6 * ghost, 2))
+    rows[:, 0] = 1.0
+    offset = 3 - grid.ndim
+    for d in range(grid.ndim):
+        for side, condition in enumerate(bc.sides[d]):
+            for m in range(1, ghost + 1):
+                row = 1 + (2 * (d + offset) + side) * ghost + (m - 1)
+                if condition.kind == BCKind.DIRICHLET:
+                    rows[row] = (-1.0, 2.0 * condition.value)
+                elif condition.kind == BCKind.NEUMANN:
+                    direction = -1.0 if side == 0 else 1.0
+                    rows[row] = (1.0, direction * (2 * m - 1) * grid.dx[d] * condition.value)
+    return rows
+
+
+class StageWork:
+    """Where the fused steps of :meth:`~physml.solvers.GridSolver.advance` put their arrays.
+
+    Args:
+        reuse: False (default): every request is a new array, so a ``wp.Tape`` can record the
+            step. True: arrays are kept by name and handed out again (grown when a larger
+            state asks), so a rollout allocates nothing after its first step; the output
+            alternates between two arrays, so a step may read the previous step's output.
+    """
+
+    def __init__(self, reuse: bool = False) -> None:
+        self.reuse = reuse
+        self._arrays: dict[str, wp.array] = {}
+        self._outputs = 0
+
+    def array(self, name: str, like: wp.array, requires_grad: bool) -> wp.array:
+        """A flat array of ``like``'s size, dtype and device (uninitialised)."""
+        if not self.reuse or requires_grad:
+            return wp.empty_like(like, requires_grad=requires_grad)
+        if name == "out":
+            self._outputs += 1
+            name = f"out{self._outputs % 2}"
+        kept = self._arrays.get(name)
+        if kept is None or kept.size < like.size or kept.device != like.device:
+            kept = wp.empty(like.size, dtype=like.dtype, device=like.device)
+            self._arrays[name] = kept
+        return kept if kept.size == like.size else kept[: like.size]
