@@ -39,6 +39,7 @@ from .._version import __version__
 from ..solvers.base import warp_device
 from ..solvers.runtime import quiet_warp
 from .initial_conditions import INITIAL_CONDITIONS
+from .linear_systems import LinearSystemSpec, warm_systems_cache, write_systems_shard
 from .problems import PROBLEMS, build_solver
 from .spec import DatasetSpec
 from .store import samples_dataset, shard_files, write_dataset
@@ -247,9 +248,10 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def run_in_process(tasks: Iterable[ShardTask], done: Callable[[ShardTask], None]) -> None:
+def run_in_process(tasks: Iterable[ShardTask], done: Callable[[ShardTask], None],
+                   write: Callable[[ShardTask], str] = write_shard) -> None:
     for task in tasks:
-        write_shard(task)
+        write(task)
         done(task)
 
 
@@ -258,6 +260,7 @@ def run_on_dask(
     done: Callable[[ShardTask], None],
     workers: int,
     scheduler: str | None,
+    write: Callable[[ShardTask], str] = write_shard,
 ) -> None:
     """Write the shards on Dask: a local cluster of ``workers`` processes or ``scheduler``."""
     from dask.distributed import Client, LocalCluster, as_completed
@@ -270,7 +273,7 @@ def run_on_dask(
         )
         client = Client(cluster)
     try:
-        futures = {client.submit(write_shard, t, pure=False): t for t in tasks}
+        futures = {client.submit(write, t, pure=False): t for t in tasks}
         for future in as_completed(futures):
             future.result()
             done(futures[future])
@@ -289,7 +292,7 @@ def dask_available() -> bool:
 
 
 def generate(
-    spec: DatasetSpec,
+    spec: DatasetSpec | LinearSystemSpec,
     folder: str | os.PathLike,
     *,
     device: str = "cpu",
@@ -301,7 +304,7 @@ def generate(
     """Generate (or resume) the dataset of ``spec`` in ``folder``; returns the manifest.
 
     Args:
-        spec: the validated spec.
+        spec: the validated spec (of fields, or of linear systems).
         folder: output folder.
         device: "cpu", "cuda" or "cuda:N": where every worker solves (checked first).
         workers: local Dask worker processes (default: all cores when Dask is installed);
@@ -315,7 +318,9 @@ def generate(
     device = warp_device(device)
     if scheduler is None and workers not in (None, 0) and not dask_available():
         raise ValueError("--workers needs Dask: pip install 'physml[dask]' (or --workers 0)")
-    check_parameters(spec, device)
+    systems = isinstance(spec, LinearSystemSpec)
+    if not systems:
+        check_parameters(spec, device)
     prepare_folder(spec, folder, overwrite)
     tasks = plan_shards(spec, folder, device)
     total = sum(len(t.seeds) for t in tasks)
@@ -330,12 +335,13 @@ def generate(
     if progress is not None:
         progress(count[0], total)
     if pending:
-        warm_kernel_cache(spec, device)
+        (warm_systems_cache if systems else warm_kernel_cache)(spec, device)
+        write = write_systems_shard if systems else write_shard
         use_dask = scheduler is not None or (workers != 0 and dask_available())
         if use_dask:
-            run_on_dask(pending, done, workers or os.cpu_count() or 1, scheduler)
+            run_on_dask(pending, done, workers or os.cpu_count() or 1, scheduler, write)
         else:
-            run_in_process(pending, done)
+            run_in_process(pending, done, write)
     manifest = {
         "pde": spec.pde,
         "samples": total,

@@ -235,16 +235,19 @@ def load_spec(spec: str | Path, samples: int | None = None) -> DatasetSpec:
     """
     path = resolve_spec_path(spec)
     raw = read_yaml_mapping(path, "spec")
+    model = DatasetSpec
+    if "systems" in raw:  # a dataset of linear systems (physml.datasets.linear_systems)
+        from .linear_systems import LinearSystemSpec as model
     try:
-        validated = DatasetSpec.model_validate(raw)
+        validated = model.model_validate(raw)
     except ValidationError as err:
-        raise ValueError(f"spec {path}: {describe_error(err, DatasetSpec)}") from None
+        raise ValueError(f"spec {path}: {describe_error(err, model)}") from None
     if samples is None:
         return validated
     try:
-        return DatasetSpec.model_validate({**raw, "samples": samples})
+        return model.model_validate({**raw, "samples": samples})
     except ValidationError as err:
-        raise ValueError(f"--samples={samples}: {describe_error(err, DatasetSpec)}") from None
+        raise ValueError(f"--samples={samples}: {describe_error(err, model)}") from None
 
 
 def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -> str:

@@ -20,8 +20,10 @@ import numpy as np
 import pyamg
 import warp as wp
 
+from .incomplete_cholesky import IncompleteCholesky
 from .kernels import reciprocal_kernel, recorded_sweep, scale_kernel, sweep
 from .linear_operator import LinearOperator, csr_to_scipy
+from .sparse_inverse import FactorizedSparseInverse
 
 
 @runtime_checkable
@@ -129,6 +131,8 @@ class RugeStubenAMG(_PyAMGPreconditioner):
 
 
 PRECONDITIONERS: dict[str, Callable[[LinearOperator], Preconditioner]] = {
-    cls.name: cls for cls in (Jacobi, SmoothedAggregationAMG, RugeStubenAMG)
+    cls.name: cls
+    for cls in (Jacobi, IncompleteCholesky, FactorizedSparseInverse, SmoothedAggregationAMG,
+                RugeStubenAMG)
 }
 """Preconditioner factories by the name case files use."""
