@@ -103,7 +103,8 @@ def gaussian_field(points: np.ndarray, correlation: float, rng: np.random.Genera
                    features: int = 256) -> np.ndarray:
     """A smooth Gaussian random field at ``points`` (n, d), unit variance, covariance
     $e^{-|x - y|^2 / (2\\ell^2)}$ approximately (random Fourier features, Rahimi & Recht 2007):
-    $g(x) = \\sqrt{2/F}\\sum_f \\cos(\\omega_f\\cdot x + \\phi_f)$, $\\omega \\sim N(0, \\ell^{-2} I)$."""
+    $g(x) = \\sqrt{2/F}\\sum_f \\cos(\\omega_f\\cdot x + \\phi_f)$,
+    $\\omega \\sim N(0, \\ell^{-2} I)$."""
     omega = rng.standard_normal((points.shape[1], features)) / correlation
     phase = rng.uniform(0, 2 * np.pi, features)
     return np.sqrt(2.0 / features) * np.cos(points @ omega + phase).sum(axis=1)
