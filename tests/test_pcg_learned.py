@@ -105,17 +105,18 @@ def one_thread():
 
 
 def test_training_lowers_loss_and_iterations_on_held_out_systems(one_thread):
-    spec = LinearSystemSpec(systems="poisson_grid", size=12, samples=1, log_std=1.0)
+    spec = LinearSystemSpec(systems="poisson_grid", size=16, samples=1, log_std=1.0)
     systems = [make_system(spec, seed) for seed in range(16)]
     train, held_out = systems[:12], systems[12:]
     data = [training_system(s.matrix, s.x, s.b) for s in train]
+    torch.manual_seed(0)
     model = FactorModel("cholesky", width=16, steps=2)
     pairs = [(s.matrix, s.b) for s in held_out]
     before = mean_iterations(LearnedPreconditioner(model), pairs, rtol=1e-8)
-    history = fit(model, data, loss="combined", steps=100, learning_rate=1e-2, batch_size=4)
+    history = fit(model, data, loss="combined", steps=200, learning_rate=5e-3, batch_size=4)
     after = mean_iterations(LearnedPreconditioner(model), pairs, rtol=1e-8)
-    assert np.mean(history[-20:]) < 0.7 * np.mean(history[:5])
-    assert after < before
+    assert np.mean(history[-20:]) < 0.2 * np.mean(history[:5])
+    assert after <= before - 2  # 23.25 -> 19.75 iterations measured (IC(0): 20.75)
 
 
 def test_saved_preconditioner_works_on_a_new_matrix_in_two_lines(tmp_path):

@@ -28,6 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..solvers.linalg.triangular import lower_triangle
+
 
 @dataclass
 class SystemGraph:
@@ -69,37 +71,34 @@ _TENSORS = ("edge_index", "node_features", "edge_features", "lower_rows", "lower
 
 def system_graph(matrix: sp.spmatrix | sp.sparray,
                  node_extra: np.ndarray | None = None) -> SystemGraph:
-    """The graph of a symmetric matrix with a positive diagonal (CSR order as
-    ``scipy.sparse.tril(matrix)`` with sorted indices).
+    """The graph of a symmetric matrix with a positive diagonal (entries of L in the order of
+    :func:`~physml.solvers.linalg.triangular.lower_triangle`).
 
     Args:
         matrix: (n, n) SciPy sparse, symmetric, positive diagonal.
         node_extra: optional (n, k) per-node features appended to the node features.
     """
-    a = sp.csr_matrix(matrix, dtype=np.float64)
-    a.sum_duplicates()
-    n = a.shape[0]
-    d = a.diagonal()
-    if not np.all(d > 0):
-        bad = np.flatnonzero(~(d > 0))[:10].tolist()
-        raise ValueError(f"matrix has non-positive diagonal entries in rows {bad}; a learned "
-                         "factor needs an SPD matrix")
-    s = 1.0 / np.sqrt(d)
-    scaled = sp.csr_matrix(sp.diags(s) @ a @ sp.diags(s))
-    lower = sp.csr_matrix(sp.tril(scaled, format="csr"))
-    lower.sort_indices()
+    lower = lower_triangle(sp.csr_matrix(matrix, dtype=np.float64))
+    n = lower.shape[0]
     rows = np.repeat(np.arange(n), np.diff(lower.indptr))
     cols = lower.indices.astype(np.int64)
+    d = lower.data[lower.indptr[1:] - 1] if lower.nnz else np.zeros(0)
+    if not (np.all(cols[lower.indptr[1:] - 1] == np.arange(n)) and np.all(d > 0)):
+        raise ValueError("matrix needs a stored, positive diagonal entry in every row (an SPD "
+                         "matrix) for a learned factor")
+    s = 1.0 / np.sqrt(d)
+    values = lower.data * s[rows] * s[cols]
     strict = np.flatnonzero(rows != cols)
     diagonal = np.flatnonzero(rows == cols)
-    i, j, v = rows[strict], cols[strict], lower.data[strict]
+    i, j, v = rows[strict], cols[strict], values[strict]
     edge_index = np.concatenate([np.stack([j, i]), np.stack([i, j])], axis=1)
     direction = np.concatenate([np.ones_like(v), -np.ones_like(v)])
     both = np.concatenate([v, v])
     edge_features = np.stack([both, np.abs(both), direction], axis=1)
     degree = np.bincount(edge_index[1], minlength=n)
-    node = [np.asarray(scaled.sum(axis=1)).ravel(), np.log1p(degree)]
-    node_features = np.stack(node, axis=1)
+    row_sum = (np.bincount(rows, weights=values, minlength=n)
+               + np.bincount(cols[strict], weights=values[strict], minlength=n))
+    node_features = np.stack([row_sum, np.log1p(degree)], axis=1)
     if node_extra is not None:
         node_features = np.concatenate([node_features, np.asarray(node_extra).reshape(n, -1)],
                                        axis=1)
@@ -114,7 +113,7 @@ def system_graph(matrix: sp.spmatrix | sp.sparray,
         strict=t(strict.astype(np.int64)),
         lower_edge=torch.arange(strict.size),
         diagonal=t(diagonal.astype(np.int64)),
-        scaled_values=t(lower.data.copy()),
+        scaled_values=t(values),
         sqrt_diagonal=t(np.sqrt(d)),
     )
 

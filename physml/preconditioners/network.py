@@ -27,17 +27,26 @@ def mlp(inputs: int, width: int, outputs: int) -> nn.Sequential:
 
 class ProcessStep(MessagePassing):
     """One residual message-passing step: edges from their end nodes, then nodes from the sum
-    of their incoming edges. h: (n, H), e: (2 E, H) -> same shapes."""
+    of their incoming edges. h: (n, H), e: (2 E, H) -> same shapes.
+
+    The edge MLP's first layer acts on $[h_i, h_j, e_{ji}]$; it is computed as
+    $W_i h_i + W_j h_j + W_e e_{ji} + c$, the node terms once per node and then gathered, which
+    is the same function at a third of the edge work and without a (2 E, 3 H) concatenation.
+    """
 
     def __init__(self, width: int) -> None:
         super().__init__(aggr="add")
-        self.edge_update_mlp = mlp(3 * width, width, width)
+        self.edge_in = nn.Linear(width, width)
+        self.edge_target = nn.Linear(width, width, bias=False)
+        self.edge_source = nn.Linear(width, width, bias=False)
+        self.edge_out = nn.Linear(width, width)
         self.node_update_mlp = mlp(2 * width, width, width)
 
     def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         source, target = edge_index
-        e = e + self.edge_update_mlp(torch.cat([h[target], h[source], e], dim=1))
+        hidden = self.edge_in(e) + self.edge_target(h)[target] + self.edge_source(h)[source]
+        e = e + self.edge_out(nn.functional.silu(hidden))
         incoming = self.propagate(edge_index, e=e, size=(h.shape[0], h.shape[0]))
         h = h + self.node_update_mlp(torch.cat([h, incoming], dim=1))
         return h, e

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
 import warp as wp
 
 from ..operators import launch, specialize
 from .linear_operator import LinearOperator, csr_to_scipy
-from .triangular import CholeskyFactor, LowerPattern
+from .triangular import CholeskyFactor, LowerPattern, lower_triangle
 
 
 @wp.func_native(
@@ -102,14 +100,6 @@ SHIFTS = (0.0, 1e-3, 1e-2, 1e-1, 1.0)
 """Diagonal shifts $\\alpha$ tried in turn when a pivot breaks down."""
 
 
-def lower_values(matrix: sp.spmatrix | sp.sparray, pattern: LowerPattern) -> np.ndarray:
-    """A's lower-triangle values in the CSR order of ``pattern`` (host), shape (nnz,)."""
-    lower = sp.csr_matrix(sp.tril(sp.csr_matrix(matrix), format="csr"))
-    lower.sum_duplicates()
-    lower.sort_indices()
-    return lower.data
-
-
 def ic0_factor(pattern: LowerPattern, a: wp.array) -> tuple[wp.array, float]:
     """The IC(0) values of L for A's lower values ``a`` on ``pattern``, and the shift used.
 
@@ -161,6 +151,6 @@ class IncompleteCholesky(CholeskyFactor):
                              f"{type(A).__name__}; use Jacobi for matrix-free operators")
         host = csr_to_scipy(matrix)
         pattern = LowerPattern(host, A.device, by_levels)
-        a = wp.array(lower_values(host, pattern), dtype=A.dtype, device=A.device)
+        a = wp.array(lower_triangle(host).data, dtype=A.dtype, device=A.device)
         values, self.shift = ic0_factor(pattern, a)
         super().__init__(pattern, values, name=self.name)

@@ -141,6 +141,22 @@ def gather_values(source: wp.array, index: wp.array, target: wp.array) -> None:
 # ---------------------------------------------------------------------------------- patterns
 
 
+def lower_triangle(matrix: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
+    """The lower triangle (diagonal included) of a square sparse matrix: CSR, duplicates
+    summed, columns sorted, explicit zeros kept (so its entries are those of the pattern
+    whatever their values). The input is not modified."""
+    a = sp.csr_matrix(matrix)
+    if not a.has_canonical_format:
+        a = a.copy()
+        a.sum_duplicates()
+    n = a.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(a.indptr))
+    keep = a.indices <= rows
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=n))])
+    return sp.csr_matrix((a.data[keep], a.indices[keep], indptr), shape=a.shape)
+
+
+
 @dataclass(frozen=True)
 class Schedule:
     """An order of rows and the launches that cover it: rows ``order[ptr[l]:ptr[l + 1]]`` of
@@ -173,12 +189,10 @@ class LowerPattern:
 
     def __init__(self, matrix: sp.spmatrix | sp.sparray, device: Any = "cpu",
                  by_levels: bool | None = None) -> None:
-        lower = sp.csr_matrix(sp.tril(sp.csr_matrix(matrix), format="csr"))
-        lower.sum_duplicates()
-        lower.sort_indices()
+        if matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"matrix has shape {matrix.shape}; a square matrix is needed")
+        lower = lower_triangle(matrix)
         n = lower.shape[0]
-        if lower.shape != (n, n):
-            raise ValueError(f"matrix has shape {lower.shape}; a square matrix is needed")
         self.n, self.nnz = n, lower.nnz
         self.rows = np.repeat(np.arange(n, dtype=np.int32), np.diff(lower.indptr))
         self.columns = lower.indices.astype(np.int32)
