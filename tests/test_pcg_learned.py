@@ -1,5 +1,9 @@
 """Learned preconditioners: SPD by construction, losses, training, save/load, datasets."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -8,6 +12,7 @@ import warp as wp
 
 from physml.datasets.generate import generate
 from physml.datasets.linear_systems import LinearSystemSpec, make_system, read_systems
+from physml.datasets.spec import load_spec
 from physml.preconditioners import (
     FactorModel,
     LearnedPreconditioner,
@@ -153,3 +158,35 @@ def test_generated_systems_are_spd_and_solved(tmp_path, family):
     (tmp_path / "train" / "shard-00000.h5").unlink()
     generate(spec, tmp_path, workers=0)  # resume: rewrites the missing shard only
     assert (tmp_path / "train" / "shard-00000.h5").read_bytes() == first
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "physml.cli", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_a_bad_systems_spec_is_refused_naming_the_key(tmp_path):
+    spec = tmp_path / "systems.yaml"
+    spec.write_text("systems: poisson_grid\nsize: 8\nsamples: 4\ncoefficient: 2\n")
+    result = _cli("datasets", "generate", str(spec), "--out", "out", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unknown key 'coefficient'" in result.stderr and "log_std" in result.stderr
+    assert not (tmp_path / "out").exists()
+    spec.write_text("systems: poisson_grids\nsize: 8\nsamples: 4\n")
+    with pytest.raises(ValueError, match="systems: Input should be 'poisson_grid'"):
+        load_spec(spec)
+
+
+@pytest.mark.slow
+def test_the_pcg_case_runs_and_writes_its_table(tmp_path):
+    result = _cli("run", "pcg_poisson", "variant=tiny", f"output.folder={tmp_path}",
+                  cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (metrics,) = tmp_path.glob("pcg_poisson-*/metrics.json")
+    summary = json.loads(metrics.read_text())["summary"]
+    assert set(summary["table"]) == {"jacobi", "ic0", "fsai", "amg_sa", "amg_rs",
+                                     "learned_cholesky"}
+    assert summary["table"]["ic0"]["rtol=1e-08"]["iterations"] < summary["table"]["jacobi"][
+        "rtol=1e-08"]["iterations"]
+    assert (metrics.parent / "residuals.png").is_file()
+    assert (metrics.parent / "preconditioner.pt").is_file()
