@@ -17,7 +17,8 @@ On CUDA each level is one launch, a thread per row (level scheduling, Anderson &
 a 5-point grid of $m^2$ unknowns has $2m - 1$ levels. On the CPU a Warp launch runs on one
 thread, so the rows go in their natural order in a single launch (a topological order too, and
 a cache-friendly one); ``by_levels=True`` forces the level order there (tests use it to check
-the schedule). The row loops are native snippets over raw pointers, as in
+the schedule). The levels themselves come from one sequential pass (a single thread, also on
+CUDA: a set-up cost paid once per pattern, not per apply). The row loops are native snippets over raw pointers, as in
 :mod:`~physml.solvers.linalg.kernels` (Warp's generated indexing is several times slower on the
 CPU). Cost per apply: two passes over the nnz of $L$; memory: the values twice.
 """
