@@ -44,6 +44,7 @@ from .._version import __version__
 from ..solvers.base import warp_device
 from ..solvers.runtime import quiet_warp
 from .initial_conditions import INITIAL_CONDITIONS
+from .linear_systems import LinearSystemSpec, warm_systems_cache, write_systems_shard
 from .mesh_generate import check_mesh_spec, warm_mesh_kernels, write_mesh_shard
 from .mesh_spec import MeshDatasetSpec
 from .problems import PROBLEMS, build_solver
@@ -295,6 +296,19 @@ def _write_text(path: Path, text: str) -> None:
 Writer = Callable[[ShardTask], str]
 
 
+def _no_check(spec: LinearSystemSpec, device: str) -> None:
+    """Linear-system specs are fully checked by their schema."""
+
+
+def _family(spec: SampledSpec | LinearSystemSpec) -> tuple[Callable, Callable, Writer]:
+    """(check, warm the kernel cache, write a shard) for the kind of dataset ``spec`` is."""
+    if isinstance(spec, MeshDatasetSpec):
+        return check_mesh_spec, warm_mesh_kernels, write_mesh_shard
+    if isinstance(spec, LinearSystemSpec):
+        return _no_check, warm_systems_cache, write_systems_shard
+    return check_parameters, warm_kernel_cache, write_shard
+
+
 def run_in_process(tasks: Iterable[ShardTask], done: Callable[[ShardTask], None],
                    writer: Writer = write_shard) -> None:
     for task in tasks:
@@ -339,7 +353,7 @@ def dask_available() -> bool:
 
 
 def generate(
-    spec: DatasetSpec | MeshDatasetSpec,
+    spec: DatasetSpec | MeshDatasetSpec | LinearSystemSpec,
     folder: str | os.PathLike,
     *,
     device: str = "cpu",
@@ -352,7 +366,7 @@ def generate(
     """Generate (or resume) the dataset of ``spec`` in ``folder``; returns the manifest.
 
     Args:
-        spec: the validated spec (a grid or a mesh dataset).
+        spec: the validated spec (fields on a grid or a mesh, or linear systems).
         folder: output folder.
         device: "cpu", "cuda" or "cuda:N": where every worker solves (checked first).
         workers: local Dask worker processes (default: all cores when Dask is installed);
@@ -368,9 +382,8 @@ def generate(
     device = warp_device(device)
     if scheduler is None and workers not in (None, 0) and not dask_available():
         raise ValueError("--workers needs Dask: pip install 'physml[dask]' (or --workers 0)")
-    on_mesh = isinstance(spec, MeshDatasetSpec)
-    (check_mesh_spec if on_mesh else check_parameters)(spec, device)
-    writer = write_mesh_shard if on_mesh else write_shard
+    check, warm, writer = _family(spec)
+    check(spec, device)
     prepare_folder(spec, folder, overwrite)
     if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
         raise ValueError(f"batch_size={batch_size} must be a whole number >= 1")
@@ -387,7 +400,7 @@ def generate(
     if progress is not None:
         progress(count[0], total)
     if pending:
-        (warm_mesh_kernels if on_mesh else warm_kernel_cache)(spec, device)
+        warm(spec, device)
         use_dask = scheduler is not None or (workers != 0 and dask_available())
         if use_dask:
             run_on_dask(pending, done, workers or os.cpu_count() or 1, scheduler, writer)

@@ -254,12 +254,11 @@ def load_spec(spec: str | Path, samples: int | None = None) -> SampledSpec:
     """
     path = resolve_spec_path(spec)
     raw = read_yaml_mapping(path, "spec")
-    if "mesh" in raw:
-        from .mesh_spec import MeshDatasetSpec
-
-        model: type[SampledSpec] = MeshDatasetSpec
-    else:
-        model = DatasetSpec
+    model: type[BaseModel] = DatasetSpec
+    if "mesh" in raw:  # fields on a mesh (physml.datasets.mesh_spec)
+        from .mesh_spec import MeshDatasetSpec as model
+    elif "systems" in raw:  # a dataset of linear systems (physml.datasets.linear_systems)
+        from .linear_systems import LinearSystemSpec as model
     try:
         validated = model.model_validate(raw)
     except ValidationError as err:

@@ -22,14 +22,14 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 
 from ..datasets.spec import describe_error, read_yaml_mapping
-from . import equation, mesh_pde, moe, pinn, teng, thermomigration
+from . import equation, mesh_pde, moe, pcg, pinn, teng, thermomigration
 from .kind import CaseKind, OnStep
 from .run_folder import new_run_folder
 from .sections import CaseBase
 
 KINDS: dict[str, CaseKind] = {
     kind.name: kind for kind in (pinn.KIND, teng.KIND, thermomigration.KIND, mesh_pde.KIND,
-                                 moe.KIND, equation.KIND)
+                                 moe.KIND, equation.KIND, pcg.KIND)
 }
 DEFAULT_KIND = "pinn"
 

@@ -5,6 +5,7 @@ and does not initialise Warp.
 """
 
 from .gmres import gmres as gmres
+from .incomplete_cholesky import IncompleteCholesky as IncompleteCholesky
 from .krylov import SolveResult as SolveResult
 from .krylov import bicgstab as bicgstab
 from .krylov import cg as cg
@@ -18,3 +19,7 @@ from .preconditioners import Jacobi as Jacobi
 from .preconditioners import Preconditioner as Preconditioner
 from .preconditioners import RugeStubenAMG as RugeStubenAMG
 from .preconditioners import SmoothedAggregationAMG as SmoothedAggregationAMG
+from .sparse_inverse import FactorizedSparseInverse as FactorizedSparseInverse
+from .sparse_inverse import SparseInverseFactor as SparseInverseFactor
+from .triangular import CholeskyFactor as CholeskyFactor
+from .triangular import LowerPattern as LowerPattern

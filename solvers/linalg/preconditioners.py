@@ -4,8 +4,9 @@ A :class:`Preconditioner` is an object with a ``name`` and ``apply(r, z)``, whic
 $z = M^{-1} r$ into the Warp array ``z`` (``r`` untouched). Building one is its set-up: each
 class here is constructed from the :class:`~physml.solvers.linalg.LinearOperator` it
 preconditions, ``Jacobi(A)``, so a class is also a factory ``A -> Preconditioner``, the form that
-solvers taking a preconditioner accept and that :data:`PRECONDITIONERS` lists by name. A
-learned or incomplete-Cholesky preconditioner plugs in by being such a class. For CG, $M$ must
+solvers taking a preconditioner accept and that :data:`PRECONDITIONERS` lists by name:
+Jacobi, IC(0) (:mod:`.incomplete_cholesky`), FSAI (:mod:`.sparse_inverse`) and pyamg's AMG.
+A learned preconditioner (``physml.preconditioners``) is such a factory too. For CG, $M$ must
 be symmetric positive definite. Like an operator, a preconditioner may offer ``bind(r, z)``, a
 cheaper repeatable ``apply(r, z)`` on two fixed arrays, and ``bind_dot(r, z, s, j, col)``, the
 same that also adds $r \\cdot z$ to ``s[j, col]``; the solvers use them where they exist.
@@ -20,8 +21,10 @@ import numpy as np
 import pyamg
 import warp as wp
 
+from .incomplete_cholesky import IncompleteCholesky
 from .kernels import reciprocal_kernel, recorded_sweep, scale_kernel, sweep
 from .linear_operator import LinearOperator, csr_to_scipy
+from .sparse_inverse import FactorizedSparseInverse
 
 
 @runtime_checkable
@@ -129,6 +132,8 @@ class RugeStubenAMG(_PyAMGPreconditioner):
 
 
 PRECONDITIONERS: dict[str, Callable[[LinearOperator], Preconditioner]] = {
-    cls.name: cls for cls in (Jacobi, SmoothedAggregationAMG, RugeStubenAMG)
+    cls.name: cls
+    for cls in (Jacobi, IncompleteCholesky, FactorizedSparseInverse, SmoothedAggregationAMG,
+                RugeStubenAMG)
 }
 """Preconditioner factories by the name case files use."""

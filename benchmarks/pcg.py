@@ -1,0 +1,276 @@
+r"""Preconditioned CG on held-out systems: learned preconditioners against the classical ones.
+
+Systems: the ``poisson_grid`` family of :mod:`physml.datasets.linear_systems` (5-point
+$-\nabla\cdot(k\nabla u) = f$, $k = e^{g}$, g a smooth Gaussian field of correlation length 0.1)
+on $m\times m$ grids, m = 64 ... 1024, and optionally the ``heat_mesh`` family (implicit heat
+steps on Gmsh discs, edge length 1/size); every system from seeds the training never saw.
+One run times every preconditioner on the same matrices and right-hand sides, float64, CPU:
+Jacobi, IC(0) and FSAI (ours, Warp), pyamg smoothed-aggregation and Ruge–Stüben AMG (one
+V-cycle, via the linear-algebra layer), and the learned $L L^T$ and $G^T G$ factors
+(``physml.preconditioners``), all through the same :func:`~physml.solvers.linalg.cg` to
+$\|r\| \le \text{rtol}\,\|b\|$ for rtol = 1e-6 and 1e-8.
+
+Per size and preconditioner: iterations, set-up (IC(0)/FSAI factorisation, AMG hierarchy, or
+network inference, each including its pattern analysis), solve and total wall-clock, and the
+cost of 10 right-hand sides with one set-up (set-up + 10 × solve). The sides alternate, in
+reversed order every other repeat (medians, min and max); the largest sizes run fewer repeats
+(recorded). The learned model is trained first on systems of ``--train-size`` (a few minutes,
+one PyTorch thread) or loaded with ``--model``; the refinement sweep reports iterations against
+n, and the iterations at twice the training size against those at the training size.
+Warp runs a CPU launch on one thread; PyTorch inference uses ``--threads``. The machine is a
+shared 2-vCPU VM: the load average before and after is recorded. Timings are never asserted.
+
+Run from the repository root::
+
+    python benchmarks/pcg.py [--sizes 64 128 256 512 1024] [--mesh-sizes] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pyamg
+import scipy
+import torch
+import warp as wp
+
+import physml
+from physml.datasets.linear_systems import LinearSystemSpec, make_system
+from physml.preconditioners import (
+    FactorModel,
+    LearnedPreconditioner,
+    fit,
+    mean_iterations,
+    training_system,
+)
+from physml.solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+RTOLS = (1e-6, 1e-8)
+RIGHT_HAND_SIDES = 10
+HELD_OUT_SEED = 100_000
+RESULTS = Path(__file__).resolve().parent / "results"
+CLASSICAL = ("jacobi", "ic0", "fsai", "amg_sa", "amg_rs")
+
+
+def train_model(family: str, size: int, kind: str, steps: int, samples: int) -> tuple[
+        LearnedPreconditioner, dict]:
+    """Fit a model on ``samples`` systems of ``family`` at ``size``; returns it and a record."""
+    spec = LinearSystemSpec(systems=family, size=size, samples=samples)
+    systems = [make_system(spec, seed) for seed in range(samples)]
+    data = [training_system(s.matrix, s.x, s.b) for s in systems]
+    model = FactorModel(kind, width=16, steps=3)
+    start = time.perf_counter()
+    history = fit(model, data, loss="combined", steps=steps, learning_rate=3e-3, batch_size=4)
+    return LearnedPreconditioner(model), {
+        "family": family, "size": size, "kind": kind, "samples": samples, "steps": steps,
+        "loss": "combined", "seconds": time.perf_counter() - start,
+        "loss_first": float(np.mean(history[:20])), "loss_last": float(np.mean(history[-20:])),
+    }
+
+
+def time_side(factory, op: CsrOperator, b: wp.array, derive: bool) -> dict:
+    """Set-up, then one solve per tolerance (times in seconds, iterations, residuals); with
+    ``derive``, one solve to the tightest tolerance only, the looser ones read off its history:
+    the same iterates, so the iterations are exact and the time is the solve's pro rata."""
+    start = time.perf_counter()
+    M = factory(op)
+    setup = time.perf_counter() - start
+    out = {"setup_s": setup}
+    for rtol in sorted(RTOLS) if derive else RTOLS:
+        if derive and rtol > min(RTOLS):
+            seconds, iterations, residuals = out[min(RTOLS)]
+            k = int(np.argmax(residuals <= rtol * residuals[0]))
+            out[rtol] = (seconds * k / iterations, k, residuals[: k + 1])
+            continue
+        start = time.perf_counter()
+        result = cg(op, b, preconditioner=M, rtol=rtol, maxiter=20_000)
+        out[rtol] = (time.perf_counter() - start, result.iterations, result.residuals)
+    return out
+
+
+def case(family: str, size: int, factories: dict, repeats: int, derive: bool) -> dict:
+    """Every side on one held-out system, alternated ``repeats`` times."""
+    spec = LinearSystemSpec(systems=family, size=size, samples=1)
+    system = make_system(spec, HELD_OUT_SEED + size)
+    op = CsrOperator(csr_from_scipy(system.matrix, wp.float64, "cpu"))
+    b = wp.array(system.b, dtype=wp.float64)
+    runs: dict[str, list[dict]] = {name: [] for name in factories}
+    order = list(factories)
+    for repeat in range(repeats):
+        for name in order if repeat % 2 == 0 else order[::-1]:
+            runs[name].append(time_side(factories[name], op, b, derive))
+    sides = {}
+    for name, records in runs.items():
+        setup = [r["setup_s"] for r in records]
+        side = {"setup_s": _stats(setup)}
+        for rtol in RTOLS:
+            solve = [r[rtol][0] for r in records]
+            total = [s + t for s, t in zip(setup, solve)]
+            many = [s + RIGHT_HAND_SIDES * t for s, t in zip(setup, solve)]
+            side[f"rtol={rtol:g}"] = {
+                "iterations": records[0][rtol][1],
+                "solve_s": _stats(solve),
+                "total_s": _stats(total),
+                f"setup_plus_{RIGHT_HAND_SIDES}_solves_s": _stats(many),
+                "residuals": (records[0][rtol][2] / records[0][rtol][2][0]).tolist(),
+            }
+        sides[name] = side
+    row = "  ".join(f"{k}: {v['rtol=1e-08']['iterations']} it "
+                    f"{v['setup_s']['median']:.2f}+{v['rtol=1e-08']['solve_s']['median']:.2f} s"
+                    for k, v in sides.items())
+    print(f"{family} {size}: n={op.shape[0]}  {row}", flush=True)
+    return {"family": family, "size": size, "n": op.shape[0], "nnz": int(system.matrix.nnz),
+            "repeats": repeats, "looser_rtol_derived": derive, "sides": sides}
+
+
+def _stats(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def ratios(result: dict, learned: str) -> dict:
+    """Learned against IC(0) and RS-AMG, per tolerance (< 1: the learned side is ahead)."""
+    out = {}
+    for rtol in RTOLS:
+        key = f"rtol={rtol:g}"
+        side = {name: s[key] for name, s in result["sides"].items()}
+        many = f"setup_plus_{RIGHT_HAND_SIDES}_solves_s"
+        ours = side[learned]
+        out[key] = {
+            "iterations_vs_ic0": ours["iterations"] / side["ic0"]["iterations"],
+            "total_vs_ic0": ours["total_s"]["median"] / side["ic0"]["total_s"]["median"],
+            "ten_rhs_vs_ic0": ours[many]["median"] / side["ic0"][many]["median"],
+            "total_vs_amg_rs": ours["total_s"]["median"] / side["amg_rs"]["total_s"]["median"],
+            "ten_rhs_vs_amg_rs": ours[many]["median"] / side["amg_rs"][many]["median"],
+        }
+    return out
+
+
+def plot(results: list[dict], path: Path, training_size: int) -> None:
+    """Residual against iteration and against wall-clock at the training size's double, and
+    iterations against n (rtol 1e-8)."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    grid = [r for r in results if r["family"] == "poisson_grid"]
+    shown = min(grid, key=lambda r: abs(r["size"] - 2 * training_size))
+    for name, side in shown["sides"].items():
+        s = side["rtol=1e-08"]
+        residuals = np.asarray(s["residuals"])
+        clock = side["setup_s"]["median"] + s["solve_s"]["median"] * np.arange(
+            residuals.size) / max(1, residuals.size - 1)
+        axes[0].semilogy(residuals, label=name)
+        axes[1].semilogy(clock, residuals, label=name)
+    for name in shown["sides"]:
+        points = [(r["n"], r["sides"][name]["rtol=1e-08"]["iterations"]) for r in grid
+                  if name in r["sides"]]
+        axes[2].loglog(*zip(*points), "o-", label=name)
+    axes[0].set(xlabel="iteration", ylabel="||r|| / ||r0||",
+                title=f"{shown['size']}² grid: residual vs iteration")
+    axes[1].set(xlabel="wall-clock incl. set-up [s]", title="residual vs wall-clock (CPU)")
+    axes[2].set(xlabel="unknowns n", ylabel="iterations to 1e-8", title="refinement sweep")
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256, 512, 1024])
+    parser.add_argument("--mesh-sizes", type=int, nargs="*", default=[],
+                        help="heat_mesh sizes (1/edge length) to add, with their own model")
+    parser.add_argument("--train-size", type=int, default=32)
+    parser.add_argument("--train-steps", type=int, default=800)
+    parser.add_argument("--train-samples", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--large-repeats", type=int, default=1,
+                        help="repeats at sizes >= 512, where the looser tolerance is also read "
+                             "off the tighter solve")
+    parser.add_argument("--skip-largest", nargs="*", default=["jacobi", "fsai"],
+                        help="preconditioners left out at sizes >= 1024 (the slowest ones)")
+    parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (inference)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "pcg.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    wp.config.quiet = True
+    wp.init()
+    load_before = os.getloadavg()
+    training = {}
+    families = [("poisson_grid", args.sizes, args.train_size)]
+    if args.mesh_sizes:  # first: the meshes' systems are smaller and quicker
+        families.insert(0, ("heat_mesh", args.mesh_sizes, min(args.mesh_sizes)))
+    results, generalisation = [], {}
+    machine = {"processor": platform.processor(), "cpu_count": os.cpu_count(),
+               "cpus_usable": len(os.sched_getaffinity(0)), "load_average_before": load_before}
+    settings = {"rtols": RTOLS, "dtype": "float64", "device": "cpu",
+                "right_hand_sides": RIGHT_HAND_SIDES, "repeats": args.repeats,
+                "large_repeats": args.large_repeats, "skipped_at_largest": args.skip_largest}
+
+    def write_report() -> None:  # after every case, so a long run keeps what it measured
+        report = {
+            "machine": machine | {"load_average_after": os.getloadavg()},
+            "threads": {"warp_cpu": 1, "torch": torch.get_num_threads(),
+                        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
+            "versions": {"physml": physml.__version__, "warp": wp.__version__,
+                         "scipy": scipy.__version__, "pyamg": pyamg.__version__,
+                         "torch": torch.__version__},
+            "settings": settings, "training": training, "generalisation": generalisation,
+            "cases": results,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1))
+
+    for family, sizes, train_size in families:
+        learned = {}
+        for kind in ("cholesky", "sparse_inverse"):
+            model, record = train_model(family, train_size, kind, args.train_steps,
+                                        args.train_samples)
+            training[f"{family}/{kind}"] = record
+            learned[model.name] = model
+            model.save(args.out.with_name(f"{args.out.stem}_{family}_{kind}.pt"))
+            print(f"trained {family}/{kind}: {record}", flush=True)
+        factories = {name: PRECONDITIONERS[name] for name in CLASSICAL} | learned
+        warm = make_system(LinearSystemSpec(systems=family, size=train_size, samples=1),
+                           HELD_OUT_SEED)
+        for factory in factories.values():  # warm-up: compile the kernels, load the modules
+            mean_iterations(factory, [(warm.matrix, warm.b)])
+        for size in sizes:
+            large = size >= 512
+            chosen = {k: f for k, f in factories.items()
+                      if not (size >= 1024 and k in args.skip_largest)}
+            results.append(case(family, size, chosen, args.large_repeats if large
+                                else args.repeats, derive=large))
+            results[-1]["ratios"] = {name: ratios(results[-1], name) for name in learned}
+            generalisation[family] = _generalisation(results, family, train_size,
+                                                     list(factories))
+            write_report()
+    plot(results, args.out.with_suffix(".png"), args.train_size)
+    print(json.dumps(generalisation, indent=1))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+
+
+def _generalisation(results: list[dict], family: str, train_size: int, names: list[str]
+                    ) -> dict:
+    """Iterations (rtol 1e-8) at twice the training size over those at the training size."""
+    by_size = {r["size"]: r for r in results if r["family"] == family}
+    if train_size not in by_size or 2 * train_size not in by_size:
+        return {}
+    it = {s: {k: v["rtol=1e-08"]["iterations"] for k, v in by_size[s]["sides"].items()}
+          for s in (train_size, 2 * train_size)}
+    names = [name for name in names if name in it[train_size] and name in it[2 * train_size]]
+    return {name: {"train_size": it[train_size][name], "twice": it[2 * train_size][name],
+                   "growth": it[2 * train_size][name] / it[train_size][name]} for name in names}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+r"""Datasets of sparse SPD linear systems $A x = b$ from our own discretisations.
+
+Families (``systems:`` in a spec):
+
+- ``poisson_grid``: $-\nabla\cdot(k\nabla u) = f$ on the unit square, $m\times m$ interior
+  nodes (``size`` = m), 5-point stencil, homogeneous Dirichlet; $k = e^{\sigma g}$ with g a
+  smooth Gaussian random field (unit variance, Gaussian covariance of length ``correlation``),
+  f another such field.
+- ``heat_mesh``: one implicit-Euler heat step on a Gmsh triangle mesh (``domain``, edge length
+  ``1/size``): $(M + \Delta t\,K_k)\,u^{+} = M u$, P1 mass M and stiffness $K_k$ with a
+  log-normal diffusivity per cell; u a random smooth field; Dirichlet $u^+ = 0$ on a random
+  boundary arc (a quarter of the boundary nodes, contiguous by angle), the nodes of the arc
+  eliminated.
+- ``wave_mesh``: one implicit step of the wave equation, $(M + \Delta t^2 K_k)\,u^{+} =
+  M(2u - u^{-})$ with $u^{-} = u$ (at rest), same meshes and arcs.
+- ``poisson_tet``: $-\nabla\cdot(k\nabla u) = f$ on a tetrahedral mesh of the unit box
+  (edge length ``1/size``), P1, log-normal k per cell, Dirichlet on the whole boundary,
+  $b = M f$.
+
+Every sample: A in CSR, b, the reference solution x (sparse direct solve, or AMG-preconditioned
+CG to $10^{-12}$ above $2\cdot10^5$ unknowns), the node positions and the log-coefficient at
+the nodes. A shard stores its samples end to end (CSR is ragged): dims ``sample``, ``row``
+(the n+1 row pointers of each sample), ``entry`` (nnz) and ``node`` (n), with per-sample
+``n``, ``nnz``; :func:`read_systems` returns them as SciPy matrices. Generation, splits,
+shards, resume and Dask are those of :mod:`~physml.datasets.generate`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import xarray as xr
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._version import __version__
+from ..solvers.runtime import quiet_warp
+from .spec import SplitSpec
+
+FAMILIES = ("poisson_grid", "heat_mesh", "wave_mesh", "poisson_tet")
+DIRECT_LIMIT = 200_000
+"""Unknowns above which the reference solution is computed by AMG-PCG, not a direct solve."""
+
+
+class LinearSystemSpec(BaseModel):
+    """A spec of a linear-system dataset (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    systems: Literal["poisson_grid", "heat_mesh", "wave_mesh", "poisson_tet"]
+    size: int = Field(gt=2, le=4096)
+    samples: int = Field(gt=0)
+    splits: SplitSpec = Field(default_factory=SplitSpec)
+    shard_size: int = Field(16, gt=0)
+    seed: int = Field(0, ge=0)
+    log_std: float = Field(1.0, ge=0, le=5)
+    correlation: float = Field(0.1, gt=0, le=10)
+    dt: float = Field(1e-2, gt=0)
+    domain: Literal["disc", "l_shape", "annulus"] = "disc"
+
+    @property
+    def pde(self) -> str:
+        return self.systems
+
+    @property
+    def grid(self) -> list[int]:
+        return [self.size]
+
+    def parameter_grid(self) -> list[dict[str, float]]:
+        return [{}]
+
+    def split_sizes(self) -> dict[str, int]:
+        valid = round(self.samples * self.splits.valid)
+        test = round(self.samples * self.splits.test)
+        return {"train": self.samples - valid - test, "valid": valid, "test": test}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+@dataclass(frozen=True)
+class LinearSystem:
+    """One sample: ``matrix`` (n, n) CSR, ``b`` and ``x`` (n,), ``points`` (n, d) and the
+    log-coefficient at the nodes ``log_coefficient`` (n,)."""
+
+    matrix: sp.csr_matrix
+    b: np.ndarray
+    x: np.ndarray
+    points: np.ndarray
+    log_coefficient: np.ndarray
+
+
+# ------------------------------------------------------------------------- random fields
+
+
+def gaussian_field(points: np.ndarray, correlation: float, rng: np.random.Generator,
+                   features: int = 256) -> np.ndarray:
+    """A smooth Gaussian random field at ``points`` (n, d), unit variance, covariance
+    $e^{-|x - y|^2 / (2\\ell^2)}$ approximately (random Fourier features, Rahimi & Recht 2007):
+    $g(x) = \\sqrt{2/F}\\sum_f \\cos(\\omega_f\\cdot x + \\phi_f)$,
+    $\\omega \\sim N(0, \\ell^{-2} I)$."""
+    omega = rng.standard_normal((points.shape[1], features)) / correlation
+    phase = rng.uniform(0, 2 * np.pi, features)
+    return np.sqrt(2.0 / features) * np.cos(points @ omega + phase).sum(axis=1)
+
+
+# ------------------------------------------------------------------------------ families
+
+
+def poisson_grid(spec: LinearSystemSpec, rng: np.random.Generator) -> LinearSystem:
+    """Variable-coefficient 5-point Poisson on an m × m grid (see the module docstring)."""
+    from ..solvers.linalg.model_problems import poisson_2d
+
+    m = spec.size
+    h = 1.0 / (m + 1)
+    t = np.arange(m + 2) * h  # nodes including the boundary, x fastest
+    grid = np.stack(np.meshgrid(t, t), axis=-1).reshape(-1, 2)
+    g = gaussian_field(grid, spec.correlation, rng).reshape(m + 2, m + 2)  # [y, x]
+    k = np.exp(spec.log_std * g)
+    kx = 0.5 * (k[1:-1, :-1] + k[1:-1, 1:])  # x-faces: (row, face) -> (face, row) below
+    ky = 0.5 * (k[:-1, 1:-1] + k[1:, 1:-1])  # y-faces: (face, column)
+    matrix = poisson_2d(m, np.stack([kx.T, ky]))
+    interior = grid.reshape(m + 2, m + 2, 2)[1:-1, 1:-1].reshape(-1, 2)
+    b = gaussian_field(interior, spec.correlation, rng)
+    return _solved(matrix, b, interior, spec.log_std * g[1:-1, 1:-1].ravel())
+
+
+@functools.lru_cache(maxsize=4)
+def _mesh(kind: str, size: int):
+    from ..solvers import mesh as meshes
+
+    h = 1.0 / size
+    return meshes.box(h) if kind == "box" else getattr(meshes, kind)(h)
+
+
+def _assembled(mesh, kind: str, cell_coefficient: np.ndarray | None) -> sp.csr_matrix:
+    """The P1 matrix ``kind`` (stiffness or mass) with an optional per-cell factor."""
+    import warp as wp
+
+    from ..solvers.mesh import element_triplets
+
+    cells = mesh.cells
+    k = cells.shape[1]
+    values = element_triplets(mesh, kind, wp.float64).numpy().reshape(len(cells), k, k)
+    if cell_coefficient is not None:
+        values = values * cell_coefficient[:, None, None]
+    rows = np.repeat(cells[:, :, None], k, axis=2)
+    cols = np.repeat(cells[:, None, :], k, axis=1)
+    n = len(mesh.points)
+    return sp.csr_matrix((values.ravel(), (rows.ravel(), cols.ravel())), shape=(n, n))
+
+
+def _boundary_nodes(mesh) -> np.ndarray:
+    """Vertices on boundary facets (facets that belong to one cell only)."""
+    from ..solvers.mesh.checks import facets_of
+
+    facets = np.sort(facets_of(mesh.cells), axis=1)
+    unique, count = np.unique(facets, axis=0, return_counts=True)
+    return np.unique(unique[count == 1])
+
+
+def mesh_step(spec: LinearSystemSpec, rng: np.random.Generator) -> LinearSystem:
+    """One implicit heat or wave step on a triangle mesh (see the module docstring)."""
+    mesh = _mesh(spec.domain, spec.size)
+    points = mesh.points[:, :2]
+    g = gaussian_field(points, spec.correlation, rng)
+    cell_log = g[mesh.cells].mean(axis=1) * spec.log_std
+    stiffness = _assembled(mesh, "stiffness", np.exp(cell_log))
+    mass = _assembled(mesh, "mass", None)
+    tau = spec.dt if spec.systems == "heat_mesh" else spec.dt**2
+    u = gaussian_field(points, spec.correlation, rng)
+    boundary = _boundary_nodes(mesh)
+    angle = np.arctan2(points[boundary, 1], points[boundary, 0])
+    start = rng.uniform(-np.pi, np.pi)
+    arc = boundary[np.argsort(np.mod(angle - start, 2 * np.pi))[: max(1, len(boundary) // 4)]]
+    free = np.setdiff1d(np.arange(len(points)), arc)
+    matrix = sp.csr_matrix((mass + tau * stiffness)[free][:, free])
+    b = (mass @ u)[free]
+    return _solved(matrix, b, points[free], spec.log_std * g[free])
+
+
+def poisson_tet(spec: LinearSystemSpec, rng: np.random.Generator) -> LinearSystem:
+    """3-D Poisson on tetrahedra of the unit box (see the module docstring)."""
+    mesh = _mesh("box", spec.size)
+    g = gaussian_field(mesh.points, spec.correlation, rng)
+    stiffness = _assembled(mesh, "stiffness", np.exp(spec.log_std * g[mesh.cells].mean(axis=1)))
+    mass = _assembled(mesh, "mass", None)
+    free = np.setdiff1d(np.arange(len(mesh.points)), _boundary_nodes(mesh))
+    f = gaussian_field(mesh.points, spec.correlation, rng)
+    matrix = sp.csr_matrix(stiffness[free][:, free])
+    return _solved(matrix, (mass @ f)[free], mesh.points[free], spec.log_std * g[free])
+
+
+GENERATORS = {"poisson_grid": poisson_grid, "heat_mesh": mesh_step, "wave_mesh": mesh_step,
+              "poisson_tet": poisson_tet}
+
+
+def _solved(matrix: sp.csr_matrix, b: np.ndarray, points: np.ndarray,
+            log_coefficient: np.ndarray) -> LinearSystem:
+    matrix = sp.csr_matrix(matrix)
+    matrix.sum_duplicates()
+    matrix.sort_indices()
+    if matrix.shape[0] <= DIRECT_LIMIT:
+        x = spla.spsolve(matrix.tocsc(), b)
+    else:
+        import pyamg
+
+        x = pyamg.ruge_stuben_solver(matrix).solve(b, tol=1e-12, accel="cg", maxiter=500)
+    return LinearSystem(matrix, b, x, points, log_coefficient)
+
+
+def make_system(spec: LinearSystemSpec, seed: int) -> LinearSystem:
+    """Sample ``seed`` of the dataset, from ``default_rng([spec.seed, seed])``."""
+    return GENERATORS[spec.systems](spec, np.random.default_rng([spec.seed, seed]))
+
+
+# ------------------------------------------------------------------------------- storage
+
+
+def systems_dataset(systems: list[LinearSystem], seeds: list[int], attrs: dict) -> xr.Dataset:
+    """Samples end to end in one dataset (see the module docstring for the layout)."""
+    cat = np.concatenate
+    points = cat([s.points for s in systems])
+    variables = {
+        "n": ("sample", np.array([s.matrix.shape[0] for s in systems])),
+        "nnz": ("sample", np.array([s.matrix.nnz for s in systems])),
+        "indptr": ("row", cat([s.matrix.indptr for s in systems]).astype(np.int64)),
+        "indices": ("entry", cat([s.matrix.indices for s in systems]).astype(np.int32)),
+        "data": ("entry", cat([s.matrix.data for s in systems])),
+        "b": ("node", cat([s.b for s in systems])),
+        "x": ("node", cat([s.x for s in systems])),
+        "log_coefficient": ("node", cat([s.log_coefficient for s in systems])),
+        **{f"node_{'xyz'[a]}": ("node", points[:, a]) for a in range(points.shape[1])},
+    }
+    return xr.Dataset(variables, coords={"sample": np.asarray(seeds)}, attrs=attrs)
+
+
+def read_systems(path: str | Path) -> list[LinearSystem]:
+    """The samples of one shard file, or of every shard of a split folder, in order."""
+    path = Path(path)
+    files = sorted(path.glob("shard-*.h5")) if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"{str(path)!r} holds no shard files (shard-*.h5)")
+    systems = []
+    for file in files:
+        with xr.open_dataset(file, engine="h5netcdf") as ds:
+            ds = ds.load()
+        n, nnz = ds["n"].values, ds["nnz"].values
+        rows, entries = np.cumsum([0, *(n + 1)]), np.cumsum([0, *nnz])
+        nodes = np.cumsum([0, *n])
+        axes = [ds[f"node_{c}"].values for c in "xyz" if f"node_{c}" in ds]
+        for k in range(len(n)):
+            indptr = ds["indptr"].values[rows[k] : rows[k + 1]]
+            span = slice(entries[k], entries[k + 1])
+            node = slice(nodes[k], nodes[k + 1])
+            matrix = sp.csr_matrix((ds["data"].values[span], ds["indices"].values[span], indptr),
+                                   shape=(n[k], n[k]))
+            systems.append(LinearSystem(matrix, ds["b"].values[node], ds["x"].values[node],
+                                        np.stack([a[node] for a in axes], axis=1),
+                                        ds["log_coefficient"].values[node]))
+    return systems
+
+
+def warm_systems_cache(spec: LinearSystemSpec, device: str) -> None:
+    """Compile the Warp kernels a family uses (mesh assembly) in this process, before any
+    worker starts; the grid family uses none."""
+    if spec.systems == "poisson_grid":
+        return
+    quiet_warp(device)
+    mesh = _mesh("box" if spec.systems == "poisson_tet" else spec.domain, spec.size)
+    for kind in ("stiffness", "mass"):
+        _assembled(mesh, kind, None)
+
+
+def write_systems_shard(task) -> str:
+    """Generate and write one shard (a :class:`~physml.datasets.generate.ShardTask`)."""
+    from .store import write_dataset
+
+    quiet_warp(task.device)
+    spec = LinearSystemSpec.model_validate(yaml.safe_load(task.spec_yaml))
+    systems = [make_system(spec, seed) for seed in task.seeds]
+    attrs = {"systems": spec.systems, "split": task.split, "seed": spec.seed,
+             "physml_version": __version__, "spec": task.spec_yaml,
+             "equation": _EQUATIONS[spec.systems]}
+    Path(task.path).parent.mkdir(parents=True, exist_ok=True)
+    write_dataset(systems_dataset(systems, list(task.seeds), attrs), task.path)
+    return task.path
+
+
+_EQUATIONS = {
+    "poisson_grid": "-div(k grad u) = f, 5-point, Dirichlet",
+    "heat_mesh": "(M + dt K_k) u+ = M u, P1 triangles, Dirichlet arc",
+    "wave_mesh": "(M + dt^2 K_k) u+ = M (2u - u-), P1 triangles, Dirichlet arc",
+    "poisson_tet": "-div(k grad u) = f, P1 tetrahedra, Dirichlet",
+}

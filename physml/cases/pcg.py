@@ -1,0 +1,243 @@
+"""Learned preconditioners for CG, ``kind: pcg``: generate (or reuse) a dataset of linear
+systems, train a factor network on its train split, and measure every preconditioner on its
+test split (:mod:`physml.preconditioners`, :mod:`physml.datasets.linear_systems`).
+
+Run folder::
+
+    config.yaml          the resolved case
+    preconditioner.pt    the trained preconditioner (LearnedPreconditioner.load)
+    metrics.json         per preconditioner and tolerance: mean iterations, set-up, solve and
+                         total seconds over the test systems; the training losses
+    residuals.png        residual against iteration and against wall-clock (first test system)
+
+The dataset goes to ``<output.folder>/datasets/<systems>-<hash of its spec>`` and is reused by
+every run with the same dataset section. A case::
+
+    kind: pcg
+    name: pcg_poisson
+    dataset: {systems: poisson_grid, size: 32, samples: 40}
+    model: {form: cholesky, width: 16, steps: 3}
+    training: {loss: combined, steps: 600, lr: 3.0e-3, batch: 4}
+    evaluation: {rtols: [1.0e-6, 1.0e-8], threshold: 1.0}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import warp as wp
+from pydantic import Field
+
+from ..datasets.generate import MANIFEST, generate
+from ..datasets.linear_systems import LinearSystemSpec, read_systems
+from ..preconditioners import FactorModel, LearnedPreconditioner, fit, training_system
+from ..solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy
+from .kind import CaseKind, OnStep
+from .run_folder import CONFIG, Section, atomic_write, write_text
+from .sections import CaseBase, threshold_verdict
+
+CHECKPOINT = "preconditioner.pt"
+
+
+class DatasetSection(Section):
+    """The systems (see :class:`~physml.datasets.linear_systems.LinearSystemSpec`)."""
+
+    systems: Literal["poisson_grid", "heat_mesh", "wave_mesh", "poisson_tet"] = "poisson_grid"
+    size: int = Field(32, gt=2, le=4096)
+    samples: int = Field(40, gt=2)
+    log_std: float = Field(1.0, ge=0, le=5)
+    correlation: float = Field(0.1, gt=0, le=10)
+    dt: float = Field(1e-2, gt=0)
+    domain: Literal["disc", "l_shape", "annulus"] = "disc"
+    seed: int = Field(0, ge=0)
+
+
+class ModelSection(Section):
+    form: Literal["cholesky", "sparse_inverse"] = "cholesky"
+    width: int = Field(16, gt=0)
+    steps: int = Field(3, ge=1, description="message-passing steps")
+
+
+class TrainingSection(Section):
+    loss: Literal["data", "frobenius", "combined"] = "combined"
+    steps: int = Field(600, gt=0)
+    lr: float = Field(3e-3, gt=0)
+    batch: int = Field(4, gt=0)
+
+
+class EvaluationSection(Section):
+    rtols: list[float] = Field(default_factory=lambda: [1e-6, 1e-8], min_length=1)
+    preconditioners: list[Literal["jacobi", "ic0", "fsai", "amg_sa", "amg_rs"]] = Field(
+        default_factory=lambda: ["jacobi", "ic0", "fsai", "amg_sa", "amg_rs"])
+    threshold: float | None = Field(
+        None, gt=0, description="learned / IC(0) mean iterations at the tightest rtol to reach")
+
+
+class PCGCase(CaseBase):
+    """A whole ``kind: pcg`` case file."""
+
+    kind: Literal["pcg"]
+    dataset: DatasetSection = Field(default_factory=DatasetSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+    seed: int = Field(0, ge=0)
+
+
+def dataset_spec(case: PCGCase) -> LinearSystemSpec:
+    d = case.dataset
+    return LinearSystemSpec(systems=d.systems, size=d.size, samples=d.samples, seed=d.seed,
+                            log_std=d.log_std, correlation=d.correlation, dt=d.dt,
+                            domain=d.domain, splits={"train": 0.7, "valid": 0.1, "test": 0.2})
+
+
+def ensure_dataset(case: PCGCase) -> Path:
+    """The dataset folder of the case: reused when complete, else generated (resumed)."""
+    spec = dataset_spec(case)
+    digest = hashlib.sha256(spec.to_yaml().encode()).hexdigest()[:10]
+    folder = Path(case.output.folder) / "datasets" / f"{spec.systems}-{digest}"
+    if not (folder / MANIFEST).exists():
+        generate(spec, folder, device=case.device, workers=0)
+    return folder
+
+
+def measure(factory, systems, rtols: list[float], device: str) -> dict:
+    """Mean iterations, set-up and solve seconds over ``systems`` per tolerance, and the
+    residual history of the first system at the tightest one."""
+    out = {f"rtol={r:g}": {"iterations": [], "setup_s": [], "solve_s": []} for r in rtols}
+    history = None
+    for k, s in enumerate(systems):
+        A = CsrOperator(csr_from_scipy(s.matrix, wp.float64, device))
+        b = wp.array(s.b, dtype=wp.float64, device=device)
+        start = time.perf_counter()
+        M = factory(A)
+        setup = time.perf_counter() - start
+        for rtol in rtols:
+            start = time.perf_counter()
+            result = cg(A, b, preconditioner=M, rtol=rtol)
+            solve = time.perf_counter() - start
+            row = out[f"rtol={rtol:g}"]
+            row["iterations"].append(result.iterations)
+            row["setup_s"].append(setup)
+            row["solve_s"].append(solve)
+            if k == 0 and rtol == min(rtols):
+                history = {"residuals": (result.residuals / result.residuals[0]).tolist(),
+                           "setup_s": setup, "solve_s": solve}
+    summary = {key: {"iterations": float(np.mean(v["iterations"])),
+                     "setup_s": float(np.mean(v["setup_s"])),
+                     "solve_s": float(np.mean(v["solve_s"])),
+                     "total_s": float(np.mean(v["setup_s"]) + np.mean(v["solve_s"]))}
+               for key, v in out.items()}
+    return {"table": summary, "history": history}
+
+
+def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
+    """Generate or reuse the dataset, train, evaluate on the test split, write the folder."""
+    if resume:
+        raise ValueError("kind 'pcg' cannot resume: start a new run (the dataset is reused)")
+    write_text(folder / CONFIG, case.to_yaml())
+    data = ensure_dataset(case)
+    train = read_systems(data / "train")
+    test = read_systems(data / "test")
+    m, t = case.model, case.training
+    torch.manual_seed(case.seed)
+    model = FactorModel(m.form, width=m.width, steps=m.steps)
+    systems = [training_system(s.matrix, s.x, s.b) for s in train]
+
+    def report(step: int, loss: float) -> None:
+        if on_step is not None:
+            on_step({"step": step, "loss": loss})
+
+    start = time.perf_counter()
+    losses = fit(model, systems, loss=t.loss, steps=t.steps, learning_rate=t.lr,
+                 batch_size=t.batch, seed=case.seed, on_step=report)
+    train_seconds = time.perf_counter() - start
+    learned = LearnedPreconditioner(model.eval())
+    atomic_write(folder / CHECKPOINT, learned.save)
+    rtols = sorted(case.evaluation.rtols, reverse=True)
+    factories = {name: PRECONDITIONERS[name] for name in case.evaluation.preconditioners}
+    factories[learned.name] = learned
+    for factory in factories.values():  # warm-up: load the kernels before any clock runs
+        measure(factory, test[:1], rtols[:1], case.device)
+    results = {name: measure(f, test, rtols, case.device) for name, f in factories.items()}
+    tight = f"rtol={min(rtols):g}"
+    ratio = None
+    if "ic0" in results:
+        ratio = (results[learned.name]["table"][tight]["iterations"]
+                 / results["ic0"]["table"][tight]["iterations"])
+    threshold = case.evaluation.threshold
+    summary = {
+        "learned": learned.name,
+        "test_systems": len(test),
+        "unknowns": int(np.mean([s.matrix.shape[0] for s in test])),
+        "iterations_vs_ic0": ratio,
+        "train_seconds": train_seconds,
+        "loss_first": float(np.mean(losses[:10])),
+        "loss_last": float(np.mean(losses[-10:])),
+        "table": {name: r["table"] for name, r in results.items()},
+        "threshold": threshold,
+        "passed": None if threshold is None or ratio is None else ratio <= threshold,
+        "dataset": str(data),
+    }
+    write_text(folder / "metrics.json", json.dumps(
+        {"case": case.name, "summary": summary, "losses": losses}, indent=1))
+    if case.output.figures:
+        plot_residuals({k: r["history"] for k, r in results.items()}, folder / "residuals.png",
+                       f"{case.name}: first test system, rtol {min(rtols):g}")
+    return summary
+
+
+def plot_residuals(histories: dict[str, dict], path: Path, title: str) -> None:
+    """Relative residual against iteration and against wall-clock (set-up included; the solve
+    time spread evenly over the iterations)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, h in histories.items():
+        r = np.asarray(h["residuals"])
+        clock = h["setup_s"] + h["solve_s"] * np.arange(r.size) / max(1, r.size - 1)
+        axes[0].semilogy(r, label=name)
+        axes[1].semilogy(clock, r, label=name)
+    axes[0].set(xlabel="iteration", ylabel="||r|| / ||r0||", title=title)
+    axes[1].set(xlabel="wall-clock incl. set-up [s]", title="residual vs wall-clock")
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def describe(case: PCGCase) -> str:
+    d, t = case.dataset, case.training
+    return (f"{d.systems} size {d.size}, {d.samples} systems; learned {case.model.form} factor, "
+            f"{t.steps} Adam steps ({t.loss} loss); against "
+            f"{', '.join(case.evaluation.preconditioners)}")
+
+
+def headline(result: dict) -> str:
+    ratio = result["iterations_vs_ic0"]
+    shown = "n/a" if ratio is None else f"{ratio:.2f}"
+    return (f"{result['learned']}: {shown} x the iterations of IC(0) on "
+            f"{result['test_systems']} test systems{threshold_verdict(result)}")
+
+
+KIND = CaseKind(
+    name="pcg",
+    summary="learned preconditioners for CG (GNN factor) against Jacobi, IC(0), FSAI and AMG",
+    schema=PCGCase,
+    run=run,
+    describe=describe,
+    headline=headline,
+    total_steps=lambda case: case.training.steps,
+    checkpoint=CHECKPOINT,
+)

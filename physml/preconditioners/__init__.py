@@ -1,0 +1,15 @@
+"""Learned preconditioners for conjugate gradients: a graph network on A's sparsity graph
+predicts a factor ($M = L L^T$ or $M^{-1} = G^T G$) that the linear-algebra layer applies."""
+
+from .graph import SystemGraph as SystemGraph
+from .graph import batch_graphs as batch_graphs
+from .graph import system_graph as system_graph
+from .learned import KINDS as KINDS
+from .learned import FactorModel as FactorModel
+from .learned import LearnedPreconditioner as LearnedPreconditioner
+from .losses import LOSSES as LOSSES
+from .losses import factor_loss as factor_loss
+from .training import TrainingSystem as TrainingSystem
+from .training import fit as fit
+from .training import mean_iterations as mean_iterations
+from .training import training_system as training_system

@@ -1,0 +1,137 @@
+r"""Learned preconditioners: a graph network predicts a sparse factor for each matrix.
+
+Two forms, both on the lower pattern of A and symmetric positive definite by construction:
+
+- ``"cholesky"`` (Li et al. 2023; NeuralIF, Häusner et al. 2024): $M = L L^T$, L lower with a
+  positive diagonal, applied by the triangular solves IC(0) uses
+  (:class:`~physml.solvers.linalg.CholeskyFactor`);
+- ``"sparse_inverse"`` (after Yang et al. 2025): $M^{-1} = G^T G$, G lower with a positive
+  diagonal, applied by two sparse products (:class:`~physml.solvers.linalg.SparseInverseFactor`),
+  with no triangular solve.
+
+On the scaled matrix $\tilde A = D^{-1/2} A D^{-1/2}$ (:mod:`.graph`) the network's outputs
+$(o_{ij}, o_i)$ give $\tilde L_{ij} = \tilde A_{ij}(1 + o_{ij})$, $\tilde L_{ii} = e^{o_i}$ (so
+an untrained network, whose last layers start at zero, is the symmetric Gauss–Seidel factor
+$I + \operatorname{tril}(\tilde A)$) and $\tilde G_{ij} = \tilde A_{ij} o_{ij}$,
+$\tilde G_{ii} = e^{o_i}$ (Jacobi at the start); then $L = D^{1/2}\tilde L$ and
+$G = \tilde G D^{-1/2}$. A :class:`LearnedPreconditioner` is a factory ``A -> Preconditioner``
+like every class in :data:`~physml.solvers.linalg.PRECONDITIONERS`::
+
+    M = LearnedPreconditioner.load("preconditioner.pt")
+    result = cg(A, b, preconditioner=M(A))
+
+Inference runs on A's device and the factor's values pass to Warp with ``wp.from_torch``
+(no copy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+import warp as wp
+from torch import nn
+
+from ..solvers.linalg import (
+    CholeskyFactor,
+    LinearOperator,
+    LowerPattern,
+    SparseInverseFactor,
+    csr_to_scipy,
+)
+from .graph import SystemGraph, system_graph
+from .network import FactorNetwork
+
+Kind = Literal["cholesky", "sparse_inverse"]
+KINDS: tuple[str, ...] = ("cholesky", "sparse_inverse")
+
+
+class FactorModel(nn.Module):
+    """A graph network that maps a matrix's graph to a factor on its lower pattern.
+
+    Args:
+        kind: ``"cholesky"`` ($M = L L^T$) or ``"sparse_inverse"`` ($M^{-1} = G^T G$).
+        width: hidden width H of the network.
+        steps: message-passing steps K.
+        node_features: node feature width (2 for the algebraic features of :mod:`.graph`).
+    """
+
+    def __init__(self, kind: Kind = "cholesky", width: int = 16, steps: int = 3,
+                 node_features: int = 2) -> None:
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"kind={kind!r}; allowed: {', '.join(KINDS)}")
+        self.kind = kind
+        self.config = {"kind": kind, "width": width, "steps": steps,
+                       "node_features": node_features}
+        self.network = FactorNetwork(node_features, width, steps)
+        for decoder in (self.network.edge_decoder, self.network.node_decoder):
+            nn.init.zeros_(decoder[-1].weight)
+            nn.init.zeros_(decoder[-1].bias)
+
+    def scaled_factor(self, graph: SystemGraph) -> torch.Tensor:
+        """$\\tilde L$ (or $\\tilde G$) on the lower pattern, float64, shape (nnz_L,)."""
+        off, diagonal = self.network(graph)
+        strict = graph.scaled_values[graph.strict]
+        off = off.double()
+        values = torch.zeros_like(graph.scaled_values)
+        values = values.index_put((graph.strict,), strict * (1 + off) if self.kind == "cholesky"
+                                  else strict * off)
+        return values.index_put((graph.diagonal,), torch.exp(diagonal.double()))
+
+    def forward(self, graph: SystemGraph) -> torch.Tensor:
+        """L (or G) of the unscaled matrix, float64, shape (nnz_L,)."""
+        scaled = self.scaled_factor(graph)
+        if self.kind == "cholesky":
+            return scaled * graph.sqrt_diagonal[graph.lower_rows]
+        return scaled / graph.sqrt_diagonal[graph.lower_columns]
+
+
+class LearnedPreconditioner:
+    """A trained :class:`FactorModel` as a preconditioner factory ``A -> Preconditioner``.
+
+    Args:
+        model: the network (its ``kind`` decides the form of the preconditioner).
+    """
+
+    def __init__(self, model: FactorModel) -> None:
+        self.model = model
+        self.name = f"learned_{model.kind}"
+
+    @torch.no_grad()
+    def __call__(self, A: LinearOperator) -> CholeskyFactor | SparseInverseFactor:
+        """The preconditioner for A (a :class:`~physml.solvers.linalg.CsrOperator`): one
+        inference on A's device, then the factor in Warp, whose values are a view of the
+        network's output (``wp.from_torch`` keeps the tensor alive)."""
+        matrix = getattr(A, "matrix", None)
+        if matrix is None:
+            raise ValueError(f"a learned preconditioner needs an assembled matrix (a CsrOperator);"
+                             f" got {type(A).__name__}")
+        host = csr_to_scipy(matrix)
+        device = torch.device(str(A.device))
+        graph = system_graph(host).to(device)
+        values = self.model.to(device).eval()(graph)
+        values = values.to(wp.dtype_to_torch(A.dtype)).contiguous()
+        pattern = LowerPattern(host, A.device)
+        form = CholeskyFactor if self.model.kind == "cholesky" else SparseInverseFactor
+        return form(pattern, wp.from_torch(values), name=self.name)
+
+    def save(self, path: str | Path) -> None:
+        """Write the model's configuration and weights (``torch.save``)."""
+        torch.save({"config": self.model.config, "state_dict": self.model.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str = "cpu") -> LearnedPreconditioner:
+        """A preconditioner written by :meth:`save`.
+
+        Raises:
+            ValueError: no file at ``path``.
+        """
+        try:
+            saved = torch.load(path, map_location=map_location, weights_only=True)
+        except FileNotFoundError:
+            raise ValueError(f"no trained preconditioner at {str(path)!r}") from None
+        model = FactorModel(**saved["config"])
+        model.load_state_dict(saved["state_dict"])
+        return cls(model.eval())

@@ -1,0 +1,85 @@
+r"""Fitting a :class:`~.learned.FactorModel` to systems of one family, and measuring it.
+
+A :class:`TrainingSystem` is one matrix with a solution and right-hand side from the family's
+distribution (scaled as in :mod:`.graph`). :func:`fit` runs Adam on mini-batches of systems
+(block-diagonal graphs) with one of the losses of :mod:`.losses`; :func:`mean_iterations`
+counts PCG iterations of any preconditioner factory over held-out systems, the measure the
+training is for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import warp as wp
+
+from ..solvers.linalg import CsrOperator, LinearOperator, Preconditioner, cg, csr_from_scipy
+from .graph import SystemGraph, batch_graphs, system_graph
+from .learned import FactorModel
+from .losses import factor_loss
+
+
+@dataclass
+class TrainingSystem:
+    """A system $A x = b$ as the network sees it: its graph and the scaled x and b (n,)."""
+
+    graph: SystemGraph
+    x: torch.Tensor
+    b: torch.Tensor
+
+
+def training_system(matrix: sp.spmatrix | sp.sparray, x: np.ndarray, b: np.ndarray
+                    ) -> TrainingSystem:
+    """Scale ``x`` and ``b`` of $A x = b$: $\\tilde x = D^{1/2}x$, $\\tilde b = D^{-1/2}b$."""
+    graph = system_graph(matrix)
+    d = graph.sqrt_diagonal
+    return TrainingSystem(graph, torch.as_tensor(x, dtype=torch.float64) * d,
+                          torch.as_tensor(b, dtype=torch.float64) / d)
+
+
+def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, steps: int,
+        learning_rate: float = 3e-3, batch_size: int = 4, seed: int = 0,
+        on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    """Adam on ``loss`` over random mini-batches of ``systems``; returns the loss per step.
+
+    Raises:
+        ValueError: an unknown loss, or the loss turned NaN/Inf (naming the step).
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    history = []
+    for step in range(steps):
+        chosen = rng.choice(len(systems), size=min(batch_size, len(systems)), replace=False)
+        batch = [systems[k] for k in chosen]
+        graph = batch_graphs([s.graph for s in batch])
+        x, b = torch.cat([s.x for s in batch]), torch.cat([s.b for s in batch])
+        value = factor_loss(model.kind, loss, graph, model.scaled_factor(graph), x, b,
+                            generator)
+        if not torch.isfinite(value):
+            raise ValueError(f"training loss became {value.item()} at step {step}; lower "
+                             "the learning rate")
+        optimiser.zero_grad()
+        value.backward()
+        optimiser.step()
+        history.append(value.item())
+        if on_step is not None:
+            on_step(step, history[-1])
+    return history
+
+
+def mean_iterations(factory: Callable[[LinearOperator], Preconditioner],
+                    systems: Sequence[tuple[sp.spmatrix, np.ndarray]], rtol: float = 1e-8,
+                    device: str = "cpu") -> float:
+    """Mean PCG iterations to ``rtol`` over ``(A, b)`` pairs (float64, zero initial guess)."""
+    counts = []
+    for matrix, b in systems:
+        A = CsrOperator(csr_from_scipy(matrix, wp.float64, device))
+        rhs = wp.array(np.asarray(b, dtype=np.float64), dtype=wp.float64, device=device)
+        counts.append(cg(A, rhs, preconditioner=factory(A), rtol=rtol).iterations)
+    return float(np.mean(counts))

@@ -1,0 +1,341 @@
+r"""Sparse triangular factors $L$ (lower, A's lower pattern) and $M^{-1} = L^{-T} L^{-1}$.
+
+A :class:`LowerPattern` is the sparsity of the lower triangle of a symmetric matrix A
+(diagonal included), stored twice on the device: as the CSR of $L$ (rows, sorted columns, the
+diagonal last in each row) and as the CSR of $L^T$ (the diagonal first), with the permutation
+that maps the values of $L$ to those of $L^T$. A :class:`CholeskyFactor` is such a pattern with
+values; as a :class:`~physml.solvers.linalg.Preconditioner` it applies
+
+$$z = (L L^T)^{-1} r:\qquad L y = r\ \text{(forward)},\qquad L^T z = y\ \text{(backward)},$$
+
+the form shared by incomplete Cholesky (:mod:`.incomplete_cholesky`) and by factors a network
+predicts (``physml.preconditioners``): both fill the values of one pattern.
+
+Scheduling. Row i of the forward solve needs the rows $j < i$ of its pattern; its *level* is
+$1 + \max_j \text{level}(j)$ (0 without such j), so the rows of one level are independent.
+On CUDA each level is one launch, a thread per row (level scheduling, Anderson & Saad 1989);
+a 5-point grid of $m^2$ unknowns has $2m - 1$ levels. On the CPU a Warp launch runs on one
+thread, so the rows go in their natural order in a single launch (a topological order too, and
+a cache-friendly one); ``by_levels=True`` forces the level order there (tests use it to check
+the schedule). The levels themselves come from one sequential pass (a single thread, also on
+CUDA: a set-up cost paid once per pattern, not per apply). The row loops are native snippets over raw pointers, as in
+:mod:`~physml.solvers.linalg.kernels` (Warp's generated indexing is several times slower on the
+CPU). Cost per apply: two passes over the nnz of $L$; memory: the values twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import warp as wp
+
+from ..operators import launch, specialize
+
+# ------------------------------------------------------------------------------------ kernels
+
+
+@wp.func_native(
+    """
+    const int* op = offsets.data; const int* cp = columns.data; const int* dp = diagonal.data;
+    const int* qp = order.data; const auto* vp = values.data; const auto* bp = rhs.data;
+    auto* xp = x.data;
+    for (int q = begin + t; q < end; q += stride) {
+        const int i = qp[q];
+        const int d = dp[i];
+        auto acc = bp[i];
+        for (int k = op[i]; k < op[i + 1]; ++k)
+            if (k != d) acc -= vp[k] * xp[cp[k]];
+        xp[i] = acc / vp[d];
+    }
+    """
+)
+def substitute_rows(
+    values: wp.array(dtype=Any),
+    offsets: wp.array(dtype=wp.int32),
+    columns: wp.array(dtype=wp.int32),
+    diagonal: wp.array(dtype=wp.int32),
+    order: wp.array(dtype=wp.int32),
+    rhs: wp.array(dtype=Any),
+    begin: int,
+    end: int,
+    t: int,
+    stride: int,
+    x: wp.array(dtype=Any),
+): ...
+
+
+@wp.kernel(enable_backward=False)
+def triangular_solve_kernel(
+    values: wp.array(dtype=Any),
+    offsets: wp.array(dtype=wp.int32),
+    columns: wp.array(dtype=wp.int32),
+    diagonal: wp.array(dtype=wp.int32),
+    order: wp.array(dtype=wp.int32),
+    rhs: wp.array(dtype=Any),
+    begin: int,
+    end: int,
+    stride: int,
+    x: wp.array(dtype=Any),
+):
+    """Substitution for the rows ``order[begin:end]`` of a triangular CSR matrix T:
+    $x_i = (\\text{rhs}_i - \\sum_{k \\ne d_i} T_{ik} x_{c_k}) / T_{i d_i}$, where ``diagonal[i]``
+    is the position of $T_{ii}$ in the row. Every column the row reads must be final (an earlier
+    level). Reads values, offsets, columns, diagonal, order, rhs; writes x."""
+    substitute_rows(values, offsets, columns, diagonal, order, rhs, begin, end, wp.tid(), stride,
+                    x)
+
+
+@wp.func_native(
+    """
+    const int* op = offsets.data; const int* cp = columns.data;
+    int* lp = level.data;
+    for (int i = 0; i < n; ++i) {
+        int li = 0;
+        for (int k = op[i]; k < op[i + 1]; ++k) {
+            const int j = cp[k];
+            if (j != i && lp[j] + 1 > li) li = lp[j] + 1;
+        }
+        lp[i] = li;
+    }
+    """
+)
+def level_rows(offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=wp.int32), n: int,
+               level: wp.array(dtype=wp.int32)): ...
+
+
+@wp.kernel(enable_backward=False)
+def level_kernel(offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=wp.int32), n: int,
+                 level: wp.array(dtype=wp.int32)):
+    """level_i = 1 + max level_j over the columns j < i of row i of a lower CSR matrix (0 if
+    none), in one sequential pass (launch with dim=1). Reads offsets, columns; writes level."""
+    level_rows(offsets, columns, n, level)
+
+
+@wp.kernel(enable_backward=False)
+def gather_kernel(source: wp.array(dtype=Any), index: wp.array(dtype=wp.int32),
+                  target: wp.array(dtype=Any)):
+    """target_k = source_{index_k}. Reads source, index; writes target."""
+    k = wp.tid()
+    target[k] = source[index[k]]
+
+
+def _overload_all() -> None:
+    for T in (wp.float32, wp.float64):
+        arr = wp.array(dtype=T)
+        specialize(triangular_solve_kernel, T, {"values": arr, "rhs": arr, "x": arr})
+        specialize(gather_kernel, T, {"source": arr, "target": arr})
+
+
+_overload_all()
+
+
+def gather_values(source: wp.array, index: wp.array, target: wp.array) -> None:
+    """``target[k] = source[index[k]]`` (the values of a transposed pattern)."""
+    launch(gather_kernel, source.dtype, dim=target.shape[0], inputs=[source, index],
+           outputs=[target], device=source.device, record_tape=False)
+
+
+# ---------------------------------------------------------------------------------- patterns
+
+
+def lower_triangle(matrix: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
+    """The lower triangle (diagonal included) of a square sparse matrix: CSR, duplicates
+    summed, columns sorted, explicit zeros kept (so its entries are those of the pattern
+    whatever their values). The input is not modified."""
+    a = sp.csr_matrix(matrix)
+    if not a.has_canonical_format:
+        a = a.copy()
+        a.sum_duplicates()
+    n = a.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(a.indptr))
+    keep = a.indices <= rows
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=n))])
+    return sp.csr_matrix((a.data[keep], a.indices[keep], indptr), shape=a.shape)
+
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """An order of rows and the launches that cover it: rows ``order[ptr[l]:ptr[l + 1]]`` of
+    launch l are independent. ``ptr`` lives on the host, ``order`` on the device."""
+
+    order: wp.array
+    ptr: np.ndarray
+
+    @property
+    def launches(self) -> int:
+        return len(self.ptr) - 1
+
+
+class LowerPattern:
+    """The lower-triangular pattern of a symmetric matrix (diagonal included), on a device.
+
+    Args:
+        matrix: a square SciPy sparse matrix; only its lower triangle's pattern is read, and
+            every diagonal entry must be stored.
+        device: Warp device.
+        by_levels: one launch per level (True) or one sequential launch (False); default:
+            levels on CUDA, sequential on the CPU.
+
+    Attributes:
+        n, nnz: unknowns and stored entries of L.
+        rows, columns: (nnz,) host int arrays, the entry coordinates of L in CSR order (the
+            order of every vector of L's values).
+        levels: the number of levels of the forward solve.
+    """
+
+    def __init__(self, matrix: sp.spmatrix | sp.sparray, device: Any = "cpu",
+                 by_levels: bool | None = None) -> None:
+        if matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"matrix has shape {matrix.shape}; a square matrix is needed")
+        lower = lower_triangle(matrix)
+        n = lower.shape[0]
+        self.n, self.nnz = n, lower.nnz
+        self.rows = np.repeat(np.arange(n, dtype=np.int32), np.diff(lower.indptr))
+        self.columns = lower.indices.astype(np.int32)
+        on_diagonal = self.rows == self.columns
+        if np.count_nonzero(on_diagonal) != n:
+            missing = np.setdiff1d(np.arange(n), self.rows[on_diagonal])
+            raise ValueError(f"matrix has no stored diagonal entry in rows {missing[:10].tolist()};"
+                             " a triangular factor needs every diagonal entry")
+        self.device = wp.get_device(device)
+        self.by_levels = self.device.is_cuda if by_levels is None else by_levels
+        # L^T in CSR: the transpose of a matrix whose values are the positions 0..nnz-1.
+        upper = sp.csr_matrix((np.arange(self.nnz, dtype=np.float64), lower.indices,
+                               lower.indptr), shape=(n, n)).T.tocsr()
+        upper.sort_indices()
+        self.transpose_index = self._int(upper.data)
+        self.offsets, self.column_array = self._int(lower.indptr), self._int(lower.indices)
+        self.upper_offsets, self.upper_columns = self._int(upper.indptr), self._int(upper.indices)
+        self.diagonal = self._int(lower.indptr[1:] - 1)  # sorted: the diagonal ends each row
+        self.upper_diagonal = self._int(upper.indptr[:-1])  # ... and starts each row of L^T
+        level = self._levels()
+        self.levels = int(level.max()) + 1 if n else 0
+        self.forward = self._schedule(level, reverse=False)
+        self.backward = self._schedule(self._backward_levels(level, upper), reverse=True)
+
+    def _int(self, a: np.ndarray) -> wp.array:
+        return wp.array(np.asarray(a, dtype=np.int32), dtype=wp.int32, device=self.device)
+
+    def _levels(self) -> np.ndarray:
+        level = wp.zeros(self.n, dtype=wp.int32, device=self.device)
+        wp.launch(level_kernel, dim=1, inputs=[self.offsets, self.column_array, self.n],
+                  outputs=[level], device=self.device)
+        return level.numpy()
+
+    def _backward_levels(self, level: np.ndarray, upper: sp.csr_matrix) -> np.ndarray:
+        """Levels of the backward solve (rows of L^T, last row first): row i waits for the
+        rows j > i of its pattern; by symmetry of the DAG, the reversed forward levels of the
+        transposed graph. Computed as the forward levels of the reversed ordering."""
+        if not self.by_levels:
+            return level  # unused: one sequential launch
+        n = self.n
+        flipped = sp.csr_matrix((upper.data, n - 1 - upper.indices, upper.indptr),
+                                shape=(n, n))[::-1]
+        flipped = sp.csr_matrix(flipped)
+        flipped.sort_indices()
+        reversed_level = wp.zeros(n, dtype=wp.int32, device=self.device)
+        wp.launch(level_kernel, dim=1, inputs=[self._int(flipped.indptr),
+                                               self._int(flipped.indices), n],
+                  outputs=[reversed_level], device=self.device)
+        return reversed_level.numpy()[::-1].copy()
+
+    def _schedule(self, level: np.ndarray, reverse: bool) -> Schedule:
+        n = self.n
+        if not self.by_levels:
+            order = np.arange(n, dtype=np.int32)
+            return Schedule(self._int(order[::-1].copy() if reverse else order),
+                            np.array([0, n]))
+        order = np.argsort(level, kind="stable").astype(np.int32)
+        ptr = np.concatenate([[0], np.cumsum(np.bincount(level))])
+        return Schedule(self._int(order), ptr)
+
+
+class CholeskyFactor:
+    """$M = L L^T$ with L on a :class:`LowerPattern`: the preconditioner $z = L^{-T} L^{-1} r$.
+
+    Args:
+        pattern: the pattern of L.
+        values: (nnz,) Warp array of L's values in the pattern's CSR order (float32 or
+            float64, on the pattern's device), positive on the diagonal. It is held, not
+            copied (a ``wp.from_torch`` view of a network's output works); call
+            :meth:`refresh` after changing it in place.
+        name: the name the preconditioner reports.
+    """
+
+    def __init__(self, pattern: LowerPattern, values: wp.array, name: str = "cholesky_factor"):
+        if values.shape != (pattern.nnz,) or values.device != pattern.device:
+            raise ValueError(f"values has shape {values.shape} on {values.device}; the pattern "
+                             f"needs ({pattern.nnz},) on {pattern.device}")
+        self.name = name
+        self.pattern = pattern
+        self.values = values
+        self.upper_values = wp.empty_like(values)
+        self._y: wp.array | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-derive the values of $L^T$ from those of L."""
+        gather_values(self.values, self.pattern.transpose_index, self.upper_values)
+
+    def diagonal(self) -> np.ndarray:
+        """The diagonal of L (host copy), shape (n,)."""
+        return self.values.numpy()[self.pattern.diagonal.numpy()]
+
+    def apply(self, r: wp.array, z: wp.array) -> None:
+        """$z = L^{-T} L^{-1} r$."""
+        for call in self._launches(r, z, record=False):
+            call()
+
+    def bind(self, r: wp.array, z: wp.array) -> Callable[[], None]:
+        """``apply(r, z)`` with its launches recorded for these two arrays."""
+        calls = self._launches(r, z, record=True)
+
+        def run() -> None:
+            for call in calls:
+                call()
+
+        return run
+
+    def solve_lower(self, r: wp.array, y: wp.array) -> None:
+        """$y = L^{-1} r$."""
+        for call in self._sweeps(self.values, self.pattern.offsets, self.pattern.column_array,
+                                 self.pattern.diagonal, self.pattern.forward, r, y, False):
+            call()
+
+    def solve_upper(self, y: wp.array, z: wp.array) -> None:
+        """$z = L^{-T} y$."""
+        p = self.pattern
+        for call in self._sweeps(self.upper_values, p.upper_offsets, p.upper_columns,
+                                 p.upper_diagonal, p.backward, y, z, False):
+            call()
+
+    def _launches(self, r: wp.array, z: wp.array, record: bool) -> list[Callable[[], None]]:
+        p = self.pattern
+        if self._y is None or self._y.dtype != r.dtype:
+            self._y = wp.empty_like(r)
+        y = self._y
+        return [*self._sweeps(self.values, p.offsets, p.column_array, p.diagonal, p.forward, r,
+                              y, record),
+                *self._sweeps(self.upper_values, p.upper_offsets, p.upper_columns,
+                              p.upper_diagonal, p.backward, y, z, record)]
+
+    def _sweeps(self, values, offsets, columns, diagonal, schedule: Schedule, rhs, x,
+                record: bool) -> list[Callable[[], None]]:
+        calls = []
+        for level in range(schedule.launches):
+            begin, end = int(schedule.ptr[level]), int(schedule.ptr[level + 1])
+            threads = end - begin if self.pattern.by_levels else 1
+            options = dict(dim=threads, inputs=[values, offsets, columns, diagonal,
+                                                schedule.order, rhs, begin, end, threads],
+                           outputs=[x], device=self.pattern.device, record_tape=False)
+            if record:
+                calls.append(launch(triangular_solve_kernel, values.dtype, record_cmd=True,
+                                    **options).launch)
+            else:
+                calls.append(lambda o=options: launch(triangular_solve_kernel, values.dtype, **o))
+        return calls

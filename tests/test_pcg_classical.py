@@ -1,0 +1,115 @@
+"""IC(0), level-scheduled triangular solves and the factor preconditioners against references."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import warp as wp
+
+from physml.solvers.linalg import (
+    PRECONDITIONERS,
+    CholeskyFactor,
+    CsrOperator,
+    IncompleteCholesky,
+    LowerPattern,
+    cg,
+    csr_from_scipy,
+)
+from physml.solvers.linalg.model_problems import layered_coefficient, poisson_2d
+
+
+def dense_ic0(a: np.ndarray) -> np.ndarray:
+    """Textbook IC(0) (right-looking, dense loops, fill outside A's pattern dropped)."""
+    n = a.shape[0]
+    keep = np.tril(a != 0)
+    l = np.tril(a).astype(float)  # noqa: E741
+    for k in range(n):
+        l[k, k] = np.sqrt(l[k, k])
+        for i in range(k + 1, n):
+            if keep[i, k]:
+                l[i, k] /= l[k, k]
+        for j in range(k + 1, n):
+            for i in range(j, n):
+                if keep[i, j] and keep[i, k] and keep[j, k]:
+                    l[i, j] -= l[i, k] * l[j, k]
+    return l
+
+
+def fem_like(n: int, seed: int) -> sp.csr_matrix:
+    """A random SPD matrix with an irregular pattern and positive off-diagonals too."""
+    rng = np.random.default_rng(seed)
+    b = sp.random(n, n, density=4 / n, random_state=rng, format="csr")
+    a = b @ b.T + sp.diags(rng.uniform(0.5, 1.5, n))
+    return sp.csr_matrix(a + sp.diags(np.asarray(abs(a).sum(axis=1)).ravel() * 0.05))
+
+
+MATRICES = {
+    "poisson": lambda: poisson_2d(9, layered_coefficient(9, 100.0, seed=1)),
+    "irregular": lambda: fem_like(60, seed=3),
+}
+
+
+@pytest.mark.parametrize("by_levels", [False, True])
+@pytest.mark.parametrize("name", list(MATRICES))
+def test_ic0_equals_dense_reference(name, by_levels):
+    a = MATRICES[name]()
+    op = CsrOperator(csr_from_scipy(a, wp.float64, "cpu"))
+    ic = IncompleteCholesky(op, by_levels=by_levels)
+    assert ic.shift == 0.0
+    l_ref = dense_ic0(a.toarray())
+    p = ic.pattern
+    l = np.zeros_like(l_ref)  # noqa: E741
+    l[p.rows, p.columns] = ic.values.numpy()
+    np.testing.assert_allclose(l, l_ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [wp.float32, wp.float64])
+@pytest.mark.parametrize("by_levels", [False, True])
+def test_triangular_solves_equal_scipy(by_levels, dtype):
+    rng = np.random.default_rng(0)
+    a = fem_like(80, seed=5)
+    pattern = LowerPattern(a, "cpu", by_levels=by_levels)
+    values = rng.uniform(-1, 1, pattern.nnz)
+    values[pattern.diagonal.numpy()] = rng.uniform(1, 2, pattern.n)
+    l = sp.csr_matrix((values, (pattern.rows, pattern.columns)), shape=a.shape)  # noqa: E741
+    np_dtype = np.float32 if dtype == wp.float32 else np.float64
+    factor = CholeskyFactor(pattern, wp.array(values.astype(np_dtype), dtype=dtype))
+    r = rng.standard_normal(pattern.n)
+    y, z = (wp.zeros(pattern.n, dtype=dtype) for _ in range(2))
+    factor.solve_lower(wp.array(r.astype(np_dtype), dtype=dtype), y)
+    y_ref = spla.spsolve_triangular(l, r, lower=True)
+    tol = 1e-12 if dtype == wp.float64 else 2e-5
+    np.testing.assert_allclose(y.numpy(), y_ref, rtol=tol, atol=tol)
+    factor.solve_upper(wp.array(y_ref.astype(np_dtype), dtype=dtype), z)
+    z_ref = spla.spsolve_triangular(sp.csr_matrix(l.T), y_ref, lower=False)
+    np.testing.assert_allclose(z.numpy(), z_ref, rtol=tol, atol=tol)
+    if by_levels:
+        assert pattern.forward.launches == pattern.levels > 1
+
+
+def test_level_schedule_of_a_grid_has_2m_minus_1_levels():
+    m = 7
+    pattern = LowerPattern(poisson_2d(m), "cpu", by_levels=True)
+    assert pattern.levels == 2 * m - 1
+    assert pattern.backward.launches == 2 * m - 1
+
+
+def test_ic0_shifts_an_indefinite_pivot_instead_of_failing():
+    # SPD but not an M-matrix: IC(0) on the pattern breaks down without a shift.
+    a = sp.csr_matrix(np.array([[3.0, -2, 0, 2], [-2, 3, -2, 0], [0, -2, 3, -2], [2, 0, -2, 3]]))
+    assert np.linalg.eigvalsh(a.toarray()).min() > 0
+    ic = IncompleteCholesky(CsrOperator(csr_from_scipy(a, wp.float64, "cpu")))
+    assert ic.shift > 0
+    assert np.all(ic.diagonal() > 0)
+
+
+@pytest.mark.parametrize("name", sorted(PRECONDITIONERS))
+def test_pcg_reaches_1e_10_with_every_preconditioner(name):
+    a = poisson_2d(16, layered_coefficient(16, 50.0, seed=2))
+    op = CsrOperator(csr_from_scipy(a, wp.float64, "cpu"))
+    x_true = np.random.default_rng(1).standard_normal(a.shape[0])
+    b = wp.array(a @ x_true, dtype=wp.float64)
+    result = cg(op, b, preconditioner=PRECONDITIONERS[name](op), rtol=1e-10, check_every=1)
+    true_residual = np.linalg.norm(a @ result.x.numpy() - b.numpy()) / np.linalg.norm(b.numpy())
+    assert true_residual < 1e-9
+    assert result.relative_residual <= 1e-10

@@ -1,0 +1,192 @@
+"""Learned preconditioners: SPD by construction, losses, training, save/load, datasets."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import warp as wp
+
+from physml.datasets.generate import generate
+from physml.datasets.linear_systems import LinearSystemSpec, make_system, read_systems
+from physml.datasets.spec import load_spec
+from physml.preconditioners import (
+    FactorModel,
+    LearnedPreconditioner,
+    factor_loss,
+    fit,
+    mean_iterations,
+    system_graph,
+    training_system,
+)
+from physml.solvers.linalg import CsrOperator, cg, csr_from_scipy
+
+
+def perturbed(kind: str, seed: int) -> FactorModel:
+    """A model with every weight random (not the zero-initialised decoders)."""
+    torch.manual_seed(seed)
+    model = FactorModel(kind, width=8, steps=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.1)
+    return model
+
+
+def small_systems():
+    grid = LinearSystemSpec(systems="poisson_grid", size=6, samples=1)
+    heat = LinearSystemSpec(systems="heat_mesh", size=4, samples=1, domain="l_shape")
+    return [make_system(grid, 0).matrix, make_system(heat, 1).matrix]
+
+
+@pytest.mark.parametrize("kind", ["cholesky", "sparse_inverse"])
+def test_every_learned_preconditioner_is_spd(kind):
+    for seed in range(3):
+        for matrix in small_systems():
+            graph = system_graph(matrix)
+            with torch.no_grad():
+                values = perturbed(kind, seed)(graph).numpy()
+            f = sp.csr_matrix((values, (graph.lower_rows.numpy(), graph.lower_columns.numpy())),
+                              shape=matrix.shape).toarray()
+            m = f @ f.T if kind == "cholesky" else f.T @ f
+            np.testing.assert_allclose(m, m.T, atol=1e-12)
+            assert np.linalg.eigvalsh(m).min() > 0
+
+
+@pytest.mark.parametrize("kind", ["cholesky", "sparse_inverse"])
+def test_learned_pcg_reaches_1e_10(kind):
+    matrix = small_systems()[1]
+    A = CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
+    b = np.random.default_rng(0).standard_normal(matrix.shape[0])
+    M = LearnedPreconditioner(perturbed(kind, 0))(A)
+    result = cg(A, wp.array(b, dtype=wp.float64), preconditioner=M, rtol=1e-10, check_every=1)
+    x = result.x.numpy()
+    assert np.linalg.norm(matrix @ x - b) / np.linalg.norm(b) < 1e-9
+
+
+@pytest.mark.parametrize("kind", ["cholesky", "sparse_inverse"])
+@pytest.mark.parametrize("loss", ["data", "frobenius", "combined"])
+def test_losses_gradcheck_in_float64(kind, loss):
+    matrix = small_systems()[0]
+    system = training_system(matrix, np.ones(matrix.shape[0]), matrix @ np.ones(matrix.shape[0]))
+    rng = np.random.default_rng(0)
+    factor = torch.tensor(rng.uniform(0.5, 1.0, system.graph.lower_rows.numel()),
+                          requires_grad=True)
+
+    def value(f):
+        return factor_loss(kind, loss, system.graph, f, system.x, system.b,
+                           torch.Generator().manual_seed(1))
+
+    assert torch.autograd.gradcheck(value, (factor,))
+
+
+def test_frobenius_loss_is_zero_for_the_exact_cholesky_factor():
+    matrix = small_systems()[0]
+    graph = system_graph(matrix)
+    a = graph.scaled_values.numpy()
+    full = sp.csr_matrix((a, (graph.lower_rows.numpy(), graph.lower_columns.numpy())),
+                         shape=matrix.shape).toarray()
+    full = full + np.tril(full, -1).T
+    exact = np.linalg.cholesky(full)  # dense: fills in, so compare on a full lower pattern
+    dense = sp.csr_matrix(np.tril(np.ones_like(full)) * (np.abs(full) + 1))
+    dense_graph = system_graph(dense)
+    rows, cols = dense_graph.lower_rows.numpy(), dense_graph.lower_columns.numpy()
+    dense_graph.scaled_values = torch.tensor(full[rows, cols])
+    loss = factor_loss("cholesky", "frobenius", dense_graph, torch.tensor(exact[rows, cols]),
+                       torch.zeros(graph.n), torch.ones(graph.n))
+    assert loss.item() < 1e-24
+
+
+@pytest.fixture
+def one_thread():
+    """Train on one PyTorch thread: two threads on the shared two-core machine run these small
+    layers several times slower (see physml.threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_training_lowers_loss_and_iterations_on_held_out_systems(one_thread):
+    spec = LinearSystemSpec(systems="poisson_grid", size=16, samples=1, log_std=1.0)
+    systems = [make_system(spec, seed) for seed in range(16)]
+    train, held_out = systems[:12], systems[12:]
+    data = [training_system(s.matrix, s.x, s.b) for s in train]
+    torch.manual_seed(0)
+    model = FactorModel("cholesky", width=16, steps=2)
+    pairs = [(s.matrix, s.b) for s in held_out]
+    before = mean_iterations(LearnedPreconditioner(model), pairs, rtol=1e-8)
+    history = fit(model, data, loss="combined", steps=200, learning_rate=5e-3, batch_size=4)
+    after = mean_iterations(LearnedPreconditioner(model), pairs, rtol=1e-8)
+    assert np.mean(history[-20:]) < 0.2 * np.mean(history[:5])
+    assert after <= before - 2  # 23.25 -> 19.75 iterations measured (IC(0): 20.75)
+
+
+def test_saved_preconditioner_works_on_a_new_matrix_in_two_lines(tmp_path):
+    model = perturbed("cholesky", 3)
+    LearnedPreconditioner(model).save(tmp_path / "m.pt")
+    matrix = small_systems()[0]
+    A = CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
+    b = wp.array(np.ones(matrix.shape[0]), dtype=wp.float64)
+    M = LearnedPreconditioner.load(tmp_path / "m.pt")
+    result = cg(A, b, preconditioner=M(A), rtol=1e-10)
+    reference = cg(A, b, preconditioner=LearnedPreconditioner(model)(A), rtol=1e-10)
+    assert result.iterations == reference.iterations
+    np.testing.assert_array_equal(result.x.numpy(), reference.x.numpy())
+    with pytest.raises(ValueError, match="no trained preconditioner"):
+        LearnedPreconditioner.load(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("family", ["poisson_grid", "heat_mesh", "wave_mesh", "poisson_tet"])
+def test_generated_systems_are_spd_and_solved(tmp_path, family):
+    size = {"poisson_grid": 8, "heat_mesh": 5, "wave_mesh": 5, "poisson_tet": 3}[family]
+    spec = LinearSystemSpec(systems=family, size=size, samples=4, shard_size=2,
+                            splits={"train": 0.5, "valid": 0.25, "test": 0.25})
+    manifest = generate(spec, tmp_path, workers=0)
+    assert manifest["samples"] == 4
+    systems = read_systems(tmp_path / "train")
+    assert len(systems) == 2
+    for s in systems:
+        a = s.matrix.toarray()
+        np.testing.assert_allclose(a, a.T, atol=1e-12)
+        assert np.linalg.eigvalsh(a).min() > 0
+        np.testing.assert_allclose(s.matrix @ s.x, s.b, rtol=1e-8, atol=1e-10)
+    first = (tmp_path / "train" / "shard-00000.h5").read_bytes()
+    (tmp_path / "dataset.json").unlink()
+    (tmp_path / "train" / "shard-00000.h5").unlink()
+    generate(spec, tmp_path, workers=0)  # resume: rewrites the missing shard only
+    assert (tmp_path / "train" / "shard-00000.h5").read_bytes() == first
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "physml.cli", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_a_bad_systems_spec_is_refused_naming_the_key(tmp_path):
+    spec = tmp_path / "systems.yaml"
+    spec.write_text("systems: poisson_grid\nsize: 8\nsamples: 4\ncoefficient: 2\n")
+    result = _cli("datasets", "generate", str(spec), "--out", "out", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unknown key 'coefficient'" in result.stderr and "log_std" in result.stderr
+    assert not (tmp_path / "out").exists()
+    spec.write_text("systems: poisson_grids\nsize: 8\nsamples: 4\n")
+    with pytest.raises(ValueError, match="systems: Input should be 'poisson_grid'"):
+        load_spec(spec)
+
+
+@pytest.mark.slow
+def test_the_pcg_case_runs_and_writes_its_table(tmp_path):
+    result = _cli("run", "pcg_poisson", "variant=tiny", f"output.folder={tmp_path}",
+                  cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (metrics,) = tmp_path.glob("pcg_poisson-*/metrics.json")
+    summary = json.loads(metrics.read_text())["summary"]
+    assert set(summary["table"]) == {"jacobi", "ic0", "fsai", "amg_sa", "amg_rs",
+                                     "learned_cholesky"}
+    assert summary["table"]["ic0"]["rtol=1e-08"]["iterations"] < summary["table"]["jacobi"][
+        "rtol=1e-08"]["iterations"]
+    assert (metrics.parent / "residuals.png").is_file()
+    assert (metrics.parent / "preconditioner.pt").is_file()
