@@ -19,11 +19,12 @@ physml's result is checked against libigl's (max abs difference) before timing.
 
 Solve (``--parts poisson``): the screened Poisson system $(K + \sigma M)u = M\mathbf 1$,
 $\sigma$ = ``SHIFT`` (small, so the Laplacian dominates and the conditioning grows as $h^{-2}$),
-of the same sphere (SPD, the matrices physml assembles), solved by physml's solve path
-(:func:`physml.solvers.mesh.pde._solve`: AMG-preconditioned Warp CG to a relative residual of
-``pde.RTOL``, hierarchy set-up included), ``scipy.sparse.linalg.cg`` with a
-Jacobi preconditioner and pyamg's smoothed-aggregation AMG as a CG preconditioner, both to a
-relative residual of 1e-8 (iterations and the residual reached are reported).
+of the same sphere (SPD, the matrices physml assembles), every side to the same relative residual
+``RTOL`` = 1e-8 on the same matrix: physml's Warp CG (:func:`physml.solvers.linalg.cg`) with a
+Jacobi preconditioner against ``scipy.sparse.linalg.cg`` with the same one (the ratio of their
+times per iteration is the figure that compares the two CGs), and physml's CG with pyamg's
+smoothed-aggregation V-cycle against ``scipy.sparse.linalg.cg`` with the same V-cycle, hierarchy
+set-up included on both sides (iterations and the residual reached are reported).
 
 Geodesic (``--parts geodesic``): distance from vertex 0 by ``heat_geodesic`` against
 potpourri3d's ``MeshHeatMethodDistanceSolver`` (setup included on both sides), each compared
@@ -53,6 +54,7 @@ import scipy.sparse.linalg as spla
 import warp as wp
 
 import physml
+from physml.solvers.linalg import CsrOperator, Jacobi, SmoothedAggregationAMG, cg, csr_from_scipy
 from physml.solvers.mesh import (
     Mesh,
     cotan_laplacian,
@@ -62,10 +64,10 @@ from physml.solvers.mesh import (
     stiffness_matrix,
     to_scipy,
 )
-from physml.solvers.mesh.pde import _solve
 
 REPEATS = 3
 SHIFT = 1e-2
+RTOL = 1e-8
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "mesh.json"
 
 
@@ -108,32 +110,43 @@ def bench_poisson(level: int) -> dict:
     sphere = icosphere(level)
     A = (to_scipy(stiffness_matrix(sphere)) + SHIFT * to_scipy(mass_matrix(sphere))).tocsr()
     b = to_scipy(mass_matrix(sphere)) @ np.ones(sphere.n_vertices)
+    op = CsrOperator(csr_from_scipy(A, wp.float64, "cpu"))
+    b_warp = wp.array(b, dtype=wp.float64, device="cpu")
     reached: dict[str, dict] = {}
 
-    def krylov(name: str, preconditioner) -> None:
-        iterations = []
-        u, _ = spla.cg(A, b, rtol=1e-8, M=preconditioner, callback=lambda _: iterations.append(1))
-        reached[name] = {"iterations": len(iterations),
+    def record(name: str, u: np.ndarray, iterations: int) -> None:
+        reached[name] = {"iterations": iterations,
                          "residual": float(np.linalg.norm(b - A @ u) / np.linalg.norm(b))}
 
-    def physml_solve() -> None:
-        u = _solve(A, b)
-        reached["physml (AMG-CG, setup included)"] = {
-            "residual": float(np.linalg.norm(b - A @ u) / np.linalg.norm(b))}
+    def scipy_cg(name: str, preconditioner) -> None:
+        iterations = []
+        u, _ = spla.cg(A, b, rtol=RTOL, M=preconditioner, callback=lambda _: iterations.append(1))
+        record(name, u, len(iterations))
 
-    jacobi = sp.diags(1.0 / A.diagonal())
-    sides = {"physml (AMG-CG, setup included)": physml_solve,
-             "scipy CG + Jacobi": lambda: krylov("scipy CG + Jacobi", jacobi)}
+    def physml_cg(name: str, preconditioner) -> None:
+        result = cg(op, b_warp, preconditioner=preconditioner, rtol=RTOL)
+        record(name, result.x.numpy(), result.iterations)
+
+    jacobi, physml_jacobi = sp.diags(1.0 / A.diagonal()), Jacobi(op)  # built outside the timing
+    sides = {"physml CG + Jacobi": lambda: physml_cg("physml CG + Jacobi", physml_jacobi),
+             "scipy CG + Jacobi": lambda: scipy_cg("scipy CG + Jacobi", jacobi),
+             "physml AMG-CG (setup included)": lambda: physml_cg(
+                 "physml AMG-CG (setup included)", SmoothedAggregationAMG(op))}
     if importlib.util.find_spec("pyamg"):
         import pyamg
 
         def amg() -> None:
             ml = pyamg.smoothed_aggregation_solver(A)
-            krylov("pyamg AMG-CG (setup included)", ml.aspreconditioner())
+            scipy_cg("pyamg AMG-CG (setup included)", ml.aspreconditioner())
 
         sides["pyamg AMG-CG (setup included)"] = amg
-    return {"level": level, "vertices": sphere.n_vertices, "nnz": A.nnz,
-            "seconds": _stats(_alternate(sides)), "reached": reached}
+    seconds = _stats(_alternate(sides))
+    per_iteration = {name: seconds[name]["median"] / reached[name]["iterations"]
+                     for name in ("physml CG + Jacobi", "scipy CG + Jacobi")}
+    return {"level": level, "vertices": sphere.n_vertices, "nnz": A.nnz, "seconds": seconds,
+            "reached": reached, "seconds_per_iteration": per_iteration,
+            "ratio_physml_over_scipy_per_iteration":
+                per_iteration["physml CG + Jacobi"] / per_iteration["scipy CG + Jacobi"]}
 
 
 def bench_geodesic(level: int) -> dict:
@@ -212,7 +225,7 @@ def main() -> None:
         "physml": physml.__version__, "warp": wp.__version__,
         "machine": platform.platform(), "cpu_count": os.cpu_count(),
         "threads": {"warp_cpu": 1, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
-        "repeats": REPEATS,
+        "repeats": REPEATS, "load_average_before": os.getloadavg(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for part in args.parts:
@@ -221,8 +234,11 @@ def main() -> None:
         for level in args.levels:
             results.append(bench(level))
             r = results[-1]
-            print(f"{part} {r['vertices']:>9} vertices: "
-                  + ", ".join(f"{k} {v['median']:.4f}s" for k, v in r["seconds"].items()))
+            line = ", ".join(f"{k} {v['median']:.4f}s" for k, v in r["seconds"].items())
+            if "reached" in r:
+                counts = ", ".join(f"{k} {v['iterations']}" for k, v in r["reached"].items())
+                line += f"; iterations: {counts}"
+            print(f"{part} {r['vertices']:>9} vertices: {line}", flush=True)
         report[part] = results
         plot(results, args.out.with_name(f"{args.out.stem}_{part}.png"), title)
     report["load_average"] = os.getloadavg()

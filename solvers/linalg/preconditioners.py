@@ -112,9 +112,13 @@ class _PyAMGPreconditioner:
         self.cycle = self.hierarchy.aspreconditioner(cycle="V")
 
     def apply(self, r: wp.array, z: wp.array) -> None:
-        """$z = $ one V-cycle applied to r (on the host)."""
+        """$z = $ one V-cycle applied to r (on the host; on the CPU into z's own memory)."""
         host = r.numpy()
-        z.assign((self.cycle @ host).astype(host.dtype, copy=False))
+        cycled = self.cycle @ host
+        if z.device.is_cpu:
+            z.numpy()[...] = cycled  # a view of z: no temporary device array
+        else:
+            z.assign(cycled.astype(host.dtype, copy=False))
 
 
 class SmoothedAggregationAMG(_PyAMGPreconditioner):
