@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..solvers.base import warp_device
+from ..solvers.base import GridSolver, warp_device
 from ..solvers.runtime import quiet_warp
 from .initial_conditions import INITIAL_CONDITIONS
 from .linear_systems import LinearSystemSpec, warm_systems_cache, write_systems_shard
@@ -130,7 +130,11 @@ def solve_sample(spec: DatasetSpec, solver, u0: np.ndarray) -> np.ndarray:
 
 def solve_batch(spec: DatasetSpec, solver, u0: np.ndarray) -> np.ndarray:
     """The trajectories of a batch ``(B, *grid)`` in one batched rollout, each with its own
-    step plan: ``(B, n_saves, *grid)``, each bitwise :func:`solve_sample`'s."""
+    step plan: ``(B, n_saves, *grid)``, each bitwise :func:`solve_sample`'s. A solver that
+    is not a :class:`~physml.solvers.base.GridSolver` (the spectral Navier–Stokes solver)
+    advances one state at a time, so its samples are solved one by one."""
+    if not isinstance(solver, GridSolver):
+        return np.stack([solve_sample(spec, solver, u) for u in u0])
     plans = np.array([step_plan(spec, solver, u) for u in u0])
     counts, every, dts = plans[:, 0].astype(int), plans[:, 1].astype(int), plans[:, 2]
     return solver.with_dt(float(dts[0])).rollout(u0, counts, every, dt=dts)
