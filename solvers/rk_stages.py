@@ -45,6 +45,10 @@ from .cahn_hilliard_kernels import available_cores, host_pool
 from .grid import BCKind, BoundaryConditions, Grid
 from .operators import ghost_source, launch, limited_slope, reaction_term, rusanov_flux, specialize
 
+# Both kernels must round identically: no fused multiply-adds (the generated per-cell code and
+# the native runs would contract different products).
+wp.set_module_options({"fuse_fp": False})
+
 MIN_CELLS_PER_THREAD = 1 << 17
 """Fewest cells a host thread gets by default on the CPU. A stage costs tens of nanoseconds
 per cell, so handing a launch to a second thread (about 0.1 ms) pays from a few 10^4 cells."""
