@@ -26,7 +26,8 @@ and spread (standard deviation) of the final states of each side.
 Run from the repository root (a few minutes on two cores)::
 
     python benchmarks/datasets.py [--samples 16] [--out benchmarks/results/datasets.json]
-    python benchmarks/datasets.py --peer-only --peer-samples 32   # only physml against JAX
+    python benchmarks/datasets.py --peer-only --peer-samples 32 \
+        --out benchmarks/results/datasets_pdebench.json   # only physml against JAX
 """
 
 from __future__ import annotations
