@@ -10,9 +10,24 @@ Reading: every sample of the generated training split, read ``--repeats`` times,
 ``FieldDataset`` (one item per sample) and through h5py (``f["u"][i]``), alternately; MB/s and
 the ratio FieldDataset/h5py.
 
+Against PDEBench: the generator a PDEBench user has is PDEBench's JAX script, which advances
+all samples of a batch with ``jax.jit(jax.vmap(...))``. The PyPI package ``pdebench`` 0.1.0
+could not be installed here (no distribution in this machine's package index), so the peer is a
+JAX ``jit`` + ``vmap`` twin of the same scheme as physml's solver (MUSCL with the van Leer
+limiter, Rusanov flux, central diffusion, SSP-RK3, float64, periodic), written the way
+PDEBench vectorises its generator: ``vmap`` over samples, ``lax.scan`` over saved states and a
+``lax.fori_loop`` of each sample's own steps between saves (per-sample time step and step
+count, as physml's :func:`~physml.datasets.generate.step_plan`). Both sides solve the same
+initial conditions (physml's seeds), same PDE, resolution, saved steps and sample count;
+physml's time is the whole ``generate`` call (shards written), JAX's the compiled batched solve
+(compile time reported apart). Agreement: max |difference| of the final states, and the mean
+and spread (standard deviation) of the final states of each side.
+
 Run from the repository root (a few minutes on two cores)::
 
     python benchmarks/datasets.py [--samples 16] [--out benchmarks/results/datasets.json]
+    python benchmarks/datasets.py --peer-only --peer-samples 32 \
+        --out benchmarks/results/datasets_pdebench.json   # only physml against JAX
 """
 
 from __future__ import annotations
@@ -37,6 +52,93 @@ from physml.datasets.store import shard_files
 from physml.devices import Stopwatch
 
 DEVICE = "cpu"  # where generation and reading run: datasets are generated on the CPU
+PEER_REPEATS = 2
+
+
+def jax_burgers_generator(n: int, dx: float, nu: float, n_saves: int):
+    """The JAX twin: ``f(u0 (B, n), dt (B,), save_every (B,)) -> (B, n_saves, n)``."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    jax.config.update("jax_enable_x64", True)
+
+    def rhs(u):
+        u_prev, u_next = jnp.roll(u, 1), jnp.roll(u, -1)
+        back, forward = u - u_prev, u_next - u
+        product = back * forward
+        safe = jnp.where(product > 0, back + forward, 1.0)
+        slope = jnp.where(product > 0, 2.0 * back * forward / safe, 0.0)
+        u_left = u + 0.5 * slope
+        u_right = jnp.roll(u - 0.5 * slope, -1)
+        speed = jnp.maximum(jnp.abs(u_left), jnp.abs(u_right))
+        flux = 0.5 * (0.5 * u_left * u_left + 0.5 * u_right * u_right) - 0.5 * speed * (
+            u_right - u_left)
+        return -(flux - jnp.roll(flux, 1)) / dx + nu * ((u_prev - u) + (u_next - u)) / dx**2
+
+    def ssp_rk3(u, dt):
+        k0 = rhs(u)
+        k1 = rhs(u + dt * k0)
+        k2 = rhs(u + (dt * 0.25) * k0 + (dt * 0.25) * k1)
+        return u + (dt / 6) * k0 + (dt / 6) * k1 + (dt * 2 / 3) * k2
+
+    def solve(u0, dt, save_every):
+        def interval(u, _):
+            u = lax.fori_loop(0, save_every, lambda i, v: ssp_rk3(v, dt), u)
+            return u, u
+
+        _, saved = lax.scan(interval, u0, None, length=n_saves - 1)
+        return jnp.concatenate([u0[None], saved])
+
+    return jax.jit(jax.vmap(solve))
+
+
+def compare_with_jax(samples: int) -> dict:
+    """Samples/s of physml's generate and of the JAX twin on the same samples, alternately."""
+    from physml.datasets.generate import _solver_for, initial_state, step_plan
+
+    spec = burgers_spec(samples).model_copy(update={"shard_size": samples})
+    solver = _solver_for(spec, spec.parameter_grid()[0], DEVICE)
+    u0 = np.stack([initial_state(spec, solver.grid, seed) for seed in range(samples)])
+    plans = np.array([step_plan(spec, solver, u) for u in u0])
+    generator = jax_burgers_generator(spec.grid[0], solver.grid.dx[0], solver.nu, spec.n_saves)
+    every, dts = plans[:, 1].astype(np.int64), plans[:, 2]
+    with Stopwatch(DEVICE) as compile_watch:
+        generator(u0[:1], dts[:1], every[:1]).block_until_ready()
+    rates: dict[str, list[float]] = {"physml": [], "jax": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(PEER_REPEATS):
+            folder = Path(tmp) / f"physml-{repeat}"
+            with Stopwatch(DEVICE) as watch:
+                generate(spec, folder, workers=0)
+            rates["physml"].append(samples / watch.seconds)
+            with Stopwatch(DEVICE) as watch:
+                peer = np.asarray(generator(u0, dts, every).block_until_ready())
+            rates["jax"].append(samples / watch.seconds)
+        with h5py.File(shard_files(Path(tmp) / "physml-0" / "train")[0]) as f:
+            ours = f["u"][...].astype(np.float64)
+    final_ours, final_peer = ours[:, -1], peer[:, -1]
+    median = {k: statistics.median(v) for k, v in rates.items()}
+    result = {
+        "peer": "JAX jit+vmap twin of the scheme (pdebench 0.1.0 not installable here)",
+        "problem": "burgers1d_pdebench nu=0.001 (nu/pi in the solver), 1024 cells, t in [0, 2], "
+                   "201 saved states, pdebench_sines, float64 solve",
+        "samples": samples,
+        "samples_per_s": {k: {"median": median[k], "min": min(v), "max": max(v), "runs": v}
+                          for k, v in rates.items()},
+        "ratio_physml_over_jax": median["physml"] / median["jax"],
+        "jax_compile_s": compile_watch.seconds,
+        "final_state": {
+            "max_abs_difference": float(np.max(np.abs(final_ours - final_peer))),
+            "physml_mean": float(final_ours.mean()), "jax_mean": float(final_peer.mean()),
+            "physml_std": float(final_ours.std()), "jax_std": float(final_peer.std()),
+            "note": f"physml's shards store {spec.storage_dtype}",
+        },
+    }
+    print(f"physml {median['physml']:.3f} samples/s, JAX twin {median['jax']:.3f} samples/s, "
+          f"ratio {result['ratio_physml_over_jax']:.2f}; final states: max |diff| "
+          f"{result['final_state']['max_abs_difference']:.2e}", flush=True)
+    return result
 
 
 def burgers_spec(samples: int) -> DatasetSpec:
@@ -86,8 +188,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--peer-samples", type=int, default=32)
+    parser.add_argument("--peer-only", action="store_true", help="only physml against JAX")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/datasets.json"))
     args = parser.parse_args()
+    load_before = os.getloadavg()
+    peer = compare_with_jax(args.peer_samples)
+    if args.peer_only:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            "physml": physml.__version__, "load_average_before": load_before,
+            "load_average_after": os.getloadavg(), "pdebench_peer": peer}, indent=2))
+        print(f"wrote {args.out}")
+        return
     spec = burgers_spec(args.samples)
     with tempfile.TemporaryDirectory() as tmp:
         one, two = Path(tmp) / "one", Path(tmp) / "two"
@@ -108,6 +222,8 @@ def main() -> None:
         "generation": {"problem": "burgers1d_pdebench nu=0.001, 1024 cells, 201 states",
                        "samples": args.samples, "samples_per_s_1_worker": rate_1,
                        "samples_per_s_2_workers": rate_2, "speedup": rate_2 / rate_1},
+        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "pdebench_peer": peer,
         "reading": {"field_dataset_mb_s": max(dataset_rates), "h5py_mb_s": max(h5py_rates),
                     "ratio": max(dataset_rates) / max(h5py_rates)},
     }

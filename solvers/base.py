@@ -19,8 +19,11 @@ $$(I - \theta\Delta t\,\nu L)\,u^{n+1} = u^n + \Delta t\,N(u^n) + (1-\theta)\Del
 solved by conjugate gradients in Warp (Crank–Nicolson for $\theta = 1/2$: second order for pure
 diffusion, first order otherwise; $\theta = 1$ is L-stable).
 
-Every step builds new arrays from its inputs, so it can be recorded on a ``wp.Tape``: this is
-what the PyTorch bridge (:mod:`physml.bridge`) differentiates.
+Explicit steps of the convection–diffusion–reaction operator run one fused launch per stage
+(:mod:`physml.solvers.rk_stages`) on a batch of states ``(B, *grid.shape)`` with per-sample
+or field coefficients. A step recorded on a ``wp.Tape`` (what the PyTorch bridge,
+:mod:`physml.bridge`, differentiates) builds new arrays from its inputs; a NumPy rollout
+reuses its work arrays between steps.
 """
 
 from __future__ import annotations
