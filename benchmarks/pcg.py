@@ -63,17 +63,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CLASSICAL = ("jacobi", "ic0", "fsai", "amg_sa", "amg_rs")
 
 
-def train_model(family: str, size: int, kind: str, steps: int, samples: int) -> tuple[
-        LearnedPreconditioner, dict]:
+def train_model(family: str, size: int, kind: str, steps: int, samples: int, width: int,
+                message_steps: int) -> tuple[LearnedPreconditioner, dict]:
     """Fit a model on ``samples`` systems of ``family`` at ``size``; returns it and a record."""
     spec = LinearSystemSpec(systems=family, size=size, samples=samples)
     systems = [make_system(spec, seed) for seed in range(samples)]
     data = [training_system(s.matrix, s.x, s.b) for s in systems]
-    model = FactorModel(kind, width=16, steps=3)
+    model = FactorModel(kind, width=width, steps=message_steps)
     start = time.perf_counter()
     history = fit(model, data, loss="combined", steps=steps, learning_rate=3e-3, batch_size=4)
     return LearnedPreconditioner(model), {
         "family": family, "size": size, "kind": kind, "samples": samples, "steps": steps,
+        "width": width, "message_passing_steps": message_steps,
         "loss": "combined", "seconds": time.perf_counter() - start,
         "loss_first": float(np.mean(history[:20])), "loss_last": float(np.mean(history[-20:])),
     }
@@ -196,6 +197,8 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=800)
     parser.add_argument("--train-samples", type=int, default=32)
+    parser.add_argument("--width", type=int, default=16, help="network width H")
+    parser.add_argument("--message-steps", type=int, default=3, help="message-passing steps K")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--large-repeats", type=int, default=1,
                         help="repeats at sizes >= 512, where the looser tolerance is also read "
@@ -246,7 +249,8 @@ def main() -> None:
                 model, record = LearnedPreconditioner.load(saved), {"loaded": str(saved)}
             else:
                 model, record = train_model(family, train_size, kind, args.train_steps,
-                                            args.train_samples)
+                                            args.train_samples, args.width,
+                                            args.message_steps)
                 model.save(saved)
             training[f"{family}/{kind}"] = record
             learned[model.name] = model
