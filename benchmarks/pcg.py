@@ -63,17 +63,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CLASSICAL = ("jacobi", "ic0", "fsai", "amg_sa", "amg_rs")
 
 
-def train_model(family: str, size: int, kind: str, steps: int, samples: int) -> tuple[
-        LearnedPreconditioner, dict]:
+def train_model(family: str, size: int, kind: str, steps: int, samples: int, width: int,
+                message_steps: int) -> tuple[LearnedPreconditioner, dict]:
     """Fit a model on ``samples`` systems of ``family`` at ``size``; returns it and a record."""
     spec = LinearSystemSpec(systems=family, size=size, samples=samples)
     systems = [make_system(spec, seed) for seed in range(samples)]
     data = [training_system(s.matrix, s.x, s.b) for s in systems]
-    model = FactorModel(kind, width=16, steps=3)
+    model = FactorModel(kind, width=width, steps=message_steps)
     start = time.perf_counter()
     history = fit(model, data, loss="combined", steps=steps, learning_rate=3e-3, batch_size=4)
     return LearnedPreconditioner(model), {
         "family": family, "size": size, "kind": kind, "samples": samples, "steps": steps,
+        "width": width, "message_passing_steps": message_steps,
         "loss": "combined", "seconds": time.perf_counter() - start,
         "loss_first": float(np.mean(history[:20])), "loss_last": float(np.mean(history[-20:])),
     }
@@ -99,8 +100,10 @@ def time_side(factory, op: CsrOperator, b: wp.array, derive: bool) -> dict:
     return out
 
 
-def case(family: str, size: int, factories: dict, repeats: int, derive: bool) -> dict:
-    """Every side on one held-out system, alternated ``repeats`` times."""
+def case(family: str, size: int, factories: dict, repeats: int, derive: bool,
+         keep_residuals: bool) -> dict:
+    """Every side on one held-out system, alternated ``repeats`` times; the residual histories
+    are kept where ``keep_residuals`` (the plotted size)."""
     spec = LinearSystemSpec(systems=family, size=size, samples=1)
     system = make_system(spec, HELD_OUT_SEED + size)
     op = CsrOperator(csr_from_scipy(system.matrix, wp.float64, "cpu"))
@@ -123,8 +126,10 @@ def case(family: str, size: int, factories: dict, repeats: int, derive: bool) ->
                 "solve_s": _stats(solve),
                 "total_s": _stats(total),
                 f"setup_plus_{RIGHT_HAND_SIDES}_solves_s": _stats(many),
-                "residuals": (records[0][rtol][2] / records[0][rtol][2][0]).tolist(),
             }
+            if keep_residuals:
+                side[f"rtol={rtol:g}"]["residuals"] = (records[0][rtol][2]
+                                                       / records[0][rtol][2][0]).tolist()
         sides[name] = side
     row = "  ".join(f"{k}: {v['rtol=1e-08']['iterations']} it "
                     f"{v['setup_s']['median']:.2f}+{v['rtol=1e-08']['solve_s']['median']:.2f} s"
@@ -157,8 +162,8 @@ def ratios(result: dict, learned: str) -> dict:
 
 
 def plot(results: list[dict], path: Path, training_size: int) -> None:
-    """Residual against iteration and against wall-clock at the training size's double, and
-    iterations against n (rtol 1e-8)."""
+    """Residual against iteration and against wall-clock at twice the training size (the
+    size whose residuals are kept), and iterations against n (rtol 1e-8)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     grid = [r for r in results if r["family"] == "poisson_grid"]
     shown = min(grid, key=lambda r: abs(r["size"] - 2 * training_size))
@@ -192,6 +197,8 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=800)
     parser.add_argument("--train-samples", type=int, default=32)
+    parser.add_argument("--width", type=int, default=16, help="network width H")
+    parser.add_argument("--message-steps", type=int, default=3, help="message-passing steps K")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--large-repeats", type=int, default=1,
                         help="repeats at sizes >= 512, where the looser tolerance is also read "
@@ -199,6 +206,9 @@ def main() -> None:
     parser.add_argument("--skip-largest", nargs="*", default=["jacobi", "fsai"],
                         help="preconditioners left out at sizes >= 1024 (the slowest ones)")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (inference)")
+    parser.add_argument("--load", type=Path, default=None,
+                        help="reuse the models saved beside this earlier report (REPORT.json "
+                             "-> REPORT_<family>_<kind>.pt) instead of training")
     parser.add_argument("--out", type=Path, default=RESULTS / "pcg.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -233,12 +243,18 @@ def main() -> None:
     for family, sizes, train_size in families:
         learned = {}
         for kind in ("cholesky", "sparse_inverse"):
-            model, record = train_model(family, train_size, kind, args.train_steps,
-                                        args.train_samples)
+            saved = (args.out if args.load is None else args.load).with_name(
+                f"{(args.out if args.load is None else args.load).stem}_{family}_{kind}.pt")
+            if args.load is not None:
+                model, record = LearnedPreconditioner.load(saved), {"loaded": str(saved)}
+            else:
+                model, record = train_model(family, train_size, kind, args.train_steps,
+                                            args.train_samples, args.width,
+                                            args.message_steps)
+                model.save(saved)
             training[f"{family}/{kind}"] = record
             learned[model.name] = model
-            model.save(args.out.with_name(f"{args.out.stem}_{family}_{kind}.pt"))
-            print(f"trained {family}/{kind}: {record}", flush=True)
+            print(f"{family}/{kind}: {record}", flush=True)
         factories = {name: PRECONDITIONERS[name] for name in CLASSICAL} | learned
         warm = make_system(LinearSystemSpec(systems=family, size=train_size, samples=1),
                            HELD_OUT_SEED)
@@ -249,8 +265,10 @@ def main() -> None:
             chosen = {k: f for k, f in factories.items()
                       if not (size >= 1024 and k in args.skip_largest)}
             results.append(case(family, size, chosen, args.large_repeats if large
-                                else args.repeats, derive=large))
-            results[-1]["ratios"] = {name: ratios(results[-1], name) for name in learned}
+                                else args.repeats, derive=large,
+                                keep_residuals=size == 2 * train_size))
+            results[-1]["ratios"] = {name: ratios(results[-1], name) for name in learned
+                                     if name in chosen}
             generalisation[family] = _generalisation(results, family, train_size,
                                                      list(factories))
             write_report()

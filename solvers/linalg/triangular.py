@@ -18,9 +18,10 @@ a 5-point grid of $m^2$ unknowns has $2m - 1$ levels. On the CPU a Warp launch r
 thread, so the rows go in their natural order in a single launch (a topological order too, and
 a cache-friendly one); ``by_levels=True`` forces the level order there (tests use it to check
 the schedule). The levels themselves come from one sequential pass (a single thread, also on
-CUDA: a set-up cost paid once per pattern, not per apply). The row loops are native snippets over raw pointers, as in
-:mod:`~physml.solvers.linalg.kernels` (Warp's generated indexing is several times slower on the
-CPU). Cost per apply: two passes over the nnz of $L$; memory: the values twice.
+CUDA: a set-up cost paid once per pattern, not per apply). The row loops are native snippets
+over raw pointers, as in :mod:`~physml.solvers.linalg.kernels` (Warp's generated indexing is
+several times slower on the CPU). Cost per apply: two passes over the nnz of $L$; memory: the
+values twice.
 """
 
 from __future__ import annotations
