@@ -37,21 +37,19 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import xarray as xr
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .._version import __version__
 from ..solvers.runtime import quiet_warp
-from .spec import SplitSpec
+from .spec import SampledSpec, SplitSpec
 
 FAMILIES = ("poisson_grid", "heat_mesh", "wave_mesh", "poisson_tet")
 DIRECT_LIMIT = 200_000
 """Unknowns above which the reference solution is computed by AMG-PCG, not a direct solve."""
 
 
-class LinearSystemSpec(BaseModel):
-    """A spec of a linear-system dataset (see the module docstring)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class LinearSystemSpec(SampledSpec):
+    """A spec of a linear-system dataset (see the module docstring); no parameter sweep."""
 
     systems: Literal["poisson_grid", "heat_mesh", "wave_mesh", "poisson_tet"]
     size: int = Field(gt=2, le=4096)
@@ -69,19 +67,13 @@ class LinearSystemSpec(BaseModel):
         return self.systems
 
     @property
-    def grid(self) -> list[int]:
-        return [self.size]
+    def summary(self) -> str:
+        """What is generated, for progress messages."""
+        return f"{self.systems} systems of size {self.size}"
 
-    def parameter_grid(self) -> list[dict[str, float]]:
-        return [{}]
-
-    def split_sizes(self) -> dict[str, int]:
-        valid = round(self.samples * self.splits.valid)
-        test = round(self.samples * self.splits.test)
-        return {"train": self.samples - valid - test, "valid": valid, "test": test}
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+    @property
+    def parameters(self) -> dict[str, float]:
+        return {}
 
 
 @dataclass(frozen=True)
