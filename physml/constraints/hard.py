@@ -26,7 +26,8 @@ direction supported on each block. Two ways to couple experts (:class:`Continuit
   products, $C$ the colours of the experts' conflict graph (2 for a chain of blocks;
   :class:`~physml.constraints.ExpertColouring`), instead of one per unknown.
 
-With one block both are the single global hard constraint.
+With one block both are the single global hard constraint. A third way, overlapping experts
+solved apart and blended by a partition of unity, is :class:`~physml.constraints.PartitionOfUnity`.
 """
 
 from __future__ import annotations
