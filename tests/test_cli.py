@@ -61,12 +61,22 @@ def test_solve_2d_with_imex(tmp_path):
         (["solve", "heat1d", "--scheme", "rk45"], "unknown scheme 'rk45'; allowed: euler"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
-    result = run_cli(*args, "--out", str(tmp_path / "u.h5"))
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, message):
+    try:
+        code = main([*args, "--out", str(tmp_path / "u.h5")])
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
     assert not (tmp_path / "u.h5").exists()
+
+
+def test_bad_input_exits_2_from_a_real_process(tmp_path):
+    result = run_cli("solve", "burgers1d", "--nu", "-1", "--out", str(tmp_path / "u.h5"))
+    assert result.returncode == 2
+    assert "nu=-1.0 must be >= 0" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_missing_output_folder(tmp_path):

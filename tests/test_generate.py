@@ -160,14 +160,23 @@ def test_complete_dataset_is_not_overwritten(tmp_path, capsys):
         ({"[0.5, 1.0]": "[]"}, "beta: an empty list sweeps nothing"),
     ],
 )
-def test_bad_specs_exit_2_naming_the_key(tmp_path, replace, message):
+def test_bad_specs_exit_2_naming_the_key(tmp_path, capsys, replace, message):
     spec = write_spec(tmp_path, **replace)
+    code = main(["datasets", "generate", str(spec), "--out", str(tmp_path / "d"),
+                 "--workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()  # refused before any shard
+
+
+def test_a_bad_spec_exits_2_from_a_real_process(tmp_path):
+    spec = write_spec(tmp_path, **{"pde: advection1d": "pde: navier"})
     result = subprocess.run([sys.executable, "-m", "physml.cli", "datasets", "generate",
                              str(spec), "--out", str(tmp_path / "d"), "--workers", "0"],
                             capture_output=True, text=True)
     assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "d").exists()  # refused before any shard
+    assert "unknown PDE 'navier'" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_out_of_range_sweep_value_is_refused_before_any_shard(tmp_path, capsys):
