@@ -286,3 +286,50 @@ def test_two_gloo_processes_follow_the_one_process_loss_history(tmp_path):
             losses = json.load(f)
         assert len(losses) == 20
         np.testing.assert_allclose(losses, single, rtol=1e-6, atol=0)
+
+
+def _readme_block(language: str) -> str:
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Your own PDE"):]
+    return re.search(rf"```{language}\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_case_file_runs(tmp_path):
+    from physml.cases.registry import load_case, run_case
+
+    path = _write_case(tmp_path, _readme_block("yaml"), "readme.yaml")
+    case = load_case(path, ["training.adam.steps=10", "training.collocation.points=64",
+                            "training.collocation.boundary_points=16", "evaluation.every=10",
+                            "evaluation.grid=[5, 5, 2]", "model.width=8", "model.depth=1",
+                            "output.figures=false", f"output.folder={tmp_path}"])
+    _, result = run_case(case)
+    assert np.isfinite(result["rel_l2"]) and result["rel_l2"] < 1.0
+
+
+@pytest.mark.slow  # about 800 float64 steps on 1000 points
+def test_the_readme_python_example_reaches_one_percent():
+    namespace: dict = {}
+    exec(_readme_block("python"), namespace)  # the README's own text, not user input
+    assert namespace["trainer"].evaluate()["rel_l2"] <= 1e-2
+
+
+@pytest.mark.slow  # the bundled schedules
+@pytest.mark.parametrize("name", ["heat_disk", "poisson_lshape_pinn"])
+def test_the_bundled_equation_cases_reach_one_percent(tmp_path, name):
+    from physml.cases.registry import load_case, run_case
+
+    _, result = run_case(load_case(CASES / f"{name}.yaml", [f"output.folder={tmp_path}",
+                                                            "output.figures=false"]))
+    assert result["rel_l2"] <= 1e-2
+
+
+@pytest.mark.slow  # three runs of the bundled schedule
+def test_burgers_inverse_recovers_nu_within_two_percent_on_three_seeds(tmp_path):
+    from physml.cases.registry import load_case, run_case
+
+    for seed in range(3):
+        _, result = run_case(load_case(CASES / "burgers_inverse.yaml", [
+            f"seed={seed}", f"output.folder={tmp_path}", "output.figures=false"]))
+        assert abs(result["coefficient_nu"] / 0.05 - 1) < 0.02, seed
