@@ -130,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a case file without running it")
     validate.add_argument("case", help="case file, or the name of a bundled case")
     validate.add_argument("overrides", nargs="*", default=[])
+    predict = sub.add_parser(
+        "predict",
+        help="evaluate the trained network of a run folder at points",
+        description="Evaluate a PINN run's network: --points is a .npy array (n, d_in) or a "
+        ".csv with a header naming the inputs (x, y, z, t); --out is .npy, .csv or .h5.",
+    )
+    predict.add_argument("run_dir", type=Path, help="run folder of physml run")
+    predict.add_argument("--points", type=Path, required=True, help="input points file")
+    predict.add_argument("--out", type=Path, required=True, help="output file")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     cases = sub.add_parser("cases", help="list the bundled case files")
     cases.add_argument("--names", action="store_true", help="only the names, one per line")
 
@@ -397,6 +407,56 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_predict(args: argparse.Namespace) -> int:
+    from .trained import load_run
+
+    _check_output_file(args.out, args.overwrite)
+    if args.out.suffix not in (".npy", ".csv", ".h5"):
+        raise ValueError(f"--out: {str(args.out)!r} must end in .npy, .csv or .h5")
+    model = load_run(args.run_dir)
+    points = _read_points(args.points, model.inputs)
+    values = model(points).reshape(len(points), -1)
+    if args.out.suffix == ".npy":
+        np.save(args.out, values)
+    elif args.out.suffix == ".csv":
+        header = ",".join((*model.inputs, *model.outputs))
+        np.savetxt(args.out, np.hstack([points, values]), delimiter=",", header=header,
+                   comments="")
+    else:
+        import xarray as xr
+
+        from .io import write_dataset
+
+        columns = {name: ("point", points[:, i]) for i, name in enumerate(model.inputs)}
+        columns.update({name: ("point", values[:, i]) for i, name in enumerate(model.outputs)})
+        write_dataset(xr.Dataset(columns, attrs={"run": str(args.run_dir)}), args.out)
+    print(f"wrote {args.out} ({len(points)} points, outputs {', '.join(model.outputs)})")
+    return 0
+
+
+def _read_points(path: Path, inputs: tuple[str, ...]) -> np.ndarray:
+    """Rows of inputs from a .npy array or a .csv whose header names the inputs."""
+    if not path.is_file():
+        raise ValueError(f"--points: {str(path)!r} does not exist")
+    if path.suffix == ".npy":
+        points = np.load(path)
+    elif path.suffix == ".csv":
+        with path.open() as f:
+            header = [h.strip() for h in f.readline().split(",")]
+        missing = [name for name in inputs if name not in header]
+        if missing:
+            raise ValueError(f"--points: {str(path)!r} has no column {missing[0]!r}; the header "
+                             f"must name the inputs {', '.join(inputs)}")
+        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+        points = table[:, [header.index(name) for name in inputs]]
+    else:
+        raise ValueError(f"--points: {str(path)!r} must end in .npy or .csv")
+    if points.ndim != 2 or points.shape[1] != len(inputs):
+        raise ValueError(f"--points: need shape (n, {len(inputs)}) with columns "
+                         f"{', '.join(inputs)}; got {points.shape}")
+    return points.astype(np.float64)
+
+
 def _run_cases(args: argparse.Namespace) -> int:
     from .cases.registry import DEFAULT_KIND, KINDS, bundled_cases
     from .datasets.spec import read_yaml_mapping
@@ -536,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
             "run": _run_case,
             "validate": _run_validate,
             "cases": _run_cases,
+            "predict": _run_predict,
         }
         return commands[args.command](args)
     except ValueError as err:

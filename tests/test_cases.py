@@ -124,7 +124,8 @@ def test_a_bundled_case_by_name_from_any_folder(tmp_path):
 def test_an_unknown_case_name_lists_the_bundled_ones(tmp_path):
     result = _cli("validate", "burger", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "no bundled case is named 'burger'; bundled: burgers, burgers_lpinn" in result.stderr
+    assert ("no bundled case is named 'burger'; bundled: burgers, burgers_inverse, "
+            "burgers_lpinn") in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ fields, their derivatives (``u_x``, ``u_xx``, ``u_t`` ...), the ``parameters`` a
 Run folder: as ``kind: pinn`` (``config.yaml``, ``checkpoint.pt``, ``metrics.json``,
 ``predictions.h5`` with NaN outside the domain, ``solution.png`` at the last time,
 ``losses.png``); ``metrics.json`` carries the history of every trainable coefficient.
+Observations made by a solver (``observations.solve``) are written to ``observations.h5``
+and, without ``exact`` or ``reference``, the solved field is the reference.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..datasets.store import with_cf_metadata, write_dataset
 from ..models import build_model
 from ..threads import apply_threads
 from ..train.pinn import PINNTrainer
-from .equation_problem import CONDITION_KINDS, build_equation_problem
+from .equation_problem import CONDITION_KINDS, build_equation_problem, solve_observations
 from .kind import CaseKind, OnStep
 from .pinn_training import TrainingSpec, load_checkpoint, save_checkpoint, trainer_options
 from .run_folder import CONFIG, FIELD_METADATA, Section, write_text
@@ -85,13 +87,29 @@ class CoefficientSpec(Section):
     depth: int = Field(2, gt=0)
 
 
+class ObservationSolveSpec(Section):
+    """Observations made by a physml solver (``physml solve`` names and parameters)."""
+
+    pde: str
+    parameters: dict[str, float] = Field(default_factory=dict)
+    nx: int = Field(512, ge=8)
+    n_saves: int = Field(101, ge=2)
+
+
 class ObservationSpec(Section):
-    file: str
+    file: str | None = None
+    solve: ObservationSolveSpec | None = None
     variable: str = "u"
     field: str = "u"
     points: int = Field(200, gt=0)
     noise: float = Field(0.0, ge=0, description="Gaussian noise, relative to the RMS value")
     seed: int | None = Field(None, ge=0, description="default: the case's seed")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ObservationSpec:
+        if (self.file is None) == (self.solve is None):
+            raise ValueError("give observations.file or observations.solve (one of them)")
+        return self
 
 
 class ReferenceFileSpec(Section):
@@ -145,9 +163,10 @@ class EquationCase(CaseBase):
         return {"model.periodic_embedding", "model.fourier_scale", "model.harmonics"}
 
 
-def build_trainer(case: EquationCase) -> PINNTrainer:
+def build_trainer(case: EquationCase, solved: Path | None = None) -> PINNTrainer:
+    """The trainer of ``case``; ``solved``: the file of solver-made observations."""
     torch.manual_seed(case.seed)
-    problem = build_equation_problem(case)
+    problem = build_equation_problem(case, solved)
     spec = case.model
     model = build_model(spec.kind, problem.input_dim, problem.output_dim, width=spec.width,
                         depth=spec.depth, activation=spec.activation,
@@ -204,7 +223,12 @@ def write_results(case: EquationCase, trainer: PINNTrainer, folder: Path, thread
 def run(case: EquationCase, folder: Path, resume: bool = False,
         on_step: OnStep | None = None) -> dict:
     threads = apply_threads(case.training.collocation.points, case.threads)
-    trainer = build_trainer(case)
+    solved = None
+    if case.observations is not None and case.observations.solve is not None:
+        solved = folder / "observations.h5"
+        if not solved.is_file():
+            solve_observations(case.observations.solve, case.domain.time, solved)
+    trainer = build_trainer(case, solved)
     if resume:
         load_checkpoint(trainer, folder)
     else:

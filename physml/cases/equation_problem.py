@@ -65,8 +65,9 @@ class _Expression:
         return value
 
 
-def build_equation_problem(case) -> PINNProblem:
-    """The :class:`PINNProblem` of a ``kind: equation`` case."""
+def build_equation_problem(case, solved: Path | None = None) -> PINNProblem:
+    """The :class:`PINNProblem` of a ``kind: equation`` case; ``solved`` is the file of the
+    observations a solver made (``observations.solve``; without it they are left out)."""
     geometry = build_geometry(case.domain.geometry)
     space = tuple(case.domain.space or ("x", "y", "z")[: geometry.dim])
     time = tuple(case.domain.time) if case.domain.time is not None else None
@@ -100,9 +101,9 @@ def build_equation_problem(case) -> PINNProblem:
     try:
         problem = PINNProblem(residual, geometry, time=time, conditions=conditions,
                               outputs=outputs, space=space,
-                              reference=_reference(case, inputs, outputs, parameters),
+                              reference=_reference(case, inputs, outputs, parameters, solved),
                               coefficients=coefficients,
-                              observations=_observations(case, inputs, outputs))
+                              observations=_observations(case, inputs, outputs, solved))
     except ValueError as err:
         raise ValueError(f"conditions: {err}") from None
     return problem
@@ -131,7 +132,7 @@ def _coefficient(spec, n_inputs):
     return Scalar(spec.value, trainable=spec.trainable, positive=spec.positive)
 
 
-def _reference(case, inputs, outputs, parameters):
+def _reference(case, inputs, outputs, parameters, solved):
     if case.exact is not None:
         texts = case.exact if isinstance(case.exact, dict) else {outputs[0]: case.exact}
         missing = [f for f in outputs if f not in texts]
@@ -143,6 +144,8 @@ def _reference(case, inputs, outputs, parameters):
     if case.reference is not None:
         return data_reference(Path(case.reference.file), case.reference.variable, inputs,
                               "reference")
+    if solved is not None:
+        return data_reference(solved, case.observations.variable, inputs, "observations")
     return None
 
 
@@ -164,18 +167,48 @@ def data_reference(path: Path, variable: str, inputs, key: str):
                          f"problem's inputs are {', '.join(inputs)}")
 
     def on_grid(axes):
-        values = data.interp({name: axis for name, axis in zip(inputs, axes)})
+        values = data.interp({name: axis for name, axis in zip(inputs, axes)},
+                             kwargs={"fill_value": "extrapolate"})  # cell centres to walls
         return np.asarray(values.transpose(*reversed(inputs)).values)
 
     return on_grid
 
 
-def _observations(case, inputs, outputs):
+def _observations(case, inputs, outputs, solved):
     spec = case.observations
     if spec is None:
         return None
     if spec.field not in outputs:
         raise ValueError(f"observations.field: {spec.field!r} is not a field; allowed: "
                          f"{', '.join(outputs)}")
-    return read_observations(spec.file, spec.variable, inputs, spec.points, spec.noise,
+    if spec.solve is not None:
+        if case.domain.time is None or case.domain.time[0] != 0:
+            raise ValueError("observations.solve needs domain.time starting at 0")
+        if solved is None:
+            return None
+    path = solved if spec.solve is not None else spec.file
+    return read_observations(path, spec.variable, inputs, spec.points, spec.noise,
                              case.seed if spec.seed is None else spec.seed, spec.field)
+
+
+def solve_observations(spec, time, path: Path) -> None:
+    """Run the physml solver ``spec.pde`` (float64, half the stable step) to ``time[1]`` and
+    write its trajectory (``spec.n_saves`` states) to ``path``."""
+    import math
+
+    from ..datasets.problems import build_solver
+    from ..io import trajectory_dataset, write_dataset
+
+    try:
+        solver, u0 = build_solver(spec.pde, (spec.nx,), dict(spec.parameters),
+                                  dtype="float64")
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"observations.solve: {err}") from None
+    intervals = spec.n_saves - 1
+    t_end = time[1]
+    save_every = math.ceil(t_end / intervals / (0.5 * solver.stable_dt(u0)))
+    n_steps = save_every * intervals
+    states = solver.with_dt(t_end / n_steps).rollout(u0, n_steps, save_every)
+    times = np.arange(spec.n_saves) * save_every * (t_end / n_steps)
+    attrs = {"pde": spec.pde, **spec.parameters, "solver": type(solver).__name__}
+    write_dataset(trajectory_dataset(states, times, solver.grid, attrs=attrs), path)

@@ -1,0 +1,94 @@
+"""Trained physics-informed networks from run folders: :func:`load_run` rebuilds the network
+of a ``kind: pinn`` or ``kind: equation`` run from its ``config.yaml`` and ``checkpoint.pt``
+(nothing is trained and no reference is computed) as a callable model.
+
+    model = physml.load_run("runs/burgers-20261123-192352")
+    u = model(np.array([[0.5, 0.25]]))          # rows (x, t) -> u, shape (1,)
+    model.export_torchscript("burgers.pt")      # torch.jit.load("burgers.pt")(X)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .train.pinn import PINNField, predict
+
+
+class TrainedModel:
+    """A trained field $u(X)$: rows of inputs ``(n, d_in)`` (space then time, names in
+    ``inputs``) to ``(n,)`` for one output, else ``(n, m)`` (names in ``outputs``).
+
+    Attributes:
+        field: the ``torch.nn.Module`` (network, embedding and output transform).
+        inputs, outputs: names of the columns.
+        coefficients: the values of the problem's scalar coefficients.
+        dtype, device: as trained.
+    """
+
+    def __init__(self, field: PINNField, dtype: torch.dtype, device: torch.device) -> None:
+        self.field, self.dtype, self.device = field.eval(), dtype, device
+        problem = field.problem
+        self.inputs, self.outputs = problem.inputs, problem.outputs
+        self.coefficients = {name: c.value() for name, c in problem.coefficients.items()
+                             if hasattr(c, "value")}
+
+    def __call__(self, X) -> np.ndarray:
+        X = torch.as_tensor(np.asarray(X, dtype=np.float64) if not isinstance(
+            X, torch.Tensor) else X, dtype=self.dtype, device=self.device)
+        if X.dim() != 2 or X.shape[1] != len(self.inputs):
+            raise ValueError(f"points need shape (n, {len(self.inputs)}) with columns "
+                             f"{', '.join(self.inputs)}; got {tuple(X.shape)}")
+        return predict(self.field, X)
+
+    def export_torchscript(self, path: str | Path) -> None:
+        """Save the field traced by TorchScript (``torch.jit.load(path)(X)`` gives
+        ``(n, m)`` for ``X`` of shape ``(n, d_in)`` in the trained dtype)."""
+        example = torch.as_tensor(self.field.problem.bounds.mean(axis=1)[None].repeat(4, 0),
+                                  dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            traced = torch.jit.trace(self.field, example, check_trace=False)
+        traced.save(str(path))
+
+
+def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
+    """The trained network of a physics-informed run folder.
+
+    Args:
+        run_dir: a run folder of ``physml run`` (``config.yaml`` and ``checkpoint.pt``).
+        device: where to put it (default: the run's device).
+
+    Raises:
+        ValueError: not a run folder, or a case kind without a network field.
+    """
+    from .cases import equation, pinn
+    from .cases.registry import load_case
+    from .cases.run_folder import CHECKPOINT, CONFIG
+    from .models import build_model
+
+    folder = Path(run_dir)
+    if not (folder / CONFIG).is_file() or not (folder / CHECKPOINT).is_file():
+        raise ValueError(f"{str(folder)!r} is not a run folder (needs {CONFIG} and "
+                         f"{CHECKPOINT})")
+    case = load_case(folder / CONFIG)
+    builders = {"pinn": pinn.build_problem, "equation": equation.build_equation_problem}
+    if case.kind not in builders:
+        raise ValueError(f"{str(folder)!r} is a {case.kind!r} run; load_run reads the kinds "
+                         f"{', '.join(builders)}")
+    problem = builders[case.kind](case)
+    spec = case.model
+    lagrangian = getattr(case.training, "method", "pinn") == "lpinn"
+    model = build_model(spec.kind, problem.input_dim, problem.output_dim, width=spec.width,
+                        depth=spec.depth, activation=spec.activation,
+                        fourier_scale=spec.fourier_scale, harmonics=spec.harmonics,
+                        periods=problem.input_periods, per_output=lagrangian)
+    state = torch.load(folder / CHECKPOINT, weights_only=False, map_location="cpu")
+    dtype = {"float32": torch.float32, "float64": torch.float64}[case.dtype]
+    target = torch.device(device or case.device)
+    model.load_state_dict(state["model"])
+    problem.coefficients.load_state_dict(state.get("coefficients", {}))
+    model.to(target, dtype)
+    problem.coefficients.to(target, dtype)
+    return TrainedModel(PINNField(model, problem, spec.hard_constraints), dtype, target)
