@@ -36,7 +36,6 @@ from pydantic import Field
 
 from ..datasets.generate import MANIFEST, generate
 from ..datasets.linear_systems import LinearSystemSpec, read_systems
-from ..preconditioners import FactorModel, LearnedPreconditioner, fit, training_system
 from ..solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy
 from .kind import CaseKind, OnStep
 from .run_folder import CONFIG, Section, atomic_write, write_text
@@ -139,6 +138,10 @@ def measure(factory, systems, rtols: list[float], device: str) -> dict:
 
 def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
     """Generate or reuse the dataset, train, evaluate on the test split, write the folder."""
+    # imported here: torch_geometric's import costs seconds that listing or validating cases
+    # should not pay
+    from ..preconditioners import FactorModel, LearnedPreconditioner, fit, training_system
+
     if resume:
         raise ValueError("kind 'pcg' cannot resume: start a new run (the dataset is reused)")
     write_text(folder / CONFIG, case.to_yaml())
