@@ -26,10 +26,9 @@ import numpy as np
 import scipy.linalg as sla
 import warp as wp
 
-from ..errors import ConvergenceError
 from ..operators import launch, specialize
 from .kernels import reduction_threads
-from .krylov import SolveResult, check_arguments
+from .krylov import SolveResult, check_arguments, convergence_failure
 from .linear_operator import LinearOperator
 from .preconditioners import Preconditioner
 
@@ -237,7 +236,7 @@ def gmres(
     iterations = 0
     while not beta <= tol:
         if iterations >= maxiter or not np.isfinite(beta):
-            raise _failure(iterations, history, b_norm, tol)
+            raise convergence_failure("gmres", iterations, history, b_norm, tol)
         arnoldi.scale_into(r, 1.0 / beta, arnoldi.basis[0])
         hessenberg = np.zeros((restart + 1, restart))
         rotations = np.zeros((restart, 2))
@@ -284,16 +283,3 @@ def _rotate(column: np.ndarray, rotations: np.ndarray, j: int, g: np.ndarray) ->
     g_next = -s * g[j]
     g[j] = c * g[j]
     return g_next
-
-
-def _failure(iterations: int, history: list[float], b_norm: float, tol: float) -> ConvergenceError:
-    norms = np.asarray(history)
-    finite = np.isfinite(norms[-1])
-    return ConvergenceError(
-        method="gmres",
-        iterations=iterations,
-        residual=float(norms[-1] / b_norm) if b_norm > 0 else float(norms[-1]),
-        tolerance=tol / b_norm if b_norm > 0 else tol,
-        residuals=norms,
-        reason="did not converge" if finite else "broke down (NaN/Inf)",
-    )

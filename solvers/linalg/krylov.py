@@ -267,16 +267,7 @@ def _iterate(
     iterations = 0
     while not history[-1] <= tol2:
         if iterations >= maxiter or not np.isfinite(history[-1]):
-            reason = "did not converge" if np.isfinite(history[-1]) else "broke down (NaN/Inf)"
-            norms = np.sqrt(np.asarray(history))
-            raise ConvergenceError(
-                method=method,
-                iterations=iterations,
-                residual=float(norms[-1] / b_norm) if b_norm > 0 else float(norms[-1]),
-                tolerance=tol / b_norm if b_norm > 0 else tol,
-                residuals=norms,
-                reason=reason,
-            )
+            raise convergence_failure(method, iterations, np.sqrt(history), b_norm, tol)
         m = min(check_every, maxiter - iterations)
         for j in range(m):
             if j == len(plan):
@@ -290,3 +281,19 @@ def _iterate(
         iterations += taken
         wp.launch(roll_kernel, dim=s.shape[1], inputs=[m], outputs=[s], device=s.device)
     return SolveResult(x, iterations, np.sqrt(np.asarray(history)), b_norm)
+
+
+def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm: float,
+                        tol: float) -> ConvergenceError:
+    """The error of a solve that stopped at ``iterations`` with residual norms ``norms``
+    (the last one reached; NaN/Inf: a breakdown) against the absolute tolerance ``tol``."""
+    norms = np.asarray(norms, dtype=np.float64)
+    finite = np.isfinite(norms[-1])
+    return ConvergenceError(
+        method=method,
+        iterations=iterations,
+        residual=float(norms[-1] / b_norm) if b_norm > 0 else float(norms[-1]),
+        tolerance=tol / b_norm if b_norm > 0 else tol,
+        residuals=norms,
+        reason="did not converge" if finite else "broke down (NaN/Inf)",
+    )
