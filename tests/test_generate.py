@@ -90,6 +90,7 @@ def test_batched_and_one_by_one_generation_give_the_same_dataset(tmp_path):
     assert np.all(np.isfinite(batched["train"]["u"].values))
 
 
+@pytest.mark.slow
 def test_dask_workers_and_an_existing_scheduler_give_the_same_dataset(tmp_path):
     from dask.distributed import LocalCluster
 

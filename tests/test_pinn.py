@@ -31,7 +31,9 @@ def tiny_case(tmp_path):
                                             "model.width=8", "model.depth=2"])
 
 
-@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize(
+    "kind", [k if k == "mlp" else pytest.param(k, marks=pytest.mark.slow) for k in sorted(MODELS)]
+)
 def test_every_model_kind_builds_through_the_factory_and_trains(kind):
     """Each kind a case may name (the schema's list) is built by ``build_model`` with the
     problem's input periods, and 40 Adam steps on a convection PINN lower the loss."""
