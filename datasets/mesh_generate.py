@@ -19,7 +19,7 @@ import yaml
 from .._version import __version__
 from ..solvers import mesh as pm
 from ..solvers.runtime import quiet_warp
-from .mesh_spec import MESH_FIELDS, MeshDatasetSpec
+from .mesh_spec import MESH_FIELDS, MeshDatasetSpec, MeshSpec
 from .mesh_store import mesh_dataset
 from .store import write_dataset
 
@@ -28,15 +28,14 @@ METADATA = {"f": ("source term f", "1"), "kappa": ("diffusivity", "m2 s-1"),
 
 
 @functools.cache
-def _mesh(spec_mesh_yaml: str, device: str) -> pm.Mesh:
-    from .mesh_spec import MeshSpec
-
-    return MeshSpec.model_validate(yaml.safe_load(spec_mesh_yaml)).build().to(device)
+def _mesh(source: MeshSpec, device: str) -> pm.Mesh:
+    return source.build().to(device)
 
 
 def dataset_mesh(spec: MeshDatasetSpec, device: str = "cpu") -> pm.Mesh:
-    """The mesh of ``spec`` on ``device`` (generated or read once per process)."""
-    return _mesh(yaml.safe_dump(spec.mesh.model_dump(mode="json")), device)
+    """The mesh of ``spec`` on ``device`` (generated or read once per process; a frozen
+    :class:`~physml.datasets.mesh_spec.MeshSpec` is its own cache key)."""
+    return _mesh(spec.mesh, device)
 
 
 def random_field(spec: MeshDatasetSpec, mesh: pm.Mesh, seed: int) -> np.ndarray:
