@@ -140,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--points", type=Path, required=True, help="input points file")
     predict.add_argument("--out", type=Path, required=True, help="output file")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    export = sub.add_parser(
+        "export",
+        help="save the trained network of a run folder as TorchScript or ONNX",
+        description="Export a PINN run's network (inputs (n, d_in) -> outputs (n, m), in the "
+        "trained dtype): --out ending in .pt writes TorchScript (torch.jit.load), .onnx an ONNX "
+        "graph (input X, output u; needs pip install 'physml[onnx]').",
+    )
+    export.add_argument("run_dir", type=Path, help="run folder of physml run")
+    export.add_argument("--out", type=Path, required=True, help="model file (.pt or .onnx)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     cases = sub.add_parser("cases", help="list the bundled case files")
     cases.add_argument("--names", action="store_true", help="only the names, one per line")
 
@@ -434,6 +444,20 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_export(args: argparse.Namespace) -> int:
+    from .trained import load_run
+
+    _check_output_file(args.out, args.overwrite)
+    writers = {".pt": "export_torchscript", ".onnx": "export_onnx"}
+    if args.out.suffix not in writers:
+        raise ValueError(f"--out: {str(args.out)!r} must end in .pt (TorchScript) or .onnx")
+    model = load_run(args.run_dir)
+    getattr(model, writers[args.out.suffix])(args.out)
+    print(f"wrote {args.out} (inputs {', '.join(model.inputs)} -> outputs "
+          f"{', '.join(model.outputs)}, {str(model.dtype).removeprefix('torch.')})")
+    return 0
+
+
 def _read_points(path: Path, inputs: tuple[str, ...]) -> np.ndarray:
     """Rows of inputs from a .npy array or a .csv whose header names the inputs."""
     if not path.is_file():
@@ -597,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
             "validate": _run_validate,
             "cases": _run_cases,
             "predict": _run_predict,
+            "export": _run_export,
         }
         return commands[args.command](args)
     except ValueError as err:

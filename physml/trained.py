@@ -5,10 +5,12 @@ of a ``kind: pinn`` or ``kind: equation`` run from its ``config.yaml`` and ``che
     model = physml.load_run("runs/burgers-20261123-192352")
     u = model(np.array([[0.5, 0.25]]))          # rows (x, t) -> u, shape (1,)
     model.export_torchscript("burgers.pt")      # torch.jit.load("burgers.pt")(X)
+    model.export_onnx("burgers.onnx")           # ONNX Runtime, input "X", output "u"
 """
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +45,36 @@ class TrainedModel:
                              f"{', '.join(self.inputs)}; got {tuple(X.shape)}")
         return predict(self.field, X)
 
+    def _example(self) -> torch.Tensor:
+        """Four copies of the domain's centre, ``(4, d_in)``: the input exports trace."""
+        return torch.as_tensor(self.field.problem.bounds.mean(axis=1)[None].repeat(4, 0),
+                               dtype=self.dtype, device=self.device)
+
     def export_torchscript(self, path: str | Path) -> None:
         """Save the field traced by TorchScript (``torch.jit.load(path)(X)`` gives
         ``(n, m)`` for ``X`` of shape ``(n, d_in)`` in the trained dtype)."""
-        example = torch.as_tensor(self.field.problem.bounds.mean(axis=1)[None].repeat(4, 0),
-                                  dtype=self.dtype, device=self.device)
         with torch.no_grad():
-            traced = torch.jit.trace(self.field, example, check_trace=False)
+            traced = torch.jit.trace(self.field, self._example(), check_trace=False)
         traced.save(str(path))
+
+    def export_onnx(self, path: str | Path) -> None:
+        """Save the field as an ONNX graph (opset 18, any number of rows): input ``X``
+        ``(n, d_in)``, output ``u`` ``(n, m)``, in the trained dtype; for ONNX Runtime::
+
+            onnxruntime.InferenceSession(path).run(None, {"X": X})[0]
+
+        Raises:
+            ValueError: the ``onnx`` and ``onnxscript`` packages are not installed.
+        """
+        missing = [name for name in ("onnx", "onnxscript") if find_spec(name) is None]
+        if missing:
+            raise ValueError(f"ONNX export needs the {' and '.join(missing)} package(s): "
+                             "pip install 'physml[onnx]'")
+        rows = torch.export.Dim("rows")
+        with torch.no_grad():
+            torch.onnx.export(self.field, (self._example(),), str(path), dynamo=True,
+                              input_names=["X"], output_names=["u"],
+                              dynamic_shapes={"X": {0: rows}}, verbose=False)
 
 
 def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
@@ -87,8 +111,8 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
     state = torch.load(folder / CHECKPOINT, weights_only=False, map_location="cpu")
     dtype = {"float32": torch.float32, "float64": torch.float64}[case.dtype]
     target = torch.device(device or case.device)
+    model.to(target, dtype)  # before loading: a float32 parameter would round the values
+    problem.coefficients.to(target, dtype)
     model.load_state_dict(state["model"])
     problem.coefficients.load_state_dict(state.get("coefficients", {}))
-    model.to(target, dtype)
-    problem.coefficients.to(target, dtype)
     return TrainedModel(PINNField(model, problem, spec.hard_constraints), dtype, target)

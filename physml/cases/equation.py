@@ -32,6 +32,7 @@ import torch
 import xarray as xr
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
+from ..datasets.mesh_spec import MeshSpec
 from ..datasets.store import with_cf_metadata, write_dataset
 from ..models import build_model
 from ..threads import apply_threads
@@ -48,7 +49,7 @@ Expression = str | float
 class ShapeSpec(Section):
     """A domain: a primitive, or a CSG combination of two (``a``, ``b``)."""
 
-    kind: Literal["interval", "rectangle", "box", "disk", "ball", "polygon", "union",
+    kind: Literal["interval", "rectangle", "box", "disk", "ball", "polygon", "mesh", "union",
                   "intersection", "difference"]
     lower: list[float] | None = None
     upper: list[float] | None = None
@@ -57,6 +58,8 @@ class ShapeSpec(Section):
     name: str | None = Field(None, description="boundary part name (disk, ball)")
     vertices: list[tuple[float, float]] | None = None
     names: list[str] | None = Field(None, description="edge names (polygon)")
+    mesh: MeshSpec | None = Field(None, description="a mesh file or a generated domain (mesh): "
+                                  "its tagged boundary facets are the named parts")
     a: ShapeSpec | None = None
     b: ShapeSpec | None = None
 

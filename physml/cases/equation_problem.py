@@ -35,6 +35,10 @@ def build_geometry(spec, key: str = "domain.geometry"):
         if kind in ("disk", "ball"):
             return Ball(_need(spec, "centre", key), _need(spec, "radius", key),
                         spec.name or "boundary")
+        if kind == "mesh":
+            from ..geometry.mesh_domain import MeshDomain
+
+            return MeshDomain(_need(spec, "mesh", key).build())
         return Polygon(_need(spec, "vertices", key), spec.names)
     except ValueError as err:
         raise ValueError(f"{key}: {err}") from None

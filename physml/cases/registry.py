@@ -25,6 +25,7 @@ from ..datasets.spec import describe_error, read_yaml_mapping
 from . import equation, mesh_pde, moe, pcg, pinn, teng, thermomigration
 from .kind import CaseKind, OnStep
 from .run_folder import new_run_folder
+from .scalar_log import ScalarLog
 from .sections import CaseBase
 
 KINDS: dict[str, CaseKind] = {
@@ -133,4 +134,16 @@ def run_case(case: CaseBase, folder: Path | None = None, resume: bool = False,
     """Run ``case`` in ``folder`` (a new run folder if None), resuming from its checkpoint if
     asked; returns the folder and the run's summary."""
     folder = new_run_folder(case.name, case.output) if folder is None else folder
-    return folder, case_kind(case).run(case, folder, resume, on_step)
+    if not case.output.tensorboard:
+        return folder, case_kind(case).run(case, folder, resume, on_step)
+    log = ScalarLog(folder, resume)
+
+    def each_step(record: dict) -> None:
+        log(record)
+        if on_step is not None:
+            on_step(record)
+
+    try:
+        return folder, case_kind(case).run(case, folder, resume, each_step)
+    finally:
+        log.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..datasets.store import with_cf_metadata
 
@@ -34,6 +34,17 @@ class OutputSpec(Section):
     folder: str = "runs"
     figures: bool = True
     log_error: bool = Field(False, description="error panels of the figures on a log scale")
+    tensorboard: bool = Field(False, description="TensorBoard scalars of every loss term, "
+                              "weight and error in RUN_DIR/tensorboard")
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _installed(cls, value: bool) -> bool:
+        if value:
+            from .scalar_log import require_tensorboard
+
+            require_tensorboard()
+        return value
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

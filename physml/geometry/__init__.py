@@ -12,3 +12,12 @@ from .shapes import Disk as Disk
 from .shapes import Interval as Interval
 from .shapes import Polygon as Polygon
 from .shapes import Rectangle as Rectangle
+
+
+def __getattr__(name: str):
+    """``MeshDomain`` is imported on first use (it loads the mesh layer)."""
+    if name == "MeshDomain":
+        from .mesh_domain import MeshDomain
+
+        return MeshDomain
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

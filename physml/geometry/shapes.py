@@ -197,28 +197,7 @@ class Polygon(Geometry):
 
     def distance(self, P):
         """The R-equivalence of the edges' trimmed distance functions, positive inside."""
-        xp = _module(P)
-        A, B = self._edges()
-        x, y = P[:, 0:1], P[:, 1:2]
-        ax, ay, bx, by = A[:, 0], A[:, 1], B[:, 0], B[:, 1]
-        length = np.hypot(bx - ax, by - ay)
-        cx, cy = 0.5 * (ax + bx), 0.5 * (ay + by)
-        if xp is torch:
-            ax, ay, bx, by, length, cx, cy = (torch.as_tensor(v, dtype=P.dtype, device=P.device)
-                                              for v in (ax, ay, bx, by, length, cx, cy))
-        line = ((x - ax) * (by - ay) - (y - ay) * (bx - ax)) / length
-        trim = (0.25 * length**2 - (x - cx) ** 2 - (y - cy) ** 2) / length
-        bump = (xp.sqrt(trim * trim + line**4) - trim) / 2
-        edge = xp.sqrt(line * line + bump * bump)
-        with np.errstate(divide="ignore"):  # on an edge: infinite, so the distance is 0
-            inverse = (1 / (edge * edge)).sum(1, keepdims=True) if xp is np else (
-                1 / (edge * edge)).sum(1, keepdim=True)
-        rise = by - ay
-        rise = rise + (rise == 0) * 1e-300
-        crosses = ((ay > y) != (by > y)) & (x < ax + (y - ay) * (bx - ax) / rise)
-        odd = crosses.sum(1, keepdims=True) % 2 if xp is np else crosses.sum(1, keepdim=True) % 2
-        sign = odd * 2.0 - 1 if xp is np else odd.to(P.dtype) * 2 - 1
-        return sign / xp.sqrt(inverse)
+        return segments_distance(P, *self._edges())
 
     def parts(self):
         A, B = self._edges()
@@ -236,3 +215,39 @@ class Polygon(Geometry):
 
             parts.append(BoundaryPart(name, length, sample, normal))
         return parts
+
+
+def segments_distance(P, A: np.ndarray, B: np.ndarray):
+    r"""Signed distance function of the region bounded by the segments $A_i B_i$ (any number
+    of closed loops, any orientation): the R-equivalence $(\sum_i \varphi_i^{-2})^{-1/2}$ of
+    the segments' trimmed distance functions $\varphi_i$ (Sukumar & Srivastava 2022), positive
+    where a ray from the point crosses the segments an odd number of times.
+
+    Args:
+        P: points ``(n, 2)``, a NumPy array or a tensor (the result follows its type).
+        A, B: segment ends ``(e, 2)``, NumPy float64.
+
+    Returns:
+        $\varphi$, shape ``(n, 1)``: 0 on the segments, smooth inside, first-order normalised.
+    """
+    xp = _module(P)
+    x, y = P[:, 0:1], P[:, 1:2]
+    ax, ay, bx, by = A[:, 0], A[:, 1], B[:, 0], B[:, 1]
+    length = np.hypot(bx - ax, by - ay)
+    cx, cy = 0.5 * (ax + bx), 0.5 * (ay + by)
+    if xp is torch:
+        ax, ay, bx, by, length, cx, cy = (torch.as_tensor(v, dtype=P.dtype, device=P.device)
+                                          for v in (ax, ay, bx, by, length, cx, cy))
+    line = ((x - ax) * (by - ay) - (y - ay) * (bx - ax)) / length
+    trim = (0.25 * length**2 - (x - cx) ** 2 - (y - cy) ** 2) / length
+    bump = (xp.sqrt(trim * trim + line**4) - trim) / 2
+    edge = xp.sqrt(line * line + bump * bump)
+    with np.errstate(divide="ignore"):  # on an edge: infinite, so the distance is 0
+        inverse = (1 / (edge * edge)).sum(1, keepdims=True) if xp is np else (
+            1 / (edge * edge)).sum(1, keepdim=True)
+    rise = by - ay
+    rise = rise + (rise == 0) * 1e-300
+    crosses = ((ay > y) != (by > y)) & (x < ax + (y - ay) * (bx - ax) / rise)
+    odd = crosses.sum(1, keepdims=True) % 2 if xp is np else crosses.sum(1, keepdim=True) % 2
+    sign = odd * 2.0 - 1 if xp is np else odd.to(P.dtype) * 2 - 1
+    return sign / xp.sqrt(inverse)
