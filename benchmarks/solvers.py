@@ -18,6 +18,13 @@ its input, the state and the earlier stages it combines, and writes its k and it
 bytes per cell each) over the measured time, against a STREAM-like copy measured in the same
 run (``np.copyto`` of 2^24 float64, counted as read + write).
 
+PhiFlow 3.4 (``pip install phiflow``; skipped if absent), the differentiable-solver peer a user
+would pick instead, runs its own Burgers on the same grid, u0 and dt: ``diffuse.explicit`` then
+``advect.semi_lagrangian`` of u by the velocity (u, ..., u), on its default NumPy backend (its
+PyTorch backend's ``grid_sample`` fails on these 1D grids). That scheme is first order, not
+physml's, so it is compared in steps per second only (its distance from physml after a few steps
+is stored, not checked).
+
 Batched throughput: 256 samples of 1024-cell Burgers advanced together in one batched rollout
 against 256 one-by-one rollouts, samples/s of each, alternately.
 
@@ -29,6 +36,8 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import json
 import math
 import os
@@ -151,7 +160,33 @@ def build_rollouts(pde: str, shape: tuple[int, ...]) -> tuple[dict[str, Rollout]
         "physml": lambda n: solver.rollout(u0, n, save_every=max(n, 1))[-1],
         "numpy": lambda n: numpy_rollout(pde, u0, n, dt, grid.dx),
     }
+    phiflow = phiflow_rollout(u0, dt) if pde == "burgers" else None
+    if phiflow is not None:
+        rollouts["phiflow"] = phiflow
     return rollouts, dt, solver
+
+
+def phiflow_rollout(u0: np.ndarray, dt: float) -> Rollout | None:
+    r"""PhiFlow's Burgers from ``u0`` on $[0, 2\pi)^d$ periodic (see the module docstring), or
+    None without PhiFlow."""
+    if importlib.util.find_spec("phi") is None:
+        return None
+    from phi.flow import Box, CenteredGrid, advect, diffuse, extrapolation, vec
+    from phi.flow import math as phimath
+
+    names = "xy"[: u0.ndim]
+    velocity = vec(**{name: 1.0 for name in names})
+    start = CenteredGrid(phimath.tensor(u0, phimath.spatial(*names)), extrapolation.PERIODIC,
+                         bounds=Box(**{name: 2 * math.pi for name in names}))
+
+    def run(n_steps: int) -> np.ndarray:
+        u = start
+        for _ in range(n_steps):
+            u = diffuse.explicit(u, NU, dt)
+            u = advect.semi_lagrangian(u, u * velocity, dt)
+        return u.values.numpy(names)
+
+    return run
 
 
 def check_agreement(rollouts: dict[str, Rollout], label: str) -> float:
@@ -203,6 +238,9 @@ def benchmark_grid(pde: str, shape: tuple[int, ...], seconds: float) -> dict:
     label = f"{pde} " + "x".join(map(str, shape))
     rollouts, dt, solver = build_rollouts(pde, shape)
     difference = check_agreement(rollouts, label)  # also compiles and warms up both
+    if "phiflow" in rollouts:  # another scheme: its distance is reported, not checked
+        phiflow_distance = float(np.max(np.abs(rollouts["phiflow"](AGREEMENT_STEPS)
+                                               - rollouts["physml"](AGREEMENT_STEPS))))
     n_steps = {name: steps_for(run, seconds) for name, run in rollouts.items()}
     rates: dict[str, list[float]] = {name: [] for name in rollouts}
     for _ in range(REPEATS):
@@ -223,9 +261,14 @@ def benchmark_grid(pde: str, shape: tuple[int, ...], seconds: float) -> dict:
         "ratio_physml_over_numpy": median["physml"] / median["numpy"],
         "physml_bandwidth_gb_s": median["physml"] * cells * stage_bytes_per_cell(solver) / 1e9,
     }
+    if "phiflow" in rollouts:
+        row["ratio_physml_over_phiflow"] = median["physml"] / median["phiflow"]
+        row["phiflow_max_abs_distance"] = phiflow_distance
     print(f"{label:>18}: physml {median['physml']:9.2f} steps/s, NumPy {median['numpy']:9.2f}"
           f" steps/s, ratio {row['ratio_physml_over_numpy']:5.2f}, "
-          f"{row['physml_bandwidth_gb_s']:.2f} GB/s", flush=True)
+          f"{row['physml_bandwidth_gb_s']:.2f} GB/s"
+          + (f", PhiFlow {median['phiflow']:.2f} steps/s" if "phiflow" in median else ""),
+          flush=True)
     return row
 
 
@@ -287,7 +330,9 @@ def environment(seconds: float) -> dict:
             "cpu_count": os.cpu_count(),
             "available_cores": len(os.sched_getaffinity(0)),
         },
-        "versions": {"physml": physml.__version__, "warp": wp.__version__, "numpy": np.__version__},
+        "versions": {"physml": physml.__version__, "warp": wp.__version__, "numpy": np.__version__,
+                     "phiflow": importlib.metadata.version("phiflow")
+                     if importlib.util.find_spec("phi") else None},
         "settings": {
             "burgers": f"nu={NU}, periodic, van Leer + Rusanov, ssp_rk3, float64, cpu",
             "heat": f"nu={NU}, periodic, central, rk4, float64, cpu",
