@@ -27,6 +27,7 @@ from physml.solvers.linalg.model_problems import (
     layered_coefficient,
     poisson_2d,
 )
+from physml.solvers.linalg.scalar_table import ScalarTable
 
 DTYPES = {"float32": (wp.float32, np.float32, 1e-4), "float64": (wp.float64, np.float64, 1e-10)}
 
@@ -57,6 +58,50 @@ def test_cg_stops_at_requested_relative_residual(dtype, rng):
     assert len(first.residuals) == first.iterations + 1
     assert relative_residual(A, first.x.numpy(), b) <= 3 * rtol  # the true residual
 
+
+
+def test_table_cells_follow_the_device_cursor(rng):
+    A = poisson_2d(4)
+    op, _ = warp_system(A, rng.standard_normal(16), "float64")
+    xh = rng.standard_normal(16)
+    x = wp.array(xh, dtype=wp.float64, device="cpu")
+    table = ScalarTable(rows=4, columns=2, device="cpu")
+    product = op.bind_dot(x, wp.empty_like(x), table.cell(1, 1))  # s[cursor + 1, 1] += x · Ax
+    for _ in range(2):
+        product()
+        table.advance()
+    expected = np.zeros((4, 2))
+    expected[1, 1] = expected[2, 1] = xh @ (A @ xh)
+    np.testing.assert_allclose(table.read(), expected, rtol=1e-14)
+    table.roll()  # after 2 iterations: row 0 = row 2, the rest zeroed, the cursor rewound
+    expected[1:] = 0.0
+    expected[0, 1] = xh @ (A @ xh)
+    np.testing.assert_allclose(table.read(), expected, rtol=1e-14)
+    assert table.cursor.numpy()[0] == 0
+
+
+@pytest.mark.parametrize(("solver", "precondition"),
+                         [(cg, False), (cg, True), (bicgstab, True)])
+def test_a_solve_records_its_launches_once_whatever_its_length(solver, precondition, rng,
+                                                               monkeypatch):
+    A = poisson_2d(24)
+    op, bw = warp_system(A, rng.standard_normal(A.shape[0]), "float64")
+    M = Jacobi(op) if precondition else None
+    launch = wp.launch
+    recorded = []
+
+    def counting_launch(*args, **kwargs):
+        recorded.append(kwargs.get("record_cmd", False))
+        return launch(*args, **kwargs)
+
+    monkeypatch.setattr(wp, "launch", counting_launch)
+    counts = []
+    for maxiter in (3, 40):  # less than one block of check_every = 10; four blocks
+        recorded.clear()
+        with pytest.raises(ConvergenceError):
+            solver(op, bw, preconditioner=M, rtol=1e-14, maxiter=maxiter, check_every=10)
+        counts.append(sum(recorded))
+    assert counts[0] == counts[1] > 0
 
 def test_cg_raises_with_the_residual_reached_when_maxiter_is_too_small(rng):
     A = poisson_2d(24)

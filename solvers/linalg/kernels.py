@@ -19,9 +19,14 @@ NumPy's.
 
 Scalars stay on the device in a float64 table ``s`` of shape ``(k + 1, columns)``: row ``j``
 holds the scalars of local iteration ``j`` of a block of ``k`` iterations, and the host reads the
-table once per block. A solver's kernels compute their step lengths from the table, and freeze
-(step length 0) once the squared residual ``s[j, 0]`` reaches ``tol2``, so the iterate stays the
-first one that met the tolerance even though the host only looks every ``k`` iterations.
+table once per block (:class:`ScalarTable`). The kernels take ``j`` from a one-entry int32
+*cursor* on the device, ``j = cursor[0] + shift``, not as a launch argument: one iteration's
+launches are then the same for every j, so a solve records each of them once and replays them
+every iteration, while a one-thread launch advances the cursor at the end of each iteration
+and another starts the next block. A solver's kernels compute their step lengths from the table,
+and freeze (step length 0) once the squared residual ``s[j, 0]`` reaches ``tol2``, so the iterate
+stays the first one that met the tolerance even though the host only looks every ``k``
+iterations.
 Vectors are float32 or float64 (``wp.array[Any]``, overloads declared below). The loops update
 vectors in place and are never recorded on a tape (their adjoint is a transpose solve).
 """
@@ -94,12 +99,14 @@ def dot_kernel(
     b: wp.array(dtype=Any),
     n: int,
     stride: int,
-    j: int,
+    cursor: wp.array(dtype=wp.int32),
+    shift: int,
     col: int,
     s: wp.array2d(dtype=wp.float64),
 ):
-    """s[j, col] += a · b. Reads a, b; accumulates into s (native loop, as csr_matvec_kernel)."""
-    dot_rows(a, b, wp.tid(), n, stride, j, col, s)
+    """s[j, col] += a · b with j = cursor[0] + shift. Reads a, b, cursor; accumulates into s
+    (native loop, as csr_matvec_kernel)."""
+    dot_rows(a, b, wp.tid(), n, stride, cursor[0] + shift, col, s)
 
 
 @wp.kernel(enable_backward=False)
@@ -108,12 +115,15 @@ def dot2_kernel(
     b: wp.array(dtype=Any),
     n: int,
     stride: int,
-    j: int,
+    cursor: wp.array(dtype=wp.int32),
+    shift: int,
     col: int,
     s: wp.array2d(dtype=wp.float64),
 ):
-    """s[j, col] += a · b and s[j, col + 1] += a · a. Reads a, b; accumulates into s."""
+    """s[j, col] += a · b and s[j, col + 1] += a · a with j = cursor[0] + shift. Reads a, b,
+    cursor; accumulates into s."""
     t = wp.tid()
+    j = cursor[0] + shift
     ab = wp.float64(0.0)
     aa = wp.float64(0.0)
     for i in range(t, n, stride):
@@ -145,12 +155,21 @@ def residual_kernel(
 
 
 @wp.kernel(enable_backward=False)
-def roll_kernel(m: int, s: wp.array2d(dtype=wp.float64)):
-    """Start a new block: row 0 = row m, rows 1.. zeroed (one thread per column)."""
-    c = wp.tid()
-    s[0, c] = s[m, c]
-    for j in range(1, s.shape[0]):
-        s[j, c] = wp.float64(0.0)
+def advance_kernel(cursor: wp.array(dtype=wp.int32)):
+    """cursor[0] += 1: the next local iteration (one thread)."""
+    cursor[0] = cursor[0] + 1
+
+
+@wp.kernel(enable_backward=False)
+def roll_kernel(cursor: wp.array(dtype=wp.int32), s: wp.array2d(dtype=wp.float64)):
+    """Start a new block after m = cursor[0] iterations: row 0 = row m, the other rows zeroed,
+    cursor[0] = 0 (one thread: the table has a few dozen entries)."""
+    m = cursor[0]
+    for c in range(s.shape[1]):
+        s[0, c] = s[m, c]
+        for j in range(1, s.shape[0]):
+            s[j, c] = wp.float64(0.0)
+    cursor[0] = 0
 
 
 @wp.func_native(
@@ -176,14 +195,16 @@ def scale_kernel(
     r: wp.array(dtype=Any),
     n: int,
     stride: int,
-    j: int,
+    cursor: wp.array(dtype=wp.int32),
+    shift: int,
     col: int,
     s: wp.array2d(dtype=wp.float64),
     z: wp.array(dtype=Any),
 ):
-    """z = d ⊙ r (the Jacobi preconditioner, d = 1/diag A) and s[j, col] += r · z, the product
-    CG takes next, fused as in csr_matvec_kernel. Reads d, r; writes z."""
-    scale_rows(d, r, wp.tid(), n, stride, j, col, s, z)
+    """z = d ⊙ r (the Jacobi preconditioner, d = 1/diag A) and s[j, col] += r · z with
+    j = cursor[0] + shift, the product CG takes next, fused as in csr_matvec_kernel. Reads d, r,
+    cursor; writes z."""
+    scale_rows(d, r, wp.tid(), n, stride, cursor[0] + shift, col, s, z)
 
 
 @wp.kernel(enable_backward=False)
@@ -234,20 +255,22 @@ def csr_matvec_kernel(
     columns: wp.array(dtype=wp.int32),
     n: int,
     stride: int,
-    j: int,
+    cursor: wp.array(dtype=wp.int32),
+    shift: int,
     col: int,
     s: wp.array2d(dtype=wp.float64),
     y: wp.array(dtype=Any),
 ):
     """y_i = sum_{k in row i} values_k x_{columns_k} (CSR, contiguous arrays), rows t, t + T, ...;
-    and s[j, col] += x · y, the product CG takes next (p · Ap), fused so that it costs no launch
-    and no pass of its own (a plain product adds it to a scratch cell).
+    and s[j, col] += x · y with j = cursor[0] + shift, the product CG takes next (p · Ap), fused
+    so that it costs no launch and no pass of its own (a plain product adds it to a scratch
+    cell).
 
     The row loop is a native snippet over raw pointers: Warp's generated indexing (negative-index
     wrap and byte strides on every access) made the same loop about 3× slower than SciPy's CSR
     product on the CPU (256² Poisson, warp-lang 1.19); the snippet matches it.
     """
-    csr_rows(x, values, offsets, columns, wp.tid(), n, stride, j, col, s, y)
+    csr_rows(x, values, offsets, columns, wp.tid(), n, stride, cursor[0] + shift, col, s, y)
 
 
 # ------------------------------------------------------------------------ conjugate gradients
@@ -280,14 +303,16 @@ def cg_update_kernel(
     ap: wp.array(dtype=Any),
     n: int,
     stride: int,
-    j: int,
+    cursor: wp.array(dtype=wp.int32),
     rz_col: int,
     tol2: wp.float64,
     s: wp.array2d(dtype=wp.float64),
     x: wp.array(dtype=Any),
     r: wp.array(dtype=Any),
 ):
-    """alpha = s[j, rz] / s[j, 2]; x += alpha p, r -= alpha Ap; s[j + 1, 0] += r · r."""
+    """alpha = s[j, rz] / s[j, 2]; x += alpha p, r -= alpha Ap; s[j + 1, 0] += r · r
+    (j = cursor[0])."""
+    j = cursor[0]
     alpha = x.dtype(ratio(s[j, rz_col], s[j, 2], s[j, 0] > tol2))
     cg_update_rows(p, ap, alpha, wp.tid(), n, stride, j + 1, s, x, r)
 
@@ -309,13 +334,14 @@ def cg_direction_kernel(
     z: wp.array(dtype=Any),
     n: int,
     stride: int,
-    j: int,
+    cursor: wp.array(dtype=wp.int32),
     rz_col: int,
     tol2: wp.float64,
     s: wp.array2d(dtype=wp.float64),
     p: wp.array(dtype=Any),
 ):
-    """beta = s[j + 1, rz] / s[j, rz]; p = z + beta p."""
+    """beta = s[j + 1, rz] / s[j, rz]; p = z + beta p (j = cursor[0])."""
+    j = cursor[0]
     beta = p.dtype(ratio(s[j + 1, rz_col], s[j, rz_col], s[j + 1, 0] > tol2))
     direction_rows(z, beta, wp.tid(), n, stride, p)
 
@@ -335,13 +361,14 @@ def bicgstab_half_kernel(
     v: wp.array(dtype=Any),
     n: int,
     stride: int,
-    j: int,
+    cursor: wp.array(dtype=wp.int32),
     tol2: wp.float64,
     s: wp.array2d(dtype=wp.float64),
     h: wp.array(dtype=Any),
 ):
-    """alpha = rho_j / (r̂ · v); h = r - alpha v (the half-step residual)."""
+    """alpha = rho_j / (r̂ · v); h = r - alpha v (the half-step residual; j = cursor[0])."""
     t = wp.tid()
+    j = cursor[0]
     alpha = r.dtype(bicgstab_alpha(s, j, tol2))
     for i in range(t, n, stride):
         h[i] = r[i] - alpha * v[i]
@@ -356,15 +383,16 @@ def bicgstab_update_kernel(
     rhat: wp.array(dtype=Any),
     n: int,
     stride: int,
-    j: int,
+    cursor: wp.array(dtype=wp.int32),
     tol2: wp.float64,
     s: wp.array2d(dtype=wp.float64),
     x: wp.array(dtype=Any),
     r: wp.array(dtype=Any),
 ):
     """omega = (t·h)/(t·t); x += alpha p̂ + omega ĥ; r = h - omega t;
-    s[j + 1, 0] += r · r, s[j + 1, 1] += r̂ · r."""
+    s[j + 1, 0] += r · r, s[j + 1, 1] += r̂ · r (j = cursor[0])."""
     t = wp.tid()
+    j = cursor[0]
     active = s[j, 0] > tol2
     alpha = x.dtype(bicgstab_alpha(s, j, tol2))
     omega = x.dtype(ratio(s[j, 4], s[j, 5], active))
@@ -386,13 +414,14 @@ def bicgstab_direction_kernel(
     v: wp.array(dtype=Any),
     n: int,
     stride: int,
-    j: int,
+    cursor: wp.array(dtype=wp.int32),
     tol2: wp.float64,
     s: wp.array2d(dtype=wp.float64),
     p: wp.array(dtype=Any),
 ):
-    """beta = (rho_{j+1} / rho_j)(alpha / omega); p = r + beta (p - omega v)."""
+    """beta = (rho_{j+1} / rho_j)(alpha / omega); p = r + beta (p - omega v) (j = cursor[0])."""
     t = wp.tid()
+    j = cursor[0]
     active = s[j + 1, 0] > tol2
     omega = ratio(s[j, 4], s[j, 5], s[j, 0] > tol2)
     beta = ratio(s[j + 1, 1], s[j, 1], active) * ratio(bicgstab_alpha(s, j, tol2), omega, active)

@@ -6,9 +6,10 @@ r"""Krylov solvers for $A x = b$ over the :class:`~physml.solvers.linalg.LinearO
 $$\|r_j\|_2 \le \max(\text{rtol}\,\|b\|_2,\ \text{atol}),\qquad r_j = b - A x_j$$
 
 (the recursively updated residual). Every scalar stays on the device
-(:mod:`~physml.solvers.linalg.kernels`); the host reads the residuals once every
+(:mod:`~physml.solvers.linalg.scalar_table`); the host reads the residuals once every
 ``check_every`` iterations, and the kernels freeze the iterate at the first one that met the
-tolerance, so the answer and the iteration count are those of a check every iteration.
+tolerance, so the answer and the iteration count are those of a check every iteration. An
+iteration's launches are recorded once per solve and replayed every iteration.
 Vectors are float32 or float64 on any Warp device; reductions accumulate in float64.
 Not ``warp.optim.linear``: see :mod:`~physml.solvers.linalg.kernels` for why.
 """
@@ -36,11 +37,11 @@ from .kernels import (
     dot_kernel,
     recorded_sweep,
     residual_kernel,
-    roll_kernel,
     sweep,
 )
 from .linear_operator import LinearOperator
 from .preconditioners import Preconditioner
+from .scalar_table import ScalarTable, TableCell
 
 
 @dataclass(frozen=True)
@@ -101,26 +102,27 @@ def cg(
             residual became NaN/Inf; it carries the residual reached.
     """
     maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every)
-    x, r, s = _start(A, b, x0, columns=4, check_every=check_every)
+    x, r, table = _start(A, b, x0, columns=4, check_every=check_every)
+    s, cursor = table.s, table.cursor
     if preconditioner is None:
         z, rz_col = r, RESIDUAL
     else:
         z, rz_col = wp.empty_like(r), 1
         preconditioner.apply(r, z)
-        sweep(dot_kernel, [r, z], [0, rz_col], [s])
+        sweep(dot_kernel, [r, z], table.cell(0, rz_col).address, [s])
     p, ap = wp.clone(z), wp.empty_like(r)
 
-    def step(j: int, tol2: float) -> list[Callable[[], None]]:
+    def step(tol2: float) -> list[Callable[[], None]]:
         launches = [
-            *_with_dot(A, "matvec", p, ap, s, j, 2),
-            recorded_sweep(cg_update_kernel, [p, ap], [j, rz_col, tol2], [s, x, r]),
+            *_with_dot(A, "matvec", p, ap, table.cell(0, 2)),
+            recorded_sweep(cg_update_kernel, [p, ap], [cursor, rz_col, tol2], [s, x, r]),
         ]
         if preconditioner is not None:
-            launches += _with_dot(preconditioner, "apply", r, z, s, j + 1, rz_col)
-        launches.append(recorded_sweep(cg_direction_kernel, [z], [j, rz_col, tol2], [s, p]))
+            launches += _with_dot(preconditioner, "apply", r, z, table.cell(1, rz_col))
+        launches.append(recorded_sweep(cg_direction_kernel, [z], [cursor, rz_col, tol2], [s, p]))
         return launches
 
-    return _iterate("cg", step, x, s, rtol, atol, maxiter, check_every)
+    return _iterate("cg", step, x, table, rtol, atol, maxiter, check_every)
 
 
 def bicgstab(
@@ -143,8 +145,9 @@ def bicgstab(
     Arguments, result and errors as :func:`cg`.
     """
     maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every)
-    x, r, s = _start(A, b, x0, columns=6, check_every=check_every)
-    sweep(dot_kernel, [r, r], [0, 1], [s])
+    x, r, table = _start(A, b, x0, columns=6, check_every=check_every)
+    s, cursor = table.s, table.cursor
+    sweep(dot_kernel, [r, r], table.cell(0, 1).address, [s])
     rhat, p = wp.clone(r), wp.clone(r)
     v, h, tv = (wp.empty_like(r) for _ in range(3))
     phat, hhat = (p, h) if preconditioner is None else (wp.empty_like(r), wp.empty_like(r))
@@ -156,26 +159,26 @@ def bicgstab(
         else (_bound(preconditioner, "apply", p, phat), _bound(preconditioner, "apply", h, hhat))
     )
 
-    def step(j: int, tol2: float) -> list[Callable[[], None]]:
+    def step(tol2: float) -> list[Callable[[], None]]:
         return [
             launch
             for launch in (
                 precondition_p,
                 matvec_p,
-                recorded_sweep(dot_kernel, [rhat, v], [j, 2], [s]),
-                recorded_sweep(bicgstab_half_kernel, [r, v], [j, tol2, s], [h]),
+                recorded_sweep(dot_kernel, [rhat, v], table.cell(0, 2).address, [s]),
+                recorded_sweep(bicgstab_half_kernel, [r, v], [cursor, tol2, s], [h]),
                 precondition_h,
                 matvec_h,
-                recorded_sweep(dot2_kernel, [tv, h], [j, 4], [s]),
+                recorded_sweep(dot2_kernel, [tv, h], table.cell(0, 4).address, [s]),
                 recorded_sweep(
-                    bicgstab_update_kernel, [phat, hhat, h, tv, rhat], [j, tol2], [s, x, r]
+                    bicgstab_update_kernel, [phat, hhat, h, tv, rhat], [cursor, tol2], [s, x, r]
                 ),
-                recorded_sweep(bicgstab_direction_kernel, [r, v], [j, tol2], [s, p]),
+                recorded_sweep(bicgstab_direction_kernel, [r, v], [cursor, tol2], [s, p]),
             )
             if launch is not None
         ]
 
-    return _iterate("bicgstab", step, x, s, rtol, atol, maxiter, check_every)
+    return _iterate("bicgstab", step, x, table, rtol, atol, maxiter, check_every)
 
 
 def check_arguments(
@@ -213,16 +216,16 @@ def check_arguments(
 
 def _start(
     A: LinearOperator, b: wp.array, x0: wp.array | None, columns: int, check_every: int
-) -> tuple[wp.array, wp.array, wp.array]:
+) -> tuple[wp.array, wp.array, ScalarTable]:
     """x (a copy of x0, or zeros), r = b - A x and the scalar table with row 0 filled.
 
     Work arrays never carry gradients, so nothing of the iteration joins a ``wp.Tape``."""
     x = wp.zeros_like(b, requires_grad=False) if x0 is None else wp.clone(x0, requires_grad=False)
     r = wp.empty_like(b, requires_grad=False)
     A.matvec(x, r)
-    s = wp.zeros((check_every + 1, columns), dtype=wp.float64, device=b.device)
-    sweep(residual_kernel, [b], [], [s, r])
-    return x, r, s
+    table = ScalarTable(check_every + 1, columns, b.device)
+    sweep(residual_kernel, [b], [], [table.s, r])
+    return x, r, table
 
 
 def _bound(obj: Any, method: str, a: wp.array, b: wp.array) -> Callable[[], None]:
@@ -233,53 +236,55 @@ def _bound(obj: Any, method: str, a: wp.array, b: wp.array) -> Callable[[], None
 
 
 def _with_dot(
-    obj: Any, method: str, x: wp.array, y: wp.array, s: wp.array, j: int, col: int
+    obj: Any, method: str, x: wp.array, y: wp.array, cell: TableCell
 ) -> list[Callable[[], None]]:
-    """``obj.<method>(x, y)`` (a product or a preconditioner apply) and ``s[j, col]`` +=
+    """``obj.<method>(x, y)`` (a product or a preconditioner apply) and ``cell`` +=
     $x \\cdot y$: one fused launch where ``obj`` offers ``bind_dot``, else two."""
     bind_dot = getattr(obj, "bind_dot", None)
     if bind_dot is not None:
-        return [bind_dot(x, y, s, j, col)]
-    return [_bound(obj, method, x, y), recorded_sweep(dot_kernel, [x, y], [j, col], [s])]
+        return [bind_dot(x, y, cell)]
+    return [_bound(obj, method, x, y),
+            recorded_sweep(dot_kernel, [x, y], cell.address, [cell.table])]
 
 
 def _iterate(
     method: str,
-    step: Callable[[int, float], list[Callable[[], None]]],
+    step: Callable[[float], list[Callable[[], None]]],
     x: wp.array,
-    s: wp.array,
+    table: ScalarTable,
     rtol: float,
     atol: float,
     maxiter: int,
     check_every: int,
 ) -> SolveResult:
-    """Run the iterations in blocks of ``check_every``, reading ``s`` once per block.
+    """Run the iterations in blocks of ``check_every``, reading the table once per block.
 
-    ``step(j, tol2)`` returns the launches of local iteration j (0 <= j < check_every), most of
-    them recorded; they are made on the first block that reaches j and replayed in every later
-    block, so a long solve pays Warp's argument packing once per j, not once per iteration."""
-    plan: list[list[Callable[[], None]]] = []
-    start = s.numpy()[0]
+    ``step(tol2)`` returns the launches of one iteration, most of them recorded, all reading
+    the local iteration j from the table's cursor; they are made on the first iteration that
+    runs and replayed in every later one, so a solve pays Warp's argument packing once, not
+    once per iteration."""
+    start = table.read()[0]
     b_norm = float(np.sqrt(start[BNORM]))
     tol = max(rtol * b_norm, atol)
     tol2 = tol * tol
-    history = [start[RESIDUAL]]
+    history = [float(start[RESIDUAL])]
     iterations = 0
+    plan: list[Callable[[], None]] = []
     while not history[-1] <= tol2:
         if iterations >= maxiter or not np.isfinite(history[-1]):
             raise convergence_failure(method, iterations, np.sqrt(history), b_norm, tol)
+        if not plan:
+            plan = [*step(tol2), table.advance]
         m = min(check_every, maxiter - iterations)
-        for j in range(m):
-            if j == len(plan):
-                plan.append(step(j, tol2))
-            for launch in plan[j]:
+        for _ in range(m):
+            for launch in plan:
                 launch()
-        block = s.numpy()[1 : m + 1, RESIDUAL]
+        block = table.read()[1 : m + 1, RESIDUAL]
         done = np.flatnonzero(~(block > tol2))  # met the tolerance, or NaN
         taken = int(done[0]) + 1 if done.size else m
-        history.extend(block[:taken])
+        history.extend(block[:taken].tolist())
         iterations += taken
-        wp.launch(roll_kernel, dim=s.shape[1], inputs=[m], outputs=[s], device=s.device)
+        table.roll()
     return SolveResult(x, iterations, np.sqrt(np.asarray(history)), b_norm)
 
 

@@ -4,8 +4,9 @@ Anything with ``shape`` ``(n, n)``, ``dtype`` (``wp.float32`` or ``wp.float64``)
 ``matvec(x, y)`` (writes $y = A x$ into the Warp array ``y``, both of length n) is a
 :class:`LinearOperator`; the Krylov solvers and preconditioners need nothing else. An operator
 may also offer ``bind(x, y)``, returning a call without arguments that repeats ``matvec(x, y)``
-on those two arrays more cheaply (a recorded launch), and ``bind_dot(x, y, s, j, col)``, the same
-that also adds $x \\cdot y$ to ``s[j, col]``; the solvers use them where they exist. Two
+on those two arrays more cheaply (a recorded launch), and ``bind_dot(x, y, cell)``, the same
+that also adds $x \\cdot y$ to a :class:`~.scalar_table.TableCell` of a solver's scalar table
+(its row read on the device at each call); the solvers use them where they exist. Two
 come with the package: :class:`CsrOperator` over a ``warp.sparse.BsrMatrix`` with 1×1 blocks
 (CSR), whose product is a row-per-thread CSR kernel, and :class:`StencilOperator` over a
 callable. Conversions to and from ``scipy.sparse.csr_matrix`` keep the order of the stored
@@ -23,6 +24,7 @@ import warp as wp
 import warp.sparse as wps
 
 from .kernels import csr_matvec_kernel, recorded_sweep, sweep
+from .scalar_table import TableCell, scratch_cell
 
 
 @runtime_checkable
@@ -58,26 +60,24 @@ class CsrOperator:
             raise ValueError(f"matrix has shape {matrix.shape}; a square matrix is needed")
         self.matrix = matrix
         self._values = matrix.values.reshape((matrix.values.shape[0],))  # (nnz_capacity,) view
-        self._scratch = wp.zeros((1, 1), dtype=wp.float64, device=matrix.device)  # unread x · Ax
+        self._scratch = scratch_cell(matrix.device)  # takes the unread x · Ax
         self.shape = (matrix.nrow, matrix.ncol)
         self.dtype = matrix.scalar_type
         self.device = matrix.device
 
     def matvec(self, x: wp.array, y: wp.array) -> None:
         """$y = A x$."""
-        sweep(csr_matvec_kernel, self._inputs(x), [0, 0], [self._scratch, y])
+        sweep(csr_matvec_kernel, self._inputs(x), self._scratch.address, [self._scratch.table, y])
 
     def bind(self, x: wp.array, y: wp.array) -> Callable[[], None]:
         """``matvec(x, y)`` recorded for these two arrays: a call without arguments that repeats
         it at a fraction of a launch's cost (see :func:`~.kernels.recorded_sweep`)."""
-        return recorded_sweep(csr_matvec_kernel, self._inputs(x), [0, 0], [self._scratch, y])
+        return self.bind_dot(x, y, self._scratch)
 
-    def bind_dot(
-        self, x: wp.array, y: wp.array, s: wp.array, j: int, col: int
-    ) -> Callable[[], None]:
-        """As :meth:`bind`, and each call also adds $x \\cdot A x$ to ``s[j, col]`` (a float64
-        table), in the same launch and pass."""
-        return recorded_sweep(csr_matvec_kernel, self._inputs(x), [j, col], [s, y])
+    def bind_dot(self, x: wp.array, y: wp.array, cell: TableCell) -> Callable[[], None]:
+        """As :meth:`bind`, and each call also adds $x \\cdot A x$ to ``cell`` (an entry of a
+        float64 scalar table), in the same launch and pass."""
+        return recorded_sweep(csr_matvec_kernel, self._inputs(x), cell.address, [cell.table, y])
 
     def _inputs(self, x: wp.array) -> list[wp.array]:
         return [x, self._values, self.matrix.offsets, self.matrix.columns]

@@ -8,8 +8,9 @@ solvers taking a preconditioner accept and that :data:`PRECONDITIONERS` lists by
 Jacobi, IC(0) (:mod:`.incomplete_cholesky`), FSAI (:mod:`.sparse_inverse`) and pyamg's AMG.
 A learned preconditioner (``physml.preconditioners``) is such a factory too. For CG, $M$ must
 be symmetric positive definite. Like an operator, a preconditioner may offer ``bind(r, z)``, a
-cheaper repeatable ``apply(r, z)`` on two fixed arrays, and ``bind_dot(r, z, s, j, col)``, the
-same that also adds $r \\cdot z$ to ``s[j, col]``; the solvers use them where they exist.
+cheaper repeatable ``apply(r, z)`` on two fixed arrays, and ``bind_dot(r, z, cell)``, the same
+that also adds $r \\cdot z$ to a :class:`~.scalar_table.TableCell`; the solvers use them where
+they exist.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import warp as wp
 from .incomplete_cholesky import IncompleteCholesky
 from .kernels import reciprocal_kernel, recorded_sweep, scale_kernel, sweep
 from .linear_operator import LinearOperator, csr_to_scipy
+from .scalar_table import TableCell, scratch_cell
 from .sparse_inverse import FactorizedSparseInverse
 
 
@@ -57,23 +59,23 @@ class Jacobi:
                 "Jacobi needs a nonzero diagonal (use an AMG preconditioner instead)"
             )
         self.inverse_diagonal = wp.empty_like(diagonal)
-        self._scratch = wp.zeros((1, 1), dtype=wp.float64, device=diagonal.device)  # unread r · z
+        self._scratch = scratch_cell(diagonal.device)  # takes the unread r · z
         sweep(reciprocal_kernel, [diagonal], [], [self.inverse_diagonal])
 
     def apply(self, r: wp.array, z: wp.array) -> None:
         """$z = D^{-1} r$."""
-        sweep(scale_kernel, [self.inverse_diagonal, r], [0, 0], [self._scratch, z])
+        sweep(scale_kernel, [self.inverse_diagonal, r], self._scratch.address,
+              [self._scratch.table, z])
 
     def bind(self, r: wp.array, z: wp.array) -> Callable[[], None]:
         """``apply(r, z)`` recorded for these two arrays (a replayed launch, as
         :meth:`CsrOperator.bind <physml.solvers.linalg.CsrOperator.bind>`)."""
-        return recorded_sweep(scale_kernel, [self.inverse_diagonal, r], [0, 0], [self._scratch, z])
+        return self.bind_dot(r, z, self._scratch)
 
-    def bind_dot(
-        self, r: wp.array, z: wp.array, s: wp.array, j: int, col: int
-    ) -> Callable[[], None]:
-        """As :meth:`bind`, and each call also adds $r \\cdot z$ to ``s[j, col]``."""
-        return recorded_sweep(scale_kernel, [self.inverse_diagonal, r], [j, col], [s, z])
+    def bind_dot(self, r: wp.array, z: wp.array, cell: TableCell) -> Callable[[], None]:
+        """As :meth:`bind`, and each call also adds $r \\cdot z$ to ``cell``."""
+        return recorded_sweep(scale_kernel, [self.inverse_diagonal, r], cell.address,
+                              [cell.table, z])
 
 
 class _PyAMGPreconditioner:

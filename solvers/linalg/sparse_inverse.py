@@ -24,6 +24,7 @@ import warp as wp
 
 from .kernels import csr_matvec_kernel, recorded_sweep, sweep
 from .linear_operator import LinearOperator, csr_to_scipy
+from .scalar_table import scratch_cell
 from .triangular import LowerPattern, gather_values
 
 
@@ -44,7 +45,7 @@ class SparseInverseFactor:
         self.name, self.pattern, self.values = name, pattern, values
         self.upper_values = wp.empty_like(values)
         self._y: wp.array | None = None
-        self._scratch = wp.zeros((1, 1), dtype=wp.float64, device=pattern.device)  # unread dot
+        self._scratch = scratch_cell(pattern.device)  # takes the unread dot products
         self.refresh()
 
     def refresh(self) -> None:
@@ -54,11 +55,11 @@ class SparseInverseFactor:
     def apply(self, r: wp.array, z: wp.array) -> None:
         """$z = G^T (G r)$."""
         for arrays, outputs in self._products(r, z):
-            sweep(csr_matvec_kernel, arrays, [0, 0], outputs)
+            sweep(csr_matvec_kernel, arrays, self._scratch.address, outputs)
 
     def bind(self, r: wp.array, z: wp.array) -> Callable[[], None]:
         """``apply(r, z)`` with its two launches recorded for these arrays."""
-        calls = [recorded_sweep(csr_matvec_kernel, arrays, [0, 0], outputs)
+        calls = [recorded_sweep(csr_matvec_kernel, arrays, self._scratch.address, outputs)
                  for arrays, outputs in self._products(r, z)]
 
         def run() -> None:
@@ -71,9 +72,9 @@ class SparseInverseFactor:
         p = self.pattern
         if self._y is None or self._y.dtype != r.dtype:
             self._y = wp.empty_like(r)
-        return [([r, self.values, p.offsets, p.column_array], [self._scratch, self._y]),
-                ([self._y, self.upper_values, p.upper_offsets, p.upper_columns],
-                 [self._scratch, z])]
+        table = self._scratch.table
+        return [([r, self.values, p.offsets, p.column_array], [table, self._y]),
+                ([self._y, self.upper_values, p.upper_offsets, p.upper_columns], [table, z])]
 
 
 def fsai_values(matrix: sp.spmatrix | sp.sparray, pattern: LowerPattern) -> np.ndarray:
