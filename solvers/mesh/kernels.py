@@ -93,6 +93,25 @@ def triangle_stiffness_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp
     out[b + 8] = -(w02 + w12)
 
 
+@wp.func_native(
+    """
+#if !defined(__CUDA_ARCH__)
+    if (c < cells.shape[0]) {
+        const int k = cells.shape[1];
+        const int* cell = cells.data + c * k;
+        const int* s = slots.data + c * k * k;
+        for (int a = 0; a < k; ++a) {
+            __builtin_prefetch(x.data + cell[a]);
+            __builtin_prefetch(out.data + s[a * k], 1);
+        }
+    }
+#endif
+    """
+)
+def prefetch_cell(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                  slots: wp.array(dtype=wp.int32), out: wp.array(dtype=Any), c: int): ...
+
+
 @wp.kernel(enable_backward=False)
 def triangle_stiffness_csr_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
                                   slots: wp.array(dtype=wp.int32), out: wp.array(dtype=Any)):
@@ -105,6 +124,7 @@ def triangle_stiffness_csr_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtyp
     the order of ``scatter_add_kernel`` over the triplets, so the sums are the same bit for bit.
     """
     c = wp.tid()
+    prefetch_cell(x, cells, slots, out, c + 8)
     w = triangle_stiffness_weights(x[cells[c, 0]], x[cells[c, 1]], x[cells[c, 2]],
                                    out.dtype(0.5))
     w01 = w[0]
@@ -278,6 +298,13 @@ def face_normal_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32)
         int len = 1;
         row[0] = i;
         for (int p = begin; p < end; ++p) {
+#if !defined(__CUDA_ARCH__)
+            if (p + 16 < mk) {
+                const int ahead = inc[p + 16];
+                __builtin_prefetch(cp + (ahead / k) * k);
+                __builtin_prefetch(sl + ahead * k, 1);
+            }
+#endif
             const int* cell = cp + (inc[p] / k) * k;
             for (int q = 0; q < k; ++q) {
                 const int j = cell[q];

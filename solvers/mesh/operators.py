@@ -94,13 +94,14 @@ def csr_pattern(cells: np.ndarray, n: int) -> tuple[wp.array, wp.array, wp.array
 
     One native pass (:func:`~physml.solvers.mesh.kernels.pattern_kernel`): a counting sort of the
     cell corners by vertex, then each row built and its slots found while it is in cache."""
+    cells = np.ascontiguousarray(cells, dtype=np.int32)
     m, k = cells.shape
     cpu = wp.get_device("cpu")
     indptr = wp.empty(n + 1, dtype=wp.int32, device=cpu)
     capacity = wp.empty(n + m * k * (k - 1), dtype=wp.int32, device=cpu)
     slots = wp.empty(m * k * k, dtype=wp.int32, device=cpu)
     wp.launch(K.pattern_kernel, dim=1, device=cpu,
-              inputs=[wp.array(cells, dtype=wp.int32, device=cpu), n, m, k,
+              inputs=[wp.array(cells, device=cpu, copy=False), n, m, k,
                       wp.zeros(n + 1, dtype=wp.int32, device=cpu),
                       wp.empty(m * k, dtype=wp.int32, device=cpu)],
               outputs=[indptr, capacity, slots])
