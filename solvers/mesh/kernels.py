@@ -109,7 +109,14 @@ def triangle_stiffness_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp
     """
 )
 def prefetch_cell(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
-                  slots: wp.array(dtype=wp.int32), out: wp.array(dtype=Any), c: int): ...
+                  slots: wp.array(dtype=wp.int32), out: wp.array(dtype=Any), c: int):
+    """CPU hint to load cell c's vertices ``x[cells[c, a]]`` and the first value of each of its
+    rows ``out[slots[(c k + a) k]]`` into cache (no effect on CUDA, nor past the last cell).
+
+    Called a few cells ahead of the one summed: on a mesh whose vertex numbering is not local
+    (an icosphere's midpoints are numbered level by level) those loads miss the cache, and
+    issuing them early overlaps the misses. Native: Warp has no prefetch builtin."""
+    ...
 
 
 @wp.kernel(enable_backward=False)
@@ -120,8 +127,9 @@ def triangle_stiffness_csr_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtyp
 
     Reads x (n,), cells (m, 3), slots (9 m,) (:class:`~physml.solvers.mesh.Pattern`);
     accumulates into out (nnz,) (zero it first). For an assembly off the tape: it skips
-    writing and re-reading the (9 m,) triplet array. On the CPU one thread adds cell by cell, in
-    the order of ``scatter_add_kernel`` over the triplets, so the sums are the same bit for bit.
+    writing and re-reading the (9 m,) triplet array, and prefetches the memory of the cell 8
+    ahead (:func:`prefetch_cell`). On the CPU one thread adds cell by cell, in the order of
+    ``scatter_add_kernel`` over the triplets, so the sums are the same bit for bit.
     """
     c = wp.tid()
     prefetch_cell(x, cells, slots, out, c + 8)
@@ -351,10 +359,12 @@ def pattern_kernel(cells: wp.array2d(dtype=wp.int32), n: int, m: int, k: int,
     handful per row: insertion beats a general sort), and the slot of triplet
     ``(c k + a) k + b`` found by scanning the row, which is in cache. Writes ``indptr``
     (n + 1,), ``indices`` (capacity n + m k (k - 1), the first ``indptr[n]`` used) and ``slots``
-    (m k^2,). Linear time, each row built and scanned while in cache, where SciPy's COO to CSR
-    conversions (plus transpose, identity and sort) and a later scan of the rows cell by cell
-    fetched every row from memory again. A native loop: Warp's
-    generated indexing made the same loop several times slower on the CPU (warp-lang 1.19)."""
+    (m k^2,); the cell and the slots of the corner 16 ahead are prefetched, as they are far
+    apart in memory. Linear time, each row built and scanned while in cache, where SciPy's COO
+    to CSR conversions (plus transpose, identity and sort) and a later scan of the rows cell by
+    cell fetched every row from memory again. A native loop: Warp's generated indexing made the
+    same loop several times slower on the CPU (warp-lang 1.19); Warp launches on the CPU run
+    on one thread anyway. The pattern is built on the CPU for every device (then copied)."""
     build_pattern(cells, n, m, k, incidence_start, incidence, indptr, indices, slots)
 
 

@@ -46,7 +46,7 @@ class Pattern:
     ``slots`` gives its index in the CSR values.
 
     Attributes:
-        template: ``BsrMatrix`` holding the topology (its values are scratch).
+        template: ``BsrMatrix`` holding the topology (its values are uninitialised scratch).
         slots: (m k^2,) ``int32``: index in the CSR values of each triplet.
         indptr, indices: the CSR topology as NumPy arrays.
     """
@@ -59,7 +59,7 @@ class Pattern:
         self.template = wps.bsr_zeros(n, n, block_type=dtype, device=device)
         self.template.offsets = indptr.to(device)
         self.template.columns = indices.to(device)
-        self.template.values = wp.zeros(len(self.indices), dtype=dtype, device=device)
+        self.template.values = wp.empty(len(self.indices), dtype=dtype, device=device)
         self.template.nnz_sync()
         self.slots = slots.to(device)
 
