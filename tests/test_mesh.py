@@ -8,6 +8,7 @@ import gmsh
 import meshio
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 import warp as wp
@@ -15,6 +16,7 @@ import warp as wp
 from conftest import observed_order
 from physml.mesh_bridge import operator_values, poisson_solve, sparse_solve
 from physml.solvers import mesh as pm
+from physml.solvers.mesh.operators import csr_pattern
 
 SQUARE = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
 CUBE = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 1], [0, 1, 1],
@@ -192,6 +194,33 @@ def test_tet_operators_match_the_reference():
     np.testing.assert_allclose(K, K_ref, atol=1e-14)
     np.testing.assert_allclose(M, M_ref, atol=1e-15)
     np.testing.assert_allclose(pm.lumped_mass(mesh).numpy(), M_ref.sum(axis=1), atol=1e-15)
+
+
+@pytest.mark.parametrize("points, cells", [
+    (np.r_[CUBE, [[2.0, 2.0, 2.0]]], CUBE_TETS),  # vertex 8 in no cell: a diagonal entry only
+    (pm.icosphere(2).points, pm.icosphere(2).cells[::-1]),
+])
+def test_csr_pattern_and_slots_follow_the_cells(points, cells):
+    n, (m, k) = len(points), cells.shape
+    indptr, indices, slots = (a.numpy() for a in csr_pattern(np.asarray(cells, np.int32), n))
+    rows, cols = np.repeat(cells, k, axis=1).ravel(), np.tile(cells, (1, k)).ravel()
+    adjacency = sp.coo_matrix((np.ones(m * k * k), (rows, cols)), shape=(n, n)).tocsr()
+    expected = (adjacency + sp.identity(n, format="csr")).tocsr()
+    expected.sort_indices()
+    np.testing.assert_array_equal(indptr, expected.indptr)
+    np.testing.assert_array_equal(indices, expected.indices)
+    np.testing.assert_array_equal(indices[slots], cols)  # each triplet's slot: its column ...
+    np.testing.assert_array_equal(np.searchsorted(indptr, slots, side="right") - 1, rows)  # row
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_stiffness_summed_from_cells_equals_the_triplet_path_bitwise(rng, dim):
+    mesh = unit_square(6) if dim == 2 else pm.icosphere(2)
+    mesh = pm.Mesh(mesh.points * (1 + 0.1 * rng.random((mesh.n_vertices, 1))), mesh.cells)
+    direct = pm.to_scipy(pm.stiffness_matrix(mesh))
+    taped = pm.to_scipy(pm.stiffness_matrix(mesh, points=mesh.warp_points(requires_grad=True)))
+    np.testing.assert_array_equal(direct.indices, taped.indices)
+    np.testing.assert_array_equal(direct.data, taped.data)
 
 
 @pytest.mark.parametrize("make", [lambda: unit_square(4), lambda: pm.icosphere(1),

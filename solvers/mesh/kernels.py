@@ -13,7 +13,9 @@ With $\lambda_i$ the barycentric coordinates of a cell $T$ and $|T|$ its area or
   -\sum_T |T|\,\nabla\lambda_i\cdot X_T$, so that $-K = \operatorname{div}\circ\nabla$.
 
 Element kernels write one COO triplet value per (cell, i, j), at ``c*k*k + i*k + j``; the
-summing into CSR is Warp's (:mod:`physml.solvers.mesh.assembly`). Own kernels rather than
+summing into CSR goes through each triplet's slot
+(:class:`physml.solvers.mesh.Pattern`, ``scatter_add_kernel``), or straight from the cell for a
+triangle stiffness off the tape (``triangle_stiffness_csr_kernel``). Own kernels rather than
 ``warp.fem.integrate``: a bilinear form assembled by ``warp.fem`` into a ``BsrMatrix`` gets zero
 gradient with respect to vertex positions (bilinear forms are not differentiable and ``bsr_mv``
 has no backward), while these element kernels differentiate through ``wp.Tape`` / ``adjoint``
@@ -61,16 +63,24 @@ def tet_basis_gradient(a: Any, b: Any, six_volume: Any):
     return wp.cross(a, b) / six_volume
 
 
+@wp.func
+def triangle_stiffness_weights(x0: Any, x1: Any, x2: Any, half: Any):
+    """Off-diagonal stiffness entries $(K_{01}, K_{02}, K_{12})$ of the triangle (x0, x1, x2):
+    minus half the cotangents of the angles at x2, x1, x0; ``half`` = 0.5 in the output dtype."""
+    cot = triangle_cotangents(x0, x1, x2)
+    return wp.vector(-half * cot[2], -half * cot[1], -half * cot[0])
+
+
 @wp.kernel
 def triangle_stiffness_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
                               out: wp.array(dtype=Any)):
     """Cotangent stiffness triplets. Reads x (n,), cells (m, 3); writes out (9 m,)."""
     c = wp.tid()
-    cot = triangle_cotangents(x[cells[c, 0]], x[cells[c, 1]], x[cells[c, 2]])
-    half = out.dtype(0.5)
-    w01 = -half * out.dtype(cot[2])
-    w02 = -half * out.dtype(cot[1])
-    w12 = -half * out.dtype(cot[0])
+    w = triangle_stiffness_weights(x[cells[c, 0]], x[cells[c, 1]], x[cells[c, 2]],
+                                   out.dtype(0.5))
+    w01 = w[0]
+    w02 = w[1]
+    w12 = w[2]
     b = 9 * c
     out[b + 0] = -(w01 + w02)
     out[b + 1] = w01
@@ -81,6 +91,63 @@ def triangle_stiffness_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp
     out[b + 6] = w02
     out[b + 7] = w12
     out[b + 8] = -(w02 + w12)
+
+
+@wp.func_native(
+    """
+#if !defined(__CUDA_ARCH__)
+    if (c < cells.shape[0]) {
+        const int k = cells.shape[1];
+        const int* cell = cells.data + c * k;
+        const int* s = slots.data + c * k * k;
+        for (int a = 0; a < k; ++a) {
+            __builtin_prefetch(x.data + cell[a]);
+            __builtin_prefetch(out.data + s[a * k], 1);
+        }
+    }
+#endif
+    """
+)
+def prefetch_cell(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                  slots: wp.array(dtype=wp.int32), out: wp.array(dtype=Any), c: int):
+    """CPU hint to load cell c's vertices ``x[cells[c, a]]`` and the first value of each of its
+    rows ``out[slots[(c k + a) k]]`` into cache (no effect on CUDA, nor past the last cell).
+
+    Called a few cells ahead of the one summed: on a mesh whose vertex numbering is not local
+    (an icosphere's midpoints are numbered level by level) those loads miss the cache, and
+    issuing them early overlaps the misses. Native: Warp has no prefetch builtin."""
+    ...
+
+
+@wp.kernel(enable_backward=False)
+def triangle_stiffness_csr_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                                  slots: wp.array(dtype=wp.int32), out: wp.array(dtype=Any)):
+    """Cotangent stiffness summed straight into CSR values: the entries of
+    ``triangle_stiffness_kernel``, in its order, added to ``out[slots[9 c + j]]``.
+
+    Reads x (n,), cells (m, 3), slots (9 m,) (:class:`~physml.solvers.mesh.Pattern`);
+    accumulates into out (nnz,) (zero it first). For an assembly off the tape: it skips
+    writing and re-reading the (9 m,) triplet array, and prefetches the memory of the cell 8
+    ahead (:func:`prefetch_cell`). On the CPU one thread adds cell by cell, in the order of
+    ``scatter_add_kernel`` over the triplets, so the sums are the same bit for bit.
+    """
+    c = wp.tid()
+    prefetch_cell(x, cells, slots, out, c + 8)
+    w = triangle_stiffness_weights(x[cells[c, 0]], x[cells[c, 1]], x[cells[c, 2]],
+                                   out.dtype(0.5))
+    w01 = w[0]
+    w02 = w[1]
+    w12 = w[2]
+    b = 9 * c
+    wp.atomic_add(out, slots[b + 0], -(w01 + w02))
+    wp.atomic_add(out, slots[b + 1], w01)
+    wp.atomic_add(out, slots[b + 2], w02)
+    wp.atomic_add(out, slots[b + 3], w01)
+    wp.atomic_add(out, slots[b + 4], -(w01 + w12))
+    wp.atomic_add(out, slots[b + 5], w12)
+    wp.atomic_add(out, slots[b + 6], w02)
+    wp.atomic_add(out, slots[b + 7], w12)
+    wp.atomic_add(out, slots[b + 8], -(w02 + w12))
 
 
 @wp.kernel
@@ -221,41 +288,84 @@ def face_normal_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32)
 @wp.func_native(
     """
     const int* cp = cells.data;
-    const int* op = offsets.data;
-    const int* colp = columns.data;
-    int* outp = out.data;
-    for (int c = t; c < m; c += stride) {
-        const int* cell = cp + c * k;
-        for (int a = 0; a < k; ++a) {
-            const int begin = op[cell[a]];
-            const int end = op[cell[a] + 1];
-            for (int b = 0; b < k; ++b) {
-                int s = begin;
-                while (s < end - 1 && colp[s] != cell[b]) ++s;
-                outp[(c * k + a) * k + b] = s;
+    int* first = incidence_start.data;
+    int* inc = incidence.data;
+    int* ip = indptr.data;
+    int* col = indices.data;
+    int* sl = slots.data;
+    const int mk = m * k;
+    for (int e = 0; e < mk; ++e) ++first[cp[e] + 1];
+    for (int i = 0; i < n; ++i) first[i + 1] += first[i];
+    for (int e = 0; e < mk; ++e) inc[first[cp[e]]++] = e;
+    int nnz = 0;
+    ip[0] = 0;
+    for (int i = 0; i < n; ++i) {
+        const int begin = i ? first[i - 1] : 0;
+        const int end = first[i];
+        int* row = col + nnz;
+        int len = 1;
+        row[0] = i;
+        for (int p = begin; p < end; ++p) {
+#if !defined(__CUDA_ARCH__)
+            if (p + 16 < mk) {
+                const int ahead = inc[p + 16];
+                __builtin_prefetch(cp + (ahead / k) * k);
+                __builtin_prefetch(sl + ahead * k, 1);
+            }
+#endif
+            const int* cell = cp + (inc[p] / k) * k;
+            for (int q = 0; q < k; ++q) {
+                const int j = cell[q];
+                int s = len - 1;
+                while (s >= 0 && row[s] > j) --s;
+                if (s >= 0 && row[s] == j) continue;
+                for (int r = len; r > s + 1; --r) row[r] = row[r - 1];
+                row[s + 1] = j;
+                ++len;
             }
         }
+        for (int p = begin; p < end; ++p) {
+            const int e = inc[p];
+            const int* cell = cp + (e / k) * k;
+            for (int q = 0; q < k; ++q) {
+                int s = 0;
+                while (row[s] != cell[q]) ++s;
+                sl[e * k + q] = nnz + s;
+            }
+        }
+        nnz += len;
+        ip[i + 1] = nnz;
     }
     """
 )
-def slot_cells(cells: wp.array2d(dtype=wp.int32), offsets: wp.array(dtype=wp.int32),
-               columns: wp.array(dtype=wp.int32), t: int, m: int, k: int, stride: int,
-               out: wp.array(dtype=wp.int32)): ...
+def build_pattern(cells: wp.array2d(dtype=wp.int32), n: int, m: int, k: int,
+                  incidence_start: wp.array(dtype=wp.int32), incidence: wp.array(dtype=wp.int32),
+                  indptr: wp.array(dtype=wp.int32), indices: wp.array(dtype=wp.int32),
+                  slots: wp.array(dtype=wp.int32)): ...
 
 
 @wp.kernel(enable_backward=False)
-def triplet_slot_kernel(cells: wp.array2d(dtype=wp.int32), offsets: wp.array(dtype=wp.int32),
-                        columns: wp.array(dtype=wp.int32), m: int, k: int, stride: int,
-                        out: wp.array(dtype=wp.int32)):
-    """Index in the CSR values of each triplet (cells[c, a], cells[c, b]), written to
-    out[(c k + a) k + b], for cells c = t, t + T, ... < m (cells (m, k) contiguous).
+def pattern_kernel(cells: wp.array2d(dtype=wp.int32), n: int, m: int, k: int,
+                   incidence_start: wp.array(dtype=wp.int32), incidence: wp.array(dtype=wp.int32),
+                   indptr: wp.array(dtype=wp.int32), indices: wp.array(dtype=wp.int32),
+                   slots: wp.array(dtype=wp.int32)):
+    """CSR topology of the P1 matrices of ``cells`` (m, k) over n vertices, and the CSR slot of
+    every triplet, in one pass on one thread (launch with dim 1, on the CPU).
 
-    Per cell, each of its k rows is fetched once and scanned for the k columns: a P1 row holds
-    only the vertex and its neighbours (about 7 entries on a triangle mesh), so a linear scan in
-    cache beats a binary search, and the cost is k row fetches per cell where a search per
-    triplet made k^2. A native loop, as in :mod:`physml.solvers.linalg.kernels`: Warp's
-    generated indexing made the same loop several times slower on the CPU (warp-lang 1.19)."""
-    slot_cells(cells, offsets, columns, wp.tid(), m, k, stride, out)
+    Row i holds i and every vertex sharing a cell with i, columns sorted. Steps: the vertex-cell
+    incidence by a counting sort of the m k cell corners (``incidence_start`` (n + 1,) zeroed,
+    ``incidence`` (m k,) corner ids ``c k + a``, increasing c within each vertex); then row by
+    row, the corners' cell vertices inserted into the row kept sorted and duplicate-free (a
+    handful per row: insertion beats a general sort), and the slot of triplet
+    ``(c k + a) k + b`` found by scanning the row, which is in cache. Writes ``indptr``
+    (n + 1,), ``indices`` (capacity n + m k (k - 1), the first ``indptr[n]`` used) and ``slots``
+    (m k^2,); the cell and the slots of the corner 16 ahead are prefetched, as they are far
+    apart in memory. Linear time, each row built and scanned while in cache, where SciPy's COO
+    to CSR conversions (plus transpose, identity and sort) and a later scan of the rows cell by
+    cell fetched every row from memory again. A native loop: Warp's generated indexing made the
+    same loop several times slower on the CPU (warp-lang 1.19); Warp launches on the CPU run
+    on one thread anyway. The pattern is built on the CPU for every device (then copied)."""
+    build_pattern(cells, n, m, k, incidence_start, incidence, indptr, indices, slots)
 
 
 @wp.func_native(
@@ -273,7 +383,7 @@ def scatter_rows(slots: wp.array(dtype=wp.int32), values: wp.array(dtype=Any), t
 def scatter_add_kernel(slots: wp.array(dtype=wp.int32), values: wp.array(dtype=Any), n: int,
                        stride: int, out: wp.array(dtype=Any)):
     """out[slots[i]] += values[i] for i = t, t + T, ... < n: sums the triplet values into the
-    CSR values (out zeroed before). A native loop, as triplet_slot_kernel. On the CPU one thread
+    CSR values (out zeroed before). A native loop, as pattern_kernel. On the CPU one thread
     adds in triplet order, so the sums are reproducible; on CUDA the order of the atomic adds,
     and so the round-off, can vary between runs."""
     scatter_rows(slots, values, wp.tid(), n, stride, out)
@@ -300,6 +410,9 @@ def _overload_all() -> None:
         specialize(face_normal_kernel, (T, vecs[1]), {"x": x3, "cells": cells, "out": x3})
         specialize(lumped_mass_kernel, T, {"cells": cells, "measure": s, "out": s})
         specialize(scatter_add_kernel, T, {"values": s, "out": s})
+        for V in vecs:
+            specialize(triangle_stiffness_csr_kernel, (T, V),
+                       {"x": wp.array(dtype=V), "cells": cells, "out": s})
 
 
 _overload_all()

@@ -3,9 +3,10 @@ r"""P1 operators of a :class:`~physml.solvers.mesh.Mesh` as ``warp.sparse`` matr
 Matrices are ``BsrMatrix`` with 1x1 blocks (CSR) on the mesh's device; :func:`to_scipy` gives a
 ``scipy.sparse.csr_matrix``. Assembly: an element kernel writes the $k^2$ entries of every
 cell's element matrix as COO triplet values (rows and columns fixed by the topology), summed
-into CSR through each triplet's slot; the CSR topology and the slots (:class:`Pattern`) are built
-once per mesh and dtype, from the vertex adjacency, so later assemblies (for instance after the
-vertices move) only sum. Cost: $O(m k^2)$ per assembly, the first one included. Conventions:
+into CSR through each triplet's slot (a triangle stiffness off the tape is summed from each cell
+straight into CSR); the CSR topology and the slots (:class:`Pattern`) are built once per mesh and
+dtype, from the vertex adjacency, so later assemblies (for instance after the vertices move) only
+sum. Cost: $O(m k^2)$ per assembly, the first one included. Conventions:
 ``stiffness_matrix`` $K$ is positive semi-definite, ``cotan_laplacian`` $L = -K$ (libigl's
 ``cotmatrix``); $-K = \operatorname{div}\circ\nabla$.
 """
@@ -36,50 +37,48 @@ _VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
 
 
 class Pattern:
-    """CSR topology of the P1 matrices of one mesh, for one dtype.
+    """CSR topology of the P1 matrices of one mesh, for one dtype, and the slot of each triplet.
 
-    Built from the vertex adjacency in time linear in the number of cells
-    (:func:`csr_pattern`), not by sorting the $m k^2$ triplets: Warp's ``bsr_set_from_triplets``
-    sorts them on one CPU thread, which made a first cotangent assembly about 3× slower than
-    libigl's. Each triplet's CSR slot is then found by scanning its row
-    (:func:`~physml.solvers.mesh.kernels.triplet_slot_kernel`); triplet ``(c k + a) k + b`` is
-    entry (``cells[c, a]``, ``cells[c, b]``) of cell c's element matrix.
+    Built on the CPU in one linear-time pass (:func:`csr_pattern`), then copied to the mesh's
+    device, not by sorting the $m k^2$ triplets: Warp's ``bsr_set_from_triplets`` sorts them on
+    one CPU thread, which made a first cotangent assembly about 3× slower than libigl's. Triplet
+    ``(c k + a) k + b`` is entry (``cells[c, a]``, ``cells[c, b]``) of cell c's element matrix;
+    ``slots`` gives its index in the CSR values.
 
     Attributes:
-        template: ``BsrMatrix`` holding the topology (its values are scratch).
+        template: ``BsrMatrix`` holding the topology (its values are uninitialised scratch).
         slots: (m k^2,) ``int32``: index in the CSR values of each triplet.
         indptr, indices: the CSR topology as NumPy arrays.
     """
 
     def __init__(self, mesh: Mesh, dtype: type) -> None:
-        k = mesh.cells.shape[1]
         device = mesh.device
         n = mesh.n_vertices
-        self.indptr, self.indices = csr_pattern(mesh.cells, n)
+        indptr, indices, slots = csr_pattern(mesh.cells, n)
+        self.indptr, self.indices = indptr.numpy(), indices.numpy()
         self.template = wps.bsr_zeros(n, n, block_type=dtype, device=device)
-        self.template.offsets = wp.array(self.indptr, dtype=wp.int32, device=device)
-        self.template.columns = wp.array(self.indices, dtype=wp.int32, device=device)
-        self.template.values = wp.zeros(len(self.indices), dtype=dtype, device=device)
+        self.template.offsets = indptr.to(device)
+        self.template.columns = indices.to(device)
+        self.template.values = wp.empty(len(self.indices), dtype=dtype, device=device)
         self.template.nnz_sync()
-        m = mesh.n_cells
-        self.slots = wp.empty(m * k * k, dtype=wp.int32, device=device)
-        stride = reduction_threads(m, wp.get_device(device))
-        wp.launch(K.triplet_slot_kernel, dim=stride, device=device,
-                  inputs=[mesh.warp_cells(), self.template.offsets, self.template.columns, m, k,
-                          stride],
-                  outputs=[self.slots])
+        self.slots = slots.to(device)
 
     @property
     def nnz(self) -> int:
         return self.template.nnz
 
-    def assemble(self, triplets: wp.array) -> wps.BsrMatrix:
-        """Sum triplet values (m k^2,) into a new ``BsrMatrix`` of this topology.
+    def zeros(self) -> wps.BsrMatrix:
+        """A new ``BsrMatrix`` of this topology with zero values.
 
-        The new matrix shares the (read-only) topology arrays of the template and owns its
-        values, so no topology is copied."""
+        It shares the (read-only) topology arrays of the template and owns its values, so no
+        topology is copied."""
         matrix = copy.copy(self.template)
         matrix.values = wp.zeros_like(self.template.values)
+        return matrix
+
+    def assemble(self, triplets: wp.array) -> wps.BsrMatrix:
+        """Sum triplet values (m k^2,) into a new ``BsrMatrix`` of this topology."""
+        matrix = self.zeros()
         count = len(triplets)
         stride = reduction_threads(count, triplets.device)
         launch(K.scatter_add_kernel, triplets.dtype, dim=stride, device=triplets.device,
@@ -87,21 +86,27 @@ class Pattern:
         return matrix
 
 
-def csr_pattern(cells: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR topology (``indptr`` (n + 1,), ``indices`` (nnz,), int32, columns sorted in every row)
-    of the P1 matrices of ``cells`` (m, k) over n vertices: entry (i, j) for i = j and for every
-    edge {i, j} of a cell.
+def csr_pattern(cells: np.ndarray, n: int) -> tuple[wp.array, wp.array, wp.array]:
+    """CSR topology of the P1 matrices of ``cells`` (m, k) over n vertices, and the triplet slots,
+    as ``int32`` arrays on the CPU: ``indptr`` (n + 1,), ``indices`` (nnz,) with the columns
+    sorted in every row, ``slots`` (m k^2,) (see :class:`Pattern`). Entry (i, j) is present for
+    i = j and for every edge {i, j} of a cell.
 
-    Linear time with SciPy's sparse conversions: the cell edges (lo < hi) as a COO matrix
-    summed into CSR (a counting sort by row, then a sort within each row, of a few entries),
-    plus its transpose (another counting sort) and the identity."""
-    a, b = np.triu_indices(cells.shape[1], 1)
-    lo = np.minimum(cells[:, a], cells[:, b]).ravel()
-    hi = np.maximum(cells[:, a], cells[:, b]).ravel()
-    upper = sp.csr_matrix((np.ones(len(lo), dtype=np.int32), (lo, hi)), shape=(n, n))
-    full = (upper + upper.T.tocsr() + sp.identity(n, dtype=np.int32, format="csr")).tocsr()
-    full.sort_indices()
-    return full.indptr.astype(np.int32), full.indices.astype(np.int32)
+    One native pass (:func:`~physml.solvers.mesh.kernels.pattern_kernel`): a counting sort of the
+    cell corners by vertex, then each row built and its slots found while it is in cache."""
+    cells = np.ascontiguousarray(cells, dtype=np.int32)
+    m, k = cells.shape
+    cpu = wp.get_device("cpu")
+    indptr = wp.empty(n + 1, dtype=wp.int32, device=cpu)
+    capacity = wp.empty(n + m * k * (k - 1), dtype=wp.int32, device=cpu)
+    slots = wp.empty(m * k * k, dtype=wp.int32, device=cpu)
+    wp.launch(K.pattern_kernel, dim=1, device=cpu,
+              inputs=[wp.array(cells, device=cpu, copy=False), n, m, k,
+                      wp.zeros(n + 1, dtype=wp.int32, device=cpu),
+                      wp.empty(m * k, dtype=wp.int32, device=cpu)],
+              outputs=[indptr, capacity, slots])
+    nnz = int(indptr.numpy()[n])
+    return indptr, wp.clone(capacity[:nnz]), slots
 
 
 _PATTERNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -165,8 +170,18 @@ def stiffness_matrix(mesh: Mesh, dtype: type = wp.float64,
 
     On triangles (planar or surface) this is the cotangent formula
     $K_{ij} = -\tfrac12(\cot\alpha_{ij} + \cot\beta_{ij})$: the Laplace–Beltrami stiffness.
+    Triangles whose ``points`` do not require a gradient are summed from each cell straight into
+    the CSR values (the same sums, bit for bit on the CPU); otherwise through the triplets, which
+    a ``wp.Tape`` differentiates.
     """
-    return pattern(mesh, dtype).assemble(element_triplets(mesh, "stiffness", dtype, points))
+    x = _points(mesh, dtype, points)
+    if mesh.cell_dim == 3 or x.requires_grad:
+        return pattern(mesh, dtype).assemble(element_triplets(mesh, "stiffness", dtype, x))
+    pat = pattern(mesh, dtype)
+    matrix = pat.zeros()
+    launch(K.triangle_stiffness_csr_kernel, (dtype, _VEC[(mesh.dim, dtype)]), dim=mesh.n_cells,
+           device=mesh.device, inputs=[x, mesh.warp_cells(), pat.slots], outputs=[matrix.values])
+    return matrix
 
 
 def cotan_laplacian(mesh: Mesh, dtype: type = wp.float64,
