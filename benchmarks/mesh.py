@@ -7,10 +7,11 @@ Assembly (``--parts assembly``): on icospheres of $10\cdot 4^\ell + 2$ vertices
 ($\ell = 5 \dots 8$: 1.0e4 to 6.6e5 vertices) the script times, alternately in one run,
 ``REPEATS`` times each:
 
-- ``physml cold``: a fresh mesh: the CSR pattern (Warp's ``bsr_set_from_triplets`` with its
-  triplet map and the triplet slots) plus the values — what a first assembly costs;
+- ``physml cold``: a fresh mesh: the CSR pattern and each cell entry's CSR slot (one native
+  pass, :func:`~physml.solvers.mesh.operators.csr_pattern`) plus the values, summed from each
+  cell straight into the CSR values — what a first assembly costs;
 - ``physml warm``: the values only on a mesh whose pattern is cached (vertices moved, e.g. in a
-  shape optimisation), ``bsr_set_from_mapped_values`` plus a copy;
+  shape optimisation);
 - ``igl.cotmatrix`` (libigl, Eigen triplets ``setFromTriplets``);
 - ``robust_laplacian.mesh_laplacian`` (intrinsic Delaunay Laplacian plus its lumped mass, so it
   does more work than the others).
