@@ -229,10 +229,24 @@ auto mapped = [&](const Ghost& m, real value) -> real {
 };
 const bool diffuse = with_diffusion != 0;
 real faces[TILE + 1];
+// the row's ghost cells along the last axis: source cells in the row and ghost mappings
+const int end_src[4] = {src_m2, src_m1, src_p1, src_p2};
+const Ghost end_map[4] = {ghost_of(r_m2), ghost_of(r_m1), ghost_of(r_p1), ghost_of(r_p2)};
+real pad[TILE + 4];
 // The stencil of cells k0 .. k0 + n - 1 (n <= TILE) into ko, per flux kind, limiter and
-// present axes (tags with constant calls, so no branch on them is left in the loops).
+// present axes (tags with constant calls, so no branch on them is left in the loops). A tile
+// at an end of the row reads a copy of its cells with the ghost cells in place.
 auto tile = [&](int k0, int n, auto kind, auto lim, auto with0, auto with1) {
-    const real* __restrict__ row = x + here + k0;
+    const bool at_end = k0 < 2 || k0 + n + 2 > n2;
+    if (at_end) {
+        for (int j = -2; j < n + 2; ++j) {
+            const int i = k0 + j;
+            const int e = i < 0 ? i + 2 : i - n2 + 2;  // -2, -1, n2, n2 + 1 -> 0, 1, 2, 3
+            pad[j + 2] = (i >= 0 && i < n2) ? x[here + i]
+                                            : mapped(end_map[e], x[here + end_src[e]]);
+        }
+    }
+    const real* __restrict__ row = at_end ? pad + 2 : x + here + k0;
     if (kind() >= 2) {
         for (int j = 0; j <= n; ++j)  // face j: between cells k0 + j - 1 and k0 + j
             faces[j] = face(row[j - 2], row[j - 1], row[j], row[j + 1], speed2, kind, lim);
@@ -356,14 +370,17 @@ def interior_run(v: wp.array(dtype=Any), u: wp.array(dtype=Any), k0: wp.array(dt
                  coef: wp.array2d(dtype=Any), here: int, lo0: int, hi0: int, lo1: int,
                  hi1: int, lo0b: int, hi0b: int, lo1b: int, hi1b: int, r_lo0: int,
                  r_hi0: int, r_lo1: int, r_hi1: int, r_lo0b: int, r_hi0b: int, r_lo1b: int,
-                 r_hi1b: int, has0: int, has1: int, first: int, count: int, inv0: Any,
+                 r_hi1b: int, n2: int, src_m2: int, src_m1: int, src_p1: int, src_p2: int,
+                 r_m2: int, r_m1: int, r_p1: int, r_p2: int, has0: int, has1: int,
+                 first: int, count: int, inv0: Any,
                  inv1: Any, inv2: Any, speed0: Any, speed1: Any, speed2: Any, nu: Any, rho: Any,
                  step: Any, flux_kind: int, limiter: int, reaction_kind: int,
                  with_diffusion: int, n_prev: int, write_w: int, k_out: wp.array(dtype=Any),
                  w_out: wp.array(dtype=Any)):
-    """The row kernel's loop body for the cells ``first .. first + count - 1`` of the row
-    starting at ``here``, all of whose last-axis neighbours (two each side) are in the row;
-    neighbour rows along axes 0 and 1 at ``lo0``.. with their ghost rows ``r_*``."""
+    """The row kernel's loop body for the cells ``first .. first + count - 1`` of the row of
+    ``n2`` cells starting at ``here``; the ghost cells -2, -1, n2, n2 + 1 of the row are the
+    cells ``src_*`` of the row mapped by the ghost rows ``r_*``; neighbour rows along axes 0
+    and 1 at ``lo0``.. with their ghost rows ``r_lo0``.."""
     ...
 
 
@@ -561,103 +578,100 @@ def stage_rows_kernel(
         use0 = n_prev > 0 and c[0] != zero
         use1 = n_prev > 1 and c[1] != zero
         use2 = n_prev > 2 and c[2] != zero
-    # cells with their whole last-axis stencil in the row, without fields: one native run
-    native_lo = k_end
-    native_hi = k_end
-    if nu_strides[1] == 0 and rho_strides[1] == 0:
-        native_lo = wp.min(wp.max(k_first, 2), k_end)
-        native_hi = wp.max(native_lo, wp.min(k_end, n2 - 2))
-        if native_lo < native_hi:
-            interior_run(v, u, k0, k1, k2, c, coef, here, lo0, hi0, lo1, hi1, lo0b, hi0b, lo1b,
-                         hi1b, row_lo0, row_hi0, row_lo1, row_hi1, row_lo0b, row_hi0b,
-                         row_lo1b, row_hi1b, int(shape[0] > 1), int(shape[1] > 1), native_lo,
-                         native_hi - native_lo, inv0, inv1, inv2, speed0, speed1, speed2,
-                         nu_row, rho_row, step, flux_kind, limiter, reaction_kind,
-                         with_diffusion, n_prev, int(write_w), k_out, w_out)
-    # the other cells (the row's ends, or all of it with fields) in Warp, in two parts
-    for part in range(2):
-        start = k_first
-        stop = native_lo
-        if part == 1:
-            start = native_hi
-            stop = k_end
-        if start < stop:
-            cell = wp.vec3i(i0, i1, start)
-            um2 = neighbour(v, base, cell, 2, -2, shape, kinds_lo, kinds_hi, coef, ghost)
-            um1 = neighbour(v, base, cell, 2, -1, shape, kinds_lo, kinds_hi, coef, ghost)
-            u0 = v[here + start]
-            up1 = neighbour(v, base, cell, 2, 1, shape, kinds_lo, kinds_hi, coef, ghost)
-            f_lo = zero
-            if flux_kind >= 2:
-                f_lo = face_flux(um2, um1, u0, up1, flux_kind, speed2, limiter)
-            for k in range(start, stop):
-                up2 = zero
-                if k + 2 < n2:
-                    up2 = v[here + k + 2]
-                else:
-                    up2 = neighbour(
-                        v, base, wp.vec3i(i0, i1, k), 2, 2, shape, kinds_lo, kinds_hi, coef,
-                        ghost,
-                    )
-                adv = zero
-                lap = zero
-                if shape[0] > 1:
-                    a_m1 = ghost_affine(v[lo0 + k], row_lo0, a_lo0, b_lo0)
-                    a_p1 = ghost_affine(v[hi0 + k], row_hi0, a_hi0, b_hi0)
-                    g_lo = zero
-                    g_hi = zero
-                    if flux_kind >= 2:
-                        a_m2 = ghost_affine(v[lo0b + k], row_lo0b, a_lo0b, b_lo0b)
-                        a_p2 = ghost_affine(v[hi0b + k], row_hi0b, a_hi0b, b_hi0b)
-                        g_lo = face_flux(a_m2, a_m1, u0, a_p1, flux_kind, speed0, limiter)
-                        g_hi = face_flux(a_m1, u0, a_p1, a_p2, flux_kind, speed0, limiter)
-                    adv = adv + advective_difference(
-                        g_lo, g_hi, a_m1, a_p1, inv0, flux_kind, speed0
-                    )
-                    lap = lap + second_difference(a_m1, u0, a_p1, inv0)
-                if shape[1] > 1:
-                    b_m1 = ghost_affine(v[lo1 + k], row_lo1, a_lo1, b_lo1)
-                    b_p1 = ghost_affine(v[hi1 + k], row_hi1, a_hi1, b_hi1)
-                    h_lo = zero
-                    h_hi = zero
-                    if flux_kind >= 2:
-                        b_m2 = ghost_affine(v[lo1b + k], row_lo1b, a_lo1b, b_lo1b)
-                        b_p2 = ghost_affine(v[hi1b + k], row_hi1b, a_hi1b, b_hi1b)
-                        h_lo = face_flux(b_m2, b_m1, u0, b_p1, flux_kind, speed1, limiter)
-                        h_hi = face_flux(b_m1, u0, b_p1, b_p2, flux_kind, speed1, limiter)
-                    adv = adv + advective_difference(
-                        h_lo, h_hi, b_m1, b_p1, inv1, flux_kind, speed1
-                    )
-                    lap = lap + second_difference(b_m1, u0, b_p1, inv1)
-                f_hi = zero
-                if flux_kind >= 2:
-                    f_hi = face_flux(um1, u0, up1, up2, flux_kind, speed2, limiter)
-                adv = adv + advective_difference(f_lo, f_hi, um1, up1, inv2, flux_kind, speed2)
-                lap = lap + second_difference(um1, u0, up1, inv2)
-                t = here + k
-                nu_cell = nu_row
-                if nu_strides[1] != 0:
-                    nu_cell = nu[b * nu_strides[0] + (t - base) * nu_strides[1]]
-                rho_cell = rho_row
-                if rho_strides[1] != 0:
-                    rho_cell = rho[b * rho_strides[0] + (t - base) * rho_strides[1]]
-                value = pointwise_terms(
-                    u0, adv, lap, nu_cell, rho_cell, reaction_kind, with_diffusion
+    # without fields: the whole segment in one native run
+    native = nu_strides[1] == 0 and rho_strides[1] == 0
+    if native:
+        # the row's ghost cells along the last axis (the second layer only where read)
+        src_m1, r_m1 = ghost_source(-1, n2, ghost, 2, kinds_lo[2], kinds_hi[2])
+        src_p1, r_p1 = ghost_source(n2, n2, ghost, 2, kinds_lo[2], kinds_hi[2])
+        src_m2, r_m2, src_p2, r_p2 = r_m1 - r_m1, r_m1 - r_m1, r_m1 - r_m1, r_m1 - r_m1
+        if ghost > 1:
+            src_m2, r_m2 = ghost_source(-2, n2, ghost, 2, kinds_lo[2], kinds_hi[2])
+            src_p2, r_p2 = ghost_source(n2 + 1, n2, ghost, 2, kinds_lo[2], kinds_hi[2])
+        interior_run(v, u, k0, k1, k2, c, coef, here, lo0, hi0, lo1, hi1, lo0b, hi0b, lo1b,
+                     hi1b, row_lo0, row_hi0, row_lo1, row_hi1, row_lo0b, row_hi0b,
+                     row_lo1b, row_hi1b, n2, src_m2, src_m1, src_p1, src_p2, r_m2, r_m1,
+                     r_p1, r_p2, int(shape[0] > 1), int(shape[1] > 1), k_first,
+                     k_end - k_first, inv0, inv1, inv2, speed0, speed1, speed2,
+                     nu_row, rho_row, step, flux_kind, limiter, reaction_kind,
+                     with_diffusion, n_prev, int(write_w), k_out, w_out)
+    else:  # with fields: the segment in Warp
+        cell = wp.vec3i(i0, i1, k_first)
+        um2 = neighbour(v, base, cell, 2, -2, shape, kinds_lo, kinds_hi, coef, ghost)
+        um1 = neighbour(v, base, cell, 2, -1, shape, kinds_lo, kinds_hi, coef, ghost)
+        u0 = v[here + k_first]
+        up1 = neighbour(v, base, cell, 2, 1, shape, kinds_lo, kinds_hi, coef, ghost)
+        f_lo = zero
+        if flux_kind >= 2:
+            f_lo = face_flux(um2, um1, u0, up1, flux_kind, speed2, limiter)
+        for k in range(k_first, k_end):
+            up2 = zero
+            if k + 2 < n2:
+                up2 = v[here + k + 2]
+            else:
+                up2 = neighbour(
+                    v, base, wp.vec3i(i0, i1, k), 2, 2, shape, kinds_lo, kinds_hi, coef,
+                    ghost,
                 )
-                k_out[t] = value
-                if write_w:
-                    w = u[t]
-                    if use0:
-                        w = w + d0 * k0[t]
-                    if use1:
-                        w = w + d1 * k1[t]
-                    if use2:
-                        w = w + d2 * k2[t]
-                    w_out[t] = w + d3 * value
-                f_lo = f_hi
-                um1 = u0
-                u0 = up1
-                up1 = up2
+            adv = zero
+            lap = zero
+            if shape[0] > 1:
+                a_m1 = ghost_affine(v[lo0 + k], row_lo0, a_lo0, b_lo0)
+                a_p1 = ghost_affine(v[hi0 + k], row_hi0, a_hi0, b_hi0)
+                g_lo = zero
+                g_hi = zero
+                if flux_kind >= 2:
+                    a_m2 = ghost_affine(v[lo0b + k], row_lo0b, a_lo0b, b_lo0b)
+                    a_p2 = ghost_affine(v[hi0b + k], row_hi0b, a_hi0b, b_hi0b)
+                    g_lo = face_flux(a_m2, a_m1, u0, a_p1, flux_kind, speed0, limiter)
+                    g_hi = face_flux(a_m1, u0, a_p1, a_p2, flux_kind, speed0, limiter)
+                adv = adv + advective_difference(
+                    g_lo, g_hi, a_m1, a_p1, inv0, flux_kind, speed0
+                )
+                lap = lap + second_difference(a_m1, u0, a_p1, inv0)
+            if shape[1] > 1:
+                b_m1 = ghost_affine(v[lo1 + k], row_lo1, a_lo1, b_lo1)
+                b_p1 = ghost_affine(v[hi1 + k], row_hi1, a_hi1, b_hi1)
+                h_lo = zero
+                h_hi = zero
+                if flux_kind >= 2:
+                    b_m2 = ghost_affine(v[lo1b + k], row_lo1b, a_lo1b, b_lo1b)
+                    b_p2 = ghost_affine(v[hi1b + k], row_hi1b, a_hi1b, b_hi1b)
+                    h_lo = face_flux(b_m2, b_m1, u0, b_p1, flux_kind, speed1, limiter)
+                    h_hi = face_flux(b_m1, u0, b_p1, b_p2, flux_kind, speed1, limiter)
+                adv = adv + advective_difference(
+                    h_lo, h_hi, b_m1, b_p1, inv1, flux_kind, speed1
+                )
+                lap = lap + second_difference(b_m1, u0, b_p1, inv1)
+            f_hi = zero
+            if flux_kind >= 2:
+                f_hi = face_flux(um1, u0, up1, up2, flux_kind, speed2, limiter)
+            adv = adv + advective_difference(f_lo, f_hi, um1, up1, inv2, flux_kind, speed2)
+            lap = lap + second_difference(um1, u0, up1, inv2)
+            t = here + k
+            nu_cell = nu_row
+            if nu_strides[1] != 0:
+                nu_cell = nu[b * nu_strides[0] + (t - base) * nu_strides[1]]
+            rho_cell = rho_row
+            if rho_strides[1] != 0:
+                rho_cell = rho[b * rho_strides[0] + (t - base) * rho_strides[1]]
+            value = pointwise_terms(
+                u0, adv, lap, nu_cell, rho_cell, reaction_kind, with_diffusion
+            )
+            k_out[t] = value
+            if write_w:
+                w = u[t]
+                if use0:
+                    w = w + d0 * k0[t]
+                if use1:
+                    w = w + d1 * k1[t]
+                if use2:
+                    w = w + d2 * k2[t]
+                w_out[t] = w + d3 * value
+            f_lo = f_hi
+            um1 = u0
+            u0 = up1
+            up1 = up2
 
 
 def _overload_kernels() -> None:
