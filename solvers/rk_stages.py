@@ -24,12 +24,12 @@ cell, so the grid's last axis is always the contiguous one.
 **Two kernels, one arithmetic.** :data:`stage_cells_kernel` gives each cell a thread and
 evaluates both faces of every axis: it is what CUDA runs and what a ``wp.Tape`` records (its
 adjoint is Warp's). :data:`stage_rows_kernel` gives each thread a segment of a row of the last
-axis and carries the flux of the face it shares with the previous cell, so each face of that
-axis is computed once (the CPU path without a tape; no adjoint). Both call the same
-``wp.func``\ s in the same order, so they agree bit for bit. Neither vectorises across cells on
-the CPU (the limiter branches and Warp's generated indexing keep the compiler from it; a
-native run as in :mod:`physml.solvers.cahn_hilliard_kernels` would need its own adjoint);
-speed comes from one pass per stage, halved flux work and host threads over segments.
+axis (the CPU path without a tape; no adjoint); without coefficient fields the segment is one
+call of native C++ loops (:data:`INTERIOR_RUN`) that the compiler vectorises: each face of the
+last axis is computed once into a tile buffer, then the cells of the tile, then their
+Runge–Kutta combination. Both kernels evaluate the same expressions in the same order, so they
+agree bit for bit. Speed comes from one pass per stage, vectorised loops, halved flux work
+along the last axis and host threads over segments.
 """
 
 from __future__ import annotations
@@ -169,17 +169,19 @@ def pointwise_terms(
 
 
 # ------------------------------------------------------------------ interior runs, native
-# The cells of a row whose whole stencil along the last axis lies inside the row, as C++ loops
-# over restrict-qualified raw pointers that the compiler's loop vectoriser takes (AVX2 on this
-# CPU class: 4 doubles per instruction). What keeps a loop scalar is removed: the flux kind,
-# limiter and present axes are template tags (no branch on them in a loop), the limiters and
-# the ghost mapping are selects (both sides computed, one kept: no branch), the faces of the
-# last axis are computed into a tile buffer first (no value carried from one cell to the next),
-# and the Runge–Kutta combination is its own loop over the tile with only the earlier stages
-# it uses. The arithmetic is that of the wp.funcs above, operation for operation and in the
-# same order (IEEE, no contraction on the CPU target; a select evaluates the same expression
-# as the branch it replaces), so the per-cell kernel agrees bit for bit. The outputs must not
-# overlap the inputs (:meth:`FusedStages.launch` checks it), which restrict promises.
+# A segment of a row, tile by tile, as C++ loops over restrict-qualified raw pointers that the
+# compiler's loop vectoriser takes (Warp compiles CPU modules with -march=native: AVX2 on this
+# CPU class, 4 doubles per instruction; -O2, no fast-math). A tile at an end of the row reads
+# a copy of its cells with the row's ghost cells in place. What keeps a loop scalar is
+# removed: the flux kind, limiter and present axes are template tags (no branch on them in a
+# loop), the limiters and the ghost mapping are selects (both sides computed, one kept: no
+# branch), the faces of the last axis are computed into a tile buffer first (no value carried
+# from one cell to the next), and the Runge–Kutta combination is its own loop over the tile
+# with only the earlier stages it uses. The arithmetic is that of the wp.funcs above,
+# operation for operation and in the same order (IEEE, no contraction on the CPU target; a
+# select evaluates the same expression as the branch it replaces), so the per-cell kernel
+# agrees bit for bit. The outputs must not overlap the inputs (:meth:`FusedStages.launch`
+# checks it), which restrict promises.
 
 INTERIOR_RUN = """
 using real = decltype(inv0 + inv0);
@@ -528,8 +530,9 @@ def stage_rows_kernel(
     w_out: wp.array(dtype=Any),
 ):
     """:data:`stage_cells_kernel` with one thread per segment of ``segment`` cells of a row of
-    the last axis (thread ``first + tid``); the flux through the face between two cells of
-    the segment is computed once and carried."""
+    the last axis (thread ``first + tid``): one :func:`interior_run` without coefficient
+    fields, else a Warp loop over the segment; either computes the flux through the face
+    between two cells of the segment once."""
     block = first + wp.tid()
     n2 = shape[2]
     per_row = (n2 + segment - 1) // segment
