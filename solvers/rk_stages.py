@@ -240,13 +240,13 @@ real pad[TILE + 4];
 // at an end of the row reads a copy of its cells with the ghost cells in place.
 auto tile = [&](int k0, int n, auto kind, auto lim, auto with0, auto with1) {
     const bool at_end = k0 < 2 || k0 + n + 2 > n2;
-    if (at_end) {
-        for (int j = -2; j < n + 2; ++j) {
-            const int i = k0 + j;
-            const int e = i < 0 ? i + 2 : i - n2 + 2;  // -2, -1, n2, n2 + 1 -> 0, 1, 2, 3
-            pad[j + 2] = (i >= 0 && i < n2) ? x[here + i]
-                                            : mapped(end_map[e], x[here + end_src[e]]);
-        }
+    if (at_end) {  // pad[i - k0 + 2] holds cell i of the row, i in [k0 - 2, k0 + n + 2)
+        const int lo = wp::max(k0 - 2, 0), hi = wp::min(k0 + n + 2, n2);
+        for (int i = lo; i < hi; ++i) pad[i - k0 + 2] = x[here + i];
+        for (int i = k0 - 2; i < 0; ++i)  // ghost cells -2, -1: entries 0, 1
+            pad[i - k0 + 2] = mapped(end_map[i + 2], x[here + end_src[i + 2]]);
+        for (int i = n2; i < k0 + n + 2; ++i)  // ghost cells n2, n2 + 1: entries 2, 3
+            pad[i - k0 + 2] = mapped(end_map[i - n2 + 2], x[here + end_src[i - n2 + 2]]);
     }
     const real* __restrict__ row = at_end ? pad + 2 : x + here + k0;
     if (kind() >= 2) {
