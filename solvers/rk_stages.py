@@ -24,12 +24,12 @@ cell, so the grid's last axis is always the contiguous one.
 **Two kernels, one arithmetic.** :data:`stage_cells_kernel` gives each cell a thread and
 evaluates both faces of every axis: it is what CUDA runs and what a ``wp.Tape`` records (its
 adjoint is Warp's). :data:`stage_rows_kernel` gives each thread a segment of a row of the last
-axis and carries the flux of the face it shares with the previous cell, so each face of that
-axis is computed once (the CPU path without a tape; no adjoint). Both call the same
-``wp.func``\ s in the same order, so they agree bit for bit. Neither vectorises across cells on
-the CPU (the limiter branches and Warp's generated indexing keep the compiler from it; a
-native run as in :mod:`physml.solvers.cahn_hilliard_kernels` would need its own adjoint);
-speed comes from one pass per stage, halved flux work and host threads over segments.
+axis (the CPU path without a tape; no adjoint); without coefficient fields the segment is one
+call of native C++ loops (:data:`INTERIOR_RUN`) that the compiler vectorises: each face of the
+last axis is computed once into a tile buffer, then the cells of the tile, then their
+Runge–Kutta combination. Both kernels evaluate the same expressions in the same order, so they
+agree bit for bit. Speed comes from one pass per stage, vectorised loops, halved flux work
+along the last axis and host threads over segments.
 """
 
 from __future__ import annotations
@@ -169,35 +169,40 @@ def pointwise_terms(
 
 
 # ------------------------------------------------------------------ interior runs, native
-# The cells of a row whose whole stencil along the last axis lies inside the row, as one C++
-# loop over raw pointers: Warp's generated indexing (a stride multiply per access) and its
-# loop form keep the compiler from keeping the window in registers and from vectorising.
-# The arithmetic is that of the wp.funcs above, operation for operation and in the same
-# order (IEEE, no contraction on the CPU target), so the per-cell kernel agrees bit for bit.
+# A segment of a row, tile by tile, as C++ loops over restrict-qualified raw pointers that the
+# compiler's loop vectoriser takes (Warp compiles CPU modules with -march=native: AVX2 on this
+# CPU class, 4 doubles per instruction; -O2, no fast-math). A tile at an end of the row reads
+# a copy of its cells with the row's ghost cells in place. What keeps a loop scalar is
+# removed: the flux kind, limiter and present axes are template tags (no branch on them in a
+# loop), the limiters and the ghost mapping are selects (both sides computed, one kept: no
+# branch), the faces of the last axis are computed into a tile buffer first (no value carried
+# from one cell to the next), and the Runge–Kutta combination is its own loop over the tile
+# with only the earlier stages it uses. The arithmetic is that of the wp.funcs above,
+# operation for operation and in the same order (IEEE, no contraction on the CPU target; a
+# select evaluates the same expression as the branch it replaces), so the per-cell kernel
+# agrees bit for bit. The outputs must not overlap the inputs (:meth:`FusedStages.launch`
+# checks it), which restrict promises.
 
 INTERIOR_RUN = """
 using real = decltype(inv0 + inv0);
+constexpr int TILE = 512;
 const real zero = real(0), half = real(0.5), two = real(2), one = real(1);
 const real* __restrict__ x = v.data;
 const real* __restrict__ g = coef.data;
-auto slope_of = [&](real a, real b) -> real {
-    real slope = half * (a + b);
-    if (limiter != 0) {
-        slope = zero;
-        if (a * b > zero) {
-            real sign = real(1.0);
-            if (a < zero) sign = -sign;
-            const real aa = wp::abs(a), bb = wp::abs(b);
-            if (limiter == 1) slope = sign * wp::min(aa, bb);
-            else if (limiter == 2) slope = two * a * b / (a + b);
-            else slope = sign * wp::min(wp::min(two * aa, two * bb), half * (aa + bb));
-        }
-    }
-    return slope;
+real* __restrict__ ko = k_out.data;
+auto slope_of = [&](real a, real b, auto lim) -> real {
+    if (lim() == 0) return half * (a + b);
+    const real aa = wp::abs(a), bb = wp::abs(b);
+    const real sign = a < zero ? -real(1.0) : real(1.0);
+    real slope;
+    if (lim() == 1) slope = sign * wp::min(aa, bb);
+    else if (lim() == 2) slope = two * a * b / (a + b);
+    else slope = sign * wp::min(wp::min(two * aa, two * bb), half * (aa + bb));
+    return a * b > zero ? slope : zero;
 };
-auto face = [&](real um, real u0, real u1, real u2, real a, auto kind) -> real {
-    const real ul = u0 + half * slope_of(u0 - um, u1 - u0);
-    const real ur = u1 - half * slope_of(u1 - u0, u2 - u1);
+auto face = [&](real um, real u0, real u1, real u2, real a, auto kind, auto lim) -> real {
+    const real ul = u0 + half * slope_of(u0 - um, u1 - u0, lim);
+    const real ur = u1 - half * slope_of(u1 - u0, u2 - u1, lim);
     real fl = a * ul, fr = a * ur, alpha = wp::abs(a);
     if (kind() == 3) {
         fl = half * ul * ul;
@@ -215,85 +220,149 @@ auto advective = [&](real f_lo, real f_hi, real um1, real up1, real inv, real a,
 auto second = [&](real um1, real u0, real up1, real inv) -> real {
     return ((um1 - u0) + (up1 - u0)) * (inv * inv);
 };
-auto ghost = [&](int row, real value) -> real {
-    return row == 0 ? value : g[2 * row] * value + g[2 * row + 1];
+// a neighbour row's ghost mapping, constant along the row: value or a value + b
+struct Ghost { bool on; real a, b; };
+auto ghost_of = [&](int row) -> Ghost { return Ghost{row != 0, g[2 * row], g[2 * row + 1]}; };
+const Ghost glo0 = ghost_of(r_lo0), ghi0 = ghost_of(r_hi0), glo1 = ghost_of(r_lo1),
+            ghi1 = ghost_of(r_hi1), glo0b = ghost_of(r_lo0b), ghi0b = ghost_of(r_hi0b),
+            glo1b = ghost_of(r_lo1b), ghi1b = ghost_of(r_hi1b);
+auto mapped = [&](const Ghost& m, real value) -> real {
+    return m.on ? m.a * value + m.b : value;
 };
-real d0 = zero, d1 = zero, d2 = zero, d3 = zero;
-bool use0 = false, use1 = false, use2 = false;
-if (write_w) {  // c, u and w_out are empty otherwise
-    d0 = step * c.data[0], d1 = step * c.data[1], d2 = step * c.data[2], d3 = step * c.data[3];
-    use0 = n_prev > 0 && c.data[0] != zero, use1 = n_prev > 1 && c.data[1] != zero;
-    use2 = n_prev > 2 && c.data[2] != zero;
-}
-// The loop is instantiated per flux kind and per present axis (tags with constant calls),
-// so the branches on them vanish from the loop and the compiler can vectorise it.
-auto run = [&](auto kind, auto with0, auto with1) {
-    real f_lo = zero;
-    if (kind() >= 2) f_lo = face(x[here + first - 2], x[here + first - 1], x[here + first],
-                                    x[here + first + 1], speed2, kind);
-    for (int k = first; k < first + count; ++k) {
-        const real u0 = x[here + k], um1 = x[here + k - 1], up1 = x[here + k + 1];
+const bool diffuse = with_diffusion != 0;
+real faces[TILE + 1];
+// the row's ghost cells along the last axis: source cells in the row and ghost mappings
+const int end_src[4] = {src_m2, src_m1, src_p1, src_p2};
+const Ghost end_map[4] = {ghost_of(r_m2), ghost_of(r_m1), ghost_of(r_p1), ghost_of(r_p2)};
+real pad[TILE + 4];
+// The stencil of cells k0 .. k0 + n - 1 (n <= TILE) into ko, per flux kind, limiter and
+// present axes (tags with constant calls, so no branch on them is left in the loops). A tile
+// at an end of the row reads a copy of its cells with the ghost cells in place.
+auto tile = [&](int k0, int n, auto kind, auto lim, auto with0, auto with1) {
+    const bool at_end = k0 < 2 || k0 + n + 2 > n2;
+    if (at_end) {  // pad[i - k0 + 2] holds cell i of the row, i in [k0 - 2, k0 + n + 2)
+        const int lo = wp::max(k0 - 2, 0), hi = wp::min(k0 + n + 2, n2);
+        for (int i = lo; i < hi; ++i) pad[i - k0 + 2] = x[here + i];
+        for (int i = k0 - 2; i < 0; ++i)  // ghost cells -2, -1: entries 0, 1
+            pad[i - k0 + 2] = mapped(end_map[i + 2], x[here + end_src[i + 2]]);
+        for (int i = n2; i < k0 + n + 2; ++i)  // ghost cells n2, n2 + 1: entries 2, 3
+            pad[i - k0 + 2] = mapped(end_map[i - n2 + 2], x[here + end_src[i - n2 + 2]]);
+    }
+    const real* __restrict__ row = at_end ? pad + 2 : x + here + k0;
+    if (kind() >= 2) {
+        for (int j = 0; j <= n; ++j)  // face j: between cells k0 + j - 1 and k0 + j
+            faces[j] = face(row[j - 2], row[j - 1], row[j], row[j + 1], speed2, kind, lim);
+    }
+    const real* __restrict__ a_m1 = x + lo0 + k0;
+    const real* __restrict__ a_p1 = x + hi0 + k0;
+    const real* __restrict__ a_m2 = x + lo0b + k0;
+    const real* __restrict__ a_p2 = x + hi0b + k0;
+    const real* __restrict__ b_m1 = x + lo1 + k0;
+    const real* __restrict__ b_p1 = x + hi1 + k0;
+    const real* __restrict__ b_m2 = x + lo1b + k0;
+    const real* __restrict__ b_p2 = x + hi1b + k0;
+    real* __restrict__ out = ko + here + k0;
+    for (int j = 0; j < n; ++j) {
+        const real u0 = row[j], um1 = row[j - 1], up1 = row[j + 1];
         real adv = zero, lap = zero;
         if (with0()) {
-            const real m1 = ghost(r_lo0, x[lo0 + k]), p1 = ghost(r_hi0, x[hi0 + k]);
+            const real m1 = mapped(glo0, a_m1[j]), p1 = mapped(ghi0, a_p1[j]);
             real g_lo = zero, g_hi = zero;
             if (kind() >= 2) {
-                const real m2 = ghost(r_lo0b, x[lo0b + k]), p2 = ghost(r_hi0b, x[hi0b + k]);
-                g_lo = face(m2, m1, u0, p1, speed0, kind);
-                g_hi = face(m1, u0, p1, p2, speed0, kind);
+                const real m2 = mapped(glo0b, a_m2[j]), p2 = mapped(ghi0b, a_p2[j]);
+                g_lo = face(m2, m1, u0, p1, speed0, kind, lim);
+                g_hi = face(m1, u0, p1, p2, speed0, kind, lim);
             }
             adv = adv + advective(g_lo, g_hi, m1, p1, inv0, speed0, kind);
             lap = lap + second(m1, u0, p1, inv0);
         }
         if (with1()) {
-            const real m1 = ghost(r_lo1, x[lo1 + k]), p1 = ghost(r_hi1, x[hi1 + k]);
+            const real m1 = mapped(glo1, b_m1[j]), p1 = mapped(ghi1, b_p1[j]);
             real h_lo = zero, h_hi = zero;
             if (kind() >= 2) {
-                const real m2 = ghost(r_lo1b, x[lo1b + k]), p2 = ghost(r_hi1b, x[hi1b + k]);
-                h_lo = face(m2, m1, u0, p1, speed1, kind);
-                h_hi = face(m1, u0, p1, p2, speed1, kind);
+                const real m2 = mapped(glo1b, b_m2[j]), p2 = mapped(ghi1b, b_p2[j]);
+                h_lo = face(m2, m1, u0, p1, speed1, kind, lim);
+                h_hi = face(m1, u0, p1, p2, speed1, kind, lim);
             }
             adv = adv + advective(h_lo, h_hi, m1, p1, inv1, speed1, kind);
             lap = lap + second(m1, u0, p1, inv1);
         }
-        real f_hi = zero;
-        if (kind() >= 2) f_hi = face(um1, u0, up1, x[here + k + 2], speed2, kind);
+        real f_lo = zero, f_hi = zero;
+        if (kind() >= 2) {
+            f_lo = faces[j];
+            f_hi = faces[j + 1];
+        }
         adv = adv + advective(f_lo, f_hi, um1, up1, inv2, speed2, kind);
         lap = lap + second(um1, u0, up1, inv2);
-        f_lo = f_hi;
-        real diffusion = zero;
-        if (with_diffusion != 0) diffusion = nu * lap;
+        const real diffusion = diffuse ? nu * lap : zero;
         real reaction = zero;
         if (reaction_kind == 1) reaction = u0 - u0 * u0 * u0;
         else if (reaction_kind == 2) reaction = u0 * (one - u0);
-        const real value = diffusion - adv + rho * reaction;
-        const int t = here + k;
-        k_out.data[t] = value;
-        if (write_w) {
-            real w = u.data[t];
-            if (use0) w = w + d0 * k0.data[t];
-            if (use1) w = w + d1 * k1.data[t];
-            if (use2) w = w + d2 * k2.data[t];
-            w_out.data[t] = w + d3 * value;
-        }
+        out[j] = diffusion - adv + rho * reaction;
     }
 };
-struct Kind0 { constexpr int operator()() const { return 0; } };
-struct Kind1 { constexpr int operator()() const { return 1; } };
-struct Kind2 { constexpr int operator()() const { return 2; } };
-struct Kind3 { constexpr int operator()() const { return 3; } };
+// w = u + (dt c_j) k_j over the earlier stages with nonzero c_j, in order, + (dt c_3) k
+int used = 0;
+const real* __restrict__ kp[3] = {nullptr, nullptr, nullptr};
+real dk[3] = {zero, zero, zero};
+real d3 = zero;
+if (write_w) {  // c, u and w_out are empty otherwise
+    const real* stages[3] = {k0.data, k1.data, k2.data};
+    for (int j = 0; j < 3 && j < n_prev; ++j) {
+        if (c.data[j] != zero) {
+            kp[used] = stages[j];
+            dk[used] = step * c.data[j];
+            ++used;
+        }
+    }
+    d3 = step * c.data[3];
+}
+auto combine = [&](int k0, int n) {
+    const int t0 = here + k0;
+    const real* __restrict__ s = u.data + t0;
+    const real* __restrict__ kn = ko + t0;
+    real* __restrict__ w = w_out.data + t0;
+    const real* __restrict__ p0 = kp[0] + (used > 0 ? t0 : 0);
+    const real* __restrict__ p1 = kp[1] + (used > 1 ? t0 : 0);
+    const real* __restrict__ p2 = kp[2] + (used > 2 ? t0 : 0);
+    const real e0 = dk[0], e1 = dk[1], e2 = dk[2];
+    if (used == 0) for (int j = 0; j < n; ++j) w[j] = s[j] + d3 * kn[j];
+    else if (used == 1) for (int j = 0; j < n; ++j) w[j] = (s[j] + e0 * p0[j]) + d3 * kn[j];
+    else if (used == 2)
+        for (int j = 0; j < n; ++j) w[j] = ((s[j] + e0 * p0[j]) + e1 * p1[j]) + d3 * kn[j];
+    else
+        for (int j = 0; j < n; ++j)
+            w[j] = (((s[j] + e0 * p0[j]) + e1 * p1[j]) + e2 * p2[j]) + d3 * kn[j];
+};
+auto run = [&](auto kind, auto lim, auto with0, auto with1) {
+    for (int k0 = first; k0 < first + count; k0 += TILE) {
+        const int n = wp::min(TILE, first + count - k0);
+        tile(k0, n, kind, lim, with0, with1);
+        if (write_w) combine(k0, n);
+    }
+};
+struct Tag0 { constexpr int operator()() const { return 0; } };
+struct Tag1 { constexpr int operator()() const { return 1; } };
+struct Tag2 { constexpr int operator()() const { return 2; } };
+struct Tag3 { constexpr int operator()() const { return 3; } };
 struct Yes { constexpr bool operator()() const { return true; } };
 struct No { constexpr bool operator()() const { return false; } };
-auto by_axes = [&](auto kind) {
-    if (has0 && has1) run(kind, Yes(), Yes());
-    else if (has1) run(kind, No(), Yes());
-    else if (has0) run(kind, Yes(), No());
-    else run(kind, No(), No());
+auto by_axes = [&](auto kind, auto lim) {
+    if (has0 && has1) run(kind, lim, Yes(), Yes());
+    else if (has1) run(kind, lim, No(), Yes());
+    else if (has0) run(kind, lim, Yes(), No());
+    else run(kind, lim, No(), No());
 };
-if (flux_kind == 0) by_axes(Kind0());
-else if (flux_kind == 1) by_axes(Kind1());
-else if (flux_kind == 2) by_axes(Kind2());
-else by_axes(Kind3());
+auto by_limiter = [&](auto kind) {
+    if (limiter == 0) by_axes(kind, Tag0());
+    else if (limiter == 1) by_axes(kind, Tag1());
+    else if (limiter == 2) by_axes(kind, Tag2());
+    else by_axes(kind, Tag3());
+};
+if (flux_kind == 0) by_axes(Tag0(), Tag0());  // no faces: the limiter is not used
+else if (flux_kind == 1) by_axes(Tag1(), Tag0());
+else if (flux_kind == 2) by_limiter(Tag2());
+else by_limiter(Tag3());
 """
 
 
@@ -303,14 +372,17 @@ def interior_run(v: wp.array(dtype=Any), u: wp.array(dtype=Any), k0: wp.array(dt
                  coef: wp.array2d(dtype=Any), here: int, lo0: int, hi0: int, lo1: int,
                  hi1: int, lo0b: int, hi0b: int, lo1b: int, hi1b: int, r_lo0: int,
                  r_hi0: int, r_lo1: int, r_hi1: int, r_lo0b: int, r_hi0b: int, r_lo1b: int,
-                 r_hi1b: int, has0: int, has1: int, first: int, count: int, inv0: Any,
+                 r_hi1b: int, n2: int, src_m2: int, src_m1: int, src_p1: int, src_p2: int,
+                 r_m2: int, r_m1: int, r_p1: int, r_p2: int, has0: int, has1: int,
+                 first: int, count: int, inv0: Any,
                  inv1: Any, inv2: Any, speed0: Any, speed1: Any, speed2: Any, nu: Any, rho: Any,
                  step: Any, flux_kind: int, limiter: int, reaction_kind: int,
                  with_diffusion: int, n_prev: int, write_w: int, k_out: wp.array(dtype=Any),
                  w_out: wp.array(dtype=Any)):
-    """The row kernel's loop body for the cells ``first .. first + count - 1`` of the row
-    starting at ``here``, all of whose last-axis neighbours (two each side) are in the row;
-    neighbour rows along axes 0 and 1 at ``lo0``.. with their ghost rows ``r_*``."""
+    """The row kernel's loop body for the cells ``first .. first + count - 1`` of the row of
+    ``n2`` cells starting at ``here``; the ghost cells -2, -1, n2, n2 + 1 of the row are the
+    cells ``src_*`` of the row mapped by the ghost rows ``r_*``; neighbour rows along axes 0
+    and 1 at ``lo0``.. with their ghost rows ``r_lo0``.."""
     ...
 
 
@@ -458,8 +530,9 @@ def stage_rows_kernel(
     w_out: wp.array(dtype=Any),
 ):
     """:data:`stage_cells_kernel` with one thread per segment of ``segment`` cells of a row of
-    the last axis (thread ``first + tid``); the flux through the face between two cells of
-    the segment is computed once and carried."""
+    the last axis (thread ``first + tid``): one :func:`interior_run` without coefficient
+    fields, else a Warp loop over the segment; either computes the flux through the face
+    between two cells of the segment once."""
     block = first + wp.tid()
     n2 = shape[2]
     per_row = (n2 + segment - 1) // segment
@@ -508,103 +581,100 @@ def stage_rows_kernel(
         use0 = n_prev > 0 and c[0] != zero
         use1 = n_prev > 1 and c[1] != zero
         use2 = n_prev > 2 and c[2] != zero
-    # cells with their whole last-axis stencil in the row, without fields: one native run
-    native_lo = k_end
-    native_hi = k_end
-    if nu_strides[1] == 0 and rho_strides[1] == 0:
-        native_lo = wp.min(wp.max(k_first, 2), k_end)
-        native_hi = wp.max(native_lo, wp.min(k_end, n2 - 2))
-        if native_lo < native_hi:
-            interior_run(v, u, k0, k1, k2, c, coef, here, lo0, hi0, lo1, hi1, lo0b, hi0b, lo1b,
-                         hi1b, row_lo0, row_hi0, row_lo1, row_hi1, row_lo0b, row_hi0b,
-                         row_lo1b, row_hi1b, int(shape[0] > 1), int(shape[1] > 1), native_lo,
-                         native_hi - native_lo, inv0, inv1, inv2, speed0, speed1, speed2,
-                         nu_row, rho_row, step, flux_kind, limiter, reaction_kind,
-                         with_diffusion, n_prev, int(write_w), k_out, w_out)
-    # the other cells (the row's ends, or all of it with fields) in Warp, in two parts
-    for part in range(2):
-        start = k_first
-        stop = native_lo
-        if part == 1:
-            start = native_hi
-            stop = k_end
-        if start < stop:
-            cell = wp.vec3i(i0, i1, start)
-            um2 = neighbour(v, base, cell, 2, -2, shape, kinds_lo, kinds_hi, coef, ghost)
-            um1 = neighbour(v, base, cell, 2, -1, shape, kinds_lo, kinds_hi, coef, ghost)
-            u0 = v[here + start]
-            up1 = neighbour(v, base, cell, 2, 1, shape, kinds_lo, kinds_hi, coef, ghost)
-            f_lo = zero
-            if flux_kind >= 2:
-                f_lo = face_flux(um2, um1, u0, up1, flux_kind, speed2, limiter)
-            for k in range(start, stop):
-                up2 = zero
-                if k + 2 < n2:
-                    up2 = v[here + k + 2]
-                else:
-                    up2 = neighbour(
-                        v, base, wp.vec3i(i0, i1, k), 2, 2, shape, kinds_lo, kinds_hi, coef,
-                        ghost,
-                    )
-                adv = zero
-                lap = zero
-                if shape[0] > 1:
-                    a_m1 = ghost_affine(v[lo0 + k], row_lo0, a_lo0, b_lo0)
-                    a_p1 = ghost_affine(v[hi0 + k], row_hi0, a_hi0, b_hi0)
-                    g_lo = zero
-                    g_hi = zero
-                    if flux_kind >= 2:
-                        a_m2 = ghost_affine(v[lo0b + k], row_lo0b, a_lo0b, b_lo0b)
-                        a_p2 = ghost_affine(v[hi0b + k], row_hi0b, a_hi0b, b_hi0b)
-                        g_lo = face_flux(a_m2, a_m1, u0, a_p1, flux_kind, speed0, limiter)
-                        g_hi = face_flux(a_m1, u0, a_p1, a_p2, flux_kind, speed0, limiter)
-                    adv = adv + advective_difference(
-                        g_lo, g_hi, a_m1, a_p1, inv0, flux_kind, speed0
-                    )
-                    lap = lap + second_difference(a_m1, u0, a_p1, inv0)
-                if shape[1] > 1:
-                    b_m1 = ghost_affine(v[lo1 + k], row_lo1, a_lo1, b_lo1)
-                    b_p1 = ghost_affine(v[hi1 + k], row_hi1, a_hi1, b_hi1)
-                    h_lo = zero
-                    h_hi = zero
-                    if flux_kind >= 2:
-                        b_m2 = ghost_affine(v[lo1b + k], row_lo1b, a_lo1b, b_lo1b)
-                        b_p2 = ghost_affine(v[hi1b + k], row_hi1b, a_hi1b, b_hi1b)
-                        h_lo = face_flux(b_m2, b_m1, u0, b_p1, flux_kind, speed1, limiter)
-                        h_hi = face_flux(b_m1, u0, b_p1, b_p2, flux_kind, speed1, limiter)
-                    adv = adv + advective_difference(
-                        h_lo, h_hi, b_m1, b_p1, inv1, flux_kind, speed1
-                    )
-                    lap = lap + second_difference(b_m1, u0, b_p1, inv1)
-                f_hi = zero
-                if flux_kind >= 2:
-                    f_hi = face_flux(um1, u0, up1, up2, flux_kind, speed2, limiter)
-                adv = adv + advective_difference(f_lo, f_hi, um1, up1, inv2, flux_kind, speed2)
-                lap = lap + second_difference(um1, u0, up1, inv2)
-                t = here + k
-                nu_cell = nu_row
-                if nu_strides[1] != 0:
-                    nu_cell = nu[b * nu_strides[0] + (t - base) * nu_strides[1]]
-                rho_cell = rho_row
-                if rho_strides[1] != 0:
-                    rho_cell = rho[b * rho_strides[0] + (t - base) * rho_strides[1]]
-                value = pointwise_terms(
-                    u0, adv, lap, nu_cell, rho_cell, reaction_kind, with_diffusion
+    # without fields: the whole segment in one native run
+    native = nu_strides[1] == 0 and rho_strides[1] == 0
+    if native:
+        # the row's ghost cells along the last axis (the second layer only where read)
+        src_m1, r_m1 = ghost_source(-1, n2, ghost, 2, kinds_lo[2], kinds_hi[2])
+        src_p1, r_p1 = ghost_source(n2, n2, ghost, 2, kinds_lo[2], kinds_hi[2])
+        src_m2, r_m2, src_p2, r_p2 = r_m1 - r_m1, r_m1 - r_m1, r_m1 - r_m1, r_m1 - r_m1
+        if ghost > 1:
+            src_m2, r_m2 = ghost_source(-2, n2, ghost, 2, kinds_lo[2], kinds_hi[2])
+            src_p2, r_p2 = ghost_source(n2 + 1, n2, ghost, 2, kinds_lo[2], kinds_hi[2])
+        interior_run(v, u, k0, k1, k2, c, coef, here, lo0, hi0, lo1, hi1, lo0b, hi0b, lo1b,
+                     hi1b, row_lo0, row_hi0, row_lo1, row_hi1, row_lo0b, row_hi0b,
+                     row_lo1b, row_hi1b, n2, src_m2, src_m1, src_p1, src_p2, r_m2, r_m1,
+                     r_p1, r_p2, int(shape[0] > 1), int(shape[1] > 1), k_first,
+                     k_end - k_first, inv0, inv1, inv2, speed0, speed1, speed2,
+                     nu_row, rho_row, step, flux_kind, limiter, reaction_kind,
+                     with_diffusion, n_prev, int(write_w), k_out, w_out)
+    else:  # with fields: the segment in Warp
+        cell = wp.vec3i(i0, i1, k_first)
+        um2 = neighbour(v, base, cell, 2, -2, shape, kinds_lo, kinds_hi, coef, ghost)
+        um1 = neighbour(v, base, cell, 2, -1, shape, kinds_lo, kinds_hi, coef, ghost)
+        u0 = v[here + k_first]
+        up1 = neighbour(v, base, cell, 2, 1, shape, kinds_lo, kinds_hi, coef, ghost)
+        f_lo = zero
+        if flux_kind >= 2:
+            f_lo = face_flux(um2, um1, u0, up1, flux_kind, speed2, limiter)
+        for k in range(k_first, k_end):
+            up2 = zero
+            if k + 2 < n2:
+                up2 = v[here + k + 2]
+            else:
+                up2 = neighbour(
+                    v, base, wp.vec3i(i0, i1, k), 2, 2, shape, kinds_lo, kinds_hi, coef,
+                    ghost,
                 )
-                k_out[t] = value
-                if write_w:
-                    w = u[t]
-                    if use0:
-                        w = w + d0 * k0[t]
-                    if use1:
-                        w = w + d1 * k1[t]
-                    if use2:
-                        w = w + d2 * k2[t]
-                    w_out[t] = w + d3 * value
-                f_lo = f_hi
-                um1 = u0
-                u0 = up1
-                up1 = up2
+            adv = zero
+            lap = zero
+            if shape[0] > 1:
+                a_m1 = ghost_affine(v[lo0 + k], row_lo0, a_lo0, b_lo0)
+                a_p1 = ghost_affine(v[hi0 + k], row_hi0, a_hi0, b_hi0)
+                g_lo = zero
+                g_hi = zero
+                if flux_kind >= 2:
+                    a_m2 = ghost_affine(v[lo0b + k], row_lo0b, a_lo0b, b_lo0b)
+                    a_p2 = ghost_affine(v[hi0b + k], row_hi0b, a_hi0b, b_hi0b)
+                    g_lo = face_flux(a_m2, a_m1, u0, a_p1, flux_kind, speed0, limiter)
+                    g_hi = face_flux(a_m1, u0, a_p1, a_p2, flux_kind, speed0, limiter)
+                adv = adv + advective_difference(
+                    g_lo, g_hi, a_m1, a_p1, inv0, flux_kind, speed0
+                )
+                lap = lap + second_difference(a_m1, u0, a_p1, inv0)
+            if shape[1] > 1:
+                b_m1 = ghost_affine(v[lo1 + k], row_lo1, a_lo1, b_lo1)
+                b_p1 = ghost_affine(v[hi1 + k], row_hi1, a_hi1, b_hi1)
+                h_lo = zero
+                h_hi = zero
+                if flux_kind >= 2:
+                    b_m2 = ghost_affine(v[lo1b + k], row_lo1b, a_lo1b, b_lo1b)
+                    b_p2 = ghost_affine(v[hi1b + k], row_hi1b, a_hi1b, b_hi1b)
+                    h_lo = face_flux(b_m2, b_m1, u0, b_p1, flux_kind, speed1, limiter)
+                    h_hi = face_flux(b_m1, u0, b_p1, b_p2, flux_kind, speed1, limiter)
+                adv = adv + advective_difference(
+                    h_lo, h_hi, b_m1, b_p1, inv1, flux_kind, speed1
+                )
+                lap = lap + second_difference(b_m1, u0, b_p1, inv1)
+            f_hi = zero
+            if flux_kind >= 2:
+                f_hi = face_flux(um1, u0, up1, up2, flux_kind, speed2, limiter)
+            adv = adv + advective_difference(f_lo, f_hi, um1, up1, inv2, flux_kind, speed2)
+            lap = lap + second_difference(um1, u0, up1, inv2)
+            t = here + k
+            nu_cell = nu_row
+            if nu_strides[1] != 0:
+                nu_cell = nu[b * nu_strides[0] + (t - base) * nu_strides[1]]
+            rho_cell = rho_row
+            if rho_strides[1] != 0:
+                rho_cell = rho[b * rho_strides[0] + (t - base) * rho_strides[1]]
+            value = pointwise_terms(
+                u0, adv, lap, nu_cell, rho_cell, reaction_kind, with_diffusion
+            )
+            k_out[t] = value
+            if write_w:
+                w = u[t]
+                if use0:
+                    w = w + d0 * k0[t]
+                if use1:
+                    w = w + d1 * k1[t]
+                if use2:
+                    w = w + d2 * k2[t]
+                w_out[t] = w + d3 * value
+            f_lo = f_hi
+            um1 = u0
+            u0 = up1
+            up1 = up2
 
 
 def _overload_kernels() -> None:
@@ -702,6 +772,7 @@ class FusedStages:
             launch(stage_cells_kernel, self.dtype, dim=batch * self.size, inputs=inputs,
                    outputs=outputs, device=self.device, record_tape=record)
             return
+        _require_disjoint(outputs, inputs[:5])  # the native runs' restrict pointers
         segment, chunks = self._split(batch)
 
         def run(first: int, count: int) -> None:
@@ -758,6 +829,17 @@ class FusedStages:
         count = min(count, blocks)
         bounds = [blocks * j // count for j in range(count + 1)]
         return segment, [(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _require_disjoint(outputs: list[wp.array], inputs: list[wp.array]) -> None:
+    """Refuse an output whose memory overlaps an input or the other output (arrays of one
+    dtype)."""
+    item = wp.types.type_size_in_bytes(outputs[0].dtype)
+    written = [(a.ptr, a.ptr + a.size * item) for a in outputs if a.size]
+    spans = written + [(a.ptr, a.ptr + a.size * item) for a in inputs if a.size]
+    for i, (lo, hi) in enumerate(written):
+        if any(other_lo < hi and lo < other_hi for other_lo, other_hi in spans[i + 1:]):
+            raise ValueError("a fused stage's output overlaps one of its inputs")
 
 
 def _same_value(a: Any, b: Any) -> bool:

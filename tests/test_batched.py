@@ -109,6 +109,44 @@ def test_host_threads_and_the_per_cell_kernel_give_the_same_bits(threads):
     np.testing.assert_array_equal(split.rollout(v0, 4), whole.rollout(v0, 4))
 
 
+LONG_1D = Grid((1100,), (0.0,), (1.0,))  # rows longer than two tiles of the native loops
+LONG_2D = Grid((5, 530), (0.0, 0.0), (1.0, 1.0))
+MIXED_LONG = BoundaryConditions(((BC("neumann", 0.1), BC("dirichlet", 0.4)),
+                                 (BC("dirichlet", 0.5), BC("neumann", -0.2))))
+# every flux kind, limiter and reaction of the native interior loops, with boundary rows
+ROW_CASES = {
+    **{f"burgers_{lim}": BurgersSolver1D(LONG_1D, dirichlet(1, 0.3), nu=0.001, dt=2e-4,
+                                        limiter=lim)
+       for lim in ("none", "minmod", "van_leer", "mc")},
+    "burgers2d_minmod": BurgersSolver2D(LONG_2D, MIXED_LONG, nu=0.001, dt=1e-4,
+                                        limiter="minmod"),
+    "advection2d_mc": AdvectionSolver2D(LONG_2D, MIXED_LONG, beta=(0.5, -0.3), dt=2e-4,
+                                        limiter="mc"),
+    "advection1d_central": AdvectionSolver1D(LONG_1D, beta=0.8, dt=2e-4, space="central",
+                                             scheme="rk4"),
+    "heat2d": HeatSolver2D(LONG_2D, MIXED_LONG, nu=0.01, dt=1e-7),
+    "allen_cahn1d": AllenCahnSolver1D(LONG_1D, neumann(1, 0.1), nu=1e-6, rho=1.0, dt=1e-3),
+    "diffusion_reaction1d": DiffusionReactionSolver1D(LONG_1D, nu=1e-6, rho=2.0, dt=1e-3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROW_CASES))
+def test_the_vectorised_row_loops_give_the_per_cell_kernels_bits(case):
+    solver = ROW_CASES[case]
+    u0 = initial_states(solver.grid, 2, seed=4)
+    rows = solver.rollout(u0, 3)
+    cells = bridge.rollout(solver, torch.tensor(u0, requires_grad=True), 3)
+    np.testing.assert_array_equal(cells.detach().numpy(), rows)
+
+
+def test_a_stage_output_overlapping_its_input_is_refused():
+    solver, _ = CASES["heat1d"]
+    state = solver.to_warp(initial_states(G1, 1)[0])
+    operator = solver._operator_coefficients(solver.parameter_arrays())
+    with pytest.raises(ValueError, match="overlaps one of its inputs"):
+        solver.stages.launch(state, 1, *operator, state)
+
+
 def test_a_field_coefficient_scales_its_term_cell_by_cell():
     solver, _ = CASES["heat2d_mixed"]
     u0 = initial_states(solver.grid, 2)
