@@ -49,6 +49,14 @@ class BurgersProblem(PINNProblem):
     def initial(self, x):
         return sine(x, self.amplitude, self.wavenumber)
 
+    def constrain(self, X, raw):
+        r"""The general transform $u_0(x) + (t - t_0)\,\varphi(x)\,N$, $\varphi = (x - a)(b - x)$,
+        written out: $u_0$ needs no copy of the inputs at $t_0$ (fewer operations in every
+        derivative pass)."""
+        (a, b), (t0, _) = self.bounds
+        x, t = X[:, :1], X[:, 1:]
+        return self.initial(x) + (t - t0) * (x - a) * (b - x) * raw
+
     def _residual(self, d):
         return d("u", "t") + d["u"] * d("u", "x") - self.nu * d("u", "x", "x")
 
