@@ -372,6 +372,7 @@ def test_tensorboard_scalars_hold_every_loss_weight_and_error(tmp_path, monkeypa
         load_case(CASES / "heat_disk.yaml", ["output.tensorboard=true"])
 
 
+@pytest.mark.slow  # 2000 optimiser steps
 def test_a_coefficient_field_given_by_a_network_is_recovered_from_observations():
     r"""$-k(x) u'' = k(x)\pi^2\sin\pi x$ on $[0, 1]$, $u = 0$ at the ends, $u$ observed at 39
     points: the network $k$ (softplus output) finds $k = 1 + x/2$ (float64, seed 0;
