@@ -13,7 +13,7 @@ from ..expressions import compile_expression, derivative_symbols, parse
 from ..geometry import Ball, Box, Difference, Intersection, Polygon, Union
 from ..models import MLP
 from ..train.conditions import Dirichlet, Initial, Neumann, Periodic, Robin
-from ..train.observations import DIMENSION_ALIASES, read_observations
+from ..train.observations import read_observations, read_variable
 from ..train.problems import FieldCoefficient, PINNProblem, Scalar, exact_reference
 
 CONDITION_KINDS = {"initial": Initial, "dirichlet": Dirichlet, "neumann": Neumann,
@@ -156,19 +156,7 @@ def _reference(case, inputs, outputs, parameters, solved):
 def data_reference(path: Path, variable: str, inputs, key: str):
     """A reference read from ``variable`` of an xarray/HDF5 file, linearly interpolated to the
     evaluation grid (dims named like the inputs, ``time`` read as ``t``)."""
-    import xarray as xr
-
-    if not path.is_file():
-        raise ValueError(f"{key}.file: {str(path)!r} does not exist")
-    with xr.open_dataset(path) as ds:
-        if variable not in ds.data_vars:
-            raise ValueError(f"{key}.variable: {str(path)!r} has no variable {variable!r}; it "
-                             f"has: {', '.join(map(str, ds.data_vars)) or 'none'}")
-        data = ds[variable].load()
-    data = data.rename({d: DIMENSION_ALIASES[d] for d in data.dims if d in DIMENSION_ALIASES})
-    if sorted(map(str, data.dims)) != sorted(inputs):
-        raise ValueError(f"{key}.variable: {variable!r} has dimensions {list(data.dims)}; the "
-                         f"problem's inputs are {', '.join(inputs)}")
+    data = read_variable(path, variable, inputs, key)
 
     def on_grid(axes):
         values = data.interp({name: axis for name, axis in zip(inputs, axes)},

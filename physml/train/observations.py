@@ -42,15 +42,16 @@ class Observations:
         return (field(X)[:, columns] - values).square().mean()
 
 
-def read_observations(path: str | Path, variable: str, inputs: Sequence[str], n: int,
-                      noise: float = 0.0, seed: int = 0, field: str = "u",
-                      key: str = "observations") -> Observations:
-    """``n`` points drawn without replacement from the grid of ``variable`` in the file
-    ``path``, whose dimensions must be the problem's ``inputs`` (``time`` read as ``t``),
-    with relative Gaussian noise ``noise``; ``key`` names the case key in error messages."""
+def read_variable(path: Path, variable: str, inputs: Sequence[str], key: str):
+    """``variable`` of the xarray/HDF5 file ``path``, loaded, with its dimensions renamed to
+    the problem's ``inputs`` (``time`` read as ``t``).
+
+    Raises:
+        ValueError: naming ``key``: no such file, no such variable, or dimensions that are not
+            the inputs.
+    """
     import xarray as xr
 
-    path = Path(path)
     if not path.is_file():
         raise ValueError(f"{key}.file: {str(path)!r} does not exist")
     with xr.open_dataset(path) as ds:
@@ -58,10 +59,22 @@ def read_observations(path: str | Path, variable: str, inputs: Sequence[str], n:
             raise ValueError(f"{key}.variable: {str(path)!r} has no variable {variable!r}; "
                              f"it has: {', '.join(map(str, ds.data_vars)) or 'none'}")
         data = ds[variable].load()
-    dims = [DIMENSION_ALIASES.get(str(d), str(d)) for d in data.dims]
-    if sorted(dims) != sorted(inputs):
+    renamed = data.rename({d: DIMENSION_ALIASES[d] for d in data.dims if d in DIMENSION_ALIASES})
+    if sorted(map(str, renamed.dims)) != sorted(inputs):
         raise ValueError(f"{key}.variable: {variable!r} has dimensions {list(data.dims)}; the "
                          f"problem's inputs are {', '.join(inputs)}")
+    return renamed
+
+
+def read_observations(path: str | Path, variable: str, inputs: Sequence[str], n: int,
+                      noise: float = 0.0, seed: int = 0, field: str = "u",
+                      key: str = "observations") -> Observations:
+    """``n`` points drawn without replacement from the grid of ``variable`` in the file
+    ``path``, whose dimensions must be the problem's ``inputs`` (``time`` read as ``t``),
+    with relative Gaussian noise ``noise``; ``key`` names the case key in error messages."""
+    path = Path(path)
+    data = read_variable(path, variable, inputs, key)
+    dims = list(map(str, data.dims))
     values = data.values.reshape(-1)
     if n > values.size:
         raise ValueError(f"{key}.points={n} exceeds the {values.size} values in {str(path)!r}")
