@@ -71,26 +71,26 @@ def triangle_stiffness_weights(x0: Any, x1: Any, x2: Any, half: Any):
     return wp.vector(-half * cot[2], -half * cot[1], -half * cot[0])
 
 
+@wp.func
+def triangle_stiffness_matrix(x0: Any, x1: Any, x2: Any, half: Any):
+    """The element stiffness matrix (3, 3) of the triangle (x0, x1, x2): the weights of
+    :func:`triangle_stiffness_weights` off the diagonal, minus their row sums on it."""
+    w = triangle_stiffness_weights(x0, x1, x2, half)
+    return wp.matrix(-(w[0] + w[1]), w[0], w[1],
+                     w[0], -(w[0] + w[2]), w[2],
+                     w[1], w[2], -(w[1] + w[2]), shape=(3, 3))
+
+
 @wp.kernel
 def triangle_stiffness_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
                               out: wp.array(dtype=Any)):
     """Cotangent stiffness triplets. Reads x (n,), cells (m, 3); writes out (9 m,)."""
     c = wp.tid()
-    w = triangle_stiffness_weights(x[cells[c, 0]], x[cells[c, 1]], x[cells[c, 2]],
-                                   out.dtype(0.5))
-    w01 = w[0]
-    w02 = w[1]
-    w12 = w[2]
-    b = 9 * c
-    out[b + 0] = -(w01 + w02)
-    out[b + 1] = w01
-    out[b + 2] = w02
-    out[b + 3] = w01
-    out[b + 4] = -(w01 + w12)
-    out[b + 5] = w12
-    out[b + 6] = w02
-    out[b + 7] = w12
-    out[b + 8] = -(w02 + w12)
+    e = triangle_stiffness_matrix(x[cells[c, 0]], x[cells[c, 1]], x[cells[c, 2]],
+                                  out.dtype(0.5))
+    for i in range(3):
+        for j in range(3):
+            out[9 * c + 3 * i + j] = e[i, j]
 
 
 @wp.func_native(
@@ -133,21 +133,11 @@ def triangle_stiffness_csr_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtyp
     """
     c = wp.tid()
     prefetch_cell(x, cells, slots, out, c + 8)
-    w = triangle_stiffness_weights(x[cells[c, 0]], x[cells[c, 1]], x[cells[c, 2]],
-                                   out.dtype(0.5))
-    w01 = w[0]
-    w02 = w[1]
-    w12 = w[2]
-    b = 9 * c
-    wp.atomic_add(out, slots[b + 0], -(w01 + w02))
-    wp.atomic_add(out, slots[b + 1], w01)
-    wp.atomic_add(out, slots[b + 2], w02)
-    wp.atomic_add(out, slots[b + 3], w01)
-    wp.atomic_add(out, slots[b + 4], -(w01 + w12))
-    wp.atomic_add(out, slots[b + 5], w12)
-    wp.atomic_add(out, slots[b + 6], w02)
-    wp.atomic_add(out, slots[b + 7], w12)
-    wp.atomic_add(out, slots[b + 8], -(w02 + w12))
+    e = triangle_stiffness_matrix(x[cells[c, 0]], x[cells[c, 1]], x[cells[c, 2]],
+                                  out.dtype(0.5))
+    for i in range(3):
+        for j in range(3):
+            wp.atomic_add(out, slots[9 * c + 3 * i + j], e[i, j])
 
 
 @wp.kernel
