@@ -143,6 +143,10 @@ class MeshDomain(Geometry):
         if not len(facets):
             raise ValueError("the mesh has no boundary facets")
         self.facets = facets
+        self.facet_vertices = mesh.points[facets]
+        self.facet_centres = self.facet_vertices.mean(axis=1)
+        self.facet_radii = np.linalg.norm(self.facet_vertices - self.facet_centres[:, None],
+                                          axis=2).max(axis=1)
         self.facet_normals, self.facet_measures = _outward_normals(mesh.points, facets, opposite)
         self.facet_names = self._facet_names()
         cell_measures = mesh.measures()
@@ -164,23 +168,20 @@ class MeshDomain(Geometry):
                 names[i] = name
         return names
 
-    def _vertices(self, index=slice(None)) -> np.ndarray:
-        return self.mesh.points[self.facets[index]]
-
     def nearest_facet(self, P: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
         """For each point, the boundary facet (an index into ``index``, or into all facets)
         it lies on or nearest to, ``(n,)``."""
         chosen = np.arange(len(self.facets)) if index is None else index
-        V, normals = self._vertices(chosen), self.facet_normals[chosen]
+        V, normals = self.facet_vertices[chosen], self.facet_normals[chosen]
         return _in_blocks(lambda Q: np.argmin(_facet_scores(Q, V, normals), axis=1), P)
 
     def _on_boundary(self, P: np.ndarray, tolerance: float) -> np.ndarray:
-        V = self._vertices()
+        V = self.facet_vertices
         normals = self.facet_normals
         return _in_blocks(lambda Q: _facet_scores(Q, V, normals).min(axis=1) <= tolerance, P)
 
     def _odd(self, P: np.ndarray) -> np.ndarray:
-        V = self._vertices()
+        V = self.facet_vertices
         return _in_blocks(lambda Q: _crossings(Q, V) % 2 == 1, P)
 
     def inside(self, P):
@@ -193,16 +194,14 @@ class MeshDomain(Geometry):
 
     def distance(self, P):
         if self.dim == 2:
-            V = self._vertices()
+            V = self.facet_vertices
             return segments_distance(P, V[:, 0], V[:, 1])
         return self._triangles_distance(P)
 
     def _triangles_distance(self, P):
         r"""The R-equivalence of the boundary triangles' trimmed plane distances, signed by
         the ray crossings (see the module docstring)."""
-        V = self._vertices()
-        centre = V.mean(axis=1)
-        radius = np.linalg.norm(V - centre[:, None], axis=2).max(axis=1)
+        V, centre, radius = self.facet_vertices, self.facet_centres, self.facet_radii
         is_tensor = isinstance(P, torch.Tensor)
         sign = np.where(self._odd(P.detach().cpu().numpy() if is_tensor else P), 1.0, -1.0)
         if is_tensor:
@@ -233,7 +232,7 @@ class MeshDomain(Geometry):
             which = index[np.minimum(np.searchsorted(cdf, rng.random(n), side="right"),
                                      len(index) - 1)]
             weights = _uniform_barycentric(rng.random((n, k - 1)))
-            return np.einsum("nk,nkd->nd", weights, self._vertices(which))
+            return np.einsum("nk,nkd->nd", weights, self.facet_vertices[which])
 
         def normal(P):
             return self.facet_normals[index[self.nearest_facet(np.asarray(P, float), index)]]
