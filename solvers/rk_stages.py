@@ -44,6 +44,7 @@ import warp as wp
 from .cahn_hilliard_kernels import available_cores, host_pool
 from .grid import BCKind, BoundaryConditions, Grid
 from .operators import ghost_source, launch, limited_slope, reaction_term, rusanov_flux, specialize
+from .replay import Replay
 
 # Both kernels must round identically: no fused multiply-adds (the generated per-cell code and
 # the native runs would contract different products).
@@ -797,17 +798,17 @@ class FusedStages:
         values = [*inputs, *outputs]
         cached = self._launches.get(key)
         if cached is None:
-            command = launch(stage_rows_kernel, self.dtype, dim=count, inputs=inputs,
-                             outputs=outputs, device=self.device, record_tape=False,
-                             record_cmd=True)
-            self._launches[key] = (command, values)
+            replay = Replay(launch(stage_rows_kernel, self.dtype, dim=count, inputs=inputs,
+                                   outputs=outputs, device=self.device, record_tape=False,
+                                   record_cmd=True))
+            self._launches[key] = (replay, values)
         else:
-            command, last = cached
+            replay, last = cached
             for i, (new, old) in enumerate(zip(values, last)):
                 if new is not old and not _same_value(new, old):
-                    command.set_param_at_index(i, new)
+                    replay.set(i, new)
                     last[i] = new
-        command.launch()
+        replay()
 
     def _split(self, batch: int) -> tuple[int, list[tuple[int, int]]]:
         """Segment length and ``(first, count)`` ranges of row segments, one per host thread."""

@@ -39,6 +39,7 @@ from typing import Any
 import warp as wp
 
 from ..operators import launch, specialize
+from ..replay import Replay
 
 RESIDUAL, BNORM = 0, 3
 """Columns of the scalar table shared by every solver: $\\|r_j\\|^2$ and $\\|b\\|^2$ (row 0)."""
@@ -57,29 +58,46 @@ def ratio(num: wp.float64, den: wp.float64, active: bool):
     return wp.float64(0.0)
 
 
-def _partial_sums(update: str, term: str, col: str) -> str:
-    """C++ of a strided loop with a fused reduction: for k = t, t + T, ... < n run ``update``,
-    add the double ``term`` to one of four partial sums, and add their total to ``s[j, col]``."""
-    return f"""
-    double acc[4] = {{0.0, 0.0, 0.0, 0.0}};
-    int i = t;
-    for (; i + 3 * stride < n; i += 4 * stride)
-        for (int u = 0; u < 4; ++u) {{
-            const int k = i + u * stride;
+def _partial_sums(update: str, terms: dict[str, str]) -> str:
+    """C++ of a strided loop with fused reductions: for k = t, t + T, ... < n run ``update``,
+    add each double ``terms[col]`` to one of four partial sums of its own, and add each total to
+    ``s[j, col]``. With T = 1 (the CPU) the same loop runs with a stride known to be 1, so the
+    compiler can vectorise it over the restrict-qualified pointers; the sums are the same."""
+    sums = "".join(f"double {_acc(c)}[4] = {{0.0, 0.0, 0.0, 0.0}};" for c in terms)
+    add = "".join(f"{_acc(c)}[u] += {term};" for c, term in terms.items())
+    add_tail = "".join(f"{_acc(c)}[0] += {term};" for c, term in terms.items())
+    totals = "".join(
+        f"wp::atomic_add(s, j, {c}, ({_acc(c)}[0] + {_acc(c)}[1]) + ({_acc(c)}[2] + {_acc(c)}[3]));"
+        for c in terms
+    )
+    loop = f"""
+        for (; i + 3 * STEP < n; i += 4 * STEP)
+            for (int u = 0; u < 4; ++u) {{
+                const int k = i + u * STEP;
+                {update}
+                {add}
+            }}
+        for (int k = i; k < n; k += STEP) {{
             {update}
-            acc[u] += {term};
+            {add_tail}
         }}
-    for (int k = i; k < n; k += stride) {{
-        {update}
-        acc[0] += {term};
-    }}
-    wp::atomic_add(s, j, {col}, (acc[0] + acc[1]) + (acc[2] + acc[3]));
+    """
+    return f"""
+    {sums}
+    int i = t;
+    if (stride == 1) {{ {loop.replace("STEP", "1")} }}
+    else {{ {loop.replace("STEP", "stride")} }}
+    {totals}
     """
 
 
+def _acc(col: str) -> str:
+    return f"acc_{col}"
+
+
 @wp.func_native(
-    "const auto* ap = a.data; const auto* bp = b.data;"
-    + _partial_sums("", "double(ap[k]) * double(bp[k])", "col")
+    "const auto* __restrict__ ap = a.data; const auto* __restrict__ bp = b.data;"
+    + _partial_sums("", {"col": "double(ap[k]) * double(bp[k])"})
 )
 def dot_rows(
     a: wp.array(dtype=Any),
@@ -173,8 +191,9 @@ def roll_kernel(cursor: wp.array(dtype=wp.int32), s: wp.array2d(dtype=wp.float64
 
 
 @wp.func_native(
-    "const auto* dp = d.data; const auto* rp = r.data; auto* zp = z.data;"
-    + _partial_sums("zp[k] = dp[k] * rp[k];", "double(rp[k]) * double(zp[k])", "col")
+    "const auto* __restrict__ dp = d.data; const auto* __restrict__ rp = r.data;"
+    "auto* __restrict__ zp = z.data;"
+    + _partial_sums("zp[k] = dp[k] * rp[k];", {"col": "double(rp[k]) * double(zp[k])"})
 )
 def scale_rows(
     d: wp.array(dtype=Any),
@@ -217,17 +236,28 @@ def reciprocal_kernel(d: wp.array(dtype=Any), n: int, stride: int, out: wp.array
 
 @wp.func_native(
     """
-    const auto* xp = x.data;
-    const auto* vp = values.data;
-    const int* op = offsets.data;
-    const int* cp = columns.data;
-    auto* yp = y.data;
+    const auto* __restrict__ xp = x.data;
+    const auto* __restrict__ vp = values.data;
+    const int* __restrict__ op = offsets.data;
+    const int* __restrict__ cp = columns.data;
+    auto* __restrict__ yp = y.data;
     double dot = 0.0;
-    for (int i = t; i < n; i += stride) {
-        decltype(vp[0] * xp[0]) acc = 0;
-        for (int k = op[i]; k < op[i + 1]; ++k) acc += vp[k] * xp[cp[k]];
-        yp[i] = acc;
-        dot += double(xp[i]) * double(acc);
+    if (stride == 1) {
+        for (int i = 0, start = op[0]; i < n; ++i) {
+            const int end = op[i + 1];
+            decltype(vp[0] * xp[0]) acc = 0;
+            for (int k = start; k < end; ++k) acc += vp[k] * xp[cp[k]];
+            start = end;
+            yp[i] = acc;
+            dot += double(xp[i]) * double(acc);
+        }
+    } else {
+        for (int i = t; i < n; i += stride) {
+            decltype(vp[0] * xp[0]) acc = 0;
+            for (int k = op[i]; k < op[i + 1]; ++k) acc += vp[k] * xp[cp[k]];
+            yp[i] = acc;
+            dot += double(xp[i]) * double(acc);
+        }
     }
     wp::atomic_add(s, j, col, dot);
     """
@@ -277,11 +307,16 @@ def csr_matvec_kernel(
 # Columns: 0 = r·r, 1 = r·z, 2 = p·Ap, 3 = b·b (row 0 only).
 
 
+_CG_POINTERS = (
+    "const auto* __restrict__ pp = p.data; const auto* __restrict__ qp = ap.data;"
+    "auto* __restrict__ xp = x.data; auto* __restrict__ rp = r.data;"
+)
+
+
 @wp.func_native(
-    "const auto* pp = p.data; const auto* qp = ap.data; auto* xp = x.data; auto* rp = r.data;"
-    + _partial_sums(
-        "xp[k] += alpha * pp[k]; rp[k] -= alpha * qp[k];", "double(rp[k]) * double(rp[k])", "0"
-    )
+    _CG_POINTERS
+    + _partial_sums("xp[k] += alpha * pp[k]; rp[k] -= alpha * qp[k];",
+                    {"0": "double(rp[k]) * double(rp[k])"})
 )
 def cg_update_rows(
     p: wp.array(dtype=Any),
@@ -318,10 +353,58 @@ def cg_update_kernel(
 
 
 @wp.func_native(
+    _CG_POINTERS
+    + "const auto* __restrict__ dp = d.data; auto* __restrict__ zp = z.data;"
+    + _partial_sums(
+        "xp[k] += alpha * pp[k]; rp[k] -= alpha * qp[k]; zp[k] = dp[k] * rp[k];",
+        {"0": "double(rp[k]) * double(rp[k])", "1": "double(rp[k]) * double(zp[k])"},
+    )
+)
+def cg_update_jacobi_rows(
+    p: wp.array(dtype=Any),
+    ap: wp.array(dtype=Any),
+    d: wp.array(dtype=Any),
+    alpha: Any,
+    t: int,
+    n: int,
+    stride: int,
+    j: int,
+    s: wp.array2d(dtype=wp.float64),
+    x: wp.array(dtype=Any),
+    r: wp.array(dtype=Any),
+    z: wp.array(dtype=Any),
+): ...
+
+
+@wp.kernel(enable_backward=False)
+def cg_update_jacobi_kernel(
+    p: wp.array(dtype=Any),
+    ap: wp.array(dtype=Any),
+    d: wp.array(dtype=Any),
+    n: int,
+    stride: int,
+    cursor: wp.array(dtype=wp.int32),
+    tol2: wp.float64,
+    s: wp.array2d(dtype=wp.float64),
+    x: wp.array(dtype=Any),
+    r: wp.array(dtype=Any),
+    z: wp.array(dtype=Any),
+):
+    """cg_update_kernel with the Jacobi preconditioner in the same pass (d = 1/diag A):
+    alpha = s[j, 1] / s[j, 2]; x += alpha p, r -= alpha Ap, z = d ⊙ r;
+    s[j + 1, 0] += r · r, s[j + 1, 1] += r · z (j = cursor[0]). The sums are those of
+    cg_update_kernel followed by scale_kernel, bit for bit; one pass over r instead of two."""
+    j = cursor[0]
+    alpha = x.dtype(ratio(s[j, 1], s[j, 2], s[j, 0] > tol2))
+    cg_update_jacobi_rows(p, ap, d, alpha, wp.tid(), n, stride, j + 1, s, x, r, z)
+
+
+@wp.func_native(
     """
-    const auto* zp = z.data;
-    auto* pp = p.data;
-    for (int i = t; i < n; i += stride) pp[i] = zp[i] + beta * pp[i];
+    const auto* __restrict__ zp = z.data;
+    auto* __restrict__ pp = p.data;
+    if (stride == 1) for (int i = 0; i < n; ++i) pp[i] = zp[i] + beta * pp[i];
+    else for (int i = t; i < n; i += stride) pp[i] = zp[i] + beta * pp[i];
     """
 )
 def direction_rows(
@@ -446,6 +529,7 @@ def _overload_all() -> None:
         specialize(reciprocal_kernel, T, vectors("d", "out", table=False))
         specialize(csr_matvec_kernel, T, vectors("x", "values", "y"))
         specialize(cg_update_kernel, T, vectors("p", "ap", "x", "r"))
+        specialize(cg_update_jacobi_kernel, T, vectors("p", "ap", "d", "x", "r", "z"))
         specialize(cg_direction_kernel, T, vectors("z", "p"))
         specialize(bicgstab_half_kernel, T, vectors("r", "v", "h"))
         specialize(bicgstab_update_kernel, T, vectors("phat", "hhat", "h", "tv", "rhat", "x", "r"))
@@ -464,13 +548,13 @@ def sweep(kernel: wp.Kernel, arrays: list[wp.array], args: list, outputs: list) 
 def recorded_sweep(
     kernel: wp.Kernel, arrays: list[wp.array], args: list, outputs: list
 ) -> Callable[[], None]:
-    """:func:`sweep` recorded, not run: the returned callable replays it (``wp.Launch.launch``).
+    """:func:`sweep` recorded, not run: the returned callable replays it (:class:`Replay`).
 
     A replay skips the packing of the arguments, which is most of a launch's cost on vectors of
-    up to some 10^5 entries (on the CPU about 15 µs a replay against 60-200 µs a ``wp.launch``,
+    up to some 10^5 entries (on the CPU about 1 µs a replay against 60-200 µs a ``wp.launch``,
     warp-lang 1.19); the arrays and arguments are fixed at recording.
     """
-    return _launch_sweep(kernel, arrays, args, outputs, record=True).launch
+    return Replay(_launch_sweep(kernel, arrays, args, outputs, record=True))
 
 
 def _launch_sweep(kernel, arrays, args, outputs, record: bool) -> wp.Launch | None:

@@ -32,6 +32,7 @@ from .kernels import (
     bicgstab_half_kernel,
     bicgstab_update_kernel,
     cg_direction_kernel,
+    cg_update_jacobi_kernel,
     cg_update_kernel,
     dot2_kernel,
     dot_kernel,
@@ -81,7 +82,9 @@ def cg(
 
     Per iteration, replayed from recorded launches: one product with A, one preconditioner apply
     (each also giving the dot product that follows it, $p^T A p$ and $r^T z$, where it offers
-    ``bind_dot``; else a dot kernel after it), and two fused vector kernels:
+    ``bind_dot``; else a dot kernel after it), and two fused vector kernels; a diagonal
+    preconditioner (one with an ``inverse_diagonal`` array, :class:`~.preconditioners.Jacobi`)
+    is applied inside the first of them, in the same pass over r:
     $\\alpha = r^T z / p^T A p$, $x \\mathrel{+}= \\alpha p$, $r \\mathrel{-}= \\alpha A p$,
     $z = M^{-1} r$, $p = z + (r_+^T z_+ / r^T z)\\, p$.
 
@@ -111,14 +114,18 @@ def cg(
         preconditioner.apply(r, z)
         sweep(dot_kernel, [r, z], table.cell(0, rz_col).address, [s])
     p, ap = wp.clone(z), wp.empty_like(r)
+    inverse_diagonal = getattr(preconditioner, "inverse_diagonal", None)
 
     def step(tol2: float) -> list[Callable[[], None]]:
-        launches = [
-            *_with_dot(A, "matvec", p, ap, table.cell(0, 2)),
-            recorded_sweep(cg_update_kernel, [p, ap], [cursor, rz_col, tol2], [s, x, r]),
-        ]
-        if preconditioner is not None:
-            launches += _with_dot(preconditioner, "apply", r, z, table.cell(1, rz_col))
+        launches = _with_dot(A, "matvec", p, ap, table.cell(0, 2))
+        if inverse_diagonal is not None:  # a diagonal M: applied inside the update's pass
+            launches.append(recorded_sweep(cg_update_jacobi_kernel, [p, ap, inverse_diagonal],
+                                           [cursor, tol2], [s, x, r, z]))
+        else:
+            launches.append(recorded_sweep(cg_update_kernel, [p, ap], [cursor, rz_col, tol2],
+                                           [s, x, r]))
+            if preconditioner is not None:
+                launches += _with_dot(preconditioner, "apply", r, z, table.cell(1, rz_col))
         launches.append(recorded_sweep(cg_direction_kernel, [z], [cursor, rz_col, tol2], [s, p]))
         return launches
 
@@ -262,7 +269,9 @@ def _iterate(
     ``step(tol2)`` returns the launches of one iteration, most of them recorded, all reading
     the local iteration j from the table's cursor; they are made on the first iteration that
     runs and replayed in every later one, so a solve pays Warp's argument packing once, not
-    once per iteration."""
+    once per iteration. On the CPU, where the launches run synchronously and the table is a view
+    on the host, a block also stops at the iteration that met the tolerance; elsewhere the
+    kernels run the rest of the block frozen."""
     start = table.read()[0]
     b_norm = float(np.sqrt(start[BNORM]))
     tol = max(rtol * b_norm, atol)
@@ -270,18 +279,23 @@ def _iterate(
     history = [float(start[RESIDUAL])]
     iterations = 0
     plan: list[Callable[[], None]] = []
+    live = table.live
     while not history[-1] <= tol2:
         if iterations >= maxiter or not np.isfinite(history[-1]):
             raise convergence_failure(method, iterations, np.sqrt(history), b_norm, tol)
         if not plan:
             plan = [*step(tol2), table.advance]
         m = min(check_every, maxiter - iterations)
-        for _ in range(m):
+        ran = 0
+        while ran < m:
             for launch in plan:
                 launch()
-        block = table.read()[1 : m + 1, RESIDUAL]
+            ran += 1
+            if live is not None and not live[ran, RESIDUAL] > tol2:
+                break  # the CPU's table is a view: no iteration past the one that converged
+        block = table.read()[1 : ran + 1, RESIDUAL]
         done = np.flatnonzero(~(block > tol2))  # met the tolerance, or NaN
-        taken = int(done[0]) + 1 if done.size else m
+        taken = int(done[0]) + 1 if done.size else ran
         history.extend(block[:taken].tolist())
         iterations += taken
         table.roll()

@@ -10,7 +10,8 @@ A learned preconditioner (``physml.preconditioners``) is such a factory too. For
 be symmetric positive definite. Like an operator, a preconditioner may offer ``bind(r, z)``, a
 cheaper repeatable ``apply(r, z)`` on two fixed arrays, and ``bind_dot(r, z, cell)``, the same
 that also adds $r \\cdot z$ to a :class:`~.scalar_table.TableCell`; the solvers use them where
-they exist.
+they exist. A diagonal preconditioner exposes its ``inverse_diagonal`` (:class:`Jacobi`), which
+CG applies inside its vector update instead of in a pass of its own.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import warp as wp
 
+from ..replay import Replay
 from .kernels import advance_kernel, roll_kernel
 
 
@@ -71,10 +72,16 @@ class ScalarTable:
         """``s[j + shift, col]`` for the current local iteration j."""
         return TableCell(self.s, self.cursor, shift, col)
 
+    @property
+    def live(self) -> np.ndarray | None:
+        """On the CPU, the table itself as a NumPy view (what the kernels last wrote, read without
+        a copy or a launch); None on other devices."""
+        return self._host
+
     def read(self) -> np.ndarray:
         """The table on the host, shape (rows, columns) (a view on the CPU, else a copy)."""
         return self._host if self._host is not None else self.s.numpy()
 
     def _recorded(self, kernel: wp.Kernel, outputs: list[wp.array]) -> Callable[[], None]:
-        return wp.launch(kernel, dim=1, outputs=outputs, device=self.s.device,
-                         record_tape=False, record_cmd=True).launch
+        return Replay(wp.launch(kernel, dim=1, outputs=outputs, device=self.s.device,
+                                record_tape=False, record_cmd=True))

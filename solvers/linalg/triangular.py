@@ -35,6 +35,7 @@ import scipy.sparse as sp
 import warp as wp
 
 from ..operators import launch, specialize
+from ..replay import Replay
 
 # ------------------------------------------------------------------------------------ kernels
 
@@ -335,8 +336,8 @@ class CholeskyFactor:
                                                 schedule.order, rhs, begin, end, threads],
                            outputs=[x], device=self.pattern.device, record_tape=False)
             if record:
-                calls.append(launch(triangular_solve_kernel, values.dtype, record_cmd=True,
-                                    **options).launch)
+                calls.append(Replay(launch(triangular_solve_kernel, values.dtype,
+                                           record_cmd=True, **options)))
             else:
                 calls.append(lambda o=options: launch(triangular_solve_kernel, values.dtype, **o))
         return calls
