@@ -103,6 +103,50 @@ def test_a_solve_records_its_launches_once_whatever_its_length(solver, precondit
         counts.append(sum(recorded))
     assert counts[0] == counts[1] > 0
 
+class _HiddenDiagonal:
+    """A Jacobi preconditioner that CG cannot fuse: its apply only, with its dot product."""
+
+    name = "jacobi"
+
+    def __init__(self, op):
+        self._jacobi = Jacobi(op)
+
+    def apply(self, r, z):
+        self._jacobi.apply(r, z)
+
+    def bind_dot(self, r, z, cell):
+        return self._jacobi.bind_dot(r, z, cell)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_jacobi_applied_inside_the_cg_update_gives_the_same_bits(dtype, rng):
+    A = sp.diags(rng.uniform(1.0, 50.0, 576)) @ poisson_2d(24) @ sp.diags(rng.uniform(1, 2, 576))
+    A = (A + A.T).tocsr()  # symmetric, rows of very different scales
+    op, bw = warp_system(A, rng.standard_normal(A.shape[0]), dtype)
+    fused = cg(op, bw, preconditioner=Jacobi(op), rtol=DTYPES[dtype][2])
+    apart = cg(op, bw, preconditioner=_HiddenDiagonal(op), rtol=DTYPES[dtype][2])
+    assert fused.iterations == apart.iterations > 10
+    np.testing.assert_array_equal(fused.x.numpy(), apart.x.numpy())
+    np.testing.assert_array_equal(fused.residuals, apart.residuals)
+
+
+@pytest.mark.parametrize("check_every", [1, 10, 64])
+def test_a_cpu_solve_runs_no_iteration_past_the_one_that_converged(check_every, rng):
+    A = poisson_2d(16)
+    products = []
+
+    def apply(x, y):
+        products.append(1)
+        y.assign(A @ x.numpy())
+
+    op = StencilOperator(A.shape[0], apply, dtype=wp.float64, device="cpu",
+                         diagonal=wp.array(A.diagonal(), dtype=wp.float64, device="cpu"))
+    b = wp.array(rng.standard_normal(A.shape[0]), dtype=wp.float64, device="cpu")
+    result = cg(op, b, preconditioner=Jacobi(op), rtol=1e-9, check_every=check_every)
+    assert result.iterations % 10 != 0 or check_every == 1
+    assert len(products) == 1 + result.iterations  # r0 = b - A x0, then one per iteration
+
+
 def test_cg_raises_with_the_residual_reached_when_maxiter_is_too_small(rng):
     A = poisson_2d(24)
     op, bw = warp_system(A, rng.standard_normal(A.shape[0]), "float64")
