@@ -325,6 +325,33 @@ def test_heat_method_distance_converges_to_great_circle_distance():
     assert observed_order(hs, errors) > 0.7
 
 
+def test_heat_method_directions_of_gradients_too_small_to_square():
+    from physml.solvers.mesh.pde import descent_directions
+
+    grad = np.array([[3e-200, -4e-200, 0.0], [0.0, 0.0, 0.0], [1e-300, 0.0, 0.0], [2.0, 0, 0]])
+    np.testing.assert_allclose(descent_directions(grad),
+                               [[-0.6, 0.8, 0.0], [0, 0, 0], [-1, 0, 0], [-1, 0, 0]], rtol=1e-15)
+
+
+def test_entrywise_gauss_seidel_matches_a_factorisation_entry_by_entry():
+    from physml.errors import ConvergenceError
+    from physml.solvers.linalg.relaxation import gauss_seidel_entrywise
+
+    mesh = pm.icosphere(4)
+    A = (pm.to_scipy(pm.mass_matrix(mesh, lumped=True))
+         + mesh.edge_length() ** 2 * pm.to_scipy(pm.stiffness_matrix(mesh)))
+    b = np.zeros(mesh.n_vertices)
+    b[[0, 7]] = [1.0, 0.5]
+    x, sweeps = gauss_seidel_entrywise(A, b, rtol=1e-14)
+    reference = spla.spsolve(A.tocsc(), b)
+    assert reference.min() < 1e-12  # the solution spans more than twelve decades
+    assert np.max(np.abs(x - reference) / reference) < 1e-12
+    assert 1 < sweeps < 200
+    np.testing.assert_array_equal(gauss_seidel_entrywise(A, np.zeros_like(b))[0], 0.0)
+    with pytest.raises(ConvergenceError, match="gauss_seidel did not converge in 3"):
+        gauss_seidel_entrywise(A, b, rtol=1e-14, max_sweeps=3)
+
+
 @pytest.mark.parametrize("theta, order", [(1.0, 1), (0.5, 2)])
 def test_heat_time_order(theta, order):
     mesh = pm.icosphere(2)
