@@ -15,6 +15,7 @@ On a CUDA device, and for a launch of a kernel Warp runs in blocks on the CPU, a
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import Any
 
 import warp as wp
@@ -36,8 +37,8 @@ class Replay:
         if command.device.is_cpu and command.block_dim <= 1 and not command.adjoint:
             params = command.params
             names = [arg.label for arg in command.kernel.adj.args]
-            fields = [(name, type(p)) for name, p in zip(names, params[1:])]
-            self._args = type("ReplayArgs", (ctypes.Structure,), {"_fields_": fields})()
+            fields = tuple((name, type(p)) for name, p in zip(names, params[1:]))
+            self._args = _structure(fields)()
             for (name, _), value in zip(fields, params[1:]):
                 setattr(self._args, name, value)
             self._names = names
@@ -56,3 +57,10 @@ class Replay:
         self.command.set_param_at_index(index, value)
         if self._args is not None:
             setattr(self._args, self._names[index], self.command.params[index + 1])
+
+
+@functools.cache
+def _structure(fields: tuple[tuple[str, type], ...]) -> type[ctypes.Structure]:
+    """The ctypes structure of a kernel's packed arguments (a new type costs about 0.1 ms, so
+    one per signature)."""
+    return type("ReplayArgs", (ctypes.Structure,), {"_fields_": list(fields)})

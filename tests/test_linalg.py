@@ -85,23 +85,45 @@ def test_table_cells_follow_the_device_cursor(rng):
 def test_a_solve_records_its_launches_once_whatever_its_length(solver, precondition, rng,
                                                                monkeypatch):
     A = poisson_2d(24)
-    op, bw = warp_system(A, rng.standard_normal(A.shape[0]), "float64")
-    M = Jacobi(op) if precondition else None
+    b = rng.standard_normal(A.shape[0])
     launch = wp.launch
-    recorded = []
+    launches = []
 
     def counting_launch(*args, **kwargs):
-        recorded.append(kwargs.get("record_cmd", False))
+        launches.append(kwargs.get("record_cmd", False))
         return launch(*args, **kwargs)
 
     monkeypatch.setattr(wp, "launch", counting_launch)
     counts = []
     for maxiter in (3, 40):  # less than one block of check_every = 10; four blocks
-        recorded.clear()
+        op, bw = warp_system(A, b, "float64")  # a new operator: nothing kept from before
+        M = Jacobi(op) if precondition else None
+        launches.clear()
         with pytest.raises(ConvergenceError):
             solver(op, bw, preconditioner=M, rtol=1e-14, maxiter=maxiter, check_every=10)
-        counts.append(sum(recorded))
+        counts.append(len(launches))
+        assert all(launches)  # every launch recorded, none packed anew per iteration
+        launches.clear()  # the same operator and preconditioner again: nothing to record
+        again = solver(op, bw, preconditioner=M, rtol=1e-6, check_every=10)
+        assert launches == []
+        assert relative_residual(A, again.x.numpy(), b) <= 1e-6
     assert counts[0] == counts[1] > 0
+
+
+def test_a_kept_workspace_gives_the_bits_of_a_new_one_and_results_stay_the_callers(rng):
+    A = poisson_2d(16)
+    op, b1 = warp_system(A, rng.standard_normal(A.shape[0]), "float64")
+    _, b2 = warp_system(A, rng.standard_normal(A.shape[0]), "float64")
+    M = Jacobi(op)
+    first = cg(op, b1, preconditioner=M, rtol=1e-10)
+    kept = first.x.numpy().copy()
+    second = cg(op, b2, b1, preconditioner=M, rtol=1e-10)  # the kept workspace, x0 = b1
+    fresh_op, _ = warp_system(A, b1.numpy(), "float64")
+    fresh = cg(fresh_op, b2, b1, preconditioner=Jacobi(fresh_op), rtol=1e-10)
+    np.testing.assert_array_equal(first.x.numpy(), kept)  # not overwritten by the next solve
+    np.testing.assert_array_equal(second.x.numpy(), fresh.x.numpy())
+    np.testing.assert_array_equal(second.residuals, fresh.residuals)
+
 
 class _HiddenDiagonal:
     """A Jacobi preconditioner that CG cannot fuse: its apply only, with its dot product."""

@@ -24,7 +24,8 @@ table once per block (:class:`ScalarTable`). The kernels take ``j`` from a one-e
 launches are then the same for every j, so a solve records each of them once and replays them
 every iteration, while a one-thread launch advances the cursor at the end of each iteration
 and another starts the next block. A solver's kernels compute their step lengths from the table,
-and freeze (step length 0) once the squared residual ``s[j, 0]`` reaches ``tol2``, so the iterate
+and freeze (step length 0) once the squared residual ``s[j, 0]`` reaches ``tol2 = limit[0]``
+(a one-entry device array too, so the recorded launches serve any tolerance), so the iterate
 stays the first one that met the tolerance even though the host only looks every ``k``
 iterations.
 Vectors are float32 or float64 (``wp.array[Any]``, overloads declared below). The loops update
@@ -340,13 +341,14 @@ def cg_update_kernel(
     stride: int,
     cursor: wp.array(dtype=wp.int32),
     rz_col: int,
-    tol2: wp.float64,
+    limit: wp.array(dtype=wp.float64),
     s: wp.array2d(dtype=wp.float64),
     x: wp.array(dtype=Any),
     r: wp.array(dtype=Any),
 ):
     """alpha = s[j, rz] / s[j, 2]; x += alpha p, r -= alpha Ap; s[j + 1, 0] += r · r
     (j = cursor[0])."""
+    tol2 = limit[0]
     j = cursor[0]
     alpha = x.dtype(ratio(s[j, rz_col], s[j, 2], s[j, 0] > tol2))
     cg_update_rows(p, ap, alpha, wp.tid(), n, stride, j + 1, s, x, r)
@@ -384,7 +386,7 @@ def cg_update_jacobi_kernel(
     n: int,
     stride: int,
     cursor: wp.array(dtype=wp.int32),
-    tol2: wp.float64,
+    limit: wp.array(dtype=wp.float64),
     s: wp.array2d(dtype=wp.float64),
     x: wp.array(dtype=Any),
     r: wp.array(dtype=Any),
@@ -394,6 +396,7 @@ def cg_update_jacobi_kernel(
     alpha = s[j, 1] / s[j, 2]; x += alpha p, r -= alpha Ap, z = d ⊙ r;
     s[j + 1, 0] += r · r, s[j + 1, 1] += r · z (j = cursor[0]). The sums are those of
     cg_update_kernel followed by scale_kernel, bit for bit; one pass over r instead of two."""
+    tol2 = limit[0]
     j = cursor[0]
     alpha = x.dtype(ratio(s[j, 1], s[j, 2], s[j, 0] > tol2))
     cg_update_jacobi_rows(p, ap, d, alpha, wp.tid(), n, stride, j + 1, s, x, r, z)
@@ -419,11 +422,12 @@ def cg_direction_kernel(
     stride: int,
     cursor: wp.array(dtype=wp.int32),
     rz_col: int,
-    tol2: wp.float64,
+    limit: wp.array(dtype=wp.float64),
     s: wp.array2d(dtype=wp.float64),
     p: wp.array(dtype=Any),
 ):
     """beta = s[j + 1, rz] / s[j, rz]; p = z + beta p (j = cursor[0])."""
+    tol2 = limit[0]
     j = cursor[0]
     beta = p.dtype(ratio(s[j + 1, rz_col], s[j, rz_col], s[j + 1, 0] > tol2))
     direction_rows(z, beta, wp.tid(), n, stride, p)
@@ -445,11 +449,12 @@ def bicgstab_half_kernel(
     n: int,
     stride: int,
     cursor: wp.array(dtype=wp.int32),
-    tol2: wp.float64,
+    limit: wp.array(dtype=wp.float64),
     s: wp.array2d(dtype=wp.float64),
     h: wp.array(dtype=Any),
 ):
     """alpha = rho_j / (r̂ · v); h = r - alpha v (the half-step residual; j = cursor[0])."""
+    tol2 = limit[0]
     t = wp.tid()
     j = cursor[0]
     alpha = r.dtype(bicgstab_alpha(s, j, tol2))
@@ -467,13 +472,14 @@ def bicgstab_update_kernel(
     n: int,
     stride: int,
     cursor: wp.array(dtype=wp.int32),
-    tol2: wp.float64,
+    limit: wp.array(dtype=wp.float64),
     s: wp.array2d(dtype=wp.float64),
     x: wp.array(dtype=Any),
     r: wp.array(dtype=Any),
 ):
     """omega = (t·h)/(t·t); x += alpha p̂ + omega ĥ; r = h - omega t;
     s[j + 1, 0] += r · r, s[j + 1, 1] += r̂ · r (j = cursor[0])."""
+    tol2 = limit[0]
     t = wp.tid()
     j = cursor[0]
     active = s[j, 0] > tol2
@@ -498,11 +504,12 @@ def bicgstab_direction_kernel(
     n: int,
     stride: int,
     cursor: wp.array(dtype=wp.int32),
-    tol2: wp.float64,
+    limit: wp.array(dtype=wp.float64),
     s: wp.array2d(dtype=wp.float64),
     p: wp.array(dtype=Any),
 ):
     """beta = (rho_{j+1} / rho_j)(alpha / omega); p = r + beta (p - omega v) (j = cursor[0])."""
+    tol2 = limit[0]
     t = wp.tid()
     j = cursor[0]
     active = s[j + 1, 0] > tol2

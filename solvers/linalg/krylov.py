@@ -16,7 +16,9 @@ Not ``warp.optim.linear``: see :mod:`~physml.solvers.linalg.kernels` for why.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -38,7 +40,6 @@ from .kernels import (
     dot_kernel,
     recorded_sweep,
     residual_kernel,
-    sweep,
 )
 from .linear_operator import LinearOperator
 from .preconditioners import Preconditioner
@@ -105,31 +106,35 @@ def cg(
             residual became NaN/Inf; it carries the residual reached.
     """
     maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every)
-    x, r, table = _start(A, b, x0, columns=4, check_every=check_every)
-    s, cursor = table.s, table.cursor
+    with _workspace("cg", A, preconditioner, b, check_every, _cg_launches) as work:
+        return _solve("cg", work, b, x0, rtol, atol, maxiter, check_every)
+
+
+def _cg_launches(A: LinearOperator, preconditioner: Preconditioner | None,
+                 work: _Workspace) -> None:
+    """CG's vectors, its start (r = b - A x, z = M r, s[0, rz] = r · z, p = z) and the
+    launches of one iteration, recorded into ``work``."""
+    x, r, table = work.x, work.r, work.table
+    s, cursor, limit = table.s, table.cursor, table.limit
     if preconditioner is None:
         z, rz_col = r, RESIDUAL
     else:
         z, rz_col = wp.empty_like(r), 1
-        preconditioner.apply(r, z)
-        sweep(dot_kernel, [r, z], table.cell(0, rz_col).address, [s])
-    p, ap = wp.clone(z), wp.empty_like(r)
+        work.start += [_bound(preconditioner, "apply", r, z),
+                       recorded_sweep(dot_kernel, [r, z], table.cell(0, rz_col).address, [s])]
+    p, ap = wp.empty_like(r), wp.empty_like(r)
+    work.start.append(partial(wp.copy, p, z))
     inverse_diagonal = getattr(preconditioner, "inverse_diagonal", None)
-
-    def step(tol2: float) -> list[Callable[[], None]]:
-        launches = _with_dot(A, "matvec", p, ap, table.cell(0, 2))
-        if inverse_diagonal is not None:  # a diagonal M: applied inside the update's pass
-            launches.append(recorded_sweep(cg_update_jacobi_kernel, [p, ap, inverse_diagonal],
-                                           [cursor, tol2], [s, x, r, z]))
-        else:
-            launches.append(recorded_sweep(cg_update_kernel, [p, ap], [cursor, rz_col, tol2],
-                                           [s, x, r]))
-            if preconditioner is not None:
-                launches += _with_dot(preconditioner, "apply", r, z, table.cell(1, rz_col))
-        launches.append(recorded_sweep(cg_direction_kernel, [z], [cursor, rz_col, tol2], [s, p]))
-        return launches
-
-    return _iterate("cg", step, x, table, rtol, atol, maxiter, check_every)
+    work.plan += _with_dot(A, "matvec", p, ap, table.cell(0, 2))
+    if inverse_diagonal is not None:  # a diagonal M: applied inside the update's pass
+        work.plan.append(recorded_sweep(cg_update_jacobi_kernel, [p, ap, inverse_diagonal],
+                                        [cursor, limit], [s, x, r, z]))
+    else:
+        work.plan.append(recorded_sweep(cg_update_kernel, [p, ap], [cursor, rz_col, limit],
+                                        [s, x, r]))
+        if preconditioner is not None:
+            work.plan += _with_dot(preconditioner, "apply", r, z, table.cell(1, rz_col))
+    work.plan.append(recorded_sweep(cg_direction_kernel, [z], [cursor, rz_col, limit], [s, p]))
 
 
 def bicgstab(
@@ -152,40 +157,34 @@ def bicgstab(
     Arguments, result and errors as :func:`cg`.
     """
     maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every)
-    x, r, table = _start(A, b, x0, columns=6, check_every=check_every)
-    s, cursor = table.s, table.cursor
-    sweep(dot_kernel, [r, r], table.cell(0, 1).address, [s])
-    rhat, p = wp.clone(r), wp.clone(r)
+    with _workspace("bicgstab", A, preconditioner, b, check_every, _bicgstab_launches) as work:
+        return _solve("bicgstab", work, b, x0, rtol, atol, maxiter, check_every)
+
+
+def _bicgstab_launches(A: LinearOperator, preconditioner: Preconditioner | None,
+                       work: _Workspace) -> None:
+    """BiCGStab's vectors, its start (s[0, 1] = r · r, r̂ = p = r) and the launches of one
+    iteration, recorded into ``work``."""
+    x, r, table = work.x, work.r, work.table
+    s, cursor, limit = table.s, table.cursor, table.limit
+    rhat, p = wp.empty_like(r), wp.empty_like(r)
+    work.start += [recorded_sweep(dot_kernel, [r, r], table.cell(0, 1).address, [s]),
+                   partial(wp.copy, rhat, r), partial(wp.copy, p, r)]
     v, h, tv = (wp.empty_like(r) for _ in range(3))
     phat, hhat = (p, h) if preconditioner is None else (wp.empty_like(r), wp.empty_like(r))
-
-    matvec_p, matvec_h = _bound(A, "matvec", phat, v), _bound(A, "matvec", hhat, tv)
-    precondition_p, precondition_h = (
-        (None, None)
-        if preconditioner is None
-        else (_bound(preconditioner, "apply", p, phat), _bound(preconditioner, "apply", h, hhat))
-    )
-
-    def step(tol2: float) -> list[Callable[[], None]]:
-        return [
-            launch
-            for launch in (
-                precondition_p,
-                matvec_p,
-                recorded_sweep(dot_kernel, [rhat, v], table.cell(0, 2).address, [s]),
-                recorded_sweep(bicgstab_half_kernel, [r, v], [cursor, tol2, s], [h]),
-                precondition_h,
-                matvec_h,
-                recorded_sweep(dot2_kernel, [tv, h], table.cell(0, 4).address, [s]),
-                recorded_sweep(
-                    bicgstab_update_kernel, [phat, hhat, h, tv, rhat], [cursor, tol2], [s, x, r]
-                ),
-                recorded_sweep(bicgstab_direction_kernel, [r, v], [cursor, tol2], [s, p]),
-            )
-            if launch is not None
-        ]
-
-    return _iterate("bicgstab", step, x, table, rtol, atol, maxiter, check_every)
+    launches = [
+        None if preconditioner is None else _bound(preconditioner, "apply", p, phat),
+        _bound(A, "matvec", phat, v),
+        recorded_sweep(dot_kernel, [rhat, v], table.cell(0, 2).address, [s]),
+        recorded_sweep(bicgstab_half_kernel, [r, v], [cursor, limit, s], [h]),
+        None if preconditioner is None else _bound(preconditioner, "apply", h, hhat),
+        _bound(A, "matvec", hhat, tv),
+        recorded_sweep(dot2_kernel, [tv, h], table.cell(0, 4).address, [s]),
+        recorded_sweep(bicgstab_update_kernel, [phat, hhat, h, tv, rhat], [cursor, limit],
+                       [s, x, r]),
+        recorded_sweep(bicgstab_direction_kernel, [r, v], [cursor, limit], [s, p]),
+    ]
+    work.plan += [launch for launch in launches if launch is not None]
 
 
 def check_arguments(
@@ -221,18 +220,78 @@ def check_arguments(
     return 10 * n if maxiter is None else maxiter
 
 
-def _start(
-    A: LinearOperator, b: wp.array, x0: wp.array | None, columns: int, check_every: int
-) -> tuple[wp.array, wp.array, ScalarTable]:
-    """x (a copy of x0, or zeros), r = b - A x and the scalar table with row 0 filled.
+class _Workspace:
+    """The vectors, scalar table and recorded launches of one Krylov method on one operator and
+    preconditioner: ``b`` (a copy of the right-hand side), ``x``, ``r`` and the table are made
+    here; the method's builder adds its own vectors, the launches of its start (after
+    r = b - A x and the table's row 0) and those of one iteration. Built on a first solve and
+    reused by the next ones with the same operator, preconditioner and ``check_every``, so a
+    solve in a time loop pays Warp's launch packing (about 1 ms on the CPU) once, not every
+    step."""
 
-    Work arrays never carry gradients, so nothing of the iteration joins a ``wp.Tape``."""
-    x = wp.zeros_like(b, requires_grad=False) if x0 is None else wp.clone(x0, requires_grad=False)
-    r = wp.empty_like(b, requires_grad=False)
-    A.matvec(x, r)
-    table = ScalarTable(check_every + 1, columns, b.device)
-    sweep(residual_kernel, [b], [], [table.s, r])
-    return x, r, table
+    def __init__(self, A: LinearOperator, b: wp.array, columns: int, check_every: int) -> None:
+        self.b = wp.empty_like(b, requires_grad=False)
+        self.x = wp.zeros_like(b, requires_grad=False)
+        self.r = wp.empty_like(b, requires_grad=False)
+        self.table = ScalarTable(check_every + 1, columns, b.device)
+        self.start: list[Callable[[], None]] = [
+            _bound(A, "matvec", self.x, self.r),
+            recorded_sweep(residual_kernel, [self.b], [], [self.table.s, self.r]),
+        ]
+        self.plan: list[Callable[[], None]] = []
+        self.lock = threading.Lock()
+
+    def begin(self, b: wp.array, x0: wp.array | None) -> None:
+        """b and x0 (zeros if None) into the workspace, a fresh table, and the start run."""
+        wp.copy(self.b, b)
+        if x0 is None:
+            self.x.zero_()
+        else:
+            wp.copy(self.x, x0)
+        self.table.reset()
+        for launch in self.start:
+            launch()
+
+
+_COLUMNS = {"cg": 4, "bicgstab": 6}
+
+
+@contextmanager
+def _workspace(method: str, A: LinearOperator, preconditioner: Preconditioner | None,
+               b: wp.array, check_every: int,
+               build: Callable[[LinearOperator, Preconditioner | None, _Workspace], None]
+               ) -> Iterator[_Workspace]:
+    """The workspace of ``method`` for ``A`` and ``preconditioner``: the one kept on ``A`` from
+    the last solve with them (one per method), else a new one, kept on ``A`` when ``A`` offers
+    ``bind`` (its recorded products then hold its arrays, not ``A`` itself) and takes
+    attributes. A workspace in use by another thread is not shared: that solve gets its own."""
+    key = (preconditioner, check_every, b.shape[0], b.dtype, str(b.device))
+    kept: dict[str, tuple] = getattr(A, "_krylov_workspaces", None) or {}
+    entry = kept.get(method)
+    work = entry[1] if entry is not None and _same_key(entry[0], key) else None
+    if work is None or not work.lock.acquire(blocking=False):
+        work = _Workspace(A, b, _COLUMNS[method], check_every)
+        build(A, preconditioner, work)
+        work.lock.acquire()
+        if hasattr(A, "bind"):
+            kept[method] = (key, work)
+            with suppress(AttributeError, TypeError):
+                A._krylov_workspaces = kept
+    try:
+        yield work
+    finally:
+        work.lock.release()
+
+
+def _same_key(a: tuple, b: tuple) -> bool:
+    return a[0] is b[0] and a[1:] == b[1:]
+
+
+def _solve(method: str, work: _Workspace, b: wp.array, x0: wp.array | None, rtol: float,
+           atol: float, maxiter: int, check_every: int) -> SolveResult:
+    work.begin(b, x0)
+    result = _iterate(method, work.plan, work.table, rtol, atol, maxiter, check_every)
+    return SolveResult(wp.clone(work.x), *result)
 
 
 def _bound(obj: Any, method: str, a: wp.array, b: wp.array) -> Callable[[], None]:
@@ -256,35 +315,33 @@ def _with_dot(
 
 def _iterate(
     method: str,
-    step: Callable[[float], list[Callable[[], None]]],
-    x: wp.array,
+    step: list[Callable[[], None]],
     table: ScalarTable,
     rtol: float,
     atol: float,
     maxiter: int,
     check_every: int,
-) -> SolveResult:
-    """Run the iterations in blocks of ``check_every``, reading the table once per block.
+) -> tuple[int, np.ndarray, float]:
+    """Run the iterations in blocks of ``check_every``, reading the table once per block;
+    return the iterations, the residual norms and $\\|b\\|$.
 
-    ``step(tol2)`` returns the launches of one iteration, most of them recorded, all reading
-    the local iteration j from the table's cursor; they are made on the first iteration that
-    runs and replayed in every later one, so a solve pays Warp's argument packing once, not
-    once per iteration. On the CPU, where the launches run synchronously and the table is a view
+    ``step`` is the launches of one iteration, most of them recorded, all reading the local
+    iteration j from the table's cursor and the tolerance from its ``limit``, replayed every
+    iteration. On the CPU, where the launches run synchronously and the table is a view
     on the host, a block also stops at the iteration that met the tolerance; elsewhere the
     kernels run the rest of the block frozen."""
     start = table.read()[0]
     b_norm = float(np.sqrt(start[BNORM]))
     tol = max(rtol * b_norm, atol)
     tol2 = tol * tol
+    table.set_limit(tol2)
     history = [float(start[RESIDUAL])]
     iterations = 0
-    plan: list[Callable[[], None]] = []
+    plan = [*step, table.advance]
     live = table.live
     while not history[-1] <= tol2:
         if iterations >= maxiter or not np.isfinite(history[-1]):
             raise convergence_failure(method, iterations, np.sqrt(history), b_norm, tol)
-        if not plan:
-            plan = [*step(tol2), table.advance]
         m = min(check_every, maxiter - iterations)
         ran = 0
         while ran < m:
@@ -299,7 +356,7 @@ def _iterate(
         history.extend(block[:taken].tolist())
         iterations += taken
         table.roll()
-    return SolveResult(x, iterations, np.sqrt(np.asarray(history)), b_norm)
+    return iterations, np.sqrt(np.asarray(history)), b_norm
 
 
 def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm: float,

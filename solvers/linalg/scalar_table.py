@@ -51,7 +51,8 @@ def scratch_cell(device: Any) -> TableCell:
 
 
 class ScalarTable:
-    """The table ``s`` (``rows = k + 1`` by ``columns``, float64, zeros) and its cursor (0).
+    """The table ``s`` (``rows = k + 1`` by ``columns``, float64, zeros), its cursor (0) and
+    ``limit``, the one-entry float64 array of the squared absolute tolerance the kernels read.
 
     Args:
         rows: k + 1 for blocks of k iterations.
@@ -62,11 +63,22 @@ class ScalarTable:
     def __init__(self, rows: int, columns: int, device: Any) -> None:
         self.s = wp.zeros((rows, columns), dtype=wp.float64, device=device)
         self.cursor = wp.zeros(1, dtype=wp.int32, device=device)
+        self.limit = wp.zeros(1, dtype=wp.float64, device=device)
         self._host = self.s.numpy() if self.s.device.is_cpu else None  # a view on the CPU
         self.advance: Callable[[], None] = self._recorded(advance_kernel, [self.cursor])
         """Move the cursor to the next local iteration (a replayed one-thread launch)."""
         self.roll: Callable[[], None] = self._recorded(roll_kernel, [self.cursor, self.s])
         """Start a new block: row 0 = the row of the cursor, other rows 0, cursor 0."""
+
+    def reset(self) -> None:
+        """Zeros in the table, the cursor and the limit: the state of a new table."""
+        self.s.zero_()
+        self.cursor.zero_()
+        self.limit.zero_()
+
+    def set_limit(self, tol2: float) -> None:
+        """``limit[0] = tol2``."""
+        self.limit.fill_(tol2)
 
     def cell(self, shift: int, col: int) -> TableCell:
         """``s[j + shift, col]`` for the current local iteration j."""
