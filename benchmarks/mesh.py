@@ -23,7 +23,9 @@ $\sigma$ = ``SHIFT`` (small, so the Laplacian dominates and the conditioning gro
 of the same sphere (SPD, the matrices physml assembles), every side to the same relative residual
 ``RTOL`` = 1e-8 on the same matrix: physml's Warp CG (:func:`physml.solvers.linalg.cg`) with a
 Jacobi preconditioner against ``scipy.sparse.linalg.cg`` with the same one (the ratio of their
-times per iteration is the figure that compares the two CGs), and physml's CG with pyamg's
+times per iteration is the figure that compares the two CGs; physml's solve reuses the
+workspace it keeps on the operator, as in a time loop, and ``first solve`` times it as on a new
+operator, its vectors allocated and its launches packed), and physml's CG with pyamg's
 smoothed-aggregation V-cycle against ``scipy.sparse.linalg.cg`` with the same V-cycle, hierarchy
 set-up included on both sides (iterations and the residual reached are reported).
 
@@ -31,11 +33,12 @@ Geodesic (``--parts geodesic``): distance from vertex 0 by ``heat_geodesic`` aga
 potpourri3d's ``MeshHeatMethodDistanceSolver`` (setup included on both sides), each compared
 with the exact great-circle distance.
 
-Medians with the min and max are written as JSON (thread counts and load average included) with
+Medians with the min and max (of ``REPEATS`` timings, ``SHORT_REPEATS`` for solves below 1e5
+vertices) are written as JSON (thread counts and load average included) with
 a log-log plot per part. Timings are reported, never asserted. Run from the repository root::
 
     python benchmarks/mesh.py [--levels 5 6 7 8] [--parts assembly poisson geodesic]
-                              [--out benchmarks/results/mesh.json]
+                              [--out benchmarks/results/mesh.json] [--keep]
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ from physml.solvers.mesh import (
 )
 
 REPEATS = 3
+SHORT_REPEATS = 15
 SHIFT = 1e-2
 RTOL = 1e-8
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "mesh.json"
@@ -124,12 +128,16 @@ def bench_poisson(level: int) -> dict:
         u, _ = spla.cg(A, b, rtol=RTOL, M=preconditioner, callback=lambda _: iterations.append(1))
         record(name, u, len(iterations))
 
-    def physml_cg(name: str, preconditioner) -> None:
+    def physml_cg(name: str, preconditioner, first: bool = False) -> None:
+        if first:  # as on a new operator: the solve's workspace is built and its launches packed
+            op.__dict__.pop("_krylov_workspaces", None)
         result = cg(op, b_warp, preconditioner=preconditioner, rtol=RTOL)
         record(name, result.x.numpy(), result.iterations)
 
     jacobi, physml_jacobi = sp.diags(1.0 / A.diagonal()), Jacobi(op)  # built outside the timing
     sides = {"physml CG + Jacobi": lambda: physml_cg("physml CG + Jacobi", physml_jacobi),
+             "physml CG + Jacobi, first solve": lambda: physml_cg(
+                 "physml CG + Jacobi, first solve", physml_jacobi, first=True),
              "scipy CG + Jacobi": lambda: scipy_cg("scipy CG + Jacobi", jacobi),
              "physml AMG-CG (setup included)": lambda: physml_cg(
                  "physml AMG-CG (setup included)", SmoothedAggregationAMG(op))}
@@ -141,13 +149,18 @@ def bench_poisson(level: int) -> dict:
             scipy_cg("pyamg AMG-CG (setup included)", ml.aspreconditioner())
 
         sides["pyamg AMG-CG (setup included)"] = amg
-    seconds = _stats(_alternate(sides))
+    # solves of a few milliseconds are timed more often: their spread is larger
+    seconds = _stats(_alternate(sides, SHORT_REPEATS if sphere.n_vertices < 1e5 else REPEATS))
+    jacobi_sides = ("physml CG + Jacobi", "physml CG + Jacobi, first solve", "scipy CG + Jacobi")
     per_iteration = {name: seconds[name]["median"] / reached[name]["iterations"]
-                     for name in ("physml CG + Jacobi", "scipy CG + Jacobi")}
+                     for name in jacobi_sides}
     return {"level": level, "vertices": sphere.n_vertices, "nnz": A.nnz, "seconds": seconds,
             "reached": reached, "seconds_per_iteration": per_iteration,
             "ratio_physml_over_scipy_per_iteration":
-                per_iteration["physml CG + Jacobi"] / per_iteration["scipy CG + Jacobi"]}
+                per_iteration["physml CG + Jacobi"] / per_iteration["scipy CG + Jacobi"],
+            "ratio_physml_first_solve_over_scipy_per_iteration":
+                per_iteration["physml CG + Jacobi, first solve"]
+                / per_iteration["scipy CG + Jacobi"]}
 
 
 def bench_geodesic(level: int) -> dict:
@@ -171,10 +184,10 @@ def bench_geodesic(level: int) -> dict:
             "seconds": _stats(_alternate(sides)), "max_error_vs_great_circle": errors}
 
 
-def _alternate(sides: dict) -> dict[str, list[float]]:
-    """``REPEATS`` timings of each side, the sides taking turns."""
+def _alternate(sides: dict, repeats: int = REPEATS) -> dict[str, list[float]]:
+    """``repeats`` timings of each side, the sides taking turns."""
     times = {name: [] for name in sides}
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         for name, fn in sides.items():
             times[name].append(_time(fn))
     return times
@@ -217,6 +230,8 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[5, 6, 7, 8])
     parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the parts already in --out that this run does not measure")
     args = parser.parse_args()
     wp.config.log_level = wp.LOG_ERROR
     wp.init()
@@ -228,9 +243,14 @@ def main() -> None:
         "threads": {"warp_cpu": 1, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         "repeats": REPEATS, "load_average_before": os.getloadavg(),
     }
+    if args.keep and args.out.exists():  # the parts not measured now stay as they were
+        kept = json.loads(args.out.read_text())
+        report = {**{k: v for k, v in kept.items() if k.split("_load_average")[0] in PARTS},
+                  **report}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for part in args.parts:
         bench, title = PARTS[part]
+        report[f"{part}_load_average_before"] = os.getloadavg()
         results = []
         for level in args.levels:
             results.append(bench(level))
