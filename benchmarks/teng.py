@@ -44,8 +44,9 @@ TIMES = (0.5, 1.0, 2.0, 4.0)
 def run_scheme(case, scheme: str, theta0: torch.Tensor, reference: Reference,
                solver: str = "auto") -> dict:
     settings = case.training.model_copy(update={"scheme": scheme, "solver": solver})
-    teng = build_teng(case.model_copy(
-        update={"training": case.training.model_copy(update={"teng": settings})}))
+    teng = build_teng(case.model_copy(update={"training": settings}))
+    assert teng.solver == solver and teng.tableau.stages == {"euler": 1, "heun": 2, "rk4": 4}[
+        scheme], "the scheme and solver asked for are the ones built"
     teng.theta = theta0.clone()
     errors, walls, watch = {}, {}, Stopwatch(teng.device)
     for index, t in enumerate(TIMES):
