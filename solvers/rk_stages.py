@@ -236,10 +236,28 @@ real faces[TILE + 1];
 const int end_src[4] = {src_m2, src_m1, src_p1, src_p2};
 const Ghost end_map[4] = {ghost_of(r_m2), ghost_of(r_m1), ghost_of(r_p1), ghost_of(r_p2)};
 real pad[TILE + 4];
+// cells k0 .. k0 + n - 1 of the neighbour row at ``start``, mapped into buffer ``slot`` when
+// the row is a ghost row (so the stencil loop reads plain values: no select in it)
+real mapped_rows[8][TILE];
+auto neighbour_row = [&](const Ghost& m, int start, int slot, int k0, int n) -> const real* {
+    const real* __restrict__ source = x + start + k0;
+    if (!m.on) return source;
+    real* __restrict__ copy = mapped_rows[slot];
+    const real a = m.a, b = m.b;
+    for (int j = 0; j < n; ++j) copy[j] = a * source[j] + b;
+    return copy;
+};
 // The stencil of cells k0 .. k0 + n - 1 (n <= TILE) into ko, per flux kind, limiter and
 // present axes (tags with constant calls, so no branch on them is left in the loops). A tile
 // at an end of the row reads a copy of its cells with the ghost cells in place.
 auto tile = [&](int k0, int n, auto kind, auto lim, auto with0, auto with1) {
+    // the captured scalars as locals: read through the closure, the loops would have to
+    // reload them after every store (clang ignores restrict on local pointers)
+    const real sp0 = speed0, sp1 = speed1, sp2 = speed2, in0 = inv0, in1 = inv1, in2 = inv2;
+    const real nu_c = nu, rho_c = rho;
+    const bool diffusive = diffuse;
+    const int reaction_c = reaction_kind;
+    real* __restrict__ fc = faces;
     const bool at_end = k0 < 2 || k0 + n + 2 > n2;
     if (at_end) {  // pad[i - k0 + 2] holds cell i of the row, i in [k0 - 2, k0 + n + 2)
         const int lo = wp::max(k0 - 2, 0), hi = wp::min(k0 + n + 2, n2);
@@ -252,54 +270,55 @@ auto tile = [&](int k0, int n, auto kind, auto lim, auto with0, auto with1) {
     const real* __restrict__ row = at_end ? pad + 2 : x + here + k0;
     if (kind() >= 2) {
         for (int j = 0; j <= n; ++j)  // face j: between cells k0 + j - 1 and k0 + j
-            faces[j] = face(row[j - 2], row[j - 1], row[j], row[j + 1], speed2, kind, lim);
+            fc[j] = face(row[j - 2], row[j - 1], row[j], row[j + 1], sp2, kind, lim);
     }
-    const real* __restrict__ a_m1 = x + lo0 + k0;
-    const real* __restrict__ a_p1 = x + hi0 + k0;
-    const real* __restrict__ a_m2 = x + lo0b + k0;
-    const real* __restrict__ a_p2 = x + hi0b + k0;
-    const real* __restrict__ b_m1 = x + lo1 + k0;
-    const real* __restrict__ b_p1 = x + hi1 + k0;
-    const real* __restrict__ b_m2 = x + lo1b + k0;
-    const real* __restrict__ b_p2 = x + hi1b + k0;
+    const bool wide = kind() >= 2;
+    const real* __restrict__ a_m1 = with0() ? neighbour_row(glo0, lo0, 0, k0, n) : x;
+    const real* __restrict__ a_p1 = with0() ? neighbour_row(ghi0, hi0, 1, k0, n) : x;
+    const real* __restrict__ a_m2 = with0() && wide ? neighbour_row(glo0b, lo0b, 2, k0, n) : x;
+    const real* __restrict__ a_p2 = with0() && wide ? neighbour_row(ghi0b, hi0b, 3, k0, n) : x;
+    const real* __restrict__ b_m1 = with1() ? neighbour_row(glo1, lo1, 4, k0, n) : x;
+    const real* __restrict__ b_p1 = with1() ? neighbour_row(ghi1, hi1, 5, k0, n) : x;
+    const real* __restrict__ b_m2 = with1() && wide ? neighbour_row(glo1b, lo1b, 6, k0, n) : x;
+    const real* __restrict__ b_p2 = with1() && wide ? neighbour_row(ghi1b, hi1b, 7, k0, n) : x;
     real* __restrict__ out = ko + here + k0;
     for (int j = 0; j < n; ++j) {
         const real u0 = row[j], um1 = row[j - 1], up1 = row[j + 1];
         real adv = zero, lap = zero;
         if (with0()) {
-            const real m1 = mapped(glo0, a_m1[j]), p1 = mapped(ghi0, a_p1[j]);
+            const real m1 = a_m1[j], p1 = a_p1[j];
             real g_lo = zero, g_hi = zero;
             if (kind() >= 2) {
-                const real m2 = mapped(glo0b, a_m2[j]), p2 = mapped(ghi0b, a_p2[j]);
-                g_lo = face(m2, m1, u0, p1, speed0, kind, lim);
-                g_hi = face(m1, u0, p1, p2, speed0, kind, lim);
+                const real m2 = a_m2[j], p2 = a_p2[j];
+                g_lo = face(m2, m1, u0, p1, sp0, kind, lim);
+                g_hi = face(m1, u0, p1, p2, sp0, kind, lim);
             }
-            adv = adv + advective(g_lo, g_hi, m1, p1, inv0, speed0, kind);
-            lap = lap + second(m1, u0, p1, inv0);
+            adv = adv + advective(g_lo, g_hi, m1, p1, in0, sp0, kind);
+            lap = lap + second(m1, u0, p1, in0);
         }
         if (with1()) {
-            const real m1 = mapped(glo1, b_m1[j]), p1 = mapped(ghi1, b_p1[j]);
+            const real m1 = b_m1[j], p1 = b_p1[j];
             real h_lo = zero, h_hi = zero;
             if (kind() >= 2) {
-                const real m2 = mapped(glo1b, b_m2[j]), p2 = mapped(ghi1b, b_p2[j]);
-                h_lo = face(m2, m1, u0, p1, speed1, kind, lim);
-                h_hi = face(m1, u0, p1, p2, speed1, kind, lim);
+                const real m2 = b_m2[j], p2 = b_p2[j];
+                h_lo = face(m2, m1, u0, p1, sp1, kind, lim);
+                h_hi = face(m1, u0, p1, p2, sp1, kind, lim);
             }
-            adv = adv + advective(h_lo, h_hi, m1, p1, inv1, speed1, kind);
-            lap = lap + second(m1, u0, p1, inv1);
+            adv = adv + advective(h_lo, h_hi, m1, p1, in1, sp1, kind);
+            lap = lap + second(m1, u0, p1, in1);
         }
         real f_lo = zero, f_hi = zero;
         if (kind() >= 2) {
-            f_lo = faces[j];
-            f_hi = faces[j + 1];
+            f_lo = fc[j];
+            f_hi = fc[j + 1];
         }
-        adv = adv + advective(f_lo, f_hi, um1, up1, inv2, speed2, kind);
-        lap = lap + second(um1, u0, up1, inv2);
-        const real diffusion = diffuse ? nu * lap : zero;
+        adv = adv + advective(f_lo, f_hi, um1, up1, in2, sp2, kind);
+        lap = lap + second(um1, u0, up1, in2);
+        const real diffusion = diffusive ? nu_c * lap : zero;
         real reaction = zero;
-        if (reaction_kind == 1) reaction = u0 - u0 * u0 * u0;
-        else if (reaction_kind == 2) reaction = u0 * (one - u0);
-        out[j] = diffusion - adv + rho * reaction;
+        if (reaction_c == 1) reaction = u0 - u0 * u0 * u0;
+        else if (reaction_c == 2) reaction = u0 * (one - u0);
+        out[j] = diffusion - adv + rho_c * reaction;
     }
 };
 // w = u + (dt c_j) k_j over the earlier stages with nonzero c_j, in order, + (dt c_3) k
