@@ -34,6 +34,7 @@ along the last axis and host threads over segments.
 
 from __future__ import annotations
 
+import operator
 from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,10 @@ from .replay import Replay
 # Both kernels must round identically: no fused multiply-adds (the generated per-cell code and
 # the native runs would contract different products).
 wp.set_module_options({"fuse_fp": False})
+
+RECORDED_PER_STAGE = 4
+"""Sets of recorded row-kernel launches a stage keeps (:meth:`FusedStages._recorded`); each
+holds the arrays it was recorded with."""
 
 MIN_CELLS_PER_THREAD = 1 << 17
 """Fewest cells a host thread gets by default on the CPU. A stage costs tens of nanoseconds
@@ -754,7 +759,7 @@ class FusedStages:
         self.threads = threads
         self._empty = wp.empty(0, dtype=dtype, device=device)
         self.size = grid.size
-        self._launches: dict[tuple, tuple] = {}
+        self._launches: dict[tuple, list[tuple[list[Replay], list]]] = {}
         self._splits: dict[int, tuple[int, list[tuple[int, int]]]] = {}
         self._constants: dict[tuple[float, ...], wp.array] = {}
 
@@ -792,42 +797,54 @@ class FusedStages:
             launch(stage_cells_kernel, self.dtype, dim=batch * self.size, inputs=inputs,
                    outputs=outputs, device=self.device, record_tape=record)
             return
-        _require_disjoint(outputs, inputs[:5])  # the native runs' restrict pointers
         segment, chunks = self._split(batch)
-
-        def run(first: int, count: int) -> None:
-            key = (batch, first, count, inputs[-1], id(inputs[5]))  # a command per stage
-            self._relaunch(key, [*inputs, segment, first], outputs, count)
-
-        if len(chunks) == 1:
-            run(*chunks[0])
+        calls = self._recorded((batch, inputs[-1], id(inputs[5])), inputs, outputs, segment,
+                               chunks)
+        if len(calls) == 1:
+            calls[0]()
             return
-        pending = [host_pool(len(chunks) - 1).submit(run, *chunk) for chunk in chunks[1:]]
+        pending = [host_pool(len(calls) - 1).submit(call) for call in calls[1:]]
         try:
-            run(*chunks[0])
+            calls[0]()
         finally:  # no chunk may still write the outputs when this returns or raises
             wait(pending)
         for job in pending:
             job.result()
 
-    def _relaunch(self, key: tuple, inputs: list, outputs: list, count: int) -> None:
-        """Launch the row kernel through a recorded command per ``key``, re-packing only the
-        arguments that changed since its last launch (packing all thirty arguments of a
-        launch costs more than the kernel on small grids)."""
+    def _recorded(self, stage: tuple, inputs: list, outputs: list, segment: int,
+                  chunks: list[tuple[int, int]]) -> list[Replay]:
+        """The row kernel's recorded launches (one per chunk of rows) for these arguments.
+
+        Packing the thirty arguments of a launch costs more than the kernel on small grids,
+        so each stage keeps up to :data:`RECORDED_PER_STAGE` sets of recorded launches, with
+        the arguments they were recorded for: a rollout's work arrays alternate between two
+        sets, which then replay without re-packing anything. Arguments no set was recorded
+        for re-pack the least recently used set where they differ (and are checked for
+        overlap first: the native runs' restrict pointers)."""
         values = [*inputs, *outputs]
-        cached = self._launches.get(key)
-        if cached is None:
-            replay = Replay(launch(stage_rows_kernel, self.dtype, dim=count, inputs=inputs,
-                                   outputs=outputs, device=self.device, record_tape=False,
-                                   record_cmd=True))
-            self._launches[key] = (replay, values)
-        else:
-            replay, last = cached
-            for i, (new, old) in enumerate(zip(values, last)):
-                if new is not old and not _same_value(new, old):
-                    replay.set(i, new)
-                    last[i] = new
-        replay()
+        recorded = self._launches.setdefault(stage, [])
+        for position, (replays, last) in enumerate(recorded):
+            if all(map(operator.is_, values, last)) or all(
+                    a is b or _same_value(a, b) for a, b in zip(values, last)):
+                if position:
+                    recorded.insert(0, recorded.pop(position))
+                return replays
+        _require_disjoint(outputs, inputs[:5])
+        if len(recorded) < RECORDED_PER_STAGE:
+            replays = [Replay(launch(stage_rows_kernel, self.dtype, dim=count,
+                                     inputs=[*inputs, segment, first], outputs=outputs,
+                                     device=self.device, record_tape=False, record_cmd=True))
+                       for first, count in chunks]
+            recorded.insert(0, (replays, values))
+            return replays
+        replays, last = recorded.pop()
+        for i, (new, old) in enumerate(zip(values, last)):
+            if new is not old and not _same_value(new, old):
+                index = i if i < len(inputs) else i + 2  # segment, first: between the two
+                for replay in replays:
+                    replay.set(index, new)
+        recorded.insert(0, (replays, values))
+        return replays
 
     def _split(self, batch: int) -> tuple[int, list[tuple[int, int]]]:
         """Segment length and ``(first, count)`` ranges of row segments, one per host thread."""
