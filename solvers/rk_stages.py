@@ -46,6 +46,7 @@ from .cahn_hilliard_kernels import available_cores, host_pool
 from .grid import BCKind, BoundaryConditions, Grid
 from .operators import ghost_source, launch, limited_slope, reaction_term, rusanov_flux, specialize
 from .replay import Replay
+from .timestepping import Tableau
 
 # Both kernels must round identically: no fused multiply-adds (the generated per-cell code and
 # the native runs would contract different products).
@@ -762,6 +763,7 @@ class FusedStages:
         self._launches: dict[tuple, list[tuple[list[Replay], list]]] = {}
         self._splits: dict[int, tuple[int, list[tuple[int, int]]]] = {}
         self._constants: dict[tuple[float, ...], wp.array] = {}
+        self._plans: dict[Tableau, list[tuple[wp.array, str, str]]] = {}
 
     def constant(self, values: list[float]) -> wp.array:
         """A (cached) array of tableau coefficients."""
@@ -769,6 +771,21 @@ class FusedStages:
         if key not in self._constants:
             self._constants[key] = wp.array(key, dtype=self.dtype, device=self.device)
         return self._constants[key]
+
+    def tableau_plan(self, scheme: Tableau) -> list[tuple[wp.array, str, str]]:
+        """Per stage of ``scheme``: its coefficients ``c`` (:meth:`launch`: the row of ``a``
+        after it, or ``b``, over the earlier stages, then its own) and the names of its k and
+        output in a :class:`StageWork` (computed once per scheme)."""
+        if scheme not in self._plans:
+            plan = []
+            for i in range(scheme.stages):
+                last = i == scheme.stages - 1
+                row = scheme.b if last else scheme.a[i + 1]
+                coefficients = [row[j] if j < i else 0.0 for j in range(3)] + [row[i]]
+                plan.append((self.constant(coefficients), f"k{i}",
+                             "out" if last else f"v{i % 2}"))
+            self._plans[scheme] = plan
+        return self._plans[scheme]
 
     def launch(self, v: wp.array, batch: int, nu: Coefficient, velocity: Coefficient,
                rho: Coefficient, k_out: wp.array, *, u: wp.array | None = None,
@@ -928,7 +945,8 @@ class StageWork:
             self._outputs += 1
             name = f"out{self._outputs % 2}"
         kept = self._arrays.get(name)
-        if kept is None or kept.size < like.size or kept.device != like.device:
+        if kept is None or kept.size < like.size or (kept.device is not like.device
+                                                     and kept.device != like.device):
             kept = wp.empty(like.size, dtype=like.dtype, device=like.device)
             self._arrays[name] = kept
         return kept if kept.size == like.size else kept[: like.size]
