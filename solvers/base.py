@@ -459,11 +459,11 @@ class GridSolver:
         operator = self._operator_coefficients(params)
         ks: tuple[wp.array, ...] = ()
         v = u
-        for c, k_name, w_name in self.stages.tableau_plan(self.tableau):
+        for c, k_name, w_name, read_later in self.stages.tableau_plan(self.tableau):
             k = work.array(k_name, u, grad)
             w = work.array(w_name, u, grad)
             self.stages.launch(v, batch, *operator, k, u=u, ks=ks, c=c, dt=step_size,
-                               w_out=w, record=grad)
+                               w_out=w, record=grad, keep_k=read_later)
             ks = (*ks, k)
             v = w
         return v
@@ -716,9 +716,9 @@ class GridSolver:
         batch, n = states.shape
         saved = np.empty((batch, int(counts[0] // every[0]) + 1 if batch else 1, n))
         saved[:, 0] = states
-        work = StageWork(reuse=True)
-        u = wp.array(states.ravel().astype(self.np_dtype), dtype=self.dtype, device=self.device)
-        dt = wp.array(steps, dtype=self.dtype, device=self.device)
+        work = self.stages.rollout_work
+        u = work.filled("u0", states.astype(self.np_dtype, copy=False), self.dtype, self.device)
+        dt = work.filled("dt", steps.astype(self.np_dtype), self.dtype, self.device)
         last_good = (0, states)
         # a step that ends, saves or checks no sample: a multiple of none of these
         # (skipping the bookkeeping below there costs nothing and saves ~10 us a step)

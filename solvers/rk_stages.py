@@ -275,6 +275,8 @@ auto mapped = [&](const Ghost& m, real value) -> real {
 };
 const bool diffuse = with_diffusion != 0;
 real faces[TILE + 1];
+// a tile's k when k_out is not kept (empty): the combination reads it from here
+real k_tile[TILE];
 // a row's ghost cells along the last axis (the same for every row): source cells in the
 // row and ghost mappings (the second layer only where read)
 int end_src[4] = {0, 0, 0, 0};
@@ -331,7 +333,7 @@ auto tile = [&](int k0, int n, auto kind, auto lim, auto with0, auto with1) {
     const real* __restrict__ b_p1 = with1() ? neighbour_row(ghi1, hi1, 5, k0, n) : x;
     const real* __restrict__ b_m2 = with1() && wide ? neighbour_row(glo1b, lo1b, 6, k0, n) : x;
     const real* __restrict__ b_p2 = with1() && wide ? neighbour_row(ghi1b, hi1b, 7, k0, n) : x;
-    real* __restrict__ out = ko + here + k0;
+    real* __restrict__ out = keep_k ? ko + here + k0 : k_tile;
     for (int j = 0; j < n; ++j) {
         const real u0 = row[j], um1 = row[j - 1], up1 = row[j + 1];
         real adv = zero, lap = zero;
@@ -393,7 +395,7 @@ auto set_weights = [&]() {
 auto combine = [&](int k0, int n) {
     const int t0 = here + k0;
     const real* __restrict__ s = u.data + t0;
-    const real* __restrict__ kn = ko + t0;
+    const real* __restrict__ kn = keep_k ? ko + t0 : k_tile;
     real* __restrict__ w = w_out.data + t0;
     const real* __restrict__ p0 = kp[0] + (used > 0 ? t0 : 0);
     const real* __restrict__ p1 = kp[1] + (used > 1 ? t0 : 0);
@@ -493,7 +495,7 @@ def interior_runs(v: wp.array(dtype=Any), u: wp.array(dtype=Any), k0: wp.array(d
                   rho_strides: wp.vec2i, shape: wp.vec3i, kinds_lo: wp.vec3i,
                   kinds_hi: wp.vec3i, axis_offset: int, ghost: int, flux_kind: int,
                   limiter: int, reaction_kind: int, with_diffusion: int, n_prev: int,
-                  segment: int, first: int, count: int, write_w: int,
+                  segment: int, first: int, count: int, write_w: int, keep_k: int,
                   k_out: wp.array(dtype=Any), w_out: wp.array(dtype=Any)):
     """:data:`stage_runs_kernel`'s body: the row segments ``first .. first + count - 1``
     (``segment`` cells each), each with its neighbour rows, ghost cells and its sample's
@@ -810,12 +812,13 @@ def stage_runs_kernel(
 ):
     """:data:`stage_rows_kernel` without coefficient fields, one thread (launch dim 1) for the
     ``count`` segments from ``first``: one :func:`interior_runs` call of native loops, so a
-    row costs no Warp code of its own (the CPU path without a tape; no adjoint)."""
+    row costs no Warp code of its own (the CPU path without a tape; no adjoint). A ``k_out``
+    of length 0 is not written (only ``w_out``: a last stage's k that nothing reads)."""
     interior_runs(v, u, k0, k1, k2, c, dt, nu, velocity, rho, inv_dx, coef, dt_strides,
                   nu_strides, velocity_stride, rho_strides, shape, kinds_lo, kinds_hi,
                   axis_offset, ghost, flux_kind, limiter, reaction_kind, with_diffusion,
                   n_prev, segment, first, count, int(w_out.shape[0] > 0),
-                  k_out, w_out)
+                  int(k_out.shape[0] > 0), k_out, w_out)
 
 
 def _overload_kernels() -> None:
@@ -879,7 +882,10 @@ class FusedStages:
         self._launches: dict[tuple, list[tuple[list[Replay], list]]] = {}
         self._splits: dict[int, tuple[int, list[tuple[int, int]]]] = {}
         self._constants: dict[tuple[float, ...], wp.array] = {}
-        self._plans: dict[Tableau, list[tuple[wp.array, str, str]]] = {}
+        self._plans: dict[Tableau, list[tuple[wp.array, str, str, bool]]] = {}
+        # a rollout's work arrays, kept between rollouts: fresh arrays of a large grid cost
+        # more in first-touch page faults than several steps on them
+        self.rollout_work = StageWork(reuse=True)
 
     def constant(self, values: list[float]) -> wp.array:
         """A (cached) array of tableau coefficients."""
@@ -888,18 +894,21 @@ class FusedStages:
             self._constants[key] = wp.array(key, dtype=self.dtype, device=self.device)
         return self._constants[key]
 
-    def tableau_plan(self, scheme: Tableau) -> list[tuple[wp.array, str, str]]:
+    def tableau_plan(self, scheme: Tableau) -> list[tuple[wp.array, str, str, bool]]:
         """Per stage of ``scheme``: its coefficients ``c`` (:meth:`launch`: the row of ``a``
-        after it, or ``b``, over the earlier stages, then its own) and the names of its k and
-        output in a :class:`StageWork` (computed once per scheme)."""
+        after it, or ``b``, over the earlier stages, then its own), the names of its k and
+        output in a :class:`StageWork` and whether a later stage reads its k (computed once
+        per scheme)."""
         if scheme not in self._plans:
             plan = []
             for i in range(scheme.stages):
                 last = i == scheme.stages - 1
                 row = scheme.b if last else scheme.a[i + 1]
                 coefficients = [row[j] if j < i else 0.0 for j in range(3)] + [row[i]]
+                later = [*scheme.a[i + 2:], scheme.b] if not last else []
+                read_later = any(len(r) > i and r[i] != 0.0 for r in later)
                 plan.append((self.constant(coefficients), f"k{i}",
-                             "out" if last else f"v{i % 2}"))
+                             "out" if last else f"v{i % 2}", read_later))
             self._plans[scheme] = plan
         return self._plans[scheme]
 
@@ -907,13 +916,16 @@ class FusedStages:
                rho: Coefficient, k_out: wp.array, *, u: wp.array | None = None,
                ks: tuple[wp.array, ...] = (), c: wp.array | None = None,
                dt: Coefficient | None = None, w_out: wp.array | None = None,
-               with_diffusion: bool = True, record: bool = False) -> None:
+               with_diffusion: bool = True, record: bool = False, keep_k: bool = True) -> None:
         """k_out = F(v) and, with ``w_out``, w_out = u + dt (sum_j c_j ks_j + c_3 k_out).
 
         Args:
             v, u, ks, k_out, w_out: flat arrays of ``batch * grid.size`` values (ks: up to 3).
             c: (4,) tableau coefficients of ks and of the new k.
             record: launch the per-cell kernel, which a ``wp.Tape`` can differentiate.
+            keep_k: False: k_out need not be written (a stage whose k nothing reads later;
+                with ``w_out``): the native runs then leave it alone, saving its memory
+                traffic.
         """
         empty = self._empty
         ks = tuple(ks) + (empty,) * (3 - len(ks))
@@ -932,6 +944,8 @@ class FusedStages:
             return
         segment, chunks = self._split(batch)
         native = nu.strides[1] == 0 and rho.strides[1] == 0
+        if native and not keep_k and w_out is not None:
+            outputs[0] = empty
         calls = self._recorded((batch, inputs[-1], id(inputs[5]), native), inputs, outputs,
                                segment, chunks, native)
         if len(calls) == 1:
@@ -1072,3 +1086,16 @@ class StageWork:
             kept = wp.empty(like.size, dtype=like.dtype, device=like.device)
             self._arrays[name] = kept
         return kept if kept.size == like.size else kept[: like.size]
+
+    def filled(self, name: str, values: np.ndarray, dtype: type, device: str) -> wp.array:
+        """A kept flat array named ``name`` holding ``values`` (converted to ``dtype``); the
+        same array object while the size stays (recorded launches that read it replay)."""
+        device = wp.get_device(device)
+        kept = self._arrays.get(name)
+        if kept is None or kept.size < values.size or kept.dtype != dtype or (
+                kept.device != device):
+            kept = wp.empty(values.size, dtype=dtype, device=device)
+            self._arrays[name] = kept
+        view = kept if kept.size == values.size else kept[: values.size]
+        view.assign(values.ravel())
+        return view
