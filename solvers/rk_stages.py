@@ -1066,11 +1066,17 @@ class StageWork:
             step. True: arrays are kept by name and handed out again (grown when a larger
             state asks), so a rollout allocates nothing after its first step; the output
             alternates between two arrays, so a step may read the previous step's output.
+            A smaller state gets the same view of a kept array at every request (recorded
+            launches that read it replay).
     """
+
+    MAX_VIEWS = 64
+    """Views of kept arrays remembered (beyond it they are forgotten and made anew)."""
 
     def __init__(self, reuse: bool = False) -> None:
         self.reuse = reuse
         self._arrays: dict[str, wp.array] = {}
+        self._views: dict[tuple[str, int], wp.array] = {}
         self._outputs = 0
 
     def array(self, name: str, like: wp.array, requires_grad: bool) -> wp.array:
@@ -1085,7 +1091,7 @@ class StageWork:
                                                      and kept.device != like.device):
             kept = wp.empty(like.size, dtype=like.dtype, device=like.device)
             self._arrays[name] = kept
-        return kept if kept.size == like.size else kept[: like.size]
+        return self._sized(name, kept, like.size)
 
     def filled(self, name: str, values: np.ndarray, dtype: type, device: str) -> wp.array:
         """A kept flat array named ``name`` holding ``values`` (converted to ``dtype``); the
@@ -1096,6 +1102,19 @@ class StageWork:
                 kept.device != device):
             kept = wp.empty(values.size, dtype=dtype, device=device)
             self._arrays[name] = kept
-        view = kept if kept.size == values.size else kept[: values.size]
+        view = self._sized(name, kept, values.size)
         view.assign(values.ravel())
+        return view
+
+    def _sized(self, name: str, kept: wp.array, size: int) -> wp.array:
+        """The first ``size`` values of the kept array ``name``: itself, or one view per
+        size."""
+        if kept.size == size:
+            return kept
+        view = self._views.get((name, size))
+        if view is None or view.ptr != kept.ptr:
+            if len(self._views) >= self.MAX_VIEWS:
+                self._views.clear()
+            view = kept[:size]
+            self._views[(name, size)] = view
         return view
