@@ -54,9 +54,10 @@ from .timestepping import Tableau
 # the native runs would contract different products).
 wp.set_module_options({"fuse_fp": False})
 
-RECORDED_PER_STAGE = 4
-"""Sets of recorded row-kernel launches a stage keeps (:meth:`FusedStages._recorded`); each
-holds the arrays it was recorded with."""
+RECORDED_PER_STAGE = 2
+"""Sets of recorded row-kernel launches a stage keeps (:meth:`FusedStages._recorded`): the two
+between which a rollout's work arrays alternate. Each holds the arrays it was recorded with
+(alive until it is re-packed)."""
 
 MIN_CELLS_PER_THREAD = 1 << 17
 """Fewest cells a host thread gets by default on the CPU. A stage costs tens of nanoseconds
