@@ -662,7 +662,8 @@ class GridSolver:
         """Advance ``n_steps`` steps from ``u0`` and return the saved states.
 
         A batch of states advances together (one launch per stage on the fused path) and
-        each sample's result is bitwise the result of its own rollout.
+        each sample's result is bitwise the result of its own rollout. The work arrays (a
+        few states' worth, the largest batch's) stay with the solver for its next rollout.
 
         Args:
             u0: initial state, shape ``grid.shape``, or a batch ``(B, *grid.shape)``.
