@@ -21,19 +21,22 @@ arithmetic of a sample does not depend on the batch around it.
 **Layout.** A grid of ``ndim`` axes is a 3D block ``(n0, n1, n2)`` with leading axes of one
 cell, so the grid's last axis is always the contiguous one.
 
-**Two kernels, one arithmetic.** :data:`stage_cells_kernel` gives each cell a thread and
+**Three kernels, one arithmetic.** :data:`stage_cells_kernel` gives each cell a thread and
 evaluates both faces of every axis: it is what CUDA runs and what a ``wp.Tape`` records (its
-adjoint is Warp's). :data:`stage_rows_kernel` gives each thread a segment of a row of the last
-axis (the CPU path without a tape; no adjoint); without coefficient fields the segment is one
-call of native C++ loops (:data:`INTERIOR_RUN`) that the compiler vectorises: each face of the
-last axis is computed once into a tile buffer, then the cells of the tile, then their
-Runge–Kutta combination. Both kernels evaluate the same expressions in the same order, so they
-agree bit for bit. Speed comes from one pass per stage, vectorised loops, halved flux work
-along the last axis and host threads over segments.
+adjoint is Warp's). On the CPU without a tape (no adjoint), :data:`stage_runs_kernel` gives
+each host thread a run of row segments of the last axis as one call of native C++ loops
+(:data:`INTERIOR_RUN`; the rows' neighbours and ghost cells worked out there too, so a row
+costs no Warp code) that the compiler vectorises: each face of the last axis is computed once
+into a tile buffer, then the cells of the tile, then their Runge–Kutta combination; with
+coefficient fields :data:`stage_rows_kernel` gives each thread one segment in Warp. The
+kernels evaluate the same expressions in the same order, so they agree bit for bit. Speed comes
+from one pass per stage, vectorised loops, halved flux work along the last axis and host
+threads over segments.
 """
 
 from __future__ import annotations
 
+import operator
 from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import Any
@@ -45,10 +48,16 @@ from .cahn_hilliard_kernels import available_cores, host_pool
 from .grid import BCKind, BoundaryConditions, Grid
 from .operators import ghost_source, launch, limited_slope, reaction_term, rusanov_flux, specialize
 from .replay import Replay
+from .timestepping import Tableau
 
 # Both kernels must round identically: no fused multiply-adds (the generated per-cell code and
 # the native runs would contract different products).
 wp.set_module_options({"fuse_fp": False})
+
+RECORDED_PER_STAGE = 2
+"""Sets of recorded row-kernel launches a stage keeps (:meth:`FusedStages._recorded`): the two
+between which a rollout's work arrays alternate. Each holds the arrays it was recorded with
+(alive until it is re-packed)."""
 
 MIN_CELLS_PER_THREAD = 1 << 17
 """Fewest cells a host thread gets by default on the CPU. A stage costs tens of nanoseconds
@@ -170,27 +179,60 @@ def pointwise_terms(
 
 
 # ------------------------------------------------------------------ interior runs, native
-# A segment of a row, tile by tile, as C++ loops over restrict-qualified raw pointers that the
+# Row segments, each tile by tile, as C++ loops over restrict-qualified raw pointers that the
 # compiler's loop vectoriser takes (Warp compiles CPU modules with -march=native: AVX2 on this
 # CPU class, 4 doubles per instruction; -O2, no fast-math). A tile at an end of the row reads
-# a copy of its cells with the row's ghost cells in place. What keeps a loop scalar is
-# removed: the flux kind, limiter and present axes are template tags (no branch on them in a
-# loop), the limiters and the ghost mapping are selects (both sides computed, one kept: no
-# branch), the faces of the last axis are computed into a tile buffer first (no value carried
-# from one cell to the next), and the Runge–Kutta combination is its own loop over the tile
-# with only the earlier stages it uses. The arithmetic is that of the wp.funcs above,
+# a copy of its cells with the row's ghost cells in place; a neighbour row that is a ghost row
+# is mapped into a buffer once per tile. What keeps a loop scalar is removed: the flux kind,
+# limiter and present axes are template tags (no branch on them in a loop), the limiters are
+# selects (both sides computed, one kept: no branch), the faces of the last axis are computed
+# into a tile buffer first (no value carried from one cell to the next), the Runge–Kutta
+# combination is its own loop over the tile with only the earlier stages it uses, and every
+# scalar a loop reads is a local copy (clang ignores restrict on local pointers, so a value
+# read through a lambda's captures would be reloaded after every store, which keeps the loop
+# scalar). The arithmetic is that of the wp.funcs above,
 # operation for operation and in the same order (IEEE, no contraction on the CPU target; a
 # select evaluates the same expression as the branch it replaces), so the per-cell kernel
 # agrees bit for bit. The outputs must not overlap the inputs (:meth:`FusedStages.launch`
 # checks it), which restrict promises.
 
 INTERIOR_RUN = """
-using real = decltype(inv0 + inv0);
+using real = decltype(inv_dx.data[0] + inv_dx.data[0]);
 constexpr int TILE = 512;
 const real zero = real(0), half = real(0.5), two = real(2), one = real(1);
 const real* __restrict__ x = v.data;
 const real* __restrict__ g = coef.data;
 real* __restrict__ ko = k_out.data;
+const int n0 = shape[0], n1 = shape[1], n2 = shape[2];
+const bool has0 = n0 > 1, has1 = n1 > 1;
+const int lines = n0 * n1, n_cells = lines * n2, per_row = (n2 + segment - 1) / segment;
+const real inv0 = inv_dx.data[0], inv1 = inv_dx.data[1], inv2 = inv_dx.data[2];
+// index i in [-ghost, n + ghost) of kernel axis ``axis`` (n cells): its interior source cell
+// (into src) and its ghost row (returned; 0: interior), as operators.ghost_source
+auto ghost_source = [&](int i, int n, int axis, int& src) -> int {
+    if (i < 0) {
+        const int m = -i;
+        src = kinds_lo[axis] == 0 ? i + n : m - 1;
+        return 1 + (2 * axis) * ghost + (m - 1);
+    }
+    if (i >= n) {
+        const int m = i - n + 1;
+        src = kinds_hi[axis] == 0 ? i - n : n - m;
+        return 1 + (2 * axis + 1) * ghost + (m - 1);
+    }
+    src = i;
+    return 0;
+};
+// flat start of the row ``offset`` rows from row (i0, i1) along axis 0 or 1 of sample
+// ``base`` and its ghost row (into row), as the Warp row_start
+auto row_start = [&](int base, int i0, int i1, int axis, int offset, int& row) -> int {
+    int index[2] = {i0, i1};
+    row = 0;
+    const int n = axis == 0 ? n0 : n1;
+    if (n > 1 && (offset == 1 || offset == -1 || ghost > 1))
+        row = ghost_source(index[axis] + offset, n, axis, index[axis]);
+    return base + (index[0] * n1 + index[1]) * n2;
+};
 auto slope_of = [&](real a, real b, auto lim) -> real {
     if (lim() == 0) return half * (a + b);
     const real aa = wp::abs(a), bb = wp::abs(b);
@@ -224,22 +266,51 @@ auto second = [&](real um1, real u0, real up1, real inv) -> real {
 // a neighbour row's ghost mapping, constant along the row: value or a value + b
 struct Ghost { bool on; real a, b; };
 auto ghost_of = [&](int row) -> Ghost { return Ghost{row != 0, g[2 * row], g[2 * row + 1]}; };
-const Ghost glo0 = ghost_of(r_lo0), ghi0 = ghost_of(r_hi0), glo1 = ghost_of(r_lo1),
-            ghi1 = ghost_of(r_hi1), glo0b = ghost_of(r_lo0b), ghi0b = ghost_of(r_hi0b),
-            glo1b = ghost_of(r_lo1b), ghi1b = ghost_of(r_hi1b);
+// what changes from one row segment to the next (set in the loop over segments at the end)
+int here = 0, lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0, lo0b = 0, hi0b = 0, lo1b = 0, hi1b = 0;
+int seg_first = 0, seg_count = 0;
+Ghost glo0{}, ghi0{}, glo1{}, ghi1{}, glo0b{}, ghi0b{}, glo1b{}, ghi1b{};
+real speed0 = zero, speed1 = zero, speed2 = zero, nu_b = zero, rho_b = zero, step = zero;
 auto mapped = [&](const Ghost& m, real value) -> real {
     return m.on ? m.a * value + m.b : value;
 };
 const bool diffuse = with_diffusion != 0;
 real faces[TILE + 1];
-// the row's ghost cells along the last axis: source cells in the row and ghost mappings
-const int end_src[4] = {src_m2, src_m1, src_p1, src_p2};
-const Ghost end_map[4] = {ghost_of(r_m2), ghost_of(r_m1), ghost_of(r_p1), ghost_of(r_p2)};
+// a tile's k when k_out is not kept (empty): the combination reads it from here
+real k_tile[TILE];
+// a row's ghost cells along the last axis (the same for every row): source cells in the
+// row and ghost mappings (the second layer only where read)
+int end_src[4] = {0, 0, 0, 0};
+Ghost end_map[4] = {};
+end_map[1] = ghost_of(ghost_source(-1, n2, 2, end_src[1]));
+end_map[2] = ghost_of(ghost_source(n2, n2, 2, end_src[2]));
+if (ghost > 1) {
+    end_map[0] = ghost_of(ghost_source(-2, n2, 2, end_src[0]));
+    end_map[3] = ghost_of(ghost_source(n2 + 1, n2, 2, end_src[3]));
+}
 real pad[TILE + 4];
+// cells k0 .. k0 + n - 1 of the neighbour row at ``start``, mapped into buffer ``slot`` when
+// the row is a ghost row (so the stencil loop reads plain values: no select in it)
+real mapped_rows[8][TILE];
+auto neighbour_row = [&](const Ghost& m, int start, int slot, int k0, int n) -> const real* {
+    const real* __restrict__ source = x + start + k0;
+    if (!m.on) return source;
+    real* __restrict__ copy = mapped_rows[slot];
+    const real a = m.a, b = m.b;
+    for (int j = 0; j < n; ++j) copy[j] = a * source[j] + b;
+    return copy;
+};
 // The stencil of cells k0 .. k0 + n - 1 (n <= TILE) into ko, per flux kind, limiter and
 // present axes (tags with constant calls, so no branch on them is left in the loops). A tile
 // at an end of the row reads a copy of its cells with the ghost cells in place.
 auto tile = [&](int k0, int n, auto kind, auto lim, auto with0, auto with1) {
+    // the captured scalars as locals: read through the closure, the loops would have to
+    // reload them after every store (clang ignores restrict on local pointers)
+    const real sp0 = speed0, sp1 = speed1, sp2 = speed2, in0 = inv0, in1 = inv1, in2 = inv2;
+    const real nu_c = nu_b, rho_c = rho_b;
+    const bool diffusive = diffuse;
+    const int reaction_c = reaction_kind;
+    real* __restrict__ fc = faces;
     const bool at_end = k0 < 2 || k0 + n + 2 > n2;
     if (at_end) {  // pad[i - k0 + 2] holds cell i of the row, i in [k0 - 2, k0 + n + 2)
         const int lo = wp::max(k0 - 2, 0), hi = wp::min(k0 + n + 2, n2);
@@ -252,62 +323,66 @@ auto tile = [&](int k0, int n, auto kind, auto lim, auto with0, auto with1) {
     const real* __restrict__ row = at_end ? pad + 2 : x + here + k0;
     if (kind() >= 2) {
         for (int j = 0; j <= n; ++j)  // face j: between cells k0 + j - 1 and k0 + j
-            faces[j] = face(row[j - 2], row[j - 1], row[j], row[j + 1], speed2, kind, lim);
+            fc[j] = face(row[j - 2], row[j - 1], row[j], row[j + 1], sp2, kind, lim);
     }
-    const real* __restrict__ a_m1 = x + lo0 + k0;
-    const real* __restrict__ a_p1 = x + hi0 + k0;
-    const real* __restrict__ a_m2 = x + lo0b + k0;
-    const real* __restrict__ a_p2 = x + hi0b + k0;
-    const real* __restrict__ b_m1 = x + lo1 + k0;
-    const real* __restrict__ b_p1 = x + hi1 + k0;
-    const real* __restrict__ b_m2 = x + lo1b + k0;
-    const real* __restrict__ b_p2 = x + hi1b + k0;
-    real* __restrict__ out = ko + here + k0;
+    const bool wide = kind() >= 2;
+    const real* __restrict__ a_m1 = with0() ? neighbour_row(glo0, lo0, 0, k0, n) : x;
+    const real* __restrict__ a_p1 = with0() ? neighbour_row(ghi0, hi0, 1, k0, n) : x;
+    const real* __restrict__ a_m2 = with0() && wide ? neighbour_row(glo0b, lo0b, 2, k0, n) : x;
+    const real* __restrict__ a_p2 = with0() && wide ? neighbour_row(ghi0b, hi0b, 3, k0, n) : x;
+    const real* __restrict__ b_m1 = with1() ? neighbour_row(glo1, lo1, 4, k0, n) : x;
+    const real* __restrict__ b_p1 = with1() ? neighbour_row(ghi1, hi1, 5, k0, n) : x;
+    const real* __restrict__ b_m2 = with1() && wide ? neighbour_row(glo1b, lo1b, 6, k0, n) : x;
+    const real* __restrict__ b_p2 = with1() && wide ? neighbour_row(ghi1b, hi1b, 7, k0, n) : x;
+    real* __restrict__ out = keep_k ? ko + here + k0 : k_tile;
     for (int j = 0; j < n; ++j) {
         const real u0 = row[j], um1 = row[j - 1], up1 = row[j + 1];
         real adv = zero, lap = zero;
         if (with0()) {
-            const real m1 = mapped(glo0, a_m1[j]), p1 = mapped(ghi0, a_p1[j]);
+            const real m1 = a_m1[j], p1 = a_p1[j];
             real g_lo = zero, g_hi = zero;
             if (kind() >= 2) {
-                const real m2 = mapped(glo0b, a_m2[j]), p2 = mapped(ghi0b, a_p2[j]);
-                g_lo = face(m2, m1, u0, p1, speed0, kind, lim);
-                g_hi = face(m1, u0, p1, p2, speed0, kind, lim);
+                const real m2 = a_m2[j], p2 = a_p2[j];
+                g_lo = face(m2, m1, u0, p1, sp0, kind, lim);
+                g_hi = face(m1, u0, p1, p2, sp0, kind, lim);
             }
-            adv = adv + advective(g_lo, g_hi, m1, p1, inv0, speed0, kind);
-            lap = lap + second(m1, u0, p1, inv0);
+            adv = adv + advective(g_lo, g_hi, m1, p1, in0, sp0, kind);
+            lap = lap + second(m1, u0, p1, in0);
         }
         if (with1()) {
-            const real m1 = mapped(glo1, b_m1[j]), p1 = mapped(ghi1, b_p1[j]);
+            const real m1 = b_m1[j], p1 = b_p1[j];
             real h_lo = zero, h_hi = zero;
             if (kind() >= 2) {
-                const real m2 = mapped(glo1b, b_m2[j]), p2 = mapped(ghi1b, b_p2[j]);
-                h_lo = face(m2, m1, u0, p1, speed1, kind, lim);
-                h_hi = face(m1, u0, p1, p2, speed1, kind, lim);
+                const real m2 = b_m2[j], p2 = b_p2[j];
+                h_lo = face(m2, m1, u0, p1, sp1, kind, lim);
+                h_hi = face(m1, u0, p1, p2, sp1, kind, lim);
             }
-            adv = adv + advective(h_lo, h_hi, m1, p1, inv1, speed1, kind);
-            lap = lap + second(m1, u0, p1, inv1);
+            adv = adv + advective(h_lo, h_hi, m1, p1, in1, sp1, kind);
+            lap = lap + second(m1, u0, p1, in1);
         }
         real f_lo = zero, f_hi = zero;
         if (kind() >= 2) {
-            f_lo = faces[j];
-            f_hi = faces[j + 1];
+            f_lo = fc[j];
+            f_hi = fc[j + 1];
         }
-        adv = adv + advective(f_lo, f_hi, um1, up1, inv2, speed2, kind);
-        lap = lap + second(um1, u0, up1, inv2);
-        const real diffusion = diffuse ? nu * lap : zero;
+        adv = adv + advective(f_lo, f_hi, um1, up1, in2, sp2, kind);
+        lap = lap + second(um1, u0, up1, in2);
+        const real diffusion = diffusive ? nu_c * lap : zero;
         real reaction = zero;
-        if (reaction_kind == 1) reaction = u0 - u0 * u0 * u0;
-        else if (reaction_kind == 2) reaction = u0 * (one - u0);
-        out[j] = diffusion - adv + rho * reaction;
+        if (reaction_c == 1) reaction = u0 - u0 * u0 * u0;
+        else if (reaction_c == 2) reaction = u0 * (one - u0);
+        out[j] = diffusion - adv + rho_c * reaction;
     }
 };
 // w = u + (dt c_j) k_j over the earlier stages with nonzero c_j, in order, + (dt c_3) k
+// (the weights dt c_j of a sample's time step)
 int used = 0;
 const real* __restrict__ kp[3] = {nullptr, nullptr, nullptr};
 real dk[3] = {zero, zero, zero};
 real d3 = zero;
-if (write_w) {  // c, u and w_out are empty otherwise
+auto set_weights = [&]() {
+    used = 0;
+    if (!write_w) return;  // c, u and w_out are empty
     const real* stages[3] = {k0.data, k1.data, k2.data};
     for (int j = 0; j < 3 && j < n_prev; ++j) {
         if (c.data[j] != zero) {
@@ -317,11 +392,11 @@ if (write_w) {  // c, u and w_out are empty otherwise
         }
     }
     d3 = step * c.data[3];
-}
+};
 auto combine = [&](int k0, int n) {
     const int t0 = here + k0;
     const real* __restrict__ s = u.data + t0;
-    const real* __restrict__ kn = ko + t0;
+    const real* __restrict__ kn = keep_k ? ko + t0 : k_tile;
     real* __restrict__ w = w_out.data + t0;
     const real* __restrict__ p0 = kp[0] + (used > 0 ? t0 : 0);
     const real* __restrict__ p1 = kp[1] + (used > 1 ? t0 : 0);
@@ -336,8 +411,8 @@ auto combine = [&](int k0, int n) {
             w[j] = (((s[j] + e0 * p0[j]) + e1 * p1[j]) + e2 * p2[j]) + d3 * kn[j];
 };
 auto run = [&](auto kind, auto lim, auto with0, auto with1) {
-    for (int k0 = first; k0 < first + count; k0 += TILE) {
-        const int n = wp::min(TILE, first + count - k0);
+    for (int k0 = seg_first; k0 < seg_first + seg_count; k0 += TILE) {
+        const int n = wp::min(TILE, seg_first + seg_count - k0);
         tile(k0, n, kind, lim, with0, with1);
         if (write_w) combine(k0, n);
     }
@@ -360,32 +435,73 @@ auto by_limiter = [&](auto kind) {
     else if (limiter == 2) by_axes(kind, Tag2());
     else by_axes(kind, Tag3());
 };
-if (flux_kind == 0) by_axes(Tag0(), Tag0());  // no faces: the limiter is not used
-else if (flux_kind == 1) by_axes(Tag1(), Tag0());
-else if (flux_kind == 2) by_limiter(Tag2());
-else by_limiter(Tag3());
+auto by_kind = [&]() {
+    if (flux_kind == 0) by_axes(Tag0(), Tag0());  // no faces: the limiter is not used
+    else if (flux_kind == 1) by_axes(Tag1(), Tag0());
+    else if (flux_kind == 2) by_limiter(Tag2());
+    else by_limiter(Tag3());
+};
+// the row segments first .. first + count - 1 (``segment`` cells each, rows of n2 cells
+// numbered sample-major), one after the other
+int sample = -1;
+for (int block = first; block < first + count; ++block) {
+    const int line = block / per_row;
+    seg_first = (block - line * per_row) * segment;
+    seg_count = wp::min(seg_first + segment, n2) - seg_first;
+    const int b = line / lines;
+    const int i0 = (line - b * lines) / n1, i1 = line % n1;
+    const int base = b * n_cells;
+    here = base + (i0 * n1 + i1) * n2;
+    int row = 0;
+    lo0 = row_start(base, i0, i1, 0, -1, row);
+    glo0 = ghost_of(row);
+    hi0 = row_start(base, i0, i1, 0, 1, row);
+    ghi0 = ghost_of(row);
+    lo1 = row_start(base, i0, i1, 1, -1, row);
+    glo1 = ghost_of(row);
+    hi1 = row_start(base, i0, i1, 1, 1, row);
+    ghi1 = ghost_of(row);
+    lo0b = row_start(base, i0, i1, 0, -2, row);
+    glo0b = ghost_of(row);
+    hi0b = row_start(base, i0, i1, 0, 2, row);
+    ghi0b = ghost_of(row);
+    lo1b = row_start(base, i0, i1, 1, -2, row);
+    glo1b = ghost_of(row);
+    hi1b = row_start(base, i0, i1, 1, 2, row);
+    ghi1b = ghost_of(row);
+    if (b != sample) {  // the sample's coefficients, velocity and time step
+        sample = b;
+        const real no_speed = velocity.data[0] - velocity.data[0];  // as axis_speed
+        const int at = b * velocity_stride - axis_offset;
+        speed0 = n0 > 1 ? velocity.data[at] : no_speed;
+        speed1 = n1 > 1 ? velocity.data[at + 1] : no_speed;
+        speed2 = n2 > 1 ? velocity.data[at + 2] : no_speed;
+        nu_b = nu.data[b * nu_strides[0]];
+        rho_b = rho.data[b * rho_strides[0]];
+        step = write_w ? dt.data[b * dt_strides[0]] : zero;  // one value per sample
+        set_weights();
+    }
+    by_kind();
+}
 """
 
 
 @wp.func_native(INTERIOR_RUN)
-def interior_run(v: wp.array(dtype=Any), u: wp.array(dtype=Any), k0: wp.array(dtype=Any),
-                 k1: wp.array(dtype=Any), k2: wp.array(dtype=Any), c: wp.array(dtype=Any),
-                 coef: wp.array2d(dtype=Any), here: int, lo0: int, hi0: int, lo1: int,
-                 hi1: int, lo0b: int, hi0b: int, lo1b: int, hi1b: int, r_lo0: int,
-                 r_hi0: int, r_lo1: int, r_hi1: int, r_lo0b: int, r_hi0b: int, r_lo1b: int,
-                 r_hi1b: int, n2: int, src_m2: int, src_m1: int, src_p1: int, src_p2: int,
-                 r_m2: int, r_m1: int, r_p1: int, r_p2: int, has0: int, has1: int,
-                 first: int, count: int, inv0: Any,
-                 inv1: Any, inv2: Any, speed0: Any, speed1: Any, speed2: Any, nu: Any, rho: Any,
-                 step: Any, flux_kind: int, limiter: int, reaction_kind: int,
-                 with_diffusion: int, n_prev: int, write_w: int, k_out: wp.array(dtype=Any),
-                 w_out: wp.array(dtype=Any)):
-    """The row kernel's loop body for the cells ``first .. first + count - 1`` of the row of
-    ``n2`` cells starting at ``here``; the ghost cells -2, -1, n2, n2 + 1 of the row are the
-    cells ``src_*`` of the row mapped by the ghost rows ``r_*``; neighbour rows along axes 0
-    and 1 at ``lo0``.. with their ghost rows ``r_lo0``.."""
+def interior_runs(v: wp.array(dtype=Any), u: wp.array(dtype=Any), k0: wp.array(dtype=Any),
+                  k1: wp.array(dtype=Any), k2: wp.array(dtype=Any), c: wp.array(dtype=Any),
+                  dt: wp.array(dtype=Any), nu: wp.array(dtype=Any),
+                  velocity: wp.array(dtype=Any), rho: wp.array(dtype=Any),
+                  inv_dx: wp.array(dtype=Any), coef: wp.array2d(dtype=Any),
+                  dt_strides: wp.vec2i, nu_strides: wp.vec2i, velocity_stride: int,
+                  rho_strides: wp.vec2i, shape: wp.vec3i, kinds_lo: wp.vec3i,
+                  kinds_hi: wp.vec3i, axis_offset: int, ghost: int, flux_kind: int,
+                  limiter: int, reaction_kind: int, with_diffusion: int, n_prev: int,
+                  segment: int, first: int, count: int, write_w: int, keep_k: int,
+                  k_out: wp.array(dtype=Any), w_out: wp.array(dtype=Any)):
+    """:data:`stage_runs_kernel`'s body: the row segments ``first .. first + count - 1``
+    (``segment`` cells each), each with its neighbour rows, ghost cells and its sample's
+    coefficients worked out in C++ (no per-row Warp code)."""
     ...
-
 
 
 # ------------------------------------------------------------------------------------ kernels
@@ -531,9 +647,9 @@ def stage_rows_kernel(
     w_out: wp.array(dtype=Any),
 ):
     """:data:`stage_cells_kernel` with one thread per segment of ``segment`` cells of a row of
-    the last axis (thread ``first + tid``): one :func:`interior_run` without coefficient
-    fields, else a Warp loop over the segment; either computes the flux through the face
-    between two cells of the segment once."""
+    the last axis (thread ``first + tid``), a Warp loop over the segment that computes the
+    flux through the face between two of its cells once: the CPU path with coefficient
+    fields (without them, :data:`stage_runs_kernel` runs the native loops)."""
     block = first + wp.tid()
     n2 = shape[2]
     per_row = (n2 + segment - 1) // segment
@@ -582,100 +698,128 @@ def stage_rows_kernel(
         use0 = n_prev > 0 and c[0] != zero
         use1 = n_prev > 1 and c[1] != zero
         use2 = n_prev > 2 and c[2] != zero
-    # without fields: the whole segment in one native run
-    native = nu_strides[1] == 0 and rho_strides[1] == 0
-    if native:
-        # the row's ghost cells along the last axis (the second layer only where read)
-        src_m1, r_m1 = ghost_source(-1, n2, ghost, 2, kinds_lo[2], kinds_hi[2])
-        src_p1, r_p1 = ghost_source(n2, n2, ghost, 2, kinds_lo[2], kinds_hi[2])
-        src_m2, r_m2, src_p2, r_p2 = r_m1 - r_m1, r_m1 - r_m1, r_m1 - r_m1, r_m1 - r_m1
-        if ghost > 1:
-            src_m2, r_m2 = ghost_source(-2, n2, ghost, 2, kinds_lo[2], kinds_hi[2])
-            src_p2, r_p2 = ghost_source(n2 + 1, n2, ghost, 2, kinds_lo[2], kinds_hi[2])
-        interior_run(v, u, k0, k1, k2, c, coef, here, lo0, hi0, lo1, hi1, lo0b, hi0b, lo1b,
-                     hi1b, row_lo0, row_hi0, row_lo1, row_hi1, row_lo0b, row_hi0b,
-                     row_lo1b, row_hi1b, n2, src_m2, src_m1, src_p1, src_p2, r_m2, r_m1,
-                     r_p1, r_p2, int(shape[0] > 1), int(shape[1] > 1), k_first,
-                     k_end - k_first, inv0, inv1, inv2, speed0, speed1, speed2,
-                     nu_row, rho_row, step, flux_kind, limiter, reaction_kind,
-                     with_diffusion, n_prev, int(write_w), k_out, w_out)
-    else:  # with fields: the segment in Warp
-        cell = wp.vec3i(i0, i1, k_first)
-        um2 = neighbour(v, base, cell, 2, -2, shape, kinds_lo, kinds_hi, coef, ghost)
-        um1 = neighbour(v, base, cell, 2, -1, shape, kinds_lo, kinds_hi, coef, ghost)
-        u0 = v[here + k_first]
-        up1 = neighbour(v, base, cell, 2, 1, shape, kinds_lo, kinds_hi, coef, ghost)
-        f_lo = zero
-        if flux_kind >= 2:
-            f_lo = face_flux(um2, um1, u0, up1, flux_kind, speed2, limiter)
-        for k in range(k_first, k_end):
-            up2 = zero
-            if k + 2 < n2:
-                up2 = v[here + k + 2]
-            else:
-                up2 = neighbour(
-                    v, base, wp.vec3i(i0, i1, k), 2, 2, shape, kinds_lo, kinds_hi, coef,
-                    ghost,
-                )
-            adv = zero
-            lap = zero
-            if shape[0] > 1:
-                a_m1 = ghost_affine(v[lo0 + k], row_lo0, a_lo0, b_lo0)
-                a_p1 = ghost_affine(v[hi0 + k], row_hi0, a_hi0, b_hi0)
-                g_lo = zero
-                g_hi = zero
-                if flux_kind >= 2:
-                    a_m2 = ghost_affine(v[lo0b + k], row_lo0b, a_lo0b, b_lo0b)
-                    a_p2 = ghost_affine(v[hi0b + k], row_hi0b, a_hi0b, b_hi0b)
-                    g_lo = face_flux(a_m2, a_m1, u0, a_p1, flux_kind, speed0, limiter)
-                    g_hi = face_flux(a_m1, u0, a_p1, a_p2, flux_kind, speed0, limiter)
-                adv = adv + advective_difference(
-                    g_lo, g_hi, a_m1, a_p1, inv0, flux_kind, speed0
-                )
-                lap = lap + second_difference(a_m1, u0, a_p1, inv0)
-            if shape[1] > 1:
-                b_m1 = ghost_affine(v[lo1 + k], row_lo1, a_lo1, b_lo1)
-                b_p1 = ghost_affine(v[hi1 + k], row_hi1, a_hi1, b_hi1)
-                h_lo = zero
-                h_hi = zero
-                if flux_kind >= 2:
-                    b_m2 = ghost_affine(v[lo1b + k], row_lo1b, a_lo1b, b_lo1b)
-                    b_p2 = ghost_affine(v[hi1b + k], row_hi1b, a_hi1b, b_hi1b)
-                    h_lo = face_flux(b_m2, b_m1, u0, b_p1, flux_kind, speed1, limiter)
-                    h_hi = face_flux(b_m1, u0, b_p1, b_p2, flux_kind, speed1, limiter)
-                adv = adv + advective_difference(
-                    h_lo, h_hi, b_m1, b_p1, inv1, flux_kind, speed1
-                )
-                lap = lap + second_difference(b_m1, u0, b_p1, inv1)
-            f_hi = zero
-            if flux_kind >= 2:
-                f_hi = face_flux(um1, u0, up1, up2, flux_kind, speed2, limiter)
-            adv = adv + advective_difference(f_lo, f_hi, um1, up1, inv2, flux_kind, speed2)
-            lap = lap + second_difference(um1, u0, up1, inv2)
-            t = here + k
-            nu_cell = nu_row
-            if nu_strides[1] != 0:
-                nu_cell = nu[b * nu_strides[0] + (t - base) * nu_strides[1]]
-            rho_cell = rho_row
-            if rho_strides[1] != 0:
-                rho_cell = rho[b * rho_strides[0] + (t - base) * rho_strides[1]]
-            value = pointwise_terms(
-                u0, adv, lap, nu_cell, rho_cell, reaction_kind, with_diffusion
+    # the segment in Warp (a coefficient field is read cell by cell)
+    cell = wp.vec3i(i0, i1, k_first)
+    um2 = neighbour(v, base, cell, 2, -2, shape, kinds_lo, kinds_hi, coef, ghost)
+    um1 = neighbour(v, base, cell, 2, -1, shape, kinds_lo, kinds_hi, coef, ghost)
+    u0 = v[here + k_first]
+    up1 = neighbour(v, base, cell, 2, 1, shape, kinds_lo, kinds_hi, coef, ghost)
+    f_lo = zero
+    if flux_kind >= 2:
+        f_lo = face_flux(um2, um1, u0, up1, flux_kind, speed2, limiter)
+    for k in range(k_first, k_end):
+        up2 = zero
+        if k + 2 < n2:
+            up2 = v[here + k + 2]
+        else:
+            up2 = neighbour(
+                v, base, wp.vec3i(i0, i1, k), 2, 2, shape, kinds_lo, kinds_hi, coef,
+                ghost,
             )
-            k_out[t] = value
-            if write_w:
-                w = u[t]
-                if use0:
-                    w = w + d0 * k0[t]
-                if use1:
-                    w = w + d1 * k1[t]
-                if use2:
-                    w = w + d2 * k2[t]
-                w_out[t] = w + d3 * value
-            f_lo = f_hi
-            um1 = u0
-            u0 = up1
-            up1 = up2
+        adv = zero
+        lap = zero
+        if shape[0] > 1:
+            a_m1 = ghost_affine(v[lo0 + k], row_lo0, a_lo0, b_lo0)
+            a_p1 = ghost_affine(v[hi0 + k], row_hi0, a_hi0, b_hi0)
+            g_lo = zero
+            g_hi = zero
+            if flux_kind >= 2:
+                a_m2 = ghost_affine(v[lo0b + k], row_lo0b, a_lo0b, b_lo0b)
+                a_p2 = ghost_affine(v[hi0b + k], row_hi0b, a_hi0b, b_hi0b)
+                g_lo = face_flux(a_m2, a_m1, u0, a_p1, flux_kind, speed0, limiter)
+                g_hi = face_flux(a_m1, u0, a_p1, a_p2, flux_kind, speed0, limiter)
+            adv = adv + advective_difference(
+                g_lo, g_hi, a_m1, a_p1, inv0, flux_kind, speed0
+            )
+            lap = lap + second_difference(a_m1, u0, a_p1, inv0)
+        if shape[1] > 1:
+            b_m1 = ghost_affine(v[lo1 + k], row_lo1, a_lo1, b_lo1)
+            b_p1 = ghost_affine(v[hi1 + k], row_hi1, a_hi1, b_hi1)
+            h_lo = zero
+            h_hi = zero
+            if flux_kind >= 2:
+                b_m2 = ghost_affine(v[lo1b + k], row_lo1b, a_lo1b, b_lo1b)
+                b_p2 = ghost_affine(v[hi1b + k], row_hi1b, a_hi1b, b_hi1b)
+                h_lo = face_flux(b_m2, b_m1, u0, b_p1, flux_kind, speed1, limiter)
+                h_hi = face_flux(b_m1, u0, b_p1, b_p2, flux_kind, speed1, limiter)
+            adv = adv + advective_difference(
+                h_lo, h_hi, b_m1, b_p1, inv1, flux_kind, speed1
+            )
+            lap = lap + second_difference(b_m1, u0, b_p1, inv1)
+        f_hi = zero
+        if flux_kind >= 2:
+            f_hi = face_flux(um1, u0, up1, up2, flux_kind, speed2, limiter)
+        adv = adv + advective_difference(f_lo, f_hi, um1, up1, inv2, flux_kind, speed2)
+        lap = lap + second_difference(um1, u0, up1, inv2)
+        t = here + k
+        nu_cell = nu_row
+        if nu_strides[1] != 0:
+            nu_cell = nu[b * nu_strides[0] + (t - base) * nu_strides[1]]
+        rho_cell = rho_row
+        if rho_strides[1] != 0:
+            rho_cell = rho[b * rho_strides[0] + (t - base) * rho_strides[1]]
+        value = pointwise_terms(
+            u0, adv, lap, nu_cell, rho_cell, reaction_kind, with_diffusion
+        )
+        k_out[t] = value
+        if write_w:
+            w = u[t]
+            if use0:
+                w = w + d0 * k0[t]
+            if use1:
+                w = w + d1 * k1[t]
+            if use2:
+                w = w + d2 * k2[t]
+            w_out[t] = w + d3 * value
+        f_lo = f_hi
+        um1 = u0
+        u0 = up1
+        up1 = up2
+
+
+@wp.kernel(enable_backward=False)
+def stage_runs_kernel(
+    v: wp.array(dtype=Any),
+    u: wp.array(dtype=Any),
+    k0: wp.array(dtype=Any),
+    k1: wp.array(dtype=Any),
+    k2: wp.array(dtype=Any),
+    c: wp.array(dtype=Any),
+    dt: wp.array(dtype=Any),
+    nu: wp.array(dtype=Any),
+    velocity: wp.array(dtype=Any),
+    rho: wp.array(dtype=Any),
+    inv_dx: wp.array(dtype=Any),
+    coef: wp.array2d(dtype=Any),
+    dt_strides: wp.vec2i,
+    nu_strides: wp.vec2i,
+    velocity_stride: int,
+    rho_strides: wp.vec2i,
+    shape: wp.vec3i,
+    kinds_lo: wp.vec3i,
+    kinds_hi: wp.vec3i,
+    axis_offset: int,
+    ghost: int,
+    flux_kind: int,
+    limiter: int,
+    reaction_kind: int,
+    with_diffusion: int,
+    n_prev: int,
+    segment: int,
+    first: int,
+    count: int,
+    k_out: wp.array(dtype=Any),
+    w_out: wp.array(dtype=Any),
+):
+    """:data:`stage_rows_kernel` without coefficient fields, one thread (launch dim 1) for the
+    ``count`` segments from ``first``: one :func:`interior_runs` call of native loops, so a
+    row costs no Warp code of its own (the CPU path without a tape; no adjoint). A ``k_out``
+    of length 0 is not written (only ``w_out``: a last stage's k that nothing reads)."""
+    interior_runs(v, u, k0, k1, k2, c, dt, nu, velocity, rho, inv_dx, coef, dt_strides,
+                  nu_strides, velocity_stride, rho_strides, shape, kinds_lo, kinds_hi,
+                  axis_offset, ghost, flux_kind, limiter, reaction_kind, with_diffusion,
+                  n_prev, segment, first, count, int(w_out.shape[0] > 0),
+                  int(k_out.shape[0] > 0), k_out, w_out)
 
 
 def _overload_kernels() -> None:
@@ -688,6 +832,7 @@ def _overload_kernels() -> None:
         }
         specialize(stage_cells_kernel, T, types)
         specialize(stage_rows_kernel, T, types)
+        specialize(stage_runs_kernel, T, types)
 
 
 _overload_kernels()
@@ -735,9 +880,13 @@ class FusedStages:
         self.threads = threads
         self._empty = wp.empty(0, dtype=dtype, device=device)
         self.size = grid.size
-        self._launches: dict[tuple, tuple] = {}
+        self._launches: dict[tuple, list[tuple[list[Replay], list]]] = {}
         self._splits: dict[int, tuple[int, list[tuple[int, int]]]] = {}
         self._constants: dict[tuple[float, ...], wp.array] = {}
+        self._plans: dict[Tableau, list[tuple[wp.array, str, str, bool]]] = {}
+        # a rollout's work arrays, kept between rollouts: fresh arrays of a large grid cost
+        # more in first-touch page faults than several steps on them
+        self.rollout_work = StageWork(reuse=True)
 
     def constant(self, values: list[float]) -> wp.array:
         """A (cached) array of tableau coefficients."""
@@ -746,17 +895,38 @@ class FusedStages:
             self._constants[key] = wp.array(key, dtype=self.dtype, device=self.device)
         return self._constants[key]
 
+    def tableau_plan(self, scheme: Tableau) -> list[tuple[wp.array, str, str, bool]]:
+        """Per stage of ``scheme``: its coefficients ``c`` (:meth:`launch`: the row of ``a``
+        after it, or ``b``, over the earlier stages, then its own), the names of its k and
+        output in a :class:`StageWork` and whether a later stage reads its k (computed once
+        per scheme)."""
+        if scheme not in self._plans:
+            plan = []
+            for i in range(scheme.stages):
+                last = i == scheme.stages - 1
+                row = scheme.b if last else scheme.a[i + 1]
+                coefficients = [row[j] if j < i else 0.0 for j in range(3)] + [row[i]]
+                later = [*scheme.a[i + 2:], scheme.b] if not last else []
+                read_later = any(len(r) > i and r[i] != 0.0 for r in later)
+                plan.append((self.constant(coefficients), f"k{i}",
+                             "out" if last else f"v{i % 2}", read_later))
+            self._plans[scheme] = plan
+        return self._plans[scheme]
+
     def launch(self, v: wp.array, batch: int, nu: Coefficient, velocity: Coefficient,
                rho: Coefficient, k_out: wp.array, *, u: wp.array | None = None,
                ks: tuple[wp.array, ...] = (), c: wp.array | None = None,
                dt: Coefficient | None = None, w_out: wp.array | None = None,
-               with_diffusion: bool = True, record: bool = False) -> None:
+               with_diffusion: bool = True, record: bool = False, keep_k: bool = True) -> None:
         """k_out = F(v) and, with ``w_out``, w_out = u + dt (sum_j c_j ks_j + c_3 k_out).
 
         Args:
             v, u, ks, k_out, w_out: flat arrays of ``batch * grid.size`` values (ks: up to 3).
             c: (4,) tableau coefficients of ks and of the new k.
             record: launch the per-cell kernel, which a ``wp.Tape`` can differentiate.
+            keep_k: False: k_out need not be written (a stage whose k nothing reads later;
+                with ``w_out``): the native runs then leave it alone, saving its memory
+                traffic.
         """
         empty = self._empty
         ks = tuple(ks) + (empty,) * (3 - len(ks))
@@ -773,42 +943,62 @@ class FusedStages:
             launch(stage_cells_kernel, self.dtype, dim=batch * self.size, inputs=inputs,
                    outputs=outputs, device=self.device, record_tape=record)
             return
-        _require_disjoint(outputs, inputs[:5])  # the native runs' restrict pointers
         segment, chunks = self._split(batch)
-
-        def run(first: int, count: int) -> None:
-            key = (batch, first, count, inputs[-1], id(inputs[5]))  # a command per stage
-            self._relaunch(key, [*inputs, segment, first], outputs, count)
-
-        if len(chunks) == 1:
-            run(*chunks[0])
+        native = nu.strides[1] == 0 and rho.strides[1] == 0
+        if native and not keep_k and w_out is not None:
+            outputs[0] = empty
+        calls = self._recorded((batch, inputs[-1], id(inputs[5]), native), inputs, outputs,
+                               segment, chunks, native)
+        if len(calls) == 1:
+            calls[0]()
             return
-        pending = [host_pool(len(chunks) - 1).submit(run, *chunk) for chunk in chunks[1:]]
+        pending = [host_pool(len(calls) - 1).submit(call) for call in calls[1:]]
         try:
-            run(*chunks[0])
+            calls[0]()
         finally:  # no chunk may still write the outputs when this returns or raises
             wait(pending)
         for job in pending:
             job.result()
 
-    def _relaunch(self, key: tuple, inputs: list, outputs: list, count: int) -> None:
-        """Launch the row kernel through a recorded command per ``key``, re-packing only the
-        arguments that changed since its last launch (packing all thirty arguments of a
-        launch costs more than the kernel on small grids)."""
+    def _recorded(self, stage: tuple, inputs: list, outputs: list, segment: int,
+                  chunks: list[tuple[int, int]], native: bool) -> list[Replay]:
+        """The recorded launches (one per chunk of row segments) for these arguments: of
+        :data:`stage_runs_kernel` (``native``) or :data:`stage_rows_kernel`.
+
+        Packing the thirty arguments of a launch costs more than the kernel on small grids,
+        so each stage keeps up to :data:`RECORDED_PER_STAGE` sets of recorded launches, with
+        the arguments they were recorded for: a rollout's work arrays alternate between two
+        sets, which then replay without re-packing anything. Arguments no set was recorded
+        for re-pack the least recently used set where they differ (and are checked for
+        overlap first: the native runs' restrict pointers)."""
         values = [*inputs, *outputs]
-        cached = self._launches.get(key)
-        if cached is None:
-            replay = Replay(launch(stage_rows_kernel, self.dtype, dim=count, inputs=inputs,
-                                   outputs=outputs, device=self.device, record_tape=False,
-                                   record_cmd=True))
-            self._launches[key] = (replay, values)
-        else:
-            replay, last = cached
-            for i, (new, old) in enumerate(zip(values, last)):
-                if new is not old and not _same_value(new, old):
-                    replay.set(i, new)
-                    last[i] = new
-        replay()
+        recorded = self._launches.setdefault(stage, [])
+        for position, (replays, last) in enumerate(recorded):
+            if all(map(operator.is_, values, last)) or all(
+                    a is b or _same_value(a, b) for a, b in zip(values, last)):
+                if position:
+                    recorded.insert(0, recorded.pop(position))
+                return replays
+        _require_disjoint(outputs, inputs[:5])
+        if len(recorded) < RECORDED_PER_STAGE:
+            replays = [
+                Replay(launch(stage_runs_kernel if native else stage_rows_kernel, self.dtype,
+                              dim=1 if native else count,
+                              inputs=[*inputs, segment, first, *([count] if native else [])],
+                              outputs=outputs, device=self.device, record_tape=False,
+                              record_cmd=True))
+                for first, count in chunks]
+            recorded.insert(0, (replays, values))
+            return replays
+        replays, last = recorded.pop()
+        between = 3 if native else 2  # segment, first (, count): between inputs and outputs
+        for i, (new, old) in enumerate(zip(values, last)):
+            if new is not old and not _same_value(new, old):
+                index = i if i < len(inputs) else i + between
+                for replay in replays:
+                    replay.set(index, new)
+        recorded.insert(0, (replays, values))
+        return replays
 
     def _split(self, batch: int) -> tuple[int, list[tuple[int, int]]]:
         """Segment length and ``(first, count)`` ranges of row segments, one per host thread."""
@@ -877,11 +1067,17 @@ class StageWork:
             step. True: arrays are kept by name and handed out again (grown when a larger
             state asks), so a rollout allocates nothing after its first step; the output
             alternates between two arrays, so a step may read the previous step's output.
+            A smaller state gets the same view of a kept array at every request (recorded
+            launches that read it replay).
     """
+
+    MAX_VIEWS = 64
+    """Views of kept arrays remembered (beyond it they are forgotten and made anew)."""
 
     def __init__(self, reuse: bool = False) -> None:
         self.reuse = reuse
         self._arrays: dict[str, wp.array] = {}
+        self._views: dict[tuple[str, int], wp.array] = {}
         self._outputs = 0
 
     def array(self, name: str, like: wp.array, requires_grad: bool) -> wp.array:
@@ -892,7 +1088,34 @@ class StageWork:
             self._outputs += 1
             name = f"out{self._outputs % 2}"
         kept = self._arrays.get(name)
-        if kept is None or kept.size < like.size or kept.device != like.device:
+        if kept is None or kept.size < like.size or (kept.device is not like.device
+                                                     and kept.device != like.device):
             kept = wp.empty(like.size, dtype=like.dtype, device=like.device)
             self._arrays[name] = kept
-        return kept if kept.size == like.size else kept[: like.size]
+        return self._sized(name, kept, like.size)
+
+    def filled(self, name: str, values: np.ndarray, dtype: type, device: str) -> wp.array:
+        """A kept flat array named ``name`` holding ``values`` (converted to ``dtype``); the
+        same array object while the size stays (recorded launches that read it replay)."""
+        device = wp.get_device(device)
+        kept = self._arrays.get(name)
+        if kept is None or kept.size < values.size or kept.dtype != dtype or (
+                kept.device != device):
+            kept = wp.empty(values.size, dtype=dtype, device=device)
+            self._arrays[name] = kept
+        view = self._sized(name, kept, values.size)
+        view.assign(values.ravel())
+        return view
+
+    def _sized(self, name: str, kept: wp.array, size: int) -> wp.array:
+        """The first ``size`` values of the kept array ``name``: itself, or one view per
+        size."""
+        if kept.size == size:
+            return kept
+        view = self._views.get((name, size))
+        if view is None or view.ptr != kept.ptr:
+            if len(self._views) >= self.MAX_VIEWS:
+                self._views.clear()
+            view = kept[:size]
+            self._views[(name, size)] = view
+        return view

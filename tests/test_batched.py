@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import warp as wp
 
 from physml import bridge
 from physml.solvers import (
@@ -22,6 +23,7 @@ from physml.solvers import (
     dirichlet,
     neumann,
 )
+from physml.solvers.rk_stages import RECORDED_PER_STAGE
 
 G1 = Grid((40,), (0.0,), (1.0,))
 G2 = Grid((12, 10), (0.0, 0.0), (1.0, 1.0))
@@ -137,6 +139,23 @@ def test_the_vectorised_row_loops_give_the_per_cell_kernels_bits(case):
     rows = solver.rollout(u0, 3)
     cells = bridge.rollout(solver, torch.tensor(u0, requires_grad=True), 3)
     np.testing.assert_array_equal(cells.detach().numpy(), rows)
+
+
+def test_launches_on_new_arrays_re_pack_the_recorded_launches_to_the_same_bits():
+    # more sets of arrays than a stage keeps recorded launches for: the later ones re-pack the
+    # least recently used launches (all arrays stay alive, so no address is met twice)
+    solver = ROW_CASES["heat2d"]
+    operator = solver._operator_coefficients(solver.parameter_arrays())
+    states = [solver.to_warp(initial_states(solver.grid, 1, seed=s)[0])
+              for s in range(RECORDED_PER_STAGE + 3)]
+    rows = [wp.empty_like(v) for v in states]
+    cells = [wp.empty_like(v) for v in states]
+    for v, k_rows, k_cells in zip(states, rows, cells):
+        solver.stages.launch(v, 1, *operator, k_rows)
+        solver.stages.launch(v, 1, *operator, k_cells, record=True)
+    assert max(len(sets) for sets in solver.stages._launches.values()) == RECORDED_PER_STAGE
+    for k_rows, k_cells in zip(rows, cells):
+        np.testing.assert_array_equal(k_rows.numpy(), k_cells.numpy())
 
 
 def test_a_stage_output_overlapping_its_input_is_refused():
