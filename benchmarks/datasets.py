@@ -20,7 +20,9 @@ PDEBench vectorises its generator: ``vmap`` over samples, ``lax.scan`` over save
 count, as physml's :func:`~physml.datasets.generate.step_plan`). Both sides solve the same
 initial conditions (physml's seeds), same PDE, resolution, saved steps and sample count;
 physml's time is the whole ``generate`` call (shards written), JAX's the compiled batched solve
-(compile time reported apart). Agreement: max |difference| of the final states, and the mean
+(compile time reported apart); the cores each side kept busy (process CPU time over wall time)
+are reported too (XLA's CPU runtime spreads the batched solve over the cores, physml's
+in-process generation runs on one). Agreement: max |difference| of the final states, and the mean
 and spread (standard deviation) of the final states of each side.
 
 Run from the repository root (a few minutes on two cores)::
@@ -38,6 +40,7 @@ import os
 import platform
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import h5py
@@ -52,7 +55,7 @@ from physml.datasets.store import shard_files
 from physml.devices import Stopwatch
 
 DEVICE = "cpu"  # where generation and reading run: datasets are generated on the CPU
-PEER_REPEATS = 2
+PEER_REPEATS = 3
 
 
 def jax_burgers_generator(n: int, dx: float, nu: float, n_saves: int):
@@ -106,15 +109,20 @@ def compare_with_jax(samples: int) -> dict:
     with Stopwatch(DEVICE) as compile_watch:
         generator(u0[:1], dts[:1], every[:1]).block_until_ready()
     rates: dict[str, list[float]] = {"physml": [], "jax": []}
+    cores: dict[str, list[float]] = {"physml": [], "jax": []}  # process CPU time / wall time
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(PEER_REPEATS):
             folder = Path(tmp) / f"physml-{repeat}"
+            cpu = time.process_time()
             with Stopwatch(DEVICE) as watch:
                 generate(spec, folder, workers=0)
             rates["physml"].append(samples / watch.seconds)
+            cores["physml"].append((time.process_time() - cpu) / watch.seconds)
+            cpu = time.process_time()
             with Stopwatch(DEVICE) as watch:
                 peer = np.asarray(generator(u0, dts, every).block_until_ready())
             rates["jax"].append(samples / watch.seconds)
+            cores["jax"].append((time.process_time() - cpu) / watch.seconds)
         with h5py.File(shard_files(Path(tmp) / "physml-0" / "train")[0]) as f:
             ours = f["u"][...].astype(np.float64)
     final_ours, final_peer = ours[:, -1], peer[:, -1]
@@ -127,6 +135,8 @@ def compare_with_jax(samples: int) -> dict:
         "samples_per_s": {k: {"median": median[k], "min": min(v), "max": max(v), "runs": v}
                           for k, v in rates.items()},
         "ratio_physml_over_jax": median["physml"] / median["jax"],
+        "cores_used": {k: statistics.median(v) for k, v in cores.items()},
+        "load_average": os.getloadavg(),
         "jax_compile_s": compile_watch.seconds,
         "final_state": {
             "max_abs_difference": float(np.max(np.abs(final_ours - final_peer))),
@@ -136,7 +146,8 @@ def compare_with_jax(samples: int) -> dict:
         },
     }
     print(f"physml {median['physml']:.3f} samples/s, JAX twin {median['jax']:.3f} samples/s, "
-          f"ratio {result['ratio_physml_over_jax']:.2f}; final states: max |diff| "
+          f"ratio {result['ratio_physml_over_jax']:.2f}, cores used {result['cores_used']}; "
+          f"final states: max |diff| "
           f"{result['final_state']['max_abs_difference']:.2e}", flush=True)
     return result
 

@@ -37,7 +37,9 @@ threads over segments.
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterator
 from concurrent.futures import wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -887,6 +889,10 @@ class FusedStages:
         # a rollout's work arrays, kept between rollouts: fresh arrays of a large grid cost
         # more in first-touch page faults than several steps on them
         self.rollout_work = StageWork(reuse=True)
+        self._capture: list[list[Replay] | None] | None = None
+        self.repacks = 0
+        """Recorded launches re-packed for other arrays so far (calls captured before a
+        re-pack may now name other arrays)."""
 
     def constant(self, values: list[float]) -> wp.array:
         """A (cached) array of tableau coefficients."""
@@ -940,6 +946,8 @@ class FusedStages:
         ]
         outputs = [k_out, empty if w_out is None else w_out]
         if record or not self.on_cpu:
+            if self._capture is not None:
+                self._capture.append(None)  # not a replayable launch
             launch(stage_cells_kernel, self.dtype, dim=batch * self.size, inputs=inputs,
                    outputs=outputs, device=self.device, record_tape=record)
             return
@@ -949,6 +957,27 @@ class FusedStages:
             outputs[0] = empty
         calls = self._recorded((batch, inputs[-1], id(inputs[5]), native), inputs, outputs,
                                segment, chunks, native)
+        if self._capture is not None:
+            self._capture.append(calls)
+        self.run(calls)
+
+    @contextmanager
+    def capturing(self) -> Iterator[list[list[Replay] | None]]:
+        """Within the block, the recorded calls of every CPU launch are also appended to the
+        list it yields (``None`` for a launch that was not recorded): what :meth:`run`
+        repeats. A caller that keeps the arrays of those launches alive and unchanged may
+        replay them without going through :meth:`launch` again, as long as :attr:`repacks`
+        has not changed since."""
+        self._capture = []
+        try:
+            yield self._capture
+        finally:
+            self._capture = None
+
+    @staticmethod
+    def run(calls: list[Replay]) -> None:
+        """Run a launch's recorded calls: one per chunk of row segments, the chunks after the
+        first on the host pool, and wait for all of them."""
         if len(calls) == 1:
             calls[0]()
             return
@@ -991,6 +1020,7 @@ class FusedStages:
             recorded.insert(0, (replays, values))
             return replays
         replays, last = recorded.pop()
+        self.repacks += 1
         between = 3 if native else 2  # segment, first (, count): between inputs and outputs
         for i, (new, old) in enumerate(zip(values, last)):
             if new is not old and not _same_value(new, old):
@@ -1093,6 +1123,11 @@ class StageWork:
             kept = wp.empty(like.size, dtype=like.dtype, device=like.device)
             self._arrays[name] = kept
         return self._sized(name, kept, like.size)
+
+    def skip_output(self) -> None:
+        """Count one step's output as handed out, as ``array("out", ...)`` does (a step whose
+        launches were replayed), so the outputs keep alternating."""
+        self._outputs += 1
 
     def filled(self, name: str, values: np.ndarray, dtype: type, device: str) -> wp.array:
         """A kept flat array named ``name`` holding ``values`` (converted to ``dtype``); the

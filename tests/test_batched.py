@@ -23,6 +23,7 @@ from physml.solvers import (
     dirichlet,
     neumann,
 )
+from physml.solvers.base import GridSolver
 from physml.solvers.rk_stages import RECORDED_PER_STAGE
 
 G1 = Grid((40,), (0.0,), (1.0,))
@@ -90,6 +91,29 @@ def test_per_sample_steps_and_counts_are_bitwise_the_one_by_one_rollouts(case):
     params = {n: np.asarray(v) for n, v in values.items()}
     batched = solver.rollout(u0, counts, every, parameters=params, dt=dts)
     np.testing.assert_array_equal(batched, one_by_one(solver, u0, values, counts, every, dts))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_replayed_rollout_steps_are_bitwise_the_steps_built_anew(threads, monkeypatch):
+    grid = Grid((64, 48), (0.0, 0.0), (1.0, 1.0))
+    solver = BurgersSolver2D(grid, MIXED_2D, nu=0.01, dt=1e-3, threads=threads)
+    u0 = initial_states(grid, 3, seed=2)
+    dts = np.array([1.0, 0.5, 0.25]) * solver.dt
+    counts, every = np.array([6, 12, 24]), np.array([1, 2, 4])  # the active samples shrink
+    built = []
+    launch = type(solver.stages).launch
+
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        return launch(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(solver.stages), "launch", counting)
+    replayed = solver.rollout(u0, counts, every, dt=dts)
+    assert 0 < len(built) < 24 * 3 // 2  # most of the 24 three-stage steps replayed
+    monkeypatch.setattr(GridSolver, "_replayed_step",
+                        lambda self, u, arrays, dt, work, replays, active:
+                        self.advance(u, arrays, dt=dt, work=work))
+    np.testing.assert_array_equal(replayed, solver.rollout(u0, counts, every, dt=dts))
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
