@@ -80,6 +80,18 @@ def test_state_dependent_cfl_is_checked_when_a_rollout_starts():
     assert "imex" not in str(err.value)  # implicit diffusion would not lift this limit
 
 
+def test_a_batched_rollout_names_the_same_unstable_sample_as_its_own_check():
+    solver = BurgersSolver1D(GRID, nu=1e-3, dt=0.006)  # max|u| dt / dx <= 1/2 needs max|u| < 2.7
+    base = np.sin(2 * np.pi * GRID.coords(0))
+    u0 = np.stack([0.5 * base, 3 * base, 1.0 * base, 6 * base])  # 3x and 6x are too fast
+    with pytest.raises(UnstableStepError) as batched:
+        solver.rollout(u0, 2)
+    with pytest.raises(UnstableStepError) as alone:
+        solver.check_stability(u0[1])
+    assert str(batched.value) == str(alone.value)
+    assert solver.rollout(u0[[0, 2]], 2).shape == (2, 3, 32)  # the stable ones run
+
+
 def test_imex_is_offered_only_where_diffusion_sets_the_limit():
     with pytest.raises(UnstableStepError, match=r"diffusion term.*scheme='imex' \(implicit "
                        r"diffusion; no limit left\)"):
