@@ -34,19 +34,22 @@ class Replay:
     def __init__(self, command: wp.Launch) -> None:
         self.command = command
         self._args = None
-        if command.device.is_cpu and command.block_dim <= 1 and not command.adjoint:
-            params = command.params
+        self._call = command.launch
+        # the fast path reads Warp's packed launch (warp-lang 1.19); without those fields, or
+        # for a launch Warp runs in blocks, a replay is Launch.launch itself
+        hooks, params = getattr(command, "hooks", None), getattr(command, "params", None)
+        forward = getattr(hooks, "forward", None)
+        blocks, adjoint = getattr(command, "block_dim", 1), getattr(command, "adjoint", False)
+        if command.device.is_cpu and forward is not None and params is not None and (
+                blocks <= 1 and not adjoint):
             names = [arg.label for arg in command.kernel.adj.args]
             fields = tuple((name, type(p)) for name, p in zip(names, params[1:]))
             self._args = _structure(fields)()
             for (name, _), value in zip(fields, params[1:]):
                 setattr(self._args, name, value)
             self._names = names
-            forward, bounds, args = command.hooks.forward, ctypes.byref(params[0]), ctypes.byref(
-                self._args)
+            bounds, args = ctypes.byref(params[0]), ctypes.byref(self._args)
             self._call = lambda: forward(bounds, args)
-        else:
-            self._call = command.launch
 
     def __call__(self) -> None:
         self._call()
