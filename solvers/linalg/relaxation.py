@@ -24,11 +24,10 @@ CPU, whatever device the caller's data live on, like the factorisation they repl
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 import scipy.sparse as sp
 import warp as wp
+from scipy.sparse.csgraph import breadth_first_order as breadth_first_order_from
 
 from ..errors import ConvergenceError
 
@@ -90,22 +89,16 @@ def symmetric_sweep_kernel(
 
 def breadth_first_order(A: sp.csr_matrix, sources: np.ndarray) -> np.ndarray:
     """(n,) int32: the vertices of A's graph by breadth-first distance from ``sources``, then
-    any vertex not reached (another component) in index order."""
+    any vertex not reached (another component) in index order (SciPy's search from a hub
+    vertex joined to every source)."""
     n = A.shape[0]
-    seen = np.zeros(n, dtype=bool)
-    order: list[int] = []
-    queue = deque(int(s) for s in np.unique(sources))
-    seen[list(queue)] = True
-    indptr, indices = A.indptr, A.indices
-    while queue:
-        i = queue.popleft()
-        order.append(i)
-        for j in indices[indptr[i]:indptr[i + 1]]:
-            if not seen[j]:
-                seen[j] = True
-                queue.append(int(j))
-    rest = np.flatnonzero(~seen)
-    return np.concatenate([np.asarray(order, dtype=np.int32), rest.astype(np.int32)])
+    sources = np.unique(sources)
+    size = A.nnz + sources.size  # the pattern (explicit zeros too), then the hub's row
+    edges = sp.csr_matrix((np.ones(size), np.concatenate([A.indices, sources]),
+                           np.concatenate([A.indptr, [size]])), shape=(n + 1, n + 1))
+    reached = breadth_first_order_from(edges, n, directed=True, return_predecessors=False)[1:]
+    rest = np.setdiff1d(np.arange(n), reached)
+    return np.concatenate([reached, rest]).astype(np.int32)
 
 
 def gauss_seidel_entrywise(
@@ -135,8 +128,9 @@ def gauss_seidel_entrywise(
     if support.size == 0:
         return np.zeros(n), 0
     # renumbered by distance from the support, so each sweep walks outwards through memory too
-    order = breadth_first_order(sp.csr_matrix(A), support)
-    csr = sp.csr_matrix(A, dtype=np.float64)[order][:, order]
+    csr = sp.csr_matrix(A, dtype=np.float64)
+    order = breadth_first_order(csr, support)
+    csr = csr[order][:, order]
     csr.sort_indices()
     device = "cpu"
     x = wp.zeros(n, dtype=wp.float64, device=device)
