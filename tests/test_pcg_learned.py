@@ -55,6 +55,36 @@ def test_every_learned_preconditioner_is_spd(kind):
             assert np.linalg.eigvalsh(m).min() > 0
 
 
+def message_passing_by_the_formula(network, graph):
+    """The encode-process-decode network written as its formula, one row per node or edge:
+    e_ji += phi_e([h_i, h_j, e_ji]), h_i += phi_h([h_i, sum_j e_ji])."""
+    silu = torch.nn.functional.silu
+    h = network.node_encoder(graph.node_features)
+    e = network.edge_encoder(graph.edge_features)
+    source, target = graph.edge_index
+    for step in network.steps:
+        first = torch.cat([step.edge_target.weight, step.edge_source.weight,
+                           step.edge_in.weight], dim=1)  # acts on [h_i, h_j, e_ji]
+        hidden = torch.cat([h[target], h[source], e], dim=1) @ first.T + step.edge_in.bias
+        e = e + step.edge_out(silu(hidden))
+        incoming = torch.zeros_like(h).index_add(0, target, e)
+        h = h + step.node_update_mlp(torch.cat([h, incoming], dim=1))
+    return (network.edge_decoder(e[graph.lower_edge]).squeeze(1),
+            network.node_decoder(h).squeeze(1))
+
+
+def test_the_network_computes_its_formula():
+    network = perturbed("cholesky", 0).network.double()
+    for matrix in small_systems():
+        graph = system_graph(matrix)
+        graph.node_features = graph.node_features.double()
+        graph.edge_features = graph.edge_features.double()
+        with torch.no_grad():
+            for got, expected in zip(network(graph), message_passing_by_the_formula(network,
+                                                                                    graph)):
+                torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("kind", ["cholesky", "sparse_inverse"])
 def test_learned_pcg_reaches_1e_10(kind):
     matrix = small_systems()[1]

@@ -69,35 +69,43 @@ _TENSORS = ("edge_index", "node_features", "edge_features", "lower_rows", "lower
             "strict", "lower_edge", "diagonal", "scaled_values", "sqrt_diagonal")
 
 
-def system_graph(matrix: sp.spmatrix | sp.sparray,
-                 node_extra: np.ndarray | None = None) -> SystemGraph:
+def system_graph(matrix: sp.spmatrix | sp.sparray, node_extra: np.ndarray | None = None, *,
+                 is_lower: bool = False) -> SystemGraph:
     """The graph of a symmetric matrix with a positive diagonal (entries of L in the order of
     :func:`~physml.solvers.linalg.triangular.lower_triangle`).
 
     Args:
         matrix: (n, n) SciPy sparse, symmetric, positive diagonal.
         node_extra: optional (n, k) per-node features appended to the node features.
+        is_lower: ``matrix`` is already the lower triangle :func:`lower_triangle` returns (a
+            :class:`~physml.solvers.linalg.LowerPattern`'s ``lower``): not extracted again.
     """
-    lower = lower_triangle(sp.csr_matrix(matrix, dtype=np.float64))
+    lower = matrix if is_lower else lower_triangle(sp.csr_matrix(matrix, dtype=np.float64))
+    lower = lower.astype(np.float64, copy=False)
     n = lower.shape[0]
-    rows = np.repeat(np.arange(n), np.diff(lower.indptr))
+    last = lower.indptr[1:] - 1  # the diagonal ends each sorted row
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(lower.indptr))
     cols = lower.indices.astype(np.int64)
-    d = lower.data[lower.indptr[1:] - 1] if lower.nnz else np.zeros(0)
-    if not (np.all(cols[lower.indptr[1:] - 1] == np.arange(n)) and np.all(d > 0)):
+    d = lower.data[last]
+    if not (np.array_equal(cols[last], np.arange(n)) and np.all(d > 0)):
         raise ValueError("matrix needs a stored, positive diagonal entry in every row (an SPD "
                          "matrix) for a learned factor")
     s = 1.0 / np.sqrt(d)
     values = lower.data * s[rows] * s[cols]
     strict = np.flatnonzero(rows != cols)
-    diagonal = np.flatnonzero(rows == cols)
     i, j, v = rows[strict], cols[strict], values[strict]
-    edge_index = np.concatenate([np.stack([j, i]), np.stack([i, j])], axis=1)
-    direction = np.concatenate([np.ones_like(v), -np.ones_like(v)])
-    both = np.concatenate([v, v])
-    edge_features = np.stack([both, np.abs(both), direction], axis=1)
-    degree = np.bincount(edge_index[1], minlength=n)
-    row_sum = (np.bincount(rows, weights=values, minlength=n)
-               + np.bincount(cols[strict], weights=values[strict], minlength=n))
+    count = strict.size
+    edge_index = np.empty((2, 2 * count), dtype=np.int64)
+    edge_index[0, :count], edge_index[1, :count] = j, i
+    edge_index[0, count:], edge_index[1, count:] = i, j
+    edge_features = np.empty((2 * count, 3), dtype=np.float32)
+    edge_features[:count, 0] = v
+    edge_features[count:, 0] = v
+    np.abs(edge_features[:, 0], out=edge_features[:, 1])
+    edge_features[:count, 2], edge_features[count:, 2] = 1.0, -1.0
+    degree = np.bincount(i, minlength=n) + np.bincount(j, minlength=n)
+    row_sum = np.bincount(rows, weights=values, minlength=n) + np.bincount(j, weights=v,
+                                                                           minlength=n)
     node_features = np.stack([row_sum, np.log1p(degree)], axis=1)
     if node_extra is not None:
         node_features = np.concatenate([node_features, np.asarray(node_extra).reshape(n, -1)],
@@ -105,14 +113,14 @@ def system_graph(matrix: sp.spmatrix | sp.sparray,
     t = torch.from_numpy
     return SystemGraph(
         n=n,
-        edge_index=t(edge_index.astype(np.int64)),
+        edge_index=t(edge_index),
         node_features=t(node_features.astype(np.float32)),
-        edge_features=t(edge_features.astype(np.float32)),
-        lower_rows=t(rows.astype(np.int64)),
+        edge_features=t(edge_features),
+        lower_rows=t(rows),
         lower_columns=t(cols),
-        strict=t(strict.astype(np.int64)),
-        lower_edge=torch.arange(strict.size),
-        diagonal=t(diagonal.astype(np.int64)),
+        strict=t(strict),
+        lower_edge=torch.arange(count),
+        diagonal=t(last.astype(np.int64)),
         scaled_values=t(values),
         sqrt_diagonal=t(np.sqrt(d)),
     )

@@ -99,7 +99,7 @@ class LearnedPreconditioner:
         self.model = model
         self.name = f"learned_{model.kind}"
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, A: LinearOperator) -> CholeskyFactor | SparseInverseFactor:
         """The preconditioner for A (a :class:`~physml.solvers.linalg.CsrOperator`): one
         inference on A's device, then the factor in Warp, whose values are a view of the
@@ -108,12 +108,15 @@ class LearnedPreconditioner:
         if matrix is None:
             raise ValueError(f"a learned preconditioner needs an assembled matrix (a CsrOperator);"
                              f" got {type(A).__name__}")
-        host = csr_to_scipy(matrix)
+        pattern = LowerPattern(csr_to_scipy(matrix), A.device)
         device = torch.device(str(A.device))
-        graph = system_graph(host).to(device)
-        values = self.model.to(device).eval()(graph)
+        graph = system_graph(pattern.lower, is_lower=True).to(device)
+        if any(p.device != device for p in self.model.parameters()):
+            self.model.to(device)
+        if self.model.training:
+            self.model.eval()
+        values = self.model(graph)
         values = values.to(wp.dtype_to_torch(A.dtype)).contiguous()
-        pattern = LowerPattern(host, A.device)
         form = CholeskyFactor if self.model.kind == "cholesky" else SparseInverseFactor
         return form(pattern, wp.from_torch(values), name=self.name)
 

@@ -8,7 +8,13 @@ h_i \leftarrow h_i + \phi_h\big([h_i, \textstyle\sum_{j} e_{ji}]\big),$$
 (``torch_geometric`` :class:`~torch_geometric.nn.MessagePassing`, sum aggregation, which runs
 on plain PyTorch scatter: no ``torch_scatter`` wheel needed); decode one number per strictly
 lower entry (from its edge) and one per node (the diagonal). Cost per step: two MLPs of width H
-over 2 E edges and n nodes, O(H² (E + n)). Shapes follow :class:`~.graph.SystemGraph`.
+over 2 E edges and n nodes, O(H² (E + n)).
+
+**Layout.** Hidden states are feature-major, ``h`` (H, n) and ``e`` (H, 2 E), and a layer is
+$W X + c$: with H of 8–32, a product of a (H, H) matrix with a long (H, m) one runs 2–5× faster
+on the CPU than the usual (m, H)(H, H), and gathering or summing whole rows of edges is one
+contiguous pass per feature. The input features of :class:`~.graph.SystemGraph` are
+entity-major (n, F) and (2 E, 3) and are transposed once.
 """
 
 from __future__ import annotations
@@ -25,17 +31,30 @@ def mlp(inputs: int, width: int, outputs: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inputs, width), nn.SiLU(), nn.Linear(width, outputs))
 
 
+def linear_columns(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``layer`` applied to every column of x: (F_in, m) -> (F_out, m), $W x + c$."""
+    if layer.bias is None:
+        return layer.weight @ x
+    return torch.addmm(layer.bias.unsqueeze(1), layer.weight, x)
+
+
+def mlp_columns(network: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """An :func:`mlp` applied to every column of x: (F_in, m) -> (F_out, m)."""
+    first, activation, last = network
+    return linear_columns(last, activation(linear_columns(first, x)))
+
+
 class ProcessStep(MessagePassing):
     """One residual message-passing step: edges from their end nodes, then nodes from the sum
-    of their incoming edges. h: (n, H), e: (2 E, H) -> same shapes.
+    of their incoming edges. h: (H, n), e: (H, 2 E) -> same shapes.
 
     The edge MLP's first layer acts on $[h_i, h_j, e_{ji}]$; it is computed as
     $W_i h_i + W_j h_j + W_e e_{ji} + c$, the node terms once per node and then gathered, which
-    is the same function at a third of the edge work and without a (2 E, 3 H) concatenation.
+    is the same function at a third of the edge work and without a (3 H, 2 E) concatenation.
     """
 
     def __init__(self, width: int) -> None:
-        super().__init__(aggr="add")
+        super().__init__(aggr="add", node_dim=-1)
         self.edge_in = nn.Linear(width, width)
         self.edge_target = nn.Linear(width, width, bias=False)
         self.edge_source = nn.Linear(width, width, bias=False)
@@ -45,10 +64,13 @@ class ProcessStep(MessagePassing):
     def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         source, target = edge_index
-        hidden = self.edge_in(e) + self.edge_target(h)[target] + self.edge_source(h)[source]
-        e = e + self.edge_out(nn.functional.silu(hidden))
-        incoming = self.propagate(edge_index, e=e, size=(h.shape[0], h.shape[0]))
-        h = h + self.node_update_mlp(torch.cat([h, incoming], dim=1))
+        width = h.shape[0]
+        ends = torch.cat([self.edge_target.weight, self.edge_source.weight]) @ h  # (2 H, n)
+        hidden = (linear_columns(self.edge_in, e) + ends[:width].index_select(1, target)
+                  + ends[width:].index_select(1, source))
+        e = e + linear_columns(self.edge_out, nn.functional.silu(hidden))
+        incoming = self.propagate(edge_index, e=e, size=(h.shape[1], h.shape[1]))
+        h = h + mlp_columns(self.node_update_mlp, torch.cat([h, incoming]))
         return h, e
 
     def message(self, e: torch.Tensor) -> torch.Tensor:
@@ -73,10 +95,10 @@ class FactorNetwork(nn.Module):
         self.node_decoder = mlp(width, width, 1)
 
     def forward(self, graph: SystemGraph) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.node_encoder(graph.node_features)
-        e = self.edge_encoder(graph.edge_features)
+        h = mlp_columns(self.node_encoder, graph.node_features.T.contiguous())
+        e = mlp_columns(self.edge_encoder, graph.edge_features.T.contiguous())
         for step in self.steps:
             h, e = step(h, e, graph.edge_index)
-        off = self.edge_decoder(e[graph.lower_edge]).squeeze(1)
-        diagonal = self.node_decoder(h).squeeze(1)
+        off = mlp_columns(self.edge_decoder, e.index_select(1, graph.lower_edge)).squeeze(0)
+        diagonal = mlp_columns(self.node_decoder, h).squeeze(0)
         return off, diagonal

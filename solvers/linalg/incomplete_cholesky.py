@@ -24,7 +24,7 @@ import warp as wp
 
 from ..operators import launch, specialize
 from .linear_operator import LinearOperator, csr_to_scipy
-from .triangular import CholeskyFactor, LowerPattern, lower_triangle
+from .triangular import CholeskyFactor, LowerPattern
 
 
 @wp.func_native(
@@ -151,6 +151,6 @@ class IncompleteCholesky(CholeskyFactor):
                              f"{type(A).__name__}; use Jacobi for matrix-free operators")
         host = csr_to_scipy(matrix)
         pattern = LowerPattern(host, A.device, by_levels)
-        a = wp.array(lower_triangle(host).data, dtype=A.dtype, device=A.device)
+        a = wp.array(pattern.lower.data, dtype=A.dtype, device=A.device)
         values, self.shift = ic0_factor(pattern, a)
         super().__init__(pattern, values, name=self.name)

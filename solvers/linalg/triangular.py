@@ -187,6 +187,7 @@ class LowerPattern:
         n, nnz: unknowns and stored entries of L.
         rows, columns: (nnz,) host int arrays, the entry coordinates of L in CSR order (the
             order of every vector of L's values).
+        lower: the lower triangle of ``matrix`` (:func:`lower_triangle`), on the host.
         levels: the number of levels of the forward solve.
     """
 
@@ -194,7 +195,7 @@ class LowerPattern:
                  by_levels: bool | None = None) -> None:
         if matrix.shape[0] != matrix.shape[1]:
             raise ValueError(f"matrix has shape {matrix.shape}; a square matrix is needed")
-        lower = lower_triangle(matrix)
+        self.lower = lower = lower_triangle(matrix)
         n = lower.shape[0]
         self.n, self.nnz = n, lower.nnz
         self.rows = np.repeat(np.arange(n, dtype=np.int32), np.diff(lower.indptr))
