@@ -187,8 +187,9 @@ def pointwise_terms(
 # a copy of its cells with the row's ghost cells in place; a neighbour row that is a ghost row
 # is mapped into a buffer once per tile. What keeps a loop scalar is removed: the flux kind,
 # limiter and present axes are template tags (no branch on them in a loop), the limiters are
-# selects (both sides computed, one kept: no branch), the faces of the last axis are computed
-# into a tile buffer first (no value carried from one cell to the next), the Runge–Kutta
+# selects (both sides computed, one kept: no branch), the slopes and then the faces of the
+# last axis are computed into tile buffers first (no value carried from one cell to the next;
+# each cell's slope once, not once per face), the Runge–Kutta
 # combination is its own loop over the tile with only the earlier stages it uses, and every
 # scalar a loop reads is a local copy (clang ignores restrict on local pointers, so a value
 # read through a lambda's captures would be reloaded after every store, which keeps the loop
@@ -245,9 +246,8 @@ auto slope_of = [&](real a, real b, auto lim) -> real {
     else slope = sign * wp::min(wp::min(two * aa, two * bb), half * (aa + bb));
     return a * b > zero ? slope : zero;
 };
-auto face = [&](real um, real u0, real u1, real u2, real a, auto kind, auto lim) -> real {
-    const real ul = u0 + half * slope_of(u0 - um, u1 - u0, lim);
-    const real ur = u1 - half * slope_of(u1 - u0, u2 - u1, lim);
+// the Rusanov flux from the reconstructed states left and right of a face
+auto flux = [&](real ul, real ur, real a, auto kind) -> real {
     real fl = a * ul, fr = a * ur, alpha = wp::abs(a);
     if (kind() == 3) {
         fl = half * ul * ul;
@@ -255,6 +255,11 @@ auto face = [&](real um, real u0, real u1, real u2, real a, auto kind, auto lim)
         alpha = wp::max(wp::abs(ul), wp::abs(ur));
     }
     return half * (fl + fr) - half * alpha * (ur - ul);
+};
+auto face = [&](real um, real u0, real u1, real u2, real a, auto kind, auto lim) -> real {
+    const real ul = u0 + half * slope_of(u0 - um, u1 - u0, lim);
+    const real ur = u1 - half * slope_of(u1 - u0, u2 - u1, lim);
+    return flux(ul, ur, a, kind);
 };
 auto advective = [&](real f_lo, real f_hi, real um1, real up1, real inv, real a,
                      auto kind) -> real {
@@ -278,6 +283,7 @@ auto mapped = [&](const Ghost& m, real value) -> real {
 };
 const bool diffuse = with_diffusion != 0;
 real faces[TILE + 1];
+real slopes[TILE + 2];
 // a tile's k when k_out is not kept (empty): the combination reads it from here
 real k_tile[TILE];
 // a row's ghost cells along the last axis (the same for every row): source cells in the
@@ -324,8 +330,14 @@ auto tile = [&](int k0, int n, auto kind, auto lim, auto with0, auto with1) {
     }
     const real* __restrict__ row = at_end ? pad + 2 : x + here + k0;
     if (kind() >= 2) {
+        // each cell's limited slope once (a face reads those of its two cells: computing
+        // them per face would take every slope, and its division, twice): slopes[j + 1] is
+        // the slope of cell k0 + j, j in [-1, n]
+        real* __restrict__ sl = slopes;
+        for (int j = -1; j <= n; ++j)
+            sl[j + 1] = slope_of(row[j] - row[j - 1], row[j + 1] - row[j], lim);
         for (int j = 0; j <= n; ++j)  // face j: between cells k0 + j - 1 and k0 + j
-            fc[j] = face(row[j - 2], row[j - 1], row[j], row[j + 1], sp2, kind, lim);
+            fc[j] = flux(row[j - 1] + half * sl[j], row[j] - half * sl[j + 1], sp2, kind);
     }
     const bool wide = kind() >= 2;
     const real* __restrict__ a_m1 = with0() ? neighbour_row(glo0, lo0, 0, k0, n) : x;
