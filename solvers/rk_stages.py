@@ -189,7 +189,8 @@ def pointwise_terms(
 # limiter and present axes are template tags (no branch on them in a loop), the limiters are
 # selects (both sides computed, one kept: no branch), the slopes and then the faces of the
 # last axis are computed into tile buffers first (no value carried from one cell to the next;
-# each cell's slope once, not once per face), the Runge–Kutta
+# each cell's slope once, not once per face; along the other axes a cell computes three
+# slopes for its two faces, not four), the Runge–Kutta
 # combination is its own loop over the tile with only the earlier stages it uses, and every
 # scalar a loop reads is a local copy (clang ignores restrict on local pointers, so a value
 # read through a lambda's captures would be reloaded after every store, which keeps the loop
@@ -256,10 +257,15 @@ auto flux = [&](real ul, real ur, real a, auto kind) -> real {
     }
     return half * (fl + fr) - half * alpha * (ur - ul);
 };
-auto face = [&](real um, real u0, real u1, real u2, real a, auto kind, auto lim) -> real {
-    const real ul = u0 + half * slope_of(u0 - um, u1 - u0, lim);
-    const real ur = u1 - half * slope_of(u1 - u0, u2 - u1, lim);
-    return flux(ul, ur, a, kind);
+// the fluxes through the two faces of cell u0 along an axis of neighbours m2 m1 u0 p1 p2
+// (into lo, hi), the three slopes they read computed once (as the faces of operators.face_flux)
+auto faces_of = [&](real m2, real m1, real u0, real p1, real p2, real a, auto kind, auto lim,
+                    real& lo, real& hi) {
+    const real s_m1 = slope_of(m1 - m2, u0 - m1, lim);
+    const real s_u0 = slope_of(u0 - m1, p1 - u0, lim);
+    const real s_p1 = slope_of(p1 - u0, p2 - p1, lim);
+    lo = flux(m1 + half * s_m1, u0 - half * s_u0, a, kind);
+    hi = flux(u0 + half * s_u0, p1 - half * s_p1, a, kind);
 };
 auto advective = [&](real f_lo, real f_hi, real um1, real up1, real inv, real a,
                      auto kind) -> real {
@@ -356,9 +362,7 @@ auto tile = [&](int k0, int n, auto kind, auto lim, auto with0, auto with1) {
             const real m1 = a_m1[j], p1 = a_p1[j];
             real g_lo = zero, g_hi = zero;
             if (kind() >= 2) {
-                const real m2 = a_m2[j], p2 = a_p2[j];
-                g_lo = face(m2, m1, u0, p1, sp0, kind, lim);
-                g_hi = face(m1, u0, p1, p2, sp0, kind, lim);
+                faces_of(a_m2[j], m1, u0, p1, a_p2[j], sp0, kind, lim, g_lo, g_hi);
             }
             adv = adv + advective(g_lo, g_hi, m1, p1, in0, sp0, kind);
             lap = lap + second(m1, u0, p1, in0);
@@ -367,9 +371,7 @@ auto tile = [&](int k0, int n, auto kind, auto lim, auto with0, auto with1) {
             const real m1 = b_m1[j], p1 = b_p1[j];
             real h_lo = zero, h_hi = zero;
             if (kind() >= 2) {
-                const real m2 = b_m2[j], p2 = b_p2[j];
-                h_lo = face(m2, m1, u0, p1, sp1, kind, lim);
-                h_hi = face(m1, u0, p1, p2, sp1, kind, lim);
+                faces_of(b_m2[j], m1, u0, p1, b_p2[j], sp1, kind, lim, h_lo, h_hi);
             }
             adv = adv + advective(h_lo, h_hi, m1, p1, in1, sp1, kind);
             lap = lap + second(m1, u0, p1, in1);
