@@ -26,6 +26,7 @@ values twice.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -231,10 +232,15 @@ class LowerPattern:
         self.upper_offsets, self.upper_columns = self._int(upper.indptr), self._int(upper.indices)
         self.diagonal = self._int(lower.indptr[1:] - 1)  # sorted: the diagonal ends each row
         self.upper_diagonal = self._int(upper.indptr[:-1])  # ... and starts each row of L^T
-        level = self._levels()
-        self.levels = int(level.max()) + 1 if n else 0
+        level = self._levels() if self.by_levels else None  # row order needs no levels
         self.forward = self._schedule(level, reverse=False)
-        self.backward = self._schedule(self._backward_levels(level, upper), reverse=True)
+        self.backward = self._schedule(
+            None if level is None else self._backward_levels(level, upper), reverse=True)
+
+    @functools.cached_property
+    def levels(self) -> int:
+        """The number of levels of the forward solve (computed on first use)."""
+        return int(self._levels().max()) + 1 if self.n else 0
 
     def _int(self, a: np.ndarray) -> wp.array:
         return wp.array(np.asarray(a, dtype=np.int32), dtype=wp.int32, device=self.device)
@@ -249,8 +255,6 @@ class LowerPattern:
         """Levels of the backward solve (rows of L^T, last row first): row i waits for the
         rows j > i of its pattern; by symmetry of the DAG, the reversed forward levels of the
         transposed graph. Computed as the forward levels of the reversed ordering."""
-        if not self.by_levels:
-            return level  # unused: one sequential launch
         n = self.n
         flipped = sp.csr_matrix((upper.data, n - 1 - upper.indices, upper.indptr),
                                 shape=(n, n))[::-1]
@@ -262,7 +266,7 @@ class LowerPattern:
                   outputs=[reversed_level], device=self.device)
         return reversed_level.numpy()[::-1].copy()
 
-    def _schedule(self, level: np.ndarray, reverse: bool) -> Schedule:
+    def _schedule(self, level: np.ndarray | None, reverse: bool) -> Schedule:
         n = self.n
         if not self.by_levels:
             order = np.arange(n, dtype=np.int32)
