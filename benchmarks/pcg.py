@@ -14,9 +14,10 @@ Per size and preconditioner: iterations, set-up (IC(0)/FSAI factorisation, AMG h
 network inference, each including its pattern analysis), solve and total wall-clock, and the
 cost of 10 right-hand sides with one set-up (set-up + 10 × solve). The sides alternate, in
 reversed order every other repeat (medians, min and max); the largest sizes run fewer repeats
-(recorded). The learned model is trained first on systems of ``--train-size`` (a few minutes,
-one PyTorch thread) or loaded with ``--model``; the refinement sweep reports iterations against
-n, and the iterations at twice the training size against those at the training size.
+(recorded). The learned model is trained first on systems of ``--train-size`` (10–20 s at the
+default width, one PyTorch thread) or loaded with ``--load``; the refinement sweep reports
+iterations against n, and the iterations at twice the training size against those at the
+training size.
 Warp runs a CPU launch on one thread; PyTorch inference uses ``--threads``. The machine is a
 shared 2-vCPU VM: the load average before and after is recorded. Timings are never asserted.
 

@@ -22,7 +22,7 @@ from physml.preconditioners import (
     system_graph,
     training_system,
 )
-from physml.solvers.linalg import CsrOperator, cg, csr_from_scipy
+from physml.solvers.linalg import CsrOperator, LowerPattern, cg, csr_from_scipy
 
 
 def perturbed(kind: str, seed: int) -> FactorModel:
@@ -71,6 +71,18 @@ def message_passing_by_the_formula(network, graph):
         h = h + step.node_update_mlp(torch.cat([h, incoming], dim=1))
     return (network.edge_decoder(e[graph.lower_edge]).squeeze(1),
             network.node_decoder(h).squeeze(1))
+
+
+def test_the_graph_of_a_pattern_s_lower_triangle_is_the_graph_of_the_matrix():
+    for matrix in small_systems():
+        direct = system_graph(matrix)
+        shared = system_graph(LowerPattern(matrix).lower, is_lower=True)
+        for field in ("edge_index", "node_features", "edge_features", "lower_rows",
+                      "lower_columns", "strict", "lower_edge", "diagonal", "scaled_values",
+                      "sqrt_diagonal"):
+            assert torch.equal(getattr(direct, field), getattr(shared, field)), field
+    with pytest.raises(ValueError, match="is_lower"):
+        system_graph(sp.csc_matrix(matrix), is_lower=True)
 
 
 def test_the_network_computes_its_formula():

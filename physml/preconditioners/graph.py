@@ -80,6 +80,10 @@ def system_graph(matrix: sp.spmatrix | sp.sparray, node_extra: np.ndarray | None
         is_lower: ``matrix`` is already the lower triangle :func:`lower_triangle` returns (a
             :class:`~physml.solvers.linalg.LowerPattern`'s ``lower``): not extracted again.
     """
+    if is_lower and not (sp.issparse(matrix) and matrix.format == "csr"
+                         and matrix.has_sorted_indices):
+        raise ValueError("is_lower=True needs the CSR lower triangle with sorted columns that "
+                         "lower_triangle returns")
     lower = matrix if is_lower else lower_triangle(sp.csr_matrix(matrix, dtype=np.float64))
     lower = lower.astype(np.float64, copy=False)
     n = lower.shape[0]

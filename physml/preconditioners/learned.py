@@ -99,7 +99,6 @@ class LearnedPreconditioner:
         self.model = model
         self.name = f"learned_{model.kind}"
 
-    @torch.inference_mode()
     def __call__(self, A: LinearOperator) -> CholeskyFactor | SparseInverseFactor:
         """The preconditioner for A (a :class:`~physml.solvers.linalg.CsrOperator`): one
         inference on A's device, then the factor in Warp, whose values are a view of the
@@ -108,15 +107,17 @@ class LearnedPreconditioner:
         if matrix is None:
             raise ValueError(f"a learned preconditioner needs an assembled matrix (a CsrOperator);"
                              f" got {type(A).__name__}")
-        pattern = LowerPattern(csr_to_scipy(matrix), A.device)
+        # G^T G is applied by products: no triangular solve, so no level schedule
+        pattern = LowerPattern(csr_to_scipy(matrix), A.device,
+                               by_levels=None if self.model.kind == "cholesky" else False)
         device = torch.device(str(A.device))
-        graph = system_graph(pattern.lower, is_lower=True).to(device)
         if any(p.device != device for p in self.model.parameters()):
-            self.model.to(device)
+            self.model.to(device)  # outside inference mode: the parameters stay trainable
         if self.model.training:
             self.model.eval()
-        values = self.model(graph)
-        values = values.to(wp.dtype_to_torch(A.dtype)).contiguous()
+        with torch.inference_mode():
+            graph = system_graph(pattern.lower, is_lower=True).to(device)
+            values = self.model(graph).to(wp.dtype_to_torch(A.dtype)).contiguous()
         form = CholeskyFactor if self.model.kind == "cholesky" else SparseInverseFactor
         return form(pattern, wp.from_torch(values), name=self.name)
 

@@ -11,7 +11,7 @@ lower entry (from its edge) and one per node (the diagonal). Cost per step: two 
 over 2 E edges and n nodes, O(H² (E + n)).
 
 **Layout.** Hidden states are feature-major, ``h`` (H, n) and ``e`` (H, 2 E), and a layer is
-$W X + c$: with H of 8–32, a product of a (H, H) matrix with a long (H, m) one runs 2–5× faster
+$W X + c$: with H of 4–32, a product of a (H, H) matrix with a long (H, m) one runs 2–5× faster
 on the CPU than the usual (m, H)(H, H), and gathering or summing whole rows of edges is one
 contiguous pass per feature. The input features of :class:`~.graph.SystemGraph` are
 entity-major (n, F) and (2 E, 3) and are transposed once.

@@ -18,7 +18,8 @@ a 5-point grid of $m^2$ unknowns has $2m - 1$ levels. On the CPU a Warp launch r
 thread, so the rows go in their natural order in a single launch (a topological order too, and
 a cache-friendly one); ``by_levels=True`` forces the level order there (tests use it to check
 the schedule). The levels themselves come from one sequential pass (a single thread, also on
-CUDA: a set-up cost paid once per pattern, not per apply). The row loops are native snippets
+CUDA: a set-up cost paid once per pattern, not per apply), computed only where a schedule uses
+them. The row loops are native snippets
 over raw pointers, as in :mod:`~physml.solvers.linalg.kernels` (Warp's generated indexing is
 several times slower on the CPU). Cost per apply: two passes over the nnz of $L$; memory: the
 values twice.
@@ -193,8 +194,8 @@ class LowerPattern:
     """The lower-triangular pattern of a symmetric matrix (diagonal included), on a device.
 
     Args:
-        matrix: a square SciPy sparse matrix; only its lower triangle's pattern is read, and
-            every diagonal entry must be stored.
+        matrix: a square SciPy sparse matrix; only its lower triangle is read (and kept, values
+            included, as ``lower``), and every diagonal entry must be stored.
         device: Warp device.
         by_levels: one launch per level (True) or one sequential launch (False); default:
             levels on CUDA, sequential on the CPU.
@@ -233,6 +234,8 @@ class LowerPattern:
         self.diagonal = self._int(lower.indptr[1:] - 1)  # sorted: the diagonal ends each row
         self.upper_diagonal = self._int(upper.indptr[:-1])  # ... and starts each row of L^T
         level = self._levels() if self.by_levels else None  # row order needs no levels
+        if level is not None:
+            self.__dict__["levels"] = int(level.max()) + 1 if n else 0  # the cached property
         self.forward = self._schedule(level, reverse=False)
         self.backward = self._schedule(
             None if level is None else self._backward_levels(level, upper), reverse=True)
