@@ -73,19 +73,19 @@ class FactorModel(nn.Module):
     def scaled_factor(self, graph: SystemGraph) -> torch.Tensor:
         """$\\tilde L$ (or $\\tilde G$) on the lower pattern, float64, shape (nnz_L,)."""
         off, diagonal = self.network(graph)
-        strict = graph.scaled_values[graph.strict]
+        strict = graph.scaled_values.index_select(0, graph.strict)
         off = off.double()
         values = torch.zeros_like(graph.scaled_values)
-        values = values.index_put((graph.strict,), strict * (1 + off) if self.kind == "cholesky"
-                                  else strict * off)
-        return values.index_put((graph.diagonal,), torch.exp(diagonal.double()))
+        values = values.index_copy(0, graph.strict, strict * (1 + off) if self.kind == "cholesky"
+                                   else strict * off)
+        return values.index_copy(0, graph.diagonal, torch.exp(diagonal.double()))
 
     def forward(self, graph: SystemGraph) -> torch.Tensor:
         """L (or G) of the unscaled matrix, float64, shape (nnz_L,)."""
         scaled = self.scaled_factor(graph)
         if self.kind == "cholesky":
-            return scaled * graph.sqrt_diagonal[graph.lower_rows]
-        return scaled / graph.sqrt_diagonal[graph.lower_columns]
+            return scaled * graph.sqrt_diagonal.index_select(0, graph.lower_rows)
+        return scaled / graph.sqrt_diagonal.index_select(0, graph.lower_columns)
 
 
 class LearnedPreconditioner:

@@ -63,7 +63,7 @@ class ProcessStep(MessagePassing):
 
     def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        source, target = edge_index
+        source, target = edge_index[0], edge_index[1]
         width = h.shape[0]
         ends = torch.cat([self.edge_target.weight, self.edge_source.weight]) @ h  # (2 H, n)
         hidden = (linear_columns(self.edge_in, e) + ends[:width].index_select(1, target)
