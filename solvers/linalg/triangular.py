@@ -48,13 +48,28 @@ from ..replay import Replay
     const int* qp = order.data; const auto* vp = values.data; const auto* bp = rhs.data;
     const auto* ip = pivots.data;
     auto* xp = x.data;
+    // the row this thread solved last stays in a register: its term is subtracted last, so
+    // the chain from row to row is a product, a difference and the pivot's product, without
+    // a reload of the value just stored
+    using real = decltype(bp[0] + bp[0]);  // unevaluated: no read of an empty rhs
+    int last = -1;
+    real last_x = real(0);
     for (int q = begin + t; q < end; q += stride) {
         const int i = qp[q];
         const int d = dp[i];
-        auto acc = bp[i];
-        for (int k = op[i]; k < op[i + 1]; ++k)
-            if (k != d) acc -= vp[k] * xp[cp[k]];
-        xp[i] = acc * ip[i];
+        real acc = bp[i];
+        real last_v = real(0);
+        bool reads_last = false;
+        for (int k = op[i]; k < op[i + 1]; ++k) {
+            const int c = cp[k];
+            if (k == d) continue;
+            if (c == last) { last_v = vp[k]; reads_last = true; }
+            else acc -= vp[k] * xp[c];
+        }
+        if (reads_last) acc -= last_v * last_x;
+        last_x = acc * ip[i];
+        xp[i] = last_x;
+        last = i;
     }
     """
 )
