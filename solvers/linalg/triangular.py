@@ -19,9 +19,9 @@ thread, so the rows go in their natural order in a single launch (a topological 
 a cache-friendly one); ``by_levels=True`` forces the level order there (tests use it to check
 the schedule). The levels themselves come from one sequential pass (a single thread, also on
 CUDA: a set-up cost paid once per pattern, not per apply), computed only where a schedule uses
-them. The row loops are native snippets
-over raw pointers, as in :mod:`~physml.solvers.linalg.kernels` (Warp's generated indexing is
-several times slower on the CPU). Cost per apply: two passes over the nnz of $L$; memory: the
+them. The row loops are native snippets over raw pointers, as in
+:mod:`~physml.solvers.linalg.kernels` (Warp's generated indexing is several times slower on the
+CPU). Cost per apply: two passes over the nnz of $L$; memory: the
 values twice.
 """
 
@@ -253,7 +253,7 @@ class LowerPattern:
             self.__dict__["levels"] = int(level.max()) + 1 if n else 0  # the cached property
         self.forward = self._schedule(level, reverse=False)
         self.backward = self._schedule(
-            None if level is None else self._backward_levels(level, upper), reverse=True)
+            None if level is None else self._backward_levels(upper), reverse=True)
 
     @functools.cached_property
     def levels(self) -> int:
@@ -269,7 +269,7 @@ class LowerPattern:
                   outputs=[level], device=self.device)
         return level.numpy()
 
-    def _backward_levels(self, level: np.ndarray, upper: sp.csr_matrix) -> np.ndarray:
+    def _backward_levels(self, upper: sp.csr_matrix) -> np.ndarray:
         """Levels of the backward solve (rows of L^T, last row first): row i waits for the
         rows j > i of its pattern; by symmetry of the DAG, the reversed forward levels of the
         transposed graph. Computed as the forward levels of the reversed ordering."""
