@@ -11,12 +11,14 @@ V-cycle, via the linear-algebra layer), and the learned $L L^T$ and $G^T G$ fact
 $\|r\| \le \text{rtol}\,\|b\|$ for rtol = 1e-6 and 1e-8.
 
 Per size and preconditioner: iterations, set-up (IC(0)/FSAI factorisation, AMG hierarchy, or
-network inference, each including its pattern analysis), solve and total wall-clock, and the
+network inference — native on the CPU, :mod:`physml.solvers.linalg.factor_network` — each
+including its pattern analysis), solve and total wall-clock, and the
 cost of 10 right-hand sides with one set-up (set-up + 10 × solve). The sides alternate, in
 reversed order every other repeat (medians, min and max); the largest sizes run fewer repeats
 (recorded). The learned model is trained first on systems of ``--train-size`` (10–20 s at the
 default width, one PyTorch thread) or loaded with ``--load``; the refinement sweep reports
-iterations against n, and the iterations at twice the training size against those at the
+iterations against n, and the iterations on systems with twice the training unknowns (side
+× √2, always added to the sizes) and with twice the training side, against those at the
 training size.
 Warp runs a CPU launch on one thread; PyTorch inference uses ``--threads``. The machine is a
 shared 2-vCPU VM: the load average before and after is recorded. Timings are never asserted.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -263,7 +266,7 @@ def main() -> None:
                            HELD_OUT_SEED)
         for factory in factories.values():  # warm-up: compile the kernels, load the modules
             mean_iterations(factory, [(warm.matrix, warm.b)])
-        for size in sizes:
+        for size in sorted(set(sizes) | {twice_the_unknowns(train_size)}):
             large = size >= 512
             chosen = {k: f for k, f in factories.items()
                       if not (size >= 1024 and k in args.skip_largest)}
@@ -282,15 +285,29 @@ def main() -> None:
 
 def _generalisation(results: list[dict], family: str, train_size: int, names: list[str]
                     ) -> dict:
-    """Iterations (rtol 1e-8) at twice the training size over those at the training size."""
+    """Iterations (rtol 1e-8) on systems with twice the training unknowns (side × √2,
+    :func:`twice_the_unknowns`) and with twice the training side (4× the unknowns), each over
+    those at the training size."""
     by_size = {r["size"]: r for r in results if r["family"] == family}
-    if train_size not in by_size or 2 * train_size not in by_size:
-        return {}
-    it = {s: {k: v["rtol=1e-08"]["iterations"] for k, v in by_size[s]["sides"].items()}
-          for s in (train_size, 2 * train_size)}
-    names = [name for name in names if name in it[train_size] and name in it[2 * train_size]]
-    return {name: {"train_size": it[train_size][name], "twice": it[2 * train_size][name],
-                   "growth": it[2 * train_size][name] / it[train_size][name]} for name in names}
+    out = {}
+    for label, larger in (("twice_the_unknowns", twice_the_unknowns(train_size)),
+                          ("twice_the_side", 2 * train_size)):
+        if train_size not in by_size or larger not in by_size:
+            continue
+        it = {s: {k: v["rtol=1e-08"]["iterations"] for k, v in by_size[s]["sides"].items()}
+              for s in (train_size, larger)}
+        n_ratio = by_size[larger]["n"] / by_size[train_size]["n"]
+        out[label] = {
+            name: {"train_size": it[train_size][name], "larger": it[larger][name],
+                   "larger_size": larger, "n_ratio": n_ratio,
+                   "growth": it[larger][name] / it[train_size][name]}
+            for name in names if name in it[train_size] and name in it[larger]}
+    return out
+
+
+def twice_the_unknowns(size: int) -> int:
+    """The size (grid side or 1/edge length, unknowns ∝ size²) with about twice the unknowns."""
+    return round(size * math.sqrt(2))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ from physml.preconditioners import (
     system_graph,
     training_system,
 )
+from physml.preconditioners.network import network_weights
 from physml.solvers.linalg import CsrOperator, LowerPattern, cg, csr_from_scipy
+from physml.solvers.linalg.factor_network import NetworkFactor
 
 
 def perturbed(kind: str, seed: int) -> FactorModel:
@@ -95,6 +97,67 @@ def test_the_network_computes_its_formula():
             for got, expected in zip(network(graph), message_passing_by_the_formula(network,
                                                                                     graph)):
                 torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def float64_features(graph):
+    """The graph's features from its float64 scaled values, without the float32 rounding of
+    system_graph (the native forward's inputs in float64)."""
+    v = graph.scaled_values[graph.strict]
+    i, j = graph.lower_rows[graph.strict], graph.lower_columns[graph.strict]
+    n = graph.n
+    row_sum = (torch.zeros(n, dtype=torch.float64).index_add(0, graph.lower_rows,
+                                                              graph.scaled_values)
+               .index_add(0, j, v))
+    degree = torch.bincount(i, minlength=n) + torch.bincount(j, minlength=n)
+    direction = torch.cat([torch.ones_like(v), -torch.ones_like(v)])
+    both = torch.cat([v, v])
+    graph.node_features = torch.stack([row_sum, torch.log1p(degree.double())], dim=1)
+    graph.edge_features = torch.stack([both, both.abs(), direction], dim=1)
+    return graph
+
+
+@pytest.mark.parametrize("kind", ["cholesky", "sparse_inverse"])
+@pytest.mark.parametrize("steps", [0, 2])
+def test_the_native_forward_is_the_network_in_float64(kind, steps):
+    torch.manual_seed(steps)
+    model = FactorModel(kind, width=6, steps=steps).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)
+    native = NetworkFactor(network_weights(model.network), kind, dtype=wp.float64)
+    for matrix in small_systems():
+        pattern = LowerPattern(matrix)
+        graph = float64_features(system_graph(pattern.lower, is_lower=True))
+        with torch.no_grad():
+            expected = model(graph).numpy()
+        np.testing.assert_allclose(native.values(pattern).numpy(), expected, rtol=1e-12,
+                                   atol=1e-14 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("kind", ["cholesky", "sparse_inverse"])
+def test_a_preconditioner_s_factor_is_its_network_s_and_follows_training(kind):
+    """The factor a LearnedPreconditioner builds (native, float32 network) equals the PyTorch
+    network's output, also after the parameters change in place."""
+    model = perturbed(kind, 1)
+    factory = LearnedPreconditioner(model)
+    matrix = small_systems()[0]
+    A = CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
+    for _ in range(2):
+        with torch.no_grad():
+            expected = model(system_graph(matrix)).numpy()
+        got = factory(A).values.numpy()
+        np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6 * np.abs(expected).max())
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(1.5)
+
+
+def test_the_native_forward_refuses_a_matrix_without_a_positive_diagonal():
+    matrix = sp.csr_matrix(small_systems()[0], copy=True)
+    matrix.setdiag(matrix.diagonal() * np.where(np.arange(matrix.shape[0]) == 3, -1.0, 1.0))
+    A = CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
+    with pytest.raises(ValueError, match="positive diagonal"):
+        LearnedPreconditioner(perturbed("cholesky", 0))(A)
 
 
 @pytest.mark.parametrize("kind", ["cholesky", "sparse_inverse"])

@@ -19,10 +19,12 @@ entity-major (n, F) and (2 E, 3) and are transposed once.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
+from ..solvers.linalg.factor_network import NetworkWeights, StepWeights
 from .graph import SystemGraph
 
 
@@ -102,3 +104,29 @@ class FactorNetwork(nn.Module):
         off = mlp_columns(self.edge_decoder, e.index_select(1, graph.lower_edge)).squeeze(0)
         diagonal = mlp_columns(self.node_decoder, h).squeeze(0)
         return off, diagonal
+
+
+def _host(parameter: torch.Tensor) -> np.ndarray:
+    return parameter.detach().double().cpu().numpy()
+
+
+def _layer(layer: nn.Linear) -> tuple[np.ndarray, np.ndarray]:
+    return _host(layer.weight), _host(layer.bias)
+
+
+def _two_layers(network: nn.Sequential) -> tuple[tuple, tuple]:
+    return _layer(network[0]), _layer(network[2])
+
+
+def network_weights(network: FactorNetwork) -> NetworkWeights:
+    """The weights of ``network`` as host arrays, for the Warp evaluation of the same function
+    (:class:`~physml.solvers.linalg.factor_network.NetworkFactor`)."""
+    steps = tuple(
+        StepWeights(_layer(step.edge_in), _host(step.edge_target.weight),
+                    _host(step.edge_source.weight), _layer(step.edge_out),
+                    *_two_layers(step.node_update_mlp))
+        for step in network.steps
+    )
+    return NetworkWeights(_two_layers(network.node_encoder), _two_layers(network.edge_encoder),
+                          steps, _two_layers(network.edge_decoder),
+                          _two_layers(network.node_decoder))

@@ -261,7 +261,9 @@ class LowerPattern:
         return int(self._levels().max()) + 1 if self.n else 0
 
     def _int(self, a: np.ndarray) -> wp.array:
-        return wp.array(np.asarray(a, dtype=np.int32), dtype=wp.int32, device=self.device)
+        """``a`` as int32 on the device (on the CPU a view of the host array, not a copy)."""
+        return wp.array(np.ascontiguousarray(a, dtype=np.int32), dtype=wp.int32,
+                        device=self.device, copy=not self.device.is_cpu)
 
     def _levels(self) -> np.ndarray:
         level = wp.zeros(self.n, dtype=wp.int32, device=self.device)

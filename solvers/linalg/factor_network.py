@@ -1,0 +1,450 @@
+r"""The learned preconditioners' graph network evaluated on the CPU in native loops.
+
+The network is the encode–process–decode network of Li et al. (ICML 2023) that
+``physml.preconditioners`` trains in PyTorch. At the widths that pay on the CPU (H = 4–16)
+PyTorch spends more on building the graph and on launching some thirty operators than on the
+arithmetic; this module evaluates the same function in one native call on the matrix's own rows.
+On the symmetrically scaled matrix $\tilde A = D^{-1/2} A D^{-1/2}$, width H:
+
+- node i: features $x_i = [\sum_j \tilde A_{ij},\ \log(1 + \deg i)]$,
+  $h_i = \mathrm{MLP}_n(x_i)$; edge $j \to i$ ($j \ne i$): features
+  $[\tilde A_{ij}, |\tilde A_{ij}|, \pm 1]$ (+1 where $j < i$), $e_{ji} = \mathrm{MLP}_e(\cdot)$;
+- each of K steps: $e_{ji} \leftarrow e_{ji} + W_o\,\sigma(W_e e_{ji} + c_e + W_t h_i + W_s h_j)
+  + c_o$, then $h_i \leftarrow h_i + \mathrm{MLP}_h([h_i, \sum_j e_{ji}])$;
+- decode: $o_{ij} = \mathrm{MLP}_{d}(e_{ji})$ on the strictly lower entries, $o_i =
+  \mathrm{MLP}_{\delta}(h_i)$, and the factor on the lower pattern: Cholesky
+  $L_{ij} = \sqrt{d_i}\,\tilde A_{ij}(1 + o_{ij})$, $L_{ii} = \sqrt{d_i}\,e^{o_i}$; sparse
+  inverse $G_{ij} = \tilde A_{ij}\,o_{ij}/\sqrt{d_j}$, $G_{ii} = e^{o_i}/\sqrt{d_i}$;
+
+with $\mathrm{MLP}(x) = W_2\,\sigma(W_1 x + c_1) + c_2$ and $\sigma$ the SiLU.
+
+**Layout.** No graph is built: the edge $j \to i$ lives at the entry (i, j) of a
+:class:`~physml.solvers.linalg.LowerPattern` — position k of L where $j < i$, position k of
+$L^T$ where $j > i$ — so the edges' states are two feature-major arrays (H, nnz) (the diagonal
+slots computed and never read), and $\sum_j e_{ji}$ is a sum over row i of both. Every layer is a
+loop over entries (or rows) inside a loop over features, which the compiler vectorises (AVX2:
+8 floats per instruction); the exponential of the SiLU is :data:`EXP` (Cody–Waite reduction,
+a Taylor polynomial and the exponent set by integer arithmetic: no library call, so the loop
+stays vector), within 1.2 units in the last place of the network's precision (measured on
+[-80, 80]). The network runs in its own precision (float32 as trained; float64 for checks),
+the scaling and the factor in float64, as the PyTorch model.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import warp as wp
+
+from .triangular import LowerPattern
+
+NODE_FEATURES = 2
+"""Width of the node features the network reads (row sum, log degree)."""
+
+Layer = tuple[np.ndarray, np.ndarray]
+"""A dense layer as (weight (out, in), bias (out,)), PyTorch's ``nn.Linear`` layout."""
+
+
+@dataclass(frozen=True)
+class StepWeights:
+    """One message-passing step: the edge update (``edge_in`` acts on $e_{ji}$, ``edge_target``
+    and ``edge_source`` (weights only, (H, H)) on $h_i$ and $h_j$, ``edge_out`` after the SiLU)
+    and the node update, a two-layer perceptron whose first layer is (H, 2H) on $[h_i, \\sum_j
+    e_{ji}]$."""
+
+    edge_in: Layer
+    edge_target: np.ndarray
+    edge_source: np.ndarray
+    edge_out: Layer
+    node_first: Layer
+    node_last: Layer
+
+
+@dataclass(frozen=True)
+class NetworkWeights:
+    """The weights of an encode–process–decode network, as host arrays.
+
+    Attributes:
+        node_encoder, edge_encoder: (first, last) layers, inputs 2 and 3, width H.
+        steps: one :class:`StepWeights` per message-passing step.
+        edge_decoder, node_decoder: (first, last) layers, the last one (1, H).
+    """
+
+    node_encoder: tuple[Layer, Layer]
+    edge_encoder: tuple[Layer, Layer]
+    steps: tuple[StepWeights, ...]
+    edge_decoder: tuple[Layer, Layer]
+    node_decoder: tuple[Layer, Layer]
+
+    @property
+    def width(self) -> int:
+        return int(self.node_encoder[0][0].shape[0])
+
+    def flat(self) -> np.ndarray:
+        """Every weight in the order :data:`FORWARD` reads them, float64."""
+        parts: list[np.ndarray] = []
+
+        def mlp(layers: tuple[Layer, Layer]) -> None:
+            for weight, bias in layers:
+                parts.extend((weight, bias))
+
+        mlp(self.node_encoder)
+        mlp(self.edge_encoder)
+        for s in self.steps:
+            parts.extend((*s.edge_in, s.edge_target, s.edge_source, *s.edge_out,
+                          *s.node_first, *s.node_last))
+        mlp(self.edge_decoder)
+        mlp(self.node_decoder)
+        return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts])
+
+
+EXP = """
+// e^x for a float or a double, vectorisable: x = k ln 2 + r (k rounded to nearest by the
+// 1.5 2^p addition, ln 2 in two parts), e^r by its Taylor polynomial (|r| <= ln 2 / 2:
+// remainder below 2^-p), 2^k from k's bits moved into the exponent field.
+auto exp_of = [](auto x) {
+    using T = decltype(x);
+    if constexpr (sizeof(T) == 4) {
+        x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+        const float shifted = x * 1.44269504088896341f + 12582912.0f;
+        const float k = shifted - 12582912.0f;
+        const float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
+        float p = 1.0f / 40320.0f;
+        p = p * r + 1.0f / 5040.0f;
+        p = p * r + 1.0f / 720.0f;
+        p = p * r + 1.0f / 120.0f;
+        p = p * r + 1.0f / 24.0f;
+        p = p * r + 1.0f / 6.0f;
+        p = p * r + 0.5f;
+        p = p * r + 1.0f;
+        p = p * r + 1.0f;
+        int bits;
+        __builtin_memcpy(&bits, &shifted, 4);
+        bits = (bits + 127) << 23;
+        float scale;
+        __builtin_memcpy(&scale, &bits, 4);
+        return p * scale;
+    } else {
+        x = x < -708.0 ? -708.0 : (x > 709.0 ? 709.0 : x);
+        const double shifted = x * 1.44269504088896340736 + 6755399441055744.0;
+        const double k = shifted - 6755399441055744.0;
+        const double r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
+        double p = 1.0 / 6227020800.0;
+        const double inverse_factorial[13] = {
+            1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
+            1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0,
+            0.5, 1.0, 1.0};
+        for (int m = 0; m < 13; ++m) p = p * r + inverse_factorial[m];
+        long long bits;
+        __builtin_memcpy(&bits, &shifted, 8);
+        bits = (bits + 1023) << 52;
+        double scale;
+        __builtin_memcpy(&scale, &bits, 8);
+        return p * scale;
+    }
+};
+"""
+
+TILE = 512
+"""Entries (or rows) a layer processes at a time: its features stay in the first-level cache."""
+
+FORWARD = EXP + """
+// the arrays a gather reads are never written in its loop (the compiler cannot tell: they are
+// parts of one work array)
+#define GATHER _Pragma("clang loop vectorize(assume_safety)")
+using real = decltype(weights.data[0] + weights.data[0]);  // the network's precision
+using out_t = decltype(factor.data[0] + factor.data[0]);
+const int H = width, K = steps, n = rows, m = entries;
+const real one = real(1), zero = real(0);
+const int* __restrict__ lo_ptr = offsets.data;
+const int* __restrict__ lo_col = columns.data;
+const int* __restrict__ up_ptr = upper_offsets.data;
+const int* __restrict__ up_col = upper_columns.data;
+const int* __restrict__ up_from = transpose_index.data;
+const double* __restrict__ a = values.data;
+const double* __restrict__ inv = inv_sqrt.data;
+const double* __restrict__ root = sqrt_d.data;
+out_t* __restrict__ f = factor.data;
+double* __restrict__ scaled = scaled_values.data;
+int* __restrict__ lo_row = entry_rows.data;
+int* __restrict__ up_row = lo_row + m;
+// work (see NetworkFactor.work_size): nodes (H n each): h, h_next, ends_t, ends_s, incoming;
+// features / node outputs (2 n); entries (H m each): e_lo, e_up; (m each): s_lo, s_up, o_edge;
+// a tile's hidden layer (H TILE). Every layer runs tile by tile (TILE entries or rows), so
+// the passes over features stay in the first-level cache.
+constexpr int TILE = TILE_ENTRIES;
+real* __restrict__ h = work.data;
+real* __restrict__ h_next = h + H * n;
+real* __restrict__ ends_t = h_next + H * n;
+real* __restrict__ ends_s = ends_t + H * n;
+real* __restrict__ incoming = ends_s + H * n;
+real* __restrict__ features = incoming + H * n;
+real* __restrict__ e_lo = features + 2 * n;
+real* __restrict__ e_up = e_lo + H * m;
+real* __restrict__ s_lo = e_up + H * m;
+real* __restrict__ s_up = s_lo + m;
+real* __restrict__ o_edge = s_up + m;
+real* __restrict__ hidden = o_edge + m;
+
+// y[o] = W[o] . x + c[o] (or y[o] += ..., with ``add``), over columns 0..len of the
+// feature-major x (in rows, x_stride apart) into y (out rows, y_stride apart); W (out, in)
+auto dense = [&](const real* x, int in, int x_stride, int len, const real* wt,
+                 const real* bias, int out, real* y, int y_stride, bool add) {
+    for (int o = 0; o < out; ++o) {
+        real* __restrict__ yo = y + o * y_stride;
+        const real c = bias ? bias[o] : zero;
+        if (!add) for (int k = 0; k < len; ++k) yo[k] = c;
+        else if (bias) for (int k = 0; k < len; ++k) yo[k] = yo[k] + c;
+        for (int q = 0; q < in; ++q) {
+            const real wq = wt[o * in + q];
+            const real* __restrict__ xq = x + q * x_stride;
+            for (int k = 0; k < len; ++k) yo[k] = yo[k] + wq * xq[k];
+        }
+    }
+};
+// the SiLU of a tile's hidden layer (H rows of len)
+auto silu = [&](int len) {
+    for (int o = 0; o < H; ++o) {
+        real* __restrict__ yo = hidden + o * TILE;
+        for (int k = 0; k < len; ++k) yo[k] = yo[k] / (one + exp_of(-yo[k]));
+    }
+};
+// body(first, count) for the tiles of 0..len
+auto tiles = [&](int len, auto body) {
+    for (int k0 = 0; k0 < len; k0 += TILE) body(k0, len - k0 < TILE ? len - k0 : TILE);
+};
+// a two-layer perceptron, weights from ``at`` (advanced past them): x (in, len) -> y (out, len)
+const real* at = weights.data;
+auto mlp = [&](const real* x, int in, int x_stride, int len, int out, real* y, int y_stride) {
+    const real* w1 = at;
+    const real* c1 = w1 + H * in;
+    const real* w2 = c1 + H;
+    const real* c2 = w2 + out * H;
+    at = c2 + out;
+    tiles(len, [&](int k0, int count) {
+        dense(x + k0, in, x_stride, count, w1, c1, H, hidden, TILE, false);
+        silu(count);
+        dense(hidden, H, TILE, count, w2, c2, out, y + k0, y_stride, false);
+    });
+};
+
+// scaled entries; the rows of L's and L^T's entries
+for (int i = 0; i < n; ++i) {
+    for (int k = lo_ptr[i]; k < lo_ptr[i + 1]; ++k) lo_row[k] = i;
+    for (int k = up_ptr[i]; k < up_ptr[i + 1]; ++k) up_row[k] = i;
+}
+GATHER for (int k = 0; k < m; ++k) scaled[k] = a[k] * inv[lo_row[k]] * inv[lo_col[k]];
+for (int k = 0; k < m; ++k) s_lo[k] = real(scaled[k]);
+GATHER for (int k = 0; k < m; ++k) s_up[k] = s_lo[up_from[k]];
+
+// encoders: nodes from (row sum, log(1 + degree)); edges from (a, |a|, +1 or -1)
+for (int i = 0; i < n; ++i) {
+    double sum = 0.0;
+    for (int k = lo_ptr[i]; k < lo_ptr[i + 1]; ++k) sum += scaled[k];
+    for (int k = up_ptr[i] + 1; k < up_ptr[i + 1]; ++k) sum += scaled[up_from[k]];
+    const int degree = (lo_ptr[i + 1] - lo_ptr[i]) + (up_ptr[i + 1] - up_ptr[i]) - 2;
+    features[i] = real(sum);
+    features[n + i] = real(wp::log(1.0 + double(degree)));
+}
+mlp(features, 2, n, n, H, h, n);
+{
+    const real* w1 = at;
+    const real* c1 = w1 + 3 * H;
+    const real* w2 = c1 + H;
+    const real* c2 = w2 + H * H;
+    at = c2 + H;
+    for (int side = 0; side < 2; ++side) {
+        const real* __restrict__ s = side == 0 ? s_lo : s_up;
+        const real sign = side == 0 ? one : -one;
+        tiles(m, [&](int k0, int count) {
+            for (int o = 0; o < H; ++o) {
+                real* __restrict__ yo = hidden + o * TILE;
+                const real* __restrict__ so = s + k0;
+                const real p = w1[3 * o], q = w1[3 * o + 1], r = w1[3 * o + 2] * sign + c1[o];
+                for (int k = 0; k < count; ++k) yo[k] = (p * so[k] + q * wp::abs(so[k])) + r;
+            }
+            silu(count);
+            dense(hidden, H, TILE, count, w2, c2, H, (side == 0 ? e_lo : e_up) + k0, m, false);
+        });
+    }
+}
+
+for (int step = 0; step < K; ++step) {
+    const real* w_in = at;
+    const real* c_in = w_in + H * H;
+    const real* w_t = c_in + H;
+    const real* w_s = w_t + H * H;
+    const real* w_out = w_s + H * H;
+    const real* c_out = w_out + H * H;
+    at = c_out + H;
+    dense(h, H, n, n, w_t, nullptr, H, ends_t, n, false);
+    dense(h, H, n, n, w_s, nullptr, H, ends_s, n, false);
+    // edges: e += W_out silu(W_in e + c_in + (W_t h)[target] + (W_s h)[source]) + c_out
+    for (int side = 0; side < 2; ++side) {
+        real* e = side == 0 ? e_lo : e_up;
+        const int* __restrict__ target = side == 0 ? lo_row : up_row;
+        const int* __restrict__ source = side == 0 ? lo_col : up_col;
+        tiles(m, [&](int k0, int count) {
+            dense(e + k0, H, m, count, w_in, c_in, H, hidden, TILE, false);
+            for (int o = 0; o < H; ++o) {
+                real* __restrict__ yo = hidden + o * TILE;
+                const real* __restrict__ t = ends_t + o * n;
+                const real* __restrict__ u = ends_s + o * n;
+                const int* __restrict__ to = target + k0;
+                const int* __restrict__ from = source + k0;
+                GATHER for (int k = 0; k < count; ++k) yo[k] = (yo[k] + t[to[k]]) + u[from[k]];
+            }
+            silu(count);
+            dense(hidden, H, TILE, count, w_out, c_out, H, e + k0, m, true);
+        });
+    }
+    // nodes: h += MLP([h, sum of the row's edges]), the (H, 2H) first layer in two halves
+    for (int o = 0; o < H; ++o) {
+        const real* __restrict__ lo = e_lo + o * m;
+        const real* __restrict__ up = e_up + o * m;
+        real* __restrict__ sum = incoming + o * n;
+        for (int i = 0; i < n; ++i) {
+            real total = zero;
+            for (int k = lo_ptr[i]; k < lo_ptr[i + 1] - 1; ++k) total += lo[k];
+            for (int k = up_ptr[i] + 1; k < up_ptr[i + 1]; ++k) total += up[k];
+            sum[i] = total;
+        }
+    }
+    const real* w1 = at;
+    const real* c1 = w1 + 2 * H * H;
+    const real* w2 = c1 + H;
+    const real* c2 = w2 + H * H;
+    at = c2 + H;
+    tiles(n, [&](int k0, int count) {
+        for (int o = 0; o < H; ++o) {
+            real* __restrict__ yo = hidden + o * TILE;
+            const real c = c1[o];
+            for (int i = 0; i < count; ++i) yo[i] = c;
+            for (int q = 0; q < 2 * H; ++q) {
+                const real wq = w1[o * 2 * H + q];
+                const real* __restrict__ xq = (q < H ? h + q * n : incoming + (q - H) * n) + k0;
+                for (int i = 0; i < count; ++i) yo[i] = yo[i] + wq * xq[i];
+            }
+        }
+        silu(count);
+        dense(hidden, H, TILE, count, w2, c2, H, ends_t + k0, n, false);
+    });
+    for (int k = 0; k < H * n; ++k) h_next[k] = h[k] + ends_t[k];
+    real* swap = h;
+    h = h_next;
+    h_next = swap;
+}
+
+// decoders: o_ij on L's entries (the diagonal slots too, unused), o_i on the nodes
+mlp(e_lo, H, m, m, 1, o_edge, m);
+mlp(h, H, n, n, 1, features, n);
+for (int i = 0; i < n; ++i) {
+    const int last = lo_ptr[i + 1] - 1;  // the diagonal ends the row
+    for (int k = lo_ptr[i]; k < last; ++k) {
+        const double o = double(o_edge[k]);
+        f[k] = out_t(cholesky ? scaled[k] * (1.0 + o) * root[i]
+                              : scaled[k] * o / root[lo_col[k]]);
+    }
+    const double diagonal = wp::exp(double(features[i]));
+    f[last] = out_t(cholesky ? diagonal * root[i] : diagonal / root[i]);
+}
+""".replace("TILE_ENTRIES", str(TILE))
+
+
+@wp.func_native(FORWARD)
+def network_forward(offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=wp.int32),
+                    upper_offsets: wp.array(dtype=wp.int32),
+                    upper_columns: wp.array(dtype=wp.int32),
+                    transpose_index: wp.array(dtype=wp.int32),
+                    values: wp.array(dtype=wp.float64), inv_sqrt: wp.array(dtype=wp.float64),
+                    sqrt_d: wp.array(dtype=wp.float64), weights: wp.array(dtype=Any),
+                    width: int, steps: int, rows: int, entries: int, cholesky: int,
+                    work: wp.array(dtype=Any), scaled_values: wp.array(dtype=wp.float64),
+                    entry_rows: wp.array(dtype=wp.int32), factor: wp.array(dtype=Any)): ...
+
+
+@wp.kernel(enable_backward=False)
+def network_kernel(offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=wp.int32),
+                   upper_offsets: wp.array(dtype=wp.int32),
+                   upper_columns: wp.array(dtype=wp.int32),
+                   transpose_index: wp.array(dtype=wp.int32),
+                   values: wp.array(dtype=wp.float64), inv_sqrt: wp.array(dtype=wp.float64),
+                   sqrt_d: wp.array(dtype=wp.float64), weights: wp.array(dtype=Any),
+                   width: int, steps: int, rows: int, entries: int, cholesky: int,
+                   work: wp.array(dtype=Any), scaled_values: wp.array(dtype=wp.float64),
+                   entry_rows: wp.array(dtype=wp.int32), factor: wp.array(dtype=Any)):
+    """The whole forward pass and the factor (launch dim 1, CPU): :data:`FORWARD`. Reads the
+    pattern, the matrix values and the weights; writes work, scaled_values, entry_rows and
+    factor."""
+    network_forward(offsets, columns, upper_offsets, upper_columns, transpose_index, values,
+                    inv_sqrt, sqrt_d, weights, width, steps, rows, entries, cholesky, work,
+                    scaled_values, entry_rows, factor)
+
+
+_OVERLOADS = {
+    (real, out): wp.overload(network_kernel, {"weights": wp.array(dtype=real),
+                                              "work": wp.array(dtype=real),
+                                              "factor": wp.array(dtype=out)})
+    for real, out in ((wp.float32, wp.float64), (wp.float32, wp.float32),
+                      (wp.float64, wp.float64))
+}
+"""The kernel per (network precision, factor precision): float32 networks for float64 or
+float32 matrices, float64 throughout for checks."""
+
+
+class NetworkFactor:
+    """A trained network's factor for any matrix with a positive diagonal, on the CPU.
+
+    Args:
+        weights: the network's weights (:class:`NetworkWeights`).
+        kind: ``"cholesky"`` (L with $M = L L^T$) or ``"sparse_inverse"`` (G with
+            $M^{-1} = G^T G$).
+        dtype: the network's precision, ``wp.float32`` (as trained) or ``wp.float64``.
+    """
+
+    def __init__(self, weights: NetworkWeights, kind: str, dtype: type = wp.float32) -> None:
+        if kind not in ("cholesky", "sparse_inverse"):
+            raise ValueError(f"kind={kind!r}; allowed: cholesky, sparse_inverse")
+        features = weights.node_encoder[0][0].shape[1]
+        if features != NODE_FEATURES:
+            raise ValueError(f"the network reads {features} node features; a factor from a "
+                             f"matrix alone has {NODE_FEATURES}")
+        self.kind, self.width, self.dtype = kind, weights.width, dtype
+        self.steps = len(weights.steps)
+        self.weights = wp.array(weights.flat(), dtype=dtype, device="cpu")
+
+    def work_size(self, n: int, nnz: int) -> int:
+        """Entries of the work array for n rows and nnz entries of L (layout in :data:`FORWARD`)."""
+        return 5 * self.width * n + 2 * n + 2 * self.width * nnz + 3 * nnz + self.width * TILE
+
+    def values(self, pattern: LowerPattern, out: type = wp.float64) -> wp.array:
+        """The factor's values on ``pattern`` (its CSR order), from the matrix values the
+        pattern keeps (``pattern.lower``), shape (nnz,), dtype ``out``.
+
+        Raises:
+            ValueError: the pattern is not on the CPU, or a diagonal entry is not positive.
+        """
+        if not pattern.device.is_cpu:
+            raise ValueError(f"pattern on {pattern.device}; the native network runs on the CPU")
+        lower = pattern.lower
+        d = lower.data[lower.indptr[1:] - 1]  # sorted rows: the diagonal ends each row
+        if not np.all(d > 0):
+            raise ValueError("matrix needs a positive diagonal entry in every row (an SPD "
+                             "matrix) for a learned factor")
+        n, nnz = pattern.n, pattern.nnz
+        sqrt_d = np.sqrt(d)
+
+        def host(a: np.ndarray) -> wp.array:  # a view, not a copy
+            return wp.array(np.ascontiguousarray(a, dtype=np.float64), dtype=wp.float64,
+                            device="cpu", copy=False)
+
+        factor = wp.empty(nnz, dtype=out, device="cpu")
+        wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu", inputs=[
+            pattern.offsets, pattern.column_array, pattern.upper_offsets,
+            pattern.upper_columns, pattern.transpose_index, host(lower.data),
+            host(1.0 / sqrt_d), host(sqrt_d), self.weights, self.width, self.steps, n, nnz,
+            int(self.kind == "cholesky"),
+            wp.empty(self.work_size(n, nnz), dtype=self.dtype, device="cpu"),
+            wp.empty(nnz, dtype=wp.float64, device="cpu"),
+            wp.empty(2 * nnz, dtype=wp.int32, device="cpu")], outputs=[factor])
+        return factor
