@@ -23,8 +23,8 @@ like every class in :data:`~physml.solvers.linalg.PRECONDITIONERS`::
 Training differentiates the PyTorch network. A preconditioner for a new matrix evaluates the
 same function on A's device: on the CPU in one native call on the matrix's own rows
 (:class:`~physml.solvers.linalg.factor_network.NetworkFactor`: no graph built, no PyTorch
-operator; 3–9× faster than the PyTorch network at 64²–1024² unknowns), on CUDA by the PyTorch
-network, whose output passes to Warp with ``wp.from_torch`` (no copy).
+operator), on CUDA by the PyTorch network, whose output passes to Warp with ``wp.from_torch``
+(no copy).
 """
 
 from __future__ import annotations

@@ -119,8 +119,8 @@ def _two_layers(network: nn.Sequential) -> tuple[tuple, tuple]:
 
 
 def network_weights(network: FactorNetwork) -> NetworkWeights:
-    """The weights of ``network`` as host arrays, for the Warp evaluation of the same function
-    (:class:`~physml.solvers.linalg.factor_network.NetworkFactor`)."""
+    """The weights of ``network`` as host arrays, for the native CPU evaluation of the same
+    function (:class:`~physml.solvers.linalg.factor_network.NetworkFactor`)."""
     steps = tuple(
         StepWeights(_layer(step.edge_in), _host(step.edge_target.weight),
                     _host(step.edge_source.weight), _layer(step.edge_out),
