@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from physml.preconditioners import (
 )
 from physml.preconditioners.network import network_weights
 from physml.solvers.linalg import CsrOperator, LowerPattern, cg, csr_from_scipy
-from physml.solvers.linalg.factor_network import NetworkFactor
+from physml.solvers.linalg.factor_network import TILE, NetworkFactor
 
 
 def perturbed(kind: str, seed: int) -> FactorModel:
@@ -125,7 +126,9 @@ def test_the_native_forward_is_the_network_in_float64(kind, steps):
         for p in model.parameters():
             p.normal_(0.0, 0.3)
     native = NetworkFactor(network_weights(model.network), kind, dtype=wp.float64)
-    for matrix in small_systems():
+    several_tiles = make_system(LinearSystemSpec(systems="poisson_grid", size=24, samples=1), 2)
+    assert LowerPattern(several_tiles.matrix).nnz > 3 * TILE
+    for matrix in [*small_systems(), several_tiles.matrix]:
         pattern = LowerPattern(matrix)
         graph = float64_features(system_graph(pattern.lower, is_lower=True))
         with torch.no_grad():
@@ -147,9 +150,19 @@ def test_a_preconditioner_s_factor_is_its_network_s_and_follows_training(kind):
             expected = model(system_graph(matrix)).numpy()
         got = factory(A).values.numpy()
         np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6 * np.abs(expected).max())
-        with torch.no_grad():
-            for p in model.parameters():
-                p.mul_(1.5)
+        for p in model.parameters():
+            p.data.mul_(1.5)  # a change no version counter of the parameters records
+
+
+def test_the_native_forward_refuses_inconsistent_weights_and_precisions():
+    weights = network_weights(FactorModel("cholesky", width=4, steps=1).network)
+    with pytest.raises(ValueError, match="weights hold"):
+        # a last decoder layer of H outputs where the network has one
+        NetworkFactor(replace(weights, edge_decoder=(weights.edge_decoder[0],
+                                                     weights.edge_decoder[0])), "cholesky")
+    with pytest.raises(ValueError, match="float64 factor"):
+        NetworkFactor(weights, "cholesky", dtype=wp.float64).values(
+            LowerPattern(small_systems()[0]), out=wp.float32)
 
 
 def test_the_native_forward_refuses_a_matrix_without_a_positive_diagonal():

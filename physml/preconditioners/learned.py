@@ -102,8 +102,7 @@ class LearnedPreconditioner:
     def __init__(self, model: FactorModel) -> None:
         self.model = model
         self.name = f"learned_{model.kind}"
-        self._parameters = list(model.parameters())
-        self._cached: tuple[tuple, NetworkFactor] | None = None
+        self._cached: tuple[torch.Tensor, NetworkFactor] | None = None
 
     def __call__(self, A: LinearOperator) -> CholeskyFactor | SparseInverseFactor:
         """The preconditioner for A (a :class:`~physml.solvers.linalg.CsrOperator`): the
@@ -115,24 +114,27 @@ class LearnedPreconditioner:
         # G^T G is applied by products: no triangular solve, so no level schedule
         pattern = LowerPattern(csr_to_scipy(matrix), A.device,
                                by_levels=None if self.model.kind == "cholesky" else False)
-        if pattern.device.is_cpu:
-            values = self._native().values(pattern, out=A.dtype)
+        native = self._native() if pattern.device.is_cpu else None
+        if native is not None and native.fits(pattern.n, pattern.nnz):
+            values = native.values(pattern, out=A.dtype)
         else:
             values = self._torch_values(pattern, A.dtype)
         form = CholeskyFactor if self.model.kind == "cholesky" else SparseInverseFactor
         return form(pattern, values, name=self.name)
 
     def _native(self) -> NetworkFactor:
-        """The model's weights for the native CPU forward, rebuilt when a parameter changed."""
-        key = tuple((p.data_ptr(), p._version) for p in self._parameters)
-        if self._cached is None or self._cached[0] != key:
-            self._cached = (key, NetworkFactor(network_weights(self.model.network),
-                                               self.model.kind))
+        """The model's weights for the native CPU forward, rebuilt when a parameter's value
+        changed (compared by value: optimisers and loaders need not bump a version)."""
+        current = torch.cat([p.detach().reshape(-1).cpu() for p in self.model.parameters()])
+        if self._cached is None or not torch.equal(self._cached[0], current):
+            self._cached = (current.clone(), NetworkFactor(network_weights(self.model.network),
+                                                           self.model.kind))
         return self._cached[1]
 
     def _torch_values(self, pattern: LowerPattern, dtype: type) -> wp.array:
-        """The factor by the PyTorch network on the pattern's (CUDA) device: a Warp view of
-        the network's output (``wp.from_torch`` keeps the tensor alive)."""
+        """The factor by the PyTorch network on the pattern's device (CUDA, or a CPU system
+        too large for the native forward): a Warp view of the network's output
+        (``wp.from_torch`` keeps the tensor alive)."""
         device = torch.device(str(pattern.device))
         if any(p.device != device for p in self.model.parameters()):
             self.model.to(device)  # outside inference mode: the parameters stay trainable

@@ -118,9 +118,9 @@ auto exp_of = [](auto x) {
         p = p * r + 0.5f;
         p = p * r + 1.0f;
         p = p * r + 1.0f;
-        int bits;
+        unsigned int bits;  // k's bits sit at the bottom of shifted's
         __builtin_memcpy(&bits, &shifted, 4);
-        bits = (bits + 127) << 23;
+        bits = (bits + 127u) << 23;
         float scale;
         __builtin_memcpy(&scale, &bits, 4);
         return p * scale;
@@ -135,9 +135,9 @@ auto exp_of = [](auto x) {
             1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0,
             0.5, 1.0, 1.0};
         for (int m = 0; m < 13; ++m) p = p * r + inverse_factorial[m];
-        long long bits;
+        unsigned long long bits;
         __builtin_memcpy(&bits, &shifted, 8);
-        bits = (bits + 1023) << 52;
+        bits = (bits + 1023ull) << 52;
         double scale;
         __builtin_memcpy(&scale, &bits, 8);
         return p * scale;
@@ -409,9 +409,28 @@ class NetworkFactor:
         if features != NODE_FEATURES:
             raise ValueError(f"the network reads {features} node features; a factor from a "
                              f"matrix alone has {NODE_FEATURES}")
+        if dtype not in (wp.float32, wp.float64):
+            raise ValueError(f"dtype={dtype!r}; allowed: wp.float32, wp.float64")
         self.kind, self.width, self.dtype = kind, weights.width, dtype
         self.steps = len(weights.steps)
-        self.weights = wp.array(weights.flat(), dtype=dtype, device="cpu")
+        flat = weights.flat()
+        if flat.size != self.weight_count():
+            raise ValueError(f"the weights hold {flat.size} numbers; a network of width "
+                             f"{self.width} with {self.steps} steps has {self.weight_count()}")
+        self.weights = wp.array(flat, dtype=dtype, device="cpu")
+
+    def weight_count(self) -> int:
+        """Numbers in :meth:`NetworkWeights.flat` for this width H and K steps: encoders
+        (F H + H + H² + H and 3 H + H + H² + H), K steps of 7 H² + 4 H (the edge update's
+        four H² and two biases, the node update's 3 H² and two biases), decoders
+        (H² + H + H + 1 each)."""
+        h, f = self.width, NODE_FEATURES
+        encoders = (f * h + 2 * h + h * h) + (3 * h + 2 * h + h * h)
+        return encoders + self.steps * (7 * h * h + 4 * h) + 2 * (h * h + 2 * h + 1)
+
+    def fits(self, n: int, nnz: int) -> bool:
+        """Whether n rows and nnz entries of L fit the native forward's 32-bit offsets."""
+        return self.work_size(n, nnz) < 2**31
 
     def work_size(self, n: int, nnz: int) -> int:
         """Entries of the work array for n rows and nnz entries of L (layout in :data:`FORWARD`)."""
@@ -422,12 +441,18 @@ class NetworkFactor:
         pattern keeps (``pattern.lower``), shape (nnz,), dtype ``out``.
 
         Raises:
-            ValueError: the pattern is not on the CPU, or a diagonal entry is not positive.
+            ValueError: the pattern is not on the CPU or too large (:meth:`fits`), ``out`` is
+                float32 for a float64 network, or a diagonal entry is not positive.
         """
         if not pattern.device.is_cpu:
             raise ValueError(f"pattern on {pattern.device}; the native network runs on the CPU")
+        if (self.dtype, out) not in _OVERLOADS:
+            raise ValueError(f"a float64 network gives a float64 factor; out={out!r}")
+        if not self.fits(pattern.n, pattern.nnz):
+            raise ValueError(f"{pattern.n} rows and {pattern.nnz} entries at width "
+                             f"{self.width} exceed the native forward's 32-bit offsets")
         lower = pattern.lower
-        d = lower.data[lower.indptr[1:] - 1]  # sorted rows: the diagonal ends each row
+        d = lower.data[lower.indptr[1:] - 1].astype(np.float64)  # the diagonal ends each row
         if not np.all(d > 0):
             raise ValueError("matrix needs a positive diagonal entry in every row (an SPD "
                              "matrix) for a learned factor")

@@ -219,7 +219,9 @@ class LowerPattern:
         n, nnz: unknowns and stored entries of L.
         rows, columns: (nnz,) host int arrays, the entry coordinates of L in CSR order (the
             order of every vector of L's values).
-        lower: the lower triangle of ``matrix`` (:func:`lower_triangle`), on the host.
+        lower: the lower triangle of ``matrix`` (:func:`lower_triangle`), on the host; on the
+            CPU the pattern's device arrays share its index arrays, so it is not to be
+            modified in place.
         levels: the number of levels of the forward solve.
     """
 
