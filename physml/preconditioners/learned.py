@@ -125,10 +125,11 @@ class LearnedPreconditioner:
     def _native(self) -> NetworkFactor:
         """The model's weights for the native CPU forward, rebuilt when a parameter's value
         changed (compared by value: optimisers and loaders need not bump a version)."""
-        current = torch.cat([p.detach().reshape(-1).cpu() for p in self.model.parameters()])
+        with torch.no_grad():  # a fresh tensor, not a view of the parameters
+            current = torch.cat([p.reshape(-1) for p in self.model.parameters()]).cpu()
         if self._cached is None or not torch.equal(self._cached[0], current):
-            self._cached = (current.clone(), NetworkFactor(network_weights(self.model.network),
-                                                           self.model.kind))
+            self._cached = (current, NetworkFactor(network_weights(self.model.network),
+                                                   self.model.kind))
         return self._cached[1]
 
     def _torch_values(self, pattern: LowerPattern, dtype: type) -> wp.array:
