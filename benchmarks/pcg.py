@@ -4,7 +4,8 @@ Systems: the ``poisson_grid`` family of :mod:`physml.datasets.linear_systems` (5
 $-\nabla\cdot(k\nabla u) = f$, $k = e^{g}$, g a smooth Gaussian field of correlation length 0.1)
 on $m\times m$ grids, m = 64 ... 1024, and optionally the ``heat_mesh`` family (implicit heat
 steps on Gmsh discs, edge length 1/size); every system from seeds the training never saw.
-One run times every preconditioner on the same matrices and right-hand sides, float64, CPU:
+One run times every preconditioner on the same matrices and right-hand sides, float64, on
+``--device`` (the CPU by default; pyamg's hierarchies stay on the host):
 Jacobi, IC(0) and FSAI (ours, Warp), pyamg smoothed-aggregation and Ruge–Stüben AMG (one
 V-cycle, via the linear-algebra layer), and the learned $L L^T$ and $G^T G$ factors
 (``physml.preconditioners``), all through the same :func:`~physml.solvers.linalg.cg` to
@@ -25,7 +26,8 @@ shared 2-vCPU VM: the load average before and after is recorded. Timings are nev
 
 Run from the repository root::
 
-    python benchmarks/pcg.py [--sizes 64 128 256 512 1024] [--mesh-sizes] [--out FILE]
+    python benchmarks/pcg.py [--sizes 64 128 256 512 1024] [--mesh-sizes] [--device cuda]
+                             [--out FILE]
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def time_side(factory, op: CsrOperator, b: wp.array, derive: bool) -> dict:
     the same iterates, so the iterations are exact and the time is the solve's pro rata."""
     start = time.perf_counter()
     M = factory(op)
+    wp.synchronize_device(op.device)
     setup = time.perf_counter() - start
     out = {"setup_s": setup}
     for rtol in sorted(RTOLS) if derive else RTOLS:
@@ -100,18 +103,19 @@ def time_side(factory, op: CsrOperator, b: wp.array, derive: bool) -> dict:
             continue
         start = time.perf_counter()
         result = cg(op, b, preconditioner=M, rtol=rtol, maxiter=20_000)
+        wp.synchronize_device(op.device)
         out[rtol] = (time.perf_counter() - start, result.iterations, result.residuals)
     return out
 
 
 def case(family: str, size: int, factories: dict, repeats: int, derive: bool,
-         keep_residuals: bool) -> dict:
+         keep_residuals: bool, device: str) -> dict:
     """Every side on one held-out system, alternated ``repeats`` times; the residual histories
     are kept where ``keep_residuals`` (the plotted size)."""
     spec = LinearSystemSpec(systems=family, size=size, samples=1)
     system = make_system(spec, HELD_OUT_SEED + size)
-    op = CsrOperator(csr_from_scipy(system.matrix, wp.float64, "cpu"))
-    b = wp.array(system.b, dtype=wp.float64)
+    op = CsrOperator(csr_from_scipy(system.matrix, wp.float64, device))
+    b = wp.array(system.b, dtype=wp.float64, device=device)
     runs: dict[str, list[dict]] = {name: [] for name in factories}
     order = list(factories)
     for repeat in range(repeats):
@@ -167,11 +171,13 @@ def ratios(result: dict, learned: str) -> dict:
 
 def plot(results: list[dict], path: Path, training_size: int) -> None:
     """Residual against iteration and against wall-clock at twice the training size (the
-    size whose residuals are kept), and iterations against n (rtol 1e-8)."""
+    size whose residuals are kept; empty panels if it was not run), and iterations against n
+    (rtol 1e-8)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     grid = [r for r in results if r["family"] == "poisson_grid"]
-    shown = min(grid, key=lambda r: abs(r["size"] - 2 * training_size))
-    for name, side in shown["sides"].items():
+    kept = [r for r in grid if r["size"] == 2 * training_size]
+    shown = kept[0] if kept else grid[-1]
+    for name, side in (shown["sides"].items() if kept else ()):
         s = side["rtol=1e-08"]
         residuals = np.asarray(s["residuals"])
         clock = side["setup_s"]["median"] + s["solve_s"]["median"] * np.arange(
@@ -184,7 +190,7 @@ def plot(results: list[dict], path: Path, training_size: int) -> None:
         axes[2].loglog(*zip(*points), "o-", label=name)
     axes[0].set(xlabel="iteration", ylabel="||r|| / ||r0||",
                 title=f"{shown['size']}² grid: residual vs iteration")
-    axes[1].set(xlabel="wall-clock incl. set-up [s]", title="residual vs wall-clock (CPU)")
+    axes[1].set(xlabel="wall-clock incl. set-up [s]", title="residual vs wall-clock")
     axes[2].set(xlabel="unknowns n", ylabel="iterations to 1e-8", title="refinement sweep")
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
@@ -212,6 +218,8 @@ def main() -> None:
     parser.add_argument("--skip-largest", nargs="*", default=["jacobi", "fsai"],
                         help="preconditioners left out at sizes >= 1024 (the slowest ones)")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (inference)")
+    parser.add_argument("--device", default="cpu",
+                        help="Warp device of the systems and preconditioners (cpu, cuda, cuda:N)")
     parser.add_argument("--load", type=Path, default=None,
                         help="reuse the models saved beside this earlier report (REPORT.json "
                              "-> REPORT_<family>_<kind>.pt) instead of training")
@@ -228,7 +236,7 @@ def main() -> None:
     results, generalisation = [], {}
     machine = {"processor": platform.processor(), "cpu_count": os.cpu_count(),
                "cpus_usable": len(os.sched_getaffinity(0)), "load_average_before": load_before}
-    settings = {"rtols": RTOLS, "dtype": "float64", "device": "cpu",
+    settings = {"rtols": RTOLS, "dtype": "float64", "device": args.device,
                 "right_hand_sides": RIGHT_HAND_SIDES, "repeats": args.repeats,
                 "large_repeats": args.large_repeats, "skipped_at_largest": args.skip_largest}
 
@@ -265,14 +273,14 @@ def main() -> None:
         warm = make_system(LinearSystemSpec(systems=family, size=train_size, samples=1),
                            HELD_OUT_SEED)
         for factory in factories.values():  # warm-up: compile the kernels, load the modules
-            mean_iterations(factory, [(warm.matrix, warm.b)])
+            mean_iterations(factory, [(warm.matrix, warm.b)], device=args.device)
         for size in sorted(set(sizes) | {twice_the_unknowns(train_size)}):
             large = size >= 512
             chosen = {k: f for k, f in factories.items()
                       if not (size >= 1024 and k in args.skip_largest)}
             results.append(case(family, size, chosen, args.large_repeats if large
                                 else args.repeats, derive=large,
-                                keep_residuals=size == 2 * train_size))
+                                keep_residuals=size == 2 * train_size, device=args.device))
             results[-1]["ratios"] = {name: ratios(results[-1], name) for name in learned
                                      if name in chosen}
             generalisation[family] = _generalisation(results, family, train_size,
