@@ -1,3 +1,5 @@
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import warp as wp
@@ -13,3 +15,26 @@ def observed_order(hs, errors) -> float:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli_in_process(capsys):
+    """``physml ARGS`` run by its ``main`` in this process: the exit status and what it
+    printed, without an interpreter start-up (for the many refusals of a bad case; a few
+    tests run the real ``physml`` process)."""
+    from physml.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main(list(args))
+        printed = capsys.readouterr()
+        return CliResult(code, printed.out, printed.err)
+
+    return run

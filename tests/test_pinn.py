@@ -222,9 +222,8 @@ def test_config_direction_does_not_increase_any_loss():
         (["model.kind=transformer"], "model.kind: Input should be 'mlp', 'fourier'"),
     ],
 )
-def test_bad_cases_exit_2_naming_the_key(overrides, message):
-    result = subprocess.run([sys.executable, "-m", "physml.cli", "validate", CASE,
-                             *overrides], capture_output=True, text=True)
+def test_bad_cases_exit_2_naming_the_key(overrides, message, cli_in_process):
+    result = cli_in_process("validate", CASE, *overrides)
     assert result.returncode == 2
     assert message.replace("Value error, ", "") in result.stderr
     assert "Traceback" not in result.stderr

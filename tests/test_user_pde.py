@@ -166,9 +166,10 @@ HEAT = (CASES / "heat_disk.yaml").read_text()
      "not exist; allowed: rim"),
     ("exact: exp(-t)", "exact: exp(-s)", "exact: unknown symbol 's' in 'exp(-s)"),
 ])
-def test_a_bad_expression_or_part_exits_2_naming_the_key(tmp_path, old, new, message):
+def test_a_bad_expression_or_part_exits_2_naming_the_key(tmp_path, old, new, message,
+                                                         cli_in_process):
     assert old in HEAT
-    result = _cli("validate", _write_case(tmp_path, HEAT.replace(old, new)))
+    result = cli_in_process("validate", _write_case(tmp_path, HEAT.replace(old, new)))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
