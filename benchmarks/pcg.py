@@ -16,7 +16,7 @@ network inference — native on the CPU, :mod:`physml.solvers.linalg.factor_netw
 including its pattern analysis), solve and total wall-clock, and the
 cost of 10 right-hand sides with one set-up (set-up + 10 × solve). The sides alternate, in
 reversed order every other repeat (medians, min and max); the largest sizes run fewer repeats
-(recorded). The learned model is trained first on systems of ``--train-size`` (10–20 s at the
+(recorded). The learned model is trained first on systems of ``--train-size`` (15–30 s at the
 default width, one PyTorch thread) or loaded with ``--load``; the refinement sweep reports
 iterations against n, and the iterations on systems with twice the training unknowns (side
 × √2, always added to the sizes) and with twice the training side, against those at the
