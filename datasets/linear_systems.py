@@ -17,6 +17,13 @@ Families (``systems:`` in a spec):
   (edge length ``1/size``), P1, log-normal k per cell, Dirichlet on the whole boundary,
   $b = M f$.
 
+The mesh families number their unknowns by reverse Cuthill–McKee (``ordering: rcm``, the
+default) or keep the mesher's numbering (``ordering: mesher``). The numbering is the order
+an incomplete factorisation eliminates in, so it sets how good IC(0), or a learned factor on
+A's pattern, can be: in Gmsh's numbering the neighbours that come earlier are scattered, and
+the fill that IC(0) drops cannot be compensated from them; RCM numbers the nodes front by
+front, as the grid's rows are. The grid family is numbered row by row.
+
 Every sample: A in CSR, b, the reference solution x (sparse direct solve, or AMG-preconditioned
 CG to $10^{-12}$ above $2\cdot10^5$ unknowns), the node positions and the log-coefficient at
 the nodes. A shard stores its samples end to end (CSR is ragged): dims ``sample``, ``row``
@@ -38,6 +45,7 @@ import scipy.sparse.linalg as spla
 import xarray as xr
 import yaml
 from pydantic import Field
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from .._version import __version__
 from ..solvers.runtime import quiet_warp
@@ -61,6 +69,7 @@ class LinearSystemSpec(SampledSpec):
     correlation: float = Field(0.1, gt=0, le=10)
     dt: float = Field(1e-2, gt=0)
     domain: Literal["disc", "l_shape", "annulus"] = "disc"
+    ordering: Literal["rcm", "mesher"] = "rcm"
 
     @property
     def pde(self) -> str:
@@ -174,7 +183,7 @@ def mesh_step(spec: LinearSystemSpec, rng: np.random.Generator) -> LinearSystem:
     free = np.setdiff1d(np.arange(len(points)), arc)
     matrix = sp.csr_matrix((mass + tau * stiffness)[free][:, free])
     b = (mass @ u)[free]
-    return _solved(matrix, b, points[free], spec.log_std * g[free])
+    return _solved(matrix, b, points[free], spec.log_std * g[free], spec.ordering)
 
 
 def poisson_tet(spec: LinearSystemSpec, rng: np.random.Generator) -> LinearSystem:
@@ -186,7 +195,8 @@ def poisson_tet(spec: LinearSystemSpec, rng: np.random.Generator) -> LinearSyste
     free = np.setdiff1d(np.arange(len(mesh.points)), _boundary_nodes(mesh))
     f = gaussian_field(mesh.points, spec.correlation, rng)
     matrix = sp.csr_matrix(stiffness[free][:, free])
-    return _solved(matrix, (mass @ f)[free], mesh.points[free], spec.log_std * g[free])
+    return _solved(matrix, (mass @ f)[free], mesh.points[free], spec.log_std * g[free],
+                   spec.ordering)
 
 
 GENERATORS = {"poisson_grid": poisson_grid, "heat_mesh": mesh_step, "wave_mesh": mesh_step,
@@ -194,9 +204,15 @@ GENERATORS = {"poisson_grid": poisson_grid, "heat_mesh": mesh_step, "wave_mesh":
 
 
 def _solved(matrix: sp.csr_matrix, b: np.ndarray, points: np.ndarray,
-            log_coefficient: np.ndarray) -> LinearSystem:
+            log_coefficient: np.ndarray, ordering: str = "mesher") -> LinearSystem:
+    """The system with its reference solution, its unknowns renumbered by reverse
+    Cuthill–McKee for ``ordering="rcm"`` (A → P A Pᵀ, b, points and coefficients → P ·)."""
     matrix = sp.csr_matrix(matrix)
     matrix.sum_duplicates()
+    if ordering == "rcm":
+        order = reverse_cuthill_mckee(matrix, symmetric_mode=True)
+        matrix = sp.csr_matrix(matrix[order][:, order])
+        b, points, log_coefficient = b[order], points[order], log_coefficient[order]
     matrix.sort_indices()
     if matrix.shape[0] <= DIRECT_LIMIT:
         x = spla.spsolve(matrix.tocsc(), b)

@@ -54,6 +54,9 @@ class DatasetSection(Section):
     correlation: float = Field(0.1, gt=0, le=10)
     dt: float = Field(1e-2, gt=0)
     domain: Literal["disc", "l_shape", "annulus"] = "disc"
+    ordering: Literal["rcm", "mesher"] = Field(
+        "rcm", description="numbering of a mesh family's unknowns: reverse Cuthill–McKee or "
+                           "the mesher's")
     seed: int = Field(0, ge=0)
 
 
@@ -93,7 +96,8 @@ def dataset_spec(case: PCGCase) -> LinearSystemSpec:
     d = case.dataset
     return LinearSystemSpec(systems=d.systems, size=d.size, samples=d.samples, seed=d.seed,
                             log_std=d.log_std, correlation=d.correlation, dt=d.dt,
-                            domain=d.domain, splits={"train": 0.7, "valid": 0.1, "test": 0.2})
+                            domain=d.domain, ordering=d.ordering,
+                            splits={"train": 0.7, "valid": 0.1, "test": 0.2})
 
 
 def ensure_dataset(case: PCGCase) -> Path:
