@@ -3,7 +3,8 @@ r"""Preconditioned CG on held-out systems: learned preconditioners against the c
 Systems: the ``poisson_grid`` family of :mod:`physml.datasets.linear_systems` (5-point
 $-\nabla\cdot(k\nabla u) = f$, $k = e^{g}$, g a smooth Gaussian field of correlation length 0.1)
 on $m\times m$ grids, m = 64 ... 1024, and optionally the ``heat_mesh`` family (implicit heat
-steps on Gmsh discs, edge length 1/size); every system from seeds the training never saw.
+steps on Gmsh discs, edge length 1/size, unknowns numbered by reverse Cuthill–McKee); every
+system from seeds the training never saw.
 One run times every preconditioner on the same matrices and right-hand sides, float64, on
 ``--device`` (the CPU by default; pyamg's hierarchies stay on the host):
 Jacobi, IC(0) and FSAI (ours, Warp), pyamg smoothed-aggregation and Ruge–Stüben AMG (one
@@ -16,7 +17,7 @@ network inference — native on the CPU, :mod:`physml.solvers.linalg.factor_netw
 including its pattern analysis), solve and total wall-clock, and the
 cost of 10 right-hand sides with one set-up (set-up + 10 × solve). The sides alternate, in
 reversed order every other repeat (medians, min and max); the largest sizes run fewer repeats
-(recorded). The learned model is trained first on systems of ``--train-size`` (15–30 s at the
+(recorded). The learned model is trained first on systems of ``--train-size`` (20–35 s at the
 default width, one PyTorch thread) or loaded with ``--load``; the refinement sweep reports
 iterations against n, and the iterations on systems with twice the training unknowns (side
 × √2, always added to the sizes) and with twice the training side, against those at the
@@ -26,8 +27,8 @@ shared 2-vCPU VM: the load average before and after is recorded. Timings are nev
 
 Run from the repository root::
 
-    python benchmarks/pcg.py [--sizes 64 128 256 512 1024] [--mesh-sizes] [--device cuda]
-                             [--out FILE]
+    python benchmarks/pcg.py [--sizes 64 128 256 512 1024] [--mesh-sizes 20 40 80 160 320]
+                             [--repeats 7] [--device cuda] [--out FILE]
 """
 
 from __future__ import annotations
