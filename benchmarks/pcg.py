@@ -2,9 +2,10 @@ r"""Preconditioned CG on held-out systems: learned preconditioners against the c
 
 Systems: the ``poisson_grid`` family of :mod:`physml.datasets.linear_systems` (5-point
 $-\nabla\cdot(k\nabla u) = f$, $k = e^{g}$, g a smooth Gaussian field of correlation length 0.1)
-on $m\times m$ grids, m = 64 ... 1024, and optionally the ``heat_mesh`` family (implicit heat
-steps on Gmsh discs, edge length 1/size, unknowns numbered by reverse Cuthill–McKee); every
-system from seeds the training never saw.
+on $m\times m$ grids, m = 64 ... 1024, and optionally a mesh family (``--mesh-family``:
+``heat_mesh``, implicit heat steps on Gmsh discs, by default; ``wave_mesh``; ``poisson_tet``,
+3-D Poisson on tetrahedra; edge length 1/size, unknowns numbered by reverse Cuthill–McKee);
+every system from seeds the training never saw. ``--sizes`` with no value leaves the grids out.
 One run times every preconditioner on the same matrices and right-hand sides, float64, on
 ``--device`` (the CPU by default; pyamg's hierarchies stay on the host):
 Jacobi, IC(0) and FSAI (ours, Warp), pyamg smoothed-aggregation and Ruge–Stüben AMG (one
@@ -20,8 +21,8 @@ reversed order every other repeat (medians, min and max); the largest sizes run 
 (recorded). The learned model is trained first on systems of ``--train-size`` (20–35 s at the
 default width, one PyTorch thread) or loaded with ``--load``; the refinement sweep reports
 iterations against n, and the iterations on systems with twice the training unknowns (side
-× √2, always added to the sizes) and with twice the training side, against those at the
-training size.
+× √2, or ∛2 on tetrahedra, always added to the sizes) and with twice the training side,
+against those at the training size.
 Warp runs a CPU launch on one thread; PyTorch inference uses ``--threads``. The machine is a
 shared 2-vCPU VM: the load average before and after is recorded. Timings are never asserted.
 
@@ -29,13 +30,14 @@ Run from the repository root::
 
     python benchmarks/pcg.py [--sizes 64 128 256 512 1024] [--mesh-sizes 20 40 80 160 320]
                              [--repeats 7] [--device cuda] [--out FILE]
+    python benchmarks/pcg.py --sizes --mesh-family poisson_tet --mesh-sizes 12 16 24 32 48 \
+                             --out benchmarks/results/pcg_tet.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -170,12 +172,12 @@ def ratios(result: dict, learned: str) -> dict:
     return out
 
 
-def plot(results: list[dict], path: Path, training_size: int) -> None:
+def plot(results: list[dict], path: Path, family: str, training_size: int) -> None:
     """Residual against iteration and against wall-clock at twice the training size (the
     size whose residuals are kept; empty panels if it was not run), and iterations against n
     (rtol 1e-8)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    grid = [r for r in results if r["family"] == "poisson_grid"]
+    grid = [r for r in results if r["family"] == family]
     kept = [r for r in grid if r["size"] == 2 * training_size]
     shown = kept[0] if kept else grid[-1]
     for name, side in (shown["sides"].items() if kept else ()):
@@ -190,7 +192,7 @@ def plot(results: list[dict], path: Path, training_size: int) -> None:
                   if name in r["sides"]]
         axes[2].loglog(*zip(*points), "o-", label=name)
     axes[0].set(xlabel="iteration", ylabel="||r|| / ||r0||",
-                title=f"{shown['size']}² grid: residual vs iteration")
+                title=f"{family} {shown['size']}: residual vs iteration")
     axes[1].set(xlabel="wall-clock incl. set-up [s]", title="residual vs wall-clock")
     axes[2].set(xlabel="unknowns n", ylabel="iterations to 1e-8", title="refinement sweep")
     for ax in axes:
@@ -202,9 +204,12 @@ def plot(results: list[dict], path: Path, training_size: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256, 512, 1024])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[32, 64, 128, 256, 512, 1024],
+                        help="poisson_grid sides (none: no grids)")
     parser.add_argument("--mesh-sizes", type=int, nargs="*", default=[],
-                        help="heat_mesh sizes (1/edge length) to add, with their own model")
+                        help="mesh sizes (1/edge length) to add, with their own model")
+    parser.add_argument("--mesh-family", choices=["heat_mesh", "wave_mesh", "poisson_tet"],
+                        default="heat_mesh")
     parser.add_argument("--train-size", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=1600)
     parser.add_argument("--train-samples", type=int, default=32)
@@ -226,14 +231,16 @@ def main() -> None:
                              "-> REPORT_<family>_<kind>.pt) instead of training")
     parser.add_argument("--out", type=Path, default=RESULTS / "pcg.json")
     args = parser.parse_args()
+    if not args.sizes and not args.mesh_sizes:
+        parser.error("nothing to run: give --sizes, --mesh-sizes or both")
     torch.set_num_threads(args.threads)
     wp.config.quiet = True
     wp.init()
     load_before = os.getloadavg()
     training = {}
-    families = [("poisson_grid", args.sizes, args.train_size)]
+    families = [("poisson_grid", args.sizes, args.train_size)] if args.sizes else []
     if args.mesh_sizes:  # first: the meshes' systems are smaller and quicker
-        families.insert(0, ("heat_mesh", args.mesh_sizes, min(args.mesh_sizes)))
+        families.insert(0, (args.mesh_family, args.mesh_sizes, min(args.mesh_sizes)))
     results, generalisation = [], {}
     machine = {"processor": platform.processor(), "cpu_count": os.cpu_count(),
                "cpus_usable": len(os.sched_getaffinity(0)), "load_average_before": load_before}
@@ -275,7 +282,7 @@ def main() -> None:
                            HELD_OUT_SEED)
         for factory in factories.values():  # warm-up: compile the kernels, load the modules
             mean_iterations(factory, [(warm.matrix, warm.b)], device=args.device)
-        for size in sorted(set(sizes) | {twice_the_unknowns(train_size)}):
+        for size in sorted(set(sizes) | {twice_the_unknowns(family, train_size)}):
             large = size >= 512
             chosen = {k: f for k, f in factories.items()
                       if not (size >= 1024 and k in args.skip_largest)}
@@ -287,19 +294,20 @@ def main() -> None:
             generalisation[family] = _generalisation(results, family, train_size,
                                                      list(factories))
             write_report()
-    plot(results, args.out.with_suffix(".png"), args.train_size)
+    plotted, plotted_size = families[-1][0], families[-1][2]  # the grids when they ran
+    plot(results, args.out.with_suffix(".png"), plotted, plotted_size)
     print(json.dumps(generalisation, indent=1))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
 def _generalisation(results: list[dict], family: str, train_size: int, names: list[str]
                     ) -> dict:
-    """Iterations (rtol 1e-8) on systems with twice the training unknowns (side × √2,
-    :func:`twice_the_unknowns`) and with twice the training side (4× the unknowns), each over
-    those at the training size."""
+    """Iterations (rtol 1e-8) on systems with twice the training unknowns (side × 2^(1/d),
+    :func:`twice_the_unknowns`) and with twice the training side (2^d × the unknowns), each
+    over those at the training size."""
     by_size = {r["size"]: r for r in results if r["family"] == family}
     out = {}
-    for label, larger in (("twice_the_unknowns", twice_the_unknowns(train_size)),
+    for label, larger in (("twice_the_unknowns", twice_the_unknowns(family, train_size)),
                           ("twice_the_side", 2 * train_size)):
         if train_size not in by_size or larger not in by_size:
             continue
@@ -314,9 +322,10 @@ def _generalisation(results: list[dict], family: str, train_size: int, names: li
     return out
 
 
-def twice_the_unknowns(size: int) -> int:
-    """The size (grid side or 1/edge length, unknowns ∝ size²) with about twice the unknowns."""
-    return round(size * math.sqrt(2))
+def twice_the_unknowns(family: str, size: int) -> int:
+    """The size (grid side or 1/edge length; unknowns ∝ size^d, d = 3 on tetrahedra, else 2)
+    with about twice the unknowns."""
+    return round(size * 2 ** (1 / (3 if family == "poisson_tet" else 2)))
 
 
 if __name__ == "__main__":
