@@ -4,7 +4,8 @@ Systems: the ``poisson_grid`` family of :mod:`physml.datasets.linear_systems` (5
 $-\nabla\cdot(k\nabla u) = f$, $k = e^{g}$, g a smooth Gaussian field of correlation length 0.1)
 on $m\times m$ grids, m = 64 ... 1024, and optionally a mesh family (``--mesh-family``:
 ``heat_mesh``, implicit heat steps on Gmsh discs, by default; ``wave_mesh``; ``poisson_tet``,
-3-D Poisson on tetrahedra; edge length 1/size, unknowns numbered by reverse Cuthill–McKee);
+3-D Poisson on tetrahedra; edge length 1/size, unknowns numbered by reverse Cuthill–McKee,
+or as Gmsh left them with ``--mesh-ordering mesher``);
 every system from seeds the training never saw. ``--sizes`` with no value leaves the grids out.
 One run times every preconditioner on the same matrices and right-hand sides, float64, on
 ``--device`` (the CPU by default; pyamg's hierarchies stay on the host):
@@ -72,10 +73,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CLASSICAL = ("jacobi", "ic0", "fsai", "amg_sa", "amg_rs")
 
 
+def system_spec(family: str, size: int, samples: int, ordering: str | None) -> LinearSystemSpec:
+    """The spec of ``family`` at ``size``; ``ordering`` numbers a mesh family's unknowns."""
+    return LinearSystemSpec(systems=family, size=size, samples=samples,
+                            ordering=None if family == "poisson_grid" else ordering)
+
+
 def train_model(family: str, size: int, kind: str, steps: int, samples: int, width: int,
-                message_steps: int) -> tuple[LearnedPreconditioner, dict]:
+                message_steps: int, ordering: str | None) -> tuple[LearnedPreconditioner, dict]:
     """Fit a model on ``samples`` systems of ``family`` at ``size``; returns it and a record."""
-    spec = LinearSystemSpec(systems=family, size=size, samples=samples)
+    spec = system_spec(family, size, samples, ordering)
     systems = [make_system(spec, seed) for seed in range(samples)]
     data = [training_system(s.matrix, s.x, s.b) for s in systems]
     model = FactorModel(kind, width=width, steps=message_steps)
@@ -112,11 +119,10 @@ def time_side(factory, op: CsrOperator, b: wp.array, derive: bool) -> dict:
 
 
 def case(family: str, size: int, factories: dict, repeats: int, derive: bool,
-         keep_residuals: bool, device: str) -> dict:
+         keep_residuals: bool, device: str, ordering: str | None) -> dict:
     """Every side on one held-out system, alternated ``repeats`` times; the residual histories
     are kept where ``keep_residuals`` (the plotted size)."""
-    spec = LinearSystemSpec(systems=family, size=size, samples=1)
-    system = make_system(spec, HELD_OUT_SEED + size)
+    system = make_system(system_spec(family, size, 1, ordering), HELD_OUT_SEED + size)
     op = CsrOperator(csr_from_scipy(system.matrix, wp.float64, device))
     b = wp.array(system.b, dtype=wp.float64, device=device)
     runs: dict[str, list[dict]] = {name: [] for name in factories}
@@ -210,6 +216,8 @@ def main() -> None:
                         help="mesh sizes (1/edge length) to add, with their own model")
     parser.add_argument("--mesh-family", choices=["heat_mesh", "wave_mesh", "poisson_tet"],
                         default="heat_mesh")
+    parser.add_argument("--mesh-ordering", choices=["rcm", "mesher"], default="rcm",
+                        help="numbering of the meshes' unknowns (mesher: Gmsh's)")
     parser.add_argument("--train-size", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=1600)
     parser.add_argument("--train-samples", type=int, default=32)
@@ -245,6 +253,7 @@ def main() -> None:
     machine = {"processor": platform.processor(), "cpu_count": os.cpu_count(),
                "cpus_usable": len(os.sched_getaffinity(0)), "load_average_before": load_before}
     settings = {"rtols": RTOLS, "dtype": "float64", "device": args.device,
+                "mesh_ordering": args.mesh_ordering,
                 "right_hand_sides": RIGHT_HAND_SIDES, "repeats": args.repeats,
                 "large_repeats": args.large_repeats, "skipped_at_largest": args.skip_largest}
 
@@ -272,14 +281,13 @@ def main() -> None:
             else:
                 model, record = train_model(family, train_size, kind, args.train_steps,
                                             args.train_samples, args.width,
-                                            args.message_steps)
+                                            args.message_steps, args.mesh_ordering)
                 model.save(saved)
             training[f"{family}/{kind}"] = record
             learned[model.name] = model
             print(f"{family}/{kind}: {record}", flush=True)
         factories = {name: PRECONDITIONERS[name] for name in CLASSICAL} | learned
-        warm = make_system(LinearSystemSpec(systems=family, size=train_size, samples=1),
-                           HELD_OUT_SEED)
+        warm = make_system(system_spec(family, train_size, 1, args.mesh_ordering), HELD_OUT_SEED)
         for factory in factories.values():  # warm-up: compile the kernels, load the modules
             mean_iterations(factory, [(warm.matrix, warm.b)], device=args.device)
         for size in sorted(set(sizes) | {twice_the_unknowns(family, train_size)}):
@@ -288,7 +296,8 @@ def main() -> None:
                       if not (size >= 1024 and k in args.skip_largest)}
             results.append(case(family, size, chosen, args.large_repeats if large
                                 else args.repeats, derive=large,
-                                keep_residuals=size == 2 * train_size, device=args.device))
+                                keep_residuals=size == 2 * train_size, device=args.device,
+                                ordering=args.mesh_ordering))
             results[-1]["ratios"] = {name: ratios(results[-1], name) for name in learned
                                      if name in chosen}
             generalisation[family] = _generalisation(results, family, train_size,

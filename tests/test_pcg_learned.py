@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 import warp as wp
 
+from physml.cases.pcg import PCGCase, dataset_spec
 from physml.datasets.generate import generate
 from physml.datasets.linear_systems import LinearSystemSpec, make_system, read_systems
 from physml.datasets.spec import load_spec
@@ -283,10 +284,11 @@ def _bandwidth(matrix: sp.csr_matrix) -> int:
     return int(np.abs(coo.row - coo.col).max())
 
 
-@pytest.mark.parametrize("family", ["heat_mesh", "poisson_tet"])
+@pytest.mark.parametrize("family", ["heat_mesh", "wave_mesh", "poisson_tet"])
 def test_rcm_numbering_renumbers_the_same_system_into_a_narrower_band(family):
-    size = {"heat_mesh": 8, "poisson_tet": 4}[family]
+    size = {"heat_mesh": 8, "wave_mesh": 6, "poisson_tet": 4}[family]
     spec = LinearSystemSpec(systems=family, size=size, samples=1)
+    assert spec.ordering == "rcm"  # the mesh families' default
     rcm = make_system(spec, 3)
     mesher = make_system(spec.model_copy(update={"ordering": "mesher"}), 3)
     # the same nodes: points map one to one, and A, b, x follow the map
@@ -300,7 +302,7 @@ def test_rcm_numbering_renumbers_the_same_system_into_a_narrower_band(family):
     np.testing.assert_array_equal(rcm.b, mesher.b[perm])
     np.testing.assert_allclose(rcm.x, mesher.x[perm], rtol=1e-10, atol=1e-14)
     np.testing.assert_array_equal(rcm.log_coefficient, mesher.log_coefficient[perm])
-    assert rcm.matrix.has_sorted_indices
+    assert rcm.matrix.has_canonical_format
     assert _bandwidth(rcm.matrix) < _bandwidth(mesher.matrix)
 
 
@@ -319,6 +321,20 @@ def test_a_bad_systems_spec_is_refused_naming_the_key(tmp_path):
     spec.write_text("systems: poisson_grids\nsize: 8\nsamples: 4\n")
     with pytest.raises(ValueError, match="systems: Input should be 'poisson_grid'"):
         load_spec(spec)
+
+
+def test_an_ordering_is_for_meshes_and_reaches_the_case_s_dataset(tmp_path):
+    with pytest.raises(ValueError, match="ordering: 'rcm' applies to the mesh families"):
+        LinearSystemSpec(systems="poisson_grid", size=8, samples=2, ordering="rcm")
+    assert LinearSystemSpec(systems="poisson_grid", size=8, samples=2).ordering is None
+    case = PCGCase.model_validate({"kind": "pcg", "name": "t", "dataset": {
+        "systems": "heat_mesh", "size": 5, "samples": 4, "ordering": "mesher"}})
+    assert dataset_spec(case).ordering == "mesher"
+    case = tmp_path / "case.yaml"
+    case.write_text("kind: pcg\nname: t\ndataset: {systems: poisson_grid, ordering: mesher}\n")
+    result = _cli("validate", str(case), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "dataset: ordering: 'mesher' applies to the mesh families" in result.stderr
 
 
 @pytest.mark.slow

@@ -32,10 +32,10 @@ from typing import Literal
 import numpy as np
 import torch
 import warp as wp
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..datasets.generate import MANIFEST, generate
-from ..datasets.linear_systems import LinearSystemSpec, read_systems
+from ..datasets.linear_systems import LinearSystemSpec, check_ordering, read_systems
 from ..solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy
 from .kind import CaseKind, OnStep
 from .run_folder import CONFIG, Section, atomic_write, write_text
@@ -54,9 +54,14 @@ class DatasetSection(Section):
     correlation: float = Field(0.1, gt=0, le=10)
     dt: float = Field(1e-2, gt=0)
     domain: Literal["disc", "l_shape", "annulus"] = "disc"
-    ordering: Literal["rcm", "mesher"] = Field(
-        "rcm", description="numbering of a mesh family's unknowns: reverse Cuthill–McKee or "
-                           "the mesher's")
+    ordering: Literal["rcm", "mesher"] | None = Field(
+        None, description="numbering of a mesh family's unknowns: reverse Cuthill–McKee "
+                          "(default) or the mesher's; none for poisson_grid")
+
+    @model_validator(mode="after")
+    def _ordering_of_meshes_only(self) -> DatasetSection:
+        check_ordering(self.systems, self.ordering)
+        return self
     seed: int = Field(0, ge=0)
 
 
