@@ -323,16 +323,16 @@ def test_a_bad_systems_spec_is_refused_naming_the_key(tmp_path):
         load_spec(spec)
 
 
-def test_an_ordering_is_for_meshes_and_reaches_the_case_s_dataset(tmp_path):
+def test_an_ordering_is_for_meshes_and_reaches_the_case_s_dataset(tmp_path, cli_in_process):
     with pytest.raises(ValueError, match="ordering: 'rcm' applies to the mesh families"):
         LinearSystemSpec(systems="poisson_grid", size=8, samples=2, ordering="rcm")
     assert LinearSystemSpec(systems="poisson_grid", size=8, samples=2).ordering is None
     case = PCGCase.model_validate({"kind": "pcg", "name": "t", "dataset": {
         "systems": "heat_mesh", "size": 5, "samples": 4, "ordering": "mesher"}})
     assert dataset_spec(case).ordering == "mesher"
-    case = tmp_path / "case.yaml"
-    case.write_text("kind: pcg\nname: t\ndataset: {systems: poisson_grid, ordering: mesher}\n")
-    result = _cli("validate", str(case), cwd=tmp_path)
+    path = tmp_path / "case.yaml"
+    path.write_text("kind: pcg\nname: t\ndataset: {systems: poisson_grid, ordering: mesher}\n")
+    result = cli_in_process("validate", str(path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "dataset: ordering: 'mesher' applies to the mesh families" in result.stderr
 

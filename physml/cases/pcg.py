@@ -57,12 +57,12 @@ class DatasetSection(Section):
     ordering: Literal["rcm", "mesher"] | None = Field(
         None, description="numbering of a mesh family's unknowns: reverse Cuthill–McKee "
                           "(default) or the mesher's; none for poisson_grid")
+    seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _ordering_of_meshes_only(self) -> DatasetSection:
         check_ordering(self.systems, self.ordering)
         return self
-    seed: int = Field(0, ge=0)
 
 
 class ModelSection(Section):
