@@ -80,17 +80,21 @@ def system_spec(family: str, size: int, samples: int, ordering: str | None) -> L
 
 
 def train_model(family: str, size: int, kind: str, steps: int, samples: int, width: int,
-                message_steps: int, ordering: str | None) -> tuple[LearnedPreconditioner, dict]:
-    """Fit a model on ``samples`` systems of ``family`` at ``size``; returns it and a record."""
+                message_steps: int, ordering: str | None, seed: int
+                ) -> tuple[LearnedPreconditioner, dict]:
+    """Fit a model on ``samples`` systems of ``family`` at ``size`` (``seed``: the initial
+    weights and the mini-batches); returns it and a record."""
     spec = system_spec(family, size, samples, ordering)
-    systems = [make_system(spec, seed) for seed in range(samples)]
+    systems = [make_system(spec, k) for k in range(samples)]
     data = [training_system(s.matrix, s.x, s.b) for s in systems]
+    torch.manual_seed(seed)
     model = FactorModel(kind, width=width, steps=message_steps)
     start = time.perf_counter()
-    history = fit(model, data, loss="combined", steps=steps, learning_rate=3e-3, batch_size=4)
+    history = fit(model, data, loss="combined", steps=steps, learning_rate=3e-3, batch_size=4,
+                  seed=seed)
     return LearnedPreconditioner(model), {
         "family": family, "size": size, "kind": kind, "samples": samples, "steps": steps,
-        "width": width, "message_passing_steps": message_steps,
+        "width": width, "message_passing_steps": message_steps, "seed": seed,
         "loss": "combined", "seconds": time.perf_counter() - start,
         "loss_first": float(np.mean(history[:20])), "loss_last": float(np.mean(history[-20:])),
     }
@@ -231,6 +235,8 @@ def main() -> None:
                              "off the tighter solve")
     parser.add_argument("--skip-largest", nargs="*", default=["jacobi", "fsai"],
                         help="preconditioners left out at sizes >= 1024 (the slowest ones)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the networks' initial weights and mini-batches")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (inference)")
     parser.add_argument("--device", default="cpu",
                         help="Warp device of the systems and preconditioners (cpu, cuda, cuda:N)")
@@ -281,7 +287,8 @@ def main() -> None:
             else:
                 model, record = train_model(family, train_size, kind, args.train_steps,
                                             args.train_samples, args.width,
-                                            args.message_steps, args.mesh_ordering)
+                                            args.message_steps, args.mesh_ordering,
+                                            args.seed)
                 model.save(saved)
             training[f"{family}/{kind}"] = record
             learned[model.name] = model
