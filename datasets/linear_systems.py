@@ -240,7 +240,7 @@ def _solved(matrix: sp.csr_matrix, b: np.ndarray, points: np.ndarray,
     matrix.sum_duplicates()
     if ordering == "rcm":
         order = reverse_cuthill_mckee(matrix)
-        matrix = sp.csr_matrix(matrix[order][:, order])
+        matrix = matrix[order][:, order]
         b, points, log_coefficient = b[order], points[order], log_coefficient[order]
     matrix.sort_indices()
     if matrix.shape[0] <= DIRECT_LIMIT:

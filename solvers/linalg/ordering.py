@@ -58,8 +58,6 @@ def _next_level(level: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
     """The not yet numbered neighbours of ``level`` in Cuthill–McKee order."""
     counts = indptr[level + 1] - indptr[level]
     total = int(counts.sum())
-    if total == 0:
-        return level[:0]
     offsets = np.repeat(indptr[level] - np.cumsum(counts) + counts, counts)
     neighbour = indices[offsets + np.arange(total)]
     parent = np.repeat(np.arange(level.size), counts)
