@@ -7,6 +7,13 @@ A batch of states ``(B, *grid.shape)`` advances in one launch per stage (solvers
 explicit path; IMEX and PDEs with their own right-hand side run sample by sample) with
 parameters per sample ``(B,)`` or as fields; the result is ``(B, T, *grid.shape)``.
 
+**torch.func.** ``vmap`` over an unbatched rollout runs the vmapped samples as that one batched
+rollout (its parameters per sample, shared or fields alike), so code written for one state
+batches without change; ``grad``, ``vjp`` and ``jacrev`` (one reverse sweep per cotangent)
+work on a rollout and on a vmapped one. Not supported: ``vmap`` over a gradient (per-sample
+gradients: differentiate the batch's summed loss instead, the samples being independent),
+forward-mode ``jvp``/``jacfwd``, and second derivatives.
+
 **Dtypes.** The solver's dtype is the compute dtype. Floating-point inputs (state and
 parameters) are converted to it with ``Tensor.to``, which autograd follows, so each gradient
 comes back in its input's dtype; the output is in the solver's dtype. Other dtypes are refused.
@@ -41,7 +48,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import warp as wp
-from torch.autograd.function import once_differentiable
 
 from .solvers.base import GridSolver, check_counts
 from .solvers.errors import BlowUpError
@@ -110,26 +116,22 @@ def rollout(
     if tuple(u0.shape) != tuple(expected):
         raise ValueError(f"u0 has shape {tuple(u0.shape)}; expected {solver.grid.shape} or "
                          f"(B, *{solver.grid.shape})")
-    if not torch.isfinite(u0).all():
-        raise ValueError("u0 contains NaN/Inf values; the state must be finite")
     given = {n: _converted(solver, torch.as_tensor(v, device=u0.device), n)
              for n, v in (params or {}).items()}
-    arrays = solver.batch_parameter_arrays(batch, {n: v.detach().cpu().numpy()
-                                                   for n, v in given.items()})
-    states = u0.detach().cpu().numpy().reshape(batch, -1).astype("float64")
-    for b in range(batch):
-        solver._sample_solver(arrays, b, solver.dt).check_stability(states[b])
+    shapes = solver.batch_parameter_shapes(batch, {n: tuple(v.shape) for n, v in given.items()})
     if batched and batch > 1 and not solver.fused:
         return torch.stack([
             rollout(solver, u0[b], n_steps, save_every,
-                    {n: _sample(solver, n, v, arrays[n], b) for n, v in given.items()},
+                    {n: _sample(solver, n, v.reshape(shapes[n]), b) for n, v in given.items()},
                     checkpoint_every, memory)
             for b in range(batch)
         ])
-    values = [given[n].reshape(arrays[n].shape) if n in given else _tensor(arrays[n], u0)
+    defaults = solver.parameter_arrays()
+    values = [given[n].reshape(shapes[n]) if n in given else _tensor(defaults[n], u0)
               for n in solver.parameter_names]
     segment = _segment_length(checkpoint_every, n_steps)
-    flat = _Rollout.apply(solver, n_steps, save_every, segment, memory, u0.reshape(-1), *values)
+    flat = _Rollout.apply(solver, n_steps, save_every, segment, memory, _Held(),
+                          u0.reshape(-1), *values)
     out = flat.reshape(flat.shape[0], batch, *solver.grid.shape)
     return out.transpose(0, 1) if batched else out[:, 0]
 
@@ -153,12 +155,15 @@ def _converted(solver: GridSolver, t: torch.Tensor, name: str) -> torch.Tensor:
     return t.to(_TORCH_DTYPES[solver.dtype])
 
 
-def _sample(solver: GridSolver, name: str, value: torch.Tensor, array: wp.array,
-            b: int) -> torch.Tensor:
-    """Sample ``b``'s value of a parameter given for a batch."""
-    shaped = value.reshape(array.shape)
-    per_sample = array.shape[0] > 1 and (array.ndim == 2 or name != solver.velocity_parameter)
-    return shaped[b] if per_sample else shaped
+def _sample(solver: GridSolver, name: str, value: torch.Tensor, b: int) -> torch.Tensor:
+    """Sample ``b``'s value of a parameter given for a batch, in the shape
+    :meth:`~physml.solvers.GridSolver.batch_parameter_shapes` gives."""
+    return value[b] if _per_sample(solver, name, value.shape) else value
+
+
+def _per_sample(solver: GridSolver, name: str, shape: tuple[int, ...]) -> bool:
+    """Whether a parameter of this (batch) shape holds one value or field per sample."""
+    return shape[0] > 1 and (len(shape) == 2 or name != solver.velocity_parameter)
 
 
 def _unbatched(flat: np.ndarray, solver: GridSolver) -> np.ndarray:
@@ -211,13 +216,48 @@ def _vjp(
     return grad_u, grad_p
 
 
+_PER_SAMPLE_GRADIENTS = (
+    "vmap over the gradient of a rollout (per-sample gradients) is not supported: roll out the "
+    "batch (B, *grid.shape) in one call and differentiate the sum of the per-sample losses; "
+    "the samples are independent, so each sample's gradient is its own")
+
+
+class _Held:
+    """The states a forward pass keeps for its backward pass (``held``: step -> flat state)
+    and the memory record, handed from ``forward`` to ``setup_context``."""
+
+    held: dict[int, torch.Tensor]
+    memory: RolloutMemory
+
+
+def _check_values(solver: GridSolver, u0: torch.Tensor, values: tuple[torch.Tensor, ...],
+                  params: dict[str, wp.array]) -> None:
+    """The checks that read values: a finite state, parameters in range, a stable ``dt`` for
+    every sample (u0 flat, values in :meth:`~physml.solvers.GridSolver.batch_parameter_shapes`'
+    shapes)."""
+    if not torch.isfinite(u0).all():
+        raise ValueError("u0 contains NaN/Inf values; the state must be finite")
+    for name, value in zip(solver.parameter_names, values):
+        solver.check_parameter_values(name, value.detach().cpu().numpy())
+    states = u0.detach().cpu().numpy().reshape(-1, solver.grid.size).astype("float64")
+    for b in range(states.shape[0]):
+        solver._sample_solver(params, b, solver.dt).check_stability(states[b])
+
+
 class _Rollout(torch.autograd.Function):
+    """Flat u0 (B N,) and the parameters in their batch shapes -> the saved states (T, B N).
+
+    A ``torch.func`` transform may wrap it: ``vmap`` becomes one batched rollout
+    (:meth:`vmap`), ``grad`` and ``vjp`` take :meth:`backward`; a transform of the backward
+    pass (``jacrev``: ``vmap`` over cotangents) runs one adjoint sweep per cotangent."""
+
     @staticmethod
-    def forward(ctx, solver, n_steps, save_every, segment, memory, u0, *values):
+    def forward(solver, n_steps, save_every, segment, memory, store, u0, *values):
         memory = memory if memory is not None else RolloutMemory()
         params = {n: _warp(v) for n, v in zip(solver.parameter_names, values)}
-        keep_every = 1 if segment is None else segment
         flat0 = u0.detach().contiguous().reshape(-1)
+        _check_values(solver, flat0, values, params)
+        keep_every = 1 if segment is None else segment
         held = {0: flat0}
         saved = [flat0]
         u = flat0
@@ -238,24 +278,65 @@ class _Rollout(torch.autograd.Function):
             if s % save_every == 0:
                 saved.append(u)
             memory.observe(len(held))
-        ctx.solver, ctx.n_steps, ctx.save_every, ctx.keep_every = (
-            solver,
-            n_steps,
-            save_every,
-            keep_every,
-        )
-        ctx.held, ctx.memory = held, memory
-        ctx.save_for_backward(*values)
+        store.held, store.memory = held, memory
         return torch.stack(saved)
 
     @staticmethod
-    @once_differentiable
+    def setup_context(ctx, inputs, output):
+        solver, n_steps, save_every, segment, _, store, _, *values = inputs
+        if not hasattr(store, "held"):  # the forward pass ran as vmap's batched rollout
+            raise RuntimeError(_PER_SAMPLE_GRADIENTS)
+        ctx.solver, ctx.n_steps, ctx.save_every = solver, n_steps, save_every
+        ctx.keep_every = 1 if segment is None else segment
+        ctx.held, ctx.memory = store.held, store.memory
+        ctx.save_for_backward(*values)
+
+    @staticmethod
     def backward(ctx, grad_out):
-        solver, n, save_every, k = ctx.solver, ctx.n_steps, ctx.save_every, ctx.keep_every
-        values = list(ctx.saved_tensors)
+        return (None, None, None, None, None, None,
+                *_Adjoint.apply(ctx.solver, ctx.n_steps, ctx.save_every, ctx.keep_every,
+                                ctx.memory, ctx.held, grad_out, *ctx.saved_tensors))
+
+    @staticmethod
+    def vmap(info, in_dims, solver, n_steps, save_every, segment, memory, store, u0, *values):
+        """``torch.func.vmap`` over a rollout: one batched rollout of the vmapped samples."""
+        count, n = info.batch_size, solver.grid.size
+        u = u0.movedim(in_dims[6], 0) if in_dims[6] is not None else u0.expand(count, -1)
+        batch = u.shape[1] // n
+        params = {}
+        for name, value, dim in zip(solver.parameter_names, values, in_dims[7:]):
+            if dim is None and not _per_sample(solver, name, value.shape):
+                params[name] = _public(solver, name, value)
+                continue
+            value = value.movedim(dim, 0) if dim is not None else value.expand(count,
+                                                                               *value.shape)
+            if name == solver.velocity_parameter and value.dim() == 2:  # one vector per call
+                value = value[:, None]
+            value = value.expand(count, batch, *value.shape[2:])
+            params[name] = _public(solver, name, value.reshape(count * batch, *value.shape[2:]))
+        out = rollout(solver, u.reshape(count * batch, *solver.grid.shape), n_steps,
+                      save_every, params, segment, memory)
+        saves = out.shape[1]
+        return out.reshape(count, batch, saves, n).permute(2, 0, 1, 3).reshape(
+            saves, count, batch * n), 1
+
+
+def _public(solver: GridSolver, name: str, value: torch.Tensor) -> torch.Tensor:
+    """A parameter from its batch shape back to a shape :func:`rollout` takes (a field
+    ``(B, N)`` as ``(B, *grid.shape)``)."""
+    field = value.dim() == 2 and name != solver.velocity_parameter
+    return value.reshape(value.shape[0], *solver.grid.shape) if field else value
+
+
+class _Adjoint(torch.autograd.Function):
+    """The reverse sweep of a rollout: the cotangent of its saved states (T, B N) -> those
+    of u0 and of the parameters (not differentiable again)."""
+
+    @staticmethod
+    def forward(solver, n, save_every, k, memory, held, grad_out, *values):
         params = {name: _warp(v) for name, v in zip(solver.parameter_names, values)}
         grad_out = grad_out.reshape(grad_out.shape[0], -1)
-        held = dict(ctx.held)
+        held = dict(held)
         adj = torch.zeros_like(grad_out[0])
         adj_p = [torch.zeros_like(v) for v in values]
         for start in sorted(held, reverse=True):
@@ -263,11 +344,30 @@ class _Rollout(torch.autograd.Function):
             states = [held.pop(start)]
             for _ in range(start + 1, end):
                 states.append(_advance(solver, states[-1], params))
-            ctx.memory.observe(len(held) + len(states))
+            memory.observe(len(held) + len(states))
             for s in range(end, start, -1):
                 if s % save_every == 0:
                     adj = adj + grad_out[s // save_every]
                 adj, dp = _vjp(solver, states[s - start - 1], values, adj)
                 adj_p = [a + d for a, d in zip(adj_p, dp)]
-        adj = adj + grad_out[0]
-        return (None, None, None, None, None, adj, *adj_p)
+        return adj + grad_out[0], *adj_p
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError("the gradient of a rollout is not differentiable again (no second "
+                           "derivatives through the Warp adjoint)")
+
+    @staticmethod
+    def vmap(info, in_dims, solver, n, save_every, k, memory, held, grad_out, *values):
+        """Several cotangents of one rollout (``torch.func.jacrev``, ``vmap`` over ``vjp``):
+        one reverse sweep each."""
+        if any(dim is not None for dim in in_dims[7:]):
+            raise RuntimeError(_PER_SAMPLE_GRADIENTS)
+        cotangents = grad_out.movedim(in_dims[6], 0)
+        sweeps = [_Adjoint.apply(solver, n, save_every, k, memory, held, c, *values)
+                  for c in cotangents]
+        return tuple(torch.stack(parts) for parts in zip(*sweeps)), 0

@@ -250,18 +250,43 @@ class GridSolver:
             ValueError: an unknown parameter, a shape other than these, or a value outside
                 its range.
         """
-        table = {p.name: p for p in self.PARAMETERS}
-        unknown = sorted(set(values) - set(table))
-        require(not unknown, f"unknown parameter(s) {unknown} for {type(self).__name__}; "
-                f"allowed: {', '.join(self.parameter_names)}")
+        shapes = self.batch_parameter_shapes(batch, {n: np.shape(v) for n, v in values.items()})
         arrays = self.parameter_arrays()
         for name, value in values.items():
-            flat = _coefficient_values(table[name], np.asarray(value, dtype=np.float64),
-                                       batch, self.grid)
-            require(table[name].term is not None or flat.ndim == 1,
-                    f"{name}: {type(self).__name__} takes no field of {name}")
+            flat = np.asarray(value, dtype=np.float64).reshape(shapes[name])
+            self.check_parameter_values(name, flat)
             arrays[name] = wp.array(flat, dtype=self.dtype, device=self.device)
         return arrays
+
+    def batch_parameter_shapes(self, batch: int, shapes: Mapping[str, tuple[int, ...]]
+                               ) -> dict[str, tuple[int, ...]]:
+        """The shapes :meth:`batch_parameter_arrays` gives values of these shapes (no value is
+        read: the check of names and shapes alone).
+
+        Raises:
+            ValueError: an unknown parameter or a shape it does not take.
+        """
+        table = {p.name: p for p in self.PARAMETERS}
+        unknown = sorted(set(shapes) - set(table))
+        require(not unknown, f"unknown parameter(s) {unknown} for {type(self).__name__}; "
+                f"allowed: {', '.join(self.parameter_names)}")
+        out = {}
+        for name, shape in shapes.items():
+            out[name] = _coefficient_shape(table[name], tuple(shape), batch, self.grid)
+            require(table[name].term is not None or len(out[name]) == 1,
+                    f"{name}: {type(self).__name__} takes no field of {name}")
+        return out
+
+    def check_parameter_values(self, name: str, values: np.ndarray) -> None:
+        """Check every value of parameter ``name`` (any shape) against its range.
+
+        Raises:
+            ValueError: the first value outside the range, with what is allowed.
+        """
+        parameter = next(p for p in self.PARAMETERS if p.name == name)
+        bad = [float(v) for v in np.ravel(values) if not parameter.admits(float(v))]
+        require(not bad, f"{name}={bad[0]!r} must be {parameter.allowed} "
+                f"({parameter.meaning} in {parameter.unit})" if bad else "")
 
     def _coefficient(self, name: str | None, params: dict[str, wp.array]) -> Coefficient:
         """How the stage kernels read parameter ``name`` (zeros when the PDE has none)."""
@@ -845,11 +870,11 @@ def _per_sample(value: Any, batch: int, name: str, kind: type = int) -> np.ndarr
     return array.astype(np.float64)
 
 
-def _coefficient_values(parameter: Parameter, value: np.ndarray, batch: int,
-                        grid: Grid) -> np.ndarray:
-    """``value`` as the array :meth:`GridSolver.batch_parameter_arrays` hands the kernels,
-    after checking its shape and range."""
-    name, n = parameter.name, grid.size
+def _coefficient_shape(parameter: Parameter, shape: tuple[int, ...], batch: int,
+                       grid: Grid) -> tuple[int, ...]:
+    """The shape :meth:`GridSolver.batch_parameter_arrays` hands the kernels for a value of
+    ``shape`` (checked)."""
+    n = grid.size
     if parameter.per_axis:
         shapes = {(grid.ndim,): (grid.ndim,), (batch, grid.ndim): (batch, grid.ndim)}
         if grid.ndim == 1:
@@ -861,12 +886,8 @@ def _coefficient_values(parameter: Parameter, value: np.ndarray, batch: int,
         if batch == 1:
             shapes[grid.shape] = (1, n)
         allowed = f"a number, ({batch},) per sample, or a field (B or 1, *{grid.shape})"
-    require(value.shape in shapes, f"{name} has shape {value.shape}; allowed: {allowed}")
-    flat = value.reshape(shapes[value.shape])
-    bad = [float(v) for v in flat.ravel() if not parameter.admits(float(v))]
-    require(not bad, f"{name}={bad[0]!r} must be {parameter.allowed} "
-            f"({parameter.meaning} in {parameter.unit})" if bad else "")
-    return flat
+    require(shape in shapes, f"{parameter.name} has shape {shape}; allowed: {allowed}")
+    return shapes[shape]
 
 
 def _limit(costs: dict[str, float]) -> float:
