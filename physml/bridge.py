@@ -120,12 +120,12 @@ def rollout(
              for n, v in (params or {}).items()}
     shapes = solver.batch_parameter_shapes(batch, {n: tuple(v.shape) for n, v in given.items()})
     if batched and batch > 1 and not solver.fused:
-        return torch.stack([
-            rollout(solver, u0[b], n_steps, save_every,
-                    {n: _sample(solver, n, v.reshape(shapes[n]), b) for n, v in given.items()},
-                    checkpoint_every, memory)
-            for b in range(batch)
-        ])
+        samples = [(u0[b], {n: _sample(solver, n, v.reshape(shapes[n]), b)
+                            for n, v in given.items()}) for b in range(batch)]
+        for u, p in samples:  # every sample's checks (a rollout of no step) before any runs
+            rollout(solver, u, 0, params=p)
+        return torch.stack([rollout(solver, u, n_steps, save_every, p, checkpoint_every, memory)
+                            for u, p in samples])
     defaults = solver.parameter_arrays()
     values = [given[n].reshape(shapes[n]) if n in given else _tensor(defaults[n], u0)
               for n in solver.parameter_names]
@@ -284,8 +284,11 @@ class _Rollout(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         solver, n_steps, save_every, segment, _, store, _, *values = inputs
-        if not hasattr(store, "held"):  # the forward pass ran as vmap's batched rollout
-            raise RuntimeError(_PER_SAMPLE_GRADIENTS)
+        # under vmap, the vmap rule ran a batched rollout of its own: this call holds nothing
+        # to differentiate (an error only if a gradient reaches it)
+        ctx.vmapped = not hasattr(store, "held")
+        if ctx.vmapped:
+            return
         ctx.solver, ctx.n_steps, ctx.save_every = solver, n_steps, save_every
         ctx.keep_every = 1 if segment is None else segment
         ctx.held, ctx.memory = store.held, store.memory
@@ -293,6 +296,8 @@ class _Rollout(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        if ctx.vmapped:
+            raise RuntimeError(_PER_SAMPLE_GRADIENTS)
         return (None, None, None, None, None, None,
                 *_Adjoint.apply(ctx.solver, ctx.n_steps, ctx.save_every, ctx.keep_every,
                                 ctx.memory, ctx.held, grad_out, *ctx.saved_tensors))
@@ -306,6 +311,8 @@ class _Rollout(torch.autograd.Function):
         params = {}
         for name, value, dim in zip(solver.parameter_names, values, in_dims[7:]):
             if dim is None and not _per_sample(solver, name, value.shape):
+                if name == solver.velocity_parameter:  # one vector, also given as (1, ndim)
+                    value = value.reshape(-1)
                 params[name] = _public(solver, name, value)
                 continue
             value = value.movedim(dim, 0) if dim is not None else value.expand(count,
@@ -317,6 +324,8 @@ class _Rollout(torch.autograd.Function):
         out = rollout(solver, u.reshape(count * batch, *solver.grid.shape), n_steps,
                       save_every, params, segment, memory)
         saves = out.shape[1]
+        if batch == 1:  # the usual case: a view
+            return out.reshape(count, saves, n), 0
         return out.reshape(count, batch, saves, n).permute(2, 0, 1, 3).reshape(
             saves, count, batch * n), 1
 

@@ -312,3 +312,47 @@ def test_gradients_through_vmap_and_torch_func_transforms():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(RuntimeError, match="per-sample gradients.*sum of the per-sample losses"):
         torch.func.vmap(torch.func.grad(lambda v: single(v, nu[0]).square().sum()))(u0)
+
+
+def test_vmap_takes_the_shapes_a_rollout_takes_and_a_rollout_without_gradient_under_grad():
+    """A 1D velocity given as (1,), a batched call inside vmap with one (1, ndim) velocity, and
+    per-sample gradients of a loss whose rollout only supplies a target (no gradient reaches
+    it): each as the plain calls give it."""
+    solver = AdvectionSolver1D(G1, beta=0.8, dt=5e-3)
+    u0 = torch.tensor(initial_states(G1, 3))
+    beta = torch.tensor([0.5], dtype=torch.float64)
+    got = torch.func.vmap(lambda u: bridge.rollout(solver, u, 4, params={"beta": beta}))(u0)
+    torch.testing.assert_close(got, bridge.rollout(solver, u0, 4, params={"beta": beta}),
+                               rtol=0, atol=0)
+    plane, _ = CASES["advection2d"]
+    u2 = torch.tensor(initial_states(G2, 3))
+    one = torch.tensor([[-0.2, 0.4]], dtype=torch.float64)
+    got = torch.func.vmap(lambda u: bridge.rollout(plane, u[None], 4, params={"beta": one}))(u2)
+    torch.testing.assert_close(got[:, 0], bridge.rollout(plane, u2, 4, params={"beta": one[0]}),
+                               rtol=0, atol=0)
+    burgers, _ = CASES["burgers1d"]
+    w = torch.linspace(0.5, 1.5, 40, dtype=torch.float64)
+    u1 = torch.tensor(initial_states(G1, 3))
+
+    def loss(w, u):
+        return (w * u - bridge.rollout(burgers, u, 3)[-1]).square().sum()
+
+    got = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(w, u1)
+    expected = torch.stack([torch.func.grad(loss)(w, u) for u in u1])
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_a_bad_sample_stops_a_sample_by_sample_batch_before_any_step(monkeypatch):
+    """On the sample-by-sample (IMEX) path every sample is checked before the first runs."""
+    solver, _ = CASES["heat1d_imex"]
+    steps = []
+    advance = bridge._advance
+    monkeypatch.setattr(bridge, "_advance", lambda *a: steps.append(1) or advance(*a))
+    bad = torch.tensor(initial_states(G1, 3))
+    bad[2, 3] = float("nan")
+    with pytest.raises(ValueError, match="u0 contains NaN"):
+        bridge.rollout(solver, bad, 20)
+    with pytest.raises(ValueError, match="nu=-1.0 must be"):
+        bridge.rollout(solver, bad.nan_to_num(0.5), 20,
+                       params={"nu": torch.tensor([0.02, 0.05, -1.0], dtype=torch.float64)})
+    assert not steps
