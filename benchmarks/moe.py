@@ -48,7 +48,7 @@ VARIANTS = {
         "points_nx": [8, 64, 256, 1024]},  # x 101 levels: 8e2 ... 1e5 points
     ("navier_stokes", "cpu"): {
         "nx": 16, "nt": 9, "t_end": 4.0, "train": 8, "test": 4, "basis": 8, "width": 12,
-        "modes": (4, 6, 6), "budget": Budget(iterations=100, lr=3e-3, batch=4),
+        "modes": (4, 6, 6), "budget": Budget(iterations=400, lr=3e-3, batch=4),
         "points_nx": [16, 32]},  # x 9 levels: 2.3e3, 9.2e3 points
     ("navier_stokes", "full"): {
         "nx": 64, "nt": 64, "t_end": 10.0, "train": 512, "test": 100, "basis": 32,
