@@ -153,6 +153,30 @@ def test_interface_rows_make_experts_continuous():
     assert jumps[Continuity.INDEPENDENT] > 0.1
 
 
+def test_partition_of_unity_aligns_the_constants_the_rows_cannot_see():
+    """Navier–Stokes rows see the streamfunction only through its differences, so experts
+    may differ by a constant per time level: blended as they are, the constants put spurious
+    vorticity into the overlaps; aligned, the blend has the experts' common vorticity. The
+    alignment is differentiable (gradcheck, with experts absent from some levels)."""
+    nt, n = 3, 16
+    rows = NavierStokesRows(n, n, dt=0.1)
+    router = BlockRouter((nt, n, n), (1, 2, 2))
+    pou = PartitionOfUnity(rows.rows, router, (n, n), align_constants=True)
+    generator = torch.Generator().manual_seed(0)
+    common = torch.randn(2, 1, nt, n, n, dtype=torch.float64, generator=generator)
+    experts = common + 5 * torch.randn(2, 4, nt, 1, 1, dtype=torch.float64, generator=generator)
+    vorticity = rows.observe(common[:, 0])
+    shifted = rows.observe((pou.blend * experts).sum(1))
+    aligned = rows.observe((pou.blend * pou._aligned(experts)).sum(1))
+    assert float((shifted - vorticity).abs().max()) > 10
+    np.testing.assert_allclose(aligned, vorticity, rtol=0,
+                               atol=1e-12 * float(vorticity.abs().max()))
+    small = PartitionOfUnity(NavierStokesRows(4, 4, dt=0.1).rows, BlockRouter((4, 4, 4), (2, 2, 2)),
+                             (4, 4), overlap=1, align_constants=True)
+    fields = torch.randn(1, 8, 4, 4, 4, dtype=torch.float64, requires_grad=True)  # time split
+    assert torch.autograd.gradcheck(small._aligned, (fields,))
+
+
 def test_router_splits_and_stitches_space_time_in_two_space_dimensions():
     router = BlockRouter((4, 6, 8), (2, 3, 2))
     u = torch.randn(2, 4, 6, 8)

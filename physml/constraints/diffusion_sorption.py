@@ -16,6 +16,7 @@ to the factor $R(\bar u)$: the inner solve is a nonlinear least-squares problem.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -28,6 +29,9 @@ class DiffusionSorptionRows:
 
     ``rows(u, u0)``: ``u`` (B, nt, nx), ``u0`` (B, nx) -> (B, (nt - 1) nx + nx).
     """
+
+    level_constant_free: ClassVar[bool] = False
+    """The rows see the concentration itself (the sorption term), not only its differences."""
 
     nx: int
     dt: float

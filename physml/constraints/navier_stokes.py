@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -29,6 +30,10 @@ class NavierStokesRows:
     ``rows(psi, omega0)``: ``psi`` (B, nt, nx, ny), ``omega0`` (B, nx, ny) ->
     (B, (nt - 1) nx ny + nx ny).
     """
+
+    level_constant_free: ClassVar[bool] = True
+    r"""A constant added to $\psi$ at a time level changes no row (only its differences
+    enter: the velocity and the vorticity)."""
 
     nx: int
     ny: int

@@ -12,6 +12,20 @@ the overlap. Every $u_k$ is smooth, so $u$ has no jump (only kinks of size $|u_k
 the ramp's slope); the rows are met exactly by each expert on its own block but only
 approximately by the blend in the overlaps. Cost: each expert evaluates the rows on the
 whole grid ($K$ times the rows of one field per evaluation) for $M_k \approx M/K$ rows.
+
+Rows that read $u$ only through differences in space (a streamfunction: the velocity and the
+vorticity are its derivatives) leave every expert a free constant $c_k(t)$ per time level, and
+blending fields that differ by such constants puts $(c_k - c_l)\,\Delta\varphi_k$ into the
+observed derivatives. With ``align_constants`` the experts' fields are first shifted,
+$u_k \leftarrow u_k - c_k(t)$, by the constants that make them agree on the overlaps in the
+least-squares sense,
+$$\min_c \sum_{k<l}\sum_x w_k w_l\,\big(u_k - c_k - u_l + c_l\big)^2
+  \;\Leftrightarrow\; \mathcal L\,c = r,$$
+with $\mathcal L = \operatorname{diag}(W\mathbf 1) - W$, $W_{kl} = \sum_x w_k w_l$ and
+$r_k = \sum_x w_k\,(u_k \sum_l w_l - \sum_l w_l u_l)$ per time level, and a rank-one term
+$s\,\mathbf p\mathbf p^T$ on the experts present at the level fixing their common constant
+(the rows see it no more than the others: the constants sum to zero); a $K \times K$ solve per
+sample and level, differentiable.
 """
 
 from __future__ import annotations
@@ -48,17 +62,22 @@ class PartitionOfUnity(nn.Module):
         phi_shape: the shape of one sample's conditioning input.
         overlap: cells each block is widened by on each inner side, >= 1.
         solver: the inner Levenberg–Marquardt solver.
+        align_constants: shift the experts' fields by their least-squares constants per time
+            level before blending (rows blind to such constants; module docstring).
 
     ``forward(basis (B, N, *grid), phi (B, ...)) -> u (B, *grid)``.
     """
 
     def __init__(self, rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...], *,
-                 overlap: int = 2, solver: LevenbergMarquardt = DEFAULT_SOLVER) -> None:
+                 overlap: int = 2, solver: LevenbergMarquardt = DEFAULT_SOLVER,
+                 align_constants: bool = False) -> None:
         super().__init__()
         if overlap < 1:
             raise ValueError(f"overlap={overlap} must be >= 1 cell")
         self.rows, self.router, self.solver = rows, router, solver
+        self.align_constants = align_constants
         weights = trapezoid_weights(router, overlap)
+        self.register_buffer("weights", weights, persistent=False)
         self.register_buffer("blend", weights / weights.sum(0), persistent=False)
         phi = torch.zeros(1, *phi_shape, dtype=torch.float64)
         outside = row_dependence(lambda u: rows(u, phi), weights == 0)  # (K, M)
@@ -87,4 +106,23 @@ class PartitionOfUnity(nn.Module):
                                                  basis64, phi64)
         omega = self.last_solve.omega.reshape(batch, self.router.experts, n)
         fields = torch.einsum("bn...,bkn->bk...", basis64, omega)
+        if self.align_constants:
+            fields = self._aligned(fields)
         return (self.blend * fields).sum(1).to(basis.dtype)
+
+    def _aligned(self, fields: torch.Tensor) -> torch.Tensor:
+        """``fields`` (B, K, nt, *space) less each expert's least-squares constant per level."""
+        w = self.weights.flatten(2)  # (K, nt, S)
+        u = fields.flatten(3)  # (B, K, nt, S)
+        coupling = torch.einsum("kts,lts->tkl", w, w)
+        laplacian = torch.diag_embed(coupling.sum(-1)) - coupling
+        total, blended = w.sum(0), (w * u).sum(1)  # (nt, S), (B, nt, S)
+        r = torch.einsum("kts,bkts->btk", w, u * total - blended[:, None])
+        # the experts present at a level have one common constant the rows do not see: fix
+        # their constants to sum to zero (a rank-one term); an absent expert keeps its field
+        present = (coupling.diagonal(dim1=1, dim2=2) > 0).to(w.dtype)  # (nt, K)
+        scale = coupling.diagonal(dim1=1, dim2=2).amax(-1) / present.sum(-1)
+        system = (laplacian + torch.diag_embed(1 - present)
+                  + scale[:, None, None] * present[:, :, None] * present[:, None, :])
+        c = torch.linalg.solve(system, r[..., None])  # (B, nt, K, 1)
+        return fields - c.squeeze(-1).transpose(1, 2)[(...,) + (None,) * (fields.dim() - 3)]

@@ -178,7 +178,8 @@ def build_model(method: str, rows: Rows, nt: int, *, basis: int, width: int,
     space = rows.space_shape
     router = BlockRouter((nt, *space), expert_blocks(len(space), experts))
     if continuity is Continuity.PARTITION_OF_UNITY:
-        return ConstrainedFNO(fno, nt, PartitionOfUnity(rows.rows, router, space, solver=solver))
+        return ConstrainedFNO(fno, nt, PartitionOfUnity(
+            rows.rows, router, space, solver=solver, align_constants=rows.level_constant_free))
     return ConstrainedFNO(fno, nt, HardConstraint(rows.rows, router, space,
                                                   continuity=continuity, solver=solver,
                                                   coloured=coloured))
