@@ -275,7 +275,13 @@ class GridSolver:
             out[name] = _coefficient_shape(table[name], tuple(shape), batch, self.grid)
             require(table[name].term is not None or len(out[name]) == 1,
                     f"{name}: {type(self).__name__} takes no field of {name}")
+            field = len(out[name]) == 2 and not table[name].per_axis
+            require(not field or self.fused, self._field_refused(name))
         return out
+
+    def _field_refused(self, name: str) -> str:
+        return (f"{name}: a field of {name} needs an explicit scheme with the fused stages; "
+                f"{type(self).__name__} steps it sample by sample")
 
     def check_parameter_values(self, name: str, values: np.ndarray) -> None:
         """Check every value of parameter ``name`` (any shape) against its range.
@@ -508,8 +514,7 @@ class GridSolver:
                 if name == self.velocity_parameter:
                     sample[name] = array if array.ndim == 1 else array[b]
                     continue
-                require(array.ndim == 1, f"{name}: a field of {name} needs an explicit scheme "
-                        f"with the fused stages; {type(self).__name__} steps it sample by sample")
+                require(array.ndim == 1, self._field_refused(name))
                 sample[name] = array if array.shape[0] == 1 else array[b : b + 1]
             parts.append(self._single_step(u[b * n : (b + 1) * n], sample, float(steps[b]), tape))
         if batch == 1:

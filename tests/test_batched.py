@@ -212,6 +212,11 @@ def test_parameters_of_another_shape_or_range_are_refused():
         solver.rollout(initial_states(G1, 2), 2, parameters={"nu": [0.1, -0.1]})
     with pytest.raises(ValueError, match="n_steps // save_every differs"):
         solver.rollout(initial_states(G1, 2), np.array([4, 6]), 2)
+    imex, _ = CASES["heat1d_imex"]
+    for u0, field in ((initial_states(G1, 2), np.full((2, 40), 0.02)),
+                      (initial_states(G1, 1)[0], np.full(40, 0.02))):
+        with pytest.raises(ValueError, match="a field of nu needs an explicit scheme"):
+            bridge.rollout(imex, torch.tensor(u0), 2, params={"nu": torch.tensor(field)})
 
 
 def test_batched_bridge_gradcheck_with_per_sample_and_field_parameters():
