@@ -280,6 +280,7 @@ class GridSolver:
         return out
 
     def _field_refused(self, name: str) -> str:
+        """The message refusing a field of ``name`` to a solver stepped sample by sample."""
         return (f"{name}: a field of {name} needs an explicit scheme with the fused stages; "
                 f"{type(self).__name__} steps it sample by sample")
 

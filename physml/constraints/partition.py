@@ -22,10 +22,10 @@ least-squares sense,
 $$\min_c \sum_{k<l}\sum_x w_k w_l\,\big(u_k - c_k - u_l + c_l\big)^2
   \;\Leftrightarrow\; \mathcal L\,c = r,$$
 with $\mathcal L = \operatorname{diag}(W\mathbf 1) - W$, $W_{kl} = \sum_x w_k w_l$ and
-$r_k = \sum_x w_k\,(u_k \sum_l w_l - \sum_l w_l u_l)$ per time level, and a rank-one term
-$s\,\mathbf p\mathbf p^T$ on the experts present at the level fixing their common constant
-(the rows see it no more than the others: the constants sum to zero); a $K \times K$ solve per
-sample and level, differentiable.
+$r_k = \sum_x w_k\,(u_k \sum_l w_l - \sum_l w_l u_l)$ per time level. $\mathcal L$ leaves one
+constant common to the experts present at the level free (the rows do not see it either); a
+rank-one term $s\,\mathbf p\mathbf p^T$ on those experts fixes it (their constants sum to
+zero). A $K \times K$ solve per sample and level, differentiable.
 """
 
 from __future__ import annotations
