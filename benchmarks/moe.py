@@ -7,8 +7,9 @@ test error against the iteration for every method. Part ``timing``: one training
 and implicit backward) and one inference of the hard-constraint layer on a fixed FNO, as the
 constrained points grow (``points_nx``: cells per space axis, times ``nt`` levels) and as K
 goes 1, 2, 4, 8, for independent experts and for interface rows (with the coloured Jacobian
-and with one forward product per unknown), with the peak device memory (CUDA only) and the
-speed-up over the single hard constraint (K = 1) at the same points.
+and with one forward product per unknown), with the peak memory of a step (CUDA: the
+allocator's; CPU: the growth of the process's peak resident memory) and the speed-up over the
+single hard constraint (K = 1) at the same points; each configuration runs in a fresh process.
 
     python benchmarks/moe.py --variant cpu    # diffusion-sorption 32 x 51, 8/4 samples
     python benchmarks/moe.py --problem navier_stokes --variant cpu   # 16^2 x 9, 8/4 samples
@@ -28,20 +29,31 @@ import argparse
 import dataclasses
 import json
 import math
+import multiprocessing
 import os
 import platform
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
 from physml.constraints import Continuity, LevenbergMarquardt
 from physml.devices import Stopwatch
-from physml.train.moe import Budget, Loss, build_model, fit, problem_rows, trajectories
+from physml.train.moe import (
+    Budget,
+    Loss,
+    build_model,
+    fit,
+    initial_conditions,
+    problem_rows,
+    trajectories,
+)
 
 VARIANTS = {
     ("diffusion_sorption", "cpu"): {
         "nx": 32, "nt": 51, "train": 8, "test": 4, "basis": 8, "width": 16, "modes": (8, 8),
-        "budget": Budget(iterations=200, lr=3e-3, batch=4), "points_nx": [16, 32, 64, 128]},
+        "budget": Budget(iterations=200, lr=3e-3, batch=4),
+        "points_nx": [8, 64, 512, 2048]},  # x 51 levels: 4e2 ... 1e5 points
     ("diffusion_sorption", "full"): {
         "nx": 1024, "nt": 101, "train": 512, "test": 100, "basis": 32, "width": 32,
         "modes": (12, 16), "budget": Budget(iterations=4000, lr=1e-3, batch=8),
@@ -71,38 +83,84 @@ def _timed(fn, device: str, repeats: int = 2) -> float:
     return best
 
 
+def _resident_peak_reset() -> bool:
+    """Reset this process's peak resident memory to its current value (Linux
+    ``/proc/self/clear_refs``); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _resident_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak since the last reset) of this process, in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def measure(problem: str, v: dict, nx: int, k: int, continuity: Continuity, coloured: bool,
+            device: str, threads: int) -> dict:
+    """One training step and one inference of a hard-constraint layer (the FNO included),
+    and the peak memory of a step after a first one: on CUDA the allocator's peak, on the CPU
+    the growth of the process's peak resident memory over the step (run in a fresh process,
+    so that no earlier configuration's memory is counted)."""
+    torch.set_num_threads(threads)
+    nt = v.get("timing_nt", v["nt"])
+    space = (nx,) if problem == "diffusion_sorption" else (nx, nx)
+    # no more Fourier modes than the timing grid resolves
+    modes = tuple(min(m, n // 2) for m, n in zip(v["modes"], (nt, *space), strict=True))
+    rows = problem_rows(problem, space, nt, v.get("t_end"))
+    u0 = initial_conditions(problem, space, v["budget"].batch).to(device)
+    model = build_model("hard", rows, nt, basis=v["basis"], width=v["width"], modes=modes,
+                        experts=k, continuity=continuity, solver=SOLVER,
+                        coloured=coloured).to(device)
+
+    def step():
+        model(u0).square().mean().backward()
+
+    def infer():
+        with torch.no_grad():
+            model(u0)
+
+    record = {"points": math.prod(space) * nt, "nx": nx, "experts": k,
+              "continuity": continuity.value, "coloured": coloured}
+    step()  # first-call set-up (thread pools, FFT plans) is not the step's memory
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        record["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    elif _resident_peak_reset():
+        before = _resident_mb("VmRSS")
+        step()
+        record["peak_memory_mb"] = _resident_mb("VmHWM") - before
+    record["train_step_s"] = _timed(step, device)
+    record["inference_s"] = _timed(infer, device)
+    return record
+
+
 def timing(problem: str, v: dict, device: str, experts: list[int]) -> list[dict]:
-    """Seconds per training step and inference against K and the number of points."""
+    """Seconds per training step and inference, and peak memory, against K and the number of
+    points; each configuration in its own process, one after the other."""
+    configurations = [(nx, k, continuity, coloured) for nx in v["points_nx"]
+                      for k in experts if nx % k == 0 and nx // k >= 2
+                      for continuity, coloured in LAYERS]
     records = []
-    for nx in v["points_nx"]:
-        nt = v.get("timing_nt", v["nt"])
-        modes = (min(v["modes"][0], nt // 2), *v["modes"][1:])
-        space = (nx,) if problem == "diffusion_sorption" else (nx, nx)
-        rows = problem_rows(problem, space, nt, v.get("t_end"))
-        u0 = trajectories(problem, space, nt, v["budget"].batch, v.get("t_end"))[0].to(device)
-        for k in [e for e in experts if nx % e == 0 and nx // e >= 2]:
-            for continuity, coloured in LAYERS:
-                model = build_model("hard", rows, nt, basis=v["basis"], width=v["width"],
-                                    modes=modes, experts=k, continuity=continuity,
-                                    solver=SOLVER, coloured=coloured).to(device)
-                if device.startswith("cuda"):
-                    torch.cuda.reset_peak_memory_stats(device)
-
-                def step(model=model, u0=u0):
-                    model(u0).square().mean().backward()
-
-                def infer(model=model, u0=u0):
-                    with torch.no_grad():
-                        model(u0)
-
-                record = {"points": math.prod(space) * nt, "nx": nx, "experts": k,
-                          "continuity": continuity.value, "coloured": coloured,
-                          "train_step_s": _timed(step, device),
-                          "inference_s": _timed(infer, device)}
-                if device.startswith("cuda"):
-                    record["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-                records.append(record)
-                print(record, flush=True)
+    spawn = multiprocessing.get_context("spawn")
+    # in the measuring processes every block from 64 KiB up is its own mapping, returned to
+    # the system when freed, so that their resident memory follows the live tensors
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
+    try:
+        for nx, k, continuity, coloured in configurations:
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as fresh:
+                record = fresh.submit(measure, problem, v, nx, k, continuity, coloured,
+                                      device, torch.get_num_threads()).result()
+            records.append(record)
+            print(record, flush=True)
+    finally:
+        del os.environ["MALLOC_MMAP_THRESHOLD_"]
     for r in records:
         single = next(s for s in records if s["points"] == r["points"] and s["experts"] == 1
                       and s["continuity"] == r["continuity"] and s["coloured"] == r["coloured"])
@@ -141,6 +199,7 @@ def main() -> None:
     if "timing" in args.parts:
         results["timing"] = timing(args.problem, v, args.device, [1, 2, 4, 8])
         _write(args.out, results)
+        _plot_timing(results, args.out.with_suffix(".timing.png"))
     if "accuracy" in args.parts:
         accuracy(args.problem, v, budget, args.experts, args.device, results, args.out,
                  args.methods)
@@ -200,3 +259,39 @@ def _plot(results: dict, path: Path) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _plot_timing(results: dict, path: Path) -> None:
+    """Seconds per training step (top) and peak memory of a step (bottom) against the
+    constrained points, one panel per way of coupling the experts, one line per K."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = results["timing"]
+    memory = all("peak_memory_mb" in r for r in records)
+    fig, axes = plt.subplots(2 if memory else 1, len(LAYERS), figsize=(3.2 * len(LAYERS), 5.6),
+                             sharex=True, sharey="row", squeeze=False,
+                             constrained_layout=True)
+    for column, (continuity, coloured) in enumerate(LAYERS):
+        layer = [r for r in records if r["continuity"] == continuity.value
+                 and r["coloured"] == coloured]
+        title = continuity.value.replace("_", " ") + (" (coloured)" if coloured else "")
+        for k in sorted({r["experts"] for r in layer}):
+            line = sorted((r for r in layer if r["experts"] == k), key=lambda r: r["points"])
+            points = [r["points"] for r in line]
+            axes[0, column].loglog(points, [r["train_step_s"] for r in line], "o-",
+                                   label=f"K = {k}")
+            if memory:
+                axes[1, column].loglog(points, [r["peak_memory_mb"] for r in line], "o-")
+        axes[0, column].set_title(title, fontsize=9)
+        axes[-1, column].set_xlabel("constrained points")
+    axes[0, 0].set_ylabel("s per training step")
+    if memory:
+        axes[1, 0].set_ylabel("peak memory of a step [MiB]")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{results['problem']}, variant {results['variant']}, on {results['device']}: "
+                 "hard-constraint layers against the points", fontsize=10)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

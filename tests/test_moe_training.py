@@ -3,13 +3,24 @@ residual loss, no solution data)."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import xarray as xr
 
 from physml.cases.registry import load_case, run_case
 from physml.constraints import Continuity, LevenbergMarquardt
-from physml.train.moe import Budget, build_model, evaluate, fit, problem_rows, trajectories
+from physml.datasets.generate import initial_state, solve_sample
+from physml.train.moe import (
+    Budget,
+    _sample_setup,
+    build_model,
+    evaluate,
+    fit,
+    initial_conditions,
+    problem_rows,
+    trajectories,
+)
 
 
 @pytest.mark.slow  # 15 Adam steps through the inner solves: ~15 s idle, ~50 s on a loaded CPU
@@ -76,3 +87,15 @@ def test_resume_without_a_checkpoint_says_there_is_nothing_to_resume(tmp_path):
     case = load_case("cases/moe_diffusion_sorption.yaml", TINY)
     with pytest.raises(ValueError, match="nothing to resume"):
         run_case(case, tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("problem, space, nt", [("diffusion_sorption", (16,), 6),
+                                                ("navier_stokes", (8, 8), 3)])
+def test_trajectories_are_the_samples_solved_one_by_one(problem, space, nt):
+    u0, u = trajectories(problem, space, nt, 3, first=5)
+    spec, solver = _sample_setup(problem, space, nt, None)
+    alone = [solve_sample(spec, solver, initial_state(spec, solver.grid, 5 + i))
+             for i in range(3)]
+    assert torch.equal(u, torch.from_numpy(np.stack(alone)))
+    assert torch.equal(initial_conditions(problem, space, 3, first=5), u0)
+    assert u0.dtype == u.dtype == torch.float64 and u.shape == (3, nt, *space)

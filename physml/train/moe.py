@@ -45,7 +45,7 @@ from ..constraints import (
     PartitionOfUnity,
     interface_jump,
 )
-from ..datasets.generate import initial_state, solve_sample
+from ..datasets.generate import initial_state, solve_batch
 from ..datasets.problems import build_solver
 from ..datasets.spec import DatasetSpec, load_spec
 from ..fno import FNO
@@ -88,18 +88,33 @@ def problem_rows(name: str, space: tuple[int, ...], nt: int, t_end: float | None
     return PROBLEMS[name].rows(space, (t_end or spec.t_end) / (nt - 1), spec)
 
 
-def trajectories(name: str, space: tuple[int, ...], nt: int, samples: int,
-                 t_end: float | None = None, first: int = 0):
-    """``samples`` trajectories of problem ``name``'s dataset spec on ``space`` cells and
-    ``nt`` levels of $[0, t_{end}]$, sample seeds ``first, first + 1, ...``: ``u0`` (S, *space),
-    ``u`` (S, nt, *space), float64."""
+def _sample_setup(name: str, space: tuple[int, ...], nt: int, t_end: float | None):
+    """Problem ``name``'s dataset spec on ``space`` cells and ``nt`` levels, and its solver."""
     spec = PROBLEMS[name].load()
     spec = spec.model_copy(update={"grid": list(space), "n_saves": nt,
                                    "t_end": t_end or spec.t_end})
     solver, _ = build_solver(spec.pde, tuple(space), dict(spec.parameter_grid()[0]),
                              dtype=spec.solver.dtype, device="cpu")
-    u = np.stack([solve_sample(spec, solver, initial_state(spec, solver.grid, first + i))
-                  for i in range(samples)])
+    return spec, solver
+
+
+def initial_conditions(name: str, space: tuple[int, ...], samples: int, first: int = 0
+                       ) -> torch.Tensor:
+    """The ``u0`` (S, *space) of :func:`trajectories` without solving: sample seeds
+    ``first, first + 1, ...`` of problem ``name``'s spec (what a timing of the layers needs)."""
+    spec, solver = _sample_setup(name, space, 2, None)
+    return torch.from_numpy(np.stack([initial_state(spec, solver.grid, first + i)
+                                      for i in range(samples)]).astype(solver.np_dtype))
+
+
+def trajectories(name: str, space: tuple[int, ...], nt: int, samples: int,
+                 t_end: float | None = None, first: int = 0):
+    """``samples`` trajectories of problem ``name``'s dataset spec on ``space`` cells and
+    ``nt`` levels of $[0, t_{end}]$, sample seeds ``first, first + 1, ...``, in one batched
+    solve: ``u0`` (S, *space), ``u`` (S, nt, *space), float64."""
+    spec, solver = _sample_setup(name, space, nt, t_end)
+    u0 = np.stack([initial_state(spec, solver.grid, first + i) for i in range(samples)])
+    u = solve_batch(spec, solver, u0)
     return torch.from_numpy(u[:, 0].copy()), torch.from_numpy(u)
 
 
