@@ -26,6 +26,7 @@ on the reference trajectories. Results go to JSON (``--out``), written after eac
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import json
 import math
@@ -73,22 +74,31 @@ LAYERS = [(Continuity.INDEPENDENT, False), (Continuity.INTERFACE_ROWS, True),
           (Continuity.PARTITION_OF_UNITY, False)]
 
 
-def _timed(fn, device: str, repeats: int = 2) -> float:
-    """Best of ``repeats`` wall times of ``fn()`` (device-synchronised)."""
-    best = float("inf")
-    for _ in range(repeats):
+def _timed(fn, device: str, at_least: int = 2, seconds: float = 1.0) -> float:
+    """The shortest wall time of ``fn()`` (device-synchronised) over ``at_least`` calls, and
+    more until ``seconds`` have passed (the first call's one-time set-up is left out by the
+    minimum)."""
+    times: list[float] = []
+    while len(times) < at_least or sum(times) < seconds:
         with Stopwatch(device) as watch:
             fn()
-        best = min(best, watch.seconds)
-    return best
+        times.append(watch.seconds)
+    return min(times)
 
 
-def _resident_peak_reset() -> bool:
-    """Reset this process's peak resident memory to its current value (Linux
-    ``/proc/self/clear_refs``); False where that is not possible."""
+def _resident_memory_follows_tensors() -> bool:
+    """From now on, every block from 64 KiB up is its own mapping, returned to the system
+    when freed, and the free memory held so far is returned too (glibc's ``mallopt`` and
+    ``malloc_trim``), so that this process's resident memory follows its live tensors; and
+    its peak resident memory is reset to the current value (Linux ``/proc/self/clear_refs``).
+    False where either is not possible."""
     try:
+        libc = ctypes.CDLL(None)
+        if not libc.mallopt(-3, 64 * 1024):  # M_MMAP_THRESHOLD
+            return False
+        libc.malloc_trim(0)
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
+    except (AttributeError, OSError):
         return False
     return True
 
@@ -101,15 +111,21 @@ def _resident_mb(field: str) -> float:
     raise OSError(f"no {field} in /proc/self/status")
 
 
+def _space(problem: str, nx: int) -> tuple[int, ...]:
+    """The space grid of ``nx`` cells per axis."""
+    return (nx,) if problem == "diffusion_sorption" else (nx, nx)
+
+
 def measure(problem: str, v: dict, nx: int, k: int, continuity: Continuity, coloured: bool,
             device: str, threads: int) -> dict:
-    """One training step and one inference of a hard-constraint layer (the FNO included),
-    and the peak memory of a step after a first one: on CUDA the allocator's peak, on the CPU
-    the growth of the process's peak resident memory over the step (run in a fresh process,
-    so that no earlier configuration's memory is counted)."""
+    """Seconds of one training step and one inference of a hard-constraint layer (the FNO
+    included), then the peak memory of one more step: on CUDA the allocator's peak, on the
+    CPU the growth of the process's peak resident memory over the step, with the allocator
+    returning freed blocks (:func:`_resident_memory_follows_tensors`, set after the timings:
+    it slows a step, 1.5x at 2.6e4 points). Meant for a fresh process, so that no earlier
+    configuration's memory is counted."""
     torch.set_num_threads(threads)
-    nt = v.get("timing_nt", v["nt"])
-    space = (nx,) if problem == "diffusion_sorption" else (nx, nx)
+    nt, space = v.get("timing_nt", v["nt"]), _space(problem, nx)
     # no more Fourier modes than the timing grid resolves
     modes = tuple(min(m, n // 2) for m, n in zip(v["modes"], (nt, *space), strict=True))
     rows = problem_rows(problem, space, nt, v.get("t_end"))
@@ -125,42 +141,34 @@ def measure(problem: str, v: dict, nx: int, k: int, continuity: Continuity, colo
         with torch.no_grad():
             model(u0)
 
-    record = {"points": math.prod(space) * nt, "nx": nx, "experts": k,
-              "continuity": continuity.value, "coloured": coloured}
-    step()  # first-call set-up (thread pools, FFT plans) is not the step's memory
+    record = {"train_step_s": _timed(step, device), "inference_s": _timed(infer, device)}
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
         step()
         record["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    elif _resident_peak_reset():
+    elif _resident_memory_follows_tensors():
         before = _resident_mb("VmRSS")
         step()
         record["peak_memory_mb"] = _resident_mb("VmHWM") - before
-    record["train_step_s"] = _timed(step, device)
-    record["inference_s"] = _timed(infer, device)
     return record
 
 
 def timing(problem: str, v: dict, device: str, experts: list[int]) -> list[dict]:
     """Seconds per training step and inference, and peak memory, against K and the number of
-    points; each configuration in its own process, one after the other."""
+    points; each configuration in a fresh process, one after the other."""
     configurations = [(nx, k, continuity, coloured) for nx in v["points_nx"]
                       for k in experts if nx % k == 0 and nx // k >= 2
                       for continuity, coloured in LAYERS]
     records = []
     spawn = multiprocessing.get_context("spawn")
-    # in the measuring processes every block from 64 KiB up is its own mapping, returned to
-    # the system when freed, so that their resident memory follows the live tensors
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
-    try:
-        for nx, k, continuity, coloured in configurations:
-            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as fresh:
-                record = fresh.submit(measure, problem, v, nx, k, continuity, coloured,
-                                      device, torch.get_num_threads()).result()
-            records.append(record)
-            print(record, flush=True)
-    finally:
-        del os.environ["MALLOC_MMAP_THRESHOLD_"]
+    for nx, k, continuity, coloured in configurations:
+        record = {"points": math.prod(_space(problem, nx)) * v.get("timing_nt", v["nt"]),
+                  "nx": nx, "experts": k, "continuity": continuity.value, "coloured": coloured}
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as fresh:
+            record.update(fresh.submit(measure, problem, v, nx, k, continuity, coloured,
+                                       device, torch.get_num_threads()).result())
+        records.append(record)
+        print(record, flush=True)
     for r in records:
         single = next(s for s in records if s["points"] == r["points"] and s["experts"] == 1
                       and s["continuity"] == r["continuity"] and s["coloured"] == r["coloured"])
