@@ -265,10 +265,6 @@ def _plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _plot_timing(results: dict, path: Path) -> None:
     """Seconds per training step (top) and peak memory of a step (bottom) against the
     constrained points, one panel per way of coupling the experts, one line per K."""
@@ -303,3 +299,7 @@ def _plot_timing(results: dict, path: Path) -> None:
                  "hard-constraint layers against the points", fontsize=10)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
