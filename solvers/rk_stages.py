@@ -1063,7 +1063,7 @@ class FusedStages:
         n2 = self.shape[2]
         lines = cells // n2
         if self.threads is None:
-            weight = LIMITED_FLUX_WEIGHT if self.operator[0] >= 2 else 1
+            weight = LIMITED_FLUX_WEIGHT if self.ghost > 1 else 1  # two ghost layers: MUSCL
             count = max(1, min(available_cores(), cells * weight // MIN_CELLS_PER_THREAD))
         else:
             count = int(self.threads)

@@ -98,13 +98,18 @@ def _sample_setup(name: str, space: tuple[int, ...], nt: int, t_end: float | Non
     return spec, solver
 
 
+def _initial_states(spec: DatasetSpec, solver, samples: int, first: int) -> np.ndarray:
+    """u0 of sample seeds ``first, first + 1, ...``, (S, *space), in the solver's dtype."""
+    return np.stack([initial_state(spec, solver.grid, first + i)
+                     for i in range(samples)]).astype(solver.np_dtype)
+
+
 def initial_conditions(name: str, space: tuple[int, ...], samples: int, first: int = 0
                        ) -> torch.Tensor:
     """The ``u0`` (S, *space) of :func:`trajectories` without solving: sample seeds
     ``first, first + 1, ...`` of problem ``name``'s spec (what a timing of the layers needs)."""
     spec, solver = _sample_setup(name, space, 2, None)
-    return torch.from_numpy(np.stack([initial_state(spec, solver.grid, first + i)
-                                      for i in range(samples)]).astype(solver.np_dtype))
+    return torch.from_numpy(_initial_states(spec, solver, samples, first))
 
 
 def trajectories(name: str, space: tuple[int, ...], nt: int, samples: int,
@@ -113,8 +118,7 @@ def trajectories(name: str, space: tuple[int, ...], nt: int, samples: int,
     ``nt`` levels of $[0, t_{end}]$, sample seeds ``first, first + 1, ...``, in one batched
     solve: ``u0`` (S, *space), ``u`` (S, nt, *space), float64."""
     spec, solver = _sample_setup(name, space, nt, t_end)
-    u0 = np.stack([initial_state(spec, solver.grid, first + i) for i in range(samples)])
-    u = solve_batch(spec, solver, u0)
+    u = solve_batch(spec, solver, _initial_states(spec, solver, samples, first))
     return torch.from_numpy(u[:, 0].copy()), torch.from_numpy(u)
 
 
