@@ -265,12 +265,13 @@ auto flux = [&](real ul, real ur, real a, auto kind) -> real {
     return half * (fl + fr) - half * alpha * (ur - ul);
 };
 // the fluxes through the two faces of cell u0 along an axis of neighbours m2 m1 u0 p1 p2
-// (into lo, hi), the three slopes they read computed once (as the faces of operators.face_flux)
+// (into lo, hi), the three slopes they read computed once (as the faces of operators.face_flux);
+// the slope of p1 into s_p1
 auto faces_of = [&](real m2, real m1, real u0, real p1, real p2, real a, auto kind, auto lim,
-                    real& lo, real& hi) {
+                    real& lo, real& hi, real& s_p1) {
     const real s_m1 = slope_of(m1 - m2, u0 - m1, lim);
     const real s_u0 = slope_of(u0 - m1, p1 - u0, lim);
-    const real s_p1 = slope_of(p1 - u0, p2 - p1, lim);
+    s_p1 = slope_of(p1 - u0, p2 - p1, lim);
     lo = flux(m1 + half * s_m1, u0 - half * s_u0, a, kind);
     hi = flux(u0 + half * s_u0, p1 - half * s_p1, a, kind);
 };
@@ -289,6 +290,9 @@ auto ghost_of = [&](int row) -> Ghost { return Ghost{row != 0, g[2 * row], g[2 *
 // what changes from one row segment to the next (set in the loop over segments at the end)
 int here = 0, lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0, lo0b = 0, hi0b = 0, lo1b = 0, hi1b = 0;
 int seg_first = 0, seg_count = 0;
+// whether the row before this one (axis 1) was the last row this call worked on, so that its
+// faces and slopes along axis 1 are in above_face and above_slope
+bool reuse_row = false;
 Ghost glo0{}, ghi0{}, glo1{}, ghi1{}, glo0b{}, ghi0b{}, glo1b{}, ghi1b{};
 real speed0 = zero, speed1 = zero, speed2 = zero, nu_b = zero, rho_b = zero, step = zero;
 auto mapped = [&](const Ghost& m, real value) -> real {
@@ -297,6 +301,14 @@ auto mapped = [&](const Ghost& m, real value) -> real {
 const bool diffuse = with_diffusion != 0;
 real faces[TILE + 1];
 real slopes[TILE + 2];
+// along axis 1 (MUSCL): a tile's faces below and above its row, and, per cell of the row's
+// first ROW_CACHE cells, the face above the last row worked on and the slope of the row above
+// it, which the next row reads as its face below and its own slope (so a cell computes one
+// slope and one face along axis 1, not three and two); past ROW_CACHE, the spare buffers
+constexpr int ROW_CACHE = 4096;
+real below1[TILE], above1[TILE];
+real above_face[ROW_CACHE], above_slope[ROW_CACHE];
+real spare_face[TILE], spare_slope[TILE];
 // a tile's k when k_out is not kept (empty): the combination reads it from here
 real k_tile[TILE];
 // a row's ghost cells along the last axis (the same for every row): source cells in the
@@ -361,15 +373,46 @@ auto tile = [&](int k0, int n, auto kind, auto lim, auto with0, auto with1) {
     const real* __restrict__ b_p1 = with1() ? neighbour_row(ghi1, hi1, 5, k0, n) : x;
     const real* __restrict__ b_m2 = with1() && wide ? neighbour_row(glo1b, lo1b, 6, k0, n) : x;
     const real* __restrict__ b_p2 = with1() && wide ? neighbour_row(ghi1b, hi1b, 7, k0, n) : x;
+    real* __restrict__ f1_lo = below1;
+    real* __restrict__ f1_hi = above1;
+    if (with1() && wide) {
+        // the faces along axis 1 (as faces_of), the face below and this row's slope taken
+        // from the row below where it was the last row worked on (the same expressions on
+        // the same values: the same bits)
+        const int at = k0 - seg_first;
+        const bool kept = at + n <= ROW_CACHE;
+        real* __restrict__ face_up = kept ? above_face + at : spare_face;
+        real* __restrict__ slope_up = kept ? above_slope + at : spare_slope;
+        if (kept && reuse_row) {
+            for (int j = 0; j < n; ++j) {
+                const real u0 = row[j], p1 = b_p1[j];
+                const real s_p1 = slope_of(p1 - u0, b_p2[j] - p1, lim);
+                const real hi = flux(u0 + half * slope_up[j], p1 - half * s_p1, sp1, kind);
+                f1_lo[j] = face_up[j];
+                f1_hi[j] = hi;
+                face_up[j] = hi;
+                slope_up[j] = s_p1;
+            }
+        } else {
+            for (int j = 0; j < n; ++j) {
+                real lo = zero, hi = zero, s_p1 = zero;
+                faces_of(b_m2[j], b_m1[j], row[j], b_p1[j], b_p2[j], sp1, kind, lim, lo, hi, s_p1);
+                f1_lo[j] = lo;
+                f1_hi[j] = hi;
+                face_up[j] = hi;
+                slope_up[j] = s_p1;
+            }
+        }
+    }
     real* __restrict__ out = keep_k ? ko + here + k0 : k_tile;
     for (int j = 0; j < n; ++j) {
         const real u0 = row[j], um1 = row[j - 1], up1 = row[j + 1];
         real adv = zero, lap = zero;
         if (with0()) {
             const real m1 = a_m1[j], p1 = a_p1[j];
-            real g_lo = zero, g_hi = zero;
+            real g_lo = zero, g_hi = zero, g_slope = zero;
             if (kind() >= 2) {
-                faces_of(a_m2[j], m1, u0, p1, a_p2[j], sp0, kind, lim, g_lo, g_hi);
+                faces_of(a_m2[j], m1, u0, p1, a_p2[j], sp0, kind, lim, g_lo, g_hi, g_slope);
             }
             adv = adv + advective(g_lo, g_hi, m1, p1, in0, sp0, kind);
             lap = lap + second(m1, u0, p1, in0);
@@ -378,7 +421,8 @@ auto tile = [&](int k0, int n, auto kind, auto lim, auto with0, auto with1) {
             const real m1 = b_m1[j], p1 = b_p1[j];
             real h_lo = zero, h_hi = zero;
             if (kind() >= 2) {
-                faces_of(b_m2[j], m1, u0, p1, b_p2[j], sp1, kind, lim, h_lo, h_hi);
+                h_lo = f1_lo[j];
+                h_hi = f1_hi[j];
             }
             adv = adv + advective(h_lo, h_hi, m1, p1, in1, sp1, kind);
             lap = lap + second(m1, u0, p1, in1);
@@ -504,6 +548,8 @@ for (int block = first; block < first + count; ++block) {
         step = write_w ? dt.data[b * dt_strides[0]] : zero;  // one value per sample
         set_weights();
     }
+    // rows follow one another along axis 1 when a segment is a whole row
+    reuse_row = block > first && i1 > 0 && per_row == 1;
     by_kind();
 }
 """
