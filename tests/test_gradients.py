@@ -135,6 +135,10 @@ def assert_checkpointing_matches(n, steps):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
+def test_checkpointed_backward_matches_and_keeps_sqrt_n_states_on_a_short_rollout():
+    assert_checkpointing_matches(8, 64)
+
+
 @pytest.mark.slow
 def test_checkpointed_backward_matches_and_keeps_sqrt_n_states():
     assert_checkpointing_matches(24, 2000)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from conftest import shard_stamps
 from physml import io
 from physml.cli import main
 from physml.datasets.generate import generate
@@ -69,10 +70,13 @@ def test_poisson_samples_solve_their_discrete_equation_and_resume_bitwise(tmp_pa
     # resume: a missing shard is rewritten identically, the others are kept
     first = tmp_path / "a" / "train" / "shard-00000.h5"
     reference = xr.open_dataset(first).load()
+    kept = shard_stamps(tmp_path / "a", but=first)
+    assert kept
     first.unlink()
     (tmp_path / "a" / "dataset.json").unlink()
     generate(spec, tmp_path / "a", workers=0)
     xr.testing.assert_identical(xr.open_dataset(first).load(), reference)
+    assert shard_stamps(tmp_path / "a", but=first) == kept
 
 
 def test_heat_samples_conserve_mass_on_a_closed_surface(tmp_path):

@@ -23,6 +23,24 @@ from physml.train.moe import (
 )
 
 
+def test_a_few_moe_training_steps_repeat_bitwise_and_lower_the_loss():
+    """The training loop in the default run: three Adam steps of two experts on synthetic
+    initial conditions (the residual loss needs no solution data)."""
+    nx, nt = 8, 6
+    u0 = torch.linspace(0.02, 0.18, 4, dtype=torch.float64)[:, None].expand(4, nx).contiguous()
+    u = u0[:, None].expand(4, nt, nx).contiguous()  # only the test error reads it
+    rows = problem_rows("diffusion_sorption", (nx,), nt)
+
+    def losses():
+        model = build_model("hard", rows, nt, basis=3, width=4, modes=(2, 2), experts=2,
+                            solver=LevenbergMarquardt(tol=1e-8, max_iter=10))
+        return fit(model, rows, (u0, u), (u0, u), Budget(iterations=3, lr=1e-2, batch=4))
+
+    first, again = losses(), losses()
+    assert again["losses"] == first["losses"] and again["test_rel_l2"] == first["test_rel_l2"]
+    assert first["losses"][-1] < first["losses"][0]
+
+
 @pytest.mark.slow  # 15 Adam steps through the inner solves: ~15 s idle, ~50 s on a loaded CPU
 def test_tiny_moe_training_lowers_the_test_error():
     nx, nt = 16, 11

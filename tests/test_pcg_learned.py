@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 import warp as wp
 
+from conftest import shard_stamps
 from physml.cases.pcg import PCGCase, dataset_spec
 from physml.datasets.generate import generate
 from physml.datasets.linear_systems import LinearSystemSpec, make_system, read_systems
@@ -273,10 +274,12 @@ def test_generated_systems_are_spd_and_solved(tmp_path, family):
         assert np.linalg.eigvalsh(a).min() > 0
         np.testing.assert_allclose(s.matrix @ s.x, s.b, rtol=1e-8, atol=1e-10)
     first = (tmp_path / "train" / "shard-00000.h5").read_bytes()
+    others = shard_stamps(tmp_path, but=tmp_path / "train" / "shard-00000.h5")
     (tmp_path / "dataset.json").unlink()
     (tmp_path / "train" / "shard-00000.h5").unlink()
     generate(spec, tmp_path, workers=0)  # resume: rewrites the missing shard only
     assert (tmp_path / "train" / "shard-00000.h5").read_bytes() == first
+    assert shard_stamps(tmp_path, but=tmp_path / "train" / "shard-00000.h5") == others
 
 
 def _bandwidth(matrix: sp.csr_matrix) -> int:

@@ -101,7 +101,8 @@ def without_timing(history):
 
 def test_same_case_same_metrics_and_resume_matches(tiny_case, tmp_path):
     whole = build_trainer(tiny_case)
-    whole.fit()
+    every_step = []
+    whole.fit(on_step=lambda record: every_step.append(record["step"]))
     again = build_trainer(tiny_case)
     again.fit()
     assert without_timing(again.history) == without_timing(whole.history)  # reproducible
@@ -110,7 +111,9 @@ def test_same_case_same_metrics_and_resume_matches(tiny_case, tmp_path):
     save_checkpoint(interrupted, tmp_path)
     resumed = build_trainer(tiny_case)
     resumed.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=False))
-    resumed.fit()
+    steps = []
+    resumed.fit(on_step=lambda record: steps.append(record["step"]))
+    assert steps == [s for s in every_step if s >= 23]  # only the steps after the checkpoint
     assert without_timing(resumed.history) == without_timing(whole.history)
     for a, b in zip(resumed.model.parameters(), whole.model.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -239,7 +239,7 @@ def test_isothermal_mass_conserved_and_energy_decreasing(bc, model_name):
     assert np.max(np.abs(mass - mass[0])) <= 1e-12 * mass[0]
     energy = np.array(run.free_energy)
     assert np.all(np.diff(energy) <= 1e-12 * abs(energy[0]))
-    assert energy[-1] < energy[0] - 0.1 * abs(energy[0] - energy[-1])  # it did coarsen
+    assert energy[-1] < energy[0] - 0.5 * abs(energy[0])  # it did coarsen
     assert np.ptp(run.states[-1]) > 0.5  # phase separated
 
 
@@ -422,7 +422,9 @@ def test_precipitate_case_writes_outputs_and_resumes_bitwise(tmp_path):
     part.mkdir()
     run_case(short, part)
     (part / "config.yaml").write_text(case.to_yaml())
-    run_case(case, part, resume=True)
+    steps = []
+    run_case(case, part, resume=True, on_step=lambda record: steps.append(record["step"]))
+    assert steps == [3, 4]  # only the snapshots after the checkpoint are computed
     with xr.open_dataset(part / "trajectory.h5", engine="h5netcdf") as ds:
         np.testing.assert_array_equal(ds["c"].values[-1], whole)
 
