@@ -68,7 +68,10 @@ def sides(A, b: np.ndarray) -> tuple[dict[str, Side], dict[str, float]]:
     setup["scipy_amg_sa"] = time.perf_counter() - start
 
     def warp_side(preconditioner) -> Side:
-        return lambda: cg(op, bw, preconditioner=preconditioner, rtol=RTOL).iterations
+        # an operator of its own per side: an operator keeps the workspace of its last
+        # preconditioner only, so shared ones would rebuild it on every solve
+        own = CsrOperator(op.matrix)
+        return lambda: cg(own, bw, preconditioner=preconditioner, rtol=RTOL).iterations
 
     def scipy_side(M) -> Side:
         def run() -> int:
