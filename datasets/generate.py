@@ -320,6 +320,10 @@ def run_in_process(tasks: Iterable[ShardTask], done: Callable[[ShardTask], None]
         done(task)
 
 
+SCHEDULER_TIMEOUT_S = 10
+"""Seconds ``--scheduler`` is given to answer before generation is refused."""
+
+
 def run_on_dask(
     tasks: list[ShardTask],
     done: Callable[[ShardTask], None],
@@ -331,7 +335,13 @@ def run_on_dask(
     from dask.distributed import Client, LocalCluster, as_completed
 
     if scheduler:
-        client, cluster = Client(scheduler), None
+        try:
+            client, cluster = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S), None
+        except (OSError, TimeoutError) as error:
+            raise ValueError(f"--scheduler {scheduler!r}: no Dask scheduler answered within "
+                             f"{SCHEDULER_TIMEOUT_S} s ({type(error).__name__}); start one "
+                             f"(dask scheduler) or leave --scheduler out for a local cluster"
+                             ) from None
     else:
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None

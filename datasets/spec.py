@@ -227,6 +227,9 @@ def read_yaml_mapping(path: Path, what: str) -> dict:
         raise ValueError(f"{what} {path}: not valid YAML{at}: {err.problem}{context}") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{what} {path}: not valid YAML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} {path}: not UTF-8 text (byte {err.start}); save the file as "
+                         f"UTF-8") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{what} {path}: expected a mapping of keys to values")
     return raw
@@ -237,6 +240,9 @@ def resolve_spec_path(spec: str | Path) -> Path:
     path = Path(spec)
     if path.is_file():
         return path
+    if path.exists():
+        raise ValueError(f"spec {str(spec)!r} is not a file (a folder or a device); give the "
+                         f"spec's YAML file")
     bundled = SPEC_FOLDER / f"{spec}.yaml"
     if bundled.is_file():
         return bundled
@@ -271,6 +277,13 @@ def load_spec(spec: str | Path, samples: int | None = None) -> SampledSpec:
         raise ValueError(f"--samples={samples}: {describe_error(err, model)}") from None
 
 
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    """The models an annotation admits, through Optional, unions, Annotated and containers."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in typing.get_args(annotation) for model in _models_in(arg)]
+
+
 def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -> str:
     """The first problem of a validation error as 'key: message (got value)'; an unknown key
     is named with the keys allowed in its section of ``root``. ``skip`` leading parts of the
@@ -279,13 +292,18 @@ def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -
     loc = first["loc"][skip:]
     key = ".".join(str(p) for p in loc)
     if first["type"] == "extra_forbidden":
-        model = root
+        models = [root]
         for part in loc[:-1]:
-            annotation = model.model_fields[part].annotation
-            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-                break
-            model = annotation
-        return f"unknown key {key!r}; allowed: {', '.join(model.model_fields)}"
+            owners = [m for m in models if part in m.model_fields]
+            if owners:  # a section: the models its annotation admits
+                models = [inner for m in owners
+                          for inner in _models_in(m.model_fields[part].annotation)]
+            else:  # a union's tag or a list index: the members that tag names, if any
+                models = [m for m in models if any(
+                    part in typing.get_args(f.annotation) for f in m.model_fields.values())
+                ] or models
+        allowed = dict.fromkeys(name for m in models for name in m.model_fields)
+        return f"unknown key {key!r}; allowed: {', '.join(allowed)}"
     message = first["msg"].removeprefix("Value error, ")
     received = first.get("input")
     shown = "" if isinstance(received, dict) else f" (got {received!r})"

@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=LOG_INTERVAL_S,
         help="seconds between progress lines when the output is not a terminal "
-        f"(default {LOG_INTERVAL_S:g})",
+        f"(default {LOG_INTERVAL_S:g}; 0: every step)",
     )
     validate = sub.add_parser("validate", help="check a case file without running it")
     validate.add_argument("case", help="case file, or the name of a bundled case")
@@ -217,6 +217,8 @@ def _run_solve(args: argparse.Namespace) -> int:
         raise ValueError(f"--dt={args.dt} must be a positive number")
     if args.max_steps < 1:
         raise ValueError(f"--max-steps={args.max_steps} must be a positive integer")
+    if prob.ndim == 1 and args.ny is not None:
+        raise ValueError(f"--ny: {args.pde} is one-dimensional; give its cells with --nx")
     quiet_warp(args.device)
     shape = (args.nx,) if prob.ndim == 1 else (args.nx, args.ny or args.nx)
     params = {
@@ -523,9 +525,11 @@ def _load_run_case(args: argparse.Namespace):
                          "nothing to resume")
     case = load_case(args.resume / CONFIG)
     if not requested.same_run(case):
+        keys = requested.differences(case)
+        shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
         raise ValueError(
-            f"--resume: {args.case} (with overrides) differs from the "
-            f"configuration of {args.resume}; resume with the same case"
+            f"--resume: {args.case} (with overrides) differs from the configuration of "
+            f"{args.resume} (a {case.kind} case) in {shown}; resume with the same case"
         )
     return case
 
@@ -537,6 +541,8 @@ def _run_case(args: argparse.Namespace) -> int:
     from .progress import RunProgress
     from .solvers.runtime import quiet_warp
 
+    if not args.log_every >= 0:
+        raise ValueError(f"--log-every={args.log_every} must be >= 0 seconds (0: every step)")
     case = _load_run_case(args)
     kind = case_kind(case)
     from .cases.run_folder import new_run_folder, remove_if_empty  # after the case is checked
@@ -569,12 +575,12 @@ def _run_case(args: argparse.Namespace) -> int:
                 done, status = record["step"], f"t {record['t']:.4g}"
             progress.update(done, status + error)
 
+        failure = None
         try:
             folder, result = run_case(case, folder, resume=args.resume is not None,
                                       on_step=on_step)
         except (NonFiniteLossError, BlowUpError) as err:
-            print(f"physml: error: {err}", file=sys.stderr)
-            return 1
+            failure = err  # told after the progress display's last line
         except KeyboardInterrupt:
             progress.stop()
             print(_interrupted(args, folder, kind.checkpoint), file=sys.stderr)
@@ -582,6 +588,9 @@ def _run_case(args: argparse.Namespace) -> int:
         except BaseException:
             remove_if_empty(folder)
             raise
+    if failure is not None:
+        print(f"physml: error: {failure}", file=sys.stderr)
+        return 1
     print(kind.headline(result))
     outputs = ", ".join(sorted(p.name for p in folder.iterdir() if p.suffix in FIGURES_AND_DATA))
     print(f"run folder: {folder}  ({outputs})")

@@ -217,3 +217,39 @@ def test_a_new_grid_pde_is_one_solver_class_plus_one_registry_line(monkeypatch, 
     exact = np.exp(-0.2) * np.sin(x - 1.0)
     assert np.abs(ds["u"][-1].values - exact).max() < 2e-3
     assert float(ds.attrs["kappa"]) == 0.2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["validate", "{bad}"], "bad.yaml: not UTF-8 text (byte 3)"),
+        (["validate", "/dev/null"], "'/dev/null' is not a regular file; expected a case file"),
+        (["datasets", "generate", "{folder}", "--out", "{folder}/out"],
+         "is not a file (a folder or a device); give the spec's YAML file"),
+        (["validate", "teng_heat", "variant=cpu", "training.dt=10"],
+         "training.dt=10.0 gives no time step over domain.t (a span of 4)"),
+        (["validate", "pcg_poisson", "variant=tiny", "evaluation.rtols=[-1.0]"],
+         "evaluation.rtols.0: Input should be greater than 0"),
+        (["validate", "poisson_lshape_pinn", "evaluation.grid=[-1, -1]"],
+         "evaluation.grid.0: Input should be greater than or equal to 2"),
+        (["solve", "heat1d", "--ny", "8", "--out", "{folder}/u.h5"],
+         "--ny: heat1d is one-dimensional; give its cells with --nx"),
+        (["run", "burgers", "--log-every", "-1"], "--log-every=-1.0 must be >= 0 seconds"),
+    ],
+)
+def test_user_mistakes_found_before_any_work_exit_2_naming_them(tmp_path, cli_in_process,
+                                                                 args, message):
+    (tmp_path / "bad.yaml").write_bytes(b"a: \x94\n")
+    filled = [a.format(bad=tmp_path / "bad.yaml", folder=tmp_path) for a in args]
+    result = cli_in_process(*filled)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_dask_scheduler_is_named(monkeypatch):
+    from physml.datasets import generate
+
+    monkeypatch.setattr(generate, "SCHEDULER_TIMEOUT_S", 1)
+    with pytest.raises(ValueError, match="--scheduler 'tcp://127.0.0.1:1': no Dask scheduler "
+                                         "answered within 1 s"):
+        generate.run_on_dask([], lambda task: None, 1, "tcp://127.0.0.1:1")

@@ -149,6 +149,37 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tiny_case, tmp_
     assert saved == [5, 10]
 
 
+def test_a_blow_up_at_the_first_step_names_the_checkpoint_a_run_writes_first(tmp_path):
+    """The loss's NaN is the last line, after the progress line, and names the step-0
+    checkpoint the run folder holds."""
+    result = subprocess.run(
+        [sys.executable, "-m", "physml.cli", "run", CASE, "training.adam.lr=1.0e9",
+         "training.adam.steps=20", "training.lbfgs.steps=0", "training.collocation.points=200",
+         "evaluation.nx=16", f"output.folder={tmp_path}"],
+        capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("physml: error: the loss became NaN/Inf at step ")
+    assert last.endswith("the checkpoint of step 0 is kept")
+    (folder,) = tmp_path.iterdir()
+    assert torch.load(folder / "checkpoint.pt", weights_only=False)["step"] == 0
+
+
+def test_a_resume_names_a_cut_checkpoint_and_the_keys_another_case_changes(tiny_case, tmp_path,
+                                                                           cli_in_process):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    save_checkpoint(build_trainer(tiny_case), folder)
+    (folder / "config.yaml").write_text(tiny_case.to_yaml())
+    other = cli_in_process("run", CASE, "--resume", str(folder))
+    assert other.returncode == 2 and "differs from the configuration" in other.stderr
+    assert "model.depth, model.width" in other.stderr
+    (folder / "checkpoint.pt").write_bytes((folder / "checkpoint.pt").read_bytes()[:1000])
+    cut = cli_in_process("run", str(folder / "config.yaml"), "--resume", str(folder))
+    assert cut.returncode == 2 and "Traceback" not in cut.stderr
+    assert "checkpoint.pt' cannot be read as a checkpoint (RuntimeError: " in cut.stderr
+
+
 def test_annealing_weights_are_recorded_in_the_history(tmp_path):
     case = load_case(CASE, [*TINY, "model.hard_constraints=false",
                                             "training.balancer.kind=annealing",
@@ -223,6 +254,15 @@ def test_config_direction_does_not_increase_any_loss():
         (["pde.nu=-0.1"], "pde.nu: Input should be greater than or equal to 0"),
         (["domain.x=[1, 1]"], "domain.x: Value error, upper bound must exceed lower bound"),
         (["model.kind=transformer"], "model.kind: Input should be 'mlp', 'fourier'"),
+        (["model.widht=3"], "unknown key 'model.widht'; allowed: kind, width, depth"),
+        (["training.adam.stepz=3"], "unknown key 'training.adam.stepz'; allowed: steps, lr"),
+        (["training.adam.steps=0", "training.lbfgs.steps=0"],
+         "training: adam.steps + lbfgs.steps must be > 0"),
+        (["training.adam.steps=[1,"],
+         "override 'training.adam.steps=[1,': the value '[1,' is not YAML"),
+        (["model.width=true"], "model: width: True is a boolean; a number is expected"),
+        (["threads=0"], "threads: must be 'auto' or a whole number of threads >= 1 (got 0)"),
+        (["device=tpu"], "device: not a device name; allowed: cpu, cuda, cuda:N (got 'tpu')"),
     ],
 )
 def test_bad_cases_exit_2_naming_the_key(overrides, message, cli_in_process):
@@ -243,7 +283,7 @@ def test_missing_case_file_and_listing():
 
 @pytest.mark.parametrize(
     "device, message",
-    [("gpu", "device='gpu' is not a device name; allowed: cpu, cuda, cuda:N"),
+    [("gpu", "device: not a device name; allowed: cpu, cuda, cuda:N (got 'gpu')"),
      ("cuda:7", "device='cuda:7' is not available; available: cpu"[:37])],
 )
 def test_unusable_device_exits_2_and_leaves_no_run_folder(tmp_path, device, message):

@@ -440,7 +440,7 @@ def test_precipitate_case_writes_outputs_and_resumes_bitwise(tmp_path):
         ("grid.length=[5.0e-5, 5.0e-5]", "lies outside the domain [0, 5e-05] x [0, 5e-05] m"),
         ("initial.radii=[0.0]", "initial.radii entry 0 m must be > 0"),
         ("grid.shape=[24, 24]", "interface_width=1.5e-06 m is narrower than a cell"),
-        ("device=tpu", "device='tpu'"),
+        ("device=tpu", "device: not a device name; allowed: cpu, cuda, cuda:N (got 'tpu')"),
     ],
 )
 def test_case_errors_exit_2_naming_the_key(override, message, capsys):

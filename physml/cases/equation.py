@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import xarray as xr
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..datasets.mesh_spec import MeshSpec
 from ..datasets.store import with_cf_metadata, write_dataset
@@ -41,7 +41,7 @@ from .equation_problem import CONDITION_KINDS, build_equation_problem, solve_obs
 from .kind import CaseKind, OnStep
 from .pinn_training import TrainingSpec, load_checkpoint, save_checkpoint, trainer_options
 from .run_folder import CONFIG, FIELD_METADATA, Section, write_text
-from .sections import CaseBase, ModelSpec, threshold_verdict
+from .sections import CaseBase, ModelSpec, Threads, threshold_verdict
 
 Expression = str | float
 
@@ -122,8 +122,9 @@ class ReferenceFileSpec(Section):
 
 class EquationEvaluationSpec(Section):
     every: int = Field(500, gt=0)
-    grid: list[int] | None = Field(None, description="points per input (default 64 per "
-                                   "space input, 11 in time)")
+    grid: list[Annotated[int, Field(ge=2)]] | None = Field(
+        None, description="points per input, at least 2 (default 64 per space input, 11 in "
+        "time)")
     threshold: float | None = Field(None, gt=0)
 
 
@@ -145,7 +146,7 @@ class EquationCase(CaseBase):
     evaluation: EquationEvaluationSpec = Field(default_factory=EquationEvaluationSpec)
     seed: int = Field(0, ge=0)
     dtype: Literal["float32", "float64"] = "float32"
-    threads: Literal["auto"] | PositiveInt = "auto"
+    threads: Threads = "auto"
 
     @field_validator("training")
     @classmethod

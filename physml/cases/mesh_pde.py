@@ -62,7 +62,7 @@ from ..datasets.store import write_dataset
 from ..errors import NonFiniteLossError
 from ..solvers import mesh as pm
 from .kind import CaseKind, OnStep
-from .run_folder import CHECKPOINT, CONFIG, Section, atomic_write, require_checkpoint, write_text
+from .run_folder import CHECKPOINT, CONFIG, Section, atomic_write, read_checkpoint, write_text
 from .sections import CaseBase
 
 FIELD_METADATA = {
@@ -367,7 +367,7 @@ def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
         atomic_write(folder / CHECKPOINT, lambda p: torch.save(state, p))
 
     if resume:
-        state = torch.load(require_checkpoint(folder), weights_only=False)
+        state = read_checkpoint(folder)
         if state["frames"][0].shape != (mesh.n_vertices,):
             raise ValueError(f"--resume: the checkpoint holds {state['frames'][0].shape[0]} "
                              f"vertices, the mesh {mesh.n_vertices}")
@@ -502,7 +502,7 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
 
     start, last_checkpoint = 0, None
     if resume:
-        state = torch.load(require_checkpoint(folder), weights_only=False)
+        state = read_checkpoint(folder)
         with torch.no_grad():
             x.copy_(state["points"])
         adam.load_state_dict(state["adam"])

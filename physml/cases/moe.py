@@ -63,7 +63,7 @@ from .run_folder import (
     Section,
     atomic_write,
     comparison_dataset,
-    require_checkpoint,
+    read_checkpoint,
     write_text,
 )
 from .sections import CaseBase, threshold_verdict
@@ -153,7 +153,7 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
     folder; returns the summary. The untrained state is the first checkpoint, written before
     ``config.yaml``, so a configured run folder always resumes."""
     p, m, c, t = case.problem, case.model, case.constraint, case.training
-    checkpoint = require_checkpoint(folder) if resume else None
+    checkpoint = read_checkpoint(folder) if resume else None
     u0, u = trajectories(p.name, case.space, p.nt, p.train + p.test, p.t_end)
     train, test = (u0[: p.train], u[: p.train]), (u0[p.train:], u[p.train:])
     rows = problem_rows(p.name, case.space, p.nt, p.t_end)
@@ -168,7 +168,7 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
         atomic_write(folder / CHECKPOINT, lambda path: torch.save(trainer.state_dict(), path))
 
     if checkpoint is not None:
-        trainer.load_state_dict(torch.load(checkpoint, weights_only=False))
+        trainer.load_state_dict(checkpoint)
     else:
         save()
         write_text(folder / CONFIG, case.to_yaml())

@@ -27,7 +27,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -79,7 +79,8 @@ class TrainingSection(Section):
 
 
 class EvaluationSection(Section):
-    rtols: list[float] = Field(default_factory=lambda: [1e-6, 1e-8], min_length=1)
+    rtols: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=lambda: [1e-6, 1e-8], min_length=1)
     preconditioners: list[Literal["jacobi", "ic0", "fsai", "amg_sa", "amg_rs"]] = Field(
         default_factory=lambda: ["jacobi", "ic0", "fsai", "amg_sa", "amg_rs"])
     threshold: float | None = Field(

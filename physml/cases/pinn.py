@@ -154,6 +154,7 @@ def run(case: PINNCase, folder: Path, resume: bool = False, on_step: OnStep | No
         on_step=on_step,
         on_checkpoint=lambda: save_checkpoint(trainer, folder),
         checkpoint_every=case.training.checkpoint_every,
+        saved_step=trainer.step,  # the checkpoint written above, or the one resumed from
     )
     return write_results(case, trainer, folder, threads)
 

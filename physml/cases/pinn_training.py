@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..train.balancing import BALANCERS
 from ..train.pinn import PINNTrainer
 from ..train.sampling import DomainSampler
-from .run_folder import CHECKPOINT, Section, atomic_write, require_checkpoint
+from .run_folder import CHECKPOINT, Section, atomic_write, read_checkpoint
 
 
 class CollocationSpec(Section):
@@ -50,6 +50,13 @@ class TrainingSpec(Section):
     balancer: BalancerSpec = Field(default_factory=BalancerSpec)
     checkpoint_every: int = Field(500, gt=0)
 
+    @model_validator(mode="after")
+    def _trains(self) -> TrainingSpec:
+        if self.adam.steps + self.lbfgs.steps == 0:
+            raise ValueError("adam.steps + lbfgs.steps must be > 0 (a run trains at least "
+                             "one step)")
+        return self
+
 
 def trainer_options(case, problem) -> dict:
     """The :class:`PINNTrainer` keywords that ``case.training`` (and the case's seed, device
@@ -86,4 +93,4 @@ def save_checkpoint(trainer: PINNTrainer, folder: Path) -> None:
 
 
 def load_checkpoint(trainer: PINNTrainer, folder: Path) -> None:
-    trainer.load_state_dict(torch.load(require_checkpoint(folder), weights_only=False))
+    trainer.load_state_dict(read_checkpoint(folder))

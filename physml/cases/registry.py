@@ -55,8 +55,9 @@ def resolve_case_path(case: str | Path) -> Path:
     """A case file's path: ``case`` itself if it is a file, else the bundled case of that
     name (with or without ``.yaml``)."""
     path = Path(case)
-    if path.is_dir():
-        raise ValueError(f"{str(path)!r} is a folder; expected a case file (physml cases lists "
+    if path.exists() and not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise ValueError(f"{str(path)!r} is {what}; expected a case file (physml cases lists "
                          "them)")
     if path.is_file():
         return path
@@ -80,7 +81,12 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(text)
+        try:
+            node[parts[-1]] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or "not a YAML value"
+            raise ValueError(f"override {item!r}: the value {text!r} is not YAML ({problem})"
+                             ) from None
     return raw
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import time
+import typing
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..datasets.store import with_cf_metadata
 
@@ -23,11 +25,35 @@ CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
 
 
+def _number_types(annotation: object) -> set[type]:
+    """The scalar types an annotation admits, through Optional, unions, Annotated and lists."""
+    if isinstance(annotation, type):
+        return {annotation}
+    return {t for arg in typing.get_args(annotation) for t in _number_types(arg)}
+
+
 class Section(BaseModel):
     """A case-file section: unknown keys refused, values frozen, NaN and infinity refused for
-    every number (``allow_inf_nan=False``)."""
+    every number (``allow_inf_nan=False``), and a boolean refused where a number is expected
+    (YAML's ``true`` would otherwise count as 1)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            if field is None:
+                continue
+            types = _number_types(field.annotation)
+            values = value if isinstance(value, list) else [value]
+            if types & {int, float} and bool not in types and any(
+                    isinstance(v, bool) for v in values):
+                raise ValueError(f"{name}: {value!r} is a boolean; a number is expected")
+        return data
 
 
 class OutputSpec(Section):
@@ -84,6 +110,27 @@ def require_checkpoint(folder: Path, name: str = CHECKPOINT) -> Path:
     if not path.is_file():
         raise ValueError(f"--resume: {str(folder)!r} has no {name}; nothing to resume")
     return path
+
+
+def _torch_state(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, weights_only=False)
+
+
+def read_checkpoint(folder: Path, read: Callable[[Path], Any] = _torch_state,
+                    name: str = CHECKPOINT) -> Any:
+    """What ``read`` (default ``torch.load``) makes of the checkpoint in ``folder``, or a
+    ValueError naming the file when there is none or it cannot be read (a copy cut short, or
+    another program's file: whatever the reader raises then, the run cannot resume from it)."""
+    path = require_checkpoint(folder, name)
+    try:
+        return read(path)
+    except Exception as error:  # noqa: BLE001 (every reader's own way of failing)
+        reason = str(error).split(". ")[0]  # the first sentence of the reader's message
+        raise ValueError(f"--resume: {str(path)!r} cannot be read as a checkpoint "
+                         f"({type(error).__name__}: {reason}); start a new run instead"
+                         ) from None
 
 
 FIELD_METADATA = {

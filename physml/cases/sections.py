@@ -5,10 +5,11 @@ model and evaluation. Every number must be finite (see :class:`~.run_folder.Sect
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PositiveInt, field_validator, model_validator
 
 from .run_folder import OutputSpec, Section
 
@@ -23,7 +24,14 @@ class CaseBase(Section):
     variants: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="named sets of dotted overrides (variant=NAME)"
     )
-    device: str = "cpu"
+    device: str = Field("cpu", description="cpu, cuda or cuda:N")
+
+    @field_validator("device")
+    @classmethod
+    def _a_device(cls, value: str) -> str:
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+            raise ValueError("not a device name; allowed: cpu, cuda, cuda:N")
+        return value
 
     def unused_keys(self) -> set[str]:
         """Dotted keys that do not apply to this case (another PDE's parameters, another
@@ -49,6 +57,28 @@ class CaseBase(Section):
     def same_run(self, other: CaseBase) -> bool:
         """Whether ``other`` describes the same run (what :meth:`resolved` keeps)."""
         return self.resolved() == other.resolved()
+
+    def differences(self, other: CaseBase) -> list[str]:
+        """The dotted keys whose resolved values differ from ``other``'s (sorted)."""
+        def flat(node: object, prefix: str = "") -> dict[str, object]:
+            if not isinstance(node, dict):
+                return {prefix: node}
+            return {k: v for key, value in node.items()
+                    for k, v in flat(value, f"{prefix}{key}.").items()} or {prefix: node}
+
+        mine, theirs = flat(self.resolved()), flat(other.resolved())
+        return sorted(key.rstrip(".") for key in mine.keys() | theirs.keys()
+                      if mine.get(key) != theirs.get(key))
+
+
+def _thread_count(value: object) -> object:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError("must be 'auto' or a whole number of threads >= 1")
+
+
+Threads = Annotated[Literal["auto"] | PositiveInt, BeforeValidator(_thread_count)]
+"""PyTorch threads of a case: ``"auto"`` or a whole number >= 1 (one message for both)."""
 
 
 PDE_PARAMETERS = {
@@ -142,7 +172,7 @@ class PhysicsCase(CaseBase):
     model: ModelSpec = Field(default_factory=ModelSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     seed: int = Field(0, ge=0)
-    threads: Literal["auto"] | PositiveInt = Field(
+    threads: Threads = Field(
         "auto", description="PyTorch threads on the CPU; auto: from the problem size "
         "(physml.threads.choose_threads), recorded in metrics.json")
 

@@ -55,7 +55,7 @@ from .run_folder import (
     Section,
     atomic_write,
     comparison_dataset,
-    require_checkpoint,
+    read_checkpoint,
     write_text,
 )
 from .sections import PhysicsCase, threshold_verdict
@@ -92,6 +92,10 @@ class TENGCase(PhysicsCase):
             self.domain.y and self.domain.y[1] != self.domain.x[1]
         ):
             raise ValueError("kind 'teng' needs domain.x = domain.y = [0, L]")
+        if self.total_steps < 1:
+            span = self.domain.t[1] - self.domain.t[0]
+            raise ValueError(f"training.dt={self.training.dt} gives no time step over domain.t "
+                             f"(a span of {span:g}); it must be at most {span:g}")
         return self
 
     def unused_keys(self) -> set[str]:
@@ -204,7 +208,7 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
                      "elapsed_s": progress.elapsed_s})
 
     if resume:
-        state = torch.load(require_checkpoint(folder), weights_only=False)
+        state = read_checkpoint(folder)
         teng.load_state_dict(state)
         history = state["history"]
         wall_offset = history[-1]["wall_s"]

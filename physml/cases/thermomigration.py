@@ -71,7 +71,7 @@ from ..solvers.thermomigration import (
 )
 from .initial_fields import check_expression, check_field, evaluate_expression, read_field
 from .kind import CaseKind, OnStep
-from .run_folder import CONFIG, Section, atomic_write, require_checkpoint, write_text
+from .run_folder import CONFIG, Section, atomic_write, read_checkpoint, write_text
 from .sections import CaseBase
 
 
@@ -541,7 +541,7 @@ def _save_checkpoint(folder: Path, run: Trajectory, dt: float, wall_s: float) ->
 
 def _load_checkpoint(folder: Path) -> tuple[Trajectory, float, float]:
     """The run so far, its next step size and the wall seconds it took."""
-    data = np.load(require_checkpoint(folder, CHECKPOINT))
+    data = read_checkpoint(folder, lambda path: dict(np.load(path)), CHECKPOINT)
     run = Trajectory(times=list(data["times"]), states=list(data["states"]),
                      mass=list(data["mass"]), free_energy=list(data["free_energy"]),
                      steps=[int(s) for s in data["steps"]], rejected=int(data["rejected"]))

@@ -271,17 +271,21 @@ class PINNTrainer:
         on_step: Callable[[dict], None] | None = None,
         on_checkpoint: Callable[[], None] | None = None,
         checkpoint_every: int = 500,
+        saved_step: int | None = None,
     ) -> list[dict]:
         """Train to step ``until`` (default: the end of the schedule); returns the history.
 
         ``on_step`` receives each step's record; ``on_checkpoint`` is called every
-        ``checkpoint_every`` steps with finite losses (save the trainer there).
+        ``checkpoint_every`` steps with finite losses (save the trainer there). ``saved_step``
+        is the step of a checkpoint already kept when ``fit`` starts (default: the current
+        step, if past 0: a resumed trainer); a blow-up names it.
 
         Raises:
             NonFiniteLossError: a loss became NaN/Inf (names the step).
         """
         end = self.total_steps if until is None else min(until, self.total_steps)
-        last_checkpoint = self.step if self.step > 0 else None  # resumed from a checkpoint
+        last_checkpoint = saved_step if saved_step is not None else (
+            self.step if self.step > 0 else None)  # resumed from a checkpoint
         offset = self.elapsed_s
         with Stopwatch(self.device) as clock:
             while self.step < end:
