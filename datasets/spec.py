@@ -277,11 +277,17 @@ def load_spec(spec: str | Path, samples: int | None = None) -> SampledSpec:
         raise ValueError(f"--samples={samples}: {describe_error(err, model)}") from None
 
 
-def _models_in(annotation: object) -> list[type[BaseModel]]:
-    """The models an annotation admits, through Optional, unions, Annotated and containers."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+def annotation_types(annotation: object) -> list[type]:
+    """The classes an annotation admits, through Optional, unions, Annotated and containers
+    (``list[int] | None`` -> int, NoneType; a model is one class, not its fields)."""
+    if isinstance(annotation, type):
         return [annotation]
-    return [model for arg in typing.get_args(annotation) for model in _models_in(arg)]
+    return [t for arg in typing.get_args(annotation) for t in annotation_types(arg)]
+
+
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    """The models an annotation admits (:func:`annotation_types` that are models)."""
+    return [t for t in annotation_types(annotation) if issubclass(t, BaseModel)]
 
 
 def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,17 +18,11 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..datasets.spec import annotation_types
 from ..datasets.store import with_cf_metadata
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
-
-
-def _number_types(annotation: object) -> set[type]:
-    """The scalar types an annotation admits, through Optional, unions, Annotated and lists."""
-    if isinstance(annotation, type):
-        return {annotation}
-    return {t for arg in typing.get_args(annotation) for t in _number_types(arg)}
 
 
 class Section(BaseModel):
@@ -48,7 +41,7 @@ class Section(BaseModel):
             field = cls.model_fields.get(name)
             if field is None:
                 continue
-            types = _number_types(field.annotation)
+            types = set(annotation_types(field.annotation))
             values = value if isinstance(value, list) else [value]
             if types & {int, float} and bool not in types and any(
                     isinstance(v, bool) for v in values):
