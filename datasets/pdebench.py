@@ -170,7 +170,7 @@ def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u")
             raise ValueError(
                 f"{key!r} takes {len(values)} values over the samples ({shown}); a PDEBench "
                 f"file holds one value per parameter: select one first, e.g. "
-                f"ds.isel(sample=ds[{key!r}] == {values[0]!r}), or drop it with "
+                f"ds.isel(sample=(ds[{key!r}] == {values[0]!r}).values), or drop it with "
                 f"ds.drop_vars({key!r})"
             )
         constant[key] = values[0]

@@ -54,6 +54,15 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(message) from None
 
 
+def _bundled_spec_names() -> str:
+    """The bundled dataset specs' names, read off their folder (without importing the
+    datasets package, which the command line loads only when it needs it)."""
+    import importlib.util
+
+    folder = Path(importlib.util.find_spec("physml.datasets").origin).parent / "specs"
+    return ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .datasets.problems import PROBLEMS, parameters_by_name
 
@@ -161,8 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
         "generate",
         help="generate (or resume) a dataset from a spec",
         description="Generate a dataset from a YAML spec (a path, or a bundled spec name: "
-        "burgers1d, advection1d, diffusion_reaction1d, diffusion_sorption1d, heat2d, "
-        "allen_cahn2d). Rerunning the same command resumes an interrupted generation.",
+        f"{_bundled_spec_names()}). Rerunning the "
+        "same command resumes an interrupted generation.",
     )
     generate.add_argument("spec", help="spec file or bundled spec name")
     generate.add_argument("--out", type=Path, required=True, help="output folder")

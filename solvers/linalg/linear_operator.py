@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import warp as wp
 import warp.sparse as wps
 
+from ..runtime import start_warp
 from .kernels import csr_matvec_kernel, recorded_sweep, sweep
 from .scalar_table import TableCell, scratch_cell
 
@@ -134,6 +135,7 @@ def csr_from_scipy(matrix: sp.spmatrix | sp.sparray, dtype: Any, device: Any) ->
     and the order of its ``nnz`` values, is that of ``scipy.sparse.csr_matrix(matrix)`` after
     ``sum_duplicates()``.
     """
+    start_warp("cpu" if str(device).startswith("cpu") else "cuda")  # no start-up banner
     csr = sp.csr_matrix(matrix, copy=True)
     csr.sum_duplicates()
     rows = np.repeat(np.arange(csr.shape[0], dtype=np.int32), np.diff(csr.indptr))
