@@ -196,8 +196,9 @@ def pointwise_terms(
 # limiter and present axes are template tags (no branch on them in a loop), the limiters are
 # selects (both sides computed, one kept: no branch), the slopes and then the faces of the
 # last axis are computed into tile buffers first (no value carried from one cell to the next;
-# each cell's slope once, not once per face; along the other axes a cell computes three
-# slopes for its two faces, not four), the Runge–Kutta
+# each cell's slope once, not once per face; along axis 1 a row takes its lower faces and its
+# slopes from the row before it, so a cell computes one slope and one face there; along axis 0
+# three slopes for its two faces, not four), the Runge–Kutta
 # combination is its own loop over the tile with only the earlier stages it uses, and every
 # scalar a loop reads is a local copy (clang ignores restrict on local pointers, so a value
 # read through a lambda's captures would be reloaded after every store, which keeps the loop
