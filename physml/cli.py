@@ -275,8 +275,12 @@ def _run_solve(args: argparse.Namespace) -> int:
                 ),
                 rescue,
             )
-            print(f"physml: error: {err} (saved to {rescue})", file=sys.stderr)
-            return 1
+            failure = f"physml: error: {err} (saved to {rescue})"
+        else:
+            failure = None
+    if failure is not None:  # after the progress display's last line
+        print(failure, file=sys.stderr)
+        return 1
     elapsed = time.perf_counter() - started
     attrs = {
         "pde": args.pde,

@@ -253,3 +253,14 @@ def test_an_unreachable_dask_scheduler_is_named(monkeypatch):
     with pytest.raises(ValueError, match="--scheduler 'tcp://127.0.0.1:1': no Dask scheduler "
                                          "answered within 1 s"):
         generate.run_on_dask([], lambda task: None, 1, "tcp://127.0.0.1:1")
+
+
+def test_a_solve_that_blows_up_ends_on_its_one_line_and_keeps_the_last_state(tmp_path):
+    out = tmp_path / "w.h5"
+    result = subprocess.run(
+        [sys.executable, "-m", "physml.cli", "solve", "navier_stokes2d", "--nx", "16",
+         "--forcing", "1e300", "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 1 and "Warning" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("physml: error: omega became NaN/Inf at step 1")
+    assert (tmp_path / "w.last_good.h5").is_file()
