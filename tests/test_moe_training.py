@@ -31,12 +31,12 @@ def test_a_few_moe_training_steps_repeat_bitwise_and_lower_the_loss():
     u = u0[:, None].expand(4, nt, nx).contiguous()  # only the test error reads it
     rows = problem_rows("diffusion_sorption", (nx,), nt)
 
-    def losses():
+    def trained() -> dict:
         model = build_model("hard", rows, nt, basis=3, width=4, modes=(2, 2), experts=2,
                             solver=LevenbergMarquardt(tol=1e-8, max_iter=10))
         return fit(model, rows, (u0, u), (u0, u), Budget(iterations=3, lr=1e-2, batch=4))
 
-    first, again = losses(), losses()
+    first, again = trained(), trained()
     assert again["losses"] == first["losses"] and again["test_rel_l2"] == first["test_rel_l2"]
     assert first["losses"][-1] < first["losses"][0]
 
