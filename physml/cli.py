@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"refuse a run of more time steps than this (default {MAX_STEPS:.0e})",
     )
     solve.add_argument("--n-saves", type=int, default=101, help="saved states including u0")
-    solve.add_argument("--scheme", default=None, help="euler, ssp_rk3, rk4 or imex")
+    solve.add_argument("--scheme", default=None,
+                       help="euler, heun, ssp_rk3, rk4, or imex where the PDE allows it")
     solve.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     solve.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     solve.add_argument("--out", type=Path, required=True, help="output HDF5 file")
