@@ -285,11 +285,6 @@ def annotation_types(annotation: object) -> list[type]:
     return [t for arg in typing.get_args(annotation) for t in annotation_types(arg)]
 
 
-def _models_in(annotation: object) -> list[type[BaseModel]]:
-    """The models an annotation admits (:func:`annotation_types` that are models)."""
-    return [t for t in annotation_types(annotation) if issubclass(t, BaseModel)]
-
-
 def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -> str:
     """The first problem of a validation error as 'key: message (got value)'; an unknown key
     is named with the keys allowed in its section of ``root``. ``skip`` leading parts of the
@@ -302,8 +297,9 @@ def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -
         for part in loc[:-1]:
             owners = [m for m in models if part in m.model_fields]
             if owners:  # a section: the models its annotation admits
-                models = [inner for m in owners
-                          for inner in _models_in(m.model_fields[part].annotation)]
+                models = [t for m in owners
+                          for t in annotation_types(m.model_fields[part].annotation)
+                          if issubclass(t, BaseModel)]
             else:  # a union's tag or a list index: the members that tag names, if any
                 models = [m for m in models if any(
                     part in typing.get_args(f.annotation) for f in m.model_fields.values())

@@ -538,8 +538,8 @@ def _load_run_case(args: argparse.Namespace):
         raise ValueError(f"--resume: {str(args.resume)!r} is not a run folder (no {CONFIG}); "
                          "nothing to resume")
     case = load_case(args.resume / CONFIG)
-    if not requested.same_run(case):
-        keys = requested.differences(case)
+    keys = requested.differences(case)
+    if keys:
         shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
         raise ValueError(
             f"--resume: {args.case} (with overrides) differs from the configuration of "

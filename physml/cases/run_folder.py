@@ -97,14 +97,6 @@ def remove_if_empty(folder: Path) -> None:
         folder.rmdir()
 
 
-def require_checkpoint(folder: Path, name: str = CHECKPOINT) -> Path:
-    """The checkpoint in ``folder``, or a ValueError saying there is nothing to resume."""
-    path = folder / name
-    if not path.is_file():
-        raise ValueError(f"--resume: {str(folder)!r} has no {name}; nothing to resume")
-    return path
-
-
 def _torch_state(path: Path) -> dict:
     import torch
 
@@ -116,7 +108,9 @@ def read_checkpoint(folder: Path, read: Callable[[Path], Any] = _torch_state,
     """What ``read`` (default ``torch.load``) makes of the checkpoint in ``folder``, or a
     ValueError naming the file when there is none or it cannot be read (a copy cut short, or
     another program's file: whatever the reader raises then, the run cannot resume from it)."""
-    path = require_checkpoint(folder, name)
+    path = folder / name
+    if not path.is_file():
+        raise ValueError(f"--resume: {str(folder)!r} has no {name}; nothing to resume")
     try:
         return read(path)
     except Exception as error:  # noqa: BLE001 (every reader's own way of failing)

@@ -5,12 +5,12 @@ model and evaluation. Every number must be finite (see :class:`~.run_folder.Sect
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BeforeValidator, Field, PositiveInt, field_validator, model_validator
 
+from ..devices import ALLOWED, is_device_name
 from .run_folder import OutputSpec, Section
 
 
@@ -29,8 +29,8 @@ class CaseBase(Section):
     @field_validator("device")
     @classmethod
     def _a_device(cls, value: str) -> str:
-        if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
-            raise ValueError("not a device name; allowed: cpu, cuda, cuda:N")
+        if not is_device_name(value):
+            raise ValueError(f"not a device name; allowed: {ALLOWED}")
         return value
 
     def unused_keys(self) -> set[str]:
@@ -56,7 +56,7 @@ class CaseBase(Section):
 
     def same_run(self, other: CaseBase) -> bool:
         """Whether ``other`` describes the same run (what :meth:`resolved` keeps)."""
-        return self.resolved() == other.resolved()
+        return not self.differences(other)
 
     def differences(self, other: CaseBase) -> list[str]:
         """The dotted keys whose resolved values differ from ``other``'s (sorted)."""
