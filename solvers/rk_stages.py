@@ -292,7 +292,7 @@ auto ghost_of = [&](int row) -> Ghost { return Ghost{row != 0, g[2 * row], g[2 *
 int here = 0, lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0, lo0b = 0, hi0b = 0, lo1b = 0, hi1b = 0;
 int seg_first = 0, seg_count = 0;
 // whether the row before this one (axis 1) was the last row this call worked on, so that its
-// faces and slopes along axis 1 are in above_face and above_slope
+// faces and slopes along axis 1 are in row_faces and above_slope
 bool reuse_row = false;
 Ghost glo0{}, ghi0{}, glo1{}, ghi1{}, glo0b{}, ghi0b{}, glo1b{}, ghi1b{};
 real speed0 = zero, speed1 = zero, speed2 = zero, nu_b = zero, rho_b = zero, step = zero;
@@ -302,14 +302,16 @@ auto mapped = [&](const Ghost& m, real value) -> real {
 const bool diffuse = with_diffusion != 0;
 real faces[TILE + 1];
 real slopes[TILE + 2];
-// along axis 1 (MUSCL): a tile's faces below and above its row, and, per cell of the row's
-// first ROW_CACHE cells, the face above the last row worked on and the slope of the row above
-// it, which the next row reads as its face below and its own slope (so a cell computes one
-// slope and one face along axis 1, not three and two); past ROW_CACHE, the spare buffers
+// along axis 1 (MUSCL), per cell of the row's first ROW_CACHE cells: the faces below and
+// above the row (two row buffers that swap roles from one row to the next, so the faces above
+// the last row worked on are the next row's faces below) and the slope of the row above, which
+// the next row reads as its own (so a cell computes one slope and one face along axis 1, not
+// three and two); past ROW_CACHE, a tile's own buffers, computed in full
 constexpr int ROW_CACHE = 4096;
-real below1[TILE], above1[TILE];
-real above_face[ROW_CACHE], above_slope[ROW_CACHE];
-real spare_face[TILE], spare_slope[TILE];
+real row_faces[2][ROW_CACHE], above_slope[ROW_CACHE];
+real below1[TILE], above1[TILE], spare_slope[TILE];
+// which of row_faces holds the faces below the current row (flips from one row to the next)
+int below_buffer = 0;
 // a tile's k when k_out is not kept (empty): the combination reads it from here
 real k_tile[TILE];
 // a row's ghost cells along the last axis (the same for every row): source cells in the
@@ -374,36 +376,35 @@ auto tile = [&](int k0, int n, auto kind, auto lim, auto with0, auto with1) {
     const real* __restrict__ b_p1 = with1() ? neighbour_row(ghi1, hi1, 5, k0, n) : x;
     const real* __restrict__ b_m2 = with1() && wide ? neighbour_row(glo1b, lo1b, 6, k0, n) : x;
     const real* __restrict__ b_p2 = with1() && wide ? neighbour_row(ghi1b, hi1b, 7, k0, n) : x;
-    real* __restrict__ f1_lo = below1;
-    real* __restrict__ f1_hi = above1;
+    const real* __restrict__ f1_lo = below1;
+    const real* __restrict__ f1_hi = above1;
     if (with1() && wide) {
         // the faces along axis 1 (as faces_of), the face below and this row's slope taken
         // from the row below where it was the last row worked on (the same expressions on
         // the same values: the same bits)
         const int at = k0 - seg_first;
         const bool kept = at + n <= ROW_CACHE;
-        real* __restrict__ face_up = kept ? above_face + at : spare_face;
+        real* __restrict__ face_lo = kept ? row_faces[below_buffer] + at : below1;
+        real* __restrict__ face_hi = kept ? row_faces[1 - below_buffer] + at : above1;
         real* __restrict__ slope_up = kept ? above_slope + at : spare_slope;
         if (kept && reuse_row) {
             for (int j = 0; j < n; ++j) {
                 const real u0 = row[j], p1 = b_p1[j];
                 const real s_p1 = slope_of(p1 - u0, b_p2[j] - p1, lim);
-                const real hi = flux(u0 + half * slope_up[j], p1 - half * s_p1, sp1, kind);
-                f1_lo[j] = face_up[j];
-                f1_hi[j] = hi;
-                face_up[j] = hi;
+                face_hi[j] = flux(u0 + half * slope_up[j], p1 - half * s_p1, sp1, kind);
                 slope_up[j] = s_p1;
             }
         } else {
             for (int j = 0; j < n; ++j) {
                 real lo = zero, hi = zero, s_p1 = zero;
                 faces_of(b_m2[j], b_m1[j], row[j], b_p1[j], b_p2[j], sp1, kind, lim, lo, hi, s_p1);
-                f1_lo[j] = lo;
-                f1_hi[j] = hi;
-                face_up[j] = hi;
+                face_lo[j] = lo;
+                face_hi[j] = hi;
                 slope_up[j] = s_p1;
             }
         }
+        f1_lo = face_lo;
+        f1_hi = face_hi;
     }
     real* __restrict__ out = keep_k ? ko + here + k0 : k_tile;
     for (int j = 0; j < n; ++j) {
@@ -478,11 +479,21 @@ auto combine = [&](int k0, int n) {
         for (int j = 0; j < n; ++j)
             w[j] = (((s[j] + e0 * p0[j]) + e1 * p1[j]) + e2 * p2[j]) + d3 * kn[j];
 };
+// the tiles of a segment: at most TILE cells each; on a row of more than 2 END_TILE cells, the
+// END_TILE cells at each end of the row (the only ones whose stencil reaches a ghost cell) are
+// tiles of their own, so that only they are copied with their ghost cells
+constexpr int END_TILE = 8;
 auto run = [&](auto kind, auto lim, auto with0, auto with1) {
-    for (int k0 = seg_first; k0 < seg_first + seg_count; k0 += TILE) {
-        const int n = wp::min(TILE, seg_first + seg_count - k0);
+    const int stop = seg_first + seg_count, tail = n2 - END_TILE;
+    for (int k0 = seg_first; k0 < stop;) {
+        int n = wp::min(TILE, stop - k0);
+        if (n2 > 2 * END_TILE) {
+            if (k0 < 2) n = wp::min(n, END_TILE);
+            else if (k0 < tail && k0 + n + 2 > n2) n = tail - k0;
+        }
         tile(k0, n, kind, lim, with0, with1);
         if (write_w) combine(k0, n);
+        k0 += n;
     }
 };
 struct Tag0 { constexpr int operator()() const { return 0; } };
@@ -552,6 +563,7 @@ for (int block = first; block < first + count; ++block) {
     // rows follow one another along axis 1 when a segment is a whole row
     reuse_row = block > first && i1 > 0 && per_row == 1;
     by_kind();
+    below_buffer = 1 - below_buffer;  // this row's faces above are the next row's below
 }
 """
 
