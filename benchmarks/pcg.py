@@ -16,7 +16,9 @@ $\|r\| \le \text{rtol}\,\|b\|$ for rtol = 1e-6 and 1e-8.
 
 Per size and preconditioner: iterations, set-up (IC(0)/FSAI factorisation, AMG hierarchy, or
 network inference — native on the CPU, :mod:`physml.solvers.linalg.factor_network` — each
-including its pattern analysis), solve and total wall-clock, and the
+including its pattern analysis, and the CG workspace: its vectors and recorded launches,
+:func:`~physml.solvers.linalg.prepare`, so that every tolerance's solve is timed alone),
+solve and total wall-clock, and the
 cost of 10 right-hand sides with one set-up (set-up + 10 × solve). The sides alternate, in
 reversed order every other repeat (medians, min and max); the largest sizes run fewer repeats
 (recorded). The learned model is trained first on systems of ``--train-size`` (20–35 s at the
@@ -61,7 +63,7 @@ from physml.preconditioners import (
     mean_iterations,
     training_system,
 )
-from physml.solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy
+from physml.solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy, prepare
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -106,6 +108,7 @@ def time_side(factory, op: CsrOperator, b: wp.array, derive: bool) -> dict:
     the same iterates, so the iterations are exact and the time is the solve's pro rata."""
     start = time.perf_counter()
     M = factory(op)
+    prepare(op, b, preconditioner=M)  # the solve's vectors and recorded launches
     wp.synchronize_device(op.device)
     setup = time.perf_counter() - start
     out = {"setup_s": setup}

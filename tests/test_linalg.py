@@ -12,6 +12,7 @@ from physml.errors import ConvergenceError
 from physml.linalg_bridge import csr_solve
 from physml.solvers.linalg import (
     CsrOperator,
+    IncompleteCholesky,
     Jacobi,
     RugeStubenAMG,
     SmoothedAggregationAMG,
@@ -367,3 +368,13 @@ def test_csr_solve_gradcheck_with_a_nonsymmetric_solver_and_backward_twice(solve
     rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
     expected = -lam[rows] * x.detach().numpy()[A.indices]
     np.testing.assert_allclose(first[0].numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", [cg, bicgstab, gmres])
+def test_a_zero_right_hand_side_gives_zero_at_once_whatever_x0(solver, rng):
+    op, _ = warp_system(poisson_2d(6), rng.standard_normal(36), "float64")
+    zero = wp.zeros(36, dtype=wp.float64, device="cpu")
+    x0 = wp.array(rng.standard_normal(36), dtype=wp.float64, device="cpu")
+    result = solver(op, zero, x0, preconditioner=IncompleteCholesky(op))
+    assert result.iterations == 0
+    np.testing.assert_array_equal(result.x.numpy(), 0.0)

@@ -113,3 +113,82 @@ def test_pcg_reaches_1e_10_with_every_preconditioner(name):
     true_residual = np.linalg.norm(a @ result.x.numpy() - b.numpy()) / np.linalg.norm(b.numpy())
     assert true_residual < 1e-9
     assert result.relative_residual <= 1e-10
+
+
+def dense_fsai(a: np.ndarray) -> np.ndarray:
+    """FSAI row by row: on row i's lower pattern P_i, g = A[P_i, P_i]^{-1} e_i scaled so that
+    (G A G^T)_ii = 1."""
+    n = a.shape[0]
+    g = np.zeros_like(a)
+    for i in range(n):
+        cols = np.flatnonzero(np.tril(a)[i])
+        unit = (cols == i).astype(float)
+        row = np.linalg.solve(a[np.ix_(cols, cols)], unit)
+        g[i, cols] = row / np.sqrt(row[cols == i])
+    return g
+
+
+@pytest.mark.parametrize("name", list(MATRICES))
+def test_fsai_equals_a_dense_reference_and_its_apply_is_g_transpose_g(name):
+    a = MATRICES[name]()
+    op = CsrOperator(csr_from_scipy(a, wp.float64, "cpu"))
+    fsai = PRECONDITIONERS["fsai"](op)
+    p = fsai.pattern
+    g = sp.csr_matrix((fsai.values.numpy(), p.columns, np.r_[0, np.cumsum(np.bincount(
+        p.rows, minlength=p.n))]), shape=a.shape).toarray()
+    g_ref = dense_fsai(a.toarray())
+    np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.diag(g @ a.toarray() @ g.T), 1.0, rtol=1e-10)
+    r = np.random.default_rng(0).standard_normal(a.shape[0])
+    z = wp.empty(a.shape[0], dtype=wp.float64)
+    fsai.apply(wp.array(r, dtype=wp.float64), z)
+    np.testing.assert_allclose(z.numpy(), g.T @ (g @ r), rtol=1e-12, atol=1e-12)
+
+
+def test_cholesky_factor_apply_is_the_two_triangular_solves():
+    a = MATRICES["irregular"]()
+    ic = IncompleteCholesky(CsrOperator(csr_from_scipy(a, wp.float64, "cpu")))
+    p = ic.pattern
+    l = sp.csr_matrix((ic.values.numpy(), p.columns, np.r_[0, np.cumsum(np.bincount(  # noqa: E741
+        p.rows, minlength=p.n))]), shape=a.shape)
+    r = np.random.default_rng(1).standard_normal(a.shape[0])
+    z = wp.empty(a.shape[0], dtype=wp.float64)
+    ic.apply(wp.array(r, dtype=wp.float64), z)
+    y = spla.spsolve_triangular(l, r, lower=True)
+    np.testing.assert_allclose(z.numpy(), spla.spsolve_triangular(l.T.tocsr(), y, lower=False),
+                               rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(PRECONDITIONERS))
+def test_a_preconditioner_for_another_size_is_refused_by_name(name):
+    small = CsrOperator(csr_from_scipy(poisson_2d(8), wp.float64, "cpu"))
+    big = CsrOperator(csr_from_scipy(poisson_2d(10), wp.float64, "cpu"))
+    b = wp.array(np.ones(100), dtype=wp.float64)
+    with pytest.raises(ValueError, match=f"{name} preconditioner needs a contiguous \\(64,\\)"):
+        cg(big, b, preconditioner=PRECONDITIONERS[name](small))
+
+
+@pytest.mark.parametrize("name", ["ic0", "fsai"])
+def test_solves_in_several_threads_may_share_a_factor(name):
+    from concurrent.futures import ThreadPoolExecutor
+
+    a = poisson_2d(40, layered_coefficient(40, 50.0, seed=2))
+    op = CsrOperator(csr_from_scipy(a, wp.float64, "cpu"))
+    M = PRECONDITIONERS[name](op)
+    rhs = [wp.array(np.random.default_rng(k).standard_normal(a.shape[0]), dtype=wp.float64)
+           for k in range(4)]
+    alone = [cg(op, b, preconditioner=M, rtol=1e-8) for b in rhs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda b: cg(op, b, preconditioner=M, rtol=1e-8), rhs))
+    for one, other in zip(alone, together):
+        assert one.iterations == other.iterations
+        np.testing.assert_array_equal(one.x.numpy(), other.x.numpy())
+
+
+def test_fsai_and_ic0_refuse_a_matrix_that_is_not_positive_definite():
+    a = sp.csr_matrix(-poisson_2d(6))  # negative definite
+    op = CsrOperator(csr_from_scipy(a, wp.float64, "cpu"))
+    with pytest.raises(ValueError, match="FSAI needs a symmetric positive definite matrix"):
+        PRECONDITIONERS["fsai"](op)
+    with pytest.raises(ValueError, match="non-positive pivot in row 0"):
+        IncompleteCholesky(op)  # the first row, not the last one that fails

@@ -353,3 +353,10 @@ def test_the_pcg_case_runs_and_writes_its_table(tmp_path):
         "rtol=1e-08"]["iterations"]
     assert (metrics.parent / "residuals.png").is_file()
     assert (metrics.parent / "preconditioner.pt").is_file()
+
+
+def test_a_training_system_with_a_zero_right_hand_side_is_refused():
+    matrix = small_systems()[0]
+    zero = np.zeros(matrix.shape[0])
+    with pytest.raises(ValueError, match="b is zero"):
+        training_system(matrix, zero, zero)

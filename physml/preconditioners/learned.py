@@ -12,10 +12,10 @@ Two forms, both on the lower pattern of A and symmetric positive definite by con
 On the scaled matrix $\tilde A = D^{-1/2} A D^{-1/2}$ (:mod:`.graph`) the network's outputs
 $(o_{ij}, o_i)$ give $\tilde L_{ij} = \tilde A_{ij}(1 + o_{ij})$, $\tilde L_{ii} = e^{o_i}$ (so
 an untrained network, whose last layers start at zero, is the symmetric Gauss–Seidel factor
-$I + \operatorname{tril}(\tilde A)$) and $\tilde G_{ij} = \tilde A_{ij} o_{ij}$,
-$\tilde G_{ii} = e^{o_i}$ (Jacobi at the start); then $L = D^{1/2}\tilde L$ and
-$G = \tilde G D^{-1/2}$. A :class:`LearnedPreconditioner` is a factory ``A -> Preconditioner``
-like every class in :data:`~physml.solvers.linalg.PRECONDITIONERS`::
+$\operatorname{tril}(\tilde A)$, unit diagonal as $\tilde A$'s) and
+$\tilde G_{ij} = \tilde A_{ij} o_{ij}$, $\tilde G_{ii} = e^{o_i}$ (Jacobi at the start); then
+$L = D^{1/2}\tilde L$ and $G = \tilde G D^{-1/2}$. A :class:`LearnedPreconditioner` is a factory
+``A -> Preconditioner`` like every class in :data:`~physml.solvers.linalg.PRECONDITIONERS`::
 
     M = LearnedPreconditioner.load("preconditioner.pt")
     result = cg(A, b, preconditioner=M(A))

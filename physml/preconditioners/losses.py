@@ -7,7 +7,8 @@ factor $\tilde L$ (``cholesky``) or $\tilde G$ (``sparse_inverse``):
   solutions $x$ from the problem's own distribution; for the inverse form
   $\|\tilde G^T\tilde G\tilde b - \tilde x\|^2 / \|\tilde x\|^2$.
 - ``frobenius`` (NeuralIF, Häusner et al. 2024): a one-probe estimate of the squared Frobenius
-  norm, $\|(\tilde L\tilde L^T - \tilde A) z\|^2 / \|z\|^2$ with $z \sim N(0, I)$; for the inverse
+  norm over n, $\|(\tilde L\tilde L^T - \tilde A) z\|^2 / \|z\|^2$ with $z \sim N(0, I)$
+  ($\mathbb E\,\|E z\|^2 = \|E\|_F^2$ and $\|z\|^2 \approx n$); for the inverse
   form $\|(\tilde G^T\tilde G\tilde A - I) z\|^2 / \|z\|^2$.
 - ``combined``: their sum.
 

@@ -34,7 +34,15 @@ class TrainingSystem:
 
 def training_system(matrix: sp.spmatrix | sp.sparray, x: np.ndarray, b: np.ndarray
                     ) -> TrainingSystem:
-    """Scale ``x`` and ``b`` of $A x = b$: $\\tilde x = D^{1/2}x$, $\\tilde b = D^{-1/2}b$."""
+    """Scale ``x`` and ``b`` of $A x = b$: $\\tilde x = D^{1/2}x$, $\\tilde b = D^{-1/2}b$.
+
+    Raises:
+        ValueError: b or x is zero (the data loss divides by their norms).
+    """
+    for name, v in (("b", b), ("x", x)):
+        if not np.any(np.asarray(v)):
+            raise ValueError(f"{name} is zero; a training system needs a nonzero right-hand side "
+                             "and solution (the data loss is relative to their norms)")
     graph = system_graph(matrix)
     d = graph.sqrt_diagonal
     return TrainingSystem(graph, torch.as_tensor(x, dtype=torch.float64) * d,

@@ -208,7 +208,8 @@ def gmres(
         x0: initial guess (zeros if None); not modified.
         preconditioner: $M^{-1}$, applied on the right ($A M^{-1} u = b$, $x = M^{-1} u$), so the
             residual minimised and reported is the true one, $b - A x$.
-        rtol, atol: stop when $\\|b - A x\\| \\le \\max(rtol\\,\\|b\\|, atol)$.
+        rtol, atol: stop when $\\|b - A x\\| \\le \\max(rtol\\,\\|b\\|, atol)$ (b = 0 and
+            atol = 0: x = 0 at once).
         restart: m, the Krylov dimension before a restart (memory: (m + 1) n entries).
         maxiter: at most this many Arnoldi steps in all (10 n if None).
 
@@ -230,6 +231,8 @@ def gmres(
     r, u = wp.empty_like(x), wp.empty_like(x)
     z = None if preconditioner is None else wp.empty_like(x)
     b_norm = float(np.linalg.norm(b.numpy().astype(np.float64)))
+    if b_norm == 0.0 and atol == 0.0:  # A x = 0: x = 0 exactly, as SciPy
+        return SolveResult(wp.zeros_like(b, requires_grad=False), 0, np.zeros(1), b_norm)
     tol = max(rtol * b_norm, atol)
     beta = arnoldi.residual(x, r)
     history = [beta]

@@ -38,7 +38,7 @@ from .triangular import CholeskyFactor, LowerPattern
             double s = double(ap[k]);
             if (j == i) {
                 for (int p = op[i]; p < k; ++p) s -= double(lp[p]) * double(lp[p]);
-                if (!(s > 0.0)) { failed[0] = i + 1; s = 1.0; }
+                if (!(s > 0.0)) { if (failed[0] == 0) failed[0] = i + 1; s = 1.0; }
                 lp[k] = sqrt(s);
             } else {
                 int p1 = op[i], p2 = op[j];

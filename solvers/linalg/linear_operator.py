@@ -150,6 +150,22 @@ def csr_from_scipy(matrix: sp.spmatrix | sp.sparray, dtype: Any, device: Any) ->
     )
 
 
+def check_vectors(owner: str, n: int, dtype: Any, device: Any, **vectors: wp.array | None
+                  ) -> None:
+    """Refuse a vector (None: absent) that is not a contiguous ``(n,)`` array of ``dtype`` on
+    ``device``: kernels take their length from ``owner`` (an operator or a preconditioner), so a
+    shorter vector would be read and written past its end."""
+    for name, v in vectors.items():
+        if v is None:
+            continue
+        if v.shape != (n,) or not v.is_contiguous:
+            raise ValueError(f"{name} has shape {v.shape} (contiguous: {v.is_contiguous}); "
+                             f"{owner} needs a contiguous ({n},) array")
+        if v.dtype != dtype or v.device != device:
+            raise ValueError(f"{name} is {v.dtype.__name__} on {v.device}; {owner} is "
+                             f"{dtype.__name__} on {device}: convert {name} first")
+
+
 def csr_to_scipy(matrix: wps.BsrMatrix) -> sp.csr_matrix:
     """The ``scipy.sparse.csr_matrix`` of a Warp matrix with 1×1 blocks (copied to the host)."""
     nnz = matrix.nnz

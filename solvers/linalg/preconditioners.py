@@ -25,7 +25,7 @@ import warp as wp
 
 from .incomplete_cholesky import IncompleteCholesky
 from .kernels import reciprocal_kernel, recorded_sweep, scale_kernel, sweep
-from .linear_operator import LinearOperator, csr_to_scipy
+from .linear_operator import LinearOperator, check_vectors, csr_to_scipy
 from .scalar_table import TableCell, scratch_cell
 from .sparse_inverse import FactorizedSparseInverse
 
@@ -65,6 +65,7 @@ class Jacobi:
 
     def apply(self, r: wp.array, z: wp.array) -> None:
         """$z = D^{-1} r$."""
+        self._check(r, z)
         sweep(scale_kernel, [self.inverse_diagonal, r], self._scratch.address,
               [self._scratch.table, z])
 
@@ -75,8 +76,14 @@ class Jacobi:
 
     def bind_dot(self, r: wp.array, z: wp.array, cell: TableCell) -> Callable[[], None]:
         """As :meth:`bind`, and each call also adds $r \\cdot z$ to ``cell``."""
+        self._check(r, z)
         return recorded_sweep(scale_kernel, [self.inverse_diagonal, r], cell.address,
                               [cell.table, z])
+
+
+    def _check(self, r: wp.array, z: wp.array) -> None:
+        d = self.inverse_diagonal
+        check_vectors("the jacobi preconditioner", d.shape[0], d.dtype, d.device, r=r, z=z)
 
 
 class _PyAMGPreconditioner:
@@ -116,6 +123,8 @@ class _PyAMGPreconditioner:
 
     def apply(self, r: wp.array, z: wp.array) -> None:
         """$z = $ one V-cycle applied to r (on the host; on the CPU into z's own memory)."""
+        n = self.hierarchy.levels[0].A.shape[0]
+        check_vectors(f"the {self.name} preconditioner", n, r.dtype, r.device, r=r, z=z)
         host = r.numpy()
         cycled = self.cycle @ host
         if z.device.is_cpu:

@@ -16,6 +16,7 @@ the row, ≤ 4 for a 7-point stencil's lower triangle), batched over rows of equ
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -23,7 +24,7 @@ import scipy.sparse as sp
 import warp as wp
 
 from .kernels import csr_matvec_kernel, recorded_sweep, sweep
-from .linear_operator import LinearOperator, csr_to_scipy
+from .linear_operator import LinearOperator, check_vectors, csr_to_scipy
 from .scalar_table import scratch_cell
 from .triangular import LowerPattern, gather_values
 
@@ -44,7 +45,8 @@ class SparseInverseFactor:
                              f"needs ({pattern.nnz},) on {pattern.device}")
         self.name, self.pattern, self.values = name, pattern, values
         self.upper_values = wp.empty_like(values)
-        self._y: wp.array | None = None
+        self._y: wp.array | None = None  # apply's intermediate G r
+        self._apply_lock = threading.Lock()
         self._scratch = scratch_cell(pattern.device)  # takes the unread dot products
         self.refresh()
 
@@ -53,14 +55,18 @@ class SparseInverseFactor:
         gather_values(self.values, self.pattern.transpose_index, self.upper_values)
 
     def apply(self, r: wp.array, z: wp.array) -> None:
-        """$z = G^T (G r)$."""
-        for arrays, outputs in self._products(r, z):
-            sweep(csr_matvec_kernel, arrays, self._scratch.address, outputs)
+        """$z = G^T (G r)$ (one apply at a time: the intermediate vector is shared)."""
+        with self._apply_lock:
+            if self._y is None or self._y.dtype != r.dtype:
+                self._y = wp.empty_like(r)
+            for arrays, outputs in self._products(r, z, self._y):
+                sweep(csr_matvec_kernel, arrays, self._scratch.address, outputs)
 
     def bind(self, r: wp.array, z: wp.array) -> Callable[[], None]:
-        """``apply(r, z)`` with its two launches recorded for these arrays."""
+        """``apply(r, z)`` with its two launches recorded for these arrays (and an
+        intermediate vector of their own, so that solves in several threads may share G)."""
         calls = [recorded_sweep(csr_matvec_kernel, arrays, self._scratch.address, outputs)
-                 for arrays, outputs in self._products(r, z)]
+                 for arrays, outputs in self._products(r, z, wp.empty_like(r))]
 
         def run() -> None:
             for call in calls:
@@ -68,13 +74,14 @@ class SparseInverseFactor:
 
         return run
 
-    def _products(self, r: wp.array, z: wp.array) -> list[tuple[list, list]]:
+    def _products(self, r: wp.array, z: wp.array, y: wp.array) -> list[tuple[list, list]]:
+        """The two products $y = G r$, $z = G^T y$ as (inputs, outputs) of the CSR kernel."""
         p = self.pattern
-        if self._y is None or self._y.dtype != r.dtype:
-            self._y = wp.empty_like(r)
+        check_vectors(f"the {self.name} preconditioner", p.n, self.values.dtype, p.device,
+                      r=r, z=z)
         table = self._scratch.table
-        return [([r, self.values, p.offsets, p.column_array], [table, self._y]),
-                ([self._y, self.upper_values, p.upper_offsets, p.upper_columns], [table, z])]
+        return [([r, self.values, p.offsets, p.column_array], [table, y]),
+                ([y, self.upper_values, p.upper_offsets, p.upper_columns], [table, z])]
 
 
 def fsai_values(matrix: sp.spmatrix | sp.sparray, pattern: LowerPattern) -> np.ndarray:
@@ -95,7 +102,15 @@ def fsai_values(matrix: sp.spmatrix | sp.sparray, pattern: LowerPattern) -> np.n
         block = np.where(keys[at] == query, a.data[at], 0.0)  # (rows, k, k) = A[P_i, P_i]
         unit = np.zeros((rows.size, k, 1))
         unit[:, -1] = 1.0  # the diagonal is the last (largest) column of each row
-        g = np.linalg.solve(block, unit)[:, :, 0]
+        try:
+            g = np.linalg.solve(block, unit)[:, :, 0]
+        except np.linalg.LinAlgError:
+            g = np.full((rows.size, k), np.nan)
+        bad = ~(g[:, -1] > 0)  # g_ii = (A[P_i, P_i]^{-1})_ii > 0 for an SPD A
+        if bad.any():
+            raise ValueError(f"FSAI needs a symmetric positive definite matrix; the block of "
+                             f"row {int(rows[np.argmax(bad)])} is singular or indefinite (use "
+                             f"an AMG preconditioner instead)")
         g /= np.sqrt(g[:, -1:])  # (G A G^T)_ii = g_i^T A g = g_ii before scaling
         values[offsets[rows][:, None] + np.arange(k)] = g
     return values

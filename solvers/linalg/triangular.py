@@ -28,6 +28,7 @@ values twice.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ import warp as wp
 
 from ..operators import launch, specialize
 from ..replay import Replay
+from .linear_operator import check_vectors
 
 # ------------------------------------------------------------------------------------ kernels
 
@@ -321,7 +323,8 @@ class CholeskyFactor:
         self.upper_values = wp.empty_like(values)
         self.pivots = wp.empty(pattern.n, dtype=values.dtype, device=values.device)
         """$1/L_{ii}$, shape (n,): the diagonal of L and of $L^T$ alike."""
-        self._y: wp.array | None = None
+        self._y: wp.array | None = None  # apply's intermediate L^{-1} r
+        self._apply_lock = threading.Lock()
         self.refresh()
 
     def refresh(self) -> None:
@@ -336,13 +339,18 @@ class CholeskyFactor:
         return self.values.numpy()[self.pattern.diagonal.numpy()]
 
     def apply(self, r: wp.array, z: wp.array) -> None:
-        """$z = L^{-T} L^{-1} r$."""
-        for call in self._launches(r, z, record=False):
-            call()
+        """$z = L^{-T} L^{-1} r$ (one apply at a time: the intermediate vector is shared)."""
+        with self._apply_lock:
+            if self._y is None or self._y.dtype != r.dtype:
+                self._y = wp.empty_like(r)
+            for call in self._launches(r, z, self._y, record=False):
+                call()
 
     def bind(self, r: wp.array, z: wp.array) -> Callable[[], None]:
-        """``apply(r, z)`` with its launches recorded for these two arrays."""
-        calls = self._launches(r, z, record=True)
+        """``apply(r, z)`` with its launches recorded for these two arrays (and an
+        intermediate vector of their own, so that solves in several threads may share the
+        factor)."""
+        calls = self._launches(r, z, wp.empty_like(r), record=True)
 
         def run() -> None:
             for call in calls:
@@ -352,6 +360,8 @@ class CholeskyFactor:
 
     def solve_lower(self, r: wp.array, y: wp.array) -> None:
         """$y = L^{-1} r$."""
+        check_vectors(f"the {self.name} preconditioner", self.pattern.n, self.values.dtype,
+                      self.pattern.device, r=r, y=y)
         for call in self._sweeps(self.values, self.pattern.offsets, self.pattern.column_array,
                                  self.pattern.diagonal, self.pattern.forward, r, y, False):
             call()
@@ -359,15 +369,18 @@ class CholeskyFactor:
     def solve_upper(self, y: wp.array, z: wp.array) -> None:
         """$z = L^{-T} y$."""
         p = self.pattern
+        check_vectors(f"the {self.name} preconditioner", p.n, self.values.dtype, p.device,
+                      y=y, z=z)
         for call in self._sweeps(self.upper_values, p.upper_offsets, p.upper_columns,
                                  p.upper_diagonal, p.backward, y, z, False):
             call()
 
-    def _launches(self, r: wp.array, z: wp.array, record: bool) -> list[Callable[[], None]]:
+    def _launches(self, r: wp.array, z: wp.array, y: wp.array, record: bool
+                  ) -> list[Callable[[], None]]:
+        """The sweeps of $y = L^{-1} r$, then $z = L^{-T} y$."""
         p = self.pattern
-        if self._y is None or self._y.dtype != r.dtype:
-            self._y = wp.empty_like(r)
-        y = self._y
+        check_vectors(f"the {self.name} preconditioner", p.n, self.values.dtype, p.device,
+                      r=r, z=z)
         return [*self._sweeps(self.values, p.offsets, p.column_array, p.diagonal, p.forward, r,
                               y, record),
                 *self._sweeps(self.upper_values, p.upper_offsets, p.upper_columns,
