@@ -8,7 +8,8 @@ Run folder::
     config.yaml        the resolved case
     checkpoint.pt      model, optimiser, batch generator, step, losses and test-error history
                        (every ``training.checkpoint_every`` steps; ``--resume`` continues it)
-    metrics.json       the summary (test relative L2, interface jump, seconds per step) and the
+    metrics.json       the summary (test relative L2, interface jump, seconds per step, the
+                       fraction of inner least-squares solves that converged) and the
                        training losses
     predictions.h5     prediction, reference and error on the test samples (sample, time, x[, y];
                        Navier–Stokes: the vorticity)
@@ -241,9 +242,11 @@ def describe(case: MoECase) -> str:
 
 def headline(result: dict) -> str:
     """The held-out error with the threshold's verdict, and the interface jump."""
+    converged = result.get("inner_solves_converged")
+    inner = "" if converged is None else f", inner solves converged {100 * converged:.0f} %"
     return (f"test relative L2 {result['test_rel_l2']:.3e}{threshold_verdict(result)}, "
             f"interface jump {result['interface_jump']:.1e}, "
-            f"{result['seconds_per_iteration']:.2f} s per step")
+            f"{result['seconds_per_iteration']:.2f} s per step{inner}")
 
 
 KIND = CaseKind(

@@ -10,14 +10,20 @@ evaluations) and solves Marquardt's damped normal equations
 $$(J^\top J + \mu\,\mathrm{diag}(J^\top J) + \mu\,\epsilon\,\bar d\,I)\,\delta = -J^\top r$$
 ($\bar d$ the mean of the diagonal, $\epsilon = 10^{-10}$ keeps basis functions that no row sees
 solvable). A step that lowers $\lVert r\rVert$ is taken and $\mu \leftarrow \mu/3$; otherwise
-$\mu \leftarrow 4\mu$. Samples stop independently once
+$\mu \leftarrow 4\mu$. Each iteration first tries the Gauss–Newton step ($\mu = 0$, the same
+$\epsilon$ floor) and takes it where it lowers $\lVert r\rVert$; Marquardt's damped step is
+tried only for the samples where it does not, so a residual that is affine, or close to it near
+the minimum, converges in a step or two even when $J^\top J$ is ill-conditioned (a damped step
+would shrink the error along its small singular directions by only $\mu d/(\lambda + \mu d)$).
+$J$ is re-formed only after a step was taken. Samples stop independently once
 $\max_j |J_j^\top r| / (\lVert J_j\rVert\,\lVert r\rVert) \le$ ``tol`` (the residual is orthogonal
 to the range of $J$: MINPACK's ``gtol``) or $\lVert r\rVert \le$ ``atol``. A step counts as a
 decrease up to a relative rounding allowance of $10^{-14}$: near the minimum
 $\lVert r\rVert$ is flat to second order and a strict comparison would stall the iteration at
 about half the digits of $\omega$. Everything runs in float64.
-For a residual that is affine in $\omega$ the first step with small $\mu$ already solves the
-least-squares problem; the next iteration confirms it.
+For a residual that is affine in $\omega$ the first (Gauss–Newton) step solves the
+least-squares problem; the next iteration confirms it. The tests are made once more after the
+last allowed step.
 """
 
 from __future__ import annotations
@@ -92,26 +98,46 @@ class LevenbergMarquardt:
         iterations = torch.zeros(batch, dtype=torch.long, device=omega.device)
         r = residual(omega)
         norm = r.norm(dim=1)
-        for _ in range(self.max_iter):
-            J = jacobian(residual, omega)
-            g = torch.einsum("bmn,bm->bn", J, r)
-            column_norms = J.norm(dim=1)
+        J = None
+        for step in range(self.max_iter + 1):
+            if J is None:  # omega moved (or the first iteration)
+                J = jacobian(residual, omega)
+                g = torch.einsum("bmn,bm->bn", J, r)
+                A = J.transpose(1, 2) @ J
+                column_norms = J.norm(dim=1)
             orthogonality = (g.abs() / (column_norms * norm[:, None]).clamp_min(1e-300)).amax(1)
             done |= (orthogonality <= self.tol) | (norm <= self.atol)
-            if bool(done.all()):
+            if bool(done.all()) or step == self.max_iter:
                 break
-            A = J.transpose(1, 2) @ J
             d = A.diagonal(dim1=1, dim2=2)
-            scale = d + 1e-10 * d.mean(1, keepdim=True)
-            damped = A + torch.diag_embed(mu[:, None] * scale)
-            delta = -torch.linalg.solve(damped, g)
-            trial = omega + delta
-            r_trial = residual(trial)
-            norm_trial = r_trial.norm(dim=1)
-            accept = (norm_trial <= norm * (1 + ROUNDOFF)) & ~done
-            omega = torch.where(accept[:, None], trial, omega)
-            r = torch.where(accept[:, None], r_trial, r)
-            norm = torch.where(accept, norm_trial, norm)
-            mu = torch.where(accept, (mu / 3).clamp_min(1e-15), mu * 4)
+            floor = 1e-10 * d.mean(1, keepdim=True)
+            state = (omega, r, norm)
+            state, newton = _attempt(residual, state, A, g, floor.expand_as(d), ~done)
+            damped = torch.zeros_like(newton)
+            if bool((~done & ~newton).any()):
+                state, damped = _attempt(residual, state, A, g, mu[:, None] * (d + floor),
+                                         ~done & ~newton)
+            omega, r, norm = state
+            taken = newton | damped
+            mu = torch.where(taken, (mu / 3).clamp_min(1e-15),
+                             torch.where(done, mu, mu * 4))
             iterations += (~done).long()
+            if bool(taken.any()):
+                J = None
         return LMResult(omega, iterations, done, norm)
+
+
+State = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # omega (B, N), r (B, M), ||r|| (B,)
+
+
+def _attempt(residual: Residual, state: State, A: torch.Tensor, g: torch.Tensor,
+             weights: torch.Tensor, open_: torch.Tensor) -> tuple[State, torch.Tensor]:
+    """The step $(A + \\mathrm{diag}(w))\\,\\delta = -g$ taken by the samples ``open_`` whose
+    $\\lVert r\\rVert$ it does not raise (beyond rounding); the new state and those samples."""
+    omega, r, norm = state
+    trial = omega - torch.linalg.solve(A + torch.diag_embed(weights), g)
+    r_trial = residual(trial)
+    norm_trial = r_trial.norm(dim=1)
+    accept = (norm_trial <= norm * (1 + ROUNDOFF)) & open_
+    return (torch.where(accept[:, None], trial, omega), torch.where(accept[:, None], r_trial, r),
+            torch.where(accept, norm_trial, norm)), accept

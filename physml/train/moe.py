@@ -150,7 +150,7 @@ class ConstrainedFNO(nn.Module):
 
     def forward(self, u0: torch.Tensor) -> torch.Tensor:
         broadcast = u0[:, None, None].expand(-1, 1, self.nt, *u0.shape[1:])
-        basis = self.fno(broadcast.float())
+        basis = self.fno(broadcast.to(next(self.fno.parameters()).dtype))
         if self.constraint is None:
             return torch.einsum("bn...,n->b...", basis, self.omega).to(u0.dtype)
         return self.constraint(basis, u0).to(u0.dtype)
@@ -211,8 +211,12 @@ class MoETrainer:
     process takes its share of every batch (:mod:`~physml.train.distributed`); the losses are
     the mean over the processes. The test error is recorded every 10 iterations.
     :meth:`state_dict` holds the model, the optimiser, the batch generator, the step, the
-    losses, the history and the training seconds, so a run resumed from it continues
-    bitwise as the uninterrupted run.
+    losses, the history, the inner solves' convergence and the training seconds, so a run
+    resumed from it continues bitwise as the uninterrupted run.
+
+    A hard head's implicit gradient holds at a minimum of its inner least squares: the fraction
+    of inner solves that met their tolerance is recorded per iteration (``converged``) and
+    reported, so that a tolerance or iteration cap the solve does not reach shows up.
     """
 
     def __init__(self, model: ConstrainedFNO, rows: Rows, train, test, budget: Budget,
@@ -222,6 +226,7 @@ class MoETrainer:
         self.optimiser = torch.optim.Adam(model.parameters(), lr=budget.lr)
         self.generator = torch.Generator().manual_seed(seed)
         self.step, self.losses, self.history, self.seconds = 0, [], [], 0.0
+        self.converged: list[float] = []
 
     def _loss(self, pick: torch.Tensor) -> torch.Tensor:
         u0, u = self.train
@@ -252,6 +257,7 @@ class MoETrainer:
             average_gradients(self.model)
             self.optimiser.step()
             self.losses.append(float(average(loss.detach())))
+            self.converged.append(self._converged_fraction())
             self.seconds += time.perf_counter() - start
             self.step += 1
             if on_step is not None:
@@ -260,7 +266,17 @@ class MoETrainer:
             if on_checkpoint is not None and (self.step % checkpoint_every == 0 or done):
                 on_checkpoint()
         return {**self.evaluate(), "history": list(self.history), "losses": list(self.losses),
-                "seconds_per_iteration": self.seconds / max(self.step, 1)}
+                "seconds_per_iteration": self.seconds / max(self.step, 1),
+                "inner_solves_converged": (float(np.mean(self.converged)) if self.converged
+                                           else None)}
+
+    def _converged_fraction(self) -> float:
+        """The fraction of the last forward pass's inner solves that converged (1 without
+        any: a soft head)."""
+        solve = getattr(self.model.constraint, "last_solve", None)
+        if solve is None:
+            return 1.0
+        return float(average(solve.converged.double().mean()))
 
     def evaluate(self) -> dict:
         """Mean test relative L2 of the compared field and its largest interface jump."""
@@ -270,7 +286,7 @@ class MoETrainer:
         return {"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
                 "generator": self.generator.get_state(), "step": self.step,
                 "losses": list(self.losses), "history": list(self.history),
-                "seconds": self.seconds}
+                "converged": list(self.converged), "seconds": self.seconds}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -278,6 +294,7 @@ class MoETrainer:
         self.generator.set_state(state["generator"])
         self.step, self.seconds = state["step"], state["seconds"]
         self.losses, self.history = list(state["losses"]), list(state["history"])
+        self.converged = list(state.get("converged", []))
 
 
 def fit(model: ConstrainedFNO, rows: Rows, train, test, budget: Budget, seed: int = 0,
