@@ -40,6 +40,7 @@ import torch
 
 from physml.constraints import Continuity, LevenbergMarquardt
 from physml.devices import Stopwatch
+from physml.fno import most_modes
 from physml.train.moe import (
     Budget,
     Loss,
@@ -126,8 +127,10 @@ def measure(problem: str, v: dict, nx: int, k: int, continuity: Continuity, colo
     configuration's memory is counted."""
     torch.set_num_threads(threads)
     nt, space = v.get("timing_nt", v["nt"]), _space(problem, nx)
-    # no more Fourier modes than the timing grid resolves
-    modes = tuple(min(m, n // 2) for m, n in zip(v["modes"], (nt, *space), strict=True))
+    # no more Fourier modes than the timing grid resolves below its Nyquist frequency
+    sizes = (nt, *space)
+    modes = tuple(min(m, most_modes(n, last=axis == len(sizes) - 1))
+                  for axis, (m, n) in enumerate(zip(v["modes"], sizes, strict=True)))
     rows = problem_rows(problem, space, nt, v.get("t_end"))
     u0 = initial_conditions(problem, space, v["budget"].batch).to(device)
     model = build_model("hard", rows, nt, basis=v["basis"], width=v["width"], modes=modes,

@@ -3,9 +3,11 @@ r"""Fourier neural operator (Li et al., ICLR 2021) in 1, 2 or 3 dimensions.
 A :class:`SpectralConv` multiplies the lowest Fourier modes of its input by learned complex
 weights and drops the rest:
 $$(\mathcal K v)(x) = \mathcal F^{-1}\big[W(k)\,\mathcal F v(k)\big](x),\qquad
-W(k)\in\mathbb C^{c_{out}\times c_{in}}\ \text{for}\ |k_i| < m_i,\ 0\ \text{otherwise}.$$
-On a band-limited input it is resolution-independent: the same weights give the same function
-on any grid with more than $2m_i$ points per axis.
+W(k)\in\mathbb C^{c_{out}\times c_{in}}\ \text{for}\ -m_i \le k_i < m_i\ (0 \le k_d < m_d
+\text{ on the last axis, whose negative half the real FFT implies}),\ 0\ \text{otherwise}$$
+(the band of Li et al.'s FNO). On a band-limited input it is resolution-independent: the same
+weights give the same function on any grid whose kept frequencies lie below its Nyquist
+frequency: more than $2m_i$ points on every axis but the last, more than $2(m_d - 1)$ on it.
 
 :class:`FNO`: the input channels and the grid coordinates in $[0, 1]^d$ are lifted pointwise to
 ``width`` channels, ``layers`` blocks $v \leftarrow \sigma(\mathcal K v + W v)$ follow (GELU; no
@@ -20,11 +22,17 @@ import torch
 from torch import nn
 
 
+def most_modes(points: int, last: bool) -> int:
+    """The most modes m an axis of ``points`` points keeps below its Nyquist frequency:
+    $n \\ge 2m + 1$ ($-m \\le k < m$), or $n \\ge 2m - 1$ on the last axis ($0 \\le k < m$)."""
+    return (points + 1) // 2 if last else (points - 1) // 2
+
+
 class SpectralConv(nn.Module):
     """Fourier-space convolution keeping ``modes`` (one per axis) frequencies per axis.
 
-    Input ``(B, in_channels, n_1, ..., n_d)`` with $n_i \\ge 2 m_i$ (the last axis $\\ge m_d$
-    rfft modes); output ``(B, out_channels, n_1, ..., n_d)``.
+    Input ``(B, in_channels, n_1, ..., n_d)`` with $n_i > 2 m_i$ (the last axis $n_d > 2(m_d - 1)$);
+    output ``(B, out_channels, n_1, ..., n_d)``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, modes: tuple[int, ...]) -> None:
@@ -40,13 +48,15 @@ class SpectralConv(nn.Module):
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         d = len(self.modes)
         shape = v.shape[-d:]
-        for n, m, axis in zip(shape[:-1], self.modes[:-1], range(d - 1), strict=True):
-            if n < 2 * m:
-                raise ValueError(f"axis {axis} has {n} points, fewer than 2 x modes={m}")
+        for axis, (n, m) in enumerate(zip(shape, self.modes, strict=True)):
+            if m > most_modes(n, last=axis == d - 1):
+                raise ValueError(f"axis {axis} has {n} points: at most "
+                                 f"{most_modes(n, last=axis == d - 1)} modes below its Nyquist "
+                                 f"frequency; modes={m}")
         dims = tuple(range(-d, 0))
         spectrum = torch.fft.rfftn(v, dim=dims)
         low = spectrum[..., : self.modes[-1]]
-        for axis, m in enumerate(self.modes[:-1]):  # keep the m lowest |k| on both sides
+        for axis, m in enumerate(self.modes[:-1]):  # keep k = 0 .. m - 1 and -m .. -1
             dim = axis - d
             low = torch.cat([low.narrow(dim, 0, m), low.narrow(dim, low.shape[dim] - m, m)], dim)
         mixed = torch.einsum("bi...,io...->bo...", low, self.weight.to(low.dtype))

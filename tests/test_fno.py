@@ -32,3 +32,10 @@ def test_spectral_conv_is_resolution_independent():
 def test_spectral_conv_rejects_too_few_points():
     with pytest.raises(ValueError, match="modes"):
         SpectralConv(1, 1, (5, 2))(torch.randn(1, 1, 8, 8))
+
+
+@pytest.mark.parametrize("modes, shape", [((4, 2), (8, 8)), ((12,), (16,)), ((2, 9), (8, 16))])
+def test_spectral_conv_refuses_modes_at_or_above_nyquist_on_every_axis(modes, shape):
+    # (4, 2) on 8 points: k = -4 would be the Nyquist bin; the last axis is checked too
+    with pytest.raises(ValueError, match="below its Nyquist frequency"):
+        SpectralConv(1, 1, modes)(torch.randn(1, 1, *shape))

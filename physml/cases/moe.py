@@ -46,6 +46,7 @@ from ..constraints import (
     interface_profiles,
 )
 from ..datasets.store import write_dataset
+from ..fno import most_modes
 from ..train.moe import (
     PROBLEMS,
     Budget,
@@ -139,10 +140,10 @@ class MoECase(CaseBase):
                              f"for {p.name} (time, then each space axis)")
         sizes = (p.nt, *self.space)
         for axis, (m, n) in enumerate(zip(modes, sizes, strict=True)):
-            limit = n // 2 + 1 if axis == len(sizes) - 1 else n // 2
+            limit = most_modes(n, last=axis == len(sizes) - 1)
             if not 1 <= m <= limit:
                 raise ValueError(f"model.modes[{axis}]={m} must lie in [1, {limit}] for "
-                                 f"{n} points on that axis")
+                                 f"{n} points on that axis (its frequencies below Nyquist)")
         if self.training.batch > self.problem.train:
             raise ValueError(f"training.batch={self.training.batch} exceeds problem.train="
                              f"{self.problem.train}")
