@@ -179,9 +179,9 @@ def test_partition_of_unity_aligns_the_constants_the_rows_cannot_see():
     assert float((shifted - vorticity).abs().max()) > 10
     np.testing.assert_allclose(aligned, vorticity, rtol=0,
                                atol=1e-12 * float(vorticity.abs().max()))
-    small = PartitionOfUnity(NavierStokesRows(4, 4, dt=0.1).rows, BlockRouter((4, 4, 4), (2, 2, 2)),
-                             (4, 4), overlap=1, align_constants=True)
-    fields = torch.randn(1, 8, 4, 4, 4, dtype=torch.float64, requires_grad=True)  # time split
+    small = PartitionOfUnity(NavierStokesRows(8, 8, dt=0.1).rows, BlockRouter((4, 8, 8), (2, 2, 2)),
+                             (8, 8), overlap=1, align_constants=True)
+    fields = torch.randn(1, 8, 4, 8, 8, dtype=torch.float64, requires_grad=True)  # time split
     assert torch.autograd.gradcheck(small._aligned, (fields,))
 
 
@@ -242,3 +242,15 @@ def test_coloured_jacobian_equals_the_dense_one(problem, blocks, colours):
 
     np.testing.assert_allclose(layer.jacobian(residual, omega), batched_jacobian(residual, omega),
                                rtol=0, atol=1e-12)
+
+
+def test_experts_whose_blocks_the_stencil_outreaches_are_refused():
+    # blocks of 2 cells along x on an 8x8 vorticity grid: every PDE row straddles two blocks,
+    # so an independent expert owns none (its weights would be free, the field 0, the
+    # gradient NaN)
+    from physml.constraints import BlockRouter, Continuity, HardConstraint, NavierStokesRows
+
+    rows = NavierStokesRows(8, 8, dt=0.1)
+    router = BlockRouter((3, 8, 8), (1, 4, 1))
+    with pytest.raises(ValueError, match="solve no row"):
+        HardConstraint(rows.rows, router, (8, 8), continuity=Continuity.INDEPENDENT)

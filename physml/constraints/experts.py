@@ -81,6 +81,23 @@ class BlockRouter:
         return self.stitch(ids.expand(-1, *self.block_shape)).long()
 
 
+def padded_rows(per_expert: list[torch.Tensor], missing: int) -> torch.Tensor:
+    """The row indices each expert solves, padded with ``missing`` to one width: (K, width).
+
+    Raises:
+        ValueError: an expert solves no row (its block is narrower than the stencil reaches:
+            its weights would be unconstrained, the field 0 and the gradients NaN).
+    """
+    empty = [k for k, rows in enumerate(per_expert) if len(rows) == 0]
+    if empty:
+        raise ValueError(f"expert(s) {empty} of {len(per_expert)} solve no row: their blocks "
+                         "are narrower than the stencil reaches; use fewer experts or a finer "
+                         "grid")
+    width = max(len(i) for i in per_expert)
+    return torch.stack([torch.cat([i, i.new_full((width - len(i),), missing)])
+                        for i in per_expert])
+
+
 def interface_profiles(u: torch.Tensor, router: BlockRouter) -> list[tuple[int, int, torch.Tensor]]:
     """$e_- - e_+$ on each interface: ``(axis, index, diff)`` with ``index`` the first point
     after the interface along ``axis`` and ``diff`` of shape (B, the other axes in order);

@@ -40,7 +40,7 @@ from torch import nn
 from torch.func import jvp
 
 from .colouring import ExpertColouring
-from .experts import BlockRouter, interface_differences
+from .experts import BlockRouter, interface_differences, padded_rows
 from .implicit import least_squares_solution
 from .levenberg_marquardt import LevenbergMarquardt, LMResult, batched_jacobian
 
@@ -111,9 +111,9 @@ class HardConstraint(nn.Module):
         owners = row_owners(rows, router, torch.zeros(1, *phi_shape, dtype=torch.float64))
         self.register_buffer("used", torch.nonzero(owners >= -1)[:, 0], persistent=False)
         per_expert = [torch.nonzero(owners == k)[:, 0] for k in range(router.experts)]
-        width = max(len(i) for i in per_expert)
-        padded = [torch.cat([i, i.new_full((width - len(i),), len(owners))]) for i in per_expert]
-        self.register_buffer("owned", torch.stack(padded), persistent=False)  # (K, width)
+        owned = (padded_rows(per_expert, len(owners)) if continuity is Continuity.INDEPENDENT
+                 else torch.zeros(router.experts, 0, dtype=torch.long))
+        self.register_buffer("owned", owned, persistent=False)  # (K, width)
         self.jacobian = batched_jacobian
         if coloured and continuity is Continuity.INTERFACE_ROWS:
             phi = torch.zeros(1, *phi_shape, dtype=torch.float64)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .experts import BlockRouter
+from .experts import BlockRouter, padded_rows
 from .hard import DEFAULT_SOLVER, Rows, row_dependence
 from .implicit import least_squares_solution
 from .levenberg_marquardt import LevenbergMarquardt, LMResult
@@ -83,10 +83,8 @@ class PartitionOfUnity(nn.Module):
         outside = row_dependence(lambda u: rows(u, phi), weights == 0)  # (K, M)
         anywhere = row_dependence(lambda u: rows(u, phi), torch.ones_like(weights[:1]) > 0)[0]
         per_expert = [torch.nonzero(anywhere & ~out)[:, 0] for out in outside]
-        width = max(len(i) for i in per_expert)
-        padded = [torch.cat([i, i.new_full((width - len(i),), len(anywhere))])
-                  for i in per_expert]
-        self.register_buffer("owned", torch.stack(padded), persistent=False)  # (K, width)
+        self.register_buffer("owned", padded_rows(per_expert, len(anywhere)),
+                             persistent=False)  # (K, width)
         self.last_solve: LMResult | None = None
 
     def _expert_rows(self, omega, basis, phi):
