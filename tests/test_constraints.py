@@ -14,6 +14,7 @@ from physml.constraints import (
     PartitionOfUnity,
     batched_jacobian,
     interface_jump,
+    interface_profiles,
     least_squares_solution,
 )
 from physml.datasets.initial_conditions import gaussian_random_field_2d
@@ -254,3 +255,19 @@ def test_experts_whose_blocks_the_stencil_outreaches_are_refused():
     router = BlockRouter((3, 8, 8), (1, 4, 1))
     with pytest.raises(ValueError, match="solve no row"):
         HardConstraint(rows.rows, router, (8, 8), continuity=Continuity.INDEPENDENT)
+
+
+def test_a_periodic_axis_seam_is_an_interface():
+    # a ramp along x is smooth inside the box and jumps by 1 where x wraps around: only a
+    # router that knows the axis is periodic sees (and couples) that interface
+    nt, n = 3, 16
+    ramp = (torch.arange(n, dtype=torch.float64) / n).reshape(1, 1, n, 1).expand(1, nt, n, n)
+    periodic = BlockRouter((nt, n, n), (1, 2, 1), periodic=(False, True, True))
+    walled = BlockRouter((nt, n, n), (1, 2, 1))
+    assert [(axis, i) for axis, i, _ in interface_profiles(ramp, periodic)] == [(1, 8), (1, 0)]
+    assert float(interface_jump(ramp, walled)[0]) < 1e-12
+    np.testing.assert_allclose(float(interface_jump(ramp, periodic)[0]), 1.0, rtol=1e-12)
+    # the partition of unity's blocks overlap across the seam too
+    pou = PartitionOfUnity(NavierStokesRows(n, n, dt=0.1).rows, periodic, (n, n), overlap=2)
+    assert torch.allclose(pou.blend.sum(0), torch.ones(nt, n, n, dtype=torch.float64))
+    assert float(pou.weights[0, 0, -1, 0]) > 0 and float(pou.weights[1, 0, 0, 0]) > 0

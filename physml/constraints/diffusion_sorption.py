@@ -30,6 +30,9 @@ class DiffusionSorptionRows:
     ``rows(u, u0)``: ``u`` (B, nt, nx), ``u0`` (B, nx) -> (B, (nt - 1) nx + nx).
     """
 
+    periodic_space: ClassVar[bool] = False
+    """The domain has boundaries: its ends are no interface."""
+
     level_constant_free: ClassVar[bool] = False
     """The rows see the concentration itself (the sorption term), not only its differences."""
 

@@ -11,7 +11,8 @@ $e_- = \tfrac32 u_i - \tfrac12 u_{i-1}$ and $e_+ = \tfrac32 u_{i+1} - \tfrac12 u
 jump is $|e_- - e_+|$: $O(h^2 |u''|)$ for a smooth field, the size of the step for a stitched
 one. :func:`interface_differences` returns every $e_- - e_+$ (the continuity rows of coupled
 experts); :func:`interface_jump` their largest magnitude per sample. Interfaces are the inner
-block boundaries (a periodic axis's seam is not one).
+block boundaries and, on an axis the router marks ``periodic`` (split into several blocks), its
+seam, where the last block meets the first.
 """
 
 from __future__ import annotations
@@ -27,15 +28,20 @@ AXIS_NAMES = ("nt", "nx", "ny")
 @dataclass(frozen=True)
 class BlockRouter:
     """Equal blocks of a ``(nt, n_1, ...)`` grid: ``blocks[a]`` divides ``shape[a]`` into
-    blocks of at least 2 points (or is 1)."""
+    blocks of at least 2 points (or is 1); ``periodic[a]``: axis ``a`` wraps around, so its
+    last block meets its first (empty: no axis does)."""
 
     shape: tuple[int, ...]
     blocks: tuple[int, ...]
+    periodic: tuple[bool, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.shape) != len(self.blocks) or not 2 <= len(self.shape) <= 3:
             raise ValueError(f"blocks={self.blocks} must give one count per axis of the "
                              f"(time, space...) grid shape={self.shape} (2 or 3 axes)")
+        if self.periodic and len(self.periodic) != len(self.shape):
+            raise ValueError(f"periodic={self.periodic} must give one flag per axis of "
+                             f"shape={self.shape} (or none)")
         for n, k, name in zip(self.shape, self.blocks, AXIS_NAMES, strict=False):
             if k < 1 or n % k or (k > 1 and n // k < 2):
                 raise ValueError(f"blocks={self.blocks}: {k} must divide {name}={n} into "
@@ -45,6 +51,10 @@ class BlockRouter:
     def experts(self) -> int:
         """$K = \\prod_a k_a$."""
         return math.prod(self.blocks)
+
+    def wraps(self, axis: int) -> bool:
+        """Whether ``axis`` is periodic and split, so that its seam is an interface."""
+        return bool(self.periodic) and self.periodic[axis] and self.blocks[axis] > 1
 
     @property
     def block_shape(self) -> tuple[int, ...]:
@@ -100,13 +110,13 @@ def padded_rows(per_expert: list[torch.Tensor], missing: int) -> torch.Tensor:
 
 def interface_profiles(u: torch.Tensor, router: BlockRouter) -> list[tuple[int, int, torch.Tensor]]:
     """$e_- - e_+$ on each interface: ``(axis, index, diff)`` with ``index`` the first point
-    after the interface along ``axis`` and ``diff`` of shape (B, the other axes in order);
-    ``u`` is ``(B, nt, n_1, ...)``."""
+    after the interface along ``axis`` (0: a periodic seam) and ``diff`` of shape (B, the other
+    axes in order); ``u`` is ``(B, nt, n_1, ...)``."""
     profiles = []
     for axis, (k, b) in enumerate(zip(router.blocks, router.block_shape, strict=True)):
         line = u.movedim(axis + 1, 1)  # interfaces across dim 1
-        for j in range(1, k):
-            i = j * b
+        seam = [0] if router.wraps(axis) else []
+        for i in [j * b for j in range(1, k)] + seam:  # index i - 1 < 0 wraps to the end
             minus = 1.5 * line[:, i - 1] - 0.5 * line[:, i - 2]
             plus = 1.5 * line[:, i] - 0.5 * line[:, i + 1]
             profiles.append((axis, i, minus - plus))

@@ -31,6 +31,9 @@ class NavierStokesRows:
     (B, (nt - 1) nx ny + nx ny).
     """
 
+    periodic_space: ClassVar[bool] = True
+    """The box is periodic in both space axes: the seam of a split axis is an interface."""
+
     level_constant_free: ClassVar[bool] = True
     r"""A constant added to $\psi$ at a time level changes no row (only its differences
     enter: the velocity and the vorticity)."""

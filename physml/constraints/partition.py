@@ -1,7 +1,8 @@
 r"""Experts on overlapping blocks blended by a partition of unity: continuous by construction.
 
 Each expert $k$ of a :class:`~physml.constraints.BlockRouter` widens its block by ``overlap``
-cells on each inner side (along the split axes; no wrap across a periodic seam), solves the
+cells on each inner side (along the split axes; across the seam of an axis the router marks
+periodic too, where the blocks wrap around), solves the
 residual rows whose whole stencil lies in its widened block, on its own field
 $u_k = b\cdot\omega_k$ (the basis is defined on the whole grid), independently of the other
 experts (one batch of $BK$ problems of $N$ unknowns, as the paper's experts), and the
@@ -42,10 +43,13 @@ from .levenberg_marquardt import LevenbergMarquardt, LMResult
 def trapezoid_weights(router: BlockRouter, overlap: int) -> torch.Tensor:
     """$w_k$ on the grid, shape (K, *shape) float64 (module docstring)."""
     profiles = []  # per axis (k_a, n_a)
-    for n, k, b in zip(router.shape, router.blocks, router.block_shape, strict=True):
-        i = torch.arange(n, dtype=torch.float64)
+    for axis, (n, k, b) in enumerate(zip(router.shape, router.blocks, router.block_shape,
+                                         strict=True)):
         start = torch.arange(k, dtype=torch.float64)[:, None] * b
-        outside = (start - i).clamp_min(0) + (i - (start + b - 1)).clamp_min(0)
+        i = torch.arange(n, dtype=torch.float64)
+        shifts = (0, -n, n) if router.wraps(axis) else (0,)  # periodic: the nearer way round
+        outside = torch.stack([(start - (i + s)).clamp_min(0) + (i + s - (start + b - 1))
+                               .clamp_min(0) for s in shifts]).amin(0)
         profiles.append((1 - outside / (overlap + 1)).clamp_min(0) if k > 1
                         else torch.ones(1, n, dtype=torch.float64))
     experts, points = "abc"[: len(profiles)], "ijk"[: len(profiles)]

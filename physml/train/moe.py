@@ -195,7 +195,8 @@ def build_model(method: str, rows: Rows, nt: int, *, basis: int, width: int,
     if method != "hard":
         raise ValueError(f"method={method!r}; allowed: soft, hard")
     space = rows.space_shape
-    router = BlockRouter((nt, *space), expert_blocks(len(space), experts))
+    router = BlockRouter((nt, *space), expert_blocks(len(space), experts),
+                         periodic=(False, *[rows.periodic_space] * len(space)))
     if continuity is Continuity.PARTITION_OF_UNITY:
         return ConstrainedFNO(fno, nt, PartitionOfUnity(
             rows.rows, router, space, solver=solver, align_constants=rows.level_constant_free))
