@@ -74,7 +74,8 @@ class TrainedModel:
         with torch.no_grad():
             torch.onnx.export(self.field, (self._example(),), str(path), dynamo=True,
                               input_names=["X"], output_names=["u"],
-                              dynamic_shapes={"X": {0: rows}}, verbose=False)
+                              dynamic_shapes={"X": {0: rows}}, verbose=False,
+                              external_data=False)  # one self-contained file
 
 
 def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:

@@ -235,6 +235,7 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path):
     from physml.cli import main
 
     assert main(["export", str(folder), "--out", str(tmp_path / "field.onnx")]) == 0
+    assert not (tmp_path / "field.onnx.data").exists()  # one self-contained file
     session = onnxruntime.InferenceSession(str(tmp_path / "field.onnx"))
     u = session.run(None, {"X": points[inside]})[0]
     np.testing.assert_allclose(u[:, 0], predicted, atol=1e-6, rtol=0)
