@@ -271,3 +271,27 @@ def test_a_periodic_axis_seam_is_an_interface():
     pou = PartitionOfUnity(NavierStokesRows(n, n, dt=0.1).rows, periodic, (n, n), overlap=2)
     assert torch.allclose(pou.blend.sum(0), torch.ones(nt, n, n, dtype=torch.float64))
     assert float(pou.weights[0, 0, -1, 0]) > 0 and float(pou.weights[1, 0, 0, 0]) > 0
+
+
+def test_independent_experts_constants_are_joined_across_interfaces():
+    # independent experts' streamfunctions, equal but for a constant per expert and level:
+    # joined across the (periodic) interfaces, they give the common vorticity back, which the
+    # stitched field misses by the constants' jumps; the join is differentiable
+    from physml.constraints.experts import level_constants
+
+    nt, n = 3, 16
+    rows = NavierStokesRows(n, n, dt=0.1)
+    router = BlockRouter((nt, n, n), (1, 2, 2), periodic=(False, True, True))
+    generator = torch.Generator().manual_seed(0)
+    x = torch.arange(n, dtype=torch.float64) * 2 * np.pi / n
+    common = (torch.sin(x)[:, None] * torch.cos(2 * x)[None]).expand(1, nt, n, n)
+    shifts = 5 * torch.randn(1, 4, nt, 1, 1, dtype=torch.float64, generator=generator)
+    stitched = router.stitch(router.split(common) + shifts)
+    vorticity = rows.observe(common)
+    joined = level_constants(stitched, router)
+    assert float((rows.observe(stitched) - vorticity).abs().max()) > 10
+    np.testing.assert_allclose(rows.observe(joined), vorticity, rtol=0,
+                               atol=1e-10 * float(vorticity.abs().max()))
+    small = BlockRouter((4, 4, 4), (2, 2, 1), periodic=(False, True, True))  # time split too
+    field = torch.randn(1, 4, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda u: level_constants(u, small), (field,))

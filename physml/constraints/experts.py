@@ -123,6 +123,38 @@ def interface_profiles(u: torch.Tensor, router: BlockRouter) -> list[tuple[int, 
     return profiles
 
 
+def level_constants(u: torch.Tensor, router: BlockRouter) -> torch.Tensor:
+    r"""``u`` (B, nt, *space) stitched from experts less, on each expert's block, the constant
+    per time level that best joins the experts across the space interfaces: the constants $c$
+    minimise $\sum (e_- - c_k - e_+ + c_l)^2$ over the interface points between experts $k$
+    and $l$ at the level ($e_\pm$ as :func:`interface_profiles`, which see a constant on a
+    block of at least two points as itself). For rows that read $u$ only through its
+    differences in space, each expert's own solve leaves such a constant free. A graph
+    Laplacian solve per sample and level; the experts at a level share one free constant,
+    fixed by their constants summing to zero; differentiable."""
+    labels = router.labels()  # (nt, *space)
+    experts = router.experts
+    eye = torch.eye(experts, dtype=u.dtype, device=u.device)
+    system = u.new_zeros(router.shape[0], experts, experts)
+    rhs = u.new_zeros(u.shape[0], router.shape[0], experts)
+    for axis, index, diff in interface_profiles(u, router):
+        if axis == 0:  # between time levels: constants of different levels
+            continue
+        line = labels.movedim(axis, 0)
+        incidence = eye[line[index - 1]] - eye[line[index]]  # (nt, ..., K): e_k - e_l
+        incidence = incidence.flatten(1, -2)  # (nt, P, K)
+        system = system + torch.einsum("tpk,tpl->tkl", incidence, incidence)
+        rhs = rhs + torch.einsum("tpk,btp->btk", incidence, diff.flatten(2))
+    present = torch.stack([torch.bincount(level.flatten(), minlength=experts) > 0
+                           for level in labels]).to(u.dtype)  # (nt, K)
+    scale = system.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1) / present.sum(-1)
+    system = (system + torch.diag_embed(1 - present)
+              + scale[:, None, None] * present[:, :, None] * present[:, None, :])
+    c = torch.linalg.solve(system, rhs[..., None])[..., 0]  # (B, nt, K)
+    time = torch.arange(router.shape[0], device=u.device).reshape(-1, *[1] * (u.dim() - 2))
+    return u - c[:, time, labels]
+
+
 def interface_differences(u: torch.Tensor, router: BlockRouter) -> torch.Tensor:
     """$e_- - e_+$ at every interface point, ``(B, n_interface_points)``; ``u`` is
     ``(B, nt, n_1, ...)``."""

@@ -40,7 +40,7 @@ from torch import nn
 from torch.func import jvp
 
 from .colouring import ExpertColouring
-from .experts import BlockRouter, interface_differences, padded_rows
+from .experts import BlockRouter, interface_differences, level_constants, padded_rows
 from .implicit import least_squares_solution
 from .levenberg_marquardt import LevenbergMarquardt, LMResult, batched_jacobian
 
@@ -92,6 +92,10 @@ class HardConstraint(nn.Module):
         coloured: form the coupled Jacobian from $C N$ forward products by colouring the
             experts (:class:`~physml.constraints.ExpertColouring`; ``INTERFACE_ROWS`` only)
             rather than from one per unknown, $K N$.
+        align_constants: (``INDEPENDENT`` only) shift each expert's field by the constant per
+            time level that best joins it to its neighbours
+            (:func:`~physml.constraints.experts.level_constants`): for rows blind to such
+            constants, which each expert's own solve leaves free.
 
     ``forward(basis (B, N, *grid), phi (B, ...)) -> u (B, *grid)`` in ``basis``'s dtype; the
     inner solve's :class:`LMResult` of the last call is kept in ``last_solve``.
@@ -100,7 +104,8 @@ class HardConstraint(nn.Module):
     def __init__(self, rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...], *,
                  continuity: Continuity = Continuity.INTERFACE_ROWS,
                  solver: LevenbergMarquardt = DEFAULT_SOLVER,
-                 interface_weight: float = 10.0, coloured: bool = True) -> None:
+                 interface_weight: float = 10.0, coloured: bool = True,
+                 align_constants: bool = False) -> None:
         super().__init__()
         if not interface_weight > 0:
             raise ValueError(f"interface_weight={interface_weight} must be > 0")
@@ -108,6 +113,10 @@ class HardConstraint(nn.Module):
             raise ValueError("continuity=PARTITION_OF_UNITY is the PartitionOfUnity layer")
         self.rows, self.router, self.continuity = rows, router, continuity
         self.solver, self.interface_weight = solver, interface_weight
+        if align_constants and continuity is not Continuity.INDEPENDENT:
+            raise ValueError("align_constants is for independent experts (coupled experts' "
+                             "interface rows already join their constants)")
+        self.align_constants = align_constants
         owners = row_owners(rows, router, torch.zeros(1, *phi_shape, dtype=torch.float64))
         self.register_buffer("used", torch.nonzero(owners >= -1)[:, 0], persistent=False)
         per_expert = [torch.nonzero(owners == k)[:, 0] for k in range(router.experts)]
@@ -151,4 +160,6 @@ class HardConstraint(nn.Module):
         self.last_solve = least_squares_solution(residual, self.solver, omega0, blocks, phi64,
                                                  jacobian=self.jacobian)
         u = self.field(self.last_solve.omega.reshape(batch, experts, n), blocks)
+        if self.align_constants:
+            u = level_constants(u, self.router)
         return u.to(basis.dtype)

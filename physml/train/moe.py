@@ -200,9 +200,10 @@ def build_model(method: str, rows: Rows, nt: int, *, basis: int, width: int,
     if continuity is Continuity.PARTITION_OF_UNITY:
         return ConstrainedFNO(fno, nt, PartitionOfUnity(
             rows.rows, router, space, solver=solver, align_constants=rows.level_constant_free))
+    align = rows.level_constant_free and continuity is Continuity.INDEPENDENT
     return ConstrainedFNO(fno, nt, HardConstraint(rows.rows, router, space,
                                                   continuity=continuity, solver=solver,
-                                                  coloured=coloured))
+                                                  coloured=coloured, align_constants=align))
 
 
 class MoETrainer:
