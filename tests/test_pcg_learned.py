@@ -360,3 +360,8 @@ def test_a_training_system_with_a_zero_right_hand_side_is_refused():
     zero = np.zeros(matrix.shape[0])
     with pytest.raises(ValueError, match="b is zero"):
         training_system(matrix, zero, zero)
+
+
+def test_a_model_reading_extra_node_features_is_refused_as_a_preconditioner():
+    with pytest.raises(ValueError, match="reads 3 node features"):
+        LearnedPreconditioner(FactorModel("cholesky", width=4, steps=1, node_features=3))

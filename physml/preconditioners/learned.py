@@ -43,7 +43,7 @@ from ..solvers.linalg import (
     SparseInverseFactor,
     csr_to_scipy,
 )
-from ..solvers.linalg.factor_network import NetworkFactor
+from ..solvers.linalg.factor_network import NODE_FEATURES, NetworkFactor
 from .graph import SystemGraph, system_graph
 from .network import FactorNetwork, network_weights
 
@@ -96,10 +96,20 @@ class LearnedPreconditioner:
     """A trained :class:`FactorModel` as a preconditioner factory ``A -> Preconditioner``.
 
     Args:
-        model: the network (its ``kind`` decides the form of the preconditioner).
+        model: the network (its ``kind`` decides the form of the preconditioner); it must read
+            the matrix's own node features only (``node_features=2``): a new matrix comes
+            without the extra ones ``system_graph(node_extra=...)`` can train with.
+
+    Raises:
+        ValueError: the model reads other node features.
     """
 
     def __init__(self, model: FactorModel) -> None:
+        features = model.config["node_features"]
+        if features != NODE_FEATURES:
+            raise ValueError(f"the model reads {features} node features; a preconditioner "
+                             f"computes its factor from the matrix alone ({NODE_FEATURES}: row "
+                             "sum and degree), so train it with node_features=2")
         self.model = model
         self.name = f"learned_{model.kind}"
         self._cached: tuple[torch.Tensor, NetworkFactor] | None = None
