@@ -123,6 +123,19 @@ def interface_profiles(u: torch.Tensor, router: BlockRouter) -> list[tuple[int, 
     return profiles
 
 
+def solve_level_laplacian(laplacian: torch.Tensor, rhs: torch.Tensor, present: torch.Tensor
+                          ) -> torch.Tensor:
+    """The experts' constants $c$ (B, nt, K) from $\\mathcal L c = r$ per level: ``laplacian``
+    (nt, K, K) couples the experts present at a level (``present`` (nt, K), 0 or 1), ``rhs``
+    (B, nt, K). $\\mathcal L$ leaves one constant common to the present experts free; a
+    rank-one term fixes it (their constants sum to zero); an absent expert's row is the
+    identity. Differentiable."""
+    scale = laplacian.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1) / present.sum(-1)
+    system = (laplacian + torch.diag_embed(1 - present)
+              + scale[:, None, None] * present[:, :, None] * present[:, None, :])
+    return torch.linalg.solve(system, rhs[..., None])[..., 0]
+
+
 def level_constants(u: torch.Tensor, router: BlockRouter) -> torch.Tensor:
     r"""``u`` (B, nt, *space) stitched from experts less, on each expert's block, the constant
     per time level that best joins the experts across the space interfaces: the constants $c$
@@ -147,10 +160,7 @@ def level_constants(u: torch.Tensor, router: BlockRouter) -> torch.Tensor:
         rhs = rhs + torch.einsum("tpk,btp->btk", incidence, diff.flatten(2))
     present = torch.stack([torch.bincount(level.flatten(), minlength=experts) > 0
                            for level in labels]).to(u.dtype)  # (nt, K)
-    scale = system.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1) / present.sum(-1)
-    system = (system + torch.diag_embed(1 - present)
-              + scale[:, None, None] * present[:, :, None] * present[:, None, :])
-    c = torch.linalg.solve(system, rhs[..., None])[..., 0]  # (B, nt, K)
+    c = solve_level_laplacian(system, rhs, present)  # (B, nt, K)
     time = torch.arange(router.shape[0], device=u.device).reshape(-1, *[1] * (u.dim() - 2))
     return u - c[:, time, labels]
 

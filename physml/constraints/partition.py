@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .experts import BlockRouter, padded_rows
+from .experts import BlockRouter, padded_rows, solve_level_laplacian
 from .hard import DEFAULT_SOLVER, Rows, row_dependence
 from .implicit import least_squares_solution
 from .levenberg_marquardt import LevenbergMarquardt, LMResult
@@ -120,11 +120,8 @@ class PartitionOfUnity(nn.Module):
         laplacian = torch.diag_embed(coupling.sum(-1)) - coupling
         total, blended = w.sum(0), (w * u).sum(1)  # (nt, S), (B, nt, S)
         r = torch.einsum("kts,bkts->btk", w, u * total - blended[:, None])
-        # the experts present at a level have one common constant the rows do not see: fix
-        # their constants to sum to zero (a rank-one term); an absent expert keeps its field
+        # the experts present at a level share one constant the rows do not see (fixed by
+        # their constants summing to zero); an absent expert keeps its field
         present = (coupling.diagonal(dim1=1, dim2=2) > 0).to(w.dtype)  # (nt, K)
-        scale = coupling.diagonal(dim1=1, dim2=2).amax(-1) / present.sum(-1)
-        system = (laplacian + torch.diag_embed(1 - present)
-                  + scale[:, None, None] * present[:, :, None] * present[:, None, :])
-        c = torch.linalg.solve(system, r[..., None])  # (B, nt, K, 1)
-        return fields - c.squeeze(-1).transpose(1, 2)[(...,) + (None,) * (fields.dim() - 3)]
+        c = solve_level_laplacian(laplacian, r, present)  # (B, nt, K)
+        return fields - c.transpose(1, 2)[(...,) + (None,) * (fields.dim() - 3)]

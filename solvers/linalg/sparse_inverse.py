@@ -16,7 +16,6 @@ the row, ≤ 4 for a 7-point stencil's lower triangle), batched over rows of equ
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -26,7 +25,7 @@ import warp as wp
 from .kernels import csr_matvec_kernel, recorded_sweep, sweep
 from .linear_operator import LinearOperator, check_vectors, csr_to_scipy
 from .scalar_table import scratch_cell
-from .triangular import LowerPattern, gather_values
+from .triangular import LowerPattern, SharedVector, gather_values
 
 
 class SparseInverseFactor:
@@ -45,8 +44,7 @@ class SparseInverseFactor:
                              f"needs ({pattern.nnz},) on {pattern.device}")
         self.name, self.pattern, self.values = name, pattern, values
         self.upper_values = wp.empty_like(values)
-        self._y: wp.array | None = None  # apply's intermediate G r
-        self._apply_lock = threading.Lock()
+        self._y = SharedVector()  # apply's intermediate G r
         self._scratch = scratch_cell(pattern.device)  # takes the unread dot products
         self.refresh()
 
@@ -56,10 +54,8 @@ class SparseInverseFactor:
 
     def apply(self, r: wp.array, z: wp.array) -> None:
         """$z = G^T (G r)$ (one apply at a time: the intermediate vector is shared)."""
-        with self._apply_lock:
-            if self._y is None or self._y.dtype != r.dtype:
-                self._y = wp.empty_like(r)
-            for arrays, outputs in self._products(r, z, self._y):
+        with self._y.like(r) as y:
+            for arrays, outputs in self._products(r, z, y):
                 sweep(csr_matvec_kernel, arrays, self._scratch.address, outputs)
 
     def bind(self, r: wp.array, z: wp.array) -> Callable[[], None]:

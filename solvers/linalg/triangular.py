@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -301,6 +302,23 @@ class LowerPattern:
         return Schedule(self._int(order), ptr)
 
 
+class SharedVector:
+    """The intermediate vector of a factor's unrecorded applies, taken by one apply at a time
+    (a recorded apply owns its own, so that solves in several threads may share the factor)."""
+
+    def __init__(self) -> None:
+        self._vector: wp.array | None = None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def like(self, r: wp.array) -> Iterator[wp.array]:
+        """The vector, of ``r``'s dtype, held for the ``with`` block."""
+        with self._lock:
+            if self._vector is None or self._vector.dtype != r.dtype:
+                self._vector = wp.empty_like(r)
+            yield self._vector
+
+
 class CholeskyFactor:
     """$M = L L^T$ with L on a :class:`LowerPattern`: the preconditioner $z = L^{-T} L^{-1} r$.
 
@@ -323,8 +341,7 @@ class CholeskyFactor:
         self.upper_values = wp.empty_like(values)
         self.pivots = wp.empty(pattern.n, dtype=values.dtype, device=values.device)
         """$1/L_{ii}$, shape (n,): the diagonal of L and of $L^T$ alike."""
-        self._y: wp.array | None = None  # apply's intermediate L^{-1} r
-        self._apply_lock = threading.Lock()
+        self._y = SharedVector()  # apply's intermediate L^{-1} r
         self.refresh()
 
     def refresh(self) -> None:
@@ -340,10 +357,8 @@ class CholeskyFactor:
 
     def apply(self, r: wp.array, z: wp.array) -> None:
         """$z = L^{-T} L^{-1} r$ (one apply at a time: the intermediate vector is shared)."""
-        with self._apply_lock:
-            if self._y is None or self._y.dtype != r.dtype:
-                self._y = wp.empty_like(r)
-            for call in self._launches(r, z, self._y, record=False):
+        with self._y.like(r) as y:
+            for call in self._launches(r, z, y, record=False):
                 call()
 
     def bind(self, r: wp.array, z: wp.array) -> Callable[[], None]:
