@@ -25,7 +25,8 @@ worker starts, so workers only load compiled kernels. Every process initialises 
 
 Parameters: a parameter the spec sweeps (a list of several values) is per sample, a
 coordinate on ``sample`` both in the spec's convention (``nu``) and as the solver uses it
-(``solver_nu``); the attrs hold only what is constant over the whole dataset.
+(``solver_nu``); the attrs hold only what is constant over the whole dataset (a constant
+parameter in both conventions).
 """
 
 from __future__ import annotations
@@ -49,10 +50,7 @@ from .mesh_generate import check_mesh_spec, warm_mesh_kernels, write_mesh_shard
 from .mesh_spec import MeshDatasetSpec
 from .problems import PROBLEMS, build_solver
 from .spec import DatasetSpec, SampledSpec
-from .store import samples_dataset, shard_files, write_dataset
-
-SPLITS = ("train", "valid", "test")
-MANIFEST = "dataset.json"
+from .store import MANIFEST, SHARD_GLOB, SPLITS, samples_dataset, shard_files, write_dataset
 
 
 @dataclass(frozen=True)
@@ -192,6 +190,7 @@ def write_shard(task: ShardTask) -> str:
         "physml_version": __version__,
         "spec": task.spec_yaml,
         "device": solver.device,
+        **{k: v for k, v in task.parameters.items() if k not in swept},
         **{k: v for k, v in solver_values.items() if k not in per_sample},
     }
     sample_coords = {k: np.full(len(task.seeds), v) for k, v in task.parameters.items()}
@@ -205,6 +204,7 @@ def write_shard(task: ShardTask) -> str:
         np.asarray(task.seeds),
         sample_coords,
         attrs=attrs,
+        metadata={"u": problem.quantity},
     )
     Path(task.path).parent.mkdir(parents=True, exist_ok=True)
     write_dataset(ds, task.path)
@@ -244,6 +244,11 @@ def check_parameters(spec: DatasetSpec, device: str) -> None:
         except ValueError as err:
             shown = ", ".join(f"{k}={v:g}" for k, v in params.items())
             raise ValueError(f"spec parameters ({shown}): {err}") from None
+    if spec.solver.scheme not in (None, "auto"):
+        try:
+            _solver_for(spec, spec.parameter_grid()[0], device, spec.solver.scheme)
+        except ValueError as err:
+            raise ValueError(f"solver.scheme: {err}") from None
 
 
 def warm_kernel_cache(spec: DatasetSpec, device: str) -> None:
@@ -264,6 +269,13 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
             ``overwrite`` is false, or it cannot be written.
     """
     spec_file = folder / "spec.yaml"
+    foreign = _foreign_files(folder)
+    if foreign:
+        raise ValueError(
+            f"--out {str(folder)!r} holds files that are not part of a physml dataset "
+            f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); choose "
+            "another folder (--overwrite deletes only a dataset's own files)"
+        )
     if overwrite:
         for name in (*SPLITS, MANIFEST, "spec.yaml"):
             target = folder / name
@@ -289,6 +301,26 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
         _write_text(spec_file, spec.to_yaml())
     except OSError as err:
         raise ValueError(f"--out {str(folder)!r} cannot be written: {err.strerror}") from None
+
+
+def _foreign_files(folder: Path) -> list[str]:
+    """What in ``folder`` a dataset would write over and did not write itself: a
+    ``spec.yaml`` that is not a dataset spec, or a split folder's files other than shards
+    (complete or temporary)."""
+    foreign = []
+    spec_file = folder / "spec.yaml"
+    if spec_file.is_file():
+        try:
+            from .spec import load_spec
+
+            load_spec(spec_file)
+        except ValueError:
+            foreign.append(str(spec_file))
+    for split in SPLITS:
+        if (folder / split).is_dir():
+            foreign.extend(str(f) for f in sorted((folder / split).iterdir())
+                           if not (f.match(SHARD_GLOB) or f.match(".shard-*.tmp-*")))
+    return foreign
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -324,25 +356,36 @@ SCHEDULER_TIMEOUT_S = 10
 """Seconds ``--scheduler`` is given to answer before generation is refused."""
 
 
+def connect_scheduler(scheduler: str):
+    """A Dask client of the scheduler at ``scheduler``.
+
+    Raises:
+        ValueError: no scheduler answered within :data:`SCHEDULER_TIMEOUT_S`.
+    """
+    from dask.distributed import Client
+
+    try:
+        return Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
+    except (OSError, TimeoutError) as error:
+        raise ValueError(f"--scheduler {scheduler!r}: no Dask scheduler answered within "
+                         f"{SCHEDULER_TIMEOUT_S} s ({type(error).__name__}); start one "
+                         f"(dask scheduler) or leave --scheduler out for a local cluster"
+                         ) from None
+
+
 def run_on_dask(
     tasks: list[ShardTask],
     done: Callable[[ShardTask], None],
     workers: int,
-    scheduler: str | None,
+    client=None,
     writer: Writer = write_shard,
 ) -> None:
-    """Write the shards on Dask: a local cluster of ``workers`` processes or ``scheduler``."""
+    """Write the shards on Dask: on ``client``'s scheduler, or (None) on a local cluster of
+    ``workers`` processes started and stopped here."""
     from dask.distributed import Client, LocalCluster, as_completed
 
-    if scheduler:
-        try:
-            client, cluster = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S), None
-        except (OSError, TimeoutError) as error:
-            raise ValueError(f"--scheduler {scheduler!r}: no Dask scheduler answered within "
-                             f"{SCHEDULER_TIMEOUT_S} s ({type(error).__name__}); start one "
-                             f"(dask scheduler) or leave --scheduler out for a local cluster"
-                             ) from None
-    else:
+    cluster = None
+    if client is None:
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
         )
@@ -353,8 +396,8 @@ def run_on_dask(
             future.result()
             done(futures[future])
     finally:
-        client.close()
         if cluster is not None:
+            client.close()
             cluster.close()
 
 
@@ -396,11 +439,25 @@ def generate(
     device = warp_device(device)
     if scheduler is None and workers not in (None, 0) and not dask_available():
         raise ValueError("--workers needs Dask: pip install 'physml[dask]' (or --workers 0)")
-    check, warm, writer = _family(spec)
-    check(spec, device)
-    prepare_folder(spec, folder, overwrite)
     if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
         raise ValueError(f"batch_size={batch_size} must be a whole number >= 1")
+    check, warm, writer = _family(spec)
+    check(spec, device)
+    client = connect_scheduler(scheduler) if scheduler is not None else None
+    try:
+        return _generate(spec, folder, device, workers, client, overwrite, progress,
+                         batch_size, warm, writer)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _generate(spec, folder: Path, device: str, workers: int | None, client, overwrite: bool,
+              progress: Callable[[int, int], None] | None, batch_size: int | None,
+              warm: Callable, writer: Writer) -> dict:
+    """:func:`generate` once the spec, the device and the scheduler (``client``) are checked:
+    nothing is deleted before."""
+    prepare_folder(spec, folder, overwrite)
     tasks = plan_shards(spec, folder, device, batch_size)
     total = sum(len(t.seeds) for t in tasks)
     pending = [t for t in tasks if not Path(t.path).exists()]
@@ -415,9 +472,9 @@ def generate(
         progress(count[0], total)
     if pending:
         warm(spec, device)
-        use_dask = scheduler is not None or (workers != 0 and dask_available())
+        use_dask = client is not None or (workers != 0 and dask_available())
         if use_dask:
-            run_on_dask(pending, done, workers or os.cpu_count() or 1, scheduler, writer)
+            run_on_dask(pending, done, workers or os.cpu_count() or 1, client, writer)
         else:
             run_in_process(pending, done, writer)
     manifest = {

@@ -24,7 +24,9 @@ incomplete factorisation eliminates in: in Gmsh's numbering the neighbours that 
 are scattered over the mesh, RCM's sweeps it front by front as a grid's rows do, and on the
 heat-step discs IC(0)-PCG then needs 22–29 % fewer iterations and a learned factor on A's
 pattern beats IC(0) (``benchmarks/pcg.py``). The grid family is numbered row by row (it takes
-no ``ordering``).
+no ``ordering``); ``dt`` (0.01 unless given) and ``domain`` (``disc``) are the heat and wave
+families' only, and a spec that gives a family a key it ignores is refused
+(:data:`FAMILY_OPTIONS`).
 
 Every sample: A in CSR, b, the reference solution x (sparse direct solve, or AMG-preconditioned
 CG to $10^{-12}$ above $2\cdot10^5$ unknowns), the node positions and the log-coefficient at
@@ -52,21 +54,41 @@ from .._version import __version__
 from ..solvers.linalg.ordering import reverse_cuthill_mckee
 from ..solvers.runtime import quiet_warp
 from .spec import SampledSpec, SplitSpec
+from .store import with_cf_metadata
 
 FAMILIES = ("poisson_grid", "heat_mesh", "wave_mesh", "poisson_tet")
 DIRECT_LIMIT = 200_000
 """Unknowns above which the reference solution is computed by AMG-PCG, not a direct solve."""
 
 
-def check_ordering(systems: str | None, ordering: str | None) -> None:
-    """Refuse an ``ordering`` for the grid family (its unknowns are numbered row by row).
+FAMILY_OPTIONS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "dt": (("heat_mesh", "wave_mesh"), 1e-2),
+    "domain": (("heat_mesh", "wave_mesh"), "disc"),
+    "ordering": (("heat_mesh", "wave_mesh", "poisson_tet"), "rcm"),
+}
+"""Options that only some families take: ``{key: (the families, the default)}``. The grid
+family's unknowns are numbered row by row and its mesh is the square; the tetrahedral family's
+domain is the unit box and it has no time step."""
+
+
+def family_options(systems: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """``dt``, ``domain`` and ``ordering`` for ``systems``: the given value (None or absent:
+    the default) for a family that takes the key, None for one that does not.
 
     Raises:
-        ValueError: ``ordering`` given with ``systems: poisson_grid``.
+        ValueError: a key given (not None) to a family that ignores it.
     """
-    if systems == "poisson_grid" and ordering is not None:
-        raise ValueError(f"ordering: {ordering!r} applies to the mesh families (heat_mesh, "
-                         "wave_mesh, poisson_tet); poisson_grid is numbered row by row")
+    options = {}
+    for key, (families, default) in FAMILY_OPTIONS.items():
+        value = given.get(key)
+        if systems not in families and systems in FAMILIES:
+            if value is not None:
+                raise ValueError(f"{key}: {value!r} applies to {', '.join(families)}; "
+                                 f"{systems} takes none")
+            options[key] = None
+        else:
+            options[key] = default if value is None else value
+    return options
 
 
 class LinearSystemSpec(SampledSpec):
@@ -80,23 +102,23 @@ class LinearSystemSpec(SampledSpec):
     seed: int = Field(0, ge=0)
     log_std: float = Field(1.0, ge=0, le=5)
     correlation: float = Field(0.1, gt=0, le=10)
-    dt: float = Field(1e-2, gt=0)
-    domain: Literal["disc", "l_shape", "annulus"] = "disc"
+    dt: float | None = Field(None, gt=0, description="time step of heat_mesh and wave_mesh "
+                                                     "(0.01 unless given)")
+    domain: Literal["disc", "l_shape", "annulus"] | None = Field(
+        None, description="triangle-mesh domain of heat_mesh and wave_mesh (disc unless given)")
     ordering: Literal["rcm", "mesher"] | None = Field(
         None, description="numbering of a mesh family's unknowns (rcm unless given); none for "
                           "poisson_grid")
 
     @model_validator(mode="before")
     @classmethod
-    def _ordering_of_meshes_only(cls, data: Any) -> Any:
-        """A mesh family's ``ordering`` defaults to "rcm" (stored, so the spec says it); the
-        grid family takes none."""
+    def _options_of_the_family(cls, data: Any) -> Any:
+        """``dt``, ``domain`` and ``ordering`` filled with the family's defaults (stored, so
+        the spec says them) where it takes them; refused where it does not
+        (:func:`family_options`)."""
         if not isinstance(data, dict):
             return data
-        check_ordering(data.get("systems"), data.get("ordering"))
-        if data.get("systems") != "poisson_grid" and data.get("ordering") is None:
-            data = {**data, "ordering": "rcm"}
-        return data
+        return {**data, **family_options(data.get("systems"), data)}
 
     @property
     def pde(self) -> str:
@@ -260,8 +282,23 @@ def make_system(spec: LinearSystemSpec, seed: int) -> LinearSystem:
 # ------------------------------------------------------------------------------- storage
 
 
+SYSTEMS_METADATA = {
+    "n": ("unknowns of the system", "1"),
+    "nnz": ("stored entries of the matrix", "1"),
+    "indptr": ("CSR row offsets of each matrix, one sample after another", "1"),
+    "indices": ("CSR column of each stored entry", "1"),
+    "data": ("value of each stored matrix entry", "1"),
+    "b": ("right-hand side b of A x = b", "1"),
+    "x": ("solution x of A x = b", "1"),
+    "log_coefficient": ("natural log of the diffusion coefficient at the node", "1"),
+    **{f"node_{c}": (f"{c} coordinate of the node", "m") for c in "xyz"},
+}
+"""CF ``(long_name, units)`` of a systems shard's variables (the systems are dimensionless)."""
+
+
 def systems_dataset(systems: list[LinearSystem], seeds: list[int], attrs: dict) -> xr.Dataset:
-    """Samples end to end in one dataset (see the module docstring for the layout)."""
+    """Samples end to end in one dataset (see the module docstring for the layout), with CF
+    metadata on every variable."""
     cat = np.concatenate
     points = cat([s.points for s in systems])
     variables = {
@@ -275,7 +312,8 @@ def systems_dataset(systems: list[LinearSystem], seeds: list[int], attrs: dict) 
         "log_coefficient": ("node", cat([s.log_coefficient for s in systems])),
         **{f"node_{'xyz'[a]}": ("node", points[:, a]) for a in range(points.shape[1])},
     }
-    return xr.Dataset(variables, coords={"sample": np.asarray(seeds)}, attrs=attrs)
+    return with_cf_metadata(xr.Dataset(variables, coords={"sample": np.asarray(seeds)},
+                                       attrs=attrs), SYSTEMS_METADATA)
 
 
 def read_systems(path: str | Path) -> list[LinearSystem]:

@@ -66,6 +66,14 @@ class MeshSpec(StrictModel):
             raise ValueError("mesh.domain 'icosphere' needs mesh.level")
         if self.domain not in (None, "icosphere") and self.h is None:
             raise ValueError(f"mesh.domain {self.domain!r} needs mesh.h (target edge length)")
+        source = "mesh.file" if self.file is not None else f"mesh.domain {self.domain!r}"
+        for key, used in (("h", self.domain not in (None, "icosphere")),
+                          ("level", self.domain == "icosphere"),
+                          ("repair", self.file is not None)):
+            if not used and getattr(self, key) not in (None, False):
+                raise ValueError(f"mesh.{key} does not apply to {source} (h: a generated "
+                                 "domain's edge length, level: the icosphere's subdivisions, "
+                                 "repair: a mesh file's)")
         return self
 
     def build(self, h: float | None = None) -> pm.Mesh:

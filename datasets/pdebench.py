@@ -1,14 +1,16 @@
 """PDEBench's HDF5 layouts, read and written, so data moves both ways.
 
-* Stacked (advection, Burgers, diffusion–reaction, 2D problems): a dataset ``tensor`` of shape
-  ``[N, T, X]`` or ``[N, T, X, Y]``, datasets ``x-coordinate`` (``y-coordinate``) and
-  ``t-coordinate``, and parameters as file attributes (``beta``, ``Nu``, ``rho``, ...).
-  ``t-coordinate`` may hold ``T + 1`` entries (PDEBench's generators append one); the first
-  ``T`` are the times of the saved states.
-* Per-seed groups (diffusion–sorption, shallow water, ...): groups ``0000``, ``0001``, ...
-  each holding ``data`` of shape ``[T, X(, Y), C]`` and ``grid/x`` (``grid/y``), ``grid/t``,
-  and a ``config`` attribute: the YAML of the generator's configuration, with the sample's
-  parameters and seed (on the group, or on the file as ``"0000/config"``).
+* Stacked (1D advection, Burgers, diffusion–reaction): a dataset ``tensor`` of shape
+  ``[N, T, X]``, datasets ``x-coordinate`` and ``t-coordinate``, and parameters as file
+  attributes (``beta``, ``Nu``, ``rho``). ``t-coordinate`` may hold ``T + 1`` entries
+  (PDEBench's generators append one); the first ``T`` are the times of the saved states.
+  (PDEBench's loaders read a 4-D ``tensor`` as steady Darcy flow, ``[N, 1, X, Y]`` with a
+  ``nu`` dataset and no time: not a time-dependent layout.)
+* Per-seed groups (diffusion–sorption, 2D diffusion–reaction, shallow water, ...): groups
+  ``0000``, ``0001``, ... each holding ``data`` of shape ``[T, X(, Y), C]`` and ``grid/x``
+  (``grid/y``), ``grid/t``, and a ``config`` attribute: the YAML of the generator's
+  configuration, with the sample's parameters and seed (on the group, or on the file as
+  ``"0000/config"``).
 
 Both read into the field data model of :mod:`physml.datasets.store`: variable ``u(sample,
 time, x[, y])`` (a trailing channel axis of size 1 is dropped; more channels become
@@ -125,6 +127,10 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
     if not path.is_file():
         raise ValueError(f"PDEBench file {str(path)!r} does not exist")
     with h5py.File(path, "r") as f:
+        if "tensor" in f and "t-coordinate" not in f:
+            raise ValueError(f"{str(path)!r} has a 'tensor' and no 't-coordinate' (PDEBench's "
+                             "steady Darcy layout, tensor [N, 1, X, Y] with 'nu'): only "
+                             "time-dependent layouts are read")
         if "tensor" in f:
             data = f["tensor"][...]
             n_times = data.shape[1]
@@ -147,48 +153,100 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
         )
 
 
-def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u") -> Path:
-    """Write ``ds[variable]`` in PDEBench's stacked layout (float32 ``tensor``).
+PDEBENCH_NAMES = {"burgers1d": {"nu": "Nu"}, "diffusion_reaction1d": {"nu": "Nu"}}
+"""Parameters PDEBench names otherwise, per physml PDE: ``{pde: {physml name: PDEBench's}}``
+(Burgers' and diffusion–reaction's ``nu`` is PDEBench's ``Nu``, in the same convention)."""
 
-    ``t-coordinate`` gets ``T + 1`` entries as PDEBench's generators write them (the last one
-    extrapolated by the last step). The dataset's attrs are copied, and so is every per-sample
-    coordinate (a swept parameter, the scheme) as one attr, which PDEBench's layout allows only
-    when it takes one value over the samples written.
+LAYOUTS = ("stacked", "seed_groups")
+
+
+def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u",
+                   layout: str | None = None) -> Path:
+    """Write ``ds[variable]`` in one of PDEBench's layouts (float32), atomically.
+
+    Args:
+        ds: a field dataset (dims ``sample, time, x[, y[, z]]``).
+        path: the file to write.
+        variable: the field.
+        layout: ``"stacked"`` (a ``tensor`` [N, T, X]; 1D only, as PDEBench's loaders read
+            a 4-D ``tensor`` as steady Darcy flow) or ``"seed_groups"`` (one group per sample,
+            named by its seed, ``data`` [T, X(, Y), 1], as PDEBench's 2D and
+            diffusion–sorption data); None picks stacked for 1D and seed groups otherwise.
+
+    Stacked: ``t-coordinate`` gets ``T + 1`` entries as PDEBench's generators write them (the
+    last one extrapolated by the last step); the dataset's attrs are copied, and so is every
+    per-sample coordinate (a swept parameter, the scheme) as one attr, which this layout
+    allows only when it takes one value over the samples written. Seed groups: each group's
+    ``config`` attribute is the YAML of the sample's seed and per-sample coordinates (so they
+    may vary), ``grid/t`` holds the T saved times. Parameters take PDEBench's names
+    (:data:`PDEBENCH_NAMES`: Burgers' ``nu`` is written ``Nu``).
 
     Raises:
-        ValueError: a per-sample coordinate takes several values (the message names it and
-            how to select one), before anything is written.
+        ValueError: an unknown or unfit layout, or (stacked) a per-sample coordinate that
+            takes several values (the message names it and how to select one), before
+            anything is written.
     """
     path = Path(path)
-    constant = {}
-    for key, coord in ds.coords.items():
-        if coord.dims != ("sample",) or key == "sample":
-            continue
-        values = np.unique(coord.values).tolist()
-        if len(values) > 1:
-            shown = ", ".join(map(str, values[:4])) + (", ..." if len(values) > 4 else "")
-            raise ValueError(
-                f"{key!r} takes {len(values)} values over the samples ({shown}); a PDEBench "
-                f"file holds one value per parameter: select one first, e.g. "
-                f"ds.isel(sample=(ds[{key!r}] == {values[0]!r}).values), or drop it with "
-                f"ds.drop_vars({key!r})"
-            )
-        constant[key] = values[0]
-    field = ds[variable].transpose("sample", "time", *[a for a in AXES if a in ds[variable].dims])
+    axes = [a for a in AXES if a in ds[variable].dims]
+    layout = layout or ("stacked" if len(axes) == 1 else "seed_groups")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r}; allowed: {', '.join(LAYOUTS)}")
+    if layout == "stacked" and len(axes) != 1:
+        raise ValueError(f"layout='stacked' holds 1D fields only ({variable!r} has axes "
+                         f"{', '.join(axes)}; PDEBench reads a 4-D tensor as steady Darcy flow): "
+                         "use layout='seed_groups'")
+    names = PDEBENCH_NAMES.get(str(ds.attrs.get("pde")), {})
+    per_sample = {key: coord.values for key, coord in ds.coords.items()
+                  if coord.dims == ("sample",) and key != "sample"}
+    constant = {} if layout == "seed_groups" else _constant(per_sample)
+    field = ds[variable].transpose("sample", "time", *axes)
     t = ds["time"].values
-    t_ext = np.append(t, t[-1] + (t[-1] - t[-2] if t.size > 1 else 1.0))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with h5py.File(tmp, "w") as f:
-            f.create_dataset("tensor", data=field.values.astype(np.float32))
-            f.create_dataset("t-coordinate", data=t_ext.astype(np.float32))
-            for axis in AXES:
-                if axis in field.dims:
-                    f.create_dataset(f"{axis}-coordinate", data=ds[axis].values.astype(np.float32))
             for key, value in {**ds.attrs, **constant}.items():
-                f.attrs[key] = value
+                f.attrs[names.get(key, key)] = value
+            if layout == "stacked":
+                t_ext = np.append(t, t[-1] + (t[-1] - t[-2] if t.size > 1 else 1.0))
+                f.create_dataset("tensor", data=field.values.astype(np.float32))
+                f.create_dataset("t-coordinate", data=t_ext.astype(np.float32))
+                for axis in axes:
+                    f.create_dataset(f"{axis}-coordinate", data=ds[axis].values.astype(np.float32))
+            else:
+                values = field.values.astype(np.float32)
+                for k, sample in enumerate(ds["sample"].values):
+                    group = f.create_group(f"{int(sample):04d}")
+                    group.create_dataset("data", data=values[k, ..., None])
+                    for axis in [*axes, "t"]:
+                        coordinate = t if axis == "t" else ds[axis].values
+                        group.create_dataset(f"grid/{axis}", data=coordinate.astype(np.float32))
+                    config = {"seed": int(sample)} | {
+                        names.get(key, key): np.asarray(values[k]).item()
+                        for key, values in per_sample.items()}
+                    group.attrs["config"] = yaml.safe_dump(config, sort_keys=False)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _constant(per_sample: dict[str, np.ndarray]) -> dict:
+    """The one value of each per-sample coordinate, for a layout with one value per file.
+
+    Raises:
+        ValueError: a coordinate takes several values (named, with how to select one).
+    """
+    constant = {}
+    for key, values in per_sample.items():
+        distinct = np.unique(values).tolist()
+        if len(distinct) > 1:
+            shown = ", ".join(map(str, distinct[:4])) + (", ..." if len(distinct) > 4 else "")
+            raise ValueError(
+                f"{key!r} takes {len(distinct)} values over the samples ({shown}); a PDEBench "
+                f"file holds one value per parameter: select one first, e.g. "
+                f"ds.isel(sample=(ds[{key!r}] == {distinct[0]!r}).values), drop it with "
+                f"ds.drop_vars({key!r}), or write layout='seed_groups' (one config per sample)"
+            )
+        constant[key] = distinct[0]
+    return constant

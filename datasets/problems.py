@@ -37,6 +37,7 @@ class Problem:
         options: extra solver options (scheme, space, ...).
         scale: factors from the problem's parameter convention to the solver's (PDEBench's
             Burgers uses a viscosity of Nu/pi: ``{"nu": 1/pi}``).
+        quantity: CF ``(long_name, units)`` of the stored field ``u``.
     """
 
     solver: type
@@ -49,6 +50,7 @@ class Problem:
     t_end: float
     options: dict[str, str] = field(default_factory=dict)
     scale: dict[str, float] = field(default_factory=dict)
+    quantity: tuple[str, str] = ("solution u", "1")
 
     @property
     def ndim(self) -> int:
@@ -178,6 +180,7 @@ PROBLEMS: dict[str, Problem] = {
         {"nu": 1e-4, "forcing": 0.1},
         lambda x, y: np.sin(2 * np.pi * x) * np.sin(2 * np.pi * y),
         10.0,
+        quantity=("vorticity omega", "s-1"),
     ),
 }
 

@@ -108,6 +108,9 @@ class SolverSpec(StrictModel):
     dtype: Literal["float32", "float64"] = "float64"
 
 
+SPLIT_NAMES = ("train", "valid", "test")
+
+
 class SplitSpec(StrictModel):
     train: float = Field(0.8, ge=0, le=1)
     valid: float = Field(0.1, ge=0, le=1)
@@ -155,11 +158,17 @@ class SampledSpec(StrictModel):
         return [k for k, v in self.parameters.items() if isinstance(v, list) and len(set(v)) > 1]
 
     def split_sizes(self) -> dict[str, int]:
-        """Samples per split and parameter combination (rounded; the train split takes the
-        remainder)."""
-        valid = round(self.samples * self.splits.valid)
-        test = round(self.samples * self.splits.test)
-        return {"train": self.samples - valid - test, "valid": valid, "test": test}
+        """Samples per split and parameter combination, by largest remainders: each split
+        gets the whole part of its share of ``samples``, and the samples left go one each to
+        the largest fractional parts (ties to the earlier of train, valid, test). Never
+        negative, a fraction of 0 gets none, and the sizes sum to ``samples``."""
+        shares = {name: self.samples * getattr(self.splits, name) for name in SPLIT_NAMES}
+        sizes = {name: math.floor(share + 1e-9) for name, share in shares.items()}
+        left = self.samples - sum(sizes.values())
+        by_remainder = sorted(SPLIT_NAMES, key=lambda name: -(shares[name] - sizes[name]))
+        for name in by_remainder[:left]:
+            sizes[name] += 1
+        return sizes
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

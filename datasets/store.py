@@ -20,11 +20,13 @@ to a hidden temporary name in the target folder and is renamed when complete.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import xarray as xr
 
@@ -33,6 +35,9 @@ from ..solvers.grid import Grid
 AXES = ("x", "y", "z")
 FIELD_DIMS = ("sample", "time", *AXES)
 SHARD_GLOB = "shard-*.h5"
+SPLITS = ("train", "valid", "test")
+MANIFEST = "dataset.json"
+"""The manifest ``physml datasets generate`` writes last: its presence means complete."""
 
 CF_METADATA: dict[str, tuple[str, str]] = {
     "sample": ("random seed of the sample", "1"),
@@ -200,26 +205,75 @@ def shard_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(Path(folder).glob(SHARD_GLOB))
 
 
-def open_dataset(path: str | os.PathLike, split: str | None = None) -> xr.Dataset:
+def dataset_shards(path: str | os.PathLike, split: str | None,
+                   allow_partial: bool = False) -> list[Path]:
+    """The files to read for ``split`` of ``path``: the file itself, the shards of a folder
+    without splits (``split`` None or ""), or those of a split of a generated dataset, checked
+    against its manifest.
+
+    Raises:
+        ValueError: ``split`` is not a split; the dataset is incomplete (a ``spec.yaml``
+            and no manifest: generation was interrupted; ``allow_partial`` reads it anyway) or
+            lacks a shard its manifest lists; the split holds no samples; or no shards.
+    """
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not split:
+        files = shard_files(path)
+        if not files:
+            raise ValueError(f"no shard files ({SHARD_GLOB}) in {str(path)!r}")
+        return files
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}; allowed: {', '.join(SPLITS)}")
+    files = shard_files(path / split)
+    manifest = path / MANIFEST
+    if manifest.is_file():
+        listed = json.loads(manifest.read_text())["splits"].get(split, [])
+        missing = sorted(set(listed) - {f.name for f in files})
+        if missing:
+            raise ValueError(f"{str(path)!r}: {len(missing)} shard(s) of the {split} split its "
+                             f"{MANIFEST} lists are missing ({', '.join(missing[:3])}...)")
+        if not listed:
+            raise ValueError(f"the {split} split of {str(path)!r} holds no samples (its "
+                             "fraction of the spec's samples rounds to 0: see splits in "
+                             "spec.yaml)")
+        return [path / split / name for name in listed]
+    if (path / "spec.yaml").is_file() and not allow_partial:
+        raise ValueError(f"{str(path)!r} holds an incomplete dataset (no {MANIFEST}: its "
+                         "generation was interrupted); run the same `physml datasets "
+                         "generate` again to finish it, or pass allow_partial=True")
+    if not files:
+        raise ValueError(f"no shard files ({SHARD_GLOB}) in {str(path / split)!r}")
+    return files
+
+
+def open_dataset(path: str | os.PathLike, split: str | None = None,
+                 allow_partial: bool = False) -> xr.Dataset:
     """Open a field dataset: one file, or a generated dataset folder joined lazily.
 
     Args:
         path: an HDF5 file, or a folder written by ``physml datasets generate``.
         split: for a folder, the split to open ("train", "valid", "test"); None opens the
             folder's own shards (a folder of shards without splits).
+        allow_partial: open a dataset whose generation has not finished (no manifest).
+
+    Raises:
+        ValueError: see :func:`dataset_shards`; or the files hold linear systems (read them
+            with :func:`physml.datasets.linear_systems.read_systems`).
 
     A folder's shards are concatenated along ``sample`` and keep only the attrs all of them
     agree on (a value that differs between shards is per sample, never a dataset's). With Dask
     installed this is lazy (``xarray.open_mfdataset``: nothing is read until values are used),
     otherwise the shards are read into memory.
     """
-    path = Path(path)
-    if path.is_file():
+    files = dataset_shards(path, split, allow_partial)
+    with h5py.File(files[0], "r") as first:
+        if "indptr" in first:  # sparse matrices of different sizes do not join on ``sample``
+            raise ValueError(f"{str(path)!r} holds linear systems; read them with "
+                             "physml.datasets.linear_systems.read_systems(folder / split)")
+    if Path(path).is_file():
         return xr.open_dataset(path, engine="h5netcdf")
-    folder = path / split if split else path
-    files = shard_files(folder)
-    if not files:
-        raise ValueError(f"no shard files ({SHARD_GLOB}) in {str(folder)!r}")
     try:
         import dask  # noqa: F401
     except ImportError:

@@ -302,7 +302,8 @@ def _run_solve(args: argparse.Namespace) -> int:
         **{k: v for k, v in solver.parameters().items()},
     }
     times = np.arange(args.n_saves) * save_every * dt
-    write_dataset(trajectory_dataset(states, times, solver.grid, attrs=attrs), args.out)
+    write_dataset(trajectory_dataset(states, times, solver.grid, attrs=attrs,
+                                     metadata={"u": prob.quantity}), args.out)
     console.print(
         f"wrote {args.out} ({states.shape}, {elapsed:.1f} s, {n_steps / elapsed:.0f} steps/s)"
     )
@@ -387,6 +388,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .datasets.generate import generate
+    from .datasets.linear_systems import LinearSystemSpec
     from .datasets.spec import load_spec
     from .solvers.base import warp_device
     from .solvers.runtime import quiet_warp
@@ -426,10 +428,10 @@ def _run_generate(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=report,
         )
-    console.print(
-        f"wrote {manifest['samples']} samples to {args.out} "
-        f"(open with physml.io.open_dataset({str(args.out)!r}, split='train'))"
-    )
+    reader = (f"physml.datasets.linear_systems.read_systems({str(args.out / 'train')!r})"
+              if isinstance(spec, LinearSystemSpec)
+              else f"physml.io.open_dataset({str(args.out)!r}, split='train')")
+    console.print(f"wrote {manifest['samples']} samples to {args.out} (open with {reader})")
     return 0
 
 

@@ -10,14 +10,13 @@ autoregressive pairs $(u_t, u_{t+k})$.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .datasets.store import shard_files
+from .datasets.store import dataset_shards
 
 CHUNK_CACHE_BYTES = 64 * 2**20
 
@@ -31,6 +30,7 @@ class FieldDataset(Dataset):
         variable: the field to read.
         pairs: None for whole trajectories; ``k`` for pairs $(u_t, u_{t+k})$.
         dtype: dtype of the returned tensors.
+        allow_partial: read a dataset whose generation has not finished (no manifest).
 
     Items: without ``pairs``, a tensor of shape ``(time, *space)`` per sample; with ``pairs=k``,
     ``(u[t], u[t + k])`` each of shape ``space``, for every sample and ``t < T - k``
@@ -44,11 +44,9 @@ class FieldDataset(Dataset):
         variable: str = "u",
         pairs: int | None = None,
         dtype: torch.dtype = torch.float32,
+        allow_partial: bool = False,
     ) -> None:
-        path = Path(path)
-        self.files = [path] if path.is_file() else shard_files(path / split)
-        if not self.files:
-            raise ValueError(f"no dataset files at {str(path)!r} (split {split!r})")
+        self.files = dataset_shards(path, split, allow_partial)
         self.variable, self.dtype = variable, dtype
         self._handles: dict[int, h5py.File] = {}
         self._pid = os.getpid()

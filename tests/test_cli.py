@@ -252,7 +252,7 @@ def test_an_unreachable_dask_scheduler_is_named(monkeypatch):
     monkeypatch.setattr(generate, "SCHEDULER_TIMEOUT_S", 1)
     with pytest.raises(ValueError, match="--scheduler 'tcp://127.0.0.1:1': no Dask scheduler "
                                          "answered within 1 s"):
-        generate.run_on_dask([], lambda task: None, 1, "tcp://127.0.0.1:1")
+        generate.connect_scheduler("tcp://127.0.0.1:1")
 
 
 def test_a_solve_that_blows_up_ends_on_its_one_line_and_keeps_the_last_state(tmp_path):

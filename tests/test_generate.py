@@ -13,8 +13,10 @@ import xarray as xr
 
 from physml import io
 from physml.cli import main
+from physml.data import FieldDataset
 from physml.datasets.generate import generate
 from physml.datasets.spec import SPEC_FOLDER, load_spec
+from physml.solvers import Grid
 
 SPEC = """
 pde: advection1d
@@ -139,9 +141,100 @@ def test_complete_dataset_is_not_overwritten(tmp_path, capsys):
     assert main([*args, "--overwrite"]) == 0
 
 
+def test_overwrite_deletes_nothing_until_the_run_can_start(tmp_path, monkeypatch):
+    from physml.datasets import generate as generation
+
+    spec = load_spec(write_spec(tmp_path))
+    generate(spec, tmp_path / "d", workers=0)
+    before = sorted(p.name for p in (tmp_path / "d").rglob("*"))
+    with pytest.raises(ValueError, match="batch_size=0 must be a whole number"):
+        generate(spec, tmp_path / "d", workers=0, overwrite=True, batch_size=0)
+    monkeypatch.setattr(generation, "SCHEDULER_TIMEOUT_S", 1)
+    with pytest.raises(ValueError, match="no Dask scheduler answered"):
+        generate(spec, tmp_path / "d", overwrite=True, scheduler="tcp://127.0.0.1:1")
+    assert sorted(p.name for p in (tmp_path / "d").rglob("*")) == before
+    assert (tmp_path / "d" / "dataset.json").exists()
+
+
+def test_overwrite_refuses_a_folder_with_files_a_dataset_did_not_write(tmp_path, capsys):
+    project = tmp_path / "project"
+    (project / "train").mkdir(parents=True)
+    (project / "train" / "img001.txt").write_text("mine")
+    (project / "spec.yaml").write_text("lr: 0.1\n")
+    args = ["datasets", "generate", str(write_spec(tmp_path)), "--out", str(project),
+            "--workers", "0", "--quiet"]
+    for extra in ([], ["--overwrite"]):
+        assert main([*args, *extra]) == 2
+        err = capsys.readouterr().err
+        assert "holds files that are not part of a physml dataset" in err
+        assert "img001.txt" in err and "spec.yaml" in err
+    assert (project / "train" / "img001.txt").read_text() == "mine"
+    assert (project / "spec.yaml").read_text() == "lr: 0.1\n"
+
+
+@pytest.mark.parametrize("samples, fractions, sizes", [
+    (10, (0.8, 0.1, 0.1), (8, 1, 1)),
+    (5, (0.8, 0.1, 0.1), (4, 1, 0)),  # the sample left goes to the larger remainder (a tie:
+    (64, (0.8, 0.1, 0.1), (51, 7, 6)),  # the earlier split)
+    (3, (0.0, 0.5, 0.5), (0, 2, 1)),  # never negative, a fraction of 0 gets none
+    (1, (0.0, 0.5, 0.5), (0, 1, 0)),
+    (30, (0.7, 0.2, 0.1), (21, 6, 3)),  # 0.7 * 30 is 20.999...: still 21
+])
+def test_split_sizes_are_the_largest_remainders(tmp_path, samples, fractions, sizes):
+    train, valid, test = fractions
+    spec = load_spec(write_spec(tmp_path, **{
+        "samples: 10": f"samples: {samples}\nsplits: {{train: {train}, valid: {valid}, "
+                       f"test: {test}}}"}))
+    assert tuple(spec.split_sizes().values()) == sizes
+
+
+def test_every_sample_has_its_own_initial_condition_from_its_seed(tmp_path):
+    from physml.datasets.generate import initial_state
+
+    spec = load_spec(write_spec(tmp_path))
+    generate(spec, tmp_path / "d", workers=0)
+    train = io.open_dataset(tmp_path / "d", "train").load()
+    grid = Grid((32,), (0.0,), (1.0,))
+    u0 = train["u"].isel(time=0).values
+    assert len({row.tobytes() for row in u0}) == len(u0)
+    for k, seed in enumerate(train["sample"].values):
+        np.testing.assert_allclose(u0[k], initial_state(spec, grid, int(seed)), rtol=1e-6)
+
+
+def test_an_incomplete_or_damaged_dataset_is_not_read_as_complete(tmp_path):
+    spec = load_spec(write_spec(tmp_path, **{"samples: 10": "samples: 5"}))
+    folder = tmp_path / "d"
+    generate(spec, folder, workers=0)
+    with pytest.raises(ValueError, match="split='training'; allowed: train, valid, test"):
+        io.open_dataset(folder, "training")
+    with pytest.raises(ValueError, match="the test split of .* holds no samples"):
+        io.open_dataset(folder, "test")  # 5 samples at 0.8 / 0.1 / 0.1: 4 / 1 / 0
+    (folder / "train" / "shard-00001.h5").unlink()
+    with pytest.raises(ValueError, match=r"1 shard\(s\) of the train split .* are missing"):
+        FieldDataset(folder, "train")
+    (folder / "dataset.json").unlink()
+    for read in (io.open_dataset, FieldDataset):
+        with pytest.raises(ValueError, match="holds an incomplete dataset .* generate` again"):
+            read(folder, "train")
+    assert io.open_dataset(folder, "train", allow_partial=True).sizes["sample"] == 7  # 8 - 1
+
+
+def test_a_systems_dataset_is_not_opened_as_fields_and_the_cli_names_its_reader(tmp_path,
+                                                                               capsys):
+    spec = tmp_path / "systems.yaml"
+    spec.write_text("systems: poisson_grid\nsize: 4\nsamples: 4\nshard_size: 2\n")
+    assert main(["datasets", "generate", str(spec), "--out", str(tmp_path / "s"),
+                 "--workers", "0"]) == 0
+    assert "read_systems(" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="holds linear systems; read them with"):
+        io.open_dataset(tmp_path / "s", "train")
+
+
 @pytest.mark.parametrize(
     "replace, message",
     [
+        ({"seed: 7": "seed: 7\nsolver: {scheme: rk5}"},
+         "solver.scheme: unknown scheme 'rk5'; allowed:"),
         ({"pde: advection1d": "pde: navier"}, "pde: unknown PDE 'navier'; allowed:"),
         ({"seed: 7": "seed: 7\ncolour: red"}, "unknown key 'colour'; allowed: pde, grid"),
         ({"samples: 10": "samples: many"}, "samples: Input should be a valid integer"),

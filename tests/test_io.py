@@ -79,17 +79,50 @@ def test_read_pdebench_per_seed_groups(tmp_path):
     np.testing.assert_allclose(ds["time"], np.linspace(0, 500, 4))
 
 
-def test_write_pdebench_reads_back_with_h5py_in_that_layout(tmp_path):
+def test_write_pdebench_2d_in_seed_groups_reads_back_with_h5py(tmp_path):
+    """PDEBench's loaders read a 4-D tensor as steady Darcy flow: 2D fields go in per-seed
+    groups, as PDEBench's own 2D data."""
     path, states, grid = sample_file(tmp_path)
-    out = io.write_pdebench(xr.open_dataset(path), tmp_path / "2D_heat.hdf5")
+    ds = xr.open_dataset(path)
+    ds = ds.assign_coords(nu=("sample", [0.1, 0.1, 0.2, 0.2, 0.3]))  # may vary per sample
+    out = io.write_pdebench(ds, tmp_path / "2D_heat.hdf5")
     with h5py.File(out) as f:
-        np.testing.assert_array_equal(f["tensor"][...], states)
-        assert f["t-coordinate"].shape == (5,)  # T + 1
-        np.testing.assert_allclose(f["x-coordinate"][...], grid.coords(0), rtol=1e-6)
-        np.testing.assert_allclose(f["y-coordinate"][...], grid.coords(1), rtol=1e-6)
-        assert f.attrs["nu"] == pytest.approx(0.1)
+        assert "tensor" not in f and sorted(f) == [f"{s:04d}" for s in range(10, 15)]
+        np.testing.assert_array_equal(f["0012/data"][...], states[2][..., None])
+        np.testing.assert_allclose(f["0012/grid/x"][...], grid.coords(0), rtol=1e-6)
+        np.testing.assert_allclose(f["0012/grid/y"][...], grid.coords(1), rtol=1e-6)
+        np.testing.assert_allclose(f["0012/grid/t"][...], np.linspace(0, 1, 4), rtol=1e-6)
+        assert f.attrs["nu"] == pytest.approx(0.1) and f.attrs["pde"] == "heat2d"
     back = io.read_pdebench(out)
     np.testing.assert_array_equal(back["u"].values, states)
+    np.testing.assert_array_equal(back["sample"], np.arange(10, 15))
+    np.testing.assert_allclose(back["nu"], [0.1, 0.1, 0.2, 0.2, 0.3])
+    with pytest.raises(ValueError, match="layout='stacked' holds 1D fields only"):
+        io.write_pdebench(ds, tmp_path / "stacked.hdf5", layout="stacked")
+
+
+def test_write_pdebench_1d_stacked_with_pdebench_s_names_and_times(tmp_path):
+    grid = Grid((8,), (0.0,), (1.0,))
+    states = np.random.default_rng(0).standard_normal((3, 4, 8))
+    ds = io.samples_dataset(states, np.array([0.0, 0.5, 1.0, 1.5]), grid, np.arange(3),
+                            attrs={"pde": "burgers1d", "nu": 0.01, "solver_nu": 0.01 / np.pi})
+    out = io.write_pdebench(ds, tmp_path / "1D_Burgers_Sols_Nu0.01.hdf5")
+    with h5py.File(out) as f:
+        np.testing.assert_allclose(f["tensor"][...], states, rtol=1e-6)
+        np.testing.assert_allclose(f["t-coordinate"][...], [0, 0.5, 1, 1.5, 2.0])
+        np.testing.assert_allclose(f["x-coordinate"][...], grid.coords(0), rtol=1e-6)
+        assert f.attrs["Nu"] == 0.01 and "nu" not in f.attrs  # PDEBench's name
+    np.testing.assert_allclose(io.read_pdebench(out)["time"], [0, 0.5, 1, 1.5])
+
+
+def test_read_pdebench_names_the_steady_darcy_layout(tmp_path):
+    path = tmp_path / "2D_DarcyFlow_beta1.0_Train.hdf5"
+    with h5py.File(path, "w") as f:
+        f["tensor"] = np.zeros((2, 1, 4, 4))
+        f["nu"] = np.ones((2, 4, 4))
+        f["x-coordinate"] = np.linspace(0, 1, 4)
+    with pytest.raises(ValueError, match="no 't-coordinate' \\(PDEBench's steady Darcy"):
+        io.read_pdebench(path)
 
 
 def test_torch_dataset_trajectories_and_pairs(tmp_path):

@@ -135,4 +135,5 @@ def test_dataset_spec_generates(tmp_path):
     ds = xr.open_dataset(next((tmp_path / "train").glob("*.h5")))
     assert ds["u"].dims == ("sample", "time", "x", "y") and ds["u"].shape[1:] == (5, 16, 16)
     assert ds.attrs["solver_nu"] == 1e-4 and ds.attrs["solver"] == "NavierStokesSolver2D"
+    assert (ds["u"].attrs["long_name"], ds["u"].attrs["units"]) == ("vorticity omega", "s-1")
     assert float(ds["u"].isel(time=0).std()) == pytest.approx(1.0, rel=1e-5)

@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 import warp as wp
+import yaml
 
 from conftest import shard_stamps
 from physml.cases.pcg import PCGCase, dataset_spec
@@ -326,10 +327,23 @@ def test_a_bad_systems_spec_is_refused_naming_the_key(tmp_path):
         load_spec(spec)
 
 
-def test_an_ordering_is_for_meshes_and_reaches_the_case_s_dataset(tmp_path, cli_in_process):
-    with pytest.raises(ValueError, match="ordering: 'rcm' applies to the mesh families"):
-        LinearSystemSpec(systems="poisson_grid", size=8, samples=2, ordering="rcm")
-    assert LinearSystemSpec(systems="poisson_grid", size=8, samples=2).ordering is None
+@pytest.mark.parametrize("systems, key, value", [
+    ("poisson_grid", "ordering", "rcm"), ("poisson_grid", "domain", "l_shape"),
+    ("poisson_grid", "dt", 0.5), ("poisson_tet", "domain", "annulus"),
+    ("poisson_tet", "dt", 0.1)])
+def test_an_option_a_family_ignores_is_refused_by_name(systems, key, value):
+    with pytest.raises(ValueError, match=f"{key}: {value!r} applies to .*; {systems} takes none"):
+        LinearSystemSpec(systems=systems, size=8, samples=2, **{key: value})
+
+
+def test_the_family_s_options_default_and_reach_the_case_s_dataset(tmp_path, cli_in_process):
+    grid = LinearSystemSpec(systems="poisson_grid", size=8, samples=2)
+    assert (grid.ordering, grid.domain, grid.dt) == (None, None, None)
+    heat = LinearSystemSpec(systems="heat_mesh", size=8, samples=2)
+    assert (heat.ordering, heat.domain, heat.dt) == ("rcm", "disc", 0.01)
+    tet = LinearSystemSpec(systems="poisson_tet", size=8, samples=2)
+    assert (tet.ordering, tet.domain, tet.dt) == ("rcm", None, None)
+    assert LinearSystemSpec.model_validate(yaml.safe_load(heat.to_yaml())) == heat
     case = PCGCase.model_validate({"kind": "pcg", "name": "t", "dataset": {
         "systems": "heat_mesh", "size": 5, "samples": 4, "ordering": "mesher"}})
     assert dataset_spec(case).ordering == "mesher"
@@ -337,7 +351,8 @@ def test_an_ordering_is_for_meshes_and_reaches_the_case_s_dataset(tmp_path, cli_
     path.write_text("kind: pcg\nname: t\ndataset: {systems: poisson_grid, ordering: mesher}\n")
     result = cli_in_process("validate", str(path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "dataset: ordering: 'mesher' applies to the mesh families" in result.stderr
+    assert ("dataset: ordering: 'mesher' applies to heat_mesh, wave_mesh, poisson_tet"
+            in result.stderr)
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ import warp as wp
 from pydantic import Field, model_validator
 
 from ..datasets.generate import MANIFEST, generate
-from ..datasets.linear_systems import LinearSystemSpec, check_ordering, read_systems
+from ..datasets.linear_systems import LinearSystemSpec, family_options, read_systems
 from ..solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy, prepare
 from .kind import CaseKind, OnStep
 from .run_folder import CONFIG, Section, atomic_write, write_text
@@ -52,16 +52,19 @@ class DatasetSection(Section):
     samples: int = Field(40, gt=2)
     log_std: float = Field(1.0, ge=0, le=5)
     correlation: float = Field(0.1, gt=0, le=10)
-    dt: float = Field(1e-2, gt=0)
-    domain: Literal["disc", "l_shape", "annulus"] = "disc"
+    dt: float | None = Field(None, gt=0, description="time step of heat_mesh and wave_mesh "
+                                                     "(0.01 unless given)")
+    domain: Literal["disc", "l_shape", "annulus"] | None = Field(
+        None, description="triangle-mesh domain of heat_mesh and wave_mesh (disc unless given)")
     ordering: Literal["rcm", "mesher"] | None = Field(
         None, description="numbering of a mesh family's unknowns: reverse Cuthill–McKee "
                           "(default) or the mesher's; none for poisson_grid")
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
-    def _ordering_of_meshes_only(self) -> DatasetSection:
-        check_ordering(self.systems, self.ordering)
+    def _options_of_the_family(self) -> DatasetSection:
+        family_options(self.systems, {"dt": self.dt, "domain": self.domain,
+                                      "ordering": self.ordering})
         return self
 
 
