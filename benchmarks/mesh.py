@@ -82,6 +82,10 @@ def _time(fn) -> float:
     return time.perf_counter() - start
 
 
+PEERS_NEEDED = {"assembly": ("igl", "robust_laplacian")}
+"""The peers a part is a comparison with: without them it is skipped."""
+
+
 def bench_assembly(level: int) -> dict:
     import igl
     import robust_laplacian
@@ -254,6 +258,11 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for part in args.parts:
         bench, title = PARTS[part]
+        missing = [m for m in PEERS_NEEDED.get(part, ()) if not importlib.util.find_spec(m)]
+        if missing:  # the part is a comparison with them
+            print(f"{part}: skipped, {', '.join(missing)} not installed "
+                  f"(pip install -e '.[bench]')", flush=True)
+            continue
         report[f"{part}_load_average_before"] = os.getloadavg()
         results = []
         for level in args.levels:

@@ -602,7 +602,10 @@ def _run_case(args: argparse.Namespace) -> int:
             print(_interrupted(args, folder, kind.checkpoint), file=sys.stderr)
             return 130
         except BaseException:
-            remove_if_empty(folder)
+            if args.resume is None and not (folder / kind.checkpoint).is_file():
+                shutil.rmtree(folder, ignore_errors=True)  # nothing in it can be resumed
+            else:
+                remove_if_empty(folder)
             raise
     if failure is not None:
         print(f"physml: error: {failure}", file=sys.stderr)

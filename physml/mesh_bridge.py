@@ -142,11 +142,17 @@ def poisson_solve(points: torch.Tensor, mesh: Mesh, f: torch.Tensor,
         (n,) nodal values, differentiable in ``points``, ``f`` and ``g``.
 
     Raises:
-        ValueError: no Dirichlet vertex (the pure Neumann problem is singular).
+        ValueError: no Dirichlet vertex (the pure Neumann problem is singular), or the
+            tensors differ in dtype or device.
     """
     boundary = mesh.boundary_vertices() if boundary is None else np.asarray(boundary)
     if len(boundary) == 0:
         raise ValueError("poisson_solve needs Dirichlet vertices; the mesh has no boundary")
+    given = {"points": points, "f": f, **({"g": g} if g is not None else {})}
+    if len({(t.dtype, t.device) for t in given.values()}) > 1 or points.dtype not in _WP_DTYPES:
+        shown = ", ".join(f"{k} {t.dtype} on {t.device}" for k, t in given.items())
+        raise ValueError(f"poisson_solve needs points, f and g of one dtype (float32 or "
+                         f"float64) on one device; got {shown}")
     dtype = _WP_DTYPES[points.dtype]
     interior, sub_entries, sub_indptr, sub_indices = _restriction(
         mesh, dtype, np.unique(boundary).astype(np.int64).tobytes())

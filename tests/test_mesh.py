@@ -42,7 +42,7 @@ def unit_square(n: int) -> pm.Mesh:
         (np.array([[0, 0], [1, 0], [2, 0.0]]), [[0, 1, 2]], "zero-area cells: cells 0 (1 in all)"),
         (np.r_[CUBE[[0, 1, 2, 4]], [[1, 1, 0]]], [[0, 1, 2, 3], [0, 1, 2, 4]],
          "zero-volume cells: cells 1 (1 in all)"),
-        (SQUARE, [[0, 1, 2], [0, 3, 2]], "inverted cells"),
+        (np.r_[SQUARE, [[0.3, 0.8]]], [[0, 1, 2], [0, 1, 4], [1, 2, 3]], "folded cells"),
         (np.r_[SQUARE, [[0.5, -1.0]]], [[0, 1, 2], [0, 2, 3], [0, 4, 2]], "non-manifold"),
         (np.r_[SQUARE, [[5.0, 5.0]]], [[0, 1, 2], [0, 2, 3]], "unreferenced vertices 4"),
         (np.r_[SQUARE, [[0.0, 0.0]]], [[0, 1, 2], [4, 2, 3]], "duplicate vertices 4"),
@@ -54,10 +54,22 @@ def test_degenerate_meshes_are_refused_naming_the_cells(points, cells, words):
         pm.Mesh(points, cells)
 
 
-def test_inverted_message_names_the_cell_and_count():
-    points = np.r_[SQUARE, [[2.0, 0.0], [2.0, 1.0]]]
-    with pytest.raises(ValueError, match=r"cells 1 \(1 in all\)"):
-        pm.Mesh(points, [[0, 1, 2], [0, 3, 2], [1, 4, 5]])
+def test_a_fold_is_named_by_its_two_cells_and_mixed_vertex_orders_are_accepted():
+    """Cells 0 and 1 both lie above their shared edge 0-1 (a fold, whatever order they list
+    their vertices in); two triangles listed in opposite orders on either side of an edge are
+    a valid mesh (meshers mix the orders), with the operators of the consistent one."""
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, 1.0], [0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"folded cells .*: cells 0, 1 \(2 in all\)"):
+        pm.Mesh(points, [[0, 1, 2], [1, 0, 3]])
+    mixed = pm.Mesh(SQUARE, [[0, 1, 2], [0, 3, 2]])
+    np.testing.assert_allclose(pm.to_scipy(pm.stiffness_matrix(mixed)).toarray(),
+                               pm.to_scipy(pm.stiffness_matrix(
+                                   pm.Mesh(SQUARE, [[0, 1, 2], [0, 2, 3]]))).toarray())
+    flipped = CUBE_TETS.copy()
+    flipped[::2, [0, 1]] = flipped[::2, [1, 0]]  # every other tetrahedron listed the other way
+    np.testing.assert_allclose(pm.to_scipy(pm.stiffness_matrix(pm.Mesh(CUBE, flipped))).toarray(),
+                               pm.to_scipy(pm.stiffness_matrix(pm.Mesh(CUBE, CUBE_TETS))).toarray(),
+                               atol=1e-14)
 
 
 def test_repaired_merges_duplicates_and_drops_unreferenced_vertices():
@@ -106,11 +118,57 @@ def test_msh_keeps_gmsh_tags(tmp_path):
         np.testing.assert_array_equal(back.boundary_vertices(name), mesh.boundary_vertices(name))
 
 
+def test_gmsh_tags_numbered_per_dimension_keep_their_parts_apart(tmp_path):
+    """Gmsh counts physical tags per dimension: the curve "inflow" and the surface "fluid"
+    are both 1 in the file; the boundary parts stay the curves', the cell tag is none."""
+    gmsh.initialize()
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        surface = gmsh.model.occ.addRectangle(0, 0, 0, 1, 1)
+        gmsh.model.occ.synchronize()
+        curves = [t for _, t in gmsh.model.getBoundary([(2, surface)], oriented=False)]
+        assert gmsh.model.addPhysicalGroup(1, curves[:1], name="inflow") == 1
+        gmsh.model.addPhysicalGroup(1, curves[1:], name="walls")
+        gmsh.model.addPhysicalGroup(2, [surface], tag=1, name="fluid")
+        gmsh.option.setNumber("Mesh.MeshSizeMax", 0.25)
+        gmsh.model.mesh.generate(2)
+        gmsh.write(str(tmp_path / "square.msh"))
+    finally:
+        gmsh.finalize()
+    mesh = pm.read_mesh(tmp_path / "square.msh")
+    assert mesh.boundary_parts() == ["inflow", "walls"]
+    inflow = mesh.points[mesh.boundary_vertices("inflow")]
+    assert len(inflow) > 2 and (np.ptp(inflow[:, 0]) == 0 or np.ptp(inflow[:, 1]) == 0)  # one side
+    with pytest.raises(ValueError, match=r"no boundary part named 'fluid'; known: \['inflow', "
+                                         r"'walls'\]"):
+        mesh.boundary_vertices("fluid")
+    pm.write_mesh(tmp_path / "again.msh", mesh)
+    again = pm.read_mesh(tmp_path / "again.msh")
+    assert again.tag_names == mesh.tag_names
+    np.testing.assert_array_equal(again.boundary_vertices("inflow"),
+                                  mesh.boundary_vertices("inflow"))
+
+
 def test_unreadable_file_names_the_file_and_the_formats(tmp_path):
     path = tmp_path / "mesh.xyz"
     path.write_text("not a mesh")
     with pytest.raises(ValueError, match=r"mesh\.xyz.*formats allowed: .*\.msh.*\.vtu"):
         pm.read_mesh(path)
+    corrupt = tmp_path / "corrupt.msh"  # meshio exits the process on a file it fails to parse
+    corrupt.write_text("$MeshFormat\n2.2 0 8\n$EndMeshFormat\n$Nodes\n3\n1 0 0\n")
+    with pytest.raises(ValueError, match=r"cannot read mesh file .*corrupt\.msh"):
+        pm.read_mesh(corrupt)
+
+
+def test_cells_a_mesh_cannot_hold_are_refused_by_type_and_cell_fields_not_lost(tmp_path):
+    points = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [2, 0, 0], [2, 1, 0.0]])
+    meshio.Mesh(points, [("triangle", np.array([[0, 1, 2], [0, 2, 3]])),
+                         ("quad", np.array([[1, 4, 5, 2]]))]).write(tmp_path / "mixed.vtu")
+    with pytest.raises(ValueError, match="holds quad cells beside its triangles"):
+        pm.read_mesh(tmp_path / "mixed.vtu")
+    annulus = pm.annulus(0.4)
+    with pytest.raises(ValueError, match=r"carries its tags, not cell fields \(area\)"):
+        pm.write_mesh(tmp_path / "a.msh", annulus, cell_data={"area": annulus.measures()})
 
 
 def test_read_repair_merges_an_stl_style_soup(tmp_path):
@@ -381,6 +439,15 @@ def test_operator_values_gradcheck(make, kind):
     mesh = make()
     x = torch.tensor(mesh.points, requires_grad=True)
     assert torch.autograd.gradcheck(lambda p: operator_values(p, mesh, kind), (x,))
+
+
+def test_poisson_solve_names_tensors_of_mixed_dtypes():
+    mesh = pm.disc(0.4)
+    x = torch.as_tensor(mesh.points)
+    f = torch.ones(mesh.n_vertices, dtype=torch.float32)
+    with pytest.raises(ValueError, match="one dtype .* got points torch.float64 on cpu, f "
+                                         "torch.float32 on cpu"):
+        poisson_solve(x, mesh, f)
 
 
 @pytest.mark.parametrize("make", [lambda: pm.disc(0.5), lambda: pm.box(0.7)])

@@ -129,3 +129,16 @@ def test_bad_input_is_refused_naming_the_key(change, message):
 def test_an_unknown_boundary_part_names_the_known_ones(tmp_path):
     with pytest.raises(ValueError, match=r"no boundary part named 'top'; known: \['boundary'"):
         run("poisson_lshape", ["mesh.h=0.3", "refine=[]", "boundary=[{part: top}]"], tmp_path)
+
+
+def test_a_run_refused_before_its_first_checkpoint_leaves_no_folder(tmp_path, cli_in_process):
+    """The annulus's parts are its two circles; its cell tag ('domain') is none of them."""
+    case = tmp_path / "typo.yaml"
+    case.write_text("kind: mesh_pde\nname: typo\nmesh: {domain: annulus, h: 0.3}\n"
+                    "pde: {name: poisson, source: 1.0}\n"
+                    "boundary: [{part: outter, kind: dirichlet, value: 0.0}]\n"
+                    f"output: {{folder: {tmp_path / 'runs'}}}\n")
+    result = cli_in_process("run", str(case), "--quiet")
+    assert result.returncode == 2
+    assert "no boundary part named 'outter'; known: ['inner', 'outer']" in result.stderr
+    assert not list((tmp_path / "runs").glob("typo*"))

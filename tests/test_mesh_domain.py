@@ -58,6 +58,20 @@ def test_a_tetrahedral_box_is_a_domain_with_outward_face_normals():
     assert (np.sum(N * (B - 0.5), axis=1) > 0.49).all()
 
 
+def test_a_tetrahedral_domain_classifies_a_regular_grid_exactly():
+    """A grid's points lie on the planes through the boundary triangles' shared edges (the
+    diagonals of the box's faces): a ray along an axis would cross two triangles there, or
+    none."""
+    box = MeshDomain(pm.box(0.25))
+    g = np.linspace(-0.1, 1.1, 25)
+    Q = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    off_the_boundary = np.all(np.abs(Q) > 1e-9, axis=1) & np.all(np.abs(Q - 1) > 1e-9, axis=1)
+    Q = Q[off_the_boundary]
+    inside = np.all((Q > 0) & (Q < 1), axis=1)
+    np.testing.assert_array_equal(box.inside(Q), inside)
+    assert np.array_equal(box.distance(Q)[:, 0] > 0, inside)
+
+
 def test_a_surface_mesh_is_refused():
     with pytest.raises(ValueError, match="a surface mesh has no interior"):
         MeshDomain(pm.icosphere(1))

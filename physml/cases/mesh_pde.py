@@ -476,10 +476,11 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
     peak = case.pde.source.amplitude / (2 / a**2 + 2 / b**2)  # U at the centre
     weights = np.asarray(pm.to_scipy(pm.mass_matrix(mesh)).sum(axis=1)).ravel()
     norm = weights.sum() * peak**2
-    as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float64)  # noqa: E731
+    device = torch.device(str(mesh.device))  # the bridge's tensors live where the mesh does
+    as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float64, device=device)  # noqa: E731
     w = as_tensor(weights)
     f = as_tensor(case.pde.source.values(mesh.points))
-    cells = torch.as_tensor(mesh.cells, dtype=torch.long)
+    cells = torch.as_tensor(mesh.cells, dtype=torch.long, device=device)
     e1, e2 = (mesh.points[mesh.cells[:, i]] - mesh.points[mesh.cells[:, 0]] for i in (1, 2))
     orientation = torch.sign(as_tensor(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]))
     x = as_tensor(mesh.points).clone().requires_grad_(True)
@@ -528,7 +529,7 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
             last_checkpoint = step + 1
     with torch.no_grad():
         loss, match, quality, u = terms()
-    moved = pm.Mesh(x.detach().numpy(), mesh.cells)
+    moved = pm.Mesh(x.detach().cpu().numpy(), mesh.cells)
     extent = np.ptp(moved.points, axis=0)
     boundary = moved.points[fixed]
     drop = history[0]["loss_match"] / float(match)
@@ -543,7 +544,8 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
         "step_s": (time.perf_counter() - clock) / max(spec.steps - start, 1),
     }
     exact = target(torch.as_tensor(moved.points)).numpy()
-    return Result(moved, {"u": u.numpy(), "exact": exact, "error": u.numpy() - exact},
+    u = u.cpu().numpy()
+    return Result(moved, {"u": u, "exact": exact, "error": u - exact},
                   summary, history)
 
 
@@ -577,6 +579,8 @@ def run(case: MeshPDECase, folder: Path, resume: bool = False,
         on_step: OnStep | None = None) -> dict:
     """Build the mesh, run the PDE's runner, write the run folder; returns the summary."""
     mesh = case.mesh.build()
+    for spec in case.boundary:  # a part the mesh lacks is named before anything is written
+        _part(mesh, spec.part)
     if case.device != "cpu":
         mesh = mesh.to(case.device)
     result = RUNNERS[case.pde.name](case, mesh, folder, resume, on_step or (lambda r: None))

@@ -5,7 +5,10 @@ then uniformly inside it: the spacings of $k - 1$ sorted uniforms are uniform ba
 coordinates), so no point is rejected. The boundary is the set of facets that belong to one
 cell; its named parts are the mesh's tagged facet groups (Gmsh physical groups, e.g. ``inner``
 and ``outer`` of :func:`~physml.solvers.mesh.annulus`), and boundary facets without a tag form
-the part ``boundary``. Membership counts the boundary facets a ray along $+x$ crosses.
+the part ``boundary``. Membership counts the boundary facets a ray crosses: along $+x$ in 2D
+(half-open in y, so a ray through a vertex counts it once), along a fixed direction of no
+special relation to the axes in 3D (:data:`RAY`), so that a grid's points do not send their
+rays through the edges two boundary triangles share, where the count would be 0 or 2.
 
 Distance functions ($> 0$ inside, $0$ on the boundary):
 
@@ -91,8 +94,15 @@ def _facet_scores(P: np.ndarray, V: np.ndarray, normals: np.ndarray) -> np.ndarr
     return np.abs(along) + outside * size
 
 
+RAY = np.array([1.0, np.sqrt(2.0) - 1.2, np.pi - 3.1]) / np.sqrt(
+    1.0 + (np.sqrt(2.0) - 1.2) ** 2 + (np.pi - 3.1) ** 2)
+"""The direction of the 3D membership rays: irrational components, so that no grid point's
+ray meets a boundary edge exactly (an axis-aligned ray meets the diagonals of a box's faces)."""
+
+
 def _crossings(P: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """``(n,)`` how many facets ``V`` a ray from each point along $+x$ crosses."""
+    """``(n,)`` how many facets ``V`` a ray from each point crosses (along $+x$ in 2D,
+    :data:`RAY` in 3D)."""
     x = P[:, None, :]
     if V.shape[1] == 2:
         a, b = V[None, :, 0], V[None, :, 1]
@@ -101,9 +111,9 @@ def _crossings(P: np.ndarray, V: np.ndarray) -> np.ndarray:
         at = a[..., 0] + (x[..., 1] - a[..., 1]) * (b[..., 0] - a[..., 0]) / rise
         hit = ((a[..., 1] > x[..., 1]) != (b[..., 1] > x[..., 1])) & (x[..., 0] < at)
         return hit.sum(1)
-    # Moeller-Trumbore with direction e_x: solve a + u e1 + v e2 = x + s e_x, s > 0.
+    # Moeller-Trumbore with direction d: solve a + u e1 + v e2 = x + s d, s > 0.
     a, e1, e2 = V[None, :, 0], V[None, :, 1] - V[None, :, 0], V[None, :, 2] - V[None, :, 0]
-    direction = np.array([1.0, 0.0, 0.0])
+    direction = RAY
     h = np.cross(direction, e2)
     det = np.sum(e1 * h, axis=-1)
     det = np.where(np.abs(det) < 1e-300, 1e-300, det)

@@ -6,8 +6,8 @@ mesh is refused on load instead of producing NaNs in an operator later.
 
 - zero measure: $|T| \le \epsilon\, \ell_{\max}^k$ with $\ell_{\max}$ the cell's longest edge,
   $k$ the cell dimension and $\epsilon = 10^{-12}$;
-- inverted: planar triangles / tetrahedra whose signed measure has the sign opposite to the
-  mesh's majority (a fold; a mesh oriented clockwise throughout is accepted);
+- folded: planar triangles / tetrahedra on the same side of a shared facet as their neighbour
+  (the order each cell lists its vertices in does not matter: meshers leave it mixed);
 - non-manifold: a facet (edge of a triangle, face of a tetrahedron) shared by more than two cells;
 - unreferenced vertices: in no cell;
 - duplicate vertices: equal positions (after rounding to $10^{-12}$ of the bounding-box diagonal).
@@ -60,12 +60,28 @@ def zero_measure_cells(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
     return np.flatnonzero(measure <= ZERO_MEASURE_TOL * longest ** (k - 1))
 
 
-def inverted_cells(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    if points.shape[1] != cells.shape[1] - 1:
+def folded_cells(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Cells of a planar triangle or tetrahedral mesh that lie on the same side of a facet as
+    the other cell sharing it (a fold): for every interior facet, the orientations of (facet,
+    opposite vertex) in the two cells must differ in sign. Independent of the order each cell
+    lists its vertices in, which meshers leave mixed."""
+    k = cells.shape[1]
+    if points.shape[1] != k - 1:
         return np.empty(0, dtype=np.int64)
-    sign = np.sign(signed_measures(points, cells))
-    majority = 1.0 if np.count_nonzero(sign > 0) >= np.count_nonzero(sign < 0) else -1.0
-    return np.flatnonzero(sign == -majority)
+    faces, sides = [], []
+    for omit in range(k):
+        face = np.sort(np.delete(cells, omit, axis=1), axis=1)
+        x = points[face]
+        edges = np.concatenate([x[:, 1:], points[cells[:, omit]][:, None]], axis=1) - x[:, :1]
+        faces.append(face)
+        sides.append(np.sign(np.linalg.det(edges)))
+    faces, sides = np.concatenate(faces), np.concatenate(sides)
+    _, inverse, counts = np.unique(faces, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    shared = np.flatnonzero(counts[inverse] == 2)
+    order = shared[np.argsort(inverse[shared], kind="stable")].reshape(-1, 2)
+    same_side = sides[order[:, 0]] == sides[order[:, 1]]
+    return np.unique(order[same_side] % len(cells))
 
 
 def non_manifold_cells(cells: np.ndarray) -> np.ndarray:
@@ -121,8 +137,8 @@ def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
     kind = "volume" if cells.shape[1] == 4 else "area"
     for problem, found in (
         (f"zero-{kind} cells", zero_measure_cells(points, cells)),
-        ("inverted cells (orientation opposite to the rest of the mesh)",
-         inverted_cells(points, cells)),
+        ("folded cells (on the same side of a facet as its other cell)",
+         folded_cells(points, cells)),
         ("cells on non-manifold facets (a facet shared by more than two cells)",
          non_manifold_cells(cells)),
     ):

@@ -18,6 +18,10 @@ from .mesh import Mesh
 
 _CELL_TYPES = {3: "triangle", 4: "tetra"}
 _FACET_TYPES = {3: "line", 4: "triangle"}
+_OTHER_CELLS = {3: {"quad", "polygon", "quad8", "quad9", "triangle6"},
+                4: {"hexahedron", "wedge", "pyramid", "tetra10", "hexahedron20"}}
+"""Cells of the same dimension as the kept ones that a mesh cannot hold: refused, since
+dropping them would drop part of the domain."""
 
 
 def formats() -> list[str]:
@@ -41,7 +45,8 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
     path = Path(path)
     try:
         data = meshio.read(path, file_format="gmsh" if path.suffix == ".msh" else None)
-    except Exception as error:  # meshio raises ReadError, KeyError, ValueError, OSError, ...
+    except (Exception, SystemExit) as error:  # meshio raises ReadError, KeyError, ...; and
+        # exits the process (SystemExit) when a file of a known extension fails to parse
         raise ValueError(
             f"cannot read mesh file {str(path)!r} ({type(error).__name__}: {error}); "
             f"formats allowed: {', '.join(formats())}"
@@ -52,6 +57,13 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
         raise ValueError(
             f"mesh file {str(path)!r} holds no triangles or tetrahedra "
             f"(cell types: {sorted({b.type for b in data.cells})})"
+        )
+    others = sorted({b.type for b in data.cells if b.type in _OTHER_CELLS[k]})
+    if others:
+        raise ValueError(
+            f"mesh file {str(path)!r} holds {', '.join(others)} cells beside its "
+            f"{_CELL_TYPES[k]}s; physml's meshes are {_CELL_TYPES[k]}s only (split the others "
+            "in the mesher, e.g. Gmsh without recombination)"
         )
     cells = np.concatenate([data.cells[i].data for i in blocks])
     physical = data.cell_data.get("gmsh:physical")
@@ -64,10 +76,32 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
     points = np.asarray(data.points, dtype=np.float64)
     if k == 3 and points.shape[1] == 3 and not np.any(points[:, 2]):
         points = points[:, :2]
-    tag_names = {name: int(value[0]) for name, value in data.field_data.items()}
+    tag_names, facet_tags = _tag_names(data.field_data, k - 1, facet_tags)
     mesh = Mesh(points, cells, cell_tags, facets, facet_tags, tag_names, device=device,
                 check=not repair)
     return mesh.repaired() if repair else mesh
+
+
+def _tag_names(field_data: dict, cell_dim: int, facet_tags: np.ndarray | None
+               ) -> tuple[dict[str, int], np.ndarray | None]:
+    """One name -> tag map for the cells and the facets, and the facet tags renumbered where
+    Gmsh's numbers (counted per dimension: ``Physical Surface("fluid", 1)`` and ``Physical
+    Curve("inflow", 1)`` share the 1) collide with a cell tag; names of other dimensions are
+    dropped. A name without a dimension (``field_data`` of length 1) is kept as it is."""
+    def of_dim(dim: int) -> dict[str, int]:
+        return {name: int(value[0]) for name, value in field_data.items()
+                if len(value) < 2 or int(value[1]) == dim}
+
+    cells, facets = of_dim(cell_dim), of_dim(cell_dim - 1)
+    taken = set(cells.values())
+    free = max([*taken, *facets.values(), 0]) + 1
+    renumber = {}
+    for tag in sorted(set(facets.values()) & taken):
+        if any(len(field_data[name]) >= 2 for name, t in facets.items() if t == tag):
+            renumber[tag], free = free, free + 1
+    if renumber and facet_tags is not None:
+        facet_tags = np.array([renumber.get(int(t), int(t)) for t in facet_tags])
+    return {**cells, **{name: renumber.get(tag, tag) for name, tag in facets.items()}}, facet_tags
 
 
 def write_mesh(
@@ -85,7 +119,8 @@ def write_mesh(
         cell_data: name -> (m,) or (m, c) array of cell values.
 
     Raises:
-        ValueError: a field has the wrong length, or meshio cannot write the format.
+        ValueError: a field has the wrong length, cell fields for the ``.msh`` file of a tagged
+            mesh (MSH 2.2 keeps the tags there), or meshio cannot write the format.
     """
     point_data = {k: np.asarray(v) for k, v in (point_data or {}).items()}
     cell_data = {k: np.asarray(v) for k, v in (cell_data or {}).items()}
@@ -106,9 +141,14 @@ def write_mesh(
         if mesh.facets is not None:
             cells.append((_FACET_TYPES[mesh.cells.shape[1]], mesh.facets))
             tags.append(mesh.facet_tags)
+        if cell_data:  # element data over the cells but not the facets: unreadable MSH 2.2
+            raise ValueError(f"{str(path)!r}: a tagged mesh's .msh file carries its tags, not "
+                             f"cell fields ({', '.join(cell_data)}); write those to .vtu or "
+                             ".xdmf")
         data = {"gmsh:physical": tags, "gmsh:geometrical": tags}
-        field_data = {name: np.array([tag, mesh.cell_dim - 1]) for name, tag in
-                      mesh.tag_names.items()}
+        cell_tags = set(np.unique(mesh.cell_tags).tolist())
+        field_data = {name: np.array([tag, mesh.cell_dim - (tag not in cell_tags)])
+                      for name, tag in mesh.tag_names.items()}
     out = meshio.Mesh(points, cells, point_data=point_data, cell_data=data,
                       field_data=field_data)
     try:

@@ -19,9 +19,10 @@ triangle stiffness off the tape (``triangle_stiffness_csr_kernel``). Own kernels
 ``warp.fem.integrate``: a bilinear form assembled by ``warp.fem`` into a ``BsrMatrix`` gets zero
 gradient with respect to vertex positions (bilinear forms are not differentiable and ``bsr_mv``
 has no backward), while these element kernels differentiate through ``wp.Tape`` / ``adjoint``
-launches, which is what :mod:`physml.mesh_bridge` uses. Kernels are generic over the vertex type
-(``vec2``/``vec3`` of float32/float64); every overload is declared below, before any launch, so
-the module compiles once.
+launches, which is what :mod:`physml.mesh_bridge` uses (the sums into CSR have no backward:
+the bridge maps the CSR values' cotangent back to the triplets through the slots). Kernels are
+generic over the vertex type (``vec2``/``vec3`` of float32/float64); every overload is declared
+below, before any launch, so the module compiles once.
 """
 
 from __future__ import annotations

@@ -138,13 +138,21 @@ class Mesh:
         """Sorted indices of the vertices on the boundary, or on the facets tagged ``name``.
 
         Raises:
-            ValueError: ``name`` is not in ``tag_names``.
+            ValueError: ``name`` names no tagged facet (a cell tag, or no tag at all).
         """
         if name is None:
             return np.unique(self.boundary_facets)
-        if name not in self.tag_names or self.facets is None:
-            raise ValueError(f"no boundary part named {name!r}; known: {sorted(self.tag_names)}")
+        parts = self.boundary_parts()
+        if name not in parts:
+            raise ValueError(f"no boundary part named {name!r}; known: {parts}")
         return np.unique(self.facets[self.facet_tags == self.tag_names[name]])
+
+    def boundary_parts(self) -> list[str]:
+        """The names of ``tag_names`` that tag facets (not cells), sorted."""
+        if self.facets is None:
+            return []
+        used = set(np.unique(self.facet_tags).tolist())
+        return sorted(name for name, tag in self.tag_names.items() if tag in used)
 
     def repaired(self) -> Mesh:
         """A copy with duplicate vertices merged and unreferenced vertices dropped.

@@ -171,8 +171,11 @@ def stiffness_matrix(mesh: Mesh, dtype: type = wp.float64,
     On triangles (planar or surface) this is the cotangent formula
     $K_{ij} = -\tfrac12(\cot\alpha_{ij} + \cot\beta_{ij})$: the Laplace–Beltrami stiffness.
     Triangles whose ``points`` do not require a gradient are summed from each cell straight into
-    the CSR values (the same sums, bit for bit on the CPU); otherwise through the triplets, which
-    a ``wp.Tape`` differentiates.
+    the CSR values (the same sums, bit for bit on the CPU); otherwise through the triplets. The
+    sum into CSR is not recorded for a ``wp.Tape`` (the matrix's values get no gradient): to
+    differentiate with respect to the positions, take the triplets on the tape
+    (:func:`element_triplets`, :func:`element_triplets_vjp`) or use PyTorch through
+    :mod:`physml.mesh_bridge`.
     """
     x = _points(mesh, dtype, points)
     if mesh.cell_dim == 3 or x.requires_grad:
