@@ -11,7 +11,7 @@ class ConfigError(ValueError):
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A training loss became NaN/Inf.
+    """A training loss, or its gradient, became NaN/Inf (the step is not taken).
 
     Attributes:
         step: the optimisation step.
@@ -24,5 +24,5 @@ class NonFiniteLossError(FloatingPointError):
             if checkpoint_step is None
             else f"the checkpoint of step {checkpoint_step} is kept"
         )
-        super().__init__(f"the loss became NaN/Inf at step {step}; {kept}")
+        super().__init__(f"the loss or its gradient became NaN/Inf at step {step}; {kept}")
         self.step, self.checkpoint_step = step, checkpoint_step

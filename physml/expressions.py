@@ -69,6 +69,11 @@ def parse(text: str | float, allowed: Iterable[str], key: str) -> sympy.Expr:
                 return CONSTANTS[node.id]
             raise ValueError(f"{key}: unknown symbol {node.id!r} in {text!r}; allowed: "
                              f"{', '.join(allowed + list(CONSTANTS))}")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            base, exponent = build(node.left), build(node.right)
+            if base.is_Number and exponent.is_Number:  # in floats: 9**9**9 is no bignum
+                return sympy.Float(_finite(lambda: float(base) ** float(exponent), node))
+            return sympy.Pow(base, exponent)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             return _BINARY[type(node.op)](build(node.left), build(node.right))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
@@ -82,10 +87,35 @@ def parse(text: str | float, allowed: Iterable[str], key: str) -> sympy.Expr:
         raise ValueError(f"{key}: {ast.unparse(node)!r} in {text!r} is not allowed (numbers, "
                          "names, + - * / ** and function calls only)")
 
+    def _finite(value, node) -> float:
+        """``value()``, refused unless a finite real number."""
+        try:
+            result = value()
+        except (OverflowError, ZeroDivisionError, ValueError, TypeError):
+            result = math.nan
+        if isinstance(result, complex) or not math.isfinite(result):
+            raise ValueError(f"{key}: {ast.unparse(node)!r} in {text!r} is not a finite real "
+                             "number")
+        return result
+
     try:
-        return build(tree.body)
+        expr = build(tree.body)
     except TypeError as err:  # a function called with the wrong number of arguments
         raise ValueError(f"{key}: {text!r}: {err}") from None
+    for sub in sympy.preorder_traversal(expr):  # constant parts: exp(1000), 1/0, sqrt(-1)
+        if sub.free_symbols:
+            continue
+        if sub.is_Number:
+            finite = bool(sub.is_real and sub.is_finite)
+        else:
+            try:
+                value = compile_expression(sub)({})
+            except (OverflowError, ZeroDivisionError, ValueError, TypeError):
+                value = math.nan
+            finite = not isinstance(value, complex) and math.isfinite(value)
+        if not finite:
+            raise ValueError(f"{key}: {str(sub)!r} in {text!r} is not a finite real number")
+    return expr
 
 
 def compile_expression(expr: sympy.Expr) -> Callable[[Mapping[str, object]], object]:

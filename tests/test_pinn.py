@@ -106,17 +106,18 @@ def test_same_case_same_metrics_and_resume_matches(tiny_case, tmp_path):
     again = build_trainer(tiny_case)
     again.fit()
     assert without_timing(again.history) == without_timing(whole.history)  # reproducible
-    interrupted = build_trainer(tiny_case)
-    interrupted.fit(until=23)  # inside the L-BFGS phase
-    save_checkpoint(interrupted, tmp_path)
-    resumed = build_trainer(tiny_case)
-    resumed.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=False))
-    steps = []
-    resumed.fit(on_step=lambda record: steps.append(record["step"]))
-    assert steps == [s for s in every_step if s >= 23]  # only the steps after the checkpoint
-    assert without_timing(resumed.history) == without_timing(whole.history)
-    for a, b in zip(resumed.model.parameters(), whole.model.parameters()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for cut in (15, 23):  # between two redraws of the Sobol points; inside the L-BFGS phase
+        interrupted = build_trainer(tiny_case)
+        interrupted.fit(until=cut)
+        save_checkpoint(interrupted, tmp_path)
+        resumed = build_trainer(tiny_case)
+        resumed.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=False))
+        steps = []
+        resumed.fit(on_step=lambda record, seen=steps: seen.append(record["step"]))
+        assert steps == [s for s in every_step if s >= cut]  # only the steps after the cut
+        assert without_timing(resumed.history) == without_timing(whole.history)
+        for a, b in zip(resumed.model.parameters(), whole.model.parameters()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_a_resumed_run_carries_its_wall_time_over(tiny_case, tmp_path):
@@ -149,6 +150,26 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tiny_case, tmp_
     assert saved == [5, 10]
 
 
+@pytest.mark.parametrize("step", [9, 22])  # an Adam step; an L-BFGS step
+def test_a_non_finite_gradient_of_a_finite_loss_stops_before_the_step(tiny_case, step):
+    """sqrt(0 r) adds nothing to the loss and NaN to its gradient: the step is not taken, so
+    the parameters (and any checkpoint saved later) stay finite."""
+    trainer = build_trainer(tiny_case)
+    residual = trainer.problem.residual_function
+
+    def poisoned(d):
+        r = residual(d)
+        return r + torch.sqrt(0 * r) if trainer.step == step else r
+
+    trainer.problem.residual_function = poisoned
+    trainer.fit(until=step)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    with pytest.raises(NonFiniteLossError, match=f"gradient became NaN/Inf at step {step}"):
+        trainer.fit()
+    for p, q in zip(trainer.model.parameters(), before):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
 def test_a_blow_up_at_the_first_step_names_the_checkpoint_a_run_writes_first(tmp_path):
     """The loss's NaN is the last line, after the progress line, and names the step-0
     checkpoint the run folder holds."""
@@ -159,7 +180,7 @@ def test_a_blow_up_at_the_first_step_names_the_checkpoint_a_run_writes_first(tmp
         capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("physml: error: the loss became NaN/Inf at step ")
+    assert last.startswith("physml: error: the loss or its gradient became NaN/Inf at step ")
     assert last.endswith("the checkpoint of step 0 is kept")
     (folder,) = tmp_path.iterdir()
     assert torch.load(folder / "checkpoint.pt", weights_only=False)["step"] == 0

@@ -229,6 +229,16 @@ def test_bad_settings():
         make("rk9")
 
 
+def test_a_time_step_that_does_not_divide_the_span_or_the_times_is_refused():
+    from physml.cases.registry import load_case
+
+    with pytest.raises(ValueError, match=r"training.dt=0.3 does not divide domain.t \(a span "
+                                         r"of 4\) into whole steps"):
+        load_case("teng_heat", ["variant=cpu", "training.dt=0.3"])
+    with pytest.raises(ValueError, match="evaluation.times: 0.5 is not a time step of domain.t"):
+        load_case("teng_heat", ["variant=cpu", "training.dt=0.4"])
+
+
 TINY_TENG = ["domain.y=null", "conditions.initial.kind=sine", "conditions.initial.amplitude=1.0",
              "model.width=8", "model.depth=2", "training.points=64",
              "training.subsample=64", "training.iterations=2", "training.dt=0.05",

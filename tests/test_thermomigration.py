@@ -592,6 +592,9 @@ def test_initial_field_errors_name_the_file_and_variable(tmp_path):
         ({"kind": "expression", "expression": "0.5 + w"}, "unknown name 'w'"),
         ({"kind": "expression", "expression": "__import__('os')"}, "only calls of"),
         ({"kind": "expression", "expression": "0.5 + z"}, "unknown name 'z'"),
+        ({"kind": "expression", "expression": "sin"}, "function 'sin' is not called"),
+        ({"kind": "expression", "expression": "sin(x, y)"}, "sin takes 1 argument"),
+        ({"kind": "expression", "expression": "maximum(x)"}, "maximum takes 2 argument"),
     ]:
         if message is None:
             nondimensional_case(base["shape"], base["length"], "0.5", initial=initial)

@@ -1,6 +1,7 @@
 """User-defined problems: geometry, derivatives, conditions, case-file expressions, trained
 models from run folders."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import torch
 import xarray as xr
 
+from physml.cases.registry import load_case, run_case
 from physml.geometry import Box, Difference, Disk, Intersection, Polygon, Rectangle, Union
 from physml.models import MLP
 from physml.train.conditions import Dirichlet, Initial, Neumann, Robin
@@ -165,6 +167,30 @@ HEAT = (CASES / "heat_disk.yaml").read_text()
     ("boundary: [rim]", "boundary: [edge]", "conditions[1].boundary: boundary part 'edge' does "
      "not exist; allowed: rim"),
     ("exact: exp(-t)", "exact: exp(-s)", "exact: unknown symbol 's' in 'exp(-s)"),
+    ("exact: exp(-t) * (1 + x^2 + y^2)", "exact: exp(-t", "exact: 'exp(-t' is not a valid"),
+    ("exact: exp(-t) * (1 + x^2 + y^2)", "exact: {u: exp(-t), w: t}",
+     "exact.w: not a field; the fields are u"),
+    ("pde: u_t - (u_xx + u_yy)", "pde: u_t + exp(1000) - (u_xx + u_yy)",
+     "pde: 'exp(1000)' in 'u_t + exp(1000)"),
+    ("pde: u_t - (u_xx + u_yy)", "pde: u_t + 1/0 - (u_xx + u_yy)", "pde: 'zoo' in"),
+    ("pde: u_t - (u_xx + u_yy)", "pde: u_t + sqrt(-1) - (u_xx + u_yy)", "pde: 'I' in"),
+    ("pde: u_t - (u_xx + u_yy)", "pde: u_t + 9**9**9 - (u_xx + u_yy)",
+     "pde: '9 ** 9 ** 9' in"),  # refused in floats, not computed as a bignum
+    ("pde: u_t - (u_xx + u_yy) + exp(-t) * (5 + x^2 + y^2)",
+     "pde: {initial: u_t - (u_xx + u_yy) + exp(-t) * (5 + x^2 + y^2)}",
+     "pde.initial: the name of a loss term of the conditions or observations (initial, robin)"),
+    ("time: [0.0, 1.0]", "time: [1.0, 0.0]", "domain.time: [1.0, 0.0]: the end must exceed"),
+    ("parameters: {h: 1.0}", "parameters: {h: 1.0}\ncoefficients: {x: {value: 1.0}}",
+     "coefficients.x: the name of an input or field"),
+    ("parameters: {h: 1.0}", "parameters: {h: 1.0}\ncoefficients: {k: {value: -1.0, "
+     "positive: true}}", "coefficients.k: "),
+    ("grid: [41, 41, 11]", "grid: [41, 11]", "evaluation.grid: 2 count(s) for the inputs x, y, t"),
+    ("adam: {steps: 750, lr: 2.0e-3}", "adam: {steps: 750, lr: 2.0e-3}\n  balancer: "
+     "{weights: {boundry: 10}}", "training.balancer.weights.boundry: not a loss term; the "
+     "terms are residual, initial, robin"),
+    ("{kind: robin, boundary: [rim], alpha: 1.0, beta: 1.0, value: 4 * exp(-t)}",
+     "{kind: periodic, axis: x}", "conditions: condition 'periodic': periodic along 'x' needs "
+     "a box domain"),
 ])
 def test_a_bad_expression_or_part_exits_2_naming_the_key(tmp_path, old, new, message,
                                                          cli_in_process):
@@ -172,6 +198,50 @@ def test_a_bad_expression_or_part_exits_2_naming_the_key(tmp_path, old, new, mes
     result = cli_in_process("validate", _write_case(tmp_path, HEAT.replace(old, new)))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_solver_made_observations_must_pose_the_case_s_problem(tmp_path, cli_in_process):
+    """observations.solve runs a registry problem with its own domain and initial state:
+    a case that poses another is refused, not fitted to data of a different problem."""
+    for overrides, message in (
+        (["domain.geometry.lower=[0.0]", "domain.geometry.upper=[2.0]"],
+         "observations.solve: burgers1d is solved on [[-1.0, 1.0]], the case's domain is "
+         "[[0.0, 2.0]]"),
+        (["conditions=[{kind: initial, value: sin(pi*x)}, {kind: dirichlet, value: 0}]"],
+         "observations.solve: burgers1d starts from its own initial state"),
+    ):
+        result = cli_in_process("validate", "burgers_inverse", *overrides)
+        assert result.returncode == 2 and message in result.stderr
+
+
+def test_an_annealed_system_of_equations_trains_with_its_residuals_as_the_reference(tmp_path):
+    """Learning-rate annealing on a system: the sum of the equations' residuals is the
+    reference; the condition's weight adapts, the equations' stay 1."""
+    text = """kind: equation
+name: system
+fields: [u, v]
+domain: {geometry: {kind: interval, lower: [0.0], upper: [1.0]}, time: [0.0, 0.5]}
+pde: {eq_u: u_t - 0.1*u_xx, eq_v: v_t - 0.1*v_xx}
+conditions: [{kind: initial, value: sin(pi*x)}, {kind: dirichlet, value: 0.0}]
+exact: {u: exp(-0.1*pi^2*t)*sin(pi*x), v: exp(-0.1*pi^2*t)*sin(pi*x)}
+model: {kind: mlp, width: 16, depth: 2, hard_constraints: false}
+training:
+  collocation: {points: 128, boundary_points: 32}
+  adam: {steps: 12, lr: 1.0e-3}
+  lbfgs: {steps: 0}
+  balancer: {kind: annealing, every: 5}
+evaluation: {every: 12, grid: [11, 4]}
+dtype: float64
+"""
+    case = load_case(_write_case(tmp_path, text), [f"output.folder={tmp_path}",
+                                                   "output.figures=false"])
+    folder, summary = run_case(case)
+    history = json.loads((folder / "metrics.json").read_text())["history"]
+    weights = history[-1]["weights"]
+    assert weights["eq_u"] == weights["eq_v"] == 1.0 and weights["initial"] != 1.0
+    assert np.isfinite(summary["rel_l2"])
+    ds = xr.open_dataset(folder / "predictions.h5")
+    assert list(ds["field"].values) == ["u", "v"] and "long_name" in ds["field"].attrs
 
 
 def test_an_observation_file_without_the_variable_exits_2(tmp_path):
@@ -314,8 +384,10 @@ def test_the_readme_case_file_runs(tmp_path):
                             "training.collocation.boundary_points=16", "evaluation.every=10",
                             "evaluation.grid=[5, 5, 2]", "model.width=8", "model.depth=1",
                             "output.figures=false", f"output.folder={tmp_path}"])
-    _, result = run_case(case)
+    folder, result = run_case(case)
     assert np.isfinite(result["rel_l2"]) and result["rel_l2"] < 1.0
+    losses = [r["loss"] for r in json.loads((folder / "metrics.json").read_text())["history"]]
+    assert losses[-1] < losses[0]  # ten steps train (the README's own figure is a slow test's)
 
 
 @pytest.mark.slow  # about 800 float64 steps on 1000 points

@@ -239,7 +239,8 @@ def run(case: EquationCase, folder: Path, resume: bool = False,
         save_checkpoint(trainer, folder)
         write_text(folder / CONFIG, case.to_yaml())
     trainer.fit(on_step=on_step, on_checkpoint=lambda: save_checkpoint(trainer, folder),
-                checkpoint_every=case.training.checkpoint_every)
+                checkpoint_every=case.training.checkpoint_every,
+                saved_step=trainer.step)  # the checkpoint written above, or the one resumed
     return write_results(case, trainer, folder, threads)
 
 

@@ -15,6 +15,7 @@ from ..models import MLP
 from ..train.conditions import Dirichlet, Initial, Neumann, Periodic, Robin
 from ..train.observations import read_observations, read_variable
 from ..train.problems import FieldCoefficient, PINNProblem, Scalar, exact_reference
+from .pinn_training import check_weights
 
 CONDITION_KINDS = {"initial": Initial, "dirichlet": Dirichlet, "neumann": Neumann,
                    "robin": Robin, "periodic": Periodic}
@@ -100,17 +101,42 @@ def build_equation_problem(case, solved: Path | None = None) -> PINNProblem:
     for i, spec in enumerate(case.conditions):
         if spec.boundary is not None:
             geometry.require_parts(spec.boundary, where=f"conditions[{i}].boundary")
-    coefficients = {name: _coefficient(spec, len(inputs)) for name, spec in
-                    case.coefficients.items()}
+    if time is not None and not time[1] > time[0]:
+        raise ValueError(f"domain.time: {list(time)}: the end must exceed the start")
+    for name in case.coefficients:
+        if name in (*inputs, *outputs):
+            raise ValueError(f"coefficients.{name}: the name of an input or field")
+    coefficients = {name: _coefficient(spec, len(inputs), f"coefficients.{name}")
+                    for name, spec in case.coefficients.items()}
+    reference = _reference(case, inputs, outputs, parameters, solved)
+    observations = _observations(case, inputs, outputs, solved, geometry, conditions)
+    terms = [c.name for c in conditions] + ["observations"] * (case.observations is not None)
+    for name in equations:
+        if name in terms:
+            raise ValueError(f"pde.{name}: the name of a loss term of the conditions or "
+                             f"observations ({', '.join(terms)}); give the equation another")
+    _check_evaluation_and_weights(case, inputs, [*equations, *terms])
     try:
         problem = PINNProblem(residual, geometry, time=time, conditions=conditions,
-                              outputs=outputs, space=space,
-                              reference=_reference(case, inputs, outputs, parameters, solved),
-                              coefficients=coefficients,
-                              observations=_observations(case, inputs, outputs, solved))
+                              outputs=outputs, space=space, reference=reference,
+                              coefficients=coefficients, observations=observations)
     except ValueError as err:
         raise ValueError(f"conditions: {err}") from None
     return problem
+
+
+def _check_evaluation_and_weights(case, inputs, terms) -> None:
+    """``evaluation.grid`` has one count per input; ``training.balancer.weights`` names loss
+    terms only.
+
+    Raises:
+        ValueError: naming the key and what is allowed.
+    """
+    grid = case.evaluation.grid
+    if grid is not None and len(grid) != len(inputs):
+        raise ValueError(f"evaluation.grid: {len(grid)} count(s) for the inputs "
+                         f"{', '.join(inputs)}: give one per input")
+    check_weights(case.training.balancer.weights, terms)
 
 
 def _condition(spec, i, inputs, parameters):
@@ -130,10 +156,13 @@ def _condition(spec, i, inputs, parameters):
     return kind(**options)
 
 
-def _coefficient(spec, n_inputs):
+def _coefficient(spec, n_inputs, key: str):
     if spec.kind == "field":
         return FieldCoefficient(MLP(n_inputs, 1, width=spec.width, depth=spec.depth))
-    return Scalar(spec.value, trainable=spec.trainable, positive=spec.positive)
+    try:
+        return Scalar(spec.value, trainable=spec.trainable, positive=spec.positive)
+    except ValueError as err:
+        raise ValueError(f"{key}: {err}") from None
 
 
 def _reference(case, inputs, outputs, parameters, solved):
@@ -142,6 +171,10 @@ def _reference(case, inputs, outputs, parameters, solved):
         missing = [f for f in outputs if f not in texts]
         if missing:
             raise ValueError(f"exact: no expression for field {missing[0]!r}")
+        extra = [f for f in texts if f not in outputs]
+        if extra:
+            raise ValueError(f"exact.{extra[0]}: not a field; the fields are "
+                             f"{', '.join(outputs)}")
         functions = [_Expression(texts[f], inputs, f"exact.{f}" if isinstance(case.exact, dict)
                                  else "exact", parameters).of_inputs(inputs) for f in outputs]
         return exact_reference(lambda X: torch.cat([f(X) for f in functions], dim=1))
@@ -155,10 +188,22 @@ def _reference(case, inputs, outputs, parameters, solved):
 
 def data_reference(path: Path, variable: str, inputs, key: str):
     """A reference read from ``variable`` of an xarray/HDF5 file, linearly interpolated to the
-    evaluation grid (dims named like the inputs, ``time`` read as ``t``)."""
+    evaluation grid (dims named like the inputs, ``time`` read as ``t``); extrapolated only
+    within half a spacing of the data (from cell centres to the walls).
+
+    Raises:
+        ValueError: (when evaluated) the grid reaches further beyond the data.
+    """
     data = read_variable(path, variable, inputs, key)
 
     def on_grid(axes):
+        for name, axis in zip(inputs, axes):
+            known = np.asarray(data[name].values, dtype=np.float64)
+            margin = 0.5 * (np.ptp(known) / max(len(known) - 1, 1)) * (1 + 1e-9)
+            if axis.min() < known.min() - margin or axis.max() > known.max() + margin:
+                raise ValueError(f"{key}: the evaluation grid spans {name} in [{axis.min():g}, "
+                                 f"{axis.max():g}], beyond the data's [{known.min():g}, "
+                                 f"{known.max():g}] (its domain is not the case's)")
         values = data.interp({name: axis for name, axis in zip(inputs, axes)},
                              kwargs={"fill_value": "extrapolate"})  # cell centres to walls
         return np.asarray(values.transpose(*reversed(inputs)).values)
@@ -166,7 +211,7 @@ def data_reference(path: Path, variable: str, inputs, key: str):
     return on_grid
 
 
-def _observations(case, inputs, outputs, solved):
+def _observations(case, inputs, outputs, solved, geometry, conditions):
     spec = case.observations
     if spec is None:
         return None
@@ -177,10 +222,43 @@ def _observations(case, inputs, outputs, solved):
         if case.domain.time is None or case.domain.time[0] != 0:
             raise ValueError("observations.solve needs domain.time starting at 0")
         if solved is None:
+            _check_solved_problem(spec.solve, spec.field, geometry, conditions)
             return None
     path = solved if spec.solve is not None else spec.file
     return read_observations(path, spec.variable, inputs, spec.points, spec.noise,
                              case.seed if spec.seed is None else spec.seed, spec.field)
+
+
+def _check_solved_problem(spec, field: str, geometry, conditions) -> None:
+    """The solver behind ``observations.solve`` poses the case's problem: its domain is the
+    case's and its initial state the case's initial condition (where the case gives one).
+
+    Raises:
+        ValueError: naming ``observations.solve`` and what differs.
+    """
+    from ..datasets.problems import build_solver
+
+    try:
+        solver, u0 = build_solver(spec.pde, (spec.nx,), dict(spec.parameters), dtype="float64")
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"observations.solve: {err}") from None
+    lower, upper = solver.grid.lower, solver.grid.upper
+    if geometry.dim != len(lower) or not np.allclose(geometry.bounds.T, [lower, upper]):
+        raise ValueError(f"observations.solve: {spec.pde} is solved on "
+                         f"{[list(b) for b in zip(lower, upper)]}, the case's domain is "
+                         f"{geometry.bounds.tolist()}: they must be the same")
+    initial = next((c for c in conditions if isinstance(c, Initial)
+                    and (c.fields is None or field in c.fields)), None)
+    if initial is None:
+        return
+    centres = solver.grid.coords(0)[:, None]
+    X = torch.as_tensor(np.hstack([centres, np.zeros_like(centres)]), dtype=torch.float64)
+    given = np.asarray(initial.value(X))[:, 0]
+    scale = max(float(np.abs(u0).max()), 1e-300)
+    if np.abs(given - np.asarray(u0).reshape(-1)).max() > 1e-6 * scale:
+        raise ValueError(f"observations.solve: {spec.pde} starts from its own initial state, "
+                         "which the case's initial condition is not: observations of another "
+                         "problem")
 
 
 def solve_observations(spec, time, path: Path) -> None:

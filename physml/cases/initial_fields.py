@@ -26,6 +26,9 @@ FUNCTIONS = {name: getattr(np, name) for name in (
     "minimum", "maximum", "where")}
 """Functions an expression may call (NumPy's, elementwise)."""
 
+ARITY = {"minimum": 2, "maximum": 2, "where": 3}
+"""Arguments of the functions that take more than one."""
+
 CONSTANTS = {"pi": np.pi, "e": np.e}
 COORDINATES = ("x", "y", "z")
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -42,9 +45,15 @@ def check_expression(text: str, ndim: int) -> ast.Expression:
     except SyntaxError as err:
         raise ValueError(f"expression {text!r} is not valid: {err.msg}") from None
     names = {**CONSTANTS, **dict.fromkeys(COORDINATES[:ndim])}
+    called = {id(n.func) for n in ast.walk(tree.body) if isinstance(n, ast.Call)}
     for node in ast.walk(tree.body):
         if isinstance(node, ast.Name):
-            if node.id not in names and node.id not in FUNCTIONS:
+            if id(node) in called:
+                continue  # checked with its call
+            if node.id in FUNCTIONS:
+                raise ValueError(f"expression {text!r}: function {node.id!r} is not called "
+                                 f"(write {node.id}(...))")
+            if node.id not in names:
                 raise ValueError(f"expression {text!r}: unknown name {node.id!r}; allowed: "
                                  f"{', '.join([*names, *FUNCTIONS])}")
         elif isinstance(node, ast.Call):
@@ -52,6 +61,10 @@ def check_expression(text: str, ndim: int) -> ast.Expression:
                     and not node.keywords):
                 raise ValueError(f"expression {text!r}: only calls of "
                                  f"{', '.join(FUNCTIONS)} are allowed")
+            wanted = ARITY.get(node.func.id, 1)
+            if len(node.args) != wanted:
+                raise ValueError(f"expression {text!r}: {node.func.id} takes {wanted} "
+                                 f"argument(s), got {len(node.args)}")
         elif isinstance(node, ast.Constant):
             if not isinstance(node.value, (int, float)) or isinstance(node.value, bool):
                 raise ValueError(f"expression {text!r}: constant {node.value!r} is not a number")
@@ -76,8 +89,8 @@ def evaluate_expression(text: str, coordinates: list[np.ndarray]) -> np.ndarray:
     values = {**CONSTANTS, **FUNCTIONS, **dict(zip(COORDINATES, coordinates))}
 
     def walk(node: ast.AST):
-        if isinstance(node, ast.Constant):
-            return node.value
+        if isinstance(node, ast.Constant):  # a float: integer powers are never exact bignums
+            return float(node.value)
         if isinstance(node, ast.Name):
             return values[node.id]
         if isinstance(node, ast.BinOp):
@@ -90,8 +103,11 @@ def evaluate_expression(text: str, coordinates: list[np.ndarray]) -> np.ndarray:
 
     shape = coordinates[0].shape
     with np.errstate(all="ignore"):
-        field = np.broadcast_to(np.asarray(walk(check_expression(text, len(coordinates)).body),
-                                           dtype=np.float64), shape).copy()
+        try:
+            value = walk(check_expression(text, len(coordinates)).body)
+        except (OverflowError, ZeroDivisionError) as err:
+            raise ValueError(f"expression {text!r} has no finite value ({err})") from None
+        field = np.broadcast_to(np.asarray(value, dtype=np.float64), shape).copy()
     if not np.all(np.isfinite(field)):
         raise ValueError(f"expression {text!r} is not finite everywhere on the grid")
     return field

@@ -45,7 +45,13 @@ from ..train.bundled import (
 from ..train.pinn import PINNTrainer
 from ..train.problems import PINNProblem
 from .kind import CaseKind, OnStep
-from .pinn_training import TrainingSpec, load_checkpoint, save_checkpoint, trainer_options
+from .pinn_training import (
+    TrainingSpec,
+    check_weights,
+    load_checkpoint,
+    save_checkpoint,
+    trainer_options,
+)
 from .run_folder import CHECKPOINT, CONFIG, comparison_dataset, write_text
 from .sections import PhysicsCase, threshold_verdict
 
@@ -66,6 +72,9 @@ class PINNCase(PhysicsCase):
         allowed = {"pinn": ("burgers", "convection", "helmholtz"),
                    "lpinn": ("burgers", "convection")}[method]
         self._require_pde(allowed, f"training.method {method!r}")
+        problem = build_problem(self)
+        check_weights(self.training.balancer.weights,
+                      [*problem.residual_names, *(c.name for c in problem.conditions)])
         return self
 
 

@@ -58,6 +58,18 @@ class TrainingSpec(Section):
         return self
 
 
+def check_weights(weights: dict[str, float], terms: list[str]) -> None:
+    """``training.balancer.weights`` may weigh the loss terms ``terms`` only.
+
+    Raises:
+        ValueError: naming the first other key and the terms.
+    """
+    for name in weights:
+        if name not in terms:
+            raise ValueError(f"training.balancer.weights.{name}: not a loss term; the terms "
+                             f"are {', '.join(terms)}")
+
+
 def trainer_options(case, problem) -> dict:
     """The :class:`PINNTrainer` keywords that ``case.training`` (and the case's seed, device
     and dtype) set."""

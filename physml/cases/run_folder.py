@@ -124,6 +124,7 @@ FIELD_METADATA = {
     "prediction": ("prediction of u", "1"),
     "reference": ("reference solution u", "1"),
     "error": ("prediction minus reference", "1"),
+    "field": ("name of the field (a system's output)", "1"),
 }
 
 

@@ -92,10 +92,19 @@ class TENGCase(PhysicsCase):
             self.domain.y and self.domain.y[1] != self.domain.x[1]
         ):
             raise ValueError("kind 'teng' needs domain.x = domain.y = [0, L]")
+        span = self.domain.t[1] - self.domain.t[0]
         if self.total_steps < 1:
-            span = self.domain.t[1] - self.domain.t[0]
             raise ValueError(f"training.dt={self.training.dt} gives no time step over domain.t "
                              f"(a span of {span:g}); it must be at most {span:g}")
+        if abs(self.total_steps * self.training.dt - span) > 1e-9 * max(1.0, span):
+            raise ValueError(f"training.dt={self.training.dt} does not divide domain.t (a span "
+                             f"of {span:g}) into whole steps; e.g. {span / self.total_steps:g}")
+        t0, dt = self.domain.t[0], self.training.dt
+        for t in self.evaluation.times:
+            steps = round((t - t0) / dt)
+            if not (t0 <= t <= self.domain.t[1]) or abs(t0 + steps * dt - t) > 1e-9 * max(1, t):
+                raise ValueError(f"evaluation.times: {t:g} is not a time step of domain.t "
+                                 f"{list(self.domain.t)} with training.dt={dt:g}")
         return self
 
     def unused_keys(self) -> set[str]:

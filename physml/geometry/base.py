@@ -39,13 +39,15 @@ def r_or(a, b):
 
 
 def unit_points(n: int, d: int, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """``n`` points of $[0, 1)^d$: uniform random, or scrambled Sobol seeded from ``rng``."""
+    """``n`` points of $[0, 1)^d$: uniform random, or scrambled Sobol seeded by a number
+    drawn from ``rng`` (so each draw advances ``rng`` and its state alone fixes the next
+    draw: a resumed sampler draws what an uninterrupted one would)."""
     if kind not in SAMPLERS:
         raise ValueError(f"unknown sampler {kind!r}; allowed: {', '.join(SAMPLERS)}")
     if kind == "sobol":
         with warnings.catch_warnings():  # balance needs n = 2^m; the points stay low-discrepancy
             warnings.simplefilter("ignore", UserWarning)
-            return qmc.Sobol(d, scramble=True, seed=rng).random(n)
+            return qmc.Sobol(d, scramble=True, seed=int(rng.integers(2**63 - 1))).random(n)
     return rng.random((n, d))
 
 

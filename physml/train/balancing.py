@@ -1,11 +1,13 @@
 r"""Loss balancing for multi-term physics-informed losses: strategies passed to a trainer.
 
-Each strategy turns the loss terms $L_i$ (a dict, the PDE residual under ``"residual"``) into
-parameter gradients with :meth:`backward`, and into one scalar with :meth:`total` (for
-line-search optimisers such as L-BFGS).
+Each strategy turns the loss terms $L_i$ (a dict: the PDE residual under ``"residual"``, or one
+term per equation of a system, named by ``backward``'s ``residuals``) into parameter gradients
+with :meth:`backward`, and into one scalar with :meth:`total` (for line-search optimisers such
+as L-BFGS).
 
 * :class:`FixedWeights`: $\nabla\sum_i \lambda_i L_i$ with constant $\lambda_i$ (default 1).
 * :class:`LearningRateAnnealing` (Wang, Teng & Perdikaris 2021, Alg. 1): every ``every`` steps
+  ($L_r$ the residual, the sum of the residual terms for a system; their weights stay fixed)
   $\hat\lambda_i = \max_l\max|\nabla_{W_l} L_r| / \operatorname{mean}_l\overline{|\nabla_{W_l}
   (\lambda_i L_i)|}$ over the weight matrices $W_l$ (statistics per layer, then across layers,
   and the gradient of the currently weighted term, as in the authors' implementation: this
@@ -55,7 +57,9 @@ class FixedWeights:
     def total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum(self.weight(k) * v for k, v in losses.items())
 
-    def backward(self, losses, params, step: int) -> torch.Tensor:
+    def backward(self, losses, params, step: int, residuals=("residual",)) -> torch.Tensor:
+        """Gradients of the weighted terms into ``params``; returns the total. ``residuals``:
+        the names of the PDE's residual terms among ``losses``."""
         total = self.total(losses)
         total.backward()
         return total
@@ -76,11 +80,13 @@ class LearningRateAnnealing(FixedWeights):
         super().__init__(weights)
         self.every, self.momentum = every, momentum
 
-    def backward(self, losses, params, step: int) -> torch.Tensor:
-        if step % self.every == 0 and len(losses) > 1:
-            residual = max(g.max() for g in _layer_gradients(losses["residual"], params))
+    def backward(self, losses, params, step: int, residuals=("residual",)) -> torch.Tensor:
+        reference = [name for name in residuals if name in losses]
+        if step % self.every == 0 and reference and len(losses) > len(reference):
+            residual = sum(losses[name] for name in reference)
+            residual = max(g.max() for g in _layer_gradients(residual, params))
             for name, loss in losses.items():
-                if name == "residual":
+                if name in reference:
                     continue
                 layers = _layer_gradients(self.weight(name) * loss, params)
                 mean = torch.stack([g.mean() for g in layers]).mean()
@@ -88,13 +94,13 @@ class LearningRateAnnealing(FixedWeights):
                 self.weights[name] = (
                     self.momentum * self.weight(name) + (1 - self.momentum) * estimate
                 )
-        return super().backward(losses, params, step)
+        return super().backward(losses, params, step, residuals)
 
 
 class ConFIG(FixedWeights):
     """Conflict-free gradient directions (weights only enter :meth:`total`)."""
 
-    def backward(self, losses, params, step: int) -> torch.Tensor:
+    def backward(self, losses, params, step: int, residuals=("residual",)) -> torch.Tensor:
         grads = torch.stack([_flat_grad(loss, params) for loss in losses.values()])
         units = grads / grads.norm(dim=1, keepdim=True).clamp_min(1e-30)
         ones = torch.ones(len(losses), dtype=grads.dtype, device=grads.device)

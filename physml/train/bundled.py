@@ -187,6 +187,8 @@ class LagrangianConvectionProblem(ConvectionProblem):
         x = xi + max(speed, 1.0) * t * raw[:, :1]
         return torch.cat([x, self.initial(xi) + t * raw[:, 1:]], dim=1)
 
+    residual_names = ("residual", "characteristic")
+
     def residuals(self, X, out):
         x, u = out[:, :1], out[:, 1:]
         dx, du = gradient(x, X), gradient(u, X)

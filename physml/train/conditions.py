@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..geometry import Box
 from .derivatives import gradient
 
 Value = float | Callable[[torch.Tensor], torch.Tensor]
@@ -187,6 +188,11 @@ class Periodic(Condition):
         if self.axis not in problem.space:
             raise ValueError(f"condition {self.name!r}: axis {self.axis!r} is not a space "
                              f"input; allowed: {', '.join(problem.space)}")
+        if not isinstance(problem.geometry, Box):
+            raise ValueError(f"condition {self.name!r}: periodic along {self.axis!r} needs a "
+                             f"box domain (interval, rectangle, box), not a "
+                             f"{type(problem.geometry).__name__}: its pairs are the box's "
+                             "opposite faces")
 
     def draw(self, problem, n, rng):
         """Pairs at the lower and upper bound of ``axis``, other inputs drawn uniformly

@@ -249,20 +249,31 @@ class PINNTrainer:
         return total
 
     def _one_step(self) -> dict[str, float]:
+        """One Adam or L-BFGS step and its loss terms; a step whose gradient (or, L-BFGS, new
+        parameters) are not finite is not taken, and its ``loss`` is NaN."""
         params = self.adam.param_groups[0]["params"]
         if self.step < self.adam_steps:
             self.adam.zero_grad()
             terms = self.losses()
-            total = average(self.balancer.backward(terms, params, self.step))
+            residuals = [k for k in terms if k not in self.conditions and k != "observations"]
+            total = average(self.balancer.backward(terms, params, self.step, residuals))
             average_gradients(self.trained)
             terms = {k: average(v.detach()) for k, v in terms.items()}
-            self.adam.step()
-            self.schedule.step()
+            taken = _all_finite([p.grad for p in params if p.grad is not None])
+            if taken:
+                self.adam.step()
+                self.schedule.step()
         else:
+            before = [p.detach().clone() for p in params]
             self.lbfgs.step(self._lbfgs_closure)
-            terms, total = self._last_evaluation[1:3]
+            terms, total, grads = self._last_evaluation[1:4]
+            taken = _all_finite([*params, *grads])
+            if not taken:
+                with torch.no_grad():
+                    for p, value in zip(params, before):
+                        p.copy_(value)
         values = {f"loss_{k}": float(v.detach()) for k, v in terms.items()}
-        values["loss"] = float(total.detach())
+        values["loss"] = float(total.detach()) if taken else float("nan")
         return values
 
     def fit(
@@ -281,7 +292,8 @@ class PINNTrainer:
         step, if past 0: a resumed trainer); a blow-up names it.
 
         Raises:
-            NonFiniteLossError: a loss became NaN/Inf (names the step).
+            NonFiniteLossError: a loss or its gradient became NaN/Inf (names the step; the
+                step is not taken, so the model keeps its last finite parameters).
         """
         end = self.total_steps if until is None else min(until, self.total_steps)
         last_checkpoint = saved_step if saved_step is not None else (
@@ -362,3 +374,8 @@ def predict(field: nn.Module, X: torch.Tensor, batch: int = 16384) -> np.ndarray
         parts = [field(X[i : i + batch]) for i in range(0, len(X), batch)]
     values = torch.cat(parts).cpu().numpy()
     return values.reshape(-1) if values.shape[1] == 1 else values
+
+
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every entry of every tensor is finite (one device synchronisation)."""
+    return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())

@@ -167,6 +167,9 @@ class PINNProblem:
         return Derivatives(X, out, self.inputs, self.outputs, self.space,
                            self.coefficient_values(X))
 
+    residual_names: tuple[str, ...] = ("residual",)
+    """The names :meth:`residuals` gives its terms (a problem with other names says so)."""
+
     def residuals(self, X: torch.Tensor, out: torch.Tensor) -> dict[str, torch.Tensor]:
         """Residual terms by name (``residual`` for a single equation)."""
         r = self.residual_function(self.derivatives(X, out))
