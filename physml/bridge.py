@@ -43,6 +43,7 @@ These counts exclude the returned tensor, which holds the ``n // save_every + 1`
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,6 +110,12 @@ def rollout(
     """
     n_steps, save_every = check_counts(n_steps, save_every)
     solver._require_dt()
+    if not isinstance(u0, torch.Tensor):
+        raise ValueError(f"u0 is a {type(u0).__module__}.{type(u0).__name__}; the bridge takes a "
+                         "torch.Tensor (torch.as_tensor(u0)); solver.rollout takes NumPy arrays")
+    if params is not None and not isinstance(params, Mapping):
+        raise ValueError(f"params is a {type(params).__name__}; give a mapping of parameter "
+                         f"name to value ({', '.join(solver.parameter_names)})")
     batched = u0.dim() == solver.grid.ndim + 1
     u0 = _converted(solver, u0, "u0")
     batch = u0.shape[0] if batched else 1
@@ -116,7 +123,7 @@ def rollout(
     if tuple(u0.shape) != tuple(expected):
         raise ValueError(f"u0 has shape {tuple(u0.shape)}; expected {solver.grid.shape} or "
                          f"(B, *{solver.grid.shape})")
-    given = {n: _converted(solver, torch.as_tensor(v, device=u0.device), n)
+    given = {n: _converted(solver, _as_tensor(solver, v, u0.device, n), n)
              for n, v in (params or {}).items()}
     shapes = solver.batch_parameter_shapes(batch, {n: tuple(v.shape) for n, v in given.items()})
     if batched and batch > 1 and not solver.fused:
@@ -143,6 +150,19 @@ def step(
     ``(B, *grid.shape)``) in and out."""
     out = rollout(solver, u, 1, params=params)
     return out[:, -1] if u.dim() == solver.grid.ndim + 1 else out[-1]
+
+
+def _as_tensor(solver: GridSolver, value, device: torch.device, name: str) -> torch.Tensor:
+    """A parameter's value as a tensor: a tensor as it is, numbers and arrays straight in the
+    solver's dtype (a Python float is not rounded to PyTorch's float32 default first)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(np.asarray(value, dtype=np.float64),
+                               dtype=_TORCH_DTYPES[solver.dtype], device=device)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"params[{name!r}] = {value!r} is not a number, array or tensor "
+                         f"({err})") from None
 
 
 def _converted(solver: GridSolver, t: torch.Tensor, name: str) -> torch.Tensor:

@@ -230,7 +230,7 @@ def _run_solve(args: argparse.Namespace) -> int:
     if prob.ndim == 1 and args.ny is not None:
         raise ValueError(f"--ny: {args.pde} is one-dimensional; give its cells with --nx")
     quiet_warp(args.device)
-    shape = (args.nx,) if prob.ndim == 1 else (args.nx, args.ny or args.nx)
+    shape = (args.nx,) if prob.ndim == 1 else (args.nx, args.nx if args.ny is None else args.ny)
     params = {
         name: getattr(args, name)
         for name in parameters_by_name()

@@ -35,7 +35,7 @@ import numpy as np
 import warp as wp
 
 from .errors import BlowUpError, UnstableStepError
-from .grid import BoundaryConditions, Grid, periodic
+from .grid import BCKind, BoundaryConditions, Grid, periodic
 from .linalg import StencilOperator, cg
 from .operators import (
     FLUXES,
@@ -377,10 +377,28 @@ class GridSolver:
         """
         return _limit(self._costs(u, self.tableau is None))
 
-    def _costs(self, u: np.ndarray | None, implicit_diffusion: bool) -> dict[str, float]:
-        """$\\lambda_k / L_k$ per term [1/s] (see :meth:`stable_dt`); the explicit part of IMEX
-        is forward Euler."""
-        u_max = 0.0 if u is None else float(np.max(np.abs(np.asarray(u))))
+    def state_bound(self, u: np.ndarray) -> float:
+        """$\\max|u|$ over the cells of ``u`` (one state or a batch) and its Dirichlet ghost
+        cells ($2v - u$ of the cells they mirror): the values the fluxes and reactions see,
+        what :meth:`rates` needs (a boundary value above the state sets the wave speed)."""
+        u = np.asarray(u, dtype=np.float64)
+        bound = float(np.max(np.abs(u), initial=0.0))
+        cells = u.reshape(-1, *self.grid.shape)
+        for d, sides in enumerate(self.bc.sides):
+            for side, condition in enumerate(sides):
+                if condition.kind != BCKind.DIRICHLET or condition.value == 0:
+                    continue  # a zero value mirrors |u|
+                n = self.grid.shape[d]
+                layers = range(min(2, n)) if side == 0 else range(n - min(2, n), n)
+                ghosts = 2 * condition.value - np.take(cells, list(layers), axis=1 + d)
+                bound = max(bound, float(np.max(np.abs(ghosts), initial=0.0)))
+        return bound
+
+    def _costs(self, u: np.ndarray | None, implicit_diffusion: bool,
+               bound: float | None = None) -> dict[str, float]:
+        """$\\lambda_k / L_k$ per term [1/s] (see :meth:`stable_dt`) for the state ``u`` (or
+        the :meth:`state_bound` ``bound``); the explicit part of IMEX is forward Euler."""
+        u_max = bound if bound is not None else 0.0 if u is None else self.state_bound(u)
         rates = self.rates(u_max)
         explicit = tableau("euler") if implicit_diffusion else self.tableau
         costs = {
@@ -393,13 +411,15 @@ class GridSolver:
             costs["advection"] = np.inf if limit == 0 else rates["advection"] / limit
         return costs
 
-    def check_stability(self, u: np.ndarray | None = None) -> None:
-        """Raise :class:`UnstableStepError` if ``self.dt`` exceeds :meth:`stable_dt`.
+    def check_stability(self, u: np.ndarray | None = None, *, bound: float | None = None
+                        ) -> None:
+        """Raise :class:`UnstableStepError` if ``self.dt`` exceeds :meth:`stable_dt` of the state
+        ``u`` (or of a state whose :meth:`state_bound` is ``bound``).
 
         The message names the term that sets the limit, and offers ``scheme='imex'`` only
         where diffusion sets it and an implicit diffusion step would allow a larger ``dt``.
         """
-        costs = self._costs(u, self.tableau is None)
+        costs = self._costs(u, self.tableau is None, bound)
         dt_max = _limit(costs)
         if self.dt <= dt_max * (1 + 1e-12):
             return
@@ -414,7 +434,7 @@ class GridSolver:
         binding = max(costs, key=costs.get)
         hint = ""
         if binding == "diffusion" and self.diffusion_parameter is not None:
-            imex_max = _limit(self._costs(u, implicit_diffusion=True))
+            imex_max = _limit(self._costs(u, implicit_diffusion=True, bound=bound))
             if imex_max > dt_max:
                 rest = "no limit left" if np.isinf(imex_max) else f"dt<={imex_max:.4g}"
                 hint = f", or scheme='imex' (implicit diffusion; {rest})"
@@ -719,6 +739,7 @@ class GridSolver:
         batched = np.ndim(u0) == self.grid.ndim + 1
         states = np.asarray(u0, dtype=np.float64)
         batch = states.shape[0] if batched else 1
+        require(batch > 0, f"u0 has shape {states.shape}: a batch of no state")
         states = finite_state(states, (batch, *self.grid.shape) if batched else self.grid.shape,
                               "u0").reshape(batch, -1)
         counts = _per_sample(n_steps, batch, "n_steps")
@@ -744,10 +765,14 @@ class GridSolver:
     def _rollout_sorted(self, states, counts, every, steps, arrays, callback) -> np.ndarray:
         """Rollout of a batch sorted by decreasing step count: after step s only the samples
         with more than s steps advance (a prefix of the batch)."""
+        with self.stages.rollout_work() as work:
+            return self._rollout_with(work, states, counts, every, steps, arrays, callback)
+
+    def _rollout_with(self, work, states, counts, every, steps, arrays, callback) -> np.ndarray:
+        """:meth:`_rollout_sorted` in the work arrays ``work``."""
         batch, n = states.shape
         saved = np.empty((batch, int(counts[0] // every[0]) + 1 if batch else 1, n))
         saved[:, 0] = states
-        work = self.stages.rollout_work
         u = work.filled("u0", states.astype(self.np_dtype, copy=False), self.dtype, self.device)
         dt = work.filled("dt", steps.astype(self.np_dtype), self.dtype, self.device)
         last_good = (0, states)
@@ -796,18 +821,19 @@ class GridSolver:
         output they wrote; the arrays they name stay alive and unchanged in ``work``), unless
         a launch was re-packed for other arrays since."""
         key = (active, u.ptr)
-        kept = replays.get(key)
-        if kept is not None and kept[2] == self.stages.repacks:
-            calls, out, _ = kept
-            for launch in calls:
-                self.stages.run(launch)
-            work.skip_output()
+        with self.stages.step_lock:
+            kept = replays.get(key)
+            if kept is not None and kept[2] == self.stages.repacks:
+                calls, out, _ = kept
+                for launch in calls:
+                    self.stages.run(launch)
+                work.skip_output()
+                return out
+            with self.stages.capturing() as captured:
+                out = self.advance(u, arrays, dt=dt, work=work)
+            if captured and all(calls is not None for calls in captured):
+                replays[key] = (list(captured), out, self.stages.repacks)
             return out
-        with self.stages.capturing() as captured:
-            out = self.advance(u, arrays, dt=dt, work=work)
-        if captured and all(calls is not None for calls in captured):
-            replays[key] = (list(captured), out, self.stages.repacks)
-        return out
 
     def _samples(self, name: str, array: wp.array, index: np.ndarray | slice) -> wp.array:
         """The samples ``index`` of a per-sample parameter array (a shared one as it is)."""
@@ -822,19 +848,19 @@ class GridSolver:
                        steps: np.ndarray) -> None:
         r""":meth:`check_stability` of every sample (states ``(B, n)``, steps ``(B,)``), raising
         for the first that fails. Samples sharing their parameters and time step are checked
-        as one: the limit depends on a state only through $\max|u|$, and monotonically
-        (:meth:`rates` bounds wave speeds, reaction slopes and the sorption retardation over
-        $|u| \le \max|u|$), so the group passes when its states of the smallest and the
-        largest $\max|u|$ do; a group that does not is checked sample by sample, for the error
-        of the first failing one."""
+        as one: the limit depends on a state only through its :meth:`state_bound`, and
+        monotonically (:meth:`rates` bounds wave speeds, reaction slopes and the sorption
+        retardation over $|u| \le$ the bound), so the group passes when its states of the
+        smallest and the largest bound do; a group that does not is checked sample by
+        sample, for the error of the first failing one."""
         if all(array.shape[0] == 1 for array in arrays.values()):
-            u_max = np.max(np.abs(states), axis=1, initial=0.0)
+            u_max = np.array([self.state_bound(state) for state in states])
             try:
                 for dt in np.unique(steps):
                     solver = self._sample_solver(arrays, 0, dt)
                     group = u_max[steps == dt]
                     for extreme in (group.min(), group.max()):
-                        solver.check_stability(np.array([extreme]))
+                        solver.check_stability(bound=float(extreme))
                 return
             except UnstableStepError:
                 pass

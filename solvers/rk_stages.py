@@ -37,6 +37,7 @@ threads over segments.
 from __future__ import annotations
 
 import operator
+import threading
 from collections.abc import Iterator
 from concurrent.futures import wait
 from contextlib import contextmanager
@@ -969,7 +970,11 @@ class FusedStages:
         self._plans: dict[Tableau, list[tuple[wp.array, str, str, bool]]] = {}
         # a rollout's work arrays, kept between rollouts: fresh arrays of a large grid cost
         # more in first-touch page faults than several steps on them
-        self.rollout_work = StageWork(reuse=True)
+        self._kept_work = StageWork(reuse=True)
+        self._kept_in_use = threading.Lock()
+        self.step_lock = threading.Lock()
+        """Held through each rollout step: the recorded launches and their re-packing are
+        shared by every rollout of these stages, so steps of concurrent rollouts take turns."""
         self._capture: list[list[Replay] | None] | None = None
         self.repacks = 0
         """Recorded launches re-packed for other arrays so far (calls captured before a
@@ -1041,6 +1046,19 @@ class FusedStages:
         if self._capture is not None:
             self._capture.append(calls)
         self.run(calls)
+
+    @contextmanager
+    def rollout_work(self) -> Iterator[StageWork]:
+        """The work arrays of one rollout: the kept set, or a private one when another rollout
+        holds it (one started from a callback, or in another thread, also through a
+        ``with_parameters``/``with_dt`` copy of the solver, which shares these stages)."""
+        if not self._kept_in_use.acquire(blocking=False):
+            yield StageWork(reuse=True)
+            return
+        try:
+            yield self._kept_work
+        finally:
+            self._kept_in_use.release()
 
     @contextmanager
     def capturing(self) -> Iterator[list[list[Replay] | None]]:

@@ -383,3 +383,61 @@ def test_a_bad_sample_stops_a_sample_by_sample_batch_before_any_step(monkeypatch
         bridge.rollout(solver, bad.nan_to_num(0.5), 20,
                        params={"nu": torch.tensor([0.02, 0.05, -1.0], dtype=torch.float64)})
     assert not steps
+
+
+def test_rollouts_started_inside_or_beside_a_rollout_keep_their_own_work_arrays():
+    """A rollout from a callback, or in another thread, of the solver or of a copy sharing its
+    stages, gets private work arrays: both results stay bitwise their own."""
+    import threading
+
+    solver = BurgersSolver1D(Grid((64,), (0.0,), (1.0,)), nu=0.01, dt=1e-3)
+    x = solver.grid.coords(0)
+    u0, v0 = 0.5 + 0.3 * np.sin(2 * np.pi * x), np.cos(2 * np.pi * x)
+    reference = solver.rollout(u0, 20, save_every=20)
+    for other in (solver, solver.with_parameters(nu=0.02)):
+        inner = {}
+
+        def callback(step, other=other, inner=inner):
+            if step == 10:
+                inner["got"] = other.rollout(v0, 3)
+
+        np.testing.assert_array_equal(solver.rollout(u0, 20, save_every=20, callback=callback),
+                                      reference)
+        np.testing.assert_array_equal(inner["got"], other.rollout(v0, 3))
+    results = {}
+    threads = [threading.Thread(target=lambda k=k: results.__setitem__(
+        k, solver.rollout(u0 if k % 2 else v0, 200, save_every=200))) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    alone = {k: solver.rollout(u0 if k % 2 else v0, 200, save_every=200) for k in (0, 1)}
+    for k, got in results.items():
+        np.testing.assert_array_equal(got, alone[k % 2])
+
+
+def test_a_dirichlet_value_above_the_state_sets_the_stable_step():
+    """The boundary's ghost cells (2 v - u) carry the wave speed the state lacks: at the
+    stable step of u0 = 0.1 sin with u = 3 on both sides the rollout stays bounded."""
+    grid = Grid((200,), (0.0,), (1.0,))
+    u0 = 0.1 * np.sin(2 * np.pi * grid.coords(0))
+    solver = BurgersSolver1D(grid, dirichlet(1, 3.0), nu=1e-4, dt=None)
+    dt = solver.stable_dt(u0)
+    assert dt * 5.9 / grid.dx[0] <= 0.5 + 1e-12  # the TVD limit at the ghosts' speed 6 - 0.1
+    out = solver.with_dt(dt).rollout(u0, 400, save_every=400)
+    assert np.all(np.isfinite(out)) and out.min() >= -0.1 - 1e-9 and out.max() <= 3.0 + 1e-9
+    assert solver.stable_dt(u0) < BurgersSolver1D(grid, nu=1e-4, dt=None).stable_dt(u0)
+
+
+def test_the_bridge_takes_python_numbers_in_the_solver_s_precision():
+    solver = HeatSolver1D(G1, dirichlet(1, 0.2), nu=0.01, dt=1e-3)
+    u0 = np.sin(np.pi * G1.coords(0))
+    expected = solver.with_parameters(nu=0.013).rollout(u0, 5)
+    got = bridge.rollout(solver, torch.as_tensor(u0), 5, params={"nu": 0.013})
+    np.testing.assert_array_equal(got.numpy(), expected)
+    with pytest.raises(ValueError, match="u0 is a numpy.ndarray; the bridge takes a torch"):
+        bridge.rollout(solver, u0, 5)
+    with pytest.raises(ValueError, match="params is a list"):
+        bridge.rollout(solver, torch.as_tensor(u0), 5, params=[0.01])
+    with pytest.raises(ValueError, match="a batch of no state"):
+        solver.rollout(np.zeros((0, 40)), 2)

@@ -29,6 +29,7 @@ from physml.solvers.exact import (
     fisher_kpp_wave,
     heat_fourier_mode,
 )
+from physml.solvers.timestepping import SCHEMES
 
 
 def run_to(solver, u0, t_end, safety=0.5):
@@ -274,3 +275,20 @@ def test_imex_conjugate_gradient_time_order_2d(theta, order):
         errors.append(rel_l2(u - 0.5, exact))
     assert solver.time_order == order
     assert observed_order(dts, errors) == pytest.approx(order, abs=0.1)
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMES))
+def test_each_scheme_is_stable_at_its_stated_limits(name):
+    """$|R(z)| \\le 1$ at $z = -$``real_limit`` and $z = i\\,$``imag_limit``, with R the
+    scheme's stability polynomial evaluated from its tableau (the step of $u' = \\lambda u$)."""
+    scheme = SCHEMES[name]
+
+    def amplification(z: complex) -> complex:
+        k = []
+        for i in range(scheme.stages):
+            k.append(z * (1 + sum(a * kj for a, kj in zip(scheme.a[i], k))))
+        return 1 + sum(b * kj for b, kj in zip(scheme.b, k))
+
+    assert abs(amplification(-scheme.real_limit)) <= 1.0
+    assert abs(amplification(1j * scheme.imag_limit)) <= 1.0 + 1e-12
+    assert abs(amplification(-scheme.real_limit * 1.001)) > 1.0  # the limit is tight
