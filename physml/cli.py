@@ -608,6 +608,9 @@ def _run_case(args: argparse.Namespace) -> int:
                 remove_if_empty(folder)
             raise
     if failure is not None:
+        if args.resume is None and not (folder / kind.checkpoint).is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # nothing in it can be resumed
+            failure = f"{failure} (before the first checkpoint: removed {folder})"
         print(f"physml: error: {failure}", file=sys.stderr)
         return 1
     print(kind.headline(result))

@@ -21,6 +21,9 @@ class UnstableStepError(ValueError):
 class BlowUpError(FloatingPointError):
     """A field became NaN or Inf during a run.
 
+    Args (beyond the attributes): ``what`` happened to the field (default "became NaN/Inf")
+    and the ``advice`` that ends the message.
+
     Attributes:
         step: the first step found non-finite (checks run every ``check_every`` steps).
         t: the model time of that step.
@@ -37,12 +40,14 @@ class BlowUpError(FloatingPointError):
         field: str = "u",
         last_good_step: int | None = None,
         last_good_state: np.ndarray | None = None,
+        what: str = "became NaN/Inf",
+        advice: str = "reduce dt or check the inputs",
     ) -> None:
         where = f"step {step} (t={t:.6g})"
         good = (
             "" if last_good_step is None else f"; last finite state kept from step {last_good_step}"
         )
-        super().__init__(f"{field} became NaN/Inf at {where}{good}; reduce dt or check the inputs")
+        super().__init__(f"{field} {what} at {where}{good}; {advice}")
         self.step, self.t, self.field = step, t, field
         self.last_good_step, self.last_good_state = last_good_step, last_good_state
 

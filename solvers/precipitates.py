@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from .free_energy import DoubleWell
-from .grid import BoundaryConditions, Grid
+from .grid import BCKind, BoundaryConditions, Grid
 
 
 def migration_velocity(
@@ -90,16 +90,20 @@ def precipitate_field(
     centres: list[tuple[float, ...]],
     radii: list[float],
     width: float,
+    bc: BoundaryConditions | None = None,
 ) -> np.ndarray:
     """Composition with round precipitates in a matrix, tanh interfaces.
 
-    $c = c_m + (c_p - c_m)\\,\\tfrac12(1 + \\tanh((R_i - r_i)/\\delta))$ around each centre.
+    $c = c_m + (c_p - c_m)\\,\\tfrac12(1 + \\tanh((R_i - r_i)/\\delta))$ around each centre,
+    $r_i$ the distance to it; across a periodic axis of ``bc`` the nearest image's (a
+    precipitate at the seam wraps round).
 
     Args:
         matrix: matrix composition (scalar or array of ``grid.shape``).
         precipitate: precipitate composition.
         centres, radii: per particle, its centre [m] and radius [m].
         width: $\\delta$ [m] (:meth:`DoubleWell.interface_width`).
+        bc: the grid's boundary conditions (None: no periodic axis).
     """
     if len(centres) != len(radii):
         raise ValueError(f"{len(centres)} centres but {len(radii)} radii")
@@ -108,7 +112,14 @@ def precipitate_field(
     for centre, radius in zip(centres, radii):
         if len(centre) != grid.ndim:
             raise ValueError(f"centre {centre} needs {grid.ndim} coordinates")
-        r = np.sqrt(sum((x - x0) ** 2 for x, x0 in zip(mesh, centre)))
+        offsets = []
+        for d, (x, x0) in enumerate(zip(mesh, centre)):
+            offset = x - x0
+            if bc is not None and bc.sides[d][0].kind == BCKind.PERIODIC:
+                length = grid.upper[d] - grid.lower[d]
+                offset = offset - length * np.round(offset / length)  # the nearest image
+            offsets.append(offset)
+        r = np.sqrt(sum(offset**2 for offset in offsets))
         phase = np.maximum(phase, 0.5 * (1 + np.tanh((radius - r) / width)))
     return matrix + (precipitate - np.asarray(matrix)) * phase
 

@@ -42,7 +42,10 @@ diffusivity $M\,\partial^2 f/\partial c^2$ and $s_4 = \max M\,\kappa$: unconditi
 stable for constant mobility, first order, with the same steady states as the PDE. The system
 has constant coefficients and is solved by FFT/DCT (:mod:`physml.solvers.spectral_solve`);
 its zero mode is the identity, which keeps the mass. The step size adapts to a local error
-estimate kept below ``tolerance`` $\times\max|c_0|$: the larger of the splitting error
+estimate, relative to $\max|c_0|$: the controller aims each next step at ``tolerance`` and a
+step is redone (a quarter as long) only when its estimate exceeds 4 ``tolerance`` (in the
+shipped cases accepted steps stay near or below the tolerance); the estimate is the larger of
+the splitting error
 $\lVert\Delta t\,R(c^n) - \delta_n\rVert_\infty = \lVert\Delta t(s_2\Lambda + s_4\Lambda^2)
 \delta_n\rVert_\infty$ (how far the stabilisation slows the step against explicit Euler) and
 the truncation error $\tfrac12\lVert\delta_n - (\Delta t_n/\Delta t_{n-1})\delta_{n-1}
@@ -497,6 +500,7 @@ class ThermomigrationSolver:
         state = self.to_numpy(c)
         out = Trajectory()
         self._save(out, t0, state, 0)
+        self._update_temperature(t0)  # the mobility bound reads the temperature at t0
         s4 = self._s4(state)
         scale = float(np.max(np.abs(state))) or 1.0
         t = t0 / tau
@@ -513,10 +517,14 @@ class ThermomigrationSolver:
                 if not np.isfinite(error) or error > 4 * self.tolerance:
                     out.rejected += 1
                     dt = h / 4
-                    if dt * tau < 1e-12 * max(abs(t_end), 1.0):
+                    if dt * tau < 1e-12 * max(abs(t_end), 1.0):  # c itself is still finite
                         raise BlowUpError(step=step + 1, t=t * tau, field="c",
-                                          last_good_step=last_good[0],
-                                          last_good_state=last_good[1])
+                                          last_good_step=step, last_good_state=self.to_numpy(c),
+                                          what="could not be advanced (every smaller step's "
+                                               "error estimate was NaN/Inf or above 4x the "
+                                               "tolerance)",
+                                          advice="lower dt_max or the tolerance, or check the "
+                                                 "inputs (temperature, heat of transport)")
                     continue
                 self._advance(c, delta)
                 t, step = t + h, step + 1

@@ -618,6 +618,8 @@ def test_initial_field_errors_name_the_file_and_variable(tmp_path):
         ({"free_energy__mobility": -5.0}, "free_energy.mobility"),
         ({"free_energy__c_beta": 0.2}, "c_alpha=0.3 must be below"),
         ({"solver": {"tolerance": 1.0}}, "solver.tolerance"),
+        ({"kappa": 0.0}, "kappa=0: a two-phase free energy needs kappa > 0"),
+        ({"interface_width": 2.0}, "give interface_width or kappa, not both"),
     ],
 )
 def test_nondimensional_case_refuses_what_it_cannot_mean(changes, message):
@@ -630,6 +632,9 @@ def test_nondimensional_case_refuses_what_it_cannot_mean(changes, message):
     ("temperature.step_growth=2.0", "temperature.step_growth"),
     ("temperature.thermal_diffusivity=-1.0", "temperature.thermal_diffusivity"),
     ("initial.value=.inf", "initial.value"),
+    ("initial.value=0.0", "initial.value=0: the dilute model needs a composition c > 0"),
+    ("temperature.gradient=2e6", "gives -1000 K at the cold end: T must stay > 0 K"),
+    ("grid.bc=[periodic]", "temperature.gradient along axis 0, a periodic axis of grid.bc"),
 ])
 def test_heat_variant_keys_are_checked(override, message):
     from physml.cases.registry import load_case
@@ -654,3 +659,47 @@ def test_default_tolerance_keeps_the_early_free_energy_within_about_one_percent(
     adaptive = solver.run(c0, t_end).free_energy[-1]
     assert abs(fixed[1] - reference) <= 5e-3 * reference  # dt = 0.01 is near the limit already
     assert abs(adaptive / reference - 1) <= 1.5e-2  # 1.07 % (2.9 % at the old 1e-3)
+
+
+def test_a_heat_conducting_run_with_a_temperature_dependent_mobility_resumes_bitwise(tmp_path):
+    """The stabilisation's mobility bound reads the temperature at the start of each
+    segment, in a fresh run as in a resumed one."""
+    import xarray as xr
+
+    from physml.cases.registry import run_case, validate_case
+
+    def case(end, saves):
+        return validate_case({
+            "kind": "thermomigration", "name": "heat_resume",
+            "grid": {"shape": [48], "length": [4.8e-5], "bc": ["no_flux"]},
+            "temperature": {"kind": "heat", "mean": 1000.0, "gradient": 1.0e6,
+                            "thermal_diffusivity": 1.0e-11},
+            "free_energy": {"kind": "double_well", "barrier": 2078.6, "c_alpha": 0.1,
+                            "c_beta": 0.9, "diffusivity": 1.7e-7, "activation_energy": 1.0e5},
+            "interface_width": 1.5e-6, "heat_of_transport": -23280.0,
+            "initial": {"kind": "expression",
+                        "expression": "0.5 + 0.4*tanh((x - 2.4e-5)/1.5e-6)"},
+            "time": {"end": end, "saves": saves}, "output": {"figures": False}}, "test")
+
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    whole.mkdir()
+    part.mkdir()
+    full = case(40.0, 5)
+    run_case(full, whole)
+    run_case(case(20.0, 3), part)  # stops at the third snapshot
+    (part / "config.yaml").write_text(full.to_yaml())
+    run_case(full, part, resume=True)
+    with xr.open_dataset(whole / "trajectory.h5", engine="h5netcdf") as a, \
+            xr.open_dataset(part / "trajectory.h5", engine="h5netcdf") as b:
+        np.testing.assert_array_equal(a["c"].values, b["c"].values)
+
+
+def test_a_precipitate_on_a_periodic_seam_wraps_round():
+    grid = Grid((32, 32), (0.0, 0.0), (1.0, 1.0))
+    bc = BoundaryConditions(((BC("neumann"), BC("neumann")), (BC("periodic"), BC("periodic"))))
+    centred = precipitate_field(grid, 0.1, 0.9, [(0.5, 0.5)], [0.2], 0.02, bc)
+    seam = precipitate_field(grid, 0.1, 0.9, [(0.5, 0.0)], [0.2], 0.02, bc)
+    np.testing.assert_allclose(seam.sum(), centred.sum(), rtol=1e-12)  # the whole disc
+    np.testing.assert_allclose(seam, np.roll(centred, 16, axis=1), atol=1e-12)
+    cut = precipitate_field(grid, 0.1, 0.9, [(0.5, 0.0)], [0.2], 0.02)  # no periodic axis
+    assert (cut - 0.1).sum() < 0.6 * (centred - 0.1).sum()  # half a disc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -130,21 +131,40 @@ def plot_error_curve(curve: dict, path: Path, title: str, *, scheme: str | None 
     plt.close(fig)
 
 
-def _plane(grid, state: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    """A 2D field to show (3D: the mid-plane of the last axis) and its extent [um]."""
+@dataclass(frozen=True)
+class PlotUnits:
+    """How the phase-field figures show lengths, times and the composition: SI runs in
+    micrometres and seconds (:data:`SI_UNITS`), non-dimensional ones in the case's own units
+    (:data:`MODEL_UNITS`)."""
+
+    length_scale: float
+    length: str
+    time: str
+    field: str
+
+
+SI_UNITS = PlotUnits(1e6, "um", "s", "c, solute mole fraction [1]")
+MODEL_UNITS = PlotUnits(1.0, "model units", "model time", "c [1]")
+
+
+def _plane(grid, state: np.ndarray, units: PlotUnits) -> tuple[np.ndarray, list[float]]:
+    """A 2D field to show (3D: the mid-plane of the last axis) and its extent."""
     if grid.ndim == 3:
         state = state[:, :, grid.shape[2] // 2]
-    extent = [1e6 * grid.lower[0], 1e6 * grid.upper[0], 1e6 * grid.lower[1], 1e6 * grid.upper[1]]
+    scale = units.length_scale
+    extent = [scale * grid.lower[0], scale * grid.upper[0], scale * grid.lower[1],
+              scale * grid.upper[1]]
     return state.T, extent
 
 
-def _seconds(t: float) -> str:
-    return f"t = {t:,.0f} s" if t >= 10 else f"t = {t:.3g} s"
+def _time(t: float, units: PlotUnits) -> str:
+    unit = "s" if units.time == "s" else ""
+    return (f"t = {t:,.0f} {unit}" if t >= 10 else f"t = {t:.3g} {unit}").rstrip()
 
 
-def _axis_labels(ax, gradient_axis: int | None, gradient: float) -> None:
-    """x/y labels in um, the one along the temperature gradient saying which side is hot."""
-    labels = ["x [um]", "y [um]"]
+def _axis_labels(ax, gradient_axis: int | None, gradient: float, units: PlotUnits) -> None:
+    """x/y labels, the one along the temperature gradient saying which side is hot."""
+    labels = [f"x [{units.length}]", f"y [{units.length}]"]
     if gradient_axis in (0, 1) and gradient != 0:
         labels[gradient_axis] += " (hot →)" if gradient > 0 else " (← hot)"
     ax.set(xlabel=labels[0], ylabel=labels[1])
@@ -152,9 +172,9 @@ def _axis_labels(ax, gradient_axis: int | None, gradient: float) -> None:
 
 def plot_snapshots(grid, times: list[float], states: list[np.ndarray], path: Path,
                    gradient_axis: int | None = None, gradient: float = 0.0,
-                   centroids: list[list] | None = None) -> None:
+                   centroids: list[list] | None = None, units: PlotUnits = SI_UNITS) -> None:
     """The composition at four times; with ``centroids`` (per saved time, the particles'
-    centres [m]) the starting centres are marked with white + and the current ones with red x,
+    centres) the starting centres are marked with white + and the current ones with red x,
     so a migration of a few cells shows."""
     picks = np.unique(np.linspace(0, len(times) - 1, 4).round().astype(int))
     low = min(float(np.min(states[i])) for i in picks)
@@ -164,37 +184,38 @@ def plot_snapshots(grid, times: list[float], states: list[np.ndarray], path: Pat
                                                      + 0.6),
                              constrained_layout=True, squeeze=False)
     for ax, i in zip(axes[0], picks):
-        field, extent = _plane(grid, states[i])
+        field, extent = _plane(grid, states[i], units)
         image = ax.imshow(field, origin="lower", extent=extent, cmap="viridis", vmin=low,
                           vmax=high)
         if centroids is not None and grid.ndim == 2:
             for marks, style in ((centroids[0], "w+"), (centroids[i], "rx")):
                 if marks:
-                    ax.plot(*(1e6 * np.array(marks)[:, :2]).T, style, ms=7, mew=1.5)
-        ax.set_title(_seconds(times[i]))
-        _axis_labels(ax, gradient_axis, gradient)
-    fig.colorbar(image, ax=axes[0].tolist(), label="c, solute mole fraction [1]")
+                    ax.plot(*(units.length_scale * np.array(marks)[:, :2]).T, style, ms=7,
+                            mew=1.5)
+        ax.set_title(_time(times[i], units))
+        _axis_labels(ax, gradient_axis, gradient, units)
+    fig.colorbar(image, ax=axes[0].tolist(), label=units.field)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def animate_microstructure(grid, times: list[float], states: list[np.ndarray],
                            path: Path, gradient_axis: int | None = None,
-                           gradient: float = 0.0) -> None:
+                           gradient: float = 0.0, units: PlotUnits = SI_UNITS) -> None:
     """An animated GIF of the composition over the whole run (Pillow writer)."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     low, high = float(np.min(states)), float(np.max(states))
     fig, ax = plt.subplots(figsize=(5, 4), constrained_layout=True)
-    field, extent = _plane(grid, states[0])
+    field, extent = _plane(grid, states[0], units)
     image = ax.imshow(field, origin="lower", extent=extent, cmap="viridis", vmin=low, vmax=high)
-    fig.colorbar(image, ax=ax, label="c, solute mole fraction [1]")
-    _axis_labels(ax, gradient_axis, gradient)
+    fig.colorbar(image, ax=ax, label=units.field)
+    _axis_labels(ax, gradient_axis, gradient, units)
     title = ax.set_title("")
 
     def frame(i: int):
-        image.set_data(_plane(grid, states[i])[0])
-        title.set_text(_seconds(times[i]))
+        image.set_data(_plane(grid, states[i], units)[0])
+        title.set_text(_time(times[i], units))
         return image, title
 
     animation = FuncAnimation(fig, frame, frames=len(times), blit=False)
@@ -205,29 +226,35 @@ def animate_microstructure(grid, times: list[float], states: list[np.ndarray],
 
 
 def plot_tracked(records: list[dict], axis: int, path: Path,
-                 velocity_estimate: float | None = None) -> None:
-    """Each particle's position along the gradient and its radius against time; with
-    ``velocity_estimate`` [m/s] a line of that slope through the particle's position at
-    half time (where the measured velocity's fit starts)."""
+                 velocity_estimate: float | None = None, units: PlotUnits = SI_UNITS,
+                 gradient: float = 1.0) -> None:
+    """Each particle's position along the gradient's ``axis`` (isothermal, ``gradient`` 0:
+    along ``axis``) and its radius against time; with ``velocity_estimate`` [m/s] a line of
+    that slope through the particle's position at half time (where the measured velocity's
+    fit starts)."""
+    scale = units.length_scale
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     times = [r["t"] for r in records]
     count = len(records[0]["particles"])
     for k in range(count):  # particles are ordered by size; follow rank k while it exists
         t = [r["t"] for r in records if len(r["particles"]) > k]
-        left.plot(t, [1e6 * r["particles"][k]["centroid"][axis] for r in records
+        left.plot(t, [scale * r["particles"][k]["centroid"][axis] for r in records
                       if len(r["particles"]) > k], "o-", ms=2, label=f"particle {k + 1}")
-        right.plot(t, [1e6 * r["particles"][k]["radius"] for r in records
+        right.plot(t, [scale * r["particles"][k]["radius"] for r in records
                        if len(r["particles"]) > k], "o-", ms=2)
-    left.plot(times, [1e6 * r["phase_centre_of_mass"] for r in records], "k--",
+    left.plot(times, [scale * r["phase_centre_of_mass"] for r in records], "k--",
               label="phase centre of mass")
     if velocity_estimate is not None and count == 1:
         middle = records[len(records) // 2]
         x_mid, t_mid = middle["particles"][0]["centroid"][axis], middle["t"]
-        left.plot(times, [1e6 * (x_mid + velocity_estimate * (t - t_mid)) for t in times],
+        left.plot(times, [scale * (x_mid + velocity_estimate * (t - t_mid)) for t in times],
                   ":", color="tab:red", label="sharp-interface estimate")
-    left.set(xlabel="t [s]", ylabel="position along grad T [um]",
-             title="centroids (hot side: larger position for grad T > 0)")
-    right.set(xlabel="t [s]", ylabel="equivalent radius [um]", title="particle sizes")
+    along = "grad T" if gradient != 0 else "xyz"[axis]
+    left.set(xlabel=f"t [{units.time}]", ylabel=f"position along {along} [{units.length}]",
+             title="centroids (hot side: larger position for grad T > 0)" if gradient != 0
+             else "centroids")
+    right.set(xlabel=f"t [{units.time}]", ylabel=f"equivalent radius [{units.length}]",
+              title="particle sizes")
     if count <= 8:
         left.legend(fontsize=7)
     fig.savefig(path, dpi=110)

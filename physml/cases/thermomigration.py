@@ -251,7 +251,27 @@ class ThermomigrationCase(CaseBase):
                              "'double_well'")
         if two_phase and self.interface_width is None and self.kappa is None:
             raise ValueError("a two-phase free energy needs interface_width or kappa")
+        if self.interface_width is not None and self.kappa is not None:
+            raise ValueError("give interface_width or kappa, not both (each sets the other)")
+        if two_phase and self.kappa is not None and not self.kappa > 0:
+            raise ValueError(f"kappa={self.kappa:g}: a two-phase free energy needs kappa > 0 "
+                             "(its interfaces have a width)")
         lengths = self.grid.length
+        spec = self.temperature
+        if spec is not None and spec.gradient != 0:
+            if self.grid.bc[spec.axis] == "periodic":
+                raise ValueError(f"temperature.gradient along axis {spec.axis}, a periodic axis "
+                                 "of grid.bc: the temperature would jump by gradient x length "
+                                 "at the seam; make that axis no_flux")
+            span = abs(spec.gradient) * lengths[spec.axis] / 2
+            if spec.mean - span <= 0:
+                raise ValueError(f"temperature.mean={spec.mean:g} K with gradient="
+                                 f"{spec.gradient:g} K/m over {lengths[spec.axis]:g} m gives "
+                                 f"{spec.mean - span:g} K at the cold end: T must stay > 0 K")
+        if self.free_energy.kind == "dilute" and self.initial.kind == "uniform" and not (
+                self.initial.value > 0):
+            raise ValueError(f"initial.value={self.initial.value:g}: the dilute model needs a "
+                             "composition c > 0")
         for centre, radius in zip(self.initial.centres, self.initial.radii):
             if len(centre) != ndim:
                 raise ValueError(f"initial.centres entry {centre} needs {ndim} coordinates")
@@ -394,7 +414,8 @@ def initial_state(case: ThermomigrationCase, grid: Grid, model, T: np.ndarray) -
     matrix, precipitate = matrix_composition(model, T, case.heat_of_transport, kappa,
                                              max(radii), grid.ndim)
     width = model.interface_width(kappa)
-    return precipitate_field(grid, matrix, precipitate, [tuple(c) for c in centres], radii, width)
+    return precipitate_field(grid, matrix, precipitate, [tuple(c) for c in centres], radii, width,
+                             build_grid(case)[1])
 
 
 def build_solver(case: ThermomigrationCase) -> tuple[ThermomigrationSolver, np.ndarray]:
@@ -632,7 +653,16 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
     write_text(folder / "tracked.json", json.dumps(records, indent=1))
     write_text(folder / "metrics.json", json.dumps(summary, indent=1))
     if case.output.figures:
-        from .figures import animate_microstructure, plot_profile, plot_snapshots, plot_tracked
+        from .figures import (
+            MODEL_UNITS,
+            SI_UNITS,
+            animate_microstructure,
+            plot_profile,
+            plot_snapshots,
+            plot_tracked,
+        )
+
+        units = MODEL_UNITS if case.units == "nondimensional" else SI_UNITS
 
         if grid.ndim == 1:
             T_end = solver.temperature if temperatures is None else temperatures[-1]
@@ -644,12 +674,13 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
             centroids = ([[p["centroid"] for p in r["particles"]] for r in records]
                          if two_phase else None)
             plot_snapshots(grid, run.times, run.states, folder / "snapshots.png", *gradient,
-                           centroids)
+                           centroids, units)
             animate_microstructure(grid, run.times, run.states, folder / "microstructure.gif",
-                                   *gradient)
+                                   *gradient, units)
             if two_phase:
                 plot_tracked(records, case.temperature_spec.axis, folder / "tracked.png",
-                             summary.get("velocity_estimate"))
+                             summary.get("velocity_estimate"), units,
+                             case.temperature_spec.gradient)
 
 
 def describe(case: ThermomigrationCase) -> str:
