@@ -49,7 +49,7 @@ from .linear_systems import LinearSystemSpec, warm_systems_cache, write_systems_
 from .mesh_generate import check_mesh_spec, warm_mesh_kernels, write_mesh_shard
 from .mesh_spec import MeshDatasetSpec
 from .problems import PROBLEMS, build_solver
-from .spec import DatasetSpec, SampledSpec
+from .spec import DatasetSpec, SampledSpec, load_spec
 from .store import MANIFEST, SHARD_GLOB, SPLITS, samples_dataset, shard_files, write_dataset
 
 
@@ -311,8 +311,6 @@ def _foreign_files(folder: Path) -> list[str]:
     spec_file = folder / "spec.yaml"
     if spec_file.is_file():
         try:
-            from .spec import load_spec
-
             load_spec(spec_file)
         except ValueError:
             foreign.append(str(spec_file))
