@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--points", type=Path, required=True, help="input points file")
     predict.add_argument("--out", type=Path, required=True, help="output file")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    predict.add_argument("--device", default=None,
+                         help="where to evaluate (default: the run's device, else cpu)")
     export = sub.add_parser(
         "export",
         help="save the trained network of a run folder as TorchScript or ONNX",
@@ -160,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", type=Path, help="run folder of physml run")
     export.add_argument("--out", type=Path, required=True, help="model file (.pt or .onnx)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    export.add_argument("--device", default=None,
+                        help="device the traced model runs on (default: the run's, else cpu)")
     cases = sub.add_parser("cases", help="list the bundled case files")
     cases.add_argument("--names", action="store_true", help="only the names, one per line")
 
@@ -441,7 +445,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     _check_output_file(args.out, args.overwrite)
     if args.out.suffix not in (".npy", ".csv", ".h5"):
         raise ValueError(f"--out: {str(args.out)!r} must end in .npy, .csv or .h5")
-    model = load_run(args.run_dir)
+    model = load_run(args.run_dir, args.device)
     points = _read_points(args.points, model.inputs)
     values = model(points).reshape(len(points), -1)
     if args.out.suffix == ".npy":
@@ -469,7 +473,7 @@ def _run_export(args: argparse.Namespace) -> int:
     writers = {".pt": "export_torchscript", ".onnx": "export_onnx"}
     if args.out.suffix not in writers:
         raise ValueError(f"--out: {str(args.out)!r} must end in .pt (TorchScript) or .onnx")
-    model = load_run(args.run_dir)
+    model = load_run(args.run_dir, args.device)
     getattr(model, writers[args.out.suffix])(args.out)
     print(f"wrote {args.out} (inputs {', '.join(model.inputs)} -> outputs "
           f"{', '.join(model.outputs)}, {str(model.dtype).removeprefix('torch.')})")
@@ -480,23 +484,32 @@ def _read_points(path: Path, inputs: tuple[str, ...]) -> np.ndarray:
     """Rows of inputs from a .npy array or a .csv whose header names the inputs."""
     if not path.is_file():
         raise ValueError(f"--points: {str(path)!r} does not exist")
-    if path.suffix == ".npy":
-        points = np.load(path)
-    elif path.suffix == ".csv":
-        with path.open() as f:
-            header = [h.strip() for h in f.readline().split(",")]
-        missing = [name for name in inputs if name not in header]
-        if missing:
-            raise ValueError(f"--points: {str(path)!r} has no column {missing[0]!r}; the header "
-                             f"must name the inputs {', '.join(inputs)}")
-        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-        points = table[:, [header.index(name) for name in inputs]]
-    else:
+    if path.suffix not in (".npy", ".csv"):
         raise ValueError(f"--points: {str(path)!r} must end in .npy or .csv")
-    if points.ndim != 2 or points.shape[1] != len(inputs):
-        raise ValueError(f"--points: need shape (n, {len(inputs)}) with columns "
-                         f"{', '.join(inputs)}; got {points.shape}")
-    return points.astype(np.float64)
+    try:
+        if path.suffix == ".npy":
+            points = np.load(path)
+        else:
+            with path.open() as f:
+                header = [h.strip() for h in f.readline().split(",")]
+            missing = [name for name in inputs if name not in header]
+            if missing:
+                raise ValueError(f"has no column {missing[0]!r}; the header must name the "
+                                 f"inputs {', '.join(inputs)}")
+            table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+            if table.size == 0:
+                raise ValueError("has no rows under its header")
+            if table.shape[1] != len(header):
+                raise ValueError(f"has rows of {table.shape[1]} values under a header of "
+                                 f"{len(header)}")
+            points = table[:, [header.index(name) for name in inputs]]
+        points = np.asarray(points, dtype=np.float64)
+    except (ValueError, TypeError, OSError) as err:
+        raise ValueError(f"--points: {str(path)!r} {err}") from None
+    if points.ndim != 2 or points.shape[1] != len(inputs) or len(points) == 0:
+        raise ValueError(f"--points: {str(path)!r}: need shape (n, {len(inputs)}), n >= 1, "
+                         f"with columns {', '.join(inputs)}; got {points.shape}")
+    return points
 
 
 def _run_cases(args: argparse.Namespace) -> int:

@@ -136,7 +136,7 @@ def compile_expression(expr: sympy.Expr) -> Callable[[Mapping[str, object]], obj
         base, exponent = args
         if expr.exp == sympy.Rational(1, 2):
             return lambda values: _call("sqrt", "sqrt", base(values))
-        return lambda values: base(values) ** exponent(values)
+        return lambda values: _fold(lambda a, b: a**b, [base(values), exponent(values)])
     if expr.func in _NUMERIC:
         torch_name, numpy_name = _NUMERIC[expr.func]
         return lambda values: _call(torch_name, numpy_name, *(f(values) for f in args))
@@ -144,6 +144,12 @@ def compile_expression(expr: sympy.Expr) -> Callable[[Mapping[str, object]], obj
 
 
 def _fold(op, items):
+    """``op`` over ``items`` left to right; numbers beside a tensor become tensors of its
+    dtype (a Python float would enter an ONNX export as a float32 constant)."""
+    like = next((a for a in items if isinstance(a, torch.Tensor)), None)
+    if like is not None:
+        items = [a if isinstance(a, torch.Tensor) else torch.as_tensor(
+            a, dtype=like.dtype, device=like.device) for a in items]
     result = items[0]
     for item in items[1:]:
         result = op(result, item)

@@ -82,10 +82,13 @@ class FourierFeatureMLP(nn.Module):
     ) -> None:
         super().__init__()
         self.register_buffer("frequencies", scale * torch.randn(d_in, features))
+        # 2 pi as a float64 tensor, not a Python float (which an ONNX export stores in float32)
+        self.register_buffer("two_pi", torch.tensor(2 * math.pi, dtype=torch.float64),
+                             persistent=False)
         self.mlp = MLP(2 * features, d_out, width, depth, act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        angle = 2 * math.pi * x @ self.frequencies.to(x.dtype)
+        angle = (x @ self.frequencies.to(x.dtype)) * self.two_pi.to(x.dtype)
         return self.mlp(torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1))
 
 

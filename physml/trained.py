@@ -83,14 +83,17 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
 
     Args:
         run_dir: a run folder of ``physml run`` (``config.yaml`` and ``checkpoint.pt``).
-        device: where to put it (default: the run's device).
+        device: where to put it (default: the run's device, or the CPU on a machine
+            without it).
 
     Raises:
-        ValueError: not a run folder, or a case kind without a network field.
+        ValueError: not a run folder, a case kind without a network field, or a ``device``
+            this machine does not have.
     """
     from .cases import equation, pinn
     from .cases.registry import load_case
     from .cases.run_folder import CHECKPOINT, CONFIG
+    from .devices import require_device
     from .models import build_model
 
     folder = Path(run_dir)
@@ -111,7 +114,14 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
                         periods=problem.input_periods, per_output=lagrangian)
     state = torch.load(folder / CHECKPOINT, weights_only=False, map_location="cpu")
     dtype = {"float32": torch.float32, "float64": torch.float64}[case.dtype]
-    target = torch.device(device or case.device)
+    if device is None:  # the run's device where this machine has it, else the CPU
+        device = case.device
+        try:
+            require_device(device)
+        except ValueError:
+            device = "cpu"
+    require_device(device)
+    target = torch.device(device)
     model.to(target, dtype)  # before loading: a float32 parameter would round the values
     problem.coefficients.to(target, dtype)
     model.load_state_dict(state["model"])

@@ -239,6 +239,19 @@ def test_a_time_step_that_does_not_divide_the_span_or_the_times_is_refused():
         load_case("teng_heat", ["variant=cpu", "training.dt=0.4"])
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["domain.x=[0, 5]", "domain.y=[0, 5]"], "'cosh_sinh' is 2 pi-periodic"),
+    (["domain.y=null", "conditions.initial.kind=sine", "conditions.initial.wavenumber=1.5"],
+     "wavenumber=1.5 gives 1.5 periods"),
+    (["evaluation.nx=33"], "evaluation.nx=33: .* give an even number"),
+])
+def test_a_case_the_periodic_network_cannot_represent_is_refused(overrides, message):
+    from physml.cases.registry import load_case
+
+    with pytest.raises(ValueError, match=message):
+        load_case("teng_heat", ["variant=cpu", *overrides])
+
+
 TINY_TENG = ["domain.y=null", "conditions.initial.kind=sine", "conditions.initial.amplitude=1.0",
              "model.width=8", "model.depth=2", "training.points=64",
              "training.subsample=64", "training.iterations=2", "training.dt=0.05",

@@ -200,6 +200,22 @@ def test_a_bad_expression_or_part_exits_2_naming_the_key(tmp_path, old, new, mes
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+SYSTEM = """kind: equation
+name: system
+fields: [u, v]
+domain: {geometry: {kind: interval, lower: [0.0], upper: [1.0]}, time: [0.0, 0.5]}
+pde: {eq_u: u_t - 0.1*u_xx, eq_v: v_t - 0.1*v_xx}
+conditions: [{kind: initial, value: sin(pi*x)}, {kind: dirichlet, value: 0.0}]
+exact: {u: exp(-0.1*pi^2*t)*sin(pi*x), v: exp(-0.1*pi^2*t)*sin(pi*x)}
+model: {kind: mlp, width: 16, depth: 2, hard_constraints: false}
+training:
+  collocation: {points: 128, boundary_points: 32}
+  adam: {steps: 12, lr: 1.0e-3}
+  lbfgs: {steps: 0}
+"""
+"""Heat in two fields on [0, 1] (a system of equations), 12 Adam steps."""
+
+
 def test_solver_made_observations_must_pose_the_case_s_problem(tmp_path, cli_in_process):
     """observations.solve runs a registry problem with its own domain and initial state:
     a case that poses another is refused, not fitted to data of a different problem."""
@@ -217,19 +233,7 @@ def test_solver_made_observations_must_pose_the_case_s_problem(tmp_path, cli_in_
 def test_an_annealed_system_of_equations_trains_with_its_residuals_as_the_reference(tmp_path):
     """Learning-rate annealing on a system: the sum of the equations' residuals is the
     reference; the condition's weight adapts, the equations' stay 1."""
-    text = """kind: equation
-name: system
-fields: [u, v]
-domain: {geometry: {kind: interval, lower: [0.0], upper: [1.0]}, time: [0.0, 0.5]}
-pde: {eq_u: u_t - 0.1*u_xx, eq_v: v_t - 0.1*v_xx}
-conditions: [{kind: initial, value: sin(pi*x)}, {kind: dirichlet, value: 0.0}]
-exact: {u: exp(-0.1*pi^2*t)*sin(pi*x), v: exp(-0.1*pi^2*t)*sin(pi*x)}
-model: {kind: mlp, width: 16, depth: 2, hard_constraints: false}
-training:
-  collocation: {points: 128, boundary_points: 32}
-  adam: {steps: 12, lr: 1.0e-3}
-  lbfgs: {steps: 0}
-  balancer: {kind: annealing, every: 5}
+    text = SYSTEM + """  balancer: {kind: annealing, every: 5}
 evaluation: {every: 12, grid: [11, 4]}
 dtype: float64
 """
@@ -244,6 +248,31 @@ dtype: float64
     assert list(ds["field"].values) == ["u", "v"] and "long_name" in ds["field"].attrs
 
 
+def test_an_exported_system_with_exact_conditions_takes_any_number_of_rows(tmp_path):
+    """Two fields under an output transform (hard initial and boundary values): the traced
+    TorchScript and ONNX models keep the row count free and equal the run's model."""
+    import physml
+
+    text = SYSTEM.replace("hard_constraints: false", "hard_constraints: true") + (
+        "evaluation: {every: 12, grid: [11, 4]}\ndtype: float64\n")
+    case = load_case(_write_case(tmp_path, text), [f"output.folder={tmp_path}",
+                                                   "output.figures=false",
+                                                   "training.adam.steps=3"])
+    model = physml.load_run(run_case(case)[0])
+    points = np.random.default_rng(0).random((5, 2)) * [1.0, 0.5]
+    expected = model(points).reshape(5, 2)
+    model.export_torchscript(tmp_path / "system.pt")
+    scripted = torch.jit.load(str(tmp_path / "system.pt"))
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model.export_onnx(tmp_path / "system.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "system.onnx"))
+    for rows in (1, 5):
+        np.testing.assert_allclose(scripted(torch.as_tensor(points[:rows])).detach().numpy(),
+                                   expected[:rows], rtol=0, atol=1e-14)
+        np.testing.assert_allclose(session.run(None, {"X": points[:rows]})[0], expected[:rows],
+                                   rtol=0, atol=1e-14)
+
+
 def test_an_observation_file_without_the_variable_exits_2(tmp_path):
     data = tmp_path / "obs.h5"
     xr.Dataset({"v": (("time", "x"), np.zeros((3, 4)))},
@@ -256,7 +285,7 @@ def test_an_observation_file_without_the_variable_exits_2(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"observations.variable: '{data}' has no variable 'u'; it has: v" in result.stderr
     missing = _cli("validate", _write_case(tmp_path, text.replace(str(data), "nope.h5")))
-    assert missing.returncode == 2 and "observations.file: 'nope.h5' does not exist" in \
+    assert missing.returncode == 2 and "nope.h5' does not exist" in \
         missing.stderr
 
 
@@ -272,9 +301,9 @@ def test_expressions_compile_to_torch_and_numpy_alike():
     np.testing.assert_allclose(tensor.numpy(), expected, rtol=1e-14)
 
 
-def test_an_equation_case_trains_and_its_run_loads_back(tmp_path):
+def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process):
     """A tiny heat-disk run: the error falls; load_run reproduces predictions.h5 bitwise,
-    TorchScript and ONNX (physml export, run by ONNX Runtime) to 1e-6, and physml predict
+    TorchScript and ONNX (physml export, run by ONNX Runtime) to 1e-12, and physml predict
     writes the same values."""
     import physml
     from physml.cases.registry import load_case, run_case
@@ -299,7 +328,7 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path):
     model.export_torchscript(tmp_path / "field.pt")
     scripted = torch.jit.load(str(tmp_path / "field.pt"))
     X = torch.as_tensor(points[inside])
-    np.testing.assert_allclose(scripted(X).detach().numpy()[:, 0], predicted, atol=1e-6,
+    np.testing.assert_allclose(scripted(X).detach().numpy()[:, 0], predicted, atol=1e-12,
                                rtol=0)
     onnxruntime = pytest.importorskip("onnxruntime")
     from physml.cli import main
@@ -308,7 +337,7 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path):
     assert not (tmp_path / "field.onnx.data").exists()  # one self-contained file
     session = onnxruntime.InferenceSession(str(tmp_path / "field.onnx"))
     u = session.run(None, {"X": points[inside]})[0]
-    np.testing.assert_allclose(u[:, 0], predicted, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(u[:, 0], predicted, atol=1e-12, rtol=0)  # float64 constants
     np.savetxt(tmp_path / "p.csv", points[inside][:, [2, 0, 1]], delimiter=",",
                header="t,x,y", comments="")
     out = _cli("predict", str(folder), "--points", str(tmp_path / "p.csv"), "--out",
@@ -319,6 +348,16 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path):
     bad = _cli("predict", str(tmp_path), "--points", str(tmp_path / "p.csv"), "--out",
                str(tmp_path / "v.csv"))
     assert bad.returncode == 2 and "is not a run folder" in bad.stderr
+    (tmp_path / "header.csv").write_text("t,x,y\n")
+    np.save(tmp_path / "none.npy", np.zeros((0, 3)))
+    for points, message in (("header.csv", "has no rows under its header"),
+                            ("none.npy", "need shape (n, 3), n >= 1")):
+        result = cli_in_process("predict", str(folder), "--points", str(tmp_path / points),
+                                "--out", str(tmp_path / "w.csv"))
+        assert result.returncode == 2 and message in result.stderr
+    result = cli_in_process("export", str(folder), "--out", str(tmp_path / "f.pt"),
+                            "--device", "cuda:99")
+    assert result.returncode == 2 and "device='cuda:99' is not available" in result.stderr
 
 
 def _twenty_steps() -> list[float]:

@@ -99,6 +99,12 @@ class ObservationSolveSpec(Section):
     n_saves: int = Field(101, ge=2)
 
 
+def _absolute(file: str | None) -> str | None:
+    """A data file's path made absolute, so that the run folder's ``config.yaml`` names it
+    wherever the run is later loaded from (``physml predict``, ``load_run``)."""
+    return None if file is None else str(Path(file).expanduser().resolve())
+
+
 class ObservationSpec(Section):
     file: str | None = None
     solve: ObservationSolveSpec | None = None
@@ -107,6 +113,8 @@ class ObservationSpec(Section):
     points: int = Field(200, gt=0)
     noise: float = Field(0.0, ge=0, description="Gaussian noise, relative to the RMS value")
     seed: int | None = Field(None, ge=0, description="default: the case's seed")
+
+    _absolute_file = field_validator("file")(lambda cls, file: _absolute(file))
 
     @model_validator(mode="after")
     def _one_source(self) -> ObservationSpec:
@@ -118,6 +126,8 @@ class ObservationSpec(Section):
 class ReferenceFileSpec(Section):
     file: str
     variable: str = "u"
+
+    _absolute_file = field_validator("file")(lambda cls, file: _absolute(file))
 
 
 class EquationEvaluationSpec(Section):

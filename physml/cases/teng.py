@@ -92,6 +92,20 @@ class TENGCase(PhysicsCase):
             self.domain.y and self.domain.y[1] != self.domain.x[1]
         ):
             raise ValueError("kind 'teng' needs domain.x = domain.y = [0, L]")
+        length, initial = self.domain.x[1], self.conditions.initial
+        if initial.kind == "cosh_sinh" and abs(length - 2 * math.pi) > 1e-9:
+            raise ValueError(f"conditions.initial.kind 'cosh_sinh' is 2 pi-periodic: domain.x "
+                             f"and domain.y must be [0, 2 pi], got [0, {length:g}]")
+        if initial.kind == "sine":
+            periods = initial.wavenumber * length / (2 * math.pi)
+            if abs(periods - round(periods)) > 1e-9 or round(periods) == 0:
+                raise ValueError(f"conditions.initial.wavenumber={initial.wavenumber:g} gives "
+                                 f"{periods:g} periods over domain.x = [0, {length:g}]: the "
+                                 "periodic network and the spectral reference need a whole, "
+                                 "non-zero number")
+        if self.evaluation.nx % 2:
+            raise ValueError(f"evaluation.nx={self.evaluation.nx}: the spectral reference reads "
+                             "every other node of a grid twice as fine; give an even number")
         span = self.domain.t[1] - self.domain.t[0]
         if self.total_steps < 1:
             raise ValueError(f"training.dt={self.training.dt} gives no time step over domain.t "
@@ -160,7 +174,7 @@ class Reference:
     def __init__(self, case: TENGCase, times: list[float], teng_dt: float) -> None:
         dim = 2 if case.domain.y is not None else 1
         substeps = math.ceil(teng_dt / REFERENCE_DT - 1e-9)
-        pde, n = case.pde, case.evaluation.nx + case.evaluation.nx % 2
+        pde, n = case.pde, case.evaluation.nx
         kind = {"heat": SpectralSolver.heat, "allen_cahn": SpectralSolver.allen_cahn,
                 "burgers": SpectralSolver.burgers}[pde.name]
         # Solved on twice the evaluation resolution, read off at every other node.

@@ -35,14 +35,16 @@ Value = float | Callable[[torch.Tensor], torch.Tensor]
 
 
 def evaluate_value(value: Value, X: torch.Tensor, k: int) -> torch.Tensor:
-    """A condition's value at ``X``: ``(n, k)`` (a number or ``(n, 1)`` broadcast)."""
+    """A condition's value at ``X``: ``(n, k)`` (a number or ``(n, 1)`` broadcast). Shapes
+    follow ``X``'s through tensor operations only, so a traced or exported model takes any
+    number of rows."""
     if callable(value):
         out = value(X)
         out = torch.as_tensor(out, dtype=X.dtype, device=X.device)
         if out.dim() == 1:
             out = out[:, None]
-        return out.expand(len(X), k) if out.shape[1] == 1 and k > 1 else out
-    return torch.full((len(X), k), float(value), dtype=X.dtype, device=X.device)
+        return out.expand(-1, k) if out.shape[1] == 1 and k > 1 else out
+    return (X[:, :1] * 0 + float(value)).expand(-1, k)
 
 
 def _targets(value: Value, X: np.ndarray, k: int) -> np.ndarray:
