@@ -265,8 +265,9 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
     """Create ``folder`` (or check it may be resumed) and record the spec in it.
 
     Raises:
-        ValueError: the folder holds a complete dataset or one of another spec and
-            ``overwrite`` is false, or it cannot be written.
+        ValueError: the folder holds files a dataset did not write (whatever ``overwrite``
+            says), a complete dataset or one of another spec and ``overwrite`` is false, or
+            it cannot be written.
     """
     spec_file = folder / "spec.yaml"
     foreign = _foreign_files(folder)

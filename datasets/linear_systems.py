@@ -41,7 +41,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -69,6 +69,13 @@ FAMILY_OPTIONS: dict[str, tuple[tuple[str, ...], Any]] = {
 """Options that only some families take: ``{key: (the families, the default)}``. The grid
 family's unknowns are numbered row by row and its mesh is the square; the tetrahedral family's
 domain is the unit box and it has no time step."""
+
+
+StepOption = Annotated[float | None, Field(gt=0, description="time step of heat_mesh and "
+                                                           "wave_mesh (0.01 unless given)")]
+DomainOption = Annotated[Literal["disc", "l_shape", "annulus"] | None, Field(
+    description="triangle-mesh domain of heat_mesh and wave_mesh (disc unless given)")]
+"""The ``dt`` and ``domain`` fields of a systems spec (and of the ``pcg`` case's dataset)."""
 
 
 def family_options(systems: str | None, given: dict[str, Any]) -> dict[str, Any]:
@@ -102,10 +109,8 @@ class LinearSystemSpec(SampledSpec):
     seed: int = Field(0, ge=0)
     log_std: float = Field(1.0, ge=0, le=5)
     correlation: float = Field(0.1, gt=0, le=10)
-    dt: float | None = Field(None, gt=0, description="time step of heat_mesh and wave_mesh "
-                                                     "(0.01 unless given)")
-    domain: Literal["disc", "l_shape", "annulus"] | None = Field(
-        None, description="triangle-mesh domain of heat_mesh and wave_mesh (disc unless given)")
+    dt: StepOption = None
+    domain: DomainOption = None
     ordering: Literal["rcm", "mesher"] | None = Field(
         None, description="numbering of a mesh family's unknowns (rcm unless given); none for "
                           "poisson_grid")

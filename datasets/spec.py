@@ -44,6 +44,7 @@ from pydantic import (
 
 from .initial_conditions import INITIAL_CONDITIONS
 from .problems import PROBLEMS
+from .store import SPLITS
 
 SPEC_FOLDER = Path(__file__).parent / "specs"
 
@@ -108,9 +109,6 @@ class SolverSpec(StrictModel):
     dtype: Literal["float32", "float64"] = "float64"
 
 
-SPLIT_NAMES = ("train", "valid", "test")
-
-
 class SplitSpec(StrictModel):
     train: float = Field(0.8, ge=0, le=1)
     valid: float = Field(0.1, ge=0, le=1)
@@ -162,10 +160,10 @@ class SampledSpec(StrictModel):
         gets the whole part of its share of ``samples``, and the samples left go one each to
         the largest fractional parts (ties to the earlier of train, valid, test). Never
         negative, a fraction of 0 gets none, and the sizes sum to ``samples``."""
-        shares = {name: self.samples * getattr(self.splits, name) for name in SPLIT_NAMES}
+        shares = {name: self.samples * getattr(self.splits, name) for name in SPLITS}
         sizes = {name: math.floor(share + 1e-9) for name, share in shares.items()}
         left = self.samples - sum(sizes.values())
-        by_remainder = sorted(SPLIT_NAMES, key=lambda name: -(shares[name] - sizes[name]))
+        by_remainder = sorted(SPLITS, key=lambda name: -(shares[name] - sizes[name]))
         for name in by_remainder[:left]:
             sizes[name] += 1
         return sizes

@@ -214,16 +214,17 @@ def dataset_shards(path: str | os.PathLike, split: str | None,
     Raises:
         ValueError: ``split`` is not a split; the dataset is incomplete (a ``spec.yaml``
             and no manifest: generation was interrupted; ``allow_partial`` reads it anyway) or
-            lacks a shard its manifest lists; the split holds no samples; or no shards.
+            lacks a shard its manifest lists; the split holds no samples; no shards; or the
+            shards hold linear systems, not fields.
     """
     path = Path(path)
     if path.is_file():
-        return [path]
+        return _fields_only([path])
     if not split:
         files = shard_files(path)
         if not files:
             raise ValueError(f"no shard files ({SHARD_GLOB}) in {str(path)!r}")
-        return files
+        return _fields_only(files)
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; allowed: {', '.join(SPLITS)}")
     files = shard_files(path / split)
@@ -233,18 +234,29 @@ def dataset_shards(path: str | os.PathLike, split: str | None,
         missing = sorted(set(listed) - {f.name for f in files})
         if missing:
             raise ValueError(f"{str(path)!r}: {len(missing)} shard(s) of the {split} split its "
-                             f"{MANIFEST} lists are missing ({', '.join(missing[:3])}...)")
+                             f"{MANIFEST} lists are missing ({', '.join(missing[:3])}"
+                             f"{', ...' if len(missing) > 3 else ''})")
         if not listed:
             raise ValueError(f"the {split} split of {str(path)!r} holds no samples (its "
                              "fraction of the spec's samples rounds to 0: see splits in "
                              "spec.yaml)")
-        return [path / split / name for name in listed]
+        return _fields_only([path / split / name for name in listed])
     if (path / "spec.yaml").is_file() and not allow_partial:
         raise ValueError(f"{str(path)!r} holds an incomplete dataset (no {MANIFEST}: its "
                          "generation was interrupted); run the same `physml datasets "
                          "generate` again to finish it, or pass allow_partial=True")
     if not files:
         raise ValueError(f"no shard files ({SHARD_GLOB}) in {str(path / split)!r}")
+    return _fields_only(files)
+
+
+def _fields_only(files: list[Path]) -> list[Path]:
+    """``files``, refused when they hold linear systems (sparse matrices of different sizes do
+    not join on ``sample``: :func:`physml.datasets.linear_systems.read_systems` reads them)."""
+    with h5py.File(files[0], "r") as first:
+        if "indptr" in first:
+            raise ValueError(f"{str(files[0].parent)!r} holds linear systems; read them with "
+                             "physml.datasets.linear_systems.read_systems(folder / split)")
     return files
 
 
@@ -259,8 +271,8 @@ def open_dataset(path: str | os.PathLike, split: str | None = None,
         allow_partial: open a dataset whose generation has not finished (no manifest).
 
     Raises:
-        ValueError: see :func:`dataset_shards`; or the files hold linear systems (read them
-            with :func:`physml.datasets.linear_systems.read_systems`).
+        ValueError: see :func:`dataset_shards` (linear systems included: read them with
+            :func:`physml.datasets.linear_systems.read_systems`).
 
     A folder's shards are concatenated along ``sample`` and keep only the attrs all of them
     agree on (a value that differs between shards is per sample, never a dataset's). With Dask
@@ -268,10 +280,6 @@ def open_dataset(path: str | os.PathLike, split: str | None = None,
     otherwise the shards are read into memory.
     """
     files = dataset_shards(path, split, allow_partial)
-    with h5py.File(files[0], "r") as first:
-        if "indptr" in first:  # sparse matrices of different sizes do not join on ``sample``
-            raise ValueError(f"{str(path)!r} holds linear systems; read them with "
-                             "physml.datasets.linear_systems.read_systems(folder / split)")
     if Path(path).is_file():
         return xr.open_dataset(path, engine="h5netcdf")
     try:

@@ -615,14 +615,11 @@ def _run_case(args: argparse.Namespace) -> int:
             print(_interrupted(args, folder, kind.checkpoint), file=sys.stderr)
             return 130
         except BaseException:
-            if args.resume is None and not (folder / kind.checkpoint).is_file():
-                shutil.rmtree(folder, ignore_errors=True)  # nothing in it can be resumed
-            else:
+            if not _removed_if_unresumable(args, folder, kind.checkpoint):
                 remove_if_empty(folder)
             raise
     if failure is not None:
-        if args.resume is None and not (folder / kind.checkpoint).is_file():
-            shutil.rmtree(folder, ignore_errors=True)  # nothing in it can be resumed
+        if _removed_if_unresumable(args, folder, kind.checkpoint):
             failure = f"{failure} (before the first checkpoint: removed {folder})"
         print(f"physml: error: {failure}", file=sys.stderr)
         return 1
@@ -630,6 +627,15 @@ def _run_case(args: argparse.Namespace) -> int:
     outputs = ", ".join(sorted(p.name for p in folder.iterdir() if p.suffix in FIGURES_AND_DATA))
     print(f"run folder: {folder}  ({outputs})")
     return 0
+
+
+def _removed_if_unresumable(args: argparse.Namespace, folder: Path, checkpoint: str) -> bool:
+    """Remove the folder a new run (not ``--resume``) made if it holds no checkpoint: nothing
+    in it can be resumed. Returns whether it did."""
+    if args.resume is not None or (folder / checkpoint).is_file():
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
 
 
 def _interrupted(args: argparse.Namespace, folder: Path, checkpoint: str) -> str:

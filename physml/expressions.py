@@ -89,11 +89,8 @@ def parse(text: str | float, allowed: Iterable[str], key: str) -> sympy.Expr:
 
     def _finite(value, node) -> float:
         """``value()``, refused unless a finite real number."""
-        try:
-            result = value()
-        except (OverflowError, ZeroDivisionError, ValueError, TypeError):
-            result = math.nan
-        if isinstance(result, complex) or not math.isfinite(result):
+        result = _finite_real(value)
+        if result is None:
             raise ValueError(f"{key}: {ast.unparse(node)!r} in {text!r} is not a finite real "
                              "number")
         return result
@@ -108,14 +105,22 @@ def parse(text: str | float, allowed: Iterable[str], key: str) -> sympy.Expr:
         if sub.is_Number:
             finite = bool(sub.is_real and sub.is_finite)
         else:
-            try:
-                value = compile_expression(sub)({})
-            except (OverflowError, ZeroDivisionError, ValueError, TypeError):
-                value = math.nan
-            finite = not isinstance(value, complex) and math.isfinite(value)
+            finite = _finite_real(lambda sub=sub: compile_expression(sub)({})) is not None
         if not finite:
             raise ValueError(f"{key}: {str(sub)!r} in {text!r} is not a finite real number")
     return expr
+
+
+def _finite_real(value: Callable[[], object]) -> float | None:
+    """``value()`` if it is a finite real number; None if it is not or cannot be computed
+    (overflow, division by zero, a complex result)."""
+    try:
+        result = value()
+    except (OverflowError, ZeroDivisionError, ValueError, TypeError):
+        return None
+    if isinstance(result, complex) or not math.isfinite(result):
+        return None
+    return float(result)
 
 
 def compile_expression(expr: sympy.Expr) -> Callable[[Mapping[str, object]], object]:

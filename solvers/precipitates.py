@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from .free_energy import DoubleWell
-from .grid import BCKind, BoundaryConditions, Grid
+from .grid import BoundaryConditions, Grid
 
 
 def migration_velocity(
@@ -115,7 +115,7 @@ def precipitate_field(
         offsets = []
         for d, (x, x0) in enumerate(zip(mesh, centre)):
             offset = x - x0
-            if bc is not None and bc.sides[d][0].kind == BCKind.PERIODIC:
+            if bc is not None and bc.is_periodic(d):
                 length = grid.upper[d] - grid.lower[d]
                 offset = offset - length * np.round(offset / length)  # the nearest image
             offsets.append(offset)

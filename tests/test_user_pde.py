@@ -216,7 +216,7 @@ training:
 """Heat in two fields on [0, 1] (a system of equations), 12 Adam steps."""
 
 
-def test_solver_made_observations_must_pose_the_case_s_problem(tmp_path, cli_in_process):
+def test_solver_made_observations_must_pose_the_case_s_problem(cli_in_process):
     """observations.solve runs a registry problem with its own domain and initial state:
     a case that poses another is refused, not fitted to data of a different problem."""
     for overrides, message in (

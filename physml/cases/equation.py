@@ -30,7 +30,7 @@ from typing import Annotated, Literal
 
 import torch
 import xarray as xr
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from ..datasets.mesh_spec import MeshSpec
 from ..datasets.store import with_cf_metadata, write_dataset
@@ -99,22 +99,19 @@ class ObservationSolveSpec(Section):
     n_saves: int = Field(101, ge=2)
 
 
-def _absolute(file: str | None) -> str | None:
-    """A data file's path made absolute, so that the run folder's ``config.yaml`` names it
-    wherever the run is later loaded from (``physml predict``, ``load_run``)."""
-    return None if file is None else str(Path(file).expanduser().resolve())
+AbsolutePath = Annotated[str, AfterValidator(lambda file: str(Path(file).expanduser().resolve()))]
+"""A data file's path, made absolute, so that the run folder's ``config.yaml`` names it
+wherever the run is later loaded from (``physml predict``, ``load_run``)."""
 
 
 class ObservationSpec(Section):
-    file: str | None = None
+    file: AbsolutePath | None = None
     solve: ObservationSolveSpec | None = None
     variable: str = "u"
     field: str = "u"
     points: int = Field(200, gt=0)
     noise: float = Field(0.0, ge=0, description="Gaussian noise, relative to the RMS value")
     seed: int | None = Field(None, ge=0, description="default: the case's seed")
-
-    _absolute_file = field_validator("file")(lambda cls, file: _absolute(file))
 
     @model_validator(mode="after")
     def _one_source(self) -> ObservationSpec:
@@ -124,10 +121,8 @@ class ObservationSpec(Section):
 
 
 class ReferenceFileSpec(Section):
-    file: str
+    file: AbsolutePath
     variable: str = "u"
-
-    _absolute_file = field_validator("file")(lambda cls, file: _absolute(file))
 
 
 class EquationEvaluationSpec(Section):

@@ -229,9 +229,9 @@ def plot_tracked(records: list[dict], axis: int, path: Path,
                  velocity_estimate: float | None = None, units: PlotUnits = SI_UNITS,
                  gradient: float = 1.0) -> None:
     """Each particle's position along the gradient's ``axis`` (isothermal, ``gradient`` 0:
-    along ``axis``) and its radius against time; with ``velocity_estimate`` [m/s] a line of
-    that slope through the particle's position at half time (where the measured velocity's
-    fit starts)."""
+    along ``axis``) and its radius against time; with ``velocity_estimate`` (in the run's
+    length per time unit) a line of that slope through the particle's position at half time
+    (where the measured velocity's fit starts)."""
     scale = units.length_scale
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     times = [r["t"] for r in records]
@@ -262,14 +262,16 @@ def plot_tracked(records: list[dict], axis: int, path: Path,
 
 
 def plot_profile(x: np.ndarray, times: list[float], states: list[np.ndarray],
-                 exact: np.ndarray | None, path: Path) -> None:
-    """1D composition profiles over time, with the analytical steady state if given."""
+                 exact: np.ndarray | None, path: Path, units: PlotUnits = SI_UNITS) -> None:
+    """1D composition profiles over time, with the analytical steady state if given (SI
+    lengths in mm)."""
+    scale, length = (1e3, "mm") if units == SI_UNITS else (units.length_scale, units.length)
     fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
     for i in np.unique(np.linspace(0, len(times) - 1, 6).round().astype(int)):
-        ax.plot(1e3 * x, states[i], label=f"t = {times[i]:.3g} s")
+        ax.plot(scale * x, states[i], label=_time(times[i], units))
     if exact is not None:
-        ax.plot(1e3 * x, exact, "k--", label="c ∝ exp(Q*/RT)")
-    ax.set(xlabel="x [mm]", ylabel="c, solute mole fraction [1]")
+        ax.plot(scale * x, exact, "k--", label="c ∝ exp(Q*/RT)")
+    ax.set(xlabel=f"x [{length}]", ylabel=units.field)
     ax.legend(fontsize=7)
     fig.savefig(path, dpi=110)
     plt.close(fig)

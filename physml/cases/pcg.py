@@ -35,7 +35,13 @@ import warp as wp
 from pydantic import Field, model_validator
 
 from ..datasets.generate import MANIFEST, generate
-from ..datasets.linear_systems import LinearSystemSpec, family_options, read_systems
+from ..datasets.linear_systems import (
+    DomainOption,
+    LinearSystemSpec,
+    StepOption,
+    family_options,
+    read_systems,
+)
 from ..solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy, prepare
 from .kind import CaseKind, OnStep
 from .run_folder import CONFIG, Section, atomic_write, write_text
@@ -52,10 +58,8 @@ class DatasetSection(Section):
     samples: int = Field(40, gt=2)
     log_std: float = Field(1.0, ge=0, le=5)
     correlation: float = Field(0.1, gt=0, le=10)
-    dt: float | None = Field(None, gt=0, description="time step of heat_mesh and wave_mesh "
-                                                     "(0.01 unless given)")
-    domain: Literal["disc", "l_shape", "annulus"] | None = Field(
-        None, description="triangle-mesh domain of heat_mesh and wave_mesh (disc unless given)")
+    dt: StepOption = None
+    domain: DomainOption = None
     ordering: Literal["rcm", "mesher"] | None = Field(
         None, description="numbering of a mesh family's unknowns: reverse Cuthill–McKee "
                           "(default) or the mesher's; none for poisson_grid")

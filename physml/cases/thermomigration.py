@@ -398,7 +398,8 @@ def _random_particles(case: ThermomigrationCase, grid: Grid) -> tuple[list, list
     return centres, radii
 
 
-def initial_state(case: ThermomigrationCase, grid: Grid, model, T: np.ndarray) -> np.ndarray:
+def initial_state(case: ThermomigrationCase, grid: Grid, bc: BoundaryConditions, model,
+                  T: np.ndarray) -> np.ndarray:
     """$c_0$: uniform, an expression, a file's field, or precipitates in a zero-flux matrix in
     equilibrium with the largest."""
     spec = case.initial
@@ -415,7 +416,7 @@ def initial_state(case: ThermomigrationCase, grid: Grid, model, T: np.ndarray) -
                                              max(radii), grid.ndim)
     width = model.interface_width(kappa)
     return precipitate_field(grid, matrix, precipitate, [tuple(c) for c in centres], radii, width,
-                             build_grid(case)[1])
+                             bc)
 
 
 def build_solver(case: ThermomigrationCase) -> tuple[ThermomigrationSolver, np.ndarray]:
@@ -429,7 +430,7 @@ def build_solver(case: ThermomigrationCase) -> tuple[ThermomigrationSolver, np.n
         tolerance=case.solver.tolerance, dt_max=case.solver.dt_max, device=case.device,
         dtype=case.dtype,
     )
-    return solver, initial_state(case, grid, model, T0)
+    return solver, initial_state(case, grid, bc, model, T0)
 
 
 # ------------------------------------------------------------------------------ analysis
@@ -667,7 +668,7 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
         if grid.ndim == 1:
             T_end = solver.temperature if temperatures is None else temperatures[-1]
             plot_profile(coords["x"], run.times, run.states,
-                         steady_profile(case, solver, run, T_end), folder / "profile.png")
+                         steady_profile(case, solver, run, T_end), folder / "profile.png", units)
         else:
             two_phase = isinstance(solver.free_energy, DoubleWell)
             gradient = case.temperature_spec.axis, case.temperature_spec.gradient

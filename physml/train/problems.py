@@ -168,7 +168,10 @@ class PINNProblem:
                            self.coefficient_values(X))
 
     residual_names: tuple[str, ...] = ("residual",)
-    """The names :meth:`residuals` gives its terms (a problem with other names says so)."""
+    """The names a bundled problem's :meth:`residuals` gives its terms (the Lagrangian ones add
+    ``characteristic``), for checking a case's loss weights; a system built from a case's
+    ``pde`` mapping names them by its keys, and the trainer takes as residual terms whatever
+    is not a condition or the observations."""
 
     def residuals(self, X: torch.Tensor, out: torch.Tensor) -> dict[str, torch.Tensor]:
         """Residual terms by name (``residual`` for a single equation)."""
