@@ -42,8 +42,10 @@ class SpectralConv(nn.Module):
         self.modes = tuple(modes)
         kept = [2 * m for m in modes[:-1]] + [modes[-1]]
         scale = 1 / (in_channels * out_channels)
-        self.weight = nn.Parameter(
-            scale * torch.randn(in_channels, out_channels, *kept, dtype=torch.cfloat))
+        # W as real and imaginary parts in a last axis of 2: a real parameter, so that
+        # ``.double()``, ``.to(dtype)`` and float64 gradient checks convert it like the others
+        self.weight = nn.Parameter(torch.view_as_real(
+            scale * torch.randn(in_channels, out_channels, *kept, dtype=torch.cfloat)).clone())
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         d = len(self.modes)
@@ -59,7 +61,8 @@ class SpectralConv(nn.Module):
         for axis, m in enumerate(self.modes[:-1]):  # keep k = 0 .. m - 1 and -m .. -1
             dim = axis - d
             low = torch.cat([low.narrow(dim, 0, m), low.narrow(dim, low.shape[dim] - m, m)], dim)
-        mixed = torch.einsum("bi...,io...->bo...", low, self.weight.to(low.dtype))
+        weight = torch.view_as_complex(self.weight).to(low.dtype)
+        mixed = torch.einsum("bi...,io...->bo...", low, weight)
         for axis, m in enumerate(self.modes[:-1]):  # put the zeros back in the middle
             dim = axis - d
             gap = list(mixed.shape)
@@ -108,6 +111,6 @@ class FNO(nn.Module):
         return self.project(v.movedim(1, -1)).movedim(-1, 1)
 
     def parameter_count(self) -> int:
-        """Real parameters (a complex weight counts twice)."""
-        return sum(p.numel() * (2 if p.is_complex() else 1) for p in self.parameters())
+        """Real parameters (a complex weight's two parts each count)."""
+        return sum(p.numel() for p in self.parameters())
 

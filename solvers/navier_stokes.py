@@ -91,6 +91,11 @@ class NavierStokesSolver2D:
         self.k2 = k2
         index_x = np.abs(scipy.fft.fftfreq(grid.shape[0], 1 / grid.shape[0]))[:, None]
         index_y = scipy.fft.rfftfreq(grid.shape[1], 1 / grid.shape[1])[None, :]
+        # first derivatives: zero for the Nyquist mode (k = n/2 of the even axes), whose
+        # slope the grid cannot represent (its +k and -k halves are one coefficient); the
+        # second derivatives keep it
+        self.dx_k = np.where(index_x == grid.shape[0] / 2, 0.0, self.kx)
+        self.dy_k = np.where(index_y == grid.shape[1] / 2, 0.0, self.ky)
         self.dealias = (index_x < grid.shape[0] / 3) & (index_y < grid.shape[1] / 3)
         self.dt = None if dt is None else float(dt)
         if self.dt is not None:
@@ -118,13 +123,14 @@ class NavierStokesSolver2D:
     def velocity(self, omega: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """$(u, v) = (\\partial_y\\psi, -\\partial_x\\psi)$ [m/s], each ``(nx, ny)``."""
         psi_hat = self.transform(omega) * self.inverse_k2
-        return self.inverse(1j * self.ky * psi_hat), self.inverse(-1j * self.kx * psi_hat)
+        return self.inverse(1j * self.dy_k * psi_hat), self.inverse(-1j * self.dx_k * psi_hat)
 
     def _tendency(self, omega_hat: np.ndarray, forcing_hat: np.ndarray) -> np.ndarray:
         """$\\widehat{-\\mathbf u\\cdot\\nabla\\omega + f}$ (de-aliased), rfft layout."""
         psi_hat = omega_hat * self.inverse_k2
-        u, v = self.inverse(1j * self.ky * psi_hat), self.inverse(-1j * self.kx * psi_hat)
-        wx, wy = self.inverse(1j * self.kx * omega_hat), self.inverse(1j * self.ky * omega_hat)
+        u, v = self.inverse(1j * self.dy_k * psi_hat), self.inverse(-1j * self.dx_k * psi_hat)
+        wx, wy = (self.inverse(1j * self.dx_k * omega_hat),
+                  self.inverse(1j * self.dy_k * omega_hat))
         advection = self.transform(u * wx + v * wy)
         return (forcing_hat - advection * self.dealias).astype(self.complex_dtype)
 

@@ -257,6 +257,27 @@ def test_experts_whose_blocks_the_stencil_outreaches_are_refused():
         HardConstraint(rows.rows, router, (8, 8), continuity=Continuity.INDEPENDENT)
 
 
+def test_experts_that_own_only_initial_rows_are_refused():
+    # diffusion-sorption on 8 cells, 4 experts of 2 cells: every PDE row of an inner block
+    # reaches a neighbour block; those experts own only their initial rows (a 1-cell stencil),
+    # and a field fitted to them alone would follow no physics after t = 0
+    from physml.constraints import (
+        BlockRouter,
+        Continuity,
+        DiffusionSorptionRows,
+        HardConstraint,
+        PartitionOfUnity,
+    )
+
+    rows = DiffusionSorptionRows(8, dt=10.0)
+    router = BlockRouter((4, 8), (1, 4))
+    with pytest.raises(ValueError, match=r"expert\(s\) \[1, 2\] of 4 solve no row of the PDE"):
+        HardConstraint(rows.rows, router, (8,), continuity=Continuity.INDEPENDENT,
+                       condition_rows=rows.condition_rows)
+    # overlapping blocks reach their neighbours' rows: accepted
+    PartitionOfUnity(rows.rows, router, (8,), condition_rows=rows.condition_rows)
+
+
 def test_a_periodic_axis_seam_is_an_interface():
     # a ramp along x is smooth inside the box and jumps by 1 where x wraps around: only a
     # router that knows the axis is periodic sees (and couples) that interface
@@ -295,3 +316,15 @@ def test_independent_experts_constants_are_joined_across_interfaces():
     small = BlockRouter((4, 4, 4), (2, 2, 1), periodic=(False, True, True))  # time split too
     field = torch.randn(1, 4, 4, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda u: level_constants(u, small), (field,))
+
+
+def test_level_constants_stay_on_the_field_s_device():
+    """Every tensor of the constants' solve follows u's device (the meta device stands in for
+    CUDA here: a CPU-built tensor meeting it fails as on a GPU)."""
+    from physml.constraints import BlockRouter
+    from physml.constraints.experts import level_constants
+
+    router = BlockRouter((3, 8, 8), (1, 2, 2), periodic=(False, True, True))
+    u = torch.randn(1, 3, 8, 8, dtype=torch.float64, device="meta")
+    shifted = level_constants(u, router)
+    assert shifted.device == u.device and shifted.shape == u.shape

@@ -39,3 +39,41 @@ def test_spectral_conv_refuses_modes_at_or_above_nyquist_on_every_axis(modes, sh
     # (4, 2) on 8 points: k = -4 would be the Nyquist bin; the last axis is checked too
     with pytest.raises(ValueError, match="below its Nyquist frequency"):
         SpectralConv(1, 1, modes)(torch.randn(1, 1, *shape))
+
+
+def single_mode(shape, k):
+    """cos(2 pi k.x) on the grid x_a = j / n_a, and its angle."""
+    axes = torch.meshgrid(*[torch.arange(n, dtype=torch.float64) / n for n in shape],
+                          indexing="ij")
+    angle = 2 * np.pi * sum(ka * xa for ka, xa in zip(k, axes))
+    return torch.cos(angle), angle
+
+
+@pytest.mark.parametrize("modes, shape, k", [
+    ((3, 4), (8, 10), (-1, 2)), ((3, 4), (8, 10), (1, 2)), ((3, 4), (8, 10), (-3, 1)),
+    ((2, 2, 3), (6, 6, 8), (-2, 1, 2)), ((2, 2, 3), (6, 6, 8), (1, -1, 1))])
+def test_spectral_conv_multiplies_each_kept_mode_by_its_own_weight(modes, shape, k):
+    """A cosine of frequency k (k_last > 0) becomes Re[W(k) e^(2 pi i k.x)], with W(k) stored
+    at k_a on the non-last axes for k_a >= 0 and at 2 m_a + k_a for k_a < 0 (negative
+    frequencies kept: a layer that dropped or swapped them fails here)."""
+    conv = SpectralConv(1, 1, modes).double()
+    v, angle = single_mode(shape, k)
+    index = [ka if ka >= 0 else 2 * m + ka for ka, m in zip(k[:-1], modes[:-1])] + [k[-1]]
+    w = torch.view_as_complex(conv.weight)[0, 0][tuple(index)]
+    expected = (w * torch.exp(1j * angle)).real
+    torch.testing.assert_close(conv(v[None, None])[0, 0].detach(), expected, rtol=0,
+                               atol=1e-12)
+
+
+def test_a_float64_fno_is_float64_throughout_and_converts_like_any_module():
+    conv = SpectralConv(2, 3, (3, 4))
+    v = band_limited(8, 10)
+    single = conv(v.float()).double()
+    double = conv.to(torch.float64)  # every parameter real: no part dropped
+    assert all(p.dtype == torch.float64 for p in double.parameters())
+    torch.testing.assert_close(double(v), single.detach(), rtol=0, atol=1e-6)
+    model = FNO(1, 2, (2, 2), width=2, layers=1).double()
+    x = torch.randn(1, 1, 6, 8, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda p: torch.func.functional_call(
+        model, {"spectral.0.weight": p}, (x,)), (model.spectral[0].weight.detach()
+                                                  .requires_grad_(),))

@@ -11,8 +11,11 @@ import xarray as xr
 from physml.cases.registry import load_case, run_case
 from physml.constraints import Continuity, LevenbergMarquardt
 from physml.datasets.generate import initial_state, solve_sample
+from physml.errors import NonFiniteLossError
 from physml.train.moe import (
+    PROBLEMS,
     Budget,
+    MoETrainer,
     _sample_setup,
     build_model,
     evaluate,
@@ -39,6 +42,43 @@ def test_a_few_moe_training_steps_repeat_bitwise_and_lower_the_loss():
     first, again = trained(), trained()
     assert again["losses"] == first["losses"] and again["test_rel_l2"] == first["test_rel_l2"]
     assert first["losses"][-1] < first["losses"][0]
+
+
+def test_a_blow_up_names_its_step_and_leaves_the_model_finite():
+    nx, nt = 8, 6
+    u0 = torch.linspace(0.02, 0.18, 4, dtype=torch.float64)[:, None].expand(4, nx).contiguous()
+    u = u0[:, None].expand(4, nt, nx).contiguous()
+    rows = problem_rows("diffusion_sorption", (nx,), nt)
+    model = build_model("soft", rows, nt, basis=3, width=4, modes=(2, 2),
+                        solver=LevenbergMarquardt())
+    trainer = MoETrainer(model, rows, (u0, u), (u0, u), Budget(iterations=20, lr=1e6, batch=4))
+    saved = []
+    with pytest.raises(NonFiniteLossError) as err:
+        trainer.fit(on_checkpoint=lambda: saved.append(trainer.step), checkpoint_every=1,
+                    saved_step=0)
+    assert err.value.step == trainer.step > 0 and err.value.checkpoint_step == saved[-1]
+    assert f"at step {trainer.step}; the checkpoint of step {saved[-1]} is kept" in str(err.value)
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the step not taken
+
+
+def test_the_rows_take_every_constant_of_the_dataset_spec():
+    spec = PROBLEMS["diffusion_sorption"].load()
+    edited = spec.model_copy(update={"parameters": {"D": 1e-3, "porosity": 0.3, "n_f": 0.9,
+                                                    "u_left": 0.5}})
+    rows = PROBLEMS["diffusion_sorption"].rows((8,), 1.0, edited)
+    assert (rows.D, rows.porosity, rows.n_f, rows.u_left) == (1e-3, 0.3, 0.9, 0.5)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["problem.nx=16", "constraint.experts=16", "constraint.continuity=independent"],
+     "constraint.experts=16 with constraint.continuity=independent on problem.nx=16: expert(s)"),
+    (["problem.nx=9", "constraint.experts=1"], "problem.nx=9 must be even for navier_stokes"),
+])
+def test_experts_without_pde_rows_and_odd_grids_are_refused_before_any_data(overrides,
+                                                                          message):
+    with pytest.raises(ValueError) as err:
+        load_case("cases/moe_navier_stokes.yaml", ["variant=cpu", *overrides])
+    assert message in str(err.value)
 
 
 @pytest.mark.slow  # 15 Adam steps through the inner solves: ~15 s idle, ~50 s on a loaded CPU

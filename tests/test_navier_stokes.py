@@ -60,6 +60,28 @@ def test_taylor_green_decay_is_exact(modes):
     assert np.abs(divergence).max() < 1e-12
 
 
+def test_a_nyquist_mode_has_no_first_derivative_on_either_axis():
+    """omega = sin(pi n x) cos(2 pi y) on an n x n grid: x's Nyquist mode. Its velocity is
+    v = -psi_x = 0 (the grid cannot represent the mode's slope) and u = psi_y the exact one;
+    the same with the axes swapped."""
+    n = 8
+    grid = unit_square(n)
+    x, y = grid.mesh()
+    solver = NavierStokesSolver2D(grid, nu=1e-2, forcing=0.0, dt=0.01)
+    k2 = (np.pi * n) ** 2 + (2 * np.pi) ** 2
+    for omega, psi_y in [(np.sin(np.pi * n * x) * np.cos(2 * np.pi * y),
+                          -2 * np.pi * np.sin(np.pi * n * x) * np.sin(2 * np.pi * y) / k2),
+                         (np.cos(2 * np.pi * x) * np.sin(np.pi * n * y), None)]:
+        u, v = solver.velocity(omega)
+        if psi_y is None:  # y's Nyquist mode: u = psi_y = 0, v = -psi_x exact
+            np.testing.assert_allclose(u, 0.0, atol=1e-14)
+            exact_v = 2 * np.pi * np.sin(2 * np.pi * x) * np.sin(np.pi * n * y) / k2
+            np.testing.assert_allclose(v, exact_v, atol=1e-14)
+        else:
+            np.testing.assert_allclose(v, 0.0, atol=1e-14)
+            np.testing.assert_allclose(u, psi_y, atol=1e-14)
+
+
 def test_time_self_convergence_is_fourth_order():
     grid = unit_square(32)
     w0 = 2 * smooth_vorticity(grid, decay=8.0, k_max=3)

@@ -52,6 +52,7 @@ from ..train.moe import (
     Budget,
     Loss,
     MoETrainer,
+    build_constraint,
     build_model,
     expert_blocks,
     problem_rows,
@@ -131,6 +132,9 @@ class MoECase(CaseBase):
     def _blocks_fit(self) -> MoECase:
         p, k, modes = self.problem, self.constraint.experts, self.model.modes
         blocks = expert_blocks(len(self.space), k)
+        if p.name == "navier_stokes" and p.nx % 2:
+            raise ValueError(f"problem.nx={p.nx} must be even for navier_stokes (the "
+                             "generator's Fourier grid)")
         if any(p.nx % b or p.nx // b < 2 for b in blocks[1:]):
             raise ValueError(f"constraint.experts={k} ({' x '.join(map(str, blocks[1:]))} "
                              f"blocks) must divide problem.nx={p.nx} into blocks of at least 2 "
@@ -147,7 +151,22 @@ class MoECase(CaseBase):
         if self.training.batch > self.problem.train:
             raise ValueError(f"training.batch={self.training.batch} exceeds problem.train="
                              f"{self.problem.train}")
+        self._experts_own_pde_rows()
         return self
+
+    def _experts_own_pde_rows(self) -> None:
+        """Independent experts and a partition of unity solve each expert on the rows its
+        block holds: refuse blocks that hold no row of the PDE (before any data is made)."""
+        p, c = self.problem, self.constraint
+        if c.method != "hard" or c.experts == 1 or c.continuity == "interface_rows":
+            return
+        rows = problem_rows(p.name, self.space, p.nt, p.t_end)
+        try:
+            build_constraint(rows, p.nt, c.experts, Continuity(c.continuity),
+                             LevenbergMarquardt(tol=c.tol, max_iter=c.max_iter))
+        except ValueError as err:
+            raise ValueError(f"constraint.experts={c.experts} with constraint.continuity="
+                             f"{c.continuity} on problem.nx={p.nx}: {err}") from None
 
 
 def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
@@ -156,13 +175,15 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
     ``config.yaml``, so a configured run folder always resumes."""
     p, m, c, t = case.problem, case.model, case.constraint, case.training
     checkpoint = read_checkpoint(folder) if resume else None
-    u0, u = trajectories(p.name, case.space, p.nt, p.train + p.test, p.t_end)
+    device = torch.device(case.device)  # the data are made on the CPU, then moved
+    u0, u = (v.to(device) for v in trajectories(p.name, case.space, p.nt, p.train + p.test,
+                                                p.t_end))
     train, test = (u0[: p.train], u[: p.train]), (u0[p.train:], u[p.train:])
     rows = problem_rows(p.name, case.space, p.nt, p.t_end)
     model = build_model(c.method, rows, p.nt, basis=m.basis, width=m.width, modes=m.modes,
                         experts=c.experts, continuity=Continuity(c.continuity),
                         solver=LevenbergMarquardt(tol=c.tol, max_iter=c.max_iter),
-                        seed=case.seed)
+                        seed=case.seed).to(device)
     budget = Budget(iterations=t.iterations, lr=t.lr, batch=t.batch, loss=Loss(t.loss))
     trainer = MoETrainer(model, rows, train, test, budget, seed=case.seed)
 
@@ -174,7 +195,8 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
     else:
         save()
         write_text(folder / CONFIG, case.to_yaml())
-    result = trainer.fit(on_step, on_checkpoint=save, checkpoint_every=t.checkpoint_every)
+    result = trainer.fit(on_step, on_checkpoint=save, checkpoint_every=t.checkpoint_every,
+                         saved_step=trainer.step)  # the checkpoint written or resumed
     losses = result.pop("losses")
     threshold = case.evaluation.threshold
     result.update(threshold=threshold, steps=t.iterations,
@@ -183,7 +205,8 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
         {"case": case.name, "summary": result, "losses": losses}, indent=1))
     with torch.no_grad():
         field = model(test[0])
-    pred = rows.observe(field)
+    pred = rows.observe(field).cpu()
+    test = (test[0].cpu(), test[1].cpu())
     t_end = p.t_end or PROBLEMS[p.name].load().t_end
     centres = ((torch.arange(p.nx, dtype=torch.float64) + 0.5) / p.nx).numpy()
     coords = {"sample": np.arange(len(pred)),

@@ -56,6 +56,11 @@ class DiffusionSorptionRows:
     def space_shape(self) -> tuple[int]:
         return (self.nx,)
 
+    @property
+    def condition_rows(self) -> int:
+        """The initial rows, which end the rows: one per cell."""
+        return self.nx
+
     def observe(self, u: torch.Tensor) -> torch.Tensor:
         """The field compared with the reference: $u$ itself."""
         return u

@@ -91,18 +91,23 @@ class BlockRouter:
         return self.stitch(ids.expand(-1, *self.block_shape)).long()
 
 
-def padded_rows(per_expert: list[torch.Tensor], missing: int) -> torch.Tensor:
+def padded_rows(per_expert: list[torch.Tensor], missing: int, pde_rows: int | None = None
+                ) -> torch.Tensor:
     """The row indices each expert solves, padded with ``missing`` to one width: (K, width).
+    Rows ``0 .. pde_rows - 1`` are the PDE's (default: all), the rest initial or boundary
+    conditions.
 
     Raises:
-        ValueError: an expert solves no row (its block is narrower than the stencil reaches:
-            its weights would be unconstrained, the field 0 and the gradients NaN).
+        ValueError: an expert solves no row of the PDE (its block is narrower than the PDE's
+            stencil reaches: with no row its weights would be unconstrained, the field 0 and
+            the gradients NaN; with condition rows alone its field would follow no physics).
     """
-    empty = [k for k, rows in enumerate(per_expert) if len(rows) == 0]
+    pde_rows = missing if pde_rows is None else pde_rows
+    empty = [k for k, rows in enumerate(per_expert) if not bool((rows < pde_rows).any())]
     if empty:
-        raise ValueError(f"expert(s) {empty} of {len(per_expert)} solve no row: their blocks "
-                         "are narrower than the stencil reaches; use fewer experts or a finer "
-                         "grid")
+        raise ValueError(f"expert(s) {empty} of {len(per_expert)} solve no row of the PDE: "
+                         "their blocks are narrower than its stencil reaches; use fewer experts "
+                         "or a finer grid")
     width = max(len(i) for i in per_expert)
     return torch.stack([torch.cat([i, i.new_full((width - len(i),), missing)])
                         for i in per_expert])
@@ -145,8 +150,11 @@ def level_constants(u: torch.Tensor, router: BlockRouter) -> torch.Tensor:
     differences in space, each expert's own solve leaves such a constant free. A graph
     Laplacian solve per sample and level; the experts at a level share one free constant,
     fixed by their constants summing to zero; differentiable."""
-    labels = router.labels()  # (nt, *space)
     experts = router.experts
+    labels = router.labels()  # (nt, *space), built on the host
+    present = torch.stack([torch.bincount(level.flatten(), minlength=experts) > 0
+                           for level in labels]).to(u)  # (nt, K)
+    labels = labels.to(u.device)
     eye = torch.eye(experts, dtype=u.dtype, device=u.device)
     system = u.new_zeros(router.shape[0], experts, experts)
     rhs = u.new_zeros(u.shape[0], router.shape[0], experts)
@@ -158,8 +166,6 @@ def level_constants(u: torch.Tensor, router: BlockRouter) -> torch.Tensor:
         incidence = incidence.flatten(1, -2)  # (nt, P, K)
         system = system + torch.einsum("tpk,tpl->tkl", incidence, incidence)
         rhs = rhs + torch.einsum("tpk,btp->btk", incidence, diff.flatten(2))
-    present = torch.stack([torch.bincount(level.flatten(), minlength=experts) > 0
-                           for level in labels]).to(u.dtype)  # (nt, K)
     c = solve_level_laplacian(system, rhs, present)  # (B, nt, K)
     time = torch.arange(router.shape[0], device=u.device).reshape(-1, *[1] * (u.dim() - 2))
     return u - c[:, time, labels]

@@ -96,6 +96,8 @@ class HardConstraint(nn.Module):
             time level that best joins it to its neighbours
             (:func:`~physml.constraints.experts.level_constants`): for rows blind to such
             constants, which each expert's own solve leaves free.
+        condition_rows: the last rows that are initial or boundary conditions, not the PDE
+            (``INDEPENDENT`` refuses an expert that owns no row of the PDE).
 
     ``forward(basis (B, N, *grid), phi (B, ...)) -> u (B, *grid)`` in ``basis``'s dtype; the
     inner solve's :class:`LMResult` of the last call is kept in ``last_solve``.
@@ -105,7 +107,7 @@ class HardConstraint(nn.Module):
                  continuity: Continuity = Continuity.INTERFACE_ROWS,
                  solver: LevenbergMarquardt = DEFAULT_SOLVER,
                  interface_weight: float = 10.0, coloured: bool = True,
-                 align_constants: bool = False) -> None:
+                 align_constants: bool = False, condition_rows: int = 0) -> None:
         super().__init__()
         if not interface_weight > 0:
             raise ValueError(f"interface_weight={interface_weight} must be > 0")
@@ -120,7 +122,8 @@ class HardConstraint(nn.Module):
         owners = row_owners(rows, router, torch.zeros(1, *phi_shape, dtype=torch.float64))
         self.register_buffer("used", torch.nonzero(owners >= -1)[:, 0], persistent=False)
         per_expert = [torch.nonzero(owners == k)[:, 0] for k in range(router.experts)]
-        owned = (padded_rows(per_expert, len(owners)) if continuity is Continuity.INDEPENDENT
+        owned = (padded_rows(per_expert, len(owners), len(owners) - condition_rows)
+                 if continuity is Continuity.INDEPENDENT
                  else torch.zeros(router.experts, 0, dtype=torch.long))
         self.register_buffer("owned", owned, persistent=False)  # (K, width)
         self.jacobian = batched_jacobian

@@ -59,6 +59,11 @@ class NavierStokesRows:
         return self.nx, self.ny
 
     @property
+    def condition_rows(self) -> int:
+        """The initial rows, which end the rows: one per cell."""
+        return self.nx * self.ny
+
+    @property
     def spacing(self) -> tuple[float, float]:
         return self.length / self.nx, self.length / self.ny
 

@@ -68,13 +68,15 @@ class PartitionOfUnity(nn.Module):
         solver: the inner Levenberg–Marquardt solver.
         align_constants: shift the experts' fields by their least-squares constants per time
             level before blending (rows blind to such constants; module docstring).
+        condition_rows: the last rows that are initial or boundary conditions, not the PDE
+            (an expert that owns no row of the PDE is refused).
 
     ``forward(basis (B, N, *grid), phi (B, ...)) -> u (B, *grid)``.
     """
 
     def __init__(self, rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...], *,
                  overlap: int = 2, solver: LevenbergMarquardt = DEFAULT_SOLVER,
-                 align_constants: bool = False) -> None:
+                 align_constants: bool = False, condition_rows: int = 0) -> None:
         super().__init__()
         if overlap < 1:
             raise ValueError(f"overlap={overlap} must be >= 1 cell")
@@ -87,7 +89,8 @@ class PartitionOfUnity(nn.Module):
         outside = row_dependence(lambda u: rows(u, phi), weights == 0)  # (K, M)
         anywhere = row_dependence(lambda u: rows(u, phi), torch.ones_like(weights[:1]) > 0)[0]
         per_expert = [torch.nonzero(anywhere & ~out)[:, 0] for out in outside]
-        self.register_buffer("owned", padded_rows(per_expert, len(anywhere)),
+        self.register_buffer("owned", padded_rows(per_expert, len(anywhere),
+                                                  len(anywhere) - condition_rows),
                              persistent=False)  # (K, width)
         self.last_solve: LMResult | None = None
 

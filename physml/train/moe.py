@@ -48,8 +48,10 @@ from ..constraints import (
 from ..datasets.generate import initial_state, solve_batch
 from ..datasets.problems import build_solver
 from ..datasets.spec import DatasetSpec, load_spec
+from ..errors import NonFiniteLossError
 from ..fno import FNO
 from .distributed import average, average_gradients, shard
+from .pinn import all_finite
 
 Rows = DiffusionSorptionRows | NavierStokesRows
 
@@ -72,8 +74,9 @@ class MoEProblem:
 PROBLEMS = {
     "diffusion_sorption": MoEProblem(
         "diffusion_sorption1d",
-        lambda space, dt, spec: DiffusionSorptionRows(space[0], dt, D=spec.parameters.get(
-            "D", 5e-4))),
+        lambda space, dt, spec: DiffusionSorptionRows(space[0], dt, **{
+            name: value for name, value in spec.parameters.items()
+            if name in ("D", "porosity", "rho_s", "k_f", "n_f", "u_left")})),
     "navier_stokes": MoEProblem(
         "navier_stokes2d",
         lambda space, dt, spec: NavierStokesRows(*space, dt, nu=spec.parameters["nu"],
@@ -194,16 +197,30 @@ def build_model(method: str, rows: Rows, nt: int, *, basis: int, width: int,
         return ConstrainedFNO(fno, nt)
     if method != "hard":
         raise ValueError(f"method={method!r}; allowed: soft, hard")
+    return ConstrainedFNO(fno, nt, build_constraint(rows, nt, experts, continuity, solver,
+                                                    coloured))
+
+
+def build_constraint(rows: Rows, nt: int, experts: int, continuity: Continuity,
+                     solver: LevenbergMarquardt, coloured: bool = True
+                     ) -> HardConstraint | PartitionOfUnity:
+    """The hard head of :func:`build_model` on ``experts`` space blocks.
+
+    Raises:
+        ValueError: an expert solves no row of the PDE (independent experts or a partition of
+            unity on blocks narrower than the PDE's stencil reaches).
+    """
     space = rows.space_shape
     router = BlockRouter((nt, *space), expert_blocks(len(space), experts),
                          periodic=(False, *[rows.periodic_space] * len(space)))
     if continuity is Continuity.PARTITION_OF_UNITY:
-        return ConstrainedFNO(fno, nt, PartitionOfUnity(
-            rows.rows, router, space, solver=solver, align_constants=rows.level_constant_free))
+        return PartitionOfUnity(rows.rows, router, space, solver=solver,
+                                align_constants=rows.level_constant_free,
+                                condition_rows=rows.condition_rows)
     align = rows.level_constant_free and continuity is Continuity.INDEPENDENT
-    return ConstrainedFNO(fno, nt, HardConstraint(rows.rows, router, space,
-                                                  continuity=continuity, solver=solver,
-                                                  coloured=coloured, align_constants=align))
+    return HardConstraint(rows.rows, router, space, continuity=continuity, solver=solver,
+                          coloured=coloured, align_constants=align,
+                          condition_rows=rows.condition_rows)
 
 
 class MoETrainer:
@@ -242,11 +259,19 @@ class MoETrainer:
         return loss
 
     def fit(self, on_step: Callable[[dict], None] | None = None,
-            on_checkpoint: Callable[[], None] | None = None, checkpoint_every: int = 50) -> dict:
+            on_checkpoint: Callable[[], None] | None = None, checkpoint_every: int = 50,
+            saved_step: int | None = None) -> dict:
         """Train to ``budget.iterations``; ``on_step`` receives ``{"step", "loss"}`` after every
         iteration, ``on_checkpoint`` is called every ``checkpoint_every`` iterations and at
-        the end. Returns :meth:`evaluate` with the history, the losses and the seconds per
-        iteration."""
+        the end. ``saved_step`` is the step of a checkpoint already kept when ``fit`` starts
+        (a blow-up names it). Returns :meth:`evaluate` with the history, the losses and the
+        seconds per iteration.
+
+        Raises:
+            NonFiniteLossError: the loss or a gradient became NaN/Inf (names the step; that
+                step is not taken, so the model keeps its last finite parameters).
+        """
+        last_checkpoint = saved_step
         while self.step < self.budget.iterations:
             if self.step % 10 == 0:
                 self.history.append(self.evaluate()["test_rel_l2"])
@@ -257,8 +282,12 @@ class MoETrainer:
             self.optimiser.zero_grad()
             loss.backward()
             average_gradients(self.model)
+            mean_loss = average(loss.detach())  # every process decides alike
+            if not all_finite([mean_loss, *(p.grad for p in self.model.parameters()
+                                            if p.grad is not None)]):
+                raise NonFiniteLossError(self.step, last_checkpoint)
             self.optimiser.step()
-            self.losses.append(float(average(loss.detach())))
+            self.losses.append(float(mean_loss))
             self.converged.append(self._converged_fraction())
             self.seconds += time.perf_counter() - start
             self.step += 1
@@ -267,6 +296,7 @@ class MoETrainer:
             done = self.step == self.budget.iterations
             if on_checkpoint is not None and (self.step % checkpoint_every == 0 or done):
                 on_checkpoint()
+                last_checkpoint = self.step
         return {**self.evaluate(), "history": list(self.history), "losses": list(self.losses),
                 "seconds_per_iteration": self.seconds / max(self.step, 1),
                 "inner_solves_converged": (float(np.mean(self.converged)) if self.converged

@@ -259,7 +259,7 @@ class PINNTrainer:
             total = average(self.balancer.backward(terms, params, self.step, residuals))
             average_gradients(self.trained)
             terms = {k: average(v.detach()) for k, v in terms.items()}
-            taken = _all_finite([p.grad for p in params if p.grad is not None])
+            taken = all_finite([p.grad for p in params if p.grad is not None])
             if taken:
                 self.adam.step()
                 self.schedule.step()
@@ -267,7 +267,7 @@ class PINNTrainer:
             before = [p.detach().clone() for p in params]
             self.lbfgs.step(self._lbfgs_closure)
             terms, total, grads = self._last_evaluation[1:4]
-            taken = _all_finite([*params, *grads])
+            taken = all_finite([*params, *grads])
             if not taken:
                 with torch.no_grad():
                     for p, value in zip(params, before):
@@ -376,6 +376,6 @@ def predict(field: nn.Module, X: torch.Tensor, batch: int = 16384) -> np.ndarray
     return values.reshape(-1) if values.shape[1] == 1 else values
 
 
-def _all_finite(tensors: list[torch.Tensor]) -> bool:
+def all_finite(tensors: list[torch.Tensor]) -> bool:
     """Whether every entry of every tensor is finite (one device synchronisation)."""
     return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
