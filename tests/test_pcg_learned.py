@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -138,6 +139,23 @@ def test_the_native_forward_is_the_network_in_float64(kind, steps):
             expected = model(graph).numpy()
         np.testing.assert_allclose(native.values(pattern).numpy(), expected, rtol=1e-12,
                                    atol=1e-14 * np.abs(expected).max())
+
+
+def test_the_native_forward_keeps_its_scratch_per_size_and_thread_safely():
+    """A factor computed after another size's, or beside other threads' (the scratch arrays
+    are kept between calls), is bit for bit a fresh network's."""
+    weights = network_weights(perturbed("cholesky", 2).network)
+    shared = NetworkFactor(weights, "cholesky")
+    patterns = [LowerPattern(make_system(LinearSystemSpec(systems="poisson_grid", size=size,
+                                                          samples=1), 0).matrix)
+                for size in (48, 64)]  # forwards long enough to overlap in threads
+    fresh = [NetworkFactor(weights, "cholesky").values(p).numpy() for p in patterns]
+    for pattern, expected in [*zip(patterns, fresh), *zip(patterns, fresh)]:
+        np.testing.assert_array_equal(shared.values(pattern).numpy(), expected)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda k: shared.values(patterns[k % 2]).numpy(), range(32)))
+    for k, got in enumerate(results):
+        np.testing.assert_array_equal(got, fresh[k % 2])
 
 
 @pytest.mark.parametrize("kind", ["cholesky", "sparse_inverse"])

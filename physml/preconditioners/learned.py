@@ -112,7 +112,8 @@ class LearnedPreconditioner:
                              "sum and degree), so train it with node_features=2")
         self.model = model
         self.name = f"learned_{model.kind}"
-        self._cached: tuple[torch.Tensor, NetworkFactor] | None = None
+        self._parameters = list(model.parameters())
+        self._cached: tuple[list[torch.Tensor], NetworkFactor] | None = None
 
     def __call__(self, A: LinearOperator) -> CholeskyFactor | SparseInverseFactor:
         """The preconditioner for A (a :class:`~physml.solvers.linalg.CsrOperator`): the
@@ -134,12 +135,14 @@ class LearnedPreconditioner:
 
     def _native(self) -> NetworkFactor:
         """The model's weights for the native CPU forward, rebuilt when a parameter's value
-        changed (compared by value: optimisers and loaders need not bump a version)."""
-        with torch.no_grad():  # a fresh tensor, not a view of the parameters
-            current = torch.cat([p.reshape(-1) for p in self.model.parameters()]).cpu()
-        if self._cached is None or not torch.equal(self._cached[0], current):
-            self._cached = (current, NetworkFactor(network_weights(self.model.network),
-                                                   self.model.kind))
+        changed (compared by value, parameter by parameter: optimisers and loaders need not
+        bump a version). The parameters are the model's at construction: a module swapped in
+        later needs a new LearnedPreconditioner."""
+        if self._cached is None or not all(
+                torch.equal(kept, p if p.is_cpu else p.cpu())
+                for kept, p in zip(self._cached[0], self._parameters)):
+            self._cached = ([p.detach().cpu().clone() for p in self._parameters],
+                            NetworkFactor(network_weights(self.model.network), self.model.kind))
         return self._cached[1]
 
     def _torch_values(self, pattern: LowerPattern, dtype: type) -> wp.array:

@@ -32,6 +32,7 @@ vector), within 1.03 units in the last place in float32 and 0.86 in float64 (mea
 trained; float64 for checks), the scaling and the factor in float64, as the PyTorch model.
 """
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,9 +173,10 @@ const double* __restrict__ a = values.data;
 const double* __restrict__ inv = inv_sqrt.data;
 const double* __restrict__ root = sqrt_d.data;
 out_t* __restrict__ f = factor.data;
+const int* __restrict__ lo_row = rows_of_entries.data;
+const int* __restrict__ diagonal_at = diagonal.data;
 double* __restrict__ scaled = scaled_values.data;
-int* __restrict__ lo_row = entry_rows.data;
-int* __restrict__ up_row = lo_row + m;
+int* __restrict__ up_row = upper_rows.data;
 // work (see NetworkFactor.work_size): nodes (H n each): h, h_next, ends_t, ends_s, incoming;
 // features / node outputs (2 n); entries (H m each): e_lo, e_up; (m each): s_lo, s_up, o_edge;
 // a tile's hidden layer (H TILE). Every layer runs tile by tile (TILE entries or rows), so
@@ -235,11 +237,8 @@ auto mlp = [&](const real* x, int in, int x_stride, int len, int out, real* y, i
     });
 };
 
-// scaled entries; the rows of L's and L^T's entries
-for (int i = 0; i < n; ++i) {
-    for (int k = lo_ptr[i]; k < lo_ptr[i + 1]; ++k) lo_row[k] = i;
-    for (int k = up_ptr[i]; k < up_ptr[i + 1]; ++k) up_row[k] = i;
-}
+// scaled entries; the rows of L^T's entries (the columns of the L entries they mirror)
+GATHER for (int k = 0; k < m; ++k) up_row[k] = lo_col[up_from[k]];
 GATHER for (int k = 0; k < m; ++k) scaled[k] = a[k] * inv[lo_row[k]] * inv[lo_col[k]];
 for (int k = 0; k < m; ++k) s_lo[k] = real(scaled[k]);
 GATHER for (int k = 0; k < m; ++k) s_up[k] = s_lo[up_from[k]];
@@ -348,15 +347,17 @@ for (int step = 0; step < K; ++step) {
 // decoders: o_ij on L's entries (the diagonal slots too, unused), o_i on the nodes
 mlp(e_lo, H, m, m, 1, o_edge, m);
 mlp(h, H, n, n, 1, features, n);
-for (int i = 0; i < n; ++i) {
-    const int last = lo_ptr[i + 1] - 1;  // the diagonal ends the row
-    for (int k = lo_ptr[i]; k < last; ++k) {
-        const double o = double(o_edge[k]);
-        f[k] = out_t(cholesky ? scaled[k] * (1.0 + o) * root[i]
-                              : scaled[k] * o / root[lo_col[k]]);
-    }
-    const double diagonal = exp_of(double(features[i]));
-    f[last] = out_t(cholesky ? diagonal * root[i] : diagonal / root[i]);
+// the factor: every entry by the off-diagonal formula, then the diagonal slots overwritten
+if (cholesky) {
+    GATHER for (int k = 0; k < m; ++k)
+        f[k] = out_t(scaled[k] * (1.0 + double(o_edge[k])) * root[lo_row[k]]);
+    GATHER for (int i = 0; i < n; ++i)
+        f[diagonal_at[i]] = out_t(exp_of(double(features[i])) * root[i]);
+} else {
+    GATHER for (int k = 0; k < m; ++k)
+        f[k] = out_t(scaled[k] * double(o_edge[k]) / root[lo_col[k]]);
+    GATHER for (int i = 0; i < n; ++i)
+        f[diagonal_at[i]] = out_t(exp_of(double(features[i])) / root[i]);
 }
 """.replace("TILE_ENTRIES", str(TILE))
 
@@ -366,11 +367,13 @@ def network_forward(offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=w
                     upper_offsets: wp.array(dtype=wp.int32),
                     upper_columns: wp.array(dtype=wp.int32),
                     transpose_index: wp.array(dtype=wp.int32),
+                    rows_of_entries: wp.array(dtype=wp.int32),
+                    diagonal: wp.array(dtype=wp.int32),
                     values: wp.array(dtype=wp.float64), inv_sqrt: wp.array(dtype=wp.float64),
                     sqrt_d: wp.array(dtype=wp.float64), weights: wp.array(dtype=Any),
                     width: int, steps: int, rows: int, entries: int, cholesky: int,
                     work: wp.array(dtype=Any), scaled_values: wp.array(dtype=wp.float64),
-                    entry_rows: wp.array(dtype=wp.int32), factor: wp.array(dtype=Any)): ...
+                    upper_rows: wp.array(dtype=wp.int32), factor: wp.array(dtype=Any)): ...
 
 
 @wp.kernel(enable_backward=False)
@@ -378,17 +381,19 @@ def network_kernel(offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=wp
                    upper_offsets: wp.array(dtype=wp.int32),
                    upper_columns: wp.array(dtype=wp.int32),
                    transpose_index: wp.array(dtype=wp.int32),
+                   rows_of_entries: wp.array(dtype=wp.int32),
+                   diagonal: wp.array(dtype=wp.int32),
                    values: wp.array(dtype=wp.float64), inv_sqrt: wp.array(dtype=wp.float64),
                    sqrt_d: wp.array(dtype=wp.float64), weights: wp.array(dtype=Any),
                    width: int, steps: int, rows: int, entries: int, cholesky: int,
                    work: wp.array(dtype=Any), scaled_values: wp.array(dtype=wp.float64),
-                   entry_rows: wp.array(dtype=wp.int32), factor: wp.array(dtype=Any)):
+                   upper_rows: wp.array(dtype=wp.int32), factor: wp.array(dtype=Any)):
     """The whole forward pass and the factor (launch dim 1, CPU): :data:`FORWARD`. Reads the
-    pattern, the matrix values and the weights; writes work, scaled_values, entry_rows and
-    factor."""
-    network_forward(offsets, columns, upper_offsets, upper_columns, transpose_index, values,
-                    inv_sqrt, sqrt_d, weights, width, steps, rows, entries, cholesky, work,
-                    scaled_values, entry_rows, factor)
+    pattern (with its entries' rows and diagonal positions), the matrix values and the
+    weights; writes work, scaled_values, upper_rows and factor."""
+    network_forward(offsets, columns, upper_offsets, upper_columns, transpose_index,
+                    rows_of_entries, diagonal, values, inv_sqrt, sqrt_d, weights, width, steps,
+                    rows, entries, cholesky, work, scaled_values, upper_rows, factor)
 
 
 _OVERLOADS = {
@@ -428,6 +433,8 @@ class NetworkFactor:
             raise ValueError(f"the weights hold {flat.size} numbers; a network of width "
                              f"{self.width} with {self.steps} steps has {self.weight_count()}")
         self.weights = wp.array(flat, dtype=dtype, device="cpu")
+        self._scratch: tuple[tuple[int, int], tuple[wp.array, ...]] | None = None
+        self._scratch_lock = threading.Lock()  # one forward at a time uses the scratch
 
     def weight_count(self) -> int:
         """Numbers in :meth:`NetworkWeights.flat` for this width H and K steps: encoders
@@ -469,17 +476,28 @@ class NetworkFactor:
         n, nnz = pattern.n, pattern.nnz
         sqrt_d = np.sqrt(d)
 
-        def host(a: np.ndarray) -> wp.array:  # a view, not a copy
-            return wp.array(np.ascontiguousarray(a, dtype=np.float64), dtype=wp.float64,
-                            device="cpu", copy=False)
+        def host(a: np.ndarray, dtype: type = wp.float64) -> wp.array:  # a view, not a copy
+            return wp.array(np.ascontiguousarray(a, dtype=wp.dtype_to_numpy(dtype)),
+                            dtype=dtype, device="cpu", copy=False)
 
         factor = wp.empty(nnz, dtype=out, device="cpu")
-        wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu", inputs=[
-            pattern.offsets, pattern.column_array, pattern.upper_offsets,
-            pattern.upper_columns, pattern.transpose_index, host(lower.data),
-            host(1.0 / sqrt_d), host(sqrt_d), self.weights, self.width, self.steps, n, nnz,
-            int(self.kind == "cholesky"),
-            wp.empty(self.work_size(n, nnz), dtype=self.dtype, device="cpu"),
-            wp.empty(nnz, dtype=wp.float64, device="cpu"),
-            wp.empty(2 * nnz, dtype=wp.int32, device="cpu")], outputs=[factor])
+        with self._scratch_lock:
+            scratch = self._scratch_for(n, nnz)
+            wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu", inputs=[
+                pattern.offsets, pattern.column_array, pattern.upper_offsets,
+                pattern.upper_columns, pattern.transpose_index, host(pattern.rows, wp.int32),
+                pattern.diagonal, host(lower.data), host(1.0 / sqrt_d), host(sqrt_d),
+                self.weights, self.width, self.steps, n, nnz, int(self.kind == "cholesky"),
+                *scratch], outputs=[factor])
         return factor
+
+    def _scratch_for(self, n: int, nnz: int) -> tuple[wp.array, wp.array, wp.array]:
+        """The forward's scratch arrays (work, scaled values, rows of $L^T$'s entries) for n
+        rows and nnz entries: those of the last call when its sizes were the same (a series
+        of systems on one mesh allocates and first-touches them once), else new ones."""
+        if self._scratch is None or self._scratch[0] != (n, nnz):
+            self._scratch = ((n, nnz), (
+                wp.empty(self.work_size(n, nnz), dtype=self.dtype, device="cpu"),
+                wp.empty(nnz, dtype=wp.float64, device="cpu"),
+                wp.empty(nnz, dtype=wp.int32, device="cpu")))
+        return self._scratch[1]
