@@ -161,6 +161,10 @@ def burgers_spec(samples: int) -> DatasetSpec:
     })
 
 
+GENERATION_ROUNDS = 3
+"""Generations per worker count (medians reported)."""
+
+
 def time_generation(spec: DatasetSpec, folder: Path, workers: int) -> float:
     with Stopwatch(DEVICE) as watch:
         generate(spec, folder, workers=workers)
@@ -215,9 +219,13 @@ def main() -> None:
         return
     spec = burgers_spec(args.samples)
     with tempfile.TemporaryDirectory() as tmp:
-        one, two = Path(tmp) / "one", Path(tmp) / "two"
-        rate_1 = time_generation(spec, one, workers=1)
-        rate_2 = time_generation(spec, two, workers=2)
+        runs: dict[int, list[float]] = {1: [], 2: []}
+        for round_ in range(GENERATION_ROUNDS):  # alternating, the order reversed each round
+            for workers in (1, 2) if round_ % 2 == 0 else (2, 1):
+                folder = Path(tmp) / f"workers{workers}-{round_}"
+                runs[workers].append(time_generation(spec, folder, workers=workers))
+        rate_1, rate_2 = (statistics.median(runs[w]) for w in (1, 2))
+        one, two = Path(tmp) / "workers1-0", Path(tmp) / "workers2-0"
         files = [shard_files(folder / "train") for folder in (one, two)]
         for a, b in zip(*files):
             with h5py.File(a) as fa, h5py.File(b) as fb:
@@ -232,7 +240,8 @@ def main() -> None:
         "physml": physml.__version__,
         "generation": {"problem": "burgers1d_pdebench nu=0.001, 1024 cells, 201 states",
                        "samples": args.samples, "samples_per_s_1_worker": rate_1,
-                       "samples_per_s_2_workers": rate_2, "speedup": rate_2 / rate_1},
+                       "samples_per_s_2_workers": rate_2, "speedup": rate_2 / rate_1,
+                       "runs_samples_per_s": {f"{w} worker(s)": r for w, r in runs.items()}},
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "pdebench_peer": peer,
         "reading": {"field_dataset_mb_s": max(dataset_rates), "h5py_mb_s": max(h5py_rates),

@@ -260,9 +260,10 @@ def benchmark_grid(pde: str, shape: tuple[int, ...], seconds: float) -> dict:
                                                - rollouts["physml"](AGREEMENT_STEPS))))
     n_steps = {name: steps_for(run, seconds) for name, run in rollouts.items()}
     rates: dict[str, list[float]] = {name: [] for name in rollouts}
-    for _ in range(REPEATS):
-        for name, run in rollouts.items():  # alternate physml, NumPy, physml, ...
-            rates[name].append(n_steps[name] / seconds_for(run, n_steps[name]))
+    for repeat in range(REPEATS):  # the sides alternate, in reversed order every other time
+        order = list(rollouts) if repeat % 2 == 0 else list(rollouts)[::-1]
+        for name in order:
+            rates[name].append(n_steps[name] / seconds_for(rollouts[name], n_steps[name]))
     median = {name: statistics.median(values) for name, values in rates.items()}
     cells = int(np.prod(shape))
     segment, chunks = solver.stages._split(1)

@@ -83,13 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         first = owners[0][1]
         meaning = " / ".join(dict.fromkeys(p.meaning for _, p in owners))
         example = ", one entry per axis, e.g. 1,0.5" if first.per_axis else ""
+        bounds = {}  # the allowed values per PDE, where the PDEs differ
+        for pde, p in owners:
+            bounds.setdefault(p.allowed, []).append(pde)
+        allowed = "; ".join(f"{rule} ({', '.join(pdes)})" for rule, pdes in bounds.items())
         solve.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
             type=_floats if first.per_axis else _finite,
             default=None,
-            help=f"{meaning} [{first.unit}], {first.allowed}{example} "
-            f"({', '.join(pde for pde, _ in owners)})",
+            help=f"{meaning} [{first.unit}]{example}: {allowed}",
         )
     solve.add_argument("--t-end", type=_finite, default=None, help="final time [s]")
     solve.add_argument(
@@ -113,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     solve.add_argument("--n-saves", type=int, default=101, help="saved states including u0")
     solve.add_argument("--scheme", default=None,
-                       help="euler, heun, ssp_rk3, rk4, or imex where the PDE allows it")
+                       help="euler, heun, ssp_rk3, rk4, or imex where the PDE allows it; "
+                            "navier_stokes2d: ifrk4")
     solve.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     solve.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     solve.add_argument("--out", type=Path, required=True, help="output HDF5 file")
@@ -233,6 +237,9 @@ def _run_solve(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-steps={args.max_steps} must be a positive integer")
     if prob.ndim == 1 and args.ny is not None:
         raise ValueError(f"--ny: {args.pde} is one-dimensional; give its cells with --nx")
+    for option, cells in (("--nx", args.nx), ("--ny", args.ny)):
+        if cells is not None and cells < 1:
+            raise ValueError(f"{option}={cells} must be a whole number of cells >= 1")
     quiet_warp(args.device)
     shape = (args.nx,) if prob.ndim == 1 else (args.nx, args.nx if args.ny is None else args.ny)
     params = {
@@ -509,6 +516,10 @@ def _read_points(path: Path, inputs: tuple[str, ...]) -> np.ndarray:
     if points.ndim != 2 or points.shape[1] != len(inputs) or len(points) == 0:
         raise ValueError(f"--points: {str(path)!r}: need shape (n, {len(inputs)}), n >= 1, "
                          f"with columns {', '.join(inputs)}; got {points.shape}")
+    bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
+    if len(bad):
+        raise ValueError(f"--points: {str(path)!r}: row(s) {bad[:5].tolist()} hold a NaN or "
+                         "infinite value; every coordinate must be a finite number")
     return points
 
 
@@ -541,17 +552,25 @@ def _run_validate(args: argparse.Namespace) -> int:
 def _load_run_case(args: argparse.Namespace):
     """The case to run: the file with its overrides, or, with --resume, the run folder's
     configuration (which the file with its overrides must match)."""
-    from .cases.registry import load_case
+    from .cases.registry import case_kind, load_case
     from .cases.run_folder import CONFIG
 
     requested = load_case(args.case, args.overrides)
     if args.resume is None:
         return requested
     if not args.resume.is_dir():
-        raise ValueError(f"--resume: folder {str(args.resume)!r} does not exist")
+        raise ValueError(f"--resume: {str(args.resume)!r} is not a folder" if
+                         args.resume.exists() else
+                         f"--resume: folder {str(args.resume)!r} does not exist")
     if not (args.resume / CONFIG).is_file():
         raise ValueError(f"--resume: {str(args.resume)!r} is not a run folder (no {CONFIG}); "
                          "nothing to resume")
+    kind = case_kind(requested)
+    if not kind.resumable:
+        raise ValueError(f"--resume: kind {kind.name!r} cannot resume: start a new run")
+    if not (args.resume / kind.checkpoint).is_file():
+        raise ValueError(f"--resume: {str(args.resume)!r} has no {kind.checkpoint} (its run "
+                         "keeps none); nothing to resume")
     case = load_case(args.resume / CONFIG)
     keys = requested.differences(case)
     if keys:
@@ -612,7 +631,7 @@ def _run_case(args: argparse.Namespace) -> int:
             failure = err  # told after the progress display's last line
         except KeyboardInterrupt:
             progress.stop()
-            print(_interrupted(args, folder, kind.checkpoint), file=sys.stderr)
+            print(_interrupted(args, folder, kind), file=sys.stderr)
             return 130
         except BaseException:
             if not _removed_if_unresumable(args, folder, kind.checkpoint):
@@ -638,11 +657,17 @@ def _removed_if_unresumable(args: argparse.Namespace, folder: Path, checkpoint: 
     return True
 
 
-def _interrupted(args: argparse.Namespace, folder: Path, checkpoint: str) -> str:
-    """What to tell a user who stopped a run with Ctrl-C."""
+def _interrupted(args: argparse.Namespace, folder: Path, kind) -> str:
+    """What to tell a user who stopped a run with Ctrl-C; a new run's folder with nothing to
+    resume is removed (a folder given with ``--resume`` never is)."""
     from .cases.run_folder import CONFIG
 
-    if not ((folder / CONFIG).is_file() and (folder / checkpoint).is_file()):
+    if not kind.resumable:
+        return f"physml: interrupted; kind {kind.name!r} cannot resume: start a new run " \
+               f"({folder} keeps what was written)"
+    if not ((folder / CONFIG).is_file() and (folder / kind.checkpoint).is_file()):
+        if args.resume is not None:
+            return f"physml: interrupted; {folder} is as it was"
         shutil.rmtree(folder, ignore_errors=True)
         return f"physml: interrupted before the first checkpoint; nothing to resume (removed " \
                f"{folder})"
@@ -652,6 +677,13 @@ def _interrupted(args: argparse.Namespace, folder: Path, checkpoint: str) -> str
 
 
 FIGURES_AND_DATA = (".png", ".json", ".h5", ".gif", ".vtu")
+
+INTERRUPTED = {
+    "solve": "physml: interrupted; nothing was written",
+    "datasets": "physml: interrupted; the finished shards are kept: run the same command "
+                "again to go on",
+}
+"""What Ctrl-C leaves, per command (``run`` tells it from the run folder)."""
 
 
 
@@ -677,6 +709,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"physml: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # ``run`` says more itself
+        print(INTERRUPTED.get(args.command, "physml: interrupted"), file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader went away (physml cases | head -1): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

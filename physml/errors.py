@@ -1,6 +1,11 @@
 """physml's exceptions. The command line turns each into one line and exit status 2
 (:class:`ConfigError`, ``ValueError``) or 1 (numerical failures)."""
 
+import functools
+import operator
+from collections.abc import Iterable
+from typing import Any
+
 from .solvers.errors import BlowUpError as BlowUpError
 from .solvers.errors import ConvergenceError as ConvergenceError
 from .solvers.errors import UnstableStepError as UnstableStepError
@@ -26,3 +31,11 @@ class NonFiniteLossError(FloatingPointError):
         )
         super().__init__(f"the loss or its gradient became NaN/Inf at step {step}; {kept}")
         self.step, self.checkpoint_step = step, checkpoint_step
+
+
+def all_finite(tensors: Iterable[Any]) -> bool:
+    """Whether every entry of every tensor (PyTorch, on one device) is finite: the test
+    before a training step, which :class:`NonFiniteLossError` reports failing; one device
+    synchronisation."""
+    flags = [t.isfinite().all() for t in tensors]
+    return not flags or bool(functools.reduce(operator.and_, flags))

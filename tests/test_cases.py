@@ -144,6 +144,10 @@ def test_an_unknown_case_name_lists_the_bundled_ones(tmp_path):
         ("teng_heat", "model.kind=mlp", "kind 'teng' needs model.kind 'periodic'"),
         ("burgers", "kind=mesh", "kind 'mesh' is not a case kind; allowed: pinn, teng"),
         ("teng_heat", "variant=gpu", "unknown variant 'gpu'; allowed: cpu"),
+        ("burgers", "kind=[1]", "kind [1] is not a case kind; allowed: pinn"),
+        ("burgers", "name=../../elsewhere", "name: String should match pattern"),
+        ("pcg_poisson", "evaluation.preconditioners=[jacobi]",
+         "evaluation: threshold=1.0 compares with IC(0): evaluation.preconditioners needs ic0"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(case, override, message):
@@ -255,6 +259,64 @@ def test_ctrl_c_after_a_checkpoint_prints_the_resume_command(tmp_path, monkeypat
     assert _interrupting_run(tmp_path, monkeypatch, checkpoint=True) == 130
     (folder,) = tmp_path.iterdir()
     assert f"physml run burgers output.folder={tmp_path} --resume {folder}" in (
+        capsys.readouterr().err)
+
+
+def test_a_folder_given_with_resume_is_never_removed(tmp_path, monkeypatch, capsys):
+    """A finished run folder with a configuration but no checkpoint (a steady mesh solve keeps
+    none) is refused by --resume; one with both, interrupted at once, stays as it was."""
+    from physml import cli
+    from physml.cases import registry
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(load_case("burgers").to_yaml())
+    (folder / "metrics.json").write_text("{}")
+    assert cli.main(["run", "burgers", "--resume", str(folder), "--quiet"]) == 2
+    assert "has no checkpoint.pt (its run keeps none); nothing to resume" in (
+        capsys.readouterr().err)
+
+    def interrupted(case, folder, resume=False, on_step=None):
+        (folder / "checkpoint.pt").unlink()  # whatever the run did, the folder is the user's
+        raise KeyboardInterrupt
+
+    (folder / "checkpoint.pt").write_bytes(b"")
+    monkeypatch.setattr(registry, "run_case", interrupted)
+    assert cli.main(["run", "burgers", "--resume", str(folder), "--quiet"]) == 130
+    assert f"{folder} is as it was" in capsys.readouterr().err
+    assert (folder / "metrics.json").is_file()
+
+
+def test_a_kind_that_cannot_resume_is_refused_by_resume_and_told_on_ctrl_c(
+        tmp_path, monkeypatch, capsys):
+    from physml import cli
+    from physml.cases import registry
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(load_case("pcg_poisson", ["variant=tiny"]).to_yaml())
+    (folder / "preconditioner.pt").write_bytes(b"")
+    assert cli.main(["run", "pcg_poisson", "variant=tiny", "--resume", str(folder)]) == 2
+    assert "kind 'pcg' cannot resume: start a new run" in capsys.readouterr().err
+
+    def interrupted(case, folder, resume=False, on_step=None):
+        (folder / "preconditioner.pt").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(registry, "run_case", interrupted)
+    assert cli.main(["run", "pcg_poisson", "variant=tiny", f"output.folder={tmp_path}",
+                     "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "cannot resume: start a new run" in err and "--resume" not in err
+
+
+def test_an_output_folder_that_cannot_hold_runs_is_named(tmp_path, capsys):
+    from physml import cli
+
+    afile = tmp_path / "file"
+    afile.write_text("")
+    assert cli.main(["run", "burgers", f"output.folder={afile}", "--quiet"]) == 2
+    assert f"output.folder={str(afile)!r}: cannot make the run folder there" in (
         capsys.readouterr().err)
 
 

@@ -235,6 +235,9 @@ def test_a_new_grid_pde_is_one_solver_class_plus_one_registry_line(monkeypatch, 
         (["solve", "heat1d", "--ny", "8", "--out", "{folder}/u.h5"],
          "--ny: heat1d is one-dimensional; give its cells with --nx"),
         (["run", "burgers", "--log-every", "-1"], "--log-every=-1.0 must be >= 0 seconds"),
+        (["solve", "heat2d", "--nx", "8", "--ny", "0", "--out", "{folder}/u.h5"],
+         "--ny=0 must be a whole number of cells >= 1"),
+        (["run", "burgers", "--resume", "{bad}"], "bad.yaml' is not a folder"),
     ],
 )
 def test_user_mistakes_found_before_any_work_exit_2_naming_them(tmp_path, cli_in_process,
@@ -244,6 +247,24 @@ def test_user_mistakes_found_before_any_work_exit_2_naming_them(tmp_path, cli_in
     result = cli_in_process(*filled)
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command, message", [
+    (["solve", "heat1d"], "physml: interrupted; nothing was written"),
+    (["datasets", "generate", "burgers1d"], "the finished shards are kept: run the same command"),
+])
+def test_ctrl_c_in_solve_and_generate_ends_on_one_line(tmp_path, monkeypatch, capsys, command,
+                                                      message):
+    from physml import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run_solve", interrupted)
+    monkeypatch.setattr(cli, "_run_generate", interrupted)
+    assert main([*command, "--out", str(tmp_path / "out")]) == 130
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
 
 
 def test_an_unreachable_dask_scheduler_is_named(monkeypatch):

@@ -18,6 +18,7 @@ from physml.cases.pcg import PCGCase, dataset_spec
 from physml.datasets.generate import generate
 from physml.datasets.linear_systems import LinearSystemSpec, make_system, read_systems
 from physml.datasets.spec import load_spec
+from physml.errors import NonFiniteLossError
 from physml.preconditioners import (
     FactorModel,
     LearnedPreconditioner,
@@ -192,6 +193,18 @@ def test_the_native_forward_refuses_a_matrix_without_a_positive_diagonal():
     A = CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
     with pytest.raises(ValueError, match="positive diagonal"):
         LearnedPreconditioner(perturbed("cholesky", 0))(A)
+
+
+def test_a_training_blow_up_names_its_step_and_is_not_taken():
+    matrix = small_systems()[0]
+    system = training_system(matrix, np.ones(matrix.shape[0]), matrix @ np.ones(matrix.shape[0]))
+    model = FactorModel("cholesky", width=4, steps=1)
+    losses = []
+    with pytest.raises(NonFiniteLossError) as err:
+        fit(model, [system], loss="combined", steps=50, learning_rate=1e8,
+            on_step=lambda step, loss: losses.append(loss))
+    assert err.value.step == len(losses) and "gradient became NaN/Inf" in str(err.value)
+    assert all(np.isfinite(losses))  # the first step whose loss or gradient is not finite
 
 
 @pytest.mark.parametrize("kind", ["cholesky", "sparse_inverse"])

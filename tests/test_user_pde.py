@@ -350,8 +350,10 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process
     assert bad.returncode == 2 and "is not a run folder" in bad.stderr
     (tmp_path / "header.csv").write_text("t,x,y\n")
     np.save(tmp_path / "none.npy", np.zeros((0, 3)))
+    np.save(tmp_path / "nan.npy", np.array([[0.1, 0.2, 0.3], [np.nan, 0.2, 0.3]]))
     for points, message in (("header.csv", "has no rows under its header"),
-                            ("none.npy", "need shape (n, 3), n >= 1")):
+                            ("none.npy", "need shape (n, 3), n >= 1"),
+                            ("nan.npy", "row(s) [1] hold a NaN or infinite value")):
         result = cli_in_process("predict", str(folder), "--points", str(tmp_path / points),
                                 "--out", str(tmp_path / "w.csv"))
         assert result.returncode == 2 and message in result.stderr

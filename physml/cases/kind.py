@@ -33,6 +33,7 @@ class CaseKind:
         headline: one line summarising a finished run's summary.
         total_steps: the progress bar's total for a case.
         checkpoint: the checkpoint's file name in the run folder.
+        resumable: whether ``--resume`` continues a run of this kind from its checkpoint.
     """
 
     name: str
@@ -43,3 +44,4 @@ class CaseKind:
     headline: Callable[[dict], str]
     total_steps: Callable[[CaseBase], int]
     checkpoint: str
+    resumable: bool = True

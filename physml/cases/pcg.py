@@ -93,6 +93,13 @@ class EvaluationSection(Section):
     threshold: float | None = Field(
         None, gt=0, description="learned / IC(0) mean iterations at the tightest rtol to reach")
 
+    @model_validator(mode="after")
+    def _threshold_measured(self) -> EvaluationSection:
+        if self.threshold is not None and "ic0" not in self.preconditioners:
+            raise ValueError(f"threshold={self.threshold} compares with IC(0): "
+                             "evaluation.preconditioners needs ic0")
+        return self
+
 
 class PCGCase(CaseBase):
     """A whole ``kind: pcg`` case file."""
@@ -160,7 +167,7 @@ def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | Non
     # should not pay
     from ..preconditioners import FactorModel, LearnedPreconditioner, fit, training_system
 
-    if resume:
+    if resume:  # the CLI refuses it first (KIND.resumable)
         raise ValueError("kind 'pcg' cannot resume: start a new run (the dataset is reused)")
     write_text(folder / CONFIG, case.to_yaml())
     data = ensure_dataset(case)
@@ -261,4 +268,5 @@ KIND = CaseKind(
     headline=headline,
     total_steps=lambda case: case.training.steps,
     checkpoint=CHECKPOINT,
+    resumable=False,
 )

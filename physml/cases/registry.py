@@ -106,7 +106,7 @@ def validate_case(raw: dict, where: str) -> CaseBase:
     """Validate a raw case mapping against the schema of its ``kind``; one ValueError naming
     the first bad key (``where`` prefixes the message)."""
     raw = {"kind": DEFAULT_KIND, **raw}
-    if raw["kind"] not in KINDS:
+    if not isinstance(raw["kind"], str) or raw["kind"] not in KINDS:
         raise ValueError(f"{where}: kind {raw['kind']!r} is not a case kind; allowed: "
                          f"{', '.join(KINDS)}")
     try:

@@ -82,12 +82,21 @@ def write_text(path: Path, text: str) -> None:
 
 
 def new_run_folder(name: str, output: OutputSpec) -> Path:
-    """``output.folder/<name>-<YYYYmmdd-HHMMSS>`` (with a suffix if taken), created."""
+    """``output.folder/<name>-<YYYYmmdd-HHMMSS>`` (with a suffix if taken), created.
+
+    Raises:
+        ValueError: the folder cannot be made there (``output.folder`` is a file, or not
+            writable), naming ``output.folder``.
+    """
     base = Path(output.folder) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder, n = base, 1
     while folder.exists():
         folder, n = base.with_name(f"{base.name}-{n}"), n + 1
-    folder.mkdir(parents=True)
+    try:
+        folder.mkdir(parents=True)
+    except OSError as err:
+        raise ValueError(f"output.folder={str(output.folder)!r}: cannot make the run folder "
+                         f"there ({err.strerror})") from None
     return folder
 
 

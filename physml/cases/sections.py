@@ -18,7 +18,8 @@ class CaseBase(Section):
     """Keys every case file has, whatever its ``kind``."""
 
     kind: str = Field(description="the case kind (physml.cases.registry.KINDS)")
-    name: str
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="letters, digits, '_', '.', "
+                      "'-': the run folder's name starts with it")
     description: str = ""
     output: OutputSpec = Field(default_factory=OutputSpec)
     variants: dict[str, dict[str, Any]] = Field(

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import torch
 import warp as wp
 
+from ..errors import NonFiniteLossError, all_finite
 from ..solvers.linalg import CsrOperator, LinearOperator, Preconditioner, cg, csr_from_scipy
 from .graph import SystemGraph, batch_graphs, system_graph
 from .learned import FactorModel
@@ -55,7 +56,9 @@ def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, ste
     """Adam on ``loss`` over random mini-batches of ``systems``; returns the loss per step.
 
     Raises:
-        ValueError: an unknown loss, or the loss turned NaN/Inf (naming the step).
+        ValueError: an unknown loss.
+        NonFiniteLossError: the loss or a gradient turned NaN/Inf (names the step, which is
+            not taken).
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -69,11 +72,11 @@ def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, ste
         x, b = torch.cat([s.x for s in batch]), torch.cat([s.b for s in batch])
         value = factor_loss(model.kind, loss, graph, model.scaled_factor(graph), x, b,
                             generator)
-        if not torch.isfinite(value):
-            raise ValueError(f"training loss became {value.item()} at step {step}; lower "
-                             "the learning rate")
         optimiser.zero_grad()
         value.backward()
+        if not all_finite([value.detach(), *(p.grad for p in model.parameters()
+                                             if p.grad is not None)]):
+            raise NonFiniteLossError(step)
         optimiser.step()
         history.append(value.item())
         if on_step is not None:

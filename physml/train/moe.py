@@ -48,10 +48,9 @@ from ..constraints import (
 from ..datasets.generate import initial_state, solve_batch
 from ..datasets.problems import build_solver
 from ..datasets.spec import DatasetSpec, load_spec
-from ..errors import NonFiniteLossError
+from ..errors import NonFiniteLossError, all_finite
 from ..fno import FNO
 from .distributed import average, average_gradients, shard
-from .pinn import all_finite
 
 Rows = DiffusionSorptionRows | NavierStokesRows
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..devices import Stopwatch
-from ..errors import NonFiniteLossError
+from ..errors import NonFiniteLossError, all_finite
 from .balancing import FixedWeights
 from .distributed import average, average_gradients, rank_and_world
 from .problems import PINNProblem, grid_points
@@ -374,8 +374,3 @@ def predict(field: nn.Module, X: torch.Tensor, batch: int = 16384) -> np.ndarray
         parts = [field(X[i : i + batch]) for i in range(0, len(X), batch)]
     values = torch.cat(parts).cpu().numpy()
     return values.reshape(-1) if values.shape[1] == 1 else values
-
-
-def all_finite(tensors: list[torch.Tensor]) -> bool:
-    """Whether every entry of every tensor is finite (one device synchronisation)."""
-    return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
