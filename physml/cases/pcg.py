@@ -130,35 +130,42 @@ def ensure_dataset(case: PCGCase) -> Path:
     return folder
 
 
-def measure(factory, systems, rtols: list[float], device: str) -> dict:
-    """Mean iterations, set-up and solve seconds over ``systems`` per tolerance, and the
-    residual history of the first system at the tightest one."""
-    out = {f"rtol={r:g}": {"iterations": [], "setup_s": [], "solve_s": []} for r in rtols}
-    history = None
+def measure(factories: dict, systems, rtols: list[float], device: str) -> dict:
+    """Per preconditioner (``name -> factory``): mean iterations, set-up and solve seconds
+    over ``systems`` per tolerance, and the residual history of the first system at the
+    tightest one. The preconditioners take turns on each system, in reversed order every
+    other system, so that the machine's drift falls on all of them alike."""
+    out = {name: {f"rtol={r:g}": {"iterations": [], "setup_s": [], "solve_s": []}
+                  for r in rtols} for name in factories}
+    history = {}
     for k, s in enumerate(systems):
-        A = CsrOperator(csr_from_scipy(s.matrix, wp.float64, device))
-        b = wp.array(s.b, dtype=wp.float64, device=device)
-        start = time.perf_counter()
-        M = factory(A)
-        prepare(A, b, preconditioner=M)  # the solve's vectors and recorded launches
-        setup = time.perf_counter() - start
-        for rtol in rtols:
+        for name in list(factories) if k % 2 == 0 else list(factories)[::-1]:
+            A = CsrOperator(csr_from_scipy(s.matrix, wp.float64, device))
+            b = wp.array(s.b, dtype=wp.float64, device=device)
             start = time.perf_counter()
-            result = cg(A, b, preconditioner=M, rtol=rtol)
-            solve = time.perf_counter() - start
-            row = out[f"rtol={rtol:g}"]
-            row["iterations"].append(result.iterations)
-            row["setup_s"].append(setup)
-            row["solve_s"].append(solve)
-            if k == 0 and rtol == min(rtols):
-                history = {"residuals": (result.residuals / result.residuals[0]).tolist(),
-                           "setup_s": setup, "solve_s": solve}
-    summary = {key: {"iterations": float(np.mean(v["iterations"])),
-                     "setup_s": float(np.mean(v["setup_s"])),
-                     "solve_s": float(np.mean(v["solve_s"])),
-                     "total_s": float(np.mean(v["setup_s"]) + np.mean(v["solve_s"]))}
-               for key, v in out.items()}
-    return {"table": summary, "history": history}
+            M = factories[name](A)
+            prepare(A, b, preconditioner=M)  # the solve's vectors and recorded launches
+            setup = time.perf_counter() - start
+            for rtol in rtols:
+                start = time.perf_counter()
+                result = cg(A, b, preconditioner=M, rtol=rtol)
+                solve = time.perf_counter() - start
+                row = out[name][f"rtol={rtol:g}"]
+                row["iterations"].append(result.iterations)
+                row["setup_s"].append(setup)
+                row["solve_s"].append(solve)
+                if k == 0 and rtol == min(rtols):
+                    history[name] = {"residuals": (result.residuals
+                                                   / result.residuals[0]).tolist(),
+                                     "setup_s": setup, "solve_s": solve}
+    return {name: {"table": {key: {"iterations": float(np.mean(v["iterations"])),
+                                   "setup_s": float(np.mean(v["setup_s"])),
+                                   "solve_s": float(np.mean(v["solve_s"])),
+                                   "total_s": float(np.mean(v["setup_s"])
+                                                    + np.mean(v["solve_s"]))}
+                             for key, v in out[name].items()},
+                   "history": history[name]}
+            for name in factories}
 
 
 def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
@@ -191,9 +198,8 @@ def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | Non
     rtols = sorted(case.evaluation.rtols, reverse=True)
     factories = {name: PRECONDITIONERS[name] for name in case.evaluation.preconditioners}
     factories[learned.name] = learned
-    for factory in factories.values():  # warm-up: load the kernels before any clock runs
-        measure(factory, test[:1], rtols[:1], case.device)
-    results = {name: measure(f, test, rtols, case.device) for name, f in factories.items()}
+    measure(factories, test[:1], rtols[:1], case.device)  # warm-up: kernels loaded first
+    results = measure(factories, test, rtols, case.device)
     tight = f"rtol={min(rtols):g}"
     ratio = None
     if "ic0" in results:
