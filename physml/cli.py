@@ -18,12 +18,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._version import __version__
 from .progress import LOG_INTERVAL_S
 from .threads import passive_wait_policy
+
+if TYPE_CHECKING:  # the case kinds import PyTorch: loaded when a command needs them
+    from .cases.kind import CaseKind
 
 
 class _Parser(argparse.ArgumentParser):
@@ -657,7 +661,7 @@ def _removed_if_unresumable(args: argparse.Namespace, folder: Path, checkpoint: 
     return True
 
 
-def _interrupted(args: argparse.Namespace, folder: Path, kind) -> str:
+def _interrupted(args: argparse.Namespace, folder: Path, kind: CaseKind) -> str:
     """What to tell a user who stopped a run with Ctrl-C; a new run's folder with nothing to
     resume is removed (a folder given with ``--resume`` never is)."""
     from .cases.run_folder import CONFIG
@@ -684,8 +688,6 @@ INTERRUPTED = {
                 "again to go on",
 }
 """What Ctrl-C leaves, per command (``run`` tells it from the run folder)."""
-
-
 
 
 def main(argv: list[str] | None = None) -> int:
