@@ -97,14 +97,15 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
     from .models import build_model
 
     folder = Path(run_dir)
-    if not (folder / CONFIG).is_file() or not (folder / CHECKPOINT).is_file():
-        raise ValueError(f"{str(folder)!r} is not a run folder (needs {CONFIG} and "
-                         f"{CHECKPOINT})")
+    if not (folder / CONFIG).is_file():
+        raise ValueError(f"{str(folder)!r} is not a run folder (no {CONFIG})")
     case = load_case(folder / CONFIG)
     builders = {"pinn": pinn.build_problem, "equation": equation.build_equation_problem}
-    if case.kind not in builders:
+    if case.kind not in builders:  # before the checkpoint: other kinds keep other files
         raise ValueError(f"{str(folder)!r} is a {case.kind!r} run; load_run reads the kinds "
                          f"{', '.join(builders)}")
+    if not (folder / CHECKPOINT).is_file():
+        raise ValueError(f"{str(folder)!r} has no {CHECKPOINT}: its run wrote no checkpoint")
     problem = builders[case.kind](case)
     spec = case.model
     lagrangian = getattr(case.training, "method", "pinn") == "lpinn"

@@ -348,6 +348,12 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process
     bad = _cli("predict", str(tmp_path), "--points", str(tmp_path / "p.csv"), "--out",
                str(tmp_path / "v.csv"))
     assert bad.returncode == 2 and "is not a run folder" in bad.stderr
+    pcg_run = tmp_path / "pcg_run"  # a run of another kind, with its own files
+    pcg_run.mkdir()
+    (pcg_run / "config.yaml").write_text(load_case("pcg_poisson", ["variant=tiny"]).to_yaml())
+    other = cli_in_process("predict", str(pcg_run), "--points", str(tmp_path / "p.csv"),
+                           "--out", str(tmp_path / "v.csv"))
+    assert other.returncode == 2 and "is a 'pcg' run; load_run reads the kinds" in other.stderr
     (tmp_path / "header.csv").write_text("t,x,y\n")
     np.save(tmp_path / "none.npy", np.zeros((0, 3)))
     np.save(tmp_path / "nan.npy", np.array([[0.1, 0.2, 0.3], [np.nan, 0.2, 0.3]]))
