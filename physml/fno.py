@@ -47,6 +47,13 @@ class SpectralConv(nn.Module):
         self.weight = nn.Parameter(torch.view_as_real(
             scale * torch.randn(in_channels, out_channels, *kept, dtype=torch.cfloat)).clone())
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Reads a complex ``weight`` too (saved when the weights were a complex parameter)."""
+        key = prefix + "weight"
+        if key in state_dict and state_dict[key].is_complex():
+            state_dict[key] = torch.view_as_real(state_dict[key]).clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         d = len(self.modes)
         shape = v.shape[-d:]
