@@ -569,12 +569,6 @@ def _load_run_case(args: argparse.Namespace):
     if not (args.resume / CONFIG).is_file():
         raise ValueError(f"--resume: {str(args.resume)!r} is not a run folder (no {CONFIG}); "
                          "nothing to resume")
-    kind = case_kind(requested)
-    if not kind.resumable:
-        raise ValueError(f"--resume: kind {kind.name!r} cannot resume: start a new run")
-    if not (args.resume / kind.checkpoint).is_file():
-        raise ValueError(f"--resume: {str(args.resume)!r} has no {kind.checkpoint} (its run "
-                         "keeps none); nothing to resume")
     case = load_case(args.resume / CONFIG)
     keys = requested.differences(case)
     if keys:
@@ -583,6 +577,12 @@ def _load_run_case(args: argparse.Namespace):
             f"--resume: {args.case} (with overrides) differs from the configuration of "
             f"{args.resume} (a {case.kind} case) in {shown}; resume with the same case"
         )
+    kind = case_kind(case)
+    if not kind.resumable:
+        raise ValueError(f"--resume: kind {kind.name!r} cannot resume: start a new run")
+    if not (args.resume / kind.checkpoint).is_file():
+        raise ValueError(f"--resume: {str(args.resume)!r} has no {kind.checkpoint} (its run "
+                         "keeps none); nothing to resume")
     return case
 
 
@@ -666,15 +666,18 @@ def _interrupted(args: argparse.Namespace, folder: Path, kind: CaseKind) -> str:
     resume is removed (a folder given with ``--resume`` never is)."""
     from .cases.run_folder import CONFIG
 
+    removed = f"physml: interrupted before the first checkpoint; nothing to resume (removed " \
+              f"{folder})"
+    if _removed_if_unresumable(args, folder, kind.checkpoint):
+        return removed
     if not kind.resumable:
         return f"physml: interrupted; kind {kind.name!r} cannot resume: start a new run " \
-               f"({folder} keeps what was written)"
-    if not ((folder / CONFIG).is_file() and (folder / kind.checkpoint).is_file()):
+               f"({folder} keeps its {kind.checkpoint})"
+    if not (folder / CONFIG).is_file():  # stopped between the checkpoint and the config
         if args.resume is not None:
             return f"physml: interrupted; {folder} is as it was"
         shutil.rmtree(folder, ignore_errors=True)
-        return f"physml: interrupted before the first checkpoint; nothing to resume (removed " \
-               f"{folder})"
+        return removed
     command = shlex.join(["physml", "run", str(args.case), *args.overrides, "--resume",
                           str(folder)])
     return f"physml: interrupted; {folder} keeps the last checkpoint. Continue with:\n  {command}"

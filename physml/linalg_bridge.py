@@ -13,7 +13,9 @@ $\bar\theta$; nothing of the Krylov iteration is recorded. :func:`csr_solve` is 
 a CSR matrix with fixed sparsity and differentiable values, where
 $\bar a_k = -\lambda_{i_k} x_{j_k}$; gradients with respect to anything the values are assembled
 from (vertex positions, coefficients) follow by the chain rule. Tensors pass zero-copy to Warp.
-Backward can be called twice and gives the same gradient (no state is kept between calls).
+Backward can be called twice and gives the same gradient (no state is kept between calls);
+it is first order only: a backward pass that would build a graph (``create_graph=True``, for a
+gradient penalty) is refused rather than returning a gradient whose own derivative is wrong.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from collections.abc import Callable, Sequence
 import torch
 import warp as wp
 import warp.sparse as wps
-from torch.autograd.function import once_differentiable
 
 from .solvers.linalg import CsrOperator, LinearOperator, Preconditioner, SolveResult, cg
+from .solvers.runtime import start_warp
 
 Solve = Callable[[torch.Tensor], torch.Tensor]
 MatVec = Callable[[Sequence[torch.Tensor], torch.Tensor], torch.Tensor]
@@ -55,6 +57,18 @@ def implicit_solve(
     return _ImplicitSolve.apply(matvec, solve, solve_transpose, b, *params)
 
 
+def first_order_only(what: str) -> None:
+    """Refuse a backward pass that builds a graph (``create_graph=True``, double backward):
+    ``what``'s backward is first order, and its gradient's own derivative would be wrong.
+
+    Raises:
+        RuntimeError: gradient recording is on inside the backward pass.
+    """
+    if torch.is_grad_enabled():
+        raise RuntimeError(f"{what}'s backward is first order: create_graph=True (double "
+                           "backward) is not supported")
+
+
 class _ImplicitSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, matvec, solve, solve_transpose, b, *params):
@@ -64,8 +78,8 @@ class _ImplicitSolve(torch.autograd.Function):
         return x
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g):
+        first_order_only("the implicit solve")
         x, *params = ctx.saved_tensors
         lam = ctx.solve_transpose(g.contiguous())
         wanted = [i for i, _ in enumerate(params) if ctx.needs_input_grad[4 + i]]
@@ -109,12 +123,23 @@ def csr_solve(
             CG and BiCGStab, ``restart`` for GMRES).
 
     Returns:
-        x, shape (n,). Cost: one solve forward, one transpose solve backward.
+        x, shape (n,). Cost: one solve forward, one transpose solve backward. The gradient
+        with respect to ``values`` is per stored entry, $-\\lambda_i x_j$ at (i, j): not
+        symmetric, even for a symmetric A; values assembled symmetrically (from one
+        parameter per pair) get the sum of both entries through the chain rule.
+
+    Raises:
+        ValueError: ``b``, ``indptr`` and ``values`` disagree in length.
     """
     n = b.shape[0]
+    if b.dim() != 1 or indptr.shape != (n + 1,) or values.shape != indices.shape:
+        raise ValueError(f"b has shape {tuple(b.shape)}, indptr {tuple(indptr.shape)}, values "
+                         f"{tuple(values.shape)} and indices {tuple(indices.shape)}; need (n,), "
+                         "(n + 1,) and two equal (nnz,)")
+    start_warp(str(b.device))
     rows = torch.repeat_interleave(
-        torch.arange(n, device=b.device, dtype=torch.int32), torch.diff(indptr)
-    )
+        torch.arange(n, device=b.device, dtype=torch.int32),
+        torch.diff(indptr.to(device=b.device, dtype=torch.int64)))
     cols = indices.to(device=b.device, dtype=torch.int32)
 
     def warp_solve(a_rows: torch.Tensor, a_cols: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:

@@ -23,9 +23,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import warp as wp
-from torch.autograd.function import once_differentiable
 
-from .linalg_bridge import csr_solve
+from .linalg_bridge import csr_solve, first_order_only
 from .solvers.linalg import SmoothedAggregationAMG, cg
 from .solvers.mesh import Mesh, element_triplets, element_triplets_adjoint, pattern
 
@@ -54,8 +53,8 @@ class _OperatorValues(torch.autograd.Function):
         return wp.to_torch(matrix.values)[: matrix.nnz].clone()
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, values_grad: torch.Tensor):
+        first_order_only("operator_values")
         (points,) = ctx.saved_tensors
         mesh = ctx.mesh
         slots = wp.to_torch(pattern(mesh, _WP_DTYPES[points.dtype]).slots).long()
@@ -148,6 +147,16 @@ def poisson_solve(points: torch.Tensor, mesh: Mesh, f: torch.Tensor,
     boundary = mesh.boundary_vertices() if boundary is None else np.asarray(boundary)
     if len(boundary) == 0:
         raise ValueError("poisson_solve needs Dirichlet vertices; the mesh has no boundary")
+    n = mesh.n_vertices
+    if (boundary.ndim != 1 or not np.issubdtype(boundary.dtype, np.integer)
+            or boundary.min() < 0 or boundary.max() >= n
+            or len(np.unique(boundary)) != len(boundary)):
+        raise ValueError(f"boundary must be distinct vertex indices in [0, {n}); got "
+                         f"{len(boundary)} values in [{boundary.min()}, {boundary.max()}]")
+    for name, tensor, size in (("f", f, n), ("g", g, len(boundary))):
+        if tensor is not None and tuple(tensor.shape) != (size,):
+            raise ValueError(f"{name} has shape {tuple(tensor.shape)}; poisson_solve needs "
+                             f"({size},)")
     given = {"points": points, "f": f, **({"g": g} if g is not None else {})}
     if len({(t.dtype, t.device) for t in given.values()}) > 1 or points.dtype not in _WP_DTYPES:
         shown = ", ".join(f"{k} {t.dtype} on {t.device}" for k, t in given.items())

@@ -145,7 +145,8 @@ def test_an_unknown_case_name_lists_the_bundled_ones(tmp_path):
         ("burgers", "kind=mesh", "kind 'mesh' is not a case kind; allowed: pinn, teng"),
         ("teng_heat", "variant=gpu", "unknown variant 'gpu'; allowed: cpu"),
         ("burgers", "kind=[1]", "kind [1] is not a case kind; allowed: pinn"),
-        ("burgers", "name=../../elsewhere", "name: String should match pattern"),
+        ("burgers", "name=../../elsewhere", "'../../elsewhere' cannot start a folder's name"),
+        ("burgers", "name=..", "'..' cannot start a folder's name"),
         ("pcg_poisson", "evaluation.preconditioners=[jacobi]",
          "evaluation: threshold=1.0 compares with IC(0): evaluation.preconditioners needs ic0"),
     ],
@@ -283,7 +284,7 @@ def test_a_folder_given_with_resume_is_never_removed(tmp_path, monkeypatch, caps
     (folder / "checkpoint.pt").write_bytes(b"")
     monkeypatch.setattr(registry, "run_case", interrupted)
     assert cli.main(["run", "burgers", "--resume", str(folder), "--quiet"]) == 130
-    assert f"{folder} is as it was" in capsys.readouterr().err
+    assert "removed" not in capsys.readouterr().err
     assert (folder / "metrics.json").is_file()
 
 
@@ -298,16 +299,27 @@ def test_a_kind_that_cannot_resume_is_refused_by_resume_and_told_on_ctrl_c(
     (folder / "preconditioner.pt").write_bytes(b"")
     assert cli.main(["run", "pcg_poisson", "variant=tiny", "--resume", str(folder)]) == 2
     assert "kind 'pcg' cannot resume: start a new run" in capsys.readouterr().err
+    # another case against the folder: the mismatch is what is named
+    assert cli.main(["run", "burgers", "--resume", str(folder)]) == 2
+    assert "differs from the configuration of" in capsys.readouterr().err
 
-    def interrupted(case, folder, resume=False, on_step=None):
-        (folder / "preconditioner.pt").write_bytes(b"")
-        raise KeyboardInterrupt
+    for trained in (True, False):
+        def interrupted(case, folder, resume=False, on_step=None, trained=trained):
+            (folder / "config.yaml").write_text(case.to_yaml())
+            if trained:
+                (folder / "preconditioner.pt").write_bytes(b"")
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(registry, "run_case", interrupted)
-    assert cli.main(["run", "pcg_poisson", "variant=tiny", f"output.folder={tmp_path}",
-                     "--quiet"]) == 130
-    err = capsys.readouterr().err
-    assert "cannot resume: start a new run" in err and "--resume" not in err
+        monkeypatch.setattr(registry, "run_case", interrupted)
+        runs = tmp_path / f"runs{trained}"
+        assert cli.main(["run", "pcg_poisson", "variant=tiny", f"output.folder={runs}",
+                         "--quiet"]) == 130
+        err = capsys.readouterr().err
+        if trained:  # the trained preconditioner is kept; no resume command offered
+            assert "cannot resume: start a new run" in err and "--resume" not in err
+            assert len(list(runs.iterdir())) == 1
+        else:
+            assert "nothing to resume (removed" in err and not any(runs.iterdir())
 
 
 def test_an_output_folder_that_cannot_hold_runs_is_named(tmp_path, capsys):

@@ -1,6 +1,9 @@
 """The sparse linear-algebra layer: CG/BiCGStab/GMRES stopping rules, errors, preconditioners,
 agreement with SciPy, and the implicit-solve adjoint."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -341,6 +344,34 @@ def test_csr_solve_gradcheck_through_assembled_values_with_cg():
     assert torch.autograd.gradcheck(f, (w, b), eps=1e-6, atol=1e-7)
     A = sp.csr_matrix((values(w).detach().numpy(), indices.numpy(), indptr.numpy())).toarray()
     np.testing.assert_allclose(f(w, b).detach().numpy(), np.linalg.solve(A, b.detach().numpy()))
+
+
+def test_csr_solve_works_as_a_process_s_first_warp_call_and_checks_its_lengths():
+    script = ("import torch\n"
+              "from physml.linalg_bridge import csr_solve\n"
+              "x = csr_solve(torch.tensor([2.0, 4.0], dtype=torch.float64),\n"
+              "              torch.tensor([2.0, 2.0], dtype=torch.float64),\n"
+              "              torch.tensor([0, 1, 2]), torch.tensor([0, 1]))\n"
+              "print(x.tolist())\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[1.0, 0.5]"
+    with pytest.raises(ValueError, match="need \\(n,\\), \\(n \\+ 1,\\)"):
+        csr_solve(torch.ones(2, dtype=torch.float64), torch.ones(3, dtype=torch.float64),
+                  torch.tensor([0, 1, 2]), torch.tensor([0, 1]))
+
+
+def test_csr_solve_refuses_a_double_backward_it_would_get_wrong():
+    n = 6
+    values, indptr, indices = weighted_graph_laplacian(n)
+    w = torch.full((n - 1,), 1.5, dtype=torch.float64, requires_grad=True)
+    x = csr_solve(values(w), torch.ones(n, dtype=torch.float64), indptr, indices, rtol=1e-12)
+    with pytest.raises(RuntimeError, match="first order: create_graph=True"):
+        torch.autograd.grad(x.square().sum(), w, create_graph=True)
+    (plain,) = torch.autograd.grad(
+        csr_solve(values(w), torch.ones(n, dtype=torch.float64), indptr, indices,
+                  rtol=1e-12).square().sum(), w)
+    assert torch.isfinite(plain).all()
 
 
 @pytest.mark.parametrize("solver", [bicgstab, gmres])

@@ -450,6 +450,26 @@ def test_poisson_solve_names_tensors_of_mixed_dtypes():
         poisson_solve(x, mesh, f)
 
 
+def test_poisson_solve_checks_its_boundary_and_lengths_and_refuses_double_backward():
+    mesh = pm.disc(0.4)
+    x = torch.tensor(mesh.points, requires_grad=True)
+    f = torch.ones(mesh.n_vertices, dtype=torch.float64)
+    n = mesh.n_vertices
+    for boundary in ([0, n], [-1, 0], [0, 0]):
+        with pytest.raises(ValueError, match=f"distinct vertex indices in \\[0, {n}\\)"):
+            poisson_solve(x, mesh, f, boundary=np.array(boundary))
+    with pytest.raises(ValueError, match="g has shape \\(1,\\); poisson_solve needs \\(2,\\)"):
+        poisson_solve(x, mesh, f, boundary=np.array([0, 1]), g=torch.zeros(1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="f has shape"):
+        poisson_solve(x, mesh, f[:-1])
+    u = poisson_solve(x, mesh, f)
+    with pytest.raises(RuntimeError, match="first order"):
+        torch.autograd.grad(u.square().sum(), x, create_graph=True)
+    v = operator_values(x, mesh)
+    with pytest.raises(RuntimeError, match="operator_values's backward is first order"):
+        torch.autograd.grad(v.square().sum(), x, create_graph=True)
+
+
 @pytest.mark.parametrize("make", [lambda: pm.disc(0.5), lambda: pm.box(0.7)])
 def test_poisson_solve_gradcheck_and_backward_twice(make):
     mesh = make()

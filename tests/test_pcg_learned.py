@@ -29,7 +29,7 @@ from physml.preconditioners import (
     training_system,
 )
 from physml.preconditioners.network import network_weights
-from physml.solvers.linalg import CsrOperator, LowerPattern, cg, csr_from_scipy
+from physml.solvers.linalg import CsrOperator, LowerPattern, cg, csr_from_scipy, factor_network
 from physml.solvers.linalg.factor_network import TILE, NetworkFactor
 
 
@@ -142,7 +142,7 @@ def test_the_native_forward_is_the_network_in_float64(kind, steps):
                                    atol=1e-14 * np.abs(expected).max())
 
 
-def test_the_native_forward_keeps_its_scratch_per_size_and_thread_safely():
+def test_the_native_forward_keeps_its_scratch_per_size_and_thread_safely(monkeypatch):
     """A factor computed after another size's, or beside other threads' (the scratch arrays
     are kept between calls), is bit for bit a fresh network's."""
     weights = network_weights(perturbed("cholesky", 2).network)
@@ -157,6 +157,10 @@ def test_the_native_forward_keeps_its_scratch_per_size_and_thread_safely():
         results = list(pool.map(lambda k: shared.values(patterns[k % 2]).numpy(), range(32)))
     for k, got in enumerate(results):
         np.testing.assert_array_equal(got, fresh[k % 2])
+    other = 0 if shared._scratch[0] == (patterns[1].n, patterns[1].nnz) else 1
+    monkeypatch.setattr(factor_network, "KEPT_SCRATCH_BYTES", 0)  # a large system's is freed
+    np.testing.assert_array_equal(shared.values(patterns[other]).numpy(), fresh[other])
+    assert shared._scratch is None
 
 
 @pytest.mark.parametrize("kind", ["cholesky", "sparse_inverse"])

@@ -160,9 +160,11 @@ class MoECase(CaseBase):
         p, c = self.problem, self.constraint
         if c.method != "hard" or c.experts == 1 or c.continuity == "interface_rows":
             return
-        rows = problem_rows(p.name, self.space, p.nt, p.t_end)
+        # the experts split space only and the rows join two levels: three levels own the
+        # same rows per level as nt
+        rows = problem_rows(p.name, self.space, 3, p.t_end)
         try:
-            build_constraint(rows, p.nt, c.experts, Continuity(c.continuity),
+            build_constraint(rows, 3, c.experts, Continuity(c.continuity),
                              LevenbergMarquardt(tol=c.tol, max_iter=c.max_iter))
         except ValueError as err:
             raise ValueError(f"constraint.experts={c.experts} with constraint.continuity="

@@ -18,8 +18,7 @@ class CaseBase(Section):
     """Keys every case file has, whatever its ``kind``."""
 
     kind: str = Field(description="the case kind (physml.cases.registry.KINDS)")
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="letters, digits, '_', '.', "
-                      "'-': the run folder's name starts with it")
+    name: str = Field(min_length=1, description="the run folder's name starts with it")
     description: str = ""
     output: OutputSpec = Field(default_factory=OutputSpec)
     variants: dict[str, dict[str, Any]] = Field(
@@ -32,6 +31,14 @@ class CaseBase(Section):
     def _a_device(cls, value: str) -> str:
         if not is_device_name(value):
             raise ValueError(f"not a device name; allowed: {ALLOWED}")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _a_folder_name(cls, value: str) -> str:
+        if value in (".", "..") or any(c in value for c in "/\\\0"):
+            raise ValueError(f"{value!r} cannot start a folder's name: no '/', '\\' or NUL, "
+                             "not '.' or '..'")
         return value
 
     def unused_keys(self) -> set[str]:

@@ -156,6 +156,11 @@ auto exp_of = [](auto x) {
 TILE = 512
 """Entries (or rows) a layer processes at a time: its features stay in the first-level cache."""
 
+KEPT_SCRATCH_BYTES = 16 * 2**20
+"""The largest scratch a :class:`NetworkFactor` keeps between calls (a system of about 6e4
+unknowns at width 4): above it, allocation is a small part of the forward, and the memory is
+returned with the call."""
+
 FORWARD = EXP + """
 // the arrays a gather reads are never written in its loop (the compiler cannot tell: they are
 // parts of one work array)
@@ -434,7 +439,7 @@ class NetworkFactor:
                              f"{self.width} with {self.steps} steps has {self.weight_count()}")
         self.weights = wp.array(flat, dtype=dtype, device="cpu")
         self._scratch: tuple[tuple[int, int], tuple[wp.array, ...]] | None = None
-        self._scratch_lock = threading.Lock()  # one forward at a time uses the scratch
+        self._scratch_lock = threading.Lock()  # held by the forward using the kept scratch
 
     def weight_count(self) -> int:
         """Numbers in :meth:`NetworkWeights.flat` for this width H and K steps: encoders
@@ -481,23 +486,32 @@ class NetworkFactor:
                             dtype=dtype, device="cpu", copy=False)
 
         factor = wp.empty(nnz, dtype=out, device="cpu")
-        with self._scratch_lock:
-            scratch = self._scratch_for(n, nnz)
+        kept = self._scratch_lock.acquire(blocking=False)  # busy: this call takes its own
+        try:
+            scratch = self._scratch_for(n, nnz, kept)
             wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu", inputs=[
                 pattern.offsets, pattern.column_array, pattern.upper_offsets,
                 pattern.upper_columns, pattern.transpose_index, host(pattern.rows, wp.int32),
                 pattern.diagonal, host(lower.data), host(1.0 / sqrt_d), host(sqrt_d),
                 self.weights, self.width, self.steps, n, nnz, int(self.kind == "cholesky"),
                 *scratch], outputs=[factor])
+        finally:
+            if kept:
+                self._scratch_lock.release()
         return factor
 
-    def _scratch_for(self, n: int, nnz: int) -> tuple[wp.array, wp.array, wp.array]:
+    def _scratch_for(self, n: int, nnz: int, keep: bool) -> tuple[wp.array, ...]:
         """The forward's scratch arrays (work, scaled values, rows of $L^T$'s entries) for n
-        rows and nnz entries: those of the last call when its sizes were the same (a series
-        of systems on one mesh allocates and first-touches them once), else new ones."""
-        if self._scratch is None or self._scratch[0] != (n, nnz):
-            self._scratch = ((n, nnz), (
-                wp.empty(self.work_size(n, nnz), dtype=self.dtype, device="cpu"),
-                wp.empty(nnz, dtype=wp.float64, device="cpu"),
-                wp.empty(nnz, dtype=wp.int32, device="cpu")))
-        return self._scratch[1]
+        rows and nnz entries. With ``keep`` (the caller holds the kept set), those of the last
+        call when its sizes were the same (a series of small systems on one mesh allocates
+        and first-touches them once, which costs as much as a fifth of their forward), kept
+        up to :data:`KEPT_SCRATCH_BYTES`; else new ones."""
+        if keep and self._scratch is not None and self._scratch[0] == (n, nnz):
+            return self._scratch[1]
+        scratch = (wp.empty(self.work_size(n, nnz), dtype=self.dtype, device="cpu"),
+                   wp.empty(nnz, dtype=wp.float64, device="cpu"),
+                   wp.empty(nnz, dtype=wp.int32, device="cpu"))
+        if keep:
+            small = sum(a.capacity for a in scratch) <= KEPT_SCRATCH_BYTES
+            self._scratch = ((n, nnz), scratch) if small else None
+        return scratch
