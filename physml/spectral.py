@@ -12,11 +12,14 @@ $\hat{\mathcal{L}}(k) = -\nu|k|^2 + \rho$, and the nonlinear part one of
 Time stepping is the exponential time-differencing RK4 of Cox & Matthews with the
 coefficients evaluated by the contour integrals of Kassam & Trefethen (2005) (32 points on
 a unit circle around each $\hat{\mathcal L}\,\Delta t$), fourth order in $\Delta t$. Products are
-formed on the grid and de-aliased by the 2/3 rule (modes with $|k_i| \ge n_i/3$ of
-$\hat{\mathcal N}$ are zeroed). Fields are real, shape ``n`` (``(n_x,)`` or ``(n_x, n_y)``,
-``indexing="ij"``), on the nodes $x_j = jL/n$. All arithmetic is torch (``torch.fft``), so the
-solver runs on CPU or CUDA; float64 is the default because these are the references that
-errors of order 1e-6 are measured against.
+formed on the grid and truncated by the 2/3 rule (modes with $|k_i| \ge n_i/3$ of
+$\hat{\mathcal N}$ are zeroed): alias-free for Burgers' quadratic product of a field within
+that band; the cubic's products alias into the kept band unless the field lies within
+$|k_i| < n_i/4$ (the 1/2 rule), so an Allen–Cahn reference is converged by refining the grid
+until its error no longer moves, not by the truncation alone. Fields are real, shape ``n``
+(``(n_x,)`` or ``(n_x, n_y)``, ``indexing="ij"``), on the nodes $x_j = jL/n$. All arithmetic
+is torch (``torch.fft``), so the solver runs on CPU or CUDA; float64 is the default because
+these are the references that errors of order 1e-6 are measured against.
 
 It lives in the PyTorch layer (``from physml.spectral import SpectralSolver``) because
 :mod:`physml.solvers` is importable without torch.
@@ -211,8 +214,15 @@ class SpectralSolver:
         r"""The trigonometric interpolant of grid field ``u`` at ``points`` (m, ndim), real and
         exact for a band-limited field, so references can be read off anywhere (at test points
         that no network was trained on). The Nyquist coefficient of each axis is split evenly
-        between $\pm n/2$. Cost $O(m\prod_i n_i)$, in chunks of 4096 points."""
+        between $\pm n/2$. Cost $O(m\prod_i n_i)$, in chunks of 4096 points.
+
+        Raises:
+            ValueError: ``u`` is not a field of the grid or ``points`` not (m, ndim).
+        """
         ndim = len(self.n)
+        if tuple(u.shape) != tuple(self.n) or points.dim() != 2 or points.shape[1] != ndim:
+            raise ValueError(f"u has shape {tuple(u.shape)} and points {tuple(points.shape)}; "
+                             f"need {tuple(self.n)} and (m, {ndim})")
         c = torch.fft.fftn(u.to(self.device, self.dtype), dim=tuple(range(ndim))) / math.prod(
             self.n
         )

@@ -54,6 +54,8 @@ def test_interpolation_is_exact_for_band_limited_fields():
     points = torch.rand(50, 2, dtype=torch.float64) * 2 * math.pi
     values = solver.interpolate(field(X, Y), points)
     assert torch.allclose(values, field(points[:, 0], points[:, 1]), atol=1e-13)
+    with pytest.raises(ValueError, match=r"need \(16, 12\) and \(m, 2\)"):
+        solver.interpolate(field(X, Y), points[:, :1])  # one coordinate for a 2D field
 
 
 def test_bad_input_and_blow_up():

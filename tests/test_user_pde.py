@@ -65,6 +65,42 @@ def test_boundary_parts_keep_their_names_measures_and_outward_normals():
         Union(Disk((0, 0), 1.0), Disk((1, 0), 1.0))
 
 
+def test_empty_thin_and_degenerate_domains_are_refused_by_name():
+    with pytest.raises(ValueError, match="Intersection: the combined domain has no boundary"):
+        Intersection(Disk((0.0, 0.0), 1.0), Disk((1.9, 1.9), 1.0))  # boxes overlap, disks not
+    with pytest.raises(ValueError, match="Difference: the combined domain has no boundary"):
+        Difference(Disk((0.0, 0.0), 0.5), Disk((0.0, 0.0), 1.0))
+    with pytest.raises(ValueError, match="vertices 3 and 0 coincide"):
+        Polygon([(0, 0), (1, 0), (1, 1), (0, 0)])  # the closing vertex repeated
+    sliver = Polygon([(0, 0), (1, 1), (1, 1 - 1e-9)])  # area 5e-10 in a unit bounding box
+    with pytest.raises(ValueError, match="none of .* points drawn in the bounding box lies"):
+        sliver.sample_interior(10, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="no boundary part to sample"):
+        Rectangle((0, 0), (1, 1)).sample_boundary(5, np.random.default_rng(0), names=[])
+
+
+def test_two_boxes_combine_once_their_faces_are_named():
+    outer = Box((0, 0), (2, 2))
+    hole = Box((0.5, 0.5), (1.5, 1.5), names=["hole_left", "hole_right", "hole_bottom",
+                                                 "hole_top"])
+    frame = Difference(outer, hole)
+    assert frame.part_names == ["left", "right", "bottom", "top", "hole_left", "hole_right",
+                                "hole_bottom", "hole_top"]
+    assert sum(p.measure for p in frame.parts()) == pytest.approx(12.0, rel=0.03)
+    with pytest.raises(ValueError, match="both domains have a boundary part named 'bottom'"):
+        Difference(outer, Box((0.5, 0.5), (1.5, 1.5)))
+    with pytest.raises(ValueError, match="4 distinct face names needed"):
+        Box((0, 0), (1, 1), names=["a", "b", "c"])
+    from physml.cases.equation import ShapeSpec
+    from physml.cases.equation_problem import build_geometry
+
+    spec = ShapeSpec(kind="difference", a={"kind": "rectangle", "lower": [0, 0],
+                                           "upper": [2, 2]},
+                     b={"kind": "rectangle", "lower": [0.5, 0.5], "upper": [1.5, 1.5],
+                        "names": ["hl", "hr", "hb", "ht"]})
+    assert build_geometry(spec, "domain.geometry").part_names[4:] == ["hl", "hr", "hb", "ht"]
+
+
 def test_derivatives_by_name_are_exact_and_shared():
     X = torch.rand(5, 3, dtype=torch.float64, requires_grad=True)
     x, y, t = X[:, :1], X[:, 1:2], X[:, 2:]

@@ -57,7 +57,8 @@ class ShapeSpec(Section):
     radius: float | None = Field(None, gt=0)
     name: str | None = Field(None, description="boundary part name (disk, ball)")
     vertices: list[tuple[float, float]] | None = None
-    names: list[str] | None = Field(None, description="edge names (polygon)")
+    names: list[str] | None = Field(None, description="edge names (polygon) or face names "
+                                    "(interval, rectangle, box: lower, upper face per axis)")
     mesh: MeshSpec | None = Field(None, description="a mesh file or a generated domain (mesh): "
                                   "its tagged boundary facets are the named parts")
     a: ShapeSpec | None = None

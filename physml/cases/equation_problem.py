@@ -32,7 +32,7 @@ def build_geometry(spec, key: str = "domain.geometry"):
                                build_geometry(spec.b, f"{key}.b"))
     try:
         if kind in ("interval", "rectangle", "box"):
-            return Box(_need(spec, "lower", key), _need(spec, "upper", key))
+            return Box(_need(spec, "lower", key), _need(spec, "upper", key), spec.names)
         if kind in ("disk", "ball"):
             return Ball(_need(spec, "centre", key), _need(spec, "radius", key),
                         spec.name or "boundary")

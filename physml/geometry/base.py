@@ -23,6 +23,10 @@ from scipy.stats import qmc
 SAMPLERS = ("uniform", "sobol")
 """How interior points are drawn from the bounding box."""
 
+EMPTY_AFTER = 10**6
+"""Bounding-box points drawn with none inside, after which a domain is called empty (and the
+most drawn in one round)."""
+
 def _sqrt(x):
     return x.sqrt() if hasattr(x, "sqrt") and not isinstance(x, np.ndarray) else np.sqrt(x)
 
@@ -116,13 +120,19 @@ class Geometry:
         rejected (a box itself rejects none)."""
         low, high = self.bounds[:, 0], self.bounds[:, 1]
         chosen: list[np.ndarray] = []
-        count, batch = 0, n
+        count, batch, drawn = 0, n, 0
         while count < n:
+            if count == 0 and drawn >= EMPTY_AFTER:
+                raise ValueError(f"none of {drawn} points drawn in the bounding box lies inside "
+                                 f"the {type(self).__name__}: it is empty or too thin to "
+                                 "sample")
             P = low + (high - low) * unit_points(batch, self.dim, kind, rng)
+            drawn += batch
             P = P[self.inside(P)]
             chosen.append(P)
             count += len(P)
-            batch = 2 * max(n - count, 64) * max(1, round(batch / max(len(P), 1)))
+            batch = min(2 * max(n - count, 64) * max(1, round(batch / max(len(P), 1))),
+                        EMPTY_AFTER)
         return np.concatenate(chosen)[:n]
 
     def sample_boundary(self, n: int, rng: np.random.Generator,
@@ -136,6 +146,8 @@ class Geometry:
             points ``(N, d)`` and the index of each point's part in ``names``, ``(N,)``.
         """
         parts = self.require_parts(names)
+        if not parts:
+            raise ValueError("sample_boundary: no boundary part to sample (names is empty)")
         if stratified:
             index = np.repeat(np.arange(len(parts)), n)
         else:

@@ -53,6 +53,10 @@ class _Combined(Geometry):
         if clash:
             raise ValueError(f"{type(self).__name__}: both domains have a boundary part named "
                              f"{clash[0]!r}; give the parts distinct names")
+        if not parts:
+            raise ValueError(f"{type(self).__name__}: the combined domain has no boundary left "
+                             "(the domains do not overlap, or one removes the other): it is "
+                             "empty")
         self._parts = parts
         self.bounds = self._bounds()
 

@@ -30,13 +30,16 @@ def _module(P):
 
 class Box(Geometry):
     """The box $\\prod_i [a_i, b_i]$ in 1 to 3 dimensions; faces named by :data:`BOX_FACES`
-    (an interval has ``left`` and ``right``).
+    (an interval has ``left`` and ``right``) or by ``names``.
 
     Args:
         lower, upper: the corners (one entry per dimension, upper > lower).
+        names: 2 d distinct face names in the order of :data:`BOX_FACES` (lower, then upper
+            face along x, then y, then z): what two boxes of one CSG domain need.
     """
 
-    def __init__(self, lower: Sequence[float], upper: Sequence[float]) -> None:
+    def __init__(self, lower: Sequence[float], upper: Sequence[float],
+                 names: Sequence[str] | None = None) -> None:
         lower, upper = np.atleast_1d(np.asarray(lower, float)), np.atleast_1d(
             np.asarray(upper, float))
         if lower.shape != upper.shape or not 1 <= len(lower) <= 3:
@@ -46,6 +49,11 @@ class Box(Geometry):
             raise ValueError(f"Box: upper {list(upper)} must exceed lower {list(lower)}")
         self.dim = len(lower)
         self.bounds = np.stack([lower, upper], axis=1)
+        default = [name for axis in range(self.dim) for name in BOX_FACES[axis]]
+        self.names = list(names) if names is not None else default
+        if len(self.names) != len(default) or len(set(self.names)) != len(default):
+            raise ValueError(f"Box: {len(default)} distinct face names needed (for "
+                             f"{', '.join(default)}), got {self.names}")
 
     def inside(self, P):
         slack = 1e-12 * self.diameter
@@ -70,7 +78,8 @@ class Box(Geometry):
         for axis in range(self.dim):
             others = [i for i in range(self.dim) if i != axis]
             measure = float(np.prod(np.ptp(self.bounds[others], axis=1))) if others else 1.0
-            for side, name in enumerate(BOX_FACES[axis]):
+            for side in range(2):
+                name = self.names[2 * axis + side]
                 parts.append(BoundaryPart(name, measure, self._face_sampler(axis, side, others),
                                           self._face_normal(axis, side)))
         return parts
@@ -170,6 +179,12 @@ class Polygon(Geometry):
         V = np.asarray(vertices, dtype=np.float64)
         if V.ndim != 2 or V.shape[1] != 2 or len(V) < 3:
             raise ValueError(f"Polygon: vertices need shape (n >= 3, 2), got {V.shape}")
+        repeated = np.flatnonzero(np.all(V == np.roll(V, -1, axis=0), axis=1))
+        if len(repeated):
+            i = int(repeated[0])
+            raise ValueError(f"Polygon: vertices {i} and {(i + 1) % len(V)} coincide (an edge of "
+                             "length 0); list each vertex once, without repeating the first "
+                             "at the end")
         area = 0.5 * np.sum(V[:, 0] * np.roll(V[:, 1], -1) - np.roll(V[:, 0], -1) * V[:, 1])
         if area == 0:
             raise ValueError("Polygon: the vertices enclose no area")
