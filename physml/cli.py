@@ -673,9 +673,7 @@ def _interrupted(args: argparse.Namespace, folder: Path, kind: CaseKind) -> str:
     if not kind.resumable:
         return f"physml: interrupted; kind {kind.name!r} cannot resume: start a new run " \
                f"({folder} keeps its {kind.checkpoint})"
-    if not (folder / CONFIG).is_file():  # stopped between the checkpoint and the config
-        if args.resume is not None:
-            return f"physml: interrupted; {folder} is as it was"
+    if args.resume is None and not (folder / CONFIG).is_file():  # stopped before its config
         shutil.rmtree(folder, ignore_errors=True)
         return removed
     command = shlex.join(["physml", "run", str(args.case), *args.overrides, "--resume",

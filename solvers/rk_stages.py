@@ -49,6 +49,7 @@ import warp as wp
 
 from .cahn_hilliard_kernels import available_cores, host_pool
 from .grid import BCKind, BoundaryConditions, Grid
+from .kept import held_if_free
 from .operators import ghost_source, launch, limited_slope, reaction_term, rusanov_flux, specialize
 from .replay import Replay
 from .timestepping import Tableau
@@ -1052,13 +1053,8 @@ class FusedStages:
         """The work arrays of one rollout: the kept set, or a private one when another rollout
         holds it (one started from a callback, or in another thread, also through a
         ``with_parameters``/``with_dt`` copy of the solver, which shares these stages)."""
-        if not self._kept_in_use.acquire(blocking=False):
-            yield StageWork(reuse=True)
-            return
-        try:
-            yield self._kept_work
-        finally:
-            self._kept_in_use.release()
+        with held_if_free(self._kept_in_use) as kept:
+            yield self._kept_work if kept else StageWork(reuse=True)
 
     @contextmanager
     def capturing(self) -> Iterator[list[list[Replay] | None]]:

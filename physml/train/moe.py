@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 
 import numpy as np
@@ -75,7 +75,7 @@ PROBLEMS = {
         "diffusion_sorption1d",
         lambda space, dt, spec: DiffusionSorptionRows(space[0], dt, **{
             name: value for name, value in spec.parameters.items()
-            if name in ("D", "porosity", "rho_s", "k_f", "n_f", "u_left")})),
+            if name in {f.name for f in fields(DiffusionSorptionRows)}})),
     "navier_stokes": MoEProblem(
         "navier_stokes2d",
         lambda space, dt, spec: NavierStokesRows(*space, dt, nu=spec.parameters["nu"],

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import warp as wp
 
+from ..kept import held_if_free
 from .triangular import LowerPattern
 
 NODE_FEATURES = 2
@@ -486,8 +487,7 @@ class NetworkFactor:
                             dtype=dtype, device="cpu", copy=False)
 
         factor = wp.empty(nnz, dtype=out, device="cpu")
-        kept = self._scratch_lock.acquire(blocking=False)  # busy: this call takes its own
-        try:
+        with held_if_free(self._scratch_lock) as kept:  # busy: this call takes its own
             scratch = self._scratch_for(n, nnz, kept)
             wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu", inputs=[
                 pattern.offsets, pattern.column_array, pattern.upper_offsets,
@@ -495,9 +495,6 @@ class NetworkFactor:
                 pattern.diagonal, host(lower.data), host(1.0 / sqrt_d), host(sqrt_d),
                 self.weights, self.width, self.steps, n, nnz, int(self.kind == "cholesky"),
                 *scratch], outputs=[factor])
-        finally:
-            if kept:
-                self._scratch_lock.release()
         return factor
 
     def _scratch_for(self, n: int, nnz: int, keep: bool) -> tuple[wp.array, ...]:
