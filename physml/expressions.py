@@ -7,7 +7,11 @@ compiled by walking its tree into a function of named values that works on PyTor
 (residuals, output transforms) and on NumPy arrays (targets, references) alike.
 
 Derivative symbols: with outputs ``u`` and inputs ``x, y, t``, ``u_x``, ``u_xx``, ``u_xy``,
-``u_t`` ... name partial derivatives (each letter one differentiation, in any order).
+``u_t`` ... name partial derivatives of first and second order (each letter one
+differentiation, in any order); inputs with longer names have no derivative symbols.
+
+Every name is a real symbol (so ``abs(exp(-t))`` is ``exp(-t)``, not ``exp(re(t))``); a text
+may span lines (a YAML block).
 """
 
 from __future__ import annotations
@@ -50,12 +54,13 @@ def parse(text: str | float, allowed: Iterable[str], key: str) -> sympy.Expr:
     if isinstance(text, (int, float)):
         return sympy.Float(text) if isinstance(text, float) else sympy.Integer(text)
     allowed = sorted(set(allowed))
+    text = " ".join(str(text).split())  # one line, no indentation: as written in a YAML block
     try:
-        tree = ast.parse(str(text).replace("^", "**"), mode="eval")
+        tree = ast.parse(text.replace("^", "**"), mode="eval")
     except SyntaxError as err:
         raise ValueError(f"{key}: {text!r} is not a valid expression ({err.msg} at column "
                          f"{err.offset})") from None
-    symbols = {name: sympy.Symbol(name) for name in allowed}
+    symbols = {name: sympy.Symbol(name, real=True) for name in allowed}
 
     def build(node):
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \

@@ -217,7 +217,7 @@ HEAT = (CASES / "heat_disk.yaml").read_text()
      "pde.initial: the name of a loss term of the conditions or observations (initial, robin)"),
     ("time: [0.0, 1.0]", "time: [1.0, 0.0]", "domain.time: [1.0, 0.0]: the end must exceed"),
     ("parameters: {h: 1.0}", "parameters: {h: 1.0}\ncoefficients: {x: {value: 1.0}}",
-     "coefficients.x: the name of an input or field"),
+     "coefficients.x: the name of an input, field or derivative"),
     ("parameters: {h: 1.0}", "parameters: {h: 1.0}\ncoefficients: {k: {value: -1.0, "
      "positive: true}}", "coefficients.k: "),
     ("grid: [41, 41, 11]", "grid: [41, 11]", "evaluation.grid: 2 count(s) for the inputs x, y, t"),
@@ -227,6 +227,27 @@ HEAT = (CASES / "heat_disk.yaml").read_text()
     ("{kind: robin, boundary: [rim], alpha: 1.0, beta: 1.0, value: 4 * exp(-t)}",
      "{kind: periodic, axis: x}", "conditions: condition 'periodic': periodic along 'x' needs "
      "a box domain"),
+    ("pde: u_t - (u_xx + u_yy) + exp(-t) * (5 + x^2 + y^2)", "pde: x + 2 * pi",
+     "pde: 'x + 2 * pi' involves no field (u) and no derivative of one"),
+    ("parameters: {h: 1.0}", "parameters: {h: 1.0, u_x: 0.0}",
+     "parameters.u_x: the name of an input, field, derivative or coefficient"),
+    ("parameters: {h: 1.0}", "parameters: {h: 1.0}\ncoefficients: {u_xx: {value: 1.0}}",
+     "coefficients.u_xx: the name of an input, field or derivative"),
+    ("time: [0.0, 1.0]", "time: [0.0, 1.0]\n  space: [x, x]",
+     "domain.space: ['x', 'x']: the space inputs need distinct names, none of them t"),
+    ("time: [0.0, 1.0]", "time: [0.0, 1.0]\n  space: [x, t]", "domain.space: ['x', 't']"),
+    ("parameters: {h: 1.0}", "parameters: {h: 1.0}\nfields: [x]",
+     "fields: ['x']: the fields need distinct names, none of them an input (t, x, y)"),
+    ("parameters: {h: 1.0}", "parameters: {h: 1.0}\ncoefficients: {k: {kind: field, "
+     "trainable: true}}", "coefficients.k: trainable is not an option of kind 'field'"),
+    ("parameters: {h: 1.0}", "parameters: {h: 1.0}\ncoefficients: {k: {width: 8}}",
+     "coefficients.k: width is not an option of kind 'scalar'"),
+    ("{kind: mlp,", "{kind: periodic,", "model.kind: periodic builds in the period of a "
+     "periodic condition that holds for every field"),
+    ("exact: exp(-t) * (1 + x^2 + y^2)", "exact: 0 * x", "exact: zero everywhere"),
+    ("geometry: {kind: disk, centre: [0.0, 0.0], radius: 1.0, name: rim}",
+     "geometry: {kind: difference, a: {kind: disk, centre: [0.0, 0.0], radius: 1.0, name: "
+     "rim}, b: {kind: interval, lower: [0.0], upper: [0.5]}}", "domain.geometry: "),
 ])
 def test_a_bad_expression_or_part_exits_2_naming_the_key(tmp_path, old, new, message,
                                                          cli_in_process):
@@ -323,6 +344,86 @@ def test_an_observation_file_without_the_variable_exits_2(tmp_path):
     missing = _cli("validate", _write_case(tmp_path, text.replace(str(data), "nope.h5")))
     assert missing.returncode == 2 and "nope.h5' does not exist" in \
         missing.stderr
+
+
+def test_names_are_real_and_a_text_may_span_lines():
+    from physml.expressions import compile_expression, parse
+
+    assert str(parse("u_t - u_xx * abs(exp(-t))", ["u_t", "u_xx", "t"], "pde")) == \
+        "u_t - u_xx*exp(-t)"  # compiled as written, not as exp(re(t))
+    f = compile_expression(parse("\n  sin(x) *\n    cos(y)\n", ["x", "y"], "k"))
+    assert f({"x": 0.5, "y": 0.25}) == pytest.approx(np.sin(0.5) * np.cos(0.25), rel=1e-15)
+
+
+def test_a_clockwise_polygon_s_distance_takes_tensors():
+    clockwise = Polygon([(-1, 1), (0, 1), (0, 0), (1, 0), (1, -1), (-1, -1)])
+    P = torch.tensor([[-0.5, -0.5], [0.5, -0.5]], dtype=torch.float64)
+    torch.testing.assert_close(clockwise.distance(P), L_SHAPE.distance(P))
+
+
+STEADY_1D = """kind: equation
+name: steady
+domain: {geometry: {kind: interval, lower: [0.0], upper: [1.0]}}
+pde: u_xx + pi^2 * sin(pi*x)
+conditions: [{kind: dirichlet, value: 0.0}]
+exact: sin(pi*x)
+model: {kind: mlp, width: 8, depth: 2}
+training: {collocation: {points: 64, boundary_points: 8}, adam: {steps: 5}, lbfgs: {steps: 0}}
+evaluation: {every: 5, grid: [17]}
+"""
+"""-u'' = pi^2 sin(pi x) on [0, 1], u = 0 at the ends: a steady 1D case, 5 Adam steps."""
+
+
+@pytest.mark.parametrize("old, new, shape", [
+    ("", "", (17,)),
+    ("domain: {geometry: {kind: interval, lower: [0.0], upper: [1.0]}}",
+     "domain: {geometry: {kind: ball, centre: [0.0, 0.0, 0.0], radius: 1.0}}", (5, 5, 5)),
+    ("domain: {geometry: {kind: interval, lower: [0.0], upper: [1.0]}}",
+     "domain: {geometry: {kind: ball, centre: [0.0, 0.0, 0.0], radius: 1.0}, time: [0, 1]}",
+     (3, 5, 5, 5))])
+def test_1d_and_3d_cases_plot_their_solution(tmp_path, old, new, shape):
+    """Curves in 1D, the last time and the middle plane in 3D."""
+    from physml.cases.registry import load_case, run_case
+
+    text = STEADY_1D.replace(old, new)
+    if len(shape) > 1:
+        text = text.replace("grid: [17]", f"grid: {list(shape[::-1])}")
+    case = load_case(_write_case(tmp_path, text), [f"output.folder={tmp_path}"])
+    folder, _ = run_case(case)
+    assert (folder / "solution.png").stat().st_size > 0 and (folder / "losses.png").exists()
+    assert xr.open_dataset(folder / "predictions.h5")["prediction"].shape == shape
+
+
+def test_a_periodic_network_takes_the_period_of_a_periodic_condition(tmp_path):
+    from physml.cases.equation import build_trainer
+    from physml.cases.registry import load_case
+
+    text = STEADY_1D.replace("upper: [1.0]}}", "upper: [2.0]}, time: [0, 1]}").replace(
+        "pde: u_xx + pi^2 * sin(pi*x)", "pde: u_t - 0.1 * u_xx").replace(
+        "conditions: [{kind: dirichlet, value: 0.0}]",
+        "conditions: [{kind: initial, value: sin(pi*x)}, {kind: periodic, axis: x}]").replace(
+        "exact: sin(pi*x)", "exact: exp(-0.1*pi^2*t) * sin(pi*x)").replace(
+        "grid: [17]", "grid: [17, 3]")
+    case = load_case(_write_case(tmp_path, text), ["model.kind=periodic", "model.harmonics=2"])
+    model = build_trainer(case).model
+    torch.testing.assert_close(model.frequencies.double(),
+                               torch.tensor([[np.pi, 2 * np.pi]], dtype=torch.float64))
+    assert "harmonics" in case.resolved()["model"]
+    assert "fourier_scale" not in case.resolved()["model"]
+    fourier = load_case(_write_case(tmp_path, text), ["model.kind=fourier",
+                                                      "model.fourier_scale=5"])
+    assert fourier.resolved()["model"]["fourier_scale"] == 5  # kept: --resume compares it
+
+
+def test_a_field_coefficient_is_written_on_the_evaluation_grid(tmp_path):
+    from physml.cases.registry import load_case, run_case
+
+    text = STEADY_1D.replace("pde: u_xx + pi^2 * sin(pi*x)",
+                             "pde: k * u_xx + pi^2 * sin(pi*x)\n"
+                             "coefficients: {k: {kind: field, positive: true, width: 4}}")
+    folder, _ = run_case(load_case(_write_case(tmp_path, text), [f"output.folder={tmp_path}"]))
+    k = xr.open_dataset(folder / "predictions.h5")["coefficient_k"]
+    assert k.dims == ("x",) and k.shape == (17,) and bool((k > 0).all())
 
 
 def test_expressions_compile_to_torch_and_numpy_alike():

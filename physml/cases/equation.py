@@ -9,15 +9,17 @@ fields, their derivatives (``u_x``, ``u_xx``, ``u_t`` ...), the ``parameters`` a
     name: heat_disk
     parameters: {h: 2.0}
     domain: {geometry: {kind: disk, centre: [0, 0], radius: 1, name: rim}, time: [0, 1]}
-    pde: u_t - (u_xx + u_yy)
+    pde: u_t - (u_xx + u_yy) + exp(-t) * (5 + x^2 + y^2)
     conditions:
       - {kind: initial, value: "1 + x^2 + y^2"}
-      - {kind: robin, boundary: [rim], alpha: h, beta: 1, value: "..."}
-    exact: ...
+      - {kind: robin, boundary: [rim], alpha: 2.0, beta: 1.0, value: "(2 + 2*h) * exp(-t)"}
+    exact: exp(-t) * (1 + x^2 + y^2)
 
 Run folder: as ``kind: pinn`` (``config.yaml``, ``checkpoint.pt``, ``metrics.json``,
-``predictions.h5`` with NaN outside the domain, ``solution.png`` at the last time,
-``losses.png``); ``metrics.json`` carries the history of every trainable coefficient.
+``predictions.h5`` with NaN outside the domain, ``solution.png`` at the last time (and the
+middle plane in 3D; curves in 1D), ``losses.png``); ``metrics.json`` carries the history of
+every scalar coefficient, ``predictions.h5`` every field coefficient on the evaluation grid
+(``coefficient_<name>``).
 Observations made by a solver (``observations.solve``) are written to ``observations.h5``
 and, without ``exact`` or ``reference``, the solved field is the reference.
 """
@@ -28,6 +30,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 import torch
 import xarray as xr
 from pydantic import AfterValidator, Field, field_validator, model_validator
@@ -37,11 +40,12 @@ from ..datasets.store import with_cf_metadata, write_dataset
 from ..models import build_model
 from ..threads import apply_threads
 from ..train.pinn import PINNTrainer
+from ..train.problems import FieldCoefficient
 from .equation_problem import CONDITION_KINDS, build_equation_problem, solve_observations
 from .kind import CaseKind, OnStep
 from .pinn_training import TrainingSpec, load_checkpoint, save_checkpoint, trainer_options
 from .run_folder import CONFIG, FIELD_METADATA, Section, write_text
-from .sections import CaseBase, ModelSpec, Threads, threshold_verdict
+from .sections import MODEL_OPTIONS, CaseBase, ModelSpec, Threads, threshold_verdict
 
 Expression = str | float
 
@@ -83,12 +87,25 @@ class ConditionSpec(Section):
 
 
 class CoefficientSpec(Section):
+    """A scalar (``value``, ``trainable``) or a field given by a network of the inputs
+    (``width``, ``depth``; always trained); ``positive`` trains the logarithm of either."""
+
     kind: Literal["scalar", "field"] = "scalar"
     value: float = 1.0
     trainable: bool = False
     positive: bool = False
     width: int = Field(16, gt=0)
     depth: int = Field(2, gt=0)
+
+    @model_validator(mode="after")
+    def _options_of_the_kind(self) -> CoefficientSpec:
+        other = {"scalar": ("width", "depth"), "field": ("value", "trainable")}[self.kind]
+        given = [key for key in other if key in self.model_fields_set]
+        if given:
+            raise ValueError(f"{given[0]} is not an option of kind {self.kind!r} (a scalar "
+                             "takes value, trainable, positive; a field width, depth, "
+                             "positive, and is always trained)")
+        return self
 
 
 class ObservationSolveSpec(Section):
@@ -166,11 +183,16 @@ class EquationCase(CaseBase):
         """Parse every expression and build the problem now (one message naming the key)."""
         if self.exact is not None and self.reference is not None:
             raise ValueError("give exact or reference, not both")
-        build_equation_problem(self)
+        problem = build_equation_problem(self)
+        if self.model.kind == "periodic" and not any(problem.input_periods):
+            raise ValueError("model.kind: periodic builds in the period of a periodic "
+                             "condition that holds for every field ({kind: periodic, axis: "
+                             "x} on a box); this case has none")
         return self
 
     def unused_keys(self) -> set[str]:
-        return {"model.periodic_embedding", "model.fourier_scale", "model.harmonics"}
+        return {"model.periodic_embedding"} | {
+            f"model.{key}" for key, kind in MODEL_OPTIONS.items() if kind != self.model.kind}
 
 
 def build_trainer(case: EquationCase, solved: Path | None = None) -> PINNTrainer:
@@ -202,9 +224,41 @@ def results_dataset(case: EquationCase, trainer: PINNTrainer, rel_l2: float | No
     attrs = {"case": case.name, "pde": str(case.pde), "config": case.to_yaml()}
     if rel_l2 is not None:
         attrs["rel_l2"] = rel_l2
-    ds = xr.Dataset({k: (dims + extra, v) for k, v in fields.items()}, coords=coords,
-                    attrs=attrs)
-    return with_cf_metadata(ds, FIELD_METADATA)
+    variables = {k: (dims + extra, v) for k, v in fields.items()}
+    metadata = dict(FIELD_METADATA)
+    for name, values in coefficient_fields(trainer).items():
+        variables[f"coefficient_{name}"] = (dims, values)
+        metadata[f"coefficient_{name}"] = (f"coefficient field {name} (trained)", "1")
+    ds = xr.Dataset(variables, coords=coords, attrs=attrs)
+    return with_cf_metadata(ds, metadata)
+
+
+def coefficient_fields(trainer: PINNTrainer) -> dict[str, np.ndarray]:
+    """Each field coefficient on the evaluation grid (time first, NaN outside the domain)."""
+    out = {}
+    for name, coefficient in trainer.problem.coefficients.items():
+        if isinstance(coefficient, FieldCoefficient):
+            with torch.no_grad():
+                values = coefficient(trainer.eval_points).cpu().numpy()[:, 0]
+            grid = np.full(trainer.inside.shape, np.nan)
+            grid[trainer.inside] = values
+            out[name] = grid
+    return out
+
+
+def solution_snapshot(ds: xr.Dataset) -> xr.Dataset:
+    """What :func:`~.figures.plot_solution` draws of a results dataset: the field itself in
+    1D and 2D (space, or space and time); beyond that the last time (attribute ``t``) and then
+    the middle plane of the first space axis (attribute ``plane``, ``"z = 0.5"``)."""
+    while ds["prediction"].ndim > 2:
+        if "time" in ds.dims:
+            ds = ds.isel(time=-1).assign_attrs(t=float(ds["time"][-1]))
+        else:
+            axis = ds["prediction"].dims[0]
+            middle = ds.sizes[axis] // 2
+            ds = ds.isel({axis: middle}).assign_attrs(
+                plane=f"{axis} = {float(ds[axis][middle]):.4g}")
+    return ds
 
 
 def write_results(case: EquationCase, trainer: PINNTrainer, folder: Path, threads: int) -> dict:
@@ -221,9 +275,8 @@ def write_results(case: EquationCase, trainer: PINNTrainer, folder: Path, thread
         from .figures import plot_losses, plot_solution
 
         if "reference" in ds and trainer.problem.output_dim == 1:
-            snapshot = ds.isel(time=-1).assign_attrs(t=float(ds["time"][-1])) if (
-                "time" in ds.dims and ds["prediction"].ndim == 3) else ds
-            plot_solution(snapshot, folder / "solution.png", scheme="PINN, Adam + L-BFGS",
+            plot_solution(solution_snapshot(ds), folder / "solution.png",
+                          scheme="PINN, Adam + L-BFGS",
                           step=trainer.step, log_error=case.output.log_error)
         plot_losses(trainer.history, folder / "losses.png", f"{case.name}: losses and error",
                     case.training.adam.steps, case.training.collocation.resample_every)

@@ -28,8 +28,11 @@ def build_geometry(spec, key: str = "domain.geometry"):
         if spec.a is None or spec.b is None:
             raise ValueError(f"{key}: kind {kind!r} needs 'a' and 'b'")
         operation = {"union": Union, "intersection": Intersection, "difference": Difference}
-        return operation[kind](build_geometry(spec.a, f"{key}.a"),
-                               build_geometry(spec.b, f"{key}.b"))
+        a, b = build_geometry(spec.a, f"{key}.a"), build_geometry(spec.b, f"{key}.b")
+        try:
+            return operation[kind](a, b)
+        except ValueError as err:
+            raise ValueError(f"{key}: {err}") from None
     try:
         if kind in ("interval", "rectangle", "box"):
             return Box(_need(spec, "lower", key), _need(spec, "upper", key), spec.names)
@@ -57,7 +60,10 @@ class _Expression:
 
     def __init__(self, text, allowed, key, parameters):
         self.expr = parse(text, [*allowed, *parameters], key)
-        self.function = compile_expression(self.expr)
+        try:
+            self.function = compile_expression(self.expr)
+        except ValueError as err:
+            raise ValueError(f"{key}: {text!r}: {err}") from None
         self.parameters = parameters
         self.names = {s.name for s in self.expr.free_symbols}
 
@@ -78,15 +84,22 @@ def build_equation_problem(case, solved: Path | None = None) -> PINNProblem:
     time = tuple(case.domain.time) if case.domain.time is not None else None
     inputs = (*space, "t") if time else space
     outputs = tuple(case.fields)
+    _check_names(space, time is not None, outputs)
     parameters = dict(case.parameters)
-    clash = sorted(set(parameters) & {*inputs, *outputs, *case.coefficients})
-    if clash:
-        raise ValueError(f"parameters.{clash[0]}: the name of an input, field or coefficient")
     derivatives = derivative_symbols(outputs, inputs)
+    clash = sorted(set(parameters) & {*inputs, *outputs, *derivatives, *case.coefficients})
+    if clash:
+        raise ValueError(f"parameters.{clash[0]}: the name of an input, field, derivative or "
+                         "coefficient")
     allowed = [*inputs, *outputs, *derivatives, *case.coefficients]
     equations = case.pde if isinstance(case.pde, dict) else {"residual": case.pde}
-    residuals = {name: _Expression(text, allowed, f"pde.{name}" if isinstance(case.pde, dict)
-                                   else "pde", parameters) for name, text in equations.items()}
+    residuals = {}
+    for name, text in equations.items():
+        key = f"pde.{name}" if isinstance(case.pde, dict) else "pde"
+        residuals[name] = _Expression(text, allowed, key, parameters)
+        if not residuals[name].names & {*outputs, *derivatives}:
+            raise ValueError(f"{key}: {text!r} involves no field ({', '.join(outputs)}) and no "
+                             "derivative of one: a residual constrains the fields")
 
     def residual(d):
         out = {}
@@ -104,8 +117,8 @@ def build_equation_problem(case, solved: Path | None = None) -> PINNProblem:
     if time is not None and not time[1] > time[0]:
         raise ValueError(f"domain.time: {list(time)}: the end must exceed the start")
     for name in case.coefficients:
-        if name in (*inputs, *outputs):
-            raise ValueError(f"coefficients.{name}: the name of an input or field")
+        if name in (*inputs, *outputs, *derivatives):
+            raise ValueError(f"coefficients.{name}: the name of an input, field or derivative")
     coefficients = {name: _coefficient(spec, len(inputs), f"coefficients.{name}")
                     for name, spec in case.coefficients.items()}
     reference = _reference(case, inputs, outputs, parameters, solved)
@@ -119,10 +132,40 @@ def build_equation_problem(case, solved: Path | None = None) -> PINNProblem:
     try:
         problem = PINNProblem(residual, geometry, time=time, conditions=conditions,
                               outputs=outputs, space=space, reference=reference,
-                              coefficients=coefficients, observations=observations)
+                              coefficients=coefficients, observations=observations,
+                              periods=_periods(conditions, inputs, outputs, geometry))
     except ValueError as err:
         raise ValueError(f"conditions: {err}") from None
     return problem
+
+
+def _check_names(space, has_time: bool, outputs) -> None:
+    """Space names distinct and not ``t`` when there is time; fields distinct and not named
+    like an input.
+
+    Raises:
+        ValueError: naming ``domain.space`` or ``fields``.
+    """
+    if len(set(space)) != len(space) or (has_time and "t" in space):
+        raise ValueError(f"domain.space: {list(space)}: the space inputs need distinct names"
+                         + (", none of them t (the time input)" if has_time else ""))
+    inputs = {*space, "t"} if has_time else set(space)
+    if len(set(outputs)) != len(outputs) or inputs & set(outputs):
+        raise ValueError(f"fields: {list(outputs)}: the fields need distinct names, none of "
+                         f"them an input ({', '.join(sorted(inputs))})")
+
+
+def _periods(conditions, inputs, outputs, geometry) -> tuple[float | None, ...]:
+    """The period of the solution in each input: the box's length along an axis where a
+    periodic condition holds for every field, else None (what ``model.kind: periodic``
+    builds in)."""
+    periods: list[float | None] = [None] * len(inputs)
+    for condition in conditions:
+        if isinstance(condition, Periodic) and set(condition.fields or outputs) == set(outputs) \
+                and condition.axis in inputs and isinstance(geometry, Box):
+            i = inputs.index(condition.axis)
+            periods[i] = float(np.ptp(geometry.bounds[i]))
+    return tuple(periods)
 
 
 def _check_evaluation_and_weights(case, inputs, terms) -> None:
@@ -158,7 +201,8 @@ def _condition(spec, i, inputs, parameters):
 
 def _coefficient(spec, n_inputs, key: str):
     if spec.kind == "field":
-        return FieldCoefficient(MLP(n_inputs, 1, width=spec.width, depth=spec.depth))
+        return FieldCoefficient(MLP(n_inputs, 1, width=spec.width, depth=spec.depth),
+                                positive=spec.positive)
     try:
         return Scalar(spec.value, trainable=spec.trainable, positive=spec.positive)
     except ValueError as err:
@@ -175,8 +219,12 @@ def _reference(case, inputs, outputs, parameters, solved):
         if extra:
             raise ValueError(f"exact.{extra[0]}: not a field; the fields are "
                              f"{', '.join(outputs)}")
-        functions = [_Expression(texts[f], inputs, f"exact.{f}" if isinstance(case.exact, dict)
-                                 else "exact", parameters).of_inputs(inputs) for f in outputs]
+        expressions = [_Expression(texts[f], inputs, f"exact.{f}" if isinstance(case.exact,
+                                   dict) else "exact", parameters) for f in outputs]
+        if all(e.expr.is_zero for e in expressions):
+            raise ValueError("exact: zero everywhere, so no relative error can be measured; "
+                             "leave exact out (the run then reports the residual)")
+        functions = [e.of_inputs(inputs) for e in expressions]
         return exact_reference(lambda X: torch.cat([f(X) for f in functions], dim=1))
     if case.reference is not None:
         return data_reference(Path(case.reference.file), case.reference.variable, inputs,

@@ -32,7 +32,12 @@ def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
     the ``scheme`` (method) and training ``step`` when given, and the time shown: the
     dataset's ``t`` attribute for a snapshot, else the range of the second axis of a
     space-time field. ``log_error`` puts the error panel on a log colour scale (six decades
-    below its maximum)."""
+    below its maximum). A 1D field (a steady problem on an interval) is drawn as curves:
+    prediction over reference, and |error|."""
+    if ds["prediction"].ndim == 1:
+        _plot_solution_curves(ds, path, scheme=scheme, step=step, log_error=log_error,
+                              units=units)
+        return
     dims = ds["prediction"].dims  # canonical order: (time, x) or (x, y)
     second = "time" if "time" in dims else dims[-1]  # the vertical axis
     first = next(d for d in dims if d != second)
@@ -65,11 +70,36 @@ def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
         fig.colorbar(image, ax=ax, label=label)
     shown = (f"t = {float(ds.attrs['t']):.4g}" if "t" in ds.attrs else
              f"{second} from {extent[2]:.4g} to {extent[3]:.4g}")
+    _finish_solution(fig, ds, path, scheme, step, shown)
+
+
+def _finish_solution(fig, ds: xr.Dataset, path: Path, scheme: str | None, step: int | None,
+                     shown: str | None) -> None:
+    """Title (case, scheme, step, the time or plane shown, error) and file."""
     step_text = None if step is None else f"step {step}"
-    what = ", ".join(part for part in (scheme, step_text, shown) if part)
+    what = ", ".join(part for part in (scheme, step_text, shown, ds.attrs.get("plane"))
+                     if part)
     fig.suptitle(f"{ds.attrs['case']}: {what}; relative L2 error {ds.attrs['rel_l2']:.2e}")
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _plot_solution_curves(ds: xr.Dataset, path: Path, *, scheme: str | None, step: int | None,
+                          log_error: bool, units: str) -> None:
+    """:func:`plot_solution` for a 1D field."""
+    (dim,) = ds["prediction"].dims
+    x = np.asarray(ds[dim])
+    fig, (ax, ax_error) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    field = _label(ds["reference"], "u", units)
+    ax.plot(x, np.asarray(ds["reference"]), "k-", lw=2.5, alpha=0.4, label="reference")
+    ax.plot(x, np.asarray(ds["prediction"]), "C0--", label="prediction")
+    ax.set(xlabel=_label(ds[dim], dim), ylabel=field)
+    ax.legend(fontsize=8)
+    ax_error.plot(x, np.abs(np.asarray(ds["error"])), "C3-")
+    ax_error.set(xlabel=_label(ds[dim], dim), ylabel=f"|error| of {field}",
+                 yscale="log" if log_error else "linear")
+    shown = f"t = {float(ds.attrs['t']):.4g}" if "t" in ds.attrs else None
+    _finish_solution(fig, ds, path, scheme, step, shown)
 
 
 def _varying_weights(history: list[dict]) -> dict[str, np.ndarray]:

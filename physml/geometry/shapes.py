@@ -43,10 +43,10 @@ class Box(Geometry):
         lower, upper = np.atleast_1d(np.asarray(lower, float)), np.atleast_1d(
             np.asarray(upper, float))
         if lower.shape != upper.shape or not 1 <= len(lower) <= 3:
-            raise ValueError(f"Box: lower {list(lower)} and upper {list(upper)} need the same "
-                             "1 to 3 entries")
+            raise ValueError(f"Box: lower {lower.tolist()} and upper {upper.tolist()} need "
+                             "the same 1 to 3 entries")
         if not np.all(upper > lower):
-            raise ValueError(f"Box: upper {list(upper)} must exceed lower {list(lower)}")
+            raise ValueError(f"Box: upper {upper.tolist()} must exceed lower {lower.tolist()}")
         self.dim = len(lower)
         self.bounds = np.stack([lower, upper], axis=1)
         default = [name for axis in range(self.dim) for name in BOX_FACES[axis]]
@@ -129,7 +129,7 @@ class Ball(Geometry):
     def __init__(self, centre: Sequence[float], radius: float, name: str = "boundary") -> None:
         self.centre = np.asarray(centre, dtype=np.float64)
         if self.centre.ndim != 1 or len(self.centre) not in (2, 3):
-            raise ValueError(f"Ball: centre {list(self.centre)} needs 2 or 3 entries")
+            raise ValueError(f"Ball: centre {self.centre.tolist()} needs 2 or 3 entries")
         if not radius > 0:
             raise ValueError(f"Ball: radius={radius} must be > 0")
         self.radius, self.name, self.dim = float(radius), name, len(self.centre)
@@ -188,7 +188,7 @@ class Polygon(Geometry):
         area = 0.5 * np.sum(V[:, 0] * np.roll(V[:, 1], -1) - np.roll(V[:, 0], -1) * V[:, 1])
         if area == 0:
             raise ValueError("Polygon: the vertices enclose no area")
-        self.vertices = V if area > 0 else V[::-1]  # counter-clockwise
+        self.vertices = V if area > 0 else np.ascontiguousarray(V[::-1])  # counter-clockwise
         names = list(names) if names is not None else [f"edge{i}" for i in range(len(V))]
         if len(names) != len(V) or len(set(names)) != len(names):
             raise ValueError(f"Polygon: {len(V)} distinct edge names needed, got {names}")

@@ -267,14 +267,17 @@ class Scalar(nn.Module):
 
 
 class FieldCoefficient(nn.Module):
-    """A coefficient field $c(X)$ given by a small network of the inputs, ``(n, 1)``."""
+    """A coefficient field $c(X)$ given by a small network of the inputs, ``(n, 1)``;
+    ``positive`` makes it $e^{\text{net}(X)}$."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, positive: bool = False) -> None:
         super().__init__()
         self.net = net
+        self.positive = positive
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return self.net(X)
+        value = self.net(X)
+        return value.exp() if self.positive else value
 
 
 def sine(x, amplitude: float, wavenumber: float):
