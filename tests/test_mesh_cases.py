@@ -117,6 +117,17 @@ def test_geodesic_on_the_sphere_against_great_circles(tmp_path):
         ({"pde": {"name": "poisson", "source": float("nan")}},
          "pde.source.amplitude: Input should be a finite number"),
         ({"mesh": {"domain": "l_shape", "h": 0.1, "sise": 2}}, "mesh.sise"),
+        ({"pde": {"name": "poisson", "kappa": 2.0}},
+         r"pde.kappa does not apply to pde.name 'poisson' \(it reads exact, source\)"),
+        ({"pde": {"name": "heat", "source": 5.0}, "time": {"dt": 0.1, "steps": 2}},
+         "pde.source does not apply to pde.name 'heat'"),
+        ({"pde": {"name": "poisson"}, "time": {"dt": 0.1, "steps": 2}},
+         "the time section applies to pde.name 'heat' only"),
+        ({"pde": {"name": "geodesic", "source_point": [0.0, 0.0]}},
+         "pde.name 'geodesic' takes no boundary conditions"),
+        ({"pde": {"name": "shape_optimisation", "source": 0.0},
+          "optimisation": {"target_semi_axes": [1.0, 0.5]}},
+         "pde.name 'shape_optimisation' needs a non-zero pde.source"),
     ],
 )
 def test_bad_input_is_refused_naming_the_key(change, message):
@@ -124,6 +135,15 @@ def test_bad_input_is_refused_naming_the_key(change, message):
            "pde": {"name": "poisson"}, "boundary": [{"part": "all"}], **change}
     with pytest.raises(ValueError, match=message):
         validate_case(raw, "case bad")
+
+
+def test_poisson_on_a_closed_surface_names_the_boundary_section(tmp_path):
+    raw = {"kind": "mesh_pde", "name": "closed", "mesh": {"domain": "torus", "h": 0.3},
+           "pde": {"name": "poisson", "source": 1.0}, "boundary": [{"part": "all"}],
+           "output": {"figures": False}}
+    with pytest.raises(ValueError, match=r"boundary: no vertex of the mesh lies on the "
+                                         r"Dirichlet part\(s\) all \(a closed surface"):
+        run_case(validate_case(raw, "test"), tmp_path)
 
 
 def test_an_unknown_boundary_part_names_the_known_ones(tmp_path):

@@ -181,6 +181,11 @@ class OptimisationSpec(Section):
         return self
 
 
+PDE_KEYS = {"poisson": {"source", "exact"}, "heat": {"initial", "kappa"},
+            "geodesic": {"source_point", "exact"}, "shape_optimisation": {"source"}}
+"""The keys of ``pde`` each PDE reads (besides ``name``)."""
+
+
 class MeshPDECase(CaseBase):
     """A whole ``kind: mesh_pde`` case file."""
 
@@ -199,6 +204,20 @@ class MeshPDECase(CaseBase):
         needs = {"heat": "time", "shape_optimisation": "optimisation"}
         if name in needs and getattr(self, needs[name]) is None:
             raise ValueError(f"pde.name {name!r} needs the {needs[name]} section")
+        for section, pde in needs.items():
+            if name != section and getattr(self, pde) is not None:
+                raise ValueError(f"the {pde} section applies to pde.name {section!r} only; "
+                                 f"pde.name {name!r} does not read it")
+        unread = sorted(self.pde.model_fields_set - {"name"} - PDE_KEYS[name])
+        if unread:
+            raise ValueError(f"pde.{unread[0]} does not apply to pde.name {name!r} (it reads "
+                             f"{', '.join(sorted(PDE_KEYS[name]))})")
+        if name == "geodesic" and self.boundary:
+            raise ValueError("pde.name 'geodesic' takes no boundary conditions (the distance "
+                             "from pde.source_point)")
+        if name == "shape_optimisation" and self.pde.source.amplitude == 0:
+            raise ValueError("pde.name 'shape_optimisation' needs a non-zero pde.source (the "
+                             "loss compares the solution with the target's, scaled by it)")
         if name == "geodesic" and self.pde.source_point is None:
             raise ValueError("pde.name 'geodesic' needs pde.source_point")
         if name in ("poisson", "shape_optimisation") and not any(
@@ -293,6 +312,11 @@ def solve_poisson(case: MeshPDECase, mesh: pm.Mesh) -> tuple[dict, dict[str, np.
     ``pde.exact``: relative L2 $\\|e\\|_M/\\|u_I\\|_M$, relative H1 seminorm
     $\\|e\\|_K/\\|u_I\\|_K$, max) and its fields."""
     fixed, g = dirichlet_data(case, mesh)
+    if len(fixed) == 0:
+        parts = ", ".join(b.part for b in case.boundary if b.kind == "dirichlet")
+        raise ValueError(f"boundary: no vertex of the mesh lies on the Dirichlet part(s) "
+                         f"{parts} (a closed surface has no boundary), and Poisson's problem "
+                         "needs one")
     f = case.pde.source.values(mesh.points)
     flux = neumann_load(case, mesh)
     start = time.perf_counter()
@@ -323,7 +347,7 @@ def run_poisson(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
     write_text(folder / CONFIG, case.to_yaml())
     levels = []
     for step, h in enumerate([None, *case.refine]):
-        figures, fields = solve_poisson(case, mesh if h is None else case.mesh.build(h))
+        figures, fields = solve_poisson(case, mesh if h is None else build_mesh(case, h))
         levels.append(figures)
         on_step({"step": step, "loss": figures["residual"], **figures})
         if h is None:
@@ -575,14 +599,19 @@ def write_results(case: MeshPDECase, result: Result, folder: Path) -> None:
         plot_losses(result.history, folder / "losses.png", case.name)
 
 
+def build_mesh(case: MeshPDECase, h: float | None = None) -> pm.Mesh:
+    """The case's mesh (edge length ``h`` for a generated domain; default its own) on the
+    case's device."""
+    mesh = case.mesh.build(h)
+    return mesh if case.device == "cpu" else mesh.to(case.device)
+
+
 def run(case: MeshPDECase, folder: Path, resume: bool = False,
         on_step: OnStep | None = None) -> dict:
     """Build the mesh, run the PDE's runner, write the run folder; returns the summary."""
-    mesh = case.mesh.build()
+    mesh = build_mesh(case)
     for spec in case.boundary:  # a part the mesh lacks is named before anything is written
         _part(mesh, spec.part)
-    if case.device != "cpu":
-        mesh = mesh.to(case.device)
     result = RUNNERS[case.pde.name](case, mesh, folder, resume, on_step or (lambda r: None))
     result.summary = {"pde": case.pde.name, **result.summary}
     write_results(case, result, folder)
