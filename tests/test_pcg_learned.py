@@ -195,8 +195,12 @@ def test_the_native_forward_refuses_a_matrix_without_a_positive_diagonal():
     matrix = sp.csr_matrix(small_systems()[0], copy=True)
     matrix.setdiag(matrix.diagonal() * np.where(np.arange(matrix.shape[0]) == 3, -1.0, 1.0))
     A = CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
-    with pytest.raises(ValueError, match="positive diagonal"):
+    with pytest.raises(ValueError, match=r"entry -[0-9.]+ in row 3; .*positive diagonal"):
         LearnedPreconditioner(perturbed("cholesky", 0))(A)
+    matrix.setdiag(np.where(np.arange(matrix.shape[0]) == 0, np.nan, matrix.diagonal()))
+    A = CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
+    with pytest.raises(ValueError, match="entry nan in row 0"):
+        LearnedPreconditioner(perturbed("sparse_inverse", 0))(A)
 
 
 def test_a_training_blow_up_names_its_step_and_is_not_taken():

@@ -176,13 +176,16 @@ const int* __restrict__ up_ptr = upper_offsets.data;
 const int* __restrict__ up_col = upper_columns.data;
 const int* __restrict__ up_from = transpose_index.data;
 const double* __restrict__ a = values.data;
-const double* __restrict__ inv = inv_sqrt.data;
-const double* __restrict__ root = sqrt_d.data;
 out_t* __restrict__ f = factor.data;
-const int* __restrict__ lo_row = rows_of_entries.data;
 const int* __restrict__ diagonal_at = diagonal.data;
-double* __restrict__ scaled = scaled_values.data;
-int* __restrict__ up_row = upper_rows.data;
+// float64 work: the scaled entries (m), sqrt(d_i) and 1 / sqrt(d_i) (n each); int work: the
+// rows of L's and of L^T's entries (m each), then the status (see NetworkFactor.values)
+double* __restrict__ scaled = exact_work.data;
+double* __restrict__ root = scaled + m;
+double* __restrict__ inv = root + n;
+int* __restrict__ lo_row = index_work.data;
+int* __restrict__ up_row = lo_row + m;
+int* __restrict__ status = up_row + m;
 // work (see NetworkFactor.work_size): nodes (H n each): h, h_next, ends_t, ends_s, incoming;
 // features / node outputs (2 n); entries (H m each): e_lo, e_up; (m each): s_lo, s_up, o_edge;
 // a tile's hidden layer (H TILE). Every layer runs tile by tile (TILE entries or rows), so
@@ -243,7 +246,21 @@ auto mlp = [&](const real* x, int in, int x_stride, int len, int out, real* y, i
     });
 };
 
-// scaled entries; the rows of L^T's entries (the columns of the L entries they mirror)
+// the diagonal (it ends each row of L): a row whose entry is not positive stops the pass
+status[0] = 0;
+for (int i = 0; i < n; ++i) {
+    const double d = a[diagonal_at[i]];
+    if (!(d > 0.0)) {
+        status[0] = i + 1;
+        return;
+    }
+    root[i] = wp::sqrt(d);
+    inv[i] = 1.0 / root[i];
+}
+// the rows of L's entries and of L^T's (the columns of the L entries they mirror); the
+// scaled entries
+for (int i = 0; i < n; ++i)
+    for (int k = lo_ptr[i]; k < lo_ptr[i + 1]; ++k) lo_row[k] = i;
 GATHER for (int k = 0; k < m; ++k) up_row[k] = lo_col[up_from[k]];
 GATHER for (int k = 0; k < m; ++k) scaled[k] = a[k] * inv[lo_row[k]] * inv[lo_col[k]];
 for (int k = 0; k < m; ++k) s_lo[k] = real(scaled[k]);
@@ -373,13 +390,11 @@ def network_forward(offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=w
                     upper_offsets: wp.array(dtype=wp.int32),
                     upper_columns: wp.array(dtype=wp.int32),
                     transpose_index: wp.array(dtype=wp.int32),
-                    rows_of_entries: wp.array(dtype=wp.int32),
-                    diagonal: wp.array(dtype=wp.int32),
-                    values: wp.array(dtype=wp.float64), inv_sqrt: wp.array(dtype=wp.float64),
-                    sqrt_d: wp.array(dtype=wp.float64), weights: wp.array(dtype=Any),
-                    width: int, steps: int, rows: int, entries: int, cholesky: int,
-                    work: wp.array(dtype=Any), scaled_values: wp.array(dtype=wp.float64),
-                    upper_rows: wp.array(dtype=wp.int32), factor: wp.array(dtype=Any)): ...
+                    diagonal: wp.array(dtype=wp.int32), values: wp.array(dtype=wp.float64),
+                    weights: wp.array(dtype=Any), width: int, steps: int, rows: int,
+                    entries: int, cholesky: int, work: wp.array(dtype=Any),
+                    exact_work: wp.array(dtype=wp.float64), index_work: wp.array(dtype=wp.int32),
+                    factor: wp.array(dtype=Any)): ...
 
 
 @wp.kernel(enable_backward=False)
@@ -387,19 +402,17 @@ def network_kernel(offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=wp
                    upper_offsets: wp.array(dtype=wp.int32),
                    upper_columns: wp.array(dtype=wp.int32),
                    transpose_index: wp.array(dtype=wp.int32),
-                   rows_of_entries: wp.array(dtype=wp.int32),
-                   diagonal: wp.array(dtype=wp.int32),
-                   values: wp.array(dtype=wp.float64), inv_sqrt: wp.array(dtype=wp.float64),
-                   sqrt_d: wp.array(dtype=wp.float64), weights: wp.array(dtype=Any),
-                   width: int, steps: int, rows: int, entries: int, cholesky: int,
-                   work: wp.array(dtype=Any), scaled_values: wp.array(dtype=wp.float64),
-                   upper_rows: wp.array(dtype=wp.int32), factor: wp.array(dtype=Any)):
+                   diagonal: wp.array(dtype=wp.int32), values: wp.array(dtype=wp.float64),
+                   weights: wp.array(dtype=Any), width: int, steps: int, rows: int,
+                   entries: int, cholesky: int, work: wp.array(dtype=Any),
+                   exact_work: wp.array(dtype=wp.float64), index_work: wp.array(dtype=wp.int32),
+                   factor: wp.array(dtype=Any)):
     """The whole forward pass and the factor (launch dim 1, CPU): :data:`FORWARD`. Reads the
-    pattern (with its entries' rows and diagonal positions), the matrix values and the
-    weights; writes work, scaled_values, upper_rows and factor."""
+    pattern (with its diagonal positions), the matrix values and the weights; writes the
+    three work arrays and the factor."""
     network_forward(offsets, columns, upper_offsets, upper_columns, transpose_index,
-                    rows_of_entries, diagonal, values, inv_sqrt, sqrt_d, weights, width, steps,
-                    rows, entries, cholesky, work, scaled_values, upper_rows, factor)
+                    diagonal, values, weights, width, steps, rows, entries, cholesky, work,
+                    exact_work, index_work, factor)
 
 
 _OVERLOADS = {
@@ -474,40 +487,37 @@ class NetworkFactor:
         if not self.fits(pattern.n, pattern.nnz):
             raise ValueError(f"{pattern.n} rows and {pattern.nnz} entries at width "
                              f"{self.width} exceed the native forward's 32-bit offsets")
-        lower = pattern.lower
-        d = lower.data[lower.indptr[1:] - 1].astype(np.float64)  # the diagonal ends each row
-        if not np.all(d > 0):
-            raise ValueError("matrix needs a positive diagonal entry in every row (an SPD "
-                             "matrix) for a learned factor")
         n, nnz = pattern.n, pattern.nnz
-        sqrt_d = np.sqrt(d)
-
-        def host(a: np.ndarray, dtype: type = wp.float64) -> wp.array:  # a view, not a copy
-            return wp.array(np.ascontiguousarray(a, dtype=wp.dtype_to_numpy(dtype)),
-                            dtype=dtype, device="cpu", copy=False)
-
+        values = pattern.lower.data
         factor = wp.empty(nnz, dtype=out, device="cpu")
         with held_if_free(self._scratch_lock) as kept:  # busy: this call takes its own
             scratch = self._scratch_for(n, nnz, kept)
             wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu", inputs=[
                 pattern.offsets, pattern.column_array, pattern.upper_offsets,
-                pattern.upper_columns, pattern.transpose_index, host(pattern.rows, wp.int32),
-                pattern.diagonal, host(lower.data), host(1.0 / sqrt_d), host(sqrt_d),
+                pattern.upper_columns, pattern.transpose_index, pattern.diagonal,
+                wp.array(np.ascontiguousarray(values, dtype=np.float64), dtype=wp.float64,
+                         device="cpu", copy=False),  # a view where A is float64
                 self.weights, self.width, self.steps, n, nnz, int(self.kind == "cholesky"),
                 *scratch], outputs=[factor])
+            row = int(scratch[2].numpy()[-1])  # 1 + the first row with d_i <= 0, or 0
+        if row:
+            entry = float(values[pattern.lower.indptr[row] - 1])
+            raise ValueError(f"matrix has the diagonal entry {entry:g} in row {row - 1}; a "
+                             "learned factor needs a positive diagonal (an SPD matrix)")
         return factor
 
     def _scratch_for(self, n: int, nnz: int, keep: bool) -> tuple[wp.array, ...]:
-        """The forward's scratch arrays (work, scaled values, rows of $L^T$'s entries) for n
-        rows and nnz entries. With ``keep`` (the caller holds the kept set), those of the last
+        """The forward's scratch arrays (work; float64 work, the scaled entries and the
+        square roots of the diagonal; int work, the entries' rows and the status) for n rows
+        and nnz entries. With ``keep`` (the caller holds the kept set), those of the last
         call when its sizes were the same (a series of small systems on one mesh allocates
         and first-touches them once, which costs as much as a fifth of their forward), kept
         up to :data:`KEPT_SCRATCH_BYTES`; else new ones."""
         if keep and self._scratch is not None and self._scratch[0] == (n, nnz):
             return self._scratch[1]
         scratch = (wp.empty(self.work_size(n, nnz), dtype=self.dtype, device="cpu"),
-                   wp.empty(nnz, dtype=wp.float64, device="cpu"),
-                   wp.empty(nnz, dtype=wp.int32, device="cpu"))
+                   wp.empty(nnz + 2 * n, dtype=wp.float64, device="cpu"),
+                   wp.empty(2 * nnz + 1, dtype=wp.int32, device="cpu"))
         if keep:
             small = sum(a.capacity for a in scratch) <= KEPT_SCRATCH_BYTES
             self._scratch = ((n, nnz), scratch) if small else None
