@@ -26,18 +26,22 @@ worker starts, so workers only load compiled kernels. Every process initialises 
 Parameters: a parameter the spec sweeps (a list of several values) is per sample, a
 coordinate on ``sample`` both in the spec's convention (``nu``) and as the solver uses it
 (``solver_nu``); the attrs hold only what is constant over the whole dataset (a constant
-parameter in both conventions).
+parameter, given or left at the problem's default, in both conventions).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import shutil
+import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +52,7 @@ from .initial_conditions import INITIAL_CONDITIONS
 from .linear_systems import LinearSystemSpec, warm_systems_cache, write_systems_shard
 from .mesh_generate import check_mesh_spec, warm_mesh_kernels, write_mesh_shard
 from .mesh_spec import MeshDatasetSpec
-from .problems import PROBLEMS, build_solver
+from .problems import PROBLEMS, Problem, build_solver
 from .spec import DatasetSpec, SampledSpec, load_spec
 from .store import MANIFEST, SHARD_GLOB, SPLITS, samples_dataset, shard_files, write_dataset
 
@@ -190,7 +194,8 @@ def write_shard(task: ShardTask) -> str:
         "physml_version": __version__,
         "spec": task.spec_yaml,
         "device": solver.device,
-        **{k: v for k, v in task.parameters.items() if k not in swept},
+        **{k: v for k, v in spec_parameters(problem, solver, task.parameters).items()
+           if k not in swept},
         **{k: v for k, v in solver_values.items() if k not in per_sample},
     }
     sample_coords = {k: np.full(len(task.seeds), v) for k, v in task.parameters.items()}
@@ -209,6 +214,14 @@ def write_shard(task: ShardTask) -> str:
     Path(task.path).parent.mkdir(parents=True, exist_ok=True)
     write_dataset(ds, task.path)
     return task.path
+
+
+def spec_parameters(problem: Problem, solver, given: dict[str, float]) -> dict[str, Any]:
+    """Every parameter of ``solver`` in the spec's convention: the value ``given`` by the spec,
+    else the problem's default, else the solver's own (the problem scales only parameters it
+    sets, so the solver's default needs no conversion)."""
+    own = {name: getattr(solver, name) for name in solver.parameter_names}
+    return {**own, **problem.parameters, **given}
 
 
 def _solve_or_name_the_seed(spec, solver, initial, batch, task) -> np.ndarray:
@@ -232,11 +245,13 @@ def _yaml_load(text: str) -> dict:
 
 
 def check_parameters(spec: DatasetSpec, device: str) -> None:
-    """Build the solver of every parameter combination, so that a value the solver refuses
-    (out of its range) stops the run before any shard is written.
+    """Build the solver of every parameter combination and draw the first initial condition,
+    so that a value the solver refuses (out of its range) or initial-condition options the
+    generator refuses stop the run before anything is written.
 
     Raises:
-        ValueError: naming the combination and the solver's reason.
+        ValueError: naming the combination and the solver's reason, or the initial
+            condition's key and the generator's reason.
     """
     for params in spec.parameter_grid():
         try:
@@ -249,6 +264,25 @@ def check_parameters(spec: DatasetSpec, device: str) -> None:
             _solver_for(spec, spec.parameter_grid()[0], device, spec.solver.scheme)
         except ValueError as err:
             raise ValueError(f"solver.scheme: {err}") from None
+    check_initial_condition(spec, _solver_for(spec, spec.parameter_grid()[0], device).grid)
+
+
+def check_initial_condition(spec: DatasetSpec, grid) -> None:
+    """Draw the initial condition of sample 0 on ``grid`` and check it is one field of the
+    grid's shape.
+
+    Raises:
+        ValueError: the generator refuses its options (``initial_condition.options``), or
+            draws a field of another shape (``initial_condition.kind``).
+    """
+    kind = spec.initial_condition.kind
+    try:
+        u0 = initial_state(spec, grid, 0)
+    except ValueError as err:
+        raise ValueError(f"initial_condition.options of {kind}: {err}") from None
+    if np.shape(u0) != grid.shape:
+        raise ValueError(f"initial_condition.kind: {kind} draws fields of shape {np.shape(u0)}; "
+                         f"the grid of {spec.pde} has shape {grid.shape}")
 
 
 def warm_kernel_cache(spec: DatasetSpec, device: str) -> None:
@@ -372,6 +406,12 @@ def connect_scheduler(scheduler: str):
                          ) from None
 
 
+WORKER_CONFIG = {"scheduler": "synchronous"}
+"""Dask configuration of the local cluster's workers: a shard is written by one process, so
+xarray's writer runs synchronously there instead of opening a client of the cluster from the
+worker (a client that, when Ctrl-C closes the workers mid-write, complains on stderr)."""
+
+
 def run_on_dask(
     tasks: list[ShardTask],
     done: Callable[[ShardTask], None],
@@ -380,13 +420,18 @@ def run_on_dask(
     writer: Writer = write_shard,
 ) -> None:
     """Write the shards on Dask: on ``client``'s scheduler, or (None) on a local cluster of
-    ``workers`` processes started and stopped here."""
+    ``workers`` processes started and stopped here.
+
+    A local cluster's workers ignore SIGINT (:func:`dask_setup`): a Ctrl-C, which the terminal
+    sends to every process of the group, interrupts this process only, which closes the
+    cluster with Dask's logging silenced and lets the KeyboardInterrupt go on."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
     if client is None:
         cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            preload=[__name__], config=WORKER_CONFIG,
         )
         client = Client(cluster)
     try:
@@ -394,10 +439,46 @@ def run_on_dask(
         for future in as_completed(futures):
             future.result()
             done(futures[future])
+    except KeyboardInterrupt:
+        if cluster is not None:  # shards being written are dropped, workers mid-write killed
+            with _logging_silenced("distributed"):
+                client.run(_silence_dask_logging, on_error="ignore")
+                _close(client, cluster)
+            cluster = None
+        raise
     finally:
         if cluster is not None:
-            client.close()
-            cluster.close()
+            _close(client, cluster)
+
+
+def _close(client, cluster) -> None:
+    client.close()
+    cluster.close()
+
+
+def _silence_dask_logging() -> None:
+    """Show no record of Dask distributed's loggers from now on (in a worker that is about to
+    be closed)."""
+    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+
+
+@contextlib.contextmanager
+def _logging_silenced(name: str):
+    """No record of the logger ``name`` (and its children) is shown inside the block."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def dask_setup(worker) -> None:
+    """Dask's preload hook, run in each worker of the local cluster as it starts (the cluster
+    preloads this module): the worker ignores SIGINT, so a Ctrl-C in the terminal stops only
+    the process that started the cluster, which then closes the workers in order."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def dask_available() -> bool:

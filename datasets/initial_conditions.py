@@ -7,8 +7,8 @@ r"""Random initial conditions for benchmark datasets, drawn from a NumPy ``Gener
   with probability 0.1 $u \leftarrow |u|$; a random sign; with probability 0.1 a window
   $\tfrac12[\tanh((x-x_L)/0.01) - \tanh((x-x_R)/0.01)]$, $x_L\sim U(0.1,0.45)$,
   $x_R = x_L + 0.45$; optionally rescaled to $[0, 1]$ (diffusion–reaction).
-* ``uniform_constant`` (1D): a constant $u_0\sim U(a, b)$ (PDEBench's diffusion–sorption,
-  $U(0, 0.2)$).
+* ``uniform_constant`` (any dimension): a constant $u_0\sim U(a, b)$, $a \le b$ (PDEBench's
+  diffusion–sorption, $U(0, 0.2)$).
 * ``fourier_2d``: $u = a\,\tilde u/\max|\tilde u|$ with
   $\tilde u = \sum_{|k_x|,|k_y|\le K} c_k \cos(k_x x + k_y y + \varphi_k)/(1 + k_x^2 + k_y^2)$,
   $c_k\sim N(0,1)$, $\varphi_k\sim U(0, 2\pi)$: smooth periodic fields of amplitude $a$.
@@ -18,7 +18,9 @@ r"""Random initial conditions for benchmark datasets, drawn from a NumPy ``Gener
   over the grid (the 2D Navier–Stokes initial vorticity of the MoE paper, $\ell = 0.8$).
 
 Each generator takes ``(grid, rng)`` and then its options; the options' annotations (types and
-ranges) are what a dataset spec's ``initial_condition.options`` is validated against.
+ranges) are what a dataset spec's ``initial_condition.options`` is validated against, and a
+generator raises ValueError for options that are wrong together (``low > high``).
+:data:`FIELD_DIMENSIONS` says on which grids each one draws.
 """
 
 from __future__ import annotations
@@ -62,7 +64,13 @@ def pdebench_sines(
 def uniform_constant(
     grid: Grid, rng: np.random.Generator, low: float = 0.0, high: float = 0.2
 ) -> np.ndarray:
-    """A spatially constant state drawn from U(low, high)."""
+    """A spatially constant state drawn from U(low, high).
+
+    Raises:
+        ValueError: ``low > high``.
+    """
+    if low > high:
+        raise ValueError(f"low={low:g} > high={high:g}; U(low, high) needs low <= high")
     return np.full(grid.shape, rng.uniform(low, high))
 
 
@@ -108,3 +116,11 @@ INITIAL_CONDITIONS: dict[str, Callable[..., np.ndarray]] = {
     "gaussian_random_field_2d": gaussian_random_field_2d,
 }
 """Initial-condition generators by spec name; each takes (grid, rng, **options)."""
+
+FIELD_DIMENSIONS: dict[str, tuple[int, ...]] = {
+    "pdebench_sines": (1,),
+    "uniform_constant": (1, 2, 3),
+    "fourier_2d": (2,),
+    "gaussian_random_field_2d": (2,),
+}
+"""The grid dimensions each generator of :data:`INITIAL_CONDITIONS` draws fields on."""

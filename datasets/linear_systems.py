@@ -54,7 +54,7 @@ from .._version import __version__
 from ..solvers.linalg.ordering import reverse_cuthill_mckee
 from ..solvers.runtime import quiet_warp
 from .spec import SampledSpec, SplitSpec
-from .store import with_cf_metadata
+from .store import SPLITS, checked_shards, with_cf_metadata
 
 FAMILIES = ("poisson_grid", "heat_mesh", "wave_mesh", "poisson_tet")
 DIRECT_LIMIT = 200_000
@@ -321,12 +321,24 @@ def systems_dataset(systems: list[LinearSystem], seeds: list[int], attrs: dict) 
                                        attrs=attrs), SYSTEMS_METADATA)
 
 
-def read_systems(path: str | Path) -> list[LinearSystem]:
-    """The samples of one shard file, or of every shard of a split folder, in order."""
+def read_systems(path: str | Path, allow_partial: bool = False) -> list[LinearSystem]:
+    """The samples of one shard file, or of every shard of a folder, in order.
+
+    Args:
+        path: a shard file, a split folder of a generated dataset (``folder / "train"``,
+            checked against the dataset's manifest) or a folder of shards.
+        allow_partial: read a split of a dataset whose generation has not finished (no
+            manifest).
+
+    Raises:
+        ValueError: see :func:`~physml.datasets.store.checked_shards` (an incomplete dataset,
+            a missing shard, no shards).
+    """
     path = Path(path)
-    files = sorted(path.glob("shard-*.h5")) if path.is_dir() else [path]
-    if not files:
-        raise ValueError(f"{str(path)!r} holds no shard files (shard-*.h5)")
+    if path.is_dir() and path.name in SPLITS:
+        files = checked_shards(path.parent, path.name, allow_partial)
+    else:
+        files = checked_shards(path, None)
     systems = []
     for file in files:
         with xr.open_dataset(file, engine="h5netcdf") as ds:

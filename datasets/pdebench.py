@@ -69,6 +69,12 @@ def _parse(text: str):
         return None
 
 
+def _seed_order(name: str) -> tuple[int, int, str]:
+    """Sort key of a seed group's name: numeric names by their number (``9999`` before
+    ``10000``), then the other names as strings."""
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
 def _config_coords(configs: list[str], taken: set[str]) -> dict[str, np.ndarray]:
     """Per-sample coordinates from the groups' config YAML texts (see the module docstring);
     a key that is ambiguous or in ``taken`` is named ``config.<dotted path>``."""
@@ -124,6 +130,8 @@ def _build(
 def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
     """Read a PDEBench HDF5 file (stacked or per-seed layout) into memory."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"PDEBench file {str(path)!r} is a folder; give one of its HDF5 files")
     if not path.is_file():
         raise ValueError(f"PDEBench file {str(path)!r} does not exist")
     with h5py.File(path, "r") as f:
@@ -137,7 +145,8 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
             t = f["t-coordinate"][...][:n_times]
             coords = [f[f"{a}-coordinate"][...] for a in AXES if f"{a}-coordinate" in f]
             return _build(data, t, coords, np.arange(data.shape[0]), _attrs(f))
-        groups = sorted(k for k in f if isinstance(f[k], h5py.Group) and "data" in f[k])
+        groups = sorted((k for k in f if isinstance(f[k], h5py.Group) and "data" in f[k]),
+                        key=_seed_order)
         if not groups:
             raise ValueError(f"{str(path)!r} has neither a 'tensor' dataset nor seed groups")
         first = f[groups[0]]
@@ -153,9 +162,10 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
         )
 
 
-PDEBENCH_NAMES = {"burgers1d": {"nu": "Nu"}, "diffusion_reaction1d": {"nu": "Nu"}}
+PDEBENCH_NAMES = {"burgers1d_pdebench": {"nu": "Nu"}, "diffusion_reaction1d": {"nu": "Nu"}}
 """Parameters PDEBench names otherwise, per physml PDE: ``{pde: {physml name: PDEBench's}}``
-(Burgers' and diffusion–reaction's ``nu`` is PDEBench's ``Nu``, in the same convention)."""
+(the ``nu`` of PDEBench's Burgers problem, ``burgers1d_pdebench``, and of diffusion–reaction
+is PDEBench's ``Nu``, in the same convention; the Dirichlet ``burgers1d`` is not PDEBench's)."""
 
 LAYOUTS = ("stacked", "seed_groups")
 
@@ -182,11 +192,13 @@ def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u",
     (:data:`PDEBENCH_NAMES`: Burgers' ``nu`` is written ``Nu``).
 
     Raises:
-        ValueError: an unknown or unfit layout, or (stacked) a per-sample coordinate that
-            takes several values (the message names it and how to select one), before
-            anything is written.
+        ValueError: the folder of ``path`` does not exist, an unknown or unfit layout, or
+            (stacked) a per-sample coordinate that takes several values (the message names
+            it and how to select one), before anything is written.
     """
     path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"output folder {str(path.parent)!r} does not exist")
     axes = [a for a in AXES if a in ds[variable].dims]
     layout = layout or ("stacked" if len(axes) == 1 else "seed_groups")
     if layout not in LAYOUTS:

@@ -42,7 +42,7 @@ from pydantic import (
     model_validator,
 )
 
-from .initial_conditions import INITIAL_CONDITIONS
+from .initial_conditions import FIELD_DIMENSIONS, INITIAL_CONDITIONS
 from .problems import PROBLEMS
 from .store import SPLITS
 
@@ -118,7 +118,12 @@ class SplitSpec(StrictModel):
     def _sum_to_one(self) -> SplitSpec:
         total = self.train + self.valid + self.test
         if abs(total - 1) > 1e-9:
-            raise ValueError(f"train + valid + test must be 1, got {total:g}")
+            terms = " + ".join(
+                f"{name} {getattr(self, name):g}"
+                + ("" if name in self.model_fields_set else " (default)")
+                for name in SPLITS
+            )
+            raise ValueError(f"{terms} = {total:g}; they must sum to 1")
         return self
 
 
@@ -212,6 +217,14 @@ class DatasetSpec(SampledSpec):
         problem = PROBLEMS[self.pde]
         if len(self.grid) != problem.ndim:
             raise ValueError(f"grid: {self.pde} needs {problem.ndim} cell count(s)")
+        kind = self.initial_condition.kind
+        if problem.ndim not in FIELD_DIMENSIONS[kind]:
+            fitting = [k for k, dims in FIELD_DIMENSIONS.items() if problem.ndim in dims]
+            made = "/".join(f"{d}D" for d in FIELD_DIMENSIONS[kind])
+            raise ValueError(
+                f"initial_condition.kind: {kind} makes {made} fields; {self.pde} is "
+                f"{problem.ndim}D (kinds for {problem.ndim}D: {', '.join(fitting)})"
+            )
         allowed = problem.solver.parameter_names
         for name in self.parameters:
             if name not in allowed:

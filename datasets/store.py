@@ -207,6 +207,17 @@ def shard_files(folder: str | os.PathLike) -> list[Path]:
 
 def dataset_shards(path: str | os.PathLike, split: str | None,
                    allow_partial: bool = False) -> list[Path]:
+    """The field files to read for ``split`` of ``path``: :func:`checked_shards`, refused when
+    they hold linear systems.
+
+    Raises:
+        ValueError: see :func:`checked_shards`; or the shards hold linear systems, not fields.
+    """
+    return _fields_only(checked_shards(path, split, allow_partial))
+
+
+def checked_shards(path: str | os.PathLike, split: str | None,
+                   allow_partial: bool = False) -> list[Path]:
     """The files to read for ``split`` of ``path``: the file itself, the shards of a folder
     without splits (``split`` None or ""), or those of a split of a generated dataset, checked
     against its manifest.
@@ -214,17 +225,18 @@ def dataset_shards(path: str | os.PathLike, split: str | None,
     Raises:
         ValueError: ``split`` is not a split; the dataset is incomplete (a ``spec.yaml``
             and no manifest: generation was interrupted; ``allow_partial`` reads it anyway) or
-            lacks a shard its manifest lists; the split holds no samples; no shards; or the
-            shards hold linear systems, not fields.
+            lacks a shard its manifest lists; the split holds no samples; or no shards (for a
+            dataset with splits and no ``split``, the message names the splits to pass).
     """
     path = Path(path)
     if path.is_file():
-        return _fields_only([path])
+        return [path]
     if not split:
         files = shard_files(path)
         if not files:
-            raise ValueError(f"no shard files ({SHARD_GLOB}) in {str(path)!r}")
-        return _fields_only(files)
+            raise ValueError(f"no shard files ({SHARD_GLOB}) in {str(path)!r}"
+                             f"{_split_hint(path)}")
+        return files
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; allowed: {', '.join(SPLITS)}")
     files = shard_files(path / split)
@@ -240,14 +252,22 @@ def dataset_shards(path: str | os.PathLike, split: str | None,
             raise ValueError(f"the {split} split of {str(path)!r} holds no samples (its "
                              "fraction of the spec's samples rounds to 0: see splits in "
                              "spec.yaml)")
-        return _fields_only([path / split / name for name in listed])
+        return [path / split / name for name in listed]
     if (path / "spec.yaml").is_file() and not allow_partial:
         raise ValueError(f"{str(path)!r} holds an incomplete dataset (no {MANIFEST}: its "
                          "generation was interrupted); run the same `physml datasets "
                          "generate` again to finish it, or pass allow_partial=True")
     if not files:
         raise ValueError(f"no shard files ({SHARD_GLOB}) in {str(path / split)!r}")
-    return _fields_only(files)
+    return files
+
+
+def _split_hint(path: Path) -> str:
+    """For a folder with split subfolders (a generated dataset), which split to pass."""
+    present = [name for name in SPLITS if (path / name).is_dir()]
+    if not present:
+        return ""
+    return f"; it is a dataset with splits: pass split= one of {', '.join(present)}"
 
 
 def _fields_only(files: list[Path]) -> list[Path]:

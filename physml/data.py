@@ -35,6 +35,11 @@ class FieldDataset(Dataset):
     Items: without ``pairs``, a tensor of shape ``(time, *space)`` per sample; with ``pairs=k``,
     ``(u[t], u[t + k])`` each of shape ``space``, for every sample and ``t < T - k``
     (``len = samples * (T - k)``).
+
+    Raises:
+        ValueError: see :func:`~physml.datasets.store.dataset_shards`; or a file lacks the
+            variable, or its dims are not ``(sample, time, *space)`` (a ``physml solve``
+            trajectory ``(time, x)``, a mesh dataset ``(sample, node)``).
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class FieldDataset(Dataset):
             f = self._handles[shard] = h5py.File(file, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
             if variable not in f:
                 raise ValueError(f"{file} has no variable {variable!r}; has {list(f)}")
+            _check_dims(file, variable, f[variable])
             counts.append(f[variable].shape[0])
             times.add(f[variable].shape[1])
         if len(times) != 1:
@@ -102,3 +108,22 @@ class FieldDataset(Dataset):
         state = dict(self.__dict__)
         state["_handles"], state["_pid"] = {}, -1
         return state
+
+
+def _dim_names(variable: h5py.Dataset) -> list[str]:
+    """The netCDF dimension names of an h5netcdf variable (its HDF5 dimension scales);
+    ``"?"`` for an axis without one (a file not written through netCDF)."""
+    return [axis[0].name.rsplit("/", 1)[-1] if len(axis) else "?" for axis in variable.dims]
+
+
+def _check_dims(file, name: str, variable: h5py.Dataset) -> None:
+    """Refuse a variable that is not ``(sample, time, *space)``.
+
+    Raises:
+        ValueError: naming the file, the variable and the dims it has.
+    """
+    dims = _dim_names(variable)
+    if dims[:2] != ["sample", "time"]:
+        raise ValueError(f"{file}: variable {name!r} has dims ({', '.join(dims)}); "
+                         "FieldDataset reads (sample, time, *space) fields, as "
+                         "`physml datasets generate` writes them")

@@ -1,5 +1,7 @@
 """Field files: our layout and PDEBench's, read back by xarray, h5py and the torch Dataset."""
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -105,7 +107,8 @@ def test_write_pdebench_1d_stacked_with_pdebench_s_names_and_times(tmp_path):
     grid = Grid((8,), (0.0,), (1.0,))
     states = np.random.default_rng(0).standard_normal((3, 4, 8))
     ds = io.samples_dataset(states, np.array([0.0, 0.5, 1.0, 1.5]), grid, np.arange(3),
-                            attrs={"pde": "burgers1d", "nu": 0.01, "solver_nu": 0.01 / np.pi})
+                            attrs={"pde": "burgers1d_pdebench", "nu": 0.01,
+                                   "solver_nu": 0.01 / np.pi})
     out = io.write_pdebench(ds, tmp_path / "1D_Burgers_Sols_Nu0.01.hdf5")
     with h5py.File(out) as f:
         np.testing.assert_allclose(f["tensor"][...], states, rtol=1e-6)
@@ -113,6 +116,54 @@ def test_write_pdebench_1d_stacked_with_pdebench_s_names_and_times(tmp_path):
         np.testing.assert_allclose(f["x-coordinate"][...], grid.coords(0), rtol=1e-6)
         assert f.attrs["Nu"] == 0.01 and "nu" not in f.attrs  # PDEBench's name
     np.testing.assert_allclose(io.read_pdebench(out)["time"], [0, 0.5, 1, 1.5])
+    # the Dirichlet Burgers problem on [-1, 1] is not PDEBench's: its nu keeps its name
+    dirichlet = io.write_pdebench(ds.assign_attrs(pde="burgers1d"), tmp_path / "dirichlet.h5")
+    with h5py.File(dirichlet) as f:
+        assert f.attrs["nu"] == 0.01 and "Nu" not in f.attrs
+
+
+def test_seed_groups_read_back_in_numeric_seed_order(tmp_path):
+    grid = Grid((8,), (0.0,), (1.0,))
+    seeds = np.array([2, 9999, 10000, 12, 100000])
+    states = np.arange(5.0)[:, None, None] * np.ones((5, 3, 8))
+    ds = io.samples_dataset(states, np.linspace(0, 1, 3), grid, seeds)
+    out = io.write_pdebench(ds, tmp_path / "groups.h5", layout="seed_groups")
+    back = io.read_pdebench(out)
+    np.testing.assert_array_equal(back["sample"], [2, 12, 9999, 10000, 100000])
+    np.testing.assert_array_equal(back["u"].values[:, 0, 0], [0, 3, 1, 2, 4])
+
+
+def test_pdebench_and_dataset_paths_are_named_in_clear_errors(tmp_path):
+    grid = Grid((8,), (0.0,), (1.0,))
+    ds = io.samples_dataset(np.zeros((1, 2, 8)), np.linspace(0, 1, 2), grid, np.arange(1))
+    missing = tmp_path / "no_such_folder"
+    with pytest.raises(ValueError, match=re.escape(f"output folder '{missing}' does not exist")):
+        io.write_pdebench(ds, missing / "x.h5")
+    with pytest.raises(ValueError, match=re.escape(f"'{tmp_path}' is a folder; give one of")):
+        io.read_pdebench(tmp_path)
+    for split in ("train", "test"):
+        (tmp_path / "data" / split).mkdir(parents=True)
+        io.write_dataset(ds, tmp_path / "data" / split / "shard-00000.h5")
+    with pytest.raises(ValueError, match="with splits: pass split= one of train, test$"):
+        io.open_dataset(tmp_path / "data")
+
+
+@pytest.mark.parametrize("dims", ["trajectory", "mesh"])
+def test_torch_dataset_refuses_fields_that_are_not_sample_then_time(tmp_path, dims):
+    """A ``physml solve`` trajectory u(time, x) or a steady mesh dataset u(sample, node) is
+    not read as (sample, time, ...)."""
+    if dims == "trajectory":
+        grid = Grid((16,), (0.0,), (1.0,))
+        ds = io.trajectory_dataset(np.zeros((5, 16)), np.linspace(0, 1, 5), grid)
+        found = "time, x"
+    else:
+        ds = xr.Dataset({"u": (("sample", "node"), np.zeros((3, 4)))},
+                        coords={"sample": np.arange(3)})
+        ds["u"].attrs.update(long_name="u", units="1")
+        found = "sample, node"
+    path = io.write_dataset(ds, tmp_path / "field.h5")
+    with pytest.raises(ValueError, match=f"field.h5: variable 'u' has dims \\({found}\\)"):
+        FieldDataset(path)
 
 
 def test_read_pdebench_names_the_steady_darcy_layout(tmp_path):

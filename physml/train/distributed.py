@@ -42,11 +42,40 @@ def average(value: torch.Tensor) -> torch.Tensor:
 
 
 def average_gradients(module: nn.Module) -> None:
-    """Replace every parameter gradient by its mean over the processes."""
+    r"""Replace every parameter gradient by its mean over the processes.
+
+    A parameter that has a gradient on some processes and none on others (an expert no sample
+    of this process was routed to) counts as a zero gradient where it has none, so its mean is
+    $\frac{1}{W}\sum_r g_r$ over all $W$ processes; one without a gradient anywhere keeps
+    none. Every process issues the same collectives in the same order, whatever it used: one
+    for the presence of each gradient, then one per dtype for the gradients, flattened in
+    parameter order.
+    """
     _, world = rank_and_world()
-    if world == 1:
+    params = list(module.parameters())
+    if world == 1 or not params:
         return
-    for p in module.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad /= world
+    present = torch.tensor([p.grad is not None for p in params], dtype=torch.int32,
+                           device=params[0].device)
+    dist.all_reduce(present)
+    used = [p for p, count in zip(params, present.tolist(), strict=True) if count]
+    for p in used:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    by_dtype: dict[torch.dtype, list[nn.Parameter]] = {}
+    for p in used:
+        by_dtype.setdefault(p.grad.dtype, []).append(p)
+    for group in by_dtype.values():
+        _average_flat([p.grad for p in group], world)
+
+
+def _average_flat(grads: list[torch.Tensor], world: int) -> None:
+    """Sum ``grads`` over the processes in one flattened buffer (one collective) and divide
+    by ``world``, in place."""
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()

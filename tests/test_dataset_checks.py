@@ -1,0 +1,137 @@
+"""The data layer's checks and records: initial conditions checked before anything is written,
+every parameter in the attrs, partial systems datasets refused, split sums spelled out, and a
+quiet Ctrl-C under Dask."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from physml import io
+from physml.cli import main
+from physml.datasets.generate import generate
+from physml.datasets.linear_systems import read_systems
+from physml.datasets.spec import load_spec
+
+SPEC = """
+pde: {pde}
+grid: {grid}
+t_end: 0.05
+n_saves: 3
+initial_condition: {initial}
+samples: 3
+shard_size: 2
+seed: 1
+"""
+
+
+def write_spec(folder, pde="advection1d", grid="[16]", initial="{kind: pdebench_sines}",
+               extra="", name="spec.yaml"):
+    path = folder / name
+    path.write_text(SPEC.format(pde=pde, grid=grid, initial=initial) + extra)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("pde", "grid", "initial", "message"),
+    [
+        ("advection1d", "[16]", "{kind: fourier_2d}",
+         "initial_condition.kind: fourier_2d makes 2D fields; advection1d is 1D (kinds for 1D: "
+         "pdebench_sines, uniform_constant)"),
+        ("heat2d", "[8, 8]", "{kind: pdebench_sines}",
+         "initial_condition.kind: pdebench_sines makes 1D fields; heat2d is 2D"),
+        ("advection1d", "[16]", "{kind: uniform_constant, options: {low: 1.0, high: 0.0}}",
+         "initial_condition.options of uniform_constant: low=1 > high=0; U(low, high) needs "
+         "low <= high"),
+    ],
+)
+def test_an_unfit_initial_condition_is_refused_before_anything_is_written(
+        tmp_path, capsys, pde, grid, initial, message):
+    out = tmp_path / "d"
+    args = ["datasets", "generate", "--out", str(out), "--workers", "0", "--quiet"]
+    assert main([*args[:2], str(write_spec(tmp_path, pde, grid, initial)), *args[2:]]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+    fixed = write_spec(tmp_path, pde, grid, "{kind: uniform_constant}", name="fixed.yaml")
+    assert main([*args[:2], str(fixed), *args[2:]]) == 0  # the corrected spec, same folder
+
+
+def test_parameters_left_at_their_default_are_attrs_in_both_conventions(tmp_path):
+    default = load_spec(write_spec(tmp_path, pde="burgers1d_pdebench"))
+    given = load_spec(write_spec(tmp_path, pde="burgers1d_pdebench", name="given.yaml",
+                                 extra="parameters: {nu: 0.01}\n"))
+    generate(default, tmp_path / "default", workers=0)
+    generate(given, tmp_path / "given", workers=0)
+    ds = io.open_dataset(tmp_path / "default", "train").load()
+    assert ds.attrs["nu"] == pytest.approx(0.01)  # the problem's default, PDEBench's Nu
+    assert ds.attrs["solver_nu"] == pytest.approx(0.01 / np.pi)
+    explicit = io.open_dataset(tmp_path / "given", "train").load()
+    np.testing.assert_array_equal(ds["u"].values, explicit["u"].values)
+    sorption = load_spec(write_spec(tmp_path, pde="diffusion_sorption1d", name="ds.yaml",
+                                    initial="{kind: uniform_constant}"))
+    generate(sorption, tmp_path / "sorption", workers=0)
+    attrs = io.open_dataset(tmp_path / "sorption", "train").attrs
+    for name in ("D", "porosity", "rho_s", "k_f", "n_f"):  # D the problem's, the rest the solver's
+        assert attrs[name] == pytest.approx(attrs[f"solver_{name}"]), name
+
+
+def test_read_systems_refuses_an_interrupted_dataset_unless_asked(tmp_path):
+    spec = tmp_path / "systems.yaml"
+    spec.write_text("systems: poisson_grid\nsize: 4\nsamples: 5\nshard_size: 2\n")
+    out = tmp_path / "systems"
+    generate(load_spec(spec), out, workers=0)
+    complete = read_systems(out / "train")
+    assert len(complete) == 4
+    (out / "dataset.json").unlink()
+    with pytest.raises(ValueError, match="holds an incomplete dataset .* allow_partial=True"):
+        read_systems(out / "train")
+    partial = read_systems(out / "train", allow_partial=True)
+    np.testing.assert_array_equal(partial[3].x, complete[3].x)
+    generate(load_spec(spec), out, workers=0)  # finished: the manifest is back
+    (out / "train" / "shard-00001.h5").unlink()
+    with pytest.raises(ValueError, match="1 shard\\(s\\) of the train split .* missing"):
+        read_systems(out / "train")
+
+
+def test_split_fractions_that_do_not_sum_to_one_are_listed_with_the_defaulted_ones(tmp_path):
+    spec = write_spec(tmp_path, extra="splits: {train: 0.9, test: 0.1}\n")
+    with pytest.raises(ValueError, match=r"splits: train 0.9 \+ valid 0.1 \(default\) \+ "
+                                         r"test 0.1 = 1.1; they must sum to 1"):
+        load_spec(spec)
+
+
+@pytest.mark.slow  # a Dask cluster started twice, and a reference run
+def test_ctrl_c_under_dask_prints_one_line_and_resumes_to_the_same_dataset(tmp_path):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it: the workers leave
+    the stopping to the main process, so stderr holds physml's one line only."""
+    spec_path = write_spec(tmp_path, grid="[256]", extra="parameters: {beta: [0.5, 1.0]}\n")
+    spec_path.write_text(spec_path.read_text().replace("t_end: 0.05", "t_end: 1.0")
+                         .replace("samples: 3", "samples: 10"))
+    reference = tmp_path / "reference"
+    generate(load_spec(spec_path), reference, workers=0)
+    out = tmp_path / "resumed"
+    command = [sys.executable, "-m", "physml.cli", "datasets", "generate", str(spec_path),
+               "--out", str(out), "--workers", "1", "--quiet"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("*/shard-*.h5")):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert err.splitlines() == ["physml: interrupted; the finished shards are kept: run the "
+                                "same command again to go on"]
+    assert not (out / "dataset.json").exists(), "the interrupt should land mid-run"
+    assert subprocess.run(command).returncode == 0
+    for split in ("train", "valid", "test"):
+        resumed = io.open_dataset(out, split).load()
+        expected = io.open_dataset(reference, split).load()
+        xr.testing.assert_identical(resumed.drop_attrs(), expected.drop_attrs())
+        np.testing.assert_array_equal(resumed["u"].values, expected["u"].values)
