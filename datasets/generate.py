@@ -456,22 +456,33 @@ def _close(client, cluster) -> None:
     cluster.close()
 
 
+def _loggers(name: str) -> list[logging.Logger]:
+    """The logger ``name`` and every one below it that exists (Dask gives some of its own a
+    level and a handler, so silencing the parent does not silence them)."""
+    below = [logging.getLogger(key) for key in list(logging.root.manager.loggerDict)
+             if key.startswith(f"{name}.")]
+    return [logging.getLogger(name), *below]
+
+
 def _silence_dask_logging() -> None:
     """Show no record of Dask distributed's loggers from now on (in a worker that is about to
     be closed)."""
-    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+    for logger in _loggers("distributed"):
+        logger.setLevel(logging.CRITICAL + 1)
 
 
 @contextlib.contextmanager
 def _logging_silenced(name: str):
-    """No record of the logger ``name`` (and its children) is shown inside the block."""
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
+    """No record of the logger ``name`` or of any below it is shown inside the block."""
+    loggers = _loggers(name)
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def dask_setup(worker) -> None:

@@ -117,13 +117,15 @@ def _dim_names(variable: h5py.Dataset) -> list[str]:
 
 
 def _check_dims(file, name: str, variable: h5py.Dataset) -> None:
-    """Refuse a variable that is not ``(sample, time, *space)``.
+    """Refuse a variable that is not ``(sample, time, *space)``: fewer than three axes, or
+    named axes in other places (an axis without a name, as in PDEBench's ``tensor``, is
+    taken as it stands).
 
     Raises:
         ValueError: naming the file, the variable and the dims it has.
     """
     dims = _dim_names(variable)
-    if dims[:2] != ["sample", "time"]:
+    if len(dims) < 3 or any(d not in (want, "?") for d, want in zip(dims, ("sample", "time"))):
         raise ValueError(f"{file}: variable {name!r} has dims ({', '.join(dims)}); "
                          "FieldDataset reads (sample, time, *space) fields, as "
                          "`physml datasets generate` writes them")

@@ -40,7 +40,7 @@ _NUMERIC = {
     sympy.sin: ("sin", "sin"), sympy.cos: ("cos", "cos"), sympy.tan: ("tan", "tan"),
     sympy.exp: ("exp", "exp"), sympy.log: ("log", "log"), sympy.tanh: ("tanh", "tanh"),
     sympy.sinh: ("sinh", "sinh"), sympy.cosh: ("cosh", "cosh"), sympy.Abs: ("abs", "abs"),
-    sympy.atan2: ("atan2", "arctan2"),
+    sympy.atan2: ("atan2", "arctan2"), sympy.atan: ("atan", "arctan"),
 }
 
 

@@ -8,8 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from physml.cases.registry import KINDS, bundled_cases, load_case, resolve_case_path
+from physml.cases.registry import (
+    KINDS,
+    bundled_cases,
+    load_case,
+    resolve_case_path,
+    validate_case,
+)
 
 ROOT = Path(__file__).parents[1]
 CASES_PACKAGE = ROOT / "physml" / "cases"
@@ -104,13 +111,17 @@ def test_every_kind_is_registered_once_and_owns_its_schema():
 
 
 def test_every_bundled_case_validates_and_every_variant_too():
+    """... and so does the config.yaml each writes to its run folder (what --resume,
+    load_run, predict and export read back)."""
     cases = bundled_cases()
     assert {"burgers", "teng_heat", "thermomigration_fe_c"} <= set(cases)
     for name, path in cases.items():
         case = load_case(name)
         assert case.name == name and case.kind in KINDS
-        for variant in case.variants:
-            load_case(path, [f"variant={variant}"])
+        for variant in [None, *case.variants]:
+            case = load_case(path, [] if variant is None else [f"variant={variant}"])
+            again = validate_case(yaml.safe_load(case.to_yaml()), f"{name} config.yaml")
+            assert again.same_run(case), (name, variant)
 
 
 def test_a_bundled_case_by_name_from_any_folder(tmp_path):

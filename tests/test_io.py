@@ -166,6 +166,17 @@ def test_torch_dataset_refuses_fields_that_are_not_sample_then_time(tmp_path, di
         FieldDataset(path)
 
 
+def test_torch_dataset_reads_pdebench_s_tensor_of_unnamed_axes(tmp_path):
+    grid = Grid((8,), (0.0,), (1.0,))
+    states = np.random.default_rng(0).standard_normal((3, 4, 8))
+    ds = io.samples_dataset(states, np.arange(4.0), grid, np.arange(3),
+                            attrs={"pde": "burgers1d_pdebench", "nu": 0.01})
+    path = io.write_pdebench(ds, tmp_path / "1D_Burgers_Sols_Nu0.01.hdf5")
+    data = FieldDataset(path, variable="tensor", pairs=1)
+    assert len(data) == 9 and data[0][0].shape == (8,)
+    np.testing.assert_allclose(data[0][1].numpy(), states[0, 1], rtol=1e-6)
+
+
 def test_read_pdebench_names_the_steady_darcy_layout(tmp_path):
     path = tmp_path / "2D_DarcyFlow_beta1.0_Train.hdf5"
     with h5py.File(path, "w") as f:

@@ -353,6 +353,8 @@ def test_names_are_real_and_a_text_may_span_lines():
         "u_t - u_xx*exp(-t)"  # compiled as written, not as exp(re(t))
     f = compile_expression(parse("\n  sin(x) *\n    cos(y)\n", ["x", "y"], "k"))
     assert f({"x": 0.5, "y": 0.25}) == pytest.approx(np.sin(0.5) * np.cos(0.25), rel=1e-15)
+    g = compile_expression(parse("atan2(y, 1 + x^2)", ["x", "y"], "k"))  # SymPy: atan(y/(...))
+    assert g({"x": 0.5, "y": 0.25}) == pytest.approx(np.arctan2(0.25, 1.25), rel=1e-15)
 
 
 def test_a_clockwise_polygon_s_distance_takes_tensors():
@@ -424,6 +426,18 @@ def test_a_field_coefficient_is_written_on_the_evaluation_grid(tmp_path):
     folder, _ = run_case(load_case(_write_case(tmp_path, text), [f"output.folder={tmp_path}"]))
     k = xr.open_dataset(folder / "predictions.h5")["coefficient_k"]
     assert k.dims == ("x",) and k.shape == (17,) and bool((k > 0).all())
+    import physml
+
+    assert physml.load_run(folder).inputs == ("x",)  # its config.yaml reads back
+
+
+def test_a_periodic_condition_in_time_is_refused_by_name(tmp_path, cli_in_process):
+    text = STEADY_1D.replace("upper: [1.0]}}", "upper: [1.0]}, time: [0, 1]}").replace(
+        "conditions: [{kind: dirichlet, value: 0.0}]", "conditions: [{kind: periodic, axis: t}]"
+    ).replace("exact: sin(pi*x)", "exact: 1 + x").replace("grid: [17]", "grid: [17, 3]")
+    result = cli_in_process("validate", _write_case(tmp_path, text))
+    assert result.returncode == 2
+    assert "axis 't' is not a space input; allowed: x" in result.stderr
 
 
 def test_expressions_compile_to_torch_and_numpy_alike():

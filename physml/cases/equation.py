@@ -17,9 +17,9 @@ fields, their derivatives (``u_x``, ``u_xx``, ``u_t`` ...), the ``parameters`` a
 
 Run folder: as ``kind: pinn`` (``config.yaml``, ``checkpoint.pt``, ``metrics.json``,
 ``predictions.h5`` with NaN outside the domain, ``solution.png`` at the last time (and the
-middle plane in 3D; curves in 1D), ``losses.png``); ``metrics.json`` carries the history of
-every scalar coefficient, ``predictions.h5`` every field coefficient on the evaluation grid
-(``coefficient_<name>``).
+middle plane in 3D; curves for a steady 1D case), ``losses.png``); ``metrics.json`` carries
+the history of every scalar coefficient, ``predictions.h5`` every field coefficient on the
+evaluation grid (``coefficient_<name>``).
 Observations made by a solver (``observations.solve``) are written to ``observations.h5``
 and, without ``exact`` or ``reference``, the solved field is the reference.
 """
@@ -86,6 +86,10 @@ class ConditionSpec(Section):
     name: str | None = Field(None, description="loss term name (default: from the kind)")
 
 
+COEFFICIENT_OPTIONS = {"scalar": ("width", "depth"), "field": ("value", "trainable")}
+"""The options of :class:`CoefficientSpec` that the other kind takes, by kind."""
+
+
 class CoefficientSpec(Section):
     """A scalar (``value``, ``trainable``) or a field given by a network of the inputs
     (``width``, ``depth``; always trained); ``positive`` trains the logarithm of either."""
@@ -99,8 +103,7 @@ class CoefficientSpec(Section):
 
     @model_validator(mode="after")
     def _options_of_the_kind(self) -> CoefficientSpec:
-        other = {"scalar": ("width", "depth"), "field": ("value", "trainable")}[self.kind]
-        given = [key for key in other if key in self.model_fields_set]
+        given = [key for key in COEFFICIENT_OPTIONS[self.kind] if key in self.model_fields_set]
         if given:
             raise ValueError(f"{given[0]} is not an option of kind {self.kind!r} (a scalar "
                              "takes value, trainable, positive; a field width, depth, "
@@ -192,7 +195,9 @@ class EquationCase(CaseBase):
 
     def unused_keys(self) -> set[str]:
         return {"model.periodic_embedding"} | {
-            f"model.{key}" for key, kind in MODEL_OPTIONS.items() if kind != self.model.kind}
+            f"model.{key}" for key, kind in MODEL_OPTIONS.items() if kind != self.model.kind} | {
+            f"coefficients.{name}.{key}" for name, spec in self.coefficients.items()
+            for key in COEFFICIENT_OPTIONS[spec.kind]}
 
 
 def build_trainer(case: EquationCase, solved: Path | None = None) -> PINNTrainer:

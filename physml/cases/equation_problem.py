@@ -133,7 +133,7 @@ def build_equation_problem(case, solved: Path | None = None) -> PINNProblem:
         problem = PINNProblem(residual, geometry, time=time, conditions=conditions,
                               outputs=outputs, space=space, reference=reference,
                               coefficients=coefficients, observations=observations,
-                              periods=_periods(conditions, inputs, outputs, geometry))
+                              periods=_periods(conditions, space, inputs, outputs, geometry))
     except ValueError as err:
         raise ValueError(f"conditions: {err}") from None
     return problem
@@ -155,15 +155,15 @@ def _check_names(space, has_time: bool, outputs) -> None:
                          f"them an input ({', '.join(sorted(inputs))})")
 
 
-def _periods(conditions, inputs, outputs, geometry) -> tuple[float | None, ...]:
-    """The period of the solution in each input: the box's length along an axis where a
+def _periods(conditions, space, inputs, outputs, geometry) -> tuple[float | None, ...]:
+    """The period of the solution in each input: the box's length along a space axis where a
     periodic condition holds for every field, else None (what ``model.kind: periodic``
-    builds in)."""
+    builds in; the problem refuses a periodic condition on any other axis or domain)."""
     periods: list[float | None] = [None] * len(inputs)
     for condition in conditions:
         if isinstance(condition, Periodic) and set(condition.fields or outputs) == set(outputs) \
-                and condition.axis in inputs and isinstance(geometry, Box):
-            i = inputs.index(condition.axis)
+                and condition.axis in space and isinstance(geometry, Box):
+            i = space.index(condition.axis)
             periods[i] = float(np.ptp(geometry.bounds[i]))
     return tuple(periods)
 

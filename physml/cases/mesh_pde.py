@@ -239,6 +239,10 @@ class MeshPDECase(CaseBase):
             raise ValueError(f"refine {self.refine}: edge lengths must be > 0")
         return self
 
+    def unused_keys(self) -> set[str]:
+        return {f"pde.{key}" for key in MeshPDESpec.model_fields
+                if key != "name" and key not in PDE_KEYS[self.pde.name]}
+
     @property
     def total_steps(self) -> int:
         """Progress units: time steps, Adam steps, or solves (meshes)."""

@@ -91,9 +91,13 @@ def system_graph(matrix: sp.spmatrix | sp.sparray, node_extra: np.ndarray | None
     rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(lower.indptr))
     cols = lower.indices.astype(np.int64)
     d = lower.data[last]
-    if not (np.array_equal(cols[last], np.arange(n)) and np.all(d > 0)):
-        raise ValueError("matrix needs a stored, positive diagonal entry in every row (an SPD "
-                         "matrix) for a learned factor")
+    stored = cols[last] == np.arange(n)
+    bad = np.flatnonzero(~stored | ~(d > 0))
+    if bad.size:
+        row = int(bad[0])
+        found = f"the diagonal entry {float(d[row]):g}" if stored[row] else "no diagonal entry"
+        raise ValueError(f"matrix has {found} in row {row}; a learned factor needs a stored, "
+                         "positive diagonal (an SPD matrix)")
     s = 1.0 / np.sqrt(d)
     values = lower.data * s[rows] * s[cols]
     strict = np.flatnonzero(rows != cols)

@@ -267,7 +267,7 @@ class Scalar(nn.Module):
 
 
 class FieldCoefficient(nn.Module):
-    """A coefficient field $c(X)$ given by a small network of the inputs, ``(n, 1)``;
+    r"""A coefficient field $c(X)$ given by a small network of the inputs, ``(n, 1)``;
     ``positive`` makes it $e^{\text{net}(X)}$."""
 
     def __init__(self, net: nn.Module, positive: bool = False) -> None:
