@@ -124,6 +124,23 @@ def test_every_bundled_case_validates_and_every_variant_too():
             assert again.same_run(case), (name, variant)
 
 
+def test_keys_a_case_does_not_read_are_accepted_at_their_defaults():
+    """As run folders written before those keys were refused hold them (--resume, load_run);
+    any other value is refused."""
+    heat = yaml.safe_load(load_case("heat_surface").to_yaml())
+    heat["pde"]["source"] = {"kind": "constant", "amplitude": 0.0}
+    validate_case(heat, "heat config.yaml")
+    heat["pde"]["source"] = 5.0
+    with pytest.raises(ValueError, match="pde.source does not apply to pde.name 'heat'"):
+        validate_case(heat, "heat config.yaml")
+    inverse = yaml.safe_load(load_case("burgers_inverse").to_yaml())
+    inverse["coefficients"]["nu"].update(width=16, depth=2)
+    validate_case(inverse, "inverse config.yaml")
+    inverse["coefficients"]["nu"]["width"] = 8
+    with pytest.raises(ValueError, match="coefficients.nu: width is not an option of kind"):
+        validate_case(inverse, "inverse config.yaml")
+
+
 def test_a_bundled_case_by_name_from_any_folder(tmp_path):
     assert resolve_case_path("burgers") == bundled_cases()["burgers"]
     assert resolve_case_path("cases/burgers.yaml").samefile(bundled_cases()["burgers"])

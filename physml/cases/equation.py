@@ -87,7 +87,8 @@ class ConditionSpec(Section):
 
 
 COEFFICIENT_OPTIONS = {"scalar": ("width", "depth"), "field": ("value", "trainable")}
-"""The options of :class:`CoefficientSpec` that the other kind takes, by kind."""
+"""The options of :class:`CoefficientSpec` that the other kind takes, by kind (refused when
+set to other than their defaults, which run folders written before the rule still hold)."""
 
 
 class CoefficientSpec(Section):
@@ -103,7 +104,8 @@ class CoefficientSpec(Section):
 
     @model_validator(mode="after")
     def _options_of_the_kind(self) -> CoefficientSpec:
-        given = [key for key in COEFFICIENT_OPTIONS[self.kind] if key in self.model_fields_set]
+        given = [key for key in COEFFICIENT_OPTIONS[self.kind]
+                 if getattr(self, key) != type(self).model_fields[key].default]
         if given:
             raise ValueError(f"{given[0]} is not an option of kind {self.kind!r} (a scalar "
                              "takes value, trainable, positive; a field width, depth, "

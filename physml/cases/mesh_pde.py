@@ -208,7 +208,10 @@ class MeshPDECase(CaseBase):
             if name != section and getattr(self, pde) is not None:
                 raise ValueError(f"the {pde} section applies to pde.name {section!r} only; "
                                  f"pde.name {name!r} does not read it")
-        unread = sorted(self.pde.model_fields_set - {"name"} - PDE_KEYS[name])
+        defaults = MeshPDESpec(name=name)  # keys at their defaults change nothing
+        unread = sorted(key for key in MeshPDESpec.model_fields
+                        if key != "name" and key not in PDE_KEYS[name]
+                        and getattr(self.pde, key) != getattr(defaults, key))
         if unread:
             raise ValueError(f"pde.{unread[0]} does not apply to pde.name {name!r} (it reads "
                              f"{', '.join(sorted(PDE_KEYS[name]))})")
