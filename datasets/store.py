@@ -223,14 +223,17 @@ def checked_shards(path: str | os.PathLike, split: str | None,
     against its manifest.
 
     Raises:
-        ValueError: ``split`` is not a split; the dataset is incomplete (a ``spec.yaml``
-            and no manifest: generation was interrupted; ``allow_partial`` reads it anyway) or
-            lacks a shard its manifest lists; the split holds no samples; or no shards (for a
-            dataset with splits and no ``split``, the message names the splits to pass).
+        ValueError: ``path`` does not exist; ``split`` is not a split; the dataset is
+            incomplete (a ``spec.yaml`` and no manifest: generation was interrupted;
+            ``allow_partial`` reads it anyway) or lacks a shard its manifest lists; the split
+            holds no samples; or no shards (for a dataset with splits and no ``split``, the
+            message names the splits to pass).
     """
     path = Path(path)
     if path.is_file():
         return [path]
+    if not path.exists():
+        raise ValueError(f"{str(path)!r} does not exist (a dataset file or folder is needed)")
     if not split:
         files = shard_files(path)
         if not files:

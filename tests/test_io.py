@@ -146,6 +146,9 @@ def test_pdebench_and_dataset_paths_are_named_in_clear_errors(tmp_path):
         io.write_dataset(ds, tmp_path / "data" / split / "shard-00000.h5")
     with pytest.raises(ValueError, match="with splits: pass split= one of train, test$"):
         io.open_dataset(tmp_path / "data")
+    with pytest.raises(ValueError, match=re.escape(f"'{missing / 'shard-00000.h5'}' does not "
+                                                   "exist")):
+        io.open_dataset(missing / "shard-00000.h5")
 
 
 @pytest.mark.parametrize("dims", ["trajectory", "mesh"])
