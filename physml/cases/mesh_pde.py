@@ -348,10 +348,19 @@ def solve_poisson(case: MeshPDECase, mesh: pm.Mesh) -> tuple[dict, dict[str, np.
     return figures, fields
 
 
+def compile_solve(mesh: pm.Mesh, solve) -> None:
+    """Compile the kernels of ``solve(mesh)`` for ``mesh``'s kind of cell and device by
+    running it on the mesh's first cell alone, so that a timed solve times the solve, not
+    Warp's first compilation (seconds on a cold kernel cache)."""
+    cell = mesh.cells[0]
+    solve(pm.Mesh(mesh.points[cell], np.arange(len(cell))[None], device=str(mesh.device)))
+
+
 def run_poisson(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
                 on_step: OnStep) -> Result:
     """Solve on the case's mesh, then on each ``refine`` mesh; orders from all of them."""
     write_text(folder / CONFIG, case.to_yaml())
+    compile_solve(mesh, lambda cell: pm.poisson(cell, np.zeros(cell.n_vertices), [0], 0.0))
     levels = []
     for step, h in enumerate([None, *case.refine]):
         figures, fields = solve_poisson(case, mesh if h is None else build_mesh(case, h))
@@ -464,6 +473,7 @@ def run_geodesic(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
     write_text(folder / CONFIG, case.to_yaml())
     point = np.pad(case.pde.source_point, (0, 3))[: mesh.dim]
     source = int(np.argmin(np.linalg.norm(mesh.points - point, axis=1)))
+    compile_solve(mesh, lambda cell: pm.heat_geodesic(cell, 0))
     start = time.perf_counter()
     distance = pm.heat_geodesic(mesh, source)
     summary = {"vertices": mesh.n_vertices, "h": mesh.edge_length(), "source": source,
