@@ -40,6 +40,8 @@ class RunProgress:
         self._task = self._bar.add_task(description, total=total, status="")
         self._started = self._last_line = time.perf_counter()
         self._state = (0, "")
+        self._printed: tuple[int, str] | None = None  # the state of the last line printed
+        self._stopped = False
 
     def __enter__(self) -> RunProgress:
         self._bar.__enter__()
@@ -47,12 +49,14 @@ class RunProgress:
 
     def __exit__(self, *exc) -> None:
         self._bar.__exit__(*exc)
-        if exc[0] is None and not self.live and not self.quiet:
+        if exc[0] is None and not (self.live or self.quiet or self._stopped) \
+                and self._printed != self._state:
             self._line()
 
     def stop(self) -> None:
-        """End the live display (before printing a message of one's own)."""
+        """End the display (before printing a message of one's own): no line follows."""
         self._bar.stop()
+        self._stopped = True
 
     def update(self, completed: int, status: str = "") -> None:
         """``completed`` units done; ``status`` is shown after the count."""
@@ -64,7 +68,7 @@ class RunProgress:
 
     def _line(self) -> None:
         self._last_line = now = time.perf_counter()
-        completed, status = self._state
+        completed, status = self._printed = self._state
         self.console.print(f"[{now - self._started:8.1f} s] {self.description} "
                            f"{completed}/{self.total} {status}".rstrip(), highlight=False,
                            soft_wrap=True)

@@ -50,9 +50,33 @@ class TrainedModel:
         return torch.as_tensor(self.field.problem.bounds.mean(axis=1)[None].repeat(4, 0),
                                dtype=self.dtype, device=self.device)
 
+    def _check_exportable(self) -> None:
+        """Refuse a field whose output transform a trace cannot record: exact constraints on
+        a 3-D mesh domain, whose distance is signed by ray crossings counted in NumPy.
+
+        Raises:
+            ValueError: naming the reason and what works instead.
+        """
+        from .geometry.mesh_domain import MeshDomain
+
+        parts, found = [self.field.problem.geometry], False
+        while parts:
+            geometry = parts.pop()
+            found |= isinstance(geometry, MeshDomain) and geometry.dim == 3
+            parts += [getattr(geometry, side) for side in ("a", "b") if hasattr(geometry, side)]
+        if self.field.hard and found:
+            raise ValueError("a field with exact constraints on a 3-D mesh domain cannot be "
+                             "exported: its distance function is signed outside PyTorch, so a "
+                             "trace would keep the signs of its example points; use load_run")
+
     def export_torchscript(self, path: str | Path) -> None:
         """Save the field traced by TorchScript (``torch.jit.load(path)(X)`` gives
-        ``(n, m)`` for ``X`` of shape ``(n, d_in)`` in the trained dtype)."""
+        ``(n, m)`` for ``X`` of shape ``(n, d_in)`` in the trained dtype).
+
+        Raises:
+            ValueError: the field cannot be traced (:meth:`_check_exportable`).
+        """
+        self._check_exportable()
         with torch.no_grad():
             traced = torch.jit.trace(self.field, self._example(), check_trace=False)
         traced.save(str(path))
@@ -64,8 +88,10 @@ class TrainedModel:
             onnxruntime.InferenceSession(path).run(None, {"X": X})[0]
 
         Raises:
-            ValueError: the ``onnx`` and ``onnxscript`` packages are not installed.
+            ValueError: the ``onnx`` and ``onnxscript`` packages are not installed, or the
+                field cannot be traced (:meth:`_check_exportable`).
         """
+        self._check_exportable()
         missing = [name for name in ("onnx", "onnxscript") if find_spec(name) is None]
         if missing:
             raise ValueError(f"ONNX export needs the {' and '.join(missing)} package(s): "
@@ -87,12 +113,13 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
             without it).
 
     Raises:
-        ValueError: not a run folder, a case kind without a network field, or a ``device``
-            this machine does not have.
+        ValueError: not a run folder, a case kind without a network field, a checkpoint that
+            cannot be read or does not fit the configuration, or a ``device`` this machine
+            does not have.
     """
     from .cases import equation, pinn
     from .cases.registry import load_case
-    from .cases.run_folder import CHECKPOINT, CONFIG
+    from .cases.run_folder import CHECKPOINT, CONFIG, read_checkpoint
     from .devices import require_device
     from .models import build_model
 
@@ -113,7 +140,9 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
                         depth=spec.depth, activation=spec.activation,
                         fourier_scale=spec.fourier_scale, harmonics=spec.harmonics,
                         periods=problem.input_periods, per_output=lagrangian)
-    state = torch.load(folder / CHECKPOINT, weights_only=False, map_location="cpu")
+    state = read_checkpoint(folder, lambda path: torch.load(path, weights_only=False,
+                                                            map_location="cpu"),
+                            use="load_run", remedy="the run's network cannot be loaded from it")
     dtype = {"float32": torch.float32, "float64": torch.float64}[case.dtype]
     if device is None:  # the run's device where this machine has it, else the CPU
         device = case.device
@@ -125,6 +154,11 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
     target = torch.device(device)
     model.to(target, dtype)  # before loading: a float32 parameter would round the values
     problem.coefficients.to(target, dtype)
-    model.load_state_dict(state["model"])
-    problem.coefficients.load_state_dict(state.get("coefficients", {}))
+    try:
+        model.load_state_dict(state["model"])
+        problem.coefficients.load_state_dict(state.get("coefficients", {}))
+    except (KeyError, RuntimeError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise ValueError(f"{str(folder / CHECKPOINT)!r} does not hold the network its {CONFIG} "
+                         f"describes ({reason})") from None
     return TrainedModel(PINNField(model, problem, spec.hard_constraints), dtype, target)

@@ -242,7 +242,25 @@ def test_progress_lines_in_a_log(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if "] burgers " in line]
     assert len(lines) >= 4 and "4/4 loss" in lines[-1] and "rel L2" in lines[-1]
+    assert sum("4/4 loss" in line for line in lines) == 1  # the last state printed once
     assert "relative L2 error" in result.stdout
+
+
+def test_a_stopped_progress_display_prints_no_line_after_its_owner_s_message():
+    import io
+
+    from rich.console import Console
+
+    from physml.progress import RunProgress
+
+    out = io.StringIO()
+    with RunProgress("case", 10, Console(file=out), interval=1e9) as progress:
+        progress.update(3, "loss 1")
+        progress.stop()  # Ctrl-C: the interrupted message comes next, and is the last line
+    assert out.getvalue() == ""
+    with RunProgress("case", 10, Console(file=out), interval=1e9) as progress:
+        progress.update(3, "loss 1")
+    assert out.getvalue().count("3/10 loss 1") == 1
 
 
 def test_teng_reference_starts_from_the_initial_condition_at_a_later_start_time():

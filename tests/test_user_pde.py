@@ -431,6 +431,52 @@ def test_a_field_coefficient_is_written_on_the_evaluation_grid(tmp_path):
     assert physml.load_run(folder).inputs == ("x",)  # its config.yaml reads back
 
 
+def test_load_run_names_a_damaged_or_mismatched_checkpoint(tmp_path):
+    import warnings
+
+    import physml
+    from physml.cases.registry import load_case, run_case
+    from physml.train.problems import Scalar
+
+    folder, _ = run_case(load_case(_write_case(tmp_path, STEADY_1D),
+                                   [f"output.folder={tmp_path}", "output.figures=false"]))
+    config = (folder / "config.yaml").read_text()
+    (folder / "config.yaml").write_text(config.replace("width: 8", "width: 16"))
+    with pytest.raises(ValueError, match="checkpoint.pt' does not hold the network its "
+                                         "config.yaml describes"):
+        physml.load_run(folder)
+    (folder / "config.yaml").write_text(config)
+    checkpoint = folder / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="load_run: .*checkpoint.pt' cannot be read as a "
+                                         "checkpoint"):
+        physml.load_run(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Converting a tensor with requires_grad=True"
+        assert Scalar(0.5, trainable=True, positive=True).value() == pytest.approx(0.5)
+
+
+def test_a_3d_mesh_domain_with_exact_constraints_is_not_exported(tmp_path):
+    """Its distance is signed outside PyTorch: a trace would keep its example's signs."""
+    import physml
+    from physml.cases.registry import load_case, run_case
+
+    text = STEADY_1D.replace(
+        "domain: {geometry: {kind: interval, lower: [0.0], upper: [1.0]}}",
+        "domain: {geometry: {kind: mesh, mesh: {domain: box, h: 0.5}}}").replace(
+        "pde: u_xx + pi^2 * sin(pi*x)", "pde: u_xx + u_yy + u_zz + 1").replace(
+        "exact: sin(pi*x)\n", "").replace("grid: [17]", "grid: [3, 3, 3]").replace(
+        "model: {kind: mlp, width: 8, depth: 2}",
+        "model: {kind: mlp, width: 8, depth: 2, hard_constraints: true}")
+    folder, _ = run_case(load_case(_write_case(tmp_path, text),
+                                   [f"output.folder={tmp_path}", "training.adam.steps=1"]))
+    model = physml.load_run(folder)
+    for export, name in ((model.export_torchscript, "f.pt"), (model.export_onnx, "f.onnx")):
+        with pytest.raises(ValueError, match="exact constraints on a 3-D mesh domain cannot be "
+                                             "exported"):
+            export(tmp_path / name)
+
+
 def test_a_periodic_condition_in_time_is_refused_by_name(tmp_path, cli_in_process):
     text = STEADY_1D.replace("upper: [1.0]}}", "upper: [1.0]}, time: [0, 1]}").replace(
         "conditions: [{kind: dirichlet, value: 0.0}]", "conditions: [{kind: periodic, axis: t}]"

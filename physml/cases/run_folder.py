@@ -113,20 +113,21 @@ def _torch_state(path: Path) -> dict:
 
 
 def read_checkpoint(folder: Path, read: Callable[[Path], Any] = _torch_state,
-                    name: str = CHECKPOINT) -> Any:
+                    name: str = CHECKPOINT, use: str = "--resume",
+                    remedy: str = "start a new run instead") -> Any:
     """What ``read`` (default ``torch.load``) makes of the checkpoint in ``folder``, or a
-    ValueError naming the file when there is none or it cannot be read (a copy cut short, or
-    another program's file: whatever the reader raises then, the run cannot resume from it)."""
+    ValueError naming the file (after ``use``, what needed it, and with ``remedy``) when there
+    is none or it cannot be read (a copy cut short, or another program's file: whatever the
+    reader raises then, the checkpoint is of no use)."""
     path = folder / name
     if not path.is_file():
-        raise ValueError(f"--resume: {str(folder)!r} has no {name}; nothing to resume")
+        raise ValueError(f"{use}: {str(folder)!r} has no {name}; nothing to resume")
     try:
         return read(path)
     except Exception as error:  # noqa: BLE001 (every reader's own way of failing)
         reason = str(error).split(". ")[0]  # the first sentence of the reader's message
-        raise ValueError(f"--resume: {str(path)!r} cannot be read as a checkpoint "
-                         f"({type(error).__name__}: {reason}); start a new run instead"
-                         ) from None
+        raise ValueError(f"{use}: {str(path)!r} cannot be read as a checkpoint "
+                         f"({type(error).__name__}: {reason}); {remedy}") from None
 
 
 FIELD_METADATA = {

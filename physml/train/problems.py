@@ -263,7 +263,8 @@ class Scalar(nn.Module):
         return value.to(X.dtype)
 
     def value(self) -> float:
-        return float(self.raw.exp() if self.positive else self.raw)
+        raw = self.raw.detach()
+        return float(raw.exp() if self.positive else raw)
 
 
 class FieldCoefficient(nn.Module):
