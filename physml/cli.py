@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -218,11 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_solve(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .datasets.problems import build_solver, parameters_by_name, problem
     from .io import trajectory_dataset, write_dataset
+    from .progress import PipeConsole
     from .solvers.errors import BlowUpError
     from .solvers.runtime import quiet_warp
 
@@ -262,7 +263,7 @@ def _run_solve(args: argparse.Namespace) -> int:
     solver = solver.with_dt(dt)
     solver.check_stability(u0)
 
-    console = Console(stderr=True, quiet=args.quiet)
+    console = PipeConsole(stderr=True, quiet=args.quiet)
     console.print(f"[bold]physml solve[/] {args.pde}: {prob.equation}")
     console.print(f"  {solver!r}")
     console.print(f"  t_end={t_end:g}, {n_steps} steps, {args.n_saves} saved states -> {args.out}")
@@ -399,12 +400,12 @@ def _fewest_steps(tau: float, dt_max: float) -> int:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .datasets.generate import generate
     from .datasets.linear_systems import LinearSystemSpec
     from .datasets.spec import load_spec
+    from .progress import PipeConsole
     from .solvers.base import warp_device
     from .solvers.runtime import quiet_warp
 
@@ -415,7 +416,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     quiet_warp(args.device)
     device = warp_device(args.device)
     spec = load_spec(args.spec, samples=args.samples)
-    console = Console(stderr=True, quiet=args.quiet)
+    console = PipeConsole(stderr=True, quiet=args.quiet)
     console.print(
         f"[bold]physml datasets generate[/] {args.spec}: {spec.summary}, "
         f"{len(spec.parameter_grid())} parameter combination(s) x {spec.samples} "
@@ -507,7 +508,9 @@ def _read_points(path: Path, inputs: tuple[str, ...]) -> np.ndarray:
             if missing:
                 raise ValueError(f"has no column {missing[0]!r}; the header must name the "
                                  f"inputs {', '.join(inputs)}")
-            table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+            with warnings.catch_warnings():  # "input contained no data": said below
+                warnings.simplefilter("ignore", UserWarning)
+                table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
             if table.size == 0:
                 raise ValueError("has no rows under its header")
             if table.shape[1] != len(header):
@@ -587,10 +590,8 @@ def _load_run_case(args: argparse.Namespace):
 
 
 def _run_case(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from .cases.registry import case_kind, run_case
-    from .progress import RunProgress
+    from .progress import PipeConsole, RunProgress
     from .solvers.runtime import quiet_warp
 
     if not args.log_every >= 0:
@@ -605,7 +606,7 @@ def _run_case(args: argparse.Namespace) -> int:
     quiet_warp(case.device)
     require_device(case.device)
     folder = args.resume if args.resume is not None else new_run_folder(case.name, case.output)
-    console = Console(stderr=True)
+    console = PipeConsole(stderr=True)
     if not args.quiet:
         console.print(f"[bold]physml run[/] {case.name}: {kind.describe(case)} on {case.device}"
                       + (f" ({case.dtype})" if hasattr(case, "dtype") else ""), soft_wrap=True)

@@ -17,6 +17,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 LOG_INTERVAL_S = 30.0
 
 
+class PipeConsole(Console):
+    """A rich ``Console`` whose closed pipe raises Python's ``BrokenPipeError`` (which the
+    command line answers with exit status 141, quietly) instead of rich's exit status 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 class RunProgress:
     """A progress display for ``total`` units of work named ``description``.
 

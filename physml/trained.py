@@ -40,8 +40,8 @@ class TrainedModel:
     def __call__(self, X) -> np.ndarray:
         X = torch.as_tensor(np.asarray(X, dtype=np.float64) if not isinstance(
             X, torch.Tensor) else X, dtype=self.dtype, device=self.device)
-        if X.dim() != 2 or X.shape[1] != len(self.inputs):
-            raise ValueError(f"points need shape (n, {len(self.inputs)}) with columns "
+        if X.dim() != 2 or X.shape[1] != len(self.inputs) or len(X) == 0:
+            raise ValueError(f"points need shape (n, {len(self.inputs)}), n >= 1, with columns "
                              f"{', '.join(self.inputs)}; got {tuple(X.shape)}")
         return predict(self.field, X)
 

@@ -227,6 +227,20 @@ def test_listing_survives_a_closed_pipe():
     assert "Traceback" not in listing.stderr and "BrokenPipe" not in listing.stderr
 
 
+def test_a_run_whose_log_reader_goes_away_stops_quietly(tmp_path):
+    """rich exits 1 on a closed pipe; the command line answers it as for stdout: 141."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "physml.cli", "run", "burgers", f"output.folder={tmp_path}",
+         "training.adam.steps=100000", "training.collocation.points=64", "evaluation.nx=16",
+         "evaluation.nt=8", "output.figures=false", "--log-every", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for line in iter(run.stderr.readline, b""):  # the first progress line, then away
+        if b"] burgers " in line:
+            break
+    run.stderr.close()
+    assert run.wait(timeout=120) == 141
+
+
 def test_a_refused_run_leaves_no_run_folder(tmp_path):
     result = _cli("run", "burgers", f"output.folder={tmp_path}", "model.width=-1")
     assert result.returncode == 2 and "model.width" in result.stderr
