@@ -247,9 +247,7 @@ def coefficient_fields(trainer: PINNTrainer) -> dict[str, np.ndarray]:
         if isinstance(coefficient, FieldCoefficient):
             with torch.no_grad():
                 values = coefficient(trainer.eval_points).cpu().numpy()[:, 0]
-            grid = np.full(trainer.inside.shape, np.nan)
-            grid[trainer.inside] = values
-            out[name] = grid
+            out[name] = trainer.on_eval_grid(values)
     return out
 
 

@@ -193,7 +193,11 @@ class PINNTrainer:
         trailing output axis for several outputs."""
         if hasattr(self.problem, "eulerian"):
             return self.problem.eulerian(self.field, *self.eval_axes[:2], self._tensor)
-        values = self.predict(self.eval_points)
+        return self.on_eval_grid(self.predict(self.eval_points))
+
+    def on_eval_grid(self, values: np.ndarray) -> np.ndarray:
+        """``values`` at :attr:`eval_points` ``(n_inside, ...)`` placed on the evaluation grid
+        (time first; NaN outside the domain), shape ``inside.shape + values.shape[1:]``."""
         grid = np.full(self.inside.shape + values.shape[1:], np.nan)
         grid[self.inside] = values
         return grid
