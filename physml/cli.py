@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_solve(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .datasets.problems import build_solver, parameters_by_name, problem
@@ -264,9 +265,10 @@ def _run_solve(args: argparse.Namespace) -> int:
     solver.check_stability(u0)
 
     console = PipeConsole(stderr=True, quiet=args.quiet)
-    console.print(f"[bold]physml solve[/] {args.pde}: {prob.equation}")
-    console.print(f"  {solver!r}")
-    console.print(f"  t_end={t_end:g}, {n_steps} steps, {args.n_saves} saved states -> {args.out}")
+    console.print(f"[bold]physml solve[/] {escape(f'{args.pde}: {prob.equation}')}")
+    console.print(f"  {solver!r}", markup=False)
+    console.print(f"  t_end={t_end:g}, {n_steps} steps, {args.n_saves} saved states -> {args.out}",
+                  markup=False)
     started = time.perf_counter()
     with Progress(
         TextColumn("{task.description}"),
@@ -321,8 +323,8 @@ def _run_solve(args: argparse.Namespace) -> int:
     write_dataset(trajectory_dataset(states, times, solver.grid, attrs=attrs,
                                      metadata={"u": prob.quantity}), args.out)
     console.print(
-        f"wrote {args.out} ({states.shape}, {elapsed:.1f} s, {n_steps / elapsed:.0f} steps/s)"
-    )
+        f"wrote {args.out} ({states.shape}, {elapsed:.1f} s, {n_steps / elapsed:.0f} steps/s)",
+        markup=False)
     return 0
 
 
@@ -400,6 +402,7 @@ def _fewest_steps(tau: float, dt_max: float) -> int:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .datasets.generate import generate
@@ -418,10 +421,9 @@ def _run_generate(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, samples=args.samples)
     console = PipeConsole(stderr=True, quiet=args.quiet)
     console.print(
-        f"[bold]physml datasets generate[/] {args.spec}: {spec.summary}, "
-        f"{len(spec.parameter_grid())} parameter combination(s) x {spec.samples} "
-        f"samples on {device} -> {args.out}"
-    )
+        "[bold]physml datasets generate[/] " + escape(
+            f"{args.spec}: {spec.summary}, {len(spec.parameter_grid())} parameter "
+            f"combination(s) x {spec.samples} samples on {device} -> {args.out}"))
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -447,7 +449,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     reader = (f"physml.datasets.linear_systems.read_systems({str(args.out / 'train')!r})"
               if isinstance(spec, LinearSystemSpec)
               else f"physml.io.open_dataset({str(args.out)!r}, split='train')")
-    console.print(f"wrote {manifest['samples']} samples to {args.out} (open with {reader})")
+    console.print(f"wrote {manifest['samples']} samples to {args.out} (open with {reader})",
+                  markup=False)
     return 0
 
 
@@ -500,6 +503,16 @@ def _read_points(path: Path, inputs: tuple[str, ...]) -> np.ndarray:
         raise ValueError(f"--points: {str(path)!r} must end in .npy or .csv")
     try:
         if path.suffix == ".npy":
+            with path.open("rb") as f:
+                try:
+                    version = np.lib.format.read_magic(f)
+                except ValueError:
+                    raise ValueError("is not a NumPy array file (write one with numpy.save)"
+                                     ) from None
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                if read_header(f)[2].hasobject:
+                    raise ValueError("holds object values; need a numeric array")
             points = np.load(path)
         else:
             with path.open() as f:
@@ -590,6 +603,8 @@ def _load_run_case(args: argparse.Namespace):
 
 
 def _run_case(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from .cases.registry import case_kind, run_case
     from .progress import PipeConsole, RunProgress
     from .solvers.runtime import quiet_warp
@@ -608,8 +623,9 @@ def _run_case(args: argparse.Namespace) -> int:
     folder = args.resume if args.resume is not None else new_run_folder(case.name, case.output)
     console = PipeConsole(stderr=True)
     if not args.quiet:
-        console.print(f"[bold]physml run[/] {case.name}: {kind.describe(case)} on {case.device}"
-                      + (f" ({case.dtype})" if hasattr(case, "dtype") else ""), soft_wrap=True)
+        console.print("[bold]physml run[/] " + escape(
+            f"{case.name}: {kind.describe(case)} on {case.device}"
+            + (f" ({case.dtype})" if hasattr(case, "dtype") else "")), soft_wrap=True)
     with RunProgress(case.name, kind.total_steps(case), console, args.quiet,
                      args.log_every) as progress:
         latest = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 LOG_INTERVAL_S = 30.0
@@ -46,7 +47,7 @@ class RunProgress:
             TextColumn("{task.description}"), BarColumn(),
             TextColumn("{task.completed}/{task.total} {task.fields[status]}"),
             TimeElapsedColumn(), console=console, disable=not self.live)
-        self._task = self._bar.add_task(description, total=total, status="")
+        self._task = self._bar.add_task(escape(description), total=total, status="")
         self._started = self._last_line = time.perf_counter()
         self._state = (0, "")
         self._printed: tuple[int, str] | None = None  # the state of the last line printed
@@ -79,5 +80,5 @@ class RunProgress:
         self._last_line = now = time.perf_counter()
         completed, status = self._printed = self._state
         self.console.print(f"[{now - self._started:8.1f} s] {self.description} "
-                           f"{completed}/{self.total} {status}".rstrip(), highlight=False,
-                           soft_wrap=True)
+                           f"{completed}/{self.total} {status}".rstrip(), markup=False,
+                           highlight=False, soft_wrap=True)

@@ -10,6 +10,10 @@ of a ``kind: pinn`` or ``kind: equation`` run from its ``config.yaml`` and ``che
 
 from __future__ import annotations
 
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -77,7 +81,7 @@ class TrainedModel:
             ValueError: the field cannot be traced (:meth:`_check_exportable`).
         """
         self._check_exportable()
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_exporter():
             traced = torch.jit.trace(self.field, self._example(), check_trace=False)
         traced.save(str(path))
 
@@ -97,11 +101,31 @@ class TrainedModel:
             raise ValueError(f"ONNX export needs the {' and '.join(missing)} package(s): "
                              "pip install 'physml[onnx]'")
         rows = torch.export.Dim("rows")
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_exporter():
             torch.onnx.export(self.field, (self._example(),), str(path), dynamo=True,
                               input_names=["X"], output_names=["u"],
                               dynamic_shapes={"X": {0: rows}}, verbose=False,
                               external_data=False)  # one self-contained file
+
+
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """PyTorch's exporters without the notices that do not concern a trained field: their
+    own deprecations, operators of torchvision (not installed) skipped, and the tracer's note
+    that tensors built from constants (coefficients, condition values) stay constants, which
+    they are. Other warnings still show."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            for category in (DeprecationWarning, FutureWarning):
+                warnings.filterwarnings("ignore", category=category, module="torch|copyreg")
+            warnings.filterwarnings("ignore", "torch.as_tensor results are registered as "
+                                    "constants", torch.jit.TracerWarning)
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:

@@ -277,6 +277,20 @@ def test_a_stopped_progress_display_prints_no_line_after_its_owner_s_message():
     assert out.getvalue().count("3/10 loss 1") == 1
 
 
+def test_a_case_name_with_brackets_is_printed_as_written():
+    """rich reads ``[bold]`` as markup: a name (or status) must be printed literally."""
+    import io
+
+    from rich.console import Console
+
+    from physml.progress import RunProgress
+
+    out = io.StringIO()
+    with RunProgress("a[bold]b", 10, Console(file=out), interval=0) as progress:
+        progress.update(3, "loss [1]")
+    assert "a[bold]b 3/10 loss [1]" in out.getvalue()
+
+
 def test_teng_reference_starts_from_the_initial_condition_at_a_later_start_time():
     """With ``domain.t = [0.5, 0.6]`` the reference at t = 0.5 is u0 itself (it was 13.6 %
     off when the spectral solver was asked for absolute times from t = 0)."""

@@ -4,6 +4,7 @@ models from run folders."""
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -524,7 +525,10 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process
     predicted = model(points[inside])
     stored = ds["prediction"].values.reshape(-1)[inside]
     np.testing.assert_array_equal(predicted, stored)  # bitwise: float64 parameters kept
-    model.export_torchscript(tmp_path / "field.pt")
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        model.export_torchscript(tmp_path / "field.pt")
+    assert not shown, [str(w.message) for w in shown]  # PyTorch's own notices are not a user's
     scripted = torch.jit.load(str(tmp_path / "field.pt"))
     X = torch.as_tensor(points[inside])
     np.testing.assert_allclose(scripted(X).detach().numpy()[:, 0], predicted, atol=1e-12,
@@ -532,7 +536,10 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process
     onnxruntime = pytest.importorskip("onnxruntime")
     from physml.cli import main
 
-    assert main(["export", str(folder), "--out", str(tmp_path / "field.onnx")]) == 0
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert main(["export", str(folder), "--out", str(tmp_path / "field.onnx")]) == 0
+    assert not shown, [str(w.message) for w in shown]
     assert not (tmp_path / "field.onnx.data").exists()  # one self-contained file
     session = onnxruntime.InferenceSession(str(tmp_path / "field.onnx"))
     u = session.run(None, {"X": points[inside]})[0]
@@ -556,7 +563,11 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process
     (tmp_path / "header.csv").write_text("t,x,y\n")
     np.save(tmp_path / "none.npy", np.zeros((0, 3)))
     np.save(tmp_path / "nan.npy", np.array([[0.1, 0.2, 0.3], [np.nan, 0.2, 0.3]]))
+    (tmp_path / "text.npy").write_text("0.1,0.2,0.3\n")
+    np.save(tmp_path / "objects.npy", np.array([{"x": 0.1}], dtype=object))
     for points, message in (("header.csv", "has no rows under its header"),
+                            ("text.npy", "is not a NumPy array file (write one with numpy.save)"),
+                            ("objects.npy", "holds object values; need a numeric array"),
                             ("none.npy", "need shape (n, 3), n >= 1"),
                             ("nan.npy", "row(s) [1] hold a NaN or infinite value")):
         result = cli_in_process("predict", str(folder), "--points", str(tmp_path / points),

@@ -43,7 +43,7 @@ def evaluate_value(value: Value, X: torch.Tensor, k: int) -> torch.Tensor:
         out = torch.as_tensor(out, dtype=X.dtype, device=X.device)
         if out.dim() == 1:
             out = out[:, None]
-        return out.expand(-1, k) if out.shape[1] == 1 and k > 1 else out
+        return out.expand(-1, k)  # (n, 1) broadcast, (n, k) as it is: no branch to trace
     return (X[:, :1] * 0 + float(value)).expand(-1, k)
 
 
