@@ -335,6 +335,28 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
         raise ValueError(f"--out {str(folder)!r} cannot be written: {err.strerror}") from None
 
 
+def _check_resumed_device(shard: str, device: str, folder: Path) -> None:
+    """Refuse to resume on a CPU a dataset begun on a GPU, or the reverse: their samples
+    differ in the last bits (contracted products, other library functions), and a dataset is
+    one device's. Shards that record no device (assembled on the host) pass.
+
+    Raises:
+        ValueError: ``shard`` was written on another kind of device than ``device``.
+    """
+    import h5py
+
+    with h5py.File(shard, "r") as f:
+        written = f.attrs.get("device")
+    if written is None:
+        return
+    written = written.decode() if isinstance(written, bytes) else str(written)
+    if written.startswith("cuda") != str(device).startswith("cuda"):
+        raise ValueError(
+            f"--out {str(folder)!r} holds a partial dataset generated on {written!r}; resume "
+            f"it with --device {written} (samples from {device!r} would differ in the last "
+            "bits), or pass --overwrite")
+
+
 def _foreign_files(folder: Path) -> list[str]:
     """What in ``folder`` a dataset would write over and did not write itself: a
     ``spec.yaml`` that is not a dataset spec, or a split folder's files other than shards
@@ -549,6 +571,9 @@ def _generate(spec, folder: Path, device: str, workers: int | None, client, over
     tasks = plan_shards(spec, folder, device, batch_size)
     total = sum(len(t.seeds) for t in tasks)
     pending = [t for t in tasks if not Path(t.path).exists()]
+    if pending:
+        for written in {t.path for t in tasks} - {t.path for t in pending}:
+            _check_resumed_device(written, device, folder)
     count = [total - sum(len(t.seeds) for t in pending)]
 
     def done(task: ShardTask) -> None:

@@ -129,6 +129,23 @@ def test_killed_generation_resumes_to_the_identical_dataset(tmp_path):
     assert_same_dataset(read_all(reference), read_all(out))
 
 
+def test_a_partial_dataset_resumes_only_on_its_kind_of_device(tmp_path):
+    import h5py
+
+    spec = load_spec(write_spec(tmp_path))
+    out = tmp_path / "d"
+    generate(spec, out, workers=0)
+    shards = sorted(out.rglob("shard-*.h5"))
+    (out / "dataset.json").unlink()
+    shards[-1].unlink()
+    with h5py.File(shards[0], "r+") as f:  # as a GPU would have written it
+        assert f.attrs["device"] == "cpu"
+        f.attrs["device"] = "cuda:0"
+    with pytest.raises(ValueError, match="generated on 'cuda:0'; resume it with --device cuda:0"):
+        generate(spec, out, workers=0)
+    assert not shards[-1].exists()
+
+
 def test_complete_dataset_is_not_overwritten(tmp_path, capsys):
     spec = write_spec(tmp_path)
     args = ["datasets", "generate", str(spec), "--out", str(tmp_path / "d"), "--workers", "0",
