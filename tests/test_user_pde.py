@@ -471,13 +471,24 @@ def test_a_3d_mesh_domain_with_exact_constraints_is_not_exported(tmp_path):
         "exact: sin(pi*x)\n", "").replace("grid: [17]", "grid: [3, 3, 3]").replace(
         "model: {kind: mlp, width: 8, depth: 2}",
         "model: {kind: mlp, width: 8, depth: 2, hard_constraints: true}")
-    folder, _ = run_case(load_case(_write_case(tmp_path, text),
-                                   [f"output.folder={tmp_path}", "training.adam.steps=1"]))
+    folder, result = run_case(load_case(_write_case(tmp_path, text),
+                                        [f"output.folder={tmp_path}", "training.adam.steps=1"]))
+    assert np.isfinite(result["residual_rms"])  # over the grid's points off the boundary
     model = physml.load_run(folder)
     for export, name in ((model.export_torchscript, "f.pt"), (model.export_onnx, "f.onnx")):
         with pytest.raises(ValueError, match="exact constraints on a 3-D mesh domain cannot be "
                                              "exported"):
             export(tmp_path / name)
+
+
+def test_the_residual_without_a_reference_is_measured_off_the_boundary(tmp_path):
+    """On the boundary the distance function's derivatives are not defined (NaN): the PDE
+    holds in the open domain, and its residual is measured there."""
+    case = load_case("poisson_lshape_pinn", [f"output.folder={tmp_path}", "exact=null",
+                                             "training.adam.steps=2", "training.lbfgs.steps=0",
+                                             "evaluation.grid=[11, 11]", "output.figures=false"])
+    _, result = run_case(case)
+    assert np.isfinite(result["residual_rms"]) and result["residual_rms"] > 0
 
 
 def test_a_periodic_condition_in_time_is_refused_by_name(tmp_path, cli_in_process):

@@ -204,11 +204,14 @@ class PINNTrainer:
 
     def evaluate(self) -> dict[str, float]:
         """Relative L2 and max errors against the reference on the evaluation grid (the
-        points inside the domain), or the residual's root mean square there without one;
-        plus the scalar coefficients' values."""
+        points inside the domain), or without one the residual's root mean square at the grid
+        points off the boundary, where the PDE holds (on it, a distance function's derivatives
+        are not defined); plus the scalar coefficients' values."""
         values = {f"coefficient_{k}": v for k, v in self.coefficients().items()}
         if self.reference is None:
-            residual = self._residual_numpy(self.eval_points.cpu().numpy())
+            points = self.eval_points.cpu().numpy()
+            interior = self.problem.geometry.interior(points[:, : self.problem.geometry.dim])
+            residual = self._residual_numpy(points[interior] if interior.any() else points)
             return {"residual_rms": float(np.sqrt(np.mean(residual**2))), **values}
         error = (self.prediction() - self.reference)[self.inside]
         reference = self.reference[self.inside]
