@@ -14,6 +14,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -150,8 +151,9 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
     folder = Path(run_dir)
     if not (folder / CONFIG).is_file():
         raise ValueError(f"{str(folder)!r} is not a run folder (no {CONFIG})")
-    case = load_case(folder / CONFIG)
-    builders = {"pinn": pinn.build_problem, "equation": equation.build_equation_problem}
+    case = load_case(folder / CONFIG, read_data=False)  # a moved reference is not needed
+    builders = {"pinn": pinn.build_problem,
+                "equation": partial(equation.build_equation_problem, read_data=False)}
     if case.kind not in builders:  # before the checkpoint: other kinds keep other files
         raise ValueError(f"{str(folder)!r} is a {case.kind!r} run; load_run reads the kinds "
                          f"{', '.join(builders)}")

@@ -481,6 +481,24 @@ def test_a_3d_mesh_domain_with_exact_constraints_is_not_exported(tmp_path):
             export(tmp_path / name)
 
 
+def test_a_run_loads_without_the_reference_file_it_was_measured_against(tmp_path):
+    """A run folder copied to another machine names a reference that is not there: its
+    network needs none."""
+    import physml
+
+    x = np.linspace(0.0, 1.0, 33)
+    data = tmp_path / "reference.h5"
+    xr.Dataset({"u": (("x",), np.sin(np.pi * x))}, coords={"x": x}).to_netcdf(
+        data, engine="h5netcdf")
+    text = STEADY_1D.replace("exact: sin(pi*x)", f"reference: {{file: {data}, variable: u}}")
+    folder, _ = run_case(load_case(_write_case(tmp_path, text), [f"output.folder={tmp_path}"]))
+    expected = physml.load_run(folder)(np.array([[0.5]]))
+    data.unlink()
+    np.testing.assert_array_equal(physml.load_run(folder)(np.array([[0.5]])), expected)
+    with pytest.raises(ValueError, match="reference.file: .* does not exist"):
+        load_case(folder / "config.yaml")  # a run of it needs the file
+
+
 def test_the_residual_without_a_reference_is_measured_off_the_boundary(tmp_path):
     """On the boundary the distance function's derivatives are not defined (NaN): the PDE
     holds in the open domain, and its residual is measured there."""

@@ -33,7 +33,7 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 import xarray as xr
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from ..datasets.mesh_spec import MeshSpec
 from ..datasets.store import with_cf_metadata, write_dataset
@@ -184,11 +184,13 @@ class EquationCase(CaseBase):
         return training
 
     @model_validator(mode="after")
-    def _builds(self) -> EquationCase:
-        """Parse every expression and build the problem now (one message naming the key)."""
+    def _builds(self, info: ValidationInfo) -> EquationCase:
+        """Parse every expression and build the problem now (one message naming the key);
+        the data files are read unless the context's ``read_data`` is false."""
         if self.exact is not None and self.reference is not None:
             raise ValueError("give exact or reference, not both")
-        problem = build_equation_problem(self)
+        problem = build_equation_problem(self, read_data=(info.context or {}).get("read_data",
+                                                                                 True))
         if self.model.kind == "periodic" and not any(problem.input_periods):
             raise ValueError("model.kind: periodic builds in the period of a periodic "
                              "condition that holds for every field ({kind: periodic, axis: "

@@ -76,9 +76,12 @@ class _Expression:
         return value
 
 
-def build_equation_problem(case, solved: Path | None = None) -> PINNProblem:
+def build_equation_problem(case, solved: Path | None = None, read_data: bool = True
+                           ) -> PINNProblem:
     """The :class:`PINNProblem` of a ``kind: equation`` case; ``solved`` is the file of the
-    observations a solver made (``observations.solve``; without it they are left out)."""
+    observations a solver made (``observations.solve``; without it they are left out).
+    Without ``read_data``, a problem without reference and observations (a trained field
+    needs neither): no data file is read."""
     geometry = build_geometry(case.domain.geometry)
     space = tuple(case.domain.space or ("x", "y", "z")[: geometry.dim])
     time = tuple(case.domain.time) if case.domain.time is not None else None
@@ -121,8 +124,9 @@ def build_equation_problem(case, solved: Path | None = None) -> PINNProblem:
             raise ValueError(f"coefficients.{name}: the name of an input, field or derivative")
     coefficients = {name: _coefficient(spec, len(inputs), f"coefficients.{name}")
                     for name, spec in case.coefficients.items()}
-    reference = _reference(case, inputs, outputs, parameters, solved)
-    observations = _observations(case, inputs, outputs, solved, geometry, conditions)
+    reference = _reference(case, inputs, outputs, parameters, solved) if read_data else None
+    observations = (_observations(case, inputs, outputs, solved, geometry, conditions)
+                    if read_data else None)
     terms = [c.name for c in conditions] + ["observations"] * (case.observations is not None)
     for name in equations:
         if name in terms:

@@ -102,37 +102,40 @@ def _variant_overrides(variants: dict, name: str, where: str) -> list[str]:
             for key, value in block.items()]
 
 
-def validate_case(raw: dict, where: str) -> CaseBase:
+def validate_case(raw: dict, where: str, read_data: bool = True) -> CaseBase:
     """Validate a raw case mapping against the schema of its ``kind``; one ValueError naming
-    the first bad key (``where`` prefixes the message)."""
+    the first bad key (``where`` prefixes the message). Without ``read_data`` the data files a
+    case names (a reference, observations) are neither read nor required."""
     raw = {"kind": DEFAULT_KIND, **raw}
     if not isinstance(raw["kind"], str) or raw["kind"] not in KINDS:
         raise ValueError(f"{where}: kind {raw['kind']!r} is not a case kind; allowed: "
                          f"{', '.join(KINDS)}")
     try:
-        return _CASE.validate_python(raw)
+        return _CASE.validate_python(raw, context={"read_data": read_data})
     except ValidationError as err:
         raise ValueError(f"{where}: {describe_error(err, KINDS[raw['kind']].schema, skip=1)}") \
             from None
 
 
-def load_case(path: str | Path, overrides: list[str] | None = None) -> CaseBase:
+def load_case(path: str | Path, overrides: list[str] | None = None, read_data: bool = True
+              ) -> CaseBase:
     """Read, check and override a case file (a path or a bundled case's name); every variant
-    is validated, the selected one (``variant=NAME`` among ``overrides``) applied first."""
+    is validated, the selected one (``variant=NAME`` among ``overrides``) applied first.
+    ``read_data``: see :func:`validate_case` (off for a finished run's network alone)."""
     path = resolve_case_path(path)
     where = f"case {path}"
     raw = read_yaml_mapping(path, "case")
-    validate_case(copy.deepcopy(raw), where)
+    validate_case(copy.deepcopy(raw), where, read_data)
     variants = raw.get("variants") or {}
     for name in variants:
         changed = apply_overrides(copy.deepcopy(raw), _variant_overrides(variants, name, where))
-        validate_case(changed, f"{where}, variant {name!r}")
+        validate_case(changed, f"{where}, variant {name!r}", read_data)
     overrides = list(overrides or [])
     selected = [o for o in overrides if o.startswith("variant=")]
     for item in selected:
         overrides.remove(item)
         overrides[:0] = _variant_overrides(variants, item.partition("=")[2], where)
-    return validate_case(apply_overrides(raw, overrides), where)
+    return validate_case(apply_overrides(raw, overrides), where, read_data)
 
 
 def run_case(case: CaseBase, folder: Path | None = None, resume: bool = False,
