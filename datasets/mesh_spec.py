@@ -39,7 +39,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..solvers import mesh as pm
-from .spec import InitialConditionSpec, SampledSpec, SplitSpec, StrictModel
+from .spec import AbsolutePath, InitialConditionSpec, SampledSpec, SplitSpec, StrictModel
 
 DOMAINS = {"disc": pm.disc, "annulus": pm.annulus, "l_shape": pm.l_shape, "box": pm.box,
            "sphere": pm.sphere, "torus": pm.torus, "double_torus": pm.double_torus}
@@ -49,7 +49,7 @@ class MeshSpec(StrictModel):
     """A mesh file (any format meshio reads), or a generated domain with target edge length
     ``h`` [m] (``icosphere``: ``level`` subdivisions of an icosahedron instead)."""
 
-    file: str | None = None
+    file: AbsolutePath | None = None
     domain: Literal["disc", "annulus", "l_shape", "box", "sphere", "torus", "double_torus",
                     "icosphere"] | None = None
     h: float | None = Field(None, gt=0, description="target edge length [m]")

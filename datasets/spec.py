@@ -28,10 +28,11 @@ import math
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -47,6 +48,10 @@ from .problems import PROBLEMS
 from .store import SPLITS
 
 SPEC_FOLDER = Path(__file__).parent / "specs"
+
+AbsolutePath = Annotated[str, AfterValidator(lambda file: str(Path(file).expanduser().resolve()))]
+"""A file's path made absolute (read from the working folder), so that a recorded spec or case
+(a dataset's ``spec.yaml``, a run's ``config.yaml``) names it wherever it is read again."""
 
 
 class StrictModel(BaseModel):

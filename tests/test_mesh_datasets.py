@@ -12,6 +12,7 @@ from physml.datasets.generate import generate
 from physml.datasets.mesh_spec import MeshDatasetSpec
 from physml.datasets.mesh_store import mesh_of
 from physml.datasets.spec import load_spec
+from physml.solvers import mesh as pm
 from physml.solvers.mesh import mass_matrix, stiffness_matrix, to_scipy
 
 POISSON = """
@@ -97,7 +98,7 @@ def test_heat_samples_conserve_mass_on_a_closed_surface(tmp_path):
     ({"pde: poisson_mesh": "pde: wave_mesh"}, "pde: unknown mesh PDE 'wave_mesh'; allowed:"),
     ({"h: 0.3": "h: 0.3, colour: red"}, "unknown key 'mesh.colour'; allowed: file, domain"),
     ({"domain: disc, h: 0.3": "domain: disc"}, "mesh.domain 'disc' needs mesh.h"),
-    ({"domain: disc, h: 0.3": "file: nowhere.msh"}, "mesh.file 'nowhere.msh' does not exist"),
+    ({"domain: disc, h: 0.3": "file: nowhere.msh"}, "nowhere.msh' does not exist"),
     ({"h: 0.3": "h: 0.3, level: 5"}, "mesh.level does not apply to mesh.domain 'disc'"),
     ({"h: 0.3": "h: 0.3, repair: true"}, "mesh.repair does not apply to mesh.domain 'disc'"),
     ({"domain: disc, h: 0.3": "domain: icosphere, level: 1, h: 0.3"},
@@ -115,3 +116,16 @@ def test_bad_mesh_specs_exit_2_naming_the_key(tmp_path, capsys, replace, message
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "d").exists()
+
+
+def test_a_relative_mesh_file_is_recorded_absolute(tmp_path, monkeypatch):
+    """A spec or case names its mesh file from the working folder; what it records (a
+    dataset's spec.yaml, a run's config.yaml) names it from anywhere."""
+    from physml.datasets.mesh_spec import MeshSpec
+
+    monkeypatch.chdir(tmp_path)
+    pm.write_mesh("part.msh", pm.disc(0.5))
+    spec = MeshSpec(file="part.msh")
+    assert spec.file == str(tmp_path / "part.msh")
+    monkeypatch.chdir(tmp_path.parent)
+    assert spec.build().n_vertices == pm.read_mesh(tmp_path / "part.msh").n_vertices

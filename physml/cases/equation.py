@@ -33,9 +33,10 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 import xarray as xr
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..datasets.mesh_spec import MeshSpec
+from ..datasets.spec import AbsolutePath
 from ..datasets.store import with_cf_metadata, write_dataset
 from ..models import build_model
 from ..threads import apply_threads
@@ -120,11 +121,6 @@ class ObservationSolveSpec(Section):
     parameters: dict[str, float] = Field(default_factory=dict)
     nx: int = Field(512, ge=8)
     n_saves: int = Field(101, ge=2)
-
-
-AbsolutePath = Annotated[str, AfterValidator(lambda file: str(Path(file).expanduser().resolve()))]
-"""A data file's path, made absolute, so that the run folder's ``config.yaml`` names it
-wherever the run is later loaded from (``physml predict``, ``load_run``)."""
 
 
 class ObservationSpec(Section):

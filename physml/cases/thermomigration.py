@@ -52,6 +52,7 @@ import xarray as xr
 from pydantic import Field, model_validator
 
 from .._version import __version__
+from ..datasets.spec import AbsolutePath
 from ..datasets.store import with_cf_metadata, write_dataset
 from ..solvers.free_energy import GAS_CONSTANT, DiluteSolution, DoubleWell, RegularSolution
 from ..solvers.grid import BC, BoundaryConditions, Grid
@@ -167,13 +168,13 @@ class InitialSpec(Section):
     random (``seed``) at least ``spacing`` [m] apart (surface to surface). ``expression``: a
     formula in the cell centres ``x``, ``y``, ``z`` (NumPy functions, ``pi``; e.g.
     ``0.5 + 0.01*cos(0.105*x)*cos(0.11*y)``). ``file``: the variable ``variable`` of the
-    xarray/HDF5 file ``path`` (relative to the working folder), of the grid's shape; a leading
-    ``time`` axis (a run's ``trajectory.h5``) is indexed by ``time_index``."""
+    xarray/HDF5 file ``path`` (read from the working folder, recorded absolute), of the grid's
+    shape; a leading ``time`` axis (a run's ``trajectory.h5``) is indexed by ``time_index``."""
 
     kind: Literal["uniform", "precipitates", "random_precipitates", "expression", "file"]
     value: float | None = None
     expression: str | None = None
-    path: str | None = None
+    path: AbsolutePath | None = None
     variable: str = "c"
     time_index: int = -1
     centres: list[list[float]] = Field(default_factory=list)
