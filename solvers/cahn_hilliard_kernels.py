@@ -382,11 +382,14 @@ def add_kernel(delta: wp.array3d(dtype=Any), row: int, first: int, c: wp.array3d
 
 @wp.kernel
 def step_error_kernel(
+    c: wp.array3d(dtype=Any),
     delta: wp.array3d(dtype=Any),
     euler: wp.array3d(dtype=Any),
     previous: wp.array3d(dtype=Any),
     ratio: Any,
     use_previous: int,
+    lower: Any,
+    upper: Any,
     shape: wp.vec3i,
     row: int,
     first: int,
@@ -395,7 +398,8 @@ def step_error_kernel(
 ):
     """out[chunk] <- max(out[chunk], max over the launch's cells of $|e - \\delta|$ and, if
     ``use_previous``, $\\tfrac12|\\delta - r\\,\\delta_{prev}|$), with $e$ the Euler increment
-    and $r$ = ``ratio``; infinite if any of them is not finite. Start with out = 0. (Warp's
+    and $r$ = ``ratio``; infinite if any of them is not finite or the step leaves the model's
+    compositions, $c + \\delta \\notin$ (``lower``, ``upper``). Start with out = 0. (Warp's
     atomics are not atomic between CPU threads: concurrent chunks need a slot each.)"""
     i, j, k_first, k_end = row_cells(first + wp.tid(), row, shape)
     largest = ratio - ratio
@@ -404,7 +408,8 @@ def step_error_kernel(
         if use_previous != 0:
             error = wp.max(error, wp.abs(delta[i, j, k] - ratio * previous[i, j, k])
                            / type(ratio)(2.0))
-        if not wp.isfinite(error):
+        new = c[i, j, k] + delta[i, j, k]
+        if not (wp.isfinite(error) and new > lower and new < upper):
             error = type(ratio)(wp.inf)
         largest = wp.max(largest, error)
     wp.atomic_max(out, chunk, largest)
@@ -421,8 +426,9 @@ def _overload_kernels() -> None:
                                          "flux": faces})
         specialize(divergence_kernel, T, {"flux": faces, "q": a, "scale": T, "out": cells})
         specialize(add_kernel, T, {"delta": cells, "c": cells})
-        specialize(step_error_kernel, T, {"delta": cells, "euler": cells, "previous": cells,
-                                          "ratio": T, "out": a})
+        specialize(step_error_kernel, T, {"c": cells, "delta": cells, "euler": cells,
+                                          "previous": cells, "ratio": T, "lower": T,
+                                          "upper": T, "out": a})
 
 
 _overload_kernels()

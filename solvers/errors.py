@@ -21,15 +21,14 @@ class UnstableStepError(ValueError):
 class BlowUpError(FloatingPointError):
     """A field became NaN or Inf during a run.
 
-    Args (beyond the attributes): ``what`` happened to the field (default "became NaN/Inf")
-    and the ``advice`` that ends the message.
-
     Attributes:
         step: the first step found non-finite (checks run every ``check_every`` steps).
         t: the model time of that step.
         field: the name of the field.
         last_good_step: the step of ``last_good_state``.
         last_good_state: the last state found finite, as a NumPy array (or None).
+        what: what happened to the field (default "became NaN/Inf").
+        advice: what ends the message.
     """
 
     def __init__(
@@ -50,6 +49,7 @@ class BlowUpError(FloatingPointError):
         super().__init__(f"{field} {what} at {where}{good}; {advice}")
         self.step, self.t, self.field = step, t, field
         self.last_good_step, self.last_good_state = last_good_step, last_good_state
+        self.what, self.advice = what, advice
 
 
 class ConvergenceError(ArithmeticError):

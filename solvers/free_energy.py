@@ -56,6 +56,9 @@ class _ArrheniusModel:
     diffusivity: float
     activation_energy: float = 0.0
 
+    compositions = (-np.inf, np.inf)
+    """The open interval of compositions the model is defined on (a step must stay in it)."""
+
     def __post_init__(self) -> None:
         _positive("diffusivity", self.diffusivity)
         if not (np.isfinite(self.activation_energy) and self.activation_energy >= 0):
@@ -88,6 +91,7 @@ class DiluteSolution(_ArrheniusModel):
     """
 
     kind = FreeEnergyKind.DILUTE
+    compositions = (0.0, np.inf)
 
     def free_energy(self, c: np.ndarray, T: np.ndarray) -> np.ndarray:
         return GAS_CONSTANT * T * (c * np.log(c) - c)
@@ -204,6 +208,7 @@ class RegularSolution(_ArrheniusModel):
     interaction: float
 
     kind = FreeEnergyKind.REGULAR_SOLUTION
+    compositions = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()

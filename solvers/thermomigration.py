@@ -311,6 +311,7 @@ class ThermomigrationSolver:
                                        tuple(self.bc.is_periodic(d) for d in range(grid.ndim)),
                                        self.device, fft_backend,
                                        workers=len(self._launch.chunks))
+        self._initial_temperature = T0  # an evolving temperature is not asked back in time
         self._set_temperature(T0, 0.0)
 
     # ----------------------------------------------------------------------------- helpers
@@ -337,7 +338,8 @@ class ThermomigrationSolver:
 
     def _update_temperature(self, t: float) -> None:
         if callable(self._temperature_source) and t != self._temperature_time:
-            self._set_temperature(self._temperature_array(t), t)
+            self._set_temperature(self._initial_temperature if t == 0.0
+                                  else self._temperature_array(t), t)
 
     def to_warp(self, c: Any, name: str = "c0") -> wp.array:
         """A Warp copy of the composition ``c`` (shape ``grid.shape``), validated; shaped
@@ -389,16 +391,19 @@ class ThermomigrationSolver:
         euler = self.rhs(c, dt, out=self._euler)
         return self._spectral.solve(euler, dt, self._s2, s4), euler
 
-    def _step_error(self, delta: wp.array, euler: wp.array,
+    def _step_error(self, c: wp.array, delta: wp.array, euler: wp.array,
                     previous: tuple[wp.array, float] | None, h: float) -> float:
-        """The local error estimate of a step of size ``h`` (see the module docstring), reduced
-        on the device: one value per launch chunk leaves it (a single one on CUDA). Infinite if
-        the step is not finite."""
+        """The local error estimate of a step of size ``h`` from ``c`` (see the module
+        docstring), reduced on the device: one value per launch chunk leaves it (a single one
+        on CUDA). Infinite if the step is not finite or leaves the model's compositions (a
+        dilute model's c > 0, a regular solution's 0 < c < 1), so that it is retried smaller."""
         self._error.zero_()
         ratio = 0.0 if previous is None else h / previous[1]
+        lower, upper = self.free_energy.compositions
         self._launch(step_error_kernel,
-                     [delta, euler, delta if previous is None else previous[0],
-                      self.dtype(ratio), int(previous is not None), self._launch.shape],
+                     [c, delta, euler, delta if previous is None else previous[0],
+                      self.dtype(ratio), int(previous is not None), self.dtype(lower),
+                      self.dtype(upper), self._launch.shape],
                      [self._error],
                      chunk_slot=True)
         return float(self._error.numpy().max())
@@ -456,6 +461,7 @@ class ThermomigrationSolver:
         require(np.isfinite(dt) and dt > 0, f"dt={dt} must be a positive number of seconds")
         c = self.to_warp(c0)
         saved = [self.to_numpy(c)]
+        self._update_temperature(0.0)  # whatever time a run before left it at
         s4, h = self._s4(saved[0]), dt / self.units.time
         last_good = (0, saved[0])
         for step in range(1, n_steps + 1):
@@ -513,7 +519,7 @@ class ThermomigrationSolver:
                 self._update_temperature(t * tau)
                 h = min(dt, dt_max, target - t)
                 delta, euler = self.increment(c, h, s4)
-                error = self._step_error(delta, euler, previous, h) / scale
+                error = self._step_error(c, delta, euler, previous, h) / scale
                 if not np.isfinite(error) or error > 4 * self.tolerance:
                     out.rejected += 1
                     dt = h / 4

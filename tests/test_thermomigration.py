@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 
 import numpy as np
 import pytest
@@ -184,9 +185,13 @@ def test_launch_geometries_agree(shape, model_name):
     per_row = solver.rhs(c).numpy()
     np.testing.assert_array_equal(threaded.rhs(c).numpy(), per_row)
     assert not np.any(threaded.rhs(c, 0.0).numpy())
-    delta, euler, previous = (solver.to_warp(0.5 + 0.1 * rng.random(shape)) for _ in range(3))
-    error = solver._step_error(delta, euler, (previous, 1.0), 0.5)
-    assert error > 0 and threaded._step_error(delta, euler, (previous, 1.0), 0.5) == error
+    delta, euler, previous = (solver.to_warp(0.05 + 0.01 * rng.random(shape)) for _ in range(3))
+    error = solver._step_error(c, delta, euler, (previous, 1.0), 0.5)
+    assert 0 < error < np.inf
+    assert threaded._step_error(c, delta, euler, (previous, 1.0), 0.5) == error
+    down = solver._array(-2 * c.numpy())  # c + delta = -c: outside the dilute and regular
+    below = solver._step_error(c, down, down, None, 0.5)  # models' compositions: retried
+    assert below == (np.inf if model.compositions[0] == 0 else 0.0)
     solver._launch = RowLaunch(tuple(solver._launch.shape), solver.device, solver.dtype,
                                per_cell=True)
     solver._set_temperature(T, 0.0)
@@ -571,6 +576,7 @@ def test_pfhub_spinodal_case_energy_and_restart_from_its_file(tmp_path):
     assert energy[-1] < 0.9 * energy[0] and summary["free_energy_max_increase"] == 0.0
     assert summary["mass_drift"] <= 1e-12
     restart = load_case(CASES / PFHUB, [*PFHUB_SMALL, "initial.kind=file",
+                                        "initial.expression=null",
                                         f"initial.path={folder / 'trajectory.h5'}",
                                         "time.end=5.0", "time.saves=2"])
     (tmp_path / "second").mkdir()
@@ -643,6 +649,60 @@ def test_heat_variant_keys_are_checked(override, message):
         load_case(CASES / "thermomigration_fe_c.yaml", ["variant=heat", override])
 
 
+@pytest.mark.parametrize(("case", "overrides", "message"), [
+    ("fe_c", ["interface_width=1e-5"], "interface_width applies to free_energy.kind "
+     "'double_well' (its width sets kappa); give kappa for kind 'dilute'"),
+    ("fe_c", ["free_energy.kind=regular_solution", "free_energy.interaction=1e4"],
+     "free_energy.kind 'regular_solution' needs kappa"),
+    ("fe_c", ["free_energy.kind=regular_solution", "free_energy.interaction=1e4",
+              "kappa=1e-12", "initial.value=1.5"],
+     "initial.value=1.5: the regular solution model needs a composition 0 < c < 1"),
+    ("particles", ["grid.shape=[48, 48]", "grid.length=[4.8e-5, 4.8e-5]", "initial.count=1",
+                   "initial.radius_range=[3e-5, 4e-5]"],
+     "initial.radius_range's largest radius (4e-05 m) plus initial.spacing"),
+    ("fe_c", ["temperature.thermal_diffusivity=1e-5"], "temperature.thermal_diffusivity "
+     "applies to temperature.kind 'heat' only; this case does not read it (remove it, or set "
+     "it to null)"),
+    ("fe_c", ["free_energy.c_alpha=0.1"], "free_energy.c_alpha applies to free_energy.kind "
+     "'double_well' only"),
+    ("spinodal_pfhub1", ["free_energy.T0=900"], "free_energy.T0 applies to free_energy.kind "
+     "'double_well' with a slope only"),
+    ("single_precipitate", ["initial.value=0.3"], "initial.value applies to initial.kind "
+     "'uniform' only"),
+    ("single_precipitate", ["initial.kind=file", "initial.path=/nowhere.h5"],
+     "initial.centres applies to initial.kind 'precipitates' only; this case does not read "
+     "it (remove it, or set it to [])"),
+    ("fe_c", ["initial.expression=1/0"], "initial.expression applies to initial.kind "
+     "'expression' only"),
+])
+def test_keys_a_case_would_not_read_are_refused_by_name(case, overrides, message):
+    """Each would change nothing (or crash later): the message names the key and its kind."""
+    from physml.cases.registry import load_case
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_case(CASES / f"thermomigration_{case}.yaml", overrides)
+
+
+def test_a_migration_velocity_is_fitted_through_two_snapshots_at_least(tmp_path):
+    """With two snapshots the second half held one: the fitted line was arbitrary (185x the
+    estimate, where three snapshots give 1.2x)."""
+    import warnings
+
+    from physml.cases.registry import load_case, run_case
+
+    ratios = []
+    for saves in (2, 3):
+        case = load_case(CASES / "thermomigration_single_precipitate.yaml", [
+            "variant=small", "grid.shape=[32, 32]", "grid.length=[3.2e-5, 3.2e-5]",
+            "initial.centres=[[1.6e-5, 1.6e-5]]", "initial.radii=[6e-6]", "time.end=200",
+            f"time.saves={saves}", "output.figures=false"])
+        (tmp_path / str(saves)).mkdir()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no RankWarning from a fit through one point
+            ratios.append(run_case(case, tmp_path / str(saves))[1]["velocity_ratio"])
+    assert 0.5 < ratios[0] < 2 and 0.5 < ratios[1] < 2
+
+
 def test_default_tolerance_keeps_the_early_free_energy_within_about_one_percent():
     """Spinodal decomposition (PFHub 1 on 50 x 50 cells of 2 units): the free energy at t = 10,
     while the phases separate, from the default adaptive step against fixed steps extrapolated
@@ -703,3 +763,55 @@ def test_a_precipitate_on_a_periodic_seam_wraps_round():
     np.testing.assert_allclose(seam, np.roll(centred, 16, axis=1), atol=1e-12)
     cut = precipitate_field(grid, 0.1, 0.9, [(0.5, 0.0)], [0.2], 0.02)  # no periodic axis
     assert (cut - 0.1).sum() < 0.6 * (centred - 0.1).sum()  # half a disc
+
+
+def test_a_dilute_step_that_would_make_c_negative_is_retried_smaller():
+    """Near a steep zero-flux profile (c about 1e-10 at the cold end) an accepted step left
+    c < 0, after which every step was NaN at any tolerance."""
+    from physml.cases.registry import load_case
+    from physml.cases.thermomigration import build_solver
+
+    case = load_case(CASES / "thermomigration_fe_c.yaml",
+                     ["grid.shape=[20]", "heat_of_transport=-1e6"])
+    solver, c0 = build_solver(case)
+    run = solver.run(c0, 3e4)
+    assert run.rejected > 0 and min(state.min() for state in run.states) > 0
+    assert run.mass[-1] == pytest.approx(run.mass[0], rel=1e-12)
+
+
+def test_a_blow_up_names_the_run_s_step_and_the_checkpoint_kept(tmp_path, monkeypatch):
+    """A run integrates snapshot by snapshot: a failure in a later segment counted its steps
+    from that segment's start and named a state no file holds."""
+    from physml.cases.registry import load_case, run_case
+    from physml.solvers.thermomigration import ThermomigrationSolver
+
+    real, calls = ThermomigrationSolver.run, []
+
+    def failing_second_segment(self, c0, t_end, **kwargs):
+        calls.append(t_end)
+        if len(calls) == 2:
+            raise BlowUpError(step=3, t=0.5 * (kwargs["t0"] + t_end), field="c",
+                              last_good_step=2, last_good_state=c0)
+        return real(self, c0, t_end, **kwargs)
+
+    monkeypatch.setattr(ThermomigrationSolver, "run", failing_second_segment)
+    case = load_case(CASES / "thermomigration_fe_c.yaml",
+                     ["grid.shape=[20]", "time.saves=4", "output.figures=false"])
+    with pytest.raises(BlowUpError) as caught:
+        run_case(case, tmp_path)
+    done = int(np.load(tmp_path / "checkpoint.npz")["steps"][-1])
+    assert done > 3 and caught.value.step == done + 3
+    assert f"at step {done + 3} " in str(caught.value)
+    assert f"the checkpoint at t={calls[0]:.6g} s (step {done}) is kept" in str(caught.value)
+    assert "last finite state kept" not in str(caught.value)
+
+
+def test_a_rollout_holds_the_temperature_at_t0_after_a_run():
+    from physml.cases.registry import load_case
+    from physml.cases.thermomigration import build_solver
+
+    case = load_case(CASES / "thermomigration_fe_c.yaml", ["variant=heat", "grid.shape=[20]"])
+    fresh, c0 = build_solver(case)
+    used, _ = build_solver(case)
+    used.run(c0, 1e4)  # the evolving temperature has moved on
+    np.testing.assert_array_equal(used.rollout(c0, 5, 1.0), fresh.rollout(c0, 5, 1.0))

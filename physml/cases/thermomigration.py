@@ -54,6 +54,7 @@ from pydantic import Field, model_validator
 from .._version import __version__
 from ..datasets.spec import AbsolutePath
 from ..datasets.store import with_cf_metadata, write_dataset
+from ..solvers.errors import BlowUpError
 from ..solvers.free_energy import GAS_CONSTANT, DiluteSolution, DoubleWell, RegularSolution
 from ..solvers.grid import BC, BoundaryConditions, Grid
 from ..solvers.heat import HeatSolver
@@ -218,6 +219,15 @@ class SolverSpec(Section):
     dt_max: float | None = Field(None, gt=0)
 
 
+INITIAL_KEYS = {"uniform": ("value",), "precipitates": ("centres", "radii"),
+                "random_precipitates": ("count", "radius_range", "spacing", "seed"),
+                "expression": ("expression",), "file": ("path", "variable", "time_index")}
+"""The keys of the ``initial`` section each kind reads."""
+
+MODELS = {"dilute": DiluteSolution, "double_well": DoubleWell,
+          "regular_solution": RegularSolution}
+
+
 class ThermomigrationCase(CaseBase):
     """A whole thermomigration case file."""
 
@@ -246,12 +256,19 @@ class ThermomigrationCase(CaseBase):
         if self.temperature is not None and self.temperature.axis >= ndim:
             raise ValueError(f"temperature.axis {self.temperature.axis} is not an axis of the "
                              f"{ndim}D grid")
-        two_phase = self.free_energy.kind != "dilute"
-        if self.initial.kind != "uniform" and self.free_energy.kind != "double_well":
+        self._no_unread_keys()
+        kind = self.free_energy.kind
+        two_phase = kind != "dilute"
+        if self.initial.kind not in ("uniform", "expression", "file") and kind != "double_well":
             raise ValueError(f"initial.kind {self.initial.kind!r} needs free_energy.kind "
                              "'double_well'")
+        if self.interface_width is not None and kind != "double_well":
+            raise ValueError(f"interface_width applies to free_energy.kind 'double_well' (its "
+                             f"width sets kappa); give kappa for kind {kind!r}")
         if two_phase and self.interface_width is None and self.kappa is None:
-            raise ValueError("a two-phase free energy needs interface_width or kappa")
+            raise ValueError("free_energy.kind 'double_well' needs interface_width or kappa"
+                             if kind == "double_well" else f"free_energy.kind {kind!r} needs "
+                             "kappa (the gradient energy)")
         if self.interface_width is not None and self.kappa is not None:
             raise ValueError("give interface_width or kappa, not both (each sets the other)")
         if two_phase and self.kappa is not None and not self.kappa > 0:
@@ -269,10 +286,17 @@ class ThermomigrationCase(CaseBase):
                 raise ValueError(f"temperature.mean={spec.mean:g} K with gradient="
                                  f"{spec.gradient:g} K/m over {lengths[spec.axis]:g} m gives "
                                  f"{spec.mean - span:g} K at the cold end: T must stay > 0 K")
-        if self.free_energy.kind == "dilute" and self.initial.kind == "uniform" and not (
-                self.initial.value > 0):
-            raise ValueError(f"initial.value={self.initial.value:g}: the dilute model needs a "
-                             "composition c > 0")
+        lower, upper = MODELS[kind].compositions
+        if self.initial.kind == "uniform" and not lower < self.initial.value < upper:
+            needed = f"c > {lower:g}" if upper == np.inf else f"{lower:g} < c < {upper:g}"
+            raise ValueError(f"initial.value={self.initial.value:g}: the "
+                             f"{kind.replace('_', ' ')} model needs a composition {needed}")
+        if self.initial.kind == "random_precipitates" and not (
+                self.initial.radius_range[1] + self.initial.spacing < min(lengths) / 2):
+            raise ValueError(f"initial.radius_range's largest radius "
+                             f"({self.initial.radius_range[1]:g} m) plus initial.spacing "
+                             f"({self.initial.spacing:g} m) must be below half the smallest "
+                             f"grid.length ({min(lengths) / 2:g} m)")
         for centre, radius in zip(self.initial.centres, self.initial.radii):
             if len(centre) != ndim:
                 raise ValueError(f"initial.centres entry {centre} needs {ndim} coordinates")
@@ -292,6 +316,43 @@ class ThermomigrationCase(CaseBase):
             check_field(self.initial.path, self.initial.variable, tuple(self.grid.shape),
                         self.initial.time_index)
         return self
+
+    def unused_keys(self) -> set[str]:
+        """The keys this case's kinds do not read: a linear temperature's heat-solver keys,
+        the double well's keys under another free energy (and ``T0`` without a slope), the
+        interaction outside the regular solution, the other initial kinds' keys."""
+        unused = set()
+        if self.temperature is not None and self.temperature.kind == "linear":
+            unused |= {"temperature.thermal_diffusivity", "temperature.step_growth"}
+        energy = self.free_energy
+        if energy.kind != "double_well":
+            unused |= {f"free_energy.{key}" for key in ("c_alpha", "c_beta", "slope_alpha",
+                                                         "slope_beta", "T0")}
+        elif energy.slope_alpha == 0 and energy.slope_beta == 0:
+            unused.add("free_energy.T0")
+        if energy.kind != "regular_solution":
+            unused.add("free_energy.interaction")
+        read = INITIAL_KEYS[self.initial.kind]
+        return unused | {f"initial.{key}" for keys in INITIAL_KEYS.values() for key in keys
+                         if key not in read}
+
+    def _no_unread_keys(self) -> None:
+        """Refuse a key of :meth:`unused_keys` set to other than its default (a value that
+        would change nothing); one message naming it and what the kind reads."""
+        for key in sorted(self.unused_keys()):
+            section, name = key.split(".")
+            spec = getattr(self, section)
+            default = type(spec).model_fields[name].get_default(call_default_factory=True)
+            if getattr(spec, name) != default:
+                readers = {"temperature": "temperature.kind 'heat'",
+                           "free_energy": ("free_energy.kind 'regular_solution'"
+                                           if name == "interaction" else
+                                           "free_energy.kind 'double_well'" + (
+                                               " with a slope" if name == "T0" else "")),
+                           "initial": "initial.kind " + " or ".join(
+                               repr(k) for k, keys in INITIAL_KEYS.items() if name in keys)}
+                raise ValueError(f"{key} applies to {readers[section]} only; this case does "
+                                 f"not read it (remove it, or set it to {json.dumps(default)})")
 
     def _nondimensional_model(self) -> None:
         """The non-dimensional form is the isothermal double well with constant mobility:
@@ -529,12 +590,14 @@ def summarise(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Tra
 
 
 def _migration(case, solver, run, records) -> dict:
-    """Velocity of a single particle (fit over the second half) against the estimate."""
+    """Velocity of a single particle (a line fitted over the second half of the snapshots, or
+    over all of them when that half holds one) against the estimate."""
     axis = case.temperature_spec.axis
     times = np.array(run.times)
     x = np.array([r["particles"][0]["centroid"][axis] for r in records])
     radius = np.array([r["particles"][0]["radius"] for r in records])
-    later = slice(len(times) // 2, None)
+    half = len(times) // 2
+    later = slice(half if len(times) - half >= 2 else 0, None)
     velocity = float(np.polyfit(times[later], x[later], 1)[0])
     centre_T = float(case.temperature_spec.mean + case.temperature_spec.gradient
                      * (x[0] - solver.grid.upper[axis] / 2))
@@ -586,8 +649,11 @@ def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
     while len(run.times) < len(save_times):
         k = max(len(run.times), 1)
         start = run.states[-1] if run.states else c0
-        segment = solver.run(start, save_times[k], save_times=save_times[k:k + 1], dt0=dt,
-                             t0=save_times[k - 1])
+        try:
+            segment = solver.run(start, save_times[k], save_times=save_times[k:k + 1], dt0=dt,
+                                 t0=save_times[k - 1])
+        except BlowUpError as err:  # steps counted from the run's start, the checkpoint named
+            raise _in_run(err, run) from None
         _extend(run, segment, 1 if run.states else 0)
         # the last step of a segment is cut to land on the snapshot: go on with the one before
         dt = segment.dt[-2] if len(segment.dt) > 1 else segment.dt[-1]
@@ -606,6 +672,17 @@ def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
     summary["wall_s"] = before + time.perf_counter() - started  # over every resumed part
     write_thermomigration_results(case, solver, run, records, summary, folder, temperatures)
     return summary
+
+
+def _in_run(err: BlowUpError, run: Trajectory) -> BlowUpError:
+    """``err`` of a segment told in the run's terms: its step counted from the run's start,
+    and the checkpoint kept (the last snapshot, if one was written) instead of a state the
+    segment held in memory."""
+    done = run.steps[-1] if run.steps else 0
+    kept = (f"; the checkpoint at t={run.times[-1]:.6g} s (step {done}) is kept" if run.times
+            else "")
+    return BlowUpError(step=done + err.step, t=err.t, field=err.field, what=err.what,
+                       advice=err.advice + kept)
 
 
 def _extend(run: Trajectory, segment: Trajectory, skip: int) -> None:
