@@ -94,6 +94,10 @@ class FNO(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, modes: tuple[int, ...], *,
                  width: int = 32, layers: int = 4, projection: int = 64) -> None:
         super().__init__()
+        if isinstance(modes, int) or not 1 <= len(modes) <= 3:
+            raise ValueError(f"modes={modes!r}: one count per axis, 1 to 3 axes (e.g. (16,) "
+                             "in 1D, (12, 12) in 2D)")
+        self.in_channels = in_channels
         self.ndim = len(modes)
         self.lift = nn.Linear(in_channels + self.ndim, width)
         self.spectral = nn.ModuleList(SpectralConv(width, width, modes) for _ in range(layers))
@@ -108,6 +112,19 @@ class FNO(nn.Module):
         return grid.expand(v.shape[0], *grid.shape)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
+        """``v`` (B, in_channels, n_1, ..., n_d) -> (B, out_channels, n_1, ..., n_d), in the
+        model's dtype and device."""
+        if not isinstance(v, torch.Tensor):
+            raise ValueError(f"the input is a {type(v).__name__}; FNO takes a tensor")
+        expected = f"(B, {self.in_channels}, " + ", ".join(f"n_{k + 1}" for k in range(
+            self.ndim)) + ")"
+        if v.dim() != self.ndim + 2 or v.shape[1] != self.in_channels:
+            raise ValueError(f"the input has shape {tuple(v.shape)}; this FNO takes {expected}")
+        weight = self.lift.weight
+        if v.dtype != weight.dtype or v.device != weight.device:
+            raise ValueError(f"the input is {v.dtype} on {v.device}, the model {weight.dtype} "
+                             f"on {weight.device}: convert one of them (v.to(...) or "
+                             "model.to(...))")
         v = torch.cat([v, self.coordinates(v)], dim=1)
         v = self.lift(v.movedim(1, -1)).movedim(-1, 1)
         for i, (spectral, pointwise) in enumerate(zip(self.spectral, self.pointwise,

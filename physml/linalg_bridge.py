@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import warp as wp
 import warp.sparse as wps
@@ -131,6 +132,16 @@ def csr_solve(
     Raises:
         ValueError: ``b``, ``indptr`` and ``values`` disagree in length.
     """
+    for name, tensor in (("values", values), ("b", b)):
+        if not isinstance(tensor, torch.Tensor) or tensor.dtype not in (torch.float32,
+                                                                         torch.float64):
+            kind = tensor.dtype if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise ValueError(f"{name} is {kind}; pass a float32 or float64 torch.Tensor")
+    if values.dtype != b.dtype or values.device != b.device:
+        raise ValueError(f"values are {values.dtype} on {values.device}, b {b.dtype} on "
+                         f"{b.device}: they need one dtype and device")
+    indptr, indices = (torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
+                       for a in (indptr, indices))  # SciPy's own arrays are welcome
     n = b.shape[0]
     if b.dim() != 1 or indptr.shape != (n + 1,) or values.shape != indices.shape:
         raise ValueError(f"b has shape {tuple(b.shape)}, indptr {tuple(indptr.shape)}, values "

@@ -34,12 +34,21 @@ _VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
 
 
 def _warp_points(mesh: Mesh, points: torch.Tensor) -> wp.array:
+    _require_tensors(points=points)
     if points.shape != mesh.points.shape:
         raise ValueError(f"points must have shape {mesh.points.shape}, got {tuple(points.shape)}")
     if points.dtype not in _WP_DTYPES:
         raise ValueError(f"points must be float32 or float64, got {points.dtype}")
     vec = _VEC[(mesh.dim, _WP_DTYPES[points.dtype])]
     return wp.from_torch(points.detach().contiguous(), dtype=vec)
+
+
+def _require_tensors(**tensors: object) -> None:
+    """Refuse an argument that is not a tensor, naming it (a NumPy array: torch.as_tensor)."""
+    for name, value in tensors.items():
+        if value is not None and not isinstance(value, torch.Tensor):
+            raise ValueError(f"{name} is a {type(value).__name__}; pass a torch.Tensor "
+                             f"(torch.as_tensor({name}))")
 
 
 class _OperatorValues(torch.autograd.Function):
@@ -77,6 +86,7 @@ def operator_values(points: torch.Tensor, mesh: Mesh, kind: str = "stiffness") -
     """
     if kind not in ("stiffness", "mass"):
         raise ValueError(f"kind must be 'stiffness' or 'mass', got {kind!r}")
+    _warp_points(mesh, points)  # its checks, before the autograd function
     return _OperatorValues.apply(points, mesh, kind)
 
 
@@ -144,6 +154,7 @@ def poisson_solve(points: torch.Tensor, mesh: Mesh, f: torch.Tensor,
         ValueError: no Dirichlet vertex (the pure Neumann problem is singular), or the
             tensors differ in dtype or device.
     """
+    _require_tensors(points=points, f=f, g=g)
     boundary = mesh.boundary_vertices() if boundary is None else np.asarray(boundary)
     if len(boundary) == 0:
         raise ValueError("poisson_solve needs Dirichlet vertices; the mesh has no boundary")

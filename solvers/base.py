@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 import warp as wp
 
+from .dtypes import warp_dtype
 from .errors import BlowUpError, UnstableStepError
 from .grid import BCKind, BoundaryConditions, Grid, periodic
 from .linalg import StencilOperator, cg
@@ -59,19 +60,6 @@ from .timestepping import Tableau, explicit_rk_step, tableau
 
 TVD_CFL = 0.5
 """CFL limit of the MUSCL (TVD) flux: $\\max|f'|\\,\\Delta t/\\Delta x \\le 1/2$."""
-
-_DTYPES = {"float32": wp.float32, "float64": wp.float64}
-
-
-def warp_dtype(dtype: Any) -> type:
-    """``wp.float32`` or ``wp.float64`` from a name, NumPy dtype or Warp type."""
-    if dtype in (wp.float32, wp.float64):
-        return dtype
-    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
-    if name not in _DTYPES:
-        raise ValueError(f"dtype={dtype!r} is not supported; allowed: float32, float64")
-    return _DTYPES[name]
-
 
 def warp_device(device: str) -> str:
     """Canonical Warp device name ("cpu", "cuda:0", ...), with a clear error if unavailable.
@@ -126,7 +114,7 @@ class GridSolver:
         dt: time step [s]; checked against the scheme's stability limit when the solver is
             built (linear terms) and when a rollout starts (state-dependent speeds). ``None``
             leaves it unset: call :meth:`stable_dt` and :meth:`with_dt`.
-        scheme: "euler", "ssp_rk3", "rk4", or "imex" (diffusive solvers only).
+        scheme: "euler", "heun", "ssp_rk3", "rk4", or "imex" (diffusive solvers only).
         theta: implicitness of the IMEX diffusion step, in [1/2, 1].
         device: "cpu", "cuda" or "cuda:N".
         dtype: "float32" or "float64".
@@ -238,8 +226,8 @@ class GridSolver:
 
         A parameter scaling a term takes one value, one per sample (shape ``(batch,)``), or a
         field (``(batch, *grid.shape)`` or ``(1, *grid.shape)``; for one unbatched state also
-        ``grid.shape``) that multiplies its term cell by cell: $\nu_i (\\Delta_h u)_i$,
-        $\rho_i r(u_i)$. A velocity takes one vector ``(ndim,)`` or one per sample
+        ``grid.shape``) that multiplies its term cell by cell: $\\nu_i (\\Delta_h u)_i$,
+        $\\rho_i r(u_i)$. A velocity takes one vector ``(ndim,)`` or one per sample
         ``(batch, ndim)``. Fields are read by the fused explicit stages only.
 
         Returns:
@@ -740,6 +728,9 @@ class GridSolver:
         states = np.asarray(u0, dtype=np.float64)
         batch = states.shape[0] if batched else 1
         require(batch > 0, f"u0 has shape {states.shape}: a batch of no state")
+        require(states.shape[batched:] == self.grid.shape,
+                f"u0 has shape {states.shape}; expected {self.grid.shape} or (B, "
+                f"*{self.grid.shape})")
         states = finite_state(states, (batch, *self.grid.shape) if batched else self.grid.shape,
                               "u0").reshape(batch, -1)
         counts = _per_sample(n_steps, batch, "n_steps")
@@ -751,6 +742,10 @@ class GridSolver:
                 f"({sorted(set(saves.tolist()))}); every sample must save as many states")
         steps = np.full(batch, self.dt) if dt is None else _per_sample(dt, batch, "dt", float)
         require(np.all(np.isfinite(steps) & (steps > 0)), "dt must be positive numbers")
+        require(parameters is None or isinstance(parameters, Mapping),
+                f"parameters is a {type(parameters).__name__}; pass a mapping of names to "
+                f"values, e.g. {{{self.parameter_names[0]!r}: ...}}" if self.parameter_names
+                else "parameters: this solver takes none")
         arrays = self.batch_parameter_arrays(batch, parameters or {})
         self._check_samples(arrays, states, steps)
         order = np.argsort(-counts, kind="stable")  # longest first: active samples lead

@@ -1,5 +1,7 @@
 """Batched grid solves: bitwise equal to one-by-one solves, field coefficients, gradients."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -441,3 +443,18 @@ def test_the_bridge_takes_python_numbers_in_the_solver_s_precision():
         bridge.rollout(solver, torch.as_tensor(u0), 5, params=[0.01])
     with pytest.raises(ValueError, match="a batch of no state"):
         solver.rollout(np.zeros((0, 40)), 2)
+
+
+def test_a_rollout_names_a_state_parameters_or_dtype_of_another_kind():
+    grid = Grid((64,), (0.0,), (1.0,))
+    solver = BurgersSolver1D(grid, nu=0.01, dt=1e-3)
+    u0 = np.sin(2 * np.pi * grid.coords(0))
+    with pytest.raises(ValueError, match=re.escape("u0 has shape (64, 1); expected (64,) or "
+                                                   "(B, *(64,))")):
+        solver.rollout(u0[:, None], 2)
+    with pytest.raises(ValueError, match="parameters is a list; pass a mapping of names to "
+                                         "values, e.g. {'nu': ...}"):
+        solver.rollout(u0, 2, parameters=[0.1])
+    assert BurgersSolver1D(grid, nu=0.01, dt=1e-3, dtype=torch.float32).dtype == wp.float32
+    with pytest.raises(ValueError, match="dtype=torch.int32 is not supported"):
+        BurgersSolver1D(grid, nu=0.01, dt=1e-3, dtype=torch.int32)

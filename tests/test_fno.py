@@ -1,5 +1,7 @@
 """Fourier neural operator: shapes in 1D/2D/3D and resolution independence."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -77,3 +79,18 @@ def test_a_float64_fno_is_float64_throughout_and_converts_like_any_module():
     assert torch.autograd.gradcheck(lambda p: torch.func.functional_call(
         model, {"spectral.0.weight": p}, (x,)), (model.spectral[0].weight.detach()
                                                   .requires_grad_(),))
+
+
+def test_an_input_of_another_shape_dtype_or_kind_is_named():
+    model = FNO(2, 3, (4, 4), width=8)
+    for v, message in ((torch.zeros(1, 3, 16, 16), "has shape (1, 3, 16, 16); this FNO takes "
+                                                   "(B, 2, n_1, n_2)"),
+                       (torch.zeros(2, 16, 16), "has shape (2, 16, 16)"),
+                       (torch.zeros(1, 2, 16, 16, dtype=torch.float64), "the input is "
+                        "torch.float64 on cpu, the model torch.float32 on cpu"),
+                       (np.zeros((1, 2, 16, 16)), "the input is a ndarray; FNO takes a tensor")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            model(v)
+    with pytest.raises(ValueError, match="modes=4: one count per axis"):
+        FNO(2, 3, 4)
+    assert model(torch.zeros(1, 2, 16, 16)).shape == (1, 3, 16, 16)

@@ -308,3 +308,14 @@ def test_mesh_fields_round_trip_with_topology_and_tags(tmp_path):
         io.mesh_dataset(mesh, {"v": np.zeros(3)}, times=[0.0, 0.5, 1.0])
     with pytest.raises(ValueError, match="holds no mesh topology"):
         io.mesh_of(xr.Dataset({"u": ("node", np.zeros(4))}))
+
+
+def test_a_field_dataset_refuses_a_dtype_or_pairs_of_another_kind(tmp_path):
+    grid = Grid((8,), (0.0,), (1.0,))
+    ds = io.samples_dataset(np.zeros((3, 4, 8)), np.arange(4.0), grid, np.arange(3))
+    path = io.write_dataset(ds, tmp_path / "field.h5")
+    with pytest.raises(ValueError, match="dtype='float64'; pass a floating torch.dtype"):
+        FieldDataset(path, dtype="float64")
+    with pytest.raises(ValueError, match="pairs=1.5; pass a whole number of steps"):
+        FieldDataset(path, pairs=1.5)
+    assert len(FieldDataset(path, pairs=np.int64(2))) == 6  # 3 samples x (4 - 2) pairs

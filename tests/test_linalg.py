@@ -1,6 +1,7 @@
 """The sparse linear-algebra layer: CG/BiCGStab/GMRES stopping rules, errors, preconditioners,
 agreement with SciPy, and the implicit-solve adjoint."""
 
+import re
 import subprocess
 import sys
 
@@ -409,3 +410,32 @@ def test_a_zero_right_hand_side_gives_zero_at_once_whatever_x0(solver, rng):
     result = solver(op, zero, x0, preconditioner=IncompleteCholesky(op))
     assert result.iterations == 0
     np.testing.assert_array_equal(result.x.numpy(), 0.0)
+
+
+def test_a_solve_names_an_argument_of_the_wrong_kind():
+    """A NumPy or torch right-hand side, a preconditioner's class or name, a SciPy matrix:
+    each gets one message naming it and what to pass (they were AttributeErrors)."""
+    A = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(10, 10)).tocsr()
+    op = CsrOperator(csr_from_scipy(A, "float64", "cpu"))  # a name as a dtype too
+    b = wp.ones(10, dtype=wp.float64)
+    for args, kwargs, message in (
+            ((np.ones(10),), {}, "b is a ndarray; the operator needs a Warp array"),
+            ((torch.ones(10, dtype=torch.float64),), {}, "b is a Tensor; the operator needs a "
+                                                         "Warp array"),
+            ((b,), {"preconditioner": Jacobi}, "preconditioner is the class Jacobi; pass one "
+                                               "built for the operator"),
+            ((b,), {"preconditioner": "jacobi"}, "preconditioner is a str ('jacobi')")):
+        for solve in (cg, bicgstab, gmres):
+            with pytest.raises(ValueError, match=re.escape(message)):
+                solve(op, *args, **kwargs)
+    with pytest.raises(ValueError, match="matrix is a csr_matrix; CsrOperator takes a "
+                                         "warp.sparse matrix"):
+        CsrOperator(A)
+    with pytest.raises(ValueError, match="dtype='int8' is not supported"):
+        csr_from_scipy(A, "int8", "cpu")
+    assert cg(op, b).iterations > 0
+    with pytest.raises(ValueError, match="values is ndarray; pass a float32 or float64"):
+        csr_solve(A.data, torch.ones(10, dtype=torch.float64), A.indptr, A.indices)
+    x = csr_solve(torch.as_tensor(A.data), torch.ones(10, dtype=torch.float64), A.indptr,
+                  A.indices)  # SciPy's own index arrays
+    np.testing.assert_allclose(A @ x.numpy(), 1.0, atol=1e-10)

@@ -506,3 +506,29 @@ def test_reading_a_mesh_then_differentiating(tmp_path):
     boundary = mesh.boundary_vertices()
     interior = np.setdiff1d(np.arange(mesh.n_vertices), boundary)
     assert np.abs(grad.numpy()[interior]).max() < 1e-12  # moving inner vertices keeps the area
+
+
+def test_mesh_pdes_name_an_input_of_the_wrong_shape_or_index():
+    mesh = pm.disc(0.2)
+    n = mesh.n_vertices
+    for call, message in (
+            (lambda: pm.poisson(mesh, np.ones(n - 1)), f"f has shape ({n - 1},); the mesh has {n}"),
+            (lambda: pm.poisson(mesh, np.ones((n, 1))), f"f has shape ({n}, 1)"),
+            (lambda: pm.poisson(mesh, np.ones(n), g=[1.0, 2.0]), "g has shape (2,); pass one "
+                                                                 "value or one per Dirichlet"),
+            (lambda: pm.poisson(mesh, np.ones(n), dirichlet=[n + 5]),
+             f"dirichlet: vertex indices must be whole numbers in [0, {n - 1}]"),
+            (lambda: pm.heat(mesh, np.ones(n + 1), 0.01, 2), f"u0 has shape ({n + 1},)"),
+            (lambda: pm.heat(mesh, np.ones(n), 0.01, 2.5), "n_steps=2.5 must be a whole number"),
+            (lambda: pm.heat(mesh, np.ones(n), -0.01, 2), "dt=-0.01 must be a positive number"),
+            (lambda: pm.heat_geodesic(mesh, 0.5), "source: vertex indices must be whole"),
+            (lambda: operator_values(mesh.points, mesh), "points is a ndarray; pass a "
+                                                         "torch.Tensor")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
+    np.testing.assert_array_equal(to_dense(pm.stiffness_matrix(mesh, np.float64)),
+                                  to_dense(pm.stiffness_matrix(mesh, wp.float64)))
+
+
+def to_dense(matrix) -> np.ndarray:
+    return pm.to_scipy(matrix).toarray()

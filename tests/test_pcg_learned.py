@@ -419,3 +419,11 @@ def test_a_training_system_with_a_zero_right_hand_side_is_refused():
 def test_a_model_reading_extra_node_features_is_refused_as_a_preconditioner():
     with pytest.raises(ValueError, match="reads 3 node features"):
         LearnedPreconditioner(FactorModel("cholesky", width=4, steps=1, node_features=3))
+
+
+def test_loading_a_file_that_is_not_a_preconditioner_names_it(tmp_path):
+    torch.save({"model": {}}, tmp_path / "checkpoint.pt")
+    (tmp_path / "text.pt").write_text("not a torch file")
+    for name in ("checkpoint.pt", "text.pt"):
+        with pytest.raises(ValueError, match=f"{name}' is not a trained preconditioner"):
+            LearnedPreconditioner.load(tmp_path / name)

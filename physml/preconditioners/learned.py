@@ -168,12 +168,18 @@ class LearnedPreconditioner:
         """A preconditioner written by :meth:`save`.
 
         Raises:
-            ValueError: no file at ``path``.
+            ValueError: no file at ``path``, or one :meth:`save` did not write.
         """
         try:
             saved = torch.load(path, map_location=map_location, weights_only=True)
         except FileNotFoundError:
             raise ValueError(f"no trained preconditioner at {str(path)!r}") from None
+        except Exception as err:  # not a PyTorch file, or one holding other objects
+            raise ValueError(f"{str(path)!r} is not a trained preconditioner "
+                             f"({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
+        if not (isinstance(saved, dict) and {"config", "state_dict"} <= saved.keys()):
+            raise ValueError(f"{str(path)!r} is not a trained preconditioner (a file "
+                             "LearnedPreconditioner.save wrote holds config and state_dict)")
         model = FactorModel(**saved["config"])
         model.load_state_dict(saved["state_dict"])
         return cls(model.eval())

@@ -222,7 +222,7 @@ def gmres(
         ConvergenceError: the tolerance is not met within ``maxiter`` steps, or the residual
             became NaN/Inf; it carries the residual reached.
     """
-    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, 1)
+    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, 1, preconditioner)
     if restart < 1:
         raise ValueError(f"restart={restart}; pass restart >= 1")
     restart = min(restart, A.shape[0])

@@ -106,7 +106,7 @@ def cg(
         ConvergenceError: the tolerance is not met within ``maxiter`` iterations, or the
             residual became NaN/Inf; it carries the residual reached.
     """
-    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every)
+    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every, preconditioner)
     with _workspace("cg", A, preconditioner, b, check_every, _cg_launches) as work:
         return _solve("cg", work, b, x0, rtol, atol, maxiter, check_every)
 
@@ -157,7 +157,7 @@ def bicgstab(
     $p = r + \\beta(p - \\omega A\\hat p)$, where $\\hat p = M^{-1}p$, $\\hat h = M^{-1}h$.
     Arguments, result and errors as :func:`cg`.
     """
-    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every)
+    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every, preconditioner)
     with _workspace("bicgstab", A, preconditioner, b, check_every, _bicgstab_launches) as work:
         return _solve("bicgstab", work, b, x0, rtol, atol, maxiter, check_every)
 
@@ -196,10 +196,17 @@ def check_arguments(
     atol: float,
     maxiter: int | None,
     check_every: int,
+    preconditioner: Any = None,
 ) -> int:
     """Validate the arguments; return maxiter (10 n if None)."""
     n = A.shape[0]
     check_vectors("the operator", n, A.dtype, A.device, b=b, x0=x0)
+    if preconditioner is not None and (isinstance(preconditioner, type)
+                                       or not callable(getattr(preconditioner, "apply", None))):
+        given = (f"the class {preconditioner.__name__}" if isinstance(preconditioner, type)
+                 else f"a {type(preconditioner).__name__} ({preconditioner!r})")
+        raise ValueError(f"preconditioner is {given}; pass one built for the operator, e.g. "
+                         "Jacobi(A) or PRECONDITIONERS['ic0'](A)")
     if not (rtol >= 0 and atol >= 0):
         raise ValueError(f"rtol={rtol}, atol={atol}: tolerances must be >= 0")
     if maxiter is not None and maxiter < 1:
@@ -218,7 +225,7 @@ def prepare(A: LinearOperator, b: wp.array, *, preconditioner: Preconditioner | 
     workspace is not kept."""
     if method not in _BUILDERS:
         raise ValueError(f"method={method!r}; allowed: {', '.join(_BUILDERS)}")
-    check_arguments(A, b, None, 0.0, 0.0, None, check_every)
+    check_arguments(A, b, None, 0.0, 0.0, None, check_every, preconditioner)
     with _workspace(method, A, preconditioner, b, check_every, _BUILDERS[method]):
         pass
 

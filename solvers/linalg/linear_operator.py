@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import warp as wp
 import warp.sparse as wps
 
+from ..dtypes import warp_dtype
 from ..runtime import start_warp
 from .kernels import csr_matvec_kernel, recorded_sweep, sweep
 from .scalar_table import TableCell, scratch_cell
@@ -53,6 +54,10 @@ class CsrOperator:
     """
 
     def __init__(self, matrix: wps.BsrMatrix) -> None:
+        if not isinstance(matrix, wps.BsrMatrix):
+            raise ValueError(f"matrix is a {type(matrix).__name__}; CsrOperator takes a "
+                             "warp.sparse matrix: csr_from_scipy(matrix, wp.float64, device) "
+                             "makes one from a SciPy matrix")
         if matrix.block_shape != (1, 1):
             raise ValueError(
                 f"matrix has blocks of shape {matrix.block_shape}; CsrOperator takes 1x1 blocks"
@@ -129,13 +134,15 @@ class StencilOperator:
 
 
 def csr_from_scipy(matrix: sp.spmatrix | sp.sparray, dtype: Any, device: Any) -> wps.BsrMatrix:
-    """A Warp CSR matrix (1×1 blocks) with the entries of a SciPy sparse matrix.
+    """A Warp CSR matrix (1×1 blocks) with the entries of a SciPy sparse matrix; ``dtype``
+    float32 or float64 (a Warp type, NumPy dtype or name).
 
     Duplicates are summed and columns sorted; explicit zeros are kept, so the stored pattern,
     and the order of its ``nnz`` values, is that of ``scipy.sparse.csr_matrix(matrix)`` after
     ``sum_duplicates()``.
     """
     start_warp("cpu" if str(device).startswith("cpu") else "cuda")  # no start-up banner
+    dtype = warp_dtype(dtype)
     csr = sp.csr_matrix(matrix, copy=True)
     csr.sum_duplicates()
     rows = np.repeat(np.arange(csr.shape[0], dtype=np.int32), np.diff(csr.indptr))
@@ -158,6 +165,10 @@ def check_vectors(owner: str, n: int, dtype: Any, device: Any, **vectors: wp.arr
     for name, v in vectors.items():
         if v is None:
             continue
+        if not isinstance(v, wp.array):
+            raise ValueError(f"{name} is a {type(v).__name__}; {owner} needs a Warp array "
+                             f"(wp.array(x, dtype=wp.{dtype.__name__}, device={str(device)!r}), "
+                             "or wp.from_torch(tensor) for a tensor, without a copy)")
         if v.shape != (n,) or not v.is_contiguous:
             raise ValueError(f"{name} has shape {v.shape} (contiguous: {v.is_contiguous}); "
                              f"{owner} needs a contiguous ({n},) array")

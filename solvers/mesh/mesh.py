@@ -25,6 +25,7 @@ import numpy as np
 import warp as wp
 
 from ..base import warp_device
+from ..dtypes import warp_dtype
 from .checks import check_mesh, duplicate_groups, facets_of, signed_measures
 
 _VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
@@ -190,8 +191,9 @@ class Mesh:
                     dict(self.tag_names), device=device, check=False)
 
     def warp_points(self, dtype: type = wp.float64, requires_grad: bool = False) -> wp.array:
-        """(n,) array of ``wp.vec2``/``wp.vec3`` of ``dtype`` on ``self.device``."""
-        vec = _VEC[(self.dim, dtype)]
+        """(n,) array of ``wp.vec2``/``wp.vec3`` of ``dtype`` (float32 or float64, a Warp type,
+        NumPy dtype or name) on ``self.device``."""
+        vec = _VEC[(self.dim, warp_dtype(dtype))]
         return wp.array(self.points, dtype=vec, device=self.device, requires_grad=requires_grad)
 
     def warp_cells(self) -> wp.array:

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 import warp as wp
 import warp.sparse as wps
 
+from ..dtypes import warp_dtype
 from ..linalg.kernels import reduction_threads
 from ..operators import launch
 from . import kernels as K
@@ -136,6 +137,7 @@ def element_triplets(mesh: Mesh, kind: str, dtype: type = wp.float64,
             ``requires_grad`` for a ``wp.Tape``.
         out: optional output array to fill.
     """
+    dtype = warp_dtype(dtype)
     k = mesh.cells.shape[1]
     x = _points(mesh, dtype, points)
     if out is None:
@@ -174,9 +176,10 @@ def stiffness_matrix(mesh: Mesh, dtype: type = wp.float64,
     the CSR values (the same sums, bit for bit on the CPU); otherwise through the triplets. The
     sum into CSR is not recorded for a ``wp.Tape`` (the matrix's values get no gradient): to
     differentiate with respect to the positions, take the triplets on the tape
-    (:func:`element_triplets`, :func:`element_triplets_vjp`) or use PyTorch through
+    (:func:`element_triplets`, :func:`element_triplets_adjoint`) or use PyTorch through
     :mod:`physml.mesh_bridge`.
     """
+    dtype = warp_dtype(dtype)
     x = _points(mesh, dtype, points)
     if mesh.cell_dim == 3 or x.requires_grad:
         return pattern(mesh, dtype).assemble(element_triplets(mesh, "stiffness", dtype, x))
@@ -190,6 +193,7 @@ def stiffness_matrix(mesh: Mesh, dtype: type = wp.float64,
 def cotan_laplacian(mesh: Mesh, dtype: type = wp.float64,
                     points: wp.array | None = None) -> wps.BsrMatrix:
     r"""Cotangent Laplacian $L = -K$ (n, n), negative semi-definite, as libigl's ``cotmatrix``."""
+    dtype = warp_dtype(dtype)
     L = stiffness_matrix(mesh, dtype, points)
     wps.bsr_scale(L, -1.0)
     return L
@@ -198,6 +202,7 @@ def cotan_laplacian(mesh: Mesh, dtype: type = wp.float64,
 def mass_matrix(mesh: Mesh, dtype: type = wp.float64, points: wp.array | None = None,
                 lumped: bool = False) -> wps.BsrMatrix:
     r"""P1 mass $M_{ij} = \int \phi_i\phi_j$ (n, n), or its lumped diagonal."""
+    dtype = warp_dtype(dtype)
     if lumped:
         return wps.bsr_diag(lumped_mass(mesh, dtype, points))
     return pattern(mesh, dtype).assemble(element_triplets(mesh, "mass", dtype, points))
@@ -206,6 +211,7 @@ def mass_matrix(mesh: Mesh, dtype: type = wp.float64, points: wp.array | None = 
 def cell_measures(mesh: Mesh, dtype: type = wp.float64,
                   points: wp.array | None = None) -> wp.array:
     """(m,) cell areas (triangles) or volumes (tetrahedra)."""
+    dtype = warp_dtype(dtype)
     x = _points(mesh, dtype, points)
     kernel = K.triangle_measure_kernel if mesh.cell_dim == 2 else K.tet_measure_kernel
     out = wp.empty(mesh.n_cells, dtype=dtype, device=mesh.device)
@@ -217,6 +223,7 @@ def cell_measures(mesh: Mesh, dtype: type = wp.float64,
 def lumped_mass(mesh: Mesh, dtype: type = wp.float64,
                 points: wp.array | None = None) -> wp.array:
     r"""(n,) lumped mass $m_i = \sum_{T \ni i} |T|/(k+1)$ (row sums of the consistent mass)."""
+    dtype = warp_dtype(dtype)
     out = wp.zeros(mesh.n_vertices, dtype=dtype, device=mesh.device)
     launch(K.lumped_mass_kernel, dtype, dim=mesh.n_cells, device=mesh.device,
            inputs=[mesh.warp_cells(), cell_measures(mesh, dtype, points)], outputs=[out])
@@ -230,6 +237,7 @@ def face_normals(mesh: Mesh, dtype: type = wp.float64,
     Raises:
         ValueError: the mesh is not a surface (triangles in 3D).
     """
+    dtype = warp_dtype(dtype)
     if not mesh.is_surface:
         raise ValueError("face_normals needs a surface mesh (triangles with 3D points)")
     out = wp.empty(mesh.n_cells, dtype=_VEC[(3, dtype)], device=mesh.device)
@@ -241,6 +249,7 @@ def face_normals(mesh: Mesh, dtype: type = wp.float64,
 def basis_gradients(mesh: Mesh, dtype: type = wp.float64,
                     points: wp.array | None = None) -> wp.array:
     r"""(m, k) gradients $\nabla\lambda_i$ of every cell's barycentric coordinates (vectors)."""
+    dtype = warp_dtype(dtype)
     vec = _VEC[(mesh.dim, dtype)]
     kernel = (K.triangle_basis_gradients_kernel if mesh.cell_dim == 2
               else K.tet_basis_gradients_kernel)

@@ -18,6 +18,7 @@ relative residual of :data:`RTOL`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -66,6 +67,30 @@ def _solve(A: sp.csr_matrix, b: np.ndarray, device: str = "cpu") -> np.ndarray:
     return _spd_solver(A, device)(b)
 
 
+def _nodal(mesh: Mesh, values: Any, name: str) -> np.ndarray:
+    """``values`` as a finite (n,) float64 array of vertex values; a ValueError names ``name``
+    otherwise."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape != (mesh.n_vertices,):
+        raise ValueError(f"{name} has shape {array.shape}; the mesh has {mesh.n_vertices} "
+                         f"vertices: pass ({mesh.n_vertices},) values")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return array
+
+
+def _vertices(mesh: Mesh, indices: Any, name: str) -> np.ndarray:
+    """``indices`` as int64 vertex indices (any shape, flattened); a ValueError names ``name``
+    unless each is a whole number in [0, n)."""
+    array = np.asarray(indices)
+    if array.size and not (np.issubdtype(array.dtype, np.integer) and array.min() >= 0
+                           and array.max() < mesh.n_vertices):
+        raise ValueError(f"{name}: vertex indices must be whole numbers in [0, "
+                         f"{mesh.n_vertices - 1}]; got {array.ravel()[:5].tolist()}"
+                         f"{' ...' if array.size > 5 else ''}")
+    return array.astype(np.int64).ravel()
+
+
 def _split(mesh: Mesh, dirichlet: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     fixed = np.unique(np.asarray([] if dirichlet is None else dirichlet, dtype=np.int64))
     return fixed, np.setdiff1d(np.arange(mesh.n_vertices), fixed)
@@ -89,7 +114,13 @@ def poisson(mesh: Mesh, f: np.ndarray, dirichlet: np.ndarray | None = None,
     Raises:
         ValueError: no Dirichlet vertex and no shift (the pure Neumann problem is singular).
     """
-    dirichlet = mesh.boundary_vertices() if dirichlet is None else np.asarray(dirichlet)
+    dirichlet = (mesh.boundary_vertices() if dirichlet is None
+                 else _vertices(mesh, dirichlet, "dirichlet"))
+    f = _nodal(mesh, f, "f")
+    flux = None if flux is None else _nodal(mesh, flux, "flux")
+    if np.ndim(g) != 0 and np.shape(g) != (len(dirichlet),):
+        raise ValueError(f"g has shape {np.shape(g)}; pass one value or one per Dirichlet "
+                         f"vertex ({len(dirichlet)},)")
     if shift < 0:
         raise ValueError(f"shift={shift} must be >= 0")
     if len(dirichlet) == 0 and shift == 0:
@@ -97,7 +128,7 @@ def poisson(mesh: Mesh, f: np.ndarray, dirichlet: np.ndarray | None = None,
                          "problem is singular); pass dirichlet=[...] or shift=...")
     M = to_scipy(mass_matrix(mesh))
     K = to_scipy(stiffness_matrix(mesh)) + shift * M
-    rhs = M @ np.asarray(f, dtype=np.float64)
+    rhs = M @ f
     if flux is not None:
         rhs = rhs + flux
     u = np.zeros(mesh.n_vertices)
@@ -119,14 +150,20 @@ def heat(mesh: Mesh, u0: np.ndarray, dt: float, n_steps: int, kappa: float = 1.0
     """
     if not 0.5 <= theta <= 1.0:
         raise ValueError(f"theta={theta} must be in [0.5, 1] (unconditionally stable range)")
+    if not (np.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt={dt} must be a positive number of seconds")
+    if isinstance(n_steps, bool) or not float(n_steps).is_integer() or n_steps < 0:
+        raise ValueError(f"n_steps={n_steps} must be a whole number >= 0")
+    u0 = _nodal(mesh, u0, "u0")
+    dirichlet = None if dirichlet is None else _vertices(mesh, dirichlet, "dirichlet")
     K = to_scipy(stiffness_matrix(mesh))
     M = to_scipy(mass_matrix(mesh))
     fixed, free = _split(mesh, dirichlet)
     implicit = M + theta * dt * kappa * K
     explicit = M - (1.0 - theta) * dt * kappa * K
     solve = _spd_solver(implicit[free][:, free].tocsr(), mesh.device)
-    states = [np.asarray(u0, dtype=np.float64).copy()]
-    for _ in range(n_steps):
+    states = [u0.copy()]
+    for _ in range(int(n_steps)):
         u = states[-1].copy()
         rhs = explicit @ states[-1] - implicit[:, fixed] @ u[fixed]
         u[free] = solve(rhs[free], u[free])
@@ -163,11 +200,14 @@ def heat_geodesic(mesh: Mesh, source: int | np.ndarray, t: float | None = None) 
     much finer meshes underflow float64 far from the source at $t = h^2$). The second
     solve, for $\phi$, is an ordinary Poisson problem and goes through :func:`_solve`.
     """
+    source = _vertices(mesh, source, "source")
+    if source.size == 0:
+        raise ValueError("source: give at least one vertex")
     K = to_scipy(stiffness_matrix(mesh))
     M = to_scipy(mass_matrix(mesh, lumped=True))
     t = mesh.edge_length() ** 2 if t is None else t
     delta = np.zeros(mesh.n_vertices)
-    delta[np.atleast_1d(source)] = 1.0
+    delta[source] = 1.0
     heat_u, _ = gauss_seidel_entrywise(M + t * K, delta, rtol=HEAT_STEP_RTOL)
     grad = gradient(mesh, wp.array(heat_u, dtype=wp.float64, device=mesh.device)).numpy()
     X = descent_directions(grad)

@@ -1,0 +1,30 @@
+"""The floating-point types the solvers compute in, from the ways users name them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import warp as wp
+
+_DTYPES = {"float32": wp.float32, "float64": wp.float64}
+
+
+def warp_dtype(dtype: Any) -> type:
+    """``wp.float32`` or ``wp.float64`` from a name, a NumPy or PyTorch dtype, or a Warp type.
+
+    Raises:
+        ValueError: any other type, named with the allowed ones.
+    """
+    if dtype in (wp.float32, wp.float64):
+        return dtype
+    if isinstance(dtype, str):
+        name = dtype
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:  # a PyTorch dtype prints as "torch.float32"
+            name = str(dtype).removeprefix("torch.")
+    if name not in _DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not supported; allowed: float32, float64")
+    return _DTYPES[name]
