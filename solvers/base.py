@@ -395,9 +395,19 @@ class GridSolver:
             "reaction": rates["reaction"] / explicit.real_limit,
         }
         if rates["advection"] > 0:
-            limit = TVD_CFL if FLUXES[self.flux_kind].tvd else explicit.imag_limit
+            limit = explicit.imag_limit
+            if FLUXES[self.flux_kind].tvd:  # a limiter keeps forward Euler TVD up to CFL 1/2;
+                # Fromm's unlimited slopes amplify under it at every CFL (the multi-stage
+                # schemes stay stable at 1/2)
+                limit = 0.0 if self._unlimited_euler(explicit) else TVD_CFL
             costs["advection"] = np.inf if limit == 0 else rates["advection"] / limit
         return costs
+
+    def _unlimited_euler(self, explicit: Tableau) -> bool:
+        """Whether the advection is Fromm's unlimited MUSCL flux stepped by forward Euler
+        (``scheme='euler'``, or the explicit part of ``'imex'``): unstable at every step."""
+        return (FLUXES[self.flux_kind].tvd and self.limiter == Limiter.NONE
+                and explicit.name == "euler")
 
     def check_stability(self, u: np.ndarray | None = None, *, bound: float | None = None
                         ) -> None:
@@ -413,7 +423,12 @@ class GridSolver:
             return
         name = type(self).__name__
         if dt_max == 0:
+            explicit = tableau("euler") if self.tableau is None else self.tableau
             raise UnstableStepError(
+                "the unlimited MUSCL flux (limiter 'none', Fromm's scheme) is unstable with a "
+                f"forward-Euler advection step (scheme '{self.scheme}') at any dt; use a "
+                f"limiter (van_leer, minmod, mc) or scheme 'heun', 'ssp_rk3' or 'rk4' ({name})"
+                if self._unlimited_euler(explicit) else
                 f"central differences for advection are unstable with scheme '{self.scheme}' at "
                 f"any dt; use scheme 'ssp_rk3' or 'rk4', or space='upwind' ({name})",
                 dt=self.dt,

@@ -380,6 +380,46 @@ def add_kernel(delta: wp.array3d(dtype=Any), row: int, first: int, c: wp.array3d
     add_run(delta, (first + wp.tid()) * row, row, c)
 
 
+ERROR_RUN = """
+using real = decltype(ratio + ratio);
+const real* __restrict__ x = c.data + cell;
+const real* __restrict__ d = delta.data + cell;
+const real* __restrict__ e = euler.data + cell;
+const real* __restrict__ p = previous.data + cell;
+const real infinity = real(INFINITY);
+real largest = real(0);
+int bad = 0;  // a non-finite error or a composition outside (lower, upper)
+if (use_previous != 0) {
+    for (int m = 0; m < count; ++m) {
+        const real first = wp::abs(e[m] - d[m]);
+        const real second = wp::abs(d[m] - ratio * p[m]) / real(2);
+        const real error = first > second ? first : second;
+        const real next = x[m] + d[m];
+        bad |= !(error < infinity) | !(next > lower) | !(next < upper);
+        largest = error > largest ? error : largest;
+    }
+} else {
+    for (int m = 0; m < count; ++m) {
+        const real error = wp::abs(e[m] - d[m]);
+        const real next = x[m] + d[m];
+        bad |= !(error < infinity) | !(next > lower) | !(next < upper);
+        largest = error > largest ? error : largest;
+    }
+}
+rows.data[index] = bad ? infinity : largest;
+"""
+
+
+@wp.func_native(ERROR_RUN)
+def error_run(c: wp.array3d(dtype=Any), delta: wp.array3d(dtype=Any),
+              euler: wp.array3d(dtype=Any), previous: wp.array3d(dtype=Any), ratio: Any,
+              use_previous: int, lower: Any, upper: Any, cell: int, count: int, index: int,
+              rows: wp.array(dtype=Any)):
+    """rows[index] <- the largest step error over cells ``[cell, cell + count)`` (see
+    :func:`step_error_kernel`), infinite where one is not finite or leaves (lower, upper)."""
+    ...
+
+
 @wp.kernel
 def step_error_kernel(
     c: wp.array3d(dtype=Any),
@@ -390,29 +430,23 @@ def step_error_kernel(
     use_previous: int,
     lower: Any,
     upper: Any,
-    shape: wp.vec3i,
     row: int,
     first: int,
     chunk: int,
+    rows: wp.array(dtype=Any),
     out: wp.array(dtype=Any),
 ):
     """out[chunk] <- max(out[chunk], max over the launch's cells of $|e - \\delta|$ and, if
     ``use_previous``, $\\tfrac12|\\delta - r\\,\\delta_{prev}|$), with $e$ the Euler increment
     and $r$ = ``ratio``; infinite if any of them is not finite or the step leaves the model's
     compositions, $c + \\delta \\notin$ (``lower``, ``upper``). Start with out = 0. (Warp's
-    atomics are not atomic between CPU threads: concurrent chunks need a slot each.)"""
-    i, j, k_first, k_end = row_cells(first + wp.tid(), row, shape)
-    largest = ratio - ratio
-    for k in range(k_first, k_end):
-        error = wp.abs(euler[i, j, k] - delta[i, j, k])
-        if use_previous != 0:
-            error = wp.max(error, wp.abs(delta[i, j, k] - ratio * previous[i, j, k])
-                           / type(ratio)(2.0))
-        new = c[i, j, k] + delta[i, j, k]
-        if not (wp.isfinite(error) and new > lower and new < upper):
-            error = type(ratio)(wp.inf)
-        largest = wp.max(largest, error)
-    wp.atomic_max(out, chunk, largest)
+    atomics are not atomic between CPU threads: concurrent chunks need a slot each.) Thread
+    ``b`` reads the cells ``[b row, (b + 1) row)`` in one native run (:data:`ERROR_RUN`),
+    which leaves their largest error in ``rows[b]`` (one slot per row of the grid)."""
+    b = first + wp.tid()
+    error_run(c, delta, euler, previous, ratio, use_previous, lower, upper, b * row, row, b,
+              rows)
+    wp.atomic_max(out, chunk, rows[b])
 
 
 def _overload_kernels() -> None:
@@ -428,7 +462,7 @@ def _overload_kernels() -> None:
         specialize(add_kernel, T, {"delta": cells, "c": cells})
         specialize(step_error_kernel, T, {"c": cells, "delta": cells, "euler": cells,
                                           "previous": cells, "ratio": T, "lower": T,
-                                          "upper": T, "out": a})
+                                          "upper": T, "rows": a, "out": a})
 
 
 _overload_kernels()

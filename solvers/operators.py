@@ -75,8 +75,10 @@ class Flux:
         ghost_width: ghost layers its stencil reads (1: central, 2: MUSCL).
         wave_speed: $\\max|f_d'(u)|$ per axis [m/s] from the velocity $a$ (shape ``(ndim,)``,
             zeros when the PDE has none) and a bound $u_{max}$ on $|u|$.
-        tvd: True for MUSCL (CFL limit 1/2 whatever the RK scheme), False for central
-            differences (limited by the scheme's imaginary-axis interval).
+        tvd: True for MUSCL (CFL limit 1/2: with a limiter whatever the RK scheme; without
+            one, Fromm's scheme, for the multi-stage schemes only, forward Euler amplifying
+            at every CFL), False for central differences (limited by the scheme's
+            imaginary-axis interval).
     """
 
     ghost_width: int

@@ -306,6 +306,7 @@ class ThermomigrationSolver:
         self._lap, self._euler = (wp.zeros(self._shape3, dtype=self.dtype, device=self.device)
                                   for _ in range(2))
         self._error = wp.zeros(len(self._launch.chunks), dtype=self.dtype, device=self.device)
+        self._row_errors: wp.array | None = None  # one per launched row of cells
         self._p = self._array(free_energy.scaled_parameters(T_ref))
         self._spectral = SpectralSolve(grid.shape, spacing,
                                        tuple(self.bc.is_periodic(d) for d in range(grid.ndim)),
@@ -400,11 +401,14 @@ class ThermomigrationSolver:
         self._error.zero_()
         ratio = 0.0 if previous is None else h / previous[1]
         lower, upper = self.free_energy.compositions
+        rows = self.grid.size // self._launch.row
+        if self._row_errors is None or self._row_errors.shape[0] != rows:
+            self._row_errors = wp.empty(rows, dtype=self.dtype, device=self.device)
         self._launch(step_error_kernel,
                      [c, delta, euler, delta if previous is None else previous[0],
                       self.dtype(ratio), int(previous is not None), self.dtype(lower),
-                      self.dtype(upper), self._launch.shape],
-                     [self._error],
+                      self.dtype(upper)],
+                     [self._row_errors, self._error],
                      chunk_slot=True)
         return float(self._error.numpy().max())
 

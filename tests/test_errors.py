@@ -72,6 +72,23 @@ def test_unstable_step_names_the_largest_stable_one():
     assert err.value.dt_max == pytest.approx(2.7852935 / (4 / GRID.dx[0] ** 2))
 
 
+@pytest.mark.parametrize("scheme", ["euler", "imex"])
+def test_the_unlimited_muscl_flux_is_refused_under_a_forward_euler_advection_step(scheme):
+    """Fromm's scheme (limiter 'none') amplifies under forward Euler at every CFL (1.0099 at
+    CFL 1/4, 1.089 at 1/2): the solver took its step for the limited flux's 1/2 and blew up."""
+    grid = Grid((32,), (0.0,), (1.0,))
+    u0 = np.sin(2 * np.pi * grid.coords(0))
+    solver = BurgersSolver1D(grid, nu=0.01, dt=None, limiter="none", scheme=scheme)
+    assert solver.stable_dt(u0) == 0.0
+    with pytest.raises(UnstableStepError, match="the unlimited MUSCL flux \\(limiter 'none', "
+                                                "Fromm's scheme\\) is unstable with a "
+                                                "forward-Euler advection step"):
+        solver.with_dt(1e-4).rollout(u0, 1)
+    heun = BurgersSolver1D(grid, nu=0.0, dt=None, limiter="none", scheme="heun")
+    u = heun.with_dt(heun.stable_dt(u0)).rollout(u0, 400)[-1]
+    assert np.abs(u).max() < 1.5  # stable at CFL 1/2 (inviscid: a shock forms)
+
+
 def test_state_dependent_cfl_is_checked_when_a_rollout_starts():
     solver = BurgersSolver1D(GRID, nu=1e-3, dt=0.01)  # fine for the diffusion term
     u0 = 5 * np.sin(2 * np.pi * GRID.coords(0))  # but max|u| dt / dx = 1.6 > 1/2

@@ -187,7 +187,9 @@ def test_launch_geometries_agree(shape, model_name):
     assert not np.any(threaded.rhs(c, 0.0).numpy())
     delta, euler, previous = (solver.to_warp(0.05 + 0.01 * rng.random(shape)) for _ in range(3))
     error = solver._step_error(c, delta, euler, (previous, 1.0), 0.5)
-    assert 0 < error < np.inf
+    d, e, p = (a.numpy() for a in (delta, euler, previous))
+    assert error == np.max(np.maximum(np.abs(e - d), np.abs(d - 0.5 * p) / 2))  # bit for bit
+    assert solver._step_error(c, delta, euler, None, 0.5) == np.max(np.abs(e - d))
     assert threaded._step_error(c, delta, euler, (previous, 1.0), 0.5) == error
     down = solver._array(-2 * c.numpy())  # c + delta = -c: outside the dilute and regular
     below = solver._step_error(c, down, down, None, 0.5)  # models' compositions: retried
