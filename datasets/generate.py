@@ -319,7 +319,7 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
         raise ValueError(
             f"--out {str(folder)!r} holds a complete dataset; pass --overwrite to regenerate it"
         )
-    elif spec_file.exists() and spec_file.read_text() != spec.to_yaml():
+    elif spec_file.exists() and _recorded_yaml(spec_file) != spec.to_yaml():
         raise ValueError(
             f"--out {str(folder)!r} holds a partial dataset of another spec; use "
             "another folder or pass --overwrite"
@@ -333,6 +333,16 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
         _write_text(spec_file, spec.to_yaml())
     except OSError as err:
         raise ValueError(f"--out {str(folder)!r} cannot be written: {err.strerror}") from None
+
+
+def _recorded_yaml(spec_file: Path) -> str | None:
+    """A folder's ``spec.yaml`` as the spec model writes it now (a relative file path recorded
+    before paths were made absolute reads as it did then, from the working folder); None if it
+    no longer validates."""
+    try:
+        return load_spec(spec_file).to_yaml()
+    except ValueError:
+        return None
 
 
 def _check_resumed_device(shard: str, device: str, folder: Path) -> None:

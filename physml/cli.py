@@ -585,7 +585,7 @@ def _load_run_case(args: argparse.Namespace):
     if not (args.resume / CONFIG).is_file():
         raise ValueError(f"--resume: {str(args.resume)!r} is not a run folder (no {CONFIG}); "
                          "nothing to resume")
-    case = load_case(args.resume / CONFIG)
+    case = load_case(args.resume / CONFIG, recorded=True)
     keys = requested.differences(case)
     if keys:
         shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")

@@ -9,8 +9,8 @@ autoregressive pairs $(u_t, u_{t+k})$.
 
 from __future__ import annotations
 
+import operator
 import os
-from numbers import Integral
 
 import h5py
 import numpy as np
@@ -55,8 +55,12 @@ class FieldDataset(Dataset):
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ValueError(f"dtype={dtype!r}; pass a floating torch.dtype (torch.float32, "
                              "torch.float64)")
-        if pairs is not None and (isinstance(pairs, bool) or not isinstance(pairs, Integral)):
-            raise ValueError(f"pairs={pairs!r}; pass a whole number of steps (or None)")
+        if pairs is not None:
+            try:
+                pairs = operator.index(pairs)  # ints, NumPy integers, 0-d integer arrays
+            except TypeError:
+                raise ValueError(f"pairs={pairs!r}; pass a whole number of steps (or None)"
+                                 ) from None
         self.files = dataset_shards(path, split, allow_partial)
         self.variable, self.dtype = variable, dtype
         self._handles: dict[int, h5py.File] = {}

@@ -247,8 +247,8 @@ class SpectralSolver:
 def _etdrk4_coefficients(linear: torch.Tensor, dt: float) -> tuple[torch.Tensor, ...]:
     """$E = e^{h\\hat L}$, $E_2 = e^{h\\hat L/2}$, $Q$, $f_1$, $f_2$, $f_3$ of ETDRK4 (Kassam &
     Trefethen eq. 2.5), the $\\varphi$-function means taken on a contour to avoid cancellation,
-    in float64 whatever ``linear``'s dtype (in float32 the contour's mean loses about 4e-5
-    near $h\\hat L = -1$), returned in ``linear``'s."""
+    in float64 whatever ``linear``'s dtype (in float32 the contour's means were up to 1e-3 off,
+    relative, near $h\\hat L = -1$), returned in ``linear``'s."""
     hL = dt * linear.double()
     j = torch.arange(1, _CONTOUR_POINTS + 1, device=linear.device, dtype=torch.float64)
     roots = torch.exp(1j * math.pi * (j - 0.5) / _CONTOUR_POINTS)

@@ -151,7 +151,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
     folder = Path(run_dir)
     if not (folder / CONFIG).is_file():
         raise ValueError(f"{str(folder)!r} is not a run folder (no {CONFIG})")
-    case = load_case(folder / CONFIG, read_data=False)  # a moved reference is not needed
+    case = load_case(folder / CONFIG, read_data=False, recorded=True)  # no data file needed
     builders = {"pinn": pinn.build_problem,
                 "equation": partial(equation.build_equation_problem, read_data=False)}
     if case.kind not in builders:  # before the checkpoint: other kinds keep other files

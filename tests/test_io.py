@@ -318,4 +318,5 @@ def test_a_field_dataset_refuses_a_dtype_or_pairs_of_another_kind(tmp_path):
         FieldDataset(path, dtype="float64")
     with pytest.raises(ValueError, match="pairs=1.5; pass a whole number of steps"):
         FieldDataset(path, pairs=1.5)
-    assert len(FieldDataset(path, pairs=np.int64(2))) == 6  # 3 samples x (4 - 2) pairs
+    for pairs in (2, np.int64(2), np.array(2), torch.tensor(2)):
+        assert len(FieldDataset(path, pairs=pairs)) == 6  # 3 samples x (4 - 2) pairs

@@ -129,3 +129,19 @@ def test_a_relative_mesh_file_is_recorded_absolute(tmp_path, monkeypatch):
     assert spec.file == str(tmp_path / "part.msh")
     monkeypatch.chdir(tmp_path.parent)
     assert spec.build().n_vertices == pm.read_mesh(tmp_path / "part.msh").n_vertices
+
+
+def test_a_partial_dataset_whose_spec_recorded_a_relative_mesh_file_resumes(tmp_path,
+                                                                            monkeypatch):
+    """Its spec.yaml names the file as written; read from the same working folder it is the
+    same spec as the one now given."""
+    monkeypatch.chdir(tmp_path)
+    pm.write_mesh("part.msh", pm.disc(0.3))
+    spec = load_spec(spec_file(tmp_path, POISSON, **{"domain: disc, h: 0.3": "file: part.msh"}))
+    generate(spec, tmp_path / "d", workers=0)
+    recorded = tmp_path / "d" / "spec.yaml"
+    recorded.write_text(recorded.read_text().replace(str(tmp_path / "part.msh"), "part.msh"))
+    (tmp_path / "d" / "dataset.json").unlink()
+    (tmp_path / "d" / "train" / "shard-00000.h5").unlink()
+    generate(spec, tmp_path / "d", workers=0)
+    assert (tmp_path / "d" / "train" / "shard-00000.h5").is_file()

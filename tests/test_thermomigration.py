@@ -200,6 +200,34 @@ def test_launch_geometries_agree(shape, model_name):
     per_cell = solver.rhs(c).numpy()
     assert np.abs(per_row).max() > 0
     np.testing.assert_allclose(per_cell, per_row, rtol=0, atol=1e-14 * np.abs(per_row).max())
+    assert solver._step_error(c, delta, euler, (previous, 1.0), 0.5) == error  # per cell too
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("per_cell", [False, True])
+def test_a_step_leaving_the_model_s_compositions_has_an_infinite_error(dtype, per_cell):
+    """Below 0 for the dilute and regular models, from 1 up for the regular one; the double
+    well has no bound. On the row launch (CPU) and the per-cell one (as on CUDA)."""
+    shape = (6, 10)
+    grid = Grid(shape, (0.0, 0.0), tuple(n * CELL for n in shape))
+    T = np.full(shape, T_REF)
+    models = {"dilute": DiluteSolution(diffusivity=1e-12),
+              "regular": RegularSolution(interaction=2.5 * GAS_CONSTANT * T_REF,
+                                         diffusivity=1e-12),
+              "double_well": two_phase_model()}
+    for name, model in models.items():
+        solver = ThermomigrationSolver(grid, model, T, kappa=1e-12, dtype=dtype)
+        if per_cell:
+            solver._launch = RowLaunch(tuple(solver._launch.shape), solver.device, solver.dtype,
+                                       per_cell=True)
+        c = solver.to_warp(np.full(shape, 0.5))
+        step = np.zeros(solver._shape3)
+        for value, outside in ((-0.6, name != "double_well"), (0.6, name == "regular"),
+                               (0.4, False)):
+            step.flat[7] = value  # one cell
+            delta = solver._array(step)
+            error = solver._step_error(c, delta, delta, None, 1.0)
+            assert error == (np.inf if outside else 0.0), (name, value)
 
 
 def test_time_stepping_is_first_order():
@@ -676,6 +704,9 @@ def test_heat_variant_keys_are_checked(override, message):
      "it (remove it, or set it to [])"),
     ("fe_c", ["initial.expression=1/0"], "initial.expression applies to initial.kind "
      "'expression' only"),
+    ("fe_c", ["initial.kind=precipitates", "initial.centres=[[1e-4]]", "initial.radii=[1e-5]"],
+     "initial.kind 'precipitates' needs "
+     "free_energy.kind 'double_well'"),  # the kind first, then the keys it does not read
 ])
 def test_keys_a_case_would_not_read_are_refused_by_name(case, overrides, message):
     """Each would change nothing (or crash later): the message names the key and its kind."""
@@ -683,6 +714,26 @@ def test_keys_a_case_would_not_read_are_refused_by_name(case, overrides, message
 
     with pytest.raises(ValueError, match=re.escape(message)):
         load_case(CASES / f"thermomigration_{case}.yaml", overrides)
+
+
+def test_a_run_folder_s_own_config_may_hold_keys_its_kinds_do_not_read(tmp_path, capsys):
+    """A config.yaml written before unread keys were refused still resumes: the keys are
+    dropped, as the config written now leaves them out."""
+    from physml.cases.registry import load_case
+    from physml.cli import main
+
+    args = ["run", str(CASES / "thermomigration_fe_c.yaml"), "grid.shape=[20]",
+            "time.saves=2", "output.figures=false", f"output.folder={tmp_path}", "--quiet"]
+    assert main(args) == 0
+    (folder,) = tmp_path.iterdir()
+    config = folder / "config.yaml"
+    assert "step_growth" not in config.read_text()
+    config.write_text(config.read_text().replace("temperature:\n",
+                                                 "temperature:\n  step_growth: 0.1\n"))
+    with pytest.raises(ValueError, match="temperature.step_growth applies to temperature.kind"):
+        load_case(config)
+    assert "step_growth" not in load_case(config, recorded=True).to_yaml()
+    assert main([*args, "--resume", str(folder)]) == 0, capsys.readouterr().err
 
 
 def test_a_migration_velocity_is_fitted_through_two_snapshots_at_least(tmp_path):

@@ -102,40 +102,45 @@ def _variant_overrides(variants: dict, name: str, where: str) -> list[str]:
             for key, value in block.items()]
 
 
-def validate_case(raw: dict, where: str, read_data: bool = True) -> CaseBase:
+def validate_case(raw: dict, where: str, read_data: bool = True, recorded: bool = False
+                  ) -> CaseBase:
     """Validate a raw case mapping against the schema of its ``kind``; one ValueError naming
     the first bad key (``where`` prefixes the message). Without ``read_data`` the data files a
-    case names (a reference, observations) are neither read nor required."""
+    case names (a reference, observations) are neither read nor required; a ``recorded`` case
+    (a run folder's ``config.yaml``, perhaps written before a rule) may hold keys its kinds do
+    not read, which are then dropped rather than refused."""
     raw = {"kind": DEFAULT_KIND, **raw}
     if not isinstance(raw["kind"], str) or raw["kind"] not in KINDS:
         raise ValueError(f"{where}: kind {raw['kind']!r} is not a case kind; allowed: "
                          f"{', '.join(KINDS)}")
     try:
-        return _CASE.validate_python(raw, context={"read_data": read_data})
+        return _CASE.validate_python(raw, context={"read_data": read_data,
+                                                   "recorded": recorded})
     except ValidationError as err:
         raise ValueError(f"{where}: {describe_error(err, KINDS[raw['kind']].schema, skip=1)}") \
             from None
 
 
-def load_case(path: str | Path, overrides: list[str] | None = None, read_data: bool = True
-              ) -> CaseBase:
+def load_case(path: str | Path, overrides: list[str] | None = None, read_data: bool = True,
+              recorded: bool = False) -> CaseBase:
     """Read, check and override a case file (a path or a bundled case's name); every variant
     is validated, the selected one (``variant=NAME`` among ``overrides``) applied first.
-    ``read_data``: see :func:`validate_case` (off for a finished run's network alone)."""
+    ``read_data`` and ``recorded``: see :func:`validate_case` (``read_data`` off for a
+    finished run's network alone, ``recorded`` on for a run folder's ``config.yaml``)."""
     path = resolve_case_path(path)
     where = f"case {path}"
     raw = read_yaml_mapping(path, "case")
-    validate_case(copy.deepcopy(raw), where, read_data)
+    validate_case(copy.deepcopy(raw), where, read_data, recorded)
     variants = raw.get("variants") or {}
     for name in variants:
         changed = apply_overrides(copy.deepcopy(raw), _variant_overrides(variants, name, where))
-        validate_case(changed, f"{where}, variant {name!r}", read_data)
+        validate_case(changed, f"{where}, variant {name!r}", read_data, recorded)
     overrides = list(overrides or [])
     selected = [o for o in overrides if o.startswith("variant=")]
     for item in selected:
         overrides.remove(item)
         overrides[:0] = _variant_overrides(variants, item.partition("=")[2], where)
-    return validate_case(apply_overrides(raw, overrides), where, read_data)
+    return validate_case(apply_overrides(raw, overrides), where, read_data, recorded)
 
 
 def run_case(case: CaseBase, folder: Path | None = None, resume: bool = False,

@@ -49,7 +49,7 @@ from typing import Literal
 
 import numpy as np
 import xarray as xr
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from .._version import __version__
 from ..datasets.spec import AbsolutePath
@@ -247,7 +247,7 @@ class ThermomigrationCase(CaseBase):
     dtype: Literal["float32", "float64"] = "float64"
 
     @model_validator(mode="after")
-    def _consistent(self) -> ThermomigrationCase:
+    def _consistent(self, info: ValidationInfo) -> ThermomigrationCase:
         ndim = len(self.grid.shape)
         if self.units == "nondimensional":
             self._nondimensional_model()
@@ -256,12 +256,13 @@ class ThermomigrationCase(CaseBase):
         if self.temperature is not None and self.temperature.axis >= ndim:
             raise ValueError(f"temperature.axis {self.temperature.axis} is not an axis of the "
                              f"{ndim}D grid")
-        self._no_unread_keys()
         kind = self.free_energy.kind
         two_phase = kind != "dilute"
         if self.initial.kind not in ("uniform", "expression", "file") and kind != "double_well":
             raise ValueError(f"initial.kind {self.initial.kind!r} needs free_energy.kind "
                              "'double_well'")
+        if not (info.context or {}).get("recorded", False):  # a run's own config: dropped
+            self._no_unread_keys()
         if self.interface_width is not None and kind != "double_well":
             raise ValueError(f"interface_width applies to free_energy.kind 'double_well' (its "
                              f"width sets kappa); give kappa for kind {kind!r}")

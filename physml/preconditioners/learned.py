@@ -29,6 +29,7 @@ operator), on CUDA by the PyTorch network, whose output passes to Warp with ``wp
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Literal
 
@@ -174,7 +175,7 @@ class LearnedPreconditioner:
             saved = torch.load(path, map_location=map_location, weights_only=True)
         except FileNotFoundError:
             raise ValueError(f"no trained preconditioner at {str(path)!r}") from None
-        except Exception as err:  # not a PyTorch file, or one holding other objects
+        except (pickle.UnpicklingError, EOFError) as err:  # not a PyTorch file of tensors
             raise ValueError(f"{str(path)!r} is not a trained preconditioner "
                              f"({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
         if not (isinstance(saved, dict) and {"config", "state_dict"} <= saved.keys()):
