@@ -177,6 +177,20 @@ def test_an_unknown_case_name_lists_the_bundled_ones(tmp_path):
         ("burgers", "name=..", "'..' cannot start a folder's name"),
         ("pcg_poisson", "evaluation.preconditioners=[jacobi]",
          "evaluation: threshold=1.0 compares with IC(0): evaluation.preconditioners needs ic0"),
+        # keys a physics-informed case would not read, and problems whose reference would not
+        # be their solution
+        ("burgers", "conditions.initial.kind=cosh_sinh", "conditions.initial.kind 'cosh_sinh' "
+         "is an initial state of kind teng; kind pinn takes 'sine'"),
+        ("burgers", "domain.y=[0, 1]", "domain.y: burgers is posed in (x, t); remove domain.y"),
+        ("helmholtz", "domain.t=[0, 1]", "domain.t: helmholtz is steady, posed in (x, y)"),
+        ("helmholtz", "conditions.initial.amplitude=2", "conditions.initial: helmholtz is steady "
+         "and has no initial condition"),
+        ("convection", "domain.x=[0, 3]", "the convection problem is periodic: "
+         "conditions.initial.wavenumber times the length of domain.x must be a nonzero "
+         "multiple of 2 pi, got 0.477465 periods"),
+        ("convection_lpinn", "domain.x=[0, 3]", "got 0.477465 periods"),
+        ("burgers", "conditions.initial.wavenumber=1", "the Burgers problem has zero walls: "
+         "u0 = A sin(k x) must vanish at both ends of domain.x"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(case, override, message):
@@ -239,6 +253,23 @@ def test_a_run_whose_log_reader_goes_away_stops_quietly(tmp_path):
             break
     run.stderr.close()
     assert run.wait(timeout=120) == 141
+
+
+@pytest.mark.parametrize("case, overrides, message", [
+    ("helmholtz", ["evaluation.nx=16", "evaluation.nt=9"], "the reference is zero (to 1e-12) "
+     "at every point of the evaluation grid (its 16 x 9 points fall on its zeros)"),
+    ("teng_allen_cahn", ["variant=cpu", "conditions.initial.amplitude=5"], "the spectral "
+     "reference (ETDRK4, step 0.0025) is not finite by t = 4"),
+])
+def test_a_reference_that_measures_nothing_stops_the_run_by_name(tmp_path, case, overrides,
+                                                                 message):
+    """A zero reference gave a relative error of 7.9e14, a NaN one 'relative L2 error nan'
+    and exit status 0."""
+    result = _cli("run", case, f"output.folder={tmp_path}", "training.adam.steps=2",
+                  "output.figures=false", *overrides) if case == "helmholtz" else _cli(
+        "run", case, f"output.folder={tmp_path}", "output.figures=false", *overrides)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_refused_run_leaves_no_run_folder(tmp_path):

@@ -64,7 +64,9 @@ class PINNCase(PhysicsCase):
     dtype: Literal["float32", "float64"] = "float32"
 
     def unused_keys(self) -> set[str]:
-        return super().unused_keys() | {"evaluation.times"}
+        steady = {f"conditions.initial.{key}" for key in ("kind", "amplitude", "wavenumber")}
+        return super().unused_keys() | {"evaluation.times"} | (
+            steady if self.pde.name == "helmholtz" else set())
 
     @model_validator(mode="after")
     def _method_fits_pde(self) -> PINNCase:
@@ -72,6 +74,17 @@ class PINNCase(PhysicsCase):
         allowed = {"pinn": ("burgers", "convection", "helmholtz"),
                    "lpinn": ("burgers", "convection")}[method]
         self._require_pde(allowed, f"training.method {method!r}")
+        steady = self.pde.name == "helmholtz"
+        if self.conditions.initial.kind != "sine":
+            raise ValueError(f"conditions.initial.kind {self.conditions.initial.kind!r} is an "
+                             "initial state of kind teng; kind pinn takes 'sine'")
+        if steady and self.conditions.initial != type(self.conditions.initial)():
+            raise ValueError("conditions.initial: helmholtz is steady and has no initial "
+                             "condition; remove it")
+        if steady and self.domain.t is not None:
+            raise ValueError("domain.t: helmholtz is steady, posed in (x, y); remove domain.t")
+        if not steady and self.domain.y is not None:
+            raise ValueError(f"domain.y: {self.pde.name} is posed in (x, t); remove domain.y")
         problem = build_problem(self)
         check_weights(self.training.balancer.weights,
                       [*problem.residual_names, *(c.name for c in problem.conditions)])

@@ -165,7 +165,7 @@ class ModelSpec(Section):
 class EvaluationSpec(Section):
     every: int = Field(500, gt=0)
     nx: int = Field(256, ge=8)
-    nt: int = Field(101, ge=2)
+    nt: int = Field(101, ge=2, description="points in t (helmholtz: in y)")
     threshold: float | None = Field(None, gt=0, description="relative L2 error to reach")
     times: list[float] = Field(default_factory=list, description="times reported (TENG)")
 
@@ -189,8 +189,6 @@ class PhysicsCase(CaseBase):
         time_dependent = self.pde.name != "helmholtz"
         if time_dependent and self.domain.t is None:
             raise ValueError(f"domain.t is required for {self.pde.name}")
-        if self.conditions.initial.kind == "cosh_sinh" and self.domain.y is None:
-            raise ValueError("conditions.initial.kind 'cosh_sinh' is 2D: domain.y is required")
         if not time_dependent and self.domain.y is None:
             raise ValueError("domain.y is required for helmholtz")
         outside = [t for t in self.evaluation.times

@@ -85,6 +85,8 @@ class TENGCase(PhysicsCase):
     @model_validator(mode="after")
     def _fits_teng(self) -> TENGCase:
         self._require_pde(("heat", "allen_cahn", "burgers"), "kind 'teng'")
+        if self.conditions.initial.kind == "cosh_sinh" and self.domain.y is None:
+            raise ValueError("conditions.initial.kind 'cosh_sinh' is 2D: domain.y is required")
         if self.model.kind != "periodic":
             raise ValueError("kind 'teng' needs model.kind 'periodic'")
         lower = [self.domain.x[0]] + ([self.domain.y[0]] if self.domain.y else [])
@@ -131,7 +133,9 @@ class TENGCase(PhysicsCase):
         return round((self.domain.t[1] - self.domain.t[0]) / self.training.dt)
 
 
-REFERENCE_DT = 2.5e-3  # largest ETDRK4 step of the reference (self-converged to ~1e-10)
+REFERENCE_DT = 2.5e-3  # largest ETDRK4 step of the reference (self-converged to ~1e-10 at the
+# bundled cases' amplitudes; a larger initial state needs smaller steps, and a non-finite
+# reference is refused)
 
 
 def initial_condition(case: TENGCase) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -185,6 +189,11 @@ class Reference:
         every_other = (slice(None),) + (slice(None, None, 2),) * dim
         elapsed = [t - case.domain.t[0] for t in times]
         self.states = solver.solve(u0.reshape(fine[0].shape), elapsed)[every_other]
+        if not torch.isfinite(self.states).all():
+            raise ValueError(
+                "the spectral reference (ETDRK4, step "
+                f"{teng_dt / substeps:.3g}) is not finite by t = {times[-1]:g}: its fixed step "
+                "does not resolve this initial state; lower conditions.initial.amplitude")
         self.coords = [c[::2].cpu().numpy() for c in solver.coords()]
         mesh = torch.meshgrid(*(c[::2] for c in solver.coords()), indexing="ij")
         self.points = torch.stack([m.reshape(-1) for m in mesh], dim=1)

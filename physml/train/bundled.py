@@ -28,6 +28,16 @@ from .derivatives import gradient
 from .problems import PINNProblem, exact_reference, sine
 
 
+def check_whole_periods(wavenumber: float, x: tuple[float, float], problem: str) -> None:
+    """Refuse a sine $\\sin(kx)$ that is not periodic on ``x``: $k(b - a)$ must be a nonzero
+    multiple of $2\\pi$ (a periodic problem's reference is then its solution)."""
+    periods = wavenumber * (x[1] - x[0]) / (2 * math.pi)
+    if abs(periods - round(periods)) > 1e-9 or round(periods) == 0:
+        raise ValueError(
+            f"the {problem} problem is periodic: conditions.initial.wavenumber times the length "
+            f"of domain.x must be a nonzero multiple of 2 pi, got {periods:g} periods")
+
+
 def _wall_period(bounds) -> float:
     r"""$2(b - a)$: a solution that vanishes at the walls $a, b$ of an equation symmetric under
     $x \to -x$, $u \to -u$ extends by odd reflection across both walls to this period."""
@@ -39,6 +49,13 @@ class BurgersProblem(PINNProblem):
 
     def __init__(self, nu: float, x: tuple[float, float], t: tuple[float, float],
                  amplitude: float, wavenumber: float) -> None:
+        walls = [amplitude * math.sin(wavenumber * end) for end in x]
+        if max(abs(w) for w in walls) > 1e-9 * abs(amplitude):
+            raise ValueError(
+                "the Burgers problem has zero walls: u0 = A sin(k x) must vanish at both ends "
+                "of domain.x (k times each end a multiple of pi); conditions.initial.wavenumber"
+                f"={wavenumber:g} on domain.x={list(x)} gives {walls[0]:.3g} and "
+                f"{walls[1]:.3g}")
         self.nu, self.amplitude, self.wavenumber = nu, amplitude, wavenumber
         super().__init__(
             self._residual, Interval(*x), time=t,
@@ -89,6 +106,7 @@ class ConvectionProblem(PINNProblem):
     def __init__(self, beta: float, x: tuple[float, float], t: tuple[float, float],
                  amplitude: float, wavenumber: float, nu: float = 0.0,
                  periodic_embedding: bool = True) -> None:
+        check_whole_periods(wavenumber, x, "convection")
         self.beta, self.nu, self.amplitude, self.wavenumber = beta, nu, amplitude, wavenumber
         self.period = x[1] - x[0]
         self.periodic_embedding = periodic_embedding
@@ -225,12 +243,6 @@ class LagrangianBurgersProblem(LagrangianConvectionProblem):
 
     def __init__(self, nu: float, x: tuple[float, float], t: tuple[float, float],
                  amplitude: float, wavenumber: float) -> None:
-        periods = wavenumber * (x[1] - x[0]) / (2 * math.pi)
-        if abs(periods - round(periods)) > 1e-9 or round(periods) == 0:
-            raise ValueError(
-                "the Lagrangian Burgers problem is periodic: conditions.initial.wavenumber "
-                f"times the length of domain.x must be a nonzero multiple of 2 pi, got {periods:g}"
-                " periods"
-            )
+        check_whole_periods(wavenumber, x, "Lagrangian Burgers")
         super().__init__(0.0, x, t, amplitude, wavenumber, nu=nu)
         self.reference_function = lambda axes: burgers_reference(self, axes, periodic(1))

@@ -144,6 +144,11 @@ class PINNTrainer:
         self.eval_axes = problem.eval_axes(eval_shape)
         self.reference = problem.reference(self.eval_axes)
         self.inside = problem.inside_grid(self.eval_axes)
+        if self.reference is not None and not np.max(np.abs(self.reference[self.inside])) > 1e-12:
+            raise ValueError("the reference is zero (to 1e-12) at every point of the evaluation "
+                             f"grid (its {' x '.join(str(len(a)) for a in self.eval_axes)} points "
+                             "fall on its zeros): no relative error can be measured; evaluate on "
+                             "another grid")
         self.eval_points = self._tensor(grid_points(self.eval_axes)[self.inside.reshape(-1)])
 
     @property
