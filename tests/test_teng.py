@@ -362,3 +362,25 @@ def test_jacobian_of_other_networks_falls_back_to_autodiff(network):
     difference = torch.stack([(teng.value(teng.theta + e, X) - teng.value(teng.theta - e, X))
                               / 2e-6 for e in step], dim=1)
     assert torch.allclose(J, difference, atol=1e-8)
+
+
+def test_a_prediction_that_becomes_non_finite_stops_the_run_at_its_step(tmp_path, monkeypatch):
+    """Finite parameters do not make a finite field: the run checks the prediction where it
+    measures it, and names the step and the checkpoint kept."""
+    from physml.cases import teng as teng_case
+    from physml.cases.registry import load_case, run_case
+    from physml.solvers.errors import BlowUpError
+
+    case = load_case("teng_heat", [*TINY_TENG, f"output.folder={tmp_path}"])
+    real, calls = teng_case.Reference.error, []
+
+    def overflowing(self, teng, theta, index):
+        calls.append(index)
+        error, prediction = real(self, teng, theta, index)
+        return (math.nan, prediction) if len(calls) == 3 else (error, prediction)
+
+    monkeypatch.setattr(teng_case.Reference, "error", overflowing)
+    with pytest.raises(BlowUpError, match="the TENG prediction u became NaN/Inf on the "
+                                          "evaluation grid at step") as caught:
+        run_case(case, tmp_path)
+    assert "the checkpoint of step" in str(caught.value) and caught.value.step > 0

@@ -690,6 +690,9 @@ def test_heat_variant_keys_are_checked(override, message):
     ("particles", ["grid.shape=[48, 48]", "grid.length=[4.8e-5, 4.8e-5]", "initial.count=1",
                    "initial.radius_range=[3e-5, 4e-5]"],
      "initial.radius_range's largest radius (4e-05 m) plus initial.spacing"),
+    ("particles", ["initial.count=2000"], "initial.count=2000 particles of radius >= 7e-06 m "
+     "at spacing 6e-06 m would cover 959% of the domain; random placement jams at about 55% "
+     "in 2D"),  # placement retried for hours
     ("fe_c", ["temperature.thermal_diffusivity=1e-5"], "temperature.thermal_diffusivity "
      "applies to temperature.kind 'heat' only; this case does not read it (remove it, or set "
      "it to null)"),

@@ -44,6 +44,7 @@ from ..datasets.store import write_dataset
 from ..devices import Stopwatch
 from ..errors import NonFiniteLossError
 from ..models import PeriodicMLP
+from ..solvers.errors import BlowUpError
 from ..spectral import SpectralSolver
 from ..threads import apply_threads
 from ..train.problems import sine
@@ -271,6 +272,11 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
             if not torch.isfinite(teng.theta).all():
                 raise NonFiniteLossError(step, last_checkpoint)
             entry = record(step)
+            if "rel_l2" in entry and not math.isfinite(entry["rel_l2"]):  # θ finite, u not
+                raise BlowUpError(step=step, t=entry["t"], field="the TENG prediction u",
+                                  what="became NaN/Inf on the evaluation grid",
+                                  advice=f"the checkpoint of step {last_checkpoint} is kept; "
+                                         "lower training.dt")
             if "rel_l2" in entry:
                 history.append(entry)
             if on_step is not None:
