@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 import warp as wp
 import warp.sparse as wps
@@ -140,8 +139,7 @@ def csr_solve(
     if values.dtype != b.dtype or values.device != b.device:
         raise ValueError(f"values are {values.dtype} on {values.device}, b {b.dtype} on "
                          f"{b.device}: they need one dtype and device")
-    indptr, indices = (torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
-                       for a in (indptr, indices))  # SciPy's own arrays are welcome
+    indptr, indices = torch.as_tensor(indptr), torch.as_tensor(indices)  # SciPy's arrays too
     n = b.shape[0]
     if b.dim() != 1 or indptr.shape != (n + 1,) or values.shape != indices.shape:
         raise ValueError(f"b has shape {tuple(b.shape)}, indptr {tuple(indptr.shape)}, values "

@@ -422,13 +422,12 @@ class GridSolver:
         if self.dt <= dt_max * (1 + 1e-12):
             return
         name = type(self).__name__
-        if dt_max == 0:
-            explicit = tableau("euler") if self.tableau is None else self.tableau
+        if dt_max == 0:  # the advection's explicit step cannot be stable (as _costs found)
             raise UnstableStepError(
                 "the unlimited MUSCL flux (limiter 'none', Fromm's scheme) is unstable with a "
                 f"forward-Euler advection step (scheme '{self.scheme}') at any dt; use a "
                 f"limiter (van_leer, minmod, mc) or scheme 'heun', 'ssp_rk3' or 'rk4' ({name})"
-                if self._unlimited_euler(explicit) else
+                if self._unlimited_euler(self.tableau or tableau("euler")) else
                 f"central differences for advection are unstable with scheme '{self.scheme}' at "
                 f"any dt; use scheme 'ssp_rk3' or 'rk4', or space='upwind' ({name})",
                 dt=self.dt,

@@ -23,6 +23,7 @@ the gradients and losses are averaged, so the processes follow the one-process t
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -207,6 +208,14 @@ class PINNTrainer:
         grid[self.inside] = values
         return grid
 
+    @cached_property
+    def _residual_points(self) -> np.ndarray:
+        """The evaluation points off the boundary (all of them if none is), where
+        :meth:`evaluate` measures the residual; classified once (a mesh domain casts rays)."""
+        points = self.eval_points.cpu().numpy()
+        interior = self.problem.geometry.interior(points[:, : self.problem.geometry.dim])
+        return points[interior] if interior.any() else points
+
     def evaluate(self) -> dict[str, float]:
         """Relative L2 and max errors against the reference on the evaluation grid (the
         points inside the domain), or without one the residual's root mean square at the grid
@@ -214,9 +223,7 @@ class PINNTrainer:
         are not defined); plus the scalar coefficients' values."""
         values = {f"coefficient_{k}": v for k, v in self.coefficients().items()}
         if self.reference is None:
-            points = self.eval_points.cpu().numpy()
-            interior = self.problem.geometry.interior(points[:, : self.problem.geometry.dim])
-            residual = self._residual_numpy(points[interior] if interior.any() else points)
+            residual = self._residual_numpy(self._residual_points)
             return {"residual_rms": float(np.sqrt(np.mean(residual**2))), **values}
         error = (self.prediction() - self.reference)[self.inside]
         reference = self.reference[self.inside]

@@ -193,7 +193,6 @@ def stiffness_matrix(mesh: Mesh, dtype: type = wp.float64,
 def cotan_laplacian(mesh: Mesh, dtype: type = wp.float64,
                     points: wp.array | None = None) -> wps.BsrMatrix:
     r"""Cotangent Laplacian $L = -K$ (n, n), negative semi-definite, as libigl's ``cotmatrix``."""
-    dtype = warp_dtype(dtype)
     L = stiffness_matrix(mesh, dtype, points)
     wps.bsr_scale(L, -1.0)
     return L
