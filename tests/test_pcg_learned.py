@@ -122,6 +122,22 @@ def float64_features(graph):
     return graph
 
 
+def uneven_rows(n: int = 40) -> sp.csr_matrix:
+    """A diagonally dominant SPD matrix whose rows hold from no neighbour (the first, the
+    last) to more than twice the 8 a row's short paths cover, on both sides of the diagonal."""
+    rng = np.random.default_rng(3)
+    lower = sp.lil_matrix((n, n))
+    for i in range(1, n - 1):
+        for j in rng.choice(i, size=min(i, int(rng.integers(0, 20))), replace=False):
+            lower[i, j] = -rng.uniform(0.1, 1.0)
+    off = sp.csr_matrix(lower) + sp.csr_matrix(lower).T
+    matrix = sp.csr_matrix(off - sp.diags(np.asarray(off.sum(axis=1)).ravel() - 0.5))
+    lower, upper = (np.diff(part.indptr) for part in (sp.tril(matrix, -1, "csr"),
+                                                      sp.triu(matrix, 1, "csr")))
+    assert lower.max() > 16 and upper.max() > 16 and lower[-1] == upper[-1] == 0
+    return matrix
+
+
 @pytest.mark.parametrize("kind", ["cholesky", "sparse_inverse"])
 @pytest.mark.parametrize("steps", [0, 2])
 def test_the_native_forward_is_the_network_in_float64(kind, steps):
@@ -133,7 +149,7 @@ def test_the_native_forward_is_the_network_in_float64(kind, steps):
     native = NetworkFactor(network_weights(model.network), kind, dtype=wp.float64)
     several_tiles = make_system(LinearSystemSpec(systems="poisson_grid", size=24, samples=1), 2)
     assert LowerPattern(several_tiles.matrix).nnz > 3 * TILE
-    for matrix in [*small_systems(), several_tiles.matrix]:
+    for matrix in [*small_systems(), several_tiles.matrix, uneven_rows()]:
         pattern = LowerPattern(matrix)
         graph = float64_features(system_graph(pattern.lower, is_lower=True))
         with torch.no_grad():

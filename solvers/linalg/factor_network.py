@@ -20,16 +20,20 @@ with $\mathrm{MLP}(x) = W_2\,\sigma(W_1 x + c_1) + c_2$ and $\sigma$ the SiLU.
 
 **Layout.** No graph is built: the edge $j \to i$ lives at the entry (i, j) of a
 :class:`~physml.solvers.linalg.LowerPattern` — position k of L where $j < i$, position k of
-$L^T$ where $j > i$ — so the edges' states are two feature-major arrays (H, nnz) (the diagonal
-slots computed and never read), and $\sum_j e_{ji}$ is a sum over row i of both. Every layer is a
-loop over entries (or rows) inside a loop over features, which the compiler vectorises (AVX2:
-8 floats per instruction). Products are summed by explicit fused multiply-adds (the native
-code is compiled without contraction, and a separate multiply and add cost twice the
-instructions); the exponential of the SiLU is :data:`EXP` (Cody–Waite reduction, a Taylor
-polynomial and the exponent set by integer arithmetic: no library call, so the loop stays
-vector), within 1.03 units in the last place in float32 and 0.86 in float64 (measured on
-[-87, 88] against extended precision). The network runs in its own precision (float32 as
-trained; float64 for checks), the scaling and the factor in float64, as the PyTorch model.
+$L^T$ where $j > i$, with the diagonal left out (position k − i, or k − i − 1 in $L^T$, whose
+rows start with it) — so the edges' states are two feature-major arrays (H, nnz − n), each
+feature's row padded to a whole cache line, and $\sum_j e_{ji}$ is a sum over row i of both
+(rows of up to 8 edges per side summed with a fixed trip count: rows of varying length cost
+a mispredicted branch each). Every layer is a loop over edges (or rows) inside a loop over
+features, which the compiler vectorises: 16 floats per instruction where the CPU has AVX-512
+(:mod:`~physml.solvers.vector_width`), else 8 (AVX2). Products are summed by explicit fused
+multiply-adds (the native code is compiled without contraction, and a separate multiply and
+add cost twice the instructions); the exponential of the SiLU is :data:`EXP` (Cody–Waite
+reduction, a Taylor polynomial and the exponent set by integer arithmetic: no library call, so
+the loop stays vector), within 1.03 units in the last place in float32 and 0.86 in float64
+(measured on [-87, 88] against extended precision). The network runs in its own precision
+(float32 as trained; float64 for checks), the scaling and the factor in float64, as the
+PyTorch model.
 """
 
 import threading
@@ -40,7 +44,12 @@ import numpy as np
 import warp as wp
 
 from ..kept import held_if_free
+from ..vector_width import wide_vector_options
 from .triangular import LowerPattern
+
+# the edges' layers run 1.2-1.35x faster with 512-bit vectors, the whole forward 1.15x (a Xeon
+# with AVX-512 FP16, 6.0e3 unknowns, one thread)
+wp.set_module_options(wide_vector_options())
 
 NODE_FEATURES = 2
 """Width of the node features the network reads (row sum, log degree)."""
@@ -178,31 +187,42 @@ const int* __restrict__ up_from = transpose_index.data;
 const double* __restrict__ a = values.data;
 out_t* __restrict__ f = factor.data;
 const int* __restrict__ diagonal_at = diagonal.data;
+const int e = m - n;  // edges on each side: the strictly lower (upper) entries
+// strides of the feature-major arrays, whole multiples of 16 values (64 bytes): every feature's
+// row starts on a cache line
+const int N = (n + 15) / 16 * 16, E = (e + 15) / 16 * 16;
 // float64 work: the scaled entries (m), sqrt(d_i) and 1 / sqrt(d_i) (n each); int work: the
-// rows of L's and of L^T's entries (m each), then the status (see NetworkFactor.values)
+// rows of L's entries (m), the target and source rows of the lower and of the upper edges (e
+// each), then the status (see NetworkFactor.values). Edge c of the lower side is L's entry
+// c + i of row i (the diagonal ends each of the rows before); edge c of the upper side is L^T's
+// entry c + i + 1 (the diagonal starts each row of L^T), so row i's edges are
+// ptr[i] - i ... ptr[i + 1] - i - 1 on both sides.
 double* __restrict__ scaled = exact_work.data;
 double* __restrict__ root = scaled + m;
 double* __restrict__ inv = root + n;
 int* __restrict__ lo_row = index_work.data;
-int* __restrict__ up_row = lo_row + m;
-int* __restrict__ status = up_row + m;
-// work (see NetworkFactor.work_size): nodes (H n each): h, h_next, ends_t, ends_s, incoming;
-// features / node outputs (2 n); entries (H m each): e_lo, e_up; (m each): s_lo, s_up, o_edge;
-// a tile's hidden layer (H TILE). Every layer runs tile by tile (TILE entries or rows), so
+int* __restrict__ lo_target = lo_row + m + 8;
+int* __restrict__ up_target = lo_target + e + 8;
+int* __restrict__ lo_source = up_target + e + 8;
+int* __restrict__ up_source = lo_source + e;
+int* __restrict__ status = up_source + e;
+// work (see NetworkFactor.work_size): nodes (H N each): h, h_next, ends_t, ends_s, incoming;
+// features / node outputs (2 N); edges (H E each): e_lo, e_up; (E each): s_lo, s_up, o_edge;
+// a tile's hidden layer (H TILE). Every layer runs tile by tile (TILE edges or rows), so
 // the passes over features stay in the first-level cache.
 constexpr int TILE = TILE_ENTRIES;
 real* __restrict__ h = work.data;
-real* __restrict__ h_next = h + H * n;
-real* __restrict__ ends_t = h_next + H * n;
-real* __restrict__ ends_s = ends_t + H * n;
-real* __restrict__ incoming = ends_s + H * n;
-real* __restrict__ features = incoming + H * n;
-real* __restrict__ e_lo = features + 2 * n;
-real* __restrict__ e_up = e_lo + H * m;
-real* __restrict__ s_lo = e_up + H * m;
-real* __restrict__ s_up = s_lo + m;
-real* __restrict__ o_edge = s_up + m;
-real* __restrict__ hidden = o_edge + m;
+real* __restrict__ h_next = h + H * N;
+real* __restrict__ ends_t = h_next + H * N;
+real* __restrict__ ends_s = ends_t + H * N;
+real* __restrict__ incoming = ends_s + H * N;
+real* __restrict__ features = incoming + H * N;
+real* __restrict__ e_lo = features + 2 * N;
+real* __restrict__ e_up = e_lo + H * E;
+real* __restrict__ s_lo = e_up + H * E;
+real* __restrict__ s_up = s_lo + E;
+real* __restrict__ o_edge = s_up + E;
+real* __restrict__ hidden = o_edge + E;
 
 // y[o] = W[o] . x + c[o] (or y[o] += ..., with ``add``), over columns 0..len of the
 // feature-major x (in rows, x_stride apart) into y (out rows, y_stride apart); W (out, in)
@@ -247,24 +267,38 @@ auto mlp = [&](const real* x, int in, int x_stride, int len, int out, real* y, i
 };
 
 // the diagonal (it ends each row of L): a row whose entry is not positive stops the pass
+// (checked first, in a loop of its own: a loop that may stop does not vectorise)
 status[0] = 0;
-for (int i = 0; i < n; ++i) {
-    const double d = a[diagonal_at[i]];
-    if (!(d > 0.0)) {
-        status[0] = i + 1;
-        return;
-    }
-    root[i] = wp::sqrt(d);
+bool positive = true;
+for (int i = 0; i < n; ++i) positive &= a[diagonal_at[i]] > 0.0;
+if (!positive) {
+    for (int i = 0; i < n; ++i)
+        if (!(a[diagonal_at[i]] > 0.0)) {
+            status[0] = i + 1;
+            return;
+        }
+}
+GATHER for (int i = 0; i < n; ++i) {
+    root[i] = wp::sqrt(a[diagonal_at[i]]);
     inv[i] = 1.0 / root[i];
 }
-// the rows of L's entries and of L^T's (the columns of the L entries they mirror); the
-// scaled entries
-for (int i = 0; i < n; ++i)
-    for (int k = lo_ptr[i]; k < lo_ptr[i + 1]; ++k) lo_row[k] = i;
-GATHER for (int k = 0; k < m; ++k) up_row[k] = lo_col[up_from[k]];
+// the rows of L's entries; the edges' ends; the scaled entries, and the edges' values
+// (a row of up to 8 takes one 8-wide store, whose tail the next rows overwrite: each of these
+// arrays keeps 8 spare entries)
+auto fill = [](int* __restrict__ out, int begin, int end, int value) {
+    if (end - begin <= 8) for (int j = 0; j < 8; ++j) out[begin + j] = value;
+    else for (int k = begin; k < end; ++k) out[k] = value;
+};
+for (int i = 0; i < n; ++i) {
+    fill(lo_row, lo_ptr[i], lo_ptr[i + 1], i);
+    fill(lo_target, lo_ptr[i] - i, lo_ptr[i + 1] - i - 1, i);
+    fill(up_target, up_ptr[i] - i, up_ptr[i + 1] - i - 1, i);
+}
+GATHER for (int c = 0; c < e; ++c) lo_source[c] = lo_col[c + lo_target[c]];
+GATHER for (int c = 0; c < e; ++c) up_source[c] = up_col[c + up_target[c] + 1];
 GATHER for (int k = 0; k < m; ++k) scaled[k] = a[k] * inv[lo_row[k]] * inv[lo_col[k]];
-for (int k = 0; k < m; ++k) s_lo[k] = real(scaled[k]);
-GATHER for (int k = 0; k < m; ++k) s_up[k] = s_lo[up_from[k]];
+GATHER for (int c = 0; c < e; ++c) s_lo[c] = real(scaled[c + lo_target[c]]);
+GATHER for (int c = 0; c < e; ++c) s_up[c] = real(scaled[up_from[c + up_target[c] + 1]]);
 
 // encoders: nodes from (row sum, log(1 + degree)); edges from (a, |a|, +1 or -1)
 double log_degree[64];  // log(1 + d) for the degrees meshes have
@@ -275,9 +309,9 @@ for (int i = 0; i < n; ++i) {
     for (int k = up_ptr[i] + 1; k < up_ptr[i + 1]; ++k) sum += scaled[up_from[k]];
     const int degree = (lo_ptr[i + 1] - lo_ptr[i]) + (up_ptr[i + 1] - up_ptr[i]) - 2;
     features[i] = real(sum);
-    features[n + i] = real(degree < 64 ? log_degree[degree] : wp::log(1.0 + double(degree)));
+    features[N + i] = real(degree < 64 ? log_degree[degree] : wp::log(1.0 + double(degree)));
 }
-mlp(features, 2, n, n, H, h, n);
+mlp(features, 2, N, n, H, h, N);
 {
     const real* w1 = at;
     const real* c1 = w1 + 3 * H;
@@ -287,7 +321,7 @@ mlp(features, 2, n, n, H, h, n);
     for (int side = 0; side < 2; ++side) {
         const real* __restrict__ s = side == 0 ? s_lo : s_up;
         const real sign = side == 0 ? one : -one;
-        tiles(m, [&](int k0, int count) {
+        tiles(e, [&](int k0, int count) {
             for (int o = 0; o < H; ++o) {
                 real* __restrict__ yo = hidden + o * TILE;
                 const real* __restrict__ so = s + k0;
@@ -296,7 +330,7 @@ mlp(features, 2, n, n, H, h, n);
                     yo[k] = fma_of(p, so[k], fma_of(q, wp::abs(so[k]), r));
             }
             silu(count);
-            dense(hidden, H, TILE, count, w2, c2, H, (side == 0 ? e_lo : e_up) + k0, m, false);
+            dense(hidden, H, TILE, count, w2, c2, H, (side == 0 ? e_lo : e_up) + k0, E, false);
         });
     }
 }
@@ -309,37 +343,52 @@ for (int step = 0; step < K; ++step) {
     const real* w_out = w_s + H * H;
     const real* c_out = w_out + H * H;
     at = c_out + H;
-    dense(h, H, n, n, w_t, nullptr, H, ends_t, n, false);
-    dense(h, H, n, n, w_s, nullptr, H, ends_s, n, false);
+    dense(h, H, N, n, w_t, nullptr, H, ends_t, N, false);
+    dense(h, H, N, n, w_s, nullptr, H, ends_s, N, false);
     // edges: e += W_out silu(W_in e + c_in + (W_t h)[target] + (W_s h)[source]) + c_out
     for (int side = 0; side < 2; ++side) {
-        real* e = side == 0 ? e_lo : e_up;
-        const int* __restrict__ target = side == 0 ? lo_row : up_row;
-        const int* __restrict__ source = side == 0 ? lo_col : up_col;
-        tiles(m, [&](int k0, int count) {
-            dense(e + k0, H, m, count, w_in, c_in, H, hidden, TILE, false);
+        real* edges = side == 0 ? e_lo : e_up;
+        const int* __restrict__ target = side == 0 ? lo_target : up_target;
+        const int* __restrict__ source = side == 0 ? lo_source : up_source;
+        tiles(e, [&](int k0, int count) {
+            dense(edges + k0, H, E, count, w_in, c_in, H, hidden, TILE, false);
             for (int o = 0; o < H; ++o) {
                 real* __restrict__ yo = hidden + o * TILE;
-                const real* __restrict__ t = ends_t + o * n;
-                const real* __restrict__ u = ends_s + o * n;
+                const real* __restrict__ t = ends_t + o * N;
+                const real* __restrict__ u = ends_s + o * N;
                 const int* __restrict__ to = target + k0;
                 const int* __restrict__ from = source + k0;
                 GATHER for (int k = 0; k < count; ++k) yo[k] = (yo[k] + t[to[k]]) + u[from[k]];
             }
             silu(count);
-            dense(hidden, H, TILE, count, w_out, c_out, H, e + k0, m, true);
+            dense(hidden, H, TILE, count, w_out, c_out, H, edges + k0, E, true);
         });
     }
     // nodes: h += MLP([h, sum of the row's edges]), the (H, 2H) first layer in two halves
-    for (int o = 0; o < H; ++o) {
-        const real* __restrict__ lo = e_lo + o * m;
-        const real* __restrict__ up = e_up + o * m;
-        real* __restrict__ sum = incoming + o * n;
-        for (int i = 0; i < n; ++i) {
+    // (the features inside the row: a row's lengths repeat H times, which the branch
+    // predictor learns)
+    for (int i = 0; i < n; ++i) {
+        const int lo_begin = lo_ptr[i] - i, lo_end = lo_ptr[i + 1] - i - 1;
+        const int up_begin = up_ptr[i] - i, up_end = up_ptr[i + 1] - i - 1;
+        const int lo_count = lo_end - lo_begin, up_count = up_end - up_begin;
+        if (lo_count <= 8 && up_count <= 8) {
+            for (int o = 0; o < H; ++o) {
+                const real* __restrict__ lo = e_lo + o * E + lo_begin;
+                const real* __restrict__ up = e_up + o * E + up_begin;
+                real total = zero;
+                for (int j = 0; j < 8; ++j) total += j < lo_count ? lo[j] : zero;
+                for (int j = 0; j < 8; ++j) total += j < up_count ? up[j] : zero;
+                incoming[o * N + i] = total;
+            }
+            continue;
+        }
+        for (int o = 0; o < H; ++o) {
+            const real* __restrict__ lo = e_lo + o * E;
+            const real* __restrict__ up = e_up + o * E;
             real total = zero;
-            for (int k = lo_ptr[i]; k < lo_ptr[i + 1] - 1; ++k) total += lo[k];
-            for (int k = up_ptr[i] + 1; k < up_ptr[i + 1]; ++k) total += up[k];
-            sum[i] = total;
+            for (int c = lo_begin; c < lo_end; ++c) total += lo[c];
+            for (int c = up_begin; c < up_end; ++c) total += up[c];
+            incoming[o * N + i] = total;
         }
     }
     const real* w1 = at;
@@ -354,31 +403,35 @@ for (int step = 0; step < K; ++step) {
             for (int i = 0; i < count; ++i) yo[i] = c;
             for (int q = 0; q < 2 * H; ++q) {
                 const real wq = w1[o * 2 * H + q];
-                const real* __restrict__ xq = (q < H ? h + q * n : incoming + (q - H) * n) + k0;
+                const real* __restrict__ xq = (q < H ? h + q * N : incoming + (q - H) * N) + k0;
                 for (int i = 0; i < count; ++i) yo[i] = fma_of(wq, xq[i], yo[i]);
             }
         }
         silu(count);
-        dense(hidden, H, TILE, count, w2, c2, H, ends_t + k0, n, false);
+        dense(hidden, H, TILE, count, w2, c2, H, ends_t + k0, N, false);
     });
-    for (int k = 0; k < H * n; ++k) h_next[k] = h[k] + ends_t[k];
+    for (int k = 0; k < H * N; ++k) h_next[k] = h[k] + ends_t[k];  // the padding too
     real* swap = h;
     h = h_next;
     h_next = swap;
 }
 
-// decoders: o_ij on L's entries (the diagonal slots too, unused), o_i on the nodes
-mlp(e_lo, H, m, m, 1, o_edge, m);
-mlp(h, H, n, n, 1, features, n);
-// the factor: every entry by the off-diagonal formula, then the diagonal slots overwritten
+// decoders: o_ij on L's strictly lower entries, o_i on the nodes
+mlp(e_lo, H, E, e, 1, o_edge, E);
+mlp(h, H, N, n, 1, features, N);
+// the factor: the strictly lower entries, then the diagonal
 if (cholesky) {
-    GATHER for (int k = 0; k < m; ++k)
-        f[k] = out_t(scaled[k] * (1.0 + double(o_edge[k])) * root[lo_row[k]]);
+    GATHER for (int c = 0; c < e; ++c) {
+        const int k = c + lo_target[c];
+        f[k] = out_t(scaled[k] * (1.0 + double(o_edge[c])) * root[lo_target[c]]);
+    }
     GATHER for (int i = 0; i < n; ++i)
         f[diagonal_at[i]] = out_t(exp_of(double(features[i])) * root[i]);
 } else {
-    GATHER for (int k = 0; k < m; ++k)
-        f[k] = out_t(scaled[k] * double(o_edge[k]) / root[lo_col[k]]);
+    GATHER for (int c = 0; c < e; ++c) {
+        const int k = c + lo_target[c];
+        f[k] = out_t(scaled[k] * double(o_edge[c]) / root[lo_source[c]]);
+    }
     GATHER for (int i = 0; i < n; ++i)
         f[diagonal_at[i]] = out_t(exp_of(double(features[i])) / root[i]);
 }
@@ -470,7 +523,8 @@ class NetworkFactor:
 
     def work_size(self, n: int, nnz: int) -> int:
         """Entries of the work array for n rows and nnz entries of L (layout in :data:`FORWARD`)."""
-        return 5 * self.width * n + 2 * n + 2 * self.width * nnz + 3 * nnz + self.width * TILE
+        rows, edges = -(-n // 16) * 16, -(-(nnz - n) // 16) * 16  # padded, on each side
+        return (5 * self.width + 2) * rows + (2 * self.width + 3) * edges + self.width * TILE
 
     def values(self, pattern: LowerPattern, out: type = wp.float64) -> wp.array:
         """The factor's values on ``pattern`` (its CSR order), from the matrix values the
@@ -517,7 +571,7 @@ class NetworkFactor:
             return self._scratch[1]
         scratch = (wp.empty(self.work_size(n, nnz), dtype=self.dtype, device="cpu"),
                    wp.empty(nnz + 2 * n, dtype=wp.float64, device="cpu"),
-                   wp.empty(2 * nnz + 1, dtype=wp.int32, device="cpu"))
+                   wp.empty(nnz + 4 * (nnz - n) + 25, dtype=wp.int32, device="cpu"))
         if keep:
             small = sum(a.capacity for a in scratch) <= KEPT_SCRATCH_BYTES
             self._scratch = ((n, nnz), scratch) if small else None
