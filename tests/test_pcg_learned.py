@@ -173,6 +173,10 @@ def test_the_native_forward_keeps_its_scratch_per_size_and_thread_safely(monkeyp
         results = list(pool.map(lambda k: shared.values(patterns[k % 2]).numpy(), range(32)))
     for k, got in enumerate(results):
         np.testing.assert_array_equal(got, fresh[k % 2])
+    same_shape = patterns[1].lower + sp.identity(patterns[1].n) * 0.25  # other values
+    np.testing.assert_array_equal(shared.values(LowerPattern(same_shape)).numpy(),
+                                  NetworkFactor(weights, "cholesky").values(
+                                      LowerPattern(same_shape)).numpy())
     other = 0 if shared._scratch[0] == (patterns[1].n, patterns[1].nnz) else 1
     monkeypatch.setattr(factor_network, "KEPT_SCRATCH_BYTES", 0)  # a large system's is freed
     np.testing.assert_array_equal(shared.values(patterns[other]).numpy(), fresh[other])
