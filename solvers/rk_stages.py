@@ -194,8 +194,9 @@ def pointwise_terms(
 
 # ------------------------------------------------------------------ interior runs, native
 # Row segments, each tile by tile, as C++ loops over restrict-qualified raw pointers that the
-# compiler's loop vectoriser takes (Warp compiles CPU modules with -march=native: AVX2 on this
-# CPU class, 4 doubles per instruction; -O2, no fast-math). A tile at an end of the row reads
+# compiler's loop vectoriser takes (Warp compiles CPU modules with -march=native, and this module
+# prefers 512-bit vectors: 8 doubles per instruction with AVX-512, 4 with AVX2; -O2, no
+# fast-math). A tile at an end of the row reads
 # a copy of its cells with the row's ghost cells in place; a neighbour row that is a ghost row
 # is mapped into a buffer once per tile. What keeps a loop scalar is removed: the flux kind,
 # limiter and present axes are template tags (no branch on them in a loop), the limiters are

@@ -5,6 +5,10 @@ vectors on AVX-512 CPUs unless told otherwise (512-bit instructions once lowered
 older Xeons). Where a module's loops are arithmetic on contiguous arrays, 512-bit vectors do
 twice the work per instruction on the CPUs that have them; a CPU without AVX-512 is unaffected.
 Summation order and rounding do not depend on the vector width, so results stay bit for bit.
+
+A module's options replace Warp's global ``wp.config.cpu_compiler_flags`` for that module, so
+the flags are read when the module is imported: set ``wp.config.cpu_compiler_flags`` (say
+``""`` for a portable build) before importing physml for these modules to follow it.
 """
 
 from __future__ import annotations

@@ -123,8 +123,8 @@ def float64_features(graph):
 
 
 def uneven_rows(n: int = 40) -> sp.csr_matrix:
-    """A diagonally dominant SPD matrix whose rows hold from no neighbour (the first, the
-    last) to more than twice the 8 a row's short paths cover, on both sides of the diagonal."""
+    """A diagonally dominant SPD matrix whose rows hold from no neighbour (the last row) to
+    more than twice the 8 a row's short paths cover, on both sides of the diagonal."""
     rng = np.random.default_rng(3)
     lower = sp.lil_matrix((n, n))
     for i in range(1, n - 1):
@@ -177,6 +177,12 @@ def test_the_native_forward_keeps_its_scratch_per_size_and_thread_safely(monkeyp
     np.testing.assert_array_equal(shared.values(LowerPattern(same_shape)).numpy(),
                                   NetworkFactor(weights, "cholesky").values(
                                       LowerPattern(same_shape)).numpy())
+    for out in (wp.float32, wp.float64):  # a recording per factor dtype, then a new size
+        shared.values(patterns[0], out=out)
+    shared.values(patterns[1])
+    kept = shared._scratch[1]
+    assert all(all(held is array for held, array in zip(arguments[13:16], kept))
+               for _, arguments in shared._recorded.values())  # none holds an older scratch
     other = 0 if shared._scratch[0] == (patterns[1].n, patterns[1].nnz) else 1
     monkeypatch.setattr(factor_network, "KEPT_SCRATCH_BYTES", 0)  # a large system's is freed
     np.testing.assert_array_equal(shared.values(patterns[other]).numpy(), fresh[other])

@@ -22,7 +22,7 @@ with $\mathrm{MLP}(x) = W_2\,\sigma(W_1 x + c_1) + c_2$ and $\sigma$ the SiLU.
 :class:`~physml.solvers.linalg.LowerPattern` — position k of L where $j < i$, position k of
 $L^T$ where $j > i$, with the diagonal left out (position k − i, or k − i − 1 in $L^T$, whose
 rows start with it) — so the edges' states are two feature-major arrays (H, nnz − n), each
-feature's row padded to a whole cache line, and $\sum_j e_{ji}$ is a sum over row i of both
+feature's row padded to a multiple of 64 bytes, and $\sum_j e_{ji}$ is a sum over row i of both
 (rows of up to 8 edges per side summed with a fixed trip count: rows of varying length cost
 a mispredicted branch each). Every layer is a loop over edges (or rows) inside a loop over
 features, which the compiler vectorises: 16 floats per instruction where the CPU has AVX-512
@@ -188,12 +188,13 @@ const double* __restrict__ a = values.data;
 out_t* __restrict__ f = factor.data;
 const int* __restrict__ diagonal_at = diagonal.data;
 const int e = m - n;  // edges on each side: the strictly lower (upper) entries
-// strides of the feature-major arrays, whole multiples of 16 values (64 bytes): every feature's
-// row starts on a cache line
+// strides of the feature-major arrays, whole multiples of 16 values (64 bytes or twice that):
+// every feature's row starts on a cache line (Warp's host arrays are 64-byte aligned)
 const int N = (n + 15) / 16 * 16, E = (e + 15) / 16 * 16;
 // float64 work: the scaled entries (m), sqrt(d_i) and 1 / sqrt(d_i) (n each); int work: the
-// rows of L's entries (m), the target and source rows of the lower and of the upper edges (e
-// each), then the status (see NetworkFactor.values). Edge c of the lower side is L's entry
+// rows of L's entries (m + 8), the target rows of the lower and of the upper edges (e + 8 each:
+// the 8 spare entries take the last row's 8-wide fill), their source rows (e each), then the
+// status (see NetworkFactor.values). Edge c of the lower side is L's entry
 // c + i of row i (the diagonal ends each of the rows before); edge c of the upper side is L^T's
 // entry c + i + 1 (the diagonal starts each row of L^T), so row i's edges are
 // ptr[i] - i ... ptr[i + 1] - i - 1 on both sides.
@@ -568,9 +569,9 @@ class NetworkFactor:
 
     def _launch_recorded(self, out: type, arguments: list) -> None:
         """Launch the forward with the kept scratch through a recorded launch, re-packing only
-        the arguments that changed since the last call (the pattern's arrays and the factor:
-        ``wp.launch`` packs all seventeen every time, a sixth of the forward at 6e3 unknowns).
-        The recording holds the last call's arrays (as the kept scratch, up to its size)."""
+        the arguments that changed since the last call (the pattern's arrays, the view of its
+        values and the factor: ``wp.launch`` packs all seventeen every time). A recording holds
+        its last call's arrays, and is dropped when the kept scratch is replaced."""
         recorded = self._recorded.get(out)
         if recorded is None:
             launch = wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu",
@@ -586,12 +587,11 @@ class NetworkFactor:
 
     def _scratch_for(self, n: int, nnz: int, keep: bool) -> tuple[wp.array, ...]:
         """The forward's scratch arrays (work; float64 work, the scaled entries and the
-        square roots of the diagonal; int work, the entries' rows, the edges' ends and the
-        status) for n rows
-        and nnz entries. With ``keep`` (the caller holds the kept set), those of the last
-        call when its sizes were the same (a series of small systems on one mesh allocates
-        and first-touches them once, which costs as much as a fifth of their forward), kept
-        up to :data:`KEPT_SCRATCH_BYTES`; else new ones."""
+        square roots of the diagonal; int work, the entries' rows, the edges' ends with 24
+        spare entries and the status) for n rows and nnz entries. With ``keep`` (the caller
+        holds the kept set), those of the last call when its sizes were the same (a series of
+        small systems on one mesh allocates and first-touches them once, which costs as much
+        as a fifth of their forward), kept up to :data:`KEPT_SCRATCH_BYTES`; else new ones."""
         if keep and self._scratch is not None and self._scratch[0] == (n, nnz):
             return self._scratch[1]
         scratch = (wp.empty(self.work_size(n, nnz), dtype=self.dtype, device="cpu"),
@@ -600,6 +600,5 @@ class NetworkFactor:
         if keep:
             small = sum(a.capacity for a in scratch) <= KEPT_SCRATCH_BYTES
             self._scratch = ((n, nnz), scratch) if small else None
-            if not small:
-                self._recorded.clear()  # and the arrays its last call held
+            self._recorded.clear()  # they hold the scratch they were recorded with
         return scratch
