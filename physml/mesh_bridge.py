@@ -54,8 +54,8 @@ def _require_tensors(**tensors: object) -> None:
 class _OperatorValues(torch.autograd.Function):
     @staticmethod
     def forward(ctx, points: torch.Tensor, mesh: Mesh, kind: str) -> torch.Tensor:
+        x = _warp_points(mesh, points)  # checked first
         dtype = _WP_DTYPES[points.dtype]
-        x = _warp_points(mesh, points)
         matrix = pattern(mesh, dtype).assemble(element_triplets(mesh, kind, dtype, x))
         ctx.mesh, ctx.kind = mesh, kind
         ctx.save_for_backward(points)
@@ -86,7 +86,6 @@ def operator_values(points: torch.Tensor, mesh: Mesh, kind: str = "stiffness") -
     """
     if kind not in ("stiffness", "mass"):
         raise ValueError(f"kind must be 'stiffness' or 'mass', got {kind!r}")
-    _warp_points(mesh, points)  # its checks, before the autograd function
     return _OperatorValues.apply(points, mesh, kind)
 
 

@@ -388,7 +388,7 @@ class GridSolver:
         the :meth:`state_bound` ``bound``); the explicit part of IMEX is forward Euler."""
         u_max = bound if bound is not None else 0.0 if u is None else self.state_bound(u)
         rates = self.rates(u_max)
-        explicit = tableau("euler") if implicit_diffusion else self.tableau
+        explicit = self._explicit_part(implicit_diffusion)
         costs = {
             "diffusion": 0.0 if implicit_diffusion else rates["diffusion"] / explicit.real_limit,
             "advection": 0.0,
@@ -402,6 +402,10 @@ class GridSolver:
                 limit = 0.0 if self._unlimited_euler(explicit) else TVD_CFL
             costs["advection"] = np.inf if limit == 0 else rates["advection"] / limit
         return costs
+
+    def _explicit_part(self, implicit_diffusion: bool) -> Tableau:
+        """The explicit scheme: forward Euler for the explicit part of IMEX."""
+        return tableau("euler") if implicit_diffusion else self.tableau
 
     def _unlimited_euler(self, explicit: Tableau) -> bool:
         """Whether the advection is Fromm's unlimited MUSCL flux stepped by forward Euler
@@ -427,7 +431,7 @@ class GridSolver:
                 "the unlimited MUSCL flux (limiter 'none', Fromm's scheme) is unstable with a "
                 f"forward-Euler advection step (scheme '{self.scheme}') at any dt; use a "
                 f"limiter (van_leer, minmod, mc) or scheme 'heun', 'ssp_rk3' or 'rk4' ({name})"
-                if self._unlimited_euler(self.tableau or tableau("euler")) else
+                if self._unlimited_euler(self._explicit_part(self.tableau is None)) else
                 f"central differences for advection are unstable with scheme '{self.scheme}' at "
                 f"any dt; use scheme 'ssp_rk3' or 'rk4', or space='upwind' ({name})",
                 dt=self.dt,

@@ -195,24 +195,22 @@ def pointwise_terms(
 # ------------------------------------------------------------------ interior runs, native
 # Row segments, each tile by tile, as C++ loops over restrict-qualified raw pointers that the
 # compiler's loop vectoriser takes (Warp compiles CPU modules with -march=native, and this module
-# prefers 512-bit vectors: 8 doubles per instruction with AVX-512, 4 with AVX2; -O2, no
-# fast-math). A tile at an end of the row reads
-# a copy of its cells with the row's ghost cells in place; a neighbour row that is a ghost row
-# is mapped into a buffer once per tile. What keeps a loop scalar is removed: the flux kind,
-# limiter and present axes are template tags (no branch on them in a loop), the limiters are
-# selects (both sides computed, one kept: no branch), the slopes and then the faces of the
-# last axis are computed into tile buffers first (no value carried from one cell to the next;
-# each cell's slope once, not once per face; along axis 1 a row takes its lower faces and its
-# slopes from the row before it, so a cell computes one slope and one face there; along axis 0
-# three slopes for its two faces, not four), the Runge–Kutta
-# combination is its own loop over the tile with only the earlier stages it uses, and every
-# scalar a loop reads is a local copy (clang ignores restrict on local pointers, so a value
-# read through a lambda's captures would be reloaded after every store, which keeps the loop
-# scalar). The arithmetic is that of the wp.funcs above,
-# operation for operation and in the same order (IEEE, no contraction on the CPU target; a
-# select evaluates the same expression as the branch it replaces), so the per-cell kernel
-# agrees bit for bit. The outputs must not overlap the inputs (:meth:`FusedStages.launch`
-# checks it), which restrict promises.
+# prefers 512-bit vectors: 8 doubles per instruction with AVX-512, 4 with AVX2; -O2, no fast-math).
+# A tile at an end of the row reads a copy of its cells with the row's ghost cells in place; a
+# neighbour row that is a ghost row is mapped into a buffer once per tile. What keeps a loop scalar
+# is removed: the flux kind, limiter and present axes are template tags (no branch on them in a
+# loop), the limiters are selects (both sides computed, one kept: no branch), the slopes and then
+# the faces of the last axis are computed into tile buffers first (no value carried from one cell to
+# the next; each cell's slope once, not once per face; along axis 1 a row takes its lower faces and
+# its slopes from the row before it, so a cell computes one slope and one face there; along axis 0
+# three slopes for its two faces, not four), the Runge–Kutta combination is its own loop over the
+# tile with only the earlier stages it uses, and every scalar a loop reads is a local copy (clang
+# ignores restrict on local pointers, so a value read through a lambda's captures would be reloaded
+# after every store, which keeps the loop scalar). The arithmetic is that of the wp.funcs above,
+# operation for operation and in the same order (IEEE, no contraction on the CPU target; a select
+# evaluates the same expression as the branch it replaces), so the per-cell kernel agrees bit for
+# bit. The outputs must not overlap the inputs (:meth:`FusedStages.launch` checks it), which
+# restrict promises.
 
 INTERIOR_RUN = """
 using real = decltype(inv_dx.data[0] + inv_dx.data[0]);

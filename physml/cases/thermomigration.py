@@ -292,12 +292,6 @@ class ThermomigrationCase(CaseBase):
             needed = f"c > {lower:g}" if upper == np.inf else f"{lower:g} < c < {upper:g}"
             raise ValueError(f"initial.value={self.initial.value:g}: the "
                              f"{kind.replace('_', ' ')} model needs a composition {needed}")
-        if self.initial.kind == "random_precipitates" and not (
-                self.initial.radius_range[1] + self.initial.spacing < min(lengths) / 2):
-            raise ValueError(f"initial.radius_range's largest radius "
-                             f"({self.initial.radius_range[1]:g} m) plus initial.spacing "
-                             f"({self.initial.spacing:g} m) must be below half the smallest "
-                             f"grid.length ({min(lengths) / 2:g} m)")
         if self.initial.kind == "random_precipitates":
             self._placeable(ndim, lengths)
         for centre, radius in zip(self.initial.centres, self.initial.radii):
@@ -321,11 +315,16 @@ class ThermomigrationCase(CaseBase):
         return self
 
     def _placeable(self, ndim: int, lengths: list[float]) -> None:
-        """Refuse more random particles than random placement can fit: even at their
-        smallest radius (with half the spacing around each) they would cover more of the
-        domain than random sequential addition reaches before it jams (the parking constants
-        0.748, 0.547 and 0.384 in 1D, 2D and 3D), and placement would retry for hours."""
+        """Refuse random particles that random placement cannot fit: one larger (with its
+        spacing) than half the domain, or more than fit even at their smallest radius (with
+        half the spacing around each): they would cover more of the domain than random
+        sequential addition reaches before it jams (the parking constants 0.748, 0.547 and
+        0.384 in 1D, 2D and 3D), and placement would retry for hours."""
         spec = self.initial
+        if not spec.radius_range[1] + spec.spacing < min(lengths) / 2:
+            raise ValueError(f"initial.radius_range's largest radius ({spec.radius_range[1]:g} "
+                             f"m) plus initial.spacing ({spec.spacing:g} m) must be below half "
+                             f"the smallest grid.length ({min(lengths) / 2:g} m)")
         r = spec.radius_range[0] + spec.spacing / 2
         ball = (2 * r, np.pi * r**2, 4 / 3 * np.pi * r**3)[ndim - 1]
         covered = spec.count * ball / float(np.prod(lengths))
