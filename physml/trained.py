@@ -166,9 +166,12 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
                         depth=spec.depth, activation=spec.activation,
                         fourier_scale=spec.fourier_scale, harmonics=spec.harmonics,
                         periods=problem.input_periods, per_output=lagrangian)
-    state = read_checkpoint(folder, lambda path: torch.load(path, weights_only=False,
+    state = read_checkpoint(folder, lambda path: torch.load(path, weights_only=True,
                                                             map_location="cpu"),
                             use="load_run", remedy="the run's network cannot be loaded from it")
+    if not (isinstance(state, dict) and isinstance(state.get("model"), dict)):
+        raise ValueError(f"{str(folder / CHECKPOINT)!r} does not hold the network its {CONFIG} "
+                         "describes (no state dict under 'model')")
     dtype = {"float32": torch.float32, "float64": torch.float64}[case.dtype]
     if device is None:  # the run's device where this machine has it, else the CPU
         device = case.device

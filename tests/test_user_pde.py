@@ -459,6 +459,36 @@ def test_load_run_names_a_damaged_or_mismatched_checkpoint(tmp_path):
         assert Scalar(0.5, trainable=True, positive=True).value() == pytest.approx(0.5)
 
 
+class _Touch:
+    """Pickles as a call of ``Path.touch``: what a planted checkpoint would run on loading."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (type(self.path).touch, (self.path,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path, cli_in_process):
+    import physml
+    from physml.cases.registry import load_case, run_case
+
+    folder, _ = run_case(load_case(_write_case(tmp_path, STEADY_1D),
+                                   [f"output.folder={tmp_path}", "output.figures=false"]))
+    planted = tmp_path / "planted"
+    torch.save({"model": _Touch(planted)}, folder / "checkpoint.pt")
+    with pytest.raises(ValueError, match="load_run: .*checkpoint.pt' cannot be read as a "
+                                         "checkpoint"):
+        physml.load_run(folder)
+    resumed = cli_in_process("run", str(folder / "config.yaml"), "--resume", str(folder))
+    assert resumed.returncode == 2 and "Traceback" not in resumed.stderr
+    assert "cannot be read as a checkpoint" in resumed.stderr
+    assert not planted.exists()
+    torch.save([1.0], folder / "checkpoint.pt")  # readable, but not a run's state
+    with pytest.raises(ValueError, match="does not hold the network its config.yaml describes"):
+        physml.load_run(folder)
+
+
 def test_a_3d_mesh_domain_with_exact_constraints_is_not_exported(tmp_path):
     """Its distance is signed outside PyTorch: a trace would keep its example's signs."""
     import physml

@@ -403,11 +403,13 @@ def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
     K, M = _matrices(mesh)
     start = time.perf_counter()
 
-    def save(state: dict) -> None:
-        atomic_write(folder / CHECKPOINT, lambda p: torch.save(state, p))
+    def save(state: dict) -> None:  # frames as tensors: the checkpoint loads weights-only
+        kept = state | {"frames": [torch.from_numpy(u) for u in state["frames"]]}
+        atomic_write(folder / CHECKPOINT, lambda p: torch.save(kept, p))
 
     if resume:
         state = read_checkpoint(folder)
+        state["frames"] = [u.numpy() for u in state["frames"]]
         if state["frames"][0].shape != (mesh.n_vertices,):
             raise ValueError(f"--resume: the checkpoint holds {state['frames'][0].shape[0]} "
                              f"vertices, the mesh {mesh.n_vertices}")

@@ -109,7 +109,7 @@ def remove_if_empty(folder: Path) -> None:
 def _torch_state(path: Path) -> dict:
     import torch
 
-    return torch.load(path, weights_only=False)
+    return torch.load(path, weights_only=True)  # tensors and plain containers: no code runs
 
 
 def read_checkpoint(folder: Path, read: Callable[[Path], Any] = _torch_state,
