@@ -240,10 +240,32 @@ class DatasetSpec(SampledSpec):
         return self
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (the safe loader keeps
+    the last one and drops the first without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice in one mapping (keep one)",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str):
+    """The value of a YAML document (safe types only); a key given twice in one mapping is a
+    ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def read_yaml_mapping(path: Path, what: str) -> dict:
     """The YAML mapping in ``path``, or a ValueError naming the file (``what``: spec, case)."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except yaml.MarkedYAMLError as err:
         where = err.problem_mark or err.context_mark
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""

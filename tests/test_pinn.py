@@ -324,6 +324,18 @@ def test_a_yaml_syntax_error_names_the_line(tmp_path):
     assert "not valid YAML at line 3, column 1: expected ',' or '}'" in result.stderr
 
 
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path, cli_in_process):
+    case = tmp_path / "twice.yaml"
+    case.write_text(Path(CASE).read_text() + "training:\n  adam: {steps: 3}\n")
+    result = cli_in_process("validate", str(case))
+    lines = len(Path(CASE).read_text().splitlines())
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (f"not valid YAML at line {lines + 1}, column 1: the key 'training' is given twice"
+            in result.stderr)
+    override = cli_in_process("validate", CASE, "training.adam={steps: 1, steps: 2}")
+    assert override.returncode == 2 and "the key 'steps' is given twice" in override.stderr
+
+
 def test_a_folder_given_as_the_case_file():
     result = subprocess.run([sys.executable, "-m", "physml.cli", "run", "cases"],
                             capture_output=True, text=True)

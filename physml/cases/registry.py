@@ -21,7 +21,7 @@ from typing import Annotated, Union
 import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 
-from ..datasets.spec import describe_error, read_yaml_mapping
+from ..datasets.spec import describe_error, load_yaml, read_yaml_mapping
 from . import equation, mesh_pde, moe, pcg, pinn, teng, thermomigration
 from .kind import CaseKind, OnStep
 from .run_folder import new_run_folder
@@ -82,7 +82,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {part!r} is not a section")
         try:
-            node[parts[-1]] = yaml.safe_load(text)
+            node[parts[-1]] = load_yaml(text)
         except yaml.YAMLError as error:
             problem = getattr(error, "problem", None) or "not a YAML value"
             raise ValueError(f"override {item!r}: the value {text!r} is not YAML ({problem})"
