@@ -450,6 +450,9 @@ def test_a_model_reading_extra_node_features_is_refused_as_a_preconditioner():
 def test_loading_a_file_that_is_not_a_preconditioner_names_it(tmp_path):
     torch.save({"model": {}}, tmp_path / "checkpoint.pt")
     (tmp_path / "text.pt").write_text("not a torch file")
-    for name in ("checkpoint.pt", "text.pt"):
+    (tmp_path / "short.pt").write_text("hello")  # a pickle opcode torch's reader cannot place
+    for name in ("checkpoint.pt", "text.pt", "short.pt"):
         with pytest.raises(ValueError, match=f"{name}' is not a trained preconditioner"):
             LearnedPreconditioner.load(tmp_path / name)
+    with pytest.raises(ValueError, match="no trained preconditioner at .*a folder"):
+        LearnedPreconditioner.load(tmp_path)

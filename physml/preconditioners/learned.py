@@ -29,7 +29,6 @@ operator), on CUDA by the PyTorch network, whose output passes to Warp with ``wp
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Literal
 
@@ -171,13 +170,16 @@ class LearnedPreconditioner:
         Raises:
             ValueError: no file at ``path``, or one :meth:`save` did not write.
         """
+        if not Path(path).is_file():
+            what = "a folder" if Path(path).is_dir() else "no file"
+            raise ValueError(f"no trained preconditioner at {str(path)!r} ({what}; give the "
+                             "file LearnedPreconditioner.save wrote)")
         try:
             saved = torch.load(path, map_location=map_location, weights_only=True)
-        except FileNotFoundError:
-            raise ValueError(f"no trained preconditioner at {str(path)!r}") from None
-        except (pickle.UnpicklingError, EOFError) as err:  # not a PyTorch file of tensors
+        except Exception as err:  # noqa: BLE001 (not a PyTorch file of tensors: torch's many ways)
+            reason = (str(err).splitlines() or [""])[0][:120]
             raise ValueError(f"{str(path)!r} is not a trained preconditioner "
-                             f"({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
+                             f"({type(err).__name__}: {reason})") from None
         if not (isinstance(saved, dict) and {"config", "state_dict"} <= saved.keys()):
             raise ValueError(f"{str(path)!r} is not a trained preconditioner (a file "
                              "LearnedPreconditioner.save wrote holds config and state_dict)")
