@@ -328,3 +328,26 @@ def test_level_constants_stay_on_the_field_s_device():
     u = torch.randn(1, 3, 8, 8, dtype=torch.float64, device="meta")
     shifted = level_constants(u, router)
     assert shifted.device == u.device and shifted.shape == u.shape
+
+
+@pytest.mark.parametrize("layer_class", ["hard", "pou"])
+def test_inputs_of_the_wrong_shape_are_named(layer_class):
+    nt, nx = 8, 16
+    rows = DiffusionSorptionRows(nx, dt=5.0)
+    router = BlockRouter((nt, nx), (1, 2))
+    build = (lambda shape: HardConstraint(rows.rows, router, shape)) if layer_class == "hard" \
+        else (lambda shape: PartitionOfUnity(rows.rows, router, shape))
+    with pytest.raises(ValueError, match=r"fail on the grid \(8, 16\) with phi_shape=\(17,\)"):
+        build((17,))
+    layer = build((nx,))
+    basis, u0 = smooth_basis(nt, nx), torch.full((1, nx), 0.1, dtype=torch.float64)
+    assert layer(basis, u0).shape == (1, nt, nx)
+    with pytest.raises(ValueError, match=r"basis has shape \(1, 4, 8, 18\); expected "
+                                         r"\(B, N, 8, 16\)"):
+        layer(smooth_basis(nt, nx + 2)[:, :4], u0)
+    with pytest.raises(ValueError, match=r"basis has shape \(1, 8, 16\)"):
+        layer(basis[:, 0], u0)
+    with pytest.raises(ValueError, match=r"phi has shape \(2, 16\); expected \(1, 16\)"):
+        layer(basis, u0.repeat(2, 1))
+    with pytest.raises(ValueError, match=r"phi has shape \(1, 17\)"):
+        layer(basis, torch.zeros(1, nx + 1, dtype=torch.float64))

@@ -79,6 +79,38 @@ def row_owners(rows: Rows, router: BlockRouter, phi: torch.Tensor) -> torch.Tens
     return torch.where(count == 1, owner, torch.where(count == 0, -2, -1))
 
 
+def check_rows_accept(rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...]) -> None:
+    """Refuse, naming both shapes, residual rows that fail on one sample of ``router``'s grid
+    and a zero conditioning input of ``phi_shape`` (a layer built for another grid or φ)."""
+    u = torch.zeros(1, *router.shape, dtype=torch.float64)
+    try:
+        rows(u, torch.zeros(1, *phi_shape, dtype=torch.float64))
+    except (RuntimeError, IndexError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise ValueError(f"the residual rows fail on the grid {tuple(router.shape)} with "
+                         f"phi_shape={tuple(phi_shape)} ({type(error).__name__}: {reason}); give "
+                         "the shape of one sample's conditioning input") from None
+
+
+def check_inputs(basis: torch.Tensor, phi: torch.Tensor, router: BlockRouter,
+                 phi_shape: tuple[int, ...]) -> None:
+    """Refuse a basis that is not (B, N, *grid) on ``router``'s grid, or a φ that is not
+    (B, *phi_shape), naming the shapes given and expected. Values are not checked: a NaN/Inf
+    in either gives a non-finite u (where a trainer stops and names the step)."""
+    grid = tuple(router.shape)
+    if basis.ndim != 2 + len(grid) or tuple(basis.shape[2:]) != grid or basis.shape[1] < 1:
+        raise ValueError(f"basis has shape {tuple(basis.shape)}; expected (B, N, "
+                         f"{', '.join(map(str, grid))}): B samples of N >= 1 basis functions on "
+                         "the router's grid")
+    if tuple(phi.shape) != (basis.shape[0], *phi_shape):
+        raise ValueError(f"phi has shape {tuple(phi.shape)}; expected ({basis.shape[0]}, "
+                         f"{', '.join(map(str, phi_shape))}): the basis's {basis.shape[0]} "
+                         f"samples of phi_shape={tuple(phi_shape)}")
+    for name, value in (("basis", basis), ("phi", phi)):
+        if not value.is_floating_point():
+            raise ValueError(f"{name} has dtype {value.dtype}; expected a floating dtype")
+
+
 class HardConstraint(nn.Module):
     """$u = b\\cdot\\omega$ with $\\omega$ from the inner least squares (module docstring).
 
@@ -99,8 +131,9 @@ class HardConstraint(nn.Module):
         condition_rows: the last rows that are initial or boundary conditions, not the PDE
             (``INDEPENDENT`` refuses an expert that owns no row of the PDE).
 
-    ``forward(basis (B, N, *grid), phi (B, ...)) -> u (B, *grid)`` in ``basis``'s dtype; the
-    inner solve's :class:`LMResult` of the last call is kept in ``last_solve``.
+    ``forward(basis (B, N, *grid), phi (B, ...)) -> u (B, *grid)`` in ``basis``'s dtype (other
+    shapes: a ValueError naming them; a NaN/Inf gives a non-finite u); the inner solve's
+    :class:`LMResult` of the last call is kept in ``last_solve``.
     """
 
     def __init__(self, rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...], *,
@@ -119,6 +152,8 @@ class HardConstraint(nn.Module):
             raise ValueError("align_constants is for independent experts (coupled experts' "
                              "interface rows already join their constants)")
         self.align_constants = align_constants
+        check_rows_accept(rows, router, phi_shape)
+        self.phi_shape = tuple(phi_shape)
         owners = row_owners(rows, router, torch.zeros(1, *phi_shape, dtype=torch.float64))
         self.register_buffer("used", torch.nonzero(owners >= -1)[:, 0], persistent=False)
         per_expert = [torch.nonzero(owners == k)[:, 0] for k in range(router.experts)]
@@ -151,6 +186,7 @@ class HardConstraint(nn.Module):
         return self._stitched_rows(self.field(omega.reshape(blocks.shape[:3]), blocks), phi)
 
     def forward(self, basis: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        check_inputs(basis, phi, self.router, self.phi_shape)
         batch, n = basis.shape[:2]
         blocks = self.router.split(basis.to(torch.float64)).transpose(1, 2).contiguous()
         phi64 = phi.to(torch.float64)

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .experts import BlockRouter, padded_rows, solve_level_laplacian
-from .hard import DEFAULT_SOLVER, Rows, row_dependence
+from .hard import DEFAULT_SOLVER, Rows, check_inputs, check_rows_accept, row_dependence
 from .implicit import least_squares_solution
 from .levenberg_marquardt import LevenbergMarquardt, LMResult
 
@@ -71,7 +71,8 @@ class PartitionOfUnity(nn.Module):
         condition_rows: the last rows that are initial or boundary conditions, not the PDE
             (an expert that owns no row of the PDE is refused).
 
-    ``forward(basis (B, N, *grid), phi (B, ...)) -> u (B, *grid)``.
+    ``forward(basis (B, N, *grid), phi (B, ...)) -> u (B, *grid)`` (other shapes: a ValueError
+    naming them; a NaN/Inf gives a non-finite u).
     """
 
     def __init__(self, rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...], *,
@@ -82,6 +83,8 @@ class PartitionOfUnity(nn.Module):
             raise ValueError(f"overlap={overlap} must be >= 1 cell")
         self.rows, self.router, self.solver = rows, router, solver
         self.align_constants = align_constants
+        check_rows_accept(rows, router, phi_shape)
+        self.phi_shape = tuple(phi_shape)
         weights = trapezoid_weights(router, overlap)
         self.register_buffer("weights", weights, persistent=False)
         self.register_buffer("blend", weights / weights.sum(0), persistent=False)
@@ -104,6 +107,7 @@ class PartitionOfUnity(nn.Module):
         return picked.reshape(batch * experts, -1)
 
     def forward(self, basis: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        check_inputs(basis, phi, self.router, self.phi_shape)
         batch, n = basis.shape[:2]
         basis64, phi64 = basis.to(torch.float64), phi.to(torch.float64)
         omega0 = basis64.new_zeros(batch * self.router.experts, n)
