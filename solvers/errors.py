@@ -72,11 +72,12 @@ class ConvergenceError(ArithmeticError):
         tolerance: float,
         residuals: np.ndarray,
         reason: str = "did not converge",
+        advice: str = ("raise maxiter, use a preconditioner, or check that the operator suits "
+                       "the method"),
     ) -> None:
         super().__init__(
             f"{method} {reason} in {iterations} iterations: relative residual {residual:.3e} "
-            f"> tolerance {tolerance:.3e}; raise maxiter, use a preconditioner, or check that the "
-            "operator suits the method"
+            f"> tolerance {tolerance:.3e}; {advice}"
         )
         self.method, self.iterations, self.residual = method, iterations, residual
         self.tolerance, self.residuals = tolerance, residuals

@@ -186,6 +186,22 @@ def test_cg_raises_with_the_residual_reached_when_maxiter_is_too_small(rng):
     assert f"{err.residual:.3e}" in str(err)
 
 
+@pytest.mark.parametrize("solve", [cg, bicgstab, gmres])
+def test_a_non_finite_input_is_named_not_the_method(solve, rng):
+    A = poisson_2d(6)
+    b = rng.standard_normal(A.shape[0])
+    b[3] = np.nan
+    op, bw = warp_system(A, b, "float64")
+    name = solve.__name__
+    with pytest.raises(ConvergenceError, match=rf"{name} broke down .* b holds NaN/Inf values"):
+        solve(op, bw)
+    bad = A.copy()
+    bad.data[5] = np.inf
+    op, bw = warp_system(bad, rng.standard_normal(A.shape[0]), "float64")
+    with pytest.raises(ConvergenceError, match=r"initial residual b - A x0 is NaN/Inf"):
+        solve(op, bw)
+
+
 def test_bad_arguments_are_refused(rng):
     op, bw = warp_system(poisson_2d(4), rng.standard_normal(16), "float64")
     with pytest.raises(ValueError, match="b has shape"):

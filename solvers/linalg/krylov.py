@@ -379,9 +379,15 @@ def _iterate(
 def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm: float,
                         tol: float) -> ConvergenceError:
     """The error of a solve that stopped at ``iterations`` with residual norms ``norms``
-    (the last one reached; NaN/Inf: a breakdown) against the absolute tolerance ``tol``."""
+    (the last one reached; NaN/Inf: a breakdown) against the absolute tolerance ``tol``; a
+    non-finite start names its input (b, or A and x0) rather than the method."""
     norms = np.asarray(norms, dtype=np.float64)
     finite = np.isfinite(norms[-1])
+    advice = {}
+    if not np.isfinite(b_norm):
+        advice = {"advice": "b holds NaN/Inf values: check the right-hand side"}
+    elif not np.isfinite(norms[0]):
+        advice = {"advice": "the initial residual b - A x0 is NaN/Inf: check A's values and x0"}
     return ConvergenceError(
         method=method,
         iterations=iterations,
@@ -389,4 +395,5 @@ def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm:
         tolerance=tol / b_norm if b_norm > 0 else tol,
         residuals=norms,
         reason="did not converge" if finite else "broke down (NaN/Inf)",
+        **advice,
     )
