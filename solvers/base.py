@@ -55,23 +55,11 @@ from .operators import (
 )
 from .parameters import Parameter, Term, check_parameters
 from .rk_stages import Coefficient, FusedStages, StageWork
-from .runtime import start_warp
+from .runtime import warp_device
 from .timestepping import Tableau, explicit_rk_step, tableau
 
 TVD_CFL = 0.5
 """CFL limit of the MUSCL (TVD) flux: $\\max|f'|\\,\\Delta t/\\Delta x \\le 1/2$."""
-
-def warp_device(device: str) -> str:
-    """Canonical Warp device name ("cpu", "cuda:0", ...), with a clear error if unavailable.
-    Warp starts without its banner (and on the CPU without its CUDA-driver warning) unless
-    ``PHYSML_WARP_VERBOSE=1``."""
-    start_warp("cpu" if str(device).startswith("cpu") else "cuda")
-    try:
-        return str(wp.get_device(device))
-    except (RuntimeError, ValueError) as exc:
-        available = ", ".join(str(d) for d in wp.get_devices())
-        raise ValueError(f"device={device!r} is not available; available: {available}") from exc
-
 
 def require(condition: bool, message: str) -> None:
     """Raise ``ValueError(message)`` unless ``condition``."""

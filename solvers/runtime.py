@@ -3,8 +3,10 @@
 Warp prints a banner when it initialises (Python logging at ``LOG_INFO``) and, on a machine
 without a CUDA driver, a "Warp CUDA warning" that its native library writes straight to file
 descriptor 2. :func:`quiet_warp` initialises Warp for the device a run uses: the banner is
-hidden, and so is the native output of the start-up itself, but only when that device is the
-CPU; on a CUDA device every CUDA message stays visible, because there it reports a real fault.
+hidden, and so is the native output of the start-up itself when that device is the CPU, or a
+CUDA device on a machine where Warp finds none (the caller then refuses the device with its own
+message); where Warp finds a CUDA device, its start-up output is shown, because there it reports
+a real fault.
 Set ``PHYSML_WARP_VERBOSE=1`` (or pass ``verbose=True``) to see Warp's own start-up output;
 the variable reaches Dask workers started from the same environment.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 VERBOSE_VARIABLE = "PHYSML_WARP_VERBOSE"
 
@@ -22,12 +25,13 @@ def _verbose_from_environment() -> bool:
 
 
 def quiet_warp(device: str = "cpu", verbose: bool | None = None) -> None:
-    """Initialise Warp for ``device`` without its banner and, on the CPU, without its native
-    CUDA-driver warning.
+    """Initialise Warp for ``device`` without its banner and without the native CUDA-driver
+    messages of a machine that has no CUDA device for it.
 
     Args:
-        device: the device the caller will use ("cpu", "cuda", "cuda:N"). Only on "cpu" is
-            the native start-up output (file descriptor 2) discarded.
+        device: the device the caller will use ("cpu", "cuda", "cuda:N"). The native start-up
+            output (file descriptor 2) is discarded on "cpu", and on CUDA where Warp finds no
+            CUDA device; where it finds one, that output is written to standard error.
         verbose: True keeps Warp's banner and warnings; None reads ``PHYSML_WARP_VERBOSE``.
 
     Calling it again, or after Warp has initialised, only sets the log level.
@@ -37,18 +41,21 @@ def quiet_warp(device: str = "cpu", verbose: bool | None = None) -> None:
     if verbose is None:
         verbose = _verbose_from_environment()
     wp.config.log_level = wp.LOG_INFO if verbose else wp.LOG_WARNING
-    if verbose or device != "cpu":
+    if verbose:
         wp.init()
         return
     sys.stderr.flush()
     saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
+    with tempfile.TemporaryFile() as capture:
+        try:
+            os.dup2(capture.fileno(), 2)
             wp.init()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        if device != "cpu" and wp.get_cuda_device_count() > 0:
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
 
 
 _started: set[str] = set()
@@ -61,3 +68,20 @@ def start_warp(device: str) -> None:
     if device not in _started:
         quiet_warp(device)
         _started.add(device)
+
+
+def warp_device(device: str) -> str:
+    """Canonical Warp device name ("cpu", "cuda:0", ...), with a clear error if unavailable.
+    Warp starts without its banner (and, where it finds no CUDA device, without its
+    CUDA-driver messages) unless ``PHYSML_WARP_VERBOSE=1``."""
+    import warp as wp
+
+    start_warp("cpu" if str(device).startswith("cpu") else "cuda")
+    available = ", ".join(str(d) for d in wp.get_devices())
+    if str(device).startswith("cuda") and wp.get_cuda_device_count() == 0:
+        # asked without a CUDA device, Warp would print its driver errors before refusing
+        raise ValueError(f"device={device!r} is not available; available: {available}")
+    try:
+        return str(wp.get_device(device))
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"device={device!r} is not available; available: {available}") from exc

@@ -218,6 +218,9 @@ def test_bad_arguments_are_refused(rng):
     zero_diagonal = sp.csr_matrix(np.array([[0.0, 1.0], [1.0, 2.0]]))
     with pytest.raises(ValueError, match=r"rows \[0\]"):
         Jacobi(CsrOperator(csr_from_scipy(zero_diagonal, wp.float64, "cpu")))
+    for device in ("gpu", "cuda:7"):
+        with pytest.raises(ValueError, match=rf"device='{device}' is not available; available: "):
+            csr_from_scipy(zero_diagonal, wp.float64, device)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -24,7 +24,7 @@ import warp as wp
 import warp.sparse as wps
 
 from ..dtypes import warp_dtype
-from ..runtime import start_warp
+from ..runtime import warp_device
 from .kernels import csr_matvec_kernel, recorded_sweep, sweep
 from .scalar_table import TableCell, scratch_cell
 
@@ -141,7 +141,7 @@ def csr_from_scipy(matrix: sp.spmatrix | sp.sparray, dtype: Any, device: Any) ->
     and the order of its ``nnz`` values, is that of ``scipy.sparse.csr_matrix(matrix)`` after
     ``sum_duplicates()``.
     """
-    start_warp("cpu" if str(device).startswith("cpu") else "cuda")  # no start-up banner
+    device = warp_device(str(device))  # a clear error for a device this machine lacks
     dtype = warp_dtype(dtype)
     csr = sp.csr_matrix(matrix, copy=True)
     csr.sum_duplicates()
