@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -708,10 +709,19 @@ INTERRUPTED = {
 """What Ctrl-C leaves, per command (``run`` tells it from the run folder)."""
 
 
+OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=")
+"""A case override, ``dotted.key=value``."""
+
+
 def main(argv: list[str] | None = None) -> int:
     passive_wait_policy()  # before PyTorch starts its OpenMP threads
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides"):  # overrides after an option: still overrides
+        args.overrides += [item for item in extra if OVERRIDE.match(item)]
+        extra = [item for item in extra if not OVERRIDE.match(item)]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 2

@@ -336,6 +336,25 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path, cli_in_process):
     assert override.returncode == 2 and "the key 'steps' is given twice" in override.stderr
 
 
+def test_overrides_after_an_option_are_still_overrides(tiny_case, tmp_path, cli_in_process,
+                                                       capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    save_checkpoint(build_trainer(tiny_case), folder)
+    (folder / "config.yaml").write_text(tiny_case.to_yaml())
+    # the overrides after --resume reach the case: it is compared with the run's own
+    other = cli_in_process("run", CASE, "--resume", str(folder), *TINY, "model.width=8",
+                           "model.depth=2", f"output.folder={tmp_path}", "model.width=12")
+    assert other.returncode == 2 and "differs from the configuration" in other.stderr
+    assert "model.width" in other.stderr and "model.depth" not in other.stderr
+    from physml.cli import main
+
+    with pytest.raises(SystemExit) as stop:  # argparse's own refusal, exit status 2
+        main(["run", CASE, "--log-every", "5", "training.adam.steps=7", "--bogus", "stray"])
+    assert stop.value.code == 2
+    assert "unrecognized arguments: --bogus stray" in capsys.readouterr().err
+
+
 def test_a_folder_given_as_the_case_file():
     result = subprocess.run([sys.executable, "-m", "physml.cli", "run", "cases"],
                             capture_output=True, text=True)
