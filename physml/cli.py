@@ -665,7 +665,8 @@ def _run_case(args: argparse.Namespace) -> int:
         print(f"physml: error: {failure}", file=sys.stderr)
         return 1
     print(kind.headline(result))
-    outputs = ", ".join(sorted(p.name for p in folder.iterdir() if p.suffix in FIGURES_AND_DATA))
+    outputs = ", ".join(sorted(p.name for p in folder.iterdir()
+                               if p.is_file() and not p.name.startswith(".")))
     print(f"run folder: {folder}  ({outputs})")
     return 0
 
@@ -698,8 +699,6 @@ def _interrupted(args: argparse.Namespace, folder: Path, kind: CaseKind) -> str:
                           str(folder)])
     return f"physml: interrupted; {folder} keeps the last checkpoint. Continue with:\n  {command}"
 
-
-FIGURES_AND_DATA = (".png", ".json", ".h5", ".gif", ".vtu")
 
 INTERRUPTED = {
     "solve": "physml: interrupted; nothing was written",

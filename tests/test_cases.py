@@ -289,6 +289,7 @@ def test_progress_lines_in_a_log(tmp_path):
     assert len(lines) >= 4 and "4/4 loss" in lines[-1] and "rel L2" in lines[-1]
     assert sum("4/4 loss" in line for line in lines) == 1  # the last state printed once
     assert "relative L2 error" in result.stdout
+    assert "(checkpoint.pt, config.yaml, metrics.json, predictions.h5)" in result.stdout
 
 
 def test_a_stopped_progress_display_prints_no_line_after_its_owner_s_message():
