@@ -433,10 +433,12 @@ def _run_generate(args: argparse.Namespace) -> int:
         console=console,
         disable=args.quiet,
     ) as progress:
-        task = progress.add_task(spec.pde, total=None)
+        tasks: list = []  # the bar appears with the first count: a failed start shows none
 
         def report(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+            if not tasks:
+                tasks.append(progress.add_task(spec.pde, total=total))
+            progress.update(tasks[0], completed=done, total=total)
 
         manifest = generate(
             spec,

@@ -158,6 +158,16 @@ def test_complete_dataset_is_not_overwritten(tmp_path, capsys):
     assert main([*args, "--overwrite"]) == 0
 
 
+def test_a_generation_that_cannot_start_shows_no_progress_bar(tmp_path, monkeypatch, capsys):
+    from physml.datasets import generate as generation
+
+    monkeypatch.setattr(generation, "SCHEDULER_TIMEOUT_S", 1)
+    assert main(["datasets", "generate", str(write_spec(tmp_path)), "--out",
+                 str(tmp_path / "d"), "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "no Dask scheduler answered" in err and "/None" not in err  # no "0/None samples"
+
+
 def test_overwrite_deletes_nothing_until_the_run_can_start(tmp_path, monkeypatch):
     from physml.datasets import generate as generation
 
