@@ -355,5 +355,6 @@ def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -
         return f"unknown key {key!r}; allowed: {', '.join(allowed)}"
     message = first["msg"].removeprefix("Value error, ")
     received = first.get("input")
-    shown = "" if isinstance(received, dict) else f" (got {received!r})"
+    shown = "" if isinstance(received, dict) or repr(received) in message else (
+        f" (got {received!r})")  # a mapping, or a value the message already quotes: not again
     return f"{key}: {message}{shown}" if key else f"{message}{shown}"

@@ -274,6 +274,8 @@ def test_config_direction_does_not_increase_any_loss():
         (["training.adam.steps=many"], "training.adam.steps: Input should be a valid integer"),
         (["pde.nu=-0.1"], "pde.nu: Input should be greater than or equal to 0"),
         (["domain.x=[1, 1]"], "domain.x: Value error, upper bound must exceed lower bound"),
+        (["domain.x=[1.0, -1.0]"],
+         "lower bound, got [1.0, -1.0] (empty)\n"),  # the value quoted once, not again
         (["model.kind=transformer"], "model.kind: Input should be 'mlp', 'fourier'"),
         (["model.widht=3"], "unknown key 'model.widht'; allowed: kind, width, depth"),
         (["training.adam.stepz=3"], "unknown key 'training.adam.stepz'; allowed: steps, lr"),
