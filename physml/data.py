@@ -102,8 +102,10 @@ class FieldDataset(Dataset):
         return shard, sample - int(self.offsets[shard])
 
     def __getitem__(self, index: int):
-        if not 0 <= index < len(self):
+        """Item ``index`` (negative: counted from the end, as a sequence's)."""
+        if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
+        index = int(index) % len(self)
         if self.pairs is None:
             shard, local = self._locate(index)
             return torch.from_numpy(self._dataset(shard)[local]).to(self.dtype)  # no copy if same

@@ -39,6 +39,9 @@ class SpectralConv(nn.Module):
         super().__init__()
         if not 1 <= len(modes) <= 3 or min(modes) < 1:
             raise ValueError(f"modes={modes} must hold 1 to 3 positive integers (one per axis)")
+        if min(in_channels, out_channels) < 1:
+            raise ValueError(f"in_channels={in_channels}, out_channels={out_channels}: each "
+                             "must be >= 1")
         self.modes = tuple(modes)
         kept = [2 * m for m in modes[:-1]] + [modes[-1]]
         scale = 1 / (in_channels * out_channels)
@@ -97,6 +100,11 @@ class FNO(nn.Module):
         if isinstance(modes, int) or not 1 <= len(modes) <= 3:
             raise ValueError(f"modes={modes!r}: one count per axis, 1 to 3 axes (e.g. (16,) "
                              "in 1D, (12, 12) in 2D)")
+        sizes = {"in_channels": in_channels, "out_channels": out_channels, "width": width,
+                 "layers": layers, "projection": projection}
+        for name, size in sizes.items():
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ValueError(f"{name}={size!r} must be a whole number >= 1")
         self.in_channels = in_channels
         self.ndim = len(modes)
         self.lift = nn.Linear(in_channels + self.ndim, width)

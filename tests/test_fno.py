@@ -93,4 +93,11 @@ def test_an_input_of_another_shape_dtype_or_kind_is_named():
             model(v)
     with pytest.raises(ValueError, match="modes=4: one count per axis"):
         FNO(2, 3, 4)
+    for options, message in (({"width": 0}, "width=0 must be a whole number >= 1"),
+                             ({"layers": -1}, "layers=-1 must be"),
+                             ({"projection": 2.5}, "projection=2.5 must be")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            FNO(2, 3, (4, 4), **options)
+    with pytest.raises(ValueError, match="out_channels=0"):
+        FNO(2, 0, (4, 4))
     assert model(torch.zeros(1, 2, 16, 16)).shape == (1, 3, 16, 16)

@@ -206,8 +206,11 @@ def test_torch_dataset_trajectories_and_pairs(tmp_path):
     batches = [b for b, _ in loader]
     torch.testing.assert_close(torch.cat(batches), torch.from_numpy(everything[:, :2].reshape(
         10, 16, 8)))
-    with pytest.raises(IndexError):
-        data[5]
+    torch.testing.assert_close(data[-1], data[4])  # negative: from the end, as a sequence's
+    torch.testing.assert_close(pairs[-7][1], u_next)
+    for index in (5, -6):
+        with pytest.raises(IndexError, match=f"index {index} out of range for 5 items"):
+            data[index]
 
 
 def assert_cf(ds):
