@@ -445,6 +445,7 @@ def test_precipitate_case_writes_outputs_and_resumes_bitwise(tmp_path):
     tracked = json.loads((folder / "tracked.json").read_text())
     assert len(tracked) == 5 and len(tracked[-1]["particles"]) == 1
     assert summary["velocity"] > 0 and summary["mass_drift"] <= 1e-12
+    assert summary["centre_of_mass_shift"] > 0  # towards the hot end, along a no-flux axis
     with xr.open_dataset(folder / "trajectory.h5", engine="h5netcdf") as ds:
         assert ds["c"].shape == (5, 32, 32) and ds["T"].shape == (32, 32)
         assert ds["c"].dims == ("time", "x", "y") and ds["T"].attrs["units"] == "K"
@@ -605,6 +606,7 @@ def test_pfhub_spinodal_case_energy_and_restart_from_its_file(tmp_path):
     assert energy[0] == pytest.approx(F0, rel=1e-12)
     assert energy[-1] < 0.9 * energy[0] and summary["free_energy_max_increase"] == 0.0
     assert summary["mass_drift"] <= 1e-12
+    assert "centre_of_mass_shift" not in summary  # periodic: a mean position has no meaning
     restart = load_case(CASES / PFHUB, [*PFHUB_SMALL, "initial.kind=file",
                                         "initial.expression=null",
                                         f"initial.path={folder / 'trajectory.h5'}",
