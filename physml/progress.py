@@ -50,7 +50,9 @@ class RunProgress:
         self._task = self._bar.add_task(escape(description), total=total, status="")
         self._started = self._last_line = time.perf_counter()
         self._state = (0, "")
-        self._printed: tuple[int, str] | None = None  # the state of the last line printed
+        # the state of the last line printed; the start counts as printed, so that a run with
+        # nothing left to do (a finished run resumed) prints no "0/total" line
+        self._printed: tuple[int, str] = self._state
         self._stopped = False
 
     def __enter__(self) -> RunProgress:

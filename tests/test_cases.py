@@ -307,6 +307,10 @@ def test_a_stopped_progress_display_prints_no_line_after_its_owner_s_message():
     with RunProgress("case", 10, Console(file=out), interval=1e9) as progress:
         progress.update(3, "loss 1")
     assert out.getvalue().count("3/10 loss 1") == 1
+    out = io.StringIO()
+    with RunProgress("case", 10, Console(file=out), interval=0):
+        pass  # a finished run resumed: no step left, so no "0/10" line
+    assert out.getvalue() == ""
 
 
 def test_a_case_name_with_brackets_is_printed_as_written():
