@@ -641,6 +641,9 @@ def _run_case(args: argparse.Namespace) -> int:
                 progress.update(0, f"initial fit: iteration {record['fit_iteration']}, "
                                    f"error {record['fit_error']:.2e}")
                 return
+            if "status" in record:  # a step that says what it did itself (a mesh solve)
+                progress.update(record["step"] + 1, record["status"])
+                return
             if "loss" in record:  # optimisation steps count from 0, time steps from 1
                 done, status = record["step"] + 1, f"loss {record['loss']:.3e}"
             else:

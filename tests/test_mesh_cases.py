@@ -99,8 +99,23 @@ def test_geodesic_on_the_sphere_against_great_circles(tmp_path):
            "level": 3}, "pde": {"name": "geodesic", "source_point": [0, 0, 1],
            "exact": {"kind": "great_circle", "centre": [0, 0, 1]}},
            "output": {"figures": False}}
-    summary = run_case(validate_case(raw, "test"), tmp_path)[1]
+    records = []
+    summary = run_case(validate_case(raw, "test"), tmp_path, on_step=records.append)[1]
     assert summary["rel_max_error"] < 0.05
+    assert records == [{"step": 0, "status": f"{summary['vertices']} vertices, max error "
+                                             f"{summary['max_error']:.2e}"}]
+
+
+def test_a_poisson_run_s_progress_names_each_mesh_and_its_error(tmp_path, cli_in_process):
+    result = cli_in_process("run", "poisson_lshape", "mesh.h=0.2", "refine=[0.4]",
+                            f"output.folder={tmp_path}", "output.figures=false",
+                            "--log-every", "0")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "] poisson_lshape " in line]
+    assert len(lines) == 2 and "loss" not in result.stderr
+    assert "1/2 mesh h 0.192 (116 vertices)" in lines[0] and "2/2 mesh h 0.3" in lines[1]
+    assert all("residual" in line and "rel L2" in line for line in lines)
+    assert "on the case's mesh (h 0.192)" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -365,7 +365,10 @@ def run_poisson(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
     for step, h in enumerate([None, *case.refine]):
         figures, fields = solve_poisson(case, mesh if h is None else build_mesh(case, h))
         levels.append(figures)
-        on_step({"step": step, "loss": figures["residual"], **figures})
+        error = f", rel L2 {figures['rel_l2']:.2e}" if "rel_l2" in figures else ""
+        on_step({"step": step, "status": f"mesh h {figures['h']:.3g} ({figures['vertices']} "
+                                          f"vertices): residual {figures['residual']:.1e}"
+                                          f"{error}", **figures})
         if h is None:
             kept = fields
     summary = {**levels[0], "levels": levels}
@@ -487,7 +490,8 @@ def run_geodesic(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
         summary |= {"max_error": float(np.abs(error).max()),
                     "rel_max_error": float(np.abs(error).max() / np.abs(exact).max())}
         fields |= {"exact": exact, "error": error}
-    on_step({"step": 0, "loss": summary.get("max_error", 0.0)})
+    error = f", max error {summary['max_error']:.2e}" if "max_error" in summary else ""
+    on_step({"step": 0, "status": f"{mesh.n_vertices} vertices{error}"})
     return Result(mesh, fields, summary, [summary])
 
 
@@ -655,8 +659,9 @@ def headline(summary: dict) -> str:
     if pde == "poisson" and "rel_l2" in summary:
         orders = (f", orders L2 {summary['order_l2']:.2f} H1 {summary['order_h1']:.2f}"
                   if summary.get("order_l2") is not None else "")
-        return (f"relative L2 error {summary['rel_l2']:.2e}, H1 {summary['rel_h1']:.2e}"
-                f"{orders}, residual {summary['residual']:.1e}")
+        return (f"relative L2 error {summary['rel_l2']:.2e}, H1 {summary['rel_h1']:.2e} on the "
+                f"case's mesh (h {summary['h']:.3g}){orders}, residual "
+                f"{summary['residual']:.1e}")
     if pde == "poisson":
         return f"residual {summary['residual']:.1e} on {summary['vertices']} vertices"
     if pde == "heat":
