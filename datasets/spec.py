@@ -246,9 +246,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
-        for key_node, _ in node.value:
+        for key_node, _ in node.value:  # the keys written here; a merge (<<) may be overridden
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=True)
-            if key in seen:
+            try:
+                twice = key in seen
+            except TypeError:  # a list or mapping as a key: the safe loader's own refusal
+                break
+            if twice:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"the key {key!r} is given twice in one mapping (keep one)",
                     key_node.start_mark)
@@ -355,6 +361,6 @@ def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -
         return f"unknown key {key!r}; allowed: {', '.join(allowed)}"
     message = first["msg"].removeprefix("Value error, ")
     received = first.get("input")
-    shown = "" if isinstance(received, dict) or repr(received) in message else (
-        f" (got {received!r})")  # a mapping, or a value the message already quotes: not again
+    shown = "" if isinstance(received, dict) or f"got {received!r}" in message else (
+        f" (got {received!r})")  # a mapping, or a value the message already gives: not again
     return f"{key}: {message}{shown}" if key else f"{message}{shown}"

@@ -18,6 +18,8 @@ $O(B\,c\,n\log n + B\,c^2 \prod_i 2m_i)$; parameters $\approx$ ``layers`` $c^2\p
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
 
@@ -103,7 +105,7 @@ class FNO(nn.Module):
         sizes = {"in_channels": in_channels, "out_channels": out_channels, "width": width,
                  "layers": layers, "projection": projection}
         for name, size in sizes.items():
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
                 raise ValueError(f"{name}={size!r} must be a whole number >= 1")
         self.in_channels = in_channels
         self.ndim = len(modes)

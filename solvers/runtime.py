@@ -50,12 +50,28 @@ def quiet_warp(device: str = "cpu", verbose: bool | None = None) -> None:
         try:
             os.dup2(capture.fileno(), 2)
             wp.init()
+        except BaseException:
+            os.dup2(saved, 2)
+            sys.stderr.write(_written(capture))  # a failed start-up keeps its account
+            raise
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-        if device != "cpu" and wp.get_cuda_device_count() > 0:
-            capture.seek(0)
-            sys.stderr.write(capture.read().decode(errors="replace"))
+        written = _written(capture)
+    if device != "cpu" and wp.get_cuda_device_count() > 0:
+        sys.stderr.write(written)
+    elif device != "cpu" and written.strip():
+        _cuda_start_up.append(written.strip().splitlines()[0])
+
+
+_cuda_start_up: list[str] = []
+"""The first line Warp's start-up wrote where it found no CUDA device (its reason, for the
+"not available" message of :func:`warp_device`)."""
+
+
+def _written(capture) -> str:
+    capture.seek(0)
+    return capture.read().decode(errors="replace")
 
 
 _started: set[str] = set()
@@ -80,7 +96,8 @@ def warp_device(device: str) -> str:
     available = ", ".join(str(d) for d in wp.get_devices())
     if str(device).startswith("cuda") and wp.get_cuda_device_count() == 0:
         # asked without a CUDA device, Warp would print its driver errors before refusing
-        raise ValueError(f"device={device!r} is not available; available: {available}")
+        reason = f" ({_cuda_start_up[0]})" if _cuda_start_up else ""
+        raise ValueError(f"device={device!r} is not available; available: {available}{reason}")
     try:
         return str(wp.get_device(device))
     except (RuntimeError, ValueError) as exc:

@@ -335,7 +335,9 @@ def test_cuda_without_a_driver_is_one_message_and_cpu_start_up_is_silent(tmp_pat
         cuda = subprocess.run([sys.executable, "-m", "physml.cli", *command, "--device", "cuda"],
                               capture_output=True, text=True)
         assert cuda.returncode == 2  # physml's refusal alone: no Warp driver lines before it
-        assert cuda.stderr == "physml: error: device='cuda' is not available; available: cpu\n"
+        assert cuda.stderr.startswith("physml: error: device='cuda' is not available; "
+                                      "available: cpu")
+        assert cuda.stderr.count("\n") == 1  # Warp's reason, if any, in the same line
     cpu = subprocess.run([sys.executable, "-m", "physml.cli", "datasets", "generate", spec,
                           "--out", str(tmp_path / "c"), "--device", "cpu", "--workers", "0",
                           "--samples", "1", "--quiet"], capture_output=True, text=True)
@@ -380,3 +382,22 @@ def test_bad_command_line_values(tmp_path, capsys):
         assert message in capsys.readouterr().err
     assert main(["datasets", "generate", str(tmp_path / "none.yaml"), "--out", "x"]) == 2
     assert "does not exist (bundled specs: advection1d" in capsys.readouterr().err
+
+
+def test_a_failed_warp_start_up_keeps_what_it_wrote(monkeypatch, capfd):
+    import os
+
+    import warp as wp
+
+    from physml.solvers import runtime
+
+    def failing_init():
+        os.write(2, b"driver says why\n")
+        raise RuntimeError("no start")
+
+    monkeypatch.setattr(wp, "init", failing_init)
+    with pytest.raises(RuntimeError, match="no start"):
+        runtime.quiet_warp("cuda", verbose=False)
+    assert "driver says why" in capfd.readouterr().err
+    os.write(2, b"after\n")  # file descriptor 2 is the console again
+    assert capfd.readouterr().err == "after\n"

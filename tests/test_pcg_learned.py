@@ -456,3 +456,7 @@ def test_loading_a_file_that_is_not_a_preconditioner_names_it(tmp_path):
             LearnedPreconditioner.load(tmp_path / name)
     with pytest.raises(ValueError, match="no trained preconditioner at .*a folder"):
         LearnedPreconditioner.load(tmp_path)
+    LearnedPreconditioner(FactorModel("cholesky", width=4, steps=1)).save(tmp_path / "p.pt")
+    if not torch.cuda.is_available():  # a good file, a device this machine lacks
+        with pytest.raises(ValueError, match="device='cuda' is not available"):
+            LearnedPreconditioner.load(tmp_path / "p.pt", map_location="cuda")

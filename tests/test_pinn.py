@@ -11,7 +11,7 @@ import pytest
 import torch
 import xarray as xr
 
-from physml.cases.pinn import build_trainer, save_checkpoint
+from physml.cases.pinn import build_trainer, load_checkpoint, save_checkpoint
 from physml.cases.registry import load_case, run_case
 from physml.errors import NonFiniteLossError
 from physml.models import MODELS, build_model
@@ -111,7 +111,7 @@ def test_same_case_same_metrics_and_resume_matches(tiny_case, tmp_path):
         interrupted.fit(until=cut)
         save_checkpoint(interrupted, tmp_path)
         resumed = build_trainer(tiny_case)
-        resumed.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=False))
+        load_checkpoint(resumed, tmp_path)  # as --resume reads it: weights-only
         steps = []
         resumed.fit(on_step=lambda record, seen=steps: seen.append(record["step"]))
         assert steps == [s for s in every_step if s >= cut]  # only the steps after the cut
@@ -127,7 +127,7 @@ def test_a_resumed_run_carries_its_wall_time_over(tiny_case, tmp_path):
     assert spent == interrupted.history[-1]["wall_s"] > 0
     save_checkpoint(interrupted, tmp_path)
     resumed = build_trainer(tiny_case)
-    resumed.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=False))
+    load_checkpoint(resumed, tmp_path)
     assert resumed.elapsed_s == spent
     resumed.fit(until=12)
     wall = [r["wall_s"] for r in resumed.history]
@@ -276,6 +276,7 @@ def test_config_direction_does_not_increase_any_loss():
         (["domain.x=[1, 1]"], "domain.x: Value error, upper bound must exceed lower bound"),
         (["domain.x=[1.0, -1.0]"],
          "lower bound, got [1.0, -1.0] (empty)\n"),  # the value quoted once, not again
+        (["training.checkpoint_every=0"], "Input should be greater than 0 (got 0)"),
         (["model.kind=transformer"], "model.kind: Input should be 'mlp', 'fourier'"),
         (["model.widht=3"], "unknown key 'model.widht'; allowed: kind, width, depth"),
         (["training.adam.stepz=3"], "unknown key 'training.adam.stepz'; allowed: steps, lr"),
@@ -336,6 +337,13 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path, cli_in_process):
             in result.stderr)
     override = cli_in_process("validate", CASE, "training.adam={steps: 1, steps: 2}")
     assert override.returncode == 2 and "the key 'steps' is given twice" in override.stderr
+    merged = tmp_path / "merged.yaml"  # a merge (<<) and a key that overrides it: allowed
+    merged.write_text(Path(CASE).read_text() + "variants:\n  small: &small {model.width: 16}\n"
+                      "  long: {<<: *small, training.adam.steps: 50, model.width: 12}\n")
+    result = cli_in_process("validate", str(merged), "variant=long")
+    assert result.returncode == 0 and "mlp 12x5, 50 Adam" in result.stdout
+    unhashable = cli_in_process("validate", CASE, "model={[1, 2]: 3}")
+    assert unhashable.returncode == 2 and "found unhashable key" in unhashable.stderr
 
 
 def test_overrides_after_an_option_are_still_overrides(tiny_case, tmp_path, cli_in_process,

@@ -586,9 +586,10 @@ def test_pfhub_spinodal_case_energy_and_restart_from_its_file(tmp_path):
 
     from physml.cases.registry import load_case, run_case
 
-    case = load_case(CASES / PFHUB, PFHUB_SMALL)
+    case = load_case(CASES / PFHUB, [*PFHUB_SMALL, "output.figures=true"])
     (tmp_path / "first").mkdir()
     folder, summary = run_case(case, tmp_path / "first")
+    assert (folder / "tracked.png").is_file()  # no centre of mass to draw on a periodic axis
     x, y = (np.arange(50) + 0.5) * 2.0, (np.arange(50) + 0.5) * 2.0
     x, y = np.meshgrid(x, y, indexing="ij")
     c0 = 0.5 + 0.01 * (np.cos(0.105 * x) * np.cos(0.11 * y)

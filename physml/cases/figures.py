@@ -272,8 +272,9 @@ def plot_tracked(records: list[dict], axis: int, path: Path,
                       if len(r["particles"]) > k], "o-", ms=2, label=f"particle {k + 1}")
         right.plot(t, [scale * r["particles"][k]["radius"] for r in records
                        if len(r["particles"]) > k], "o-", ms=2)
-    left.plot(times, [scale * r["phase_centre_of_mass"] for r in records], "k--",
-              label="phase centre of mass")
+    if "phase_centre_of_mass" in records[0]:  # recorded along a non-periodic axis only
+        left.plot(times, [scale * r["phase_centre_of_mass"] for r in records], "k--",
+                  label="phase centre of mass")
     if velocity_estimate is not None and count == 1:
         middle = records[len(records) // 2]
         x_mid, t_mid = middle["particles"][0]["centroid"][axis], middle["t"]

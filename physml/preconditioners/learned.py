@@ -36,6 +36,7 @@ import torch
 import warp as wp
 from torch import nn
 
+from ..devices import require_device
 from ..solvers.linalg import (
     CholeskyFactor,
     LinearOperator,
@@ -168,8 +169,10 @@ class LearnedPreconditioner:
         """A preconditioner written by :meth:`save`.
 
         Raises:
-            ValueError: no file at ``path``, or one :meth:`save` did not write.
+            ValueError: no file at ``path``, or one :meth:`save` did not write, or a
+                ``map_location`` this machine lacks.
         """
+        require_device(str(map_location))  # a missing device is not a damaged file
         if not Path(path).is_file():
             what = "a folder" if Path(path).is_dir() else "no file"
             raise ValueError(f"no trained preconditioner at {str(path)!r} ({what}; give the "
