@@ -217,9 +217,9 @@ HEAT = (CASES / "heat_disk.yaml").read_text()
      "pde: {initial: u_t - (u_xx + u_yy) + exp(-t) * (5 + x^2 + y^2)}",
      "pde.initial: the name of a loss term of the conditions or observations (initial, robin)"),
     ("time: [0.0, 1.0]", "time: [1.0, 0.0]", "domain.time: [1.0, 0.0]: the end must exceed"),
-    ("parameters: {h: 1.0}", "parameters: {h: 1.0}\ncoefficients: {x: {value: 1.0}}",
+    ("kind: equation", "kind: equation\ncoefficients: {x: {value: 1.0}}",
      "coefficients.x: the name of an input, field or derivative"),
-    ("parameters: {h: 1.0}", "parameters: {h: 1.0}\ncoefficients: {k: {value: -1.0, "
+    ("kind: equation", "kind: equation\ncoefficients: {k: {value: -1.0, "
      "positive: true}}", "coefficients.k: "),
     ("grid: [41, 41, 11]", "grid: [41, 11]", "evaluation.grid: 2 count(s) for the inputs x, y, t"),
     ("adam: {steps: 750, lr: 2.0e-3}", "adam: {steps: 750, lr: 2.0e-3}\n  balancer: "
@@ -230,18 +230,18 @@ HEAT = (CASES / "heat_disk.yaml").read_text()
      "a box domain"),
     ("pde: u_t - (u_xx + u_yy) + exp(-t) * (5 + x^2 + y^2)", "pde: x + 2 * pi",
      "pde: 'x + 2 * pi' involves no field (u) and no derivative of one"),
-    ("parameters: {h: 1.0}", "parameters: {h: 1.0, u_x: 0.0}",
+    ("kind: equation", "kind: equation\nparameters: {u_x: 0.0}",
      "parameters.u_x: the name of an input, field, derivative or coefficient"),
-    ("parameters: {h: 1.0}", "parameters: {h: 1.0}\ncoefficients: {u_xx: {value: 1.0}}",
+    ("kind: equation", "kind: equation\ncoefficients: {u_xx: {value: 1.0}}",
      "coefficients.u_xx: the name of an input, field or derivative"),
     ("time: [0.0, 1.0]", "time: [0.0, 1.0]\n  space: [x, x]",
      "domain.space: ['x', 'x']: the space inputs need distinct names, none of them t"),
     ("time: [0.0, 1.0]", "time: [0.0, 1.0]\n  space: [x, t]", "domain.space: ['x', 't']"),
-    ("parameters: {h: 1.0}", "parameters: {h: 1.0}\nfields: [x]",
+    ("kind: equation", "kind: equation\nfields: [x]",
      "fields: ['x']: the fields need distinct names, none of them an input (t, x, y)"),
-    ("parameters: {h: 1.0}", "parameters: {h: 1.0}\ncoefficients: {k: {kind: field, "
+    ("kind: equation", "kind: equation\ncoefficients: {k: {kind: field, "
      "trainable: true}}", "coefficients.k: trainable is not an option of kind 'field'"),
-    ("parameters: {h: 1.0}", "parameters: {h: 1.0}\ncoefficients: {k: {width: 8}}",
+    ("kind: equation", "kind: equation\ncoefficients: {k: {width: 8}}",
      "coefficients.k: width is not an option of kind 'scalar'"),
     ("{kind: mlp,", "{kind: periodic,", "model.kind: periodic builds in the period of a "
      "periodic condition that holds for every field"),
