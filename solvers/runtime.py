@@ -47,17 +47,18 @@ def quiet_warp(device: str = "cpu", verbose: bool | None = None) -> None:
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:
+        failed = True
         try:
             os.dup2(capture.fileno(), 2)
             wp.init()
-        except BaseException:
-            os.dup2(saved, 2)
-            sys.stderr.write(_written(capture))  # a failed start-up keeps its account
-            raise
+            failed = False
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-        written = _written(capture)
+            capture.seek(0)
+            written = capture.read().decode(errors="replace")
+            if failed:
+                sys.stderr.write(written)  # a failed start-up keeps its account
     if device != "cpu" and wp.get_cuda_device_count() > 0:
         sys.stderr.write(written)
     elif device != "cpu" and written.strip():
@@ -67,11 +68,6 @@ def quiet_warp(device: str = "cpu", verbose: bool | None = None) -> None:
 _cuda_start_up: list[str] = []
 """The first line Warp's start-up wrote where it found no CUDA device (its reason, for the
 "not available" message of :func:`warp_device`)."""
-
-
-def _written(capture) -> str:
-    capture.seek(0)
-    return capture.read().decode(errors="replace")
 
 
 _started: set[str] = set()
@@ -93,12 +89,15 @@ def warp_device(device: str) -> str:
     import warp as wp
 
     start_warp("cpu" if str(device).startswith("cpu") else "cuda")
-    available = ", ".join(str(d) for d in wp.get_devices())
+
+    def unavailable(reason: str = "") -> ValueError:
+        available = ", ".join(str(d) for d in wp.get_devices())
+        return ValueError(f"device={device!r} is not available; available: {available}{reason}")
+
     if str(device).startswith("cuda") and wp.get_cuda_device_count() == 0:
         # asked without a CUDA device, Warp would print its driver errors before refusing
-        reason = f" ({_cuda_start_up[0]})" if _cuda_start_up else ""
-        raise ValueError(f"device={device!r} is not available; available: {available}{reason}")
+        raise unavailable(f" ({_cuda_start_up[0]})" if _cuda_start_up else "")
     try:
         return str(wp.get_device(device))
     except (RuntimeError, ValueError) as exc:
-        raise ValueError(f"device={device!r} is not available; available: {available}") from exc
+        raise unavailable() from exc
