@@ -232,6 +232,10 @@ HEAT = (CASES / "heat_disk.yaml").read_text()
      "pde: 'x + 2 * pi' involves no field (u) and no derivative of one"),
     ("kind: equation", "kind: equation\nparameters: {u_x: 0.0}",
      "parameters.u_x: the name of an input, field, derivative or coefficient"),
+    ("kind: equation", "kind: equation\nparameters: {h: 2.0}",
+     "parameters.h: read by no expression (the pde, the conditions' values, exact)"),
+    ("kind: equation", "kind: equation\nparameters: {c: 1.0, k: 2.0}\n",
+     "parameters.c: read by no expression"),
     ("kind: equation", "kind: equation\ncoefficients: {u_xx: {value: 1.0}}",
      "coefficients.u_xx: the name of an input, field or derivative"),
     ("time: [0.0, 1.0]", "time: [0.0, 1.0]\n  space: [x, x]",
@@ -272,6 +276,21 @@ training:
   lbfgs: {steps: 0}
 """
 """Heat in two fields on [0, 1] (a system of equations), 12 Adam steps."""
+
+
+@pytest.mark.parametrize("old, new", [
+    ("pde: u_t - (u_xx + u_yy) + exp(-t) * (5 + x^2 + y^2)",
+     "pde: u_t - c * (u_xx + u_yy) + exp(-t) * (5 + x^2 + y^2)"),
+    ("value: 4 * exp(-t)", "value: (2 + 2 * c) * exp(-t)"),
+    ("exact: exp(-t) * (1 + x^2 + y^2)", "exact: c * exp(-t) * (1 + x^2 + y^2)"),
+])
+def test_a_parameter_read_by_one_expression_is_accepted(tmp_path, old, new, cli_in_process):
+    """The residual, a condition's value and the exact solution each read parameters."""
+    assert old in HEAT
+    text = HEAT.replace(old, new).replace("kind: equation", "kind: equation\nparameters: "
+                                          "{c: 1.0}")
+    result = cli_in_process("validate", _write_case(tmp_path, text))
+    assert result.returncode == 0, result.stderr
 
 
 def test_solver_made_observations_must_pose_the_case_s_problem(cli_in_process):

@@ -112,8 +112,10 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
             out[name] = expression.function({**parameters, **values})
         return out
 
-    conditions = [_condition(spec, i, inputs, parameters) for i, spec in
-                  enumerate(case.conditions)]
+    built = [_condition(spec, i, inputs, parameters) for i, spec in enumerate(case.conditions)]
+    conditions, values = [c for c, _ in built], [v for _, v in built]
+    exact = _exact_expressions(case, inputs, outputs, parameters)
+    _check_parameters_read(parameters, [*residuals.values(), *values, *(exact or ())])
     for i, spec in enumerate(case.conditions):
         if spec.boundary is not None:
             geometry.require_parts(spec.boundary, where=f"conditions[{i}].boundary")
@@ -124,7 +126,7 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
             raise ValueError(f"coefficients.{name}: the name of an input, field or derivative")
     coefficients = {name: _coefficient(spec, len(inputs), f"coefficients.{name}")
                     for name, spec in case.coefficients.items()}
-    reference = _reference(case, inputs, outputs, parameters, solved) if read_data else None
+    reference = _reference(case, inputs, exact, solved) if read_data else None
     observations = (_observations(case, inputs, outputs, solved, geometry, conditions)
                     if read_data else None)
     terms = [c.name for c in conditions] + ["observations"] * (case.observations is not None)
@@ -187,20 +189,21 @@ def _check_evaluation_and_weights(case, inputs, terms) -> None:
 
 
 def _condition(spec, i, inputs, parameters):
+    """The condition ``conditions[i]`` and its value's expression (None: periodic)."""
     key = f"conditions[{i}]"
     kind = CONDITION_KINDS[spec.kind]
     options = {"fields": tuple(spec.fields) if spec.fields is not None else None}
     if spec.name is not None:
         options["name"] = spec.name
     if spec.kind == "periodic":
-        return kind(axis=spec.axis or "x", **options)
-    value = _Expression(spec.value, inputs, f"{key}.value", parameters).of_inputs(inputs)
-    options["value"] = value
+        return kind(axis=spec.axis or "x", **options), None
+    value = _Expression(spec.value, inputs, f"{key}.value", parameters)
+    options["value"] = value.of_inputs(inputs)
     if spec.kind != "initial":
         options["on"] = tuple(spec.boundary) if spec.boundary is not None else None
     if spec.kind == "robin":
         options.update(alpha=spec.alpha, beta=spec.beta)
-    return kind(**options)
+    return kind(**options), value
 
 
 def _coefficient(spec, n_inputs, key: str):
@@ -213,22 +216,45 @@ def _coefficient(spec, n_inputs, key: str):
         raise ValueError(f"{key}: {err}") from None
 
 
-def _reference(case, inputs, outputs, parameters, solved):
-    if case.exact is not None:
-        texts = case.exact if isinstance(case.exact, dict) else {outputs[0]: case.exact}
-        missing = [f for f in outputs if f not in texts]
-        if missing:
-            raise ValueError(f"exact: no expression for field {missing[0]!r}")
-        extra = [f for f in texts if f not in outputs]
-        if extra:
-            raise ValueError(f"exact.{extra[0]}: not a field; the fields are "
-                             f"{', '.join(outputs)}")
-        expressions = [_Expression(texts[f], inputs, f"exact.{f}" if isinstance(case.exact,
-                                   dict) else "exact", parameters) for f in outputs]
-        if all(e.expr.is_zero for e in expressions):
-            raise ValueError("exact: zero everywhere, so no relative error can be measured; "
-                             "leave exact out (the run then reports the residual)")
-        functions = [e.of_inputs(inputs) for e in expressions]
+def _check_parameters_read(parameters, expressions) -> None:
+    """Every parameter is read by one of ``expressions`` (the residuals, the conditions'
+    values, the exact solution): one no expression reads is a misspelt name or a leftover.
+
+    Raises:
+        ValueError: naming ``parameters.<name>`` and where a parameter is read.
+    """
+    read = set().union(*(e.names for e in expressions if e is not None))
+    unread = [name for name in parameters if name not in read]
+    if unread:
+        raise ValueError(f"parameters.{unread[0]}: read by no expression (the pde, the "
+                         "conditions' values, exact); use it there or remove it")
+
+
+def _exact_expressions(case, inputs, outputs, parameters):
+    """The expressions of ``exact``, one per field in the fields' order (None without it)."""
+    if case.exact is None:
+        return None
+    texts = case.exact if isinstance(case.exact, dict) else {outputs[0]: case.exact}
+    missing = [f for f in outputs if f not in texts]
+    if missing:
+        raise ValueError(f"exact: no expression for field {missing[0]!r}")
+    extra = [f for f in texts if f not in outputs]
+    if extra:
+        raise ValueError(f"exact.{extra[0]}: not a field; the fields are "
+                         f"{', '.join(outputs)}")
+    expressions = [_Expression(texts[f], inputs, f"exact.{f}" if isinstance(case.exact,
+                               dict) else "exact", parameters) for f in outputs]
+    if all(e.expr.is_zero for e in expressions):
+        raise ValueError("exact: zero everywhere, so no relative error can be measured; "
+                         "leave exact out (the run then reports the residual)")
+    return expressions
+
+
+def _reference(case, inputs, exact, solved):
+    """The reference: the exact solution (its expressions ``exact``), a reference file or
+    the solver-made observations (``solved``), or None."""
+    if exact is not None:
+        functions = [e.of_inputs(inputs) for e in exact]
         return exact_reference(lambda X: torch.cat([f(X) for f in functions], dim=1))
     if case.reference is not None:
         return data_reference(Path(case.reference.file), case.reference.variable, inputs,
