@@ -232,6 +232,26 @@ def test_cotan_laplacian_matches_the_reference_formula(rng, dtype, tol):
     np.testing.assert_allclose(L, cotan_reference(points, mesh.cells), atol=tol * np.abs(L).max())
 
 
+@pytest.mark.parametrize("dtype, height, tol", [(wp.float64, 1e-8, 1e-7),
+                                                 (wp.float64, 1e-10, 1e-5),
+                                                 (wp.float32, 1e-3, 1e-3)])
+def test_a_thin_triangle_keeps_its_area_and_cotangents(dtype, height, tol):
+    """A vertex 1e-8 off the diagonal of the unit square: two triangles of height ~1e-8 that
+    the checks accept. Their areas and cotangents come from cross products, not from
+    |a|^2 |b|^2 - (a.b)^2, which cancelled to half the digits there and to NaN below."""
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.5, 0.5 + height]])
+    cells = np.array([[0, 1, 2], [0, 2, 4], [0, 4, 3], [4, 2, 3]])
+    mesh = pm.Mesh(points, cells)
+    K = pm.to_scipy(pm.stiffness_matrix(mesh, dtype)).toarray()
+    flat = np.hstack([points, np.zeros((5, 1))])
+    reference = -cotan_reference(flat, cells)
+    assert np.isfinite(K).all()
+    np.testing.assert_allclose(K, reference, rtol=tol, atol=tol * np.abs(reference).max())
+    area = np.abs(np.cross(flat[cells[:, 1]] - flat[cells[:, 0]],
+                           flat[cells[:, 2]] - flat[cells[:, 0]]))[:, 2] / 2
+    np.testing.assert_allclose(pm.cell_measures(mesh, dtype).numpy(), area, rtol=tol)
+
+
 def test_cotan_laplacian_matches_libigl(rng):
     igl = pytest.importorskip("igl")
     mesh = pm.torus(0.3)
