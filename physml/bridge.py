@@ -108,6 +108,11 @@ def rollout(
         UnstableStepError: ``dt`` too large for a sample's ``u0`` and parameters.
         BlowUpError: a NaN/Inf appeared (with the step).
     """
+    if not isinstance(solver, GridSolver):
+        raise ValueError(f"solver is a {type(solver).__name__}; the bridge differentiates the "
+                         "Warp grid solvers (physml.solvers.GridSolver: heat, advection, Burgers, "
+                         "reaction-diffusion, sorption), not the spectral Navier-Stokes or the "
+                         "phase-field solvers")
     n_steps, save_every = check_counts(n_steps, save_every)
     solver._require_dt()
     if not isinstance(u0, torch.Tensor):
@@ -303,7 +308,7 @@ class _Rollout(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        solver, n_steps, save_every, segment, _, store, _, *values = inputs
+        solver, n_steps, save_every, segment, _, store, u0, *values = inputs
         # under vmap, the vmap rule ran a batched rollout of its own: this call holds nothing
         # to differentiate (an error only if a gradient reaches it)
         ctx.vmapped = not hasattr(store, "held")
@@ -312,15 +317,18 @@ class _Rollout(torch.autograd.Function):
         ctx.solver, ctx.n_steps, ctx.save_every = solver, n_steps, save_every
         ctx.keep_every = 1 if segment is None else segment
         ctx.held, ctx.memory = store.held, store.memory
-        ctx.save_for_backward(*values)
+        # u0 only for autograd's version check: the held states start from its memory (no
+        # copy), so changing it in place before backward is refused, as for any saved tensor
+        ctx.save_for_backward(u0, *values)
 
     @staticmethod
     def backward(ctx, grad_out):
         if ctx.vmapped:
             raise RuntimeError(_PER_SAMPLE_GRADIENTS)
+        _, *values = ctx.saved_tensors
         return (None, None, None, None, None, None,
                 *_Adjoint.apply(ctx.solver, ctx.n_steps, ctx.save_every, ctx.keep_every,
-                                ctx.memory, ctx.held, grad_out, *ctx.saved_tensors))
+                                ctx.memory, ctx.held, grad_out, *values))
 
     @staticmethod
     def vmap(info, in_dims, solver, n_steps, save_every, segment, memory, store, u0, *values):

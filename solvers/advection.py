@@ -2,7 +2,10 @@ r"""Linear advection $u_t + \boldsymbol\beta\cdot\nabla u = 0$ on a uniform grid
 
 Space: ``space="central"`` (second-order central differences, non-dissipative; needs an RK
 scheme with an imaginary-axis stability interval: ``ssp_rk3`` or ``rk4``, CFL
-$\sum_d|\beta_d|\Delta t/\Delta x_d \le \sqrt3$ or $2\sqrt2$) or ``space="upwind"`` (MUSCL
+$\sum_d|\beta_d|\Delta t/\Delta x_d \le \sqrt3$ or $2\sqrt2$; periodic boundaries only: at a
+wall the reflected ghost cells of a Dirichlet or Neumann side hold a value the outgoing wave
+does not carry, and the central operator gains a non-decaying sawtooth mode that grows linearly,
+so a pulse that should leave the domain stays and grows) or ``space="upwind"`` (MUSCL
 reconstruction with a slope limiter and the upwind/Rusanov flux: TVD, second order on smooth
 data away from extrema, CFL $\le 1/2$).
 """
@@ -33,7 +36,7 @@ class AdvectionSolver(GridSolver):
         grid: the grid; ``u`` has shape ``grid.shape``.
         bc: boundary conditions (default periodic).
         beta: advection velocity [m/s]: a number (1D) or one entry per axis.
-        space: "upwind" (TVD, default) or "central".
+        space: "upwind" (TVD, default) or "central" (periodic boundaries only).
         limiter: slope limiter of the upwind scheme ("van_leer", "minmod", "mc", "none").
         dt, scheme, device, dtype, check_every: see :class:`GridSolver`.
     """
@@ -58,6 +61,11 @@ class AdvectionSolver(GridSolver):
             space in SPACE_SCHEMES,
             f"space={space!r} is not supported; allowed: {', '.join(SPACE_SCHEMES)}",
         )
+        walls = [axis for axis in range(grid.ndim) if bc is not None and not bc.is_periodic(axis)]
+        if space == "central" and walls:
+            raise ValueError(f"space='central' needs periodic boundaries; axis {walls[0]} has a "
+                             "wall (central differences keep and amplify a wave at a Dirichlet "
+                             "or Neumann side instead of letting it leave): use space='upwind'")
         self.space = space
         self.flux_kind = SPACE_SCHEMES[space]
         self.limiter = limiter_from_name(limiter)

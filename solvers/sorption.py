@@ -136,13 +136,19 @@ class DiffusionSorptionSolver1D(GridSolver):
         )
 
     def rates(self, u_max: float) -> dict[str, float]:
-        """Diffusive rate $4 D / (R_{min} \\Delta x^2)$, $R_{min} = R(\\max(u_{max}, u_{left}))$."""
+        """Diffusive rate $\\max(4, 3 + 2 D/\\Delta x)\\, D / (R_{min} \\Delta x^2)$,
+        $R_{min} = R(\\max(u_{max}, u_{left}))$: Gershgorin's bound on the operator's rows. An
+        interior row's is $4/\\Delta x^2$; the last row's, through the outflow ghost
+        $u_N = D (u_{N-2} - u_{N-1})/\\Delta x$, is $(3 + 2 D/\\Delta x)/\\Delta x^2$, the larger
+        one from $\\Delta x < 2 D$ (2048 cells and more with PDEBench's D: a step at the
+        interior rows' limit blew up at 4096 cells)."""
         u = max(u_max, self.u_left) + EPSILON
         r_min = 1 + (1 - self.porosity) / self.porosity * self.rho_s * self.k_f * self.n_f * (
             u ** (self.n_f - 1)
         )
+        dx = self.grid.dx[0]
         return {
-            "diffusion": 4 * self.D / r_min / self.grid.dx[0] ** 2,
+            "diffusion": max(4.0, 3.0 + 2.0 * self.D / dx) * self.D / r_min / dx**2,
             "advection": 0.0,
             "reaction": 0.0,
         }

@@ -12,6 +12,7 @@ from physml.constraints import (
     LevenbergMarquardt,
     NavierStokesRows,
     PartitionOfUnity,
+    UnconvergedSolveWarning,
     batched_jacobian,
     interface_jump,
     interface_profiles,
@@ -117,7 +118,46 @@ def test_implicit_gradient_passes_gradcheck_and_repeats():
         assert torch.equal(f, s)
 
 
-@pytest.mark.parametrize("bad", [{"damping": 0.0}, {"tol": -1.0}, {"max_iter": 0}])
+@pytest.mark.parametrize("scale", [1.0, 1e3, 1e6])
+def test_an_exact_fit_converges_at_any_residual_scale(scale):
+    """Where the fit is exact the residual left is rounding, whose orthogonality to J is noise:
+    at scales 1e3 and above the orthogonality test never passed and the solve spent max_iter
+    iterations on an exact omega, reporting it unconverged. The step test ends it."""
+    g = torch.Generator().manual_seed(0)
+    B = torch.randn(200, 8, dtype=torch.float64, generator=g)
+    truth = torch.randn(8, dtype=torch.float64, generator=g)
+    y = B @ truth
+    result = LevenbergMarquardt().solve(lambda w: scale * (w @ B.T - y),
+                                        torch.zeros(1, 8, dtype=torch.float64))
+    assert bool(result.converged.all()) and int(result.iterations.max()) <= 3
+    np.testing.assert_allclose(result.omega[0], truth, rtol=0, atol=1e-13)
+
+
+def test_a_sample_with_a_zero_jacobian_does_not_stop_the_batch():
+    """Sample 0's rows do not depend on omega (a basis zero on its block): it is done at once,
+    and its singular system once failed the whole batch's solve."""
+    def residual(w):
+        return torch.tensor([[0.0], [1.0]], dtype=w.dtype) * w - torch.tensor(
+            [[0.0], [2.0]], dtype=w.dtype)
+
+    result = LevenbergMarquardt().solve(residual, torch.zeros(2, 1, dtype=torch.float64))
+    assert result.converged.tolist() == [True, True]
+    assert result.omega[1, 0] == pytest.approx(2.0, abs=1e-14)
+
+
+def test_the_implicit_gradient_of_an_unconverged_solve_warns():
+    A, y = cubic_inputs()
+    a = A.clone().requires_grad_()
+    short = LevenbergMarquardt(tol=1e-13, atol=0.0, xtol=0.0, max_iter=1)
+    result = least_squares_solution(cubic, short, torch.zeros(2, 3, dtype=torch.float64), a, y)
+    assert not bool(result.converged.any())
+    with pytest.warns(UnconvergedSolveWarning,
+                      match="2 of 2 least-squares solves stopped before their tolerance"):
+        result.omega.sum().backward()
+
+
+@pytest.mark.parametrize("bad", [{"damping": 0.0}, {"tol": -1.0}, {"max_iter": 0},
+                                 {"xtol": -1.0}])
 def test_lm_rejects_bad_settings(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         LevenbergMarquardt(**bad)

@@ -187,6 +187,17 @@ def test_diffusion_sorption_self_convergence():
     assert np.all(solutions[-1] > 0) and np.all(solutions[-1] < 1)
 
 
+@pytest.mark.parametrize("nx", [4096, 8192])
+def test_diffusion_sorption_runs_at_its_stable_step_on_fine_grids(nx):
+    """Below dx = 2 D the outflow row's rate (3 + 2 D/dx)/dx^2 exceeds the interior's 4/dx^2:
+    a step at the interior limit blew up at the first step on 4096 cells."""
+    grid = Grid((nx,), (0.0,), (1.0,))
+    u0 = np.ones(nx)
+    solver = DiffusionSorptionSolver1D(grid, dt=None)
+    u = solver.with_dt(solver.stable_dt(u0)).rollout(u0, 500, 500)
+    assert np.isfinite(u).all() and np.abs(u).max() <= 1.0 + 1e-12
+
+
 def test_heat_3d_neumann_space_order_two():
     """cos modes satisfy zero-flux boundaries: the 3D path of every kernel."""
     hs, errors = [], []

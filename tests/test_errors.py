@@ -6,9 +6,11 @@ import torch
 
 from physml import bridge
 from physml.solvers import (
+    BC,
     AdvectionSolver2D,
     AllenCahnSolver1D,
     BlowUpError,
+    BoundaryConditions,
     BurgersSolver1D,
     DiffusionSorptionSolver1D,
     Grid,
@@ -16,6 +18,7 @@ from physml.solvers import (
     UnstableStepError,
     boundary_conditions,
 )
+from physml.solvers.grid import BCKind
 
 GRID = Grid((32,), (0.0,), (1.0,))
 
@@ -89,6 +92,22 @@ def test_the_unlimited_muscl_flux_is_refused_under_a_forward_euler_advection_ste
     assert np.abs(u).max() < 1.5  # stable at CFL 1/2 (inviscid: a shock forms)
 
 
+@pytest.mark.parametrize("kind", ["dirichlet", "neumann"])
+def test_central_advection_is_refused_at_a_wall(kind):
+    """Central differences at a Dirichlet or Neumann wall keep a pulse that should leave and
+    grow it linearly (max |u| 193 at t = 5 from a unit pulse on 256 cells); upwind lets it out."""
+    grid = Grid((64, 32), (0.0, 0.0), (1.0, 1.0))
+    wall = BC(BCKind[kind.upper()])
+    bc = BoundaryConditions(((BC(BCKind.PERIODIC),) * 2, (wall, wall)))
+    with pytest.raises(ValueError, match="space='central' needs periodic boundaries; axis 1 "
+                                         "has a wall .* use space='upwind'"):
+        AdvectionSolver2D(grid, bc, beta=(1.0, 0.5), dt=None, space="central", scheme="rk4")
+    upwind = AdvectionSolver2D(grid, bc, beta=(1.0, 0.5), dt=None, space="upwind")
+    assert upwind.space == "upwind"
+    periodic = AdvectionSolver2D(grid, beta=(1.0, 0.5), dt=None, space="central", scheme="rk4")
+    assert periodic.space == "central"
+
+
 def test_state_dependent_cfl_is_checked_when_a_rollout_starts():
     solver = BurgersSolver1D(GRID, nu=1e-3, dt=0.01)  # fine for the diffusion term
     u0 = 5 * np.sin(2 * np.pi * GRID.coords(0))  # but max|u| dt / dx = 1.6 > 1/2
@@ -153,6 +172,15 @@ def test_the_bridge_refuses_what_the_solver_refuses(solver, params, message):
         bridge.rollout(solver, torch.zeros(32, dtype=torch.float64), 1, params=tensors)
     with pytest.raises(ValueError, match=message):
         solver.with_parameters(**params)
+
+
+def test_the_bridge_names_a_solver_it_does_not_differentiate():
+    from physml.solvers import NavierStokesSolver2D
+
+    solver = NavierStokesSolver2D(Grid((8, 8), (0.0, 0.0), (1.0, 1.0)), nu=0.01, dt=0.01)
+    with pytest.raises(ValueError, match="solver is a NavierStokesSolver2D; the bridge "
+                                         "differentiates the Warp grid solvers"):
+        bridge.rollout(solver, torch.zeros(8, 8, dtype=torch.float64), 2)
 
 
 def test_wrong_shape_dtype_and_parameter_names_in_the_bridge():

@@ -107,6 +107,18 @@ def test_backward_twice_gives_the_same_gradient(case):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_changing_u0_in_place_before_backward_is_refused():
+    """The held states start from u0's memory: an in-place change after the forward pass
+    gave a gradient 2.5e-2 off without a word; autograd's version check now refuses it."""
+    solver = HeatSolver1D(G1, dirichlet(1, 0.2), nu=0.01, dt=0.02)
+    u0 = torch.linspace(0.1, 0.6, 6, dtype=torch.float64, requires_grad=True)
+    loss = (bridge.rollout(solver, u0, 10, 10) ** 2).sum()
+    with torch.no_grad():
+        u0.mul_(3.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
 def checkpoint_comparison(n, steps):
     grid = Grid((n, n), (0.0, 0.0), (2 * np.pi, 2 * np.pi))
     x, y = grid.mesh()

@@ -12,6 +12,7 @@ from .hard import Continuity as Continuity
 from .hard import HardConstraint as HardConstraint
 from .hard import row_dependence as row_dependence
 from .hard import row_owners as row_owners
+from .implicit import UnconvergedSolveWarning as UnconvergedSolveWarning
 from .implicit import least_squares_solution as least_squares_solution
 from .implicit import objective_hessian as objective_hessian
 from .levenberg_marquardt import LevenbergMarquardt as LevenbergMarquardt

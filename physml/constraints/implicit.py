@@ -21,11 +21,14 @@ form, both terms and the full Hessian. Autograd computes them: $\nabla_\omega\ph
 $H$ by $N$ reverse-over-reverse products, the last line by one more reverse pass. A ridge of
 $10^{-12}$ times the mean of $H$'s diagonal keeps a rank-deficient $H$ solvable. Cost per
 backward: $N + 2$ residual-sized reverse passes and a batched $N\times N$ solve. The backward
-pass reads only saved tensors, so calling it twice gives the same gradient.
+pass reads only saved tensors, so calling it twice gives the same gradient. It holds at an
+optimum only: where a sample's solve stopped short of its tolerance (``converged`` false), the
+backward warns (``RuntimeWarning``) and still returns the formula's value there.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -33,6 +36,12 @@ import torch
 from .levenberg_marquardt import Jacobian, LevenbergMarquardt, LMResult, batched_jacobian
 
 BatchedResidual = Callable[..., torch.Tensor]  # (omega (B, N), *inputs) -> (B, M)
+
+
+class UnconvergedSolveWarning(RuntimeWarning):
+    """The backward pass of a solve some of whose samples stopped short of their tolerance: the
+    implicit gradient there assumes an optimum they did not reach. A caller that records
+    ``LMResult.converged`` itself (the mixture-of-experts trainer) may filter it."""
 
 
 def objective_hessian(residual: BatchedResidual, omega: torch.Tensor,
@@ -55,6 +64,7 @@ class _LeastSquaresSolution(torch.autograd.Function):
         fixed = tuple(x.detach() for x in inputs)
         result = solver.solve(lambda w: residual(w, *fixed), omega0, jacobian)
         ctx.residual = residual
+        ctx.unconverged = (int((~result.converged).sum()), result.converged.numel())
         ctx.save_for_backward(result.omega, *inputs)
         ctx.mark_non_differentiable(result.iterations, result.converged, result.residual_norm)
         return result.omega, result.iterations, result.converged, result.residual_norm
@@ -63,6 +73,12 @@ class _LeastSquaresSolution(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_omega, *_):
         omega, *inputs = ctx.saved_tensors
+        unconverged, batch = ctx.unconverged
+        if unconverged:
+            warnings.warn(f"{unconverged} of {batch} least-squares solves stopped before their "
+                          "tolerance: their implicit gradient assumes an optimum they did not "
+                          "reach (raise the solver's max_iter, or read LMResult.converged)",
+                          UnconvergedSolveWarning, stacklevel=2)
         with torch.enable_grad():
             w = omega.detach().requires_grad_()
             xs = tuple(x.detach().requires_grad_(need) for x, need in

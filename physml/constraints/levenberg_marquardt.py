@@ -17,7 +17,11 @@ the minimum, converges in a step or two even when $J^\top J$ is ill-conditioned 
 would shrink the error along its small singular directions by only $\mu d/(\lambda + \mu d)$).
 $J$ is re-formed only after a step was taken. Samples stop independently once
 $\max_j |J_j^\top r| / (\lVert J_j\rVert\,\lVert r\rVert) \le$ ``tol`` (the residual is orthogonal
-to the range of $J$: MINPACK's ``gtol``) or $\lVert r\rVert \le$ ``atol``. A step counts as a
+to the range of $J$: MINPACK's ``gtol``), $\lVert r\rVert \le$ ``atol``, or a step taken moved
+$\omega$ by at most ``xtol`` $(\lVert\omega\rVert + $ ``xtol``$)$ (MINPACK's ``xtol``: where the
+fit is exact the residual left is rounding, whose orthogonality to $J$ is noise of order one, so
+the first test cannot pass however the residual is scaled). A sample whose system is closed
+(stopped) solves nothing: a zero Jacobian there leaves no singular system. A step counts as a
 decrease up to a relative rounding allowance of $10^{-14}$: near the minimum
 $\lVert r\rVert$ is flat to second order and a strict comparison would stall the iteration at
 about half the digits of $\omega$. Everything runs in float64.
@@ -69,12 +73,14 @@ class LevenbergMarquardt:
         damping: initial Marquardt damping $\\mu$, > 0.
         tol: orthogonality tolerance, > 0.
         atol: absolute residual-norm tolerance, >= 0.
+        xtol: relative step tolerance, >= 0 (0: no step test).
         max_iter: iteration cap, >= 1.
     """
 
     damping: float = 1e-3
     tol: float = 1e-10
     atol: float = 1e-12
+    xtol: float = 1e-12
     max_iter: int = 50
 
     def __post_init__(self) -> None:
@@ -84,6 +90,8 @@ class LevenbergMarquardt:
             raise ValueError(f"tol={self.tol} must be > 0")
         if not self.atol >= 0:
             raise ValueError(f"atol={self.atol} must be >= 0")
+        if not self.xtol >= 0:
+            raise ValueError(f"xtol={self.xtol} must be >= 0")
         if self.max_iter < 1:
             raise ValueError(f"max_iter={self.max_iter} must be >= 1")
 
@@ -95,6 +103,7 @@ class LevenbergMarquardt:
         batch = omega.shape[0]
         mu = torch.full((batch,), self.damping, dtype=torch.float64, device=omega.device)
         done = torch.zeros(batch, dtype=torch.bool, device=omega.device)
+        settled = torch.zeros_like(done)  # the last step taken was below xtol
         iterations = torch.zeros(batch, dtype=torch.long, device=omega.device)
         r = residual(omega)
         norm = r.norm(dim=1)
@@ -106,7 +115,7 @@ class LevenbergMarquardt:
                 A = J.transpose(1, 2) @ J
                 column_norms = J.norm(dim=1)
             orthogonality = (g.abs() / (column_norms * norm[:, None]).clamp_min(1e-300)).amax(1)
-            done |= (orthogonality <= self.tol) | (norm <= self.atol)
+            done |= (orthogonality <= self.tol) | (norm <= self.atol) | settled
             if bool(done.all()) or step == self.max_iter:
                 break
             d = A.diagonal(dim1=1, dim2=2)
@@ -117,8 +126,11 @@ class LevenbergMarquardt:
             if bool((~done & ~newton).any()):
                 state, damped = _attempt(residual, state, A, g, mu[:, None] * (d + floor),
                                          ~done & ~newton)
+            step_size = (state[0] - omega).norm(dim=1)
+            settled = step_size <= self.xtol * (omega.norm(dim=1) + self.xtol)
             omega, r, norm = state
             taken = newton | damped
+            settled &= taken
             mu = torch.where(taken, (mu / 3).clamp_min(1e-15),
                              torch.where(done, mu, mu * 4))
             iterations += (~done).long()
@@ -135,7 +147,11 @@ def _attempt(residual: Residual, state: State, A: torch.Tensor, g: torch.Tensor,
     """The step $(A + \\mathrm{diag}(w))\\,\\delta = -g$ taken by the samples ``open_`` whose
     $\\lVert r\\rVert$ it does not raise (beyond rounding); the new state and those samples."""
     omega, r, norm = state
-    trial = omega - torch.linalg.solve(A + torch.diag_embed(weights), g)
+    # a closed sample solves the identity for a zero step (its own system may be singular)
+    closed = ~open_[:, None, None]
+    eye = torch.eye(A.shape[1], dtype=A.dtype, device=A.device)
+    system = torch.where(closed, eye, A + torch.diag_embed(weights))
+    trial = omega - torch.linalg.solve(system, torch.where(closed[:, :, 0], 0.0, g))
     r_trial = residual(trial)
     norm_trial = r_trial.norm(dim=1)
     accept = (norm_trial <= norm * (1 + ROUNDOFF)) & open_

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import Enum
@@ -43,6 +44,7 @@ from ..constraints import (
     LevenbergMarquardt,
     NavierStokesRows,
     PartitionOfUnity,
+    UnconvergedSolveWarning,
     interface_jump,
 )
 from ..datasets.generate import initial_state, solve_batch
@@ -279,7 +281,9 @@ class MoETrainer:
                          [: self.budget.batch])
             loss = self._loss(pick)
             self.optimiser.zero_grad()
-            loss.backward()
+            with warnings.catch_warnings():  # the solves' convergence is recorded below
+                warnings.simplefilter("ignore", UnconvergedSolveWarning)
+                loss.backward()
             average_gradients(self.model)
             mean_loss = average(loss.detach())  # every process decides alike
             if not all_finite([mean_loss, *(p.grad for p in self.model.parameters()

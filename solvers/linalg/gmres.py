@@ -260,6 +260,11 @@ def gmres(
             history.append(abs(g[j + 1]))
             if not abs(g[j + 1]) > tol or invariant:
                 break
+        if not np.all(np.diagonal(hessenberg[:steps, :steps])):  # rotated: upper triangular
+            raise convergence_failure(  # x as the cycle found it: its residual beta
+                "gmres", iterations, history[: len(history) - steps], b_norm, tol,
+                breakdown=("a zero pivot in the least-squares solve", "A is singular on the "
+                           "Krylov space of b (b is not in A's range, or A is singular)"))
         iterations += steps
         y = sla.solve_triangular(hessenberg[:steps, :steps], g[:steps])
         arnoldi.combine(y, u)

@@ -136,6 +136,7 @@ def _cg_launches(A: LinearOperator, preconditioner: Preconditioner | None,
         if preconditioner is not None:
             work.plan += _with_dot(preconditioner, "apply", r, z, table.cell(1, rz_col))
     work.plan.append(recorded_sweep(cg_direction_kernel, [z], [cursor, rz_col, limit], [s, p]))
+    work.breakdown = partial(_cg_breakdown, rz_col=rz_col)
 
 
 def bicgstab(
@@ -186,6 +187,7 @@ def _bicgstab_launches(A: LinearOperator, preconditioner: Preconditioner | None,
         recorded_sweep(bicgstab_direction_kernel, [r, v], [cursor, limit], [s, p]),
     ]
     work.plan += [launch for launch in launches if launch is not None]
+    work.breakdown = _bicgstab_breakdown
 
 
 def check_arguments(
@@ -249,6 +251,8 @@ class _Workspace:
             recorded_sweep(residual_kernel, [self.b], [], [self.table.s, self.r]),
         ]
         self.plan: list[Callable[[], None]] = []
+        # the method's breakdown test of a block's table rows (set by its builder)
+        self.breakdown: Breakdown = _no_breakdown
         self.lock = threading.Lock()
 
     def begin(self, b: wp.array, x0: wp.array | None) -> None:
@@ -303,7 +307,8 @@ def _same_key(a: tuple, b: tuple) -> bool:
 def _solve(method: str, work: _Workspace, b: wp.array, x0: wp.array | None, rtol: float,
            atol: float, maxiter: int, check_every: int) -> SolveResult:
     work.begin(b, x0)
-    result = _iterate(method, work.plan, work.table, rtol, atol, maxiter, check_every)
+    result = _iterate(method, work.plan, work.table, rtol, atol, maxiter, check_every,
+                      work.breakdown)
     if result[2] == 0.0 and atol == 0.0:  # b = 0: the solution is 0, whatever x0
         work.x.zero_()
     return SolveResult(wp.clone(work.x), *result)
@@ -328,6 +333,52 @@ def _with_dot(
             recorded_sweep(dot_kernel, [x, y], cell.address, [cell.table])]
 
 
+Breakdown = Callable[[np.ndarray, float], "tuple[int, str, str] | None"]
+"""A method's breakdown test: the table rows 0..m of a block of m iterations and the squared
+tolerance -> the first iteration (0-based in the block) whose step divided by zero while its
+residual was above the tolerance, what vanished and what that says of A or M; or None."""
+
+
+def _no_breakdown(rows: np.ndarray, tol2: float) -> None:
+    return None
+
+
+def _first(broken: np.ndarray, what: str, why: str) -> tuple[int, str, str] | None:
+    """The first iteration flagged in ``broken``, with ``what`` and ``why``; None if none is."""
+    found = np.flatnonzero(broken)
+    return (int(found[0]), what, why) if found.size else None
+
+
+def _earliest(*found: tuple[int, str, str] | None) -> tuple[int, str, str] | None:
+    return min((f for f in found if f is not None), default=None)
+
+
+def _cg_breakdown(rows: np.ndarray, tol2: float, rz_col: int) -> tuple[int, str, str] | None:
+    """CG divides by $p^T A p$ (column 2) and by $r^T z$ (column ``rz_col``), both positive
+    for a symmetric positive definite A and M while $r \\ne 0$."""
+    active = rows[:-1, RESIDUAL] > tol2
+    return _earliest(
+        _first(active & (rows[:-1, 2] == 0.0), "p^T A p = 0",
+               "A is not positive definite: CG needs a symmetric positive definite A (gmres or "
+               "bicgstab solve others)"),
+        _first(active & (rows[:-1, rz_col] == 0.0), "r^T z = 0 with r != 0",
+               "the preconditioner is not positive definite"))
+
+
+def _bicgstab_breakdown(rows: np.ndarray, tol2: float) -> tuple[int, str, str] | None:
+    """BiCGStab divides by $\\rho = \\hat r^T r$ (column 1), $\\hat r^T v$ (column 2) and, in
+    the next direction, by $\\omega = t^T h / t^T t$ (columns 4, 5) where the residual is not
+    yet met."""
+    active = rows[:-1, RESIDUAL] > tol2
+    going_on = active & (rows[1:, RESIDUAL] > tol2)
+    return _earliest(
+        _first(active & ((rows[:-1, 1] == 0.0) | (rows[:-1, 2] == 0.0)),
+               "r0^T r = 0 or r0^T v = 0",
+               "the shadow residual is orthogonal to the Krylov space; use gmres"),
+        _first(going_on & ((rows[:-1, 4] == 0.0) | (rows[:-1, 5] == 0.0)), "omega = 0",
+               "the stabilising step made no progress; use gmres"))
+
+
 def _iterate(
     method: str,
     step: list[Callable[[], None]],
@@ -336,9 +387,12 @@ def _iterate(
     atol: float,
     maxiter: int,
     check_every: int,
+    breakdown: Breakdown,
 ) -> tuple[int, np.ndarray, float]:
     """Run the iterations in blocks of ``check_every``, reading the table once per block;
-    return the iterations, the residual norms and $\\|b\\|$.
+    return the iterations, the residual norms and $\\|b\\|$. ``breakdown`` finds an iteration
+    of a block whose step divided by zero (the kernels take a zero step there), which stops the
+    solve at once with that reason.
 
     ``step`` is the launches of one iteration, most of them recorded, all reading the local
     iteration j from the table's cursor and the tolerance from its ``limit``, replayed every
@@ -367,9 +421,16 @@ def _iterate(
             ran += 1
             if live is not None and not live[ran, RESIDUAL] > tol2:
                 break  # the CPU's table is a view: no iteration past the one that converged
-        block = table.read()[1 : ran + 1, RESIDUAL]
+        rows = table.read()[: ran + 1]
+        block = rows[1:, RESIDUAL]
         done = np.flatnonzero(~(block > tol2))  # met the tolerance, or NaN
         taken = int(done[0]) + 1 if done.size else ran
+        broken = breakdown(rows[: taken + 1], tol2)
+        if broken is not None:
+            at, *why = broken
+            history.extend(block[:at].tolist())
+            raise convergence_failure(method, iterations + at, np.sqrt(history), b_norm, tol,
+                                      breakdown=tuple(why))
         history.extend(block[:taken].tolist())
         iterations += taken
         table.roll()
@@ -377,14 +438,19 @@ def _iterate(
 
 
 def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm: float,
-                        tol: float) -> ConvergenceError:
+                        tol: float, breakdown: tuple[str, str] | None = None
+                        ) -> ConvergenceError:
     """The error of a solve that stopped at ``iterations`` with residual norms ``norms``
     (the last one reached; NaN/Inf: a breakdown) against the absolute tolerance ``tol``; a
-    non-finite start names its input (b, or A and x0) rather than the method."""
+    non-finite start names its input (b, or A and x0) rather than the method; ``breakdown``:
+    (what vanished, what it means for A or the preconditioner)."""
     norms = np.asarray(norms, dtype=np.float64)
     finite = np.isfinite(norms[-1])
     advice = {}
-    if not np.isfinite(b_norm):
+    reason = "did not converge" if finite else "broke down (NaN/Inf)"
+    if breakdown is not None:
+        reason, advice = f"broke down ({breakdown[0]})", {"advice": breakdown[1]}
+    elif not np.isfinite(b_norm):
         advice = {"advice": "b holds NaN/Inf values: check the right-hand side"}
     elif not np.isfinite(norms[0]):
         advice = {"advice": "the initial residual b - A x0 is NaN/Inf: check A's values and x0"}
@@ -394,6 +460,6 @@ def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm:
         residual=float(norms[-1] / b_norm) if b_norm > 0 else float(norms[-1]),
         tolerance=tol / b_norm if b_norm > 0 else tol,
         residuals=norms,
-        reason="did not converge" if finite else "broke down (NaN/Inf)",
+        reason=reason,
         **advice,
     )
