@@ -103,7 +103,9 @@ def initial_state(spec: DatasetSpec, grid, seed: int) -> np.ndarray:
 
 def choose_scheme(spec: DatasetSpec, solver, u0: np.ndarray) -> str | None:
     """The spec's scheme; for "auto", "imex" when explicit diffusion would need a step
-    under half the convective/reactive one (diffusion-dominated), else the solver default."""
+    under half the convective/reactive one (diffusion-dominated), else the solver default.
+    IMEX's explicit part is forward Euler: the diffusion-dominated samples trade time accuracy
+    (first order) for steps as long as the other terms allow."""
     if spec.solver.scheme != "auto":
         return spec.solver.scheme
     if solver.diffusion_parameter is None:

@@ -128,7 +128,13 @@ def _build(
 
 
 def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
-    """Read a PDEBench HDF5 file (stacked or per-seed layout) into memory."""
+    """Read a PDEBench HDF5 file (stacked or per-seed layout) into memory.
+
+    A file :func:`write_pdebench` wrote (its ``pde`` attribute names a PDE of
+    :data:`PDEBENCH_NAMES`) gets physml's parameter names back (``Nu`` is read ``nu``), so a
+    round trip returns the dataset's names; its values come back as written, in PDEBench's
+    float32, and a stacked file's samples are numbered 0 ... N - 1 (the layout keeps no ids;
+    seed groups keep them)."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"PDEBench file {str(path)!r} is a folder; give one of its HDF5 files")
@@ -144,7 +150,10 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
             n_times = data.shape[1]
             t = f["t-coordinate"][...][:n_times]
             coords = [f[f"{a}-coordinate"][...] for a in AXES if f"{a}-coordinate" in f]
-            return _build(data, t, coords, np.arange(data.shape[0]), _attrs(f))
+            attrs = _attrs(f)
+            ours = _physml_names(attrs)
+            return _build(data, t, coords, np.arange(data.shape[0]),
+                          {ours.get(k, k): v for k, v in attrs.items()})
         groups = sorted((k for k in f if isinstance(f[k], h5py.Group) and "data" in f[k]),
                         key=_seed_order)
         if not groups:
@@ -157,9 +166,11 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
         configs = [_text(f[g].attrs.get("config", f.attrs.get(f"{g}/config"))) for g in groups]
         taken = {"sample", "time", "u", *AXES, *(f"u{c}" for c in range(data.shape[-1]))}
         sample_coords = _config_coords(configs, taken) if all(configs) else None
-        return _build(
-            data, first["grid"]["t"][...], coords, seeds, _attrs(f, on_file), sample_coords
-        )
+        attrs = _attrs(f, on_file)
+        ours = _physml_names(attrs)
+        return _build(data, first["grid"]["t"][...], coords, seeds,
+                      {ours.get(k, k): v for k, v in attrs.items()},
+                      {ours.get(k, k): v for k, v in (sample_coords or {}).items()})
 
 
 PDEBENCH_NAMES = {"burgers1d_pdebench": {"nu": "Nu"}, "diffusion_reaction1d": {"nu": "Nu"}}
@@ -168,6 +179,13 @@ PDEBENCH_NAMES = {"burgers1d_pdebench": {"nu": "Nu"}, "diffusion_reaction1d": {"
 is PDEBench's ``Nu``, in the same convention; the Dirichlet ``burgers1d`` is not PDEBench's)."""
 
 LAYOUTS = ("stacked", "seed_groups")
+
+
+def _physml_names(attrs: dict) -> dict[str, str]:
+    """{PDEBench's name: physml's} for the parameters of the physml PDE a file's ``pde``
+    attribute names (empty for PDEBench's own files, which carry no such attribute)."""
+    return {theirs: ours for ours, theirs in PDEBENCH_NAMES.get(str(attrs.get("pde")),
+                                                                 {}).items()}
 
 
 def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u",

@@ -722,7 +722,8 @@ class GridSolver:
 
         Returns:
             ``(n_saved, *grid.shape)`` for one state, ``(B, n_saved, *grid.shape)`` for a
-            batch: $u$ at steps 0, save_every, 2 save_every, ...
+            batch: $u$ at steps 0, save_every, 2 save_every, ..., in the solver's dtype (u0
+            rounded to it).
 
         Raises:
             UnstableStepError: ``dt`` too large for a sample's ``u0`` and parameters.
@@ -772,7 +773,8 @@ class GridSolver:
     def _rollout_with(self, work, states, counts, every, steps, arrays, callback) -> np.ndarray:
         """:meth:`_rollout_sorted` in the work arrays ``work``."""
         batch, n = states.shape
-        saved = np.empty((batch, int(counts[0] // every[0]) + 1 if batch else 1, n))
+        saved = np.empty((batch, int(counts[0] // every[0]) + 1 if batch else 1, n),
+                         dtype=self.np_dtype)
         saved[:, 0] = states
         u = work.filled("u0", states.astype(self.np_dtype, copy=False), self.dtype, self.device)
         dt = work.filled("dt", steps.astype(self.np_dtype), self.dtype, self.device)

@@ -94,6 +94,16 @@ def test_batched_rollout_is_bitwise_the_one_by_one_rollouts(case):
     np.testing.assert_array_equal(batched, one_by_one(solver, u0, values, 6, 3))
 
 
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_rollout_returns_states_in_the_solver_s_dtype(dtype):
+    """A float32 rollout once came back as float64, its first state u0 unrounded."""
+    solver = BurgersSolver1D(G1, nu=0.01, dt=1e-3, dtype=dtype)
+    u0 = 0.5 + np.sin(G1.coords(0)) / 3
+    out = solver.rollout(u0, 4, 2)
+    assert out.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(out[0], u0.astype(dtype))
+
 @pytest.mark.parametrize("case", ["burgers1d", "heat2d_mixed", "heat1d_imex"])
 def test_per_sample_steps_and_counts_are_bitwise_the_one_by_one_rollouts(case):
     solver, values = CASES[case]

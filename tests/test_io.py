@@ -115,7 +115,12 @@ def test_write_pdebench_1d_stacked_with_pdebench_s_names_and_times(tmp_path):
         np.testing.assert_allclose(f["t-coordinate"][...], [0, 0.5, 1, 1.5, 2.0])
         np.testing.assert_allclose(f["x-coordinate"][...], grid.coords(0), rtol=1e-6)
         assert f.attrs["Nu"] == 0.01 and "nu" not in f.attrs  # PDEBench's name
-    np.testing.assert_allclose(io.read_pdebench(out)["time"], [0, 0.5, 1, 1.5])
+    back = io.read_pdebench(out)
+    np.testing.assert_allclose(back["time"], [0, 0.5, 1, 1.5])
+    assert back.attrs["nu"] == 0.01 and "Nu" not in back.attrs  # physml's name, read back
+    groups = io.write_pdebench(ds.assign_coords(nu=("sample", [0.01, 0.02, 0.04])),
+                               tmp_path / "groups.h5", layout="seed_groups")
+    np.testing.assert_allclose(io.read_pdebench(groups)["nu"], [0.01, 0.02, 0.04])
     # the Dirichlet Burgers problem on [-1, 1] is not PDEBench's: its nu keeps its name
     dirichlet = io.write_pdebench(ds.assign_attrs(pde="burgers1d"), tmp_path / "dirichlet.h5")
     with h5py.File(dirichlet) as f:

@@ -393,6 +393,37 @@ def test_poisson_manufactured_solution_orders(make, sizes):
     assert 0.85 < observed_order(hs, h1) < 1.3
 
 
+def two_discs(h=0.25):
+    """Two unit discs 3 apart: a mesh of two connected parts."""
+    disc = pm.disc(h)
+    n = disc.n_vertices
+    points = np.vstack([disc.points, disc.points + [3.0, 0.0]])
+    return pm.Mesh(points, np.vstack([disc.cells, disc.cells + n])), n
+
+
+def test_a_mesh_part_without_a_source_or_a_dirichlet_vertex_is_named():
+    """A part no source reaches is at infinite distance (it came out 0); a part without a
+    Dirichlet vertex makes Poisson singular there (CG once ran to maxiter and advised
+    raising it)."""
+    mesh, n = two_discs()
+    d = pm.heat_geodesic(mesh, 0)
+    assert np.isfinite(d[:n]).all() and d[0] == 0.0 and d[:n].max() > 0.8
+    assert np.isinf(d[n:]).all()
+    both = pm.heat_geodesic(mesh, [0, n])
+    np.testing.assert_allclose(both[n:], both[:n], rtol=1e-9, atol=1e-12)
+    boundary = mesh.boundary_vertices()
+    with pytest.raises(ValueError, match=r"the mesh has 2 connected parts and the one of vertices "
+                                         rf"\[{n}, .* has no Dirichlet vertex"):
+        pm.poisson(mesh, np.ones(2 * n), boundary[boundary < n])
+    assert np.isfinite(pm.poisson(mesh, np.ones(2 * n), boundary[boundary < n], shift=1.0)).all()
+
+
+@pytest.mark.parametrize("t", [0.0, -1e-3, float("nan")])
+def test_the_heat_method_refuses_a_diffusion_time_that_is_not_positive(t):
+    with pytest.raises(ValueError, match=f"t={t} must be a positive diffusion time"):
+        pm.heat_geodesic(pm.icosphere(1), 0, t=t)
+
+
 def test_heat_method_distance_converges_to_great_circle_distance():
     hs, errors = [], []
     for level in (2, 3, 4):
