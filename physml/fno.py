@@ -116,7 +116,10 @@ class FNO(nn.Module):
                                      nn.Linear(projection, out_channels))
 
     def coordinates(self, v: torch.Tensor) -> torch.Tensor:
-        """The grid coordinates in $[0, 1]^d$, ``(B, d, n_1, ..., n_d)``."""
+        """The grid coordinates in $[0, 1]^d$, ``(B, d, n_1, ..., n_d)``: point j of n at
+        $j/(n - 1)$, both ends included, as on a grid of nodes from 0 to 1. On a periodic grid
+        (n points at $j/n$) a point gets a slightly different coordinate at another resolution:
+        the spectral layers transfer across resolutions exactly, this channel to O(1/n)."""
         axes = [torch.linspace(0, 1, n, dtype=v.dtype, device=v.device) for n in v.shape[2:]]
         grid = torch.stack(torch.meshgrid(*axes, indexing="ij"))
         return grid.expand(v.shape[0], *grid.shape)

@@ -356,6 +356,8 @@ def _earliest(*found: tuple[int, str, str] | None) -> tuple[int, str, str] | Non
 def _cg_breakdown(rows: np.ndarray, tol2: float, rz_col: int) -> tuple[int, str, str] | None:
     """CG divides by $p^T A p$ (column 2) and by $r^T z$ (column ``rz_col``), both positive
     for a symmetric positive definite A and M while $r \\ne 0$."""
+    if rows[:-1, 2].all() and rows[:-1, rz_col].all():  # no zero denominator: the usual case
+        return None
     active = rows[:-1, RESIDUAL] > tol2
     return _earliest(
         _first(active & (rows[:-1, 2] == 0.0), "p^T A p = 0",
@@ -369,6 +371,8 @@ def _bicgstab_breakdown(rows: np.ndarray, tol2: float) -> tuple[int, str, str] |
     """BiCGStab divides by $\\rho = \\hat r^T r$ (column 1), $\\hat r^T v$ (column 2) and, in
     the next direction, by $\\omega = t^T h / t^T t$ (columns 4, 5) where the residual is not
     yet met."""
+    if rows[:-1, 1:3].all() and rows[:-1, 4:6].all():  # no zero denominator: the usual case
+        return None
     active = rows[:-1, RESIDUAL] > tol2
     going_on = active & (rows[1:, RESIDUAL] > tol2)
     return _earliest(
