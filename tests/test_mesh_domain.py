@@ -58,6 +58,17 @@ def test_a_tetrahedral_box_is_a_domain_with_outward_face_normals():
     assert (np.sum(N * (B - 0.5), axis=1) > 0.49).all()
 
 
+def test_a_tetrahedral_domain_in_time_takes_rows_with_the_time_last():
+    """The hard-constraint transform passes (x, y, z, t) rows: the 3-D distance once broadcast
+    the time into the coordinates and failed; it reads the space columns only."""
+    box = MeshDomain(pm.box(0.5))
+    P = box.sample_interior(16, np.random.default_rng(2))
+    X = np.hstack([P, np.full((16, 1), 0.7)])
+    np.testing.assert_array_equal(box.distance(X), box.distance(P))
+    Xt = torch.as_tensor(X)
+    np.testing.assert_allclose(box.distance(Xt).numpy(), box.distance(P), rtol=1e-12)
+
+
 def test_a_tetrahedral_domain_classifies_a_regular_grid_exactly():
     """A grid's points lie on the planes through the boundary triangles' shared edges (the
     diagonals of the box's faces): a ray along an axis would cross two triangles there, or

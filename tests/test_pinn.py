@@ -287,6 +287,11 @@ def test_config_direction_does_not_increase_any_loss():
         (["model.width=true"], "model: width: True is a boolean; a number is expected"),
         (["threads=0"], "threads: must be 'auto' or a whole number of threads >= 1 (got 0)"),
         (["device=tpu"], "device: not a device name; allowed: cpu, cuda, cuda:N (got 'tpu')"),
+        # a Lagrangian PINN's initial conditions live in the transform only: without it the
+        # run trained no initial condition at all (relative L2 0.996)
+        (["training.method=lpinn", "model.hard_constraints=false"],
+         "model.hard_constraints: false leaves a Lagrangian PINN without its initial "
+         "conditions"),
     ],
 )
 def test_bad_cases_exit_2_naming_the_key(overrides, message, cli_in_process):
@@ -387,6 +392,9 @@ def test_lagrangian_fields_map_back_to_the_eulerian_grid():
     X = torch.tensor([[0.3, 0.2], [5.0, 0.9]], dtype=torch.float64, requires_grad=True)
     residuals = problem.residuals(X, exact(X))
     assert all(r.abs().max() < 1e-12 for r in residuals.values())
+    with pytest.raises(ValueError, match="imposes its initial conditions through its output "
+                                         "transform only .* hard_constraints=True"):
+        PINNTrainer(build_model("mlp", 2, 2, width=8, depth=2), problem, hard_constraints=False)
 
 
 def test_lpinn_learns_high_speed_convection(tmp_path):

@@ -13,7 +13,16 @@ import torch
 import xarray as xr
 
 from physml.cases.registry import load_case, run_case
-from physml.geometry import Box, Difference, Disk, Intersection, Polygon, Rectangle, Union
+from physml.geometry import (
+    Box,
+    Difference,
+    Disk,
+    Intersection,
+    Interval,
+    Polygon,
+    Rectangle,
+    Union,
+)
 from physml.models import MLP
 from physml.train.conditions import Dirichlet, Initial, Neumann, Robin
 from physml.train.derivatives import Derivatives
@@ -174,6 +183,47 @@ def test_conditions_vanish_on_the_exact_solution_and_the_transform_imposes_them(
     X0 = X.detach().clone()
     X0[:, 2] = 0.0
     torch.testing.assert_close(full.constrain(X0, raw[:1].expand(50, 1)), exact(X0))
+
+
+def test_disagreeing_initial_and_dirichlet_data_keep_the_dirichlet_condition_a_loss_term():
+    """u0 = 1 with u = 0 on the boundary: imposed together, the transform held u = 1 on the
+    boundary for all time (the heat run then trained to a tiny loss on the wrong problem).
+    Compatible data (u0 = sin(pi x), zero at the ends) are still imposed together."""
+    def heat(d):
+        return d("u", "t") - d("u", "x", "x")
+
+    clash = PINNProblem(heat, Interval(0.0, 1.0), time=(0.0, 1.0),
+                        conditions=[Initial(1.0), Dirichlet(0.0)])
+    assert clash.hard_conditions() == {"initial"}
+    assert [c.name for c in clash.soft_conditions(hard=True)] == ["boundary"]
+    agree = PINNProblem(heat, Interval(0.0, 1.0), time=(0.0, 1.0),
+                        conditions=[Initial(lambda X: torch.sin(torch.pi * X[:, :1])),
+                                    Dirichlet(0.0)])
+    assert agree.hard_conditions() == {"initial", "boundary"}
+
+
+def test_an_exact_solution_may_return_one_column_flat():
+    def flat(X):
+        return torch.sin(torch.pi * X[:, 0])
+
+    grid = exact_reference(flat)([np.linspace(0.0, 1.0, 5), np.linspace(0.0, 1.0, 3)])
+    np.testing.assert_allclose(grid, np.sin(np.pi * np.linspace(0.0, 1.0, 5))[None].repeat(3, 0))
+
+
+def test_exact_conditions_read_a_condition_s_fields_in_its_order():
+    """fields=("v", "u"): the value's first column is v. The transform once took it as u."""
+    def both(X):
+        return torch.cat([X[:, :1] * 0 + 1.0, X[:, :1] * 0 + 2.0], dim=1)  # v = 1, u = 2
+
+    problem = PINNProblem(lambda d: {"a": d("u", "t"), "b": d("v", "t")}, Interval(0.0, 1.0),
+                          time=(0.0, 1.0), outputs=("u", "v"),
+                          conditions=[Initial(both, fields=("v", "u")),
+                                      Dirichlet(both, fields=("v", "u"))])
+    assert problem.hard_conditions() == {"initial", "boundary"}
+    X = torch.tensor([[0.5, 0.0], [0.0, 0.7], [1.0, 0.3]], dtype=torch.float64)
+    expected = torch.tensor([[2.0, 1.0]] * 3, dtype=torch.float64)
+    torch.testing.assert_close(problem.constrain(X, torch.randn(3, 2, dtype=torch.float64)),
+                               expected)
 
 
 def test_an_unknown_part_or_field_is_refused_when_the_problem_is_built():
@@ -780,6 +830,18 @@ def test_tensorboard_scalars_hold_every_loss_weight_and_error(tmp_path, monkeypa
     monkeypatch.setattr(scalar_log, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r"output.tensorboard needs the tensorboard package"):
         load_case(CASES / "heat_disk.yaml", ["output.tensorboard=true"])
+
+
+def test_observed_values_of_the_wrong_shape_are_refused():
+    """Values (n,) against a field (n, 1) broadcast to an (n, n) loss: the exact field's
+    loss was 0.19 instead of 0."""
+    from physml.train.observations import Observations
+
+    points = np.linspace(0.0, 1.0, 50)[:, None]
+    with pytest.raises(ValueError, match=r"observations: values need shape \(50, 1\) \(one "
+                                         r"row per point, one column per field: u\), got \(50,\)"):
+        PINNProblem(lambda d: d("u", "x", "x"), Interval(0.0, 1.0),
+                    observations=Observations(points, points[:, 0] ** 2))
 
 
 @pytest.mark.slow  # 2000 optimiser steps

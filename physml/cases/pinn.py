@@ -74,6 +74,10 @@ class PINNCase(PhysicsCase):
         allowed = {"pinn": ("burgers", "convection", "helmholtz"),
                    "lpinn": ("burgers", "convection")}[method]
         self._require_pde(allowed, f"training.method {method!r}")
+        if method == "lpinn" and not self.model.hard_constraints:
+            raise ValueError("model.hard_constraints: false leaves a Lagrangian PINN without "
+                             "its initial conditions (the output transform is the only place "
+                             "they are imposed); training.method 'lpinn' needs it true")
         steady = self.pde.name == "helmholtz"
         if self.conditions.initial.kind != "sine":
             raise ValueError(f"conditions.initial.kind {self.conditions.initial.kind!r} is an "

@@ -203,6 +203,7 @@ class MeshDomain(Geometry):
         return self._odd(P) & ~self._on_boundary(P, self._tolerance)
 
     def distance(self, P):
+        P = P[:, : self.dim]  # rows may carry the time after the space coordinates
         if self.dim == 2:
             V = self.facet_vertices
             return segments_distance(P, V[:, 0], V[:, 1])

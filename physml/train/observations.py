@@ -36,6 +36,11 @@ class Observations:
         if self.points.ndim != 2 or self.points.shape[1] != len(problem.inputs):
             raise ValueError(f"observations: points need shape (n, {len(problem.inputs)}) "
                              f"({', '.join(problem.inputs)}), got {self.points.shape}")
+        expected = (len(self.points), len(self.fields))
+        if np.shape(self.values) != expected:  # (n,) against (n, 1) would broadcast to (n, n)
+            raise ValueError(f"observations: values need shape {expected} (one row per point, "
+                             f"one column per field: {', '.join(self.fields)}), got "
+                             f"{np.shape(self.values)}")
 
     def loss(self, problem, field, X: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         columns = [problem.outputs.index(f) for f in self.fields]

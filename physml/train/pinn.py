@@ -67,7 +67,7 @@ class PINNTrainer:
         adam_steps, adam_lr, adam_decay: Adam schedule (lr x decay per 1000 steps).
         lbfgs_steps, lbfgs_lr, lbfgs_history: L-BFGS iterations and settings.
         resample_every: steps between redraws of the collocation points (0: never).
-        resample: "residual" (adaptive, RAR-D) or "random" (fresh batches, conditions too).
+        resample: "residual" (adaptive, RAD) or "random" (fresh batches, conditions too).
         eval_every: steps between evaluations against the reference.
         eval_shape: evaluation grid (points along each input, space then time).
         device, dtype: where and in which precision to train.
@@ -102,6 +102,10 @@ class PINNTrainer:
         dtype: torch.dtype = torch.float32,
         seed: int = 0,
     ) -> None:
+        if not hard_constraints and getattr(problem, "needs_hard_constraints", False):
+            raise ValueError(f"{type(problem).__name__} imposes its initial conditions through "
+                             "its output transform only (no loss term holds them): train it "
+                             "with hard_constraints=True")
         self.device, self.dtype = torch.device(device), dtype
         self.model = model.to(self.device, dtype)
         self.problem = problem

@@ -17,7 +17,12 @@ Dirichlet condition $g$ on the whole boundary (its function extends $g$ into the
 output transform is
 $u = u_0 + g(x, t) - g(x, t_0) + (t - t_0)\,\varphi(x)\,N$ ($\varphi$: the geometry's
 distance function; the $g$ terms vanish for a constant $g$); with only one of them
-$u = u_0 + (t - t_0) N$ or $u = g + \varphi N$. Every other condition stays a soft loss term.
+$u = u_0 + (t - t_0) N$ or $u = g + \varphi N$. The pair is exact only where the data agree,
+$u_0 = g(\cdot, t_0)$ on the boundary (checked at :data:`COMPATIBILITY_POINTS` boundary points
+when the problem is built): otherwise the transform would hold $u_0$ on the boundary for all
+time, so the Dirichlet condition stays a loss term (a heat problem with $u_0 = 1$ and $g = 0$).
+A condition's ``fields`` may list the outputs in any order. Every other condition stays a soft
+loss term.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from .conditions import Condition, Dirichlet, Initial, condition_names, evaluate
 from .derivatives import Derivatives
 
 SPACE_NAMES = ("x", "y", "z")
+COMPATIBILITY_POINTS = 256
+"""Boundary points at which an exact initial condition and an exact Dirichlet condition must
+agree at $t_0$ (to 1e-9 of their size) for both to be imposed by the transform."""
 Residual = Callable[[Derivatives], "torch.Tensor | Mapping[str, torch.Tensor]"]
 Reference = Callable[[list[np.ndarray]], np.ndarray]
 """``reference(axes)``: the field on the grid of ``axes`` (one array per input, in input
@@ -98,6 +106,7 @@ class PINNProblem:
         self.observations = observations
         if observations is not None:
             observations.check(self)
+        self._exact_pair = self._exact_conditions()
         self.embedding = embedding
         self.periods = periods
 
@@ -129,11 +138,31 @@ class PINNProblem:
         return X if self.embedding is None else self.embedding(X)
 
     def _exact(self) -> tuple[Initial | None, Dirichlet | None]:
+        return self._exact_pair
+
+    def _exact_conditions(self) -> tuple[Initial | None, Dirichlet | None]:
+        """The initial and the whole-boundary Dirichlet condition the transform can impose
+        (the Dirichlet one dropped where it disagrees with the initial one at $t_0$)."""
         initial = next((c for c in self.conditions if isinstance(c, Initial)
                         and len(c.columns(self)) == self.output_dim), None)
         boundary = next((c for c in self.conditions if type(c) is Dirichlet
                          and c.covers(self)), None)
+        if initial is not None and boundary is not None:
+            P, _ = self.geometry.sample_boundary(COMPATIBILITY_POINTS, np.random.default_rng(0))
+            X = torch.as_tensor(np.hstack([P, np.full((len(P), 1), self.time[0])]),
+                                dtype=torch.float64)
+            with torch.no_grad():
+                u0 = self._value(initial, X).numpy()
+                g = self._value(boundary, X).numpy()
+            if not np.allclose(u0, g, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(g).max())):
+                boundary = None
         return initial, boundary
+
+    def _value(self, condition: Initial | Dirichlet, X: torch.Tensor) -> torch.Tensor:
+        """A condition's value at ``X`` with its columns in the outputs' order."""
+        values = evaluate_value(condition.value, X, self.output_dim)
+        order = np.argsort(condition.columns(self))
+        return values if (order == np.arange(order.size)).all() else values[:, order]
 
     def hard_conditions(self) -> set[str]:
         """Names of the conditions the output transform imposes exactly."""
@@ -142,20 +171,18 @@ class PINNProblem:
     def constrain(self, X: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
         """Network output -> field with the exact conditions (see the module docstring)."""
         initial, boundary = self._exact()
-        m = self.output_dim
         if initial is not None:
             t0 = self.time[0]
             at_start = torch.cat([X[:, :-1], torch.full_like(X[:, -1:], t0)], dim=1)
-            base = evaluate_value(initial.value, at_start, m)
+            base = self._value(initial, at_start)
             scale = X[:, -1:] - t0
             if boundary is not None:
                 if callable(boundary.value):
-                    base = (base + evaluate_value(boundary.value, X, m)
-                            - evaluate_value(boundary.value, at_start, m))
+                    base = base + self._value(boundary, X) - self._value(boundary, at_start)
                 scale = scale * self.geometry.distance(X)
             return base + scale * raw
         if boundary is not None:
-            return evaluate_value(boundary.value, X, m) + self.geometry.distance(X) * raw
+            return self._value(boundary, X) + self.geometry.distance(X) * raw
         return raw
 
     # --- loss terms ------------------------------------------------------------------------
@@ -228,12 +255,15 @@ def _mask(problem: PINNProblem, axes: list[np.ndarray]) -> np.ndarray:
 
 
 def exact_reference(solution: Callable[[torch.Tensor], torch.Tensor]) -> Reference:
-    """A :data:`Reference` from an exact solution ``solution(X) -> (n, m)`` (float64)."""
+    """A :data:`Reference` from an exact solution ``solution(X) -> (n, m)`` (float64; one
+    output may also come as ``(n,)``, as a condition's value may)."""
 
     def on_grid(axes):
         X = torch.as_tensor(grid_points(axes), dtype=torch.float64)
         with torch.no_grad():
             values = torch.as_tensor(solution(X), dtype=torch.float64).numpy()
+        if values.ndim == 1:
+            values = values[:, None]
         shape = tuple(len(a) for a in reversed(axes))
         return values.reshape(shape) if values.shape[-1] == 1 else values.reshape(
             (*shape, values.shape[-1]))

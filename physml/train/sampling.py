@@ -1,5 +1,6 @@
 r"""Collocation points in a space(-time) domain: uniform random, scrambled Sobol, and
-residual-based adaptive resampling (RAR-D, Wu et al. 2023): draw new points with probability
+residual-based adaptive resampling (RAD, Wu et al. 2023, with k = 2 and c = 1: the whole set
+replaced, not grown as RAR-D grows it): draw new points with probability
 $p(x) \propto |r(x)|^2/\overline{|r|^2} + 1$ from a candidate set ten times larger.
 
 Points are drawn in the bounding box of the inputs (space then time) and those whose space part
