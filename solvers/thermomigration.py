@@ -38,8 +38,13 @@ discrete zero-flux state is exactly $c_i \propto \exp(Q^*/(RT_i))$. Second order
 $$\big(I + \Delta t\,(s_2\Lambda + s_4\Lambda^2)\big)(c^{n+1} - c^n) = \Delta t\,R(c^n),$$
 
 $R$ the explicit right-hand side above, $\Lambda = -\Delta_h$, $s_2$ a bound of the effective
-diffusivity $M\,\partial^2 f/\partial c^2$ and $s_4 = \max M\,\kappa$: unconditionally energy
-stable for constant mobility, first order, with the same steady states as the PDE. The system
+diffusivity $M\,\partial^2 f/\partial c^2$ and $s_4 = \max M\,\kappa$: energy stable at any step
+for constant mobility while the composition stays where $s_2$ bounds $M f''$, first order, with
+the same steady states as the PDE. For the double well that is between the wells: $s_2$ is its
+curvature at the wells, and outside them $f''$ grows quadratically (8.9 times the wells' at
+c = 0 for PFHub 1's wells at 0.3 and 0.7), so a start far outside the wells stepped at fixed
+steps far beyond the accuracy limit (:meth:`rollout` at dt = 1e4 on PFHub 1) can blow up; the
+adaptive :meth:`run` keeps its steps at the error tolerance. The system
 has constant coefficients and is solved by FFT/DCT (:mod:`physml.solvers.spectral_solve`);
 its zero mode is the identity, which keeps the mass. The step size adapts to a local error
 estimate, relative to $\max|c_0|$: the controller aims each next step at ``tolerance`` and a
@@ -149,8 +154,10 @@ class HeatConductionTemperature:
     the stiff modes of the mismatched start at any step (Crank–Nicolson would let them ring)
     and lands on the discrete steady state exactly. Measured on a 1D bar against the Fourier
     series: the error after the first 5 % of $L^2/(\\pi^2\\alpha)$ stays below
-    $0.04\\,r\\,\\Delta T$ ($2\\times10^{-3}\\Delta T$ at the default $r = 0.05$), and vanishes
-    at the steady state.
+    $0.04\\,r\\,\\Delta T$ ($2\\times10^{-3}\\Delta T$ at the default $r = 0.05$) where the first
+    step $h_0 = \\Delta x^2/\\alpha$ is small against that time (200 cells: $1.8\\times10^{-3}$;
+    on 50 cells $6.9\\times10^{-3}$ at 5 % and $3.5\\times10^{-3}$ at 10 %), and vanishes at the
+    steady state.
     A fixed step sequence also makes $T(t)$ a function of $t$ alone, so a resumed run sees
     the same temperatures bit for bit.
 
@@ -237,7 +244,10 @@ class ThermomigrationSolver:
             $\\Delta t$); see :data:`DEFAULT_TOLERANCE` for the error it gives.
         dt_max: largest step [s] (default: unlimited).
         stabilisation: factor on $s_2$ (>= 1/2 for energy stability).
-        device: "cpu", "cuda" or "cuda:N". dtype: "float64" (default) or "float32".
+        device: "cpu", "cuda" or "cuda:N". dtype: "float64" (default) or "float32"; with the
+            dilute model float32 is not for long runs: near the steady state the rounding of
+            $\\ln c$ (5e-7) dominates the step's error estimate and caps the step (the Fe–C
+            case took 152,512 steps against 2,440 in float64).
         fft_backend: "scipy" or "torch" (default: scipy on the CPU, torch on CUDA).
         threads: host threads for the kernels and FFTs on the CPU, at most one per grid row
             (default: every available core, on grids large enough to gain from it); results
@@ -278,7 +288,8 @@ class ThermomigrationSolver:
         require(np.isfinite(heat_of_transport), "heat_of_transport must be finite (J/mol)")
         require(np.isfinite(tolerance) and tolerance > 0, f"tolerance={tolerance} must be > 0")
         require(dt_max is None or dt_max > 0, f"dt_max={dt_max} must be > 0 s")
-        require(stabilisation >= 0.5, f"stabilisation={stabilisation} must be >= 1/2")
+        require(np.isfinite(stabilisation) and stabilisation >= 0.5,
+                f"stabilisation={stabilisation} must be a finite number >= 1/2")
         require(int(check_every) >= 1, f"check_every={check_every} must be a positive integer")
         self.kappa, self.heat_of_transport = float(kappa), float(heat_of_transport)
         self.tolerance, self.dt_max = float(tolerance), dt_max
@@ -418,11 +429,20 @@ class ThermomigrationSolver:
         self._launch(add_kernel, [delta], [c], streaming=True)
 
     def _checked(self, c: wp.array, step: int, t: float, last_good: tuple) -> np.ndarray:
-        """``c`` as NumPy, or :class:`BlowUpError` at ``step`` (time ``t`` [s]) if not finite."""
+        """``c`` as NumPy, or :class:`BlowUpError` at ``step`` (time ``t`` [s]) if not finite
+        or outside the model's compositions (a dilute c <= 0, a regular solution's c outside
+        (0, 1): the step was too long for the fixed-step path)."""
         state = self.to_numpy(c)
         if not np.all(np.isfinite(state)):
             raise BlowUpError(step=step, t=t, field="c", last_good_step=last_good[0],
                               last_good_state=last_good[1])
+        low, high = self.free_energy.compositions
+        if not (state.min() > low and state.max() < high):
+            raise BlowUpError(step=step, t=t, field="c", last_good_step=last_good[0],
+                              last_good_state=last_good[1],
+                              what=f"left the model's compositions ({low:g}, {high:g}): "
+                                   f"min {state.min():.3g}, max {state.max():.3g},",
+                              advice="take shorter steps (or run(), whose steps adapt)")
         return state
 
     def _s4(self, c: np.ndarray) -> float:
@@ -501,6 +521,9 @@ class ThermomigrationSolver:
             BlowUpError: $c$ became NaN/Inf; carries the step and the last finite state.
         """
         require(np.isfinite(t_end) and t_end > t0, f"t_end={t_end} must be > t0={t0} s")
+        require(dt0 is None or (np.isfinite(dt0) and dt0 > 0),
+                f"dt0={dt0} must be a positive number of seconds (or None: 1e-3 of the "
+                "diffusion time)")
         targets = np.array([t_end] if save_times is None else save_times, dtype=np.float64)
         require(bool(np.all(np.diff(targets) > 0)) and targets[0] > t0 and
                 targets[-1] <= t_end * (1 + 1e-12),

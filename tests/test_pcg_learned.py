@@ -460,3 +460,22 @@ def test_loading_a_file_that_is_not_a_preconditioner_names_it(tmp_path):
     if not torch.cuda.is_available():  # a good file, a device this machine lacks
         with pytest.raises(ValueError, match="device='cuda' is not available"):
             LearnedPreconditioner.load(tmp_path / "p.pt", map_location="cuda")
+
+
+def test_a_factor_that_overflows_names_the_preconditioner_not_the_matrix():
+    """A star graph's hub (199 neighbours) drives the network's diagonal exponential to inf:
+    CG then said 'p^T A p = 0: A is not positive definite' of an SPD A."""
+    n = 200
+    hub = np.zeros(n - 1, dtype=int)
+    leaves = np.arange(1, n)
+    adjacency = sp.csr_matrix((np.ones(2 * (n - 1)), (np.r_[hub, leaves], np.r_[leaves, hub])),
+                              shape=(n, n))
+    A = (sp.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency + sp.eye(n)).tocsr()
+    torch.manual_seed(0)
+    model = FactorModel("cholesky", width=8, steps=2)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.3)
+    with pytest.raises(ValueError, match="learned_cholesky: the network's factor for this matrix "
+                                         r"has a non-finite or non-positive entry \(row 0\)"):
+        LearnedPreconditioner(model)(CsrOperator(csr_from_scipy(A, wp.float64, "cpu")))

@@ -396,6 +396,24 @@ def test_bad_inputs_name_the_argument():
     dilute = ThermomigrationSolver(grid, DiluteSolution(diffusivity=1e-12), T)
     with pytest.raises(ValueError, match="c > 0"):
         dilute.run(np.zeros(grid.shape), 1.0)
+    # a NaN first step looped for ever, 0 divided by zero, -1 blamed the tolerance
+    for dt0 in (np.nan, 0.0, -1.0):
+        with pytest.raises(ValueError, match=f"dt0={dt0} must be a positive number of seconds"):
+            solver.run(np.full(grid.shape, 0.5), 1.0, dt0=dt0)
+    with pytest.raises(ValueError, match="stabilisation=inf must be a finite number >= 1/2"):
+        ThermomigrationSolver(grid, model, T, stabilisation=np.inf)
+
+
+def test_a_fixed_step_that_leaves_the_model_s_compositions_is_stopped():
+    """A regular solution at 0.4 T_c stepped at 50 s: its ninth step went below c = 0 and was
+    returned; the next call refused it as c0. The rollout now stops there, naming it."""
+    grid = Grid((32, 32), (0.0, 0.0), (32 * CELL, 32 * CELL))
+    model = RegularSolution(interaction=2 * GAS_CONSTANT * 2500.0, diffusivity=1e-12)
+    solver = ThermomigrationSolver(grid, model, np.full(grid.shape, T_REF), check_every=1)
+    c0 = 0.3 + 0.02 * np.random.default_rng(0).uniform(-1.0, 1.0, grid.shape)
+    with pytest.raises(BlowUpError, match=r"c left the model's compositions \(0, 1\)") as info:
+        solver.rollout(c0, 40, 50.0)
+    assert info.value.last_good_state.min() > 0
 
 
 def test_blow_up_reports_the_step_and_keeps_the_last_state():

@@ -32,6 +32,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import warp as wp
 from torch import nn
@@ -131,8 +132,32 @@ class LearnedPreconditioner:
             values = native.values(pattern, out=A.dtype)
         else:
             values = self._torch_values(pattern, A.dtype)
+        self._check_factor(pattern, values)
         form = CholeskyFactor if self.model.kind == "cholesky" else SparseInverseFactor
         return form(pattern, values, name=self.name)
+
+    def _check_factor(self, pattern: LowerPattern, values: wp.array) -> None:
+        """Refuse a factor with a non-finite value or a diagonal entry that is not positive:
+        the exponential of the network's diagonal output overflows (or underflows to 0) in
+        the factor's precision on a matrix far from the training data (a row with 199
+        neighbours gave inf), and CG would then blame A.
+
+        Raises:
+            ValueError: naming the preconditioner, the first bad entry's row and the cure.
+        """
+        factor = values.numpy()  # a view on the CPU
+        diagonal = factor[pattern.diagonal.numpy()]
+        if np.isfinite(factor).all() and (diagonal > 0).all():  # (NaN fails both)
+            return
+        bad = ~(np.isfinite(diagonal) & (diagonal > 0))
+        row = (int(np.flatnonzero(bad)[0]) if bad.any()
+               else int(np.searchsorted(pattern.lower.indptr,
+                                        np.flatnonzero(~np.isfinite(factor))[0],
+                                        side="right")) - 1)
+        raise ValueError(f"{self.name}: the network's factor for this matrix has a non-finite "
+                         f"or non-positive entry (row {row}): the matrix is far from those it "
+                         "was trained on (row degree or scale); train on such matrices, or use "
+                         "IC(0) or AMG for it")
 
     def _native(self) -> NetworkFactor:
         """The model's weights for the native CPU forward, rebuilt when a parameter's value
