@@ -153,7 +153,8 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
         raise ValueError(f"{str(folder)!r} is not a run folder (no {CONFIG})")
     case = load_case(folder / CONFIG, read_data=False, recorded=True)  # no data file needed
     builders = {"pinn": pinn.build_problem,
-                "equation": partial(equation.build_equation_problem, read_data=False)}
+                "equation": partial(equation.build_equation_problem, read_data=False,
+                                     check_parameters=False)}
     if case.kind not in builders:  # before the checkpoint: other kinds keep other files
         raise ValueError(f"{str(folder)!r} is a {case.kind!r} run; load_run reads the kinds "
                          f"{', '.join(builders)}")

@@ -61,15 +61,15 @@ class AdvectionSolver(GridSolver):
             space in SPACE_SCHEMES,
             f"space={space!r} is not supported; allowed: {', '.join(SPACE_SCHEMES)}",
         )
-        walls = [axis for axis in range(grid.ndim) if bc is not None and not bc.is_periodic(axis)]
-        if space == "central" and walls:
-            raise ValueError(f"space='central' needs periodic boundaries; axis {walls[0]} has a "
-                             "wall (central differences keep and amplify a wave at a Dirichlet "
-                             "or Neumann side instead of letting it leave): use space='upwind'")
         self.space = space
         self.flux_kind = SPACE_SCHEMES[space]
         self.limiter = limiter_from_name(limiter)
         super().__init__(grid, bc, parameters={"beta": beta}, dt=dt, scheme=scheme, **options)
+        walls = [axis for axis in range(grid.ndim) if not self.bc.is_periodic(axis)]
+        if space == "central" and walls:  # after the base class has checked bc against grid
+            raise ValueError(f"space='central' needs periodic boundaries; axis {walls[0]} has a "
+                             "wall (central differences keep and amplify a wave at a Dirichlet "
+                             "or Neumann side instead of letting it leave): use space='upwind'")
 
 
 class AdvectionSolver1D(AdvectionSolver):

@@ -140,8 +140,9 @@ class DiffusionSorptionSolver1D(GridSolver):
         $R_{min} = R(\\max(u_{max}, u_{left}))$: Gershgorin's bound on the operator's rows. An
         interior row's is $4/\\Delta x^2$; the last row's, through the outflow ghost
         $u_N = D (u_{N-2} - u_{N-1})/\\Delta x$, is $(3 + 2 D/\\Delta x)/\\Delta x^2$, the larger
-        one from $\\Delta x < 2 D$ (2048 cells and more with PDEBench's D: a step at the
-        interior rows' limit blew up at 4096 cells)."""
+        one from $\\Delta x < 2 D$ (above 1000 cells with PDEBench's D, its 1024 included,
+        where the step is 0.6 % below the interior rows' limit; a step at that limit blew up at
+        4096 cells)."""
         u = max(u_max, self.u_left) + EPSILON
         r_min = 1 + (1 - self.porosity) / self.porosity * self.rho_s * self.k_f * self.n_f * (
             u ** (self.n_f - 1)

@@ -428,10 +428,11 @@ class ThermomigrationSolver:
         self._require_cells(c=c, delta=delta)
         self._launch(add_kernel, [delta], [c], streaming=True)
 
-    def _checked(self, c: wp.array, step: int, t: float, last_good: tuple) -> np.ndarray:
+    def _checked(self, c: wp.array, step: int, t: float, last_good: tuple, advice: str
+                 ) -> np.ndarray:
         """``c`` as NumPy, or :class:`BlowUpError` at ``step`` (time ``t`` [s]) if not finite
         or outside the model's compositions (a dilute c <= 0, a regular solution's c outside
-        (0, 1): the step was too long for the fixed-step path)."""
+        (0, 1): a step too long for the free energy), with the caller's ``advice``."""
         state = self.to_numpy(c)
         if not np.all(np.isfinite(state)):
             raise BlowUpError(step=step, t=t, field="c", last_good_step=last_good[0],
@@ -442,7 +443,7 @@ class ThermomigrationSolver:
                               last_good_state=last_good[1],
                               what=f"left the model's compositions ({low:g}, {high:g}): "
                                    f"min {state.min():.3g}, max {state.max():.3g},",
-                              advice="take shorter steps (or run(), whose steps adapt)")
+                              advice=advice)
         return state
 
     def _s4(self, c: np.ndarray) -> float:
@@ -479,7 +480,8 @@ class ThermomigrationSolver:
             Array ``(n_steps // save_every + 1, *grid.shape)``: $c$ at steps 0, save_every, ...
 
         Raises:
-            BlowUpError: a NaN/Inf appeared (checked at saves and every ``check_every`` steps).
+            BlowUpError: a NaN/Inf appeared, or c left the model's compositions (checked at
+                saves and every ``check_every`` steps).
         """
         n_steps, save_every = check_counts(n_steps, save_every)
         require(np.isfinite(dt) and dt > 0, f"dt={dt} must be a positive number of seconds")
@@ -491,7 +493,8 @@ class ThermomigrationSolver:
         for step in range(1, n_steps + 1):
             self._advance(c, self.increment(c, h, s4)[0])
             if step % save_every == 0 or step % self.check_every == 0:
-                state = self._checked(c, step, step * dt, last_good)
+                state = self._checked(c, step, step * dt, last_good,
+                                      "take shorter steps (or run(), whose steps adapt)")
                 last_good = (step, state)
                 if step % save_every == 0:
                     saved.append(state)
@@ -518,7 +521,9 @@ class ThermomigrationSolver:
                 NumPy composition at save times and None otherwise.
 
         Raises:
-            BlowUpError: $c$ became NaN/Inf; carries the step and the last finite state.
+            BlowUpError: $c$ became NaN/Inf, left the model's compositions (a step the error
+                estimate accepted), or could not be advanced; carries the step and the last
+                good state.
         """
         require(np.isfinite(t_end) and t_end > t0, f"t_end={t_end} must be > t0={t0} s")
         require(dt0 is None or (np.isfinite(dt0) and dt0 > 0),
@@ -570,7 +575,9 @@ class ThermomigrationSolver:
                 at_save = t >= target * (1 - 1e-14)
                 snapshot = None
                 if at_save or step % self.check_every == 0:
-                    snapshot = self._checked(c, step, t * tau, last_good)
+                    snapshot = self._checked(c, step, t * tau, last_good,
+                                             "lower the tolerance or dt_max: the error "
+                                             "estimate accepted a step that left them")
                     last_good = (step, snapshot)
                 if at_save:
                     self._save(out, target * tau, snapshot, step)

@@ -94,7 +94,6 @@ def test_batched_rollout_is_bitwise_the_one_by_one_rollouts(case):
     np.testing.assert_array_equal(batched, one_by_one(solver, u0, values, 6, 3))
 
 
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_rollout_returns_states_in_the_solver_s_dtype(dtype):
     """A float32 rollout once came back as float64, its first state u0 unrounded."""

@@ -106,6 +106,10 @@ def test_central_advection_is_refused_at_a_wall(kind):
     assert upwind.space == "upwind"
     periodic = AdvectionSolver2D(grid, beta=(1.0, 0.5), dt=None, space="central", scheme="rk4")
     assert periodic.space == "central"
+    one_axis = BoundaryConditions(((BC(BCKind.PERIODIC),) * 2,))
+    with pytest.raises(ValueError, match="bc has 1 axes but the grid has 2"):
+        AdvectionSolver2D(grid, one_axis, beta=(1.0, 0.5), dt=None, space="central",
+                          scheme="rk4")
 
 
 def test_state_dependent_cfl_is_checked_when_a_rollout_starts():

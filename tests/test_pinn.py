@@ -301,6 +301,17 @@ def test_bad_cases_exit_2_naming_the_key(overrides, message, cli_in_process):
     assert "Traceback" not in result.stderr
 
 
+def test_a_recorded_lagrangian_pinn_without_its_transform_still_loads(tmp_path):
+    """A run folder written before the rule is read as it ran (predict, resume)."""
+    from physml.cases.registry import load_case
+
+    overrides = ["training.method=lpinn", "model.hard_constraints=false"]
+    with pytest.raises(ValueError, match="leaves a Lagrangian PINN"):
+        load_case(CASE, overrides)
+    case = load_case(CASE, overrides, recorded=True)
+    assert case.training.method == "lpinn" and not case.model.hard_constraints
+
+
 def test_missing_case_file_and_listing():
     result = subprocess.run([sys.executable, "-m", "physml.cli", "run", "cases/nope.yaml"],
                             capture_output=True, text=True)

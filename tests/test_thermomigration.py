@@ -411,7 +411,8 @@ def test_a_fixed_step_that_leaves_the_model_s_compositions_is_stopped():
     model = RegularSolution(interaction=2 * GAS_CONSTANT * 2500.0, diffusivity=1e-12)
     solver = ThermomigrationSolver(grid, model, np.full(grid.shape, T_REF), check_every=1)
     c0 = 0.3 + 0.02 * np.random.default_rng(0).uniform(-1.0, 1.0, grid.shape)
-    with pytest.raises(BlowUpError, match=r"c left the model's compositions \(0, 1\)") as info:
+    with pytest.raises(BlowUpError, match=r"c left the model's compositions \(0, 1\).*take "
+                                          r"shorter steps \(or run\(\)") as info:
         solver.rollout(c0, 40, 50.0)
     assert info.value.last_good_state.min() > 0
 

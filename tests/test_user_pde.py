@@ -200,6 +200,13 @@ def test_disagreeing_initial_and_dirichlet_data_keep_the_dirichlet_condition_a_l
                         conditions=[Initial(lambda X: torch.sin(torch.pi * X[:, :1])),
                                     Dirichlet(0.0)])
     assert agree.hard_conditions() == {"initial", "boundary"}
+    tiny = PINNProblem(heat, Interval(0.0, 1.0), time=(0.0, 1.0),  # agreement by size, not
+                       conditions=[Initial(1e-12), Dirichlet(0.0)])  # by a tolerance of 1e-9
+    assert tiny.hard_conditions() == {"initial"}
+    small = PINNProblem(heat, Interval(0.0, 1.0), time=(0.0, 1.0),
+                        conditions=[Initial(lambda X: 1e-12 * torch.sin(torch.pi * X[:, :1])),
+                                    Dirichlet(0.0)])
+    assert small.hard_conditions() == {"initial", "boundary"}
 
 
 def test_an_exact_solution_may_return_one_column_flat():
@@ -232,6 +239,8 @@ def test_an_unknown_part_or_field_is_refused_when_the_problem_is_built():
         PINNProblem(lambda d: d["u"], ANNULUS, conditions=[Dirichlet(0.0, on=("rim",))])
     with pytest.raises(ValueError, match="unknown field 'v'; allowed: u"):
         PINNProblem(lambda d: d["u"], ANNULUS, conditions=[Dirichlet(0.0, fields=("v",))])
+    with pytest.raises(ValueError, match=r"field 'u' listed twice in fields \['u', 'u'\]"):
+        PINNProblem(lambda d: d["u"], ANNULUS, conditions=[Dirichlet(0.0, fields=("u", "u"))])
 
 
 def _write_case(tmp_path, text, name="case.yaml"):
@@ -310,6 +319,20 @@ def test_a_bad_expression_or_part_exits_2_naming_the_key(tmp_path, old, new, mes
     result = cli_in_process("validate", _write_case(tmp_path, HEAT.replace(old, new)))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_recorded_case_keeps_a_parameter_no_expression_reads(tmp_path):
+    """A run folder's config.yaml written before the rule loads and builds its trainer as
+    it ran; a case a user writes is refused."""
+    from physml.cases.equation import build_trainer
+
+    path = _write_case(tmp_path, HEAT.replace("kind: equation", "kind: equation\nparameters: "
+                                              "{h: 2.0}"))
+    with pytest.raises(ValueError, match="parameters.h: read by no expression"):
+        load_case(path)
+    case = load_case(path, recorded=True)
+    assert case.parameters == {"h": 2.0}
+    assert build_trainer(case).problem is not None
 
 
 SYSTEM = """kind: equation

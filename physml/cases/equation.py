@@ -182,11 +182,13 @@ class EquationCase(CaseBase):
     @model_validator(mode="after")
     def _builds(self, info: ValidationInfo) -> EquationCase:
         """Parse every expression and build the problem now (one message naming the key);
-        the data files are read unless the context's ``read_data`` is false."""
+        the data files are read unless the context's ``read_data`` is false, and a recorded
+        case (a run folder's) may keep a parameter no expression reads."""
         if self.exact is not None and self.reference is not None:
             raise ValueError("give exact or reference, not both")
-        problem = build_equation_problem(self, read_data=(info.context or {}).get("read_data",
-                                                                                 True))
+        context = info.context or {}
+        problem = build_equation_problem(self, read_data=context.get("read_data", True),
+                                         check_parameters=not context.get("recorded", False))
         if self.model.kind == "periodic" and not any(problem.input_periods):
             raise ValueError("model.kind: periodic builds in the period of a periodic "
                              "condition that holds for every field ({kind: periodic, axis: "
@@ -203,7 +205,7 @@ class EquationCase(CaseBase):
 def build_trainer(case: EquationCase, solved: Path | None = None) -> PINNTrainer:
     """The trainer of ``case``; ``solved``: the file of solver-made observations."""
     torch.manual_seed(case.seed)
-    problem = build_equation_problem(case, solved)
+    problem = build_equation_problem(case, solved, check_parameters=False)  # checked on load
     spec = case.model
     model = build_model(spec.kind, problem.input_dim, problem.output_dim, width=spec.width,
                         depth=spec.depth, activation=spec.activation,

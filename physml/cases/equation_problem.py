@@ -76,12 +76,14 @@ class _Expression:
         return value
 
 
-def build_equation_problem(case, solved: Path | None = None, read_data: bool = True
-                           ) -> PINNProblem:
+def build_equation_problem(case, solved: Path | None = None, read_data: bool = True,
+                           check_parameters: bool = True) -> PINNProblem:
     """The :class:`PINNProblem` of a ``kind: equation`` case; ``solved`` is the file of the
     observations a solver made (``observations.solve``; without it they are left out).
     Without ``read_data``, a problem without reference and observations (a trained field
-    needs neither): no data file is read."""
+    needs neither): no data file is read. Without ``check_parameters``, a parameter no
+    expression reads is not refused (a run folder's recorded case, perhaps written before
+    that rule)."""
     geometry = build_geometry(case.domain.geometry)
     space = tuple(case.domain.space or ("x", "y", "z")[: geometry.dim])
     time = tuple(case.domain.time) if case.domain.time is not None else None
@@ -115,7 +117,8 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
     built = [_condition(spec, i, inputs, parameters) for i, spec in enumerate(case.conditions)]
     conditions, values = [c for c, _ in built], [v for _, v in built]
     exact = _exact_expressions(case, inputs, outputs, parameters)
-    _check_parameters_read(parameters, [*residuals.values(), *values, *(exact or ())])
+    if check_parameters:
+        _check_parameters_read(parameters, [*residuals.values(), *values, *(exact or ())])
     for i, spec in enumerate(case.conditions):
         if spec.boundary is not None:
             geometry.require_parts(spec.boundary, where=f"conditions[{i}].boundary")

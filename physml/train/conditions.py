@@ -69,6 +69,10 @@ class Condition:
         if unknown:
             raise ValueError(f"condition {self.name!r}: unknown field {unknown[0]!r}; "
                              f"allowed: {', '.join(problem.outputs)}")
+        twice = [f for i, f in enumerate(names) if f in names[:i]]
+        if twice:
+            raise ValueError(f"condition {self.name!r}: field {twice[0]!r} listed twice in "
+                             f"fields {list(names)}")
         return [problem.outputs.index(f) for f in names]
 
     def check(self, problem) -> None:

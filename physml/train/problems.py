@@ -40,7 +40,7 @@ from .derivatives import Derivatives
 SPACE_NAMES = ("x", "y", "z")
 COMPATIBILITY_POINTS = 256
 """Boundary points at which an exact initial condition and an exact Dirichlet condition must
-agree at $t_0$ (to 1e-9 of their size) for both to be imposed by the transform."""
+agree at $t_0$ (to 1e-9 of the data's size) for both to be imposed by the transform."""
 Residual = Callable[[Derivatives], "torch.Tensor | Mapping[str, torch.Tensor]"]
 Reference = Callable[[list[np.ndarray]], np.ndarray]
 """``reference(axes)``: the field on the grid of ``axes`` (one array per input, in input
@@ -147,16 +147,25 @@ class PINNProblem:
                         and len(c.columns(self)) == self.output_dim), None)
         boundary = next((c for c in self.conditions if type(c) is Dirichlet
                          and c.covers(self)), None)
-        if initial is not None and boundary is not None:
-            P, _ = self.geometry.sample_boundary(COMPATIBILITY_POINTS, np.random.default_rng(0))
-            X = torch.as_tensor(np.hstack([P, np.full((len(P), 1), self.time[0])]),
-                                dtype=torch.float64)
-            with torch.no_grad():
-                u0 = self._value(initial, X).numpy()
-                g = self._value(boundary, X).numpy()
-            if not np.allclose(u0, g, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(g).max())):
-                boundary = None
+        if initial is not None and boundary is not None and not self._agree(initial, boundary):
+            boundary = None
         return initial, boundary
+
+    def _agree(self, initial: Initial, boundary: Dirichlet) -> bool:
+        """$u_0 = g(\\cdot, t_0)$ at :data:`COMPATIBILITY_POINTS` boundary points, to 1e-9 of
+        the data's size (the largest $|u_0|$, $|g|$ there and at as many interior points: a
+        size of the data's own units, so that values of 1e-12 are not all "equal")."""
+        rng = np.random.default_rng(0)
+        P, _ = self.geometry.sample_boundary(COMPATIBILITY_POINTS, rng)
+        inside = self.geometry.sample_interior(COMPATIBILITY_POINTS, rng)
+        X = torch.as_tensor(np.hstack([np.vstack([P, inside]),
+                                       np.full((len(P) + len(inside), 1), self.time[0])]),
+                            dtype=torch.float64)
+        with torch.no_grad():
+            u0 = self._value(initial, X).numpy()
+            g = self._value(boundary, X).numpy()
+        size = max(np.abs(u0).max(), np.abs(g).max())
+        return bool(np.all(np.abs(u0[: len(P)] - g[: len(P)]) <= 1e-9 * size))
 
     def _value(self, condition: Initial | Dirichlet, X: torch.Tensor) -> torch.Tensor:
         """A condition's value at ``X`` with its columns in the outputs' order."""

@@ -350,7 +350,9 @@ def _first(broken: np.ndarray, what: str, why: str) -> tuple[int, str, str] | No
 
 
 def _earliest(*found: tuple[int, str, str] | None) -> tuple[int, str, str] | None:
-    return min((f for f in found if f is not None), default=None)
+    """The breakdown of the earliest iteration; within one iteration the first of ``found``,
+    which lists the denominators in the order the iteration computes them."""
+    return min((f for f in found if f is not None), key=lambda f: f[0], default=None)
 
 
 def _cg_breakdown(rows: np.ndarray, tol2: float, rz_col: int) -> tuple[int, str, str] | None:
@@ -359,12 +361,12 @@ def _cg_breakdown(rows: np.ndarray, tol2: float, rz_col: int) -> tuple[int, str,
     if rows[:-1, 2].all() and rows[:-1, rz_col].all():  # no zero denominator: the usual case
         return None
     active = rows[:-1, RESIDUAL] > tol2
-    return _earliest(
+    return _earliest(  # r^T z of row k ends iteration k - 1; p^T A p is iteration k's
+        _first(active & (rows[:-1, rz_col] == 0.0), "r^T z = 0 with r != 0",
+               "the preconditioner is not positive definite"),
         _first(active & (rows[:-1, 2] == 0.0), "p^T A p = 0",
                "A is not positive definite: CG needs a symmetric positive definite A (gmres or "
-               "bicgstab solve others)"),
-        _first(active & (rows[:-1, rz_col] == 0.0), "r^T z = 0 with r != 0",
-               "the preconditioner is not positive definite"))
+               "bicgstab solve others)"))
 
 
 def _bicgstab_breakdown(rows: np.ndarray, tol2: float) -> tuple[int, str, str] | None:
@@ -375,7 +377,7 @@ def _bicgstab_breakdown(rows: np.ndarray, tol2: float) -> tuple[int, str, str] |
         return None
     active = rows[:-1, RESIDUAL] > tol2
     going_on = active & (rows[1:, RESIDUAL] > tol2)
-    return _earliest(
+    return _earliest(  # rho and r0^T v come before omega in an iteration
         _first(active & ((rows[:-1, 1] == 0.0) | (rows[:-1, 2] == 0.0)),
                "r0^T r = 0 or r0^T v = 0",
                "the shadow residual is orthogonal to the Krylov space; use gmres"),
