@@ -38,6 +38,7 @@ import math
 import os
 import shutil
 import signal
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,7 @@ from .mesh_generate import check_mesh_spec, warm_mesh_kernels, write_mesh_shard
 from .mesh_spec import MeshDatasetSpec
 from .problems import PROBLEMS, Problem, build_solver
 from .spec import DatasetSpec, SampledSpec, load_spec
-from .store import MANIFEST, SHARD_GLOB, SPLITS, samples_dataset, shard_files, write_dataset
+from .store import MANIFEST, SHARD_GLOB, SPLITS, samples_dataset, write_dataset
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,10 @@ def warm_kernel_cache(spec: DatasetSpec, device: str) -> None:
     params = spec.parameter_grid()[0]
     solver = _solver_for(spec, params, device)
     u0 = np.full(solver.grid.shape, 0.1)
-    for scheme in {None, choose_scheme(spec, solver, u0)}:
+    schemes = {None, choose_scheme(spec, solver, u0)}
+    if spec.solver.scheme == "auto" and solver.diffusion_parameter is not None:  # IMEX later
+        schemes.add("imex")
+    for scheme in schemes:
         probe = _solver_for(spec, params, device, scheme)
         probe.with_dt(min(0.5 * probe.stable_dt(u0), spec.t_end / (spec.n_saves - 1))).step(u0)
 
@@ -345,6 +349,24 @@ def _recorded_yaml(spec_file: Path) -> str | None:
         return load_spec(spec_file).to_yaml()
     except ValueError:
         return None
+
+
+def _resumable(task: ShardTask) -> bool:
+    """Whether the shard at ``task.path`` is whole: it opens and holds the task's samples.
+    A damaged one (an empty or truncated file left by a crash of the disk or the network
+    file system) is removed, with a warning, and written again."""
+    import h5py
+
+    try:
+        with h5py.File(task.path, "r") as f:
+            whole = "sample" in f and tuple(f["sample"][:].tolist()) == task.seeds
+    except OSError:
+        whole = False
+    if not whole:
+        warnings.warn(f"shard {task.path!r} is damaged or holds other samples; writing it "
+                      "again", stacklevel=3)
+        Path(task.path).unlink()
+    return whole
 
 
 def _check_resumed_device(shard: str, device: str, folder: Path) -> None:
@@ -556,12 +578,13 @@ def generate(
         batch_size: samples solved together (default: a whole shard); the dataset is the
             same for any value.
     """
-    folder = Path(folder)
+    folder = Path(folder).resolve()  # workers of a scheduler have working folders of their own
     quiet_warp(device)
     device = warp_device(device)
     if scheduler is None and workers not in (None, 0) and not dask_available():
         raise ValueError("--workers needs Dask: pip install 'physml[dask]' (or --workers 0)")
-    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+            batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size={batch_size} must be a whole number >= 1")
     check, warm, writer = _family(spec)
     check(spec, device)
@@ -582,10 +605,11 @@ def _generate(spec, folder: Path, device: str, workers: int | None, client, over
     prepare_folder(spec, folder, overwrite)
     tasks = plan_shards(spec, folder, device, batch_size)
     total = sum(len(t.seeds) for t in tasks)
-    pending = [t for t in tasks if not Path(t.path).exists()]
+    pending = [t for t in tasks if not (Path(t.path).exists() and _resumable(t))]
     if pending:
-        for written in {t.path for t in tasks} - {t.path for t in pending}:
-            _check_resumed_device(written, device, folder)
+        for task in tasks:
+            if task not in pending:
+                _check_resumed_device(task.path, device, folder)
     count = [total - sum(len(t.seeds) for t in pending)]
 
     def done(task: ShardTask) -> None:
@@ -602,11 +626,17 @@ def _generate(spec, folder: Path, device: str, workers: int | None, client, over
             run_on_dask(pending, done, workers or os.cpu_count() or 1, client, writer)
         else:
             run_in_process(pending, done, writer)
+    missing = [t.path for t in tasks if not Path(t.path).exists()]
+    if missing:
+        raise ValueError(f"{len(missing)} shard(s) were not written, {missing[0]!r} the "
+                           "first: the workers wrote elsewhere or failed without a word; run "
+                           "the command again to resume")
     manifest = {
         "pde": spec.pde,
         "samples": total,
         "physml_version": __version__,
-        "splits": {s: [Path(p).name for p in shard_files(folder / s)] for s in SPLITS},
+        "splits": {s: sorted(Path(t.path).name for t in tasks if t.split == s)
+                   for s in SPLITS},
     }
     _write_text(folder / MANIFEST, json.dumps(manifest, indent=2))
     return manifest

@@ -28,13 +28,12 @@ no ``ordering``); ``dt`` (0.01 unless given) and ``domain`` (``disc``) are the h
 families' only, and a spec that gives a family a key it ignores is refused
 (:data:`FAMILY_OPTIONS`).
 
-Every sample: A in CSR, b, the reference solution x (sparse direct solve, or AMG-preconditioned
-CG to $10^{-12}$ above $2\cdot10^5$ unknowns), the node positions and the log-coefficient at
-the nodes. A shard stores its samples end to end (CSR is ragged): dims ``sample``, ``row``
-(the n+1 row pointers of each sample), ``entry`` (nnz) and ``node`` (n), with per-sample
-``n``, ``nnz``; :func:`read_systems` returns them as SciPy matrices. Generation, splits,
-shards, resume and Dask are those of :mod:`~physml.datasets.generate`.
-"""
+Every sample: A in CSR, b, the reference solution x (sparse direct solve, or AMG-preconditioned CG
+to $10^{-12}$ above $2\cdot10^5$ unknowns, the direct solve where that stalls above $10^{-10}$), the
+node positions and the log-coefficient at the nodes. A shard stores its samples end to end (CSR is
+ragged): dims ``sample``, ``row`` (the n+1 row pointers of each sample), ``entry`` (nnz) and
+``node`` (n), with per-sample ``n``, ``nnz``; :func:`read_systems` returns them as SciPy matrices.
+Generation, splits, shards, resume and Dask are those of :mod:`~physml.datasets.generate`."""
 
 from __future__ import annotations
 
@@ -59,6 +58,9 @@ from .store import SPLITS, checked_shards, with_cf_metadata
 FAMILIES = ("poisson_grid", "heat_mesh", "wave_mesh", "poisson_tet")
 DIRECT_LIMIT = 200_000
 """Unknowns above which the reference solution is computed by AMG-PCG, not a direct solve."""
+REFERENCE_RTOL = 1e-10
+"""Relative residual an AMG-PCG reference must reach; a solve that stops above it (at its
+iteration cap) is replaced by the direct solve."""
 
 
 FAMILY_OPTIONS: dict[str, tuple[tuple[str, ...], Any]] = {
@@ -106,7 +108,7 @@ class LinearSystemSpec(SampledSpec):
     samples: int = Field(gt=0)
     splits: SplitSpec = Field(default_factory=SplitSpec)
     shard_size: int = Field(16, gt=0)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     log_std: float = Field(1.0, ge=0, le=5)
     correlation: float = Field(0.1, gt=0, le=10)
     dt: StepOption = None
@@ -270,12 +272,19 @@ def _solved(matrix: sp.csr_matrix, b: np.ndarray, points: np.ndarray,
         matrix = matrix[order][:, order]
         b, points, log_coefficient = b[order], points[order], log_coefficient[order]
     matrix.sort_indices()
-    if matrix.shape[0] <= DIRECT_LIMIT:
-        x = spla.spsolve(matrix.tocsc(), b)
-    else:
+    x = None
+    if matrix.shape[0] > DIRECT_LIMIT:
         import pyamg
 
         x = pyamg.ruge_stuben_solver(matrix).solve(b, tol=1e-12, accel="cg", maxiter=500)
+        if not (np.isfinite(x).all() and np.linalg.norm(matrix @ x - b)
+                <= REFERENCE_RTOL * np.linalg.norm(b)):
+            x = None  # AMG-CG stalled (a coefficient contrast it cannot resolve): solve directly
+    if x is None:
+        x = spla.spsolve(matrix.tocsc(), b)
+    if not np.isfinite(x).all():
+        raise ValueError("the reference solve gave NaN/Inf: the matrix is singular to working "
+                         "precision (lower log_std)")
     return LinearSystem(matrix, b, x, points, log_coefficient)
 
 
@@ -338,6 +347,10 @@ def read_systems(path: str | Path, allow_partial: bool = False) -> list[LinearSy
     if path.is_dir() and path.name in SPLITS:
         files = checked_shards(path.parent, path.name, allow_partial)
     else:
+        splits = [name for name in SPLITS if (path / name).is_dir()]
+        if splits:
+            raise ValueError(f"{str(path)!r} is a dataset with splits ({', '.join(splits)}): "
+                             f"read one split's folder, read_systems({str(path / splits[0])!r})")
         files = checked_shards(path, None)
     systems = []
     for file in files:

@@ -103,9 +103,13 @@ def check_mesh_spec(spec: MeshDatasetSpec, device: str) -> None:
         ValueError: naming the mesh source and the reason.
     """
     try:
-        dataset_mesh(spec, device)
+        mesh = dataset_mesh(spec, device)
     except ValueError as err:
         raise ValueError(f"mesh {spec.mesh.label}: {err}") from None
+    if "shift" in spec.parameters and mesh.boundary_vertices().size:
+        raise ValueError(f"parameters.shift: mesh {spec.mesh.label} has a boundary, where u = 0 "
+                         "makes poisson_mesh well posed and no shift is applied; shift is for "
+                         "closed surfaces")
 
 
 def warm_mesh_kernels(spec: MeshDatasetSpec, device: str) -> None:

@@ -139,7 +139,7 @@ class MeshDatasetSpec(SampledSpec):
     samples: int = Field(gt=0)
     splits: SplitSpec = Field(default_factory=SplitSpec)
     shard_size: int = Field(16, gt=0)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     solver: MeshSolverSpec = Field(default_factory=MeshSolverSpec)
     storage_dtype: Literal["float32", "float64"] = "float32"
 
@@ -173,6 +173,9 @@ class MeshDatasetSpec(SampledSpec):
             raise ValueError(f"{self.pde} needs t_end and n_saves")
         if not self.is_transient and (self.t_end is not None or self.n_saves is not None):
             raise ValueError(f"{self.pde} is steady: leave out t_end and n_saves")
+        if not self.is_transient and self.solver != MeshSolverSpec():  # (to_yaml writes it)
+            raise ValueError(f"solver: {self.pde} is steady and takes no time-stepping "
+                             "options (theta, steps_per_save); leave it out")
         return self
 
     def values(self, parameters: dict[str, float]) -> dict[str, float]:

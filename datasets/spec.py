@@ -194,7 +194,7 @@ class DatasetSpec(SampledSpec):
     samples: int = Field(gt=0)
     splits: SplitSpec = Field(default_factory=SplitSpec)
     shard_size: int = Field(16, gt=0)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     solver: SolverSpec = Field(default_factory=SolverSpec)
     storage_dtype: Literal["float32", "float64"] = "float32"
 

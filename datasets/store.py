@@ -185,15 +185,34 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     return encoding
 
 
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename in it) to the disk, where the system allows it."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:  # some file systems refuse fsync on a folder
+        pass
+    finally:
+        os.close(handle)
+
+
 def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``ds`` to ``path`` as HDF5, atomically (hidden temporary name, then rename)."""
+    """Write ``ds`` to ``path`` as HDF5, atomically and durably (a hidden temporary name,
+    flushed to the disk, then renamed, and the rename flushed): a crash leaves either no file
+    under ``path`` or the whole one."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ValueError(f"output folder {str(path.parent)!r} does not exist")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=_encoding(ds))
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,3 +137,90 @@ def test_ctrl_c_under_dask_prints_one_line_and_resumes_to_the_same_dataset(tmp_p
         expected = io.open_dataset(reference, split).load()
         xr.testing.assert_identical(resumed.drop_attrs(), expected.drop_attrs())
         np.testing.assert_array_equal(resumed["u"].values, expected["u"].values)
+
+
+def test_a_damaged_shard_is_written_again_when_a_dataset_resumes(tmp_path):
+    """An empty or truncated file under a shard's name (a crash of the disk or the network
+    file system) was taken as written: the "complete" dataset then failed to open."""
+    spec = load_spec(write_spec(tmp_path, pde="burgers1d_pdebench"))
+    whole = tmp_path / "whole"
+    generate(spec, whole, workers=0)
+    expected = io.open_dataset(whole, "train").load()
+    (whole / "dataset.json").unlink()
+    (whole / "train" / "shard-00000.h5").write_bytes(b"")
+    data = (whole / "train" / "shard-00001.h5").read_bytes()
+    (whole / "train" / "shard-00001.h5").write_bytes(data[: len(data) // 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        manifest = generate(spec, whole, workers=0)
+    assert sum("is damaged or holds other samples" in str(w.message) for w in caught) == 2
+    assert manifest["splits"]["train"] == ["shard-00000.h5", "shard-00001.h5"]
+    again = io.open_dataset(whole, "train").load()
+    np.testing.assert_array_equal(again["u"].values, expected["u"].values)
+
+
+def test_a_dataset_written_to_a_relative_folder_lists_its_planned_shards(tmp_path, monkeypatch):
+    """Workers of a scheduler resolved a relative --out against their own working folders:
+    the shards went elsewhere and the manifest, read off the disk, listed none."""
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(write_spec(tmp_path))
+    from physml.datasets import generate as module
+
+    written = []
+    monkeypatch.setattr(module, "run_in_process",
+                        lambda tasks, done, writer: written.extend(t.path for t in tasks))
+    with pytest.raises(ValueError, match="shard\\(s\\) were not written, .*shard-00000.h5"):
+        generate(spec, "relative", workers=0)
+    assert all(Path(p).is_absolute() for p in written)
+
+
+def test_the_reference_solution_falls_back_to_a_direct_solve_where_amg_stalls(monkeypatch):
+    """pyamg's CG stopped at its iteration cap with a residual of 0.027 (log_std 5, 450^2),
+    stored without a word as the reference x."""
+    import pyamg
+
+    from physml.datasets import linear_systems
+    from physml.datasets.linear_systems import LinearSystemSpec, make_system
+
+    class Stalled:
+        def solve(self, b, **options):
+            return np.zeros_like(b)
+
+    monkeypatch.setattr(linear_systems, "DIRECT_LIMIT", 10)
+    monkeypatch.setattr(pyamg, "ruge_stuben_solver", lambda matrix: Stalled())
+    spec = LinearSystemSpec.model_validate({"systems": "poisson_grid", "size": 8,
+                                            "samples": 1})
+    system = make_system(spec, 0)
+    residual = np.linalg.norm(system.matrix @ system.x - system.b) / np.linalg.norm(system.b)
+    assert residual < 1e-12
+
+
+def test_bad_generate_arguments_and_a_systems_dataset_s_top_folder_are_named(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    with pytest.raises(ValueError, match="batch_size=2.0 must be a whole number >= 1"):
+        generate(spec, tmp_path / "bs", workers=0, batch_size=2.0)
+    systems = tmp_path / "systems.yaml"
+    systems.write_text("systems: poisson_grid\nsize: 4\nsamples: 5\nshard_size: 2\n")
+    generate(load_spec(systems), tmp_path / "sys", workers=0)
+    with pytest.raises(ValueError, match="is a dataset with splits \\(train, valid, test\\): read "
+                                         "one split's folder, read_systems\\("):
+        read_systems(tmp_path / "sys")
+
+
+def test_an_automatic_scheme_warms_the_imex_kernels_too(monkeypatch, tmp_path):
+    """Workers compiled IMEX's module themselves, all at once, when the first combination's
+    probe chose the explicit scheme and a later sample IMEX."""
+    from physml.datasets import generate as module
+
+    spec = load_spec(write_spec(tmp_path, pde="burgers1d_pdebench",
+                                extra="solver: {scheme: auto}\n"))
+    probed = []
+    original = module._solver_for
+
+    def record(spec, params, device, scheme=None):
+        probed.append(scheme)
+        return original(spec, params, device, scheme)
+
+    monkeypatch.setattr(module, "_solver_for", record)
+    module.warm_kernel_cache(spec, "cpu")
+    assert "imex" in probed

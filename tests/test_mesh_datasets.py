@@ -108,6 +108,12 @@ def test_heat_samples_conserve_mass_on_a_closed_surface(tmp_path):
     ({"kind: random_bumps": "kind: noise"}, "initial_condition.kind: unknown kind 'noise'; "
      "allowed: random_bumps"),
     ({"seed: 3": "seed: 3\nt_end: 1.0"}, "poisson_mesh is steady: leave out t_end and n_saves"),
+    # a steady problem took time-stepping options, and a boundary made shift a dead label
+    ({"seed: 3": "seed: 3\nsolver: {theta: 1.0}"}, "solver: poisson_mesh is steady and takes "
+     "no time-stepping options"),
+    ({"{kappa: [0.5, 2.0]}": "{shift: [1.0, 50.0]}"}, "parameters.shift: mesh disc (h = 0.3) "
+     "has a boundary"),
+    ({"seed: 3": "seed: 100000000000000000000000"}, "seed: "),
 ])
 def test_bad_mesh_specs_exit_2_naming_the_key(tmp_path, capsys, replace, message):
     spec = spec_file(tmp_path, POISSON, **replace)

@@ -229,6 +229,18 @@ def test_bad_settings():
         make("rk9")
 
 
+def test_an_initial_state_of_the_wrong_shape_or_zero_is_refused():
+    """u0 of shape (n, 1) once broadcast against (n,) to a shape error; amplitude 0 ran and
+    reported a NaN blow-up (0/0 relative error) advising a smaller dt."""
+    from physml.cases.registry import load_case
+
+    with pytest.raises(ValueError, match=r"u0 returned \(64, 1\) values for 64 points; "
+                                         r"expected a tensor of shape \(64,\)"):
+        make("heun").fit_initial(lambda X: torch.sin(X), points=64)
+    with pytest.raises(ValueError, match="conditions.initial.amplitude: .*must not be 0"):
+        load_case("teng_heat", ["variant=cpu", "conditions.initial.amplitude=0.0"])
+
+
 def test_a_time_step_that_does_not_divide_the_span_or_the_times_is_refused():
     from physml.cases.registry import load_case
 

@@ -341,6 +341,8 @@ def solve_poisson(case: MeshPDECase, mesh: pm.Mesh) -> tuple[dict, dict[str, np.
     if case.pde.exact is not None:
         exact = case.pde.exact.values(mesh.points)
         e = u - exact
+        # against the nodal interpolant I_h u: e^T K e is |u_h - I_h u|_1^2, which may converge
+        # faster than the true H1 error |u_h - u|_1 (0.82 against 0.66 on the L-shape)
         figures |= {"rel_l2": float(np.sqrt(e @ M @ e / (exact @ M @ exact))),
                     "rel_h1": float(np.sqrt(e @ K @ e / (exact @ K @ exact))),
                     "max_error": float(np.abs(e).max())}

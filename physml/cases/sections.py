@@ -146,6 +146,14 @@ class InitialSpec(Section):
     amplitude: float = 1.0
     wavenumber: float = 1.0
 
+    @field_validator("amplitude")
+    @classmethod
+    def _not_zero(cls, amplitude: float) -> float:
+        if amplitude == 0:
+            raise ValueError("must not be 0: u0 = 0 stays 0, and an error relative to it is "
+                             "undefined")
+        return amplitude
+
 
 class ConditionsSpec(Section):
     initial: InitialSpec = Field(default_factory=InitialSpec)

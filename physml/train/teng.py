@@ -378,6 +378,9 @@ class TENG:
         """
         X = self.sample(points)
         target = u0(X)
+        if not isinstance(target, torch.Tensor) or target.shape != (len(X),):
+            raise ValueError(f"u0 returned {tuple(getattr(target, 'shape', ()))} values for "
+                             f"{len(X)} points; expected a tensor of shape ({len(X)},)")
         theta, damping = self.theta.clone(), 1e-3
         error = _relative(self.value(theta, X) - target, target)
         with Stopwatch(self.device) as watch:

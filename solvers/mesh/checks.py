@@ -18,6 +18,9 @@ from __future__ import annotations
 from itertools import combinations
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 ZERO_MEASURE_TOL = 1e-12
 DUPLICATE_TOL = 1e-12
@@ -66,6 +69,8 @@ def folded_cells(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
     opposite vertex) in the two cells must differ in sign. Independent of the order each cell
     lists its vertices in, which meshers leave mixed."""
     k = cells.shape[1]
+    if points.shape[1] == k and np.ptp(points[:, -1]) == 0:  # a plane written with z = const
+        points = points[:, :-1]
     if points.shape[1] != k - 1:
         return np.empty(0, dtype=np.int64)
     faces, sides = [], []
@@ -98,11 +103,20 @@ def unreferenced_vertices(n_vertices: int, cells: np.ndarray) -> np.ndarray:
 
 
 def duplicate_groups(points: np.ndarray) -> np.ndarray:
-    """(n,) index of each vertex's first coincident vertex (itself when it has none)."""
-    diagonal = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0))) or 1.0
-    keys = np.round(points / (DUPLICATE_TOL * diagonal))
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    return first[inverse.ravel()]
+    """(n,) index of each vertex's first coincident vertex (itself when it has none): vertices
+    within ``DUPLICATE_TOL`` of the bounding box's diagonal of each other, chained (pairs from
+    a k-d tree, so that two vertices either side of a rounding boundary are found too)."""
+    n = len(points)
+    diagonal = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0))) if n else 0.0
+    pairs = cKDTree(points).query_pairs(DUPLICATE_TOL * (diagonal or 1.0),
+                                        output_type="ndarray")
+    if len(pairs) == 0:
+        return np.arange(n)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    first = np.full(labels.max() + 1, n)
+    np.minimum.at(first, labels, np.arange(n))
+    return first[labels]
 
 
 def _describe(indices: np.ndarray) -> str:

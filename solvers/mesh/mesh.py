@@ -122,10 +122,10 @@ class Mesh:
         return np.abs(signed_measures(self.points, self.cells))
 
     def edge_length(self) -> float:
-        """Mean edge length h."""
+        """Mean edge length h over every cell's edges (3 of a triangle, 6 of a tetrahedron)."""
         x = self.points[self.cells]
         k = self.cells.shape[1]
-        lengths = [np.linalg.norm(x[:, i] - x[:, (i + 1) % k], axis=1) for i in range(k)]
+        lengths = [np.linalg.norm(x[:, i] - x[:, j], axis=1) for i, j in combinations(range(k), 2)]
         return float(np.mean(lengths))
 
     @cached_property

@@ -129,8 +129,10 @@ def poisson(mesh: Mesh, f: np.ndarray, dirichlet: np.ndarray | None = None,
     if np.ndim(g) != 0 and np.shape(g) != (len(dirichlet),):
         raise ValueError(f"g has shape {np.shape(g)}; pass one value or one per Dirichlet "
                          f"vertex ({len(dirichlet)},)")
-    if shift < 0:
-        raise ValueError(f"shift={shift} must be >= 0")
+    if not np.isfinite(g).all():
+        raise ValueError("g holds NaN/Inf values; the Dirichlet values must be finite")
+    if not (np.isfinite(shift) and shift >= 0):
+        raise ValueError(f"shift={shift} must be a finite number >= 0")
     if len(dirichlet) == 0 and shift == 0:
         raise ValueError("poisson needs Dirichlet vertices or shift > 0 (the pure Neumann "
                          "problem is singular); pass dirichlet=[...] or shift=...")
@@ -163,13 +165,17 @@ def heat(mesh: Mesh, u0: np.ndarray, dt: float, n_steps: int, kappa: float = 1.0
     Args:
         u0: (n,) initial values; on ``dirichlet`` vertices they stay fixed.
         dt: time step [s]; kappa: diffusivity [m^2/s].
-        theta: 1 (implicit Euler) or 0.5 (Crank–Nicolson); any value in [0.5, 1] is stable.
+        theta: 1 (implicit Euler) or 0.5 (Crank–Nicolson); any value in [0.5, 1] is stable
+            (for kappa >= 0).
         dirichlet: fixed vertices (default none: zero Neumann on the whole boundary).
     """
     if not 0.5 <= theta <= 1.0:
         raise ValueError(f"theta={theta} must be in [0.5, 1] (unconditionally stable range)")
     if not (np.isfinite(dt) and dt > 0):
         raise ValueError(f"dt={dt} must be a positive number of seconds")
+    if not (np.isfinite(kappa) and kappa >= 0):
+        raise ValueError(f"kappa={kappa} must be a finite diffusivity >= 0 (a negative one "
+                         "runs the heat equation backwards, which no step size keeps stable)")
     if isinstance(n_steps, bool) or not float(n_steps).is_integer() or n_steps < 0:
         raise ValueError(f"n_steps={n_steps} must be a whole number >= 0")
     u0 = _nodal(mesh, u0, "u0")
