@@ -48,6 +48,7 @@ import numpy as np
 
 from .._version import __version__
 from ..solvers.base import GridSolver, warp_device
+from ..solvers.cahn_hilliard_kernels import available_cores
 from ..solvers.runtime import quiet_warp
 from .initial_conditions import INITIAL_CONDITIONS
 from .linear_systems import LinearSystemSpec, warm_systems_cache, write_systems_shard
@@ -570,8 +571,8 @@ def generate(
         spec: the validated spec (fields on a grid or a mesh, or linear systems).
         folder: output folder.
         device: "cpu", "cuda" or "cuda:N": where every worker solves (checked first).
-        workers: local Dask worker processes (default: all cores when Dask is installed);
-            0 runs in this process.
+        workers: local Dask worker processes (default: the cores this process may use, when
+            Dask is installed); 0 runs in this process.
         scheduler: address of an existing Dask scheduler (overrides ``workers``).
         overwrite: replace a complete dataset, or one of another spec.
         progress: called with (samples done, samples in total).
@@ -623,7 +624,7 @@ def _generate(spec, folder: Path, device: str, workers: int | None, client, over
         warm(spec, device)
         use_dask = client is not None or (workers != 0 and dask_available())
         if use_dask:
-            run_on_dask(pending, done, workers or os.cpu_count() or 1, client, writer)
+            run_on_dask(pending, done, workers or available_cores(), client, writer)
         else:
             run_in_process(pending, done, writer)
     missing = [t.path for t in tasks if not Path(t.path).exists()]

@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="local Dask worker processes (default: all cores; 0: in-process)",
+        help="local Dask worker processes (default: the cores this process may use; 0: in-process)",
     )
     generate.add_argument(
         "--scheduler",

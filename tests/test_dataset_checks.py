@@ -224,3 +224,17 @@ def test_an_automatic_scheme_warms_the_imex_kernels_too(monkeypatch, tmp_path):
     monkeypatch.setattr(module, "_solver_for", record)
     module.warm_kernel_cache(spec, "cpu")
     assert "imex" in probed
+
+
+def test_the_default_worker_count_is_the_cores_the_process_may_use(monkeypatch, tmp_path):
+    """It read os.cpu_count(), which ignores an affinity mask (taskset, batch schedulers)."""
+    from physml.datasets import generate as module
+
+    counts = []
+    monkeypatch.setattr(module, "available_cores", lambda: 1)
+    monkeypatch.setattr(module, "dask_available", lambda: True)
+    monkeypatch.setattr(module, "run_on_dask",
+                        lambda tasks, done, workers, client, writer: counts.append(workers))
+    with pytest.raises(ValueError, match="were not written"):
+        generate(load_spec(write_spec(tmp_path)), tmp_path / "d")
+    assert counts == [1]
