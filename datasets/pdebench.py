@@ -226,8 +226,9 @@ def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u",
                          f"{', '.join(axes)}; PDEBench reads a 4-D tensor as steady Darcy flow): "
                          "use layout='seed_groups'")
     names = PDEBENCH_NAMES.get(str(ds.attrs.get("pde")), {})
-    per_sample = {key: coord.values for key, coord in ds.coords.items()
-                  if coord.dims == ("sample",) and key != "sample"}
+    per_sample = {key: coord.values for key, coord in ds.coords.items()  # a read-back
+                  if coord.dims == ("sample",) and key not in ("sample", "config")}  # config:
+    # its keys are coordinates of their own, and its text would nest in the new one
     constant = {} if layout == "seed_groups" else _constant(per_sample)
     field = ds[variable].transpose("sample", "time", *axes)
     t = ds["time"].values
