@@ -352,39 +352,41 @@ def _recorded_yaml(spec_file: Path) -> str | None:
         return None
 
 
-def _resumable(task: ShardTask) -> bool:
-    """Whether the shard at ``task.path`` is whole: it opens and holds the task's samples.
-    A damaged one (an empty or truncated file left by a crash of the disk or the network
-    file system) is removed, with a warning, and written again."""
+_DAMAGED = object()
+"""What :func:`_written_device` returns for a shard it removed."""
+
+
+def _written_device(task: ShardTask) -> object:
+    """The device recorded by the shard at ``task.path`` (None: assembled on the host), read
+    in the one open that checks the shard is whole: it opens and holds the task's samples. A
+    damaged one (an empty or truncated file left by a crash of the disk or the network file
+    system) is removed, with a warning, to be written again: then :data:`_DAMAGED`."""
     import h5py
 
     try:
         with h5py.File(task.path, "r") as f:
-            whole = "sample" in f and tuple(f["sample"][:].tolist()) == task.seeds
+            if "sample" in f and tuple(f["sample"][:].tolist()) == task.seeds:
+                written = f.attrs.get("device")
+                return written.decode() if isinstance(written, bytes) else written
     except OSError:
-        whole = False
-    if not whole:
-        warnings.warn(f"shard {task.path!r} is damaged or holds other samples; writing it "
-                      "again", stacklevel=3)
-        Path(task.path).unlink()
-    return whole
+        pass
+    warnings.warn(f"shard {task.path!r} is damaged or holds other samples; writing it again",
+                  stacklevel=3)
+    Path(task.path).unlink()
+    return _DAMAGED
 
 
-def _check_resumed_device(shard: str, device: str, folder: Path) -> None:
+def _check_resumed_device(written: str | None, device: str, folder: Path) -> None:
     """Refuse to resume on a CPU a dataset begun on a GPU, or the reverse: their samples
     differ in the last bits (contracted products, other library functions), and a dataset is
-    one device's. Shards that record no device (assembled on the host) pass.
+    one device's. Shards that record no device (``written`` None: assembled on the host) pass.
 
     Raises:
-        ValueError: ``shard`` was written on another kind of device than ``device``.
+        ValueError: a shard was written on another kind of device (``written``) than ``device``.
     """
-    import h5py
-
-    with h5py.File(shard, "r") as f:
-        written = f.attrs.get("device")
     if written is None:
         return
-    written = written.decode() if isinstance(written, bytes) else str(written)
+    written = str(written)
     if written.startswith("cuda") != str(device).startswith("cuda"):
         raise ValueError(
             f"--out {str(folder)!r} holds a partial dataset generated on {written!r}; resume "
@@ -606,11 +608,12 @@ def _generate(spec, folder: Path, device: str, workers: int | None, client, over
     prepare_folder(spec, folder, overwrite)
     tasks = plan_shards(spec, folder, device, batch_size)
     total = sum(len(t.seeds) for t in tasks)
-    pending = [t for t in tasks if not (Path(t.path).exists() and _resumable(t))]
+    written = {t.path: _written_device(t) for t in tasks if Path(t.path).exists()}
+    written = {path: recorded for path, recorded in written.items() if recorded is not _DAMAGED}
+    pending = [t for t in tasks if t.path not in written]
     if pending:
-        for task in tasks:
-            if task not in pending:
-                _check_resumed_device(task.path, device, folder)
+        for recorded in written.values():
+            _check_resumed_device(recorded, device, folder)
     count = [total - sum(len(t.seeds) for t in pending)]
 
     def done(task: ShardTask) -> None:

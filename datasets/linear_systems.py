@@ -52,7 +52,7 @@ from pydantic import Field, model_validator
 from .._version import __version__
 from ..solvers.linalg.ordering import reverse_cuthill_mckee
 from ..solvers.runtime import quiet_warp
-from .spec import SampledSpec, SplitSpec
+from .spec import SampledSpec, Seed, SplitSpec
 from .store import SPLITS, checked_shards, with_cf_metadata
 
 FAMILIES = ("poisson_grid", "heat_mesh", "wave_mesh", "poisson_tet")
@@ -108,7 +108,7 @@ class LinearSystemSpec(SampledSpec):
     samples: int = Field(gt=0)
     splits: SplitSpec = Field(default_factory=SplitSpec)
     shard_size: int = Field(16, gt=0)
-    seed: int = Field(0, ge=0, le=2**63 - 1)
+    seed: Seed = 0
     log_std: float = Field(1.0, ge=0, le=5)
     correlation: float = Field(0.1, gt=0, le=10)
     dt: StepOption = None

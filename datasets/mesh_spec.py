@@ -39,7 +39,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..solvers import mesh as pm
-from .spec import AbsolutePath, InitialConditionSpec, SampledSpec, SplitSpec, StrictModel
+from .spec import AbsolutePath, InitialConditionSpec, SampledSpec, Seed, SplitSpec, StrictModel
 
 DOMAINS = {"disc": pm.disc, "annulus": pm.annulus, "l_shape": pm.l_shape, "box": pm.box,
            "sphere": pm.sphere, "torus": pm.torus, "double_torus": pm.double_torus}
@@ -139,7 +139,7 @@ class MeshDatasetSpec(SampledSpec):
     samples: int = Field(gt=0)
     splits: SplitSpec = Field(default_factory=SplitSpec)
     shard_size: int = Field(16, gt=0)
-    seed: int = Field(0, ge=0, le=2**63 - 1)
+    seed: Seed = 0
     solver: MeshSolverSpec = Field(default_factory=MeshSolverSpec)
     storage_dtype: Literal["float32", "float64"] = "float32"
 

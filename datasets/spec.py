@@ -132,6 +132,10 @@ class SplitSpec(StrictModel):
         return self
 
 
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+"""A dataset's base seed: NumPy seeds ``default_rng([seed, sample])`` with 64-bit words."""
+
+
 class SampledSpec(StrictModel):
     """What every dataset spec does with its ``parameters`` (a list of several values sweeps a
     parameter: every combination gets ``samples`` samples, each with the combination as a
@@ -194,7 +198,7 @@ class DatasetSpec(SampledSpec):
     samples: int = Field(gt=0)
     splits: SplitSpec = Field(default_factory=SplitSpec)
     shard_size: int = Field(16, gt=0)
-    seed: int = Field(0, ge=0, le=2**63 - 1)
+    seed: Seed = 0
     solver: SolverSpec = Field(default_factory=SolverSpec)
     storage_dtype: Literal["float32", "float64"] = "float32"
 
