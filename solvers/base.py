@@ -28,6 +28,7 @@ reuses its work arrays between steps.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -60,6 +61,10 @@ from .timestepping import Tableau, explicit_rk_step, tableau
 
 TVD_CFL = 0.5
 """CFL limit of the MUSCL (TVD) flux: $\\max|f'|\\,\\Delta t/\\Delta x \\le 1/2$."""
+
+MAX_REPLAYED_STEPS = 64
+"""Most rollout steps replayed in one go (:meth:`GridSolver._replayed_steps`): a rollout's
+callback hears of them when they are all done."""
 
 def require(condition: bool, message: str) -> None:
     """Raise ``ValueError(message)`` unless ``condition``."""
@@ -208,6 +213,19 @@ class GridSolver:
             for n, v in self.parameters().items()
         }
 
+    def _kept_parameter_arrays(self) -> dict[str, wp.array]:
+        """:meth:`parameter_arrays`, the same arrays while the values stay (kernels only read
+        them): the recorded stage launches of one rollout then replay in the next instead of
+        being re-packed for new arrays."""
+        values = self.parameters()
+        key = tuple((name, value.tobytes()) for name, value in values.items())
+        kept = getattr(self, "_parameter_arrays_kept", None)
+        if kept is None or kept[0] != key:
+            kept = (key, {n: wp.array(v, dtype=self.dtype, device=self.device)
+                          for n, v in values.items()})
+            self._parameter_arrays_kept = kept
+        return kept[1]
+
     def batch_parameter_arrays(self, batch: int, values: Mapping[str, Any]) -> dict[str, wp.array]:
         """Parameters for a batch of ``batch`` states, each given value checked against its
         range (the others keep the solver's values).
@@ -220,14 +238,15 @@ class GridSolver:
 
         Returns:
             Warp arrays: ``(1,)`` or ``(ndim,)`` shared, ``(batch,)`` or ``(batch, ndim)`` per
-            sample, ``(1, N)`` or ``(batch, N)`` fields (N = ``grid.size``).
+            sample, ``(1, N)`` or ``(batch, N)`` fields (N = ``grid.size``). Those of the
+            solver's own values are the same arrays from call to call: read them only.
 
         Raises:
             ValueError: an unknown parameter, a shape other than these, or a value outside
                 its range.
         """
         shapes = self.batch_parameter_shapes(batch, {n: np.shape(v) for n, v in values.items()})
-        arrays = self.parameter_arrays()
+        arrays = dict(self._kept_parameter_arrays())
         for name, value in values.items():
             flat = np.asarray(value, dtype=np.float64).reshape(shapes[name])
             self.check_parameter_values(name, flat)
@@ -357,9 +376,14 @@ class GridSolver:
         """$\\max|u|$ over the cells of ``u`` (one state or a batch) and its Dirichlet ghost
         cells ($2v - u$ of the cells they mirror): the values the fluxes and reactions see,
         what :meth:`rates` needs (a boundary value above the state sets the wave speed)."""
-        u = np.asarray(u, dtype=np.float64)
-        bound = float(np.max(np.abs(u), initial=0.0))
-        cells = u.reshape(-1, *self.grid.shape)
+        return float(np.max(self.state_bounds(u), initial=0.0))
+
+    def state_bounds(self, u: np.ndarray) -> np.ndarray:
+        """:meth:`state_bound` of each state of ``u`` (one state or a batch, each of
+        ``grid.shape`` or flat): shape ``(B,)``."""
+        cells = np.asarray(u, dtype=np.float64).reshape(-1, *self.grid.shape)
+        batch = len(cells)
+        bound = np.max(np.abs(cells.reshape(batch, -1)), axis=1, initial=0.0)
         for d, sides in enumerate(self.bc.sides):
             for side, condition in enumerate(sides):
                 if condition.kind != BCKind.DIRICHLET or condition.value == 0:
@@ -367,7 +391,8 @@ class GridSolver:
                 n = self.grid.shape[d]
                 layers = range(min(2, n)) if side == 0 else range(n - min(2, n), n)
                 ghosts = 2 * condition.value - np.take(cells, list(layers), axis=1 + d)
-                bound = max(bound, float(np.max(np.abs(ghosts), initial=0.0)))
+                bound = np.maximum(bound, np.max(np.abs(ghosts.reshape(batch, -1)), axis=1,
+                                                  initial=0.0))
         return bound
 
     def _costs(self, u: np.ndarray | None, implicit_diffusion: bool,
@@ -742,7 +767,7 @@ class GridSolver:
                               "u0").reshape(batch, -1)
         counts = _per_sample(n_steps, batch, "n_steps")
         every = _per_sample(save_every, batch, "save_every")
-        for n, k in zip(counts, every):
+        for n, k in set(zip(counts.tolist(), every.tolist())):
             check_counts(n, k)
         saves = counts // every
         require(np.all(saves == saves[0]), f"n_steps // save_every differs between samples "
@@ -755,13 +780,16 @@ class GridSolver:
                 else "parameters: this solver takes none")
         arrays = self.batch_parameter_arrays(batch, parameters or {})
         self._check_samples(arrays, states, steps)
-        order = np.argsort(-counts, kind="stable")  # longest first: active samples lead
-        arrays = {name: self._samples(name, a, order) for name, a in arrays.items()}
-        saved = self._rollout_sorted(states[order], counts[order], every[order],
-                                     steps[order], arrays, callback)
-        out = np.empty_like(saved)
-        out[order] = saved
-        out = out.reshape(batch, saves[0] + 1, *self.grid.shape)
+        if np.all(counts[:-1] >= counts[1:]):  # longest first already: active samples lead
+            saved = self._rollout_sorted(states, counts, every, steps, arrays, callback)
+        else:
+            order = np.argsort(-counts, kind="stable")
+            arrays = {name: self._samples(name, a, order) for name, a in arrays.items()}
+            in_order = self._rollout_sorted(states[order], counts[order], every[order],
+                                            steps[order], arrays, callback)
+            saved = np.empty_like(in_order)
+            saved[order] = in_order
+        out = saved.reshape(batch, saves[0] + 1, *self.grid.shape)
         return out if batched else out[0]
 
     def _rollout_sorted(self, states, counts, every, steps, arrays, callback) -> np.ndarray:
@@ -787,56 +815,76 @@ class GridSolver:
         for interval in {*every.tolist(), self.check_every}:
             due[interval::interval] = True
         active = batch
-        # a step is the same launches on the same arrays whenever the active samples and the
-        # input array are: its recorded calls are replayed without building the step again
-        replays: dict[tuple[int, int], tuple[list, wp.array, int]] = {}
-        for step in range(1, last + 1):
-            if counts[active - 1] < step:
-                active = int(np.count_nonzero(counts >= step))
+        due_steps = np.flatnonzero(due)
+        step = 0
+        while step < last:
+            if counts[active - 1] <= step:
+                active = int(np.count_nonzero(counts > step))
                 arrays = {name: self._samples(name, a, slice(0, active))
                           for name, a in arrays.items()}
                 u, dt, batch = u[: active * n], dt[:active], active
-            u = self._replayed_step(u, arrays, dt, work, replays, active)
-            if not due[step]:
-                if callback is not None:
-                    callback(step)
-                continue
+            # up to the next step that saves, checks or ends a sample, in one go when replayed
+            upto = min(int(due_steps[np.searchsorted(due_steps, step + 1)]),
+                       step + MAX_REPLAYED_STEPS)
+            u, done = self._replayed_steps(u, arrays, dt, work, active, upto - step)
+            if callback is not None:
+                for passed in range(step + 1, step + done):
+                    callback(passed)
+            step += done
             saving = step % every[:active] == 0
-            if saving.any() or step % self.check_every == 0 or np.any(counts[:active] == step):
-                current = u.numpy().reshape(active, n).astype(np.float64)
+            if due[step] and (saving.any() or step % self.check_every == 0
+                              or np.any(counts[:active] == step)):
+                current = u.numpy().reshape(active, n)  # a work array: the next step writes it
                 bad = ~np.all(np.isfinite(current), axis=1)
                 if bad.any():
                     b = int(np.argmax(bad))
                     raise BlowUpError(step=step, t=step * float(steps[b]),
                                       last_good_step=last_good[0],
                                       last_good_state=last_good[1][b].reshape(self.grid.shape))
-                last_good = (step, current)
-                for b in np.flatnonzero(saving):
-                    saved[b, step // every[b]] = current[b]
+                if saving.all() and np.all(every[:active] == every[0]):
+                    saved[:active, step // every[0]] = current
+                else:
+                    rows = np.flatnonzero(saving)
+                    saved[rows, step // every[rows]] = current[rows]
+                if step < last:
+                    last_good = (step, current.astype(np.float64))
             if callback is not None:
                 callback(step)
         return saved
 
-    def _replayed_step(self, u: wp.array, arrays: dict[str, wp.array], dt: wp.array,
-                       work: StageWork, replays: dict, active: int) -> wp.array:
-        """:meth:`advance` of a rollout step, its fused launches replayed when a step with the
-        same active samples already ran from the same array (``replays`` keeps them with the
-        output they wrote; the arrays they name stay alive and unchanged in ``work``), unless
-        a launch was re-packed for other arrays since."""
-        key = (active, u.ptr)
+    def _replayed_steps(self, u: wp.array, arrays: dict[str, wp.array], dt: wp.array,
+                        work: StageWork, active: int, most: int) -> tuple[wp.array, int]:
+        """Up to ``most`` :meth:`advance` steps of a rollout, and how many ran.
+
+        A step is the same launches on the same arrays whenever its active samples, input
+        array, time steps and parameter arrays are: ``work.replays`` keeps each step's
+        recorded calls with the output they wrote and the arrays they read, also from one
+        rollout to the next (the work arrays they name stay alive in ``work``). Steps found
+        there, unless a launch was re-packed for other arrays since, are replayed together
+        (:meth:`~physml.solvers.rk_stages.FusedStages.run`: in chunks of whole samples,
+        without waiting between steps); otherwise one step runs and is recorded."""
+        read = (dt, *arrays.values())
+        replays = work.replays
         with self.stages.step_lock:
-            kept = replays.get(key)
-            if kept is not None and kept[2] == self.stages.repacks:
-                calls, out, _ = kept
-                for launch in calls:
-                    self.stages.run(launch)
-                work.skip_output()
-                return out
+            launches, out, done = [], u, 0
+            while done < most:
+                kept = replays.get((active, out.ptr))
+                if kept is None or kept[2] != self.stages.repacks or not all(
+                        map(operator.is_, kept[3], read)):
+                    break
+                launches.extend(kept[0])
+                out = kept[1]
+                done += 1
+            if done:
+                self.stages.run(*launches, batch=active)
+                return out, done
             with self.stages.capturing() as captured:
                 out = self.advance(u, arrays, dt=dt, work=work)
             if captured and all(calls is not None for calls in captured):
-                replays[key] = (list(captured), out, self.stages.repacks)
-            return out
+                if len(replays) >= work.MAX_REPLAYS:
+                    replays.clear()
+                replays[(active, u.ptr)] = (list(captured), out, self.stages.repacks, read)
+            return out, 1
 
     def _samples(self, name: str, array: wp.array, index: np.ndarray | slice) -> wp.array:
         """The samples ``index`` of a per-sample parameter array (a shared one as it is)."""
@@ -857,7 +905,7 @@ class GridSolver:
         smallest and the largest bound do; a group that does not is checked sample by
         sample, for the error of the first failing one."""
         if all(array.shape[0] == 1 for array in arrays.values()):
-            u_max = np.array([self.state_bound(state) for state in states])
+            u_max = self.state_bounds(states)
             try:
                 for dt in np.unique(steps):
                     solver = self._sample_solver(arrays, 0, dt)

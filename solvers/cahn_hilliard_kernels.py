@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
@@ -526,16 +527,7 @@ class RowLaunch:
             launch(kernel, self.dtype, dim=count, inputs=[*inputs, *extra], outputs=outputs,
                    device=self.device)
 
-        if len(chunks) == 1:
-            run(0)
-            return
-        pending = [host_pool(len(chunks) - 1).submit(run, k) for k in range(1, len(chunks))]
-        try:
-            run(0)
-        finally:  # no chunk may still write the outputs when this returns or raises
-            wait(pending)
-        for job in pending:
-            job.result()
+        in_parallel(run, len(chunks))
 
 
 MAX_OFFSET = 2**31 - 1
@@ -565,6 +557,21 @@ def host_pool(workers: int) -> ThreadPoolExecutor:
     """A shared pool of ``workers`` host threads for concurrent CPU launches (a forked child
     starts new pools: the parent's threads do not exist there)."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="physml-rows")
+
+
+def in_parallel(work: Callable[[int], None], count: int) -> None:
+    """``work(0)`` on this thread and ``work(1) .. work(count - 1)`` on the host pool; returns
+    when all are done (raising the first error)."""
+    if count == 1:
+        work(0)
+        return
+    pending = [host_pool(count - 1).submit(work, k) for k in range(1, count)]
+    try:
+        work(0)
+    finally:  # no part may still write its outputs when this returns or raises
+        wait(pending)
+    for job in pending:
+        job.result()
 
 
 if hasattr(os, "register_at_fork"):

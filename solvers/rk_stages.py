@@ -39,7 +39,6 @@ from __future__ import annotations
 import operator
 import threading
 from collections.abc import Iterator
-from concurrent.futures import wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +46,7 @@ from typing import Any
 import numpy as np
 import warp as wp
 
-from .cahn_hilliard_kernels import available_cores, host_pool
+from .cahn_hilliard_kernels import available_cores, in_parallel
 from .grid import BCKind, BoundaryConditions, Grid
 from .kept import held_if_free
 from .operators import ghost_source, launch, limited_slope, reaction_term, rusanov_flux, specialize
@@ -61,10 +60,11 @@ from .vector_width import wide_vector_options
 # at 256^2, 1.03-1.05x at 1024^2 and 2048^2, where the rows leave the caches; bit for bit).
 wp.set_module_options({"fuse_fp": False} | wide_vector_options())
 
-RECORDED_PER_STAGE = 2
+RECORDED_PER_STAGE = 3
 """Sets of recorded row-kernel launches a stage keeps (:meth:`FusedStages._recorded`): the two
-between which a rollout's work arrays alternate. Each holds the arrays it was recorded with
-(alive until it is re-packed)."""
+between which a rollout's work arrays alternate and the first step's, from the initial state
+(so that the next rollout on these arrays replays all three). Each holds the arrays it was
+recorded with (alive until it is re-packed)."""
 
 MIN_CELLS_PER_THREAD = 1 << 17
 """Fewest cells a host thread gets by default on the CPU, a cell of a stage with limited (MUSCL)
@@ -1071,20 +1071,27 @@ class FusedStages:
         finally:
             self._capture = None
 
-    @staticmethod
-    def run(calls: list[Replay]) -> None:
-        """Run a launch's recorded calls: one per chunk of row segments, the chunks after the
-        first on the host pool, and wait for all of them."""
-        if len(calls) == 1:
-            calls[0]()
-            return
-        pending = [host_pool(len(calls) - 1).submit(call) for call in calls[1:]]
-        try:
-            calls[0]()
-        finally:  # no chunk may still write the outputs when this returns or raises
-            wait(pending)
-        for job in pending:
-            job.result()
+    def run(self, *launches: list[Replay], batch: int | None = None) -> None:
+        """Run launches' recorded calls (one per chunk of row segments), the chunks after the
+        first on the host pool, each launch after the one before.
+
+        Each launch waits for all chunks of the one before it, unless ``batch`` is given and
+        each chunk of its split holds whole samples (:meth:`samples_apart`): a sample's
+        stages read only that sample, so each chunk then runs its calls of every launch in
+        order on one thread, and the launches wait only once, at the end (a wake-up of a
+        host thread costs tens of microseconds on a virtual machine; a stage of 256
+        1024-cell samples about 115 per thread)."""
+        chained = batch is not None and len(launches) > 1 and self.samples_apart(batch)
+        for group in [launches] if chained else [[calls] for calls in launches]:
+            _run_chunks(group)
+
+    def samples_apart(self, batch: int) -> bool:
+        """Whether each chunk of row segments of a ``batch``-sample state (one per host
+        thread) holds whole samples, so that its stage calls depend on no other chunk."""
+        segment, chunks = self._split(batch)
+        per_sample = self.shape[0] * self.shape[1] * -(-self.shape[2] // segment)
+        return all(first % per_sample == 0 and count % per_sample == 0
+                   for first, count in chunks)
 
     def _recorded(self, stage: tuple, inputs: list, outputs: list, segment: int,
                   chunks: list[tuple[int, int]], native: bool) -> list[Replay]:
@@ -1094,9 +1101,9 @@ class FusedStages:
         Packing the thirty arguments of a launch costs more than the kernel on small grids,
         so each stage keeps up to :data:`RECORDED_PER_STAGE` sets of recorded launches, with
         the arguments they were recorded for: a rollout's work arrays alternate between two
-        sets, which then replay without re-packing anything. Arguments no set was recorded
-        for re-pack the least recently used set where they differ (and are checked for
-        overlap first: the native runs' restrict pointers)."""
+        sets (and start from a third), which then replay without re-packing anything.
+        Arguments no set was recorded for re-pack the least recently used set where they
+        differ (and are checked for overlap first: the native runs' restrict pointers)."""
         values = [*inputs, *outputs]
         recorded = self._launches.setdefault(stage, [])
         for position, (replays, last) in enumerate(recorded):
@@ -1150,6 +1157,17 @@ class FusedStages:
         return segment, [(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
+def _run_chunks(launches: tuple[list[Replay], ...] | list[list[Replay]]) -> None:
+    """Chunk j's calls of every launch in order, each chunk on its own host thread; returns
+    when every chunk is done."""
+
+    def chunk(j: int) -> None:
+        for calls in launches:
+            calls[j]()
+
+    in_parallel(chunk, len(launches[0]))
+
+
 def _require_disjoint(outputs: list[wp.array], inputs: list[wp.array]) -> None:
     """Refuse an output whose memory overlaps an input or the other output (arrays of one
     dtype)."""
@@ -1193,39 +1211,41 @@ class StageWork:
     Args:
         reuse: False (default): every request is a new array, so a ``wp.Tape`` can record the
             step. True: arrays are kept by name and handed out again (grown when a larger
-            state asks), so a rollout allocates nothing after its first step; the output
-            alternates between two arrays, so a step may read the previous step's output.
-            A smaller state gets the same view of a kept array at every request (recorded
-            launches that read it replay).
+            state asks), so a rollout allocates nothing after its first step; a step's output
+            (``"out"``) is whichever of two arrays its input is not, so a step may read the
+            previous step's output. A smaller state gets the same view of a kept array at
+            every request (recorded launches that read it replay).
     """
 
     MAX_VIEWS = 64
     """Views of kept arrays remembered (beyond it they are forgotten and made anew)."""
 
+    MAX_REPLAYS = 64
+    """Recorded steps :attr:`replays` remembers (beyond it they are forgotten)."""
+
     def __init__(self, reuse: bool = False) -> None:
         self.reuse = reuse
         self._arrays: dict[str, wp.array] = {}
         self._views: dict[tuple[str, int], wp.array] = {}
-        self._outputs = 0
+        self.replays: dict[tuple[int, int], tuple] = {}
+        """The recorded launches of the rollout steps run in these arrays, by the active
+        samples and the input's address (:meth:`~physml.solvers.GridSolver._replayed_steps`
+        keeps and checks them)."""
 
     def array(self, name: str, like: wp.array, requires_grad: bool) -> wp.array:
-        """A flat array of ``like``'s size, dtype and device (uninitialised)."""
+        """A flat array of ``like``'s size, dtype and device (uninitialised); for ``"out"``,
+        kept arrays ``"out0"`` or ``"out1"``, not the one ``like`` lies in."""
         if not self.reuse or requires_grad:
             return wp.empty_like(like, requires_grad=requires_grad)
         if name == "out":
-            self._outputs += 1
-            name = f"out{self._outputs % 2}"
+            name = "out1" if self._arrays.get("out0") is not None and (
+                self._arrays["out0"].ptr == like.ptr) else "out0"
         kept = self._arrays.get(name)
         if kept is None or kept.size < like.size or (kept.device is not like.device
                                                      and kept.device != like.device):
             kept = wp.empty(like.size, dtype=like.dtype, device=like.device)
             self._arrays[name] = kept
         return self._sized(name, kept, like.size)
-
-    def skip_output(self) -> None:
-        """Count one step's output as handed out, as ``array("out", ...)`` does (a step whose
-        launches were replayed), so the outputs keep alternating."""
-        self._outputs += 1
 
     def filled(self, name: str, values: np.ndarray, dtype: type, device: str) -> wp.array:
         """A kept flat array named ``name`` holding ``values`` (converted to ``dtype``); the

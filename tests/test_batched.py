@@ -114,13 +114,8 @@ def test_per_sample_steps_and_counts_are_bitwise_the_one_by_one_rollouts(case):
     np.testing.assert_array_equal(batched, one_by_one(solver, u0, values, counts, every, dts))
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_replayed_rollout_steps_are_bitwise_the_steps_built_anew(threads, monkeypatch):
-    grid = Grid((64, 48), (0.0, 0.0), (1.0, 1.0))
-    solver = BurgersSolver2D(grid, MIXED_2D, nu=0.01, dt=1e-3, threads=threads)
-    u0 = initial_states(grid, 3, seed=2)
-    dts = np.array([1.0, 0.5, 0.25]) * solver.dt
-    counts, every = np.array([6, 12, 24]), np.array([1, 2, 4])  # the active samples shrink
+def counted_launches(solver, monkeypatch):
+    """A list that grows by one at each stage launch built (not replayed) by ``solver``."""
     built = []
     launch = type(solver.stages).launch
 
@@ -129,15 +124,57 @@ def test_replayed_rollout_steps_are_bitwise_the_steps_built_anew(threads, monkey
         return launch(self, *args, **kwargs)
 
     monkeypatch.setattr(type(solver.stages), "launch", counting)
+    return built
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_replayed_rollout_steps_are_bitwise_the_steps_built_anew(threads, monkeypatch):
+    grid = Grid((64, 48), (0.0, 0.0), (1.0, 1.0))
+    solver = BurgersSolver2D(grid, MIXED_2D, nu=0.01, dt=1e-3, threads=threads)
+    u0 = initial_states(grid, 3, seed=2)
+    dts = np.array([1.0, 0.5, 0.25]) * solver.dt
+    counts, every = np.array([6, 12, 24]), np.array([1, 2, 4])  # the active samples shrink
+    built = counted_launches(solver, monkeypatch)
     replayed = solver.rollout(u0, counts, every, dt=dts)
     assert 0 < len(built) < 24 * 3 // 2  # most of the 24 three-stage steps replayed
 
-    def built_anew(self, u, arrays, dt, work, replays, active):
+    def built_anew(self, u, arrays, dt, work, active, most):
         self.stages._launches.clear()  # no recorded launch of the replayed rollout is reused
-        return self.advance(u, arrays, dt=dt, work=work)
+        work.replays.clear()
+        return self.advance(u, arrays, dt=dt, work=work), 1
 
-    monkeypatch.setattr(GridSolver, "_replayed_step", built_anew)
+    monkeypatch.setattr(GridSolver, "_replayed_steps", built_anew)
     np.testing.assert_array_equal(replayed, solver.rollout(u0, counts, every, dt=dts))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_rollout_replays_the_steps_of_the_last_one_only_on_the_same_arrays(threads,
+                                                                               monkeypatch):
+    grid = Grid((40,), (0.0,), (1.0,))
+    solver = BurgersSolver1D(grid, dirichlet(1, 0.3), nu=0.01, dt=1e-3, threads=threads)
+    u0 = initial_states(grid, 4, seed=3)
+    first = solver.rollout(u0, 30, 10)
+    built = counted_launches(solver, monkeypatch)
+    # the same arrays: every step replayed, in groups up to the saves (two threads: chunks
+    # of whole samples, chained), and the same bits
+    np.testing.assert_array_equal(solver.rollout(u0, 30, 10), first)
+    assert not built
+    # other values in the arrays the steps read (initial states, time steps): replayed, and
+    # the bits of a new solver
+    fresh = BurgersSolver1D(grid, dirichlet(1, 0.3), nu=0.01, dt=1e-3, threads=threads)
+    v0 = initial_states(grid, 4, seed=4)
+    dts = np.array([1.0, 0.5, 0.5, 0.25]) * solver.dt
+    np.testing.assert_array_equal(solver.rollout(v0, 30, 10, dt=dts),
+                                  fresh.rollout(v0, 30, 10, dt=dts))
+    # new parameter arrays, or a copy with other values: built anew, never the old launches
+    nu = np.array([0.01, 0.02, 0.03, 0.04])
+    np.testing.assert_array_equal(solver.rollout(u0, 30, 10, parameters={"nu": nu}),
+                                  fresh.rollout(u0, 30, 10, parameters={"nu": nu}))
+    assert built
+    other = solver.with_parameters(nu=0.05)
+    np.testing.assert_array_equal(
+        other.rollout(u0, 30, 10),
+        BurgersSolver1D(grid, dirichlet(1, 0.3), nu=0.05, dt=1e-3).rollout(u0, 30, 10))
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
