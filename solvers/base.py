@@ -63,8 +63,8 @@ TVD_CFL = 0.5
 """CFL limit of the MUSCL (TVD) flux: $\\max|f'|\\,\\Delta t/\\Delta x \\le 1/2$."""
 
 MAX_REPLAYED_STEPS = 64
-"""Most rollout steps replayed in one go (:meth:`GridSolver._replayed_steps`): a rollout's
-callback hears of them when they are all done."""
+"""Most rollout steps replayed in one go (:meth:`GridSolver._replayed_steps`; a rollout with
+a callback replays one step at a time)."""
 
 def require(condition: bool, message: str) -> None:
     """Raise ``ValueError(message)`` unless ``condition``."""
@@ -824,12 +824,10 @@ class GridSolver:
                           for name, a in arrays.items()}
                 u, dt, batch = u[: active * n], dt[:active], active
             # up to the next step that saves, checks or ends a sample, in one go when replayed
-            upto = min(int(due_steps[np.searchsorted(due_steps, step + 1)]),
-                       step + MAX_REPLAYED_STEPS)
+            # (step by step for a callback, which hears of each step when it is done)
+            upto = step + 1 if callback is not None else min(
+                int(due_steps[np.searchsorted(due_steps, step + 1)]), step + MAX_REPLAYED_STEPS)
             u, done = self._replayed_steps(u, arrays, dt, work, active, upto - step)
-            if callback is not None:
-                for passed in range(step + 1, step + done):
-                    callback(passed)
             step += done
             saving = step % every[:active] == 0
             if due[step] and (saving.any() or step % self.check_every == 0
@@ -856,13 +854,15 @@ class GridSolver:
                         work: StageWork, active: int, most: int) -> tuple[wp.array, int]:
         """Up to ``most`` :meth:`advance` steps of a rollout, and how many ran.
 
-        A step is the same launches on the same arrays whenever its active samples, input
-        array, time steps and parameter arrays are: ``work.replays`` keeps each step's
-        recorded calls with the output they wrote and the arrays they read, also from one
-        rollout to the next (the work arrays they name stay alive in ``work``). Steps found
-        there, unless a launch was re-packed for other arrays since, are replayed together
-        (:meth:`~physml.solvers.rk_stages.FusedStages.run`: in chunks of whole samples,
-        without waiting between steps); otherwise one step runs and is recorded."""
+        A fused step is the same stage launches on the same arrays whenever its active
+        samples, input array, time steps and parameter arrays are: ``work.replays`` keeps
+        each such step's recorded calls with the output they wrote and the arrays they read,
+        also from one rollout to the next (the work arrays they name stay alive in ``work``).
+        Steps found there, unless a launch was re-packed for other arrays since, are replayed
+        together (:meth:`~physml.solvers.rk_stages.FusedStages.run`: where the host threads'
+        chunks hold whole samples, each thread runs its chunk of every step without waiting
+        for the others); otherwise one step runs, and a fused one is recorded (an IMEX step
+        or a PDE's own right-hand side launches more than its stages, so it never replays)."""
         read = (dt, *arrays.values())
         replays = work.replays
         with self.stages.step_lock:
@@ -880,7 +880,8 @@ class GridSolver:
                 return out, done
             with self.stages.capturing() as captured:
                 out = self.advance(u, arrays, dt=dt, work=work)
-            if captured and all(calls is not None for calls in captured):
+            # a fused step is its stage launches; another (IMEX, a PDE's own rhs) is more
+            if self.fused and captured and all(calls is not None for calls in captured):
                 if len(replays) >= work.MAX_REPLAYS:
                     replays.clear()
                 replays[(active, u.ptr)] = (list(captured), out, self.stages.repacks, read)

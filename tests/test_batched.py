@@ -24,6 +24,7 @@ from physml.solvers import (
     HeatSolver2D,
     dirichlet,
     neumann,
+    rk_stages,
 )
 from physml.solvers.base import GridSolver
 from physml.solvers.rk_stages import RECORDED_PER_STAGE
@@ -175,6 +176,43 @@ def test_a_rollout_replays_the_steps_of_the_last_one_only_on_the_same_arrays(thr
     np.testing.assert_array_equal(
         other.rollout(u0, 30, 10),
         BurgersSolver1D(grid, dirichlet(1, 0.3), nu=0.05, dt=1e-3).rollout(u0, 30, 10))
+
+
+def test_replayed_steps_run_chained_by_whole_samples_and_a_callback_hears_each_step(
+        monkeypatch):
+    grid = Grid((40,), (0.0,), (1.0,))
+    solver = BurgersSolver1D(grid, dirichlet(1, 0.3), nu=0.01, dt=1e-3, threads=2)
+    u0 = initial_states(grid, 4, seed=3)
+    reference = solver.rollout(u0, 30, 10)  # recorded
+    groups = []
+    run = rk_stages._run_chunks
+    monkeypatch.setattr(rk_stages, "_run_chunks",
+                        lambda launches: groups.append(len(launches)) or run(launches))
+    np.testing.assert_array_equal(solver.rollout(u0, 30, 10), reference)
+    assert groups == [3 * 10] * 3  # three groups of ten three-stage steps, one wait each
+    heard = []
+    solver.rollout(u0, 30, 10, callback=heard.append)
+    assert heard == list(range(1, 31))
+
+
+class OwnRhsHeat(HeatSolver1D):
+    """A PDE with a right-hand side of its own (its steps are not the fused stages)."""
+
+    def rhs(self, u, params, with_diffusion=True):
+        return super().rhs(u, params, with_diffusion)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: HeatSolver1D(G1, dirichlet(1, 0.2), nu=0.02, dt=5e-3, scheme="imex"),
+    lambda: BurgersSolver1D(G1, nu=0.01, dt=2e-3, scheme="imex"),
+    lambda: OwnRhsHeat(G1, nu=0.01, dt=1e-3, scheme="ssp_rk3"),
+])
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_steps_that_are_not_the_fused_stages_are_never_replayed(make, steps):
+    solver = make()
+    a, b = initial_states(G1, 2, seed=9)
+    solver.rollout(a, steps)
+    np.testing.assert_array_equal(solver.rollout(b, steps), make().rollout(b, steps))
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
