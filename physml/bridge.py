@@ -26,11 +26,18 @@ returns the derivative of the branch the forward pass took, a one-sided derivati
 finite differences across the kink disagree with it. Linear fluxes, diffusion and the
 reactions are smooth.
 
-Backward pass: for each step $u_{s} = \Phi(u_{s-1}; p)$, in reverse, the step is re-run on a
-fresh ``wp.Tape`` and its adjoint kernels give $\bar u_{s-1} = (\partial\Phi/\partial u)^T \bar u_s$
-and $\bar p \mathrel{+}= (\partial\Phi/\partial p)^T \bar u_s$ (implicit solves add their own
-transpose solve). Each call starts from zeroed buffers, so calling backward twice on one graph
-gives the same gradient.
+Backward pass: for each step $u_{s} = \Phi(u_{s-1}; p)$, in reverse,
+$\bar u_{s-1} = (\partial\Phi/\partial u)^T \bar u_s$ and
+$\bar p \mathrel{+}= (\partial\Phi/\partial p)^T \bar u_s$. On the CPU, the explicit steps of
+the fused convection–diffusion–reaction solvers take their adjoint in native loops
+(:mod:`physml.solvers.step_adjoint`: the step's stage inputs recomputed, each stage's
+vector–Jacobian product vectorised over a padded copy of each sample, samples on host threads:
+on 1D Burgers a rollout and its gradient 5–8× faster than with Warp's generated adjoint,
+``benchmarks/bridge.py``); other
+steps (IMEX, a PDE's own right-hand side, a GPU) are re-run on a fresh ``wp.Tape`` whose
+generated adjoint kernels give the products (implicit solves add their own transpose solve).
+The two agree to rounding (tests). Each call starts from zeroed buffers, so calling backward
+twice on one graph gives the same gradient.
 
 Memory: without checkpointing the forward pass keeps all $n + 1$ states. With
 ``checkpoint_every=k`` it keeps every $k$-th state and, in the backward pass, recomputes one
@@ -50,6 +57,7 @@ import numpy as np
 import torch
 import warp as wp
 
+from .solvers import step_adjoint
 from .solvers.base import GridSolver, check_counts
 from .solvers.errors import BlowUpError
 
@@ -376,6 +384,10 @@ class _Adjoint(torch.autograd.Function):
         held = dict(held)
         adj = torch.zeros_like(grad_out[0])
         adj_p = [torch.zeros_like(v) for v in values]
+        native = None  # the steps' adjoint in native loops where it applies, else Warp's tape
+        if step_adjoint.supported(solver) and adj.device.type == "cpu":
+            native = step_adjoint.ExplicitStepAdjoint(solver, params,
+                                                      adj.numel() // solver.grid.size)
         for start in sorted(held, reverse=True):
             end = min(start + k, n)
             states = [held.pop(start)]
@@ -385,8 +397,17 @@ class _Adjoint(torch.autograd.Function):
             for s in range(end, start, -1):
                 if s % save_every == 0:
                     adj = adj + grad_out[s // save_every]
-                adj, dp = _vjp(solver, states[s - start - 1], values, adj)
+                state = states[s - start - 1]
+                if native is not None:
+                    adj = torch.from_numpy(native.vjp(state.detach().numpy(),
+                                                      adj.detach().numpy()))
+                    continue
+                adj, dp = _vjp(solver, state, values, adj)
                 adj_p = [a + d for a, d in zip(adj_p, dp)]
+        if native is not None:
+            grads = native.parameter_grads()
+            adj_p = [torch.from_numpy(grads[name]).reshape(v.shape)
+                     for name, v in zip(solver.parameter_names, values)]
         return adj + grad_out[0], *adj_p
 
     @staticmethod

@@ -212,17 +212,7 @@ def pointwise_terms(
 # bit. The outputs must not overlap the inputs (:meth:`FusedStages.launch` checks it), which
 # restrict promises.
 
-INTERIOR_RUN = """
-using real = decltype(inv_dx.data[0] + inv_dx.data[0]);
-constexpr int TILE = 512;
-const real zero = real(0), half = real(0.5), two = real(2), one = real(1);
-const real* __restrict__ x = v.data;
-const real* __restrict__ g = coef.data;
-real* __restrict__ ko = k_out.data;
-const int n0 = shape[0], n1 = shape[1], n2 = shape[2];
-const bool has0 = n0 > 1, has1 = n1 > 1;
-const int lines = n0 * n1, n_cells = lines * n2, per_row = (n2 + segment - 1) / segment;
-const real inv0 = inv_dx.data[0], inv1 = inv_dx.data[1], inv2 = inv_dx.data[2];
+GHOST_SOURCE = """
 // index i in [-ghost, n + ghost) of kernel axis ``axis`` (n cells): its interior source cell
 // (into src) and its ghost row (returned; 0: interior), as operators.ghost_source
 auto ghost_source = [&](int i, int n, int axis, int& src) -> int {
@@ -239,6 +229,22 @@ auto ghost_source = [&](int i, int n, int axis, int& src) -> int {
     src = i;
     return 0;
 };
+"""
+"""Native snippet of the ghost-cell mapping (arguments ``ghost``, ``kinds_lo``, ``kinds_hi``),
+shared by the native stage loops and their adjoint."""
+
+INTERIOR_RUN = """
+using real = decltype(inv_dx.data[0] + inv_dx.data[0]);
+constexpr int TILE = 512;
+const real zero = real(0), half = real(0.5), two = real(2), one = real(1);
+const real* __restrict__ x = v.data;
+const real* __restrict__ g = coef.data;
+real* __restrict__ ko = k_out.data;
+const int n0 = shape[0], n1 = shape[1], n2 = shape[2];
+const bool has0 = n0 > 1, has1 = n1 > 1;
+const int lines = n0 * n1, n_cells = lines * n2, per_row = (n2 + segment - 1) / segment;
+const real inv0 = inv_dx.data[0], inv1 = inv_dx.data[1], inv2 = inv_dx.data[2];
+""" + GHOST_SOURCE + """
 // flat start of the row ``offset`` rows from row (i0, i1) along axis 0 or 1 of sample
 // ``base`` and its ghost row (into row), as the Warp row_start
 auto row_start = [&](int base, int i0, int i1, int axis, int offset, int& row) -> int {
@@ -1064,7 +1070,8 @@ class FusedStages:
         list it yields (``None`` for a launch that was not recorded): what :meth:`run`
         repeats. A caller that keeps the arrays of those launches alive and unchanged may
         replay them without going through :meth:`launch` again, as long as :attr:`repacks`
-        has not changed since."""
+        has not changed since, and only where those launches are all the block's work (work
+        done outside them, as other kernels or host code, is not captured)."""
         self._capture = []
         try:
             yield self._capture

@@ -1,0 +1,332 @@
+r"""The adjoint of the convection–diffusion–reaction operator in native loops (CPU).
+
+A Runge–Kutta step's reverse pass needs, at each stage input $v$, the vector–Jacobian product
+of the operator $F(v) = -\sum_d \partial_d f_d(v) + \nu\,\Delta v + \rho\, r(v)$ of
+:mod:`physml.solvers.rk_stages` with the stage's cotangent $\bar k$:
+
+$$\bar v = (\partial F/\partial v)^T \bar k,\quad
+\bar\nu_i = \bar k_i (\Delta_h v)_i,\quad \bar\rho_i = \bar k_i\, r(v_i),\quad
+\bar a_d = \sum_i \bar k_i\, \partial F_i/\partial a_d,$$
+
+the last for a linear flux's velocity, per sample. Warp can generate this adjoint from the
+per-cell stage kernel, but its CPU code runs one cell at a time through generic neighbour
+lookups (about 130 ns per cell and stage for 1D Burgers); here each sample is copied once into
+a padded block with its ghost cells ($a\,v_{src} + b$, :func:`~physml.solvers.rk_stages.
+_ghost_table`), every axis is swept line by line in loops the compiler vectorises (the MUSCL
+slopes and faces recomputed once per line, their adjoints gathered per cell), and the ghost
+cells' adjoints are folded back into their sources ($\bar v_{src} \mathrel{+}= a\,\bar g$).
+
+Kinks follow the per-cell kernel's generated adjoint: ``min``/``max`` give the derivative to the
+operand they returned (the second on a tie), ``|x|`` has slope 1 at 0, and the limiters'
+``a b > 0`` test and sign are constants. The two adjoints agree to rounding (tests).
+
+Per-cell coefficients ($\nu$, $\rho$) come in expanded to one value per cell; their cotangents
+go out per cell (the caller sums them to a parameter's shape), the velocity's per sample and
+axis. A sample's work lies in its own thread's scratch, so samples run on host threads apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import warp as wp
+
+from .cahn_hilliard_kernels import available_cores, in_parallel
+from .operators import launch, specialize
+from .replay import Replay
+from .rk_stages import GHOST_SOURCE
+from .vector_width import wide_vector_options
+
+wp.set_module_options({"fuse_fp": False} | wide_vector_options())
+
+STAGE_VJP = """
+using real = decltype(inv_dx.data[0] + inv_dx.data[0]);
+const real zero = real(0), half = real(0.5), two = real(2), one = real(1);
+const int n1 = shape[1], n2 = shape[2], n_cells = n1 * n2;
+const bool has1 = n1 > 1;
+const int g = ghost, g1 = has1 ? ghost : 0;
+const int C = n2 + 2 * g, R = n1 + 2 * g1;
+const int span = (n1 > n2 ? n1 : n2) + 2 * g + 4;  // a line buffer: cells -g-2 .. n+g+1
+const real* __restrict__ gt = coef.data;
+real* __restrict__ P = scratch.data + offset;
+real* __restrict__ Q = P + R * C;
+real* __restrict__ buf = Q + R * C;
+// line buffers, each indexed from cell -g - 2 (entry 0)
+real* __restrict__ lx = buf;                 // the line's values (axis 1: gathered)
+real* __restrict__ lq = lx + span;           // their cotangents
+real* __restrict__ kb = lq + span;           // kbar, zero outside the cells
+real* __restrict__ ln = kb + span;           // nu per cell
+real* __restrict__ lnb = ln + span;          // nu's cotangent per cell (this axis' part)
+real* __restrict__ sl = lnb + span;          // limited slopes
+real* __restrict__ sa = sl + span;           // s_bar * ds/da
+real* __restrict__ sb = sa + span;           // s_bar * ds/db
+real* __restrict__ ulb = sb + span;          // cotangent of each face's left state
+real* __restrict__ urb = ulb + span;         // and right state
+const int o = g + 2;                          // entry of cell 0
+""" + GHOST_SOURCE + """
+auto sgn = [&](real x) -> real { return x < zero ? -one : one; };  // as Warp's adjoint of abs
+// slope s(a, b) and its partial derivatives (as operators.limited_slope and its Warp adjoint)
+auto slope_of = [&](real a, real b, real& da, real& db) -> real {
+    if (limiter == 0) { da = half; db = half; return half * (a + b); }
+    da = zero; db = zero;
+    if (!(a * b > zero)) return zero;
+    const real sign = a < zero ? -one : one;
+    const real aa = wp::abs(a), bb = wp::abs(b);
+    if (limiter == 1) {
+        if (aa < bb) { da = sign * sgn(a); return sign * aa; }
+        db = sign * sgn(b); return sign * bb;
+    }
+    if (limiter == 2) {
+        const real s = a + b;
+        da = two * b * b / (s * s);
+        db = two * a * a / (s * s);
+        return two * a * b / s;
+    }
+    const real m = aa < bb ? two * aa : two * bb, h = half * (aa + bb);
+    if (m < h) {
+        if (aa < bb) da = sign * two * sgn(a); else db = sign * two * sgn(b);
+        return sign * m;
+    }
+    da = sign * half * sgn(a); db = sign * half * sgn(b);
+    return sign * h;
+};
+// One line of n cells along an axis with spacing 1/inv and speed a: lx holds cells
+// -g .. n + g - 1 (entries 2 .. n + 2g + 1), kb and ln the cells' kbar and nu; adds the
+// cotangents of the line's values to lq and returns the speed's.
+auto sweep = [&](int n, real inv, real a) -> real {
+    real a_bar = zero;
+    for (int j = 0; j < span; ++j) { lq[j] = zero; lnb[j] = zero; }
+    if (flux_kind >= 2) {
+        // slopes of cells -1 .. n (the faces 0 .. n read them), zero elsewhere
+        for (int j = 0; j < span; ++j) {
+            sl[j] = zero; sa[j] = zero; sb[j] = zero; ulb[j] = zero; urb[j] = zero;
+        }
+        for (int j = o - 1; j <= o + n; ++j) {
+            real da, db;
+            sl[j] = slope_of(lx[j] - lx[j - 1], lx[j + 1] - lx[j], da, db);
+            sa[j] = da;
+            sb[j] = db;
+        }
+        // faces 0 .. n (face j between cells j - 1 and j): flux cotangent inv (kb_j - kb_{j-1})
+        for (int j = o; j <= o + n; ++j) {
+            const real ul = lx[j - 1] + half * sl[j - 1], ur = lx[j] - half * sl[j];
+            const real f_bar = inv * (kb[j] - kb[j - 1]);
+            real dl, dr;
+            if (flux_kind == 3) {
+                const real al = wp::abs(ul), ar = wp::abs(ur);
+                const real alpha = al > ar ? al : ar;
+                const real jump = -half * (ur - ul);  // d flux / d alpha
+                dl = half * ul + half * alpha + (al > ar ? jump * sgn(ul) : zero);
+                dr = half * ur - half * alpha + (al > ar ? zero : jump * sgn(ur));
+            } else {
+                const real s = wp::abs(a);
+                dl = half * a + half * s;
+                dr = half * a - half * s;
+                a_bar += f_bar * (half * (ul + ur) - half * sgn(a) * (ur - ul));
+            }
+            ulb[j] = f_bar * dl;
+            urb[j] = f_bar * dr;
+        }
+        // slope cotangents of cells -1 .. n, times their partials: s(j) feeds face j + 1's
+        // left state (+ s / 2) and face j's right state (- s / 2)
+        for (int j = o - 1; j <= o + n; ++j) {
+            const real s_bar = half * ulb[j + 1] - half * urb[j];
+            sa[j] = s_bar * sa[j];
+            sb[j] = s_bar * sb[j];
+        }
+        for (int j = o - 2; j <= o + n + 1; ++j)
+            lq[j] += ulb[j + 1] + urb[j] + (sa[j] - sb[j]) + sb[j - 1] - sa[j + 1];
+    } else if (flux_kind == 1) {
+        const real w = a * (inv * half);
+        for (int j = o; j < o + n; ++j) {
+            lq[j + 1] -= kb[j] * w;
+            lq[j - 1] += kb[j] * w;
+            a_bar -= kb[j] * ((lx[j + 1] - lx[j - 1]) * (inv * half));
+        }
+    }
+    if (with_diffusion) {
+        const real w = inv * inv;
+        for (int j = o; j < o + n; ++j) {
+            const real d = ln[j] * kb[j] * w;
+            lq[j - 1] += d;
+            lq[j + 1] += d;
+            lq[j] -= two * d;
+            lnb[j] = kb[j] * (((lx[j - 1] - lx[j]) + (lx[j + 1] - lx[j])) * w);
+        }
+    }
+    return a_bar;
+};
+// visit(p, src, a, b) for each ghost cell read of the block (the ghost columns of every row,
+// the ghost rows' cells below and above the rows): its entry p in the block and the cell src
+// of the sample it mirrors, ghost = a v[src] + b
+auto each_ghost = [&](auto visit) {
+    for (int r = 0; r < n1; ++r)
+        for (int c = -g; c < n2 + g; ++c) {
+            if (c >= 0 && c < n2) continue;
+            int src = 0;
+            const int row = ghost_source(c, n2, 2, src);
+            visit((r + g1) * C + c + g, r * n2 + src, gt[2 * row], gt[2 * row + 1]);
+        }
+    for (int r = -g1; r < n1 + g1; ++r) {
+        if (r >= 0 && r < n1) continue;
+        int src = 0;
+        const int row = ghost_source(r, n1, 1, src);
+        for (int c = 0; c < n2; ++c)
+            visit((r + g1) * C + c + g, src * n2 + c, gt[2 * row], gt[2 * row + 1]);
+    }
+};
+for (int b = first; b < first + count; ++b) {
+    const real* __restrict__ x = v.data + b * n_cells;
+    const real* __restrict__ kbar_b = kbar.data + b * n_cells;
+    const real* __restrict__ nu_b = nu.data + b * n_cells;
+    real* __restrict__ out = v_bar.data + b * n_cells;
+    real* __restrict__ nub = nu_bar.data + b * n_cells;
+    // the padded block: the cells, then every ghost cell from its source
+    for (int r = 0; r < n1; ++r)
+        for (int c = 0; c < n2; ++c) P[(r + g1) * C + c + g] = x[r * n2 + c];
+    each_ghost([&](int p, int src, real a, real shift) { P[p] = a * x[src] + shift; });
+    for (int i = 0; i < R * C; ++i) Q[i] = zero;
+    for (int i = 0; i < n_cells; ++i) nub[i] = zero;
+    real a1 = zero, a2 = zero;
+    // axis 2: each row of the block is a line in place
+    for (int r = 0; r < n1; ++r) {
+        real* __restrict__ row_p = P + (r + g1) * C;
+        real* __restrict__ row_q = Q + (r + g1) * C;
+        for (int j = 0; j < span; ++j) { kb[j] = zero; ln[j] = zero; lx[j] = zero; }
+        for (int j = 0; j < C; ++j) lx[j + 2] = row_p[j];
+        for (int j = 0; j < n2; ++j) {
+            kb[o + j] = kbar_b[r * n2 + j];
+            ln[o + j] = nu_b[r * n2 + j];
+        }
+        a2 += sweep(n2, inv_dx.data[2], speeds.data[2 * b + 1]);
+        for (int j = 0; j < C; ++j) row_q[j] += lq[j + 2];
+        for (int j = 0; j < n2; ++j) nub[r * n2 + j] += lnb[o + j];
+    }
+    // axis 1: each column, gathered
+    if (has1) {
+        for (int c = 0; c < n2; ++c) {
+            for (int j = 0; j < span; ++j) { kb[j] = zero; ln[j] = zero; lx[j] = zero; }
+            for (int r = 0; r < R; ++r) lx[r + 2] = P[r * C + c + g];
+            for (int r = 0; r < n1; ++r) {
+                kb[o + r] = kbar_b[r * n2 + c];
+                ln[o + r] = nu_b[r * n2 + c];
+            }
+            a1 += sweep(n1, inv_dx.data[1], speeds.data[2 * b]);
+            for (int r = 0; r < R; ++r) Q[r * C + c + g] += lq[r + 2];
+            for (int r = 0; r < n1; ++r) nub[r * n2 + c] += lnb[o + r];
+        }
+    }
+    speed_bar.data[2 * b] = a1;
+    speed_bar.data[2 * b + 1] = a2;
+    // the reaction, per cell
+    const real* __restrict__ rho_b = rho.data + b * n_cells;
+    real* __restrict__ rhob = rho_bar.data + b * n_cells;
+    for (int r = 0; r < n1; ++r)
+        for (int c = 0; c < n2; ++c) {
+            const int i = r * n2 + c, p = (r + g1) * C + c + g;
+            const real u0 = P[p], k = kbar_b[i];
+            real value = zero, slope = zero;
+            if (reaction_kind == 1) { value = u0 - u0 * u0 * u0; slope = one - real(3) * u0 * u0; }
+            else if (reaction_kind == 2) { value = u0 * (one - u0); slope = one - two * u0; }
+            rhob[i] = k * value;
+            Q[p] += rho_b[i] * k * slope;
+        }
+    // the cells' cotangents, then each ghost cell's folded into its source
+    for (int r = 0; r < n1; ++r)
+        for (int c = 0; c < n2; ++c) out[r * n2 + c] = Q[(r + g1) * C + c + g];
+    each_ghost([&](int p, int src, real a, real) { out[src] += a * Q[p]; });
+}
+"""
+
+
+@wp.func_native(STAGE_VJP)
+def stage_vjp_native(v: wp.array(dtype=Any), kbar: wp.array(dtype=Any),
+                     nu: wp.array(dtype=Any), rho: wp.array(dtype=Any),
+                     speeds: wp.array(dtype=Any), inv_dx: wp.array(dtype=Any),
+                     coef: wp.array2d(dtype=Any), shape: wp.vec3i, kinds_lo: wp.vec3i,
+                     kinds_hi: wp.vec3i, ghost: int, flux_kind: int, limiter: int,
+                     reaction_kind: int, with_diffusion: int, first: int, count: int,
+                     scratch: wp.array(dtype=Any), offset: int,
+                     v_bar: wp.array(dtype=Any), nu_bar: wp.array(dtype=Any),
+                     rho_bar: wp.array(dtype=Any), speed_bar: wp.array(dtype=Any)):
+    """:data:`stage_vjp_kernel`'s body (:data:`STAGE_VJP`)."""
+    ...
+
+
+@wp.kernel(enable_backward=False)
+def stage_vjp_kernel(v: wp.array(dtype=Any), kbar: wp.array(dtype=Any),
+                     nu: wp.array(dtype=Any), rho: wp.array(dtype=Any),
+                     speeds: wp.array(dtype=Any), inv_dx: wp.array(dtype=Any),
+                     coef: wp.array2d(dtype=Any), shape: wp.vec3i, kinds_lo: wp.vec3i,
+                     kinds_hi: wp.vec3i, ghost: int, flux_kind: int, limiter: int,
+                     reaction_kind: int, with_diffusion: int, first: int, count: int,
+                     scratch: wp.array(dtype=Any), offset: int,
+                     v_bar: wp.array(dtype=Any), nu_bar: wp.array(dtype=Any),
+                     rho_bar: wp.array(dtype=Any), speed_bar: wp.array(dtype=Any)):
+    """Samples ``first .. first + count - 1`` of the operator's vector–Jacobian product, one
+    thread (launch dim 1), its work in ``scratch`` from ``offset``."""
+    stage_vjp_native(v, kbar, nu, rho, speeds, inv_dx, coef, shape, kinds_lo, kinds_hi,
+                     ghost, flux_kind, limiter, reaction_kind, with_diffusion, first, count,
+                     scratch, offset, v_bar, nu_bar, rho_bar, speed_bar)
+
+
+for _T in (wp.float32, wp.float64):
+    _arr = wp.array(dtype=_T)
+    specialize(stage_vjp_kernel, _T,
+               {**{name: _arr for name in ("v", "kbar", "nu", "rho", "speeds", "inv_dx",
+                                           "scratch", "v_bar", "nu_bar", "rho_bar",
+                                           "speed_bar")},
+                "coef": wp.array2d(dtype=_T)})
+
+
+def scratch_size(shape: tuple[int, int, int], ghost: int) -> int:
+    """Values of scratch one thread needs for a sample of kernel ``shape`` (n0 = 1): the
+    padded block and its cotangents, and ten line buffers."""
+    n1, n2 = shape[1], shape[2]
+    g1 = ghost if n1 > 1 else 0
+    span = max(n1, n2) + 2 * ghost + 4
+    return 2 * (n1 + 2 * g1) * (n2 + 2 * ghost) + 10 * span
+
+
+class StageVJP:
+    """$(\\bar v, \\bar\\nu, \\bar\\rho, \\bar a)$ of the operator of ``stages`` (a
+    :class:`~physml.solvers.rk_stages.FusedStages`, on the CPU) at the flat states ``v``
+    (``batch`` samples) for the cotangent ``kbar``, both arrays read when called: ``nu``,
+    ``rho`` one value per cell (``batch * N``), ``speeds`` the linear flux's speed per sample
+    along kernel axes 1 and 2 (``(batch * 2,)``).
+
+    Calling it runs the recorded launches (samples split between host threads) and returns
+    host views of its output arrays: ``batch * N`` values (the first three) and ``batch * 2``,
+    valid until the next call."""
+
+    def __init__(self, stages: Any, v: wp.array, kbar: wp.array, nu: wp.array, rho: wp.array,
+                 speeds: wp.array, batch: int, with_diffusion: bool = True) -> None:
+        per_thread = scratch_size(tuple(stages.shape), stages.ghost)
+        threads = max(1, min(available_cores(), batch, stages.threads or available_cores()))
+        bounds = [batch * j // threads for j in range(threads + 1)]
+        device, dtype = stages.device, stages.dtype
+        self._scratch = wp.empty(per_thread * threads, dtype=dtype, device=device)
+        self.outputs = [wp.empty(v.size, dtype=dtype, device=device) for _ in range(3)] + [
+            wp.empty(2 * batch, dtype=dtype, device=device)]
+        flux_kind, limiter, reaction_kind = stages.operator
+        self._calls = [
+            Replay(launch(stage_vjp_kernel, dtype, dim=1,
+                          inputs=[v, kbar, nu, rho, speeds, stages.inv_dx, stages.coef,
+                                  stages.shape, stages.kinds_lo, stages.kinds_hi,
+                                  stages.ghost, flux_kind, limiter, reaction_kind,
+                                  int(with_diffusion), bounds[j], bounds[j + 1] - bounds[j],
+                                  self._scratch, j * per_thread],
+                          outputs=self.outputs, device=device, record_cmd=True))
+            for j in range(threads)]
+        self._views = [a.numpy() for a in self.outputs]
+
+    def __call__(self) -> list[np.ndarray]:
+        in_parallel(lambda j: self._calls[j](), len(self._calls))
+        return self._views
+
+
+def expanded(values: np.ndarray, strides: tuple[int, int], batch: int, n: int) -> np.ndarray:
+    """A coefficient read as ``values[b s_b + i s_n]`` as one value per cell, ``(batch, n)``."""
+    index = np.arange(batch)[:, None] * strides[0] + np.arange(n)[None, :] * strides[1]
+    return values[index]

@@ -1,0 +1,149 @@
+r"""The reverse pass of one explicit Runge–Kutta step of a fused grid solver, on the CPU.
+
+For a step $u' = u + \Delta t \sum_i b_i k_i$, $k_i = F(v_i)$,
+$v_i = u + \Delta t \sum_{j<i} a_{ij} k_j$, the cotangent $\bar u'$ gives, stage by stage in
+reverse ($\bar k_i$ starting at $\Delta t\, b_i \bar u'$):
+
+$$\bar v_i = (\partial F/\partial v)^T(v_i)\,\bar k_i,\qquad
+\bar u \mathrel{+}= \bar v_i,\qquad \bar k_j \mathrel{+}= \Delta t\, a_{ij}\,\bar v_i\ (j < i),$$
+
+$\bar u$ starting at $\bar u'$, and each stage adds its parameters' cotangents. The stage inputs
+come from the native forward stages, the products from
+:class:`~physml.solvers.stage_adjoint.StageVJP`; the parameters' per-cell cotangents are summed
+to each parameter's shape by the index the stage kernels read it with. What Warp's generated
+adjoint of the per-cell stage computes, in native loops (the bridge's backward on the CPU).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import warp as wp
+
+from .rk_stages import Coefficient
+from .stage_adjoint import StageVJP, expanded
+
+
+def supported(solver) -> bool:
+    """Whether :class:`ExplicitStepAdjoint` handles ``solver``'s steps: fused explicit stages on
+    the CPU, a grid of one or two axes, every parameter scaling a term of the operator."""
+    roles = {solver.diffusion_parameter, solver.velocity_parameter, solver.reaction_parameter}
+    return (solver.fused and solver.stages.on_cpu and solver.grid.ndim <= 2
+            and set(solver.parameter_names) <= roles)
+
+
+class ExplicitStepAdjoint:
+    """The reverse pass of steps of ``solver`` (:func:`supported`) with the parameters
+    ``params`` (:meth:`~physml.solvers.GridSolver.batch_parameter_arrays` shapes) on
+    ``batch`` samples: :meth:`vjp` per step, from the last to the first, then
+    :meth:`parameter_grads`.
+
+    Built once per reverse sweep: the coefficients per cell, the stage inputs' and
+    cotangents' arrays and the recorded launches are the same for every step, so a step's
+    forward stages and adjoint kernels replay (each thread its own samples)."""
+
+    def __init__(self, solver, params: dict[str, wp.array], batch: int) -> None:
+        n = solver.grid.size
+        self.solver, self.params, self.batch, self.n = solver, params, batch, n
+        stages = solver.stages
+        self.coefficients = solver._operator_coefficients(params)
+        nu_c, velocity_c, rho_c = self.coefficients
+        nu, rho = _cells(nu_c, batch, n, stages), _cells(rho_c, batch, n, stages)
+        speeds = _speeds(solver, velocity_c, batch)
+        self.dt = Coefficient(wp.array(np.full(1, solver.dt), dtype=solver.dtype,
+                                       device=solver.device))
+        size = batch * n
+        count = len(solver.tableau.b)
+        self.inputs = [wp.empty(size, dtype=solver.dtype, device=solver.device)
+                       for _ in range(count)]
+        self.ks = [wp.empty(size, dtype=solver.dtype, device=solver.device)
+                   for _ in range(count - 1)]
+        self.k_bar = wp.empty(size, dtype=solver.dtype, device=solver.device)
+        self.adjoints = [StageVJP(stages, v, self.k_bar, nu, rho, speeds, batch)
+                         for v in self.inputs]
+        self.nu_bar = np.zeros((batch, n), dtype=solver.np_dtype)
+        self.rho_bar = np.zeros((batch, n), dtype=solver.np_dtype)
+        self.speed_bar = np.zeros((batch, 2), dtype=solver.np_dtype)
+
+    def vjp(self, u: np.ndarray, adjoint: np.ndarray) -> np.ndarray:
+        """$(\\partial\\Phi/\\partial u)^T \bar u'$ of the step from the flat states ``u``
+        for the cotangent ``adjoint`` of its result (both ``(B N,)``); the parameters'
+        cotangents are added to those :meth:`parameter_grads` returns."""
+        solver, tableau, dt = self.solver, self.solver.tableau, self.solver.dt
+        self._stage_inputs(u)
+        u_bar = np.array(adjoint, dtype=solver.np_dtype)
+        k_bar = [dt * weight * u_bar for weight in tableau.b]
+        cotangent = self.k_bar.numpy()
+        for i in reversed(range(len(self.inputs))):
+            cotangent[:] = k_bar[i]
+            v_bar, nu_part, rho_part, speed_part = self.adjoints[i]()
+            u_bar += v_bar
+            for j, weight in enumerate(tableau.a[i][:i]):
+                if weight != 0.0:
+                    k_bar[j] += (dt * weight) * v_bar
+            self.nu_bar += nu_part.reshape(self.batch, self.n)
+            self.rho_bar += rho_part.reshape(self.batch, self.n)
+            self.speed_bar += speed_part.reshape(self.batch, 2)
+        return u_bar
+
+    def parameter_grads(self) -> dict[str, np.ndarray]:
+        """The parameters' cotangents summed over the steps so far, each in its shape."""
+        solver, batch, n = self.solver, self.batch, self.n
+        nu_c, velocity_c, rho_c = self.coefficients
+        grads = {}
+        for name, array in self.params.items():
+            if name == solver.diffusion_parameter:
+                grads[name] = _summed(self.nu_bar, nu_c, array, batch, n)
+            elif name == solver.reaction_parameter:
+                grads[name] = _summed(self.rho_bar, rho_c, array, batch, n)
+            else:
+                grads[name] = _velocity_grad(solver, self.speed_bar, velocity_c, array, batch)
+        return grads
+
+    def _stage_inputs(self, u: np.ndarray) -> None:
+        r"""$v_0 = u, v_1, \ldots$: the input of every stage of the step from ``u``, into
+        :attr:`inputs`."""
+        solver = self.solver
+        self.inputs[0].numpy()[:] = u
+        operator = self.coefficients
+        plan = solver.stages.tableau_plan(solver.tableau)
+        for i, (c, _, _, _) in enumerate(plan[:-1]):
+            solver.stages.launch(self.inputs[i], self.batch, *operator, self.ks[i],
+                                 u=self.inputs[0], ks=tuple(self.ks[:i]), c=c, dt=self.dt,
+                                 w_out=self.inputs[i + 1])
+
+
+def _cells(coefficient: Coefficient, batch: int, n: int, stages) -> wp.array:
+    """A diffusion or reaction coefficient as one value per cell, flat ``(B N,)``."""
+    values = expanded(coefficient.values.numpy(), coefficient.strides, batch, n)
+    return wp.array(values.ravel(), dtype=stages.dtype, device=stages.device)
+
+
+def _speeds(solver, velocity: Coefficient, batch: int) -> wp.array:
+    """The linear flux's speed per sample along kernel axes 1 and 2, flat ``(B 2,)`` (zero
+    along an axis the grid lacks)."""
+    speeds = np.zeros((batch, 2))
+    if solver.velocity_parameter is not None:
+        values = velocity.values.numpy()
+        for d in range(solver.grid.ndim):
+            speeds[:, 2 - solver.grid.ndim + d] = values[np.arange(batch) * velocity.strides[0]
+                                                         + d]
+    return wp.array(speeds.ravel(), dtype=solver.dtype, device=solver.device)
+
+
+def _summed(per_cell: np.ndarray, coefficient: Coefficient, array: wp.array, batch: int,
+            n: int) -> np.ndarray:
+    """Per-cell cotangents summed onto the entries of ``array`` the cells read."""
+    index = (np.arange(batch)[:, None] * coefficient.strides[0]
+             + np.arange(n)[None, :] * coefficient.strides[1])
+    total = np.bincount(index.ravel(), weights=per_cell.ravel(), minlength=array.size)
+    return total.astype(per_cell.dtype).reshape(array.shape)
+
+
+def _velocity_grad(solver, speed_bar: np.ndarray, velocity: Coefficient, array: wp.array,
+                   batch: int) -> np.ndarray:
+    """The speeds' cotangents per sample and kernel axis summed onto the velocity's entries."""
+    ndim = solver.grid.ndim
+    index = np.arange(batch)[:, None] * velocity.strides[0] + np.arange(ndim)[None, :]
+    total = np.bincount(index.ravel(), weights=speed_bar[:, 2 - ndim:].ravel(),
+                        minlength=array.size)
+    return total.astype(speed_bar.dtype).reshape(array.shape)
