@@ -32,7 +32,7 @@ $\bar p \mathrel{+}= (\partial\Phi/\partial p)^T \bar u_s$. On the CPU, the expl
 the fused convection–diffusion–reaction solvers take their adjoint in native loops
 (:mod:`physml.solvers.step_adjoint`: the step's stage inputs recomputed, each stage's
 vector–Jacobian product vectorised over a padded copy of each sample, samples on host threads:
-on 1D Burgers a rollout and its gradient 5–8× faster than with Warp's generated adjoint,
+on 1D Burgers a rollout and its gradient 5.0–7.6× faster than with Warp's generated adjoint,
 ``benchmarks/bridge.py``); other
 steps (IMEX, a PDE's own right-hand side, a GPU) are re-run on a fresh ``wp.Tape`` whose
 generated adjoint kernels give the products (implicit solves add their own transpose solve).
@@ -229,7 +229,8 @@ def _warp(t: torch.Tensor, grad: torch.Tensor | None = None) -> wp.array:
 
 
 def _advance(solver: GridSolver, u: torch.Tensor, params: dict[str, wp.array]) -> torch.Tensor:
-    return wp.to_torch(solver.advance(_warp(u), params))
+    with solver.stages.step_lock:  # the stages' recorded launches are shared with any rollout
+        return wp.to_torch(solver.advance(_warp(u), params))
 
 
 def _vjp(
@@ -243,7 +244,7 @@ def _vjp(
     grad_p = [torch.zeros_like(v) for v in values]
     params = {name: _warp(v, g) for name, v, g in zip(solver.parameter_names, values, grad_p)}
     tape = wp.Tape()
-    with tape:
+    with tape, solver.stages.step_lock:
         out = solver.advance(_warp(u, grad_u), params, tape=tape)
     tape.backward(grads={out: _warp(adjoint)})
     return grad_u, grad_p

@@ -1092,6 +1092,10 @@ class FusedStages:
         for group in [launches] if chained else [[calls] for calls in launches]:
             _run_chunks(group)
 
+    def host_threads(self, batch: int) -> int:
+        """Host threads the stages of a ``batch``-sample state run on (1 off the CPU)."""
+        return len(self._split(batch)[1]) if self.on_cpu else 1
+
     def samples_apart(self, batch: int) -> bool:
         """Whether each chunk of row segments of a ``batch``-sample state (one per host
         thread) holds whole samples, so that its stage calls depend on no other chunk."""

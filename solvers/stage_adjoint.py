@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import warp as wp
 
-from .cahn_hilliard_kernels import available_cores, in_parallel
+from .cahn_hilliard_kernels import in_parallel
 from .operators import launch, specialize
 from .replay import Replay
 from .rk_stages import GHOST_SOURCE
@@ -96,10 +96,11 @@ auto slope_of = [&](real a, real b, real& da, real& db) -> real {
 // cotangents of the line's values to lq and returns the speed's.
 auto sweep = [&](int n, real inv, real a) -> real {
     real a_bar = zero;
-    for (int j = 0; j < span; ++j) { lq[j] = zero; lnb[j] = zero; }
+    const int used = n + 2 * g + 4;  // entries of a line of n cells (up to span)
+    for (int j = 0; j < used; ++j) { lq[j] = zero; lnb[j] = zero; }
     if (flux_kind >= 2) {
         // slopes of cells -1 .. n (the faces 0 .. n read them), zero elsewhere
-        for (int j = 0; j < span; ++j) {
+        for (int j = 0; j < used; ++j) {
             sl[j] = zero; sa[j] = zero; sb[j] = zero; ulb[j] = zero; urb[j] = zero;
         }
         for (int j = o - 1; j <= o + n; ++j) {
@@ -193,7 +194,7 @@ for (int b = first; b < first + count; ++b) {
     for (int r = 0; r < n1; ++r) {
         real* __restrict__ row_p = P + (r + g1) * C;
         real* __restrict__ row_q = Q + (r + g1) * C;
-        for (int j = 0; j < span; ++j) { kb[j] = zero; ln[j] = zero; lx[j] = zero; }
+        for (int j = 0; j < C + 4; ++j) { kb[j] = zero; ln[j] = zero; lx[j] = zero; }
         for (int j = 0; j < C; ++j) lx[j + 2] = row_p[j];
         for (int j = 0; j < n2; ++j) {
             kb[o + j] = kbar_b[r * n2 + j];
@@ -206,7 +207,7 @@ for (int b = first; b < first + count; ++b) {
     // axis 1: each column, gathered
     if (has1) {
         for (int c = 0; c < n2; ++c) {
-            for (int j = 0; j < span; ++j) { kb[j] = zero; ln[j] = zero; lx[j] = zero; }
+            for (int j = 0; j < n1 + 2 * g + 4; ++j) { kb[j] = zero; ln[j] = zero; lx[j] = zero; }
             for (int r = 0; r < R; ++r) lx[r + 2] = P[r * C + c + g];
             for (int r = 0; r < n1; ++r) {
                 kb[o + r] = kbar_b[r * n2 + c];
@@ -290,27 +291,30 @@ def scratch_size(shape: tuple[int, int, int], ghost: int) -> int:
 
 
 class StageVJP:
-    """$(\\bar v, \\bar\\nu, \\bar\\rho, \\bar a)$ of the operator of ``stages`` (a
-    :class:`~physml.solvers.rk_stages.FusedStages`, on the CPU) at the flat states ``v``
-    (``batch`` samples) for the cotangent ``kbar``, both arrays read when called: ``nu``,
-    ``rho`` one value per cell (``batch * N``), ``speeds`` the linear flux's speed per sample
-    along kernel axes 1 and 2 (``(batch * 2,)``).
+    """$(\bar v, \bar\nu, \bar\rho, \bar a)$ of the operator of ``stages`` (a
+    :class:`~physml.solvers.rk_stages.FusedStages`, on the CPU) at each of the flat states
+    ``inputs`` (``batch`` samples each: a step's stage inputs) for the cotangent ``kbar``, the
+    arrays read when called: ``nu``, ``rho`` one value per cell (``batch * N``), ``speeds`` the
+    linear flux's speed per sample along kernel axes 1 and 2 (``(batch * 2,)``).
 
-    Calling it runs the recorded launches (samples split between host threads) and returns
-    host views of its output arrays: ``batch * N`` values (the first three) and ``batch * 2``,
-    valid until the next call."""
+    Calling it with an input's index runs the recorded launches (the samples split between as
+    many host threads as the forward stages take) and returns host views of the output arrays,
+    which the inputs share: ``batch * N`` values (the first three) and ``batch * 2``, valid
+    until the next call."""
 
-    def __init__(self, stages: Any, v: wp.array, kbar: wp.array, nu: wp.array, rho: wp.array,
-                 speeds: wp.array, batch: int, with_diffusion: bool = True) -> None:
+    def __init__(self, stages: Any, inputs: list[wp.array], kbar: wp.array, nu: wp.array,
+                 rho: wp.array, speeds: wp.array, batch: int,
+                 with_diffusion: bool = True) -> None:
         per_thread = scratch_size(tuple(stages.shape), stages.ghost)
-        threads = max(1, min(available_cores(), batch, stages.threads or available_cores()))
+        threads = min(stages.host_threads(batch), batch)
         bounds = [batch * j // threads for j in range(threads + 1)]
         device, dtype = stages.device, stages.dtype
         self._scratch = wp.empty(per_thread * threads, dtype=dtype, device=device)
-        self.outputs = [wp.empty(v.size, dtype=dtype, device=device) for _ in range(3)] + [
+        size = inputs[0].size
+        self.outputs = [wp.empty(size, dtype=dtype, device=device) for _ in range(3)] + [
             wp.empty(2 * batch, dtype=dtype, device=device)]
         flux_kind, limiter, reaction_kind = stages.operator
-        self._calls = [
+        self._calls = [[
             Replay(launch(stage_vjp_kernel, dtype, dim=1,
                           inputs=[v, kbar, nu, rho, speeds, stages.inv_dx, stages.coef,
                                   stages.shape, stages.kinds_lo, stages.kinds_hi,
@@ -318,11 +322,12 @@ class StageVJP:
                                   int(with_diffusion), bounds[j], bounds[j + 1] - bounds[j],
                                   self._scratch, j * per_thread],
                           outputs=self.outputs, device=device, record_cmd=True))
-            for j in range(threads)]
+            for j in range(threads)] for v in inputs]
         self._views = [a.numpy() for a in self.outputs]
 
-    def __call__(self) -> list[np.ndarray]:
-        in_parallel(lambda j: self._calls[j](), len(self._calls))
+    def __call__(self, stage: int) -> list[np.ndarray]:
+        calls = self._calls[stage]
+        in_parallel(lambda j: calls[j](), len(calls))
         return self._views
 
 

@@ -58,8 +58,7 @@ class ExplicitStepAdjoint:
         self.ks = [wp.empty(size, dtype=solver.dtype, device=solver.device)
                    for _ in range(count - 1)]
         self.k_bar = wp.empty(size, dtype=solver.dtype, device=solver.device)
-        self.adjoints = [StageVJP(stages, v, self.k_bar, nu, rho, speeds, batch)
-                         for v in self.inputs]
+        self.adjoint = StageVJP(stages, self.inputs, self.k_bar, nu, rho, speeds, batch)
         self.nu_bar = np.zeros((batch, n), dtype=solver.np_dtype)
         self.rho_bar = np.zeros((batch, n), dtype=solver.np_dtype)
         self.speed_bar = np.zeros((batch, 2), dtype=solver.np_dtype)
@@ -75,7 +74,7 @@ class ExplicitStepAdjoint:
         cotangent = self.k_bar.numpy()
         for i in reversed(range(len(self.inputs))):
             cotangent[:] = k_bar[i]
-            v_bar, nu_part, rho_part, speed_part = self.adjoints[i]()
+            v_bar, nu_part, rho_part, speed_part = self.adjoint(i)
             u_bar += v_bar
             for j, weight in enumerate(tableau.a[i][:i]):
                 if weight != 0.0:
@@ -102,14 +101,15 @@ class ExplicitStepAdjoint:
     def _stage_inputs(self, u: np.ndarray) -> None:
         r"""$v_0 = u, v_1, \ldots$: the input of every stage of the step from ``u``, into
         :attr:`inputs`."""
-        solver = self.solver
+        solver, stages = self.solver, self.solver.stages
         self.inputs[0].numpy()[:] = u
         operator = self.coefficients
-        plan = solver.stages.tableau_plan(solver.tableau)
-        for i, (c, _, _, _) in enumerate(plan[:-1]):
-            solver.stages.launch(self.inputs[i], self.batch, *operator, self.ks[i],
-                                 u=self.inputs[0], ks=tuple(self.ks[:i]), c=c, dt=self.dt,
-                                 w_out=self.inputs[i + 1])
+        plan = stages.tableau_plan(solver.tableau)
+        with stages.step_lock:  # the stages' recorded launches are shared with any rollout
+            for i, (c, _, _, _) in enumerate(plan[:-1]):
+                stages.launch(self.inputs[i], self.batch, *operator, self.ks[i],
+                              u=self.inputs[0], ks=tuple(self.ks[:i]), c=c, dt=self.dt,
+                              w_out=self.inputs[i + 1])
 
 
 def _cells(coefficient: Coefficient, batch: int, n: int, stages) -> wp.array:

@@ -1,5 +1,7 @@
 """The native adjoint of a fused Runge–Kutta step against Warp's generated adjoint."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,14 @@ import warp as wp
 from test_batched import CASES, ROW_CASES, initial_states
 
 from physml import bridge
-from physml.solvers import BurgersSolver1D, Grid, HeatSolver2D, dirichlet, step_adjoint
+from physml.solvers import (
+    AdvectionSolver2D,
+    BurgersSolver1D,
+    Grid,
+    HeatSolver2D,
+    dirichlet,
+    step_adjoint,
+)
 
 FUSED = {name: solver for name, (solver, _) in CASES.items() if step_adjoint.supported(solver)}
 FUSED |= {f"rows_{name}": solver for name, solver in ROW_CASES.items()}
@@ -128,3 +137,41 @@ def test_kinks_take_the_branch_warps_adjoint_takes(case):
     assert_close(u_bar, reference_u, 1e-12)
     for name in grads:
         assert_close(grads[name], reference_p[name], 1e-11)
+
+
+@pytest.mark.parametrize("scheme", ["euler", "heun", "rk4"])
+def test_every_scheme_with_a_resting_velocity_component_and_a_shared_field(scheme):
+    # a velocity component of exactly 0 (|a| has slope 1 there, as in Warp's adjoint), one
+    # field shared by the samples, a batch of one
+    grid = Grid((12, 9), (0.0, 0.0), (1.0, 1.0))
+    solver = AdvectionSolver2D(grid, beta=(0.5, 0.0), dt=2e-3, scheme=scheme)
+    heat = HeatSolver2D(grid, dirichlet(2, 0.1), nu=0.02, dt=2e-4, scheme=scheme)
+    rng = np.random.default_rng(10)
+    cases = [(solver, 2, {}), (solver, 2, {"beta": np.array([[0.5, 0.0], [0.0, -0.3]])}),
+             (solver, 1, {}), (heat, 2, {"nu": 0.02 * (1 + rng.random((1, *grid.shape)))})]
+    for model, batch, values in cases:
+        u0 = initial_states(grid, batch, seed=11)
+        adjoint = rng.standard_normal(u0.size)
+        reference_u, reference_p = tape_vjp(model, u0, values, adjoint)
+        u_bar, grads = native_vjp(model, u0, values, adjoint)
+        assert_close(u_bar, reference_u, 1e-12)
+        for name in grads:
+            assert_close(grads[name], reference_p[name], 1e-11)
+
+
+def test_the_reverse_pass_waits_for_a_rollout_holding_the_stages():
+    # the stage inputs are recomputed with the stages' recorded launches, which a rollout in
+    # another thread may be replaying or capturing: the reverse pass takes their lock
+    grid = Grid((64,), (0.0,), (1.0,))
+    solver = BurgersSolver1D(grid, dirichlet(1, 0.2), nu=0.01, dt=2e-3)
+    u0 = torch.tensor(initial_states(grid, 2, seed=12), requires_grad=True)
+    loss = bridge.rollout(solver, u0, 5)[:, -1].square().sum()
+    expected = torch.autograd.grad(loss, u0, retain_graph=True)[0]
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(g=torch.autograd.grad(loss, u0)[0]))
+    with solver.stages.step_lock:
+        worker.start()
+        worker.join(0.3)
+        assert worker.is_alive()  # waiting for the lock
+    worker.join()
+    assert torch.equal(result["g"], expected)
