@@ -32,7 +32,7 @@ $\bar p \mathrel{+}= (\partial\Phi/\partial p)^T \bar u_s$. On the CPU, the expl
 the fused convection–diffusion–reaction solvers take their adjoint in native loops
 (:mod:`physml.solvers.step_adjoint`: the step's stage inputs recomputed, each stage's
 vector–Jacobian product vectorised over a padded copy of each sample, samples on host threads:
-on 1D Burgers a rollout and its gradient 5.0–7.6× faster than with Warp's generated adjoint,
+on 1D Burgers a rollout and its gradient 7–11× faster than with Warp's generated adjoint,
 ``benchmarks/bridge.py``); other
 steps (IMEX, a PDE's own right-hand side, a GPU) are re-run on a fresh ``wp.Tape`` whose
 generated adjoint kernels give the products (implicit solves add their own transpose solve).
@@ -60,6 +60,7 @@ import warp as wp
 from .solvers import step_adjoint
 from .solvers.base import GridSolver, check_counts
 from .solvers.errors import BlowUpError
+from .solvers.rk_stages import StageWork
 
 _TORCH_DTYPES = {wp.float32: torch.float32, wp.float64: torch.float64}
 
@@ -228,9 +229,30 @@ def _warp(t: torch.Tensor, grad: torch.Tensor | None = None) -> wp.array:
     return wp.from_torch(t) if grad is None else wp.from_torch(t, grad=grad)
 
 
-def _advance(solver: GridSolver, u: torch.Tensor, params: dict[str, wp.array]) -> torch.Tensor:
-    with solver.stages.step_lock:  # the stages' recorded launches are shared with any rollout
-        return wp.to_torch(solver.advance(_warp(u), params))
+class _Stepper:
+    """Steps of ``solver`` with ``params`` on flat tensors, in work arrays of its own: each
+    call advances its state one step (replaying the step's recorded launches once they exist,
+    as a NumPy rollout does) and returns the new state as a new tensor (the forward pass holds
+    it). A state is copied in unless it is the tensor the last call returned, whose step
+    continues from the work array it came from."""
+
+    def __init__(self, solver: GridSolver, params: dict[str, wp.array]) -> None:
+        self.solver, self.params = solver, params
+        self.work = StageWork(reuse=True)
+        self.dt = wp.array(np.full(1, solver.dt), dtype=solver.dtype, device=solver.device)
+        self._returned: torch.Tensor | None = None
+        self._output: wp.array | None = None
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        solver = self.solver
+        state = self._output
+        if u is not self._returned:
+            state = self.work.array("u0", _warp(u), requires_grad=False)
+            wp.to_torch(state).copy_(u.reshape(-1))
+        self._output, _ = solver._replayed_steps(state, self.params, self.dt, self.work,
+                                                 u.numel() // solver.grid.size, 1)
+        self._returned = wp.to_torch(self._output).clone()
+        return self._returned
 
 
 def _vjp(
@@ -296,8 +318,9 @@ class _Rollout(torch.autograd.Function):
         saved = [flat0]
         u = flat0
         last_good, good_state = 0, flat0
+        advance = _Stepper(solver, params)
         for s in range(1, n_steps + 1):
-            u = _advance(solver, u, params)
+            u = advance(u)
             if s % solver.check_every == 0 or s == n_steps:
                 if not torch.isfinite(u).all():
                     raise BlowUpError(
@@ -389,11 +412,12 @@ class _Adjoint(torch.autograd.Function):
         if step_adjoint.supported(solver) and adj.device.type == "cpu":
             native = step_adjoint.ExplicitStepAdjoint(solver, params,
                                                       adj.numel() // solver.grid.size)
+        advance = _Stepper(solver, params)
         for start in sorted(held, reverse=True):
             end = min(start + k, n)
             states = [held.pop(start)]
             for _ in range(start + 1, end):
-                states.append(_advance(solver, states[-1], params))
+                states.append(advance(states[-1]))
             memory.observe(len(held) + len(states))
             for s in range(end, start, -1):
                 if s % save_every == 0:

@@ -459,8 +459,8 @@ def test_a_bad_sample_stops_a_sample_by_sample_batch_before_any_step(monkeypatch
     """On the sample-by-sample (IMEX) path every sample is checked before the first runs."""
     solver, _ = CASES["heat1d_imex"]
     steps = []
-    advance = bridge._advance
-    monkeypatch.setattr(bridge, "_advance", lambda *a: steps.append(1) or advance(*a))
+    advance = bridge._Stepper.__call__
+    monkeypatch.setattr(bridge._Stepper, "__call__", lambda *a: steps.append(1) or advance(*a))
     bad = torch.tensor(initial_states(G1, 3))
     bad[2, 3] = float("nan")
     with pytest.raises(ValueError, match="u0 contains NaN"):
