@@ -44,7 +44,11 @@ Memory: without checkpointing the forward pass keeps all $n + 1$ states. With
 segment of $k$ states at a time, so at most $\lceil n/k\rceil + k$ states are held at once
 ($\approx 2\sqrt n$ for ``"auto"``, $k = \lceil\sqrt n\rceil$); the price is one extra forward
 pass (backward costs about 2 forward passes plus the adjoint kernels, instead of 1 + adjoint).
-These counts exclude the returned tensor, which holds the ``n // save_every + 1`` saved states.
+These counts exclude the returned tensor, which holds the ``n // save_every + 1`` saved states,
+and the work arrays: the steps' own (about eight state-sized arrays) and, on the CPU's native
+reverse pass, about $3s + 9$ more for a scheme of $s$ stages (18 for SSP-RK3: the stage inputs,
+their cotangents and the parameters' per-cell cotangents) and one sample's padded block twice
+per host thread.
 """
 
 from __future__ import annotations
