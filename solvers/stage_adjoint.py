@@ -63,49 +63,50 @@ real* __restrict__ sa = sl + span;           // s_bar * ds/da
 real* __restrict__ sb = sa + span;           // s_bar * ds/db
 real* __restrict__ ulb = sb + span;          // cotangent of each face's left state
 real* __restrict__ urb = ulb + span;         // and right state
+real* __restrict__ abp = urb + span;         // each face's part of the speed's cotangent
 const int o = g + 2;                          // entry of cell 0
 """ + GHOST_SOURCE + """
 auto sgn = [&](real x) -> real { return x < zero ? -one : one; };  // as Warp's adjoint of abs
-// slope s(a, b) and its partial derivatives (as operators.limited_slope and its Warp adjoint)
-auto slope_of = [&](real a, real b, real& da, real& db) -> real {
-    if (limiter == 0) { da = half; db = half; return half * (a + b); }
-    da = zero; db = zero;
-    if (!(a * b > zero)) return zero;
+// slope s(a, b) and its partial derivatives (as operators.limited_slope and its Warp adjoint),
+// for the limiter of the tag lim, without branches (selects): the loops over it vectorise
+auto slope_of = [&](real a, real b, real& da, real& db, auto lim) -> real {
+    if (lim() == 0) { da = half; db = half; return half * (a + b); }
+    const bool on = a * b > zero;
     const real sign = a < zero ? -one : one;
     const real aa = wp::abs(a), bb = wp::abs(b);
-    if (limiter == 1) {
-        if (aa < bb) { da = sign * sgn(a); return sign * aa; }
-        db = sign * sgn(b); return sign * bb;
+    const bool left = aa < bb;  // min(aa, bb) is aa (Warp's min gives the second on a tie)
+    if (lim() == 1) {
+        da = on && left ? sign * sgn(a) : zero;
+        db = on && !left ? sign * sgn(b) : zero;
+        return on ? sign * (left ? aa : bb) : zero;
     }
-    if (limiter == 2) {
+    if (lim() == 2) {
         const real s = a + b;
-        da = two * b * b / (s * s);
-        db = two * a * a / (s * s);
-        return two * a * b / s;
+        da = on ? two * b * b / (s * s) : zero;
+        db = on ? two * a * a / (s * s) : zero;
+        return on ? two * a * b / s : zero;
     }
-    const real m = aa < bb ? two * aa : two * bb, h = half * (aa + bb);
-    if (m < h) {
-        if (aa < bb) da = sign * two * sgn(a); else db = sign * two * sgn(b);
-        return sign * m;
-    }
-    da = sign * half * sgn(a); db = sign * half * sgn(b);
-    return sign * h;
+    const real m = left ? two * aa : two * bb, h = half * (aa + bb);
+    const bool by_m = m < h;
+    da = on ? (by_m ? (left ? sign * two * sgn(a) : zero) : sign * half * sgn(a)) : zero;
+    db = on ? (by_m ? (left ? zero : sign * two * sgn(b)) : sign * half * sgn(b)) : zero;
+    return on ? sign * (by_m ? m : h) : zero;
 };
-// One line of n cells along an axis with spacing 1/inv and speed a: lx holds cells
-// -g .. n + g - 1 (entries 2 .. n + 2g + 1), kb and ln the cells' kbar and nu; adds the
-// cotangents of the line's values to lq and returns the speed's.
-auto sweep = [&](int n, real inv, real a) -> real {
+// One line of n cells along an axis with spacing 1/inv and speed a, for the flux kind and
+// limiter of the tags kind and lim: lx holds cells -g .. n + g - 1 (entries 2 .. n + 2g + 1),
+// kb and ln the cells' kbar and nu (zero elsewhere); adds the cotangents of the line's values
+// to lq, writes nu's (this axis' part) to lnb and returns the speed's. Every loop gathers
+// (no loop writes an entry another iteration reads), so each vectorises.
+auto sweep = [&](int n, real inv, real a, auto kind, auto lim) -> real {
     real a_bar = zero;
     const int used = n + 2 * g + 4;  // entries of a line of n cells (up to span)
-    for (int j = 0; j < used; ++j) { lq[j] = zero; lnb[j] = zero; }
-    if (flux_kind >= 2) {
+    for (int j = 0; j < used; ++j) { lq[j] = zero; lnb[j] = zero; sl[j] = zero; }
+    if (kind() >= 2) {
         // slopes of cells -1 .. n (the faces 0 .. n read them), zero elsewhere
-        for (int j = 0; j < used; ++j) {
-            sl[j] = zero; sa[j] = zero; sb[j] = zero; ulb[j] = zero; urb[j] = zero;
-        }
+        for (int j = 0; j < used; ++j) { sa[j] = zero; sb[j] = zero; ulb[j] = zero; urb[j] = zero; }
         for (int j = o - 1; j <= o + n; ++j) {
             real da, db;
-            sl[j] = slope_of(lx[j] - lx[j - 1], lx[j + 1] - lx[j], da, db);
+            sl[j] = slope_of(lx[j] - lx[j - 1], lx[j + 1] - lx[j], da, db, lim);
             sa[j] = da;
             sb[j] = db;
         }
@@ -114,21 +115,24 @@ auto sweep = [&](int n, real inv, real a) -> real {
             const real ul = lx[j - 1] + half * sl[j - 1], ur = lx[j] - half * sl[j];
             const real f_bar = inv * (kb[j] - kb[j - 1]);
             real dl, dr;
-            if (flux_kind == 3) {
+            if (kind() == 3) {
                 const real al = wp::abs(ul), ar = wp::abs(ur);
-                const real alpha = al > ar ? al : ar;
+                const bool by_left = al > ar;  // Warp's max gives the second on a tie
+                const real alpha = by_left ? al : ar;
                 const real jump = -half * (ur - ul);  // d flux / d alpha
-                dl = half * ul + half * alpha + (al > ar ? jump * sgn(ul) : zero);
-                dr = half * ur - half * alpha + (al > ar ? zero : jump * sgn(ur));
+                dl = half * ul + half * alpha + (by_left ? jump * sgn(ul) : zero);
+                dr = half * ur - half * alpha + (by_left ? zero : jump * sgn(ur));
             } else {
                 const real s = wp::abs(a);
                 dl = half * a + half * s;
                 dr = half * a - half * s;
-                a_bar += f_bar * (half * (ul + ur) - half * sgn(a) * (ur - ul));
+                abp[j] = f_bar * (half * (ul + ur) - half * sgn(a) * (ur - ul));
             }
             ulb[j] = f_bar * dl;
             urb[j] = f_bar * dr;
         }
+        if (kind() == 2)
+            for (int j = o; j <= o + n; ++j) a_bar += abp[j];
         // slope cotangents of cells -1 .. n, times their partials: s(j) feeds face j + 1's
         // left state (+ s / 2) and face j's right state (- s / 2)
         for (int j = o - 1; j <= o + n; ++j) {
@@ -138,25 +142,38 @@ auto sweep = [&](int n, real inv, real a) -> real {
         }
         for (int j = o - 2; j <= o + n + 1; ++j)
             lq[j] += ulb[j + 1] + urb[j] + (sa[j] - sb[j]) + sb[j - 1] - sa[j + 1];
-    } else if (flux_kind == 1) {
+    } else if (kind() == 1) {
         const real w = a * (inv * half);
-        for (int j = o; j < o + n; ++j) {
-            lq[j + 1] -= kb[j] * w;
-            lq[j - 1] += kb[j] * w;
-            a_bar -= kb[j] * ((lx[j + 1] - lx[j - 1]) * (inv * half));
-        }
+        for (int j = o - 1; j <= o + n; ++j) lq[j] += (kb[j + 1] - kb[j - 1]) * w;
+        for (int j = o; j < o + n; ++j) a_bar -= kb[j] * ((lx[j + 1] - lx[j - 1]) * (inv * half));
     }
     if (with_diffusion) {
         const real w = inv * inv;
+        real* __restrict__ d = sl;  // nu kbar / dx^2 per cell, zero elsewhere
+        for (int j = 0; j < used; ++j) d[j] = zero;
         for (int j = o; j < o + n; ++j) {
-            const real d = ln[j] * kb[j] * w;
-            lq[j - 1] += d;
-            lq[j + 1] += d;
-            lq[j] -= two * d;
+            d[j] = ln[j] * kb[j] * w;
             lnb[j] = kb[j] * (((lx[j - 1] - lx[j]) + (lx[j + 1] - lx[j])) * w);
         }
+        for (int j = o - 1; j <= o + n; ++j) lq[j] += (d[j - 1] + d[j + 1]) - two * d[j];
     }
     return a_bar;
+};
+struct Tag0 { constexpr int operator()() const { return 0; } };
+struct Tag1 { constexpr int operator()() const { return 1; } };
+struct Tag2 { constexpr int operator()() const { return 2; } };
+struct Tag3 { constexpr int operator()() const { return 3; } };
+// sweep() for this operator's flux kind and limiter, as tags
+auto sweep_line = [&](int n, real inv, real a) -> real {
+    if (flux_kind <= 1)
+        return flux_kind == 0 ? sweep(n, inv, a, Tag0(), Tag0()) : sweep(n, inv, a, Tag1(), Tag0());
+    auto with_limiter = [&](auto kind) -> real {
+        if (limiter == 0) return sweep(n, inv, a, kind, Tag0());
+        if (limiter == 1) return sweep(n, inv, a, kind, Tag1());
+        if (limiter == 2) return sweep(n, inv, a, kind, Tag2());
+        return sweep(n, inv, a, kind, Tag3());
+    };
+    return flux_kind == 2 ? with_limiter(Tag2()) : with_limiter(Tag3());
 };
 // visit(p, src, a, b) for each ghost cell read of the block (the ghost columns of every row,
 // the ghost rows' cells below and above the rows): its entry p in the block and the cell src
@@ -200,7 +217,7 @@ for (int b = first; b < first + count; ++b) {
             kb[o + j] = kbar_b[r * n2 + j];
             ln[o + j] = nu_b[r * n2 + j];
         }
-        a2 += sweep(n2, inv_dx.data[2], speeds.data[2 * b + 1]);
+        a2 += sweep_line(n2, inv_dx.data[2], speeds.data[2 * b + 1]);
         for (int j = 0; j < C; ++j) row_q[j] += lq[j + 2];
         for (int j = 0; j < n2; ++j) nub[r * n2 + j] += lnb[o + j];
     }
@@ -213,7 +230,7 @@ for (int b = first; b < first + count; ++b) {
                 kb[o + r] = kbar_b[r * n2 + c];
                 ln[o + r] = nu_b[r * n2 + c];
             }
-            a1 += sweep(n1, inv_dx.data[1], speeds.data[2 * b]);
+            a1 += sweep_line(n1, inv_dx.data[1], speeds.data[2 * b]);
             for (int r = 0; r < R; ++r) Q[r * C + c + g] += lq[r + 2];
             for (int r = 0; r < n1; ++r) nub[r * n2 + c] += lnb[o + r];
         }
@@ -283,27 +300,28 @@ for _T in (wp.float32, wp.float64):
 
 def scratch_size(shape: tuple[int, int, int], ghost: int) -> int:
     """Values of scratch one thread needs for a sample of kernel ``shape`` (n0 = 1): the
-    padded block and its cotangents, and ten line buffers."""
+    padded block and its cotangents, and eleven line buffers."""
     n1, n2 = shape[1], shape[2]
     g1 = ghost if n1 > 1 else 0
     span = max(n1, n2) + 2 * ghost + 4
-    return 2 * (n1 + 2 * g1) * (n2 + 2 * ghost) + 10 * span
+    return 2 * (n1 + 2 * g1) * (n2 + 2 * ghost) + 11 * span
 
 
 class StageVJP:
     """$(\bar v, \bar\nu, \bar\rho, \bar a)$ of the operator of ``stages`` (a
     :class:`~physml.solvers.rk_stages.FusedStages`, on the CPU) at each of the flat states
-    ``inputs`` (``batch`` samples each: a step's stage inputs) for the cotangent ``kbar``, the
-    arrays read when called: ``nu``, ``rho`` one value per cell (``batch * N``), ``speeds`` the
-    linear flux's speed per sample along kernel axes 1 and 2 (``(batch * 2,)``).
+    ``inputs`` (``batch`` samples each: a step's stage inputs) for the cotangent of the same
+    index in ``kbars``, the arrays read when called: ``nu``, ``rho`` one value per cell
+    (``batch * N``), ``speeds`` the linear flux's speed per sample along kernel axes 1 and 2
+    (``(batch * 2,)``).
 
     Calling it with an input's index runs the recorded launches (the samples split between as
     many host threads as the forward stages take) and returns host views of the output arrays,
     which the inputs share: ``batch * N`` values (the first three) and ``batch * 2``, valid
     until the next call."""
 
-    def __init__(self, stages: Any, inputs: list[wp.array], kbar: wp.array, nu: wp.array,
-                 rho: wp.array, speeds: wp.array, batch: int,
+    def __init__(self, stages: Any, inputs: list[wp.array], kbars: list[wp.array],
+                 nu: wp.array, rho: wp.array, speeds: wp.array, batch: int,
                  with_diffusion: bool = True) -> None:
         per_thread = scratch_size(tuple(stages.shape), stages.ghost)
         threads = min(stages.host_threads(batch), batch)
@@ -322,7 +340,7 @@ class StageVJP:
                                   int(with_diffusion), bounds[j], bounds[j + 1] - bounds[j],
                                   self._scratch, j * per_thread],
                           outputs=self.outputs, device=device, record_cmd=True))
-            for j in range(threads)] for v in inputs]
+            for j in range(threads)] for v, kbar in zip(inputs, kbars)]
         self._views = [a.numpy() for a in self.outputs]
 
     def __call__(self, stage: int) -> list[np.ndarray]:

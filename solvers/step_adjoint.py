@@ -57,31 +57,41 @@ class ExplicitStepAdjoint:
                        for _ in range(count)]
         self.ks = [wp.empty(size, dtype=solver.dtype, device=solver.device)
                    for _ in range(count - 1)]
-        self.k_bar = wp.empty(size, dtype=solver.dtype, device=solver.device)
-        self.adjoint = StageVJP(stages, self.inputs, self.k_bar, nu, rho, speeds, batch)
+        # the stages' cotangents (read by the adjoint kernels in place), the state's and a
+        # scaled product: every step reuses them, so no step allocates
+        k_bars = [wp.empty(size, dtype=solver.dtype, device=solver.device)
+                  for _ in range(count)]
+        self.k_bars = [k.numpy() for k in k_bars]
+        self.adjoint = StageVJP(stages, self.inputs, k_bars, nu, rho, speeds, batch)
+        self.u_bar = np.empty(size, dtype=solver.np_dtype)
+        self._scaled = np.empty(size, dtype=solver.np_dtype)
         self.nu_bar = np.zeros((batch, n), dtype=solver.np_dtype)
         self.rho_bar = np.zeros((batch, n), dtype=solver.np_dtype)
         self.speed_bar = np.zeros((batch, 2), dtype=solver.np_dtype)
 
     def vjp(self, u: np.ndarray, adjoint: np.ndarray) -> np.ndarray:
-        """$(\\partial\\Phi/\\partial u)^T \bar u'$ of the step from the flat states ``u``
-        for the cotangent ``adjoint`` of its result (both ``(B N,)``); the parameters'
-        cotangents are added to those :meth:`parameter_grads` returns."""
+        """$(\\partial\\Phi/\\partial u)^T \\bar u'$ of the step from the flat states ``u``
+        for the cotangent ``adjoint`` of its result (both ``(B N,)``), in an array of this
+        object's (overwritten by the next call); the parameters' cotangents are added to
+        those :meth:`parameter_grads` returns."""
         solver, tableau, dt = self.solver, self.solver.tableau, self.solver.dt
         self._stage_inputs(u)
-        u_bar = np.array(adjoint, dtype=solver.np_dtype)
-        k_bar = [dt * weight * u_bar for weight in tableau.b]
-        cotangent = self.k_bar.numpy()
+        u_bar, k_bar, scaled = self.u_bar, self.k_bars, self._scaled
+        np.copyto(u_bar, adjoint)
+        for k, weight in zip(k_bar, tableau.b):
+            np.multiply(u_bar, dt * weight, out=k)
+        terms = [(self.nu_bar, 0, solver.diffusion_parameter),
+                 (self.rho_bar, 1, solver.reaction_parameter)]
         for i in reversed(range(len(self.inputs))):
-            cotangent[:] = k_bar[i]
-            v_bar, nu_part, rho_part, speed_part = self.adjoint(i)
+            v_bar, *parts = self.adjoint(i)
             u_bar += v_bar
             for j, weight in enumerate(tableau.a[i][:i]):
                 if weight != 0.0:
-                    k_bar[j] += (dt * weight) * v_bar
-            self.nu_bar += nu_part.reshape(self.batch, self.n)
-            self.rho_bar += rho_part.reshape(self.batch, self.n)
-            self.speed_bar += speed_part.reshape(self.batch, 2)
+                    k_bar[j] += np.multiply(v_bar, dt * weight, out=scaled)
+            for total, part, name in terms:
+                if name is not None:
+                    total += parts[part].reshape(self.batch, self.n)
+            self.speed_bar += parts[2].reshape(self.batch, 2)
         return u_bar
 
     def parameter_grads(self) -> dict[str, np.ndarray]:
