@@ -40,6 +40,10 @@ from .vector_width import wide_vector_options
 
 wp.set_module_options({"fuse_fp": False} | wide_vector_options())
 
+COLUMN_BLOCK = 8
+"""Columns the sweep along the first of two axes takes side by side (so its loops vectorise
+across them)."""
+
 STAGE_VJP = """
 using real = decltype(inv_dx.data[0] + inv_dx.data[0]);
 const real zero = real(0), half = real(0.5), two = real(2), one = real(1);
@@ -47,7 +51,10 @@ const int n1 = shape[1], n2 = shape[2], n_cells = n1 * n2;
 const bool has1 = n1 > 1;
 const int g = ghost, g1 = has1 ? ghost : 0;
 const int C = n2 + 2 * g, R = n1 + 2 * g1;
-const int span = (n1 > n2 ? n1 : n2) + 2 * g + 4;  // a line buffer: cells -g-2 .. n+g+1
+// a line buffer: cells -g - 2 .. n + g + 1 of a row, or of BLOCK columns side by side
+constexpr int BLOCK = """ + str(COLUMN_BLOCK) + """;
+const int row_span = n2 + 2 * g + 4, block_span = has1 ? (n1 + 2 * g + 4) * BLOCK : 0;
+const int span = row_span > block_span ? row_span : block_span;
 const real* __restrict__ gt = coef.data;
 real* __restrict__ P = scratch.data + offset;
 real* __restrict__ Q = P + R * C;
@@ -92,28 +99,32 @@ auto slope_of = [&](real a, real b, real& da, real& db, auto lim) -> real {
     db = on ? (by_m ? (left ? zero : sign * two * sgn(b)) : sign * half * sgn(b)) : zero;
     return on ? sign * (by_m ? m : h) : zero;
 };
-// One line of n cells along an axis with spacing 1/inv and speed a, for the flux kind and
-// limiter of the tags kind and lim: lx holds cells -g .. n + g - 1 (entries 2 .. n + 2g + 1),
-// kb and ln the cells' kbar and nu (zero elsewhere); adds the cotangents of the line's values
-// to lq, writes nu's (this axis' part) to lnb and returns the speed's. Every loop gathers
-// (no loop writes an entry another iteration reads), so each vectorises.
-auto sweep = [&](int n, real inv, real a, auto kind, auto lim) -> real {
+// W lines of n cells side by side along an axis with spacing 1/inv and speed a, for the flux
+// kind, limiter and width of the tags kind, lim and width: entry e of line w at index
+// e W + w of each buffer (neighbours along the line W apart); lx holds cells -g .. n + g - 1
+// (entries 2 .. n + 2g + 1), kb and ln the cells' kbar and nu (zero elsewhere). Adds the
+// cotangents of the lines' values to lq, writes nu's (this axis' part) to lnb and returns the
+// speed's. Every loop gathers (no loop writes an entry another iteration reads), so each
+// vectorises: along a line for W = 1 (rows), across the lines otherwise (blocks of columns).
+auto sweep = [&](int n, real inv, real a, auto kind, auto lim, auto width) -> real {
+    constexpr int W = decltype(width){}();
     real a_bar = zero;
-    const int used = n + 2 * g + 4;  // entries of a line of n cells (up to span)
+    const int used = (n + 2 * g + 4) * W;  // entries of the lines (up to span W)
+    const int lo = o * W, hi = (o + n) * W;  // the cells
     for (int j = 0; j < used; ++j) { lq[j] = zero; lnb[j] = zero; sl[j] = zero; }
     if (kind() >= 2) {
         // slopes of cells -1 .. n (the faces 0 .. n read them), zero elsewhere
         for (int j = 0; j < used; ++j) { sa[j] = zero; sb[j] = zero; ulb[j] = zero; urb[j] = zero; }
-        for (int j = o - 1; j <= o + n; ++j) {
+        for (int j = lo - W; j < hi + W; ++j) {
             real da, db;
-            sl[j] = slope_of(lx[j] - lx[j - 1], lx[j + 1] - lx[j], da, db, lim);
+            sl[j] = slope_of(lx[j] - lx[j - W], lx[j + W] - lx[j], da, db, lim);
             sa[j] = da;
             sb[j] = db;
         }
         // faces 0 .. n (face j between cells j - 1 and j): flux cotangent inv (kb_j - kb_{j-1})
-        for (int j = o; j <= o + n; ++j) {
-            const real ul = lx[j - 1] + half * sl[j - 1], ur = lx[j] - half * sl[j];
-            const real f_bar = inv * (kb[j] - kb[j - 1]);
+        for (int j = lo; j < hi + W; ++j) {
+            const real ul = lx[j - W] + half * sl[j - W], ur = lx[j] - half * sl[j];
+            const real f_bar = inv * (kb[j] - kb[j - W]);
             real dl, dr;
             if (kind() == 3) {
                 const real al = wp::abs(ul), ar = wp::abs(ur);
@@ -132,30 +143,30 @@ auto sweep = [&](int n, real inv, real a, auto kind, auto lim) -> real {
             urb[j] = f_bar * dr;
         }
         if (kind() == 2)
-            for (int j = o; j <= o + n; ++j) a_bar += abp[j];
+            for (int j = lo; j < hi + W; ++j) a_bar += abp[j];
         // slope cotangents of cells -1 .. n, times their partials: s(j) feeds face j + 1's
         // left state (+ s / 2) and face j's right state (- s / 2)
-        for (int j = o - 1; j <= o + n; ++j) {
-            const real s_bar = half * ulb[j + 1] - half * urb[j];
+        for (int j = lo - W; j < hi + W; ++j) {
+            const real s_bar = half * ulb[j + W] - half * urb[j];
             sa[j] = s_bar * sa[j];
             sb[j] = s_bar * sb[j];
         }
-        for (int j = o - 2; j <= o + n + 1; ++j)
-            lq[j] += ulb[j + 1] + urb[j] + (sa[j] - sb[j]) + sb[j - 1] - sa[j + 1];
+        for (int j = lo - 2 * W; j < hi + 2 * W; ++j)
+            lq[j] += ulb[j + W] + urb[j] + (sa[j] - sb[j]) + sb[j - W] - sa[j + W];
     } else if (kind() == 1) {
         const real w = a * (inv * half);
-        for (int j = o - 1; j <= o + n; ++j) lq[j] += (kb[j + 1] - kb[j - 1]) * w;
-        for (int j = o; j < o + n; ++j) a_bar -= kb[j] * ((lx[j + 1] - lx[j - 1]) * (inv * half));
+        for (int j = lo - W; j < hi + W; ++j) lq[j] += (kb[j + W] - kb[j - W]) * w;
+        for (int j = lo; j < hi; ++j) a_bar -= kb[j] * ((lx[j + W] - lx[j - W]) * (inv * half));
     }
     if (with_diffusion) {
         const real w = inv * inv;
         real* __restrict__ d = sl;  // nu kbar / dx^2 per cell, zero elsewhere
         for (int j = 0; j < used; ++j) d[j] = zero;
-        for (int j = o; j < o + n; ++j) {
+        for (int j = lo; j < hi; ++j) {
             d[j] = ln[j] * kb[j] * w;
-            lnb[j] = kb[j] * (((lx[j - 1] - lx[j]) + (lx[j + 1] - lx[j])) * w);
+            lnb[j] = kb[j] * (((lx[j - W] - lx[j]) + (lx[j + W] - lx[j])) * w);
         }
-        for (int j = o - 1; j <= o + n; ++j) lq[j] += (d[j - 1] + d[j + 1]) - two * d[j];
+        for (int j = lo - W; j < hi + W; ++j) lq[j] += (d[j - W] + d[j + W]) - two * d[j];
     }
     return a_bar;
 };
@@ -163,15 +174,18 @@ struct Tag0 { constexpr int operator()() const { return 0; } };
 struct Tag1 { constexpr int operator()() const { return 1; } };
 struct Tag2 { constexpr int operator()() const { return 2; } };
 struct Tag3 { constexpr int operator()() const { return 3; } };
-// sweep() for this operator's flux kind and limiter, as tags
-auto sweep_line = [&](int n, real inv, real a) -> real {
+struct One { constexpr int operator()() const { return 1; } };
+struct Wide { constexpr int operator()() const { return BLOCK; } };
+// sweep() for this operator's flux kind and limiter, as tags, on W = width() lines
+auto sweep_lines = [&](int n, real inv, real a, auto width) -> real {
     if (flux_kind <= 1)
-        return flux_kind == 0 ? sweep(n, inv, a, Tag0(), Tag0()) : sweep(n, inv, a, Tag1(), Tag0());
+        return flux_kind == 0 ? sweep(n, inv, a, Tag0(), Tag0(), width)
+                              : sweep(n, inv, a, Tag1(), Tag0(), width);
     auto with_limiter = [&](auto kind) -> real {
-        if (limiter == 0) return sweep(n, inv, a, kind, Tag0());
-        if (limiter == 1) return sweep(n, inv, a, kind, Tag1());
-        if (limiter == 2) return sweep(n, inv, a, kind, Tag2());
-        return sweep(n, inv, a, kind, Tag3());
+        if (limiter == 0) return sweep(n, inv, a, kind, Tag0(), width);
+        if (limiter == 1) return sweep(n, inv, a, kind, Tag1(), width);
+        if (limiter == 2) return sweep(n, inv, a, kind, Tag2(), width);
+        return sweep(n, inv, a, kind, Tag3(), width);
     };
     return flux_kind == 2 ? with_limiter(Tag2()) : with_limiter(Tag3());
 };
@@ -217,23 +231,32 @@ for (int b = first; b < first + count; ++b) {
             kb[o + j] = kbar_b[r * n2 + j];
             ln[o + j] = nu_b[r * n2 + j];
         }
-        a2 += sweep_line(n2, inv_dx.data[2], speeds.data[2 * b + 1]);
+        a2 += sweep_lines(n2, inv_dx.data[2], speeds.data[2 * b + 1], One());
         for (int j = 0; j < C; ++j) row_q[j] += lq[j + 2];
         for (int j = 0; j < n2; ++j) nub[r * n2 + j] += lnb[o + j];
     }
-    // axis 1: each column, gathered
-    if (has1) {
-        for (int c = 0; c < n2; ++c) {
-            for (int j = 0; j < n1 + 2 * g + 4; ++j) { kb[j] = zero; ln[j] = zero; lx[j] = zero; }
-            for (int r = 0; r < R; ++r) lx[r + 2] = P[r * C + c + g];
-            for (int r = 0; r < n1; ++r) {
-                kb[o + r] = kbar_b[r * n2 + c];
-                ln[o + r] = nu_b[r * n2 + c];
+    // axis 1: blocks of BLOCK columns gathered side by side, then the columns left one by one
+    auto columns = [&](int c0, auto width) {
+        constexpr int W = decltype(width){}();
+        for (int j = 0; j < (n1 + 2 * g + 4) * W; ++j) { kb[j] = zero; ln[j] = zero; lx[j] = zero; }
+        for (int r = 0; r < R; ++r)
+            for (int w = 0; w < W; ++w) lx[(r + 2) * W + w] = P[r * C + c0 + w + g];
+        for (int r = 0; r < n1; ++r)
+            for (int w = 0; w < W; ++w) {
+                kb[(o + r) * W + w] = kbar_b[r * n2 + c0 + w];
+                ln[(o + r) * W + w] = nu_b[r * n2 + c0 + w];
             }
-            a1 += sweep_line(n1, inv_dx.data[1], speeds.data[2 * b]);
-            for (int r = 0; r < R; ++r) Q[r * C + c + g] += lq[r + 2];
-            for (int r = 0; r < n1; ++r) nub[r * n2 + c] += lnb[o + r];
-        }
+        const real part = sweep_lines(n1, inv_dx.data[1], speeds.data[2 * b], width);
+        for (int r = 0; r < R; ++r)
+            for (int w = 0; w < W; ++w) Q[r * C + c0 + w + g] += lq[(r + 2) * W + w];
+        for (int r = 0; r < n1; ++r)
+            for (int w = 0; w < W; ++w) nub[r * n2 + c0 + w] += lnb[(o + r) * W + w];
+        return part;
+    };
+    if (has1) {
+        int c0 = 0;
+        for (; c0 + BLOCK <= n2; c0 += BLOCK) a1 += columns(c0, Wide());
+        for (; c0 < n2; ++c0) a1 += columns(c0, One());
     }
     speed_bar.data[2 * b] = a1;
     speed_bar.data[2 * b + 1] = a2;
@@ -303,7 +326,7 @@ def scratch_size(shape: tuple[int, int, int], ghost: int) -> int:
     padded block and its cotangents, and eleven line buffers."""
     n1, n2 = shape[1], shape[2]
     g1 = ghost if n1 > 1 else 0
-    span = max(n1, n2) + 2 * ghost + 4
+    span = max(n2 + 2 * ghost + 4, (n1 + 2 * ghost + 4) * COLUMN_BLOCK if n1 > 1 else 0)
     return 2 * (n1 + 2 * g1) * (n2 + 2 * ghost) + 11 * span
 
 
