@@ -32,7 +32,7 @@ $\bar p \mathrel{+}= (\partial\Phi/\partial p)^T \bar u_s$. On the CPU, the expl
 the fused convection–diffusion–reaction solvers take their adjoint in native loops
 (:mod:`physml.solvers.step_adjoint`: the step's stage inputs recomputed, each stage's
 vector–Jacobian product vectorised over a padded copy of each sample, samples on host threads:
-on 1D Burgers a rollout and its gradient 14–19× faster than with Warp's generated adjoint,
+on 1D Burgers a rollout and its gradient 12–18× faster than with Warp's generated adjoint,
 ``benchmarks/bridge.py``); other
 steps (IMEX, a PDE's own right-hand side, a GPU) are re-run on a fresh ``wp.Tape`` whose
 generated adjoint kernels give the products (implicit solves add their own transpose solve).
