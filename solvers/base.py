@@ -822,7 +822,7 @@ class GridSolver:
                 active = int(np.count_nonzero(counts > step))
                 arrays = {name: self._samples(name, a, slice(0, active))
                           for name, a in arrays.items()}
-                u, dt, batch = u[: active * n], dt[:active], active
+                u, dt = u[: active * n], dt[:active]
             # up to the next step that saves, checks or ends a sample, in one go when replayed
             # (step by step for a callback, which hears of each step when it is done)
             upto = step + 1 if callback is not None else min(

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import warp as wp
 
-from .cahn_hilliard_kernels import in_parallel
 from .operators import launch, specialize
 from .replay import Replay
 from .rk_stages import GHOST_SOURCE
@@ -364,15 +363,9 @@ class StageVJP:
                                   self._scratch, j * per_thread],
                           outputs=self.outputs, device=device, record_cmd=True))
             for j in range(threads)] for v, kbar in zip(inputs, kbars)]
+        self._stages = stages
         self._views = [a.numpy() for a in self.outputs]
 
     def __call__(self, stage: int) -> list[np.ndarray]:
-        calls = self._calls[stage]
-        in_parallel(lambda j: calls[j](), len(calls))
+        self._stages.run(self._calls[stage])
         return self._views
-
-
-def expanded(values: np.ndarray, strides: tuple[int, int], batch: int, n: int) -> np.ndarray:
-    """A coefficient read as ``values[b s_b + i s_n]`` as one value per cell, ``(batch, n)``."""
-    index = np.arange(batch)[:, None] * strides[0] + np.arange(n)[None, :] * strides[1]
-    return values[index]

@@ -20,7 +20,7 @@ import numpy as np
 import warp as wp
 
 from .rk_stages import Coefficient
-from .stage_adjoint import StageVJP, expanded
+from .stage_adjoint import StageVJP
 
 
 def supported(solver) -> bool:
@@ -122,9 +122,21 @@ class ExplicitStepAdjoint:
                               w_out=self.inputs[i + 1])
 
 
+def _cell_index(coefficient: Coefficient, batch: int, n: int) -> np.ndarray:
+    """``(batch, n)``: the entry of the coefficient's values each cell reads,
+    ``b s_b + i s_n``."""
+    return (np.arange(batch)[:, None] * coefficient.strides[0]
+            + np.arange(n)[None, :] * coefficient.strides[1])
+
+
+def _velocity_index(velocity: Coefficient, batch: int, ndim: int) -> np.ndarray:
+    """``(batch, ndim)``: the entry of the velocity's values each sample reads per axis."""
+    return np.arange(batch)[:, None] * velocity.strides[0] + np.arange(ndim)[None, :]
+
+
 def _cells(coefficient: Coefficient, batch: int, n: int, stages) -> wp.array:
     """A diffusion or reaction coefficient as one value per cell, flat ``(B N,)``."""
-    values = expanded(coefficient.values.numpy(), coefficient.strides, batch, n)
+    values = coefficient.values.numpy()[_cell_index(coefficient, batch, n)]
     return wp.array(values.ravel(), dtype=stages.dtype, device=stages.device)
 
 
@@ -133,18 +145,15 @@ def _speeds(solver, velocity: Coefficient, batch: int) -> wp.array:
     along an axis the grid lacks)."""
     speeds = np.zeros((batch, 2))
     if solver.velocity_parameter is not None:
-        values = velocity.values.numpy()
-        for d in range(solver.grid.ndim):
-            speeds[:, 2 - solver.grid.ndim + d] = values[np.arange(batch) * velocity.strides[0]
-                                                         + d]
+        ndim = solver.grid.ndim
+        speeds[:, 2 - ndim:] = velocity.values.numpy()[_velocity_index(velocity, batch, ndim)]
     return wp.array(speeds.ravel(), dtype=solver.dtype, device=solver.device)
 
 
 def _summed(per_cell: np.ndarray, coefficient: Coefficient, array: wp.array, batch: int,
             n: int) -> np.ndarray:
     """Per-cell cotangents summed onto the entries of ``array`` the cells read."""
-    index = (np.arange(batch)[:, None] * coefficient.strides[0]
-             + np.arange(n)[None, :] * coefficient.strides[1])
+    index = _cell_index(coefficient, batch, n)
     total = np.bincount(index.ravel(), weights=per_cell.ravel(), minlength=array.size)
     return total.astype(per_cell.dtype).reshape(array.shape)
 
@@ -153,7 +162,7 @@ def _velocity_grad(solver, speed_bar: np.ndarray, velocity: Coefficient, array: 
                    batch: int) -> np.ndarray:
     """The speeds' cotangents per sample and kernel axis summed onto the velocity's entries."""
     ndim = solver.grid.ndim
-    index = np.arange(batch)[:, None] * velocity.strides[0] + np.arange(ndim)[None, :]
+    index = _velocity_index(velocity, batch, ndim)
     total = np.bincount(index.ravel(), weights=speed_bar[:, 2 - ndim:].ravel(),
                         minlength=array.size)
     return total.astype(speed_bar.dtype).reshape(array.shape)
