@@ -53,6 +53,7 @@ per host thread.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ import warp as wp
 
 from .solvers import step_adjoint
 from .solvers.base import GridSolver, check_counts
-from .solvers.errors import BlowUpError
+from .solvers.errors import BlowUpError, whole_number
 from .solvers.rk_stages import StageWork
 
 _TORCH_DTYPES = {wp.float32: torch.float32, wp.float64: torch.float64}
@@ -138,9 +139,9 @@ def rollout(
     u0 = _converted(solver, u0, "u0")
     batch = u0.shape[0] if batched else 1
     expected = (batch, *solver.grid.shape) if batched else solver.grid.shape
-    if tuple(u0.shape) != tuple(expected):
+    if tuple(u0.shape) != tuple(expected) or batch == 0:
         raise ValueError(f"u0 has shape {tuple(u0.shape)}; expected {solver.grid.shape} or "
-                         f"(B, *{solver.grid.shape})")
+                         f"(B, *{solver.grid.shape}) with B >= 1")
     given = {n: _converted(solver, _as_tensor(solver, v, u0.device, n), n)
              for n, v in (params or {}).items()}
     shapes = solver.batch_parameter_shapes(batch, {n: tuple(v.shape) for n, v in given.items()})
@@ -155,7 +156,9 @@ def rollout(
     values = [given[n].reshape(shapes[n]) if n in given else _tensor(defaults[n], u0)
               for n in solver.parameter_names]
     segment = _segment_length(checkpoint_every, n_steps)
-    flat = _Rollout.apply(solver, n_steps, save_every, segment, memory, _Held(),
+    # the backward pass steps a copy: the solver as it is now (dt, boundary conditions), even
+    # if the caller changes it before calling backward
+    flat = _Rollout.apply(copy.copy(solver), n_steps, save_every, segment, memory, _Held(),
                           u0.reshape(-1), *values)
     out = flat.reshape(flat.shape[0], batch, *solver.grid.shape)
     return out.transpose(0, 1) if batched else out[:, 0]
@@ -220,11 +223,11 @@ def _segment_length(checkpoint_every: int | str | None, n_steps: int) -> int | N
         return None
     if checkpoint_every == "auto":
         return max(1, math.ceil(math.sqrt(n_steps)))
-    if isinstance(checkpoint_every, int) and checkpoint_every >= 1:
-        return checkpoint_every
-    raise ValueError(
-        f"checkpoint_every={checkpoint_every!r} must be None, 'auto' or a positive integer"
-    )
+    try:
+        return whole_number(checkpoint_every, "checkpoint_every", 1)
+    except ValueError:
+        raise ValueError(f"checkpoint_every={checkpoint_every!r} must be None, 'auto' or a "
+                         "whole number >= 1") from None
 
 
 def _warp(t: torch.Tensor, grad: torch.Tensor | None = None) -> wp.array:

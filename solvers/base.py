@@ -36,7 +36,7 @@ import numpy as np
 import warp as wp
 
 from .dtypes import warp_dtype
-from .errors import BlowUpError, UnstableStepError
+from .errors import BlowUpError, UnstableStepError, whole_number
 from .grid import BCKind, BoundaryConditions, Grid, periodic
 from .linalg import StencilOperator, cg
 from .operators import (
@@ -85,15 +85,7 @@ def finite_state(u: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
 def check_counts(n_steps: int, save_every: int) -> tuple[int, int]:
     """``(n_steps, save_every)`` as ints, with a ValueError unless n_steps >= 0 and
     save_every >= 1 are integers."""
-    require(
-        int(n_steps) == n_steps and n_steps >= 0,
-        f"n_steps={n_steps} must be a non-negative integer",
-    )
-    require(
-        int(save_every) == save_every and save_every >= 1,
-        f"save_every={save_every} must be a positive integer",
-    )
-    return int(n_steps), int(save_every)
+    return whole_number(n_steps, "n_steps", 0), whole_number(save_every, "save_every", 1)
 
 
 class GridSolver:
@@ -183,12 +175,11 @@ class GridSolver:
         else:
             self.tableau = tableau(scheme)
         self.theta = float(theta)
-        require(int(check_every) >= 1, f"check_every={check_every} must be a positive integer")
-        self.check_every = int(check_every)
+        self.check_every = whole_number(check_every, "check_every", 1)
         ghost_width = FLUXES[self.flux_kind].ghost_width
         self.layout = GridLayout(grid, self.bc, ghost_width, self.dtype, self.device)
-        require(threads is None or (int(threads) == threads and threads >= 1),
-                f"threads={threads} must be a whole number >= 1 (or None: automatic)")
+        if threads is not None:  # None: by grid and batch size
+            threads = whole_number(threads, "threads", 1)
         self.stages = FusedStages(grid, self.bc, ghost_width, self.flux_kind, self.limiter,
                                   self.reaction_kind, self.dtype, self.device, threads)
         self._zeros = wp.zeros(3, dtype=self.dtype, device=self.device)
@@ -380,8 +371,16 @@ class GridSolver:
 
     def state_bounds(self, u: np.ndarray) -> np.ndarray:
         """:meth:`state_bound` of each state of ``u`` (one state or a batch, each of
-        ``grid.shape`` or flat): shape ``(B,)``."""
-        cells = np.asarray(u, dtype=np.float64).reshape(-1, *self.grid.shape)
+        ``grid.shape`` or flat): shape ``(B,)``.
+
+        Raises:
+            ValueError: ``u`` of another shape, naming the allowed ones."""
+        u = np.asarray(u, dtype=np.float64)
+        shape, size = self.grid.shape, self.grid.size
+        require(u.shape in (shape, (size,)) or (u.ndim > 1 and u.shape[1:] in (shape, (size,))),
+                f"u has shape {u.shape}; expected a state {shape} (or flat, ({size},)) or a "
+                f"batch (B, *{shape})")
+        cells = u.reshape(-1, *shape)
         batch = len(cells)
         bound = np.max(np.abs(cells.reshape(batch, -1)), axis=1, initial=0.0)
         for d, sides in enumerate(self.bc.sides):
@@ -943,13 +942,17 @@ class GridSolver:
 
 
 def _per_sample(value: Any, batch: int, name: str, kind: type = int) -> np.ndarray:
-    """A count or step for every sample, shape (batch,), from one value or one per sample."""
-    array = np.asarray(value, dtype=np.float64)
+    """A count or step for every sample, shape (batch,), from one value or one per sample
+    (numbers: not strings, not bools)."""
+    given = np.asarray(value)
+    require(given.dtype.kind in "iuf",
+            f"{name}={value!r} must be a number, or one per sample (whole numbers for a count)")
+    array = given.astype(np.float64)
     require(array.ndim == 0 or array.shape == (batch,),
             f"{name} has shape {array.shape}; expected one value or one per sample ({batch},)")
     array = np.broadcast_to(array, (batch,))
     if kind is int:
-        require(np.all(array == np.round(array)), f"{name}={value} must hold whole numbers")
+        require(np.all(array == np.round(array)), f"{name}={value!r} must hold whole numbers")
         return array.astype(np.int64)
     return array.astype(np.float64)
 

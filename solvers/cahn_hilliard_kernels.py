@@ -37,6 +37,7 @@ from typing import Any
 
 import warp as wp
 
+from .errors import whole_number
 from .free_energy import FreeEnergyKind
 from .operators import launch, specialize
 
@@ -500,8 +501,8 @@ class RowLaunch:
         on_cpu = wp.get_device(device).is_cpu
         per_cell = not on_cpu if per_cell is None else per_cell
         self.row = 1 if per_cell else shape3[2]
-        if threads is not None and (int(threads) != threads or threads < 1):
-            raise ValueError(f"threads={threads} must be a whole number >= 1")
+        if threads is not None:
+            threads = whole_number(threads, "threads", 1)
         blocks = cells // self.row
 
         def split(min_cells: int) -> list[tuple[int, int]]:

@@ -1,8 +1,22 @@
-"""Exceptions raised by the solvers (re-exported by :mod:`physml.errors`)."""
+"""Exceptions raised by the solvers (re-exported by :mod:`physml.errors`), and the check of a
+count argument."""
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
+
+
+def whole_number(value: object, name: str, minimum: int) -> int:
+    """``value`` as an int, with a ValueError naming ``name`` unless it is a whole number (an
+    integer of any kind, or a float with no fractional part; not a bool) >= ``minimum``."""
+    whole = (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+             and math.isfinite(value) and float(value).is_integer())
+    if not (whole and value >= minimum):
+        raise ValueError(f"{name}={value!r} must be a whole number >= {minimum}")
+    return int(value)
 
 
 class UnstableStepError(ValueError):

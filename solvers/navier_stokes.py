@@ -29,7 +29,8 @@ import numpy as np
 import scipy.fft
 
 from .base import check_counts, finite_state, require
-from .errors import BlowUpError, UnstableStepError
+from .dtypes import warp_dtype
+from .errors import BlowUpError, UnstableStepError, whole_number
 from .grid import BoundaryConditions, Grid, periodic
 from .parameters import Parameter, check_parameters
 
@@ -50,7 +51,7 @@ class NavierStokesSolver2D:
         dt: time step [s] (None: unset; see :meth:`stable_dt` and :meth:`with_dt`).
         scheme: "ifrk4" (integrating-factor RK4, order 4).
         device: "cpu" (the FFTs run in NumPy/SciPy).
-        dtype: "float32" or "float64".
+        dtype: "float32" or "float64" (a name, or a NumPy, PyTorch or Warp float type).
         check_every: steps between NaN/Inf checks in a rollout.
     """
 
@@ -65,7 +66,7 @@ class NavierStokesSolver2D:
 
     def __init__(self, grid: Grid, bc: BoundaryConditions | None = None, *, nu: float,
                  forcing: float = 0.0, dt: float | None, scheme: str = "ifrk4",
-                 device: str = "cpu", dtype: str = "float64", check_every: int = 50) -> None:
+                 device: str = "cpu", dtype: Any = "float64", check_every: int = 50) -> None:
         require(grid.ndim == 2, f"NavierStokesSolver2D needs a 2D grid; got shape {grid.shape}")
         require(all(n >= 4 and n % 2 == 0 for n in grid.shape),
                 f"grid shape={grid.shape}: every axis needs an even cell count >= 4")
@@ -74,12 +75,12 @@ class NavierStokesSolver2D:
         require(str(device).startswith("cpu"),
                 f"device={device!r}: NavierStokesSolver2D runs on the CPU (NumPy/SciPy FFTs)")
         require(scheme == "ifrk4", f"scheme={scheme!r}; allowed: ifrk4")
-        require(dtype in _DTYPES, f"dtype={dtype!r} is not supported; allowed: float32, float64")
-        require(int(check_every) >= 1, f"check_every={check_every} must be a positive integer")
+        dtype = warp_dtype(dtype).__name__  # a name, or a NumPy, PyTorch or Warp dtype
         values = check_parameters(self.PARAMETERS, {"nu": nu, "forcing": forcing}, 2)
         self.nu, self.forcing = values["nu"], values["forcing"]
         self.grid, self.bc = grid, periodic(2)
-        self.device, self.scheme, self.check_every = "cpu", scheme, int(check_every)
+        self.device, self.scheme = "cpu", scheme
+        self.check_every = whole_number(check_every, "check_every", 1)
         self.np_dtype, self.complex_dtype = _DTYPES[dtype]
         self.dtype_name = dtype
         lengths = [b - a for a, b in zip(grid.lower, grid.upper, strict=True)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from typing import Any
 
 VERBOSE_VARIABLE = "PHYSML_WARP_VERBOSE"
 
@@ -82,22 +83,24 @@ def start_warp(device: str) -> None:
         _started.add(device)
 
 
-def warp_device(device: str) -> str:
-    """Canonical Warp device name ("cpu", "cuda:0", ...), with a clear error if unavailable.
-    Warp starts without its banner (and, where it finds no CUDA device, without its
-    CUDA-driver messages) unless ``PHYSML_WARP_VERBOSE=1``."""
+def warp_device(device: Any) -> str:
+    """Canonical Warp device name ("cpu", "cuda:0", ...) of a device name or a
+    ``torch.device`` ("cpu:0" is "cpu"), with a clear error if unavailable. Warp starts without
+    its banner (and, where it finds no CUDA device, without its CUDA-driver messages) unless
+    ``PHYSML_WARP_VERBOSE=1``."""
     import warp as wp
 
-    start_warp("cpu" if str(device).startswith("cpu") else "cuda")
+    name = "cpu" if str(device) == "cpu:0" else str(device)
+    start_warp("cpu" if name.startswith("cpu") else "cuda")
 
     def unavailable(reason: str = "") -> ValueError:
         available = ", ".join(str(d) for d in wp.get_devices())
         return ValueError(f"device={device!r} is not available; available: {available}{reason}")
 
-    if str(device).startswith("cuda") and wp.get_cuda_device_count() == 0:
+    if name.startswith("cuda") and wp.get_cuda_device_count() == 0:
         # asked without a CUDA device, Warp would print its driver errors before refusing
         raise unavailable(f" ({_cuda_start_up[0]})" if _cuda_start_up else "")
     try:
-        return str(wp.get_device(device))
+        return str(wp.get_device(name))
     except (RuntimeError, ValueError) as exc:
         raise unavailable() from exc

@@ -77,7 +77,7 @@ from .cahn_hilliard_kernels import (
     laplacian_kernel,
     step_error_kernel,
 )
-from .errors import BlowUpError
+from .errors import BlowUpError, whole_number
 from .free_energy import GAS_CONSTANT, FreeEnergy
 from .grid import BCKind, BoundaryConditions, Grid, periodic
 from .spectral_solve import SpectralSolve
@@ -290,10 +290,10 @@ class ThermomigrationSolver:
         require(dt_max is None or dt_max > 0, f"dt_max={dt_max} must be > 0 s")
         require(np.isfinite(stabilisation) and stabilisation >= 0.5,
                 f"stabilisation={stabilisation} must be a finite number >= 1/2")
-        require(int(check_every) >= 1, f"check_every={check_every} must be a positive integer")
         self.kappa, self.heat_of_transport = float(kappa), float(heat_of_transport)
         self.tolerance, self.dt_max = float(tolerance), dt_max
-        self.stabilisation, self.check_every = float(stabilisation), int(check_every)
+        self.stabilisation = float(stabilisation)
+        self.check_every = whole_number(check_every, "check_every", 1)
         self.device, self.dtype = warp_device(device), warp_dtype(dtype)
         self.np_dtype = np.float64 if self.dtype == wp.float64 else np.float32
         self._temperature_source = temperature

@@ -1,5 +1,7 @@
 """Bad input gets one clear error naming the argument and the allowed range."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from physml.solvers import (
     DiffusionSorptionSolver1D,
     Grid,
     HeatSolver1D,
+    NavierStokesSolver2D,
     UnstableStepError,
     boundary_conditions,
 )
@@ -200,6 +203,46 @@ def test_wrong_shape_dtype_and_parameter_names_in_the_bridge():
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['rho'\].*allowed: nu"):
         bridge.rollout(solver, torch.zeros(32, dtype=torch.float64), 1,
                        params={"rho": torch.tensor(1.0)})
+
+
+def test_an_empty_batch_and_a_state_of_another_size_are_refused_by_name():
+    solver = HeatSolver1D(GRID, nu=0.1, dt=1e-4)
+    with pytest.raises(ValueError, match=r"u0 has shape \(0, 32\).*B >= 1"):
+        bridge.rollout(solver, torch.zeros(0, 32, dtype=torch.float64), 5)
+    for bad in (np.ones(7), np.ones(64), np.ones((2, 31))):  # 64 cells: not two states
+        with pytest.raises(ValueError, match=r"u has shape .*expected a state \(32,\)"):
+            solver.stable_dt(bad)
+    assert solver.stable_dt(np.ones((3, 32))) == solver.stable_dt(np.ones(32))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda s, u: bridge.rollout(s, torch.as_tensor(u), None),
+     "n_steps=None must be a whole number >= 0"),
+    (lambda s, u: bridge.rollout(s, torch.as_tensor(u), 4, True),
+     "save_every=True must be a whole number >= 1"),
+    (lambda s, u: s.rollout(u, "3"), "n_steps='3' must be a number, or one per sample"),
+    (lambda s, u: s.rollout(u, 4, True), "save_every=True must be a number, or one per sample"),
+    (lambda s, u: HeatSolver1D(GRID, nu=0.1, dt=1e-4, threads="2"),
+     "threads='2' must be a whole number >= 1"),
+    (lambda s, u: HeatSolver1D(GRID, nu=0.1, dt=1e-4, threads=True),
+     "threads=True must be a whole number >= 1"),
+    (lambda s, u: bridge.rollout(s, torch.as_tensor(u), 4, checkpoint_every=True),
+     "checkpoint_every=True must be None, 'auto' or a whole number >= 1"),
+])
+def test_counts_are_whole_numbers_and_named_as_given(call, message):
+    solver = HeatSolver1D(GRID, nu=0.1, dt=1e-4)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call(solver, np.zeros(32))
+
+
+def test_numpy_counts_a_torch_device_and_numpy_dtypes_are_accepted():
+    solver = HeatSolver1D(GRID, nu=0.1, dt=1e-4, device=torch.device("cpu"))
+    u0 = torch.sin(torch.linspace(0, 3, 32, dtype=torch.float64))
+    out = bridge.rollout(solver, u0, np.int64(4), checkpoint_every=np.int64(2))
+    torch.testing.assert_close(out, bridge.rollout(solver, u0, 4), rtol=0, atol=0)
+    assert HeatSolver1D(GRID, nu=0.1, dt=1e-4, device="cpu:0").device == "cpu"
+    assert NavierStokesSolver2D(Grid((8, 8), (0, 0), (1, 1)), nu=1e-3, dt=None,
+                                dtype=np.float32).dtype_name == "float32"
 
 
 def test_blow_up_names_the_step_and_keeps_the_last_finite_state():

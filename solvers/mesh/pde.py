@@ -25,6 +25,7 @@ import scipy.sparse as sp
 import warp as wp
 from scipy.sparse.csgraph import connected_components
 
+from ..errors import whole_number
 from ..linalg import CsrOperator, SmoothedAggregationAMG, cg, csr_from_scipy
 from ..linalg.relaxation import gauss_seidel_entrywise
 from .mesh import Mesh
@@ -176,8 +177,7 @@ def heat(mesh: Mesh, u0: np.ndarray, dt: float, n_steps: int, kappa: float = 1.0
     if not (np.isfinite(kappa) and kappa >= 0):
         raise ValueError(f"kappa={kappa} must be a finite diffusivity >= 0 (a negative one "
                          "runs the heat equation backwards, which no step size keeps stable)")
-    if isinstance(n_steps, bool) or not float(n_steps).is_integer() or n_steps < 0:
-        raise ValueError(f"n_steps={n_steps} must be a whole number >= 0")
+    n_steps = whole_number(n_steps, "n_steps", 0)
     u0 = _nodal(mesh, u0, "u0")
     dirichlet = None if dirichlet is None else _vertices(mesh, dirichlet, "dirichlet")
     K = to_scipy(stiffness_matrix(mesh))
