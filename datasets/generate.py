@@ -326,10 +326,11 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
         raise ValueError(
             f"--out {str(folder)!r} holds a complete dataset; pass --overwrite to regenerate it"
         )
-    elif spec_file.exists() and _recorded_yaml(spec_file) != spec.to_yaml():
+    elif spec_file.exists() and (recorded := _recorded_yaml(spec_file)) != spec.to_yaml():
         raise ValueError(
-            f"--out {str(folder)!r} holds a partial dataset of another spec; use "
-            "another folder or pass --overwrite"
+            f"--out {str(folder)!r} holds a partial dataset of another spec"
+            f"{_first_difference(recorded, spec.to_yaml())}; use another folder or pass "
+            "--overwrite"
         )
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -350,6 +351,17 @@ def _recorded_yaml(spec_file: Path) -> str | None:
         return load_spec(spec_file).to_yaml()
     except ValueError:
         return None
+
+
+def _first_difference(recorded: str | None, given: str) -> str:
+    """`` (spec.yaml has ..., the spec gives ...)``: the first line in which two specs' YAML
+    differ (a changed mesh file shows as its ``sha256``), or nothing."""
+    if recorded is None:
+        return ""
+    for old, new in zip(recorded.splitlines(), given.splitlines()):
+        if old != new:
+            return f" (spec.yaml has {old.strip()!r}, the spec gives {new.strip()!r})"
+    return ""
 
 
 _DAMAGED = object()

@@ -84,6 +84,8 @@ def write_mesh_shard(task) -> str:
         fields = {"f": np.stack(data).astype(dtype), "u": np.stack(solutions).astype(dtype)}
     swept = spec.swept_parameters()
     constant = {k: v for k, v in spec.values(task.parameters).items() if k not in swept}
+    if not spec.is_transient and mesh.boundary_vertices().size:
+        constant.pop("shift", None)  # u = 0 on the boundary: solve_sample applies no shift
     attrs = {"pde": spec.pde, "mesh_source": spec.mesh.label, "split": task.split,
              "initial_condition": spec.initial_condition.kind, "seed": spec.seed,
              "physml_version": __version__, "spec": task.spec_yaml, "device": task.device,

@@ -31,6 +31,7 @@ drawn vertices.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -55,6 +56,9 @@ class MeshSpec(StrictModel):
     h: float | None = Field(None, gt=0, description="target edge length [m]")
     level: int | None = Field(None, ge=0, le=7, description="icosphere subdivisions")
     repair: bool = Field(False, description="merge duplicate, drop unreferenced vertices")
+    sha256: str | None = Field(None, description="the mesh file's SHA-256, recorded with the "
+                               "dataset (filled in from the file when not given): a resume "
+                               "and each shard's solve refuse a file that changed since")
 
     @model_validator(mode="after")
     def _one_source(self) -> MeshSpec:
@@ -62,6 +66,10 @@ class MeshSpec(StrictModel):
             raise ValueError("give exactly one of mesh.file and mesh.domain")
         if self.file is not None and not Path(self.file).is_file():
             raise ValueError(f"mesh.file {self.file!r} does not exist")
+        if self.file is not None and self.sha256 is None:
+            object.__setattr__(self, "sha256", _digest(self.file))  # frozen: filled in once
+        elif self.file is None and self.sha256 is not None:
+            raise ValueError("mesh.sha256 is a mesh file's digest; this mesh is generated")
         if self.domain == "icosphere" and self.level is None:
             raise ValueError("mesh.domain 'icosphere' needs mesh.level")
         if self.domain not in (None, "icosphere") and self.h is None:
@@ -79,6 +87,10 @@ class MeshSpec(StrictModel):
     def build(self, h: float | None = None) -> pm.Mesh:
         """The mesh (the generated domain at edge length ``h`` if given)."""
         if self.file is not None:
+            if _digest(self.file) != self.sha256:
+                raise ValueError(f"mesh.file {self.file!r} changed since the spec recorded it "
+                                 f"(SHA-256 {self.sha256[:12]}...): restore the file, or "
+                                 "generate its dataset into a new folder")
             return pm.read_mesh(self.file, repair=self.repair)
         if self.domain == "icosphere":
             return pm.icosphere(self.level)
@@ -90,6 +102,11 @@ class MeshSpec(StrictModel):
             return self.file
         return f"icosphere({self.level})" if self.domain == "icosphere" else (
             f"{self.domain} (h = {self.h:g})")
+
+
+def _digest(path: str) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def random_bumps(

@@ -27,6 +27,7 @@ import warp as wp
 from .linalg_bridge import csr_solve, first_order_only
 from .solvers.linalg import SmoothedAggregationAMG, cg
 from .solvers.mesh import Mesh, element_triplets, element_triplets_adjoint, pattern
+from .solvers.mesh.pde import require_grounded
 
 _WP_DTYPES = {torch.float32: wp.float32, torch.float64: wp.float64}
 _VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
@@ -110,12 +111,16 @@ def sparse_solve(values: torch.Tensor, b: torch.Tensor, indptr: np.ndarray,
 
 @lru_cache(maxsize=32)
 def _restriction(mesh: Mesh, dtype: type, boundary: bytes):
-    """Entries of the CSR pattern in the interior block, and the interior block's topology."""
+    """Entries of the CSR pattern in the interior block, and the interior block's topology
+    (checked: a Dirichlet vertex in every connected part of the mesh)."""
     pat = pattern(mesh, dtype)
     n = mesh.n_vertices
-    interior = np.setdiff1d(np.arange(n), np.frombuffer(boundary, dtype=np.int64))
-    index = sp.csr_matrix((np.arange(pat.nnz, dtype=np.int64) + 1, pat.indices, pat.indptr),
-                          shape=(n, n))[interior][:, interior]
+    fixed = np.frombuffer(boundary, dtype=np.int64)
+    interior = np.setdiff1d(np.arange(n), fixed)
+    positions = sp.csr_matrix((np.arange(pat.nnz, dtype=np.int64) + 1, pat.indices, pat.indptr),
+                              shape=(n, n))
+    require_grounded(positions, fixed)
+    index = positions[interior][:, interior]
     index.sort_indices()
     return interior, index.data - 1, index.indptr, index.indices
 

@@ -617,3 +617,56 @@ def test_mesh_pdes_name_an_input_of_the_wrong_shape_or_index():
 
 def to_dense(matrix) -> np.ndarray:
     return pm.to_scipy(matrix).toarray()
+
+
+def test_operator_inputs_of_another_length_or_type_are_refused_and_numpy_is_taken():
+    """A shorter array was read past its end (NaN or garbage, no error); NumPy input failed
+    inside Warp."""
+    mesh = pm.disc(0.3)
+    n, m = mesh.n_vertices, mesh.n_cells
+    with pytest.raises(ValueError, match=rf"u is a Warp array of shape \(10,\).*\({n},\)"):
+        pm.gradient(mesh, wp.array(np.ones(10), dtype=wp.float64))
+    with pytest.raises(ValueError, match=rf"field is a Warp array of shape \(5,\).*\({m},\)"):
+        pm.divergence(mesh, wp.array(np.ones((5, 2)), dtype=wp.vec2d))
+    with pytest.raises(ValueError, match=rf"points is a Warp array of shape \(5,\).*\({n},\)"):
+        pm.stiffness_matrix(mesh, points=wp.array(np.zeros((5, 2)), dtype=wp.vec2d))
+    with pytest.raises(ValueError, match=r"u has shape \(3,\)"):
+        pm.gradient(mesh, np.ones(3))
+    u = mesh.points[:, 0] + 2 * mesh.points[:, 1]
+    grad = pm.gradient(mesh, u).numpy()
+    np.testing.assert_allclose(grad, np.tile([1.0, 2.0], (m, 1)), atol=1e-12)
+    div = pm.divergence(mesh, grad).numpy()
+    np.testing.assert_allclose(div, -pm.to_scipy(pm.stiffness_matrix(mesh)) @ u, atol=1e-12)
+
+
+@pytest.mark.parametrize("cells, facets, words", [
+    ([[0, 2**32 + 1, 2], [0, 2, 3]], None, "cells reference vertices outside [0, 3]"),
+    ([[0, 1.7, 2], [0, 2, 3.9]], None, "cells must hold whole-number vertex indices"),
+    ([[0, 1, 2], [0, 2, 3]], [[0, 9]], "facets reference vertices outside [0, 3]"),
+])
+def test_vertex_indices_are_checked_before_they_are_cast(cells, facets, words):
+    """An index past 2^31 wrapped and a fraction was truncated into a valid-looking mesh."""
+    tags = {} if facets is None else {"facets": facets, "facet_tags": [1],
+                                      "tag_names": {"b": 1}}
+    with pytest.raises(ValueError, match=re.escape(words)):
+        pm.Mesh(SQUARE, np.array(cells), **tags)
+
+
+def test_msh_keeps_the_facet_tags_of_a_mesh_without_cell_tags(tmp_path):
+    mesh = pm.Mesh(SQUARE, [[0, 1, 2], [0, 2, 3]], facets=[[0, 1], [1, 2]], facet_tags=[5, 6],
+                   tag_names={"bottom": 5, "right": 6})
+    pm.write_mesh(tmp_path / "m.msh", mesh)
+    back = pm.read_mesh(tmp_path / "m.msh")
+    assert back.boundary_parts() == ["bottom", "right"]
+    assert back.boundary_vertices("right").tolist() == [1, 2]
+
+
+def test_poisson_solve_names_a_connected_part_without_a_dirichlet_vertex():
+    """The bridge ran CG to its iteration limit and blamed the solver."""
+    disc = pm.disc(0.3)
+    points = np.vstack([disc.points, disc.points + [5.0, 0.0]])
+    mesh = pm.Mesh(points, np.vstack([disc.cells, disc.cells + disc.n_vertices]))
+    with pytest.raises(ValueError, match="2 connected parts .* has no Dirichlet vertex"):
+        poisson_solve(torch.tensor(points), mesh, torch.ones(mesh.n_vertices,
+                                                              dtype=torch.float64),
+                      disc.boundary_vertices())

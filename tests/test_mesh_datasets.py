@@ -151,3 +151,32 @@ def test_a_partial_dataset_whose_spec_recorded_a_relative_mesh_file_resumes(tmp_
     (tmp_path / "d" / "train" / "shard-00000.h5").unlink()
     generate(spec, tmp_path / "d", workers=0)
     assert (tmp_path / "d" / "train" / "shard-00000.h5").is_file()
+
+
+def test_a_mesh_file_that_changed_since_a_partial_dataset_was_begun_is_refused(tmp_path,
+                                                                              monkeypatch):
+    """The spec records the file's SHA-256: a resume on a file whose vertices moved mixed two
+    meshes in one dataset without a word."""
+    monkeypatch.chdir(tmp_path)
+    mesh = pm.disc(0.3)
+    pm.write_mesh("part.msh", mesh)
+    spec = load_spec(spec_file(tmp_path, POISSON, **{"domain: disc, h: 0.3": "file: part.msh"}))
+    generate(spec, tmp_path / "d", workers=0)
+    (tmp_path / "d" / "dataset.json").unlink()
+    (tmp_path / "d" / "train" / "shard-00000.h5").unlink()
+    moved = mesh.points.copy()
+    inner = np.setdiff1d(np.arange(mesh.n_vertices), mesh.boundary_vertices())
+    moved[inner] *= 0.9
+    pm.write_mesh("part.msh", pm.Mesh(moved, mesh.cells))
+    changed = load_spec(tmp_path / "spec.yaml")
+    with pytest.raises(ValueError, match="partial dataset of another spec .*sha256"):
+        generate(changed, tmp_path / "d", workers=0)
+    with pytest.raises(ValueError, match="mesh.file .* changed since the spec recorded it"):
+        spec.mesh.build()  # a shard's solve reads the file through the recorded spec
+
+
+def test_poisson_on_a_mesh_with_a_boundary_records_no_shift(tmp_path):
+    """u = 0 on the boundary makes the problem well posed and no shift is applied; the shard
+    recorded shift = 1 all the same."""
+    generate(load_spec(spec_file(tmp_path, POISSON)), tmp_path / "a", workers=0)
+    assert "shift" not in io.open_dataset(tmp_path / "a", "train").attrs

@@ -136,8 +136,9 @@ def write_mesh(
     cells = [(_CELL_TYPES[mesh.cells.shape[1]], mesh.cells)]
     data = {name: [values] for name, values in cell_data.items()}
     field_data = {}
-    if Path(path).suffix == ".msh" and mesh.cell_tags is not None:
-        tags = [mesh.cell_tags]
+    if Path(path).suffix == ".msh" and (mesh.cell_tags is not None or mesh.facets is not None):
+        # untagged cells of a mesh with tagged facets: physical tag 0, Gmsh's "no group"
+        tags = [mesh.cell_tags if mesh.cell_tags is not None else np.zeros(mesh.n_cells, np.int32)]
         if mesh.facets is not None:
             cells.append((_FACET_TYPES[mesh.cells.shape[1]], mesh.facets))
             tags.append(mesh.facet_tags)

@@ -32,6 +32,22 @@ _VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
         (3, wp.float32): wp.vec3f, (3, wp.float64): wp.vec3d}
 
 
+def _vertex_indices(value, name: str, n: int) -> np.ndarray:
+    """``value`` as contiguous int32 vertex indices, with a ValueError naming ``name`` unless
+    every entry is a whole number in [0, n) (checked before the cast, which would wrap an
+    index past 2^31 and truncate a fraction)."""
+    raw = np.asarray(value)
+    if raw.size and (raw.dtype.kind not in "iuf" or raw.dtype.kind == "f" and not np.all(
+            np.isfinite(raw) & (raw == np.round(raw)))):
+        raise ValueError(f"{name} must hold whole-number vertex indices; got dtype {raw.dtype}"
+                         + (" with fractional or non-finite values" if raw.dtype.kind == "f"
+                            else ""))
+    if raw.size and (raw.min() < 0 or raw.max() >= n):
+        raise ValueError(f"{name} reference vertices outside [0, {n - 1}] (from {raw.min()} to "
+                         f"{raw.max()}; the mesh has {n} points)")
+    return np.ascontiguousarray(raw, dtype=np.int32)
+
+
 @dataclass(frozen=True, eq=False)
 class Mesh:
     """A triangle or tetrahedral mesh on a Warp device.
@@ -63,7 +79,8 @@ class Mesh:
 
     def __post_init__(self) -> None:
         points = np.ascontiguousarray(self.points, dtype=np.float64)
-        cells = np.ascontiguousarray(self.cells, dtype=np.int32)
+        n = len(points) if points.ndim == 2 else 0
+        cells = _vertex_indices(self.cells, "cells", n)
         if points.ndim != 2 or points.shape[1] not in (2, 3):
             raise ValueError(f"points must have shape (n, 2) or (n, 3), got {points.shape}")
         if cells.ndim != 2 or cells.shape[1] not in (3, 4) or len(cells) == 0:
@@ -83,7 +100,7 @@ class Mesh:
         if (self.facets is None) != (self.facet_tags is None):
             raise ValueError("pass facets and facet_tags together")
         if self.facets is not None:
-            facets = np.asarray(self.facets, dtype=np.int32).reshape(-1, cells.shape[1] - 1)
+            facets = _vertex_indices(self.facets, "facets", n).reshape(-1, cells.shape[1] - 1)
             facet_tags = np.asarray(self.facet_tags, dtype=np.int32)
             if facet_tags.shape != (len(facets),):
                 raise ValueError(

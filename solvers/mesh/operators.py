@@ -122,7 +122,35 @@ def pattern(mesh: Mesh, dtype: type = wp.float64) -> Pattern:
 
 
 def _points(mesh: Mesh, dtype: type, points: wp.array | None) -> wp.array:
-    return mesh.warp_points(dtype) if points is None else points
+    if points is None:
+        return mesh.warp_points(dtype)
+    return _mesh_array(mesh, points, "points", mesh.n_vertices, "vertex", _VEC[(mesh.dim, dtype)])
+
+
+def _mesh_array(mesh: Mesh, value, name: str, length: int, per: str, dtype: type) -> wp.array:
+    """``value`` as a Warp array of ``length`` entries of ``dtype`` (a float or a vector of
+    the mesh's dimension) on the mesh's device: a Warp array is checked and used as it is,
+    anything else (NumPy, lists) is copied in.
+
+    Raises:
+        ValueError: another length, dtype, or device, naming ``name`` and what was expected
+            (an operator would read past the end of a shorter array)."""
+    width = getattr(dtype, "_length_", 1)
+    expected = f"({length},) of " + ("float32 or float64" if width == 1 else dtype.__name__)
+    if not isinstance(value, wp.array):
+        array = np.asarray(value)
+        shape = (length,) if width == 1 else (length, width)
+        if array.shape != shape or array.dtype.kind not in "iuf":
+            raise ValueError(f"{name} has shape {array.shape} and dtype {array.dtype}; expected "
+                             f"one {'value' if width == 1 else 'vector'} per {per}, shape "
+                             f"{shape}, of floats")
+        return wp.array(array, dtype=dtype, device=mesh.device)
+    if value.shape != (length,) or value.dtype != dtype:
+        raise ValueError(f"{name} is a Warp array of shape {value.shape} and dtype "
+                         f"{value.dtype.__name__}; expected one per {per}: {expected}")
+    if str(value.device) != str(mesh.device):
+        raise ValueError(f"{name} is on {value.device}; the mesh is on {mesh.device}")
+    return value
 
 
 def element_triplets(mesh: Mesh, kind: str, dtype: type = wp.float64,
@@ -259,8 +287,11 @@ def basis_gradients(mesh: Mesh, dtype: type = wp.float64,
 
 
 def gradient(mesh: Mesh, u: wp.array, points: wp.array | None = None) -> wp.array:
-    r"""(m,) cell gradients $\nabla u|_T$ of the P1 field ``u`` (n,) (dtype of ``u``)."""
-    dtype = u.dtype
+    r"""(m,) cell gradients $\nabla u|_T$ of the P1 field ``u`` (n,) (dtype of ``u``: a Warp
+    array of float32 or float64; NumPy input is taken as float64)."""
+    dtype = u.dtype if isinstance(u, wp.array) and u.dtype in (wp.float32, wp.float64) \
+        else wp.float64
+    u = _mesh_array(mesh, u, "u", mesh.n_vertices, "vertex", dtype)
     vec = _VEC[(mesh.dim, dtype)]
     out = wp.empty(mesh.n_cells, dtype=vec, device=mesh.device)
     launch(K.cell_gradient_kernel, (dtype, vec), dim=mesh.n_cells, device=mesh.device,
@@ -270,9 +301,12 @@ def gradient(mesh: Mesh, u: wp.array, points: wp.array | None = None) -> wp.arra
 
 def divergence(mesh: Mesh, field: wp.array, points: wp.array | None = None) -> wp.array:
     r"""(n,) integrated divergence $(\operatorname{div} X)_i = -\sum_T |T|\nabla\lambda_i\cdot X_T$
-    of the cell vector field ``field`` (m,); $\operatorname{div}(\nabla u) = -K u$."""
-    dtype = field.dtype._wp_scalar_type_
+    of the cell vector field ``field`` (m,) (Warp vectors of float32 or float64; NumPy input
+    of shape (m, d) is taken as float64); $\operatorname{div}(\nabla u) = -K u$."""
+    scalar = getattr(field.dtype, "_wp_scalar_type_", None) if isinstance(field, wp.array) else None
+    dtype = scalar if scalar in (wp.float32, wp.float64) else wp.float64
     vec = _VEC[(mesh.dim, dtype)]
+    field = _mesh_array(mesh, field, "field", mesh.n_cells, "cell", vec)
     out = wp.zeros(mesh.n_vertices, dtype=dtype, device=mesh.device)
     launch(K.divergence_kernel, (dtype, vec), dim=mesh.n_cells, device=mesh.device,
            inputs=[basis_gradients(mesh, dtype, points), mesh.warp_cells(),

@@ -17,6 +17,7 @@ relative residual of :data:`RTOL`.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -93,6 +94,11 @@ def _vertices(mesh: Mesh, indices: Any, name: str) -> np.ndarray:
     return array.astype(np.int64).ravel()
 
 
+def _real(value: object) -> bool:
+    """Whether ``value`` is a real number (not a string, not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def _split(mesh: Mesh, dirichlet: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     fixed = np.unique(np.asarray([] if dirichlet is None else dirichlet, dtype=np.int64))
     return fixed, np.setdiff1d(np.arange(mesh.n_vertices), fixed)
@@ -102,6 +108,22 @@ def _components(K: sp.spmatrix) -> np.ndarray:
     """(n,) the connected component of each vertex (labels 0, 1, ...): the graph of K's
     pattern, the mesh's edges (a vertex no cell holds is a component of its own)."""
     return connected_components(K, directed=False)[1]
+
+
+def require_grounded(K: sp.spmatrix, dirichlet: np.ndarray, cure: str = "") -> None:
+    r"""Refuse Dirichlet vertices that leave a connected part of the mesh (of K's pattern)
+    without one: $-\Delta u = f$ with Neumann conditions all around that part is singular.
+
+    Raises:
+        ValueError: naming the part's first vertices and its size; ``cure`` ends the message."""
+    labels = _components(K)
+    floating = np.setdiff1d(labels, labels[np.asarray(dirichlet, dtype=np.int64)])
+    if floating.size:
+        part = np.flatnonzero(labels == floating[0])
+        raise ValueError(f"the mesh has {labels.max() + 1} connected parts and the one of "
+                         f"vertices {part[:5].tolist()}{' ...' if part.size > 5 else ''} "
+                         f"({part.size} vertices) has no Dirichlet vertex: a pure Neumann "
+                         f"problem there is singular; add Dirichlet vertices in it {cure}".rstrip())
 
 
 def poisson(mesh: Mesh, f: np.ndarray, dirichlet: np.ndarray | None = None,
@@ -140,15 +162,7 @@ def poisson(mesh: Mesh, f: np.ndarray, dirichlet: np.ndarray | None = None,
     M = to_scipy(mass_matrix(mesh))
     K = to_scipy(stiffness_matrix(mesh)) + shift * M
     if shift == 0:
-        labels = _components(K)
-        floating = np.setdiff1d(labels, labels[np.asarray(dirichlet, dtype=np.int64)])
-        if floating.size:
-            part = np.flatnonzero(labels == floating[0])
-            raise ValueError(f"the mesh has {labels.max() + 1} connected parts and the one of "
-                             f"vertices {part[:5].tolist()}{' ...' if part.size > 5 else ''} "
-                             f"({part.size} vertices) has no Dirichlet vertex: a pure Neumann "
-                             "problem there is singular; add Dirichlet vertices in it or pass "
-                             "shift > 0")
+        require_grounded(K, dirichlet, "or pass shift > 0")
     rhs = M @ f
     if flux is not None:
         rhs = rhs + flux
@@ -170,12 +184,12 @@ def heat(mesh: Mesh, u0: np.ndarray, dt: float, n_steps: int, kappa: float = 1.0
             (for kappa >= 0).
         dirichlet: fixed vertices (default none: zero Neumann on the whole boundary).
     """
-    if not 0.5 <= theta <= 1.0:
-        raise ValueError(f"theta={theta} must be in [0.5, 1] (unconditionally stable range)")
-    if not (np.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt={dt} must be a positive number of seconds")
-    if not (np.isfinite(kappa) and kappa >= 0):
-        raise ValueError(f"kappa={kappa} must be a finite diffusivity >= 0 (a negative one "
+    if not (_real(theta) and 0.5 <= theta <= 1.0):
+        raise ValueError(f"theta={theta!r} must be in [0.5, 1] (unconditionally stable range)")
+    if not (_real(dt) and np.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt={dt!r} must be a positive number of seconds")
+    if not (_real(kappa) and np.isfinite(kappa) and kappa >= 0):
+        raise ValueError(f"kappa={kappa!r} must be a finite diffusivity >= 0 (a negative one "
                          "runs the heat equation backwards, which no step size keeps stable)")
     n_steps = whole_number(n_steps, "n_steps", 0)
     u0 = _nodal(mesh, u0, "u0")
