@@ -667,6 +667,9 @@ def _run_case(args: argparse.Namespace) -> int:
     if failure is not None:
         if _removed_if_unresumable(args, folder, kind.checkpoint):
             failure = f"{failure} (before the first checkpoint: removed {folder})"
+        else:
+            failure = (f"{failure} ({folder / kind.checkpoint}; resume with --resume "
+                       f"{folder})")
         print(f"physml: error: {failure}", file=sys.stderr)
         return 1
     print(kind.headline(result))

@@ -227,7 +227,7 @@ def test_resume_accepts_the_same_case_and_refuses_another(tmp_path):
     """config.yaml leaves out keys that do not apply; resuming compares what does apply."""
     from physml.cases.registry import load_case as load
 
-    case = load("burgers", ["model.fourier_scale=3.0"])  # unused by an mlp
+    case = load("burgers", ["model.periodic_embedding=false"])  # unused but by convection
     saved = tmp_path / "config.yaml"
     saved.write_text(case.to_yaml())
     assert load(saved).same_run(case)

@@ -135,6 +135,25 @@ def test_a_resumed_run_carries_its_wall_time_over(tiny_case, tmp_path):
     assert resumed.elapsed_s == wall[-1]
 
 
+def test_a_gradient_too_large_to_square_stops_the_run_instead_of_freezing_adam(tiny_case):
+    """A finite gradient past the square root of the largest float overflowed Adam's second
+    moment to inf: every later update was 0, the loss stayed where it was, and the run ended
+    with exit 0. The residual scaled by max^0.3 keeps the loss (max^0.6) and the gradient
+    finite and makes the gradient's square (max^1.2) overflow."""
+    trainer = build_trainer(tiny_case)
+    residual = trainer.problem.residual_function
+
+    def huge(d):
+        r = residual(d)
+        return r * torch.finfo(r.dtype).max ** 0.3 if trainer.step == 3 else r
+
+    trainer.problem.residual_function = huge
+    with pytest.raises(NonFiniteLossError, match="NaN/Inf at step 3"):
+        trainer.fit()
+    assert all(torch.isfinite(v).all() for state in trainer.adam.state.values()
+               for v in state.values())
+
+
 def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tiny_case, tmp_path):
     trainer = build_trainer(tiny_case)
     residual = trainer.problem.residual_function
@@ -181,8 +200,9 @@ def test_a_blow_up_at_the_first_step_names_the_checkpoint_a_run_writes_first(tmp
     assert result.returncode == 1 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("physml: error: the loss or its gradient became NaN/Inf at step ")
-    assert last.endswith("the checkpoint of step 0 is kept")
     (folder,) = tmp_path.iterdir()
+    assert last.endswith(f"the checkpoint of step 0 is kept ({folder / 'checkpoint.pt'}; "
+                         f"resume with --resume {folder})")
     assert torch.load(folder / "checkpoint.pt", weights_only=False)["step"] == 0
 
 

@@ -312,6 +312,23 @@ HEAT = (CASES / "heat_disk.yaml").read_text()
     ("geometry: {kind: disk, centre: [0.0, 0.0], radius: 1.0, name: rim}",
      "geometry: {kind: difference, a: {kind: disk, centre: [0.0, 0.0], radius: 1.0, name: "
      "rim}, b: {kind: interval, lower: [0.0], upper: [0.5]}}", "domain.geometry: "),
+    ("exact: exp(-t) * (1 + x^2 + y^2)", "exact: exp(-t) / (x^2 + y^2)",
+     "exact: the reference is NaN/Inf at 11 point(s) of the 41 x 41 x 11 evaluation grid"),
+    ("time: [0.0, 1.0]", "time: [0.0, 1.0]\n  space: [x, y, z]",
+     "domain.space: ['x', 'y', 'z']: 3 name(s) for a 2-D geometry; give 2"),
+    ("kind: equation", "kind: equation\nfields: [u, u_x]",
+     "fields: 'u_x' reads as the derivative of u in x in an expression"),
+    ("radius: 1.0, name: rim}", "radius: 1.0, name: rim, lower: [0.0, 0.0]}",
+     "domain.geometry: lower does not apply to kind 'disk' (of the kind-specific options it "
+     "takes: centre, radius, name)"),
+    ("{kind: initial, value: 1 + x^2 + y^2}", "{kind: initial, value: 1 + x^2 + y^2, alpha: 2}",
+     "alpha does not apply to kind 'initial'"),
+    ("{kind: mlp,", "{kind: mlp, fourier_scale: 2.0,",
+     "model: fourier_scale does not apply to kind 'mlp'"),
+    ("adam: {steps: 750, lr: 2.0e-3}", "adam: {steps: 750, lr: 2.0e-3}\n  balancer: {every: 5}",
+     "training.balancer: every does not apply to kind 'fixed'"),
+    ("kind: equation", "kind: equation\nparameters: {c: true}",
+     "parameters.c: True is a boolean; a number is expected"),
 ])
 def test_a_bad_expression_or_part_exits_2_naming_the_key(tmp_path, old, new, message,
                                                          cli_in_process):
@@ -319,6 +336,46 @@ def test_a_bad_expression_or_part_exits_2_naming_the_key(tmp_path, old, new, mes
     result = cli_in_process("validate", _write_case(tmp_path, HEAT.replace(old, new)))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_list_entries_are_overridden_by_index(tmp_path, cli_in_process):
+    path = _write_case(tmp_path, HEAT)
+    result = cli_in_process("validate", path, "conditions.1.alpha=2.0")
+    assert result.returncode == 0
+    from physml.cases.registry import load_case
+
+    assert load_case(path, ["conditions.1.alpha=2.0"]).conditions[1].alpha == 2.0
+    result = cli_in_process("validate", path, "conditions.2.alpha=2.0")
+    assert result.returncode == 2
+    assert "'2' indexes a list of 2 entries; give 0 to 1" in result.stderr
+
+
+def test_a_reference_that_is_not_an_xarray_file_or_is_a_folder_is_named(tmp_path,
+                                                                         cli_in_process):
+    text = HEAT.replace("exact: exp(-t) * (1 + x^2 + y^2)", "reference: {file: notes.txt}")
+    (tmp_path / "notes.txt").write_text("not data")
+    path = _write_case(tmp_path, text.replace("notes.txt", str(tmp_path / "notes.txt")))
+    result = cli_in_process("validate", path)
+    assert result.returncode == 2
+    assert "reference.file: " in result.stderr and "is not an xarray file" in result.stderr
+    folder = _write_case(tmp_path, text.replace("notes.txt", str(tmp_path)), "folder.yaml")
+    result = cli_in_process("validate", folder)
+    assert result.returncode == 2 and "is a folder; give a file" in result.stderr
+
+
+def test_a_resume_from_another_run_s_checkpoint_exits_2_naming_it(tmp_path, cli_in_process):
+    """A checkpoint of another network copied into a run folder gave PyTorch's traceback."""
+    short = ["training.adam.steps=2", "training.collocation.points=50",
+             "training.collocation.boundary_points=20", "evaluation.grid=[9, 9, 3]",
+             "evaluation.every=2", "output.figures=false", f"output.folder={tmp_path}"]
+    path = _write_case(tmp_path, HEAT)
+    assert cli_in_process("run", path, *short, "--quiet").returncode == 0
+    assert cli_in_process("run", path, *short, "model.width=8", "--quiet").returncode == 0
+    first, second = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    (first / "checkpoint.pt").write_bytes((second / "checkpoint.pt").read_bytes())
+    result = cli_in_process("run", path, *short, "--resume", str(first))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{first / 'checkpoint.pt'}' does not fit the run its config.yaml" in result.stderr
 
 
 def test_a_recorded_case_keeps_a_parameter_no_expression_reads(tmp_path):

@@ -41,11 +41,11 @@ from ..datasets.store import with_cf_metadata, write_dataset
 from ..models import build_model
 from ..threads import apply_threads
 from ..train.pinn import PINNTrainer
-from ..train.problems import FieldCoefficient
+from ..train.problems import FieldCoefficient, PINNProblem
 from .equation_problem import CONDITION_KINDS, build_equation_problem, solve_observations
 from .kind import CaseKind, OnStep
 from .pinn_training import TrainingSpec, load_checkpoint, save_checkpoint, trainer_options
-from .run_folder import CONFIG, FIELD_METADATA, Section, write_text
+from .run_folder import CONFIG, FIELD_METADATA, Section, refuse_other_kinds_options, write_text
 from .sections import MODEL_OPTIONS, CaseBase, ModelSpec, Threads, threshold_verdict
 
 Expression = str | float
@@ -69,6 +69,20 @@ class ShapeSpec(Section):
     a: ShapeSpec | None = None
     b: ShapeSpec | None = None
 
+    @model_validator(mode="after")
+    def _options_of_the_kind(self, info: ValidationInfo) -> ShapeSpec:
+        refuse_other_kinds_options(self, self.kind, SHAPE_OPTIONS, info)
+        return self
+
+
+_BOX = ("lower", "upper", "names")
+_BALL = ("centre", "radius", "name")
+_CSG = ("a", "b")
+SHAPE_OPTIONS = {"interval": _BOX, "rectangle": _BOX, "box": _BOX, "disk": _BALL, "ball": _BALL,
+                 "polygon": ("vertices", "names"), "mesh": ("mesh",), "union": _CSG,
+                 "intersection": _CSG, "difference": _CSG}
+"""The options of :class:`ShapeSpec` each kind reads."""
+
 
 class EquationDomainSpec(Section):
     geometry: ShapeSpec
@@ -85,6 +99,17 @@ class ConditionSpec(Section):
     beta: float = 1.0
     axis: str | None = Field(None, description="input along which a periodic condition holds")
     name: str | None = Field(None, description="loss term name (default: from the kind)")
+
+    @model_validator(mode="after")
+    def _options_of_the_kind(self, info: ValidationInfo) -> ConditionSpec:
+        refuse_other_kinds_options(self, self.kind, CONDITION_OPTIONS, info)
+        return self
+
+
+CONDITION_OPTIONS = {"initial": ("value",), "dirichlet": ("value", "boundary"),
+                     "neumann": ("value", "boundary"),
+                     "robin": ("value", "boundary", "alpha", "beta"), "periodic": ("axis",)}
+"""The options of :class:`ConditionSpec` each kind reads (besides ``fields`` and ``name``)."""
 
 
 COEFFICIENT_OPTIONS = {"scalar": ("width", "depth"), "field": ("value", "trainable")}
@@ -193,6 +218,15 @@ class EquationCase(CaseBase):
             raise ValueError("model.kind: periodic builds in the period of a periodic "
                              "condition that holds for every field ({kind: periodic, axis: "
                              "x} on a box); this case has none")
+        try:  # on the evaluation grid now: a data file's span, an exact solution's poles
+            problem.checked_reference(problem.eval_axes(evaluation_shape(self, problem)))
+        except ValueError as err:
+            message = str(err)
+            if self.exact is not None:
+                message = f"exact: {message}"
+            elif not message.startswith(("reference:", "observations:")):
+                message = f"reference: {message}"
+            raise ValueError(message) from None
         return self
 
     def unused_keys(self) -> set[str]:
@@ -211,9 +245,15 @@ def build_trainer(case: EquationCase, solved: Path | None = None) -> PINNTrainer
                         depth=spec.depth, activation=spec.activation,
                         fourier_scale=spec.fourier_scale, harmonics=spec.harmonics,
                         periods=problem.input_periods)
-    grid = case.evaluation.grid or [64] * problem.geometry.dim + [11] * (problem.time is not None)
     return PINNTrainer(model, problem, hard_constraints=spec.hard_constraints,
-                       eval_shape=tuple(grid), **trainer_options(case, problem))
+                       eval_shape=evaluation_shape(case, problem), **trainer_options(case, problem))
+
+
+def evaluation_shape(case: EquationCase, problem: PINNProblem) -> tuple[int, ...]:
+    """Points of the evaluation grid along each input: ``evaluation.grid``, or 64 per space
+    axis and 11 in time."""
+    grid = case.evaluation.grid or [64] * problem.geometry.dim + [11] * (problem.time is not None)
+    return tuple(grid)
 
 
 def results_dataset(case: EquationCase, trainer: PINNTrainer, rel_l2: float | None

@@ -89,9 +89,15 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
     time = tuple(case.domain.time) if case.domain.time is not None else None
     inputs = (*space, "t") if time else space
     outputs = tuple(case.fields)
-    _check_names(space, time is not None, outputs)
+    _check_names(space, time is not None, outputs, geometry.dim)
     parameters = dict(case.parameters)
     derivatives = derivative_symbols(outputs, inputs)
+    read_as_derivative = [f for f in outputs if f in derivatives]
+    if read_as_derivative:
+        name = read_as_derivative[0]
+        field, *wrt = derivatives[name]
+        raise ValueError(f"fields: {name!r} reads as the derivative of {field} in "
+                         f"{', '.join(wrt)} in an expression; name the field otherwise")
     clash = sorted(set(parameters) & {*inputs, *outputs, *derivatives, *case.coefficients})
     if clash:
         raise ValueError(f"parameters.{clash[0]}: the name of an input, field, derivative or "
@@ -148,13 +154,16 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
     return problem
 
 
-def _check_names(space, has_time: bool, outputs) -> None:
-    """Space names distinct and not ``t`` when there is time; fields distinct and not named
-    like an input.
+def _check_names(space, has_time: bool, outputs, dim: int) -> None:
+    """One space name per axis of the ``dim``-dimensional geometry, distinct and not ``t``
+    when there is time; fields distinct and not named like an input.
 
     Raises:
         ValueError: naming ``domain.space`` or ``fields``.
     """
+    if len(space) != dim:
+        raise ValueError(f"domain.space: {list(space)}: {len(space)} name(s) for a {dim}-D "
+                         f"geometry; give {dim}")
     if len(set(space)) != len(space) or (has_time and "t" in space):
         raise ValueError(f"domain.space: {list(space)}: the space inputs need distinct names"
                          + (", none of them t (the time input)" if has_time else ""))

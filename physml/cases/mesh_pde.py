@@ -62,7 +62,15 @@ from ..datasets.store import write_dataset
 from ..errors import NonFiniteLossError
 from ..solvers import mesh as pm
 from .kind import CaseKind, OnStep
-from .run_folder import CHECKPOINT, CONFIG, Section, atomic_write, read_checkpoint, write_text
+from .run_folder import (
+    CHECKPOINT,
+    CONFIG,
+    Section,
+    atomic_write,
+    read_checkpoint,
+    restoring,
+    write_text,
+)
 from .sections import CaseBase
 
 FIELD_METADATA = {
@@ -553,9 +561,9 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
     start, last_checkpoint = 0, None
     if resume:
         state = read_checkpoint(folder)
-        with torch.no_grad():
+        with restoring(folder), torch.no_grad():
             x.copy_(state["points"])
-        adam.load_state_dict(state["adam"])
+            adam.load_state_dict(state["adam"])
         start, history, last_checkpoint = state["step"], state["history"], state["step"]
     else:
         save(0)

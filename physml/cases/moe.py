@@ -67,6 +67,7 @@ from .run_folder import (
     atomic_write,
     comparison_dataset,
     read_checkpoint,
+    restoring,
     write_text,
 )
 from .sections import CaseBase, threshold_verdict
@@ -193,7 +194,8 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
         atomic_write(folder / CHECKPOINT, lambda path: torch.save(trainer.state_dict(), path))
 
     if checkpoint is not None:
-        trainer.load_state_dict(checkpoint)
+        with restoring(folder):
+            trainer.load_state_dict(checkpoint)
     else:
         save()
         write_text(folder / CONFIG, case.to_yaml())

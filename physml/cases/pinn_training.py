@@ -7,12 +7,19 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from ..train.balancing import BALANCERS
 from ..train.pinn import PINNTrainer
 from ..train.sampling import DomainSampler
-from .run_folder import CHECKPOINT, Section, atomic_write, read_checkpoint
+from .run_folder import (
+    CHECKPOINT,
+    Section,
+    atomic_write,
+    read_checkpoint,
+    refuse_other_kinds_options,
+    restoring,
+)
 
 
 class CollocationSpec(Section):
@@ -21,6 +28,14 @@ class CollocationSpec(Section):
     sampler: Literal["uniform", "sobol"] = "sobol"
     resample_every: int = Field(0, ge=0, description="steps between redraws (0: fixed points)")
     resample: Literal["residual", "random"] = "residual"
+
+    @model_validator(mode="after")
+    def _resampled(self, info: ValidationInfo) -> CollocationSpec:
+        if self.resample_every == 0 and self.resample != "residual" and not (
+                info.context or {}).get("recorded"):
+            raise ValueError(f"resample: {self.resample!r} applies with resample_every > 0 "
+                             "(0 keeps the points drawn first)")
+        return self
 
 
 class AdamSpec(Section):
@@ -40,6 +55,12 @@ class BalancerSpec(Section):
     weights: dict[str, float] = Field(default_factory=dict)
     every: int = Field(10, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _options_of_the_kind(self, info: ValidationInfo) -> BalancerSpec:
+        refuse_other_kinds_options(self, self.kind, {"fixed": (), "config": (),
+                                                     "annealing": ("every", "momentum")}, info)
+        return self
 
 
 class TrainingSpec(Section):
@@ -105,4 +126,6 @@ def save_checkpoint(trainer: PINNTrainer, folder: Path) -> None:
 
 
 def load_checkpoint(trainer: PINNTrainer, folder: Path) -> None:
-    trainer.load_state_dict(read_checkpoint(folder))
+    state = read_checkpoint(folder)
+    with restoring(folder):
+        trainer.load_state_dict(state)

@@ -70,7 +70,8 @@ def resolve_case_path(case: str | Path) -> Path:
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested mapping."""
+    """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested mapping; a whole
+    number indexes a list (``conditions.0.value=3``)."""
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
@@ -78,16 +79,36 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         node = raw
         parts = key.split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {part!r} is not a section")
+            node = _child(node, part, item)
         try:
-            node[parts[-1]] = load_yaml(text)
+            value = load_yaml(text)
         except yaml.YAMLError as error:
             problem = getattr(error, "problem", None) or "not a YAML value"
             raise ValueError(f"override {item!r}: the value {text!r} is not YAML ({problem})"
                              ) from None
+        if isinstance(node, list):
+            node[_list_index(node, parts[-1], item)] = value
+        else:
+            node[parts[-1]] = value
     return raw
+
+
+def _child(node: dict | list, part: str, item: str) -> dict | list:
+    """The section (or list) ``part`` of ``node``, a new section where a mapping has none."""
+    if isinstance(node, list):
+        child = node[_list_index(node, part, item)]
+    else:
+        child = node.setdefault(part, {})
+    if not isinstance(child, dict | list):
+        raise ValueError(f"override {item!r}: {part!r} is not a section")
+    return child
+
+
+def _list_index(node: list, part: str, item: str) -> int:
+    if not (part.isdigit() and int(part) < len(node)):
+        raise ValueError(f"override {item!r}: {part!r} indexes a list of {len(node)} entries; "
+                         f"give 0 to {len(node) - 1}")
+    return int(part)
 
 
 def _variant_overrides(variants: dict, name: str, where: str) -> list[str]:

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ..datasets.spec import annotation_types
 from ..datasets.store import with_cf_metadata
@@ -42,11 +50,34 @@ class Section(BaseModel):
             if field is None:
                 continue
             types = set(annotation_types(field.annotation))
-            values = value if isinstance(value, list) else [value]
-            if types & {int, float} and bool not in types and any(
-                    isinstance(v, bool) for v in values):
-                raise ValueError(f"{name}: {value!r} is a boolean; a number is expected")
+            if not types & {int, float} or bool in types:
+                continue
+            named = ({f"{name}.{key}": v for key, v in value.items()} if isinstance(value, dict)
+                     else {name: value})
+            for where, v in named.items():
+                if any(isinstance(x, bool) for x in (v if isinstance(v, list) else [v])):
+                    raise ValueError(f"{where}: {v!r} is a boolean; a number is expected")
         return data
+
+
+def refuse_other_kinds_options(spec: BaseModel, kind: str, options: dict[str, tuple[str, ...]],
+                               info: ValidationInfo) -> None:
+    """Refuse an option of ``spec`` that its ``kind`` does not read, set to other than its
+    default (it would be ignored without a word). ``options``: the kind-specific options each
+    kind reads; a recorded case (a run folder's, ``info.context["recorded"]``) is let through.
+
+    Raises:
+        ValueError: naming the option, the kind and the options the kind takes."""
+    if (info.context or {}).get("recorded"):
+        return
+    own = options[kind]
+    for key in type(spec).model_fields:
+        if key in own or not any(key in keys for keys in options.values()):
+            continue
+        if getattr(spec, key) != type(spec).model_fields[key].default:
+            takes = ", ".join(own) if own else "none of them"
+            raise ValueError(f"{key} does not apply to kind {kind!r} (of the kind-specific "
+                             f"options it takes: {takes})")
 
 
 class OutputSpec(Section):
@@ -128,6 +159,20 @@ def read_checkpoint(folder: Path, read: Callable[[Path], Any] = _torch_state,
         reason = str(error).split(". ")[0]  # the first sentence of the reader's message
         raise ValueError(f"{use}: {str(path)!r} cannot be read as a checkpoint "
                          f"({type(error).__name__}: {reason}); {remedy}") from None
+
+
+@contextmanager
+def restoring(folder: Path, name: str = CHECKPOINT) -> Iterator[None]:
+    """Around the restoring of a checkpoint's state into a run's model, optimiser or
+    trainer: a state that does not fit them (another run's checkpoint copied in: other
+    sizes, other keys) becomes a ValueError naming the file, instead of PyTorch's traceback."""
+    try:
+        yield
+    except (RuntimeError, KeyError, IndexError, TypeError) as error:
+        reason = (str(error).splitlines() or [""])[0].split(". ")[0][:200]
+        raise ValueError(f"--resume: {str(folder / name)!r} does not fit the run its "
+                         f"config.yaml describes ({type(error).__name__}: {reason}); start a "
+                         "new run instead") from None
 
 
 FIELD_METADATA = {

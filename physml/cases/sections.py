@@ -8,10 +8,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BeforeValidator, Field, PositiveInt, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PositiveInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ..devices import ALLOWED, is_device_name
-from .run_folder import OutputSpec, Section
+from .run_folder import OutputSpec, Section, refuse_other_kinds_options
 
 
 class CaseBase(Section):
@@ -168,6 +175,13 @@ class ModelSpec(Section):
     periodic_embedding: bool = True
     fourier_scale: float = Field(1.0, gt=0)
     harmonics: int = Field(1, gt=0, description="periodic embedding frequencies")
+
+    @model_validator(mode="after")
+    def _options_of_the_kind(self, info: ValidationInfo) -> ModelSpec:
+        options = {kind: tuple(k for k, used_by in MODEL_OPTIONS.items() if used_by == kind)
+                   for kind in ("mlp", "fourier", "modified", "periodic")}
+        refuse_other_kinds_options(self, self.kind, options, info)
+        return self
 
 
 class EvaluationSpec(Section):

@@ -57,6 +57,7 @@ from .run_folder import (
     atomic_write,
     comparison_dataset,
     read_checkpoint,
+    restoring,
     write_text,
 )
 from .sections import PhysicsCase, threshold_verdict
@@ -242,7 +243,8 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
 
     if resume:
         state = read_checkpoint(folder)
-        teng.load_state_dict(state)
+        with restoring(folder):
+            teng.load_state_dict(state)
         history = state["history"]
         wall_offset = history[-1]["wall_s"]
     else:

@@ -58,8 +58,14 @@ def read_variable(path: Path, variable: str, inputs: Sequence[str], key: str):
     import xarray as xr
 
     if not path.is_file():
-        raise ValueError(f"{key}.file: {str(path)!r} does not exist")
-    with xr.open_dataset(path) as ds:
+        what = "is a folder; give a file" if path.is_dir() else "does not exist"
+        raise ValueError(f"{key}.file: {str(path)!r} {what}")
+    try:
+        opened = xr.open_dataset(path)
+    except (ValueError, OSError):  # no backend takes it: not HDF5/netCDF
+        raise ValueError(f"{key}.file: {str(path)!r} is not an xarray file (HDF5/netCDF, as "
+                         "physml solve and physml datasets write)") from None
+    with opened as ds:
         if variable not in ds.data_vars:
             raise ValueError(f"{key}.variable: {str(path)!r} has no variable {variable!r}; "
                              f"it has: {', '.join(map(str, ds.data_vars)) or 'none'}")

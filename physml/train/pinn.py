@@ -147,13 +147,7 @@ class PINNTrainer:
         self.observed = None if observations is None else (
             self._tensor(observations.points), self._tensor(observations.values))
         self.eval_axes = problem.eval_axes(eval_shape)
-        self.reference = problem.reference(self.eval_axes)
-        self.inside = problem.inside_grid(self.eval_axes)
-        if self.reference is not None and not np.max(np.abs(self.reference[self.inside])) > 1e-12:
-            raise ValueError("the reference is zero (to 1e-12) at every point of the evaluation "
-                             f"grid (its {' x '.join(str(len(a)) for a in self.eval_axes)} points "
-                             "fall on its zeros): no relative error can be measured; evaluate on "
-                             "another grid")
+        self.reference, self.inside = problem.checked_reference(self.eval_axes)
         self.eval_points = self._tensor(grid_points(self.eval_axes)[self.inside.reshape(-1)])
 
     @property
@@ -282,7 +276,9 @@ class PINNTrainer:
             total = average(self.balancer.backward(terms, params, self.step, residuals))
             average_gradients(self.trained)
             terms = {k: average(v.detach()) for k, v in terms.items()}
-            taken = all_finite([p.grad for p in params if p.grad is not None])
+            # squared too: Adam's second moment of a gradient past 1e154 (float64) overflows to
+            # inf, after which every update is 0 and training stops without a word
+            taken = all_finite([p.grad.square() for p in params if p.grad is not None])
             if taken:
                 self.adam.step()
                 self.schedule.step()

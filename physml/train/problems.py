@@ -249,6 +249,29 @@ class PINNProblem:
         """Which grid points lie in the domain, grid-shaped (time first)."""
         return _mask(self, axes)
 
+    def checked_reference(self, axes: list[np.ndarray]) -> tuple[np.ndarray | None, np.ndarray]:
+        """:meth:`reference` and :meth:`inside_grid` on the grid of ``axes``, the reference
+        checked for what would make the relative error meaningless.
+
+        Raises:
+            ValueError: the reference is NaN/Inf at a grid point in the domain (an exact
+                solution singular there), or zero (to 1e-12) at every one."""
+        reference, inside = self.reference(axes), self.inside_grid(axes)
+        if reference is None:
+            return None, inside
+        values = reference[inside]
+        size = " x ".join(str(len(a)) for a in axes)
+        if not np.isfinite(values).all():
+            bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+            raise ValueError(f"the reference is NaN/Inf at {bad} point(s) of the {size} "
+                             "evaluation grid in the domain: an error against it cannot be "
+                             "measured; give one finite on the whole domain")
+        if not np.max(np.abs(values)) > 1e-12:
+            raise ValueError(f"the reference is zero (to 1e-12) at every point of the evaluation "
+                             f"grid (its {size} points fall on its zeros): no relative error can "
+                             "be measured; evaluate on another grid")
+        return reference, inside
+
 
 def grid_points(axes: list[np.ndarray]) -> np.ndarray:
     """The points of the grid of ``axes`` as rows ``(N, d_in)`` in input order, the last
