@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 import warp as wp
+import warp.sparse as wps
 
 from physml.errors import ConvergenceError
 from physml.linalg_bridge import csr_solve
@@ -238,6 +239,51 @@ def test_gmres_names_a_singular_system():
     with pytest.raises(ConvergenceError, match=r"gmres broke down \(a zero pivot in the "
                                                r"least-squares solve\) .* A is singular"):
         gmres(op, bw)
+
+
+def test_a_matrix_whose_entries_outgrow_its_arrays_is_followed_not_read_past_its_end(rng):
+    """warp.sparse replaces a matrix's arrays when new entries outgrow them: the operator kept
+    a view of the old values (NaN), and a solve reused the workspace recorded on them (a
+    segmentation fault)."""
+    A1 = poisson_2d(16)
+    n = A1.shape[0]
+    op = CsrOperator(csr_from_scipy(A1, wp.float64, "cpu"))
+    b = rng.standard_normal(n)
+    bw = wp.array(b, dtype=wp.float64, device="cpu")
+    cg(op, bw)
+    A2 = (A1 + 0.5 * sp.eye(n) - 0.2 * (sp.eye(n, k=17) + sp.eye(n, k=-17))).tocoo()
+    wps.bsr_set_from_triplets(op.matrix, wp.array(A2.row, dtype=wp.int32),
+                              wp.array(A2.col, dtype=wp.int32),
+                              wp.array(A2.data, dtype=wp.float64))
+    y = wp.empty(n, dtype=wp.float64, device="cpu")
+    op.matvec(bw, y)
+    np.testing.assert_allclose(y.numpy(), A2.tocsr() @ b, rtol=1e-13, atol=1e-13)
+    x = cg(op, bw, rtol=1e-10).x.numpy()
+    assert np.linalg.norm(A2.tocsr() @ x - b) <= 1e-9 * np.linalg.norm(b)
+
+
+def test_operators_and_options_of_the_wrong_kind_are_named(rng):
+    P = poisson_2d(4)
+    op, bw = warp_system(P, rng.standard_normal(16), "float64")
+    for A in (P, P.toarray()):
+        with pytest.raises(ValueError, match=f"A is a {type(A).__name__}; the solvers take a "
+                                             "LinearOperator"):
+            cg(A, bw)
+    with pytest.raises(ValueError, match="maxiter=2.5 must be a whole number >= 1"):
+        cg(op, bw, maxiter=2.5)
+    with pytest.raises(ValueError, match="matrix is complex"):
+        csr_from_scipy(sp.eye(3, dtype=complex) * (1 + 1j), wp.float64, "cpu")
+    stencil = StencilOperator(16, op.matvec, dtype=np.float64, device="cpu",
+                              diagonal=op.diagonal())
+    assert stencil.dtype == wp.float64
+    np.testing.assert_allclose(cg(stencil, bw, preconditioner=Jacobi(stencil), rtol=1e-10).x
+                               .numpy(), cg(op, bw, rtol=1e-10).x.numpy(), rtol=1e-8)
+    with pytest.raises(ValueError, match=r"diagonal is a ndarray; the operator needs a Warp"):
+        StencilOperator(16, op.matvec, dtype="float64", device="cpu", diagonal=np.ones(16))
+    op32, _ = warp_system(P, rng.standard_normal(16), "float32")
+    with pytest.raises(ValueError, match="r is float64 on cpu; the amg_sa preconditioner is "
+                                         "float32 on cpu"):
+        cg(op, bw, preconditioner=SmoothedAggregationAMG(op32))
 
 
 def test_bad_arguments_are_refused(rng):

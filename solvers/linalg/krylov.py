@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import warp as wp
 
-from ..errors import ConvergenceError
+from ..errors import ConvergenceError, whole_number
 from .kernels import (
     BNORM,
     RESIDUAL,
@@ -201,6 +201,10 @@ def check_arguments(
     preconditioner: Any = None,
 ) -> int:
     """Validate the arguments; return maxiter (10 n if None)."""
+    if not isinstance(A, LinearOperator) or isinstance(A, type):
+        raise ValueError(f"A is a {type(A).__name__}; the solvers take a LinearOperator: "
+                         "CsrOperator(csr_from_scipy(A, wp.float64, device)) for a SciPy "
+                         "matrix, StencilOperator for a function that writes A x")
     n = A.shape[0]
     check_vectors("the operator", n, A.dtype, A.device, b=b, x0=x0)
     if preconditioner is not None and (isinstance(preconditioner, type)
@@ -211,11 +215,8 @@ def check_arguments(
                          "Jacobi(A) or PRECONDITIONERS['ic0'](A)")
     if not (rtol >= 0 and atol >= 0):
         raise ValueError(f"rtol={rtol}, atol={atol}: tolerances must be >= 0")
-    if maxiter is not None and maxiter < 1:
-        raise ValueError(f"maxiter={maxiter}; pass maxiter >= 1 (or None for 10 n)")
-    if check_every < 1:
-        raise ValueError(f"check_every={check_every}; pass check_every >= 1")
-    return 10 * n if maxiter is None else maxiter
+    check_every = whole_number(check_every, "check_every", 1)
+    return 10 * n if maxiter is None else whole_number(maxiter, "maxiter", 1)
 
 
 def prepare(A: LinearOperator, b: wp.array, *, preconditioner: Preconditioner | None = None,
@@ -279,7 +280,9 @@ def _workspace(method: str, A: LinearOperator, preconditioner: Preconditioner | 
     the last solve with them (one per method), else a new one, kept on ``A`` when ``A`` offers
     ``bind`` (its recorded products then hold its arrays, not ``A`` itself) and takes
     attributes. A workspace in use by another thread is not shared: that solve gets its own."""
-    key = (preconditioner, check_every, b.shape[0], b.dtype, str(b.device))
+    storage = getattr(A, "storage", None)  # a matrix whose arrays were replaced: a new one
+    key = (preconditioner, check_every, b.shape[0], b.dtype, str(b.device),
+           storage() if storage is not None else None)
     kept: dict[str, tuple] = getattr(A, "_krylov_workspaces", None) or {}
     entry = kept.get(method)
     work = entry[1] if entry is not None and _same_key(entry[0], key) else None

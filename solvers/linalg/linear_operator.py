@@ -65,7 +65,6 @@ class CsrOperator:
         if matrix.nrow != matrix.ncol:
             raise ValueError(f"matrix has shape {matrix.shape}; a square matrix is needed")
         self.matrix = matrix
-        self._values = matrix.values.reshape((matrix.values.shape[0],))  # (nnz_capacity,) view
         self._scratch = scratch_cell(matrix.device)  # takes the unread x · Ax
         self.shape = (matrix.nrow, matrix.ncol)
         self.dtype = matrix.scalar_type
@@ -86,7 +85,16 @@ class CsrOperator:
         return recorded_sweep(csr_matvec_kernel, self._inputs(x), cell.address, [cell.table, y])
 
     def _inputs(self, x: wp.array) -> list[wp.array]:
-        return [x, self._values, self.matrix.offsets, self.matrix.columns]
+        """The kernel's arrays, read from the matrix now: ``warp.sparse`` replaces them when
+        new entries outgrow them (``bsr_set_from_triplets``)."""
+        values = self.matrix.values
+        return [x, values.reshape((values.shape[0],)), self.matrix.offsets, self.matrix.columns]
+
+    def storage(self) -> tuple[int, ...]:
+        """Where the matrix's arrays are and its entry count: a solver's workspace, whose
+        recorded products hold those arrays, serves only while they stay the same."""
+        m = self.matrix
+        return (m.values.ptr, m.offsets.ptr, m.columns.ptr, m.nnz)
 
     def diagonal(self) -> wp.array:
         """The diagonal of A, shape (n,)."""
@@ -103,9 +111,10 @@ class StencilOperator:
     Args:
         n: the number of unknowns.
         apply: ``apply(x, y)`` writes $A x$ into ``y`` (Warp arrays of length n).
-        dtype: ``wp.float32`` or ``wp.float64``.
+        dtype: float32 or float64 (a Warp type, NumPy dtype or name).
         device: Warp device (``"cpu"``, ``"cuda"``, ``"cuda:N"``).
-        diagonal: the diagonal of A (shape (n,)), for the Jacobi preconditioner; optional.
+        diagonal: the diagonal of A (a Warp array of shape (n,), dtype and device), for the
+            Jacobi preconditioner; optional.
     """
 
     def __init__(
@@ -118,8 +127,9 @@ class StencilOperator:
         diagonal: wp.array | None = None,
     ) -> None:
         self.shape = (n, n)
-        self.dtype = dtype
-        self.device = wp.get_device(device)
+        self.dtype = warp_dtype(dtype)
+        self.device = wp.get_device(warp_device(device))
+        check_vectors("the operator", n, self.dtype, self.device, diagonal=diagonal)
         self._apply, self._diagonal = apply, diagonal
 
     def matvec(self, x: wp.array, y: wp.array) -> None:
@@ -143,6 +153,10 @@ def csr_from_scipy(matrix: sp.spmatrix | sp.sparray, dtype: Any, device: Any) ->
     """
     device = warp_device(str(device))  # a clear error for a device this machine lacks
     dtype = warp_dtype(dtype)
+    if np.iscomplexobj(getattr(matrix, "data", np.zeros(0))):
+        raise ValueError(f"matrix is complex ({matrix.dtype}); the solvers take real float32 or "
+                         "float64 matrices (split a complex system into real and imaginary "
+                         "blocks)")
     csr = sp.csr_matrix(matrix, copy=True)
     csr.sum_duplicates()
     rows = np.repeat(np.arange(csr.shape[0], dtype=np.int32), np.diff(csr.indptr))

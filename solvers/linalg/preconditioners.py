@@ -120,11 +120,12 @@ class _PyAMGPreconditioner:
         finally:
             np.random.set_state(seeded)  # noqa: NPY002
         self.cycle = self.hierarchy.aspreconditioner(cycle="V")
+        self.dtype, self.device = matrix.scalar_type, matrix.device
 
     def apply(self, r: wp.array, z: wp.array) -> None:
         """$z = $ one V-cycle applied to r (on the host; on the CPU into z's own memory)."""
         n = self.hierarchy.levels[0].A.shape[0]
-        check_vectors(f"the {self.name} preconditioner", n, r.dtype, r.device, r=r, z=z)
+        check_vectors(f"the {self.name} preconditioner", n, self.dtype, self.device, r=r, z=z)
         host = r.numpy()
         cycled = self.cycle @ host
         if z.device.is_cpu:
