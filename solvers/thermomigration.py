@@ -180,12 +180,17 @@ class HeatConductionTemperature:
         require(np.isfinite(growth) and 0 < growth <= 1, f"growth={growth} must lie in (0, 1]")
         T0 = finite_state(T0, solver.grid.shape, "T0")
         self.solver, self.first_step, self.growth = solver, float(first_step), float(growth)
-        self._before = self._after = (0.0, T0)
+        self._start = (0.0, T0)
+        self._before = self._after = self._start
         self.steps = 0
 
     def __call__(self, t: float) -> np.ndarray:
-        require(t >= self._before[0], f"temperature asked at t={t} s, before the last heat "
-                f"step it interpolates from ({self._before[0]} s)")
+        """T at ``t`` >= 0 [K]; a time before the last heat step (a second run on the same
+        solver) marches again from T0, through the same steps to the same states."""
+        require(t >= 0, f"temperature asked at t={t} s, before t = 0")
+        if t < self._before[0]:
+            self._before = self._after = self._start
+            self.steps = 0
         while self._after[0] < t:
             t_n, T_n = self._after
             h = max(self.first_step, self.growth * t_n)
@@ -514,8 +519,8 @@ class ThermomigrationSolver:
         Args:
             c0: initial composition, shape ``grid.shape``.
             t_end: final time [s].
-            save_times: times [s] in (t0, t_end] at which to save (t0 is always saved; default:
-                t_end only). Steps land exactly on them.
+            save_times: times [s] in (t0, t_end] at which to save (t0 and t_end are always
+                saved; default: t_end only). Steps land exactly on them.
             dt0: first step [s] (default: 1e-3 of the diffusion time $\\tau$).
             callback: ``callback(t, step, state)`` after each accepted step; ``state`` is the
                 NumPy composition at save times and None otherwise.
@@ -533,6 +538,8 @@ class ThermomigrationSolver:
         require(bool(np.all(np.diff(targets) > 0)) and targets[0] > t0 and
                 targets[-1] <= t_end * (1 + 1e-12),
                 f"save_times must increase within ({t0}, {t_end}]")
+        if targets[-1] < t_end * (1 - 1e-12):  # the run goes on to t_end, which it saves
+            targets = np.append(targets, t_end)
         tau = self.units.time
         c = self.to_warp(c0)
         state = self.to_numpy(c)

@@ -893,3 +893,32 @@ def test_a_rollout_holds_the_temperature_at_t0_after_a_run():
     used, _ = build_solver(case)
     used.run(c0, 1e4)  # the evolving temperature has moved on
     np.testing.assert_array_equal(used.rollout(c0, 5, 1.0), fresh.rollout(c0, 5, 1.0))
+
+
+def test_a_second_run_on_a_heat_conducting_solver_repeats_the_first():
+    """The heat steps are fixed in advance: asked for an earlier time, the temperature marches
+    again from T0 (it refused: 'temperature asked at t=0.02 s, before the last heat step')."""
+    from physml.cases.registry import load_case
+    from physml.cases.thermomigration import build_solver
+
+    case = load_case(CASES / "thermomigration_fe_c.yaml", ["variant=heat", "grid.shape=[20]"])
+    solver, c0 = build_solver(case)
+    first = solver.run(c0, 1e4)
+    solver.rollout(c0, 3, 1.0)
+    second = solver.run(c0, 1e4)
+    np.testing.assert_array_equal(second.states[-1], first.states[-1])
+    assert second.times == first.times
+
+
+def test_a_run_goes_on_to_t_end_after_the_last_save_time():
+    """save_times ending before t_end stopped the run there without a word."""
+    n = 16
+    grid = Grid((n, n), (0.0, 0.0), (n * CELL, n * CELL))
+    energy = DoubleWell(barrier=2000.0, c_alpha=0.1, c_beta=0.9, diffusivity=1e-12)
+    solver = ThermomigrationSolver(grid, energy, np.full((n, n), T_REF),
+                                   kappa=energy.gradient_coefficient(2 * CELL), tolerance=LOOSE)
+    c0 = 0.5 + 0.05 * np.random.default_rng(0).standard_normal((n, n))
+    tau = solver.units.time
+    run = solver.run(c0, 20 * tau, save_times=np.array([2 * tau, 5 * tau]))
+    np.testing.assert_allclose(run.times, [0.0, 2 * tau, 5 * tau, 20 * tau], rtol=1e-12)
+    assert sum(run.dt) == pytest.approx(20 * tau, rel=1e-12)

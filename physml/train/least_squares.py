@@ -32,7 +32,7 @@ Each solver adds the seconds of its own arithmetic (not the building of the bloc
 
 Where the damped Gram matrix is not numerically positive definite (Cholesky breaks down: a
 rank-deficient $J$ in float32, whose rounding exceeds the jitter), :class:`GramSolver` solves
-that system by ``torch.linalg.lstsq`` instead; it counts these fallbacks in
+that system by :func:`lstsq` instead; it counts these fallbacks in
 ``lstsq_fallbacks`` and states the last one's cause in ``fallback_reason``, for its caller to
 report (:class:`~physml.train.teng.TENG` warns and puts them in its ``fallbacks``).
 """
@@ -48,6 +48,17 @@ from ..devices import Stopwatch
 
 MIN_DAMPING = 1e-12  # the smallest relative damping, also the Cholesky jitter's floor
 RCOND = 1e-10  # singular values below RCOND * the largest are dropped by SVDSolver
+
+
+def lstsq(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The least-squares solution of $A x = b$ (``b`` of shape (m,) or (m, k)) by LAPACK's
+    ``gelsd`` (an SVD) on the CPU and ``gels`` (QR, the only driver there) on CUDA: the same
+    bits on every call. ``torch.linalg.lstsq``'s CPU default, ``gelsy``, returned results that
+    differ in the twelfth digit between identical calls, so two runs of one seed drifted."""
+    driver = "gelsd" if A.device.type == "cpu" else None
+    column = b.dim() == 1
+    x = torch.linalg.lstsq(A, b[:, None] if column else b, driver=driver).solution
+    return x[:, 0] if column else x
 
 
 class GramSolver:
@@ -103,7 +114,7 @@ class GramSolver:
                 f"breaks down at pivot {int(info)}); solved by torch.linalg.lstsq instead")
 
             def gram_inverse(rhs):
-                return torch.linalg.lstsq(damped, rhs[:, None]).solution[:, 0]
+                return lstsq(damped, rhs)
         else:
             def gram_inverse(rhs):
                 return torch.cholesky_solve(rhs[:, None], factor)[:, 0]

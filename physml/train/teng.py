@@ -63,7 +63,7 @@ from torch.func import functional_call, jacrev, vmap
 from ..devices import Stopwatch
 from ..solvers.timestepping import Tableau, tableau
 from .jacobian import LinearLayerJacobian, NotLinearLayers
-from .least_squares import MIN_DAMPING, GramSolver, SVDSolver
+from .least_squares import MIN_DAMPING, GramSolver, SVDSolver, lstsq
 
 PDES = ("heat", "allen_cahn", "burgers")
 MAX_DAMPING = 1e2  # largest relative Tikhonov damping of a fit update (see fit)
@@ -409,10 +409,10 @@ class TENG:
         output = self.output_columns()
         while damping <= 1e8:
             A = torch.cat([J, math.sqrt(damping * scale) * eye])
-            trial = theta + torch.linalg.lstsq(A, torch.cat([r, zeros])[:, None]).solution[:, 0]
+            trial = theta + lstsq(A, torch.cat([r, zeros]))
             rest = target - self.value(trial, X)
             J_out = self.jacobian(trial, X, output)
-            trial[output] += torch.linalg.lstsq(J_out, rest[:, None]).solution[:, 0]
+            trial[output] += lstsq(J_out, rest)
             trial_error = _relative(self.value(trial, X) - target, target)
             if trial_error < error:
                 return trial, trial_error, max(damping / 3, 1e-15)
