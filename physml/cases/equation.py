@@ -45,7 +45,14 @@ from ..train.problems import FieldCoefficient, PINNProblem
 from .equation_problem import CONDITION_KINDS, build_equation_problem, solve_observations
 from .kind import CaseKind, OnStep
 from .pinn_training import TrainingSpec, load_checkpoint, save_checkpoint, trainer_options
-from .run_folder import CONFIG, FIELD_METADATA, Section, refuse_other_kinds_options, write_text
+from .run_folder import (
+    CONFIG,
+    FIELD_METADATA,
+    Section,
+    evaluation_axes_metadata,
+    refuse_other_kinds_options,
+    write_text,
+)
 from .sections import MODEL_OPTIONS, CaseBase, ModelSpec, Threads, threshold_verdict
 
 Expression = str | float
@@ -272,7 +279,7 @@ def results_dataset(case: EquationCase, trainer: PINNTrainer, rel_l2: float | No
     if rel_l2 is not None:
         attrs["rel_l2"] = rel_l2
     variables = {k: (dims + extra, v) for k, v in fields.items()}
-    metadata = dict(FIELD_METADATA)
+    metadata = {**FIELD_METADATA, **evaluation_axes_metadata(dims)}
     for name, values in coefficient_fields(trainer).items():
         variables[f"coefficient_{name}"] = (dims, values)
         metadata[f"coefficient_{name}"] = (f"coefficient field {name} (trained)", "1")

@@ -22,13 +22,22 @@ def _label(da: xr.DataArray, name: str, units: str | None = None) -> str:
     return f"{name} [{units}]" if units else name
 
 
+def _field_label(ds: xr.Dataset, units: str) -> str:
+    """The plotted field's name (``u``, or the ``field`` a system's panel shows) and units,
+    for the prediction's and the reference's colour bars alike."""
+    field = ds["field"] if "field" in ds.coords and ds["field"].ndim == 0 else None
+    name = "u" if field is None else str(field.values)
+    return f"{name} [{ds['reference'].attrs.get('units', units)}]"
+
+
 def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
                   step: int | None = None, log_error: bool = False,
                   units: str = "dimensionless") -> None:
     """Prediction, reference and |error| side by side on the evaluation grid.
 
-    Colour bars are labelled with the field's name and units (its CF ``long_name``/``units``
-    attributes, else ``u`` and ``units``); axes likewise from the coordinates. The title names
+    Colour bars are labelled with the field's name (``u``, or the field of a system's panel)
+    and the reference's units (else ``units``); axes by the coordinates' CF ``long_name`` and
+    ``units``. The title names
     the ``scheme`` (method) and training ``step`` when given, and the time shown: the
     dataset's ``t`` attribute for a snapshot, else the range of the second axis of a
     space-time field. ``log_error`` puts the error panel on a log colour scale (six decades
@@ -48,7 +57,7 @@ def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
         float(ds[second][-1]),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
-    field = _label(ds["reference"], "u", units)
+    field = _field_label(ds, units)
     error = np.abs(ds["error"])
     panels = [
         ("prediction", ds["prediction"], "RdBu_r", field),
@@ -90,7 +99,7 @@ def _plot_solution_curves(ds: xr.Dataset, path: Path, *, scheme: str | None, ste
     (dim,) = ds["prediction"].dims
     x = np.asarray(ds[dim])
     fig, (ax, ax_error) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
-    field = _label(ds["reference"], "u", units)
+    field = _field_label(ds, units)
     ax.plot(x, np.asarray(ds["reference"]), "k-", lw=2.5, alpha=0.4, label="reference")
     ax.plot(x, np.asarray(ds["prediction"]), "C0--", label="prediction")
     ax.set(xlabel=_label(ds[dim], dim), ylabel=field)

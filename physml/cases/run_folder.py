@@ -194,4 +194,10 @@ def comparison_dataset(prediction: np.ndarray, reference: np.ndarray,
               "error": prediction - reference}
     ds = xr.Dataset({name: (dims, np.asarray(v)) for name, v in fields.items()},
                     coords=coords, attrs=attrs)
-    return with_cf_metadata(ds, FIELD_METADATA)
+    return with_cf_metadata(ds, {**FIELD_METADATA, **evaluation_axes_metadata(dims)})
+
+
+def evaluation_axes_metadata(dims) -> dict[str, tuple[str, str]]:
+    """CF metadata of the axes of an evaluation grid: points of the problem's own,
+    dimensionless inputs (not a solver's cell centres in metres or seconds)."""
+    return {d: (f"{d} (evaluation grid)", "1") for d in dims if d != "field"}
