@@ -667,9 +667,9 @@ def _run_case(args: argparse.Namespace) -> int:
     if failure is not None:
         if _removed_if_unresumable(args, folder, kind.checkpoint):
             failure = f"{failure} (before the first checkpoint: removed {folder})"
-        else:
-            failure = (f"{failure} ({folder / kind.checkpoint}; resume with --resume "
-                       f"{folder})")
+        elif kind.resumable:
+            failure = f"{failure} ({folder / kind.checkpoint}; continue with: " \
+                      f"{_resume_command(args, folder)})"
         print(f"physml: error: {failure}", file=sys.stderr)
         return 1
     print(kind.headline(result))
@@ -703,9 +703,14 @@ def _interrupted(args: argparse.Namespace, folder: Path, kind: CaseKind) -> str:
     if args.resume is None and not (folder / CONFIG).is_file():  # stopped before its config
         shutil.rmtree(folder, ignore_errors=True)
         return removed
-    command = shlex.join(["physml", "run", str(args.case), *args.overrides, "--resume",
-                          str(folder)])
-    return f"physml: interrupted; {folder} keeps the last checkpoint. Continue with:\n  {command}"
+    return (f"physml: interrupted; {folder} keeps the last checkpoint. Continue with:\n  "
+            f"{_resume_command(args, folder)}")
+
+
+def _resume_command(args: argparse.Namespace, folder: Path) -> str:
+    """The command line that resumes the run in ``folder``."""
+    return shlex.join(["physml", "run", str(args.case), *args.overrides, "--resume",
+                       str(folder)])
 
 
 INTERRUPTED = {

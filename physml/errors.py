@@ -33,6 +33,14 @@ class NonFiniteLossError(FloatingPointError):
         self.step, self.checkpoint_step = step, checkpoint_step
 
 
+def adam_can_step(loss: Any, parameters: Iterable[Any]) -> bool:
+    """Whether an Adam step may be taken: the loss finite and every gradient's square finite
+    (Adam's second moment squares the gradient: a finite gradient past the square root of the
+    largest float overflows it to inf, after which every update of that entry is 0 and the
+    training stops moving without a word)."""
+    return all_finite([loss, *(p.grad.square() for p in parameters if p.grad is not None)])
+
+
 def all_finite(tensors: Iterable[Any]) -> bool:
     """Whether every entry of every tensor (PyTorch, on one device) is finite: the test
     before a training step, which :class:`NonFiniteLossError` reports failing; one device

@@ -377,9 +377,10 @@ class GridSolver:
             ValueError: ``u`` of another shape, naming the allowed ones."""
         u = np.asarray(u, dtype=np.float64)
         shape, size = self.grid.shape, self.grid.size
-        require(u.shape in (shape, (size,)) or (u.ndim > 1 and u.shape[1:] in (shape, (size,))),
+        require(u.size and (u.shape in (shape, (size,))
+                            or (u.ndim > 1 and u.shape[1:] in (shape, (size,)))),
                 f"u has shape {u.shape}; expected a state {shape} (or flat, ({size},)) or a "
-                f"batch (B, *{shape})")
+                f"batch (B, *{shape}) with B >= 1")
         cells = u.reshape(-1, *shape)
         batch = len(cells)
         bound = np.max(np.abs(cells.reshape(batch, -1)), axis=1, initial=0.0)

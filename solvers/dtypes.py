@@ -16,7 +16,7 @@ def warp_dtype(dtype: Any) -> type:
     Raises:
         ValueError: any other type, named with the allowed ones.
     """
-    if dtype in (wp.float32, wp.float64):
+    if dtype is wp.float32 or dtype is wp.float64:  # (a NumPy dtype compares equal to them)
         return dtype
     if isinstance(dtype, str):
         name = dtype

@@ -11,11 +11,19 @@ import numpy as np
 
 def whole_number(value: object, name: str, minimum: int) -> int:
     """``value`` as an int, with a ValueError naming ``name`` unless it is a whole number (an
-    integer of any kind, or a float with no fractional part; not a bool) >= ``minimum``."""
-    whole = (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-             and math.isfinite(value) and float(value).is_integer())
+    integer of any kind, or a float with no fractional part, also as a 0-d NumPy array or
+    tensor; not a bool) >= ``minimum``."""
+    given = value
+    if np.ndim(value) == 0 and hasattr(value, "item") and not isinstance(value, np.bool_):
+        value = value.item()  # a 0-d array, a NumPy or PyTorch scalar
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        whole = False
+    elif isinstance(value, numbers.Integral):
+        whole = True
+    else:
+        whole = math.isfinite(value) and float(value).is_integer()
     if not (whole and value >= minimum):
-        raise ValueError(f"{name}={value!r} must be a whole number >= {minimum}")
+        raise ValueError(f"{name}={given!r} must be a whole number >= {minimum}")
     return int(value)
 
 

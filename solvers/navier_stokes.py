@@ -142,7 +142,10 @@ class NavierStokesSolver2D:
         is None: viscosity and forcing never limit the step)."""
         if u is None:
             return math.inf
-        vx, vy = self.velocity(np.asarray(u, dtype=np.float64))
+        u = np.asarray(u, dtype=np.float64)
+        require(u.shape == self.grid.shape, f"u has shape {u.shape}; expected the grid shape "
+                f"{self.grid.shape}")
+        vx, vy = self.velocity(u)
         dx, dy = self.grid.dx
         rate = 2 * np.pi / 3 * (np.abs(vx).max() / dx + np.abs(vy).max() / dy)
         return math.inf if rate == 0 else RK4_IMAGINARY_LIMIT / rate

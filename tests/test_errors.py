@@ -241,8 +241,11 @@ def test_numpy_counts_a_torch_device_and_numpy_dtypes_are_accepted():
     out = bridge.rollout(solver, u0, np.int64(4), checkpoint_every=np.int64(2))
     torch.testing.assert_close(out, bridge.rollout(solver, u0, 4), rtol=0, atol=0)
     assert HeatSolver1D(GRID, nu=0.1, dt=1e-4, device="cpu:0").device == "cpu"
-    assert NavierStokesSolver2D(Grid((8, 8), (0, 0), (1, 1)), nu=1e-3, dt=None,
-                                dtype=np.float32).dtype_name == "float32"
+    for dtype in (np.float32, np.dtype("float32"), torch.float32, "float32"):
+        assert NavierStokesSolver2D(Grid((8, 8), (0, 0), (1, 1)), nu=1e-3, dt=None,
+                                    dtype=dtype).dtype_name == "float32"
+    for count in (np.array(4), torch.tensor(4), np.int32(4), 4.0):
+        torch.testing.assert_close(bridge.rollout(solver, u0, count), out, rtol=0, atol=0)
 
 
 def test_blow_up_names_the_step_and_keeps_the_last_finite_state():

@@ -333,3 +333,17 @@ def test_a_field_dataset_refuses_a_dtype_or_pairs_of_another_kind(tmp_path):
         FieldDataset(path, pairs=1.5)
     for pairs in (2, np.int64(2), np.array(2), torch.tensor(2)):
         assert len(FieldDataset(path, pairs=pairs)) == 6  # 3 samples x (4 - 2) pairs
+
+
+def test_a_comparison_keeps_a_solver_grid_s_units_unless_told_its_axes_are_an_evaluation_grid():
+    """The MoE kinds compare on a solver's grid (model time in s, cell centres in m); the PINN
+    kinds pass their dimensionless evaluation axes."""
+    from physml.cases.run_folder import comparison_dataset, evaluation_axes_metadata
+
+    coords = {"sample": np.arange(2), "time": np.linspace(0, 1, 3), "x": np.linspace(0, 1, 4)}
+    values = np.zeros((2, 3, 4))
+    solver = comparison_dataset(values, values, coords, {})
+    assert solver["time"].attrs["units"] == "s" and solver["x"].attrs["units"] == "m"
+    pinn = comparison_dataset(values, values, coords, {}, evaluation_axes_metadata(coords))
+    assert pinn["x"].attrs == {"long_name": "x (evaluation grid)", "units": "1"}
+    assert pinn["sample"].attrs == solver["sample"].attrs

@@ -17,7 +17,11 @@ import warp as wp
 from conftest import observed_order
 from physml.mesh_bridge import operator_values, poisson_solve, sparse_solve
 from physml.solvers import mesh as pm
-from physml.solvers.mesh.operators import csr_pattern
+from physml.solvers.mesh.operators import (
+    csr_pattern,
+    element_triplets,
+    element_triplets_adjoint,
+)
 
 SQUARE = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
 CUBE = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 1], [0, 1, 1],
@@ -632,6 +636,11 @@ def test_operator_inputs_of_another_length_or_type_are_refused_and_numpy_is_take
         pm.stiffness_matrix(mesh, points=wp.array(np.zeros((5, 2)), dtype=wp.vec2d))
     with pytest.raises(ValueError, match=r"u has shape \(3,\)"):
         pm.gradient(mesh, np.ones(3))
+    with pytest.raises(ValueError, match=r"out is a Warp array of shape \(4,\)"):
+        element_triplets(mesh, "stiffness", out=wp.empty(4, dtype=wp.float64))
+    with pytest.raises(ValueError, match=r"triplets_grad is a Warp array of shape \(3,\)"):
+        element_triplets_adjoint(mesh, "stiffness", mesh.warp_points(),
+                                 wp.zeros(3, dtype=wp.float64))
     u = mesh.points[:, 0] + 2 * mesh.points[:, 1]
     grad = pm.gradient(mesh, u).numpy()
     np.testing.assert_allclose(grad, np.tile([1.0, 2.0], (m, 1)), atol=1e-12)

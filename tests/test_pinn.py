@@ -154,6 +154,18 @@ def test_a_gradient_too_large_to_square_stops_the_run_instead_of_freezing_adam(t
                for v in state.values())
 
 
+def test_every_adam_loop_refuses_a_gradient_whose_square_overflows():
+    from physml.errors import adam_can_step
+
+    w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    w.grad = torch.tensor([1.0, torch.finfo(torch.float64).max ** 0.6, 0.0],
+                          dtype=torch.float64)
+    assert torch.isfinite(w.grad).all() and not adam_can_step(torch.tensor(1.0), [w])
+    w.grad = torch.ones(3, dtype=torch.float64)
+    assert adam_can_step(torch.tensor(1.0), [w])
+    assert not adam_can_step(torch.tensor(float("nan")), [w])
+
+
 def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tiny_case, tmp_path):
     trainer = build_trainer(tiny_case)
     residual = trainer.problem.residual_function
@@ -201,8 +213,9 @@ def test_a_blow_up_at_the_first_step_names_the_checkpoint_a_run_writes_first(tmp
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("physml: error: the loss or its gradient became NaN/Inf at step ")
     (folder,) = tmp_path.iterdir()
-    assert last.endswith(f"the checkpoint of step 0 is kept ({folder / 'checkpoint.pt'}; "
-                         f"resume with --resume {folder})")
+    assert (f"the checkpoint of step 0 is kept ({folder / 'checkpoint.pt'}; continue with: "
+            f"physml run {CASE} training.adam.lr=1.0e9 ") in last
+    assert last.endswith(f"--resume {folder})")
     assert torch.load(folder / "checkpoint.pt", weights_only=False)["step"] == 0
 
 

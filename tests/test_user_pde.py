@@ -378,6 +378,42 @@ def test_a_resume_from_another_run_s_checkpoint_exits_2_naming_it(tmp_path, cli_
     assert f"{first / 'checkpoint.pt'}' does not fit the run its config.yaml" in result.stderr
 
 
+def test_a_variant_may_switch_a_kind_whose_options_the_case_file_set(tmp_path,
+                                                                      cli_in_process):
+    """Options of the kind a section had are let be where a variant or override switches the
+    kind (an ablation), left out of the resolved case, and refused only where set for a kind
+    that does not read them."""
+    from physml.cases.registry import load_case
+
+    text = HEAT.replace("{kind: mlp,", "{kind: fourier, fourier_scale: 2.0,").replace(
+        "adam: {steps: 750, lr: 2.0e-3}", "adam: {steps: 750, lr: 2.0e-3}\n  balancer: "
+        "{kind: annealing, every: 5}") + ("variants:\n  plain: {model.kind: mlp}\n"
+                                          "  fixed: {training.balancer.kind: fixed}\n")
+    path = _write_case(tmp_path, text)
+    for variant in ("plain", "fixed"):
+        assert cli_in_process("validate", path, f"variant={variant}").returncode == 0
+    plain = load_case(path, ["variant=plain"])
+    assert plain.model.kind == "mlp" and "fourier_scale" not in plain.resolved()["model"]
+    assert load_case(path).resolved()["model"]["fourier_scale"] == 2.0
+    result = cli_in_process("validate", path, "variant=plain", "model.fourier_scale=3")
+    assert result.returncode == 2
+    assert "override 'model.fourier_scale=3': model: fourier_scale does not apply" in \
+        result.stderr
+
+
+def test_a_run_recorded_with_an_option_its_kind_ignores_resumes_without_it(tmp_path):
+    """A config.yaml written before the rule may hold such an option; what runs compares
+    equal without it."""
+    from physml.cases.registry import load_case
+
+    path = _write_case(tmp_path, HEAT)
+    case = load_case(path)
+    recorded = case.to_yaml().replace("kind: initial", "kind: initial\n  alpha: 2.0", 1)
+    assert "alpha: 2.0" in recorded
+    (tmp_path / "config.yaml").write_text(recorded)
+    assert load_case(tmp_path / "config.yaml", recorded=True).same_run(case)
+
+
 def test_a_recorded_case_keeps_a_parameter_no_expression_reads(tmp_path):
     """A run folder's config.yaml written before the rule loads and builds its trainer as
     it ran; a case a user writes is refused."""

@@ -59,7 +59,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from ..datasets.mesh_spec import MeshSpec
 from ..datasets.mesh_store import mesh_dataset
 from ..datasets.store import write_dataset
-from ..errors import NonFiniteLossError
+from ..errors import NonFiniteLossError, adam_can_step
 from ..solvers import mesh as pm
 from .kind import CaseKind, OnStep
 from .run_folder import (
@@ -576,6 +576,8 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
         if not torch.isfinite(loss):
             raise NonFiniteLossError(step, last_checkpoint)
         loss.backward()
+        if not adam_can_step(loss.detach(), [x]):
+            raise NonFiniteLossError(step, last_checkpoint)
         record = {"step": step, "loss": loss.item(), "loss_match": match.item(),
                   "loss_quality": quality.item()}
         history.append(record)

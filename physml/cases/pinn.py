@@ -52,7 +52,13 @@ from .pinn_training import (
     save_checkpoint,
     trainer_options,
 )
-from .run_folder import CHECKPOINT, CONFIG, comparison_dataset, write_text
+from .run_folder import (
+    CHECKPOINT,
+    CONFIG,
+    comparison_dataset,
+    evaluation_axes_metadata,
+    write_text,
+)
 from .sections import PhysicsCase, threshold_verdict
 
 
@@ -153,7 +159,7 @@ def write_results(case: PINNCase, trainer: PINNTrainer, folder: Path, threads: i
     ds = comparison_dataset(  # evaluation fields are (second, first): rows are t (or y)
         trainer.prediction(), trainer.reference, {second: b, first: a},
         {"case": case.name, "pde": case.pde.name, "rel_l2": result["rel_l2"],
-         "config": case.to_yaml()})
+         "config": case.to_yaml()}, evaluation_axes_metadata((first, second)))
     write_dataset(ds, folder / "predictions.h5")
     if case.output.figures:
         from .figures import plot_losses, plot_solution

@@ -4,7 +4,7 @@ Adam, L-BFGS, loss balancing), the trainer options it resolves to, and the check
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, ValidationInfo, model_validator
@@ -14,10 +14,10 @@ from ..train.pinn import PINNTrainer
 from ..train.sampling import DomainSampler
 from .run_folder import (
     CHECKPOINT,
+    KindSection,
     Section,
     atomic_write,
     read_checkpoint,
-    refuse_other_kinds_options,
     restoring,
 )
 
@@ -31,8 +31,8 @@ class CollocationSpec(Section):
 
     @model_validator(mode="after")
     def _resampled(self, info: ValidationInfo) -> CollocationSpec:
-        if self.resample_every == 0 and self.resample != "residual" and not (
-                info.context or {}).get("recorded"):
+        if self.resample_every == 0 and self.resample != "residual" and (
+                info.context or {}).get("strict_kinds"):
             raise ValueError(f"resample: {self.resample!r} applies with resample_every > 0 "
                              "(0 keeps the points drawn first)")
         return self
@@ -50,17 +50,14 @@ class LBFGSSpec(Section):
     history: int = Field(50, gt=0)
 
 
-class BalancerSpec(Section):
+class BalancerSpec(KindSection):
+    KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "fixed": (), "config": (), "annealing": ("every", "momentum")}
+
     kind: Literal["fixed", "annealing", "config"] = "fixed"
     weights: dict[str, float] = Field(default_factory=dict)
     every: int = Field(10, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
-
-    @model_validator(mode="after")
-    def _options_of_the_kind(self, info: ValidationInfo) -> BalancerSpec:
-        refuse_other_kinds_options(self, self.kind, {"fixed": (), "config": (),
-                                                     "annealing": ("every", "momentum")}, info)
-        return self
 
 
 class TrainingSpec(Section):

@@ -24,7 +24,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from ..datasets.spec import describe_error, load_yaml, read_yaml_mapping
 from . import equation, mesh_pde, moe, pcg, pinn, teng, thermomigration
 from .kind import CaseKind, OnStep
-from .run_folder import new_run_folder
+from .run_folder import foreign_options, new_run_folder
 from .scalar_log import ScalarLog
 from .sections import CaseBase
 
@@ -123,20 +123,24 @@ def _variant_overrides(variants: dict, name: str, where: str) -> list[str]:
             for key, value in block.items()]
 
 
-def validate_case(raw: dict, where: str, read_data: bool = True, recorded: bool = False
-                  ) -> CaseBase:
+def validate_case(raw: dict, where: str, read_data: bool = True, recorded: bool = False,
+                  strict_kinds: bool = False, final: bool = True) -> CaseBase:
     """Validate a raw case mapping against the schema of its ``kind``; one ValueError naming
     the first bad key (``where`` prefixes the message). Without ``read_data`` the data files a
     case names (a reference, observations) are neither read nor required; a ``recorded`` case
     (a run folder's ``config.yaml``, perhaps written before a rule) may hold keys its kinds do
-    not read, which are then dropped rather than refused."""
+    not read, which are then dropped rather than refused. ``strict_kinds`` refuses an option a
+    section's kind does not read (:class:`~.run_folder.KindSection`); ``final`` marks the case
+    that will run, whose checks that cost more than the schema's (the reference on the
+    evaluation grid) run once, not for every variant."""
     raw = {"kind": DEFAULT_KIND, **raw}
     if not isinstance(raw["kind"], str) or raw["kind"] not in KINDS:
         raise ValueError(f"{where}: kind {raw['kind']!r} is not a case kind; allowed: "
                          f"{', '.join(KINDS)}")
     try:
-        return _CASE.validate_python(raw, context={"read_data": read_data,
-                                                   "recorded": recorded})
+        return _CASE.validate_python(raw, context={
+            "read_data": read_data, "recorded": recorded, "final": final and not recorded,
+            "strict_kinds": strict_kinds and not recorded})
     except ValidationError as err:
         raise ValueError(f"{where}: {describe_error(err, KINDS[raw['kind']].schema, skip=1)}") \
             from None
@@ -151,17 +155,37 @@ def load_case(path: str | Path, overrides: list[str] | None = None, read_data: b
     path = resolve_case_path(path)
     where = f"case {path}"
     raw = read_yaml_mapping(path, "case")
-    validate_case(copy.deepcopy(raw), where, read_data, recorded)
+    validate_case(copy.deepcopy(raw), where, read_data, recorded, strict_kinds=True,
+                  final=False)
     variants = raw.get("variants") or {}
     for name in variants:
-        changed = apply_overrides(copy.deepcopy(raw), _variant_overrides(variants, name, where))
-        validate_case(changed, f"{where}, variant {name!r}", read_data, recorded)
+        block = _variant_overrides(variants, name, where)
+        changed = validate_case(apply_overrides(copy.deepcopy(raw), block),
+                                f"{where}, variant {name!r}", read_data, recorded, final=False)
+        if not recorded:
+            _refuse_foreign_overrides(changed, block, f"{where}, variant {name!r}")
     overrides = list(overrides or [])
     selected = [o for o in overrides if o.startswith("variant=")]
     for item in selected:
         overrides.remove(item)
         overrides[:0] = _variant_overrides(variants, item.partition("=")[2], where)
-    return validate_case(apply_overrides(raw, overrides), where, read_data, recorded)
+    case = validate_case(apply_overrides(raw, overrides), where, read_data, recorded)
+    if not recorded:
+        _refuse_foreign_overrides(case, overrides, where)
+    return case
+
+
+def _refuse_foreign_overrides(case: CaseBase, overrides: list[str], where: str) -> None:
+    """Refuse an override that sets an option its section's kind does not read (in the case
+    it makes): one that switches a section's kind lets the section's other options be."""
+    for item in overrides:
+        key, _, text = item.partition("=")
+        given: object = load_yaml(text)
+        for part in reversed(key.split(".")):
+            given = {int(part) if part.isdigit() else part: given}
+        found = foreign_options(given, case)
+        if found:
+            raise ValueError(f"{where}: override {item!r}: {found}")
 
 
 def run_case(case: CaseBase, folder: Path | None = None, resume: bool = False,

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import xarray as xr
@@ -60,24 +60,76 @@ class Section(BaseModel):
         return data
 
 
-def refuse_other_kinds_options(spec: BaseModel, kind: str, options: dict[str, tuple[str, ...]],
-                               info: ValidationInfo) -> None:
-    """Refuse an option of ``spec`` that its ``kind`` does not read, set to other than its
-    default (it would be ignored without a word). ``options``: the kind-specific options each
-    kind reads; a recorded case (a run folder's, ``info.context["recorded"]``) is let through.
+class KindSection(Section):
+    """A section whose ``kind`` decides which of its options are read (``KIND_OPTIONS``: the
+    kind-specific options each kind reads). An option of another kind is an option set for
+    nothing: :func:`~physml.cases.registry.load_case` refuses it where the case file or an
+    override sets it (the context's ``strict_kinds``), and lets it through where a variant or
+    override switched the kind of a section that set it; the resolved case (a run folder's
+    ``config.yaml``) leaves it out."""
 
-    Raises:
-        ValueError: naming the option, the kind and the options the kind takes."""
-    if (info.context or {}).get("recorded"):
-        return
-    own = options[kind]
-    for key in type(spec).model_fields:
-        if key in own or not any(key in keys for keys in options.values()):
-            continue
-        if getattr(spec, key) != type(spec).model_fields[key].default:
-            takes = ", ".join(own) if own else "none of them"
-            raise ValueError(f"{key} does not apply to kind {kind!r} (of the kind-specific "
-                             f"options it takes: {takes})")
+    KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def foreign(self, keys: Iterable[str] | None = None) -> list[str]:
+        """The kind-specific options among ``keys`` (default: those set to other than their
+        defaults) that this section's kind does not read."""
+        own = self.KIND_OPTIONS[self.kind]
+        specific = {key for keys_ in self.KIND_OPTIONS.values() for key in keys_}
+        fields = type(self).model_fields
+        if keys is None:
+            keys = [k for k in fields if getattr(self, k) != fields[k].default]
+        return [k for k in keys if k in specific and k not in own]
+
+    def foreign_message(self, key: str) -> str:
+        own = self.KIND_OPTIONS[self.kind]
+        return (f"{key} does not apply to kind {self.kind!r} (of the kind-specific options it "
+                f"takes: {', '.join(own) if own else 'none of them'})")
+
+    @model_validator(mode="after")
+    def _options_of_the_kind(self, info: ValidationInfo) -> KindSection:
+        if (info.context or {}).get("strict_kinds"):
+            for key in self.foreign()[:1]:
+                raise ValueError(self.foreign_message(key))
+        return self
+
+
+def foreign_options(given: object, model: object, path: str = "") -> str | None:
+    """The first option set in ``given`` (a raw mapping: a case file's, or an override's as
+    a nested mapping) that the kind of its section in the validated ``model`` does not read,
+    as ``"dotted.path: message"``; None if there is none."""
+    if isinstance(model, KindSection) and isinstance(given, dict):
+        for key in model.foreign([k for k in given if isinstance(k, str)])[:1]:
+            return f"{path.rstrip('.')}: {model.foreign_message(key)}"
+    entries = (given.items() if isinstance(given, dict)
+               else enumerate(given) if isinstance(given, list) else ())
+    for key, value in entries:
+        found = foreign_options(value, _child(model, key), f"{path}{key}.")
+        if found:
+            return found
+    return None
+
+
+def _child(model: object, key: object) -> object:
+    """``model``'s field, entry or item ``key`` (None where it has none)."""
+    if isinstance(model, BaseModel):
+        return getattr(model, str(key), None)
+    if isinstance(model, dict):
+        return model.get(key)
+    if isinstance(model, list | tuple) and isinstance(key, int) and 0 <= key < len(model):
+        return model[key]
+    return None
+
+
+def drop_foreign(model: object, data: object) -> None:
+    """Remove from ``data`` (``model``'s dump) the kind-specific options each
+    :class:`KindSection` of ``model`` does not read, at every depth."""
+    if isinstance(model, KindSection) and isinstance(data, dict):
+        for key in model.foreign(list(data)):
+            data.pop(key)
+    entries = (data.items() if isinstance(data, dict)
+               else enumerate(data) if isinstance(data, list) else ())
+    for key, value in entries:
+        drop_foreign(_child(model, key), value)
 
 
 class OutputSpec(Section):
@@ -169,6 +221,8 @@ def restoring(folder: Path, name: str = CHECKPOINT) -> Iterator[None]:
     try:
         yield
     except (RuntimeError, KeyError, IndexError, TypeError) as error:
+        if "out of memory" in str(error):  # the state may fit; the device's memory does not
+            raise
         reason = (str(error).splitlines() or [""])[0].split(". ")[0][:200]
         raise ValueError(f"--resume: {str(folder / name)!r} does not fit the run its "
                          f"config.yaml describes ({type(error).__name__}: {reason}); start a "
@@ -184,20 +238,22 @@ FIELD_METADATA = {
 
 
 def comparison_dataset(prediction: np.ndarray, reference: np.ndarray,
-                       coords: dict[str, np.ndarray], attrs: dict) -> xr.Dataset:
+                       coords: dict[str, np.ndarray], attrs: dict,
+                       metadata: dict[str, tuple[str, str]] | None = None) -> xr.Dataset:
     """``prediction``, ``reference`` and their difference on a grid, as the run folder's
     ``predictions.h5`` holds them: dims named by ``coords`` (``time``, ``x``, ``y``; arrays
     indexed in the order of ``coords``), reordered time first, then space, with CF
-    ``long_name``/``units`` on every variable and coordinate."""
+    ``long_name``/``units`` on every variable and coordinate (``metadata`` adds to or
+    overrides the defaults: a solver grid's cell centres and model time)."""
     dims = tuple(coords)
     fields = {"prediction": prediction, "reference": reference,
               "error": prediction - reference}
     ds = xr.Dataset({name: (dims, np.asarray(v)) for name, v in fields.items()},
                     coords=coords, attrs=attrs)
-    return with_cf_metadata(ds, {**FIELD_METADATA, **evaluation_axes_metadata(dims)})
+    return with_cf_metadata(ds, {**FIELD_METADATA, **(metadata or {})})
 
 
 def evaluation_axes_metadata(dims) -> dict[str, tuple[str, str]]:
     """CF metadata of the axes of an evaluation grid: points of the problem's own,
     dimensionless inputs (not a solver's cell centres in metres or seconds)."""
-    return {d: (f"{d} (evaluation grid)", "1") for d in dims if d != "field"}
+    return {d: (f"{d} (evaluation grid)", "1") for d in dims if d not in ("field", "sample")}

@@ -5,20 +5,19 @@ model and evaluation. Every number must be finite (see :class:`~.run_folder.Sect
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
     BeforeValidator,
     Field,
     PositiveInt,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from ..devices import ALLOWED, is_device_name
-from .run_folder import OutputSpec, Section, refuse_other_kinds_options
+from .run_folder import KindSection, OutputSpec, Section, drop_foreign
 
 
 class CaseBase(Section):
@@ -54,9 +53,10 @@ class CaseBase(Section):
         return set()
 
     def resolved(self) -> dict:
-        """The case as it runs: variants resolved (so left out), unset optional keys and the
-        keys of :meth:`unused_keys` dropped."""
+        """The case as it runs: variants resolved (so left out), unset optional keys, the
+        keys of :meth:`unused_keys` and the options a section's kind does not read dropped."""
         data = self.model_dump(mode="json", exclude={"variants"}, exclude_none=True)
+        drop_foreign(self, data)
         for key in self.unused_keys():
             *sections, last = key.split(".")
             node = data
@@ -166,7 +166,11 @@ class ConditionsSpec(Section):
     initial: InitialSpec = Field(default_factory=InitialSpec)
 
 
-class ModelSpec(Section):
+class ModelSpec(KindSection):
+    KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        kind: tuple(k for k, used_by in MODEL_OPTIONS.items() if used_by == kind)
+        for kind in ("mlp", "fourier", "modified", "periodic")}
+
     kind: Literal["mlp", "fourier", "modified", "periodic"] = "mlp"
     width: int = Field(32, gt=0)
     depth: int = Field(4, gt=0)
@@ -175,13 +179,6 @@ class ModelSpec(Section):
     periodic_embedding: bool = True
     fourier_scale: float = Field(1.0, gt=0)
     harmonics: int = Field(1, gt=0, description="periodic embedding frequencies")
-
-    @model_validator(mode="after")
-    def _options_of_the_kind(self, info: ValidationInfo) -> ModelSpec:
-        options = {kind: tuple(k for k, used_by in MODEL_OPTIONS.items() if used_by == kind)
-                   for kind in ("mlp", "fourier", "modified", "periodic")}
-        refuse_other_kinds_options(self, self.kind, options, info)
-        return self
 
 
 class EvaluationSpec(Section):

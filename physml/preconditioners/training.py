@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 import warp as wp
 
-from ..errors import NonFiniteLossError, all_finite
+from ..errors import NonFiniteLossError, adam_can_step
 from ..solvers.linalg import CsrOperator, LinearOperator, Preconditioner, cg, csr_from_scipy
 from .graph import SystemGraph, batch_graphs, system_graph
 from .learned import FactorModel
@@ -74,8 +74,7 @@ def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, ste
                             generator)
         optimiser.zero_grad()
         value.backward()
-        if not all_finite([value.detach(), *(p.grad for p in model.parameters()
-                                             if p.grad is not None)]):
+        if not adam_can_step(value.detach(), model.parameters()):
             raise NonFiniteLossError(step)
         optimiser.step()
         history.append(value.item())

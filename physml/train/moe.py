@@ -50,7 +50,7 @@ from ..constraints import (
 from ..datasets.generate import initial_state, solve_batch
 from ..datasets.problems import build_solver
 from ..datasets.spec import DatasetSpec, load_spec
-from ..errors import NonFiniteLossError, all_finite
+from ..errors import NonFiniteLossError, adam_can_step
 from ..fno import FNO
 from .distributed import average, average_gradients, shard
 
@@ -286,8 +286,7 @@ class MoETrainer:
                 loss.backward()
             average_gradients(self.model)
             mean_loss = average(loss.detach())  # every process decides alike
-            if not all_finite([mean_loss, *(p.grad for p in self.model.parameters()
-                                            if p.grad is not None)]):
+            if not adam_can_step(mean_loss, self.model.parameters()):
                 raise NonFiniteLossError(self.step, last_checkpoint)
             self.optimiser.step()
             self.losses.append(float(mean_loss))

@@ -62,6 +62,8 @@ def read_variable(path: Path, variable: str, inputs: Sequence[str], key: str):
         raise ValueError(f"{key}.file: {str(path)!r} {what}")
     try:
         opened = xr.open_dataset(path)
+    except PermissionError as err:
+        raise ValueError(f"{key}.file: {str(path)!r} cannot be read ({err.strerror})") from None
     except (ValueError, OSError):  # no backend takes it: not HDF5/netCDF
         raise ValueError(f"{key}.file: {str(path)!r} is not an xarray file (HDF5/netCDF, as "
                          "physml solve and physml datasets write)") from None

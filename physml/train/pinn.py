@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..devices import Stopwatch
-from ..errors import NonFiniteLossError, all_finite
+from ..errors import NonFiniteLossError, adam_can_step, all_finite
 from .balancing import FixedWeights
 from .distributed import average, average_gradients, rank_and_world
 from .problems import PINNProblem, grid_points
@@ -276,9 +276,7 @@ class PINNTrainer:
             total = average(self.balancer.backward(terms, params, self.step, residuals))
             average_gradients(self.trained)
             terms = {k: average(v.detach()) for k, v in terms.items()}
-            # squared too: Adam's second moment of a gradient past 1e154 (float64) overflows to
-            # inf, after which every update is 0 and training stops without a word
-            taken = all_finite([p.grad.square() for p in params if p.grad is not None])
+            taken = adam_can_step(total.detach(), params)
             if taken:
                 self.adam.step()
                 self.schedule.step()

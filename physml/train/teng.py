@@ -409,7 +409,7 @@ class TENG:
         output = self.output_columns()
         while damping <= 1e8:
             A = torch.cat([J, math.sqrt(damping * scale) * eye])
-            trial = theta + lstsq(A, torch.cat([r, zeros]))
+            trial = theta + lstsq(A, torch.cat([r, zeros]), full_rank=True)  # damped
             rest = target - self.value(trial, X)
             J_out = self.jacobian(trial, X, output)
             trial[output] += lstsq(J_out, rest)

@@ -79,10 +79,10 @@ class Mesh:
 
     def __post_init__(self) -> None:
         points = np.ascontiguousarray(self.points, dtype=np.float64)
-        n = len(points) if points.ndim == 2 else 0
-        cells = _vertex_indices(self.cells, "cells", n)
         if points.ndim != 2 or points.shape[1] not in (2, 3):
             raise ValueError(f"points must have shape (n, 2) or (n, 3), got {points.shape}")
+        n = len(points)
+        cells = _vertex_indices(self.cells, "cells", n)
         if cells.ndim != 2 or cells.shape[1] not in (3, 4) or len(cells) == 0:
             raise ValueError(
                 f"cells must have shape (m, 3) or (m, 4) with m > 0, got {cells.shape}"

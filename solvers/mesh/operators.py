@@ -171,6 +171,8 @@ def element_triplets(mesh: Mesh, kind: str, dtype: type = wp.float64,
     if out is None:
         out = wp.empty(mesh.n_cells * k * k, dtype=dtype, device=mesh.device,
                        requires_grad=x.requires_grad)
+    else:
+        out = _mesh_array(mesh, out, "out", mesh.n_cells * k * k, "element-matrix entry", dtype)
     launch(_ELEMENT_KERNELS[(kind, k)], (dtype, _VEC[(mesh.dim, dtype)]), dim=mesh.n_cells,
            device=mesh.device, inputs=[x, mesh.warp_cells()], outputs=[out])
     return out
@@ -185,7 +187,10 @@ def element_triplets_adjoint(mesh: Mesh, kind: str, points: wp.array,
     Allocates a fresh zero gradient, so repeated calls give the same result.
     """
     k = mesh.cells.shape[1]
-    dtype = triplets_grad.dtype
+    dtype = triplets_grad.dtype if isinstance(triplets_grad, wp.array) else wp.float64
+    triplets_grad = _mesh_array(mesh, triplets_grad, "triplets_grad", mesh.n_cells * k * k,
+                                "element-matrix entry", dtype)
+    points = _points(mesh, dtype, points)
     points_grad = wp.zeros_like(points)
     launch(_ELEMENT_KERNELS[(kind, k)], (dtype, _VEC[(mesh.dim, dtype)]), dim=mesh.n_cells,
            device=mesh.device, inputs=[points, mesh.warp_cells()],
