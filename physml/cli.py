@@ -475,11 +475,15 @@ def _run_predict(args: argparse.Namespace) -> int:
     else:
         import xarray as xr
 
+        from .datasets.store import with_cf_metadata
         from .io import write_dataset
 
         columns = {name: ("point", points[:, i]) for i, name in enumerate(model.inputs)}
         columns.update({name: ("point", values[:, i]) for i, name in enumerate(model.outputs)})
-        write_dataset(xr.Dataset(columns, attrs={"run": str(args.run_dir)}), args.out)
+        metadata = {name: (f"input {name} of the trained network", "1") for name in model.inputs}
+        metadata.update({name: (f"prediction of {name}", "1") for name in model.outputs})
+        write_dataset(with_cf_metadata(xr.Dataset(columns, attrs={"run": str(args.run_dir)}),
+                                       metadata), args.out)
     print(f"wrote {args.out} ({len(points)} points, outputs {', '.join(model.outputs)})")
     return 0
 
@@ -524,6 +528,10 @@ def _read_points(path: Path, inputs: tuple[str, ...]) -> np.ndarray:
             if missing:
                 raise ValueError(f"has no column {missing[0]!r}; the header must name the "
                                  f"inputs {', '.join(inputs)}")
+            extra = [name for name in header if name not in inputs]
+            if extra:
+                raise ValueError(f"has a column {extra[0]!r} the network does not read; the "
+                                 f"header must name the inputs {', '.join(inputs)} only")
             with warnings.catch_warnings():  # "input contained no data": said below
                 warnings.simplefilter("ignore", UserWarning)
                 table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)

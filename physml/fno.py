@@ -39,7 +39,9 @@ class SpectralConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, modes: tuple[int, ...]) -> None:
         super().__init__()
-        if not 1 <= len(modes) <= 3 or min(modes) < 1:
+        if not 1 <= len(modes) <= 3 or not all(
+                isinstance(m, numbers.Integral) and not isinstance(m, bool) and m >= 1
+                for m in modes):
             raise ValueError(f"modes={modes} must hold 1 to 3 positive integers (one per axis)")
         if min(in_channels, out_channels) < 1:
             raise ValueError(f"in_channels={in_channels}, out_channels={out_channels}: each "

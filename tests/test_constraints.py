@@ -1,5 +1,7 @@
 """Hard-constraint machinery: the Levenberg–Marquardt solve and its implicit-function gradient."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -391,3 +393,20 @@ def test_inputs_of_the_wrong_shape_are_named(layer_class):
         layer(basis, u0.repeat(2, 1))
     with pytest.raises(ValueError, match=r"phi has shape \(1, 17\)"):
         layer(basis, torch.zeros(1, nx + 1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: LevenbergMarquardt(max_iter=2.5), "max_iter=2.5 must be a whole number >= 1"),
+    (lambda: LevenbergMarquardt(max_iter=True), "max_iter=True must be a whole number >= 1"),
+    (lambda: DiffusionSorptionRows(nx=8, dt=1.0, porosity=0.0), "porosity"),
+    (lambda: DiffusionSorptionRows(nx=8, dt=1.0, D=-1.0), "D"),
+    (lambda: NavierStokesRows(4, 4, float("inf")), "dt=inf must be > 0"),
+    (lambda: NavierStokesRows(4, 4, 0.1, length=0.0), "length=0.0 must be a finite box side"),
+    (lambda: BlockRouter((4.5, 8), (1, 2)), "shape[nt]=4.5 must be a whole number >= 1"),
+])
+def test_bad_constructor_arguments_are_named(build, message):
+    """They were accepted (a negative diffusivity ran; an infinite step gave u = 0 without a
+    word) or failed inside PyTorch."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build()
+    assert BlockRouter((4.0, 8), (1, 2)).shape == (4, 8)

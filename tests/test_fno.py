@@ -93,6 +93,9 @@ def test_an_input_of_another_shape_dtype_or_kind_is_named():
             model(v)
     with pytest.raises(ValueError, match="modes=4: one count per axis"):
         FNO(2, 3, 4)
+    with pytest.raises(ValueError, match=re.escape("modes=(2.5,) must hold 1 to 3 positive "
+                                                   "integers")):
+        FNO(1, 1, (2.5,))  # failed inside torch.randn
     for options, message in (({"width": 0}, "width=0 must be a whole number >= 1"),
                              ({"layers": -1}, "layers=-1 must be"),
                              ({"projection": 2.5}, "projection=2.5 must be")):

@@ -192,3 +192,16 @@ def test_trajectories_are_the_samples_solved_one_by_one(problem, space, nt):
     assert torch.equal(u, torch.from_numpy(np.stack(alone)))
     assert torch.equal(initial_conditions(problem, space, 3, first=5), u0)
     assert u0.dtype == u.dtype == torch.float64 and u.shape == (3, nt, *space)
+
+
+def test_a_soft_head_reports_no_inner_solves():
+    """It solves nothing: the headline said 'inner solves converged 100 %'."""
+    nx, nt = 8, 6
+    u0 = torch.linspace(0.02, 0.18, 4, dtype=torch.float64)[:, None].expand(4, nx).contiguous()
+    u = u0[:, None].expand(4, nt, nx).contiguous()
+    rows = problem_rows("diffusion_sorption", (nx,), nt)
+    model = build_model("soft", rows, nt, basis=3, width=4, modes=(2, 2),
+                        solver=LevenbergMarquardt())
+    result = MoETrainer(model, rows, (u0, u), (u0, u), Budget(iterations=2, lr=1e-3,
+                                                               batch=4)).fit()
+    assert result["inner_solves_converged"] is None

@@ -795,6 +795,12 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process
     assert out.returncode == 0, out.stderr
     table = np.loadtxt(tmp_path / "u.csv", delimiter=",", skiprows=1)
     np.testing.assert_allclose(table[:, 3], predicted, rtol=1e-12)
+    assert _cli("predict", str(folder), "--points", str(tmp_path / "p.csv"), "--out",
+                str(tmp_path / "u.h5")).returncode == 0
+    written = xr.open_dataset(tmp_path / "u.h5")
+    np.testing.assert_allclose(written["u"].values, predicted, rtol=1e-12)
+    assert written["u"].attrs == {"long_name": "prediction of u", "units": "1"}
+    assert written["x"].attrs["long_name"] == "input x of the trained network"
     bad = _cli("predict", str(tmp_path), "--points", str(tmp_path / "p.csv"), "--out",
                str(tmp_path / "v.csv"))
     assert bad.returncode == 2 and "is not a run folder" in bad.stderr
@@ -805,11 +811,13 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process
                            "--out", str(tmp_path / "v.csv"))
     assert other.returncode == 2 and "is a 'pcg' run; load_run reads the kinds" in other.stderr
     (tmp_path / "header.csv").write_text("t,x,y\n")
+    (tmp_path / "extra.csv").write_text("t,x,y,z\n0.1,0.2,0.3,0.4\n")
     np.save(tmp_path / "none.npy", np.zeros((0, 3)))
     np.save(tmp_path / "nan.npy", np.array([[0.1, 0.2, 0.3], [np.nan, 0.2, 0.3]]))
     (tmp_path / "text.npy").write_text("0.1,0.2,0.3\n")
     np.save(tmp_path / "objects.npy", np.array([{"x": 0.1}], dtype=object))
     for points, message in (("header.csv", "has no rows under its header"),
+                            ("extra.csv", "has a column 'z' the network does not read"),
                             ("text.npy", "is not a NumPy array file (write one with numpy.save)"),
                             ("objects.npy", "holds object values; need a numeric array"),
                             ("none.npy", "need shape (n, 3), n >= 1"),

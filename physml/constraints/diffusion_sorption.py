@@ -15,12 +15,15 @@ to the factor $R(\bar u)$: the inner solve is a nonlinear least-squares problem.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
-from ..solvers.sorption import EPSILON
+from ..solvers.errors import whole_number
+from ..solvers.parameters import check_parameters
+from ..solvers.sorption import EPSILON, DiffusionSorptionSolver1D
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,15 @@ class DiffusionSorptionRows:
     initial_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.nx < 2:
-            raise ValueError(f"nx={self.nx} must be >= 2")
-        if not self.dt > 0:
+        whole_number(self.nx, "nx", 2)
+        if not (math.isfinite(self.dt) and self.dt > 0):
             raise ValueError(f"dt={self.dt} must be > 0 (seconds between grid levels)")
+        check_parameters(DiffusionSorptionSolver1D.PARAMETERS,  # the solver's ranges
+                         {n: getattr(self, n) for n in ("D", "porosity", "rho_s", "k_f", "n_f")},
+                         1)
+        for name in ("u_left", "initial_weight"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name}={getattr(self, name)} must be finite")
 
     @property
     def space_shape(self) -> tuple[int]:

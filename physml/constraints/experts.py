@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..solvers.errors import whole_number
+
 AXIS_NAMES = ("nt", "nx", "ny")
 
 
@@ -42,8 +44,12 @@ class BlockRouter:
         if self.periodic and len(self.periodic) != len(self.shape):
             raise ValueError(f"periodic={self.periodic} must give one flag per axis of "
                              f"shape={self.shape} (or none)")
+        object.__setattr__(self, "shape", tuple(  # frozen: the counts as ints, once
+            whole_number(n, f"shape[{name}]", 1) for n, name in zip(self.shape, AXIS_NAMES)))
+        object.__setattr__(self, "blocks", tuple(
+            whole_number(k, f"blocks[{name}]", 1) for k, name in zip(self.blocks, AXIS_NAMES)))
         for n, k, name in zip(self.shape, self.blocks, AXIS_NAMES, strict=False):
-            if k < 1 or n % k or (k > 1 and n // k < 2):
+            if n % k or (k > 1 and n // k < 2):
                 raise ValueError(f"blocks={self.blocks}: {k} must divide {name}={n} into "
                                  f"blocks of at least 2 points")
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import torch
 from torch.func import jvp, vmap
 
+from ..solvers.errors import whole_number
+
 ROUNDOFF = 1e-14  # a step may raise the residual norm by this relative amount (rounding)
 
 Residual = Callable[[torch.Tensor], torch.Tensor]
@@ -92,8 +94,7 @@ class LevenbergMarquardt:
             raise ValueError(f"atol={self.atol} must be >= 0")
         if not self.xtol >= 0:
             raise ValueError(f"xtol={self.xtol} must be >= 0")
-        if self.max_iter < 1:
-            raise ValueError(f"max_iter={self.max_iter} must be >= 1")
+        whole_number(self.max_iter, "max_iter", 1)
 
     def solve(self, residual: Residual, omega0: torch.Tensor,
               jacobian: Jacobian = batched_jacobian) -> LMResult:

@@ -22,6 +22,10 @@ from typing import ClassVar
 
 import torch
 
+from ..solvers.errors import whole_number
+from ..solvers.navier_stokes import NavierStokesSolver2D
+from ..solvers.parameters import check_parameters
+
 
 @dataclass(frozen=True)
 class NavierStokesRows:
@@ -47,12 +51,16 @@ class NavierStokesRows:
     initial_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if min(self.nx, self.ny) < 4:
-            raise ValueError(f"nx={self.nx}, ny={self.ny} must be >= 4")
-        if not self.dt > 0:
+        whole_number(self.nx, "nx", 4)
+        whole_number(self.ny, "ny", 4)
+        if not (math.isfinite(self.dt) and self.dt > 0):
             raise ValueError(f"dt={self.dt} must be > 0 (seconds between grid levels)")
-        if not self.nu >= 0:
-            raise ValueError(f"nu={self.nu} must be >= 0")
+        check_parameters(NavierStokesSolver2D.PARAMETERS,  # the solver's ranges
+                         {"nu": self.nu, "forcing": self.forcing}, 2)
+        if not (math.isfinite(self.length) and self.length > 0):
+            raise ValueError(f"length={self.length} must be a finite box side > 0 [m]")
+        if not math.isfinite(self.initial_weight):
+            raise ValueError(f"initial_weight={self.initial_weight} must be finite")
 
     @property
     def space_shape(self) -> tuple[int, int]:

@@ -290,7 +290,9 @@ class MoETrainer:
                 raise NonFiniteLossError(self.step, last_checkpoint)
             self.optimiser.step()
             self.losses.append(float(mean_loss))
-            self.converged.append(self._converged_fraction())
+            fraction = self._converged_fraction()
+            if fraction is not None:  # a soft head solves nothing
+                self.converged.append(fraction)
             self.seconds += time.perf_counter() - start
             self.step += 1
             if on_step is not None:
@@ -304,12 +306,12 @@ class MoETrainer:
                 "inner_solves_converged": (float(np.mean(self.converged)) if self.converged
                                            else None)}
 
-    def _converged_fraction(self) -> float:
-        """The fraction of the last forward pass's inner solves that converged (1 without
+    def _converged_fraction(self) -> float | None:
+        """The fraction of the last forward pass's inner solves that converged (None without
         any: a soft head)."""
         solve = getattr(self.model.constraint, "last_solve", None)
         if solve is None:
-            return 1.0
+            return None
         return float(average(solve.converged.double().mean()))
 
     def evaluate(self) -> dict:
