@@ -45,14 +45,21 @@ def test_a_few_moe_training_steps_repeat_bitwise_and_lower_the_loss():
     assert first["losses"][-1] < first["losses"][0]
 
 
-def test_a_blow_up_names_its_step_and_leaves_the_model_finite():
+def _soft_trainer(iterations: int, lr: float) -> MoETrainer:
+    """A soft-head trainer on four constant diffusion-sorption samples of 8 cells x 6 levels."""
     nx, nt = 8, 6
     u0 = torch.linspace(0.02, 0.18, 4, dtype=torch.float64)[:, None].expand(4, nx).contiguous()
     u = u0[:, None].expand(4, nt, nx).contiguous()
     rows = problem_rows("diffusion_sorption", (nx,), nt)
     model = build_model("soft", rows, nt, basis=3, width=4, modes=(2, 2),
                         solver=LevenbergMarquardt())
-    trainer = MoETrainer(model, rows, (u0, u), (u0, u), Budget(iterations=20, lr=1e6, batch=4))
+    return MoETrainer(model, rows, (u0, u), (u0, u), Budget(iterations=iterations, lr=lr,
+                                                            batch=4))
+
+
+def test_a_blow_up_names_its_step_and_leaves_the_model_finite():
+    trainer = _soft_trainer(20, 1e6)
+    model = trainer.model
     saved = []
     with pytest.raises(NonFiniteLossError) as err:
         trainer.fit(on_checkpoint=lambda: saved.append(trainer.step), checkpoint_every=1,
@@ -196,12 +203,4 @@ def test_trajectories_are_the_samples_solved_one_by_one(problem, space, nt):
 
 def test_a_soft_head_reports_no_inner_solves():
     """It solves nothing: the headline said 'inner solves converged 100 %'."""
-    nx, nt = 8, 6
-    u0 = torch.linspace(0.02, 0.18, 4, dtype=torch.float64)[:, None].expand(4, nx).contiguous()
-    u = u0[:, None].expand(4, nt, nx).contiguous()
-    rows = problem_rows("diffusion_sorption", (nx,), nt)
-    model = build_model("soft", rows, nt, basis=3, width=4, modes=(2, 2),
-                        solver=LevenbergMarquardt())
-    result = MoETrainer(model, rows, (u0, u), (u0, u), Budget(iterations=2, lr=1e-3,
-                                                               batch=4)).fit()
-    assert result["inner_solves_converged"] is None
+    assert _soft_trainer(2, 1e-3).fit()["inner_solves_converged"] is None
