@@ -109,7 +109,7 @@ class FNO(nn.Module):
         for name, size in sizes.items():
             if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
                 raise ValueError(f"{name}={size!r} must be a whole number >= 1")
-        self.in_channels = in_channels
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.ndim = len(modes)
         self.lift = nn.Linear(in_channels + self.ndim, width)
         self.spectral = nn.ModuleList(SpectralConv(width, width, modes) for _ in range(layers))
@@ -133,13 +133,15 @@ class FNO(nn.Module):
             raise ValueError(f"the input is a {type(v).__name__}; FNO takes a tensor")
         expected = f"(B, {self.in_channels}, " + ", ".join(f"n_{k + 1}" for k in range(
             self.ndim)) + ")"
-        if v.dim() != self.ndim + 2 or v.shape[1] != self.in_channels:
+        if v.dim() != self.ndim + 2 or v.shape[1] != self.in_channels or 0 in v.shape[2:]:
             raise ValueError(f"the input has shape {tuple(v.shape)}; this FNO takes {expected}")
         weight = self.lift.weight
         if v.dtype != weight.dtype or v.device != weight.device:
             raise ValueError(f"the input is {v.dtype} on {v.device}, the model {weight.dtype} "
                              f"on {weight.device}: convert one of them (v.to(...) or "
                              "model.to(...))")
+        if v.shape[0] == 0:  # an empty batch (MKL's FFT refuses one)
+            return v.new_zeros((0, self.out_channels, *v.shape[2:]))
         v = torch.cat([v, self.coordinates(v)], dim=1)
         v = self.lift(v.movedim(1, -1)).movedim(-1, 1)
         for i, (spectral, pointwise) in enumerate(zip(self.spectral, self.pointwise,

@@ -106,3 +106,4 @@ def test_an_input_of_another_shape_dtype_or_kind_is_named():
     assert FNO(2, 3, (4, 4), width=np.int64(8))(torch.zeros(1, 2, 16, 16)).shape == (
         1, 3, 16, 16)  # a NumPy integer is a whole number too
     assert model(torch.zeros(1, 2, 16, 16)).shape == (1, 3, 16, 16)
+    assert model(torch.zeros(0, 2, 16, 16)).shape == (0, 3, 16, 16)  # MKL refused an empty batch
