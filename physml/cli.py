@@ -464,7 +464,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.out.suffix not in (".npy", ".csv", ".h5"):
         raise ValueError(f"--out: {str(args.out)!r} must end in .npy, .csv or .h5")
     model = load_run(args.run_dir, args.device)
-    points = _read_points(args.points, model.inputs)
+    points = _read_points(args.points, model.inputs, model.outputs)
     values = model(points).reshape(len(points), -1)
     if args.out.suffix == ".npy":
         np.save(args.out, values)
@@ -502,8 +502,10 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_points(path: Path, inputs: tuple[str, ...]) -> np.ndarray:
-    """Rows of inputs from a .npy array or a .csv whose header names the inputs."""
+def _read_points(path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...] = ()
+                 ) -> np.ndarray:
+    """Rows of inputs from a .npy array or a .csv whose header names the inputs (columns
+    named like an output are ignored: a CSV ``predict`` wrote reads back)."""
     if not path.is_file():
         raise ValueError(f"--points: {str(path)!r} does not exist")
     if path.suffix not in (".npy", ".csv"):
@@ -528,10 +530,11 @@ def _read_points(path: Path, inputs: tuple[str, ...]) -> np.ndarray:
             if missing:
                 raise ValueError(f"has no column {missing[0]!r}; the header must name the "
                                  f"inputs {', '.join(inputs)}")
-            extra = [name for name in header if name not in inputs]
+            extra = [name for name in header if name not in (*inputs, *outputs)]
             if extra:
                 raise ValueError(f"has a column {extra[0]!r} the network does not read; the "
-                                 f"header must name the inputs {', '.join(inputs)} only")
+                                 f"header names the inputs {', '.join(inputs)} (and may "
+                                 f"name the outputs {', '.join(outputs)}, which are ignored)")
             with warnings.catch_warnings():  # "input contained no data": said below
                 warnings.simplefilter("ignore", UserWarning)
                 table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)

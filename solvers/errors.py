@@ -14,7 +14,8 @@ def whole_number(value: object, name: str, minimum: int) -> int:
     integer of any kind, or a float with no fractional part, also as a 0-d NumPy array or
     tensor; not a bool) >= ``minimum``."""
     given = value
-    if np.ndim(value) == 0 and hasattr(value, "item") and not isinstance(value, np.bool_):
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item") \
+            and not isinstance(value, np.bool_):
         value = value.item()  # a 0-d array, a NumPy or PyTorch scalar
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         whole = False

@@ -137,7 +137,7 @@ def test_keys_a_case_does_not_read_are_accepted_at_their_defaults():
     inverse["coefficients"]["nu"].update(width=16, depth=2)
     validate_case(inverse, "inverse config.yaml")
     inverse["coefficients"]["nu"]["width"] = 8
-    with pytest.raises(ValueError, match="coefficients.nu: width is not an option of kind"):
+    with pytest.raises(ValueError, match="coefficients.nu: width does not apply to kind"):
         validate_case(inverse, "inverse config.yaml")
 
 

@@ -260,3 +260,13 @@ def test_blow_up_names_the_step_and_keeps_the_last_finite_state():
     assert err.value.step > 0 and err.value.step % 5 == 0
     assert err.value.last_good_step == err.value.step - 5
     assert np.all(np.isfinite(err.value.last_good_state))
+
+
+def test_a_ragged_count_is_named_and_a_float_count_is_stored_as_an_int():
+    from physml.constraints import LevenbergMarquardt
+    from physml.solvers.errors import whole_number
+
+    with pytest.raises(ValueError, match=re.escape("n_steps=[[1], [2, 3]] must be a whole")):
+        whole_number([[1], [2, 3]], "n_steps", 0)
+    assert LevenbergMarquardt(max_iter=5.0).max_iter == 5 and whole_number(
+        np.float64(3.0), "n", 0) == 3

@@ -303,9 +303,9 @@ HEAT = (CASES / "heat_disk.yaml").read_text()
     ("kind: equation", "kind: equation\nfields: [x]",
      "fields: ['x']: the fields need distinct names, none of them an input (t, x, y)"),
     ("kind: equation", "kind: equation\ncoefficients: {k: {kind: field, "
-     "trainable: true}}", "coefficients.k: trainable is not an option of kind 'field'"),
+     "trainable: true}}", "coefficients.k: trainable does not apply to kind 'field'"),
     ("kind: equation", "kind: equation\ncoefficients: {k: {width: 8}}",
-     "coefficients.k: width is not an option of kind 'scalar'"),
+     "coefficients.k: width does not apply to kind 'scalar'"),
     ("{kind: mlp,", "{kind: periodic,", "model.kind: periodic builds in the period of a "
      "periodic condition that holds for every field"),
     ("exact: exp(-t) * (1 + x^2 + y^2)", "exact: 0 * x", "exact: zero everywhere"),
@@ -399,6 +399,37 @@ def test_a_variant_may_switch_a_kind_whose_options_the_case_file_set(tmp_path,
     assert result.returncode == 2
     assert "override 'model.fourier_scale=3': model: fourier_scale does not apply" in \
         result.stderr
+
+
+def test_only_options_set_for_nothing_are_refused(tmp_path, cli_in_process):
+    """A default or null value sets nothing; a switched kind's leftovers are neither read
+    nor checked; a selected variant's options may be switched away by the command line; a
+    coefficient's kind switches like the other sections'; a redraw without redrawing is an
+    option of its own kind."""
+    from physml.cases.registry import load_case
+
+    text = HEAT.replace("pde: u_t - (u_xx + u_yy)", "pde: u_t - k * (u_xx + u_yy)") \
+        .replace("kind: equation", "kind: equation\ncoefficients: {k: {value: 1.0}}") + \
+        "variants:\n  k_field: {coefficients.k.kind: field, coefficients.k.width: 8}\n"
+    path = _write_case(tmp_path, text)
+    assert cli_in_process("validate", path, "variant=k_field").returncode == 0
+    for overrides in (["training.balancer={kind: fixed, every: 10}"],
+                      ["conditions.0.boundary=null"],
+                      ["variant=k_field", "coefficients.k.kind=scalar"]):
+        assert cli_in_process("validate", path, *overrides).returncode == 0, overrides
+    switched = load_case(path, ["conditions.1.kind=periodic", "conditions.1.axis=x",
+                                "domain.geometry={kind: rectangle, lower: [-1, -1], "
+                                "upper: [1, 1]}", "exact=exp(-t) * (2 + x)"])
+    assert "boundary" not in switched.resolved()["conditions"][1]
+    result = cli_in_process("validate", path, "training.collocation.resample=random")
+    assert result.returncode == 2 and ("resample does not apply to resample_every=0 (0 keeps "
+                                       "the points drawn first)") in result.stderr
+    redrawn = load_case(path, ["training.collocation.resample_every=5",
+                               "training.collocation.resample=random"])
+    (tmp_path / "config.yaml").write_text(load_case(path, [
+        "training.collocation.resample_every=0"]).to_yaml())
+    assert load_case(tmp_path / "config.yaml").same_run(load_case(path))
+    assert redrawn.training.collocation.resample == "random"
 
 
 def test_a_run_recorded_with_an_option_its_kind_ignores_resumes_without_it(tmp_path):

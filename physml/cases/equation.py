@@ -53,7 +53,7 @@ from .run_folder import (
     evaluation_axes_metadata,
     write_text,
 )
-from .sections import MODEL_OPTIONS, CaseBase, ModelSpec, Threads, threshold_verdict
+from .sections import CaseBase, ModelSpec, Threads, threshold_verdict
 
 Expression = str | float
 
@@ -109,14 +109,12 @@ class ConditionSpec(KindSection):
     name: str | None = Field(None, description="loss term name (default: from the kind)")
 
 
-COEFFICIENT_OPTIONS = {"scalar": ("width", "depth"), "field": ("value", "trainable")}
-"""The options of :class:`CoefficientSpec` that the other kind takes, by kind (refused when
-set to other than their defaults, which run folders written before the rule still hold)."""
-
-
-class CoefficientSpec(Section):
+class CoefficientSpec(KindSection):
     """A scalar (``value``, ``trainable``) or a field given by a network of the inputs
     (``width``, ``depth``; always trained); ``positive`` trains the logarithm of either."""
+
+    KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "scalar": ("value", "trainable"), "field": ("width", "depth")}
 
     kind: Literal["scalar", "field"] = "scalar"
     value: float = 1.0
@@ -124,16 +122,6 @@ class CoefficientSpec(Section):
     positive: bool = False
     width: int = Field(16, gt=0)
     depth: int = Field(2, gt=0)
-
-    @model_validator(mode="after")
-    def _options_of_the_kind(self) -> CoefficientSpec:
-        given = [key for key in COEFFICIENT_OPTIONS[self.kind]
-                 if getattr(self, key) != type(self).model_fields[key].default]
-        if given:
-            raise ValueError(f"{given[0]} is not an option of kind {self.kind!r} (a scalar "
-                             "takes value, trainable, positive; a field width, depth, "
-                             "positive, and is always trained)")
-        return self
 
 
 class ObservationSolveSpec(Section):
@@ -228,10 +216,7 @@ class EquationCase(CaseBase):
         return self
 
     def unused_keys(self) -> set[str]:
-        return {"model.periodic_embedding"} | {
-            f"model.{key}" for key, kind in MODEL_OPTIONS.items() if kind != self.model.kind} | {
-            f"coefficients.{name}.{key}" for name, spec in self.coefficients.items()
-            for key in COEFFICIENT_OPTIONS[spec.kind]}
+        return {"model.periodic_embedding"}  # the other kinds' options: drop_foreign
 
 
 def build_trainer(case: EquationCase, solved: Path | None = None) -> PINNTrainer:

@@ -126,7 +126,7 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
     if check_parameters:
         _check_parameters_read(parameters, [*residuals.values(), *values, *(exact or ())])
     for i, spec in enumerate(case.conditions):
-        if spec.boundary is not None:
+        if spec.boundary is not None and "boundary" in spec.KIND_OPTIONS[spec.kind]:
             geometry.require_parts(spec.boundary, where=f"conditions[{i}].boundary")
     if time is not None and not time[1] > time[0]:
         raise ValueError(f"domain.time: {list(time)}: the end must exceed the start")

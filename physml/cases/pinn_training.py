@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, model_validator
 
 from ..train.balancing import BALANCERS
 from ..train.pinn import PINNTrainer
@@ -22,20 +22,21 @@ from .run_folder import (
 )
 
 
-class CollocationSpec(Section):
+class CollocationSpec(KindSection):
+    KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"fixed": (), "redrawn": ("resample",)}
+
     points: int = Field(4000, gt=0)
     boundary_points: int = Field(256, gt=0)
     sampler: Literal["uniform", "sobol"] = "sobol"
     resample_every: int = Field(0, ge=0, description="steps between redraws (0: fixed points)")
     resample: Literal["residual", "random"] = "residual"
 
-    @model_validator(mode="after")
-    def _resampled(self, info: ValidationInfo) -> CollocationSpec:
-        if self.resample_every == 0 and self.resample != "residual" and (
-                info.context or {}).get("strict_kinds"):
-            raise ValueError(f"resample: {self.resample!r} applies with resample_every > 0 "
-                             "(0 keeps the points drawn first)")
-        return self
+    @property
+    def option_kind(self) -> str:
+        return "redrawn" if self.resample_every else "fixed"
+
+    def describe_kind(self) -> str:
+        return f"resample_every={self.resample_every} (0 keeps the points drawn first)"
 
 
 class AdamSpec(Section):

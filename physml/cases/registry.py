@@ -7,8 +7,11 @@ here.
 
 Reading a case: the file is validated as written, then every block under ``variants:`` as if
 selected, then with the selected variant and the command line's dotted overrides
-(``training.adam.steps=100``, values parsed as YAML) applied to the raw mapping, so every
-override is checked like the file itself.
+(``training.adam.steps=100``, values parsed as YAML; ``conditions.1.alpha=2`` indexes a list)
+applied to the raw mapping, so every override is checked by the schema like the file itself.
+An option a section's kind does not read (:class:`~.run_folder.KindSection`) is refused where
+the file, a variant block or a command-line override sets it, and let be where a variant or
+override switches the kind of a section that set it.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ def _child(node: dict | list, part: str, item: str) -> dict | list:
 
 
 def _list_index(node: list, part: str, item: str) -> int:
-    if not (part.isdigit() and int(part) < len(node)):
+    if not (part.isdecimal() and int(part) < len(node)):
         raise ValueError(f"override {item!r}: {part!r} indexes a list of {len(node)} entries; "
                          f"give 0 to {len(node) - 1}")
     return int(part)
@@ -119,12 +122,16 @@ def _variant_overrides(variants: dict, name: str, where: str) -> list[str]:
     block = variants[name]
     if not isinstance(block, dict):
         raise ValueError(f"{where}: variants.{name} must be a mapping of dotted keys to values")
-    return [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"
-            for key, value in block.items()]
+    return [f"{key}={_flow(value)}" for key, value in block.items()]
+
+
+def _flow(value: object) -> str:
+    """``value`` as one line of YAML (a scalar without the document end ``...``)."""
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("...\n").strip()
 
 
 def validate_case(raw: dict, where: str, read_data: bool = True, recorded: bool = False,
-                  strict_kinds: bool = False, final: bool = True) -> CaseBase:
+                  strict_kinds: bool = True, final: bool = True) -> CaseBase:
     """Validate a raw case mapping against the schema of its ``kind``; one ValueError naming
     the first bad key (``where`` prefixes the message). Without ``read_data`` the data files a
     case names (a reference, observations) are neither read nor required; a ``recorded`` case
@@ -155,23 +162,23 @@ def load_case(path: str | Path, overrides: list[str] | None = None, read_data: b
     path = resolve_case_path(path)
     where = f"case {path}"
     raw = read_yaml_mapping(path, "case")
-    validate_case(copy.deepcopy(raw), where, read_data, recorded, strict_kinds=True,
-                  final=False)
+    validate_case(copy.deepcopy(raw), where, read_data, recorded, final=False)
     variants = raw.get("variants") or {}
     for name in variants:
         block = _variant_overrides(variants, name, where)
         changed = validate_case(apply_overrides(copy.deepcopy(raw), block),
-                                f"{where}, variant {name!r}", read_data, recorded, final=False)
+                                f"{where}, variant {name!r}", read_data, recorded,
+                                strict_kinds=False, final=False)
         if not recorded:
             _refuse_foreign_overrides(changed, block, f"{where}, variant {name!r}")
-    overrides = list(overrides or [])
-    selected = [o for o in overrides if o.startswith("variant=")]
-    for item in selected:
-        overrides.remove(item)
-        overrides[:0] = _variant_overrides(variants, item.partition("=")[2], where)
-    case = validate_case(apply_overrides(raw, overrides), where, read_data, recorded)
-    if not recorded:
-        _refuse_foreign_overrides(case, overrides, where)
+    given = [o for o in overrides or [] if not o.startswith("variant=")]
+    applied = list(given)
+    for item in [o for o in overrides or [] if o.startswith("variant=")]:
+        applied[:0] = _variant_overrides(variants, item.partition("=")[2], where)
+    case = validate_case(apply_overrides(raw, applied), where, read_data, recorded,
+                         strict_kinds=False)
+    if not recorded:  # a variant's own options were checked against its case above
+        _refuse_foreign_overrides(case, given, where)
     return case
 
 
@@ -182,7 +189,7 @@ def _refuse_foreign_overrides(case: CaseBase, overrides: list[str], where: str) 
         key, _, text = item.partition("=")
         given: object = load_yaml(text)
         for part in reversed(key.split(".")):
-            given = {int(part) if part.isdigit() else part: given}
+            given = {int(part) if part.isdecimal() else part: given}
         found = foreign_options(given, case)
         if found:
             raise ValueError(f"{where}: override {item!r}: {found}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -61,29 +61,40 @@ class Section(BaseModel):
 
 
 class KindSection(Section):
-    """A section whose ``kind`` decides which of its options are read (``KIND_OPTIONS``: the
-    kind-specific options each kind reads). An option of another kind is an option set for
-    nothing: :func:`~physml.cases.registry.load_case` refuses it where the case file or an
-    override sets it (the context's ``strict_kinds``), and lets it through where a variant or
-    override switched the kind of a section that set it; the resolved case (a run folder's
-    ``config.yaml``) leaves it out."""
+    """A section whose kind (``option_kind``: its ``kind`` key, or what its settings make it)
+    decides which of its options are read (``KIND_OPTIONS``: the kind-specific options each
+    kind reads). An option of another kind, set to other than its default, is an option set
+    for nothing: :func:`~physml.cases.registry.load_case` refuses it where the case file (the
+    context's ``strict_kinds``) or a command-line override sets it, lets it be where a variant
+    or an override switched the kind of a section that set it, and the resolved case (a run
+    folder's ``config.yaml``) leaves it out."""
 
     KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {}
 
-    def foreign(self, keys: Iterable[str] | None = None) -> list[str]:
-        """The kind-specific options among ``keys`` (default: those set to other than their
-        defaults) that this section's kind does not read."""
-        own = self.KIND_OPTIONS[self.kind]
-        specific = {key for keys_ in self.KIND_OPTIONS.values() for key in keys_}
+    @property
+    def option_kind(self) -> str:
+        """The key of ``KIND_OPTIONS`` that applies."""
+        return self.kind
+
+    def describe_kind(self) -> str:
+        return f"kind {self.option_kind!r}"
+
+    def foreign(self, given: dict[str, object] | None = None) -> list[str]:
+        """The kind-specific options this section's kind does not read, among those ``given``
+        (a raw mapping of options to values; default: this section's own) with a value other
+        than None and the option's default."""
+        own = self.KIND_OPTIONS[self.option_kind]
         fields = type(self).model_fields
-        if keys is None:
-            keys = [k for k in fields if getattr(self, k) != fields[k].default]
-        return [k for k in keys if k in specific and k not in own]
+        given = {k: getattr(self, k) for k in fields} if given is None else given
+        return [k for k, value in given.items()
+                if k in fields and k not in own and value is not None
+                and value != fields[k].default
+                and any(k in keys for keys in self.KIND_OPTIONS.values())]
 
     def foreign_message(self, key: str) -> str:
-        own = self.KIND_OPTIONS[self.kind]
-        return (f"{key} does not apply to kind {self.kind!r} (of the kind-specific options it "
-                f"takes: {', '.join(own) if own else 'none of them'})")
+        own = self.KIND_OPTIONS[self.option_kind]
+        return (f"{key} does not apply to {self.describe_kind()} (of the kind-specific options "
+                f"it takes: {', '.join(own) if own else 'none of them'})")
 
     @model_validator(mode="after")
     def _options_of_the_kind(self, info: ValidationInfo) -> KindSection:
@@ -98,7 +109,7 @@ def foreign_options(given: object, model: object, path: str = "") -> str | None:
     a nested mapping) that the kind of its section in the validated ``model`` does not read,
     as ``"dotted.path: message"``; None if there is none."""
     if isinstance(model, KindSection) and isinstance(given, dict):
-        for key in model.foreign([k for k in given if isinstance(k, str)])[:1]:
+        for key in model.foreign({k: v for k, v in given.items() if isinstance(k, str)})[:1]:
             return f"{path.rstrip('.')}: {model.foreign_message(key)}"
     entries = (given.items() if isinstance(given, dict)
                else enumerate(given) if isinstance(given, list) else ())
@@ -124,7 +135,9 @@ def drop_foreign(model: object, data: object) -> None:
     """Remove from ``data`` (``model``'s dump) the kind-specific options each
     :class:`KindSection` of ``model`` does not read, at every depth."""
     if isinstance(model, KindSection) and isinstance(data, dict):
-        for key in model.foreign(list(data)):
+        own = model.KIND_OPTIONS[model.option_kind]
+        for key in [k for k in data if k not in own and any(
+                k in keys for keys in model.KIND_OPTIONS.values())]:
             data.pop(key)
     entries = (data.items() if isinstance(data, dict)
                else enumerate(data) if isinstance(data, list) else ())

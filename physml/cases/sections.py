@@ -218,10 +218,9 @@ class PhysicsCase(CaseBase):
         return self
 
     def unused_keys(self) -> set[str]:
-        pde, model, initial = self.pde.name, self.model.kind, self.conditions.initial.kind
+        pde, initial = self.pde.name, self.conditions.initial.kind
         unused = {f"pde.{key}" for keys in PDE_PARAMETERS.values() for key in keys
                   if key not in PDE_PARAMETERS[pde]}
-        unused |= {f"model.{key}" for key, kind in MODEL_OPTIONS.items() if kind != model}
         if pde != "convection":
             unused.add("model.periodic_embedding")
         if initial != "sine":

@@ -50,7 +50,7 @@ class DiffusionSorptionRows:
     initial_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        whole_number(self.nx, "nx", 2)
+        object.__setattr__(self, "nx", whole_number(self.nx, "nx", 2))
         if not (math.isfinite(self.dt) and self.dt > 0):
             raise ValueError(f"dt={self.dt} must be > 0 (seconds between grid levels)")
         check_parameters(DiffusionSorptionSolver1D.PARAMETERS,  # the solver's ranges

@@ -94,7 +94,7 @@ class LevenbergMarquardt:
             raise ValueError(f"atol={self.atol} must be >= 0")
         if not self.xtol >= 0:
             raise ValueError(f"xtol={self.xtol} must be >= 0")
-        whole_number(self.max_iter, "max_iter", 1)
+        object.__setattr__(self, "max_iter", whole_number(self.max_iter, "max_iter", 1))
 
     def solve(self, residual: Residual, omega0: torch.Tensor,
               jacobian: Jacobian = batched_jacobian) -> LMResult:

@@ -51,8 +51,8 @@ class NavierStokesRows:
     initial_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        whole_number(self.nx, "nx", 4)
-        whole_number(self.ny, "ny", 4)
+        object.__setattr__(self, "nx", whole_number(self.nx, "nx", 4))
+        object.__setattr__(self, "ny", whole_number(self.ny, "ny", 4))
         if not (math.isfinite(self.dt) and self.dt > 0):
             raise ValueError(f"dt={self.dt} must be > 0 (seconds between grid levels)")
         check_parameters(NavierStokesSolver2D.PARAMETERS,  # the solver's ranges

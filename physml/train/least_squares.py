@@ -52,17 +52,24 @@ RCOND = 1e-10  # singular values below RCOND * the largest are dropped by SVDSol
 
 def lstsq(A: torch.Tensor, b: torch.Tensor, full_rank: bool = False) -> torch.Tensor:
     """The least-squares solution of $A x = b$ (``b`` of shape (m,) or (m, k)), the same bits
-    on every call: for a ``full_rank`` A (m >= n, a damped system) by a QR factorisation and a
-    triangular solve; otherwise by LAPACK's ``gelsd`` (an SVD) on the CPU and ``gels`` (QR,
-    the only driver there) on CUDA. ``torch.linalg.lstsq``'s CPU default, ``gelsy``, returned
-    results that differ in the twelfth digit between identical calls, so two runs of one seed
-    drifted apart; ``gelsd`` takes about twice its time, QR about its time."""
+    on every call: for a ``full_rank`` A (m >= n, a damped system) by Householder QR
+    (``geqrf``), $Q^T b$ applied by its reflectors (``ormqr``, Q never formed) and a triangular
+    solve, falling back to the SVD where R is singular after all; otherwise by LAPACK's
+    ``gelsd`` (an SVD) on the CPU and ``gels`` (QR, the only driver there) on CUDA.
+    ``torch.linalg.lstsq``'s CPU default, ``gelsy``, returned results that differ in the
+    twelfth digit between identical calls, so two runs of one seed drifted apart; the QR path
+    takes about its time, ``gelsd`` about twice."""
     column = b.dim() == 1
     rhs = b[:, None] if column else b
+    x = None
     if full_rank:
-        Q, R = torch.linalg.qr(A)
-        x = torch.linalg.solve_triangular(R, Q.mT @ rhs, upper=True)
-    else:
+        n = A.shape[1]
+        reflectors, tau = torch.geqrf(A)
+        qtb = torch.ormqr(reflectors, tau, rhs, left=True, transpose=True)[:n]
+        x = torch.linalg.solve_triangular(reflectors[:n].triu(), qtb, upper=True)
+        if not bool(torch.isfinite(x).all()):  # R singular: not full rank after all
+            x = None
+    if x is None:
         driver = "gelsd" if A.device.type == "cpu" else None
         x = torch.linalg.lstsq(A, rhs, driver=driver).solution
     return x[:, 0] if column else x
