@@ -366,9 +366,15 @@ def _steps_per_save(
             than ``--max-steps`` steps (the error says how many).
     """
     tau = t_end / intervals
+    remedy = "a larger --dt or a smaller --t-end"
     if args.dt is None:
-        steps = tau / min(args.cfl * stable, tau)
-        dt_text = f"dt={args.cfl * stable:.3g} ({args.cfl:g} x the stable step)"
+        step = min(args.cfl * stable, tau)
+        steps = tau / step
+        dt_text = f"dt={step:.3g} ({args.cfl:g} x the stable step)"
+        if step == tau:  # the saves, not stability, set the step
+            dt_text = (f"one step per save interval (dt={tau:.3g}, shorter than {args.cfl:g} x "
+                       f"the stable step {stable:.3g})")
+            remedy = "fewer --n-saves or a smaller --t-end"
     else:
         steps = tau / args.dt
         dt_text = f"--dt={args.dt:g}"
@@ -377,7 +383,7 @@ def _steps_per_save(
         allow = f"--max-steps {math.ceil(total)} to run them anyway, or " if total < 1e15 else ""
         raise ValueError(
             f"--t-end={t_end:g} with {dt_text} needs {total:.3g} time steps, more than "
-            f"--max-steps={args.max_steps}; pass {allow}a larger --dt or a smaller --t-end"
+            f"--max-steps={args.max_steps}; pass {allow}{remedy}"
         )
     if args.dt is None:
         return _fewest_steps(tau, args.cfl * stable)

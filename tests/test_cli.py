@@ -141,6 +141,9 @@ def test_max_steps_is_a_limit_the_user_sets(capsys, tmp_path):
     out = str(tmp_path / "u.h5")
     err = solve_error(capsys, "heat1d", "--nx", "16", "--max-steps", "10", "--out", out)
     assert "needs 100 time steps, more than --max-steps=10" in err
+    # the saves set the step here (the stable step is longer): say so, not a dt it never takes
+    assert "one step per save interval (dt=0.01, shorter than 0.5 x the stable step" in err
+    assert err.rstrip().endswith("fewer --n-saves or a smaller --t-end")
     assert main(["solve", "heat1d", "--nx", "16", "--max-steps", "100", "--out", out,
                  "--quiet"]) == 0
 

@@ -826,6 +826,10 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process
     assert out.returncode == 0, out.stderr
     table = np.loadtxt(tmp_path / "u.csv", delimiter=",", skiprows=1)
     np.testing.assert_allclose(table[:, 3], predicted, rtol=1e-12)
+    assert _cli("predict", str(folder), "--points", str(tmp_path / "u.csv"), "--out",
+                str(tmp_path / "again.csv")).returncode == 0  # its own output reads back
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / "again.csv", delimiter=",",
+                                             skiprows=1), table)
     assert _cli("predict", str(folder), "--points", str(tmp_path / "p.csv"), "--out",
                 str(tmp_path / "u.h5")).returncode == 0
     written = xr.open_dataset(tmp_path / "u.h5")
