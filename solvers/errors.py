@@ -1,5 +1,5 @@
-"""Exceptions raised by the solvers (re-exported by :mod:`physml.errors`), and the check of a
-count argument."""
+"""Exceptions raised by the solvers (re-exported by :mod:`physml.errors`), and the checks of
+number arguments."""
 
 from __future__ import annotations
 
@@ -9,15 +9,27 @@ import numbers
 import numpy as np
 
 
+def plain_scalar(value: object) -> object:
+    """The Python scalar of a 0-d NumPy array, NumPy scalar or tensor; anything else as it is."""
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item") \
+            and not isinstance(value, np.bool_):
+        return value.item()
+    return value
+
+
+def is_real(value: object) -> bool:
+    """Whether ``value`` is a real number of any kind (also as a 0-d array or tensor), not a
+    bool or a string."""
+    value = plain_scalar(value)
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def whole_number(value: object, name: str, minimum: int) -> int:
     """``value`` as an int, with a ValueError naming ``name`` unless it is a whole number (an
     integer of any kind, or a float with no fractional part, also as a 0-d NumPy array or
     tensor; not a bool) >= ``minimum``."""
-    given = value
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item") \
-            and not isinstance(value, np.bool_):
-        value = value.item()  # a 0-d array, a NumPy or PyTorch scalar
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    given, value = value, plain_scalar(value)
+    if not is_real(value):
         whole = False
     elif isinstance(value, numbers.Integral):
         whole = True

@@ -186,11 +186,7 @@ def _refuse_foreign_overrides(case: CaseBase, overrides: list[str], where: str) 
     """Refuse an override that sets an option its section's kind does not read (in the case
     it makes): one that switches a section's kind lets the section's other options be."""
     for item in overrides:
-        key, _, text = item.partition("=")
-        given: object = load_yaml(text)
-        for part in reversed(key.split(".")):
-            given = {int(part) if part.isdecimal() else part: given}
-        found = foreign_options(given, case)
+        found = foreign_options(apply_overrides({}, [item]), case)  # the override alone
         if found:
             raise ValueError(f"{where}: override {item!r}: {found}")
 

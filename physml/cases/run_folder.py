@@ -79,17 +79,21 @@ class KindSection(Section):
     def describe_kind(self) -> str:
         return f"kind {self.option_kind!r}"
 
-    def foreign(self, given: dict[str, object] | None = None) -> list[str]:
-        """The kind-specific options this section's kind does not read, among those ``given``
-        (a raw mapping of options to values; default: this section's own) with a value other
-        than None and the option's default."""
+    def unread(self) -> set[str]:
+        """The kind-specific options of the other kinds, which this section's kind does not
+        read."""
         own = self.KIND_OPTIONS[self.option_kind]
+        return {k for keys in self.KIND_OPTIONS.values() for k in keys if k not in own}
+
+    def foreign(self, given: dict[str, object] | None = None) -> list[str]:
+        """The options :meth:`unread` among those ``given`` (a raw mapping of options to
+        values; default: this section's own) with a value other than None and the option's
+        default."""
         fields = type(self).model_fields
         given = {k: getattr(self, k) for k in fields} if given is None else given
-        return [k for k, value in given.items()
-                if k in fields and k not in own and value is not None
-                and value != fields[k].default
-                and any(k in keys for keys in self.KIND_OPTIONS.values())]
+        unread = self.unread()
+        return [k for k, value in given.items() if k in unread and value is not None
+                and value != fields[k].default]
 
     def foreign_message(self, key: str) -> str:
         own = self.KIND_OPTIONS[self.option_kind]
@@ -121,11 +125,14 @@ def foreign_options(given: object, model: object, path: str = "") -> str | None:
 
 
 def _child(model: object, key: object) -> object:
-    """``model``'s field, entry or item ``key`` (None where it has none)."""
+    """``model``'s field, entry or item ``key`` (an item also by its decimal digits, as a
+    dotted override names it; None where it has none)."""
     if isinstance(model, BaseModel):
         return getattr(model, str(key), None)
     if isinstance(model, dict):
         return model.get(key)
+    if isinstance(key, str) and key.isdecimal():
+        key = int(key)
     if isinstance(model, list | tuple) and isinstance(key, int) and 0 <= key < len(model):
         return model[key]
     return None
@@ -135,9 +142,7 @@ def drop_foreign(model: object, data: object) -> None:
     """Remove from ``data`` (``model``'s dump) the kind-specific options each
     :class:`KindSection` of ``model`` does not read, at every depth."""
     if isinstance(model, KindSection) and isinstance(data, dict):
-        own = model.KIND_OPTIONS[model.option_kind]
-        for key in [k for k in data if k not in own and any(
-                k in keys for keys in model.KIND_OPTIONS.values())]:
+        for key in model.unread() & data.keys():
             data.pop(key)
     entries = (data.items() if isinstance(data, dict)
                else enumerate(data) if isinstance(data, list) else ())

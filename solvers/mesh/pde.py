@@ -17,7 +17,6 @@ relative residual of :data:`RTOL`.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +25,7 @@ import scipy.sparse as sp
 import warp as wp
 from scipy.sparse.csgraph import connected_components
 
-from ..errors import whole_number
+from ..errors import is_real, whole_number
 from ..linalg import CsrOperator, SmoothedAggregationAMG, cg, csr_from_scipy
 from ..linalg.relaxation import gauss_seidel_entrywise
 from .mesh import Mesh
@@ -92,11 +91,6 @@ def _vertices(mesh: Mesh, indices: Any, name: str) -> np.ndarray:
                          f"{mesh.n_vertices - 1}]; got {array.ravel()[:5].tolist()}"
                          f"{' ...' if array.size > 5 else ''}")
     return array.astype(np.int64).ravel()
-
-
-def _real(value: object) -> bool:
-    """Whether ``value`` is a real number (not a string, not a bool)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _split(mesh: Mesh, dirichlet: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -184,11 +178,11 @@ def heat(mesh: Mesh, u0: np.ndarray, dt: float, n_steps: int, kappa: float = 1.0
             (for kappa >= 0).
         dirichlet: fixed vertices (default none: zero Neumann on the whole boundary).
     """
-    if not (_real(theta) and 0.5 <= theta <= 1.0):
+    if not (is_real(theta) and 0.5 <= theta <= 1.0):
         raise ValueError(f"theta={theta!r} must be in [0.5, 1] (unconditionally stable range)")
-    if not (_real(dt) and np.isfinite(dt) and dt > 0):
+    if not (is_real(dt) and np.isfinite(dt) and dt > 0):
         raise ValueError(f"dt={dt!r} must be a positive number of seconds")
-    if not (_real(kappa) and np.isfinite(kappa) and kappa >= 0):
+    if not (is_real(kappa) and np.isfinite(kappa) and kappa >= 0):
         raise ValueError(f"kappa={kappa!r} must be a finite diffusivity >= 0 (a negative one "
                          "runs the heat equation backwards, which no step size keeps stable)")
     n_steps = whole_number(n_steps, "n_steps", 0)
