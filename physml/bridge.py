@@ -303,6 +303,7 @@ def _check_values(solver: GridSolver, u0: torch.Tensor, values: tuple[torch.Tens
     for name, value in zip(solver.parameter_names, values):
         solver.check_parameter_values(name, value.detach().cpu().numpy())
     states = u0.detach().cpu().numpy().reshape(-1, solver.grid.size).astype("float64")
+    solver.check_state(states)
     for b in range(states.shape[0]):
         solver._sample_solver(params, b, solver.dt).check_stability(states[b])
 
@@ -364,10 +365,10 @@ class _Rollout(torch.autograd.Function):
     def backward(ctx, grad_out):
         if ctx.vmapped:
             raise RuntimeError(_PER_SAMPLE_GRADIENTS)
-        _, *values = ctx.saved_tensors
+        u0, *values = ctx.saved_tensors
         return (None, None, None, None, None, None,
                 *_Adjoint.apply(ctx.solver, ctx.n_steps, ctx.save_every, ctx.keep_every,
-                                ctx.memory, ctx.held, grad_out, *values))
+                                ctx.memory, ctx.held, grad_out, u0, *values))
 
     @staticmethod
     def vmap(info, in_dims, solver, n_steps, save_every, segment, memory, store, u0, *values):
@@ -406,10 +407,12 @@ def _public(solver: GridSolver, name: str, value: torch.Tensor) -> torch.Tensor:
 
 class _Adjoint(torch.autograd.Function):
     """The reverse sweep of a rollout: the cotangent of its saved states (T, B N) -> those
-    of u0 and of the parameters (not differentiable again)."""
+    of u0 and of the parameters (not differentiable again). ``u0`` is an input only so that
+    the result depends on it for autograd: a gradient that depends on u0 alone (a loss
+    linear in the states) then refuses a second derivative instead of returning zero."""
 
     @staticmethod
-    def forward(solver, n, save_every, k, memory, held, grad_out, *values):
+    def forward(solver, n, save_every, k, memory, held, grad_out, u0, *values):
         params = {name: _warp(v) for name, v in zip(solver.parameter_names, values)}
         grad_out = grad_out.reshape(grad_out.shape[0], -1)
         held = dict(held)
@@ -452,12 +455,12 @@ class _Adjoint(torch.autograd.Function):
                            "derivatives through the Warp adjoint)")
 
     @staticmethod
-    def vmap(info, in_dims, solver, n, save_every, k, memory, held, grad_out, *values):
+    def vmap(info, in_dims, solver, n, save_every, k, memory, held, grad_out, u0, *values):
         """Several cotangents of one rollout (``torch.func.jacrev``, ``vmap`` over ``vjp``):
         one reverse sweep each."""
         if any(dim is not None for dim in in_dims[7:]):
             raise RuntimeError(_PER_SAMPLE_GRADIENTS)
         cotangents = grad_out.movedim(in_dims[6], 0)
-        sweeps = [_Adjoint.apply(solver, n, save_every, k, memory, held, c, *values)
+        sweeps = [_Adjoint.apply(solver, n, save_every, k, memory, held, c, u0, *values)
                   for c in cotangents]
         return tuple(torch.stack(parts) for parts in zip(*sweeps)), 0

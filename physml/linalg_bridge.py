@@ -129,7 +129,8 @@ def csr_solve(
         parameter per pair) get the sum of both entries through the chain rule.
 
     Raises:
-        ValueError: ``b``, ``indptr`` and ``values`` disagree in length.
+        ValueError: ``b``, ``indptr`` and ``values`` disagree in length, ``indptr`` does not
+            rise from 0 to nnz, or a column index lies outside [0, n).
     """
     for name, tensor in (("values", values), ("b", b)):
         if not isinstance(tensor, torch.Tensor) or tensor.dtype not in (torch.float32,
@@ -145,6 +146,15 @@ def csr_solve(
         raise ValueError(f"b has shape {tuple(b.shape)}, indptr {tuple(indptr.shape)}, values "
                          f"{tuple(values.shape)} and indices {tuple(indices.shape)}; need (n,), "
                          "(n + 1,) and two equal (nnz,)")
+    steps = torch.diff(indptr.to(torch.int64))
+    if indptr[0] != 0 or indptr[-1] != values.shape[0] or bool((steps < 0).any()):
+        raise ValueError(f"indptr must rise from 0 to nnz = {values.shape[0]} without falling; "
+                         f"it runs from {int(indptr[0])} to {int(indptr[-1])}"
+                         + (", falling at row " + str(int(torch.nonzero(steps < 0)[0, 0]))
+                            if bool((steps < 0).any()) else ""))
+    if indices.numel() and not (0 <= int(indices.min()) and int(indices.max()) < n):
+        raise ValueError(f"indices must be column numbers in [0, {n}); they span "
+                         f"[{int(indices.min())}, {int(indices.max())}]")
     start_warp(str(b.device))
     rows = torch.repeat_interleave(
         torch.arange(n, device=b.device, dtype=torch.int32),

@@ -68,10 +68,12 @@ class SpectralSolver:
         self.n = tuple(int(m) for m in n)
         if len(self.n) not in (1, 2) or any(m < 4 or m % 2 for m in self.n):
             raise ValueError(f"n must give 1 or 2 even sizes >= 4 per axis, got {list(n)}")
-        if nu < 0:
-            raise ValueError(f"nu must be >= 0, got {nu}")
-        if not dt > 0:
-            raise ValueError(f"dt must be positive, got {dt}")
+        if not (math.isfinite(nu) and nu >= 0):
+            raise ValueError(f"nu must be a finite number >= 0, got {nu}")
+        if not (math.isfinite(dt) and dt > 0):
+            raise ValueError(f"dt must be a finite positive number, got {dt}")
+        if not math.isfinite(reaction):
+            raise ValueError(f"reaction must be a finite number, got {reaction}")
         if nonlinearity not in ("none", "cubic", "burgers"):
             raise ValueError(
                 f"unknown nonlinearity {nonlinearity!r}; allowed: none, cubic, burgers"
@@ -194,7 +196,11 @@ class SpectralSolver:
         return torch.stack(states)
 
     def solve(self, u0, times: Sequence[float]) -> torch.Tensor:
-        """States at ``times`` (each a whole number of steps from 0): shape ``(len, *n)``."""
+        """States at ``times`` (each a whole number of steps from 0): shape ``(len, *n)``.
+
+        Raises:
+            BlowUpError: the state at one of ``times`` is not finite (names its step).
+        """
         steps = [round(t / self.dt) for t in times]
         for t, s in zip(times, steps):
             if abs(s * self.dt - t) > 1e-9 * max(1.0, abs(t)) or s < 0:
@@ -206,8 +212,13 @@ class SpectralSolver:
                 raise ValueError(f"times must be increasing, got {list(times)}")
             for _ in range(s - done):
                 v = self.step_hat(v)
+            u = self.inverse(v)
+            if not torch.isfinite(u).all():
+                last = (out[-1] if out else self._field(u0)).cpu().numpy()
+                raise BlowUpError(step=s, t=s * self.dt, last_good_step=done,
+                                  last_good_state=last)
             done = s
-            out.append(self.inverse(v))
+            out.append(u)
         return torch.stack(out)
 
     def interpolate(self, u: torch.Tensor, points: torch.Tensor) -> torch.Tensor:

@@ -367,6 +367,20 @@ def implicit_operator_kernel(
     z[t] = alpha * (xp[c] - theta_dt * nu[0] * lap) + beta * y[t]
 
 
+@wp.kernel(enable_backward=False)
+def widen_kernel(x: wp.array(dtype=wp.float32), out: wp.array(dtype=wp.float64)):
+    """out = x in float64."""
+    t = wp.tid()
+    out[t] = wp.float64(x[t])
+
+
+@wp.kernel(enable_backward=False)
+def narrow_kernel(x: wp.array(dtype=wp.float64), out: wp.array(dtype=wp.float32)):
+    """out = x rounded to float32."""
+    t = wp.tid()
+    out[t] = wp.float32(x[t])
+
+
 @wp.kernel
 def scaled_axpy_kernel(
     x: wp.array(dtype=Any),

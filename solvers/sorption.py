@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import warp as wp
 
 from .base import GridSolver, require
@@ -134,6 +135,13 @@ class DiffusionSorptionSolver1D(GridSolver):
         super().__init__(
             grid, dirichlet(1, self.u_left), parameters=parameters, dt=dt, scheme=scheme, **options
         )
+
+    def check_state(self, u: np.ndarray, name: str = "u0") -> None:
+        """A concentration is >= 0: the isotherm's $u^{n_f - 1}$ has no real value below."""
+        low = float(np.min(u, initial=0.0))
+        if low < 0:
+            raise ValueError(f"{name} has negative concentrations (down to {low:.4g}); "
+                             "diffusion-sorption needs u >= 0")
 
     def rates(self, u_max: float) -> dict[str, float]:
         """Diffusive rate $\\max(4, 3 + 2 D/\\Delta x)\\, D / (R_{min} \\Delta x^2)$,

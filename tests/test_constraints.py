@@ -154,8 +154,9 @@ def test_the_implicit_gradient_of_an_unconverged_solve_warns():
     result = least_squares_solution(cubic, short, torch.zeros(2, 3, dtype=torch.float64), a, y)
     assert not bool(result.converged.any())
     with pytest.warns(UnconvergedSolveWarning,
-                      match="2 of 2 least-squares solves stopped before their tolerance"):
+                      match="2 of 2 least-squares solves stopped before their tolerance") as seen:
         result.omega.sum().backward()
+    assert seen[0].filename == __file__  # the line that called backward, not autograd's
 
 
 @pytest.mark.parametrize("bad", [{"damping": 0.0}, {"tol": -1.0}, {"max_iter": 0},

@@ -161,6 +161,19 @@ def test_non_finite_initial_state(bad):
         bridge.rollout(solver, torch.tensor(u0), 1)
 
 
+def test_a_negative_concentration_is_refused_by_name():
+    """The isotherm's u^(n_f - 1) has no real value below 0: a negative cell ran into NaN and
+    a blow-up message that blamed the step."""
+    solver = DiffusionSorptionSolver1D(Grid((8,), (0.0,), (1.0,)), dt=1.0)
+    u0 = np.full(8, 0.5)
+    u0[2] = -0.1
+    message = "u0 has negative concentrations \\(down to -0.1\\); diffusion-sorption needs"
+    with pytest.raises(ValueError, match=message):
+        solver.rollout(u0, 3)
+    with pytest.raises(ValueError, match=message):
+        bridge.rollout(solver, torch.tensor(u0), 3)
+
+
 @pytest.mark.parametrize(
     "solver, params, message",
     [

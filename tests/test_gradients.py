@@ -107,6 +107,22 @@ def test_backward_twice_gives_the_same_gradient(case):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("linear", [True, False])
+def test_a_second_derivative_is_refused_not_zero(linear):
+    """A loss linear in the states gives the reverse sweep a constant cotangent: its gradient
+    depended on u0 only through the held states, so it came back without a graph and a
+    gradient penalty built on it silently added zero. Both kinds of loss now refuse."""
+    solver = CASES["burgers1d"][0]()
+    u0 = torch.linspace(0.4, 0.9, 6, dtype=torch.float64, requires_grad=True)
+    out = bridge.rollout(solver, u0, 5)[-1]
+    weights = torch.linspace(1.0, 2.0, 6, dtype=torch.float64)
+    loss = (out * weights).sum() if linear else (out**2 * weights).sum()
+    (g,) = torch.autograd.grad(loss, u0, create_graph=True)
+    assert g.requires_grad
+    with pytest.raises(RuntimeError, match="not differentiable again"):
+        (g**2).sum().backward()
+
+
 def test_changing_u0_in_place_before_backward_is_refused():
     """The held states start from u0's memory: an in-place change after the forward pass
     gave a gradient 2.5e-2 off without a word; autograd's version check now refuses it."""

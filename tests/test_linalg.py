@@ -465,6 +465,25 @@ def test_csr_solve_works_as_a_process_s_first_warp_call_and_checks_its_lengths()
                   torch.tensor([0, 1, 2]), torch.tensor([0, 1]))
 
 
+@pytest.mark.parametrize("column", [-1, 7])
+def test_csr_solve_refuses_columns_outside_the_matrix(column):
+    """An out-of-range column was dropped from the forward solve (which then ran CG on a
+    non-symmetric matrix) while the backward pass wrapped it (-1) or failed on it (7)."""
+    A = sp.csr_matrix(np.diag([4.0, 5.0, 6.0, 7.0]) + sp.coo_matrix(
+        ([1.0, 1.0], ([0, 3], [3, 0])), shape=(4, 4))).sorted_indices()
+    indices = A.indices.copy()
+    indices[1] = column
+    b = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    with pytest.raises(ValueError, match=f"indices must be column numbers in \\[0, 4\\); "
+                                         f"they span \\[{min(column, 0)}, {max(column, 3)}\\]"):
+        csr_solve(torch.tensor(A.data), b, A.indptr, indices)
+    falling = A.indptr.copy()
+    falling[2] = 0
+    with pytest.raises(ValueError, match="indptr must rise from 0 to nnz = 6 without falling; "
+                                         "it runs from 0 to 6, falling at row 1"):
+        csr_solve(torch.tensor(A.data), b, falling, A.indices)
+
+
 def test_csr_solve_refuses_a_double_backward_it_would_get_wrong():
     n = 6
     values, indptr, indices = weighted_graph_laplacian(n)

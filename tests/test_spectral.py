@@ -61,7 +61,7 @@ def test_interpolation_is_exact_for_band_limited_fields():
 def test_bad_input_and_blow_up():
     with pytest.raises(ValueError, match="even sizes"):
         SpectralSolver.heat((15,), 0.1, 0.1)
-    with pytest.raises(ValueError, match="nu must be >= 0"):
+    with pytest.raises(ValueError, match="nu must be a finite number >= 0"):
         SpectralSolver.heat((16,), -1.0, 0.1)
     with pytest.raises(ValueError, match="unknown nonlinearity 'quartic'"):
         SpectralSolver((16,), 0.1, 0.1, nonlinearity="quartic")
@@ -71,6 +71,14 @@ def test_bad_input_and_blow_up():
     with pytest.raises(BlowUpError) as err:
         solver.rollout(np.full(16, 50.0), 200, save_every=10)
     assert err.value.step % 10 == 0 and err.value.last_good_state is not None
+    with pytest.raises(BlowUpError) as err:  # solve() checks its states too
+        solver.solve(np.full(16, 50.0), [1.0, 100.0])
+    assert err.value.step == 2 and err.value.last_good_step == 0
+    for bad in ({"nu": float("nan")}, {"nu": float("inf")}, {"dt": float("inf")},
+                {"reaction": float("nan")}):
+        options = {"nu": 0.1, "dt": 0.1, **bad}
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be a finite"):
+            SpectralSolver((16,), **options)
 
 
 def test_float32_coefficients_are_the_float64_ones_rounded():

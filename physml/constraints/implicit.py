@@ -28,8 +28,10 @@ backward warns (``RuntimeWarning``) and still returns the formula's value there.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -42,6 +44,19 @@ class UnconvergedSolveWarning(RuntimeWarning):
     """The backward pass of a solve some of whose samples stopped short of their tolerance: the
     implicit gradient there assumes an optimum they did not reach. A caller that records
     ``LMResult.converged`` itself (the mixture-of-experts trainer) may filter it."""
+
+
+_LIBRARIES = (str(Path(torch.__file__).parent), str(Path(__file__).parents[1]))
+
+
+def _caller_outside_libraries() -> int:
+    """The ``stacklevel`` of the first frame above the caller that is neither PyTorch's nor
+    physml's: the line that called ``backward`` (autograd runs a CPU graph's backward on the
+    calling thread, under that line's frames), not autograd's own."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_LIBRARIES):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def objective_hessian(residual: BatchedResidual, omega: torch.Tensor,
@@ -78,7 +93,7 @@ class _LeastSquaresSolution(torch.autograd.Function):
             warnings.warn(f"{unconverged} of {batch} least-squares solves stopped before their "
                           "tolerance: their implicit gradient assumes an optimum they did not "
                           "reach (raise the solver's max_iter, or read LMResult.converged)",
-                          UnconvergedSolveWarning, stacklevel=2)
+                          UnconvergedSolveWarning, stacklevel=_caller_outside_libraries())
         with torch.enable_grad():
             w = omega.detach().requires_grad_()
             xs = tuple(x.detach().requires_grad_(need) for x, need in
