@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -273,10 +274,14 @@ def _vjp(
     grad_p = [torch.zeros_like(v) for v in values]
     params = {name: _warp(v, g) for name, v, g in zip(solver.parameter_names, values, grad_p)}
     tape = wp.Tape()
-    with tape, solver.stages.step_lock:
-        out = solver.advance(_warp(u, grad_u), params, tape=tape)
-    tape.backward(grads={out: _warp(adjoint)})
+    with _TAPE_LOCK:  # Warp has one active tape per process: threads' backward passes queue
+        with tape, solver.stages.step_lock:
+            out = solver.advance(_warp(u, grad_u), params, tape=tape)
+        tape.backward(grads={out: _warp(adjoint)})
     return grad_u, grad_p
+
+
+_TAPE_LOCK = threading.Lock()
 
 
 _PER_SAMPLE_GRADIENTS = (

@@ -22,14 +22,16 @@ def available_devices() -> list[str]:
     return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
 
-def require_device(device: str) -> None:
-    """ValueError naming ``device`` and what is available, unless the device it names
-    (:func:`is_device_name`) is usable here."""
+def require_device(device: str | object) -> None:
+    """ValueError naming ``device`` (a name or a ``torch.device``) and what is available,
+    unless the device it names (:func:`is_device_name`) is usable here."""
     import torch
 
     from .solvers.base import warp_device
 
-    if not is_device_name(device):
+    if isinstance(device, torch.device):
+        device = "cpu" if device.type == "cpu" else str(device)
+    if not isinstance(device, str) or not is_device_name(device):
         raise ValueError(f"device={device!r} is not a device name; allowed: {ALLOWED}")
     parsed = torch.device(device)
     if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():

@@ -109,6 +109,7 @@ def sparse_solve(values: torch.Tensor, b: torch.Tensor, indptr: np.ndarray,
                      rtol=SOLVE_RTOL)
 
 
+@torch.compiler.disable  # NumPy and SciPy set-up, cached per mesh: nothing to trace
 @lru_cache(maxsize=32)
 def _restriction(mesh: Mesh, dtype: type, boundary: bytes):
     """Entries of the CSR pattern in the interior block, and the interior block's topology

@@ -28,6 +28,7 @@ reuses its work arrays between steps.
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -308,6 +309,21 @@ class GridSolver:
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone.__dict__.update(checked)
+        return clone
+
+    _SHARED_ON_COPY = ("layout", "stages", "_zeros", "_parameter_arrays_kept",
+                       "_layout_float64")
+    """Attributes holding Warp arrays (constants, caches keyed by their values, and scratch
+    whose users take turns under a lock), which a copy shares, as :meth:`with_dt`'s do."""
+
+    def __deepcopy__(self, memo: dict) -> GridSolver:
+        """A copy with its own settings (``copy.deepcopy`` of a module holding a solver):
+        the Warp buffers of :data:`_SHARED_ON_COPY` are shared, the rest copied."""
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        for name, value in self.__dict__.items():
+            clone.__dict__[name] = (value if name in self._SHARED_ON_COPY
+                                    else copy.deepcopy(value, memo))
         return clone
 
     def with_dt(self, dt: float) -> GridSolver:

@@ -1,5 +1,7 @@
 """Gradient checks in float64 of one step and 50-step rollouts, and checkpointed backward."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -121,6 +123,23 @@ def test_a_second_derivative_is_refused_not_zero(linear):
     assert g.requires_grad
     with pytest.raises(RuntimeError, match="not differentiable again"):
         (g**2).sum().backward()
+
+
+def test_backward_passes_on_warp_s_tape_run_from_threads():
+    """Warp keeps one active tape per process: two threads' IMEX backward passes (each with
+    its own solver) failed with "entering a tape while one is already active"."""
+    def gradient(seed):
+        solver = CASES["heat1d_imex"][0]()
+        u0 = torch.linspace(0.1, 0.6, 6, dtype=torch.float64).add(0.01 * seed)
+        u0.requires_grad_()
+        (bridge.rollout(solver, u0, 10) ** 2).sum().backward()
+        return u0.grad
+
+    serial = [gradient(seed) for seed in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(gradient, range(8)))
+    for a, b in zip(serial, threaded):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_changing_u0_in_place_before_backward_is_refused():

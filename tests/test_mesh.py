@@ -679,3 +679,15 @@ def test_poisson_solve_names_a_connected_part_without_a_dirichlet_vertex():
         poisson_solve(torch.tensor(points), mesh, torch.ones(mesh.n_vertices,
                                                               dtype=torch.float64),
                       disc.boundary_vertices())
+
+
+@pytest.mark.slow
+def test_poisson_solve_runs_under_torch_compile_on_a_mesh_s_first_solve():
+    """Dynamo traced into the cached NumPy set-up of a mesh never solved before and failed
+    (``Expected np.nditer base, got bytes``); the set-up is now left to eager Python."""
+    mesh = pm.disc(h=0.3)
+    points = torch.tensor(mesh.points, requires_grad=True)
+    f = torch.ones(mesh.n_vertices, dtype=torch.float64)
+    compiled = torch.compile(lambda p: poisson_solve(p, mesh, f).sum(), backend="eager")(points)
+    eager = poisson_solve(points, pm.disc(h=0.3), f).sum()
+    assert float(compiled) == pytest.approx(float(eager), rel=1e-10)

@@ -1,6 +1,8 @@
 """Learned preconditioners: SPD by construction, losses, training, save/load, datasets."""
 
+import copy
 import json
+import pickle
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +31,14 @@ from physml.preconditioners import (
     training_system,
 )
 from physml.preconditioners.network import network_weights
-from physml.solvers.linalg import CsrOperator, LowerPattern, cg, csr_from_scipy, factor_network
+from physml.solvers.linalg import (
+    CsrOperator,
+    Jacobi,
+    LowerPattern,
+    cg,
+    csr_from_scipy,
+    factor_network,
+)
 from physml.solvers.linalg.factor_network import TILE, NetworkFactor
 
 
@@ -440,6 +449,40 @@ def test_a_training_system_with_a_zero_right_hand_side_is_refused():
     zero = np.zeros(matrix.shape[0])
     with pytest.raises(ValueError, match="b is zero"):
         training_system(matrix, zero, zero)
+
+
+def test_training_mistakes_are_named():
+    """Each failed inside torch.cat, in a size mismatch naming no argument, or not at all."""
+    matrix = small_systems()[0]
+    n = matrix.shape[0]
+    x = np.linspace(1.0, 2.0, n)
+    b = matrix @ x
+    with pytest.raises(ValueError, match=f"x has shape \\(10,\\); the matrix is \\({n}, {n}\\)"):
+        training_system(matrix, x[:10], b)
+    with pytest.raises(ValueError, match="is not symmetric"):
+        training_system(matrix + sp.eye(n, k=1), x, b)
+    system = training_system(matrix, x, b)
+    model = FactorModel(width=4, steps=1)
+    with pytest.raises(ValueError, match="systems is empty"):
+        fit(model, [], loss="data", steps=2)
+    with pytest.raises(ValueError, match="batch_size=0 must be a whole number >= 1"):
+        fit(model, [system], loss="data", steps=2, batch_size=0)
+    with pytest.raises(ValueError, match="steps=-1 must be a whole number >= 0"):
+        fit(model, [system], loss="data", steps=-1)
+    with pytest.raises(ValueError, match="width=0 must be a whole number >= 1"):
+        FactorModel(width=0)
+    assert mean_iterations(Jacobi, [(matrix, b)], device=torch.device("cpu")) > 0
+
+
+def test_a_used_learned_preconditioner_copies_and_pickles():
+    """Its native forward's weights (pointers) made deepcopy and pickle fail once called."""
+    matrix = small_systems()[0]
+    preconditioner = LearnedPreconditioner(perturbed("cholesky", 0))
+    A = CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
+    b = wp.array(np.ones(matrix.shape[0]), dtype=wp.float64)
+    iterations = cg(A, b, preconditioner=preconditioner(A)).iterations
+    for clone in (copy.deepcopy(preconditioner), pickle.loads(pickle.dumps(preconditioner))):
+        assert cg(A, b, preconditioner=clone(A)).iterations == iterations
 
 
 def test_a_model_reading_extra_node_features_is_refused_as_a_preconditioner():

@@ -532,9 +532,12 @@ def test_an_exported_system_with_exact_conditions_takes_any_number_of_rows(tmp_p
     case = load_case(_write_case(tmp_path, text), [f"output.folder={tmp_path}",
                                                    "output.figures=false",
                                                    "training.adam.steps=3"])
-    model = physml.load_run(run_case(case)[0])
+    folder = run_case(case)[0]
+    model = physml.load_run(folder)
     points = np.random.default_rng(0).random((5, 2)) * [1.0, 0.5]
     expected = model(points).reshape(5, 2)
+    on_device = physml.load_run(folder, device=torch.device("cpu"))  # a torch.device too
+    np.testing.assert_array_equal(on_device(points).reshape(5, 2), expected)
     model.export_torchscript(tmp_path / "system.pt")
     scripted = torch.jit.load(str(tmp_path / "system.pt"))
     onnxruntime = pytest.importorskip("onnxruntime")

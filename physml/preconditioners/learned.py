@@ -38,6 +38,7 @@ import warp as wp
 from torch import nn
 
 from ..devices import require_device
+from ..solvers.errors import whole_number
 from ..solvers.linalg import (
     CholeskyFactor,
     LinearOperator,
@@ -68,6 +69,9 @@ class FactorModel(nn.Module):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind={kind!r}; allowed: {', '.join(KINDS)}")
+        width, steps, node_features = (whole_number(value, name, least) for name, value, least
+                                       in (("width", width, 1), ("steps", steps, 0),
+                                           ("node_features", node_features, 1)))
         self.kind = kind
         self.config = {"kind": kind, "width": width, "steps": steps,
                        "node_features": node_features}
@@ -116,6 +120,11 @@ class LearnedPreconditioner:
         self.name = f"learned_{model.kind}"
         self._parameters = list(model.parameters())
         self._cached: tuple[list[torch.Tensor], NetworkFactor] | None = None
+
+    def __getstate__(self) -> dict:
+        """Without the native forward's weights (rebuilt on the next call): they hold
+        pointers, which neither ``copy.deepcopy`` nor ``pickle`` can copy."""
+        return {**self.__dict__, "_cached": None}
 
     def __call__(self, A: LinearOperator) -> CholeskyFactor | SparseInverseFactor:
         """The preconditioner for A (a :class:`~physml.solvers.linalg.CsrOperator`): the

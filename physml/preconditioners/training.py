@@ -18,7 +18,9 @@ import torch
 import warp as wp
 
 from ..errors import NonFiniteLossError, adam_can_step
+from ..solvers.errors import whole_number
 from ..solvers.linalg import CsrOperator, LinearOperator, Preconditioner, cg, csr_from_scipy
+from ..solvers.runtime import warp_device
 from .graph import SystemGraph, batch_graphs, system_graph
 from .learned import FactorModel
 from .losses import factor_loss
@@ -38,8 +40,19 @@ def training_system(matrix: sp.spmatrix | sp.sparray, x: np.ndarray, b: np.ndarr
     """Scale ``x`` and ``b`` of $A x = b$: $\\tilde x = D^{1/2}x$, $\\tilde b = D^{-1/2}b$.
 
     Raises:
-        ValueError: b or x is zero (the data loss divides by their norms).
+        ValueError: b or x is zero (the data loss divides by their norms), is not (n,) for
+            an (n, n) matrix, or the matrix is not symmetric.
     """
+    n = matrix.shape[0]
+    for name, v in (("b", b), ("x", x)):
+        if np.shape(v) != (n,):
+            raise ValueError(f"{name} has shape {np.shape(v)}; the matrix is {matrix.shape}, so "
+                             f"{name} needs ({n},)")
+    square = sp.csr_matrix(matrix, dtype=np.float64)
+    if square.shape != (n, n) or np.max(abs(square - square.T).data, initial=0.0) > (
+            1e-12 * np.max(abs(square.data), initial=0.0)):
+        raise ValueError(f"the matrix ({square.shape}) is not symmetric; a learned factor "
+                         "L L^T approximates a symmetric positive definite A")
     for name, v in (("b", b), ("x", x)):
         if not np.any(np.asarray(v)):
             raise ValueError(f"{name} is zero; a training system needs a nonzero right-hand side "
@@ -56,10 +69,15 @@ def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, ste
     """Adam on ``loss`` over random mini-batches of ``systems``; returns the loss per step.
 
     Raises:
-        ValueError: an unknown loss.
+        ValueError: an unknown loss, no systems, or steps or batch_size not whole numbers
+            (>= 0 and >= 1).
         NonFiniteLossError: the loss or a gradient turned NaN/Inf (names the step, which is
             not taken).
     """
+    if not systems:
+        raise ValueError("systems is empty; fit needs at least one training system")
+    steps = whole_number(steps, "steps", 0)
+    batch_size = whole_number(batch_size, "batch_size", 1)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -86,7 +104,9 @@ def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, ste
 def mean_iterations(factory: Callable[[LinearOperator], Preconditioner],
                     systems: Sequence[tuple[sp.spmatrix, np.ndarray]], rtol: float = 1e-8,
                     device: str = "cpu") -> float:
-    """Mean PCG iterations to ``rtol`` over ``(A, b)`` pairs (float64, zero initial guess)."""
+    """Mean PCG iterations to ``rtol`` over ``(A, b)`` pairs (float64, zero initial guess)
+    on ``device`` (a name or a ``torch.device``)."""
+    device = warp_device(device)
     counts = []
     for matrix, b in systems:
         A = CsrOperator(csr_from_scipy(matrix, wp.float64, device))
