@@ -104,11 +104,15 @@ def parse(text: str | float, allowed: Iterable[str], key: str) -> sympy.Expr:
         expr = build(tree.body)
     except TypeError as err:  # a function called with the wrong number of arguments
         raise ValueError(f"{key}: {text!r}: {err}") from None
+    except RecursionError:  # a chain of about 1000 operations nests that deep
+        raise ValueError(f"{key}: the expression ({len(text)} characters) nests too deeply to "
+                         "read; write it with fewer operations (factor common terms)") from None
     for sub in sympy.preorder_traversal(expr):  # constant parts: exp(1000), 1/0, sqrt(-1)
         if sub.free_symbols:
             continue
-        if sub.is_Number:
-            finite = bool(sub.is_real and sub.is_finite)
+        if sub.is_Number:  # finite as a float too: 1e200*1e200 is exact in SymPy
+            finite = bool(sub.is_real and sub.is_finite) and _finite_real(
+                lambda sub=sub: float(sub)) is not None
         else:
             finite = _finite_real(lambda sub=sub: compile_expression(sub)({})) is not None
         if not finite:

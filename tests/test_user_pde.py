@@ -82,6 +82,14 @@ def test_empty_thin_and_degenerate_domains_are_refused_by_name():
         Difference(Disk((0.0, 0.0), 0.5), Disk((0.0, 0.0), 1.0))
     with pytest.raises(ValueError, match="vertices 3 and 0 coincide"):
         Polygon([(0, 0), (1, 0), (1, 1), (0, 0)])  # the closing vertex repeated
+    with pytest.raises(ValueError, match="Intersection: the combined domain is flat along axis "
+                                         "0 \\(1 to 1: the domains only touch\\)"):
+        Intersection(Rectangle((0, 0), (1, 1)), Rectangle((1, 0), (2, 1)))
+    for vertices, edges in (([(0, 0), (2, 2), (2, 0), (0, 1)], "0 and 2"),  # a bow tie
+                            ([(0, 0), (2, 0), (1, 0), (1, 1)], "0 and 1"),  # folds back
+                            ([(0, 0), (2, 0), (1, 1), (2, 2), (0, 2), (1, 1)], "1 and 4")):
+        with pytest.raises(ValueError, match=f"Polygon: edges {edges} meet .* not simple"):
+            Polygon(vertices)  # its inside and outward normals are undefined
     sliver = Polygon([(0, 0), (1, 1), (1, 1 - 1e-9)])  # area 5e-10 in a unit bounding box
     with pytest.raises(ValueError, match="none of .* points drawn in the bounding box lies"):
         sliver.sample_interior(10, np.random.default_rng(0))
@@ -575,6 +583,18 @@ def test_names_are_real_and_a_text_may_span_lines():
     assert f({"x": 0.5, "y": 0.25}) == pytest.approx(np.sin(0.5) * np.cos(0.25), rel=1e-15)
     g = compile_expression(parse("atan2(y, 1 + x^2)", ["x", "y"], "k"))  # SymPy: atan(y/(...))
     assert g({"x": 0.5, "y": 0.25}) == pytest.approx(np.arctan2(0.25, 1.25), rel=1e-15)
+
+
+def test_constants_beyond_floats_and_overlong_expressions_are_refused_by_name():
+    """1e200*1e200 is exact in SymPy and inf as a float; 1500 terms overflowed the parser's
+    recursion with a traceback."""
+    from physml.expressions import parse
+
+    for text in ("1e200*1e200*x", f"{10**401}*x"):
+        with pytest.raises(ValueError, match="pde: .* is not a finite real number"):
+            parse(text, ["x"], "pde")
+    with pytest.raises(ValueError, match="pde: the expression .* nests too deeply"):
+        parse("u_xx" + " + k*x" * 1500, ["x", "u_xx", "k"], "pde")
 
 
 def test_a_clockwise_polygon_s_distance_takes_tensors():

@@ -101,12 +101,21 @@ class ConditionSpec(KindSection):
 
     kind: Literal["initial", "dirichlet", "neumann", "robin", "periodic"]
     value: Expression = 0.0
-    boundary: list[str] | None = Field(None, description="boundary parts (default: all)")
-    fields: list[str] | None = None
+    boundary: list[str] | None = Field(None, min_length=1,
+                                       description="boundary parts (default: all)")
+    fields: list[str] | None = Field(None, min_length=1,
+                                     description="the fields it holds for (default: all)")
     alpha: float = 1.0
     beta: float = 1.0
     axis: str | None = Field(None, description="input along which a periodic condition holds")
     name: str | None = Field(None, description="loss term name (default: from the kind)")
+
+    @model_validator(mode="after")
+    def _robin_constrains_something(self) -> ConditionSpec:
+        if self.kind == "robin" and self.alpha == 0 and self.beta == 0:
+            raise ValueError("a robin condition alpha u + beta du/dn = value with alpha = beta "
+                             "= 0 constrains nothing; give alpha or beta nonzero")
+        return self
 
 
 class CoefficientSpec(KindSection):
@@ -208,6 +217,8 @@ class EquationCase(CaseBase):
                 problem.checked_reference(problem.eval_axes(evaluation_shape(self, problem)))
         except ValueError as err:
             message = str(err)
+            if message.startswith("evaluation.grid:"):
+                raise
             if self.exact is not None:
                 message = f"exact: {message}"
             elif not message.startswith(("reference:", "observations:")):

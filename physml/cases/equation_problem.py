@@ -33,6 +33,12 @@ def build_geometry(spec, key: str = "domain.geometry"):
             return operation[kind](a, b)
         except ValueError as err:
             raise ValueError(f"{key}: {err}") from None
+    dimension = {"interval": 1, "rectangle": 2, "disk": 2}.get(kind)
+    corner = "centre" if kind in ("disk", "ball") else "lower"
+    given = getattr(spec, corner, None)
+    if dimension is not None and given is not None and len(given) != dimension:
+        raise ValueError(f"{key}: kind {kind!r} is {dimension}-D, but {corner} has "
+                         f"{len(given)} entries ('box' and 'ball' take any dimension)")
     try:
         if kind in ("interval", "rectangle", "box"):
             return Box(_need(spec, "lower", key), _need(spec, "upper", key), spec.names)

@@ -59,6 +59,12 @@ class _Combined(Geometry):
                              "empty")
         self._parts = parts
         self.bounds = self._bounds()
+        flat = np.flatnonzero(~(self.bounds[:, 1] > self.bounds[:, 0]))
+        if flat.size:
+            raise ValueError(f"{type(self).__name__}: the combined domain is flat along axis "
+                             f"{int(flat[0])} ({self.bounds[flat[0], 0]:g} to "
+                             f"{self.bounds[flat[0], 1]:g}: the domains only touch); it has no "
+                             "interior")
 
     def parts(self):
         return list(self._parts)

@@ -169,6 +169,40 @@ def Disk(centre: Sequence[float], radius: float, name: str = "boundary") -> Ball
     return Ball(centre, radius, name)
 
 
+def _first_crossing(V: np.ndarray) -> tuple[int, int] | None:
+    """The first pair of edges (i < j) of the closed polyline ``V`` (n, 2) that cross or touch
+    where they should not: non-adjacent edges sharing any point, or adjacent edges folding
+    back onto each other; None for a simple polygon. Exact orientation signs, O(n^2)."""
+    n = len(V)
+    A, B = V, np.roll(V, -1, axis=0)
+    i, j = np.triu_indices(n, 1)
+
+    def orient(p, q, r):
+        return np.sign((q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1])
+                       - (q[:, 1] - p[:, 1]) * (r[:, 0] - p[:, 0]))
+
+    def within(p, q, r):  # r in the bounding box of segment pq
+        return np.all((np.minimum(p, q) <= r) & (r <= np.maximum(p, q)), axis=1)
+
+    o1, o2 = orient(A[i], B[i], A[j]), orient(A[i], B[i], B[j])
+    o3, o4 = orient(A[j], B[j], A[i]), orient(A[j], B[j], B[i])
+    meet = (((o1 * o2 < 0) & (o3 * o4 < 0))
+            | ((o1 == 0) & within(A[i], B[i], A[j])) | ((o2 == 0) & within(A[i], B[i], B[j]))
+            | ((o3 == 0) & within(A[j], B[j], A[i])) | ((o4 == 0) & within(A[j], B[j], B[i])))
+    next_to = j == i + 1
+    wraps = (i == 0) & (j == n - 1)
+    # adjacent edges share one vertex; they fold back if collinear and pointing the same way
+    # from it: (i, i + 1) share B[i], (0, n - 1) share A[0]
+    shared = np.where(next_to[:, None], B[i], A[i])
+    far_i = np.where(next_to[:, None], A[i], B[i])
+    far_j = np.where(next_to[:, None], B[j], A[j])
+    folds = (orient(shared, far_i, far_j) == 0) & (
+        np.sum((far_i - shared) * (far_j - shared), axis=1) > 0)
+    bad = np.where(next_to | wraps, folds, meet)
+    found = np.flatnonzero(bad)
+    return (int(i[found[0]]), int(j[found[0]])) if found.size else None
+
+
 class Polygon(Geometry):
     """A simple polygon from its vertices (either orientation); each edge is a boundary part,
     named by ``names`` (default ``edge0``, ``edge1``, ...; edge i runs from vertex i to i+1).
@@ -185,6 +219,12 @@ class Polygon(Geometry):
             raise ValueError(f"Polygon: vertices {i} and {(i + 1) % len(V)} coincide (an edge of "
                              "length 0); list each vertex once, without repeating the first "
                              "at the end")
+        crossing = _first_crossing(V)
+        if crossing is not None:
+            raise ValueError(f"Polygon: edges {crossing[0]} and {crossing[1]} meet (edge i runs "
+                             "from vertex i to i + 1): the polygon is not simple, so its inside "
+                             "and its normals are undefined; list the vertices along the "
+                             "boundary, or split it into simple polygons (union)")
         area = 0.5 * np.sum(V[:, 0] * np.roll(V[:, 1], -1) - np.roll(V[:, 0], -1) * V[:, 1])
         if area == 0:
             raise ValueError("Polygon: the vertices enclose no area")

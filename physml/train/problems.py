@@ -254,13 +254,19 @@ class PINNProblem:
         checked for what would make the relative error meaningless.
 
         Raises:
-            ValueError: the reference is NaN/Inf at a grid point in the domain (an exact
-                solution singular there), or zero (to 1e-12) at every one."""
-        reference, inside = self.reference(axes), self.inside_grid(axes)
+            ValueError: no grid point lies in the domain (the message starts with
+                ``evaluation.grid:``), the reference is NaN/Inf at a grid point in the domain
+                (an exact solution singular there), or zero (to 1e-12) at every one."""
+        inside = self.inside_grid(axes)
+        size = " x ".join(str(len(a)) for a in axes)
+        if not inside.any():
+            raise ValueError(f"evaluation.grid: none of the {size} grid points lies inside the "
+                             "domain (a grid spans its bounding box, ends included); give more "
+                             "points per axis")
+        reference = self.reference(axes)
         if reference is None:
             return None, inside
         values = reference[inside]
-        size = " x ".join(str(len(a)) for a in axes)
         if not np.isfinite(values).all():
             bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
             raise ValueError(f"the reference is NaN/Inf at {bad} point(s) of the {size} "
