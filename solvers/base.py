@@ -477,7 +477,10 @@ class GridSolver:
         if binding == "diffusion" and self.diffusion_parameter is not None:
             imex_max = _limit(self._costs(u, implicit_diffusion=True, bound=bound))
             if imex_max > dt_max:
-                rest = "no limit left" if np.isinf(imex_max) else f"dt<={imex_max:.4g}"
+                unknown = u is None and bound is None and self.flux_kind != FluxKind.NONE
+                rest = (f"dt<={imex_max:.4g}" if not np.isinf(imex_max) else
+                        "the advection term's limit, set by the state, then applies" if unknown
+                        else "no limit left")
                 hint = f", or scheme='imex' (implicit diffusion; {rest})"
         raise UnstableStepError(
             f"dt={self.dt:.4g} exceeds the stability limit {dt_max:.4g} of scheme "

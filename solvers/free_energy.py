@@ -87,11 +87,12 @@ class DiluteSolution(_ArrheniusModel):
     r"""Ideal dilute solution: $f = RT(c\ln c - c)$, $\mu_0 = RT\ln c$, $M = D c/(RT)$.
 
     With the heat of transport the flux is $J = -D(\nabla c + c\,Q^*\nabla T/(RT^2))$ and the
-    zero-flux steady state is $c \propto \exp(Q^*/(RT))$. Needs $c > 0$.
+    zero-flux steady state is $c \propto \exp(Q^*/(RT))$. $c$ is the solute's mole fraction:
+    $0 < c < 1$.
     """
 
     kind = FreeEnergyKind.DILUTE
-    compositions = (0.0, np.inf)
+    compositions = (0.0, 1.0)
 
     def free_energy(self, c: np.ndarray, T: np.ndarray) -> np.ndarray:
         return GAS_CONSTANT * T * (c * np.log(c) - c)
@@ -103,8 +104,9 @@ class DiluteSolution(_ArrheniusModel):
         return self.diffusion_coefficient(T) * c / (GAS_CONSTANT * T)
 
     def check_composition(self, c: np.ndarray) -> None:
-        if np.min(c) <= 0:
-            raise ValueError(f"c0 has min {np.min(c):.3g}; the dilute model needs c > 0")
+        if np.min(c) <= 0 or np.max(c) >= 1:
+            raise ValueError(f"c0 spans [{np.min(c):.3g}, {np.max(c):.3g}]; the dilute model's "
+                             "c is the solute's mole fraction: it needs 0 < c < 1")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -436,8 +436,8 @@ class ThermomigrationSolver:
     def _checked(self, c: wp.array, step: int, t: float, last_good: tuple, advice: str
                  ) -> np.ndarray:
         """``c`` as NumPy, or :class:`BlowUpError` at ``step`` (time ``t`` [s]) if not finite
-        or outside the model's compositions (a dilute c <= 0, a regular solution's c outside
-        (0, 1): a step too long for the free energy), with the caller's ``advice``."""
+        or outside the model's compositions (a dilute or regular solution's c outside (0, 1):
+        a step too long for the free energy), with the caller's ``advice``."""
         state = self.to_numpy(c)
         if not np.all(np.isfinite(state)):
             raise BlowUpError(step=step, t=t, field="c", last_good_step=last_good[0],

@@ -3,6 +3,7 @@ folder's life cycle (checkpoint before configuration, nothing left behind by a r
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -141,6 +142,24 @@ def test_keys_a_case_does_not_read_are_accepted_at_their_defaults():
         validate_case(inverse, "inverse config.yaml")
 
 
+@pytest.mark.parametrize("name, override, message", [
+    ("convection", "pde.nu=0.5", "pde: nu does not apply to the PDE 'convection' (of the "
+     "kind-specific options it takes: beta, nu_diffusion)"),
+    ("burgers", "pde.beta=3.0", "pde: beta does not apply to the PDE 'burgers'"),
+    ("teng_heat", "conditions.initial.wavenumber=2.0", "conditions.initial: wavenumber does "
+     "not apply to kind 'cosh_sinh'"),
+    ("poisson_lshape", "pde.exact.width=0.3", "pde.exact: width does not apply to kind "
+     "'corner_singular' (of the kind-specific options it takes: centre)"),
+    ("heat_surface", "pde.initial.wavevector=[1,2,3]", "pde.initial: wavevector does not apply "
+     "to kind 'gaussian'"),
+])
+def test_a_parameter_of_another_pde_or_field_kind_is_refused(name, override, message):
+    """Convection's diffusion is nu_diffusion: pde.nu was accepted and dropped, so a user
+    asking for convection-diffusion silently trained pure convection."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_case(name, [override])
+
+
 def test_a_bundled_case_by_name_from_any_folder(tmp_path):
     assert resolve_case_path("burgers") == bundled_cases()["burgers"]
     assert resolve_case_path("cases/burgers.yaml").samefile(bundled_cases()["burgers"])
@@ -259,7 +278,7 @@ def test_a_run_whose_log_reader_goes_away_stops_quietly(tmp_path):
     ("helmholtz", ["evaluation.nx=16", "evaluation.nt=9"], "the reference is zero (to 1e-12) "
      "at every point of the evaluation grid (its 16 x 9 points fall on its zeros)"),
     ("teng_allen_cahn", ["variant=cpu", "conditions.initial.amplitude=5"], "the spectral "
-     "reference (ETDRK4, step 0.0025) is not finite by t = 4"),
+     "reference (ETDRK4, step 0.0025) is not finite by t = 0.1"),
 ])
 def test_a_reference_that_measures_nothing_stops_the_run_by_name(tmp_path, case, overrides,
                                                                  message):

@@ -148,6 +148,10 @@ def test_imex_is_offered_only_where_diffusion_sets_the_limit():
         solver.check_stability(u0)
     imex = BurgersSolver1D(GRID, nu=1.0, dt=0.15, scheme="imex")
     assert imex.rollout(u0, 2).shape == (3, 32)
+    # before a state is known the advective limit is not: "no limit left" would be wrong
+    with pytest.raises(UnstableStepError, match=r"scheme='imex' \(implicit diffusion; the "
+                       r"advection term's limit, set by the state, then applies\)"):
+        BurgersSolver1D(GRID, nu=1.0, dt=0.01)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

@@ -206,8 +206,8 @@ def test_launch_geometries_agree(shape, model_name):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("per_cell", [False, True])
 def test_a_step_leaving_the_model_s_compositions_has_an_infinite_error(dtype, per_cell):
-    """Below 0 for the dilute and regular models, from 1 up for the regular one; the double
-    well has no bound. On the row launch (CPU) and the per-cell one (as on CUDA)."""
+    """Below 0 and from 1 up for the dilute and regular models (c is a mole fraction); the
+    double well has no bound. On the row launch (CPU) and the per-cell one (as on CUDA)."""
     shape = (6, 10)
     grid = Grid(shape, (0.0, 0.0), tuple(n * CELL for n in shape))
     T = np.full(shape, T_REF)
@@ -222,7 +222,7 @@ def test_a_step_leaving_the_model_s_compositions_has_an_infinite_error(dtype, pe
                                        per_cell=True)
         c = solver.to_warp(np.full(shape, 0.5))
         step = np.zeros(solver._shape3)
-        for value, outside in ((-0.6, name != "double_well"), (0.6, name == "regular"),
+        for value, outside in ((-0.6, name != "double_well"), (0.6, name != "double_well"),
                                (0.4, False)):
             step.flat[7] = value  # one cell
             delta = solver._array(step)
@@ -394,7 +394,7 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="c0 contains 1 NaN"):
         solver.run(np.where(np.eye(16) * np.arange(16) == 1, np.nan, 0.5), 1.0)
     dilute = ThermomigrationSolver(grid, DiluteSolution(diffusivity=1e-12), T)
-    with pytest.raises(ValueError, match="c > 0"):
+    with pytest.raises(ValueError, match="it needs 0 < c < 1"):
         dilute.run(np.zeros(grid.shape), 1.0)
     # a NaN first step looped for ever, 0 divided by zero, -1 blamed the tolerance
     for dt0 in (np.nan, 0.0, -1.0):
@@ -690,7 +690,8 @@ def test_nondimensional_case_refuses_what_it_cannot_mean(changes, message):
     ("temperature.step_growth=2.0", "temperature.step_growth"),
     ("temperature.thermal_diffusivity=-1.0", "temperature.thermal_diffusivity"),
     ("initial.value=.inf", "initial.value"),
-    ("initial.value=0.0", "initial.value=0: the dilute model needs a composition c > 0"),
+    ("initial.value=0.0", "initial.value=0: the dilute model needs a composition 0 < c < 1"),
+    ("initial.value=5", "initial.value=5: the dilute model needs a composition 0 < c < 1"),
     ("temperature.gradient=2e6", "gives -1000 K at the cold end: T must stay > 0 K"),
     ("grid.bc=[periodic]", "temperature.gradient along axis 0, a periodic axis of grid.bc"),
 ])

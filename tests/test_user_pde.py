@@ -337,6 +337,17 @@ HEAT = (CASES / "heat_disk.yaml").read_text()
      "training.balancer: every does not apply to kind 'fixed'"),
     ("kind: equation", "kind: equation\nparameters: {c: true}",
      "parameters.c: True is a boolean; a number is expected"),
+    ("kind: equation", "kind: equation\ncoefficients: {nu: {value: 0.1, trainable: true}}",
+     "coefficients.nu: read by no pde expression"),
+    ("centre: [0.0, 0.0], radius", "centre: [0.0, 0.0, 0.0], radius",
+     "domain.geometry: kind 'disk' is 2-D, but centre has 3 entries"),
+    ("boundary: [rim]", "boundary: []", "conditions.1.boundary: List should have at least 1"),
+    ("{kind: initial, value: 1 + x^2 + y^2}", "{kind: initial, value: 1 + x^2 + y^2, "
+     "fields: []}", "conditions.0.fields: List should have at least 1"),
+    ("alpha: 1.0, beta: 1.0", "alpha: 0.0, beta: 0.0", "conditions.1: a robin condition alpha "
+     "u + beta du/dn = value with alpha = beta = 0 constrains nothing"),
+    ("grid: [41, 41, 11]", "grid: [2, 2, 11]", "evaluation.grid: none of the 2 x 2 x 11 grid "
+     "points lies inside the domain"),
 ])
 def test_a_bad_expression_or_part_exits_2_naming_the_key(tmp_path, old, new, message,
                                                          cli_in_process):

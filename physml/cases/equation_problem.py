@@ -131,6 +131,11 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
     exact = _exact_expressions(case, inputs, outputs, parameters)
     if check_parameters:
         _check_parameters_read(parameters, [*residuals.values(), *values, *(exact or ())])
+        read = set().union(*(e.names for e in residuals.values()))
+        unread = [name for name in case.coefficients if name not in read]
+        if unread:  # a misspelt name or a leftover, trained for nothing
+            raise ValueError(f"coefficients.{unread[0]}: read by no pde expression; use it "
+                             "there or remove it")
     for i, spec in enumerate(case.conditions):
         if spec.boundary is not None and "boundary" in spec.KIND_OPTIONS[spec.kind]:
             geometry.require_parts(spec.boundary, where=f"conditions[{i}].boundary")

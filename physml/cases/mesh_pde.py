@@ -49,7 +49,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse.linalg as spla
@@ -65,6 +65,7 @@ from .kind import CaseKind, OnStep
 from .run_folder import (
     CHECKPOINT,
     CONFIG,
+    KindSection,
     Section,
     atomic_write,
     read_checkpoint,
@@ -80,7 +81,7 @@ FIELD_METADATA = {
 }
 
 
-class FieldSpec(Section):
+class FieldSpec(KindSection):
     r"""A nodal field in closed form of the vertex position $x$ [m], with $a$ =
     ``amplitude``, $c$ = ``centre``, $w$ = ``width``, $k$ = ``wavevector``:
 
@@ -92,6 +93,10 @@ class FieldSpec(Section):
     - ``great_circle``: $a R \arccos(x\cdot c / |x| R)$, $R = |c|$: the geodesic distance from
       $c$ on the sphere of radius $R$.
     """
+
+    KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "constant": (), "gaussian": ("centre", "width"), "plane_wave": ("wavevector",),
+        "corner_singular": ("centre",), "great_circle": ("centre",)}
 
     kind: Literal["constant", "gaussian", "plane_wave", "corner_singular", "great_circle"]
     amplitude: float = 1.0

@@ -7,7 +7,7 @@ A case reads top-down like the problem statement::
     name: burgers
     pde: {name: burgers, nu: 0.0031831}
     domain: {x: [-1, 1], t: [0, 1]}
-    conditions: {initial: {amplitude: -1.0, wavenumber: 3.14159}}
+    conditions: {initial: {amplitude: -1.0, wavenumber: 3.141592653589793}}
     model: {kind: mlp, width: 32, depth: 6, hard_constraints: true}
     training: {adam: {steps: 2000}, lbfgs: {steps: 2000}, collocation: {points: 4000}}
     evaluation: {every: 500, nx: 256, nt: 101, threshold: 1.0e-2}

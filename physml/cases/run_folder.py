@@ -93,7 +93,7 @@ class KindSection(Section):
         given = {k: getattr(self, k) for k in fields} if given is None else given
         unread = self.unread()
         return [k for k, value in given.items() if k in unread and value is not None
-                and value != fields[k].default]
+                and value != fields[k].get_default(call_default_factory=True)]
 
     def foreign_message(self, key: str) -> str:
         own = self.KIND_OPTIONS[self.option_kind]

@@ -109,8 +109,10 @@ MODEL_OPTIONS = {"fourier_scale": "fourier", "harmonics": "periodic"}
 """``model`` options and the one model kind that uses each."""
 
 
-class PDESpec(Section):
-    """The PDE and its physical parameters."""
+class PDESpec(KindSection):
+    """The PDE and its physical parameters (each PDE reads those of :data:`PDE_PARAMETERS`)."""
+
+    KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = PDE_PARAMETERS
 
     name: Literal["burgers", "convection", "helmholtz", "heat", "allen_cahn"]
     nu: float | None = Field(None, ge=0, description="viscosity / diffusivity")
@@ -129,6 +131,13 @@ class PDESpec(Section):
             raise ValueError(f"{self.name} needs pde.{needed}")
         return self
 
+    @property
+    def option_kind(self) -> str:
+        return self.name
+
+    def describe_kind(self) -> str:
+        return f"the PDE {self.name!r}"
+
 
 class DomainSpec(Section):
     """Bounds of the space-time (or 2D space) domain."""
@@ -145,9 +154,12 @@ class DomainSpec(Section):
         return bounds
 
 
-class InitialSpec(Section):
+class InitialSpec(KindSection):
     """``sine``: $u_0 = A\\sin(kx)$; ``cosh_sinh`` (2D, the TENG problems):
     $u_0 = A\\cosh(3\\sin x)\\sinh(\\sin y)$."""
+
+    KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"sine": ("wavenumber",),
+                                                          "cosh_sinh": ()}
 
     kind: Literal["sine", "cosh_sinh"] = "sine"
     amplitude: float = 1.0
