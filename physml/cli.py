@@ -470,14 +470,24 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.out.suffix not in (".npy", ".csv", ".h5"):
         raise ValueError(f"--out: {str(args.out)!r} must end in .npy, .csv or .h5")
     model = load_run(args.run_dir, args.device)
+    if model.steps is not None and model.steps < model.planned_steps:
+        print(f"physml predict: note: the network of {str(args.run_dir)!r} is its checkpoint "
+              f"at step {model.steps} of {model.planned_steps} (the run stopped early; resume "
+              "it to finish)", file=sys.stderr)
     points = _read_points(args.points, model.inputs, model.outputs)
     values = model(points).reshape(len(points), -1)
-    if args.out.suffix == ".npy":
-        np.save(args.out, values)
-    elif args.out.suffix == ".csv":
-        header = ",".join((*model.inputs, *model.outputs))
-        np.savetxt(args.out, np.hstack([points, values]), delimiter=",", header=header,
-                   comments="")
+    if args.out.suffix in (".npy", ".csv"):  # whole or not at all, as the .h5 is written
+        from .cases.run_folder import atomic_write
+
+        def write(path: Path) -> None:
+            with open(path, "wb") as file:
+                if args.out.suffix == ".npy":
+                    np.save(file, values)
+                else:
+                    np.savetxt(file, np.hstack([points, values]), delimiter=",",
+                               header=",".join((*model.inputs, *model.outputs)), comments="")
+
+        atomic_write(args.out, write)
     else:
         import xarray as xr
 
@@ -744,7 +754,11 @@ OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=")
 
 def main(argv: list[str] | None = None) -> int:
     passive_wait_policy()  # before PyTorch starts its OpenMP threads
-    parser = build_parser()
+    try:  # building the parser imports Warp and PyTorch: seconds a Ctrl-C may fall in
+        parser = build_parser()
+    except KeyboardInterrupt:
+        print("physml: interrupted", file=sys.stderr)
+        return 130
     args, extra = parser.parse_known_args(argv)
     if extra and hasattr(args, "overrides"):  # overrides after an option: still overrides
         args.overrides += [item for item in extra if OVERRIDE.match(item)]

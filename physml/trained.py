@@ -33,10 +33,14 @@ class TrainedModel:
         inputs, outputs: names of the columns.
         coefficients: the values of the problem's scalar coefficients.
         dtype, device: as trained.
+        steps, planned_steps: the training steps its checkpoint holds, and the run's total
+            (fewer: a run stopped early, by Ctrl-C or a blow-up; None where not recorded).
     """
 
-    def __init__(self, field: PINNField, dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(self, field: PINNField, dtype: torch.dtype, device: torch.device,
+                 steps: int | None = None, planned_steps: int | None = None) -> None:
         self.field, self.dtype, self.device = field.eval(), dtype, device
+        self.steps, self.planned_steps = steps, planned_steps
         problem = field.problem
         self.inputs, self.outputs = problem.inputs, problem.outputs
         self.coefficients = {name: c.value() for name, c in problem.coefficients.items()
@@ -191,4 +195,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
         reason = str(error).strip().splitlines()[0]
         raise ValueError(f"{str(folder / CHECKPOINT)!r} does not hold the network its {CONFIG} "
                          f"describes ({reason})") from None
-    return TrainedModel(PINNField(model, problem, spec.hard_constraints), dtype, target)
+    step = state.get("step")
+    return TrainedModel(PINNField(model, problem, spec.hard_constraints), dtype, target,
+                        steps=step if isinstance(step, int) else None,
+                        planned_steps=case.training.adam.steps + case.training.lbfgs.steps)

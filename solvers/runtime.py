@@ -43,7 +43,7 @@ def quiet_warp(device: str = "cpu", verbose: bool | None = None) -> None:
         verbose = _verbose_from_environment()
     wp.config.log_level = wp.LOG_INFO if verbose else wp.LOG_WARNING
     if verbose:
-        wp.init()
+        _init(wp)
         return
     sys.stderr.flush()
     saved = os.dup(2)
@@ -51,7 +51,7 @@ def quiet_warp(device: str = "cpu", verbose: bool | None = None) -> None:
         failed = True
         try:
             os.dup2(capture.fileno(), 2)
-            wp.init()
+            _init(wp)
             failed = False
         finally:
             os.dup2(saved, 2)
@@ -64,6 +64,15 @@ def quiet_warp(device: str = "cpu", verbose: bool | None = None) -> None:
         sys.stderr.write(written)
     elif device != "cpu" and written.strip():
         _cuda_start_up.append(written.strip().splitlines()[0])
+
+
+def _init(wp: Any) -> None:
+    """``wp.init()``, with a ValueError naming the kernel cache where Warp cannot write it."""
+    try:
+        wp.init()
+    except OSError as err:
+        raise ValueError(f"Warp cannot set up its kernel cache ({err.filename}: {err.strerror});"
+                         " set WARP_CACHE_PATH to a writable folder") from None
 
 
 _cuda_start_up: list[str] = []

@@ -461,6 +461,31 @@ def test_an_output_folder_that_cannot_hold_runs_is_named(tmp_path, capsys):
         capsys.readouterr().err)
 
 
+def test_runs_started_in_the_same_second_take_their_own_folders(tmp_path, monkeypatch):
+    """A run that lost the race between the exists check and mkdir reported output.folder
+    as unusable; mkdir itself now decides."""
+    from physml.cases import run_folder
+    from physml.cases.run_folder import OutputSpec, new_run_folder
+
+    monkeypatch.setattr(run_folder.time, "strftime", lambda _: "20261204-120000")
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda self: False if self.parent == tmp_path
+                        else real_exists(self))  # every racer sees a free name
+    made = [new_run_folder("x", OutputSpec(folder=str(tmp_path))) for _ in range(3)]
+    assert [p.name for p in made] == ["x-20261204-120000", "x-20261204-120000-1",
+                                      "x-20261204-120000-2"]
+
+
+def test_an_unwritable_warp_cache_is_named(tmp_path):
+    afile = tmp_path / "file"
+    afile.write_text("")
+    result = _cli("solve", "heat1d", "--nx", "16", "--out", str(tmp_path / "u.h5"),
+                  WARP_CACHE_PATH=str(afile / "cache"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Warp cannot set up its kernel cache" in result.stderr
+    assert "set WARP_CACHE_PATH to a writable folder" in result.stderr
+
+
 def test_a_run_that_fails_leaves_no_empty_run_folder(tmp_path, monkeypatch):
     from physml import cli
     from physml.cases import registry

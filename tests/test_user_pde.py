@@ -870,6 +870,17 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process
     np.testing.assert_allclose(written["u"].values, predicted, rtol=1e-12)
     assert written["u"].attrs == {"long_name": "prediction of u", "units": "1"}
     assert written["x"].attrs["long_name"] == "input x of the trained network"
+    assert "stopped early" not in out.stderr
+    assert _cli("predict", str(folder), "--points", str(tmp_path / "p.csv"), "--out",
+                str(tmp_path / "u.npy")).returncode == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "u.npy")[:, 0], table[:, 3])
+    state = torch.load(folder / "checkpoint.pt", weights_only=True)
+    state["step"] = 1  # a run stopped early predicts, and says so
+    torch.save(state, folder / "checkpoint.pt")
+    early = _cli("predict", str(folder), "--points", str(tmp_path / "p.csv"), "--out",
+                 str(tmp_path / "early.csv"))
+    assert early.returncode == 0 and "its checkpoint at step 1 of" in early.stderr
+    assert "(the run stopped early; resume it to finish)" in early.stderr
     bad = _cli("predict", str(tmp_path), "--points", str(tmp_path / "p.csv"), "--out",
                str(tmp_path / "v.csv"))
     assert bad.returncode == 2 and "is not a run folder" in bad.stderr
@@ -1067,3 +1078,4 @@ def test_a_coefficient_field_given_by_a_network_is_recovered_from_observations()
     assert trainer.evaluate()["rel_l2"] < 2e-3
     assert np.abs(found / expected - 1).max() < 5e-2
     assert np.linalg.norm(found - expected) / np.linalg.norm(expected) < 2e-2
+

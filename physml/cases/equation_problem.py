@@ -121,8 +121,10 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
     def residual(d):
         out = {}
         for name, expression in residuals.items():
+            # in sorted order: a set's order follows the process's hash seed, and the order the
+            # derivatives are taken in decides how their gradients are summed (bitwise runs)
             values = {s: d(*derivatives[s]) if s in derivatives else d[s]
-                      for s in expression.names if s not in parameters}
+                      for s in sorted(expression.names) if s not in parameters}
             out[name] = expression.function({**parameters, **values})
         return out
 

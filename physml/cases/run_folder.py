@@ -191,14 +191,15 @@ def new_run_folder(name: str, output: OutputSpec) -> Path:
     """
     base = Path(output.folder) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder, n = base, 1
-    while folder.exists():
-        folder, n = base.with_name(f"{base.name}-{n}"), n + 1
-    try:
-        folder.mkdir(parents=True)
-    except OSError as err:
-        raise ValueError(f"output.folder={str(output.folder)!r}: cannot make the run folder "
-                         f"there ({err.strerror})") from None
-    return folder
+    while True:  # mkdir decides: a run started in the same second takes the next suffix
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            folder, n = base.with_name(f"{base.name}-{n}"), n + 1
+        except OSError as err:
+            raise ValueError(f"output.folder={str(output.folder)!r}: cannot make the run "
+                             f"folder there ({err.strerror})") from None
 
 
 def remove_if_empty(folder: Path) -> None:
