@@ -257,10 +257,10 @@ def check_parameters(spec: DatasetSpec, device: str) -> None:
         ValueError: naming the combination and the solver's reason, or the initial
             condition's key and the generator's reason.
     """
-    grids = []
+    solvers = []
     for params in spec.parameter_grid():
         try:
-            grids.append(_solver_for(spec, params, device).grid)
+            solvers.append(_solver_for(spec, params, device))
         except ValueError as err:
             shown = ", ".join(f"{k}={v:g}" for k, v in params.items())
             raise ValueError(f"spec parameters ({shown}): {err}") from None
@@ -269,21 +269,34 @@ def check_parameters(spec: DatasetSpec, device: str) -> None:
             _solver_for(spec, spec.parameter_grid()[0], device, spec.solver.scheme)
         except ValueError as err:
             raise ValueError(f"solver.scheme: {err}") from None
-    check_initial_condition(spec, grids[0])
+    check_initial_condition(spec, solvers[0])
 
 
-def check_initial_condition(spec: DatasetSpec, grid) -> None:
-    """Draw the initial condition of sample 0 on ``grid`` (the generator's dimension is
-    checked with the spec, against :data:`~.initial_conditions.FIELD_DIMENSIONS`).
+def check_initial_condition(spec: DatasetSpec, solver) -> None:
+    """Draw the initial condition of sample 0 on ``solver``'s grid (the generator's dimension
+    is checked with the spec, against :data:`~.initial_conditions.FIELD_DIMENSIONS`); where
+    the solver restricts its states (a concentration >= 0), draw every sample's and check
+    them as it will (drawing costs little beside solving).
 
     Raises:
-        ValueError: the generator refuses its options (``initial_condition.options``).
+        ValueError: the generator refuses its options (``initial_condition.options``), or the
+            solver a sample's state (``initial_condition``, naming the sample).
     """
+    kind = spec.initial_condition.kind
     try:
-        initial_state(spec, grid, 0)
+        initial_state(spec, solver.grid, 0)
     except ValueError as err:
-        raise ValueError(f"initial_condition.options of {spec.initial_condition.kind}: {err}"
-                         ) from None
+        raise ValueError(f"initial_condition.options of {kind}: {err}") from None
+    check = getattr(type(solver), "check_state", GridSolver.check_state)
+    if check is GridSolver.check_state:  # every finite state allowed
+        return
+    samples = sum(spec.split_sizes().values()) * len(spec.parameter_grid())
+    for seed in range(samples):
+        try:
+            solver.check_state(np.asarray(initial_state(spec, solver.grid, seed)), "u0")
+        except ValueError as err:
+            raise ValueError(f"initial_condition (kind {kind}): the sample of seed {seed}: "
+                             f"{err}") from None
 
 
 def warm_kernel_cache(spec: DatasetSpec, device: str) -> None:

@@ -311,8 +311,7 @@ class GridSolver:
         clone.__dict__.update(checked)
         return clone
 
-    _SHARED_ON_COPY = ("layout", "stages", "_zeros", "_parameter_arrays_kept",
-                       "_layout_float64")
+    _SHARED_ON_COPY = ("layout", "stages", "_zeros", "_parameter_arrays_kept")
     """Attributes holding Warp arrays (constants, caches keyed by their values, and scratch
     whose users take turns under a lock), which a copy shares, as :meth:`with_dt`'s do."""
 
@@ -671,11 +670,9 @@ class GridSolver:
         for a, a64 in zip((b, nu), wide):
             wp.launch(widen_kernel, dim=a.shape[0], inputs=[a], outputs=[a64],
                       device=self.device, record_tape=False)
-        if getattr(self, "_layout_float64", None) is None:
-            self._layout_float64 = GridLayout(self.grid, self.bc, self.layout.ghost_width,
-                                              wp.float64, self.device)
         # 1e-9: below what the float32 result resolves
-        iterations = self._solve_implicit_float64(*wide, self._layout_float64, rtol=1e-9)
+        iterations = self._solve_implicit_float64(*wide, self.layout.in_dtype(wp.float64),
+                                                  rtol=1e-9)
         wp.launch(narrow_kernel, dim=x.shape[0], inputs=[wide[2]], outputs=[x],
                   device=self.device, record_tape=False)
         return iterations

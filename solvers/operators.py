@@ -617,6 +617,16 @@ class GridLayout:
                         rows[row] = (1.0, direction * (2 * m - 1) * dx * value)
         return rows
 
+    def in_dtype(self, dtype: type) -> GridLayout:
+        """This layout in ``dtype``: itself, or a twin built once and kept (solvers copied
+        from one another share their layout, and so the twin)."""
+        if dtype == self.dtype:
+            return self
+        twins = self.__dict__.setdefault("_twins", {})
+        if dtype not in twins:
+            twins[dtype] = GridLayout(self.grid, self.bc, self.ghost_width, dtype, self.device)
+        return twins[dtype]
+
     def empty(self, requires_grad: bool = False) -> wp.array:
         """A new flat field array (uninitialised)."""
         return wp.empty(

@@ -476,6 +476,19 @@ def test_runs_started_in_the_same_second_take_their_own_folders(tmp_path, monkey
                                       "x-20261204-120000-2"]
 
 
+def test_a_dangling_link_as_the_output_folder_is_named(tmp_path):
+    """mkdir of the link raised FileExistsError, which the same-second rule took for a
+    taken name: the run tried suffixes forever."""
+    from physml.cases.run_folder import OutputSpec, new_run_folder
+
+    link = tmp_path / "dangling"
+    link.symlink_to(tmp_path / "nowhere" / "place")
+    for folder in (link, link / "sub"):
+        with pytest.raises(ValueError, match=f"output.folder={str(folder)!r}: cannot make the "
+                                             "run folder there"):
+            new_run_folder("x", OutputSpec(folder=str(folder)))
+
+
 def test_an_unwritable_warp_cache_is_named(tmp_path):
     afile = tmp_path / "file"
     afile.write_text("")

@@ -329,3 +329,21 @@ def test_a_float32_implicit_step_is_solved_in_float64():
               for dtype in ("float32", "float64")}
     assert states["float32"].mean() == pytest.approx(u0.mean(), rel=1e-6)
     assert np.abs(states["float32"] - states["float64"]).max() < 1e-5
+
+
+def test_a_float32_implicit_rollout_builds_its_float64_layout_once(monkeypatch):
+    """A rollout steps throwaway copies of the solver (its dt read back in float32): each
+    built its own float64 layout, 200 for 200 steps."""
+    from physml.solvers.operators import GridLayout
+
+    grid = Grid((24, 20), (0.0, 0.0), (1.0, 1.0))
+    solver = HeatSolver2D(grid, dirichlet(2, 0.5), nu=1.0, dt=0.01, scheme="imex",
+                          dtype="float32")
+    built = []
+    init = GridLayout.__init__
+    monkeypatch.setattr(GridLayout, "__init__",
+                        lambda self, *a, **k: (built.append(a[3]), init(self, *a, **k))[1])
+    x, y = grid.mesh()
+    solver.rollout(np.sin(np.pi * x) * np.sin(np.pi * y), 50)
+    solver.rollout(np.stack([np.sin(np.pi * x)] * 2), 20)
+    assert len(built) == 1

@@ -50,6 +50,9 @@ def write_spec(folder, pde="advection1d", grid="[16]", initial="{kind: pdebench_
         ("advection1d", "[16]", "{kind: uniform_constant, options: {low: 1.0, high: 0.0}}",
          "initial_condition.options of uniform_constant: low=1 > high=0; U(low, high) needs "
          "low <= high"),
+        ("diffusion_sorption1d", "[16]", "{kind: pdebench_sines}",
+         "initial_condition (kind pdebench_sines): the sample of seed 1: u0 has negative "
+         "concentrations"),
     ],
 )
 def test_an_unfit_initial_condition_is_refused_before_anything_is_written(

@@ -191,15 +191,17 @@ def new_run_folder(name: str, output: OutputSpec) -> Path:
     """
     base = Path(output.folder) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder, n = base, 1
-    while True:  # mkdir decides: a run started in the same second takes the next suffix
-        try:
-            folder.mkdir(parents=True)
-            return folder
-        except FileExistsError:
-            folder, n = base.with_name(f"{base.name}-{n}"), n + 1
-        except OSError as err:
-            raise ValueError(f"output.folder={str(output.folder)!r}: cannot make the run "
-                             f"folder there ({err.strerror})") from None
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        while True:  # mkdir decides: a run started in the same second takes the next suffix
+            try:
+                folder.mkdir()
+                return folder
+            except FileExistsError:
+                folder, n = base.with_name(f"{base.name}-{n}"), n + 1
+    except OSError as err:
+        raise ValueError(f"output.folder={str(output.folder)!r}: cannot make the run "
+                         f"folder there ({err.strerror})") from None
 
 
 def remove_if_empty(folder: Path) -> None:

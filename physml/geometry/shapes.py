@@ -169,13 +169,29 @@ def Disk(centre: Sequence[float], radius: float, name: str = "boundary") -> Ball
     return Ball(centre, radius, name)
 
 
+def _overlapping_boxes(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs (i < j) of segments $A_iB_i$, $A_jB_j$ whose bounding boxes overlap, by a
+    sweep in x: each segment against those starting within its x-extent (about n log n plus
+    the pairs for an outline of short edges, not all n^2/2)."""
+    lo, hi = np.minimum(A, B), np.maximum(A, B)
+    order = np.argsort(lo[:, 0], kind="stable")
+    end = np.searchsorted(lo[order, 0], hi[order, 0], side="right")
+    counts = np.maximum(end - np.arange(1, len(A) + 1), 0)
+    p = np.repeat(np.arange(len(A)), counts)
+    q = p + 1 + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    i, j = order[p], order[q]
+    keep = (lo[i, 1] <= hi[j, 1]) & (lo[j, 1] <= hi[i, 1])
+    return np.minimum(i, j)[keep], np.maximum(i, j)[keep]
+
+
 def _first_crossing(V: np.ndarray) -> tuple[int, int] | None:
     """The first pair of edges (i < j) of the closed polyline ``V`` (n, 2) that cross or touch
     where they should not: non-adjacent edges sharing any point, or adjacent edges folding
-    back onto each other; None for a simple polygon. Exact orientation signs, O(n^2)."""
+    back onto each other; None for a simple polygon. Exact orientation signs, on the pairs
+    whose bounding boxes overlap."""
     n = len(V)
     A, B = V, np.roll(V, -1, axis=0)
-    i, j = np.triu_indices(n, 1)
+    i, j = _overlapping_boxes(A, B)
 
     def orient(p, q, r):
         return np.sign((q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1])
@@ -198,9 +214,11 @@ def _first_crossing(V: np.ndarray) -> tuple[int, int] | None:
     far_j = np.where(next_to[:, None], B[j], A[j])
     folds = (orient(shared, far_i, far_j) == 0) & (
         np.sum((far_i - shared) * (far_j - shared), axis=1) > 0)
-    bad = np.where(next_to | wraps, folds, meet)
-    found = np.flatnonzero(bad)
-    return (int(i[found[0]]), int(j[found[0]])) if found.size else None
+    bad = np.flatnonzero(np.where(next_to | wraps, folds, meet))
+    if not bad.size:
+        return None
+    first = bad[np.lexsort((j[bad], i[bad]))[0]]
+    return int(i[first]), int(j[first])
 
 
 class Polygon(Geometry):
