@@ -135,7 +135,8 @@ def main() -> None:
                     "available_cores": len(os.sched_getaffinity(0))},
         "versions": {"physml": physml.__version__, "warp": wp.__version__,
                      "torch": torch.__version__},
-        "settings": {"torch_threads": 1, "repeats": REPEATS, "statistic": "median"},
+        "settings": {"torch_threads": 1, "physml_host_threads": 1, "repeats": REPEATS,
+                     "statistic": "median"},
         "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
         "cases": rows,
     }

@@ -33,12 +33,13 @@ import math
 import multiprocessing
 import os
 import platform
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
-from physml.constraints import Continuity, LevenbergMarquardt
+from physml.constraints import Continuity, LevenbergMarquardt, UnconvergedSolveWarning
 from physml.devices import Stopwatch
 from physml.fno import most_modes
 from physml.train.moe import (
@@ -126,6 +127,8 @@ def measure(problem: str, v: dict, nx: int, k: int, continuity: Continuity, colo
     it slows a step, 1.5x at 2.6e4 points). Meant for a fresh process, so that no earlier
     configuration's memory is counted."""
     torch.set_num_threads(threads)
+    # untrained bases leave inner solves unconverged: what is timed, not what is trained
+    warnings.simplefilter("ignore", UnconvergedSolveWarning)
     nt, space = v.get("timing_nt", v["nt"]), _space(problem, nx)
     # no more Fourier modes than the timing grid resolves below its Nyquist frequency
     sizes = (nt, *space)
@@ -158,7 +161,9 @@ def measure(problem: str, v: dict, nx: int, k: int, continuity: Continuity, colo
 
 def timing(problem: str, v: dict, device: str, experts: list[int]) -> list[dict]:
     """Seconds per training step and inference, and peak memory, against K and the number of
-    points; each configuration in a fresh process, one after the other."""
+    points; each configuration in a fresh process, one after the other. A configuration the
+    layer refuses (experts whose blocks are narrower than the PDE's stencil) is reported and
+    left out."""
     configurations = [(nx, k, continuity, coloured) for nx in v["points_nx"]
                       for k in experts if nx % k == 0 and nx // k >= 2
                       for continuity, coloured in LAYERS]
@@ -168,8 +173,12 @@ def timing(problem: str, v: dict, device: str, experts: list[int]) -> list[dict]
         record = {"points": math.prod(_space(problem, nx)) * v.get("timing_nt", v["nt"]),
                   "nx": nx, "experts": k, "continuity": continuity.value, "coloured": coloured}
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as fresh:
-            record.update(fresh.submit(measure, problem, v, nx, k, continuity, coloured,
-                                       device, torch.get_num_threads()).result())
+            try:
+                record.update(fresh.submit(measure, problem, v, nx, k, continuity, coloured,
+                                           device, torch.get_num_threads()).result())
+            except ValueError as refused:
+                print(f"skipped nx={nx}, K={k}, {continuity.value}: {refused}", flush=True)
+                continue
         records.append(record)
         print(record, flush=True)
     for r in records:
@@ -236,6 +245,10 @@ def accuracy(problem: str, v: dict, budget: Budget, experts: list[int], device: 
         runs += [(f"moe-independent-K{k}", "hard", k, Continuity.INDEPENDENT),
                  (f"moe-interface-K{k}", "hard", k, Continuity.INTERFACE_ROWS),
                  (f"moe-pou-K{k}", "hard", k, Continuity.PARTITION_OF_UNITY)]
+    unknown = sorted(set(methods or ()) - {name for name, *_ in runs})
+    if unknown:
+        raise SystemExit(f"--methods: {', '.join(unknown)} match no method; with --experts "
+                         f"{' '.join(map(str, experts))} they are {', '.join(n for n, *_ in runs)}")
     for name, method, k, continuity in runs:
         if methods is not None and name not in methods:
             continue

@@ -20,6 +20,7 @@ here::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -131,6 +132,8 @@ def main() -> None:
     parser.add_argument("--lbfgs", type=int, default=5000)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pinn_burgers.json"))
     args = parser.parse_args()
+    if importlib.util.find_spec("deepxde") is None:  # before physml's minutes of training
+        raise SystemExit("pinn_burgers.py compares with DeepXDE: pip install deepxde first")
     physml, points, trainer = run_physml(args.adam, args.lbfgs)
     deepxde = run_deepxde(points, trainer, args.adam, args.lbfgs)
     physml, deepxde = rates(physml, args.adam), rates(deepxde, args.adam)

@@ -314,8 +314,10 @@ def batched_throughput() -> dict:
     x = grid.coords(0)
     u0 = np.stack([0.5 + np.sin(x + 0.01 * b) * (0.5 + b / BATCH) for b in range(BATCH)])
     solver = solver.with_dt(CFL_FRACTION * solver.stable_dt(u0))
-    runs = {
+    one_thread = build_solver("burgers", grid, threads=1).with_dt(solver.dt)
+    runs = {  # automatic threads split a batch by samples: one thread for a single sample
         "batched": lambda: solver.rollout(u0, BATCH_STEPS, BATCH_STEPS),
+        "batched_one_thread": lambda: one_thread.rollout(u0, BATCH_STEPS, BATCH_STEPS),
         "one_by_one": lambda: [solver.rollout(u, BATCH_STEPS, BATCH_STEPS) for u in u0],
     }
     together = runs["batched"]()
@@ -328,12 +330,17 @@ def batched_throughput() -> dict:
     median = {name: statistics.median(v) for name, v in rates.items()}
     result = {
         "case": f"{BATCH} samples x {BATCH_CELLS} cells, Burgers, {BATCH_STEPS} steps",
+        "host_threads": {"batched": len(solver.stages._split(BATCH)[1]),
+                         "batched_one_thread": 1, "one_by_one": len(solver.stages._split(1)[1])},
         "samples_per_s": {name: spread(v) for name, v in rates.items()},
         "speedup": median["batched"] / median["one_by_one"],
+        "speedup_one_thread": median["batched_one_thread"] / median["one_by_one"],
         "bitwise_equal": True,
     }
-    print(f"batched throughput: {median['batched']:.1f} samples/s together, "
-          f"{median['one_by_one']:.1f} one by one, speed-up {result['speedup']:.1f}x", flush=True)
+    print(f"batched throughput: {median['batched']:.1f} samples/s together "
+          f"({median['batched_one_thread']:.1f} on one thread), {median['one_by_one']:.1f} one "
+          f"by one: speed-up {result['speedup']:.1f}x ({result['speedup_one_thread']:.1f}x at "
+          "equal threads)", flush=True)
     return result
 
 

@@ -168,12 +168,14 @@ def main() -> None:
         overrides.append(f"training.dt={args.dt}")
     if args.device is not None:
         overrides.append(f"device={args.device}")
-    settings = {"variant": args.variant, "dt": args.dt}
+    settings = {"variant": args.variant, "dt": args.dt, "device": args.device,
+                "torch_threads": torch.get_num_threads()}
     results = {**settings, "torch": torch.__version__, "problems": {}}
     if args.resume and args.out.is_file():
         results = json.loads(args.out.read_text())
         if {key: results.get(key) for key in settings} != settings:
-            raise SystemExit(f"--resume: {args.out} holds another variant or dt; use another --out")
+            raise SystemExit(f"--resume: {args.out} holds another variant, dt, device or thread "
+                             "count; use another --out")
     for name in args.problems:
         case = load_case(CASES / f"teng_{name}.yaml", overrides)
         print(f"{name}: dt={case.training.dt} on {case.device}", flush=True)
