@@ -90,6 +90,8 @@ def test_empty_thin_and_degenerate_domains_are_refused_by_name():
                             ([(0, 0), (2, 0), (1, 1), (2, 2), (0, 2), (1, 1)], "1 and 4")):
         with pytest.raises(ValueError, match=f"Polygon: edges {edges} meet .* not simple"):
             Polygon(vertices)  # its inside and outward normals are undefined
+    with pytest.raises(ValueError, match="Polygon: the vertices hold NaN or infinite"):
+        Polygon([(0, 0), (1, 0), (np.nan, 1)])
     angle = np.linspace(0, 2 * np.pi, 20000, endpoint=False)  # a digitised outline
     outline = (1 + 0.1 * np.sin(7 * angle))[:, None] * np.c_[np.cos(angle), np.sin(angle)]
     assert Polygon(outline).dim == 2  # its edge pairs pruned by boxes, not all n^2 / 2

@@ -199,6 +199,9 @@ def new_run_folder(name: str, output: OutputSpec) -> Path:
                 return folder
             except FileExistsError:
                 folder, n = base.with_name(f"{base.name}-{n}"), n + 1
+    except FileExistsError:  # from the parent: a file or a dangling link is in the way
+        raise ValueError(f"output.folder={str(output.folder)!r}: cannot make the run folder "
+                         "there (a file or a link to nothing is in the way)") from None
     except OSError as err:
         raise ValueError(f"output.folder={str(output.folder)!r}: cannot make the run "
                          f"folder there ({err.strerror})") from None

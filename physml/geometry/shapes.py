@@ -177,11 +177,24 @@ def _overlapping_boxes(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.nda
     order = np.argsort(lo[:, 0], kind="stable")
     end = np.searchsorted(lo[order, 0], hi[order, 0], side="right")
     counts = np.maximum(end - np.arange(1, len(A) + 1), 0)
-    p = np.repeat(np.arange(len(A)), counts)
-    q = p + 1 + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    i, j = order[p], order[q]
-    keep = (lo[i, 1] <= hi[j, 1]) & (lo[j, 1] <= hi[i, 1])
-    return np.minimum(i, j)[keep], np.maximum(i, j)[keep]
+    total = np.cumsum(counts)
+    kept_i, kept_j = [], []
+    first = 0
+    while first < len(A):  # in blocks of about 2^22 x-overlapping pairs: bounded memory
+        last = max(first + 1, int(np.searchsorted(total, total[first] - counts[first] + _BLOCK,
+                                                   side="right")))
+        block = counts[first:last]
+        p = np.repeat(np.arange(first, last), block)
+        q = p + 1 + np.arange(block.sum()) - np.repeat(np.cumsum(block) - block, block)
+        i, j = order[p], order[q]
+        keep = (lo[i, 1] <= hi[j, 1]) & (lo[j, 1] <= hi[i, 1])
+        kept_i.append(np.minimum(i, j)[keep])
+        kept_j.append(np.maximum(i, j)[keep])
+        first = last
+    return np.concatenate(kept_i), np.concatenate(kept_j)
+
+
+_BLOCK = 1 << 22
 
 
 def _first_crossing(V: np.ndarray) -> tuple[int, int] | None:
@@ -231,6 +244,8 @@ class Polygon(Geometry):
         V = np.asarray(vertices, dtype=np.float64)
         if V.ndim != 2 or V.shape[1] != 2 or len(V) < 3:
             raise ValueError(f"Polygon: vertices need shape (n >= 3, 2), got {V.shape}")
+        if not np.isfinite(V).all():
+            raise ValueError("Polygon: the vertices hold NaN or infinite coordinates")
         repeated = np.flatnonzero(np.all(V == np.roll(V, -1, axis=0), axis=1))
         if len(repeated):
             i = int(repeated[0])
