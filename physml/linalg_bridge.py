@@ -146,12 +146,11 @@ def csr_solve(
         raise ValueError(f"b has shape {tuple(b.shape)}, indptr {tuple(indptr.shape)}, values "
                          f"{tuple(values.shape)} and indices {tuple(indices.shape)}; need (n,), "
                          "(n + 1,) and two equal (nnz,)")
-    steps = torch.diff(indptr.to(torch.int64))
-    if indptr[0] != 0 or indptr[-1] != values.shape[0] or bool((steps < 0).any()):
+    falling = torch.nonzero(torch.diff(indptr.to(torch.int64)) < 0)
+    if indptr[0] != 0 or indptr[-1] != values.shape[0] or len(falling):
         raise ValueError(f"indptr must rise from 0 to nnz = {values.shape[0]} without falling; "
                          f"it runs from {int(indptr[0])} to {int(indptr[-1])}"
-                         + (", falling at row " + str(int(torch.nonzero(steps < 0)[0, 0]))
-                            if bool((steps < 0).any()) else ""))
+                         + (f", falling at row {int(falling[0, 0])}" if len(falling) else ""))
     if indices.numel() and not (0 <= int(indices.min()) and int(indices.max()) < n):
         raise ValueError(f"indices must be column numbers in [0, {n}); they span "
                          f"[{int(indices.min())}, {int(indices.max())}]")

@@ -118,13 +118,15 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
             raise ValueError(f"{key}: {text!r} involves no field ({', '.join(outputs)}) and no "
                              "derivative of one: a residual constrains the fields")
 
+    # what each residual reads, in sorted order: a set's order follows the process's hash
+    # seed, and the order the derivatives are taken in decides how their gradients are summed
+    reads = {name: [s for s in sorted(expression.names) if s not in parameters]
+             for name, expression in residuals.items()}
+
     def residual(d):
         out = {}
         for name, expression in residuals.items():
-            # in sorted order: a set's order follows the process's hash seed, and the order the
-            # derivatives are taken in decides how their gradients are summed (bitwise runs)
-            values = {s: d(*derivatives[s]) if s in derivatives else d[s]
-                      for s in sorted(expression.names) if s not in parameters}
+            values = {s: d(*derivatives[s]) if s in derivatives else d[s] for s in reads[name]}
             out[name] = expression.function({**parameters, **values})
         return out
 
@@ -132,12 +134,9 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
     conditions, values = [c for c, _ in built], [v for _, v in built]
     exact = _exact_expressions(case, inputs, outputs, parameters)
     if check_parameters:
-        _check_parameters_read(parameters, [*residuals.values(), *values, *(exact or ())])
-        read = set().union(*(e.names for e in residuals.values()))
-        unread = [name for name in case.coefficients if name not in read]
-        if unread:  # a misspelt name or a leftover, trained for nothing
-            raise ValueError(f"coefficients.{unread[0]}: read by no pde expression; use it "
-                             "there or remove it")
+        _check_read("parameters", parameters, [*residuals.values(), *values, *(exact or ())],
+                    "expression (the pde, the conditions' values, exact)")
+        _check_read("coefficients", case.coefficients, residuals.values(), "pde expression")
     for i, spec in enumerate(case.conditions):
         if spec.boundary is not None and "boundary" in spec.KIND_OPTIONS[spec.kind]:
             geometry.require_parts(spec.boundary, where=f"conditions[{i}].boundary")
@@ -241,18 +240,19 @@ def _coefficient(spec, n_inputs, key: str):
         raise ValueError(f"{key}: {err}") from None
 
 
-def _check_parameters_read(parameters, expressions) -> None:
-    """Every parameter is read by one of ``expressions`` (the residuals, the conditions'
-    values, the exact solution): one no expression reads is a misspelt name or a leftover.
+def _check_read(section: str, names, expressions, where: str) -> None:
+    """Every one of ``names`` (the case's ``parameters`` or ``coefficients``) is read by one of
+    ``expressions``: one none reads is a misspelt name or a leftover (a coefficient would be
+    trained for nothing).
 
     Raises:
-        ValueError: naming ``parameters.<name>`` and where a parameter is read.
+        ValueError: naming ``<section>.<name>`` and ``where`` such names are read.
     """
     read = set().union(*(e.names for e in expressions if e is not None))
-    unread = [name for name in parameters if name not in read]
+    unread = [name for name in names if name not in read]
     if unread:
-        raise ValueError(f"parameters.{unread[0]}: read by no expression (the pde, the "
-                         "conditions' values, exact); use it there or remove it")
+        raise ValueError(f"{section}.{unread[0]}: read by no {where}; use it there or remove "
+                         "it")
 
 
 def _exact_expressions(case, inputs, outputs, parameters):
