@@ -8,6 +8,7 @@ from typing import Any
 
 from .solvers.errors import BlowUpError as BlowUpError
 from .solvers.errors import ConvergenceError as ConvergenceError
+from .solvers.errors import InaccurateSolveWarning as InaccurateSolveWarning
 from .solvers.errors import UnstableStepError as UnstableStepError
 
 

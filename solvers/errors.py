@@ -116,3 +116,12 @@ class ConvergenceError(ArithmeticError):
         )
         self.method, self.iterations, self.residual = method, iterations, residual
         self.tolerance, self.residuals = tolerance, residuals
+
+
+class InaccurateSolveWarning(RuntimeWarning):
+    r"""A Krylov solve whose recursive residual met the tolerance while its true residual
+    $\|b - A x\|$ stayed above it through restarts: the rounding floor of the arithmetic
+    (float32, or float64 on an ill-conditioned A with smooth data) lies above the tolerance.
+    With ``floor="warn"`` (the default of :func:`~physml.solvers.linalg.cg` and
+    :func:`~physml.solvers.linalg.bicgstab`) the answer is returned, as accurate as that
+    arithmetic allows."""

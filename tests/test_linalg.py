@@ -4,6 +4,7 @@ agreement with SciPy, and the implicit-solve adjoint."""
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 import warp as wp
 import warp.sparse as wps
 
-from physml.errors import ConvergenceError
+from physml.errors import ConvergenceError, InaccurateSolveWarning
 from physml.linalg_bridge import csr_solve
 from physml.solvers.linalg import (
     CsrOperator,
@@ -172,7 +173,49 @@ def test_a_cpu_solve_runs_no_iteration_past_the_one_that_converged(check_every, 
     b = wp.array(rng.standard_normal(A.shape[0]), dtype=wp.float64, device="cpu")
     result = cg(op, b, preconditioner=Jacobi(op), rtol=1e-9, check_every=check_every)
     assert result.iterations % 10 != 0 or check_every == 1
-    assert len(products) == 1 + result.iterations  # r0 = b - A x0, then one per iteration
+    # r0 = b - A x0, one per iteration, then the true residual b - A x of the answer
+    assert len(products) == 2 + result.iterations
+
+
+@pytest.mark.parametrize("solve", [cg, bicgstab])
+def test_a_solve_whose_true_residual_drifted_restarts_until_it_meets_the_tolerance(solve, rng):
+    # from an x0 1e8 times too large the recursive residual falls 18 orders, and the true one
+    # stops near 2e-5 of |b| when the recursive one meets 1e-10; a restart from x mends it
+    A = poisson_2d(16)
+    b = rng.standard_normal(A.shape[0])
+    op, bw = warp_system(A, b, "float64")
+    x0 = wp.array(1e8 * rng.standard_normal(A.shape[0]), dtype=wp.float64, device="cpu")
+    result = solve(op, bw, x0, rtol=1e-10)
+    true = relative_residual(A, result.x.numpy(), b)
+    assert true <= 1e-10
+    assert result.relative_residual == pytest.approx(true, rel=1e-3)
+    assert len(result.residuals) == result.iterations + 1
+
+
+@pytest.mark.parametrize("solve", [cg, bicgstab])
+def test_a_tolerance_below_float32_s_floor_warns_and_reports_the_true_residual(solve, rng):
+    A = poisson_2d(32)
+    b = rng.standard_normal(A.shape[0])
+    op, bw = warp_system(A, b, "float32")
+    with pytest.warns(InaccurateSolveWarning, match=r"float32 arithmetic.*solve in float64"):
+        result = solve(op, bw, rtol=1e-8)
+    true = relative_residual(A, result.x.numpy(), b)
+    assert true > 1e-8
+    assert result.relative_residual == pytest.approx(true, rel=0.1)
+
+
+def test_the_floor_argument_accepts_or_raises_and_a_bad_one_is_named(rng):
+    A = poisson_2d(32)
+    b = rng.standard_normal(A.shape[0])
+    op, bw = warp_system(A, b, "float32")
+    with pytest.raises(ConvergenceError, match=r"cg stagnated .* float32 arithmetic") as info:
+        cg(op, bw, rtol=1e-8, floor="raise")
+    assert info.value.residual > 1e-8 and len(info.value.residuals) == info.value.iterations + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cg(op, bw, rtol=1e-8, floor="accept").relative_residual > 1e-8
+    with pytest.raises(ValueError, match=r"floor='loud'; allowed: 'warn', 'accept', 'raise'"):
+        bicgstab(op, bw, floor="loud")
 
 
 def test_cg_raises_with_the_residual_reached_when_maxiter_is_too_small(rng):

@@ -5,7 +5,11 @@ r"""Krylov solvers for $A x = b$ over the :class:`~physml.solvers.linalg.LinearO
 
 $$\|r_j\|_2 \le \max(\text{rtol}\,\|b\|_2,\ \text{atol}),\qquad r_j = b - A x_j$$
 
-(the recursively updated residual). Every scalar stays on the device
+for the recursively updated residual, and then check the true one, $b - A x_j$, once: where
+rounding has let the two part (float32, or an ill-conditioned A), they restart from $x_j$
+with the true residual, until it meets the tolerance or stops halving from one restart to the
+next (the arithmetic's floor: the answer comes with an
+:class:`~physml.solvers.errors.InaccurateSolveWarning`). Every scalar stays on the device
 (:mod:`~physml.solvers.linalg.scalar_table`); the host reads the residuals once every
 ``check_every`` iterations, and the kernels freeze the iterate at the first one that met the
 tolerance, so the answer and the iteration count are those of a check every iteration. An
@@ -17,6 +21,7 @@ Not ``warp.optim.linear``: see :mod:`~physml.solvers.linalg.kernels` for why.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -26,7 +31,7 @@ from typing import Any
 import numpy as np
 import warp as wp
 
-from ..errors import ConvergenceError, whole_number
+from ..errors import ConvergenceError, InaccurateSolveWarning, whole_number
 from .kernels import (
     BNORM,
     RESIDUAL,
@@ -53,7 +58,9 @@ class SolveResult:
     Attributes:
         x: the solution, a new Warp array of shape (n,).
         iterations: iterations run until the tolerance was met.
-        residuals: $\\|r_j\\|_2$ for j = 0..iterations, shape (iterations + 1,).
+        residuals: $\\|r_j\\|_2$ for j = 0..iterations, shape (iterations + 1,): the
+            recursive residuals, but for the start of each restart and the last entry, which
+            are true residuals $\\|b - A x_j\\|_2$.
         b_norm: $\\|b\\|_2$.
     """
 
@@ -64,7 +71,7 @@ class SolveResult:
 
     @property
     def relative_residual(self) -> float:
-        """$\\|r\\| / \\|b\\|$ at the last iteration (the recursive residual)."""
+        """$\\|b - A x\\| / \\|b\\|$ of the answer (the true residual)."""
         return float(self.residuals[-1] / self.b_norm) if self.b_norm > 0 else 0.0
 
 
@@ -78,6 +85,7 @@ def cg(
     atol: float = 0.0,
     maxiter: int | None = None,
     check_every: int = 10,
+    floor: str = "warn",
 ) -> SolveResult:
     """Preconditioned conjugate gradients for $A x = b$, A symmetric positive definite.
 
@@ -98,17 +106,24 @@ def cg(
             x = 0 at once).
         maxiter: at most this many iterations (10 n if None).
         check_every: iterations between host reads of the residual.
+        floor: what to do when the true residual stays above the tolerance through restarts
+            (the arithmetic's rounding floor lies above it): ``"warn"`` returns x with an
+            :class:`~physml.solvers.errors.InaccurateSolveWarning`, ``"accept"`` returns it
+            silently (a tolerance set at the arithmetic's limit on purpose), ``"raise"``
+            raises :class:`ConvergenceError`.
 
     Returns:
         :class:`SolveResult`.
 
     Raises:
-        ConvergenceError: the tolerance is not met within ``maxiter`` iterations, or the
-            residual became NaN/Inf; it carries the residual reached.
+        ConvergenceError: the tolerance is not met within ``maxiter`` iterations, the
+            residual became NaN/Inf, or (``floor="raise"``) the true residual stays above the
+            tolerance; it carries the residual reached.
     """
-    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every, preconditioner)
+    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every, preconditioner,
+                              floor)
     with _workspace("cg", A, preconditioner, b, check_every, _cg_launches) as work:
-        return _solve("cg", work, b, x0, rtol, atol, maxiter, check_every)
+        return _solve("cg", work, b, x0, rtol, atol, maxiter, check_every, floor)
 
 
 def _cg_launches(A: LinearOperator, preconditioner: Preconditioner | None,
@@ -149,6 +164,7 @@ def bicgstab(
     atol: float = 0.0,
     maxiter: int | None = None,
     check_every: int = 10,
+    floor: str = "warn",
 ) -> SolveResult:
     """BiCGStab (van der Vorst 1992) for $A x = b$, A nonsingular, right-preconditioned.
 
@@ -158,9 +174,10 @@ def bicgstab(
     $p = r + \\beta(p - \\omega A\\hat p)$, where $\\hat p = M^{-1}p$, $\\hat h = M^{-1}h$.
     Arguments, result and errors as :func:`cg`.
     """
-    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every, preconditioner)
+    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every, preconditioner,
+                              floor)
     with _workspace("bicgstab", A, preconditioner, b, check_every, _bicgstab_launches) as work:
-        return _solve("bicgstab", work, b, x0, rtol, atol, maxiter, check_every)
+        return _solve("bicgstab", work, b, x0, rtol, atol, maxiter, check_every, floor)
 
 
 def _bicgstab_launches(A: LinearOperator, preconditioner: Preconditioner | None,
@@ -199,8 +216,11 @@ def check_arguments(
     maxiter: int | None,
     check_every: int,
     preconditioner: Any = None,
+    floor: str = "warn",
 ) -> int:
     """Validate the arguments; return maxiter (10 n if None)."""
+    if floor not in FLOOR_ACTIONS:
+        raise ValueError(f"floor={floor!r}; allowed: {', '.join(map(repr, FLOOR_ACTIONS))}")
     if not isinstance(A, LinearOperator) or isinstance(A, type):
         raise ValueError(f"A is a {type(A).__name__}; the solvers take a LinearOperator: "
                          "CsrOperator(csr_from_scipy(A, wp.float64, device)) for a SciPy "
@@ -307,14 +327,63 @@ def _same_key(a: tuple, b: tuple) -> bool:
     return a[0] is b[0] and a[1:] == b[1:]
 
 
+FLOOR_ACTIONS = ("warn", "accept", "raise")
+"""What :func:`cg` and :func:`bicgstab` may do at a rounding floor above the tolerance."""
+
+
 def _solve(method: str, work: _Workspace, b: wp.array, x0: wp.array | None, rtol: float,
-           atol: float, maxiter: int, check_every: int) -> SolveResult:
+           atol: float, maxiter: int, check_every: int, floor_action: str) -> SolveResult:
+    """Iterate until the recursive residual meets the tolerance, then check the true one,
+    $b - A x$: where rounding has let the two part (float32, ill-conditioned A), restart from x
+    with the true residual. Once a restart no longer halves the true residual of the one
+    before, the rounding floor lies above the tolerance: x is returned, its true residual last
+    in the history, as ``floor_action`` says (see :func:`cg`'s ``floor``)."""
     work.begin(b, x0)
-    result = _iterate(method, work.plan, work.table, rtol, atol, maxiter, check_every,
-                      work.breakdown)
-    if result[2] == 0.0 and atol == 0.0:  # b = 0: the solution is 0, whatever x0
+    iterations, norms, b_norm = _iterate(method, work.plan, work.table, rtol, atol, maxiter,
+                                         check_every, work.breakdown)
+    if b_norm == 0.0 and atol == 0.0:  # b = 0: the solution is 0, whatever x0
         work.x.zero_()
-    return SolveResult(wp.clone(work.x), *result)
+        return SolveResult(wp.clone(work.x), iterations, norms, b_norm)
+    tol = max(rtol * b_norm, atol)
+    floor = np.inf
+    while True:
+        true = _true_residual(work)
+        norms = np.append(norms[:-1], true)  # iteration j's true residual replaces its own
+        if true <= tol:
+            break
+        if not true < 0.5 * floor:
+            advice = (f"the rounding floor of {_dtype_name(work.x)} arithmetic on this system; "
+                      "solve in float64 (or with a preconditioner that lowers A's condition "
+                      "number), or loosen rtol")
+            if floor_action == "raise":
+                raise convergence_failure(method, iterations, norms, b_norm, tol,
+                                          stagnated=advice)
+            if floor_action == "warn":
+                warnings.warn(
+                    f"{method}: the true relative residual |b - A x| / |b| = "
+                    f"{true / b_norm:.3e} stays above the tolerance {tol / b_norm:.3e} that the "
+                    f"recursive residual met, after {iterations} iterations: {advice}",
+                    InaccurateSolveWarning, stacklevel=3)
+            break
+        floor = true
+        for launch in work.start[2:]:  # the method's start from r = b - A x
+            launch()
+        iterations, norms, _ = _iterate(method, work.plan, work.table, rtol, atol, maxiter,
+                                        check_every, work.breakdown, iterations, norms[:-1])
+    return SolveResult(wp.clone(work.x), iterations, norms, b_norm)
+
+
+def _true_residual(work: _Workspace) -> float:
+    """$\\|b - A x\\|_2$ for the workspace's x, leaving r = b - A x and a fresh table whose
+    row 0 holds $r^T r$ and $b^T b$ (the state after the first two launches of a start)."""
+    work.table.reset()
+    for launch in work.start[:2]:
+        launch()
+    return float(np.sqrt(work.table.read()[0][RESIDUAL]))
+
+
+def _dtype_name(a: wp.array) -> str:
+    return "float32" if a.dtype == wp.float32 else "float64"
 
 
 def _bound(obj: Any, method: str, a: wp.array, b: wp.array) -> Callable[[], None]:
@@ -397,9 +466,13 @@ def _iterate(
     maxiter: int,
     check_every: int,
     breakdown: Breakdown,
+    done: int = 0,
+    earlier: np.ndarray | None = None,
 ) -> tuple[int, np.ndarray, float]:
     """Run the iterations in blocks of ``check_every``, reading the table once per block;
-    return the iterations, the residual norms and $\\|b\\|$. ``breakdown`` finds an iteration
+    return the iterations, the residual norms and $\\|b\\|$. A restart passes the
+    iterations ``done`` before it and their residual norms ``earlier``: the counts, the norms
+    and ``maxiter`` are then the whole solve's. ``breakdown`` finds an iteration
     of a block whose step divided by zero (the kernels take a zero step there), which stops the
     solve at once with that reason.
 
@@ -415,8 +488,8 @@ def _iterate(
     tol = max(rtol * b_norm, atol)
     tol2 = tol * tol
     table.set_limit(tol2)
-    history = [float(start[RESIDUAL])]
-    iterations = 0
+    history = [*(np.square(earlier) if earlier is not None else ()), float(start[RESIDUAL])]
+    iterations = done
     plan = [*step, table.advance]
     live = table.live
     while not history[-1] <= tol2:
@@ -447,18 +520,22 @@ def _iterate(
 
 
 def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm: float,
-                        tol: float, breakdown: tuple[str, str] | None = None
-                        ) -> ConvergenceError:
+                        tol: float, breakdown: tuple[str, str] | None = None,
+                        stagnated: str | None = None) -> ConvergenceError:
     """The error of a solve that stopped at ``iterations`` with residual norms ``norms``
     (the last one reached; NaN/Inf: a breakdown) against the absolute tolerance ``tol``; a
     non-finite start names its input (b, or A and x0) rather than the method; ``breakdown``:
-    (what vanished, what it means for A or the preconditioner)."""
+    (what vanished, what it means for A or the preconditioner); ``stagnated``: the advice for
+    a true residual, the last of ``norms``, that restarts no longer lower."""
     norms = np.asarray(norms, dtype=np.float64)
     finite = np.isfinite(norms[-1])
     advice = {}
     reason = "did not converge" if finite else "broke down (NaN/Inf)"
     if breakdown is not None:
         reason, advice = f"broke down ({breakdown[0]})", {"advice": breakdown[1]}
+    elif stagnated is not None:
+        reason = "stagnated (its true residual b - A x stays above the tolerance)"
+        advice = {"advice": stagnated}
     elif not np.isfinite(b_norm):
         advice = {"advice": "b holds NaN/Inf values: check the right-hand side"}
     elif not np.isfinite(norms[0]):
