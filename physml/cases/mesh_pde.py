@@ -72,7 +72,7 @@ from .run_folder import (
     restoring,
     write_text,
 )
-from .sections import CaseBase
+from .sections import CaseBase, LearningRate
 
 FIELD_METADATA = {
     "u0": ("initial value of u", "1"), "exact": ("exact solution", "1"),
@@ -182,7 +182,7 @@ class OptimisationSpec(Section):
     target_semi_axes: list[float] = Field(min_length=2, max_length=2,
                                           description="semi-axes (a, b) of the target [m]")
     steps: int = Field(200, gt=0)
-    lr: float = Field(0.01, gt=0, description="Adam step [m]")
+    lr: LearningRate = Field(0.01, description="Adam step [m]")
     quality_weight: float = Field(1e-3, ge=0, description="beta, weight of Q")
     loss_drop: float = Field(100.0, gt=1, description="target factor J(x0) / J(x_final)")
     checkpoint_every: int = Field(50, gt=0)

@@ -70,7 +70,7 @@ from .run_folder import (
     restoring,
     write_text,
 )
-from .sections import CaseBase, threshold_verdict
+from .sections import CaseBase, LearningRate, threshold_verdict
 
 SPACE_AXES = {"diffusion_sorption": 1, "navier_stokes": 2}
 
@@ -103,7 +103,7 @@ class ConstraintSpec(Section):
 
 class TrainingSpec(Section):
     iterations: int = Field(4000, gt=0)
-    lr: float = Field(1e-3, gt=0)
+    lr: LearningRate = 1e-3
     batch: int = Field(8, gt=0)
     loss: Literal["physics", "data"] = "physics"
     checkpoint_every: int = Field(50, gt=0, description="steps between checkpoints")

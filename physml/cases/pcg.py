@@ -45,7 +45,7 @@ from ..datasets.linear_systems import (
 from ..solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy, prepare
 from .kind import CaseKind, OnStep
 from .run_folder import CONFIG, Section, atomic_write, write_text
-from .sections import CaseBase, threshold_verdict
+from .sections import CaseBase, LearningRate, threshold_verdict
 
 CHECKPOINT = "preconditioner.pt"
 
@@ -81,7 +81,7 @@ class ModelSection(Section):
 class TrainingSection(Section):
     loss: Literal["data", "frobenius", "combined"] = "combined"
     steps: int = Field(600, gt=0)
-    lr: float = Field(3e-3, gt=0)
+    lr: LearningRate = 3e-3
     batch: int = Field(4, gt=0)
 
 

@@ -20,6 +20,7 @@ from .run_folder import (
     read_checkpoint,
     restoring,
 )
+from .sections import LearningRate
 
 
 class CollocationSpec(KindSection):
@@ -41,13 +42,13 @@ class CollocationSpec(KindSection):
 
 class AdamSpec(Section):
     steps: int = Field(1000, ge=0)
-    lr: float = Field(1e-3, gt=0)
+    lr: LearningRate = 1e-3
     decay: float = Field(1.0, gt=0, le=1, description="learning-rate factor per 1000 steps")
 
 
 class LBFGSSpec(Section):
     steps: int = Field(0, ge=0)
-    lr: float = Field(1.0, gt=0)
+    lr: LearningRate = 1.0
     history: int = Field(50, gt=0)
 
 

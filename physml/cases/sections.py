@@ -96,6 +96,12 @@ Threads = Annotated[Literal["auto"] | PositiveInt, BeforeValidator(_thread_count
 """PyTorch threads of a case: ``"auto"`` or a whole number >= 1 (one message for both)."""
 
 
+LearningRate = Annotated[float, Field(gt=0, le=1e6)]
+"""An optimiser's learning rate: > 0 and at most 1e6 (Adam moves a parameter by about lr a step,
+so anything larger is a mistyped exponent, and past about 3e37 its first step overflows
+float32)."""
+
+
 PDE_PARAMETERS = {
     "burgers": ("nu",),
     "convection": ("beta", "nu_diffusion"),
