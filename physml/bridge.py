@@ -100,7 +100,7 @@ def rollout(
         solver: any :class:`~physml.solvers.GridSolver` with ``dt`` set.
         u0: initial state, shape ``grid.shape``, or a batch ``(B, *grid.shape)``, on the
             solver's device (floating point; converted to the solver's dtype).
-        n_steps: number of time steps.
+        n_steps: number of time steps (a multiple of ``save_every``).
         save_every: keep every ``save_every``-th state.
         params: physical parameters as tensors, by name in ``solver.parameter_names``: one
             value (``()`` or ``(1,)``; ``(ndim,)`` for a velocity), one per sample ``(B,)``

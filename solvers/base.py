@@ -87,8 +87,15 @@ def finite_state(u: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
 
 def check_counts(n_steps: int, save_every: int) -> tuple[int, int]:
     """``(n_steps, save_every)`` as ints, with a ValueError unless n_steps >= 0 and
-    save_every >= 1 are integers."""
-    return whole_number(n_steps, "n_steps", 0), whole_number(save_every, "save_every", 1)
+    save_every >= 1 are integers and n_steps is a multiple of save_every (the steps past the
+    last saved state would run and be lost)."""
+    n, every = whole_number(n_steps, "n_steps", 0), whole_number(save_every, "save_every", 1)
+    if n % every:
+        raise ValueError(
+            f"n_steps={n} is not a multiple of save_every={every}: the last {n % every} "
+            f"step(s) would run and not be saved; pass n_steps={n - n % every} or "
+            f"{n - n % every + every}")
+    return n, every
 
 
 class GridSolver:
@@ -767,7 +774,8 @@ class GridSolver:
 
         Args:
             u0: initial state, shape ``grid.shape``, or a batch ``(B, *grid.shape)``.
-            n_steps: number of steps (>= 0); for a batch also one per sample, shape (B,).
+            n_steps: number of steps (>= 0, a multiple of ``save_every``); for a batch also
+                one per sample, shape (B,).
             save_every: keep every ``save_every``-th state; for a batch also one per sample
                 (``n_steps // save_every`` must then be the same for all samples).
             callback: called with the number of steps done after each step (progress bars).

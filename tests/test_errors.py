@@ -245,6 +245,12 @@ def test_an_empty_batch_and_a_state_of_another_size_are_refused_by_name():
      "threads=True must be a whole number >= 1"),
     (lambda s, u: bridge.rollout(s, torch.as_tensor(u), 4, checkpoint_every=True),
      "checkpoint_every=True must be None, 'auto' or a whole number >= 1"),
+    (lambda s, u: s.rollout(u, 10, 3), "n_steps=10 is not a multiple of save_every=3: the "
+     "last 1 step(s) would run and not be saved; pass n_steps=9 or 12"),
+    (lambda s, u: s.rollout(np.stack([u, u]), [6, 10], [2, 3]),
+     "n_steps=10 is not a multiple of save_every=3"),
+    (lambda s, u: bridge.rollout(s, torch.as_tensor(u), 5, 2),
+     "n_steps=5 is not a multiple of save_every=2"),
 ])
 def test_counts_are_whole_numbers_and_named_as_given(call, message):
     solver = HeatSolver1D(GRID, nu=0.1, dt=1e-4)

@@ -82,7 +82,7 @@ def scaled(solver, names, params):
             zip(names, params)}
 
 
-@pytest.mark.parametrize("n_steps", [1, 5, pytest.param(50, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("n_steps", [1, 6, pytest.param(50, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_gradcheck_state_and_parameters(case, n_steps):
     build, names = CASES[case]
