@@ -59,7 +59,7 @@ DEVICE = "cpu"  # where generation and reading run: datasets are generated on th
 PEER_REPEATS = 3
 
 
-def jax_burgers_generator(n: int, dx: float, nu: float, n_saves: int):
+def jax_burgers_generator(dx: float, nu: float, n_saves: int):
     """The JAX twin: ``f(u0 (B, n), dt (B,), save_every (B,)) -> (B, n_saves, n)``."""
     import jax
     import jax.numpy as jnp
@@ -105,7 +105,7 @@ def compare_with_jax(samples: int) -> dict:
     solver = _solver_for(spec, spec.parameter_grid()[0], DEVICE)
     u0 = np.stack([initial_state(spec, solver.grid, seed) for seed in range(samples)])
     plans = np.array([step_plan(spec, solver, u) for u in u0])
-    generator = jax_burgers_generator(spec.grid[0], solver.grid.dx[0], solver.nu, spec.n_saves)
+    generator = jax_burgers_generator(solver.grid.dx[0], solver.nu, spec.n_saves)
     every, dts = plans[:, 1].astype(np.int64), plans[:, 2]
     with Stopwatch(DEVICE) as compile_watch:
         generator(u0[:1], dts[:1], every[:1]).block_until_ready()

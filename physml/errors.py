@@ -1,5 +1,6 @@
 """physml's exceptions. The command line turns each into one line and exit status 2
-(:class:`ConfigError`, ``ValueError``) or 1 (numerical failures)."""
+(a ``ValueError``: a case file, spec or argument that is not allowed) or 1 (numerical
+failures)."""
 
 import functools
 import operator
@@ -10,10 +11,6 @@ from .solvers.errors import BlowUpError as BlowUpError
 from .solvers.errors import ConvergenceError as ConvergenceError
 from .solvers.errors import InaccurateSolveWarning as InaccurateSolveWarning
 from .solvers.errors import UnstableStepError as UnstableStepError
-
-
-class ConfigError(ValueError):
-    """A case file, spec or command-line value is invalid (the message names the key)."""
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -54,13 +54,6 @@ class SpectralConv(nn.Module):
         self.weight = nn.Parameter(torch.view_as_real(
             scale * torch.randn(in_channels, out_channels, *kept, dtype=torch.cfloat)).clone())
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Reads a complex ``weight`` too (saved when the weights were a complex parameter)."""
-        key = prefix + "weight"
-        if key in state_dict and state_dict[key].is_complex():
-            state_dict[key] = torch.view_as_real(state_dict[key]).clone()
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         d = len(self.modes)
         shape = v.shape[-d:]
@@ -150,8 +143,4 @@ class FNO(nn.Module):
             if i < len(self.spectral) - 1:
                 v = nn.functional.gelu(v)
         return self.project(v.movedim(1, -1)).movedim(-1, 1)
-
-    def parameter_count(self) -> int:
-        """Real parameters (a complex weight's two parts each count)."""
-        return sum(p.numel() for p in self.parameters())
 

@@ -6,8 +6,8 @@ takes the core its partner needs, and each parallel region waits a scheduler sli
 shared, loaded cores (load average 5 to 10), Adam steps of the Burgers PINN ran 5 to 20 times
 slower with two threads than with one, at 1000 to 16000 collocation points
 (``benchmarks/results/threads.json``). With ``OMP_WAIT_POLICY=passive`` waiting threads sleep
-at once and two threads no longer collapse, but they gained nothing reliable over one: 0.7x
-of one thread at 1000 and 16000 points as the machine was, 1.4x and 2.8x beside an extra busy
+at once and two threads do not collapse, but they gain nothing reliable over one: 0.7x
+of one thread at 1000 and 16000 points on the machine alone, 1.4x and 2.8x beside an extra busy
 process, in single fresh-process blocks of a noisy machine. So the automatic count stays at
 one thread up to ``POINTS_PER_THREAD`` points per thread, and the policy is passive anyway.
 

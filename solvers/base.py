@@ -132,7 +132,6 @@ class GridSolver:
     velocity_parameter: ClassVar[str | None] = None
     reaction_parameter: ClassVar[str | None] = None
     ndim: ClassVar[int | None] = None
-    space_order: ClassVar[int] = 2
     limiter: Limiter = Limiter.VAN_LEER
 
     def __init_subclass__(cls, **kwargs) -> None:

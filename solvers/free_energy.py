@@ -58,6 +58,8 @@ class _ArrheniusModel:
 
     compositions = (-np.inf, np.inf)
     """The open interval of compositions the model is defined on (a step must stay in it)."""
+    composition_meaning = ""
+    """What c is, for the message of :meth:`check_composition`."""
 
     def __post_init__(self) -> None:
         _positive("diffusivity", self.diffusivity)
@@ -74,7 +76,13 @@ class _ArrheniusModel:
         return float(self.diffusion_coefficient(T_max))
 
     def check_composition(self, c: np.ndarray) -> None:
-        """Raise ValueError if ``c`` lies outside the model's domain (none by default)."""
+        """Raise ValueError if ``c`` lies outside :attr:`compositions`, the open interval the
+        model is defined on."""
+        lower, upper = self.compositions
+        if np.min(c) <= lower or np.max(c) >= upper:
+            raise ValueError(f"c0 spans [{np.min(c):.3g}, {np.max(c):.3g}]; the "
+                             f"{self.kind.name.lower().replace('_', ' ')} model's c "
+                             f"{self.composition_meaning}needs {lower:g} < c < {upper:g}")
 
     def scaled_parameters(self, T_ref: float) -> np.ndarray:
         """Dimensionless parameters for the kernels: $[Q_d/(RT_{ref}), \\dots]$ (see subclasses);
@@ -93,6 +101,7 @@ class DiluteSolution(_ArrheniusModel):
 
     kind = FreeEnergyKind.DILUTE
     compositions = (0.0, 1.0)
+    composition_meaning = "is the solute's mole fraction: it "
 
     def free_energy(self, c: np.ndarray, T: np.ndarray) -> np.ndarray:
         return GAS_CONSTANT * T * (c * np.log(c) - c)
@@ -103,10 +112,6 @@ class DiluteSolution(_ArrheniusModel):
     def mobility(self, c: np.ndarray, T: np.ndarray) -> np.ndarray:
         return self.diffusion_coefficient(T) * c / (GAS_CONSTANT * T)
 
-    def check_composition(self, c: np.ndarray) -> None:
-        if np.min(c) <= 0 or np.max(c) >= 1:
-            raise ValueError(f"c0 spans [{np.min(c):.3g}, {np.max(c):.3g}]; the dilute model's "
-                             "c is the solute's mole fraction: it needs 0 < c < 1")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,7 +231,7 @@ class RegularSolution(_ArrheniusModel):
             raise ValueError(f"T={T} K is above the critical temperature "
                              f"{self.critical_temperature:.1f} K: no miscibility gap")
         def mu(c):
-            return GAS_CONSTANT * T * np.log(c / (1 - c)) + self.interaction * (1 - 2 * c)
+            return self.chemical_potential(c, T)
         spinodal = 0.5 * (1 - np.sqrt(1 - T / self.critical_temperature))
         c_alpha = brentq(mu, 1e-300, spinodal) if mu(1e-300) < 0 else 1e-300
         return float(c_alpha), float(1 - c_alpha)
@@ -251,10 +256,6 @@ class RegularSolution(_ArrheniusModel):
         return np.concatenate([super().scaled_parameters(T_ref),
                                [self.interaction / (GAS_CONSTANT * T_ref)]])
 
-    def check_composition(self, c: np.ndarray) -> None:
-        if np.min(c) <= 0 or np.max(c) >= 1:
-            raise ValueError(f"c0 spans [{np.min(c):.3g}, {np.max(c):.3g}]; the regular "
-                             "solution needs 0 < c < 1")
 
 
 FreeEnergy = DiluteSolution | DoubleWell | RegularSolution

@@ -149,7 +149,7 @@ class DiffusionSorptionSolver1D(GridSolver):
         interior row's is $4/\\Delta x^2$; the last row's, through the outflow ghost
         $u_N = D (u_{N-2} - u_{N-1})/\\Delta x$, is $(3 + 2 D/\\Delta x)/\\Delta x^2$, the larger
         one from $\\Delta x < 2 D$ (above 1000 cells with PDEBench's D, its 1024 included,
-        where the step is 0.6 % below the interior rows' limit; a step at that limit blew up at
+        where the step is 0.6 % below the interior rows' limit; a step at that limit blows up at
         4096 cells)."""
         u = max(u_max, self.u_left) + EPSILON
         r_min = 1 + (1 - self.porosity) / self.porosity * self.rho_s * self.k_f * self.n_f * (

@@ -243,8 +243,10 @@ def spectral_solution(n, nt=5, t_end=1.0):
     """The pseudo-spectral solver's vorticity and streamfunction (nt, n, n) from a smooth field."""
     grid = Grid((n, n), (0.0, 0.0), (1.0, 1.0))
     w0 = gaussian_random_field_2d(grid, np.random.default_rng(3), 0.5, 1.0)
-    solver = NavierStokesSolver2D(grid, nu=1e-3, forcing=0.1, dt=t_end / 200)
-    omega = solver.rollout(w0, 200, 200 // (nt - 1))
+    save_every = -(-200 // (nt - 1))  # at least 200 steps, nt - 1 equal intervals
+    n_steps = save_every * (nt - 1)
+    solver = NavierStokesSolver2D(grid, nu=1e-3, forcing=0.1, dt=t_end / n_steps)
+    omega = solver.rollout(w0, n_steps, save_every)
     psi = np.stack([solver.streamfunction(w) for w in omega])
     return torch.from_numpy(omega), torch.from_numpy(psi)
 

@@ -203,6 +203,24 @@ def test_launch_geometries_agree(shape, model_name):
     assert solver._step_error(c, delta, euler, (previous, 1.0), 0.5) == error  # per cell too
 
 
+@pytest.mark.parametrize("model", [
+    DiluteSolution(diffusivity=1e-12),
+    DoubleWell(barrier=2000.0, diffusivity=1e-12, c_alpha=0.2, c_beta=0.8, slope_alpha=1e-4,
+               slope_beta=-2e-4, T0=900.0),
+    RegularSolution(interaction=2.5 * GAS_CONSTANT * T_REF, diffusivity=1e-12),
+], ids=lambda m: m.kind.name.lower())
+def test_each_model_s_chemical_potential_is_the_derivative_of_its_free_energy(model):
+    c, T, h = np.linspace(0.05, 0.95, 19), np.full(19, 950.0), 1e-6
+    slope = (model.free_energy(c + h, T) - model.free_energy(c - h, T)) / (2 * h)
+    np.testing.assert_allclose(model.chemical_potential(c, T), slope, rtol=1e-7,
+                               atol=1e-7 * np.abs(slope).max())
+    lower, upper = model.compositions
+    if np.isfinite(lower):
+        with pytest.raises(ValueError, match=r"c0 spans \[0, 0.5\]; .* needs 0 < c < 1"):
+            model.check_composition(np.array([0.0, 0.5]))
+    model.check_composition(np.array([0.05, 0.95]))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("per_cell", [False, True])
 def test_a_step_leaving_the_model_s_compositions_has_an_infinite_error(dtype, per_cell):

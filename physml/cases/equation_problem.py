@@ -88,8 +88,7 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
     observations a solver made (``observations.solve``; without it they are left out).
     Without ``read_data``, a problem without reference and observations (a trained field
     needs neither): no data file is read. Without ``check_parameters``, a parameter no
-    expression reads is not refused (a run folder's recorded case, perhaps written before
-    that rule)."""
+    expression reads is not refused (for a run folder's recorded case, read back as it ran)."""
     geometry = build_geometry(case.domain.geometry)
     space = tuple(case.domain.space or ("x", "y", "z")[: geometry.dim])
     time = tuple(case.domain.time) if case.domain.time is not None else None

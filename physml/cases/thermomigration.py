@@ -87,8 +87,10 @@ class GridSpec(Section):
     def _same_axes(self) -> GridSpec:
         if not len(self.shape) == len(self.length) == len(self.bc):
             raise ValueError("grid.shape, grid.length and grid.bc need one entry per axis")
-        if any(n < 3 for n in self.shape) or any(not length > 0 for length in self.length):
-            raise ValueError("grid.shape needs >= 3 cells and grid.length > 0 m per axis")
+        if any(n < 3 for n in self.shape):
+            raise ValueError(f"grid.shape={list(self.shape)}: every axis needs >= 3 cells")
+        if any(not length > 0 for length in self.length):
+            raise ValueError(f"grid.length={list(self.length)}: every axis needs a length > 0 m")
         return self
 
 

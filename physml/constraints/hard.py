@@ -145,7 +145,9 @@ class HardConstraint(nn.Module):
         if not interface_weight > 0:
             raise ValueError(f"interface_weight={interface_weight} must be > 0")
         if continuity is Continuity.PARTITION_OF_UNITY:
-            raise ValueError("continuity=PARTITION_OF_UNITY is the PartitionOfUnity layer")
+            raise ValueError("continuity=PARTITION_OF_UNITY is not a mode of this layer; allowed: "
+                             "Continuity.INTERFACE_ROWS, Continuity.INDEPENDENT (for a "
+                             "partition of unity use physml.constraints.PartitionOfUnity)")
         self.rows, self.router, self.continuity = rows, router, continuity
         self.solver, self.interface_weight = solver, interface_weight
         if align_constants and continuity is not Continuity.INDEPENDENT:

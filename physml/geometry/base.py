@@ -74,7 +74,8 @@ class BoundaryPart:
 
 class Geometry:
     """A domain of dimension ``dim`` (see the module docstring). Subclasses define
-    ``dim``, ``bounds`` (``(d, 2)``), :meth:`inside`, :meth:`distance` and :meth:`parts`."""
+    ``dim``, ``bounds`` (``(d, 2)``), :meth:`inside`, :meth:`interior`, :meth:`distance` and
+    :meth:`parts`."""
 
     dim: int
     bounds: np.ndarray

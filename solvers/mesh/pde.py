@@ -229,16 +229,16 @@ def heat_geodesic(mesh: Mesh, source: int | np.ndarray, t: float | None = None) 
     the distances are off by up to 0.45 of a unit square's side where the same interior with
     a regular boundary gives 0.018; mesh such domains with well-shaped triangles (Gmsh).
 
-    The heat step is not :func:`_spd_solver`: $u$ falls off like $e^{-d^2/4t}$, to 1e-30 of its
-    peak and far below across the mesh, and the method uses only the direction of $\nabla u$
-    there; CG bounds the residual relative to $\|b\|$, so far from the source its $u$ is noise
-    (on ``icosphere(4)`` the distance error grew from 0.9 % to 4 % of $\pi$ with AMG-CG to
-    1e-12). It is solved entry by entry to a relative :data:`HEAT_STEP_RTOL` by symmetric
-    Gauss–Seidel swept outwards from the source
+    The heat step is not the AMG-CG solve of the other PDEs here: $u$ falls off like
+    $e^{-d^2/4t}$, to 1e-30 of its peak and far below across the mesh, and the method uses only
+    the direction of $\nabla u$ there; CG bounds the residual relative to $\|b\|$, so far from
+    the source its $u$ is noise (on ``icosphere(4)`` the distance error grew from 0.9 % to 4 %
+    of $\pi$ with AMG-CG to 1e-12). It is solved entry by entry to a relative
+    :data:`HEAT_STEP_RTOL` by symmetric Gauss–Seidel swept outwards from the source
     (:func:`~physml.solvers.linalg.relaxation.gauss_seidel_entrywise`), which resolves the tiny
     values as a factorisation does, without its fill-in (at 6.6e5 vertices u reaches 1e-277;
-    much finer meshes underflow float64 far from the source at $t = h^2$). The second
-    solve, for $\phi$, is an ordinary Poisson problem and goes through :func:`_solve`.
+    much finer meshes underflow float64 far from the source at $t = h^2$). The second solve, for
+    $\phi$, is an ordinary Poisson problem, solved by AMG-CG to :data:`RTOL`.
     """
     source = np.atleast_1d(_vertices(mesh, source, "source"))
     if source.size == 0:
