@@ -56,7 +56,7 @@ from .mesh_generate import check_mesh_spec, warm_mesh_kernels, write_mesh_shard
 from .mesh_spec import MeshDatasetSpec
 from .problems import PROBLEMS, Problem, build_solver
 from .spec import DatasetSpec, SampledSpec, load_spec
-from .store import MANIFEST, SHARD_GLOB, SPLITS, samples_dataset, write_dataset
+from .store import MANIFEST, SHARD_GLOB, SPLITS, samples_dataset, write_dataset, write_text
 
 
 @dataclass(frozen=True)
@@ -351,15 +351,15 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
             (folder / split).mkdir(exist_ok=True)
             for stale in (folder / split).glob(".shard-*.tmp-*"):
                 stale.unlink()
-        _write_text(spec_file, spec.to_yaml())
+        write_text(spec_file, spec.to_yaml())
     except OSError as err:
         raise ValueError(f"--out {str(folder)!r} cannot be written: {err.strerror}") from None
 
 
 def _recorded_yaml(spec_file: Path) -> str | None:
-    """A folder's ``spec.yaml`` as the spec model writes it now (a relative file path recorded
-    before paths were made absolute reads as it did then, from the working folder); None if it
-    no longer validates."""
+    """A folder's ``spec.yaml`` read through the spec model and written again, as
+    :func:`generate` writes a spec (a relative mesh file path in it reads from the working
+    folder); None if it does not validate."""
     try:
         return load_spec(spec_file).to_yaml()
     except ValueError:
@@ -435,12 +435,6 @@ def _foreign_files(folder: Path) -> list[str]:
             foreign.extend(str(f) for f in sorted((folder / split).iterdir())
                            if not (f.match(SHARD_GLOB) or f.match(".shard-*.tmp-*")))
     return foreign
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 Writer = Callable[[ShardTask], str]
@@ -667,5 +661,5 @@ def _generate(spec, folder: Path, device: str, workers: int | None, client, over
         "splits": {s: sorted(Path(t.path).name for t in tasks if t.split == s)
                    for s in SPLITS},
     }
-    _write_text(folder / MANIFEST, json.dumps(manifest, indent=2))
+    write_text(folder / MANIFEST, json.dumps(manifest, indent=2))
     return manifest

@@ -33,7 +33,7 @@ import numpy as np
 import xarray as xr
 import yaml
 
-from .store import AXES, CF_METADATA, with_cf_metadata
+from .store import AXES, CF_METADATA, atomic_write, with_cf_metadata
 
 NON_DIMENSIONAL = {
     "sample": ("sample (seed group number or index)", "1"),
@@ -232,8 +232,8 @@ def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u",
     constant = {} if layout == "seed_groups" else _constant(per_sample)
     field = ds[variable].transpose("sample", "time", *axes)
     t = ds["time"].values
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             for key, value in {**ds.attrs, **constant}.items():
                 f.attrs[names.get(key, key)] = value
@@ -255,11 +255,8 @@ def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u",
                         names.get(key, key): np.asarray(values[k]).item()
                         for key, values in per_sample.items()}
                     group.attrs["config"] = yaml.safe_dump(config, sort_keys=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+
+    return atomic_write(path, write)
 
 
 def _constant(per_sample: dict[str, np.ndarray]) -> dict:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -199,24 +199,42 @@ def _fsync_folder(folder: Path) -> None:
         os.close(handle)
 
 
-def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``ds`` to ``path`` as HDF5, atomically and durably (a hidden temporary name,
-    flushed to the disk, then renamed, and the rename flushed): a crash leaves either no file
-    under ``path`` or the whole one."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a hidden temporary name in the folder of ``path``
+    (``.NAME.tmp-PID.SUFFIX``: the target's suffix last, for writers that choose the format by
+    it), flush the file to the disk, rename it to ``path`` and flush the rename: a crash
+    leaves either no file under ``path`` or the whole one. On any failure (``KeyboardInterrupt``
+    included) the temporary file is removed and ``path`` is untouched. Returns ``path``."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise ValueError(f"output folder {str(path.parent)!r} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
     try:
-        ds.to_netcdf(tmp, engine="h5netcdf", encoding=_encoding(ds))
+        write(tmp)
         with open(tmp, "rb+") as written:
             os.fsync(written.fileno())
         os.replace(tmp, path)
-        _fsync_folder(path.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
     return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` with :func:`atomic_write`."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``ds`` to ``path`` as HDF5 with :func:`atomic_write`.
+
+    Raises:
+        ValueError: the folder of ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"output folder {str(path.parent)!r} does not exist")
+    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf",
+                                                       encoding=_encoding(ds)))
 
 
 def shard_files(folder: str | os.PathLike) -> list[Path]:

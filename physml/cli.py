@@ -10,6 +10,7 @@ with the step it happened at and exit status 1, after saving the last finite sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import re
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     solve.add_argument("--out", type=Path, required=True, help="output HDF5 file")
     solve.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    solve.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_progress_options(solve)
 
     run = sub.add_parser(
         "run",
@@ -139,14 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("case", help="case file, or the name of a bundled case (physml cases)")
     run.add_argument("overrides", nargs="*", default=[], help="dotted key=value overrides")
     run.add_argument("--resume", type=Path, default=None, help="run folder to continue")
-    run.add_argument("--quiet", action="store_true", help="no progress display")
-    run.add_argument(
-        "--log-every",
-        type=float,
-        default=LOG_INTERVAL_S,
-        help="seconds between progress lines when the output is not a terminal "
-        f"(default {LOG_INTERVAL_S:g}; 0: every step)",
-    )
+    _add_progress_options(run)
     validate = sub.add_parser("validate", help="check a case file without running it")
     validate.add_argument("case", help="case file, or the name of a bundled case")
     validate.add_argument("overrides", nargs="*", default=[])
@@ -215,20 +209,43 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--device", default="cpu", help="cpu, cuda or cuda:N: where the samples are solved"
     )
-    generate.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_progress_options(generate)
     return parser
+
+
+def _add_progress_options(command: argparse.ArgumentParser) -> None:
+    """``--quiet`` and ``--log-every``: the options of a command's :class:`RunProgress`."""
+    command.add_argument("--quiet", action="store_true", help="no progress display")
+    command.add_argument(
+        "--log-every",
+        type=float,
+        default=LOG_INTERVAL_S,
+        help="seconds between progress lines when the output is not a terminal "
+        f"(default {LOG_INTERVAL_S:g}; 0: every step)",
+    )
+
+
+def _log_interval(args: argparse.Namespace) -> float:
+    """``--log-every``, checked.
+
+    Raises:
+        ValueError: it is negative or NaN.
+    """
+    if not args.log_every >= 0:
+        raise ValueError(f"--log-every={args.log_every} must be >= 0 seconds (0: every step)")
+    return args.log_every
 
 
 def _run_solve(args: argparse.Namespace) -> int:
     from rich.markup import escape
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .datasets.problems import build_solver, parameters_by_name, problem
     from .io import trajectory_dataset, write_dataset
-    from .progress import PipeConsole
+    from .progress import PipeConsole, RunProgress
     from .solvers.errors import BlowUpError
     from .solvers.runtime import quiet_warp
 
+    interval = _log_interval(args)
     _check_output_file(args.out, args.overwrite)
     prob = problem(args.pde)
     t_end = prob.t_end if args.t_end is None else args.t_end
@@ -271,19 +288,10 @@ def _run_solve(args: argparse.Namespace) -> int:
     console.print(f"  t_end={t_end:g}, {n_steps} steps, {args.n_saves} saved states -> {args.out}",
                   markup=False)
     started = time.perf_counter()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=args.quiet,
-    ) as progress:
-        task = progress.add_task(args.pde, total=n_steps)
+    with RunProgress(args.pde, n_steps, console, args.quiet, interval) as progress:
         try:
-            states = solver.rollout(
-                u0, n_steps, save_every, callback=lambda step: progress.update(task, completed=step)
-            )
+            states = solver.rollout(u0, n_steps, save_every,
+                                    callback=lambda step: progress.update(step, "steps"))
         except BlowUpError as err:
             rescue = args.out.with_name(args.out.stem + ".last_good.h5")
             write_dataset(
@@ -410,15 +418,15 @@ def _fewest_steps(tau: float, dt_max: float) -> int:
 
 def _run_generate(args: argparse.Namespace) -> int:
     from rich.markup import escape
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .datasets.generate import generate
     from .datasets.linear_systems import LinearSystemSpec
     from .datasets.spec import load_spec
-    from .progress import PipeConsole
+    from .progress import PipeConsole, RunProgress
     from .solvers.base import warp_device
     from .solvers.runtime import quiet_warp
 
+    interval = _log_interval(args)
     if args.samples is not None and args.samples <= 0:
         raise ValueError(f"--samples={args.samples} must be a positive integer")
     if args.workers is not None and args.workers < 0:
@@ -431,20 +439,15 @@ def _run_generate(args: argparse.Namespace) -> int:
         "[bold]physml datasets generate[/] " + escape(
             f"{args.spec}: {spec.summary}, {len(spec.parameter_grid())} parameter "
             f"combination(s) x {spec.samples} samples on {device} -> {args.out}"))
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} samples"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=args.quiet,
-    ) as progress:
-        tasks: list = []  # the bar appears with the first count: a failed start shows none
+    with contextlib.ExitStack() as stack:
+        shown: list[RunProgress] = []  # the display starts with the first count (the total):
+        # a failed start shows none
 
         def report(done: int, total: int) -> None:
-            if not tasks:
-                tasks.append(progress.add_task(spec.pde, total=total))
-            progress.update(tasks[0], completed=done, total=total)
+            if not shown:
+                shown.append(stack.enter_context(
+                    RunProgress(spec.pde, total, console, args.quiet, interval)))
+            shown[0].update(done, "samples")
 
         manifest = generate(
             spec,
@@ -477,7 +480,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     points = _read_points(args.points, model.inputs, model.outputs)
     values = model(points).reshape(len(points), -1)
     if args.out.suffix in (".npy", ".csv"):  # whole or not at all, as the .h5 is written
-        from .cases.run_folder import atomic_write
+        from .datasets.store import atomic_write
 
         def write(path: Path) -> None:
             with open(path, "wb") as file:
@@ -639,8 +642,7 @@ def _run_case(args: argparse.Namespace) -> int:
     from .progress import PipeConsole, RunProgress
     from .solvers.runtime import quiet_warp
 
-    if not args.log_every >= 0:
-        raise ValueError(f"--log-every={args.log_every} must be >= 0 seconds (0: every step)")
+    interval = _log_interval(args)
     case = _load_run_case(args)
     kind = case_kind(case)
     from .cases.run_folder import new_run_folder, remove_if_empty  # after the case is checked
@@ -657,7 +659,7 @@ def _run_case(args: argparse.Namespace) -> int:
             f"{case.name}: {kind.describe(case)} on {case.device}"
             + (f" ({case.dtype})" if hasattr(case, "dtype") else "")), soft_wrap=True)
     with RunProgress(case.name, kind.total_steps(case), console, args.quiet,
-                     args.log_every) as progress:
+                     interval) as progress:
         latest = {}
 
         def on_step(record: dict) -> None:

@@ -28,11 +28,12 @@ class PipeConsole(Console):
 
 
 class RunProgress:
-    """A progress display for ``total`` units of work named ``description``.
+    """A progress display for ``total`` units of work named ``description``: that of
+    ``physml run``, ``physml solve`` and ``physml datasets generate``.
 
     Args:
-        description: what runs (the case's name).
-        total: units of work (steps) at completion.
+        description: what runs (the case's name, the PDE).
+        total: units of work (steps, samples) at completion.
         console: where to write (stderr in the CLI).
         quiet: show nothing.
         interval: seconds between plain lines when the console is not a terminal.

@@ -13,6 +13,8 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
+from ..datasets.store import atomic_write  # noqa: E402
+
 
 def _label(da: xr.DataArray, name: str, units: str | None = None) -> str:
     """``long_name [units]`` from the variable's CF attributes (``name`` and ``units`` where
@@ -258,9 +260,7 @@ def animate_microstructure(grid, times: list[float], states: list[np.ndarray],
         return image, title
 
     animation = FuncAnimation(fig, frame, frames=len(times), blit=False)
-    tmp = path.with_name(f".{path.name}.tmp.gif")
-    animation.save(tmp, writer=PillowWriter(fps=8))
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: animation.save(tmp, writer=PillowWriter(fps=8)))
     plt.close(fig)
 
 

@@ -1,5 +1,6 @@
-"""What every case kind shares about its run folder: the ``output`` section, atomic writes,
-the checkpoint's name, folder creation and the resolved ``config.yaml``.
+"""What every case kind shares about its run folder: the ``output`` section, atomic writes
+(:func:`~physml.datasets.store.atomic_write` and ``write_text``, from the data layer), the
+checkpoint's name, folder creation and the resolved ``config.yaml``.
 
 A run folder is ``output.folder/<name>-<YYYYmmdd-HHMMSS>``; each kind documents the files it
 writes there. A file is written under a temporary name and renamed when complete, so an
@@ -8,7 +9,6 @@ interrupted run never leaves a half-written file under its final name.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +27,9 @@ from pydantic import (
 )
 
 from ..datasets.spec import annotation_types
+from ..datasets.store import atomic_write as atomic_write
 from ..datasets.store import with_cf_metadata
+from ..datasets.store import write_text as write_text
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
@@ -165,21 +167,6 @@ class OutputSpec(Section):
 
             require_tensorboard()
         return value
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it to ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda p: p.write_text(text))
 
 
 def new_run_folder(name: str, output: OutputSpec) -> Path:

@@ -1,0 +1,195 @@
+"""Atomic writes (one helper for text, bytes, HDF5 and images: a failed write leaves the
+target as it was and no temporary file) and the progress lines of ``physml solve`` and
+``physml datasets generate`` when the output is not a terminal."""
+
+import os
+import re
+
+import h5py
+import numpy as np
+import pytest
+
+from physml.datasets.store import atomic_write, trajectory_dataset, write_dataset, write_text
+from physml.solvers import Grid
+
+OLD = b"the file as it was\n"
+
+
+def _text(tmp):
+    tmp.write_text("half a text")
+
+
+def _bytes(tmp):
+    tmp.write_bytes(b"\x00half\xff")
+
+
+def _hdf5(tmp):
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("u", data=np.arange(4.0))
+
+
+def _png(tmp):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(1, 1))
+    fig.savefig(tmp)  # the format from the temporary name's suffix
+    plt.close(fig)
+
+
+CONTENTS = {"text": (_text, "a.txt"), "bytes": (_bytes, "a.npy"), "hdf5": (_hdf5, "a.h5"),
+            "png": (_png, "a.png")}
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+@pytest.mark.parametrize("kind", list(CONTENTS))
+def test_a_write_that_raises_leaves_the_target_and_no_temporary_file(tmp_path, kind, error):
+    write, name = CONTENTS[kind]
+    target = tmp_path / name
+    target.write_bytes(OLD)
+    written = []
+
+    def fail(tmp):
+        write(tmp)
+        written.append(tmp.stat().st_size)
+        raise error("stopped mid-write")
+
+    with pytest.raises(error, match="stopped mid-write"):
+        atomic_write(target, fail)
+    assert written and written[0] > 0  # the temporary file held content when the write failed
+    assert target.read_bytes() == OLD
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+@pytest.mark.parametrize("kind", list(CONTENTS))
+def test_a_write_that_completes_replaces_the_target(tmp_path, kind):
+    write, name = CONTENTS[kind]
+    target = tmp_path / name
+    target.write_bytes(OLD)
+    assert atomic_write(target, write) == target
+    assert target.read_bytes() != OLD
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def _dataset():
+    grid = Grid((8,), (0.0,), (1.0,))
+    return trajectory_dataset(np.zeros((2, 8)), np.array([0.0, 0.1]), grid, attrs={"pde": "x"})
+
+
+def _write_pdebench(path):
+    from physml.datasets.pdebench import write_pdebench
+
+    ds = _dataset().expand_dims(sample=[3])
+    write_pdebench(ds, path)
+
+
+def _animate(path):
+    from physml.cases.figures import MODEL_UNITS, animate_microstructure
+
+    grid = Grid((4, 4), (0.0, 0.0), (1.0, 1.0))
+    animate_microstructure(grid, [0.0, 1.0], [np.zeros((4, 4)), np.ones((4, 4))], path,
+                           units=MODEL_UNITS)
+
+
+WRITERS = {
+    "write_text": (lambda path: write_text(path, "text"), "spec.yaml"),
+    "write_dataset": (lambda path: write_dataset(_dataset(), path), "u.h5"),
+    "write_pdebench": (_write_pdebench, "u_pdebench.hdf5"),
+    "animate_microstructure": (_animate, "c.gif"),
+}
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_each_writer_is_atomic(tmp_path, monkeypatch, writer):
+    """Interrupted at the rename, the target is untouched and the temporary file is gone;
+    then a complete write replaces the target (a GIF still a GIF: the temporary name keeps
+    the suffix the image writer reads its format from)."""
+    write, name = WRITERS[writer]
+    target = tmp_path / name
+    target.write_bytes(OLD)
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            write(target)
+    assert target.read_bytes() == OLD
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    write(target)
+    assert target.read_bytes() != OLD
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    if name.endswith(".gif"):
+        assert target.read_bytes()[:4] == b"GIF8"
+
+
+PROGRESS_LINE = r"^\[ *\d+\.\d s\] {name} (\d+)/(\d+) {unit}$"
+"""A plain progress line: ``[   0.1 s] heat1d 12/40 steps``."""
+
+SPEC = """
+pde: advection1d
+grid: [16]
+parameters: {beta: 0.5}
+t_end: 0.1
+n_saves: 3
+initial_condition: {kind: pdebench_sines}
+samples: 3
+shard_size: 1
+seed: 7
+"""
+
+
+@pytest.fixture
+def not_a_terminal(monkeypatch):
+    """Standard error is no terminal for rich (``> log``, ``nohup``), whatever runs the tests."""
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")
+
+
+@pytest.mark.parametrize("command, name, unit", [
+    (["solve", "heat1d", "--nx", "16", "--t-end", "0.01", "--n-saves", "5",
+      "--out", "{folder}/u.h5"], "heat1d", "steps"),
+    (["datasets", "generate", "{folder}/spec.yaml", "--out", "{folder}/d", "--workers", "0"],
+     "advection1d", "samples"),
+])
+def test_progress_lines_in_a_log(tmp_path, cli_in_process, not_a_terminal, command, name,
+                                 unit):
+    """With output not a terminal and ``--log-every 0``, a plain line per unit of work, the
+    last one the total; ``--quiet`` prints none, and the default interval none on a run this
+    short but the last."""
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    args = [a.format(folder=tmp_path) for a in command]
+    line = re.compile(PROGRESS_LINE.format(name=name, unit=unit))
+
+    def counts(stderr: str) -> list[tuple[int, int]]:
+        return [(int(m[1]), int(m[2])) for m in map(line.match, stderr.splitlines()) if m]
+
+    result = cli_in_process(*args, "--log-every", "0")
+    assert result.returncode == 0, result.stderr
+    done = counts(result.stderr)
+    assert len(done) >= 3 and done == sorted(set(done))  # each count once, in order
+    assert done[-1][0] == done[-1][1] == (3 if unit == "samples" else done[-1][1])
+    assert "\x1b[" not in result.stderr  # no terminal codes in a log
+
+    result = cli_in_process(*args, "--overwrite", "--quiet", "--log-every", "0")
+    assert result.returncode == 0, result.stderr
+    assert counts(result.stderr) == []
+
+    result = cli_in_process(*args, "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert counts(result.stderr) == [done[-1]]
+
+
+@pytest.mark.parametrize("command", [
+    ["solve", "heat1d", "--out", "{folder}/u.h5"],
+    ["datasets", "generate", "{folder}/spec.yaml", "--out", "{folder}/d"],
+])
+def test_a_negative_log_interval_is_refused_before_any_work(tmp_path, cli_in_process,
+                                                           command):
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    result = cli_in_process(*[a.format(folder=tmp_path) for a in command], "--log-every", "-1")
+    assert result.returncode == 2
+    assert "--log-every=-1.0 must be >= 0 seconds" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
