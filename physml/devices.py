@@ -24,10 +24,17 @@ def available_devices() -> list[str]:
 
 def require_device(device: str | object) -> None:
     """ValueError naming ``device`` (a name or a ``torch.device``) and what is available,
-    unless the device it names (:func:`is_device_name`) is usable here."""
-    import torch
-
+    unless the device it names (:func:`is_device_name`) is usable here by PyTorch and Warp."""
     from .solvers.base import warp_device
+
+    warp_device(require_torch_device(device))
+
+
+def require_torch_device(device: str | object) -> str:
+    """``device`` (a name or a ``torch.device``) as a name, with a ValueError naming it and
+    what is available unless PyTorch can use it here; Warp is not started (for the parts that
+    run on PyTorch alone)."""
+    import torch
 
     if isinstance(device, torch.device):
         device = "cpu" if device.type == "cpu" else str(device)
@@ -37,7 +44,7 @@ def require_device(device: str | object) -> None:
     if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
         available = ", ".join(available_devices())
         raise ValueError(f"device={device!r} is not available; available: {available}")
-    warp_device(device)
+    return device
 
 
 def synchronize(device: str | object) -> None:

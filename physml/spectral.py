@@ -34,7 +34,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from .devices import require_torch_device
 from .errors import BlowUpError
+from .solvers.base import check_counts
 
 Nonlinearity = Literal["none", "cubic", "burgers"]
 _CONTOUR_POINTS = 32
@@ -83,7 +85,7 @@ class SpectralSolver:
             raise ValueError(f"length must be positive, one per axis, got {length}")
         self.length, self.nu, self.dt = lengths, float(nu), float(dt)
         self.reaction, self.nonlinearity = float(reaction), nonlinearity
-        self.device, self.dtype = torch.device(device), dtype
+        self.device, self.dtype = torch.device(require_torch_device(device)), dtype
         self.wavenumbers = self._wavenumbers()
         k2 = sum(k**2 for k in self.wavenumbers)
         self.linear = -self.nu * k2 + self.reaction  # \hat L(k), shape of the rfft
@@ -112,10 +114,11 @@ class SpectralSolver:
         for axis, (m, ell) in enumerate(zip(self.n, self.length)):
             scale = 2 * math.pi / ell
             last = axis == ndim - 1
-            k = torch.fft.rfftfreq(m, 1.0 / m) if last else torch.fft.fftfreq(m, 1.0 / m)
+            frequencies = torch.fft.rfftfreq if last else torch.fft.fftfreq
+            k = frequencies(m, 1.0 / m, dtype=self.dtype, device=self.device)  # integers, exact
             shape = [1] * ndim
             shape[axis] = -1
-            ks.append((scale * k).to(self.device, self.dtype).reshape(shape))
+            ks.append((scale * k).reshape(shape))
         return ks
 
     def _dealias_mask(self) -> torch.Tensor:
@@ -179,8 +182,7 @@ class SpectralSolver:
         Raises:
             BlowUpError: a saved state is not finite (names the step).
         """
-        if n_steps < 0 or save_every < 1:
-            raise ValueError(f"need n_steps >= 0 and save_every >= 1, got {n_steps}, {save_every}")
+        n_steps, save_every = check_counts(n_steps, save_every)
         u = self._field(u0)
         v = self.transform(u)
         states = [u]

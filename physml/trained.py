@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .train.pinn import PINNField, predict
+from .train.pinn import DTYPES, PINNField, predict
 
 
 class TrainedModel:
@@ -174,10 +174,12 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
     state = read_checkpoint(folder, lambda path: torch.load(path, weights_only=True,
                                                             map_location="cpu"),
                             use="load_run", remedy="the run's network cannot be loaded from it")
-    if not (isinstance(state, dict) and isinstance(state.get("model"), dict)):
+    held = state if isinstance(state, dict) else {}
+    missing = [key for key in ("model", "coefficients") if not isinstance(held.get(key), dict)]
+    if missing:
         raise ValueError(f"{str(folder / CHECKPOINT)!r} does not hold the network its {CONFIG} "
-                         "describes (no state dict under 'model')")
-    dtype = {"float32": torch.float32, "float64": torch.float64}[case.dtype]
+                         f"describes (no state dict under {' or '.join(map(repr, missing))})")
+    dtype = DTYPES[case.dtype]
     if device is None:  # the run's device where this machine has it, else the CPU
         device = case.device
         try:
@@ -190,7 +192,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
     problem.coefficients.to(target, dtype)
     try:
         model.load_state_dict(state["model"])
-        problem.coefficients.load_state_dict(state.get("coefficients", {}))
+        problem.coefficients.load_state_dict(state["coefficients"])
     except (KeyError, RuntimeError) as error:
         reason = str(error).strip().splitlines()[0]
         raise ValueError(f"{str(folder / CHECKPOINT)!r} does not hold the network its {CONFIG} "

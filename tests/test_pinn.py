@@ -135,6 +135,27 @@ def test_a_resumed_run_carries_its_wall_time_over(tiny_case, tmp_path):
     assert resumed.elapsed_s == wall[-1]
 
 
+def test_a_checkpoint_missing_a_key_state_dict_writes_is_refused_naming_the_file(tiny_case,
+                                                                                 tmp_path):
+    """--resume and load_run read every key :meth:`PINNTrainer.state_dict` writes; a
+    checkpoint without one is refused with the file and the key named."""
+    import physml
+
+    trainer = build_trainer(tiny_case)
+    save_checkpoint(trainer, tmp_path)
+    (tmp_path / "config.yaml").write_text(tiny_case.to_yaml())
+    whole = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    for key in ("elapsed_s", "coefficients"):
+        torch.save({k: v for k, v in whole.items() if k != key}, tmp_path / "checkpoint.pt")
+        with pytest.raises(ValueError, match=rf"--resume: '.*checkpoint.pt' does not fit the "
+                                             rf"run .*\(KeyError: '{key}'\)"):
+            load_checkpoint(trainer, tmp_path)
+    with pytest.raises(ValueError, match=r"checkpoint.pt' does not hold the network its "
+                                         r"config.yaml describes \(no state dict under "
+                                         r"'coefficients'\)"):
+        physml.load_run(tmp_path)
+
+
 def test_a_gradient_too_large_to_square_stops_the_run_instead_of_freezing_adam(tiny_case):
     """A finite gradient past the square root of the largest float overflowed Adam's second
     moment to inf: every later update was 0, the loss stayed where it was, and the run ended
@@ -205,7 +226,7 @@ def test_a_blow_up_at_the_first_step_names_the_checkpoint_a_run_writes_first(tmp
     """The loss's NaN is the last line, after the progress line, and names the step-0
     checkpoint the run folder holds."""
     result = subprocess.run(
-        [sys.executable, "-m", "physml.cli", "run", CASE, "training.adam.lr=1.0e9",
+        [sys.executable, "-m", "physml.cli", "run", CASE, "training.adam.lr=1.0e6",
          "training.adam.steps=20", "training.lbfgs.steps=0", "training.collocation.points=200",
          "evaluation.nx=16", f"output.folder={tmp_path}"],
         capture_output=True, text=True)
@@ -214,7 +235,7 @@ def test_a_blow_up_at_the_first_step_names_the_checkpoint_a_run_writes_first(tmp
     assert last.startswith("physml: error: the loss or its gradient became NaN/Inf at step ")
     (folder,) = tmp_path.iterdir()
     assert (f"the checkpoint of step 0 is kept ({folder / 'checkpoint.pt'}; continue with: "
-            f"physml run {CASE} training.adam.lr=1.0e9 ") in last
+            f"physml run {CASE} training.adam.lr=1.0e6 ") in last
     assert last.endswith(f"--resume {folder})")
     assert torch.load(folder / "checkpoint.pt", weights_only=False)["step"] == 0
 
@@ -439,6 +460,43 @@ def test_lagrangian_fields_map_back_to_the_eulerian_grid():
     with pytest.raises(ValueError, match="imposes its initial conditions through its output "
                                          "transform only .* hard_constraints=True"):
         PINNTrainer(build_model("mlp", 2, 2, width=8, depth=2), problem, hard_constraints=False)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("points", 0), ("points", True), ("condition_points", 0), ("adam_steps", -5),
+    ("lbfgs_steps", 1.5), ("lbfgs_history", 0), ("resample_every", -1), ("eval_every", 0),
+    ("seed", -1), ("eval_shape", (16, 0)), ("adam_lr", 0.0), ("adam_lr", float("nan")),
+    ("lbfgs_lr", float("inf")), ("adam_decay", 0.0), ("adam_decay", 1.5),
+    ("resample", "rad"), ("hard_constraints", "no"), ("device", "gpu"),
+    pytest.param("device", "cuda:0", marks=pytest.mark.skipif(torch.cuda.is_available(),
+                                                              reason="a GPU is present")),
+    ("dtype", torch.int64),
+])
+def test_a_bad_trainer_argument_is_refused_naming_it_and_its_value(name, value):
+    """Checked when the trainer is built, before any point is drawn: one ValueError that
+    starts with the argument and its value, not a division by zero at the first evaluation
+    (eval_every=0), NumPy's empty concatenation (points=0) or a run of another kind
+    (resample="rad" as "residual", adam_steps=-5 as 0 steps)."""
+    problem = ConvectionProblem(1.0, (0.0, 2 * np.pi), (0.0, 1.0), 1.0, 1.0,
+                                periodic_embedding=False)
+    model = build_model("mlp", problem.input_dim, problem.output_dim, width=4, depth=1)
+    named = "eval_shape[1]=0" if name == "eval_shape" else f"{name}={value!r}"
+    with pytest.raises(ValueError) as refused:
+        PINNTrainer(model, problem, **{name: value})
+    assert str(refused.value).startswith(named)
+    assert any(hint in str(refused.value) for hint in ("allowed", "must be", "available: cpu"))
+
+
+def test_a_sampler_asked_for_no_points_or_a_negative_seed_says_which():
+    from physml.train.sampling import DomainSampler
+
+    problem = ConvectionProblem(1.0, (0.0, 2 * np.pi), (0.0, 1.0), 1.0, 1.0)
+    sampler = DomainSampler(problem.geometry, problem.time)
+    assert sampler.draw(3.0).shape == (3, 2)
+    with pytest.raises(ValueError, match="^n=0 must be a whole number >= 1"):
+        sampler.draw(0)
+    with pytest.raises(ValueError, match="^seed=-1 must be a whole number >= 0"):
+        DomainSampler(problem.geometry, problem.time, seed=-1)
 
 
 def test_lpinn_learns_high_speed_convection(tmp_path):

@@ -27,6 +27,15 @@ def test_heat_matches_the_exact_decay_in_2d():
         assert relative(state, exact(t)) <= 1e-12
 
 
+def test_heat_matches_the_exact_decay_on_a_period_other_than_two_pi():
+    solver = SpectralSolver.heat((256,), 0.1, dt=0.01, length=4.0)
+    (x,) = solver.mesh()
+    states = solver.solve(torch.sin(math.pi / 2 * x) + torch.cos(math.pi * x), [0.0, 0.5])
+    exact = (math.exp(-0.1 * (math.pi / 2) ** 2 * 0.5) * torch.sin(math.pi / 2 * x)
+             + math.exp(-0.1 * math.pi ** 2 * 0.5) * torch.cos(math.pi * x))
+    assert relative(states[-1], exact) <= 1e-13
+
+
 @pytest.mark.parametrize("make", [
     lambda n, dt: SpectralSolver.allen_cahn((n,), 0.02, dt),
     lambda n, dt: SpectralSolver.burgers((n,), 0.1, dt),
@@ -65,6 +74,10 @@ def test_bad_input_and_blow_up():
         SpectralSolver.heat((16,), -1.0, 0.1)
     with pytest.raises(ValueError, match="unknown nonlinearity 'quartic'"):
         SpectralSolver((16,), 0.1, 0.1, nonlinearity="quartic")
+    with pytest.raises(ValueError, match="device='gpu' is not a device name"):
+        SpectralSolver((16,), 0.1, 0.1, device="gpu")
+    with pytest.raises(ValueError, match="n_steps=5 is not a multiple of save_every=2"):
+        SpectralSolver.heat((16,), 0.1, 0.1).rollout(np.zeros(16), 5, 2)
     solver = SpectralSolver.allen_cahn((16,), 0.0, dt=0.5)
     with pytest.raises(ValueError, match="shape"):
         solver.rollout(np.zeros(8), 2)

@@ -2,6 +2,7 @@
 fallbacks and timings, and resuming."""
 
 import math
+import re
 import shutil
 
 import pytest
@@ -10,9 +11,9 @@ from torch.func import jacrev, vmap
 
 from physml import devices
 from physml.devices import Stopwatch
-from physml.models import PeriodicMLP
+from physml.models import MODELS, PeriodicMLP, build_model
 from physml.train.least_squares import GramSolver, SVDSolver
-from physml.train.teng import TENG, TENGPDE
+from physml.train.teng import TENG, TENGPDE, input_width
 
 
 def u0(X):
@@ -227,6 +228,39 @@ def test_bad_settings():
         make("heun", solver="qr")
     with pytest.raises(ValueError, match="unknown scheme 'rk9'"):
         make("rk9")
+
+
+@pytest.mark.parametrize("name, value", [
+    ("dt", 0.0), ("dt", float("nan")), ("points", 0), ("subsample", 0), ("iterations", 2.5),
+    ("chunk", 0), ("dim", 0), ("dim", 3), ("length", -1.0), ("length", float("inf")),
+    ("device", "gpu"), ("seed", -1),
+    pytest.param("device", "cuda:0", marks=pytest.mark.skipif(torch.cuda.is_available(),
+                                                              reason="a GPU is present")),
+])
+def test_a_bad_teng_argument_is_refused_naming_it_and_its_value(name, value):
+    """One ValueError that starts with the argument and its value, not torch.split's error
+    (chunk=0) or a run that leaves a coordinate out of u (dim=3 for a PeriodicMLP of two
+    inputs, which picks its columns by index)."""
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{name}={value!r}')} "):
+        TENG(PeriodicMLP(2, 1, width=4, depth=1), TENGPDE("heat", 0.1), **{name: value})
+
+
+@pytest.mark.parametrize("nu", [float("nan"), float("inf"), -0.1, "0.1"])
+def test_a_viscosity_that_is_not_a_finite_number_at_least_0_is_refused(nu):
+    with pytest.raises(ValueError, match=f"^{re.escape(f'nu={nu!r}')} must be a finite number "
+                                         ">= 0"):
+        TENGPDE("heat", nu)
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_every_model_kind_tells_its_input_width_and_a_teng_of_another_dim_is_refused(kind):
+    model = build_model(kind, 2, 1, width=4, depth=1, periods=[2 * math.pi, None])
+    assert input_width(model) == 2
+    with pytest.raises(ValueError, match=f"^dim=1 does not match the model: its "
+                                         f"{type(model).__name__} takes points of 2 "
+                                         "coordinates; pass dim=2"):
+        TENG(model, TENGPDE("heat", 0.1), dim=1)
+    assert input_width(torch.nn.Sequential(model)) is None  # not known: not checked
 
 
 def test_an_initial_state_of_the_wrong_shape_or_zero_is_refused():

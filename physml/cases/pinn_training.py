@@ -10,7 +10,7 @@ import torch
 from pydantic import Field, model_validator
 
 from ..train.balancing import BALANCERS
-from ..train.pinn import PINNTrainer
+from ..train.pinn import PINNTrainer, Resample
 from ..train.sampling import DomainSampler
 from .run_folder import (
     CHECKPOINT,
@@ -30,7 +30,7 @@ class CollocationSpec(KindSection):
     boundary_points: int = Field(256, gt=0)
     sampler: Literal["uniform", "sobol"] = "sobol"
     resample_every: int = Field(0, ge=0, description="steps between redraws (0: fixed points)")
-    resample: Literal["residual", "random"] = "residual"
+    resample: Resample = "residual"
 
     @property
     def option_kind(self) -> str:

@@ -22,21 +22,28 @@ the gradients and losses are averaged, so the processes follow the one-process t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import cached_property
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..devices import Stopwatch
+from ..devices import Stopwatch, require_torch_device
 from ..errors import NonFiniteLossError, adam_can_step, all_finite
+from ..solvers.errors import is_real, whole_number
 from .balancing import FixedWeights
 from .distributed import average, average_gradients, rank_and_world
 from .problems import PINNProblem, grid_points
 from .sampling import DomainSampler
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+"""The training precisions, by the names a case file uses."""
+
+Resample = Literal["residual", "random"]
+"""How :class:`PINNTrainer` redraws its collocation points (``resample``)."""
 
 
 class PINNField(nn.Module):
@@ -70,8 +77,20 @@ class PINNTrainer:
         resample: "residual" (adaptive, RAD) or "random" (fresh batches, conditions too).
         eval_every: steps between evaluations against the reference.
         eval_shape: evaluation grid (points along each input, space then time).
-        device, dtype: where and in which precision to train.
+        device, dtype: where ("cpu", "cuda", "cuda:N") and in which precision (a value of
+            :data:`DTYPES`) to train.
         seed: seed of the default sampler (the network is initialised by the caller).
+
+    Counts are whole numbers: ``points``, ``condition_points``, ``lbfgs_history``,
+    ``eval_every`` and each entry of ``eval_shape`` >= 1; ``adam_steps``, ``lbfgs_steps``,
+    ``resample_every`` and ``seed`` >= 0. The learning rates are finite and > 0;
+    ``adam_decay`` lies in (0, 1].
+
+    Raises:
+        ValueError: an argument outside these ranges (one message naming it, its value and
+            what is allowed), point counts that are not multiples of the number of processes,
+            or ``hard_constraints=False`` for a problem that imposes its initial conditions
+            through its output transform only.
 
     Attributes:
         elapsed_s: wall time spent in :meth:`fit` over the whole run [s], carried through
@@ -102,6 +121,29 @@ class PINNTrainer:
         dtype: torch.dtype = torch.float32,
         seed: int = 0,
     ) -> None:
+        (points, condition_points, adam_steps, lbfgs_steps, lbfgs_history, resample_every,
+         eval_every, seed) = (whole_number(value, name, least) for name, value, least in (
+            ("points", points, 1), ("condition_points", condition_points, 1),
+            ("adam_steps", adam_steps, 0), ("lbfgs_steps", lbfgs_steps, 0),
+            ("lbfgs_history", lbfgs_history, 1), ("resample_every", resample_every, 0),
+            ("eval_every", eval_every, 1), ("seed", seed, 0)))
+        eval_shape = tuple(whole_number(n, f"eval_shape[{axis}]", 1)
+                           for axis, n in enumerate(eval_shape))
+        for name, rate in (("adam_lr", adam_lr), ("lbfgs_lr", lbfgs_lr)):
+            if not (is_real(rate) and math.isfinite(rate) and rate > 0):
+                raise ValueError(f"{name}={rate!r} must be a finite number > 0")
+        if not (is_real(adam_decay) and 0 < adam_decay <= 1):
+            raise ValueError(f"adam_decay={adam_decay!r} must be a number in (0, 1] (the "
+                             "learning-rate factor per 1000 steps)")
+        if resample not in get_args(Resample):
+            raise ValueError(f"resample={resample!r} is not a way to redraw the points; "
+                             f"allowed: {', '.join(get_args(Resample))}")
+        if not isinstance(hard_constraints, (bool, np.bool_)):
+            raise ValueError(f"hard_constraints={hard_constraints!r} must be True or False")
+        require_torch_device(device)
+        if dtype not in DTYPES.values():
+            raise ValueError(f"dtype={dtype!r} is not a training precision; allowed: "
+                             f"{', '.join(f'torch.{name}' for name in DTYPES)}")
         if not hard_constraints and getattr(problem, "needs_hard_constraints", False):
             raise ValueError(f"{type(problem).__name__} imposes its initial conditions through "
                              "its output transform only (no loss term holds them): train it "
@@ -364,11 +406,12 @@ class PINNTrainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.step = state["step"]
-        history = state["history"]  # older checkpoints lack elapsed_s: their last wall_s
-        self.elapsed_s = state.get("elapsed_s", history[-1]["wall_s"] if history else 0.0)
+        """Continue from :meth:`state_dict`; each of its keys is required (a ``KeyError``
+        names the first one missing, which :func:`~physml.cases.run_folder.restoring` turns
+        into a ValueError naming the checkpoint)."""
+        self.step, self.elapsed_s = state["step"], state["elapsed_s"]
         self.model.load_state_dict(state["model"])
-        self.problem.coefficients.load_state_dict(state.get("coefficients", {}))
+        self.problem.coefficients.load_state_dict(state["coefficients"])
         self.adam.load_state_dict(state["adam"])
         self.schedule.load_state_dict(state["schedule"])
         self.lbfgs.load_state_dict(state["lbfgs"])
@@ -380,7 +423,7 @@ class PINNTrainer:
             k: (x.to(self.device, self.dtype), y.to(self.device, self.dtype))
             for k, (x, y) in state["conditions"].items()
         }
-        self.history = list(history)
+        self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..geometry import Geometry
 from ..geometry.base import SAMPLERS, unit_points
+from ..solvers.errors import whole_number
 
 
 class DomainSampler:
@@ -25,20 +26,22 @@ class DomainSampler:
         geometry: the space domain.
         time: $(t_0, t_1)$ or None.
         kind: "uniform" or "sobol".
-        seed: seed of the sampler's generator.
+        seed: seed of the sampler's generator, a whole number >= 0.
     """
 
     def __init__(self, geometry: Geometry, time: tuple[float, float] | None = None,
                  kind: str = "sobol", seed: int = 0) -> None:
         if kind not in SAMPLERS:
             raise ValueError(f"unknown sampler {kind!r}; allowed: {', '.join(SAMPLERS)}")
+        seed = whole_number(seed, "seed", 0)
         rows = [geometry.bounds] + ([np.array([time], dtype=np.float64)] if time else [])
         self.geometry, self.kind = geometry, kind
         self.bounds = np.concatenate(rows).astype(np.float64)
         self.rng = np.random.default_rng(seed)
 
     def draw(self, n: int) -> np.ndarray:
-        """``n`` points, shape ``(n, d_in)``."""
+        """``n`` points (a whole number >= 1), shape ``(n, d_in)``."""
+        n = whole_number(n, "n", 1)
         low, high = self.bounds[:, 0], self.bounds[:, 1]
         chosen, count, batch = [], 0, n
         while count < n:
@@ -50,7 +53,10 @@ class DomainSampler:
         return np.concatenate(chosen)[:n]
 
     def resample(self, n: int, residual: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        """``n`` points drawn from ``10 n`` candidates with probability ~ |r|^2/mean + 1."""
+        """``n`` points (a whole number >= 1), shape ``(n, d_in)``, drawn from ``10 n``
+        candidates with probability ~ |r|^2/mean + 1; ``residual`` maps candidates
+        ``(10 n, d_in)`` to residuals ``(10 n,)``."""
+        n = whole_number(n, "n", 1)
         candidates = self.draw(10 * n)
         r2 = residual(candidates) ** 2
         weight = r2 / max(r2.mean(), 1e-300) + 1.0

@@ -60,7 +60,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from ..devices import Stopwatch
+from ..devices import Stopwatch, require_torch_device
+from ..models import MLP, FourierFeatureMLP, ModifiedMLP, PeriodicMLP
+from ..solvers.errors import is_real, whole_number
 from ..solvers.timestepping import Tableau, tableau
 from .jacobian import LinearLayerJacobian, NotLinearLayers
 from .least_squares import MIN_DAMPING, GramSolver, SVDSolver, lstsq
@@ -68,11 +70,32 @@ from .least_squares import MIN_DAMPING, GramSolver, SVDSolver, lstsq
 PDES = ("heat", "allen_cahn", "burgers")
 MAX_DAMPING = 1e2  # largest relative Tikhonov damping of a fit update (see fit)
 
+_INPUT_WIDTH: dict[type[nn.Module], Callable[[nn.Module], int]] = {
+    MLP: lambda model: model.net[0].in_features,
+    ModifiedMLP: lambda model: model.encode_u.in_features,
+    FourierFeatureMLP: lambda model: model.frequencies.shape[0],
+    PeriodicMLP: lambda model: model.periodic.numel() + model.other.numel(),
+}
+
+
+def input_width(model: nn.Module) -> int | None:
+    """How many input columns ``model`` reads: its ``d_in`` if it is a network of
+    :mod:`physml.models`, else None (not known). :class:`TENG` checks its ``dim`` against it:
+    a :class:`~physml.models.PeriodicMLP` picks its columns by index, so points (n, d) with
+    d above its ``d_in`` would run, the extra coordinates left out of $u$."""
+    width = _INPUT_WIDTH.get(type(model))
+    return None if width is None else width(model)
+
 
 @dataclass(frozen=True)
 class TENGPDE:
     r"""Right-hand side $F[u]$ of $u_t = F[u]$ on a periodic box: $\nu\Delta u$ plus
-    $u - u^3$ (``allen_cahn``) or $-u\sum_i\partial_i u$ (``burgers``)."""
+    $u - u^3$ (``allen_cahn``) or $-u\sum_i\partial_i u$ (``burgers``).
+
+    Args:
+        name: one of :data:`PDES`.
+        nu: the viscosity or diffusivity $\nu$, a finite number >= 0.
+    """
 
     name: str
     nu: float
@@ -80,8 +103,8 @@ class TENGPDE:
     def __post_init__(self) -> None:
         if self.name not in PDES:
             raise ValueError(f"unknown TENG pde {self.name!r}; allowed: {', '.join(PDES)}")
-        if self.nu < 0:
-            raise ValueError(f"nu must be >= 0, got {self.nu}")
+        if not (is_real(self.nu) and math.isfinite(self.nu) and self.nu >= 0):
+            raise ValueError(f"nu={self.nu!r} must be a finite number >= 0")
 
     def rhs(self, u: torch.Tensor, grad: torch.Tensor, laplacian: torch.Tensor) -> torch.Tensor:
         """$F$ from values (n,), gradients (n, d) and Laplacians (n,)."""
@@ -117,15 +140,30 @@ class TENG:
     """Time-evolving natural gradient for a network on a periodic box $[0, L)^d$.
 
     Args:
-        model: network mapping points (n, d) to values (n, 1); float64 is used throughout.
+        model: network mapping points (n, ``dim``) to values (n, 1); float64 is used
+            throughout. Where its input width is known (:func:`input_width`) it must be
+            ``dim``.
         pde: the PDE (:class:`TENGPDE`).
         scheme: ``"euler"``, ``"heun"`` or ``"rk4"`` (or any :class:`Tableau`).
-        dt: time step.
-        points: sample points per step (uniform random in the box).
-        subsample: parameters updated per inner iteration (all if >= the parameter count).
-        iterations: Gauss–Newton iterations per fit.
+        dt: time step, finite and > 0.
+        points: sample points per step (uniform random in the box), >= 1.
+        subsample: parameters updated per inner iteration, >= 1 (all if >= the parameter
+            count).
+        iterations: Gauss–Newton iterations per fit, >= 1.
         solver: ``"auto"``, ``"gram"`` or ``"dense"`` (see the module docstring).
-        length: box length per axis; ``seed``: random stream of points and subsets.
+        length: box length $L$ per axis, finite and > 0.
+        dim: space dimension $d$ of the box $[0, L)^d$, >= 1.
+        chunk: points per block of the Jacobian and of the right-hand side, >= 1 (the
+            memory it bounds: see the module docstring).
+        device: where the network and the points live ("cpu", "cuda", "cuda:N").
+        seed: random stream of points and subsets, >= 0.
+
+    Counts are whole numbers.
+
+    Raises:
+        ValueError: an argument outside these ranges, an unknown ``solver`` or ``scheme``, or
+            a ``dim`` other than the model's input width (one message naming the argument,
+            its value and what is allowed).
 
     Attributes:
         theta: the flat parameters, shape (p,), float64.
@@ -160,8 +198,20 @@ class TENG:
     ) -> None:
         if solver not in ("auto", "gram", "dense"):
             raise ValueError(f"unknown solver {solver!r}; allowed: auto, gram, dense")
-        if not dt > 0 or points < 1 or subsample < 1 or iterations < 1:
-            raise ValueError("dt, points, subsample and iterations must be positive")
+        points, subsample, iterations, dim, chunk, seed = (
+            whole_number(value, name, least) for name, value, least in (
+                ("points", points, 1), ("subsample", subsample, 1),
+                ("iterations", iterations, 1), ("dim", dim, 1), ("chunk", chunk, 1),
+                ("seed", seed, 0)))
+        for name, value in (("dt", dt), ("length", length)):
+            if not (is_real(value) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value!r} must be a finite number > 0")
+        width = input_width(model)
+        if width not in (None, dim):
+            raise ValueError(f"dim={dim} does not match the model: its {type(model).__name__} "
+                             f"takes points of {width} coordinates; pass dim={width} or a model "
+                             f"of input width {dim}")
+        require_torch_device(device)
         self.device = torch.device(device)
         self.model = model.to(self.device, torch.float64)
         self.pde = pde
