@@ -38,7 +38,7 @@ discrete zero-flux state is exactly $c_i \propto \exp(Q^*/(RT_i))$. Second order
 $$\big(I + \Delta t\,(s_2\Lambda + s_4\Lambda^2)\big)(c^{n+1} - c^n) = \Delta t\,R(c^n),$$
 
 $R$ the explicit right-hand side above, $\Lambda = -\Delta_h$, $s_2$ a bound of the effective
-diffusivity $M\,\partial^2 f/\partial c^2$ and $s_4 = \max M\,\kappa$: energy stable at any step
+diffusivity $M\,\partial^2 f/\partial c^2$ and $s_4 = 2\max M\,\kappa$: energy stable at any step
 for constant mobility while the composition stays where $s_2$ bounds $M f''$, first order, with
 the same steady states as the PDE. For the double well that is between the wells: $s_2$ is its
 curvature at the wells, and outside them $f''$ grows quadratically (8.9 times the wells' at
