@@ -58,7 +58,8 @@ from .vector_width import wide_vector_options
 # the native runs would contract different products). The native runs' loops take 512-bit
 # vectors where the CPU has them (one thread, a Xeon with AVX-512 FP16: 2D Burgers 1.2x faster
 # at 256^2, 1.03-1.05x at 1024^2 and 2048^2, where the rows leave the caches; bit for bit).
-wp.set_module_options({"fuse_fp": False} | wide_vector_options())
+MODULE_OPTIONS = {"fuse_fp": False} | wide_vector_options()
+wp.set_module_options(MODULE_OPTIONS)
 
 RECORDED_PER_STAGE = 3
 """Sets of recorded row-kernel launches a stage keeps (:meth:`FusedStages._recorded`): the two
@@ -705,7 +706,10 @@ def ghost_affine(value: Any, row: int, a: Any, b: Any):
     return result
 
 
-@wp.kernel(enable_backward=False)
+# The row kernels run on the CPU only: each is a module of its own, so that a CUDA device
+# builds the per-cell kernel's module without them (NVRTC builds that module for sm_90 in 7 s
+# alone, 117 s with the native runs' loops, buffers and lambdas).
+@wp.kernel(enable_backward=False, module="unique", module_options=MODULE_OPTIONS)
 def stage_rows_kernel(
     v: wp.array(dtype=Any),
     u: wp.array(dtype=Any),
@@ -869,7 +873,7 @@ def stage_rows_kernel(
         up1 = up2
 
 
-@wp.kernel(enable_backward=False)
+@wp.kernel(enable_backward=False, module="unique", module_options=MODULE_OPTIONS)
 def stage_runs_kernel(
     v: wp.array(dtype=Any),
     u: wp.array(dtype=Any),

@@ -542,3 +542,13 @@ def test_a_rollout_names_a_state_parameters_or_dtype_of_another_kind():
     assert BurgersSolver1D(grid, nu=0.01, dt=1e-3, dtype=torch.float32).dtype == wp.float32
     with pytest.raises(ValueError, match="dtype=torch.int32 is not supported"):
         BurgersSolver1D(grid, nu=0.01, dt=1e-3, dtype=torch.int32)
+
+
+def test_the_cpu_only_row_kernels_are_not_in_the_per_cell_kernel_s_module():
+    """A CUDA device builds the per-cell kernel's module; the row kernels' native loops
+    (CPU-only) would multiply its build time by 16 (sm_90, NVRTC)."""
+    cells = rk_stages.stage_cells_kernel.module
+    assert rk_stages.stage_runs_kernel.module is not cells
+    assert rk_stages.stage_rows_kernel.module is not cells
+    for kernel in (rk_stages.stage_runs_kernel, rk_stages.stage_rows_kernel):
+        assert kernel.module.options["fuse_fp"] is False  # rounding as the per-cell kernel

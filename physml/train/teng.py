@@ -10,14 +10,15 @@ Runge–Kutta target built from the PDE's right-hand side $F[u]$ (``heat``: $\nu
 
 ``euler`` is TENG-Euler, ``heun`` TENG-Heun (the paper's two methods) and ``rk4`` the
 fourth-order variant. The scheme is the paper's; the settings differ from the authors' code,
-which runs 7 updates in a step's first fit (the first over 1536 parameters, then 1024),
-65,536 points on a quadrature grid and a network with a learnable cosine first layer: here
-every fit runs ``iterations`` updates over ``subsample`` parameters, the points are uniform
-random, and the bundled cases' network is the fixed periodic embedding of
-:class:`~physml.models.PeriodicMLP`. Every value lives on one set of $n$ sample points $X$ drawn afresh each
-step, so the fits are least-squares problems in function space. A fit runs ``iterations``
-Gauss–Newton (natural-gradient) updates from the previous stage's parameters: with the
-residual $r = \text{target} - u_\theta(X)$ and a random subset $S$ of ``subsample`` parameters,
+which runs 7 updates in a step's first fit (the first over 1536 parameters, then 1024), 65,536
+points on a quadrature grid and a network with a learnable cosine first layer: here every fit
+runs ``iterations`` updates over ``subsample`` parameters, the points are uniform random, and
+the bundled cases' network is the fixed periodic embedding of
+:class:`~physml.models.PeriodicMLP`. Every value lives on one set of $n$ sample points $X$ drawn
+afresh each step, so the fits are least-squares problems in function space. A fit runs
+``iterations`` Gauss–Newton (natural-gradient) updates from the previous stage's parameters:
+with the residual $r = \text{target} - u_\theta(X)$ and a random subset $S$ of ``subsample``
+parameters,
 $$\delta_S = \arg\min_\delta \|J_S\,\delta - r\|_2,\quad
 J_S = \partial u_\theta(X)/\partial\theta_S \in\mathbb{R}^{n\times|S|},\quad
 \theta_S \leftarrow \theta_S + \delta_S.$$
