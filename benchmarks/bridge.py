@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import warp as wp
+from _common import summary
 
 import physml
 from physml import bridge
@@ -108,8 +109,7 @@ def run_case(batch: int, steps: int) -> dict:
     median = {name: statistics.median(v) for name, v in times.items()}
     row = {
         "samples": batch, "steps": steps, "cells": CELLS,
-        "seconds": {name: {"median": statistics.median(v), "min": min(v), "max": max(v),
-                           "runs": v} for name, v in times.items()},
+        "seconds": {name: summary(v, "runs") for name, v in times.items()},
         "speedup_over_torch": median["torch"] / median["physml"],
         "speedup_over_tape_adjoint": median["physml_tape_adjoint"] / median["physml"],
         "max_relative_difference_to_torch": {

@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +37,7 @@ import pyamg
 import scipy
 import scipy.sparse.linalg as spla
 import warp as wp
+from _common import summary
 
 import physml
 from physml.solvers.linalg import CsrOperator, Jacobi, SmoothedAggregationAMG, cg, csr_from_scipy
@@ -115,8 +115,8 @@ def measure(runs: dict[str, Side], repeats: int) -> dict[str, dict]:
         per = [t / iterations[name] for t in ts]
         out[name] = {
             "iterations": iterations[name],
-            "total_s": {"median": statistics.median(ts), "min": min(ts), "max": max(ts)},
-            "per_iteration_s": {"median": statistics.median(per), "min": min(per), "max": max(per)},
+            "total_s": summary(ts),
+            "per_iteration_s": summary(per),
         }
     return out
 

@@ -56,6 +56,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import warp as wp
+from _common import summary
 
 import physml
 from physml.solvers.linalg import CsrOperator, Jacobi, SmoothedAggregationAMG, cg, csr_from_scipy
@@ -203,8 +204,7 @@ def _alternate(sides: dict, repeats: int = REPEATS) -> dict[str, list[float]]:
 
 
 def _stats(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    return {name: {"median": statistics.median(t), "min": min(t), "max": max(t)}
-            for name, t in times.items()}
+    return {name: summary(t) for name, t in times.items()}
 
 
 def plot(results: list[dict], path: Path, title: str) -> None:

@@ -38,9 +38,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from _common import check_device
 
 from physml.constraints import Continuity, LevenbergMarquardt, UnconvergedSolveWarning
-from physml.devices import Stopwatch
+from physml.devices import Stopwatch, require_torch_device
 from physml.fno import most_modes
 from physml.train.moe import (
     Budget,
@@ -198,7 +199,7 @@ def main() -> None:
                         help="K of the accuracy part (the timing part takes 1, 2, 4, 8)")
     parser.add_argument("--parts", nargs="+", choices=["accuracy", "timing"],
                         default=["accuracy", "timing"])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--loss", choices=[loss.value for loss in Loss], default="physics",
                         help="physics: the paper's residual loss; data: supervised")
     parser.add_argument("--points-nx", type=int, nargs="+", default=None,
@@ -207,6 +208,7 @@ def main() -> None:
                         help="accuracy part: only these methods (e.g. hard moe-pou-K4)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moe.json"))
     args = parser.parse_args()
+    check_device(parser, args.device, require_torch_device)
     v = VARIANTS[args.problem, args.variant]
     if args.points_nx is not None:
         v = {**v, "points_nx": args.points_nx}

@@ -43,7 +43,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -53,9 +52,11 @@ import pyamg
 import scipy
 import torch
 import warp as wp
+from _common import check_device, summary
 
 import physml
 from physml.datasets.linear_systems import LinearSystemSpec, make_system
+from physml.devices import require_device
 from physml.preconditioners import (
     FactorModel,
     LearnedPreconditioner,
@@ -140,16 +141,16 @@ def case(family: str, size: int, factories: dict, repeats: int, derive: bool,
     sides = {}
     for name, records in runs.items():
         setup = [r["setup_s"] for r in records]
-        side = {"setup_s": _stats(setup)}
+        side = {"setup_s": summary(setup)}
         for rtol in RTOLS:
             solve = [r[rtol][0] for r in records]
             total = [s + t for s, t in zip(setup, solve)]
             many = [s + RIGHT_HAND_SIDES * t for s, t in zip(setup, solve)]
             side[f"rtol={rtol:g}"] = {
                 "iterations": records[0][rtol][1],
-                "solve_s": _stats(solve),
-                "total_s": _stats(total),
-                f"setup_plus_{RIGHT_HAND_SIDES}_solves_s": _stats(many),
+                "solve_s": summary(solve),
+                "total_s": summary(total),
+                f"setup_plus_{RIGHT_HAND_SIDES}_solves_s": summary(many),
             }
             if keep_residuals:
                 side[f"rtol={rtol:g}"]["residuals"] = (records[0][rtol][2]
@@ -161,10 +162,6 @@ def case(family: str, size: int, factories: dict, repeats: int, derive: bool,
     print(f"{family} {size}: n={op.shape[0]}  {row}", flush=True)
     return {"family": family, "size": size, "n": op.shape[0], "nnz": int(system.matrix.nnz),
             "repeats": repeats, "looser_rtol_derived": derive, "sides": sides}
-
-
-def _stats(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def ratios(result: dict, learned: str) -> dict:
@@ -250,6 +247,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.sizes and not args.mesh_sizes:
         parser.error("nothing to run: give --sizes, --mesh-sizes or both")
+    check_device(parser, args.device, require_device)  # before minutes of training
     torch.set_num_threads(args.threads)
     wp.config.quiet = True
     wp.init()

@@ -47,12 +47,14 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 import warp as wp
+from _common import check_device
 
 import physml
 from physml.devices import Stopwatch
 from physml.solvers import DoubleWell, Grid, ThermomigrationSolver, periodic
 from physml.solvers.free_energy import GAS_CONSTANT
 from physml.solvers.precipitates import precipitate_field
+from physml.solvers.runtime import warp_device
 
 GRID_SHAPES = ((256, 256), (512, 512), (64, 64, 64))
 CELL, T_MEAN, DT = 1e-6, 1000.0, 1.0  # m, K, s
@@ -206,8 +208,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")
     parser.add_argument("--quick", action="store_true", help="fewer steps per measurement")
-    parser.add_argument("--device", default="cpu", help="physml's device (cpu, cuda)")
+    parser.add_argument("--device", default="cpu", help="physml's device (cpu, cuda, cuda:N)")
     args = parser.parse_args()
+    check_device(parser, args.device, warp_device)  # what the solver itself accepts
     wp.config.log_level = wp.LOG_WARNING
     heap_kept = keep_heap_memory()
     results = []

@@ -55,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import warp as wp
+from _common import summary
 
 import physml
 from physml.devices import Stopwatch
@@ -246,11 +247,6 @@ def stage_bytes_per_cell(solver) -> int:
     return 8 * arrays
 
 
-def spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "runs": values}
-
-
 def benchmark_grid(pde: str, shape: tuple[int, ...], seconds: float) -> dict:
     """Agreement, step counts, steps/s and bandwidth of both implementations on one grid."""
     label = f"{pde} " + "x".join(map(str, shape))
@@ -276,7 +272,7 @@ def benchmark_grid(pde: str, shape: tuple[int, ...], seconds: float) -> dict:
         "relative_increment_difference": difference,
         "physml_host_threads": len(chunks),
         "steps": n_steps,
-        "steps_per_s": {name: spread(values) for name, values in rates.items()},
+        "steps_per_s": {name: summary(values, "runs") for name, values in rates.items()},
         "ratio_physml_over_numpy": median["physml"] / median["numpy"],
         "physml_bandwidth_gb_s": median["physml"] * cells * stage_bytes_per_cell(solver) / 1e9,
     }
@@ -304,7 +300,7 @@ def stream_copy_gb_s(threads: int, repeats: int = 5) -> dict:
             list(pool.map(lambda part: np.copyto(*part), parts))
             if repeat:
                 rates.append(2 * a.nbytes / (time.perf_counter() - start) / 1e9)
-    return spread(rates)
+    return summary(rates, "runs")
 
 
 def batched_throughput() -> dict:
@@ -332,7 +328,7 @@ def batched_throughput() -> dict:
         "case": f"{BATCH} samples x {BATCH_CELLS} cells, Burgers, {BATCH_STEPS} steps",
         "host_threads": {"batched": len(solver.stages._split(BATCH)[1]),
                          "batched_one_thread": 1, "one_by_one": len(solver.stages._split(1)[1])},
-        "samples_per_s": {name: spread(v) for name, v in rates.items()},
+        "samples_per_s": {name: summary(v, "runs") for name, v in rates.items()},
         "speedup": median["batched"] / median["one_by_one"],
         "speedup_one_thread": median["batched_one_thread"] / median["one_by_one"],
         "bitwise_equal": True,

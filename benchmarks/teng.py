@@ -28,10 +28,11 @@ import json
 from pathlib import Path
 
 import torch
+from _common import check_device
 
 from physml.cases.registry import load_case
 from physml.cases.teng import Reference, build_teng, initial_condition
-from physml.devices import Stopwatch
+from physml.devices import Stopwatch, require_torch_device
 from physml.train.least_squares import GramSolver, SVDSolver
 
 CASES = Path(__file__).parents[1] / "cases"
@@ -163,6 +164,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="keep the parts already in --out")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/teng.json"))
     args = parser.parse_args()
+    if args.device is not None:
+        check_device(parser, args.device, require_torch_device)
     overrides = [] if args.variant == "full" else [f"variant={args.variant}"]
     if args.dt is not None:
         overrides.append(f"training.dt={args.dt}")

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import summary
+
 CASE = Path(__file__).parents[1] / "cases" / "burgers.yaml"
 SETTINGS = {
     "1 thread": {"OMP_NUM_THREADS": "1"},
@@ -80,11 +82,6 @@ def measure(environment: dict[str, str], points: int, seconds: float) -> dict:
     return json.loads(answer)
 
 
-def summarise(rates: list[float]) -> dict:
-    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates),
-            "rounds": rates}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, nargs="+", default=[1000, 4000, 16000])
@@ -115,7 +112,7 @@ def main() -> None:
                 if busy is not None:
                     busy.kill()
                     busy.wait()
-    table = {load: {name: {str(n): summarise(r) for n, r in by_size.items()}
+    table = {load: {name: {str(n): summary(r, "rounds") for n, r in by_size.items()}
                     for name, by_size in by_setting.items()}
              for load, by_setting in rates.items()}
     ratios = {load: {name: {str(n): statistics.median(rates[load][name][n])

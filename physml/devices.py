@@ -1,18 +1,15 @@
-"""The compute devices a run may name (PyTorch and Warp must both reach them), and a clock
+"""The compute devices a run may name (PyTorch and Warp must both reach them; the names,
+:data:`ALLOWED`, are checked one floor below, in :mod:`physml.solvers.runtime`), and a clock
 that waits for the work queued on them."""
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 
-ALLOWED = "cpu, cuda, cuda:N"
-
-
-def is_device_name(device: str) -> bool:
-    """Whether ``device`` names a device physml runs on (:data:`ALLOWED`), present or not."""
-    return re.fullmatch(r"cpu|cuda(:\d+)?", device) is not None
+from .solvers.runtime import ALLOWED as ALLOWED
+from .solvers.runtime import device_name, warp_device
+from .solvers.runtime import is_device_name as is_device_name
 
 
 def available_devices() -> list[str]:
@@ -23,25 +20,23 @@ def available_devices() -> list[str]:
 
 
 def require_device(device: str | object) -> None:
-    """ValueError naming ``device`` (a name or a ``torch.device``) and what is available,
-    unless the device it names (:func:`is_device_name`) is usable here by PyTorch and Warp."""
-    from .solvers.base import warp_device
-
+    """ValueError naming ``device`` (a name or a ``torch.device``) and what is allowed or
+    available, unless the device it names (:func:`is_device_name`) is usable here by PyTorch
+    and Warp."""
     warp_device(require_torch_device(device))
 
 
 def require_torch_device(device: str | object) -> str:
     """``device`` (a name or a ``torch.device``) as a name, with a ValueError naming it and
-    what is available unless PyTorch can use it here; Warp is not started (for the parts that
-    run on PyTorch alone)."""
+    what is allowed (:func:`~physml.solvers.runtime.device_name`) or available unless PyTorch
+    can use it here; Warp is not started (for the parts that run on PyTorch alone), nor
+    PyTorch imported for the CPU."""
+    device = device_name(device)
+    if device == "cpu":
+        return device
     import torch
 
-    if isinstance(device, torch.device):
-        device = "cpu" if device.type == "cpu" else str(device)
-    if not isinstance(device, str) or not is_device_name(device):
-        raise ValueError(f"device={device!r} is not a device name; allowed: {ALLOWED}")
-    parsed = torch.device(device)
-    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+    if (torch.device(device).index or 0) >= torch.cuda.device_count():
         available = ", ".join(available_devices())
         raise ValueError(f"device={device!r} is not available; available: {available}")
     return device
@@ -87,9 +82,14 @@ class Stopwatch:
 
     Args:
         device: where the timed work runs ("cpu", "cuda", "cuda:N" or a ``torch.device``).
+
+    Raises:
+        ValueError: ``device`` is no device name, or PyTorch has no such device here
+            (:func:`require_torch_device`).
     """
 
     def __init__(self, device: str | object = "cpu") -> None:
+        require_torch_device(device)
         self.device = device
         self.seconds = 0.0
         self._started: float | None = None

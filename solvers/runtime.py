@@ -1,4 +1,4 @@
-"""Warp's start-up, kept off the console unless asked for.
+"""Warp's start-up, kept off the console unless asked for, and the devices a run may name.
 
 Warp prints a banner when it initialises (Python logging at ``LOG_INFO``) and, on a machine
 without a CUDA driver, a "Warp CUDA warning" that its native library writes straight to file
@@ -9,16 +9,38 @@ message); where Warp finds a CUDA device, its start-up output is shown, because 
 a real fault.
 Set ``PHYSML_WARP_VERBOSE=1`` (or pass ``verbose=True``) to see Warp's own start-up output;
 the variable reaches Dask workers started from the same environment.
+
+:func:`warp_device` refuses, in one ValueError, a name that is no device name
+(:data:`ALLOWED`) and a device Warp does not have here.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from typing import Any
 
 VERBOSE_VARIABLE = "PHYSML_WARP_VERBOSE"
+
+ALLOWED = "cpu, cuda, cuda:N"
+"""The device names physml runs on (:func:`is_device_name`)."""
+
+
+def is_device_name(device: str) -> bool:
+    """Whether ``device`` names a device physml runs on (:data:`ALLOWED`), present or not."""
+    return re.fullmatch(r"cpu|cuda(:\d+)?", device) is not None
+
+
+def device_name(device: Any) -> str:
+    """The name of ``device`` (a name, a ``torch.device`` or a Warp device; "cpu:0" is "cpu"),
+    with a ValueError naming it and :data:`ALLOWED` unless it is one of them (present here or
+    not: see :func:`warp_device`)."""
+    name = "cpu" if str(device) == "cpu:0" else str(device)
+    if not is_device_name(name):
+        raise ValueError(f"device={name!r} is not a device name; allowed: {ALLOWED}")
+    return name
 
 
 def _verbose_from_environment() -> bool:
@@ -93,20 +115,20 @@ def start_warp(device: str) -> None:
 
 
 def warp_device(device: Any) -> str:
-    """Canonical Warp device name ("cpu", "cuda:0", ...) of a device name or a
-    ``torch.device`` ("cpu:0" is "cpu"), with a clear error if unavailable. Warp starts without
-    its banner (and, where it finds no CUDA device, without its CUDA-driver messages) unless
-    ``PHYSML_WARP_VERBOSE=1``."""
+    """Canonical Warp device name ("cpu", "cuda:0", ...) of a device name, a ``torch.device``
+    or a Warp device, with a ValueError naming it and what is allowed (:func:`device_name`) or
+    available here. Warp starts without its banner (and, where it finds no CUDA device, without
+    its CUDA-driver messages) unless ``PHYSML_WARP_VERBOSE=1``."""
     import warp as wp
 
-    name = "cpu" if str(device) == "cpu:0" else str(device)
-    start_warp("cpu" if name.startswith("cpu") else "cuda")
+    name = device_name(device)
+    start_warp("cpu" if name == "cpu" else "cuda")
 
     def unavailable(reason: str = "") -> ValueError:
         available = ", ".join(str(d) for d in wp.get_devices())
-        return ValueError(f"device={device!r} is not available; available: {available}{reason}")
+        return ValueError(f"device={name!r} is not available; available: {available}{reason}")
 
-    if name.startswith("cuda") and wp.get_cuda_device_count() == 0:
+    if name != "cpu" and wp.get_cuda_device_count() == 0:
         # asked without a CUDA device, Warp would print its driver errors before refusing
         raise unavailable(f" ({_cuda_start_up[0]})" if _cuda_start_up else "")
     try:

@@ -323,7 +323,8 @@ def test_device_is_checked_up_front(tmp_path, capsys):
     spec = str(write_spec(tmp_path))
     assert main(["datasets", "generate", spec, "--out", str(tmp_path / "d"), "--device", "gpu",
                  "--quiet"]) == 2
-    assert "device='gpu' is not available; available: cpu" in capsys.readouterr().err
+    assert "device='gpu' is not a device name; allowed: cpu, cuda, cuda:N" in \
+        capsys.readouterr().err
     assert not (tmp_path / "d").exists()
 
 

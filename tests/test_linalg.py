@@ -345,8 +345,9 @@ def test_bad_arguments_are_refused(rng):
     zero_diagonal = sp.csr_matrix(np.array([[0.0, 1.0], [1.0, 2.0]]))
     with pytest.raises(ValueError, match=r"rows \[0\]"):
         Jacobi(CsrOperator(csr_from_scipy(zero_diagonal, wp.float64, "cpu")))
-    for device in ("gpu", "cuda:7"):
-        with pytest.raises(ValueError, match=rf"device='{device}' is not available; available: "):
+    for device, message in (("gpu", "is not a device name; allowed: cpu, cuda, cuda:N"),
+                            ("cuda:7", "is not available; available: ")):
+        with pytest.raises(ValueError, match=rf"device='{device}' {message}"):
             csr_from_scipy(zero_diagonal, wp.float64, device)
 
 

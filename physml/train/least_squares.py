@@ -50,12 +50,19 @@ MIN_DAMPING = 1e-12  # the smallest relative damping, also the Cholesky jitter's
 RCOND = 1e-10  # singular values below RCOND * the largest are dropped by SVDSolver
 
 
+GELSD_DEVICE_TYPES = ("cpu",)
+"""The device types where ``torch.linalg.lstsq`` has LAPACK's ``gelsd`` driver (on CUDA its only
+driver, ``gels``, assumes full rank: on a rank-deficient A it returns a huge solution)."""
+
+
 def lstsq(A: torch.Tensor, b: torch.Tensor, full_rank: bool = False) -> torch.Tensor:
-    """The least-squares solution of $A x = b$ (``b`` of shape (m,) or (m, k)), the same bits
-    on every call: for a ``full_rank`` A (m >= n, a damped system) by Householder QR
-    (``geqrf``), $Q^T b$ applied by its reflectors (``ormqr``, Q never formed) and a triangular
-    solve, falling back to the SVD where R is singular after all; otherwise by LAPACK's
-    ``gelsd`` (an SVD) on the CPU and ``gels`` (QR, the only driver there) on CUDA.
+    r"""The minimum-norm least-squares solution of $A x = b$ (``b`` of shape (m,) or (m, k)),
+    the same bits on every call: for a ``full_rank`` A (m >= n, a damped system) by Householder
+    QR (``geqrf``), $Q^T b$ applied by its reflectors (``ormqr``, Q never formed) and a
+    triangular solve; otherwise, and where R is singular after all, by the SVD with singular
+    values up to $\epsilon \max(m, n)$ times the largest dropped: LAPACK's ``gelsd`` where
+    PyTorch has it (:data:`GELSD_DEVICE_TYPES`), elsewhere :class:`SVDSolver` with gelsd's cut,
+    so CPU and CUDA give the same solution for a rank-deficient A.
     ``torch.linalg.lstsq``'s CPU default, ``gelsy``, returned results that differ in the
     twelfth digit between identical calls, so two runs of one seed drifted apart; the QR path
     takes about its time, ``gelsd`` about twice."""
@@ -69,9 +76,10 @@ def lstsq(A: torch.Tensor, b: torch.Tensor, full_rank: bool = False) -> torch.Te
         x = torch.linalg.solve_triangular(reflectors[:n].triu(), qtb, upper=True)
         if not bool(torch.isfinite(x).all()):  # R singular: not full rank after all
             x = None
-    if x is None:
-        driver = "gelsd" if A.device.type == "cpu" else None
-        x = torch.linalg.lstsq(A, rhs, driver=driver).solution
+    if x is None and A.device.type in GELSD_DEVICE_TYPES:
+        x = torch.linalg.lstsq(A, rhs, driver="gelsd").solution
+    elif x is None:
+        x = SVDSolver([A], rhs, rcond=torch.finfo(A.dtype).eps * max(A.shape)).solve()
     return x[:, 0] if column else x
 
 
@@ -125,7 +133,7 @@ class GramSolver:
             self.fallback_reason = (
                 f"the damped Gram matrix ({damped.shape[0]}x{damped.shape[0]}, {damped.dtype}, "
                 f"relative damping {damping:.0e}) is not numerically positive definite (Cholesky "
-                f"breaks down at pivot {int(info)}); solved by torch.linalg.lstsq instead")
+                f"breaks down at pivot {int(info)}); solved by least squares (an SVD) instead")
 
             def gram_inverse(rhs):
                 return lstsq(damped, rhs)
@@ -142,7 +150,8 @@ class GramSolver:
 
 
 class SVDSolver:
-    """Damped least squares by the thin SVD of $J$; see the module docstring."""
+    """Damped least squares by the thin SVD of $J$, for ``r`` of shape (n,) or (n, k); see the
+    module docstring."""
 
     def __init__(self, blocks: Iterable[torch.Tensor], r: torch.Tensor,
                  rcond: float = RCOND) -> None:
@@ -163,4 +172,4 @@ class SVDSolver:
     def solve(self, damping: float = 0.0) -> torch.Tensor:
         """$\\delta$ for the relative ``damping`` (0: the truncated pseudo-inverse)."""
         with self.watch:
-            return self.V @ (self.projected * self.S / (self.S.square() + damping * self.scale))
+            return (self.V * (self.S / (self.S.square() + damping * self.scale))) @ self.projected

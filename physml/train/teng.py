@@ -46,7 +46,8 @@ Fallbacks are counted in ``fallbacks`` (their causes in ``fallback_reasons``) an
 warned once per :class:`TENG` (``RuntimeWarning``): ``"full_jacobian"``, a Jacobian built by
 ``vmap(jacrev)`` with all $p$ columns per point, $O(\text{chunk}\cdot p)$ memory, because the
 network is not one of linear layers each run once; ``"lstsq"``, a Gram solve whose damped
-matrix Cholesky could not factor, solved by ``torch.linalg.lstsq`` instead.
+matrix Cholesky could not factor, solved by least squares instead
+(:func:`~physml.train.least_squares.lstsq`, an SVD).
 
 The initial condition is fitted by Levenberg–Marquardt with variable projection on all
 parameters (:meth:`TENG.fit_initial`), down to ``tolerance`` (1e-10) on its points where the

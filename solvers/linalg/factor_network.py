@@ -171,7 +171,10 @@ KEPT_SCRATCH_BYTES = 16 * 2**20
 unknowns at width 4): above it, allocation is a small part of the forward, and the memory is
 returned with the call."""
 
-FORWARD = EXP + """
+# CPU only: Clang's builtins and loop pragmas, which NVRTC lacks, so the body is empty on CUDA
+# (Warp compiles the whole module for each device it is loaded on; NetworkFactor launches it
+# on the CPU alone)
+FORWARD = "#if !defined(__CUDA_ARCH__)\n" + EXP + """
 // the arrays a gather reads are never written in its loop (the compiler cannot tell: they are
 // parts of one work array)
 #define GATHER _Pragma("clang loop vectorize(assume_safety)")
@@ -436,7 +439,7 @@ if (cholesky) {
     GATHER for (int i = 0; i < n; ++i)
         f[diagonal_at[i]] = out_t(exp_of(double(features[i])) / root[i]);
 }
-""".replace("TILE_ENTRIES", str(TILE))
+""".replace("TILE_ENTRIES", str(TILE)) + "#endif\n"
 
 
 @wp.func_native(FORWARD)
@@ -461,9 +464,9 @@ def network_kernel(offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=wp
                    entries: int, cholesky: int, work: wp.array(dtype=Any),
                    exact_work: wp.array(dtype=wp.float64), index_work: wp.array(dtype=wp.int32),
                    factor: wp.array(dtype=Any)):
-    """The whole forward pass and the factor (launch dim 1, CPU): :data:`FORWARD`. Reads the
-    pattern (with its diagonal positions), the matrix values and the weights; writes the
-    three work arrays and the factor."""
+    """The whole forward pass and the factor (launch dim 1, CPU; nothing on CUDA):
+    :data:`FORWARD`. Reads the pattern (with its diagonal positions), the matrix values and
+    the weights; writes the three work arrays and the factor."""
     network_forward(offsets, columns, upper_offsets, upper_columns, transpose_index,
                     diagonal, values, weights, width, steps, rows, entries, cholesky, work,
                     exact_work, index_work, factor)

@@ -40,6 +40,7 @@ import warp as wp
 
 from ..operators import launch, specialize
 from ..replay import Replay
+from ..runtime import warp_device
 from .linear_operator import check_vectors
 
 # ------------------------------------------------------------------------------------ kernels
@@ -214,7 +215,8 @@ class LowerPattern:
     Args:
         matrix: a square SciPy sparse matrix; only its lower triangle is read (and kept, values
             included, as ``lower``), and every diagonal entry must be stored.
-        device: Warp device.
+        device: "cpu", "cuda", "cuda:N", a Warp device or a ``torch.device``; one this machine
+            lacks is refused (:func:`~physml.solvers.runtime.warp_device`).
         by_levels: one launch per level (True) or one sequential launch (False); default:
             levels on CUDA, sequential on the CPU.
 
@@ -232,6 +234,7 @@ class LowerPattern:
                  by_levels: bool | None = None) -> None:
         if matrix.shape[0] != matrix.shape[1]:
             raise ValueError(f"matrix has shape {matrix.shape}; a square matrix is needed")
+        self.device = wp.get_device(warp_device(device))
         self.lower = lower = lower_triangle(matrix)
         n = lower.shape[0]
         self.n, self.nnz = n, lower.nnz
@@ -242,7 +245,6 @@ class LowerPattern:
             missing = np.setdiff1d(np.arange(n), self.rows[on_diagonal])
             raise ValueError(f"matrix has no stored diagonal entry in rows {missing[:10].tolist()};"
                              " a triangular factor needs every diagonal entry")
-        self.device = wp.get_device(device)
         self.by_levels = self.device.is_cuda if by_levels is None else by_levels
         # L^T in CSR: the transpose of a matrix whose values are the positions 0..nnz-1.
         upper = sp.csr_matrix((np.arange(self.nnz, dtype=np.float64), lower.indices,
