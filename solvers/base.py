@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import operator
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import warp as wp
@@ -65,6 +65,8 @@ from .timestepping import Tableau, explicit_rk_step, tableau
 TVD_CFL = 0.5
 """CFL limit of the MUSCL (TVD) flux: $\\max|f'|\\,\\Delta t/\\Delta x \\le 1/2$."""
 
+Solver = TypeVar("Solver")
+
 MAX_REPLAYED_STEPS = 64
 """Most rollout steps replayed in one go (:meth:`GridSolver._replayed_steps`; a rollout with
 a callback replays one step at a time)."""
@@ -73,6 +75,16 @@ def require(condition: bool, message: str) -> None:
     """Raise ``ValueError(message)`` unless ``condition``."""
     if not condition:
         raise ValueError(message)
+
+
+def shallow_copy(solver: Solver, **changes: Any) -> Solver:
+    """A copy of ``solver`` without running its constructor: it shares every attribute's value
+    (grids, kernels, Warp buffers), except the attributes set from ``changes``. Nothing is
+    re-checked: the caller checks the values it changes."""
+    clone = object.__new__(type(solver))
+    clone.__dict__.update(solver.__dict__)
+    clone.__dict__.update(changes)
+    return clone
 
 
 def finite_state(u: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -312,10 +324,7 @@ class GridSolver:
         """
         current = {n: getattr(self, n) for n in self.parameter_names}
         checked = check_parameters(self.PARAMETERS, {**current, **values}, self.grid.ndim)
-        clone = object.__new__(type(self))
-        clone.__dict__.update(self.__dict__)
-        clone.__dict__.update(checked)
-        return clone
+        return shallow_copy(self, **checked)
 
     _SHARED_ON_COPY = ("layout", "stages", "_zeros", "_parameter_arrays_kept")
     """Attributes holding Warp arrays (constants, caches keyed by their values, and scratch
@@ -333,10 +342,8 @@ class GridSolver:
 
     def with_dt(self, dt: float) -> GridSolver:
         """A copy of this solver with time step ``dt`` (checked for stability)."""
-        clone = object.__new__(type(self))
-        clone.__dict__.update(self.__dict__)
         require(np.isfinite(dt) and dt > 0, f"dt={dt} must be a positive number")
-        clone.dt = float(dt)
+        clone = shallow_copy(self, dt=float(dt))
         clone.check_stability()
         return clone
 
@@ -598,9 +605,7 @@ class GridSolver:
                      tape: wp.Tape | None) -> wp.array:
         solver = self
         if dt != self.dt:  # a sample's own step (already checked for stability)
-            solver = object.__new__(type(self))
-            solver.__dict__.update(self.__dict__)
-            solver.dt = dt
+            solver = shallow_copy(self, dt=dt)
         if solver.tableau is not None:
             return explicit_rk_step(lambda v: solver.rhs(v, params), u, dt, solver.tableau)
         return solver._imex_step(u, params, tape)

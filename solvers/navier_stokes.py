@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.fft
 
-from .base import check_counts, finite_state, require
+from .base import check_counts, finite_state, require, shallow_copy
 from .dtypes import warp_dtype
 from .errors import BlowUpError, UnstableStepError, whole_number
 from .grid import BoundaryConditions, Grid, periodic
@@ -165,10 +165,7 @@ class NavierStokesSolver2D:
     def with_dt(self, dt: float) -> NavierStokesSolver2D:
         """A copy with time step ``dt``."""
         require(np.isfinite(dt) and dt > 0, f"dt={dt} must be a positive number")
-        clone = object.__new__(type(self))
-        clone.__dict__.update(self.__dict__)
-        clone.dt = float(dt)
-        return clone
+        return shallow_copy(self, dt=float(dt))
 
     # ------------------------------------------------------------------------------ stepping
 

@@ -1,7 +1,6 @@
 """A tiny mixture-of-experts hard-constraint training run on diffusion–sorption (the paper's
 residual loss, no solution data)."""
 
-import copy
 import json
 
 import numpy as np
@@ -67,40 +66,6 @@ def test_a_blow_up_names_its_step_and_leaves_the_model_finite():
     assert err.value.step == trainer.step > 0 and err.value.checkpoint_step == saved[-1]
     assert f"at step {trainer.step}; the checkpoint of step {saved[-1]} is kept" in str(err.value)
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the step not taken
-
-
-def test_a_checkpoint_with_complex_fno_weights_resumes_as_the_real_one():
-    """Checkpoints written while the spectral weights were a complex parameter (with Adam's
-    moments complex too) load and continue bit for bit as the real-pair parameters."""
-    nx, nt = 8, 6
-    u0 = torch.linspace(0.02, 0.18, 4, dtype=torch.float64)[:, None].expand(4, nx).contiguous()
-    u = u0[:, None].expand(4, nt, nx).contiguous()
-    rows = problem_rows("diffusion_sorption", (nx,), nt)
-
-    def trainer(iterations):
-        model = build_model("soft", rows, nt, basis=3, width=4, modes=(2, 2),
-                            solver=LevenbergMarquardt())
-        return MoETrainer(model, rows, (u0, u), (u0, u),
-                          Budget(iterations=iterations, lr=1e-2, batch=4))
-
-    first = trainer(2)
-    first.fit()
-    state = copy.deepcopy(first.state_dict())
-    names = [name for name, _ in first.model.named_parameters()]
-    spectral = [i for i, name in enumerate(names) if ".spectral." in name]
-    old = {**state, "model": {k: (torch.view_as_complex(v) if ".spectral." in k else v)
-                              for k, v in state["model"].items()}}
-    old["optimiser"] = {**state["optimiser"], "state": {
-        i: {k: (torch.view_as_complex(v) if i in spectral and v.dim() > 0 else v)
-            for k, v in moments.items()}
-        for i, moments in state["optimiser"]["state"].items()}}
-    assert spectral and any(v.is_complex() for v in old["model"].values())
-    resumed, again = trainer(3), trainer(3)
-    resumed.load_state_dict(old)
-    again.load_state_dict(copy.deepcopy(first.state_dict()))
-    assert resumed.fit()["losses"] == again.fit()["losses"]
-    for p, q in zip(resumed.model.parameters(), again.model.parameters(), strict=True):
-        assert torch.equal(p, q)
 
 
 def test_the_rows_take_every_constant_of_the_dataset_spec():

@@ -11,7 +11,8 @@ import pytest
 import torch
 import xarray as xr
 
-from physml.cases.pinn import build_trainer, load_checkpoint, save_checkpoint
+from physml.cases.pinn import build_trainer
+from physml.cases.pinn_training import load_checkpoint, save_checkpoint
 from physml.cases.registry import load_case, run_case
 from physml.errors import NonFiniteLossError
 from physml.models import MODELS, build_model

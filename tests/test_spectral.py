@@ -67,6 +67,18 @@ def test_interpolation_is_exact_for_band_limited_fields():
         solver.interpolate(field(X, Y), points[:, :1])  # one coordinate for a 2D field
 
 
+def test_the_unresolved_fraction_sees_a_spectrum_cut_off_too_early():
+    solver = SpectralSolver.heat((64, 32), 0.1, 0.01)
+    X, Y = solver.mesh()
+    assert solver.unresolved_fraction(torch.sin(3 * X) * torch.cos(2 * Y)) < 1e-14
+    # mode (0, 10) is in the last quarter of the kept band on 64 x 32 nodes, (0, 8) is not
+    assert solver.unresolved_fraction(torch.sin(3 * X) + torch.cos(8 * Y)) < 1e-14
+    mixed = torch.sin(3 * X) + 1e-3 * torch.cos(10 * Y)
+    assert solver.unresolved_fraction(mixed) == pytest.approx(1e-3 / math.sqrt(1 + 1e-6), rel=1e-9)
+    assert solver.unresolved_fraction((X > 3).double()) > 1e-2
+    assert solver.unresolved_fraction(torch.zeros(64, 32)) == 0.0
+
+
 def test_bad_input_and_blow_up():
     with pytest.raises(ValueError, match="even sizes"):
         SpectralSolver.heat((15,), 0.1, 0.1)

@@ -173,6 +173,7 @@ def test_stopwatch_synchronises_cuda_and_warp_work(monkeypatch):
     monkeypatch.setattr(torch.cuda, "synchronize", lambda d: calls.append(("torch", d)))
     monkeypatch.setattr(wp, "synchronize_device", lambda d: calls.append(("warp", d)))
     monkeypatch.setattr(devices, "_warp_started", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     watch = Stopwatch("cuda:1")
     with watch:
         assert calls == [("torch", "cuda:1"), ("warp", "cuda:1")]
@@ -304,6 +305,20 @@ TINY_TENG = ["domain.y=null", "conditions.initial.kind=sine", "conditions.initia
              "training.initial_points=128", "training.checkpoint_every=2",
              "domain.t=[0, 0.2]", "evaluation.nx=32", "evaluation.every=2",
              "evaluation.times=[0.1, 0.2]", "evaluation.threshold=1.0e-2"]
+
+
+def test_a_reference_too_coarse_for_the_threshold_is_refused_before_training(tmp_path):
+    """2D Burgers on 16 evaluation nodes per axis: its reference on 32 keeps about 1e-2 of its
+    amplitude in its highest modes by t = 1, more than a 1e-5 threshold can tell apart."""
+    from physml.cases.registry import load_case, run_case
+
+    case = load_case("teng_burgers", ["variant=cpu", "domain.t=[0, 1]", "evaluation.nx=16",
+                                      "evaluation.times=[1.0]", "evaluation.threshold=1e-5",
+                                      f"output.folder={tmp_path}"])
+    with pytest.raises(ValueError, match=r"evaluation.nx=16: the spectral reference on 32 "
+                                         r"nodes per axis keeps .* raise evaluation.nx"):
+        run_case(case, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_teng_case_writes_the_error_curve_and_resumes_to_the_same_result(tmp_path):

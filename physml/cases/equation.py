@@ -26,7 +26,6 @@ and, without ``exact`` or ``reference``, the solved field is the reference.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -44,15 +43,14 @@ from ..train.pinn import PINNTrainer
 from ..train.problems import FieldCoefficient, PINNProblem
 from .equation_problem import CONDITION_KINDS, build_equation_problem, solve_observations
 from .kind import CaseKind, OnStep
-from .pinn_training import TrainingSpec, load_checkpoint, save_checkpoint, trainer_options
-from .run_folder import (
-    CONFIG,
-    FIELD_METADATA,
-    KindSection,
-    Section,
-    evaluation_axes_metadata,
-    write_text,
+from .pinn_training import (
+    TrainingSpec,
+    plot_training,
+    train_in_folder,
+    trainer_options,
+    write_summary,
 )
+from .run_folder import FIELD_METADATA, KindSection, Section, evaluation_axes_metadata
 from .sections import CaseBase, ModelSpec, Threads, threshold_verdict
 
 Expression = str | float
@@ -300,30 +298,12 @@ def solution_snapshot(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def write_results(case: EquationCase, trainer: PINNTrainer, folder: Path, threads: int) -> dict:
-    final = trainer.evaluate()
-    threshold = case.evaluation.threshold
-    passed = None if threshold is None or "rel_l2" not in final else final["rel_l2"] <= threshold
-    result = {**final, "steps": trainer.step, "threshold": threshold, "passed": passed,
-              "wall_s": trainer.elapsed_s, "threads": threads}
-    metrics = {"case": case.name, "summary": result, "history": trainer.history}
-    write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
-    ds = results_dataset(case, trainer, final.get("rel_l2"))
-    write_dataset(ds, folder / "predictions.h5")
-    if case.output.figures:
-        from .figures import plot_losses, plot_solution
-
-        if "reference" in ds and trainer.problem.output_dim == 1:
-            plot_solution(solution_snapshot(ds), folder / "solution.png",
-                          scheme="PINN, Adam + L-BFGS",
-                          step=trainer.step, log_error=case.output.log_error)
-        plot_losses(trainer.history, folder / "losses.png", f"{case.name}: losses and error",
-                    case.training.adam.steps, case.training.collocation.resample_every)
-    return result
-
-
 def run(case: EquationCase, folder: Path, resume: bool = False,
         on_step: OnStep | None = None) -> dict:
+    """Train ``case`` in ``folder``, resuming from its checkpoint if asked, and write the run
+    folder; returns the summary (:func:`~.pinn_training.write_summary`). Solver-made observations
+    are written to ``observations.h5`` first (kept when resumed); a new run writes its
+    checkpoint at step 0 before ``config.yaml`` (:func:`~.pinn_training.train_in_folder`)."""
     threads = apply_threads(case.training.collocation.points, case.threads)
     solved = None
     if case.observations is not None and case.observations.solve is not None:
@@ -331,15 +311,13 @@ def run(case: EquationCase, folder: Path, resume: bool = False,
         if not solved.is_file():
             solve_observations(case.observations.solve, case.domain.time, solved)
     trainer = build_trainer(case, solved)
-    if resume:
-        load_checkpoint(trainer, folder)
-    else:
-        save_checkpoint(trainer, folder)
-        write_text(folder / CONFIG, case.to_yaml())
-    trainer.fit(on_step=on_step, on_checkpoint=lambda: save_checkpoint(trainer, folder),
-                checkpoint_every=case.training.checkpoint_every,
-                saved_step=trainer.step)  # the checkpoint written above, or the one resumed
-    return write_results(case, trainer, folder, threads)
+    train_in_folder(case, trainer, folder, resume, on_step)
+    result = write_summary(case, trainer, folder, threads)
+    ds = results_dataset(case, trainer, result.get("rel_l2"))
+    write_dataset(ds, folder / "predictions.h5")
+    drawn = "reference" in ds and trainer.problem.output_dim == 1
+    plot_training(case, trainer, folder, solution_snapshot(ds) if drawn else None)
+    return result
 
 
 def describe(case: EquationCase) -> str:

@@ -70,7 +70,7 @@ from .run_folder import (
     restoring,
     write_text,
 )
-from .sections import CaseBase, LearningRate, threshold_verdict
+from .sections import CaseBase, LearningRate, threshold_passed, threshold_verdict
 
 SPACE_AXES = {"diffusion_sorption": 1, "navier_stokes": 2}
 
@@ -204,7 +204,7 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
     losses = result.pop("losses")
     threshold = case.evaluation.threshold
     result.update(threshold=threshold, steps=t.iterations,
-                  passed=None if threshold is None else result["test_rel_l2"] <= threshold)
+                  passed=threshold_passed(result["test_rel_l2"], threshold))
     write_text(folder / "metrics.json", json.dumps(
         {"case": case.name, "summary": result, "losses": losses}, indent=1))
     with torch.no_grad():

@@ -45,7 +45,7 @@ from ..datasets.linear_systems import (
 from ..solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy, prepare
 from .kind import CaseKind, OnStep
 from .run_folder import CONFIG, Section, atomic_write, write_text
-from .sections import CaseBase, LearningRate, threshold_verdict
+from .sections import CaseBase, LearningRate, threshold_passed, threshold_verdict
 
 CHECKPOINT = "preconditioner.pt"
 
@@ -216,7 +216,7 @@ def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | Non
         "loss_last": float(np.mean(losses[-10:])),
         "table": {name: r["table"] for name, r in results.items()},
         "threshold": threshold,
-        "passed": None if threshold is None or ratio is None else ratio <= threshold,
+        "passed": threshold_passed(ratio, threshold),
         "dataset": str(data),
     }
     write_text(folder / "metrics.json", json.dumps(

@@ -25,7 +25,6 @@ Run folder::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -46,19 +45,15 @@ from ..train.pinn import PINNTrainer
 from ..train.problems import PINNProblem
 from .kind import CaseKind, OnStep
 from .pinn_training import (
+    METHOD_NAMES,
     TrainingSpec,
     check_weights,
-    load_checkpoint,
-    save_checkpoint,
+    plot_training,
+    train_in_folder,
     trainer_options,
+    write_summary,
 )
-from .run_folder import (
-    CHECKPOINT,
-    CONFIG,
-    comparison_dataset,
-    evaluation_axes_metadata,
-    write_text,
-)
+from .run_folder import CHECKPOINT, comparison_dataset, evaluation_axes_metadata
 from .sections import PhysicsCase, threshold_verdict
 
 
@@ -137,23 +132,15 @@ def build_trainer(case: PINNCase) -> PINNTrainer:
                        **trainer_options(case, problem))
 
 
-def summary(case: PINNCase, trainer: PINNTrainer) -> dict:
-    final = trainer.evaluate()
-    threshold = case.evaluation.threshold
-    return {
-        **final,
-        "steps": trainer.step,
-        "threshold": threshold,
-        "passed": None if threshold is None else final["rel_l2"] <= threshold,
-    }
-
-
-def write_results(case: PINNCase, trainer: PINNTrainer, folder: Path, threads: int) -> dict:
-    """metrics.json, predictions.h5 and the figures; returns the summary. ``wall_s`` is the
-    training time over every resumed part; ``threads`` the PyTorch threads of this part."""
-    result = {**summary(case, trainer), "wall_s": trainer.elapsed_s, "threads": threads}
-    metrics = {"case": case.name, "summary": result, "history": trainer.history}
-    write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
+def run(case: PINNCase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
+    """Train ``case`` in ``folder``, resuming from its checkpoint if asked, and write the run
+    folder; returns the summary (:func:`~.pinn_training.write_summary`). A new run writes its
+    checkpoint at step 0 before ``config.yaml``, so a run folder with a configuration can
+    always be resumed (:func:`~.pinn_training.train_in_folder`)."""
+    threads = apply_threads(case.training.collocation.points, case.threads)
+    trainer = build_trainer(case)
+    train_in_folder(case, trainer, folder, resume, on_step)
+    result = write_summary(case, trainer, folder, threads)
     first, second = ({"t": "time"}.get(n, n) for n in trainer.problem.names)
     a, b = trainer.eval_axes
     ds = comparison_dataset(  # evaluation fields are (second, first): rows are t (or y)
@@ -161,44 +148,15 @@ def write_results(case: PINNCase, trainer: PINNTrainer, folder: Path, threads: i
         {"case": case.name, "pde": case.pde.name, "rel_l2": result["rel_l2"],
          "config": case.to_yaml()}, evaluation_axes_metadata((first, second)))
     write_dataset(ds, folder / "predictions.h5")
-    if case.output.figures:
-        from .figures import plot_losses, plot_solution
-
-        method = {"pinn": "PINN", "lpinn": "Lagrangian PINN"}[case.training.method]
-        plot_solution(ds, folder / "solution.png", scheme=f"{method}, Adam + L-BFGS",
-                      step=trainer.step, log_error=case.output.log_error)
-        plot_losses(trainer.history, folder / "losses.png", f"{case.name}: losses and error",
-                    case.training.adam.steps, case.training.collocation.resample_every)
+    plot_training(case, trainer, folder, ds)
     return result
-
-
-def run(case: PINNCase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
-    """Train ``case`` in ``folder``, resuming from its checkpoint if asked; returns the
-    summary. A new run writes its checkpoint at step 0 before ``config.yaml``, so a run folder
-    with a configuration can always be resumed."""
-    threads = apply_threads(case.training.collocation.points, case.threads)
-    trainer = build_trainer(case)
-    if resume:
-        load_checkpoint(trainer, folder)
-    else:
-        save_checkpoint(trainer, folder)
-        write_text(folder / CONFIG, case.to_yaml())
-    trainer.fit(
-        on_step=on_step,
-        on_checkpoint=lambda: save_checkpoint(trainer, folder),
-        checkpoint_every=case.training.checkpoint_every,
-        saved_step=trainer.step,  # the checkpoint written above, or the one resumed from
-    )
-    return write_results(case, trainer, folder, threads)
 
 
 def describe(case: PINNCase) -> str:
     """One line: the PDE, the network and the schedule."""
-    training = case.training
-    method = {"pinn": "PINN", "lpinn": "Lagrangian PINN"}[training.method]
-    return (f"{case.pde.name}, {method}, {case.model.kind} {case.model.width}x"
-            f"{case.model.depth}, {training.adam.steps} Adam + {training.lbfgs.steps} L-BFGS "
-            "steps")
+    training, model = case.training, case.model
+    return (f"{case.pde.name}, {METHOD_NAMES[training.method]}, {model.kind} {model.width}x"
+            f"{model.depth}, {training.adam.steps} Adam + {training.lbfgs.steps} L-BFGS steps")
 
 
 def headline(result: dict) -> str:

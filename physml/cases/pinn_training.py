@@ -1,10 +1,13 @@
-"""What the physics-informed case kinds share below them: the ``training`` section (collocation,
-Adam, L-BFGS, loss balancing), the trainer options it resolves to, and the checkpoint."""
+"""What the physics-informed case kinds (``pinn``, ``equation``) share below them: the
+``training`` section (collocation, Adam, L-BFGS, loss balancing), the trainer options it
+resolves to, the checkpoint, the training of a trainer in its run folder, and its summary and
+figures."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -12,15 +15,21 @@ from pydantic import Field, model_validator
 from ..train.balancing import BALANCERS
 from ..train.pinn import PINNTrainer, Resample
 from ..train.sampling import DomainSampler
+from .kind import OnStep
 from .run_folder import (
     CHECKPOINT,
+    CONFIG,
     KindSection,
     Section,
     atomic_write,
     read_checkpoint,
     restoring,
+    write_text,
 )
-from .sections import LearningRate
+from .sections import LearningRate, threshold_passed
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 class CollocationSpec(KindSection):
@@ -128,3 +137,59 @@ def load_checkpoint(trainer: PINNTrainer, folder: Path) -> None:
     state = read_checkpoint(folder)
     with restoring(folder):
         trainer.load_state_dict(state)
+
+
+def train_in_folder(case, trainer: PINNTrainer, folder: Path, resume: bool,
+                    on_step: OnStep | None) -> None:
+    """Fit ``trainer`` (of a ``pinn`` or ``equation`` case) in its run folder: a resumed run
+    loads the folder's checkpoint first; a new one writes its checkpoint at step 0 before
+    ``config.yaml``, so a run folder with a configuration can always be resumed. Training
+    writes a checkpoint every ``training.checkpoint_every`` steps."""
+    if resume:
+        load_checkpoint(trainer, folder)
+    else:
+        save_checkpoint(trainer, folder)
+        write_text(folder / CONFIG, case.to_yaml())
+    trainer.fit(on_step=on_step, on_checkpoint=lambda: save_checkpoint(trainer, folder),
+                checkpoint_every=case.training.checkpoint_every,
+                saved_step=trainer.step)  # the checkpoint written above, or the one resumed
+
+
+METHOD_NAMES = {"pinn": "PINN", "lpinn": "Lagrangian PINN"}
+"""``training.method`` as a description or a figure names it."""
+
+
+def write_summary(case: Any, trainer: PINNTrainer, folder: Path, threads: int) -> dict:
+    """Evaluate the trained trainer of a ``pinn`` or ``equation`` case and write
+    ``metrics.json`` (the case's name, the summary and the trainer's history).
+
+    Returns:
+        The summary: the errors of ``trainer.evaluate()``, ``steps``, ``threshold`` and
+        ``passed`` (``rel_l2`` against ``evaluation.threshold``), ``wall_s`` (the training time
+        over every resumed part) and ``threads`` (the PyTorch threads of this part).
+    """
+    final = trainer.evaluate()
+    threshold = case.evaluation.threshold
+    result = {**final, "steps": trainer.step, "threshold": threshold,
+              "passed": threshold_passed(final.get("rel_l2"), threshold),
+              "wall_s": trainer.elapsed_s, "threads": threads}
+    metrics = {"case": case.name, "summary": result, "history": trainer.history}
+    write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
+    return result
+
+
+def plot_training(case: Any, trainer: PINNTrainer, folder: Path,
+                  solution: xr.Dataset | None) -> None:
+    """With ``output.figures``: ``solution.png`` from ``solution`` (prediction, reference and
+    error in two dimensions; None draws none) and ``losses.png`` (the loss terms and the error
+    against the step) of a ``pinn`` or ``equation`` run."""
+    if not case.output.figures:
+        return
+    from .figures import plot_losses, plot_solution
+
+    if solution is not None:
+        plot_solution(solution, folder / "solution.png",
+                      scheme=f"{METHOD_NAMES[case.training.method]}, Adam + L-BFGS",
+                      step=trainer.step, log_error=case.output.log_error)
+    plot_losses(trainer.history, folder / "losses.png", f"{case.name}: losses and error",
+                case.training.adam.steps, case.training.collocation.resample_every)

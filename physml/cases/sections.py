@@ -1,6 +1,7 @@
 """Sections shared by case kinds: the header every case has (:class:`CaseBase`) and the
 problem sections of the physics-informed kinds (``pinn``, ``teng``): PDE, domain, conditions,
-model and evaluation. Every number must be finite (see :class:`~.run_folder.Section`).
+model and evaluation. Every number must be finite (see :class:`~.run_folder.Section`). Also
+the threshold's verdict every kind reports.
 """
 
 from __future__ import annotations
@@ -249,6 +250,14 @@ class PhysicsCase(CaseBase):
         if self.pde.name not in allowed:
             raise ValueError(f"{what} supports pde.name {', '.join(allowed)}, "
                              f"not {self.pde.name!r}")
+
+
+def threshold_passed(error: float | None, threshold: float | None) -> bool | None:
+    """Whether ``error <= threshold``: None without a threshold or without an error measured;
+    a NaN error does not pass."""
+    if threshold is None or error is None:
+        return None
+    return bool(error <= threshold)
 
 
 def threshold_verdict(result: dict) -> str:

@@ -12,9 +12,12 @@ Run folder::
     solution.png       prediction | reference | |error| at the final time (2D cases)
 
 The reference is the ETDRK4 spectral solver on twice ``evaluation.nx`` nodes per axis with
-steps of at most 2.5e-3; errors are measured on every other node (``evaluation.nx`` per axis),
-and the training points are drawn uniformly at random each step, so they are never
-evaluation points.
+steps of at most 2.5e-3; errors are measured on every other node (``evaluation.nx`` per axis).
+A reference whose highest retained modes hold more of its amplitude than
+``evaluation.threshold`` (:meth:`~physml.spectral.SpectralSolver.unresolved_fraction`, in
+``metrics.json`` as ``reference_unresolved_fraction``) is refused before training: its own
+error could decide the verdict. The training points are drawn uniformly at random each step,
+so they are never evaluation points.
 
 A case::
 
@@ -60,7 +63,7 @@ from .run_folder import (
     restoring,
     write_text,
 )
-from .sections import PhysicsCase, threshold_verdict
+from .sections import PhysicsCase, threshold_passed, threshold_verdict
 
 
 class TENGSpec(Section):
@@ -191,13 +194,23 @@ class Reference:
         every_other = (slice(None),) + (slice(None, None, 2),) * dim
         elapsed = [t - case.domain.t[0] for t in times]
         try:
-            self.states = solver.solve(u0.reshape(fine[0].shape), elapsed)[every_other]
+            solved = solver.solve(u0.reshape(fine[0].shape), elapsed)
         except BlowUpError as err:
             raise ValueError(
                 "the spectral reference (ETDRK4, step "
                 f"{teng_dt / substeps:.3g}) is not finite by t = "
                 f"{case.domain.t[0] + err.t:g}: its fixed step does not resolve this initial "
                 "state; lower conditions.initial.amplitude") from None
+        # an upper estimate of the reference's own error
+        self.unresolved = max(solver.unresolved_fraction(u) for u in solved)
+        threshold = case.evaluation.threshold
+        if threshold is not None and self.unresolved > threshold:
+            raise ValueError(
+                f"evaluation.nx={n}: the spectral reference on {2 * n} nodes per axis keeps "
+                f"{self.unresolved:.2g} of its amplitude in its highest modes, above "
+                f"evaluation.threshold={threshold:g}: its own error could decide the verdict; "
+                f"raise evaluation.nx")
+        self.states = solved[every_other]
         self.coords = [c[::2].cpu().numpy() for c in solver.coords()]
         mesh = torch.meshgrid(*(c[::2] for c in solver.coords()), indexing="ij")
         self.points = torch.stack([m.reshape(-1) for m in mesh], dim=1)
@@ -290,6 +303,7 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
                 last_checkpoint = step
     return write_teng_results(case, teng, reference, history, folder, {
         "initial_fit_rel_l2": teng.initial_error, "reference_s": reference_s,
+        "reference_unresolved_fraction": reference.unresolved,
         "wall_s": wall_offset + clock.seconds, "threads": threads})
 
 
@@ -301,7 +315,7 @@ def write_teng_results(case, teng, reference, history, folder: Path, extra: dict
     steps = case.total_steps
     result = {
         "rel_l2": final, "steps": steps, "errors_at": at_times, "threshold": threshold,
-        "passed": None if threshold is None else final <= threshold,
+        "passed": threshold_passed(final, threshold),
         "solve_s_per_step": teng.solve_seconds / max(steps, 1), "solver": teng.solver_used,
         "fallbacks": teng.fallbacks, "fallback_reasons": teng.fallback_reasons,
         "parameters": teng.theta.numel(), **extra,

@@ -47,6 +47,7 @@ from ..solvers.linalg import (
     csr_to_scipy,
 )
 from ..solvers.linalg.factor_network import NODE_FEATURES, NetworkFactor
+from ..solvers.linalg.incomplete_cholesky import assembled_matrix
 from .graph import SystemGraph, system_graph
 from .network import FactorNetwork, network_weights
 
@@ -129,12 +130,8 @@ class LearnedPreconditioner:
     def __call__(self, A: LinearOperator) -> CholeskyFactor | SparseInverseFactor:
         """The preconditioner for A (a :class:`~physml.solvers.linalg.CsrOperator`): the
         factor computed on A's device, in A's precision."""
-        matrix = getattr(A, "matrix", None)
-        if matrix is None:
-            raise ValueError(f"a learned preconditioner needs an assembled matrix (a CsrOperator);"
-                             f" got {type(A).__name__}")
         # G^T G is applied by products: no triangular solve, so no level schedule
-        pattern = LowerPattern(csr_to_scipy(matrix), A.device,
+        pattern = LowerPattern(csr_to_scipy(assembled_matrix(A, self)), A.device,
                                by_levels=None if self.model.kind == "cholesky" else False)
         native = self._native() if pattern.device.is_cpu else None
         if native is not None and native.fits(pattern.n, pattern.nnz):

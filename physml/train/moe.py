@@ -326,18 +326,11 @@ class MoETrainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        # Adam's moments of a complex parameter (FNO weights saved complex) as the real pairs
-        # it updates them as: the same step
-        optimiser = {**state["optimiser"], "state": {
-            index: {name: (torch.view_as_real(value).clone()
-                           if torch.is_tensor(value) and value.is_complex() else value)
-                    for name, value in moments.items()}
-            for index, moments in state["optimiser"]["state"].items()}}
-        self.optimiser.load_state_dict(optimiser)
+        self.optimiser.load_state_dict(state["optimiser"])
         self.generator.set_state(state["generator"])
         self.step, self.seconds = state["step"], state["seconds"]
         self.losses, self.history = list(state["losses"]), list(state["history"])
-        self.converged = list(state.get("converged", []))
+        self.converged = list(state["converged"])
 
 
 def fit(model: ConstrainedFNO, rows: Rows, train, test, budget: Budget, seed: int = 0,

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import warp as wp
+import warp.sparse as wps
 
 from ..operators import launch, specialize
 from .linear_operator import LinearOperator, csr_to_scipy
@@ -131,6 +132,25 @@ def ic0_factor(pattern: LowerPattern, a: wp.array) -> tuple[wp.array, float]:
                      "definite? Use an AMG preconditioner instead")
 
 
+def assembled_matrix(A: LinearOperator, preconditioner: Any) -> wps.BsrMatrix:
+    """The Warp CSR matrix ``A.matrix`` from which ``preconditioner`` (an object with a
+    ``name``, being built) computes its factor or hierarchy.
+
+    Raises:
+        ValueError: A has no ``matrix`` (a matrix-free operator); the message names the
+            preconditioner and says how to make a :class:`~.linear_operator.CsrOperator`.
+    """
+    matrix = getattr(A, "matrix", None)
+    if matrix is None:
+        raise ValueError(
+            f"{type(preconditioner).__name__} ({preconditioner.name!r}) needs an assembled "
+            f"matrix, got a {type(A).__name__}: pass a CsrOperator "
+            "(CsrOperator(csr_from_scipy(matrix, wp.float64, device)) makes one from a SciPy "
+            "matrix), or use Jacobi for a matrix-free operator (a StencilOperator built with "
+            "diagonal=...)")
+    return matrix
+
+
 class IncompleteCholesky(CholeskyFactor):
     """IC(0) as a preconditioner: $z = (L L^T)^{-1} r$ with L from :func:`ic0_factor`.
 
@@ -145,11 +165,7 @@ class IncompleteCholesky(CholeskyFactor):
     name = "ic0"
 
     def __init__(self, A: LinearOperator, by_levels: bool | None = None) -> None:
-        matrix = getattr(A, "matrix", None)
-        if matrix is None:
-            raise ValueError(f"IncompleteCholesky needs an assembled matrix (a CsrOperator); got "
-                             f"{type(A).__name__}; use Jacobi for matrix-free operators")
-        host = csr_to_scipy(matrix)
+        host = csr_to_scipy(assembled_matrix(A, self))
         pattern = LowerPattern(host, A.device, by_levels)
         a = wp.array(pattern.lower.data, dtype=A.dtype, device=A.device)
         values, self.shift = ic0_factor(pattern, a)

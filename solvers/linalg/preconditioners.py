@@ -23,7 +23,7 @@ import numpy as np
 import pyamg
 import warp as wp
 
-from .incomplete_cholesky import IncompleteCholesky
+from .incomplete_cholesky import IncompleteCholesky, assembled_matrix
 from .kernels import reciprocal_kernel, recorded_sweep, scale_kernel, sweep
 from .linear_operator import LinearOperator, check_vectors, csr_to_scipy
 from .scalar_table import TableCell, scratch_cell
@@ -107,12 +107,7 @@ class _PyAMGPreconditioner:
     build: ClassVar[Callable[..., Any]]
 
     def __init__(self, A: LinearOperator, **options: Any) -> None:
-        matrix = getattr(A, "matrix", None)
-        if matrix is None:
-            raise ValueError(
-                f"{type(self).__name__} needs an assembled matrix (a CsrOperator); "
-                f"got {type(A).__name__}; use Jacobi for matrix-free operators"
-            )
+        matrix = assembled_matrix(A, self)
         seeded = np.random.get_state()  # noqa: NPY002 (pyamg draws from the global one)
         np.random.seed(0)  # noqa: NPY002
         try:

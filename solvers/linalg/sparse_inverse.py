@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 import warp as wp
 
+from .incomplete_cholesky import assembled_matrix
 from .kernels import csr_matvec_kernel, recorded_sweep, sweep
 from .linear_operator import LinearOperator, check_vectors, csr_to_scipy
 from .scalar_table import scratch_cell
@@ -122,11 +123,7 @@ class FactorizedSparseInverse(SparseInverseFactor):
     name = "fsai"
 
     def __init__(self, A: LinearOperator) -> None:
-        matrix = getattr(A, "matrix", None)
-        if matrix is None:
-            raise ValueError(f"FactorizedSparseInverse needs an assembled matrix (a CsrOperator);"
-                             f" got {type(A).__name__}")
-        host = csr_to_scipy(matrix)
+        host = csr_to_scipy(assembled_matrix(A, self))
         pattern = LowerPattern(host, A.device, by_levels=False)
         values = wp.array(fsai_values(host, pattern), dtype=A.dtype, device=A.device)
         super().__init__(pattern, values, name=self.name)
