@@ -673,10 +673,9 @@ def _run_case(args: argparse.Namespace) -> int:
             if "status" in record:  # a step that says what it did itself (a mesh solve)
                 progress.update(record["step"] + 1, record["status"])
                 return
-            if "loss" in record:  # optimisation steps count from 0, time steps from 1
-                done, status = record["step"] + 1, f"loss {record['loss']:.3e}"
-            else:
-                done, status = record["step"], f"t {record['t']:.4g}"
+            # a record's step counts the updates or time steps done
+            done = record["step"]
+            status = f"loss {record['loss']:.3e}" if "loss" in record else f"t {record['t']:.4g}"
             progress.update(done, status + error)
 
         failure = None

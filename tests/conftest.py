@@ -45,3 +45,14 @@ def cli_in_process(capsys):
         return CliResult(code, printed.out, printed.err)
 
     return run
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """Figures passed to ``savefig``, kept for inspection (nothing is written)."""
+    import matplotlib.figure
+
+    figures = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, *args, **kwargs: figures.append(fig))
+    return figures

@@ -90,7 +90,7 @@ def test_shape_optimisation_drops_the_match_loss_and_reaches_the_ellipse(tmp_pat
     assert summary["aspect"] == pytest.approx(summary["aspect_target"], rel=0.03)
     assert summary["boundary_off_ellipse"] < 0.02
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert [r["step"] for r in metrics["history"]] == list(range(100))
+    assert [r["step"] for r in metrics["history"]] == list(range(1, 101))
     assert (tmp_path / "losses.png").is_file() and "u" in vtu_fields(tmp_path)
 
 

@@ -122,8 +122,8 @@ TINY = ["variant=cpu", "problem.nx=8", "problem.nt=8", "problem.train=2", "probl
 
 @pytest.mark.slow  # three short runs with data generation: ~90 s on the loaded 2-core VM
 def test_moe_case_resumes_to_the_uninterrupted_run(tmp_path):
-    """Stopped after step 3 (checkpoint at 2), resumed: the same losses and parameters, bit
-    for bit, and the resumed run starts at step 2."""
+    """Stopped after the third update (checkpoint after the second), resumed: the same losses
+    and parameters, bit for bit, and the resumed run does the third update again."""
     case = load_case("cases/moe_diffusion_sorption.yaml", TINY)
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     whole.mkdir()
@@ -131,7 +131,7 @@ def test_moe_case_resumes_to_the_uninterrupted_run(tmp_path):
     run_case(case, whole)
 
     def stop(record):
-        if record["step"] == 2:
+        if record["step"] == 3:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -139,7 +139,7 @@ def test_moe_case_resumes_to_the_uninterrupted_run(tmp_path):
     assert not (stopped / "metrics.json").exists()
     steps = []
     run_case(case, stopped, resume=True, on_step=lambda r: steps.append(r["step"]))
-    assert steps == [2, 3]
+    assert steps == [3, 4]
     metrics = [json.loads((f / "metrics.json").read_text()) for f in (whole, stopped)]
     assert metrics[0]["losses"] == metrics[1]["losses"]
     assert metrics[0]["summary"]["history"] == metrics[1]["summary"]["history"]

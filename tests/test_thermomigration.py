@@ -19,6 +19,7 @@ from physml.solvers.free_energy import (
 )
 from physml.solvers.grid import BC, BoundaryConditions
 from physml.solvers.precipitates import (
+    Particle,
     matrix_composition,
     migration_velocity,
     precipitate_field,
@@ -941,3 +942,106 @@ def test_a_run_goes_on_to_t_end_after_the_last_save_time():
     run = solver.run(c0, 20 * tau, save_times=np.array([2 * tau, 5 * tau]))
     np.testing.assert_allclose(run.times, [0.0, 2 * tau, 5 * tau, 20 * tau], rtol=1e-12)
     assert sum(run.dt) == pytest.approx(20 * tau, rel=1e-12)
+
+
+# ------------------------------------------------------------------ particle identity, tracking
+
+
+def two_precipitate_tracking(states):
+    """``track`` and ``summarise`` of the two-precipitate case (192 x 96 cells of 1 um, no flux
+    along x, periodic along y) over synthetic ``states``, as if run at 0 .. 3.5e4 s."""
+    import types
+
+    from physml.cases.registry import load_case
+    from physml.cases.thermomigration import build_free_energy, build_grid, summarise, track
+    from physml.solvers.thermomigration import Trajectory
+
+    case = load_case(CASES / "thermomigration_two_precipitates.yaml")
+    grid, bc = build_grid(case)
+    solver = types.SimpleNamespace(free_energy=build_free_energy(case), grid=grid, bc=bc)
+    n = len(states)
+    run = Trajectory(times=list(np.linspace(0.0, 3.5e4, n)), states=list(states), mass=[1.0] * n,
+                     free_energy=[-float(k) for k in range(n)], steps=list(range(n)))
+    records = track(case, solver, run)
+    return records, summarise(case, solver, run, records, None), grid, bc
+
+
+def test_particle_ids_survive_a_size_crossing_and_the_volume_ratio_follows_them():
+    """Cold particle shrinks 20 -> 12 um, hot one grows 12 -> 20 um: the size order swaps at
+    mid-run, the ids do not, and the ratio is the hot particle's own (about (20/12)^2; ranked by
+    size it read about 1: the cold particle's final volume over the hot one's initial)."""
+    from physml.cases.registry import load_case
+    from physml.cases.thermomigration import build_grid
+
+    grid, bc = build_grid(load_case(CASES / "thermomigration_two_precipitates.yaml"))
+    states = [precipitate_field(grid, 0.1, 0.9, [((60 + 2 * k) * CELL, 48 * CELL),
+                                                 ((140 + 2 * k) * CELL, 48 * CELL)],
+                                [(20 - 8 * k / 7) * CELL, (12 + 8 * k / 7) * CELL], 1.5 * CELL,
+                                bc) for k in range(8)]
+    records, summary, grid, bc = two_precipitate_tracking(states)
+    hot = [next(p for p in r["particles"] if p["centroid"][0] > 100 * CELL) for r in records]
+    cold = [next(p for p in r["particles"] if p["centroid"][0] < 100 * CELL) for r in records]
+    assert {p["id"] for p in hot} == {1} and {p["id"] for p in cold} == {0}
+    assert records[-1]["particles"][0]["id"] == 1  # largest first: the order did swap
+    found = [track_particles(c, grid, bc, 0.1, 0.9) for c in (states[0], states[-1])]
+    hot_volumes = [max(f, key=lambda p: p.centroid[0]).volume for f in found]
+    own = hot_volumes[1] / hot_volumes[0]
+    np.testing.assert_allclose(summary["smaller_volume_ratio"], own, rtol=1e-12)
+    assert 2.5 < summary["smaller_volume_ratio"] < 2.9
+
+
+def test_particle_ids_follow_a_particle_across_a_periodic_seam():
+    """A particle crossing the periodic seam at y = 0 keeps its id: its centroid jumps from
+    (20, 62) to (20, 1) cells, 3 apart by the minimum image but 61 measured straight, farther
+    than the other particle's centroid (44, 40), 46 away."""
+    from physml.solvers.precipitates import particle_ids
+
+    grid = Grid((64, 64), (0.0, 0.0), (64 * CELL, 64 * CELL))
+    bc = noflux_x_periodic_y()
+    ids = particle_ids([
+        track_particles(precipitate_field(grid, 0.1, 0.9, [(20 * CELL, y * CELL),
+                                                           (44 * CELL, 40 * CELL)],
+                                          [6 * CELL, 5 * CELL], 1.2 * CELL, bc), grid, bc, 0.1, 0.9)
+        for y in (59, 62, 65, 68)], grid, bc)
+    assert ids == [[0, 1]] * 4
+    other = Particle((44.0, 40.0), 5.0, 78.0)
+    straight = particle_ids([[Particle((20.0, 62.0), 6.0, 113.0), other],
+                             [Particle((20.0, 1.0), 6.0, 113.0), other]],
+                            grid=Grid((64, 64), (0.0, 0.0), (64.0, 64.0)), bc=neumann(2))
+    assert straight == [[0, 1], [2, 1]]  # without the seam the crossing one is a new particle
+
+
+def test_particle_ids_are_new_for_a_split_s_farther_piece_and_never_reused():
+    from physml.solvers.precipitates import particle_ids
+
+    grid, bc = Grid((100, 100), (0.0, 0.0), (100.0, 100.0)), neumann(2)
+
+    def at(*xs):
+        return [Particle((x, 50.0), 5.0, 80.0) for x in xs]
+
+    ids = particle_ids([at(20, 60), at(21, 52, 70), at(21, 53), at(21, 53, 90), at(21), at(30)],
+                       grid, bc)
+    # 60 splits (52 nearer: keeps id 1; 70 new: 2); 70 vanishes; 90 appears (3, not 2);
+    # 53 and 90 vanish; 21 -> 30 are each other's nearest, so the id holds
+    assert ids == [[0, 1], [0, 1, 2], [0, 1], [0, 1, 3], [0], [0]]
+
+
+def test_centre_of_mass_is_the_precipitates_not_the_matrix_s():
+    """Two equal particles at x = 60 and 140 um in a matrix whose composition rises from 0.079
+    to 0.136 along x (the zero-flux profile): the matrix's phase-fraction weight put the centre
+    of mass 6.9 um to the hot side; the precipitates' is 100 um, but for their diffuse rims'
+    share of matrix (0.16 um)."""
+    from physml.cases.registry import load_case
+    from physml.cases.thermomigration import build_grid
+
+    grid, bc = build_grid(load_case(CASES / "thermomigration_two_precipitates.yaml"))
+    x = grid.mesh()[0]
+    centres, radii = [(60 * CELL, 48 * CELL), (140 * CELL, 48 * CELL)], [16 * CELL] * 2
+    uniform = precipitate_field(grid, 0.1, 0.9, centres, radii, 1.5 * CELL, bc)
+    sloped = precipitate_field(grid, 0.079 + 0.057 * x / grid.upper[0], 0.9, centres, radii,
+                               1.5 * CELL, bc)
+    phi = np.clip((sloped - 0.1) / 0.8, 0, 1)
+    assert np.sum(phi * x) / np.sum(phi) - 100 * CELL > 5 * CELL  # what the matrix did
+    records, summary, _, _ = two_precipitate_tracking([uniform, sloped])
+    np.testing.assert_allclose(records[0]["phase_centre_of_mass"], 100 * CELL, rtol=1e-12)
+    assert abs(summary["centre_of_mass_shift"]) < 0.3 * CELL

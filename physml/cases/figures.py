@@ -32,71 +32,187 @@ def _field_label(ds: xr.Dataset, units: str) -> str:
     return f"{name} [{ds['reference'].attrs.get('units', units)}]"
 
 
+def _relative_l2(prediction, reference) -> float:
+    """$\\|p - r\\| / \\|r\\|$ over the points where both are finite (NaN marks a point outside
+    the domain); NaN when the reference vanishes there."""
+    p, r = np.asarray(prediction, dtype=float), np.asarray(reference, dtype=float)
+    inside = np.isfinite(p) & np.isfinite(r)
+    norm = float(np.sqrt(np.sum(r[inside] ** 2)))
+    return float(np.sqrt(np.sum((p - r)[inside] ** 2))) / norm if norm > 0 else float("nan")
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges around nodes: midway between neighbours, half a spacing beyond the ends."""
+    c = np.asarray(centres, dtype=float)
+    if c.size == 1:
+        return np.array([c[0] - 0.5, c[0] + 0.5])
+    middle = 0.5 * (c[1:] + c[:-1])
+    return np.concatenate([[2 * c[0] - middle[0]], middle, [2 * c[-1] - middle[-1]]])
+
+
+def _uniform(centres: np.ndarray) -> bool:
+    steps = np.diff(np.asarray(centres, dtype=float))
+    return steps.size == 0 or bool(np.allclose(steps, steps[0], rtol=1e-6, atol=0.0))
+
+
+def colour_scale(values) -> dict:
+    """How a field is coloured: a sequential colormap (``viridis``) over its range when it
+    keeps one sign, a diverging one (``RdBu_r``) centred on 0 when it takes both (a value
+    within $10^{-9}$ of the largest magnitude counts as zero); keys ``cmap``, ``vmin``,
+    ``vmax``. NaN (outside the domain) is ignored."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"cmap": "viridis", "vmin": 0.0, "vmax": 1.0}
+    low, high = float(v.min()), float(v.max())
+    zero = 1e-9 * max(abs(low), abs(high))
+    if low < -zero and high > zero:
+        limit = max(-low, high)
+        return {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit}
+    if high - low <= zero:  # a constant field: a range around it
+        pad = max(abs(high), 1.0) * 1e-3
+        low, high = low - pad, high + pad
+    return {"cmap": "viridis", "vmin": low, "vmax": high}
+
+
+def clipping(values, vmin: float, vmax: float) -> tuple[str, float]:
+    """The colour bar's ``extend`` for ``values`` drawn on [vmin, vmax] (``"min"``, ``"max"``,
+    ``"both"`` or ``"neither"``) and the fraction of the finite values outside it."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    below, above = v < vmin, v > vmax
+    extend = {(False, False): "neither", (True, False): "min", (False, True): "max",
+              (True, True): "both"}[(bool(below.any()), bool(above.any()))]
+    return extend, float((below | above).sum() / max(v.size, 1))
+
+
+# a prediction beyond the colour range at more than this fraction of its points says so
+CLIPPED_SHOWN = 0.01
+
+
 def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
                   step: int | None = None, log_error: bool = False,
-                  units: str = "dimensionless") -> None:
+                  units: str = "dimensionless", pooled: str | None = None) -> None:
     """Prediction, reference and |error| side by side on the evaluation grid.
+
+    The prediction and the reference share the reference's colour range: a sequential
+    colormap over it for a one-signed reference, a diverging one centred on 0 for a field of
+    both signs (:func:`colour_scale`). Where the prediction leaves that range its colour bar
+    has extend arrows, and its panel title says which fraction of its points are beyond it
+    when more than 1 % are. Each value fills its grid cell (edges halfway between the
+    nodes); two space axes are drawn to equal scale.
 
     Colour bars are labelled with the field's name (``u``, or the field of a system's panel)
     and the reference's units (else ``units``); axes by the coordinates' CF ``long_name`` and
-    ``units``. The title names
-    the ``scheme`` (method) and training ``step`` when given, and the time shown: the
-    dataset's ``t`` attribute for a snapshot, else the range of the second axis of a
-    space-time field. ``log_error`` puts the error panel on a log colour scale (six decades
-    below its maximum). A 1D field (a steady problem on an interval) is drawn as curves:
-    prediction over reference, and |error|."""
+    ``units``. The title names the ``scheme`` (method) and training ``step`` when given, the
+    time shown (the dataset's ``t`` attribute for a snapshot, else the range of the time axis
+    of a space-time field) and the relative L2 error of what is drawn. A dataset cut from a
+    larger one (scalar coordinates left by ``isel``: ``time``, ``sample``, a space axis with a
+    ``plane`` attribute) gets the error of the cut, computed from its ``prediction`` and
+    ``reference``, and the dataset's ``rel_l2`` attribute stated as the error over the whole
+    (``pooled`` words it instead, e.g. ``"as the mean over the 4 test samples"``); otherwise
+    the title gives ``rel_l2`` (computed when absent). ``log_error`` puts the error panel on
+    a log colour scale (six decades below its maximum). A 1D field (a steady problem on an
+    interval) is drawn as curves: prediction over reference, and |error|."""
     if ds["prediction"].ndim == 1:
         _plot_solution_curves(ds, path, scheme=scheme, step=step, log_error=log_error,
-                              units=units)
+                              units=units, pooled=pooled)
         return
     dims = ds["prediction"].dims  # canonical order: (time, x) or (x, y)
     second = "time" if "time" in dims else dims[-1]  # the vertical axis
     first = next(d for d in dims if d != second)
-    extent = [
-        float(ds[first][0]),
-        float(ds[first][-1]),
-        float(ds[second][0]),
-        float(ds[second][-1]),
-    ]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
     field = _field_label(ds, units)
     error = np.abs(ds["error"])
+    scale = colour_scale(ds["reference"])
+    extend, clipped = clipping(ds["prediction"], scale["vmin"], scale["vmax"])
+    beyond = (f"\n({100 * clipped:.0f} % of its points beyond the colour range)"
+              if clipped > CLIPPED_SHOWN else "")
     panels = [
-        ("prediction", ds["prediction"], "RdBu_r", field),
-        ("reference", ds["reference"], "RdBu_r", field),
-        ("|error|", error, "magma", f"|error| of {field}"),
+        ("prediction" + beyond, ds["prediction"], scale, extend, field),
+        ("reference", ds["reference"], scale, "neither", field),
+        ("|error|", error, {"cmap": "magma"}, "neither", f"|error| of {field}"),
     ]
-    limit = float(np.abs(ds["reference"]).max())
-    for ax, (title, values, cmap, label) in zip(axes, panels):
-        if title != "|error|":
-            scale = {"vmin": -limit, "vmax": limit}
-        elif log_error:
-            top = max(float(error.max()), np.finfo(float).tiny)
-            scale = {"norm": LogNorm(vmin=top * 1e-6, vmax=top)}
+    if log_error:
+        top = max(float(error.max()), np.finfo(float).tiny)
+        panels[2] = (*panels[2][:2], {"cmap": "magma", "norm": LogNorm(vmin=top * 1e-6,
+                                                                       vmax=top)},
+                     *panels[2][3:])
+    x, y = np.asarray(ds[first]), np.asarray(ds[second])
+    for ax, (title, values, colours, arrows, label) in zip(axes, panels):
+        image = np.asarray(values.transpose(second, first))
+        if _uniform(x) and _uniform(y):
+            extent = [*_edges(x)[[0, -1]], *_edges(y)[[0, -1]]]
+            art = ax.imshow(image, origin="lower", aspect="auto", extent=extent,
+                            interpolation="nearest", **colours)
         else:
-            scale = {}
-        image = ax.imshow(np.asarray(values.transpose(second, first)), origin="lower",
-                          aspect="auto", extent=extent, cmap=cmap, **scale)
+            art = ax.pcolormesh(_edges(x), _edges(y), image, shading="flat", **colours)
+        if second != "time":
+            ax.set_aspect("equal")
         ax.set(title=title, xlabel=_label(ds[first], first), ylabel=_label(ds[second], second))
-        fig.colorbar(image, ax=ax, label=label)
-    shown = (f"t = {float(ds.attrs['t']):.4g}" if "t" in ds.attrs else
-             f"{second} from {extent[2]:.4g} to {extent[3]:.4g}")
-    _finish_solution(fig, ds, path, scheme, step, shown)
+        fig.colorbar(art, ax=ax, label=label, extend=arrows)
+    shown = None
+    if _snapshot(ds):
+        shown = f"t = {float(ds.attrs['t']):.4g}"
+    elif second == "time":
+        shown = f"time from {float(y[0]):.4g} to {float(y[-1]):.4g}"
+    _finish_solution(fig, ds, path, scheme, step, shown, pooled)
+
+
+def _snapshot(ds: xr.Dataset) -> bool:
+    """Whether the title names the time by the ``t`` attribute alone (a cut at one time says
+    it with its error instead: :func:`_cut`)."""
+    return "t" in ds.attrs and not ("time" in ds.coords and ds["time"].ndim == 0)
+
+
+def _cut(ds: xr.Dataset) -> tuple[list[str], list[str]]:
+    """Where a dataset cut from a larger one lies (``["in test sample 0", "at t = 1"]``) and
+    what the larger one spans (``["all test samples", "all times"]``), from the scalar
+    coordinates ``isel`` leaves (a system's ``field`` aside); empty lists for an uncut one."""
+    scalar = [n for n in ds.coords if ds[n].ndim == 0 and n != "field"]
+    where, whole = [], []
+    if "sample" in scalar:
+        where.append(f"in test sample {ds['sample'].values}")
+        whole.append("all test samples")
+    space = [n for n in scalar if n not in ("sample", "time")]
+    if space:
+        plane = ds.attrs.get("plane") or ", ".join(f"{n} = {float(ds[n]):.4g}" for n in space)
+        where.append(f"in the plane {plane}")
+        whole.append("the whole domain")
+    if "time" in scalar:
+        where.append(f"at t = {float(ds.attrs.get('t', ds['time'])):.4g}")
+        whole.append("all times")
+    return where, whole
 
 
 def _finish_solution(fig, ds: xr.Dataset, path: Path, scheme: str | None, step: int | None,
-                     shown: str | None) -> None:
-    """Title (case, scheme, step, the time or plane shown, error) and file."""
+                     shown: str | None, pooled: str | None) -> None:
+    """Title (case, scheme, step, the time shown, the error of what is drawn and, for a cut,
+    the error of the whole: :func:`plot_solution`) and file."""
     step_text = None if step is None else f"step {step}"
-    what = ", ".join(part for part in (scheme, step_text, shown, ds.attrs.get("plane"))
-                     if part)
-    fig.suptitle(f"{ds.attrs['case']}: {what}; relative L2 error {ds.attrs['rel_l2']:.2e}")
+    where, whole = _cut(ds)
+    plane = None if "the whole domain" in whole else ds.attrs.get("plane")
+    what = ", ".join(part for part in (scheme, step_text, shown, plane) if part)
+    total = ds.attrs.get("rel_l2")
+    if where:
+        error = (f"relative L2 error {_relative_l2(ds['prediction'], ds['reference']):.2e} "
+                 + " ".join(where))
+        if total is not None:
+            over = " and ".join([", ".join(whole[:-1]), whole[-1]] if len(whole) > 1
+                                else whole)
+            error += f"; {float(total):.2e} {pooled or 'over ' + over}"
+    else:
+        if total is None:
+            total = _relative_l2(ds["prediction"], ds["reference"])
+        error = f"relative L2 error {float(total):.2e}"
+    fig.suptitle(f"{ds.attrs['case']}: {what}; {error}" if what
+                 else f"{ds.attrs['case']}: {error}")
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def _plot_solution_curves(ds: xr.Dataset, path: Path, *, scheme: str | None, step: int | None,
-                          log_error: bool, units: str) -> None:
+                          log_error: bool, units: str, pooled: str | None) -> None:
     """:func:`plot_solution` for a 1D field."""
     (dim,) = ds["prediction"].dims
     x = np.asarray(ds[dim])
@@ -109,8 +225,8 @@ def _plot_solution_curves(ds: xr.Dataset, path: Path, *, scheme: str | None, ste
     ax_error.plot(x, np.abs(np.asarray(ds["error"])), "C3-")
     ax_error.set(xlabel=_label(ds[dim], dim), ylabel=f"|error| of {field}",
                  yscale="log" if log_error else "linear")
-    shown = f"t = {float(ds.attrs['t']):.4g}" if "t" in ds.attrs else None
-    _finish_solution(fig, ds, path, scheme, step, shown)
+    shown = f"t = {float(ds.attrs['t']):.4g}" if _snapshot(ds) else None
+    _finish_solution(fig, ds, path, scheme, step, shown, pooled)
 
 
 def _varying_weights(history: list[dict]) -> dict[str, np.ndarray]:
@@ -120,11 +236,16 @@ def _varying_weights(history: list[dict]) -> dict[str, np.ndarray]:
     return weights if any(np.ptp(w) > 0 for w in weights.values()) else {}
 
 
+# at most this many redraws of the collocation points are marked on a loss curve
+REDRAWS_DRAWN = 40
+
+
 def plot_losses(history: list[dict], path: Path, title: str = "", adam_steps: int = 0,
                 resample_every: int = 0) -> None:
     """Each loss term and the relative L2 error against the step (log scale); a line where
     Adam hands over to L-BFGS, and ticks where the collocation points are redrawn (the loss
-    jumps there). When the loss weights vary (a balancing strategy such as learning-rate
+    jumps there), up to :data:`REDRAWS_DRAWN` of them; beyond that the legend says how
+    often they are redrawn. When the loss weights vary (a balancing strategy such as learning-rate
     annealing), a second panel shows each term's weight against the step."""
     steps = np.array([r["step"] for r in history])
     weights = _varying_weights(history)
@@ -142,14 +263,18 @@ def plot_losses(history: list[dict], path: Path, title: str = "", adam_steps: in
             label="relative L2 error",
         )
     last = int(history[-1]["step"])
-    if 0 < adam_steps <= last:
+    if 0 < adam_steps < last:
         for panel in axes[:, 0]:
             panel.axvline(adam_steps, color="0.4", lw=1, ls="--", label="Adam → L-BFGS")
-    if resample_every:
-        redraws = np.arange(resample_every, last + 1, resample_every)
+    redraws = np.arange(resample_every, last + 1, resample_every) if resample_every else []
+    if 0 < len(redraws) <= REDRAWS_DRAWN:
         ax.plot(redraws, np.full(redraws.shape, 0.02), "|", color="0.4", ms=8,
                 transform=ax.get_xaxis_transform(), label="points redrawn")
-    ax.set(xlabel="step", ylabel="loss term (mean square), error", title=title)
+    elif len(redraws):  # too many ticks to read: the legend says how often
+        every = "every step" if resample_every == 1 else f"every {resample_every} steps"
+        ax.plot([], [], ls="none", label=f"points redrawn {every}")
+    ax.set(xlabel="" if weights else "step", ylabel="loss term (mean square), error",
+           title=title)
     ax.legend(fontsize=8)
     if weights:
         below = axes[1, 0]
@@ -264,81 +389,133 @@ def animate_microstructure(grid, times: list[float], states: list[np.ndarray],
     plt.close(fig)
 
 
+def _tracks(records: list[dict]) -> dict[str, list[dict | None]]:
+    """Each particle's record per snapshot (None where it is absent), keyed by its legend
+    label: by ``id`` when every particle record has one, else by size rank (the lines then
+    follow rank k, not a particle, when particles change size order)."""
+    if all("id" in p for r in records for p in r["particles"]):
+        ids = sorted({p["id"] for r in records for p in r["particles"]})
+        by_id = [{p["id"]: p for p in r["particles"]} for r in records]
+        return {f"particle {i}": [found.get(i) for found in by_id] for i in ids}
+    count = max((len(r["particles"]) for r in records), default=0)
+    return {f"size rank {k + 1}": [r["particles"][k] if len(r["particles"]) > k else None
+                                   for r in records] for k in range(count)}
+
+
 def plot_tracked(records: list[dict], axis: int, path: Path,
                  velocity_estimate: float | None = None, units: PlotUnits = SI_UNITS,
                  gradient: float = 1.0) -> None:
     """Each particle's position along the gradient's ``axis`` (isothermal, ``gradient`` 0:
-    along ``axis``) and its radius against time; with ``velocity_estimate`` (in the run's
-    length per time unit) a line of that slope through the particle's position at half time
-    (where the measured velocity's fit starts)."""
+    along ``axis``) and its radius against time, one line per particle ``id`` with a gap
+    where the particle is absent (records without ids: one line per size rank); with
+    ``velocity_estimate`` (in the run's length per time unit) and a single particle, a line
+    of that slope through its position at half time (where the measured velocity's fit
+    starts)."""
     scale = units.length_scale
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-    times = [r["t"] for r in records]
-    count = len(records[0]["particles"])
-    for k in range(count):  # particles are ordered by size; follow rank k while it exists
-        t = [r["t"] for r in records if len(r["particles"]) > k]
-        left.plot(t, [scale * r["particles"][k]["centroid"][axis] for r in records
-                      if len(r["particles"]) > k], "o-", ms=2, label=f"particle {k + 1}")
-        right.plot(t, [scale * r["particles"][k]["radius"] for r in records
-                       if len(r["particles"]) > k], "o-", ms=2)
+    times = np.array([r["t"] for r in records], dtype=float)
+    tracks = _tracks(records)
+    for k, (label, track) in enumerate(tracks.items()):
+        position = [np.nan if p is None else scale * p["centroid"][axis] for p in track]
+        radius = [np.nan if p is None else scale * p["radius"] for p in track]
+        colour = f"C{k % 10}"
+        left.plot(times, position, "o-", ms=2, color=colour, label=label)
+        right.plot(times, radius, "o-", ms=2, color=colour)
     if "phase_centre_of_mass" in records[0]:  # recorded along a non-periodic axis only
         left.plot(times, [scale * r["phase_centre_of_mass"] for r in records], "k--",
                   label="phase centre of mass")
-    if velocity_estimate is not None and count == 1:
-        middle = records[len(records) // 2]
-        x_mid, t_mid = middle["particles"][0]["centroid"][axis], middle["t"]
-        left.plot(times, [scale * (x_mid + velocity_estimate * (t - t_mid)) for t in times],
-                  ":", color="tab:red", label="sharp-interface estimate")
+    if velocity_estimate is not None and len(tracks) == 1:
+        (track,) = tracks.values()
+        middle = len(records) // 2
+        if track[middle] is not None:
+            x_mid, t_mid = track[middle]["centroid"][axis], times[middle]
+            left.plot(times, scale * (x_mid + velocity_estimate * (times - t_mid)), ":",
+                      color="tab:red", label="sharp-interface estimate")
     along = "grad T" if gradient != 0 else "xyz"[axis]
     left.set(xlabel=f"t [{units.time}]", ylabel=f"position along {along} [{units.length}]",
              title="centroids (hot side: larger position for grad T > 0)" if gradient != 0
              else "centroids")
     right.set(xlabel=f"t [{units.time}]", ylabel=f"equivalent radius [{units.length}]",
               title="particle sizes")
-    if count <= 8:
+    if len(tracks) <= 8:
         left.legend(fontsize=7)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def plot_profile(x: np.ndarray, times: list[float], states: list[np.ndarray],
-                 exact: np.ndarray | None, path: Path, units: PlotUnits = SI_UNITS) -> None:
+                 exact: np.ndarray | None, path: Path, units: PlotUnits = SI_UNITS,
+                 title: str | None = None) -> None:
     """1D composition profiles over time, with the analytical steady state if given (SI
-    lengths in mm)."""
+    lengths in mm); ``title`` above them (default: what is drawn and the time span)."""
     scale, length = (1e3, "mm") if units == SI_UNITS else (units.length_scale, units.length)
     fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
     for i in np.unique(np.linspace(0, len(times) - 1, 6).round().astype(int)):
         ax.plot(scale * x, states[i], label=_time(times[i], units))
     if exact is not None:
         ax.plot(scale * x, exact, "k--", label="c ∝ exp(Q*/RT)")
-    ax.set(xlabel=f"x [{length}]", ylabel=units.field)
+    if title is None:
+        title = (f"composition profiles, {_time(times[0], units)} to "
+                 f"{_time(times[-1], units).removeprefix('t = ')}")
+    ax.set(xlabel=f"x [{length}]", ylabel=units.field, title=title)
     ax.legend(fontsize=7)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
+def _subdivide(points: np.ndarray, cells: np.ndarray, values: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each triangle split into four at its edge midpoints, ``values`` interpolated
+    linearly onto the midpoints."""
+    edges = np.sort(cells[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    unique, inverse = np.unique(edges, axis=0, return_inverse=True)
+    middle = len(points) + inverse.reshape(-1, 3)  # midpoints of edges 01, 12, 20
+    a, b, c = cells.T
+    ab, bc, ca = middle.T
+    fine = np.stack([np.stack(t, axis=1) for t in ((a, ab, ca), (ab, b, bc), (ca, bc, c),
+                                                    (ab, bc, ca))]).reshape(-1, 3)
+    return (np.concatenate([points, points[unique].mean(axis=1)]), fine,
+            np.concatenate([values, values[unique].mean(axis=1)]))
+
+
 def plot_mesh_fields(points: np.ndarray, cells: np.ndarray, fields: dict[str, np.ndarray],
-                     path: Path, title: str = "", units: str = "1") -> None:
-    """One panel per nodal field on a triangle mesh: ``tripcolor`` (Gouraud shading) for a
-    planar mesh (points (n, 2)), ``plot_trisurf`` coloured by the cell mean for a surface
-    (points (n, 3)). ``cells`` (m, 3); each field (n,), its colour bar labelled with its name
-    and ``units``."""
+                     path: Path, title: str = "", units: str | dict[str, str] = "1",
+                     titles: dict[str, str] | None = None, length: str = "m",
+                     diverging: tuple[str, ...] = ("error",)) -> None:
+    """One panel per nodal field on a triangle mesh, coloured by its vertex values:
+    ``tripcolor`` with Gouraud shading on a planar mesh (points (n, 2), axes in ``length``
+    to equal scale); on a surface (points (n, 3)) ``plot_trisurf`` on the triangles split in
+    four, each sub-triangle coloured by the mean of the linearly interpolated vertex values
+    (matplotlib's 3D axes have no Gouraud shading), the colour bar spanning the vertex
+    values. ``cells`` (m, 3); each field (n,). A one-signed field gets a sequential colormap,
+    one of both signs (and any field named in ``diverging``, the signed error) a diverging
+    one centred on 0 (:func:`colour_scale`). Panel titles from ``titles`` (default: the
+    field's name); colour bars labelled with the name and its ``units`` (one string for all
+    fields, or per name, ``"1"`` where a name is missing)."""
     surface = points.shape[1] == 3
     fig = plt.figure(figsize=(4.6 * len(fields), 4.2), constrained_layout=True)
     for i, (name, values) in enumerate(fields.items(), start=1):
+        values = np.asarray(values, dtype=float)
+        scale = colour_scale(values)
+        if name in diverging and scale["cmap"] != "RdBu_r":
+            limit = max(abs(scale["vmin"]), abs(scale["vmax"]))
+            scale = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit}
         if surface:
             ax = fig.add_subplot(1, len(fields), i, projection="3d")
-            art = ax.plot_trisurf(*points.T, triangles=cells, linewidth=0, cmap="viridis")
-            art.set_array(values[cells].mean(axis=1))
-            art.autoscale()
+            fine_points, fine_cells, fine_values = _subdivide(points, cells, values)
+            art = ax.plot_trisurf(*fine_points.T, triangles=fine_cells, linewidth=0,
+                                  cmap=scale["cmap"])
+            art.set_array(fine_values[fine_cells].mean(axis=1))
+            art.set_clim(scale["vmin"], scale["vmax"])
             ax.set_box_aspect(np.ptp(points, axis=0))
             ax.set_axis_off()
         else:
             ax = fig.add_subplot(1, len(fields), i)
-            art = ax.tripcolor(*points.T, cells, values, shading="gouraud", cmap="viridis")
-            ax.set(aspect="equal", xlabel="x", ylabel="y")
-        ax.set_title(name)
-        fig.colorbar(art, ax=ax, shrink=0.7, label=f"{name} [{units}]" if units else name)
+            art = ax.tripcolor(*points.T, cells, values, shading="gouraud", **scale)
+            ax.set(aspect="equal", xlabel=f"x [{length}]", ylabel=f"y [{length}]")
+        ax.set_title((titles or {}).get(name, name))
+        unit = units.get(name, "1") if isinstance(units, dict) else units
+        fig.colorbar(art, ax=ax, shrink=0.7, label=f"{name} [{unit}]" if unit else name)
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
     plt.close(fig)

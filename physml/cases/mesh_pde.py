@@ -583,11 +583,11 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
         loss.backward()
         if not adam_can_step(loss.detach(), [x]):
             raise NonFiniteLossError(step, last_checkpoint)
-        record = {"step": step, "loss": loss.item(), "loss_match": match.item(),
-                  "loss_quality": quality.item()}
+        adam.step()
+        record = {"step": step + 1, "loss": loss.item(), "loss_match": match.item(),
+                  "loss_quality": quality.item()}  # the updates done; the loss before the last
         history.append(record)
         on_step(record)
-        adam.step()
         if (step + 1) % spec.checkpoint_every == 0 or step + 1 == spec.steps:
             save(step + 1)
             last_checkpoint = step + 1
@@ -633,8 +633,16 @@ def write_results(case: MeshPDECase, result: Result, folder: Path) -> None:
         return
     from .figures import plot_losses, plot_mesh_fields
 
-    plot_mesh_fields(result.mesh.points, result.mesh.cells, result.fields,
-                     folder / "solution.png", f"{case.name}: {headline(result.summary)}")
+    fields = dict(result.fields)
+    if "source" in fields and not np.any(fields["source"]):  # -lap u = 0: nothing to show
+        del fields["source"]
+    titles = {name: FIELD_METADATA[name][0] for name in fields if name in FIELD_METADATA}
+    if result.frames is not None:
+        times = result.frames[0]
+        titles |= {"u0": f"u at t = {times[0]:.4g} s", "u": f"u at t = {times[-1]:.4g} s"}
+    units = {name: FIELD_METADATA.get(name, ("", "1"))[1] for name in fields}
+    plot_mesh_fields(result.mesh.points, result.mesh.cells, fields, folder / "solution.png",
+                     f"{case.name}: {headline(result.summary)}", units, titles)
     if case.pde.name == "shape_optimisation":
         plot_losses(result.history, folder / "losses.png", case.name)
 

@@ -213,16 +213,32 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
     test = (test[0].cpu(), test[1].cpu())
     t_end = p.t_end or PROBLEMS[p.name].load().t_end
     centres = ((torch.arange(p.nx, dtype=torch.float64) + 0.5) / p.nx).numpy()
-    coords = {"sample": np.arange(len(pred)),
+    coords = {"sample": np.arange(p.train, p.train + len(pred)),  # the test samples' seeds
               "time": torch.linspace(0, t_end, p.nt, dtype=torch.float64).numpy(),
               **{axis: centres for axis in ("x", "y")[: len(case.space)]}}
     ds = comparison_dataset(pred.numpy(), test[1].numpy(), coords,
                             {"case": case.name, "config": case.to_yaml(),
-                             "rel_l2": float(relative_l2(pred, test[1]).mean())})
+                             "rel_l2": float(relative_l2(pred, test[1]).mean())},
+                            _metadata(p.name))
     write_dataset(ds, folder / "predictions.h5")
     if case.output.figures:
         _plot(ds, pred, model, folder)
     return result
+
+
+def _metadata(problem: str) -> dict[str, tuple[str, str]]:
+    """CF ``long_name``/``units`` of a problem's ``predictions.h5``: the compared field by its
+    name (the vorticity for Navier–Stokes), the test samples' seeds, cell centres as fractions
+    of the domain, and time (PDEBench's diffusion–sorption in seconds, Navier–Stokes in its
+    own units)."""
+    field = "vorticity w" if problem == "navier_stokes" else "concentration u"
+    return {"prediction": (f"prediction of the {field}", "1"),
+            "reference": (f"reference {field}", "1"),
+            "error": ("prediction minus reference", "1"),
+            "sample": ("random seed of the test sample", "1"),
+            "time": ("time", "s" if problem == "diffusion_sorption" else "1"),
+            **{axis: (f"{axis}: cell centre as a fraction of the domain", "1")
+               for axis in ("x", "y")}}
 
 
 def _plot(ds, pred: torch.Tensor, model, folder: Path) -> None:
@@ -232,7 +248,8 @@ def _plot(ds, pred: torch.Tensor, model, folder: Path) -> None:
     first = ds.isel(sample=0)
     if "y" in first.dims:
         first = first.isel(time=-1).assign_attrs(t=float(first["time"][-1]))
-    plot_solution(first, folder / "solution.png")
+    plot_solution(first, folder / "solution.png",
+                  pooled=f"as the mean over the {len(pred)} test samples")
     router = None if model.constraint is None else model.constraint.router
     if router is not None and router.experts > 1:
         plot_interface_jump(pred[:1], router, ds["time"].values, folder / "interface_jump.png")

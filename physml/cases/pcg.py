@@ -187,7 +187,7 @@ def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | Non
 
     def report(step: int, loss: float) -> None:
         if on_step is not None:
-            on_step({"step": step, "loss": loss})
+            on_step({"step": step + 1, "loss": loss})  # the updates done
 
     start = time.perf_counter()
     losses = fit(model, systems, loss=t.loss, steps=t.steps, learning_rate=t.lr,
@@ -228,8 +228,8 @@ def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | Non
 
 
 def plot_residuals(histories: dict[str, dict], path: Path, title: str) -> None:
-    """Relative residual against iteration and against wall-clock (set-up included; the solve
-    time spread evenly over the iterations)."""
+    """Relative residual against iteration and against wall-clock in ms (set-up included;
+    the solve time spread evenly over the iterations)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -238,11 +238,12 @@ def plot_residuals(histories: dict[str, dict], path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name, h in histories.items():
         r = np.asarray(h["residuals"])
-        clock = h["setup_s"] + h["solve_s"] * np.arange(r.size) / max(1, r.size - 1)
+        clock = 1e3 * (h["setup_s"] + h["solve_s"] * np.arange(r.size) / max(1, r.size - 1))
         axes[0].semilogy(r, label=name)
         axes[1].semilogy(clock, r, label=name)
     axes[0].set(xlabel="iteration", ylabel="||r|| / ||r0||", title=title)
-    axes[1].set(xlabel="wall-clock incl. set-up [s]", title="residual vs wall-clock")
+    axes[1].set(xlabel="wall-clock incl. set-up [ms]", ylabel="||r|| / ||r0||",
+                title="residual vs wall-clock")
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)

@@ -188,8 +188,11 @@ def plot_training(case: Any, trainer: PINNTrainer, folder: Path,
     from .figures import plot_losses, plot_solution
 
     if solution is not None:
+        optimisers = " + ".join(name for name, steps in (("Adam", case.training.adam.steps),
+                                                         ("L-BFGS", case.training.lbfgs.steps))
+                                if steps)
         plot_solution(solution, folder / "solution.png",
-                      scheme=f"{METHOD_NAMES[case.training.method]}, Adam + L-BFGS",
+                      scheme=f"{METHOD_NAMES[case.training.method]}, {optimisers}",
                       step=trainer.step, log_error=case.output.log_error)
     plot_losses(trainer.history, folder / "losses.png", f"{case.name}: losses and error",
                 case.training.adam.steps, case.training.collocation.resample_every)

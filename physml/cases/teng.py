@@ -59,6 +59,7 @@ from .run_folder import (
     Section,
     atomic_write,
     comparison_dataset,
+    evaluation_axes_metadata,
     read_checkpoint,
     restoring,
     write_text,
@@ -330,7 +331,7 @@ def write_teng_results(case, teng, reference, history, folder: Path, extra: dict
     ds = comparison_dataset(
         prediction.reshape(shape), reference.states[-1].cpu().numpy(), dict(zip(names, axes)),
         {"case": case.name, "pde": case.pde.name, "t": reference.times[-1], "rel_l2": final,
-         "config": case.to_yaml()})
+         "config": case.to_yaml()}, evaluation_axes_metadata(names))
     write_dataset(ds, folder / "predictions.h5")
     if case.output.figures:
         from .figures import plot_error_curve, plot_solution

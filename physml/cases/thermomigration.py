@@ -8,15 +8,36 @@ Run folder::
     trajectory.h5         c(time, x, y, z) and T as xarray/HDF5: T(x, y, z) for a linear
                           temperature, T(time, x, y, z) for ``heat``, none for
                           ``units: nondimensional``
-    tracked.json          per snapshot: time, mass, free energy and, for the double well,
-                          particles (centroid, radius, volume) and the phase's centre of mass
-                          along the temperature axis (where that axis is not periodic)
+    tracked.json          a list, one record per snapshot (below)
     metrics.json          the summary: mass drift, energy monotonicity, migration velocity
-                          against the sharp-interface estimate, steady-profile error
+                          against the sharp-interface estimate, steady-profile error, the
+                          initially smaller of two particles' volume ratio, the
+                          precipitates' centre-of-mass shift
     profile.png           1D cases: c(x) at the snapshots (with figures on, as below)
     snapshots.png         2D/3D: the microstructure at four times
     microstructure.gif    2D/3D: the whole time series, animated (3D: the mid-plane)
     tracked.png           2D/3D double well: particle positions and radii against time
+
+A ``tracked.json`` record (:func:`track`)::
+
+    {"t": 5000.0,                   time [s]
+     "mass": 1.5e-9,                $\\int c\\,dV$ [m^d]
+     "free_energy": -1.2e-4,        $\\int f + \\tfrac\\kappa2|\\nabla c|^2\\,dV$ [J m^d/mol]
+     # the double well only:
+     "phase_centre_of_mass": 1.1e-4,    the precipitates' centre of mass along the
+                                        temperature axis [m], $\\sum_p V_p x_p/\\sum_p V_p$
+                                        over the particles below (the matrix carries no
+                                        weight); NaN with no particle; absent when that
+                                        axis is periodic
+     "particles": [                 largest first
+       {"id": 0,                    int >= 0, the same particle in every snapshot: matched
+                                    to the previous snapshot's by mutual nearest centroid
+                                    (minimum image on periodic axes); a particle that
+                                    appears, or the farther piece of a split, gets a new
+                                    id; a vanished particle's id is never reused
+        "centroid": [6.0e-5, 4.8e-5],   $\\phi$-weighted mean position [m], one per axis
+        "radius": 2.0e-5,           of the disc (sphere, 1D: half-length) of equal volume [m]
+        "volume": 1.26e-9}]}        $\\int\\phi\\,dV$ over the particle [m^d]
 
 Every quantity is SI: lengths in m, temperatures in K, energies in J/mol, diffusivities in
 m^2/s, times in s::
@@ -60,8 +81,10 @@ from ..solvers.free_energy import GAS_CONSTANT, DiluteSolution, DoubleWell, Regu
 from ..solvers.grid import BC, BoundaryConditions, Grid
 from ..solvers.heat import HeatSolver
 from ..solvers.precipitates import (
+    Particle,
     matrix_composition,
     migration_velocity,
+    particle_ids,
     precipitate_field,
     track_particles,
 )
@@ -520,27 +543,44 @@ def build_solver(case: ThermomigrationCase) -> tuple[ThermomigrationSolver, np.n
 
 
 def track(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Trajectory) -> list:
-    """Per snapshot: time, mass, free energy and, for two-phase cases, the particles."""
-    records = []
+    """Per snapshot: time, mass, free energy and, for two-phase cases, the particles with ids
+    stable across snapshots (:func:`~physml.solvers.precipitates.particle_ids`) and their
+    centre of mass (:func:`_precipitate_centre_of_mass`); the records of the module docstring's
+    ``tracked.json``."""
     model = solver.free_energy
+    if not isinstance(model, DoubleWell):
+        return [{"t": t, "mass": mass, "free_energy": energy}
+                for t, mass, energy in zip(run.times, run.mass, run.free_energy)]
     axis = case.temperature_spec.axis
-    x = solver.grid.mesh()[axis]
     # along a periodic axis a mean position depends on where the seam is: none is recorded
     seamless = case.grid.bc[axis] != "periodic"
-    for t, c, mass, energy in zip(run.times, run.states, run.mass, run.free_energy):
+    found = [track_particles(c, solver.grid, solver.bc, model.c_alpha, model.c_beta)
+             for c in run.states]
+    ids = particle_ids(found, solver.grid, solver.bc)
+    records = []
+    for t, mass, energy, particles, numbers in zip(run.times, run.mass, run.free_energy, found,
+                                                   ids):
         record = {"t": t, "mass": mass, "free_energy": energy}
-        if isinstance(model, DoubleWell):
-            a, b = model.c_alpha, model.c_beta
-            phi = np.clip((c - a) / (b - a), 0.0, 1.0)
-            if seamless:
-                record["phase_centre_of_mass"] = float(np.sum(phi * x)
-                                                       / max(np.sum(phi), 1e-300))
-            record["particles"] = [
-                {"centroid": list(p.centroid), "radius": p.radius, "volume": p.volume}
-                for p in track_particles(c, solver.grid, solver.bc, a, b)
-            ]
+        if seamless:
+            record["phase_centre_of_mass"] = _precipitate_centre_of_mass(particles, axis)
+        record["particles"] = [
+            {"id": number, "centroid": list(p.centroid), "radius": p.radius, "volume": p.volume}
+            for number, p in zip(numbers, particles)
+        ]
         records.append(record)
     return records
+
+
+def _precipitate_centre_of_mass(particles: list[Particle], axis: int) -> float:
+    """$\\bar x = \\sum_p V_p x_p / \\sum_p V_p$ [m] along a non-periodic ``axis``: the
+    precipitates' centre of mass, $\\int\\phi\\,x\\,dV / \\int\\phi\\,dV$ over the tracked
+    particles' regions only (:func:`~physml.solvers.precipitates.track_particles`:
+    $\\phi > 1/2$ grown by two cells), so the matrix beyond them, whose composition follows the
+    temperature, carries no weight. NaN when there is no particle."""
+    volume = sum(p.volume for p in particles)
+    if volume == 0:
+        return float("nan")
+    return float(sum(p.volume * p.centroid[axis] for p in particles) / volume)
 
 
 def temperature_history(case: ThermomigrationCase, grid: Grid, times: list[float]
@@ -567,7 +607,8 @@ def steady_profile(case: ThermomigrationCase, solver: ThermomigrationSolver, run
 SUMMARY_UNITS = {
     "mass_drift": "relative", "free_energy_max_increase": "J m^d/mol (d: grid dimension)",
     "steady_profile_error": "relative to max c", "centre_of_mass_shift": "m",
-    "smaller_volume_ratio": "final / initial volume", "velocity": "m/s",
+    "smaller_volume_ratio": "final / initial volume (the initially smaller particle, by id)",
+    "velocity": "m/s",
     "velocity_estimate": "m/s (sharp-interface)", "velocity_ratio": "measured / estimate",
     "radius_change": "relative, largest", "displacement": "m", "steps": "accepted time steps",
     "rejected_steps": "time steps", "wall_s": "s",
@@ -606,14 +647,21 @@ def summarise(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Tra
         if "phase_centre_of_mass" in records[0]:
             summary["centre_of_mass_shift"] = (records[-1]["phase_centre_of_mass"]
                                                - records[0]["phase_centre_of_mass"])
-        volumes = [sorted(p["volume"] for p in r["particles"]) for r in records]
         if counts[0] == 2 and counts[-1] >= 1:
-            small = volumes[-1][0] if counts[-1] == 2 else 0.0
-            summary["smaller_volume_ratio"] = small / volumes[0][0]
+            summary["smaller_volume_ratio"] = _smaller_volume_ratio(records)
         if (counts[0] == 1 and all(c == 1 for c in counts) and solver.grid.ndim in (2, 3)
                 and case.temperature_spec.gradient != 0):
             summary.update(_migration(case, solver, run, records))
     return summary
+
+
+def _smaller_volume_ratio(records: list) -> float:
+    """$V_s(t_{end}) / V_s(0)$ of the particle $s$ that is the smaller at $t = 0$, followed by
+    its id, whatever the sizes' order later; 0 once its id is gone (dissolved, or merged into
+    a particle that kept the other's id)."""
+    first = min(records[0]["particles"], key=lambda p: p["volume"])
+    final = [p["volume"] for p in records[-1]["particles"] if p["id"] == first["id"]]
+    return (final[0] if final else 0.0) / first["volume"]
 
 
 def _migration(case, solver, run, records) -> dict:
@@ -813,7 +861,7 @@ def headline(summary: dict) -> str:
                      f"{summary['velocity_ratio']:.3f} x estimate, radius change "
                      f"{100 * summary['radius_change']:.2f}%")
     if "smaller_volume_ratio" in summary:
-        parts.append(f"smaller particle volume x{summary['smaller_volume_ratio']:.2f}")
+        parts.append(f"initially smaller particle's volume x{summary['smaller_volume_ratio']:.2f}")
     if "centre_of_mass_shift" in summary:
         unit = summary["units"]["centre_of_mass_shift"]
         parts.append(f"centre of mass moved {summary['centre_of_mass_shift']:+.3e} {unit}")

@@ -296,7 +296,7 @@ class MoETrainer:
             self.seconds += time.perf_counter() - start
             self.step += 1
             if on_step is not None:
-                on_step({"step": self.step - 1, "loss": self.losses[-1]})
+                on_step({"step": self.step, "loss": self.losses[-1]})
             done = self.step == self.budget.iterations
             if on_checkpoint is not None and (self.step % checkpoint_every == 0 or done):
                 on_checkpoint()

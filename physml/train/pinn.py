@@ -362,10 +362,11 @@ class PINNTrainer:
             while self.step < end:
                 if self.resample_every and self.step and self.step % self.resample_every == 0:
                     self._redraw()
-                record = {"step": self.step, **self._one_step()}
+                record = self._one_step()
                 if not np.isfinite(record["loss"]):
                     raise NonFiniteLossError(self.step, last_checkpoint)
                 self.step += 1
+                record = {"step": self.step, **record}  # updates done; the loss before the last
                 record["weights"] = {k[5:]: self.balancer.weight(k[5:]) for k in record
                                      if k.startswith("loss_")}
                 record.update({f"coefficient_{k}": v for k, v in self.coefficients().items()})

@@ -1,0 +1,265 @@
+"""The run figures say what they draw: the error of the panel shown (and the pooled one as
+such), colour ranges whose overflow shows, colormaps that fit the field's sign, grid cells
+centred on their nodes, and particle lines that follow a particle, not a size rank."""
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import xarray as xr
+
+matplotlib.use("Agg")
+
+from physml.cases import figures  # noqa: E402
+
+
+def comparison(prediction, reference, coords, **attrs) -> xr.Dataset:
+    return xr.Dataset({"prediction": (tuple(coords), prediction),
+                       "reference": (tuple(coords), reference),
+                       "error": (tuple(coords), prediction - reference)},
+                      coords=coords, attrs={"case": "demo", **attrs})
+
+
+def relative_l2(p, r) -> float:
+    inside = np.isfinite(r)
+    return float(np.linalg.norm((p - r)[inside]) / np.linalg.norm(r[inside]))
+
+
+def space_time(n_t=5, n=9):
+    """A disk-shaped x-y field over time (NaN outside), its error growing with t."""
+    t, x = np.linspace(0, 1, n_t), np.linspace(-1, 1, n)
+    X, Y = np.meshgrid(x, x, indexing="ij")
+    reference = np.exp(-t)[:, None, None] * (1 + X ** 2 + Y ** 2)[None]
+    reference[:, X ** 2 + Y ** 2 > 1] = np.nan
+    prediction = reference * (1 + 0.1 * t[:, None, None] * X[None])
+    return comparison(prediction, reference, {"time": t, "x": x, "y": x},
+                      rel_l2=relative_l2(prediction, reference))
+
+
+def panels(fig):
+    """The three field axes and their three colour bars."""
+    return fig.axes[:3], fig.axes[3:]
+
+
+def test_title_gives_the_error_of_the_time_shown_and_the_pooled_one_as_such(saved_figures):
+    ds = space_time()
+    snapshot = ds.isel(time=-1).assign_attrs(t=1.0)
+    figures.plot_solution(snapshot, Path("unused.png"), scheme="PINN", step=100)
+    at_one = relative_l2(snapshot["prediction"].values, snapshot["reference"].values)
+    assert not np.isclose(at_one, ds.attrs["rel_l2"], rtol=0.05)  # they do differ here
+    assert saved_figures[-1].get_suptitle() == (f"demo: PINN, step 100; relative L2 error "
+                                        f"{at_one:.2e} at t = 1; {ds.attrs['rel_l2']:.2e} "
+                                        "over all times")
+
+
+def test_title_gives_the_error_of_the_sample_shown(saved_figures):
+    rng = np.random.default_rng(0)
+    x, t = np.linspace(0, 1, 16), np.linspace(0, 1, 6)
+    reference = 1 + rng.random((3, 6, 16))
+    prediction = reference + rng.normal(0, [[[0.01]], [[0.1]], [[0.3]]], (3, 6, 16))
+    per_sample = [relative_l2(p, r) for p, r in zip(prediction, reference)]
+    ds = comparison(prediction, reference, {"sample": np.arange(3), "time": t, "x": x},
+                    rel_l2=float(np.mean(per_sample)))
+    figures.plot_solution(ds.isel(sample=0), Path("unused.png"))
+    assert saved_figures[-1].get_suptitle() == (
+        f"demo: time from 0 to 1; relative L2 error {per_sample[0]:.2e} in test sample 0; "
+        f"{np.mean(per_sample):.2e} over all test samples")
+    figures.plot_solution(ds.isel(sample=2), Path("unused.png"),
+                          pooled="as the mean over the 3 test samples")
+    assert saved_figures[-1].get_suptitle().endswith(
+        f"{per_sample[2]:.2e} in test sample 2; {np.mean(per_sample):.2e} as the mean over "
+        "the 3 test samples")
+
+
+def test_an_uncut_field_keeps_its_own_error(saved_figures):
+    ds = space_time().isel(y=4, drop=True)  # (time, x): nothing says it was cut
+    figures.plot_solution(ds, Path("unused.png"))
+    assert saved_figures[-1].get_suptitle() == (f"demo: time from 0 to 1; relative L2 error "
+                                        f"{ds.attrs['rel_l2']:.2e}")
+
+
+def test_a_prediction_beyond_the_reference_range_gets_extend_arrows(saved_figures):
+    x = np.linspace(-1, 1, 21)
+    X, Y = np.meshgrid(x, x, indexing="ij")
+    reference = np.sin(np.pi * X) * np.sin(np.pi * Y)
+    figures.plot_solution(comparison(1.7 * reference, reference, {"x": x, "y": x}, rel_l2=0.7),
+                          Path("unused.png"))
+    (prediction, ref, _), bars = panels(saved_figures[-1])
+    assert prediction.images[0].colorbar.extend == "both"
+    assert ref.images[0].colorbar.extend == "neither"
+    clipped = np.mean(np.abs(1.7 * reference) > np.abs(reference).max())
+    assert f"{100 * clipped:.0f} % of its points beyond the colour range" in (
+        prediction.get_title())
+
+    peaks = reference + 0.01 * (reference > 0.99)
+    figures.plot_solution(comparison(peaks, reference, {"x": x, "y": x}), Path("unused.png"))
+    (prediction, ref, _), bars = panels(saved_figures[-1])
+    assert prediction.images[0].colorbar.extend == "max"
+    assert prediction.get_title() == "prediction"  # a few points: the arrow says it
+
+
+def test_a_one_signed_field_gets_a_sequential_colormap(saved_figures):
+    ds = space_time().isel(time=-1)
+    figures.plot_solution(ds, Path("unused.png"))
+    (prediction, ref, error), _ = panels(saved_figures[-1])
+    image = ref.images[0]
+    assert image.get_cmap().name == "viridis"
+    inside = ds["reference"].values[np.isfinite(ds["reference"].values)]
+    assert image.norm.vmin == pytest.approx(inside.min())
+    assert image.norm.vmax == pytest.approx(inside.max())
+    assert prediction.images[0].get_cmap().name == "viridis"
+    assert error.images[0].get_cmap().name == "magma"  # the |error| panel: a magnitude
+
+    signed = comparison(ds["prediction"].values - 0.5, ds["reference"].values - 0.5,
+                        {"x": ds["x"].values, "y": ds["y"].values})
+    figures.plot_solution(signed, Path("unused.png"))
+    image = panels(saved_figures[-1])[0][1].images[0]
+    assert image.get_cmap().name == "RdBu_r"
+    assert image.norm.vmin == pytest.approx(-image.norm.vmax)
+
+
+def test_colour_scale_rule():
+    assert figures.colour_scale([0.0, 0.5, 1.0])["cmap"] == "viridis"
+    assert figures.colour_scale([-3.0, -1.0])["cmap"] == "viridis"
+    assert figures.colour_scale([-1e-14, 0.5, 1.0])["cmap"] == "viridis"  # round-off: one sign
+    assert figures.colour_scale([-0.5, np.nan, 1.0]) == {"cmap": "RdBu_r", "vmin": -1.0,
+                                                          "vmax": 1.0}
+
+
+def test_cells_are_centred_on_their_nodes_and_space_is_drawn_to_scale(saved_figures):
+    ds = space_time()
+    figures.plot_solution(ds.isel(time=0), Path("unused.png"))
+    ax = panels(saved_figures[-1])[0][0]
+    np.testing.assert_allclose(ax.images[0].get_extent(), [-1.125, 1.125, -1.125, 1.125])
+    assert ax.get_aspect() == 1.0
+    figures.plot_solution(ds.isel(y=4), Path("unused.png"))  # time against x
+    ax = panels(saved_figures[-1])[0][0]
+    np.testing.assert_allclose(ax.images[0].get_extent(), [-1.125, 1.125, -0.125, 1.125])
+    assert ax.get_aspect() == "auto"
+
+
+def test_a_non_uniform_grid_is_drawn_with_its_own_cell_edges(saved_figures):
+    x = np.array([0.0, 0.1, 0.3, 0.7, 1.0])
+    X, Y = np.meshgrid(x, x, indexing="ij")
+    reference = X + Y + 1
+    figures.plot_solution(comparison(reference, reference, {"x": x, "y": x}), Path("u.png"))
+    mesh = panels(saved_figures[-1])[0][0].collections[0]
+    corners = mesh.get_coordinates()
+    np.testing.assert_allclose(corners[0, :, 0], [-0.05, 0.05, 0.2, 0.5, 0.85, 1.15])
+
+
+def records_with_swapping_sizes() -> list[dict]:
+    """Particle 7 stays at x = 1 and shrinks, particle 3 at x = 5 grows past it; particle 9
+    is seen in the middle snapshots only."""
+    out = []
+    for i, t in enumerate(np.linspace(0, 4, 5)):
+        particles = [{"id": 7, "centroid": [1.0, 0.0], "radius": 3.0 - 0.5 * i},
+                     {"id": 3, "centroid": [5.0, 0.0], "radius": 1.0 + 0.5 * i}]
+        if 1 <= i <= 2:
+            particles.append({"id": 9, "centroid": [8.0, 0.0], "radius": 0.5})
+        particles.sort(key=lambda p: -p["radius"])  # largest first, as tracked.json is
+        out.append({"t": float(t), "particles": particles})
+    return out
+
+
+def test_tracked_plot_follows_particle_ids(saved_figures):
+    figures.plot_tracked(records_with_swapping_sizes(), 0, Path("unused.png"),
+                         units=figures.MODEL_UNITS)
+    left, right = saved_figures[-1].axes
+    lines = {line.get_label(): line for line in left.lines}
+    assert set(lines) == {"particle 3", "particle 7", "particle 9"}
+    np.testing.assert_array_equal(lines["particle 7"].get_ydata(), 1.0)
+    np.testing.assert_array_equal(lines["particle 3"].get_ydata(), 5.0)
+    gap = np.asarray(lines["particle 9"].get_ydata(), dtype=float)
+    assert np.isnan(gap[[0, 3, 4]]).all() and np.all(gap[1:3] == 8.0)
+    sizes = {line.get_color(): line.get_ydata() for line in right.lines}
+    np.testing.assert_allclose(sizes[lines["particle 7"].get_color()], 3.0 - 0.5 * np.arange(5))
+
+
+def test_tracked_plot_without_ids_follows_size_rank(saved_figures):
+    records = records_with_swapping_sizes()
+    for r in records:
+        for p in r["particles"]:
+            del p["id"]
+    figures.plot_tracked(records, 0, Path("unused.png"), units=figures.MODEL_UNITS)
+    lines = {line.get_label(): line for line in saved_figures[-1].axes[0].lines}
+    assert set(lines) == {"size rank 1", "size rank 2", "size rank 3"}
+    np.testing.assert_array_equal(lines["size rank 1"].get_ydata(), [1, 1, 1, 5, 5])
+
+
+def history(steps: int) -> list[dict]:
+    return [{"step": s, "loss": 1.0 / (s + 1), "loss_residual": 1.0 / (s + 1)}
+            for s in range(1, steps + 1)]
+
+
+@pytest.mark.parametrize(("every", "ticks", "label"), [
+    (500, 0, None), (20, 5, "points redrawn"), (1, 0, "points redrawn every step"),
+    (2, 0, "points redrawn every 2 steps")])
+def test_redraws_are_marked_only_when_they_can_be_read(saved_figures, every, ticks, label):
+    figures.plot_losses(history(100), Path("unused.png"), "t", resample_every=every)
+    ax = saved_figures[-1].axes[0]
+    redrawn = [line for line in ax.lines if line.get_label().startswith("points redrawn")]
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    if label is None:
+        assert not redrawn and not any(s.startswith("points redrawn") for s in legend)
+    else:
+        assert [line.get_label() for line in redrawn] == [label] and label in legend
+        assert len(redrawn[0].get_xdata()) == ticks
+
+
+def test_mesh_panels_colour_by_vertex_values_and_centre_a_signed_error(saved_figures):
+    # an octahedron's surface: the peak value sits on one vertex
+    points = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]],
+                      dtype=float)
+    cells = np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5],
+                      [3, 1, 5], [0, 3, 5]])
+    u = np.array([0.0, 0.1, 0.2, 0.3, 1.0, 0.4])
+    figures.plot_mesh_fields(points, cells, {"u": u}, Path("unused.png"),
+                             titles={"u": "u at t = 0 s"})
+    ax, bar = saved_figures[-1].axes
+    assert ax.get_title() == "u at t = 0 s"
+    assert bar.get_ylim() == pytest.approx((0.0, 1.0))  # the vertex values, not cell means
+
+    planar = points[[0, 2, 1, 3], :2]
+    error = np.array([0.01, 0.02, 0.015, 0.03])  # one-signed, still an error: centred on 0
+    figures.plot_mesh_fields(planar, np.array([[0, 1, 2], [0, 2, 3]]),
+                             {"u": 1 + error, "error": error}, Path("unused.png"))
+    u_ax, error_ax = saved_figures[-1].axes[::2]  # each panel is followed by its colour bar
+    assert u_ax.get_xlabel() == "x [m]" and u_ax.get_ylabel() == "y [m]"
+    assert u_ax.collections[0].get_cmap().name == "viridis"
+    image = error_ax.collections[0]
+    assert image.get_cmap().name == "RdBu_r" and image.norm.vmin == -image.norm.vmax
+
+
+def test_profile_has_a_title(saved_figures):
+    x = np.linspace(0, 2e-3, 20)
+    figures.plot_profile(x, [0.0, 1e6], [np.ones(20), 1 + x], None, Path("unused.png"))
+    assert saved_figures[-1].axes[0].get_title() == "composition profiles, t = 0 s to 1,000,000 s"
+
+
+def test_pcg_residuals_against_wall_clock_in_milliseconds(saved_figures):
+    from physml.cases.pcg import plot_residuals
+
+    plot_residuals({"ic0": {"residuals": [1.0, 1e-3, 1e-6], "setup_s": 2e-4,
+                            "solve_s": 1e-3}}, Path("unused.png"), "demo")
+    clock = saved_figures[-1].axes[1]
+    assert clock.get_xlabel() == "wall-clock incl. set-up [ms]"
+    np.testing.assert_allclose(clock.lines[0].get_xdata(), [0.2, 0.7, 1.2])
+
+
+def test_a_plane_of_a_volume_at_the_last_time_names_both_cuts(saved_figures):
+    from physml.cases.equation import solution_snapshot
+
+    t, x = np.linspace(0, 1, 3), np.linspace(0, 1, 5)
+    T, X, Y, Z = np.meshgrid(t, x, x, x, indexing="ij")
+    reference = 1 + X + Y + Z
+    prediction = reference * (1 + 0.1 * T * Y)
+    ds = comparison(prediction, reference, {"time": t, "x": x, "y": x, "z": x},
+                    rel_l2=relative_l2(prediction, reference))
+    shown = solution_snapshot(ds)
+    figures.plot_solution(shown, Path("unused.png"))
+    cut = relative_l2(shown["prediction"].values, shown["reference"].values)
+    assert saved_figures[-1].get_suptitle() == (
+        f"demo: relative L2 error {cut:.2e} in the plane x = 0.5 at t = 1; "
+        f"{ds.attrs['rel_l2']:.2e} over the whole domain and all times")
