@@ -75,6 +75,19 @@ class _ArrheniusModel:
         ($D(T_{max})$ unless a model says otherwise)."""
         return float(self.diffusion_coefficient(T_max))
 
+    def free_energy(self, c: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """The homogeneous free energy $f(c, T)$ [J/mol], elementwise (``c`` and ``T``
+        broadcast)."""
+        raise NotImplementedError
+
+    def chemical_potential(self, c: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """$\\mu_0 = \\partial f/\\partial c$ [J/mol], elementwise."""
+        raise NotImplementedError
+
+    def mobility(self, c: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """$M(c, T)$ [m^2 mol/(J s)], elementwise: the flux is $-M\\nabla\\mu$."""
+        raise NotImplementedError
+
     def check_composition(self, c: np.ndarray) -> None:
         """Raise ValueError if ``c`` lies outside :attr:`compositions`, the open interval the
         model is defined on."""

@@ -163,6 +163,8 @@ class DiffusionSorptionSolver1D(GridSolver):
         }
 
     def rhs(self, u: wp.array, params: dict[str, wp.array], with_diffusion: bool = True):
+        """$F(u) = D\\,\\partial_{xx} u / R(u)$ as a new flat array (the ghost cells as the
+        module docstring says), as :meth:`GridSolver.rhs <physml.solvers.base.GridSolver.rhs>`."""
         out = self.layout.empty(u.requires_grad or any(p.requires_grad for p in params.values()))
         T = self.dtype
         launch(

@@ -366,6 +366,7 @@ class ThermomigrationSolver:
         return self._array(arr.reshape(self._shape3))
 
     def to_numpy(self, c: wp.array) -> np.ndarray:
+        """A state as a float64 NumPy array of shape ``grid.shape``."""
         return c.numpy().reshape(self.grid.shape).astype(np.float64)
 
     # --------------------------------------------------------------------------- operators

@@ -54,6 +54,9 @@ def facets_of(cells: np.ndarray) -> np.ndarray:
 
 
 def zero_measure_cells(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Indices of the cells ((m, k) vertex indices into ``points`` (n, d)) whose measure is at
+    most :data:`ZERO_MEASURE_TOL` times the power k - 1 of their longest edge: degenerate
+    (collinear or coplanar) cells."""
     x = points[cells]
     k = cells.shape[1]
     longest = np.max(
@@ -90,6 +93,7 @@ def folded_cells(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
 
 
 def non_manifold_cells(cells: np.ndarray) -> np.ndarray:
+    """Indices of the cells (m, k) with a facet that more than two cells share."""
     faces = facets_of(cells)
     _, inverse, counts = np.unique(faces, axis=0, return_inverse=True, return_counts=True)
     bad = counts[inverse.ravel()] > 2
@@ -97,6 +101,7 @@ def non_manifold_cells(cells: np.ndarray) -> np.ndarray:
 
 
 def unreferenced_vertices(n_vertices: int, cells: np.ndarray) -> np.ndarray:
+    """Indices of the vertices (of ``n_vertices``) that no cell (m, k) uses."""
     used = np.zeros(n_vertices, dtype=bool)
     used[cells.ravel()] = True
     return np.flatnonzero(~used)
