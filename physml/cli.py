@@ -71,11 +71,19 @@ def _bundled_spec_names() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .datasets.problems import PROBLEMS, parameters_by_name
-
+    """The ``physml`` command line: one sub-command per ``_add_<command>``."""
     parser = _Parser(prog="physml", description="Simulation-first scientific ML for PDEs.")
     parser.add_argument("--version", action="version", version=f"physml {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    for add in (_add_solve, _add_run, _add_validate, _add_predict, _add_export, _add_cases,
+                _add_datasets):
+        add(sub)
+    return parser
+
+
+def _add_solve(sub: argparse._SubParsersAction) -> None:
+    """``physml solve PDE``: a standard problem by a Warp solver, written as HDF5."""
+    from .datasets.problems import PROBLEMS, parameters_by_name
 
     solve = sub.add_parser(
         "solve",
@@ -131,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _add_progress_options(solve)
 
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    """``physml run CASE [overrides] [--resume RUN_DIR]``."""
     run = sub.add_parser(
         "run",
         help="run a case file (a path, or a bundled case by name)",
@@ -141,9 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", default=[], help="dotted key=value overrides")
     run.add_argument("--resume", type=Path, default=None, help="run folder to continue")
     _add_progress_options(run)
+
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    """``physml validate CASE [overrides]``."""
     validate = sub.add_parser("validate", help="check a case file without running it")
     validate.add_argument("case", help="case file, or the name of a bundled case")
     validate.add_argument("overrides", nargs="*", default=[])
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    """``physml predict RUN_DIR --points FILE --out FILE``."""
     predict = sub.add_parser(
         "predict",
         help="evaluate the trained network of a run folder at points",
@@ -156,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     predict.add_argument("--device", default=None,
                          help="where to evaluate (default: the run's device, else cpu)")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    """``physml export RUN_DIR --out MODEL``."""
     export = sub.add_parser(
         "export",
         help="save the trained network of a run folder as TorchScript or ONNX",
@@ -168,9 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     export.add_argument("--device", default=None,
                         help="device the traced model runs on (default: the run's, else cpu)")
+
+
+def _add_cases(sub: argparse._SubParsersAction) -> None:
+    """``physml cases [--names]``."""
     cases = sub.add_parser("cases", help="list the bundled case files")
     cases.add_argument("--names", action="store_true", help="only the names, one per line")
 
+
+def _add_datasets(sub: argparse._SubParsersAction) -> None:
+    """``physml datasets generate SPEC --out FOLDER``."""
     datasets = sub.add_parser("datasets", help="benchmark datasets")
     datasets_sub = datasets.add_subparsers(
         dest="datasets_command", parser_class=_Parser, required=True
@@ -210,7 +240,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="cpu", help="cpu, cuda or cuda:N: where the samples are solved"
     )
     _add_progress_options(generate)
-    return parser
 
 
 def _add_progress_options(command: argparse.ArgumentParser) -> None:
