@@ -47,6 +47,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import warp as wp
+from _common import summary
 
 import physml
 from physml.data import FieldDataset
@@ -133,8 +134,7 @@ def compare_with_jax(samples: int) -> dict:
         "problem": "burgers1d_pdebench nu=0.001 (nu/pi in the solver), 1024 cells, t in [0, 2], "
                    "201 saved states, pdebench_sines, float64 solve",
         "samples": samples,
-        "samples_per_s": {k: {"median": median[k], "min": min(v), "max": max(v), "runs": v}
-                          for k, v in rates.items()},
+        "samples_per_s": {k: summary(v, kept_as="runs") for k, v in rates.items()},
         "ratio_physml_over_jax": median["physml"] / median["jax"],
         "cores_used": {k: statistics.median(v) for k, v in cores.items()},
         "load_average": os.getloadavg(),

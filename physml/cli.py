@@ -239,18 +239,19 @@ def _add_datasets(sub: argparse._SubParsersAction) -> None:
     generate.add_argument(
         "--device", default="cpu", help="cpu, cuda or cuda:N: where the samples are solved"
     )
-    _add_progress_options(generate)
+    _add_progress_options(generate, unit="sample")
 
 
-def _add_progress_options(command: argparse.ArgumentParser) -> None:
-    """``--quiet`` and ``--log-every``: the options of a command's :class:`RunProgress`."""
+def _add_progress_options(command: argparse.ArgumentParser, unit: str = "step") -> None:
+    """``--quiet`` and ``--log-every``: the options of a command's :class:`RunProgress`
+    (``unit``: what it counts)."""
     command.add_argument("--quiet", action="store_true", help="no progress display")
     command.add_argument(
         "--log-every",
         type=float,
         default=LOG_INTERVAL_S,
         help="seconds between progress lines when the output is not a terminal "
-        f"(default {LOG_INTERVAL_S:g}; 0: every step)",
+        f"(default {LOG_INTERVAL_S:g}; 0: every {unit})",
     )
 
 

@@ -17,7 +17,8 @@ class NonFiniteLossError(FloatingPointError):
     """A training loss, or its gradient, became NaN/Inf (the step is not taken).
 
     Attributes:
-        step: the optimisation step.
+        step: the update (counted from 1, as the run's history and progress count them) whose
+            loss or gradient was not finite.
         checkpoint_step: the step of the last good checkpoint kept on disk (or None).
     """
 

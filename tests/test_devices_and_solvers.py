@@ -57,12 +57,18 @@ def test_network_forward_compiles_for_cuda(tmp_path):
 ])
 def test_a_device_this_machine_lacks_is_one_value_error_naming_it(capfd, device, message):
     matrix = sp.csr_matrix(sp.eye(3))
-    for build in (lambda: LowerPattern(matrix, device), lambda: Stopwatch(device),
-                  lambda: warp_device(device), lambda: require_device(device),
-                  lambda: require_torch_device(device)):
+    for build in (lambda: LowerPattern(matrix, device), lambda: warp_device(device),
+                  lambda: require_device(device), lambda: require_torch_device(device)):
         with pytest.raises(ValueError, match=message):
             build()
     assert "CUDA error" not in capfd.readouterr().err  # no native driver lines before it
+
+
+def test_a_stopwatch_checks_the_name_and_leaves_presence_to_the_work_it_times():
+    """Work on Warp alone may time a CUDA device a CPU build of PyTorch lacks."""
+    with pytest.raises(ValueError, match=r"device='gpu' is not a device name"):
+        Stopwatch("gpu")
+    assert Stopwatch("cuda:99").device == "cuda:99"
 
 
 def test_the_cli_refuses_a_name_that_is_no_device_as_a_case_file_does(cli_in_process,

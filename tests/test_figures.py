@@ -63,13 +63,13 @@ def test_title_gives_the_error_of_the_sample_shown(saved_figures):
                     rel_l2=float(np.mean(per_sample)))
     figures.plot_solution(ds.isel(sample=0), Path("unused.png"))
     assert saved_figures[-1].get_suptitle() == (
-        f"demo: time from 0 to 1; relative L2 error {per_sample[0]:.2e} in test sample 0; "
-        f"{np.mean(per_sample):.2e} over all test samples")
+        f"demo: time from 0 to 1; relative L2 error {per_sample[0]:.2e} in the test sample of "
+        f"seed 0; {np.mean(per_sample):.2e} over all test samples")
     figures.plot_solution(ds.isel(sample=2), Path("unused.png"),
                           pooled="as the mean over the 3 test samples")
     assert saved_figures[-1].get_suptitle().endswith(
-        f"{per_sample[2]:.2e} in test sample 2; {np.mean(per_sample):.2e} as the mean over "
-        "the 3 test samples")
+        f"{per_sample[2]:.2e} in the test sample of seed 2; {np.mean(per_sample):.2e} as the mean "
+        "over the 3 test samples")
 
 
 def test_an_uncut_field_keeps_its_own_error(saved_figures):
@@ -194,7 +194,7 @@ def history(steps: int) -> list[dict]:
 
 
 @pytest.mark.parametrize(("every", "ticks", "label"), [
-    (500, 0, None), (20, 5, "points redrawn"), (1, 0, "points redrawn every step"),
+    (500, 0, None), (20, 4, "points redrawn"), (1, 0, "points redrawn every step"),
     (2, 0, "points redrawn every 2 steps")])
 def test_redraws_are_marked_only_when_they_can_be_read(saved_figures, every, ticks, label):
     figures.plot_losses(history(100), Path("unused.png"), "t", resample_every=every)
@@ -263,3 +263,63 @@ def test_a_plane_of_a_volume_at_the_last_time_names_both_cuts(saved_figures):
     assert saved_figures[-1].get_suptitle() == (
         f"demo: relative L2 error {cut:.2e} in the plane x = 0.5 at t = 1; "
         f"{ds.attrs['rel_l2']:.2e} over the whole domain and all times")
+
+
+def test_coefficients_are_drawn_against_their_true_value(saved_figures):
+    records = [{"step": s, "coefficient_nu": 0.05 * (1 - 0.8 / s), "coefficient_k": 1.0 + s}
+               for s in range(1, 11)]
+    figures.plot_coefficients(records, ["nu", "k"], {"nu": 0.05}, Path("unused.png"),
+                              "demo", adam_steps=5)
+    nu, k, nu_error, k_below = saved_figures[-1].axes
+    assert [line.get_ydata()[0] for line in nu.lines if line.get_linestyle() == "--"
+            and line.get_color() == "k"] == [0.05]
+    assert nu.get_title() == "nu = 0.046 at step 10\n(true 0.05: relative error 8.00%)"
+    np.testing.assert_allclose(nu_error.lines[0].get_ydata(), 0.8 / np.arange(1, 11))
+    assert nu_error.get_yscale() == "log"
+    assert k.get_title() == "k = 11 at step 10" and not k_below.get_visible()  # no truth
+
+
+def test_decay_draws_the_expected_slope_and_the_tolerance(saved_figures):
+    t = np.linspace(0, 4, 21)
+    deviation = np.exp(-1.03 * t) + 0.3 * np.exp(-4 * t)
+    figures.plot_decay(t, deviation, 1.03, 1e-3, Path("unused.png"), "demo")
+    left, right = saved_figures[-1].axes
+    slope = left.lines[1]
+    rate = -np.diff(np.log(slope.get_ydata())) / np.diff(slope.get_xdata())
+    np.testing.assert_allclose(rate, 1.03)
+    assert slope.get_ydata()[-1] == pytest.approx(deviation[-1])  # through the last point
+    assert right.lines[-1].get_ydata()[0] == 1e-3 and right.get_yscale() == "log"
+
+
+def test_convergence_draws_the_expected_slopes_through_the_finest_mesh(saved_figures):
+    h = np.array([0.1, 0.05, 0.025])
+    levels = [{"h": v, "rel_l2": v ** 1.3, "rel_h1": v ** 0.8} for v in h[[1, 0, 2]]]
+    figures.plot_convergence(levels, {"l2": 1.3, "h1": 0.8}, {"l2": 4 / 3, "h1": 2 / 3},
+                             Path("unused.png"), "demo")
+    ax = saved_figures[-1].axes[0]
+    lines = {line.get_label(): line for line in ax.lines}
+    assert {"slope 4/3 (expected)", "slope 2/3 (expected)"} <= set(lines)
+    x, y = lines["slope 4/3 (expected)"].get_data()
+    assert np.log(y[1] / y[0]) / np.log(x[1] / x[0]) == pytest.approx(4 / 3)
+    assert y[0] == pytest.approx(0.025 ** 1.3)
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    observed = next(line for line in ax.lines if line.get_label().startswith("L2 norm"))
+    np.testing.assert_array_equal(observed.get_xdata(), np.sort(h))  # drawn in order of h
+    assert figures.fraction(2 / 3) == "2/3" and figures.fraction(1.2805) == "1.28"
+
+
+def test_free_energy_is_log_log_when_positive_else_linear(saved_figures):
+    t = np.linspace(0, 100, 5)
+    figures.plot_free_energy(t, [300.0, 200, 150, 120, 100], Path("unused.png"),
+                             figures.MODEL_UNITS, "model energy x length^2")
+    ax = saved_figures[-1].axes[0]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert list(ax.lines[0].get_xdata()) == [25, 50, 75, 100]  # t = 0 as the dotted line
+    assert ax.lines[1].get_label() == "F(0) = 300"
+    figures.plot_free_energy(t, [-1.0, -2, -3, -4, -5], Path("unused.png"), figures.SI_UNITS,
+                             "J m^2/mol")
+    ax = saved_figures[-1].axes[0]
+    assert ax.get_yscale() == "linear" and ax.get_xlabel() == "t [s]"
+    figures.plot_free_energy(t, [3.3, 3.2, 3.2, 3.1, 3.1], Path("unused.png"), figures.SI_UNITS,
+                             "J m^2/mol")  # positive, but a factor below 2: no decades to show
+    assert saved_figures[-1].axes[0].get_yscale() == "linear"

@@ -63,8 +63,9 @@ def test_a_blow_up_names_its_step_and_leaves_the_model_finite():
     with pytest.raises(NonFiniteLossError) as err:
         trainer.fit(on_checkpoint=lambda: saved.append(trainer.step), checkpoint_every=1,
                     saved_step=0)
-    assert err.value.step == trainer.step > 0 and err.value.checkpoint_step == saved[-1]
-    assert f"at step {trainer.step}; the checkpoint of step {saved[-1]} is kept" in str(err.value)
+    assert err.value.step == trainer.step + 1 > 1 and err.value.checkpoint_step == saved[-1]
+    assert f"at step {trainer.step + 1}; the checkpoint of step {saved[-1]} is kept" in \
+        str(err.value)
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the step not taken
 
 

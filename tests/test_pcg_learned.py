@@ -246,7 +246,7 @@ def test_a_training_blow_up_names_its_step_and_is_not_taken():
     with pytest.raises(NonFiniteLossError) as err:
         fit(model, [system], loss="combined", steps=50, learning_rate=1e8,
             on_step=lambda step, loss: losses.append(loss))
-    assert err.value.step == len(losses) and "gradient became NaN/Inf" in str(err.value)
+    assert err.value.step == len(losses) + 1 and "gradient became NaN/Inf" in str(err.value)
     assert all(np.isfinite(losses))  # the first step whose loss or gradient is not finite
 
 

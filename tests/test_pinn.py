@@ -170,7 +170,7 @@ def test_a_gradient_too_large_to_square_stops_the_run_instead_of_freezing_adam(t
         return r * torch.finfo(r.dtype).max ** 0.3 if trainer.step == 3 else r
 
     trainer.problem.residual_function = huge
-    with pytest.raises(NonFiniteLossError, match="NaN/Inf at step 3"):
+    with pytest.raises(NonFiniteLossError, match="NaN/Inf at step 4"):  # the fourth update
         trainer.fit()
     assert all(torch.isfinite(v).all() for state in trainer.adam.state.values()
                for v in state.values())
@@ -198,7 +198,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tiny_case, tmp_
 
     trainer.problem.residual_function = poisoned
     saved = []
-    with pytest.raises(NonFiniteLossError, match="NaN/Inf at step 12; the checkpoint of step 10"):
+    with pytest.raises(NonFiniteLossError, match="NaN/Inf at step 13; the checkpoint of step 10"):
         trainer.fit(on_checkpoint=lambda: saved.append(trainer.step), checkpoint_every=5)
     assert saved == [5, 10]
 
@@ -217,7 +217,7 @@ def test_a_non_finite_gradient_of_a_finite_loss_stops_before_the_step(tiny_case,
     trainer.problem.residual_function = poisoned
     trainer.fit(until=step)
     before = [p.detach().clone() for p in trainer.model.parameters()]
-    with pytest.raises(NonFiniteLossError, match=f"gradient became NaN/Inf at step {step}"):
+    with pytest.raises(NonFiniteLossError, match=f"gradient became NaN/Inf at step {step + 1}"):
         trainer.fit()
     for p, q in zip(trainer.model.parameters(), before):
         torch.testing.assert_close(p, q, rtol=0, atol=0)

@@ -627,7 +627,8 @@ def test_pfhub_spinodal_case_energy_and_restart_from_its_file(tmp_path):
     case = load_case(CASES / PFHUB, [*PFHUB_SMALL, "output.figures=true"])
     (tmp_path / "first").mkdir()
     folder, summary = run_case(case, tmp_path / "first")
-    assert (folder / "tracked.png").is_file()  # no centre of mass to draw on a periodic axis
+    # a bicontinuous network: no particles to track, the benchmark's free energy instead
+    assert not (folder / "tracked.png").exists() and (folder / "free_energy.png").is_file()
     x, y = (np.arange(50) + 0.5) * 2.0, (np.arange(50) + 0.5) * 2.0
     x, y = np.meshgrid(x, y, indexing="ij")
     c0 = 0.5 + 0.01 * (np.cos(0.105 * x) * np.cos(0.11 * y)
@@ -1045,3 +1046,14 @@ def test_centre_of_mass_is_the_precipitates_not_the_matrix_s():
     records, summary, _, _ = two_precipitate_tracking([uniform, sloped])
     np.testing.assert_allclose(records[0]["phase_centre_of_mass"], 100 * CELL, rtol=1e-12)
     assert abs(summary["centre_of_mass_shift"]) < 0.3 * CELL
+
+
+def test_a_run_whose_precipitates_all_dissolve_reports_no_centre_of_mass():
+    """The precipitates' centre of mass of no particle is null in tracked.json and the
+    summary, and the headline says so (a NaN was written to metrics.json)."""
+    from physml.cases.thermomigration import _precipitate_centre_of_mass, headline
+
+    assert _precipitate_centre_of_mass([], 0) is None
+    line = headline({"mass_drift": 1e-16, "centre_of_mass_shift": None,
+                     "units": {"centre_of_mass_shift": "m"}, "steps": 10, "wall_s": 1.0})
+    assert "no precipitate left to locate" in line and "nan" not in line

@@ -19,13 +19,18 @@ Run folder: as ``kind: pinn`` (``config.yaml``, ``checkpoint.pt``, ``metrics.jso
 ``predictions.h5`` with NaN outside the domain, ``solution.png`` at the last time (and the
 middle plane in 3D; curves for a steady 1D case), ``losses.png``); ``metrics.json`` carries
 the history of every scalar coefficient, ``predictions.h5`` every field coefficient on the
-evaluation grid (``coefficient_<name>``).
+evaluation grid (``coefficient_<name>``), and ``coefficients.png`` draws each trainable
+scalar coefficient against the step.
 Observations made by a solver (``observations.solve``) are written to ``observations.h5``
-and, without ``exact`` or ``reference``, the solved field is the reference.
+and, without ``exact`` or ``reference``, the solved field is the reference. A trainable
+scalar coefficient named as one of that solver's parameters has a known true value
+(:func:`true_coefficients`): the summary adds ``true_<name>`` and ``relative_error_<name>``
+($|c / c_{true} - 1|$), the headline and ``coefficients.png`` show both.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -50,7 +55,13 @@ from .pinn_training import (
     trainer_options,
     write_summary,
 )
-from .run_folder import FIELD_METADATA, KindSection, Section, evaluation_axes_metadata
+from .run_folder import (
+    FIELD_METADATA,
+    KindSection,
+    Section,
+    evaluation_axes_metadata,
+    write_text,
+)
 from .sections import CaseBase, ModelSpec, Threads, threshold_verdict
 
 Expression = str | float
@@ -313,11 +324,56 @@ def run(case: EquationCase, folder: Path, resume: bool = False,
     trainer = build_trainer(case, solved)
     train_in_folder(case, trainer, folder, resume, on_step)
     result = write_summary(case, trainer, folder, threads)
+    truth = true_coefficients(case)
+    if truth:
+        result |= identification(result, truth)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        write_text(folder / "metrics.json", json.dumps({**metrics, "summary": result}, indent=1))
     ds = results_dataset(case, trainer, result.get("rel_l2"))
     write_dataset(ds, folder / "predictions.h5")
     drawn = "reference" in ds and trainer.problem.output_dim == 1
     plot_training(case, trainer, folder, solution_snapshot(ds) if drawn else None)
+    trained = trainable_scalars(case)
+    if case.output.figures and trained:
+        from .figures import plot_coefficients
+
+        plot_coefficients(trainer.history, trained, truth, folder / "coefficients.png",
+                          f"{case.name}: trainable coefficients", case.training.adam.steps)
     return result
+
+
+def trainable_scalars(case: EquationCase) -> list[str]:
+    """The names of the case's trainable scalar coefficients, in the case's order."""
+    return [name for name, spec in case.coefficients.items()
+            if spec.kind == "scalar" and spec.trainable]
+
+
+def true_coefficients(case: EquationCase) -> dict[str, float]:
+    """The true value of each trainable scalar coefficient that the case knows: one named as
+    a parameter of the solver that made its observations (``observations.solve``), whose
+    value is then that section's ``parameters`` entry or else the problem's default, as
+    ``physml solve`` takes it (before a problem's own scaling, such as PDEBench's
+    $\\nu/\\pi$). Empty without solver-made observations."""
+    solve = case.observations.solve if case.observations is not None else None
+    if solve is None:
+        return {}
+    from ..datasets.problems import problem
+
+    made_with = {**problem(solve.pde).parameters, **solve.parameters}
+    return {name: float(made_with[name]) for name in trainable_scalars(case)
+            if isinstance(made_with.get(name), int | float)}
+
+
+def identification(result: dict, truth: dict[str, float]) -> dict[str, float]:
+    """``true_<name>`` and ``relative_error_<name>`` = $|c / c_{true} - 1|$ for each
+    coefficient of ``truth`` whose identified value ``coefficient_<name>`` ``result`` holds."""
+    out = {}
+    for name, true in truth.items():
+        identified = result.get(f"coefficient_{name}")
+        if identified is not None and true != 0:
+            out |= {f"true_{name}": true,
+                    f"relative_error_{name}": abs(identified / true - 1)}
+    return out
 
 
 def describe(case: EquationCase) -> str:
@@ -329,8 +385,17 @@ def describe(case: EquationCase) -> str:
 
 
 def headline(result: dict) -> str:
-    coefficients = "".join(f", {k.removeprefix('coefficient_')} = {v:.5g}"
-                           for k, v in result.items() if k.startswith("coefficient_"))
+    """The error (or residual), each scalar coefficient with, where known, its true value and
+    relative error, the steps and the time."""
+    coefficients = ""
+    for key, value in result.items():
+        if not key.startswith("coefficient_"):
+            continue
+        name = key.removeprefix("coefficient_")
+        coefficients += f", {name} = {value:.5g}"
+        if f"true_{name}" in result:
+            coefficients += (f" (true {result[f'true_{name}']:.4g}, relative error "
+                             f"{result[f'relative_error_{name}']:.2%})")
     if "rel_l2" in result:
         error = f"relative L2 error {result['rel_l2']:.3e}{threshold_verdict(result)}"
     else:

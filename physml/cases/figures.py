@@ -1,7 +1,9 @@
-"""PNG figures of a run: the solution panels and the loss curves (matplotlib, no display)."""
+"""PNG figures of a run: the solution panels, the loss curves and the curves of the checks
+against known values (matplotlib, no display)."""
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,7 +174,7 @@ def _cut(ds: xr.Dataset) -> tuple[list[str], list[str]]:
     scalar = [n for n in ds.coords if ds[n].ndim == 0 and n != "field"]
     where, whole = [], []
     if "sample" in scalar:
-        where.append(f"in test sample {ds['sample'].values}")
+        where.append(f"in the test sample of seed {ds['sample'].values}")
         whole.append("all test samples")
     space = [n for n in scalar if n not in ("sample", "time")]
     if space:
@@ -266,7 +268,8 @@ def plot_losses(history: list[dict], path: Path, title: str = "", adam_steps: in
     if 0 < adam_steps < last:
         for panel in axes[:, 0]:
             panel.axvline(adam_steps, color="0.4", lw=1, ls="--", label="Adam → L-BFGS")
-    redraws = np.arange(resample_every, last + 1, resample_every) if resample_every else []
+    # a redraw comes before the update after each resample_every-th: none after the last one
+    redraws = np.arange(resample_every, last, resample_every) if resample_every else []
     if 0 < len(redraws) <= REDRAWS_DRAWN:
         ax.plot(redraws, np.full(redraws.shape, 0.02), "|", color="0.4", ms=8,
                 transform=ax.get_xaxis_transform(), label="points redrawn")
@@ -422,7 +425,8 @@ def plot_tracked(records: list[dict], axis: int, path: Path,
         left.plot(times, position, "o-", ms=2, color=colour, label=label)
         right.plot(times, radius, "o-", ms=2, color=colour)
     if "phase_centre_of_mass" in records[0]:  # recorded along a non-periodic axis only
-        left.plot(times, [scale * r["phase_centre_of_mass"] for r in records], "k--",
+        left.plot(times, [np.nan if r["phase_centre_of_mass"] is None
+                          else scale * r["phase_centre_of_mass"] for r in records], "k--",
                   label="phase centre of mass")
     if velocity_estimate is not None and len(tracks) == 1:
         (track,) = tracks.values()
@@ -478,6 +482,10 @@ def _subdivide(points: np.ndarray, cells: np.ndarray, values: np.ndarray
             np.concatenate([values, values[unique].mean(axis=1)]))
 
 
+# a mesh figure's title wraps at this many characters per inch of the figure's width
+TITLE_CHARACTERS_PER_INCH = 10
+
+
 def plot_mesh_fields(points: np.ndarray, cells: np.ndarray, fields: dict[str, np.ndarray],
                      path: Path, title: str = "", units: str | dict[str, str] = "1",
                      titles: dict[str, str] | None = None, length: str = "m",
@@ -491,7 +499,8 @@ def plot_mesh_fields(points: np.ndarray, cells: np.ndarray, fields: dict[str, np
     one of both signs (and any field named in ``diverging``, the signed error) a diverging
     one centred on 0 (:func:`colour_scale`). Panel titles from ``titles`` (default: the
     field's name); colour bars labelled with the name and its ``units`` (one string for all
-    fields, or per name, ``"1"`` where a name is missing)."""
+    fields, or per name, ``"1"`` where a name is missing). ``title`` wraps to the figure's
+    width."""
     surface = points.shape[1] == 3
     fig = plt.figure(figsize=(4.6 * len(fields), 4.2), constrained_layout=True)
     for i, (name, values) in enumerate(fields.items(), start=1):
@@ -516,6 +525,143 @@ def plot_mesh_fields(points: np.ndarray, cells: np.ndarray, fields: dict[str, np
         ax.set_title((titles or {}).get(name, name))
         unit = units.get(name, "1") if isinstance(units, dict) else units
         fig.colorbar(art, ax=ax, shrink=0.7, label=f"{name} [{unit}]" if unit else name)
+    fig.suptitle(textwrap.fill(title, width=int(TITLE_CHARACTERS_PER_INCH * fig.get_figwidth())))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_coefficients(history: list[dict], names: list[str], truth: dict[str, float],
+                      path: Path, title: str = "", adam_steps: int = 0) -> None:
+    """Each scalar coefficient of ``names`` against the step, one column each, from the
+    history's ``coefficient_<name>`` entries. Where ``truth`` gives a coefficient's true value
+    (the one its observations were made with), that value is a dashed line and a second row
+    shows the relative error $|c / c_{true} - 1|$ against the step (log scale). A dashed grey
+    line marks where Adam hands over to L-BFGS."""
+    steps = np.array([r["step"] for r in history])
+    rows = 1 + any(name in truth for name in names)
+    fig, axes = plt.subplots(rows, len(names), figsize=(5.5 * len(names), 2.2 + 2.4 * rows),
+                             sharex="col", squeeze=False, constrained_layout=True)
+    last = int(steps[-1])
+    for k, name in enumerate(names):
+        values = np.array([r[f"coefficient_{name}"] for r in history], dtype=float)
+        top = axes[0, k]
+        top.plot(steps, values, "C0-", label=f"{name}, identified")
+        heading = f"{name} = {values[-1]:.5g} at step {last}"
+        if name in truth:
+            true = truth[name]
+            error = abs(values[-1] / true - 1)
+            heading += f"\n(true {true:.4g}: relative error {error:.2%})"
+            top.axhline(true, color="k", ls="--", lw=1.2,
+                        label=f"{name} = {true:.4g}, the observations' value")
+            below = axes[1, k]
+            below.semilogy(steps, np.abs(values / true - 1), "C3-")
+            below.set(xlabel="step", ylabel=f"|{name} / {name}_true - 1|")
+            below.grid(True, which="both", alpha=0.3)
+        elif rows == 2:
+            axes[1, k].set_visible(False)
+        top.set(ylabel=name, title=heading, xlabel="step" if rows == 1 or name not in truth
+                else "")
+        for ax in axes[:, k]:
+            if 0 < adam_steps < last and ax.get_visible():
+                ax.axvline(adam_steps, color="0.4", lw=1, ls="--",
+                           label="Adam → L-BFGS" if ax is top else None)
+        top.legend(fontsize=8)
     fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_decay(times, deviation, expected_rate: float, tolerance: float, path: Path,
+               title: str = "") -> None:
+    """The decay of a heat run towards its mean: left, $\\|u - \\bar u\\|_M$ against t (log
+    scale) with the line of slope $-$``expected_rate`` through the last point; right, the
+    relative error of the rate measured between consecutive saves, $|r / r_{expected} - 1|$
+    with $r = \\log(d_{k-1}/d_k) / (t_k - t_{k-1})$, against the interval's end, with the
+    ``tolerance`` as a line (the last interval is the one the run reports)."""
+    t, d = np.asarray(times, dtype=float), np.asarray(deviation, dtype=float)
+    rate = np.log(d[:-1] / d[1:]) / np.diff(t)
+    error = np.abs(rate / expected_rate - 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    left.semilogy(t, d, "o", ms=4, color="C0", label="run")
+    left.semilogy(t, d[-1] * np.exp(-expected_rate * (t - t[-1])), "k--", lw=1,
+                  label=f"slope -{expected_rate:.4f} /s (expected)")
+    left.set(xlabel="t [s]", ylabel="‖u - mean(u)‖_M (mass-matrix norm)",
+             title="deviation from the mean")
+    left.legend(fontsize=8)
+    right.semilogy(t[1:], error, "o-", ms=4, color="C3", label="rate between saves")
+    right.semilogy(t[-1:], error[-1:], "o", ms=9, mfc="none", color="k",
+                   label=f"reported: {error[-1]:.1e}")
+    right.axhline(tolerance, color="0.3", ls="--", lw=1, label=f"tolerance {tolerance:.0e}")
+    right.set(xlabel="t [s] (end of the interval)", ylabel="|rate / expected - 1|",
+              title="relative error of the decay rate")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def fraction(order: float) -> str:
+    """An order as text: ``4/3`` for 1.3333 (a denominator up to 6), else two decimals."""
+    from fractions import Fraction
+
+    nearest = Fraction(order).limit_denominator(6)
+    return str(nearest) if abs(float(nearest) - order) < 1e-9 else f"{order:.2f}"
+
+
+def plot_convergence(levels: list[dict], observed: dict[str, float | None],
+                     expected: dict[str, float] | None, path: Path, title: str = "") -> None:
+    """Relative errors against the edge length h on log-log axes, one series per norm of
+    ``levels`` (each a dict with ``h`` and the errors ``rel_l2``, ``rel_h1`` of the solution
+    against the exact solution's nodal interpolant), labelled with
+    its ``observed`` order (keys ``l2``, ``h1``); where ``expected`` gives a norm's order, a
+    dashed line of that slope through the error on the finest mesh."""
+    series = {"l2": ("rel_l2", "L2 norm (mass matrix)"),
+              "h1": ("rel_h1", "H1 seminorm (stiffness matrix)")}
+    levels = sorted(levels, key=lambda level: level["h"])  # the case's mesh may come first
+    h = np.array([level["h"] for level in levels])
+    finest = 0
+    fig, ax = plt.subplots(figsize=(6.5, 4.6), constrained_layout=True)
+    for k, (norm, (key, label)) in enumerate(series.items()):
+        errors = np.array([level[key] for level in levels])
+        order = observed.get(norm)
+        text = f"{label}: observed order {order:.2f}" if order is not None else label
+        ax.loglog(h, errors, "o-", color=f"C{k}", label=text)
+        if expected and norm in expected:
+            span = np.array([h.min(), h.max()])
+            ax.loglog(span, errors[finest] * (span / h[finest]) ** expected[norm], "--",
+                      color=f"C{k}", lw=1,
+                      label=f"slope {fraction(expected[norm])} (expected)")
+    ax.set(xlabel="h, mean edge length [m]",
+           ylabel="relative error of u_h - I_h u (I_h: nodal interpolant)", title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# a positive free energy falling by more than this factor is drawn on a log axis
+LOG_ENERGY_SPAN = 2.0
+
+
+def plot_free_energy(times, energy, path: Path, units: PlotUnits, energy_unit: str,
+                     title: str = "") -> None:
+    """The total free energy against time, as PFHub compares its benchmarks: a log time axis
+    (the points after t = 0, with F(0) as a dotted line) and a log energy axis when every
+    value is positive and they span more than :data:`LOG_ENERGY_SPAN`, else a linear one."""
+    t, F = np.asarray(times, dtype=float), np.asarray(energy, dtype=float)
+    later = t > 0
+    fig, ax = plt.subplots(figsize=(6.5, 4.4), constrained_layout=True)
+    ax.semilogx(t[later], F[later], "o-", ms=3, label="run")
+    if np.all(F > 0) and F.max() > LOG_ENERGY_SPAN * F.min():
+        ax.set_yscale("log")
+    if not later.all():
+        ax.axhline(F[~later][0], color="0.4", ls=":", lw=1.2, label=f"F(0) = {F[0]:.4g}")
+    unit = "" if units.time == "model time" else f" [{units.time}]"
+    ax.set(xlabel=f"t{unit}" if unit else "t (model time)",
+           ylabel=f"free energy F [{energy_unit}]", title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)

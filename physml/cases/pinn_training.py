@@ -13,7 +13,7 @@ import torch
 from pydantic import Field, model_validator
 
 from ..train.balancing import BALANCERS
-from ..train.pinn import PINNTrainer, Resample
+from ..train.pinn import DTYPES, PINNTrainer, Resample
 from ..train.sampling import DomainSampler
 from .kind import OnStep
 from .run_folder import (
@@ -124,7 +124,7 @@ def trainer_options(case, problem) -> dict:
         resample=training.collocation.resample,
         eval_every=case.evaluation.every,
         device=case.device,
-        dtype={"float32": torch.float32, "float64": torch.float64}[case.dtype],
+        dtype=DTYPES[case.dtype],
         seed=case.seed,
     )
 

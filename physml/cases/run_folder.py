@@ -3,8 +3,10 @@
 checkpoint's name, folder creation and the resolved ``config.yaml``.
 
 A run folder is ``output.folder/<name>-<YYYYmmdd-HHMMSS>``; each kind documents the files it
-writes there. A file is written under a temporary name and renamed when complete, so an
-interrupted run never leaves a half-written file under its final name.
+writes there. Its data files (checkpoint, ``config.yaml``, metrics, predictions) are written
+under a temporary name and renamed when complete, so an interrupted run never leaves a
+half-written one under its final name; figures are written in place and a re-run rewrites
+them.
 """
 
 from __future__ import annotations

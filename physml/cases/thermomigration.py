@@ -13,10 +13,17 @@ Run folder::
                           against the sharp-interface estimate, steady-profile error, the
                           initially smaller of two particles' volume ratio, the
                           precipitates' centre-of-mass shift
-    profile.png           1D cases: c(x) at the snapshots (with figures on, as below)
-    snapshots.png         2D/3D: the microstructure at four times
+    free_energy.png       the total free energy against time, on log axes as PFHub compares
+                          its benchmarks (:func:`~.figures.plot_free_energy`; with figures
+                          on, as below)
+    profile.png           1D cases: c(x) at the snapshots
+    snapshots.png         2D/3D: the microstructure at four times (the particles' starting
+                          and current centroids marked when the case starts from particles)
     microstructure.gif    2D/3D: the whole time series, animated (3D: the mid-plane)
-    tracked.png           2D/3D double well: particle positions and radii against time
+    tracked.png           2D/3D double well started from particles (``initial.kind``
+                          precipitates or random_precipitates, :data:`PARTICLE_INITIALS`):
+                          particle positions and radii against time; none for a spinodal
+                          decomposition, whose bicontinuous network is no set of particles
 
 A ``tracked.json`` record (:func:`track`)::
 
@@ -27,8 +34,8 @@ A ``tracked.json`` record (:func:`track`)::
      "phase_centre_of_mass": 1.1e-4,    the precipitates' centre of mass along the
                                         temperature axis [m], $\\sum_p V_p x_p/\\sum_p V_p$
                                         over the particles below (the matrix carries no
-                                        weight); NaN with no particle; absent when that
-                                        axis is periodic
+                                        weight); null with no particle; absent when
+                                        that axis is periodic
      "particles": [                 largest first
        {"id": 0,                    int >= 0, the same particle in every snapshot: matched
                                     to the previous snapshot's by mutual nearest centroid
@@ -244,6 +251,12 @@ class SolverSpec(Section):
         "benchmarks/phasefield_tolerance.py)")
     dt_max: float | None = Field(None, gt=0)
 
+
+PARTICLE_INITIALS = ("precipitates", "random_precipitates")
+"""The ``initial.kind`` values that start a double-well case from particles, whose tracks
+(``tracked.png``, the centroids on ``snapshots.png``) are drawn; the other kinds (a uniform
+or expression start decomposes into a bicontinuous network, a file may hold anything) get
+none drawn, though ``tracked.json`` records what the tracker finds."""
 
 INITIAL_KEYS = {"uniform": ("value",), "precipitates": ("centres", "radii"),
                 "random_precipitates": ("count", "radius_range", "spacing", "seed"),
@@ -571,15 +584,15 @@ def track(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Traject
     return records
 
 
-def _precipitate_centre_of_mass(particles: list[Particle], axis: int) -> float:
+def _precipitate_centre_of_mass(particles: list[Particle], axis: int) -> float | None:
     """$\\bar x = \\sum_p V_p x_p / \\sum_p V_p$ [m] along a non-periodic ``axis``: the
     precipitates' centre of mass, $\\int\\phi\\,x\\,dV / \\int\\phi\\,dV$ over the tracked
     particles' regions only (:func:`~physml.solvers.precipitates.track_particles`:
     $\\phi > 1/2$ grown by two cells), so the matrix beyond them, whose composition follows the
-    temperature, carries no weight. NaN when there is no particle."""
+    temperature, carries no weight. None when there is no particle."""
     volume = sum(p.volume for p in particles)
     if volume == 0:
-        return float("nan")
+        return None
     return float(sum(p.volume * p.centroid[axis] for p in particles) / volume)
 
 
@@ -644,9 +657,10 @@ def summarise(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Tra
     if isinstance(model, DoubleWell):
         counts = [len(r["particles"]) for r in records]
         summary["particle_count"] = {"initial": counts[0], "final": counts[-1]}
-        if "phase_centre_of_mass" in records[0]:
-            summary["centre_of_mass_shift"] = (records[-1]["phase_centre_of_mass"]
-                                               - records[0]["phase_centre_of_mass"])
+        if "phase_centre_of_mass" in records[0]:  # None (null) where no precipitate is left
+            first, last = (records[i]["phase_centre_of_mass"] for i in (0, -1))
+            summary["centre_of_mass_shift"] = (None if first is None or last is None
+                                               else last - first)
         if counts[0] == 2 and counts[-1] >= 1:
             summary["smaller_volume_ratio"] = _smaller_volume_ratio(records)
         if (counts[0] == 1 and all(c == 1 for c in counts) and solver.grid.ndim in (2, 3)
@@ -811,27 +825,34 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
             MODEL_UNITS,
             SI_UNITS,
             animate_microstructure,
+            plot_free_energy,
             plot_profile,
             plot_snapshots,
             plot_tracked,
         )
 
         units = MODEL_UNITS if case.units == "nondimensional" else SI_UNITS
+        volume = "" if grid.ndim == 1 else f"^{grid.ndim}"
+        energy_unit = (f"model energy x length{volume}" if case.units == "nondimensional"
+                       else f"J m{volume}/mol")
+        plot_free_energy(run.times, run.free_energy, folder / "free_energy.png", units,
+                         energy_unit, f"{case.name}: total free energy")
 
         if grid.ndim == 1:
             T_end = solver.temperature if temperatures is None else temperatures[-1]
             plot_profile(coords["x"], run.times, run.states,
                          steady_profile(case, solver, run, T_end), folder / "profile.png", units)
         else:
-            two_phase = isinstance(solver.free_energy, DoubleWell)
+            particles = (isinstance(solver.free_energy, DoubleWell)
+                         and case.initial.kind in PARTICLE_INITIALS)
             gradient = case.temperature_spec.axis, case.temperature_spec.gradient
             centroids = ([[p["centroid"] for p in r["particles"]] for r in records]
-                         if two_phase else None)
+                         if particles else None)
             plot_snapshots(grid, run.times, run.states, folder / "snapshots.png", *gradient,
                            centroids, units)
             animate_microstructure(grid, run.times, run.states, folder / "microstructure.gif",
                                    *gradient, units)
-            if two_phase:
+            if particles:
                 plot_tracked(records, case.temperature_spec.axis, folder / "tracked.png",
                              summary.get("velocity_estimate"), units,
                              case.temperature_spec.gradient)
@@ -862,9 +883,11 @@ def headline(summary: dict) -> str:
                      f"{100 * summary['radius_change']:.2f}%")
     if "smaller_volume_ratio" in summary:
         parts.append(f"initially smaller particle's volume x{summary['smaller_volume_ratio']:.2f}")
-    if "centre_of_mass_shift" in summary:
+    if summary.get("centre_of_mass_shift") is not None:
         unit = summary["units"]["centre_of_mass_shift"]
         parts.append(f"centre of mass moved {summary['centre_of_mass_shift']:+.3e} {unit}")
+    elif "centre_of_mass_shift" in summary:
+        parts.append("no precipitate left to locate")
     return ", ".join(parts) + f", {summary['steps']} steps, {summary['wall_s']:.0f} s"
 
 

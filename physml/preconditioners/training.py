@@ -93,7 +93,7 @@ def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, ste
         optimiser.zero_grad()
         value.backward()
         if not adam_can_step(value.detach(), model.parameters()):
-            raise NonFiniteLossError(step)
+            raise NonFiniteLossError(step + 1)
         optimiser.step()
         history.append(value.item())
         if on_step is not None:

@@ -287,7 +287,7 @@ class MoETrainer:
             average_gradients(self.model)
             mean_loss = average(loss.detach())  # every process decides alike
             if not adam_can_step(mean_loss, self.model.parameters()):
-                raise NonFiniteLossError(self.step, last_checkpoint)
+                raise NonFiniteLossError(self.step + 1, last_checkpoint)
             self.optimiser.step()
             self.losses.append(float(mean_loss))
             fraction = self._converged_fraction()

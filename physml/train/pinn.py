@@ -364,7 +364,7 @@ class PINNTrainer:
                     self._redraw()
                 record = self._one_step()
                 if not np.isfinite(record["loss"]):
-                    raise NonFiniteLossError(self.step, last_checkpoint)
+                    raise NonFiniteLossError(self.step + 1, last_checkpoint)
                 self.step += 1
                 record = {"step": self.step, **record}  # updates done; the loss before the last
                 record["weights"] = {k[5:]: self.balancer.weight(k[5:]) for k in record

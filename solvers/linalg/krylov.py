@@ -352,9 +352,9 @@ def _solve(method: str, work: _Workspace, b: wp.array, x0: wp.array | None, rtol
         if true <= tol:
             break
         if not true < 0.5 * floor:
+            wider = "solve in float64, " if work.x.dtype == wp.float32 else ""
             advice = (f"the rounding floor of {_dtype_name(work.x)} arithmetic on this system; "
-                      "solve in float64 (or with a preconditioner that lowers A's condition "
-                      "number), or loosen rtol")
+                      f"{wider}loosen rtol, or precondition to lower A's condition number")
             if floor_action == "raise":
                 raise convergence_failure(method, iterations, norms, b_norm, tol,
                                           stagnated=advice)

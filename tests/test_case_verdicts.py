@@ -1,0 +1,126 @@
+"""Cases that know the right answer say it beside the measured one, give a verdict, and draw
+the figure that shows it: the inverse problem's true coefficient, the heat decay rate against
+its tolerance, the Poisson orders against the corner singularity's, and the PFHub free
+energy (without particle tracks for a spinodal network)."""
+
+import inspect
+import json
+
+import pytest
+
+from physml.cases import equation, mesh_pde
+from physml.cases.registry import load_case, run_case
+
+TINY_INVERSE = ["training.adam.steps=4", "training.lbfgs.steps=0",
+                "training.collocation.points=64", "training.collocation.boundary_points=16",
+                "evaluation.every=2", "evaluation.grid=[9, 5]", "model.width=4", "model.depth=1",
+                "observations.points=20", "observations.solve.nx=64",
+                "observations.solve.n_saves=5"]
+
+
+# -------------------------------------------------------------------- equation: inverse problem
+
+
+def test_the_true_coefficient_is_the_one_the_observations_were_solved_with():
+    case = load_case("burgers_inverse", TINY_INVERSE)
+    assert equation.true_coefficients(case) == {"nu": 0.05}
+    default = load_case("burgers_inverse", [*TINY_INVERSE, "observations.solve.parameters={}"])
+    assert equation.true_coefficients(default) == pytest.approx({"nu": 0.01 / 3.141592653589793})
+    fixed = load_case("burgers_inverse", [*TINY_INVERSE, "coefficients.nu.trainable=false"])
+    assert equation.true_coefficients(fixed) == {}  # nothing identified, nothing to compare
+
+
+def test_identification_and_headline_give_the_truth_and_the_relative_error():
+    result = {"rel_l2": 1e-3, "coefficient_nu": 0.0505, "steps": 10, "wall_s": 1.0,
+              "threshold": None, "passed": None}
+    result |= equation.identification(result, {"nu": 0.05})
+    assert result["true_nu"] == 0.05
+    assert result["relative_error_nu"] == pytest.approx(0.01)
+    assert "nu = 0.0505 (true 0.05, relative error 1.00%)" in equation.headline(result)
+
+
+def test_an_inverse_run_records_the_truth_and_draws_its_coefficients(tmp_path):
+    case = load_case("burgers_inverse", [*TINY_INVERSE, "output.figures=true",
+                                         f"output.folder={tmp_path}"])
+    folder, result = run_case(case)
+    summary = json.loads((folder / "metrics.json").read_text())["summary"]
+    assert summary["true_nu"] == 0.05 == result["true_nu"]
+    assert summary["relative_error_nu"] == pytest.approx(abs(summary["coefficient_nu"] / 0.05
+                                                             - 1))
+    assert (folder / "coefficients.png").stat().st_size > 0
+
+
+# ------------------------------------------------------------------------- mesh_pde: heat decay
+
+
+def decay_summary(error: float) -> dict:
+    return {"pde": "heat", "t": 4.0, "mass_drift": 1e-13, "decay_rate": 1.0 + error,
+            "decay_rate_expected": 1.0, "decay_rate_error": error,
+            "decay_rate_tolerance": mesh_pde.DECAY_RATE_TOLERANCE,
+            "passed": error <= mesh_pde.DECAY_RATE_TOLERANCE}
+
+
+@pytest.mark.parametrize(("error", "verdict"), [(9e-5, "pass"), (2.4e-2, "fail")])
+def test_the_heat_headline_states_the_tolerance_and_the_verdict(error, verdict):
+    line = mesh_pde.headline(decay_summary(error))
+    assert f"relative error {error:.1e}, tolerance 1e-03: {verdict})" in line
+
+
+@pytest.mark.parametrize(("steps", "passed"), [(200, True), (100, False)])
+def test_a_heat_run_passes_once_the_first_mode_dominates_and_draws_its_decay(tmp_path, steps,
+                                                                             passed):
+    """The quick variant (h 0.2): the rate between the last saves is 1.4e-4 off at t = 2,
+    within the tolerance; 2.4e-2 at t = 1, before the first mode dominates."""
+    case = load_case("heat_surface", ["variant=quick", f"time.steps={steps}",
+                                      f"output.folder={tmp_path}"])
+    folder, summary = run_case(case)
+    assert summary["decay_rate_tolerance"] == mesh_pde.DECAY_RATE_TOLERANCE
+    assert summary["passed"] is passed
+    assert summary["passed"] == (summary["decay_rate_error"] <= mesh_pde.DECAY_RATE_TOLERANCE)
+    assert summary["units"]["decay_rate"].startswith("1/s")
+    assert (folder / "decay.png").stat().st_size > 0
+
+
+# ---------------------------------------------------------------------- mesh_pde: Poisson orders
+
+
+def test_the_corner_singularity_fixes_the_expected_orders():
+    case = load_case("poisson_lshape")
+    assert case.pde.exact.expected_orders == pytest.approx({"l2": 4 / 3, "h1": 2 / 3})
+    smooth = mesh_pde.FieldSpec(kind="gaussian")
+    assert smooth.expected_orders is None
+
+
+def test_poisson_orders_come_with_the_expected_ones_and_a_convergence_plot(tmp_path):
+    case = load_case("poisson_lshape", ["variant=quick", f"output.folder={tmp_path}"])
+    folder, summary = run_case(case)
+    assert summary["order_l2_expected"] == pytest.approx(4 / 3)
+    assert summary["order_h1_expected"] == pytest.approx(2 / 3)
+    line = mesh_pde.headline(summary)
+    assert (f"observed orders L2 {summary['order_l2']:.2f} (expected 4/3), "
+            f"H1 {summary['order_h1']:.2f} (expected 2/3)") in line
+    assert (folder / "convergence.png").stat().st_size > 0
+
+
+# --------------------------------------------------------------- thermomigration: PFHub 1a
+
+
+def test_a_spinodal_run_draws_its_free_energy_and_no_particle_tracks(tmp_path, monkeypatch):
+    from physml.cases import figures
+
+    drawn = []
+    original = figures.plot_snapshots
+
+    def spy(*args, **kwargs):
+        drawn.append(inspect.signature(original).bind(*args, **kwargs).arguments
+                     .get("centroids"))
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(figures, "plot_snapshots", spy)
+    case = load_case("thermomigration_spinodal_pfhub1", [
+        "variant=cpu", "grid.shape=[32, 32]", "grid.length=[64.0, 64.0]", "time.end=10.0",
+        "time.saves=3", f"output.folder={tmp_path}"])
+    folder, _ = run_case(case)
+    assert (folder / "free_energy.png").stat().st_size > 0
+    assert not (folder / "tracked.png").exists()
+    assert drawn == [None]  # no centroid marks on a bicontinuous network
