@@ -508,6 +508,12 @@ def _run_predict(args: argparse.Namespace) -> int:
               f"at step {model.steps} of {model.planned_steps} (the run stopped early; resume "
               "it to finish)", file=sys.stderr)
     points = _read_points(args.points, model.inputs, model.outputs)
+    bounds = model.field.problem.bounds  # (d_in, 2): the box the network was trained in
+    outside = int(np.sum(np.any((points < bounds[:, 0]) | (points > bounds[:, 1]), axis=1)))
+    if outside:
+        box = ", ".join(f"{name} in [{a:g}, {b:g}]" for name, (a, b) in zip(model.inputs, bounds))
+        print(f"physml predict: note: {outside} of {len(points)} points lie outside the box the "
+              f"network was trained in ({box}): it extrapolates there", file=sys.stderr)
     values = model(points).reshape(len(points), -1)
     if args.out.suffix in (".npy", ".csv"):  # whole or not at all, as the .h5 is written
         from .datasets.store import atomic_write

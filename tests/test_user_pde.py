@@ -878,7 +878,13 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process
     np.testing.assert_allclose(written["u"].values, predicted, rtol=1e-12)
     assert written["u"].attrs == {"long_name": "prediction of u", "units": "1"}
     assert written["x"].attrs["long_name"] == "input x of the trained network"
-    assert "stopped early" not in out.stderr
+    assert "stopped early" not in out.stderr and "extrapolates" not in out.stderr
+    far = points[inside][:3].copy()
+    far[0, 0] = 50.0  # x far beyond the trained box
+    np.savetxt(tmp_path / "far.csv", far, delimiter=",", header="x,y,t", comments="")
+    beyond = _cli("predict", str(folder), "--points", str(tmp_path / "far.csv"), "--out",
+                  str(tmp_path / "far_u.csv"))
+    assert beyond.returncode == 0 and "1 of 3 points lie outside the box" in beyond.stderr
     assert _cli("predict", str(folder), "--points", str(tmp_path / "p.csv"), "--out",
                 str(tmp_path / "u.npy")).returncode == 0
     np.testing.assert_array_equal(np.load(tmp_path / "u.npy")[:, 0], table[:, 3])
