@@ -523,8 +523,11 @@ def _run_predict(args: argparse.Namespace) -> int:
                 if args.out.suffix == ".npy":
                     np.save(file, values)
                 else:
+                    digits = 9 if values.dtype == np.float32 else 17  # round-trip digits
+                    formats = ["%.17g"] * points.shape[1] + [f"%.{digits}g"] * values.shape[1]
                     np.savetxt(file, np.hstack([points, values]), delimiter=",",
-                               header=",".join((*model.inputs, *model.outputs)), comments="")
+                               header=",".join((*model.inputs, *model.outputs)), comments="",
+                               fmt=formats)
 
         atomic_write(args.out, write)
     else:
