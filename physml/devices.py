@@ -46,17 +46,21 @@ def synchronize(device: str | object) -> None:
     """Wait until the work PyTorch and Warp have queued on ``device`` is done.
 
     CUDA launches return before the kernels run, so a clock read without this times the
-    queueing, not the work. Only a library already started on CUDA can have queued work, so
-    neither is started here. On the CPU both run synchronously and there is nothing to wait for.
+    queueing, not the work. Only a library already started on CUDA, and having that device,
+    can have queued work there, so neither is started here and a library without the device
+    is left alone. On the CPU both run synchronously and there is nothing to wait for.
     """
     name = str(device)
     if not name.startswith("cuda"):
         return
+    index = int(name.partition(":")[2] or 0)
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_initialized():
+    if torch is not None and torch.cuda.is_initialized() and index < torch.cuda.device_count():
         torch.cuda.synchronize(name)
     if _warp_started():
-        sys.modules["warp"].synchronize_device(name)
+        warp = sys.modules["warp"]
+        if index < warp.get_cuda_device_count():
+            warp.synchronize_device(name)
 
 
 def _warp_started() -> bool:

@@ -567,7 +567,10 @@ def test_solution_figure_labels_colour_bars_and_names_scheme_step_and_time(saved
     assert fig.axes[0].get_xlabel() == "x [m]" and fig.axes[0].get_ylabel() == "time"
     assert fig.get_suptitle() == ("burgers: PINN, Adam + L-BFGS, step 120, time from 0 to 1; "
                                   "relative L2 error 2.00e-03")
-    plot_solution(ds.assign_attrs(t=0.5), Path("unused.png"))  # a snapshot, old signature
+    plane = xr.Dataset({name: (("x", "y"), np.outer(ds[name].values[2], ds[name].values[2]))
+                        for name in ("prediction", "reference", "error")},
+                       coords={"x": x, "y": x}, attrs={"case": "burgers", "rel_l2": 2e-3})
+    plot_solution(plane.assign_attrs(t=0.5), Path("unused.png"))  # a snapshot of a 2D field
     assert saved_figures[-1].get_suptitle() == "burgers: t = 0.5; relative L2 error 2.00e-03"
     assert not isinstance(saved_figures[-1].axes[2].images[0].norm, LogNorm)
 

@@ -174,6 +174,7 @@ def test_stopwatch_synchronises_cuda_and_warp_work(monkeypatch):
     monkeypatch.setattr(wp, "synchronize_device", lambda d: calls.append(("warp", d)))
     monkeypatch.setattr(devices, "_warp_started", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(wp, "get_cuda_device_count", lambda: 2)
     watch = Stopwatch("cuda:1")
     with watch:
         assert calls == [("torch", "cuda:1"), ("warp", "cuda:1")]

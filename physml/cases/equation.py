@@ -350,18 +350,21 @@ def trainable_scalars(case: EquationCase) -> list[str]:
 
 def true_coefficients(case: EquationCase) -> dict[str, float]:
     """The true value of each trainable scalar coefficient that the case knows: one named as
-    a parameter of the solver that made its observations (``observations.solve``), whose
-    value is then that section's ``parameters`` entry or else the problem's default, as
-    ``physml solve`` takes it (before a problem's own scaling, such as PDEBench's
-    $\\nu/\\pi$). Empty without solver-made observations."""
+    a parameter of the solver that made its observations (``observations.solve``), with the
+    value that solver ran with: that section's ``parameters`` entry or else the problem's
+    default, times the problem's own scaling (PDEBench's Burgers runs with $\\nu/\\pi$), as
+    the observations satisfy the equation with it. A true value of 0 is left out (no relative
+    error exists). Empty without solver-made observations."""
     solve = case.observations.solve if case.observations is not None else None
     if solve is None:
         return {}
     from ..datasets.problems import problem
 
-    made_with = {**problem(solve.pde).parameters, **solve.parameters}
-    return {name: float(made_with[name]) for name in trainable_scalars(case)
-            if isinstance(made_with.get(name), int | float)}
+    prob = problem(solve.pde)
+    made_with = {**prob.parameters, **solve.parameters}
+    truth = {name: float(made_with[name]) * prob.scale.get(name, 1.0)
+             for name in trainable_scalars(case) if isinstance(made_with.get(name), int | float)}
+    return {name: value for name, value in truth.items() if value != 0}
 
 
 def identification(result: dict, truth: dict[str, float]) -> dict[str, float]:
@@ -370,7 +373,7 @@ def identification(result: dict, truth: dict[str, float]) -> dict[str, float]:
     out = {}
     for name, true in truth.items():
         identified = result.get(f"coefficient_{name}")
-        if identified is not None and true != 0:
+        if identified is not None:
             out |= {f"true_{name}": true,
                     f"relative_error_{name}": abs(identified / true - 1)}
     return out

@@ -187,7 +187,7 @@ def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | Non
 
     def report(step: int, loss: float) -> None:
         if on_step is not None:
-            on_step({"step": step + 1, "loss": loss})  # the updates done
+            on_step({"step": step, "loss": loss})  # the updates done
 
     start = time.perf_counter()
     losses = fit(model, systems, loss=t.loss, steps=t.steps, learning_rate=t.lr,

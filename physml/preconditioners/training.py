@@ -67,6 +67,7 @@ def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, ste
         learning_rate: float = 3e-3, batch_size: int = 4, seed: int = 0,
         on_step: Callable[[int, float], None] | None = None) -> list[float]:
     """Adam on ``loss`` over random mini-batches of ``systems``; returns the loss per step.
+    ``on_step(updates_done, loss)`` follows each update (counted from 1).
 
     Raises:
         ValueError: an unknown loss, no systems, or steps or batch_size not whole numbers
@@ -97,7 +98,7 @@ def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, ste
         optimiser.step()
         history.append(value.item())
         if on_step is not None:
-            on_step(step, history[-1])
+            on_step(step + 1, history[-1])  # the updates done, as the NaN error counts them
     return history
 
 
