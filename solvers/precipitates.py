@@ -179,8 +179,11 @@ def particle_ids(
     ``ids[k][i]`` is the id of ``snapshots[k][i]``. The first snapshot's particles get
     0, 1, ... in their order. A later particle $j$ takes the id of the previous snapshot's
     particle $i$ when the two are mutual nearest neighbours ($i$ nearest to $j$ and $j$ nearest
-    to $i$), the distance taken between centroids as the minimum image on the periodic axes of
-    ``bc`` ($\\Delta x - L\\,\\mathrm{round}(\\Delta x/L)$, $L$ the axis length). Any other
+    to $i$) and their centroids lie within $R_i + R_j + 2\\,\\Delta x_{max}$ of each other (the two
+    discs would touch, give or take two cells: a particle moves less than its diameter between
+    snapshots, and one appearing farther off is new, not the one that dissolved). Distances
+    are taken between centroids as the minimum image on the periodic axes of ``bc``
+    ($\\Delta x - L\\,\\mathrm{round}(\\Delta x/L)$, $L$ the axis length). Any other
     particle (one that appears, or the farther pieces of a split) gets a new id, one above the
     largest given so far; the id of a particle that vanishes (dissolves, or merges into a
     nearer one) is never given again. Cost $O(n_{k-1} n_k)$ per snapshot.
@@ -212,7 +215,8 @@ def particle_ids(
 def _mutual_nearest(previous: list[Particle], current: list[Particle], grid: Grid,
                     bc: BoundaryConditions) -> list[int | None]:
     """Per particle of ``current``, the index of its mutual nearest neighbour in ``previous``
-    (minimum-image centroid distance), or None."""
+    (minimum-image centroid distance) when that distance is at most the sum of their radii plus
+    two of the grid's largest spacings, else None."""
     if not previous or not current:
         return [None] * len(current)
     offset = (np.array([p.centroid for p in current])[:, None, :]
@@ -224,7 +228,10 @@ def _mutual_nearest(previous: list[Particle], current: list[Particle], grid: Gri
     distance = np.linalg.norm(offset, axis=-1)
     nearest_previous = np.argmin(distance, axis=1)
     nearest_current = np.argmin(distance, axis=0)
-    return [int(i) if nearest_current[i] == j else None for j, i in enumerate(nearest_previous)]
+    bound = (np.array([p.radius for p in current])[:, None]
+             + np.array([p.radius for p in previous])[None, :] + 2 * float(np.max(grid.dx)))
+    return [int(i) if nearest_current[i] == j and distance[j, i] <= bound[j, i] else None
+            for j, i in enumerate(nearest_previous)]
 
 
 def _periodic_labels(mask: np.ndarray, bc: BoundaryConditions) -> np.ndarray:

@@ -124,3 +124,29 @@ def test_a_spinodal_run_draws_its_free_energy_and_no_particle_tracks(tmp_path, m
     assert (folder / "free_energy.png").stat().st_size > 0
     assert not (folder / "tracked.png").exists()
     assert drawn == [None]  # no centroid marks on a bicontinuous network
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ([], {"l2": 4 / 3, "h1": 2 / 3}),
+    (["mesh.domain=disc"], None),  # no re-entrant corner
+    (["pde.exact.centre=[0.5, 0.5]"], None),  # the singularity off the L-shape's corner
+    (["pde.exact.centre=[0.5, 0.5]", "boundary.0.value.centre=[0.5, 0.5]"], None)])
+def test_expected_orders_hold_only_at_the_l_shape_s_re_entrant_corner(overrides, expected):
+    case = load_case("poisson_lshape", overrides)
+    assert case.expected_orders == (None if expected is None else pytest.approx(expected))
+
+
+def test_a_constant_heat_start_has_no_decay_verdict():
+    """u0 = 1: the deviation from the mean is round-off (4.4e-16), nothing decays, so no rate
+    is measured and no verdict given, and the headline says why."""
+    import scipy.sparse as sp
+
+    case = load_case("heat_surface", ["variant=quick", "pde.initial=1.0"])
+    history = [{"step": k, "t": 0.2 * k, "mass": 15.8, "energy": 0.0, "min": 1.0, "max": 1.0,
+                "deviation": 4.4e-16} for k in range(3)]
+    summary = mesh_pde.heat_summary(case, history, None, sp.identity(4) * 15.8 / 4, closed=True)
+    assert "decay_rate" not in summary and "passed" not in summary
+    assert "round-off" in summary["decay_rate_skipped"]
+    line = mesh_pde.headline({"pde": "heat", **summary})
+    assert "decay rate not checked: initial deviation from the mean 4.4e-16 is round-off" in line
+    assert "fail" not in line

@@ -323,3 +323,48 @@ def test_free_energy_is_log_log_when_positive_else_linear(saved_figures):
     figures.plot_free_energy(t, [3.3, 3.2, 3.2, 3.1, 3.1], Path("unused.png"), figures.SI_UNITS,
                              "J m^2/mol")  # positive, but a factor below 2: no decades to show
     assert saved_figures[-1].axes[0].get_yscale() == "linear"
+
+
+def test_a_cut_s_error_is_nan_where_the_prediction_is_not_finite_inside_the_domain(
+        saved_figures):
+    ds = space_time()
+    snapshot = ds.isel(time=-1).assign_attrs(t=1.0)
+    prediction = snapshot["prediction"].values.copy()
+    prediction[:4] = np.nan  # half the frame, inside the disk too
+    snapshot["prediction"] = (snapshot["prediction"].dims, prediction)
+    figures.plot_solution(snapshot, Path("unused.png"))
+    assert "relative L2 error nan at t = 1" in saved_figures[-1].get_suptitle()
+    assert np.isnan(figures._relative_l2([1.0, np.inf, 2.0], [1.0, 1.0, np.nan]))
+    assert figures._relative_l2([2.0, 0.0], [1.0, np.nan]) == 1.0  # outside: ignored
+
+
+def test_tracked_plot_spans_the_run_when_the_particle_dissolves(saved_figures):
+    records = [{"t": float(t), "particles": [{"id": 0, "centroid": [1.0, 0.0], "radius": 1.0}]
+                if t == 0 else [], "phase_centre_of_mass": 1.0 if t == 0 else None}
+               for t in range(4)]
+    figures.plot_tracked(records, 0, Path("unused.png"), units=figures.MODEL_UNITS)
+    left, right = saved_figures[-1].axes
+    assert left.get_xlim() == (0.0, 3.0) and right.get_xlim() == (0.0, 3.0)
+    (centre,) = [line for line in left.lines if line.get_label() == "phase centre of mass"]
+    assert centre.get_marker() == "o"
+
+
+def test_a_coefficient_without_truth_keeps_its_step_tick_labels(saved_figures):
+    records = [{"step": s, "coefficient_nu": 0.05, "coefficient_k": 1.0} for s in range(1, 11)]
+    figures.plot_coefficients(records, ["nu", "k"], {"nu": 0.05}, Path("unused.png"))
+    nu, k, _, _ = saved_figures[-1].axes
+    assert k.xaxis.get_tick_params()["labelbottom"]
+    assert not nu.xaxis.get_tick_params().get("labelbottom", True)  # shown below it instead
+
+
+def test_mesh_u_is_drawn_on_the_exact_solution_s_colour_scale(saved_figures):
+    points = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=float)
+    cells = np.array([[0, 1, 2], [0, 2, 3]])
+    exact = np.array([-0.2, 0.0, 0.1, 0.23])
+    u = np.array([0.0, 0.01, 0.1, 0.25])
+    figures.plot_mesh_fields(points, cells, {"u": u, "exact": exact}, Path("unused.png"))
+    u_ax, _, exact_ax, _ = saved_figures[-1].axes
+    drawn = [ax.collections[0] for ax in (u_ax, exact_ax)]
+    assert drawn[0].get_cmap().name == drawn[1].get_cmap().name == "RdBu_r"
+    assert drawn[0].get_clim() == drawn[1].get_clim() == pytest.approx((-0.23, 0.23))
+    assert drawn[0].colorbar.extend == "max"  # u goes beyond exact's range

@@ -1057,3 +1057,62 @@ def test_a_run_whose_precipitates_all_dissolve_reports_no_centre_of_mass():
     line = headline({"mass_drift": 1e-16, "centre_of_mass_shift": None,
                      "units": {"centre_of_mass_shift": "m"}, "steps": 10, "wall_s": 1.0})
     assert "no precipitate left to locate" in line and "nan" not in line
+
+
+def test_particle_ids_do_not_pass_to_a_particle_appearing_far_from_a_dissolved_one():
+    """A particle that dissolves while another appears 0.8 of the domain away: the two are each
+    other's nearest, but farther apart than their radii plus two cells, so the new one gets a
+    new id."""
+    from physml.solvers.precipitates import particle_ids
+
+    grid = Grid((100, 100), (0.0, 0.0), (1.0, 1.0))
+    ids = particle_ids([[Particle((0.1, 0.5), 0.05, 0.008)], [Particle((0.9, 0.5), 0.05, 0.008)]],
+                       grid, neumann(2))
+    assert ids == [[0], [1]]
+
+
+def test_smaller_volume_ratio_is_zero_when_the_small_particle_dissolves_and_another_appears():
+    """Large particle at x = 60 cells (R 20) stays; the small one at x = 170 (R 8) dissolves
+    while an equal one appears at x = 120, 50 cells off (nearer it than the large one): the
+    small one's id is gone, so its volume ratio is 0."""
+    from physml.cases.registry import load_case
+    from physml.cases.thermomigration import build_grid
+
+    grid, bc = build_grid(load_case(CASES / "thermomigration_two_precipitates.yaml"))
+    states = [precipitate_field(grid, 0.1, 0.9, [(60 * CELL, 48 * CELL), (x * CELL, 48 * CELL)],
+                                [20 * CELL, 8 * CELL], 1.5 * CELL, bc) for x in (170, 120)]
+    records, summary, _, _ = two_precipitate_tracking(states)
+    assert [p["id"] for p in records[-1]["particles"]] == [0, 2]
+    assert summary["smaller_volume_ratio"] == 0.0
+
+
+@pytest.mark.parametrize(("initial", "final", "said"), [
+    (0, 2, "no precipitate to locate at the start"),
+    (2, 0, "no precipitate left to locate at the end"),
+    (0, 0, "no precipitate to locate at either end")])
+def test_the_headline_says_which_end_has_no_precipitate(initial, final, said):
+    from physml.cases.thermomigration import headline
+
+    line = headline({"mass_drift": 1e-16, "centre_of_mass_shift": None,
+                     "particle_count": {"initial": initial, "final": final},
+                     "units": {"centre_of_mass_shift": "m"}, "steps": 10, "wall_s": 1.0})
+    assert f", {said}, " in line
+
+
+@pytest.mark.parametrize(("kind", "drawn"), [
+    ("precipitates", True), ("random_precipitates", True), ("file", True),
+    ("uniform", False), ("expression", False)])
+def test_particle_figures_are_drawn_for_every_start_but_a_spinodal_one(kind, drawn):
+    """A ``file`` restart of a precipitate run keeps its tracks; a uniform or expression start
+    (a spinodal decomposition) has none."""
+    import types
+
+    from physml.cases.registry import load_case
+    from physml.cases.thermomigration import build_free_energy, draws_particles
+
+    case = load_case(CASES / "thermomigration_two_precipitates.yaml")
+    restarted = case.model_copy(update={"initial": case.initial.model_copy(update={"kind": kind})})
+    solver = types.SimpleNamespace(free_energy=build_free_energy(case))
+    assert draws_particles(restarted, solver) is drawn
+    solver.free_energy = object()  # not a double well: never
+    assert not draws_particles(restarted, solver)

@@ -35,10 +35,13 @@ def _field_label(ds: xr.Dataset, units: str) -> str:
 
 
 def _relative_l2(prediction, reference) -> float:
-    """$\\|p - r\\| / \\|r\\|$ over the points where both are finite (NaN marks a point outside
-    the domain); NaN when the reference vanishes there."""
+    """$\\|p - r\\| / \\|r\\|$ over the points where the reference is finite (a NaN reference
+    marks a point outside the domain); NaN when the reference vanishes there or the prediction
+    is not finite at one of those points."""
     p, r = np.asarray(prediction, dtype=float), np.asarray(reference, dtype=float)
-    inside = np.isfinite(p) & np.isfinite(r)
+    inside = np.isfinite(r)
+    if not np.isfinite(p[inside]).all():
+        return float("nan")
     norm = float(np.sqrt(np.sum(r[inside] ** 2)))
     return float(np.sqrt(np.sum((p - r)[inside] ** 2))) / norm if norm > 0 else float("nan")
 
@@ -413,7 +416,8 @@ def plot_tracked(records: list[dict], axis: int, path: Path,
     where the particle is absent (records without ids: one line per size rank); with
     ``velocity_estimate`` (in the run's length per time unit) and a single particle, a line
     of that slope through its position at half time (where the measured velocity's fit
-    starts)."""
+    starts). The time axes span the run's first to last record, whether or not a particle is
+    present at them; the phase centre of mass is drawn with a marker at each record."""
     scale = units.length_scale
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     times = np.array([r["t"] for r in records], dtype=float)
@@ -426,8 +430,8 @@ def plot_tracked(records: list[dict], axis: int, path: Path,
         right.plot(times, radius, "o-", ms=2, color=colour)
     if "phase_centre_of_mass" in records[0]:  # recorded along a non-periodic axis only
         left.plot(times, [np.nan if r["phase_centre_of_mass"] is None
-                          else scale * r["phase_centre_of_mass"] for r in records], "k--",
-                  label="phase centre of mass")
+                          else scale * r["phase_centre_of_mass"] for r in records], "ko--",
+                  ms=2, label="phase centre of mass")
     if velocity_estimate is not None and len(tracks) == 1:
         (track,) = tracks.values()
         middle = len(records) // 2
@@ -441,6 +445,9 @@ def plot_tracked(records: list[dict], axis: int, path: Path,
              else "centroids")
     right.set(xlabel=f"t [{units.time}]", ylabel=f"equivalent radius [{units.length}]",
               title="particle sizes")
+    if times.size and times[-1] > times[0]:  # the whole run, however few points are finite
+        for ax in (left, right):
+            ax.set_xlim(times[0], times[-1])
     if len(tracks) <= 8:
         left.legend(fontsize=7)
     fig.savefig(path, dpi=110)
@@ -497,15 +504,21 @@ def plot_mesh_fields(points: np.ndarray, cells: np.ndarray, fields: dict[str, np
     (matplotlib's 3D axes have no Gouraud shading), the colour bar spanning the vertex
     values. ``cells`` (m, 3); each field (n,). A one-signed field gets a sequential colormap,
     one of both signs (and any field named in ``diverging``, the signed error) a diverging
-    one centred on 0 (:func:`colour_scale`). Panel titles from ``titles`` (default: the
-    field's name); colour bars labelled with the name and its ``units`` (one string for all
-    fields, or per name, ``"1"`` where a name is missing). ``title`` wraps to the figure's
-    width."""
+    one centred on 0 (:func:`colour_scale`). Where both ``u`` and ``exact`` are shown, ``u``
+    is drawn on ``exact``'s colour scale, with extend arrows on its colour bar where it leaves
+    that range (as :func:`plot_solution` draws a prediction). Panel titles from ``titles``
+    (default: the field's name); colour bars labelled with the name and its ``units`` (one
+    string for all fields, or per name, ``"1"`` where a name is missing). ``title`` wraps to the
+    figure's width."""
     surface = points.shape[1] == 3
     fig = plt.figure(figsize=(4.6 * len(fields), 4.2), constrained_layout=True)
     for i, (name, values) in enumerate(fields.items(), start=1):
         values = np.asarray(values, dtype=float)
         scale = colour_scale(values)
+        extend = "neither"
+        if name == "u" and "exact" in fields:
+            scale = colour_scale(fields["exact"])
+            extend = clipping(values, scale["vmin"], scale["vmax"])[0]
         if name in diverging and scale["cmap"] != "RdBu_r":
             limit = max(abs(scale["vmin"]), abs(scale["vmax"]))
             scale = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit}
@@ -524,7 +537,8 @@ def plot_mesh_fields(points: np.ndarray, cells: np.ndarray, fields: dict[str, np
             ax.set(aspect="equal", xlabel=f"x [{length}]", ylabel=f"y [{length}]")
         ax.set_title((titles or {}).get(name, name))
         unit = units.get(name, "1") if isinstance(units, dict) else units
-        fig.colorbar(art, ax=ax, shrink=0.7, label=f"{name} [{unit}]" if unit else name)
+        fig.colorbar(art, ax=ax, shrink=0.7, extend=extend,
+                     label=f"{name} [{unit}]" if unit else name)
     fig.suptitle(textwrap.fill(title, width=int(TITLE_CHARACTERS_PER_INCH * fig.get_figwidth())))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -557,8 +571,9 @@ def plot_coefficients(history: list[dict], names: list[str], truth: dict[str, fl
             below.semilogy(steps, np.abs(values / true - 1), "C3-")
             below.set(xlabel="step", ylabel=f"|{name} / {name}_true - 1|")
             below.grid(True, which="both", alpha=0.3)
-        elif rows == 2:
+        elif rows == 2:  # the hidden row below would carry the shared x tick labels
             axes[1, k].set_visible(False)
+            top.tick_params(labelbottom=True)
         top.set(ylabel=name, title=heading, xlabel="step" if rows == 1 or name not in truth
                 else "")
         for ax in axes[:, k]:

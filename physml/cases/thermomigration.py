@@ -18,12 +18,13 @@ Run folder::
                           on, as below)
     profile.png           1D cases: c(x) at the snapshots
     snapshots.png         2D/3D: the microstructure at four times (the particles' starting
-                          and current centroids marked when the case starts from particles)
+                          and current centroids marked as tracked.png is drawn, below)
     microstructure.gif    2D/3D: the whole time series, animated (3D: the mid-plane)
-    tracked.png           2D/3D double well started from particles (``initial.kind``
-                          precipitates or random_precipitates, :data:`PARTICLE_INITIALS`):
-                          particle positions and radii against time; none for a spinodal
-                          decomposition, whose bicontinuous network is no set of particles
+    tracked.png           2D/3D double well started from anything but a spinodal start
+                          (``initial.kind`` uniform or expression,
+                          :data:`SPINODAL_INITIALS`): particle positions and radii against
+                          time; none for a spinodal decomposition, whose bicontinuous
+                          network is no set of particles
 
 A ``tracked.json`` record (:func:`track`)::
 
@@ -252,11 +253,12 @@ class SolverSpec(Section):
     dt_max: float | None = Field(None, gt=0)
 
 
-PARTICLE_INITIALS = ("precipitates", "random_precipitates")
-"""The ``initial.kind`` values that start a double-well case from particles, whose tracks
-(``tracked.png``, the centroids on ``snapshots.png``) are drawn; the other kinds (a uniform
-or expression start decomposes into a bicontinuous network, a file may hold anything) get
-none drawn, though ``tracked.json`` records what the tracker finds."""
+SPINODAL_INITIALS = ("uniform", "expression")
+"""The ``initial.kind`` values whose double-well start decomposes into a bicontinuous network
+(a uniform or perturbed field), so no particle tracks (``tracked.png``, the centroids on
+``snapshots.png``) are drawn, though ``tracked.json`` records what the tracker finds. The
+other kinds start from particles (``precipitates``, ``random_precipitates``) or continue a
+run (``file``, a restart), and get them drawn."""
 
 INITIAL_KEYS = {"uniform": ("value",), "precipitates": ("centres", "radii"),
                 "random_precipitates": ("count", "radius_range", "spacing", "seed"),
@@ -843,8 +845,7 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
             plot_profile(coords["x"], run.times, run.states,
                          steady_profile(case, solver, run, T_end), folder / "profile.png", units)
         else:
-            particles = (isinstance(solver.free_energy, DoubleWell)
-                         and case.initial.kind in PARTICLE_INITIALS)
+            particles = draws_particles(case, solver)
             gradient = case.temperature_spec.axis, case.temperature_spec.gradient
             centroids = ([[p["centroid"] for p in r["particles"]] for r in records]
                          if particles else None)
@@ -856,6 +857,13 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
                 plot_tracked(records, case.temperature_spec.axis, folder / "tracked.png",
                              summary.get("velocity_estimate"), units,
                              case.temperature_spec.gradient)
+
+
+def draws_particles(case: ThermomigrationCase, solver: ThermomigrationSolver) -> bool:
+    """Whether the particle figures (``tracked.png``, the centroids on ``snapshots.png``) are
+    drawn: a double well whose start is not a spinodal one (:data:`SPINODAL_INITIALS`)."""
+    return (isinstance(solver.free_energy, DoubleWell)
+            and case.initial.kind not in SPINODAL_INITIALS)
 
 
 def describe(case: ThermomigrationCase) -> str:
@@ -887,8 +895,20 @@ def headline(summary: dict) -> str:
         unit = summary["units"]["centre_of_mass_shift"]
         parts.append(f"centre of mass moved {summary['centre_of_mass_shift']:+.3e} {unit}")
     elif "centre_of_mass_shift" in summary:
-        parts.append("no precipitate left to locate")
+        parts.append(_no_centre_of_mass(summary.get("particle_count")))
     return ", ".join(parts) + f", {summary['steps']} steps, {summary['wall_s']:.0f} s"
+
+
+def _no_centre_of_mass(count: dict | None) -> str:
+    """Why the centre of mass has no shift: which end of the run (by ``particle_count``'s
+    ``initial`` and ``final``; "one end" when that is absent) holds no precipitate."""
+    if count is None:
+        return "no precipitate left to locate at one end"
+    start, end = count["initial"] == 0, count["final"] == 0
+    if start and end:
+        return "no precipitate to locate at either end"
+    return ("no precipitate to locate at the start" if start
+            else "no precipitate left to locate at the end")
 
 
 KIND = CaseKind(
