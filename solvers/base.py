@@ -758,6 +758,8 @@ class GridSolver:
     def step(self, u: Any) -> np.ndarray:
         """One time step: NumPy array of shape ``grid.shape`` (or ``(B, *grid.shape)``) in,
         new NumPy array out."""
+        batched = np.ndim(u) == self.grid.ndim + 1
+        finite_state(u, (np.shape(u)[0], *self.grid.shape) if batched else self.grid.shape, "u")
         return np.take(self.rollout(u, 1), -1, axis=-self.grid.ndim - 1)
 
     def rollout(

@@ -222,6 +222,15 @@ def test_wrong_shape_dtype_and_parameter_names_in_the_bridge():
                        params={"rho": torch.tensor(1.0)})
 
 
+def test_step_names_its_own_argument():
+    solver = HeatSolver1D(GRID, nu=0.1, dt=1e-4)
+    with pytest.raises(ValueError, match=r"^u contains 32 NaN/Inf value\(s\)"):
+        solver.step(np.full(32, np.nan))
+    with pytest.raises(ValueError, match=r"^u has shape \(7,\)"):
+        solver.step(np.ones(7))
+    assert solver.step(np.ones((3, 32))).shape == (3, 32)
+
+
 def test_an_empty_batch_and_a_state_of_another_size_are_refused_by_name():
     solver = HeatSolver1D(GRID, nu=0.1, dt=1e-4)
     with pytest.raises(ValueError, match=r"u0 has shape \(0, 32\).*B >= 1"):
