@@ -112,13 +112,8 @@ def precipitate_field(
     for centre, radius in zip(centres, radii):
         if len(centre) != grid.ndim:
             raise ValueError(f"centre {centre} needs {grid.ndim} coordinates")
-        offsets = []
-        for d, (x, x0) in enumerate(zip(mesh, centre)):
-            offset = x - x0
-            if bc is not None and bc.is_periodic(d):
-                length = grid.upper[d] - grid.lower[d]
-                offset = offset - length * np.round(offset / length)  # the nearest image
-            offsets.append(offset)
+        offsets = [_nearest_image(x - x0, d, grid, bc)
+                   for d, (x, x0) in enumerate(zip(mesh, centre))]
         r = np.sqrt(sum(offset**2 for offset in offsets))
         phase = np.maximum(phase, 0.5 * (1 + np.tanh((radius - r) / width)))
     return matrix + (precipitate - np.asarray(matrix)) * phase
@@ -222,9 +217,7 @@ def _mutual_nearest(previous: list[Particle], current: list[Particle], grid: Gri
     offset = (np.array([p.centroid for p in current])[:, None, :]
               - np.array([p.centroid for p in previous])[None, :, :])  # (current, previous, d)
     for axis in range(grid.ndim):
-        if bc.is_periodic(axis):
-            length = grid.upper[axis] - grid.lower[axis]
-            offset[..., axis] -= length * np.round(offset[..., axis] / length)
+        offset[..., axis] = _nearest_image(offset[..., axis], axis, grid, bc)
     distance = np.linalg.norm(offset, axis=-1)
     nearest_previous = np.argmin(distance, axis=1)
     nearest_current = np.argmin(distance, axis=0)
@@ -232,6 +225,17 @@ def _mutual_nearest(previous: list[Particle], current: list[Particle], grid: Gri
              + np.array([p.radius for p in previous])[None, :] + 2 * float(np.max(grid.dx)))
     return [int(i) if nearest_current[i] == j and distance[j, i] <= bound[j, i] else None
             for j, i in enumerate(nearest_previous)]
+
+
+def _nearest_image(offset: np.ndarray, axis: int, grid: Grid,
+                   bc: BoundaryConditions | None) -> np.ndarray:
+    """Offsets [m] along ``axis`` as their nearest periodic image,
+    $\\Delta x - L\\,\\mathrm{round}(\\Delta x/L)$, where ``bc`` is periodic along it
+    (``L`` the axis length); unchanged elsewhere (``bc`` None: no periodic axis)."""
+    if bc is None or not bc.is_periodic(axis):
+        return offset
+    length = grid.upper[axis] - grid.lower[axis]
+    return offset - length * np.round(offset / length)
 
 
 def _periodic_labels(mask: np.ndarray, bc: BoundaryConditions) -> np.ndarray:

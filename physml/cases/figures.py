@@ -60,19 +60,20 @@ def _uniform(centres: np.ndarray) -> bool:
     return steps.size == 0 or bool(np.allclose(steps, steps[0], rtol=1e-6, atol=0.0))
 
 
-def colour_scale(values) -> dict:
+def colour_scale(values, diverging: bool = False) -> dict:
     """How a field is coloured: a sequential colormap (``viridis``) over its range when it
     keeps one sign, a diverging one (``RdBu_r``) centred on 0 when it takes both (a value
-    within $10^{-9}$ of the largest magnitude counts as zero); keys ``cmap``, ``vmin``,
-    ``vmax``. NaN (outside the domain) is ignored."""
+    within $10^{-9}$ of the largest magnitude counts as zero) or when ``diverging`` asks for
+    it (a signed error); keys ``cmap``, ``vmin``, ``vmax``. NaN (outside the domain) is
+    ignored."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if v.size == 0:
         return {"cmap": "viridis", "vmin": 0.0, "vmax": 1.0}
     low, high = float(v.min()), float(v.max())
     zero = 1e-9 * max(abs(low), abs(high))
-    if low < -zero and high > zero:
-        limit = max(-low, high)
+    if diverging or (low < -zero and high > zero):
+        limit = max(-low, high) or 1e-3  # an all-zero field: a range around 0
         return {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit}
     if high - low <= zero:  # a constant field: a range around it
         pad = max(abs(high), 1.0) * 1e-3
@@ -514,14 +515,11 @@ def plot_mesh_fields(points: np.ndarray, cells: np.ndarray, fields: dict[str, np
     fig = plt.figure(figsize=(4.6 * len(fields), 4.2), constrained_layout=True)
     for i, (name, values) in enumerate(fields.items(), start=1):
         values = np.asarray(values, dtype=float)
-        scale = colour_scale(values)
+        scale = colour_scale(values, diverging=name in diverging)
         extend = "neither"
         if name == "u" and "exact" in fields:
             scale = colour_scale(fields["exact"])
             extend = clipping(values, scale["vmin"], scale["vmax"])[0]
-        if name in diverging and scale["cmap"] != "RdBu_r":
-            limit = max(abs(scale["vmin"]), abs(scale["vmax"]))
-            scale = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit}
         if surface:
             ax = fig.add_subplot(1, len(fields), i, projection="3d")
             fine_points, fine_cells, fine_values = _subdivide(points, cells, values)

@@ -421,7 +421,7 @@ def run_poisson(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
         expected = case.expected_orders
         if expected is not None and len(levels) > 1:
             summary |= {"order_l2_expected": expected["l2"], "order_h1_expected": expected["h1"]}
-    summary["units"] = {key: unit for key, unit in SUMMARY_UNITS.items() if key in summary}
+    summary["units"] = summary_units(summary)
     return Result(mesh, kept, summary, levels)
 
 
@@ -485,7 +485,7 @@ def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
     summary = heat_summary(case, history, K, M, closed=len(fixed) == 0)
     summary |= {"vertices": mesh.n_vertices, "h": mesh.edge_length(), "steps": steps,
                 "step_s": state["wall_s"] / steps, "wall_s": state["wall_s"]}
-    summary["units"] = {key: unit for key, unit in SUMMARY_UNITS.items() if key in summary}
+    summary["units"] = summary_units(summary)
     return Result(mesh, {"u0": frames[0], "u": frames[-1]}, summary, history,
                   (np.array([r["t"] for r in history]), frames))
 
@@ -515,6 +515,11 @@ SUMMARY_UNITS = {
     "decay_rate_tolerance": "relative", "step_s": "s", "wall_s": "s",
 }
 """Units of the entries of a Poisson or heat run's summary (``metrics.json``)."""
+
+
+def summary_units(summary: dict) -> dict[str, str]:
+    """The :data:`SUMMARY_UNITS` of the entries ``summary`` holds."""
+    return {key: unit for key, unit in SUMMARY_UNITS.items() if key in summary}
 
 
 def heat_summary(case: MeshPDECase, history: list[dict], K, M, closed: bool) -> dict:

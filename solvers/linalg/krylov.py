@@ -352,8 +352,10 @@ def _solve(method: str, work: _Workspace, b: wp.array, x0: wp.array | None, rtol
         if true <= tol:
             break
         if not true < 0.5 * floor:
-            wider = "solve in float64, " if work.x.dtype == wp.float32 else ""
-            advice = (f"the rounding floor of {_dtype_name(work.x)} arithmetic on this system; "
+            single = work.x.dtype == wp.float32
+            wider = "solve in float64, " if single else ""
+            advice = (f"the rounding floor of {'float32' if single else 'float64'} arithmetic "
+                      "on this system; "
                       f"{wider}loosen rtol, or precondition to lower A's condition number")
             if floor_action == "raise":
                 raise convergence_failure(method, iterations, norms, b_norm, tol,
@@ -381,9 +383,6 @@ def _true_residual(work: _Workspace) -> float:
         launch()
     return float(np.sqrt(work.table.read()[0][RESIDUAL]))
 
-
-def _dtype_name(a: wp.array) -> str:
-    return "float32" if a.dtype == wp.float32 else "float64"
 
 
 def _bound(obj: Any, method: str, a: wp.array, b: wp.array) -> Callable[[], None]:
