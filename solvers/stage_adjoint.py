@@ -34,7 +34,7 @@ import warp as wp
 
 from .operators import launch, specialize
 from .replay import Replay
-from .rk_stages import GHOST_SOURCE
+from .stage_native_source import GHOST_SOURCE
 from .vector_width import wide_vector_options
 
 wp.set_module_options({"fuse_fp": False} | wide_vector_options())
