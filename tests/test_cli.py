@@ -269,8 +269,8 @@ def test_ctrl_c_in_solve_and_generate_ends_on_one_line(tmp_path, monkeypatch, ca
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_run_solve", interrupted)
-    monkeypatch.setattr(cli, "_run_generate", interrupted)
+    monkeypatch.setattr(cli, "solve_command", interrupted)
+    monkeypatch.setattr(cli, "generate_command", interrupted)
     assert main([*command, "--out", str(tmp_path / "out")]) == 130
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,182 @@
+"""``physml run``, ``physml validate`` and ``physml cases``: a case file run (or continued with
+``--resume``), checked, or listed, and what an interrupted or failed run tells its user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .cli_parser import log_interval
+
+if TYPE_CHECKING:  # the case kinds import PyTorch: loaded when a command needs them
+    from .cases.kind import CaseKind
+
+
+def cases_command(args: argparse.Namespace) -> int:
+    from .cases.registry import DEFAULT_KIND, KINDS, bundled_cases
+    from .datasets.spec import read_yaml_mapping
+
+    cases = bundled_cases()
+    if args.names:
+        print("\n".join(cases))
+        return 0
+    width = max(map(len, cases))
+    for name, path in cases.items():
+        raw = read_yaml_mapping(path, "case")
+        kind = raw.get("kind", DEFAULT_KIND)
+        print(f"{name:{width}s}  {kind:15s}  {raw.get('description', '')}")
+    print("\nkinds: " + "; ".join(f"{k}: {kind.summary}" for k, kind in KINDS.items()))
+    print(f"files: {next(iter(cases.values())).parent} (run one by name: physml run NAME)")
+    return 0
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    from .cases.registry import case_kind, load_case
+
+    case = load_case(args.case, args.overrides)
+    print(f"{args.case}: valid ({case_kind(case).describe(case)})")
+    return 0
+
+
+def _load_run_case(args: argparse.Namespace):
+    """The case to run: the file with its overrides, or, with --resume, the run folder's
+    configuration (which the file with its overrides must match)."""
+    from .cases.registry import case_kind, load_case
+    from .cases.run_folder import CONFIG
+
+    requested = load_case(args.case, args.overrides)
+    if args.resume is None:
+        return requested
+    if not args.resume.is_dir():
+        raise ValueError(f"--resume: {str(args.resume)!r} is not a folder" if
+                         args.resume.exists() else
+                         f"--resume: folder {str(args.resume)!r} does not exist")
+    if not (args.resume / CONFIG).is_file():
+        raise ValueError(f"--resume: {str(args.resume)!r} is not a run folder (no {CONFIG}); "
+                         "nothing to resume")
+    case = load_case(args.resume / CONFIG, recorded=True)
+    keys = requested.differences(case)
+    if keys:
+        shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        raise ValueError(
+            f"--resume: {args.case} (with overrides) differs from the configuration of "
+            f"{args.resume} (a {case.kind} case) in {shown}; resume with the same case"
+        )
+    kind = case_kind(case)
+    if not kind.resumable:
+        raise ValueError(f"--resume: kind {kind.name!r} cannot resume: start a new run")
+    if not (args.resume / kind.checkpoint).is_file():
+        raise ValueError(f"--resume: {str(args.resume)!r} has no {kind.checkpoint} (its run "
+                         "keeps none); nothing to resume")
+    return case
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from .cases.registry import case_kind, run_case
+    from .progress import PipeConsole, RunProgress
+    from .solvers.runtime import quiet_warp
+
+    interval = log_interval(args)
+    case = _load_run_case(args)
+    kind = case_kind(case)
+    from .cases.run_folder import new_run_folder, remove_if_empty  # after the case is checked
+    from .devices import require_device
+    from .errors import NonFiniteLossError
+    from .solvers.errors import BlowUpError
+
+    quiet_warp(case.device)
+    require_device(case.device)
+    folder = args.resume if args.resume is not None else new_run_folder(case.name, case.output)
+    console = PipeConsole(stderr=True)
+    if not args.quiet:
+        console.print("[bold]physml run[/] " + escape(
+            f"{case.name}: {kind.describe(case)} on {case.device}"
+            + (f" ({case.dtype})" if hasattr(case, "dtype") else "")), soft_wrap=True)
+    with RunProgress(case.name, kind.total_steps(case), console, args.quiet,
+                     interval) as progress:
+        latest = {}
+
+        def on_step(record: dict) -> None:
+            if "rel_l2" in record:
+                latest["rel_l2"] = record["rel_l2"]
+            error = f" rel L2 {latest['rel_l2']:.2e}" if latest else ""
+            if "fit_iteration" in record:  # a fit before the first step (TENG)
+                progress.update(0, f"initial fit: iteration {record['fit_iteration']}, "
+                                   f"error {record['fit_error']:.2e}")
+                return
+            if "status" in record:  # a step that says what it did itself (a mesh solve)
+                progress.update(record["step"] + 1, record["status"])
+                return
+            # a record's step counts the updates or time steps done
+            done = record["step"]
+            status = f"loss {record['loss']:.3e}" if "loss" in record else f"t {record['t']:.4g}"
+            progress.update(done, status + error)
+
+        failure = None
+        try:
+            folder, result = run_case(case, folder, resume=args.resume is not None,
+                                      on_step=on_step)
+        except (NonFiniteLossError, BlowUpError) as err:
+            failure = err  # told after the progress display's last line
+        except KeyboardInterrupt:
+            progress.stop()
+            print(_interrupted(args, folder, kind), file=sys.stderr)
+            return 130
+        except BaseException:
+            if not _removed_if_unresumable(args, folder, kind.checkpoint):
+                remove_if_empty(folder)
+            raise
+    if failure is not None:
+        if _removed_if_unresumable(args, folder, kind.checkpoint):
+            failure = f"{failure} (before the first checkpoint: removed {folder})"
+        elif kind.resumable:
+            failure = f"{failure} ({folder / kind.checkpoint}; continue with: " \
+                      f"{_resume_command(args, folder)})"
+        print(f"physml: error: {failure}", file=sys.stderr)
+        return 1
+    print(kind.headline(result))
+    outputs = ", ".join(sorted(p.name for p in folder.iterdir()
+                               if p.is_file() and not p.name.startswith(".")))
+    print(f"run folder: {folder}  ({outputs})")
+    return 0
+
+
+def _removed_if_unresumable(args: argparse.Namespace, folder: Path, checkpoint: str) -> bool:
+    """Remove the folder a new run (not ``--resume``) made if it holds no checkpoint: nothing
+    in it can be resumed. Returns whether it did."""
+    if args.resume is not None or (folder / checkpoint).is_file():
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
+
+
+def _interrupted(args: argparse.Namespace, folder: Path, kind: CaseKind) -> str:
+    """What to tell a user who stopped a run with Ctrl-C; a new run's folder with nothing to
+    resume is removed (a folder given with ``--resume`` never is)."""
+    from .cases.run_folder import CONFIG
+
+    removed = f"physml: interrupted before the first checkpoint; nothing to resume (removed " \
+              f"{folder})"
+    if _removed_if_unresumable(args, folder, kind.checkpoint):
+        return removed
+    if not kind.resumable:
+        return f"physml: interrupted; kind {kind.name!r} cannot resume: start a new run " \
+               f"({folder} keeps its {kind.checkpoint})"
+    if args.resume is None and not (folder / CONFIG).is_file():  # stopped before its config
+        shutil.rmtree(folder, ignore_errors=True)
+        return removed
+    return (f"physml: interrupted; {folder} keeps the last checkpoint. Continue with:\n  "
+            f"{_resume_command(args, folder)}")
+
+
+def _resume_command(args: argparse.Namespace, folder: Path) -> str:
+    """The command line that resumes the run in ``folder``."""
+    return shlex.join(["physml", "run", str(args.case), *args.overrides, "--resume",
+                       str(folder)])

@@ -1,0 +1,60 @@
+"""``physml datasets generate SPEC --out FOLDER``: a benchmark dataset generated (or resumed)
+from a spec, with a progress display counting samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+from .cli_parser import log_interval
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from .datasets.generate import generate
+    from .datasets.linear_systems import LinearSystemSpec
+    from .datasets.spec import load_spec
+    from .progress import PipeConsole, RunProgress
+    from .solvers.base import warp_device
+    from .solvers.runtime import quiet_warp
+
+    interval = log_interval(args)
+    if args.samples is not None and args.samples <= 0:
+        raise ValueError(f"--samples={args.samples} must be a positive integer")
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers={args.workers} must be >= 0")
+    quiet_warp(args.device)
+    device = warp_device(args.device)
+    spec = load_spec(args.spec, samples=args.samples)
+    console = PipeConsole(stderr=True, quiet=args.quiet)
+    console.print(
+        "[bold]physml datasets generate[/] " + escape(
+            f"{args.spec}: {spec.summary}, {len(spec.parameter_grid())} parameter "
+            f"combination(s) x {spec.samples} samples on {device} -> {args.out}"))
+    with contextlib.ExitStack() as stack:
+        shown: list[RunProgress] = []  # the display starts with the first count (the total):
+        # a failed start shows none
+
+        def report(done: int, total: int) -> None:
+            if not shown:
+                shown.append(stack.enter_context(
+                    RunProgress(spec.pde, total, console, args.quiet, interval)))
+            shown[0].update(done, "samples")
+
+        manifest = generate(
+            spec,
+            args.out,
+            device=device,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            overwrite=args.overwrite,
+            progress=report,
+        )
+    reader = (f"physml.datasets.linear_systems.read_systems({str(args.out / 'train')!r})"
+              if isinstance(spec, LinearSystemSpec)
+              else f"physml.io.open_dataset({str(args.out)!r}, split='train')")
+    console.print(f"wrote {manifest['samples']} samples to {args.out} (open with {reader})",
+                  markup=False)
+    return 0

@@ -1,0 +1,270 @@
+"""The ``physml`` command line's parser: one sub-command per ``_add_<command>``, the argument
+types that refuse NaN and infinities, and the checks of the options several commands share
+(``--log-every``, ``--out``). The commands themselves live in the other ``physml.cli_*`` modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from ._version import __version__
+from .progress import LOG_INTERVAL_S
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit status 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+MAX_STEPS = 10**7
+"""Most time steps one ``physml solve`` runs unless ``--max-steps`` allows more."""
+
+
+def _finite(text: str) -> float:
+    """A finite float from the command line (NaN and infinities refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(_finite(v) for v in text.split(","))
+    except argparse.ArgumentTypeError:
+        message = f"expected comma-separated finite numbers, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def _bundled_spec_names() -> str:
+    """The bundled dataset specs' names, read off their folder (without importing the
+    datasets package, which the command line loads only when it needs it)."""
+    import importlib.util
+
+    folder = Path(importlib.util.find_spec("physml.datasets").origin).parent / "specs"
+    return ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``physml`` command line: one sub-command per ``_add_<command>``."""
+    parser = _Parser(prog="physml", description="Simulation-first scientific ML for PDEs.")
+    parser.add_argument("--version", action="version", version=f"physml {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    for add in (_add_solve, _add_run, _add_validate, _add_predict, _add_export, _add_cases,
+                _add_datasets):
+        add(sub)
+    return parser
+
+
+def _add_solve(sub: argparse._SubParsersAction) -> None:
+    """``physml solve PDE``: a standard problem by a Warp solver, written as HDF5."""
+    from .datasets.problems import PROBLEMS, parameters_by_name
+
+    solve = sub.add_parser(
+        "solve",
+        help="run a Warp solver and write the trajectory as HDF5",
+        description="Run one of the standard PDE problems: "
+        + "; ".join(f"{k}: {p.equation}" for k, p in PROBLEMS.items()),
+    )
+    solve.add_argument("pde", help=f"one of: {', '.join(PROBLEMS)}")
+    solve.add_argument("--nx", type=int, default=256, help="cells along x (default 256)")
+    solve.add_argument("--ny", type=int, default=None, help="cells along y (2D; default nx)")
+    for name, owners in parameters_by_name().items():
+        first = owners[0][1]
+        meaning = " / ".join(dict.fromkeys(p.meaning for _, p in owners))
+        example = ", one entry per axis, e.g. 1,0.5" if first.per_axis else ""
+        bounds = {}  # the allowed values per PDE, where the PDEs differ
+        for pde, p in owners:
+            bounds.setdefault(p.allowed, []).append(pde)
+        allowed = "; ".join(f"{rule} ({', '.join(pdes)})" for rule, pdes in bounds.items())
+        solve.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=_floats if first.per_axis else _finite,
+            default=None,
+            help=f"{meaning} [{first.unit}]{example}: {allowed}",
+        )
+    solve.add_argument("--t-end", type=_finite, default=None, help="final time [s]")
+    solve.add_argument(
+        "--dt",
+        type=_finite,
+        default=None,
+        help="time step [s]: stable, and dividing --t-end into the save intervals "
+        "(default: the largest such step up to --cfl times the largest stable step)",
+    )
+    solve.add_argument(
+        "--cfl",
+        type=_finite,
+        default=0.5,
+        help="fraction of the largest stable step used when --dt is not given",
+    )
+    solve.add_argument(
+        "--max-steps",
+        type=int,
+        default=MAX_STEPS,
+        help=f"refuse a run of more time steps than this (default {MAX_STEPS:.0e})",
+    )
+    solve.add_argument("--n-saves", type=int, default=101, help="saved states including u0")
+    solve.add_argument("--scheme", default=None,
+                       help="euler, heun, ssp_rk3, rk4, or imex where the PDE allows it; "
+                            "navier_stokes2d: ifrk4")
+    solve.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    solve.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    solve.add_argument("--out", type=Path, required=True, help="output HDF5 file")
+    solve.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    _add_progress_options(solve)
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    """``physml run CASE [overrides] [--resume RUN_DIR]``."""
+    run = sub.add_parser(
+        "run",
+        help="run a case file (a path, or a bundled case by name)",
+        description="Run a case: physml run cases/burgers.yaml (or: physml run burgers) "
+        "[training.adam.steps=500 device=cuda ...] [--resume RUN_DIR]",
+    )
+    run.add_argument("case", help="case file, or the name of a bundled case (physml cases)")
+    run.add_argument("overrides", nargs="*", default=[], help="dotted key=value overrides")
+    run.add_argument("--resume", type=Path, default=None, help="run folder to continue")
+    _add_progress_options(run)
+
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    """``physml validate CASE [overrides]``."""
+    validate = sub.add_parser("validate", help="check a case file without running it")
+    validate.add_argument("case", help="case file, or the name of a bundled case")
+    validate.add_argument("overrides", nargs="*", default=[])
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    """``physml predict RUN_DIR --points FILE --out FILE``."""
+    predict = sub.add_parser(
+        "predict",
+        help="evaluate the trained network of a run folder at points",
+        description="Evaluate a PINN run's network: --points is a .npy array (n, d_in) or a "
+        ".csv with a header naming the inputs (x, y, z, t); --out is .npy, .csv or .h5.",
+    )
+    predict.add_argument("run_dir", type=Path, help="run folder of physml run")
+    predict.add_argument("--points", type=Path, required=True, help="input points file")
+    predict.add_argument("--out", type=Path, required=True, help="output file")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    predict.add_argument("--device", default=None,
+                         help="where to evaluate (default: the run's device, else cpu)")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    """``physml export RUN_DIR --out MODEL``."""
+    export = sub.add_parser(
+        "export",
+        help="save the trained network of a run folder as TorchScript or ONNX",
+        description="Export a PINN run's network (inputs (n, d_in) -> outputs (n, m), in the "
+        "trained dtype): --out ending in .pt writes TorchScript (torch.jit.load), .onnx an ONNX "
+        "graph (input X, output u; needs pip install 'physml[onnx]').",
+    )
+    export.add_argument("run_dir", type=Path, help="run folder of physml run")
+    export.add_argument("--out", type=Path, required=True, help="model file (.pt or .onnx)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    export.add_argument("--device", default=None,
+                        help="device the traced model runs on (default: the run's, else cpu)")
+
+
+def _add_cases(sub: argparse._SubParsersAction) -> None:
+    """``physml cases [--names]``."""
+    cases = sub.add_parser("cases", help="list the bundled case files")
+    cases.add_argument("--names", action="store_true", help="only the names, one per line")
+
+
+def _add_datasets(sub: argparse._SubParsersAction) -> None:
+    """``physml datasets generate SPEC --out FOLDER``."""
+    datasets = sub.add_parser("datasets", help="benchmark datasets")
+    datasets_sub = datasets.add_subparsers(
+        dest="datasets_command", parser_class=_Parser, required=True
+    )
+    generate = datasets_sub.add_parser(
+        "generate",
+        help="generate (or resume) a dataset from a spec",
+        description="Generate a dataset from a YAML spec (a path, or a bundled spec name: "
+        f"{_bundled_spec_names()}). Rerunning the "
+        "same command resumes an interrupted generation.",
+    )
+    generate.add_argument("spec", help="spec file or bundled spec name")
+    generate.add_argument("--out", type=Path, required=True, help="output folder")
+    generate.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="samples per parameter combination (overrides the spec)",
+    )
+    generate.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local Dask worker processes (default: the cores this process may use; 0: in-process)",
+    )
+    generate.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a running Dask scheduler, e.g. tcp://host:8786",
+    )
+    generate.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a complete dataset (or one of another spec) in --out",
+    )
+    generate.add_argument(
+        "--device", default="cpu", help="cpu, cuda or cuda:N: where the samples are solved"
+    )
+    _add_progress_options(generate, unit="sample")
+
+
+def _add_progress_options(command: argparse.ArgumentParser, unit: str = "step") -> None:
+    """``--quiet`` and ``--log-every``: the options of a command's :class:`RunProgress`
+    (``unit``: what it counts)."""
+    command.add_argument("--quiet", action="store_true", help="no progress display")
+    command.add_argument(
+        "--log-every",
+        type=float,
+        default=LOG_INTERVAL_S,
+        help="seconds between progress lines when the output is not a terminal "
+        f"(default {LOG_INTERVAL_S:g}; 0: every {unit})",
+    )
+
+
+def log_interval(args: argparse.Namespace) -> float:
+    """``--log-every``, checked.
+
+    Raises:
+        ValueError: it is negative or NaN.
+    """
+    if not args.log_every >= 0:
+        raise ValueError(f"--log-every={args.log_every} must be >= 0 seconds (0: every step)")
+    return args.log_every
+
+
+def check_output_file(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an ``--out`` that cannot become the output file: a folder
+    (``.`` included), a file that exists (unless ``overwrite``), or a path in a folder that is
+    missing or not writable."""
+    if out.is_dir():
+        raise ValueError(
+            f"--out: {str(out)!r} is a folder; give a file name, e.g. {str(out / 'u.h5')!r}"
+        )
+    if out.exists() and not overwrite:
+        raise ValueError(f"--out: {str(out)!r} exists; pass --overwrite to replace it")
+    folder = out.parent
+    if not folder.is_dir():
+        raise ValueError(f"--out: folder {str(folder)!r} does not exist")
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".physml-write-test-")
+    except OSError as err:
+        message = f"--out: cannot write in folder {str(folder)!r} ({err.strerror})"
+        raise ValueError(message) from None
+    os.close(handle)
+    os.unlink(probe)

@@ -1,0 +1,134 @@
+"""``physml predict`` and ``physml export``: the trained network of a run folder evaluated at
+points read from a .npy or .csv file ((n, d_in) -> (n, m), written as .npy, .csv or .h5), or
+saved as TorchScript or ONNX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .cli_parser import check_output_file
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    from .trained import load_run
+
+    check_output_file(args.out, args.overwrite)
+    if args.out.suffix not in (".npy", ".csv", ".h5"):
+        raise ValueError(f"--out: {str(args.out)!r} must end in .npy, .csv or .h5")
+    model = load_run(args.run_dir, args.device)
+    if model.steps is not None and model.steps < model.planned_steps:
+        print(f"physml predict: note: the network of {str(args.run_dir)!r} is its checkpoint "
+              f"at step {model.steps} of {model.planned_steps} (the run stopped early; resume "
+              "it to finish)", file=sys.stderr)
+    points = _read_points(args.points, model.inputs, model.outputs)
+    bounds = model.field.problem.bounds  # (d_in, 2): the box the network was trained in
+    outside = int(np.sum(np.any((points < bounds[:, 0]) | (points > bounds[:, 1]), axis=1)))
+    if outside:
+        box = ", ".join(f"{name} in [{a:g}, {b:g}]" for name, (a, b) in zip(model.inputs, bounds))
+        print(f"physml predict: note: {outside} of {len(points)} points lie outside the box the "
+              f"network was trained in ({box}): it extrapolates there", file=sys.stderr)
+    values = model(points).reshape(len(points), -1)
+    if args.out.suffix in (".npy", ".csv"):  # whole or not at all, as the .h5 is written
+        from .datasets.store import atomic_write
+
+        def write(path: Path) -> None:
+            with open(path, "wb") as file:
+                if args.out.suffix == ".npy":
+                    np.save(file, values)
+                else:
+                    digits = 9 if values.dtype == np.float32 else 17  # round-trip digits
+                    formats = ["%.17g"] * points.shape[1] + [f"%.{digits}g"] * values.shape[1]
+                    np.savetxt(file, np.hstack([points, values]), delimiter=",",
+                               header=",".join((*model.inputs, *model.outputs)), comments="",
+                               fmt=formats)
+
+        atomic_write(args.out, write)
+    else:
+        import xarray as xr
+
+        from .datasets.store import with_cf_metadata
+        from .io import write_dataset
+
+        columns = {name: ("point", points[:, i]) for i, name in enumerate(model.inputs)}
+        columns.update({name: ("point", values[:, i]) for i, name in enumerate(model.outputs)})
+        metadata = {name: (f"input {name} of the trained network", "1") for name in model.inputs}
+        metadata.update({name: (f"prediction of {name}", "1") for name in model.outputs})
+        write_dataset(with_cf_metadata(xr.Dataset(columns, attrs={"run": str(args.run_dir)}),
+                                       metadata), args.out)
+    print(f"wrote {args.out} ({len(points)} points, outputs {', '.join(model.outputs)})")
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from .trained import load_run
+
+    check_output_file(args.out, args.overwrite)
+    writers = {".pt": "export_torchscript", ".onnx": "export_onnx"}
+    if args.out.suffix not in writers:
+        raise ValueError(f"--out: {str(args.out)!r} must end in .pt (TorchScript) or .onnx")
+    model = load_run(args.run_dir, args.device)
+    getattr(model, writers[args.out.suffix])(args.out)
+    print(f"wrote {args.out} (inputs {', '.join(model.inputs)} -> outputs "
+          f"{', '.join(model.outputs)}, {str(model.dtype).removeprefix('torch.')})")
+    return 0
+
+
+def _read_points(path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...] = ()
+                 ) -> np.ndarray:
+    """Rows of inputs from a .npy array or a .csv whose header names the inputs (columns
+    named like an output are ignored: a CSV ``predict`` wrote reads back)."""
+    if not path.is_file():
+        raise ValueError(f"--points: {str(path)!r} does not exist")
+    if path.suffix not in (".npy", ".csv"):
+        raise ValueError(f"--points: {str(path)!r} must end in .npy or .csv")
+    try:
+        if path.suffix == ".npy":
+            with path.open("rb") as f:
+                try:
+                    version = np.lib.format.read_magic(f)
+                except ValueError:
+                    raise ValueError("is not a NumPy array file (write one with numpy.save)"
+                                     ) from None
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                if read_header(f)[2].hasobject:
+                    raise ValueError("holds object values; need a numeric array")
+            points = np.load(path)
+        else:
+            with path.open() as f:
+                header = [h.strip() for h in f.readline().split(",")]
+            missing = [name for name in inputs if name not in header]
+            if missing:
+                raise ValueError(f"has no column {missing[0]!r}; the header must name the "
+                                 f"inputs {', '.join(inputs)}")
+            extra = [name for name in header if name not in (*inputs, *outputs)]
+            if extra:
+                raise ValueError(f"has a column {extra[0]!r} the network does not read; the "
+                                 f"header names the inputs {', '.join(inputs)} (and may "
+                                 f"name the outputs {', '.join(outputs)}, which are ignored)")
+            with warnings.catch_warnings():  # "input contained no data": said below
+                warnings.simplefilter("ignore", UserWarning)
+                table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+            if table.size == 0:
+                raise ValueError("has no rows under its header")
+            if table.shape[1] != len(header):
+                raise ValueError(f"has rows of {table.shape[1]} values under a header of "
+                                 f"{len(header)}")
+            points = table[:, [header.index(name) for name in inputs]]
+        points = np.asarray(points, dtype=np.float64)
+    except (ValueError, TypeError, OSError) as err:
+        raise ValueError(f"--points: {str(path)!r} {err}") from None
+    if points.ndim != 2 or points.shape[1] != len(inputs) or len(points) == 0:
+        raise ValueError(f"--points: {str(path)!r}: need shape (n, {len(inputs)}), n >= 1, "
+                         f"with columns {', '.join(inputs)}; got {points.shape}")
+    bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
+    if len(bad):
+        raise ValueError(f"--points: {str(path)!r}: row(s) {bad[:5].tolist()} hold a NaN or "
+                         "infinite value; every coordinate must be a finite number")
+    return points
