@@ -9,72 +9,59 @@ $$F(u) = -\sum_d \partial_d f_d(u) + \nu\,\Delta u + \rho\, r(u),$$
 evaluated by one Warp kernel (:mod:`physml.solvers.operators`); a PDE class only says which
 flux $f$ and reaction $r$ it has (``flux_kind``, ``reaction_kind``) and lists its parameters
 with their units, ranges and terms (``PARAMETERS``, :mod:`physml.solvers.parameters`). The
-stability rates, the parameter checks and the command-line flags follow from these.
+stability rates, the parameter checks and the command-line flags follow from these
+(the stability analysis: :mod:`physml.solvers.stability`).
 
 Time stepping is explicit Runge–Kutta (:mod:`physml.solvers.timestepping`) or, with
-``scheme="imex"``, the $\theta$-method on the diffusion term with the rest explicit:
-
-$$(I - \theta\Delta t\,\nu L)\,u^{n+1} = u^n + \Delta t\,N(u^n) + (1-\theta)\Delta t\,\nu L u^n,$$
-
-solved by conjugate gradients in Warp (Crank–Nicolson for $\theta = 1/2$: second order for pure
-diffusion, first order otherwise; $\theta = 1$ is L-stable).
+``scheme="imex"``, the $\theta$-method on the diffusion term with the rest explicit
+(:mod:`physml.solvers.implicit_diffusion`).
 
 Explicit steps of the convection–diffusion–reaction operator run one fused launch per stage
 (:mod:`physml.solvers.rk_stages`) on a batch of states ``(B, *grid.shape)`` with per-sample
-or field coefficients. A step recorded on a ``wp.Tape`` (what the PyTorch bridge,
-:mod:`physml.bridge`, differentiates) builds new arrays from its inputs; a NumPy rollout
-reuses its work arrays between steps.
+or field coefficients (:mod:`physml.solvers.batch_parameters`). A step recorded on a
+``wp.Tape`` (what the PyTorch bridge, :mod:`physml.bridge`, differentiates) builds new arrays
+from its inputs; a NumPy rollout reuses its work arrays between steps
+(:mod:`physml.solvers.rollout`).
 """
 
 from __future__ import annotations
 
 import copy
-import operator
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import warp as wp
 
-from .dtypes import warp_dtype
-from .errors import BlowUpError, UnstableStepError, whole_number
-from .grid import BCKind, BoundaryConditions, Grid, periodic
-from .linalg import StencilOperator, cg
-from .operators import (
-    FLUXES,
-    REACTIONS,
-    FluxKind,
-    GridLayout,
-    Limiter,
-    ReactionKind,
-    axpy,
-    axpy_kernel,
-    implicit_operator_kernel,
-    implicit_tridiagonal_kernel,
-    launch,
-    narrow_kernel,
-    scaled_axpy_kernel,
-    weighted_dot_kernel,
-    widen_kernel,
+from .batch_parameters import (
+    batch_shapes,
+    check_values,
+    kernel_coefficient,
+    sample_maxima,
+    sample_parameters,
 )
+from .checks import check_counts, finite_state, per_sample, require
+from .dtypes import warp_dtype
+from .errors import whole_number
+from .grid import BoundaryConditions, Grid, periodic
+from .implicit_diffusion import ImplicitDiffusion
+from .operators import FLUXES, FluxKind, GridLayout, Limiter, ReactionKind, axpy
 from .parameters import Parameter, Term, check_parameters
 from .rk_stages import Coefficient, FusedStages, StageWork
+from .rollout import batch_rollout, replayed_steps
 from .runtime import warp_device
+from .stability import (
+    cell_and_ghost_bounds,
+    check_samples,
+    check_step_stability,
+    format_values,
+    operator_rates,
+    stability_limit,
+    term_costs,
+)
 from .timestepping import Tableau, explicit_rk_step, tableau
 
-TVD_CFL = 0.5
-"""CFL limit of the MUSCL (TVD) flux: $\\max|f'|\\,\\Delta t/\\Delta x \\le 1/2$."""
-
 Solver = TypeVar("Solver")
-
-MAX_REPLAYED_STEPS = 64
-"""Most rollout steps replayed in one go (:meth:`GridSolver._replayed_steps`; a rollout with
-a callback replays one step at a time)."""
-
-def require(condition: bool, message: str) -> None:
-    """Raise ``ValueError(message)`` unless ``condition``."""
-    if not condition:
-        raise ValueError(message)
 
 
 def shallow_copy(solver: Solver, **changes: Any) -> Solver:
@@ -85,29 +72,6 @@ def shallow_copy(solver: Solver, **changes: Any) -> Solver:
     clone.__dict__.update(solver.__dict__)
     clone.__dict__.update(changes)
     return clone
-
-
-def finite_state(u: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
-    """``u`` as a float64 array of ``shape``, with a ValueError naming ``name`` if it has
-    another shape or holds NaN/Inf."""
-    arr = np.asarray(u, dtype=np.float64)
-    require(arr.shape == shape, f"{name} has shape {arr.shape}; expected the grid shape {shape}")
-    bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-    require(bad == 0, f"{name} contains {bad} NaN/Inf value(s); the state must be finite")
-    return arr
-
-
-def check_counts(n_steps: int, save_every: int) -> tuple[int, int]:
-    """``(n_steps, save_every)`` as ints, with a ValueError unless n_steps >= 0 and
-    save_every >= 1 are integers and n_steps is a multiple of save_every (the steps past the
-    last saved state would run and be lost)."""
-    n, every = whole_number(n_steps, "n_steps", 0), whole_number(save_every, "save_every", 1)
-    if n % every:
-        raise ValueError(
-            f"n_steps={n} is not a multiple of save_every={every}: the last {n % every} "
-            f"step(s) would run and not be saved; pass n_steps={n - n % every} or "
-            f"{n - n % every + every}")
-    return n, every
 
 
 class GridSolver:
@@ -273,23 +237,7 @@ class GridSolver:
         Raises:
             ValueError: an unknown parameter or a shape it does not take.
         """
-        table = {p.name: p for p in self.PARAMETERS}
-        unknown = sorted(set(shapes) - set(table))
-        require(not unknown, f"unknown parameter(s) {unknown} for {type(self).__name__}; "
-                f"allowed: {', '.join(self.parameter_names)}")
-        out = {}
-        for name, shape in shapes.items():
-            out[name] = _coefficient_shape(table[name], tuple(shape), batch, self.grid)
-            require(table[name].term is not None or len(out[name]) == 1,
-                    f"{name}: {type(self).__name__} takes no field of {name}")
-            field = len(out[name]) == 2 and not table[name].per_axis
-            require(not field or self.fused, self._field_refused(name))
-        return out
-
-    def _field_refused(self, name: str) -> str:
-        """The message refusing a field of ``name`` to a solver stepped sample by sample."""
-        return (f"{name}: a field of {name} needs an explicit scheme with the fused stages; "
-                f"{type(self).__name__} steps it sample by sample")
+        return batch_shapes(self, batch, shapes)
 
     def check_parameter_values(self, name: str, values: np.ndarray) -> None:
         """Check every value of parameter ``name`` (any shape) against its range.
@@ -297,23 +245,13 @@ class GridSolver:
         Raises:
             ValueError: the first value outside the range, with what is allowed.
         """
-        parameter = next(p for p in self.PARAMETERS if p.name == name)
-        bad = [float(v) for v in np.ravel(values) if not parameter.admits(float(v))]
-        require(not bad, f"{name}={bad[0]!r} must be {parameter.allowed} "
-                f"({parameter.meaning} in {parameter.unit})" if bad else "")
+        check_values(self.PARAMETERS, name, values)
 
     def _coefficient(self, name: str | None, params: dict[str, wp.array]) -> Coefficient:
         """How the stage kernels read parameter ``name`` (zeros when the PDE has none)."""
         if name is None:
             return Coefficient(self._zeros)
-        array = params[name]
-        per_axis = name == self.velocity_parameter
-        if array.ndim == 2:
-            flat = array.flatten()
-            if per_axis:
-                return Coefficient(flat, (array.shape[1], 0))
-            return Coefficient(flat, (array.shape[1] if array.shape[0] > 1 else 0, 1))
-        return Coefficient(array, (0, 0) if per_axis or array.shape[0] == 1 else (1, 0))
+        return kernel_coefficient(params[name], name == self.velocity_parameter)
 
     def with_parameters(self, **values) -> GridSolver:
         """A copy of this solver with other physical parameter values (numbers, or arrays of
@@ -367,21 +305,7 @@ class GridSolver:
         Args:
             u_max: bound on $|u|$ (enters nonlinear fluxes and reactions).
         """
-        inv_dx = np.array([1.0 / h for h in self.grid.dx])
-        params = self.parameters()
-        velocity = (
-            np.zeros(self.grid.ndim)
-            if self.velocity_parameter is None
-            else params[self.velocity_parameter]
-        )
-        speed = FLUXES[self.flux_kind].wave_speed(velocity, u_max)
-        rates = {"diffusion": 0.0, "advection": float(np.sum(speed * inv_dx)), "reaction": 0.0}
-        if self.diffusion_parameter is not None:
-            rates["diffusion"] = float(params[self.diffusion_parameter][0] * 4 * np.sum(inv_dx**2))
-        if self.reaction_parameter is not None:
-            slope = REACTIONS[self.reaction_kind](u_max)
-            rates["reaction"] = float(params[self.reaction_parameter][0] * slope)
-        return rates
+        return operator_rates(self, u_max)
 
     def stable_dt(self, u: np.ndarray | None = None) -> float:
         """Largest stable time step for the state ``u`` (or for linear terms only if None).
@@ -391,7 +315,7 @@ class GridSolver:
         (real axis: diffusion and reaction; imaginary axis: central advection; 1/2 for the
         TVD flux). With ``scheme="imex"`` diffusion is implicit and drops out.
         """
-        return _limit(self._costs(u, self.tableau is None))
+        return stability_limit(term_costs(self, u, self.tableau is None))
 
     def state_bound(self, u: np.ndarray) -> float:
         """$\\max|u|$ over the cells of ``u`` (one state or a batch) and its Dirichlet ghost
@@ -409,56 +333,7 @@ class GridSolver:
 
         Raises:
             ValueError: ``u`` of another shape, naming the allowed ones."""
-        u = np.asarray(u, dtype=np.float64)
-        shape, size = self.grid.shape, self.grid.size
-        require(u.size and (u.shape in (shape, (size,))
-                            or (u.ndim > 1 and u.shape[1:] in (shape, (size,)))),
-                f"u has shape {u.shape}; expected a state {shape} (or flat, ({size},)) or a "
-                f"batch (B, *{shape}) with B >= 1")
-        cells = u.reshape(-1, *shape)
-        batch = len(cells)
-        bound = np.max(np.abs(cells.reshape(batch, -1)), axis=1, initial=0.0)
-        for d, sides in enumerate(self.bc.sides):
-            for side, condition in enumerate(sides):
-                if condition.kind != BCKind.DIRICHLET or condition.value == 0:
-                    continue  # a zero value mirrors |u|
-                n = self.grid.shape[d]
-                layers = range(min(2, n)) if side == 0 else range(n - min(2, n), n)
-                ghosts = 2 * condition.value - np.take(cells, list(layers), axis=1 + d)
-                bound = np.maximum(bound, np.max(np.abs(ghosts.reshape(batch, -1)), axis=1,
-                                                  initial=0.0))
-        return bound
-
-    def _costs(self, u: np.ndarray | None, implicit_diffusion: bool,
-               bound: float | None = None) -> dict[str, float]:
-        """$\\lambda_k / L_k$ per term [1/s] (see :meth:`stable_dt`) for the state ``u`` (or
-        the :meth:`state_bound` ``bound``); the explicit part of IMEX is forward Euler."""
-        u_max = bound if bound is not None else 0.0 if u is None else self.state_bound(u)
-        rates = self.rates(u_max)
-        explicit = self._explicit_part(implicit_diffusion)
-        costs = {
-            "diffusion": 0.0 if implicit_diffusion else rates["diffusion"] / explicit.real_limit,
-            "advection": 0.0,
-            "reaction": rates["reaction"] / explicit.real_limit,
-        }
-        if rates["advection"] > 0:
-            limit = explicit.imag_limit
-            if FLUXES[self.flux_kind].tvd:  # a limiter keeps forward Euler TVD up to CFL 1/2;
-                # Fromm's unlimited slopes amplify under it at every CFL (the multi-stage
-                # schemes stay stable at 1/2)
-                limit = 0.0 if self._unlimited_euler(explicit) else TVD_CFL
-            costs["advection"] = np.inf if limit == 0 else rates["advection"] / limit
-        return costs
-
-    def _explicit_part(self, implicit_diffusion: bool) -> Tableau:
-        """The explicit scheme: forward Euler for the explicit part of IMEX."""
-        return tableau("euler") if implicit_diffusion else self.tableau
-
-    def _unlimited_euler(self, explicit: Tableau) -> bool:
-        """Whether the advection is Fromm's unlimited MUSCL flux stepped by forward Euler
-        (``scheme='euler'``, or the explicit part of ``'imex'``): unstable at every step."""
-        return (FLUXES[self.flux_kind].tvd and self.limiter == Limiter.NONE
-                and explicit.name == "euler")
+        return cell_and_ghost_bounds(self.grid, self.bc, u)
 
     def check_stability(self, u: np.ndarray | None = None, *, bound: float | None = None
                         ) -> None:
@@ -468,39 +343,7 @@ class GridSolver:
         The message names the term that sets the limit, and offers ``scheme='imex'`` only
         where diffusion sets it and an implicit diffusion step would allow a larger ``dt``.
         """
-        costs = self._costs(u, self.tableau is None, bound)
-        dt_max = _limit(costs)
-        if self.dt <= dt_max * (1 + 1e-12):
-            return
-        name = type(self).__name__
-        if dt_max == 0:  # the advection's explicit step cannot be stable (as _costs found)
-            raise UnstableStepError(
-                "the unlimited MUSCL flux (limiter 'none', Fromm's scheme) is unstable with a "
-                f"forward-Euler advection step (scheme '{self.scheme}') at any dt; use a "
-                f"limiter (van_leer, minmod, mc) or scheme 'heun', 'ssp_rk3' or 'rk4' ({name})"
-                if self._unlimited_euler(self._explicit_part(self.tableau is None)) else
-                f"central differences for advection are unstable with scheme '{self.scheme}' at "
-                f"any dt; use scheme 'ssp_rk3' or 'rk4', or space='upwind' ({name})",
-                dt=self.dt,
-                dt_max=0.0,
-            )
-        binding = max(costs, key=costs.get)
-        hint = ""
-        if binding == "diffusion" and self.diffusion_parameter is not None:
-            imex_max = _limit(self._costs(u, implicit_diffusion=True, bound=bound))
-            if imex_max > dt_max:
-                unknown = u is None and bound is None and self.flux_kind != FluxKind.NONE
-                rest = (f"dt<={imex_max:.4g}" if not np.isinf(imex_max) else
-                        "the advection term's limit, set by the state, then applies" if unknown
-                        else "no limit left")
-                hint = f", or scheme='imex' (implicit diffusion; {rest})"
-        raise UnstableStepError(
-            f"dt={self.dt:.4g} exceeds the stability limit {dt_max:.4g} of scheme "
-            f"'{self.scheme}' for {name} on a grid with dx={_fmt(self.grid.dx)}, set by its "
-            f"{binding} term; pass dt<={dt_max:.4g}{hint}",
-            dt=self.dt,
-            dt_max=dt_max,
-        )
+        check_step_stability(self, u, bound=bound)
 
     # ------------------------------------------------------------------------------ operators
 
@@ -586,13 +429,7 @@ class GridSolver:
         n = self.grid.size
         parts = []
         for b in range(batch):
-            sample = {}
-            for name, array in params.items():
-                if name == self.velocity_parameter:
-                    sample[name] = array if array.ndim == 1 else array[b]
-                    continue
-                require(array.ndim == 1, self._field_refused(name))
-                sample[name] = array if array.shape[0] == 1 else array[b : b + 1]
+            sample = sample_parameters(self, params, b)
             parts.append(self._single_step(u[b * n : (b + 1) * n], sample, float(steps[b]), tape))
         if batch == 1:
             return parts[0]
@@ -613,134 +450,9 @@ class GridSolver:
     def _imex_step(
         self, u: wp.array, params: dict[str, wp.array], tape: wp.Tape | None
     ) -> wp.array:
-        lay, dt, theta = self.layout, self.dt, self.theta
         nu = params[self.diffusion_parameter]
-        explicit = axpy(u, self.rhs(u, params, with_diffusion=False), dt)
-        b = self._scaled_axpy(explicit, nu, (1 - theta) * dt, lay.laplacian(u))
-        zeros = lay.empty(False)
-        zeros.zero_()
-        b = self._scaled_axpy(b, nu, theta * dt, lay.laplacian(zeros))  # boundary values
-        x = lay.empty(b.requires_grad)
-        self._solve_implicit(b, nu, x)
-        if tape is not None:
-            tape.record_func(lambda: self._imex_adjoint(b, nu, x), arrays=[b, x, nu])
-        return x
-
-    def _imex_adjoint(self, b: wp.array, nu: wp.array, x: wp.array) -> None:
-        """Adjoint of $A(\\nu) x = b$ with A symmetric.
-
-        $\\lambda = A^{-1}\\bar x$, then $\\bar b \\mathrel{+}= \\lambda$ and
-        $\\bar\\nu \\mathrel{+}= \\theta\\Delta t\\,\\lambda^T L_0 x$.
-        """
-        lam = self.layout.empty(False)
-        self._solve_implicit(x.grad, nu, lam)
-        launch(
-            axpy_kernel,
-            self.dtype,
-            dim=lam.shape[0],
-            inputs=[b.grad, lam, b.dtype(1.0)],
-            outputs=[b.grad],
-            device=self.device,
-            record_tape=False,
-        )
-        if nu.grad is not None:
-            lx = self.layout.laplacian(x, homogeneous=True)
-            launch(
-                weighted_dot_kernel,
-                self.dtype,
-                dim=lam.shape[0],
-                inputs=[lam, lx, b.dtype(self.theta * self.dt)],
-                outputs=[nu.grad],
-                device=self.device,
-                record_tape=False,
-            )
-
-    def _scaled_axpy(self, x: wp.array, coeff: wp.array, a: float, y: wp.array) -> wp.array:
-        out = wp.empty_like(x, requires_grad=x.requires_grad or coeff.requires_grad)
-        launch(
-            scaled_axpy_kernel,
-            self.dtype,
-            dim=x.shape[0],
-            inputs=[x, coeff, x.dtype(a), y],
-            outputs=[out],
-            device=self.device,
-        )
-        return out
-
-    def _solve_implicit(self, b: wp.array, nu: wp.array, x: wp.array) -> int:
-        """Solve $(I - \\theta\\Delta t\\,\\nu L_0)x = b$ (x overwritten), in float64 whatever
-        the solver's dtype: a float32 solver's ``b`` and ``nu`` are widened for the solve and x
-        rounded back (at the condition numbers of long implicit steps,
-        $1 + 4 d\\,\\theta\\Delta t\\,\\nu / h^2$, float32's rounding floor lies far above any
-        useful tolerance).
-        Launches are not recorded on a tape. Returns the number of iterations.
-        """
-        if self.dtype == wp.float64:
-            return self._solve_implicit_float64(b, nu, x, self.layout, rtol=1e-13)
-        wide = [wp.empty(a.shape[0], dtype=wp.float64, device=self.device) for a in (b, nu, x)]
-        for a, a64 in zip((b, nu), wide):
-            wp.launch(widen_kernel, dim=a.shape[0], inputs=[a], outputs=[a64],
-                      device=self.device, record_tape=False)
-        # 1e-9: below what the float32 result resolves
-        iterations = self._solve_implicit_float64(*wide, self.layout.in_dtype(wp.float64),
-                                                  rtol=1e-9)
-        wp.launch(narrow_kernel, dim=x.shape[0], inputs=[wide[2]], outputs=[x],
-                  device=self.device, record_tape=False)
-        return iterations
-
-    def _solve_implicit_float64(self, b: wp.array, nu: wp.array, x: wp.array,
-                                lay: GridLayout, rtol: float) -> int:
-        """:meth:`_solve_implicit` on float64 arrays and ``lay``, a float64 layout: directly
-        in 1D, else by conjugate gradients (:func:`~physml.solvers.linalg.cg`, matrix-free)
-        to ``rtol``. $L_0$ is the Laplacian with homogeneous boundary values: symmetric
-        negative semi-definite, so the operator is SPD with eigenvalues in
-        $[1, 1 + \\theta\\Delta t\\,\\nu\\lambda_{max}]$."""
-        if self.grid.ndim == 1:
-            return self._solve_tridiagonal(b, nu, x, lay)
-        T, dev = wp.float64, self.device
-        n = self.grid.size
-        xp = wp.empty(lay.padded_size, dtype=T, device=dev)
-        theta_dt = T(self.theta * self.dt)
-
-        def apply(v, out):
-            lay.pad(v, homogeneous=True, out=xp, record_tape=False)
-            launch(implicit_operator_kernel, T, dim=n,
-                   inputs=[xp, lay.shape, lay.ghost, self.grid.ndim, lay.inv_dx, nu, theta_dt,
-                           T(1.0), v, T(0.0)],
-                   outputs=[out], device=dev, record_tape=False)
-
-        operator = StencilOperator(n, apply, dtype=T, device=dev)
-        # x0 = b: exact as nu dt -> 0; rtol is at float64's limit on purpose: at the condition
-        # numbers of long steps the rounding floor lies above it, and x is as good as it gets
-        result = cg(operator, b, b, rtol=rtol, maxiter=10 * n + 10, floor="accept")
-        wp.copy(x, result.x)
-        return result.iterations
-
-    def _solve_tridiagonal(self, b: wp.array, nu: wp.array, x: wp.array,
-                           lay: GridLayout) -> int:
-        """The 1D implicit system solved directly (Thomas / Sherman–Morrison), O(n)."""
-        T, n = lay.dtype, self.grid.size
-        ghost_lo, ghost_hi = lay.reflection_x
-        work = [wp.empty(n, dtype=T, device=self.device) for _ in range(3)]
-        launch(
-            implicit_tridiagonal_kernel,
-            T,
-            dim=1,
-            inputs=[
-                b,
-                nu,
-                T(self.theta * self.dt / self.grid.dx[0] ** 2),
-                n,
-                T(ghost_lo),
-                T(ghost_hi),
-                int(self.bc.is_periodic(0)),
-                *work,
-            ],
-            outputs=[x],
-            device=self.device,
-            record_tape=False,
-        )
-        return 1
+        explicit = axpy(u, self.rhs(u, params, with_diffusion=False), self.dt)
+        return ImplicitDiffusion(self.layout, self.theta, self.dt).step(u, explicit, nu, tape)
 
     # -------------------------------------------------------------------------- public stepping
 
@@ -810,226 +522,42 @@ class GridSolver:
         states = finite_state(states, (batch, *self.grid.shape) if batched else self.grid.shape,
                               "u0").reshape(batch, -1)
         self.check_state(states)
-        counts = _per_sample(n_steps, batch, "n_steps")
-        every = _per_sample(save_every, batch, "save_every")
+        counts = per_sample(n_steps, batch, "n_steps")
+        every = per_sample(save_every, batch, "save_every")
         for n, k in set(zip(counts.tolist(), every.tolist())):
             check_counts(n, k)
         saves = counts // every
         require(np.all(saves == saves[0]), f"n_steps // save_every differs between samples "
                 f"({sorted(set(saves.tolist()))}); every sample must save as many states")
-        steps = np.full(batch, self.dt) if dt is None else _per_sample(dt, batch, "dt", float)
+        steps = np.full(batch, self.dt) if dt is None else per_sample(dt, batch, "dt", float)
         require(np.all(np.isfinite(steps) & (steps > 0)), "dt must be positive numbers")
         require(parameters is None or isinstance(parameters, Mapping),
                 f"parameters is a {type(parameters).__name__}; pass a mapping of names to "
                 f"values, e.g. {{{self.parameter_names[0]!r}: ...}}" if self.parameter_names
                 else "parameters: this solver takes none")
         arrays = self.batch_parameter_arrays(batch, parameters or {})
-        self._check_samples(arrays, states, steps)
-        if np.all(counts[:-1] >= counts[1:]):  # longest first already: active samples lead
-            saved = self._rollout_sorted(states, counts, every, steps, arrays, callback)
-        else:
-            order = np.argsort(-counts, kind="stable")
-            arrays = {name: self._samples(name, a, order) for name, a in arrays.items()}
-            in_order = self._rollout_sorted(states[order], counts[order], every[order],
-                                            steps[order], arrays, callback)
-            saved = np.empty_like(in_order)
-            saved[order] = in_order
+        check_samples(self, arrays, states, steps)
+        saved = batch_rollout(self, states, counts, every, steps, arrays, callback)
         out = saved.reshape(batch, saves[0] + 1, *self.grid.shape)
         return out if batched else out[0]
 
-    def _rollout_sorted(self, states, counts, every, steps, arrays, callback) -> np.ndarray:
-        """Rollout of a batch sorted by decreasing step count: after step s only the samples
-        with more than s steps advance (a prefix of the batch)."""
-        with self.stages.rollout_work() as work:
-            return self._rollout_with(work, states, counts, every, steps, arrays, callback)
-
-    def _rollout_with(self, work, states, counts, every, steps, arrays, callback) -> np.ndarray:
-        """:meth:`_rollout_sorted` in the work arrays ``work``."""
-        batch, n = states.shape
-        saved = np.empty((batch, int(counts[0] // every[0]) + 1 if batch else 1, n),
-                         dtype=self.np_dtype)
-        saved[:, 0] = states
-        u = work.filled("u0", states.astype(self.np_dtype, copy=False), self.dtype, self.device)
-        dt = work.filled("dt", steps.astype(self.np_dtype), self.dtype, self.device)
-        last_good = (0, states)
-        # the steps that end, save or check a sample; the bookkeeping below is skipped at
-        # the others (~10 us a step)
-        last = int(counts.max(initial=0))
-        due = np.zeros(last + 1, dtype=bool)
-        due[counts] = True
-        for interval in {*every.tolist(), self.check_every}:
-            due[interval::interval] = True
-        active = batch
-        due_steps = np.flatnonzero(due)
-        step = 0
-        while step < last:
-            if counts[active - 1] <= step:
-                active = int(np.count_nonzero(counts > step))
-                arrays = {name: self._samples(name, a, slice(0, active))
-                          for name, a in arrays.items()}
-                u, dt = u[: active * n], dt[:active]
-            # up to the next step that saves, checks or ends a sample, in one go when replayed
-            # (step by step for a callback, which hears of each step when it is done)
-            upto = step + 1 if callback is not None else min(
-                int(due_steps[np.searchsorted(due_steps, step + 1)]), step + MAX_REPLAYED_STEPS)
-            u, done = self._replayed_steps(u, arrays, dt, work, active, upto - step)
-            step += done
-            saving = step % every[:active] == 0
-            if due[step] and (saving.any() or step % self.check_every == 0
-                              or np.any(counts[:active] == step)):
-                current = u.numpy().reshape(active, n)  # a work array: the next step writes it
-                bad = ~np.all(np.isfinite(current), axis=1)
-                if bad.any():
-                    b = int(np.argmax(bad))
-                    raise BlowUpError(step=step, t=step * float(steps[b]),
-                                      last_good_step=last_good[0],
-                                      last_good_state=last_good[1][b].reshape(self.grid.shape))
-                if saving.all() and np.all(every[:active] == every[0]):
-                    saved[:active, step // every[0]] = current
-                else:
-                    rows = np.flatnonzero(saving)
-                    saved[rows, step // every[rows]] = current[rows]
-                if step < last:
-                    last_good = (step, current.astype(np.float64))
-            if callback is not None:
-                callback(step)
-        return saved
-
     def _replayed_steps(self, u: wp.array, arrays: dict[str, wp.array], dt: wp.array,
                         work: StageWork, active: int, most: int) -> tuple[wp.array, int]:
-        """Up to ``most`` :meth:`advance` steps of a rollout, and how many ran.
-
-        A fused step is the same stage launches on the same arrays whenever its active
-        samples, input array, time steps and parameter arrays are: ``work.replays`` keeps
-        each such step's recorded calls with the output they wrote and the arrays they read,
-        also from one rollout to the next (the work arrays they name stay alive in ``work``).
-        Steps found there, unless a launch was re-packed for other arrays since, are replayed
-        together (:meth:`~physml.solvers.rk_stages.FusedStages.run`: where the host threads'
-        chunks hold whole samples, each thread runs its chunk of every step without waiting
-        for the others); otherwise one step runs, and a fused one is recorded (an IMEX step
-        or a PDE's own right-hand side launches more than its stages, so it never replays)."""
-        read = (dt, *arrays.values())
-        replays = work.replays
-        with self.stages.step_lock:
-            launches, out, done = [], u, 0
-            while done < most:
-                kept = replays.get((active, out.ptr))
-                if kept is None or kept[2] != self.stages.repacks or not all(
-                        map(operator.is_, kept[3], read)):
-                    break
-                launches.extend(kept[0])
-                out = kept[1]
-                done += 1
-            if done:
-                self.stages.run(*launches, batch=active)
-                return out, done
-            with self.stages.capturing() as captured:
-                out = self.advance(u, arrays, dt=dt, work=work)
-            # a fused step is its stage launches; another (IMEX, a PDE's own rhs) is more
-            if self.fused and captured and all(calls is not None for calls in captured):
-                if len(replays) >= work.MAX_REPLAYS:
-                    replays.clear()
-                replays[(active, u.ptr)] = (list(captured), out, self.stages.repacks, read)
-            return out, 1
-
-    def _samples(self, name: str, array: wp.array, index: np.ndarray | slice) -> wp.array:
-        """The samples ``index`` of a per-sample parameter array (a shared one as it is)."""
-        per_sample = array.shape[0] > 1 and (array.ndim == 2 or name != self.velocity_parameter)
-        if not per_sample:
-            return array
-        if isinstance(index, slice):
-            return array[index]
-        return wp.array(array.numpy()[index], dtype=array.dtype, device=array.device)
-
-    def _check_samples(self, arrays: dict[str, wp.array], states: np.ndarray,
-                       steps: np.ndarray) -> None:
-        r""":meth:`check_stability` of every sample (states ``(B, n)``, steps ``(B,)``), raising
-        for the first that fails. Samples sharing their parameters and time step are checked
-        as one: the limit depends on a state only through its :meth:`state_bound`, and
-        monotonically (:meth:`rates` bounds wave speeds, reaction slopes and the sorption
-        retardation over $|u| \le$ the bound), so the group passes when its states of the
-        smallest and the largest bound do; a group that does not is checked sample by
-        sample, for the error of the first failing one."""
-        if all(array.shape[0] == 1 for array in arrays.values()):
-            u_max = self.state_bounds(states)
-            try:
-                for dt in np.unique(steps):
-                    solver = self._sample_solver(arrays, 0, dt)
-                    group = u_max[steps == dt]
-                    for extreme in (group.min(), group.max()):
-                        solver.check_stability(bound=float(extreme))
-                return
-            except UnstableStepError:
-                pass
-        for b in range(len(states)):
-            self._sample_solver(arrays, b, steps[b]).check_stability(states[b])
+        """Up to ``most`` :meth:`advance` steps of a rollout, and how many ran, replaying the
+        recorded launches of fused steps (:func:`~physml.solvers.rollout.replayed_steps`)."""
+        return replayed_steps(self, u, arrays, dt, work, active, most)
 
     def _sample_solver(self, arrays: dict[str, wp.array], b: int, dt: float) -> GridSolver:
         """A copy with sample ``b``'s largest parameter values and its ``dt`` (what its
         stability check needs)."""
-        values = {}
-        for name, array in arrays.items():
-            data = self._samples(name, array, np.array([b])).numpy() if array.shape[0] > 1 else (
-                array.numpy())
-            if name == self.velocity_parameter:
-                values[name] = np.max(np.abs(data.reshape(-1, self.grid.ndim)), axis=0)
-            else:
-                values[name] = np.max(data)
-        solver = self.with_parameters(**values)
+        solver = self.with_parameters(**sample_maxima(self, arrays, b))
         solver.dt = float(dt)
         return solver
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={_fmt(getattr(self, k))}" for k in self.parameter_names)
+        params = ", ".join(f"{k}={format_values(getattr(self, k))}" for k in self.parameter_names)
         return (
             f"{type(self).__name__}(shape={self.grid.shape}, {params}, dt={self.dt}, "
             f"scheme={self.scheme!r}, device={self.device!r}, dtype={self.dtype.__name__})"
         )
 
-
-def _per_sample(value: Any, batch: int, name: str, kind: type = int) -> np.ndarray:
-    """A count or step for every sample, shape (batch,), from one value or one per sample
-    (numbers: not strings, not bools)."""
-    given = np.asarray(value)
-    require(given.dtype.kind in "iuf",
-            f"{name}={value!r} must be a number, or one per sample (whole numbers for a count)")
-    array = given.astype(np.float64)
-    require(array.ndim == 0 or array.shape == (batch,),
-            f"{name} has shape {array.shape}; expected one value or one per sample ({batch},)")
-    array = np.broadcast_to(array, (batch,))
-    if kind is int:
-        require(np.all(array == np.round(array)), f"{name}={value!r} must hold whole numbers")
-        return array.astype(np.int64)
-    return array.astype(np.float64)
-
-
-def _coefficient_shape(parameter: Parameter, shape: tuple[int, ...], batch: int,
-                       grid: Grid) -> tuple[int, ...]:
-    """The shape :meth:`GridSolver.batch_parameter_arrays` hands the kernels for a value of
-    ``shape`` (checked)."""
-    n = grid.size
-    if parameter.per_axis:
-        shapes = {(grid.ndim,): (grid.ndim,), (batch, grid.ndim): (batch, grid.ndim)}
-        if grid.ndim == 1:
-            shapes.update({(): (1,), (batch,): (batch, 1)})
-        allowed = f"(ndim,) or (B, ndim) = ({grid.ndim},) or ({batch}, {grid.ndim})"
-    else:
-        shapes = {(): (1,), (1,): (1,), (batch,): (batch,), (batch, *grid.shape): (batch, n),
-                  (1, *grid.shape): (1, n)}
-        if batch == 1:
-            shapes[grid.shape] = (1, n)
-        allowed = f"a number, ({batch},) per sample, or a field (B or 1, *{grid.shape})"
-    require(shape in shapes, f"{parameter.name} has shape {shape}; allowed: {allowed}")
-    return shapes[shape]
-
-
-def _limit(costs: dict[str, float]) -> float:
-    """$\\Delta t_{max} = 1/\\sum_k c_k$ from the per-term costs (inf when all are 0)."""
-    total = sum(costs.values())
-    return float(np.inf) if total == 0 else float(1.0 / total)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, tuple | list | np.ndarray):
-        return "(" + ", ".join(f"{v:.4g}" for v in value) + ")"
-    return f"{value:.4g}"

@@ -68,7 +68,8 @@ def test_cycle_detection_finds_a_cycle():
 def _module_graph(root: Path, package: str) -> dict[str, set[str]]:
     """Imports between the modules of ``package`` (folder ``root``, subpackages included):
     relative imports at any level and absolute ``physml...`` imports, by full module name.
-    Package ``__init__`` modules only re-export, so they are left out."""
+    Package ``__init__`` modules only re-export, so they are left out, and so are the imports
+    under ``if TYPE_CHECKING:``, which annotations read and no import runs."""
     modules = {}
     for path in root.rglob("*.py"):
         parts = path.relative_to(root).with_suffix("").parts
@@ -79,7 +80,13 @@ def _module_graph(root: Path, package: str) -> dict[str, set[str]]:
     for name, path in modules.items():
         here = name.rpartition(".")[0]
         imports = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        annotation_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+                           and ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+                           for statement in block.body for node in ast.walk(statement)}
+        for node in ast.walk(tree):
+            if id(node) in annotation_only:
+                continue
             if isinstance(node, ast.ImportFrom):
                 base = here
                 for _ in range(node.level - 1):
@@ -94,6 +101,14 @@ def _module_graph(root: Path, package: str) -> dict[str, set[str]]:
             imports.update(c for c in candidates if c in modules and c != name)
         graph[name] = imports
     return graph
+
+
+def test_the_module_graph_leaves_out_imports_for_annotations_only(tmp_path):
+    (tmp_path / "a.py").write_text("from . import b\n")
+    (tmp_path / "b.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+                                   "    from .a import A\nfrom . import c\n")
+    (tmp_path / "c.py").write_text("")
+    assert _module_graph(tmp_path, "p") == {"p.a": {"p.b"}, "p.b": {"p.c"}, "p.c": set()}
 
 
 @pytest.mark.parametrize("root, package", [(CASES_PACKAGE, "physml.cases"),

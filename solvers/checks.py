@@ -1,0 +1,55 @@
+"""The checks of a grid solver's arguments: conditions, states, step counts and per-sample
+values, each failing with a ValueError that names the argument and what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import whole_number
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition``."""
+    if not condition:
+        raise ValueError(message)
+
+
+def finite_state(u: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """``u`` as a float64 array of ``shape``, with a ValueError naming ``name`` if it has
+    another shape or holds NaN/Inf."""
+    arr = np.asarray(u, dtype=np.float64)
+    require(arr.shape == shape, f"{name} has shape {arr.shape}; expected the grid shape {shape}")
+    bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+    require(bad == 0, f"{name} contains {bad} NaN/Inf value(s); the state must be finite")
+    return arr
+
+
+def check_counts(n_steps: int, save_every: int) -> tuple[int, int]:
+    """``(n_steps, save_every)`` as ints, with a ValueError unless n_steps >= 0 and
+    save_every >= 1 are integers and n_steps is a multiple of save_every (the steps past the
+    last saved state would run and be lost)."""
+    n, every = whole_number(n_steps, "n_steps", 0), whole_number(save_every, "save_every", 1)
+    if n % every:
+        raise ValueError(
+            f"n_steps={n} is not a multiple of save_every={every}: the last {n % every} "
+            f"step(s) would run and not be saved; pass n_steps={n - n % every} or "
+            f"{n - n % every + every}")
+    return n, every
+
+
+def per_sample(value: Any, batch: int, name: str, kind: type = int) -> np.ndarray:
+    """A count or step for every sample, shape (batch,), from one value or one per sample
+    (numbers: not strings, not bools)."""
+    given = np.asarray(value)
+    require(given.dtype.kind in "iuf",
+            f"{name}={value!r} must be a number, or one per sample (whole numbers for a count)")
+    array = given.astype(np.float64)
+    require(array.ndim == 0 or array.shape == (batch,),
+            f"{name} has shape {array.shape}; expected one value or one per sample ({batch},)")
+    array = np.broadcast_to(array, (batch,))
+    if kind is int:
+        require(np.all(array == np.round(array)), f"{name}={value!r} must hold whole numbers")
+        return array.astype(np.int64)
+    return array.astype(np.float64)
