@@ -9,6 +9,8 @@ import json
 import pytest
 
 from physml.cases import equation, mesh_pde
+from physml.cases.mesh_pde_heat import DECAY_RATE_TOLERANCE, heat_summary
+from physml.cases.mesh_pde_spec import FieldSpec
 from physml.cases.registry import load_case, run_case
 
 TINY_INVERSE = ["training.adam.steps=4", "training.lbfgs.steps=0",
@@ -56,8 +58,8 @@ def test_an_inverse_run_records_the_truth_and_draws_its_coefficients(tmp_path):
 def decay_summary(error: float) -> dict:
     return {"pde": "heat", "t": 4.0, "mass_drift": 1e-13, "decay_rate": 1.0 + error,
             "decay_rate_expected": 1.0, "decay_rate_error": error,
-            "decay_rate_tolerance": mesh_pde.DECAY_RATE_TOLERANCE,
-            "passed": error <= mesh_pde.DECAY_RATE_TOLERANCE}
+            "decay_rate_tolerance": DECAY_RATE_TOLERANCE,
+            "passed": error <= DECAY_RATE_TOLERANCE}
 
 
 @pytest.mark.parametrize(("error", "verdict"), [(9e-5, "pass"), (2.4e-2, "fail")])
@@ -74,9 +76,9 @@ def test_a_heat_run_passes_once_the_first_mode_dominates_and_draws_its_decay(tmp
     case = load_case("heat_surface", ["variant=quick", f"time.steps={steps}",
                                       f"output.folder={tmp_path}"])
     folder, summary = run_case(case)
-    assert summary["decay_rate_tolerance"] == mesh_pde.DECAY_RATE_TOLERANCE
+    assert summary["decay_rate_tolerance"] == DECAY_RATE_TOLERANCE
     assert summary["passed"] is passed
-    assert summary["passed"] == (summary["decay_rate_error"] <= mesh_pde.DECAY_RATE_TOLERANCE)
+    assert summary["passed"] == (summary["decay_rate_error"] <= DECAY_RATE_TOLERANCE)
     assert summary["units"]["decay_rate"].startswith("1/s")
     assert (folder / "decay.png").stat().st_size > 0
 
@@ -87,7 +89,7 @@ def test_a_heat_run_passes_once_the_first_mode_dominates_and_draws_its_decay(tmp
 def test_the_corner_singularity_fixes_the_expected_orders():
     case = load_case("poisson_lshape")
     assert case.pde.exact.expected_orders == pytest.approx({"l2": 4 / 3, "h1": 2 / 3})
-    smooth = mesh_pde.FieldSpec(kind="gaussian")
+    smooth = FieldSpec(kind="gaussian")
     assert smooth.expected_orders is None
 
 
@@ -144,7 +146,7 @@ def test_a_constant_heat_start_has_no_decay_verdict():
     case = load_case("heat_surface", ["variant=quick", "pde.initial=1.0"])
     history = [{"step": k, "t": 0.2 * k, "mass": 15.8, "energy": 0.0, "min": 1.0, "max": 1.0,
                 "deviation": 4.4e-16} for k in range(3)]
-    summary = mesh_pde.heat_summary(case, history, None, sp.identity(4) * 15.8 / 4, closed=True)
+    summary = heat_summary(case, history, None, sp.identity(4) * 15.8 / 4, closed=True)
     assert "decay_rate" not in summary and "passed" not in summary
     assert "round-off" in summary["decay_rate_skipped"]
     line = mesh_pde.headline({"pde": "heat", **summary})

@@ -596,7 +596,7 @@ def nondimensional_case(shape, length, expression, **changes):
 def test_nondimensional_model_grows_the_unstable_mode_at_the_linear_rate():
     """c = 0.5 + a cos(kx) with M = 5, rho = 5, kappa = 2 (PFHub 1): the discrete linear rate
     sigma = -M lambda (f''(0.5) + kappa lambda), lambda = (2 sin(k dx/2)/dx)^2, f''(0.5) = -0.8."""
-    from physml.cases.thermomigration import build_solver
+    from physml.cases.thermomigration_build import build_solver
 
     n, mode, amplitude, t_end = 64, 6, 1e-5, 20.0
     k = 2 * np.pi * mode / n
@@ -807,7 +807,7 @@ def test_default_tolerance_keeps_the_early_free_energy_within_about_one_percent(
     while the phases separate, from the default adaptive step against fixed steps extrapolated
     to dt -> 0 (benchmarks/phasefield_tolerance.py measures the whole curve)."""
     from physml.cases.registry import load_case
-    from physml.cases.thermomigration import build_solver
+    from physml.cases.thermomigration_build import build_solver
 
     solver, c0 = build_solver(load_case(CASES / PFHUB, PFHUB_SMALL))
     t_end = 10.0
@@ -868,7 +868,7 @@ def test_a_dilute_step_that_would_make_c_negative_is_retried_smaller():
     """Near a steep zero-flux profile (c about 1e-10 at the cold end) an accepted step left
     c < 0, after which every step was NaN at any tolerance."""
     from physml.cases.registry import load_case
-    from physml.cases.thermomigration import build_solver
+    from physml.cases.thermomigration_build import build_solver
 
     case = load_case(CASES / "thermomigration_fe_c.yaml",
                      ["grid.shape=[20]", "heat_of_transport=-1e6"])
@@ -907,7 +907,7 @@ def test_a_blow_up_names_the_run_s_step_and_the_checkpoint_kept(tmp_path, monkey
 
 def test_a_rollout_holds_the_temperature_at_t0_after_a_run():
     from physml.cases.registry import load_case
-    from physml.cases.thermomigration import build_solver
+    from physml.cases.thermomigration_build import build_solver
 
     case = load_case(CASES / "thermomigration_fe_c.yaml", ["variant=heat", "grid.shape=[20]"])
     fresh, c0 = build_solver(case)
@@ -920,7 +920,7 @@ def test_a_second_run_on_a_heat_conducting_solver_repeats_the_first():
     """The heat steps are fixed in advance: asked for an earlier time, the temperature marches
     again from T0 (it refused: 'temperature asked at t=0.02 s, before the last heat step')."""
     from physml.cases.registry import load_case
-    from physml.cases.thermomigration import build_solver
+    from physml.cases.thermomigration_build import build_solver
 
     case = load_case(CASES / "thermomigration_fe_c.yaml", ["variant=heat", "grid.shape=[20]"])
     solver, c0 = build_solver(case)
@@ -954,7 +954,8 @@ def two_precipitate_tracking(states):
     import types
 
     from physml.cases.registry import load_case
-    from physml.cases.thermomigration import build_free_energy, build_grid, summarise, track
+    from physml.cases.thermomigration_analysis import summarise, track
+    from physml.cases.thermomigration_build import build_free_energy, build_grid
     from physml.solvers.thermomigration import Trajectory
 
     case = load_case(CASES / "thermomigration_two_precipitates.yaml")
@@ -972,7 +973,7 @@ def test_particle_ids_survive_a_size_crossing_and_the_volume_ratio_follows_them(
     mid-run, the ids do not, and the ratio is the hot particle's own (about (20/12)^2; ranked by
     size it read about 1: the cold particle's final volume over the hot one's initial)."""
     from physml.cases.registry import load_case
-    from physml.cases.thermomigration import build_grid
+    from physml.cases.thermomigration_build import build_grid
 
     grid, bc = build_grid(load_case(CASES / "thermomigration_two_precipitates.yaml"))
     states = [precipitate_field(grid, 0.1, 0.9, [((60 + 2 * k) * CELL, 48 * CELL),
@@ -1033,7 +1034,7 @@ def test_centre_of_mass_is_the_precipitates_not_the_matrix_s():
     of mass 6.9 um to the hot side; the precipitates' is 100 um, but for their diffuse rims'
     share of matrix (0.16 um)."""
     from physml.cases.registry import load_case
-    from physml.cases.thermomigration import build_grid
+    from physml.cases.thermomigration_build import build_grid
 
     grid, bc = build_grid(load_case(CASES / "thermomigration_two_precipitates.yaml"))
     x = grid.mesh()[0]
@@ -1051,7 +1052,8 @@ def test_centre_of_mass_is_the_precipitates_not_the_matrix_s():
 def test_a_run_whose_precipitates_all_dissolve_reports_no_centre_of_mass():
     """The precipitates' centre of mass of no particle is null in tracked.json and the
     summary, and the headline says so (a NaN was written to metrics.json)."""
-    from physml.cases.thermomigration import _precipitate_centre_of_mass, headline
+    from physml.cases.thermomigration import headline
+    from physml.cases.thermomigration_analysis import _precipitate_centre_of_mass
 
     assert _precipitate_centre_of_mass([], 0) is None
     line = headline({"mass_drift": 1e-16, "centre_of_mass_shift": None,
@@ -1076,7 +1078,7 @@ def test_smaller_volume_ratio_is_zero_when_the_small_particle_dissolves_and_anot
     while an equal one appears at x = 120, 50 cells off (nearer it than the large one): the
     small one's id is gone, so its volume ratio is 0."""
     from physml.cases.registry import load_case
-    from physml.cases.thermomigration import build_grid
+    from physml.cases.thermomigration_build import build_grid
 
     grid, bc = build_grid(load_case(CASES / "thermomigration_two_precipitates.yaml"))
     states = [precipitate_field(grid, 0.1, 0.9, [(60 * CELL, 48 * CELL), (x * CELL, 48 * CELL)],
@@ -1108,7 +1110,8 @@ def test_particle_figures_are_drawn_for_every_start_but_a_spinodal_one(kind, dra
     import types
 
     from physml.cases.registry import load_case
-    from physml.cases.thermomigration import build_free_energy, draws_particles
+    from physml.cases.thermomigration_build import build_free_energy
+    from physml.cases.thermomigration_results import draws_particles
 
     case = load_case(CASES / "thermomigration_two_precipitates.yaml")
     restarted = case.model_copy(update={"initial": case.initial.model_copy(update={"kind": kind})})

@@ -1,0 +1,157 @@
+"""A ``mesh_pde`` run's results: the :class:`Result` a runner hands over, the units of its
+summary's entries and the summary's one-line readings (the headline, the observed orders,
+the heat decay verdict), and the run folder's files (those of :mod:`~.mesh_pde`):
+``solution.vtu``, ``fields.h5``, ``metrics.json`` and the figures."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets.mesh_store import mesh_dataset
+from ..datasets.store import write_dataset
+from ..solvers import mesh as pm
+from .mesh_pde_spec import MeshPDECase
+from .run_folder import write_text
+
+FIELD_METADATA = {
+    "u0": ("initial value of u", "1"), "exact": ("exact solution", "1"),
+    "error": ("nodal error u - exact", "1"), "source": ("source term f", "1"),
+    "distance": ("geodesic distance", "m"),
+}
+
+
+@dataclass
+class Result:
+    """What a runner hands to :func:`write_results`."""
+
+    mesh: pm.Mesh
+    fields: dict[str, np.ndarray]
+    summary: dict
+    history: list[dict] = field(default_factory=list)
+    frames: tuple[np.ndarray, np.ndarray] | None = None  # (times, u (n_times, n)) for heat
+
+
+SUMMARY_UNITS = {
+    "h": "m, mean edge length", "solve_s": "s", "residual": "relative, free rows",
+    "rel_l2": "relative, mass-matrix norm", "rel_h1": "relative, stiffness seminorm",
+    "max_error": "as u", "order_l2": "slope of log rel_l2 against log h",
+    "order_h1": "slope of log rel_h1 against log h", "order_l2_expected": "asymptotic",
+    "order_h1_expected": "asymptotic", "t": "s", "mass_drift": "relative",
+    "overshoot": "relative to the initial range", "final_deviation": "final / initial",
+    "lambda_1": "1/m^2", "decay_rate": "1/s, between the last two saves",
+    "decay_rate_expected": "1/s", "decay_rate_error": "relative",
+    "decay_rate_tolerance": "relative", "step_s": "s", "wall_s": "s",
+}
+"""Units of the entries of a Poisson or heat run's summary (``metrics.json``)."""
+
+
+def summary_units(summary: dict) -> dict[str, str]:
+    """The :data:`SUMMARY_UNITS` of the entries ``summary`` holds."""
+    return {key: unit for key, unit in SUMMARY_UNITS.items() if key in summary}
+
+
+def write_results(case: MeshPDECase, result: Result, folder: Path) -> None:
+    """solution.vtu, fields.h5, metrics.json and the figures."""
+    pm.write_mesh(folder / "solution.vtu", result.mesh, point_data=result.fields)
+    attrs = {"case": case.name, "pde": case.pde.name, "config": case.to_yaml()}
+    if result.frames is None:
+        ds = mesh_dataset(result.mesh, result.fields, attrs=attrs, metadata=FIELD_METADATA)
+    else:
+        times, frames = result.frames
+        ds = mesh_dataset(result.mesh, {"u": frames}, times, attrs, FIELD_METADATA)
+    write_dataset(ds, folder / "fields.h5")
+    metrics = {"case": case.name, "summary": result.summary, "history": result.history}
+    write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
+    if not case.output.figures:
+        return
+    plot_checks(case, result, folder)
+    if result.mesh.cell_dim != 2:
+        return
+    from .figures import plot_losses, plot_mesh_fields
+
+    fields = dict(result.fields)
+    if "source" in fields and not np.any(fields["source"]):  # -lap u = 0: nothing to show
+        del fields["source"]
+    titles = {name: FIELD_METADATA[name][0] for name in fields if name in FIELD_METADATA}
+    if result.frames is not None:
+        times = result.frames[0]
+        titles |= {"u0": f"u at t = {times[0]:.4g} s", "u": f"u at t = {times[-1]:.4g} s"}
+    units = {name: FIELD_METADATA.get(name, ("", "1"))[1] for name in fields}
+    plot_mesh_fields(result.mesh.points, result.mesh.cells, fields, folder / "solution.png",
+                     f"{case.name}: {headline(result.summary)}", units, titles)
+    if case.pde.name == "shape_optimisation":
+        plot_losses(result.history, folder / "losses.png", case.name)
+
+
+def plot_checks(case: MeshPDECase, result: Result, folder: Path) -> None:
+    """The figures of the checks against exact facts: ``convergence.png`` (Poisson errors
+    against h over two or more meshes) and ``decay.png`` (the decay rate of a heat run
+    without Dirichlet parts)."""
+    from .figures import plot_convergence, plot_decay
+
+    summary = result.summary
+    if case.pde.name == "poisson" and summary.get("order_l2") is not None:
+        expected = ({"l2": summary["order_l2_expected"], "h1": summary["order_h1_expected"]}
+                    if "order_l2_expected" in summary else None)
+        plot_convergence(summary["levels"], {"l2": summary["order_l2"],
+                                             "h1": summary["order_h1"]},
+                         expected, folder / "convergence.png",
+                         f"{case.name}: errors against h\n{_orders(summary)}")
+    if "decay_rate" in summary:
+        plot_decay([r["t"] for r in result.history], [r["deviation"] for r in result.history],
+                   summary["decay_rate_expected"], summary["decay_rate_tolerance"],
+                   folder / "decay.png", f"{case.name}: {_decay(summary)}")
+
+
+def headline(summary: dict) -> str:
+    """The figures that say whether the run is right."""
+    pde = summary["pde"]
+    if pde == "poisson" and "rel_l2" in summary:
+        orders = f", {_orders(summary)}" if summary.get("order_l2") is not None else ""
+        return (f"relative L2 error {summary['rel_l2']:.2e}, H1 {summary['rel_h1']:.2e} on the "
+                f"case's mesh (h {summary['h']:.3g}){orders}, residual "
+                f"{summary['residual']:.1e}")
+    if pde == "poisson":
+        return f"residual {summary['residual']:.1e} on {summary['vertices']} vertices"
+    if pde == "heat":
+        decay = (f", {_decay(summary)}" if "decay_rate" in summary
+                 else f", decay rate not checked: {summary['decay_rate_skipped']}"
+                 if "decay_rate_skipped" in summary else "")
+        return f"t={summary['t']:g}: mass drift {summary['mass_drift']:.1e}{decay}"
+    if pde == "geodesic":
+        error = (f", max error {summary['max_error']:.3e}" if "max_error" in summary else "")
+        return f"max distance {summary['max_distance']:.4f}{error}"
+    verdict = "reached" if summary["passed"] else "missed"
+    return (f"match loss {summary['match_initial']:.2e} -> {summary['match_final']:.2e} "
+            f"(drop {summary['loss_drop']:.0f}x, target {summary['loss_drop_target']:g}x: "
+            f"{verdict}), aspect {summary['aspect']:.3f} (target {summary['aspect_target']:.3f}), "
+            f"boundary off the ellipse by {summary['boundary_off_ellipse']:.1e}")
+
+
+
+def _orders(summary: dict) -> str:
+    """``observed orders L2 1.28 (expected 4/3), H1 0.82 (expected 2/3)``; the expected
+    ones where the summary holds them."""
+    from .figures import fraction
+
+    parts = []
+    for norm in ("l2", "h1"):
+        text = f"{norm.upper()} {summary[f'order_{norm}']:.2f}"
+        if f"order_{norm}_expected" in summary:
+            text += f" (expected {fraction(summary[f'order_{norm}_expected'])})"
+        parts.append(text)
+    return "observed orders " + ", ".join(parts)
+
+
+def _decay(summary: dict) -> str:
+    """``decay rate 1.0308 /s (expected 1.0307, relative error 8.7e-05, tolerance 1e-03:
+    pass)``."""
+    verdict = "pass" if summary["passed"] else "fail"
+    return (f"decay rate {summary['decay_rate']:.4f} /s (expected "
+            f"{summary['decay_rate_expected']:.4f}, relative error "
+            f"{summary['decay_rate_error']:.1e}, tolerance "
+            f"{summary['decay_rate_tolerance']:.0e}: {verdict})")

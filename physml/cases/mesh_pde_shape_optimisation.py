@@ -1,0 +1,128 @@
+r"""The ``shape_optimisation`` run of ``kind: mesh_pde``: vertex positions $x$ move by Adam
+to minimise $J(x) = \sum_i w_i (u_i(x) - U(x_i))^2 / (|\Omega_0| U_{max}^2) + \beta\,Q(x)$,
+where $u(x)$ is the P1 solution of $-\Delta u = f$ (a constant), $u = 0$ on the boundary, on
+the moved mesh (gradients through :func:`physml.mesh_bridge.poisson_solve`), $U(x) = f\,(1 -
+x^2/a^2 - y^2/b^2) / (2/a^2 + 2/b^2)$ the exact solution on the ellipse of semi-axes
+``optimisation.target_semi_axes`` $(a, b)$ (so $J = 0$ exactly when the domain is that
+ellipse, up to the discretisation), $w$ the initial lumped mass, and
+$Q = \operatorname{mean}_c |e|^2/(4\sqrt3 A_c) - 1 \ge 0$ the mean-ratio quality of the
+triangles (0 for equilateral ones, infinite for a collapsed or flipped one).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import NonFiniteLossError, adam_can_step
+from ..solvers import mesh as pm
+from .kind import OnStep
+from .mesh_pde_results import Result
+from .mesh_pde_spec import MeshPDECase
+from .run_folder import CHECKPOINT, CONFIG, atomic_write, read_checkpoint, restoring, write_text
+
+
+def mean_ratio_quality(points: torch.Tensor, cells: torch.Tensor,
+                       orientation: torch.Tensor) -> torch.Tensor:
+    r"""$Q = \operatorname{mean}_c (|e_0|^2 + |e_1|^2 + |e_2|^2) / (4\sqrt3 A_c) - 1 \ge 0$ for
+    planar triangles; ``orientation`` (m,) the sign of each cell's initial area. A cell that
+    collapsed or flipped ($A_c \le 0$) makes $Q = \infty$."""
+    x = points[cells]
+    e0, e1, e2 = x[:, 1] - x[:, 0], x[:, 2] - x[:, 1], x[:, 0] - x[:, 2]
+    area = 0.5 * orientation * (e0[:, 0] * (-e2[:, 1]) - e0[:, 1] * (-e2[:, 0]))
+    if bool((area <= 0).any()):
+        return torch.full((), torch.inf, dtype=points.dtype)
+    squares = (e0 ** 2).sum(1) + (e1 ** 2).sum(1) + (e2 ** 2).sum(1)
+    return (squares / (4 * np.sqrt(3) * area)).mean() - 1
+
+
+def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
+                           on_step: OnStep) -> Result:
+    """Adam on the vertex positions through the differentiable Poisson solve."""
+    if mesh.dim != 2 or mesh.cell_dim != 2:
+        raise ValueError("pde.name 'shape_optimisation' needs a planar triangle mesh "
+                         f"(got points of dimension {mesh.dim} and {mesh.cell_dim}D cells)")
+    from ..mesh_bridge import poisson_solve
+
+    spec = case.optimisation
+    fixed = mesh.boundary_vertices()
+    a, b = spec.target_semi_axes
+    peak = case.pde.source.amplitude / (2 / a**2 + 2 / b**2)  # U at the centre
+    weights = np.asarray(pm.to_scipy(pm.mass_matrix(mesh)).sum(axis=1)).ravel()
+    norm = weights.sum() * peak**2
+    device = torch.device(str(mesh.device))  # the bridge's tensors live where the mesh does
+    as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float64, device=device)  # noqa: E731
+    w = as_tensor(weights)
+    f = as_tensor(case.pde.source.values(mesh.points))
+    cells = torch.as_tensor(mesh.cells, dtype=torch.long, device=device)
+    e1, e2 = (mesh.points[mesh.cells[:, i]] - mesh.points[mesh.cells[:, 0]] for i in (1, 2))
+    orientation = torch.sign(as_tensor(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]))
+    x = as_tensor(mesh.points).clone().requires_grad_(True)
+    adam = torch.optim.Adam([x], lr=spec.lr)
+    history: list[dict] = []
+
+    def target(points: torch.Tensor) -> torch.Tensor:
+        return peak * (1 - (points[:, 0] / a) ** 2 - (points[:, 1] / b) ** 2)
+
+    def terms() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        u = poisson_solve(x, mesh, f, fixed)
+        match = (w * (u - target(x)) ** 2).sum() / norm
+        quality = mean_ratio_quality(x, cells, orientation)
+        return match + spec.quality_weight * quality, match, quality, u
+
+    def save(step: int) -> None:
+        state = {"step": step, "points": x.detach().clone(), "adam": adam.state_dict(),
+                 "history": history}
+        atomic_write(folder / CHECKPOINT, lambda p: torch.save(state, p))
+
+    start, last_checkpoint = 0, None
+    if resume:
+        state = read_checkpoint(folder)
+        with restoring(folder), torch.no_grad():
+            x.copy_(state["points"])
+            adam.load_state_dict(state["adam"])
+        start, history, last_checkpoint = state["step"], state["history"], state["step"]
+    else:
+        save(0)
+        write_text(folder / CONFIG, case.to_yaml())
+        last_checkpoint = 0
+    clock = time.perf_counter()
+    for step in range(start, spec.steps):
+        adam.zero_grad()
+        loss, match, quality, _ = terms()
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(step + 1, last_checkpoint)
+        loss.backward()
+        if not adam_can_step(loss.detach(), [x]):
+            raise NonFiniteLossError(step + 1, last_checkpoint)
+        adam.step()
+        record = {"step": step + 1, "loss": loss.item(), "loss_match": match.item(),
+                  "loss_quality": quality.item()}  # the updates done; the loss before the last
+        history.append(record)
+        on_step(record)
+        if (step + 1) % spec.checkpoint_every == 0 or step + 1 == spec.steps:
+            save(step + 1)
+            last_checkpoint = step + 1
+    with torch.no_grad():
+        loss, match, quality, u = terms()
+    moved = pm.Mesh(x.detach().cpu().numpy(), mesh.cells)
+    extent = np.ptp(moved.points, axis=0)
+    boundary = moved.points[fixed]
+    drop = history[0]["loss_match"] / float(match)
+    summary = {
+        "vertices": mesh.n_vertices, "steps": spec.steps, "loss_initial": history[0]["loss"],
+        "loss_final": float(loss), "match_initial": history[0]["loss_match"],
+        "match_final": float(match), "quality_final": float(quality), "loss_drop": drop,
+        "loss_drop_target": spec.loss_drop, "passed": drop >= spec.loss_drop,
+        "aspect": float(extent[0] / extent[1]), "aspect_target": a / b,
+        "boundary_off_ellipse": float(np.abs(np.hypot(boundary[:, 0] / a,
+                                                      boundary[:, 1] / b) - 1).max()),
+        "step_s": (time.perf_counter() - clock) / max(spec.steps - start, 1),
+    }
+    exact = target(torch.as_tensor(moved.points)).numpy()
+    u = u.cpu().numpy()
+    return Result(moved, {"u": u, "exact": exact, "error": u - exact},
+                  summary, history)

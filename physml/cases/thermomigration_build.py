@@ -1,0 +1,123 @@
+"""Building a thermomigration case's solver: its grid and boundary conditions, free energy,
+temperature field (fixed or conducted), gradient energy and initial composition."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..solvers.free_energy import DiluteSolution, DoubleWell, RegularSolution
+from ..solvers.grid import BC, BoundaryConditions, Grid
+from ..solvers.heat import HeatSolver
+from ..solvers.precipitates import matrix_composition, precipitate_field
+from ..solvers.thermomigration import (
+    HeatConductionTemperature,
+    ThermomigrationSolver,
+    linear_temperature,
+)
+from .initial_fields import evaluate_expression, read_field
+from .thermomigration_spec import ThermomigrationCase
+
+
+def build_grid(case: ThermomigrationCase) -> tuple[Grid, BoundaryConditions]:
+    spec = case.grid
+    grid = Grid(tuple(spec.shape), (0.0,) * len(spec.shape), tuple(spec.length))
+    sides = tuple((BC("periodic"),) * 2 if kind == "periodic" else (BC("neumann"),) * 2
+                  for kind in spec.bc)
+    return grid, BoundaryConditions(sides)
+
+
+def build_free_energy(case: ThermomigrationCase) -> DiluteSolution | DoubleWell | RegularSolution:
+    """The free energy; a double well given by $\\rho$ and a mobility $M$ becomes
+    ``DoubleWell(barrier=`` $\\rho\\Delta c^4/16$ ``, diffusivity=`` $2M\\rho\\Delta c^2$ ``)``."""
+    spec = case.free_energy
+    if spec.kind == "dilute":
+        return DiluteSolution(diffusivity=spec.diffusivity,
+                              activation_energy=spec.activation_energy)
+    if spec.kind == "regular_solution":
+        return RegularSolution(interaction=spec.interaction, diffusivity=spec.diffusivity,
+                               activation_energy=spec.activation_energy)
+    gap, rho = spec.c_beta - spec.c_alpha, spec.curvature_scale
+    diffusivity = (spec.diffusivity if spec.mobility is None
+                   else 2 * spec.mobility * rho * gap**2)
+    return DoubleWell(barrier=rho * gap**4 / 16, c_alpha=spec.c_alpha, c_beta=spec.c_beta,
+                      slope_alpha=spec.slope_alpha, slope_beta=spec.slope_beta, T0=spec.T0,
+                      diffusivity=diffusivity, activation_energy=spec.activation_energy)
+
+
+def build_temperature(case: ThermomigrationCase, grid: Grid):
+    """The fixed linear field, or a :class:`HeatConductionTemperature` (kind ``heat``)."""
+    spec = case.temperature_spec
+    half = grid.upper[spec.axis] / 2
+    cold = spec.mean - spec.gradient * half
+    if spec.kind == "linear":
+        return linear_temperature(grid, cold, spec.gradient, spec.axis)
+    sides = [(BC("neumann"), BC("neumann")) for _ in range(grid.ndim)]
+    sides[spec.axis] = (BC("dirichlet", cold), BC("dirichlet", spec.mean + spec.gradient * half))
+    heat = HeatSolver(grid, BoundaryConditions(tuple(sides)), nu=spec.thermal_diffusivity,
+                      dt=None, scheme="imex", theta=1.0, device=case.device, dtype=case.dtype)
+    return HeatConductionTemperature(heat, np.full(grid.shape, spec.mean),
+                                     first_step=min(grid.dx) ** 2 / spec.thermal_diffusivity,
+                                     growth=spec.step_growth)
+
+
+def _kappa(case: ThermomigrationCase, model) -> float:
+    if case.kappa is not None:
+        return case.kappa
+    if case.interface_width is None:
+        return 0.0
+    return model.gradient_coefficient(case.interface_width)
+
+
+def _random_particles(case: ThermomigrationCase, grid: Grid) -> tuple[list, list]:
+    spec = case.initial
+    rng = np.random.default_rng(spec.seed)
+    centres, radii = [], []
+    for _ in range(10000 * spec.count):
+        if len(radii) == spec.count:
+            break
+        radius = rng.uniform(*spec.radius_range)
+        centre = [rng.uniform(a + radius + spec.spacing, b - radius - spec.spacing)
+                  for a, b in zip(grid.lower, grid.upper)]
+        if all(np.linalg.norm(np.subtract(centre, c)) >= radius + r + spec.spacing
+               for c, r in zip(centres, radii)):
+            centres.append(centre)
+            radii.append(radius)
+    if len(radii) < spec.count:
+        raise ValueError(f"initial: could not place {spec.count} particles of radius "
+                         f"{spec.radius_range} at spacing {spec.spacing} m in the domain")
+    return centres, radii
+
+
+def initial_state(case: ThermomigrationCase, grid: Grid, bc: BoundaryConditions, model,
+                  T: np.ndarray) -> np.ndarray:
+    """$c_0$: uniform, an expression, a file's field, or precipitates in a zero-flux matrix in
+    equilibrium with the largest."""
+    spec = case.initial
+    if spec.kind == "uniform":
+        return np.full(grid.shape, float(spec.value))
+    if spec.kind == "expression":
+        return evaluate_expression(spec.expression, grid.mesh())
+    if spec.kind == "file":
+        return read_field(spec.path, spec.variable, grid.shape, spec.time_index)
+    centres, radii = ((spec.centres, spec.radii) if spec.kind == "precipitates"
+                      else _random_particles(case, grid))
+    kappa = _kappa(case, model)
+    matrix, precipitate = matrix_composition(model, T, case.heat_of_transport, kappa,
+                                             max(radii), grid.ndim)
+    width = model.interface_width(kappa)
+    return precipitate_field(grid, matrix, precipitate, [tuple(c) for c in centres], radii, width,
+                             bc)
+
+
+def build_solver(case: ThermomigrationCase) -> tuple[ThermomigrationSolver, np.ndarray]:
+    grid, bc = build_grid(case)
+    model = build_free_energy(case)
+    temperature = build_temperature(case, grid)
+    T0 = temperature(0.0) if callable(temperature) else temperature
+    solver = ThermomigrationSolver(
+        grid, model, temperature, kappa=_kappa(case, model),
+        heat_of_transport=case.heat_of_transport, bc=bc, T_ref=case.temperature_spec.mean,
+        tolerance=case.solver.tolerance, dt_max=case.solver.dt_max, device=case.device,
+        dtype=case.dtype,
+    )
+    return solver, initial_state(case, grid, bc, model, T0)

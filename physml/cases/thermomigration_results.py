@@ -1,0 +1,99 @@
+"""Writing a finished thermomigration run's results into its run folder (the files of
+:mod:`~.thermomigration`): ``trajectory.h5``, ``tracked.json``, ``metrics.json`` and the
+figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .._version import __version__
+from ..datasets.store import with_cf_metadata, write_dataset
+from ..solvers.free_energy import DoubleWell
+from ..solvers.thermomigration import ThermomigrationSolver
+from .run_folder import write_text
+from .thermomigration_analysis import steady_profile
+from .thermomigration_spec import SPINODAL_INITIALS, ThermomigrationCase
+
+
+def _cf_metadata(case: ThermomigrationCase, dims: tuple[str, ...]) -> dict:
+    """CF ``long_name``/``units`` of ``trajectory.h5``: SI, or the case's own units."""
+    si = case.units != "nondimensional"
+    metadata = {"c": ("solute mole fraction c" if si else "composition c", "1"),
+                "T": ("temperature", "K"),
+                "time": ("model time", "s" if si else "1")}
+    metadata.update({d: (f"{d} coordinate of the cell centre", "m" if si else "1") for d in dims})
+    return metadata
+
+
+def write_thermomigration_results(case, solver, run, records, summary, folder: Path,
+                                  temperatures: np.ndarray | None) -> None:
+    """The run folder's results (see :mod:`~.thermomigration`); ``temperatures`` is
+    :func:`~.thermomigration_analysis.temperature_history` (None: the fixed
+    ``solver.temperature``)."""
+    grid = solver.grid
+    dims = ("x", "y", "z")[: grid.ndim]
+    coords = {d: grid.coords(i) for i, d in enumerate(dims)}
+    fields = {"c": (("time", *dims), np.stack(run.states))}
+    attrs = {"case": case.name, "pde": "cahn_hilliard_thermomigration",
+             "free_energy": case.free_energy.kind, "physml_version": __version__}
+    if case.units == "nondimensional":
+        attrs.update(units="non-dimensional (the case's own units)",
+                     mobility=case.free_energy.mobility, rho=case.free_energy.curvature_scale,
+                     kappa=solver.kappa)
+    else:
+        fields["T"] = (dims, solver.temperature) if temperatures is None else (
+            ("time", *dims), temperatures)
+        attrs.update(heat_of_transport_J_per_mol=case.heat_of_transport,
+                     kappa_J_m2_per_mol=solver.kappa,
+                     units="x, y, z in m; time in s; T in K; c mole fraction")
+    ds = xr.Dataset(fields, coords={"time": np.array(run.times), **coords}, attrs=attrs)
+    write_dataset(with_cf_metadata(ds, _cf_metadata(case, dims)), folder / "trajectory.h5")
+    write_text(folder / "tracked.json", json.dumps(records, indent=1))
+    write_text(folder / "metrics.json", json.dumps(summary, indent=1))
+    if case.output.figures:
+        from .figures import (
+            MODEL_UNITS,
+            SI_UNITS,
+            animate_microstructure,
+            plot_free_energy,
+            plot_profile,
+            plot_snapshots,
+            plot_tracked,
+        )
+
+        units = MODEL_UNITS if case.units == "nondimensional" else SI_UNITS
+        volume = "" if grid.ndim == 1 else f"^{grid.ndim}"
+        energy_unit = (f"model energy x length{volume}" if case.units == "nondimensional"
+                       else f"J m{volume}/mol")
+        plot_free_energy(run.times, run.free_energy, folder / "free_energy.png", units,
+                         energy_unit, f"{case.name}: total free energy")
+
+        if grid.ndim == 1:
+            T_end = solver.temperature if temperatures is None else temperatures[-1]
+            plot_profile(coords["x"], run.times, run.states,
+                         steady_profile(case, solver, run, T_end), folder / "profile.png", units)
+        else:
+            particles = draws_particles(case, solver)
+            gradient = case.temperature_spec.axis, case.temperature_spec.gradient
+            centroids = ([[p["centroid"] for p in r["particles"]] for r in records]
+                         if particles else None)
+            plot_snapshots(grid, run.times, run.states, folder / "snapshots.png", *gradient,
+                           centroids, units)
+            animate_microstructure(grid, run.times, run.states, folder / "microstructure.gif",
+                                   *gradient, units)
+            if particles:
+                plot_tracked(records, case.temperature_spec.axis, folder / "tracked.png",
+                             summary.get("velocity_estimate"), units,
+                             case.temperature_spec.gradient)
+
+
+def draws_particles(case: ThermomigrationCase, solver: ThermomigrationSolver) -> bool:
+    """Whether the particle figures (``tracked.png``, the centroids on ``snapshots.png``) are
+    drawn: a double well whose start is not a spinodal one
+    (:data:`~.thermomigration_spec.SPINODAL_INITIALS`)."""
+    return (isinstance(solver.free_energy, DoubleWell)
+            and case.initial.kind not in SPINODAL_INITIALS)

@@ -1,0 +1,356 @@
+"""The schema of a ``kind: thermomigration`` case file: the grid, temperature, free-energy,
+initial-state, time and solver sections and :class:`ThermomigrationCase`, which checks them
+against each other (an example case in :mod:`~.thermomigration`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, ValidationInfo, model_validator
+
+from ..datasets.spec import AbsolutePath
+from ..solvers.free_energy import DiluteSolution, DoubleWell, RegularSolution
+from ..solvers.thermomigration import DEFAULT_TOLERANCE
+from .initial_fields import check_expression, check_field
+from .run_folder import Section
+from .sections import CaseBase
+
+NONDIMENSIONAL_TEMPERATURE = 1.0
+
+
+class GridSpec(Section):
+    shape: list[int] = Field(min_length=1, max_length=3, description="cells per axis")
+    length: list[float] = Field(min_length=1, max_length=3, description="domain size per axis [m]")
+    bc: list[Literal["periodic", "no_flux"]] = Field(min_length=1, max_length=3)
+
+    @model_validator(mode="after")
+    def _same_axes(self) -> GridSpec:
+        if not len(self.shape) == len(self.length) == len(self.bc):
+            raise ValueError("grid.shape, grid.length and grid.bc need one entry per axis")
+        if any(n < 3 for n in self.shape):
+            raise ValueError(f"grid.shape={list(self.shape)}: every axis needs >= 3 cells")
+        if any(not length > 0 for length in self.length):
+            raise ValueError(f"grid.length={list(self.length)}: every axis needs a length > 0 m")
+        return self
+
+
+class TemperatureSpec(Section):
+    """``linear``: $T = T_{mean} + G(x - x_{mid})$, fixed. ``heat``: starts uniform at ``mean``
+    and is evolved by the heat solver with Dirichlet ends $T_{mean} \\mp G L/2$ (diffusivity
+    ``thermal_diffusivity``), no flux on the other axes, by backward Euler on its own steps
+    $h_n = \\max(\\Delta x^2/\\alpha,\\ r\\,t_n)$, $r$ = ``step_growth``: steps that follow the
+    temperature's own decay, not the Cahn–Hilliard step nor an explicit limit (see
+    :class:`~physml.solvers.thermomigration.HeatConductionTemperature`); error below
+    $0.04\\,r$ of the temperature span after the first 5 % of $L^2/(\\pi^2\\alpha)$, exact at
+    the steady state."""
+
+    kind: Literal["linear", "heat"] = "linear"
+    mean: float = Field(gt=0, description="temperature at the domain centre [K]")
+    gradient: float = Field(0.0, description="dT/dx along axis [K/m]")
+    axis: int = Field(0, ge=0, le=2)
+    thermal_diffusivity: float | None = Field(None, gt=0, description="[m^2/s], kind heat")
+    step_growth: float = Field(0.05, gt=0, le=1, description="kind heat: step / elapsed time")
+
+    @model_validator(mode="after")
+    def _heat_needs_diffusivity(self) -> TemperatureSpec:
+        if self.kind == "heat" and self.thermal_diffusivity is None:
+            raise ValueError("temperature.kind 'heat' needs temperature.thermal_diffusivity")
+        return self
+
+
+class FreeEnergySpec(Section):
+    """The homogeneous free energy and the transport coefficient. The double well
+    $f = \\rho(c - c_\\alpha)^2(c - c_\\beta)^2$ is given by its barrier $W = \\rho\\Delta c^4/16$
+    or by $\\rho$, and its transport by the diffusivity $D_0$ or by the constant mobility $M$
+    ($D = M f''_{eq} = 2M\\rho\\Delta c^2$); the other models take ``diffusivity``."""
+
+    kind: Literal["dilute", "double_well", "regular_solution"]
+    diffusivity: float | None = Field(None, gt=0, description="D0 [m^2/s]")
+    mobility: float | None = Field(None, gt=0, description="double well: M [mol m^2/(J s)]")
+    activation_energy: float = Field(0.0, ge=0, description="Q_d [J/mol]")
+    barrier: float | None = Field(None, gt=0, description="double-well barrier W [J/mol]")
+    rho: float | None = Field(None, gt=0, description="double well: rho = 16 W / dc^4 [J/mol]")
+    c_alpha: float = Field(0.0, description="matrix well")
+    c_beta: float = Field(1.0, description="precipitate well")
+    slope_alpha: float = Field(0.0, description="dc_alpha/dT [1/K]")
+    slope_beta: float = Field(0.0, description="dc_beta/dT [1/K]")
+    T0: float = Field(1000.0, gt=0, description="temperature of c_alpha, c_beta [K]")
+    interaction: float | None = Field(None, gt=0, description="regular-solution Omega [J/mol]")
+
+    @model_validator(mode="after")
+    def _parameters_present(self) -> FreeEnergySpec:
+        double_well = self.kind == "double_well"
+        if (self.diffusivity is None) == (self.mobility is None if double_well else True):
+            raise ValueError(f"free_energy.kind {self.kind!r} needs "
+                             + ("one of free_energy.diffusivity and free_energy.mobility"
+                                if double_well else "free_energy.diffusivity"))
+        if double_well and (self.barrier is None) == (self.rho is None):
+            raise ValueError("free_energy.kind 'double_well' needs one of free_energy.barrier "
+                             "and free_energy.rho")
+        if double_well and not self.c_alpha < self.c_beta:
+            raise ValueError(f"free_energy.c_alpha={self.c_alpha} must be below "
+                             f"free_energy.c_beta={self.c_beta}")
+        if self.kind == "regular_solution" and self.interaction is None:
+            raise ValueError("free_energy.kind 'regular_solution' needs free_energy.interaction")
+        unused = [k for k in ("mobility", "barrier", "rho") if not double_well
+                  and getattr(self, k) is not None]
+        if unused:
+            raise ValueError(f"free_energy.{unused[0]} applies to kind 'double_well' only")
+        return self
+
+    @property
+    def curvature_scale(self) -> float:
+        """The double well's $\\rho$ [J/mol]."""
+        gap = self.c_beta - self.c_alpha
+        return self.rho if self.rho is not None else 16 * self.barrier / gap**4
+
+
+class InitialSpec(Section):
+    """``uniform``: c = value. ``precipitates``: discs/spheres at ``centres`` [m] with
+    ``radii`` [m] in the matrix with no flux in equilibrium with the largest.
+    ``random_precipitates``: ``count`` particles of radius in ``radius_range`` [m], placed at
+    random (``seed``) at least ``spacing`` [m] apart (surface to surface). ``expression``: a
+    formula in the cell centres ``x``, ``y``, ``z`` (NumPy functions, ``pi``; e.g.
+    ``0.5 + 0.01*cos(0.105*x)*cos(0.11*y)``). ``file``: the variable ``variable`` of the
+    xarray/HDF5 file ``path`` (read from the working folder, recorded absolute), of the grid's
+    shape; a leading ``time`` axis (a run's ``trajectory.h5``) is indexed by ``time_index``."""
+
+    kind: Literal["uniform", "precipitates", "random_precipitates", "expression", "file"]
+    value: float | None = None
+    expression: str | None = None
+    path: AbsolutePath | None = None
+    variable: str = "c"
+    time_index: int = -1
+    centres: list[list[float]] = Field(default_factory=list)
+    radii: list[float] = Field(default_factory=list)
+    count: int = Field(0, ge=0)
+    radius_range: tuple[float, float] | None = None
+    spacing: float = Field(0.0, ge=0)
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> InitialSpec:
+        if self.kind == "uniform" and self.value is None:
+            raise ValueError("initial.kind 'uniform' needs initial.value")
+        if self.kind == "expression" and not self.expression:
+            raise ValueError("initial.kind 'expression' needs initial.expression")
+        if self.kind == "file" and not self.path:
+            raise ValueError("initial.kind 'file' needs initial.path")
+        if self.kind == "precipitates" and (not self.radii or len(self.radii) != len(self.centres)):
+            raise ValueError("initial.kind 'precipitates' needs as many initial.centres as radii")
+        if self.kind == "random_precipitates" and (self.count < 1 or self.radius_range is None):
+            raise ValueError("initial.kind 'random_precipitates' needs initial.count >= 1 and "
+                             "initial.radius_range")
+        if self.radius_range is not None and not 0 < self.radius_range[0] <= self.radius_range[1]:
+            raise ValueError(f"initial.radius_range {list(self.radius_range)} needs "
+                             "0 < low <= high")
+        return self
+
+
+class TimeSpec(Section):
+    end: float = Field(gt=0, description="model time [s]")
+    saves: int = Field(21, ge=2, description="snapshots, evenly spaced, t = 0 included")
+
+
+class SolverSpec(Section):
+    tolerance: float = Field(
+        DEFAULT_TOLERANCE, gt=0, lt=1,
+        description="local error per step, relative to max|c0|; the default 1e-4 keeps the "
+        "free energy within 0.8 % of a converged solution while a spinodal decomposition "
+        "separates (2.2 % at 1e-3, 0.25 % at 1e-5 with 3x the steps; "
+        "benchmarks/phasefield_tolerance.py)")
+    dt_max: float | None = Field(None, gt=0)
+
+
+SPINODAL_INITIALS = ("uniform", "expression")
+"""The ``initial.kind`` values whose double-well start decomposes into a bicontinuous network
+(a uniform or perturbed field), so no particle tracks (``tracked.png``, the centroids on
+``snapshots.png``) are drawn, though ``tracked.json`` records what the tracker finds. The
+other kinds start from particles (``precipitates``, ``random_precipitates``) or continue a
+run (``file``, a restart), and get them drawn."""
+
+INITIAL_KEYS = {"uniform": ("value",), "precipitates": ("centres", "radii"),
+                "random_precipitates": ("count", "radius_range", "spacing", "seed"),
+                "expression": ("expression",), "file": ("path", "variable", "time_index")}
+"""The keys of the ``initial`` section each kind reads."""
+
+MODELS = {"dilute": DiluteSolution, "double_well": DoubleWell,
+          "regular_solution": RegularSolution}
+
+
+class ThermomigrationCase(CaseBase):
+    """A whole thermomigration case file."""
+
+    kind: Literal["thermomigration"]
+    units: Literal["si", "nondimensional"] = Field(
+        "si", description="si: every input in SI; nondimensional: the classic isothermal "
+        "Cahn-Hilliard model in the case's own units (double well, mobility, kappa)")
+    grid: GridSpec
+    temperature: TemperatureSpec | None = None
+    free_energy: FreeEnergySpec
+    interface_width: float | None = Field(None, gt=0, description="double well: delta [m]")
+    kappa: float | None = Field(None, ge=0, description="gradient energy [J m^2/mol]")
+    heat_of_transport: float = Field(0.0, description="Q* [J/mol]; < 0: solute to the hot side")
+    initial: InitialSpec
+    time: TimeSpec
+    solver: SolverSpec = Field(default_factory=SolverSpec)
+    dtype: Literal["float32", "float64"] = "float64"
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> ThermomigrationCase:
+        ndim = len(self.grid.shape)
+        if self.units == "nondimensional":
+            self._nondimensional_model()
+        elif self.temperature is None:
+            raise ValueError("units 'si' needs a temperature section")
+        if self.temperature is not None and self.temperature.axis >= ndim:
+            raise ValueError(f"temperature.axis {self.temperature.axis} is not an axis of the "
+                             f"{ndim}D grid")
+        kind = self.free_energy.kind
+        two_phase = kind != "dilute"
+        if self.initial.kind not in ("uniform", "expression", "file") and kind != "double_well":
+            raise ValueError(f"initial.kind {self.initial.kind!r} needs free_energy.kind "
+                             "'double_well'")
+        if not (info.context or {}).get("recorded", False):  # a run's own config: dropped
+            self._no_unread_keys()
+        if self.interface_width is not None and kind != "double_well":
+            raise ValueError(f"interface_width applies to free_energy.kind 'double_well' (its "
+                             f"width sets kappa); give kappa for kind {kind!r}")
+        if two_phase and self.interface_width is None and self.kappa is None:
+            raise ValueError("free_energy.kind 'double_well' needs interface_width or kappa"
+                             if kind == "double_well" else f"free_energy.kind {kind!r} needs "
+                             "kappa (the gradient energy)")
+        if self.interface_width is not None and self.kappa is not None:
+            raise ValueError("give interface_width or kappa, not both (each sets the other)")
+        if two_phase and self.kappa is not None and not self.kappa > 0:
+            raise ValueError(f"kappa={self.kappa:g}: a two-phase free energy needs kappa > 0 "
+                             "(its interfaces have a width)")
+        lengths = self.grid.length
+        spec = self.temperature
+        if spec is not None and spec.gradient != 0:
+            if self.grid.bc[spec.axis] == "periodic":
+                raise ValueError(f"temperature.gradient along axis {spec.axis}, a periodic axis "
+                                 "of grid.bc: the temperature would jump by gradient x length "
+                                 "at the seam; make that axis no_flux")
+            span = abs(spec.gradient) * lengths[spec.axis] / 2
+            if spec.mean - span <= 0:
+                raise ValueError(f"temperature.mean={spec.mean:g} K with gradient="
+                                 f"{spec.gradient:g} K/m over {lengths[spec.axis]:g} m gives "
+                                 f"{spec.mean - span:g} K at the cold end: T must stay > 0 K")
+        lower, upper = MODELS[kind].compositions
+        if self.initial.kind == "uniform" and not lower < self.initial.value < upper:
+            needed = f"c > {lower:g}" if upper == np.inf else f"{lower:g} < c < {upper:g}"
+            raise ValueError(f"initial.value={self.initial.value:g}: the "
+                             f"{kind.replace('_', ' ')} model needs a composition {needed}")
+        if self.initial.kind == "random_precipitates":
+            self._placeable(ndim, lengths)
+        for centre, radius in zip(self.initial.centres, self.initial.radii):
+            if len(centre) != ndim:
+                raise ValueError(f"initial.centres entry {centre} needs {ndim} coordinates")
+            if not all(0 <= x <= length for x, length in zip(centre, lengths)):
+                box = " x ".join(f"[0, {length:g}]" for length in lengths)
+                raise ValueError(f"initial.centres entry {centre} lies outside the domain {box} m")
+            if not 0 < radius < min(lengths) / 2:
+                raise ValueError(f"initial.radii entry {radius:g} m must be > 0 and below half "
+                                 f"the smallest domain length ({min(lengths) / 2:g} m)")
+        cell = max(length / n for length, n in zip(lengths, self.grid.shape))
+        if two_phase and self.interface_width is not None and self.interface_width < cell:
+            raise ValueError(f"interface_width={self.interface_width:g} m is narrower than a "
+                             f"cell ({cell:g} m): refine grid.shape or widen the interface")
+        if self.initial.kind == "expression":
+            check_expression(self.initial.expression, ndim)
+        if self.initial.kind == "file":
+            check_field(self.initial.path, self.initial.variable, tuple(self.grid.shape),
+                        self.initial.time_index)
+        return self
+
+    def _placeable(self, ndim: int, lengths: list[float]) -> None:
+        """Refuse random particles that random placement cannot fit: one larger (with its
+        spacing) than half the domain, or more than fit even at their smallest radius (with
+        half the spacing around each): they would cover more of the domain than random
+        sequential addition reaches before it jams (the parking constants 0.748, 0.547 and
+        0.384 in 1D, 2D and 3D), and placement would retry for hours."""
+        spec = self.initial
+        if not spec.radius_range[1] + spec.spacing < min(lengths) / 2:
+            raise ValueError(f"initial.radius_range's largest radius ({spec.radius_range[1]:g} "
+                             f"m) plus initial.spacing ({spec.spacing:g} m) must be below half "
+                             f"the smallest grid.length ({min(lengths) / 2:g} m)")
+        r = spec.radius_range[0] + spec.spacing / 2
+        ball = (2 * r, np.pi * r**2, 4 / 3 * np.pi * r**3)[ndim - 1]
+        covered = spec.count * ball / float(np.prod(lengths))
+        jammed = (0.748, 0.547, 0.384)[ndim - 1]
+        if covered > jammed:
+            raise ValueError(f"initial.count={spec.count} particles of radius >= "
+                             f"{spec.radius_range[0]:g} m at spacing {spec.spacing:g} m would "
+                             f"cover {covered:.0%} of the domain; random placement jams at "
+                             f"about {jammed:.0%} in {ndim}D: lower initial.count or the radii")
+
+    def unused_keys(self) -> set[str]:
+        """The keys this case's kinds do not read: a linear temperature's heat-solver keys,
+        the double well's keys under another free energy (and ``T0`` without a slope), the
+        interaction outside the regular solution, the other initial kinds' keys."""
+        unused = set()
+        if self.temperature is not None and self.temperature.kind == "linear":
+            unused |= {"temperature.thermal_diffusivity", "temperature.step_growth"}
+        energy = self.free_energy
+        if energy.kind != "double_well":
+            unused |= {f"free_energy.{key}" for key in ("c_alpha", "c_beta", "slope_alpha",
+                                                         "slope_beta", "T0")}
+        elif energy.slope_alpha == 0 and energy.slope_beta == 0:
+            unused.add("free_energy.T0")
+        if energy.kind != "regular_solution":
+            unused.add("free_energy.interaction")
+        read = INITIAL_KEYS[self.initial.kind]
+        return unused | {f"initial.{key}" for keys in INITIAL_KEYS.values() for key in keys
+                         if key not in read}
+
+    def _no_unread_keys(self) -> None:
+        """Refuse a key of :meth:`unused_keys` set to other than its default (a value that
+        would change nothing); one message naming it and what the kind reads."""
+        for key in sorted(self.unused_keys()):
+            section, name = key.split(".")
+            spec = getattr(self, section)
+            default = type(spec).model_fields[name].get_default(call_default_factory=True)
+            if getattr(spec, name) != default:
+                readers = {"temperature": "temperature.kind 'heat'",
+                           "free_energy": ("free_energy.kind 'regular_solution'"
+                                           if name == "interaction" else
+                                           "free_energy.kind 'double_well'" + (
+                                               " with a slope" if name == "T0" else "")),
+                           "initial": "initial.kind " + " or ".join(
+                               repr(k) for k, keys in INITIAL_KEYS.items() if name in keys)}
+                raise ValueError(f"{key} applies to {readers[section]} only; this case does "
+                                 f"not read it (remove it, or set it to {json.dumps(default)})")
+
+    def _nondimensional_model(self) -> None:
+        """The non-dimensional form is the isothermal double well with constant mobility:
+        $c_t = \\nabla\\cdot M\\nabla(f'(c) - \\kappa\\nabla^2 c)$,
+        $f = \\rho(c - c_\\alpha)^2(c - c_\\beta)^2$; no temperature enters."""
+        energy = self.free_energy
+        if energy.kind != "double_well" or energy.mobility is None:
+            raise ValueError("units 'nondimensional' needs free_energy.kind 'double_well' with "
+                             "free_energy.mobility")
+        thermal = {"temperature": self.temperature is not None,
+                   "heat_of_transport": self.heat_of_transport != 0,
+                   "free_energy.activation_energy": energy.activation_energy != 0,
+                   "free_energy.slope_alpha": energy.slope_alpha != 0,
+                   "free_energy.slope_beta": energy.slope_beta != 0}
+        given = [key for key, present in thermal.items() if present]
+        if given:
+            raise ValueError(f"units 'nondimensional' is isothermal: remove {given[0]}")
+
+    @property
+    def temperature_spec(self) -> TemperatureSpec:
+        """The temperature section; the non-dimensional model runs at a uniform
+        ``NONDIMENSIONAL_TEMPERATURE`` that enters nothing (no activation energy, slopes or
+        heat of transport)."""
+        if self.temperature is not None:
+            return self.temperature
+        return TemperatureSpec(kind="linear", mean=NONDIMENSIONAL_TEMPERATURE)
+
+    @property
+    def total_steps(self) -> int:
+        """Snapshots after t = 0 (the progress bar's units)."""
+        return self.time.saves - 1
