@@ -44,6 +44,7 @@ from physml.constraints import Continuity, LevenbergMarquardt, UnconvergedSolveW
 from physml.devices import Stopwatch, require_torch_device
 from physml.fno import most_modes
 from physml.train.moe import (
+    EVALUATE_EVERY,
     Budget,
     Loss,
     build_model,
@@ -273,7 +274,7 @@ def _plot(results: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4), constrained_layout=True)
     for name, r in results["methods"].items():
-        steps = [10 * i for i in range(len(r["history"]))] + [len(r["losses"])]
+        steps = [EVALUATE_EVERY * i for i in range(len(r["history"]))] + [len(r["losses"])]
         ax.semilogy(steps, [*r["history"], r["test_rel_l2"]],
                     label=f"{name}: {r['test_rel_l2']:.3f}, jump {r['interface_jump']:.1e}")
     ax.set(xlabel="Adam iteration", ylabel="test relative L2",

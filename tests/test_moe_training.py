@@ -8,6 +8,7 @@ import pytest
 import torch
 import xarray as xr
 
+from physml.cases.moe import training_history
 from physml.cases.registry import load_case, run_case
 from physml.constraints import Continuity, LevenbergMarquardt
 from physml.datasets.generate import initial_state, solve_sample
@@ -116,6 +117,16 @@ def test_moe_case_writes_its_run_folder(tmp_path):
     assert xr.open_dataset(folder / "predictions.h5")["error"].shape == (1, 8, 8)
 
 
+def test_the_moe_history_is_one_record_per_step_with_the_test_errors_where_taken():
+    losses = [1.0 / k for k in range(1, 22)]  # 21 updates; test errors after 0, 10 and 20
+    records = training_history(losses, [0.9, 0.5, 0.4])
+    assert [r["step"] for r in records] == list(range(22))
+    assert records[0] == {"step": 0, "test_rel_l2": 0.9}
+    assert records[10] == {"step": 10, "loss": 0.1, "test_rel_l2": 0.5}
+    assert records[20]["test_rel_l2"] == 0.4 and "test_rel_l2" not in records[21]
+    assert [r["loss"] for r in records[1:]] == losses
+
+
 TINY = ["variant=cpu", "problem.nx=8", "problem.nt=8", "problem.train=2", "problem.test=1",
         "model.basis=3", "model.width=4", "model.modes=[2, 2]", "training.iterations=4",
         "training.batch=2", "training.checkpoint_every=2", "output.figures=false"]
@@ -142,8 +153,12 @@ def test_moe_case_resumes_to_the_uninterrupted_run(tmp_path):
     run_case(case, stopped, resume=True, on_step=lambda r: steps.append(r["step"]))
     assert steps == [3, 4]
     metrics = [json.loads((f / "metrics.json").read_text()) for f in (whole, stopped)]
-    assert metrics[0]["losses"] == metrics[1]["losses"]
-    assert metrics[0]["summary"]["history"] == metrics[1]["summary"]["history"]
+    assert metrics[0] == metrics[1] | {"summary": metrics[0]["summary"]}  # bar the timings
+    assert set(metrics[0]) == {"case", "summary", "history"}
+    history = metrics[0]["history"]
+    assert [r["step"] for r in history] == [0, 1, 2, 3, 4]
+    assert "loss" not in history[0] and all("loss" in r for r in history[1:])
+    assert "test_rel_l2" in history[0] and not any("test_rel_l2" in r for r in history[1:])
     states = [torch.load(f / "checkpoint.pt", weights_only=False)["model"]
               for f in (whole, stopped)]
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

@@ -435,7 +435,10 @@ def test_the_pcg_case_runs_and_writes_its_table(tmp_path):
                   cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (metrics,) = tmp_path.glob("pcg_poisson-*/metrics.json")
-    summary = json.loads(metrics.read_text())["summary"]
+    written = json.loads(metrics.read_text())
+    assert set(written) == {"case", "summary", "history"}
+    assert [r["step"] for r in written["history"]][:2] == [1, 2]
+    summary = written["summary"]
     assert set(summary["table"]) == {"jacobi", "ic0", "fsai", "amg_sa", "amg_rs",
                                      "learned_cholesky"}
     assert summary["table"]["ic0"]["rtol=1e-08"]["iterations"] < summary["table"]["jacobi"][

@@ -482,6 +482,10 @@ def test_precipitate_case_writes_outputs_and_resumes_bitwise(tmp_path):
         assert (folder / name).is_file(), name
     tracked = json.loads((folder / "tracked.json").read_text())
     assert len(tracked) == 5 and len(tracked[-1]["particles"]) == 1
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert set(metrics) == {"case", "summary", "history"} and metrics["summary"] == summary
+    assert [r["t"] for r in metrics["history"]] == [r["t"] for r in tracked]
+    assert metrics["history"][0]["step"] == 0 < metrics["history"][-1]["step"]
     assert summary["velocity"] > 0 and summary["mass_drift"] <= 1e-12
     assert summary["centre_of_mass_shift"] > 0  # towards the hot end, along a no-flux axis
     with xr.open_dataset(folder / "trajectory.h5", engine="h5netcdf") as ds:

@@ -30,7 +30,6 @@ scalar coefficient named as one of that solver's parameters has a known true val
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -53,14 +52,14 @@ from .pinn_training import (
     plot_training,
     train_in_folder,
     trainer_options,
-    write_summary,
+    training_summary,
 )
 from .run_folder import (
     FIELD_METADATA,
     KindSection,
     Section,
     evaluation_axes_metadata,
-    write_text,
+    write_metrics,
 )
 from .sections import CaseBase, ModelSpec, Threads, threshold_verdict
 
@@ -312,9 +311,10 @@ def solution_snapshot(ds: xr.Dataset) -> xr.Dataset:
 def run(case: EquationCase, folder: Path, resume: bool = False,
         on_step: OnStep | None = None) -> dict:
     """Train ``case`` in ``folder``, resuming from its checkpoint if asked, and write the run
-    folder; returns the summary (:func:`~.pinn_training.write_summary`). Solver-made observations
-    are written to ``observations.h5`` first (kept when resumed); a new run writes its
-    checkpoint at step 0 before ``config.yaml`` (:func:`~.pinn_training.train_in_folder`)."""
+    folder; returns the summary (:func:`~.pinn_training.training_summary`). Solver-made
+    observations are written to ``observations.h5`` first (kept when resumed); a new run
+    writes its checkpoint at step 0 before ``config.yaml``
+    (:func:`~.pinn_training.train_in_folder`)."""
     threads = apply_threads(case.training.collocation.points, case.threads)
     solved = None
     if case.observations is not None and case.observations.solve is not None:
@@ -323,12 +323,11 @@ def run(case: EquationCase, folder: Path, resume: bool = False,
             solve_observations(case.observations.solve, case.domain.time, solved)
     trainer = build_trainer(case, solved)
     train_in_folder(case, trainer, folder, resume, on_step)
-    result = write_summary(case, trainer, folder, threads)
+    result = training_summary(case, trainer, threads)
     truth = true_coefficients(case)
     if truth:
         result |= identification(result, truth)
-        metrics = json.loads((folder / "metrics.json").read_text())
-        write_text(folder / "metrics.json", json.dumps({**metrics, "summary": result}, indent=1))
+    write_metrics(folder, case.name, result, trainer.history)
     ds = results_dataset(case, trainer, result.get("rel_l2"))
     write_dataset(ds, folder / "predictions.h5")
     drawn = "reference" in ds and trainer.problem.output_dim == 1

@@ -5,7 +5,6 @@ the heat decay verdict), and the run folder's files (those of :mod:`~.mesh_pde`)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from ..datasets.mesh_store import mesh_dataset
 from ..datasets.store import write_dataset
 from ..solvers import mesh as pm
 from .mesh_pde_spec import MeshPDECase
-from .run_folder import write_text
+from .run_folder import write_metrics
 
 FIELD_METADATA = {
     "u0": ("initial value of u", "1"), "exact": ("exact solution", "1"),
@@ -64,8 +63,7 @@ def write_results(case: MeshPDECase, result: Result, folder: Path) -> None:
         times, frames = result.frames
         ds = mesh_dataset(result.mesh, {"u": frames}, times, attrs, FIELD_METADATA)
     write_dataset(ds, folder / "fields.h5")
-    metrics = {"case": case.name, "summary": result.summary, "history": result.history}
-    write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
+    write_metrics(folder, case.name, result.summary, result.history)
     if not case.output.figures:
         return
     plot_checks(case, result, folder)

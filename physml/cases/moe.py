@@ -9,8 +9,8 @@ Run folder::
     checkpoint.pt      model, optimiser, batch generator, step, losses and test-error history
                        (every ``training.checkpoint_every`` steps; ``--resume`` continues it)
     metrics.json       the summary (test relative L2, interface jump, seconds per step, the
-                       fraction of inner least-squares solves that converged) and the
-                       training losses
+                       fraction of inner least-squares solves that converged) and the history
+                       (the loss of every step, the test error every 10)
     predictions.h5     prediction, reference and error on the test samples (sample, time, x[, y];
                        Navier–Stokes: the vorticity)
     solution.png       prediction | reference | |error| of the first test sample (Navier–Stokes:
@@ -31,7 +31,6 @@ A case::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -48,6 +47,7 @@ from ..constraints import (
 from ..datasets.store import write_dataset
 from ..fno import most_modes
 from ..train.moe import (
+    EVALUATE_EVERY,
     PROBLEMS,
     Budget,
     Loss,
@@ -68,6 +68,7 @@ from .run_folder import (
     comparison_dataset,
     read_checkpoint,
     restoring,
+    write_metrics,
     write_text,
 )
 from .sections import CaseBase, LearningRate, threshold_passed, threshold_verdict
@@ -172,6 +173,19 @@ class MoECase(CaseBase):
                              f"{c.continuity} on problem.nx={p.nx}: {err}") from None
 
 
+
+def training_history(losses: list[float], errors: list[float]) -> list[dict]:
+    """The trainer's losses (one per iteration) and test errors (one every
+    :data:`~physml.train.moe.EVALUATE_EVERY` iterations, from 0) as ``metrics.json`` records:
+    ``{"step": k, "loss": ...}`` after k iterations, with ``test_rel_l2`` where it was
+    evaluated (step 0 has no loss)."""
+    records = [{"step": k, "loss": loss} for k, loss in enumerate(losses, start=1)]
+    records.insert(0, {"step": 0})
+    for j, error in enumerate(errors):
+        if EVALUATE_EVERY * j < len(records):
+            records[EVALUATE_EVERY * j]["test_rel_l2"] = error
+    return records
+
 def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
     """Generate the data, train (from the checkpoint if ``resume``), evaluate and write the run
     folder; returns the summary. The untrained state is the first checkpoint, written before
@@ -201,12 +215,11 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
         write_text(folder / CONFIG, case.to_yaml())
     result = trainer.fit(on_step, on_checkpoint=save, checkpoint_every=t.checkpoint_every,
                          saved_step=trainer.step)  # the checkpoint written or resumed
-    losses = result.pop("losses")
+    history = training_history(result.pop("losses"), result.pop("history"))
     threshold = case.evaluation.threshold
     result.update(threshold=threshold, steps=t.iterations,
                   passed=threshold_passed(result["test_rel_l2"], threshold))
-    write_text(folder / "metrics.json", json.dumps(
-        {"case": case.name, "summary": result, "losses": losses}, indent=1))
+    write_metrics(folder, case.name, result, history)
     with torch.no_grad():
         field = model(test[0])
     pred = rows.observe(field).cpu()

@@ -7,7 +7,8 @@ Run folder::
     config.yaml          the resolved case
     preconditioner.pt    the trained preconditioner (LearnedPreconditioner.load)
     metrics.json         per preconditioner and tolerance: mean iterations, set-up, solve and
-                         total seconds over the test systems; the training losses
+                         total seconds over the test systems; the history: the training loss
+                         of every step
     residuals.png        residual against iteration and against wall-clock (first test system)
 
 The dataset goes to ``<output.folder>/datasets/<systems>-<hash of its spec>`` and is reused by
@@ -24,7 +25,6 @@ every run with the same dataset section. A case::
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -44,7 +44,7 @@ from ..datasets.linear_systems import (
 )
 from ..solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy, prepare
 from .kind import CaseKind, OnStep
-from .run_folder import CONFIG, Section, atomic_write, write_text
+from .run_folder import CONFIG, Section, atomic_write, write_metrics, write_text
 from .sections import CaseBase, LearningRate, threshold_passed, threshold_verdict
 
 CHECKPOINT = "preconditioner.pt"
@@ -219,8 +219,8 @@ def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | Non
         "passed": threshold_passed(ratio, threshold),
         "dataset": str(data),
     }
-    write_text(folder / "metrics.json", json.dumps(
-        {"case": case.name, "summary": summary, "losses": losses}, indent=1))
+    write_metrics(folder, case.name, summary,
+                  [{"step": k, "loss": loss} for k, loss in enumerate(losses, start=1)])
     if case.output.figures:
         plot_residuals({k: r["history"] for k, r in results.items()}, folder / "residuals.png",
                        f"{case.name}: first test system, rtol {min(rtols):g}")

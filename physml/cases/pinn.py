@@ -51,9 +51,14 @@ from .pinn_training import (
     plot_training,
     train_in_folder,
     trainer_options,
-    write_summary,
+    training_summary,
 )
-from .run_folder import CHECKPOINT, comparison_dataset, evaluation_axes_metadata
+from .run_folder import (
+    CHECKPOINT,
+    comparison_dataset,
+    evaluation_axes_metadata,
+    write_metrics,
+)
 from .sections import PhysicsCase, threshold_verdict
 
 
@@ -134,13 +139,14 @@ def build_trainer(case: PINNCase) -> PINNTrainer:
 
 def run(case: PINNCase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
     """Train ``case`` in ``folder``, resuming from its checkpoint if asked, and write the run
-    folder; returns the summary (:func:`~.pinn_training.write_summary`). A new run writes its
+    folder; returns the summary (:func:`~.pinn_training.training_summary`). A new run writes its
     checkpoint at step 0 before ``config.yaml``, so a run folder with a configuration can
     always be resumed (:func:`~.pinn_training.train_in_folder`)."""
     threads = apply_threads(case.training.collocation.points, case.threads)
     trainer = build_trainer(case)
     train_in_folder(case, trainer, folder, resume, on_step)
-    result = write_summary(case, trainer, folder, threads)
+    result = training_summary(case, trainer, threads)
+    write_metrics(folder, case.name, result, trainer.history)
     first, second = ({"t": "time"}.get(n, n) for n in trainer.problem.names)
     a, b = trainer.eval_axes
     ds = comparison_dataset(  # evaluation fields are (second, first): rows are t (or y)

@@ -5,7 +5,6 @@ figures."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -159,23 +158,20 @@ METHOD_NAMES = {"pinn": "PINN", "lpinn": "Lagrangian PINN"}
 """``training.method`` as a description or a figure names it."""
 
 
-def write_summary(case: Any, trainer: PINNTrainer, folder: Path, threads: int) -> dict:
-    """Evaluate the trained trainer of a ``pinn`` or ``equation`` case and write
-    ``metrics.json`` (the case's name, the summary and the trainer's history).
+def training_summary(case: Any, trainer: PINNTrainer, threads: int) -> dict:
+    """The summary of a trained ``pinn`` or ``equation`` case, for ``metrics.json``
+    (:func:`~.run_folder.write_metrics`, with the trainer's history).
 
     Returns:
-        The summary: the errors of ``trainer.evaluate()``, ``steps``, ``threshold`` and
-        ``passed`` (``rel_l2`` against ``evaluation.threshold``), ``wall_s`` (the training time
-        over every resumed part) and ``threads`` (the PyTorch threads of this part).
+        The errors of ``trainer.evaluate()``, ``steps``, ``threshold`` and ``passed``
+        (``rel_l2`` against ``evaluation.threshold``), ``wall_s`` (the training time over every
+        resumed part) and ``threads`` (the PyTorch threads of this part).
     """
     final = trainer.evaluate()
     threshold = case.evaluation.threshold
-    result = {**final, "steps": trainer.step, "threshold": threshold,
-              "passed": threshold_passed(final.get("rel_l2"), threshold),
-              "wall_s": trainer.elapsed_s, "threads": threads}
-    metrics = {"case": case.name, "summary": result, "history": trainer.history}
-    write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
-    return result
+    return {**final, "steps": trainer.step, "threshold": threshold,
+            "passed": threshold_passed(final.get("rel_l2"), threshold),
+            "wall_s": trainer.elapsed_s, "threads": threads}
 
 
 def plot_training(case: Any, trainer: PINNTrainer, folder: Path,

@@ -1,6 +1,7 @@
 """What every case kind shares about its run folder: the ``output`` section, atomic writes
 (:func:`~physml.datasets.store.atomic_write` and ``write_text``, from the data layer), the
-checkpoint's name, folder creation and the resolved ``config.yaml``.
+checkpoint's name, folder creation, the resolved ``config.yaml`` and the one layout of
+``metrics.json`` (:func:`write_metrics`).
 
 A run folder is ``output.folder/<name>-<YYYYmmdd-HHMMSS>``; each kind documents the files it
 writes there. Its data files (checkpoint, ``config.yaml``, metrics, predictions) are written
@@ -11,6 +12,7 @@ them.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +37,7 @@ from ..datasets.store import write_text as write_text
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
+METRICS = "metrics.json"
 
 
 class Section(BaseModel):
@@ -200,6 +203,23 @@ def remove_if_empty(folder: Path) -> None:
     """Remove ``folder`` if it exists and holds nothing (a run refused or stopped at once)."""
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
+
+
+def write_metrics(folder: Path, case: str, summary: dict, history: list[dict]) -> None:
+    """Write the run's ``metrics.json``, in the one layout of every case kind::
+
+        {"case": name, "summary": {...}, "history": [{"step": k, ...}, ...]}
+
+    Args:
+        folder: the run folder.
+        case: the case's name.
+        summary: the run's final figures: with ``threshold`` and ``passed`` where the case
+            has a verdict, and ``units`` (entry name to unit) where its entries have units.
+        history: one record per recorded step (a training update, a time step or a
+            snapshot), each with its ``step``: updates counted from 1, 0 before the first.
+    """
+    write_text(folder / METRICS, json.dumps(
+        {"case": case, "summary": summary, "history": history}, indent=1))
 
 
 def _torch_state(path: Path) -> dict:

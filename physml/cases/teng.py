@@ -62,6 +62,7 @@ from .run_folder import (
     evaluation_axes_metadata,
     read_checkpoint,
     restoring,
+    write_metrics,
     write_text,
 )
 from .sections import PhysicsCase, threshold_passed, threshold_verdict
@@ -321,8 +322,7 @@ def write_teng_results(case, teng, reference, history, folder: Path, extra: dict
         "fallbacks": teng.fallbacks, "fallback_reasons": teng.fallback_reasons,
         "parameters": teng.theta.numel(), **extra,
     }
-    metrics = {"case": case.name, "summary": result, "history": history}
-    write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
+    write_metrics(folder, case.name, result, history)
     curve = {"t": [e["t"] for e in history], "rel_l2": [e["rel_l2"] for e in history]}
     write_text(folder / "errors.json", json.dumps(curve))
     shape = reference.states.shape[1:]

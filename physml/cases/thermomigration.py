@@ -15,7 +15,8 @@ Run folder::
     metrics.json          the summary: mass drift, energy monotonicity, migration velocity
                           against the sharp-interface estimate, steady-profile error, the
                           initially smaller of two particles' volume ratio, the
-                          precipitates' centre-of-mass shift
+                          precipitates' centre-of-mass shift; the history: per snapshot the
+                          accepted steps so far, time, mass and free energy
     free_energy.png       the total free energy against time, on log axes as PFHub compares
                           its benchmarks (:func:`~.figures.plot_free_energy`; with figures
                           on, as below)

@@ -14,7 +14,7 @@ from .._version import __version__
 from ..datasets.store import with_cf_metadata, write_dataset
 from ..solvers.free_energy import DoubleWell
 from ..solvers.thermomigration import ThermomigrationSolver
-from .run_folder import write_text
+from .run_folder import write_metrics, write_text
 from .thermomigration_analysis import steady_profile
 from .thermomigration_spec import SPINODAL_INITIALS, ThermomigrationCase
 
@@ -53,7 +53,9 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
     ds = xr.Dataset(fields, coords={"time": np.array(run.times), **coords}, attrs=attrs)
     write_dataset(with_cf_metadata(ds, _cf_metadata(case, dims)), folder / "trajectory.h5")
     write_text(folder / "tracked.json", json.dumps(records, indent=1))
-    write_text(folder / "metrics.json", json.dumps(summary, indent=1))
+    write_metrics(folder, case.name, summary, [
+        {"step": step, "t": t, "mass": mass, "free_energy": energy}
+        for step, t, mass, energy in zip(run.steps, run.times, run.mass, run.free_energy)])
     if case.output.figures:
         from .figures import (
             MODEL_UNITS,

@@ -224,12 +224,18 @@ def build_constraint(rows: Rows, nt: int, experts: int, continuity: Continuity,
                           condition_rows=rows.condition_rows)
 
 
+EVALUATE_EVERY = 10
+"""Iterations between two test errors of :class:`MoETrainer` (``history[j]`` is the test
+error after ``EVALUATE_EVERY * j`` iterations)."""
+
+
 class MoETrainer:
     """Adam on a :class:`ConstrainedFNO` with the shared loss; resumable.
 
     Trains on ``train = (u0, u)`` and reports on ``test``. Under ``torch.distributed`` each
     process takes its share of every batch (:mod:`~physml.train.distributed`); the losses are
-    the mean over the processes. The test error is recorded every 10 iterations.
+    the mean over the processes. The test error is recorded every :data:`EVALUATE_EVERY`
+    iterations.
     :meth:`state_dict` holds the model, the optimiser, the batch generator, the step, the
     losses, the history, the inner solves' convergence and the training seconds, so a run
     resumed from it continues bitwise as the uninterrupted run.
@@ -274,7 +280,7 @@ class MoETrainer:
         """
         last_checkpoint = saved_step
         while self.step < self.budget.iterations:
-            if self.step % 10 == 0:
+            if self.step % EVALUATE_EVERY == 0:
                 self.history.append(self.evaluate()["test_rel_l2"])
             start = time.perf_counter()  # the training step alone, not the test evaluation
             pick = shard(torch.randperm(len(self.train[0]), generator=self.generator)
