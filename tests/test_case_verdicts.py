@@ -108,17 +108,17 @@ def test_poisson_orders_come_with_the_expected_ones_and_a_convergence_plot(tmp_p
 
 
 def test_a_spinodal_run_draws_its_free_energy_and_no_particle_tracks(tmp_path, monkeypatch):
-    from physml.cases import figures
+    from physml.cases import microstructure_figures
 
     drawn = []
-    original = figures.plot_snapshots
+    original = microstructure_figures.plot_snapshots
 
     def spy(*args, **kwargs):
         drawn.append(inspect.signature(original).bind(*args, **kwargs).arguments
                      .get("centroids"))
         original(*args, **kwargs)
 
-    monkeypatch.setattr(figures, "plot_snapshots", spy)
+    monkeypatch.setattr(microstructure_figures, "plot_snapshots", spy)
     case = load_case("thermomigration_spinodal_pfhub1", [
         "variant=cpu", "grid.shape=[32, 32]", "grid.length=[64.0, 64.0]", "time.end=10.0",
         "time.saves=3", f"output.folder={tmp_path}"])

@@ -12,6 +12,16 @@ import xarray as xr
 matplotlib.use("Agg")
 
 from physml.cases import figures  # noqa: E402
+from physml.cases.figure_colours import colour_scale  # noqa: E402
+from physml.cases.mesh_figures import plot_mesh_fields  # noqa: E402
+from physml.cases.microstructure_figures import (  # noqa: E402
+    MODEL_UNITS,
+    SI_UNITS,
+    plot_free_energy,
+    plot_profile,
+    plot_tracked,
+)
+from physml.cases.verdict_figures import fraction, plot_coefficients, plot_convergence, plot_decay  # noqa: E402
 
 
 def comparison(prediction, reference, coords, **attrs) -> xr.Dataset:
@@ -120,11 +130,11 @@ def test_a_one_signed_field_gets_a_sequential_colormap(saved_figures):
 
 
 def test_colour_scale_rule():
-    assert figures.colour_scale([0.0, 0.5, 1.0])["cmap"] == "viridis"
-    assert figures.colour_scale([-3.0, -1.0])["cmap"] == "viridis"
-    assert figures.colour_scale([-1e-14, 0.5, 1.0])["cmap"] == "viridis"  # round-off: one sign
-    assert figures.colour_scale([-0.5, np.nan, 1.0]) == {"cmap": "RdBu_r", "vmin": -1.0,
-                                                          "vmax": 1.0}
+    assert colour_scale([0.0, 0.5, 1.0])["cmap"] == "viridis"
+    assert colour_scale([-3.0, -1.0])["cmap"] == "viridis"
+    assert colour_scale([-1e-14, 0.5, 1.0])["cmap"] == "viridis"  # round-off: one sign
+    assert colour_scale([-0.5, np.nan, 1.0]) == {"cmap": "RdBu_r", "vmin": -1.0,
+                                                  "vmax": 1.0}
 
 
 def test_cells_are_centred_on_their_nodes_and_space_is_drawn_to_scale(saved_figures):
@@ -164,8 +174,8 @@ def records_with_swapping_sizes() -> list[dict]:
 
 
 def test_tracked_plot_follows_particle_ids(saved_figures):
-    figures.plot_tracked(records_with_swapping_sizes(), 0, Path("unused.png"),
-                         units=figures.MODEL_UNITS)
+    plot_tracked(records_with_swapping_sizes(), 0, Path("unused.png"),
+                 units=MODEL_UNITS)
     left, right = saved_figures[-1].axes
     lines = {line.get_label(): line for line in left.lines}
     assert set(lines) == {"particle 3", "particle 7", "particle 9"}
@@ -182,7 +192,7 @@ def test_tracked_plot_without_ids_follows_size_rank(saved_figures):
     for r in records:
         for p in r["particles"]:
             del p["id"]
-    figures.plot_tracked(records, 0, Path("unused.png"), units=figures.MODEL_UNITS)
+    plot_tracked(records, 0, Path("unused.png"), units=MODEL_UNITS)
     lines = {line.get_label(): line for line in saved_figures[-1].axes[0].lines}
     assert set(lines) == {"size rank 1", "size rank 2", "size rank 3"}
     np.testing.assert_array_equal(lines["size rank 1"].get_ydata(), [1, 1, 1, 5, 5])
@@ -215,16 +225,16 @@ def test_mesh_panels_colour_by_vertex_values_and_centre_a_signed_error(saved_fig
     cells = np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5],
                       [3, 1, 5], [0, 3, 5]])
     u = np.array([0.0, 0.1, 0.2, 0.3, 1.0, 0.4])
-    figures.plot_mesh_fields(points, cells, {"u": u}, Path("unused.png"),
-                             titles={"u": "u at t = 0 s"})
+    plot_mesh_fields(points, cells, {"u": u}, Path("unused.png"),
+                     titles={"u": "u at t = 0 s"})
     ax, bar = saved_figures[-1].axes
     assert ax.get_title() == "u at t = 0 s"
     assert bar.get_ylim() == pytest.approx((0.0, 1.0))  # the vertex values, not cell means
 
     planar = points[[0, 2, 1, 3], :2]
     error = np.array([0.01, 0.02, 0.015, 0.03])  # one-signed, still an error: centred on 0
-    figures.plot_mesh_fields(planar, np.array([[0, 1, 2], [0, 2, 3]]),
-                             {"u": 1 + error, "error": error}, Path("unused.png"))
+    plot_mesh_fields(planar, np.array([[0, 1, 2], [0, 2, 3]]),
+                     {"u": 1 + error, "error": error}, Path("unused.png"))
     u_ax, error_ax = saved_figures[-1].axes[::2]  # each panel is followed by its colour bar
     assert u_ax.get_xlabel() == "x [m]" and u_ax.get_ylabel() == "y [m]"
     assert u_ax.collections[0].get_cmap().name == "viridis"
@@ -234,7 +244,7 @@ def test_mesh_panels_colour_by_vertex_values_and_centre_a_signed_error(saved_fig
 
 def test_profile_has_a_title(saved_figures):
     x = np.linspace(0, 2e-3, 20)
-    figures.plot_profile(x, [0.0, 1e6], [np.ones(20), 1 + x], None, Path("unused.png"))
+    plot_profile(x, [0.0, 1e6], [np.ones(20), 1 + x], None, Path("unused.png"))
     assert saved_figures[-1].axes[0].get_title() == "composition profiles, t = 0 s to 1,000,000 s"
 
 
@@ -268,8 +278,8 @@ def test_a_plane_of_a_volume_at_the_last_time_names_both_cuts(saved_figures):
 def test_coefficients_are_drawn_against_their_true_value(saved_figures):
     records = [{"step": s, "coefficient_nu": 0.05 * (1 - 0.8 / s), "coefficient_k": 1.0 + s}
                for s in range(1, 11)]
-    figures.plot_coefficients(records, ["nu", "k"], {"nu": 0.05}, Path("unused.png"),
-                              "demo", adam_steps=5)
+    plot_coefficients(records, ["nu", "k"], {"nu": 0.05}, Path("unused.png"),
+                      "demo", adam_steps=5)
     nu, k, nu_error, k_below = saved_figures[-1].axes
     assert [line.get_ydata()[0] for line in nu.lines if line.get_linestyle() == "--"
             and line.get_color() == "k"] == [0.05]
@@ -282,7 +292,7 @@ def test_coefficients_are_drawn_against_their_true_value(saved_figures):
 def test_decay_draws_the_expected_slope_and_the_tolerance(saved_figures):
     t = np.linspace(0, 4, 21)
     deviation = np.exp(-1.03 * t) + 0.3 * np.exp(-4 * t)
-    figures.plot_decay(t, deviation, 1.03, 1e-3, Path("unused.png"), "demo")
+    plot_decay(t, deviation, 1.03, 1e-3, Path("unused.png"), "demo")
     left, right = saved_figures[-1].axes
     slope = left.lines[1]
     rate = -np.diff(np.log(slope.get_ydata())) / np.diff(slope.get_xdata())
@@ -294,8 +304,8 @@ def test_decay_draws_the_expected_slope_and_the_tolerance(saved_figures):
 def test_convergence_draws_the_expected_slopes_through_the_finest_mesh(saved_figures):
     h = np.array([0.1, 0.05, 0.025])
     levels = [{"h": v, "rel_l2": v ** 1.3, "rel_h1": v ** 0.8} for v in h[[1, 0, 2]]]
-    figures.plot_convergence(levels, {"l2": 1.3, "h1": 0.8}, {"l2": 4 / 3, "h1": 2 / 3},
-                             Path("unused.png"), "demo")
+    plot_convergence(levels, {"l2": 1.3, "h1": 0.8}, {"l2": 4 / 3, "h1": 2 / 3},
+                     Path("unused.png"), "demo")
     ax = saved_figures[-1].axes[0]
     lines = {line.get_label(): line for line in ax.lines}
     assert {"slope 4/3 (expected)", "slope 2/3 (expected)"} <= set(lines)
@@ -305,23 +315,23 @@ def test_convergence_draws_the_expected_slopes_through_the_finest_mesh(saved_fig
     assert ax.get_xscale() == ax.get_yscale() == "log"
     observed = next(line for line in ax.lines if line.get_label().startswith("L2 norm"))
     np.testing.assert_array_equal(observed.get_xdata(), np.sort(h))  # drawn in order of h
-    assert figures.fraction(2 / 3) == "2/3" and figures.fraction(1.2805) == "1.28"
+    assert fraction(2 / 3) == "2/3" and fraction(1.2805) == "1.28"
 
 
 def test_free_energy_is_log_log_when_positive_else_linear(saved_figures):
     t = np.linspace(0, 100, 5)
-    figures.plot_free_energy(t, [300.0, 200, 150, 120, 100], Path("unused.png"),
-                             figures.MODEL_UNITS, "model energy x length^2")
+    plot_free_energy(t, [300.0, 200, 150, 120, 100], Path("unused.png"),
+                     MODEL_UNITS, "model energy x length^2")
     ax = saved_figures[-1].axes[0]
     assert ax.get_xscale() == ax.get_yscale() == "log"
     assert list(ax.lines[0].get_xdata()) == [25, 50, 75, 100]  # t = 0 as the dotted line
     assert ax.lines[1].get_label() == "F(0) = 300"
-    figures.plot_free_energy(t, [-1.0, -2, -3, -4, -5], Path("unused.png"), figures.SI_UNITS,
-                             "J m^2/mol")
+    plot_free_energy(t, [-1.0, -2, -3, -4, -5], Path("unused.png"), SI_UNITS,
+                     "J m^2/mol")
     ax = saved_figures[-1].axes[0]
     assert ax.get_yscale() == "linear" and ax.get_xlabel() == "t [s]"
-    figures.plot_free_energy(t, [3.3, 3.2, 3.2, 3.1, 3.1], Path("unused.png"), figures.SI_UNITS,
-                             "J m^2/mol")  # positive, but a factor below 2: no decades to show
+    plot_free_energy(t, [3.3, 3.2, 3.2, 3.1, 3.1], Path("unused.png"), SI_UNITS,
+                     "J m^2/mol")  # positive, but a factor below 2: no decades to show
     assert saved_figures[-1].axes[0].get_yscale() == "linear"
 
 
@@ -342,7 +352,7 @@ def test_tracked_plot_spans_the_run_when_the_particle_dissolves(saved_figures):
     records = [{"t": float(t), "particles": [{"id": 0, "centroid": [1.0, 0.0], "radius": 1.0}]
                 if t == 0 else [], "phase_centre_of_mass": 1.0 if t == 0 else None}
                for t in range(4)]
-    figures.plot_tracked(records, 0, Path("unused.png"), units=figures.MODEL_UNITS)
+    plot_tracked(records, 0, Path("unused.png"), units=MODEL_UNITS)
     left, right = saved_figures[-1].axes
     assert left.get_xlim() == (0.0, 3.0) and right.get_xlim() == (0.0, 3.0)
     (centre,) = [line for line in left.lines if line.get_label() == "phase centre of mass"]
@@ -351,7 +361,7 @@ def test_tracked_plot_spans_the_run_when_the_particle_dissolves(saved_figures):
 
 def test_a_coefficient_without_truth_keeps_its_step_tick_labels(saved_figures):
     records = [{"step": s, "coefficient_nu": 0.05, "coefficient_k": 1.0} for s in range(1, 11)]
-    figures.plot_coefficients(records, ["nu", "k"], {"nu": 0.05}, Path("unused.png"))
+    plot_coefficients(records, ["nu", "k"], {"nu": 0.05}, Path("unused.png"))
     nu, k, _, _ = saved_figures[-1].axes
     assert k.xaxis.get_tick_params()["labelbottom"]
     assert not nu.xaxis.get_tick_params().get("labelbottom", True)  # shown below it instead
@@ -362,7 +372,7 @@ def test_mesh_u_is_drawn_on_the_exact_solution_s_colour_scale(saved_figures):
     cells = np.array([[0, 1, 2], [0, 2, 3]])
     exact = np.array([-0.2, 0.0, 0.1, 0.23])
     u = np.array([0.0, 0.01, 0.1, 0.25])
-    figures.plot_mesh_fields(points, cells, {"u": u, "exact": exact}, Path("unused.png"))
+    plot_mesh_fields(points, cells, {"u": u, "exact": exact}, Path("unused.png"))
     u_ax, _, exact_ax, _ = saved_figures[-1].axes
     drawn = [ax.collections[0] for ax in (u_ax, exact_ax)]
     assert drawn[0].get_cmap().name == drawn[1].get_cmap().name == "RdBu_r"

@@ -86,7 +86,7 @@ def _write_pdebench(path):
 
 
 def _animate(path):
-    from physml.cases.figures import MODEL_UNITS, animate_microstructure
+    from physml.cases.microstructure_figures import MODEL_UNITS, animate_microstructure
 
     grid = Grid((4, 4), (0.0, 0.0), (1.0, 1.0))
     animate_microstructure(grid, [0.0, 1.0], [np.zeros((4, 4)), np.ones((4, 4))], path,

@@ -334,7 +334,7 @@ def run(case: EquationCase, folder: Path, resume: bool = False,
     plot_training(case, trainer, folder, solution_snapshot(ds) if drawn else None)
     trained = trainable_scalars(case)
     if case.output.figures and trained:
-        from .figures import plot_coefficients
+        from .verdict_figures import plot_coefficients
 
         plot_coefficients(trainer.history, trained, truth, folder / "coefficients.png",
                           f"{case.name}: trainable coefficients", case.training.adam.steps)

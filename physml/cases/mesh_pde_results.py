@@ -69,7 +69,8 @@ def write_results(case: MeshPDECase, result: Result, folder: Path) -> None:
     plot_checks(case, result, folder)
     if result.mesh.cell_dim != 2:
         return
-    from .figures import plot_losses, plot_mesh_fields
+    from .figures import plot_losses
+    from .mesh_figures import plot_mesh_fields
 
     fields = dict(result.fields)
     if "source" in fields and not np.any(fields["source"]):  # -lap u = 0: nothing to show
@@ -89,7 +90,7 @@ def plot_checks(case: MeshPDECase, result: Result, folder: Path) -> None:
     """The figures of the checks against exact facts: ``convergence.png`` (Poisson errors
     against h over two or more meshes) and ``decay.png`` (the decay rate of a heat run
     without Dirichlet parts)."""
-    from .figures import plot_convergence, plot_decay
+    from .verdict_figures import plot_convergence, plot_decay
 
     summary = result.summary
     if case.pde.name == "poisson" and summary.get("order_l2") is not None:
@@ -134,7 +135,7 @@ def headline(summary: dict) -> str:
 def _orders(summary: dict) -> str:
     """``observed orders L2 1.28 (expected 4/3), H1 0.82 (expected 2/3)``; the expected
     ones where the summary holds them."""
-    from .figures import fraction
+    from .verdict_figures import fraction
 
     parts = []
     for norm in ("l2", "h1"):

@@ -18,8 +18,9 @@ Run folder::
                           precipitates' centre-of-mass shift; the history: per snapshot the
                           accepted steps so far, time, mass and free energy
     free_energy.png       the total free energy against time, on log axes as PFHub compares
-                          its benchmarks (:func:`~.figures.plot_free_energy`; with figures
-                          on, as below)
+                          its benchmarks
+                          (:func:`~.microstructure_figures.plot_free_energy`; with figures on,
+                          as below)
     profile.png           1D cases: c(x) at the snapshots
     snapshots.png         2D/3D: the microstructure at four times (the particles' starting
                           and current centroids marked as tracked.png is drawn, below)

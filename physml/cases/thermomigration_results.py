@@ -57,7 +57,7 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
         {"step": step, "t": t, "mass": mass, "free_energy": energy}
         for step, t, mass, energy in zip(run.steps, run.times, run.mass, run.free_energy)])
     if case.output.figures:
-        from .figures import (
+        from .microstructure_figures import (
             MODEL_UNITS,
             SI_UNITS,
             animate_microstructure,
