@@ -17,7 +17,7 @@ JAX ``jit`` + ``vmap`` twin of the same scheme as physml's solver (MUSCL with th
 limiter, Rusanov flux, central diffusion, SSP-RK3, float64, periodic), written the way
 PDEBench vectorises its generator: ``vmap`` over samples, ``lax.scan`` over saved states and a
 ``lax.fori_loop`` of each sample's own steps between saves (per-sample time step and step
-count, as physml's :func:`~physml.datasets.generate.step_plan`). Both sides solve the same
+count, as physml's :func:`~physml.datasets.grid_samples.step_plan`). Both sides solve the same
 initial conditions (physml's seeds), same PDE, resolution, saved steps and sample count;
 physml's time is the whole ``generate`` call (shards written), JAX's the compiled batched solve
 (compile time reported apart); the cores each side kept busy (process CPU time over wall time)
@@ -100,10 +100,10 @@ def jax_burgers_generator(dx: float, nu: float, n_saves: int):
 
 def compare_with_jax(samples: int) -> dict:
     """Samples/s of physml's generate and of the JAX twin on the same samples, alternately."""
-    from physml.datasets.generate import _solver_for, initial_state, step_plan
+    from physml.datasets.grid_samples import initial_state, sample_solver, step_plan
 
     spec = burgers_spec(samples).model_copy(update={"shard_size": samples})
-    solver = _solver_for(spec, spec.parameter_grid()[0], DEVICE)
+    solver = sample_solver(spec, spec.parameter_grid()[0], DEVICE)
     u0 = np.stack([initial_state(spec, solver.grid, seed) for seed in range(samples)])
     plans = np.array([step_plan(spec, solver, u) for u in u0])
     generator = jax_burgers_generator(solver.grid.dx[0], solver.nu, spec.n_saves)

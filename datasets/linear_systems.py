@@ -33,7 +33,8 @@ to $10^{-12}$ above $2\cdot10^5$ unknowns, the direct solve where that stalls ab
 node positions and the log-coefficient at the nodes. A shard stores its samples end to end (CSR is
 ragged): dims ``sample``, ``row`` (the n+1 row pointers of each sample), ``entry`` (nnz) and
 ``node`` (n), with per-sample ``n``, ``nnz``; :func:`read_systems` returns them as SciPy matrices.
-Generation, splits, shards, resume and Dask are those of :mod:`~physml.datasets.generate`."""
+Generation, splits and shards are those of :mod:`~physml.datasets.generate`, resume of
+:mod:`~physml.datasets.output_folder` and Dask of :mod:`~physml.datasets.shard_engines`."""
 
 from __future__ import annotations
 

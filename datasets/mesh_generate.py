@@ -1,10 +1,12 @@
 """Shards of a mesh dataset (:mod:`physml.datasets.mesh_spec`): solve its samples on the mesh
 and write them with the topology beside the fields.
 
-The planning, resume, seeds and Dask engine are :mod:`physml.datasets.generate`'s; this module
-is what differs for a mesh: one mesh per dataset (built once per process), random nodal fields,
-the mesh solvers, and files in the layout of :mod:`physml.datasets.mesh_store` with a leading
-``sample`` dimension, so :func:`physml.io.open_dataset` joins the shards along ``sample`` and
+The planning and seeds are :mod:`physml.datasets.generate`'s, the resume
+:mod:`~physml.datasets.output_folder`'s and the Dask engine
+:mod:`~physml.datasets.shard_engines`'; this module is what differs for a mesh: one mesh per
+dataset (built once per process), random nodal fields, the mesh solvers, and files in the layout
+of :mod:`physml.datasets.mesh_store` with a leading ``sample`` dimension, so
+:func:`physml.io.open_dataset` joins the shards along ``sample`` and
 :func:`~physml.datasets.mesh_store.mesh_of` recovers the mesh from the joined dataset.
 """
 

@@ -213,18 +213,18 @@ def test_bad_generate_arguments_and_a_systems_dataset_s_top_folder_are_named(tmp
 def test_an_automatic_scheme_warms_the_imex_kernels_too(monkeypatch, tmp_path):
     """Workers compiled IMEX's module themselves, all at once, when the first combination's
     probe chose the explicit scheme and a later sample IMEX."""
-    from physml.datasets import generate as module
+    from physml.datasets import grid_generate as module
 
     spec = load_spec(write_spec(tmp_path, pde="burgers1d_pdebench",
                                 extra="solver: {scheme: auto}\n"))
     probed = []
-    original = module._solver_for
+    original = module.sample_solver
 
     def record(spec, params, device, scheme=None):
         probed.append(scheme)
         return original(spec, params, device, scheme)
 
-    monkeypatch.setattr(module, "_solver_for", record)
+    monkeypatch.setattr(module, "sample_solver", record)
     module.warm_kernel_cache(spec, "cpu")
     assert "imex" in probed
 

@@ -216,7 +216,7 @@ def test_split_sizes_are_the_largest_remainders(tmp_path, samples, fractions, si
 
 
 def test_every_sample_has_its_own_initial_condition_from_its_seed(tmp_path):
-    from physml.datasets.generate import initial_state
+    from physml.datasets.grid_samples import initial_state
 
     spec = load_spec(write_spec(tmp_path))
     generate(spec, tmp_path / "d", workers=0)

@@ -11,7 +11,7 @@ import xarray as xr
 from physml.cases.moe import training_history
 from physml.cases.registry import load_case, run_case
 from physml.constraints import Continuity, LevenbergMarquardt
-from physml.datasets.generate import initial_state, solve_sample
+from physml.datasets.grid_samples import initial_state, solve_sample
 from physml.errors import NonFiniteLossError
 from physml.train.moe import (
     PROBLEMS,

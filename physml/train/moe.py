@@ -47,7 +47,7 @@ from ..constraints import (
     UnconvergedSolveWarning,
     interface_jump,
 )
-from ..datasets.generate import initial_state, solve_batch
+from ..datasets.grid_samples import initial_state, solve_batch
 from ..datasets.problems import build_solver
 from ..datasets.spec import DatasetSpec, load_spec
 from ..errors import NonFiniteLossError, adam_can_step

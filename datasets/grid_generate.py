@@ -1,0 +1,185 @@
+"""Shards of a dataset on a grid (:class:`~physml.datasets.spec.DatasetSpec`): check the
+spec's parameters and initial condition before anything is written, warm the Warp kernel cache,
+and solve and write one shard.
+
+The planning, resume, seeds and engines are :mod:`physml.datasets.generate`'s; the samples are
+solved by :mod:`physml.datasets.grid_samples`, grouped by time-stepping scheme in batches of
+the task's ``batch_size``. A parameter the spec sweeps (a list of several values) is per
+sample, a coordinate on ``sample`` both in the spec's convention (``nu``) and as the solver uses
+it (``solver_nu``); the attrs hold only what is constant over the whole dataset (a constant
+parameter, given or left at the problem's default, in both conventions).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._version import __version__
+from ..solvers.base import GridSolver
+from ..solvers.runtime import quiet_warp
+from .grid_samples import choose_scheme, initial_state, sample_solver, solve_batch, solve_sample
+from .problems import PROBLEMS, Problem
+from .spec import DatasetSpec
+from .store import samples_dataset, write_dataset
+
+if TYPE_CHECKING:  # generate imports this module
+    from .generate import ShardTask
+
+
+def write_shard(task: ShardTask) -> str:
+    """Solve the samples of one shard and write it (atomically). Returns its path."""
+    quiet_warp(task.device)
+    spec = DatasetSpec.model_validate(_yaml_load(task.spec_yaml))
+    solver = sample_solver(spec, task.parameters, task.device)
+    solvers = {None: solver}
+    initial = [initial_state(spec, solver.grid, seed) for seed in task.seeds]
+    schemes = []
+    for u0 in initial:
+        scheme = choose_scheme(spec, solver, u0)
+        if scheme not in solvers:
+            solvers[scheme] = sample_solver(spec, task.parameters, task.device, scheme)
+        schemes.append(solvers[scheme].scheme)
+    states = np.empty((len(initial), spec.n_saves, *solver.grid.shape))
+    size = task.batch_size or len(initial)
+    for scheme_solver in {s.scheme: s for s in solvers.values()}.values():
+        members = [i for i, name in enumerate(schemes) if name == scheme_solver.scheme]
+        for start in range(0, len(members), size):
+            batch = members[start : start + size]
+            states[batch] = _solve_or_name_the_seed(spec, scheme_solver, initial, batch, task)
+    schemes = [str(name) for name in schemes]
+    times = np.linspace(0.0, spec.t_end, spec.n_saves)
+    problem = PROBLEMS[spec.pde]
+    swept = spec.swept_parameters()
+    solver_values = {f"solver_{k}": v for k, v in solver.parameters().items()}
+    per_sample = {f"solver_{k}" for k in swept}
+    attrs = {
+        "pde": spec.pde,
+        "equation": problem.equation,
+        "split": task.split,
+        "solver": type(solver).__name__,
+        "cfl": spec.solver.cfl,
+        "solver_dtype": spec.solver.dtype,
+        "grid_shape": solver.grid.shape,
+        "grid_lower": solver.grid.lower,
+        "grid_upper": solver.grid.upper,
+        "bc": problem.bc or "pdebench",
+        "initial_condition": spec.initial_condition.kind,
+        "seed": spec.seed,
+        "physml_version": __version__,
+        "spec": task.spec_yaml,
+        "device": solver.device,
+        **{k: v for k, v in spec_parameters(problem, solver, task.parameters).items()
+           if k not in swept},
+        **{k: v for k, v in solver_values.items() if k not in per_sample},
+    }
+    sample_coords = {k: np.full(len(task.seeds), v) for k, v in task.parameters.items()}
+    for name in per_sample:
+        sample_coords[name] = np.full(len(task.seeds), solver_values[name].item())
+    sample_coords["scheme"] = np.asarray(schemes)
+    ds = samples_dataset(
+        states.astype(spec.storage_dtype),
+        times,
+        solver.grid,
+        np.asarray(task.seeds),
+        sample_coords,
+        attrs=attrs,
+        metadata={"u": problem.quantity},
+    )
+    Path(task.path).parent.mkdir(parents=True, exist_ok=True)
+    write_dataset(ds, task.path)
+    return task.path
+
+
+def spec_parameters(problem: Problem, solver, given: dict[str, float]) -> dict[str, Any]:
+    """Every parameter of ``solver`` in the spec's convention: the value ``given`` by the spec,
+    else the problem's default, else the solver's own (the problem scales only parameters it
+    sets, so the solver's default needs no conversion)."""
+    own = {name: getattr(solver, name) for name in solver.parameter_names}
+    return {**own, **problem.parameters, **given}
+
+
+def _solve_or_name_the_seed(spec, solver, initial, batch, task) -> np.ndarray:
+    """:func:`solve_batch` of the samples ``batch``; on a blow-up, the sample that blew up
+    is found by solving them one by one, and named by its seed."""
+    try:
+        return solve_batch(spec, solver, np.stack([initial[i] for i in batch]))
+    except FloatingPointError:
+        for i in batch:
+            try:
+                solve_sample(spec, solver, initial[i])
+            except FloatingPointError as err:
+                raise ValueError(f"{task.path}: sample with seed {task.seeds[i]}: {err}") from None
+        raise
+
+
+def _yaml_load(text: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def check_parameters(spec: DatasetSpec, device: str) -> None:
+    """Build the solver of every parameter combination and draw the first initial condition,
+    so that a value the solver refuses (out of its range) or initial-condition options the
+    generator refuses stop the run before anything is written.
+
+    Raises:
+        ValueError: naming the combination and the solver's reason, or the initial
+            condition's key and the generator's reason.
+    """
+    solvers = []
+    for params in spec.parameter_grid():
+        try:
+            solvers.append(sample_solver(spec, params, device))
+        except ValueError as err:
+            shown = ", ".join(f"{k}={v:g}" for k, v in params.items())
+            raise ValueError(f"spec parameters ({shown}): {err}") from None
+    if spec.solver.scheme not in (None, "auto"):
+        try:
+            sample_solver(spec, spec.parameter_grid()[0], device, spec.solver.scheme)
+        except ValueError as err:
+            raise ValueError(f"solver.scheme: {err}") from None
+    check_initial_condition(spec, solvers[0])
+
+
+def check_initial_condition(spec: DatasetSpec, solver) -> None:
+    """Draw the initial condition of sample 0 on ``solver``'s grid (the generator's dimension
+    is checked with the spec, against :data:`~.initial_conditions.FIELD_DIMENSIONS`); where
+    the solver restricts its states (a concentration >= 0), draw every sample's and check
+    them as it will (drawing costs little beside solving).
+
+    Raises:
+        ValueError: the generator refuses its options (``initial_condition.options``), or the
+            solver a sample's state (``initial_condition``, naming the sample).
+    """
+    kind = spec.initial_condition.kind
+    try:
+        initial_state(spec, solver.grid, 0)
+    except ValueError as err:
+        raise ValueError(f"initial_condition.options of {kind}: {err}") from None
+    check = getattr(type(solver), "check_state", GridSolver.check_state)
+    if check is GridSolver.check_state:  # every finite state allowed
+        return
+    samples = sum(spec.split_sizes().values()) * len(spec.parameter_grid())
+    for seed in range(samples):
+        try:
+            solver.check_state(np.asarray(initial_state(spec, solver.grid, seed)), "u0")
+        except ValueError as err:
+            raise ValueError(f"initial_condition (kind {kind}): the sample of seed {seed}: "
+                             f"{err}") from None
+
+
+def warm_kernel_cache(spec: DatasetSpec, device: str) -> None:
+    """Compile the solver's Warp kernels in this process (one step on a tiny state)."""
+    params = spec.parameter_grid()[0]
+    solver = sample_solver(spec, params, device)
+    u0 = np.full(solver.grid.shape, 0.1)
+    schemes = {None, choose_scheme(spec, solver, u0)}
+    if spec.solver.scheme == "auto" and solver.diffusion_parameter is not None:  # IMEX later
+        schemes.add("imex")
+    for scheme in schemes:
+        probe = sample_solver(spec, params, device, scheme)
+        probe.with_dt(min(0.5 * probe.stable_dt(u0), spec.t_end / (spec.n_saves - 1))).step(u0)
