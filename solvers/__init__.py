@@ -23,12 +23,12 @@ from .grid import boundary_conditions as boundary_conditions
 from .grid import dirichlet as dirichlet
 from .grid import neumann as neumann
 from .grid import periodic as periodic
+from .grid_layout import GridLayout as GridLayout
 from .heat import HeatSolver as HeatSolver
 from .heat import HeatSolver1D as HeatSolver1D
 from .heat import HeatSolver2D as HeatSolver2D
 from .navier_stokes import NavierStokesSolver2D as NavierStokesSolver2D
 from .operators import FluxKind as FluxKind
-from .operators import GridLayout as GridLayout
 from .operators import Limiter as Limiter
 from .parameters import Parameter as Parameter
 from .parameters import Term as Term

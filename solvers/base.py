@@ -43,9 +43,11 @@ from .batch_parameters import (
 from .checks import check_counts, finite_state, per_sample, require
 from .dtypes import warp_dtype
 from .errors import whole_number
+from .field_arithmetic import axpy
 from .grid import BoundaryConditions, Grid, periodic
+from .grid_layout import GridLayout
 from .implicit_diffusion import ImplicitDiffusion
-from .operators import FLUXES, FluxKind, GridLayout, Limiter, ReactionKind, axpy
+from .operators import FLUXES, FluxKind, Limiter, ReactionKind
 from .parameters import Parameter, Term, check_parameters
 from .rk_stages import Coefficient, FusedStages, StageWork
 from .rollout import batch_rollout, replayed_steps

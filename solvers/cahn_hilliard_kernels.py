@@ -39,7 +39,7 @@ import warp as wp
 
 from .errors import whole_number
 from .free_energy import FreeEnergyKind
-from .operators import launch, specialize
+from .kernel_launch import launch, specialize
 
 # No adjoints: the thermomigration solver is not differentiated through.
 wp.set_module_options({"enable_backward": False})

@@ -4,7 +4,7 @@ Where values live (stated once, here): the domain $[a_d, b_d]$ along each axis $
 into $n_d$ equal cells of width $\\Delta x_d = (b_d - a_d)/n_d$, and the unknowns sit at the
 cell centres $x_i = a_d + (i + 1/2)\\,\\Delta x_d$, $i = 0, \\dots, n_d - 1$. Boundaries lie on cell
 faces. Boundary conditions are imposed through ghost cells filled from the interior
-(:func:`physml.solvers.operators.pad`):
+(:meth:`physml.solvers.grid_layout.GridLayout.pad`):
 
 * periodic:  $u_{-m} = u_{n-m}$;
 * Dirichlet $u = g$ on the face:  $u_{-m} = 2g - u_{m-1}$ (odd reflection, second order);

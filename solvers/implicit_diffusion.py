@@ -15,18 +15,17 @@ from dataclasses import dataclass
 
 import warp as wp
 
-from .linalg import StencilOperator, cg
-from .operators import (
-    GridLayout,
+from .field_arithmetic import (
     axpy_kernel,
-    implicit_operator_kernel,
-    implicit_tridiagonal_kernel,
-    launch,
     narrow_kernel,
     scaled_axpy_kernel,
     weighted_dot_kernel,
     widen_kernel,
 )
+from .grid_layout import GridLayout
+from .implicit_diffusion_kernels import implicit_operator_kernel, implicit_tridiagonal_kernel
+from .kernel_launch import launch
+from .linalg import StencilOperator, cg
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ import warp as wp
 from .cahn_hilliard_kernels import available_cores, in_parallel
 from .grid import BCKind, BoundaryConditions, Grid
 from .kept import held_if_free
-from .operators import launch
+from .kernel_launch import launch
 from .replay import Replay
 from .stage_kernels import stage_cells_kernel, stage_rows_kernel, stage_runs_kernel
 from .timestepping import Tableau

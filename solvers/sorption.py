@@ -22,7 +22,7 @@ import warp as wp
 
 from .base import GridSolver, require
 from .grid import Grid, dirichlet
-from .operators import launch, specialize
+from .kernel_launch import launch, specialize
 from .parameters import Parameter
 
 EPSILON = 1e-6

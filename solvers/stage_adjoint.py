@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import warp as wp
 
-from .operators import launch, specialize
+from .kernel_launch import launch, specialize
 from .replay import Replay
 from .stage_native_source import GHOST_SOURCE
 from .vector_width import wide_vector_options

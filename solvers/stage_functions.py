@@ -14,7 +14,8 @@ from typing import Any
 
 import warp as wp
 
-from .operators import ghost_source, limited_slope, reaction_term, rusanov_flux
+from .ghost_cells import ghost_source
+from .operators import limited_slope, reaction_term, rusanov_flux
 
 # ---------------------------------------------------------------------------------- stencils
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import warp as wp
 
-from .operators import specialize
+from .kernel_launch import specialize
 from .stage_functions import (
     advective_difference,
     axis_speed,

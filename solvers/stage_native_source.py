@@ -27,7 +27,7 @@ axis; :data:`GHOST_SOURCE`, its ghost-cell mapping, is shared with the adjoint's
 
 GHOST_SOURCE = """
 // index i in [-ghost, n + ghost) of kernel axis ``axis`` (n cells): its interior source cell
-// (into src) and its ghost row (returned; 0: interior), as operators.ghost_source
+// (into src) and its ghost row (returned; 0: interior), as ghost_cells.ghost_source
 auto ghost_source = [&](int i, int n, int axis, int& src) -> int {
     if (i < 0) {
         const int m = -i;

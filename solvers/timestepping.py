@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import warp as wp
 
-from .operators import axpy
+from .field_arithmetic import axpy
 
 
 @dataclass(frozen=True)

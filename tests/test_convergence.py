@@ -334,7 +334,7 @@ def test_a_float32_implicit_step_is_solved_in_float64():
 def test_a_float32_implicit_rollout_builds_its_float64_layout_once(monkeypatch):
     """A rollout steps throwaway copies of the solver (its dt read back in float32): each
     built its own float64 layout, 200 for 200 steps."""
-    from physml.solvers.operators import GridLayout
+    from physml.solvers.grid_layout import GridLayout
 
     grid = Grid((24, 20), (0.0, 0.0), (1.0, 1.0))
     solver = HeatSolver2D(grid, dirichlet(2, 0.5), nu=1.0, dt=0.01, scheme="imex",

@@ -5,11 +5,11 @@ import pytest
 import warp as wp
 
 from physml.solvers import BC, BoundaryConditions, Grid, dirichlet, neumann, periodic
+from physml.solvers.grid_layout import GridLayout
 from physml.solvers.operators import (
     FLUXES,
     REACTIONS,
     FluxKind,
-    GridLayout,
     Limiter,
     ReactionKind,
 )

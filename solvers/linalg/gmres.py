@@ -26,7 +26,7 @@ import numpy as np
 import scipy.linalg as sla
 import warp as wp
 
-from ..operators import launch, specialize
+from ..kernel_launch import launch, specialize
 from .kernels import reduction_threads
 from .krylov import SolveResult, check_arguments, convergence_failure
 from .linear_operator import LinearOperator

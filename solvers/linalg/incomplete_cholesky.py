@@ -23,7 +23,7 @@ from typing import Any
 import warp as wp
 import warp.sparse as wps
 
-from ..operators import launch, specialize
+from ..kernel_launch import launch, specialize
 from .linear_operator import LinearOperator, csr_to_scipy
 from .triangular import CholeskyFactor, LowerPattern
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import warp as wp
 
-from ..operators import launch, specialize
+from ..kernel_launch import launch, specialize
 from ..replay import Replay
 
 RESIDUAL, BNORM = 0, 3

@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 import warp as wp
 
-from ..operators import launch, specialize
+from ..kernel_launch import launch, specialize
 from ..replay import Replay
 from ..runtime import warp_device
 from .linear_operator import check_vectors

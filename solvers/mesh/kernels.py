@@ -31,7 +31,7 @@ from typing import Any
 
 import warp as wp
 
-from ..operators import specialize
+from ..kernel_launch import specialize
 
 
 # Twice the area of the triangle spanned by the edges a and b: $|a \\times b|$, from the

@@ -22,8 +22,8 @@ import warp as wp
 import warp.sparse as wps
 
 from ..dtypes import warp_dtype
+from ..kernel_launch import launch
 from ..linalg.kernels import reduction_threads
-from ..operators import launch
 from . import kernels as K
 from .mesh import Mesh
 
