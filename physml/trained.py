@@ -35,16 +35,30 @@ class TrainedModel:
         dtype, device: as trained.
         steps, planned_steps: the training steps its checkpoint holds, and the run's total
             (fewer: a run stopped early, by Ctrl-C or a blow-up; None where not recorded).
+        run_dir: the run folder it was loaded from (absolute).
+
+    A model pickles (``multiprocessing``, Dask) as its run folder and its current weights:
+    the problem's expressions are compiled functions, which pickle cannot copy, so the copy
+    reads the folder's ``config.yaml`` again and the folder must be readable where it is
+    unpickled.
     """
 
     def __init__(self, field: PINNField, dtype: torch.dtype, device: torch.device,
-                 steps: int | None = None, planned_steps: int | None = None) -> None:
+                 steps: int | None = None, planned_steps: int | None = None,
+                 run_dir: Path | None = None) -> None:
         self.field, self.dtype, self.device = field.eval(), dtype, device
-        self.steps, self.planned_steps = steps, planned_steps
+        self.steps, self.planned_steps, self.run_dir = steps, planned_steps, run_dir
         problem = field.problem
         self.inputs, self.outputs = problem.inputs, problem.outputs
-        self.coefficients = {name: c.value() for name, c in problem.coefficients.items()
-                             if hasattr(c, "value")}
+        self.coefficients = _coefficient_values(problem)
+
+    def __reduce__(self) -> tuple:
+        if self.run_dir is None:
+            raise TypeError("a TrainedModel pickles as its run folder: this one was not "
+                            "loaded by load_run")
+        weights = {"model": self.field.model.state_dict(),
+                   "coefficients": self.field.problem.coefficients.state_dict()}
+        return _reloaded, (str(self.run_dir), str(self.device), weights)
 
     def __call__(self, X) -> np.ndarray:
         X = torch.as_tensor(np.asarray(X, dtype=np.float64) if not isinstance(
@@ -111,6 +125,20 @@ class TrainedModel:
                               input_names=["X"], output_names=["u"],
                               dynamic_shapes={"X": {0: rows}}, verbose=False,
                               external_data=False)  # one self-contained file
+
+
+def _coefficient_values(problem) -> dict[str, float]:
+    """The values of the problem's scalar coefficients, by name."""
+    return {name: c.value() for name, c in problem.coefficients.items() if hasattr(c, "value")}
+
+
+def _reloaded(run_dir: str, device: str, weights: dict) -> TrainedModel:
+    """A pickled :class:`TrainedModel`: its run folder loaded again, with its weights."""
+    model = load_run(run_dir, device)
+    model.field.model.load_state_dict(weights["model"])
+    model.field.problem.coefficients.load_state_dict(weights["coefficients"])
+    model.coefficients = _coefficient_values(model.field.problem)
+    return model
 
 
 @contextmanager
@@ -200,4 +228,5 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
     step = state.get("step")
     return TrainedModel(PINNField(model, problem, spec.hard_constraints), dtype, target,
                         steps=step if isinstance(step, int) else None,
-                        planned_steps=case.training.adam.steps + case.training.lbfgs.steps)
+                        planned_steps=case.training.adam.steps + case.training.lbfgs.steps,
+                        run_dir=folder.resolve())

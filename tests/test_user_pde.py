@@ -2,6 +2,7 @@
 models from run folders."""
 
 import json
+import pickle
 import subprocess
 import sys
 import warnings
@@ -565,6 +566,16 @@ def test_an_exported_system_with_exact_conditions_takes_any_number_of_rows(tmp_p
     expected = model(points).reshape(5, 2)
     on_device = physml.load_run(folder, device=torch.device("cpu"))  # a torch.device too
     np.testing.assert_array_equal(on_device(points).reshape(5, 2), expected)
+    with torch.no_grad():  # a change after loading travels with a pickled copy
+        next(model.field.model.parameters()).mul_(1.5)
+    changed = model(points)
+    copied = pickle.loads(pickle.dumps(model))
+    assert copied.run_dir == folder.resolve() and copied.coefficients == model.coefficients
+    np.testing.assert_array_equal(copied(points), changed)
+    assert not np.array_equal(changed.reshape(5, 2), expected)
+    with pytest.raises(TypeError, match="not loaded by load_run"):
+        pickle.dumps(type(model)(model.field, model.dtype, model.device))
+    model = physml.load_run(folder)
     model.export_torchscript(tmp_path / "system.pt")
     scripted = torch.jit.load(str(tmp_path / "system.pt"))
     onnxruntime = pytest.importorskip("onnxruntime")
