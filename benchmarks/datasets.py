@@ -100,10 +100,10 @@ def jax_burgers_generator(dx: float, nu: float, n_saves: int):
 
 def compare_with_jax(samples: int) -> dict:
     """Samples/s of physml's generate and of the JAX twin on the same samples, alternately."""
-    from physml.datasets.grid_samples import initial_state, sample_solver, step_plan
+    from physml.datasets.grid_samples import initial_state, spec_solver, step_plan
 
     spec = burgers_spec(samples).model_copy(update={"shard_size": samples})
-    solver = sample_solver(spec, spec.parameter_grid()[0], DEVICE)
+    solver = spec_solver(spec, spec.parameter_grid()[0], DEVICE)
     u0 = np.stack([initial_state(spec, solver.grid, seed) for seed in range(samples)])
     plans = np.array([step_plan(spec, solver, u) for u in u0])
     generator = jax_burgers_generator(solver.grid.dx[0], solver.nu, spec.n_saves)

@@ -31,7 +31,7 @@ import warp as wp
 
 import physml
 from physml.cases.registry import load_case
-from physml.cases.thermomigration import build_solver
+from physml.cases.thermomigration_build import build_solver
 
 CASE = Path(__file__).resolve().parents[1] / "cases" / "thermomigration_spinodal_pfhub1.yaml"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "phasefield_tolerance.json"

@@ -42,9 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..solvers.base import warp_device
 from ..solvers.cahn_hilliard_kernels import available_cores
-from ..solvers.runtime import quiet_warp
+from ..solvers.runtime import quiet_warp, warp_device
 from .grid_generate import check_parameters, warm_kernel_cache, write_shard
 from .linear_systems import LinearSystemSpec, warm_systems_cache, write_systems_shard
 from .mesh_generate import check_mesh_spec, warm_mesh_kernels, write_mesh_shard

@@ -2,12 +2,13 @@
 spec's parameters and initial condition before anything is written, warm the Warp kernel cache,
 and solve and write one shard.
 
-The planning, resume, seeds and engines are :mod:`physml.datasets.generate`'s; the samples are
-solved by :mod:`physml.datasets.grid_samples`, grouped by time-stepping scheme in batches of
-the task's ``batch_size``. A parameter the spec sweeps (a list of several values) is per
-sample, a coordinate on ``sample`` both in the spec's convention (``nu``) and as the solver uses
-it (``solver_nu``); the attrs hold only what is constant over the whole dataset (a constant
-parameter, given or left at the problem's default, in both conventions).
+The planning and seeds are :mod:`physml.datasets.generate`'s, the resume
+:mod:`~physml.datasets.output_folder`'s and the engines :mod:`~physml.datasets.shard_engines`';
+the samples are solved by :mod:`physml.datasets.grid_samples`, grouped by time-stepping scheme
+in batches of the task's ``batch_size``. A parameter the spec sweeps (a list of several values)
+is per sample, a coordinate on ``sample`` both in the spec's convention (``nu``) and as the
+solver uses it (``solver_nu``); the attrs hold only what is constant over the whole dataset (a
+constant parameter, given or left at the problem's default, in both conventions).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from .._version import __version__
 from ..solvers.base import GridSolver
 from ..solvers.runtime import quiet_warp
-from .grid_samples import choose_scheme, initial_state, sample_solver, solve_batch, solve_sample
+from .grid_samples import choose_scheme, initial_state, solve_batch, solve_sample, spec_solver
 from .problems import PROBLEMS, Problem
 from .spec import DatasetSpec
 from .store import samples_dataset, write_dataset
@@ -33,14 +34,14 @@ def write_shard(task: ShardTask) -> str:
     """Solve the samples of one shard and write it (atomically). Returns its path."""
     quiet_warp(task.device)
     spec = DatasetSpec.model_validate(_yaml_load(task.spec_yaml))
-    solver = sample_solver(spec, task.parameters, task.device)
+    solver = spec_solver(spec, task.parameters, task.device)
     solvers = {None: solver}
     initial = [initial_state(spec, solver.grid, seed) for seed in task.seeds]
     schemes = []
     for u0 in initial:
         scheme = choose_scheme(spec, solver, u0)
         if scheme not in solvers:
-            solvers[scheme] = sample_solver(spec, task.parameters, task.device, scheme)
+            solvers[scheme] = spec_solver(spec, task.parameters, task.device, scheme)
         schemes.append(solvers[scheme].scheme)
     states = np.empty((len(initial), spec.n_saves, *solver.grid.shape))
     size = task.batch_size or len(initial)
@@ -102,8 +103,9 @@ def spec_parameters(problem: Problem, solver, given: dict[str, float]) -> dict[s
 
 
 def _solve_or_name_the_seed(spec, solver, initial, batch, task) -> np.ndarray:
-    """:func:`solve_batch` of the samples ``batch``; on a blow-up, the sample that blew up
-    is found by solving them one by one, and named by its seed."""
+    """:func:`~physml.datasets.grid_samples.solve_batch` of the samples ``batch``; on a
+    blow-up, the sample that blew up is found by solving them one by one, and named by its
+    seed."""
     try:
         return solve_batch(spec, solver, np.stack([initial[i] for i in batch]))
     except FloatingPointError:
@@ -133,13 +135,13 @@ def check_parameters(spec: DatasetSpec, device: str) -> None:
     solvers = []
     for params in spec.parameter_grid():
         try:
-            solvers.append(sample_solver(spec, params, device))
+            solvers.append(spec_solver(spec, params, device))
         except ValueError as err:
             shown = ", ".join(f"{k}={v:g}" for k, v in params.items())
             raise ValueError(f"spec parameters ({shown}): {err}") from None
     if spec.solver.scheme not in (None, "auto"):
         try:
-            sample_solver(spec, spec.parameter_grid()[0], device, spec.solver.scheme)
+            spec_solver(spec, spec.parameter_grid()[0], device, spec.solver.scheme)
         except ValueError as err:
             raise ValueError(f"solver.scheme: {err}") from None
     check_initial_condition(spec, solvers[0])
@@ -175,11 +177,11 @@ def check_initial_condition(spec: DatasetSpec, solver) -> None:
 def warm_kernel_cache(spec: DatasetSpec, device: str) -> None:
     """Compile the solver's Warp kernels in this process (one step on a tiny state)."""
     params = spec.parameter_grid()[0]
-    solver = sample_solver(spec, params, device)
+    solver = spec_solver(spec, params, device)
     u0 = np.full(solver.grid.shape, 0.1)
     schemes = {None, choose_scheme(spec, solver, u0)}
     if spec.solver.scheme == "auto" and solver.diffusion_parameter is not None:  # IMEX later
         schemes.add("imex")
     for scheme in schemes:
-        probe = sample_solver(spec, params, device, scheme)
+        probe = spec_solver(spec, params, device, scheme)
         probe.with_dt(min(0.5 * probe.stable_dt(u0), spec.t_end / (spec.n_saves - 1))).step(u0)

@@ -70,7 +70,7 @@ def solve_batch(spec: DatasetSpec, solver, u0: np.ndarray) -> np.ndarray:
     return solver.with_dt(float(dts[0])).rollout(u0, counts, every, dt=dts)
 
 
-def sample_solver(
+def spec_solver(
     spec: DatasetSpec, parameters: dict[str, float], device: str, scheme: str | None = None
 ):
     """The solver of ``spec``'s PDE and grid with ``parameters`` on ``device`` (``scheme``:

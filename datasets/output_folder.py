@@ -63,8 +63,8 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
 
 def _recorded_yaml(spec_file: Path) -> str | None:
     """A folder's ``spec.yaml`` read through the spec model and written again, as
-    :func:`generate` writes a spec (a relative mesh file path in it reads from the working
-    folder); None if it does not validate."""
+    :func:`~physml.datasets.generate.generate` writes a spec (a relative mesh file path in it
+    reads from the working folder); None if it does not validate."""
     try:
         return load_spec(spec_file).to_yaml()
     except ValueError:

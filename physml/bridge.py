@@ -64,7 +64,8 @@ import torch
 import warp as wp
 
 from .solvers import step_adjoint
-from .solvers.base import GridSolver, check_counts
+from .solvers.base import GridSolver
+from .solvers.checks import check_counts
 from .solvers.errors import BlowUpError, whole_number
 from .solvers.rk_stages import StageWork
 
@@ -257,7 +258,7 @@ class _Stepper:
         if u is not self._returned:
             state = self.work.array("u0", _warp(u), requires_grad=False)
             wp.to_torch(state).copy_(u.reshape(-1))
-        self._output, _ = solver._replayed_steps(state, self.params, self.dt, self.work,
+        self._output, _ = solver.replay_steps(state, self.params, self.dt, self.work,
                                                  u.numel() // solver.grid.size, 1)
         self._returned = wp.to_torch(self._output).clone()
         return self._returned
@@ -310,7 +311,7 @@ def _check_values(solver: GridSolver, u0: torch.Tensor, values: tuple[torch.Tens
     states = u0.detach().cpu().numpy().reshape(-1, solver.grid.size).astype("float64")
     solver.check_state(states)
     for b in range(states.shape[0]):
-        solver._sample_solver(params, b, solver.dt).check_stability(states[b])
+        solver.sample_solver(params, b, solver.dt).check_stability(states[b])
 
 
 class _Rollout(torch.autograd.Function):

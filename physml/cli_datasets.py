@@ -17,8 +17,7 @@ def generate_command(args: argparse.Namespace) -> int:
     from .datasets.linear_systems import LinearSystemSpec
     from .datasets.spec import load_spec
     from .progress import PipeConsole, RunProgress
-    from .solvers.base import warp_device
-    from .solvers.runtime import quiet_warp
+    from .solvers.runtime import quiet_warp, warp_device
 
     interval = log_interval(args)
     if args.samples is not None and args.samples <= 0:

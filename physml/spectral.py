@@ -36,7 +36,7 @@ import torch
 
 from .devices import require_torch_device
 from .errors import BlowUpError
-from .solvers.base import check_counts
+from .solvers.checks import check_counts
 
 Nonlinearity = Literal["none", "cubic", "burgers"]
 _CONTOUR_POINTS = 32

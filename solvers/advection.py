@@ -12,7 +12,8 @@ data away from extrema, CFL $\le 1/2$).
 
 from __future__ import annotations
 
-from .base import GridSolver, require
+from .base import GridSolver
+from .checks import require
 from .grid import BoundaryConditions, Grid
 from .operators import FluxKind, Limiter
 from .parameters import Parameter, Term

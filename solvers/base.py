@@ -6,7 +6,8 @@ convection–diffusion–reaction operator
 
 $$F(u) = -\sum_d \partial_d f_d(u) + \nu\,\Delta u + \rho\, r(u),$$
 
-evaluated by one Warp kernel (:mod:`physml.solvers.operators`); a PDE class only says which
+evaluated by one Warp kernel per stage (:mod:`physml.solvers.stage_kernels`, from the stencils
+of :mod:`physml.solvers.operators`); a PDE class only says which
 flux $f$ and reaction $r$ it has (``flux_kind``, ``reaction_kind``) and lists its parameters
 with their units, ranges and terms (``PARAMETERS``, :mod:`physml.solvers.parameters`). The
 stability rates, the parameter checks and the command-line flags follow from these
@@ -339,8 +340,9 @@ class GridSolver:
 
     def check_stability(self, u: np.ndarray | None = None, *, bound: float | None = None
                         ) -> None:
-        """Raise :class:`UnstableStepError` if ``self.dt`` exceeds :meth:`stable_dt` of the state
-        ``u`` (or of a state whose :meth:`state_bound` is ``bound``).
+        """Raise :class:`~physml.solvers.errors.UnstableStepError` if ``self.dt`` exceeds
+        :meth:`stable_dt` of the state ``u`` (or of a state whose :meth:`state_bound` is
+        ``bound``).
 
         The message names the term that sets the limit, and offers ``scheme='imex'`` only
         where diffusion sets it and an implicit diffusion step would allow a larger ``dt``.
@@ -543,13 +545,13 @@ class GridSolver:
         out = saved.reshape(batch, saves[0] + 1, *self.grid.shape)
         return out if batched else out[0]
 
-    def _replayed_steps(self, u: wp.array, arrays: dict[str, wp.array], dt: wp.array,
+    def replay_steps(self, u: wp.array, arrays: dict[str, wp.array], dt: wp.array,
                         work: StageWork, active: int, most: int) -> tuple[wp.array, int]:
         """Up to ``most`` :meth:`advance` steps of a rollout, and how many ran, replaying the
         recorded launches of fused steps (:func:`~physml.solvers.rollout.replayed_steps`)."""
         return replayed_steps(self, u, arrays, dt, work, active, most)
 
-    def _sample_solver(self, arrays: dict[str, wp.array], b: int, dt: float) -> GridSolver:
+    def sample_solver(self, arrays: dict[str, wp.array], b: int, dt: float) -> GridSolver:
         """A copy with sample ``b``'s largest parameter values and its ``dt`` (what its
         stability check needs)."""
         solver = self.with_parameters(**sample_maxima(self, arrays, b))

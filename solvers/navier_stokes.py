@@ -28,7 +28,8 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.fft
 
-from .base import check_counts, finite_state, require, shallow_copy
+from .base import shallow_copy
+from .checks import check_counts, finite_state, require
 from .dtypes import warp_dtype
 from .errors import BlowUpError, UnstableStepError, whole_number
 from .grid import BoundaryConditions, Grid, periodic

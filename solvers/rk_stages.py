@@ -375,7 +375,7 @@ class StageWork:
         self._views: dict[tuple[str, int], wp.array] = {}
         self.replays: dict[tuple[int, int], tuple] = {}
         """The recorded launches of the rollout steps run in these arrays, by the active
-        samples and the input's address (:meth:`~physml.solvers.GridSolver._replayed_steps`
+        samples and the input's address (:func:`~physml.solvers.rollout.replayed_steps`
         keeps and checks them)."""
 
     def array(self, name: str, like: wp.array, requires_grad: bool) -> wp.array:

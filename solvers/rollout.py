@@ -83,7 +83,7 @@ def _rollout_with(solver, work, states, counts, every, steps, arrays, callback) 
         # (step by step for a callback, which hears of each step when it is done)
         upto = step + 1 if callback is not None else min(
             int(due_steps[np.searchsorted(due_steps, step + 1)]), step + MAX_REPLAYED_STEPS)
-        u, done = solver._replayed_steps(u, arrays, dt, work, active, upto - step)
+        u, done = solver.replay_steps(u, arrays, dt, work, active, upto - step)
         step += done
         saving = step % every[:active] == 0
         if due[step] and (saving.any() or step % solver.check_every == 0

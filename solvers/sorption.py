@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import warp as wp
 
-from .base import GridSolver, require
+from .base import GridSolver
+from .checks import require
 from .grid import Grid, dirichlet
 from .kernel_launch import launch, specialize
 from .parameters import Parameter

@@ -178,7 +178,7 @@ def check_samples(solver: GridSolver, arrays: dict[str, wp.array], states: np.nd
         u_max = solver.state_bounds(states)
         try:
             for dt in np.unique(steps):
-                sample = solver._sample_solver(arrays, 0, dt)
+                sample = solver.sample_solver(arrays, 0, dt)
                 group = u_max[steps == dt]
                 for extreme in (group.min(), group.max()):
                     sample.check_stability(bound=float(extreme))
@@ -186,7 +186,7 @@ def check_samples(solver: GridSolver, arrays: dict[str, wp.array], states: np.nd
         except UnstableStepError:
             pass
     for b in range(len(states)):
-        solver._sample_solver(arrays, b, steps[b]).check_stability(states[b])
+        solver.sample_solver(arrays, b, steps[b]).check_stability(states[b])
 
 
 def format_values(value: Any) -> str:

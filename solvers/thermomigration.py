@@ -67,7 +67,6 @@ from typing import Any
 import numpy as np
 import warp as wp
 
-from .base import check_counts, finite_state, require, warp_device, warp_dtype
 from .cahn_hilliard_kernels import (
     RowLaunch,
     add_kernel,
@@ -77,9 +76,12 @@ from .cahn_hilliard_kernels import (
     laplacian_kernel,
     step_error_kernel,
 )
+from .checks import check_counts, finite_state, require
+from .dtypes import warp_dtype
 from .errors import BlowUpError, whole_number
 from .free_energy import GAS_CONSTANT, FreeEnergy
 from .grid import BCKind, BoundaryConditions, Grid, periodic
+from .runtime import warp_device
 from .spectral_solve import SpectralSolve
 
 DEFAULT_TOLERANCE = 1e-4

@@ -25,6 +25,7 @@ from physml.solvers import (
     dirichlet,
     neumann,
     rk_stages,
+    stage_kernels,
 )
 from physml.solvers.base import GridSolver
 from physml.solvers.rk_stages import RECORDED_PER_STAGE
@@ -144,7 +145,7 @@ def test_replayed_rollout_steps_are_bitwise_the_steps_built_anew(threads, monkey
         work.replays.clear()
         return self.advance(u, arrays, dt=dt, work=work), 1
 
-    monkeypatch.setattr(GridSolver, "_replayed_steps", built_anew)
+    monkeypatch.setattr(GridSolver, "replay_steps", built_anew)
     np.testing.assert_array_equal(replayed, solver.rollout(u0, counts, every, dt=dts))
 
 
@@ -547,8 +548,8 @@ def test_a_rollout_names_a_state_parameters_or_dtype_of_another_kind():
 def test_the_cpu_only_row_kernels_are_not_in_the_per_cell_kernel_s_module():
     """A CUDA device builds the per-cell kernel's module; the row kernels' native loops
     (CPU-only) would multiply its build time by 16 (sm_90, NVRTC)."""
-    cells = rk_stages.stage_cells_kernel.module
-    assert rk_stages.stage_runs_kernel.module is not cells
-    assert rk_stages.stage_rows_kernel.module is not cells
-    for kernel in (rk_stages.stage_runs_kernel, rk_stages.stage_rows_kernel):
+    cells = stage_kernels.stage_cells_kernel.module
+    assert stage_kernels.stage_runs_kernel.module is not cells
+    assert stage_kernels.stage_rows_kernel.module is not cells
+    for kernel in (stage_kernels.stage_runs_kernel, stage_kernels.stage_rows_kernel):
         assert kernel.module.options["fuse_fp"] is False  # rounding as the per-cell kernel

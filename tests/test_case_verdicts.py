@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from physml.cases import equation, mesh_pde
+from physml.cases import equation
 from physml.cases.mesh_pde_heat import DECAY_RATE_TOLERANCE, heat_summary
+from physml.cases.mesh_pde_results import headline
 from physml.cases.mesh_pde_spec import FieldSpec
 from physml.cases.registry import load_case, run_case
 
@@ -64,7 +65,7 @@ def decay_summary(error: float) -> dict:
 
 @pytest.mark.parametrize(("error", "verdict"), [(9e-5, "pass"), (2.4e-2, "fail")])
 def test_the_heat_headline_states_the_tolerance_and_the_verdict(error, verdict):
-    line = mesh_pde.headline(decay_summary(error))
+    line = headline(decay_summary(error))
     assert f"relative error {error:.1e}, tolerance 1e-03: {verdict})" in line
 
 
@@ -98,7 +99,7 @@ def test_poisson_orders_come_with_the_expected_ones_and_a_convergence_plot(tmp_p
     folder, summary = run_case(case)
     assert summary["order_l2_expected"] == pytest.approx(4 / 3)
     assert summary["order_h1_expected"] == pytest.approx(2 / 3)
-    line = mesh_pde.headline(summary)
+    line = headline(summary)
     assert (f"observed orders L2 {summary['order_l2']:.2f} (expected 4/3), "
             f"H1 {summary['order_h1']:.2f} (expected 2/3)") in line
     assert (folder / "convergence.png").stat().st_size > 0
@@ -149,6 +150,6 @@ def test_a_constant_heat_start_has_no_decay_verdict():
     summary = heat_summary(case, history, None, sp.identity(4) * 15.8 / 4, closed=True)
     assert "decay_rate" not in summary and "passed" not in summary
     assert "round-off" in summary["decay_rate_skipped"]
-    line = mesh_pde.headline({"pde": "heat", **summary})
+    line = headline({"pde": "heat", **summary})
     assert "decay rate not checked: initial deviation from the mean 4.4e-16 is round-off" in line
     assert "fail" not in line

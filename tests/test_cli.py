@@ -166,7 +166,7 @@ def test_a_refused_dt_comes_with_a_step_the_next_run_accepts(capsys, tmp_path, a
 
 
 def test_parameter_flags_come_from_the_solvers():
-    from physml.cli import build_parser
+    from physml.cli_parser import build_parser
     from physml.datasets.problems import PROBLEMS
 
     solve = build_parser()._subparsers._group_actions[0].choices["solve"]

@@ -218,13 +218,13 @@ def test_an_automatic_scheme_warms_the_imex_kernels_too(monkeypatch, tmp_path):
     spec = load_spec(write_spec(tmp_path, pde="burgers1d_pdebench",
                                 extra="solver: {scheme: auto}\n"))
     probed = []
-    original = module.sample_solver
+    original = module.spec_solver
 
     def record(spec, params, device, scheme=None):
         probed.append(scheme)
         return original(spec, params, device, scheme)
 
-    monkeypatch.setattr(module, "sample_solver", record)
+    monkeypatch.setattr(module, "spec_solver", record)
     module.warm_kernel_cache(spec, "cpu")
     assert "imex" in probed
 

@@ -173,7 +173,6 @@ class MoECase(CaseBase):
                              f"{c.continuity} on problem.nx={p.nx}: {err}") from None
 
 
-
 def training_history(losses: list[float], errors: list[float]) -> list[dict]:
     """The trainer's losses (one per iteration) and test errors (one every
     :data:`~physml.train.moe.EVALUATE_EVERY` iterations, from 0) as ``metrics.json`` records:
@@ -185,6 +184,7 @@ def training_history(losses: list[float], errors: list[float]) -> list[dict]:
         if EVALUATE_EVERY * j < len(records):
             records[EVALUATE_EVERY * j]["test_rel_l2"] = error
     return records
+
 
 def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
     """Generate the data, train (from the checkpoint if ``resume``), evaluate and write the run

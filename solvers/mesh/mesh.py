@@ -24,8 +24,8 @@ from itertools import combinations
 import numpy as np
 import warp as wp
 
-from ..base import warp_device
 from ..dtypes import warp_dtype
+from ..runtime import warp_device
 from .checks import check_mesh, duplicate_groups, facets_of, signed_measures
 
 _VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
