@@ -1,5 +1,6 @@
 """Learned preconditioners for conjugate gradients: a graph network on A's sparsity graph
-predicts a factor ($M = L L^T$ or $M^{-1} = G^T G$) that the linear-algebra layer applies."""
+predicts a factor ($M = L L^T$ or $M^{-1} = G^T G$) that the linear-algebra layer applies, or
+the finest-level smoother $G^T G$ of RS-AMG (:mod:`.smoother`)."""
 
 from .graph import SystemGraph as SystemGraph
 from .graph import batch_graphs as batch_graphs
@@ -9,6 +10,12 @@ from .learned import FactorModel as FactorModel
 from .learned import LearnedPreconditioner as LearnedPreconditioner
 from .losses import LOSSES as LOSSES
 from .losses import factor_loss as factor_loss
+from .smoother import LearnedSmootherAMG as LearnedSmootherAMG
+from .smoother import SmootherSystem as SmootherSystem
+from .smoother import fit_smoother as fit_smoother
+from .smoother import smoother_system as smoother_system
+from .smoother import two_grid_loss as two_grid_loss
+from .smoother import two_grid_rate as two_grid_rate
 from .training import TrainingSystem as TrainingSystem
 from .training import fit as fit
 from .training import mean_iterations as mean_iterations

@@ -130,6 +130,13 @@ class LearnedPreconditioner:
     def __call__(self, A: LinearOperator) -> CholeskyFactor | SparseInverseFactor:
         """The preconditioner for A (a :class:`~physml.solvers.linalg.CsrOperator`): the
         factor computed on A's device, in A's precision."""
+        form = CholeskyFactor if self.model.kind == "cholesky" else SparseInverseFactor
+        return form(*self.factor(A), name=self.name)
+
+    def factor(self, A: LinearOperator) -> tuple[LowerPattern, wp.array]:
+        """A's lower pattern on A's device and the network's L (or G) on it, shape (nnz_L,),
+        in A's precision: by the native forward on the CPU, else by PyTorch; checked
+        (:meth:`_check_factor`)."""
         # G^T G is applied by products: no triangular solve, so no level schedule
         pattern = LowerPattern(csr_to_scipy(assembled_matrix(A, self)), A.device,
                                by_levels=None if self.model.kind == "cholesky" else False)
@@ -139,8 +146,7 @@ class LearnedPreconditioner:
         else:
             values = self._torch_values(pattern, A.dtype)
         self._check_factor(pattern, values)
-        form = CholeskyFactor if self.model.kind == "cholesky" else SparseInverseFactor
-        return form(pattern, values, name=self.name)
+        return pattern, values
 
     def _check_factor(self, pattern: LowerPattern, values: wp.array) -> None:
         """Refuse a factor with a non-finite value or a diagonal entry that is not positive:

@@ -2,7 +2,8 @@ r"""Fitting a :class:`~.learned.FactorModel` to systems of one family, and measu
 
 A :class:`TrainingSystem` is one matrix with a solution and right-hand side from the family's
 distribution (scaled as in :mod:`.graph`). :func:`fit` runs Adam on mini-batches of systems
-(block-diagonal graphs) with one of the losses of :mod:`.losses`; :func:`mean_iterations`
+(block-diagonal graphs) with one of the losses of :mod:`.losses` (the loop,
+:func:`adam_on_batches`, also trains the smoother of :mod:`.smoother`); :func:`mean_iterations`
 counts PCG iterations of any preconditioner factory over held-out systems, the measure the
 training is for.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +26,8 @@ from ..solvers.runtime import warp_device
 from .graph import SystemGraph, batch_graphs, system_graph
 from .learned import FactorModel
 from .losses import factor_loss
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -77,25 +81,50 @@ def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, ste
     """
     if not systems:
         raise ValueError("systems is empty; fit needs at least one training system")
+
+    def batch_loss(batch: list[TrainingSystem], generator: torch.Generator) -> torch.Tensor:
+        graph = batch_graphs([s.graph for s in batch])
+        x, b = torch.cat([s.x for s in batch]), torch.cat([s.b for s in batch])
+        return factor_loss(model.kind, loss, graph, model.scaled_factor(graph), x, b, generator)
+
+    return adam_on_batches(model, systems, batch_loss, steps=steps, learning_rate=learning_rate,
+                           batch_size=batch_size, seed=seed, on_step=on_step)
+
+
+def adam_on_batches(model: FactorModel, systems: Sequence[T],
+                    batch_loss: Callable[[list[T], torch.Generator], torch.Tensor], *,
+                    steps: int, learning_rate: float, batch_size: int, seed: int,
+                    on_step: Callable[[int, float], None] | None, cosine: bool = False
+                    ) -> list[float]:
+    """Adam on ``batch_loss(batch, generator)`` over random mini-batches of ``systems`` (the
+    learning rate decayed to 0 on a cosine where ``cosine``); ``seed`` seeds PyTorch, the
+    batches and the generator. Returns the loss per step; ``on_step(updates_done, loss)``
+    follows each update (counted from 1).
+
+    Raises:
+        ValueError: steps or batch_size not whole numbers (>= 0 and >= 1).
+        NonFiniteLossError: the loss or a gradient turned NaN/Inf (names the step, which is
+            not taken).
+    """
     steps = whole_number(steps, "steps", 0)
     batch_size = whole_number(batch_size, "batch_size", 1)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1))
+                if cosine else None)
     history = []
     for step in range(steps):
         chosen = rng.choice(len(systems), size=min(batch_size, len(systems)), replace=False)
-        batch = [systems[k] for k in chosen]
-        graph = batch_graphs([s.graph for s in batch])
-        x, b = torch.cat([s.x for s in batch]), torch.cat([s.b for s in batch])
-        value = factor_loss(model.kind, loss, graph, model.scaled_factor(graph), x, b,
-                            generator)
+        value = batch_loss([systems[k] for k in chosen], generator)
         optimiser.zero_grad()
         value.backward()
         if not adam_can_step(value.detach(), model.parameters()):
             raise NonFiniteLossError(step + 1)
         optimiser.step()
+        if schedule is not None:
+            schedule.step()
         history.append(value.item())
         if on_step is not None:
             on_step(step + 1, history[-1])  # the updates done, as the NaN error counts them

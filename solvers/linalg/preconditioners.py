@@ -117,6 +117,17 @@ class _PyAMGPreconditioner:
         self.cycle = self.hierarchy.aspreconditioner(cycle="V")
         self.dtype, self.device = matrix.scalar_type, matrix.device
 
+    def smooth_finest_level(self, smoother: Callable[[Any, np.ndarray, np.ndarray], None]
+                            ) -> None:
+        """Use ``smoother(A, x, b)`` (SciPy A; updates x in place towards $A x = b$) as the
+        finest level's pre- and post-smoother in place of pyamg's; for CG it must be
+        symmetric and convergent in the A-norm, so that the V-cycle stays SPD."""
+        # pyamg's change_smoothers takes only the names of its own smoothers; a level's
+        # smoothers are attributes its V-cycle calls as smoother(A, x, b) at every cycle
+        # (pyamg 5.4, MultilevelSolver.__solve), so a callable is assigned to them directly
+        finest = self.hierarchy.levels[0]
+        finest.presmoother = finest.postsmoother = smoother
+
     def apply(self, r: wp.array, z: wp.array) -> None:
         """$z = $ one V-cycle applied to r (on the host; on the CPU into z's own memory)."""
         n = self.hierarchy.levels[0].A.shape[0]

@@ -1,0 +1,230 @@
+r"""A learned finest-level smoother for Ruge–Stüben AMG: $x \mathrel{+}= G^T G\,(b - A x)$.
+
+The ``"sparse_inverse"`` :class:`~.learned.FactorModel` ($M^{-1} = G^T G$: two sparse products,
+no triangular solve, parallel as a GPU smoother wants) is trained here as the pre- and
+post-smoother of the finest level of pyamg's RS hierarchy rather than as a preconditioner of
+its own. On the scaled system $\tilde A = D^{-1/2} A D^{-1/2}$ (:mod:`.graph`), with P the RS
+interpolation of the finest level (``levels[0].P``) and $\hat P = D^{1/2} P$, one two-grid
+cycle propagates the error by
+
+$$E = S C S,\qquad S = I - \tilde G^T \tilde G \tilde A,\qquad C = I - W \tilde A,\qquad
+W = \hat P (\hat P^T \tilde A \hat P)^{-1} \hat P^T,$$
+
+similar (by $D^{1/2}$) to the two-grid operator on A itself; the loss
+(:func:`two_grid_loss`) estimates $\log \rho(E)$. The training systems are dense
+(:func:`smoother_system`, at most :data:`MAX_UNKNOWNS` unknowns): train small, then
+:class:`LearnedSmootherAMG` applies the smoother, sparse, at any size. The loss follows
+Katrutsa et al. 2020 (multigrid parameters by a stochastic estimate of the spectral radius).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyamg
+import scipy.sparse as sp
+import torch
+
+from ..solvers.linalg import LinearOperator, RugeStubenAMG
+from .graph import SystemGraph, batch_graphs, system_graph
+from .learned import FactorModel, LearnedPreconditioner
+from .training import adam_on_batches
+
+MAX_UNKNOWNS = 4096
+"""The largest training system: two dense (n, n) float64 matrices (128 MiB each at n = 4096)."""
+PROBES, POWER_ITERATIONS = 8, 4
+"""The loss's random probes and the detached power iterations applied to them first."""
+
+
+@dataclass
+class SmootherSystem:
+    r"""One matrix as the smoother's loss sees it (dense float64, n <= :data:`MAX_UNKNOWNS`).
+
+    Attributes:
+        graph: the matrix's :class:`~.graph.SystemGraph`.
+        scaled: $\tilde A$, (n, n).
+        coarse: $W = \hat P (\hat P^T \tilde A \hat P)^{-1} \hat P^T$, (n, n), the coarse
+            correction $C = I - W \tilde A$ of pyamg's RS interpolation P.
+    """
+
+    graph: SystemGraph
+    scaled: torch.Tensor
+    coarse: torch.Tensor
+
+
+def smoother_system(matrix: sp.spmatrix | sp.sparray) -> SmootherSystem:
+    r"""The training data of one SPD matrix: its graph, $\tilde A$ and W (dense).
+
+    Cost: O(n^2) memory; O(n^2 n_c) time for W (n_c coarse unknowns, about n / 2 on grids).
+
+    Raises:
+        ValueError: more than :data:`MAX_UNKNOWNS` unknowns, too few for a coarse level, or a
+            matrix :func:`~.graph.system_graph` refuses (no positive diagonal).
+    """
+    n = matrix.shape[0]
+    if n > MAX_UNKNOWNS:
+        raise ValueError(f"matrix has {n} unknowns; smoother_system holds A and its coarse "
+                         f"correction dense, so it takes at most MAX_UNKNOWNS={MAX_UNKNOWNS} "
+                         "(a 64 x 64 grid): train on smaller systems of the family (the "
+                         "smoother then applies at any size)")
+    graph = system_graph(matrix)
+    csr = sp.csr_matrix(matrix, dtype=np.float64)
+    levels = pyamg.ruge_stuben_solver(csr, max_levels=2).levels  # levels[0].P as in a full one
+    if len(levels) < 2:
+        raise ValueError(f"matrix has {n} unknowns, which RS-AMG solves on one level: there is "
+                         "no coarse level, so nothing for a smoother to train against")
+    d = graph.sqrt_diagonal.numpy()
+    scaled = (sp.diags(1 / d) @ csr @ sp.diags(1 / d)).toarray()
+    prolongation = d[:, None] * levels[0].P.toarray()
+    coarse = prolongation @ np.linalg.solve(prolongation.T @ scaled @ prolongation,
+                                            prolongation.T)
+    return SmootherSystem(graph, torch.from_numpy(scaled), torch.from_numpy(coarse))
+
+
+def _smooth(factor: torch.Tensor, system: SmootherSystem, z: torch.Tensor) -> torch.Tensor:
+    r"""$S z = z - \tilde G^T \tilde G \tilde A z$, $\tilde G$ applied entry by entry
+    (O(nnz_L) per probe); z is (n, K)."""
+    rows, columns = system.graph.lower_rows, system.graph.lower_columns
+    y = system.scaled @ z
+    gy = torch.zeros_like(y).index_add(0, rows, factor[:, None] * y[columns])
+    return z - torch.zeros_like(y).index_add(0, columns, factor[:, None] * gy[rows])
+
+
+def _two_grid(factor: torch.Tensor, system: SmootherSystem, z: torch.Tensor) -> torch.Tensor:
+    """$E z = S C S z$, z (n, K)."""
+    z = _smooth(factor, system, z)
+    return _smooth(factor, system, z - system.coarse @ (system.scaled @ z))
+
+
+def two_grid_loss(factor: torch.Tensor, system: SmootherSystem, generator: torch.Generator,
+                  probes: int = PROBES, power: int = POWER_ITERATIONS) -> torch.Tensor:
+    r"""$\tfrac12 \log\bigl(\tfrac1K \sum_k \|E z_k\|_{\tilde A}^2 / \|z_k\|_{\tilde A}^2\bigr)$,
+    an estimate of $\log \rho(E)$ from below.
+
+    The K = ``probes`` Gaussian vectors first take ``power`` power iterations
+    $z \leftarrow E z / \|E z\|_{\tilde A}$ without gradient. E is self-adjoint in the
+    $\tilde A$ inner product (so is S, for a symmetric $G^T G$, and $W \tilde A$ is the
+    $\tilde A$-orthogonal projection on the range of $\hat P$), so each quotient is at most
+    $\rho(E)^2$ and tends to it. Cost: (power + 1) x (4 products with $\tilde A$ and one with
+    W, dense, O(n^2 K)).
+
+    Args:
+        factor: $\tilde G$ on the lower pattern, (nnz_L,) float64 (``model.scaled_factor``).
+        system: the matrix (:func:`smoother_system`).
+        generator: draws the probes.
+
+    Returns:
+        A scalar tensor, differentiable in ``factor``.
+    """
+    z = torch.randn(system.graph.n, probes, dtype=torch.float64, generator=generator)
+    with torch.no_grad():
+        for _ in range(power):
+            z = _two_grid(factor, system, z)
+            z = z / (z * (system.scaled @ z)).sum(0).sqrt()
+    ez = _two_grid(factor, system, z)
+    ratio = (ez * (system.scaled @ ez)).sum(0) / (z * (system.scaled @ z)).sum(0)
+    return 0.5 * torch.log(ratio.mean())
+
+
+def two_grid_rate(model: FactorModel, system: SmootherSystem, *, power: int = 30,
+                  probes: int = 4, seed: int = 0) -> float:
+    """The two-grid convergence rate $\\rho(E)$ of ``model``'s smoother on ``system``, estimated
+    (from below) by :func:`two_grid_loss` after ``power`` power iterations."""
+    with torch.no_grad():
+        loss = two_grid_loss(model.scaled_factor(system.graph), system,
+                             torch.Generator().manual_seed(seed), probes, power)
+    return float(torch.exp(loss))
+
+
+def fit_smoother(model: FactorModel, systems: Sequence[SmootherSystem], *, steps: int,
+                 learning_rate: float = 3e-3, batch_size: int = 4, seed: int = 0,
+                 on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    """Adam, learning rate decayed to 0 on a cosine, on the mean :func:`two_grid_loss` of
+    random mini-batches of ``systems``; returns the loss per step. ``on_step(updates_done,
+    loss)`` follows each update (counted from 1). About 0.09 s a step for 4 systems of 32 x 32
+    at width 4 (one thread).
+
+    Raises:
+        ValueError: a model not of the ``"sparse_inverse"`` form, no systems or ones not made
+            by :func:`smoother_system`, a learning_rate not > 0, or steps or batch_size not
+            whole numbers (>= 0 and >= 1).
+        NonFiniteLossError: the loss or a gradient turned NaN/Inf (names the step, which is
+            not taken).
+    """
+    _require_sparse_inverse(model)
+    if not systems:
+        raise ValueError("systems is empty; fit_smoother needs at least one smoother_system(A)")
+    wrong = [type(s).__name__ for s in systems if not isinstance(s, SmootherSystem)]
+    if wrong:
+        raise ValueError(f"systems holds a {wrong[0]}; fit_smoother trains on the dense "
+                         "systems smoother_system(A) returns")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate={learning_rate!r} must be > 0 (e.g. 3e-3)")
+
+    def batch_loss(batch: list[SmootherSystem], generator: torch.Generator) -> torch.Tensor:
+        factors = model.scaled_factor(batch_graphs([s.graph for s in batch])).split(
+            [s.graph.lower_rows.numel() for s in batch])
+        return sum(two_grid_loss(f, s, generator) for f, s in zip(factors, batch)) / len(batch)
+
+    return adam_on_batches(model, systems, batch_loss, steps=steps, learning_rate=learning_rate,
+                           batch_size=batch_size, seed=seed, on_step=on_step, cosine=True)
+
+
+class _LearnedSmootherCycle(RugeStubenAMG):
+    """RS-AMG's V-cycle with the learned finest-level smoother, under its own name."""
+
+    name = "learned_amg"
+
+
+class LearnedSmootherAMG(LearnedPreconditioner):
+    """RS-AMG, one V-cycle, whose finest level smooths by a trained G: $x \\mathrel{+}=
+    G^T G (b - A x)$ before and after the coarse correction; a factory ``A -> Preconditioner``
+    (:class:`~physml.solvers.linalg.RugeStubenAMG` with a finest-level smoother).
+
+    Set-up per matrix: pyamg's RS hierarchy on the host, then G as
+    :class:`LearnedPreconditioner` computes it (the native forward on the CPU; on CUDA by
+    PyTorch, then copied) as SciPy CSR. Apply: one V-cycle on the host; each finest-level
+    smoothing costs a product with A, one with G and one with $G^T$ ($G^T G$ is not formed:
+    on a 5-point grid it has 7 entries a row against G's 3, and forming it allocates at every
+    set-up). The V-cycle is symmetric, and positive definite when the smoother converges in the
+    A-norm ($\\rho(I - G^T G A) < 1$), which training drives, but nothing guarantees. Saved
+    and loaded as a :class:`LearnedPreconditioner` is (the same file).
+
+    Args:
+        model: a ``"sparse_inverse"`` :class:`FactorModel` (``node_features=2``), trained by
+            :func:`fit_smoother`.
+
+    Raises:
+        ValueError: a ``"cholesky"`` model, or one reading other node features.
+    """
+
+    def __init__(self, model: FactorModel) -> None:
+        _require_sparse_inverse(model)
+        super().__init__(model)
+        self.name = _LearnedSmootherCycle.name
+
+    def __call__(self, A: LinearOperator) -> RugeStubenAMG:
+        """The V-cycle preconditioner for A (a :class:`~physml.solvers.linalg.CsrOperator`):
+        the hierarchy first, then G (on this VM a hierarchy built after the factor's large
+        temporaries were freed took up to twice as long at 1024², the memory being faulted in
+        again)."""
+        cycle = _LearnedSmootherCycle(A)
+        pattern, values = self.factor(A)
+        lower = pattern.lower
+        factor = sp.csr_matrix((values.numpy(), lower.indices, lower.indptr), shape=lower.shape)
+        transpose = factor.T  # CSC: no copy
+
+        def smooth(matrix: sp.csr_matrix, x: np.ndarray, b: np.ndarray) -> None:
+            x += transpose @ (factor @ (b - matrix @ x))
+
+        cycle.smooth_finest_level(smooth)
+        return cycle
+
+
+def _require_sparse_inverse(model: FactorModel) -> None:
+    if model.kind != "sparse_inverse":
+        raise ValueError(f"model.kind={model.kind!r}; a learned smoother is the "
+                         "'sparse_inverse' form M^-1 = G^T G (two sparse products per sweep, "
+                         "no triangular solve): build FactorModel('sparse_inverse', ...)")

@@ -1,0 +1,130 @@
+"""The learned finest-level smoother of RS-AMG: two-grid training, the V-cycle, save/load."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import warp as wp
+
+from physml.datasets.linear_systems import LinearSystemSpec, make_system
+from physml.preconditioners import (
+    FactorModel,
+    LearnedPreconditioner,
+    LearnedSmootherAMG,
+    fit_smoother,
+    mean_iterations,
+    smoother_system,
+    two_grid_rate,
+)
+from physml.solvers.linalg import CsrOperator, RugeStubenAMG, cg, csr_from_scipy
+
+SIZE = 16
+HELD_OUT = make_system(LinearSystemSpec(systems="poisson_grid", size=SIZE, samples=1), 100_016)
+
+
+def operator(matrix: sp.csr_matrix) -> CsrOperator:
+    return CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
+
+
+def untrained() -> FactorModel:
+    torch.manual_seed(0)
+    return FactorModel("sparse_inverse", width=4, steps=1)
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[FactorModel, list[float]]:
+    """A smoother fitted on four 16 x 16 systems (about a second)."""
+    torch.set_num_threads(1)
+    spec = LinearSystemSpec(systems="poisson_grid", size=SIZE, samples=1)
+    systems = [smoother_system(make_system(spec, k).matrix) for k in range(4)]
+    model = untrained()
+    history = fit_smoother(model, systems, steps=60, learning_rate=3e-3, batch_size=4, seed=0)
+    return model.eval(), history
+
+
+def test_training_lowers_the_two_grid_rate_and_the_cg_iterations(trained):
+    model, history = trained
+    held_out = smoother_system(HELD_OUT.matrix)
+    before, after = two_grid_rate(untrained(), held_out), two_grid_rate(model, held_out)
+    assert np.mean(history[-10:]) < np.mean(history[:10]) - 1.0
+    assert before > 0.8 and after < 0.2  # Jacobi (the untrained G) against a trained smoother
+    pair = [(HELD_OUT.matrix, HELD_OUT.b)]
+    iterations = [mean_iterations(LearnedSmootherAMG(m), pair) for m in (untrained(), model)]
+    assert iterations[1] <= iterations[0] / 2
+    assert iterations[1] <= mean_iterations(RugeStubenAMG, pair) + 2
+
+
+def test_cg_with_the_learned_smoother_reaches_a_tight_true_residual(trained):
+    A = operator(HELD_OUT.matrix)
+    result = cg(A, wp.array(HELD_OUT.b, dtype=wp.float64), rtol=1e-12,
+                preconditioner=LearnedSmootherAMG(trained[0])(A))
+    x = result.x.numpy()
+    residual = np.linalg.norm(HELD_OUT.b - HELD_OUT.matrix @ x) / np.linalg.norm(HELD_OUT.b)
+    assert residual < 1e-10
+
+
+def columns(preconditioner, n: int) -> np.ndarray:
+    """The matrix of a preconditioner: its output for each unit vector."""
+    z = wp.zeros(n, dtype=wp.float64)
+    out = np.empty((n, n))
+    for i in range(n):
+        preconditioner.apply(wp.array(np.eye(n)[i], dtype=wp.float64), z)
+        out[:, i] = z.numpy()
+    return out
+
+
+def test_the_v_cycle_is_symmetric_positive_definite_and_uses_the_learned_smoother(trained):
+    A = operator(HELD_OUT.matrix)
+    n = A.shape[0]
+    learned = columns(LearnedSmootherAMG(trained[0])(A), n)
+    np.testing.assert_allclose(learned, learned.T, atol=1e-12 * np.abs(learned).max())
+    assert np.linalg.eigvalsh(0.5 * (learned + learned.T)).min() > 0
+    classical = columns(RugeStubenAMG(A), n)  # the same hierarchy, pyamg's own smoother
+    assert np.abs(learned - classical).max() > 1e-3 * np.abs(classical).max()
+
+
+def test_save_and_load_give_the_same_preconditioner(trained, tmp_path):
+    path = tmp_path / "smoother.pt"
+    LearnedSmootherAMG(trained[0]).save(path)
+    loaded = LearnedSmootherAMG.load(path)
+    assert isinstance(loaded, LearnedSmootherAMG) and loaded.name == "learned_amg"
+    A = operator(HELD_OUT.matrix)
+    r = wp.array(np.random.default_rng(0).standard_normal(A.shape[0]), dtype=wp.float64)
+    outputs = []
+    for factory in (LearnedSmootherAMG(trained[0]), loaded):
+        z = wp.zeros_like(r)
+        factory(A).apply(r, z)
+        outputs.append(z.numpy())
+    np.testing.assert_array_equal(*outputs)
+
+
+def test_a_cholesky_model_is_refused(tmp_path):
+    model = FactorModel("cholesky", width=4, steps=1)
+    with pytest.raises(ValueError, match="model.kind='cholesky'"):
+        LearnedSmootherAMG(model)
+    system = smoother_system(HELD_OUT.matrix)
+    with pytest.raises(ValueError, match="model.kind='cholesky'"):
+        fit_smoother(model, [system], steps=1)
+    LearnedPreconditioner(model).save(tmp_path / "cholesky.pt")
+    with pytest.raises(ValueError, match="model.kind='cholesky'"):
+        LearnedSmootherAMG.load(tmp_path / "cholesky.pt")
+
+
+def test_an_oversized_training_system_is_refused():
+    n = 4097
+    laplacian = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1],
+                         format="csr")
+    with pytest.raises(ValueError, match="4097 unknowns.*MAX_UNKNOWNS=4096"):
+        smoother_system(laplacian)
+
+
+@pytest.mark.parametrize(("arguments", "named"), [
+    ({"steps": -1}, "steps=-1"), ({"steps": 1, "batch_size": 0}, "batch_size=0"),
+    ({"steps": 1, "learning_rate": 0.0}, "learning_rate=0.0"),
+])
+def test_bad_training_arguments_are_refused_by_name(arguments, named):
+    system = smoother_system(HELD_OUT.matrix)
+    with pytest.raises(ValueError, match=named):
+        fit_smoother(untrained(), [system], **arguments)
+    with pytest.raises(ValueError, match="systems is empty"):
+        fit_smoother(untrained(), [], steps=1)
