@@ -106,8 +106,36 @@ def test_a_cholesky_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match="model.kind='cholesky'"):
         fit_smoother(model, [system], steps=1)
     LearnedPreconditioner(model).save(tmp_path / "cholesky.pt")
-    with pytest.raises(ValueError, match="model.kind='cholesky'"):
+    with pytest.raises(ValueError, match="holds a trained preconditioner, not a smoother"):
         LearnedSmootherAMG.load(tmp_path / "cholesky.pt")
+
+
+def test_a_smoother_and_a_preconditioner_file_are_not_taken_for_each_other(trained, tmp_path):
+    LearnedSmootherAMG(trained[0]).save(tmp_path / "smoother.pt")
+    with pytest.raises(ValueError, match="holds a trained smoother, not a preconditioner"):
+        LearnedPreconditioner.load(tmp_path / "smoother.pt")
+    LearnedPreconditioner(trained[0]).save(tmp_path / "factor.pt")
+    with pytest.raises(ValueError, match="load it with LearnedPreconditioner.load"):
+        LearnedSmootherAMG.load(tmp_path / "factor.pt")
+
+
+@pytest.mark.parametrize("omega", [1.2, 2.5])
+def test_a_smoother_that_diverges_on_the_matrix_is_refused(omega):
+    """An untrained G is Jacobi; a diagonal e^{o_i} = sqrt(omega) makes it omega-Jacobi,
+    which diverges past omega ~ 1 on this matrix (lambda_max(D^-1 A) is close to 2)."""
+    model = untrained()
+    with torch.no_grad():
+        model.network.node_decoder[-1].bias.fill_(0.5 * np.log(omega))
+    A = operator(HELD_OUT.matrix)
+    with pytest.raises(ValueError, match="learned_amg: the learned smoother diverges"):
+        LearnedSmootherAMG(model)(A)
+    LearnedSmootherAMG(untrained())(A)  # plain Jacobi converges: taken
+
+
+def test_a_model_reading_other_node_features_is_refused_by_fit_smoother():
+    model = FactorModel("sparse_inverse", width=4, steps=1, node_features=3)
+    with pytest.raises(ValueError, match="reads 3 node features"):
+        fit_smoother(model, [smoother_system(HELD_OUT.matrix)], steps=1)
 
 
 def test_an_oversized_training_system_is_refused():

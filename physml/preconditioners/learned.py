@@ -111,6 +111,9 @@ class LearnedPreconditioner:
         ValueError: the model reads other node features.
     """
 
+    ROLE = "preconditioner"
+    """What a saved file holds this model as (:meth:`save`; :meth:`load` refuses another)."""
+
     def __init__(self, model: FactorModel) -> None:
         features = model.config["node_features"]
         if features != NODE_FEATURES:
@@ -198,16 +201,18 @@ class LearnedPreconditioner:
         return wp.from_torch(values)
 
     def save(self, path: str | Path) -> None:
-        """Write the model's configuration and weights (``torch.save``)."""
-        torch.save({"config": self.model.config, "state_dict": self.model.state_dict()}, path)
+        """Write the model's configuration, weights and role (``torch.save``)."""
+        torch.save({"config": self.model.config, "state_dict": self.model.state_dict(),
+                    "role": self.ROLE}, path)
 
     @classmethod
     def load(cls, path: str | Path, map_location: str = "cpu") -> LearnedPreconditioner:
         """A preconditioner written by :meth:`save`.
 
         Raises:
-            ValueError: no file at ``path``, or one :meth:`save` did not write, or a
-                ``map_location`` this machine lacks.
+            ValueError: no file at ``path``, or one :meth:`save` did not write, one saved in
+                another role (a smoother as a preconditioner, or the reverse; a file without
+                a role is a preconditioner), or a ``map_location`` this machine lacks.
         """
         require_device(str(map_location))  # a missing device is not a damaged file
         if not Path(path).is_file():
@@ -223,6 +228,11 @@ class LearnedPreconditioner:
         if not (isinstance(saved, dict) and {"config", "state_dict"} <= saved.keys()):
             raise ValueError(f"{str(path)!r} is not a trained preconditioner (a file "
                              "LearnedPreconditioner.save wrote holds config and state_dict)")
+        role = saved.get("role", LearnedPreconditioner.ROLE)
+        if role != cls.ROLE:
+            loader = "LearnedSmootherAMG" if role == "smoother" else "LearnedPreconditioner"
+            raise ValueError(f"{str(path)!r} holds a trained {role}, not a {cls.ROLE}: load it "
+                             f"with {loader}.load")
         model = FactorModel(**saved["config"])
         model.load_state_dict(saved["state_dict"])
         return cls(model.eval())

@@ -28,6 +28,7 @@ import scipy.sparse as sp
 import torch
 
 from ..solvers.linalg import LinearOperator, RugeStubenAMG
+from ..solvers.linalg.factor_network import NODE_FEATURES
 from .graph import SystemGraph, batch_graphs, system_graph
 from .learned import FactorModel, LearnedPreconditioner
 from .training import adam_on_batches
@@ -114,6 +115,8 @@ def two_grid_loss(factor: torch.Tensor, system: SmootherSystem, generator: torch
         factor: $\tilde G$ on the lower pattern, (nnz_L,) float64 (``model.scaled_factor``).
         system: the matrix (:func:`smoother_system`).
         generator: draws the probes.
+        probes: K, the number of probe vectors.
+        power: the power iterations the probes take first.
 
     Returns:
         A scalar tensor, differentiable in ``factor``.
@@ -160,8 +163,11 @@ def fit_smoother(model: FactorModel, systems: Sequence[SmootherSystem], *, steps
     if wrong:
         raise ValueError(f"systems holds a {wrong[0]}; fit_smoother trains on the dense "
                          "systems smoother_system(A) returns")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate={learning_rate!r} must be > 0 (e.g. 3e-3)")
+    features = model.config["node_features"]
+    if features != NODE_FEATURES:
+        raise ValueError(f"the model reads {features} node features; a smoother's systems have "
+                         f"the matrix's own {NODE_FEATURES} (row sum and degree): build "
+                         "FactorModel('sparse_inverse', node_features=2)")
 
     def batch_loss(batch: list[SmootherSystem], generator: torch.Generator) -> torch.Tensor:
         factors = model.scaled_factor(batch_graphs([s.graph for s in batch])).split(
@@ -185,12 +191,16 @@ class LearnedSmootherAMG(LearnedPreconditioner):
 
     Set-up per matrix: pyamg's RS hierarchy on the host, then G as
     :class:`LearnedPreconditioner` computes it (the native forward on the CPU; on CUDA by
-    PyTorch, then copied) as SciPy CSR. Apply: one V-cycle on the host; each finest-level
-    smoothing costs a product with A, one with G and one with $G^T$ ($G^T G$ is not formed:
-    on a 5-point grid it has 7 entries a row against G's 3, and forming it allocates at every
-    set-up). The V-cycle is symmetric, and positive definite when the smoother converges in the
-    A-norm ($\\rho(I - G^T G A) < 1$), which training drives, but nothing guarantees. Saved
-    and loaded as a :class:`LearnedPreconditioner` is (the same file).
+    PyTorch, then copied to the host) as SciPy CSR, and a check that the smoother converges.
+    Apply: one V-cycle on the host, as pyamg runs it; each finest-level smoothing costs a
+    product with A, one with G and one with $G^T$ ($G^T G$ is not formed: on a 5-point grid it
+    has 7 entries a row against G's 3, and forming it allocates at every set-up). The V-cycle
+    is symmetric, and positive definite when the smoother converges in the A-norm,
+    $\\lambda_{max}(G^T G A) < 2$: training drives it there, and a matrix on which a power
+    estimate of $\\lambda_{max}$ reaches 2 is refused (an estimate from below: a smoother just
+    past the bound can pass). Saved with the role ``"smoother"``
+    (:meth:`LearnedPreconditioner.load` refuses the file, and this class's ``load`` a
+    preconditioner's).
 
     Args:
         model: a ``"sparse_inverse"`` :class:`FactorModel` (``node_features=2``), trained by
@@ -200,6 +210,8 @@ class LearnedSmootherAMG(LearnedPreconditioner):
         ValueError: a ``"cholesky"`` model, or one reading other node features.
     """
 
+    ROLE = "smoother"
+
     def __init__(self, model: FactorModel) -> None:
         _require_sparse_inverse(model)
         super().__init__(model)
@@ -207,20 +219,50 @@ class LearnedSmootherAMG(LearnedPreconditioner):
 
     def __call__(self, A: LinearOperator) -> RugeStubenAMG:
         """The V-cycle preconditioner for A (a :class:`~physml.solvers.linalg.CsrOperator`):
-        the hierarchy first, then G (on this VM a hierarchy built after the factor's large
-        temporaries were freed took up to twice as long at 1024², the memory being faulted in
-        again)."""
+        the hierarchy first, then G (the hierarchy's large allocations come first).
+
+        Raises:
+            ValueError: the smoother diverges on A (:data:`SMOOTHER_CHECK_ITERATIONS` power
+                iterations estimate $\\lambda_{max}(G^T G A) \\ge 2$).
+        """
         cycle = _LearnedSmootherCycle(A)
         pattern, values = self.factor(A)
         lower = pattern.lower
         factor = sp.csr_matrix((values.numpy(), lower.indices, lower.indptr), shape=lower.shape)
         transpose = factor.T  # CSC: no copy
+        matrix = cycle.hierarchy.levels[0].A
+        largest = _largest_eigenvalue(matrix, factor)
+        if largest >= 2:
+            raise ValueError(f"{self.name}: the learned smoother diverges on this matrix "
+                             f"(lambda_max(G^T G A) is about {largest:.3g} >= 2, so the V-cycle "
+                             "is not positive definite): the matrix is far from those it was "
+                             "trained on; train on such matrices, or use amg_rs")
 
         def smooth(matrix: sp.csr_matrix, x: np.ndarray, b: np.ndarray) -> None:
             x += transpose @ (factor @ (b - matrix @ x))
 
         cycle.smooth_finest_level(smooth)
         return cycle
+
+
+SMOOTHER_CHECK_ITERATIONS = 8
+"""Power iterations of :class:`LearnedSmootherAMG`'s convergence check (three sparse products
+each: 0.24 s at 1024² on one CPU thread, about 7 % of the set-up)."""
+
+
+def _largest_eigenvalue(matrix: sp.csr_matrix, factor: sp.csr_matrix) -> float:
+    r"""$\lambda_{max}(G^T G A)$ estimated from below by power iterations in the A inner
+    product, where $G^T G A$ is self-adjoint: the Rayleigh quotient
+    $\|G A v\|^2 / v^T A v$ of the last iterate."""
+    v = np.random.default_rng(0).standard_normal(matrix.shape[0])
+    estimate = 0.0
+    for _ in range(SMOOTHER_CHECK_ITERATIONS):
+        av = matrix @ v
+        gav = factor @ av
+        estimate = float(gav @ gav / (v @ av))
+        v = factor.T @ gav
+        v /= np.linalg.norm(v)
+    return estimate
 
 
 def _require_sparse_inverse(model: FactorModel) -> None:

@@ -27,7 +27,7 @@ from .graph import SystemGraph, batch_graphs, system_graph
 from .learned import FactorModel
 from .losses import factor_loss
 
-T = TypeVar("T")
+System = TypeVar("System")
 
 
 @dataclass
@@ -91,8 +91,8 @@ def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, ste
                            batch_size=batch_size, seed=seed, on_step=on_step)
 
 
-def adam_on_batches(model: FactorModel, systems: Sequence[T],
-                    batch_loss: Callable[[list[T], torch.Generator], torch.Tensor], *,
+def adam_on_batches(model: FactorModel, systems: Sequence[System],
+                    batch_loss: Callable[[list[System], torch.Generator], torch.Tensor], *,
                     steps: int, learning_rate: float, batch_size: int, seed: int,
                     on_step: Callable[[int, float], None] | None, cosine: bool = False
                     ) -> list[float]:
@@ -102,10 +102,13 @@ def adam_on_batches(model: FactorModel, systems: Sequence[T],
     follows each update (counted from 1).
 
     Raises:
-        ValueError: steps or batch_size not whole numbers (>= 0 and >= 1).
+        ValueError: steps or batch_size not whole numbers (>= 0 and >= 1), or a
+            learning_rate not > 0.
         NonFiniteLossError: the loss or a gradient turned NaN/Inf (names the step, which is
             not taken).
     """
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate={learning_rate!r} must be > 0 (e.g. 3e-3)")
     steps = whole_number(steps, "steps", 0)
     batch_size = whole_number(batch_size, "batch_size", 1)
     torch.manual_seed(seed)
