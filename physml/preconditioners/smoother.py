@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pyamg
 import scipy.sparse as sp
 import torch
 
@@ -72,7 +71,9 @@ def smoother_system(matrix: sp.spmatrix | sp.sparray) -> SmootherSystem:
                          "smoother then applies at any size)")
     graph = system_graph(matrix)
     csr = sp.csr_matrix(matrix, dtype=np.float64)
-    levels = pyamg.ruge_stuben_solver(csr, max_levels=2).levels  # levels[0].P as in a full one
+    # the builder LearnedSmootherAMG's hierarchy uses, so that the loss trains against the
+    # interpolation the smoother is applied with (levels[0].P as in a full hierarchy)
+    levels = RugeStubenAMG.build(csr, max_levels=2).levels
     if len(levels) < 2:
         raise ValueError(f"matrix has {n} unknowns, which RS-AMG solves on one level: there is "
                          "no coarse level, so nothing for a smoother to train against")
