@@ -16,7 +16,10 @@ $\|r\| \le \text{rtol}\,\|b\|$ for rtol = 1e-6 and 1e-8. With ``--smoother-steps
 ``--load-smoother FILE``) the grids also get ``learned_amg``: RS-AMG whose finest-level smoother
 is a $G^T G$ network trained on the two-grid loss (:mod:`physml.preconditioners.smoother`,
 N steps on ``--smoother-samples`` systems of the training size, saved as
-``REPORT_poisson_grid_smoother.pt`` beside the report whose models the run uses).
+``REPORT_poisson_grid_smoother.pt`` beside the report whose models the run uses), and
+``learned_amg_one_thread``, the same smoother with its sparse products on one host thread
+(``learned_amg`` splits them in row blocks over the host's cores from 2^18 rows: pyamg's own
+Gauss–Seidel runs on one).
 
 Per size and preconditioner: iterations, set-up (IC(0)/FSAI factorisation, AMG hierarchy, or
 network inference — native on the CPU, :mod:`physml.solvers.linalg.factor_network` — each
@@ -47,6 +50,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -76,6 +80,7 @@ from physml.preconditioners import (
     two_grid_rate,
 )
 from physml.solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy, prepare
+from physml.solvers.linalg.row_blocks import ROWS_PER_THREAD
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -353,6 +358,11 @@ def main() -> None:
                 smoother.save(report.with_name(f"{report.stem}_{family}_smoother.pt"))
             training[f"{family}/smoother"] = record
             learned[smoother.name] = smoother
+            serial = copy.copy(smoother)  # the same model, its products on one host thread
+            serial.threads, serial.name = 1, f"{smoother.name}_one_thread"
+            learned[serial.name] = serial
+            settings["smoother_threads"] = {smoother.name: smoother.threads, serial.name: 1,
+                                            "rows_per_thread": ROWS_PER_THREAD}
             print(f"{family}/smoother: {record}", flush=True)
         factories = {name: PRECONDITIONERS[name] for name in CLASSICAL} | learned
         warm = make_system(system_spec(family, train_size, 1, args.mesh_ordering), HELD_OUT_SEED)

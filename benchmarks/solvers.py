@@ -60,7 +60,7 @@ from _common import summary
 import physml
 from physml.devices import Stopwatch
 from physml.solvers import BurgersSolver1D, BurgersSolver2D, Grid, HeatSolver1D, HeatSolver2D
-from physml.solvers.cahn_hilliard_kernels import available_cores
+from physml.solvers.host_threads import available_cores
 from physml.solvers.timestepping import SCHEMES
 
 GRID_SHAPES = ((2**10,), (2**16,), (2**20,), (256, 256), (1024, 1024), (2048, 2048))

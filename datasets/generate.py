@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..solvers.cahn_hilliard_kernels import available_cores
+from ..solvers.host_threads import available_cores
 from ..solvers.runtime import quiet_warp, warp_device
 from .grid_generate import check_parameters, warm_kernel_cache, write_shard
 from .linear_systems import LinearSystemSpec, warm_systems_cache, write_systems_shard

@@ -29,16 +29,13 @@ on the padding axes).
 
 from __future__ import annotations
 
-import functools
-import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import warp as wp
 
 from .errors import whole_number
 from .free_energy import FreeEnergyKind
+from .host_threads import available_cores, in_parallel
 from .kernel_launch import launch, specialize
 
 # No adjoints: the thermomigration solver is not differentiated through.
@@ -543,37 +540,3 @@ MIN_CELLS_PER_STREAMING_THREAD = 1 << 20
 """The same for streaming kernels (Laplacian, divergence, c += delta), which two cores of that
 VM run little faster than one: at 512^2 and 64^3 splitting them was slower (the Laplacian 0.21
 against 0.31 ms at 512^2), at 128^3 faster (3.4 against 2.0 ms)."""
-
-
-def available_cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-@functools.cache
-def host_pool(workers: int) -> ThreadPoolExecutor:
-    """A shared pool of ``workers`` host threads for concurrent CPU launches (a forked child
-    starts new pools: the parent's threads do not exist there)."""
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="physml-rows")
-
-
-def in_parallel(work: Callable[[int], None], count: int) -> None:
-    """``work(0)`` on this thread and ``work(1) .. work(count - 1)`` on the host pool; returns
-    when all are done (raising the first error)."""
-    if count == 1:
-        work(0)
-        return
-    pending = [host_pool(count - 1).submit(work, k) for k in range(1, count)]
-    try:
-        work(0)
-    finally:  # no part may still write its outputs when this returns or raises
-        wait(pending)
-    for job in pending:
-        job.result()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=host_pool.cache_clear)

@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 import warp as wp
 
-from .cahn_hilliard_kernels import available_cores, in_parallel
 from .grid import BCKind, BoundaryConditions, Grid
+from .host_threads import available_cores, in_parallel
 from .kept import held_if_free
 from .kernel_launch import launch
 from .replay import Replay

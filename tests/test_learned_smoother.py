@@ -156,3 +156,30 @@ def test_bad_training_arguments_are_refused_by_name(arguments, named):
         fit_smoother(untrained(), [system], **arguments)
     with pytest.raises(ValueError, match="systems is empty"):
         fit_smoother(untrained(), [], steps=1)
+
+
+def test_the_smoother_gives_the_same_bits_on_any_number_of_threads(trained):
+    """Its products run in row blocks on host threads: each row's sum is the same."""
+    A = operator(HELD_OUT.matrix)
+    r = wp.array(np.random.default_rng(0).standard_normal(A.shape[0]), dtype=wp.float64)
+    factory = LearnedSmootherAMG(trained[0])
+    outputs = []
+    for threads in (1, 2, 3):
+        factory.threads = threads
+        z = wp.zeros_like(r)
+        factory(A).apply(r, z)
+        outputs.append(z.numpy())
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_array_equal(outputs[0], outputs[2])
+
+
+def test_the_smoother_is_x_plus_gt_g_times_the_residual(trained):
+    from physml.preconditioners.smoother import ProductSmoother
+
+    A = HELD_OUT.matrix.tocsr()
+    G = sp.random(A.shape[0], A.shape[0], density=0.05, format="csr", random_state=3)
+    rng = np.random.default_rng(4)
+    x, b = rng.standard_normal((2, A.shape[0]))
+    expected = x + G.T @ (G @ (b - A @ x))
+    ProductSmoother(A, G, threads=2)(A, x, b)
+    np.testing.assert_allclose(x, expected, rtol=1e-13, atol=1e-13)

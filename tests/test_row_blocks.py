@@ -1,0 +1,62 @@
+"""Sparse products split in row blocks over host threads: equal to SciPy's, bit for bit."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from physml.solvers.linalg.row_blocks import ROWS_PER_THREAD, RowBlockProduct, block_count
+
+
+def matrix(n: int, dtype=np.float64) -> sp.csr_matrix:
+    """A random sparse matrix with rows of very unequal lengths (blocks split by nonzeros)."""
+    rng = np.random.default_rng(1)
+    dense = rng.standard_normal((n, n)) * (rng.random((n, n)) < np.linspace(0.02, 0.6, n)[:, None])
+    return sp.csr_matrix(dense.astype(dtype))
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3, 7])
+def test_products_equal_scipys_for_any_number_of_blocks(blocks):
+    m = matrix(120)
+    rng = np.random.default_rng(2)
+    v, b, start = rng.standard_normal((3, 120))
+    product = RowBlockProduct(m, blocks)
+    assert len(product.bounds) == blocks
+    out = np.full(120, np.nan)
+    product.multiply(v, out)
+    np.testing.assert_array_equal(out, m @ v)
+    product.residual(v, b, out)
+    np.testing.assert_array_equal(out, b - m @ v)
+    out = start.copy()
+    product.accumulate(v, out)  # each row's sum starts from out's entry: rounded otherwise
+    np.testing.assert_allclose(out, start + m @ v, rtol=1e-14, atol=1e-14)
+
+
+def test_blocks_hold_about_equal_nonzeros():
+    m = matrix(400)
+    counts = [m.indptr[last] - m.indptr[first] for first, last in RowBlockProduct(m, 4).bounds]
+    assert max(counts) - min(counts) <= 2 * m.getnnz(axis=1).max()  # a row either side
+    assert sum(counts) == m.nnz
+
+
+def test_a_float32_matrix_takes_float32_vectors():
+    m = matrix(50, np.float32)
+    out = np.empty(50, dtype=np.float32)
+    RowBlockProduct(m, 2).multiply(np.ones(50, dtype=np.float32), out)
+    np.testing.assert_array_equal(out, m @ np.ones(50, dtype=np.float32))
+
+
+def test_block_count_reads_auto_and_refuses_other_counts(monkeypatch):
+    from physml.solvers.linalg import row_blocks
+
+    monkeypatch.setattr(row_blocks, "available_cores", lambda: 2)
+    assert block_count(ROWS_PER_THREAD - 1) == 1
+    assert block_count(4 * ROWS_PER_THREAD) == 2
+    assert block_count(10, 3) == 3
+    for bad in (0, -1, 1.5, True, "two"):
+        with pytest.raises(ValueError, match="threads="):
+            block_count(100, bad)
+
+
+def test_a_matrix_that_is_not_scipy_csr_is_refused():
+    with pytest.raises(ValueError, match="SciPy CSR"):
+        RowBlockProduct(matrix(10).tocsc(), 1)
