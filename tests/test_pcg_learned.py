@@ -39,7 +39,8 @@ from physml.solvers.linalg import (
     csr_from_scipy,
     factor_network,
 )
-from physml.solvers.linalg.factor_network import TILE, NetworkFactor
+from physml.solvers.linalg.factor_network import NetworkFactor
+from physml.solvers.linalg.factor_network_source import TILE
 
 
 def perturbed(kind: str, seed: int) -> FactorModel:

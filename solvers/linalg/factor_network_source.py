@@ -1,0 +1,364 @@
+r"""Native C++ source of the learned factor network's CPU forward.
+
+:data:`FORWARD` is the body of :func:`~physml.solvers.linalg.factor_network.network_forward`:
+the whole encode–process–decode network of :mod:`~physml.solvers.linalg.factor_network` and the
+factor, in one native call on the matrix's own rows. On the symmetrically scaled matrix
+$\tilde A = D^{-1/2} A D^{-1/2}$ (its diagonal checked positive first), width H, K steps, the
+weights read in the order of :meth:`~physml.solvers.linalg.factor_network.NetworkWeights.flat`:
+the encoders ($h_i$ from $[\sum_j \tilde A_{ij}, \log(1 + \deg i)]$, $e_{ji}$ from
+$[\tilde A_{ij}, |\tilde A_{ij}|, \pm 1]$), K steps of $e_{ji} \leftarrow e_{ji} +
+W_o\,\sigma(W_e e_{ji} + c_e + W_t h_i + W_s h_j) + c_o$ and $h_i \leftarrow h_i +
+\mathrm{MLP}_h([h_i, \sum_j e_{ji}])$, the decoders ($o_{ij}$, $o_i$), then the Cholesky factor
+($L_{ij} = \sqrt{d_i}\,\tilde A_{ij}(1 + o_{ij})$, $L_{ii} = \sqrt{d_i}\,e^{o_i}$) or the sparse
+inverse ($G_{ij} = \tilde A_{ij}\,o_{ij}/\sqrt{d_j}$, $G_{ii} = e^{o_i}/\sqrt{d_i}$) on the lower
+pattern; $\sigma$ is the SiLU.
+
+**Layout.** No graph is built: the edge $j \to i$ lives at the entry (i, j) of a
+:class:`~physml.solvers.linalg.LowerPattern` — position k of L where $j < i$, position k of
+$L^T$ where $j > i$, with the diagonal left out (position k − i, or k − i − 1 in $L^T$, whose
+rows start with it) — so the edges' states are two feature-major arrays (H, nnz − n), each
+feature's row padded to a multiple of 64 bytes, and $\sum_j e_{ji}$ is a sum over row i of both
+(rows of up to 8 edges per side summed with a fixed trip count: rows of varying length cost
+a mispredicted branch each). The work array (size
+:meth:`~physml.solvers.linalg.factor_network.NetworkFactor.work_size`) holds, with N and E the
+row and edge counts padded to multiples of 16: five node arrays (H N each: h, its next value,
+the two ends' products, the incoming sums), the node features and outputs (2 N), the edges'
+states (H E each side), the scaled entries of each side and the edge outputs (E each), and a
+tile's hidden layer (H :data:`TILE`); the float64 work holds the scaled entries, $\sqrt{d_i}$
+and $1/\sqrt{d_i}$, the int work the entries' rows, the edges' ends and the status. Every layer
+is a loop over edges (or rows) inside a loop over features, tile by tile, which the compiler
+vectorises: 16 floats per instruction where the CPU has AVX-512
+(:mod:`~physml.solvers.vector_width`), else 8 (AVX2). Products are summed by explicit fused
+multiply-adds (the native code is compiled without contraction, and a separate multiply and
+add cost twice the instructions); the exponential of the SiLU is :data:`EXP` (Cody–Waite
+reduction, a Taylor polynomial and the exponent set by integer arithmetic: no library call, so
+the loop stays vector), within 1.03 units in the last place in float32 and 0.86 in float64
+(measured on [-87, 88] against extended precision). The network runs in its own precision
+(float32 as trained; float64 for checks), the scaling and the factor in float64, as the
+PyTorch model.
+"""
+
+EXP = """
+// e^x for a float or a double, vectorisable: x = k ln 2 + r (k rounded to nearest by the
+// 1.5 2^p addition, ln 2 in two parts), e^r by its Taylor polynomial in fused multiply-adds
+// (|r| <= ln 2 / 2; degree 7 for a float, its 1 + r added last, and 13 for a double:
+// remainders below 2^-27 and 2^-53), 2^k from k's bits moved into the exponent field.
+auto fma_of = [](auto a, auto b, auto c) {  // a b + c, rounded once
+    if constexpr (sizeof(a) == 4) return __builtin_fmaf(a, b, c);
+    else return __builtin_fma(a, b, c);
+};
+auto exp_of = [](auto x) {
+    using T = decltype(x);
+    if constexpr (sizeof(T) == 4) {
+        x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+        const float shifted = __builtin_fmaf(x, 1.44269504088896341f, 12582912.0f);
+        const float k = shifted - 12582912.0f;
+        const float r = __builtin_fmaf(k, 2.12194440e-4f, __builtin_fmaf(k, -0.693359375f, x));
+        float p = 1.0f / 5040.0f;
+        p = __builtin_fmaf(p, r, 1.0f / 720.0f);
+        p = __builtin_fmaf(p, r, 1.0f / 120.0f);
+        p = __builtin_fmaf(p, r, 1.0f / 24.0f);
+        p = __builtin_fmaf(p, r, 1.0f / 6.0f);
+        p = __builtin_fmaf(p, r, 0.5f);
+        p = __builtin_fmaf(p, r * r, r);
+        p = p + 1.0f;
+        unsigned int bits;  // k's bits sit at the bottom of shifted's
+        __builtin_memcpy(&bits, &shifted, 4);
+        bits = (bits + 127u) << 23;
+        float scale;
+        __builtin_memcpy(&scale, &bits, 4);
+        return p * scale;
+    } else {
+        x = x < -708.0 ? -708.0 : (x > 709.0 ? 709.0 : x);
+        const double shifted = __builtin_fma(x, 1.44269504088896340736, 6755399441055744.0);
+        const double k = shifted - 6755399441055744.0;
+        const double r = __builtin_fma(k, -1.90821492927058770002e-10,
+                                       __builtin_fma(k, -6.93147180369123816490e-01, x));
+        double p = 1.0 / 6227020800.0;
+        const double inverse_factorial[13] = {
+            1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
+            1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0,
+            0.5, 1.0, 1.0};
+        for (int m = 0; m < 13; ++m) p = __builtin_fma(p, r, inverse_factorial[m]);
+        unsigned long long bits;
+        __builtin_memcpy(&bits, &shifted, 8);
+        bits = (bits + 1023ull) << 52;
+        double scale;
+        __builtin_memcpy(&scale, &bits, 8);
+        return p * scale;
+    }
+};
+"""
+
+TILE = 512
+"""Entries (or rows) a layer processes at a time: its features stay in the first-level cache."""
+
+# CPU only: Clang's builtins and loop pragmas, which NVRTC lacks, so the body is empty on CUDA
+# (Warp compiles the whole module for each device it is loaded on; NetworkFactor launches it
+# on the CPU alone)
+FORWARD = "#if !defined(__CUDA_ARCH__)\n" + EXP + """
+// the arrays a gather reads are never written in its loop (the compiler cannot tell: they are
+// parts of one work array)
+#define GATHER _Pragma("clang loop vectorize(assume_safety)")
+using real = decltype(weights.data[0] + weights.data[0]);  // the network's precision
+using out_t = decltype(factor.data[0] + factor.data[0]);
+const int H = width, K = steps, n = rows, m = entries;
+const real one = real(1), zero = real(0);
+const int* __restrict__ lo_ptr = offsets.data;
+const int* __restrict__ lo_col = columns.data;
+const int* __restrict__ up_ptr = upper_offsets.data;
+const int* __restrict__ up_col = upper_columns.data;
+const int* __restrict__ up_from = transpose_index.data;
+const double* __restrict__ a = values.data;
+out_t* __restrict__ f = factor.data;
+const int* __restrict__ diagonal_at = diagonal.data;
+const int e = m - n;  // edges on each side: the strictly lower (upper) entries
+// strides of the feature-major arrays, whole multiples of 16 values (64 bytes or twice that):
+// every feature's row starts on a cache line (Warp's host arrays are 64-byte aligned)
+const int N = (n + 15) / 16 * 16, E = (e + 15) / 16 * 16;
+// float64 work: the scaled entries (m), sqrt(d_i) and 1 / sqrt(d_i) (n each); int work: the
+// rows of L's entries (m + 8), the target rows of the lower and of the upper edges (e + 8 each:
+// the 8 spare entries take the last row's 8-wide fill), their source rows (e each), then the
+// status (see NetworkFactor.values). Edge c of the lower side is L's entry
+// c + i of row i (the diagonal ends each of the rows before); edge c of the upper side is L^T's
+// entry c + i + 1 (the diagonal starts each row of L^T), so row i's edges are
+// ptr[i] - i ... ptr[i + 1] - i - 1 on both sides.
+double* __restrict__ scaled = exact_work.data;
+double* __restrict__ root = scaled + m;
+double* __restrict__ inv = root + n;
+int* __restrict__ lo_row = index_work.data;
+int* __restrict__ lo_target = lo_row + m + 8;
+int* __restrict__ up_target = lo_target + e + 8;
+int* __restrict__ lo_source = up_target + e + 8;
+int* __restrict__ up_source = lo_source + e;
+int* __restrict__ status = up_source + e;
+// work (see NetworkFactor.work_size): nodes (H N each): h, h_next, ends_t, ends_s, incoming;
+// features / node outputs (2 N); edges (H E each): e_lo, e_up; (E each): s_lo, s_up, o_edge;
+// a tile's hidden layer (H TILE). Every layer runs tile by tile (TILE edges or rows), so
+// the passes over features stay in the first-level cache.
+constexpr int TILE = TILE_ENTRIES;
+real* __restrict__ h = work.data;
+real* __restrict__ h_next = h + H * N;
+real* __restrict__ ends_t = h_next + H * N;
+real* __restrict__ ends_s = ends_t + H * N;
+real* __restrict__ incoming = ends_s + H * N;
+real* __restrict__ features = incoming + H * N;
+real* __restrict__ e_lo = features + 2 * N;
+real* __restrict__ e_up = e_lo + H * E;
+real* __restrict__ s_lo = e_up + H * E;
+real* __restrict__ s_up = s_lo + E;
+real* __restrict__ o_edge = s_up + E;
+real* __restrict__ hidden = o_edge + E;
+
+// y[o] = W[o] . x + c[o] (or y[o] += ..., with ``add``), over columns 0..len of the
+// feature-major x (in rows, x_stride apart) into y (out rows, y_stride apart); W (out, in)
+auto dense = [&](const real* x, int in, int x_stride, int len, const real* wt,
+                 const real* bias, int out, real* y, int y_stride, bool add) {
+    for (int o = 0; o < out; ++o) {
+        real* __restrict__ yo = y + o * y_stride;
+        const real c = bias ? bias[o] : zero;
+        if (!add) for (int k = 0; k < len; ++k) yo[k] = c;
+        else if (bias) for (int k = 0; k < len; ++k) yo[k] = yo[k] + c;
+        for (int q = 0; q < in; ++q) {
+            const real wq = wt[o * in + q];
+            const real* __restrict__ xq = x + q * x_stride;
+            for (int k = 0; k < len; ++k) yo[k] = fma_of(wq, xq[k], yo[k]);
+        }
+    }
+};
+// the SiLU of a tile's hidden layer (H rows of len)
+auto silu = [&](int len) {
+    for (int o = 0; o < H; ++o) {
+        real* __restrict__ yo = hidden + o * TILE;
+        for (int k = 0; k < len; ++k) yo[k] = yo[k] / (one + exp_of(-yo[k]));
+    }
+};
+// body(first, count) for the tiles of 0..len
+auto tiles = [&](int len, auto body) {
+    for (int k0 = 0; k0 < len; k0 += TILE) body(k0, len - k0 < TILE ? len - k0 : TILE);
+};
+// a two-layer perceptron, weights from ``at`` (advanced past them): x (in, len) -> y (out, len)
+const real* at = weights.data;
+auto mlp = [&](const real* x, int in, int x_stride, int len, int out, real* y, int y_stride) {
+    const real* w1 = at;
+    const real* c1 = w1 + H * in;
+    const real* w2 = c1 + H;
+    const real* c2 = w2 + out * H;
+    at = c2 + out;
+    tiles(len, [&](int k0, int count) {
+        dense(x + k0, in, x_stride, count, w1, c1, H, hidden, TILE, false);
+        silu(count);
+        dense(hidden, H, TILE, count, w2, c2, out, y + k0, y_stride, false);
+    });
+};
+
+// the diagonal (it ends each row of L): a row whose entry is not positive stops the pass
+// (checked first, in a loop of its own: a loop that may stop does not vectorise)
+status[0] = 0;
+bool positive = true;
+for (int i = 0; i < n; ++i) positive &= a[diagonal_at[i]] > 0.0;
+if (!positive) {
+    for (int i = 0; i < n; ++i)
+        if (!(a[diagonal_at[i]] > 0.0)) {
+            status[0] = i + 1;
+            return;
+        }
+}
+GATHER for (int i = 0; i < n; ++i) {
+    root[i] = wp::sqrt(a[diagonal_at[i]]);
+    inv[i] = 1.0 / root[i];
+}
+// the rows of L's entries; the edges' ends; the scaled entries, and the edges' values
+// (a row of up to 8 takes one 8-wide store, whose tail the next rows overwrite: each of these
+// arrays keeps 8 spare entries)
+auto fill = [](int* __restrict__ out, int begin, int end, int value) {
+    if (end - begin <= 8) for (int j = 0; j < 8; ++j) out[begin + j] = value;
+    else for (int k = begin; k < end; ++k) out[k] = value;
+};
+for (int i = 0; i < n; ++i) {
+    fill(lo_row, lo_ptr[i], lo_ptr[i + 1], i);
+    fill(lo_target, lo_ptr[i] - i, lo_ptr[i + 1] - i - 1, i);
+    fill(up_target, up_ptr[i] - i, up_ptr[i + 1] - i - 1, i);
+}
+GATHER for (int c = 0; c < e; ++c) lo_source[c] = lo_col[c + lo_target[c]];
+GATHER for (int c = 0; c < e; ++c) up_source[c] = up_col[c + up_target[c] + 1];
+GATHER for (int k = 0; k < m; ++k) scaled[k] = a[k] * inv[lo_row[k]] * inv[lo_col[k]];
+GATHER for (int c = 0; c < e; ++c) s_lo[c] = real(scaled[c + lo_target[c]]);
+GATHER for (int c = 0; c < e; ++c) s_up[c] = real(scaled[up_from[c + up_target[c] + 1]]);
+
+// encoders: nodes from (row sum, log(1 + degree)); edges from (a, |a|, +1 or -1)
+double log_degree[64];  // log(1 + d) for the degrees meshes have
+for (int d = 0; d < 64; ++d) log_degree[d] = wp::log(1.0 + double(d));
+for (int i = 0; i < n; ++i) {
+    double sum = 0.0;
+    for (int k = lo_ptr[i]; k < lo_ptr[i + 1]; ++k) sum += scaled[k];
+    for (int k = up_ptr[i] + 1; k < up_ptr[i + 1]; ++k) sum += scaled[up_from[k]];
+    const int degree = (lo_ptr[i + 1] - lo_ptr[i]) + (up_ptr[i + 1] - up_ptr[i]) - 2;
+    features[i] = real(sum);
+    features[N + i] = real(degree < 64 ? log_degree[degree] : wp::log(1.0 + double(degree)));
+}
+mlp(features, 2, N, n, H, h, N);
+{
+    const real* w1 = at;
+    const real* c1 = w1 + 3 * H;
+    const real* w2 = c1 + H;
+    const real* c2 = w2 + H * H;
+    at = c2 + H;
+    for (int side = 0; side < 2; ++side) {
+        const real* __restrict__ s = side == 0 ? s_lo : s_up;
+        const real sign = side == 0 ? one : -one;
+        tiles(e, [&](int k0, int count) {
+            for (int o = 0; o < H; ++o) {
+                real* __restrict__ yo = hidden + o * TILE;
+                const real* __restrict__ so = s + k0;
+                const real p = w1[3 * o], q = w1[3 * o + 1], r = w1[3 * o + 2] * sign + c1[o];
+                for (int k = 0; k < count; ++k)
+                    yo[k] = fma_of(p, so[k], fma_of(q, wp::abs(so[k]), r));
+            }
+            silu(count);
+            dense(hidden, H, TILE, count, w2, c2, H, (side == 0 ? e_lo : e_up) + k0, E, false);
+        });
+    }
+}
+
+for (int step = 0; step < K; ++step) {
+    const real* w_in = at;
+    const real* c_in = w_in + H * H;
+    const real* w_t = c_in + H;
+    const real* w_s = w_t + H * H;
+    const real* w_out = w_s + H * H;
+    const real* c_out = w_out + H * H;
+    at = c_out + H;
+    dense(h, H, N, n, w_t, nullptr, H, ends_t, N, false);
+    dense(h, H, N, n, w_s, nullptr, H, ends_s, N, false);
+    // edges: e += W_out silu(W_in e + c_in + (W_t h)[target] + (W_s h)[source]) + c_out
+    for (int side = 0; side < 2; ++side) {
+        real* edges = side == 0 ? e_lo : e_up;
+        const int* __restrict__ target = side == 0 ? lo_target : up_target;
+        const int* __restrict__ source = side == 0 ? lo_source : up_source;
+        tiles(e, [&](int k0, int count) {
+            dense(edges + k0, H, E, count, w_in, c_in, H, hidden, TILE, false);
+            for (int o = 0; o < H; ++o) {
+                real* __restrict__ yo = hidden + o * TILE;
+                const real* __restrict__ t = ends_t + o * N;
+                const real* __restrict__ u = ends_s + o * N;
+                const int* __restrict__ to = target + k0;
+                const int* __restrict__ from = source + k0;
+                GATHER for (int k = 0; k < count; ++k) yo[k] = (yo[k] + t[to[k]]) + u[from[k]];
+            }
+            silu(count);
+            dense(hidden, H, TILE, count, w_out, c_out, H, edges + k0, E, true);
+        });
+    }
+    // nodes: h += MLP([h, sum of the row's edges]), the (H, 2H) first layer in two halves
+    // (the features inside the row: a row's lengths repeat H times, which the branch
+    // predictor learns)
+    for (int i = 0; i < n; ++i) {
+        const int lo_begin = lo_ptr[i] - i, lo_end = lo_ptr[i + 1] - i - 1;
+        const int up_begin = up_ptr[i] - i, up_end = up_ptr[i + 1] - i - 1;
+        const int lo_count = lo_end - lo_begin, up_count = up_end - up_begin;
+        if (lo_count <= 8 && up_count <= 8) {
+            for (int o = 0; o < H; ++o) {
+                const real* __restrict__ lo = e_lo + o * E + lo_begin;
+                const real* __restrict__ up = e_up + o * E + up_begin;
+                real total = zero;
+                for (int j = 0; j < 8; ++j) total += j < lo_count ? lo[j] : zero;
+                for (int j = 0; j < 8; ++j) total += j < up_count ? up[j] : zero;
+                incoming[o * N + i] = total;
+            }
+            continue;
+        }
+        for (int o = 0; o < H; ++o) {
+            const real* __restrict__ lo = e_lo + o * E;
+            const real* __restrict__ up = e_up + o * E;
+            real total = zero;
+            for (int c = lo_begin; c < lo_end; ++c) total += lo[c];
+            for (int c = up_begin; c < up_end; ++c) total += up[c];
+            incoming[o * N + i] = total;
+        }
+    }
+    const real* w1 = at;
+    const real* c1 = w1 + 2 * H * H;
+    const real* w2 = c1 + H;
+    const real* c2 = w2 + H * H;
+    at = c2 + H;
+    tiles(n, [&](int k0, int count) {
+        for (int o = 0; o < H; ++o) {
+            real* __restrict__ yo = hidden + o * TILE;
+            const real c = c1[o];
+            for (int i = 0; i < count; ++i) yo[i] = c;
+            for (int q = 0; q < 2 * H; ++q) {
+                const real wq = w1[o * 2 * H + q];
+                const real* __restrict__ xq = (q < H ? h + q * N : incoming + (q - H) * N) + k0;
+                for (int i = 0; i < count; ++i) yo[i] = fma_of(wq, xq[i], yo[i]);
+            }
+        }
+        silu(count);
+        dense(hidden, H, TILE, count, w2, c2, H, ends_t + k0, N, false);
+    });
+    for (int k = 0; k < H * N; ++k) h_next[k] = h[k] + ends_t[k];  // the padding too
+    real* swap = h;
+    h = h_next;
+    h_next = swap;
+}
+
+// decoders: o_ij on L's strictly lower entries, o_i on the nodes
+mlp(e_lo, H, E, e, 1, o_edge, E);
+mlp(h, H, N, n, 1, features, N);
+// the factor: the strictly lower entries, then the diagonal
+if (cholesky) {
+    GATHER for (int c = 0; c < e; ++c) {
+        const int k = c + lo_target[c];
+        f[k] = out_t(scaled[k] * (1.0 + double(o_edge[c])) * root[lo_target[c]]);
+    }
+    GATHER for (int i = 0; i < n; ++i)
+        f[diagonal_at[i]] = out_t(exp_of(double(features[i])) * root[i]);
+} else {
+    GATHER for (int c = 0; c < e; ++c) {
+        const int k = c + lo_target[c];
+        f[k] = out_t(scaled[k] * double(o_edge[c]) / root[lo_source[c]]);
+    }
+    GATHER for (int i = 0; i < n; ++i)
+        f[diagonal_at[i]] = out_t(exp_of(double(features[i])) / root[i]);
+}
+""".replace("TILE_ENTRIES", str(TILE)) + "#endif\n"
