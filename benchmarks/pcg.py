@@ -17,9 +17,10 @@ $\|r\| \le \text{rtol}\,\|b\|$ for rtol = 1e-6 and 1e-8. With ``--smoother-steps
 is a $G^T G$ network trained on the two-grid loss (:mod:`physml.preconditioners.smoother`,
 N steps on ``--smoother-samples`` systems of the training size, saved as
 ``REPORT_poisson_grid_smoother.pt`` beside the report whose models the run uses), and
-``learned_amg_one_thread``, the same smoother with its sparse products on one host thread
-(``learned_amg`` splits them in row blocks over the host's cores from 2^18 rows: pyamg's own
-Gauss–Seidel runs on one).
+``learned_amg_one_thread``, the same smoother with its set-up and sparse products on one host
+thread (``learned_amg``, on all the host's cores, computes G beside pyamg's hierarchy from 2^14
+rows and splits the products in row blocks from 2^18 rows: pyamg's own set-up and
+Gauss–Seidel run on one).
 
 Per size and preconditioner: iterations, set-up (IC(0)/FSAI factorisation, AMG hierarchy, or
 network inference — native on the CPU, :mod:`physml.solvers.linalg.factor_network` — each
@@ -79,6 +80,8 @@ from physml.preconditioners import (
     training_system,
     two_grid_rate,
 )
+from physml.preconditioners.smoother import OVERLAP_ROWS
+from physml.solvers.host_threads import available_cores
 from physml.solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy, prepare
 from physml.solvers.linalg.row_blocks import ROWS_PER_THREAD
 
@@ -362,7 +365,9 @@ def main() -> None:
             serial.threads, serial.name = 1, f"{smoother.name}_one_thread"
             learned[serial.name] = serial
             settings["smoother_threads"] = {smoother.name: smoother.threads, serial.name: 1,
-                                            "rows_per_thread": ROWS_PER_THREAD}
+                                            "cores": available_cores(),
+                                            "rows_per_thread": ROWS_PER_THREAD,
+                                            "overlap_rows": OVERLAP_ROWS}
             print(f"{family}/smoother: {record}", flush=True)
         factories = {name: PRECONDITIONERS[name] for name in CLASSICAL} | learned
         warm = make_system(system_spec(family, train_size, 1, args.mesh_ordering), HELD_OUT_SEED)

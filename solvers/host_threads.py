@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -21,18 +22,31 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+_POOL_THREAD = threading.local()
+"""``marked`` is True on the pools' own threads."""
+
+
+def _mark_pool_thread() -> None:
+    _POOL_THREAD.marked = True
+
+
 @functools.cache
 def host_pool(workers: int) -> ThreadPoolExecutor:
     """A shared pool of ``workers`` host threads for concurrent CPU launches (a forked child
-    starts new pools: the parent's threads do not exist there)."""
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="physml-rows")
+    starts new pools: the parent's threads do not exist there). Work run on a pool must not
+    wait for work it submits to a pool (:func:`in_parallel` runs such parts in turn)."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="physml-rows",
+                              initializer=_mark_pool_thread)
 
 
 def in_parallel(work: Callable[[int], None], count: int) -> None:
     """``work(0)`` on this thread and ``work(1) .. work(count - 1)`` on the host pool; returns
-    when all are done (raising the first error)."""
-    if count == 1:
-        work(0)
+    when all are done (raising the first error). Called on a pool's own thread, it runs the
+    parts one after the other on that thread: the pool's workers may all be waiting for this
+    one, so parts queued to them could wait for ever."""
+    if count == 1 or getattr(_POOL_THREAD, "marked", False):
+        for part in range(count):
+            work(part)
         return
     pending = [host_pool(count - 1).submit(work, k) for k in range(1, count)]
     try:

@@ -51,6 +51,8 @@ def test_block_count_reads_auto_and_refuses_other_counts(monkeypatch):
     monkeypatch.setattr(row_blocks, "available_cores", lambda: 2)
     assert block_count(ROWS_PER_THREAD - 1) == 1
     assert block_count(4 * ROWS_PER_THREAD) == 2
+    monkeypatch.setattr(row_blocks, "available_cores", lambda: 4)
+    assert block_count(3 * ROWS_PER_THREAD - 1) == 2  # whole blocks of ROWS_PER_THREAD rows
     assert block_count(10, 3) == 3
     for bad in (0, -1, 1.5, True, "two"):
         with pytest.raises(ValueError, match="threads="):
@@ -60,3 +62,34 @@ def test_block_count_reads_auto_and_refuses_other_counts(monkeypatch):
 def test_a_matrix_that_is_not_scipy_csr_is_refused():
     with pytest.raises(ValueError, match="SciPy CSR"):
         RowBlockProduct(matrix(10).tocsc(), 1)
+
+
+@pytest.mark.parametrize(("call", "named"), [
+    (lambda p, n: p.multiply(np.ones(n), np.empty(n - 1)), "out has shape"),
+    (lambda p, n: p.multiply(np.ones(n + 1), np.empty(n)), "v has shape"),
+    (lambda p, n: p.accumulate(np.ones(n, dtype=np.float32), np.empty(n)), "v has shape"),
+    (lambda p, n: p.residual(np.ones(n), [1.0] * n, np.empty(n)), "b has type"),
+])
+def test_a_vector_of_another_size_or_dtype_is_named(call, named):
+    """SciPy's row loop would read or write past the end of a shorter vector."""
+    with pytest.raises(ValueError, match=named):
+        call(RowBlockProduct(matrix(30), 2), 30)
+
+
+def test_parts_run_on_a_pool_thread_run_in_turn_instead_of_waiting_on_the_pool():
+    """A part of in_parallel's work that calls in_parallel again would otherwise queue work to
+    the pool's one worker, which is itself, and wait for ever."""
+    import threading
+
+    from physml.solvers.host_threads import in_parallel
+
+    done = []
+
+    def outer(index: int) -> None:
+        in_parallel(lambda inner: done.append((index, inner)), 2)
+
+    runner = threading.Thread(target=in_parallel, args=(outer, 2), daemon=True)
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive(), "nested in_parallel deadlocked"
+    assert sorted(done) == [(0, 0), (0, 1), (1, 0), (1, 1)]

@@ -19,15 +19,16 @@ Katrutsa et al. 2020 (multigrid parameters by a stochastic estimate of the spect
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import wait
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..solvers.host_threads import available_cores, host_pool
+from ..solvers.host_threads import available_cores, in_parallel
+from ..solvers.kept import held_if_free
 from ..solvers.linalg import LinearOperator, RugeStubenAMG
 from ..solvers.linalg.factor_network import NODE_FEATURES
 from ..solvers.linalg.row_blocks import RowBlockProduct, block_count
@@ -193,10 +194,10 @@ class LearnedSmootherAMG(LearnedPreconditioner):
     G^T G (b - A x)$ before and after the coarse correction; a factory ``A -> Preconditioner``
     (:class:`~physml.solvers.linalg.RugeStubenAMG` with a finest-level smoother).
 
-    Set-up per matrix: pyamg's RS hierarchy on the host and, on a second host thread at the
-    same time, G as :class:`LearnedPreconditioner` computes it (the native forward on the CPU;
-    on CUDA by PyTorch, then copied to the host) as SciPy CSR; then a check that the smoother
-    converges.
+    Set-up per matrix: pyamg's RS hierarchy on the host and (see ``threads``: on a second
+    host thread at the same time) G as :class:`LearnedPreconditioner` computes it (the native
+    forward on the CPU; on CUDA by PyTorch, then copied to the host) as SciPy CSR; then a
+    check that the smoother converges.
     Apply: one V-cycle on the host, as pyamg runs it; each finest-level smoothing costs a
     product with A, one with G and one with $G^T$ (:class:`ProductSmoother`: row blocks on
     ``threads`` host threads, where pyamg's Gauss–Seidel runs on one; $G^T G$ is not formed: on
@@ -214,7 +215,8 @@ class LearnedSmootherAMG(LearnedPreconditioner):
 
     Attributes:
         threads: host threads of the set-up and of the smoother's products, ``"auto"`` (the
-            default: the available cores, the products' row blocks at most one per
+            default: the available cores; G beside the hierarchy from :data:`OVERLAP_ROWS`
+            rows, the products' row blocks at most one per
             :data:`~physml.solvers.linalg.row_blocks.ROWS_PER_THREAD` rows) or a count
             (1: everything on the calling thread); read at each set-up.
 
@@ -233,42 +235,48 @@ class LearnedSmootherAMG(LearnedPreconditioner):
     def __call__(self, A: LinearOperator) -> RugeStubenAMG:
         """The V-cycle preconditioner for A (a :class:`~physml.solvers.linalg.CsrOperator`):
         G is computed on a second host thread while pyamg builds the hierarchy on this one
-        (the network's native forward releases the GIL; with ``threads=1``, one after the
-        other).
+        where :meth:`_overlaps` says so (the network's native forward releases the GIL), else
+        one after the other.
 
         Raises:
             ValueError: the smoother diverges on A (:data:`SMOOTHER_CHECK_ITERATIONS` power
-                iterations estimate $\\lambda_{max}(G^T G A) \\ge 2$).
+                iterations estimate $\\lambda_{max}(G^T G A) \\ge 2$, or not at all: a
+                factor whose products overflow).
         """
-        if self._set_up_threads(A.shape[0]) > 1:
-            pending = host_pool(1).submit(self.factor, A)
-            try:
-                cycle = _LearnedSmootherCycle(A)
-            finally:  # the factor's work is done (or failed) before this returns or raises
-                wait([pending])
-            pattern, values = pending.result()
+        parts: dict[str, object] = {}
+
+        def part(index: int) -> None:  # in_parallel runs index 0 on this thread
+            if index == 0:
+                parts["cycle"] = _LearnedSmootherCycle(A)
+            else:
+                parts["factor"] = self.factor(A)
+
+        if self._overlaps(A.shape[0]):
+            in_parallel(part, 2)
         else:
-            cycle = _LearnedSmootherCycle(A)
-            pattern, values = self.factor(A)
+            part(0)
+            part(1)
+        cycle, (pattern, values) = parts["cycle"], parts["factor"]
         lower = pattern.lower
         factor = sp.csr_matrix((values.numpy(), lower.indices, lower.indptr), shape=lower.shape)
         smoother = ProductSmoother(cycle.hierarchy.levels[0].A, factor, self.threads)
         largest = smoother.largest_eigenvalue()
-        if largest >= 2:
+        if not largest < 2:  # NaN too: a factor whose products overflow
             raise ValueError(f"{self.name}: the learned smoother diverges on this matrix "
-                             f"(lambda_max(G^T G A) is about {largest:.3g} >= 2, so the V-cycle "
-                             "is not positive definite): the matrix is far from those it was "
-                             "trained on; train on such matrices, or use amg_rs")
+                             f"(a power estimate of lambda_max(G^T G A) is {largest:.3g}, not "
+                             "below 2, so the V-cycle is not positive definite): the matrix is "
+                             "far from those it was trained on; train on such matrices, or use "
+                             "amg_rs")
         cycle.smooth_finest_level(smoother)
         return cycle
 
-    def _set_up_threads(self, rows: int) -> int:
-        """Host threads of the set-up for ``rows`` rows: under ``"auto"`` the available cores
-        from :data:`OVERLAP_ROWS` rows (else 1), else ``threads`` (checked as
-        :func:`~physml.solvers.linalg.row_blocks.block_count` checks it)."""
+    def _overlaps(self, rows: int) -> bool:
+        """Whether the set-up computes G beside the hierarchy for ``rows`` rows: under
+        ``"auto"`` on two or more cores from :data:`OVERLAP_ROWS` rows, else with a count > 1
+        (checked as :func:`~physml.solvers.linalg.row_blocks.block_count` checks it)."""
         if self.threads == "auto":
-            return available_cores() if rows >= OVERLAP_ROWS else 1
-        return block_count(rows, self.threads)
+            return available_cores() > 1 and rows >= OVERLAP_ROWS
+        return block_count(rows, self.threads) > 1
 
 
 OVERLAP_ROWS = 1 << 14
@@ -288,8 +296,9 @@ class ProductSmoother:
     host's threads (:class:`~physml.solvers.linalg.row_blocks.RowBlockProduct`): the rows of
     each product are independent, where a Gauss–Seidel sweep goes row after row. Called by
     pyamg's V-cycle as ``smoother(A, x, b)`` with the finest level's A, the matrix it was
-    built with (the argument is not read again), x and b of A's dtype; two work vectors of A's
-    size are kept.
+    built with (the argument is not read again), x and b of A's dtype. Two work vectors of A's
+    size are kept; a call made while another holds them (one cycle applied in two threads)
+    takes new ones.
 
     Args:
         matrix: A, SciPy CSR (n, n).
@@ -304,28 +313,30 @@ class ProductSmoother:
         blocks = block_count(matrix.shape[0], threads)
         self.matrix, self.factor, self.transpose = (
             RowBlockProduct(m, blocks) for m in (matrix, factor, factor.T.tocsr()))
-        self.residual = np.empty(matrix.shape[0], dtype=matrix.dtype)
-        self.scratch = np.empty_like(self.residual)
+        self.work = np.empty((2, matrix.shape[0]), dtype=matrix.dtype)
+        self._work_lock = threading.Lock()
 
     def __call__(self, matrix: sp.csr_matrix, x: np.ndarray, b: np.ndarray) -> None:
-        self.matrix.residual(x, b, self.residual)
-        self.factor.multiply(self.residual, self.scratch)
-        self.transpose.accumulate(self.scratch, x)
+        with held_if_free(self._work_lock) as kept:
+            residual, scratch = self.work if kept else np.empty_like(self.work)
+            self.matrix.residual(x, b, residual)
+            self.factor.multiply(residual, scratch)
+            self.transpose.accumulate(scratch, x)
 
     def largest_eigenvalue(self) -> float:
         r"""$\lambda_{max}(G^T G A)$ estimated from below by :data:`SMOOTHER_CHECK_ITERATIONS`
         power iterations in the A inner product, where $G^T G A$ is self-adjoint: the Rayleigh
         quotient $\|G A v\|^2 / v^T A v$ of the last iterate."""
-        v = np.random.default_rng(0).standard_normal(self.residual.shape[0])
-        v = v.astype(self.residual.dtype, copy=False)
-        av, gav = self.residual, self.scratch
+        av, gav = np.empty_like(self.work)
+        v = np.random.default_rng(0).standard_normal(av.shape[0]).astype(av.dtype, copy=False)
         estimate = 0.0
-        for _ in range(SMOOTHER_CHECK_ITERATIONS):
-            self.matrix.multiply(v, av)
-            self.factor.multiply(av, gav)
-            estimate = float(gav @ gav / (v @ av))
-            self.transpose.multiply(gav, v)
-            v /= np.linalg.norm(v)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow ends in NaN: refused
+            for _ in range(SMOOTHER_CHECK_ITERATIONS):
+                self.matrix.multiply(v, av)
+                self.factor.multiply(av, gav)
+                estimate = float(gav @ gav / (v @ av))
+                self.transpose.multiply(gav, v)
+                v /= np.linalg.norm(v)
         return estimate
 
 

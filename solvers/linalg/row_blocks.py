@@ -21,11 +21,13 @@ from scipy.sparse._sparsetools import csr_matvec
 from ..host_threads import available_cores, in_parallel
 
 ROWS_PER_THREAD = 1 << 17
-"""Fewest rows a block gets under ``threads="auto"``. Measured with the learned smoother of
-:mod:`physml.preconditioners.smoother` in pyamg's V-cycle (5-point grids, a 2-core x86_64 VM):
-two blocks made a cycle slower at 256^2 (11.6 against 10.7 ms: handing a block to another
-thread and the second thread's cache misses cost more than half a product saves), a little
-faster at 512^2 (38.5 against 41.6 ms) and 1024^2 (141 against 163 ms)."""
+"""Rows per block under ``threads="auto"``: at most ``rows // ROWS_PER_THREAD`` blocks (which
+then split the nonzeros evenly: a block of long rows can have fewer rows). Measured with the
+learned smoother of :mod:`physml.preconditioners.smoother` in pyamg's V-cycle (5-point
+grids, a 2-core x86_64 VM): two blocks made a cycle slower at 256^2 (11.6 against 10.7 ms:
+handing a block to another thread and the second thread's cache misses cost more than half
+a product saves), a little faster at 512^2 (38.5 against 41.6 ms) and 1024^2 (141 against
+163 ms)."""
 
 
 def block_count(rows: int, threads: int | str = "auto") -> int:
@@ -61,7 +63,13 @@ class RowBlockProduct:
         self.bounds = list(zip([0, *inner], [*inner, matrix.shape[0]]))
 
     def multiply(self, v: np.ndarray, out: np.ndarray) -> None:
-        """out = M v (out of length m, v of length n, contiguous, M's dtype)."""
+        """out = M v (v of shape (n,), out (m,), both of M's dtype).
+
+        Raises:
+            ValueError: a vector of another shape or dtype (named; so for the other methods).
+        """
+        self._check(v=(v, 1), out=(out, 0))
+
         def block(first: int, last: int) -> None:
             out[first:last] = 0
             self._add(first, last, v, out)
@@ -70,16 +78,32 @@ class RowBlockProduct:
 
     def accumulate(self, v: np.ndarray, out: np.ndarray) -> None:
         """out += M v."""
+        self._check(v=(v, 1), out=(out, 0))
         self._run(lambda first, last: self._add(first, last, v, out))
 
     def residual(self, x: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         """out = b - M x (a square M)."""
+        self._check(x=(x, 1), b=(b, 0), out=(out, 0))
+
         def block(first: int, last: int) -> None:
             out[first:last] = 0
             self._add(first, last, x, out)
             np.subtract(b[first:last], out[first:last], out=out[first:last])
 
         self._run(block)
+
+    def _check(self, **vectors: tuple[np.ndarray, int]) -> None:
+        """Each named vector has the length of M's axis given beside it, and M's dtype: SciPy's
+        row loop reads and writes past the end of a shorter one."""
+        for name, (vector, axis) in vectors.items():
+            length = self.shape[axis]
+            if (not isinstance(vector, np.ndarray) or vector.shape != (length,)
+                    or vector.dtype != self.matrix.dtype):
+                described = (f"shape {vector.shape} and dtype {vector.dtype}"
+                             if isinstance(vector, np.ndarray) else f"type {type(vector)}")
+                raise ValueError(f"{name} has {described}; a product with this {self.shape} "
+                                 f"matrix takes NumPy vectors of shape ({length},) and dtype "
+                                 f"{self.matrix.dtype}")
 
     def _add(self, first: int, last: int, v: np.ndarray, out: np.ndarray) -> None:
         m = self.matrix
