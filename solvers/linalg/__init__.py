@@ -6,10 +6,10 @@ and does not initialise Warp.
 
 from .gmres import gmres as gmres
 from .incomplete_cholesky import IncompleteCholesky as IncompleteCholesky
-from .krylov import SolveResult as SolveResult
 from .krylov import bicgstab as bicgstab
 from .krylov import cg as cg
 from .krylov import prepare as prepare
+from .krylov_outcome import SolveResult as SolveResult
 from .linear_operator import CsrOperator as CsrOperator
 from .linear_operator import LinearOperator as LinearOperator
 from .linear_operator import StencilOperator as StencilOperator

@@ -28,7 +28,8 @@ import warp as wp
 
 from ..kernel_launch import launch, specialize
 from .kernels import reduction_threads
-from .krylov import SolveResult, check_arguments, convergence_failure
+from .krylov import check_arguments
+from .krylov_outcome import SolveResult, convergence_failure
 from .linear_operator import LinearOperator
 from .preconditioners import Preconditioner
 

@@ -1,4 +1,8 @@
-r"""Warp kernels of the Krylov solvers: fused vector updates with their dot products.
+r"""Shared Warp kernels of the Krylov solvers (dot products, the residual, the scalar table's
+cursor, the Jacobi scale, the CSR product) and their launch helpers.
+
+The conjugate-gradient kernels are in :mod:`~physml.solvers.linalg.cg_kernels`, the BiCGStab
+ones in :mod:`~physml.solvers.linalg.bicgstab_kernels`; what follows applies to all of them.
 
 Why not ``warp.optim.linear``: its dot products reduce with tiles, which the CPU emulates at a
 cost proportional to the tile size (``warp.optim.linear.cg`` took 1779 s where
@@ -28,8 +32,9 @@ and freeze (step length 0) once the squared residual ``s[j, 0]`` reaches ``tol2 
 (a one-entry device array too, so the recorded launches serve any tolerance), so the iterate
 stays the first one that met the tolerance even though the host only looks every ``k``
 iterations.
-Vectors are float32 or float64 (``wp.array[Any]``, overloads declared below). The loops update
-vectors in place and are never recorded on a tape (their adjoint is a transpose solve).
+Vectors are float32 or float64 (``wp.array[Any]``, overloads declared in each kernel module).
+The loops update vectors in place and are never recorded on a tape (their adjoint is a
+transpose solve).
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ def ratio(num: wp.float64, den: wp.float64, active: bool):
     return wp.float64(0.0)
 
 
-def _partial_sums(update: str, terms: dict[str, str]) -> str:
+def partial_sums(update: str, terms: dict[str, str]) -> str:
     """C++ of a strided loop with fused reductions: for k = t, t + T, ... < n run ``update``,
     add each double ``terms[col]`` to one of four partial sums of its own, and add each total to
     ``s[j, col]``. With T = 1 (the CPU) the same loop runs with a stride known to be 1, so the
@@ -98,7 +103,7 @@ def _acc(col: str) -> str:
 
 @wp.func_native(
     "const auto* __restrict__ ap = a.data; const auto* __restrict__ bp = b.data;"
-    + _partial_sums("", {"col": "double(ap[k]) * double(bp[k])"})
+    + partial_sums("", {"col": "double(ap[k]) * double(bp[k])"})
 )
 def dot_rows(
     a: wp.array(dtype=Any),
@@ -194,7 +199,7 @@ def roll_kernel(cursor: wp.array(dtype=wp.int32), s: wp.array2d(dtype=wp.float64
 @wp.func_native(
     "const auto* __restrict__ dp = d.data; const auto* __restrict__ rp = r.data;"
     "auto* __restrict__ zp = z.data;"
-    + _partial_sums("zp[k] = dp[k] * rp[k];", {"col": "double(rp[k]) * double(zp[k])"})
+    + partial_sums("zp[k] = dp[k] * rp[k];", {"col": "double(rp[k]) * double(zp[k])"})
 )
 def scale_rows(
     d: wp.array(dtype=Any),
@@ -304,223 +309,6 @@ def csr_matvec_kernel(
     csr_rows(x, values, offsets, columns, wp.tid(), n, stride, cursor[0] + shift, col, s, y)
 
 
-# ------------------------------------------------------------------------ conjugate gradients
-# Columns: 0 = r·r, 1 = r·z, 2 = p·Ap, 3 = b·b (row 0 only).
-
-
-_CG_POINTERS = (
-    "const auto* __restrict__ pp = p.data; const auto* __restrict__ qp = ap.data;"
-    "auto* __restrict__ xp = x.data; auto* __restrict__ rp = r.data;"
-)
-
-
-@wp.func_native(
-    _CG_POINTERS
-    + _partial_sums("xp[k] += alpha * pp[k]; rp[k] -= alpha * qp[k];",
-                    {"0": "double(rp[k]) * double(rp[k])"})
-)
-def cg_update_rows(
-    p: wp.array(dtype=Any),
-    ap: wp.array(dtype=Any),
-    alpha: Any,
-    t: int,
-    n: int,
-    stride: int,
-    j: int,
-    s: wp.array2d(dtype=wp.float64),
-    x: wp.array(dtype=Any),
-    r: wp.array(dtype=Any),
-): ...
-
-
-@wp.kernel(enable_backward=False)
-def cg_update_kernel(
-    p: wp.array(dtype=Any),
-    ap: wp.array(dtype=Any),
-    n: int,
-    stride: int,
-    cursor: wp.array(dtype=wp.int32),
-    rz_col: int,
-    limit: wp.array(dtype=wp.float64),
-    s: wp.array2d(dtype=wp.float64),
-    x: wp.array(dtype=Any),
-    r: wp.array(dtype=Any),
-):
-    """alpha = s[j, rz] / s[j, 2]; x += alpha p, r -= alpha Ap; s[j + 1, 0] += r · r
-    (j = cursor[0])."""
-    tol2 = limit[0]
-    j = cursor[0]
-    alpha = x.dtype(ratio(s[j, rz_col], s[j, 2], s[j, 0] > tol2))
-    cg_update_rows(p, ap, alpha, wp.tid(), n, stride, j + 1, s, x, r)
-
-
-@wp.func_native(
-    _CG_POINTERS
-    + "const auto* __restrict__ dp = d.data; auto* __restrict__ zp = z.data;"
-    + _partial_sums(
-        "xp[k] += alpha * pp[k]; rp[k] -= alpha * qp[k]; zp[k] = dp[k] * rp[k];",
-        {"0": "double(rp[k]) * double(rp[k])", "1": "double(rp[k]) * double(zp[k])"},
-    )
-)
-def cg_update_jacobi_rows(
-    p: wp.array(dtype=Any),
-    ap: wp.array(dtype=Any),
-    d: wp.array(dtype=Any),
-    alpha: Any,
-    t: int,
-    n: int,
-    stride: int,
-    j: int,
-    s: wp.array2d(dtype=wp.float64),
-    x: wp.array(dtype=Any),
-    r: wp.array(dtype=Any),
-    z: wp.array(dtype=Any),
-): ...
-
-
-@wp.kernel(enable_backward=False)
-def cg_update_jacobi_kernel(
-    p: wp.array(dtype=Any),
-    ap: wp.array(dtype=Any),
-    d: wp.array(dtype=Any),
-    n: int,
-    stride: int,
-    cursor: wp.array(dtype=wp.int32),
-    limit: wp.array(dtype=wp.float64),
-    s: wp.array2d(dtype=wp.float64),
-    x: wp.array(dtype=Any),
-    r: wp.array(dtype=Any),
-    z: wp.array(dtype=Any),
-):
-    """cg_update_kernel with the Jacobi preconditioner in the same pass (d = 1/diag A):
-    alpha = s[j, 1] / s[j, 2]; x += alpha p, r -= alpha Ap, z = d ⊙ r;
-    s[j + 1, 0] += r · r, s[j + 1, 1] += r · z (j = cursor[0]). The sums are those of
-    cg_update_kernel followed by scale_kernel, bit for bit; one pass over r instead of two."""
-    tol2 = limit[0]
-    j = cursor[0]
-    alpha = x.dtype(ratio(s[j, 1], s[j, 2], s[j, 0] > tol2))
-    cg_update_jacobi_rows(p, ap, d, alpha, wp.tid(), n, stride, j + 1, s, x, r, z)
-
-
-@wp.func_native(
-    """
-    const auto* __restrict__ zp = z.data;
-    auto* __restrict__ pp = p.data;
-    if (stride == 1) for (int i = 0; i < n; ++i) pp[i] = zp[i] + beta * pp[i];
-    else for (int i = t; i < n; i += stride) pp[i] = zp[i] + beta * pp[i];
-    """
-)
-def direction_rows(
-    z: wp.array(dtype=Any), beta: Any, t: int, n: int, stride: int, p: wp.array(dtype=Any)
-): ...
-
-
-@wp.kernel(enable_backward=False)
-def cg_direction_kernel(
-    z: wp.array(dtype=Any),
-    n: int,
-    stride: int,
-    cursor: wp.array(dtype=wp.int32),
-    rz_col: int,
-    limit: wp.array(dtype=wp.float64),
-    s: wp.array2d(dtype=wp.float64),
-    p: wp.array(dtype=Any),
-):
-    """beta = s[j + 1, rz] / s[j, rz]; p = z + beta p (j = cursor[0])."""
-    tol2 = limit[0]
-    j = cursor[0]
-    beta = p.dtype(ratio(s[j + 1, rz_col], s[j, rz_col], s[j + 1, 0] > tol2))
-    direction_rows(z, beta, wp.tid(), n, stride, p)
-
-
-# ------------------------------------------------------------------------------- BiCGStab
-# Columns: 0 = r·r, 1 = rho = r̂·r, 2 = r̂·v, 3 = b·b (row 0 only), 4 = t·s, 5 = t·t.
-
-
-@wp.func
-def bicgstab_alpha(s: wp.array2d(dtype=wp.float64), j: int, tol2: wp.float64):
-    return ratio(s[j, 1], s[j, 2], s[j, 0] > tol2)
-
-
-@wp.kernel(enable_backward=False)
-def bicgstab_half_kernel(
-    r: wp.array(dtype=Any),
-    v: wp.array(dtype=Any),
-    n: int,
-    stride: int,
-    cursor: wp.array(dtype=wp.int32),
-    limit: wp.array(dtype=wp.float64),
-    s: wp.array2d(dtype=wp.float64),
-    h: wp.array(dtype=Any),
-):
-    """alpha = rho_j / (r̂ · v); h = r - alpha v (the half-step residual; j = cursor[0])."""
-    tol2 = limit[0]
-    t = wp.tid()
-    j = cursor[0]
-    alpha = r.dtype(bicgstab_alpha(s, j, tol2))
-    for i in range(t, n, stride):
-        h[i] = r[i] - alpha * v[i]
-
-
-@wp.kernel(enable_backward=False)
-def bicgstab_update_kernel(
-    phat: wp.array(dtype=Any),
-    hhat: wp.array(dtype=Any),
-    h: wp.array(dtype=Any),
-    tv: wp.array(dtype=Any),
-    rhat: wp.array(dtype=Any),
-    n: int,
-    stride: int,
-    cursor: wp.array(dtype=wp.int32),
-    limit: wp.array(dtype=wp.float64),
-    s: wp.array2d(dtype=wp.float64),
-    x: wp.array(dtype=Any),
-    r: wp.array(dtype=Any),
-):
-    """omega = (t·h)/(t·t); x += alpha p̂ + omega ĥ; r = h - omega t;
-    s[j + 1, 0] += r · r, s[j + 1, 1] += r̂ · r (j = cursor[0])."""
-    tol2 = limit[0]
-    t = wp.tid()
-    j = cursor[0]
-    active = s[j, 0] > tol2
-    alpha = x.dtype(bicgstab_alpha(s, j, tol2))
-    omega = x.dtype(ratio(s[j, 4], s[j, 5], active))
-    rr = wp.float64(0.0)
-    rho = wp.float64(0.0)
-    for i in range(t, n, stride):
-        x[i] = x[i] + alpha * phat[i] + omega * hhat[i]
-        r[i] = h[i] - omega * tv[i]
-        ri = wp.float64(r[i])
-        rr += ri * ri
-        rho += wp.float64(rhat[i]) * ri
-    wp.atomic_add(s, j + 1, 0, rr)
-    wp.atomic_add(s, j + 1, 1, rho)
-
-
-@wp.kernel(enable_backward=False)
-def bicgstab_direction_kernel(
-    r: wp.array(dtype=Any),
-    v: wp.array(dtype=Any),
-    n: int,
-    stride: int,
-    cursor: wp.array(dtype=wp.int32),
-    limit: wp.array(dtype=wp.float64),
-    s: wp.array2d(dtype=wp.float64),
-    p: wp.array(dtype=Any),
-):
-    """beta = (rho_{j+1} / rho_j)(alpha / omega); p = r + beta (p - omega v) (j = cursor[0])."""
-    tol2 = limit[0]
-    t = wp.tid()
-    j = cursor[0]
-    active = s[j + 1, 0] > tol2
-    omega = ratio(s[j, 4], s[j, 5], s[j, 0] > tol2)
-    beta = ratio(s[j + 1, 1], s[j, 1], active) * ratio(bicgstab_alpha(s, j, tol2), omega, active)
-    b = p.dtype(beta)
-    w = p.dtype(omega)
-    for i in range(t, n, stride):
-        p[i] = r[i] + b * (p[i] - w * v[i])
-
-
 def _overload_all() -> None:
     for T in (wp.float32, wp.float64):
         arr = wp.array(dtype=T)
@@ -535,12 +323,6 @@ def _overload_all() -> None:
         specialize(scale_kernel, T, vectors("d", "r", "z"))
         specialize(reciprocal_kernel, T, vectors("d", "out", table=False))
         specialize(csr_matvec_kernel, T, vectors("x", "values", "y"))
-        specialize(cg_update_kernel, T, vectors("p", "ap", "x", "r"))
-        specialize(cg_update_jacobi_kernel, T, vectors("p", "ap", "d", "x", "r", "z"))
-        specialize(cg_direction_kernel, T, vectors("z", "p"))
-        specialize(bicgstab_half_kernel, T, vectors("r", "v", "h"))
-        specialize(bicgstab_update_kernel, T, vectors("phat", "hhat", "h", "tv", "rhat", "x", "r"))
-        specialize(bicgstab_direction_kernel, T, vectors("r", "v", "p"))
 
 
 _overload_all()

@@ -29,8 +29,9 @@ class TableCell:
     """The entry ``table[cursor[0] + shift, col]`` that a fused kernel adds a dot product to.
 
     ``address`` is the kernel arguments that name it (``cursor, shift, col``, before ``table``
-    among the outputs), the form every kernel with a fused reduction in
-    :mod:`~physml.solvers.linalg.kernels` takes.
+    among the outputs), the form every kernel with a fused reduction takes
+    (:mod:`~physml.solvers.linalg.kernels`, :mod:`~physml.solvers.linalg.cg_kernels`,
+    :mod:`~physml.solvers.linalg.bicgstab_kernels`).
     """
 
     table: wp.array

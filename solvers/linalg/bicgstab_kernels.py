@@ -1,0 +1,114 @@
+r"""Warp kernels of BiCGStab (:func:`~physml.solvers.linalg.bicgstab`): the half step, the update
+of x and r and the new direction.
+
+Columns of the scalar table: 0 = r·r, 1 = rho = r̂·r, 2 = r̂·v, 3 = b·b (row 0 only), 4 = t·h,
+5 = t·t. The reductions, the scalar table and its cursor and the freezing at the tolerance are those
+of :mod:`~physml.solvers.linalg.kernels`, whose docstring explains them. Vectors are float32 or
+float64 (overloads declared below).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import warp as wp
+
+from ..kernel_launch import specialize
+from .kernels import ratio
+
+
+@wp.func
+def bicgstab_alpha(s: wp.array2d(dtype=wp.float64), j: int, tol2: wp.float64):
+    return ratio(s[j, 1], s[j, 2], s[j, 0] > tol2)
+
+
+@wp.kernel(enable_backward=False)
+def bicgstab_half_kernel(
+    r: wp.array(dtype=Any),
+    v: wp.array(dtype=Any),
+    n: int,
+    stride: int,
+    cursor: wp.array(dtype=wp.int32),
+    limit: wp.array(dtype=wp.float64),
+    s: wp.array2d(dtype=wp.float64),
+    h: wp.array(dtype=Any),
+):
+    """alpha = rho_j / (r̂ · v); h = r - alpha v (the half-step residual; j = cursor[0])."""
+    tol2 = limit[0]
+    t = wp.tid()
+    j = cursor[0]
+    alpha = r.dtype(bicgstab_alpha(s, j, tol2))
+    for i in range(t, n, stride):
+        h[i] = r[i] - alpha * v[i]
+
+
+@wp.kernel(enable_backward=False)
+def bicgstab_update_kernel(
+    phat: wp.array(dtype=Any),
+    hhat: wp.array(dtype=Any),
+    h: wp.array(dtype=Any),
+    tv: wp.array(dtype=Any),
+    rhat: wp.array(dtype=Any),
+    n: int,
+    stride: int,
+    cursor: wp.array(dtype=wp.int32),
+    limit: wp.array(dtype=wp.float64),
+    s: wp.array2d(dtype=wp.float64),
+    x: wp.array(dtype=Any),
+    r: wp.array(dtype=Any),
+):
+    """omega = (t·h)/(t·t); x += alpha p̂ + omega ĥ; r = h - omega t;
+    s[j + 1, 0] += r · r, s[j + 1, 1] += r̂ · r (j = cursor[0])."""
+    tol2 = limit[0]
+    t = wp.tid()
+    j = cursor[0]
+    active = s[j, 0] > tol2
+    alpha = x.dtype(bicgstab_alpha(s, j, tol2))
+    omega = x.dtype(ratio(s[j, 4], s[j, 5], active))
+    rr = wp.float64(0.0)
+    rho = wp.float64(0.0)
+    for i in range(t, n, stride):
+        x[i] = x[i] + alpha * phat[i] + omega * hhat[i]
+        r[i] = h[i] - omega * tv[i]
+        ri = wp.float64(r[i])
+        rr += ri * ri
+        rho += wp.float64(rhat[i]) * ri
+    wp.atomic_add(s, j + 1, 0, rr)
+    wp.atomic_add(s, j + 1, 1, rho)
+
+
+@wp.kernel(enable_backward=False)
+def bicgstab_direction_kernel(
+    r: wp.array(dtype=Any),
+    v: wp.array(dtype=Any),
+    n: int,
+    stride: int,
+    cursor: wp.array(dtype=wp.int32),
+    limit: wp.array(dtype=wp.float64),
+    s: wp.array2d(dtype=wp.float64),
+    p: wp.array(dtype=Any),
+):
+    """beta = (rho_{j+1} / rho_j)(alpha / omega); p = r + beta (p - omega v) (j = cursor[0])."""
+    tol2 = limit[0]
+    t = wp.tid()
+    j = cursor[0]
+    active = s[j + 1, 0] > tol2
+    omega = ratio(s[j, 4], s[j, 5], s[j, 0] > tol2)
+    beta = ratio(s[j + 1, 1], s[j, 1], active) * ratio(bicgstab_alpha(s, j, tol2), omega, active)
+    b = p.dtype(beta)
+    w = p.dtype(omega)
+    for i in range(t, n, stride):
+        p[i] = r[i] + b * (p[i] - w * v[i])
+
+
+
+def _overload_all() -> None:
+    for T in (wp.float32, wp.float64):
+        arr, table = wp.array(dtype=T), wp.array2d(dtype=wp.float64)
+        specialize(bicgstab_half_kernel, T, {"r": arr, "v": arr, "s": table, "h": arr})
+        specialize(bicgstab_update_kernel, T, {"phat": arr, "hhat": arr, "h": arr, "tv": arr,
+                                               "rhat": arr, "s": table, "x": arr, "r": arr})
+        specialize(bicgstab_direction_kernel, T, {"r": arr, "v": arr, "s": table, "p": arr})
+
+
+_overload_all()

@@ -1,0 +1,237 @@
+r"""The workspace and the solve loop of the Krylov solvers (:mod:`~physml.solvers.linalg.krylov`).
+
+A workspace holds the vectors, scalar table and recorded launches of one method on one operator
+and preconditioner, kept on the operator between solves. Every scalar stays on the device
+(:mod:`~physml.solvers.linalg.scalar_table`); the loop reads the residuals once every
+``check_every`` iterations, and the kernels freeze the iterate at the first one that met the
+tolerance, so the answer and the iteration count are those of a check every iteration. An
+iteration's launches are recorded once per solve and replayed every iteration. Once the
+recursive residual meets the tolerance the loop checks the true one, $b - A x$, and restarts
+from $x_j$ where rounding has let the two part.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from functools import partial
+from typing import Any
+
+import numpy as np
+import warp as wp
+
+from ..errors import InaccurateSolveWarning
+from .kernels import BNORM, RESIDUAL, dot_kernel, recorded_sweep, residual_kernel
+from .krylov_outcome import Breakdown, SolveResult, convergence_failure, no_breakdown
+from .linear_operator import LinearOperator
+from .preconditioners import Preconditioner
+from .scalar_table import ScalarTable, TableCell
+
+
+class Workspace:
+    """The vectors, scalar table and recorded launches of one Krylov method on one operator and
+    preconditioner: ``b`` (a copy of the right-hand side), ``x``, ``r`` and the table are made
+    here; the method's builder adds its own vectors, the launches of its start (after
+    r = b - A x and the table's row 0) and those of one iteration. Built on a first solve and
+    reused by the next ones with the same operator, preconditioner and ``check_every``, so a
+    solve in a time loop pays Warp's launch packing (about 1 ms on the CPU) once, not every
+    step."""
+
+    def __init__(self, A: LinearOperator, b: wp.array, columns: int, check_every: int) -> None:
+        self.b = wp.empty_like(b, requires_grad=False)
+        self.x = wp.zeros_like(b, requires_grad=False)
+        self.r = wp.empty_like(b, requires_grad=False)
+        self.table = ScalarTable(check_every + 1, columns, b.device)
+        self.start: list[Callable[[], None]] = [
+            bound_method(A, "matvec", self.x, self.r),
+            recorded_sweep(residual_kernel, [self.b], [], [self.table.s, self.r]),
+        ]
+        self.plan: list[Callable[[], None]] = []
+        # the method's breakdown test of a block's table rows (set by its builder)
+        self.breakdown: Breakdown = no_breakdown
+        self.lock = threading.Lock()
+
+    def begin(self, b: wp.array, x0: wp.array | None) -> None:
+        """b and x0 (zeros if None) into the workspace, a fresh table, and the start run."""
+        wp.copy(self.b, b)
+        if x0 is None:
+            self.x.zero_()
+        else:
+            wp.copy(self.x, x0)
+        self.table.reset()
+        for launch in self.start:
+            launch()
+
+
+_COLUMNS = {"cg": 4, "bicgstab": 6}
+
+
+@contextmanager
+def workspace_for(method: str, A: LinearOperator, preconditioner: Preconditioner | None,
+               b: wp.array, check_every: int,
+               build: Callable[[LinearOperator, Preconditioner | None, Workspace], None]
+               ) -> Iterator[Workspace]:
+    """The workspace of ``method`` for ``A`` and ``preconditioner``: the one kept on ``A`` from
+    the last solve with them (one per method), else a new one, kept on ``A`` when ``A`` offers
+    ``bind`` (its recorded products then hold its arrays, not ``A`` itself) and takes
+    attributes. A workspace in use by another thread is not shared: that solve gets its own."""
+    storage = getattr(A, "storage", None)  # a matrix whose arrays were replaced: a new one
+    key = (preconditioner, check_every, b.shape[0], b.dtype, str(b.device),
+           storage() if storage is not None else None)
+    kept: dict[str, tuple] = getattr(A, "_krylov_workspaces", None) or {}
+    entry = kept.get(method)
+    work = entry[1] if entry is not None and _same_key(entry[0], key) else None
+    if work is None or not work.lock.acquire(blocking=False):
+        work = Workspace(A, b, _COLUMNS[method], check_every)
+        build(A, preconditioner, work)
+        work.lock.acquire()
+        if hasattr(A, "bind"):
+            kept[method] = (key, work)
+            with suppress(AttributeError, TypeError):
+                A._krylov_workspaces = kept
+    try:
+        yield work
+    finally:
+        work.lock.release()
+
+
+
+def _same_key(a: tuple, b: tuple) -> bool:
+    return a[0] is b[0] and a[1:] == b[1:]
+
+
+def solve_in_workspace(method: str, work: Workspace, b: wp.array, x0: wp.array | None,
+                       rtol: float, atol: float, maxiter: int, check_every: int,
+                       floor_action: str) -> SolveResult:
+    """Iterate until the recursive residual meets the tolerance, then check the true one,
+    $b - A x$: where rounding has let the two part (float32, ill-conditioned A), restart from x
+    with the true residual. Once a restart no longer halves the true residual of the one
+    before, the rounding floor lies above the tolerance: x is returned, its true residual last
+    in the history, as ``floor_action`` says (see :func:`cg`'s ``floor``)."""
+    work.begin(b, x0)
+    iterations, norms, b_norm = _iterate(method, work.plan, work.table, rtol, atol, maxiter,
+                                         check_every, work.breakdown)
+    if b_norm == 0.0 and atol == 0.0:  # b = 0: the solution is 0, whatever x0
+        work.x.zero_()
+        return SolveResult(wp.clone(work.x), iterations, norms, b_norm)
+    tol = max(rtol * b_norm, atol)
+    floor = np.inf
+    while True:
+        true = _true_residual(work)
+        norms = np.append(norms[:-1], true)  # iteration j's true residual replaces its own
+        if true <= tol:
+            break
+        if not true < 0.5 * floor:
+            single = work.x.dtype == wp.float32
+            wider = "solve in float64, " if single else ""
+            advice = (f"the rounding floor of {'float32' if single else 'float64'} arithmetic "
+                      "on this system; "
+                      f"{wider}loosen rtol, or precondition to lower A's condition number")
+            if floor_action == "raise":
+                raise convergence_failure(method, iterations, norms, b_norm, tol,
+                                          stagnated=advice)
+            if floor_action == "warn":
+                warnings.warn(
+                    f"{method}: the true relative residual |b - A x| / |b| = "
+                    f"{true / b_norm:.3e} stays above the tolerance {tol / b_norm:.3e} that the "
+                    f"recursive residual met, after {iterations} iterations: {advice}",
+                    InaccurateSolveWarning, stacklevel=3)
+            break
+        floor = true
+        for launch in work.start[2:]:  # the method's start from r = b - A x
+            launch()
+        iterations, norms, _ = _iterate(method, work.plan, work.table, rtol, atol, maxiter,
+                                        check_every, work.breakdown, iterations, norms[:-1])
+    return SolveResult(wp.clone(work.x), iterations, norms, b_norm)
+
+
+def _true_residual(work: Workspace) -> float:
+    """$\\|b - A x\\|_2$ for the workspace's x, leaving r = b - A x and a fresh table whose
+    row 0 holds $r^T r$ and $b^T b$ (the state after the first two launches of a start)."""
+    work.table.reset()
+    for launch in work.start[:2]:
+        launch()
+    return float(np.sqrt(work.table.read()[0][RESIDUAL]))
+
+
+def bound_method(obj: Any, method: str, a: wp.array, b: wp.array) -> Callable[[], None]:
+    """``obj.<method>(a, b)`` as a call without arguments: ``obj.bind(a, b)`` (a recorded
+    launch) where the operator or preconditioner offers it."""
+    bind = getattr(obj, "bind", None)
+    return bind(a, b) if bind is not None else partial(getattr(obj, method), a, b)
+
+
+def with_dot(
+    obj: Any, method: str, x: wp.array, y: wp.array, cell: TableCell
+) -> list[Callable[[], None]]:
+    """``obj.<method>(x, y)`` (a product or a preconditioner apply) and ``cell`` +=
+    $x \\cdot y$: one fused launch where ``obj`` offers ``bind_dot``, else two."""
+    bind_dot = getattr(obj, "bind_dot", None)
+    if bind_dot is not None:
+        return [bind_dot(x, y, cell)]
+    return [bound_method(obj, method, x, y),
+            recorded_sweep(dot_kernel, [x, y], cell.address, [cell.table])]
+
+
+def _iterate(
+    method: str,
+    step: list[Callable[[], None]],
+    table: ScalarTable,
+    rtol: float,
+    atol: float,
+    maxiter: int,
+    check_every: int,
+    breakdown: Breakdown,
+    done: int = 0,
+    earlier: np.ndarray | None = None,
+) -> tuple[int, np.ndarray, float]:
+    """Run the iterations in blocks of ``check_every``, reading the table once per block;
+    return the iterations, the residual norms and $\\|b\\|$. A restart passes the
+    iterations ``done`` before it and their residual norms ``earlier``: the counts, the norms
+    and ``maxiter`` are then the whole solve's. ``breakdown`` finds an iteration
+    of a block whose step divided by zero (the kernels take a zero step there), which stops the
+    solve at once with that reason.
+
+    ``step`` is the launches of one iteration, most of them recorded, all reading the local
+    iteration j from the table's cursor and the tolerance from its ``limit``, replayed every
+    iteration. On the CPU, where the launches run synchronously and the table is a view
+    on the host, a block also stops at the iteration that met the tolerance; elsewhere the
+    kernels run the rest of the block frozen."""
+    start = table.read()[0]
+    b_norm = float(np.sqrt(start[BNORM]))
+    if b_norm == 0.0 and atol == 0.0:  # A x = 0: x = 0 exactly (the caller sets it), as SciPy
+        return 0, np.zeros(1), b_norm
+    tol = max(rtol * b_norm, atol)
+    tol2 = tol * tol
+    table.set_limit(tol2)
+    history = [*(np.square(earlier) if earlier is not None else ()), float(start[RESIDUAL])]
+    iterations = done
+    plan = [*step, table.advance]
+    live = table.live
+    while not history[-1] <= tol2:
+        if iterations >= maxiter or not np.isfinite(history[-1]):
+            raise convergence_failure(method, iterations, np.sqrt(history), b_norm, tol)
+        m = min(check_every, maxiter - iterations)
+        ran = 0
+        while ran < m:
+            for launch in plan:
+                launch()
+            ran += 1
+            if live is not None and not live[ran, RESIDUAL] > tol2:
+                break  # the CPU's table is a view: no iteration past the one that converged
+        rows = table.read()[: ran + 1]
+        block = rows[1:, RESIDUAL]
+        done = np.flatnonzero(~(block > tol2))  # met the tolerance, or NaN
+        taken = int(done[0]) + 1 if done.size else ran
+        broken = breakdown(rows[: taken + 1], tol2)
+        if broken is not None:
+            at, *why = broken
+            history.extend(block[:at].tolist())
+            raise convergence_failure(method, iterations + at, np.sqrt(history), b_norm, tol,
+                                      breakdown=tuple(why))
+        history.extend(block[:taken].tolist())
+        iterations += taken
+        table.roll()
+    return iterations, np.sqrt(np.asarray(history)), b_norm

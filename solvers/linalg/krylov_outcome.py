@@ -1,0 +1,126 @@
+r"""What a Krylov solve (:mod:`~physml.solvers.linalg.krylov`, :mod:`~physml.solvers.linalg.gmres`)
+ends with: its :class:`SolveResult`, or the
+:class:`~physml.solvers.errors.ConvergenceError` of a solve that did not converge, broke down or
+stagnated, with the breakdown tests of :func:`~physml.solvers.linalg.cg` and
+:func:`~physml.solvers.linalg.bicgstab` that find the iteration whose step divided by zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import warp as wp
+
+from ..errors import ConvergenceError
+from .kernels import RESIDUAL
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """The outcome of a converged Krylov solve.
+
+    Attributes:
+        x: the solution, a new Warp array of shape (n,).
+        iterations: iterations run until the tolerance was met.
+        residuals: $\\|r_j\\|_2$ for j = 0..iterations, shape (iterations + 1,): the
+            recursive residuals, but for the start of each restart and the last entry, which
+            are true residuals $\\|b - A x_j\\|_2$.
+        b_norm: $\\|b\\|_2$.
+    """
+
+    x: wp.array
+    iterations: int
+    residuals: np.ndarray
+    b_norm: float
+
+    @property
+    def relative_residual(self) -> float:
+        """$\\|b - A x\\| / \\|b\\|$ of the answer (the true residual)."""
+        return float(self.residuals[-1] / self.b_norm) if self.b_norm > 0 else 0.0
+
+
+Breakdown = Callable[[np.ndarray, float], "tuple[int, str, str] | None"]
+"""A method's breakdown test: the table rows 0..m of a block of m iterations and the squared
+tolerance -> the first iteration (0-based in the block) whose step divided by zero while its
+residual was above the tolerance, what vanished and what that says of A or M; or None."""
+
+
+def no_breakdown(rows: np.ndarray, tol2: float) -> None:
+    return None
+
+
+def _first(broken: np.ndarray, what: str, why: str) -> tuple[int, str, str] | None:
+    """The first iteration flagged in ``broken``, with ``what`` and ``why``; None if none is."""
+    found = np.flatnonzero(broken)
+    return (int(found[0]), what, why) if found.size else None
+
+
+def _earliest(*found: tuple[int, str, str] | None) -> tuple[int, str, str] | None:
+    """The breakdown of the earliest iteration; within one iteration the first of ``found``,
+    which lists the denominators in the order the iteration computes them."""
+    return min((f for f in found if f is not None), key=lambda f: f[0], default=None)
+
+
+def cg_breakdown(rows: np.ndarray, tol2: float, rz_col: int) -> tuple[int, str, str] | None:
+    """CG divides by $p^T A p$ (column 2) and by $r^T z$ (column ``rz_col``), both positive
+    for a symmetric positive definite A and M while $r \\ne 0$."""
+    if rows[:-1, 2].all() and rows[:-1, rz_col].all():  # no zero denominator: the usual case
+        return None
+    active = rows[:-1, RESIDUAL] > tol2
+    return _earliest(  # r^T z of row k ends iteration k - 1; p^T A p is iteration k's
+        _first(active & (rows[:-1, rz_col] == 0.0), "r^T z = 0 with r != 0",
+               "the preconditioner is not positive definite"),
+        _first(active & (rows[:-1, 2] == 0.0), "p^T A p = 0",
+               "A is not positive definite: CG needs a symmetric positive definite A (gmres or "
+               "bicgstab solve others)"))
+
+
+def bicgstab_breakdown(rows: np.ndarray, tol2: float) -> tuple[int, str, str] | None:
+    """BiCGStab divides by $\\rho = \\hat r^T r$ (column 1), $\\hat r^T v$ (column 2) and, in
+    the next direction, by $\\omega = t^T h / t^T t$ (columns 4, 5) where the residual is not
+    yet met."""
+    if rows[:-1, 1:3].all() and rows[:-1, 4:6].all():  # no zero denominator: the usual case
+        return None
+    active = rows[:-1, RESIDUAL] > tol2
+    going_on = active & (rows[1:, RESIDUAL] > tol2)
+    return _earliest(  # rho and r0^T v come before omega in an iteration
+        _first(active & ((rows[:-1, 1] == 0.0) | (rows[:-1, 2] == 0.0)),
+               "r0^T r = 0 or r0^T v = 0",
+               "the shadow residual is orthogonal to the Krylov space; use gmres"),
+        _first(going_on & ((rows[:-1, 4] == 0.0) | (rows[:-1, 5] == 0.0)), "omega = 0",
+               "the stabilising step made no progress; use gmres"))
+
+
+
+def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm: float,
+                        tol: float, breakdown: tuple[str, str] | None = None,
+                        stagnated: str | None = None) -> ConvergenceError:
+    """The error of a solve that stopped at ``iterations`` with residual norms ``norms``
+    (the last one reached; NaN/Inf: a breakdown) against the absolute tolerance ``tol``; a
+    non-finite start names its input (b, or A and x0) rather than the method; ``breakdown``:
+    (what vanished, what it means for A or the preconditioner); ``stagnated``: the advice for
+    a true residual, the last of ``norms``, that restarts no longer lower."""
+    norms = np.asarray(norms, dtype=np.float64)
+    finite = np.isfinite(norms[-1])
+    advice = {}
+    reason = "did not converge" if finite else "broke down (NaN/Inf)"
+    if breakdown is not None:
+        reason, advice = f"broke down ({breakdown[0]})", {"advice": breakdown[1]}
+    elif stagnated is not None:
+        reason = "stagnated (its true residual b - A x stays above the tolerance)"
+        advice = {"advice": stagnated}
+    elif not np.isfinite(b_norm):
+        advice = {"advice": "b holds NaN/Inf values: check the right-hand side"}
+    elif not np.isfinite(norms[0]):
+        advice = {"advice": "the initial residual b - A x0 is NaN/Inf: check A's values and x0"}
+    return ConvergenceError(
+        method=method,
+        iterations=iterations,
+        residual=float(norms[-1] / b_norm) if b_norm > 0 else float(norms[-1]),
+        tolerance=tol / b_norm if b_norm > 0 else tol,
+        residuals=norms,
+        reason=reason,
+        **advice,
+    )
