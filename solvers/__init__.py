@@ -37,8 +37,8 @@ from .reaction_diffusion import AllenCahnSolver1D as AllenCahnSolver1D
 from .reaction_diffusion import AllenCahnSolver2D as AllenCahnSolver2D
 from .reaction_diffusion import DiffusionReactionSolver1D as DiffusionReactionSolver1D
 from .sorption import DiffusionSorptionSolver1D as DiffusionSorptionSolver1D
-from .thermomigration import HeatConductionTemperature as HeatConductionTemperature
 from .thermomigration import ThermomigrationSolver as ThermomigrationSolver
-from .thermomigration import linear_temperature as linear_temperature
+from .thermomigration_temperature import HeatConductionTemperature as HeatConductionTemperature
+from .thermomigration_temperature import linear_temperature as linear_temperature
 from .timestepping import SCHEMES as SCHEMES
 from .timestepping import Tableau as Tableau

@@ -26,7 +26,8 @@ from physml.solvers.precipitates import (
     track_particles,
 )
 from physml.solvers.spectral_solve import SpectralSolve
-from physml.solvers.thermomigration import ThermomigrationSolver, linear_temperature
+from physml.solvers.thermomigration import ThermomigrationSolver
+from physml.solvers.thermomigration_temperature import linear_temperature
 
 T_REF = 1000.0
 CASES = __import__("pathlib").Path(__file__).parents[1] / "cases"
@@ -89,7 +90,7 @@ def test_heat_conduction_temperature_follows_the_fourier_series():
     T = T_m + G(x - L/2) + sum_{n even} 2GL/(n pi) sin(n pi x/L) exp(-alpha (n pi/L)^2 t),
     through the transient and to the steady state, in a few hundred steps."""
     from physml.solvers.heat import HeatSolver
-    from physml.solvers.thermomigration import HeatConductionTemperature
+    from physml.solvers.thermomigration_temperature import HeatConductionTemperature
 
     length, alpha, mean, gradient = 2e-3, 2e-5, 1000.0, 1e5
     grid = Grid((100,), (0.0,), (length,))
@@ -960,7 +961,7 @@ def two_precipitate_tracking(states):
     from physml.cases.registry import load_case
     from physml.cases.thermomigration_analysis import summarise, track
     from physml.cases.thermomigration_build import build_free_energy, build_grid
-    from physml.solvers.thermomigration import Trajectory
+    from physml.solvers.thermomigration_trajectory import Trajectory
 
     case = load_case(CASES / "thermomigration_two_precipitates.yaml")
     grid, bc = build_grid(case)

@@ -83,7 +83,7 @@ from pathlib import Path
 import numpy as np
 
 from ..solvers.errors import BlowUpError
-from ..solvers.thermomigration import Trajectory
+from ..solvers.thermomigration_trajectory import Trajectory
 from .kind import CaseKind, OnStep
 from .run_folder import CONFIG, atomic_write, read_checkpoint, write_text
 from .thermomigration_analysis import (

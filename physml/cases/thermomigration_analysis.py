@@ -9,7 +9,8 @@ import numpy as np
 from ..solvers.free_energy import GAS_CONSTANT, DiluteSolution, DoubleWell
 from ..solvers.grid import Grid
 from ..solvers.precipitates import Particle, migration_velocity, particle_ids, track_particles
-from ..solvers.thermomigration import ThermomigrationSolver, Trajectory
+from ..solvers.thermomigration import ThermomigrationSolver
+from ..solvers.thermomigration_trajectory import Trajectory
 from .thermomigration_build import build_temperature
 from .thermomigration_spec import ThermomigrationCase
 

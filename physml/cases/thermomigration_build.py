@@ -9,11 +9,8 @@ from ..solvers.free_energy import DiluteSolution, DoubleWell, RegularSolution
 from ..solvers.grid import BC, BoundaryConditions, Grid
 from ..solvers.heat import HeatSolver
 from ..solvers.precipitates import matrix_composition, precipitate_field
-from ..solvers.thermomigration import (
-    HeatConductionTemperature,
-    ThermomigrationSolver,
-    linear_temperature,
-)
+from ..solvers.thermomigration import ThermomigrationSolver
+from ..solvers.thermomigration_temperature import HeatConductionTemperature, linear_temperature
 from .initial_fields import evaluate_expression, read_field
 from .thermomigration_spec import ThermomigrationCase
 

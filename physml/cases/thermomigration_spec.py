@@ -42,7 +42,7 @@ class TemperatureSpec(Section):
     ``thermal_diffusivity``), no flux on the other axes, by backward Euler on its own steps
     $h_n = \\max(\\Delta x^2/\\alpha,\\ r\\,t_n)$, $r$ = ``step_growth``: steps that follow the
     temperature's own decay, not the Cahn–Hilliard step nor an explicit limit (see
-    :class:`~physml.solvers.thermomigration.HeatConductionTemperature`); error below
+    :class:`~physml.solvers.thermomigration_temperature.HeatConductionTemperature`); error below
     $0.04\\,r$ of the temperature span after the first 5 % of $L^2/(\\pi^2\\alpha)$, exact at
     the steady state."""
 
