@@ -57,5 +57,11 @@ def in_parallel(work: Callable[[int], None], count: int) -> None:
         job.result()
 
 
+def _forget_pools() -> None:
+    """In a forked child: no pool threads exist there, and the forking thread is not one."""
+    host_pool.cache_clear()
+    _POOL_THREAD.marked = False
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=host_pool.cache_clear)
+    os.register_at_fork(after_in_child=_forget_pools)

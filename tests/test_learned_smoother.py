@@ -224,6 +224,25 @@ def test_the_set_up_computes_g_beside_the_hierarchy_on_large_matrices_and_severa
     assert not factory._overlaps(module.OVERLAP_ROWS)
 
 
+@pytest.mark.parametrize(("threads", "on_pool"), [(1, False), (2, True)])
+def test_the_factor_is_computed_on_a_pool_thread_when_the_set_up_overlaps(trained, threads,
+                                                                          on_pool):
+    import threading
+
+    factory = LearnedSmootherAMG(trained[0])
+    factory.threads = threads
+    computed_by = []
+    factor = factory.factor
+
+    def recorded(A):
+        computed_by.append(threading.current_thread().name.startswith("physml-rows"))
+        return factor(A)
+
+    factory.factor = recorded
+    factory(operator(HELD_OUT.matrix))
+    assert computed_by == [on_pool]
+
+
 def test_a_smoother_whose_products_overflow_is_refused():
     """Entries near 1e170 give an estimate of lambda_max that is NaN, which is not below 2."""
     model = untrained()

@@ -76,20 +76,73 @@ def test_a_vector_of_another_size_or_dtype_is_named(call, named):
         call(RowBlockProduct(matrix(30), 2), 30)
 
 
+def test_a_rectangular_matrix_checks_each_vector_against_its_own_axis():
+    m = matrix(40)[:25]  # (25, 40)
+    product = RowBlockProduct(m, 2)
+    out = np.empty(25)
+    product.multiply(np.ones(40), out)
+    np.testing.assert_array_equal(out, m @ np.ones(40))
+    with pytest.raises(ValueError, match=r"v has shape \(25,\)"):
+        product.multiply(np.ones(25), out)
+    with pytest.raises(ValueError, match=r"out has shape \(40,\)"):
+        product.multiply(np.ones(40), np.empty(40))
+
+
+@pytest.mark.parametrize("call", [
+    lambda p, v: p.multiply(v, v),
+    lambda p, v: p.accumulate(v[::-1], v),
+    lambda p, v: p.residual(np.ones(30), v, v),
+])
+def test_an_out_that_shares_memory_with_an_input_is_refused(call):
+    """One block would read entries another has already overwritten."""
+    with pytest.raises(ValueError, match="share memory"):
+        call(RowBlockProduct(matrix(30), 2), np.ones(30))
+
+
+NESTED = """
+from physml.solvers.host_threads import in_parallel
+done = []
+in_parallel(lambda outer: in_parallel(lambda inner: done.append((outer, inner)), 2), 2)
+assert sorted(done) == [(0, 0), (0, 1), (1, 0), (1, 1)], done
+"""
+
+
 def test_parts_run_on_a_pool_thread_run_in_turn_instead_of_waiting_on_the_pool():
     """A part of in_parallel's work that calls in_parallel again would otherwise queue work to
-    the pool's one worker, which is itself, and wait for ever."""
-    import threading
+    the pool's one worker, which is itself, and wait for ever (in a child process, so that a
+    deadlock fails the test instead of hanging the run)."""
+    import subprocess
+    import sys
 
-    from physml.solvers.host_threads import in_parallel
+    try:
+        result = subprocess.run([sys.executable, "-c", NESTED], capture_output=True, text=True,
+                                timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("nested in_parallel deadlocked")
+    assert result.returncode == 0, result.stderr
 
-    done = []
 
-    def outer(index: int) -> None:
-        in_parallel(lambda inner: done.append((index, inner)), 2)
+def test_a_child_forked_on_a_pool_thread_runs_its_parts_in_parallel_again():
+    import os
 
-    runner = threading.Thread(target=in_parallel, args=(outer, 2), daemon=True)
-    runner.start()
-    runner.join(timeout=30)
-    assert not runner.is_alive(), "nested in_parallel deadlocked"
-    assert sorted(done) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    from physml.solvers import host_threads
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+
+    def fork_and_report(index: int) -> None:
+        if index != 1:
+            return
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: its thread is no pool thread
+            os.write(write, b"1" if getattr(host_threads._POOL_THREAD, "marked", False) else b"0")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        reports.append(os.read(read, 1))
+        os.close(read)
+        os.close(write)
+
+    reports = []
+    host_threads.in_parallel(fork_and_report, 2)
+    assert reports == [b"0"]

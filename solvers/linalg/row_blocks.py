@@ -66,7 +66,8 @@ class RowBlockProduct:
         """out = M v (v of shape (n,), out (m,), both of M's dtype).
 
         Raises:
-            ValueError: a vector of another shape or dtype (named; so for the other methods).
+            ValueError: a vector of another shape or dtype, or an ``out`` that shares memory
+                with an input (named; so for the other methods).
         """
         self._check(v=(v, 1), out=(out, 0))
 
@@ -93,8 +94,14 @@ class RowBlockProduct:
         self._run(block)
 
     def _check(self, **vectors: tuple[np.ndarray, int]) -> None:
-        """Each named vector has the length of M's axis given beside it, and M's dtype: SciPy's
-        row loop reads and writes past the end of a shorter one."""
+        """Each named vector has the length of M's axis given beside it, and M's dtype (SciPy's
+        row loop reads and writes past the end of a shorter one), and ``out`` shares no memory
+        with the others (a block would read entries another has overwritten)."""
+        out = vectors["out"][0]
+        for name, (vector, _) in vectors.items():
+            if name != "out" and np.may_share_memory(vector, out):
+                raise ValueError(f"out and {name} share memory; a product writes out while it "
+                                 f"reads {name}: give out its own array")
         for name, (vector, axis) in vectors.items():
             length = self.shape[axis]
             if (not isinstance(vector, np.ndarray) or vector.shape != (length,)
