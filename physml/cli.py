@@ -19,7 +19,7 @@ import sys
 
 from .cli_cases import cases_command, run_command, validate_command
 from .cli_datasets import generate_command
-from .cli_parser import build_parser
+from .cli_parser import build_parser, command_of
 from .cli_solve import solve_command
 from .cli_trained import export_command, predict_command
 from .threads import passive_wait_policy
@@ -38,12 +38,13 @@ OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=")
 
 def main(argv: list[str] | None = None) -> int:
     passive_wait_policy()  # before PyTorch starts its OpenMP threads
-    try:  # building the parser imports Warp and PyTorch: seconds a Ctrl-C may fall in
-        parser = build_parser()
+    arguments = sys.argv[1:] if argv is None else argv
+    try:  # building solve's options imports Warp and the solvers: a second a Ctrl-C may fall in
+        parser = build_parser(solve_options=command_of(arguments) == "solve")
     except KeyboardInterrupt:
         print("physml: interrupted", file=sys.stderr)
         return 130
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(arguments)
     if extra and hasattr(args, "overrides"):  # overrides after an option: still overrides
         args.overrides += [item for item in extra if OVERRIDE.match(item)]
         extra = [item for item in extra if not OVERRIDE.match(item)]

@@ -52,15 +52,33 @@ def _bundled_spec_names() -> str:
     return ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``physml`` command line: one sub-command per ``_add_<command>``."""
+SOLVE_HELP = "run a Warp solver and write the trajectory as HDF5"
+
+
+def build_parser(solve_options: bool = True) -> argparse.ArgumentParser:
+    """The ``physml`` command line: one sub-command per ``_add_<command>``.
+
+    Args:
+        solve_options: give ``solve`` its options, whose per-PDE flags are read from the
+            solvers' parameter tables (importing Warp and the solvers: about a second); without
+            them ``solve`` is listed by name and help only, for a command line that runs
+            another command (:func:`command_of`).
+    """
     parser = _Parser(prog="physml", description="Simulation-first scientific ML for PDEs.")
     parser.add_argument("--version", action="version", version=f"physml {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    for add in (_add_solve, _add_run, _add_validate, _add_predict, _add_export, _add_cases,
-                _add_datasets):
+    if solve_options:
+        _add_solve(sub)
+    else:
+        sub.add_parser("solve", help=SOLVE_HELP)
+    for add in (_add_run, _add_validate, _add_predict, _add_export, _add_cases, _add_datasets):
         add(sub)
     return parser
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The sub-command a command line names: its first item that is not an option."""
+    return next((item for item in argv if not item.startswith("-")), None)
 
 
 def _add_solve(sub: argparse._SubParsersAction) -> None:
@@ -69,7 +87,7 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
 
     solve = sub.add_parser(
         "solve",
-        help="run a Warp solver and write the trajectory as HDF5",
+        help=SOLVE_HELP,
         description="Run one of the standard PDE problems: "
         + "; ".join(f"{k}: {p.equation}" for k, p in PROBLEMS.items()),
     )

@@ -294,3 +294,21 @@ def test_a_solve_that_blows_up_ends_on_its_one_line_and_keeps_the_last_state(tmp
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("physml: error: omega became NaN/Inf at step 1")
     assert (tmp_path / "w.last_good.h5").is_file()
+
+
+def test_a_command_other_than_solve_builds_its_parser_without_the_solvers():
+    """solve's per-PDE flags import Warp and the solvers (about a second); physml --help,
+    cases or validate need neither (a fresh process: this one has imported them)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom physml import cli\ntry:\n    cli.main(['--help'])\n"
+             "except SystemExit:\n    pass\nprint('imported:', 'warp' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert "solve" in out and out.strip().endswith("imported: False")
+    from physml.cli_parser import build_parser, command_of
+
+    assert command_of(["--quiet", "solve", "heat1d"]) == "solve" and command_of([]) is None
+    light = build_parser(solve_options=False)._subparsers._group_actions[0].choices["solve"]
+    assert "--nu" not in light._option_string_actions
