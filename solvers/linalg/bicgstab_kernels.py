@@ -14,7 +14,7 @@ from typing import Any
 import warp as wp
 
 from ..kernel_launch import specialize
-from .kernels import ratio
+from .kernels import ratio, vector_types
 
 
 @wp.func
@@ -104,11 +104,10 @@ def bicgstab_direction_kernel(
 
 def _overload_all() -> None:
     for T in (wp.float32, wp.float64):
-        arr, table = wp.array(dtype=T), wp.array2d(dtype=wp.float64)
-        specialize(bicgstab_half_kernel, T, {"r": arr, "v": arr, "s": table, "h": arr})
-        specialize(bicgstab_update_kernel, T, {"phat": arr, "hhat": arr, "h": arr, "tv": arr,
-                                               "rhat": arr, "s": table, "x": arr, "r": arr})
-        specialize(bicgstab_direction_kernel, T, {"r": arr, "v": arr, "s": table, "p": arr})
+        specialize(bicgstab_half_kernel, T, vector_types(T, "r", "v", "h"))
+        specialize(bicgstab_update_kernel, T,
+                   vector_types(T, "phat", "hhat", "h", "tv", "rhat", "x", "r"))
+        specialize(bicgstab_direction_kernel, T, vector_types(T, "r", "v", "p"))
 
 
 _overload_all()

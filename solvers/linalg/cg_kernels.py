@@ -14,7 +14,7 @@ from typing import Any
 import warp as wp
 
 from ..kernel_launch import specialize
-from .kernels import partial_sums, ratio
+from .kernels import partial_sums, ratio, vector_types
 
 _CG_POINTERS = (
     "const auto* __restrict__ pp = p.data; const auto* __restrict__ qp = ap.data;"
@@ -143,11 +143,9 @@ def cg_direction_kernel(
 
 def _overload_all() -> None:
     for T in (wp.float32, wp.float64):
-        arr, table = wp.array(dtype=T), wp.array2d(dtype=wp.float64)
-        specialize(cg_update_kernel, T, {"p": arr, "ap": arr, "s": table, "x": arr, "r": arr})
-        specialize(cg_update_jacobi_kernel, T, {"p": arr, "ap": arr, "d": arr, "s": table,
-                                                "x": arr, "r": arr, "z": arr})
-        specialize(cg_direction_kernel, T, {"z": arr, "s": table, "p": arr})
+        specialize(cg_update_kernel, T, vector_types(T, "p", "ap", "x", "r"))
+        specialize(cg_update_jacobi_kernel, T, vector_types(T, "p", "ap", "d", "x", "r", "z"))
+        specialize(cg_direction_kernel, T, vector_types(T, "z", "p"))
 
 
 _overload_all()

@@ -309,20 +309,21 @@ def csr_matvec_kernel(
     csr_rows(x, values, offsets, columns, wp.tid(), n, stride, cursor[0] + shift, col, s, y)
 
 
+def vector_types(dtype: type, *names: str, table: bool = True) -> dict[str, Any]:
+    """The argument types of a kernel's ``dtype`` overload: the named vectors of ``dtype``
+    and, with ``table``, the float64 scalar table ``s`` (for :func:`specialize`)."""
+    scalars = {"s": wp.array2d(dtype=wp.float64)} if table else {}
+    return {**scalars, **dict.fromkeys(names, wp.array(dtype=dtype))}
+
+
 def _overload_all() -> None:
     for T in (wp.float32, wp.float64):
-        arr = wp.array(dtype=T)
-
-        def vectors(*names: str, arr=arr, table: bool = True) -> dict[str, Any]:
-            scalars = {"s": wp.array2d(dtype=wp.float64)} if table else {}
-            return {**scalars, **dict.fromkeys(names, arr)}
-
-        specialize(dot_kernel, T, vectors("a", "b"))
-        specialize(dot2_kernel, T, vectors("a", "b"))
-        specialize(residual_kernel, T, vectors("b", "r"))
-        specialize(scale_kernel, T, vectors("d", "r", "z"))
-        specialize(reciprocal_kernel, T, vectors("d", "out", table=False))
-        specialize(csr_matvec_kernel, T, vectors("x", "values", "y"))
+        specialize(dot_kernel, T, vector_types(T, "a", "b"))
+        specialize(dot2_kernel, T, vector_types(T, "a", "b"))
+        specialize(residual_kernel, T, vector_types(T, "b", "r"))
+        specialize(scale_kernel, T, vector_types(T, "d", "r", "z"))
+        specialize(reciprocal_kernel, T, vector_types(T, "d", "out", table=False))
+        specialize(csr_matvec_kernel, T, vector_types(T, "x", "values", "y"))
 
 
 _overload_all()
