@@ -20,7 +20,8 @@ Katrutsa et al. 2020 (multigrid parameters by a stochastic estimate of the spect
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -243,20 +244,17 @@ class LearnedSmootherAMG(LearnedPreconditioner):
                 iterations estimate $\\lambda_{max}(G^T G A) \\ge 2$, or not at all: a
                 factor whose products overflow).
         """
-        parts: dict[str, object] = {}
+        parts: list = [None, None]  # the hierarchy on this thread (in_parallel's part 0)
 
-        def part(index: int) -> None:  # in_parallel runs index 0 on this thread
-            if index == 0:
-                parts["cycle"] = _LearnedSmootherCycle(A)
-            else:
-                parts["factor"] = self.factor(A)
+        def part(index: int) -> None:
+            parts[index] = _LearnedSmootherCycle(A) if index == 0 else self.factor(A)
 
         if self._overlaps(A.shape[0]):
             in_parallel(part, 2)
         else:
             part(0)
             part(1)
-        cycle, (pattern, values) = parts["cycle"], parts["factor"]
+        cycle, (pattern, values) = parts
         lower = pattern.lower
         factor = sp.csr_matrix((values.numpy(), lower.indices, lower.indptr), shape=lower.shape)
         smoother = ProductSmoother(cycle.hierarchy.levels[0].A, factor, self.threads)
@@ -317,8 +315,7 @@ class ProductSmoother:
         self._work_lock = threading.Lock()
 
     def __call__(self, matrix: sp.csr_matrix, x: np.ndarray, b: np.ndarray) -> None:
-        with held_if_free(self._work_lock) as kept:
-            residual, scratch = self.work if kept else np.empty_like(self.work)
+        with self._work_vectors() as (residual, scratch):
             self.matrix.residual(x, b, residual)
             self.factor.multiply(residual, scratch)
             self.transpose.accumulate(scratch, x)
@@ -327,17 +324,24 @@ class ProductSmoother:
         r"""$\lambda_{max}(G^T G A)$ estimated from below by :data:`SMOOTHER_CHECK_ITERATIONS`
         power iterations in the A inner product, where $G^T G A$ is self-adjoint: the Rayleigh
         quotient $\|G A v\|^2 / v^T A v$ of the last iterate."""
-        av, gav = np.empty_like(self.work)
-        v = np.random.default_rng(0).standard_normal(av.shape[0]).astype(av.dtype, copy=False)
-        estimate = 0.0
-        with np.errstate(over="ignore", invalid="ignore"):  # an overflow ends in NaN: refused
-            for _ in range(SMOOTHER_CHECK_ITERATIONS):
-                self.matrix.multiply(v, av)
-                self.factor.multiply(av, gav)
-                estimate = float(gav @ gav / (v @ av))
-                self.transpose.multiply(gav, v)
-                v /= np.linalg.norm(v)
+        with self._work_vectors() as (av, gav):
+            v = np.random.default_rng(0).standard_normal(av.shape[0]).astype(av.dtype,
+                                                                              copy=False)
+            estimate = 0.0
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow ends in NaN: refused
+                for _ in range(SMOOTHER_CHECK_ITERATIONS):
+                    self.matrix.multiply(v, av)
+                    self.factor.multiply(av, gav)
+                    estimate = float(gav @ gav / (v @ av))
+                    self.transpose.multiply(gav, v)
+                    v /= np.linalg.norm(v)
         return estimate
+
+    @contextmanager
+    def _work_vectors(self) -> Iterator[np.ndarray]:
+        """The two kept work vectors, (2, n), or new ones while another call holds them."""
+        with held_if_free(self._work_lock) as kept:
+            yield self.work if kept else np.empty_like(self.work)
 
 
 def _require_sparse_inverse(model: FactorModel) -> None:
