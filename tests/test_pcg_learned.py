@@ -214,6 +214,12 @@ def test_a_preconditioner_s_factor_is_its_network_s_and_follows_training(kind):
         np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6 * np.abs(expected).max())
         for p in model.parameters():
             p.data.mul_(1.5)  # a change no version counter of the parameters records
+    first = next(model.parameters())
+    first.data = first.data + 0.25  # new storage: the kept views see the old one
+    with torch.no_grad():
+        expected = model(system_graph(matrix)).numpy()
+    got = factory(A).values.numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6 * np.abs(expected).max())
 
 
 def test_the_native_forward_refuses_inconsistent_weights_and_precisions():
@@ -509,14 +515,22 @@ def test_loading_a_file_that_is_not_a_preconditioner_names_it(tmp_path):
             LearnedPreconditioner.load(tmp_path / "p.pt", map_location="cuda")
 
 
-def test_a_factor_that_overflows_names_the_preconditioner_not_the_matrix():
+@pytest.mark.parametrize("path", ["native", "torch"])
+@pytest.mark.parametrize("hub", [0, 150])
+@pytest.mark.parametrize("dtype", [wp.float64, wp.float32])
+def test_a_factor_that_overflows_names_the_preconditioner_not_the_matrix(
+        monkeypatch, path, hub, dtype):
     """A star graph's hub (199 neighbours) drives the network's diagonal exponential to inf:
-    CG then said 'p^T A p = 0: A is not positive definite' of an SPD A."""
+    CG then said 'p^T A p = 0: A is not positive definite' of an SPD A. The native forward
+    checks its factor in the same call, PyTorch's (CUDA, or a system too large for the native
+    one) after it; both name the hub's row, in either precision of the factor."""
+    if path == "torch":
+        monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz: False)
     n = 200
-    hub = np.zeros(n - 1, dtype=int)
-    leaves = np.arange(1, n)
-    adjacency = sp.csr_matrix((np.ones(2 * (n - 1)), (np.r_[hub, leaves], np.r_[leaves, hub])),
-                              shape=(n, n))
+    others = np.delete(np.arange(n), hub)
+    centre = np.full(n - 1, hub)
+    adjacency = sp.csr_matrix((np.ones(2 * (n - 1)), (np.r_[centre, others],
+                                                       np.r_[others, centre])), shape=(n, n))
     A = (sp.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency + sp.eye(n)).tocsr()
     torch.manual_seed(0)
     model = FactorModel("cholesky", width=8, steps=2)
@@ -524,5 +538,5 @@ def test_a_factor_that_overflows_names_the_preconditioner_not_the_matrix():
         for parameter in model.parameters():
             parameter.normal_(0.0, 0.3)
     with pytest.raises(ValueError, match="learned_cholesky: the network's factor for this matrix "
-                                         r"has a non-finite or non-positive entry \(row 0\)"):
-        LearnedPreconditioner(model)(CsrOperator(csr_from_scipy(A, wp.float64, "cpu")))
+                                         rf"has a non-finite or non-positive entry \(row {hub}\)"):
+        LearnedPreconditioner(model)(CsrOperator(csr_from_scipy(A, dtype, "cpu")))

@@ -29,8 +29,9 @@ operator), on CUDA by the PyTorch network, whose output passes to Warp with ``wp
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ from ..solvers.linalg import (
     SparseInverseFactor,
     csr_to_scipy,
 )
-from ..solvers.linalg.factor_network import NODE_FEATURES, NetworkFactor
+from ..solvers.linalg.factor_network import NODE_FEATURES, FactorOutOfRange, NetworkFactor
 from ..solvers.linalg.incomplete_cholesky import assembled_matrix
 from .graph import SystemGraph, system_graph
 from .network import FactorNetwork, network_weights
@@ -99,6 +100,26 @@ class FactorModel(nn.Module):
         return scaled / graph.sqrt_diagonal.index_select(0, graph.lower_columns)
 
 
+@dataclass(frozen=True)
+class _NativeWeights:
+    """A native forward and the parameters it was built from: their addresses, their bytes
+    and, for parameters on the CPU, host views of them (None: copied from the device at each
+    comparison)."""
+
+    addresses: list[int]
+    values: list[bytes]
+    views: list[np.ndarray] | None
+    native: NetworkFactor
+
+
+def _parameter_bytes(parameters: list[torch.Tensor], views: list[np.ndarray] | None
+                     ) -> list[bytes]:
+    """The parameters' values as bytes, read through ``views`` where given."""
+    if views is None:
+        return [p.detach().cpu().numpy().tobytes() for p in parameters]
+    return [view.tobytes() for view in views]
+
+
 class LearnedPreconditioner:
     """A trained :class:`FactorModel` as a preconditioner factory ``A -> Preconditioner``.
 
@@ -123,7 +144,7 @@ class LearnedPreconditioner:
         self.model = model
         self.name = f"learned_{model.kind}"
         self._parameters = list(model.parameters())
-        self._cached: tuple[list[torch.Tensor], NetworkFactor] | None = None
+        self._cached: _NativeWeights | None = None
 
     def __getstate__(self) -> dict:
         """Without the native forward's weights (rebuilt on the next call): they hold
@@ -139,52 +160,61 @@ class LearnedPreconditioner:
     def factor(self, A: LinearOperator) -> tuple[LowerPattern, wp.array]:
         """A's lower pattern on A's device and the network's L (or G) on it, shape (nnz_L,),
         in A's precision: by the native forward on the CPU, else by PyTorch; checked
-        (:meth:`_check_factor`)."""
+        (:meth:`_refuse_factor`)."""
         # G^T G is applied by products: no triangular solve, so no level schedule
         pattern = LowerPattern(csr_to_scipy(assembled_matrix(A, self)), A.device,
                                by_levels=None if self.model.kind == "cholesky" else False)
         native = self._native() if pattern.device.is_cpu else None
         if native is not None and native.fits(pattern.n, pattern.nnz):
-            values = native.values(pattern, out=A.dtype)
-        else:
-            values = self._torch_values(pattern, A.dtype)
-        self._check_factor(pattern, values)
-        return pattern, values
-
-    def _check_factor(self, pattern: LowerPattern, values: wp.array) -> None:
-        """Refuse a factor with a non-finite value or a diagonal entry that is not positive:
-        the exponential of the network's diagonal output overflows (or underflows to 0) in
-        the factor's precision on a matrix far from the training data (a row with 199
-        neighbours gave inf), and CG would then blame A.
-
-        Raises:
-            ValueError: naming the preconditioner, the first bad entry's row and the cure.
-        """
+            try:  # checked in the native call
+                return pattern, native.values(pattern, out=A.dtype)
+            except FactorOutOfRange as err:
+                self._refuse_factor(err.row)
+        values = self._torch_values(pattern, A.dtype)
         factor = values.numpy()  # a view on the CPU
         diagonal = factor[pattern.diagonal.numpy()]
         if np.isfinite(factor).all() and (diagonal > 0).all():  # (NaN fails both)
-            return
+            return pattern, values
         bad = ~(np.isfinite(diagonal) & (diagonal > 0))
-        row = (int(np.flatnonzero(bad)[0]) if bad.any()
-               else int(np.searchsorted(pattern.lower.indptr,
-                                        np.flatnonzero(~np.isfinite(factor))[0],
-                                        side="right")) - 1)
+        self._refuse_factor(int(np.flatnonzero(bad)[0]) if bad.any()
+                            else int(np.searchsorted(pattern.lower.indptr,
+                                                     np.flatnonzero(~np.isfinite(factor))[0],
+                                                     side="right")) - 1)
+
+    def _refuse_factor(self, row: int) -> NoReturn:
+        """Refuse a factor with a non-finite value or a diagonal entry that is not positive,
+        first in ``row``: the exponential of the network's diagonal output overflows (or
+        underflows to 0) in the factor's precision on a matrix far from the training data (a
+        row with 199 neighbours gave inf), and CG would then blame A.
+
+        Raises:
+            ValueError: naming the preconditioner, the row and the cure.
+        """
         raise ValueError(f"{self.name}: the network's factor for this matrix has a non-finite "
                          f"or non-positive entry (row {row}): the matrix is far from those it "
                          "was trained on (row degree or scale); train on such matrices, or use "
                          "IC(0) or AMG for it")
 
     def _native(self) -> NetworkFactor:
-        """The model's weights for the native CPU forward, rebuilt when a parameter's value
-        changed (compared by value, parameter by parameter: optimisers and loaders need not
-        bump a version). The parameters are the model's at construction: a module swapped in
+        """The model's weights for the native CPU forward, rebuilt when a parameter changed:
+        its storage (``p.data = ...``) or its bytes (compared with those the weights were built
+        from: optimisers and loaders need not bump a version counter, and ``p.data.mul_(2)``
+        bumps none). The parameters are the model's at construction: a module swapped in
         later needs a new LearnedPreconditioner."""
-        if self._cached is None or not all(
-                torch.equal(kept, p if p.is_cpu else p.cpu())
-                for kept, p in zip(self._cached[0], self._parameters)):
-            self._cached = ([p.detach().cpu().clone() for p in self._parameters],
-                            NetworkFactor(network_weights(self.model.network), self.model.kind))
-        return self._cached[1]
+        parameters = self._parameters
+        addresses = [p.data_ptr() for p in parameters]
+        cached = self._cached
+        if (cached is not None and cached.addresses == addresses
+                and cached.values == _parameter_bytes(parameters, cached.views)):
+            return cached.native
+        # host views of CPU parameters, read again at each call (5 us for 26 tensors of a
+        # small network, where comparing the tensors took 60)
+        views = [p.detach().numpy() for p in parameters] if all(
+            p.is_cpu for p in parameters) else None
+        self._cached = _NativeWeights(
+            addresses, _parameter_bytes(parameters, views), views,
+            NetworkFactor(network_weights(self.model.network), self.model.kind))
+        return self._cached.native
 
     def _torch_values(self, pattern: LowerPattern, dtype: type) -> wp.array:
         """The factor by the PyTorch network on the pattern's device (CUDA, or a CPU system

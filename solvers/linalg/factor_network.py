@@ -101,6 +101,17 @@ class NetworkWeights:
         return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts])
 
 
+class FactorOutOfRange(ValueError):
+    """The network's factor has a non-finite entry, or a diagonal entry that is not positive,
+    first in row :attr:`row`: its exponential overflowed (or underflowed to 0) on a matrix far
+    from those it was trained on."""
+
+    def __init__(self, row: int) -> None:
+        super().__init__(f"the network's factor has a non-finite or non-positive entry (row "
+                         f"{row})")
+        self.row = row
+
+
 KEPT_SCRATCH_BYTES = 16 * 2**20
 """The largest scratch a :class:`NetworkFactor` keeps between calls (a system of about 6e4
 unknowns at width 4): above it, allocation is a small part of the forward, and the memory is
@@ -205,6 +216,8 @@ class NetworkFactor:
         Raises:
             ValueError: the pattern is not on the CPU or too large (:meth:`fits`), ``out`` is
                 float32 for a float64 network, or a diagonal entry is not positive.
+            FactorOutOfRange: the factor has a non-finite entry or a diagonal entry that is
+                not positive in ``out``'s precision (checked in the same native call).
         """
         if not pattern.device.is_cpu:
             raise ValueError(f"pattern on {pattern.device}; the native network runs on the CPU")
@@ -230,11 +243,14 @@ class NetworkFactor:
             else:
                 wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu",
                           inputs=arguments[:-1], outputs=arguments[-1:])
-            row = int(scratch[2].numpy()[-1])  # 1 + the first row with d_i <= 0, or 0
+            # 1 + the first row with d_i <= 0, and with a bad factor entry (or 0, 0)
+            row, factor_row = (int(k) for k in scratch[2].numpy()[-2:])
         if row:
             entry = float(values[pattern.lower.indptr[row] - 1])
             raise ValueError(f"matrix has the diagonal entry {entry:g} in row {row - 1}; a "
                              "learned factor needs a positive diagonal (an SPD matrix)")
+        if factor_row:
+            raise FactorOutOfRange(factor_row - 1)
         return factor
 
     def _launch_recorded(self, out: type, arguments: list) -> None:
@@ -258,15 +274,16 @@ class NetworkFactor:
     def _scratch_for(self, n: int, nnz: int, keep: bool) -> tuple[wp.array, ...]:
         """The forward's scratch arrays (work; float64 work, the scaled entries and the
         square roots of the diagonal; int work, the entries' rows, the edges' ends with 24
-        spare entries and the status) for n rows and nnz entries. With ``keep`` (the caller
-        holds the kept set), those of the last call when its sizes were the same (a series of
-        small systems on one mesh allocates and first-touches them once, which costs as much
-        as a fifth of their forward), kept up to :data:`KEPT_SCRATCH_BYTES`; else new ones."""
+        spare entries and the two status entries) for n rows and nnz entries. With ``keep``
+        (the caller holds the kept set), those of the last call when its sizes were the same (a
+        series of small systems on one mesh allocates and first-touches them once, which costs
+        as much as a fifth of their forward), kept up to :data:`KEPT_SCRATCH_BYTES`; else new
+        ones."""
         if keep and self._scratch is not None and self._scratch[0] == (n, nnz):
             return self._scratch[1]
         scratch = (wp.empty(self.work_size(n, nnz), dtype=self.dtype, device="cpu"),
                    wp.empty(nnz + 2 * n, dtype=wp.float64, device="cpu"),
-                   wp.empty(nnz + 4 * (nnz - n) + 25, dtype=wp.int32, device="cpu"))
+                   wp.empty(nnz + 4 * (nnz - n) + 26, dtype=wp.int32, device="cpu"))
         if keep:
             small = sum(a.capacity for a in scratch) <= KEPT_SCRATCH_BYTES
             self._scratch = ((n, nnz), scratch) if small else None

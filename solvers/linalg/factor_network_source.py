@@ -119,7 +119,7 @@ const int N = (n + 15) / 16 * 16, E = (e + 15) / 16 * 16;
 // float64 work: the scaled entries (m), sqrt(d_i) and 1 / sqrt(d_i) (n each); int work: the
 // rows of L's entries (m + 8), the target rows of the lower and of the upper edges (e + 8 each:
 // the 8 spare entries take the last row's 8-wide fill), their source rows (e each), then the
-// status (see NetworkFactor.values). Edge c of the lower side is L's entry
+// status, two entries (see NetworkFactor.values). Edge c of the lower side is L's entry
 // c + i of row i (the diagonal ends each of the rows before); edge c of the upper side is L^T's
 // entry c + i + 1 (the diagonal starts each row of L^T), so row i's edges are
 // ptr[i] - i ... ptr[i + 1] - i - 1 on both sides.
@@ -195,6 +195,7 @@ auto mlp = [&](const real* x, int in, int x_stride, int len, int out, real* y, i
 // the diagonal (it ends each row of L): a row whose entry is not positive stops the pass
 // (checked first, in a loop of its own: a loop that may stop does not vectorise)
 status[0] = 0;
+status[1] = 0;
 bool positive = true;
 for (int i = 0; i < n; ++i) positive &= a[diagonal_at[i]] > 0.0;
 if (!positive) {
@@ -360,5 +361,19 @@ if (cholesky) {
     }
     GATHER for (int i = 0; i < n; ++i)
         f[diagonal_at[i]] = out_t(exp_of(double(features[i])) / root[i]);
+}
+// the factor's check: the exponential of the diagonal output overflows (or underflows to 0)
+// in the factor's precision on a matrix far from the training data; status[1] = 1 + the first
+// row with a non-finite entry or a diagonal entry that is not positive (x - x is 0 for a
+// finite x, NaN for inf and NaN; the flags are integers, so both passes vectorise)
+int bad = 0;
+for (int k = 0; k < m; ++k) bad |= !(f[k] - f[k] == out_t(0));
+GATHER for (int i = 0; i < n; ++i) bad |= !(f[diagonal_at[i]] > out_t(0));
+if (bad) {
+    for (int i = 0; i < n && !status[1]; ++i) {
+        bool good = f[diagonal_at[i]] > out_t(0);
+        for (int k = lo_ptr[i]; k < lo_ptr[i + 1]; ++k) good = good && f[k] - f[k] == out_t(0);
+        if (!good) status[1] = i + 1;
+    }
 }
 """.replace("TILE_ENTRIES", str(TILE)) + "#endif\n"
