@@ -10,11 +10,13 @@ second (one per Adam step; each function evaluation of L-BFGS, its line search i
 same work in both libraries, where an L-BFGS iteration is not: the two count iterations and
 line-search evaluations differently. Also reported: iterations per second, wall time, and the
 relative L2 error of each against the Warp solver's reference on the 256 x 101 evaluation
-grid. Timers synchronise CUDA when it is in use. DeepXDE (PyTorch backend) is needed only
-here::
+grid. Each library trains ``--repeats`` times, the two alternating (physml first, then DeepXDE
+first, ...): the report gives each rate's median, min and max, the ratio of the medians and
+the spread of the paired ratios, and every run. Timers synchronise CUDA when it is in use.
+DeepXDE (PyTorch backend) is needed only here::
 
     pip install deepxde
-    python benchmarks/pinn_burgers.py [--adam 500] [--lbfgs 5000] [--out FILE.json]
+    python benchmarks/pinn_burgers.py [--adam 500] [--lbfgs 5000] [--repeats 3] [--out FILE]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import summary
 
 from physml.cases.pinn import build_trainer
 from physml.cases.registry import load_case
@@ -126,30 +129,53 @@ def rates(result: dict, adam: int) -> dict:
             "lbfgs_evaluations_per_s": result["lbfgs_function_evaluations"] / result["lbfgs_s"]}
 
 
+RATES = ("evaluations_per_s", "adam_evaluations_per_s", "lbfgs_evaluations_per_s",
+         "adam_it_per_s", "lbfgs_it_per_s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--adam", type=int, default=500)
     parser.add_argument("--lbfgs", type=int, default=5000)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each library, alternating which goes first")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pinn_burgers.json"))
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: give 1 or more")
     if importlib.util.find_spec("deepxde") is None:  # before physml's minutes of training
         raise SystemExit("pinn_burgers.py compares with DeepXDE: pip install deepxde first")
-    physml, points, trainer = run_physml(args.adam, args.lbfgs)
-    deepxde = run_deepxde(points, trainer, args.adam, args.lbfgs)
-    physml, deepxde = rates(physml, args.adam), rates(deepxde, args.adam)
-    ratios = {key: physml[key] / deepxde[key] for key in
-              ("evaluations_per_s", "adam_evaluations_per_s", "lbfgs_evaluations_per_s",
-               "adam_it_per_s", "lbfgs_it_per_s")}
-    result = {"adam_steps": args.adam, "lbfgs_steps": args.lbfgs, "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "physml": physml, "deepxde": deepxde,
-              "physml_over_deepxde": ratios}
-    for name, r in (("physml", physml), ("deepxde", deepxde)):
-        print(f"{name:>8}: {r['evaluations_per_s']:6.1f} loss-and-gradient evaluations/s "
-              f"(Adam {r['adam_evaluations_per_s']:.1f}, L-BFGS {r['lbfgs_evaluations_per_s']:.1f};"
-              f" {r['lbfgs_iterations']} L-BFGS it, {r['lbfgs_function_evaluations']} evaluations),"
-              f" relative L2 {r['rel_l2']:.3e}")
-    print("physml / DeepXDE: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
-    if not math.isfinite(physml["rel_l2"]):
+    runs: dict[str, list[dict]] = {"physml": [], "deepxde": []}
+    points, trainer = None, None
+    for repeat in range(args.repeats):
+        # physml first on even repeats; DeepXDE reads its collocation points, reference and
+        # transform from physml's first trainer (the same on every repeat: seeded, Sobol)
+        for name in ("physml", "deepxde") if repeat % 2 == 0 else ("deepxde", "physml"):
+            if name == "physml":
+                result, points, trainer = run_physml(args.adam, args.lbfgs)
+            else:
+                result = run_deepxde(points, trainer, args.adam, args.lbfgs)
+            runs[name].append(rates(result, args.adam))
+            r = runs[name][-1]
+            print(f"repeat {repeat + 1}/{args.repeats} {name:>8}: {r['evaluations_per_s']:6.1f} "
+                  f"loss-and-gradient evaluations/s (Adam {r['adam_evaluations_per_s']:.1f}, "
+                  f"L-BFGS {r['lbfgs_evaluations_per_s']:.1f}; {r['lbfgs_iterations']} L-BFGS it,"
+                  f" {r['lbfgs_function_evaluations']} evaluations), relative L2 "
+                  f"{r['rel_l2']:.3e}", flush=True)
+    sides = {name: {key: summary([r[key] for r in records]) for key in (*RATES, "rel_l2")}
+             for name, records in runs.items()}
+    paired = {key: summary([p[key] / d[key] for p, d in zip(runs["physml"], runs["deepxde"])])
+              for key in RATES}
+    result = {"adam_steps": args.adam, "lbfgs_steps": args.lbfgs, "repeats": args.repeats,
+              "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "deepxde_version": runs["deepxde"][0]["version"], "medians": sides,
+              "physml_over_deepxde": {key: sides["physml"][key]["median"]
+                                      / sides["deepxde"][key]["median"] for key in RATES},
+              "physml_over_deepxde_paired": paired, "runs": runs}
+    print("physml / DeepXDE (ratio of medians; paired ratios min-max): " + ", ".join(
+        f"{key} {result['physml_over_deepxde'][key]:.2f}x "
+        f"[{paired[key]['min']:.2f}-{paired[key]['max']:.2f}]" for key in RATES))
+    if not all(math.isfinite(r["rel_l2"]) for r in runs["physml"]):
         raise SystemExit("physml's error is not finite")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
