@@ -162,9 +162,14 @@ def poisson_solve(points: torch.Tensor, mesh: Mesh, f: torch.Tensor,
             tensors differ in dtype or device.
     """
     _require_tensors(points=points, f=f, g=g)
-    boundary = mesh.boundary_vertices() if boundary is None else np.asarray(boundary)
+    given = boundary is not None
+    boundary = np.asarray(boundary) if given else mesh.boundary_vertices()
     if len(boundary) == 0:
-        raise ValueError("poisson_solve needs Dirichlet vertices; the mesh has no boundary")
+        raise ValueError("poisson_solve needs Dirichlet vertices (the pure Neumann problem is "
+                         "singular): " + ("boundary is empty; give at least one vertex index, "
+                                          "or leave it out for the mesh's boundary" if given
+                                          else "the mesh has no boundary (a closed surface); "
+                                          "give boundary= vertex indices"))
     n = mesh.n_vertices
     if (boundary.ndim != 1 or not np.issubdtype(boundary.dtype, np.integer)
             or boundary.min() < 0 or boundary.max() >= n

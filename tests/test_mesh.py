@@ -551,6 +551,12 @@ def test_poisson_solve_checks_its_boundary_and_lengths_and_refuses_double_backwa
         poisson_solve(x, mesh, f, boundary=np.array([0, 1]), g=torch.zeros(1, dtype=torch.float64))
     with pytest.raises(ValueError, match="f has shape"):
         poisson_solve(x, mesh, f[:-1])
+    with pytest.raises(ValueError, match="boundary is empty; give at least one vertex"):
+        poisson_solve(x, mesh, f, boundary=[])
+    sphere = pm.icosphere(1)
+    with pytest.raises(ValueError, match="the mesh has no boundary \\(a closed surface\\)"):
+        poisson_solve(torch.tensor(sphere.points), sphere,
+                      torch.ones(sphere.n_vertices, dtype=torch.float64))
     u = poisson_solve(x, mesh, f)
     with pytest.raises(RuntimeError, match="first order"):
         torch.autograd.grad(u.square().sum(), x, create_graph=True)

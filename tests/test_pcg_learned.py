@@ -168,6 +168,22 @@ def test_the_native_forward_is_the_network_in_float64(kind, steps):
                                    atol=1e-14 * np.abs(expected).max())
 
 
+def test_a_float64_network_trains_and_gives_the_native_forward_s_factor(monkeypatch):
+    """A model made ``.double()`` reads the graph's float32 features in float64 (it raised a
+    dtype error in training and on the PyTorch path)."""
+    matrix = small_systems()[0]
+    x = np.random.default_rng(0).standard_normal(matrix.shape[0])
+    torch.manual_seed(0)
+    model = FactorModel("cholesky", width=4, steps=1).double()
+    history = fit(model, [training_system(matrix, x, matrix @ x)], loss="combined", steps=3)
+    assert np.isfinite(history).all()
+    A = CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
+    native = LearnedPreconditioner(model)(A).values.numpy()
+    monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz: False)
+    np.testing.assert_allclose(LearnedPreconditioner(model)(A).values.numpy(), native,
+                               rtol=2e-6)
+
+
 def test_the_native_forward_keeps_its_scratch_per_size_and_thread_safely(monkeypatch):
     """A factor computed after another size's, or beside other threads' (the scratch arrays
     are kept between calls), is bit for bit a fresh network's."""
@@ -516,6 +532,25 @@ def test_loading_a_file_that_is_not_a_preconditioner_names_it(tmp_path):
 
 
 @pytest.mark.parametrize("path", ["native", "torch"])
+@pytest.mark.parametrize("kind", ["cholesky", "sparse_inverse"])
+def test_a_factor_whose_diagonal_vanishes_in_its_precision_is_refused(monkeypatch, path, kind):
+    """A scaled diagonal e^-10 = 4.5e-5 is below sqrt(eps) of float32 (3.5e-4), where the
+    pivot of M against the scaled matrix's unit diagonal is below float32's eps (a dense row's
+    5e-23 made CG break down with NaN), and above float64's (1.5e-8)."""
+    if path == "torch":
+        monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz: False)
+    model = FactorModel(kind, width=4, steps=1)
+    with torch.no_grad():
+        model.network.node_decoder[-1].bias.fill_(-10.0)
+    factory = LearnedPreconditioner(model)
+    matrix = small_systems()[0]
+    factory(CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu")))
+    with pytest.raises(ValueError, match=f"learned_{kind}: the network's factor for this "
+                                         r"matrix has a non-finite or vanishing entry \(row 0\)"):
+        factory(CsrOperator(csr_from_scipy(matrix, wp.float32, "cpu")))
+
+
+@pytest.mark.parametrize("path", ["native", "torch"])
 @pytest.mark.parametrize("hub", [0, 150])
 @pytest.mark.parametrize("dtype", [wp.float64, wp.float32])
 def test_a_factor_that_overflows_names_the_preconditioner_not_the_matrix(
@@ -538,5 +573,5 @@ def test_a_factor_that_overflows_names_the_preconditioner_not_the_matrix(
         for parameter in model.parameters():
             parameter.normal_(0.0, 0.3)
     with pytest.raises(ValueError, match="learned_cholesky: the network's factor for this matrix "
-                                         rf"has a non-finite or non-positive entry \(row {hub}\)"):
+                                         rf"has a non-finite or vanishing entry \(row {hub}\)"):
         LearnedPreconditioner(model)(CsrOperator(csr_from_scipy(A, dtype, "cpu")))

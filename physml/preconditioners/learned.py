@@ -47,7 +47,12 @@ from ..solvers.linalg import (
     SparseInverseFactor,
     csr_to_scipy,
 )
-from ..solvers.linalg.factor_network import NODE_FEATURES, FactorOutOfRange, NetworkFactor
+from ..solvers.linalg.factor_network import (
+    NODE_FEATURES,
+    SMALLEST_SCALED_DIAGONAL,
+    FactorOutOfRange,
+    NetworkFactor,
+)
 from ..solvers.linalg.incomplete_cholesky import assembled_matrix
 from .graph import SystemGraph, system_graph
 from .network import FactorNetwork, network_weights
@@ -172,27 +177,30 @@ class LearnedPreconditioner:
                 self._refuse_factor(err.row)
         values = self._torch_values(pattern, A.dtype)
         factor = values.numpy()  # a view on the CPU
-        diagonal = factor[pattern.diagonal.numpy()]
-        if np.isfinite(factor).all() and (diagonal > 0).all():  # (NaN fails both)
+        at = pattern.diagonal.numpy()
+        root = np.sqrt(pattern.lower.data[at])  # sqrt(d_i), d_i > 0 (the network checked)
+        scaled = factor[at] / root if self.model.kind == "cholesky" else factor[at] * root
+        vanishing = ~(scaled > SMALLEST_SCALED_DIAGONAL[A.dtype])  # (NaN included)
+        if np.isfinite(factor).all() and not vanishing.any():
             return pattern, values
-        bad = ~(np.isfinite(diagonal) & (diagonal > 0))
-        self._refuse_factor(int(np.flatnonzero(bad)[0]) if bad.any()
+        self._refuse_factor(int(np.flatnonzero(vanishing)[0]) if vanishing.any()
                             else int(np.searchsorted(pattern.lower.indptr,
                                                      np.flatnonzero(~np.isfinite(factor))[0],
                                                      side="right")) - 1)
 
     def _refuse_factor(self, row: int) -> NoReturn:
-        """Refuse a factor with a non-finite value or a diagonal entry that is not positive,
-        first in ``row``: the exponential of the network's diagonal output overflows (or
-        underflows to 0) in the factor's precision on a matrix far from the training data (a
-        row with 199 neighbours gave inf), and CG would then blame A.
+        """Refuse a factor with a non-finite value or a vanishing diagonal entry (the scaled
+        entry at or below :data:`~physml.solvers.linalg.factor_network.SMALLEST_SCALED_DIAGONAL`
+        of the factor's precision), first in ``row``: the exponential of the network's diagonal
+        output overflows or vanishes on a matrix far from the training data (a row with 199
+        neighbours gave inf, a dense row 5e-23), and CG would then blame A or break down.
 
         Raises:
             ValueError: naming the preconditioner, the row and the cure.
         """
         raise ValueError(f"{self.name}: the network's factor for this matrix has a non-finite "
-                         f"or non-positive entry (row {row}): the matrix is far from those it "
-                         "was trained on (row degree or scale); train on such matrices, or use "
+                         f"or vanishing entry (row {row}): the matrix is far from those it was "
+                         "trained on (row degree or scale); train on such matrices, or use "
                          "IC(0) or AMG for it")
 
     def _native(self) -> NetworkFactor:

@@ -97,8 +97,11 @@ class FactorNetwork(nn.Module):
         self.node_decoder = mlp(width, width, 1)
 
     def forward(self, graph: SystemGraph) -> tuple[torch.Tensor, torch.Tensor]:
-        h = mlp_columns(self.node_encoder, graph.node_features.T.contiguous())
-        e = mlp_columns(self.edge_encoder, graph.edge_features.T.contiguous())
+        """The outputs in the network's precision (the graph's float32 features cast to it:
+        a network made ``.double()`` for checks reads them in float64)."""
+        dtype = self.node_encoder[0].weight.dtype
+        h = mlp_columns(self.node_encoder, graph.node_features.T.to(dtype).contiguous())
+        e = mlp_columns(self.edge_encoder, graph.edge_features.T.to(dtype).contiguous())
         for step in self.steps:
             h, e = step(h, e, graph.edge_index)
         off = mlp_columns(self.edge_decoder, e.index_select(1, graph.lower_edge)).squeeze(0)

@@ -362,16 +362,20 @@ if (cholesky) {
     GATHER for (int i = 0; i < n; ++i)
         f[diagonal_at[i]] = out_t(exp_of(double(features[i])) / root[i]);
 }
-// the factor's check: the exponential of the diagonal output overflows (or underflows to 0)
-// in the factor's precision on a matrix far from the training data; status[1] = 1 + the first
-// row with a non-finite entry or a diagonal entry that is not positive (x - x is 0 for a
-// finite x, NaN for inf and NaN; the flags are integers, so both passes vectorise)
+// the factor's check: the exponential of the diagonal output overflows, or vanishes, in the
+// factor's precision on a matrix far from the training data; status[1] = 1 + the first row
+// with a non-finite entry or a scaled diagonal entry (L_ii / sqrt(d_i), G_ii sqrt(d_i)) not
+// above sqrt(eps) of the factor's precision, where the pivot of M (or of M^-1) against the
+// scaled matrix's unit diagonal falls below eps (x - x is 0 for a finite x, NaN for inf and
+// NaN; the flags are integers, so both passes vectorise)
+const double tiny = sizeof(out_t) == 4 ? 3.4526698300124393e-04 : 1.4901161193847656e-08;
+const double* __restrict__ unscale = cholesky ? inv : root;
 int bad = 0;
 for (int k = 0; k < m; ++k) bad |= !(f[k] - f[k] == out_t(0));
-GATHER for (int i = 0; i < n; ++i) bad |= !(f[diagonal_at[i]] > out_t(0));
+GATHER for (int i = 0; i < n; ++i) bad |= !(double(f[diagonal_at[i]]) * unscale[i] > tiny);
 if (bad) {
     for (int i = 0; i < n && !status[1]; ++i) {
-        bool good = f[diagonal_at[i]] > out_t(0);
+        bool good = double(f[diagonal_at[i]]) * unscale[i] > tiny;
         for (int k = lo_ptr[i]; k < lo_ptr[i + 1]; ++k) good = good && f[k] - f[k] == out_t(0);
         if (!good) status[1] = i + 1;
     }
