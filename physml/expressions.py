@@ -44,12 +44,17 @@ _NUMERIC = {
 }
 
 
-def parse(text: str | float, allowed: Iterable[str], key: str) -> sympy.Expr:
-    """``text`` as a SymPy expression in the names ``allowed``.
+def parse(text: str | float, allowed: Iterable[str], key: str,
+          known: Mapping[str, float] | None = None) -> sympy.Expr:
+    """``text`` as a SymPy expression in the names ``allowed``, of which those in ``known``
+    (a case's parameters) have fixed values.
 
     Raises:
-        ValueError: a syntax error, a construct outside the allowed grammar or an unknown
-            name; the message names ``key`` and lists the allowed names.
+        ValueError: a syntax error, a construct outside the allowed grammar, an unknown
+            name, or a part of the expression whose names all have ``known`` values that is
+            not a finite real number with them (``1/(a - 1)`` at a = 1, ``log(a)`` at a = -1,
+            as ``1/0`` written out); the message names ``key`` (and the allowed names, or the
+            values used).
     """
     if isinstance(text, (int, float)):
         return sympy.Float(text) if isinstance(text, float) else sympy.Integer(text)
@@ -107,16 +112,20 @@ def parse(text: str | float, allowed: Iterable[str], key: str) -> sympy.Expr:
     except RecursionError:  # a chain of about 1000 operations nests that deep
         raise ValueError(f"{key}: the expression ({len(text)} characters) nests too deeply to "
                          "read; write it with fewer operations (factor common terms)") from None
+    known = dict(known or {})
     for sub in sympy.preorder_traversal(expr):  # constant parts: exp(1000), 1/0, sqrt(-1)
-        if sub.free_symbols:
+        names = sorted(s.name for s in sub.free_symbols)
+        if not set(names) <= known.keys():
             continue
         if sub.is_Number:  # finite as a float too: 1e200*1e200 is exact in SymPy
             finite = bool(sub.is_real and sub.is_finite) and _finite_real(
                 lambda sub=sub: float(sub)) is not None
         else:
-            finite = _finite_real(lambda sub=sub: compile_expression(sub)({})) is not None
+            finite = _finite_real(lambda sub=sub: compile_expression(sub)(known)) is not None
         if not finite:
-            raise ValueError(f"{key}: {str(sub)!r} in {text!r} is not a finite real number")
+            given = ", ".join(f"{name}={known[name]:g}" for name in names)
+            raise ValueError(f"{key}: {str(sub)!r} in {text!r} is not a finite real number"
+                             + (f" with {given} (parameters)" if names else ""))
     return expr
 
 

@@ -366,6 +366,24 @@ def test_a_bad_expression_or_part_exits_2_naming_the_key(tmp_path, old, new, mes
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("key, old, new, part", [
+    ("pde", "pde: u_t - (u_xx + u_yy)", "pde: u_t - (u_xx + u_yy) / (a - 1)", "1/(a - 1)"),
+    ("conditions[1].value", "value: 4 * exp(-t)", "value: 4 * exp(-t) * log(a - 2)",
+     "log(a - 2)"),
+    ("exact", "exact: exp(-t) * (1 + x^2 + y^2)", "exact: exp(-t) * (1 + x^2 + y^2) * sqrt(-a)",
+     "sqrt(-a)"),
+])
+def test_a_part_not_finite_at_the_parameters_values_exits_2_naming_the_key(
+        tmp_path, cli_in_process, key, old, new, part):
+    """Only parts without names were checked: 1/(a - 1) at a = 1 passed validate and raised
+    ZeroDivisionError at run time, log(a - 2) said 'math domain error' naming no key."""
+    text = HEAT.replace(old, new).replace("kind: equation", "kind: equation\nparameters: {a: 1}")
+    result = cli_in_process("validate", _write_case(tmp_path, text))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{key}: {part!r} in " in result.stderr
+    assert "is not a finite real number with a=1 (parameters)" in result.stderr
+
+
 def test_list_entries_are_overridden_by_index(tmp_path, cli_in_process):
     path = _write_case(tmp_path, HEAT)
     result = cli_in_process("validate", path, "conditions.1.alpha=2.0")

@@ -65,7 +65,7 @@ class _Expression:
     """A parsed expression as a function of a ``Derivatives`` or of inputs ``X``."""
 
     def __init__(self, text, allowed, key, parameters):
-        self.expr = parse(text, [*allowed, *parameters], key)
+        self.expr = parse(text, [*allowed, *parameters], key, known=parameters)
         try:
             self.function = compile_expression(self.expr)
         except ValueError as err:
