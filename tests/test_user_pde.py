@@ -568,6 +568,31 @@ dtype: float64
     assert list(ds["field"].values) == ["u", "v"] and "long_name" in ds["field"].attrs
 
 
+def test_a_field_and_inputs_of_other_names_keep_their_names_and_order_in_the_results(tmp_path):
+    """fields: [w] on inputs (p, q): predictions.h5 named the field u and stored (q, p), so the
+    figure drew p vertically (x, y were reordered by name alone)."""
+    text = """kind: equation
+name: renamed
+domain:
+  geometry: {kind: rectangle, lower: [0.0, 0.0], upper: [1.0, 2.0]}
+  space: [p, q]
+fields: [w]
+pde: w_pp + w_qq
+conditions: [{kind: dirichlet, value: p + q}]
+exact: p + q
+training: {collocation: {points: 64, boundary_points: 16}, adam: {steps: 4}, lbfgs: {steps: 0}}
+evaluation: {every: 4, grid: [5, 7]}
+"""
+    case = load_case(_write_case(tmp_path, text), [f"output.folder={tmp_path}"])
+    folder, _ = run_case(case)
+    ds = xr.open_dataset(folder / "predictions.h5")
+    assert ds["prediction"].dims == ("p", "q") and ds["prediction"].shape == (5, 7)
+    assert str(ds["field"].values) == "w" and ds["prediction"].attrs["long_name"] == \
+        "prediction of w"
+    np.testing.assert_allclose(ds["reference"].values,
+                               ds["p"].values[:, None] + ds["q"].values[None, :], rtol=1e-12)
+
+
 def test_an_exported_system_with_exact_conditions_takes_any_number_of_rows(tmp_path):
     """Two fields under an output transform (hard initial and boundary values): the traced
     TorchScript and ONNX models keep the row count free and equal the run's model."""

@@ -270,15 +270,24 @@ def results_dataset(case: EquationCase, trainer: PINNTrainer, rel_l2: float | No
     extra = ("field",) if trainer.problem.output_dim > 1 else ()
     if extra:
         coords["field"] = list(trainer.problem.outputs)
+    else:  # a scalar coordinate: the figures and readers name the case's own field
+        coords["field"] = trainer.problem.outputs[0]
     attrs = {"case": case.name, "pde": str(case.pde), "config": case.to_yaml()}
     if rel_l2 is not None:
         attrs["rel_l2"] = rel_l2
     variables = {k: (dims + extra, v) for k, v in fields.items()}
-    metadata = {**FIELD_METADATA, **evaluation_axes_metadata(dims)}
+    named = ", ".join(trainer.problem.outputs)
+    metadata = {**FIELD_METADATA, **evaluation_axes_metadata(dims),
+                "prediction": (f"prediction of {named}", "1"),
+                "reference": (f"reference solution {named}", "1")}
     for name, values in coefficient_fields(trainer).items():
         variables[f"coefficient_{name}"] = (dims, values)
         metadata[f"coefficient_{name}"] = (f"coefficient field {name} (trained)", "1")
-    ds = xr.Dataset(variables, coords=coords, attrs=attrs)
+    # time first, then the space inputs in their order (as x, y, z are for any names: the
+    # figures draw the last one vertically)
+    space = [n for n in inputs if n != "t"]
+    ds = xr.Dataset(variables, coords=coords, attrs=attrs).transpose(
+        *(["time"] if "time" in dims else []), *space, ...)
     return with_cf_metadata(ds, metadata)
 
 
