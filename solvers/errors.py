@@ -91,7 +91,7 @@ class ConvergenceError(ArithmeticError):
     """An iterative linear solve did not reach its tolerance.
 
     Attributes:
-        method: the solver (``"cg"``, ``"bicgstab"``).
+        method: the solver (``"cg"``, ``"bicgstab"``, ``"gmres"``).
         iterations: the iterations run.
         residual: the relative residual reached, $\\|r\\| / \\|b\\|$ (NaN on breakdown).
         tolerance: the relative residual asked for, $\\max(rtol, atol / \\|b\\|)$.
@@ -119,9 +119,10 @@ class ConvergenceError(ArithmeticError):
 
 
 class InaccurateSolveWarning(RuntimeWarning):
-    r"""A Krylov solve whose recursive residual met the tolerance while its true residual
-    $\|b - A x\|$ stayed above it through restarts: the rounding floor of the arithmetic
-    (float32, or float64 on an ill-conditioned A with smooth data) lies above the tolerance.
-    With ``floor="warn"`` (the default of :func:`~physml.solvers.linalg.cg` and
-    :func:`~physml.solvers.linalg.bicgstab`) the answer is returned, as accurate as that
+    r"""A Krylov solve whose recursive residual (GMRES: its estimate in a cycle) fell below the
+    true residual $\|b - A x\|$ while the true one stayed above the tolerance through
+    restarts: the rounding floor of the arithmetic (float32, or float64 on an ill-conditioned A
+    with smooth data) lies above the tolerance. With ``floor="warn"`` (the default of
+    :func:`~physml.solvers.linalg.cg`, :func:`~physml.solvers.linalg.bicgstab` and
+    :func:`~physml.solvers.linalg.gmres`) the answer is returned, as accurate as that
     arithmetic allows."""

@@ -10,7 +10,11 @@ problem stays on the host, reduced by Givens rotations as it grows, so $|g_{j+1}
 residual norm of the current iterate without forming it. After m steps (a restart) or on
 convergence, $x \mathrel{+}= M^{-1} V_{0..j-1} y$ and the residual is recomputed as
 $b - A x$; the solve ends when that true residual meets
-$\|r\|_2 \le \max(\text{rtol}\,\|b\|_2, \text{atol})$.
+$\|r\|_2 \le \max(\text{rtol}\,\|b\|_2, \text{atol})$, or when a cycle whose estimate
+fell below half the true residual it ends with did not halve the true residual it started from:
+rounding has let the two part, and the arithmetic's floor lies above the tolerance (the answer
+comes with an :class:`~physml.solvers.errors.InaccurateSolveWarning`, as for
+:func:`~physml.solvers.linalg.cg`).
 
 Unlike :func:`~physml.solvers.linalg.cg`, GMRES reads $j + 2$ scalars back every iteration (the
 Hessenberg column it needs for the rotations): a host round trip per iteration, the price of the
@@ -20,16 +24,19 @@ accumulate in float64.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
 import warp as wp
 
+from ..errors import whole_number
 from ..kernel_launch import launch, specialize
 from .kernels import reduction_threads
 from .krylov import check_arguments
-from .krylov_outcome import SolveResult, convergence_failure
+from .krylov_iteration import in_units_of_b, norm_of, rhs_scale
+from .krylov_outcome import SolveResult, convergence_failure, rounding_floor
 from .linear_operator import LinearOperator
 from .preconditioners import Preconditioner
 
@@ -179,6 +186,8 @@ class _Arnoldi:
                          [self.basis, self.h, j + 1, self.n, self.stride], [w, self.norm2])
             total[: j + 1] += self.h.numpy()[: j + 1]
         norm = float(np.sqrt(self.norm2.numpy()[0]))
+        if norm in (0.0, np.inf):  # or |w|^2 under- or overflowed: A's entries near 1e-170, 1e160
+            norm = norm_of(w.numpy().astype(np.float64))
         total[j + 1] = norm
         if norm > 0:
             self.scale_into(w, 1.0 / norm, w)
@@ -200,6 +209,7 @@ def gmres(
     atol: float = 0.0,
     restart: int = 30,
     maxiter: int | None = None,
+    floor: str = "warn",
 ) -> SolveResult:
     """Restarted, right-preconditioned GMRES(m) for $A x = b$, A nonsingular.
 
@@ -213,6 +223,11 @@ def gmres(
             atol = 0: x = 0 at once).
         restart: m, the Krylov dimension before a restart (memory: (m + 1) n entries).
         maxiter: at most this many Arnoldi steps in all (10 n if None).
+        floor: what to do when the true residual stays above the tolerance through restarts
+            (the arithmetic's rounding floor lies above it): ``"warn"`` returns x with an
+            :class:`~physml.solvers.errors.InaccurateSolveWarning`, ``"accept"`` returns it
+            silently (a tolerance set at the arithmetic's limit on purpose), ``"raise"``
+            raises :class:`~physml.solvers.errors.ConvergenceError`.
 
     Returns:
         :class:`~physml.solvers.linalg.SolveResult`; ``residuals`` holds $\\|r_0\\|$ and the
@@ -220,18 +235,26 @@ def gmres(
         recomputed true residual at the end of each cycle).
 
     Raises:
-        ConvergenceError: the tolerance is not met within ``maxiter`` steps, or the residual
-            became NaN/Inf; it carries the residual reached.
+        ConvergenceError: the tolerance is not met within ``maxiter`` steps, the residual
+            became NaN/Inf, or (``floor="raise"``) the true residual stays above the
+            tolerance; it carries the residual reached.
+        ValueError: b holds NaN/Inf values, or its norm overflows float64.
     """
-    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, 1, preconditioner)
-    if restart < 1:
-        raise ValueError(f"restart={restart}; pass restart >= 1")
-    restart = min(restart, A.shape[0])
+    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, 1, preconditioner, floor)
+    restart = min(whole_number(restart, "restart", 1), A.shape[0])
+    with np.errstate(over="ignore"):  # |b|^2 beyond float64: rhs_scale's to settle
+        b_norm = float(np.linalg.norm(b.numpy().astype(np.float64)))
+    scale = rhs_scale(b, b_norm * b_norm)
+    if scale != 1.0:  # |b|^2 under- or overflows float64: solve A (x / scale) = b / scale
+        b, x0 = (None if v is None else wp.array(v.numpy() / scale, dtype=v.dtype,
+                                                 device=v.device) for v in (b, x0))
+        return in_units_of_b(partial(gmres, A, b, x0, preconditioner=preconditioner, rtol=rtol,
+                                     atol=atol / scale, restart=restart, maxiter=maxiter,
+                                     floor=floor), scale)
     arnoldi = _Arnoldi(A, b, restart)
     x = wp.zeros_like(b, requires_grad=False) if x0 is None else wp.clone(x0, requires_grad=False)
     r, u = wp.empty_like(x), wp.empty_like(x)
     z = None if preconditioner is None else wp.empty_like(x)
-    b_norm = float(np.linalg.norm(b.numpy().astype(np.float64)))
     if b_norm == 0.0 and atol == 0.0:  # A x = 0: x = 0 exactly, as SciPy
         return SolveResult(wp.zeros_like(b, requires_grad=False), 0, np.zeros(1), b_norm)
     tol = max(rtol * b_norm, atol)
@@ -240,7 +263,9 @@ def gmres(
     iterations = 0
     while not beta <= tol:
         if iterations >= maxiter or not np.isfinite(beta):
-            raise convergence_failure("gmres", iterations, history, b_norm, tol)
+            raise convergence_failure("gmres", iterations, history, b_norm, tol,
+                                      preconditioner=preconditioner)
+        start = beta
         arnoldi.scale_into(r, 1.0 / beta, arnoldi.basis[0])
         hessenberg = np.zeros((restart + 1, restart))
         rotations = np.zeros((restart, 2))
@@ -261,6 +286,9 @@ def gmres(
             history.append(abs(g[j + 1]))
             if not abs(g[j + 1]) > tol or invariant:
                 break
+        if not np.isfinite(history[-1]):  # M^{-1} or A gave a NaN/Inf entry
+            raise convergence_failure("gmres", iterations + steps, history, b_norm, tol,
+                                      preconditioner=preconditioner)
         if not np.all(np.diagonal(hessenberg[:steps, :steps])):  # rotated: upper triangular
             raise convergence_failure(  # x as the cycle found it: its residual beta
                 "gmres", iterations, history[: len(history) - steps], b_norm, tol,
@@ -273,8 +301,12 @@ def gmres(
             preconditioner.apply(u, z)
             u, z = z, u
         arnoldi.add_into(u, x)
-        beta = arnoldi.residual(x, r)
+        estimate, beta = history[-1], arnoldi.residual(x, r)
         history[-1] = beta
+        if beta > max(tol, 2.0 * estimate) and not beta < 0.5 * start:  # the rounding floor
+            rounding_floor("gmres", floor, b.dtype, iterations, history, b_norm, tol,
+                           stacklevel=2)
+            break
     return SolveResult(x, iterations, np.asarray(history), b_norm)
 
 

@@ -85,6 +85,7 @@ def cg(
         ConvergenceError: the tolerance is not met within ``maxiter`` iterations, the
             residual became NaN/Inf, or (``floor="raise"``) the true residual stays above the
             tolerance; it carries the residual reached.
+        ValueError: b holds NaN/Inf values, or its norm overflows float64.
     """
     maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every, preconditioner,
                               floor)
@@ -223,5 +224,6 @@ _BUILDERS = {"cg": _cg_launches, "bicgstab": _bicgstab_launches}
 
 
 FLOOR_ACTIONS = ("warn", "accept", "raise")
-"""What :func:`cg` and :func:`bicgstab` may do at a rounding floor above the tolerance."""
+"""What :func:`cg`, :func:`bicgstab` and :func:`~.gmres.gmres` may do at a rounding floor above
+the tolerance."""
 

@@ -12,8 +12,8 @@ from $x_j$ where rounding has let the two part.
 
 from __future__ import annotations
 
+import math
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
@@ -22,9 +22,15 @@ from typing import Any
 import numpy as np
 import warp as wp
 
-from ..errors import InaccurateSolveWarning
+from ..errors import ConvergenceError
 from .kernels import BNORM, RESIDUAL, dot_kernel, recorded_sweep, residual_kernel
-from .krylov_outcome import Breakdown, SolveResult, convergence_failure, no_breakdown
+from .krylov_outcome import (
+    Breakdown,
+    SolveResult,
+    convergence_failure,
+    no_breakdown,
+    rounding_floor,
+)
 from .linear_operator import LinearOperator
 from .preconditioners import Preconditioner
 from .scalar_table import ScalarTable, TableCell
@@ -39,7 +45,9 @@ class Workspace:
     solve in a time loop pays Warp's launch packing (about 1 ms on the CPU) once, not every
     step."""
 
-    def __init__(self, A: LinearOperator, b: wp.array, columns: int, check_every: int) -> None:
+    def __init__(self, A: LinearOperator, preconditioner: Preconditioner | None, b: wp.array,
+                 columns: int, check_every: int) -> None:
+        self.preconditioner = preconditioner
         self.b = wp.empty_like(b, requires_grad=False)
         self.x = wp.zeros_like(b, requires_grad=False)
         self.r = wp.empty_like(b, requires_grad=False)
@@ -53,13 +61,17 @@ class Workspace:
         self.breakdown: Breakdown = no_breakdown
         self.lock = threading.Lock()
 
-    def begin(self, b: wp.array, x0: wp.array | None) -> None:
-        """b and x0 (zeros if None) into the workspace, a fresh table, and the start run."""
+    def begin(self, b: wp.array, x0: wp.array | None, scale: float = 1.0) -> None:
+        """b / scale and x0 / scale (zeros if None) into the workspace, a fresh table, and the
+        start run."""
         wp.copy(self.b, b)
         if x0 is None:
             self.x.zero_()
         else:
             wp.copy(self.x, x0)
+        if scale != 1.0:  # on the host: a rescaled b is rare
+            for v in (self.b, self.x):
+                v.assign(v.numpy() / scale)
         self.table.reset()
         for launch in self.start:
             launch()
@@ -84,7 +96,7 @@ def workspace_for(method: str, A: LinearOperator, preconditioner: Preconditioner
     entry = kept.get(method)
     work = entry[1] if entry is not None and _same_key(entry[0], key) else None
     if work is None or not work.lock.acquire(blocking=False):
-        work = Workspace(A, b, _COLUMNS[method], check_every)
+        work = Workspace(A, preconditioner, b, _COLUMNS[method], check_every)
         build(A, preconditioner, work)
         work.lock.acquire()
         if hasattr(A, "bind"):
@@ -109,10 +121,23 @@ def solve_in_workspace(method: str, work: Workspace, b: wp.array, x0: wp.array |
     $b - A x$: where rounding has let the two part (float32, ill-conditioned A), restart from x
     with the true residual. Once a restart no longer halves the true residual of the one
     before, the rounding floor lies above the tolerance: x is returned, its true residual last
-    in the history, as ``floor_action`` says (see :func:`cg`'s ``floor``)."""
+    in the history, as ``floor_action`` says (see :func:`cg`'s ``floor``). A b whose
+    $\\|b\\|^2$ under- or overflows float64 is solved as $A (x / s) = b / s$
+    (:func:`rhs_scale`)."""
     work.begin(b, x0)
+    scale = rhs_scale(b, work.table.read()[0][BNORM])
+    if scale != 1.0:
+        work.begin(b, x0, scale)
+        return in_units_of_b(partial(_solve_from_start, method, work, rtol, atol / scale,
+                                     maxiter, check_every, floor_action), scale)
+    return _solve_from_start(method, work, rtol, atol, maxiter, check_every, floor_action)
+
+
+def _solve_from_start(method: str, work: Workspace, rtol: float, atol: float, maxiter: int,
+                      check_every: int, floor_action: str) -> SolveResult:
+    """:func:`solve_in_workspace` from the workspace's start (run by ``work.begin``)."""
     iterations, norms, b_norm = _iterate(method, work.plan, work.table, rtol, atol, maxiter,
-                                         check_every, work.breakdown)
+                                         check_every, work.breakdown, work.preconditioner)
     if b_norm == 0.0 and atol == 0.0:  # b = 0: the solution is 0, whatever x0
         work.x.zero_()
         return SolveResult(wp.clone(work.x), iterations, norms, b_norm)
@@ -124,26 +149,15 @@ def solve_in_workspace(method: str, work: Workspace, b: wp.array, x0: wp.array |
         if true <= tol:
             break
         if not true < 0.5 * floor:
-            single = work.x.dtype == wp.float32
-            wider = "solve in float64, " if single else ""
-            advice = (f"the rounding floor of {'float32' if single else 'float64'} arithmetic "
-                      "on this system; "
-                      f"{wider}loosen rtol, or precondition to lower A's condition number")
-            if floor_action == "raise":
-                raise convergence_failure(method, iterations, norms, b_norm, tol,
-                                          stagnated=advice)
-            if floor_action == "warn":
-                warnings.warn(
-                    f"{method}: the true relative residual |b - A x| / |b| = "
-                    f"{true / b_norm:.3e} stays above the tolerance {tol / b_norm:.3e} that the "
-                    f"recursive residual met, after {iterations} iterations: {advice}",
-                    InaccurateSolveWarning, stacklevel=3)
+            rounding_floor(method, floor_action, work.x.dtype, iterations, norms, b_norm, tol,
+                           stacklevel=4)  # past solve_in_workspace and cg or bicgstab
             break
         floor = true
         for launch in work.start[2:]:  # the method's start from r = b - A x
             launch()
         iterations, norms, _ = _iterate(method, work.plan, work.table, rtol, atol, maxiter,
-                                        check_every, work.breakdown, iterations, norms[:-1])
+                                        check_every, work.breakdown, work.preconditioner,
+                                        iterations, norms[:-1])
     return SolveResult(wp.clone(work.x), iterations, norms, b_norm)
 
 
@@ -184,6 +198,7 @@ def _iterate(
     maxiter: int,
     check_every: int,
     breakdown: Breakdown,
+    preconditioner: Preconditioner | None,
     done: int = 0,
     earlier: np.ndarray | None = None,
 ) -> tuple[int, np.ndarray, float]:
@@ -192,7 +207,7 @@ def _iterate(
     iterations ``done`` before it and their residual norms ``earlier``: the counts, the norms
     and ``maxiter`` are then the whole solve's. ``breakdown`` finds an iteration
     of a block whose step divided by zero (the kernels take a zero step there), which stops the
-    solve at once with that reason.
+    solve at once with that reason; a NaN/Inf residual stops it naming ``preconditioner``.
 
     ``step`` is the launches of one iteration, most of them recorded, all reading the local
     iteration j from the table's cursor and the tolerance from its ``limit``, replayed every
@@ -212,7 +227,8 @@ def _iterate(
     live = table.live
     while not history[-1] <= tol2:
         if iterations >= maxiter or not np.isfinite(history[-1]):
-            raise convergence_failure(method, iterations, np.sqrt(history), b_norm, tol)
+            raise convergence_failure(method, iterations, np.sqrt(history), b_norm, tol,
+                                      preconditioner=preconditioner)
         m = min(check_every, maxiter - iterations)
         ran = 0
         while ran < m:
@@ -235,3 +251,55 @@ def _iterate(
         iterations += taken
         table.roll()
     return iterations, np.sqrt(np.asarray(history)), b_norm
+
+
+SQUARES_KEPT = (2.0 ** -600, 2.0 ** 600)
+"""The $\\|b\\|^2$ solved as given: the squares that a solve sums, from its right-hand side's
+down to its residuals' at the tolerance (about $\\text{rtol}^2 \\|b\\|^2 / n$), stay normal
+float64 numbers."""
+
+
+def rhs_scale(b: wp.array, b_dot_b: float) -> float:
+    """1 where $\\|b\\|^2$ = ``b_dot_b`` lies in :data:`SQUARES_KEPT` or b = 0; else the power
+    of two s just below $\\|b\\|$, and the solve is of $A (x / s) = b / s$ (exact: a power of
+    two), so that a b of entries near 1e-170 (whose square underflows) or 1e160 (overflows) is
+    solved, not taken as zero or infinite. Reads b on the host only then.
+
+    Raises:
+        ValueError: b holds NaN/Inf values, or its norm overflows float64.
+    """
+    if SQUARES_KEPT[0] <= b_dot_b <= SQUARES_KEPT[1]:
+        return 1.0
+    values = b.numpy().astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise ValueError(f"b holds NaN/Inf values in rows {bad[:10].tolist()}; the right-hand "
+                         "side must be finite")
+    norm = norm_of(values)
+    if norm == math.inf:
+        raise ValueError(f"b's norm overflows float64 (its largest entry is "
+                         f"{np.abs(values).max():.3e}); scale the system down")
+    return math.ldexp(0.5, math.frexp(norm)[1]) if norm > 0.0 else 1.0  # 2^k <= |b| < 2^(k+1)
+
+
+def norm_of(values: np.ndarray) -> float:
+    """$\\|v\\|_2$ of a float64 vector as $m \\|v / m\\|_2$, $m = \\max_i |v_i|$: no square
+    under- or overflows (inf only for a norm beyond float64, or an infinite entry)."""
+    largest = float(np.abs(values).max(initial=0.0))
+    if not 0.0 < largest < math.inf:
+        return largest
+    return largest * float(np.linalg.norm(values / largest))
+
+
+def in_units_of_b(solve: Callable[[], SolveResult], scale: float) -> SolveResult:
+    """The result of ``solve()``, a solve of $A (x / s) = b / s$ for s = ``scale``, in b's
+    units: x, the residual norms and $\\|b\\|$ times s (also the norms of the
+    :class:`ConvergenceError` it raises)."""
+    try:
+        result = solve()
+    except ConvergenceError as error:
+        error.residuals = error.residuals * scale
+        raise
+    result.x.assign(result.x.numpy() * scale)
+    return SolveResult(result.x, result.iterations, result.residuals * scale,
+                       result.b_norm * scale)

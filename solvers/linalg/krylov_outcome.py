@@ -7,13 +7,15 @@ stagnated, with the breakdown tests of :func:`~physml.solvers.linalg.cg` and
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import warp as wp
 
-from ..errors import ConvergenceError
+from ..errors import ConvergenceError, InaccurateSolveWarning
 from .kernels import RESIDUAL
 
 
@@ -96,12 +98,14 @@ def bicgstab_breakdown(rows: np.ndarray, tol2: float) -> tuple[int, str, str] | 
 
 def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm: float,
                         tol: float, breakdown: tuple[str, str] | None = None,
-                        stagnated: str | None = None) -> ConvergenceError:
+                        stagnated: str | None = None, preconditioner: Any = None
+                        ) -> ConvergenceError:
     """The error of a solve that stopped at ``iterations`` with residual norms ``norms``
     (the last one reached; NaN/Inf: a breakdown) against the absolute tolerance ``tol``; a
-    non-finite start names its input (b, or A and x0) rather than the method; ``breakdown``:
-    (what vanished, what it means for A or the preconditioner); ``stagnated``: the advice for
-    a true residual, the last of ``norms``, that restarts no longer lower."""
+    non-finite start names its input (A and x0) rather than the method, a later one the
+    ``preconditioner`` in use (if any) and the operator; ``breakdown``: (what vanished, what it
+    means for A or the preconditioner); ``stagnated``: the advice for a true residual, the
+    last of ``norms``, that restarts no longer lower."""
     norms = np.asarray(norms, dtype=np.float64)
     finite = np.isfinite(norms[-1])
     advice = {}
@@ -111,10 +115,15 @@ def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm:
     elif stagnated is not None:
         reason = "stagnated (its true residual b - A x stays above the tolerance)"
         advice = {"advice": stagnated}
-    elif not np.isfinite(b_norm):
-        advice = {"advice": "b holds NaN/Inf values: check the right-hand side"}
     elif not np.isfinite(norms[0]):
         advice = {"advice": "the initial residual b - A x0 is NaN/Inf: check A's values and x0"}
+    elif not finite and preconditioner is None:
+        advice = {"advice": "the operator produced a non-finite value: check its values"}
+    elif not finite:
+        name = getattr(preconditioner, "name", type(preconditioner).__name__)
+        advice = {"advice": f"the {name!r} preconditioner's apply or the operator produced a "
+                            "non-finite value: check the preconditioner (e.g. a factor with a "
+                            "tiny diagonal) or the operator's values"}
     return ConvergenceError(
         method=method,
         iterations=iterations,
@@ -124,3 +133,25 @@ def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm:
         reason=reason,
         **advice,
     )
+
+
+def rounding_floor(method: str, floor_action: str, dtype: type, iterations: int,
+                   norms: np.ndarray, b_norm: float, tol: float, stacklevel: int) -> None:
+    """Act on a true residual, the last of ``norms``, that restarts no longer lower: the
+    rounding floor of ``dtype`` arithmetic on the system lies above ``tol``. As
+    ``floor_action`` says (see :func:`~physml.solvers.linalg.cg`'s ``floor``): raise the
+    stagnation's :class:`ConvergenceError` (``"raise"``), warn with an
+    :class:`InaccurateSolveWarning` whose ``stacklevel`` counts from the caller (``"warn"``), or
+    nothing (``"accept"``)."""
+    single = dtype == wp.float32
+    wider = "solve in float64, " if single else ""
+    advice = (f"the rounding floor of {'float32' if single else 'float64'} arithmetic on this "
+              f"system; {wider}loosen rtol, or precondition to lower A's condition number")
+    if floor_action == "raise":
+        raise convergence_failure(method, iterations, norms, b_norm, tol, stagnated=advice)
+    if floor_action == "warn":
+        warnings.warn(
+            f"{method}: the true relative residual |b - A x| / |b| = {norms[-1] / b_norm:.3e} "
+            f"stays above the tolerance {tol / b_norm:.3e} through restarts, after "
+            f"{iterations} iterations: {advice}", InaccurateSolveWarning,
+            stacklevel=stacklevel + 1)

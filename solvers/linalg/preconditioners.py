@@ -52,6 +52,12 @@ class Jacobi:
     name = "jacobi"
 
     def __init__(self, A: LinearOperator) -> None:
+        if not callable(getattr(A, "diagonal", None)):
+            raise ValueError(
+                f"Jacobi ({self.name!r}) needs the operator's diagonal, got a "
+                f"{type(A).__name__} without diagonal(): pass a CsrOperator "
+                "(CsrOperator(csr_from_scipy(matrix, wp.float64, device)) makes one from a SciPy "
+                "matrix), or a StencilOperator built with diagonal=...")
         diagonal = A.diagonal()
         zero = np.flatnonzero(diagonal.numpy() == 0)
         if zero.size:
