@@ -60,13 +60,10 @@ def _load_run_case(args: argparse.Namespace):
         raise ValueError(f"--resume: {str(args.resume)!r} is not a run folder (no {CONFIG}); "
                          "nothing to resume")
     case = load_case(args.resume / CONFIG, recorded=True)
-    keys = requested.differences(case)
+    # output.folder: the folder is the one --resume names, wherever the run was started
+    keys = [k for k in requested.differences(case) if k.split(".")[:2] != ["output", "folder"]]
     if keys:
-        shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
-        raise ValueError(
-            f"--resume: {args.case} (with overrides) differs from the configuration of "
-            f"{args.resume} (a {case.kind} case) in {shown}; resume with the same case"
-        )
+        raise ValueError(_mismatch(args, case, requested, keys))
     kind = case_kind(case)
     if not kind.resumable:
         raise ValueError(f"--resume: kind {kind.name!r} cannot resume: start a new run")
@@ -74,6 +71,37 @@ def _load_run_case(args: argparse.Namespace):
         raise ValueError(f"--resume: {str(args.resume)!r} has no {kind.checkpoint} (its run "
                          "keeps none); nothing to resume")
     return case
+
+
+def _mismatch(args: argparse.Namespace, recorded, requested, keys: list[str]) -> str:
+    """Why ``--resume`` refuses: the case (with its overrides) differs from the configuration
+    the run folder recorded in ``keys``; names each value on both sides and, where the run's
+    case is the one given, the overrides it ran with."""
+    import yaml
+
+    given, ran = requested.flat(), recorded.flat()
+    absent = object()
+
+    def shown(value: object) -> str:
+        if value is absent:
+            return "absent"
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6)
+        return text.removesuffix("\n...\n").strip()
+
+    with_overrides = f" with {shlex.join(args.overrides)}" if args.overrides else ""
+    message = (f"--resume: {args.case}{with_overrides} differs from the configuration of "
+               f"{args.resume} (a {recorded.kind} case)")
+    more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+    if requested.kind != recorded.kind or requested.name != recorded.name:
+        return (f"{message} in {', '.join(keys[:5])}{more}; resume with the case the run was "
+                f"started with ({recorded.name})")
+    listed = "; ".join(f"{key}: {shown(given.get(key, absent))} here, "
+                       f"{shown(ran.get(key, absent))} in the run" for key in keys[:5])
+    message = f"{message} in {listed}{';' if more else ''}{more}"
+    cure = [f"{key}={shown(ran[key])}" for key in keys if key in ran]
+    if len(cure) != len(keys):
+        return message + "; resume with the case and the overrides the run was started with"
+    return message + f"; give the overrides the run was started with: {shlex.join(cure)}"
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -136,9 +164,10 @@ def run_command(args: argparse.Namespace) -> int:
     if failure is not None:
         if _removed_if_unresumable(args, folder, kind.checkpoint):
             failure = f"{failure} (before the first checkpoint: removed {folder})"
-        elif kind.resumable:
-            failure = f"{failure} ({folder / kind.checkpoint}; continue with: " \
-                      f"{_resume_command(args, folder)})"
+        elif kind.resumable:  # a resume replays the same steps: it would fail the same way
+            failure = (f"{failure} ({folder / kind.checkpoint}); a --resume would replay the "
+                       "same steps into the same failure: change the case (a lower learning "
+                       "rate or time step, float64) and start a new run")
         print(f"physml: error: {failure}", file=sys.stderr)
         return 1
     print(kind.headline(result))

@@ -76,15 +76,19 @@ class CaseBase(Section):
 
     def differences(self, other: CaseBase) -> list[str]:
         """The dotted keys whose resolved values differ from ``other``'s (sorted)."""
+        mine, theirs = self.flat(), other.flat()
+        return sorted(key for key in mine.keys() | theirs.keys()
+                      if mine.get(key) != theirs.get(key))
+
+    def flat(self) -> dict[str, object]:
+        """The resolved case as ``{dotted key: value}`` (an empty section as its own entry)."""
         def flat(node: object, prefix: str = "") -> dict[str, object]:
             if not isinstance(node, dict):
                 return {prefix: node}
             return {k: v for key, value in node.items()
                     for k, v in flat(value, f"{prefix}{key}.").items()} or {prefix: node}
 
-        mine, theirs = flat(self.resolved()), flat(other.resolved())
-        return sorted(key.rstrip(".") for key in mine.keys() | theirs.keys()
-                      if mine.get(key) != theirs.get(key))
+        return {key.rstrip("."): value for key, value in flat(self.resolved()).items()}
 
 
 def _thread_count(value: object) -> object:

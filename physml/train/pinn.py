@@ -202,7 +202,13 @@ class PINNTrainer:
         return {name: (self._tensor(x), self._tensor(y)) for name, (x, y) in drawn.items()}
 
     def _redraw(self) -> None:
+        """New collocation (and condition) points. In the L-BFGS phase its curvature memory
+        is dropped too: its pairs (s, y) are differences of the old points' loss, and the first
+        pair after a redraw would mix two losses (runs went NaN a few steps after a redraw
+        with 500 points); the next step starts L-BFGS afresh on the new loss."""
         self._last_evaluation = None
+        if self.step >= self.adam_steps:
+            self.lbfgs.state.clear()
         if self.resample == "random":
             self.points = self._tensor(self.sampler.draw(self.n_points))
             self.conditions = self._draw_conditions()
