@@ -58,8 +58,8 @@ def test_an_inverse_run_records_the_truth_and_draws_its_coefficients(tmp_path):
 
 def decay_summary(error: float) -> dict:
     return {"pde": "heat", "t": 4.0, "mass_drift": 1e-13, "decay_rate": 1.0 + error,
-            "decay_rate_expected": 1.0, "decay_rate_error": error,
-            "decay_rate_tolerance": DECAY_RATE_TOLERANCE,
+            "decay_rate_interval": [3.8, 4.0], "decay_rate_expected": 1.0,
+            "decay_rate_error": error, "decay_rate_tolerance": DECAY_RATE_TOLERANCE,
             "passed": error <= DECAY_RATE_TOLERANCE}
 
 
@@ -81,7 +81,43 @@ def test_a_heat_run_passes_once_the_first_mode_dominates_and_draws_its_decay(tmp
     assert summary["passed"] is passed
     assert summary["passed"] == (summary["decay_rate_error"] <= DECAY_RATE_TOLERANCE)
     assert summary["units"]["decay_rate"].startswith("1/s")
+    assert summary["decay_rate_interval"] == pytest.approx([steps / 100 - 0.2, steps / 100])
     assert (folder / "decay.png").stat().st_size > 0
+
+
+def test_a_heat_run_reads_its_rate_before_the_deviation_stalls_at_round_off(tmp_path):
+    """From t = 27 the implicit step's change is below the solve's tolerance and the
+    deviation stays at 2.8e-13: the rate comes from the last interval above round-off, not
+    from the last two saves (a rate of 0, a false fail), and the headline says so."""
+    case = load_case("heat_surface", ["variant=quick", "time.dt=0.05", "time.steps=600",
+                                      "time.save_every=20", f"output.folder={tmp_path}"])
+    folder, summary = run_case(case)
+    deviation = [r["deviation"] for r in
+                 json.loads((folder / "metrics.json").read_text())["history"]]
+    assert deviation[-1] == deviation[-2] < 1e-12  # the stall the rate must not be read in
+    assert summary["passed"] and summary["decay_rate_error"] < 1e-4
+    start, end = summary["decay_rate_interval"]
+    assert end - start == pytest.approx(1.0) and 15 < end < summary["t"] == 30
+    assert f"/s over t = {start:g} to {end:g} s (later saves at round-off)" in headline(summary)
+    assert (folder / "decay.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("overrides", "deviations", "reason"), [
+    (["time.save_every=1000"], [0.5, 0.05],
+     "two saves only (time.save_every 1000 >= time.steps 200): the rate is read after the "
+     "first interval"),
+    ([], [0.5, 1e-12, 1e-12],
+     "deviation from the mean 1.0e-12 is round-off (max|u0| sqrt(area) 4.0e+00) by t = 0.4")])
+def test_a_heat_run_without_an_interval_to_measure_says_why(overrides, deviations, reason):
+    import scipy.sparse as sp
+
+    case = load_case("heat_surface", ["variant=quick", *overrides])
+    history = [{"step": k, "t": 0.2 * k, "mass": 0.6, "energy": 0.0, "min": 0.0, "max": 1.0,
+                "deviation": d} for k, d in enumerate(deviations)]
+    summary = heat_summary(case, history, None, sp.identity(4) * 15.8 / 4, closed=True)
+    assert "decay_rate" not in summary and "passed" not in summary
+    assert summary["decay_rate_skipped"].startswith(reason)
+    assert f"decay rate not checked: {reason}" in headline({"pde": "heat", **summary})
 
 
 # ---------------------------------------------------------------------- mesh_pde: Poisson orders

@@ -492,6 +492,7 @@ def test_precipitate_case_writes_outputs_and_resumes_bitwise(tmp_path):
     with xr.open_dataset(folder / "trajectory.h5", engine="h5netcdf") as ds:
         assert ds["c"].shape == (5, 32, 32) and ds["T"].shape == (32, 32)
         assert ds["c"].dims == ("time", "x", "y") and ds["T"].attrs["units"] == "K"
+        assert ds.attrs["initial_kind"] == "precipitates"
         assert all({"long_name", "units"} <= set(ds[n].attrs) for n in ds.variables)
         whole = ds["c"].values[-1]
     # stop after the third snapshot, then resume to the end
@@ -646,6 +647,7 @@ def test_pfhub_spinodal_case_energy_and_restart_from_its_file(tmp_path):
         np.testing.assert_allclose(ds["c"].values[0], c0, rtol=0, atol=1e-15)
         last = ds["c"].values[-1]
         assert "T" not in ds and ds.attrs["units"].startswith("non-dimensional")
+        assert ds.attrs["initial_kind"] == "expression"
     energy = [r["free_energy"] for r in __import__("json").loads(
         (folder / "tracked.json").read_text())]
     assert energy[0] == pytest.approx(F0, rel=1e-12)
@@ -655,11 +657,15 @@ def test_pfhub_spinodal_case_energy_and_restart_from_its_file(tmp_path):
     restart = load_case(CASES / PFHUB, [*PFHUB_SMALL, "initial.kind=file",
                                         "initial.expression=null",
                                         f"initial.path={folder / 'trajectory.h5'}",
-                                        "time.end=5.0", "time.saves=2"])
+                                        "time.end=5.0", "time.saves=2",
+                                        "output.figures=true"])
     (tmp_path / "second").mkdir()
-    folder, _ = run_case(restart, tmp_path / "second")
+    folder, summary = run_case(restart, tmp_path / "second")
     with xr.open_dataset(folder / "trajectory.h5", engine="h5netcdf") as ds:
         np.testing.assert_array_equal(ds["c"].values[0], last)
+        assert ds.attrs["initial_kind"] == "expression"  # the spinodal start, carried on
+    # its network is still no set of particles
+    assert not (folder / "tracked.png").exists() and "smaller_volume_ratio" not in summary
 
 
 def test_initial_field_errors_name_the_file_and_variable(tmp_path):
@@ -741,23 +747,24 @@ def test_heat_variant_keys_are_checked(override, message):
     ("particles", ["initial.count=2000"], "initial.count=2000 particles of radius >= 7e-06 m "
      "at spacing 6e-06 m would cover 959% of the domain; random placement jams at about 55% "
      "in 2D"),  # placement retried for hours
-    ("fe_c", ["temperature.thermal_diffusivity=1e-5"], "temperature.thermal_diffusivity "
-     "applies to temperature.kind 'heat' only; this case does not read it (remove it, or set "
-     "it to null)"),
-    ("fe_c", ["free_energy.c_alpha=0.1"], "free_energy.c_alpha applies to free_energy.kind "
-     "'double_well' only"),
-    ("spinodal_pfhub1", ["free_energy.T0=900"], "free_energy.T0 applies to free_energy.kind "
-     "'double_well' with a slope only"),
-    ("single_precipitate", ["initial.value=0.3"], "initial.value applies to initial.kind "
-     "'uniform' only"),
-    ("single_precipitate", ["initial.kind=file", "initial.path=/nowhere.h5"],
-     "initial.centres applies to initial.kind 'precipitates' only; this case does not read "
-     "it (remove it, or set it to [])"),
-    ("fe_c", ["initial.expression=1/0"], "initial.expression applies to initial.kind "
-     "'expression' only"),
+    ("fe_c", ["temperature.thermal_diffusivity=1e-5"], "override "
+     "'temperature.thermal_diffusivity=1e-5': temperature: thermal_diffusivity does not apply "
+     "to kind 'linear' (of the kind-specific options it takes: none of them)"),
+    ("fe_c", ["free_energy.c_alpha=0.1"], "free_energy: c_alpha does not apply to kind "
+     "'dilute'"),
+    ("spinodal_pfhub1", ["free_energy.T0=900"], "free_energy: T0 does not apply to kind "
+     "'double_well' without a slope (of the kind-specific options it takes: mobility, barrier, "
+     "rho, c_alpha, c_beta, slope_alpha, slope_beta)"),
+    ("single_precipitate", ["initial.value=0.3"], "initial: value does not apply to kind "
+     "'precipitates' (of the kind-specific options it takes: centres, radii)"),
+    ("fe_c", ["initial.expression=1/0"], "initial: expression does not apply to kind "
+     "'uniform'"),
+    ("fe_c", ["variant=heat", "temperature.kind=linear", "temperature.step_growth=0.1"],
+     "override 'temperature.step_growth=0.1': temperature: step_growth does not apply to kind "
+     "'linear'"),  # set for the kind that the override switched to: refused
     ("fe_c", ["initial.kind=precipitates", "initial.centres=[[1e-4]]", "initial.radii=[1e-5]"],
      "initial.kind 'precipitates' needs "
-     "free_energy.kind 'double_well'"),  # the kind first, then the keys it does not read
+     "free_energy.kind 'double_well'"),
 ])
 def test_keys_a_case_would_not_read_are_refused_by_name(case, overrides, message):
     """Each would change nothing (or crash later): the message names the key and its kind."""
@@ -765,6 +772,28 @@ def test_keys_a_case_would_not_read_are_refused_by_name(case, overrides, message
 
     with pytest.raises(ValueError, match=re.escape(message)):
         load_case(CASES / f"thermomigration_{case}.yaml", overrides)
+
+
+@pytest.mark.parametrize(("case", "overrides", "let_be"), [
+    ("fe_c", ["variant=heat", "temperature.kind=linear"], "temperature.thermal_diffusivity"),
+    ("single_precipitate", ["initial.kind=uniform", "initial.value=0.5"], "initial.centres"),
+    ("spinodal_pfhub1", ["initial.kind=uniform", "initial.value=0.5"], "initial.expression"),
+    ("single_precipitate", ["free_energy.kind=regular_solution", "free_energy.interaction=1e4",
+                            "interface_width=null", "kappa=1e-12", "initial.kind=uniform",
+                            "initial.value=0.5"], "free_energy.barrier"),
+])
+def test_an_override_switching_a_kind_lets_the_former_kind_s_options_be(
+        case, overrides, let_be, tmp_path):
+    """The options the file (or a variant) set for the kind an override switched are neither
+    refused nor written to config.yaml, which validates again as the same run."""
+    from physml.cases.registry import load_case
+
+    loaded = load_case(CASES / f"thermomigration_{case}.yaml", overrides)
+    section, key = let_be.split(".")
+    assert getattr(getattr(loaded, section), key) is not None
+    (tmp_path / "config.yaml").write_text(loaded.to_yaml())
+    assert key not in loaded.resolved()[section]
+    assert load_case(tmp_path / "config.yaml").same_run(loaded)
 
 
 def test_a_run_folder_s_own_config_may_hold_keys_its_kinds_do_not_read(tmp_path, capsys):
@@ -781,7 +810,8 @@ def test_a_run_folder_s_own_config_may_hold_keys_its_kinds_do_not_read(tmp_path,
     assert "step_growth" not in config.read_text()
     config.write_text(config.read_text().replace("temperature:\n",
                                                  "temperature:\n  step_growth: 0.1\n"))
-    with pytest.raises(ValueError, match="temperature.step_growth applies to temperature.kind"):
+    with pytest.raises(ValueError, match="temperature: step_growth does not apply to kind "
+                                         "'linear'"):
         load_case(config)
     assert "step_growth" not in load_case(config, recorded=True).to_yaml()
     assert main([*args, "--resume", str(folder)]) == 0, capsys.readouterr().err
@@ -1106,21 +1136,32 @@ def test_the_headline_says_which_end_has_no_precipitate(initial, final, said):
     assert f", {said}, " in line
 
 
-@pytest.mark.parametrize(("kind", "drawn"), [
-    ("precipitates", True), ("random_precipitates", True), ("file", True),
-    ("uniform", False), ("expression", False)])
-def test_particle_figures_are_drawn_for_every_start_but_a_spinodal_one(kind, drawn):
-    """A ``file`` restart of a precipitate run keeps its tracks; a uniform or expression start
-    (a spinodal decomposition) has none."""
+@pytest.mark.parametrize(("kind", "recorded", "tracked"), [
+    ("precipitates", None, True), ("random_precipitates", None, True),
+    ("uniform", None, False), ("expression", None, False),
+    ("file", "precipitates", True), ("file", "random_precipitates", True),
+    ("file", "expression", False), ("file", None, False)])
+def test_particles_are_tracked_for_a_start_from_particles_only(kind, recorded, tracked,
+                                                               tmp_path):
+    """A ``file`` start counts as the start its file records (a run's ``trajectory.h5``): a
+    precipitate run continued keeps its tracks, a spinodal one continued or a file recording
+    no start has none."""
     import types
 
+    import xarray as xr
+
     from physml.cases.registry import load_case
+    from physml.cases.thermomigration_analysis import starts_from_particles
     from physml.cases.thermomigration_build import build_free_energy
-    from physml.cases.thermomigration_results import draws_particles
 
     case = load_case(CASES / "thermomigration_two_precipitates.yaml")
-    restarted = case.model_copy(update={"initial": case.initial.model_copy(update={"kind": kind})})
+    path = tmp_path / "trajectory.h5"
+    xr.Dataset({"c": (("x", "y"), np.full(case.grid.shape, 0.5))},
+               attrs={} if recorded is None else {"initial_kind": recorded}).to_netcdf(
+        path, engine="h5netcdf")
+    initial = case.initial.model_copy(update={"kind": kind, "path": path})
+    restarted = case.model_copy(update={"initial": initial})
     solver = types.SimpleNamespace(free_energy=build_free_energy(case))
-    assert draws_particles(restarted, solver) is drawn
+    assert starts_from_particles(restarted, solver) is tracked
     solver.free_energy = object()  # not a double well: never
-    assert not draws_particles(restarted, solver)
+    assert not starts_from_particles(restarted, solver)

@@ -10,12 +10,14 @@ Run folder::
     checkpoint.npz        snapshots so far, their diagnostics and the last step size
     trajectory.h5         c(time, x, y, z) and T as xarray/HDF5: T(x, y, z) for a linear
                           temperature, T(time, x, y, z) for ``heat``, none for
-                          ``units: nondimensional``
+                          ``units: nondimensional``; its attribute ``initial_kind`` is the
+                          start (:func:`~.thermomigration_analysis.initial_kind`)
     tracked.json          a list, one record per snapshot (below)
     metrics.json          the summary: mass drift, energy monotonicity, migration velocity
                           against the sharp-interface estimate, steady-profile error, the
-                          initially smaller of two particles' volume ratio, the
-                          precipitates' centre-of-mass shift; the history: per snapshot the
+                          initially smaller of two particles' volume ratio (these two for a
+                          start from particles, as tracked.png), the precipitates'
+                          centre-of-mass shift; the history: per snapshot the
                           accepted steps so far, time, mass and free energy
     free_energy.png       the total free energy against time, on log axes as PFHub compares
                           its benchmarks
@@ -25,9 +27,9 @@ Run folder::
     snapshots.png         2D/3D: the microstructure at four times (the particles' starting
                           and current centroids marked as tracked.png is drawn, below)
     microstructure.gif    2D/3D: the whole time series, animated (3D: the mid-plane)
-    tracked.png           2D/3D double well started from anything but a spinodal start
-                          (``initial.kind`` uniform or expression,
-                          :data:`~.thermomigration_spec.SPINODAL_INITIALS`): particle
+    tracked.png           2D/3D double well started from particles (``initial.kind``
+                          precipitates or random_precipitates, or a file whose run started
+                          so: :data:`~.thermomigration_spec.PARTICLE_INITIALS`): particle
                           positions and radii against time; none for a spinodal
                           decomposition, whose bicontinuous network is no set of particles
 

@@ -5,6 +5,7 @@ monotonicity, migration against the sharp-interface estimate) with its units."""
 from __future__ import annotations
 
 import numpy as np
+import xarray as xr
 
 from ..solvers.free_energy import GAS_CONSTANT, DiluteSolution, DoubleWell
 from ..solvers.grid import Grid
@@ -12,7 +13,24 @@ from ..solvers.precipitates import Particle, migration_velocity, particle_ids, t
 from ..solvers.thermomigration import ThermomigrationSolver
 from ..solvers.thermomigration_trajectory import Trajectory
 from .thermomigration_build import build_temperature
-from .thermomigration_spec import ThermomigrationCase
+from .thermomigration_spec import PARTICLE_INITIALS, ThermomigrationCase
+
+
+def initial_kind(case: ThermomigrationCase) -> str:
+    """The ``initial.kind`` the case's trajectory started from: its own, or for a ``file``
+    start the one the file records (the attribute ``initial_kind`` of a run's
+    ``trajectory.h5``, so a restart of a restart too; ``file`` where it records none)."""
+    if case.initial.kind != "file":
+        return case.initial.kind
+    with xr.open_dataset(case.initial.path, engine="h5netcdf", phony_dims="sort") as ds:
+        return str(ds.attrs.get("initial_kind", "file"))
+
+
+def starts_from_particles(case: ThermomigrationCase, solver: ThermomigrationSolver) -> bool:
+    """Whether the run's particles are tracked in its figures and summary: a double well
+    started from particles (:data:`~.thermomigration_spec.PARTICLE_INITIALS`)."""
+    return (isinstance(solver.free_energy, DoubleWell)
+            and initial_kind(case) in PARTICLE_INITIALS)
 
 
 def track(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Trajectory) -> list:
@@ -99,7 +117,8 @@ NONDIMENSIONAL_UNITS = {
 def summarise(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Trajectory,
               records: list, T_end: np.ndarray) -> dict:
     """Mass drift, energy monotonicity and the case's own check (profile or migration);
-    ``T_end`` the temperature [K] at the last snapshot."""
+    ``T_end`` the temperature [K] at the last snapshot; the particles' volume ratio and
+    migration only for a start from particles (:func:`starts_from_particles`)."""
     mass = np.array(run.mass)
     energy = np.array(run.free_energy)
     summary = {
@@ -121,10 +140,11 @@ def summarise(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Tra
             first, last = (records[i]["phase_centre_of_mass"] for i in (0, -1))
             summary["centre_of_mass_shift"] = (None if first is None or last is None
                                                else last - first)
-        if counts[0] == 2 and counts[-1] >= 1:
+        particles = starts_from_particles(case, solver)
+        if particles and counts[0] == 2 and counts[-1] >= 1:
             summary["smaller_volume_ratio"] = _smaller_volume_ratio(records)
-        if (counts[0] == 1 and all(c == 1 for c in counts) and solver.grid.ndim in (2, 3)
-                and case.temperature_spec.gradient != 0):
+        if (particles and counts[0] == 1 and all(c == 1 for c in counts)
+                and solver.grid.ndim in (2, 3) and case.temperature_spec.gradient != 0):
             summary.update(_migration(case, solver, run, records))
     return summary
 

@@ -12,11 +12,9 @@ import xarray as xr
 
 from .._version import __version__
 from ..datasets.store import with_cf_metadata, write_dataset
-from ..solvers.free_energy import DoubleWell
-from ..solvers.thermomigration import ThermomigrationSolver
 from .run_folder import write_metrics, write_text
-from .thermomigration_analysis import steady_profile
-from .thermomigration_spec import SPINODAL_INITIALS, ThermomigrationCase
+from .thermomigration_analysis import initial_kind, starts_from_particles, steady_profile
+from .thermomigration_spec import ThermomigrationCase
 
 
 def _cf_metadata(case: ThermomigrationCase, dims: tuple[str, ...]) -> dict:
@@ -39,7 +37,8 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
     coords = {d: grid.coords(i) for i, d in enumerate(dims)}
     fields = {"c": (("time", *dims), np.stack(run.states))}
     attrs = {"case": case.name, "pde": "cahn_hilliard_thermomigration",
-             "free_energy": case.free_energy.kind, "physml_version": __version__}
+             "free_energy": case.free_energy.kind, "initial_kind": initial_kind(case),
+             "physml_version": __version__}
     if case.units == "nondimensional":
         attrs.update(units="non-dimensional (the case's own units)",
                      mobility=case.free_energy.mobility, rho=case.free_energy.curvature_scale,
@@ -79,7 +78,7 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
             plot_profile(coords["x"], run.times, run.states,
                          steady_profile(case, solver, run, T_end), folder / "profile.png", units)
         else:
-            particles = draws_particles(case, solver)
+            particles = starts_from_particles(case, solver)
             gradient = case.temperature_spec.axis, case.temperature_spec.gradient
             centroids = ([[p["centroid"] for p in r["particles"]] for r in records]
                          if particles else None)
@@ -91,11 +90,3 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
                 plot_tracked(records, case.temperature_spec.axis, folder / "tracked.png",
                              summary.get("velocity_estimate"), units,
                              case.temperature_spec.gradient)
-
-
-def draws_particles(case: ThermomigrationCase, solver: ThermomigrationSolver) -> bool:
-    """Whether the particle figures (``tracked.png``, the centroids on ``snapshots.png``) are
-    drawn: a double well whose start is not a spinodal one
-    (:data:`~.thermomigration_spec.SPINODAL_INITIALS`)."""
-    return (isinstance(solver.free_energy, DoubleWell)
-            and case.initial.kind not in SPINODAL_INITIALS)

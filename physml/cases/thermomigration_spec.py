@@ -4,17 +4,16 @@ against each other (an example case in :mod:`~.thermomigration`)."""
 
 from __future__ import annotations
 
-import json
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, model_validator
 
 from ..datasets.spec import AbsolutePath
 from ..solvers.free_energy import DiluteSolution, DoubleWell, RegularSolution
 from ..solvers.thermomigration import DEFAULT_TOLERANCE
 from .initial_fields import check_expression, check_field
-from .run_folder import Section
+from .run_folder import KindSection, Section
 from .sections import CaseBase
 
 NONDIMENSIONAL_TEMPERATURE = 1.0
@@ -36,7 +35,7 @@ class GridSpec(Section):
         return self
 
 
-class TemperatureSpec(Section):
+class TemperatureSpec(KindSection):
     """``linear``: $T = T_{mean} + G(x - x_{mid})$, fixed. ``heat``: starts uniform at ``mean``
     and is evolved by the heat solver with Dirichlet ends $T_{mean} \\mp G L/2$ (diffusivity
     ``thermal_diffusivity``), no flux on the other axes, by backward Euler on its own steps
@@ -45,6 +44,9 @@ class TemperatureSpec(Section):
     :class:`~physml.solvers.thermomigration_temperature.HeatConductionTemperature`); error below
     $0.04\\,r$ of the temperature span after the first 5 % of $L^2/(\\pi^2\\alpha)$, exact at
     the steady state."""
+
+    KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "linear": (), "heat": ("thermal_diffusivity", "step_growth")}
 
     kind: Literal["linear", "heat"] = "linear"
     mean: float = Field(gt=0, description="temperature at the domain centre [K]")
@@ -60,11 +62,22 @@ class TemperatureSpec(Section):
         return self
 
 
-class FreeEnergySpec(Section):
+DOUBLE_WELL_OPTIONS = ("mobility", "barrier", "rho", "c_alpha", "c_beta", "slope_alpha",
+                       "slope_beta")
+"""The ``free_energy`` options only the double well reads (and ``T0``, with a slope)."""
+
+
+class FreeEnergySpec(KindSection):
     """The homogeneous free energy and the transport coefficient. The double well
     $f = \\rho(c - c_\\alpha)^2(c - c_\\beta)^2$ is given by its barrier $W = \\rho\\Delta c^4/16$
     or by $\\rho$, and its transport by the diffusivity $D_0$ or by the constant mobility $M$
-    ($D = M f''_{eq} = 2M\\rho\\Delta c^2$); the other models take ``diffusivity``."""
+    ($D = M f''_{eq} = 2M\\rho\\Delta c^2$); the other models take ``diffusivity``. ``T0``
+    is read with a slope only (the wells move with T about it)."""
+
+    KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "dilute": (), "regular_solution": ("interaction",),
+        "double_well": (*DOUBLE_WELL_OPTIONS, "T0"),
+        "double_well without a slope": DOUBLE_WELL_OPTIONS}
 
     kind: Literal["dilute", "double_well", "regular_solution"]
     diffusivity: float | None = Field(None, gt=0, description="D0 [m^2/s]")
@@ -94,11 +107,17 @@ class FreeEnergySpec(Section):
                              f"free_energy.c_beta={self.c_beta}")
         if self.kind == "regular_solution" and self.interaction is None:
             raise ValueError("free_energy.kind 'regular_solution' needs free_energy.interaction")
-        unused = [k for k in ("mobility", "barrier", "rho") if not double_well
-                  and getattr(self, k) is not None]
-        if unused:
-            raise ValueError(f"free_energy.{unused[0]} applies to kind 'double_well' only")
         return self
+
+    @property
+    def option_kind(self) -> str:
+        if self.kind == "double_well" and self.slope_alpha == self.slope_beta == 0:
+            return "double_well without a slope"
+        return self.kind
+
+    def describe_kind(self) -> str:
+        return f"kind {self.kind!r}" + (" without a slope" if self.option_kind != self.kind
+                                        else "")
 
     @property
     def curvature_scale(self) -> float:
@@ -107,7 +126,7 @@ class FreeEnergySpec(Section):
         return self.rho if self.rho is not None else 16 * self.barrier / gap**4
 
 
-class InitialSpec(Section):
+class InitialSpec(KindSection):
     """``uniform``: c = value. ``precipitates``: discs/spheres at ``centres`` [m] with
     ``radii`` [m] in the matrix with no flux in equilibrium with the largest.
     ``random_precipitates``: ``count`` particles of radius in ``radius_range`` [m], placed at
@@ -116,6 +135,11 @@ class InitialSpec(Section):
     ``0.5 + 0.01*cos(0.105*x)*cos(0.11*y)``). ``file``: the variable ``variable`` of the
     xarray/HDF5 file ``path`` (read from the working folder, recorded absolute), of the grid's
     shape; a leading ``time`` axis (a run's ``trajectory.h5``) is indexed by ``time_index``."""
+
+    KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "uniform": ("value",), "precipitates": ("centres", "radii"),
+        "random_precipitates": ("count", "radius_range", "spacing", "seed"),
+        "expression": ("expression",), "file": ("path", "variable", "time_index")}
 
     kind: Literal["uniform", "precipitates", "random_precipitates", "expression", "file"]
     value: float | None = None
@@ -164,17 +188,13 @@ class SolverSpec(Section):
     dt_max: float | None = Field(None, gt=0)
 
 
-SPINODAL_INITIALS = ("uniform", "expression")
-"""The ``initial.kind`` values whose double-well start decomposes into a bicontinuous network
-(a uniform or perturbed field), so no particle tracks (``tracked.png``, the centroids on
-``snapshots.png``) are drawn, though ``tracked.json`` records what the tracker finds. The
-other kinds start from particles (``precipitates``, ``random_precipitates``) or continue a
-run (``file``, a restart), and get them drawn."""
-
-INITIAL_KEYS = {"uniform": ("value",), "precipitates": ("centres", "radii"),
-                "random_precipitates": ("count", "radius_range", "spacing", "seed"),
-                "expression": ("expression",), "file": ("path", "variable", "time_index")}
-"""The keys of the ``initial`` section each kind reads."""
+PARTICLE_INITIALS = ("precipitates", "random_precipitates")
+"""The ``initial.kind`` values that start a double well from particles, whose tracks are drawn
+(``tracked.png``, the centroids on ``snapshots.png``) and measured (two particles' volume
+ratio, one particle's migration); a ``file`` start counts as the start of the run that wrote
+it (:func:`~.thermomigration_analysis.initial_kind`). A uniform or expression start
+decomposes into a bicontinuous network, no set of particles, though ``tracked.json`` records
+what the tracker finds."""
 
 MODELS = {"dilute": DiluteSolution, "double_well": DoubleWell,
           "regular_solution": RegularSolution}
@@ -199,7 +219,7 @@ class ThermomigrationCase(CaseBase):
     dtype: Literal["float32", "float64"] = "float64"
 
     @model_validator(mode="after")
-    def _consistent(self, info: ValidationInfo) -> ThermomigrationCase:
+    def _consistent(self) -> ThermomigrationCase:
         ndim = len(self.grid.shape)
         if self.units == "nondimensional":
             self._nondimensional_model()
@@ -213,8 +233,6 @@ class ThermomigrationCase(CaseBase):
         if self.initial.kind not in ("uniform", "expression", "file") and kind != "double_well":
             raise ValueError(f"initial.kind {self.initial.kind!r} needs free_energy.kind "
                              "'double_well'")
-        if not (info.context or {}).get("recorded", False):  # a run's own config: dropped
-            self._no_unread_keys()
         if self.interface_width is not None and kind != "double_well":
             raise ValueError(f"interface_width applies to free_energy.kind 'double_well' (its "
                              f"width sets kappa); give kappa for kind {kind!r}")
@@ -246,7 +264,8 @@ class ThermomigrationCase(CaseBase):
                              f"{kind.replace('_', ' ')} model needs a composition {needed}")
         if self.initial.kind == "random_precipitates":
             self._placeable(ndim, lengths)
-        for centre, radius in zip(self.initial.centres, self.initial.radii):
+        placed = self.initial.kind == "precipitates"  # another kind lets its particles be
+        for centre, radius in zip(self.initial.centres, self.initial.radii) if placed else ():
             if len(centre) != ndim:
                 raise ValueError(f"initial.centres entry {centre} needs {ndim} coordinates")
             if not all(0 <= x <= length for x, length in zip(centre, lengths)):
@@ -286,43 +305,6 @@ class ThermomigrationCase(CaseBase):
                              f"{spec.radius_range[0]:g} m at spacing {spec.spacing:g} m would "
                              f"cover {covered:.0%} of the domain; random placement jams at "
                              f"about {jammed:.0%} in {ndim}D: lower initial.count or the radii")
-
-    def unused_keys(self) -> set[str]:
-        """The keys this case's kinds do not read: a linear temperature's heat-solver keys,
-        the double well's keys under another free energy (and ``T0`` without a slope), the
-        interaction outside the regular solution, the other initial kinds' keys."""
-        unused = set()
-        if self.temperature is not None and self.temperature.kind == "linear":
-            unused |= {"temperature.thermal_diffusivity", "temperature.step_growth"}
-        energy = self.free_energy
-        if energy.kind != "double_well":
-            unused |= {f"free_energy.{key}" for key in ("c_alpha", "c_beta", "slope_alpha",
-                                                         "slope_beta", "T0")}
-        elif energy.slope_alpha == 0 and energy.slope_beta == 0:
-            unused.add("free_energy.T0")
-        if energy.kind != "regular_solution":
-            unused.add("free_energy.interaction")
-        read = INITIAL_KEYS[self.initial.kind]
-        return unused | {f"initial.{key}" for keys in INITIAL_KEYS.values() for key in keys
-                         if key not in read}
-
-    def _no_unread_keys(self) -> None:
-        """Refuse a key of :meth:`unused_keys` set to other than its default (a value that
-        would change nothing); one message naming it and what the kind reads."""
-        for key in sorted(self.unused_keys()):
-            section, name = key.split(".")
-            spec = getattr(self, section)
-            default = type(spec).model_fields[name].get_default(call_default_factory=True)
-            if getattr(spec, name) != default:
-                readers = {"temperature": "temperature.kind 'heat'",
-                           "free_energy": ("free_energy.kind 'regular_solution'"
-                                           if name == "interaction" else
-                                           "free_energy.kind 'double_well'" + (
-                                               " with a slope" if name == "T0" else "")),
-                           "initial": "initial.kind " + " or ".join(
-                               repr(k) for k, keys in INITIAL_KEYS.items() if name in keys)}
-                raise ValueError(f"{key} applies to {readers[section]} only; this case does "
-                                 f"not read it (remove it, or set it to {json.dumps(default)})")
 
     def _nondimensional_model(self) -> None:
         """The non-dimensional form is the isothermal double well with constant mobility:
