@@ -183,6 +183,24 @@ def test_unreadable_file_names_the_file_and_the_formats(tmp_path):
         pm.read_mesh(corrupt)
 
 
+@pytest.mark.parametrize(("text", "reason"), [
+    ("hello\n", ""),  # meshio prints its own error line and exits the process
+    ("$MeshFormat\n2.2 0 8\n$EndMeshFormat\n$Nodes\n3\n1 0 0\n",
+     " (meshio: ValueError: cannot reshape")])
+def test_a_file_of_a_known_extension_that_fails_to_parse_is_one_message(tmp_path, capfd,
+                                                                          text, reason):
+    """The extension is one meshio reads, so the message says the file is not such a file
+    rather than listing the formats, and meshio's own printing is held back."""
+    path = tmp_path / "g.msh"
+    path.write_text(text)
+    with pytest.raises(ValueError) as refused:
+        pm.read_mesh(path)
+    assert str(refused.value).startswith(f"cannot read mesh file {str(path)!r} as a .msh file"
+                                         f"{reason}")
+    assert "formats allowed" not in str(refused.value)
+    assert capfd.readouterr() == ("", "")
+
+
 def test_cells_a_mesh_cannot_hold_are_refused_by_type_and_cell_fields_not_lost(tmp_path):
     points = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [2, 0, 0], [2, 1, 0.0]])
     meshio.Mesh(points, [("triangle", np.array([[0, 1, 2], [0, 2, 3]])),

@@ -46,6 +46,10 @@ def test_poisson_lshape_error_and_orders_at_the_corner_singularity(tmp_path):
     assert mesh.n_vertices == summary["vertices"] and ds["u"].dims == ("node",)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert len(metrics["history"]) == 3 and (tmp_path / "solution.png").is_file()
+    # one record per mesh, its step the mesh's index, as the summary's levels
+    assert [r["step"] for r in metrics["history"]] == [0, 1, 2]
+    assert metrics["history"] == metrics["summary"]["levels"]
+    assert "step" not in metrics["summary"]
 
 
 def test_heat_surface_conserves_mass_and_decays_at_the_first_eigenvalue_rate(tmp_path):
@@ -102,6 +106,9 @@ def test_geodesic_on_the_sphere_against_great_circles(tmp_path):
     records = []
     summary = run_case(validate_case(raw, "test"), tmp_path, on_step=records.append)[1]
     assert summary["rel_max_error"] < 0.05
+    history = json.loads((tmp_path / "metrics.json").read_text())["history"]
+    assert len(history) == 1 and history[0]["step"] == 0
+    assert history[0]["max_error"] == summary["max_error"]
     assert records == [{"step": 0, "status": f"{summary['vertices']} vertices, max error "
                                              f"{summary['max_error']:.2e}"}]
 

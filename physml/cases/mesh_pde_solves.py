@@ -73,20 +73,22 @@ def compile_solve(mesh: pm.Mesh, solve) -> None:
 
 def run_poisson(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
                 on_step: OnStep) -> Result:
-    """Solve on the case's mesh, then on each ``refine`` mesh; orders from all of them."""
+    """Solve on the case's mesh, then on each ``refine`` mesh; orders from all of them. The
+    history (and the summary's ``levels``) holds one record per mesh, its ``step`` the mesh's
+    index: 0 the case's mesh, k the k-th ``refine`` mesh."""
     write_text(folder / CONFIG, case.to_yaml())
     compile_solve(mesh, lambda cell: pm.poisson(cell, np.zeros(cell.n_vertices), [0], 0.0))
     levels = []
     for step, h in enumerate([None, *case.refine]):
         figures, fields = solve_poisson(case, mesh if h is None else build_mesh(case, h))
-        levels.append(figures)
+        levels.append({"step": step, **figures})
         error = f", rel L2 {figures['rel_l2']:.2e}" if "rel_l2" in figures else ""
         on_step({"step": step, "status": f"mesh h {figures['h']:.3g} ({figures['vertices']} "
                                           f"vertices): residual {figures['residual']:.1e}"
                                           f"{error}", **figures})
         if h is None:
-            kept = fields
-    summary = {**levels[0], "levels": levels}
+            kept, summary = fields, figures
+    summary["levels"] = levels
     if case.pde.exact is not None:
         hs = [level["h"] for level in levels]
         summary |= {"order_l2": _order(hs, [level["rel_l2"] for level in levels]),
@@ -100,7 +102,8 @@ def run_poisson(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
 
 def run_geodesic(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
                  on_step: OnStep) -> Result:
-    """Heat-method distance from the vertex nearest ``pde.source_point``."""
+    """Heat-method distance from the vertex nearest ``pde.source_point``; the history is the
+    summary as step 0."""
     write_text(folder / CONFIG, case.to_yaml())
     point = np.pad(case.pde.source_point, (0, 3))[: mesh.dim]
     source = int(np.argmin(np.linalg.norm(mesh.points - point, axis=1)))
@@ -118,4 +121,4 @@ def run_geodesic(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
         fields |= {"exact": exact, "error": error}
     error = f", max error {summary['max_error']:.2e}" if "max_error" in summary else ""
     on_step({"step": 0, "status": f"{mesh.n_vertices} vertices{error}"})
-    return Result(mesh, fields, summary, [summary])
+    return Result(mesh, fields, summary, [{"step": 0, **summary}])

@@ -9,6 +9,9 @@ written to Gmsh ``.msh`` files only (MSH 2.2; the other formats carry the fields
 
 from __future__ import annotations
 
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from io import StringIO
 from pathlib import Path
 
 import meshio
@@ -39,18 +42,29 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
         device: Warp device of the mesh.
 
     Raises:
-        ValueError: meshio cannot read the file (the message lists the formats allowed), it
-            holds no triangles or tetrahedra, or the mesh is degenerate.
+        ValueError: meshio cannot read the file: as the format its extension names (with
+            meshio's reason where it gives one), or, an extension meshio does not read, with
+            the formats allowed; or the file holds no triangles or tetrahedra, or the mesh is
+            degenerate.
     """
     path = Path(path)
-    try:
-        data = meshio.read(path, file_format="gmsh" if path.suffix == ".msh" else None)
-    except (Exception, SystemExit) as error:  # meshio raises ReadError, KeyError, ...; and
-        # exits the process (SystemExit) when a file of a known extension fails to parse
-        raise ValueError(
-            f"cannot read mesh file {str(path)!r} ({type(error).__name__}: {error}); "
-            f"formats allowed: {', '.join(formats())}"
-        ) from error
+    extension = max((e for e in formats() if path.name.lower().endswith(e)), key=len,
+                    default=None)
+    said, complaint = StringIO(), StringIO()
+    try:  # meshio prints why its readers failed, then its own error line, and exits
+        with redirect_stdout(said), redirect_stderr(complaint):
+            data = meshio.read(path, file_format="gmsh" if path.suffix == ".msh" else None)
+    except (Exception, SystemExit) as error:  # ReadError, KeyError, ... from the readers
+        if extension is None:
+            raise ValueError(
+                f"cannot read mesh file {str(path)!r} ({type(error).__name__}: {error}); "
+                f"formats allowed: {', '.join(formats())}"
+            ) from error
+        reason = (" ".join(said.getvalue().split()) if isinstance(error, SystemExit)
+                  else f"{type(error).__name__}: {error}")
+        raise ValueError(f"cannot read mesh file {str(path)!r} as a {extension} file"
+                         + (f" (meshio: {reason})" if reason else "")) from error
+    sys.stderr.write(complaint.getvalue())  # a read that worked: meshio's warnings
     k = 4 if any(b.type == "tetra" for b in data.cells) else 3
     blocks = [i for i, b in enumerate(data.cells) if b.type == _CELL_TYPES[k]]
     if not blocks:
