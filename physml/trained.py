@@ -188,7 +188,8 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
                 "equation": partial(equation.build_equation_problem, read_data=False,
                                      check_parameters=False)}
     if case.kind not in builders:  # before the checkpoint: other kinds keep other files
-        raise ValueError(f"{str(folder)!r} is a {case.kind!r} run; load_run reads the kinds "
+        raise ValueError(f"{str(folder)!r} is a {case.kind!r} run; a trained field "
+                         "(physml predict and export, load_run) comes from a run of the kinds "
                          f"{', '.join(builders)}")
     if not (folder / CHECKPOINT).is_file():
         raise ValueError(f"{str(folder)!r} has no {CHECKPOINT}: its run wrote no checkpoint")

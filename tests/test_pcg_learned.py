@@ -7,6 +7,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -468,6 +469,8 @@ def test_the_pcg_case_runs_and_writes_its_table(tmp_path):
         "rtol=1e-08"]["iterations"]
     assert (metrics.parent / "residuals.png").is_file()
     assert (metrics.parent / "preconditioner.pt").is_file()
+    dataset = Path(summary["dataset"])  # recorded absolute, as every input path of a run
+    assert dataset.is_absolute() and dataset.is_dir()
 
 
 def test_a_training_system_with_a_zero_right_hand_side_is_refused():

@@ -957,7 +957,8 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process
     (pcg_run / "config.yaml").write_text(load_case("pcg_poisson", ["variant=tiny"]).to_yaml())
     other = cli_in_process("predict", str(pcg_run), "--points", str(tmp_path / "p.csv"),
                            "--out", str(tmp_path / "v.csv"))
-    assert other.returncode == 2 and "is a 'pcg' run; load_run reads the kinds" in other.stderr
+    assert other.returncode == 2 and "is a 'pcg' run; a trained field (physml predict and " \
+        "export, load_run) comes from a run of the kinds pinn, equation" in other.stderr
     (tmp_path / "header.csv").write_text("t,x,y\n")
     (tmp_path / "extra.csv").write_text("t,x,y,z\n0.1,0.2,0.3,0.4\n")
     np.save(tmp_path / "none.npy", np.zeros((0, 3)))

@@ -217,7 +217,7 @@ def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | Non
         "table": {name: r["table"] for name, r in results.items()},
         "threshold": threshold,
         "passed": threshold_passed(ratio, threshold),
-        "dataset": str(data),
+        "dataset": str(Path(data).resolve()),  # input paths are recorded absolute
     }
     write_metrics(folder, case.name, summary,
                   [{"step": k, "loss": loss} for k, loss in enumerate(losses, start=1)])
