@@ -13,6 +13,7 @@ constant parameter, given or left at the problem's default, in both conventions)
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from .._version import __version__
 from ..solvers.base import GridSolver
 from ..solvers.runtime import quiet_warp
 from .grid_samples import choose_scheme, initial_state, solve_batch, solve_sample, spec_solver
+from .memory import check_shard_fits
 from .problems import PROBLEMS, Problem
 from .spec import DatasetSpec
 from .store import samples_dataset, write_dataset
@@ -124,14 +126,18 @@ def _yaml_load(text: str) -> dict:
 
 
 def check_parameters(spec: DatasetSpec, device: str) -> None:
-    """Build the solver of every parameter combination and draw the first initial condition,
-    so that a value the solver refuses (out of its range) or initial-condition options the
-    generator refuses stop the run before anything is written.
+    """Check that a shard fits in this machine's memory
+    (:func:`~physml.datasets.memory.check_shard_fits`), then build the solver of every
+    parameter combination and draw the first initial condition, so that a value the solver
+    refuses (out of its range) or initial-condition options the generator refuses stop the run
+    before anything is written.
 
     Raises:
-        ValueError: naming the combination and the solver's reason, or the initial
-            condition's key and the generator's reason.
+        ValueError: naming the sizes of a shard too large, the combination and the solver's
+            reason, or the initial condition's key and the generator's reason.
     """
+    check_shard_fits(spec, spec.n_saves, math.prod(spec.grid),
+                     f"grid={spec.grid}, n_saves={spec.n_saves}")
     solvers = []
     for params in spec.parameter_grid():
         try:

@@ -21,6 +21,7 @@ import yaml
 from .._version import __version__
 from ..solvers import mesh as pm
 from ..solvers.runtime import quiet_warp
+from .memory import check_shard_fits
 from .mesh_spec import MESH_FIELDS, MeshDatasetSpec, MeshSpec
 from .mesh_store import mesh_dataset
 from .store import write_dataset
@@ -101,15 +102,25 @@ def write_mesh_shard(task) -> str:
 
 
 def check_mesh_spec(spec: MeshDatasetSpec, device: str) -> None:
-    """Build the mesh before any shard is written, refusing a degenerate or unreadable one.
+    """Build the mesh before any shard is written, refusing a degenerate or unreadable one,
+    and a spec one of whose shards would not fit in this machine's memory
+    (:func:`~physml.datasets.memory.check_shard_fits`: a ``heat_mesh`` sample holds all its
+    ``steps_per_save * (n_saves - 1) + 1`` states while solved, a ``poisson_mesh`` one f and u).
 
     Raises:
-        ValueError: naming the mesh source and the reason.
+        ValueError: naming the mesh source and the reason, or the sizes of a shard too large.
     """
     try:
         mesh = dataset_mesh(spec, device)
     except ValueError as err:
         raise ValueError(f"mesh {spec.mesh.label}: {err}") from None
+    if spec.is_transient:
+        every = spec.solver.steps_per_save
+        check_shard_fits(spec, every * (spec.n_saves - 1) + 1, mesh.n_vertices,
+                         f"n_saves={spec.n_saves}, solver.steps_per_save={every}, mesh "
+                         f"{spec.mesh.label}")
+    else:
+        check_shard_fits(spec, 2, mesh.n_vertices, f"mesh {spec.mesh.label}")
     if "shift" in spec.parameters and mesh.boundary_vertices().size:
         raise ValueError(f"parameters.shift: mesh {spec.mesh.label} has a boundary, where u = 0 "
                          "makes poisson_mesh well posed and no shift is applied; shift is for "

@@ -32,6 +32,7 @@ drawn vertices.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -44,6 +45,18 @@ from .spec import AbsolutePath, InitialConditionSpec, SampledSpec, Seed, SplitSp
 
 DOMAINS = {"disc": pm.disc, "annulus": pm.annulus, "l_shape": pm.l_shape, "box": pm.box,
            "sphere": pm.sphere, "torus": pm.torus, "double_torus": pm.double_torus}
+
+DOMAIN_SIZES = {"disc": (2, math.pi), "annulus": (2, 0.75 * math.pi), "l_shape": (2, 3.0),
+                "box": (3, 1.0), "sphere": (2, 4 * math.pi), "torus": (2, 1.6 * math.pi**2),
+                "double_torus": (2, 3.2 * math.pi**2)}
+r"""(dimension, area [m2] or volume [m3]) of each generated domain at the sizes
+:data:`DOMAINS` builds (:mod:`physml.solvers.mesh.domains`' defaults: unit disc, annulus
+0.5 < r < 1, L-shape of three unit squares, unit cube, unit sphere, torus of radii 1 and 0.4
+of area $4\pi^2 R r$, the double torus as two whole tori)."""
+
+MAX_ELEMENTS = 10_000_000
+"""Most elements a generated domain may have (:meth:`MeshSpec.estimated_elements`): gmsh makes
+some 1e4 to 1e5 triangles a second, so that a mesh this large already takes minutes."""
 
 
 class MeshSpec(StrictModel):
@@ -74,6 +87,14 @@ class MeshSpec(StrictModel):
             raise ValueError("mesh.domain 'icosphere' needs mesh.level")
         if self.domain not in (None, "icosphere") and self.h is None:
             raise ValueError(f"mesh.domain {self.domain!r} needs mesh.h (target edge length)")
+        if self.h is not None and self.domain in DOMAIN_SIZES:
+            elements = self.estimated_elements()
+            if elements > MAX_ELEMENTS:
+                dimension = DOMAIN_SIZES[self.domain][0]
+                smallest = self.h * (elements / MAX_ELEMENTS) ** (1 / dimension)
+                raise ValueError(f"mesh.h={self.h:g} makes about {elements:.2g} elements of "
+                                 f"mesh.domain {self.domain!r}, more than {MAX_ELEMENTS:.0e}; "
+                                 f"use h >= {smallest:.2g}")
         source = "mesh.file" if self.file is not None else f"mesh.domain {self.domain!r}"
         for key, used in (("h", self.domain not in (None, "icosphere")),
                           ("level", self.domain == "icosphere"),
@@ -83,6 +104,16 @@ class MeshSpec(StrictModel):
                                  "domain's edge length, level: the icosphere's subdivisions, "
                                  "repair: a mesh file's)")
         return self
+
+    def estimated_elements(self) -> float:
+        r"""About how many elements the generated domain has at edge length ``h``: its area
+        over an equilateral triangle's, $A / (\sqrt{3} h^2 / 4)$, or its volume over a regular
+        tetrahedron's, $V / (h^3 / 6\sqrt{2})$ (:data:`DOMAIN_SIZES`; gmsh's elements come
+        near these shapes)."""
+        dimension, size = DOMAIN_SIZES[self.domain]
+        element = math.sqrt(3) / 4 * self.h**2 if dimension == 2 else self.h**3 / (
+            6 * math.sqrt(2))
+        return size / element
 
     def build(self, h: float | None = None) -> pm.Mesh:
         """The mesh (the generated domain at edge length ``h`` if given)."""

@@ -210,14 +210,20 @@ def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u",
     (:data:`PDEBENCH_NAMES`: Burgers' ``nu`` is written ``Nu``).
 
     Raises:
-        ValueError: the folder of ``path`` does not exist, an unknown or unfit layout, or
+        ValueError: the folder of ``path`` does not exist, ``variable`` is no grid field
+            (its dims are not ``sample, time, x[, y[, z]]``), an unknown or unfit layout, or
             (stacked) a per-sample coordinate that takes several values (the message names
             it and how to select one), before anything is written.
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise ValueError(f"output folder {str(path.parent)!r} does not exist")
-    axes = [a for a in AXES if a in ds[variable].dims]
+    dims = ds[variable].dims
+    axes = [a for a in AXES if a in dims]
+    if not axes or set(dims) != {"sample", "time", *axes}:
+        raise ValueError(f"PDEBench layouts hold grid fields (sample, time, x[, y[, z]]); "
+                         f"{variable!r} has dims ({', '.join(map(str, dims))}): a mesh dataset "
+                         "(dims with node) or a steady one (no time) has no PDEBench layout")
     layout = layout or ("stacked" if len(axes) == 1 else "seed_groups")
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r}; allowed: {', '.join(LAYOUTS)}")

@@ -9,12 +9,14 @@ collects them for the command line.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import solvers as s
+from .memory import WORKING_FIELDS, check_fits_in_memory
 
 
 def _teng_initial(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -208,10 +210,19 @@ def build_solver(
     parameters: dict[str, float | tuple[float, ...]],
     **options,
 ) -> tuple[s.GridSolver, np.ndarray]:
-    """The solver of problem ``name`` on ``shape`` cells (``dt`` unset) and its u0."""
+    """The solver of problem ``name`` on ``shape`` cells (``dt`` unset) and its u0.
+
+    Raises:
+        ValueError: an unknown problem or parameter, a shape of another dimension, or one whose
+            working state (:data:`~physml.datasets.memory.WORKING_FIELDS` float64 fields) would
+            not fit in this machine's memory.
+    """
     prob = problem(name)
     if len(shape) != prob.ndim:
         raise ValueError(f"{name} needs {prob.ndim} grid size(s); got {len(shape)}")
+    cells = math.prod(shape)
+    check_fits_in_memory(8 * WORKING_FIELDS * cells, f"grid {list(shape)}: the solver's "
+                         f"working state ({WORKING_FIELDS} fields of {cells} cells)")
     grid = s.Grid(shape, prob.lower, prob.upper)
     unknown = set(parameters) - set(prob.solver.parameter_names)
     if unknown:

@@ -59,6 +59,8 @@ def test_solve_2d_with_imex(tmp_path):
         (["solve", "heat1d", "--t-end", "-1"], "--t-end=-1.0 must be a positive number"),
         (["solve", "heat1d", "--nx", "ten"], "invalid int value: 'ten'"),
         (["solve", "heat1d", "--scheme", "rk45"], "unknown scheme 'rk45'; allowed: euler"),
+        (["solve", "burgers1d", "--nx", "100000000000"], "grid [100000000000]: the solver's "
+         "working state (10 fields of 100000000000 cells) needs about "),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, message):
@@ -247,6 +249,13 @@ def test_a_new_grid_pde_is_one_solver_class_plus_one_registry_line(monkeypatch, 
          "training.lr: Input should be less than or equal to 1000000"),
         (["validate", "shape_poisson", "optimisation.lr=1e7"],
          "optimisation.lr: Input should be less than or equal to 1000000"),
+        # a value no member of a union takes, or one a member takes with a problem inside
+        (["validate", "poisson_lshape_pinn", "pde=[u_t, u_x]"],
+         "pde: Input should be a string or a mapping (got ['u_t', 'u_x'])"),
+        (["validate", "poisson_lshape_pinn", "conditions.0.value=[1]"],
+         "conditions.0.value: Input should be a string or a number (got [1])"),
+        (["validate", "poisson_lshape_pinn", "pde={{u: 1}}"],
+         "pde.u: Input should be a valid string (got 1)"),
     ],
 )
 def test_user_mistakes_found_before_any_work_exit_2_naming_them(tmp_path, cli_in_process,
@@ -256,6 +265,16 @@ def test_user_mistakes_found_before_any_work_exit_2_naming_them(tmp_path, cli_in
     result = cli_in_process(*filled)
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_misspelt_required_key_is_named_beside_the_missing_one(tmp_path, cli_in_process):
+    from physml.cases import bundled_cases
+
+    text = bundled_cases()["poisson_lshape_pinn"].read_text()
+    (tmp_path / "case.yaml").write_text(text.replace("\npde:", "\npdee:"))
+    result = cli_in_process("validate", str(tmp_path / "case.yaml"))
+    assert result.returncode == 2
+    assert "pde: Field required (unknown key 'pdee' given; allowed: kind, name," in result.stderr
 
 
 @pytest.mark.parametrize("command, message", [

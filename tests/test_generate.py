@@ -279,6 +279,19 @@ def test_a_systems_dataset_is_not_opened_as_fields_and_the_cli_names_its_reader(
          "finite number (got nan)"),
         ({"t_end: 0.2": "t_end: .inf"}, "t_end: Input should be a finite number"),
         ({"[0.5, 1.0]": "[]"}, "beta: an empty list sweeps nothing"),
+        # sizes that cannot fit in memory, refused before spec.yaml or a split folder
+        ({"grid: [32]": "grid: [100000000000]"}, "grid=[100000000000], n_saves=5, "
+         "shard_size=3: a shard of 3 sample(s) x 5 state(s) x 100000000000 values needs about "),
+        ({"n_saves: 5": "n_saves: 1000000000"}, "grid=[32], n_saves=1000000000, shard_size=3: "
+         "a shard of 3 sample(s) x 1000000000 state(s) x 32 values needs about "),
+        # YAML's true is no count
+        ({"samples: 10": "samples: true"}, "samples: True is a boolean; a number is expected"),
+        ({"grid: [32]": "grid: [true]"}, "grid: [True] is a boolean; a number is expected"),
+        ({"shard_size: 3": "shard_size: true"},
+         "shard_size: True is a boolean; a number is expected"),
+        # a misspelt required key is named beside the missing one
+        ({"n_saves: 5": "nsaves: 5"}, "n_saves: Field required (unknown key 'nsaves' given; "
+         "allowed: pde, grid, parameters, t_end, n_saves,"),
     ],
 )
 def test_bad_specs_exit_2_naming_the_key(tmp_path, capsys, replace, message):

@@ -296,6 +296,26 @@ def test_read_pdebench_carries_each_seed_groups_config_into_sample_coords(tmp_pa
     assert_cf(ds)
 
 
+def test_write_pdebench_refuses_mesh_and_steady_fields_in_one_message(tmp_path):
+    from physml.solvers.mesh import Mesh
+
+    mesh = Mesh(np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]), [[0, 1, 2], [0, 2, 3]])
+    on_mesh = io.mesh_dataset(mesh, {"u": np.zeros((2, 3, 4))}, times=[0.0, 0.5, 1.0],
+                              samples=np.arange(2))
+    steady_mesh = io.mesh_dataset(mesh, {"u": np.zeros((2, 4))}, samples=np.arange(2))
+    steady_grid = xr.Dataset({"u": (("sample", "x"), np.zeros((2, 8)))},
+                             coords={"sample": np.arange(2), "x": np.linspace(0, 1, 8)})
+    for ds, dims in ((on_mesh, "sample, time, node"), (steady_mesh, "sample, node"),
+                     (steady_grid, "sample, x")):
+        for layout in (None, "stacked", "seed_groups"):
+            with pytest.raises(ValueError, match=re.escape(
+                    "PDEBench layouts hold grid fields (sample, time, x[, y[, z]]); 'u' has dims "
+                    f"({dims}): a mesh dataset (dims with node) or a steady one (no time) has no "
+                    "PDEBench layout")):
+                io.write_pdebench(ds, tmp_path / "x.h5", layout=layout)
+    assert not (tmp_path / "x.h5").exists()
+
+
 def test_mesh_fields_round_trip_with_topology_and_tags(tmp_path):
     from physml.solvers.mesh import Mesh
 

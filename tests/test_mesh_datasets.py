@@ -114,6 +114,10 @@ def test_heat_samples_conserve_mass_on_a_closed_surface(tmp_path):
     ({"{kappa: [0.5, 2.0]}": "{shift: [1.0, 50.0]}"}, "parameters.shift: mesh disc (h = 0.3) "
      "has a boundary"),
     ({"seed: 3": "seed: 100000000000000000000000"}, "seed: "),
+    # an edge length that would mesh for hours; YAML's true is no number
+    ({"h: 0.3": "h: 0.0001"}, "mesh.h=0.0001 makes about 7.3e+08 elements of mesh.domain "
+     "'disc', more than 1e+07; use h >= 0.00085"),
+    ({"h: 0.3": "h: true"}, "mesh: h: True is a boolean; a number is expected"),
 ])
 def test_bad_mesh_specs_exit_2_naming_the_key(tmp_path, capsys, replace, message):
     spec = spec_file(tmp_path, POISSON, **replace)
@@ -121,6 +125,17 @@ def test_bad_mesh_specs_exit_2_naming_the_key(tmp_path, capsys, replace, message
                  "--workers", "0"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_shard_of_more_states_than_fit_in_memory_is_refused_before_anything_is_written(
+        tmp_path, capsys):
+    spec = spec_file(tmp_path, HEAT, **{"n_saves: 3": "n_saves: 1000000000"})
+    assert main(["datasets", "generate", str(spec), "--out", str(tmp_path / "d"),
+                 "--workers", "0"]) == 2
+    assert ("n_saves=1000000000, solver.steps_per_save=2, mesh icosphere(2), samples=3: a shard "
+            "of 3 sample(s) x 1999999999 state(s) x 162 values needs about ") in \
+        capsys.readouterr().err
     assert not (tmp_path / "d").exists()
 
 

@@ -23,14 +23,13 @@ import numpy as np
 import xarray as xr
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from ..datasets.spec import annotation_types
+from ..datasets.spec import StrictModel
 from ..datasets.store import atomic_write as atomic_write
 from ..datasets.store import with_cf_metadata
 from ..datasets.store import write_text as write_text
@@ -40,31 +39,11 @@ CONFIG = "config.yaml"
 METRICS = "metrics.json"
 
 
-class Section(BaseModel):
-    """A case-file section: unknown keys refused, values frozen, NaN and infinity refused for
-    every number (``allow_inf_nan=False``), and a boolean refused where a number is expected
-    (YAML's ``true`` would otherwise count as 1)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_booleans_for_numbers(cls, data: object) -> object:
-        if not isinstance(data, dict):
-            return data
-        for name, value in data.items():
-            field = cls.model_fields.get(name)
-            if field is None:
-                continue
-            types = set(annotation_types(field.annotation))
-            if not types & {int, float} or bool in types:
-                continue
-            named = ({f"{name}.{key}": v for key, v in value.items()} if isinstance(value, dict)
-                     else {name: value})
-            for where, v in named.items():
-                if any(isinstance(x, bool) for x in (v if isinstance(v, list) else [v])):
-                    raise ValueError(f"{where}: {v!r} is a boolean; a number is expected")
-        return data
+class Section(StrictModel):
+    """A case-file section: as a dataset spec's sections (:class:`~physml.datasets.spec.
+    StrictModel`), unknown keys refused, values frozen, NaN and infinity refused for every
+    number, and a boolean refused where a number is expected (YAML's ``true`` would otherwise
+    count as 1)."""
 
 
 class KindSection(Section):

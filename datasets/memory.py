@@ -1,0 +1,65 @@
+"""Whether a generation fits in this machine's memory, checked before anything is written or
+allocated: the machine's physical memory, and what a shard of a dataset needs."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .spec import SampledSpec
+
+GIB = 2**30
+
+WORKING_FIELDS = 10
+"""Fields of a sample's size (float64) that solving it holds besides its saved states, an
+estimate: the state, a stage value and a stage sum for each of up to four Runge–Kutta stages,
+and the last good state."""
+
+
+def physical_memory() -> int | None:
+    """This machine's physical memory [bytes] from ``sysconf`` (Linux, most Unixes); None where
+    it is not known."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows), or not these names
+        return None
+    return memory if memory > 0 else None
+
+
+def check_fits_in_memory(needed: int, what: str) -> None:
+    """Refuse ``needed`` bytes beyond this machine's physical memory (no check where that is not
+    known).
+
+    Raises:
+        ValueError: '``what`` needs about N GiB, more than this machine's memory (M GiB)'.
+    """
+    memory = physical_memory()
+    if memory is not None and needed > memory:
+        raise ValueError(f"{what} needs about {needed / GIB:,.1f} GiB, more than this "
+                         f"machine's memory ({memory / GIB:,.1f} GiB)")
+
+
+def check_shard_fits(spec: SampledSpec, saved: int, values: int, sizes: str) -> None:
+    """Refuse ``spec`` where one shard would not fit in this machine's memory. A shard holds
+    ``samples`` samples (``shard_size``, or fewer where a split holds fewer per parameter
+    combination), each of ``saved`` states of ``values`` values, in float64 as solved and in
+    the storage dtype as written, and :data:`WORKING_FIELDS` float64 fields of ``values`` while
+    solved::
+
+        bytes = samples * values * (saved * (8 + storage bytes) + 8 * WORKING_FIELDS)
+
+    Raises:
+        ValueError: naming ``sizes`` (the keys that set ``saved`` and ``values``, with their
+            values) and the key that sets ``samples``.
+    """
+    largest = max(spec.split_sizes().values())
+    samples = min(spec.shard_size, largest)
+    key = f"shard_size={spec.shard_size}" if spec.shard_size <= largest else (
+        f"samples={spec.samples}")
+    storage = np.dtype(spec.storage_dtype).itemsize
+    needed = samples * values * (saved * (8 + storage) + 8 * WORKING_FIELDS)
+    check_fits_in_memory(needed, f"{sizes}, {key}: a shard of {samples} sample(s) x {saved} "
+                                 f"state(s) x {values} values")
