@@ -225,6 +225,10 @@ def test_an_unknown_case_name_lists_the_bundled_ones(tmp_path):
         ("convection_lpinn", "domain.x=[0, 3]", "got 0.477465 periods"),
         ("burgers", "conditions.initial.wavenumber=1", "the Burgers problem has zero walls: "
          "u0 = A sin(k x) must vanish at both ends of domain.x"),
+        # an index into a list the case does not set (it became a mapping {"0": 0.2}, refused
+        # as "refine: Input should be a valid list")
+        ("heat_surface", "refine.0=0.2", "override 'refine.0=0.2': refine is not set, so it "
+         "has no entry 0; give the whole list (refine=[...])"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(case, override, message):

@@ -72,16 +72,23 @@ def resolve_case_path(case: str | Path) -> Path:
                      f"{name!r}; bundled: {', '.join(bundled)}")
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+def apply_overrides(raw: dict, overrides: list[str], alone: bool = False) -> dict:
     """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested mapping; a whole
-    number indexes a list (``conditions.0.value=3``)."""
+    number indexes a list (``conditions.0.value=3``), one the case has: an index into a list it
+    lacks is refused, except ``alone`` (an override read on its own, into an empty mapping,
+    where the index makes a section)."""
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ValueError(f"override {item!r} must look like key.subkey=value")
         node = raw
         parts = key.split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
+            if (not alone and isinstance(node, dict) and part not in node
+                    and parts[depth + 1].isdecimal()):
+                whole = ".".join(parts[: depth + 1])  # an index into a list the case lacks
+                raise ValueError(f"override {item!r}: {whole} is not set, so it has no entry "
+                                 f"{parts[depth + 1]}; give the whole list ({whole}=[...])")
             node = _child(node, part, item)
         try:
             value = load_yaml(text)
@@ -186,7 +193,7 @@ def _refuse_foreign_overrides(case: CaseBase, overrides: list[str], where: str) 
     """Refuse an override that sets an option its section's kind does not read (in the case
     it makes): one that switches a section's kind lets the section's other options be."""
     for item in overrides:
-        found = foreign_options(apply_overrides({}, [item]), case)  # the override alone
+        found = foreign_options(apply_overrides({}, [item], alone=True), case)  # the override alone
         if found:
             raise ValueError(f"{where}: override {item!r}: {found}")
 
