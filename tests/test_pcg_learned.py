@@ -150,10 +150,10 @@ def uneven_rows(n: int = 40) -> sp.csr_matrix:
 
 
 @pytest.mark.parametrize("kind", ["cholesky", "sparse_inverse"])
-@pytest.mark.parametrize("steps", [0, 2])
-def test_the_native_forward_is_the_network_in_float64(kind, steps):
+@pytest.mark.parametrize("steps, width", [(0, 6), (2, 6), (1, 4)])  # width 4: its own layers
+def test_the_native_forward_is_the_network_in_float64(kind, steps, width):
     torch.manual_seed(steps)
-    model = FactorModel(kind, width=6, steps=steps).double()
+    model = FactorModel(kind, width=width, steps=steps).double()
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.3)

@@ -151,9 +151,41 @@ real* __restrict__ o_edge = s_up + E;
 real* __restrict__ hidden = o_edge + E;
 
 // y[o] = W[o] . x + c[o] (or y[o] += ..., with ``add``), over columns 0..len of the
-// feature-major x (in rows, x_stride apart) into y (out rows, y_stride apart); W (out, in)
+// feature-major x (in rows, x_stride apart) into y (out rows, y_stride apart); W (out, in).
+// Each y[o][k] is c (or y + c) and then one fused multiply-add per input in the inputs'
+// order, on either path: a 4 x 4 layer (width 4, the benchmarks' network) keeps its four
+// outputs in registers (the edge layers 12-19 % faster at 6.0e3 unknowns, the forward 12 %),
+// any other shape goes output row by output row
 auto dense = [&](const real* x, int in, int x_stride, int len, const real* wt,
                  const real* bias, int out, real* y, int y_stride, bool add) {
+    if (in == 4 && out == 4) {  // the four outputs in registers: x read once, y written once
+        const real* __restrict__ x0 = x;
+        const real* __restrict__ x1 = x + x_stride;
+        const real* __restrict__ x2 = x + 2 * x_stride;
+        const real* __restrict__ x3 = x + 3 * x_stride;
+        real* __restrict__ y0 = y;
+        real* __restrict__ y1 = y + y_stride;
+        real* __restrict__ y2 = y + 2 * y_stride;
+        real* __restrict__ y3 = y + 3 * y_stride;
+        real w[16], c[4];
+        for (int j = 0; j < 16; ++j) w[j] = wt[j];
+        for (int j = 0; j < 4; ++j) c[j] = bias ? bias[j] : zero;
+        const bool with_bias = bias != nullptr;
+        auto first = [&](real* __restrict__ yo, int k, real cj) {
+            return add ? (with_bias ? yo[k] + cj : yo[k]) : cj;
+        };
+        for (int k = 0; k < len; ++k) {
+            const real a0 = x0[k], a1 = x1[k], a2 = x2[k], a3 = x3[k];
+            real s0 = first(y0, k, c[0]), s1 = first(y1, k, c[1]);
+            real s2 = first(y2, k, c[2]), s3 = first(y3, k, c[3]);
+            s0 = fma_of(w[3], a3, fma_of(w[2], a2, fma_of(w[1], a1, fma_of(w[0], a0, s0))));
+            s1 = fma_of(w[7], a3, fma_of(w[6], a2, fma_of(w[5], a1, fma_of(w[4], a0, s1))));
+            s2 = fma_of(w[11], a3, fma_of(w[10], a2, fma_of(w[9], a1, fma_of(w[8], a0, s2))));
+            s3 = fma_of(w[15], a3, fma_of(w[14], a2, fma_of(w[13], a1, fma_of(w[12], a0, s3))));
+            y0[k] = s0; y1[k] = s1; y2[k] = s2; y3[k] = s3;
+        }
+        return;
+    }
     for (int o = 0; o < out; ++o) {
         real* __restrict__ yo = y + o * y_stride;
         const real c = bias ? bias[o] : zero;
