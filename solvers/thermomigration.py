@@ -434,10 +434,14 @@ class ThermomigrationSolver:
                 f"dt0={dt0} must be a positive number of seconds (or None: 1e-3 of the "
                 "diffusion time)")
         targets = np.array([t_end] if save_times is None else save_times, dtype=np.float64)
+        require(targets.ndim == 1 and targets.size > 0,
+                f"save_times={save_times!r}: give times in ({t0}, {t_end}], or None to save "
+                "t_end only")
+        slack = 1e-12 * abs(t_end)  # of the time, whatever its sign
         require(bool(np.all(np.diff(targets) > 0)) and targets[0] > t0 and
-                targets[-1] <= t_end * (1 + 1e-12),
+                targets[-1] <= t_end + slack,
                 f"save_times must increase within ({t0}, {t_end}]")
-        if targets[-1] < t_end * (1 - 1e-12):  # the run goes on to t_end, which it saves
+        if targets[-1] < t_end - slack:  # the run goes on to t_end, which it saves
             targets = np.append(targets, t_end)
         tau = self.units.time
         c = self.to_warp(c0)
@@ -453,7 +457,7 @@ class ThermomigrationSolver:
         previous: tuple[wp.array, float] | None = None
         last_good, step = (0, state), 0
         for target in targets / tau:
-            while t < target * (1 - 1e-14):
+            while t < target - 1e-14 * abs(target):
                 self._update_temperature(t * tau)
                 h = min(dt, dt_max, target - t)
                 delta, euler = self.increment(c, h, s4)
@@ -478,7 +482,7 @@ class ThermomigrationSolver:
                                                                              / error)))
                 if h == min(dt, dt_max):  # a step cut short by a save time keeps dt
                     dt = h * grow
-                at_save = t >= target * (1 - 1e-14)
+                at_save = t >= target - 1e-14 * abs(target)
                 snapshot = None
                 if at_save or step % self.check_every == 0:
                     snapshot = self._checked(c, step, t * tau, last_good,

@@ -978,6 +978,12 @@ def test_a_run_goes_on_to_t_end_after_the_last_save_time():
     run = solver.run(c0, 20 * tau, save_times=np.array([2 * tau, 5 * tau]))
     np.testing.assert_allclose(run.times, [0.0, 2 * tau, 5 * tau, 20 * tau], rtol=1e-12)
     assert sum(run.dt) == pytest.approx(20 * tau, rel=1e-12)
+    # times before 0: the end's slack was relative to t_end's sign (refused as not within
+    # (t0, t_end]); an empty save_times raised IndexError
+    before = solver.run(c0, -18 * tau, t0=-20 * tau)
+    np.testing.assert_allclose(before.times, [-20 * tau, -18 * tau], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"save_times=\[\]: give times in"):
+        solver.run(c0, 20 * tau, save_times=[])
 
 
 # ------------------------------------------------------------------ particle identity, tracking

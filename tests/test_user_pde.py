@@ -93,6 +93,22 @@ def test_empty_thin_and_degenerate_domains_are_refused_by_name():
             Polygon(vertices)  # its inside and outward normals are undefined
     with pytest.raises(ValueError, match="Polygon: the vertices hold NaN or infinite"):
         Polygon([(0, 0), (1, 0), (np.nan, 1)])
+    with pytest.raises(ValueError, match="Ball: centre \\[nan, 0.0\\] must be finite"):
+        Disk((np.nan, 0.0), 1.0)  # sampled a million points, then said "empty or too thin"
+    with pytest.raises(ValueError, match="Ball: radius=inf must be > 0 and finite"):
+        Disk((0.0, 0.0), np.inf)
+    with pytest.raises(ValueError, match="Box: .* must be finite"):
+        Rectangle((0, 0), (np.inf, 1))  # sampled points at x = inf
+
+
+def test_a_rectangle_and_an_interval_take_face_names_as_a_box_does():
+    """README's advice for two boxes of one CSG domain (distinct names=) raised TypeError
+    for Rectangle and Interval."""
+    right = Rectangle((1.0, 0.0), (2.0, 1.0), names=["inner", "east", "south", "north"])
+    assert right.names == ["inner", "east", "south", "north"]
+    assert Interval(0.0, 1.0, names=["inlet", "outlet"]).names == ["inlet", "outlet"]
+    both = Union(Rectangle((0.0, 0.0), (1.2, 1.0)), right)
+    assert {"left", "east"} <= set(both.part_names)
     angle = np.linspace(0, 2 * np.pi, 20000, endpoint=False)  # a digitised outline
     outline = (1 + 0.1 * np.sin(7 * angle))[:, None] * np.c_[np.cos(angle), np.sin(angle)]
     assert Polygon(outline).dim == 2  # its edge pairs pruned by boxes, not all n^2 / 2
@@ -1150,3 +1166,22 @@ def test_a_coefficient_field_given_by_a_network_is_recovered_from_observations()
     assert np.abs(found / expected - 1).max() < 5e-2
     assert np.linalg.norm(found - expected) / np.linalg.norm(expected) < 2e-2
 
+
+
+@pytest.mark.parametrize("domain", [
+    Rectangle((0, 0), (1, 1)), Disk((0, 0), 1.0),
+    Difference(Rectangle((0, 0), (2, 2)), Disk((1, 1), 0.5, name="hole")),
+])
+def test_sampling_no_point_gives_an_empty_array_and_a_bad_count_is_refused(domain):
+    """n = 0 failed with "need at least one array to concatenate", and so did sample_boundary
+    of a CSG domain whenever one of its parts drew no point."""
+    rng = np.random.default_rng(0)
+    assert domain.sample_interior(0, rng).shape == (0, 2)
+    assert domain.sample_boundary(0, rng)[0].shape == (0, 2)
+    points, index = domain.sample_boundary(1, rng)
+    assert points.shape == (1, 2) and np.isfinite(points).all()
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match=f"^n={bad!r} must be a whole number >= 0"):
+            domain.sample_interior(bad, rng)
+        with pytest.raises(ValueError, match=f"^n={bad!r} must be a whole number >= 0"):
+            domain.sample_boundary(bad, rng)

@@ -45,6 +45,9 @@ class Box(Geometry):
         if lower.shape != upper.shape or not 1 <= len(lower) <= 3:
             raise ValueError(f"Box: lower {lower.tolist()} and upper {upper.tolist()} need "
                              "the same 1 to 3 entries")
+        if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
+            raise ValueError(f"Box: lower {lower.tolist()} and upper {upper.tolist()} must be "
+                             "finite")
         if not np.all(upper > lower):
             raise ValueError(f"Box: upper {upper.tolist()} must exceed lower {lower.tolist()}")
         self.dim = len(lower)
@@ -104,17 +107,20 @@ class Box(Geometry):
         return normal
 
 
-def Interval(a: float, b: float) -> Box:  # noqa: N802 - a constructor by its math name
-    """The interval $[a, b]$: a one-dimensional :class:`Box` with ends ``left`` and ``right``."""
-    return Box([a], [b])
+def Interval(a: float, b: float,  # noqa: N802 - a constructor by its math name
+             names: Sequence[str] | None = None) -> Box:
+    """The interval $[a, b]$: a one-dimensional :class:`Box` with ends ``left`` and ``right``
+    (or ``names``, two)."""
+    return Box([a], [b], names)
 
 
-def Rectangle(lower: Sequence[float], upper: Sequence[float]) -> Box:  # noqa: N802
+def Rectangle(lower: Sequence[float], upper: Sequence[float],  # noqa: N802
+              names: Sequence[str] | None = None) -> Box:
     """The rectangle $[a_1, b_1]\\times[a_2, b_2]$: a 2D :class:`Box` (``left``, ``right``,
-    ``bottom``, ``top``)."""
+    ``bottom``, ``top``, or ``names``, four in that order)."""
     if len(lower) != 2:
         raise ValueError(f"Rectangle: lower {list(lower)} needs 2 entries")
-    return Box(lower, upper)
+    return Box(lower, upper, names)
 
 
 class Ball(Geometry):
@@ -130,8 +136,10 @@ class Ball(Geometry):
         self.centre = np.asarray(centre, dtype=np.float64)
         if self.centre.ndim != 1 or len(self.centre) not in (2, 3):
             raise ValueError(f"Ball: centre {self.centre.tolist()} needs 2 or 3 entries")
-        if not radius > 0:
-            raise ValueError(f"Ball: radius={radius} must be > 0")
+        if not np.isfinite(self.centre).all():
+            raise ValueError(f"Ball: centre {self.centre.tolist()} must be finite")
+        if not 0 < radius < np.inf:
+            raise ValueError(f"Ball: radius={radius} must be > 0 and finite")
         self.radius, self.name, self.dim = float(radius), name, len(self.centre)
         self.bounds = np.stack([self.centre - radius, self.centre + radius], axis=1)
 
