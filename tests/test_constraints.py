@@ -413,3 +413,23 @@ def test_bad_constructor_arguments_are_named(build, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         build()
     assert BlockRouter((4.0, 8), (1, 2)).shape == (4, 8)
+
+
+@pytest.mark.parametrize("layer_class", ["hard", "pou"])
+def test_an_empty_batch_is_refused_naming_b(layer_class):
+    """B = 0 failed inside a reshape ("cannot reshape tensor of 0 elements")."""
+    nt, nx = 8, 16
+    rows = DiffusionSorptionRows(nx, dt=5.0)
+    router = BlockRouter((nt, nx), (1, 2))
+    layer = (HardConstraint if layer_class == "hard" else PartitionOfUnity)(rows.rows, router,
+                                                                            (nx,))
+    with pytest.raises(ValueError, match=r"basis has shape \(0, \d+, 8, 16\); expected \(B, N, 8, "
+                                         r"16\): B >= 1 samples"):
+        layer(smooth_basis(nt, nx)[:0], torch.zeros(0, nx, dtype=torch.float64))
+
+
+def test_a_fractional_overlap_is_refused():
+    """overlap=1.5 gave fractional trapezoid widths although whole cells are asked for."""
+    rows = DiffusionSorptionRows(16, dt=5.0)
+    with pytest.raises(ValueError, match=r"^overlap=1.5 must be a whole number >= 1"):
+        PartitionOfUnity(rows.rows, BlockRouter((8, 16), (1, 2)), (16,), overlap=1.5)

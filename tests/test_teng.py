@@ -446,3 +446,41 @@ def test_a_prediction_that_becomes_non_finite_stops_the_run_at_its_step(tmp_path
                                           "evaluation grid at step") as caught:
         run_case(case, tmp_path)
     assert "the checkpoint of step" in str(caught.value) and caught.value.step > 0
+
+
+@pytest.mark.parametrize("u0_bad, kwargs, message", [
+    (lambda X: u0(X) * float("nan"), {}, r"u0 returned NaN/Inf at 32 of 32 points; the initial "
+                                         "condition must be finite"),
+    (lambda X: 0 * X[:, 0], {}, r"u0 is zero at all 32 points: the fit's relative error "),
+    (u0, {"points": 0}, r"points=0 must be a whole number >= 1"),
+    (u0, {"points": 32, "tolerance": "1e-4"}, r"tolerance='1e-4' must be a finite number >= 0"),
+    (u0, {"points": 32, "max_iterations": -1}, r"max_iterations=-1 must be a whole number >= 0"),
+])
+def test_an_initial_fit_of_a_non_finite_or_zero_u0_or_a_bad_count_is_refused(u0_bad, kwargs,
+                                                                              message):
+    """NaN in u0 ended in an MKL DGELSD error and a PyTorch internal assert; a zero u0
+    returned inf and points=0 nan, without a word."""
+    with pytest.raises(ValueError, match=f"^{message}"):
+        make("heun").fit_initial(u0_bad, **{"points": 32, "max_iterations": 1, **kwargs})
+
+
+@pytest.mark.parametrize("t_end", [float("nan"), float("inf"), "0.01"])
+def test_a_run_to_a_time_that_is_not_a_finite_number_is_refused(t_end):
+    """nan failed in round() with 'cannot convert float NaN to integer'."""
+    with pytest.raises(ValueError, match=f"^{re.escape(f't_end={t_end!r}')} must be a finite"):
+        make("euler").run(t_end)
+
+
+def test_a_model_of_more_than_one_output_is_refused():
+    """It ran, evolving output 0 and carrying output 1 along untrained."""
+    with pytest.raises(ValueError, match=r"^model maps one point to values of shape \(1, 2\); "
+                                         "TENG evolves one scalar field"):
+        TENG(PeriodicMLP(1, 2, width=4, depth=1), TENGPDE("heat", 0.1), dim=1)
+
+
+def test_theta_is_written_into_the_model_only_on_request():
+    teng = make("euler")
+    teng.fit_initial(u0, points=64, max_iterations=2)
+    X = teng.sample(8)
+    assert not torch.equal(teng.model(X)[:, 0], teng.value(teng.theta, X))  # left as it was
+    assert torch.equal(teng.write_theta_to_model()(X)[:, 0], teng.value(teng.theta, X))

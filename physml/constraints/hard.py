@@ -94,14 +94,14 @@ def check_rows_accept(rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...
 
 def check_inputs(basis: torch.Tensor, phi: torch.Tensor, router: BlockRouter,
                  phi_shape: tuple[int, ...]) -> None:
-    """Refuse a basis that is not (B, N, *grid) on ``router``'s grid, or a φ that is not
-    (B, *phi_shape), naming the shapes given and expected. Values are not checked: a NaN/Inf
-    in either gives a non-finite u (where a trainer stops and names the step)."""
+    """Refuse a basis that is not (B, N, *grid) on ``router``'s grid with B, N >= 1, or a φ
+    that is not (B, *phi_shape), naming the shapes given and expected. Values are not checked:
+    a NaN/Inf in either gives a non-finite u (where a trainer stops and names the step)."""
     grid = tuple(router.shape)
-    if basis.ndim != 2 + len(grid) or tuple(basis.shape[2:]) != grid or basis.shape[1] < 1:
+    if basis.ndim != 2 + len(grid) or tuple(basis.shape[2:]) != grid or min(basis.shape[:2]) < 1:
         raise ValueError(f"basis has shape {tuple(basis.shape)}; expected (B, N, "
-                         f"{', '.join(map(str, grid))}): B samples of N >= 1 basis functions on "
-                         "the router's grid")
+                         f"{', '.join(map(str, grid))}): B >= 1 samples of N >= 1 basis functions "
+                         "on the router's grid")
     if tuple(phi.shape) != (basis.shape[0], *phi_shape):
         raise ValueError(f"phi has shape {tuple(phi.shape)}; expected ({basis.shape[0]}, "
                          f"{', '.join(map(str, phi_shape))}): the basis's {basis.shape[0]} "

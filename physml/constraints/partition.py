@@ -34,6 +34,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..solvers.errors import whole_number
 from .experts import BlockRouter, padded_rows, solve_level_laplacian
 from .hard import DEFAULT_SOLVER, Rows, check_inputs, check_rows_accept, row_dependence
 from .implicit import least_squares_solution
@@ -64,7 +65,7 @@ class PartitionOfUnity(nn.Module):
         rows: the problem's residual rows, ``rows(u (B, *grid), phi (B, ...)) -> (B, M)``.
         router: the experts' blocks.
         phi_shape: the shape of one sample's conditioning input.
-        overlap: cells each block is widened by on each inner side, >= 1.
+        overlap: cells each block is widened by on each inner side, a whole number >= 1.
         solver: the inner Levenberg–Marquardt solver.
         align_constants: shift the experts' fields by their least-squares constants per time
             level before blending (rows blind to such constants; module docstring).
@@ -79,8 +80,7 @@ class PartitionOfUnity(nn.Module):
                  overlap: int = 2, solver: LevenbergMarquardt = DEFAULT_SOLVER,
                  align_constants: bool = False, condition_rows: int = 0) -> None:
         super().__init__()
-        if overlap < 1:
-            raise ValueError(f"overlap={overlap} must be >= 1 cell")
+        overlap = whole_number(overlap, "overlap", 1)
         self.rows, self.router, self.solver = rows, router, solver
         self.align_constants = align_constants
         check_rows_accept(rows, router, phi_shape)

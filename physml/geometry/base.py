@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import qmc
 
+from ..solvers.errors import whole_number
+
 SAMPLERS = ("uniform", "sobol")
 """How interior points are drawn from the bounding box."""
 
@@ -117,10 +119,11 @@ class Geometry:
 
     def sample_interior(self, n: int, rng: np.random.Generator, kind: str = "uniform"
                         ) -> np.ndarray:
-        """``n`` points of the domain, shape ``(n, d)``: bounding-box points with those outside
-        rejected (a box itself rejects none)."""
+        """``n`` points of the domain, shape ``(n, d)`` (``n`` a whole number >= 0):
+        bounding-box points with those outside rejected (a box itself rejects none)."""
+        n = whole_number(n, "n", 0)
         low, high = self.bounds[:, 0], self.bounds[:, 1]
-        chosen: list[np.ndarray] = []
+        chosen = [np.empty((0, self.dim))]
         count, batch, drawn = 0, n, 0
         while count < n:
             if count == 0 and drawn >= EMPTY_AFTER:
@@ -139,13 +142,14 @@ class Geometry:
     def sample_boundary(self, n: int, rng: np.random.Generator,
                         names: Sequence[str] | None = None, stratified: bool = False
                         ) -> tuple[np.ndarray, np.ndarray]:
-        """Points on the parts ``names`` (all for None): ``n`` in all, each point's part drawn
-        with probability proportional to the part's measure, or ``n`` per part, part after
-        part, if ``stratified``.
+        """Points on the parts ``names`` (all for None): ``n`` (a whole number >= 0) in all,
+        each point's part drawn with probability proportional to the part's measure, or ``n``
+        per part, part after part, if ``stratified``.
 
         Returns:
             points ``(N, d)`` and the index of each point's part in ``names``, ``(N,)``.
         """
+        n = whole_number(n, "n", 0)
         parts = self.require_parts(names)
         if not parts:
             raise ValueError("sample_boundary: no boundary part to sample (names is empty)")
@@ -159,7 +163,8 @@ class Geometry:
         points = np.empty((len(index), self.dim))
         for i, part in enumerate(parts):
             mask = index == i
-            points[mask] = part.sample(int(mask.sum()), rng)
+            if mask.any():  # a part given no point is not sampled
+                points[mask] = part.sample(int(mask.sum()), rng)
         return points, index
 
     def normals(self, P: np.ndarray, index: np.ndarray, names: Sequence[str] | None = None

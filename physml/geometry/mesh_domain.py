@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..solvers.errors import whole_number
 from ..solvers.mesh import Mesh
 from ..solvers.mesh.checks import facets_of
 from .base import BoundaryPart, Geometry, unit_points
@@ -252,7 +253,9 @@ class MeshDomain(Geometry):
 
     def sample_interior(self, n: int, rng: np.random.Generator, kind: str = "uniform"
                         ) -> np.ndarray:
-        """``n`` points of the mesh's cells, none rejected (see the module docstring)."""
+        """``n`` points of the mesh's cells (``n`` a whole number >= 0), none rejected (see the
+        module docstring)."""
+        n = whole_number(n, "n", 0)
         k = self.mesh.cells.shape[1]
         u = unit_points(n, k, kind, rng)
         cells = np.minimum(np.searchsorted(self._cell_cdf, u[:, 0], side="right"),

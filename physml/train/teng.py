@@ -149,7 +149,8 @@ class TENG:
     Args:
         model: network mapping points (n, ``dim``) to values (n, 1); float64 is used
             throughout. Where its input width is known (:func:`input_width`) it must be
-            ``dim``.
+            ``dim``. It is used as a function of ``theta``: its own parameters keep their
+            initial values until :meth:`write_theta_to_model`.
         pde: the PDE (:class:`TENGPDE`).
         scheme: ``"euler"``, ``"heun"`` or ``"rk4"`` (or any :class:`Tableau`).
         dt: time step, finite and > 0.
@@ -168,12 +169,14 @@ class TENG:
     Counts are whole numbers.
 
     Raises:
-        ValueError: an argument outside these ranges, an unknown ``solver`` or ``scheme``, or
-            a ``dim`` other than the model's input width (one message naming the argument,
-            its value and what is allowed).
+        ValueError: an argument outside these ranges, an unknown ``solver`` or ``scheme``, a
+            ``dim`` other than the model's input width, or a model whose output width is not
+            1 (one message naming the argument, its value and what is allowed).
 
     Attributes:
-        theta: the flat parameters, shape (p,), float64.
+        theta: the flat parameters, shape (p,), float64: the fitted and evolved state.
+            ``model``'s own parameters are not updated by :meth:`fit_initial` or :meth:`run`
+            (evaluate with :meth:`value`, or call :meth:`write_theta_to_model` first).
         t: the time reached.
         solver_used: ``"gram"`` or ``"dense"``, the least-squares solver the fits use.
         solve_seconds, solves: device-synchronised seconds of the least-squares arithmetic, and
@@ -221,6 +224,11 @@ class TENG:
         require_torch_device(device)
         self.device = torch.device(device)
         self.model = model.to(self.device, torch.float64)
+        with torch.no_grad():
+            shape = self.model(torch.zeros(1, dim, dtype=torch.float64, device=self.device)).shape
+        if tuple(shape) != (1, 1):
+            raise ValueError(f"model maps one point to values of shape {tuple(shape)}; TENG "
+                             "evolves one scalar field: give a model of output width 1")
         self.pde = pde
         self.tableau = tableau(scheme) if isinstance(scheme, str) else scheme
         self.dt, self.n_points, self.iterations = dt, points, iterations
@@ -263,6 +271,15 @@ class TENG:
         self.fallbacks = {**dict.fromkeys(FALLBACKS, 0), **state["fallbacks"]}
         self.fallback_reasons = dict(state["fallback_reasons"])
         self.initial_error = state["initial_error"]
+
+    def write_theta_to_model(self) -> nn.Module:
+        """Copy ``theta`` into ``model``'s parameters and return the model (its own
+        parameters otherwise keep their initial values)."""
+        params = self._params(self.theta)
+        with torch.no_grad():
+            for name, parameter in self.model.named_parameters():
+                parameter.copy_(params[name])
+        return self.model
 
     def _fallback(self, kind: str, reason: str, count: int = 1) -> None:
         """Count ``count`` fallbacks of ``kind``; warn the first time in this object."""
@@ -386,6 +403,8 @@ class TENG:
         on_step: Callable[[TENG], None] | None = None,
     ) -> None:
         """Step until ``t_end`` (a whole number of steps from the current time)."""
+        if not (is_real(t_end) and math.isfinite(t_end)):
+            raise ValueError(f"t_end={t_end!r} must be a finite number")
         steps = round((t_end - self.t) / self.dt)
         if abs(self.t + steps * self.dt - t_end) > 1e-9 * max(1.0, t_end) or steps < 0:
             raise ValueError(f"t_end={t_end} is not a whole number of steps dt={self.dt} away")
@@ -426,18 +445,20 @@ class TENG:
         ``max_iterations``, or when no damping up to 1e8 lowers the error.
 
         Args:
-            u0: the initial condition, points (n, dim) -> values (n,).
-            points: fit points, drawn from the random stream.
-            tolerance: relative L2 training error to stop at.
-            max_iterations: most Levenberg–Marquardt iterations.
+            u0: the initial condition, points (n, dim) -> finite values (n,), not zero at
+                every point (the relative error would be undefined).
+            points: fit points, drawn from the random stream, >= 1.
+            tolerance: relative L2 training error to stop at, a finite number >= 0.
+            max_iterations: most Levenberg–Marquardt iterations, >= 0.
             on_iteration: called after every iteration with its :class:`FitProgress` (for
                 progress lines: the fit takes minutes for the 2D cases).
         """
+        points, max_iterations = (whole_number(value, name, least) for name, value, least in (
+            ("points", points, 1), ("max_iterations", max_iterations, 0)))
+        if not (is_real(tolerance) and math.isfinite(tolerance) and tolerance >= 0):
+            raise ValueError(f"tolerance={tolerance!r} must be a finite number >= 0")
         X = self.sample(points)
-        target = u0(X)
-        if not isinstance(target, torch.Tensor) or target.shape != (len(X),):
-            raise ValueError(f"u0 returned {tuple(getattr(target, 'shape', ()))} values for "
-                             f"{len(X)} points; expected a tensor of shape ({len(X)},)")
+        target = _initial_values(u0, X)
         theta, damping = self.theta.clone(), 1e-3
         error = _relative(self.value(theta, X) - target, target)
         with Stopwatch(self.device) as watch:
@@ -449,7 +470,8 @@ class TENG:
                     on_iteration(FitProgress(iteration, error, damping, watch.read()))
         self.theta = theta
         test = self.sample(points)
-        self.initial_error = _relative(self.value(theta, test) - u0(test), u0(test))
+        reference = _initial_values(u0, test)
+        self.initial_error = _relative(self.value(theta, test) - reference, reference)
         return self.initial_error
 
     def _initial_fit_step(self, theta: torch.Tensor, X: torch.Tensor, target: torch.Tensor,
@@ -475,6 +497,23 @@ class TENG:
                 return trial, trial_error, max(damping / 3, 1e-15)
             damping *= 4
         return theta, error, damping
+
+
+def _initial_values(u0: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor) -> torch.Tensor:
+    """``u0(X)``, shape (n,), refused unless it is a tensor of that shape, finite, and not
+    zero at every point (a ValueError naming u0)."""
+    values = u0(X)
+    if not isinstance(values, torch.Tensor) or values.shape != (len(X),):
+        raise ValueError(f"u0 returned {tuple(getattr(values, 'shape', ()))} values for "
+                         f"{len(X)} points; expected a tensor of shape ({len(X)},)")
+    bad = int((~torch.isfinite(values)).sum())
+    if bad:
+        raise ValueError(f"u0 returned NaN/Inf at {bad} of {len(X)} points; the initial "
+                         "condition must be finite")
+    if not values.any():
+        raise ValueError(f"u0 is zero at all {len(X)} points: the fit's relative error "
+                         "||u - u0|| / ||u0|| is undefined; give a nonzero initial condition")
+    return values
 
 
 def _relative(error: torch.Tensor, reference: torch.Tensor) -> float:
