@@ -10,6 +10,24 @@ import statistics
 from collections.abc import Callable
 
 
+def at_least(minimum: float, kind: type = int, strictly: bool = False) -> Callable[[str], float]:
+    """An ``argparse`` type: ``kind(text)``, refused with one line (exit 2) below ``minimum``
+    (or at it, ``strictly``): a count of 0 ended in a traceback far into a run."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+        if not (value > minimum if strictly else value >= minimum):  # NaN fails too
+            raise argparse.ArgumentTypeError(
+                f"{text} must be {'>' if strictly else '>='} {minimum:g}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def summary(values: list[float], kept_as: str | None = None) -> dict:
     """``{"median", "min", "max"}`` of ``values``, and the values themselves under the key
     ``kept_as`` where one is given (the scripts' JSON names them "runs" or "rounds")."""

@@ -16,6 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
+from _common import at_least
+
 from physml.cases.pinn import build_trainer
 from physml.cases.registry import load_case
 from physml.devices import Stopwatch
@@ -36,7 +38,7 @@ def train(balancer: str, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=40000)
+    parser.add_argument("--steps", type=at_least(1), default=40000)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/helmholtz.json"))
     args = parser.parse_args()
     fixed, annealed = train("fixed", args.steps), train("annealing", args.steps)

@@ -37,7 +37,7 @@ import pyamg
 import scipy
 import scipy.sparse.linalg as spla
 import warp as wp
-from _common import summary
+from _common import at_least, summary
 
 import physml
 from physml.solvers.linalg import CsrOperator, Jacobi, SmoothedAggregationAMG, cg, csr_from_scipy
@@ -169,9 +169,9 @@ def plot(cases: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 256, 512])
+    parser.add_argument("--sizes", type=at_least(2), nargs="+", default=[100, 256, 512])
     parser.add_argument("--large", action="store_true", help="add m = 1000 (10^6 unknowns)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=at_least(1), default=3)
     parser.add_argument("--out", type=Path, default=RESULTS / "linalg.json")
     args = parser.parse_args()
     wp.config.quiet = True

@@ -64,7 +64,7 @@ import pyamg
 import scipy
 import torch
 import warp as wp
-from _common import check_device, summary
+from _common import at_least, check_device, summary
 
 import physml
 from physml.datasets.linear_systems import LinearSystemSpec, make_system
@@ -258,9 +258,10 @@ def plot(results: list[dict], path: Path, family: str, training_size: int) -> No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="*", default=[32, 64, 128, 256, 512, 1024],
+    parser.add_argument("--sizes", type=at_least(3), nargs="*",
+                        default=[32, 64, 128, 256, 512, 1024],
                         help="poisson_grid sides (none: no grids)")
-    parser.add_argument("--mesh-sizes", type=int, nargs="*", default=[],
+    parser.add_argument("--mesh-sizes", type=at_least(3), nargs="*", default=[],
                         help="mesh sizes (1/edge length) to add, with their own model")
     parser.add_argument("--mesh-family", choices=["heat_mesh", "wave_mesh", "poisson_tet"],
                         default="heat_mesh")
@@ -273,8 +274,8 @@ def main() -> None:
     # is what the set-up costs, and the set-up decides the total time on small systems
     parser.add_argument("--width", type=int, default=4, help="network width H")
     parser.add_argument("--message-steps", type=int, default=1, help="message-passing steps K")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--large-repeats", type=int, default=1,
+    parser.add_argument("--repeats", type=at_least(1), default=3)
+    parser.add_argument("--large-repeats", type=at_least(1), default=1,
                         help="repeats at sizes >= 512, where the looser tolerance is also read "
                              "off the tighter solve")
     parser.add_argument("--skip-largest", nargs="*", default=["jacobi", "fsai"],
@@ -339,6 +340,9 @@ def main() -> None:
             saved = (args.out if args.load is None else args.load).with_name(
                 f"{(args.out if args.load is None else args.load).stem}_{family}_{kind}.pt")
             if args.load is not None:
+                if not saved.is_file():
+                    parser.error(f"--load {args.load}: no {saved.name} beside it (the model a "
+                                 f"run with --out {args.load} saved for {family})")
                 model, record = LearnedPreconditioner.load(saved), {"loaded": str(saved)}
             else:
                 model, record = train_model(family, train_size, kind, args.train_steps,

@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import warp as wp
-from _common import summary
+from _common import at_least, summary
 
 import physml
 from physml.devices import Stopwatch
@@ -373,9 +373,11 @@ def environment(seconds: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write")
-    parser.add_argument("--seconds", type=float, default=1.0, help="seconds per measurement")
+    parser.add_argument("--seconds", type=at_least(0.0, float, strictly=True), default=1.0,
+                        help="seconds per measurement")
     parser.add_argument("--pdes", nargs="+", default=list(PDES), choices=PDES)
-    parser.add_argument("--largest", type=int, default=2**22, help="skip grids above this")
+    parser.add_argument("--largest", type=at_least(min(int(np.prod(s)) for s in GRID_SHAPES)),
+                        default=2**22, help="skip grids above this (cells)")
     args = parser.parse_args()
     wp.config.log_level = wp.LOG_WARNING  # no Warp greeting or module-load lines
     load_before = load_average()

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import summary
+from _common import at_least, summary
 
 CASE = Path(__file__).parents[1] / "cases" / "burgers.yaml"
 SETTINGS = {
@@ -85,8 +85,8 @@ def measure(environment: dict[str, str], points: int, seconds: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, nargs="+", default=[1000, 4000, 16000])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--rounds", type=at_least(1), default=3)
+    parser.add_argument("--seconds", type=at_least(0.0, float, strictly=True), default=1.5)
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/threads.json"))
     args = parser.parse_args()
