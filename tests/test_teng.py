@@ -211,6 +211,11 @@ def test_state_dict_resumes_bitwise():
     resumed.run(0.04)
     assert torch.equal(resumed.theta, whole.theta)
     assert (resumed.t, resumed.solves) == (whole.t, whole.solves)
+    torch.manual_seed(0)
+    wider = TENG(PeriodicMLP(1, 1, width=8, depth=2), TENGPDE("heat", 0.1), scheme="heun",
+                 dt=0.01, points=256, iterations=3, dim=1)
+    with pytest.raises(ValueError, match="the state's theta has shape .* this model's"):
+        wider.load_state_dict(state)  # accepted, then failed at the next run
 
 
 def test_jacobian_by_chunks_matches_one_piece():

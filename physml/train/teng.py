@@ -263,8 +263,18 @@ class TENG:
                 "initial_error": self.initial_error}
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from :meth:`state_dict`: the next steps are those the saved run would take."""
-        self.theta = state["theta"].to(self.device, torch.float64)
+        """Continue from :meth:`state_dict`: the next steps are those the saved run would take.
+
+        Raises:
+            ValueError: the saved parameter vector is not this model's size (another model's
+                state).
+        """
+        theta = state["theta"]
+        if tuple(theta.shape) != tuple(self.theta.shape):
+            raise ValueError(f"the state's theta has shape {tuple(theta.shape)}; this model's "
+                             f"parameters make {tuple(self.theta.shape)}: load the state of a "
+                             "TENG built on the same network")
+        self.theta = theta.to(self.device, torch.float64)
         self.t = state["t"]
         self.generator.set_state(state["generator"])
         self.solve_seconds, self.solves = state["solve_seconds"], state["solves"]
