@@ -638,6 +638,10 @@ def test_a_right_hand_side_whose_square_under_or_overflows_is_solved(solver, sca
     with pytest.raises(ConvergenceError) as info:  # its norms in b's units
         solver(op, bw, rtol=1e-10, maxiter=1)
     assert info.value.residuals[0] == pytest.approx(result.b_norm)
+    with warnings.catch_warnings(record=True) as caught:  # a floor warning at this line, as
+        warnings.simplefilter("always")  # for a b of ordinary size (it named a solver module)
+        solver(op, bw, rtol=1e-17)
+    assert [(w.category, w.filename) for w in caught] == [(InaccurateSolveWarning, __file__)]
 
 
 @pytest.mark.parametrize("solver", [cg, gmres])

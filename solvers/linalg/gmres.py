@@ -242,15 +242,28 @@ def gmres(
     """
     maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, 1, preconditioner, floor)
     restart = min(whole_number(restart, "restart", 1), A.shape[0])
-    with np.errstate(over="ignore"):  # |b|^2 beyond float64: rhs_scale's to settle
-        b_norm = float(np.linalg.norm(b.numpy().astype(np.float64)))
+    b_norm = _norm(b)
     scale = rhs_scale(b, b_norm * b_norm)
     if scale != 1.0:  # |b|^2 under- or overflows float64: solve A (x / scale) = b / scale
         b, x0 = (None if v is None else wp.array(v.numpy() / scale, dtype=v.dtype,
                                                  device=v.device) for v in (b, x0))
-        return in_units_of_b(partial(gmres, A, b, x0, preconditioner=preconditioner, rtol=rtol,
-                                     atol=atol / scale, restart=restart, maxiter=maxiter,
-                                     floor=floor), scale)
+        return in_units_of_b(partial(_restarted, A, b, x0, preconditioner, rtol, atol / scale,
+                                     restart, maxiter, floor, _norm(b), stacklevel=4), scale)
+    return _restarted(A, b, x0, preconditioner, rtol, atol, restart, maxiter, floor, b_norm,
+                      stacklevel=3)
+
+
+def _norm(b: wp.array) -> float:
+    """$\\|b\\|_2$ in float64 (inf where its square overflows: :func:`rhs_scale` settles)."""
+    with np.errstate(over="ignore"):
+        return float(np.linalg.norm(b.numpy().astype(np.float64)))
+
+
+def _restarted(A: LinearOperator, b: wp.array, x0: wp.array | None,
+               preconditioner: Preconditioner | None, rtol: float, atol: float, restart: int,
+               maxiter: int, floor: str, b_norm: float, stacklevel: int) -> SolveResult:
+    """The restarted cycles of :func:`gmres` on checked arguments, $\\|b\\|$ = ``b_norm``;
+    ``stacklevel`` places a rounding-floor warning at the user's call, counted from here."""
     arnoldi = _Arnoldi(A, b, restart)
     x = wp.zeros_like(b, requires_grad=False) if x0 is None else wp.clone(x0, requires_grad=False)
     r, u = wp.empty_like(x), wp.empty_like(x)
@@ -305,7 +318,7 @@ def gmres(
         history[-1] = beta
         if beta > max(tol, 2.0 * estimate) and not beta < 0.5 * start:  # the rounding floor
             rounding_floor("gmres", floor, b.dtype, iterations, history, b_norm, tol,
-                           stacklevel=2)
+                           stacklevel=stacklevel)
             break
     return SolveResult(x, iterations, np.asarray(history), b_norm)
 

@@ -129,13 +129,16 @@ def solve_in_workspace(method: str, work: Workspace, b: wp.array, x0: wp.array |
     if scale != 1.0:
         work.begin(b, x0, scale)
         return in_units_of_b(partial(_solve_from_start, method, work, rtol, atol / scale,
-                                     maxiter, check_every, floor_action), scale)
-    return _solve_from_start(method, work, rtol, atol, maxiter, check_every, floor_action)
+                                     maxiter, check_every, floor_action, stacklevel=5), scale)
+    return _solve_from_start(method, work, rtol, atol, maxiter, check_every, floor_action,
+                             stacklevel=4)
 
 
 def _solve_from_start(method: str, work: Workspace, rtol: float, atol: float, maxiter: int,
-                      check_every: int, floor_action: str) -> SolveResult:
-    """:func:`solve_in_workspace` from the workspace's start (run by ``work.begin``)."""
+                      check_every: int, floor_action: str, stacklevel: int) -> SolveResult:
+    """:func:`solve_in_workspace` from the workspace's start (run by ``work.begin``);
+    ``stacklevel`` places a rounding-floor warning at the user's call of cg or bicgstab,
+    counted from here."""
     iterations, norms, b_norm = _iterate(method, work.plan, work.table, rtol, atol, maxiter,
                                          check_every, work.breakdown, work.preconditioner)
     if b_norm == 0.0 and atol == 0.0:  # b = 0: the solution is 0, whatever x0
@@ -150,7 +153,7 @@ def _solve_from_start(method: str, work: Workspace, rtol: float, atol: float, ma
             break
         if not true < 0.5 * floor:
             rounding_floor(method, floor_action, work.x.dtype, iterations, norms, b_norm, tol,
-                           stacklevel=4)  # past solve_in_workspace and cg or bicgstab
+                           stacklevel=stacklevel)
             break
         floor = true
         for launch in work.start[2:]:  # the method's start from r = b - A x
