@@ -47,12 +47,8 @@ from ..solvers.linalg import (
     SparseInverseFactor,
     csr_to_scipy,
 )
-from ..solvers.linalg.factor_network import (
-    NODE_FEATURES,
-    SMALLEST_SCALED_DIAGONAL,
-    FactorOutOfRange,
-    NetworkFactor,
-)
+from ..solvers.linalg.factor_network import NODE_FEATURES, FactorOutOfRange, NetworkFactor
+from ..solvers.linalg.factor_network_source import SMALLEST_SCALED_DIAGONAL
 from ..solvers.linalg.incomplete_cholesky import assembled_matrix
 from .graph import SystemGraph, system_graph
 from .network import FactorNetwork, network_weights
@@ -180,7 +176,8 @@ class LearnedPreconditioner:
         at = pattern.diagonal.numpy()
         root = np.sqrt(pattern.lower.data[at])  # sqrt(d_i), d_i > 0 (the network checked)
         scaled = factor[at] / root if self.model.kind == "cholesky" else factor[at] * root
-        vanishing = ~(scaled > SMALLEST_SCALED_DIAGONAL[A.dtype])  # (NaN included)
+        smallest = SMALLEST_SCALED_DIAGONAL[wp.dtype_to_numpy(A.dtype).__name__]
+        vanishing = ~(scaled > smallest)  # (NaN included)
         if np.isfinite(factor).all() and not vanishing.any():
             return pattern, values
         self._refuse_factor(int(np.flatnonzero(vanishing)[0]) if vanishing.any()
@@ -190,10 +187,11 @@ class LearnedPreconditioner:
 
     def _refuse_factor(self, row: int) -> NoReturn:
         """Refuse a factor with a non-finite value or a vanishing diagonal entry (the scaled
-        entry at or below :data:`~physml.solvers.linalg.factor_network.SMALLEST_SCALED_DIAGONAL`
-        of the factor's precision), first in ``row``: the exponential of the network's diagonal
-        output overflows or vanishes on a matrix far from the training data (a row with 199
-        neighbours gave inf, a dense row 5e-23), and CG would then blame A or break down.
+        entry at or below the factor precision's
+        :data:`~physml.solvers.linalg.factor_network_source.SMALLEST_SCALED_DIAGONAL`), first
+        in ``row``: the exponential of the network's diagonal output overflows or vanishes on
+        a matrix far from the training data (a row with 199 neighbours gave inf, a dense row
+        5e-23), and CG would then blame A or break down.
 
         Raises:
             ValueError: naming the preconditioner, the row and the cure.

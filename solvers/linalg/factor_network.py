@@ -101,17 +101,10 @@ class NetworkWeights:
         return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts])
 
 
-SMALLEST_SCALED_DIAGONAL = {wp.float32: 2.0**-11.5, wp.float64: 2.0**-26}
-r"""Per factor precision, $\sqrt{\epsilon}$: the scaled factor's diagonal ($\tilde L_{ii} =
-e^{o_i}$, or $\tilde G_{ii}$) must exceed it, else the pivot $\tilde L_{ii}^2$ of M (or of
-$M^{-1}$) against $\tilde A$'s unit diagonal is below the precision's $\epsilon$: M is singular
-in that precision, and its triangular solves overflow."""
-
-
 class FactorOutOfRange(ValueError):
     """The network's factor has a non-finite entry, or a scaled diagonal entry at or below
-    :data:`SMALLEST_SCALED_DIAGONAL`, first in row :attr:`row`: its exponential overflowed (or
-    vanished) on a matrix far from those it was trained on."""
+    :data:`~.factor_network_source.SMALLEST_SCALED_DIAGONAL`, first in row :attr:`row`: its
+    exponential overflowed (or vanished) on a matrix far from those it was trained on."""
 
     def __init__(self, row: int) -> None:
         super().__init__(f"the network's factor has a non-finite or vanishing entry (row {row})")
@@ -223,8 +216,8 @@ class NetworkFactor:
             ValueError: the pattern is not on the CPU or too large (:meth:`fits`), ``out`` is
                 float32 for a float64 network, or a diagonal entry is not positive.
             FactorOutOfRange: the factor has a non-finite entry or a scaled diagonal entry
-                at or below :data:`SMALLEST_SCALED_DIAGONAL` of ``out`` (checked in the same
-                native call).
+                at or below :data:`~.factor_network_source.SMALLEST_SCALED_DIAGONAL` of
+                ``out`` (checked in the same native call).
         """
         if not pattern.device.is_cpu:
             raise ValueError(f"pattern on {pattern.device}; the native network runs on the CPU")

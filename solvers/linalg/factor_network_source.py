@@ -93,6 +93,13 @@ auto exp_of = [](auto x) {
 TILE = 512
 """Entries (or rows) a layer processes at a time: its features stay in the first-level cache."""
 
+SMALLEST_SCALED_DIAGONAL = {"float32": 2.0**-11.5, "float64": 2.0**-26}
+r"""Per factor precision, $\sqrt{\epsilon}$: the scaled factor's diagonal ($\tilde L_{ii} =
+e^{o_i}$, or $\tilde G_{ii}$) must exceed it, else the pivot $\tilde L_{ii}^2$ of M (or of
+$M^{-1}$) against $\tilde A$'s unit diagonal is below the precision's $\epsilon$: M is singular
+in that precision, and its triangular solves overflow. :data:`FORWARD` checks its factor
+against it, and so does the PyTorch path (``physml.preconditioners``)."""
+
 # CPU only: Clang's builtins and loop pragmas, which NVRTC lacks, so the body is empty on CUDA
 # (Warp compiles the whole module for each device it is loaded on; NetworkFactor launches it
 # on the CPU alone)
@@ -400,7 +407,7 @@ if (cholesky) {
 // above sqrt(eps) of the factor's precision, where the pivot of M (or of M^-1) against the
 // scaled matrix's unit diagonal falls below eps (x - x is 0 for a finite x, NaN for inf and
 // NaN; the flags are integers, so both passes vectorise)
-const double tiny = sizeof(out_t) == 4 ? 3.4526698300124393e-04 : 1.4901161193847656e-08;
+const double tiny = sizeof(out_t) == 4 ? SMALLEST_FLOAT32 : SMALLEST_FLOAT64;
 const double* __restrict__ unscale = cholesky ? inv : root;
 int bad = 0;
 for (int k = 0; k < m; ++k) bad |= !(f[k] - f[k] == out_t(0));
@@ -412,4 +419,6 @@ if (bad) {
         if (!good) status[1] = i + 1;
     }
 }
-""".replace("TILE_ENTRIES", str(TILE)) + "#endif\n"
+""".replace("TILE_ENTRIES", str(TILE)).replace(
+    "SMALLEST_FLOAT32", repr(SMALLEST_SCALED_DIAGONAL["float32"])).replace(
+    "SMALLEST_FLOAT64", repr(SMALLEST_SCALED_DIAGONAL["float64"])) + "#endif\n"
