@@ -43,6 +43,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from .initial_conditions import FIELD_DIMENSIONS, INITIAL_CONDITIONS
 from .problems import PROBLEMS
@@ -78,7 +79,9 @@ class StrictModel(BaseModel):
                      else {name: value})
             for where, v in named.items():
                 if any(isinstance(x, bool) for x in (v if isinstance(v, list) else [v])):
-                    raise ValueError(f"{where}: {v!r} is a boolean; a number is expected")
+                    raise PydanticCustomError(  # named whole by describe_error
+                        "boolean_for_number", "{key}: {value} is a boolean; a number is expected",
+                        {"key": where, "value": repr(v)})
         return data
 
 
@@ -389,6 +392,10 @@ def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -
         first = inside[0]
     key = ".".join(str(p) for p in keys)
     loc = first["loc"]
+    if first["type"] == "boolean_for_number":  # raised by a section for a key inside it
+        inner = first["ctx"]["key"]
+        return f"{key}.{inner}: {first['ctx']['value']} is a boolean; a number is expected" if (
+            key) else first["msg"]
     if first["type"] == "extra_forbidden":
         return f"unknown key {key!r}; allowed: {', '.join(_allowed_keys(loc, root))}"
     message = first["msg"].removeprefix("Value error, ")

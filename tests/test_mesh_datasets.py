@@ -117,7 +117,7 @@ def test_heat_samples_conserve_mass_on_a_closed_surface(tmp_path):
     # an edge length that would mesh for hours; YAML's true is no number
     ({"h: 0.3": "h: 0.0001"}, "mesh.h=0.0001 makes about 7.3e+08 elements of mesh.domain "
      "'disc', more than 1e+07; use h >= 0.00085"),
-    ({"h: 0.3": "h: true"}, "mesh: h: True is a boolean; a number is expected"),
+    ({"h: 0.3": "h: true"}, "mesh.h: True is a boolean; a number is expected"),
 ])
 def test_bad_mesh_specs_exit_2_naming_the_key(tmp_path, capsys, replace, message):
     spec = spec_file(tmp_path, POISSON, **replace)

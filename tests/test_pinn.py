@@ -347,7 +347,7 @@ def test_config_direction_does_not_increase_any_loss():
          "training: adam.steps + lbfgs.steps must be > 0"),
         (["training.adam.steps=[1,"],
          "override 'training.adam.steps=[1,': the value '[1,' is not YAML"),
-        (["model.width=true"], "model: width: True is a boolean; a number is expected"),
+        (["model.width=true"], "model.width: True is a boolean; a number is expected"),
         (["threads=0"], "threads: must be 'auto' or a whole number of threads >= 1 (got 0)"),
         (["device=tpu"], "device: not a device name; allowed: cpu, cuda, cuda:N (got 'tpu')"),
         # a Lagrangian PINN's initial conditions live in the transform only: without it the
