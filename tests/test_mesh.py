@@ -17,6 +17,7 @@ import warp as wp
 from conftest import observed_order
 from physml.mesh_bridge import operator_values, poisson_solve, sparse_solve
 from physml.solvers import mesh as pm
+from physml.solvers.mesh.checks import RepairableMeshError
 from physml.solvers.mesh.operators import (
     csr_pattern,
     element_triplets,
@@ -219,6 +220,30 @@ def test_read_repair_merges_an_stl_style_soup(tmp_path):
     with pytest.raises(ValueError, match="duplicate vertices"):
         pm.read_mesh(tmp_path / "soup.vtu")
     assert pm.read_mesh(tmp_path / "soup.vtu", repair=True).n_vertices == 4
+
+
+def test_a_read_mesh_s_check_messages_name_the_file(tmp_path):
+    soup = SQUARE[[0, 1, 2, 0, 2, 3]]
+    meshio.Mesh(np.c_[soup, np.zeros(6)], [("triangle", np.arange(6).reshape(2, 3))]).write(
+        tmp_path / "soup.vtu")
+    with pytest.raises(RepairableMeshError, match=r"^mesh file '.*soup.vtu': duplicate vertices "
+                                                  r"3, 4 \(2 in all\) .*read_mesh\(\.\.\., "
+                                                  r"repair=True\)\) to merge them$"):
+        pm.read_mesh(tmp_path / "soup.vtu")
+
+
+def test_repair_names_non_finite_positions_as_the_check_does(tmp_path):
+    """The coincidence test (a k-d tree) once ran first and failed with SciPy's 'data must
+    be finite', naming neither the file nor the vertex."""
+    points = np.r_[SQUARE, [[np.nan, 0.0]]]
+    cells = [[0, 1, 2], [0, 2, 4]]
+    message = r"non-finite vertex positions at vertices 4 \(1 in all\)"
+    with pytest.raises(ValueError, match=message):
+        pm.Mesh(points, cells, check=False).repaired()
+    meshio.Mesh(np.c_[points, np.zeros(5)], [("triangle", np.array(cells))]).write(
+        tmp_path / "nan.vtu")
+    with pytest.raises(ValueError, match=rf"^mesh file '.*nan.vtu': {message}$"):
+        pm.read_mesh(tmp_path / "nan.vtu", repair=True)
 
 
 # --- domains -------------------------------------------------------------------------------

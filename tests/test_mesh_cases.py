@@ -3,13 +3,16 @@ figures they promise, the run folder holds readable results, a heat run resumes 
 bad input is refused with the key named."""
 
 import json
+import warnings
 
 import meshio
 import numpy as np
 import pytest
 
 from physml import io
+from physml.cases.mesh_pde import KIND
 from physml.cases.registry import load_case, run_case, validate_case
+from physml.cases.sections import threshold_passed
 
 CASES = ("poisson_lshape", "heat_surface", "shape_poisson")
 HEAT_SMALL = ["mesh.h=0.3", "time.steps=40", "time.dt=0.05", "time.save_every=10"]
@@ -134,6 +137,10 @@ def test_a_poisson_run_s_progress_names_each_mesh_and_its_error(tmp_path, cli_in
         ({"boundary": []}, "needs a dirichlet entry in boundary"),
         ({"pde": {"name": "heat"}}, "pde.name 'heat' needs the time section"),
         ({"refine": [0.1, -0.05]}, "edge lengths must be > 0"),
+        ({"refine": [0.2]}, "refine needs a non-zero pde.exact"),
+        ({"refine": [0.2], "pde": {"name": "poisson", "exact": {"kind": "plane_wave",
+                                                                "wavevector": [0, 0, 0]}}},
+         "refine needs a non-zero pde.exact"),
         ({"pde": {"name": "poisson", "source": {"kind": "gaussian", "width": 0}}},
          "pde.source.width"),
         ({"pde": {"name": "poisson", "source": float("nan")}},
@@ -184,3 +191,88 @@ def test_a_run_refused_before_its_first_checkpoint_leaves_no_folder(tmp_path, cl
     assert result.returncode == 2
     assert "no boundary part named 'outter'; known: ['inner', 'outer']" in result.stderr
     assert not list((tmp_path / "runs").glob("typo*"))
+
+
+# --------------------------------------------------- meshes of the user's: several parts, repair
+
+
+def two_squares(path, duplicate=False):
+    """Two unit squares 1 apart, each a 5 x 5 grid of vertices (32 triangles); with
+    ``duplicate``, a copy of vertex 0 that no cell uses besides."""
+    x, y = np.meshgrid(np.linspace(0, 1, 5), np.linspace(0, 1, 5))
+    square = np.c_[x.ravel(), y.ravel()]
+    corner = (np.arange(4)[:, None] * 5 + np.arange(4)).ravel()
+    cells = np.r_[np.c_[corner, corner + 1, corner + 6], np.c_[corner, corner + 6, corner + 5]]
+    points = np.r_[square, square + [2.0, 0.0]]
+    cells = np.r_[cells, cells + 25]
+    if duplicate:
+        points = np.r_[points, points[:1]]
+    meshio.Mesh(np.c_[points, np.zeros(len(points))], [("triangle", cells)]).write(path)
+    return str(path)
+
+
+def test_no_verdict_passes_on_a_non_finite_error():
+    assert threshold_passed(1e-4, 1e-3) is True
+    assert not any(threshold_passed(e, 1e-3) for e in (float("nan"), -np.inf, np.inf))
+
+
+def test_a_heat_run_on_a_mesh_in_two_parts_gives_no_decay_verdict(tmp_path):
+    """lambda = 0 is double there: the 'first non-zero' eigenvalue was another 0, the
+    expected rate -0.0 and the error -inf, which passed."""
+    raw = {"kind": "mesh_pde", "name": "two", "mesh": {"file": two_squares(tmp_path / "m.vtu")},
+           "pde": {"name": "heat", "initial": {"kind": "gaussian", "centre": [0.3, 0.5],
+                                               "width": 0.3}},
+           "time": {"dt": 0.01, "steps": 60, "save_every": 20}, "output": {"figures": False}}
+    summary = run_case(validate_case(raw, "test"), tmp_path)[1]
+    assert "passed" not in summary and "decay_rate" not in summary
+    assert summary["decay_rate_skipped"].startswith("the mesh has 2 connected parts")
+
+
+def test_a_geodesic_with_an_unreached_part_writes_strict_json_and_says_so(tmp_path):
+    raw = {"kind": "mesh_pde", "name": "geo", "mesh": {"file": two_squares(tmp_path / "m.vtu")},
+           "pde": {"name": "geodesic", "source_point": [0, 0]}, "output": {"figures": False}}
+    case = validate_case(raw, "test")
+    folder, summary = run_case(case, tmp_path)
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    metrics = json.loads((folder / "metrics.json").read_text(), parse_constant=refuse)
+    assert metrics["summary"]["unreached_vertices"] == 25
+    assert 1.4 < summary["max_distance"] < 1.6  # the far corner of the source's square
+    assert "(25 vertices not reached" in KIND.headline(summary)
+
+
+def test_a_case_s_duplicate_vertices_are_cured_by_the_case_key(tmp_path, cli_in_process):
+    path = two_squares(tmp_path / "dup.vtu", duplicate=True)
+    case = tmp_path / "dup.yaml"
+    case.write_text(f"kind: mesh_pde\nname: dup\nmesh: {{file: {path}}}\n"
+                    "pde: {name: poisson, source: 1.0}\nboundary: [{part: all}]\n"
+                    f"output: {{folder: {tmp_path / 'runs'}, figures: false}}\n")
+    result = cli_in_process("run", str(case), "--quiet")
+    assert result.returncode == 2
+    assert (f"mesh file {path!r}: duplicate vertices 50 (1 in all) coincide with earlier "
+            "vertices; set mesh.repair: true to merge them") in result.stderr
+    assert cli_in_process("run", str(case), "mesh.repair=true", "--quiet").returncode == 0
+
+
+def test_a_heat_run_with_a_dirichlet_part_does_not_lead_with_mass(tmp_path):
+    """Mass is not conserved there: its drift read like a failed check."""
+    summary = run("heat_surface", ["mesh.domain=disc", "mesh.h=0.3", "time.steps=4",
+                                   "pde.initial.centre=[0.0, 0.0]",
+                                   "time.save_every=2", "boundary=[{part: all}]",
+                                   "output.figures=false"], tmp_path)
+    assert "mass_drift" not in summary
+    assert KIND.headline(summary).startswith("t=0.04: energy never grew, overshoot")
+
+
+def test_a_zero_exact_solution_gives_absolute_errors_without_warnings(tmp_path):
+    raw = {"kind": "mesh_pde", "name": "zero", "mesh": {"domain": "disc", "h": 0.3},
+           "pde": {"name": "poisson", "exact": {"kind": "constant", "amplitude": 0.0}},
+           "boundary": [{"part": "all"}],
+           "output": {"figures": False}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary = run_case(validate_case(raw, "test"), tmp_path)[1]
+    assert summary["l2_error"] == summary["h1_error"] == 0.0 and "rel_l2" not in summary
+    assert KIND.headline(summary).startswith("L2 error 0.00e+00, H1 0.00e+00 (absolute")

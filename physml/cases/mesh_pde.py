@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..solvers.mesh.checks import RepairableMeshError
 from .kind import CaseKind, OnStep
 from .mesh_pde_assembly import build_mesh, part_vertices
 from .mesh_pde_heat import run_heat
@@ -56,7 +57,10 @@ RUNNERS = {"poisson": run_poisson, "heat": run_heat, "geodesic": run_geodesic,
 def run(case: MeshPDECase, folder: Path, resume: bool = False,
         on_step: OnStep | None = None) -> dict:
     """Build the mesh, run the PDE's runner, write the run folder; returns the summary."""
-    mesh = build_mesh(case)
+    try:
+        mesh = build_mesh(case)
+    except RepairableMeshError as error:  # the case file's cure, not Python's
+        raise ValueError(f"{error.problem}; set mesh.repair: true to {error.remedy}") from error
     for spec in case.boundary:  # a part the mesh lacks is named before anything is written
         part_vertices(mesh, spec.part)
     result = RUNNERS[case.pde.name](case, mesh, folder, resume, on_step or (lambda r: None))

@@ -38,6 +38,7 @@ class Result:
 SUMMARY_UNITS = {
     "h": "m, mean edge length", "solve_s": "s", "residual": "relative, free rows",
     "rel_l2": "relative, mass-matrix norm", "rel_h1": "relative, stiffness seminorm",
+    "l2_error": "absolute, mass-matrix norm", "h1_error": "absolute, stiffness seminorm",
     "max_error": "as u", "order_l2": "slope of log rel_l2 against log h",
     "order_h1": "slope of log rel_h1 against log h", "order_l2_expected": "asymptotic",
     "order_h1_expected": "asymptotic", "t": "s", "mass_drift": "relative",
@@ -121,16 +122,25 @@ def headline(summary: dict) -> str:
         return (f"relative L2 error {summary['rel_l2']:.2e}, H1 {summary['rel_h1']:.2e} on the "
                 f"case's mesh (h {summary['h']:.3g}){orders}, residual "
                 f"{summary['residual']:.1e}")
+    if pde == "poisson" and "l2_error" in summary:
+        return (f"L2 error {summary['l2_error']:.2e}, H1 {summary['h1_error']:.2e} (absolute: "
+                f"the exact solution is zero) on the case's mesh (h {summary['h']:.3g}), "
+                f"residual {summary['residual']:.1e}")
     if pde == "poisson":
         return f"residual {summary['residual']:.1e} on {summary['vertices']} vertices"
     if pde == "heat":
         decay = (f", {_decay(summary)}" if "decay_rate" in summary
                  else f", decay rate not checked: {summary['decay_rate_skipped']}"
                  if "decay_rate_skipped" in summary else "")
-        return f"t={summary['t']:g}: mass drift {summary['mass_drift']:.1e}{decay}"
+        checks = (f"mass drift {summary['mass_drift']:.1e}" if "mass_drift" in summary
+                  else f"energy {'never grew' if summary['energy_monotone'] else 'grew'}, "
+                       f"overshoot {summary['overshoot']:.1e}")  # Dirichlet parts: no mass check
+        return f"t={summary['t']:g}: {checks}{decay}"
     if pde == "geodesic":
         error = (f", max error {summary['max_error']:.3e}" if "max_error" in summary else "")
-        return f"max distance {summary['max_distance']:.4f}{error}"
+        unreached = (f" ({summary['unreached_vertices']} vertices not reached: not connected "
+                     "to the source)" if "unreached_vertices" in summary else "")
+        return f"max distance {summary['max_distance']:.4f}{unreached}{error}"
     verdict = "reached" if summary["passed"] else "missed"
     return (f"match loss {summary['match_initial']:.2e} -> {summary['match_final']:.2e} "
             f"(drop {summary['loss_drop']:.0f}x, target {summary['loss_drop_target']:g}x: "

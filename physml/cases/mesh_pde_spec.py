@@ -68,7 +68,8 @@ class FieldSpec(KindSection):
 
     @property
     def is_zero(self) -> bool:
-        return self.kind == "constant" and self.amplitude == 0
+        """Zero everywhere: a zero amplitude, or a plane wave of wavevector 0."""
+        return self.amplitude == 0 or (self.kind == "plane_wave" and not np.any(self.wavevector))
 
     @property
     def expected_orders(self) -> dict[str, float] | None:
@@ -198,6 +199,9 @@ class MeshPDECase(CaseBase):
             raise ValueError("refine needs pde.name 'poisson' on a generated mesh.domain")
         if any(not h > 0 for h in self.refine):
             raise ValueError(f"refine {self.refine}: edge lengths must be > 0")
+        if self.refine and (self.pde.exact is None or self.pde.exact.is_zero):
+            raise ValueError("refine needs a non-zero pde.exact: the refine meshes are solved "
+                             "for the observed orders of the errors against it")
         return self
 
     def unused_keys(self) -> set[str]:

@@ -6,6 +6,7 @@ the threshold's verdict every kind reports.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
@@ -258,10 +259,10 @@ class PhysicsCase(CaseBase):
 
 def threshold_passed(error: float | None, threshold: float | None) -> bool | None:
     """Whether ``error <= threshold``: None without a threshold or without an error measured;
-    a NaN error does not pass."""
+    a non-finite error (NaN, +-inf: a measurement gone wrong) does not pass."""
     if threshold is None or error is None:
         return None
-    return bool(error <= threshold)
+    return bool(math.isfinite(error) and error <= threshold)
 
 
 def threshold_verdict(result: dict) -> str:

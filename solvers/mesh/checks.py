@@ -130,12 +130,29 @@ def _describe(indices: np.ndarray) -> str:
     return f"{shown}{more} ({len(indices)} in all)"
 
 
-def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
-    """Raise one ``ValueError`` for the first problem found; return silently on a valid mesh."""
-    n = len(points)
+class RepairableMeshError(ValueError):
+    """Duplicate or unreferenced vertices, which :meth:`Mesh.repaired` fixes: ``problem``
+    says what is wrong, ``remedy`` what repairing does to it; the message adds the cure in
+    Python, a caller with another way to ask for the repair names its own."""
+
+    def __init__(self, problem: str, remedy: str) -> None:
+        self.problem, self.remedy = problem, remedy
+        super().__init__(f"{problem}; call Mesh.repaired() (or read_mesh(..., repair=True)) "
+                         f"to {remedy}")
+
+
+def check_finite(points: np.ndarray) -> None:
+    """Raise a ``ValueError`` naming the vertices (n, d) with a NaN or infinite coordinate."""
     if not np.all(np.isfinite(points)):
         rows = np.flatnonzero(~np.all(np.isfinite(points), axis=1))
         raise ValueError(f"non-finite vertex positions at vertices {_describe(rows)}")
+
+
+def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
+    """Raise one ``ValueError`` for the first problem found (a :class:`RepairableMeshError`
+    for duplicate or unreferenced vertices); return silently on a valid mesh."""
+    n = len(points)
+    check_finite(points)
     if cells.size and (cells.min() < 0 or cells.max() >= n):
         rows = np.flatnonzero(np.any((cells < 0) | (cells >= n), axis=1))
         raise ValueError(
@@ -143,16 +160,13 @@ def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
         )
     duplicates = np.flatnonzero(duplicate_groups(points) != np.arange(n))
     if len(duplicates):
-        raise ValueError(
-            f"duplicate vertices {_describe(duplicates)} coincide with earlier vertices; "
-            "call Mesh.repaired() (or read_mesh(..., repair=True)) to merge them"
-        )
+        raise RepairableMeshError(
+            f"duplicate vertices {_describe(duplicates)} coincide with earlier vertices",
+            "merge them")
     unused = unreferenced_vertices(n, cells)
     if len(unused):
-        raise ValueError(
-            f"unreferenced vertices {_describe(unused)} belong to no cell; "
-            "call Mesh.repaired() (or read_mesh(..., repair=True)) to drop them"
-        )
+        raise RepairableMeshError(
+            f"unreferenced vertices {_describe(unused)} belong to no cell", "drop them")
     kind = "volume" if cells.shape[1] == 4 else "area"
     for problem, found in (
         (f"zero-{kind} cells", zero_measure_cells(points, cells)),

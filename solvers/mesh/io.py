@@ -17,6 +17,7 @@ from pathlib import Path
 import meshio
 import numpy as np
 
+from .checks import RepairableMeshError
 from .mesh import Mesh
 
 _CELL_TYPES = {3: "triangle", 4: "tetra"}
@@ -45,7 +46,9 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
         ValueError: meshio cannot read the file: as the format its extension names (with
             meshio's reason where it gives one), or, an extension meshio does not read, with
             the formats allowed; or the file holds no triangles or tetrahedra, or the mesh is
-            degenerate.
+            degenerate (the message names the file; a
+            :class:`~physml.solvers.mesh.checks.RepairableMeshError` where ``repair`` would
+            fix it).
     """
     path = Path(path)
     extension = max((e for e in formats() if path.name.lower().endswith(e)), key=len,
@@ -91,9 +94,15 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
     if k == 3 and points.shape[1] == 3 and not np.any(points[:, 2]):
         points = points[:, :2]
     tag_names, facet_tags = _tag_names(data.field_data, k - 1, facet_tags)
-    mesh = Mesh(points, cells, cell_tags, facets, facet_tags, tag_names, device=device,
-                check=not repair)
-    return mesh.repaired() if repair else mesh
+    try:
+        mesh = Mesh(points, cells, cell_tags, facets, facet_tags, tag_names, device=device,
+                    check=not repair)
+        return mesh.repaired() if repair else mesh
+    except RepairableMeshError as error:
+        raise RepairableMeshError(f"mesh file {str(path)!r}: {error.problem}",
+                                  error.remedy) from error
+    except ValueError as error:
+        raise ValueError(f"mesh file {str(path)!r}: {error}") from error
 
 
 def _tag_names(field_data: dict, cell_dim: int, facet_tags: np.ndarray | None

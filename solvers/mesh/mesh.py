@@ -26,7 +26,7 @@ import warp as wp
 
 from ..dtypes import warp_dtype
 from ..runtime import warp_device
-from .checks import check_mesh, duplicate_groups, facets_of, signed_measures
+from .checks import check_finite, check_mesh, duplicate_groups, facets_of, signed_measures
 
 _VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
         (3, wp.float32): wp.vec3f, (3, wp.float64): wp.vec3d}
@@ -177,8 +177,10 @@ class Mesh:
 
         Cells that collapse (a repeated vertex after the merge) are dropped with their tags;
         facets are re-indexed. Other problems (zero measure, inversion, non-manifold facets)
-        are not repaired: the new mesh is checked and raises if any remain.
+        are not repaired: the new mesh is checked and raises if any remain. Non-finite
+        positions raise first (a coincidence test cannot place them).
         """
+        check_finite(self.points)
         first = duplicate_groups(self.points)
         cells = first[self.cells]
         k = cells.shape[1]
