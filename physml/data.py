@@ -4,13 +4,16 @@
 item is one chunk read) and opens its file handles once per process: the constructor's handles
 serve the creating process, and a ``DataLoader`` worker, forked or spawned, opens its own on
 first use and never touches an inherited one. It can serve
-autoregressive pairs $(u_t, u_{t+k})$.
+autoregressive pairs $(u_t, u_{t+k})$: a pair's two states come from its sample's trajectory,
+decompressed once and kept while :data:`SAMPLE_CACHE_BYTES` allow.
 """
 
 from __future__ import annotations
 
 import operator
 import os
+from collections import OrderedDict
+from collections.abc import Callable
 
 import h5py
 import numpy as np
@@ -19,7 +22,33 @@ from torch.utils.data import Dataset
 
 from .datasets.store import dataset_shards
 
-CHUNK_CACHE_BYTES = 64 * 2**20
+SAMPLE_CACHE_BYTES = 256 * 2**20
+"""Decompressed trajectories a :class:`FieldDataset` serving pairs keeps, per process (each
+``DataLoader`` worker has its own), the least recently used dropped first. A sample's
+trajectory is one compressed chunk, which HDF5 decompresses whole to give any two of its
+states: a split that fits is decompressed once, and pairs in order (or a sampler that visits
+a sample's pairs together) hit whatever the split's size."""
+
+
+class KeptTrajectories:
+    """Arrays by key within a byte budget, the least recently used dropped first (the newest
+    is kept whatever its size)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.bytes = budget, 0
+        self.arrays: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple[int, int], read: Callable[[], np.ndarray]) -> np.ndarray:
+        """The array kept under ``key``, else ``read()``'s, kept."""
+        array = self.arrays.get(key)
+        if array is not None:
+            self.arrays.move_to_end(key)
+            return array
+        array = self.arrays[key] = read()
+        self.bytes += array.nbytes
+        while self.bytes > self.budget and len(self.arrays) > 1:
+            self.bytes -= self.arrays.popitem(last=False)[1].nbytes
+        return array
 
 
 class FieldDataset(Dataset):
@@ -64,10 +93,12 @@ class FieldDataset(Dataset):
         self.files = dataset_shards(path, split, allow_partial)
         self.variable, self.dtype = variable, dtype
         self._handles: dict[int, h5py.File] = {}
+        self._datasets: dict[int, h5py.Dataset] = {}
+        self._trajectories = KeptTrajectories(SAMPLE_CACHE_BYTES)
         self._pid = os.getpid()
         counts, times = [], set()
         for shard, file in enumerate(self.files):
-            f = self._handles[shard] = h5py.File(file, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
+            f = self._handles[shard] = h5py.File(file, "r")
             if variable not in f:
                 raise ValueError(f"{file} has no variable {variable!r}; has {list(f)}")
             _check_dims(file, variable, f[variable])
@@ -91,11 +122,27 @@ class FieldDataset(Dataset):
         return self.n_samples * (self.n_times - self.pairs)
 
     def _dataset(self, shard: int) -> h5py.Dataset:
+        """The variable's dataset in ``shard``, opened once per process (a new ``h5py.Dataset``
+        object per item would also drop what HDF5 keeps for it)."""
         if self._pid != os.getpid():  # a new process: never reuse a parent's handles
-            self._handles, self._pid = {}, os.getpid()
-        if shard not in self._handles:
-            self._handles[shard] = h5py.File(self.files[shard], "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
-        return self._handles[shard][self.variable]
+            self._handles, self._datasets, self._pid = {}, {}, os.getpid()
+            self._trajectories = KeptTrajectories(SAMPLE_CACHE_BYTES)
+        if shard not in self._datasets:
+            if shard not in self._handles:
+                self._handles[shard] = h5py.File(self.files[shard], "r")
+            self._datasets[shard] = self._handles[shard][self.variable]
+        return self._datasets[shard]
+
+    def _pair(self, shard: int, local: int, t: int) -> np.ndarray:
+        """States t and t + k of sample ``local`` of ``shard``, shape (2, *space): sliced from
+        the sample's kept trajectory where a chunk holds whole trajectories (read and kept on
+        first use, within :data:`SAMPLE_CACHE_BYTES`), else read alone."""
+        dataset, k = self._dataset(shard), self.pairs
+        chunks = dataset.chunks
+        if chunks is None or chunks[0] != 1 or chunks[1] != dataset.shape[1]:
+            return dataset[local, t : t + k + 1 : k]  # two states cost two states
+        trajectory = self._trajectories.get((shard, local), lambda: dataset[local])
+        return trajectory[t : t + k + 1 : k]
 
     def _locate(self, sample: int) -> tuple[int, int]:
         shard = int(np.searchsorted(self.offsets, sample, side="right") - 1)
@@ -111,14 +158,13 @@ class FieldDataset(Dataset):
             return torch.from_numpy(self._dataset(shard)[local]).to(self.dtype)  # no copy if same
         span = self.n_times - self.pairs
         shard, local = self._locate(index // span)
-        t = index % span
-        both = self._dataset(shard)[local, t : t + self.pairs + 1 : self.pairs]
-        tensor = torch.from_numpy(both).to(self.dtype)
+        tensor = torch.from_numpy(self._pair(shard, local, index % span)).to(self.dtype)
         return tensor[0], tensor[1]
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_handles"], state["_pid"] = {}, -1
+        state["_handles"], state["_datasets"], state["_pid"] = {}, {}, -1
+        state["_trajectories"] = KeptTrajectories(SAMPLE_CACHE_BYTES)
         return state
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 import xarray as xr
 
+from physml import data as field_data
 from physml import io
 from physml.data import FieldDataset
 from physml.solvers import Grid
@@ -222,6 +223,30 @@ def test_torch_dataset_trajectories_and_pairs(tmp_path):
         with pytest.raises(IndexError, match=f"index {index} out of range for 5 items"):
             data[index]
 
+
+
+def test_pairs_decompress_each_trajectory_once_within_their_budget(tmp_path, monkeypatch):
+    """A pair is sliced from its sample's kept trajectory: a chunk holds a whole trajectory,
+    which HDF5 decompresses whole, and reading it again for every pair made an epoch of pairs
+    27 times slower; the kept trajectories stay within SAMPLE_CACHE_BYTES."""
+    _, states, _ = sample_file(tmp_path, 3)
+    reads = []
+    read = h5py.Dataset.__getitem__
+    monkeypatch.setattr(h5py.Dataset, "__getitem__",
+                        lambda self, key: reads.append(key) or read(self, key))
+    pairs = FieldDataset(tmp_path, split="", pairs=1)
+    for index in range(len(pairs)):  # 3 samples x 3 pairs
+        u_t, u_next = pairs[index]
+        sample, t = divmod(index, 3)
+        torch.testing.assert_close(u_t, torch.from_numpy(states[sample, t]))
+        torch.testing.assert_close(u_next, torch.from_numpy(states[sample, t + 1]))
+    assert len(reads) == 3
+    monkeypatch.setattr(field_data, "SAMPLE_CACHE_BYTES", states[0].nbytes)  # one trajectory
+    one = FieldDataset(tmp_path, split="", pairs=1)
+    reads.clear()
+    for index in (0, 1, 3, 4, 0):  # samples 0, 0, 1, 1, 0
+        one[index]
+    assert len(reads) == 3 and one._trajectories.bytes == states[0].nbytes
 
 def assert_cf(ds):
     """CF long_name and units on every variable and coordinate; fields (sample, time, space)."""
