@@ -60,6 +60,8 @@ class Problem:
 
 
 TWO_PI = 2 * np.pi
+BURGERS_VELOCITY = ("velocity u", "m s-1")
+"""Burgers' u: with x in m, t in s and nu in m2 s-1, u_t + u u_x = nu u_xx balances in m s-2."""
 
 PROBLEMS: dict[str, Problem] = {
     "heat1d": Problem(
@@ -111,6 +113,7 @@ PROBLEMS: dict[str, Problem] = {
         {"nu": 0.01 / np.pi},
         lambda x: -np.sin(np.pi * x),
         1.0,
+        quantity=BURGERS_VELOCITY,
     ),
     "burgers1d_pdebench": Problem(
         s.BurgersSolver1D,
@@ -122,6 +125,7 @@ PROBLEMS: dict[str, Problem] = {
         lambda x: np.sin(2 * np.pi * x),
         2.0,
         scale={"nu": 1 / np.pi},
+        quantity=BURGERS_VELOCITY,
     ),
     "burgers2d": Problem(
         s.BurgersSolver2D,
@@ -132,6 +136,7 @@ PROBLEMS: dict[str, Problem] = {
         {"nu": 0.01},
         _teng_initial,
         4.0,
+        quantity=BURGERS_VELOCITY,
     ),
     "allen_cahn1d": Problem(
         s.AllenCahnSolver1D,

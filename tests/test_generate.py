@@ -15,6 +15,7 @@ from physml import io
 from physml.cli import main
 from physml.data import FieldDataset
 from physml.datasets.generate import generate
+from physml.datasets.problems import PROBLEMS
 from physml.datasets.spec import SPEC_FOLDER, load_spec
 from physml.solvers import Grid
 
@@ -58,6 +59,14 @@ def test_bundled_specs_are_valid():
     for name in names:
         load_spec(name)
 
+
+
+@pytest.mark.parametrize("pde", ["burgers1d", "burgers1d_pdebench", "burgers2d"])
+def test_a_burgers_field_is_stored_as_a_velocity(pde):
+    """u_t + u u_x = nu u_xx with x in m, t in s and nu in m2 s-1 holds for u in m s-1 (the
+    field was stored as dimensionless, beside those coordinates and nu)."""
+    assert PROBLEMS[pde].quantity == ("velocity u", "m s-1")
+    assert PROBLEMS["heat1d"].quantity[1] == "1"
 
 def test_generation_splits_seeds_and_contents(tmp_path):
     spec = load_spec(write_spec(tmp_path))
