@@ -8,7 +8,12 @@ worker process and once on two, each into a fresh folder; samples/s counts the w
 
 Reading: every sample of the generated training split, read ``--repeats`` times, through
 ``FieldDataset`` (one item per sample) and through h5py (``f["u"][i]``), alternately; MB/s and
-the ratio FieldDataset/h5py.
+the ratio FieldDataset/h5py. Pairs, as an autoregressive model trains on them, from the same
+samples generated again into shards of 16 (a spec's default; the generation runs write one
+sample per shard): every pair $(u_t, u_{t+1})$ once, in one shuffled order, through
+``FieldDataset(pairs=1)`` and through h5py reading the two states (``d[i, t:t + 2]`` on an open
+dataset: HDF5 decompresses the sample's whole chunk for them unless its chunk cache, 1 MiB by
+default, still holds it); pairs/s and the ratio.
 
 Against PDEBench: the generator a PDEBench user has is PDEBench's JAX script, which advances
 all samples of a batch with ``jax.jit(jax.vmap(...))``. The PyPI package ``pdebench`` 0.1.0
@@ -190,13 +195,46 @@ def read_field_dataset(folder: Path) -> int:
     return total
 
 
-def megabytes_per_second(read, repeats: int) -> float:
+def pair_order(files: list[Path]) -> list[tuple[int, int, int]]:
+    """Every pair (file, sample, t) of ``files``, shuffled (seed 0)."""
+    pairs = []
+    for k, file in enumerate(files):
+        with h5py.File(file, "r") as f:
+            samples, times = f["u"].shape[:2]
+        pairs += [(k, i, t) for i in range(samples) for t in range(times - 1)]
+    return [pairs[j] for j in np.random.default_rng(0).permutation(len(pairs))]
+
+
+def read_pairs_h5py(files: list[Path], order: list[tuple[int, int, int]]) -> int:
+    handles = [h5py.File(file, "r") for file in files]
+    datasets = [f["u"] for f in handles]
+    for k, i, t in order:
+        datasets[k][i, t : t + 2]
+    for f in handles:
+        f.close()
+    return len(order)
+
+
+def read_pairs_field_dataset(folder: Path, order: list[tuple[int, int, int]]) -> int:
+    data = FieldDataset(folder, split="train", pairs=1)
+    span = data.n_times - 1
+    for k, i, t in order:
+        data[(int(data.offsets[k]) + i) * span + t]
+    return len(order)
+
+
+def per_second(read, repeats: int) -> float:
+    """Median over ``repeats`` of what ``read()`` returns (bytes or items) per second."""
     rates = []
     for _ in range(repeats):
         with Stopwatch(DEVICE) as watch:
-            n_bytes = read()
-        rates.append(n_bytes / 2**20 / watch.seconds)
+            count = read()
+        rates.append(count / watch.seconds)
     return statistics.median(rates)
+
+
+def megabytes_per_second(read, repeats: int) -> float:
+    return per_second(read, repeats) / 2**20
 
 
 def main() -> None:
@@ -242,6 +280,16 @@ def main() -> None:
             h5py_rates.append(megabytes_per_second(lambda: read_h5py(files[0]), args.repeats))
             dataset_rates.append(megabytes_per_second(lambda: read_field_dataset(one),
                                                       args.repeats))
+        sixteen = Path(tmp) / "shards-of-16"
+        generate(spec.model_copy(update={"shard_size": 16}), sixteen, workers=0)
+        pair_files = shard_files(sixteen / "train")
+        order = pair_order(pair_files)
+        pair_rates: dict[str, list[float]] = {"h5py": [], "field_dataset": []}
+        for _ in range(2):
+            pair_rates["h5py"].append(per_second(lambda: read_pairs_h5py(pair_files, order),
+                                                 args.repeats))
+            pair_rates["field_dataset"].append(per_second(
+                lambda: read_pairs_field_dataset(sixteen, order), args.repeats))
     result = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "physml": physml.__version__,
@@ -253,11 +301,19 @@ def main() -> None:
         "pdebench_peer": peer,
         "reading": {"field_dataset_mb_s": max(dataset_rates), "h5py_mb_s": max(h5py_rates),
                     "ratio": max(dataset_rates) / max(h5py_rates)},
+        "reading_pairs": {"pairs": len(order), "order": "shuffled, seed 0",
+                          "samples_per_shard": 16,
+                          "field_dataset_pairs_s": max(pair_rates["field_dataset"]),
+                          "h5py_pairs_s": max(pair_rates["h5py"]),
+                          "ratio": max(pair_rates["field_dataset"]) / max(pair_rates["h5py"])},
     }
     print(f"generation: 1 worker {rate_1:.3f} samples/s, 2 workers {rate_2:.3f} samples/s, "
           f"speed-up {rate_2 / rate_1:.2f}x")
     print(f"reading: FieldDataset {max(dataset_rates):.0f} MB/s, h5py {max(h5py_rates):.0f} "
           f"MB/s, ratio {result['reading']['ratio']:.2f}")
+    pairs = result["reading_pairs"]
+    print(f"reading pairs (shuffled): FieldDataset {pairs['field_dataset_pairs_s']:.0f} pairs/s, "
+          f"h5py {pairs['h5py_pairs_s']:.0f} pairs/s, ratio {pairs['ratio']:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
