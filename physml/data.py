@@ -1,9 +1,9 @@
 """PyTorch datasets over field files written by :mod:`physml.datasets`.
 
 :class:`FieldDataset` reads samples lazily from HDF5 with h5py (one chunk per sample, so one
-item is one chunk read) and opens its file handles once per process: the constructor's handles
-serve the creating process, and a ``DataLoader`` worker, forked or spawned, opens its own on
-first use and never touches an inherited one. It can serve
+item is one chunk read) and opens its files on first use in each process (a ``DataLoader``
+worker, forked or spawned, opens its own and never touches an inherited one), at most
+:data:`MAX_OPEN_SHARDS` at a time. It can serve
 autoregressive pairs $(u_t, u_{t+k})$: a pair's two states come from its sample's trajectory,
 decompressed once and kept while :data:`SAMPLE_CACHE_BYTES` allow.
 """
@@ -13,7 +13,8 @@ from __future__ import annotations
 import operator
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import h5py
 import numpy as np
@@ -21,6 +22,11 @@ import torch
 from torch.utils.data import Dataset
 
 from .datasets.store import dataset_shards
+
+MAX_OPEN_SHARDS = 64
+"""Shard files a :class:`FieldDataset` keeps open per process, the least recently used closed
+first: an open HDF5 file holds a file descriptor and about 0.6 MB of metadata, so a split of
+thousands of shards would exhaust both."""
 
 SAMPLE_CACHE_BYTES = 256 * 2**20
 """Decompressed trajectories a :class:`FieldDataset` serving pairs keeps, per process (each
@@ -30,25 +36,27 @@ states: a split that fits is decompressed once, and pairs in order (or a sampler
 a sample's pairs together) hit whatever the split's size."""
 
 
-class KeptTrajectories:
-    """Arrays by key within a byte budget, the least recently used dropped first (the newest
-    is kept whatever its size)."""
+class LeastRecentlyUsed:
+    """Values by key within a budget of their summed ``size``, the least recently used dropped
+    first (the newest kept whatever its size), ``drop`` called on each value dropped."""
 
-    def __init__(self, budget: int) -> None:
-        self.budget, self.bytes = budget, 0
-        self.arrays: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+    def __init__(self, budget: int, size: Callable[[Any], int] = lambda value: 1,
+                 drop: Callable[[Any], None] = lambda value: None) -> None:
+        self.budget, self.size, self.drop, self.used = budget, size, drop, 0
+        self.values: OrderedDict[Hashable, Any] = OrderedDict()
 
-    def get(self, key: tuple[int, int], read: Callable[[], np.ndarray]) -> np.ndarray:
-        """The array kept under ``key``, else ``read()``'s, kept."""
-        array = self.arrays.get(key)
-        if array is not None:
-            self.arrays.move_to_end(key)
-            return array
-        array = self.arrays[key] = read()
-        self.bytes += array.nbytes
-        while self.bytes > self.budget and len(self.arrays) > 1:
-            self.bytes -= self.arrays.popitem(last=False)[1].nbytes
-        return array
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """The value kept under ``key``, else ``make()``'s, kept."""
+        if key in self.values:
+            self.values.move_to_end(key)
+            return self.values[key]
+        value = self.values[key] = make()
+        self.used += self.size(value)
+        while self.used > self.budget and len(self.values) > 1:
+            dropped = self.values.popitem(last=False)[1]
+            self.used -= self.size(dropped)
+            self.drop(dropped)
+        return value
 
 
 class FieldDataset(Dataset):
@@ -92,18 +100,15 @@ class FieldDataset(Dataset):
                                  ) from None
         self.files = dataset_shards(path, split, allow_partial)
         self.variable, self.dtype = variable, dtype
-        self._handles: dict[int, h5py.File] = {}
-        self._datasets: dict[int, h5py.Dataset] = {}
-        self._trajectories = KeptTrajectories(SAMPLE_CACHE_BYTES)
-        self._pid = os.getpid()
+        self._open_caches()
         counts, times = [], set()
-        for shard, file in enumerate(self.files):
-            f = self._handles[shard] = h5py.File(file, "r")
-            if variable not in f:
-                raise ValueError(f"{file} has no variable {variable!r}; has {list(f)}")
-            _check_dims(file, variable, f[variable])
-            counts.append(f[variable].shape[0])
-            times.add(f[variable].shape[1])
+        for file in self.files:
+            with h5py.File(file, "r") as f:
+                if variable not in f:
+                    raise ValueError(f"{file} has no variable {variable!r}; has {list(f)}")
+                _check_dims(file, variable, f[variable])
+                counts.append(f[variable].shape[0])
+                times.add(f[variable].shape[1])
         if len(times) != 1:
             raise ValueError(f"shards disagree on the number of saved times: {sorted(times)}")
         (self.n_times,) = times
@@ -121,17 +126,23 @@ class FieldDataset(Dataset):
             return self.n_samples
         return self.n_samples * (self.n_times - self.pairs)
 
+    def _open_caches(self) -> None:
+        """This process's open shards (file, dataset) and kept trajectories, both empty."""
+        self._shards = LeastRecentlyUsed(MAX_OPEN_SHARDS, drop=lambda opened: opened[0].close())
+        self._trajectories = LeastRecentlyUsed(SAMPLE_CACHE_BYTES, size=lambda a: a.nbytes)
+        self._pid = os.getpid()
+
     def _dataset(self, shard: int) -> h5py.Dataset:
-        """The variable's dataset in ``shard``, opened once per process (a new ``h5py.Dataset``
-        object per item would also drop what HDF5 keeps for it)."""
+        """The variable's dataset in ``shard``, kept open in this process (a new
+        ``h5py.Dataset`` object per item would also drop what HDF5 keeps for it)."""
         if self._pid != os.getpid():  # a new process: never reuse a parent's handles
-            self._handles, self._datasets, self._pid = {}, {}, os.getpid()
-            self._trajectories = KeptTrajectories(SAMPLE_CACHE_BYTES)
-        if shard not in self._datasets:
-            if shard not in self._handles:
-                self._handles[shard] = h5py.File(self.files[shard], "r")
-            self._datasets[shard] = self._handles[shard][self.variable]
-        return self._datasets[shard]
+            self._open_caches()
+
+        def opened() -> tuple[h5py.File, h5py.Dataset]:
+            f = h5py.File(self.files[shard], "r")
+            return f, f[self.variable]
+
+        return self._shards.get(shard, opened)[1]
 
     def _pair(self, shard: int, local: int, t: int) -> np.ndarray:
         """States t and t + k of sample ``local`` of ``shard``, shape (2, *space): sliced from
@@ -163,8 +174,8 @@ class FieldDataset(Dataset):
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_handles"], state["_datasets"], state["_pid"] = {}, {}, -1
-        state["_trajectories"] = KeptTrajectories(SAMPLE_CACHE_BYTES)
+        del state["_shards"], state["_trajectories"]
+        state["_pid"] = -1  # the caches are made again on first use
         return state
 
 

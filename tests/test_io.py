@@ -246,7 +246,26 @@ def test_pairs_decompress_each_trajectory_once_within_their_budget(tmp_path, mon
     reads.clear()
     for index in (0, 1, 3, 4, 0):  # samples 0, 0, 1, 1, 0
         one[index]
-    assert len(reads) == 3 and one._trajectories.bytes == states[0].nbytes
+    assert len(reads) == 3 and one._trajectories.used == states[0].nbytes
+
+
+def test_a_field_dataset_keeps_at_most_its_bound_of_shard_files_open(tmp_path, monkeypatch):
+    """The constructor reads the shards' shapes and closes them, and items keep at most
+    MAX_OPEN_SHARDS files open (every shard stayed open: 1,000 shards ran out of file
+    descriptors and took 0.6 MB each)."""
+    samples = [sample_file(tmp_path, 2, f"shard-{k:05d}.h5")[1] for k in range(4)]
+    everything = np.concatenate(samples)
+
+    def open_files() -> int:
+        return len(h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE))
+
+    before = open_files()
+    monkeypatch.setattr(field_data, "MAX_OPEN_SHARDS", 2)
+    data = FieldDataset(tmp_path, split="")
+    assert open_files() == before
+    for index in [0, 2, 4, 6, 1, 7, 3]:  # every shard, some twice
+        torch.testing.assert_close(data[index], torch.from_numpy(everything[index]))
+        assert open_files() - before <= 2
 
 def assert_cf(ds):
     """CF long_name and units on every variable and coordinate; fields (sample, time, space)."""
