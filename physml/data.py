@@ -169,7 +169,8 @@ class FieldDataset(Dataset):
             return torch.from_numpy(self._dataset(shard)[local]).to(self.dtype)  # no copy if same
         span = self.n_times - self.pairs
         shard, local = self._locate(index // span)
-        tensor = torch.from_numpy(self._pair(shard, local, index % span)).to(self.dtype)
+        pair = torch.from_numpy(self._pair(shard, local, index % span))
+        tensor = pair.to(self.dtype, copy=True)  # not a view of the kept trajectory
         return tensor[0], tensor[1]
 
     def __getstate__(self) -> dict:

@@ -247,6 +247,10 @@ def test_pairs_decompress_each_trajectory_once_within_their_budget(tmp_path, mon
     for index in (0, 1, 3, 4, 0):  # samples 0, 0, 1, 1, 0
         one[index]
     assert len(reads) == 3 and one._trajectories.used == states[0].nbytes
+    u_t, u_next = one[4]
+    u_t += 100.0  # an item is the caller's: changing it changes no later item
+    torch.testing.assert_close(one[4][0], torch.from_numpy(states[1, 1]))
+    torch.testing.assert_close(one[3][1], torch.from_numpy(states[1, 1]))
 
 
 def test_a_field_dataset_keeps_at_most_its_bound_of_shard_files_open(tmp_path, monkeypatch):
