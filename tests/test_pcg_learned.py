@@ -185,6 +185,17 @@ def test_a_float64_network_trains_and_gives_the_native_forward_s_factor(monkeypa
                                rtol=2e-6)
 
 
+
+def test_the_pytorch_path_leaves_a_training_model_in_training_mode(monkeypatch):
+    """The factor of the PyTorch path (CUDA, or a system too large for the native forward)
+    is computed in eval mode without leaving a model being trained in it."""
+    matrix = small_systems()[0]
+    model = FactorModel("cholesky", width=4, steps=1)
+    model.train()
+    monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz: False)
+    LearnedPreconditioner(model)(CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu")))
+    assert model.training
+
 def test_the_native_forward_keeps_its_scratch_per_size_and_thread_safely(monkeypatch):
     """A factor computed after another size's, or beside other threads' (the scratch arrays
     are kept between calls), is bit for bit a fresh network's."""

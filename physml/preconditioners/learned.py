@@ -225,15 +225,20 @@ class LearnedPreconditioner:
     def _torch_values(self, pattern: LowerPattern, dtype: type) -> wp.array:
         """The factor by the PyTorch network on the pattern's device (CUDA, or a CPU system
         too large for the native forward): a Warp view of the network's output
-        (``wp.from_torch`` keeps the tensor alive)."""
+        (``wp.from_torch`` keeps the tensor alive). The model is evaluated in eval mode and
+        left in the mode it was in; a model on another device is moved to the pattern's (an
+        optimiser's state stays where it was: make the optimiser after the first call)."""
         device = torch.device(str(pattern.device))
         if any(p.device != device for p in self.model.parameters()):
             self.model.to(device)  # outside inference mode: the parameters stay trainable
-        if self.model.training:
-            self.model.eval()
-        with torch.inference_mode():
-            graph = system_graph(pattern.lower, is_lower=True).to(device)
-            values = self.model(graph).to(wp.dtype_to_torch(dtype)).contiguous()
+        training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                graph = system_graph(pattern.lower, is_lower=True).to(device)
+                values = self.model(graph).to(wp.dtype_to_torch(dtype)).contiguous()
+        finally:
+            self.model.train(training)
         return wp.from_torch(values)
 
     def save(self, path: str | Path) -> None:
