@@ -17,7 +17,7 @@ Every backward allocates its gradients afresh, so calling backward twice gives t
 
 from __future__ import annotations
 
-from functools import lru_cache
+import weakref
 
 import numpy as np
 import scipy.sparse as sp
@@ -111,11 +111,27 @@ def sparse_solve(values: torch.Tensor, b: torch.Tensor, indptr: np.ndarray,
                      rtol=SOLVE_RTOL, floor="accept")
 
 
+_RESTRICTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Per mesh (held weakly: a mesh dropped by its user is freed with its entries), the
+:func:`_restriction` of its last :data:`RESTRICTIONS_PER_MESH` (dtype, boundary) pairs."""
+
+RESTRICTIONS_PER_MESH = 8
+
+
 @torch.compiler.disable  # NumPy and SciPy set-up, cached per mesh: nothing to trace
-@lru_cache(maxsize=32)
 def _restriction(mesh: Mesh, dtype: type, boundary: bytes):
     """Entries of the CSR pattern in the interior block, and the interior block's topology
-    (checked: a Dirichlet vertex in every connected part of the mesh)."""
+    (checked: a Dirichlet vertex in every connected part of the mesh); cached per mesh."""
+    kept = _RESTRICTIONS.setdefault(mesh, {})
+    if (dtype, boundary) not in kept:
+        if len(kept) >= RESTRICTIONS_PER_MESH:
+            del kept[next(iter(kept))]  # the oldest
+        kept[(dtype, boundary)] = _interior_block(mesh, dtype, boundary)
+    return kept[(dtype, boundary)]
+
+
+def _interior_block(mesh: Mesh, dtype: type, boundary: bytes):
+    """:func:`_restriction`'s arrays, computed."""
     pat = pattern(mesh, dtype)
     n = mesh.n_vertices
     fixed = np.frombuffer(boundary, dtype=np.int64)

@@ -1,7 +1,9 @@
 """Meshes: checks, IO, Gmsh domains, P1 operators against references, convergence orders,
 and position gradients through the torch bridge."""
 
+import gc
 import re
+import weakref
 from pathlib import Path
 
 import gmsh
@@ -17,7 +19,7 @@ import warp as wp
 from conftest import observed_order
 from physml.mesh_bridge import operator_values, poisson_solve, sparse_solve
 from physml.solvers import mesh as pm
-from physml.solvers.mesh.checks import RepairableMeshError
+from physml.solvers.mesh.checks import RepairableMeshError, facets_of, row_ids
 from physml.solvers.mesh.operators import (
     csr_pattern,
     element_triplets,
@@ -77,6 +79,21 @@ def test_a_fold_is_named_by_its_two_cells_and_mixed_vertex_orders_are_accepted()
     np.testing.assert_allclose(pm.to_scipy(pm.stiffness_matrix(pm.Mesh(CUBE, flipped))).toarray(),
                                pm.to_scipy(pm.stiffness_matrix(pm.Mesh(CUBE, CUBE_TETS))).toarray(),
                                atol=1e-14)
+
+
+@pytest.mark.parametrize("make", [lambda: unit_square(12), lambda: pm.icosphere(2),
+                                  lambda: pm.torus(0.4), lambda: pm.box(0.5),
+                                  lambda: pm.Mesh(CUBE, CUBE_TETS)])
+def test_row_ids_are_unique_over_rows_of_the_facets(make):
+    """The checks' int64-key ids of facets (triangles' edges, tetrahedra's faces, planar and
+    surface meshes) are those of ``np.unique(axis=0)``, with the rank taken first where a key
+    would pass int64 (indices near 2**40)."""
+    cells = make().cells
+    for faces in (facets_of(cells), facets_of(cells.astype(np.int64) + 2**40)):
+        _, inverse, counts = np.unique(faces, axis=0, return_inverse=True, return_counts=True)
+        ids, found = row_ids(faces)
+        np.testing.assert_array_equal(ids, inverse.ravel())
+        np.testing.assert_array_equal(found, counts)
 
 
 def test_repaired_merges_duplicates_and_drops_unreferenced_vertices():
@@ -571,6 +588,20 @@ def test_operator_values_gradcheck(make, kind):
     mesh = make()
     x = torch.tensor(mesh.points, requires_grad=True)
     assert torch.autograd.gradcheck(lambda p: operator_values(p, mesh, kind), (x,))
+
+
+def test_poisson_solve_keeps_no_dropped_mesh_alive():
+    """The interior block's set-up is cached per mesh, weakly: a loop making a mesh per
+    iteration kept the last 32 alive (+115 MiB at 8937 vertices)."""
+    mesh = pm.disc(0.4)
+    x = torch.as_tensor(mesh.points)
+    first = poisson_solve(x, mesh, torch.ones(mesh.n_vertices, dtype=torch.float64))
+    again = poisson_solve(x, mesh, torch.ones(mesh.n_vertices, dtype=torch.float64))
+    torch.testing.assert_close(first, again, rtol=0, atol=0)  # the cached set-up, the same
+    dropped = weakref.ref(mesh)
+    del mesh
+    gc.collect()
+    assert dropped() is None
 
 
 def test_poisson_solve_names_tensors_of_mixed_dtypes():

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 
 from physml import io
+from physml.cases import mesh_pde_heat
 from physml.cases.mesh_pde import KIND
+from physml.cases.mesh_pde_heat import FRAMES
 from physml.cases.registry import load_case, run_case, validate_case
 from physml.cases.sections import threshold_passed
+from physml.solvers.mesh import pde
 
 CASES = ("poisson_lshape", "heat_surface", "shape_poisson")
 HEAT_SMALL = ["mesh.h=0.3", "time.steps=40", "time.dt=0.05", "time.save_every=10"]
@@ -81,13 +84,38 @@ def test_heat_surface_resumes_to_the_same_result(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run("heat_surface", overrides, tmp_path / "stopped", on_step=stop)
     assert not (tmp_path / "stopped" / "metrics.json").exists()
+    with open(tmp_path / "stopped" / FRAMES, "ab") as frames:  # a save cut short
+        frames.write(b"\x7f" * 100)
     steps = []
     resumed = run("heat_surface", overrides, tmp_path / "stopped", resume=True,
                   on_step=lambda r: steps.append(r["step"]))
     assert steps == list(range(21, 41))
-    np.testing.assert_allclose(vtu_fields(tmp_path / "stopped")["u"],
-                               vtu_fields(tmp_path / "whole")["u"], rtol=0, atol=1e-14)
-    assert resumed["mass_drift"] == pytest.approx(whole["mass_drift"], abs=1e-14)
+    u = [io.read_mesh_dataset(tmp_path / run / "fields.h5")[1]["u"].values
+         for run in ("stopped", "whole")]
+    np.testing.assert_array_equal(u[0], u[1])
+    assert resumed["mass_drift"] == whole["mass_drift"]
+
+
+def test_heat_surface_sets_up_once_and_writes_one_frame_per_save(tmp_path, monkeypatch):
+    """One AMG set-up for the run's 40 steps in segments of one, and each save writes its
+    frame, not those before it: the checkpoint grows by its history records only."""
+    set_ups, sizes = [], []
+    spd_solver = pde._spd_solver
+    monkeypatch.setattr(pde, "_spd_solver", lambda *a: set_ups.append(a) or spd_solver(*a))
+
+    atomic_write = mesh_pde_heat.atomic_write
+
+    def checkpoint_write(path, write):
+        atomic_write(path, write)
+        sizes.append(path.stat().st_size)
+
+    monkeypatch.setattr(mesh_pde_heat, "atomic_write", checkpoint_write)
+    summary = run("heat_surface", HEAT_SMALL[:3] + ["time.save_every=1",
+                                                    "output.figures=false"], tmp_path)
+    frame = 8 * summary["vertices"]
+    assert len(set_ups) == 1 and len(sizes) == 41
+    assert sizes[-1] - sizes[0] < 4 * frame  # 40 records, not the 40 frames since the first
+    assert (tmp_path / FRAMES).stat().st_size == 41 * frame
 
 
 def test_shape_optimisation_drops_the_match_loss_and_reaches_the_ellipse(tmp_path):

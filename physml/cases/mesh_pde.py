@@ -13,8 +13,9 @@ discrete problem and hand their :class:`~.mesh_pde_results.Result` to
 Run folder::
 
     config.yaml      the resolved case
-    checkpoint.pt    heat: state, saved frames and history; shape_optimisation: positions,
-                     Adam state and history (Poisson and geodesic runs are one solve: none)
+    checkpoint.pt    heat: step and history; shape_optimisation: positions, Adam state and
+                     history (Poisson and geodesic runs are one solve: none)
+    frames.f64       heat: the saved frames, raw float64, one appended per save
     metrics.json     the summary (errors, orders, residuals, conservation, timings) and history
     solution.vtu     the (final) mesh with the fields attached, for ParaView
     fields.h5        the same fields on the mesh (node dim and topology, see

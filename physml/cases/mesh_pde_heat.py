@@ -8,6 +8,7 @@ $K v = \lambda M v$ within :data:`DECAY_RATE_TOLERANCE` (the verdict ``passed``)
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -17,11 +18,12 @@ import torch
 from scipy.sparse.csgraph import connected_components
 
 from ..solvers import mesh as pm
+from ..solvers.mesh.pde import heat_stepper
 from .kind import OnStep
 from .mesh_pde_assembly import dirichlet_data, stiffness_and_mass
 from .mesh_pde_results import Result, summary_units
 from .mesh_pde_spec import MeshPDECase
-from .run_folder import CHECKPOINT, CONFIG, atomic_write, read_checkpoint, write_text
+from .run_folder import CHECKPOINT, CONFIG, atomic_write, read_checkpoint, restoring, write_text
 from .sections import threshold_passed
 
 
@@ -44,45 +46,76 @@ def heat_record(step: int, t: float, u: np.ndarray, K, M) -> dict:
             "deviation": float(np.sqrt(deviation @ M @ deviation))}
 
 
+FRAMES = "frames.f64"
+"""A heat run's saved frames in its run folder: (n,) float64 values each, raw, appended one
+per save before the checkpoint that counts them is written (so a save is one frame's
+writing); the first ones, one per record of the checkpoint's history, are the run's, any
+after them the part of a save cut short, dropped on ``--resume``."""
+
+
+def append_frame(folder: Path, u: np.ndarray) -> None:
+    """Append ``u`` to ``folder``'s :data:`FRAMES` and flush it to the disk."""
+    with open(folder / FRAMES, "ab") as file:
+        np.asarray(u, dtype=np.float64).tofile(file)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def kept_frames(folder: Path, count: int, n: int) -> list[np.ndarray]:
+    """The first ``count`` (n,) frames of ``folder``'s :data:`FRAMES`, the file cut after them;
+    a ValueError naming the file if it holds fewer."""
+    path, size = folder / FRAMES, count * n * 8
+    if not path.is_file() or path.stat().st_size < size:
+        raise ValueError(f"--resume: {str(path)!r} is missing or holds fewer than the "
+                         f"checkpoint's {count} frames of {n} vertices; start a new run instead")
+    os.truncate(path, size)
+    return list(np.fromfile(path, dtype=np.float64).reshape(count, n))
+
+
 def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
              on_step: OnStep) -> Result:
-    """θ-scheme in segments of ``time.save_every`` steps, a frame and a checkpoint after
-    each."""
+    """θ-scheme in segments of ``time.save_every`` steps on one set-up
+    (:func:`~physml.solvers.mesh.pde.heat_stepper`), a frame and a checkpoint after each."""
     spec, steps = case.time, case.time.steps
     fixed, g = dirichlet_data(case, mesh)
     K, M = stiffness_and_mass(mesh)
+    rollout = heat_stepper(mesh, spec.dt, case.pde.kappa, spec.theta, fixed)
     start = time.perf_counter()
 
-    def save(state: dict) -> None:  # frames as tensors: the checkpoint loads weights-only
-        kept = state | {"frames": [torch.from_numpy(u) for u in state["frames"]]}
-        atomic_write(folder / CHECKPOINT, lambda p: torch.save(kept, p))
+    def save(state: dict, u: np.ndarray) -> None:
+        append_frame(folder, u)
+        atomic_write(folder / CHECKPOINT, lambda p: torch.save(state, p))
 
     if resume:
         state = read_checkpoint(folder)
-        state["frames"] = [u.numpy() for u in state["frames"]]
-        if state["frames"][0].shape != (mesh.n_vertices,):
-            raise ValueError(f"--resume: the checkpoint holds {state['frames'][0].shape[0]} "
-                             f"vertices, the mesh {mesh.n_vertices}")
+        with restoring(folder):
+            vertices, count = state["vertices"], len(state["history"])
+        if vertices != mesh.n_vertices:
+            raise ValueError(f"--resume: the checkpoint holds {vertices} vertices, the mesh "
+                             f"{mesh.n_vertices}")
+        frames = kept_frames(folder, count, mesh.n_vertices)
     else:
         u0 = case.pde.initial.values(mesh.points)
         u0[fixed] = g
-        state = {"step": 0, "frames": [u0], "history": [heat_record(0, 0.0, u0, K, M)],
-                 "wall_s": 0.0}
-        save(state)
+        frames = [u0]
+        state = {"step": 0, "vertices": mesh.n_vertices,
+                 "history": [heat_record(0, 0.0, u0, K, M)], "wall_s": 0.0}
+        (folder / FRAMES).unlink(missing_ok=True)
+        save(state, u0)
         write_text(folder / CONFIG, case.to_yaml())
     offset = state["wall_s"]
     while state["step"] < steps:
         n = min(spec.save_every, steps - state["step"])
-        u = pm.heat(mesh, state["frames"][-1], spec.dt, n, case.pde.kappa, spec.theta, fixed)
+        u = rollout(frames[-1], n)
         for j in range(1, n + 1):
             on_step({"step": state["step"] + j, "t": (state["step"] + j) * spec.dt})
         state["step"] += n
-        state["frames"].append(u[-1])
+        frames.append(u[-1])
         state["history"].append(heat_record(state["step"], state["step"] * spec.dt, u[-1], K, M))
         state["wall_s"] = offset + time.perf_counter() - start
-        save(state)
+        save(state, u[-1])
     history = state["history"]
-    frames = np.stack(state["frames"])
+    frames = np.stack(frames)
     summary = heat_summary(case, history, K, M, closed=len(fixed) == 0)
     summary |= {"vertices": mesh.n_vertices, "h": mesh.edge_length(), "steps": steps,
                 "step_s": state["wall_s"] / steps, "wall_s": state["wall_s"]}

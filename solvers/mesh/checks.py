@@ -53,6 +53,25 @@ def facets_of(cells: np.ndarray) -> np.ndarray:
     return np.sort(faces, axis=1)
 
 
+def row_ids(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(rows, axis=0, return_inverse=True, return_counts=True)[1:]`` of (m, c)
+    non-negative integer rows: (m,) each row's index among the distinct rows in lexicographic
+    order and the count of each, without the sort of whole rows that ``axis=0`` does (20x
+    slower). The columns are folded into one int64 key, left to right: key * n + next column
+    (n above every entry, so the key's order is the rows'); where that could pass int64's
+    largest value, the key is first replaced by its rank among the distinct keys (below m)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    n = int(rows.max()) + 1 if rows.size else 1
+    largest = (np.iinfo(np.int64).max - n) // n  # a key up to it folds without overflow
+    key = rows[:, 0]
+    for column in rows.T[1:]:
+        if key.size and key.max() > largest:
+            key = np.unique(key, return_inverse=True)[1].ravel()
+        key = key * n + column
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    return inverse.ravel(), counts
+
+
 def zero_measure_cells(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """Indices of the cells ((m, k) vertex indices into ``points`` (n, d)) whose measure is at
     most :data:`ZERO_MEASURE_TOL` times the power k - 1 of their longest edge: degenerate
@@ -84,8 +103,7 @@ def folded_cells(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
         faces.append(face)
         sides.append(np.sign(np.linalg.det(edges)))
     faces, sides = np.concatenate(faces), np.concatenate(sides)
-    _, inverse, counts = np.unique(faces, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
+    inverse, counts = row_ids(faces)
     shared = np.flatnonzero(counts[inverse] == 2)
     order = shared[np.argsort(inverse[shared], kind="stable")].reshape(-1, 2)
     same_side = sides[order[:, 0]] == sides[order[:, 1]]
@@ -94,9 +112,8 @@ def folded_cells(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
 
 def non_manifold_cells(cells: np.ndarray) -> np.ndarray:
     """Indices of the cells (m, k) with a facet that more than two cells share."""
-    faces = facets_of(cells)
-    _, inverse, counts = np.unique(faces, axis=0, return_inverse=True, return_counts=True)
-    bad = counts[inverse.ravel()] > 2
+    inverse, counts = row_ids(facets_of(cells))
+    bad = counts[inverse] > 2
     return np.unique(np.flatnonzero(bad) % len(cells))
 
 

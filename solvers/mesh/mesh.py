@@ -26,7 +26,14 @@ import warp as wp
 
 from ..dtypes import warp_dtype
 from ..runtime import warp_device
-from .checks import check_finite, check_mesh, duplicate_groups, facets_of, signed_measures
+from .checks import (
+    check_finite,
+    check_mesh,
+    duplicate_groups,
+    facets_of,
+    row_ids,
+    signed_measures,
+)
 
 _VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
         (3, wp.float32): wp.vec3f, (3, wp.float64): wp.vec3d}
@@ -149,8 +156,9 @@ class Mesh:
     def boundary_facets(self) -> np.ndarray:
         """(b, k - 1) facets that belong to exactly one cell (empty on a closed surface)."""
         faces = facets_of(self.cells)
-        unique, counts = np.unique(faces, axis=0, return_counts=True)
-        return unique[counts == 1]
+        ids, counts = row_ids(faces)
+        once = counts[ids] == 1
+        return faces[once][np.argsort(ids[once])]  # in the rows' order, as np.unique gives
 
     def boundary_vertices(self, name: str | None = None) -> np.ndarray:
         """Sorted indices of the vertices on the boundary, or on the facets tagged ``name``.

@@ -4,7 +4,8 @@ r"""PDEs on meshes with P1 elements: Poisson, heat, and geodesic distance by the
   elsewhere, plus an optional boundary flux: $K u = M f + b$ solved on the free vertices.
 - :func:`heat`: $u_t = \kappa\Delta u$, θ-scheme $(M + \theta\,dt\,\kappa K)u^{n+1} =
   (M - (1-\theta)dt\,\kappa K)u^n$: implicit Euler ($\theta = 1$, order 1) or Crank–Nicolson
-  ($\theta = 1/2$, order 2); Dirichlet values held fixed, zero Neumann elsewhere.
+  ($\theta = 1/2$, order 2); Dirichlet values held fixed, zero Neumann elsewhere;
+  :func:`heat_stepper` for a rollout in segments on one set-up.
 - :func:`heat_geodesic`: Crane, Weischedel & Wardetzky (2013): $(M + t K)u = \delta_s$ with
   $t = h^2$, $X = -\nabla u/|\nabla u|$, then $K\phi = -\operatorname{div} X$, shifted so the
   source is at 0.
@@ -180,6 +181,16 @@ def heat(mesh: Mesh, u0: np.ndarray, dt: float, n_steps: int, kappa: float = 1.0
             (for kappa >= 0).
         dirichlet: fixed vertices (default none: zero Neumann on the whole boundary).
     """
+    return heat_stepper(mesh, dt, kappa, theta, dirichlet)(u0, n_steps)
+
+
+def heat_stepper(mesh: Mesh, dt: float, kappa: float = 1.0, theta: float = 1.0,
+                 dirichlet: np.ndarray | None = None
+                 ) -> Callable[[np.ndarray, int], np.ndarray]:
+    r"""``rollout(u0, n_steps)``: :func:`heat`'s (n_steps + 1, n) states from ``u0``, its
+    matrices and AMG set-up built here once, so a run stepped in segments (saving between
+    them) pays them once and steps exactly as one :func:`heat` call does. Arguments as
+    :func:`heat`'s."""
     if not (is_real(theta) and 0.5 <= theta <= 1.0):
         raise ValueError(f"theta={theta!r} must be in [0.5, 1] (unconditionally stable range)")
     if not (is_real(dt) and np.isfinite(dt) and dt > 0):
@@ -187,8 +198,6 @@ def heat(mesh: Mesh, u0: np.ndarray, dt: float, n_steps: int, kappa: float = 1.0
     if not (is_real(kappa) and np.isfinite(kappa) and kappa >= 0):
         raise ValueError(f"kappa={kappa!r} must be a finite diffusivity >= 0 (a negative one "
                          "runs the heat equation backwards, which no step size keeps stable)")
-    n_steps = whole_number(n_steps, "n_steps", 0)
-    u0 = _nodal(mesh, u0, "u0")
     dirichlet = None if dirichlet is None else _vertices(mesh, dirichlet, "dirichlet")
     K = to_scipy(stiffness_matrix(mesh))
     M = to_scipy(mass_matrix(mesh))
@@ -196,13 +205,17 @@ def heat(mesh: Mesh, u0: np.ndarray, dt: float, n_steps: int, kappa: float = 1.0
     implicit = M + theta * dt * kappa * K
     explicit = M - (1.0 - theta) * dt * kappa * K
     solve = _spd_solver(implicit[free][:, free].tocsr(), mesh.device)
-    states = [u0.copy()]
-    for _ in range(int(n_steps)):
-        u = states[-1].copy()
-        rhs = explicit @ states[-1] - implicit[:, fixed] @ u[fixed]
-        u[free] = solve(rhs[free], u[free])
-        states.append(u)
-    return np.stack(states)
+
+    def rollout(u0: np.ndarray, n_steps: int) -> np.ndarray:
+        states = [_nodal(mesh, u0, "u0").copy()]
+        for _ in range(whole_number(n_steps, "n_steps", 0)):
+            u = states[-1].copy()
+            rhs = explicit @ states[-1] - implicit[:, fixed] @ u[fixed]
+            u[free] = solve(rhs[free], u[free])
+            states.append(u)
+        return np.stack(states)
+
+    return rollout
 
 
 def descent_directions(grad: np.ndarray) -> np.ndarray:
