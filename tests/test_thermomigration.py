@@ -940,6 +940,74 @@ def test_a_blow_up_names_the_run_s_step_and_the_checkpoint_kept(tmp_path, monkey
     assert "last finite state kept" not in str(caught.value)
 
 
+FE_C_SAVES = ["grid.shape=[64]", "time.saves=6", "output.figures=false"]
+
+
+def test_a_checkpoint_save_writes_the_new_snapshot_not_the_run_so_far(tmp_path, monkeypatch):
+    """Each save rewrote every snapshot so far: the bytes a save wrote grew with the run,
+    the bytes over a run with the square of its snapshots."""
+    from physml.cases import thermomigration
+    from physml.cases.registry import load_case, run_case
+
+    real, written = thermomigration.atomic_write, [0]
+
+    def counting(path, write):
+        real(path, write)
+        written[-1] += path.stat().st_size
+        if path.name == thermomigration.CHECKPOINT:  # the index: a save's last file
+            written.append(0)
+
+    monkeypatch.setattr(thermomigration, "atomic_write", counting)
+    run_case(load_case(CASES / "thermomigration_fe_c.yaml", FE_C_SAVES), tmp_path)
+    per_save = written[:-1]
+    assert len(per_save) == 5
+    assert per_save[-1] - per_save[1] < 64 * 8  # the whole run: 3 snapshots more
+
+
+@pytest.mark.parametrize("layout", ["snapshot_files", "single_file"])
+def test_a_run_stopped_while_saving_resumes_bitwise(tmp_path, monkeypatch, layout):
+    """Stopped after a save's snapshot and before its index, the checkpoint holds the
+    snapshots before it; --resume computes the rest as the uninterrupted run does, also
+    from a checkpoint of the single-file layout (every snapshot in ``checkpoint.npz``)."""
+    import shutil
+
+    import xarray as xr
+
+    from physml.cases import thermomigration
+    from physml.cases.registry import load_case, run_case
+
+    case = load_case(CASES / "thermomigration_fe_c.yaml", FE_C_SAVES)
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    whole.mkdir()
+    part.mkdir()
+    run_case(case, whole)
+    real, indexes = thermomigration.atomic_write, []
+
+    def stopping(path, write):
+        if path.name == thermomigration.CHECKPOINT:
+            indexes.append(path)
+            if len(indexes) == 3:
+                raise KeyboardInterrupt
+        return real(path, write)
+
+    monkeypatch.setattr(thermomigration, "atomic_write", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        run_case(case, part)
+    monkeypatch.undo()
+    if layout == "single_file":
+        index = dict(np.load(part / thermomigration.CHECKPOINT))
+        states = [np.load(part / thermomigration.STATES / f"{k:06d}.npy")
+                  for k in range(len(index["times"]))]
+        np.savez(part / thermomigration.CHECKPOINT, states=np.stack(states), **index)
+        shutil.rmtree(part / thermomigration.STATES)
+    steps = []
+    run_case(case, part, resume=True, on_step=lambda record: steps.append(record["step"]))
+    assert steps == [3, 4, 5]  # snapshots 0-2 were kept
+    with xr.open_dataset(whole / "trajectory.h5", engine="h5netcdf") as a, \
+            xr.open_dataset(part / "trajectory.h5", engine="h5netcdf") as b:
+        np.testing.assert_array_equal(a["c"].values, b["c"].values)
+
+
 def test_a_rollout_holds_the_temperature_at_t0_after_a_run():
     from physml.cases.registry import load_case
     from physml.cases.thermomigration_build import build_solver

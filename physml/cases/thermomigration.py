@@ -7,7 +7,10 @@ tracking and summary are :mod:`~.thermomigration_analysis`, the files
 Run folder::
 
     config.yaml           the resolved case
-    checkpoint.npz        snapshots so far, their diagnostics and the last step size
+    checkpoint.npz        the snapshots' times and diagnostics so far, the last step size
+    checkpoint_states/    the snapshots so far, one ``NNNNNN.npy`` each (c at snapshot N);
+                          a save writes the new ones and then the index checkpoint.npz,
+                          each atomically, so the index names only complete snapshots
     trajectory.h5         c(time, x, y, z) and T as xarray/HDF5: T(x, y, z) for a linear
                           temperature, T(time, x, y, z) for ``heat``, none for
                           ``units: nondimensional``; its attribute ``initial_kind`` is the
@@ -100,25 +103,52 @@ from .thermomigration_results import write_thermomigration_results
 from .thermomigration_spec import ThermomigrationCase
 
 CHECKPOINT = "checkpoint.npz"
+STATES = "checkpoint_states"
 
 
-def _save_checkpoint(folder: Path, run: Trajectory, dt: float, wall_s: float) -> None:
+def _state_path(folder: Path, k: int) -> Path:
+    return folder / STATES / f"{k:06d}.npy"
+
+
+def _save_checkpoint(folder: Path, run: Trajectory, dt: float, wall_s: float,
+                     saved: int) -> int:
+    """Write the snapshots of ``run`` after the first ``saved`` (those on disk already), one
+    file each, then the index ``checkpoint.npz``, each atomically: a save writes the new
+    snapshots, not the whole run again, and a crash at any point leaves an index naming only
+    complete snapshots. Returns the count of snapshots now saved."""
+    (folder / STATES).mkdir(exist_ok=True)
+    for k in range(saved, len(run.states)):
+        atomic_write(_state_path(folder, k), lambda path, c=run.states[k]: np.save(path, c))
+
     def write(path: Path) -> None:
         with open(path, "wb") as handle:
-            np.savez(handle, times=run.times, states=np.stack(run.states), mass=run.mass,
-                     free_energy=run.free_energy, steps=run.steps, rejected=run.rejected,
-                     dt=dt, wall_s=wall_s)
+            np.savez(handle, times=run.times, mass=run.mass, free_energy=run.free_energy,
+                     steps=run.steps, rejected=run.rejected, dt=dt, wall_s=wall_s)
 
     atomic_write(folder / CHECKPOINT, write)
+    return len(run.states)
 
 
-def _load_checkpoint(folder: Path) -> tuple[Trajectory, float, float]:
-    """The run so far, its next step size and the wall seconds it took."""
-    data = read_checkpoint(folder, lambda path: dict(np.load(path)), CHECKPOINT)
+def _read_checkpoint(path: Path) -> dict:
+    """The index at ``path`` with its ``states``: read from ``checkpoint_states/``, or from
+    the index itself as a checkpoint written before the snapshots had files of their own
+    holds them."""
+    data = dict(np.load(path))
+    if "states" not in data:
+        data["states"] = [np.load(_state_path(path.parent, k)) for k in range(len(data["times"]))]
+    return data
+
+
+def _load_checkpoint(folder: Path) -> tuple[Trajectory, float, float, int]:
+    """The run so far, its next step size, the wall seconds it took and the count of its
+    snapshots in ``checkpoint_states/`` (0 for a checkpoint of the older, single-file
+    layout: the next save writes them all)."""
+    data = read_checkpoint(folder, _read_checkpoint, CHECKPOINT)
     run = Trajectory(times=list(data["times"]), states=list(data["states"]),
                      mass=list(data["mass"]), free_energy=list(data["free_energy"]),
                      steps=[int(s) for s in data["steps"]], rejected=int(data["rejected"]))
-    return run, float(data["dt"]), float(data["wall_s"]) if "wall_s" in data else 0.0
+    saved = 0 if isinstance(data["states"], np.ndarray) else len(run.states)
+    return run, float(data["dt"]), float(data["wall_s"]) if "wall_s" in data else 0.0, saved
 
 
 def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
@@ -130,9 +160,9 @@ def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
     solver, c0 = build_solver(case)
     save_times = np.linspace(0.0, case.time.end, case.time.saves)
     if resume:
-        run, dt, before = _load_checkpoint(folder)
+        run, dt, before, saved = _load_checkpoint(folder)
     else:
-        run, dt, before = Trajectory(), None, 0.0
+        run, dt, before, saved = Trajectory(), None, 0.0, 0
     while len(run.times) < len(save_times):
         k = max(len(run.times), 1)
         start = run.states[-1] if run.states else c0
@@ -144,7 +174,8 @@ def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
         _extend(run, segment, 1 if run.states else 0)
         # the last step of a segment is cut to land on the snapshot: go on with the one before
         dt = segment.dt[-2] if len(segment.dt) > 1 else segment.dt[-1]
-        _save_checkpoint(folder, run, dt, before + time.perf_counter() - started)
+        saved = _save_checkpoint(folder, run, dt, before + time.perf_counter() - started,
+                                 saved)
         if not (folder / CONFIG).is_file():
             write_text(folder / CONFIG, case.to_yaml())
         if on_step is not None:
