@@ -105,6 +105,7 @@ def csr_solve(
     *,
     solver: Callable[..., SolveResult] = cg,
     preconditioner: Callable[[LinearOperator], Preconditioner] | None = None,
+    symmetric: bool = False,
     **options,
 ) -> torch.Tensor:
     """$x = A^{-1} b$ for the CSR matrix $A$ = (``values``, ``indices``, ``indptr``), differentiable
@@ -119,6 +120,9 @@ def csr_solve(
             :func:`~physml.solvers.linalg.bicgstab` or :func:`~physml.solvers.linalg.gmres`.
         preconditioner: a factory ``A -> Preconditioner`` (e.g. ``Jacobi``), or None; it is
             built for A in the forward solve and for $A^T$ in the backward one.
+        symmetric: A equals $A^T$ (not checked): the backward solve reuses the forward's
+            operator and preconditioner instead of building them for $A^T$ (an AMG set-up
+            can cost more than the solves).
         **options: passed to ``solver`` (``rtol``, ``atol``, ``maxiter``; ``check_every`` for
             CG and BiCGStab, ``restart`` for GMRES).
 
@@ -160,7 +164,8 @@ def csr_solve(
         torch.diff(indptr.to(device=b.device, dtype=torch.int64)))
     cols = indices.to(device=b.device, dtype=torch.int32)
 
-    def warp_solve(a_rows: torch.Tensor, a_cols: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    def system(a_rows: torch.Tensor, a_cols: torch.Tensor
+               ) -> tuple[CsrOperator, Preconditioner | None]:
         matrix = wps.bsr_from_triplets(
             n,
             n,
@@ -170,7 +175,14 @@ def csr_solve(
             prune_numerical_zeros=False,
         )
         A = CsrOperator(matrix)
-        M = None if preconditioner is None else preconditioner(A)
+        return A, None if preconditioner is None else preconditioner(A)
+
+    forward: list[tuple[CsrOperator, Preconditioner | None]] = []  # kept for a symmetric A
+
+    def warp_solve(a_rows: torch.Tensor, a_cols: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+        A, M = forward[0] if symmetric and forward else system(a_rows, a_cols)
+        if symmetric and not forward:
+            forward.append((A, M))
         result = solver(A, wp.from_torch(rhs.contiguous()), preconditioner=M, **options)
         return wp.to_torch(result.x)
 

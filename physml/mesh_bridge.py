@@ -102,13 +102,14 @@ def sparse_solve(values: torch.Tensor, b: torch.Tensor, indptr: np.ndarray,
     r"""$u = A^{-1} b$ for the symmetric positive-definite CSR matrix $A$ = (``values``,
     ``indices``, ``indptr``): AMG-preconditioned CG to :data:`SOLVE_RTOL`.
 
-    Differentiable in ``values`` (nnz,) and ``b`` (n,); the backward costs one transpose solve
-    (:func:`physml.linalg_bridge.csr_solve`).
+    Differentiable in ``values`` (nnz,) and ``b`` (n,); the backward costs one more solve with
+    the forward's operator and AMG hierarchy (:func:`physml.linalg_bridge.csr_solve`,
+    ``symmetric=True``).
     """
     offsets, columns = (torch.as_tensor(np.asarray(a, dtype=np.int64), device=b.device)
                         for a in (indptr, indices))
     return csr_solve(values, b, offsets, columns, solver=cg, preconditioner=SmoothedAggregationAMG,
-                     rtol=SOLVE_RTOL, floor="accept")
+                     symmetric=True, rtol=SOLVE_RTOL, floor="accept")
 
 
 _RESTRICTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
