@@ -8,12 +8,14 @@ import warnings
 import meshio
 import numpy as np
 import pytest
+import torch
 
 from physml import io
 from physml.cases import mesh_pde_heat
 from physml.cases.mesh_pde import KIND
 from physml.cases.mesh_pde_heat import FRAMES
 from physml.cases.registry import load_case, run_case, validate_case
+from physml.cases.run_folder import CHECKPOINT
 from physml.cases.sections import threshold_passed
 from physml.solvers.mesh import pde
 
@@ -94,6 +96,31 @@ def test_heat_surface_resumes_to_the_same_result(tmp_path):
          for run in ("stopped", "whole")]
     np.testing.assert_array_equal(u[0], u[1])
     assert resumed["mass_drift"] == whole["mass_drift"]
+
+
+def test_a_heat_run_stopped_with_the_earlier_checkpoint_layout_resumes(tmp_path):
+    """A run folder whose checkpoint still holds its frames (the layout before frames.f64)
+    resumes to the same result: the frames move to their file first."""
+    overrides = HEAT_SMALL + ["output.figures=false"]
+    for name in ("whole", "stopped"):
+        (tmp_path / name).mkdir()
+    run("heat_surface", overrides, tmp_path / "whole")
+
+    def stop(record):
+        if record["step"] == 25:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run("heat_surface", overrides, tmp_path / "stopped", on_step=stop)
+    folder = tmp_path / "stopped"
+    state = torch.load(folder / CHECKPOINT, weights_only=True)
+    frames = np.fromfile(folder / FRAMES).reshape(len(state["history"]), state.pop("vertices"))
+    torch.save(state | {"frames": [torch.from_numpy(u) for u in frames]}, folder / CHECKPOINT)
+    (folder / FRAMES).unlink()
+    run("heat_surface", overrides, folder, resume=True)
+    u = [io.read_mesh_dataset(tmp_path / name / "fields.h5")[1]["u"].values
+         for name in ("stopped", "whole")]
+    np.testing.assert_array_equal(u[0], u[1])
 
 
 def test_heat_surface_sets_up_once_and_writes_one_frame_per_save(tmp_path, monkeypatch):

@@ -72,6 +72,16 @@ def kept_frames(folder: Path, count: int, n: int) -> list[np.ndarray]:
     return list(np.fromfile(path, dtype=np.float64).reshape(count, n))
 
 
+def upgrade_frames(folder: Path, state: dict) -> None:
+    """Move the frames of a checkpoint of the earlier layout (``state["frames"]``, tensors)
+    to ``folder``'s :data:`FRAMES`, in place: the file first, then the checkpoint without
+    them, so an interruption leaves one layout or the other, both resumable."""
+    frames = [u.numpy() for u in state.pop("frames")]
+    state["vertices"] = frames[0].shape[0]
+    atomic_write(folder / FRAMES, lambda path: np.stack(frames).astype(np.float64).tofile(path))
+    atomic_write(folder / CHECKPOINT, lambda path: torch.save(state, path))
+
+
 def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
              on_step: OnStep) -> Result:
     """θ-scheme in segments of ``time.save_every`` steps on one set-up
@@ -88,6 +98,8 @@ def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
 
     if resume:
         state = read_checkpoint(folder)
+        if "frames" in state:  # written before the frames had a file of their own
+            upgrade_frames(folder, state)
         with restoring(folder):
             vertices, count = state["vertices"], len(state["history"])
         if vertices != mesh.n_vertices:
