@@ -96,6 +96,21 @@ def test_row_ids_are_unique_over_rows_of_the_facets(make):
         np.testing.assert_array_equal(found, counts)
 
 
+def test_row_ids_are_np_unique_s_for_entries_up_to_int64_s_largest():
+    """Entries near 2**62 or at int64's largest value (the key's rank times n overflowed)."""
+    rng = np.random.default_rng(0)
+    for largest in (2**40, 2**62, 2**63 - 1):
+        rows = rng.integers(0, largest, size=(40, 3), dtype=np.int64, endpoint=True)
+        rows[20:] = rows[:20]
+        rows[0, 2] = largest
+        _, inverse, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
+        ids, found = row_ids(rows)
+        np.testing.assert_array_equal(ids, inverse.ravel())
+        np.testing.assert_array_equal(found, counts)
+    np.testing.assert_array_equal(row_ids(np.array([[0, 0], [1, 0], [2, 2**62]]))[0],
+                                  [0, 1, 2])
+
+
 def test_repaired_merges_duplicates_and_drops_unreferenced_vertices():
     points = np.r_[SQUARE, [[0.0, 0.0], [9.0, 9.0]]]
     mesh = pm.Mesh(points, [[0, 1, 2], [4, 2, 3]], check=False).repaired()

@@ -59,8 +59,13 @@ def row_ids(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order and the count of each, without the sort of whole rows that ``axis=0`` does (20x
     slower). The columns are folded into one int64 key, left to right: key * n + next column
     (n above every entry, so the key's order is the rows'); where that could pass int64's
-    largest value, the key is first replaced by its rank among the distinct keys (below m)."""
+    largest value, the key is first replaced by its rank among the distinct keys (below m).
+    Entries from 2**31 up are first replaced by their ranks in their column (the rows' order
+    kept), so that a rank times n stays within int64 (m below 2**31)."""
     rows = np.asarray(rows, dtype=np.int64)
+    if rows.size and rows.max() >= 2**31:
+        rows = np.stack([np.unique(column, return_inverse=True)[1].ravel()
+                         for column in rows.T], axis=1)
     n = int(rows.max()) + 1 if rows.size else 1
     largest = (np.iinfo(np.int64).max - n) // n  # a key up to it folds without overflow
     key = rows[:, 0]
