@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import operator
 import os
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from typing import Any
 
 import h5py
 import numpy as np
@@ -22,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .datasets.store import dataset_shards
+from .solvers.kept import LeastRecentlyUsed
 
 MAX_OPEN_SHARDS = 64
 """Shard files a :class:`FieldDataset` keeps open per process, the least recently used closed
@@ -34,29 +32,6 @@ SAMPLE_CACHE_BYTES = 256 * 2**20
 trajectory is one compressed chunk, which HDF5 decompresses whole to give any two of its
 states: a split that fits is decompressed once, and pairs in order (or a sampler that visits
 a sample's pairs together) hit whatever the split's size."""
-
-
-class LeastRecentlyUsed:
-    """Values by key within a budget of their summed ``size``, the least recently used dropped
-    first (the newest kept whatever its size), ``drop`` called on each value dropped."""
-
-    def __init__(self, budget: int, size: Callable[[Any], int] = lambda value: 1,
-                 drop: Callable[[Any], None] = lambda value: None) -> None:
-        self.budget, self.size, self.drop, self.used = budget, size, drop, 0
-        self.values: OrderedDict[Hashable, Any] = OrderedDict()
-
-    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
-        """The value kept under ``key``, else ``make()``'s, kept."""
-        if key in self.values:
-            self.values.move_to_end(key)
-            return self.values[key]
-        value = self.values[key] = make()
-        self.used += self.size(value)
-        while self.used > self.budget and len(self.values) > 1:
-            dropped = self.values.popitem(last=False)[1]
-            self.used -= self.size(dropped)
-            self.drop(dropped)
-        return value
 
 
 class FieldDataset(Dataset):

@@ -25,6 +25,7 @@ import torch
 import warp as wp
 
 from .linalg_bridge import csr_solve, first_order_only
+from .solvers.kept import LeastRecentlyUsed
 from .solvers.linalg import SmoothedAggregationAMG, cg
 from .solvers.mesh import Mesh, element_triplets, element_triplets_adjoint, pattern
 from .solvers.mesh.pde import require_grounded
@@ -114,7 +115,7 @@ def sparse_solve(values: torch.Tensor, b: torch.Tensor, indptr: np.ndarray,
 
 _RESTRICTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 """Per mesh (held weakly: a mesh dropped by its user is freed with its entries), the
-:func:`_restriction` of its last :data:`RESTRICTIONS_PER_MESH` (dtype, boundary) pairs."""
+:func:`_restriction` of its :data:`RESTRICTIONS_PER_MESH` last used (dtype, boundary) pairs."""
 
 RESTRICTIONS_PER_MESH = 8
 
@@ -123,12 +124,8 @@ RESTRICTIONS_PER_MESH = 8
 def _restriction(mesh: Mesh, dtype: type, boundary: bytes):
     """Entries of the CSR pattern in the interior block, and the interior block's topology
     (checked: a Dirichlet vertex in every connected part of the mesh); cached per mesh."""
-    kept = _RESTRICTIONS.setdefault(mesh, {})
-    if (dtype, boundary) not in kept:
-        if len(kept) >= RESTRICTIONS_PER_MESH:
-            del kept[next(iter(kept))]  # the oldest
-        kept[(dtype, boundary)] = _interior_block(mesh, dtype, boundary)
-    return kept[(dtype, boundary)]
+    kept = _RESTRICTIONS.setdefault(mesh, LeastRecentlyUsed(RESTRICTIONS_PER_MESH))
+    return kept.get((dtype, boundary), lambda: _interior_block(mesh, dtype, boundary))
 
 
 def _interior_block(mesh: Mesh, dtype: type, boundary: bytes):
