@@ -392,10 +392,8 @@ def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -
         first = inside[0]
     key = ".".join(str(p) for p in keys)
     loc = first["loc"]
-    if first["type"] == "boolean_for_number":  # raised by a section for a key inside it
-        inner = first["ctx"]["key"]
-        return f"{key}.{inner}: {first['ctx']['value']} is a boolean; a number is expected" if (
-            key) else first["msg"]
+    if first["type"] == "boolean_for_number":  # raised by a section, keyed inside it
+        return f"{key}.{first['msg']}" if key else first["msg"]
     if first["type"] == "extra_forbidden":
         return f"unknown key {key!r}; allowed: {', '.join(_allowed_keys(loc, root))}"
     message = first["msg"].removeprefix("Value error, ")
