@@ -5,7 +5,8 @@ r"""PyTorch autograd through the mesh operators: gradients with respect to verte
   $\bar t_e = \bar v_{\mathrm{slot}(e)}$ (gather from the CSR slots), then the element kernel's
   Warp adjoint gives $\bar x$.
 - :func:`sparse_solve`: $u = A(v)^{-1} b$ for the CSR values $v$ of a symmetric
-  positive-definite A: :func:`physml.linalg_bridge.csr_solve` (AMG-preconditioned CG), whose
+  positive-definite A: :func:`physml.linalg_bridge.csr_solve` (CG preconditioned by Jacobi or
+  AMG, by size: :data:`JACOBI_ROWS`), whose
   backward is the package's one implicit-solve adjoint, a transpose solve
   $\lambda = A^{-T}\bar u$, then $\bar b = \lambda$ and $\bar v_{ij} = -\lambda_i u_j$.
 - :func:`poisson_solve`: $-\Delta u = f$ in P1 with Dirichlet values on given vertices,
@@ -26,7 +27,7 @@ import warp as wp
 
 from .linalg_bridge import csr_solve, first_order_only
 from .solvers.kept import LeastRecentlyUsed
-from .solvers.linalg import SmoothedAggregationAMG, cg
+from .solvers.linalg import Jacobi, SmoothedAggregationAMG, cg
 from .solvers.mesh import Mesh, element_triplets, element_triplets_adjoint, pattern
 from .solvers.mesh.pde import require_grounded
 
@@ -97,19 +98,29 @@ round-off, so the solve is exact to what a float64 finite-difference gradient ch
 Where the arithmetic's rounding floor lies above it (float32, or large smooth problems), the
 solves return the best x that arithmetic gives (``floor="accept"``)."""
 
+JACOBI_ROWS = 50_000
+"""Fewest rows for which :func:`sparse_solve` preconditions CG with smoothed-aggregation AMG;
+below, with Jacobi. Each call builds its preconditioner (A changes with the points), and AMG's
+set-up costs more than the iterations it saves up to here: ``poisson_solve`` forward and
+backward, P1 on a disc (one thread, medians), Jacobi / SA-AMG 3.5 / 10.6 ms at 411 vertices,
+24.9 / 58.3 ms at 6.0e3, 0.60 / 0.87 s at 4.5e4, 2.4 / 1.2 s at 9.4e4; on a cube 0.21 / 0.38 s
+at 2.8e4 vertices, 2.0 / 2.6 s at 9.8e4."""
+
 
 def sparse_solve(values: torch.Tensor, b: torch.Tensor, indptr: np.ndarray,
                  indices: np.ndarray) -> torch.Tensor:
     r"""$u = A^{-1} b$ for the symmetric positive-definite CSR matrix $A$ = (``values``,
-    ``indices``, ``indptr``): AMG-preconditioned CG to :data:`SOLVE_RTOL`.
+    ``indices``, ``indptr``): CG to :data:`SOLVE_RTOL`, preconditioned by Jacobi below
+    :data:`JACOBI_ROWS` rows, by smoothed-aggregation AMG from there.
 
     Differentiable in ``values`` (nnz,) and ``b`` (n,); the backward costs one more solve with
-    the forward's operator and AMG hierarchy (:func:`physml.linalg_bridge.csr_solve`,
+    the forward's operator and preconditioner (:func:`physml.linalg_bridge.csr_solve`,
     ``symmetric=True``).
     """
     offsets, columns = (torch.as_tensor(np.asarray(a, dtype=np.int64), device=b.device)
                         for a in (indptr, indices))
-    return csr_solve(values, b, offsets, columns, solver=cg, preconditioner=SmoothedAggregationAMG,
+    preconditioner = Jacobi if len(indptr) - 1 < JACOBI_ROWS else SmoothedAggregationAMG
+    return csr_solve(values, b, offsets, columns, solver=cg, preconditioner=preconditioner,
                      symmetric=True, rtol=SOLVE_RTOL, floor="accept")
 
 

@@ -17,8 +17,11 @@ import torch
 import warp as wp
 
 from conftest import observed_order
+from physml import mesh_bridge
+from physml.linalg_bridge import csr_solve
 from physml.mesh_bridge import operator_values, poisson_solve, sparse_solve
 from physml.solvers import mesh as pm
+from physml.solvers.linalg import Jacobi, SmoothedAggregationAMG
 from physml.solvers.mesh.checks import RepairableMeshError, facets_of, row_ids
 from physml.solvers.mesh.operators import (
     csr_pattern,
@@ -654,8 +657,13 @@ def test_poisson_solve_checks_its_boundary_and_lengths_and_refuses_double_backwa
         torch.autograd.grad(v.square().sum(), x, create_graph=True)
 
 
+@pytest.mark.parametrize("jacobi_rows", [mesh_bridge.JACOBI_ROWS, 0], ids=["jacobi", "amg"])
 @pytest.mark.parametrize("make", [lambda: pm.disc(0.5), lambda: pm.box(0.7)])
-def test_poisson_solve_gradcheck_and_backward_twice(make):
+def test_poisson_solve_gradcheck_and_backward_twice(make, jacobi_rows, monkeypatch):
+    monkeypatch.setattr(mesh_bridge, "JACOBI_ROWS", jacobi_rows)
+    used = []
+    monkeypatch.setattr(mesh_bridge, "csr_solve", lambda *a, **k: used.append(
+        k["preconditioner"]) or csr_solve(*a, **k))
     mesh = make()
     torch.manual_seed(0)
     x = torch.tensor(mesh.points, requires_grad=True)
@@ -668,6 +676,7 @@ def test_poisson_solve_gradcheck_and_backward_twice(make):
     assert all(torch.equal(a, b) for a, b in zip(first, second))
     np.testing.assert_allclose(u.detach().numpy(), pm.poisson(mesh, f.detach().numpy()),
                                atol=1e-12)
+    assert set(used) == {Jacobi if jacobi_rows else SmoothedAggregationAMG}
 
 
 def test_sparse_solve_gradcheck_in_values_and_right_hand_side():
