@@ -142,13 +142,16 @@ def measure(factories: dict, systems, rtols: list[float], device: str) -> dict:
         for name in list(factories) if k % 2 == 0 else list(factories)[::-1]:
             A = CsrOperator(csr_from_scipy(s.matrix, wp.float64, device))
             b = wp.array(s.b, dtype=wp.float64, device=device)
+            wp.synchronize_device(A.device)  # (CUDA) the clock reads finished work only
             start = time.perf_counter()
             M = factories[name](A)
             prepare(A, b, preconditioner=M)  # the solve's vectors and recorded launches
+            wp.synchronize_device(A.device)
             setup = time.perf_counter() - start
             for rtol in rtols:
                 start = time.perf_counter()
                 result = cg(A, b, preconditioner=M, rtol=rtol)
+                wp.synchronize_device(A.device)
                 solve = time.perf_counter() - start
                 row = out[name][f"rtol={rtol:g}"]
                 row["iterations"].append(result.iterations)
@@ -182,8 +185,9 @@ def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | Non
     test = read_systems(data / "test")
     m, t = case.model, case.training
     torch.manual_seed(case.seed)
-    model = FactorModel(m.form, width=m.width, steps=m.steps)
-    systems = [training_system(s.matrix, s.x, s.b) for s in train]
+    device = torch.device(case.device)  # trained where it is evaluated
+    model = FactorModel(m.form, width=m.width, steps=m.steps).to(device)
+    systems = [training_system(s.matrix, s.x, s.b).to(device) for s in train]
 
     def report(step: int, loss: float) -> None:
         if on_step is not None:

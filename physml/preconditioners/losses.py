@@ -54,7 +54,9 @@ def factor_loss(kind: str, loss: str, graph: SystemGraph, factor: torch.Tensor,
                 x: torch.Tensor, b: torch.Tensor, generator: torch.Generator | None = None
                 ) -> torch.Tensor:
     """The loss ``loss`` of the scaled factor ``factor`` (nnz_L,) for systems with scaled
-    solutions ``x`` and right-hand sides ``b`` (n,) (a batch is one block-diagonal graph)."""
+    solutions ``x`` and right-hand sides ``b`` (n,) (a batch is one block-diagonal graph); the
+    Frobenius loss's probe vector z is drawn from ``generator`` (on its device, then moved to
+    the factor's)."""
     if loss not in LOSSES:
         raise ValueError(f"loss={loss!r}; allowed: {', '.join(LOSSES)}")
     product = preconditioner_product(kind)
@@ -65,7 +67,10 @@ def factor_loss(kind: str, loss: str, graph: SystemGraph, factor: torch.Tensor,
         else:
             total = total + (product(graph, factor, b) - x).square().sum() / x.square().sum()
     if loss in ("frobenius", "combined"):
-        z = torch.randn(graph.n, dtype=factor.dtype, device=factor.device, generator=generator)
+        # drawn on the generator's device: the same z for a model on the CPU or CUDA
+        z = torch.randn(graph.n, dtype=factor.dtype, generator=generator,
+                        device=None if generator is None else generator.device
+                        ).to(factor.device)
         if kind == "cholesky":
             residual = product(graph, factor, z) - scaled_matvec(graph, z)
         else:

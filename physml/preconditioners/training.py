@@ -38,6 +38,9 @@ class TrainingSystem:
     x: torch.Tensor
     b: torch.Tensor
 
+    def to(self, device: torch.device | str) -> TrainingSystem:
+        return TrainingSystem(self.graph.to(device), self.x.to(device), self.b.to(device))
+
 
 def training_system(matrix: sp.spmatrix | sp.sparray, x: np.ndarray, b: np.ndarray
                     ) -> TrainingSystem:
