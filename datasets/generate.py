@@ -145,8 +145,9 @@ def generate(
         spec: the validated spec (fields on a grid or a mesh, or linear systems).
         folder: output folder.
         device: "cpu", "cuda" or "cuda:N": where every worker solves (checked first).
-        workers: local Dask worker processes (default: the cores this process may use, when
-            Dask is installed); 0 runs in this process.
+        workers: local Dask worker processes (default: on the CPU the cores this process may
+            use, when Dask is installed; on CUDA none: one process drives the GPU, where each
+            worker would open a context of its own on it); 0 runs in this process.
         scheduler: address of an existing Dask scheduler (overrides ``workers``).
         overwrite: replace a complete dataset, or one of another spec.
         progress: called with (samples done, samples in total).
@@ -198,6 +199,8 @@ def _generate(spec, folder: Path, device: str, workers: int | None, client, over
         progress(count[0], total)
     if pending:
         warm(spec, device)
+        if workers is None and device != "cpu":
+            workers = 0
         use_dask = client is not None or (workers != 0 and dask_available())
         if use_dask:
             run_on_dask(pending, done, workers or available_cores(), client, writer)

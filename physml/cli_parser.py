@@ -224,7 +224,8 @@ def _add_datasets(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=int,
         default=None,
-        help="local Dask worker processes (default: the cores this process may use; 0: in-process)",
+        help="local Dask worker processes (default: the cores this process may use, on the CPU; "
+        "0: in-process, the default on CUDA)",
     )
     generate.add_argument(
         "--scheduler",

@@ -424,3 +424,21 @@ def test_a_failed_warp_start_up_keeps_what_it_wrote(monkeypatch, capfd):
     assert "driver says why" in capfd.readouterr().err
     os.write(2, b"after\n")  # file descriptor 2 is the console again
     assert capfd.readouterr().err == "after\n"
+
+
+@pytest.mark.parametrize("workers, engine", [(None, "in_process"), (2, "dask")])
+def test_cuda_generates_in_the_calling_process_unless_workers_are_asked(
+        tmp_path, monkeypatch, workers, engine):
+    from physml.datasets import generate as generation
+
+    used = []
+    monkeypatch.setattr(generation, "warp_device", lambda device: "cuda:0")
+    monkeypatch.setattr(generation, "_family", lambda spec: (
+        lambda spec, device: None, lambda spec, device: None, None))
+    monkeypatch.setattr(generation, "dask_available", lambda: True)
+    monkeypatch.setattr(generation, "run_in_process", lambda *a: used.append("in_process"))
+    monkeypatch.setattr(generation, "run_on_dask", lambda *a: used.append("dask"))
+    with pytest.raises(ValueError, match="shard\\(s\\) were not written"):  # nothing solved
+        generate(load_spec(write_spec(tmp_path)), tmp_path / "d", device="cuda",
+                 workers=workers)
+    assert used == [engine]
