@@ -19,6 +19,7 @@ from physml.solvers import (
     DiffusionReactionSolver1D,
     DiffusionSorptionSolver1D,
     Grid,
+    HeatSolver,
     HeatSolver1D,
     HeatSolver2D,
     dirichlet,
@@ -28,6 +29,7 @@ from physml.solvers import (
 G1 = Grid((6,), (0.0,), (1.0,))
 G2 = Grid((4, 3), (0.0, 0.0), (1.0, 1.0))
 G2_WIDE = Grid((5, 5), (0.0, 0.0), (1.0, 1.0))  # the periodic MUSCL stencil needs 5 cells
+G3 = Grid((3, 2, 3), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 # Rising Dirichlet data keep the Burgers state monotone, where the limiter and the Rusanov
 # speed are smooth functions of the state (they are only piecewise smooth in general).
 RISING_1D = BoundaryConditions(((BC("dirichlet", 0.3), BC("dirichlet", 1.0)),))
@@ -40,6 +42,10 @@ CASES = {
     "heat2d": (lambda: HeatSolver2D(G2, nu=0.01, dt=0.02), ["nu"]),
     "heat2d_imex": (
         lambda: HeatSolver2D(G2, dirichlet(2, 0.5), nu=0.05, dt=0.05, scheme="imex"), ["nu"]
+    ),
+    "heat3d": (lambda: HeatSolver(G3, dirichlet(3, 0.2), nu=0.01, dt=0.02), ["nu"]),
+    "heat3d_imex": (
+        lambda: HeatSolver(G3, neumann(3, 0.1), nu=0.05, dt=0.05, scheme="imex"), ["nu"]
     ),
     "advection1d": (lambda: AdvectionSolver1D(G1, beta=0.8, dt=0.02), ["beta"]),
     "advection1d_central": (

@@ -795,3 +795,14 @@ def test_poisson_solve_runs_under_torch_compile_on_a_mesh_s_first_solve():
     compiled = torch.compile(lambda p: poisson_solve(p, mesh, f).sum(), backend="eager")(points)
     eager = poisson_solve(points, pm.disc(h=0.3), f).sum()
     assert float(compiled) == pytest.approx(float(eager), rel=1e-10)
+
+
+def test_spmv_is_the_assembled_product_and_gradchecks():
+    mesh = pm.disc(0.5)
+    A = pm.to_scipy(pm.stiffness_matrix(mesh))
+    torch.manual_seed(1)
+    values = operator_values(torch.tensor(mesh.points), mesh).requires_grad_()
+    u = torch.randn(mesh.n_vertices, dtype=torch.float64, requires_grad=True)
+    np.testing.assert_allclose(mesh_bridge.spmv(values, u, mesh).detach().numpy(),
+                               A @ u.detach().numpy(), rtol=1e-13, atol=1e-13)
+    assert torch.autograd.gradcheck(lambda v, u: mesh_bridge.spmv(v, u, mesh), (values, u))
