@@ -21,7 +21,7 @@ from physml.constraints import (
     least_squares_solution,
 )
 from physml.datasets.initial_conditions import gaussian_random_field_2d
-from physml.solvers import Grid, NavierStokesSolver2D
+from physml.solvers import DiffusionSorptionSolver1D, Grid, NavierStokesSolver2D
 
 SOLVER = LevenbergMarquardt(tol=1e-13, atol=1e-14, max_iter=200)
 
@@ -262,6 +262,22 @@ def test_navier_stokes_rows_are_second_order_consistent_with_the_spectral_solver
         assert vorticity_error < 40 / n**2
     order = -np.polyfit(np.log(sizes), np.log(largest), 1)[0]
     assert 1.8 < order < 2.3, (largest, order)
+
+
+def test_diffusion_sorption_rows_are_crank_nicolson_consistent_with_the_solver():
+    """On the solver's trajectory (16 cells, RK4 at dt/20) the rows share the solver's
+    Laplacian and ghosts, so only Crank–Nicolson's truncation is left: dt O(dt^2) per row."""
+    grid = Grid((16,), (0.0,), (1.0,))
+    (x,) = grid.mesh()
+    solver = DiffusionSorptionSolver1D(grid, dt=None)
+    steps, largest = [2.5, 1.25, 0.625], []
+    for dt in steps:
+        n = round(20.0 / dt)
+        u = solver.with_dt(dt / 20).rollout(0.1 + 0.05 * np.cos(np.pi * x), 20 * n, 20)
+        u = torch.from_numpy(u)[None]
+        largest.append(float(DiffusionSorptionRows(16, dt=dt).rows(u, u[:, 0]).abs().max()))
+    order = np.polyfit(np.log(steps), np.log(largest), 1)[0]
+    assert 2.7 < order < 3.2, (largest, order)
 
 
 @pytest.mark.parametrize("problem, blocks, colours", [

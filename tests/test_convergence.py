@@ -66,7 +66,8 @@ def test_heat_2d_dirichlet_space_order_two():
     assert observed_order(hs, errors) == pytest.approx(2.0, abs=0.1)
 
 
-@pytest.mark.parametrize("scheme, expected", [("euler", 1), ("ssp_rk3", 3), ("rk4", 4)])
+@pytest.mark.parametrize("scheme, expected",
+                         [("euler", 1), ("heun", 2), ("ssp_rk3", 3), ("rk4", 4)])
 def test_explicit_time_orders(scheme, expected):
     """Against the exact semi-discrete solution, only the time error remains."""
     grid = Grid((12,), (0.0,), (2 * np.pi,))
@@ -185,6 +186,26 @@ def test_diffusion_sorption_self_convergence():
     diffs = [np.abs(a - b).max() for a, b in zip(solutions, solutions[1:])]
     assert observed_order([1 / 32, 1 / 64, 1 / 128], diffs) >= 0.9
     assert np.all(solutions[-1] > 0) and np.all(solutions[-1] < 1)
+
+
+def test_diffusion_sorption_rhs_is_pdebenchs_finite_volume_operator():
+    """PDEBench's generator (sim_diff_sorp.py): F_i = D / R(u_i) (u_{i-1} - 2 u_i + u_{i+1})/dx^2
+    with R(u) = 1 + (1 - phi)/phi rho_s k_f n_f (u + 1e-6)^(n_f - 1), the ghosts u_{-1} = 1 and
+    u_N = D (u_{N-2} - u_{N-1})/dx. Inside, F is D u_xx / R(u) up to the Laplacian's remainder
+    dx^2/12 |u''''| D / R(u_i) (u = 0.3 + 0.2 cos 3x: |u''''| <= 16.2)."""
+    nx, D, phi, rho_s, k_f, n_f = 32, 5e-4, 0.29, 2880.0, 3.5e-4, 0.874
+    grid = Grid((nx,), (0.0,), (1.0,))
+    (x,) = grid.mesh()
+    solver = DiffusionSorptionSolver1D(grid, dt=None)
+    u, dx = 0.3 + 0.2 * np.cos(3 * x), 1.0 / nx
+    rhs = solver.rhs(solver.to_warp(u), solver.parameter_arrays()).numpy()
+    retardation = 1 + (1 - phi) / phi * rho_s * k_f * n_f * (u + 1e-6) ** (n_f - 1)
+    padded = np.concatenate([[1.0], u, [D * (u[-2] - u[-1]) / dx]])
+    finite_volume = D / retardation * (padded[:-2] - 2 * u + padded[2:]) / dx**2
+    np.testing.assert_allclose(rhs, finite_volume, rtol=1e-12, atol=0)
+    pde = D / retardation * (-1.8 * np.cos(3 * x))
+    bound = dx**2 / 12 * 16.2 * D / retardation
+    assert np.all(np.abs(rhs - pde)[1:-1] <= bound[1:-1])
 
 
 @pytest.mark.parametrize("nx", [4096, 8192])

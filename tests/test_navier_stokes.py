@@ -112,6 +112,21 @@ def test_space_self_convergence_is_spectral():
     assert np.all(local_orders > 10), local_orders  # no finite-difference order comes close
 
 
+def test_the_first_step_follows_the_advection_and_viscosity_of_a_known_field():
+    """psi = sin x + cos 2y on [0, 2 pi)^2: omega = -lap psi = sin x + 4 cos 2y,
+    (u, v) = (psi_y, -psi_x) = (-2 sin 2y, -cos x), so u.grad(omega) = 6 cos x sin 2y (not 0:
+    omega is no function of psi) and omega_t = -6 cos x sin 2y - nu (sin x + 16 cos 2y).
+    (omega(dt) - omega0)/dt differs from it by dt/2 omega_tt + O(dt^2), ~4.8 dt here."""
+    grid = Grid((16, 16), (0.0, 0.0), (2 * np.pi, 2 * np.pi))
+    x, y = grid.mesh()
+    nu, w0 = 0.05, np.sin(x) + 4 * np.cos(2 * y)
+    tendency = -6 * np.cos(x) * np.sin(2 * y) - nu * (np.sin(x) + 16 * np.cos(2 * y))
+    solver = NavierStokesSolver2D(grid, nu=nu, forcing=0.0, dt=2e-3)
+    errors = [np.abs((s.step(w0) - w0) / s.dt - tendency).max()
+              for s in (solver, solver.with_dt(1e-3))]
+    assert errors[0] < 10 * 2e-3 and errors[0] / errors[1] == pytest.approx(2.0, abs=0.1)
+
+
 def test_forcing_drives_the_mean_free_forcing_mode():
     """From rest, d(omega)/dt = f at t = 0: one small step gives omega = f dt to O(dt^2)."""
     grid = unit_square(16)

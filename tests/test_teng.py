@@ -431,6 +431,30 @@ def test_jacobian_of_other_networks_falls_back_to_autodiff(network):
     assert torch.allclose(J, difference, atol=1e-8)
 
 
+class SineProduct(torch.nn.Module):
+    """$u = a\\sin x\\cos y$: $\\Delta u = -2u$ and $u_x + u_y = a\\cos(x + y)$."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, X):
+        return (self.a * torch.sin(X[:, 0]) * torch.cos(X[:, 1]))[:, None]
+
+
+@pytest.mark.parametrize("name", ["heat", "allen_cahn", "burgers"])
+def test_rhs_is_the_pde_operator_of_a_closed_form_field(name):
+    """TENG.rhs (automatic x-derivatives, then TENGPDE.rhs) against $F[u]$ by hand."""
+    nu = 0.1
+    teng = TENG(SineProduct(), TENGPDE(name, nu), points=64, dim=2)
+    X = teng.sample(64)
+    u = 1.5 * torch.sin(X[:, 0]) * torch.cos(X[:, 1])
+    exact = {"heat": -2 * nu * u,
+             "allen_cahn": -2 * nu * u + u - u**3,
+             "burgers": -2 * nu * u - u * 1.5 * torch.cos(X[:, 0] + X[:, 1])}[name]
+    torch.testing.assert_close(teng.rhs(teng.theta, X), exact, rtol=1e-13, atol=1e-14)
+
+
 def test_a_prediction_that_becomes_non_finite_stops_the_run_at_its_step(tmp_path, monkeypatch):
     """Finite parameters do not make a finite field: the run checks the prediction where it
     measures it, and names the step and the checkpoint kept."""
