@@ -4,11 +4,12 @@
     physml solve burgers1d --nx 1024 --nu 0.01 --t-end 1 --out u.h5
 
 Mistakes in the input end with one line on stderr and exit status 2; a numerical blow-up ends
-with the step it happened at and exit status 1, after saving the last finite state.
+with the step it happened at and exit status 1, after saving the last finite state; Ctrl-C and
+SIGTERM stop a command alike (exit status 130 and 143).
 
 This module dispatches a parsed command line (``physml.cli_parser``) to its command
 (``physml.cli_solve``, ``cli_datasets``, ``cli_cases``, ``cli_trained``) and turns errors and
-Ctrl-C into one line and an exit status.
+Ctrl-C (and SIGTERM) into one line and an exit status.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .cli_datasets import generate_command
 from .cli_parser import build_parser, command_of
 from .cli_solve import solve_command
 from .cli_trained import export_command, predict_command
+from .interrupts import exit_status, sigterm_as_interrupt
 from .threads import passive_wait_policy
 
 INTERRUPTED = {
@@ -29,7 +31,7 @@ INTERRUPTED = {
     "datasets": "physml: interrupted; the finished shards are kept: run the same command "
                 "again to go on",
 }
-"""What Ctrl-C leaves, per command (``run`` tells it from the run folder)."""
+"""What Ctrl-C (or SIGTERM) leaves, per command (``run`` tells it from the run folder)."""
 
 
 OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=")
@@ -38,12 +40,17 @@ OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=")
 
 def main(argv: list[str] | None = None) -> int:
     passive_wait_policy()  # before PyTorch starts its OpenMP threads
+    with sigterm_as_interrupt():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     try:  # building solve's options imports Warp and the solvers: a second a Ctrl-C may fall in
         parser = build_parser(solve_options=command_of(arguments) == "solve")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print("physml: interrupted", file=sys.stderr)
-        return 130
+        return exit_status(interrupt)
     args, extra = parser.parse_known_args(arguments)
     if extra and hasattr(args, "overrides"):  # overrides after an option: still overrides
         args.overrides += [item for item in extra if OVERRIDE.match(item)]
@@ -67,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"physml: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # ``run`` says more itself
+    except KeyboardInterrupt as interrupt:  # ``run`` says more itself
         print(INTERRUPTED.get(args.command, "physml: interrupted"), file=sys.stderr)
-        return 130
+        return exit_status(interrupt)
     except BrokenPipeError:  # the reader went away (physml cases | head -1): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_parser import log_interval
+from .interrupts import exit_status
 
 if TYPE_CHECKING:  # the case kinds import PyTorch: loaded when a command needs them
     from .cases.kind import CaseKind
@@ -153,10 +154,10 @@ def run_command(args: argparse.Namespace) -> int:
                                       on_step=on_step)
         except (NonFiniteLossError, BlowUpError) as err:
             failure = err  # told after the progress display's last line
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM
             progress.stop()
             print(_interrupted(args, folder, kind), file=sys.stderr)
-            return 130
+            return exit_status(interrupt)
         except BaseException:
             if not _removed_if_unresumable(args, folder, kind.checkpoint):
                 remove_if_empty(folder)

@@ -4,8 +4,10 @@ folder's life cycle (checkpoint before configuration, nothing left behind by a r
 import ast
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -382,9 +384,9 @@ def test_teng_reference_starts_from_the_initial_condition_at_a_later_start_time(
     assert torch.allclose(reference.states[1], start_at_zero.states[1], rtol=0, atol=1e-14)
 
 
-def _interrupting_run(tmp_path, monkeypatch, checkpoint: bool):
+def _interrupting_run(tmp_path, monkeypatch, checkpoint: bool, stop: str = "ctrl_c"):
     """Run the CLI in-process with a runner that writes (or not) its checkpoint and
-    configuration, then is interrupted."""
+    configuration, then is stopped by Ctrl-C or by a SIGTERM sent to this process."""
     from physml import cli
     from physml.cases import registry
 
@@ -392,20 +394,32 @@ def _interrupting_run(tmp_path, monkeypatch, checkpoint: bool):
         if checkpoint:
             (folder / "checkpoint.pt").write_bytes(b"")
             (folder / "config.yaml").write_text(case.to_yaml())
-        raise KeyboardInterrupt
+        if stop == "ctrl_c":
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler raises first
+        raise AssertionError("SIGTERM did not stop the run")
 
     monkeypatch.setattr(registry, "run_case", interrupted)
     return cli.main(["run", "burgers", f"output.folder={tmp_path}", "--quiet"])
 
 
-def test_ctrl_c_before_the_first_checkpoint_removes_the_folder(tmp_path, monkeypatch, capsys):
-    assert _interrupting_run(tmp_path, monkeypatch, checkpoint=False) == 130
+STOPS = [("ctrl_c", 130), ("sigterm", 143)]
+
+
+@pytest.mark.parametrize("stop, status", STOPS)
+def test_ctrl_c_before_the_first_checkpoint_removes_the_folder(tmp_path, monkeypatch, capsys,
+                                                               stop, status):
+    assert _interrupting_run(tmp_path, monkeypatch, checkpoint=False, stop=stop) == status
     assert "nothing to resume" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is restored
 
 
-def test_ctrl_c_after_a_checkpoint_prints_the_resume_command(tmp_path, monkeypatch, capsys):
-    assert _interrupting_run(tmp_path, monkeypatch, checkpoint=True) == 130
+@pytest.mark.parametrize("stop, status", STOPS)
+def test_ctrl_c_after_a_checkpoint_prints_the_resume_command(tmp_path, monkeypatch, capsys,
+                                                             stop, status):
+    assert _interrupting_run(tmp_path, monkeypatch, checkpoint=True, stop=stop) == status
     (folder,) = tmp_path.iterdir()
     assert f"physml run burgers output.folder={tmp_path} --resume {folder}" in (
         capsys.readouterr().err)

@@ -1,0 +1,43 @@
+"""SIGTERM handled as Ctrl-C.
+
+Batch systems and tools stop a job with SIGTERM (Slurm at its time limit, ``timeout``,
+``docker stop``, systemd), where Python's default is to die at once: no message, and a run
+stopped before its first checkpoint left an empty folder. Under :func:`sigterm_as_interrupt`
+SIGTERM raises :class:`Terminated`, a ``KeyboardInterrupt``, so that a stopped command leaves
+what Ctrl-C leaves (a run its last checkpoint and the command that resumes it).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Python raises ``KeyboardInterrupt`` for SIGINT."""
+
+
+def exit_status(interrupt: KeyboardInterrupt) -> int:
+    """128 + the signal's number, as a shell reports a process the signal stopped: 143 for
+    SIGTERM, 130 for SIGINT."""
+    return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within: SIGTERM raises :class:`Terminated` (off the main thread, where no handler can be
+    installed, nothing changes); the former handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
