@@ -2,6 +2,7 @@
 residual loss, no solution data)."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -185,3 +186,21 @@ def test_trajectories_are_the_samples_solved_one_by_one(problem, space, nt):
 def test_a_soft_head_reports_no_inner_solves():
     """It solves nothing: the headline said 'inner solves converged 100 %'."""
     assert _soft_trainer(2, 1e-3).fit()["inner_solves_converged"] is None
+
+
+@pytest.mark.parametrize("problem, symbol", [("navier_stokes", "w"), ("diffusion_sorption", "u")])
+def test_the_solution_figure_names_the_problem_s_field(tmp_path, monkeypatch, problem, symbol):
+    from physml.cases import figures
+    from physml.cases import moe as moe_case
+    from physml.cases.run_folder import comparison_dataset
+
+    shown = []
+    monkeypatch.setattr(figures, "plot_solution", lambda ds, path, **kw: shown.append(ds))
+    space = {"x": [0.25, 0.75], "y": [0.25, 0.75]} if problem == "navier_stokes" else {
+        "x": [0.25, 0.75]}
+    shape = (1, 2, *[2] * len(space))
+    ds = comparison_dataset(np.zeros(shape), np.ones(shape), {"sample": [0], "time": [0.0, 1.0],
+                                                              **space},
+                            {}, moe_case._metadata(problem))
+    moe_case._plot(ds, torch.zeros(shape), SimpleNamespace(constraint=None), tmp_path, problem)
+    assert figures._field_label(shown[0], "1") == f"{symbol} [1]"

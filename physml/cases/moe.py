@@ -36,6 +36,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import xarray as xr
 from pydantic import Field, model_validator
 
 from ..constraints import (
@@ -235,8 +236,12 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
                             _metadata(p.name))
     write_dataset(ds, folder / "predictions.h5")
     if case.output.figures:
-        _plot(ds, pred, model, folder)
+        _plot(ds, pred, model, folder, p.name)
     return result
+
+
+FIELDS = {"navier_stokes": ("vorticity", "w"), "diffusion_sorption": ("concentration", "u")}
+"""Each problem's compared field: its name and symbol."""
 
 
 def _metadata(problem: str) -> dict[str, tuple[str, str]]:
@@ -244,7 +249,7 @@ def _metadata(problem: str) -> dict[str, tuple[str, str]]:
     name (the vorticity for Navier–Stokes), the test samples' seeds, cell centres as fractions
     of the domain, and time (PDEBench's diffusion–sorption in seconds, Navier–Stokes in its
     own units)."""
-    field = "vorticity w" if problem == "navier_stokes" else "concentration u"
+    field = " ".join(FIELDS[problem])
     return {"prediction": (f"prediction of the {field}", "1"),
             "reference": (f"reference {field}", "1"),
             "error": ("prediction minus reference", "1"),
@@ -254,24 +259,25 @@ def _metadata(problem: str) -> dict[str, tuple[str, str]]:
                for axis in ("x", "y")}}
 
 
-def _plot(ds, pred: torch.Tensor, model, folder: Path) -> None:
-    """``solution.png`` (the last time of a 2D field) and, with experts, ``interface_jump.png``."""
+def _plot(ds, pred: torch.Tensor, model, folder: Path, problem: str) -> None:
+    """``solution.png`` (the last time of a 2D field) of the problem's field, by its symbol,
+    and, with experts, ``interface_jump.png``."""
     from .figures import plot_solution
 
-    first = ds.isel(sample=0)
+    first = ds.isel(sample=0).assign_coords(field=FIELDS[problem][1])
     if "y" in first.dims:
         first = first.isel(time=-1).assign_attrs(t=float(first["time"][-1]))
     plot_solution(first, folder / "solution.png",
                   pooled=f"as the mean over the {len(pred)} test samples")
     router = None if model.constraint is None else model.constraint.router
     if router is not None and router.experts > 1:
-        plot_interface_jump(pred[:1], router, ds["time"].values, folder / "interface_jump.png")
+        plot_interface_jump(pred[:1], router, ds["time"], folder / "interface_jump.png")
 
 
-def plot_interface_jump(u: torch.Tensor, router: BlockRouter, times: np.ndarray,
+def plot_interface_jump(u: torch.Tensor, router: BlockRouter, times: xr.DataArray,
                         path: Path) -> None:
     """The largest $|e_- - e_+|$ along each space interface of ``u`` (1, nt, ...) against
-    time, one line per interface (log scale)."""
+    ``times`` (labelled by its CF units), one line per interface (log scale)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
@@ -280,8 +286,9 @@ def plot_interface_jump(u: torch.Tensor, router: BlockRouter, times: np.ndarray,
             continue
         jump = diff[0].abs().flatten(1).amax(1) if diff.dim() > 2 else diff[0].abs()
         name = ("x", "y")[axis - 1]
-        ax.semilogy(times, jump.clamp_min(1e-16).numpy(), label=f"{name} interface at cell {index}")
-    ax.set(xlabel="time [s]", ylabel="|jump| of the stitched field",
+        ax.semilogy(times.values, jump.clamp_min(1e-16).numpy(),
+                    label=f"{name} interface at cell {index}")
+    ax.set(xlabel=f"time [{times.attrs.get('units', '1')}]", ylabel="|jump| of the stitched field",
            title="continuity across experts (first test sample)")
     ax.legend(fontsize=7)
     fig.savefig(path, dpi=120)
