@@ -1185,3 +1185,18 @@ def test_sampling_no_point_gives_an_empty_array_and_a_bad_count_is_refused(domai
             domain.sample_interior(bad, rng)
         with pytest.raises(ValueError, match=f"^n={bad!r} must be a whole number >= 0"):
             domain.sample_boundary(bad, rng)
+
+
+def test_predictions_carry_the_units_of_the_solved_observations(tmp_path):
+    """burgers_inverse fits data a solver wrote (x in m, time in s, u in m s-1): the trained
+    field is in the data's units, not dimensionless beside them."""
+    folder, _ = run_case(load_case(CASES / "burgers_inverse.yaml", [
+        "training.adam.steps=2", "training.lbfgs.steps=0", "evaluation.every=2",
+        "evaluation.grid=[8, 5]", f"output.folder={tmp_path}", "output.figures=false"]))
+    observed = xr.open_dataset(folder / "observations.h5")
+    predicted = xr.open_dataset(folder / "predictions.h5")
+    assert observed["u"].attrs["units"] == "m s-1"
+    assert {name: predicted[name].attrs["units"] for name in
+            ("x", "time", "prediction", "reference", "error")} == {
+        "x": observed["x"].attrs["units"], "time": observed["time"].attrs["units"],
+        "prediction": "m s-1", "reference": "m s-1", "error": "m s-1"}

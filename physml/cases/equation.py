@@ -258,9 +258,31 @@ def evaluation_shape(case: EquationCase, problem: PINNProblem) -> tuple[int, ...
     return tuple(grid)
 
 
-def results_dataset(case: EquationCase, trainer: PINNTrainer, rel_l2: float | None
-                    ) -> xr.Dataset:
-    """Prediction (and reference, error) on the evaluation grid, time first."""
+def data_units(case: EquationCase, solved: Path | None) -> dict[str, str]:
+    """The CF units the case's data state: of the observed variable (as ``"field"``) and its
+    coordinates, from the observations (``solved``, the file a solver wrote, or the case's
+    file), else from the reference file; none without data. A field trained on data carries
+    the data's units."""
+    sources = [(solved or (case.observations.file if case.observations else None),
+                case.observations.variable if case.observations else None)]
+    if case.reference is not None:
+        sources.append((case.reference.file, case.reference.variable))
+    path, variable = next(((p, v) for p, v in sources if p is not None), (None, None))
+    if path is None:
+        return {}
+    with xr.open_dataset(path) as ds:
+        data = ds[variable]
+        units = {str(name): c.attrs["units"] for name, c in data.coords.items()
+                 if "units" in c.attrs}
+        if "units" in data.attrs:
+            units["field"] = data.attrs["units"]
+    return units
+
+
+def results_dataset(case: EquationCase, trainer: PINNTrainer, rel_l2: float | None,
+                    units: dict[str, str] | None = None) -> xr.Dataset:
+    """Prediction (and reference, error) on the evaluation grid, time first; the axes and the
+    field in ``units`` where given (:func:`data_units`), else dimensionless."""
     inputs = trainer.problem.inputs
     dims = tuple({"t": "time"}.get(n, n) for n in reversed(inputs))
     coords = dict(zip(dims, reversed(trainer.eval_axes)))
@@ -277,9 +299,14 @@ def results_dataset(case: EquationCase, trainer: PINNTrainer, rel_l2: float | No
         attrs["rel_l2"] = rel_l2
     variables = {k: (dims + extra, v) for k, v in fields.items()}
     named = ", ".join(trainer.problem.outputs)
-    metadata = {**FIELD_METADATA, **evaluation_axes_metadata(dims),
-                "prediction": (f"prediction of {named}", "1"),
-                "reference": (f"reference solution {named}", "1")}
+    units = units or {}
+    field_units = units.get("field", "1")
+    metadata = {**FIELD_METADATA,
+                **{d: (name, units.get(d, "1"))
+                   for d, (name, _) in evaluation_axes_metadata(dims).items()},
+                "prediction": (f"prediction of {named}", field_units),
+                "reference": (f"reference solution {named}", field_units),
+                "error": (FIELD_METADATA["error"][0], field_units)}
     for name, values in coefficient_fields(trainer).items():
         variables[f"coefficient_{name}"] = (dims, values)
         metadata[f"coefficient_{name}"] = (f"coefficient field {name} (trained)", "1")
@@ -337,7 +364,7 @@ def run(case: EquationCase, folder: Path, resume: bool = False,
     if truth:
         result |= identification(result, truth)
     write_metrics(folder, case.name, result, trainer.history)
-    ds = results_dataset(case, trainer, result.get("rel_l2"))
+    ds = results_dataset(case, trainer, result.get("rel_l2"), data_units(case, solved))
     write_dataset(ds, folder / "predictions.h5")
     drawn = "reference" in ds and trainer.problem.output_dim == 1
     plot_training(case, trainer, folder, solution_snapshot(ds) if drawn else None)

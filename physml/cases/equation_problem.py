@@ -368,7 +368,7 @@ def solve_observations(spec, time, path: Path) -> None:
     write its trajectory (``spec.n_saves`` states) to ``path``."""
     import math
 
-    from ..datasets.problems import build_solver
+    from ..datasets.problems import PROBLEMS, build_solver
     from ..io import trajectory_dataset, write_dataset
 
     try:
@@ -383,4 +383,5 @@ def solve_observations(spec, time, path: Path) -> None:
     states = solver.with_dt(t_end / n_steps).rollout(u0, n_steps, save_every)
     times = np.arange(spec.n_saves) * save_every * (t_end / n_steps)
     attrs = {"pde": spec.pde, **spec.parameters, "solver": type(solver).__name__}
-    write_dataset(trajectory_dataset(states, times, solver.grid, attrs=attrs), path)
+    write_dataset(trajectory_dataset(states, times, solver.grid, attrs=attrs,
+                                     metadata={"u": PROBLEMS[spec.pde].quantity}), path)
