@@ -216,8 +216,8 @@ def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | Non
         "unknowns": int(np.mean([s.matrix.shape[0] for s in test])),
         "iterations_vs_ic0": ratio,
         "train_seconds": train_seconds,
-        "loss_first": float(np.mean(losses[:10])),
-        "loss_last": float(np.mean(losses[-10:])),
+        "loss_first_10_mean": float(np.mean(losses[:10])),  # the mini-batches vary: means
+        "loss_last_10_mean": float(np.mean(losses[-10:])),
         "table": {name: r["table"] for name, r in results.items()},
         "threshold": threshold,
         "passed": threshold_passed(ratio, threshold),
