@@ -543,3 +543,46 @@ def test_a_run_that_fails_leaves_no_empty_run_folder(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         cli.main(["run", "burgers", f"output.folder={tmp_path}", "--quiet"])
     assert not any(tmp_path.iterdir())
+
+
+def test_a_run_folder_is_held_by_one_run_at_a_time(tmp_path):
+    """A second run in a folder (a --resume started while the first runs) is refused, naming
+    the process that holds it; the hold leaves nothing behind."""
+    from physml.cases.run_folder import LOCK, holding
+
+    with holding(tmp_path):
+        with pytest.raises(ValueError, match=re.escape(
+                f"{str(tmp_path)!r} is in use by another physml run (process {os.getpid()}); "
+                "wait for it to end, or stop it, then resume")):
+            with holding(tmp_path):
+                pass
+    assert not (tmp_path / LOCK).exists()
+    with holding(tmp_path):  # free again
+        pass
+
+
+def test_resume_while_the_run_still_runs_is_refused_and_leaves_its_folder(tmp_path, capsys):
+    from physml import cli
+    from physml.cases.run_folder import holding
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(load_case("burgers").to_yaml())
+    (folder / "checkpoint.pt").write_bytes(b"")
+    with holding(folder):
+        assert cli.main(["run", "burgers", "--resume", str(folder), "--quiet"]) == 2
+    assert "is in use by another physml run" in capsys.readouterr().err
+    assert {p.name for p in folder.iterdir()} == {"config.yaml", "checkpoint.pt"}
+
+
+def test_a_folder_that_cannot_be_written_is_named_before_the_run(tmp_path, monkeypatch):
+    from physml.cases import run_folder
+
+    def denied(path, mode):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(run_folder, "open", denied, raising=False)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{str(tmp_path)!r} cannot be written (permission denied)")):
+        with run_folder.holding(tmp_path):
+            pytest.fail("the run started")

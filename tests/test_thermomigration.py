@@ -1239,3 +1239,18 @@ def test_particles_are_tracked_for_a_start_from_particles_only(kind, recorded, t
     assert starts_from_particles(restarted, solver) is tracked
     solver.free_energy = object()  # not a double well: never
     assert not starts_from_particles(restarted, solver)
+
+
+def test_a_damaged_snapshot_is_named_by_its_own_file(tmp_path):
+    """A snapshot cut short is named, not the intact index beside it."""
+    from physml.cases import thermomigration
+    from physml.cases.registry import load_case, run_case
+
+    case = load_case(CASES / "thermomigration_fe_c.yaml", FE_C_SAVES)
+    run_case(case, tmp_path)
+    damaged = tmp_path / thermomigration.STATES / "000002.npy"
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    with pytest.raises(ValueError) as err:
+        run_case(case, tmp_path, resume=True)
+    assert str(err.value).startswith(f"--resume: {str(damaged)!r} cannot be read as a snapshot "
+                                     "of the checkpoint (")

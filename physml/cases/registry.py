@@ -27,7 +27,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from ..datasets.spec import describe_error, load_yaml, read_yaml_mapping
 from . import equation, mesh_pde, moe, pcg, pinn, teng, thermomigration
 from .kind import CaseKind, OnStep
-from .run_folder import foreign_options, new_run_folder
+from .run_folder import foreign_options, holding, new_run_folder
 from .scalar_log import ScalarLog
 from .sections import CaseBase
 
@@ -203,16 +203,17 @@ def run_case(case: CaseBase, folder: Path | None = None, resume: bool = False,
     """Run ``case`` in ``folder`` (a new run folder if None), resuming from its checkpoint if
     asked; returns the folder and the run's summary."""
     folder = new_run_folder(case.name, case.output) if folder is None else folder
-    if not case.output.tensorboard:
-        return folder, case_kind(case).run(case, folder, resume, on_step)
-    log = ScalarLog(folder, resume)
+    with holding(folder):  # one run at a time in a folder
+        if not case.output.tensorboard:
+            return folder, case_kind(case).run(case, folder, resume, on_step)
+        log = ScalarLog(folder, resume)
 
-    def each_step(record: dict) -> None:
-        log(record)
-        if on_step is not None:
-            on_step(record)
+        def each_step(record: dict) -> None:
+            log(record)
+            if on_step is not None:
+                on_step(record)
 
-    try:
-        return folder, case_kind(case).run(case, folder, resume, each_step)
-    finally:
-        log.close()
+        try:
+            return folder, case_kind(case).run(case, folder, resume, each_step)
+        finally:
+            log.close()

@@ -13,6 +13,7 @@ them.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -178,6 +179,51 @@ def new_run_folder(name: str, output: OutputSpec) -> Path:
                          f"folder there ({err.strerror})") from None
 
 
+LOCK = ".physml-run.lock"
+"""The file a running run holds its folder by (:func:`holding`)."""
+
+
+@contextmanager
+def holding(folder: Path) -> Iterator[None]:
+    """Hold the run folder ``folder`` for this process: a second run in it (a ``--resume``
+    started while the first still runs) is refused, where both appended to the same files. An
+    exclusive ``flock`` on :data:`LOCK`, which the system releases when the process dies (a
+    killed run leaves no stale hold), removed when released; where ``fcntl`` is missing
+    (Windows) nothing is held.
+
+    Raises:
+        ValueError: another process holds the folder (naming its process id), or the folder
+            cannot be written.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (Windows)
+        yield
+        return
+    path = folder / LOCK
+    try:
+        handle = open(path, "a+")  # noqa: SIM115 (held for the whole run)
+    except PermissionError:
+        raise ValueError(f"{str(folder)!r} cannot be written (permission denied): a run "
+                         "writes its checkpoints, figures and results there") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise ValueError(f"{str(folder)!r} is in use by another physml run (process "
+                             f"{holder}); wait for it to end, or stop it, then resume") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # while held: the folder is as the run left it
+
+
 def remove_if_empty(folder: Path) -> None:
     """Remove ``folder`` if it exists and holds nothing (a run refused or stopped at once)."""
     if folder.is_dir() and not any(folder.iterdir()):
@@ -219,10 +265,24 @@ def read_checkpoint(folder: Path, read: Callable[[Path], Any] = _torch_state,
         raise ValueError(f"{use}: {str(folder)!r} has no {name}; nothing to resume")
     try:
         return read(path)
+    except CheckpointPartError:  # names its own file
+        raise
     except Exception as error:  # noqa: BLE001 (every reader's own way of failing)
-        reason = str(error).split(". ")[0]  # the first sentence of the reader's message
-        raise ValueError(f"{use}: {str(path)!r} cannot be read as a checkpoint "
-                         f"({type(error).__name__}: {reason}); {remedy}") from None
+        raise ValueError(unreadable(path, "a checkpoint", error, use, remedy)) from None
+
+
+class CheckpointPartError(ValueError):
+    """A file a checkpoint refers to (a snapshot kept beside it) cannot be read; the message
+    names that file (:func:`unreadable`)."""
+
+
+def unreadable(path: Path, what: str, error: Exception, use: str = "--resume",
+               remedy: str = "start a new run instead") -> str:
+    """The message for a file at ``path`` that cannot be read as ``what``: the reader's
+    exception and the first sentence of its message."""
+    reason = str(error).split(". ")[0]
+    return (f"{use}: {str(path)!r} cannot be read as {what} ({type(error).__name__}: "
+            f"{reason}); {remedy}")
 
 
 @contextmanager

@@ -90,7 +90,14 @@ import numpy as np
 from ..solvers.errors import BlowUpError
 from ..solvers.thermomigration_trajectory import Trajectory
 from .kind import CaseKind, OnStep
-from .run_folder import CONFIG, atomic_write, read_checkpoint, write_text
+from .run_folder import (
+    CONFIG,
+    CheckpointPartError,
+    atomic_write,
+    read_checkpoint,
+    unreadable,
+    write_text,
+)
 from .thermomigration_analysis import (
     NONDIMENSIONAL_UNITS,
     SUMMARY_UNITS,
@@ -135,8 +142,18 @@ def _read_checkpoint(path: Path) -> dict:
     holds them."""
     data = dict(np.load(path))
     if "states" not in data:
-        data["states"] = [np.load(_state_path(path.parent, k)) for k in range(len(data["times"]))]
+        data["states"] = [_read_state(_state_path(path.parent, k))
+                          for k in range(len(data["times"]))]
     return data
+
+
+def _read_state(path: Path) -> np.ndarray:
+    """One snapshot of ``checkpoint_states/``, or a :class:`CheckpointPartError` naming it."""
+    try:
+        return np.load(path)
+    except Exception as error:  # noqa: BLE001 (NumPy's many ways of failing on a damaged file)
+        raise CheckpointPartError(unreadable(path, "a snapshot of the checkpoint", error)
+                                  ) from None
 
 
 def _load_checkpoint(folder: Path) -> tuple[Trajectory, float, float, int]:
