@@ -77,6 +77,13 @@ def parse(text: str | float, allowed: Iterable[str], key: str,
                 return symbols[node.id]
             if node.id in CONSTANTS:
                 return CONSTANTS[node.id]
+            field, _, letters = node.id.rpartition("_")
+            if len(letters) > 2 and all(f"{field}_{a}" in symbols for a in letters):
+                second = f"{field}_{letters[:2]}"
+                raise ValueError(f"{key}: {node.id!r} in {text!r} is a derivative of order "
+                                 f"{len(letters)}; expressions take derivatives up to second "
+                                 f"order: introduce a field w = {second} (the equation w - "
+                                 f"{second} in a system) and write w_{letters[2:]}")
             raise ValueError(f"{key}: unknown symbol {node.id!r} in {text!r}; allowed: "
                              f"{', '.join(allowed + list(CONSTANTS))}")
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):

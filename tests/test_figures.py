@@ -378,3 +378,104 @@ def test_mesh_u_is_drawn_on_the_exact_solution_s_colour_scale(saved_figures):
     assert drawn[0].get_cmap().name == drawn[1].get_cmap().name == "RdBu_r"
     assert drawn[0].get_clim() == drawn[1].get_clim() == pytest.approx((-0.23, 0.23))
     assert drawn[0].colorbar.extend == "max"  # u goes beyond exact's range
+
+
+def system(prediction, reference, coords, fields=("u", "v"), **attrs) -> xr.Dataset:
+    """A results dataset of a system: the fields along a last ``field`` dimension."""
+    known = prediction if reference is None else reference
+    ds = comparison(prediction, known, {**coords, "field": list(fields)}, **attrs)
+    return ds if reference is not None else ds.drop_vars(["reference", "error"])
+
+
+def test_a_field_without_reference_is_drawn_alone_on_its_own_colour_scale(saved_figures):
+    x = np.linspace(-1, 1, 9)
+    X, Y = np.meshgrid(x, x, indexing="ij")
+    prediction = 2 + X * Y
+    ds = comparison(prediction, prediction, {"x": x, "y": x}).drop_vars(["reference", "error"])
+    figures.plot_solution(ds.assign_attrs(t=0.5), Path("unused.png"), scheme="PINN", step=7)
+    fig = saved_figures[-1]
+    ax, bar = fig.axes
+    assert ax.get_title() == "prediction" and bar.get_ylabel() == "u [dimensionless]"
+    assert ax.images[0].norm.vmin == pytest.approx(1.0) and ax.images[0].norm.vmax == 3.0
+    assert ax.images[0].colorbar.extend == "neither"
+    assert fig.get_suptitle() == "demo: PINN, step 7, t = 0.5"  # no error without a reference
+
+    t = np.linspace(0, 1, 3)
+    cut = comparison(np.stack([prediction] * 3), np.stack([prediction] * 3),
+                     {"time": t, "x": x, "y": x}).drop_vars(["reference", "error"])
+    figures.plot_solution(cut.isel(time=-1), Path("unused.png"))
+    assert saved_figures[-1].get_suptitle() == "demo: at t = 1"
+
+
+def test_a_system_gets_a_row_per_field_each_on_its_own_colour_scale(saved_figures):
+    t, x = np.linspace(0, 1, 4), np.linspace(0, 1, 6)
+    reference = np.stack(np.broadcast_arrays(np.exp(-t)[:, None] * x, -10 * x + 0 * t[:, None]),
+                         axis=-1)  # (time, x, field): u in [0, 1], v in [-10, 0]
+    prediction = 0.99 * reference
+    ds = system(prediction, reference, {"time": t, "x": x}, rel_l2=0.02)
+    figures.plot_solution(ds, Path("unused.png"))
+    fig = saved_figures[-1]
+    fields, bars = fig.axes[:6], fig.axes[6:]
+    assert [ax.get_title() for ax in fields] == ["prediction", "reference", "|error|"] * 2
+    assert [bar.get_ylabel() for bar in bars] == (
+        ["u [dimensionless]"] * 2 + ["|error| of u [dimensionless]"]
+        + ["v [dimensionless]"] * 2 + ["|error| of v [dimensionless]"])
+    assert fields[1].images[0].get_clim() == pytest.approx((0.0, 1.0))
+    assert fields[4].images[0].get_clim() == pytest.approx((-10.0, 0.0))
+    assert fig.get_suptitle() == "demo: time from 0 to 1; relative L2 error 2.00e-02"
+
+    figures.plot_solution(system(prediction, None, {"time": t, "x": x}), Path("unused.png"))
+    fig = saved_figures[-1]
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["prediction"] * 2
+    assert [bar.get_ylabel() for bar in fig.axes[2:]] == ["u [dimensionless]",
+                                                          "v [dimensionless]"]
+    assert fig.get_suptitle() == "demo: time from 0 to 1"
+
+
+def test_1d_fields_without_reference_are_drawn_as_one_curve_each(saved_figures):
+    x = np.linspace(0, 1, 11)
+    prediction = np.stack([np.sin(np.pi * x), x * (1 - x)], axis=-1)
+    figures.plot_solution(system(prediction, None, {"x": x}, fields=("u", "w")),
+                          Path("unused.png"), step=3)
+    fig = saved_figures[-1]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["u [dimensionless]", "w [dimensionless]"]
+    for ax, curve in zip(fig.axes, prediction.T):
+        (line,) = ax.get_lines()
+        assert line.get_label() == "prediction"
+        assert matplotlib.colors.same_color(line.get_color(), "C0")
+        np.testing.assert_array_equal(line.get_ydata(), curve)
+    assert fig.get_suptitle() == "demo: step 3"
+
+    reference = prediction + 0.1
+    figures.plot_solution(system(prediction, reference, {"x": x}, fields=("u", "w")),
+                          Path("unused.png"))
+    assert [ax.get_ylabel() for ax in saved_figures[-1].axes] == [
+        "u [dimensionless]", "|error| of u [dimensionless]",
+        "w [dimensionless]", "|error| of w [dimensionless]"]
+
+
+def test_the_snapshot_of_a_system_keeps_its_fields(saved_figures):
+    from physml.cases.equation import solution_snapshot
+
+    t, x = np.linspace(0, 1, 3), np.linspace(0, 1, 5)
+    prediction = np.ones((3, 5, 5, 2))
+    shown = solution_snapshot(system(prediction, None, {"time": t, "x": x, "y": x}))
+    assert shown["prediction"].dims == ("x", "y", "field") and shown.attrs["t"] == 1.0
+
+
+def test_an_equation_run_without_exact_draws_its_system(tmp_path):
+    from physml.cases.registry import load_case, run_case
+
+    case = tmp_path / "case.yaml"
+    case.write_text("""kind: equation
+name: pair
+fields: [u, w]
+domain: {geometry: {kind: interval, lower: [0.0], upper: [1.0]}}
+pde: {eq_u: u_xx + 1, eq_w: w_xx + 2}
+conditions: [{kind: dirichlet, value: 0.0}]
+model: {kind: mlp, width: 8, depth: 2}
+training: {collocation: {points: 32, boundary_points: 4}, adam: {steps: 2}, lbfgs: {steps: 0}}
+evaluation: {every: 2, grid: [9]}
+""")
+    folder, _ = run_case(load_case(str(case), [f"output.folder={tmp_path}"]))
+    assert (folder / "solution.png").stat().st_size > 0

@@ -318,7 +318,7 @@ HEAT = (CASES / "heat_disk.yaml").read_text()
      "{weights: {boundry: 10}}", "training.balancer.weights.boundry: not a loss term; the "
      "terms are residual, initial, robin"),
     ("{kind: robin, boundary: [rim], alpha: 1.0, beta: 1.0, value: 4 * exp(-t)}",
-     "{kind: periodic, axis: x}", "conditions: condition 'periodic': periodic along 'x' needs "
+     "{kind: periodic, axis: x}", "conditions[1]: periodic along 'x' needs "
      "a box domain"),
     ("pde: u_t - (u_xx + u_yy) + exp(-t) * (5 + x^2 + y^2)", "pde: x + 2 * pi",
      "pde: 'x + 2 * pi' involves no field (u) and no derivative of one"),
@@ -1200,3 +1200,75 @@ def test_predictions_carry_the_units_of_the_solved_observations(tmp_path):
             ("x", "time", "prediction", "reference", "error")} == {
         "x": observed["x"].attrs["units"], "time": observed["time"].attrs["units"],
         "prediction": "m s-1", "reference": "m s-1", "error": "m s-1"}
+
+
+WAVE = """kind: equation
+name: wave
+domain: {geometry: {kind: interval, lower: [0.0], upper: [1.0]}, time: [0.0, 1.0]}
+pde: u_tt - u_xx
+conditions:
+  - {kind: initial, value: 0}
+  - {kind: initial_rate, value: sin(pi * x)}
+  - {kind: dirichlet, value: 0}
+exact: sin(pi * x) * sin(pi * t) / pi
+model: {kind: mlp, width: 20, depth: 3}
+training: {collocation: {points: 200, boundary_points: 64}, adam: {steps: 300, lr: 5.0e-3}}
+evaluation: {every: 300, grid: [51, 11]}
+dtype: float64
+"""
+"""u_tt = u_xx on [0, 1] from rest at zero displacement with initial velocity sin(pi x)."""
+
+
+def test_an_initial_rate_condition_holds_on_the_exact_wave_and_not_on_zero(tmp_path):
+    """The rate u_t(x, t0) is a soft condition of its own (the displacement stays the hard
+    initial condition): zero on the exact wave, the mean of sin^2 on u = 0."""
+    from physml.cases.equation_problem import build_equation_problem
+
+    problem = build_equation_problem(load_case(_write_case(tmp_path, WAVE)))
+    assert problem.hard_conditions() == {"initial", "boundary"}  # not the rate
+    X, data = problem.draw_conditions(100, np.random.default_rng(0))["initial_rate"]
+    X, data = torch.as_tensor(X), torch.as_tensor(data)
+
+    def exact(X):
+        return torch.sin(np.pi * X[:, :1]) * torch.sin(np.pi * X[:, 1:]) / np.pi
+
+    assert float(problem.condition_loss("initial_rate", exact, X, data).detach()) < 1e-28
+    zero = problem.condition_loss("initial_rate", lambda X: 0 * X[:, :1], X, data)
+    assert float(zero.detach()) == pytest.approx(0.5, rel=0.2)  # the mean of sin^2
+
+
+def test_a_wave_from_an_initial_rate_trains_toward_the_exact_solution(tmp_path):
+    case = load_case(_write_case(tmp_path, WAVE), [f"output.folder={tmp_path}",
+                                                   "output.figures=false"])
+    _, result = run_case(case)
+    assert result["rel_l2"] < 0.2  # 1.0 (u = 0) without the initial rate
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("conditions:\n  - {kind: initial, value: 0}\n  - {kind: initial_rate, value: sin(pi * x)}"
+     "\n  - {kind: dirichlet, value: 0}", "conditions: []",
+     "conditions: none given, and no observations: the pde alone does not determine the "
+     "fields"),
+    ("exact: sin(pi * x) * sin(pi * t) / pi", "fields: [u, v]\nexact: {u: sin(pi * x) * "
+     "sin(pi * t) / pi, v: t}",
+     "pde: 1 equation(s) for the 2 fields (u, v); give at least one equation per field"),
+    ("pde: u_tt - u_xx", "pde: u_t + u_xxx", "pde: 'u_xxx' in 'u_t + u_xxx' is a derivative "
+     "of order 3; expressions take derivatives up to second order: introduce a field w = u_xx "
+     "(the equation w - u_xx in a system) and write w_x"),
+    ("{kind: initial, value: 0}", "{kind: dirichlet, value: 0}", "conditions[0] and "
+     "conditions[2] are both named 'boundary', the default name of Dirichlet conditions; give "
+     "one of them its own `name`"),
+    ("{kind: dirichlet, value: 0}", "{kind: dirichlet, value: 0, fields: [w]}",
+     "conditions[2]: unknown field 'w'; allowed: u"),
+    ("kind: equation", "kind: equation\nparameters: {pi: 3.0}",
+     "parameters.pi: the name of a constant (pi, e)"),
+    ("  - {kind: initial_rate, value: sin(pi * x)}\n", "",
+     "pde: u_tt needs the initial rate u_t as well as u: add the condition {kind: "
+     "initial_rate, value: ..., fields: [u]}"),
+])
+def test_an_under_determined_or_misnamed_wave_case_exits_2_naming_the_key(
+        tmp_path, cli_in_process, old, new, message):
+    assert old in WAVE
+    result = cli_in_process("validate", _write_case(tmp_path, WAVE.replace(old, new)))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1

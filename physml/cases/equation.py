@@ -103,12 +103,13 @@ class EquationDomainSpec(Section):
 
 class ConditionSpec(KindSection):
     KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
-        "initial": ("value",), "dirichlet": ("value", "boundary"),
+        "initial": ("value",), "initial_rate": ("value",), "dirichlet": ("value", "boundary"),
         "neumann": ("value", "boundary"), "robin": ("value", "boundary", "alpha", "beta"),
         "periodic": ("axis",)}  # besides fields and name, which every kind reads
 
-    kind: Literal["initial", "dirichlet", "neumann", "robin", "periodic"]
-    value: Expression = 0.0
+    kind: Literal["initial", "initial_rate", "dirichlet", "neumann", "robin", "periodic"]
+    value: Expression = Field(0.0, description="u (initial_rate: u_t at the start time, "
+                              "neumann: du/dn, robin: alpha u + beta du/dn)")
     boundary: list[str] | None = Field(None, min_length=1,
                                        description="boundary parts (default: all)")
     fields: list[str] | None = Field(None, min_length=1,
@@ -332,8 +333,9 @@ def coefficient_fields(trainer: PINNTrainer) -> dict[str, np.ndarray]:
 def solution_snapshot(ds: xr.Dataset) -> xr.Dataset:
     """What :func:`~.figures.plot_solution` draws of a results dataset: the field itself in
     1D and 2D (space, or space and time); beyond that the last time (attribute ``t``) and then
-    the middle plane of the first space axis (attribute ``plane``, ``"z = 0.5"``)."""
-    while ds["prediction"].ndim > 2:
+    the middle plane of the first space axis (attribute ``plane``, ``"z = 0.5"``). A system
+    keeps all its fields (the ``field`` dimension, last)."""
+    while ds["prediction"].ndim - ("field" in ds.dims) > 2:
         if "time" in ds.dims:
             ds = ds.isel(time=-1).assign_attrs(t=float(ds["time"][-1]))
         else:
@@ -366,8 +368,7 @@ def run(case: EquationCase, folder: Path, resume: bool = False,
     write_metrics(folder, case.name, result, trainer.history)
     ds = results_dataset(case, trainer, result.get("rel_l2"), data_units(case, solved))
     write_dataset(ds, folder / "predictions.h5")
-    drawn = "reference" in ds and trainer.problem.output_dim == 1
-    plot_training(case, trainer, folder, solution_snapshot(ds) if drawn else None)
+    plot_training(case, trainer, folder, solution_snapshot(ds))
     trained = trainable_scalars(case)
     if case.output.figures and trained:
         from .verdict_figures import plot_coefficients

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..expressions import compile_expression, derivative_symbols, parse
+from ..expressions import CONSTANTS, compile_expression, derivative_symbols, parse
 from ..geometry import Ball, Box, Difference, Intersection, Polygon, Union
 from ..models import MLP
-from ..train.conditions import Dirichlet, Initial, Neumann, Periodic, Robin
+from ..train.conditions import Dirichlet, Initial, InitialRate, Neumann, Periodic, Robin
 from ..train.observations import read_observations, read_variable
 from ..train.problems import FieldCoefficient, PINNProblem, Scalar, exact_reference
 from .pinn_training import check_weights
 
-CONDITION_KINDS = {"initial": Initial, "dirichlet": Dirichlet, "neumann": Neumann,
-                   "robin": Robin, "periodic": Periodic}
+CONDITION_KINDS = {"initial": Initial, "initial_rate": InitialRate, "dirichlet": Dirichlet,
+                   "neumann": Neumann, "robin": Robin, "periodic": Periodic}
 
 
 def build_geometry(spec, key: str = "domain.geometry"):
@@ -107,6 +107,10 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
     if clash:
         raise ValueError(f"parameters.{clash[0]}: the name of an input, field, derivative or "
                          "coefficient")
+    constant = sorted(set(parameters) & set(CONSTANTS))
+    if constant:
+        raise ValueError(f"parameters.{constant[0]}: the name of a constant "
+                         f"({', '.join(CONSTANTS)}); name the parameter otherwise")
     allowed = [*inputs, *outputs, *derivatives, *case.coefficients]
     equations = case.pde if isinstance(case.pde, dict) else {"residual": case.pde}
     residuals = {}
@@ -116,6 +120,23 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
         if not residuals[name].names & {*outputs, *derivatives}:
             raise ValueError(f"{key}: {text!r} involves no field ({', '.join(outputs)}) and no "
                              "derivative of one: a residual constrains the fields")
+    if len(equations) < len(outputs):
+        raise ValueError(f"pde: {len(equations)} equation(s) for the {len(outputs)} fields "
+                         f"({', '.join(outputs)}); give at least one equation per field, as a "
+                         "mapping of names to expressions")
+    if not case.conditions and case.observations is None:
+        raise ValueError("conditions: none given, and no observations: the pde alone does not "
+                         "determine the fields; give boundary conditions (and, with "
+                         "domain.time, an initial one) or observations")
+    rates = {f for c in case.conditions if c.kind == "initial_rate"
+             for f in (c.fields or outputs)}
+    second_order = [f for f in outputs if f not in rates
+                    and any(f"{f}_tt" in r.names for r in residuals.values())]
+    if second_order and case.observations is None:
+        field = second_order[0]
+        raise ValueError(f"pde: {field}_tt needs the initial rate {field}_t as well as "
+                         f"{field}: add the condition {{kind: initial_rate, value: ..., fields: "
+                         f"[{field}]}}")
 
     # what each residual reads, in sorted order: a set's order follows the process's hash
     # seed, and the order the derivatives are taken in decides how their gradients are summed
@@ -161,8 +182,21 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
                               coefficients=coefficients, observations=observations,
                               periods=_periods(conditions, space, inputs, outputs, geometry))
     except ValueError as err:
-        raise ValueError(f"conditions: {err}") from None
+        raise ValueError(_condition_message(str(err), conditions)) from None
     return problem
+
+
+def _condition_message(message: str, conditions) -> str:
+    """A :class:`PINNProblem`'s error about ``conditions``, naming the entry by its index
+    (``conditions[1]: ...``) where it names the condition by its name, which may be a
+    default the case file never wrote."""
+    if message.startswith("conditions["):
+        return message
+    for i, condition in enumerate(conditions):
+        prefix = f"condition {condition.name!r}: "
+        if message.startswith(prefix):
+            return f"conditions[{i}]: {message.removeprefix(prefix)}"
+    return f"conditions: {message}"
 
 
 def _check_names(space, has_time: bool, outputs, dim: int) -> None:
@@ -222,7 +256,7 @@ def _condition(spec, i, inputs, parameters):
         return kind(axis=spec.axis or "x", **options), None
     value = _Expression(spec.value, inputs, f"{key}.value", parameters)
     options["value"] = value.of_inputs(inputs)
-    if spec.kind != "initial":
+    if "boundary" in spec.KIND_OPTIONS[spec.kind]:
         options["on"] = tuple(spec.boundary) if spec.boundary is not None else None
     if spec.kind == "robin":
         options.update(alpha=spec.alpha, beta=spec.beta)

@@ -1,6 +1,6 @@
 """PNG figures of a training run: the solution panels (prediction, reference and error on
-the evaluation grid) and the training curves (loss terms, loss weights, the error against
-time) (matplotlib, no display)."""
+the evaluation grid, a row per field of a system) and the training curves (loss terms, loss
+weights, the error against time) (matplotlib, no display)."""
 
 from __future__ import annotations
 
@@ -26,11 +26,20 @@ def _label(da: xr.DataArray, name: str, units: str | None = None) -> str:
 
 
 def _field_label(ds: xr.Dataset, units: str) -> str:
-    """The plotted field's name (``u``, or the ``field`` a system's panel shows) and units,
-    for the prediction's and the reference's colour bars alike."""
+    """The plotted field's name (``u``, or the ``field`` a system's row shows) and units (the
+    reference's, else the prediction's), for the prediction's and the reference's colour bars
+    alike."""
     field = ds["field"] if "field" in ds.coords and ds["field"].ndim == 0 else None
     name = "u" if field is None else str(field.values)
-    return f"{name} [{ds['reference'].attrs.get('units', units)}]"
+    return f"{name} [{ds.get('reference', ds['prediction']).attrs.get('units', units)}]"
+
+
+def _rows(ds: xr.Dataset) -> list[xr.Dataset]:
+    """One dataset per figure row: each field of a system (its ``field`` dimension) in turn,
+    else the dataset itself."""
+    if "field" not in ds["prediction"].dims:
+        return [ds]
+    return [ds.isel(field=i) for i in range(ds.sizes["field"])]
 
 
 def _relative_l2(prediction, reference) -> float:
@@ -65,36 +74,74 @@ CLIPPED_SHOWN = 0.01
 def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
                   step: int | None = None, log_error: bool = False,
                   units: str = "dimensionless", pooled: str | None = None) -> None:
-    """Prediction, reference and |error| side by side on the evaluation grid.
+    """Prediction, reference and |error| side by side on the evaluation grid; the prediction
+    alone without a ``reference``; a row of these panels per field of a system (the ``field``
+    dimension), each on its own colour scale.
 
-    The prediction and the reference share the reference's colour range: a sequential
-    colormap over it for a one-signed reference, a diverging one centred on 0 for a field of
-    both signs (:func:`~.figure_colours.colour_scale`). Where the prediction leaves that
-    range its colour bar has extend arrows, and its panel title says which fraction of its
-    points are beyond it when more than 1 % are. Each value fills its grid cell (edges
-    halfway between the nodes); two space axes are drawn to equal scale.
+    The prediction and the reference share the reference's colour range (the prediction's own
+    without a reference): a sequential colormap over it for a one-signed field, a diverging one
+    centred on 0 for a field of both signs (:func:`~.figure_colours.colour_scale`). Where the
+    prediction leaves that range its colour bar has extend arrows, and its panel title says
+    which fraction of its points are beyond it when more than 1 % are. Each value fills its
+    grid cell (edges halfway between the nodes); two space axes are drawn to equal scale.
 
-    Colour bars are labelled with the field's name (``u``, or the field of a system's panel)
-    and the reference's units (else ``units``); axes by the coordinates' CF ``long_name`` and
-    ``units``. The title names the ``scheme`` (method) and training ``step`` when given, the
-    time shown (the dataset's ``t`` attribute for a snapshot, else the range of the time axis
-    of a space-time field) and the relative L2 error of what is drawn. A dataset cut from a
-    larger one (scalar coordinates left by ``isel``: ``time``, ``sample``, a space axis with a
-    ``plane`` attribute) gets the error of the cut, computed from its ``prediction`` and
-    ``reference``, and the dataset's ``rel_l2`` attribute stated as the error over the whole
-    (``pooled`` words it instead, e.g. ``"as the mean over the 4 test samples"``); otherwise
-    the title gives ``rel_l2`` (computed when absent). ``log_error`` puts the error panel on
-    a log colour scale (six decades below its maximum). A 1D field (a steady problem on an
-    interval) is drawn as curves: prediction over reference, and |error|."""
-    if ds["prediction"].ndim == 1:
+    Colour bars are labelled with the field's name (``u``, or the field of a system's row)
+    and the reference's units (else the prediction's, else ``units``); axes by the
+    coordinates' CF ``long_name`` and ``units``. The title names the ``scheme`` (method) and
+    training ``step`` when given, the time shown (the dataset's ``t`` attribute for a
+    snapshot, else the range of the time axis of a space-time field) and the relative L2
+    error of what is drawn. A dataset cut from a larger one (scalar coordinates left by
+    ``isel``: ``time``, ``sample``, a space axis with a ``plane`` attribute) gets the error of
+    the cut, computed from its ``prediction`` and ``reference``, and the dataset's ``rel_l2``
+    attribute stated as the error over the whole (``pooled`` words it instead, e.g. ``"as the
+    mean over the 4 test samples"``); otherwise the title gives ``rel_l2`` (computed when
+    absent). Without a reference the title gives no error (a cut says where it lies instead).
+    ``log_error`` puts the error panel on a log colour scale (six decades below its maximum).
+    A 1D field (a steady problem on an interval) is drawn as curves: prediction over
+    reference, and |error|."""
+    rows = _rows(ds)
+    if rows[0]["prediction"].ndim == 1:
         _plot_solution_curves(ds, path, scheme=scheme, step=step, log_error=log_error,
                               units=units, pooled=pooled)
         return
-    dims = ds["prediction"].dims  # canonical order: (time, x) or (x, y)
+    dims = rows[0]["prediction"].dims  # canonical order: (time, x) or (x, y)
     second = "time" if "time" in dims else dims[-1]  # the vertical axis
     first = next(d for d in dims if d != second)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
+    columns = 3 if "reference" in ds else 1
+    fig, axes = plt.subplots(len(rows), columns, figsize=(4.4 * columns - 0.2, 3.6 * len(rows)),
+                             constrained_layout=True, squeeze=False)
+    x, y = np.asarray(ds[first]), np.asarray(ds[second])
+    for row, row_axes in zip(rows, axes):
+        for ax, (title, values, colours, arrows, label) in zip(
+                row_axes, _panels(row, units, log_error)):
+            image = np.asarray(values.transpose(second, first))
+            if _uniform(x) and _uniform(y):
+                extent = [*_edges(x)[[0, -1]], *_edges(y)[[0, -1]]]
+                art = ax.imshow(image, origin="lower", aspect="auto", extent=extent,
+                                interpolation="nearest", **colours)
+            else:
+                art = ax.pcolormesh(_edges(x), _edges(y), image, shading="flat", **colours)
+            if second != "time":
+                ax.set_aspect("equal")
+            ax.set(title=title, xlabel=_label(ds[first], first),
+                   ylabel=_label(ds[second], second))
+            fig.colorbar(art, ax=ax, label=label, extend=arrows)
+    shown = None
+    if _snapshot(ds):
+        shown = f"t = {float(ds.attrs['t']):.4g}"
+    elif second == "time":
+        shown = f"time from {float(y[0]):.4g} to {float(y[-1]):.4g}"
+    _finish_solution(fig, ds, path, scheme, step, shown, pooled)
+
+
+def _panels(ds: xr.Dataset, units: str, log_error: bool) -> list[tuple]:
+    """One field's panels of :func:`plot_solution`, each as (title, values, colours, colour
+    bar's extend, colour bar's label): prediction, reference and |error|, or the prediction
+    alone on its own colour scale when there is no reference."""
     field = _field_label(ds, units)
+    if "reference" not in ds:
+        return [("prediction", ds["prediction"], colour_scale(ds["prediction"]), "neither",
+                 field)]
     error = np.abs(ds["error"])
     scale = colour_scale(ds["reference"])
     extend, clipped = clipping(ds["prediction"], scale["vmin"], scale["vmax"])
@@ -110,25 +157,7 @@ def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
         panels[2] = (*panels[2][:2], {"cmap": "magma", "norm": LogNorm(vmin=top * 1e-6,
                                                                        vmax=top)},
                      *panels[2][3:])
-    x, y = np.asarray(ds[first]), np.asarray(ds[second])
-    for ax, (title, values, colours, arrows, label) in zip(axes, panels):
-        image = np.asarray(values.transpose(second, first))
-        if _uniform(x) and _uniform(y):
-            extent = [*_edges(x)[[0, -1]], *_edges(y)[[0, -1]]]
-            art = ax.imshow(image, origin="lower", aspect="auto", extent=extent,
-                            interpolation="nearest", **colours)
-        else:
-            art = ax.pcolormesh(_edges(x), _edges(y), image, shading="flat", **colours)
-        if second != "time":
-            ax.set_aspect("equal")
-        ax.set(title=title, xlabel=_label(ds[first], first), ylabel=_label(ds[second], second))
-        fig.colorbar(art, ax=ax, label=label, extend=arrows)
-    shown = None
-    if _snapshot(ds):
-        shown = f"t = {float(ds.attrs['t']):.4g}"
-    elif second == "time":
-        shown = f"time from {float(y[0]):.4g} to {float(y[-1]):.4g}"
-    _finish_solution(fig, ds, path, scheme, step, shown, pooled)
+    return panels
 
 
 def _snapshot(ds: xr.Dataset) -> bool:
@@ -160,13 +189,16 @@ def _cut(ds: xr.Dataset) -> tuple[list[str], list[str]]:
 def _finish_solution(fig, ds: xr.Dataset, path: Path, scheme: str | None, step: int | None,
                      shown: str | None, pooled: str | None) -> None:
     """Title (case, scheme, step, the time shown, the error of what is drawn and, for a cut,
-    the error of the whole: :func:`plot_solution`) and file."""
+    the error of the whole, or where a cut lies when there is no reference:
+    :func:`plot_solution`) and file."""
     step_text = None if step is None else f"step {step}"
     where, whole = _cut(ds)
     plane = None if "the whole domain" in whole else ds.attrs.get("plane")
     what = ", ".join(part for part in (scheme, step_text, shown, plane) if part)
     total = ds.attrs.get("rel_l2")
-    if where:
+    if "reference" not in ds:
+        error = " ".join(where)
+    elif where:
         error = (f"relative L2 error {_relative_l2(ds['prediction'], ds['reference']):.2e} "
                  + " ".join(where))
         if total is not None:
@@ -177,26 +209,35 @@ def _finish_solution(fig, ds: xr.Dataset, path: Path, scheme: str | None, step: 
         if total is None:
             total = _relative_l2(ds["prediction"], ds["reference"])
         error = f"relative L2 error {float(total):.2e}"
-    fig.suptitle(f"{ds.attrs['case']}: {what}; {error}" if what
-                 else f"{ds.attrs['case']}: {error}")
+    said = "; ".join(part for part in (what, error) if part)
+    fig.suptitle(f"{ds.attrs['case']}: {said}" if said else ds.attrs["case"])
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def _plot_solution_curves(ds: xr.Dataset, path: Path, *, scheme: str | None, step: int | None,
                           log_error: bool, units: str, pooled: str | None) -> None:
-    """:func:`plot_solution` for a 1D field."""
-    (dim,) = ds["prediction"].dims
+    """:func:`plot_solution` for a 1D field: a row per field, the prediction over the reference
+    and the |error| (the prediction alone without a reference)."""
+    rows = _rows(ds)
+    (dim,) = rows[0]["prediction"].dims
     x = np.asarray(ds[dim])
-    fig, (ax, ax_error) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
-    field = _field_label(ds, units)
-    ax.plot(x, np.asarray(ds["reference"]), "k-", lw=2.5, alpha=0.4, label="reference")
-    ax.plot(x, np.asarray(ds["prediction"]), "C0--", label="prediction")
-    ax.set(xlabel=_label(ds[dim], dim), ylabel=field)
-    ax.legend(fontsize=8)
-    ax_error.plot(x, np.abs(np.asarray(ds["error"])), "C3-")
-    ax_error.set(xlabel=_label(ds[dim], dim), ylabel=f"|error| of {field}",
-                 yscale="log" if log_error else "linear")
+    columns = 2 if "reference" in ds else 1
+    fig, axes = plt.subplots(len(rows), columns, figsize=(5 * columns, 3.6 * len(rows)),
+                             constrained_layout=True, squeeze=False)
+    for row, (ax, *ax_error) in zip(rows, axes):
+        field = _field_label(row, units)
+        if ax_error:
+            ax.plot(x, np.asarray(row["reference"]), "k-", lw=2.5, alpha=0.4,
+                    label="reference")
+        ax.plot(x, np.asarray(row["prediction"]), "C0--" if ax_error else "C0-",
+                label="prediction")
+        ax.set(xlabel=_label(ds[dim], dim), ylabel=field)
+        ax.legend(fontsize=8)
+        if ax_error:
+            ax_error[0].plot(x, np.abs(np.asarray(row["error"])), "C3-")
+            ax_error[0].set(xlabel=_label(ds[dim], dim), ylabel=f"|error| of {field}",
+                            yscale="log" if log_error else "linear")
     shown = f"t = {float(ds.attrs['t']):.4g}" if _snapshot(ds) else None
     _finish_solution(fig, ds, path, scheme, step, shown, pooled)
 

@@ -175,20 +175,20 @@ def training_summary(case: Any, trainer: PINNTrainer, threads: int) -> dict:
 
 
 def plot_training(case: Any, trainer: PINNTrainer, folder: Path,
-                  solution: xr.Dataset | None) -> None:
+                  solution: xr.Dataset) -> None:
     """With ``output.figures``: ``solution.png`` from ``solution`` (prediction, reference and
-    error in two dimensions; None draws none) and ``losses.png`` (the loss terms and the error
-    against the step) of a ``pinn`` or ``equation`` run."""
+    error, or the prediction alone without a reference; a row per field of a system:
+    :func:`~.figures.plot_solution`) and ``losses.png`` (the loss terms and the error against
+    the step) of a ``pinn`` or ``equation`` run."""
     if not case.output.figures:
         return
     from .figures import plot_losses, plot_solution
 
-    if solution is not None:
-        optimisers = " + ".join(name for name, steps in (("Adam", case.training.adam.steps),
-                                                         ("L-BFGS", case.training.lbfgs.steps))
-                                if steps)
-        plot_solution(solution, folder / "solution.png",
-                      scheme=f"{METHOD_NAMES[case.training.method]}, {optimisers}",
-                      step=trainer.step, log_error=case.output.log_error)
+    optimisers = " + ".join(name for name, steps in (("Adam", case.training.adam.steps),
+                                                     ("L-BFGS", case.training.lbfgs.steps))
+                            if steps)
+    plot_solution(solution, folder / "solution.png",
+                  scheme=f"{METHOD_NAMES[case.training.method]}, {optimisers}",
+                  step=trainer.step, log_error=case.output.log_error)
     plot_losses(trainer.history, folder / "losses.png", f"{case.name}: losses and error",
                 case.training.adam.steps, case.training.collocation.resample_every)

@@ -9,7 +9,8 @@ As a soft constraint a condition draws points (:meth:`draw`, NumPy, float64) wit
 loss needs beside them (targets, normals or partner points, one array), and its loss is the
 mean-squared mismatch over those points (:meth:`loss`):
 
-* :class:`Initial`: $u(x, t_0) = u_0(x)$.
+* :class:`Initial`: $u(x, t_0) = u_0(x)$; :class:`InitialRate`: $\partial u/\partial t
+  (x, t_0) = v_0(x)$ (the second initial condition of an equation second order in time).
 * :class:`Dirichlet`: $u = g$ on the parts (``per_part``: the same number of points on each
   part and the sum of the per-part means, as Wang, Teng & Perdikaris weigh box edges).
 * :class:`Neumann`: $\partial u/\partial n = g$; :class:`Robin`: $\alpha u + \beta\,\partial
@@ -103,10 +104,8 @@ class Condition:
 
 
 @dataclass(frozen=True)
-class Initial(Condition):
-    """$u(x, t_0) = $ ``value`` (a function of the space columns of ``X``)."""
-
-    name: str = "initial"
+class _AtStart(Condition):
+    """A condition on the interior at the start of the time interval $t_0$."""
 
     def check(self, problem) -> None:
         self.columns(problem)
@@ -119,8 +118,30 @@ class Initial(Condition):
         X = np.hstack([P, np.full((len(P), 1), problem.time[0])])
         return X, _targets(self.value, X, len(self.columns(problem)))
 
+
+@dataclass(frozen=True)
+class Initial(_AtStart):
+    """$u(x, t_0) = $ ``value`` (a function of the space columns of ``X``)."""
+
+    name: str = "initial"
+
     def loss(self, problem, field, X, data):
         return (field(X)[:, self.columns(problem)] - data).square().mean()
+
+
+@dataclass(frozen=True)
+class InitialRate(_AtStart):
+    """$\\partial u/\\partial t\\,(x, t_0) = $ ``value`` (a function of the space columns of
+    ``X``): with :class:`Initial`, the initial data of an equation second order in time (the
+    wave equation's initial velocity). Always a loss term."""
+
+    name: str = "initial_rate"
+
+    def loss(self, problem, field, X, data):
+        X = X.detach().requires_grad_(True)
+        out = field(X)
+        rates = [gradient(out[:, c : c + 1], X)[:, -1:] for c in self.columns(problem)]
+        return (torch.cat(rates, dim=1) - data).square().mean()
 
 
 @dataclass(frozen=True)
@@ -220,7 +241,11 @@ class Periodic(Condition):
 def condition_names(conditions: Sequence[Condition]) -> list[str]:
     """The names, refusing duplicates (each names one loss term)."""
     names = [c.name for c in conditions]
-    duplicate = sorted({n for n in names if names.count(n) > 1})
-    if duplicate:
-        raise ValueError(f"two conditions are named {duplicate[0]!r}; give each its own name")
+    for j, condition in enumerate(conditions):
+        if condition.name in names[:j]:
+            i = names.index(condition.name)
+            default = (f", the default name of {type(condition).__name__} conditions"
+                       if condition.name == type(condition).name else "")
+            raise ValueError(f"conditions[{i}] and conditions[{j}] are both named "
+                             f"{condition.name!r}{default}; give one of them its own `name`")
     return names
