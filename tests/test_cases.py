@@ -578,11 +578,53 @@ def test_resume_while_the_run_still_runs_is_refused_and_leaves_its_folder(tmp_pa
 def test_a_folder_that_cannot_be_written_is_named_before_the_run(tmp_path, monkeypatch):
     from physml.cases import run_folder
 
-    def denied(path, mode):
-        raise PermissionError(13, "Permission denied", str(path))
+    for error, reason in ((PermissionError(13, "Permission denied"), "permission denied"),
+                          (OSError(30, "Read-only file system"), "read-only file system")):
+        def denied(path, mode, error=error):
+            raise error
 
-    monkeypatch.setattr(run_folder, "open", denied, raising=False)
-    with pytest.raises(ValueError, match=re.escape(
-            f"{str(tmp_path)!r} cannot be written (permission denied)")):
-        with run_folder.holding(tmp_path):
-            pytest.fail("the run started")
+        monkeypatch.setattr(run_folder, "open", denied, raising=False)
+        with pytest.raises(ValueError, match=re.escape(
+                f"{str(tmp_path)!r} cannot be written ({reason})")):
+            with run_folder.holding(tmp_path):
+                pytest.fail("the run started")
+
+
+def test_a_file_system_without_flock_runs_unheld_and_a_missing_folder_is_left_to_the_run(
+        tmp_path, monkeypatch):
+    import fcntl
+
+    from physml.cases import run_folder
+
+    def unsupported(handle, operation):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", unsupported)
+    with run_folder.holding(tmp_path):
+        assert not (tmp_path / run_folder.LOCK).exists()
+    monkeypatch.undo()
+    with run_folder.holding(tmp_path / "absent"):  # the run says what is missing
+        pass
+    assert not (tmp_path / "absent").exists()
+
+
+def test_a_lock_file_removed_by_its_holder_after_the_open_is_opened_again(tmp_path, monkeypatch):
+    """The holder removes the file while a second process has it open: the second must lock
+    the file the path names, not the removed one, or two runs would hold the folder."""
+    import fcntl
+
+    from physml.cases import run_folder
+
+    real, calls = fcntl.flock, []
+
+    def flock_after_the_holder_left(handle, operation):
+        calls.append(handle)
+        if len(calls) == 1:  # the holder ends between this open and this lock
+            (tmp_path / run_folder.LOCK).unlink()
+        return real(handle, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_the_holder_left)
+    with run_folder.holding(tmp_path):
+        assert len(calls) == 2  # locked the second time, on the file the path names
+        assert (tmp_path / run_folder.LOCK).read_text() == str(os.getpid())
+    assert not (tmp_path / run_folder.LOCK).exists()

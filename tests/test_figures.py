@@ -405,6 +405,12 @@ def test_a_field_without_reference_is_drawn_alone_on_its_own_colour_scale(saved_
                      {"time": t, "x": x, "y": x}).drop_vars(["reference", "error"])
     figures.plot_solution(cut.isel(time=-1), Path("unused.png"))
     assert saved_figures[-1].get_suptitle() == "demo: at t = 1"
+    scheme = "PINN (Lagrangian), Adam + L-BFGS with loss-weight annealing"
+    figures.plot_solution(ds.assign_attrs(t=0.5), Path("unused.png"), scheme=scheme, step=7)
+    fig = saved_figures[-1]
+    lines = fig.get_suptitle().split("\n")  # wrapped to the one panel's width
+    assert len(lines) == 2 and " ".join(lines) == f"demo: {scheme}, step 7, t = 0.5"
+    assert max(map(len, lines)) <= 13 * fig.get_figwidth()
 
 
 def test_a_system_gets_a_row_per_field_each_on_its_own_colour_scale(saved_figures):

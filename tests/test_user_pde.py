@@ -3,6 +3,7 @@ models from run folders."""
 
 import json
 import pickle
+import re
 import subprocess
 import sys
 import warnings
@@ -1256,7 +1257,7 @@ def test_a_wave_from_an_initial_rate_trains_toward_the_exact_solution(tmp_path):
      "of order 3; expressions take derivatives up to second order: introduce a field w = u_xx "
      "(the equation w - u_xx in a system) and write w_x"),
     ("{kind: initial, value: 0}", "{kind: dirichlet, value: 0}", "conditions[0] and "
-     "conditions[2] are both named 'boundary', the default name of Dirichlet conditions; give "
+     "conditions[2] are both named 'boundary', the default name of dirichlet conditions; give "
      "one of them its own `name`"),
     ("{kind: dirichlet, value: 0}", "{kind: dirichlet, value: 0, fields: [w]}",
      "conditions[2]: unknown field 'w'; allowed: u"),
@@ -1265,6 +1266,8 @@ def test_a_wave_from_an_initial_rate_trains_toward_the_exact_solution(tmp_path):
     ("  - {kind: initial_rate, value: sin(pi * x)}\n", "",
      "pde: u_tt needs the initial rate u_t as well as u: add the condition {kind: "
      "initial_rate, value: ..., fields: [u]}"),
+    ("pde: u_tt - u_xx\n", "fields: [u, v]\npde: {wave: u_tt - u_xx, other: u_t - u_x}\n",
+     "pde: the field 'v' appears in no equation (neither it nor a derivative of it)"),
 ])
 def test_an_under_determined_or_misnamed_wave_case_exits_2_naming_the_key(
         tmp_path, cli_in_process, old, new, message):
@@ -1272,3 +1275,42 @@ def test_an_under_determined_or_misnamed_wave_case_exits_2_naming_the_key(
     result = cli_in_process("validate", _write_case(tmp_path, WAVE.replace(old, new)))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+SYSTEM_OBSERVED = """kind: equation
+name: bsys
+domain: {geometry: {kind: interval, lower: [-1.0], upper: [1.0]}, time: [0.0, 1.0]}
+fields: [u, w]
+coefficients:
+  nu: {value: 0.01, trainable: true, positive: true}
+pde: {burgers: u_t + u * u_x - nu * w_x, slope: w - u_x}
+conditions:
+  - {kind: initial, value: -sin(pi * x), fields: [u]}
+  - {kind: dirichlet, value: 0, fields: [u]}
+observations:
+  solve: {pde: burgers1d, parameters: {nu: 0.05}, nx: 32, n_saves: 5}
+  points: 40
+model: {kind: mlp, width: 8, depth: 2}
+training: {collocation: {points: 64}, adam: {steps: 2}, lbfgs: {steps: 0}}
+evaluation: {every: 2, grid: [8, 5]}
+dtype: float64
+"""
+"""A system whose one observed field a solver made: u and its slope w."""
+
+
+def test_a_system_fits_solver_made_observations_and_refuses_a_one_field_reference(tmp_path):
+    """The observations are data for u, not a reference for (u, w): the run reports the
+    residual (it stopped at its first evaluation, broadcasting u's reference against both
+    fields); a reference file, one variable, is refused for a system."""
+    path = _write_case(tmp_path, SYSTEM_OBSERVED)
+    _, result = run_case(load_case(path, [f"output.folder={tmp_path}", "output.figures=false"]))
+    assert np.isfinite(result["residual_rms"]) and "rel_l2" not in result
+    (folder,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    with xr.open_dataset(folder / "predictions.h5") as predicted:  # u's units are not w's
+        assert predicted["x"].attrs["units"] == "m"
+        assert predicted["prediction"].attrs["units"] == "1"
+    reference = f"reference: {{file: {folder / 'observations.h5'}}}\n"
+    with pytest.raises(ValueError, match=re.escape(
+            "reference: a file's variable is one field, and the case has 2 (u, w); give exact "
+            "for each field")):
+        load_case(_write_case(tmp_path, SYSTEM_OBSERVED + reference, "with_reference.yaml"))

@@ -283,7 +283,8 @@ def data_units(case: EquationCase, solved: Path | None) -> dict[str, str]:
 def results_dataset(case: EquationCase, trainer: PINNTrainer, rel_l2: float | None,
                     units: dict[str, str] | None = None) -> xr.Dataset:
     """Prediction (and reference, error) on the evaluation grid, time first; the axes and the
-    field in ``units`` where given (:func:`data_units`), else dimensionless."""
+    field (of a one-field case) in ``units`` where given (:func:`data_units`), else
+    dimensionless."""
     inputs = trainer.problem.inputs
     dims = tuple({"t": "time"}.get(n, n) for n in reversed(inputs))
     coords = dict(zip(dims, reversed(trainer.eval_axes)))
@@ -301,7 +302,8 @@ def results_dataset(case: EquationCase, trainer: PINNTrainer, rel_l2: float | No
     variables = {k: (dims + extra, v) for k, v in fields.items()}
     named = ", ".join(trainer.problem.outputs)
     units = units or {}
-    field_units = units.get("field", "1")
+    # one units attribute covers a system's fields: the data's units name one field only
+    field_units = units.get("field", "1") if trainer.problem.output_dim == 1 else "1"
     metadata = {**FIELD_METADATA,
                 **{d: (name, units.get(d, "1"))
                    for d, (name, _) in evaluation_axes_metadata(dims).items()},

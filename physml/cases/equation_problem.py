@@ -124,6 +124,13 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
         raise ValueError(f"pde: {len(equations)} equation(s) for the {len(outputs)} fields "
                          f"({', '.join(outputs)}); give at least one equation per field, as a "
                          "mapping of names to expressions")
+    read = {n if n in outputs else n.rsplit("_", 1)[0] for r in residuals.values()
+            for n in r.names if n in outputs or n in derivatives}
+    unread = [f for f in outputs if f not in read]
+    if unread:
+        raise ValueError(f"pde: the field {unread[0]!r} appears in no equation (neither it nor "
+                         "a derivative of it), so nothing determines it; use it in an equation "
+                         "or leave it out of fields")
     if not case.conditions and case.observations is None:
         raise ValueError("conditions: none given, and no observations: the pde alone does not "
                          "determine the fields; give boundary conditions (and, with "
@@ -132,7 +139,9 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
              for f in (c.fields or outputs)}
     second_order = [f for f in outputs if f not in rates
                     and any(f"{f}_tt" in r.names for r in residuals.values())]
-    if second_order and case.observations is None:
+    observed = case.observations.field if case.observations is not None else None
+    second_order = [f for f in second_order if f != observed]
+    if second_order:
         field = second_order[0]
         raise ValueError(f"pde: {field}_tt needs the initial rate {field}_t as well as "
                          f"{field}: add the condition {{kind: initial_rate, value: ..., fields: "
@@ -167,7 +176,7 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
             raise ValueError(f"coefficients.{name}: the name of an input, field or derivative")
     coefficients = {name: _coefficient(spec, len(inputs), f"coefficients.{name}")
                     for name, spec in case.coefficients.items()}
-    reference = _reference(case, inputs, exact, solved) if read_data else None
+    reference = _reference(case, inputs, outputs, exact, solved) if read_data else None
     observations = (_observations(case, inputs, outputs, solved, geometry, conditions)
                     if read_data else None)
     terms = [c.name for c in conditions] + ["observations"] * (case.observations is not None)
@@ -308,12 +317,24 @@ def _exact_expressions(case, inputs, outputs, parameters):
     return expressions
 
 
-def _reference(case, inputs, exact, solved):
+def _reference(case, inputs, outputs, exact, solved):
     """The reference: the exact solution (its expressions ``exact``), a reference file or
-    the solver-made observations (``solved``), or None."""
+    the solver-made observations (``solved``), or None. A file's variable is one field: a
+    system (several ``outputs``) is measured against ``exact`` only, and refuses a reference
+    file (its solver-made observations are data, not its reference).
+
+    Raises:
+        ValueError: a reference file for a system.
+    """
     if exact is not None:
         functions = [e.of_inputs(inputs) for e in exact]
         return exact_reference(lambda X: torch.cat([f(X) for f in functions], dim=1))
+    if len(outputs) > 1:
+        if case.reference is not None:
+            raise ValueError(f"reference: a file's variable is one field, and the case has "
+                             f"{len(outputs)} ({', '.join(outputs)}); give exact for each "
+                             "field, or leave reference out (the run then reports the residual)")
+        return None
     if case.reference is not None:
         return data_reference(Path(case.reference.file), case.reference.variable, inputs,
                               "reference")

@@ -4,6 +4,7 @@ weights, the error against time) (matplotlib, no display)."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -210,7 +211,11 @@ def _finish_solution(fig, ds: xr.Dataset, path: Path, scheme: str | None, step: 
             total = _relative_l2(ds["prediction"], ds["reference"])
         error = f"relative L2 error {float(total):.2e}"
     said = "; ".join(part for part in (what, error) if part)
-    fig.suptitle(f"{ds.attrs['case']}: {said}" if said else ds.attrs["case"])
+    title = f"{ds.attrs['case']}: {said}" if said else ds.attrs["case"]
+    # wrapped to the figure's width (about 13 characters an inch): a one-panel figure is
+    # narrower than its title
+    fig.suptitle(textwrap.fill(title, width=max(40, int(13 * fig.get_figwidth())),
+                               break_on_hyphens=False))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -188,8 +188,9 @@ def holding(folder: Path) -> Iterator[None]:
     """Hold the run folder ``folder`` for this process: a second run in it (a ``--resume``
     started while the first still runs) is refused, where both appended to the same files. An
     exclusive ``flock`` on :data:`LOCK`, which the system releases when the process dies (a
-    killed run leaves no stale hold), removed when released; where ``fcntl`` is missing
-    (Windows) nothing is held.
+    killed run leaves no stale hold), removed when released. Nothing is held where ``fcntl``
+    is missing (Windows), on a file system without ``flock`` (some network mounts), or for a
+    folder that does not exist (the run names it).
 
     Raises:
         ValueError: another process holds the folder (naming its process id), or the folder
@@ -200,28 +201,52 @@ def holding(folder: Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover (Windows)
         yield
         return
-    path = folder / LOCK
-    try:
-        handle = open(path, "a+")  # noqa: SIM115 (held for the whole run)
-    except PermissionError:
-        raise ValueError(f"{str(folder)!r} cannot be written (permission denied): a run "
-                         "writes its checkpoints, figures and results there") from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise ValueError(f"{str(folder)!r} is in use by another physml run (process "
-                             f"{holder}); wait for it to end, or stop it, then resume") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+    with _held_lock(folder / LOCK, fcntl) as held:
         try:
             yield
         finally:
-            path.unlink(missing_ok=True)  # while held: the folder is as the run left it
+            if held:
+                (folder / LOCK).unlink(missing_ok=True)  # while held: another opens a new one
+
+
+@contextmanager
+def _held_lock(path: Path, fcntl) -> Iterator[bool]:
+    """The lock file at ``path`` opened and locked (True), or nothing to hold (False). A file
+    removed by its holder between this process's open and lock is opened again: the lock must
+    be on the file the path names."""
+    while True:
+        try:
+            handle = open(path, "a+")  # noqa: SIM115 (held for the whole run)
+        except FileNotFoundError:
+            yield False
+            return
+        except OSError as error:  # no permission, a read-only file system
+            handle = None
+            reason = (error.strerror or type(error).__name__).lower()
+        if handle is None:
+            raise ValueError(f"{str(path.parent)!r} cannot be written ({reason}): a run writes "
+                             "its checkpoints, figures and results there")
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise ValueError(f"{str(path.parent)!r} is in use by another physml run "
+                                 f"(process {holder}); wait for it to end, or stop it, then "
+                                 "resume") from None
+            except OSError:  # no flock on this file system: leave no lock file either
+                path.unlink(missing_ok=True)
+                yield False
+                return
+            if not path.exists() or os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino:
+                continue  # its holder removed it after this open: lock the one the path names
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield True
+            return
 
 
 def remove_if_empty(folder: Path) -> None:

@@ -23,6 +23,7 @@ problem's output transform (:meth:`~physml.train.problems.PINNProblem.constrain`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -244,7 +245,8 @@ def condition_names(conditions: Sequence[Condition]) -> list[str]:
     for j, condition in enumerate(conditions):
         if condition.name in names[:j]:
             i = names.index(condition.name)
-            default = (f", the default name of {type(condition).__name__} conditions"
+            kind = re.sub(r"(?<!^)(?=[A-Z])", "_", type(condition).__name__).lower()
+            default = (f", the default name of {kind} conditions"  # the case files' kind
                        if condition.name == type(condition).name else "")
             raise ValueError(f"conditions[{i}] and conditions[{j}] are both named "
                              f"{condition.name!r}{default}; give one of them its own `name`")
