@@ -33,6 +33,13 @@ def predict_command(args: argparse.Namespace) -> int:
         box = ", ".join(f"{name} in [{a:g}, {b:g}]" for name, (a, b) in zip(model.inputs, bounds))
         print(f"physml predict: note: {outside} of {len(points)} points lie outside the box the "
               f"network was trained in ({box}): it extrapolates there", file=sys.stderr)
+    geometry = model.field.problem.geometry  # the space inputs come first
+    in_box = ~np.any((points < bounds[:, 0]) | (points > bounds[:, 1]), axis=1)
+    off_domain = int(np.sum(in_box & ~geometry.inside(points[:, : geometry.dim])))
+    if off_domain:
+        print(f"physml predict: note: {off_domain} of {len(points)} points lie inside that box "
+              f"but outside the domain ({type(geometry).__name__}): the network was not trained "
+              "there", file=sys.stderr)
     values = model(points).reshape(len(points), -1)
     if args.out.suffix in (".npy", ".csv"):  # whole or not at all, as the .h5 is written
         from .datasets.store import atomic_write

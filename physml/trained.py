@@ -100,9 +100,16 @@ class TrainedModel:
             ValueError: the field cannot be traced (:meth:`_check_exportable`).
         """
         self._check_exportable()
-        with torch.no_grad(), _quiet_exporter():
-            traced = torch.jit.trace(self.field, self._example(), check_trace=False)
-        traced.save(str(path))
+        trainable = [p for p in self.field.parameters() if p.requires_grad]
+        for p in trainable:  # traced as constants: the saved model's outputs need no grad
+            p.requires_grad_(False)
+        try:  # the traced module shares the parameters: saved while they need no grad
+            with torch.no_grad(), _quiet_exporter():
+                traced = torch.jit.trace(self.field, self._example(), check_trace=False)
+            traced.save(str(path))
+        finally:
+            for p in trainable:
+                p.requires_grad_(True)
 
     def export_onnx(self, path: str | Path) -> None:
         """Save the field as an ONNX graph (opset 18, any number of rows): input ``X``
@@ -223,7 +230,9 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
         model.load_state_dict(state["model"])
         problem.coefficients.load_state_dict(state["coefficients"])
     except (KeyError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[0]
+        lines = [line.strip() for line in str(error).strip().splitlines()]
+        # PyTorch's first line says where, the next what: the first mismatch it names
+        reason = " ".join(lines[:2]).rstrip(".")
         raise ValueError(f"{str(folder / CHECKPOINT)!r} does not hold the network its {CONFIG} "
                          f"describes ({reason})") from None
     step = state.get("step")
