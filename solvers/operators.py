@@ -92,11 +92,14 @@ FLUXES: dict[FluxKind, Flux] = {
 
 REACTIONS: dict[ReactionKind, Callable[[float], float]] = {
     ReactionKind.NONE: lambda u_max: 0.0,
-    ReactionKind.ALLEN_CAHN: lambda u_max: max(1.0, 3 * u_max**2 - 1),
+    # r = u - u^3 drives u to +-1 from any start: |u| <= max(1, u_max) for all time, and
+    # r'(+-1) = -2, so a small start's bound of 1 gave steps twice too long once u reached 1
+    ReactionKind.ALLEN_CAHN: lambda u_max: max(2.0, 3 * u_max**2 - 1),
     ReactionKind.FISHER: lambda u_max: 1 + 2 * u_max,
 }
-"""Each reaction kind's bound on $|r'(u)|$ for $|u| \\le u_{max}$ (the reactive rate is $\\rho$
-times it); a new kind adds a row here and a branch in :func:`reaction_term`."""
+"""Each reaction kind's bound on $|r'(u)|$ over the values a solution starting from
+$|u| \\le u_{max}$ takes (the reactive rate is $\\rho$ times it); a new kind adds a row here
+and a branch in :func:`reaction_term`."""
 
 
 # ---------------------------------------------------------------------------------------------

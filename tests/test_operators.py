@@ -83,3 +83,19 @@ def test_every_flux_and_reaction_kind_has_its_stability_row():
     assert REACTIONS[ReactionKind.ALLEN_CAHN](2.0) == 11.0  # |d(u - u^3)/du| = 3u^2 - 1
     assert REACTIONS[ReactionKind.FISHER](2.0) == 5.0  # |d(u(1 - u))/du| = |1 - 2u|
     np.testing.assert_array_equal(FLUXES[FluxKind.BURGERS].wave_speed(np.zeros(2), 3.0), 3.0)
+
+
+def test_allen_cahn_at_its_stable_step_stays_bounded_once_the_state_reaches_one():
+    """A small start is drawn to +-1, where r'(u) = -2: a step bounded by the start's slope
+    (1) was twice too long there (Euler ended in a 2-cycle at |u| = 1.41)."""
+    from physml.solvers import AllenCahnSolver1D, Grid
+
+    assert REACTIONS[ReactionKind.ALLEN_CAHN](0.1) == 2.0
+    grid = Grid((64,), (0.0,), (2 * np.pi,))
+    solver = AllenCahnSolver1D(grid, nu=1e-6, rho=1.0, dt=None, scheme="euler")
+    u0 = 0.1 * np.sin(grid.coords(0))
+    dt = solver.stable_dt(u0)
+    at_limit = solver.with_dt(dt).rollout(u0, 800, 800)[-1]
+    assert np.abs(at_limit).max() < 1.02  # neutrally stable about +-1, not a 2-cycle at 1.41
+    half = solver.with_dt(dt / 2).rollout(u0, 800, 800)[-1]  # the CLI's default cfl
+    assert np.abs(half).max() <= 1.0 + 1e-12
