@@ -21,8 +21,10 @@ def solve_command(args: argparse.Namespace) -> int:
     from .datasets.problems import build_solver, parameters_by_name, problem
     from .io import trajectory_dataset, write_dataset
     from .progress import PipeConsole, RunProgress
+    from .solvers.base import GridSolver
     from .solvers.errors import BlowUpError
     from .solvers.runtime import quiet_warp
+    from .solvers.stability import implicit_diffusion_limit
 
     interval = log_interval(args)
     check_output_file(args.out, args.overwrite)
@@ -55,7 +57,10 @@ def solve_command(args: argparse.Namespace) -> int:
         options["scheme"] = args.scheme
     solver, u0 = build_solver(args.pde, shape, params, **options)
     intervals = args.n_saves - 1
-    save_every = _steps_per_save(args, t_end, intervals, solver.stable_dt(u0), solver.scheme)
+    imex = (implicit_diffusion_limit(solver, u0)  # where --scheme imex would lift the limit
+            if isinstance(solver, GridSolver) and solver.scheme != "imex" else None)
+    save_every = _steps_per_save(args, t_end, intervals, solver.stable_dt(u0), solver.scheme,
+                                 imex)
     n_steps = save_every * intervals
     dt = t_end / n_steps
     solver = solver.with_dt(dt)
@@ -117,10 +122,12 @@ def solve_command(args: argparse.Namespace) -> int:
 
 
 def _steps_per_save(
-    args: argparse.Namespace, t_end: float, intervals: int, stable: float, scheme: str
+    args: argparse.Namespace, t_end: float, intervals: int, stable: float, scheme: str,
+    imex: float | None = None,
 ) -> int:
     """Time steps per save interval $\\tau = t_{end}/$``intervals``, given the largest stable
-    step ``stable`` of ``scheme``.
+    step ``stable`` of ``scheme`` (and ``imex``, the stable step with implicit diffusion where
+    diffusion sets the limit: the errors then offer ``--scheme imex``).
 
     Without ``--dt``: the fewest steps whose length $\\tau/k$ is at most ``--cfl`` times the
     stable step. With ``--dt``: $\\tau/$``--dt`` steps, if ``--dt`` divides $\\tau$ (to a
@@ -132,6 +139,11 @@ def _steps_per_save(
     """
     tau = t_end / intervals
     remedy = "a larger --dt or a smaller --t-end"
+    implicit = "" if imex is None else (
+        ", or --scheme imex (implicit diffusion: "
+        + ("no diffusive step limit)" if math.isinf(imex) else f"stable up to dt={imex:.4g})"))
+    if imex is not None:
+        remedy = "a smaller --t-end"  # a larger step than the stable one is no cure
     if args.dt is None:
         step = min(args.cfl * stable, tau)
         steps = tau / step
@@ -140,6 +152,7 @@ def _steps_per_save(
             dt_text = (f"one step per save interval (dt={tau:.3g}, shorter than {args.cfl:g} x "
                        f"the stable step {stable:.3g})")
             remedy = "fewer --n-saves or a smaller --t-end"
+            implicit = ""  # a larger stable step would not be taken
     else:
         steps = tau / args.dt
         dt_text = f"--dt={args.dt:g}"
@@ -148,7 +161,7 @@ def _steps_per_save(
         allow = f"--max-steps {math.ceil(total)} to run them anyway, or " if total < 1e15 else ""
         raise ValueError(
             f"--t-end={t_end:g} with {dt_text} needs {total:.3g} time steps, more than "
-            f"--max-steps={args.max_steps}; pass {allow}{remedy}"
+            f"--max-steps={args.max_steps}; pass {allow}{remedy}{implicit}"
         )
     if args.dt is None:
         return _fewest_steps(tau, args.cfl * stable)
@@ -162,7 +175,7 @@ def _steps_per_save(
         suggestion = tau / _fewest_steps(tau, min(args.dt, stable))
         raise ValueError(
             f"--dt={args.dt:g} {' and '.join(problems)}; pass --dt={suggestion:.7g}, the "
-            "largest step up to it that divides the save intervals and is stable"
+            f"largest step up to it that divides the save intervals and is stable{implicit}"
         )
     return given
 

@@ -121,6 +121,18 @@ def _unlimited_euler(solver: GridSolver, explicit: Tableau) -> bool:
             and explicit.name == "euler")
 
 
+def implicit_diffusion_limit(solver: GridSolver, u: np.ndarray | None = None, *,
+                             bound: float | None = None) -> float | None:
+    """The stable step with implicit diffusion (``scheme='imex'``) where diffusion sets the
+    explicit scheme's limit and an implicit diffusion step allows a larger one (inf: no limit
+    left), else None; for the state ``u`` or a bound on it, as :func:`check_step_stability`."""
+    costs = term_costs(solver, u, solver.tableau is None, bound)
+    if max(costs, key=costs.get) != "diffusion" or solver.diffusion_parameter is None:
+        return None
+    imex_max = stability_limit(term_costs(solver, u, implicit_diffusion=True, bound=bound))
+    return imex_max if imex_max > stability_limit(costs) else None
+
+
 def check_step_stability(solver: GridSolver, u: np.ndarray | None = None, *,
                     bound: float | None = None) -> None:
     """Raise :class:`UnstableStepError` if ``solver.dt`` exceeds the stable step of the state
@@ -147,14 +159,13 @@ def check_step_stability(solver: GridSolver, u: np.ndarray | None = None, *,
         )
     binding = max(costs, key=costs.get)
     hint = ""
-    if binding == "diffusion" and solver.diffusion_parameter is not None:
-        imex_max = stability_limit(term_costs(solver, u, implicit_diffusion=True, bound=bound))
-        if imex_max > dt_max:
-            unknown = u is None and bound is None and solver.flux_kind != FluxKind.NONE
-            rest = (f"dt<={imex_max:.4g}" if not np.isinf(imex_max) else
-                    "the advection term's limit, set by the state, then applies" if unknown
-                    else "no limit left")
-            hint = f", or scheme='imex' (implicit diffusion; {rest})"
+    imex_max = implicit_diffusion_limit(solver, u, bound=bound)
+    if imex_max is not None:
+        unknown = u is None and bound is None and solver.flux_kind != FluxKind.NONE
+        rest = (f"dt<={imex_max:.4g}" if not np.isinf(imex_max) else
+                "the advection term's limit, set by the state, then applies" if unknown
+                else "no limit left")
+        hint = f", or scheme='imex' (implicit diffusion; {rest})"
     raise UnstableStepError(
         f"dt={solver.dt:.4g} exceeds the stability limit {dt_max:.4g} of scheme "
         f"'{solver.scheme}' for {name} on a grid with dx={format_values(solver.grid.dx)}, set "

@@ -139,6 +139,19 @@ def test_runs_beyond_the_step_limit_are_refused_with_the_count(capsys, tmp_path,
     assert ("--max-steps 100000000 to run them anyway" in err) == (count == "1e+08")
 
 
+def test_a_step_limit_set_by_diffusion_offers_the_implicit_scheme(capsys, tmp_path):
+    """A larger --dt is no cure where explicit diffusion sets the limit: --scheme imex is."""
+    out = str(tmp_path / "u.h5")
+    err = solve_error(capsys, "heat1d", "--nu", "1e5", "--out", out)
+    assert "needs 4.77e+08 time steps" in err and "a larger --dt" not in err
+    assert err.rstrip().endswith("or a smaller --t-end, or --scheme imex (implicit diffusion: "
+                                 "no diffusive step limit)")
+    err = solve_error(capsys, "heat1d", "--nu", "1e5", "--dt", "0.01", "--out", out)
+    assert "exceeds the stability limit" in err and "or --scheme imex" in err
+    assert main(["solve", "heat1d", "--nu", "1e5", "--scheme", "imex", "--nx", "16",
+                 "--out", out, "--quiet"]) == 0
+
+
 def test_max_steps_is_a_limit_the_user_sets(capsys, tmp_path):
     out = str(tmp_path / "u.h5")
     err = solve_error(capsys, "heat1d", "--nx", "16", "--max-steps", "10", "--out", out)
