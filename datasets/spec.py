@@ -25,6 +25,7 @@ import functools
 import inspect
 import itertools
 import math
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -291,6 +292,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+# YAML 1.1 (PyYAML) reads 1e-5, without a point, as text; YAML 1.2 and every user of the field
+# read it as a number
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
 
 
 def load_yaml(text: str):

@@ -442,3 +442,10 @@ def test_cuda_generates_in_the_calling_process_unless_workers_are_asked(
         generate(load_spec(write_spec(tmp_path)), tmp_path / "d", device="cuda",
                  workers=workers)
     assert used == [engine]
+
+
+def test_numbers_written_without_a_point_are_numbers(tmp_path):
+    """YAML 1.1 reads 5e-1 as text; a spec (and a case file) read it as the number."""
+    spec = load_spec(write_spec(tmp_path, **{"beta: [0.5, 1.0]": "beta: [5e-1, 1E0]",
+                                             "t_end: 0.2": "t_end: 2e-1"}))
+    assert spec.parameters["beta"] == [0.5, 1.0] and spec.t_end == 0.2
