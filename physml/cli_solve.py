@@ -18,6 +18,7 @@ from .cli_parser import check_output_file, log_interval
 def solve_command(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
+    from .datasets.memory import WORKING_FIELDS, check_fits_in_memory
     from .datasets.problems import build_solver, parameters_by_name, problem
     from .io import trajectory_dataset, write_dataset
     from .progress import PipeConsole, RunProgress
@@ -56,6 +57,10 @@ def solve_command(args: argparse.Namespace) -> int:
     if args.scheme is not None:
         options["scheme"] = args.scheme
     solver, u0 = build_solver(args.pde, shape, params, **options)
+    cells = math.prod(shape)
+    check_fits_in_memory(  # the saved states are held until written
+        (np.dtype(args.dtype).itemsize * args.n_saves + 8 * WORKING_FIELDS) * cells,
+        f"--n-saves={args.n_saves} states of {cells} cells ({args.dtype})")
     intervals = args.n_saves - 1
     imex = (implicit_diffusion_limit(solver, u0)  # where --scheme imex would lift the limit
             if isinstance(solver, GridSolver) and solver.scheme != "imex" else None)

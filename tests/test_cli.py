@@ -152,6 +152,18 @@ def test_a_step_limit_set_by_diffusion_offers_the_implicit_scheme(capsys, tmp_pa
                  "--out", out, "--quiet"]) == 0
 
 
+def test_saves_beyond_the_machine_s_memory_are_refused_before_the_solve(capsys, tmp_path,
+                                                                        monkeypatch):
+    from physml.datasets import memory
+
+    monkeypatch.setattr(memory, "physical_memory", lambda: 2**30)
+    err = solve_error(capsys, "heat1d", "--nx", "4096", "--n-saves", "40000", "--out",
+                      str(tmp_path / "u.h5"))
+    assert err.startswith("physml: error: --n-saves=40000 states of 4096 cells (float64) needs "
+                          "about 1.2 GiB, more than this machine's memory (1.0 GiB)")
+    assert not (tmp_path / "u.h5").exists()
+
+
 def test_max_steps_is_a_limit_the_user_sets(capsys, tmp_path):
     out = str(tmp_path / "u.h5")
     err = solve_error(capsys, "heat1d", "--nx", "16", "--max-steps", "10", "--out", out)
