@@ -26,7 +26,7 @@ from .grid_samples import choose_scheme, initial_state, solve_batch, solve_sampl
 from .memory import check_shard_fits
 from .problems import PROBLEMS, Problem
 from .spec import DatasetSpec
-from .store import samples_dataset, write_dataset
+from .store import in_storage_dtype, samples_dataset, write_dataset
 
 if TYPE_CHECKING:  # generate imports this module
     from .generate import ShardTask
@@ -83,7 +83,7 @@ def write_shard(task: ShardTask) -> str:
         sample_coords[name] = np.full(len(task.seeds), solver_values[name].item())
     sample_coords["scheme"] = np.asarray(schemes)
     ds = samples_dataset(
-        states.astype(spec.storage_dtype),
+        in_storage_dtype(states, spec.storage_dtype, task.path),
         times,
         solver.grid,
         np.asarray(task.seeds),

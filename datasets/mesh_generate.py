@@ -24,7 +24,7 @@ from ..solvers.runtime import quiet_warp
 from .memory import check_shard_fits
 from .mesh_spec import MESH_FIELDS, MeshDatasetSpec, MeshSpec
 from .mesh_store import mesh_dataset
-from .store import write_dataset
+from .store import in_storage_dtype, write_dataset
 
 METADATA = {"f": ("source term f", "1"), "kappa": ("diffusivity", "m2 s-1"),
             "shift": ("reaction coefficient sigma of -kappa Laplacian u + sigma u = f", "s-1")}
@@ -81,10 +81,11 @@ def write_mesh_shard(task) -> str:
     dtype = spec.storage_dtype
     if spec.is_transient:
         times = np.linspace(0.0, spec.t_end, spec.n_saves)
-        fields = {"u": np.stack(solutions).astype(dtype)}
+        fields = {"u": in_storage_dtype(np.stack(solutions), dtype, task.path)}
     else:
         times = None
-        fields = {"f": np.stack(data).astype(dtype), "u": np.stack(solutions).astype(dtype)}
+        fields = {"f": in_storage_dtype(np.stack(data), dtype, task.path),
+                  "u": in_storage_dtype(np.stack(solutions), dtype, task.path)}
     swept = spec.swept_parameters()
     constant = {k: v for k, v in spec.values(task.parameters).items() if k not in swept}
     if not spec.is_transient and mesh.boundary_vertices().size:

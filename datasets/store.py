@@ -145,6 +145,22 @@ def trajectory_dataset(
     return with_cf_metadata(ds, metadata)
 
 
+def in_storage_dtype(values: np.ndarray, dtype: str, where: str) -> np.ndarray:
+    """``values`` cast to a spec's ``storage_dtype``, refusing finite values that dtype cannot
+    hold (float32 beyond 3.4e38 would be stored as inf without a word).
+
+    Raises:
+        ValueError: naming ``where`` (the shard), the largest value and the cure.
+    """
+    with np.errstate(over="ignore"):  # told below, with the cure
+        stored = values.astype(dtype)
+    if not np.isfinite(stored).all() and np.isfinite(values).all():
+        raise ValueError(f"{where}: the solution reaches {float(np.abs(values).max()):.3g}, "
+                         f"beyond the range of storage_dtype {dtype} "
+                         f"({float(np.finfo(dtype).max):.3g}); set storage_dtype: float64")
+    return stored
+
+
 def samples_dataset(
     states: np.ndarray,
     times: np.ndarray,

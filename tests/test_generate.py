@@ -449,3 +449,14 @@ def test_numbers_written_without_a_point_are_numbers(tmp_path):
     spec = load_spec(write_spec(tmp_path, **{"beta: [0.5, 1.0]": "beta: [5e-1, 1E0]",
                                              "t_end: 0.2": "t_end: 2e-1"}))
     assert spec.parameters["beta"] == [0.5, 1.0] and spec.t_end == 0.2
+
+
+def test_values_beyond_float32_are_refused_not_stored_as_inf(tmp_path):
+    spec = load_spec(write_spec(tmp_path, **{
+        "initial_condition: {{kind: pdebench_sines}}".format(): "initial_condition: {kind: "
+        "uniform_constant, options: {low: 1.0e39, high: 2.0e39}}"}))
+    with pytest.raises(ValueError, match=r"the solution reaches 1\.\d+e\+39, beyond the range "
+                                         r"of storage_dtype float32 \(3\.4e\+38\); set "
+                                         r"storage_dtype: float64"):
+        generate(spec, tmp_path / "d", workers=0)
+    generate(spec.model_copy(update={"storage_dtype": "float64"}), tmp_path / "d64", workers=0)
