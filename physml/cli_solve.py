@@ -93,6 +93,10 @@ def solve_command(args: argparse.Namespace) -> int:
                 rescue,
             )
             failure = f"physml: error: {err} (saved to {rescue})"
+            if args.dt is None:  # the user set no dt: say where it came from, and the cure
+                failure += (f"; dt={dt:.4g} was chosen once, as --cfl={args.cfl:g} times the "
+                            "stable step of the initial state, and the state outgrew it (a "
+                            "forcing or a reaction can): pass a smaller --cfl or a --dt")
         else:
             failure = None
     if failure is not None:  # after the progress display's last line

@@ -164,6 +164,18 @@ def test_saves_beyond_the_machine_s_memory_are_refused_before_the_solve(capsys, 
     assert not (tmp_path / "u.h5").exists()
 
 
+def test_a_blow_up_at_a_chosen_step_names_where_the_step_came_from(capsys, tmp_path):
+    """The forcing speeds the flow past the step chosen from the initial state: the cure is
+    --cfl or --dt, options the user never set."""
+    out = tmp_path / "w.h5"
+    assert main(["solve", "navier_stokes2d", "--nx", "32", "--forcing", "1", "--t-end", "6",
+                 "--n-saves", "3", "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "omega became NaN/Inf at step" in err and "was chosen once, as --cfl=0.5 times " \
+        "the stable step of the initial state" in err and "pass a smaller --cfl or a --dt" in err
+    assert (tmp_path / "w.last_good.h5").is_file()
+
+
 def test_max_steps_is_a_limit_the_user_sets(capsys, tmp_path):
     out = str(tmp_path / "u.h5")
     err = solve_error(capsys, "heat1d", "--nx", "16", "--max-steps", "10", "--out", out)
