@@ -43,12 +43,14 @@ def operator_rates(solver: GridSolver, u_max: float) -> dict[str, float]:
         else params[solver.velocity_parameter]
     )
     speed = FLUXES[solver.flux_kind].wave_speed(velocity, u_max)
-    rates = {"diffusion": 0.0, "advection": float(np.sum(speed * inv_dx)), "reaction": 0.0}
-    if solver.diffusion_parameter is not None:
-        rates["diffusion"] = float(params[solver.diffusion_parameter][0] * 4 * np.sum(inv_dx**2))
-    if solver.reaction_parameter is not None:
-        slope = REACTIONS[solver.reaction_kind](u_max)
-        rates["reaction"] = float(params[solver.reaction_parameter][0] * slope)
+    with np.errstate(over="ignore"):  # an infinite rate is told by stability_limit
+        rates = {"diffusion": 0.0, "advection": float(np.sum(speed * inv_dx)), "reaction": 0.0}
+        if solver.diffusion_parameter is not None:
+            rates["diffusion"] = float(params[solver.diffusion_parameter][0] * 4
+                                       * np.sum(inv_dx**2))
+        if solver.reaction_parameter is not None:
+            slope = REACTIONS[solver.reaction_kind](u_max)
+            rates["reaction"] = float(params[solver.reaction_parameter][0] * slope)
     return rates
 
 
@@ -84,9 +86,18 @@ def term_costs(solver: GridSolver, u: np.ndarray | None, implicit_diffusion: boo
                bound: float | None = None) -> dict[str, float]:
     """$\\lambda_k / L_k$ per term [1/s] for the state ``u`` (or the
     :meth:`~physml.solvers.base.GridSolver.state_bound` ``bound``; linear terms only if both
-    are None); the explicit part of IMEX is forward Euler."""
+    are None); the explicit part of IMEX is forward Euler.
+
+    Raises:
+        ValueError: a term's rate is not finite (its parameters or the state beyond float64 on
+            this grid: no step is stable), naming the term.
+    """
     u_max = bound if bound is not None else 0.0 if u is None else solver.state_bound(u)
     rates = solver.rates(u_max)
+    infinite = [term for term, rate in rates.items() if not np.isfinite(rate)]
+    if infinite:
+        raise ValueError(f"the {infinite[0]} term's rate is not finite (its parameters, or "
+                         "the state, are beyond float64 on this grid): no time step is stable")
     explicit = _explicit_part(solver, implicit_diffusion)
     costs = {
         "diffusion": 0.0 if implicit_diffusion else rates["diffusion"] / explicit.real_limit,

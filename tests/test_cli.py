@@ -176,6 +176,13 @@ def test_a_blow_up_at_a_chosen_step_names_where_the_step_came_from(capsys, tmp_p
     assert (tmp_path / "w.last_good.h5").is_file()
 
 
+def test_a_rate_beyond_float64_is_named_not_divided_by(capsys, tmp_path):
+    err = solve_error(capsys, "advection1d", "--beta", "1e308", "--out", str(tmp_path / "u.h5"))
+    assert err.strip() == ("physml: error: the advection term's rate is not finite (its "
+                           "parameters, or the state, are beyond float64 on this grid): no time "
+                           "step is stable")
+
+
 def test_max_steps_is_a_limit_the_user_sets(capsys, tmp_path):
     out = str(tmp_path / "u.h5")
     err = solve_error(capsys, "heat1d", "--nx", "16", "--max-steps", "10", "--out", out)
