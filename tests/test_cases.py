@@ -628,3 +628,24 @@ def test_a_lock_file_removed_by_its_holder_after_the_open_is_opened_again(tmp_pa
         assert len(calls) == 2  # locked the second time, on the file the path names
         assert (tmp_path / run_folder.LOCK).read_text() == str(os.getpid())
     assert not (tmp_path / run_folder.LOCK).exists()
+
+
+def test_a_resume_sweeps_what_a_killed_save_left(tmp_path, monkeypatch):
+    from physml.cases import registry
+
+    (tmp_path / "states").mkdir()
+    left = [tmp_path / ".checkpoint.pt.tmp-4242.pt", tmp_path / "states" / ".000003.npy.tmp-7.npy"]
+    for path in left:
+        path.write_bytes(b"cut short")
+    kept = tmp_path / ".hidden_by_the_user"
+    kept.write_text("mine")
+
+    class Kind:
+        @staticmethod
+        def run(case, folder, resume, on_step):
+            return {"left": [p for p in left if p.exists()]}
+
+    monkeypatch.setattr(registry, "case_kind", lambda case: Kind)
+    case = load_case("burgers", ["output.tensorboard=false"])
+    assert registry.run_case(case, tmp_path, resume=True)[1] == {"left": []}
+    assert kept.read_text() == "mine"

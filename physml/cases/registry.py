@@ -27,7 +27,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from ..datasets.spec import describe_error, load_yaml, read_yaml_mapping
 from . import equation, mesh_pde, moe, pcg, pinn, teng, thermomigration
 from .kind import CaseKind, OnStep
-from .run_folder import foreign_options, holding, new_run_folder
+from .run_folder import foreign_options, holding, new_run_folder, sweep_temporaries
 from .scalar_log import ScalarLog
 from .sections import CaseBase
 
@@ -204,6 +204,8 @@ def run_case(case: CaseBase, folder: Path | None = None, resume: bool = False,
     asked; returns the folder and the run's summary."""
     folder = new_run_folder(case.name, case.output) if folder is None else folder
     with holding(folder):  # one run at a time in a folder
+        if resume:
+            sweep_temporaries(folder)  # what a killed run's last save left
         if not case.output.tensorboard:
             return folder, case_kind(case).run(case, folder, resume, on_step)
         log = ScalarLog(folder, resume)

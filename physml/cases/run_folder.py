@@ -249,6 +249,15 @@ def _held_lock(path: Path, fcntl) -> Iterator[bool]:
             return
 
 
+def sweep_temporaries(folder: Path) -> None:
+    """Remove what saves killed mid-write left in ``folder`` and below: the hidden temporary
+    files of :func:`~physml.datasets.store.atomic_write` (``.NAME.tmp-PID.SUFFIX``). Only
+    while :func:`holding` the folder: no other run writes there then."""
+    for stale in folder.rglob(".*.tmp-*"):
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
+
+
 def remove_if_empty(folder: Path) -> None:
     """Remove ``folder`` if it exists and holds nothing (a run refused or stopped at once)."""
     if folder.is_dir() and not any(folder.iterdir()):
