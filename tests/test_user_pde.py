@@ -1269,7 +1269,9 @@ def test_a_wave_from_an_initial_rate_trains_toward_the_exact_solution(tmp_path):
     ("{kind: dirichlet, value: 0}", "{kind: dirichlet, value: 0, fields: [w]}",
      "conditions[2]: unknown field 'w'; allowed: u"),
     ("kind: equation", "kind: equation\nparameters: {pi: 3.0}",
-     "parameters.pi: the name of a constant (pi, e)"),
+     "parameters.pi: 'pi' is the name of a constant (pi, e); name it otherwise"),
+    ("pde: u_tt - u_xx\n", "fields: [e]\npde: e_tt - e_xx\n",
+     "fields: 'e' is the name of a constant (pi, e); name it otherwise"),
     ("  - {kind: initial_rate, value: sin(pi * x)}\n", "",
      "pde: u_tt needs the initial rate u_t as well as u: add the condition {kind: "
      "initial_rate, value: ..., fields: [u]}"),

@@ -107,10 +107,13 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
     if clash:
         raise ValueError(f"parameters.{clash[0]}: the name of an input, field, derivative or "
                          "coefficient")
-    constant = sorted(set(parameters) & set(CONSTANTS))
-    if constant:
-        raise ValueError(f"parameters.{constant[0]}: the name of a constant "
-                         f"({', '.join(CONSTANTS)}); name the parameter otherwise")
+    for section, names in (("parameters", parameters), ("fields", outputs),
+                           ("coefficients", case.coefficients), ("domain.space", inputs)):
+        constant = [name for name in names if name in CONSTANTS]
+        if constant:  # an expression would read the name, not the constant, everywhere
+            key = f"{section}.{constant[0]}" if isinstance(names, dict) else section
+            raise ValueError(f"{key}: {constant[0]!r} is the name of a constant "
+                             f"({', '.join(CONSTANTS)}); name it otherwise")
     allowed = [*inputs, *outputs, *derivatives, *case.coefficients]
     equations = case.pde if isinstance(case.pde, dict) else {"residual": case.pde}
     residuals = {}
