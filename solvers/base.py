@@ -49,7 +49,7 @@ from .grid import BoundaryConditions, Grid, periodic
 from .grid_layout import GridLayout
 from .implicit_diffusion import ImplicitDiffusion
 from .operators import FLUXES, FluxKind, Limiter, ReactionKind
-from .parameters import Parameter, Term, check_parameters
+from .parameters import Parameter, Term, check_parameters, check_representable
 from .rk_stages import Coefficient, FusedStages, StageWork
 from .rollout import batch_rollout, replayed_steps
 from .runtime import warp_device
@@ -151,6 +151,7 @@ class GridSolver:
         self.device = warp_device(device)
         self.dtype = warp_dtype(dtype)
         self.np_dtype = np.float64 if self.dtype == wp.float64 else np.float32
+        check_representable({n: getattr(self, n) for n in self.parameter_names}, self.np_dtype)
         self.scheme = scheme
         if scheme == "imex":
             require(

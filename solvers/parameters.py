@@ -111,6 +111,22 @@ def check_parameters(
     return {p.name: p.check(values[p.name], ndim) for p in table}
 
 
+def check_representable(values: Mapping[str, float | tuple[float, ...]], dtype: type) -> None:
+    """Refuse a parameter value that the solver's ``dtype`` rounds to 0 or to infinity (its
+    kernels read them in that dtype: a checked value would reach them as another).
+
+    Raises:
+        ValueError: naming the parameter, its value and what the dtype makes of it.
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        for name, value in values.items():
+            for v in np.atleast_1d(value):
+                rounded = dtype(v)
+                if v != 0 and (rounded == 0 or not np.isfinite(rounded)):
+                    raise ValueError(f"{name}={v:g} is {rounded} in {np.dtype(dtype).name}, "
+                                     "the solver's dtype; pass dtype='float64'")
+
+
 def _show(flat: np.ndarray) -> str:
     if flat.size == 1:
         return repr(float(flat[0]))

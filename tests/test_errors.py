@@ -302,3 +302,15 @@ def test_a_ragged_count_is_named_and_a_float_count_is_stored_as_an_int():
         whole_number([[1], [2, 3]], "n_steps", 0)
     assert LevenbergMarquardt(max_iter=5.0).max_iter == 5 and whole_number(
         np.float64(3.0), "n", 0) == 3
+
+
+def test_a_parameter_the_solver_s_dtype_cannot_hold_is_refused_by_its_given_value():
+    """1e-50 is 0 in float32: the kernels would read nu = 0, and the first rollout refused a
+    'nu=0.0' nobody gave."""
+    from physml.solvers import HeatSolver1D
+
+    grid = Grid((16,), (0.0,), (1.0,))
+    with pytest.raises(ValueError, match=re.escape(
+            "nu=1e-50 is 0.0 in float32, the solver's dtype; pass dtype='float64'")):
+        HeatSolver1D(grid, nu=1e-50, dt=None, dtype="float32")
+    assert HeatSolver1D(grid, nu=1e-50, dt=None).nu == 1e-50
