@@ -472,7 +472,9 @@ class ThermomigrationSolver:
                                                "error estimate was NaN/Inf or above 4x the "
                                                "tolerance)",
                                           advice="lower dt_max or the tolerance, or check the "
-                                                 "inputs (temperature, heat of transport)")
+                                                 "inputs (the initial field, and the temperature "
+                                                 "and heat of transport or their non-dimensional "
+                                                 "counterparts)")
                     continue
                 self._advance(c, delta)
                 t, step = t + h, step + 1
