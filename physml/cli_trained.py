@@ -28,14 +28,14 @@ def predict_command(args: argparse.Namespace) -> int:
               "it to finish)", file=sys.stderr)
     points = _read_points(args.points, model.inputs, model.outputs)
     bounds = model.field.problem.bounds  # (d_in, 2): the box the network was trained in
-    outside = int(np.sum(np.any((points < bounds[:, 0]) | (points > bounds[:, 1]), axis=1)))
+    beyond = np.any((points < bounds[:, 0]) | (points > bounds[:, 1]), axis=1)
+    outside = int(np.sum(beyond))
     if outside:
         box = ", ".join(f"{name} in [{a:g}, {b:g}]" for name, (a, b) in zip(model.inputs, bounds))
         print(f"physml predict: note: {outside} of {len(points)} points lie outside the box the "
               f"network was trained in ({box}): it extrapolates there", file=sys.stderr)
     geometry = model.field.problem.geometry  # the space inputs come first
-    in_box = ~np.any((points < bounds[:, 0]) | (points > bounds[:, 1]), axis=1)
-    off_domain = int(np.sum(in_box & ~geometry.inside(points[:, : geometry.dim])))
+    off_domain = int(np.sum(~beyond & ~geometry.inside(points[:, : geometry.dim])))
     if off_domain:
         print(f"physml predict: note: {off_domain} of {len(points)} points lie inside that box "
               f"but outside the domain ({type(geometry).__name__}): the network was not trained "

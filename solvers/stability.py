@@ -43,7 +43,7 @@ def operator_rates(solver: GridSolver, u_max: float) -> dict[str, float]:
         else params[solver.velocity_parameter]
     )
     speed = FLUXES[solver.flux_kind].wave_speed(velocity, u_max)
-    with np.errstate(over="ignore"):  # an infinite rate is told by stability_limit
+    with np.errstate(over="ignore"):  # an infinite rate is told by term_costs
         rates = {"diffusion": 0.0, "advection": float(np.sum(speed * inv_dx)), "reaction": 0.0}
         if solver.diffusion_parameter is not None:
             rates["diffusion"] = float(params[solver.diffusion_parameter][0] * 4

@@ -138,12 +138,12 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
         raise ValueError("conditions: none given, and no observations: the pde alone does not "
                          "determine the fields; give boundary conditions (and, with "
                          "domain.time, an initial one) or observations")
-    rates = {f for c in case.conditions if c.kind == "initial_rate"
+    given = {f for c in case.conditions if c.kind == "initial_rate"
              for f in (c.fields or outputs)}
-    second_order = [f for f in outputs if f not in rates
+    if case.observations is not None:  # data on the field determine it as well
+        given.add(case.observations.field)
+    second_order = [f for f in outputs if f not in given
                     and any(f"{f}_tt" in r.names for r in residuals.values())]
-    observed = case.observations.field if case.observations is not None else None
-    second_order = [f for f in second_order if f != observed]
     if second_order:
         field = second_order[0]
         raise ValueError(f"pde: {field}_tt needs the initial rate {field}_t as well as "

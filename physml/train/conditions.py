@@ -139,10 +139,8 @@ class InitialRate(_AtStart):
     name: str = "initial_rate"
 
     def loss(self, problem, field, X, data):
-        X = X.detach().requires_grad_(True)
-        out = field(X)
-        rates = [gradient(out[:, c : c + 1], X)[:, -1:] for c in self.columns(problem)]
-        return (torch.cat(rates, dim=1) - data).square().mean()
+        _, gradients = _column_gradients(field, X, self.columns(problem))
+        return (torch.cat([g[:, -1:] for g in gradients], dim=1) - data).square().mean()
 
 
 @dataclass(frozen=True)
@@ -165,13 +163,20 @@ class Dirichlet(Condition):
         return every_part and len(self.columns(problem)) == len(problem.outputs)
 
 
-def _normal_derivative(problem, field, X, normals, columns):
-    """$\\partial u/\\partial n$ of each constrained output, ``(N, k)``, and $u$."""
+def _column_gradients(field, X, columns):
+    """Each constrained output ``(N, 1)`` at the points ``X`` and its gradient in the inputs
+    ``(N, d_in)`` (space columns first, time last)."""
     X = X.detach().requires_grad_(True)
     out = field(X)
-    dim = problem.geometry.dim
     values = [out[:, c : c + 1] for c in columns]
-    dn = [(gradient(u, X)[:, :dim] * normals).sum(1, keepdim=True) for u in values]
+    return values, [gradient(u, X) for u in values]
+
+
+def _normal_derivative(problem, field, X, normals, columns):
+    """$\\partial u/\\partial n$ of each constrained output, ``(N, k)``, and $u$."""
+    values, gradients = _column_gradients(field, X, columns)
+    dim = problem.geometry.dim
+    dn = [(g[:, :dim] * normals).sum(1, keepdim=True) for g in gradients]
     return torch.cat(dn, dim=1), torch.cat(values, dim=1)
 
 
