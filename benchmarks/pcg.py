@@ -118,7 +118,8 @@ def train_model(family: str, size: int, kind: str, steps: int, samples: int, wid
         "family": family, "size": size, "kind": kind, "samples": samples, "steps": steps,
         "width": width, "message_passing_steps": message_steps, "seed": seed,
         "loss": "combined", "seconds": time.perf_counter() - start,
-        "loss_first": float(np.mean(history[:20])), "loss_last": float(np.mean(history[-20:])),
+        "loss_first_20_mean": float(np.mean(history[:20])),
+        "loss_last_20_mean": float(np.mean(history[-20:])),
     }
 
 
@@ -137,8 +138,8 @@ def train_smoother(family: str, size: int, steps: int, samples: int, width: int,
     return LearnedSmootherAMG(model.eval()), {
         "family": family, "size": size, "kind": "sparse_inverse", "samples": samples,
         "steps": steps, "width": width, "message_passing_steps": message_steps, "seed": seed,
-        "loss": "two_grid", "seconds": seconds, "loss_first": float(np.mean(history[:20])),
-        "loss_last": float(np.mean(history[-20:])),
+        "loss": "two_grid", "seconds": seconds, "loss_first_20_mean": float(np.mean(history[:20])),
+        "loss_last_20_mean": float(np.mean(history[-20:])),
         "two_grid_rate_held_out": two_grid_rate(model, smoother_system(held_out.matrix)),
     }
 
