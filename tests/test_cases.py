@@ -249,6 +249,13 @@ def test_a_bad_variant_is_refused_even_when_not_selected(tmp_path):
     assert "variant 'hot'" in str(err.value) and "temperature.gradient" in str(err.value)
 
 
+def test_several_variants_apply_in_the_order_given_before_the_overrides():
+    # heat_surface's genus2 sets mesh.h 0.08, quick 0.2: the later one wins, as overrides do
+    assert load_case("heat_surface", ["variant=genus2", "variant=quick"]).mesh.h == 0.2
+    assert load_case("heat_surface", ["variant=quick", "variant=genus2"]).mesh.h == 0.08
+    assert load_case("heat_surface", ["mesh.h=0.3", "variant=quick"]).mesh.h == 0.3
+
+
 def test_the_resolved_config_carries_only_its_kinds_sections():
     teng = load_case("teng_heat", ["variant=cpu"])
     text = teng.to_yaml()

@@ -27,8 +27,8 @@ class CaseKind:
         run: ``run(case, folder, resume, on_step) -> summary``: runs the case in ``folder``
             (created, empty unless ``resume``), writes the run folder and returns the
             summary written to ``metrics.json``. ``on_step`` receives progress records with
-            ``step`` and either ``loss`` (optimisation steps, counted from 0) or ``t`` (time
-            steps, counted from 1), plus whatever the kind measures along the way.
+            ``step`` and either ``loss`` (optimisation steps: the updates done, from 1) or
+            ``t`` (time steps, counted from 1), plus whatever the kind measures along the way.
         describe: one line naming what a case will run (before it runs).
         headline: one line summarising a finished run's summary.
         total_steps: the progress bar's total for a case.

@@ -163,7 +163,8 @@ def validate_case(raw: dict, where: str, read_data: bool = True, recorded: bool 
 def load_case(path: str | Path, overrides: list[str] | None = None, read_data: bool = True,
               recorded: bool = False) -> CaseBase:
     """Read, check and override a case file (a path or a bundled case's name); every variant
-    is validated, the selected one (``variant=NAME`` among ``overrides``) applied first.
+    is validated, the selected ones (``variant=NAME`` among ``overrides``) applied first, in
+    the order given (a later variant's value of a key wins, as a later override's does).
     ``read_data`` and ``recorded``: see :func:`validate_case` (``read_data`` off for a
     finished run's network alone, ``recorded`` on for a run folder's ``config.yaml``)."""
     path = resolve_case_path(path)
@@ -179,9 +180,9 @@ def load_case(path: str | Path, overrides: list[str] | None = None, read_data: b
         if not recorded:
             _refuse_foreign_overrides(changed, block, f"{where}, variant {name!r}")
     given = [o for o in overrides or [] if not o.startswith("variant=")]
-    applied = list(given)
-    for item in [o for o in overrides or [] if o.startswith("variant=")]:
-        applied[:0] = _variant_overrides(variants, item.partition("=")[2], where)
+    chosen = [o.partition("=")[2] for o in overrides or [] if o.startswith("variant=")]
+    applied = [item for name in chosen for item in _variant_overrides(variants, name, where)]
+    applied += given
     case = validate_case(apply_overrides(raw, applied), where, read_data, recorded,
                          strict_kinds=False)
     if not recorded:  # a variant's own options were checked against its case above
