@@ -203,6 +203,20 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tiny_case, tmp_
     assert saved == [5, 10]
 
 
+def test_an_lbfgs_step_records_the_loss_before_its_update_as_an_adam_step_does(tmp_path):
+    """The record of update k is the loss at the parameters update k starts from, in both
+    phases: no value is skipped at the switch, and no line-search trial point is recorded."""
+    trainer = build_trainer(load_case(CASE, [  # the same points throughout
+        *TINY, "training.collocation.resample_every=0", f"output.folder={tmp_path}",
+        "model.width=8", "model.depth=2"]))
+    for until in (20, 21, 22, 23):  # 20 Adam steps, then L-BFGS
+        trainer.fit(until=until - 1)
+        expected = float(trainer.balancer.total(trainer.losses()).detach())
+        trainer.fit(until=until)
+        assert trainer.history[-1]["step"] == until
+        assert trainer.history[-1]["loss"] == pytest.approx(expected, rel=1e-12)
+
+
 @pytest.mark.parametrize("step", [9, 22])  # an Adam step; an L-BFGS step
 def test_a_non_finite_gradient_of_a_finite_loss_stops_before_the_step(tiny_case, step):
     """sqrt(0 r) adds nothing to the loss and NaN to its gradient: the step is not taken, so

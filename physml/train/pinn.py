@@ -329,14 +329,20 @@ class PINNTrainer:
                 self.adam.step()
                 self.schedule.step()
         else:
-            before = [p.detach().clone() for p in params]
-            self.lbfgs.step(self._lbfgs_closure)
+            # the loss before the update, as Adam's (LBFGS.step's own first call reuses it):
+            # the line search's last evaluation may be a trial point it then rejects
+            self._lbfgs_closure()
             terms, total, grads = self._last_evaluation[1:4]
-            taken = all_finite([*params, *grads])
-            if not taken:
-                with torch.no_grad():
-                    for p, value in zip(params, before):
-                        p.copy_(value)
+            taken = all_finite([total, *grads])
+            if taken:
+                before = [p.detach().clone() for p in params]
+                self.lbfgs.step(self._lbfgs_closure)
+                last_total, last_grads = self._last_evaluation[2:4]
+                taken = all_finite([*params, last_total, *last_grads])
+                if not taken:
+                    with torch.no_grad():
+                        for p, value in zip(params, before):
+                            p.copy_(value)
         values = {f"loss_{k}": float(v.detach()) for k, v in terms.items()}
         values["loss"] = float(total.detach()) if taken else float("nan")
         return values
