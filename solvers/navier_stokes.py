@@ -76,14 +76,13 @@ class NavierStokesSolver2D:
         require(str(device).startswith("cpu"),
                 f"device={device!r}: NavierStokesSolver2D runs on the CPU (NumPy/SciPy FFTs)")
         require(scheme == "ifrk4", f"scheme={scheme!r}; allowed: ifrk4")
-        dtype = warp_dtype(dtype).__name__  # a name, or a NumPy, PyTorch or Warp dtype
+        self.dtype = warp_dtype(dtype)  # as a grid solver: a Warp dtype from any dtype or name
         values = check_parameters(self.PARAMETERS, {"nu": nu, "forcing": forcing}, 2)
         self.nu, self.forcing = values["nu"], values["forcing"]
         self.grid, self.bc = grid, periodic(2)
         self.device, self.scheme = "cpu", scheme
         self.check_every = whole_number(check_every, "check_every", 1)
-        self.np_dtype, self.complex_dtype = _DTYPES[dtype]
-        self.dtype_name = dtype
+        self.np_dtype, self.complex_dtype = _DTYPES[self.dtype.__name__]
         lengths = [b - a for a, b in zip(grid.lower, grid.upper, strict=True)]
         kx = 2 * np.pi * scipy.fft.fftfreq(grid.shape[0], lengths[0] / grid.shape[0])
         ky = 2 * np.pi * scipy.fft.rfftfreq(grid.shape[1], lengths[1] / grid.shape[1])
@@ -231,4 +230,4 @@ class NavierStokesSolver2D:
     def __repr__(self) -> str:
         return (f"NavierStokesSolver2D(shape={self.grid.shape}, nu={self.nu:g}, "
                 f"forcing={self.forcing:g}, dt={self.dt}, scheme={self.scheme!r}, "
-                f"device='cpu', dtype={self.dtype_name})")
+                f"device='cpu', dtype={self.dtype.__name__})")

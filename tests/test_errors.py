@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 import torch
+import warp as wp
 
 from physml import bridge
 from physml.solvers import (
@@ -275,7 +276,7 @@ def test_numpy_counts_a_torch_device_and_numpy_dtypes_are_accepted():
     assert HeatSolver1D(GRID, nu=0.1, dt=1e-4, device="cpu:0").device == "cpu"
     for dtype in (np.float32, np.dtype("float32"), torch.float32, "float32"):
         assert NavierStokesSolver2D(Grid((8, 8), (0, 0), (1, 1)), nu=1e-3, dt=None,
-                                    dtype=dtype).dtype_name == "float32"
+                                    dtype=dtype).dtype is wp.float32
     for count in (np.array(4), torch.tensor(4), np.int32(4), 4.0):
         torch.testing.assert_close(bridge.rollout(solver, u0, count), out, rtol=0, atol=0)
 
