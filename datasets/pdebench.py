@@ -146,10 +146,8 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
                              "steady Darcy layout, tensor [N, 1, X, Y] with 'nu'): only "
                              "time-dependent layouts are read")
         if "tensor" in f:
+            t, coords = _stacked_coords(path, f)
             data = f["tensor"][...]
-            n_times = data.shape[1]
-            t = f["t-coordinate"][...][:n_times]
-            coords = [f[f"{a}-coordinate"][...] for a in AXES if f"{a}-coordinate" in f]
             attrs = _attrs(f)
             ours = _physml_names(attrs)
             return _build(data, t, coords, np.arange(data.shape[0]),
@@ -158,8 +156,7 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
                         key=_seed_order)
         if not groups:
             raise ValueError(f"{str(path)!r} has neither a 'tensor' dataset nor seed groups")
-        first = f[groups[0]]
-        coords = [first["grid"][a][...] for a in AXES if a in first["grid"]]
+        times, coords = _group_coords(path, f, groups)
         data = np.stack([f[g]["data"][...] for g in groups])
         seeds = [int(g) if g.isdigit() else i for i, g in enumerate(groups)]
         on_file = {f"{g}/config" for g in groups}
@@ -168,9 +165,82 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
         sample_coords = _config_coords(configs, taken) if all(configs) else None
         attrs = _attrs(f, on_file)
         ours = _physml_names(attrs)
-        return _build(data, first["grid"]["t"][...], coords, seeds,
+        return _build(data, times, coords, seeds,
                       {ours.get(k, k): v for k, v in attrs.items()},
                       {ours.get(k, k): v for k, v in (sample_coords or {}).items()})
+
+
+def _stacked_coords(path: Path, f: h5py.File) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The saved times and the space coordinates of a stacked file, checked against its
+    ``tensor`` [N, T, X]: one ``<axis>-coordinate`` per space axis (no channel axis), each as
+    long as its axis, and ``T`` or ``T + 1`` entries of ``t-coordinate`` (the first ``T``
+    kept).
+
+    Raises:
+        ValueError: naming the file and the dataset at fault.
+    """
+    shape = f["tensor"].shape
+    space = [f"{a}-coordinate" for a in AXES if f"{a}-coordinate" in f]
+    if not space or len(shape) != 2 + len(space):
+        raise ValueError(f"{str(path)!r}: 'tensor' of shape {shape} has {len(shape)} axes, "
+                         f"and the file {len(space)} space coordinates "
+                         f"({', '.join(space) or 'none'}): the stacked layout is 'tensor' "
+                         "[N, T, X] with 'x-coordinate' and 't-coordinate'")
+    t = f["t-coordinate"][...]
+    if len(t) not in (shape[1], shape[1] + 1):
+        raise ValueError(f"{str(path)!r}: 't-coordinate' has {len(t)} entries for the "
+                         f"{shape[1]} saved states of 'tensor' {shape} (T or T + 1 are read)")
+    coords = [f[name][...] for name in space]
+    _check_lengths(path, "'tensor'", shape, 2, dict(zip(space, coords)))
+    return t[: shape[1]], coords
+
+
+def _group_coords(path: Path, f: h5py.File,
+                  groups: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The saved times and the space coordinates of seed groups (the first group's
+    ``grid``), checked: every group's ``data`` of one shape [T, X(, Y)(, C)], each
+    coordinate as long as its axis.
+
+    Raises:
+        ValueError: naming the file and the group or dataset at fault.
+    """
+    first = f[groups[0]]
+    if "t" not in first.get("grid", {}):
+        raise ValueError(f"{str(path)!r}: seed group {groups[0]!r} has 'data' and no "
+                         "'grid/t': a seed group holds 'data' [T, X(, Y), C] and its "
+                         "coordinates 'grid/t', 'grid/x'(, 'grid/y')")
+    shape = first["data"].shape
+    for g in groups[1:]:
+        if f[g]["data"].shape != shape:
+            raise ValueError(f"{str(path)!r}: seed group {g!r} has 'data' of shape "
+                             f"{f[g]['data'].shape}, group {groups[0]!r} {shape}: a file's "
+                             "seed groups share one grid")
+    space = [f"grid/{a}" for a in AXES if a in first["grid"]]
+    if not space or len(shape) not in (len(space) + 1, len(space) + 2):
+        raise ValueError(f"{str(path)!r}: 'data' of seed group {groups[0]!r} of shape {shape} "
+                         f"does not fit its coordinates ({', '.join(space) or 'none'}): a "
+                         "seed group holds 'data' [T, X(, Y), C] and 'grid/t', "
+                         "'grid/x'(, 'grid/y')")
+    times = first["grid/t"][...]
+    coords = [first[name][...] for name in space]
+    _check_lengths(path, f"'{groups[0]}/data'", shape, 0,
+                   {"grid/t": times} | dict(zip(space, coords)))
+    return times, coords
+
+
+def _check_lengths(path: Path, where: str, shape: tuple[int, ...], start: int,
+                   coords: dict[str, np.ndarray]) -> None:
+    """Refuse coordinates whose lengths differ from the axes of ``shape`` they label: axes
+    ``start``, ``start + 1``, ... in order (``coords`` by their dataset names in the file,
+    ``where`` names the data).
+
+    Raises:
+        ValueError: naming the file, the coordinate and the data.
+    """
+    for axis, (name, values) in enumerate(coords.items(), start):
+        if len(values) != shape[axis]:
+            raise ValueError(f"{str(path)!r}: {name!r} has {len(values)} entries for axis "
+                             f"{axis} of {where} {shape}, of length {shape[axis]}")
 
 
 PDEBENCH_NAMES = {"burgers1d_pdebench": {"nu": "Nu"}, "diffusion_reaction1d": {"nu": "Nu"}}
@@ -210,14 +280,18 @@ def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u",
     (:data:`PDEBENCH_NAMES`: Burgers' ``nu`` is written ``Nu``).
 
     Raises:
-        ValueError: the folder of ``path`` does not exist, ``variable`` is no grid field
-            (its dims are not ``sample, time, x[, y[, z]]``), an unknown or unfit layout, or
-            (stacked) a per-sample coordinate that takes several values (the message names
-            it and how to select one), before anything is written.
+        ValueError: the folder of ``path`` does not exist, ``variable`` is no data variable
+            of ``ds`` (the message names those there are) or no grid field (its dims are not
+            ``sample, time, x[, y[, z]]``), an unknown or unfit layout, or (stacked) a
+            per-sample coordinate that takes several values (the message names it and how to
+            select one), before anything is written.
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise ValueError(f"output folder {str(path.parent)!r} does not exist")
+    if variable not in ds.data_vars:
+        raise ValueError(f"variable={variable!r} is no variable of the dataset; allowed: "
+                         f"{', '.join(map(str, ds.data_vars))}")
     dims = ds[variable].dims
     axes = [a for a in AXES if a in dims]
     if not axes or set(dims) != {"sample", "time", *axes}:

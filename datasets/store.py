@@ -261,12 +261,13 @@ def shard_files(folder: str | os.PathLike) -> list[Path]:
 def dataset_shards(path: str | os.PathLike, split: str | None,
                    allow_partial: bool = False) -> list[Path]:
     """The field files to read for ``split`` of ``path``: :func:`checked_shards`, refused when
-    they hold linear systems.
+    they hold linear systems or do not belong together (:func:`_of_one_grid`).
 
     Raises:
-        ValueError: see :func:`checked_shards`; or the shards hold linear systems, not fields.
+        ValueError: see :func:`checked_shards`; or the shards hold linear systems, not fields;
+            or two shards differ in PDE, grid, saved times or per-sample parameters.
     """
-    return _fields_only(checked_shards(path, split, allow_partial))
+    return _of_one_grid(_fields_only(checked_shards(path, split, allow_partial)))
 
 
 def checked_shards(path: str | os.PathLike, split: str | None,
@@ -336,6 +337,61 @@ def _fields_only(files: list[Path]) -> list[Path]:
     return files
 
 
+def _outline(file: Path) -> dict[str, Any]:
+    """What the shards of one dataset share: the ``pde`` attr, the coordinates of time and
+    space, and the names of the per-sample coordinates (swept parameters). Attributes and
+    coordinates only: no field is read."""
+    with h5py.File(file, "r") as f:
+        per_sample = sorted(
+            name for name, item in f.items()
+            if isinstance(item, h5py.Dataset) and item.ndim == 1
+            and [scale.name for scale in item.dims[0].values()] == ["/sample"])
+        return {"pde": f.attrs.get("pde"),
+                "coords": {name: f[name][...] for name in ("time", *AXES) if name in f},
+                "per_sample": per_sample}
+
+
+def _difference(mine: dict[str, Any], theirs: dict[str, Any], other: str) -> str | None:
+    """How outline ``mine`` differs from ``theirs`` (shard ``other``'s), or None."""
+    if mine["pde"] != theirs["pde"]:
+        return f"pde {mine['pde']!r}, shard {other} {theirs['pde']!r}"
+    if list(mine["coords"]) != list(theirs["coords"]):
+        return (f"coordinates {', '.join(mine['coords'])}, shard {other} "
+                f"{', '.join(theirs['coords'])}")
+    for name, values in mine["coords"].items():
+        given = theirs["coords"][name]
+        if values.size != given.size:
+            what = "saved times" if name == "time" else f"{name} cells"
+            return f"{values.size} {what}, shard {other} {given.size}"
+        if not np.array_equal(values, given):
+            return (f"{name} from {values[0]:.6g} to {values[-1]:.6g}, shard {other} from "
+                    f"{given[0]:.6g} to {given[-1]:.6g}")
+    if mine["per_sample"] != theirs["per_sample"]:
+        return (f"per-sample coordinates ({', '.join(mine['per_sample'])}), shard {other} "
+                f"({', '.join(theirs['per_sample'])})")
+    return None
+
+
+def _of_one_grid(files: list[Path]) -> list[Path]:
+    """``files``, refused when two of them differ in PDE, grid (axes, sizes or coordinates),
+    saved times or per-sample coordinates (shards pooled from other generations: joined, they
+    would be padded with NaN or mix trajectories of other steps and grids).
+
+    Raises:
+        ValueError: naming the two shards and what differs.
+    """
+    if len(files) == 1:
+        return files  # nothing to compare, nothing to read
+    first = _outline(files[0])
+    for file in files[1:]:
+        difference = _difference(_outline(file), first, files[0].name)
+        if difference:
+            raise ValueError(f"{str(file.parent)!r}: shard {file.name} has {difference}: a "
+                             "dataset's shards share one PDE, grid, time axis and set of "
+                             "per-sample parameters")
+    return files
+
+
 def open_dataset(path: str | os.PathLike, split: str | None = None,
                  allow_partial: bool = False) -> xr.Dataset:
     """Open a field dataset: one file, or a generated dataset folder joined lazily.
@@ -350,7 +406,8 @@ def open_dataset(path: str | os.PathLike, split: str | None = None,
         ValueError: see :func:`dataset_shards` (linear systems included: read them with
             :func:`physml.datasets.linear_systems.read_systems`).
 
-    A folder's shards are concatenated along ``sample`` and keep only the attrs all of them
+    A folder's shards (of one PDE, grid, time axis and set of per-sample parameters: others
+    are refused) are concatenated along ``sample`` and keep only the attrs all of them
     agree on (a value that differs between shards is per sample, never a dataset's). With Dask
     installed this is lazy (``xarray.open_mfdataset``: nothing is read until values are used),
     otherwise the shards are read into memory.
@@ -368,6 +425,7 @@ def open_dataset(path: str | os.PathLike, split: str | None = None,
             data_vars="minimal",
             coords="minimal",
             compat="override",
+            join="exact",
             combine_attrs="drop_conflicts",
         )
     return xr.open_mfdataset(
@@ -378,6 +436,7 @@ def open_dataset(path: str | os.PathLike, split: str | None = None,
         data_vars="minimal",
         coords="minimal",
         compat="override",
+        join="exact",
         combine_attrs="drop_conflicts",
         parallel=False,
     )

@@ -307,6 +307,37 @@ def test_open_dataset_attrs_hold_only_what_every_shard_agrees_on(tmp_path):
     np.testing.assert_array_equal(joined["nu"], [0.1, 0.1, 0.2, 0.2])
 
 
+def one_d_shard(folder, name, pde="heat1d", cells=8, upper=1.0, t_end=2.0, nu=None):
+    grid = Grid((cells,), (0.0,), (upper,))
+    ds = io.samples_dataset(np.zeros((2, 3, cells)), np.linspace(0.0, t_end, 3), grid,
+                            np.arange(2), None if nu is None else {"nu": np.full(2, nu)},
+                            attrs={"pde": pde})
+    io.write_dataset(ds, folder / name)
+
+
+@pytest.mark.parametrize(("other", "difference"), [
+    ({"pde": "burgers1d_pdebench"}, "pde 'burgers1d_pdebench', shard shard-00000.h5 'heat1d'"),
+    ({"cells": 4}, "4 x cells, shard shard-00000.h5 8"),
+    ({"upper": 2.0}, "x from 0.125 to 1.875, shard shard-00000.h5 from 0.0625 to 0.9375"),
+    ({"t_end": 1.0}, "time from 0 to 1, shard shard-00000.h5 from 0 to 2"),
+    ({"nu": 0.1}, r"per-sample coordinates \(nu\), shard shard-00000.h5 \(\)"),
+])
+def test_shards_of_another_pde_grid_time_axis_or_parameters_are_refused(tmp_path, other,
+                                                                       difference):
+    """A folder pooling shards of several generations was joined with NaN padding (or mixed
+    by FieldDataset); now both name the two shards and what differs."""
+    one_d_shard(tmp_path, "shard-00000.h5")
+    one_d_shard(tmp_path, "shard-00001.h5")
+    assert io.open_dataset(tmp_path).sizes == {"sample": 4, "time": 3, "x": 8}
+    one_d_shard(tmp_path, "shard-00002.h5", **other)
+    message = (re.escape(f"'{tmp_path}': shard shard-00002.h5 has ") + difference
+               + ": a dataset's shards share one PDE, grid")
+    with pytest.raises(ValueError, match=message):
+        io.open_dataset(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        FieldDataset(tmp_path, split=None, pairs=1)
+
+
 def test_write_pdebench_refuses_a_parameter_that_varies_over_the_samples(tmp_path):
     grid = Grid((8,), (0.0,), (1.0,))
     ds = io.samples_dataset(np.zeros((4, 3, 8)), np.arange(3.0), grid, np.arange(4),
@@ -342,6 +373,54 @@ def test_read_pdebench_carries_each_seed_groups_config_into_sample_coords(tmp_pa
     assert "dam_radius: 0.6" in ds["config"].values[1]
     assert ds["seed"].dims == ("sample",) and ds.attrs == {"pde": "swe"}
     assert_cf(ds)
+
+
+def stacked(f, shape=(2, 6, 16), t=6, x=16):
+    f["tensor"] = np.zeros(shape)
+    f["t-coordinate"] = np.arange(t) * 0.1
+    if x:
+        f["x-coordinate"] = np.linspace(0, 1, x)
+
+
+def seed_groups(f, shapes=((6, 16, 1), (6, 16, 1)), grid=True, t=6):
+    for seed, shape in enumerate(shapes):
+        group = f.create_group(f"{seed:04d}")
+        group["data"] = np.zeros(shape)
+        if grid:
+            group["grid/x"] = np.linspace(0, 1, 16)
+            group["grid/t"] = np.arange(t) * 0.1
+
+
+@pytest.mark.parametrize(("write", "message"), [
+    (lambda f: stacked(f, t=4), "'t-coordinate' has 4 entries for the 6 saved states of "
+     "'tensor' (2, 6, 16) (T or T + 1 are read)"),
+    (lambda f: stacked(f, x=10), "'x-coordinate' has 10 entries for axis 2 of 'tensor' "
+     "(2, 6, 16), of length 16"),
+    (lambda f: stacked(f, shape=(2, 6)), "'tensor' of shape (2, 6) has 2 axes, and the file 1 "
+     "space coordinates (x-coordinate): the stacked layout is 'tensor' [N, T, X] with"),
+    (lambda f: stacked(f, x=0), "'tensor' of shape (2, 6, 16) has 3 axes, and the file 0 "
+     "space coordinates (none)"),  # its X axis was read as 16 channels
+    (lambda f: seed_groups(f, shapes=((6, 16, 1), (6, 8, 1))), "seed group '0001' has 'data' "
+     "of shape (6, 8, 1), group '0000' (6, 16, 1): a file's seed groups share one grid"),
+    (lambda f: seed_groups(f, grid=False), "seed group '0000' has 'data' and no 'grid/t'"),
+    (lambda f: seed_groups(f, t=5), "'grid/t' has 5 entries for axis 0 of '0000/data' "
+     "(6, 16, 1), of length 6"),
+])
+def test_read_pdebench_names_the_file_and_dataset_of_a_malformed_layout(tmp_path, write,
+                                                                          message):
+    path = tmp_path / "bad.h5"
+    with h5py.File(path, "w") as f:
+        write(f)
+    with pytest.raises(ValueError, match=re.escape(f"'{path}': {message}")):
+        io.read_pdebench(path)
+
+
+def test_write_pdebench_names_the_variables_a_missing_one_could_be(tmp_path):
+    grid = Grid((8,), (0.0,), (1.0,))
+    ds = io.samples_dataset(np.zeros((1, 2, 8)), np.arange(2.0), grid, np.arange(1))
+    with pytest.raises(ValueError, match=r"^variable='v' is no variable of the dataset; "
+                       "allowed: u$"):
+        io.write_pdebench(ds, tmp_path / "x.h5", variable="v")
 
 
 def test_write_pdebench_refuses_mesh_and_steady_fields_in_one_message(tmp_path):
