@@ -82,7 +82,7 @@ def run_case(batch: int, steps: int) -> dict:
         if side == "torch":
             final = torch_rollout(u, nu, steps, solver.dt, grid.dx[0])
         else:
-            final = bridge.rollout(solver, u, steps, save_every=steps, params={"nu": nu})[:, -1]
+            final = bridge.rollout(solver, u, steps, save_every=steps, parameters={"nu": nu})[:, -1]
         final.square().sum().backward()
         return final.detach(), u.grad, nu.grad
 

@@ -91,7 +91,7 @@ def rollout(
     u0: torch.Tensor,
     n_steps: int,
     save_every: int = 1,
-    params: dict[str, torch.Tensor] | None = None,
+    parameters: dict[str, torch.Tensor] | None = None,
     checkpoint_every: int | str | None = None,
     memory: RolloutMemory | None = None,
 ) -> torch.Tensor:
@@ -103,7 +103,7 @@ def rollout(
             solver's device (floating point; converted to the solver's dtype).
         n_steps: number of time steps (a multiple of ``save_every``).
         save_every: keep every ``save_every``-th state.
-        params: physical parameters as tensors, by name in ``solver.parameter_names``: one
+        parameters: physical parameters as tensors, by name in ``solver.parameter_names``: one
             value (``()`` or ``(1,)``; ``(ndim,)`` for a velocity), one per sample ``(B,)``
             (``(B, ndim)``), or a field ``(B, *grid.shape)``, ``(1, *grid.shape)`` (or
             ``grid.shape`` for one state) scaling its term cell by cell
@@ -134,9 +134,9 @@ def rollout(
     if not isinstance(u0, torch.Tensor):
         raise ValueError(f"u0 is a {type(u0).__module__}.{type(u0).__name__}; the bridge takes a "
                          "torch.Tensor (torch.as_tensor(u0)); solver.rollout takes NumPy arrays")
-    if params is not None and not isinstance(params, Mapping):
-        raise ValueError(f"params is a {type(params).__name__}; give a mapping of parameter "
-                         f"name to value ({', '.join(solver.parameter_names)})")
+    if parameters is not None and not isinstance(parameters, Mapping):
+        raise ValueError(f"parameters is a {type(parameters).__name__}; give a mapping of "
+                         f"parameter name to value ({', '.join(solver.parameter_names)})")
     batched = u0.dim() == solver.grid.ndim + 1
     u0 = _converted(solver, u0, "u0")
     batch = u0.shape[0] if batched else 1
@@ -145,13 +145,13 @@ def rollout(
         raise ValueError(f"u0 has shape {tuple(u0.shape)}; expected {solver.grid.shape} or "
                          f"(B, *{solver.grid.shape}) with B >= 1")
     given = {n: _converted(solver, _as_tensor(solver, v, u0.device, n), n)
-             for n, v in (params or {}).items()}
+             for n, v in (parameters or {}).items()}
     shapes = solver.batch_parameter_shapes(batch, {n: tuple(v.shape) for n, v in given.items()})
     if batched and batch > 1 and not solver.fused:
         samples = [(u0[b], {n: _sample(solver, n, v.reshape(shapes[n]), b)
                             for n, v in given.items()}) for b in range(batch)]
         for u, p in samples:  # every sample's checks (a rollout of no step) before any runs
-            rollout(solver, u, 0, params=p)
+            rollout(solver, u, 0, parameters=p)
         return torch.stack([rollout(solver, u, n_steps, save_every, p, checkpoint_every, memory)
                             for u, p in samples])
     defaults = solver.parameter_arrays()
@@ -167,11 +167,11 @@ def rollout(
 
 
 def step(
-    solver: GridSolver, u: torch.Tensor, params: dict[str, torch.Tensor] | None = None
+    solver: GridSolver, u: torch.Tensor, parameters: dict[str, torch.Tensor] | None = None
 ) -> torch.Tensor:
     """One differentiable time step of ``solver``: ``u`` of shape ``grid.shape`` (or
     ``(B, *grid.shape)``) in and out."""
-    out = rollout(solver, u, 1, params=params)
+    out = rollout(solver, u, 1, parameters=parameters)
     return out[:, -1] if u.dim() == solver.grid.ndim + 1 else out[-1]
 
 
@@ -184,7 +184,7 @@ def _as_tensor(solver: GridSolver, value, device: torch.device, name: str) -> to
         return torch.as_tensor(np.asarray(value, dtype=np.float64),
                                dtype=_TORCH_DTYPES[solver.dtype], device=device)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"params[{name!r}] = {value!r} is not a number, array or tensor "
+        raise ValueError(f"parameters[{name!r}] = {value!r} is not a number, array or tensor "
                          f"({err})") from None
 
 

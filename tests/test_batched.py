@@ -325,7 +325,7 @@ def test_parameters_of_another_shape_or_range_are_refused():
     for u0, field in ((initial_states(G1, 2), np.full((2, 40), 0.02)),
                       (initial_states(G1, 1)[0], np.full(40, 0.02))):
         with pytest.raises(ValueError, match="a field of nu needs an explicit scheme"):
-            bridge.rollout(imex, torch.tensor(u0), 2, params={"nu": torch.tensor(field)})
+            bridge.rollout(imex, torch.tensor(u0), 2, parameters={"nu": torch.tensor(field)})
 
 
 def test_batched_bridge_gradcheck_with_per_sample_and_field_parameters():
@@ -336,7 +336,7 @@ def test_batched_bridge_gradcheck_with_per_sample_and_field_parameters():
     rho = torch.tensor(1.0 + 0.2 * np.random.default_rng(2).random((2, 8)), requires_grad=True)
 
     def run(u, n, r):
-        return bridge.rollout(solver, u, 3, params={"nu": 0.002 * n, "rho": r})
+        return bridge.rollout(solver, u, 3, parameters={"nu": 0.002 * n, "rho": r})
 
     assert run(u0, nu, rho).shape == (2, 4, 8)
     assert torch.autograd.gradcheck(run, (u0, nu, rho), atol=1e-7, rtol=1e-5)
@@ -351,9 +351,9 @@ def test_batched_bridge_matches_one_by_one_and_numpy():
     solver, values = CASES["burgers2d"]
     u0 = initial_states(solver.grid, 3)
     nu = torch.tensor(values["nu"], dtype=torch.float64)
-    out = bridge.rollout(solver, torch.tensor(u0), 4, 2, params={"nu": nu})
+    out = bridge.rollout(solver, torch.tensor(u0), 4, 2, parameters={"nu": nu})
     for b in range(3):
-        single = bridge.rollout(solver, torch.tensor(u0[b]), 4, 2, params={"nu": nu[b]})
+        single = bridge.rollout(solver, torch.tensor(u0[b]), 4, 2, parameters={"nu": nu[b]})
         torch.testing.assert_close(out[b], single, rtol=0, atol=0)
     np.testing.assert_array_equal(out.numpy(), solver.rollout(u0, 4, 2,
                                                               parameters={"nu": values["nu"]}))
@@ -370,26 +370,26 @@ def test_vmap_over_a_rollout_is_bitwise_the_batched_rollout(case):
     names = sorted(params)
 
     def single(u, *p):
-        return bridge.rollout(solver, u, 4, 2, params=dict(zip(names, p)))
+        return bridge.rollout(solver, u, 4, 2, parameters=dict(zip(names, p)))
 
-    expected = bridge.rollout(solver, u0, 4, 2, params=params)
+    expected = bridge.rollout(solver, u0, 4, 2, parameters=params)
     got = torch.func.vmap(single)(u0, *(params[n] for n in names))
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     shared = {n: v[0] for n, v in params.items()}
     got = torch.func.vmap(lambda u: single(u, *(shared[n] for n in names)))(u0)
-    torch.testing.assert_close(got, bridge.rollout(solver, u0, 4, 2, params=shared),
+    torch.testing.assert_close(got, bridge.rollout(solver, u0, 4, 2, parameters=shared),
                                rtol=0, atol=0)
     pairs = torch.stack([u0[:2], u0[1:]])
     got = torch.func.vmap(torch.func.vmap(lambda u: single(u, *(shared[n] for n in names))))(
         pairs)
-    torch.testing.assert_close(got[1], bridge.rollout(solver, u0[1:], 4, 2, params=shared),
+    torch.testing.assert_close(got[1], bridge.rollout(solver, u0[1:], 4, 2, parameters=shared),
                                rtol=0, atol=0)
     if solver.fused and "nu" in params:
         field = torch.tensor(1.0 + 0.2 * np.random.default_rng(3).random((3, *solver.grid.shape)))
         scale = params["nu"].reshape(3, *[1] * solver.grid.ndim)
         fields = {**params, "nu": scale * field}
         got = torch.func.vmap(single)(u0, *(fields[n] for n in names))
-        torch.testing.assert_close(got, bridge.rollout(solver, u0, 4, 2, params=fields),
+        torch.testing.assert_close(got, bridge.rollout(solver, u0, 4, 2, parameters=fields),
                                    rtol=0, atol=0)
 
 
@@ -402,13 +402,13 @@ def test_gradients_through_vmap_and_torch_func_transforms():
     nu = torch.tensor(values["nu"], dtype=torch.float64) + 0.001
 
     def single(u, n):
-        return bridge.rollout(solver, u, 5, params={"nu": n})
+        return bridge.rollout(solver, u, 5, parameters={"nu": n})
 
     def loss(u, n):
         return torch.func.vmap(single)(u, n).square().sum()
 
     u, n = u0.clone().requires_grad_(True), nu.clone().requires_grad_(True)
-    expected = torch.autograd.grad(bridge.rollout(solver, u, 5, params={"nu": n})
+    expected = torch.autograd.grad(bridge.rollout(solver, u, 5, parameters={"nu": n})
                                    .square().sum(), (u, n))
     u, n = u0.clone().requires_grad_(True), nu.clone().requires_grad_(True)
     through_vmap = torch.autograd.grad(loss(u, n), (u, n))
@@ -435,14 +435,14 @@ def test_vmap_takes_the_shapes_a_rollout_takes_and_a_rollout_without_gradient_un
     solver = AdvectionSolver1D(G1, beta=0.8, dt=5e-3)
     u0 = torch.tensor(initial_states(G1, 3))
     beta = torch.tensor([0.5], dtype=torch.float64)
-    got = torch.func.vmap(lambda u: bridge.rollout(solver, u, 4, params={"beta": beta}))(u0)
-    torch.testing.assert_close(got, bridge.rollout(solver, u0, 4, params={"beta": beta}),
+    got = torch.func.vmap(lambda u: bridge.rollout(solver, u, 4, parameters={"beta": beta}))(u0)
+    torch.testing.assert_close(got, bridge.rollout(solver, u0, 4, parameters={"beta": beta}),
                                rtol=0, atol=0)
     plane, _ = CASES["advection2d"]
     u2 = torch.tensor(initial_states(G2, 3))
     one = torch.tensor([[-0.2, 0.4]], dtype=torch.float64)
-    got = torch.func.vmap(lambda u: bridge.rollout(plane, u[None], 4, params={"beta": one}))(u2)
-    torch.testing.assert_close(got[:, 0], bridge.rollout(plane, u2, 4, params={"beta": one[0]}),
+    got = torch.func.vmap(lambda u: bridge.rollout(plane, u[None], 4, parameters={"beta": one}))(u2)
+    torch.testing.assert_close(got[:, 0], bridge.rollout(plane, u2, 4, parameters={"beta": one[0]}),
                                rtol=0, atol=0)
     burgers, _ = CASES["burgers1d"]
     w = torch.linspace(0.5, 1.5, 40, dtype=torch.float64)
@@ -468,7 +468,7 @@ def test_a_bad_sample_stops_a_sample_by_sample_batch_before_any_step(monkeypatch
         bridge.rollout(solver, bad, 20)
     with pytest.raises(ValueError, match="nu=-1.0 must be"):
         bridge.rollout(solver, bad.nan_to_num(0.5), 20,
-                       params={"nu": torch.tensor([0.02, 0.05, -1.0], dtype=torch.float64)})
+                       parameters={"nu": torch.tensor([0.02, 0.05, -1.0], dtype=torch.float64)})
     assert not steps
 
 
@@ -520,12 +520,12 @@ def test_the_bridge_takes_python_numbers_in_the_solver_s_precision():
     solver = HeatSolver1D(G1, dirichlet(1, 0.2), nu=0.01, dt=1e-3)
     u0 = np.sin(np.pi * G1.coords(0))
     expected = solver.with_parameters(nu=0.013).rollout(u0, 5)
-    got = bridge.rollout(solver, torch.as_tensor(u0), 5, params={"nu": 0.013})
+    got = bridge.rollout(solver, torch.as_tensor(u0), 5, parameters={"nu": 0.013})
     np.testing.assert_array_equal(got.numpy(), expected)
     with pytest.raises(ValueError, match="u0 is a numpy.ndarray; the bridge takes a torch"):
         bridge.rollout(solver, u0, 5)
-    with pytest.raises(ValueError, match="params is a list"):
-        bridge.rollout(solver, torch.as_tensor(u0), 5, params=[0.01])
+    with pytest.raises(ValueError, match="parameters is a list"):
+        bridge.rollout(solver, torch.as_tensor(u0), 5, parameters=[0.01])
     with pytest.raises(ValueError, match="a batch of no state"):
         solver.rollout(np.zeros((0, 40)), 2)
 

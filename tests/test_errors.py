@@ -194,7 +194,7 @@ def test_the_bridge_refuses_what_the_solver_refuses(solver, params, message):
         type(solver)(GRID, **{**solver.parameters(), name: value}, dt=1e-4)
     tensors = {name: torch.tensor(value, dtype=torch.float64, requires_grad=True)}
     with pytest.raises(ValueError, match=message):
-        bridge.rollout(solver, torch.zeros(32, dtype=torch.float64), 1, params=tensors)
+        bridge.rollout(solver, torch.zeros(32, dtype=torch.float64), 1, parameters=tensors)
     with pytest.raises(ValueError, match=message):
         solver.with_parameters(**params)
 
@@ -220,7 +220,7 @@ def test_wrong_shape_dtype_and_parameter_names_in_the_bridge():
     torch.testing.assert_close(out, bridge.rollout(solver, u0.double(), 2), rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['rho'\].*allowed: nu"):
         bridge.rollout(solver, torch.zeros(32, dtype=torch.float64), 1,
-                       params={"rho": torch.tensor(1.0)})
+                       parameters={"rho": torch.tensor(1.0)})
 
 
 def test_step_names_its_own_argument():

@@ -97,7 +97,7 @@ def test_gradcheck_state_and_parameters(case, n_steps):
 
     def run(u, *p):
         return bridge.rollout(solver, u, n_steps, save_every=max(1, n_steps // 2),
-                              params=scaled(solver, names, p))
+                              parameters=scaled(solver, names, p))
 
     assert torch.autograd.gradcheck(run, (u0, *params), atol=1e-7, rtol=1e-5)
 
@@ -107,7 +107,7 @@ def test_backward_twice_gives_the_same_gradient(case):
     build, names = CASES[case]
     solver = build()
     u0, params = inputs(solver, names)
-    out = bridge.rollout(solver, u0, 20, params=scaled(solver, names, params))
+    out = bridge.rollout(solver, u0, 20, parameters=scaled(solver, names, params))
     loss = (out**2).sum()
     first = torch.autograd.grad(loss, (u0, *params), retain_graph=True)
     second = torch.autograd.grad(loss, (u0, *params))
@@ -173,7 +173,7 @@ def test_changing_the_solver_after_the_forward_pass_leaves_the_gradient_of_what_
     def gradient(change):
         solver = BurgersSolver1D(grid, nu=0.01, dt=1e-3)
         nu = torch.tensor(0.01, dtype=torch.float64, requires_grad=True)
-        out = bridge.rollout(solver, u0, 10, 5, params={"nu": nu},
+        out = bridge.rollout(solver, u0, 10, 5, parameters={"nu": nu},
                              checkpoint_every=checkpoint_every)
         if change:
             solver.dt = 2e-3
@@ -194,7 +194,7 @@ def checkpoint_comparison(n, steps):
         u0 = torch.tensor(u0_np, requires_grad=True)
         nu = torch.tensor(0.01, dtype=torch.float64, requires_grad=True)
         memory = bridge.RolloutMemory()
-        out = bridge.rollout(solver, u0, steps, save_every=steps, params={"nu": nu},
+        out = bridge.rollout(solver, u0, steps, save_every=steps, parameters={"nu": nu},
                              checkpoint_every=checkpoint, memory=memory)
         loss = (out[-1] * torch.tensor(np.cos(2 * x))).sum()
         grads.append(torch.autograd.grad(loss, (u0, nu)))

@@ -105,7 +105,7 @@ def test_a_cpu_rollout_backward_takes_the_native_adjoint(monkeypatch):
     solver = BurgersSolver1D(grid, dirichlet(1, 0.2), nu=0.01, dt=2e-3)
     u0 = torch.tensor(initial_states(grid, 2, seed=6), requires_grad=True)
     nu = torch.tensor([0.01, 0.02], dtype=torch.float64, requires_grad=True)
-    loss = bridge.rollout(solver, u0, 10, params={"nu": nu})[:, -1].square().sum()
+    loss = bridge.rollout(solver, u0, 10, parameters={"nu": nu})[:, -1].square().sum()
     native = torch.autograd.grad(loss, (u0, nu), retain_graph=True)
 
     def tape_only(*args):
@@ -117,7 +117,7 @@ def test_a_cpu_rollout_backward_takes_the_native_adjoint(monkeypatch):
         assert torch.equal(a, b)
     monkeypatch.undo()
     monkeypatch.setattr(step_adjoint, "supported", lambda solver: False)
-    loss = bridge.rollout(solver, u0, 10, params={"nu": nu})[:, -1].square().sum()
+    loss = bridge.rollout(solver, u0, 10, parameters={"nu": nu})[:, -1].square().sum()
     for a, b in zip(native, torch.autograd.grad(loss, (u0, nu))):  # the tape's, to rounding
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
