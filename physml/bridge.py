@@ -12,7 +12,9 @@ rollout (its parameters per sample, shared or fields alike), so code written for
 batches without change; ``grad``, ``vjp`` and ``jacrev`` (one reverse sweep per cotangent)
 work on a rollout and on a vmapped one. Not supported: ``vmap`` over a gradient (per-sample
 gradients: differentiate the batch's summed loss instead, the samples being independent),
-forward-mode ``jvp``/``jacfwd``, and second derivatives.
+forward-mode ``jvp``/``jacfwd``, second derivatives, and PyTorch's legacy batched cotangents
+(``torch.autograd.grad(..., is_grads_batched=True)``, ``torch.autograd.functional.jacobian(...,
+vectorize=True)``: refused, naming ``vectorize=False`` and ``jacrev``, which work).
 
 **Dtypes.** The solver's dtype is the compute dtype. Floating-point inputs (state and
 parameters) are converted to it with ``Tensor.to``, which autograd follows, so each gradient
@@ -23,8 +25,10 @@ Inputs must be on the solver's device (never moved silently).
 Rusanov speed $\max(|u_L|, |u_R|)$ are piecewise smooth: at a kink (a slope changing sign at
 an extremum, equal left and right slopes for minmod/MC, $|u_L| = |u_R|$) the backward pass
 returns the derivative of the branch the forward pass took, a one-sided derivative, and
-finite differences across the kink disagree with it. Linear fluxes, diffusion and the
-reactions are smooth.
+finite differences across the kink disagree with it. So is upwind advection in its velocity
+$\beta$: the upwind side follows $\operatorname{sign}\beta$, and at $\beta = 0$ (or a zero
+component of a per-sample velocity) the derivative in $\beta$ is a one-sided one (in 1D,
+that from $\beta > 0$). Diffusion and the reactions are smooth.
 
 Backward pass: for each step $u_{s} = \Phi(u_{s-1}; p)$, in reverse,
 $\bar u_{s-1} = (\partial\Phi/\partial u)^T \bar u_s$ and
@@ -39,7 +43,9 @@ generated adjoint kernels give the products (implicit solves add their own trans
 The two agree to rounding (tests). Each call starts from zeroed buffers, so calling backward
 twice on one graph gives the same gradient.
 
-Memory: without checkpointing the forward pass keeps all $n + 1$ states. With
+Memory: where no gradient can be asked for (gradients off, inference mode, or no input
+that requires grad) the rollout holds no state beyond the saved ones, as ``solver.rollout``.
+Otherwise, without checkpointing, the forward pass keeps all $n + 1$ states. With
 ``checkpoint_every=k`` it keeps every $k$-th state and, in the backward pass, recomputes one
 segment of $k$ states at a time, so at most $\lceil n/k\rceil + k$ states are held at once
 ($\approx 2\sqrt n$ for ``"auto"``, $k = \lceil\sqrt n\rceil$); the price is one extra forward
@@ -63,6 +69,7 @@ import numpy as np
 import torch
 import warp as wp
 
+from .linalg_bridge import one_cotangent_only
 from .solvers import step_adjoint
 from .solvers.base import GridSolver
 from .solvers.checks import check_counts
@@ -158,6 +165,8 @@ def rollout(
     values = [given[n].reshape(shapes[n]) if n in given else _tensor(defaults[n], u0)
               for n in solver.parameter_names]
     segment = _segment_length(checkpoint_every, n_steps)
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (u0, *given.values()))):
+        segment = max(n_steps, 1)  # no backward pass can run: hold no state beyond the saves
     # the backward pass steps a copy: the solver as it is now (dt, boundary conditions), even
     # if the caller changes it before calling backward
     flat = _Rollout.apply(copy.copy(solver), n_steps, save_every, segment, memory, _Held(),
@@ -371,6 +380,8 @@ class _Rollout(torch.autograd.Function):
     def backward(ctx, grad_out):
         if ctx.vmapped:
             raise RuntimeError(_PER_SAMPLE_GRADIENTS)
+        one_cotangent_only("the rollout", grad_out, "torch.autograd.functional.jacobian(..., "
+                           "vectorize=False) or torch.func.jacrev")
         u0, *values = ctx.saved_tensors
         return (None, None, None, None, None, None,
                 *_Adjoint.apply(ctx.solver, ctx.n_steps, ctx.save_every, ctx.keep_every,

@@ -15,7 +15,9 @@ $\bar a_k = -\lambda_{i_k} x_{j_k}$; gradients with respect to anything the valu
 from (vertex positions, coefficients) follow by the chain rule. Tensors pass zero-copy to Warp.
 Backward can be called twice and gives the same gradient (no state is kept between calls);
 it is first order only: a backward pass that would build a graph (``create_graph=True``, for a
-gradient penalty) is refused rather than returning a gradient whose own derivative is wrong.
+gradient penalty) is refused rather than returning a gradient whose own derivative is wrong,
+and so are PyTorch's legacy batched cotangents (``is_grads_batched=True``,
+``jacobian(..., vectorize=True)``: use ``vectorize=False``).
 """
 
 from __future__ import annotations
@@ -69,6 +71,24 @@ def first_order_only(what: str) -> None:
                            "backward) is not supported")
 
 
+def one_cotangent_only(what: str, grad: torch.Tensor,
+                       alternatives: str = "torch.autograd.functional.jacobian(..., "
+                                           "vectorize=False)") -> None:
+    """Refuse a batch of cotangents from PyTorch's legacy batched gradients
+    (``torch.autograd.grad(..., is_grads_batched=True)``,
+    ``torch.autograd.functional.jacobian(..., vectorize=True)``): ``what``'s backward hands its
+    cotangent to Warp or NumPy, which cannot read a batched tensor.
+
+    Raises:
+        RuntimeError: ``grad`` is a legacy batched tensor, naming ``alternatives`` (what
+            computes the same Jacobian one cotangent at a time).
+    """
+    if torch._C._functorch.is_legacy_batchedtensor(grad):
+        raise RuntimeError(f"{what}'s backward takes one cotangent at a time: batched gradients "
+                           "(is_grads_batched=True, jacobian(..., vectorize=True)) are not "
+                           f"supported; use {alternatives}")
+
+
 class _ImplicitSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, matvec, solve, solve_transpose, b, *params):
@@ -80,6 +100,7 @@ class _ImplicitSolve(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         first_order_only("the implicit solve")
+        one_cotangent_only("the implicit solve", g)
         x, *params = ctx.saved_tensors
         lam = ctx.solve_transpose(g.contiguous())
         wanted = [i for i, _ in enumerate(params) if ctx.needs_input_grad[4 + i]]

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 import torch
 import warp as wp
 
-from .linalg_bridge import csr_solve, first_order_only
+from .linalg_bridge import csr_solve, first_order_only, one_cotangent_only
 from .solvers.kept import LeastRecentlyUsed
 from .solvers.linalg import Jacobi, SmoothedAggregationAMG, cg
 from .solvers.mesh import Mesh, element_triplets, element_triplets_adjoint, pattern
@@ -58,6 +58,7 @@ class _OperatorValues(torch.autograd.Function):
     @staticmethod
     def forward(ctx, points: torch.Tensor, mesh: Mesh, kind: str) -> torch.Tensor:
         x = _warp_points(mesh, points)  # checked first
+        mesh.check_moved_points(points.detach().cpu().numpy())
         dtype = _WP_DTYPES[points.dtype]
         matrix = pattern(mesh, dtype).assemble(element_triplets(mesh, kind, dtype, x))
         ctx.mesh, ctx.kind = mesh, kind
@@ -67,6 +68,7 @@ class _OperatorValues(torch.autograd.Function):
     @staticmethod
     def backward(ctx, values_grad: torch.Tensor):
         first_order_only("operator_values")
+        one_cotangent_only("operator_values", values_grad)
         (points,) = ctx.saved_tensors
         mesh = ctx.mesh
         slots = wp.to_torch(pattern(mesh, _WP_DTYPES[points.dtype]).slots).long()
@@ -86,6 +88,10 @@ def operator_values(points: torch.Tensor, mesh: Mesh, kind: str = "stiffness") -
 
     Returns:
         (nnz,) values, differentiable with respect to ``points``.
+
+    Raises:
+        ValueError: ``points`` fold a cell (the message building a
+            :class:`~physml.solvers.mesh.Mesh` on them gives), or a bad shape or dtype.
     """
     if kind not in ("stiffness", "mass"):
         raise ValueError(f"kind must be 'stiffness' or 'mass', got {kind!r}")
@@ -160,8 +166,19 @@ def csr_rows(mesh: Mesh, dtype: type = wp.float64) -> np.ndarray:
 
 
 def spmv(values: torch.Tensor, u: torch.Tensor, mesh: Mesh) -> torch.Tensor:
-    """$A u$ for CSR values (nnz,) on the mesh's pattern; differentiable in both."""
-    pat = pattern(mesh, _WP_DTYPES[values.dtype])
+    """$A u$ for CSR values (nnz,) on the mesh's pattern; differentiable in both.
+
+    Raises:
+        ValueError: ``values`` not (nnz,) or ``u`` not (n,), or not both float32 or both
+            float64.
+    """
+    _require_tensors(values=values, u=u)
+    pat = pattern(mesh, _WP_DTYPES.get(values.dtype, wp.float64))
+    if (values.dtype not in _WP_DTYPES or u.dtype != values.dtype
+            or tuple(values.shape) != (pat.nnz,) or tuple(u.shape) != (mesh.n_vertices,)):
+        raise ValueError(f"spmv needs values ({pat.nnz},) and u ({mesh.n_vertices},) of one "
+                         f"dtype, float32 or float64; got values {tuple(values.shape)} "
+                         f"{values.dtype} and u {tuple(u.shape)} {u.dtype}")
     rows = torch.as_tensor(csr_rows(mesh, _WP_DTYPES[values.dtype]), device=u.device)
     cols = torch.as_tensor(pat.indices, device=u.device, dtype=torch.long)
     return torch.zeros_like(u).index_add(0, rows, values * u[cols])
@@ -183,8 +200,9 @@ def poisson_solve(points: torch.Tensor, mesh: Mesh, f: torch.Tensor,
         (n,) nodal values, differentiable in ``points``, ``f`` and ``g``.
 
     Raises:
-        ValueError: no Dirichlet vertex (the pure Neumann problem is singular), or the
-            tensors differ in dtype or device.
+        ValueError: no Dirichlet vertex (the pure Neumann problem is singular), the
+            tensors differ in dtype or device, or ``points`` fold a cell
+            (:func:`operator_values`).
     """
     _require_tensors(points=points, f=f, g=g)
     given = boundary is not None

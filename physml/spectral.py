@@ -45,6 +45,10 @@ _CONTOUR_POINTS = 32
 class SpectralSolver:
     """ETDRK4 Fourier pseudo-spectral solver for $u_t = \\nu\\Delta u + \\rho u + \\mathcal N(u)$.
 
+    The states are differentiable in ``u0`` by PyTorch's autograd (plain torch operations);
+    the coefficients (``nu``, ``dt``, ``reaction``) are numbers, and a tensor that requires
+    grad is refused rather than silently detached.
+
     Args:
         n: grid points per axis (1 or 2 axes, each even).
         nu: diffusivity $\\nu \\ge 0$.
@@ -67,6 +71,12 @@ class SpectralSolver:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float64,
     ) -> None:
+        for name, value in (("nu", nu), ("dt", dt), ("reaction", reaction)):
+            if isinstance(value, torch.Tensor) and value.requires_grad:
+                raise ValueError(f"{name} is a tensor that requires grad; the spectral solver's "
+                                 "coefficients are numbers, not differentiable (its states are, "
+                                 f"in u0): pass {name}.item(); physml.bridge.rollout "
+                                 "differentiates a Warp solver in its parameters")
         self.n = tuple(int(m) for m in n)
         if len(self.n) not in (1, 2) or any(m < 4 or m % 2 for m in self.n):
             raise ValueError(f"n must give 1 or 2 even sizes >= 4 per axis, got {list(n)}")

@@ -90,29 +90,41 @@ def zero_measure_cells(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
     return np.flatnonzero(measure <= ZERO_MEASURE_TOL * longest ** (k - 1))
 
 
-def folded_cells(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
+def shared_facets(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The topology :func:`folded_cells` compares, which moving the vertices keeps: (f, 2) the
+    two rows ``omit * m + cell`` (the cell's facet without its vertex ``omit``) of each facet
+    that two cells share, and (f, 2) their parities, +1 or -1: that of the permutation taking
+    the cell's vertex order to (the facet's vertices sorted, then the opposite vertex)."""
+    k = cells.shape[1]
+    faces, parities = [], []
+    for omit in range(k):
+        facet = np.delete(cells, omit, axis=1)
+        inversions = sum(facet[:, i] > facet[:, j] for i, j in combinations(range(k - 1), 2))
+        faces.append(np.sort(facet, axis=1))
+        parities.append(1 - 2 * ((inversions + k - 1 - omit) % 2))
+    inverse, counts = row_ids(np.concatenate(faces))
+    shared = np.flatnonzero(counts[inverse] == 2)
+    pairs = shared[np.argsort(inverse[shared], kind="stable")].reshape(-1, 2)
+    return pairs, np.concatenate(parities)[pairs]
+
+
+def folded_cells(points: np.ndarray, cells: np.ndarray,
+                 facets: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Cells of a planar triangle or tetrahedral mesh that lie on the same side of a facet as
     the other cell sharing it (a fold): for every interior facet, the orientations of (facet,
-    opposite vertex) in the two cells must differ in sign. Independent of the order each cell
-    lists its vertices in, which meshers leave mixed."""
+    opposite vertex) in the two cells must differ in sign. Each is the sign of its cell's
+    signed measure times the parity of that vertex order (:func:`shared_facets`, computed if
+    ``facets`` is not given), so the order each cell lists its vertices in, which meshers
+    leave mixed, does not matter."""
     k = cells.shape[1]
     if points.shape[1] == k and np.ptp(points[:, -1]) == 0:  # a plane written with z = const
         points = points[:, :-1]
     if points.shape[1] != k - 1:
         return np.empty(0, dtype=np.int64)
-    faces, sides = [], []
-    for omit in range(k):
-        face = np.sort(np.delete(cells, omit, axis=1), axis=1)
-        x = points[face]
-        edges = np.concatenate([x[:, 1:], points[cells[:, omit]][:, None]], axis=1) - x[:, :1]
-        faces.append(face)
-        sides.append(np.sign(np.linalg.det(edges)))
-    faces, sides = np.concatenate(faces), np.concatenate(sides)
-    inverse, counts = row_ids(faces)
-    shared = np.flatnonzero(counts[inverse] == 2)
-    order = shared[np.argsort(inverse[shared], kind="stable")].reshape(-1, 2)
-    same_side = sides[order[:, 0]] == sides[order[:, 1]]
-    return np.unique(order[same_side] % len(cells))
+    pairs, parities = shared_facets(cells) if facets is None else facets
+    m = len(cells)
+    sides = parities * np.sign(signed_measures(points, cells))[pairs % m]
+    return np.unique(pairs[sides[:, 0] == sides[:, 1]] % m)
 
 
 def non_manifold_cells(cells: np.ndarray) -> np.ndarray:
@@ -190,12 +202,19 @@ def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
         raise RepairableMeshError(
             f"unreferenced vertices {_describe(unused)} belong to no cell", "drop them")
     kind = "volume" if cells.shape[1] == 4 else "area"
-    for problem, found in (
-        (f"zero-{kind} cells", zero_measure_cells(points, cells)),
-        ("folded cells (on the same side of a facet as its other cell)",
-         folded_cells(points, cells)),
-        ("cells on non-manifold facets (a facet shared by more than two cells)",
-         non_manifold_cells(cells)),
-    ):
-        if len(found):
-            raise ValueError(f"mesh has {problem}: cells {_describe(found)}; remove or fix them")
+    _refuse(f"zero-{kind} cells", zero_measure_cells(points, cells))
+    check_folds(points, cells)
+    _refuse("cells on non-manifold facets (a facet shared by more than two cells)",
+            non_manifold_cells(cells))
+
+
+def check_folds(points: np.ndarray, cells: np.ndarray,
+                facets: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Raise :func:`check_mesh`'s ``ValueError`` for :func:`folded_cells` (its arguments)."""
+    _refuse("folded cells (on the same side of a facet as its other cell)",
+            folded_cells(points, cells, facets))
+
+
+def _refuse(problem: str, found: np.ndarray) -> None:
+    if len(found):
+        raise ValueError(f"mesh has {problem}: cells {_describe(found)}; remove or fix them")

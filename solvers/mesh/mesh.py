@@ -28,10 +28,12 @@ from ..dtypes import warp_dtype
 from ..runtime import warp_device
 from .checks import (
     check_finite,
+    check_folds,
     check_mesh,
     duplicate_groups,
     facets_of,
     row_ids,
+    shared_facets,
     signed_measures,
 )
 
@@ -151,6 +153,17 @@ class Mesh:
         k = self.cells.shape[1]
         lengths = [np.linalg.norm(x[:, i] - x[:, j], axis=1) for i, j in combinations(range(k), 2)]
         return float(np.mean(lengths))
+
+    def check_moved_points(self, points: np.ndarray) -> None:
+        """Refuse vertex positions (n, d) that fold a cell (an optimiser's step that tangles
+        the mesh) with the ``ValueError`` that building the mesh on them would raise. The
+        cells' facet pairing is computed once per mesh: a check costs one signed measure per
+        cell."""
+        check_folds(points, self.cells, self._shared_facets)
+
+    @cached_property
+    def _shared_facets(self) -> tuple[np.ndarray, np.ndarray]:
+        return shared_facets(self.cells)
 
     @cached_property
     def boundary_facets(self) -> np.ndarray:

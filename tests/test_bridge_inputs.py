@@ -1,0 +1,128 @@
+"""The bridges' handling of calls outside the plain gradient: rollouts that need no gradient,
+folded vertex positions, legacy batched cotangents, bad spmv operands, spectral coefficients
+given as tensors, and upwind advection's one-sided derivative at zero velocity."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from physml import bridge
+from physml.linalg_bridge import csr_solve
+from physml.mesh_bridge import operator_values, poisson_solve, spmv
+from physml.solvers import AdvectionSolver1D, Grid, HeatSolver1D, periodic
+from physml.solvers import mesh as pm
+from physml.spectral import SpectralSolver
+
+GRID = Grid((16,), (0.0,), (1.0,))
+
+
+def _heat() -> HeatSolver1D:
+    return HeatSolver1D(GRID, periodic(1), nu=0.01, dt=1e-3, scheme="euler")
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "no_input_requires_grad"])
+def test_a_rollout_that_needs_no_gradient_holds_no_state_beyond_the_saves(mode):
+    solver = _heat()
+    u0 = torch.rand(3, 16, dtype=torch.float64)
+    with torch.enable_grad():
+        wanted = bridge.rollout(solver, u0.clone().requires_grad_(), 40, 20)
+    memory = bridge.RolloutMemory()
+    context = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode,
+               "no_input_requires_grad": torch.enable_grad}[mode]
+    with context():
+        got = bridge.rollout(solver, u0, 40, 20, memory=memory)
+    assert memory.peak_states == 1
+    assert torch.equal(got, wanted.detach())
+
+
+def _inner_vertex(mesh: pm.Mesh) -> int:
+    boundary = set(mesh.boundary_vertices().tolist())
+    return next(i for i in range(mesh.n_vertices) if i not in boundary)
+
+
+def test_positions_that_fold_a_cell_are_refused_as_mesh_refuses_them():
+    mesh = pm.disc(0.4)
+    points = torch.tensor(mesh.points)
+    points[_inner_vertex(mesh), 0] += 3.0
+    with pytest.raises(ValueError) as by_mesh:
+        pm.Mesh(points.numpy(), mesh.cells)
+    assert "folded cells" in str(by_mesh.value)
+    f = torch.ones(mesh.n_vertices, dtype=torch.float64)
+    for call in (lambda: poisson_solve(points, mesh, f),
+                 lambda: operator_values(points.float(), mesh, "mass")):
+        with pytest.raises(ValueError) as by_bridge:
+            call()
+        assert str(by_bridge.value) == str(by_mesh.value)
+
+
+def test_a_mesh_with_its_cells_listed_in_mixed_orientation_is_not_folded():
+    mesh = pm.box(0.7)
+    cells = mesh.cells.copy()
+    cells[::2, [0, 1]] = cells[::2, [1, 0]]
+    mixed = pm.Mesh(mesh.points, cells)
+    moved = torch.tensor(mesh.points) * torch.tensor([1.0, 2.0, -1.0], dtype=torch.float64)
+    assert operator_values(moved, mixed).isfinite().all()
+
+
+@pytest.mark.parametrize("call", ["rollout", "csr_solve", "poisson_solve"])
+@pytest.mark.parametrize("batched", ["jacobian", "is_grads_batched"])
+def test_legacy_batched_cotangents_are_refused_naming_the_alternative(call, batched):
+    mesh = pm.disc(0.5)
+    points = torch.tensor(mesh.points)
+    matrix = sp.csr_matrix(np.array([[4.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 2.0]]))
+    function, x = {
+        "rollout": (lambda u: bridge.rollout(_heat(), u, 4, 2)[-1],
+                    torch.rand(16, dtype=torch.float64)),
+        "csr_solve": (lambda b: csr_solve(torch.tensor(matrix.data), b, matrix.indptr,
+                                          matrix.indices),
+                      torch.ones(3, dtype=torch.float64)),
+        "poisson_solve": (lambda f: poisson_solve(points, mesh, f),
+                          torch.ones(mesh.n_vertices, dtype=torch.float64)),
+    }[call]
+    with pytest.raises(RuntimeError, match=r"vectorize=False"):
+        if batched == "jacobian":
+            torch.autograd.functional.jacobian(function, x, vectorize=True)
+        else:
+            x.requires_grad_()
+            y = function(x)
+            torch.autograd.grad(y, x, torch.eye(len(y), dtype=y.dtype), is_grads_batched=True)
+    assert torch.autograd.functional.jacobian(function, x.detach()).isfinite().all()
+
+
+@pytest.mark.parametrize("change", ["longer u", "float16", "float32 u", "values length"])
+def test_spmv_refuses_operands_that_do_not_fit_the_operator(change):
+    mesh = pm.disc(0.5)
+    values = operator_values(torch.tensor(mesh.points), mesh, "mass")
+    u = torch.ones(mesh.n_vertices, dtype=torch.float64)
+    values, u = {"longer u": (values, torch.ones(mesh.n_vertices + 3, dtype=torch.float64)),
+                 "float16": (values.half(), u.half()),
+                 "float32 u": (values, u.float()),
+                 "values length": (values[:-1], u)}[change]
+    with pytest.raises(ValueError, match=r"spmv needs values \(\d+,\) and u \(\d+,\)"):
+        spmv(values, u, mesh)
+
+
+def test_the_spectral_solver_differentiates_in_u0_and_refuses_a_nu_that_requires_grad():
+    u0 = torch.rand(16, dtype=torch.float64, requires_grad=True)
+    solver = SpectralSolver.burgers((16,), nu=0.1, dt=1e-2)
+    assert torch.autograd.gradcheck(lambda u: solver.rollout(u, 3, 3), (u0,))
+    nu = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match="nu is a tensor that requires grad"):
+        SpectralSolver.burgers((16,), nu=nu, dt=1e-2)
+    assert SpectralSolver.burgers((16,), nu=nu.detach(), dt=1e-2).nu == 0.1
+
+
+def test_upwind_advection_at_zero_velocity_returns_the_derivative_from_positive_velocity():
+    solver = AdvectionSolver1D(GRID, periodic(1), beta=1.0, dt=1e-3)
+    u0 = torch.from_numpy(np.random.default_rng(0).random(16))
+    beta = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+
+    def final(b: torch.Tensor) -> torch.Tensor:
+        return bridge.rollout(solver, u0, 6, 6, parameters={"beta": b})[-1]
+
+    (grad,) = torch.autograd.grad(final(beta).square().sum(), beta)
+    eps = 1e-6
+    right = (final(beta.detach() + eps).square().sum() - final(beta.detach()).square().sum()) / eps
+    left = (final(beta.detach()).square().sum() - final(beta.detach() - eps).square().sum()) / eps
+    assert abs(float(grad) - float(right)) < 1e-4 < abs(float(grad) - float(left))
