@@ -21,10 +21,13 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
     """Create ``folder`` (or check it may be resumed) and record the spec in it.
 
     Raises:
-        ValueError: the folder holds files a dataset did not write (whatever ``overwrite``
-            says), a complete dataset or one of another spec and ``overwrite`` is false, or
-            it cannot be written.
+        ValueError: ``folder`` is a file, the folder holds files a dataset did not write
+            (whatever ``overwrite`` says), a complete dataset or one of another spec and
+            ``overwrite`` is false, or it cannot be written.
     """
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {str(folder)!r} is a file; give a folder (a dataset is a "
+                         "folder of shards)")
     spec_file = folder / "spec.yaml"
     foreign = _foreign_files(folder)
     if foreign:

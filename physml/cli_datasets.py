@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 
 from .cli_parser import log_interval
+
+SCHEDULER_ADDRESS = re.compile(r"(\w+://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d+")
+"""A Dask scheduler's address, as ``dask.distributed.Client`` takes it: ``host:port``, an IPv6
+host in brackets, with or without a protocol (``tcp://``, ``tls://``)."""
 
 
 def generate_command(args: argparse.Namespace) -> int:
@@ -24,6 +29,13 @@ def generate_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--samples={args.samples} must be a positive integer")
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers={args.workers} must be >= 0")
+    if args.scheduler is not None:
+        if args.workers is not None:
+            raise ValueError("--workers and --scheduler: give one (--scheduler's workers solve "
+                             "the samples; --workers starts local ones)")
+        if not SCHEDULER_ADDRESS.fullmatch(args.scheduler):
+            raise ValueError(f"--scheduler {args.scheduler!r}: expected a Dask scheduler's "
+                             "address, [protocol://]host:port, e.g. tcp://127.0.0.1:8786")
     quiet_warp(args.device)
     device = warp_device(args.device)
     spec = load_spec(args.spec, samples=args.samples)
@@ -54,6 +66,5 @@ def generate_command(args: argparse.Namespace) -> int:
     reader = (f"physml.datasets.linear_systems.read_systems({str(args.out / 'train')!r})"
               if isinstance(spec, LinearSystemSpec)
               else f"physml.io.open_dataset({str(args.out)!r}, split='train')")
-    console.print(f"wrote {manifest['samples']} samples to {args.out} (open with {reader})",
-                  markup=False)
+    print(f"wrote {manifest['samples']} samples to {args.out} (open with {reader})")
     return 0

@@ -202,9 +202,8 @@ def _add_cases(sub: argparse._SubParsersAction) -> None:
 def _add_datasets(sub: argparse._SubParsersAction) -> None:
     """``physml datasets generate SPEC --out FOLDER``."""
     datasets = sub.add_parser("datasets", help="benchmark datasets")
-    datasets_sub = datasets.add_subparsers(
-        dest="datasets_command", parser_class=_Parser, required=True
-    )
+    datasets_sub = datasets.add_subparsers(  # no dest: a missing one is named by its choices
+        parser_class=_Parser, required=True)
     generate = datasets_sub.add_parser(
         "generate",
         help="generate (or resume) a dataset from a spec",
@@ -225,12 +224,13 @@ def _add_datasets(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="local Dask worker processes (default: the cores this process may use, on the CPU; "
-        "0: in-process, the default on CUDA)",
+        "0: in-process, the default on CUDA); not with --scheduler",
     )
     generate.add_argument(
         "--scheduler",
         default=None,
-        help="address of a running Dask scheduler, e.g. tcp://host:8786",
+        help="address of a running Dask scheduler, e.g. tcp://host:8786 (its workers solve the "
+        "samples)",
     )
     generate.add_argument(
         "--overwrite",

@@ -124,9 +124,7 @@ def solve_command(args: argparse.Namespace) -> int:
     times = np.arange(args.n_saves) * save_every * dt
     write_dataset(trajectory_dataset(states, times, solver.grid, attrs=attrs,
                                      metadata={"u": prob.quantity}), args.out)
-    console.print(
-        f"wrote {args.out} ({states.shape}, {elapsed:.1f} s, {n_steps / elapsed:.0f} steps/s)",
-        markup=False)
+    print(f"wrote {args.out} ({states.shape}, {elapsed:.1f} s, {n_steps / elapsed:.0f} steps/s)")
     return 0
 
 
@@ -154,10 +152,12 @@ def _steps_per_save(
     if imex is not None:
         remedy = "a smaller --t-end"  # a larger step than the stable one is no cure
     if args.dt is None:
-        step = min(args.cfl * stable, tau)
-        steps = tau / step
-        dt_text = f"dt={step:.3g} ({args.cfl:g} x the stable step)"
-        if step == tau:  # the saves, not stability, set the step
+        steps = tau / (args.cfl * stable)
+        if math.isfinite(steps):  # the whole number the run takes (an overflow is refused below)
+            steps = _fewest_steps(tau, args.cfl * stable)
+        dt_text = (f"dt={tau / steps:.4g} (the longest step up to {args.cfl:g} x the stable step "
+                   "that divides the save intervals)")
+        if steps == 1:  # the saves, not stability, set the step
             dt_text = (f"one step per save interval (dt={tau:.3g}, shorter than {args.cfl:g} x "
                        f"the stable step {stable:.3g})")
             remedy = "fewer --n-saves or a smaller --t-end"
@@ -167,13 +167,14 @@ def _steps_per_save(
         dt_text = f"--dt={args.dt:g}"
     total = steps * intervals
     if not total <= args.max_steps:
-        allow = f"--max-steps {math.ceil(total)} to run them anyway, or " if total < 1e15 else ""
+        needed = f"{math.ceil(total)}" if total < 1e15 else f"{total:.3g}"  # exact if countable
+        allow = f"--max-steps {needed} to run them anyway, or " if total < 1e15 else ""
         raise ValueError(
-            f"--t-end={t_end:g} with {dt_text} needs {total:.3g} time steps, more than "
+            f"--t-end={t_end:g} with {dt_text} needs {needed} time steps, more than "
             f"--max-steps={args.max_steps}; pass {allow}{remedy}{implicit}"
         )
     if args.dt is None:
-        return _fewest_steps(tau, args.cfl * stable)
+        return steps
     given = max(1, round(steps))
     problems = []
     if not math.isclose(tau / given, args.dt, rel_tol=1e-6):

@@ -9,10 +9,14 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .cli_parser import check_output_file
+
+if TYPE_CHECKING:
+    from .trained import TrainedModel
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -22,11 +26,8 @@ def predict_command(args: argparse.Namespace) -> int:
     if args.out.suffix not in (".npy", ".csv", ".h5"):
         raise ValueError(f"--out: {str(args.out)!r} must end in .npy, .csv or .h5")
     model = load_run(args.run_dir, args.device)
-    if model.steps is not None and model.steps < model.planned_steps:
-        print(f"physml predict: note: the network of {str(args.run_dir)!r} is its checkpoint "
-              f"at step {model.steps} of {model.planned_steps} (the run stopped early; resume "
-              "it to finish)", file=sys.stderr)
     points = _read_points(args.points, model.inputs, model.outputs)
+    _note_unfinished("predict", args.run_dir, model)  # after the mistakes: they end on one line
     bounds = model.field.problem.bounds  # (d_in, 2): the box the network was trained in
     beyond = np.any((points < bounds[:, 0]) | (points > bounds[:, 1]), axis=1)
     outside = int(np.sum(beyond))
@@ -80,16 +81,50 @@ def export_command(args: argparse.Namespace) -> int:
     if args.out.suffix not in writers:
         raise ValueError(f"--out: {str(args.out)!r} must end in .pt (TorchScript) or .onnx")
     model = load_run(args.run_dir, args.device)
+    _note_unfinished("export", args.run_dir, model)
     getattr(model, writers[args.out.suffix])(args.out)
     print(f"wrote {args.out} (inputs {', '.join(model.inputs)} -> outputs "
           f"{', '.join(model.outputs)}, {str(model.dtype).removeprefix('torch.')})")
     return 0
 
 
+def _note_unfinished(command: str, run_dir: Path, model: TrainedModel) -> None:
+    """On stderr, for a network of fewer training steps than its run's total: which checkpoint
+    it is, and what finishes the run."""
+    if model.steps is None or model.steps >= model.planned_steps:
+        return
+    if _running(run_dir):
+        state = "the run is still training: this is its latest checkpoint"
+    else:  # a resume replays the steps of a blow-up into the same failure
+        state = ("the run stopped early: if it was interrupted, resume it to finish; if it "
+                 "stopped on a NaN/Inf loss, a resume fails the same way: start a new run")
+    print(f"physml {command}: note: the network of {str(run_dir)!r} is its checkpoint at step "
+          f"{model.steps} of {model.planned_steps} ({state})", file=sys.stderr)
+
+
+def _running(run_dir: Path) -> bool:
+    """Whether a physml run holds ``run_dir`` now (:func:`~physml.cases.run_folder.holding`),
+    asked by a shared lock taken and let go at once: nothing in the folder changes."""
+    from .cases.run_folder import LOCK
+
+    try:
+        import fcntl
+
+        with open(run_dir / LOCK) as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except (ImportError, OSError):  # no lock file (no run holds it), Windows, no flock
+        pass
+    return False
+
+
 def _read_points(path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...] = ()
                  ) -> np.ndarray:
     """Rows of inputs from a .npy array or a .csv whose header names the inputs (columns
     named like an output are ignored: a CSV ``predict`` wrote reads back)."""
+    if path.is_dir():
+        raise ValueError(f"--points: {str(path)!r} is a folder; give a .npy or .csv file")
     if not path.is_file():
         raise ValueError(f"--points: {str(path)!r} does not exist")
     if path.suffix not in (".npy", ".csv"):

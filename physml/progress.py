@@ -20,7 +20,13 @@ LOG_INTERVAL_S = 30.0
 
 class PipeConsole(Console):
     """A rich ``Console`` whose closed pipe raises Python's ``BrokenPipeError`` (which the
-    command line answers with exit status 141, quietly) instead of rich's exit status 1."""
+    command line answers with exit status 141, quietly) instead of rich's exit status 1, and
+    which writes each line whole where the output is not a terminal (a log, a pipe: no wrap
+    at rich's 80 columns there)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.soft_wrap = self.soft_wrap or not self.is_terminal
 
     def on_broken_pipe(self) -> None:
         self.quiet = True

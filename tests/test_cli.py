@@ -1,5 +1,6 @@
 """The physml command: solve writes HDF5 that xarray and h5py read; mistakes exit with 2."""
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -131,19 +132,19 @@ def test_out_is_checked_before_any_computation(capsys, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "args, count",
     [(["--t-end", "1e300"], "4.77e+302"), (["--dt", "1e-300"], "1e+300"),
-     (["--dt", "1e-8"], "1e+08")],
+     (["--dt", "1e-8"], "100000000")],
 )
 def test_runs_beyond_the_step_limit_are_refused_with_the_count(capsys, tmp_path, args, count):
     err = solve_error(capsys, "heat1d", *args, "--out", str(tmp_path / "u.h5"))
     assert f"needs {count} time steps, more than --max-steps=10000000" in err
-    assert ("--max-steps 100000000 to run them anyway" in err) == (count == "1e+08")
+    assert ("--max-steps 100000000 to run them anyway" in err) == (count == "100000000")
 
 
 def test_a_step_limit_set_by_diffusion_offers_the_implicit_scheme(capsys, tmp_path):
     """A larger --dt is no cure where explicit diffusion sets the limit: --scheme imex is."""
     out = str(tmp_path / "u.h5")
     err = solve_error(capsys, "heat1d", "--nu", "1e5", "--out", out)
-    assert "needs 4.77e+08 time steps" in err and "a larger --dt" not in err
+    assert "needs 476803300 time steps" in err and "a larger --dt" not in err
     assert err.rstrip().endswith("or a smaller --t-end, or --scheme imex (implicit diffusion: "
                                  "no diffusive step limit)")
     err = solve_error(capsys, "heat1d", "--nu", "1e5", "--dt", "0.01", "--out", out)
@@ -192,6 +193,18 @@ def test_max_steps_is_a_limit_the_user_sets(capsys, tmp_path):
     assert err.rstrip().endswith("fewer --n-saves or a smaller --t-end")
     assert main(["solve", "heat1d", "--nx", "16", "--max-steps", "100", "--out", out,
                  "--quiet"]) == 0
+
+
+def test_max_steps_counts_the_steps_and_the_dt_the_run_takes(capsys, tmp_path):
+    """heat1d on 118 cells: 0.5 x the stable step fits just over once in a save interval of
+    0.01, so the run takes 2 steps of 0.005 per save, 200 in all, not the 101 of the ratio."""
+    out = str(tmp_path / "u.h5")
+    err = solve_error(capsys, "heat1d", "--nx", "118", "--max-steps", "199", "--out", out)
+    assert "dt=0.005 (the longest step up to 0.5 x the stable step" in err
+    assert "needs 200 time steps, more than --max-steps=199; pass --max-steps 200 " in err
+    assert main(["solve", "heat1d", "--nx", "118", "--max-steps", "200", "--out", out,
+                 "--quiet"]) == 0
+    assert xr.open_dataset(out).attrs["n_steps"] == 200
 
 
 @pytest.mark.parametrize(
@@ -375,3 +388,96 @@ def test_a_command_other_than_solve_builds_its_parser_without_the_solvers():
     assert command_of(["--quiet", "solve", "heat1d"]) == "solve" and command_of([]) is None
     light = build_parser(solve_options=False)._subparsers._group_actions[0].choices["solve"]
     assert "--nu" not in light._option_string_actions
+
+
+@pytest.fixture
+def unfinished_run(tmp_path):
+    """A burgers run folder whose checkpoint holds step 0 of 50 (a run stopped early, or still
+    training), as the run writes it before its first step."""
+    import torch
+
+    from physml.cases.pinn import build_trainer
+    from physml.cases.registry import load_case
+
+    case = load_case("burgers", ["training.adam.steps=50", "training.lbfgs.steps=0",
+                                 "model.width=8", "model.depth=2", "evaluation.nx=8",
+                                 "evaluation.nt=3"])
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(case.to_yaml())
+    torch.save(build_trainer(case).state_dict(), folder / "checkpoint.pt")
+    np.savetxt(tmp_path / "p.csv", [[0.1, 0.2]], delimiter=",", header="x,t", comments="")
+    return folder
+
+
+@pytest.mark.parametrize("command, out", [
+    (["predict", "{run}", "--points", "{folder}/p.csv"], "u.csv"),
+    (["export", "{run}"], "u.pt"),
+])
+def test_an_unfinished_run_s_network_is_used_with_a_note_of_its_state(
+        unfinished_run, cli_in_process, command, out):
+    """predict and export alike say which checkpoint they use; a resume is not the one cure
+    of a stopped run (a NaN/Inf stop replays into the same failure), nor any of a run still
+    training (its folder held by that run)."""
+    from physml.cases.run_folder import holding
+
+    args = [a.format(run=unfinished_run, folder=unfinished_run.parent) for a in command]
+    result = cli_in_process(*args, "--out", str(unfinished_run.parent / out))
+    assert result.returncode == 0, result.stderr
+    assert f"physml {command[0]}: note: the network of {str(unfinished_run)!r} is its " \
+        "checkpoint at step 0 of 50 (the run stopped early: if it was interrupted, resume it " \
+        "to finish; if it stopped on a NaN/Inf loss, a resume fails the same way" in result.stderr
+    assert result.stdout.startswith(f"wrote {unfinished_run.parent / out}")
+    with holding(unfinished_run):
+        result = cli_in_process(*args, "--out", str(unfinished_run.parent / out), "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert "step 0 of 50 (the run is still training: this is its latest checkpoint)" \
+        in result.stderr and "resume" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["datasets"], "physml datasets: error: the following arguments are required: {{generate}}"),
+    (["predict", "{run}", "--points", "{folder}", "--out", "{folder}/u.csv"],
+     "--points: '{folder}' is a folder; give a .npy or .csv file"),
+    (["datasets", "generate", "burgers1d", "--out", "{folder}/p.csv"],
+     "--out '{folder}/p.csv' is a file; give a folder (a dataset is a folder of shards)"),
+    (["datasets", "generate", "burgers1d", "--out", "{folder}/d", "--scheduler", "foo"],
+     "--scheduler 'foo': expected a Dask scheduler's address, [protocol://]host:port, e.g. "
+     "tcp://127.0.0.1:8786"),
+    (["datasets", "generate", "burgers1d", "--out", "{folder}/d", "--scheduler",
+      "tcp://127.0.0.1:8786", "--workers", "2"],
+     "--workers and --scheduler: give one (--scheduler's workers solve the samples; --workers "
+     "starts local ones)"),
+])
+def test_a_mistake_is_named_as_the_user_gave_it(unfinished_run, capsys, args, message):
+    folder = unfinished_run.parent
+    filled = [a.format(run=unfinished_run, folder=folder) for a in args]
+    with pytest.raises(SystemExit) if args == ["datasets"] else contextlib.nullcontext():
+        assert main(filled) == 2
+    err = capsys.readouterr().err
+    assert message.format(folder=folder) in err.strip().splitlines()[-1]
+    assert not (folder / "d").exists()
+
+
+def test_results_go_to_stdout_and_log_lines_are_not_wrapped(tmp_path, monkeypatch, capsys):
+    """solve and datasets generate, as run, predict and export: progress and notes on stderr,
+    the result on stdout; neither is wrapped at 80 columns where it is not a terminal."""
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")
+    deep = tmp_path / ("a-long-folder-name-" * 4)
+    deep.mkdir()
+    assert main(["solve", "burgers1d", "--nx", "16", "--t-end", "0.01", "--n-saves", "2",
+                 "--out", str(deep / "u.h5")]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.startswith(f"wrote {deep / 'u.h5'} (") and "wrote" not in printed.err
+    assert "scheme='ssp_rk3'" in next(line for line in printed.err.splitlines()
+                                      if "BurgersSolver1D(" in line)
+    assert any(f"saved states -> {deep / 'u.h5'}" in line for line in printed.err.splitlines())
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("pde: advection1d\ngrid: [16]\nparameters: {beta: 0.5}\nt_end: 0.1\n"
+                    "n_saves: 3\ninitial_condition: {kind: pdebench_sines}\nsamples: 1\n")
+    assert main(["datasets", "generate", str(spec), "--out", str(deep / "d"), "--workers",
+                 "0"]) == 0
+    printed = capsys.readouterr()
+    assert printed.out == (f"wrote 1 samples to {deep / 'd'} (open with physml.io.open_dataset("
+                           f"{str(deep / 'd')!r}, split='train'))\n")
+    assert "wrote" not in printed.err
