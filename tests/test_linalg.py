@@ -366,8 +366,8 @@ def test_operators_and_options_of_the_wrong_kind_are_named(rng):
     with pytest.raises(ValueError, match=r"diagonal is a ndarray; the operator needs a Warp"):
         StencilOperator(16, op.matvec, dtype="float64", device="cpu", diagonal=np.ones(16))
     op32, _ = warp_system(P, rng.standard_normal(16), "float32")
-    with pytest.raises(ValueError, match="r is float64 on cpu; the amg_sa preconditioner is "
-                                         "float32 on cpu"):
+    with pytest.raises(ValueError, match="the amg_sa preconditioner was built for a float32 "
+                                         "matrix of 16 unknowns on cpu; A is float64"):
         cg(op, bw, preconditioner=SmoothedAggregationAMG(op32))
 
 

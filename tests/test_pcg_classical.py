@@ -12,8 +12,10 @@ from physml.solvers.linalg import (
     CsrOperator,
     IncompleteCholesky,
     LowerPattern,
+    bicgstab,
     cg,
     csr_from_scipy,
+    gmres,
 )
 from physml.solvers.linalg.model_problems import layered_coefficient, poisson_2d
 
@@ -160,12 +162,19 @@ def test_cholesky_factor_apply_is_the_two_triangular_solves():
 
 
 @pytest.mark.parametrize("name", sorted(PRECONDITIONERS))
-def test_a_preconditioner_for_another_size_is_refused_by_name(name):
-    small = CsrOperator(csr_from_scipy(poisson_2d(8), wp.float64, "cpu"))
-    big = CsrOperator(csr_from_scipy(poisson_2d(10), wp.float64, "cpu"))
-    b = wp.array(np.ones(100), dtype=wp.float64)
-    with pytest.raises(ValueError, match=f"{name} preconditioner needs a contiguous \\(64,\\)"):
-        cg(big, b, preconditioner=PRECONDITIONERS[name](small))
+def test_a_preconditioner_for_another_matrix_is_refused_naming_both(name):
+    """Another size or dtype was refused at the first apply, naming the solver's own r."""
+    preconditioner = PRECONDITIONERS[name](CsrOperator(csr_from_scipy(poisson_2d(8), wp.float64,
+                                                                      "cpu")))
+    for size, dtype, other in ((10, wp.float64, "float64 with 100"),
+                               (8, wp.float32, "float32 with 64")):
+        A = CsrOperator(csr_from_scipy(poisson_2d(size), dtype, "cpu"))
+        b = wp.ones(size * size, dtype=dtype)
+        for solve in (cg, bicgstab, gmres):
+            with pytest.raises(ValueError, match=f"the {name} preconditioner was built for a "
+                                                 f"float64 matrix of 64 unknowns on cpu; A is "
+                                                 f"{other} on cpu: build it for this A"):
+                solve(A, b, preconditioner=preconditioner)
 
 
 @pytest.mark.parametrize("name", ["ic0", "fsai"])

@@ -3,6 +3,7 @@
 import copy
 import json
 import pickle
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from physml.errors import NonFiniteLossError
 from physml.preconditioners import (
     FactorModel,
     LearnedPreconditioner,
+    LearnedSmootherAMG,
     factor_loss,
     fit,
     mean_iterations,
@@ -165,7 +167,9 @@ def test_the_native_forward_is_the_network_in_float64(kind, steps, width):
         graph = float64_features(system_graph(pattern.lower, is_lower=True))
         with torch.no_grad():
             expected = model(graph).numpy()
-        np.testing.assert_allclose(native.values(pattern).numpy(), expected, rtol=1e-12,
+        np.testing.assert_allclose(native.values(pattern, csr_from_scipy(matrix, wp.float64,
+                                                                         "cpu")).numpy(),
+                                   expected, rtol=1e-12,
                                    atol=1e-14 * np.abs(expected).max())
 
 
@@ -201,29 +205,36 @@ def test_the_native_forward_keeps_its_scratch_per_size_and_thread_safely(monkeyp
     are kept between calls), is bit for bit a fresh network's."""
     weights = network_weights(perturbed("cholesky", 2).network)
     shared = NetworkFactor(weights, "cholesky")
-    patterns = [LowerPattern(make_system(LinearSystemSpec(systems="poisson_grid", size=size,
-                                                          samples=1), 0).matrix)
-                for size in (48, 64)]  # forwards long enough to overlap in threads
-    fresh = [NetworkFactor(weights, "cholesky").values(p).numpy() for p in patterns]
-    for pattern, expected in [*zip(patterns, fresh), *zip(patterns, fresh)]:
-        np.testing.assert_array_equal(shared.values(pattern).numpy(), expected)
+    hosts = [make_system(LinearSystemSpec(systems="poisson_grid", size=size, samples=1),
+                         0).matrix for size in (48, 64)]  # forwards long enough to overlap
+    patterns = [LowerPattern(host) for host in hosts]
+    matrices = [csr_from_scipy(host, wp.float64, "cpu") for host in hosts]
+    fresh = [NetworkFactor(weights, "cholesky").values(p, m).numpy()
+             for p, m in zip(patterns, matrices)]
+    for k, expected in enumerate([*fresh, *fresh]):
+        np.testing.assert_array_equal(shared.values(patterns[k % 2], matrices[k % 2]).numpy(),
+                                      expected)
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda k: shared.values(patterns[k % 2]).numpy(), range(32)))
+        results = list(pool.map(lambda k: shared.values(patterns[k % 2],
+                                                        matrices[k % 2]).numpy(), range(32)))
     for k, got in enumerate(results):
         np.testing.assert_array_equal(got, fresh[k % 2])
-    same_shape = patterns[1].lower + sp.identity(patterns[1].n) * 0.25  # other values
-    np.testing.assert_array_equal(shared.values(LowerPattern(same_shape)).numpy(),
-                                  NetworkFactor(weights, "cholesky").values(
-                                      LowerPattern(same_shape)).numpy())
+    same_shape = hosts[1] + sp.identity(patterns[1].n) * 0.25  # other values
+    warp_same_shape = csr_from_scipy(same_shape, wp.float64, "cpu")
+    np.testing.assert_array_equal(
+        shared.values(LowerPattern(same_shape), warp_same_shape).numpy(),
+        NetworkFactor(weights, "cholesky").values(LowerPattern(same_shape),
+                                                  warp_same_shape).numpy())
     for out in (wp.float32, wp.float64):  # a recording per factor dtype, then a new size
-        shared.values(patterns[0], out=out)
-    shared.values(patterns[1])
+        shared.values(patterns[0], csr_from_scipy(hosts[0], out, "cpu"), out=out)
+    shared.values(patterns[1], matrices[1])
     kept = shared._scratch[1]
-    assert all(all(held is array for held, array in zip(arguments[13:16], kept))
+    assert all(all(held is array for held, array in zip(arguments[16:19], kept))
                for _, arguments in shared._recorded.values())  # none holds an older scratch
     other = 0 if shared._scratch[0] == (patterns[1].n, patterns[1].nnz) else 1
     monkeypatch.setattr(factor_network, "KEPT_SCRATCH_BYTES", 0)  # a large system's is freed
-    np.testing.assert_array_equal(shared.values(patterns[other]).numpy(), fresh[other])
+    np.testing.assert_array_equal(shared.values(patterns[other], matrices[other]).numpy(),
+                                  fresh[other])
     assert shared._scratch is None
 
 
@@ -258,7 +269,8 @@ def test_the_native_forward_refuses_inconsistent_weights_and_precisions():
                                                      weights.edge_decoder[0])), "cholesky")
     with pytest.raises(ValueError, match="float64 factor"):
         NetworkFactor(weights, "cholesky", dtype=wp.float64).values(
-            LowerPattern(small_systems()[0]), out=wp.float32)
+            LowerPattern(small_systems()[0]), csr_from_scipy(small_systems()[0], wp.float32,
+                                                             "cpu"), out=wp.float32)
 
 
 def test_the_native_forward_refuses_a_matrix_without_a_positive_diagonal():
@@ -589,3 +601,76 @@ def test_a_factor_that_overflows_names_the_preconditioner_not_the_matrix(
     with pytest.raises(ValueError, match="learned_cholesky: the network's factor for this matrix "
                                          rf"has a non-finite or vanishing entry \(row {hub}\)"):
         LearnedPreconditioner(model)(CsrOperator(csr_from_scipy(A, dtype, "cpu")))
+
+
+def with_entry(matrix: sp.csr_matrix, row: int, column: int, value: float) -> sp.csr_matrix:
+    """``matrix`` with the entry (row, column) set to ``value`` (stored, even a zero)."""
+    coo = matrix.tocoo()
+    keep = ~((coo.row == row) & (coo.col == column))
+    return sp.csr_matrix((np.r_[coo.data[keep], value], (np.r_[coo.row[keep], row],
+                                                          np.r_[coo.col[keep], column])),
+                         shape=matrix.shape)
+
+
+def learned_factories() -> list:
+    return [LearnedPreconditioner(perturbed("cholesky", 0)),
+            LearnedPreconditioner(perturbed("sparse_inverse", 0)),
+            LearnedSmootherAMG(FactorModel("sparse_inverse", width=4, steps=1))]
+
+
+@pytest.mark.parametrize("path", ["native", "torch"])
+@pytest.mark.parametrize("value", [np.inf, np.nan])
+def test_a_non_finite_entry_of_the_matrix_is_named_not_blamed_on_the_training(
+        monkeypatch, path, value):
+    """An Inf at (1, 0) was accepted by training_system (its symmetry test is False for NaN and
+    Inf), and the learned preconditioners blamed the training for the factor it spread to,
+    from row 0 on."""
+    if path == "torch":
+        monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz: False)
+    matrix = with_entry(small_systems()[0], 1, 0, value)
+    n = matrix.shape[0]
+    message = rf"matrix has the non-finite entry {value} in row 1 \(column 0\)"
+    with pytest.raises(ValueError, match=message):
+        training_system(matrix, np.ones(n), np.ones(n))
+    A = CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
+    for factory in learned_factories():
+        with pytest.raises(ValueError, match=message):
+            factory(A)
+    if path == "native":  # the upper triangle: read by the native forward's symmetry check
+        A = CsrOperator(csr_from_scipy(with_entry(small_systems()[0], 0, 1, value), wp.float64,
+                                       "cpu"))
+        with pytest.raises(ValueError, match=rf"entry {value} in row 0 \(column 1\)"):
+            learned_factories()[0](A)
+    matrix = small_systems()[0]
+    for name, x, b in (("x", np.r_[np.ones(n - 1), value], np.ones(n)),
+                       ("b", np.ones(n), np.r_[np.ones(n - 1), value])):
+        with pytest.raises(ValueError, match=f"{name} has the non-finite entry {value} at "
+                                             f"index {n - 1}"):
+            training_system(matrix, x, b)
+
+
+@pytest.mark.parametrize("entry", [(1, 0), (0, 1)])
+def test_a_matrix_that_is_not_symmetric_is_refused_as_training_system_refuses_it(entry):
+    """Only the lower triangle was read: a non-symmetric A got the factor of another matrix
+    (CG then ran 10 n iterations, or converged for the wrong reason)."""
+    matrix = with_entry(small_systems()[0], *entry, -0.5)
+    n = matrix.shape[0]
+    with pytest.raises(ValueError, match="is not symmetric") as refused:
+        training_system(matrix, np.ones(n), np.ones(n))
+    A = CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
+    for factory in learned_factories():
+        with pytest.raises(ValueError, match=re.escape(str(refused.value))):
+            factory(A)
+
+
+def test_a_matrix_symmetric_but_for_rounding_or_a_stored_zero_is_accepted():
+    """The native forward flags a row stored unlike its mirror; the whole matrix's test has
+    the last word."""
+    matrix = small_systems()[0]
+    rounded = with_entry(matrix, 1, 0, matrix[1, 0] * (1 + 1e-15))
+    stored_zero = with_entry(matrix, 0, 5, 0.0)
+    factory = LearnedPreconditioner(perturbed("cholesky", 0))
+    expected = factory(CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))).values.numpy()
+    for accepted in (rounded, stored_zero):  # the zero is above the diagonal: L's pattern
+        values = factory(CsrOperator(csr_from_scipy(accepted, wp.float64, "cpu"))).values
+        np.testing.assert_allclose(values.numpy(), expected, rtol=1e-12)

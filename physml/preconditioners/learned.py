@@ -47,7 +47,12 @@ from ..solvers.linalg import (
     SparseInverseFactor,
     csr_to_scipy,
 )
-from ..solvers.linalg.factor_network import NODE_FEATURES, FactorOutOfRange, NetworkFactor
+from ..solvers.linalg.factor_network import (
+    NODE_FEATURES,
+    FactorOutOfRange,
+    NetworkFactor,
+    require_finite,
+)
 from ..solvers.linalg.factor_network_source import SMALLEST_SCALED_DIAGONAL
 from ..solvers.linalg.incomplete_cholesky import assembled_matrix
 from .graph import SystemGraph, system_graph
@@ -161,14 +166,22 @@ class LearnedPreconditioner:
     def factor(self, A: LinearOperator) -> tuple[LowerPattern, wp.array]:
         """A's lower pattern on A's device and the network's L (or G) on it, shape (nnz_L,),
         in A's precision: by the native forward on the CPU, else by PyTorch; checked
-        (:meth:`_refuse_factor`)."""
+        (:meth:`_refuse_factor`; a non-finite entry of A is named first, and the native
+        forward refuses an A that is not symmetric).
+
+        Raises:
+            ValueError: A has a non-finite entry, is not symmetric (native forward), has a
+                diagonal entry that is not positive, or the factor is out of range.
+        """
+        matrix = assembled_matrix(A, self)
+        host = csr_to_scipy(matrix)
         # G^T G is applied by products: no triangular solve, so no level schedule
-        pattern = LowerPattern(csr_to_scipy(assembled_matrix(A, self)), A.device,
+        pattern = LowerPattern(host, A.device,
                                by_levels=None if self.model.kind == "cholesky" else False)
         native = self._native() if pattern.device.is_cpu else None
         if native is not None and native.fits(pattern.n, pattern.nnz):
             try:  # checked in the native call
-                return pattern, native.values(pattern, out=A.dtype)
+                return pattern, native.values(pattern, matrix, out=A.dtype)
             except FactorOutOfRange as err:
                 self._refuse_factor(err.row)
         values = self._torch_values(pattern, A.dtype)
@@ -180,6 +193,7 @@ class LearnedPreconditioner:
         vanishing = ~(scaled > smallest)  # (NaN included)
         if np.isfinite(factor).all() and not vanishing.any():
             return pattern, values
+        require_finite(host)  # a NaN or Inf of A spreads: name it, not the factor's row
         self._refuse_factor(int(np.flatnonzero(vanishing)[0]) if vanishing.any()
                             else int(np.searchsorted(pattern.lower.indptr,
                                                      np.flatnonzero(~np.isfinite(factor))[0],

@@ -22,6 +22,7 @@ import warp as wp
 from ..errors import NonFiniteLossError, adam_can_step
 from ..solvers.errors import whole_number
 from ..solvers.linalg import CsrOperator, LinearOperator, Preconditioner, cg, csr_from_scipy
+from ..solvers.linalg.factor_network import require_finite, require_symmetric
 from ..solvers.runtime import warp_device
 from .graph import SystemGraph, batch_graphs, system_graph
 from .learned import FactorModel
@@ -48,7 +49,8 @@ def training_system(matrix: sp.spmatrix | sp.sparray, x: np.ndarray, b: np.ndarr
 
     Raises:
         ValueError: b or x is zero (the data loss divides by their norms), is not (n,) for
-            an (n, n) matrix, or the matrix is not symmetric.
+            an (n, n) matrix or has a non-finite entry, or the matrix has one or is not
+            symmetric.
     """
     n = matrix.shape[0]
     for name, v in (("b", b), ("x", x)):
@@ -56,11 +58,13 @@ def training_system(matrix: sp.spmatrix | sp.sparray, x: np.ndarray, b: np.ndarr
             raise ValueError(f"{name} has shape {np.shape(v)}; the matrix is {matrix.shape}, so "
                              f"{name} needs ({n},)")
     square = sp.csr_matrix(matrix, dtype=np.float64)
-    if square.shape != (n, n) or np.max(abs(square - square.T).data, initial=0.0) > (
-            1e-12 * np.max(abs(square.data), initial=0.0)):
-        raise ValueError(f"the matrix ({square.shape}) is not symmetric; a learned factor "
-                         "L L^T approximates a symmetric positive definite A")
+    require_finite(square)
+    require_symmetric(square)
     for name, v in (("b", b), ("x", x)):
+        bad = np.flatnonzero(~np.isfinite(v))
+        if bad.size:
+            raise ValueError(f"{name} has the non-finite entry {np.asarray(v)[bad[0]]} at index "
+                             f"{bad[0]}; a training system needs finite values")
         if not np.any(np.asarray(v)):
             raise ValueError(f"{name} is zero; a training system needs a nonzero right-hand side "
                              "and solution (the data loss is relative to their norms)")

@@ -29,11 +29,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import warp as wp
+import warp.sparse as wps
 
 from ..kept import held_if_free
 from ..vector_width import wide_vector_options
 from .factor_network_source import FORWARD, TILE
+from .linear_operator import csr_to_scipy
 from .triangular import LowerPattern
 
 # the edges' layers run 1.2-1.35x faster with 512-bit vectors, the whole forward 1.15x (a Xeon
@@ -101,6 +104,34 @@ class NetworkWeights:
         return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts])
 
 
+def require_finite(matrix: sp.csr_matrix) -> None:
+    """Refuse a matrix with a NaN or Inf entry, naming its row and column (O(nnz)): it spreads
+    through the network's messages, so the factor's first bad row is not the matrix's.
+
+    Raises:
+        ValueError: naming the first non-finite entry in CSR order.
+    """
+    bad = np.flatnonzero(~np.isfinite(matrix.data))
+    if bad.size:
+        row = int(np.searchsorted(matrix.indptr, bad[0], side="right")) - 1
+        raise ValueError(f"matrix has the non-finite entry {matrix.data[bad[0]]} in row {row} "
+                         f"(column {matrix.indices[bad[0]]}); a learned factor needs finite "
+                         "values: check how A was assembled")
+
+
+def require_symmetric(matrix: sp.csr_matrix) -> None:
+    r"""Refuse a square matrix that is not symmetric: $\max|A - A^T| > 10^{-12} \max|A|$
+    (finite values; O(nnz)).
+
+    Raises:
+        ValueError: the matrix is not symmetric (or not square).
+    """
+    if matrix.shape[0] != matrix.shape[1] or np.max(abs(matrix - matrix.T).data, initial=0.0) > (
+            1e-12 * np.max(abs(matrix.data), initial=0.0)):
+        raise ValueError(f"the matrix ({matrix.shape}) is not symmetric; a learned factor "
+                         "L L^T approximates a symmetric positive definite A")
+
+
 class FactorOutOfRange(ValueError):
     """The network's factor has a non-finite entry, or a scaled diagonal entry at or below
     :data:`~.factor_network_source.SMALLEST_SCALED_DIAGONAL`, first in row :attr:`row`: its
@@ -123,8 +154,11 @@ def network_forward(offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=w
                     upper_columns: wp.array(dtype=wp.int32),
                     transpose_index: wp.array(dtype=wp.int32),
                     diagonal: wp.array(dtype=wp.int32), values: wp.array(dtype=wp.float64),
-                    weights: wp.array(dtype=Any), width: int, steps: int, rows: int,
-                    entries: int, cholesky: int, work: wp.array(dtype=Any),
+                    matrix_offsets: wp.array(dtype=wp.int32),
+                    matrix_columns: wp.array(dtype=wp.int32),
+                    matrix_values: wp.array(dtype=Any), weights: wp.array(dtype=Any),
+                    width: int, steps: int, rows: int, entries: int, cholesky: int,
+                    work: wp.array(dtype=Any),
                     exact_work: wp.array(dtype=wp.float64), index_work: wp.array(dtype=wp.int32),
                     factor: wp.array(dtype=Any)): ...
 
@@ -135,28 +169,32 @@ def network_kernel(offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=wp
                    upper_columns: wp.array(dtype=wp.int32),
                    transpose_index: wp.array(dtype=wp.int32),
                    diagonal: wp.array(dtype=wp.int32), values: wp.array(dtype=wp.float64),
-                   weights: wp.array(dtype=Any), width: int, steps: int, rows: int,
-                   entries: int, cholesky: int, work: wp.array(dtype=Any),
+                   matrix_offsets: wp.array(dtype=wp.int32),
+                   matrix_columns: wp.array(dtype=wp.int32),
+                   matrix_values: wp.array(dtype=Any), weights: wp.array(dtype=Any),
+                   width: int, steps: int, rows: int, entries: int, cholesky: int,
+                   work: wp.array(dtype=Any),
                    exact_work: wp.array(dtype=wp.float64), index_work: wp.array(dtype=wp.int32),
                    factor: wp.array(dtype=Any)):
     """The whole forward pass and the factor (launch dim 1, CPU; nothing on CUDA):
     :data:`~physml.solvers.linalg.factor_network_source.FORWARD`. Reads the pattern (with
-    its diagonal positions), the matrix values and the weights; writes the three work arrays
-    and the factor."""
+    its diagonal positions), its values, A (CSR offsets, columns and values) and the weights;
+    writes the three work arrays and the factor."""
     network_forward(offsets, columns, upper_offsets, upper_columns, transpose_index,
-                    diagonal, values, weights, width, steps, rows, entries, cholesky, work,
-                    exact_work, index_work, factor)
+                    diagonal, values, matrix_offsets, matrix_columns, matrix_values, weights,
+                    width, steps, rows, entries, cholesky, work, exact_work, index_work, factor)
 
 
 _OVERLOADS = {
     (real, out): wp.overload(network_kernel, {"weights": wp.array(dtype=real),
                                               "work": wp.array(dtype=real),
+                                              "matrix_values": wp.array(dtype=out),
                                               "factor": wp.array(dtype=out)})
     for real, out in ((wp.float32, wp.float64), (wp.float32, wp.float32),
                       (wp.float64, wp.float64))
 }
 """The kernel per (network precision, factor precision): float32 networks for float64 or
-float32 matrices, float64 throughout for checks."""
+float32 matrices (A's values in the factor's precision), float64 throughout for checks."""
 
 
 class NetworkFactor:
@@ -208,13 +246,19 @@ class NetworkFactor:
         rows, edges = -(-n // 16) * 16, -(-(nnz - n) // 16) * 16  # padded, on each side
         return (5 * self.width + 2) * rows + (2 * self.width + 3) * edges + self.width * TILE
 
-    def values(self, pattern: LowerPattern, out: type = wp.float64) -> wp.array:
+    def values(self, pattern: LowerPattern, matrix: wps.BsrMatrix, out: type = wp.float64
+               ) -> wp.array:
         """The factor's values on ``pattern`` (its CSR order), from the matrix values the
-        pattern keeps (``pattern.lower``), shape (nnz,), dtype ``out``.
+        pattern keeps (``pattern.lower``), shape (nnz,), dtype ``out``; ``matrix`` is A, the
+        Warp CSR matrix (on the CPU, of dtype ``out``) the pattern was built from, checked
+        symmetric in the same call (a matrix the native loop flags is confirmed by
+        :func:`require_symmetric`).
 
         Raises:
             ValueError: the pattern is not on the CPU or too large (:meth:`fits`), ``out`` is
-                float32 for a float64 network, or a diagonal entry is not positive.
+                float32 for a float64 network or not A's dtype, A has a non-finite entry
+                (:func:`require_finite`, looked for only when the call found a fault), a
+                diagonal entry is not positive, or A is not symmetric.
             FactorOutOfRange: the factor has a non-finite entry or a scaled diagonal entry
                 at or below :data:`~.factor_network_source.SMALLEST_SCALED_DIAGONAL` of
                 ``out`` (checked in the same native call).
@@ -223,6 +267,9 @@ class NetworkFactor:
             raise ValueError(f"pattern on {pattern.device}; the native network runs on the CPU")
         if (self.dtype, out) not in _OVERLOADS:
             raise ValueError(f"a float64 network gives a float64 factor; out={out!r}")
+        if matrix.scalar_type != out:
+            raise ValueError(f"matrix is {matrix.scalar_type.__name__}; out={out.__name__} "
+                             "needs A in the factor's precision")
         if not self.fits(pattern.n, pattern.nnz):
             raise ValueError(f"{pattern.n} rows and {pattern.nnz} entries at width "
                              f"{self.width} exceed the native forward's 32-bit offsets")
@@ -236,6 +283,7 @@ class NetworkFactor:
                 pattern.upper_columns, pattern.transpose_index, pattern.diagonal,
                 wp.array(np.ascontiguousarray(values, dtype=np.float64), dtype=wp.float64,
                          device="cpu", copy=False),  # a view where A is float64
+                matrix.offsets, matrix.columns, matrix.values,
                 self.weights, self.width, self.steps, n, nnz, int(self.kind == "cholesky"),
                 *scratch, factor]
             if kept and self._scratch is not None:
@@ -243,8 +291,12 @@ class NetworkFactor:
             else:
                 wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu",
                           inputs=arguments[:-1], outputs=arguments[-1:])
-            # 1 + the first row with d_i <= 0, and with a bad factor entry (or 0, 0)
-            row, factor_row = (int(k) for k in scratch[2].numpy()[-2:])
+            # 1 + the first row with d_i <= 0, with a bad factor entry, and flagged unsymmetric
+            row, factor_row, unsymmetric = (int(k) for k in scratch[2].numpy()[-3:])
+        if row or factor_row or unsymmetric:  # a NaN or Inf of A causes any of them
+            require_finite(csr_to_scipy(matrix))
+        if unsymmetric:  # before the factor's range: a factor of the wrong matrix
+            require_symmetric(csr_to_scipy(matrix))
         if row:
             entry = float(values[pattern.lower.indptr[row] - 1])
             raise ValueError(f"matrix has the diagonal entry {entry:g} in row {row - 1}; a "
@@ -256,7 +308,7 @@ class NetworkFactor:
     def _launch_recorded(self, out: type, arguments: list) -> None:
         """Launch the forward with the kept scratch through a recorded launch, re-packing only
         the arguments that changed since the last call (the pattern's arrays, the view of its
-        values and the factor: ``wp.launch`` packs all seventeen every time). A recording holds
+        values and the factor: ``wp.launch`` packs all twenty every time). A recording holds
         its last call's arrays, and is dropped when the kept scratch is replaced."""
         recorded = self._recorded.get(out)
         if recorded is None:
@@ -274,7 +326,7 @@ class NetworkFactor:
     def _scratch_for(self, n: int, nnz: int, keep: bool) -> tuple[wp.array, ...]:
         """The forward's scratch arrays (work; float64 work, the scaled entries and the
         square roots of the diagonal; int work, the entries' rows, the edges' ends with 24
-        spare entries and the two status entries) for n rows and nnz entries. With ``keep``
+        spare entries and the three status entries) for n rows and nnz entries. With ``keep``
         (the caller holds the kept set), those of the last call when its sizes were the same (a
         series of small systems on one mesh allocates and first-touches them once, which costs
         as much as a fifth of their forward), kept up to :data:`KEPT_SCRATCH_BYTES`; else new
@@ -283,7 +335,7 @@ class NetworkFactor:
             return self._scratch[1]
         scratch = (wp.empty(self.work_size(n, nnz), dtype=self.dtype, device="cpu"),
                    wp.empty(nnz + 2 * n, dtype=wp.float64, device="cpu"),
-                   wp.empty(nnz + 4 * (nnz - n) + 26, dtype=wp.int32, device="cpu"))
+                   wp.empty(nnz + 4 * (nnz - n) + 27, dtype=wp.int32, device="cpu"))
         if keep:
             small = sum(a.capacity for a in scratch) <= KEPT_SCRATCH_BYTES
             self._scratch = ((n, nnz), scratch) if small else None

@@ -117,6 +117,9 @@ const int* __restrict__ up_ptr = upper_offsets.data;
 const int* __restrict__ up_col = upper_columns.data;
 const int* __restrict__ up_from = transpose_index.data;
 const double* __restrict__ a = values.data;
+const int* __restrict__ a_ptr = matrix_offsets.data;
+const int* __restrict__ a_col = matrix_columns.data;
+const out_t* __restrict__ a_full = matrix_values.data;
 out_t* __restrict__ f = factor.data;
 const int* __restrict__ diagonal_at = diagonal.data;
 const int e = m - n;  // edges on each side: the strictly lower (upper) entries
@@ -126,10 +129,12 @@ const int N = (n + 15) / 16 * 16, E = (e + 15) / 16 * 16;
 // float64 work: the scaled entries (m), sqrt(d_i) and 1 / sqrt(d_i) (n each); int work: the
 // rows of L's entries (m + 8), the target rows of the lower and of the upper edges (e + 8 each:
 // the 8 spare entries take the last row's 8-wide fill), their source rows (e each), then the
-// status, two entries (see NetworkFactor.values). Edge c of the lower side is L's entry
+// status, three entries (see NetworkFactor.values). Edge c of the lower side is L's entry
 // c + i of row i (the diagonal ends each of the rows before); edge c of the upper side is L^T's
 // entry c + i + 1 (the diagonal starts each row of L^T), so row i's edges are
-// ptr[i] - i ... ptr[i + 1] - i - 1 on both sides.
+// ptr[i] - i ... ptr[i + 1] - i - 1 on both sides. The status: 1 + the first row whose
+// diagonal entry is not positive, 1 + the first whose factor is out of range (or 0 each),
+// and 1 where A may not be symmetric.
 double* __restrict__ scaled = exact_work.data;
 double* __restrict__ root = scaled + m;
 double* __restrict__ inv = root + n;
@@ -235,6 +240,7 @@ auto mlp = [&](const real* x, int in, int x_stride, int len, int out, real* y, i
 // (checked first, in a loop of its own: a loop that may stop does not vectorise)
 status[0] = 0;
 status[1] = 0;
+status[2] = 0;
 bool positive = true;
 for (int i = 0; i < n; ++i) positive &= a[diagonal_at[i]] > 0.0;
 if (!positive) {
@@ -264,7 +270,22 @@ GATHER for (int c = 0; c < e; ++c) lo_source[c] = lo_col[c + lo_target[c]];
 GATHER for (int c = 0; c < e; ++c) up_source[c] = up_col[c + up_target[c] + 1];
 GATHER for (int k = 0; k < m; ++k) scaled[k] = a[k] * inv[lo_row[k]] * inv[lo_col[k]];
 GATHER for (int c = 0; c < e; ++c) s_lo[c] = real(scaled[c + lo_target[c]]);
-GATHER for (int c = 0; c < e; ++c) s_up[c] = real(scaled[up_from[c + up_target[c] + 1]]);
+// with the upper edges' values, A's symmetry, status[2] a flag the caller confirms on the
+// whole matrix (an explicit zero stored on one side only is symmetric): where row i of A (CSR,
+// columns sorted) is L's row, then L^T's past the diagonal (A starts row i at
+// lo_ptr[i] + up_ptr[i] - i), A_ij of the upper edge c (j > i) is A's entry lo_ptr[i + 1] + c
+// (else entry 0 is read, and the flag is set already); a row stored otherwise (another length
+// or column), or |A_ij - A_ji| not at most 1e-12 |A_ji| (NaN included), sets it
+int unsymmetric = 0;
+for (int i = 0; i <= n; ++i) unsymmetric |= a_ptr[i] != lo_ptr[i] + up_ptr[i] - i;
+const int mirrored = !unsymmetric;
+GATHER for (int c = 0; c < e; ++c) {
+    const int i = up_target[c], k = up_from[c + i + 1], at = mirrored * (lo_ptr[i + 1] + c);
+    s_up[c] = real(scaled[k]);
+    unsymmetric |= (a_col[at] != up_source[c]) |
+                   !(wp::abs(double(a_full[at]) - a[k]) <= 1e-12 * wp::abs(a[k]));
+}
+status[2] = unsymmetric;
 
 // encoders: nodes from (row sum, log(1 + degree)); edges from (a, |a|, +1 or -1)
 double log_degree[64];  // log(1 + d) for the degrees meshes have

@@ -200,10 +200,35 @@ def check_arguments(
                  else f"a {type(preconditioner).__name__} ({preconditioner!r})")
         raise ValueError(f"preconditioner is {given}; pass one built for the operator, e.g. "
                          "Jacobi(A) or PRECONDITIONERS['ic0'](A)")
+    check_built_for(A, preconditioner)
     if not (rtol >= 0 and atol >= 0):
         raise ValueError(f"rtol={rtol}, atol={atol}: tolerances must be >= 0")
     check_every = whole_number(check_every, "check_every", 1)
     return 10 * n if maxiter is None else whole_number(maxiter, "maxiter", 1)
+
+
+def check_built_for(A: LinearOperator, preconditioner: Any) -> None:
+    """Refuse a preconditioner built for a matrix of another size, dtype or device than A's
+    (O(1)): read from what each kind holds (a factor's pattern and values, Jacobi's inverse
+    diagonal, an AMG hierarchy's finest level); another object is checked at its first apply.
+    """
+    if hasattr(preconditioner, "pattern"):  # CholeskyFactor, SparseInverseFactor
+        values = preconditioner.values
+        built = preconditioner.pattern.n, values.dtype, values.device
+    elif hasattr(preconditioner, "inverse_diagonal"):  # Jacobi
+        diagonal = preconditioner.inverse_diagonal
+        built = diagonal.shape[0], diagonal.dtype, diagonal.device
+    elif hasattr(preconditioner, "hierarchy"):  # pyamg's V-cycle
+        built = (preconditioner.hierarchy.levels[0].A.shape[0], preconditioner.dtype,
+                 preconditioner.device)
+    else:
+        return
+    n, dtype, device = built
+    if (n, dtype, device) != (A.shape[0], A.dtype, A.device):
+        raise ValueError(f"the {preconditioner.name} preconditioner was built for a "
+                         f"{dtype.__name__} matrix of {n} unknowns on {device}; A is "
+                         f"{A.dtype.__name__} with {A.shape[0]} on {A.device}: build it for "
+                         "this A (M(A) with the factory M it came from)")
 
 
 def prepare(A: LinearOperator, b: wp.array, *, preconditioner: Preconditioner | None = None,
