@@ -1,6 +1,7 @@
 """Hard-constraint machinery: the Levenberg–Marquardt solve and its implicit-function gradient."""
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -449,3 +450,88 @@ def test_a_fractional_overlap_is_refused():
     rows = DiffusionSorptionRows(16, dt=5.0)
     with pytest.raises(ValueError, match=r"^overlap=1.5 must be a whole number >= 1"):
         PartitionOfUnity(rows.rows, BlockRouter((8, 16), (1, 2)), (16,), overlap=1.5)
+
+
+def _variable_diffusion(dx: float, dt: float):
+    """Rows of u_t = (a u_x)_x with the diffusivity a = phi (B, nx) (zero-flux ends), then the
+    initial rows u(0) = 1: a residual whose dependence on u passes through phi."""
+    def rows(u, a):
+        flux = 0.5 * (a[:, None, 1:] + a[:, None, :-1]) * (u[:, :, 1:] - u[:, :, :-1]) / dx
+        flux = torch.nn.functional.pad(flux, (1, 1))
+        pde = u[:, 1:] - u[:, :-1] - dt * (flux[:, 1:, 1:] - flux[:, 1:, :-1]) / dx
+        return torch.cat([pde.flatten(1), u[:, 0] - 1.0], 1)
+    return rows
+
+
+def test_rows_whose_coefficients_come_from_phi_are_owned_as_they_read_u():
+    """Ownership was probed at phi = 0, where these rows read no u: with one expert every PDE
+    row was dropped (u = 0); with two, the rows across the interface were given to one expert,
+    coupling the 'independent' solves (no convergence on an affine problem, a wrong gradient)."""
+    nt, nx = 4, 12
+    rows = _variable_diffusion(1.0 / nx, 1e-3)
+    g = torch.Generator().manual_seed(0)
+    a = 1.0 + torch.rand(1, nx, dtype=torch.float64, generator=g)
+    basis = torch.rand(1, 4, nt, nx, dtype=torch.float64, generator=g)
+    single = HardConstraint(rows, BlockRouter((nt, nx), (1, 1)), (nx,), solver=SOLVER)
+    u = single(basis, a)
+    fitted = torch.linalg.lstsq(torch.func.jacrev(lambda w: rows(
+        torch.einsum("bn...,n->b...", basis, w), a)[0])(torch.zeros(4, dtype=torch.float64)),
+        -rows(torch.zeros(1, nt, nx, dtype=torch.float64), a)[0]).solution
+    np.testing.assert_allclose(u[0], torch.einsum("n...,n->...", basis[0], fitted), atol=1e-10)
+    independent = HardConstraint(rows, BlockRouter((nt, nx), (1, 2)), (nx,), solver=SOLVER,
+                                 continuity=Continuity.INDEPENDENT, condition_rows=nx)
+    independent(basis, a)
+    assert bool(independent.last_solve.converged.all())
+    assert int(independent.last_solve.iterations.max()) <= 3
+
+
+@pytest.mark.parametrize("layer_class", [HardConstraint, PartitionOfUnity])
+def test_rows_that_read_no_value_of_u_are_refused(layer_class):
+    """They were dropped without a word, and the layer returned u = 0."""
+    with pytest.raises(ValueError, match=r"residual rows \[0, 1, 2, 3, 4\] \.\.\. \(24 of 24\) "
+                                         r"depend on no value of the output u"):
+        layer_class(lambda u, p: torch.cat([p, p], 1), BlockRouter((5, 12), (1, 2)), (12,))
+
+
+def test_an_error_in_the_rows_is_not_blamed_on_phi_shape():
+    """An off-by-one in the user's stencil was reported as a wrong phi_shape, its traceback
+    dropped."""
+    def heat(u, p):
+        lap = u[:, :, 2:] - 2 * u[:, :, 1:-1] + u[:, :, :-2]
+        pde = u[:, 1:, 1:-1] - u[:, :-1, 1:-1] - 0.01 * lap[:, :-1, :-1]  # lap sliced wrong
+        return torch.cat([pde.flatten(1), u[:, 0] - p], 1)
+
+    with pytest.raises(ValueError, match=r"raise on one sample of the grid \(5, 12\) "
+                                         r"\(RuntimeError: The size of tensor a") as err:
+        HardConstraint(heat, BlockRouter((5, 12), (1, 2)), (12,))
+    assert "phi_shape" not in str(err.value) and isinstance(err.value.__cause__, RuntimeError)
+
+
+@pytest.mark.parametrize("layer_class", [HardConstraint, PartitionOfUnity])
+def test_rows_not_shaped_b_by_m_are_refused_naming_both_shapes(layer_class):
+    """(B, nt, nx) rows passed the constructor and failed in forward inside torch.cat."""
+    with pytest.raises(ValueError, match=r"return shape \(1, 5, 12\) for one sample of the grid "
+                                         r"\(5, 12\); expected \(1, M\)"):
+        layer_class(lambda u, p: u - p[:, None], BlockRouter((5, 12), (1, 2)), (12,))
+
+
+def test_independent_experts_name_the_cure_for_a_global_row():
+    """Mass rows read every block: independent experts dropped them without a word, or refused
+    them asking for 'a finer grid', which cannot help."""
+    nt, nx = 5, 12
+
+    def conservation(u, phi):  # the mass at each level is the initial mass; the initial rows
+        return torch.cat([u.sum(-1) - phi.sum(-1)[:, None], u[:, 0] - phi], dim=1)
+
+    router = BlockRouter((nt, nx), (1, 3))
+    with pytest.warns(UserWarning, match=r"drop the 5 residual rows that read blocks that do not "
+                                         r"touch .* continuity=INTERFACE_ROWS or one expert"):
+        HardConstraint(conservation, router, (nx,), continuity=Continuity.INDEPENDENT)
+    with pytest.raises(ValueError, match=r"global constraint\) need continuity=INTERFACE_ROWS"):
+        HardConstraint(conservation, router, (nx,), continuity=Continuity.INDEPENDENT,
+                       condition_rows=nx)
+    rows = DiffusionSorptionRows(16, dt=5.0)  # a stencil's interface rows: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        HardConstraint(rows.rows, BlockRouter((4, 16), (1, 4)), (16,),
+                       continuity=Continuity.INDEPENDENT, condition_rows=rows.condition_rows)

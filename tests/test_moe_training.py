@@ -204,3 +204,29 @@ def test_the_solution_figure_names_the_problem_s_field(tmp_path, monkeypatch, pr
                             {}, moe_case._metadata(problem))
     moe_case._plot(ds, torch.zeros(shape), SimpleNamespace(constraint=None), tmp_path, problem)
     assert figures._field_label(shown[0], "1") == f"{symbol} [1]"
+
+
+def test_the_last_step_s_test_error_is_in_the_history():
+    """The history held the errors at 0, 10, ..., but not the last step's: a run of 20 steps
+    ended at step 10, although its summary evaluated step 20."""
+    summary = _soft_trainer(20, 1e-3).fit()
+    assert len(summary["history"]) == 3
+    assert summary["history"][-1] == summary["test_rel_l2"]
+    assert training_history(summary["losses"], summary["history"])[20]["test_rel_l2"] == \
+        summary["test_rel_l2"]
+
+
+def test_a_soft_head_measures_no_interface_jump_and_takes_no_experts():
+    """It reported interface_jump 0.0 and reference_jump 0.0 (placeholders, not measured), and
+    constraint.experts, which it ignores, was validated against the grid."""
+    from physml.cases.moe import headline
+
+    trainer = _soft_trainer(1, 1e-3)
+    summary = trainer.fit()
+    assert summary["interface_jump"] is None and summary["reference_jump"] is None
+    assert "interface jump" not in headline({**summary, "threshold": None, "passed": None})
+    with pytest.raises(ValueError, match="constraint: experts does not apply to method 'soft'"):
+        load_case("cases/moe_diffusion_sorption.yaml",
+                  ["variant=cpu", "constraint.method=soft", "constraint.experts=3"])
+    soft = load_case("cases/moe_diffusion_sorption.yaml", ["variant=cpu", "constraint.method=soft"])
+    assert soft.resolved()["constraint"] == {"method": "soft"}  # what the run reads

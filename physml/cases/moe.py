@@ -8,8 +8,9 @@ Run folder::
     config.yaml        the resolved case
     checkpoint.pt      model, optimiser, batch generator, step, losses and test-error history
                        (every ``training.checkpoint_every`` steps; ``--resume`` continues it)
-    metrics.json       the summary (test relative L2, interface jump, seconds per step, the
-                       fraction of inner least-squares solves that converged) and the history
+    metrics.json       the summary (test relative L2, interface jump of the prediction and of
+                       the reference (null for a soft head), seconds per step, the fraction of
+                       inner least-squares solves that converged) and the history
                        (the loss of every step, the test error every 10)
     predictions.h5     prediction, reference and error on the test samples (sample, time, x[, y];
                        Navier–Stokes: the vorticity)
@@ -32,7 +33,7 @@ A case::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -64,6 +65,7 @@ from .kind import CaseKind, OnStep
 from .run_folder import (
     CHECKPOINT,
     CONFIG,
+    KindSection,
     Section,
     atomic_write,
     comparison_dataset,
@@ -95,12 +97,25 @@ class FNOSpec(Section):
     modes: tuple[int, ...] = Field((12, 16), description="Fourier modes per axis, time first")
 
 
-class ConstraintSpec(Section):
+class ConstraintSpec(KindSection):
+    """The head: ``soft`` (one learned combination of the basis) reads none of the hard
+    head's options."""
+
+    KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "soft": (), "hard": ("experts", "continuity", "tol", "max_iter")}
+
     method: Literal["soft", "hard"] = "hard"
     experts: int = Field(1, gt=0, description="space blocks K (1: one hard constraint)")
     continuity: Literal["independent", "interface_rows", "partition_of_unity"] = "interface_rows"
     tol: float = Field(1e-6, gt=0, description="Levenberg–Marquardt tolerance")
     max_iter: int = Field(8, gt=0, description="Levenberg–Marquardt iteration cap")
+
+    @property
+    def option_kind(self) -> str:
+        return self.method
+
+    def describe_kind(self) -> str:
+        return f"method {self.method!r}"
 
 
 class TrainingSpec(Section):
@@ -138,7 +153,8 @@ class MoECase(CaseBase):
         if p.name == "navier_stokes" and p.nx % 2:
             raise ValueError(f"problem.nx={p.nx} must be even for navier_stokes (the "
                              "generator's Fourier grid)")
-        if any(p.nx % b or p.nx // b < 2 for b in blocks[1:]):
+        if self.constraint.method == "hard" and any(p.nx % b or p.nx // b < 2
+                                                    for b in blocks[1:]):
             raise ValueError(f"constraint.experts={k} ({' x '.join(map(str, blocks[1:]))} "
                              f"blocks) must divide problem.nx={p.nx} into blocks of at least 2 "
                              "cells")
@@ -306,12 +322,14 @@ def describe(case: MoECase) -> str:
 
 
 def headline(result: dict) -> str:
-    """The held-out error with the threshold's verdict, and the interface jump."""
+    """The held-out error with the threshold's verdict, and the interface jump (a hard
+    head's)."""
     converged = result.get("inner_solves_converged")
     inner = "" if converged is None else f", inner solves converged {100 * converged:.0f} %"
+    jump = result["interface_jump"]
+    jump = "" if jump is None else f"interface jump {jump:.1e}, "
     return (f"test relative L2 {result['test_rel_l2']:.3e}{threshold_verdict(result)}, "
-            f"interface jump {result['interface_jump']:.1e}, "
-            f"{result['seconds_per_iteration']:.2f} s per step{inner}")
+            f"{jump}{result['seconds_per_iteration']:.2f} s per step{inner}")
 
 
 KIND = CaseKind(

@@ -17,6 +17,7 @@ seam, where the last block meets the first.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -86,6 +87,16 @@ class BlockRouter:
         order = [*range(L), *(m for a in range(d) for m in (L + a, L + d + a))]
         return field.permute(order).reshape(*lead, *self.shape)
 
+    def touching(self) -> torch.Tensor:
+        """(K, K) bool: whether two experts' blocks touch (share a face, an edge or a corner,
+        across a periodic seam too; an expert touches itself)."""
+        index = torch.tensor(list(itertools.product(*map(range, self.blocks))))  # (K, axes)
+        gap = (index[:, None] - index[None]).abs()
+        counts = torch.tensor(self.blocks)
+        wraps = torch.tensor([self.wraps(axis) for axis in range(len(self.blocks))])
+        gap = torch.where(wraps, torch.minimum(gap, counts - gap), gap)
+        return (gap <= 1).all(-1)
+
     def masks(self) -> torch.Tensor:
         """(K, *shape) bool: the points of each expert's block."""
         ids = torch.arange(self.experts).reshape(-1, *[1] * len(self.shape))
@@ -97,11 +108,11 @@ class BlockRouter:
         return self.stitch(ids.expand(-1, *self.block_shape)).long()
 
 
-def padded_rows(per_expert: list[torch.Tensor], missing: int, pde_rows: int | None = None
-                ) -> torch.Tensor:
+def padded_rows(per_expert: list[torch.Tensor], missing: int, pde_rows: int | None = None,
+                cure: str = "use fewer experts or a finer grid") -> torch.Tensor:
     """The row indices each expert solves, padded with ``missing`` to one width: (K, width).
     Rows ``0 .. pde_rows - 1`` are the PDE's (default: all), the rest initial or boundary
-    conditions.
+    conditions; ``cure`` ends the refusal below.
 
     Raises:
         ValueError: an expert solves no row of the PDE (its block is narrower than the PDE's
@@ -112,8 +123,7 @@ def padded_rows(per_expert: list[torch.Tensor], missing: int, pde_rows: int | No
     empty = [k for k, rows in enumerate(per_expert) if not bool((rows < pde_rows).any())]
     if empty:
         raise ValueError(f"expert(s) {empty} of {len(per_expert)} solve no row of the PDE: "
-                         "their blocks are narrower than its stencil reaches; use fewer experts "
-                         "or a finer grid")
+                         f"their blocks are narrower than its stencil reaches; {cure}")
     width = max(len(i) for i in per_expert)
     return torch.stack([torch.cat([i, i.new_full((width - len(i),), missing)])
                         for i in per_expert])

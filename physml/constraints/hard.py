@@ -13,8 +13,11 @@ Mixture of experts (Chalapathi, Du & Krishnapriyan, ICLR 2024): a :class:`BlockR
 grid into $K$ blocks; expert $k$ has its own $\omega_k$ and uses the basis restricted to its
 block, so $u = b|_k\cdot\omega_k$ on block $k$. A residual row is *owned* by an expert when its
 stencil lies inside that expert's block; rows whose stencil straddles an interface are
-*interface rows*. Ownership is found once, by probing the rows' linearisation with a random
-direction supported on each block. Two ways to couple experts (:class:`Continuity`):
+*interface rows*. Ownership is found once, by probing the rows' linearisation at a random $u$
+and a random $\varphi$ (positive, away from 0, so that coefficients taken from $\varphi$ do not
+vanish) with a random direction supported on each block; rows that depend on no value of $u$
+are refused. With ``INDEPENDENT``, rows that read two blocks that do not touch (a global
+constraint) are dropped with a warning. Two ways to couple experts (:class:`Continuity`):
 
 * ``INDEPENDENT`` (the paper): interface rows are dropped and each expert solves its own rows,
   all $K$ experts as one batch of $B K$ problems of $N$ unknowns (padding rows are zero). Cost
@@ -32,6 +35,7 @@ solved apart and blended by a partition of unity, is :class:`~physml.constraints
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from enum import Enum
 
@@ -70,26 +74,86 @@ def row_dependence(field_rows: Callable[[torch.Tensor], torch.Tensor],
     return torch.stack(depends)
 
 
-def row_owners(rows: Rows, router: BlockRouter, phi: torch.Tensor) -> torch.Tensor:
-    """The expert owning each row (M,): its index, -1 for interface rows, -2 for rows that
-    depend on no grid value. ``phi`` is one sample's conditioning input, shape (1, ...)."""
-    depends = row_dependence(lambda v: rows(v, phi), router.masks())
-    count = depends.sum(0)
-    owner = depends.long().argmax(0)
-    return torch.where(count == 1, owner, torch.where(count == 0, -2, -1))
+def probe_phi(phi_shape: tuple[int, ...]) -> torch.Tensor:
+    """One sample's conditioning input at which the rows' dependence on u is probed, shape
+    (1, *phi_shape) float64: uniform in [0.5, 1.5] (fixed seed), so that coefficients the rows
+    take from φ (a diffusivity, a velocity) do not vanish there as they would at φ = 0."""
+    g = torch.Generator().manual_seed(1)
+    return 0.5 + torch.rand(1, *phi_shape, dtype=torch.float64, generator=g)
+
+
+def check_rows_read_u(depends: torch.Tensor) -> None:
+    """Refuse rows that depend on no grid value: ``depends`` (R, M) from :func:`row_dependence`
+    over regions covering the grid (a constraint must involve the output)."""
+    blind = torch.nonzero(~depends.any(0))[:, 0].tolist()
+    if blind:
+        raise ValueError(f"residual rows {blind[:5]}{' ...' if len(blind) > 5 else ''} "
+                         f"({len(blind)} of {depends.shape[1]}) depend on no value of the output "
+                         "u: a constraint must involve the output; leave them out of the rows")
+
+
+def row_owners(depends: torch.Tensor) -> torch.Tensor:
+    """The expert owning each row (M,), from ``depends`` (K, M) (:func:`row_dependence` on the
+    experts' blocks): its index, or -1 for interface rows."""
+    return torch.where(depends.sum(0) == 1, depends.long().argmax(0), -1)
+
+
+def global_rows(depends: torch.Tensor, router: BlockRouter) -> torch.Tensor:
+    """The rows (indices) that depend on two experts whose blocks do not touch (across a
+    periodic seam too), from ``depends`` (K, M): no stencil narrower than a block reads them;
+    a global constraint (a total mass) does."""
+    apart = (~router.touching()).double()
+    pairs = torch.einsum("km,kl,lm->m", depends.double(), apart, depends.double())
+    return torch.nonzero(pairs > 0)[:, 0]
+
+
+INDEPENDENT_CURE = ("use fewer experts or a finer grid; rows that read several blocks at once (a "
+                    "global constraint) need continuity=INTERFACE_ROWS or one expert")
+
+
+def warn_global_rows(rows: torch.Tensor) -> None:
+    """Warn that independent experts drop ``rows`` (indices, :func:`global_rows`)."""
+    if len(rows):
+        more = " ..." if len(rows) > 5 else ""
+        warnings.warn(f"independent experts drop the {len(rows)} residual rows that read blocks "
+                      f"that do not touch (rows {rows[:5].tolist()}{more}): a global constraint "
+                      "no expert solves alone; keep them with continuity=INTERFACE_ROWS or one "
+                      "expert", stacklevel=3)
 
 
 def check_rows_accept(rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...]) -> None:
-    """Refuse, naming both shapes, residual rows that fail on one sample of ``router``'s grid
-    and a zero conditioning input of ``phi_shape`` (a layer built for another grid or φ)."""
-    u = torch.zeros(1, *router.shape, dtype=torch.float64)
+    """Refuse residual rows that fail on one sample of ``router``'s grid and a zero
+    conditioning input of ``phi_shape`` (naming ``phi_shape`` where the rows accept φ of the
+    grid's space shape instead; the rows' own error chained), or that return other than one
+    row vector, (1, M)."""
+    grid = tuple(router.shape)
+    u = torch.zeros(1, *grid, dtype=torch.float64)
+    try:
+        r = rows(u, torch.zeros(1, *phi_shape, dtype=torch.float64))
+    except (RuntimeError, IndexError) as error:
+        reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
+        space = grid[1:]
+        if tuple(phi_shape) != space and _accepts(rows, u, space):
+            raise ValueError(f"the residual rows fail on the grid {grid} with phi_shape="
+                             f"{tuple(phi_shape)} ({reason}) but accept phi of the grid's "
+                             f"space shape {space}; give the shape of one sample's "
+                             "conditioning input") from error
+        raise ValueError(f"the residual rows raise on one sample of the grid {grid} "
+                         f"({reason}); the error is in the rows (see the error above)"
+                         ) from error
+    if r.ndim != 2 or r.shape[0] != 1:
+        raise ValueError(f"the residual rows return shape {tuple(r.shape)} for one sample of the "
+                         f"grid {grid}; expected (1, M): rows(u (B, *grid), phi) -> (B, M), "
+                         "each sample's rows flattened into one axis")
+
+
+def _accepts(rows: Rows, u: torch.Tensor, phi_shape: tuple[int, ...]) -> bool:
+    """Whether ``rows`` evaluate on ``u`` and a zero φ of ``phi_shape``."""
     try:
         rows(u, torch.zeros(1, *phi_shape, dtype=torch.float64))
-    except (RuntimeError, IndexError) as error:
-        reason = str(error).strip().splitlines()[0]
-        raise ValueError(f"the residual rows fail on the grid {tuple(router.shape)} with "
-                         f"phi_shape={tuple(phi_shape)} ({type(error).__name__}: {reason}); give "
-                         "the shape of one sample's conditioning input") from None
+    except (RuntimeError, IndexError):
+        return False
+    return True
 
 
 def check_inputs(basis: torch.Tensor, phi: torch.Tensor, router: BlockRouter,
@@ -156,16 +220,19 @@ class HardConstraint(nn.Module):
         self.align_constants = align_constants
         check_rows_accept(rows, router, phi_shape)
         self.phi_shape = tuple(phi_shape)
-        owners = row_owners(rows, router, torch.zeros(1, *phi_shape, dtype=torch.float64))
-        self.register_buffer("used", torch.nonzero(owners >= -1)[:, 0], persistent=False)
-        per_expert = [torch.nonzero(owners == k)[:, 0] for k in range(router.experts)]
-        owned = (padded_rows(per_expert, len(owners), len(owners) - condition_rows)
-                 if continuity is Continuity.INDEPENDENT
-                 else torch.zeros(router.experts, 0, dtype=torch.long))
+        phi = probe_phi(phi_shape)
+        depends = row_dependence(lambda u: rows(u, phi), router.masks())
+        check_rows_read_u(depends)
+        owners = row_owners(depends)
+        owned = torch.zeros(router.experts, 0, dtype=torch.long)
+        if continuity is Continuity.INDEPENDENT:
+            per_expert = [torch.nonzero(owners == k)[:, 0] for k in range(router.experts)]
+            owned = padded_rows(per_expert, len(owners), len(owners) - condition_rows,
+                                cure=INDEPENDENT_CURE)
+            warn_global_rows(global_rows(depends, router))
         self.register_buffer("owned", owned, persistent=False)  # (K, width)
         self.jacobian = batched_jacobian
         if coloured and continuity is Continuity.INTERFACE_ROWS:
-            phi = torch.zeros(1, *phi_shape, dtype=torch.float64)
             depends = row_dependence(lambda u: self._stitched_rows(u, phi), router.masks())
             self.jacobian = ExpertColouring(depends).jacobian
         self.last_solve: LMResult | None = None
@@ -182,7 +249,7 @@ class HardConstraint(nn.Module):
 
     def _stitched_rows(self, u, phi):
         jumps = self.interface_weight * interface_differences(u, self.router)
-        return torch.cat([self.rows(u, phi)[:, self.used], jumps], dim=1)
+        return torch.cat([self.rows(u, phi), jumps], dim=1)
 
     def _coupled_rows(self, omega, blocks, phi):
         return self._stitched_rows(self.field(omega.reshape(blocks.shape[:3]), blocks), phi)

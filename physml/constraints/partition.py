@@ -36,7 +36,15 @@ from torch import nn
 
 from ..solvers.errors import whole_number
 from .experts import BlockRouter, padded_rows, solve_level_laplacian
-from .hard import DEFAULT_SOLVER, Rows, check_inputs, check_rows_accept, row_dependence
+from .hard import (
+    DEFAULT_SOLVER,
+    Rows,
+    check_inputs,
+    check_rows_accept,
+    check_rows_read_u,
+    probe_phi,
+    row_dependence,
+)
 from .implicit import least_squares_solution
 from .levenberg_marquardt import LevenbergMarquardt, LMResult
 
@@ -88,12 +96,12 @@ class PartitionOfUnity(nn.Module):
         weights = trapezoid_weights(router, overlap)
         self.register_buffer("weights", weights, persistent=False)
         self.register_buffer("blend", weights / weights.sum(0), persistent=False)
-        phi = torch.zeros(1, *phi_shape, dtype=torch.float64)
+        phi = probe_phi(phi_shape)
         outside = row_dependence(lambda u: rows(u, phi), weights == 0)  # (K, M)
-        anywhere = row_dependence(lambda u: rows(u, phi), torch.ones_like(weights[:1]) > 0)[0]
-        per_expert = [torch.nonzero(anywhere & ~out)[:, 0] for out in outside]
-        self.register_buffer("owned", padded_rows(per_expert, len(anywhere),
-                                                  len(anywhere) - condition_rows),
+        check_rows_read_u(row_dependence(lambda u: rows(u, phi), torch.ones_like(weights[:1]) > 0))
+        per_expert = [torch.nonzero(~out)[:, 0] for out in outside]
+        self.register_buffer("owned", padded_rows(per_expert, outside.shape[1],
+                                                  outside.shape[1] - condition_rows),
                              persistent=False)  # (K, width)
         self.last_solve: LMResult | None = None
 

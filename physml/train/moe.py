@@ -235,7 +235,7 @@ class MoETrainer:
     Trains on ``train = (u0, u)`` and reports on ``test``. Under ``torch.distributed`` each
     process takes its share of every batch (:mod:`~physml.train.distributed`); the losses are
     the mean over the processes. The test error is recorded every :data:`EVALUATE_EVERY`
-    iterations.
+    iterations from 0, the last iteration's included where it is one of them.
     :meth:`state_dict` holds the model, the optimiser, the batch generator, the step, the
     losses, the history, the inner solves' convergence and the training seconds, so a run
     resumed from it continues bitwise as the uninterrupted run.
@@ -280,7 +280,7 @@ class MoETrainer:
         """
         last_checkpoint = saved_step
         while self.step < self.budget.iterations:
-            if self.step % EVALUATE_EVERY == 0:
+            if self._owes_test_error():
                 self.history.append(self.evaluate()["test_rel_l2"])
             start = time.perf_counter()  # the training step alone, not the test evaluation
             pick = shard(torch.randperm(len(self.train[0]), generator=self.generator)
@@ -307,10 +307,18 @@ class MoETrainer:
             if on_checkpoint is not None and (self.step % checkpoint_every == 0 or done):
                 on_checkpoint()
                 last_checkpoint = self.step
-        return {**self.evaluate(), "history": list(self.history), "losses": list(self.losses),
+        summary = self.evaluate()
+        if self._owes_test_error():  # the last step's, where one is due
+            self.history.append(summary["test_rel_l2"])
+        return {**summary, "history": list(self.history), "losses": list(self.losses),
                 "seconds_per_iteration": self.seconds / max(self.step, 1),
                 "inner_solves_converged": (float(np.mean(self.converged)) if self.converged
                                            else None)}
+
+    def _owes_test_error(self) -> bool:
+        """Whether the history lacks the test error of this step, one of every
+        :data:`EVALUATE_EVERY`."""
+        return self.step % EVALUATE_EVERY == 0 and len(self.history) == self.step // EVALUATE_EVERY
 
     def _converged_fraction(self) -> float | None:
         """The fraction of the last forward pass's inner solves that converged (None without
@@ -347,11 +355,12 @@ def fit(model: ConstrainedFNO, rows: Rows, train, test, budget: Budget, seed: in
 
 def evaluate(model: ConstrainedFNO, rows: Rows, test) -> dict:
     """Mean test relative L2 of the compared field (``rows.observe``), its largest interface
-    jump (hard heads with experts), and the same measure on the reference: the floor a smooth
-    field reaches on that grid."""
+    jump (hard heads; 0 with one block), and the same measure on the reference: the floor a
+    smooth field reaches on that grid. A soft head has no experts: both jumps are None (not
+    measured)."""
     with torch.no_grad():
         pred = rows.observe(model(test[0]))
-    jump = reference = 0.0
+    jump = reference = None
     if model.constraint is not None:
         jump = float(interface_jump(pred, model.constraint.router).max())
         reference = float(interface_jump(test[1], model.constraint.router).max())
