@@ -130,19 +130,23 @@ def run_command(args: argparse.Namespace) -> int:
             + (f" ({case.dtype})" if hasattr(case, "dtype") else "")), soft_wrap=True)
     with RunProgress(case.name, kind.total_steps(case), console, args.quiet,
                      interval) as progress:
-        latest = {}
+        latest = {}  # the last error measured, and the time it was measured at (TENG)
 
         def on_step(record: dict) -> None:
             if "rel_l2" in record:
-                latest["rel_l2"] = record["rel_l2"]
-            error = f" rel L2 {latest['rel_l2']:.2e}" if latest else ""
+                latest.update(rel_l2=record["rel_l2"], t=record.get("t"))
             if "fit_iteration" in record:  # a fit before the first step (TENG)
                 progress.update(0, f"initial fit: iteration {record['fit_iteration']}, "
                                    f"error {record['fit_error']:.2e}")
                 return
+            if "step" not in record:  # a resumed run's last measurement, for the steps to come
+                return
             if "status" in record:  # a step that says what it did itself (a mesh solve)
                 progress.update(record["step"] + 1, record["status"])
                 return
+            error = f" rel L2 {latest['rel_l2']:.2e}" if latest else ""
+            if latest and latest["t"] is not None and latest["t"] != record.get("t"):
+                error += f" at t {latest['t']:.4g}"
             # a record's step counts the updates or time steps done
             done = record["step"]
             status = f"loss {record['loss']:.3e}" if "loss" in record else f"t {record['t']:.4g}"

@@ -177,6 +177,40 @@ def test_a_parameter_of_another_pde_or_field_kind_is_refused(name, override, mes
         load_case(name, [override])
 
 
+@pytest.mark.parametrize("name, override, message", [
+    ("teng_heat", "evaluation.nt=7", "evaluation.nt does not apply to this case (kind 'teng')"),
+    ("teng_heat", "model.hard_constraints=false", "model.hard_constraints does not apply to "
+     "this case (kind 'teng')"),
+    ("burgers_lpinn", "evaluation.times=[0.1]", "evaluation.times does not apply to this case "
+     "(kind 'pinn')"),
+    ("burgers", "model.periodic_embedding=false", "model.periodic_embedding does not apply to "
+     "this case (kind 'pinn')"),
+    ("convection_lpinn", "model.periodic_embedding=false", "model.periodic_embedding: false "
+     "leaves a Lagrangian PINN without its periodicity in xi"),
+])
+def test_a_key_the_case_does_not_read_is_refused(tmp_path, name, override, message):
+    """These were accepted and dropped from config.yaml, or (a Lagrangian PINN's embedding,
+    always on) recorded as false for a run that used it; the file, a variant or an override
+    that sets one is refused, as another PDE's parameter is, and its default is let be."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_case(name, [override])
+    key, _, value = override.partition("=")
+    raw = yaml.safe_load(bundled_cases()[name].read_text())
+    raw["variants"] = {"bad": {key: yaml.safe_load(value)}}
+    path = tmp_path / "case.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=r"variant 'bad': .*" + re.escape(message)):
+        load_case(path)
+    section, option = key.split(".")
+    del raw["variants"]
+    raw.setdefault(section, {})[option] = yaml.safe_load(value)
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_case(path)
+    default = {"evaluation.nt": "101", "evaluation.times": "[]"}.get(key, "true")
+    load_case(name, [f"{key}={default}"])
+
+
 def test_a_bundled_case_by_name_from_any_folder(tmp_path):
     assert resolve_case_path("burgers") == bundled_cases()["burgers"]
     assert resolve_case_path("cases/burgers.yaml").samefile(bundled_cases()["burgers"])
@@ -274,11 +308,13 @@ def test_resume_accepts_the_same_case_and_refuses_another(tmp_path):
     """config.yaml leaves out keys that do not apply; resuming compares what does apply."""
     from physml.cases.registry import load_case as load
 
-    case = load("burgers", ["model.periodic_embedding=false"])  # unused but by convection
+    case = load("burgers")
+    recorded = yaml.safe_load(case.to_yaml())
+    recorded["model"]["periodic_embedding"] = False  # unused but by convection (an older run's)
     saved = tmp_path / "config.yaml"
-    saved.write_text(case.to_yaml())
-    assert load(saved).same_run(case)
-    assert not load(saved).same_run(load("burgers", ["pde.nu=0.01"]))
+    saved.write_text(yaml.safe_dump(recorded))
+    assert load(saved, recorded=True).same_run(case)
+    assert not load(saved, recorded=True).same_run(load("burgers", ["pde.nu=0.01"]))
 
 
 def test_listing_survives_a_closed_pipe():

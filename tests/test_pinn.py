@@ -487,6 +487,20 @@ def test_lagrangian_fields_map_back_to_the_eulerian_grid():
         PINNTrainer(build_model("mlp", 2, 2, width=8, depth=2), problem, hard_constraints=False)
 
 
+@pytest.mark.parametrize("speed, scale", [(0.5, 1.0), (30.0, 30.0)])
+def test_the_lagrangian_position_is_scaled_by_the_documented_speed(speed, scale):
+    """x = xi + c0 t N_x with c0 = max(|beta|, 1) (Burgers: max(max|u0|, 1)); the docstring
+    gave |beta| and max|u0|, which a speed below 1 does not use."""
+    from physml.train.bundled import LagrangianBurgersProblem, LagrangianConvectionProblem
+
+    X, raw = torch.tensor([[1.0, 0.5]]), torch.tensor([[1.0, 0.0]])
+    convection = LagrangianConvectionProblem(speed, (0.0, 2 * np.pi), (0.0, 1.0), 1.0, 1.0)
+    burgers = LagrangianBurgersProblem(0.01, (-1.0, 1.0), (0.0, 1.0), -speed, np.pi)
+    assert convection.constrain(X, raw)[0, 0].item() == pytest.approx(1.0 + 0.5 * scale)
+    assert burgers.constrain(X, raw)[0, 0].item() == pytest.approx(1.0 + 0.5 * scale)
+    assert "max(|\\beta|, 1)" in LagrangianConvectionProblem.__doc__
+
+
 @pytest.mark.parametrize("name, value", [
     ("points", 0), ("points", True), ("condition_points", 0), ("adam_steps", -5),
     ("lbfgs_steps", 1.5), ("lbfgs_history", 0), ("resample_every", -1), ("eval_every", 0),

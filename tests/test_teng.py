@@ -362,6 +362,39 @@ def test_teng_case_writes_the_error_curve_and_resumes_to_the_same_result(tmp_pat
     assert [round(e["t"], 9) for e in history] == [0.0, 0.1, 0.2]
 
 
+def test_a_resumed_run_shows_its_last_error_at_its_time_and_counts_time_to_its_checkpoint(
+        tmp_path, cli_in_process):
+    """The error is measured every evaluation.every steps: a later step's progress line showed
+    it as if measured at that step's t, and a resumed run's showed none until its next
+    measurement. A resumed run's wall_s went on from its last measurement, not its checkpoint."""
+    import json
+
+    from physml.cases.registry import load_case, run_case
+
+    overrides = [*TINY_TENG, "evaluation.every=4", "evaluation.times=[0.2]",
+                 "output.figures=false", f"output.folder={tmp_path}"]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    whole.mkdir()
+    part.mkdir()
+
+    def interrupt_copy(entry):  # as left if stopped during step 3: the checkpoint of step 2
+        if entry.get("step") == 3:
+            shutil.copytree(whole, part, dirs_exist_ok=True)
+
+    run_case(load_case("teng_heat", overrides), whole, on_step=interrupt_copy)
+    saved = torch.load(part / "checkpoint.pt", weights_only=False)
+    (first,) = saved["history"]  # measured at t = 0 only
+    result = cli_in_process("run", "teng_heat", *overrides, "--resume", str(part),
+                            "--log-every", "0")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "] teng_heat " in line]
+    assert any(f"3/4 t 0.15 rel L2 {first['rel_l2']:.2e} at t 0" in line for line in lines)
+    assert "4/4 t 0.2 rel L2 " in lines[-1] and " at t " not in lines[-1]
+    assert saved["wall_s"] > first["wall_s"]  # the time of step 2, the checkpoint's
+    summary = json.loads((part / "metrics.json").read_text())["summary"]
+    assert summary["wall_s"] >= saved["wall_s"]
+
+
 def test_teng_case_errors_name_the_key():
     from pathlib import Path
 

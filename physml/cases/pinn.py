@@ -71,7 +71,9 @@ class PINNCase(PhysicsCase):
 
     def unused_keys(self) -> set[str]:
         steady = {f"conditions.initial.{key}" for key in ("kind", "amplitude", "wavenumber")}
-        return super().unused_keys() | {"evaluation.times"} | (
+        # a Lagrangian PINN's periodicity in xi is its embedding, whatever the PDE
+        embedded = {"model.periodic_embedding"} if self.training.method == "lpinn" else set()
+        return (super().unused_keys() - embedded) | {"evaluation.times"} | (
             steady if self.pde.name == "helmholtz" else set())
 
     @model_validator(mode="after")
@@ -85,6 +87,10 @@ class PINNCase(PhysicsCase):
             raise ValueError("model.hard_constraints: false leaves a Lagrangian PINN without "
                              "its initial conditions (the output transform is the only place "
                              "they are imposed); training.method 'lpinn' needs it true")
+        if method == "lpinn" and not self.model.periodic_embedding and not recorded:
+            raise ValueError("model.periodic_embedding: false leaves a Lagrangian PINN without "
+                             "its periodicity in xi (the input embedding is the only place it "
+                             "is imposed); training.method 'lpinn' needs it true")
         steady = self.pde.name == "helmholtz"
         if self.conditions.initial.kind != "sine":
             raise ValueError(f"conditions.initial.kind {self.conditions.initial.kind!r} is an "

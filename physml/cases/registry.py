@@ -9,9 +9,10 @@ Reading a case: the file is validated as written, then every block under ``varia
 selected, then with the selected variant and the command line's dotted overrides
 (``training.adam.steps=100``, values parsed as YAML; ``conditions.1.alpha=2`` indexes a list)
 applied to the raw mapping, so every override is checked by the schema like the file itself.
-An option a section's kind does not read (:class:`~.run_folder.KindSection`) is refused where
-the file, a variant block or a command-line override sets it, and let be where a variant or
-override switches the kind of a section that set it.
+An option a section's kind does not read (:class:`~.run_folder.KindSection`), or the case does
+not read (:meth:`~.sections.CaseBase.unused_option`: ``evaluation.nt`` of kind ``teng``), is
+refused where the file, a variant block or a command-line override sets it, and let be where a
+variant or override switches the kind of a section (or the case's method) that set it.
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ def validate_case(raw: dict, where: str, read_data: bool = True, recorded: bool 
     case names (a reference, observations) are neither read nor required; a ``recorded`` case
     (a run folder's ``config.yaml``, perhaps written before a rule) may hold keys its kinds do
     not read, which are then dropped rather than refused. ``strict_kinds`` refuses an option a
-    section's kind does not read (:class:`~.run_folder.KindSection`); ``final`` marks the case
+    section's kind, or the case, does not read (:class:`~.run_folder.KindSection`,
+    :meth:`~.sections.CaseBase.unused_option`); ``final`` marks the case
     that will run, whose checks that cost more than the schema's (the reference on the
     evaluation grid) run once, not for every variant."""
     raw = {"kind": DEFAULT_KIND, **raw}
@@ -191,10 +193,12 @@ def load_case(path: str | Path, overrides: list[str] | None = None, read_data: b
 
 
 def _refuse_foreign_overrides(case: CaseBase, overrides: list[str], where: str) -> None:
-    """Refuse an override that sets an option its section's kind does not read (in the case
-    it makes): one that switches a section's kind lets the section's other options be."""
+    """Refuse an override that sets an option its section's kind, or the case, does not read
+    (in the case it makes: :meth:`~.sections.CaseBase.unused_option`): one that switches a
+    section's kind lets the section's other options be."""
     for item in overrides:
-        found = foreign_options(apply_overrides({}, [item], alone=True), case)  # the override alone
+        alone = apply_overrides({}, [item], alone=True)
+        found = foreign_options(alone, case) or case.unused_option(alone)
         if found:
             raise ValueError(f"{where}: override {item!r}: {found}")
 

@@ -4,7 +4,8 @@ measure against the spectral reference, checkpoint, and write the run folder.
 Run folder::
 
     config.yaml        the resolved case
-    checkpoint.pt      parameters, time, random state and history at the last checkpoint
+    checkpoint.pt      parameters, time, random state, history and wall time at the last
+                       checkpoint
     metrics.json       relative L2 error against time (history) and the summary
     errors.json        the error-versus-time curve alone: {"t": [...], "rel_l2": [...]}
     predictions.h5     prediction, reference and error at the final time (xarray)
@@ -237,7 +238,9 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
     """Run ``case`` in ``folder``, resuming from its checkpoint if asked; returns the
     summary. The fitted initial state is the first checkpoint (written before
     ``config.yaml``), so a resumed run never repeats the initial fit; the fit reports its
-    progress to ``on_step`` as ``{"fit_iteration", "fit_error", "elapsed_s"}`` records."""
+    progress to ``on_step`` as ``{"fit_iteration", "fit_error", "elapsed_s"}`` records, and a
+    resumed run first reports its last measured error as a ``{"t", "rel_l2"}`` record (no
+    ``step``: nothing was done)."""
     threads = apply_threads(case.training.points, case.threads)
     teng = build_teng(case)
     steps = evaluation_steps(case)
@@ -250,7 +253,7 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
     wall_offset = 0.0
 
     def save() -> None:
-        state = {**teng.state_dict(), "history": history}
+        state = {**teng.state_dict(), "history": history, "wall_s": wall_offset + clock.read()}
         atomic_write(folder / CHECKPOINT, lambda p: torch.save(state, p))
 
     def fit_progress(progress: FitProgress) -> None:
@@ -263,7 +266,11 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
         with restoring(folder):
             teng.load_state_dict(state)
         history = state["history"]
-        wall_offset = history[-1]["wall_s"]
+        # the run's time at its checkpoint (a checkpoint written before it was kept: at its
+        # last measurement)
+        wall_offset = state.get("wall_s", history[-1]["wall_s"])
+        if on_step is not None:  # the last error measured, for the progress line
+            on_step({key: history[-1][key] for key in ("t", "rel_l2")})
     else:
         fit = case.training
         with clock:

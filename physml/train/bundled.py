@@ -191,7 +191,8 @@ class LagrangianConvectionProblem(ConvectionProblem):
     $u_x = u_\xi / x_\xi$ and $u_{xx} = \partial_\xi(u_x)/x_\xi$. The two-branch network gives
     $(x, u)$ from $(\xi, t)$ (outputs ``position``, ``u``); the initial conditions
     $x(\xi, 0) = \xi$, $u(\xi, 0) = u_0(\xi)$ are exact ($x = \xi + c_0 t N_x$ with the speed
-    scale $c_0 = |\beta|$, or $\max|u_0|$ for Burgers, so that $N_x = O(1)$;
+    scale $c_0 = \max(|\beta|, 1)$, or $\max(\max|u_0|, 1)$ for Burgers, so that
+    $N_x = O(1)$ at a fast speed and a slow or zero one leaves it unscaled;
     $u = u_0(\xi) + t N_u$) and periodicity in $\xi$ is built into the input embedding, so the
     loss is the two residuals ``residual`` (the state) and ``characteristic`` (the curves),
     equally weighted. Fields on the Eulerian grid are interpolated from the characteristics at
