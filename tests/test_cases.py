@@ -187,6 +187,8 @@ def test_a_parameter_of_another_pde_or_field_kind_is_refused(name, override, mes
      "this case (kind 'pinn')"),
     ("convection_lpinn", "model.periodic_embedding=false", "model.periodic_embedding: false "
      "leaves a Lagrangian PINN without its periodicity in xi"),
+    ("burgers_inverse", "model.periodic_embedding=false", "model.periodic_embedding does not "
+     "apply to this case (kind 'equation')"),
 ])
 def test_a_key_the_case_does_not_read_is_refused(tmp_path, name, override, message):
     """These were accepted and dropped from config.yaml, or (a Lagrangian PINN's embedding,

@@ -183,6 +183,8 @@ class EquationEvaluationSpec(Section):
 class EquationCase(CaseBase):
     """A whole ``kind: equation`` case file."""
 
+    refuses_unused_keys: ClassVar[bool] = True
+
     kind: Literal["equation"] = "equation"
     parameters: dict[str, float] = Field(default_factory=dict)
     domain: EquationDomainSpec

@@ -55,11 +55,37 @@ class CaseBase(Section):
         network's options); kinds extend it."""
         return set()
 
+    refuses_unused_keys: ClassVar[bool] = False
+    """Whether a key of :meth:`unused_keys` set to other than None and its default is refused
+    (as :class:`~.run_folder.KindSection` refuses another kind's options) rather than dropped."""
+
     def unused_option(self, given: dict | None = None) -> str | None:
         """The first key of :meth:`unused_keys` that ``given`` (a raw nested mapping, as an
-        override makes; default: this case's own values) sets, as a message naming it; None if
-        there is none. Kinds that refuse such keys (:func:`~.registry.load_case`) extend it."""
+        override makes; default: this case's own values) sets to other than None and its
+        default, as a message naming it; None if there is none or the kind lets them be
+        (:attr:`refuses_unused_keys`)."""
+        if not self.refuses_unused_keys:
+            return None
+        for key in sorted(self.unused_keys()):
+            *sections, last = key.split(".")
+            section, node = self, given
+            for name in sections:
+                section = getattr(section, name)
+                node = node.get(name) if isinstance(node, dict) else None
+            value = getattr(section, last) if given is None else (
+                node.get(last) if isinstance(node, dict) else None)
+            default = type(section).model_fields[last].get_default(call_default_factory=True)
+            if value is not None and value != default:
+                return f"{key} does not apply to this case (kind {self.kind!r}); remove it"
         return None
+
+    @model_validator(mode="after")
+    def _no_unused_options(self, info: ValidationInfo) -> CaseBase:
+        if (info.context or {}).get("strict_kinds"):
+            found = self.unused_option()
+            if found:
+                raise ValueError(found)
+        return self
 
     def resolved(self) -> dict:
         """The case as it runs: variants resolved (so left out), unset optional keys, the
@@ -224,6 +250,8 @@ class PhysicsCase(CaseBase):
     """The problem statement shared by the physics-informed kinds: a PDE on a box (space-time
     or 2D space), its initial condition, the network and the evaluation."""
 
+    refuses_unused_keys: ClassVar[bool] = True
+
     pde: PDESpec
     domain: DomainSpec
     conditions: ConditionsSpec = Field(default_factory=ConditionsSpec)
@@ -257,31 +285,6 @@ class PhysicsCase(CaseBase):
         if initial != "sine":
             unused.add("conditions.initial.wavenumber")
         return unused
-
-    def unused_option(self, given: dict | None = None) -> str | None:
-        """As :meth:`CaseBase.unused_option`, for a key set to other than None and its
-        default: set for nothing, so refused as :class:`~.run_folder.KindSection` refuses
-        another kind's options."""
-        for key in sorted(self.unused_keys()):
-            *sections, last = key.split(".")
-            section, node = self, given
-            for name in sections:
-                section = getattr(section, name)
-                node = node.get(name) if isinstance(node, dict) else None
-            value = getattr(section, last) if given is None else (
-                node.get(last) if isinstance(node, dict) else None)
-            default = type(section).model_fields[last].get_default(call_default_factory=True)
-            if value is not None and value != default:
-                return f"{key} does not apply to this case (kind {self.kind!r}); remove it"
-        return None
-
-    @model_validator(mode="after")
-    def _no_unused_options(self, info: ValidationInfo) -> PhysicsCase:
-        if (info.context or {}).get("strict_kinds"):
-            found = self.unused_option()
-            if found:
-                raise ValueError(found)
-        return self
 
     def _require_pde(self, allowed: tuple[str, ...], what: str) -> None:
         if self.pde.name not in allowed:
