@@ -16,11 +16,12 @@ Run folder::
                           ``units: nondimensional``; its attribute ``initial_kind`` is the
                           start (:func:`~.thermomigration_analysis.initial_kind`)
     tracked.json          a list, one record per snapshot (below)
-    metrics.json          the summary: mass drift, energy monotonicity, migration velocity
-                          against the sharp-interface estimate, steady-profile error, the
-                          initially smaller of two particles' volume ratio (these two for a
-                          start from particles, as tracked.png), the precipitates'
-                          centre-of-mass shift; the history: per snapshot the
+    metrics.json          the summary: mass drift, energy monotonicity (isothermal runs:
+                          under a temperature gradient the free energy may rise), migration
+                          velocity against the sharp-interface estimate, steady-profile
+                          error, the initially smaller of two particles' volume ratio
+                          (these two for a start from particles, as tracked.png), the
+                          precipitates' centre-of-mass shift; the history: per snapshot the
                           accepted steps so far, time, mass and free energy
     free_energy.png       the total free energy against time, on log axes as PFHub compares
                           its benchmarks
@@ -175,7 +176,7 @@ def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
     with a configuration can always be resumed."""
     started = time.perf_counter()
     solver, c0 = build_solver(case)
-    save_times = np.linspace(0.0, case.time.end, case.time.saves)
+    save_times = case.time.save_times()
     if resume:
         run, dt, before, saved = _load_checkpoint(folder)
     else:

@@ -88,7 +88,8 @@ def _random_particles(case: ThermomigrationCase, grid: Grid) -> tuple[list, list
 def initial_state(case: ThermomigrationCase, grid: Grid, bc: BoundaryConditions, model,
                   T: np.ndarray) -> np.ndarray:
     """$c_0$: uniform, an expression, a file's field, or precipitates in a zero-flux matrix in
-    equilibrium with the largest."""
+    equilibrium with the largest at its own temperature (the mean of ``T`` over it: its
+    centre's for a linear field)."""
     spec = case.initial
     if spec.kind == "uniform":
         return np.full(grid.shape, float(spec.value))
@@ -99,9 +100,13 @@ def initial_state(case: ThermomigrationCase, grid: Grid, bc: BoundaryConditions,
     centres, radii = ((spec.centres, spec.radii) if spec.kind == "precipitates"
                       else _random_particles(case, grid))
     kappa = _kappa(case, model)
-    matrix, precipitate = matrix_composition(model, T, case.heat_of_transport, kappa,
-                                             max(radii), grid.ndim)
     width = model.interface_width(kappa)
+    largest = int(np.argmax(radii))
+    inside = precipitate_field(grid, 0.0, 1.0, [tuple(centres[largest])], [radii[largest]],
+                               width, bc)
+    matrix, precipitate = matrix_composition(model, T, case.heat_of_transport, kappa,
+                                             radii[largest], grid.ndim,
+                                             T0=float(np.sum(inside * T) / np.sum(inside)))
     return precipitate_field(grid, matrix, precipitate, [tuple(c) for c in centres], radii, width,
                              bc)
 
