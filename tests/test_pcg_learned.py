@@ -650,9 +650,14 @@ def test_a_non_finite_entry_of_the_matrix_is_named_not_blamed_on_the_training(
 
 
 @pytest.mark.parametrize("entry", [(1, 0), (0, 1)])
-def test_a_matrix_that_is_not_symmetric_is_refused_as_training_system_refuses_it(entry):
+@pytest.mark.parametrize("path", ["native", "torch"])
+def test_a_matrix_that_is_not_symmetric_is_refused_as_training_system_refuses_it(
+        monkeypatch, entry, path):
     """Only the lower triangle was read: a non-symmetric A got the factor of another matrix
-    (CG then ran 10 n iterations, or converged for the wrong reason)."""
+    (CG then ran 10 n iterations, or converged for the wrong reason), on either path (the
+    PyTorch one: CUDA, or a system too large for the native forward)."""
+    if path == "torch":
+        monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz: False)
     matrix = with_entry(small_systems()[0], *entry, -0.5)
     n = matrix.shape[0]
     with pytest.raises(ValueError, match="is not symmetric") as refused:

@@ -52,6 +52,7 @@ from ..solvers.linalg.factor_network import (
     FactorOutOfRange,
     NetworkFactor,
     require_finite,
+    require_symmetric,
 )
 from ..solvers.linalg.factor_network_source import SMALLEST_SCALED_DIAGONAL
 from ..solvers.linalg.incomplete_cholesky import assembled_matrix
@@ -166,12 +167,12 @@ class LearnedPreconditioner:
     def factor(self, A: LinearOperator) -> tuple[LowerPattern, wp.array]:
         """A's lower pattern on A's device and the network's L (or G) on it, shape (nnz_L,),
         in A's precision: by the native forward on the CPU, else by PyTorch; checked
-        (:meth:`_refuse_factor`; a non-finite entry of A is named first, and the native
-        forward refuses an A that is not symmetric).
+        (:meth:`_refuse_factor`; a non-finite entry of A is named first, and an A that is
+        not symmetric refused: by the native forward in its own pass, before the PyTorch one).
 
         Raises:
-            ValueError: A has a non-finite entry, is not symmetric (native forward), has a
-                diagonal entry that is not positive, or the factor is out of range.
+            ValueError: A has a non-finite entry, is not symmetric, has a diagonal entry that
+                is not positive, or the factor is out of range.
         """
         matrix = assembled_matrix(A, self)
         host = csr_to_scipy(matrix)
@@ -184,6 +185,8 @@ class LearnedPreconditioner:
                 return pattern, native.values(pattern, matrix, out=A.dtype)
             except FactorOutOfRange as err:
                 self._refuse_factor(err.row)
+        require_finite(host)  # what the native forward checks in its own pass: O(nnz) here
+        require_symmetric(host)
         values = self._torch_values(pattern, A.dtype)
         factor = values.numpy()  # a view on the CPU
         at = pattern.diagonal.numpy()
@@ -193,7 +196,6 @@ class LearnedPreconditioner:
         vanishing = ~(scaled > smallest)  # (NaN included)
         if np.isfinite(factor).all() and not vanishing.any():
             return pattern, values
-        require_finite(host)  # a NaN or Inf of A spreads: name it, not the factor's row
         self._refuse_factor(int(np.flatnonzero(vanishing)[0]) if vanishing.any()
                             else int(np.searchsorted(pattern.lower.indptr,
                                                      np.flatnonzero(~np.isfinite(factor))[0],
