@@ -164,6 +164,9 @@ def _steps_per_save(
             implicit = ""  # a larger stable step would not be taken
     else:
         steps = tau / args.dt
+        if math.isfinite(steps) and steps >= 0.5 and math.isclose(tau / round(steps), args.dt,
+                                                                   rel_tol=1e-6):
+            steps = round(steps)  # the whole number the run takes (tau / dt is 10.000...02)
         dt_text = f"--dt={args.dt:g}"
     total = steps * intervals
     if not total <= args.max_steps:

@@ -205,6 +205,13 @@ def test_max_steps_counts_the_steps_and_the_dt_the_run_takes(capsys, tmp_path):
     assert main(["solve", "heat1d", "--nx", "118", "--max-steps", "200", "--out", out,
                  "--quiet"]) == 0
     assert xr.open_dataset(out).attrs["n_steps"] == 200
+    # --dt: 0.1 / 0.01 is 10.000000000000002 in floating point, and the run takes 110 steps
+    given = ["advection1d", "--nx", "32", "--t-end", "1.1", "--dt", "0.01", "--n-saves", "11"]
+    out = str(tmp_path / "a.h5")
+    err = solve_error(capsys, *given, "--max-steps", "109", "--out", out)
+    assert "needs 110 time steps, more than --max-steps=109; pass --max-steps 110 " in err
+    assert main(["solve", *given, "--max-steps", "110", "--out", out, "--quiet"]) == 0
+    assert xr.open_dataset(out).attrs["n_steps"] == 110
 
 
 @pytest.mark.parametrize(
