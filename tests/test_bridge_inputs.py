@@ -56,6 +56,26 @@ def test_positions_that_fold_a_cell_are_refused_as_mesh_refuses_them():
         assert str(by_bridge.value) == str(by_mesh.value)
 
 
+def test_positions_that_collapse_a_cell_are_refused_as_mesh_refuses_them():
+    """An inner vertex moved onto the opposite edge of one of its cells: operator_values
+    returned NaN, and poisson_solve blamed b."""
+    mesh = pm.disc(0.4)
+    vertex = _inner_vertex(mesh)
+    cell = mesh.cells[np.flatnonzero((mesh.cells == vertex).any(axis=1))[0]]
+    a, b = (v for v in cell if v != vertex)
+    points = torch.tensor(mesh.points)
+    points[vertex] = (points[a] + points[b]) / 2
+    with pytest.raises(ValueError) as by_mesh:
+        pm.Mesh(points.numpy(), mesh.cells)
+    assert "zero-area cells" in str(by_mesh.value)
+    f = torch.ones(mesh.n_vertices, dtype=torch.float64)
+    for call in (lambda: poisson_solve(points, mesh, f),
+                 lambda: operator_values(points, mesh, "stiffness")):
+        with pytest.raises(ValueError) as by_bridge:
+            call()
+        assert str(by_bridge.value) == str(by_mesh.value)
+
+
 def test_a_mesh_with_its_cells_listed_in_mixed_orientation_is_not_folded():
     mesh = pm.box(0.7)
     cells = mesh.cells.copy()

@@ -201,16 +201,17 @@ def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
     if len(unused):
         raise RepairableMeshError(
             f"unreferenced vertices {_describe(unused)} belong to no cell", "drop them")
-    kind = "volume" if cells.shape[1] == 4 else "area"
-    _refuse(f"zero-{kind} cells", zero_measure_cells(points, cells))
-    check_folds(points, cells)
+    check_cell_shapes(points, cells)
     _refuse("cells on non-manifold facets (a facet shared by more than two cells)",
             non_manifold_cells(cells))
 
 
-def check_folds(points: np.ndarray, cells: np.ndarray,
-                facets: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-    """Raise :func:`check_mesh`'s ``ValueError`` for :func:`folded_cells` (its arguments)."""
+def check_cell_shapes(points: np.ndarray, cells: np.ndarray,
+                      facets: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Raise :func:`check_mesh`'s ``ValueError`` for :func:`zero_measure_cells` and
+    :func:`folded_cells` (``facets``: its argument): what moving the vertices can break."""
+    kind = "volume" if cells.shape[1] == 4 else "area"
+    _refuse(f"zero-{kind} cells", zero_measure_cells(points, cells))
     _refuse("folded cells (on the same side of a facet as its other cell)",
             folded_cells(points, cells, facets))
 

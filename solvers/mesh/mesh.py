@@ -27,8 +27,8 @@ import warp as wp
 from ..dtypes import warp_dtype
 from ..runtime import warp_device
 from .checks import (
+    check_cell_shapes,
     check_finite,
-    check_folds,
     check_mesh,
     duplicate_groups,
     facets_of,
@@ -155,11 +155,11 @@ class Mesh:
         return float(np.mean(lengths))
 
     def check_moved_points(self, points: np.ndarray) -> None:
-        """Refuse vertex positions (n, d) that fold a cell (an optimiser's step that tangles
-        the mesh) with the ``ValueError`` that building the mesh on them would raise. The
-        cells' facet pairing is computed once per mesh: a check costs one signed measure per
-        cell."""
-        check_folds(points, self.cells, self._shared_facets)
+        """Refuse vertex positions (n, d) that collapse or fold a cell (an optimiser's step
+        that tangles the mesh) with the ``ValueError`` that building the mesh on them would
+        raise. The cells' facet pairing is computed once per mesh: a check costs a signed
+        measure and the longest edge per cell."""
+        check_cell_shapes(points, self.cells, self._shared_facets)
 
     @cached_property
     def _shared_facets(self) -> tuple[np.ndarray, np.ndarray]:
