@@ -485,6 +485,52 @@ def test_rows_whose_coefficients_come_from_phi_are_owned_as_they_read_u():
     assert int(independent.last_solve.iterations.max()) <= 3
 
 
+def _upwind_advection(dx: float, dt: float):
+    """Rows of u_t + c u_x = 0 with the velocity c = phi (B, nx), upwinded by its sign
+    (zero-gradient ends), then the initial rows u(0) = 1: a stencil that switches with phi."""
+    def rows(u, c):
+        padded = torch.nn.functional.pad(u, (1, 1), mode="replicate")
+        back, forward = padded[..., 1:-1] - padded[..., :-2], padded[..., 2:] - padded[..., 1:-1]
+        flux = torch.where(c[:, None] > 0, c[:, None] * back, c[:, None] * forward) / dx
+        pde = u[:, 1:] - u[:, :-1] + dt * flux[:, :-1]
+        return torch.cat([pde.flatten(1), u[:, 0] - 1.0], 1)
+    return rows
+
+
+@pytest.mark.filterwarnings("ignore:independent experts drop:UserWarning")
+@pytest.mark.parametrize("continuity, blocks, coloured", [
+    (Continuity.INDEPENDENT, (1, 2), True), (Continuity.INTERFACE_ROWS, (1, 3), True),
+    (Continuity.INTERFACE_ROWS, (1, 3), False)])
+def test_rows_whose_stencil_switches_with_phi_s_sign_are_owned_by_every_cell_they_read(
+        continuity, blocks, coloured):
+    """Ownership and the colouring were probed at one positive phi: with a negative velocity
+    the upwind rows read the other neighbour, the 'independent' solves were coupled and the
+    coloured Jacobian wrong (no convergence on an affine problem)."""
+    nt, nx = 4, 12
+    rows = _upwind_advection(1.0 / nx, 1e-2)
+    g = torch.Generator().manual_seed(0)
+    basis = torch.rand(1, 6, nt, nx, dtype=torch.float64, generator=g)
+    condition_rows = nx if continuity is Continuity.INDEPENDENT else 0
+    layer = HardConstraint(rows, BlockRouter((nt, nx), blocks), (nx,), solver=SOLVER,
+                           continuity=continuity, coloured=coloured, condition_rows=condition_rows)
+    for velocity in (1.0, -1.0):
+        layer(basis, torch.full((1, nx), velocity, dtype=torch.float64))
+        assert bool(layer.last_solve.converged.all())
+        assert int(layer.last_solve.iterations.max()) <= 3
+
+
+@pytest.mark.filterwarnings("ignore:independent experts drop:UserWarning")
+def test_a_coefficient_undefined_for_a_negative_phi_keeps_the_rows_owners():
+    """phi and -phi are probed; a diffusivity sqrt(phi) is NaN at -phi, which must not make
+    every row read every block (then no expert would own a row of the PDE)."""
+    nt, nx = 4, 12
+    rows = _variable_diffusion(1.0 / nx, 1e-3)
+    layers = [HardConstraint(lambda u, a, f=f: rows(u, f(a)), BlockRouter((nt, nx), (1, 2)),
+                             (nx,), continuity=Continuity.INDEPENDENT, condition_rows=nx)
+              for f in (torch.sqrt, lambda a: a)]
+    assert torch.equal(layers[0].owned, layers[1].owned)
+
+
 @pytest.mark.parametrize("layer_class", [HardConstraint, PartitionOfUnity])
 def test_rows_that_read_no_value_of_u_are_refused(layer_class):
     """They were dropped without a word, and the layer returned u = 0."""
@@ -515,23 +561,44 @@ def test_rows_not_shaped_b_by_m_are_refused_naming_both_shapes(layer_class):
         layer_class(lambda u, p: u - p[:, None], BlockRouter((5, 12), (1, 2)), (12,))
 
 
-def test_independent_experts_name_the_cure_for_a_global_row():
-    """Mass rows read every block: independent experts dropped them without a word, or refused
-    them asking for 'a finer grid', which cannot help."""
+def _dropped_row_warnings(record) -> list[str]:
+    """The messages of the dropped-row warnings in ``record``."""
+    return [str(w.message) for w in record if "independent experts drop" in str(w.message)]
+
+
+@pytest.mark.parametrize("blocks, periodic", [((1, 2), ()), ((1, 3), ()),
+                                              ((1, 3), (False, True))])
+def test_independent_experts_name_the_cure_for_a_global_row(blocks, periodic):
+    """Mass rows read every block: independent experts dropped them without a word (with 2
+    blocks, or 3 on a periodic axis, where every block touches the others), or refused them
+    asking for 'a finer grid', which cannot help."""
     nt, nx = 5, 12
 
     def conservation(u, phi):  # the mass at each level is the initial mass; the initial rows
         return torch.cat([u.sum(-1) - phi.sum(-1)[:, None], u[:, 0] - phi], dim=1)
 
-    router = BlockRouter((nt, nx), (1, 3))
-    with pytest.warns(UserWarning, match=r"drop the 5 residual rows that read blocks that do not "
-                                         r"touch .* continuity=INTERFACE_ROWS or one expert"):
+    router = BlockRouter((nt, nx), blocks, periodic)
+    with pytest.warns(UserWarning) as record:
         HardConstraint(conservation, router, (nx,), continuity=Continuity.INDEPENDENT)
+    dropped = _dropped_row_warnings(record)
+    assert len(dropped) == 1 and re.match(
+        r"independent experts drop the 5 residual rows that read more than one block \(rows "
+        r"\[0, 1, 2, 3, 4\]\): .* continuity=INTERFACE_ROWS or one expert$", dropped[0])
     with pytest.raises(ValueError, match=r"global constraint\) need continuity=INTERFACE_ROWS"):
         HardConstraint(conservation, router, (nx,), continuity=Continuity.INDEPENDENT,
                        condition_rows=nx)
-    rows = DiffusionSorptionRows(16, dt=5.0)  # a stencil's interface rows: no warning
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+
+
+def test_independent_experts_say_how_many_interface_rows_they_drop():
+    """The rows of a stencil across an interface were dropped without a word."""
+    rows = DiffusionSorptionRows(16, dt=5.0)
+    with pytest.warns(UserWarning) as record:  # 3 interfaces, 2 rows each, 3 levels
         HardConstraint(rows.rows, BlockRouter((4, 16), (1, 4)), (16,),
                        continuity=Continuity.INDEPENDENT, condition_rows=rows.condition_rows)
+    dropped = _dropped_row_warnings(record)
+    assert len(dropped) == 1 and dropped[0].startswith(
+        "independent experts drop the 18 residual rows that read more than one block (rows "
+        "[3, 4, 7, 8, 11] ...)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # coupled experts drop nothing
+        HardConstraint(rows.rows, BlockRouter((4, 16), (1, 4)), (16,))

@@ -14,10 +14,13 @@ grid into $K$ blocks; expert $k$ has its own $\omega_k$ and uses the basis restr
 block, so $u = b|_k\cdot\omega_k$ on block $k$. A residual row is *owned* by an expert when its
 stencil lies inside that expert's block; rows whose stencil straddles an interface are
 *interface rows*. Ownership is found once, by probing the rows' linearisation at a random $u$
-and a random $\varphi$ (positive, away from 0, so that coefficients taken from $\varphi$ do not
-vanish) with a random direction supported on each block; rows that depend on no value of $u$
-are refused. With ``INDEPENDENT``, rows that read two blocks that do not touch (a global
-constraint) are dropped with a warning. Two ways to couple experts (:class:`Continuity`):
+with a random direction supported on each block, at a random $\varphi$ and at $-\varphi$ (away
+from 0, so that coefficients taken from $\varphi$ do not vanish; of both signs, so that a
+stencil that switches with $\varphi$'s sign, upwinding by a velocity from $\varphi$, is seen
+both ways): a row whose stencil changes with $\varphi$ is owned by the union of the cells it
+can read. Rows that depend on no value of $u$ are refused. With ``INDEPENDENT``, the interface
+rows (stencils across an interface, global constraints) are dropped with a warning. Two ways to
+couple experts (:class:`Continuity`):
 
 * ``INDEPENDENT`` (the paper): interface rows are dropped and each expert solves its own rows,
   all $K$ experts as one batch of $B K$ problems of $N$ unknowns (padding rows are zero). Cost
@@ -65,21 +68,44 @@ def row_dependence(field_rows: Callable[[torch.Tensor], torch.Tensor],
     """(R, M) bool: whether row ``i`` of ``field_rows(u (1, *grid)) -> (1, M)`` depends on the
     grid values in region ``r`` of ``regions`` (R, *grid) bool (e.g. the experts' blocks,
     :meth:`BlockRouter.masks`); one forward product per region, random direction."""
+    return _row_tangents(field_rows, regions) != 0
+
+
+def _row_tangents(field_rows: Callable[[torch.Tensor], torch.Tensor],
+                  regions: torch.Tensor) -> torch.Tensor:
+    """(R, M): the forward products of :func:`row_dependence`, one per region, at a random u."""
     g = torch.Generator().manual_seed(0)
     u = 0.05 + 0.5 * torch.rand(1, *regions.shape[1:], dtype=torch.float64, generator=g)
-    depends = []
+    tangents = []
     for region in regions:
         direction = torch.rand(1, *region.shape, dtype=torch.float64, generator=g) * region
-        depends.append(jvp(field_rows, (u,), (direction,))[1][0] != 0)
-    return torch.stack(depends)
+        tangents.append(jvp(field_rows, (u,), (direction,))[1][0])
+    return torch.stack(tangents)
 
 
 def probe_phi(phi_shape: tuple[int, ...]) -> torch.Tensor:
-    """One sample's conditioning input at which the rows' dependence on u is probed, shape
-    (1, *phi_shape) float64: uniform in [0.5, 1.5] (fixed seed), so that coefficients the rows
-    take from φ (a diffusivity, a velocity) do not vanish there as they would at φ = 0."""
+    """The conditioning inputs at which the rows' dependence on u is probed, shape
+    (2, 1, *phi_shape) float64: φ uniform in [0.5, 1.5] (fixed seed) and -φ. Away from 0, so
+    that coefficients the rows take from φ (a diffusivity, a velocity) do not vanish there as
+    they would at φ = 0; of both signs, so that a stencil that switches with φ's sign
+    (upwinding by a velocity from φ) is seen both ways."""
     g = torch.Generator().manual_seed(1)
-    return 0.5 + torch.rand(1, *phi_shape, dtype=torch.float64, generator=g)
+    phi = 0.5 + torch.rand(1, *phi_shape, dtype=torch.float64, generator=g)
+    return torch.stack([phi, -phi])
+
+
+def probed_dependence(rows: Rows, phi_shape: tuple[int, ...],
+                      regions: torch.Tensor) -> torch.Tensor:
+    """(R, M) bool: :func:`row_dependence` of ``rows(u, φ)`` on ``regions`` (R, *grid) bool,
+    united over the φ of :func:`probe_phi`: a row whose stencil changes with φ depends on every
+    cell it can read. A probe at which a row's linearisation is not finite (φ outside the
+    domain of a coefficient, a diffusivity under a square root) does not count for that row,
+    unless no probe is finite for it."""
+    tangents = torch.stack([_row_tangents(lambda u, phi=phi: rows(u, phi), regions)
+                            for phi in probe_phi(phi_shape)])  # (probes, R, M)
+    finite = tangents.isfinite().all(1, keepdim=True)
+    counted = finite | ~finite.any(0)
+    return ((tangents != 0) & counted).any(0)
 
 
 def check_rows_read_u(depends: torch.Tensor) -> None:
@@ -98,27 +124,19 @@ def row_owners(depends: torch.Tensor) -> torch.Tensor:
     return torch.where(depends.sum(0) == 1, depends.long().argmax(0), -1)
 
 
-def global_rows(depends: torch.Tensor, router: BlockRouter) -> torch.Tensor:
-    """The rows (indices) that depend on two experts whose blocks do not touch (across a
-    periodic seam too), from ``depends`` (K, M): no stencil narrower than a block reads them;
-    a global constraint (a total mass) does."""
-    apart = (~router.touching()).double()
-    pairs = torch.einsum("km,kl,lm->m", depends.double(), apart, depends.double())
-    return torch.nonzero(pairs > 0)[:, 0]
-
-
 INDEPENDENT_CURE = ("use fewer experts or a finer grid; rows that read several blocks at once (a "
                     "global constraint) need continuity=INTERFACE_ROWS or one expert")
 
 
-def warn_global_rows(rows: torch.Tensor) -> None:
-    """Warn that independent experts drop ``rows`` (indices, :func:`global_rows`)."""
+def warn_dropped_rows(owners: torch.Tensor) -> None:
+    """Warn that independent experts drop the interface rows, ``owners`` -1 (:func:`row_owners`)."""
+    rows = torch.nonzero(owners < 0)[:, 0]
     if len(rows):
         more = " ..." if len(rows) > 5 else ""
-        warnings.warn(f"independent experts drop the {len(rows)} residual rows that read blocks "
-                      f"that do not touch (rows {rows[:5].tolist()}{more}): a global constraint "
-                      "no expert solves alone; keep them with continuity=INTERFACE_ROWS or one "
-                      "expert", stacklevel=3)
+        warnings.warn(f"independent experts drop the {len(rows)} residual rows that read more "
+                      f"than one block (rows {rows[:5].tolist()}{more}): stencils across an "
+                      "interface and global constraints no expert solves alone; keep them with "
+                      "continuity=INTERFACE_ROWS or one expert", stacklevel=3)
 
 
 def check_rows_accept(rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...]) -> None:
@@ -220,8 +238,7 @@ class HardConstraint(nn.Module):
         self.align_constants = align_constants
         check_rows_accept(rows, router, phi_shape)
         self.phi_shape = tuple(phi_shape)
-        phi = probe_phi(phi_shape)
-        depends = row_dependence(lambda u: rows(u, phi), router.masks())
+        depends = probed_dependence(rows, phi_shape, router.masks())
         check_rows_read_u(depends)
         owners = row_owners(depends)
         owned = torch.zeros(router.experts, 0, dtype=torch.long)
@@ -229,11 +246,11 @@ class HardConstraint(nn.Module):
             per_expert = [torch.nonzero(owners == k)[:, 0] for k in range(router.experts)]
             owned = padded_rows(per_expert, len(owners), len(owners) - condition_rows,
                                 cure=INDEPENDENT_CURE)
-            warn_global_rows(global_rows(depends, router))
+            warn_dropped_rows(owners)
         self.register_buffer("owned", owned, persistent=False)  # (K, width)
         self.jacobian = batched_jacobian
         if coloured and continuity is Continuity.INTERFACE_ROWS:
-            depends = row_dependence(lambda u: self._stitched_rows(u, phi), router.masks())
+            depends = probed_dependence(self._stitched_rows, phi_shape, router.masks())
             self.jacobian = ExpertColouring(depends).jacobian
         self.last_solve: LMResult | None = None
 

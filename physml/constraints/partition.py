@@ -42,8 +42,7 @@ from .hard import (
     check_inputs,
     check_rows_accept,
     check_rows_read_u,
-    probe_phi,
-    row_dependence,
+    probed_dependence,
 )
 from .implicit import least_squares_solution
 from .levenberg_marquardt import LevenbergMarquardt, LMResult
@@ -96,9 +95,8 @@ class PartitionOfUnity(nn.Module):
         weights = trapezoid_weights(router, overlap)
         self.register_buffer("weights", weights, persistent=False)
         self.register_buffer("blend", weights / weights.sum(0), persistent=False)
-        phi = probe_phi(phi_shape)
-        outside = row_dependence(lambda u: rows(u, phi), weights == 0)  # (K, M)
-        check_rows_read_u(row_dependence(lambda u: rows(u, phi), torch.ones_like(weights[:1]) > 0))
+        outside = probed_dependence(rows, phi_shape, weights == 0)  # (K, M)
+        check_rows_read_u(probed_dependence(rows, phi_shape, torch.ones_like(weights[:1]) > 0))
         per_expert = [torch.nonzero(~out)[:, 0] for out in outside]
         self.register_buffer("owned", padded_rows(per_expert, outside.shape[1],
                                                   outside.shape[1] - condition_rows),
