@@ -2,6 +2,7 @@
 residual loss, no solution data)."""
 
 import json
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -89,6 +90,14 @@ def test_experts_without_pde_rows_and_odd_grids_are_refused_before_any_data(over
     with pytest.raises(ValueError) as err:
         load_case("cases/moe_navier_stokes.yaml", ["variant=cpu", *overrides])
     assert message in str(err.value)
+
+
+def test_checking_a_case_of_independent_experts_does_not_warn_of_the_rows_they_drop():
+    """The check builds a constraint of its own: its warning would repeat the run's with
+    another count."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        load_case("moe_diffusion_sorption", ["variant=cpu", "constraint.continuity=independent"])
 
 
 @pytest.mark.slow  # 15 Adam steps through the inner solves: ~15 s idle, ~50 s on a loaded CPU
