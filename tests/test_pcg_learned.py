@@ -551,6 +551,10 @@ def test_loading_a_file_that_is_not_a_preconditioner_names_it(tmp_path):
             LearnedPreconditioner.load(tmp_path / name)
     with pytest.raises(ValueError, match="no trained preconditioner at .*a folder"):
         LearnedPreconditioner.load(tmp_path)
+    with pytest.raises(ValueError, match=r"no file; give the file LearnedSmootherAMG\.save"):
+        LearnedSmootherAMG.load(tmp_path / "missing.pt")  # the class asked for, not its base
+    with pytest.raises(ValueError, match=r"a file LearnedSmootherAMG\.save wrote holds"):
+        LearnedSmootherAMG.load(tmp_path / "checkpoint.pt")
     LearnedPreconditioner(FactorModel("cholesky", width=4, steps=1)).save(tmp_path / "p.pt")
     if not torch.cuda.is_available():  # a good file, a device this machine lacks
         with pytest.raises(ValueError, match="device='cuda' is not available"):

@@ -275,7 +275,7 @@ class LearnedPreconditioner:
         if not Path(path).is_file():
             what = "a folder" if Path(path).is_dir() else "no file"
             raise ValueError(f"no trained preconditioner at {str(path)!r} ({what}; give the "
-                             "file LearnedPreconditioner.save wrote)")
+                             f"file {cls.__name__}.save wrote)")
         try:
             saved = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as err:  # noqa: BLE001 (not a PyTorch file of tensors: torch's many ways)
@@ -284,7 +284,7 @@ class LearnedPreconditioner:
                              f"({type(err).__name__}: {reason})") from None
         if not (isinstance(saved, dict) and {"config", "state_dict"} <= saved.keys()):
             raise ValueError(f"{str(path)!r} is not a trained preconditioner (a file "
-                             "LearnedPreconditioner.save wrote holds config and state_dict)")
+                             f"{cls.__name__}.save wrote holds config and state_dict)")
         role = saved.get("role", LearnedPreconditioner.ROLE)
         if role != cls.ROLE:
             loader = "LearnedSmootherAMG" if role == "smoother" else "LearnedPreconditioner"
