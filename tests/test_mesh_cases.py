@@ -207,6 +207,8 @@ def test_a_poisson_run_s_progress_names_each_mesh_and_its_error(tmp_path, cli_in
          "pde.source does not apply to pde.name 'heat'"),
         ({"pde": {"name": "poisson"}, "time": {"dt": 0.1, "steps": 2}},
          "the time section applies to pde.name 'heat' only"),
+        ({"pde": {"name": "poisson"}, "time": {"theta": 0.5}},  # not time.dt: required
+         "the time section applies to pde.name 'heat' only"),
         ({"pde": {"name": "geodesic", "source_point": [0.0, 0.0]}},
          "pde.name 'geodesic' takes no boundary conditions"),
         ({"pde": {"name": "shape_optimisation", "source": 0.0},

@@ -726,6 +726,7 @@ def test_initial_field_errors_name_the_file_and_variable(tmp_path):
     ("changes", "message"),
     [
         ({"temperature": {"mean": 1000.0}}, "isothermal: remove temperature"),
+        ({"temperature": {"gradient": 5.0}}, "isothermal: remove temperature"),  # no mean
         ({"heat_of_transport": -1.0}, "isothermal: remove heat_of_transport"),
         ({"free_energy__slope_alpha": 1e-4}, "remove free_energy.slope_alpha"),
         ({"free_energy__mobility": None, "free_energy__diffusivity": 1.0}, "free_energy.mobility"),

@@ -5,7 +5,7 @@ conditions, the PDE and its data, the time and optimisation sections, and
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BeforeValidator, Field, model_validator
@@ -145,6 +145,10 @@ PDE_KEYS = {"poisson": {"source", "exact"}, "heat": {"initial", "kappa"},
 """The keys of ``pde`` each PDE reads (besides ``name``)."""
 
 
+_SECTION_OF = {"heat": "time", "shape_optimisation": "optimisation"}
+"""The section each PDE that needs one reads (the others refuse it)."""
+
+
 class MeshPDECase(CaseBase):
     """A whole ``kind: mesh_pde`` case file."""
 
@@ -157,16 +161,24 @@ class MeshPDECase(CaseBase):
     refine: list[float] = Field(default_factory=list,
                                 description="further edge lengths h [m] for observed orders")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_section_of_another_pde(cls, data: Any) -> Any:
+        """Refused before the section's own fields are checked, whose message (a required
+        ``time.dt``) would ask for what is then refused."""
+        name = data.get("pde", {}).get("name") if isinstance(data, dict) and isinstance(
+            data.get("pde"), dict) else None
+        for pde, section in _SECTION_OF.items():
+            if name is not None and name != pde and data.get(section) is not None:
+                raise ValueError(f"the {section} section applies to pde.name {pde!r} only; "
+                                 f"pde.name {name!r} does not read it")
+        return data
+
     @model_validator(mode="after")
     def _sections_fit_pde(self) -> MeshPDECase:
         name = self.pde.name
-        needs = {"heat": "time", "shape_optimisation": "optimisation"}
-        if name in needs and getattr(self, needs[name]) is None:
-            raise ValueError(f"pde.name {name!r} needs the {needs[name]} section")
-        for section, pde in needs.items():
-            if name != section and getattr(self, pde) is not None:
-                raise ValueError(f"the {pde} section applies to pde.name {section!r} only; "
-                                 f"pde.name {name!r} does not read it")
+        if name in _SECTION_OF and getattr(self, _SECTION_OF[name]) is None:
+            raise ValueError(f"pde.name {name!r} needs the {_SECTION_OF[name]} section")
         defaults = MeshPDESpec(name=name)  # keys at their defaults change nothing
         unread = sorted(key for key in MeshPDESpec.model_fields
                         if key != "name" and key not in PDE_KEYS[name]

@@ -4,7 +4,7 @@ against each other (an example case in :mod:`~.thermomigration`)."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -17,6 +17,8 @@ from .run_folder import KindSection, Section
 from .sections import CaseBase
 
 NONDIMENSIONAL_TEMPERATURE = 1.0
+
+_ISOTHERMAL = "units 'nondimensional' is isothermal: remove {}"
 
 
 class GridSpec(Section):
@@ -238,6 +240,16 @@ class ThermomigrationCase(CaseBase):
     solver: SolverSpec = Field(default_factory=SolverSpec)
     dtype: Literal["float32", "float64"] = "float64"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_temperature_when_nondimensional(cls, data: Any) -> Any:
+        """Refused before the section's own fields are checked, whose message (a required
+        ``temperature.mean``) would ask for what is then refused."""
+        if isinstance(data, dict) and data.get("units") == "nondimensional" and (
+                data.get("temperature") is not None):
+            raise ValueError(_ISOTHERMAL.format("temperature"))
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> ThermomigrationCase:
         ndim = len(self.grid.shape)
@@ -341,7 +353,7 @@ class ThermomigrationCase(CaseBase):
                    "free_energy.slope_beta": energy.slope_beta != 0}
         given = [key for key, present in thermal.items() if present]
         if given:
-            raise ValueError(f"units 'nondimensional' is isothermal: remove {given[0]}")
+            raise ValueError(_ISOTHERMAL.format(given[0]))
 
     @property
     def temperature_spec(self) -> TemperatureSpec:
