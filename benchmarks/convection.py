@@ -31,6 +31,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import at_least  # noqa: E402
 
 from physml.cases.pinn import build_trainer  # noqa: E402
 from physml.cases.registry import load_case  # noqa: E402
@@ -90,9 +91,9 @@ def plot(table: dict, betas: list[int], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--adam", type=int, default=500)
-    parser.add_argument("--lbfgs", type=int, default=500)
-    parser.add_argument("--points", type=int, default=2000)
+    parser.add_argument("--adam", type=at_least(1), default=500)
+    parser.add_argument("--lbfgs", type=at_least(1), default=500)
+    parser.add_argument("--points", type=at_least(1), default=2000)
     parser.add_argument("--betas", type=int, nargs="+", default=[10, 20, 30, 40, 50])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/convection.json"))

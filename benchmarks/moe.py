@@ -38,7 +38,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-from _common import check_device
+from _common import at_least, check_device
 
 from physml.constraints import Continuity, LevenbergMarquardt, UnconvergedSolveWarning
 from physml.devices import Stopwatch, require_torch_device
@@ -196,14 +196,14 @@ def main() -> None:
     parser.add_argument("--problem", choices=["diffusion_sorption", "navier_stokes"],
                         default="diffusion_sorption")
     parser.add_argument("--variant", choices=["cpu", "full"], default="cpu")
-    parser.add_argument("--experts", type=int, nargs="+", default=[4],
+    parser.add_argument("--experts", type=at_least(1), nargs="+", default=[4],
                         help="K of the accuracy part (the timing part takes 1, 2, 4, 8)")
     parser.add_argument("--parts", nargs="+", choices=["accuracy", "timing"],
                         default=["accuracy", "timing"])
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--loss", choices=[loss.value for loss in Loss], default="physics",
                         help="physics: the paper's residual loss; data: supervised")
-    parser.add_argument("--points-nx", type=int, nargs="+", default=None,
+    parser.add_argument("--points-nx", type=at_least(2), nargs="+", default=None,
                         help="cells per space axis of the timing part (default: the variant's)")
     parser.add_argument("--methods", nargs="+", default=None,
                         help="accuracy part: only these methods (e.g. hard moe-pou-K4)")

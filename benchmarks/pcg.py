@@ -29,8 +29,9 @@ including its pattern analysis, and the CG workspace: its vectors and recorded l
 solve and total wall-clock, and the
 cost of 10 right-hand sides with one set-up (set-up + 10 × solve). The sides alternate, in
 reversed order every other repeat (medians, min and max); the largest sizes run fewer repeats
-(recorded). The learned model is trained first on systems of ``--train-size`` (20–35 s at the
-default width, one PyTorch thread) or loaded with ``--load``; the refinement sweep reports
+(recorded). The learned model is trained first on systems of ``--train-size`` (the grids; a mesh
+family's smallest ``--mesh-sizes``; 20–35 s at the default width, one PyTorch thread) or loaded
+with ``--load``, whose report gives the size they were trained at; the refinement sweep reports
 iterations against n, and the iterations on systems with twice the training unknowns (side
 × √2, or ∛2 on tetrahedra, always added to the sizes) and with twice the training side,
 against those at the training size.
@@ -93,6 +94,7 @@ RIGHT_HAND_SIDES = 10
 HELD_OUT_SEED = 100_000
 RESULTS = Path(__file__).resolve().parent / "results"
 CLASSICAL = ("jacobi", "ic0", "fsai", "amg_sa", "amg_rs")
+KINDS = ("cholesky", "sparse_inverse")  # the learned factors, L L^T and G^T G
 
 
 def system_spec(family: str, size: int, samples: int, ordering: str | None) -> LinearSystemSpec:
@@ -268,13 +270,16 @@ def main() -> None:
                         default="heat_mesh")
     parser.add_argument("--mesh-ordering", choices=["rcm", "mesher"], default="rcm",
                         help="numbering of the meshes' unknowns (mesher: Gmsh's)")
-    parser.add_argument("--train-size", type=int, default=32)
-    parser.add_argument("--train-steps", type=int, default=1600)
-    parser.add_argument("--train-samples", type=int, default=32)
+    parser.add_argument("--train-size", type=at_least(3), default=None,
+                        help="grid side the models are trained at (default 32, or the loaded "
+                             "models'; a mesh family trains at its smallest --mesh-sizes)")
+    parser.add_argument("--train-steps", type=at_least(1), default=1600)
+    parser.add_argument("--train-samples", type=at_least(1), default=32)
     # the smallest network that still halves IC(0)'s iterations on the grids: its inference
     # is what the set-up costs, and the set-up decides the total time on small systems
-    parser.add_argument("--width", type=int, default=4, help="network width H")
-    parser.add_argument("--message-steps", type=int, default=1, help="message-passing steps K")
+    parser.add_argument("--width", type=at_least(1), default=4, help="network width H")
+    parser.add_argument("--message-steps", type=at_least(0), default=1,
+                        help="message-passing steps K")
     parser.add_argument("--repeats", type=at_least(1), default=3)
     parser.add_argument("--large-repeats", type=at_least(1), default=1,
                         help="repeats at sizes >= 512, where the looser tolerance is also read "
@@ -283,16 +288,17 @@ def main() -> None:
                         help="preconditioners left out at sizes >= 1024 (the slowest ones)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the networks' initial weights and mini-batches")
-    parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (inference)")
+    parser.add_argument("--threads", type=at_least(1), default=1,
+                        help="PyTorch threads (inference)")
     parser.add_argument("--device", default="cpu",
                         help="Warp device of the systems and preconditioners (cpu, cuda, cuda:N)")
     parser.add_argument("--load", type=Path, default=None,
                         help="reuse the models saved beside this earlier report (REPORT.json "
                              "-> REPORT_<family>_<kind>.pt) instead of training")
-    parser.add_argument("--smoother-steps", type=int, default=0,
+    parser.add_argument("--smoother-steps", type=at_least(0), default=0,
                         help="train a learned finest-level smoother of RS-AMG for the grids "
                              "(side learned_amg) for this many steps (0: no such side)")
-    parser.add_argument("--smoother-samples", type=int, default=24,
+    parser.add_argument("--smoother-samples", type=at_least(1), default=24,
                         help="training systems of the smoother")
     parser.add_argument("--load-smoother", type=Path, default=None,
                         help="load the grids' learned smoother from this file instead")
@@ -304,15 +310,24 @@ def main() -> None:
         parser.error("the learned smoother is for the grids: give --sizes")
     if args.smoother_steps and args.load_smoother:
         parser.error("give --smoother-steps (train) or --load-smoother (load), not both")
+    if args.train_size is not None and not args.sizes:
+        parser.error("--train-size is the grids' training side: give --sizes too (a mesh "
+                     "family trains at its smallest --mesh-sizes)")
+    families = [("poisson_grid", args.sizes, args.train_size or 32)] if args.sizes else []
+    if args.mesh_sizes:  # first: the meshes' systems are smaller and quicker
+        families.insert(0, (args.mesh_family, args.mesh_sizes, min(args.mesh_sizes)))
+    if args.load is not None:  # the models' own training size labels the generalisation
+        families = [(family, sizes, loaded_training_size(parser, args.load, family))
+                    for family, sizes, _ in families]
+        if args.train_size not in (None, families[-1][2]):  # the grids, last
+            parser.error(f"--train-size {args.train_size}: the grids' models in {args.load} "
+                         f"were trained at {families[-1][2]}; leave --train-size out")
     check_device(parser, args.device, require_device)  # before minutes of training
     torch.set_num_threads(args.threads)
     wp.config.quiet = True
     wp.init()
     load_before = os.getloadavg()
     training = {}
-    families = [("poisson_grid", args.sizes, args.train_size)] if args.sizes else []
-    if args.mesh_sizes:  # first: the meshes' systems are smaller and quicker
-        families.insert(0, (args.mesh_family, args.mesh_sizes, min(args.mesh_sizes)))
     results, generalisation = [], {}
     machine = {"processor": platform.processor(), "cpu_count": os.cpu_count(),
                "cpus_usable": len(os.sched_getaffinity(0)), "load_average_before": load_before}
@@ -337,14 +352,15 @@ def main() -> None:
 
     for family, sizes, train_size in families:
         learned = {}
-        for kind in ("cholesky", "sparse_inverse"):
+        for kind in KINDS:
             saved = (args.out if args.load is None else args.load).with_name(
                 f"{(args.out if args.load is None else args.load).stem}_{family}_{kind}.pt")
             if args.load is not None:
                 if not saved.is_file():
                     parser.error(f"--load {args.load}: no {saved.name} beside it (the model a "
                                  f"run with --out {args.load} saved for {family})")
-                model, record = LearnedPreconditioner.load(saved), {"loaded": str(saved)}
+                model = LearnedPreconditioner.load(saved)
+                record = {"loaded": str(saved), "size": train_size}
             else:
                 model, record = train_model(family, train_size, kind, args.train_steps,
                                             args.train_samples, args.width,
@@ -395,6 +411,20 @@ def main() -> None:
     plot(results, args.out.with_suffix(".png"), plotted, plotted_size)
     print(json.dumps(generalisation, indent=1))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+
+
+def loaded_training_size(parser: argparse.ArgumentParser, report: Path, family: str) -> int:
+    """The size ``family``'s models saved beside ``report`` were trained at, as its training
+    records give it; refused (``parser.error``) where they do not."""
+    if not report.is_file():
+        parser.error(f"--load {report}: no such report")
+    training = json.loads(report.read_text()).get("training", {})
+    sizes = {training.get(f"{family}/{kind}", {}).get("size") for kind in KINDS}
+    if len(sizes) != 1 or None in sizes:
+        parser.error(f"--load {report}: its training records do not give the size {family}'s "
+                     "models were trained at (an older report); load a report that does, or "
+                     "train them again")
+    return sizes.pop()
 
 
 def _generalisation(results: list[dict], family: str, train_size: int, names: list[str]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import summary
+from _common import at_least, summary
 
 from physml.cases.pinn import build_trainer
 from physml.cases.registry import load_case
@@ -135,14 +135,12 @@ RATES = ("evaluations_per_s", "adam_evaluations_per_s", "lbfgs_evaluations_per_s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--adam", type=int, default=500)
-    parser.add_argument("--lbfgs", type=int, default=5000)
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--adam", type=at_least(1), default=500)
+    parser.add_argument("--lbfgs", type=at_least(1), default=5000)
+    parser.add_argument("--repeats", type=at_least(1), default=3,
                         help="runs of each library, alternating which goes first")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pinn_burgers.json"))
     args = parser.parse_args()
-    if args.repeats < 1:
-        parser.error(f"--repeats {args.repeats}: give 1 or more")
     if importlib.util.find_spec("deepxde") is None:  # before physml's minutes of training
         raise SystemExit("pinn_burgers.py compares with DeepXDE: pip install deepxde first")
     runs: dict[str, list[dict]] = {"physml": [], "deepxde": []}

@@ -84,7 +84,7 @@ def measure(environment: dict[str, str], points: int, seconds: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--points", type=int, nargs="+", default=[1000, 4000, 16000])
+    parser.add_argument("--points", type=at_least(1), nargs="+", default=[1000, 4000, 16000])
     parser.add_argument("--rounds", type=at_least(1), default=3)
     parser.add_argument("--seconds", type=at_least(0.0, float, strictly=True), default=1.5)
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))

@@ -1,0 +1,154 @@
+"""The benchmark scripts refuse a bad option in one line before any work, label what they
+measure with what they actually ran (pcg's training size, datasets' shard size), and say why
+``teng.py --resume`` refuses a report."""
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def script(monkeypatch):
+    """``script(name)``: benchmarks/<name>.py imported as a module (its ``_common`` found)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name}",
+                                                      ROOT / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+def run_main(module, monkeypatch, *argv: str) -> SystemExit:
+    monkeypatch.setattr(sys, "argv", [f"{module.__name__}.py", *argv])
+    with pytest.raises(SystemExit) as exited:
+        module.main()
+    return exited.value
+
+
+@pytest.mark.parametrize("name, argv, minimum", [
+    ("datasets", ["--repeats", "0"], 1),
+    ("datasets", ["--peer-only", "--peer-samples", "0"], 1),
+    ("pcg", ["--sizes", "32", "--threads", "0"], 1),
+    ("pcg", ["--sizes", "32", "--train-samples", "0"], 1),
+    ("pcg", ["--sizes", "32", "--width", "0"], 1),
+    ("pcg", ["--sizes", "32", "--train-steps", "0"], 1),  # ran untrained models, wrote NaN
+    ("moe", ["--experts", "0"], 1),
+    ("moe", ["--points-nx", "1"], 2),  # ran nothing and exited 0
+    ("mesh", ["--levels", "-1"], 0),
+    ("threads", ["--points", "0"], 1),
+    ("convection", ["--adam", "0"], 1),
+    ("pinn_burgers", ["--lbfgs", "0"], 1),
+])
+def test_a_bad_count_is_one_argparse_error_before_any_work(script, monkeypatch, capsys, name,
+                                                           argv, minimum, tmp_path):
+    exited = run_main(script(name), monkeypatch, *argv, "--out", str(tmp_path / "out.json"))
+    assert exited.code == 2
+    option, value = argv[-2:]
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"error: argument {option}: {value} must be >= {minimum}")
+    assert not any(tmp_path.iterdir())
+
+
+def test_pcg_refuses_a_train_size_the_mesh_family_would_ignore(script, monkeypatch, capsys,
+                                                               tmp_path):
+    exited = run_main(script("pcg"), monkeypatch, "--sizes", "--mesh-sizes", "8",
+                      "--train-size", "6", "--out", str(tmp_path / "out.json"))
+    assert exited.code == 2
+    assert "--train-size is the grids' training side" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def loaded_report(path: Path, records: dict) -> Path:
+    path.write_text(json.dumps({"training": records}))
+    return path
+
+
+@pytest.mark.parametrize("records, argv, message", [
+    ({"poisson_tet/cholesky": {"loaded": "m.pt"}, "poisson_tet/sparse_inverse": {"loaded": "m.pt"}},
+     ["--sizes", "--mesh-family", "poisson_tet", "--mesh-sizes", "16"],
+     "do not give the size poisson_tet's models were trained at"),
+    ({"poisson_grid/cholesky": {"size": 32}, "poisson_grid/sparse_inverse": {"size": 32}},
+     ["--sizes", "32", "--train-size", "16"],
+     "--train-size 16: the grids' models in"),
+])
+def test_pcg_load_takes_the_training_size_from_the_report_or_refuses(script, monkeypatch,
+                                                                    capsys, tmp_path, records,
+                                                                    argv, message):
+    """The generalisation block labelled the run's smallest size (or --train-size) as the
+    loaded models' training size."""
+    report = loaded_report(tmp_path / "report.json", records)
+    exited = run_main(script("pcg"), monkeypatch, *argv, "--load", str(report),
+                      "--out", str(tmp_path / "out.json"))
+    assert exited.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_pcg_load_labels_the_loaded_models_training_size(script, tmp_path):
+    pcg = script("pcg")
+    report = loaded_report(tmp_path / "report.json", {
+        f"poisson_tet/{kind}": {"size": 12} for kind in pcg.KINDS})
+    assert pcg.loaded_training_size(argparse.ArgumentParser(), report, "poisson_tet") == 12
+
+
+def test_datasets_records_the_samples_its_pair_shards_hold(script, monkeypatch, tmp_path):
+    """With --samples 3 the pair reading's one shard holds 3 samples, not the 16 the JSON
+    claimed (shrunk: 64 cells, 5 states, generated in process, no JAX)."""
+    datasets = script("datasets")
+    generate, full_spec = datasets.generate, datasets.burgers_spec
+    monkeypatch.setattr(datasets, "burgers_spec", lambda samples: full_spec(samples).model_copy(
+        update={"grid": [64], "t_end": 0.05, "n_saves": 5}))
+    monkeypatch.setattr(datasets, "generate",
+                        lambda spec, folder, workers: generate(spec, folder, workers=0))
+    monkeypatch.setattr(datasets, "GENERATION_ROUNDS", 1)
+    monkeypatch.setattr(datasets, "compare_with_jax", lambda samples: None)
+    out = tmp_path / "datasets.json"
+    monkeypatch.setattr(sys, "argv", ["datasets.py", "--samples", "3", "--repeats", "1",
+                                      "--out", str(out)])
+    datasets.main()
+    pairs = json.loads(out.read_text())["reading_pairs"]
+    assert pairs["samples_per_shard"] == 3 and pairs["pairs"] == 3 * 4
+
+
+@pytest.mark.parametrize("report, message", [
+    ({"variant": "cpu", "dt": None, "device": None},
+     "does not record torch_threads (written before the script kept it); run without --resume "
+     "or use another --out"),
+    ({"variant": "full", "dt": None, "device": None, "torch_threads": torch.get_num_threads()},
+     "holds variant='full' (this run: 'cpu'); use another --out"),
+])
+def test_teng_resume_names_the_setting_a_report_lacks_or_differs_in(script, monkeypatch,
+                                                                     tmp_path, report, message):
+    """The committed teng.json predates torch_threads: --resume blamed "another variant, dt,
+    device or thread count"."""
+    out = tmp_path / "teng.json"
+    out.write_text(json.dumps({**report, "problems": {}}))
+    exited = run_main(script("teng"), monkeypatch, "--problems", "heat", "--parts", "euler",
+                      "--resume", "--out", str(out))
+    assert message in str(exited.code)
+
+
+def test_phasefield_records_the_tolerance_its_model_time_was_measured_at(script, monkeypatch,
+                                                                         tmp_path):
+    """Its mean adaptive step (and so model s per wall s) scales with the solver's tolerance,
+    whose default changed under a committed report that did not say which it used (shrunk:
+    one 32^2 grid, one repeat)."""
+    from physml.solvers.thermomigration import DEFAULT_TOLERANCE
+
+    phasefield = script("phasefield")
+    monkeypatch.setattr(phasefield, "GRID_SHAPES", ((32, 32),))
+    monkeypatch.setattr(phasefield, "REPEATS", 1)
+    out = tmp_path / "phasefield.json"
+    monkeypatch.setattr(sys, "argv", ["phasefield.py", "--quick", "--out", str(out)])
+    phasefield.main()
+    assert json.loads(out.read_text())["settings"]["adaptive_tolerance"] == DEFAULT_TOLERANCE
