@@ -419,6 +419,10 @@ def loaded_training_size(parser: argparse.ArgumentParser, report: Path, family: 
     if not report.is_file():
         parser.error(f"--load {report}: no such report")
     training = json.loads(report.read_text()).get("training", {})
+    if not any(f"{family}/{kind}" in training for kind in KINDS):
+        parser.error(f"--load {report}: it holds no {family} models (it has "
+                     f"{', '.join(sorted(training)) or 'none'}); pick its family with "
+                     "--mesh-family, or load a report of this one")
     sizes = {training.get(f"{family}/{kind}", {}).get("size") for kind in KINDS}
     if len(sizes) != 1 or None in sizes:
         parser.error(f"--load {report}: its training records do not give the size {family}'s "

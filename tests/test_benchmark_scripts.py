@@ -81,6 +81,9 @@ def loaded_report(path: Path, records: dict) -> Path:
     ({"poisson_grid/cholesky": {"size": 32}, "poisson_grid/sparse_inverse": {"size": 32}},
      ["--sizes", "32", "--train-size", "16"],
      "--train-size 16: the grids' models in"),
+    ({"poisson_tet/cholesky": {"size": 12}, "poisson_tet/sparse_inverse": {"size": 12}},
+     ["--sizes", "--mesh-sizes", "4"],  # heat_mesh, the default family: none in the report
+     "it holds no heat_mesh models (it has poisson_tet/cholesky, poisson_tet/sparse_inverse)"),
 ])
 def test_pcg_load_takes_the_training_size_from_the_report_or_refuses(script, monkeypatch,
                                                                     capsys, tmp_path, records,

@@ -209,6 +209,8 @@ def test_a_poisson_run_s_progress_names_each_mesh_and_its_error(tmp_path, cli_in
          "the time section applies to pde.name 'heat' only"),
         ({"pde": {"name": "poisson"}, "time": {"theta": 0.5}},  # not time.dt: required
          "the time section applies to pde.name 'heat' only"),
+        ({"pde": {"name": "heet"}, "time": {"dt": 0.1, "steps": 2}},  # not: remove time
+         "pde.name: Input should be 'poisson', 'heat'"),
         ({"pde": {"name": "geodesic", "source_point": [0.0, 0.0]}},
          "pde.name 'geodesic' takes no boundary conditions"),
         ({"pde": {"name": "shape_optimisation", "source": 0.0},
@@ -221,6 +223,15 @@ def test_bad_input_is_refused_naming_the_key(change, message):
            "pde": {"name": "poisson"}, "boundary": [{"part": "all"}], **change}
     with pytest.raises(ValueError, match=message):
         validate_case(raw, "case bad")
+
+
+def test_a_case_built_in_python_refuses_a_section_its_pde_does_not_read():
+    from physml.cases.mesh_pde_spec import MeshPDECase, MeshPDESpec, TimeSpec
+
+    with pytest.raises(ValueError, match="the time section applies to pde.name 'heat' only"):
+        MeshPDECase(kind="mesh_pde", name="bad", mesh={"domain": "l_shape", "h": 0.1},
+                    pde=MeshPDESpec(name="poisson"), boundary=[{"part": "all"}],
+                    time=TimeSpec(dt=0.1, steps=2))
 
 
 def test_poisson_on_a_closed_surface_names_the_boundary_section(tmp_path):

@@ -5,6 +5,7 @@ conditions, the PDE and its data, the time and optimisation sections, and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -149,6 +150,14 @@ _SECTION_OF = {"heat": "time", "shape_optimisation": "optimisation"}
 """The section each PDE that needs one reads (the others refuse it)."""
 
 
+def _refuse_sections_of_other_pdes(name: str, present: Callable[[str], bool]) -> None:
+    """Refuse a section of :data:`_SECTION_OF` that pde.name ``name`` does not read."""
+    for pde, section in _SECTION_OF.items():
+        if name != pde and present(section):
+            raise ValueError(f"the {section} section applies to pde.name {pde!r} only; "
+                             f"pde.name {name!r} does not read it")
+
+
 class MeshPDECase(CaseBase):
     """A whole ``kind: mesh_pde`` case file."""
 
@@ -164,14 +173,13 @@ class MeshPDECase(CaseBase):
     @model_validator(mode="before")
     @classmethod
     def _no_section_of_another_pde(cls, data: Any) -> Any:
-        """Refused before the section's own fields are checked, whose message (a required
-        ``time.dt``) would ask for what is then refused."""
-        name = data.get("pde", {}).get("name") if isinstance(data, dict) and isinstance(
-            data.get("pde"), dict) else None
-        for pde, section in _SECTION_OF.items():
-            if name is not None and name != pde and data.get(section) is not None:
-                raise ValueError(f"the {section} section applies to pde.name {pde!r} only; "
-                                 f"pde.name {name!r} does not read it")
+        """:func:`_refuse_sections_of_other_pdes` before the sections' own fields are
+        checked, whose message (a required ``time.dt``) would ask for what is then refused;
+        a name that is no PDE is left to the field's own message."""
+        pde = data.get("pde") if isinstance(data, dict) else None
+        name = pde.get("name") if isinstance(pde, dict) else getattr(pde, "name", None)
+        if name in PDE_KEYS:
+            _refuse_sections_of_other_pdes(name, lambda section: data.get(section) is not None)
         return data
 
     @model_validator(mode="after")
@@ -179,6 +187,7 @@ class MeshPDECase(CaseBase):
         name = self.pde.name
         if name in _SECTION_OF and getattr(self, _SECTION_OF[name]) is None:
             raise ValueError(f"pde.name {name!r} needs the {_SECTION_OF[name]} section")
+        _refuse_sections_of_other_pdes(name, lambda section: getattr(self, section) is not None)
         defaults = MeshPDESpec(name=name)  # keys at their defaults change nothing
         unread = sorted(key for key in MeshPDESpec.model_fields
                         if key != "name" and key not in PDE_KEYS[name]

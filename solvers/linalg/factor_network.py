@@ -120,14 +120,18 @@ def require_finite(matrix: sp.csr_matrix) -> None:
 
 
 def require_symmetric(matrix: sp.csr_matrix) -> None:
-    r"""Refuse a square matrix that is not symmetric: $\max|A - A^T| > 10^{-12} \max|A|$
-    (finite values; O(nnz)).
+    r"""Refuse a square matrix that is not symmetric: $\max|A - A^T| > \tau \max|A|$ with
+    $\tau = \max(10^{-12}, 64\,\epsilon)$ of its dtype (float32: a few roundings, as an
+    assembly by atomic adds in no fixed order leaves $A_{ij}$ and $A_{ji}$; finite values;
+    O(nnz)).
 
     Raises:
         ValueError: the matrix is not symmetric (or not square).
     """
+    eps = np.finfo(matrix.dtype).eps if np.issubdtype(matrix.dtype, np.floating) else 0.0
+    tolerance = max(1e-12, 64 * eps)
     if matrix.shape[0] != matrix.shape[1] or np.max(abs(matrix - matrix.T).data, initial=0.0) > (
-            1e-12 * np.max(abs(matrix.data), initial=0.0)):
+            tolerance * np.max(abs(matrix.data), initial=0.0)):
         raise ValueError(f"the matrix ({matrix.shape}) is not symmetric; a learned factor "
                          "L L^T approximates a symmetric positive definite A")
 
