@@ -115,7 +115,12 @@ def run_command(args: argparse.Namespace) -> int:
     interval = log_interval(args)
     case = _load_run_case(args)
     kind = case_kind(case)
-    from .cases.run_folder import new_run_folder, remove_if_empty  # after the case is checked
+    from .cases.run_folder import (  # after the case is checked
+        STOPPED,
+        new_run_folder,
+        remove_if_empty,
+    )
+    from .datasets.store import write_text
     from .devices import require_device
     from .errors import NonFiniteLossError
     from .solvers.errors import BlowUpError
@@ -170,11 +175,13 @@ def run_command(args: argparse.Namespace) -> int:
         if _removed_if_unresumable(args, folder, kind.checkpoint):
             failure = f"{failure} (before the first checkpoint: removed {folder})"
         elif kind.resumable:  # a resume replays the same steps: it would fail the same way
+            write_text(folder / STOPPED, f"{failure}\n")
             failure = (f"{failure} ({folder / kind.checkpoint}); a --resume would replay the "
                        "same steps into the same failure: change the case (a lower learning "
                        "rate or time step, float64) and start a new run")
         print(f"physml: error: {failure}", file=sys.stderr)
         return 1
+    (folder / STOPPED).unlink(missing_ok=True)  # a resumed run that finished
     print(kind.headline(result))
     outputs = ", ".join(sorted(p.name for p in folder.iterdir()
                                if p.is_file() and not p.name.startswith(".")))

@@ -93,11 +93,15 @@ def _note_unfinished(command: str, run_dir: Path, model: TrainedModel) -> None:
     it is, and what finishes the run."""
     if model.steps is None or model.steps >= model.planned_steps:
         return
+    from .cases.run_folder import STOPPED
+
     if _running(run_dir):
         state = "the run is still training: this is its latest checkpoint"
-    else:  # a resume replays the steps of a blow-up into the same failure
-        state = ("the run stopped early: if it was interrupted, resume it to finish; if it "
-                 "stopped on a NaN/Inf loss, a resume fails the same way: start a new run")
+    elif (run_dir / STOPPED).is_file():  # a resume replays the steps into the same failure
+        reason = (run_dir / STOPPED).read_text().strip()
+        state = f"the run stopped: {reason}; a resume fails the same way: start a new run"
+    else:
+        state = "the run was interrupted: resume it to finish"
     print(f"physml {command}: note: the network of {str(run_dir)!r} is its checkpoint at step "
           f"{model.steps} of {model.planned_steps} ({state})", file=sys.stderr)
 

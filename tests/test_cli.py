@@ -432,9 +432,14 @@ def test_an_unfinished_run_s_network_is_used_with_a_note_of_its_state(
     result = cli_in_process(*args, "--out", str(unfinished_run.parent / out))
     assert result.returncode == 0, result.stderr
     assert f"physml {command[0]}: note: the network of {str(unfinished_run)!r} is its " \
-        "checkpoint at step 0 of 50 (the run stopped early: if it was interrupted, resume it " \
-        "to finish; if it stopped on a NaN/Inf loss, a resume fails the same way" in result.stderr
+        "checkpoint at step 0 of 50 (the run was interrupted: resume it to finish)" \
+        in result.stderr
     assert result.stdout.startswith(f"wrote {unfinished_run.parent / out}")
+    (unfinished_run / "stopped.txt").write_text("the loss became NaN/Inf at step 1\n")
+    result = cli_in_process(*args, "--out", str(unfinished_run.parent / out), "--overwrite")
+    assert "step 0 of 50 (the run stopped: the loss became NaN/Inf at step 1; a resume fails " \
+        "the same way: start a new run)" in result.stderr
+    (unfinished_run / "stopped.txt").unlink()
     with holding(unfinished_run):
         result = cli_in_process(*args, "--out", str(unfinished_run.parent / out), "--overwrite")
     assert result.returncode == 0, result.stderr

@@ -254,6 +254,9 @@ def test_a_blow_up_at_the_first_step_names_the_checkpoint_a_run_writes_first(tmp
             "replay the same steps into the same failure: change the case") in last
     assert "--resume " + str(folder) not in last
     assert torch.load(folder / "checkpoint.pt", weights_only=False)["step"] == 0
+    # the folder says why it stopped, for predict and export to tell
+    assert (folder / "stopped.txt").read_text().startswith(
+        "the loss or its gradient became NaN/Inf at step ")
 
 
 def test_a_resume_names_a_cut_checkpoint_and_the_keys_another_case_changes(tiny_case, tmp_path,
@@ -270,8 +273,10 @@ def test_a_resume_names_a_cut_checkpoint_and_the_keys_another_case_changes(tiny_
         in other.stderr and "output.folder" not in other.stderr
     cure = other.stderr.split("give the overrides the run was started with: ")[1].split()
     assert {"model.depth=2", "model.width=8", *TINY} == set(cure)
+    (folder / "stopped.txt").write_text("the loss became NaN/Inf at step 3\n")
     assert cli_in_process("run", CASE, "--resume", str(folder), *TINY, "model.width=8",
                           "model.depth=2", "--quiet").returncode == 0
+    assert not (folder / "stopped.txt").exists()  # a resumed run that finished: no stop left
     (folder / "checkpoint.pt").write_bytes((folder / "checkpoint.pt").read_bytes()[:1000])
     cut = cli_in_process("run", str(folder / "config.yaml"), "--resume", str(folder))
     assert cut.returncode == 2 and "Traceback" not in cut.stderr

@@ -972,7 +972,7 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process
     early = _cli("predict", str(folder), "--points", str(tmp_path / "p.csv"), "--out",
                  str(tmp_path / "early.csv"))
     assert early.returncode == 0 and "its checkpoint at step 1 of" in early.stderr
-    assert "(the run stopped early: if it was interrupted, resume it to finish" in early.stderr
+    assert "(the run was interrupted: resume it to finish)" in early.stderr
     bad = _cli("predict", str(tmp_path), "--points", str(tmp_path / "p.csv"), "--out",
                str(tmp_path / "v.csv"))
     assert bad.returncode == 2 and "is not a run folder" in bad.stderr

@@ -182,6 +182,10 @@ def new_run_folder(name: str, output: OutputSpec) -> Path:
 LOCK = ".physml-run.lock"
 """The file a running run holds its folder by (:func:`holding`)."""
 
+STOPPED = "stopped.txt"
+"""Why a run stopped on a numerical failure (NaN/Inf), beside the checkpoint it kept: read by
+``physml predict`` and ``export``; removed when a resumed run finishes."""
+
 
 @contextmanager
 def holding(folder: Path) -> Iterator[None]:
