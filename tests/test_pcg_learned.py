@@ -696,5 +696,9 @@ def test_a_float32_matrix_a_few_roundings_from_symmetric_is_accepted(monkeypatch
     assert ulps[1, 0] != ulps[0, 1]
     factory = LearnedPreconditioner(perturbed("cholesky", 0))
     factory(CsrOperator(csr_from_scipy(ulps.astype(np.float32), wp.float32, "cpu")))
+    n = matrix.shape[0]
+    training_system(ulps.astype(np.float32), np.ones(n), np.ones(n))  # and trained on
     with pytest.raises(ValueError, match="is not symmetric"):
         factory(CsrOperator(csr_from_scipy(ulps.astype(np.float64), wp.float64, "cpu")))
+    with pytest.raises(ValueError, match="is not symmetric"):
+        training_system(ulps.astype(np.float64), np.ones(n), np.ones(n))

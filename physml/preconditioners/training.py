@@ -57,9 +57,10 @@ def training_system(matrix: sp.spmatrix | sp.sparray, x: np.ndarray, b: np.ndarr
         if np.shape(v) != (n,):
             raise ValueError(f"{name} has shape {np.shape(v)}; the matrix is {matrix.shape}, so "
                              f"{name} needs ({n},)")
-    square = sp.csr_matrix(matrix, dtype=np.float64)
+    given = sp.csr_matrix(matrix)
+    square = sp.csr_matrix(given, dtype=np.float64)
     require_finite(square)
-    require_symmetric(square)
+    require_symmetric(given)  # in its own precision: float32 a few roundings, as the factor
     for name, v in (("b", b), ("x", x)):
         bad = np.flatnonzero(~np.isfinite(v))
         if bad.size:
