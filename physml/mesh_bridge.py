@@ -56,9 +56,10 @@ def _require_tensors(**tensors: object) -> None:
 
 class _OperatorValues(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, points: torch.Tensor, mesh: Mesh, kind: str) -> torch.Tensor:
+    def forward(ctx, points: torch.Tensor, mesh: Mesh, kind: str, check: bool) -> torch.Tensor:
         x = _warp_points(mesh, points)  # checked first
-        mesh.check_moved_points(points.detach().cpu().numpy())
+        if check:
+            mesh.check_moved_points(x)
         dtype = _WP_DTYPES[points.dtype]
         matrix = pattern(mesh, dtype).assemble(element_triplets(mesh, kind, dtype, x))
         ctx.mesh, ctx.kind = mesh, kind
@@ -75,7 +76,7 @@ class _OperatorValues(torch.autograd.Function):
         triplets_grad = wp.from_torch(values_grad.contiguous()[slots].contiguous())
         grad = element_triplets_adjoint(mesh, ctx.kind, _warp_points(mesh, points),
                                         triplets_grad)
-        return wp.to_torch(grad).reshape(points.shape), None, None
+        return wp.to_torch(grad).reshape(points.shape), None, None, None
 
 
 def operator_values(points: torch.Tensor, mesh: Mesh, kind: str = "stiffness") -> torch.Tensor:
@@ -95,7 +96,7 @@ def operator_values(points: torch.Tensor, mesh: Mesh, kind: str = "stiffness") -
     """
     if kind not in ("stiffness", "mass"):
         raise ValueError(f"kind must be 'stiffness' or 'mass', got {kind!r}")
-    return _OperatorValues.apply(points, mesh, kind)
+    return _OperatorValues.apply(points, mesh, kind, True)
 
 
 SOLVE_RTOL = 1e-13
@@ -232,7 +233,7 @@ def poisson_solve(points: torch.Tensor, mesh: Mesh, f: torch.Tensor,
     interior, sub_entries, sub_indptr, sub_indices = _restriction(
         mesh, dtype, np.unique(boundary).astype(np.int64).tobytes())
     k_values = operator_values(points, mesh, "stiffness")
-    load = spmv(operator_values(points, mesh, "mass"), f, mesh)
+    load = spmv(_OperatorValues.apply(points, mesh, "mass", False), f, mesh)  # points checked
     u_b = torch.zeros_like(f)
     if g is not None:
         u_b = u_b.index_put((torch.as_tensor(boundary, device=f.device),), g)

@@ -11,16 +11,25 @@ mesh is refused on load instead of producing NaNs in an operator later.
 - non-manifold: a facet (edge of a triangle, face of a tetrahedron) shared by more than two cells;
 - unreferenced vertices: in no cell;
 - duplicate vertices: equal positions (after rounding to $10^{-12}$ of the bounding-box diagonal).
+
+Moved vertices (:meth:`~physml.solvers.mesh.Mesh.check_moved_points`) are first screened on
+their device by :func:`may_be_tangled`, so that the NumPy checks run only where it flags them.
 """
 
 from __future__ import annotations
 
 from itertools import combinations
+from math import factorial
+from typing import Any
 
 import numpy as np
+import warp as wp
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
+
+from ..kernel_launch import launch, specialize
+from .kernels import tet_edges, twice_area
 
 ZERO_MEASURE_TOL = 1e-12
 DUPLICATE_TOL = 1e-12
@@ -219,3 +228,133 @@ def check_cell_shapes(points: np.ndarray, cells: np.ndarray,
 def _refuse(problem: str, found: np.ndarray) -> None:
     if len(found):
         raise ValueError(f"mesh has {problem}: cells {_describe(found)}; remove or fix them")
+
+
+# --- the screen of moved vertices on their device ---------------------------------------------
+
+# The z component of an edge, 0 in the plane (one overload per vector type).
+@wp.func
+def height(e: wp.vec2f):
+    return wp.float32(0.0)
+
+
+@wp.func
+def height(e: wp.vec2d):  # noqa: F811 (an overload)
+    return wp.float64(0.0)
+
+
+@wp.func
+def height(e: wp.vec3f):  # noqa: F811 (an overload)
+    return e[2]
+
+
+@wp.func
+def height(e: wp.vec3d):  # noqa: F811 (an overload)
+    return e[2]
+
+
+@wp.kernel(enable_backward=False)
+def triangle_screen_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
+                           bound: Any, sign: wp.array(dtype=wp.int32),
+                           raised: wp.array(dtype=wp.int32)):
+    """sign[c] = the sign of the area of triangle c in the plane (x, y); raised[0] = 1 where
+    not $2|T| > \\text{bound}\\,\\ell_{\\max}^2$ (NaN included), raised[2] = 1 where the triangle's
+    corners differ in z. Reads x (n,), cells (m, 3); writes sign (m,), raised (3,)."""
+    c = wp.tid()
+    x0 = x[cells[c, 0]]
+    e1 = x[cells[c, 1]] - x0
+    e2 = x[cells[c, 2]] - x0
+    e3 = e2 - e1
+    longest2 = wp.max(wp.max(wp.dot(e1, e1), wp.dot(e2, e2)), wp.dot(e3, e3))
+    if not (twice_area(e1, e2) > bound * longest2):
+        raised[0] = 1
+    zero = bound - bound
+    if height(e1) != zero or height(e2) != zero:
+        raised[2] = 1
+    sign[c] = wp.where(e1[0] * e2[1] - e1[1] * e2[0] < zero, -1, 1)
+
+
+@wp.kernel(enable_backward=False)
+def tet_screen_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32), bound: Any,
+                      sign: wp.array(dtype=wp.int32), raised: wp.array(dtype=wp.int32)):
+    """sign[c] = the sign of the volume of tetrahedron c; raised[0] = 1 where not
+    $6|T| > \\text{bound}\\,\\ell_{\\max}^3$ (NaN included). Reads x (n,), cells (m, 4); writes
+    sign (m,), raised (3,)."""
+    c = wp.tid()
+    e1, e2, e3 = tet_edges(x, cells, c)
+    six = wp.dot(e1, wp.cross(e2, e3))
+    longest2 = wp.max(wp.max(wp.max(wp.dot(e1, e1), wp.dot(e2, e2)), wp.dot(e3, e3)),
+                      wp.max(wp.max(wp.dot(e2 - e1, e2 - e1), wp.dot(e3 - e1, e3 - e1)),
+                             wp.dot(e3 - e2, e3 - e2)))
+    if not (wp.abs(six) > bound * longest2 * wp.sqrt(longest2)):
+        raised[0] = 1
+    sign[c] = wp.where(six < bound - bound, -1, 1)
+
+
+@wp.kernel(enable_backward=False)
+def fold_screen_kernel(first: wp.array(dtype=wp.int32), second: wp.array(dtype=wp.int32),
+                       parity: wp.array(dtype=wp.int32), sign: wp.array(dtype=wp.int32),
+                       raised: wp.array(dtype=wp.int32)):
+    """raised[1] = 1 where the two cells of a shared facet lie on one side of it:
+    sign[first] sign[second] = parity (:func:`folded_cells`). Reads first, second, parity (f,),
+    sign (m,); writes raised (3,)."""
+    f = wp.tid()
+    if sign[first[f]] * sign[second[f]] == parity[f]:
+        raised[1] = 1
+
+
+def _overload_screens() -> None:
+    cells, flags = wp.array2d(dtype=wp.int32), wp.array(dtype=wp.int32)
+    for T, vecs in ((wp.float32, (wp.vec2f, wp.vec3f)), (wp.float64, (wp.vec2d, wp.vec3d))):
+        for V in vecs:
+            specialize(triangle_screen_kernel, (T, V), {"x": wp.array(dtype=V), "cells": cells,
+                                                        "bound": T, "sign": flags,
+                                                        "raised": flags})
+        specialize(tet_screen_kernel, (T, vecs[1]), {"x": wp.array(dtype=vecs[1]),
+                                                     "cells": cells, "bound": T, "sign": flags,
+                                                     "raised": flags})
+
+
+_overload_screens()
+
+SCREEN_MARGIN = 64
+"""Rounding units of the points' dtype added to :data:`ZERO_MEASURE_TOL` (itself doubled) in
+:func:`may_be_tangled`'s zero-measure bound: more than the NumPy check's and the kernels' own
+rounding of $|T|$ and $\\ell_{\\max}$, so that the kernels' signs agree with NumPy's on every
+cell they pass."""
+
+
+def may_be_tangled(points: wp.array, cells: wp.array,
+                   facets: tuple[wp.array, wp.array, wp.array]) -> bool:
+    r"""Whether vertex positions may collapse or fold a cell, computed on their device: raised
+    wherever :func:`check_cell_shapes` refuses them, and elsewhere only for cells within a few
+    rounding units of zero measure.
+
+    - zero measure: $|T| \le (2\epsilon + 64\,u)\,\ell_{\max}^{k-1}$ or NaN ($\epsilon$ =
+      :data:`ZERO_MEASURE_TOL`, $u$ the dtype's rounding unit, :data:`SCREEN_MARGIN`);
+    - fold (planar triangles, triangles at z = const, tetrahedra): a facet two cells share
+      with the product of their measures' signs equal to that of their parities
+      (:func:`folded_cells`; a mirror image flips every sign and raises nothing).
+
+    Args:
+        points: (n,) ``vec2``/``vec3`` of float32 or float64.
+        cells: (m, k) ``int32`` on the points' device.
+        facets: the two cells (f,), (f,) of each facet two cells share and the product of
+            their parities (f,) (:func:`shared_facets`), ``int32`` on the points' device.
+
+    Returns:
+        True where :func:`check_cell_shapes` must run on the points. Costs one pass over the
+        cells, one over the facets and three integers to the host.
+    """
+    scalar = points.dtype._wp_scalar_type_
+    m, k = cells.shape
+    eps = np.finfo(wp.dtype_to_numpy(scalar)).eps
+    bound = scalar(factorial(k - 1) * (2 * ZERO_MEASURE_TOL + SCREEN_MARGIN * eps))
+    sign = wp.empty(m, dtype=wp.int32, device=points.device)
+    raised = wp.zeros(3, dtype=wp.int32, device=points.device)
+    launch(tet_screen_kernel if k == 4 else triangle_screen_kernel, (scalar, points.dtype),
+           dim=m, device=points.device, inputs=[points, cells, bound], outputs=[sign, raised])
+    wp.launch(fold_screen_kernel, dim=len(facets[0]), device=points.device,
+              inputs=[*facets, sign], outputs=[raised])
+    collapsed, folded, tilted = raised.numpy()
+    return bool(collapsed or folded and not tilted)

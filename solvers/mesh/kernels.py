@@ -178,15 +178,20 @@ def triangle_mass_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int3
             out[9 * c + 3 * i + j] = wp.where(i == j, off + off, off)
 
 
+@wp.func
+def tet_edges(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32), c: int):
+    """The edges $e_k = x_k - x_0$ (k = 1, 2, 3) of tetrahedron c; $e_1 \\cdot (e_2 \\times
+    e_3)$ is six times its signed volume."""
+    x0 = x[cells[c, 0]]
+    return x[cells[c, 1]] - x0, x[cells[c, 2]] - x0, x[cells[c, 3]] - x0
+
+
 @wp.kernel
 def tet_stiffness_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
                          out: wp.array(dtype=Any)):
     """P1 stiffness triplets. Reads x (n,), cells (m, 4); writes out (16 m,)."""
     c = wp.tid()
-    x0 = x[cells[c, 0]]
-    e1 = x[cells[c, 1]] - x0
-    e2 = x[cells[c, 2]] - x0
-    e3 = x[cells[c, 3]] - x0
+    e1, e2, e3 = tet_edges(x, cells, c)
     six_volume = wp.dot(e1, wp.cross(e2, e3))
     g1 = tet_basis_gradient(e2, e3, six_volume)
     g2 = tet_basis_gradient(e3, e1, six_volume)
@@ -203,10 +208,7 @@ def tet_mass_kernel(x: wp.array(dtype=Any), cells: wp.array2d(dtype=wp.int32),
                     out: wp.array(dtype=Any)):
     """Consistent mass triplets. Reads x (n,), cells (m, 4); writes out (16 m,)."""
     c = wp.tid()
-    x0 = x[cells[c, 0]]
-    e1 = x[cells[c, 1]] - x0
-    e2 = x[cells[c, 2]] - x0
-    e3 = x[cells[c, 3]] - x0
+    e1, e2, e3 = tet_edges(x, cells, c)
     off = wp.abs(wp.dot(e1, wp.cross(e2, e3))) / out.dtype(120.0)
     for i in range(4):
         for j in range(4):

@@ -32,6 +32,7 @@ from .checks import (
     check_mesh,
     duplicate_groups,
     facets_of,
+    may_be_tangled,
     row_ids,
     shared_facets,
     signed_measures,
@@ -154,16 +155,29 @@ class Mesh:
         lengths = [np.linalg.norm(x[:, i] - x[:, j], axis=1) for i, j in combinations(range(k), 2)]
         return float(np.mean(lengths))
 
-    def check_moved_points(self, points: np.ndarray) -> None:
-        """Refuse vertex positions (n, d) that collapse or fold a cell (an optimiser's step
-        that tangles the mesh) with the ``ValueError`` that building the mesh on them would
-        raise. The cells' facet pairing is computed once per mesh: a check costs a signed
-        measure and the longest edge per cell."""
-        check_cell_shapes(points, self.cells, self._shared_facets)
+    def check_moved_points(self, points: wp.array) -> None:
+        """Refuse vertex positions ((n,) ``vec2``/``vec3`` on the mesh's device, as
+        :meth:`warp_points` gives) that collapse or fold a cell (an optimiser's step that
+        tangles the mesh) with the ``ValueError`` that building the mesh on them would raise.
+        Costs two kernels on the device, over the cells and the facets two cells share, and
+        three integers to the host (:func:`~physml.solvers.mesh.checks.may_be_tangled`); only
+        where they raise a flag are the points copied to the host and checked in NumPy."""
+        if may_be_tangled(points, self.warp_cells(), self._warp_shared_facets):
+            check_cell_shapes(points.numpy(), self.cells, self._shared_facets)
 
     @cached_property
     def _shared_facets(self) -> tuple[np.ndarray, np.ndarray]:
         return shared_facets(self.cells)
+
+    @cached_property
+    def _warp_shared_facets(self) -> tuple[wp.array, wp.array, wp.array]:
+        """The two cells (f,) (f,) of each facet that two cells share and the product of their
+        parities (f,) (:func:`~physml.solvers.mesh.checks.shared_facets`), ``int32`` on
+        ``self.device``."""
+        pairs, parities = self._shared_facets
+        cells = pairs % self.n_cells
+        return tuple(wp.array(a, dtype=wp.int32, device=self.device)
+                     for a in (cells[:, 0], cells[:, 1], parities[:, 0] * parities[:, 1]))
 
     @cached_property
     def boundary_facets(self) -> np.ndarray:
