@@ -171,15 +171,16 @@ def spmv(values: torch.Tensor, u: torch.Tensor, mesh: Mesh) -> torch.Tensor:
 
     Raises:
         ValueError: ``values`` not (nnz,) or ``u`` not (n,), or not both float32 or both
-            float64.
+            float64 on one device.
     """
     _require_tensors(values=values, u=u)
     pat = pattern(mesh, _WP_DTYPES.get(values.dtype, wp.float64))
-    if (values.dtype not in _WP_DTYPES or u.dtype != values.dtype
+    if (values.dtype not in _WP_DTYPES or u.dtype != values.dtype or u.device != values.device
             or tuple(values.shape) != (pat.nnz,) or tuple(u.shape) != (mesh.n_vertices,)):
         raise ValueError(f"spmv needs values ({pat.nnz},) and u ({mesh.n_vertices},) of one "
-                         f"dtype, float32 or float64; got values {tuple(values.shape)} "
-                         f"{values.dtype} and u {tuple(u.shape)} {u.dtype}")
+                         f"dtype, float32 or float64, on one device; got values "
+                         f"{tuple(values.shape)} {values.dtype} on {values.device} and u "
+                         f"{tuple(u.shape)} {u.dtype} on {u.device}")
     rows = torch.as_tensor(csr_rows(mesh, _WP_DTYPES[values.dtype]), device=u.device)
     cols = torch.as_tensor(pat.indices, device=u.device, dtype=torch.long)
     return torch.zeros_like(u).index_add(0, rows, values * u[cols])

@@ -141,7 +141,8 @@ def test_legacy_batched_cotangents_are_refused_naming_the_alternative(call, batc
     assert torch.autograd.functional.jacobian(function, x.detach()).isfinite().all()
 
 
-@pytest.mark.parametrize("change", ["longer u", "float16", "float32 u", "values length"])
+@pytest.mark.parametrize("change", ["longer u", "float16", "float32 u", "values length",
+                                    "meta u"])
 def test_spmv_refuses_operands_that_do_not_fit_the_operator(change):
     mesh = pm.disc(0.5)
     values = operator_values(torch.tensor(mesh.points), mesh, "mass")
@@ -149,7 +150,8 @@ def test_spmv_refuses_operands_that_do_not_fit_the_operator(change):
     values, u = {"longer u": (values, torch.ones(mesh.n_vertices + 3, dtype=torch.float64)),
                  "float16": (values.half(), u.half()),
                  "float32 u": (values, u.float()),
-                 "values length": (values[:-1], u)}[change]
+                 "values length": (values[:-1], u),
+                 "meta u": (values, u.to("meta"))}[change]  # another device, as CUDA is
     with pytest.raises(ValueError, match=r"spmv needs values \(\d+,\) and u \(\d+,\)"):
         spmv(values, u, mesh)
 
