@@ -85,6 +85,24 @@ class StrictModel(BaseModel):
                         {"key": where, "value": repr(v)})
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_keys_with_the_kind_s_options(cls, data: object) -> object:
+        """An unknown key of a section whose kind decides the options it reads (``unread``:
+        a case file's ``KindSection``) is refused with the keys its kind reads, not every
+        kind's."""
+        unknown = [name for name in data if name not in cls.model_fields] if isinstance(
+            data, dict) and hasattr(cls, "unread") else []
+        if not unknown:
+            return data
+        section = cls.model_construct(**{k: v for k, v in data.items() if k in cls.model_fields})
+        if not isinstance(section.option_kind, str) or section.option_kind not in cls.KIND_OPTIONS:
+            return data  # a bad kind: refused as such
+        unread = section.unread()
+        allowed = ", ".join(name for name in cls.model_fields if name not in unread)
+        raise PydanticCustomError("unknown_key", "unknown key {key!r}; allowed: {allowed}",
+                                  {"key": str(unknown[0]), "allowed": allowed})
+
 
 @functools.cache
 def options_model(function: Callable[..., Any]) -> type[BaseModel]:
@@ -403,6 +421,9 @@ def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -
     loc = first["loc"]
     if first["type"] == "boolean_for_number":  # raised by a section, keyed inside it
         return f"{key}.{first['msg']}" if key else first["msg"]
+    if first["type"] == "unknown_key":  # raised by a section, which knows not its own key
+        key = ".".join([*map(str, keys), first["ctx"]["key"]])
+        return f"unknown key {key!r}; allowed: {first['ctx']['allowed']}"
     if first["type"] == "extra_forbidden":
         return f"unknown key {key!r}; allowed: {', '.join(_allowed_keys(loc, root))}"
     message = first["msg"].removeprefix("Value error, ")

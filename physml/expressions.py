@@ -84,7 +84,11 @@ def parse(text: str | float, allowed: Iterable[str], key: str,
                                  f"{len(letters)}; expressions take derivatives up to second "
                                  f"order: introduce a field w = {second} (the equation w - "
                                  f"{second} in a system) and write w_{letters[2:]}")
-            raise ValueError(f"{key}: unknown symbol {node.id!r} in {text!r}; allowed: "
+            in_time = node.id == "t" or "t" in letters and any(
+                name.startswith(f"{field}_") for name in symbols)  # u_t of a field u
+            cure = ("; the time t and derivatives in it need domain.time: [t0, t1]"
+                    if in_time and "t" not in symbols else "")
+            raise ValueError(f"{key}: unknown symbol {node.id!r} in {text!r}{cure}; allowed: "
                              f"{', '.join(allowed + list(CONSTANTS))}")
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
             base, exponent = build(node.left), build(node.right)

@@ -109,6 +109,21 @@ def test_a_prediction_beyond_the_reference_range_gets_extend_arrows(saved_figure
     assert prediction.get_title() == "prediction"  # a few points: the arrow says it
 
 
+def test_float32_rounding_at_the_end_of_the_colour_range_is_not_clipping(saved_figures):
+    """The review's 1-D reaction-diffusion run: the hard u = 0 at x = 1 is float32 sin(pi),
+    -8.74e-8, against a reference minimum of exactly 0; it was flagged as 2 % beyond."""
+    x, t = np.linspace(0, 1, 64), np.linspace(0, 1, 11)
+    reference = np.exp(-t)[:, None] * np.sin(np.pi * x)
+    reference[:, [0, -1]] = 0.0
+    prediction = reference.copy()
+    prediction[:, -1] = -8.74e-8
+    figures.plot_solution(comparison(prediction, reference, {"time": t, "x": x}),
+                          Path("unused.png"))
+    (drawn, _, _), _ = panels(saved_figures[-1])
+    assert drawn.images[0].colorbar.extend == "neither"
+    assert drawn.get_title() == "prediction"
+
+
 def test_a_one_signed_field_gets_a_sequential_colormap(saved_figures):
     ds = space_time().isel(time=-1)
     figures.plot_solution(ds, Path("unused.png"))

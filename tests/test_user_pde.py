@@ -374,6 +374,17 @@ HEAT = (CASES / "heat_disk.yaml").read_text()
      "u + beta du/dn = value with alpha = beta = 0 constrains nothing"),
     ("grid: [41, 41, 11]", "grid: [2, 2, 11]", "evaluation.grid: none of the 2 x 2 x 11 grid "
      "points lies inside the domain"),
+    ("  - {kind: initial, value: 1 + x^2 + y^2}", "", "pde: u_t needs the initial value of u: "
+     "add the condition {kind: initial, value: ..., fields: [u]}"),
+    ("  time: [0.0, 1.0]\n", "", "pde: unknown symbol 'u_t' in 'u_t - (u_xx + u_yy) + exp(-t) * "
+     "(5 + x^2 + y^2)'; the time t and derivatives in it need domain.time: [t0, t1]; allowed: "
+     "u, u_x, u_xx, u_xy, u_y, u_yx, u_yy, x, y, pi, e"),
+    ("radius: 1.0, name: rim}", "radius: 1.0, name: rim, x: 0.0}",
+     "unknown key 'domain.geometry.x'; allowed: kind, centre, radius, name"),  # not lower, a, b
+    ("{kind: initial, value: 1 + x^2 + y^2}", "{kind: initial, value: 1 + x^2 + y^2, parts: "
+     "[rim]}", "unknown key 'conditions.0.parts'; allowed: kind, value, fields, name"),
+    ("kind: equation", "kind: equation\ncoefficients: {k: {kind: field, values: 1}}",
+     "unknown key 'coefficients.k.values'; allowed: kind, positive, width, depth"),
 ])
 def test_a_bad_expression_or_part_exits_2_naming_the_key(tmp_path, old, new, message,
                                                          cli_in_process):
@@ -536,6 +547,19 @@ training:
   lbfgs: {steps: 0}
 """
 """Heat in two fields on [0, 1] (a system of equations), 12 Adam steps."""
+
+
+def test_a_system_needs_the_initial_value_of_each_field_it_steps_in_time(tmp_path,
+                                                                          cli_in_process):
+    """Without u(x, t0), u_t = ... fits any initial state: the loss converges to a wrong
+    solution without a word."""
+    old = "{kind: initial, value: sin(pi*x)}"
+    assert old in SYSTEM
+    text = SYSTEM.replace(old, "{kind: initial, value: sin(pi*x), fields: [u]}")
+    result = cli_in_process("validate", _write_case(tmp_path, text))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("pde: v_t needs the initial value of v: add the condition {kind: initial, value: "
+            "..., fields: [v]}") in result.stderr
 
 
 @pytest.mark.parametrize("old, new", [

@@ -138,17 +138,18 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
         raise ValueError("conditions: none given, and no observations: the pde alone does not "
                          "determine the fields; give boundary conditions (and, with "
                          "domain.time, an initial one) or observations")
-    given = {f for c in case.conditions if c.kind == "initial_rate"
-             for f in (c.fields or outputs)}
-    if case.observations is not None:  # data on the field determine it as well
-        given.add(case.observations.field)
-    second_order = [f for f in outputs if f not in given
-                    and any(f"{f}_tt" in r.names for r in residuals.values())]
-    if second_order:
-        field = second_order[0]
-        raise ValueError(f"pde: {field}_tt needs the initial rate {field}_t as well as "
-                         f"{field}: add the condition {{kind: initial_rate, value: ..., fields: "
-                         f"[{field}]}}")
+    for kind, derivative, needed in (
+            ("initial", "t", "the initial value of {f}"),
+            ("initial_rate", "tt", "the initial rate {f}_t as well as {f}")):
+        given = {f for c in case.conditions if c.kind == kind for f in (c.fields or outputs)}
+        if case.observations is not None:  # data on the field determine it as well
+            given.add(case.observations.field)
+        undetermined = [f for f in outputs if f not in given
+                        and any(f"{f}_{derivative}" in r.names for r in residuals.values())]
+        if undetermined:
+            field = undetermined[0]
+            raise ValueError(f"pde: {field}_{derivative} needs {needed.format(f=field)}: add the "
+                             f"condition {{kind: {kind}, value: ..., fields: [{field}]}}")
 
     # what each residual reads, in sorted order: a set's order follows the process's hash
     # seed, and the order the derivatives are taken in decides how their gradients are summed

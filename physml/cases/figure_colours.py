@@ -30,10 +30,12 @@ def colour_scale(values, diverging: bool = False) -> dict:
 
 def clipping(values, vmin: float, vmax: float) -> tuple[str, float]:
     """The colour bar's ``extend`` for ``values`` drawn on [vmin, vmax] (``"min"``, ``"max"``,
-    ``"both"`` or ``"neither"``) and the fraction of the finite values outside it."""
+    ``"both"`` or ``"neither"``) and the fraction of the finite values outside it by more than
+    $10^{-6}$ of its span (rounding: float32 ``sin(pi)`` is -8.7e-8, not below 0)."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
-    below, above = v < vmin, v > vmax
+    slack = 1e-6 * (vmax - vmin)
+    below, above = v < vmin - slack, v > vmax + slack
     extend = {(False, False): "neither", (True, False): "min", (False, True): "max",
               (True, True): "both"}[(bool(below.any()), bool(above.any()))]
     return extend, float((below | above).sum() / max(v.size, 1))
