@@ -1287,9 +1287,12 @@ def test_a_wave_from_an_initial_rate_trains_toward_the_exact_solution(tmp_path):
     ("pde: u_tt - u_xx", "pde: u_t + u_xxx", "pde: 'u_xxx' in 'u_t + u_xxx' is a derivative "
      "of order 3; expressions take derivatives up to second order: introduce a field w = u_xx "
      "(the equation w - u_xx in a system) and write w_x"),
-    ("{kind: initial, value: 0}", "{kind: dirichlet, value: 0}", "conditions[0] and "
-     "conditions[2] are both named 'boundary', the default name of dirichlet conditions; give "
-     "one of them its own `name`"),
+    ("{kind: initial, value: 0}", "{kind: initial, value: 0}\n  - {kind: dirichlet, value: 0}",
+     "conditions[1] and conditions[3] are both named 'boundary', the default name of dirichlet "
+     "conditions; give one of them its own `name`"),
+    ("  - {kind: initial, value: 0}\n", "",  # a rate without the value it changes
+     "pde: u_tt needs the initial value of u: add the condition {kind: initial, value: ..., "
+     "fields: [u]}"),
     ("{kind: dirichlet, value: 0}", "{kind: dirichlet, value: 0, fields: [w]}",
      "conditions[2]: unknown field 'w'; allowed: u"),
     ("kind: equation", "kind: equation\nparameters: {pi: 3.0}",

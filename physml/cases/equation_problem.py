@@ -138,16 +138,16 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
         raise ValueError("conditions: none given, and no observations: the pde alone does not "
                          "determine the fields; give boundary conditions (and, with "
                          "domain.time, an initial one) or observations")
-    for kind, derivative, needed in (
-            ("initial", "t", "the initial value of {f}"),
-            ("initial_rate", "tt", "the initial rate {f}_t as well as {f}")):
+    for kind, in_time, needed in (
+            ("initial", ("t", "tt"), "the initial value of {f}"),
+            ("initial_rate", ("tt",), "the initial rate {f}_t as well as {f}")):
         given = {f for c in case.conditions if c.kind == kind for f in (c.fields or outputs)}
         if case.observations is not None:  # data on the field determine it as well
             given.add(case.observations.field)
-        undetermined = [f for f in outputs if f not in given
-                        and any(f"{f}_{derivative}" in r.names for r in residuals.values())]
+        undetermined = [(f, d) for f in outputs if f not in given for d in in_time
+                        if any(f"{f}_{d}" in r.names for r in residuals.values())]
         if undetermined:
-            field = undetermined[0]
+            field, derivative = undetermined[0]
             raise ValueError(f"pde: {field}_{derivative} needs {needed.format(f=field)}: add the "
                              f"condition {{kind: {kind}, value: ..., fields: [{field}]}}")
 
