@@ -209,19 +209,9 @@ def check_arguments(
 
 def check_built_for(A: LinearOperator, preconditioner: Any) -> None:
     """Refuse a preconditioner built for a matrix of another size, dtype or device than A's
-    (O(1)): read from what each kind holds (a factor's pattern and values, Jacobi's inverse
-    diagonal, an AMG hierarchy's finest level); another object is checked at its first apply.
-    """
-    if hasattr(preconditioner, "pattern"):  # CholeskyFactor, SparseInverseFactor
-        values = preconditioner.values
-        built = preconditioner.pattern.n, values.dtype, values.device
-    elif hasattr(preconditioner, "inverse_diagonal"):  # Jacobi
-        diagonal = preconditioner.inverse_diagonal
-        built = diagonal.shape[0], diagonal.dtype, diagonal.device
-    elif hasattr(preconditioner, "hierarchy"):  # pyamg's V-cycle
-        built = (preconditioner.hierarchy.levels[0].A.shape[0], preconditioner.dtype,
-                 preconditioner.device)
-    else:
+    (O(1)), by its ``built_for``; one without it is checked at its first apply."""
+    built = getattr(preconditioner, "built_for", None)
+    if built is None:
         return
     n, dtype, device = built
     if (n, dtype, device) != (A.shape[0], A.dtype, A.device):

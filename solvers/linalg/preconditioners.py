@@ -32,7 +32,9 @@ from .sparse_inverse import FactorizedSparseInverse
 
 @runtime_checkable
 class Preconditioner(Protocol):
-    """$z = M^{-1} r$ on Warp vectors of the operator's length, dtype and device."""
+    """$z = M^{-1} r$ on Warp vectors of the operator's length, dtype and device. The
+    preconditioners here also give ``built_for``, (n, dtype, device) of the matrix they were
+    built for, which the solvers compare with A's before they start."""
 
     name: str
 
@@ -87,9 +89,15 @@ class Jacobi:
                               [cell.table, z])
 
 
-    def _check(self, r: wp.array, z: wp.array) -> None:
+    @property
+    def built_for(self) -> tuple[int, Any, Any]:
+        """(n, dtype, device) of the matrix this preconditioner was built for: the vectors it
+        takes (checked at each apply, and by the solvers up front)."""
         d = self.inverse_diagonal
-        check_vectors("the jacobi preconditioner", d.shape[0], d.dtype, d.device, r=r, z=z)
+        return d.shape[0], d.dtype, d.device
+
+    def _check(self, r: wp.array, z: wp.array) -> None:
+        check_vectors("the jacobi preconditioner", *self.built_for, r=r, z=z)
 
 
 class _PyAMGPreconditioner:
@@ -123,6 +131,12 @@ class _PyAMGPreconditioner:
         self.cycle = self.hierarchy.aspreconditioner(cycle="V")
         self.dtype, self.device = matrix.scalar_type, matrix.device
 
+    @property
+    def built_for(self) -> tuple[int, Any, Any]:
+        """(n, dtype, device) of the matrix this preconditioner was built for: the vectors it
+        takes (checked at each apply, and by the solvers up front)."""
+        return self.hierarchy.levels[0].A.shape[0], self.dtype, self.device
+
     def smooth_finest_level(self, smoother: Callable[[Any, np.ndarray, np.ndarray], None]
                             ) -> None:
         """Use ``smoother(A, x, b)`` (SciPy A; updates x in place towards $A x = b$) as the
@@ -136,8 +150,7 @@ class _PyAMGPreconditioner:
 
     def apply(self, r: wp.array, z: wp.array) -> None:
         """$z = $ one V-cycle applied to r (on the host; on the CPU into z's own memory)."""
-        n = self.hierarchy.levels[0].A.shape[0]
-        check_vectors(f"the {self.name} preconditioner", n, self.dtype, self.device, r=r, z=z)
+        check_vectors(f"the {self.name} preconditioner", *self.built_for, r=r, z=z)
         host = r.numpy()
         cycled = self.cycle @ host
         if z.device.is_cpu:

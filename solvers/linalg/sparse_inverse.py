@@ -17,6 +17,7 @@ the row, ≤ 4 for a 7-point stencil's lower triangle), batched over rows of equ
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -71,11 +72,16 @@ class SparseInverseFactor:
 
         return run
 
+    @property
+    def built_for(self) -> tuple[int, Any, Any]:
+        """(n, dtype, device) of the matrix this preconditioner was built for: the vectors it
+        takes (checked at each apply, and by the solvers up front)."""
+        return self.pattern.n, self.values.dtype, self.pattern.device
+
     def _products(self, r: wp.array, z: wp.array, y: wp.array) -> list[tuple[list, list]]:
         """The two products $y = G r$, $z = G^T y$ as (inputs, outputs) of the CSR kernel."""
         p = self.pattern
-        check_vectors(f"the {self.name} preconditioner", p.n, self.values.dtype, p.device,
-                      r=r, z=z)
+        check_vectors(f"the {self.name} preconditioner", *self.built_for, r=r, z=z)
         table = self._scratch.table
         return [([r, self.values, p.offsets, p.column_array], [table, y]),
                 ([y, self.upper_values, p.upper_offsets, p.upper_columns], [table, z])]

@@ -375,10 +375,15 @@ class CholeskyFactor:
 
         return run
 
+    @property
+    def built_for(self) -> tuple[int, Any, Any]:
+        """(n, dtype, device) of the matrix this preconditioner was built for: the vectors it
+        takes (checked at each apply, and by the solvers up front)."""
+        return self.pattern.n, self.values.dtype, self.pattern.device
+
     def solve_lower(self, r: wp.array, y: wp.array) -> None:
         """$y = L^{-1} r$."""
-        check_vectors(f"the {self.name} preconditioner", self.pattern.n, self.values.dtype,
-                      self.pattern.device, r=r, y=y)
+        check_vectors(f"the {self.name} preconditioner", *self.built_for, r=r, y=y)
         for call in self._sweeps(self.values, self.pattern.offsets, self.pattern.column_array,
                                  self.pattern.diagonal, self.pattern.forward, r, y, False):
             call()
@@ -386,8 +391,7 @@ class CholeskyFactor:
     def solve_upper(self, y: wp.array, z: wp.array) -> None:
         """$z = L^{-T} y$."""
         p = self.pattern
-        check_vectors(f"the {self.name} preconditioner", p.n, self.values.dtype, p.device,
-                      y=y, z=z)
+        check_vectors(f"the {self.name} preconditioner", *self.built_for, y=y, z=z)
         for call in self._sweeps(self.upper_values, p.upper_offsets, p.upper_columns,
                                  p.upper_diagonal, p.backward, y, z, False):
             call()
@@ -396,8 +400,7 @@ class CholeskyFactor:
                   ) -> list[Callable[[], None]]:
         """The sweeps of $y = L^{-1} r$, then $z = L^{-T} y$."""
         p = self.pattern
-        check_vectors(f"the {self.name} preconditioner", p.n, self.values.dtype, p.device,
-                      r=r, z=z)
+        check_vectors(f"the {self.name} preconditioner", *self.built_for, r=r, z=z)
         return [*self._sweeps(self.values, p.offsets, p.column_array, p.diagonal, p.forward, r,
                               y, record),
                 *self._sweeps(self.upper_values, p.upper_offsets, p.upper_columns,
