@@ -10,7 +10,7 @@ from .experts import interface_jump as interface_jump
 from .experts import interface_profiles as interface_profiles
 from .hard import Continuity as Continuity
 from .hard import HardConstraint as HardConstraint
-from .hard import row_dependence as row_dependence
+from .hard import probed_dependence as probed_dependence
 from .hard import row_owners as row_owners
 from .implicit import UnconvergedSolveWarning as UnconvergedSolveWarning
 from .implicit import least_squares_solution as least_squares_solution

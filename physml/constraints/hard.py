@@ -63,17 +63,11 @@ class Continuity(Enum):
     PARTITION_OF_UNITY = "partition_of_unity"  # :class:`~physml.constraints.PartitionOfUnity`
 
 
-def row_dependence(field_rows: Callable[[torch.Tensor], torch.Tensor],
-                   regions: torch.Tensor) -> torch.Tensor:
-    """(R, M) bool: whether row ``i`` of ``field_rows(u (1, *grid)) -> (1, M)`` depends on the
-    grid values in region ``r`` of ``regions`` (R, *grid) bool (e.g. the experts' blocks,
-    :meth:`BlockRouter.masks`); one forward product per region, random direction."""
-    return _row_tangents(field_rows, regions) != 0
-
-
 def _row_tangents(field_rows: Callable[[torch.Tensor], torch.Tensor],
                   regions: torch.Tensor) -> torch.Tensor:
-    """(R, M): the forward products of :func:`row_dependence`, one per region, at a random u."""
+    """(R, M): the forward product of ``field_rows(u (1, *grid)) -> (1, M)`` at a random u in
+    a random direction supported on region r of ``regions`` (R, *grid) bool (e.g. the experts'
+    blocks, :meth:`BlockRouter.masks`): nonzero where row i depends on region r."""
     g = torch.Generator().manual_seed(0)
     u = 0.05 + 0.5 * torch.rand(1, *regions.shape[1:], dtype=torch.float64, generator=g)
     tangents = []
@@ -96,8 +90,9 @@ def probe_phi(phi_shape: tuple[int, ...]) -> torch.Tensor:
 
 def probed_dependence(rows: Rows, phi_shape: tuple[int, ...],
                       regions: torch.Tensor) -> torch.Tensor:
-    """(R, M) bool: :func:`row_dependence` of ``rows(u, φ)`` on ``regions`` (R, *grid) bool,
-    united over the φ of :func:`probe_phi`: a row whose stencil changes with φ depends on every
+    """(R, M) bool: whether row i of ``rows(u, φ)`` depends on the grid values in region r of
+    ``regions`` (R, *grid) bool (:func:`_row_tangents`), united over the φ of
+    :func:`probe_phi`: a row whose stencil changes with φ depends on every
     cell it can read. A probe at which a row's linearisation is not finite (φ outside the
     domain of a coefficient, a diffusivity under a square root) does not count for that row,
     unless no probe is finite for it."""
@@ -109,7 +104,7 @@ def probed_dependence(rows: Rows, phi_shape: tuple[int, ...],
 
 
 def check_rows_read_u(depends: torch.Tensor) -> None:
-    """Refuse rows that depend on no grid value: ``depends`` (R, M) from :func:`row_dependence`
+    """Refuse rows that depend on no grid value: ``depends`` (R, M) from :func:`probed_dependence`
     over regions covering the grid (a constraint must involve the output)."""
     blind = torch.nonzero(~depends.any(0))[:, 0].tolist()
     if blind:
@@ -119,7 +114,7 @@ def check_rows_read_u(depends: torch.Tensor) -> None:
 
 
 def row_owners(depends: torch.Tensor) -> torch.Tensor:
-    """The expert owning each row (M,), from ``depends`` (K, M) (:func:`row_dependence` on the
+    """The expert owning each row (M,), from ``depends`` (K, M) (:func:`probed_dependence` on the
     experts' blocks): its index, or -1 for interface rows."""
     return torch.where(depends.sum(0) == 1, depends.long().argmax(0), -1)
 
