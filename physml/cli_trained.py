@@ -93,9 +93,9 @@ def _note_unfinished(command: str, run_dir: Path, model: TrainedModel) -> None:
     it is, and what finishes the run."""
     if model.steps is None or model.steps >= model.planned_steps:
         return
-    from .cases.run_folder import STOPPED
+    from .cases.run_folder import STOPPED, held_by_a_run
 
-    if _running(run_dir):
+    if held_by_a_run(run_dir):
         state = "the run is still training: this is its latest checkpoint"
     elif (run_dir / STOPPED).is_file():  # a resume replays the steps into the same failure
         reason = (run_dir / STOPPED).read_text().strip()
@@ -104,23 +104,6 @@ def _note_unfinished(command: str, run_dir: Path, model: TrainedModel) -> None:
         state = "the run was interrupted: resume it to finish"
     print(f"physml {command}: note: the network of {str(run_dir)!r} is its checkpoint at step "
           f"{model.steps} of {model.planned_steps} ({state})", file=sys.stderr)
-
-
-def _running(run_dir: Path) -> bool:
-    """Whether a physml run holds ``run_dir`` now (:func:`~physml.cases.run_folder.holding`),
-    asked by a shared lock taken and let go at once: nothing in the folder changes."""
-    from .cases.run_folder import LOCK
-
-    try:
-        import fcntl
-
-        with open(run_dir / LOCK) as handle:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except (ImportError, OSError):  # no lock file (no run holds it), Windows, no flock
-        pass
-    return False
 
 
 def _read_points(path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...] = ()

@@ -213,6 +213,22 @@ def holding(folder: Path) -> Iterator[None]:
                 (folder / LOCK).unlink(missing_ok=True)  # while held: another opens a new one
 
 
+def held_by_a_run(folder: Path) -> bool:
+    """Whether a physml run holds ``folder`` now (:func:`holding`), asked by a shared lock
+    taken and let go at once: nothing in the folder changes. False where nothing can be held
+    (no lock file, no ``fcntl`` or ``flock``)."""
+    try:
+        import fcntl
+
+        with open(folder / LOCK) as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except (ImportError, OSError):  # no lock file (no run holds it), Windows, no flock
+        pass
+    return False
+
+
 @contextmanager
 def _held_lock(path: Path, fcntl) -> Iterator[bool]:
     """The lock file at ``path`` opened and locked (True), or nothing to hold (False). A file
