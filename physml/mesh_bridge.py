@@ -28,7 +28,7 @@ import warp as wp
 from .linalg_bridge import csr_solve, first_order_only, one_cotangent_only
 from .solvers.kept import LeastRecentlyUsed
 from .solvers.linalg import Jacobi, SmoothedAggregationAMG, cg
-from .solvers.mesh import Mesh, element_triplets, element_triplets_adjoint, pattern
+from .solvers.mesh import Mesh, Pattern, element_triplets, element_triplets_adjoint, pattern
 from .solvers.mesh.pde import require_grounded
 
 _WP_DTYPES = {torch.float32: wp.float32, torch.float64: wp.float64}
@@ -160,10 +160,21 @@ def _interior_block(mesh: Mesh, dtype: type, boundary: bytes):
     return interior, index.data - 1, index.indptr, index.indices
 
 
-def csr_rows(mesh: Mesh, dtype: type = wp.float64) -> np.ndarray:
-    """(nnz,) row index of every CSR entry of the mesh's pattern."""
-    pat = pattern(mesh, dtype)
-    return np.repeat(np.arange(mesh.n_vertices), np.diff(pat.indptr))
+_CSR_INDICES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Per :class:`~physml.solvers.mesh.Pattern` (held weakly: it lives as long as its mesh), the
+:func:`csr_indices` on each device it was used on."""
+
+
+@torch.compiler.disable  # NumPy set-up, cached per pattern: nothing to trace
+def csr_indices(pat: Pattern, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(nnz,) int64 row and column index of every CSR entry of ``pat``, on ``device``; built
+    and copied there once per pattern and device, not on every :func:`spmv`."""
+    kept = _CSR_INDICES.setdefault(pat, {})
+    if device not in kept:
+        rows = np.repeat(np.arange(len(pat.indptr) - 1), np.diff(pat.indptr))
+        kept[device] = tuple(torch.as_tensor(a, dtype=torch.long, device=device)
+                             for a in (rows, pat.indices))
+    return kept[device]
 
 
 def spmv(values: torch.Tensor, u: torch.Tensor, mesh: Mesh) -> torch.Tensor:
@@ -181,8 +192,7 @@ def spmv(values: torch.Tensor, u: torch.Tensor, mesh: Mesh) -> torch.Tensor:
                          f"dtype, float32 or float64, on one device; got values "
                          f"{tuple(values.shape)} {values.dtype} on {values.device} and u "
                          f"{tuple(u.shape)} {u.dtype} on {u.device}")
-    rows = torch.as_tensor(csr_rows(mesh, _WP_DTYPES[values.dtype]), device=u.device)
-    cols = torch.as_tensor(pat.indices, device=u.device, dtype=torch.long)
+    rows, cols = csr_indices(pat, u.device)
     return torch.zeros_like(u).index_add(0, rows, values * u[cols])
 
 

@@ -371,6 +371,13 @@ def test_operators_and_options_of_the_wrong_kind_are_named(rng):
         cg(op, bw, preconditioner=SmoothedAggregationAMG(op32))
 
 
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_model_problems_store_only_their_stencils_entries(m):
+    """A block format's dense blocks kept zeros (m <= 3), which IC(0) took into its pattern."""
+    for A in (poisson_2d(m), convection_diffusion_2d(m, 0.1, (1.0, -1.0))):
+        assert A.nnz == 5 * m * m - 4 * m and np.all(A.data != 0)
+
+
 def test_bad_arguments_are_refused(rng):
     op, bw = warp_system(poisson_2d(4), rng.standard_normal(16), "float64")
     with pytest.raises(ValueError, match="b has shape"):
@@ -379,6 +386,11 @@ def test_bad_arguments_are_refused(rng):
         cg(op, wp.zeros(16, dtype=wp.float32, device="cpu"))
     with pytest.raises(ValueError, match="maxiter=0"):
         cg(op, bw, maxiter=0)
+    for solve, bad in ((cg, {"rtol": "1e-8"}), (gmres, {"atol": None}),
+                       (bicgstab, {"rtol": float("nan")}), (cg, {"atol": -1.0})):
+        name, value = next(iter(bad.items()))
+        with pytest.raises(ValueError, match=re.escape(f"{name}={value!r}: a tolerance is a real")):
+            solve(op, bw, **bad)
     stencil = StencilOperator(16, op.matvec, dtype=wp.float64, device="cpu")
     with pytest.raises(ValueError, match="no diagonal"):
         Jacobi(stencil)
@@ -673,17 +685,41 @@ def test_a_right_hand_side_whose_square_under_or_overflows_is_solved(solver, sca
     assert [(w.category, w.filename) for w in caught] == [(InaccurateSolveWarning, __file__)]
 
 
-@pytest.mark.parametrize("solver", [cg, gmres])
+@pytest.mark.parametrize("solver", [cg, bicgstab, gmres])
 @pytest.mark.parametrize("scale", [1e-170, 1e160])
 def test_an_operator_whose_squares_under_or_overflow_is_solved(solver, scale, rng):
     """GMRES's |A v|^2 underflowed (the Krylov space taken as invariant: one step a cycle) or
-    overflowed (SciPy's "array must not contain infs or NaNs")."""
+    overflowed (SciPy's "array must not contain infs or NaNs"); BiCGStab's |A h|^2 alike (see
+    test_a_system_scaled_as_a_whole_is_solved_as_the_unscaled_one)."""
     A = poisson_2d(6)
     b = rng.standard_normal(A.shape[0])
     op, bw = warp_system(scale * A, b, "float64")
     result = solver(op, bw, rtol=1e-10)
     np.testing.assert_allclose(result.x.numpy() * scale, spla.spsolve(A.tocsc(), b), rtol=1e-8)
     assert result.iterations == solver(*warp_system(A, b, "float64"), rtol=1e-10).iterations
+
+
+@pytest.mark.parametrize("solver", [cg, bicgstab, gmres])
+@pytest.mark.parametrize("scale", [1e-170, 1e-160, 1e150, 1e160])
+def test_a_system_scaled_as_a_whole_is_solved_as_the_unscaled_one(solver, scale, rng):
+    """BiCGStab's t^T t = |A h|^2 underflowed (a false "omega = 0" breakdown) or overflowed
+    (omega = 0 every step: no convergence) for an A of entries near 1e-160 or 1e160, though
+    x is of order 1; SciPy's cg, bicgstab and gmres fail there too but for gmres at 1e150."""
+    A = poisson_2d(4)
+    b = rng.standard_normal(A.shape[0])
+    result = solver(*warp_system(scale * A, scale * b, "float64"), rtol=1e-10)
+    np.testing.assert_allclose(result.x.numpy(), spla.spsolve(A.tocsc(), b), rtol=1e-10)
+    assert result.iterations == solver(*warp_system(A, b, "float64"), rtol=1e-10).iterations
+
+
+@pytest.mark.parametrize("scale", [1e-160, 1e160])
+def test_bicgstab_still_names_a_true_breakdown_of_a_scaled_system(scale):
+    """The shadow residual r0 = b = (1, 0, 1, 0, ...) is orthogonal to A r0 = (0, 1, 0, 1, ...)."""
+    A = sp.kron(sp.eye(50), sp.csr_matrix([[0.0, 1.0], [1.0, 0.0]])).tocsr()
+    op, bw = warp_system(scale * A, scale * np.tile([1.0, 0.0], 50), "float64")
+    with pytest.raises(ConvergenceError, match=r"bicgstab broke down \(r0\^T r = 0 or r0\^T v = "
+                                               r"0\) in 0 iterations"):
+        bicgstab(op, bw)
 
 
 @pytest.mark.parametrize("solver", [cg, bicgstab, gmres])

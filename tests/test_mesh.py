@@ -806,3 +806,26 @@ def test_spmv_is_the_assembled_product_and_gradchecks():
     np.testing.assert_allclose(mesh_bridge.spmv(values, u, mesh).detach().numpy(),
                                A @ u.detach().numpy(), rtol=1e-13, atol=1e-13)
     assert torch.autograd.gradcheck(lambda v, u: mesh_bridge.spmv(v, u, mesh), (values, u))
+
+
+def test_spmv_builds_its_index_arrays_once_per_pattern_and_device(monkeypatch):
+    """spmv rebuilt the rows with np.repeat and copied two nnz-long index arrays to the device
+    on every call (4.8 ms of a 2.7 ms product at 180k cells)."""
+    mesh = unit_square(6)
+    values = operator_values(torch.tensor(mesh.points), mesh).requires_grad_()
+    u = torch.randn(mesh.n_vertices, dtype=torch.float64, requires_grad=True)
+    repeats = []
+    repeat = np.repeat
+    monkeypatch.setattr(np, "repeat", lambda *a, **k: repeats.append(1) or repeat(*a, **k))
+    outputs = [mesh_bridge.spmv(values, u, mesh) for _ in range(3)]
+    grads = [torch.autograd.grad(out, (values, u), torch.arange(len(out), dtype=out.dtype))
+             for out in outputs]
+    assert len(repeats) == 1
+    pat = pm.pattern(mesh, wp.float64)
+    first, again = (mesh_bridge.csr_indices(pat, u.device) for _ in range(2))
+    assert all(a is b for a, b in zip(first, again))
+    for out, grad in zip(outputs[1:], grads[1:]):
+        torch.testing.assert_close(out, outputs[0], rtol=0, atol=0)
+        for g, g0 in zip(grad, grads[0]):
+            torch.testing.assert_close(g, g0, rtol=0, atol=0)
+    assert torch.autograd.gradcheck(lambda v, u: mesh_bridge.spmv(v, u, mesh), (values, u))

@@ -134,31 +134,6 @@ def dot_kernel(
 
 
 @wp.kernel(enable_backward=False)
-def dot2_kernel(
-    a: wp.array(dtype=Any),
-    b: wp.array(dtype=Any),
-    n: int,
-    stride: int,
-    cursor: wp.array(dtype=wp.int32),
-    shift: int,
-    col: int,
-    s: wp.array2d(dtype=wp.float64),
-):
-    """s[j, col] += a · b and s[j, col + 1] += a · a with j = cursor[0] + shift. Reads a, b,
-    cursor; accumulates into s."""
-    t = wp.tid()
-    j = cursor[0] + shift
-    ab = wp.float64(0.0)
-    aa = wp.float64(0.0)
-    for i in range(t, n, stride):
-        ai = wp.float64(a[i])
-        ab += ai * wp.float64(b[i])
-        aa += ai * ai
-    wp.atomic_add(s, j, col, ab)
-    wp.atomic_add(s, j, col + 1, aa)
-
-
-@wp.kernel(enable_backward=False)
 def residual_kernel(
     b: wp.array(dtype=Any),
     n: int,
@@ -319,7 +294,6 @@ def vector_types(dtype: type, *names: str, table: bool = True) -> dict[str, Any]
 def _overload_all() -> None:
     for T in (wp.float32, wp.float64):
         specialize(dot_kernel, T, vector_types(T, "a", "b"))
-        specialize(dot2_kernel, T, vector_types(T, "a", "b"))
         specialize(residual_kernel, T, vector_types(T, "b", "r"))
         specialize(scale_kernel, T, vector_types(T, "d", "r", "z"))
         specialize(reciprocal_kernel, T, vector_types(T, "d", "out", table=False))

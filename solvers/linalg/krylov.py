@@ -27,14 +27,15 @@ from typing import Any
 
 import warp as wp
 
-from ..errors import whole_number
+from ..errors import is_real, whole_number
 from .bicgstab_kernels import (
     bicgstab_direction_kernel,
     bicgstab_half_kernel,
+    bicgstab_omega_dots_kernel,
     bicgstab_update_kernel,
 )
 from .cg_kernels import cg_direction_kernel, cg_update_jacobi_kernel, cg_update_kernel
-from .kernels import RESIDUAL, dot2_kernel, dot_kernel, recorded_sweep
+from .kernels import RESIDUAL, dot_kernel, recorded_sweep
 from .krylov_iteration import Workspace, bound_method, solve_in_workspace, with_dot, workspace_for
 from .krylov_outcome import SolveResult, bicgstab_breakdown, cg_breakdown
 from .linear_operator import LinearOperator, check_vectors
@@ -165,7 +166,7 @@ def _bicgstab_launches(A: LinearOperator, preconditioner: Preconditioner | None,
         recorded_sweep(bicgstab_half_kernel, [r, v], [cursor, limit, s], [h]),
         None if preconditioner is None else bound_method(preconditioner, "apply", h, hhat),
         bound_method(A, "matvec", hhat, tv),
-        recorded_sweep(dot2_kernel, [tv, h], table.cell(0, 4).address, [s]),
+        recorded_sweep(bicgstab_omega_dots_kernel, [tv, h], [cursor, limit], [s]),
         recorded_sweep(bicgstab_update_kernel, [phat, hhat, h, tv, rhat], [cursor, limit],
                        [s, x, r]),
         recorded_sweep(bicgstab_direction_kernel, [r, v], [cursor, limit], [s, p]),
@@ -201,8 +202,9 @@ def check_arguments(
         raise ValueError(f"preconditioner is {given}; pass one built for the operator, e.g. "
                          "Jacobi(A) or PRECONDITIONERS['ic0'](A)")
     check_built_for(A, preconditioner)
-    if not (rtol >= 0 and atol >= 0):
-        raise ValueError(f"rtol={rtol}, atol={atol}: tolerances must be >= 0")
+    for name, tolerance in (("rtol", rtol), ("atol", atol)):
+        if not (is_real(tolerance) and tolerance >= 0):
+            raise ValueError(f"{name}={tolerance!r}: a tolerance is a real number >= 0")
     check_every = whole_number(check_every, "check_every", 1)
     return 10 * n if maxiter is None else whole_number(maxiter, "maxiter", 1)
 

@@ -81,8 +81,9 @@ def cg_breakdown(rows: np.ndarray, tol2: float, rz_col: int) -> tuple[int, str, 
 
 def bicgstab_breakdown(rows: np.ndarray, tol2: float) -> tuple[int, str, str] | None:
     """BiCGStab divides by $\\rho = \\hat r^T r$ (column 1), $\\hat r^T v$ (column 2) and, in
-    the next direction, by $\\omega = t^T h / t^T t$ (columns 4, 5) where the residual is not
-    yet met."""
+    the next direction, by $\\omega = t^T h / t^T t$ (columns 4, 5: $c\\,t^T h$ and
+    $c^2 t^T t$, scaled to the order of $\\|h\\|^2$ whatever A's scale, so that their zero is
+    not the underflow of a tiny A's squares) where the residual is not yet met."""
     if rows[:-1, 1:3].all() and rows[:-1, 4:6].all():  # no zero denominator: the usual case
         return None
     active = rows[:-1, RESIDUAL] > tol2

@@ -26,7 +26,9 @@ def poisson_2d(m: int, coefficient: np.ndarray | None = None) -> sp.csr_matrix:
             y-faces as (face, column); 1 everywhere if None (the Laplacian, $-\\Delta_h$).
     """
     d, eye = _difference(m), sp.identity(m)
-    gx, gy = sp.kron(eye, d), sp.kron(d, eye)  # x fastest: x-faces per row, y-faces per column
+    # x fastest: x-faces per row, y-faces per column; CSR, as a block format stores its
+    # blocks' zeros (m <= 3), which would enter every pattern built from the matrix
+    gx, gy = sp.kron(eye, d, format="csr"), sp.kron(d, eye, format="csr")
     if coefficient is None:
         coefficient = np.ones((2, m + 1, m))
     kx = sp.diags_array(coefficient[0].T.ravel())
@@ -56,5 +58,5 @@ def convection_diffusion_2d(m: int, epsilon: float, velocity: tuple[float, float
         offset = -1 if v >= 0 else 1
         stencil = sp.diags_array([np.ones(m), -np.ones(m - 1)], offsets=[0, offset])
         upwind.append(abs(v) / h * stencil)
-    convection = sp.kron(eye, upwind[0]) + sp.kron(upwind[1], eye)
+    convection = sp.kron(eye, upwind[0], format="csr") + sp.kron(upwind[1], eye, format="csr")
     return sp.csr_matrix(epsilon * poisson_2d(m) + convection)
