@@ -602,3 +602,100 @@ def test_independent_experts_say_how_many_interface_rows_they_drop():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # coupled experts drop nothing
         HardConstraint(rows.rows, BlockRouter((4, 16), (1, 4)), (16,))
+
+
+def _meta_coefficient_rows(nx: int):
+    """Heat rows u_t = a u_xx with the diffusivity a held on the meta device (standing in for a
+    coefficient field kept on CUDA: a CPU tensor meeting it fails as on a GPU), then the
+    initial rows u(0) = phi."""
+    a = torch.ones(nx - 2, dtype=torch.float64, device="meta")
+
+    def rows(u, phi):
+        pde = u[:, 1:, 1:-1] - u[:, :-1, 1:-1] - 0.01 * a * (
+            u[:, :-1, 2:] - 2 * u[:, :-1, 1:-1] + u[:, :-1, :-2])
+        return torch.cat([pde.flatten(1), u[:, 0] - phi], 1)
+    return rows
+
+
+@pytest.mark.parametrize("layer_class", [HardConstraint, PartitionOfUnity])
+def test_rows_holding_a_tensor_on_another_device_name_the_device_argument(layer_class):
+    """Such rows failed at construction ("Tensor on device cpu is not on the expected device")
+    without a word of the cure, though they would run in forward."""
+    with pytest.raises(ValueError, match=r"raise on one sample of the grid \(5, 12\) made on "
+                                         r"device='cpu' \(RuntimeError: .*device.*\).*pass that "
+                                         r"device as device=") as err:
+        layer_class(_meta_coefficient_rows(12), BlockRouter((5, 12), (1, 2)), (12,))
+    assert isinstance(err.value.__cause__, RuntimeError)
+
+
+def test_the_probes_run_on_the_given_device():
+    """The rows' check and the dependence probes were made on the CPU whatever the rows held."""
+    from physml.constraints.hard import check_rows_accept, probed_dependence
+
+    rows, router = _meta_coefficient_rows(12), BlockRouter((5, 12), (1, 2))
+    check_rows_accept(rows, router, (12,), torch.device("meta"))
+    depends = probed_dependence(rows, (12,), router.masks().to("meta"))
+    assert depends.device.type == "meta" and depends.shape == (2, 4 * 10 + 12)
+
+
+def test_the_coloured_jacobian_moves_with_its_layer_and_copies_nothing_per_call():
+    """The row dependence and the colours were copied from the host on every Jacobian."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Devices(TorchDispatchMode):
+        """The devices of every tensor an operation reads (Python numbers, 0-dim, aside)."""
+
+        def __init__(self):
+            super().__init__()
+            self.seen = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            for value in torch.utils._pytree.tree_leaves((args, kwargs or {})):
+                if isinstance(value, torch.Tensor) and value.dim():
+                    self.seen.add(value.device.type)
+            return func(*args, **(kwargs or {}))
+
+    router = BlockRouter((6, 16), (1, 4))
+    layer = HardConstraint(DiffusionSorptionRows(16, dt=5.0).rows, router, (16,))
+    colouring = layer.jacobian.__self__
+    depends, colours = colouring.depends, colouring.colours
+    g = torch.Generator().manual_seed(1)
+    blocks = router.split(torch.randn(2, 3, 6, 16, dtype=torch.float64, generator=g))
+    omega = torch.randn(2, 4 * 3, dtype=torch.float64, generator=g)
+    phi = torch.full((2, 16), 0.1, dtype=torch.float64)
+
+    def jacobian(blocks, phi, omega):
+        return colouring.jacobian(lambda w: layer._coupled_rows(w, blocks.transpose(1, 2), phi),
+                                  omega)
+
+    first = jacobian(blocks, phi, omega)
+    assert torch.equal(jacobian(blocks, phi, omega), first)
+    assert colouring.depends is depends and colouring.colours is colours
+    layer.to("meta")
+    assert colouring.depends.device.type == colouring.colours.device.type == "meta"
+    assert layer.jacobian.__self__ is colouring and colouring.count == 2
+    on_meta = [value.to("meta") for value in (blocks, phi, omega)]
+    with Devices() as mode:
+        J = jacobian(*on_meta)
+    assert mode.seen == {"meta"} and J.shape == first.shape
+
+
+def test_overlapping_experts_warn_of_the_global_rows_they_drop():
+    """Mass rows read beyond every widened block: the partition of unity dropped them without
+    a word."""
+    nt, nx = 5, 12
+
+    def conservation(u, phi):  # the mass at each level is the initial mass; the initial rows
+        return torch.cat([u.sum(-1) - phi.sum(-1)[:, None], u[:, 0] - phi], dim=1)
+
+    with pytest.warns(UserWarning) as record:
+        PartitionOfUnity(conservation, BlockRouter((nt, nx), (1, 3)), (nx,))
+    dropped = [str(w.message) for w in record if "drop the" in str(w.message)]
+    assert len(dropped) == 1 and re.match(
+        r"overlapping experts \(overlap=2\) drop the 5 residual rows that read more than one "
+        r"block \(rows \[0, 1, 2, 3, 4\]\): .* wider overlap, .*continuity=INTERFACE_ROWS, or "
+        r"with one expert$", dropped[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # local rows: every row has an expert
+        PartitionOfUnity(DiffusionSorptionRows(16, dt=5.0).rows, BlockRouter((4, 16), (1, 4)),
+                         (16,))

@@ -17,22 +17,25 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch import nn
 from torch.func import jvp, vmap
 
 
 def greedy_colours(depends: torch.Tensor) -> torch.Tensor:
     """Colours (K,) of experts from their row dependence ``depends`` (K, M) bool: experts that
-    share a row get different colours."""
+    share a row get different colours (on ``depends``' device)."""
     conflict = (depends.double() @ depends.double().T) > 0
-    colours = torch.full((depends.shape[0],), -1, dtype=torch.long)
+    colours = torch.full((depends.shape[0],), -1, dtype=torch.long, device=depends.device)
     for k in range(depends.shape[0]):
         taken = set(colours[conflict[k]].tolist())
         colours[k] = next(c for c in range(depends.shape[0]) if c not in taken)
     return colours
 
 
-class ExpertColouring:
-    """Coloured Jacobians of a residual of ``K`` experts' unknowns.
+class ExpertColouring(nn.Module):
+    """Coloured Jacobians of a residual of ``K`` experts' unknowns; ``depends`` and the
+    colours are buffers, moved with the module (``.to``), so a Jacobian copies nothing from
+    the host.
 
     Args:
         depends: (K, M) bool, whether row ``i`` depends on expert ``k``'s unknowns; ``omega``
@@ -40,13 +43,11 @@ class ExpertColouring:
     """
 
     def __init__(self, depends: torch.Tensor) -> None:
-        self.depends = depends
-        self.colours = greedy_colours(depends)
-
-    @property
-    def count(self) -> int:
-        """$C$, the number of colours."""
-        return int(self.colours.max()) + 1
+        super().__init__()
+        colours = greedy_colours(depends)
+        self.register_buffer("depends", depends, persistent=False)  # (K, M)
+        self.register_buffer("colours", colours, persistent=False)  # (K,)
+        self.count = int(colours.max()) + 1  # $C$, the number of colours
 
     def jacobian(self, residual: Callable[[torch.Tensor], torch.Tensor],
                  omega: torch.Tensor) -> torch.Tensor:
@@ -58,6 +59,6 @@ class ExpertColouring:
         directions = (member[:, None, :, None] * eye[None, :, None, :]).reshape(-1, experts * n)
         columns = vmap(lambda v: jvp(residual, (omega,), (v.expand_as(omega),))[1])(directions)
         columns = columns.reshape(self.count, n, *columns.shape[1:])  # (C, N, B, M)
-        mask = self.depends.to(device=omega.device, dtype=omega.dtype)
-        J = columns[self.colours.to(omega.device)] * mask[:, None, None, :]  # (K, N, B, M)
+        mask = self.depends.to(omega)  # on omega's device already unless the module is elsewhere
+        J = columns[self.colours] * mask[:, None, None, :]  # (K, N, B, M)
         return J.permute(2, 3, 0, 1).reshape(omega.shape[0], -1, experts * n)

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 from torch.func import jvp
 
+from ..devices import require_torch_device
 from .colouring import ExpertColouring
 from .experts import BlockRouter, interface_differences, level_constants, padded_rows
 from .implicit import least_squares_solution
@@ -67,12 +68,15 @@ def _row_tangents(field_rows: Callable[[torch.Tensor], torch.Tensor],
                   regions: torch.Tensor) -> torch.Tensor:
     """(R, M): the forward product of ``field_rows(u (1, *grid)) -> (1, M)`` at a random u in
     a random direction supported on region r of ``regions`` (R, *grid) bool (e.g. the experts'
-    blocks, :meth:`BlockRouter.masks`): nonzero where row i depends on region r."""
+    blocks, :meth:`BlockRouter.masks`): nonzero where row i depends on region r. Drawn on the
+    CPU (fixed seed), evaluated on ``regions``' device."""
     g = torch.Generator().manual_seed(0)
     u = 0.05 + 0.5 * torch.rand(1, *regions.shape[1:], dtype=torch.float64, generator=g)
+    u = u.to(regions.device)
     tangents = []
     for region in regions:
-        direction = torch.rand(1, *region.shape, dtype=torch.float64, generator=g) * region
+        direction = torch.rand(1, *region.shape, dtype=torch.float64, generator=g)
+        direction = direction.to(region.device) * region
         tangents.append(jvp(field_rows, (u,), (direction,))[1][0])
     return torch.stack(tangents)
 
@@ -95,9 +99,10 @@ def probed_dependence(rows: Rows, phi_shape: tuple[int, ...],
     :func:`probe_phi`: a row whose stencil changes with φ depends on every
     cell it can read. A probe at which a row's linearisation is not finite (φ outside the
     domain of a coefficient, a diffusivity under a square root) does not count for that row,
-    unless no probe is finite for it."""
+    unless no probe is finite for it. The rows run on ``regions``' device, and so does the
+    result."""
     tangents = torch.stack([_row_tangents(lambda u, phi=phi: rows(u, phi), regions)
-                            for phi in probe_phi(phi_shape)])  # (probes, R, M)
+                            for phi in probe_phi(phi_shape).to(regions.device)])  # (probes, R, M)
     finite = tangents.isfinite().all(1, keepdim=True)
     counted = finite | ~finite.any(0)
     return ((tangents != 0) & counted).any(0)
@@ -123,28 +128,35 @@ INDEPENDENT_CURE = ("use fewer experts or a finer grid; rows that read several b
                     "global constraint) need continuity=INTERFACE_ROWS or one expert")
 
 
-def warn_dropped_rows(owners: torch.Tensor) -> None:
-    """Warn that independent experts drop the interface rows, ``owners`` -1 (:func:`row_owners`)."""
-    rows = torch.nonzero(owners < 0)[:, 0]
+def warn_dropped_rows(dropped: torch.Tensor, experts: str, cure: str) -> None:
+    """Warn that ``experts`` (e.g. "independent experts") drop the rows ``dropped`` (M,) bool,
+    those no expert solves alone, with their count and ``cure``; no rows, no warning."""
+    rows = torch.nonzero(dropped)[:, 0]
     if len(rows):
         more = " ..." if len(rows) > 5 else ""
-        warnings.warn(f"independent experts drop the {len(rows)} residual rows that read more "
-                      f"than one block (rows {rows[:5].tolist()}{more}): stencils across an "
-                      "interface and global constraints no expert solves alone; keep them with "
-                      "continuity=INTERFACE_ROWS or one expert", stacklevel=3)
+        warnings.warn(f"{experts} drop the {len(rows)} residual rows that read more than one "
+                      f"block (rows {rows[:5].tolist()}{more}): stencils across an interface "
+                      f"and global constraints no expert solves alone; {cure}", stacklevel=3)
 
 
-def check_rows_accept(rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...]) -> None:
+def check_rows_accept(rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...],
+                      device: torch.device) -> None:
     """Refuse residual rows that fail on one sample of ``router``'s grid and a zero
-    conditioning input of ``phi_shape`` (naming ``phi_shape`` where the rows accept φ of the
-    grid's space shape instead; the rows' own error chained), or that return other than one
-    row vector, (1, M)."""
+    conditioning input of ``phi_shape`` on ``device`` (naming ``phi_shape`` where the rows
+    accept φ of the grid's space shape instead, and ``device=`` where they meet a tensor on
+    another device; the rows' own error chained), or that return other than one row vector,
+    (1, M)."""
     grid = tuple(router.shape)
-    u = torch.zeros(1, *grid, dtype=torch.float64)
+    u = torch.zeros(1, *grid, dtype=torch.float64, device=device)
     try:
-        r = rows(u, torch.zeros(1, *phi_shape, dtype=torch.float64))
+        r = rows(u, torch.zeros(1, *phi_shape, dtype=torch.float64, device=device))
     except (RuntimeError, IndexError) as error:
         reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
+        if "device" in reason:
+            raise ValueError(f"the residual rows raise on one sample of the grid {grid} made on "
+                             f"device={str(device)!r} ({reason}); rows that hold tensors on "
+                             "another device (a coefficient field) are probed there: pass "
+                             "that device as device=") from error
         space = grid[1:]
         if tuple(phi_shape) != space and _accepts(rows, u, space):
             raise ValueError(f"the residual rows fail on the grid {grid} with phi_shape="
@@ -161,9 +173,9 @@ def check_rows_accept(rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...
 
 
 def _accepts(rows: Rows, u: torch.Tensor, phi_shape: tuple[int, ...]) -> bool:
-    """Whether ``rows`` evaluate on ``u`` and a zero φ of ``phi_shape``."""
+    """Whether ``rows`` evaluate on ``u`` and a zero φ of ``phi_shape`` (on ``u``'s device)."""
     try:
-        rows(u, torch.zeros(1, *phi_shape, dtype=torch.float64))
+        rows(u, torch.zeros(1, *phi_shape, dtype=torch.float64, device=u.device))
     except (RuntimeError, IndexError):
         return False
     return True
@@ -192,7 +204,9 @@ class HardConstraint(nn.Module):
     """$u = b\\cdot\\omega$ with $\\omega$ from the inner least squares (module docstring).
 
     Args:
-        rows: the problem's residual rows, ``rows(u (B, *grid), phi (B, ...)) -> (B, M)``.
+        rows: the problem's residual rows, ``rows(u (B, *grid), phi (B, ...)) -> (B, M)``;
+            probed once at construction on ``device`` (rows holding tensors on a GPU, a
+            coefficient field, need that GPU there), in forward on the inputs' device.
         router: the experts' blocks (``blocks=(1, 1)`` for the single hard constraint).
         phi_shape: the shape of one sample's conditioning input (e.g. ``(nx,)``).
         continuity: :class:`Continuity`.
@@ -207,6 +221,8 @@ class HardConstraint(nn.Module):
             constants, which each expert's own solve leaves free.
         condition_rows: the last rows that are initial or boundary conditions, not the PDE
             (``INDEPENDENT`` refuses an expert that owns no row of the PDE).
+        device: where the rows are probed and the layer's buffers are built ("cpu", "cuda",
+            "cuda:N"); move the layer with ``.to`` as any module.
 
     ``forward(basis (B, N, *grid), phi (B, ...)) -> u (B, *grid)`` in ``basis``'s dtype (other
     shapes: a ValueError naming them; a NaN/Inf gives a non-finite u); the inner solve's
@@ -217,8 +233,10 @@ class HardConstraint(nn.Module):
                  continuity: Continuity = Continuity.INTERFACE_ROWS,
                  solver: LevenbergMarquardt = DEFAULT_SOLVER,
                  interface_weight: float = 10.0, coloured: bool = True,
-                 align_constants: bool = False, condition_rows: int = 0) -> None:
+                 align_constants: bool = False, condition_rows: int = 0,
+                 device: torch.device | str = "cpu") -> None:
         super().__init__()
+        device = torch.device(require_torch_device(device))
         if not interface_weight > 0:
             raise ValueError(f"interface_weight={interface_weight} must be > 0")
         if continuity is Continuity.PARTITION_OF_UNITY:
@@ -231,22 +249,25 @@ class HardConstraint(nn.Module):
             raise ValueError("align_constants is for independent experts (coupled experts' "
                              "interface rows already join their constants)")
         self.align_constants = align_constants
-        check_rows_accept(rows, router, phi_shape)
+        check_rows_accept(rows, router, phi_shape, device)
         self.phi_shape = tuple(phi_shape)
-        depends = probed_dependence(rows, phi_shape, router.masks())
+        masks = router.masks().to(device)
+        depends = probed_dependence(rows, phi_shape, masks)
         check_rows_read_u(depends)
         owners = row_owners(depends)
-        owned = torch.zeros(router.experts, 0, dtype=torch.long)
+        owned = torch.zeros(router.experts, 0, dtype=torch.long, device=device)
         if continuity is Continuity.INDEPENDENT:
             per_expert = [torch.nonzero(owners == k)[:, 0] for k in range(router.experts)]
             owned = padded_rows(per_expert, len(owners), len(owners) - condition_rows,
                                 cure=INDEPENDENT_CURE)
-            warn_dropped_rows(owners)
+            warn_dropped_rows(owners < 0, "independent experts",
+                              "keep them with continuity=INTERFACE_ROWS or one expert")
         self.register_buffer("owned", owned, persistent=False)  # (K, width)
         self.jacobian = batched_jacobian
         if coloured and continuity is Continuity.INTERFACE_ROWS:
-            depends = probed_dependence(self._stitched_rows, phi_shape, router.masks())
-            self.jacobian = ExpertColouring(depends).jacobian
+            self.colouring = ExpertColouring(probed_dependence(self._stitched_rows, phi_shape,
+                                                               masks))
+            self.jacobian = self.colouring.jacobian
         self.last_solve: LMResult | None = None
 
     def field(self, omega: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:

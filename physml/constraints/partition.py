@@ -34,6 +34,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..devices import require_torch_device
 from ..solvers.errors import whole_number
 from .experts import BlockRouter, padded_rows, solve_level_laplacian
 from .hard import (
@@ -43,6 +44,7 @@ from .hard import (
     check_rows_accept,
     check_rows_read_u,
     probed_dependence,
+    warn_dropped_rows,
 )
 from .implicit import least_squares_solution
 from .levenberg_marquardt import LevenbergMarquardt, LMResult
@@ -69,7 +71,10 @@ class PartitionOfUnity(nn.Module):
     """Overlapping experts blended by a partition of unity (module docstring).
 
     Args:
-        rows: the problem's residual rows, ``rows(u (B, *grid), phi (B, ...)) -> (B, M)``.
+        rows: the problem's residual rows, ``rows(u (B, *grid), phi (B, ...)) -> (B, M)``;
+            probed once at construction on ``device`` (rows holding tensors on a GPU, a
+            coefficient field, need that GPU there), in forward on the inputs' device. Rows
+            that no widened block holds (a global constraint) are dropped with a warning.
         router: the experts' blocks.
         phi_shape: the shape of one sample's conditioning input.
         overlap: cells each block is widened by on each inner side, a whole number >= 1.
@@ -78,6 +83,8 @@ class PartitionOfUnity(nn.Module):
             level before blending (rows blind to such constants; module docstring).
         condition_rows: the last rows that are initial or boundary conditions, not the PDE
             (an expert that owns no row of the PDE is refused).
+        device: where the rows are probed and the layer's buffers are built ("cpu", "cuda",
+            "cuda:N"); move the layer with ``.to`` as any module.
 
     ``forward(basis (B, N, *grid), phi (B, ...)) -> u (B, *grid)`` (other shapes: a ValueError
     naming them; a NaN/Inf gives a non-finite u).
@@ -85,14 +92,16 @@ class PartitionOfUnity(nn.Module):
 
     def __init__(self, rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...], *,
                  overlap: int = 2, solver: LevenbergMarquardt = DEFAULT_SOLVER,
-                 align_constants: bool = False, condition_rows: int = 0) -> None:
+                 align_constants: bool = False, condition_rows: int = 0,
+                 device: torch.device | str = "cpu") -> None:
         super().__init__()
+        device = torch.device(require_torch_device(device))
         overlap = whole_number(overlap, "overlap", 1)
         self.rows, self.router, self.solver = rows, router, solver
         self.align_constants = align_constants
-        check_rows_accept(rows, router, phi_shape)
+        check_rows_accept(rows, router, phi_shape, device)
         self.phi_shape = tuple(phi_shape)
-        weights = trapezoid_weights(router, overlap)
+        weights = trapezoid_weights(router, overlap).to(device)
         self.register_buffer("weights", weights, persistent=False)
         self.register_buffer("blend", weights / weights.sum(0), persistent=False)
         outside = probed_dependence(rows, phi_shape, weights == 0)  # (K, M)
@@ -101,6 +110,9 @@ class PartitionOfUnity(nn.Module):
         self.register_buffer("owned", padded_rows(per_expert, outside.shape[1],
                                                   outside.shape[1] - condition_rows),
                              persistent=False)  # (K, width)
+        warn_dropped_rows(outside.all(0), f"overlapping experts (overlap={overlap})",
+                          "keep them with a wider overlap, or with HardConstraint's "
+                          "continuity=INTERFACE_ROWS, or with one expert")
         self.last_solve: LMResult | None = None
 
     def _expert_rows(self, omega, basis, phi):
