@@ -59,6 +59,7 @@ from .stability import (
     check_step_stability,
     format_values,
     operator_rates,
+    require_a_stable_step,
     stability_limit,
     term_costs,
 )
@@ -173,6 +174,7 @@ class GridSolver:
                                   self.reaction_kind, self.dtype, self.device, threads)
         self._zeros = wp.zeros(3, dtype=self.dtype, device=self.device)
         self.dt = None if dt is None else float(dt)
+        require_a_stable_step(self)
         if self.dt is not None:
             require(np.isfinite(self.dt) and self.dt > 0, f"dt={dt} must be a positive number")
             self.check_stability()

@@ -114,6 +114,29 @@ def term_costs(solver: GridSolver, u: np.ndarray | None, implicit_diffusion: boo
     return costs
 
 
+def require_a_stable_step(solver: GridSolver) -> None:
+    """Raise :class:`UnstableStepError` (``dt_max`` 0) if the advection's explicit step is
+    unstable at every dt and every nonzero wave speed, whatever the state and the step: central
+    differences under a scheme whose stability region holds no stretch of the imaginary axis,
+    Fromm's unlimited flux under forward Euler. Checked at construction, with or without a
+    ``dt``, so that :meth:`~physml.solvers.base.GridSolver.stable_dt` never has 0 to offer."""
+    if solver.flux_kind == FluxKind.NONE:
+        return
+    explicit = _explicit_part(solver, solver.tableau is None)
+    name = type(solver).__name__
+    if _unlimited_euler(solver, explicit):
+        message = ("the unlimited MUSCL flux (limiter 'none', Fromm's scheme) is unstable with "
+                   f"a forward-Euler advection step (scheme '{solver.scheme}') at any dt; use a "
+                   f"limiter (van_leer, minmod, mc) or scheme 'heun', 'ssp_rk3' or 'rk4' ({name})")
+    elif not FLUXES[solver.flux_kind].tvd and explicit.imag_limit == 0:
+        message = (f"central differences for advection are unstable with scheme "
+                   f"'{solver.scheme}' at any dt; use scheme 'ssp_rk3' or 'rk4', or "
+                   f"space='upwind' ({name})")
+    else:
+        return
+    raise UnstableStepError(message, dt=solver.dt, dt_max=0.0)
+
+
 def stability_limit(costs: dict[str, float]) -> float:
     """$\\Delta t_{max} = 1/\\sum_k c_k$ from the per-term costs (inf when all are 0)."""
     total = sum(costs.values())
@@ -157,17 +180,7 @@ def check_step_stability(solver: GridSolver, u: np.ndarray | None = None, *,
     if solver.dt <= dt_max * (1 + 1e-12):
         return
     name = type(solver).__name__
-    if dt_max == 0:  # the advection's explicit step cannot be stable (as term_costs found)
-        raise UnstableStepError(
-            "the unlimited MUSCL flux (limiter 'none', Fromm's scheme) is unstable with a "
-            f"forward-Euler advection step (scheme '{solver.scheme}') at any dt; use a "
-            f"limiter (van_leer, minmod, mc) or scheme 'heun', 'ssp_rk3' or 'rk4' ({name})"
-            if _unlimited_euler(solver, _explicit_part(solver, solver.tableau is None)) else
-            f"central differences for advection are unstable with scheme '{solver.scheme}' at "
-            f"any dt; use scheme 'ssp_rk3' or 'rk4', or space='upwind' ({name})",
-            dt=solver.dt,
-            dt_max=0.0,
-        )
+    require_a_stable_step(solver)  # dt_max = 0 only where no step is stable
     binding = max(costs, key=costs.get)
     hint = ""
     imex_max = implicit_diffusion_limit(solver, u, bound=bound)

@@ -10,6 +10,7 @@ import warp as wp
 from physml import bridge
 from physml.solvers import (
     BC,
+    AdvectionSolver1D,
     AdvectionSolver2D,
     AllenCahnSolver1D,
     BlowUpError,
@@ -82,18 +83,28 @@ def test_unstable_step_names_the_largest_stable_one():
 @pytest.mark.parametrize("scheme", ["euler", "imex"])
 def test_the_unlimited_muscl_flux_is_refused_under_a_forward_euler_advection_step(scheme):
     """Fromm's scheme (limiter 'none') amplifies under forward Euler at every CFL (1.0099 at
-    CFL 1/4, 1.089 at 1/2): the solver took its step for the limited flux's 1/2 and blew up."""
+    CFL 1/4, 1.089 at 1/2): the solver took its step for the limited flux's 1/2 and blew up.
+    Refused with or without a dt (without one, stable_dt had only 0 to offer)."""
     grid = Grid((32,), (0.0,), (1.0,))
     u0 = np.sin(2 * np.pi * grid.coords(0))
-    solver = BurgersSolver1D(grid, nu=0.01, dt=None, limiter="none", scheme=scheme)
-    assert solver.stable_dt(u0) == 0.0
-    with pytest.raises(UnstableStepError, match="the unlimited MUSCL flux \\(limiter 'none', "
-                                                "Fromm's scheme\\) is unstable with a "
-                                                "forward-Euler advection step"):
-        solver.with_dt(1e-4).rollout(u0, 1)
+    for dt in (None, 1e-4):
+        with pytest.raises(UnstableStepError, match="the unlimited MUSCL flux \\(limiter "
+                                                    "'none', Fromm's scheme\\) is unstable with "
+                                                    "a forward-Euler advection step"):
+            BurgersSolver1D(grid, nu=0.01, dt=dt, limiter="none", scheme=scheme)
     heun = BurgersSolver1D(grid, nu=0.0, dt=None, limiter="none", scheme="heun")
     u = heun.with_dt(heun.stable_dt(u0)).rollout(u0, 400)[-1]
     assert np.abs(u).max() < 1.5  # stable at CFL 1/2 (inviscid: a shock forms)
+
+
+@pytest.mark.parametrize("dt", [None, 1e-4])
+def test_central_advection_under_a_scheme_without_imaginary_axis_is_refused(dt):
+    """Heun's region holds no stretch of the imaginary axis: no step is stable."""
+    grid = Grid((64,), (0.0,), (1.0,))
+    with pytest.raises(UnstableStepError, match="central differences for advection are "
+                                                "unstable with scheme 'heun' at any dt"):
+        AdvectionSolver1D(grid, beta=1.0, dt=dt, space="central", scheme="heun")
+    assert AdvectionSolver1D(grid, beta=1.0, dt=None, space="central", scheme="rk4").dt is None
 
 
 @pytest.mark.parametrize("kind", ["dirichlet", "neumann"])
