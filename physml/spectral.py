@@ -37,6 +37,8 @@ import torch
 from .devices import require_torch_device
 from .errors import BlowUpError
 from .solvers.checks import check_counts
+from .solvers.dtypes import warp_dtype
+from .solvers.errors import is_real
 
 Nonlinearity = Literal["none", "cubic", "burgers"]
 _CONTOUR_POINTS = 32
@@ -50,18 +52,19 @@ class SpectralSolver:
     grad is refused rather than silently detached.
 
     Args:
-        n: grid points per axis (1 or 2 axes, each even).
+        n: grid points per axis (1 or 2 axes, each even; an int for one axis).
         nu: diffusivity $\\nu \\ge 0$.
         dt: time step.
         reaction: the linear coefficient $\\rho$ (Allen–Cahn's; 0 otherwise).
         nonlinearity: ``"none"``, ``"cubic"`` or ``"burgers"`` (see the module docstring).
         length: box length per axis (default $2\\pi$).
-        device, dtype: where and in which real precision to compute.
+        device, dtype: where and in which real precision to compute (float32 or float64, a
+            PyTorch or NumPy dtype or its name).
     """
 
     def __init__(
         self,
-        n: Sequence[int],
+        n: int | Sequence[int],
         nu: float,
         dt: float,
         *,
@@ -69,7 +72,7 @@ class SpectralSolver:
         nonlinearity: Nonlinearity = "none",
         length: float | Sequence[float] = 2 * math.pi,
         device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float64,
+        dtype: torch.dtype | str = torch.float64,
     ) -> None:
         for name, value in (("nu", nu), ("dt", dt), ("reaction", reaction)):
             if isinstance(value, torch.Tensor) and value.requires_grad:
@@ -77,15 +80,15 @@ class SpectralSolver:
                                  "coefficients are numbers, not differentiable (its states are, "
                                  f"in u0): pass {name}.item(); physml.bridge.rollout "
                                  "differentiates a Warp solver in its parameters")
-        self.n = tuple(int(m) for m in n)
+        self.n = tuple(int(m) for m in np.atleast_1d(n))
         if len(self.n) not in (1, 2) or any(m < 4 or m % 2 for m in self.n):
-            raise ValueError(f"n must give 1 or 2 even sizes >= 4 per axis, got {list(n)}")
-        if not (math.isfinite(nu) and nu >= 0):
-            raise ValueError(f"nu must be a finite number >= 0, got {nu}")
-        if not (math.isfinite(dt) and dt > 0):
-            raise ValueError(f"dt must be a finite positive number, got {dt}")
-        if not math.isfinite(reaction):
-            raise ValueError(f"reaction must be a finite number, got {reaction}")
+            raise ValueError(f"n must give 1 or 2 even sizes >= 4 per axis, got {n!r}")
+        if not (is_real(nu) and math.isfinite(nu) and nu >= 0):
+            raise ValueError(f"nu must be a finite number >= 0, got {nu!r}")
+        if not (is_real(dt) and math.isfinite(dt) and dt > 0):
+            raise ValueError(f"dt must be a finite positive number, got {dt!r}")
+        if not (is_real(reaction) and math.isfinite(reaction)):
+            raise ValueError(f"reaction must be a finite number, got {reaction!r}")
         if nonlinearity not in ("none", "cubic", "burgers"):
             raise ValueError(
                 f"unknown nonlinearity {nonlinearity!r}; allowed: none, cubic, burgers"
@@ -95,7 +98,8 @@ class SpectralSolver:
             raise ValueError(f"length must be positive, one per axis, got {length}")
         self.length, self.nu, self.dt = lengths, float(nu), float(dt)
         self.reaction, self.nonlinearity = float(reaction), nonlinearity
-        self.device, self.dtype = torch.device(require_torch_device(device)), dtype
+        self.device = torch.device(require_torch_device(device))
+        self.dtype = getattr(torch, warp_dtype(dtype).__name__)  # also from a NumPy dtype or name
         self.wavenumbers = self._wavenumbers()
         k2 = sum(k**2 for k in self.wavenumbers)
         self.linear = -self.nu * k2 + self.reaction  # \hat L(k), shape of the rfft
@@ -199,7 +203,10 @@ class SpectralSolver:
         return E * v + f1 * Nv + 2 * f2 * (Na + Nb) + f3 * Nc
 
     def _field(self, u0) -> torch.Tensor:
-        u = torch.as_tensor(u0, device=self.device, dtype=self.dtype)
+        u = torch.as_tensor(u0, device=self.device)
+        if u.is_complex():
+            raise ValueError(f"u0 has dtype {u.dtype}; expected real numbers")
+        u = u.to(self.dtype)
         if tuple(u.shape) != self.n:
             raise ValueError(f"u0 must have shape {self.n}, got {tuple(u.shape)}")
         if not torch.isfinite(u).all():

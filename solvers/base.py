@@ -42,7 +42,7 @@ from .batch_parameters import (
     sample_parameters,
 )
 from .checks import check_counts, finite_state, per_sample, require
-from .dtypes import warp_dtype
+from .dtypes import real_values, warp_dtype
 from .errors import whole_number
 from .field_arithmetic import axpy
 from .grid import BoundaryConditions, Grid, periodic
@@ -519,8 +519,11 @@ class GridSolver:
                 (for a batch, of the first sample that blew up).
         """
         self._require_dt()
+        require(not getattr(u0, "requires_grad", False), "u0 is a tensor that requires grad; "
+                "solver.rollout does not differentiate: use physml.bridge.rollout for gradients, "
+                "or pass u0.detach()")
         batched = np.ndim(u0) == self.grid.ndim + 1
-        states = np.asarray(u0, dtype=np.float64)
+        states = real_values(u0, "u0")
         batch = states.shape[0] if batched else 1
         require(batch > 0, f"u0 has shape {states.shape}: a batch of no state")
         require(states.shape[batched:] == self.grid.shape,

@@ -124,6 +124,16 @@ def _cell_count(axis: int, n: object) -> int:
     return int(n)
 
 
+def _coordinates(name: str, values: object) -> tuple[float, ...]:
+    """``values`` (one number per axis) as floats; a ValueError names ``name`` for anything
+    else (None, text that is no number)."""
+    try:
+        return tuple(float(v) for v in np.atleast_1d(values))
+    except (TypeError, ValueError):
+        raise ValueError(f"grid {name}={values!r} must give one coordinate [m] per axis, "
+                         "e.g. (0.0,) or (0.0, 0.0)") from None
+
+
 @dataclass(frozen=True)
 class Grid:
     """A uniform cell-centred grid in 1, 2 or 3 dimensions.
@@ -144,8 +154,7 @@ class Grid:
     def __post_init__(self) -> None:
         counts = self.shape if isinstance(self.shape, tuple | list) else np.atleast_1d(self.shape)
         shape = tuple(_cell_count(axis, n) for axis, n in enumerate(counts))
-        lower = tuple(float(a) for a in np.atleast_1d(self.lower))
-        upper = tuple(float(b) for b in np.atleast_1d(self.upper))
+        lower, upper = _coordinates("lower", self.lower), _coordinates("upper", self.upper)
         if not 1 <= len(shape) <= 3:
             raise ValueError(f"grid shape={shape} must have 1, 2 or 3 axes")
         if not len(shape) == len(lower) == len(upper):

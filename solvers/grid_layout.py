@@ -103,6 +103,10 @@ class GridLayout:
     def __init__(
         self, grid: Grid, bc: BoundaryConditions, ghost: int, dtype: type, device: str
     ) -> None:
+        if not isinstance(bc, BoundaryConditions):
+            raise ValueError(f"bc={bc!r} is a {type(bc).__name__}; pass BoundaryConditions, e.g. "
+                             f"periodic({grid.ndim}) or boundary_conditions('dirichlet', "
+                             f"{grid.ndim})")
         if bc.ndim != grid.ndim:
             raise ValueError(f"bc has {bc.ndim} axes but the grid has {grid.ndim}")
         for axis, n in enumerate(grid.shape):

@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 import warp as wp
 
@@ -24,6 +25,7 @@ from physml.solvers import (
     boundary_conditions,
 )
 from physml.solvers.grid import BCKind
+from physml.solvers.linalg import csr_from_scipy
 
 GRID = Grid((32,), (0.0,), (1.0,))
 
@@ -72,6 +74,33 @@ def test_bad_grid_and_boundaries():
         Grid((8,), (1.0,), (0.0,))
     with pytest.raises(ValueError, match="unknown boundary condition kind 'wall'"):
         boundary_conditions("wall", 1)
+
+
+def test_a_boundary_kind_by_name_and_a_missing_corner_are_refused_by_name():
+    """bc="periodic" failed on 'str' object has no attribute 'ndim'; lower=None in float()."""
+    with pytest.raises(ValueError, match=re.escape("bc='periodic' is a str; pass "
+                                                   "BoundaryConditions, e.g. periodic(1)")):
+        BurgersSolver1D(GRID, "periodic", nu=0.01, dt=1e-3)
+    with pytest.raises(ValueError, match=re.escape("grid lower=None must give one coordinate")):
+        Grid((64,), None, (1.0,))
+
+
+def test_a_rollout_refuses_complex_values_and_a_tensor_that_requires_grad():
+    """A complex u0 ran on its real part (a ComplexWarning at most); a tensor that requires
+    grad failed in torch's numpy(), pointing nowhere near bridge.rollout."""
+    solver = HeatSolver1D(GRID, nu=0.01, dt=1e-3)
+    mode = np.exp(2j * np.pi * GRID.coords(0))
+    for u0 in (mode, torch.tensor(mode), np.stack([mode, mode])):
+        with pytest.raises(ValueError, match="u0 has dtype complex128; expected real numbers"):
+            solver.rollout(u0, 2)
+    with pytest.raises(ValueError, match=r"requires grad; .*physml\.bridge\.rollout for "
+                                         r"gradients, or pass u0\.detach\(\)"):
+        solver.rollout(torch.tensor(mode.real, requires_grad=True), 2)
+
+
+def test_a_dtype_of_none_is_refused_not_taken_as_float64():
+    with pytest.raises(ValueError, match="dtype=None is not supported; allowed: float32, float64"):
+        csr_from_scipy(sp.eye(3, format="csr"), None, "cpu")
 
 
 def test_unstable_step_names_the_largest_stable_one():

@@ -309,6 +309,20 @@ def test_gmsh_domains(make, measure, euler):
         assert _euler(mesh) == euler
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda: pm.disc("0.5"), "target edge length h='0.5' must be a number > 0"),
+    (lambda: pm.disc(0.5, radius=0), "radius=0 must be a number > 0"),
+    (lambda: pm.icosphere(-1), "level=-1 must be a whole number >= 0"),
+    (lambda: pm.icosphere(1.5), "level=1.5 must be a whole number >= 0"),
+])
+def test_domain_sizes_are_refused_by_name_before_gmsh_sees_them(call, message):
+    """A text h failed on '>' between str and int, radius 0 in Gmsh's own exception;
+    icosphere(-1) was silently level 0."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call()
+    assert not gmsh.isInitialized()
+
+
 # --- operators -----------------------------------------------------------------------------
 
 def cotan_reference(points, cells):
@@ -721,6 +735,33 @@ def test_mesh_pdes_name_an_input_of_the_wrong_shape_or_index():
             call()
     np.testing.assert_array_equal(to_dense(pm.stiffness_matrix(mesh, np.float64)),
                                   to_dense(pm.stiffness_matrix(mesh, wp.float64)))
+
+
+def test_a_dirichlet_vertex_listed_twice_is_refused_in_poisson_and_heat():
+    """Two boundary parts joined with np.r_ share a corner: its last value silently won."""
+    mesh = pm.Mesh(np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0.5, 0.5]], float),
+                   np.array([[0, 1, 4], [1, 2, 4], [2, 3, 4], [3, 0, 4]]))
+    left, bottom = np.array([0, 3]), np.array([0, 1])
+    message = re.escape("dirichlet must be distinct vertex indices; vertices [0] are listed "
+                        "more than once")
+    with pytest.raises(ValueError, match=message):
+        pm.poisson(mesh, np.zeros(5), np.r_[left, bottom], np.r_[[1.0, 1.0], [0.0, 0.0]])
+    with pytest.raises(ValueError, match=message):
+        pm.heat(mesh, np.zeros(5), 0.1, 1, dirichlet=np.r_[left, bottom])
+
+
+def test_complex_values_and_none_for_g_are_refused_by_name():
+    """Complex f or flux ran on the real part (a ComplexWarning at most); g=None failed in
+    NumPy's isfinite."""
+    mesh = pm.icosphere(1)
+    ones = np.ones(mesh.n_vertices)
+    for call, message in (
+            (lambda: pm.poisson(mesh, ones * (1 + 1j), [0]), "f has dtype complex128"),
+            (lambda: pm.poisson(mesh, ones, [0], flux=ones * 1j), "flux has dtype complex128"),
+            (lambda: pm.heat(mesh, ones * 1j, 0.1, 1), "u0 has dtype complex128"),
+            (lambda: pm.poisson(mesh, ones, [0, 1, 2, 3], None), "g=None")):
+        with pytest.raises(ValueError, match=re.escape(f"{message}; expected real numbers")):
+            call()
 
 
 def to_dense(matrix) -> np.ndarray:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+import torch
 import warp as wp
 
 from physml.solvers.linalg import (
@@ -175,6 +176,17 @@ def test_a_preconditioner_for_another_matrix_is_refused_naming_both(name):
                                                  f"float64 matrix of 64 unknowns on cpu; A is "
                                                  f"{other} on cpu: build it for this A"):
                 solve(A, b, preconditioner=preconditioner)
+
+
+@pytest.mark.parametrize("name", sorted(PRECONDITIONERS))
+def test_a_matrix_that_is_not_an_operator_is_refused_naming_csr_operator(name):
+    """Jacobi took any object with diagonal(): a SciPy matrix or ndarray then failed on
+    .numpy(), a tensor in Warp's 'Invalid device identifier: cpu'."""
+    a = poisson_2d(4)
+    for matrix in (a, a.toarray(), torch.tensor(a.toarray())):
+        with pytest.raises(ValueError, match=rf"needs .*, got a {type(matrix).__name__}\b.*"
+                                             r"pass a CsrOperator \(CsrOperator\(csr_from_scipy"):
+            PRECONDITIONERS[name](matrix)
 
 
 @pytest.mark.parametrize("name", ["ic0", "fsai"])

@@ -169,6 +169,24 @@ def test_bad_input_and_blow_up():
             SpectralSolver((16,), **options)
 
 
+def test_an_int_size_and_numpy_dtypes_are_taken_and_complex_or_text_refused_by_name():
+    """SpectralSolver(32, ...) failed on 'int' object is not iterable, a NumPy dtype inside
+    rfftfreq, a text dt in math.isfinite; a complex u0 ran on its real part."""
+    x = 2 * np.pi * np.arange(32) / 32
+    reference = SpectralSolver((32,), 0.01, 1e-3).rollout(np.sin(x), 2)
+    torch.testing.assert_close(SpectralSolver(32, 0.01, 1e-3).rollout(np.sin(x), 2), reference,
+                               rtol=0, atol=0)
+    for dtype in (np.float32, "float32", torch.float32):
+        assert SpectralSolver(32, 0.01, 1e-3, dtype=dtype).dtype is torch.float32
+    with pytest.raises(ValueError, match="dtype=torch.float16 is not supported; allowed: "
+                                         "float32, float64"):
+        SpectralSolver(32, 0.01, 1e-3, dtype=torch.float16)
+    with pytest.raises(ValueError, match="dt must be a finite positive number, got '1e-3'"):
+        SpectralSolver(32, 0.01, "1e-3")
+    with pytest.raises(ValueError, match="u0 has dtype torch.complex128; expected real numbers"):
+        SpectralSolver(32, 0.01, 1e-3).rollout(torch.tensor(np.exp(1j * x)), 2)
+
+
 def test_float32_coefficients_are_the_float64_ones_rounded():
     """The contour means are taken in float64: in float32 they were up to 9.4e-4 off, relative,
     near hL = -1."""

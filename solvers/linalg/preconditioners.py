@@ -54,10 +54,11 @@ class Jacobi:
     name = "jacobi"
 
     def __init__(self, A: LinearOperator) -> None:
-        if not callable(getattr(A, "diagonal", None)):
+        if not (isinstance(A, LinearOperator) and callable(getattr(A, "diagonal", None))):
+            what = "without diagonal()" if isinstance(A, LinearOperator) else "(not an operator)"
             raise ValueError(
                 f"Jacobi ({self.name!r}) needs the operator's diagonal, got a "
-                f"{type(A).__name__} without diagonal(): pass a CsrOperator "
+                f"{type(A).__name__} {what}: pass a CsrOperator "
                 "(CsrOperator(csr_from_scipy(matrix, wp.float64, device)) makes one from a SciPy "
                 "matrix), or a StencilOperator built with diagonal=...")
         diagonal = A.diagonal()

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 import gmsh
 import numpy as np
 
+from ..errors import is_real, whole_number
 from .mesh import Mesh
 
 _TRIANGLE, _TETRA, _LINE = 2, 4, 1
@@ -32,8 +33,8 @@ _TRIANGLE, _TETRA, _LINE = 2, 4, 1
 
 @contextmanager
 def _session(h: float, verbose: bool) -> Iterator[None]:
-    if not h > 0:
-        raise ValueError(f"target edge length h={h!r} must be > 0")
+    if not (is_real(h) and h > 0):
+        raise ValueError(f"target edge length h={h!r} must be a number > 0")
     owner = not gmsh.isInitialized()
     if owner:
         gmsh.initialize(interruptible=False)
@@ -93,6 +94,9 @@ def _curves_of(surface: int) -> list[int]:
 
 def disc(h: float, radius: float = 1.0, verbose: bool = False) -> Mesh:
     """Planar disc of ``radius`` centred at the origin."""
+    if not (is_real(radius) and radius > 0):
+        raise ValueError(f"radius={radius!r} must be a number > 0")
+
     def build():
         surface = gmsh.model.occ.addDisk(0, 0, 0, radius, radius)
         gmsh.model.occ.synchronize()
@@ -181,7 +185,7 @@ def icosphere(level: int, radius: float = 1.0) -> Mesh:
                       [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5], [2, 4, 11], [6, 2, 10],
                       [8, 6, 7], [9, 8, 1]])
     points /= np.linalg.norm(points, axis=1, keepdims=True)
-    for _ in range(level):
+    for _ in range(whole_number(level, "level", 0)):
         edges = np.sort(np.concatenate([cells[:, [0, 1]], cells[:, [1, 2]], cells[:, [2, 0]]]),
                         axis=1)
         unique, inverse = np.unique(edges, axis=0, return_inverse=True)

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import warp as wp
 from scipy.sparse.csgraph import connected_components
 
+from ..dtypes import real_values
 from ..errors import is_real, whole_number
 from ..linalg import CsrOperator, SmoothedAggregationAMG, cg, csr_from_scipy
 from ..linalg.relaxation import gauss_seidel_entrywise
@@ -75,7 +76,7 @@ def _solve(A: sp.csr_matrix, b: np.ndarray, device: str = "cpu") -> np.ndarray:
 def _nodal(mesh: Mesh, values: Any, name: str) -> np.ndarray:
     """``values`` as a finite (n,) float64 array of vertex values; a ValueError names ``name``
     otherwise."""
-    array = np.asarray(values, dtype=np.float64)
+    array = real_values(values, name)
     if array.shape != (mesh.n_vertices,):
         raise ValueError(f"{name} has shape {array.shape}; the mesh has {mesh.n_vertices} "
                          f"vertices: pass ({mesh.n_vertices},) values")
@@ -94,6 +95,20 @@ def _vertices(mesh: Mesh, indices: Any, name: str) -> np.ndarray:
                          f"{mesh.n_vertices - 1}]; got {array.ravel()[:5].tolist()}"
                          f"{' ...' if array.size > 5 else ''}")
     return array.astype(np.int64).ravel()
+
+
+def require_distinct(indices: np.ndarray, name: str) -> None:
+    """Refuse vertices that ``indices`` list more than once: their Dirichlet values could
+    conflict, and the last would silently win.
+
+    Raises:
+        ValueError: naming ``name`` and the first repeated vertices."""
+    vertices, counts = np.unique(indices, return_counts=True)
+    repeated = vertices[counts > 1]
+    if repeated.size:
+        raise ValueError(f"{name} must be distinct vertex indices; vertices "
+                         f"{repeated[:5].tolist()}{' ...' if repeated.size > 5 else ''} are "
+                         "listed more than once (each takes one Dirichlet value: list it once)")
 
 
 def _split(mesh: Mesh, dirichlet: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -144,10 +159,12 @@ def poisson(mesh: Mesh, f: np.ndarray, dirichlet: np.ndarray | None = None,
     """
     dirichlet = (mesh.boundary_vertices() if dirichlet is None
                  else _vertices(mesh, dirichlet, "dirichlet"))
+    require_distinct(dirichlet, "dirichlet")
     f = _nodal(mesh, f, "f")
     flux = None if flux is None else _nodal(mesh, flux, "flux")
-    if np.ndim(g) != 0 and np.shape(g) != (len(dirichlet),):
-        raise ValueError(f"g has shape {np.shape(g)}; pass one value or one per Dirichlet "
+    g = real_values(g, "g")
+    if g.ndim != 0 and g.shape != (len(dirichlet),):
+        raise ValueError(f"g has shape {g.shape}; pass one value or one per Dirichlet "
                          f"vertex ({len(dirichlet)},)")
     if not np.isfinite(g).all():
         raise ValueError("g holds NaN/Inf values; the Dirichlet values must be finite")
@@ -198,7 +215,9 @@ def heat_stepper(mesh: Mesh, dt: float, kappa: float = 1.0, theta: float = 1.0,
     if not (is_real(kappa) and np.isfinite(kappa) and kappa >= 0):
         raise ValueError(f"kappa={kappa!r} must be a finite diffusivity >= 0 (a negative one "
                          "runs the heat equation backwards, which no step size keeps stable)")
-    dirichlet = None if dirichlet is None else _vertices(mesh, dirichlet, "dirichlet")
+    if dirichlet is not None:
+        dirichlet = _vertices(mesh, dirichlet, "dirichlet")
+        require_distinct(dirichlet, "dirichlet")
     K = to_scipy(stiffness_matrix(mesh))
     M = to_scipy(mass_matrix(mesh))
     fixed, free = _split(mesh, dirichlet)
