@@ -97,9 +97,12 @@ def mesh_dataset(
             :data:`~physml.datasets.store.CF_METADATA`.
 
     Raises:
-        ValueError: a field's shape does not match the mesh (and ``times``), or a name lacks
-            CF metadata.
+        ValueError: ``fields`` is not a mapping, a field's shape does not match the mesh (and
+            ``times``), or a name lacks CF metadata.
     """
+    if not isinstance(fields, Mapping):
+        raise ValueError(f"fields is a {type(fields).__name__}; expected a mapping of field "
+                         "names to values, e.g. {'u': values}")
     n = mesh.n_vertices
     expected = (n,) if times is None else (len(times), n)
     dims = ("node",) if times is None else ("time", "node")

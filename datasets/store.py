@@ -114,6 +114,38 @@ def _coords(grid: Grid, times: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
     return coords
 
 
+def _vector(value: Any, name: str, each: str) -> np.ndarray:
+    """``value`` as a 1-D array, one entry per ``each``; a ValueError names ``name`` otherwise."""
+    array = np.asarray(value)
+    if value is None or array.ndim != 1:
+        raise ValueError(f"{name} is {'None' if value is None else f'of shape {array.shape}'}; "
+                         f"expected a 1-D array, one entry per {each}")
+    return array
+
+
+def _shaped(value: Any, name: str, counts: Mapping[str, tuple[str, int]],
+            space: tuple[int, ...] = (), advice: str = "") -> np.ndarray:
+    """``value`` as an array of shape ``(*counts' sizes, *space)``, ``counts`` ``{count: (where
+    it comes from, size)}`` (e.g. ``{"n_times": ("len(times)", 3)}``); a ValueError names
+    ``name``, the shape given and the shape expected, followed by ``advice``, otherwise."""
+    array = np.asarray(value)
+    if array.shape != (*(size for _, size in counts.values()), *space):
+        axes = [*counts, *map(str, space)]
+        raise ValueError(f"{name} has shape {array.shape}; expected ({', '.join(axes)}"
+                         f"{',' if len(axes) == 1 else ''}) with "
+                         + ", ".join(f"{count} = {where} = {size}"
+                                     for count, (where, size) in counts.items()) + advice)
+    return array
+
+
+def _checked_times(grid: Any, times: Any) -> np.ndarray:
+    """``times`` as a float64 vector (n_times,), after refusing a ``grid`` that is not a
+    :class:`Grid` or ``times`` that is not a 1-D array."""
+    if not isinstance(grid, Grid):
+        raise ValueError(f"grid is a {type(grid).__name__}; expected a physml.solvers.Grid")
+    return _vector(times, "times", "saved state").astype(np.float64)
+
+
 def _attr(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
@@ -138,7 +170,14 @@ def trajectory_dataset(
         grid: the grid the states live on.
         attrs: metadata (numbers, strings or flat lists of them).
         metadata: CF ``(long_name, units)`` of names beyond :data:`CF_METADATA`.
+
+    Raises:
+        ValueError: ``grid`` is not a :class:`Grid`, ``times`` not 1-D, or ``states`` not of
+            shape ``(len(times), *grid.shape)`` (the message names the shapes).
     """
+    times = _checked_times(grid, times)
+    states = _shaped(states, "states", {"n_times": ("len(times)", len(times))}, grid.shape,
+                     "; for a batch use samples_dataset")
     dims = ("time", *AXES[: grid.ndim])
     ds = xr.Dataset({name: (dims, states)}, coords=_coords(grid, times))
     ds.attrs.update({k: _attr(v) for k, v in (attrs or {}).items()})
@@ -181,12 +220,22 @@ def samples_dataset(
         sample_coords: further per-sample coordinates (e.g. swept parameters).
         attrs: metadata.
         metadata: CF ``(long_name, units)`` of names beyond :data:`CF_METADATA`.
+
+    Raises:
+        ValueError: ``grid`` is not a :class:`Grid`, ``times`` or ``seeds`` not 1-D, ``states``
+            not of shape ``(len(seeds), len(times), *grid.shape)`` or a ``sample_coords`` entry
+            not of shape ``(len(seeds),)`` (the message names the shapes).
     """
+    times = _checked_times(grid, times)
+    seeds = _vector(seeds, "seeds", "sample").astype(np.int64)
+    n_samples = {"n_samples": ("len(seeds)", len(seeds))}
+    states = _shaped(states, "states", {**n_samples, "n_times": ("len(times)", len(times))},
+                     grid.shape)
     dims = ("sample", "time", *AXES[: grid.ndim])
-    coords: dict[str, Any] = {"sample": ("sample", np.asarray(seeds, dtype=np.int64))}
+    coords: dict[str, Any] = {"sample": ("sample", seeds)}
     coords.update(_coords(grid, times))
     for key, values in (sample_coords or {}).items():
-        coords[key] = ("sample", np.asarray(values))
+        coords[key] = ("sample", _shaped(values, f"sample_coords[{key!r}]", n_samples))
     ds = xr.Dataset({name: (dims, states)}, coords=coords)
     ds.attrs.update({k: _attr(v) for k, v in (attrs or {}).items()})
     return with_cf_metadata(ds, metadata)
@@ -244,9 +293,16 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` to ``path`` as HDF5 with :func:`atomic_write`.
 
     Raises:
-        ValueError: the folder of ``path`` does not exist.
+        ValueError: ``ds`` is not an :class:`xarray.Dataset`, ``path`` is a folder, or the
+            folder of ``path`` does not exist.
     """
+    if not isinstance(ds, xr.Dataset):
+        raise ValueError(f"ds is a {type(ds).__name__}; expected an xarray.Dataset (from "
+                         "trajectory_dataset, samples_dataset or mesh_dataset)")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder; give the path of the file to write "
+                         f"(e.g. {str(path / 'data.h5')!r})")
     if not path.parent.is_dir():
         raise ValueError(f"output folder {str(path.parent)!r} does not exist")
     return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf",

@@ -189,6 +189,9 @@ def _as_tensor(solver: GridSolver, value, device: torch.device, name: str) -> to
     solver's dtype (a Python float is not rounded to PyTorch's float32 default first)."""
     if isinstance(value, torch.Tensor):
         return value
+    if value is None:
+        raise ValueError(f"parameters[{name!r}] is None; give a number, array or tensor, or "
+                         f"leave {name!r} out to keep the solver's value")
     try:
         return torch.as_tensor(np.asarray(value, dtype=np.float64),
                                dtype=_TORCH_DTYPES[solver.dtype], device=device)

@@ -154,8 +154,9 @@ def csr_solve(
         parameter per pair) get the sum of both entries through the chain rule.
 
     Raises:
-        ValueError: ``b``, ``indptr`` and ``values`` disagree in length, ``indptr`` does not
-            rise from 0 to nnz, or a column index lies outside [0, n).
+        ValueError: ``solver`` is not callable, ``indptr`` or ``indices`` holds a non-integer,
+            ``b``, ``indptr`` and ``values`` disagree in length, ``indptr`` does not rise from 0
+            to nnz, or a column index lies outside [0, n).
     """
     for name, tensor in (("values", values), ("b", b)):
         if not isinstance(tensor, torch.Tensor) or tensor.dtype not in (torch.float32,
@@ -165,7 +166,14 @@ def csr_solve(
     if values.dtype != b.dtype or values.device != b.device:
         raise ValueError(f"values are {values.dtype} on {values.device}, b {b.dtype} on "
                          f"{b.device}: they need one dtype and device")
+    if not callable(solver):
+        raise ValueError(f"solver={solver!r} must be a solve function: cg, bicgstab or gmres of "
+                         "physml.solvers.linalg (the function, not its name)")
     indptr, indices = torch.as_tensor(indptr), torch.as_tensor(indices)  # SciPy's arrays too
+    for name, tensor in (("indptr", indptr), ("indices", indices)):
+        if tensor.is_floating_point() and not torch.equal(tensor, tensor.round()):
+            raise ValueError(f"{name} holds fractional or non-finite values ({tensor.dtype}); "
+                             "pass whole numbers (SciPy's csr_matrix.indptr and .indices)")
     n = b.shape[0]
     if b.dim() != 1 or indptr.shape != (n + 1,) or values.shape != indices.shape:
         raise ValueError(f"b has shape {tuple(b.shape)}, indptr {tuple(indptr.shape)}, values "

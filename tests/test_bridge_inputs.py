@@ -179,3 +179,11 @@ def test_upwind_advection_at_zero_velocity_returns_the_derivative_from_positive_
     right = (final(beta.detach() + eps).square().sum() - final(beta.detach()).square().sum()) / eps
     left = (final(beta.detach()).square().sum() - final(beta.detach() - eps).square().sum()) / eps
     assert abs(float(grad) - float(right)) < 1e-4 < abs(float(grad) - float(left))
+
+
+def test_a_parameter_given_as_none_is_named_as_none():
+    """``parameters={"nu": None}`` was reported as "nu=nan must be > 0 and finite": a NaN the
+    caller never passed (``np.asarray(None, float)``)."""
+    with pytest.raises(ValueError, match=r"parameters\['nu'\] is None; give a number, array or "
+                                         "tensor, or leave 'nu' out to keep the solver's value"):
+        bridge.rollout(_heat(), torch.zeros(16, dtype=torch.float64), 1, parameters={"nu": None})

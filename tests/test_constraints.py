@@ -415,11 +415,35 @@ def test_inputs_of_the_wrong_shape_are_named(layer_class):
         layer(basis, torch.zeros(1, nx + 1, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("layer_class", ["hard", "pou"])
+def test_an_int_phi_shape_and_numpy_inputs_are_refused_by_name(layer_class):
+    """phi_shape=16 failed in an unpacking (TypeError: "Value after * must be an iterable") and
+    a NumPy basis on a missing ``is_floating_point``."""
+    nt, nx = 8, 16
+    rows = DiffusionSorptionRows(nx, dt=5.0)
+    router = BlockRouter((nt, nx), (1, 2))
+    layer = HardConstraint if layer_class == "hard" else PartitionOfUnity
+    with pytest.raises(ValueError, match=re.escape("phi_shape=16 must be a tuple: the shape of "
+                                                   "one sample's conditioning input, e.g. (nx,)")):
+        layer(rows.rows, router, nx)
+    basis, u0 = smooth_basis(nt, nx), torch.full((1, nx), 0.1, dtype=torch.float64)
+    built = layer(rows.rows, router, (nx,))
+    with pytest.raises(ValueError, match="basis is ndarray; expected a floating-point "
+                                         "torch.Tensor"):
+        built(basis.numpy(), u0)
+    with pytest.raises(ValueError, match="phi is torch.int64; expected a floating-point"):
+        built(basis, u0.long())
+
+
 @pytest.mark.parametrize("build, message", [
     (lambda: LevenbergMarquardt(max_iter=2.5), "max_iter=2.5 must be a whole number >= 1"),
     (lambda: LevenbergMarquardt(max_iter=True), "max_iter=True must be a whole number >= 1"),
     (lambda: DiffusionSorptionRows(nx=8, dt=1.0, porosity=0.0), "porosity"),
     (lambda: DiffusionSorptionRows(nx=8, dt=1.0, D=-1.0), "D"),
+    (lambda: DiffusionSorptionRows(16, dt="5"), "dt='5' must be a number > 0"),
+    (lambda: HardConstraint(DiffusionSorptionRows(16, dt=5.0).rows, BlockRouter((4, 16), (1, 2)),
+                            (16,), interface_weight="10"),
+     "interface_weight='10' must be a number > 0"),
     (lambda: NavierStokesRows(4, 4, float("inf")), "dt=inf must be > 0"),
     (lambda: NavierStokesRows(4, 4, 0.1, length=0.0), "length=0.0 must be a finite box side"),
     (lambda: BlockRouter((4.5, 8), (1, 2)), "shape[nt]=4.5 must be a whole number >= 1"),

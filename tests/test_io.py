@@ -494,3 +494,50 @@ def test_a_comparison_keeps_a_solver_grid_s_units_unless_told_its_axes_are_an_ev
     pinn = comparison_dataset(values, values, coords, {}, evaluation_axes_metadata(coords))
     assert pinn["x"].attrs == {"long_name": "x (evaluation grid)", "units": "1"}
     assert pinn["sample"].attrs == solver["sample"].attrs
+
+
+GRID_1D = Grid((8,), (0.0,), (1.0,))
+TIMES = np.arange(3.0)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: io.trajectory_dataset(np.zeros((2, 3, 8)), TIMES, GRID_1D),
+     "states has shape (2, 3, 8); expected (n_times, 8) with n_times = len(times) = 3; for a "
+     "batch use samples_dataset"),
+    (lambda: io.trajectory_dataset(np.zeros((8, 3)), TIMES, GRID_1D),
+     "states has shape (8, 3); expected (n_times, 8)"),
+    (lambda: io.trajectory_dataset(np.zeros((3, 8)), None, GRID_1D),
+     "times is None; expected a 1-D array, one entry per saved state"),
+    (lambda: io.trajectory_dataset(np.zeros((3, 8)), TIMES, None),
+     "grid is a NoneType; expected a physml.solvers.Grid"),
+    (lambda: io.samples_dataset(np.zeros((1, 3, 8)), TIMES, GRID_1D, [0, 1]),
+     "states has shape (1, 3, 8); expected (n_samples, n_times, 8) with n_samples = "
+     "len(seeds) = 2, n_times = len(times) = 3"),
+    (lambda: io.samples_dataset(np.zeros((1, 3, 8)), TIMES, GRID_1D, None),
+     "seeds is None; expected a 1-D array, one entry per sample"),
+    (lambda: io.samples_dataset(np.zeros((1, 3, 8)), TIMES, GRID_1D, [0], {"nu": [0.1, 0.2]}),
+     "sample_coords['nu'] has shape (2,); expected (n_samples,) with n_samples = len(seeds) = 1"),
+])
+def test_states_seeds_and_coordinates_are_checked_against_the_grid_and_times(call, message):
+    """A batch or transposed states, too many seeds or a per-sample coordinate of the wrong
+    length gave xarray's messages (one holding the array's repr); None for grid, times or seeds
+    an AttributeError or TypeError."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call()
+
+
+def test_write_dataset_and_mesh_dataset_name_a_wrong_argument(tmp_path):
+    """A folder as the path named the hidden temporary file (IsADirectoryError); an array for
+    ``ds`` or ``fields`` failed on a missing ``to_netcdf``/``items``."""
+    from physml.solvers.mesh import Mesh
+
+    ds = io.trajectory_dataset(np.zeros((3, 8)), TIMES, GRID_1D)
+    with pytest.raises(ValueError, match=re.escape(f"'{tmp_path}' is a folder; give the path of "
+                                                   "the file to write")):
+        io.write_dataset(ds, tmp_path)
+    with pytest.raises(ValueError, match="ds is a ndarray; expected an xarray.Dataset"):
+        io.write_dataset(np.zeros((3, 8)), tmp_path / "x.h5")
+    mesh = Mesh(np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]), [[0, 1, 2]])
+    with pytest.raises(ValueError, match="fields is a ndarray; expected a mapping of field names"):
+        io.mesh_dataset(mesh, np.ones(3))
+    assert list(tmp_path.iterdir()) == []

@@ -620,6 +620,24 @@ def test_csr_solve_refuses_columns_outside_the_matrix(column):
         csr_solve(torch.tensor(A.data), b, falling, A.indices)
 
 
+def test_csr_solve_refuses_fractional_indices_and_a_solver_s_name():
+    """indptr + 0.5 was refused with "it runs from 0 to 6" (int() truncated the 0.5 it objected
+    to), fractional column indices were truncated without a word, and solver="cg" failed with
+    "'str' object is not callable"."""
+    A = sp.csr_matrix(np.diag([4.0, 5.0, 6.0])).sorted_indices()
+    values, b = torch.tensor(A.data), torch.ones(3, dtype=torch.float64)
+    for name, indptr, indices in (("indptr", A.indptr + 0.5, A.indices),
+                                  ("indices", A.indptr, A.indices + 0.5)):
+        with pytest.raises(ValueError, match=f"{name} holds fractional or non-finite values "
+                                             r"\(torch.float64\); pass whole numbers"):
+            csr_solve(values, b, indptr, indices)
+    with pytest.raises(ValueError, match="solver='cg' must be a solve function: cg, bicgstab or "
+                                         "gmres of physml.solvers.linalg"):
+        csr_solve(values, b, A.indptr, A.indices, solver="cg")
+    x = csr_solve(values, b, A.indptr.astype(float), A.indices.astype(float))  # whole: accepted
+    torch.testing.assert_close(x, 1 / torch.tensor([4.0, 5.0, 6.0], dtype=torch.float64))
+
+
 def test_csr_solve_refuses_a_double_backward_it_would_get_wrong():
     n = 6
     values, indptr, indices = weighted_graph_laplacian(n)

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import torch
 
-from ..solvers.errors import whole_number
+from ..solvers.errors import is_real, whole_number
 from ..solvers.parameters import check_parameters
 from ..solvers.sorption import EPSILON, DiffusionSorptionSolver1D
 
@@ -51,14 +51,14 @@ class DiffusionSorptionRows:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nx", whole_number(self.nx, "nx", 2))
-        if not (math.isfinite(self.dt) and self.dt > 0):
-            raise ValueError(f"dt={self.dt} must be > 0 (seconds between grid levels)")
+        if not (is_real(self.dt) and math.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"dt={self.dt!r} must be a number > 0 (seconds between grid levels)")
         check_parameters(DiffusionSorptionSolver1D.PARAMETERS,  # the solver's ranges
                          {n: getattr(self, n) for n in ("D", "porosity", "rho_s", "k_f", "n_f")},
                          1)
         for name in ("u_left", "initial_weight"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name}={getattr(self, name)} must be finite")
+            if not (is_real(getattr(self, name)) and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a finite number")
 
     @property
     def space_shape(self) -> tuple[int]:

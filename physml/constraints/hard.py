@@ -47,6 +47,7 @@ from torch import nn
 from torch.func import jvp
 
 from ..devices import require_torch_device
+from ..solvers.errors import is_real
 from .colouring import ExpertColouring
 from .experts import BlockRouter, interface_differences, level_constants, padded_rows
 from .implicit import least_squares_solution
@@ -141,11 +142,14 @@ def warn_dropped_rows(dropped: torch.Tensor, experts: str, cure: str) -> None:
 
 def check_rows_accept(rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...],
                       device: torch.device) -> None:
-    """Refuse residual rows that fail on one sample of ``router``'s grid and a zero
-    conditioning input of ``phi_shape`` on ``device`` (naming ``phi_shape`` where the rows
-    accept φ of the grid's space shape instead, and ``device=`` where they meet a tensor on
-    another device; the rows' own error chained), or that return other than one row vector,
-    (1, M)."""
+    """Refuse a ``phi_shape`` that is not a tuple (or list), and residual rows that fail on
+    one sample of ``router``'s grid and a zero conditioning input of ``phi_shape`` on
+    ``device`` (naming ``phi_shape`` where the rows accept φ of the grid's space shape
+    instead, and ``device=`` where they meet a tensor on another device; the rows' own error
+    chained), or that return other than one row vector, (1, M)."""
+    if not isinstance(phi_shape, tuple | list):
+        raise ValueError(f"phi_shape={phi_shape!r} must be a tuple: the shape of one sample's "
+                         "conditioning input, e.g. (nx,)")
     grid = tuple(router.shape)
     u = torch.zeros(1, *grid, dtype=torch.float64, device=device)
     try:
@@ -183,9 +187,14 @@ def _accepts(rows: Rows, u: torch.Tensor, phi_shape: tuple[int, ...]) -> bool:
 
 def check_inputs(basis: torch.Tensor, phi: torch.Tensor, router: BlockRouter,
                  phi_shape: tuple[int, ...]) -> None:
-    """Refuse a basis that is not (B, N, *grid) on ``router``'s grid with B, N >= 1, or a φ
-    that is not (B, *phi_shape), naming the shapes given and expected. Values are not checked:
+    """Refuse a basis or φ that is not a floating-point tensor, a basis that is not
+    (B, N, *grid) on ``router``'s grid with B, N >= 1, or a φ that is not (B, *phi_shape),
+    naming the kinds or shapes given and expected. Values are not checked:
     a NaN/Inf in either gives a non-finite u (where a trainer stops and names the step)."""
+    for name, value in (("basis", basis), ("phi", phi)):
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
+            kind = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"{name} is {kind}; expected a floating-point torch.Tensor")
     grid = tuple(router.shape)
     if basis.ndim != 2 + len(grid) or tuple(basis.shape[2:]) != grid or min(basis.shape[:2]) < 1:
         raise ValueError(f"basis has shape {tuple(basis.shape)}; expected (B, N, "
@@ -195,9 +204,6 @@ def check_inputs(basis: torch.Tensor, phi: torch.Tensor, router: BlockRouter,
         raise ValueError(f"phi has shape {tuple(phi.shape)}; expected ({basis.shape[0]}, "
                          f"{', '.join(map(str, phi_shape))}): the basis's {basis.shape[0]} "
                          f"samples of phi_shape={tuple(phi_shape)}")
-    for name, value in (("basis", basis), ("phi", phi)):
-        if not value.is_floating_point():
-            raise ValueError(f"{name} has dtype {value.dtype}; expected a floating dtype")
 
 
 class HardConstraint(nn.Module):
@@ -237,8 +243,8 @@ class HardConstraint(nn.Module):
                  device: torch.device | str = "cpu") -> None:
         super().__init__()
         device = torch.device(require_torch_device(device))
-        if not interface_weight > 0:
-            raise ValueError(f"interface_weight={interface_weight} must be > 0")
+        if not (is_real(interface_weight) and interface_weight > 0):
+            raise ValueError(f"interface_weight={interface_weight!r} must be a number > 0")
         if continuity is Continuity.PARTITION_OF_UNITY:
             raise ValueError("continuity=PARTITION_OF_UNITY is not a mode of this layer; allowed: "
                              "Continuity.INTERFACE_ROWS, Continuity.INDEPENDENT (for a "
