@@ -444,7 +444,12 @@ def test_an_int_phi_shape_and_numpy_inputs_are_refused_by_name(layer_class):
     (lambda: HardConstraint(DiffusionSorptionRows(16, dt=5.0).rows, BlockRouter((4, 16), (1, 2)),
                             (16,), interface_weight="10"),
      "interface_weight='10' must be a number > 0"),
-    (lambda: NavierStokesRows(4, 4, float("inf")), "dt=inf must be > 0"),
+    (lambda: NavierStokesRows(4, 4, float("inf")), "dt=inf must be a number > 0"),
+    (lambda: NavierStokesRows(4, 4, "5"), "dt='5' must be a number > 0"),
+    (lambda: NavierStokesRows(4, 4, 0.1, initial_weight="1"), "initial_weight='1' must be a "
+                                                               "finite number"),
+    (lambda: HardConstraint(None, BlockRouter((4, 16), (1, 2)), (16,)),
+     "rows is a NoneType; pass the residual rows, a function rows(u (B, *grid), phi (B, ...))"),
     (lambda: NavierStokesRows(4, 4, 0.1, length=0.0), "length=0.0 must be a finite box side"),
     (lambda: BlockRouter((4.5, 8), (1, 2)), "shape[nt]=4.5 must be a whole number >= 1"),
 ])

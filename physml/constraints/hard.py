@@ -142,11 +142,14 @@ def warn_dropped_rows(dropped: torch.Tensor, experts: str, cure: str) -> None:
 
 def check_rows_accept(rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...],
                       device: torch.device) -> None:
-    """Refuse a ``phi_shape`` that is not a tuple (or list), and residual rows that fail on
-    one sample of ``router``'s grid and a zero conditioning input of ``phi_shape`` on
-    ``device`` (naming ``phi_shape`` where the rows accept φ of the grid's space shape
-    instead, and ``device=`` where they meet a tensor on another device; the rows' own error
-    chained), or that return other than one row vector, (1, M)."""
+    """Refuse ``rows`` that are not callable, a ``phi_shape`` that is not a tuple (or list),
+    and residual rows that fail on one sample of ``router``'s grid and a zero conditioning
+    input of ``phi_shape`` on ``device`` (naming ``phi_shape`` where the rows accept φ of the
+    grid's space shape instead, and ``device=`` where they meet a tensor on another device;
+    the rows' own error chained), or that return other than one row vector, (1, M)."""
+    if not callable(rows):
+        raise ValueError(f"rows is a {type(rows).__name__}; pass the residual rows, a function "
+                         "rows(u (B, *grid), phi (B, ...)) -> (B, M)")
     if not isinstance(phi_shape, tuple | list):
         raise ValueError(f"phi_shape={phi_shape!r} must be a tuple: the shape of one sample's "
                          "conditioning input, e.g. (nx,)")

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import torch
 
-from ..solvers.errors import whole_number
+from ..solvers.errors import is_real, whole_number
 from ..solvers.navier_stokes import NavierStokesSolver2D
 from ..solvers.parameters import check_parameters
 
@@ -53,14 +53,14 @@ class NavierStokesRows:
     def __post_init__(self) -> None:
         object.__setattr__(self, "nx", whole_number(self.nx, "nx", 4))
         object.__setattr__(self, "ny", whole_number(self.ny, "ny", 4))
-        if not (math.isfinite(self.dt) and self.dt > 0):
-            raise ValueError(f"dt={self.dt} must be > 0 (seconds between grid levels)")
+        if not (is_real(self.dt) and math.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"dt={self.dt!r} must be a number > 0 (seconds between grid levels)")
         check_parameters(NavierStokesSolver2D.PARAMETERS,  # the solver's ranges
                          {"nu": self.nu, "forcing": self.forcing}, 2)
-        if not (math.isfinite(self.length) and self.length > 0):
-            raise ValueError(f"length={self.length} must be a finite box side > 0 [m]")
-        if not math.isfinite(self.initial_weight):
-            raise ValueError(f"initial_weight={self.initial_weight} must be finite")
+        if not (is_real(self.length) and math.isfinite(self.length) and self.length > 0):
+            raise ValueError(f"length={self.length!r} must be a finite box side > 0 [m]")
+        if not (is_real(self.initial_weight) and math.isfinite(self.initial_weight)):
+            raise ValueError(f"initial_weight={self.initial_weight!r} must be a finite number")
 
     @property
     def space_shape(self) -> tuple[int, int]:
