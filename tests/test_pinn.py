@@ -532,6 +532,7 @@ def test_a_bad_trainer_argument_is_refused_naming_it_and_its_value(name, value):
 
 
 def test_a_sampler_asked_for_no_points_or_a_negative_seed_says_which():
+    from physml.geometry import Polygon
     from physml.train.sampling import DomainSampler
 
     problem = ConvectionProblem(1.0, (0.0, 2 * np.pi), (0.0, 1.0), 1.0, 1.0)
@@ -541,6 +542,10 @@ def test_a_sampler_asked_for_no_points_or_a_negative_seed_says_which():
         sampler.draw(0)
     with pytest.raises(ValueError, match="^seed=-1 must be a whole number >= 0"):
         DomainSampler(problem.geometry, problem.time, seed=-1)
+    sliver = Polygon([(0, 0), (1, 1), (1, 1.0000001)])  # area 5e-8: the batch grew to 41 GiB
+    with pytest.raises(ValueError, match="none of .* points drawn in the bounding box lies "
+                                         "inside the Polygon: it is empty or too thin"):
+        DomainSampler(sliver, (0.0, 1.0), kind="uniform").draw(200)
 
 
 def test_lpinn_learns_high_speed_convection(tmp_path):

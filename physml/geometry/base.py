@@ -29,6 +29,15 @@ EMPTY_AFTER = 10**6
 """Bounding-box points drawn with none inside, after which a domain is called empty (and the
 most drawn in one round)."""
 
+
+def refuse_if_empty(geometry: Geometry, count: int, drawn: int) -> None:
+    """A ValueError once ``drawn`` >= :data:`EMPTY_AFTER` bounding-box points of ``geometry``
+    gave ``count`` = 0 inside it."""
+    if count == 0 and drawn >= EMPTY_AFTER:
+        raise ValueError(f"none of {drawn} points drawn in the bounding box lies inside the "
+                         f"{type(geometry).__name__}: it is empty or too thin to sample")
+
+
 def _sqrt(x):
     return x.sqrt() if hasattr(x, "sqrt") and not isinstance(x, np.ndarray) else np.sqrt(x)
 
@@ -66,12 +75,16 @@ class BoundaryPart:
         measure: its length (2D), area (3D) or count (1D end points).
         sample: ``sample(n, rng) -> (n, d)`` points on the part, uniform in its measure.
         normal: ``normal(P) -> (n, d)`` outward unit normals at points ``P`` on the part.
+        at: ``at(U) -> (n, d)`` the points of unit coordinates ``U`` ``(n, 2)`` (its first
+            d - 1 columns used), uniform in measure for uniform ``U`` (a primitive's part), or
+            None.
     """
 
     name: str
     measure: float
     sample: object
     normal: object
+    at: object = None
 
 
 class Geometry:
@@ -126,10 +139,7 @@ class Geometry:
         chosen = [np.empty((0, self.dim))]
         count, batch, drawn = 0, n, 0
         while count < n:
-            if count == 0 and drawn >= EMPTY_AFTER:
-                raise ValueError(f"none of {drawn} points drawn in the bounding box lies inside "
-                                 f"the {type(self).__name__}: it is empty or too thin to "
-                                 "sample")
+            refuse_if_empty(self, count, drawn)
             P = low + (high - low) * unit_points(batch, self.dim, kind, rng)
             drawn += batch
             P = P[self.inside(P)]

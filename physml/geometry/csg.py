@@ -12,23 +12,39 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import BoundaryPart, Geometry, r_and, r_or
+from .base import BoundaryPart, Geometry, r_and, r_or, unit_points
 
-_ESTIMATE_POINTS = 4096
-"""Points per part for the Monte Carlo estimate of a restricted part's measure."""
+_ESTIMATE_POINTS = 2**18
+"""Points per part for the estimate of a restricted part's measure."""
+
+_ROUND = 2**20
+"""The most points drawn on a part in one round of sampling (bounded memory)."""
+
+
+def _kept_fraction(part: BoundaryPart, keep) -> float:
+    r"""The fraction $f$ of ``part`` (by measure) where ``keep(P)``, from $N = 2^{18}$ points
+    of a fixed seed: scrambled Sobol unit coordinates through ``part.at`` where the part has it
+    (a primitive's face or edge: each of $N$ equal pieces of an edge holds one point, so $f$ is
+    off by at most (ends of the kept pieces)$/N$, 0.5 % of a piece keeping $10^{-3}$ of an
+    edge; on a face by about $N^{-3/4} = 10^{-4}$), else points of ``part.sample`` (a part of
+    a combined domain or a mesh: relative standard error $\sqrt{(1 - f)/(f N)}$)."""
+    rng = np.random.default_rng(0)
+    if part.at is None:
+        return float(np.mean(keep(part.sample(_ESTIMATE_POINTS, rng))))
+    return float(np.mean(keep(part.at(unit_points(_ESTIMATE_POINTS, 2, "sobol", rng)))))
 
 
 def _restricted(part: BoundaryPart, keep, flip: bool) -> BoundaryPart | None:
-    """``part`` restricted to the points where ``keep(P)``; None if (almost) nothing is left."""
-    trial = part.sample(_ESTIMATE_POINTS, np.random.default_rng(0))
-    fraction = float(np.mean(keep(trial)))
-    if fraction < 1e-3:
+    """``part`` restricted to the points where ``keep(P)``, its measure scaled by
+    :func:`_kept_fraction`; None if none of the points of the estimate is kept."""
+    fraction = _kept_fraction(part, keep)
+    if fraction == 0:
         return None
 
     def sample(n, rng):
         chosen, count = [], 0
         while count < n:
-            P = part.sample(int(np.ceil(1.2 * (n - count) / fraction)) + 8, rng)
+            P = part.sample(min(int(np.ceil(1.2 * (n - count) / fraction)) + 8, _ROUND), rng)
             P = P[keep(P)]
             chosen.append(P)
             count += len(P)
@@ -128,8 +144,11 @@ class Difference(_Combined):
     def distance(self, P):
         return r_and(self.a.distance(P), -self.b.distance(P))
 
-    def _parts_of_a(self):
-        return [_restricted(p, lambda P: ~self.b.inside(P), False) for p in self.a.parts()]
+    def _parts_of_a(self):  # kept unless B holds the side of A just inside: a face B touches
+        step = 1e-6 * max(self.a.diameter, self.b.diameter)  # from outside stays, one B
+        # covers goes
+        return [_restricted(p, lambda P, p=p: ~self.b.interior(P - step * p.normal(P)), False)
+                for p in self.a.parts()]
 
     def _parts_of_b(self):
         return [_restricted(p, self.a.interior, True) for p in self.b.parts()]

@@ -80,24 +80,26 @@ class Box(Geometry):
         parts = []
         for axis in range(self.dim):
             others = [i for i in range(self.dim) if i != axis]
+            free = len(others)
             measure = float(np.prod(np.ptp(self.bounds[others], axis=1))) if others else 1.0
             for side in range(2):
                 name = self.names[2 * axis + side]
-                parts.append(BoundaryPart(name, measure, self._face_sampler(axis, side, others),
-                                          self._face_normal(axis, side)))
+                at = self._face_at(axis, side, others)
+                parts.append(BoundaryPart(
+                    name, measure,
+                    lambda n, rng, at=at, k=free: at(rng.uniform(0, 1, (n, k))),
+                    self._face_normal(axis, side), at))
         return parts
 
-    def _face_sampler(self, axis, side, others):
-        def sample(n, rng):
-            P = np.empty((n, self.dim))
+    def _face_at(self, axis, side, others):
+        def at(U):
+            P = np.empty((len(U), self.dim))
             P[:, axis] = self.bounds[axis, side]
-            if others:
-                s = rng.uniform(0, 1, (n, len(others)))
-                for column, i in enumerate(others):
-                    a, b = self.bounds[i]
-                    P[:, i] = a + (b - a) * s[:, column]
+            for column, i in enumerate(others):
+                a, b = self.bounds[i]
+                P[:, i] = a + (b - a) * U[:, column]
             return P
-        return sample
+        return at
 
     def _face_normal(self, axis, side):
         def normal(P):
@@ -167,7 +169,14 @@ class Ball(Geometry):
             N = P - self.centre
             return N / np.linalg.norm(N, axis=1, keepdims=True)
 
-        return [BoundaryPart(self.name, measure, sample, normal)]
+        def at(U):  # the angle; in 3D the height and the angle (Archimedes: uniform in area)
+            angle = 2 * np.pi * U[:, self.dim - 2]
+            z = 2 * U[:, 0] - 1 if self.dim == 3 else np.zeros(len(U))
+            ring = np.sqrt(1 - z * z)
+            direction = np.stack([ring * np.cos(angle), ring * np.sin(angle), z][: self.dim], 1)
+            return self.centre + r * direction
+
+        return [BoundaryPart(self.name, measure, sample, normal, at)]
 
 
 def Disk(centre: Sequence[float], radius: float, name: str = "boundary") -> Ball:  # noqa: N802
@@ -303,13 +312,15 @@ class Polygon(Geometry):
             length = float(np.linalg.norm(edge))
             outward = np.array([edge[1], -edge[0]]) / length  # counter-clockwise: right side
 
-            def sample(n, rng, a=a, edge=edge):
-                return a + rng.uniform(0, 1, (n, 1)) * edge
+            def at(U, a=a, edge=edge):
+                return a + U[:, :1] * edge
 
             def normal(P, outward=outward):
                 return np.broadcast_to(outward, P.shape).copy()
 
-            parts.append(BoundaryPart(name, length, sample, normal))
+            parts.append(BoundaryPart(name, length,
+                                      lambda n, rng, at=at: at(rng.uniform(0, 1, (n, 1))),
+                                      normal, at))
         return parts
 
 

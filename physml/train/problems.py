@@ -86,8 +86,9 @@ class PINNProblem:
         self.space = tuple(space or SPACE_NAMES[: geometry.dim])
         if len(self.space) != geometry.dim:
             raise ValueError(f"space names {list(self.space)} need {geometry.dim} entries")
-        if time is not None and not time[1] > time[0]:
-            raise ValueError(f"time={list(time)}: the end must exceed the start")
+        if time is not None and not (np.isfinite(time).all() and time[1] > time[0]):
+            raise ValueError(f"time={list(time)}: the start and end must be finite and the end "
+                             "must exceed the start")
         self.time = None if time is None else (float(time[0]), float(time[1]))
         self.inputs = (*self.space, "t") if time is not None else self.space
         self.outputs = tuple(outputs)

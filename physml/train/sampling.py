@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..geometry import Geometry
-from ..geometry.base import SAMPLERS, unit_points
+from ..geometry.base import EMPTY_AFTER, SAMPLERS, refuse_if_empty, unit_points
 from ..solvers.errors import whole_number
 
 
@@ -43,13 +43,16 @@ class DomainSampler:
         """``n`` points (a whole number >= 1), shape ``(n, d_in)``."""
         n = whole_number(n, "n", 1)
         low, high = self.bounds[:, 0], self.bounds[:, 1]
-        chosen, count, batch = [], 0, n
+        chosen, count, batch, drawn = [], 0, n, 0
         while count < n:
+            refuse_if_empty(self.geometry, count, drawn)
             X = low + (high - low) * unit_points(batch, len(self.bounds), self.kind, self.rng)
+            drawn += batch
             X = X[self.geometry.inside(X[:, : self.geometry.dim])]
             chosen.append(X)
             count += len(X)
-            batch = int(np.ceil(1.2 * (n - count) * batch / max(len(X), 1))) + 16
+            batch = min(int(np.ceil(1.2 * (n - count) * batch / max(len(X), 1))) + 16,
+                        EMPTY_AFTER)
         return np.concatenate(chosen)[:n]
 
     def resample(self, n: int, residual: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
