@@ -248,6 +248,55 @@ def test_cells_a_mesh_cannot_hold_are_refused_by_type_and_cell_fields_not_lost(t
         pm.write_mesh(tmp_path / "a.msh", annulus, cell_data={"area": annulus.measures()})
 
 
+def test_a_med_file_with_a_field_reads_as_its_mesh(tmp_path, cli_in_process):
+    """meshio puts MED's field names in ``field_data`` ({"med:nom": [["u"]]}), where Gmsh's
+    [tag, dim] pairs go: reading them as tags was a bare TypeError, a traceback from
+    ``physml run``."""
+    mesh = unit_square(4)
+    path = tmp_path / "u.med"
+    pm.write_mesh(path, mesh, point_data={"u": mesh.points[:, 0]})
+    back = pm.read_mesh(path)
+    np.testing.assert_array_equal(back.points, mesh.points)
+    np.testing.assert_array_equal(back.cells, mesh.cells)
+    assert back.tag_names == {}
+    case = tmp_path / "med.yaml"
+    case.write_text(f"kind: mesh_pde\nname: med\nmesh: {{file: {path}}}\n"
+                    "pde: {name: poisson, source: 1.0}\nboundary: [{part: all}]\n"
+                    f"output: {{folder: {tmp_path / 'runs'}, figures: false}}\n")
+    assert cli_in_process("run", str(case), "--quiet").returncode == 0
+
+
+@pytest.mark.parametrize(("ext", "holds", "has"), [
+    (".stl", "triangle", "tetra"), (".off", "triangle", "tetra"), (".ply", "triangle", "tetra"),
+    (".WKT", "triangle", "tetra"), (".node", "tetra", "triangle"), (".ele", "tetra", "triangle")])
+def test_a_format_that_cannot_hold_the_mesh_s_cells_is_refused_before_writing(tmp_path, ext,
+                                                                               holds, has):
+    """meshio skipped the cells with a printed warning and left a file without them (the
+    TetGen one hangs meshio's reader)."""
+    mesh = pm.Mesh(CUBE, CUBE_TETS) if has == "tetra" else unit_square(2)
+    path = tmp_path / f"m{ext}"
+    with pytest.raises(ValueError, match=rf"^cannot write mesh file '.*m\{ext}': a "
+                                         rf"{ext.lower()} file holds {holds} cells only, this "
+                                         rf"mesh has {has} cells; use \.vtu, \.xdmf or \.msh$"):
+        pm.write_mesh(path, mesh)
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_upper_case_msh_extension_writes_gmsh_with_the_tags(tmp_path):
+    """``.MSH`` wrote meshio's other .msh format (ANSYS Fluent), without the tags, and read
+    a Fluent file that a ``.msh`` name refuses."""
+    mesh = pm.annulus(0.4)
+    path = tmp_path / "A.MSH"
+    pm.write_mesh(path, mesh)
+    assert path.read_bytes().startswith(b"$MeshFormat\n2.2")
+    assert pm.read_mesh(path).tag_names == mesh.tag_names
+    fluent = tmp_path / "fluent.MSH"
+    meshio.Mesh(np.c_[SQUARE, np.zeros(4)], [("triangle", np.array([[0, 1, 2], [0, 2, 3]]))]
+                ).write(fluent, file_format="ansys")
+    with pytest.raises(ValueError, match=r"fluent\.MSH' as a \.msh file$"):
+        pm.read_mesh(fluent)
+
+
 def test_read_repair_merges_an_stl_style_soup(tmp_path):
     soup = SQUARE[[0, 1, 2, 0, 2, 3]]
     meshio.Mesh(np.c_[soup, np.zeros(6)], [("triangle", np.arange(6).reshape(2, 3))]).write(

@@ -9,6 +9,7 @@ written to Gmsh ``.msh`` files only (MSH 2.2; the other formats carry the fields
 
 from __future__ import annotations
 
+import numbers
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from io import StringIO
@@ -26,6 +27,10 @@ _OTHER_CELLS = {3: {"quad", "polygon", "quad8", "quad9", "triangle6"},
                 4: {"hexahedron", "wedge", "pyramid", "tetra10", "hexahedron20"}}
 """Cells of the same dimension as the kept ones that a mesh cannot hold: refused, since
 dropping them would drop part of the domain."""
+_ONE_CELL_TYPE = {".stl": "triangle", ".off": "triangle", ".ply": "triangle", ".wkt": "triangle",
+                  ".node": "tetra", ".ele": "tetra"}
+"""Extensions whose meshio writers hold one of the two cell types only: meshio skips the other
+with a printed warning and leaves a file without cells (TetGen's then hangs its reader)."""
 
 
 def formats() -> list[str]:
@@ -56,7 +61,7 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
     said, complaint = StringIO(), StringIO()
     try:  # meshio prints why its readers failed, then its own error line, and exits
         with redirect_stdout(said), redirect_stderr(complaint):
-            data = meshio.read(path, file_format="gmsh" if path.suffix == ".msh" else None)
+            data = meshio.read(path, file_format="gmsh" if path.suffix.lower() == ".msh" else None)
     except (Exception, SystemExit) as error:  # ReadError, KeyError, ... from the readers
         if extension is None:
             raise ValueError(
@@ -110,7 +115,11 @@ def _tag_names(field_data: dict, cell_dim: int, facet_tags: np.ndarray | None
     """One name -> tag map for the cells and the facets, and the facet tags renumbered where
     Gmsh's numbers (counted per dimension: ``Physical Surface("fluid", 1)`` and ``Physical
     Curve("inflow", 1)`` share the 1) collide with a cell tag; names of other dimensions are
-    dropped. A name without a dimension (``field_data`` of length 1) is kept as it is."""
+    dropped. A name without a dimension (``field_data`` of length 1) is kept as it is; entries
+    that are not numbers (MED's field names, ``{"med:nom": [["u"]]}``) are skipped."""
+    field_data = {name: value for name, value in field_data.items()
+                  if all(isinstance(x, numbers.Real) for x in value)}
+
     def of_dim(dim: int) -> dict[str, int]:
         return {name: int(value[0]) for name, value in field_data.items()
                 if len(value) < 2 or int(value[1]) == dim}
@@ -143,8 +152,16 @@ def write_mesh(
 
     Raises:
         ValueError: a field has the wrong length, cell fields for the ``.msh`` file of a tagged
-            mesh (MSH 2.2 keeps the tags there), or meshio cannot write the format.
+            mesh (MSH 2.2 keeps the tags there), a format that cannot hold the mesh's cells
+            (.stl, .off, .ply and .wkt hold triangles only, TetGen's .node and .ele
+            tetrahedra only), or meshio cannot write the format.
     """
+    suffix = Path(path).suffix.lower()
+    cell_type = _CELL_TYPES[mesh.cells.shape[1]]
+    if _ONE_CELL_TYPE.get(suffix, cell_type) != cell_type:
+        raise ValueError(f"cannot write mesh file {str(path)!r}: a {suffix} file holds "
+                         f"{_ONE_CELL_TYPE[suffix]} cells only, this mesh has {cell_type} cells; "
+                         "use .vtu, .xdmf or .msh")
     point_data = {k: np.asarray(v) for k, v in (point_data or {}).items()}
     cell_data = {k: np.asarray(v) for k, v in (cell_data or {}).items()}
     for name, values in point_data.items():
@@ -156,10 +173,10 @@ def write_mesh(
             raise ValueError(f"cell field {name!r} has {len(values)} rows, the mesh has "
                              f"{mesh.n_cells} cells")
     points = mesh.points if mesh.dim == 3 else np.pad(mesh.points, ((0, 0), (0, 1)))
-    cells = [(_CELL_TYPES[mesh.cells.shape[1]], mesh.cells)]
+    cells = [(cell_type, mesh.cells)]
     data = {name: [values] for name, values in cell_data.items()}
     field_data = {}
-    if Path(path).suffix == ".msh" and (mesh.cell_tags is not None or mesh.facets is not None):
+    if suffix == ".msh" and (mesh.cell_tags is not None or mesh.facets is not None):
         # untagged cells of a mesh with tagged facets: physical tag 0, Gmsh's "no group"
         tags = [mesh.cell_tags if mesh.cell_tags is not None else np.zeros(mesh.n_cells, np.int32)]
         if mesh.facets is not None:
@@ -176,7 +193,7 @@ def write_mesh(
     out = meshio.Mesh(points, cells, point_data=point_data, cell_data=data,
                       field_data=field_data)
     try:
-        out.write(path, file_format="gmsh22" if Path(path).suffix == ".msh" else None)
+        out.write(path, file_format="gmsh22" if suffix == ".msh" else None)
     except Exception as error:
         raise ValueError(
             f"cannot write mesh file {str(path)!r} ({type(error).__name__}: {error}); "
