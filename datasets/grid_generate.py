@@ -26,7 +26,12 @@ from .grid_samples import choose_scheme, initial_state, solve_batch, solve_sampl
 from .memory import check_shard_fits
 from .problems import PROBLEMS, Problem
 from .spec import DatasetSpec
-from .store import in_storage_dtype, samples_dataset, write_dataset
+from .store import (
+    in_storage_dtype,
+    samples_dataset,
+    scaled_parameter_metadata,
+    write_dataset,
+)
 
 if TYPE_CHECKING:  # generate imports this module
     from .generate import ShardTask
@@ -89,7 +94,7 @@ def write_shard(task: ShardTask) -> str:
         np.asarray(task.seeds),
         sample_coords,
         attrs=attrs,
-        metadata={"u": problem.quantity},
+        metadata={"u": problem.quantity, **scaled_parameter_metadata(problem.scale)},
     )
     Path(task.path).parent.mkdir(parents=True, exist_ok=True)
     write_dataset(ds, task.path)

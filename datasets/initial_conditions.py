@@ -10,8 +10,10 @@ r"""Random initial conditions for benchmark datasets, drawn from a NumPy ``Gener
 * ``uniform_constant`` (any dimension): a constant $u_0\sim U(a, b)$, $a \le b$ (PDEBench's
   diffusion–sorption, $U(0, 0.2)$).
 * ``fourier_2d``: $u = a\,\tilde u/\max|\tilde u|$ with
-  $\tilde u = \sum_{|k_x|,|k_y|\le K} c_k \cos(k_x x + k_y y + \varphi_k)/(1 + k_x^2 + k_y^2)$,
-  $c_k\sim N(0,1)$, $\varphi_k\sim U(0, 2\pi)$: smooth periodic fields of amplitude $a$.
+  $\tilde u = \sum_{k} c_k \cos(k_x x + k_y y + \varphi_k)/(1 + k_x^2 + k_y^2)$ over the
+  integer wavevectors with $|k_x|,|k_y|\le K$, each mode once ($k$ and $-k$ are one mode:
+  $k_y > 0$, or $k_y = 0$ and $k_x \ge 0$), $c_k\sim N(0,1)$, $\varphi_k\sim U(0, 2\pi)$:
+  smooth periodic fields of amplitude $a$, statistically the same under $x \leftrightarrow y$.
 * ``gaussian_random_field_2d``: a zero-mean periodic Gaussian random field with the squared-
   exponential covariance of length scale $\ell$ (spectral density $\propto
   e^{-\ell^2|k|^2/2}$, $k$ the box's angular wavenumbers), scaled to standard deviation $a$
@@ -86,7 +88,7 @@ def fourier_2d(
     scale_y = 2 * np.pi / (grid.upper[1] - grid.lower[1])
     u = np.zeros(grid.shape)
     for kx in range(-k_max, k_max + 1):
-        for ky in range(0, k_max + 1):
+        for ky in range(0 if kx >= 0 else 1, k_max + 1):  # (-kx, 0) is the mode (kx, 0)
             c, phase = rng.standard_normal(), rng.uniform(0, 2 * np.pi)
             u += c * np.cos(kx * scale_x * x + ky * scale_y * y + phase) / (1 + kx**2 + ky**2)
     return amplitude * u / np.abs(u).max()

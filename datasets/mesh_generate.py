@@ -65,6 +65,18 @@ def solve_sample(spec: MeshDatasetSpec, mesh: pm.Mesh, parameters: dict[str, flo
                       shift=values["shift"] / values["kappa"])
 
 
+def equation_and_solver(spec: MeshDatasetSpec, mesh: pm.Mesh) -> tuple[str, str]:
+    """What :func:`solve_sample` solves on ``mesh``, as text for a shard's attrs: the equation
+    (``shift`` only on a closed surface) and the solver function."""
+    if spec.is_transient:
+        return ("u_t = kappa Laplacian u, zero Neumann on any boundary",
+                f"{pm.__name__}.{pm.heat.__name__}")
+    poisson = f"{pm.__name__}.{pm.poisson.__name__}"
+    if mesh.boundary_vertices().size:
+        return "-kappa Laplacian u = f, u = 0 on the boundary", poisson
+    return "-kappa Laplacian u + shift u = f", poisson
+
+
 def write_mesh_shard(task) -> str:
     """Solve the samples of one shard (a :class:`~physml.datasets.generate.ShardTask`) and
     write it atomically. Returns its path."""
@@ -90,10 +102,13 @@ def write_mesh_shard(task) -> str:
     constant = {k: v for k, v in spec.values(task.parameters).items() if k not in swept}
     if not spec.is_transient and mesh.boundary_vertices().size:
         constant.pop("shift", None)  # u = 0 on the boundary: solve_sample applies no shift
-    attrs = {"pde": spec.pde, "mesh_source": spec.mesh.label, "split": task.split,
+    equation, solver = equation_and_solver(spec, mesh)
+    attrs = {"pde": spec.pde, "equation": equation, "mesh_source": spec.mesh.label,
+             "split": task.split, "solver": solver,
              "initial_condition": spec.initial_condition.kind, "seed": spec.seed,
              "physml_version": __version__, "spec": task.spec_yaml, "device": task.device,
-             **({"theta": spec.solver.theta} if spec.is_transient else {}), **constant}
+             **({"theta": spec.solver.theta, "steps_per_save": spec.solver.steps_per_save}
+                if spec.is_transient else {}), **constant}
     sample_coords = {k: np.full(len(task.seeds), task.parameters[k]) for k in swept}
     ds = mesh_dataset(mesh, fields, times=times, samples=np.asarray(task.seeds),
                       sample_coords=sample_coords, attrs=attrs, metadata=METADATA)

@@ -54,9 +54,20 @@ CF_METADATA: dict[str, tuple[str, str]] = {
     "forcing": ("forcing amplitude A", "s-2"),
 }
 """``(long_name, units)`` of the names physml writes; ``solver_<name>`` is ``<name>`` in the
-solver's convention (PDEBench's Burgers ``nu`` is the solver's ``nu * pi``)."""
+solver's convention (PDEBench's Burgers ``nu`` is the solver's ``nu * pi``: see
+:func:`scaled_parameter_metadata`)."""
 
 SOLVER_PREFIX = "solver_"
+
+
+def scaled_parameter_metadata(scale: Mapping[str, float]) -> dict[str, tuple[str, str]]:
+    """``{name: (long_name, units)}`` of parameters stated in another convention than the
+    solver's, ``solver_<name> = factor * name`` for each ``{name: factor}`` of ``scale`` (a
+    problem's :attr:`~physml.datasets.problems.Problem.scale`: PDEBench's Burgers ``nu`` is pi
+    times the viscosity ``solver_nu``), for :func:`with_cf_metadata`'s ``metadata``."""
+    return {name: (f"parameter {name} of the equation; the {CF_METADATA[name][0]} is "
+                   f"{SOLVER_PREFIX}{name} = {name} / {1 / factor:.6g}", CF_METADATA[name][1])
+            for name, factor in scale.items()}
 
 
 def _cf_pair(name: str, extra: Mapping[str, tuple[str, str]]) -> tuple[str, str] | None:

@@ -194,4 +194,19 @@ def test_poisson_on_a_mesh_with_a_boundary_records_no_shift(tmp_path):
     """u = 0 on the boundary makes the problem well posed and no shift is applied; the shard
     recorded shift = 1 all the same."""
     generate(load_spec(spec_file(tmp_path, POISSON)), tmp_path / "a", workers=0)
-    assert "shift" not in io.open_dataset(tmp_path / "a", "train").attrs
+    attrs = io.open_dataset(tmp_path / "a", "train").attrs
+    assert "shift" not in attrs
+    assert attrs["equation"] == "-kappa Laplacian u = f, u = 0 on the boundary"
+
+
+def test_mesh_shards_record_the_equation_and_solver_as_grid_shards_do(tmp_path):
+    generate(load_spec(spec_file(tmp_path, HEAT)), tmp_path / "h", workers=0)
+    attrs = io.open_dataset(tmp_path / "h", "train").attrs
+    assert attrs["equation"] == "u_t = kappa Laplacian u, zero Neumann on any boundary"
+    assert attrs["solver"] == "physml.solvers.mesh.heat"
+    assert (attrs["theta"], attrs["steps_per_save"]) == (0.5, 2)
+    closed = spec_file(tmp_path, POISSON, **{"domain: disc, h: 0.3": "domain: icosphere, level: 1"})
+    generate(load_spec(closed), tmp_path / "p", workers=0)
+    attrs = io.open_dataset(tmp_path / "p", "train").attrs
+    assert attrs["equation"] == "-kappa Laplacian u + shift u = f" and attrs["shift"] == 1.0
+    assert attrs["solver"] == "physml.solvers.mesh.poisson"
