@@ -174,8 +174,8 @@ def benchmark_grid(shape: tuple[int, ...], n_steps: int, device: str) -> dict:
     twin = NumpyTwin(solver)
     s4 = solver._s4(c0)
     rollouts = {
-        "physml": lambda n: solver.rollout(c0, n, DT, save_every=max(n, 1))[-1],
-        "physml_1_thread": lambda n: single.rollout(c0, n, DT, save_every=max(n, 1))[-1],
+        "physml": lambda n: solver.rollout(c0, n, max(n, 1), dt=DT)[-1],
+        "physml_1_thread": lambda n: single.rollout(c0, n, max(n, 1), dt=DT)[-1],
         "numpy": lambda n: twin.rollout(c0, n, s4),
     }
     reference = rollouts["numpy"](AGREEMENT_STEPS)

@@ -46,7 +46,7 @@ def reference(save_times: np.ndarray, dt: float) -> dict:
     for h in (dt, dt / 2):
         every = int(round(save_times[0] / h))
         n_steps = int(round(save_times[-1] / h))
-        states = solver.rollout(c0, n_steps, h, save_every=every)
+        states = solver.rollout(c0, n_steps, every, dt=h)
         saved = np.arange(len(states)) * every * h
         energies[h] = np.array([solver.total_free_energy(states[np.argmin(np.abs(saved - t))])
                                 for t in save_times])

@@ -379,12 +379,14 @@ class ThermomigrationSolver:
 
     # --------------------------------------------------------------------------- stepping
 
-    def step(self, c: Any, dt: float) -> np.ndarray:
+    def step(self, c: Any, *, dt: float) -> np.ndarray:
         """One step of ``dt`` [s] (no adaptivity): NumPy array in, new array out."""
-        return self.rollout(c, 1, dt)[-1]
+        return self.rollout(c, 1, dt=dt)[-1]
 
-    def rollout(self, c0: Any, n_steps: int, dt: float, save_every: int = 1) -> np.ndarray:
+    def rollout(self, c0: Any, n_steps: int, save_every: int = 1, *, dt: float) -> np.ndarray:
         """``n_steps`` steps of fixed size ``dt`` [s] from ``c0`` (temperature held at t = 0).
+        ``dt`` is keyword-only: the third argument is ``save_every``, as in every solver's
+        ``rollout(state0, n_steps, save_every)``.
 
         Returns:
             Array ``(n_steps // save_every + 1, *grid.shape)``: $c$ at steps 0, save_every, ...

@@ -250,3 +250,29 @@ def test_a_smoother_whose_products_overflow_is_refused():
         model.network.node_decoder[-1].bias.fill_(400.0)
     with pytest.raises(ValueError, match="learned smoother diverges"):
         LearnedSmootherAMG(model)(operator(HELD_OUT.matrix))
+
+
+def test_the_two_grid_probes_follow_the_matrix_device_and_dtype_with_the_same_values():
+    """The probes were drawn float64 on the CPU whatever the matrix: a float32 system (or one
+    on CUDA; "meta" stands in for it here) met them in a mismatched product. They are drawn on
+    the generator's device and moved, so the CPU float64 loss keeps its value."""
+    from dataclasses import replace
+
+    from physml.preconditioners import SmootherSystem, two_grid_loss
+
+    spec = LinearSystemSpec(systems="poisson_grid", size=8, samples=1)
+    system = smoother_system(make_system(spec, 0).matrix)
+    with torch.no_grad():
+        factor = untrained().scaled_factor(system.graph)
+
+    def loss(factor, system):
+        return two_grid_loss(factor, system, torch.Generator().manual_seed(0), 2, 3)
+
+    assert float(loss(factor, system)) == pytest.approx(-0.08059102960959035, rel=1e-12)
+    single = replace(system, scaled=system.scaled.float(), coarse=system.coarse.float())
+    single_loss = loss(factor.float(), single)
+    assert single_loss.dtype == torch.float32
+    assert float(single_loss) == pytest.approx(float(loss(factor, system)), rel=1e-4)
+    meta = SmootherSystem(system.graph.to("meta"), system.scaled.to("meta"),
+                          system.coarse.to("meta"))
+    assert loss(factor.to("meta"), meta).device.type == "meta"

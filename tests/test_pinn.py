@@ -667,3 +667,35 @@ def test_passive_wait_policy_is_set_before_torch_loads_and_not_after():
     late = subprocess.run([sys.executable, "-c", "import torch; " + code], capture_output=True,
                           text=True, env=env)
     assert late.stdout.split() == ["False", "None", "True"]
+
+
+def test_the_trainers_and_the_classes_a_user_composes_are_exported_by_physml_train():
+    """``from physml.train import PINNTrainer`` failed: the package's ``__init__`` exported
+    nothing."""
+    import physml.train as train
+    from physml.train import balancing, conditions, moe, pinn, problems, sampling, teng
+
+    for module, names in ((pinn, ["PINNTrainer"]), (teng, ["TENG", "TENGPDE"]),
+                          (moe, ["MoETrainer"]), (problems, ["PINNProblem", "exact_reference"]),
+                          (sampling, ["DomainSampler"]),
+                          (balancing, ["FixedWeights", "LearningRateAnnealing", "ConFIG"]),
+                          (conditions, ["Condition", "Initial", "InitialRate", "Dirichlet",
+                                        "Robin", "Neumann", "Periodic"])):
+        for name in names:
+            assert getattr(train, name) is getattr(module, name), name
+    with pytest.raises(AttributeError, match="has no attribute 'Trainer'"):
+        train.Trainer  # noqa: B018
+
+
+def test_predictions_carry_the_version_the_pde_parameters_and_the_seed(tiny_case):
+    """As a dataset file does (DESIGN §3): it held only the case, the PDE's name, the error and
+    the configuration."""
+    from physml import __version__
+
+    tiny_case = tiny_case.model_copy(update={"seed": 3})
+    folder, _ = run_case(tiny_case.model_copy(update={"output": tiny_case.output.model_copy(
+        update={"figures": False})}))
+    attrs = xr.open_dataset(folder / "predictions.h5").attrs
+    assert attrs["physml_version"] == __version__ and attrs["seed"] == 3
+    assert attrs["pde"] == "burgers" and attrs["nu"] == tiny_case.pde.nu
+    assert "beta" not in attrs and "a1" not in attrs  # the options of other PDEs

@@ -546,3 +546,24 @@ def test_theta_is_written_into_the_model_only_on_request():
     X = teng.sample(8)
     assert not torch.equal(teng.model(X)[:, 0], teng.value(teng.theta, X))  # left as it was
     assert torch.equal(teng.write_theta_to_model()(X)[:, 0], teng.value(teng.theta, X))
+
+
+def test_a_non_finite_target_raises_blow_up_before_time_advances():
+    """An overflowing right-hand side makes every fit reject its updates: without the check
+    the run froze theta while t advanced, silently."""
+    from torch import nn
+
+    from physml.solvers.errors import BlowUpError
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    with torch.no_grad():
+        model[2].weight.mul_(1e110)  # u ~ 1e110: u - u**3 overflows
+    teng = TENG(model, TENGPDE("allen_cahn", 0.01), scheme="euler", dt=0.01, points=64,
+                subsample=64, iterations=1)
+    theta0 = teng.theta.clone()
+    with pytest.raises(BlowUpError, match=r"u became NaN/Inf .* at step 1 \(t=0.01\)") as caught:
+        teng.run(0.05)
+    assert (caught.value.step, caught.value.field, caught.value.last_good_step) == (1, "u", 0)
+    assert teng.t == 0.0 and torch.equal(teng.theta, theta0)
+    assert torch.equal(torch.from_numpy(caught.value.last_good_state), theta0)

@@ -262,7 +262,7 @@ def test_time_stepping_is_first_order():
     def march(steps):
         c = c0
         for _ in range(steps):
-            c = solver.step(c, t_end / steps)
+            c = solver.step(c, dt=t_end / steps)
         return c
 
     reference = march(256)
@@ -451,7 +451,7 @@ def test_a_fixed_step_that_leaves_the_model_s_compositions_is_stopped():
     c0 = 0.3 + 0.02 * np.random.default_rng(0).uniform(-1.0, 1.0, grid.shape)
     with pytest.raises(BlowUpError, match=r"c left the model's compositions \(0, 1\).*take "
                                           r"shorter steps \(or run\(\)") as info:
-        solver.rollout(c0, 40, 50.0)
+        solver.rollout(c0, 40, dt=50.0)
     assert info.value.last_good_state.min() > 0
 
 
@@ -641,7 +641,7 @@ def test_nondimensional_model_grows_the_unstable_mode_at_the_linear_rate():
 
     def rate(dt):  # measured growth exponent over sigma t_end
         steps = int(round(t_end / dt))
-        c = solver.rollout(c0, steps, dt, save_every=steps)[-1]
+        c = solver.rollout(c0, steps, steps, dt=dt)[-1]
         return np.log(2 * np.mean((c - 0.5) * np.cos(k * x)) / amplitude) / (sigma * t_end)
 
     coarse, fine = rate(0.02), rate(0.01)
@@ -877,8 +877,8 @@ def test_default_tolerance_keeps_the_free_energy_within_one_percent_where_it_err
 
     solver, c0 = build_solver(load_case(CASES / PFHUB, PFHUB_SMALL))
     t_end = 13.0
-    fixed = [solver.total_free_energy(solver.rollout(c0, round(t_end / dt), dt,
-                                                     save_every=round(t_end / dt))[-1])
+    fixed = [solver.total_free_energy(solver.rollout(c0, round(t_end / dt), round(t_end / dt),
+                                                     dt=dt)[-1])
              for dt in (0.01, 0.005)]
     reference = 2 * fixed[1] - fixed[0]
     adaptive = solver.run(c0, t_end).free_energy[-1]
@@ -1047,7 +1047,7 @@ def test_a_rollout_holds_the_temperature_at_t0_after_a_run():
     fresh, c0 = build_solver(case)
     used, _ = build_solver(case)
     used.run(c0, 1e4)  # the evolving temperature has moved on
-    np.testing.assert_array_equal(used.rollout(c0, 5, 1.0), fresh.rollout(c0, 5, 1.0))
+    np.testing.assert_array_equal(used.rollout(c0, 5, dt=1.0), fresh.rollout(c0, 5, dt=1.0))
 
 
 def test_a_second_run_on_a_heat_conducting_solver_repeats_the_first():
@@ -1059,7 +1059,7 @@ def test_a_second_run_on_a_heat_conducting_solver_repeats_the_first():
     case = load_case(CASES / "thermomigration_fe_c.yaml", ["variant=heat", "grid.shape=[20]"])
     solver, c0 = build_solver(case)
     first = solver.run(c0, 1e4)
-    solver.rollout(c0, 3, 1.0)
+    solver.rollout(c0, 3, dt=1.0)
     second = solver.run(c0, 1e4)
     np.testing.assert_array_equal(second.states[-1], first.states[-1])
     assert second.times == first.times
@@ -1285,3 +1285,20 @@ def test_a_damaged_snapshot_is_named_by_its_own_file(tmp_path):
         run_case(case, tmp_path, resume=True)
     assert str(err.value).startswith(f"--resume: {str(damaged)!r} cannot be read as a snapshot "
                                      "of the checkpoint (")
+
+
+def test_rollout_takes_save_every_third_and_dt_only_by_keyword():
+    """``rollout(c0, 10, 5)`` means save_every=5 in every solver: here it ran ten 5 s steps
+    saving all 11 states; without ``dt=`` it is now refused, naming it."""
+    from physml.solvers import DiluteSolution
+
+    grid = Grid((16,), (0.0,), (16 * CELL,))
+    solver = ThermomigrationSolver(grid, DiluteSolution(diffusivity=1e-12),
+                                   np.full(grid.shape, T_REF), heat_of_transport=1e4)
+    c0 = 0.02 + 0.001 * np.sin(2 * np.pi * grid.coords(0) / (16 * CELL))
+    with pytest.raises(TypeError, match="keyword-only argument: 'dt'"):
+        solver.rollout(c0, 10, 5)
+    with pytest.raises(TypeError, match="positional argument"):
+        solver.step(c0, 1.0)
+    assert solver.rollout(c0, 10, 5, dt=1.0).shape == (3, 16)
+    np.testing.assert_array_equal(solver.step(c0, dt=1.0), solver.rollout(c0, 1, dt=1.0)[-1])

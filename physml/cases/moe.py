@@ -72,6 +72,7 @@ from .run_folder import (
     comparison_dataset,
     read_checkpoint,
     restoring,
+    run_attrs,
     write_metrics,
     write_text,
 )
@@ -244,14 +245,15 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
         field = model(test[0])
     pred = rows.observe(field).cpu()
     test = (test[0].cpu(), test[1].cpu())
-    t_end = p.t_end or PROBLEMS[p.name].load().t_end
+    spec = PROBLEMS[p.name].load()
+    t_end = p.t_end or spec.t_end
     centres = ((torch.arange(p.nx, dtype=torch.float64) + 0.5) / p.nx).numpy()
     coords = {"sample": np.arange(p.train, p.train + len(pred)),  # the test samples' seeds
               "time": torch.linspace(0, t_end, p.nt, dtype=torch.float64).numpy(),
               **{axis: centres for axis in ("x", "y")[: len(case.space)]}}
     ds = comparison_dataset(pred.numpy(), test[1].numpy(), coords,
-                            {"case": case.name, "config": case.to_yaml(),
-                             "rel_l2": float(relative_l2(pred, test[1]).mean())},
+                            run_attrs(case, pde=p.name, **spec.parameters,
+                                      rel_l2=float(relative_l2(pred, test[1]).mean())),
                             _metadata(p.name))
     write_dataset(ds, folder / "predictions.h5")
     if case.output.figures:

@@ -57,6 +57,8 @@ from .run_folder import (
     CHECKPOINT,
     comparison_dataset,
     evaluation_axes_metadata,
+    pde_attrs,
+    run_attrs,
     write_metrics,
 )
 from .sections import PhysicsCase, threshold_verdict
@@ -157,8 +159,8 @@ def run(case: PINNCase, folder: Path, resume: bool = False, on_step: OnStep | No
     a, b = trainer.eval_axes
     ds = comparison_dataset(  # evaluation fields are (second, first): rows are t (or y)
         trainer.prediction(), trainer.reference, {second: b, first: a},
-        {"case": case.name, "pde": case.pde.name, "rel_l2": result["rel_l2"],
-         "config": case.to_yaml()}, evaluation_axes_metadata((first, second)))
+        run_attrs(case, **pde_attrs(case.pde), rel_l2=result["rel_l2"]),
+        evaluation_axes_metadata((first, second)))
     write_dataset(ds, folder / "predictions.h5")
     plot_training(case, trainer, folder, ds)
     return result

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from .._version import __version__
 from ..datasets.spec import StrictModel
 from ..datasets.store import atomic_write as atomic_write
 from ..datasets.store import with_cf_metadata
@@ -377,6 +378,22 @@ def comparison_dataset(prediction: np.ndarray, reference: np.ndarray,
     ds = xr.Dataset({name: (dims, np.asarray(v)) for name, v in fields.items()},
                     coords=coords, attrs=attrs)
     return with_cf_metadata(ds, {**FIELD_METADATA, **(metadata or {})})
+
+
+def run_attrs(case, **attrs: object) -> dict:
+    """The attrs of a run's ``predictions.h5``: as a dataset file's (DESIGN §3), the case's
+    name, ``attrs`` (the PDE and its physical parameters, the error), the seed, the physml
+    version and the resolved configuration."""
+    return {"case": case.name, **attrs, "seed": case.seed, "physml_version": __version__,
+            "config": case.to_yaml()}
+
+
+def pde_attrs(pde: KindSection) -> dict:
+    """A case's ``pde`` section as attrs: ``pde``, its name, and the physical parameters that
+    PDE reads (``nu`` for Burgers; the options of other PDEs left out)."""
+    unread = pde.unread()
+    return {"pde": pde.name, **{k: v for k, v in pde.model_dump(exclude={"name"}).items()
+                                if k not in unread}}
 
 
 def evaluation_axes_metadata(dims) -> dict[str, tuple[str, str]]:

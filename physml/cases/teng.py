@@ -46,7 +46,6 @@ from pydantic import Field, model_validator
 
 from ..datasets.store import write_dataset
 from ..devices import Stopwatch
-from ..errors import NonFiniteLossError
 from ..models import PeriodicMLP
 from ..solvers.errors import BlowUpError
 from ..spectral import SpectralSolver
@@ -61,8 +60,10 @@ from .run_folder import (
     atomic_write,
     comparison_dataset,
     evaluation_axes_metadata,
+    pde_attrs,
     read_checkpoint,
     restoring,
+    run_attrs,
     write_metrics,
     write_text,
 )
@@ -293,10 +294,13 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
     last_checkpoint = step
     with clock:
         while step < total:
-            teng.step()
+            try:
+                teng.step()
+            except BlowUpError as err:  # the step counted in the run, the checkpoint named
+                raise BlowUpError(step=step + 1, t=err.t, field=err.field, what=err.what,
+                                  advice=f"the checkpoint of step {last_checkpoint} is kept; "
+                                         "lower training.dt") from None
             step += 1
-            if not torch.isfinite(teng.theta).all():
-                raise NonFiniteLossError(step, last_checkpoint)
             entry = record(step)
             if "rel_l2" in entry and not math.isfinite(entry["rel_l2"]):  # θ finite, u not
                 raise BlowUpError(step=step, t=entry["t"], field="the TENG prediction u",
@@ -337,8 +341,8 @@ def write_teng_results(case, teng, reference, history, folder: Path, extra: dict
     names = ("x", "y")[: len(shape)]
     ds = comparison_dataset(
         prediction.reshape(shape), reference.states[-1].cpu().numpy(), dict(zip(names, axes)),
-        {"case": case.name, "pde": case.pde.name, "t": reference.times[-1], "rel_l2": final,
-         "config": case.to_yaml()}, evaluation_axes_metadata(names))
+        run_attrs(case, **pde_attrs(case.pde), t=reference.times[-1], rel_l2=final),
+        evaluation_axes_metadata(names))
     write_dataset(ds, folder / "predictions.h5")
     if case.output.figures:
         from .figures import plot_error_curve, plot_solution

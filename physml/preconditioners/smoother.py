@@ -120,14 +120,17 @@ def two_grid_loss(factor: torch.Tensor, system: SmootherSystem, generator: torch
     Args:
         factor: $\tilde G$ on the lower pattern, (nnz_L,) float64 (``model.scaled_factor``).
         system: the matrix (:func:`smoother_system`).
-        generator: draws the probes.
+        generator: draws the probes (float64, on its device; then moved to the device and
+            dtype of ``system``).
         probes: K, the number of probe vectors.
         power: the power iterations the probes take first.
 
     Returns:
         A scalar tensor, differentiable in ``factor``.
     """
-    z = torch.randn(system.graph.n, probes, dtype=torch.float64, generator=generator)
+    # drawn on the generator's device, then moved: the same z for a matrix on the CPU or CUDA
+    z = torch.randn(system.graph.n, probes, dtype=torch.float64, generator=generator,
+                    device=generator.device).to(system.scaled)
     with torch.no_grad():
         for _ in range(power):
             z = _two_grid(factor, system, z)

@@ -69,7 +69,7 @@ from torch.func import functional_call, jacrev, vmap
 
 from ..devices import Stopwatch, require_torch_device
 from ..models import MLP, FourierFeatureMLP, ModifiedMLP, PeriodicMLP
-from ..solvers.errors import is_real, whole_number
+from ..solvers.errors import BlowUpError, is_real, whole_number
 from ..solvers.timestepping import Tableau, tableau
 from .jacobian import LinearLayerJacobian, NotLinearLayers
 from .least_squares import MIN_DAMPING, GramSolver, SVDSolver, lstsq
@@ -392,7 +392,13 @@ class TENG:
         return (u * self.length).to(self.device)
 
     def step(self) -> None:
-        """Advance parameters by one time step ``dt``."""
+        """Advance parameters by one time step ``dt``.
+
+        Raises:
+            BlowUpError: a stage's target or the step's target (so a right-hand side) is
+                NaN/Inf, found before any fit to it; ``theta`` and ``t`` stay those of the last
+                good step (the step is counted from t = 0, ``round(t / dt) + 1``).
+        """
         X = self.sample(self.n_points)
         u_n = self.value(self.theta, X)
         a, b = self.tableau.a, self.tableau.b
@@ -401,11 +407,24 @@ class TENG:
         for row in a:
             if any(row):
                 target = u_n + self.dt * sum(coef * k for coef, k in zip(row, stages))
-                theta = self.fit(theta, X, target)
+                theta = self.fit(theta, X, self._finite(target))
             stages.append(self.rhs(theta if any(row) else self.theta, X))
         target = u_n + self.dt * sum(coef * k for coef, k in zip(b, stages))
-        self.theta = self.fit(theta, X, target)
+        self.theta = self.fit(theta, X, self._finite(target))
         self.t += self.dt
+
+    def _finite(self, target: torch.Tensor) -> torch.Tensor:
+        """``target`` of the step from ``t``, or :class:`BlowUpError` if it is not finite
+        (a fit would reject every update and leave ``theta`` frozen without a word)."""
+        if not torch.isfinite(target).all():
+            step = round(self.t / self.dt) + 1
+            raise BlowUpError(step=step, t=self.t + self.dt, field="u",
+                              what="became NaN/Inf in a fit's target u_n + dt * F[u]",
+                              last_good_step=step - 1,
+                              last_good_state=self.theta.detach().cpu().numpy(),
+                              advice="theta keeps the last good step; lower dt or check "
+                                     "the network and the initial condition")
+        return target
 
     def run(
         self,
@@ -420,8 +439,6 @@ class TENG:
             raise ValueError(f"t_end={t_end} is not a whole number of steps dt={self.dt} away")
         for _ in range(steps):
             self.step()
-            if not torch.isfinite(self.theta).all():
-                raise FloatingPointError(f"TENG parameters became NaN/Inf at t = {self.t:.6g}")
             if on_step is not None:
                 on_step(self)
 
