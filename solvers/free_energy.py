@@ -188,6 +188,15 @@ class DoubleWell(_ArrheniusModel):
     def mobility(self, c: np.ndarray, T: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.diffusion_coefficient(T) / self.well_curvature(), np.shape(c))
 
+    def diffusivity_bound(self, T_min: float, T_max: float) -> float:
+        """Between the wells $f''$ is largest at them, so $M f'' \\le D(T)\\,g(T)^2/\\Delta c_0^2$
+        with the gap $g(T) = c_\\beta(T) - c_\\alpha(T)$: wells wider apart than at $T_0$ raise it
+        above $D$. $D$ grows with $T$ and $g$ is linear in $T$, so $g^2$ is largest at an end of
+        the range: bounded by $D(T_{max})\\max(g(T_{min})^2, g(T_{max})^2)/\\Delta c_0^2$."""
+        gap0 = self.c_beta - self.c_alpha
+        widest = max(abs(b - a) for a, b in map(self.equilibrium, (T_min, T_max)))
+        return float(self.diffusion_coefficient(T_max) * (widest / gap0) ** 2)
+
     def interface_width(self, kappa: float) -> float:
         """$\\delta$ [m] of the tanh profile for gradient coefficient $\\kappa$ [J m^2/mol]."""
         return float(np.sqrt(2 * kappa / self.curvature_scale) / (self.c_beta - self.c_alpha))

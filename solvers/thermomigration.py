@@ -420,6 +420,7 @@ class ThermomigrationSolver:
         dt0: float | None = None,
         t0: float = 0.0,
         callback: Callable[[float, int, np.ndarray | None], None] | None = None,
+        error_scale: float | None = None,
     ) -> Trajectory:
         """Integrate from ``c0`` at ``t0`` to ``t_end`` [s] with adaptive steps.
 
@@ -431,6 +432,10 @@ class ThermomigrationSolver:
             dt0: first step [s] (default: 1e-3 of the diffusion time $\\tau$).
             callback: ``callback(t, step, state)`` after each accepted step; ``state`` is the
                 NumPy composition at save times and None otherwise.
+            error_scale: the $\\max|c|$ the ``tolerance`` is relative to (default: that of
+                ``c0``; 0, an all-zero start, makes it absolute). A run continued call by call
+                from its snapshots passes its first start's, so that its steps do not loosen
+                as $\\max|c|$ grows.
 
         Raises:
             BlowUpError: $c$ became NaN/Inf, left the model's compositions (a step the error
@@ -438,6 +443,8 @@ class ThermomigrationSolver:
                 good state.
         """
         require(np.isfinite(t_end) and t_end > t0, f"t_end={t_end} must be > t0={t0} s")
+        require(error_scale is None or (np.isfinite(error_scale) and error_scale >= 0),
+                f"error_scale={error_scale} must be a number >= 0 (or None: max|c0|)")
         require(dt0 is None or (np.isfinite(dt0) and dt0 > 0),
                 f"dt0={dt0} must be a positive number of seconds (or None: 1e-3 of the "
                 "diffusion time)")
@@ -458,7 +465,7 @@ class ThermomigrationSolver:
         self._save(out, t0, state, 0)
         self._update_temperature(t0)  # the mobility bound reads the temperature at t0
         s4 = self._s4(state)
-        scale = float(np.max(np.abs(state))) or 1.0
+        scale = float(np.max(np.abs(state)) if error_scale is None else error_scale) or 1.0
         t = t0 / tau
         dt = (1e-3 if dt0 is None else dt0 / tau)
         dt_max = np.inf if self.dt_max is None else self.dt_max / tau

@@ -298,6 +298,21 @@ def test_isothermal_mass_conserved_and_energy_decreasing(bc, model_name):
     assert np.ptp(run.states[-1]) > 0.5  # phase separated
 
 
+def test_double_well_energy_falls_where_its_wells_are_wider_than_at_t0():
+    """Wells 0.3/0.7 at T0 = 1000 K moving to 0.2/0.8 at 1100 K: M f'' at the wells is
+    D (0.6/0.4)^2, and s2 bounded it by D alone, so the free energy rose in 82 of 300 steps
+    at the default stabilisation (the same f and M written without slopes: in none)."""
+    grid = Grid((64, 64), (0.0, 0.0), (64 * CELL, 64 * CELL))
+    model = DoubleWell(barrier=2000.0, c_alpha=0.3, c_beta=0.7, slope_alpha=-1e-3,
+                       slope_beta=1e-3, T0=T_REF, diffusivity=1e-12)
+    assert model.diffusivity_bound(1100.0, 1100.0) == pytest.approx(2.25e-12, rel=1e-12)
+    c0 = 0.5 + 0.2 * (np.random.default_rng(3).random(grid.shape) - 0.5)
+    solver = ThermomigrationSolver(grid, model, np.full(grid.shape, 1100.0),
+                                   kappa=model.gradient_coefficient(2 * CELL))
+    energy = [solver.total_free_energy(c) for c in solver.rollout(c0, 300, dt=1000.0)]
+    assert np.all(np.diff(energy) <= 1e-13 * max(map(abs, energy)))
+
+
 def test_3d_no_flux_run_conserves_mass():
     grid = Grid((16, 16, 16), (0.0,) * 3, (16 * CELL,) * 3)
     model = two_phase_model()
@@ -884,6 +899,27 @@ def test_default_tolerance_keeps_the_free_energy_within_one_percent_where_it_err
     adaptive = solver.run(c0, t_end).free_energy[-1]
     assert abs(fixed[1] - reference) <= 5e-3 * reference  # 0.29 %: dt = 0.005 is near already
     assert abs(adaptive / reference - 1) < 1e-2  # 0.92 % (1.75 % at the old 1e-4)
+
+
+def test_a_case_run_snapshot_by_snapshot_takes_the_steps_of_one_call(tmp_path):
+    """The case runner calls run() once per snapshot: the error was relative to max|c| at each
+    snapshot, which grows as the phases separate, so the steps loosened (PFHub 1 to t = 50:
+    5578 steps and 0.938 % against 6333 and 0.880 % in one call)."""
+    import json
+
+    from physml.cases.registry import load_case, run_case
+    from physml.cases.thermomigration_build import build_solver
+
+    case = load_case(CASES / PFHUB, ["variant=cpu", "grid.shape=[32, 32]",
+                                     "grid.length=[64.0, 64.0]", "time.end=20.0",
+                                     "time.saves=11", "output.figures=false"])
+    solver, c0 = build_solver(case)
+    one = solver.run(c0, case.time.end, save_times=case.time.save_times()[1:])
+    folder, _ = run_case(case, tmp_path)
+    history = json.loads((folder / "metrics.json").read_text())["history"]
+    assert [record["step"] for record in history] == one.steps  # before: 309, not 312, by t = 6
+    with pytest.raises(ValueError, match=r"error_scale=-1.0 must be a number >= 0"):
+        solver.run(c0, 1.0, error_scale=-1.0)
 
 
 def test_a_heat_conducting_run_with_a_temperature_dependent_mobility_resumes_bitwise(tmp_path):

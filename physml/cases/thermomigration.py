@@ -177,6 +177,7 @@ def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
     started = time.perf_counter()
     solver, c0 = build_solver(case)
     save_times = case.time.save_times()
+    error_scale = float(np.max(np.abs(c0)))  # the tolerance is relative to the start's max|c|
     if resume:
         run, dt, before, saved = _load_checkpoint(folder)
     else:
@@ -186,7 +187,7 @@ def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
         start = run.states[-1] if run.states else c0
         try:
             segment = solver.run(start, save_times[k], save_times=save_times[k:k + 1], dt0=dt,
-                                 t0=save_times[k - 1])
+                                 t0=save_times[k - 1], error_scale=error_scale)
         except BlowUpError as err:  # steps counted from the run's start, the checkpoint named
             raise _in_run(err, run) from None
         _extend(run, segment, 1 if run.states else 0)
