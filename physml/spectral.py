@@ -203,7 +203,9 @@ class SpectralSolver:
         return E * v + f1 * Nv + 2 * f2 * (Na + Nb) + f3 * Nc
 
     def _field(self, u0) -> torch.Tensor:
-        u = torch.as_tensor(u0, device=self.device)
+        # a list or array through NumPy: a list of floats is float64 there, float32 in PyTorch
+        u = torch.as_tensor(u0 if isinstance(u0, torch.Tensor) else np.asarray(u0),
+                            device=self.device)
         if u.is_complex():
             raise ValueError(f"u0 has dtype {u.dtype}; expected real numbers")
         u = u.to(self.dtype)

@@ -264,11 +264,15 @@ class GridSolver:
         shape (k,)), checked as the constructor checks them; ``dt`` is not re-checked.
 
         Raises:
-            ValueError: an unknown parameter or a value outside its range.
+            ValueError: an unknown parameter or a value outside its range;
+                :class:`~physml.solvers.errors.UnstableStepError` for a speed its advection
+                step is unstable at whatever the dt (see the constructor).
         """
         current = {n: getattr(self, n) for n in self.parameter_names}
         checked = check_parameters(self.PARAMETERS, {**current, **values}, self.grid.ndim)
-        return shallow_copy(self, **checked)
+        clone = shallow_copy(self, **checked)
+        require_a_stable_step(clone)  # a speed given where there was none
+        return clone
 
     _SHARED_ON_COPY = ("layout", "stages", "_zeros", "_parameter_arrays_kept")
     """Attributes holding Warp arrays (constants, caches keyed by their values, and scratch

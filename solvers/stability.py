@@ -116,11 +116,14 @@ def term_costs(solver: GridSolver, u: np.ndarray | None, implicit_diffusion: boo
 
 def require_a_stable_step(solver: GridSolver) -> None:
     """Raise :class:`UnstableStepError` (``dt_max`` 0) if the advection's explicit step is
-    unstable at every dt and every nonzero wave speed, whatever the state and the step: central
-    differences under a scheme whose stability region holds no stretch of the imaginary axis,
-    Fromm's unlimited flux under forward Euler. Checked at construction, with or without a
+    unstable at every dt and every nonzero wave speed (a given velocity of 0 passes), whatever
+    the state and the step: central differences under a scheme whose stability region holds
+    no stretch of the imaginary axis, Fromm's unlimited flux under forward Euler. Checked at
+    construction and for new parameters, with or without a
     ``dt``, so that :meth:`~physml.solvers.base.GridSolver.stable_dt` never has 0 to offer."""
-    if solver.flux_kind == FluxKind.NONE:
+    if solver.flux_kind == FluxKind.NONE or (  # a linear flux at speed 0 moves nothing
+            solver.velocity_parameter is not None
+            and not np.any(solver.parameters()[solver.velocity_parameter])):
         return
     explicit = _explicit_part(solver, solver.tableau is None)
     name = type(solver).__name__

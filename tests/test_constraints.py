@@ -728,3 +728,12 @@ def test_overlapping_experts_warn_of_the_global_rows_they_drop():
         warnings.simplefilter("error")  # local rows: every row has an expert
         PartitionOfUnity(DiffusionSorptionRows(16, dt=5.0).rows, BlockRouter((4, 16), (1, 4)),
                          (16,))
+
+
+def test_the_rows_give_the_solver_parameters_they_hold():
+    """What a run's predictions record: the diffusion-sorption run recorded none (its
+    dataset spec gives none; the rows hold PDEBench's constants)."""
+    assert DiffusionSorptionRows(16, dt=5.0, D=1e-3).physical_parameters() == {
+        "D": 1e-3, "porosity": 0.29, "rho_s": 2880.0, "k_f": 3.5e-4, "n_f": 0.874}
+    assert NavierStokesRows(4, 4, 0.1, nu=2e-4).physical_parameters() == {"nu": 2e-4,
+                                                                         "forcing": 0.1}

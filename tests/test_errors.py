@@ -134,6 +134,9 @@ def test_central_advection_under_a_scheme_without_imaginary_axis_is_refused(dt):
                                                 "unstable with scheme 'heun' at any dt"):
         AdvectionSolver1D(grid, beta=1.0, dt=dt, space="central", scheme="heun")
     assert AdvectionSolver1D(grid, beta=1.0, dt=None, space="central", scheme="rk4").dt is None
+    still = AdvectionSolver1D(grid, beta=0.0, dt=dt, space="central", scheme="heun")  # no speed
+    with pytest.raises(UnstableStepError, match="unstable with scheme 'heun' at any dt"):
+        still.with_parameters(beta=0.5)
 
 
 @pytest.mark.parametrize("kind", ["dirichlet", "neumann"])

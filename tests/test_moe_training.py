@@ -124,7 +124,9 @@ def test_moe_case_writes_its_run_folder(tmp_path):
     assert {"config.yaml", "checkpoint.pt", "metrics.json", "predictions.h5",
             "solution.png"} <= {p.name for p in folder.iterdir()}
     assert 0 < summary["test_rel_l2"] < 10 and summary["passed"] in (True, False)
-    assert xr.open_dataset(folder / "predictions.h5")["error"].shape == (1, 8, 8)
+    predictions = xr.open_dataset(folder / "predictions.h5")
+    assert predictions["error"].shape == (1, 8, 8)
+    assert predictions.attrs["D"] == 5e-4 and predictions.attrs["n_f"] == 0.874  # the rows'
 
 
 def test_the_moe_history_is_one_record_per_step_with_the_test_errors_where_taken():

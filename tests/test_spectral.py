@@ -176,6 +176,8 @@ def test_an_int_size_and_numpy_dtypes_are_taken_and_complex_or_text_refused_by_n
     reference = SpectralSolver((32,), 0.01, 1e-3).rollout(np.sin(x), 2)
     torch.testing.assert_close(SpectralSolver(32, 0.01, 1e-3).rollout(np.sin(x), 2), reference,
                                rtol=0, atol=0)
+    listed = SpectralSolver(32, 0.01, 1e-3).rollout(np.sin(x).tolist(), 2)  # not via float32
+    torch.testing.assert_close(listed, reference, rtol=0, atol=0)
     for dtype in (np.float32, "float32", torch.float32):
         assert SpectralSolver(32, 0.01, 1e-3, dtype=dtype).dtype is torch.float32
     with pytest.raises(ValueError, match="dtype=torch.float16 is not supported; allowed: "

@@ -169,6 +169,21 @@ def test_a_csg_part_keeps_its_measure_to_one_percent_and_its_share_of_the_points
     np.testing.assert_allclose(np.bincount(index) / len(index), exact, rtol=0.05)
 
 
+def test_a_face_a_disk_only_touches_is_no_part_and_nested_parts_keep_their_measure():
+    """A tangency kept a few estimate points and became a part of measure 1e-5, whose
+    sampling took minutes; parts of a nested difference are measured on their primitive's
+    points, a mesh's part by random points."""
+    for depth in (0.0, 1.5e-11):  # the disk crosses the bottom face on a chord of 1.1e-5
+        inscribed = Intersection(Rectangle((0, 0), (2, 2)), Disk((1, 1 - depth), 1.0))
+        assert inscribed.part_names == ["boundary"]
+    plate = Rectangle((0, 0), (3, 1))
+    for k in range(3):
+        plate = Difference(plate, Disk((0.5 + k, 0.5), 0.2, f"hole{k}"))
+    measures = {p.name: p.measure for p in plate.parts()}
+    assert measures == pytest.approx({"left": 1, "right": 1, "bottom": 3, "top": 3,
+                                      **{f"hole{k}": 0.4 * np.pi for k in range(3)}}, rel=1e-3)
+
+
 def test_a_difference_keeps_a_s_face_that_b_touches_from_outside_and_drops_one_b_covers():
     def square(lower, upper, prefix):
         return Rectangle(lower, upper, names=[prefix + side for side in "LRBT"])

@@ -252,7 +252,7 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
               "time": torch.linspace(0, t_end, p.nt, dtype=torch.float64).numpy(),
               **{axis: centres for axis in ("x", "y")[: len(case.space)]}}
     ds = comparison_dataset(pred.numpy(), test[1].numpy(), coords,
-                            run_attrs(case, pde=p.name, **spec.parameters,
+                            run_attrs(case, pde=p.name, **rows.physical_parameters(),
                                       rel_l2=float(relative_l2(pred, test[1]).mean())),
                             _metadata(p.name))
     write_dataset(ds, folder / "predictions.h5")

@@ -54,11 +54,15 @@ class DiffusionSorptionRows:
         if not (is_real(self.dt) and math.isfinite(self.dt) and self.dt > 0):
             raise ValueError(f"dt={self.dt!r} must be a number > 0 (seconds between grid levels)")
         check_parameters(DiffusionSorptionSolver1D.PARAMETERS,  # the solver's ranges
-                         {n: getattr(self, n) for n in ("D", "porosity", "rho_s", "k_f", "n_f")},
-                         1)
+                         self.physical_parameters(), 1)
         for name in ("u_left", "initial_weight"):
             if not (is_real(getattr(self, name)) and math.isfinite(getattr(self, name))):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a finite number")
+
+    def physical_parameters(self) -> dict[str, float]:
+        """The solver's parameters these rows hold, by the solver's names (D, porosity,
+        rho_s, k_f, n_f)."""
+        return {p.name: getattr(self, p.name) for p in DiffusionSorptionSolver1D.PARAMETERS}
 
     @property
     def space_shape(self) -> tuple[int]:

@@ -56,11 +56,15 @@ class NavierStokesRows:
         if not (is_real(self.dt) and math.isfinite(self.dt) and self.dt > 0):
             raise ValueError(f"dt={self.dt!r} must be a number > 0 (seconds between grid levels)")
         check_parameters(NavierStokesSolver2D.PARAMETERS,  # the solver's ranges
-                         {"nu": self.nu, "forcing": self.forcing}, 2)
+                         self.physical_parameters(), 2)
         if not (is_real(self.length) and math.isfinite(self.length) and self.length > 0):
             raise ValueError(f"length={self.length!r} must be a finite box side > 0 [m]")
         if not (is_real(self.initial_weight) and math.isfinite(self.initial_weight)):
             raise ValueError(f"initial_weight={self.initial_weight!r} must be a finite number")
+
+    def physical_parameters(self) -> dict[str, float]:
+        """The solver's parameters these rows hold, by the solver's names (nu, forcing)."""
+        return {p.name: getattr(self, p.name) for p in NavierStokesSolver2D.PARAMETERS}
 
     @property
     def space_shape(self) -> tuple[int, int]:
