@@ -15,7 +15,7 @@ from physml.cases.mesh_pde_spec import FieldSpec
 from physml.cases.registry import load_case, run_case
 
 TINY_INVERSE = ["training.adam.steps=4", "training.lbfgs.steps=0",
-                "training.collocation.points=64", "training.collocation.boundary_points=16",
+                "training.collocation.points=64",
                 "evaluation.every=2", "evaluation.grid=[9, 5]", "model.width=4", "model.depth=1",
                 "observations.points=20", "observations.solve.nx=64",
                 "observations.solve.n_saves=5"]

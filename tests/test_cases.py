@@ -213,6 +213,47 @@ def test_a_key_the_case_does_not_read_is_refused(tmp_path, name, override, messa
     load_case(name, [f"{key}={default}"])
 
 
+EXACT = "imposed exactly by the output transform"
+
+
+@pytest.mark.parametrize("name, override, message", [
+    ("burgers", "training.balancer.weights.initial=100", f"training.balancer.weights.initial: "
+     f"the condition 'initial' is {EXACT}, not a loss term; set model.hard_constraints: false "
+     "to make it one, or drop the key"),
+    ("burgers", "training.balancer.weights.residual_x=3", "training.balancer.weights.residual_x: "
+     "not a loss term; the terms are residual"),
+    ("burgers", "training.collocation.boundary_points=7", "training.collocation.boundary_points: "
+     f"points for the conditions that are loss terms, and this case has none (initial, "
+     f"boundary: {EXACT}); set model.hard_constraints: false to make them loss terms, or drop "
+     "the key"),
+    ("burgers_lpinn", "training.collocation.boundary_points=7", "this case has none; drop the "
+     "key"),
+])
+def test_an_option_of_a_condition_imposed_exactly_is_refused(name, override, message):
+    """With model.hard_constraints the output transform imposes Burgers' initial and wall
+    conditions: a weight of 100 on 'initial' and boundary_points=7 were accepted and did
+    nothing (metrics.json: weights {'residual': 1.0}), and a mistyped weight was told the
+    terms are 'residual, initial, boundary'."""
+    with pytest.raises(ValueError) as err:
+        load_case(name, [override])
+    assert str(err.value).endswith(message)
+    load_case(name, ["training.collocation.boundary_points=256"])  # the default is let be
+
+
+def test_options_of_conditions_that_are_loss_terms_are_taken_and_recorded_ones_load(tmp_path):
+    """Without hard constraints the conditions are loss terms, weighed and sampled; a run
+    folder's config.yaml written before the rule, with a weight on an exact condition, loads
+    as it ran."""
+    options = ["training.balancer.weights.initial=100", "training.collocation.boundary_points=7"]
+    soft = load_case("burgers", [*options, "model.hard_constraints=false"])
+    assert soft.training.balancer.weights == {"initial": 100.0}
+    recorded = tmp_path / "config.yaml"
+    recorded.write_text(soft.to_yaml().replace("hard_constraints: false", "hard_constraints: true"))
+    assert load_case(recorded, recorded=True).model.hard_constraints
+    with pytest.raises(ValueError, match="training.balancer.weights.initial: the condition"):
+        load_case(recorded)
+
+
 def test_a_bundled_case_by_name_from_any_folder(tmp_path):
     assert resolve_case_path("burgers") == bundled_cases()["burgers"]
     assert resolve_case_path("cases/burgers.yaml").samefile(bundled_cases()["burgers"])

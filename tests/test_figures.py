@@ -495,7 +495,7 @@ domain: {geometry: {kind: interval, lower: [0.0], upper: [1.0]}}
 pde: {eq_u: u_xx + 1, eq_w: w_xx + 2}
 conditions: [{kind: dirichlet, value: 0.0}]
 model: {kind: mlp, width: 8, depth: 2}
-training: {collocation: {points: 32, boundary_points: 4}, adam: {steps: 2}, lbfgs: {steps: 0}}
+training: {collocation: {points: 32}, adam: {steps: 2}, lbfgs: {steps: 0}}
 evaluation: {every: 2, grid: [9]}
 """)
     folder, _ = run_case(load_case(str(case), [f"output.folder={tmp_path}"]))

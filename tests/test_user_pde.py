@@ -372,7 +372,7 @@ HEAT = (CASES / "heat_disk.yaml").read_text()
     ("grid: [41, 41, 11]", "grid: [41, 11]", "evaluation.grid: 2 count(s) for the inputs x, y, t"),
     ("adam: {steps: 750, lr: 2.0e-3}", "adam: {steps: 750, lr: 2.0e-3}\n  balancer: "
      "{weights: {boundry: 10}}", "training.balancer.weights.boundry: not a loss term; the "
-     "terms are residual, initial, robin"),
+     "terms are residual, robin"),  # the initial condition is exact: no loss term
     ("{kind: robin, boundary: [rim], alpha: 1.0, beta: 1.0, value: 4 * exp(-t)}",
      "{kind: periodic, axis: x}", "conditions[1]: periodic along 'x' needs "
      "a box domain"),
@@ -447,6 +447,32 @@ def test_a_bad_expression_or_part_exits_2_naming_the_key(tmp_path, old, new, mes
     result = cli_in_process("validate", _write_case(tmp_path, HEAT.replace(old, new)))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_option_of_a_condition_imposed_exactly_exits_2_naming_the_key(tmp_path,
+                                                                         cli_in_process):
+    """burgers_inverse imposes both its conditions exactly (model.hard_constraints): a weight
+    on 'initial' and boundary_points were accepted and did nothing. As loss terms they are
+    taken; a run folder's config.yaml holding them, written before the rule, loads."""
+    exact = "imposed exactly by the output transform"
+    for override, message in [
+            ("training.balancer.weights.initial=100", "training.balancer.weights.initial: the "
+             f"condition 'initial' is {exact}, not a loss term; set model.hard_constraints: "
+             "false to make it one, or drop the key"),
+            ("training.balancer.weights.nu=3", "training.balancer.weights.nu: not a loss term; "
+             "the terms are residual, observations\n"),
+            ("training.collocation.boundary_points=7", "training.collocation.boundary_points: "
+             "points for the conditions that are loss terms, and this case has none (initial, "
+             f"boundary: {exact}); set model.hard_constraints: false to make them loss terms, "
+             "or drop the key")]:
+        result = cli_in_process("validate", "burgers_inverse", override)
+        assert result.returncode == 2 and message in result.stderr, override
+    options = ["training.balancer.weights.initial=100", "training.collocation.boundary_points=7"]
+    soft = load_case("burgers_inverse", [*options, "model.hard_constraints=false"],
+                     read_data=False)
+    recorded = _write_case(tmp_path, soft.to_yaml().replace("hard_constraints: false",
+                                                            "hard_constraints: true"))
+    assert load_case(recorded, read_data=False, recorded=True).model.hard_constraints
 
 
 @pytest.mark.parametrize("key, old, new, part", [
@@ -676,7 +702,7 @@ fields: [w]
 pde: w_pp + w_qq
 conditions: [{kind: dirichlet, value: p + q}]
 exact: p + q
-training: {collocation: {points: 64, boundary_points: 16}, adam: {steps: 4}, lbfgs: {steps: 0}}
+training: {collocation: {points: 64}, adam: {steps: 4}, lbfgs: {steps: 0}}
 evaluation: {every: 4, grid: [5, 7]}
 """
     case = load_case(_write_case(tmp_path, text), [f"output.folder={tmp_path}"])
@@ -694,8 +720,8 @@ def test_an_exported_system_with_exact_conditions_takes_any_number_of_rows(tmp_p
     TorchScript and ONNX models keep the row count free and equal the run's model."""
     import physml
 
-    text = SYSTEM.replace("hard_constraints: false", "hard_constraints: true") + (
-        "evaluation: {every: 12, grid: [11, 4]}\ndtype: float64\n")
+    text = SYSTEM.replace("hard_constraints: false", "hard_constraints: true").replace(
+        ", boundary_points: 32", "") + "evaluation: {every: 12, grid: [11, 4]}\ndtype: float64\n"
     case = load_case(_write_case(tmp_path, text), [f"output.folder={tmp_path}",
                                                    "output.figures=false",
                                                    "training.adam.steps=3"])
@@ -779,7 +805,7 @@ pde: u_xx + pi^2 * sin(pi*x)
 conditions: [{kind: dirichlet, value: 0.0}]
 exact: sin(pi*x)
 model: {kind: mlp, width: 8, depth: 2}
-training: {collocation: {points: 64, boundary_points: 8}, adam: {steps: 5}, lbfgs: {steps: 0}}
+training: {collocation: {points: 64}, adam: {steps: 5}, lbfgs: {steps: 0}}
 evaluation: {every: 5, grid: [17]}
 """
 """-u'' = pi^2 sin(pi x) on [0, 1], u = 0 at the ends: a steady 1D case, 5 Adam steps."""

@@ -15,7 +15,7 @@ from ..models import MLP
 from ..train.conditions import Dirichlet, Initial, InitialRate, Neumann, Periodic, Robin
 from ..train.observations import read_observations, read_variable
 from ..train.problems import FieldCoefficient, PINNProblem, Scalar, exact_reference
-from .pinn_training import check_weights
+from .pinn_training import check_loss_options
 
 CONDITION_KINDS = {"initial": Initial, "initial_rate": InitialRate, "dirichlet": Dirichlet,
                    "neumann": Neumann, "robin": Robin, "periodic": Periodic}
@@ -88,7 +88,9 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
     observations a solver made (``observations.solve``; without it they are left out).
     Without ``read_data``, a problem without reference and observations (a trained field
     needs neither): no data file is read. Without ``check_parameters``, a parameter no
-    expression reads is not refused (for a run folder's recorded case, read back as it ran)."""
+    expression reads, and a loss option of a condition the output transform imposes
+    (:func:`~.pinn_training.check_loss_options`), are not refused (for a run folder's
+    recorded case, read back as it ran)."""
     geometry = build_geometry(case.domain.geometry)
     space = tuple(case.domain.space or ("x", "y", "z")[: geometry.dim])
     time = tuple(case.domain.time) if case.domain.time is not None else None
@@ -188,7 +190,6 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
         if name in terms:
             raise ValueError(f"pde.{name}: the name of a loss term of the conditions or "
                              f"observations ({', '.join(terms)}); give the equation another")
-    _check_evaluation_and_weights(case, inputs, [*equations, *terms])
     try:
         problem = PINNProblem(residual, geometry, time=time, conditions=conditions,
                               outputs=outputs, space=space, reference=reference,
@@ -196,6 +197,7 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
                               periods=_periods(conditions, space, inputs, outputs, geometry))
     except ValueError as err:
         raise ValueError(_condition_message(str(err), conditions)) from None
+    _check_evaluation_and_loss(case, inputs, problem, [*equations, *terms], check_parameters)
     return problem
 
 
@@ -244,9 +246,9 @@ def _periods(conditions, space, inputs, outputs, geometry) -> tuple[float | None
     return tuple(periods)
 
 
-def _check_evaluation_and_weights(case, inputs, terms) -> None:
-    """``evaluation.grid`` has one count per input; ``training.balancer.weights`` names loss
-    terms only.
+def _check_evaluation_and_loss(case, inputs, problem, terms, strict: bool) -> None:
+    """``evaluation.grid`` has one count per input; ``training`` sets options of loss terms
+    only (:func:`~.pinn_training.check_loss_options`, of ``problem`` with the loss ``terms``).
 
     Raises:
         ValueError: naming the key and what is allowed.
@@ -255,7 +257,7 @@ def _check_evaluation_and_weights(case, inputs, terms) -> None:
     if grid is not None and len(grid) != len(inputs):
         raise ValueError(f"evaluation.grid: {len(grid)} count(s) for the inputs "
                          f"{', '.join(inputs)}: give one per input")
-    check_weights(case.training.balancer.weights, terms)
+    check_loss_options(case.training, problem, case.model.hard_constraints, terms, strict)
 
 
 def _condition(spec, i, inputs, parameters):

@@ -47,7 +47,7 @@ from .kind import CaseKind, OnStep
 from .pinn_training import (
     METHOD_NAMES,
     TrainingSpec,
-    check_weights,
+    check_loss_options,
     plot_training,
     train_in_folder,
     trainer_options,
@@ -105,8 +105,9 @@ class PINNCase(PhysicsCase):
         if not steady and self.domain.y is not None:
             raise ValueError(f"domain.y: {self.pde.name} is posed in (x, t); remove domain.y")
         problem = build_problem(self)
-        check_weights(self.training.balancer.weights,
-                      [*problem.residual_names, *(c.name for c in problem.conditions)])
+        check_loss_options(self.training, problem, self.model.hard_constraints,
+                           [*problem.residual_names, *(c.name for c in problem.conditions)],
+                           strict=not recorded)
         return self
 
 

@@ -30,6 +30,8 @@ from .sections import LearningRate, threshold_passed
 if TYPE_CHECKING:
     import xarray as xr
 
+    from ..train.problems import PINNProblem
+
 
 class CollocationSpec(KindSection):
     KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"fixed": (), "redrawn": ("resample",)}
@@ -86,16 +88,37 @@ class TrainingSpec(Section):
         return self
 
 
-def check_weights(weights: dict[str, float], terms: list[str]) -> None:
-    """``training.balancer.weights`` may weigh the loss terms ``terms`` only.
+def check_loss_options(training: TrainingSpec, problem: PINNProblem, hard: bool,
+                       terms: list[str], strict: bool = True) -> None:
+    """``training`` sets options of the loss's terms only: ``training.balancer.weights`` weighs
+    those of ``terms`` (the residuals, every condition and the observations) that the output
+    transform does not impose (with ``hard``: ``problem.hard_conditions()``), and
+    ``training.collocation.boundary_points``, set to other than its default, needs a condition
+    that is a loss term to draw points for (``problem.soft_conditions(hard)``). Without
+    ``strict`` (a run folder's recorded case, read back as it ran) a weight of an exact
+    condition, or the count, is let be: it does nothing.
 
     Raises:
-        ValueError: naming the first other key and the terms.
+        ValueError: naming the first such key, and for an exact condition the cure.
     """
-    for name in weights:
+    exact = problem.hard_conditions() if hard else set()
+    for name in training.balancer.weights:
+        if strict and name in exact:
+            raise ValueError(f"training.balancer.weights.{name}: the condition {name!r} is "
+                             "imposed exactly by the output transform, not a loss term; set "
+                             "model.hard_constraints: false to make it one, or drop the key")
         if name not in terms:
             raise ValueError(f"training.balancer.weights.{name}: not a loss term; the terms "
-                             f"are {', '.join(terms)}")
+                             f"are {', '.join(t for t in terms if t not in exact)}")
+    default = CollocationSpec.model_fields["boundary_points"].default
+    if strict and training.collocation.boundary_points != default \
+            and not problem.soft_conditions(hard):
+        imposed = [name for name in terms if name in exact]
+        cure = (f" ({', '.join(imposed)}: imposed exactly by the output transform); set "
+                "model.hard_constraints: false to make them loss terms, or drop the key"
+                if imposed else "; drop the key")
+        raise ValueError("training.collocation.boundary_points: points for the conditions that "
+                         f"are loss terms, and this case has none{cure}")
 
 
 def trainer_options(case, problem) -> dict:
