@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ..solvers.base import GridSolver
+from ..solvers.base import GridSolver, shallow_copy
 from .initial_conditions import INITIAL_CONDITIONS
 from .problems import build_solver
 from .spec import DatasetSpec
@@ -30,8 +30,8 @@ def initial_state(spec: DatasetSpec, grid, seed: int) -> np.ndarray:
 def choose_scheme(spec: DatasetSpec, solver, u0: np.ndarray) -> str | None:
     """The spec's scheme; for "auto", "imex" when explicit diffusion would need a step
     under half the convective/reactive one (diffusion-dominated), else the solver default.
-    IMEX's explicit part is forward Euler: the diffusion-dominated samples trade time accuracy
-    (first order) for steps as long as the other terms allow."""
+    IMEX's explicit part is forward Euler (first order); :func:`step_plan` bounds its step by
+    ``solver.tolerance``."""
     if spec.solver.scheme != "auto":
         return spec.solver.scheme
     if solver.diffusion_parameter is None:
@@ -43,18 +43,76 @@ def choose_scheme(spec: DatasetSpec, solver, u0: np.ndarray) -> str | None:
 
 
 def step_plan(spec: DatasetSpec, solver, u0: np.ndarray) -> tuple[int, int, float]:
-    """``(n_steps, save_every, dt)`` of the sample from ``u0``: ``n_saves`` equal intervals,
-    each of ``save_every`` steps no longer than ``cfl`` times the stable step."""
+    r"""``(n_steps, save_every, dt)`` of the sample from ``u0``: ``n_saves`` equal intervals,
+    each of ``save_every`` steps no longer than ``cfl`` times the stable step. With implicit
+    diffusion (``imex``) stability does not bound $\nu\,\Delta t\,k^2$: ``save_every`` is
+    then doubled until the step-doubling estimate over the first save interval (where
+    transients are fastest), $\max|u_{\Delta t} - u_{\Delta t/2}|$, is at most
+    ``solver.tolerance`` $\cdot\max|u_0|$, and the finer plan is taken (the trajectory then
+    starts with :func:`_rannacher_rollout`'s backward-Euler steps)."""
     intervals = spec.n_saves - 1
     dt_target = min(spec.solver.cfl * solver.stable_dt(u0), spec.t_end / intervals)
     save_every = max(1, math.ceil(spec.t_end / intervals / dt_target))
+    if solver.scheme == "imex":
+        save_every = _accurate_save_every(spec, solver, u0, save_every)
     n_steps = save_every * intervals
     return n_steps, save_every, spec.t_end / n_steps
+
+
+def _accurate_save_every(spec: DatasetSpec, solver, u0: np.ndarray, save_every: int) -> int:
+    """The doubled ``save_every`` of :func:`step_plan` with implicit diffusion.
+
+    Raises:
+        ValueError: the estimate still above ``solver.tolerance`` with steps shorter than
+            explicit forward Euler's stable one (a tolerance near ``solver.dtype``'s rounding).
+    """
+    interval = spec.t_end / (spec.n_saves - 1)
+    size = float(np.max(np.abs(u0)))
+    shortest = 1 / sum(solver.rates(size).values())
+    save_every = max(save_every, 2)  # the first step is Rannacher's start (_rannacher_rollout)
+    fine = _first_save(solver, u0, save_every, interval)
+    while True:
+        coarse, save_every = fine, 2 * save_every
+        fine = _first_save(solver, u0, save_every, interval)
+        estimate = float(np.max(np.abs(fine - coarse)))
+        if estimate <= spec.solver.tolerance * size:
+            return save_every
+        if interval / save_every < shortest:
+            raise ValueError(
+                f"solver.tolerance={spec.solver.tolerance:g} is not met: the step-doubling "
+                f"estimate over the first save interval is still {estimate / size:.1e} x "
+                f"max|u0| with steps of {interval / save_every:.1e}, shorter than an explicit "
+                f"scheme's; give a larger solver.tolerance or name an explicit solver.scheme")
+
+
+def _first_save(solver, u0: np.ndarray, save_every: int, interval: float) -> np.ndarray:
+    """The state one save ``interval`` on from ``u0``, in ``save_every`` steps."""
+    return _rannacher_rollout(solver.with_dt(interval / save_every), u0, save_every, save_every)[-1]
+
+
+def _rannacher_rollout(solver, u0: np.ndarray, n_steps: int | np.ndarray,
+                       save_every: int | np.ndarray, dt: np.ndarray | None = None) -> np.ndarray:
+    r"""``solver.rollout(u0, n_steps, save_every, dt=dt)`` (one state or a batch) with
+    Rannacher's start: the first step is four backward-Euler quarter steps, which damp the
+    stiff modes of ``u0`` that Crank–Nicolson (amplification $\to -1$ as
+    $\nu\,\Delta t\,k^2$ grows) would carry on. ``save_every`` >= 2."""
+    batched = np.ndim(u0) == solver.grid.ndim + 1
+    quarter = {"dt": np.asarray(dt) / 4} if batched else {}
+    backward = shallow_copy(solver, theta=1.0).with_dt(solver.dt / 4)
+    start = backward.rollout(u0, 4, 4, **quarter)
+    axis = int(batched)
+    first = solver.rollout(np.take(start, -1, axis), np.asarray(save_every) - 1,
+                           np.asarray(save_every) - 1, dt=dt)
+    rest = solver.rollout(np.take(first, -1, axis), np.asarray(n_steps) - save_every,
+                          save_every, dt=dt)
+    return np.concatenate([np.take(start, [0], axis), rest], axis)
 
 
 def solve_sample(spec: DatasetSpec, solver, u0: np.ndarray) -> np.ndarray:
     """The trajectory from ``u0`` saved at ``n_saves`` equal intervals: ``(n_saves, *grid)``."""
     n_steps, save_every, dt = step_plan(spec, solver, u0)
+    if solver.scheme == "imex":
+        return _rannacher_rollout(solver.with_dt(dt), u0, n_steps, save_every)
     return solver.with_dt(dt).rollout(u0, n_steps, save_every)
 
 
@@ -67,6 +125,8 @@ def solve_batch(spec: DatasetSpec, solver, u0: np.ndarray) -> np.ndarray:
         return np.stack([solve_sample(spec, solver, u) for u in u0])
     plans = np.array([step_plan(spec, solver, u) for u in u0])
     counts, every, dts = plans[:, 0].astype(int), plans[:, 1].astype(int), plans[:, 2]
+    if solver.scheme == "imex":
+        return _rannacher_rollout(solver.with_dt(float(dts[0])), u0, counts, every, dts)
     return solver.with_dt(float(dts[0])).rollout(u0, counts, every, dt=dts)
 
 

@@ -155,8 +155,14 @@ class InitialConditionSpec(StrictModel):
 
 
 class SolverSpec(StrictModel):
+    """``scheme`` (or "auto"), ``cfl`` (the step as a fraction of the stable one),
+    ``tolerance`` (with implicit diffusion, ``imex``: the bound on a step-doubling estimate of
+    the error over the first save interval, relative to max|u0|; see
+    :func:`~physml.datasets.grid_samples.step_plan`) and ``dtype``."""
+
     scheme: str | None = None
     cfl: float = Field(0.5, gt=0, le=1)
+    tolerance: float = Field(1e-3, gt=0, lt=1)
     dtype: Literal["float32", "float64"] = "float64"
 
 
