@@ -61,13 +61,13 @@ def _load_run_case(args: argparse.Namespace):
         raise ValueError(f"--resume: {str(args.resume)!r} is not a run folder (no {CONFIG}); "
                          "nothing to resume")
     case = load_case(args.resume / CONFIG, recorded=True)
+    kind = case_kind(case)
+    if not kind.resumable:  # before the settings: matching them would not help
+        raise ValueError(f"--resume: kind {kind.name!r} cannot resume: start a new run")
     # output.folder: the folder is the one --resume names, wherever the run was started
     keys = [k for k in requested.differences(case) if k.split(".")[:2] != ["output", "folder"]]
     if keys:
         raise ValueError(_mismatch(args, case, requested, keys))
-    kind = case_kind(case)
-    if not kind.resumable:
-        raise ValueError(f"--resume: kind {kind.name!r} cannot resume: start a new run")
     if not (args.resume / kind.checkpoint).is_file():
         raise ValueError(f"--resume: {str(args.resume)!r} has no {kind.checkpoint} (its run "
                          "keeps none); nothing to resume")

@@ -545,11 +545,11 @@ def test_a_kind_that_cannot_resume_is_refused_by_resume_and_told_on_ctrl_c(
     folder.mkdir()
     (folder / "config.yaml").write_text(load_case("pcg_poisson", ["variant=tiny"]).to_yaml())
     (folder / "preconditioner.pt").write_bytes(b"")
-    assert cli.main(["run", "pcg_poisson", "variant=tiny", "--resume", str(folder)]) == 2
-    assert "kind 'pcg' cannot resume: start a new run" in capsys.readouterr().err
-    # another case against the folder: the mismatch is what is named
-    assert cli.main(["run", "burgers", "--resume", str(folder)]) == 2
-    assert "differs from the configuration of" in capsys.readouterr().err
+    # with the run's settings or others (the mismatch's cure, matching them, would not help)
+    for given in (["pcg_poisson", "variant=tiny"], ["pcg_poisson"], ["burgers"]):
+        assert cli.main(["run", *given, "--resume", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert "kind 'pcg' cannot resume: start a new run" in err and "differs" not in err
 
     for trained in (True, False):
         def interrupted(case, folder, resume=False, on_step=None, trained=trained):
