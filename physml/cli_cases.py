@@ -50,7 +50,9 @@ def _load_run_case(args: argparse.Namespace):
     from .cases.registry import case_kind, load_case
     from .cases.run_folder import CONFIG
 
-    requested = load_case(args.case, args.overrides)
+    # a resume checks the file and overrides as the run recorded them (a rule added since the
+    # run started refuses nothing it ran with); they must then equal its configuration
+    requested = load_case(args.case, args.overrides, recorded=args.resume is not None)
     if args.resume is None:
         return requested
     if not args.resume.is_dir():

@@ -511,6 +511,32 @@ def test_ctrl_c_after_a_checkpoint_prints_the_resume_command(tmp_path, monkeypat
         capsys.readouterr().err)
 
 
+def test_a_run_that_an_option_rule_added_since_then_refuses_still_resumes(tmp_path,
+                                                                          monkeypatch, capsys):
+    """A Burgers run with a weight on its exact initial condition (accepted before such weights
+    were refused) could not resume: the overrides it ran with were refused, and without them
+    the run's configuration differed."""
+    from physml import cli
+    from physml.cases import registry
+
+    overrides = ["training.balancer.weights.initial=10"]
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(load_case("burgers", overrides, recorded=True).to_yaml())
+    (folder / "checkpoint.pt").write_bytes(b"")
+    resumed = []
+
+    def interrupted(case, folder, resume=False, on_step=None):
+        resumed.append(case.training.balancer.weights)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(registry, "run_case", interrupted)
+    assert cli.main(["run", "burgers", *overrides, "--resume", str(folder), "--quiet"]) == 130
+    assert resumed == [{"initial": 10.0}]
+    assert cli.main(["run", "burgers", *overrides, "--quiet"]) == 2  # a new run: refused
+    assert "imposed exactly by the output transform" in capsys.readouterr().err
+
+
 def test_a_folder_given_with_resume_is_never_removed(tmp_path, monkeypatch, capsys):
     """A finished run folder with a configuration but no checkpoint (a steady mesh solve keeps
     none) is refused by --resume; one with both, interrupted at once, stays as it was."""
