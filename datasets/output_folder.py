@@ -10,6 +10,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
+
 from .spec import SampledSpec, load_spec
 from .store import MANIFEST, SHARD_GLOB, SPLITS, write_text
 
@@ -53,6 +55,12 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
             f"{_first_difference(recorded, spec.to_yaml())}; use another folder or pass "
             "--overwrite"
         )
+    elif spec_file.exists() and (missing := _keys(recorded) - _keys(spec_file.read_text())):
+        raise ValueError(  # an older physml: keys it did not know, steps it took otherwise
+            f"--out {str(folder)!r} holds a partial dataset written by another physml version "
+            f"(its spec.yaml has no {', '.join(sorted(missing))}); its shards were solved "
+            "otherwise: use another folder or pass --overwrite"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for split in SPLITS:
@@ -72,6 +80,18 @@ def _recorded_yaml(spec_file: Path) -> str | None:
         return load_spec(spec_file).to_yaml()
     except ValueError:
         return None
+
+
+def _keys(text: str) -> set[str]:
+    """The dotted key paths of a spec's YAML text (``solver.tolerance``, ...)."""
+
+    def paths(node: object, prefix: str) -> set[str]:
+        if not isinstance(node, dict):
+            return set()
+        return {f"{prefix}{k}" for k in node} | {
+            p for k, v in node.items() for p in paths(v, f"{prefix}{k}.")}
+
+    return paths(yaml.safe_load(text), "")
 
 
 def _first_difference(recorded: str | None, given: str) -> str:

@@ -138,6 +138,22 @@ def test_killed_generation_resumes_to_the_identical_dataset(tmp_path):
     assert_same_dataset(read_all(reference), read_all(out))
 
 
+def test_a_partial_dataset_of_an_older_physml_is_not_resumed(tmp_path):
+    """Its spec.yaml read through today's model equals the spec, but its shards were solved by
+    the older step plan (implicit diffusion without Rannacher's start and the tolerance): a
+    resume mixed both."""
+    spec = load_spec(write_spec(tmp_path, nx=32, t_end=0.1))
+    out = tmp_path / "out"
+    generate(spec, out, workers=0)
+    (out / "dataset.json").unlink()  # a generation stopped before its end
+    older = (out / "spec.yaml").read_text().replace("  tolerance: 0.001\n", "")
+    assert older != (out / "spec.yaml").read_text()
+    (out / "spec.yaml").write_text(older)
+    with pytest.raises(ValueError, match=r"holds a partial dataset written by another physml "
+                                         r"version \(its spec.yaml has no solver.tolerance\)"):
+        generate(spec, out, workers=0)
+
+
 def test_a_partial_dataset_resumes_only_on_its_kind_of_device(tmp_path):
     import h5py
 
