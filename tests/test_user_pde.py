@@ -176,6 +176,13 @@ def test_a_face_a_disk_only_touches_is_no_part_and_nested_parts_keep_their_measu
     for depth in (0.0, 1.5e-11):  # the disk crosses the bottom face on a chord of 1.1e-5
         inscribed = Intersection(Rectangle((0, 0), (2, 2)), Disk((1, 1 - depth), 1.0))
         assert inscribed.part_names == ["boundary"]
+    small = Intersection(Rectangle((0, 0), (0.05, 0.05)), Disk((0.025, -99.975), 100, "arc"))
+    measures = {p.name: p.measure for p in small.parts()}  # a short wall of a large disk: was
+    assert measures["arc"] == pytest.approx(200 * np.arcsin(0.025 / 100), rel=1e-3)  # dropped
+    points, index = small.sample_boundary(400, np.random.default_rng(0))
+    on_arc = points[index == small.part_names.index("arc")]
+    np.testing.assert_allclose(np.linalg.norm(on_arc - (0.025, -99.975), axis=1), 100)
+    assert 0 <= on_arc[:, 0].min() and on_arc[:, 0].max() <= 0.05
     plate = Rectangle((0, 0), (3, 1))
     for k in range(3):
         plate = Difference(plate, Disk((0.5 + k, 0.5), 0.2, f"hole{k}"))

@@ -78,10 +78,9 @@ class BoundaryPart:
         at: ``at(U) -> (n, d)`` the points of unit coordinates ``U`` ``(n, 2)`` (its first
             d - 1 columns used), uniform in measure for uniform ``U`` (a primitive's part), or
             None.
-        estimate: for a part a CSG domain kept of a primitive's part, ``(whole, points)``: the
-            primitive part's measure and those of its fixed Sobol points (through its ``at``)
-            that lie on this part, from which :mod:`~physml.geometry.csg` measures it; None
-            otherwise.
+        estimate: for a part a CSG domain kept of a primitive's part, the
+            :class:`~physml.geometry.csg.Estimate` it is measured and sampled from (the
+            primitive's fixed Sobol points that lie on it); None otherwise.
     """
 
     name: str
@@ -89,7 +88,7 @@ class BoundaryPart:
     sample: object
     normal: object
     at: object = None
-    estimate: tuple[float, np.ndarray] | None = None
+    estimate: object = None
 
 
 class Geometry:

@@ -5,10 +5,13 @@ $\varphi_{A\cup B} = \varphi_A \vee \varphi_B$, $\varphi_{A\cap B} = \varphi_A \
 \varphi_B$, $\varphi_{A\setminus B} = \varphi_A \wedge (-\varphi_B)$, which are positive inside,
 zero on the boundary and smooth away from its corners. The boundary keeps the children's named
 parts, each restricted to where it bounds the result (a part of $B$ in $A\setminus B$ has its
-normal reversed); parts left empty are dropped, and two parts of one name are refused.
+normal reversed); parts left empty, or under $10^{-5}$ of the smaller operand's size (a
+tangency), are dropped, and two parts of one name are refused.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,52 +20,124 @@ from .base import BoundaryPart, Geometry, r_and, r_or, unit_points
 _SOBOL_POINTS = 2**17
 """Sobol points per primitive part for the measures of the parts CSG keeps of it."""
 
+_FEW = 64
+"""Kept Sobol points under which a part is measured again on points of its own (a short
+piece, or a tangency)."""
+
+_LOCAL_POINTS = 4096
+"""Sobol points of that second measure, in the box of unit coordinates around the few."""
+
 _RANDOM_POINTS = 4096
 """Random points per part for the measure of a kept part with no unit coordinates (a mesh's)."""
+
+_TANGENCY = 1e-5
+"""Parts under this share of the smaller operand's size (its diameter to the power d - 1)
+are dropped: a face a disk only touches, crossed on a chord of rounding's length."""
 
 _ROUND = 2**20
 """The most points drawn on a part in one round of sampling (bounded memory)."""
 
 
-def _estimate(part: BoundaryPart) -> tuple[float, np.ndarray] | None:
-    """``(whole, points)`` of ``part`` (:attr:`BoundaryPart.estimate`): its own, the
-    primitive's measure and $N = 2^{17}$ scrambled Sobol points of a fixed seed through
-    ``part.at``, or None for a part without ``at``."""
+@dataclass(frozen=True)
+class Estimate:
+    """What the measures of the parts CSG keeps of a primitive's part are read from.
+
+    Attributes:
+        whole: the primitive part's measure.
+        at: its unit coordinates to points (:attr:`BoundaryPart.at`).
+        kept: ``kept(P) -> (n,)`` bool, where the operations so far keep it (None: all).
+        units: ``(k, 2)`` the unit coordinates of its $N = 2^{17}$ fixed Sobol points that
+            are kept, and ``points``, ``(k, d)``, those points.
+        box: for a part of under 64 of them, the ``(lo, hi)`` unit coordinates (2,) around
+            them where it was measured again and is sampled; else None.
+    """
+
+    whole: float
+    at: object
+    kept: object
+    units: np.ndarray
+    points: np.ndarray
+    box: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _estimate(part: BoundaryPart) -> Estimate | None:
+    """``part``'s :class:`Estimate`: its own, a primitive's from its ``at``, or None for a part
+    with neither (a mesh's)."""
     if part.estimate is not None or part.at is None:
         return part.estimate
-    rng = np.random.default_rng(0)
-    return part.measure, part.at(unit_points(_SOBOL_POINTS, 2, "sobol", rng))
+    units = unit_points(_SOBOL_POINTS, 2, "sobol", np.random.default_rng(0))
+    return Estimate(part.measure, part.at, None, units, part.at(units))
+
+
+def _used(estimate: Estimate) -> int:
+    """How many unit coordinates the part's ``at`` reads: an edge one, a face two."""
+    return estimate.points.shape[1] - 1
+
+
+def _local_measure(estimate: Estimate) -> tuple[float, tuple[np.ndarray, np.ndarray]] | None:
+    """The measure of a part of few kept points, from $4096$ Sobol points in the box of unit
+    coordinates two point spacings around them, and that box; None where under 16 of them are
+    kept (a tangency: a face a disk only touches)."""
+    used = _used(estimate)
+    margin = 2 * _SOBOL_POINTS ** (-1 / used)
+    lo, hi = np.zeros(2), np.ones(2)
+    if len(estimate.units):
+        lo[:used] = np.maximum(estimate.units[:, :used].min(0) - margin, 0)
+        hi[:used] = np.minimum(estimate.units[:, :used].max(0) + margin, 1)
+    units = lo + (hi - lo) * unit_points(_LOCAL_POINTS, 2, "sobol", np.random.default_rng(1))
+    count = int(np.count_nonzero(estimate.kept(estimate.at(units))))
+    if count < 16:
+        return None
+    return estimate.whole * float(np.prod((hi - lo)[:used])) * count / _LOCAL_POINTS, (lo, hi)
 
 
 def _restricted(part: BoundaryPart, keep, flip: bool) -> BoundaryPart | None:
-    r"""``part`` restricted to the points where ``keep(P)``, or None if it keeps (almost)
-    nothing. Its measure: the primitive's times the share of the primitive's $N = 2^{17}$
-    Sobol points kept through every operation so far (each of $N$ equal pieces of an edge
-    holds one point, so the share is off by at most (ends of the kept pieces)$/N$: 1 % of a
-    piece keeping $1.6 \times 10^{-3}$ of an edge, a wall cut from a disk of radius 100; on a
-    face by about $N^{-3/4}$), dropped under 16 points (a tangency: a face a disk only
-    touches); a part with no unit coordinates (a mesh's) from 4096 random points of its
-    ``sample`` (relative standard error $\sqrt{(1 - f)/(4096 f)}$), dropped under a share
-    of $10^{-3}$."""
+    r"""``part`` restricted to the points where ``keep(P)``, or None if it keeps nothing.
+
+    Its measure: the primitive's times the share of the primitive's $N = 2^{17}$ Sobol points
+    kept through every operation so far (each of $N$ equal pieces of an edge holds one point,
+    so the share is off by at most (ends of the kept pieces)$/N$; on a face by about
+    $N^{-3/4}$); a part of under 64 of them (a short piece of a large shape, or a tangency)
+    is measured again on 4096 points in the box of unit coordinates around them, to about
+    1 %, sampled there, and dropped where under 16 of those are kept (a tangency); a part
+    with no unit coordinates (a mesh's) from 4096 random points of its ``sample`` (relative
+    standard error $\sqrt{(1 - f)/(4096 f)}$), dropped where none is kept."""
     estimate = _estimate(part)
+    box = None
     if estimate is None:
         share = float(np.mean(keep(part.sample(_RANDOM_POINTS, np.random.default_rng(0)))))
-        if share < 1e-3:
+        if share == 0:
             return None
-        measure, kept = part.measure * share, None
+        measure = part.measure * share
     else:
-        whole, points = estimate
-        points = points[keep(points)]
-        if len(points) < 16:
-            return None
-        measure, kept = whole * len(points) / _SOBOL_POINTS, (whole, points)
-    fraction = measure / part.measure  # the share of part.sample's points kept
+        inside = keep(estimate.points)
+        before = estimate.kept
+        estimate = Estimate(estimate.whole, estimate.at,
+                            keep if before is None else lambda P: before(P) & keep(P),
+                            estimate.units[inside], estimate.points[inside])
+        measure = estimate.whole * len(estimate.points) / _SOBOL_POINTS
+        if len(estimate.points) < _FEW:
+            local = _local_measure(estimate)
+            if local is None:
+                return None
+            measure, box = local
+            estimate = Estimate(estimate.whole, estimate.at, estimate.kept, estimate.units,
+                                estimate.points, box)
+    if box is None:  # the share of part.sample's points kept
+        fraction = measure / part.measure
+    else:  # of the box's
+        fraction = measure / (estimate.whole * float(np.prod((box[1] - box[0])[:_used(estimate)])))
 
     def sample(n, rng):
         chosen, count = [], 0
         while count < n:
-            P = part.sample(min(int(np.ceil(1.2 * (n - count) / fraction)) + 8, _ROUND), rng)
-            P = P[keep(P)]
+            m = min(int(np.ceil(1.2 * (n - count) / fraction)) + 8, _ROUND)
+            if box is None:
+                P = part.sample(m, rng)
+                P = P[keep(P)]
+            else:  # the few points' box, in which the part is a share measured above
+                P = estimate.at(box[0] + (box[1] - box[0]) * rng.random((m, 2)))
+                P = P[estimate.kept(P)]
             chosen.append(P)
             count += len(P)
         return np.concatenate(chosen)[:n]
@@ -70,7 +145,7 @@ def _restricted(part: BoundaryPart, keep, flip: bool) -> BoundaryPart | None:
     def normal(P):
         return -part.normal(P) if flip else part.normal(P)
 
-    return BoundaryPart(part.name, measure, sample, normal, estimate=kept)
+    return BoundaryPart(part.name, measure, sample, normal, estimate=estimate)
 
 
 def _member(geometry: Geometry, test, P: np.ndarray) -> np.ndarray:
@@ -91,7 +166,9 @@ class _Combined(Geometry):
         if a.dim != b.dim:
             raise ValueError(f"{type(self).__name__}: dimensions differ ({a.dim} and {b.dim})")
         self.a, self.b, self.dim = a, b, a.dim
-        parts = [p for p in (*self._parts_of_a(), *self._parts_of_b()) if p is not None]
+        floor = _TANGENCY * min(a.diameter, b.diameter) ** (a.dim - 1)
+        parts = [p for p in (*self._parts_of_a(), *self._parts_of_b())
+                 if p is not None and p.measure >= floor]
         names = [p.name for p in parts]
         clash = sorted({n for n in names if names.count(n) > 1})
         if clash:
