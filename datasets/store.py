@@ -154,7 +154,25 @@ def _checked_times(grid: Any, times: Any) -> np.ndarray:
     :class:`Grid` or ``times`` that is not a 1-D array."""
     if not isinstance(grid, Grid):
         raise ValueError(f"grid is a {type(grid).__name__}; expected a physml.solvers.Grid")
-    return _vector(times, "times", "saved state").astype(np.float64)
+    times = _vector(times, "times", "saved state").astype(np.float64)
+    if not (np.isfinite(times).all() and np.all(np.diff(times) > 0)):
+        raise ValueError(f"times must be finite and increasing, one per saved state; got "
+                         f"{times[:6].tolist()}{' ...' if len(times) > 6 else ''}")
+    return times
+
+
+def _seeds(value: Any) -> np.ndarray:
+    """``value`` as distinct int64 seeds (n_samples,): a sample's seed is its coordinate."""
+    seeds = _vector(value, "seeds", "sample")
+    if not (seeds.dtype.kind in "iu" or (seeds.dtype.kind == "f" and np.isfinite(seeds).all()
+                                          and np.all(seeds == np.round(seeds)))):
+        raise ValueError(f"seeds must be whole numbers, one per sample; got "
+                         f"{seeds[:6].tolist()}{' ...' if len(seeds) > 6 else ''}")
+    seeds = seeds.astype(np.int64)
+    if len(np.unique(seeds)) != len(seeds):
+        raise ValueError("seeds repeat; each sample's seed is its coordinate, so they must be "
+                         "distinct")
+    return seeds
 
 
 def _attr(value: Any) -> Any:
@@ -238,7 +256,7 @@ def samples_dataset(
             not of shape ``(len(seeds),)`` (the message names the shapes).
     """
     times = _checked_times(grid, times)
-    seeds = _vector(seeds, "seeds", "sample").astype(np.int64)
+    seeds = _seeds(seeds)
     n_samples = {"n_samples": ("len(seeds)", len(seeds))}
     states = _shaped(states, "states", {**n_samples, "n_times": ("len(times)", len(times))},
                      grid.shape)

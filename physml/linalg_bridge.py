@@ -154,7 +154,8 @@ def csr_solve(
         parameter per pair) get the sum of both entries through the chain rule.
 
     Raises:
-        ValueError: ``solver`` is not callable, ``indptr`` or ``indices`` holds a non-integer,
+        ValueError: ``solver`` or ``preconditioner`` is not callable, ``indptr`` or ``indices``
+            holds a non-integer,
             ``b``, ``indptr`` and ``values`` disagree in length, ``indptr`` does not rise from 0
             to nnz, or a column index lies outside [0, n).
     """
@@ -169,6 +170,10 @@ def csr_solve(
     if not callable(solver):
         raise ValueError(f"solver={solver!r} must be a solve function: cg, bicgstab or gmres of "
                          "physml.solvers.linalg (the function, not its name)")
+    if preconditioner is not None and not callable(preconditioner):
+        raise ValueError(f"preconditioner={preconditioner!r} must be a factory A -> "
+                         "Preconditioner (e.g. Jacobi, or PRECONDITIONERS['ic0']): csr_solve "
+                         "builds it for A, and for A^T backward; not a built one, not a name")
     indptr, indices = torch.as_tensor(indptr), torch.as_tensor(indices)  # SciPy's arrays too
     for name, tensor in (("indptr", indptr), ("indices", indices)):
         if tensor.is_floating_point() and not torch.equal(tensor, tensor.round()):

@@ -517,6 +517,12 @@ TIMES = np.arange(3.0)
      "seeds is None; expected a 1-D array, one entry per sample"),
     (lambda: io.samples_dataset(np.zeros((1, 3, 8)), TIMES, GRID_1D, [0], {"nu": [0.1, 0.2]}),
      "sample_coords['nu'] has shape (2,); expected (n_samples,) with n_samples = len(seeds) = 1"),
+    (lambda: io.samples_dataset(np.zeros((2, 3, 8)), TIMES, GRID_1D, [101.7, 7.9]),
+     "seeds must be whole numbers, one per sample; got [101.7, 7.9]"),  # were cut to 101, 7
+    (lambda: io.samples_dataset(np.zeros((2, 3, 8)), TIMES, GRID_1D, [3, 3]),
+     "seeds repeat; each sample's seed is its coordinate"),
+    (lambda: io.trajectory_dataset(np.zeros((3, 8)), [0.0, 2.0, 1.0], GRID_1D),
+     "times must be finite and increasing, one per saved state; got [0.0, 2.0, 1.0]"),
 ])
 def test_states_seeds_and_coordinates_are_checked_against_the_grid_and_times(call, message):
     """A batch or transposed states, too many seeds or a per-sample coordinate of the wrong

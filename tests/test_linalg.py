@@ -634,6 +634,11 @@ def test_csr_solve_refuses_fractional_indices_and_a_solver_s_name():
     with pytest.raises(ValueError, match="solver='cg' must be a solve function: cg, bicgstab or "
                                          "gmres of physml.solvers.linalg"):
         csr_solve(values, b, A.indptr, A.indices, solver="cg")
+    for built in (Jacobi, "ic0"):  # a built one, or a name: "... object is not callable"
+        given = Jacobi(CsrOperator(csr_from_scipy(A, wp.float64, "cpu"))) if built is Jacobi \
+            else built
+        with pytest.raises(ValueError, match="must be a factory A -> Preconditioner"):
+            csr_solve(values, b, A.indptr, A.indices, preconditioner=given)
     x = csr_solve(values, b, A.indptr.astype(float), A.indices.astype(float))  # whole: accepted
     torch.testing.assert_close(x, 1 / torch.tensor([4.0, 5.0, 6.0], dtype=torch.float64))
 

@@ -201,6 +201,11 @@ def test_gmsh_tags_numbered_per_dimension_keep_their_parts_apart(tmp_path):
     with pytest.raises(ValueError, match=r"no boundary part named 'fluid'; known: \['inflow', "
                                          r"'walls'\]"):
         mesh.boundary_vertices("fluid")
+    both = mesh.boundary_vertices(["inflow", "walls"])  # was "no boundary part named [...]"
+    np.testing.assert_array_equal(both, np.union1d(mesh.boundary_vertices("inflow"),
+                                                   mesh.boundary_vertices("walls")))
+    with pytest.raises(ValueError, match=r"no boundary part named 'fluid'"):
+        mesh.boundary_vertices(["inflow", "fluid"])
     pm.write_mesh(tmp_path / "again.msh", mesh)
     again = pm.read_mesh(tmp_path / "again.msh")
     assert again.tag_names == mesh.tag_names

@@ -122,6 +122,11 @@ def test_a_rectangle_and_an_interval_take_face_names_as_a_box_does():
         sliver.sample_interior(10, np.random.default_rng(0))
     with pytest.raises(ValueError, match="no boundary part to sample"):
         Rectangle((0, 0), (1, 1)).sample_boundary(5, np.random.default_rng(0), names=[])
+    for sample in (Rectangle((0, 0), (1, 1)).sample_interior,
+                   Rectangle((0, 0), (1, 1)).sample_boundary):  # a seed: "'int' object has no
+        with pytest.raises(ValueError, match=r"rng=0 must be a numpy.random.Generator, e.g. "
+                                             r"np.random.default_rng\(0\)"):  # attribute"
+            sample(5, 0)
 
 
 def test_two_boxes_combine_once_their_faces_are_named():

@@ -30,6 +30,13 @@ EMPTY_AFTER = 10**6
 most drawn in one round)."""
 
 
+def require_generator(rng: object) -> None:
+    """Refuse an ``rng`` that is not a NumPy Generator (a seed given in its place)."""
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng={rng!r} must be a numpy.random.Generator, e.g. "
+                         "np.random.default_rng(0) for the seed 0")
+
+
 def refuse_if_empty(geometry: Geometry, count: int, drawn: int) -> None:
     """A ValueError once ``drawn`` >= :data:`EMPTY_AFTER` bounding-box points of ``geometry``
     gave ``count`` = 0 inside it."""
@@ -139,6 +146,7 @@ class Geometry:
         """``n`` points of the domain, shape ``(n, d)`` (``n`` a whole number >= 0):
         bounding-box points with those outside rejected (a box itself rejects none)."""
         n = whole_number(n, "n", 0)
+        require_generator(rng)
         low, high = self.bounds[:, 0], self.bounds[:, 1]
         chosen = [np.empty((0, self.dim))]
         count, batch, drawn = 0, n, 0
@@ -164,6 +172,7 @@ class Geometry:
             points ``(N, d)`` and the index of each point's part in ``names``, ``(N,)``.
         """
         n = whole_number(n, "n", 0)
+        require_generator(rng)
         parts = self.require_parts(names)
         if not parts:
             raise ValueError("sample_boundary: no boundary part to sample (names is empty)")

@@ -17,6 +17,7 @@ a name to a tag.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import combinations
@@ -187,18 +188,22 @@ class Mesh:
         once = counts[ids] == 1
         return faces[once][np.argsort(ids[once])]  # in the rows' order, as np.unique gives
 
-    def boundary_vertices(self, name: str | None = None) -> np.ndarray:
-        """Sorted indices of the vertices on the boundary, or on the facets tagged ``name``.
+    def boundary_vertices(self, name: str | Sequence[str] | None = None) -> np.ndarray:
+        """Sorted indices of the vertices on the boundary, or on the facets tagged ``name``
+        (or any of several names).
 
         Raises:
-            ValueError: ``name`` names no tagged facet (a cell tag, or no tag at all).
+            ValueError: a name names no tagged facet (a cell tag, or no tag at all).
         """
         if name is None:
             return np.unique(self.boundary_facets)
+        names = [name] if isinstance(name, str) else list(name)
         parts = self.boundary_parts()
-        if name not in parts:
-            raise ValueError(f"no boundary part named {name!r}; known: {parts}")
-        return np.unique(self.facets[self.facet_tags == self.tag_names[name]])
+        unknown = [n for n in names if n not in parts]
+        if unknown:
+            raise ValueError(f"no boundary part named {unknown[0]!r}; known: {parts}")
+        tags = [self.tag_names[n] for n in names]
+        return np.unique(self.facets[np.isin(self.facet_tags, tags)])
 
     def boundary_parts(self) -> list[str]:
         """The names of ``tag_names`` that tag facets (not cells), sorted."""
