@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import sys
@@ -108,6 +109,14 @@ def _mismatch(args: argparse.Namespace, recorded, requested, keys: list[str]) ->
 
 
 def run_command(args: argparse.Namespace) -> int:
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
+    if world > 1 and int(os.environ.get("RANK", "0")):
+        return 2  # rank 0 says why
+    if world > 1:
+        raise ValueError(f"physml run trains in one process, and torchrun started {world} "
+                         f"(WORLD_SIZE={world}): run it without torchrun, or train over several "
+                         "processes with PINNTrainer or MoETrainer in your own script after "
+                         "torch.distributed.init_process_group (README, 'Your own PDE')")
     from rich.markup import escape
 
     from .cases.registry import case_kind, run_case

@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import math
 
 import numpy as np
 import pytest
@@ -9,9 +10,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from physml import cli
 from physml.constraints import DiffusionSorptionRows, LevenbergMarquardt
+from physml.models import build_model as build_network
+from physml.train.balancing import ConFIG, FixedWeights, LearningRateAnnealing
+from physml.train.bundled import BurgersProblem
 from physml.train.distributed import average_gradients
-from physml.train.moe import Budget, build_model, fit
+from physml.train.moe import Budget, MoETrainer, build_model, fit
+from physml.train.pinn import PINNTrainer
 
 NX, NT = 8, 6
 
@@ -88,3 +94,115 @@ def test_a_parameter_unused_on_one_process_averages_with_a_zero_gradient(tmp_pat
             grads = json.load(f)
         for got, want in zip(grads, expected, strict=True):
             np.testing.assert_allclose(got, want.numpy(), rtol=1e-6)
+
+
+def pinn_run(balancer: str, seed: int = 0) -> dict:
+    """Burgers on 16 + 8 soft-condition points, 6 Adam then 3 L-BFGS steps in float64,
+    points redrawn every 4 steps; ``seed`` seeds the network and the sampler."""
+    balancers = {"fixed": FixedWeights, "config": ConFIG,
+                 "annealing": lambda: LearningRateAnnealing(every=2)}
+    torch.manual_seed(seed)
+    problem = BurgersProblem(0.01 / math.pi, (-1.0, 1.0), (0.0, 1.0), -1.0, math.pi)
+    trainer = PINNTrainer(build_network("mlp", 2, 1, width=8, depth=2), problem,
+                          balancer=balancers[balancer](), points=16, condition_points=8,
+                          hard_constraints=False, adam_steps=6, lbfgs_steps=3, resample_every=4,
+                          resample="random", eval_every=100, eval_shape=(5, 3),
+                          dtype=torch.float64, seed=seed)
+    history = trainer.fit()
+    return {"losses": [record["loss"] for record in history],
+            "weights": history[-1]["weights"],
+            "parameters": [p.tolist() for p in trainer.trained.parameters()]}
+
+
+def moe_run(seed: int) -> dict:
+    """Three Adam steps of a soft head on 4 of 8 samples per batch; ``seed`` seeds the network
+    and the batch order."""
+    u0 = torch.linspace(0.02, 0.18, 8, dtype=torch.float64)[:, None].expand(8, NX).contiguous()
+    u = u0[:, None].expand(8, NT, NX).contiguous()
+    rows = DiffusionSorptionRows(NX, dt=100.0)
+    model = build_model("soft", rows, NT, basis=3, width=4, modes=(2, 2),
+                        solver=LevenbergMarquardt(), seed=seed)
+    trainer = MoETrainer(model, rows, (u0, u), (u0, u), Budget(iterations=3, lr=1e-2, batch=4),
+                         seed=seed)
+    return {"losses": trainer.fit()["losses"],
+            "parameters": [p.tolist() for p in model.parameters()]}
+
+
+RUNS = {"annealing": lambda rank: pinn_run("annealing"),
+        "config": lambda rank: pinn_run("config"),
+        "pinn_seeded": lambda rank: pinn_run("fixed", seed=rank),
+        "moe_seeded": lambda rank: moe_run(seed=rank)}
+"""The two-process runs, by name, of a process of rank ``rank``; the seeded ones seed each
+process differently, rank 0 as the one-process run."""
+
+
+def _runs_worker(rank: int, world: int, init: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=60))
+    try:
+        results = {name: run(rank) for name, run in RUNS.items()}
+    finally:
+        dist.destroy_process_group()
+    with open(f"{out}.{rank}", "w") as f:
+        json.dump(results, f)
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory) -> list[dict]:
+    """:data:`RUNS` in two gloo processes (one spawn for all): each rank's results."""
+    folder = tmp_path_factory.mktemp("runs")
+    out = str(folder / "results")
+    mp.spawn(_runs_worker, args=(2, f"file://{folder / 'rendezvous'}", out), nprocs=2)
+    results = []
+    for rank in range(2):
+        with open(f"{out}.{rank}") as f:
+            results.append(json.load(f))
+    return results
+
+
+def _assert_follows(runs: list[dict], single: dict, rtol: float, atol: float = 1e-12) -> None:
+    for run in runs:
+        np.testing.assert_allclose(run["losses"], single["losses"], rtol=rtol)
+        for got, want in zip(run["parameters"], single["parameters"], strict=True):
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+        if "weights" in single:  # the loss balancer's, PINN
+            assert run["weights"] == pytest.approx(single["weights"], rel=rtol)
+
+
+@pytest.mark.slow  # two fresh interpreters importing torch and Warp
+@pytest.mark.parametrize("balancer", ["annealing", "config"])
+def test_adaptive_balancers_in_two_processes_follow_one_process(two_process_runs, balancer):
+    """The weights (annealing) and the direction (ConFIG) come from the per-term gradients
+    averaged over the processes: both ranks hold the one-process weights and parameters."""
+    _assert_follows([runs[balancer] for runs in two_process_runs], pinn_run(balancer), 1e-10)
+
+
+@pytest.mark.slow  # two fresh interpreters importing torch and Warp
+def test_pinn_processes_seeded_differently_start_from_rank_0(two_process_runs):
+    """Rank 1 builds its network and draws its points from another seed; it takes rank 0's
+    parameters and points (at the start and at every redraw) and ends as the one-process run."""
+    _assert_follows([runs["pinn_seeded"] for runs in two_process_runs], pinn_run("fixed"), 1e-10)
+
+
+@pytest.mark.slow  # two fresh interpreters importing torch and Warp
+def test_moe_processes_seeded_differently_start_from_rank_0(two_process_runs):
+    """Rank 1's network and batch order come from another seed; it takes rank 0's parameters
+    and batch generator and ends as the one-process run. Float32: the gradients are summed in
+    another order, and Adam's normalisation carries that into the parameters (3e-6 measured;
+    another seed's parameters differ by 1e-1)."""
+    _assert_follows([runs["moe_seeded"] for runs in two_process_runs], moe_run(seed=0), 1e-4,
+                    atol=1e-5)
+
+
+@pytest.mark.parametrize("rank, message", [("0", "physml run trains in one process"), ("1", "")])
+def test_run_under_torchrun_is_refused_before_writing(tmp_path, monkeypatch, capsys, rank,
+                                                      message):
+    """Rank 0 says why (exit 2), the other ranks exit 2 silently; no run folder is made."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "burgers", f"output.folder={tmp_path / 'runs'}", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and ("PINNTrainer" in err) == bool(message)
+    assert not any(tmp_path.iterdir())

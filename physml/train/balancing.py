@@ -16,11 +16,16 @@ as L-BFGS).
 * :class:`ConFIG` (Liu et al. 2024): with unit gradients $\hat g_i$, the direction
   $v = \hat G^{+}\mathbf 1$ (equal positive projection on every $\hat g_i$, so no term's loss
   increases to first order), normalised, scaled by $\sum_i g_i\cdot\hat v$.
+
+Under ``torch.distributed`` the gradients the weights and directions are computed from are
+averaged over the processes first, so every process holds the one-process weights.
 """
 
 from __future__ import annotations
 
 import torch
+
+from .distributed import average
 
 
 def _flat_grad(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
@@ -31,10 +36,12 @@ def _flat_grad(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _layer_gradients(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
-    """|gradient| of ``loss`` for each weight matrix (parameters with 2 or more dims)."""
+    """|gradient| of ``loss`` for each weight matrix (parameters with 2 or more dims), the
+    gradient averaged over the processes first."""
     weights = [p for p in params if p.dim() >= 2]
     grads = torch.autograd.grad(loss, weights, retain_graph=True, allow_unused=True)
-    return [(g if g is not None else torch.zeros_like(w)).abs() for g, w in zip(grads, weights)]
+    return [average(g if g is not None else torch.zeros_like(w)).abs()
+            for g, w in zip(grads, weights)]
 
 
 def _assign(flat: torch.Tensor, params: list[torch.Tensor]) -> None:
@@ -101,7 +108,7 @@ class ConFIG(FixedWeights):
     """Conflict-free gradient directions (weights only enter :meth:`total`)."""
 
     def backward(self, losses, params, step: int, residuals=("residual",)) -> torch.Tensor:
-        grads = torch.stack([_flat_grad(loss, params) for loss in losses.values()])
+        grads = average(torch.stack([_flat_grad(loss, params) for loss in losses.values()]))
         units = grads / grads.norm(dim=1, keepdim=True).clamp_min(1e-30)
         ones = torch.ones(len(losses), dtype=grads.dtype, device=grads.device)
         direction = torch.linalg.pinv(units) @ ones  # minimum-norm solution of units v = 1

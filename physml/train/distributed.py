@@ -10,6 +10,8 @@ the averaged loss equal to the full batch's mean.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -39,6 +41,18 @@ def average(value: torch.Tensor) -> torch.Tensor:
     total = value.detach().clone()
     dist.all_reduce(total)
     return total / world
+
+
+def from_first_rank(tensors: Iterable[torch.Tensor]) -> None:
+    """Overwrite each of ``tensors`` (contiguous, the same shape on every process) with rank
+    0's, in place; nothing without a group. Parameters and buffers given here start every
+    process from rank 0's, as ``DistributedDataParallel`` does at construction."""
+    _, world = rank_and_world()
+    if world == 1:
+        return
+    with torch.no_grad():
+        for tensor in tensors:
+            dist.broadcast(tensor, src=0)
 
 
 def average_gradients(module: nn.Module) -> None:

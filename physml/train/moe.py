@@ -52,7 +52,7 @@ from ..datasets.problems import build_solver
 from ..datasets.spec import DatasetSpec, load_spec
 from ..errors import NonFiniteLossError, adam_can_step
 from ..fno import FNO
-from .distributed import average, average_gradients, shard
+from .distributed import average, average_gradients, from_first_rank, shard
 
 Rows = DiffusionSorptionRows | NavierStokesRows
 
@@ -233,9 +233,10 @@ class MoETrainer:
     """Adam on a :class:`ConstrainedFNO` with the shared loss; resumable.
 
     Trains on ``train = (u0, u)`` and reports on ``test``. Under ``torch.distributed`` each
-    process takes its share of every batch (:mod:`~physml.train.distributed`); the losses are
-    the mean over the processes. The test error is recorded every :data:`EVALUATE_EVERY`
-    iterations from 0, the last iteration's included where it is one of them.
+    process starts from rank 0's parameters and batch generator and takes its share of every
+    batch (:mod:`~physml.train.distributed`); the losses are the mean over the processes. The
+    test error is recorded every :data:`EVALUATE_EVERY` iterations from 0, the last
+    iteration's included where it is one of them.
     :meth:`state_dict` holds the model, the optimiser, the batch generator, the step, the
     losses, the history, the inner solves' convergence and the training seconds, so a run
     resumed from it continues bitwise as the uninterrupted run.
@@ -251,6 +252,10 @@ class MoETrainer:
                                                                      budget)
         self.optimiser = torch.optim.Adam(model.parameters(), lr=budget.lr)
         self.generator = torch.Generator().manual_seed(seed)
+        device = next(model.parameters()).device
+        generator_state = self.generator.get_state().to(device)
+        from_first_rank([*model.parameters(), *model.buffers(), generator_state])
+        self.generator.set_state(generator_state.cpu())
         self.step, self.losses, self.history, self.seconds = 0, [], [], 0.0
         self.converged: list[float] = []
 

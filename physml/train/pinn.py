@@ -15,9 +15,10 @@ reference (a Warp solver or an exact solution), never on training points; withou
 the evaluation reports the residual's root mean square on that grid.
 
 Data parallel: under an initialised ``torch.distributed`` process group (``torchrun``, gloo on
-CPU, NCCL on GPUs) each process takes every ``world``-th collocation and condition point, and
-the gradients and losses are averaged, so the processes follow the one-process trajectory
-(fixed weights; point counts must be multiples of the number of processes).
+CPU, NCCL on GPUs) every process starts from rank 0's parameters and points and takes every
+``world``-th collocation and condition point, and the gradients and losses are averaged, so the
+processes follow the one-process trajectory (point counts must be multiples of the number of
+processes).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ..devices import Stopwatch, require_torch_device
 from ..errors import NonFiniteLossError, adam_can_step, all_finite
 from ..solvers.errors import is_real, whole_number
 from .balancing import FixedWeights
-from .distributed import average, average_gradients, rank_and_world
+from .distributed import average, average_gradients, from_first_rank, rank_and_world
 from .problems import PINNProblem, grid_points
 from .sampling import DomainSampler
 
@@ -153,6 +154,7 @@ class PINNTrainer:
         self.problem = problem
         problem.coefficients.to(self.device, dtype)
         self.trained = nn.ModuleList([self.model, problem.coefficients])
+        from_first_rank([*self.trained.parameters(), *self.trained.buffers()])
         self.field_module = PINNField(self.model, problem, hard_constraints)
         self.balancer = balancer if balancer is not None else FixedWeights()
         self.sampler = sampler if sampler is not None else DomainSampler(
@@ -185,6 +187,7 @@ class PINNTrainer:
         self.history: list[dict] = []
         self.points = self._tensor(self.sampler.draw(points))
         self.conditions = self._draw_conditions()
+        self._share_points()
         observations = problem.observations
         self.observed = None if observations is None else (
             self._tensor(observations.points), self._tensor(observations.values))
@@ -214,6 +217,12 @@ class PINNTrainer:
             self.conditions = self._draw_conditions()
         else:
             self.points = self._tensor(self.sampler.resample(self.n_points, self._residual_numpy))
+        self._share_points()
+
+    def _share_points(self) -> None:
+        """Every process takes rank 0's collocation and condition points, so that samplers
+        seeded differently still shard one set of points."""
+        from_first_rank([self.points, *(t for pair in self.conditions.values() for t in pair)])
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, dtype=self.dtype, device=self.device)
