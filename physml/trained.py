@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .train.pinn import DTYPES, PINNField, predict
+from .train.pinn import DTYPES, PINNField, points_tensor, predict
 
 
 class TrainedModel:
@@ -61,12 +61,7 @@ class TrainedModel:
         return _reloaded, (str(self.run_dir), str(self.device), weights)
 
     def __call__(self, X) -> np.ndarray:
-        X = torch.as_tensor(np.asarray(X, dtype=np.float64) if not isinstance(
-            X, torch.Tensor) else X, dtype=self.dtype, device=self.device)
-        if X.dim() != 2 or X.shape[1] != len(self.inputs) or len(X) == 0:
-            raise ValueError(f"points need shape (n, {len(self.inputs)}), n >= 1, with columns "
-                             f"{', '.join(self.inputs)}; got {tuple(X.shape)}")
-        return predict(self.field, X)
+        return predict(self.field, points_tensor(X, self.inputs, self.dtype, self.device))
 
     def _example(self) -> torch.Tensor:
         """Four copies of the domain's centre, ``(4, d_in)``: the input exports trace."""

@@ -699,3 +699,20 @@ def test_predictions_carry_the_version_the_pde_parameters_and_the_seed(tiny_case
     assert attrs["physml_version"] == __version__ and attrs["seed"] == 3
     assert attrs["pde"] == "burgers" and attrs["nu"] == tiny_case.pde.nu
     assert "beta" not in attrs and "a1" not in attrs  # the options of other PDEs
+
+
+def test_a_trainer_predicts_at_arrays_and_float32_tensors_and_names_a_bad_shape():
+    """A NumPy array or a float32 tensor failed inside PyTorch (a float64 trainer), where a
+    loaded run's model takes both."""
+    problem = ConvectionProblem(1.0, (0.0, 2 * np.pi), (0.0, 1.0), 1.0, 1.0)
+    model = build_model("mlp", problem.input_dim, problem.output_dim, width=8, depth=1)
+    trainer = PINNTrainer(model, problem, points=16, adam_steps=1, eval_every=1,
+                          eval_shape=(4, 3), dtype=torch.float64)
+    X = np.array([[0.5, 0.1], [1.0, 0.2]])
+    expected = trainer.predict(torch.tensor(X))
+    np.testing.assert_array_equal(trainer.predict(X), expected)
+    np.testing.assert_allclose(trainer.predict(torch.tensor(X, dtype=torch.float32)), expected,
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match=r"points need shape \(n, 2\), n >= 1, with columns "
+                                         r"x, t; got \(2,\)"):
+        trainer.predict(X[0])

@@ -24,7 +24,7 @@ processes).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Literal, get_args
 
@@ -245,9 +245,11 @@ class PINNTrainer:
                                                                    *self.observed)
         return terms
 
-    def predict(self, X: torch.Tensor, batch: int = 16384) -> np.ndarray:
-        """The field at ``X``, ``(n,)`` for one output, else ``(n, m)``."""
-        return predict(self.field_module, X, batch)
+    def predict(self, X: torch.Tensor | np.ndarray, batch: int = 16384) -> np.ndarray:
+        """The field at ``X`` ``(n, d_in)`` (a tensor or an array, in the trainer's dtype and
+        device), ``(n,)`` for one output, else ``(n, m)``."""
+        return predict(self.field_module, points_tensor(X, self.problem.inputs, self.dtype,
+                                                        self.device), batch)
 
     def prediction(self) -> np.ndarray:
         """The field on the evaluation grid (time first; NaN outside the domain), with a
@@ -447,6 +449,18 @@ class PINNTrainer:
         }
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])
+
+
+def points_tensor(X: torch.Tensor | np.ndarray, inputs: Sequence[str], dtype: torch.dtype,
+                  device: torch.device | str) -> torch.Tensor:
+    """Points ``X`` (a tensor, an array or nested lists) as a ``(n, len(inputs))`` tensor of
+    ``dtype`` on ``device``; a ValueError names the shape expected and the columns otherwise."""
+    X = torch.as_tensor(X if isinstance(X, torch.Tensor) else np.asarray(X, dtype=np.float64),
+                        dtype=dtype, device=device)
+    if X.dim() != 2 or X.shape[1] != len(inputs) or len(X) == 0:
+        raise ValueError(f"points need shape (n, {len(inputs)}), n >= 1, with columns "
+                         f"{', '.join(inputs)}; got {tuple(X.shape)}")
+    return X
 
 
 def predict(field: nn.Module, X: torch.Tensor, batch: int = 16384) -> np.ndarray:
