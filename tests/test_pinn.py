@@ -716,3 +716,20 @@ def test_a_trainer_predicts_at_arrays_and_float32_tensors_and_names_a_bad_shape(
     with pytest.raises(ValueError, match=r"points need shape \(n, 2\), n >= 1, with columns "
                                          r"x, t; got \(2,\)"):
         trainer.predict(X[0])
+
+
+def test_a_constant_condition_on_several_fields_gets_points_of_its_own_memory():
+    """Its target came as a broadcast view (strides 0): n numbers shown as n k, which a
+    data-parallel broadcast of the points overran (two processes died in glibc)."""
+    from physml.geometry import Rectangle
+    from physml.train import Dirichlet, PINNProblem
+
+    problem = PINNProblem(lambda d: d["u"] + d["v"], Rectangle((0, 0), (1, 1)),
+                          outputs=("u", "v"), conditions=[Dirichlet(0.0, name="wall")])
+    model = build_model("mlp", problem.input_dim, problem.output_dim, width=4, depth=1)
+    trainer = PINNTrainer(model, problem, points=16, condition_points=8, adam_steps=1,
+                          eval_every=1, eval_shape=(3, 3), hard_constraints=False,
+                          dtype=torch.float64)
+    tensors = [trainer.points, *(t for pair in trainer.conditions.values() for t in pair)]
+    assert trainer.conditions["wall"][1].shape == (8, 2)
+    assert all(t.is_contiguous() for t in tensors)

@@ -52,6 +52,9 @@ def from_first_rank(tensors: Iterable[torch.Tensor]) -> None:
         return
     with torch.no_grad():
         for tensor in tensors:
+            if not tensor.is_contiguous():  # a broadcast view would be overrun
+                raise ValueError("from_first_rank: a tensor is not contiguous (a broadcast "
+                                 "view?); give it memory of its own with .contiguous()")
             dist.broadcast(tensor, src=0)
 
 

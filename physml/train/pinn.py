@@ -225,7 +225,9 @@ class PINNTrainer:
         from_first_rank([self.points, *(t for pair in self.conditions.values() for t in pair)])
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(array, dtype=self.dtype, device=self.device)
+        """``array`` in the trainer's dtype and device, with memory of its own (a condition's
+        constant target comes broadcast, strides 0, which a collective would overrun)."""
+        return torch.as_tensor(array, dtype=self.dtype, device=self.device).contiguous()
 
     def field(self, X: torch.Tensor) -> torch.Tensor:
         """The network's field $u(X)$, shape ``(n, m)`` (with the output transform if hard)."""
