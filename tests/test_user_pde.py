@@ -188,6 +188,11 @@ def test_a_face_a_disk_only_touches_is_no_part_and_nested_parts_keep_their_measu
     on_arc = points[index == small.part_names.index("arc")]
     np.testing.assert_allclose(np.linalg.norm(on_arc - (0.025, -99.975), axis=1), 100)
     assert 0 <= on_arc[:, 0].min() and on_arc[:, 0].max() <= 0.05
+    seam = Intersection(Rectangle((0, 0), (0.2, 0.2)), Disk((0.1 - 100, 0.1), 100, "arc"))
+    arc = {p.name: p for p in seam.parts()}["arc"]  # across the circle's angle 0: was dropped
+    assert arc.measure == pytest.approx(200 * np.arcsin(0.1 / 100), rel=1e-3)
+    y = arc.sample(4000, np.random.default_rng(0))[:, 1]
+    assert 0 < y.min() < 0.01 and 0.19 < y.max() < 0.2 and abs(y.mean() - 0.1) < 0.005
     plate = Rectangle((0, 0), (3, 1))
     for k in range(3):
         plate = Difference(plate, Disk((0.5 + k, 0.5), 0.2, f"hole{k}"))

@@ -48,8 +48,9 @@ class Estimate:
         kept: ``kept(P) -> (n,)`` bool, where the operations so far keep it (None: all).
         units: ``(k, 2)`` the unit coordinates of its $N = 2^{17}$ fixed Sobol points that
             are kept, and ``points``, ``(k, d)``, those points.
-        box: for a part of under 64 of them, the ``(lo, hi)`` unit coordinates (2,) around
-            them where it was measured again and is sampled; else None.
+        boxes: for a part of under 64 of them, the ``(lo, hi)`` unit coordinates ``(b, 2)``
+            of the boxes around their clusters where it was measured again and is sampled;
+            else None.
     """
 
     whole: float
@@ -57,7 +58,7 @@ class Estimate:
     kept: object
     units: np.ndarray
     points: np.ndarray
-    box: tuple[np.ndarray, np.ndarray] | None = None
+    boxes: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _estimate(part: BoundaryPart) -> Estimate | None:
@@ -74,21 +75,48 @@ def _used(estimate: Estimate) -> int:
     return estimate.points.shape[1] - 1
 
 
-def _local_measure(estimate: Estimate) -> tuple[float, tuple[np.ndarray, np.ndarray]] | None:
-    """The measure of a part of few kept points, from $4096$ Sobol points in the box of unit
-    coordinates two point spacings around them, and that box; None where under 16 of them are
-    kept (a tangency: a face a disk only touches)."""
-    used = _used(estimate)
+def _boxes(units: np.ndarray, used: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)`` ``(b, 2)``: a box two point spacings around each cluster of the few kept
+    unit coordinates ``units`` (single linkage at four spacings, in the ``used`` ones; the
+    others span [0, 1]), clipped to the unit square: an arc across a circle's seam at angle 0
+    is two clusters, at both ends, not one box over the whole circle."""
     margin = 2 * _SOBOL_POINTS ** (-1 / used)
-    lo, hi = np.zeros(2), np.ones(2)
-    if len(estimate.units):
-        lo[:used] = np.maximum(estimate.units[:, :used].min(0) - margin, 0)
-        hi[:used] = np.minimum(estimate.units[:, :used].max(0) + margin, 1)
-    units = lo + (hi - lo) * unit_points(_LOCAL_POINTS, 2, "sobol", np.random.default_rng(1))
-    count = int(np.count_nonzero(estimate.kept(estimate.at(units))))
-    if count < 16:
+    near = np.abs(units[:, None, :used] - units[None, :, :used]).max(-1) <= 2 * margin
+    cluster = np.arange(len(units))
+    for _ in range(len(units)):  # labels settle on each cluster's smallest member
+        cluster = np.where(near, cluster[None, :], len(units)).min(1)
+    lo, hi = [], []
+    for label in np.unique(cluster):
+        members = units[cluster == label, :used]
+        lo.append(np.r_[np.maximum(members.min(0) - margin, 0), np.zeros(2 - used)])
+        hi.append(np.r_[np.minimum(members.max(0) + margin, 1), np.ones(2 - used)])
+    return np.array(lo), np.array(hi)
+
+
+def _in_earlier_box(U: np.ndarray, box: np.ndarray, boxes: tuple[np.ndarray, np.ndarray]
+                    ) -> np.ndarray:
+    """Whether each unit point ``U`` ``(n, 2)``, drawn in box ``box`` ``(n,)``, lies in a box
+    of a lower index too (drawn there, it is not drawn again: the union is counted once)."""
+    lo, hi = boxes
+    inside = np.all((U[:, None] >= lo[None]) & (U[:, None] <= hi[None]), axis=-1)  # (n, b)
+    return np.any(inside & (np.arange(len(lo))[None] < box[:, None]), axis=1)
+
+
+def _local_measure(estimate: Estimate) -> tuple[float, tuple[np.ndarray, np.ndarray]] | None:
+    """The measure of a part of few kept points, from $4096$ Sobol points in each of the boxes
+    of :func:`_boxes`, and the boxes; None where under 16 of those points are kept in all (a
+    tangency: a face a disk only touches)."""
+    if not len(estimate.units):
         return None
-    return estimate.whole * float(np.prod((hi - lo)[:used])) * count / _LOCAL_POINTS, (lo, hi)
+    used = _used(estimate)
+    boxes = _boxes(estimate.units, used)
+    measure, count = 0.0, 0
+    for j, (lo, hi) in enumerate(zip(*boxes)):
+        U = lo + (hi - lo) * unit_points(_LOCAL_POINTS, 2, "sobol", np.random.default_rng(1))
+        kept = estimate.kept(estimate.at(U)) & ~_in_earlier_box(U, np.full(len(U), j), boxes)
+        count += int(np.count_nonzero(kept))
+        measure += estimate.whole * float(np.prod((hi - lo)[:used])) * np.mean(kept)
+    return None if count < 16 else (float(measure), boxes)
 
 
 def _restricted(part: BoundaryPart, keep, flip: bool) -> BoundaryPart | None:
@@ -98,12 +126,13 @@ def _restricted(part: BoundaryPart, keep, flip: bool) -> BoundaryPart | None:
     kept through every operation so far (each of $N$ equal pieces of an edge holds one point,
     so the share is off by at most (ends of the kept pieces)$/N$; on a face by about
     $N^{-3/4}$); a part of under 64 of them (a short piece of a large shape, or a tangency)
-    is measured again on 4096 points in the box of unit coordinates around them, to about
-    1 %, sampled there, and dropped where under 16 of those are kept (a tangency); a part
-    with no unit coordinates (a mesh's) from 4096 random points of its ``sample`` (relative
-    standard error $\sqrt{(1 - f)/(4096 f)}$), dropped where none is kept."""
+    is measured again on 4096 points in a box of unit coordinates around each cluster of them
+    (to about 1 % on an edge, a few % on a thin piece of a face), sampled there, and dropped
+    where under 16 of those are kept (a tangency); a part with no unit coordinates (a mesh's)
+    from 4096 random points of its ``sample`` (relative standard error
+    $\sqrt{(1 - f)/(4096 f)}$), dropped where none is kept."""
     estimate = _estimate(part)
-    box = None
+    boxes = None
     if estimate is None:
         share = float(np.mean(keep(part.sample(_RANDOM_POINTS, np.random.default_rng(0)))))
         if share == 0:
@@ -120,23 +149,27 @@ def _restricted(part: BoundaryPart, keep, flip: bool) -> BoundaryPart | None:
             local = _local_measure(estimate)
             if local is None:
                 return None
-            measure, box = local
+            measure, boxes = local
             estimate = Estimate(estimate.whole, estimate.at, estimate.kept, estimate.units,
-                                estimate.points, box)
-    if box is None:  # the share of part.sample's points kept
+                                estimate.points, boxes)
+    if boxes is None:  # the share of part.sample's points kept
         fraction = measure / part.measure
-    else:  # of the box's
-        fraction = measure / (estimate.whole * float(np.prod((box[1] - box[0])[:_used(estimate)])))
+    else:  # of the boxes' (each drawn by its volume, its overlap with an earlier one not)
+        volumes = np.prod((boxes[1] - boxes[0])[:, :_used(estimate)], axis=1)
+        fraction = measure / (estimate.whole * float(volumes.sum()))
 
     def sample(n, rng):
         chosen, count = [], 0
         while count < n:
             m = min(int(np.ceil(1.2 * (n - count) / fraction)) + 8, _ROUND)
-            if box is None:
+            if boxes is None:
                 P = part.sample(m, rng)
                 P = P[keep(P)]
-            else:  # the few points' box, in which the part is a share measured above
-                P = estimate.at(box[0] + (box[1] - box[0]) * rng.random((m, 2)))
+            else:  # uniform on the union of the boxes, then on the part in it
+                box = rng.choice(len(volumes), size=m, p=volumes / volumes.sum())
+                U = boxes[0][box] + (boxes[1][box] - boxes[0][box]) * rng.random((m, 2))
+                U = U[~_in_earlier_box(U, box, boxes)]
+                P = estimate.at(U)
                 P = P[estimate.kept(P)]
             chosen.append(P)
             count += len(P)
