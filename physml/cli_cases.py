@@ -51,9 +51,14 @@ def _load_run_case(args: argparse.Namespace):
     from .cases.registry import case_kind, load_case
     from .cases.run_folder import CONFIG
 
-    # a resume checks the file and overrides as the run recorded them (a rule added since the
-    # run started refuses nothing it ran with); they must then equal its configuration
-    requested = load_case(args.case, args.overrides, recorded=args.resume is not None)
+    try:
+        requested = load_case(args.case, args.overrides)
+    except ValueError:
+        if args.resume is None or not _refused_now(args.resume / CONFIG):
+            raise
+        # the run ran with options a rule added since refuses: its case is read as recorded,
+        # and must then equal the run's configuration
+        requested = load_case(args.case, args.overrides, recorded=True)
     if args.resume is None:
         return requested
     if not args.resume.is_dir():
@@ -75,6 +80,21 @@ def _load_run_case(args: argparse.Namespace):
         raise ValueError(f"--resume: {str(args.resume)!r} has no {kind.checkpoint} (its run "
                          "keeps none); nothing to resume")
     return case
+
+
+def _refused_now(config: Path) -> bool:
+    """Whether a run folder's recorded configuration ``config`` holds options this version
+    refuses in a new run (a weight on an exactly imposed condition, before such weights were
+    refused)."""
+    from .cases.registry import load_case
+
+    if not config.is_file():
+        return False
+    try:
+        load_case(config)
+    except ValueError:
+        return True
+    return False
 
 
 def _mismatch(args: argparse.Namespace, recorded, requested, keys: list[str]) -> str:
@@ -109,14 +129,13 @@ def _mismatch(args: argparse.Namespace, recorded, requested, keys: list[str]) ->
 
 
 def run_command(args: argparse.Namespace) -> int:
-    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
-    if world > 1 and int(os.environ.get("RANK", "0")):
-        return 2  # rank 0 says why
-    if world > 1:
-        raise ValueError(f"physml run trains in one process, and torchrun started {world} "
-                         f"(WORLD_SIZE={world}): run it without torchrun, or train over several "
-                         "processes with PINNTrainer or MoETrainer in your own script after "
-                         "torch.distributed.init_process_group (README, 'Your own PDE')")
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # set by torchrun in each process it starts
+        raise ValueError(f"physml run trains in one process, and torchrun started this one "
+                         f"(RANK={os.environ.get('RANK', '?')}, WORLD_SIZE="
+                         f"{os.environ.get('WORLD_SIZE', '?')}): run it without torchrun, or "
+                         "train over several processes with PINNTrainer or MoETrainer in your "
+                         "own script after torch.distributed.init_process_group (README, 'Your "
+                         "own PDE')")
     from rich.markup import escape
 
     from .cases.registry import case_kind, run_case

@@ -535,6 +535,11 @@ def test_a_run_that_an_option_rule_added_since_then_refuses_still_resumes(tmp_pa
     assert resumed == [{"initial": 10.0}]
     assert cli.main(["run", "burgers", *overrides, "--quiet"]) == 2  # a new run: refused
     assert "imposed exactly by the output transform" in capsys.readouterr().err
+    # a run this version takes as it is: an option that does not apply is refused on resume
+    (folder / "config.yaml").write_text(load_case("burgers").to_yaml())
+    assert cli.main(["run", "burgers", "training.balancer.every=3", "--resume", str(folder),
+                     "--quiet"]) == 2
+    assert "every does not apply to kind 'fixed'" in capsys.readouterr().err
 
 
 def test_a_folder_given_with_resume_is_never_removed(tmp_path, monkeypatch, capsys):

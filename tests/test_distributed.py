@@ -11,6 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from physml import cli
+from physml.cases import registry
 from physml.constraints import DiffusionSorptionRows, LevenbergMarquardt
 from physml.models import build_model as build_network
 from physml.train.balancing import ConFIG, FixedWeights, LearningRateAnnealing
@@ -195,14 +196,23 @@ def test_moe_processes_seeded_differently_start_from_rank_0(two_process_runs):
                     atol=1e-5)
 
 
-@pytest.mark.parametrize("rank, message", [("0", "physml run trains in one process"), ("1", "")])
-def test_run_under_torchrun_is_refused_before_writing(tmp_path, monkeypatch, capsys, rank,
-                                                      message):
-    """Rank 0 says why (exit 2), the other ranks exit 2 silently; no run folder is made."""
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_run_under_torchrun_is_refused_before_writing(tmp_path, monkeypatch, capsys, rank):
+    """Each process torchrun starts says why (exit 2) and no run folder is made; a WORLD_SIZE
+    set by anything else than torchrun is not taken for it."""
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
     monkeypatch.chdir(tmp_path)
     assert cli.main(["run", "burgers", f"output.folder={tmp_path / 'runs'}", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert message in err and ("PINNTrainer" in err) == bool(message)
+    assert f"physml run trains in one process, and torchrun started this one (RANK={rank}, " \
+           "WORLD_SIZE=2)" in err and "PINNTrainer" in err
     assert not any(tmp_path.iterdir())
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID")
+
+    def interrupted(case, folder, resume=False, on_step=None):
+        raise KeyboardInterrupt  # the run started: the variable alone was not taken for torchrun
+
+    monkeypatch.setattr(registry, "run_case", interrupted)
+    assert cli.main(["run", "burgers", f"output.folder={tmp_path / 'runs'}", "--quiet"]) == 130

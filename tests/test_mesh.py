@@ -206,6 +206,8 @@ def test_gmsh_tags_numbered_per_dimension_keep_their_parts_apart(tmp_path):
                                                    mesh.boundary_vertices("walls")))
     with pytest.raises(ValueError, match=r"no boundary part named 'fluid'"):
         mesh.boundary_vertices(["inflow", "fluid"])
+    with pytest.raises(ValueError, match=r"no part name given \(an empty list\)"):
+        mesh.boundary_vertices([])
     pm.write_mesh(tmp_path / "again.msh", mesh)
     again = pm.read_mesh(tmp_path / "again.msh")
     assert again.tag_names == mesh.tag_names

@@ -198,6 +198,9 @@ class Mesh:
         if name is None:
             return np.unique(self.boundary_facets)
         names = [name] if isinstance(name, str) else list(name)
+        if not names:
+            raise ValueError("boundary_vertices: no part name given (an empty list); give one "
+                             "or several, or None for the whole boundary")
         parts = self.boundary_parts()
         unknown = [n for n in names if n not in parts]
         if unknown:
