@@ -216,3 +216,19 @@ def test_run_under_torchrun_is_refused_before_writing(tmp_path, monkeypatch, cap
 
     monkeypatch.setattr(registry, "run_case", interrupted)
     assert cli.main(["run", "burgers", f"output.folder={tmp_path / 'runs'}", "--quiet"]) == 130
+
+
+def test_from_first_rank_refuses_a_broadcast_view_only(monkeypatch):
+    """A channels-last convolution weight (not contiguous, memory of its own) was refused as a
+    broadcast view; a view of strides 0 would be overrun."""
+    from physml.train import distributed
+
+    sent = []
+    monkeypatch.setattr(distributed, "rank_and_world", lambda: (0, 2))
+    monkeypatch.setattr(distributed.dist, "broadcast", lambda tensor, src: sent.append(tensor))
+    weight = torch.randn(4, 3, 2, 2).to(memory_format=torch.channels_last)
+    assert not weight.is_contiguous()
+    distributed.from_first_rank([weight])
+    assert sent == [weight]
+    with pytest.raises(ValueError, match=r"a tensor of shape \(8, 2\) is a broadcast view"):
+        distributed.from_first_rank([torch.zeros(8, 1).expand(-1, 2)])

@@ -188,6 +188,12 @@ def test_a_face_a_disk_only_touches_is_no_part_and_nested_parts_keep_their_measu
     on_arc = points[index == small.part_names.index("arc")]
     np.testing.assert_allclose(np.linalg.norm(on_arc - (0.025, -99.975), axis=1), 100)
     assert 0 <= on_arc[:, 0].min() and on_arc[:, 0].max() <= 0.05
+    cap = Intersection(Ball((0, 0, 0), 100.0, "sphere"), Box((-1, -1, 99), (1, 1, 101)))
+    sphere = {p.name: p for p in cap.parts()}["sphere"]  # 6 Sobol points, far apart: the
+    assert sphere.measure == pytest.approx(4.0, rel=2e-2)  # boxes around them gave 0.28
+    quadrants = np.bincount(2 * (sphere.sample(8000, np.random.default_rng(0))[:, :2] > 0)
+                            @ np.array([1, 2]) // 2, minlength=4)
+    assert quadrants.min() > 0.9 * 2000
     seam = Intersection(Rectangle((0, 0), (0.2, 0.2)), Disk((0.1 - 100, 0.1), 100, "arc"))
     arc = {p.name: p for p in seam.parts()}["arc"]  # across the circle's angle 0: was dropped
     assert arc.measure == pytest.approx(200 * np.arcsin(0.1 / 100), rel=1e-3)

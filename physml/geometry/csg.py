@@ -76,20 +76,26 @@ def _used(estimate: Estimate) -> int:
 
 
 def _boxes(units: np.ndarray, used: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(lo, hi)`` ``(b, 2)``: a box two point spacings around each cluster of the few kept
-    unit coordinates ``units`` (single linkage at four spacings, in the ``used`` ones; the
-    others span [0, 1]), clipped to the unit square: an arc across a circle's seam at angle 0
-    is two clusters, at both ends, not one box over the whole circle."""
+    """``(lo, hi)`` ``(b, 2)``: boxes of unit coordinates (in the ``used`` ones; the others
+    span [0, 1]) around the few kept ones ``units``, clipped to the unit square. On an edge,
+    one box two point spacings around each cluster of points four spacings apart (an arc
+    across a circle's seam at angle 0 is two clusters, at both ends); on a face, whose few
+    points of a thin band or cap lie far apart along it, one box around all of them, widened
+    in each coordinate by the widest gap between them there (the piece reaches that far past
+    its outer points)."""
     margin = 2 * _SOBOL_POINTS ** (-1 / used)
-    near = np.abs(units[:, None, :used] - units[None, :, :used]).max(-1) <= 2 * margin
-    cluster = np.arange(len(units))
-    for _ in range(len(units)):  # labels settle on each cluster's smallest member
-        cluster = np.where(near, cluster[None, :], len(units)).min(1)
-    lo, hi = [], []
-    for label in np.unique(cluster):
-        members = units[cluster == label, :used]
-        lo.append(np.r_[np.maximum(members.min(0) - margin, 0), np.zeros(2 - used)])
-        hi.append(np.r_[np.minimum(members.max(0) + margin, 1), np.ones(2 - used)])
+    if used == 1:
+        order = np.argsort(units[:, 0])
+        cluster = np.empty(len(units), dtype=np.int64)
+        cluster[order] = np.r_[0, np.cumsum(np.diff(units[order, 0]) > 2 * margin)]
+        groups = [units[cluster == label, :1] for label in np.unique(cluster)]
+        widths = [np.full(1, margin)] * len(groups)
+    else:
+        groups = [units[:, :2]]
+        widths = [np.maximum(margin, [np.diff(np.sort(units[:, c]), prepend=units[:, c].min())
+                                      .max() for c in range(2)])]
+    lo = [np.r_[np.maximum(g.min(0) - w, 0), np.zeros(2 - used)] for g, w in zip(groups, widths)]
+    hi = [np.r_[np.minimum(g.max(0) + w, 1), np.ones(2 - used)] for g, w in zip(groups, widths)]
     return np.array(lo), np.array(hi)
 
 
@@ -103,19 +109,24 @@ def _in_earlier_box(U: np.ndarray, box: np.ndarray, boxes: tuple[np.ndarray, np.
 
 
 def _local_measure(estimate: Estimate) -> tuple[float, tuple[np.ndarray, np.ndarray]] | None:
-    """The measure of a part of few kept points, from $4096$ Sobol points in each of the boxes
-    of :func:`_boxes`, and the boxes; None where under 16 of those points are kept in all (a
-    tangency: a face a disk only touches)."""
+    """The measure of a part of few kept points, from Sobol points in each of the boxes of
+    :func:`_boxes` (4096, or as many as put about 1024 on the part, at most $2^{20}$), and the
+    boxes; None where under 16 of those points are kept in all (a tangency: a face a disk
+    only touches)."""
     if not len(estimate.units):
         return None
     used = _used(estimate)
     boxes = _boxes(estimate.units, used)
     measure, count = 0.0, 0
     for j, (lo, hi) in enumerate(zip(*boxes)):
-        U = lo + (hi - lo) * unit_points(_LOCAL_POINTS, 2, "sobol", np.random.default_rng(1))
+        volume = float(np.prod((hi - lo)[:used]))
+        inside = np.all((estimate.units >= lo) & (estimate.units <= hi), axis=1).sum()
+        share = max(inside, 1) / (_SOBOL_POINTS * volume)  # of the box the part is, about
+        n = int(min(max(2 ** np.ceil(np.log2(1024 / share)), _LOCAL_POINTS), _ROUND))
+        U = lo + (hi - lo) * unit_points(n, 2, "sobol", np.random.default_rng(1))
         kept = estimate.kept(estimate.at(U)) & ~_in_earlier_box(U, np.full(len(U), j), boxes)
         count += int(np.count_nonzero(kept))
-        measure += estimate.whole * float(np.prod((hi - lo)[:used])) * np.mean(kept)
+        measure += estimate.whole * volume * np.mean(kept)
     return None if count < 16 else (float(measure), boxes)
 
 

@@ -52,9 +52,12 @@ def from_first_rank(tensors: Iterable[torch.Tensor]) -> None:
         return
     with torch.no_grad():
         for tensor in tensors:
-            if not tensor.is_contiguous():  # a broadcast view would be overrun
-                raise ValueError("from_first_rank: a tensor is not contiguous (a broadcast "
-                                 "view?); give it memory of its own with .contiguous()")
+            if any(stride == 0 and size > 1 for stride, size in zip(tensor.stride(),
+                                                                    tensor.shape)):
+                raise ValueError(f"from_first_rank: a tensor of shape {tuple(tensor.shape)} "
+                                 f"is a broadcast view (strides {tensor.stride()}), which "
+                                 "rank 0's values would overrun; give it memory of its own "
+                                 "with .contiguous()")
             dist.broadcast(tensor, src=0)
 
 
