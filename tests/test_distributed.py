@@ -232,3 +232,19 @@ def test_from_first_rank_refuses_a_broadcast_view_only(monkeypatch):
     assert sent == [weight]
     with pytest.raises(ValueError, match=r"a tensor of shape \(8, 2\) is a broadcast view"):
         distributed.from_first_rank([torch.zeros(8, 1).expand(-1, 2)])
+
+
+@pytest.mark.parametrize("balancer, calls", [(FixedWeights(), 2), (ConFIG(), 0)])
+def test_the_trainer_averages_only_gradients_not_averaged_already(monkeypatch, balancer, calls):
+    """ConFIG writes gradients averaged over the processes for its projection; the trainer
+    averaged them again (a third more traffic, the same values)."""
+    from physml.train import pinn
+
+    averaged = []
+    monkeypatch.setattr(pinn, "average_gradients", lambda module: averaged.append(module))
+    problem = BurgersProblem(0.01 / np.pi, (-1.0, 1.0), (0.0, 1.0), -1.0, np.pi)
+    network = build_network("mlp", problem.input_dim, problem.output_dim, width=4, depth=1)
+    trainer = PINNTrainer(network, problem, points=16, adam_steps=2, eval_every=2,
+                          eval_shape=(4, 3), balancer=balancer, dtype=torch.float64)
+    trainer.fit()
+    assert len(averaged) == calls

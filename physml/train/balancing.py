@@ -55,6 +55,10 @@ def _assign(flat: torch.Tensor, params: list[torch.Tensor]) -> None:
 class FixedWeights:
     """Constant weights $\\lambda_i$ per term (missing terms weigh 1)."""
 
+    averages_gradients = False
+    """Whether :meth:`backward` leaves the gradients it writes averaged over the processes
+    already (the trainer then does not average them again)."""
+
     def __init__(self, weights: dict[str, float] | None = None) -> None:
         self.weights = dict(weights or {})
 
@@ -105,7 +109,10 @@ class LearningRateAnnealing(FixedWeights):
 
 
 class ConFIG(FixedWeights):
-    """Conflict-free gradient directions (weights only enter :meth:`total`)."""
+    """Conflict-free gradient directions (weights only enter :meth:`total`), from the terms'
+    gradients averaged over the processes."""
+
+    averages_gradients = True
 
     def backward(self, losses, params, step: int, residuals=("residual",)) -> torch.Tensor:
         grads = average(torch.stack([_flat_grad(loss, params) for loss in losses.values()]))

@@ -335,7 +335,8 @@ class PINNTrainer:
             terms = self.losses()
             residuals = [k for k in terms if k not in self.conditions and k != "observations"]
             total = average(self.balancer.backward(terms, params, self.step, residuals))
-            average_gradients(self.trained)
+            if not getattr(self.balancer, "averages_gradients", False):  # (a balancer of own)
+                average_gradients(self.trained)
             terms = {k: average(v.detach()) for k, v in terms.items()}
             taken = adam_can_step(total.detach(), params)
             if taken:
