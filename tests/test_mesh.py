@@ -275,7 +275,8 @@ def test_a_med_file_with_a_field_reads_as_its_mesh(tmp_path, cli_in_process):
 
 @pytest.mark.parametrize(("ext", "holds", "has"), [
     (".stl", "triangle", "tetra"), (".off", "triangle", "tetra"), (".ply", "triangle", "tetra"),
-    (".WKT", "triangle", "tetra"), (".node", "tetra", "triangle"), (".ele", "tetra", "triangle")])
+    (".obj", "triangle", "tetra"), (".WKT", "triangle", "tetra"), (".node", "tetra", "triangle"),
+    (".ele", "tetra", "triangle")])
 def test_a_format_that_cannot_hold_the_mesh_s_cells_is_refused_before_writing(tmp_path, ext,
                                                                                holds, has):
     """meshio skipped the cells with a printed warning and left a file without them (the

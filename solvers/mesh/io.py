@@ -28,7 +28,7 @@ _OTHER_CELLS = {3: {"quad", "polygon", "quad8", "quad9", "triangle6"},
 """Cells of the same dimension as the kept ones that a mesh cannot hold: refused, since
 dropping them would drop part of the domain."""
 _ONE_CELL_TYPE = {".stl": "triangle", ".off": "triangle", ".ply": "triangle", ".wkt": "triangle",
-                  ".node": "tetra", ".ele": "tetra"}
+                  ".obj": "triangle", ".node": "tetra", ".ele": "tetra"}
 """Extensions whose meshio writers hold one of the two cell types only: meshio skips the other
 with a printed warning and leaves a file without cells (TetGen's then hangs its reader)."""
 
