@@ -927,3 +927,22 @@ def test_spmv_builds_its_index_arrays_once_per_pattern_and_device(monkeypatch):
         for g, g0 in zip(grad, grads[0]):
             torch.testing.assert_close(g, g0, rtol=0, atol=0)
     assert torch.autograd.gradcheck(lambda v, u: mesh_bridge.spmv(v, u, mesh), (values, u))
+
+
+def test_a_python_sigterm_handler_outlives_gmsh(tmp_path):
+    """Gmsh installs its own SIGTERM handler at initialize: a run on a generated mesh died from
+    SIGTERM without printing its resume command."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "term.py"
+    script.write_text(
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (print('handled', flush=True), sys.exit(0)))\n"
+        "from physml.solvers import mesh as pm\n"
+        "pm.disc(0.5)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(5)\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "handled"

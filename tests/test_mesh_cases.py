@@ -156,6 +156,20 @@ def test_shape_optimisation_drops_the_match_loss_and_reaches_the_ellipse(tmp_pat
     assert (tmp_path / "losses.png").is_file() and "u" in vtu_fields(tmp_path)
 
 
+def test_an_update_that_tangles_the_mesh_stops_the_run_as_a_diverged_one(tmp_path,
+                                                                         cli_in_process):
+    """It exited 2 with the advice for a bad mesh file ("remove or fix them"), no step, no
+    stopped.txt; the fine variant (quality weight 1e-2 at h = 0.05) folded at step 26."""
+    result = cli_in_process("run", "shape_poisson", "mesh.h=0.2", "optimisation.lr=0.5",
+                            "optimisation.quality_weight=0", "optimisation.steps=5",
+                            f"output.folder={tmp_path}", "--quiet")
+    assert result.returncode == 1
+    assert "the update of step 1 tangled the mesh (folded cells" in result.stderr
+    (folder,) = tmp_path.iterdir()
+    assert "raise optimisation.quality_weight" in (folder / "stopped.txt").read_text()
+    assert load_case("shape_poisson", ["variant=fine"]).optimisation.quality_weight == 0.1
+
+
 def test_geodesic_on_the_sphere_against_great_circles(tmp_path):
     raw = {"kind": "mesh_pde", "name": "geodesic_sphere", "mesh": {"domain": "icosphere",
            "level": 3}, "pde": {"name": "geodesic", "source_point": [0, 0, 1],

@@ -19,10 +19,22 @@ import torch
 
 from ..errors import NonFiniteLossError, adam_can_step
 from ..solvers import mesh as pm
+from ..solvers.mesh.checks import TangledCellsError
 from .kind import OnStep
 from .mesh_pde_results import Result
 from .mesh_pde_spec import MeshPDECase
 from .run_folder import CHECKPOINT, CONFIG, atomic_write, read_checkpoint, restoring, write_text
+
+
+class FoldedMeshError(NonFiniteLossError):
+    """Update ``step`` moved the vertices so that cells collapse or fold: ``problem`` names
+    them; the run stops as on a NaN/Inf loss, its checkpoint kept."""
+
+    def __init__(self, step: int, checkpoint_step: int | None, problem: str) -> None:
+        super().__init__(step, checkpoint_step)
+        kept = str(self).split("; ", 1)[1]
+        self.args = (f"the update of step {step} tangled the mesh ({problem}); {kept}; "
+                     "raise optimisation.quality_weight or lower optimisation.lr",)
 
 
 def mean_ratio_quality(points: torch.Tensor, cells: torch.Tensor,
@@ -92,7 +104,10 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
     clock = time.perf_counter()
     for step in range(start, spec.steps):
         adam.zero_grad()
-        loss, match, quality, _ = terms()
+        try:
+            loss, match, quality, _ = terms()
+        except TangledCellsError as err:  # the last update tangled the mesh: a run failure
+            raise FoldedMeshError(step, last_checkpoint, err.problem) from None
         if not torch.isfinite(loss):
             raise NonFiniteLossError(step + 1, last_checkpoint)
         loss.backward()

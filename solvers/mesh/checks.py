@@ -215,14 +215,26 @@ def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
             non_manifold_cells(cells))
 
 
+class TangledCellsError(ValueError):
+    """Cells of zero measure or folded (:func:`check_cell_shapes`): ``problem`` says which,
+    with the cells."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"mesh has {problem}; remove or fix them")
+
+
 def check_cell_shapes(points: np.ndarray, cells: np.ndarray,
                       facets: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-    """Raise :func:`check_mesh`'s ``ValueError`` for :func:`zero_measure_cells` and
-    :func:`folded_cells` (``facets``: its argument): what moving the vertices can break."""
+    """Raise :func:`check_mesh`'s ``ValueError`` (a :class:`TangledCellsError`) for
+    :func:`zero_measure_cells` and :func:`folded_cells` (``facets``: its argument): what
+    moving the vertices can break."""
     kind = "volume" if cells.shape[1] == 4 else "area"
-    _refuse(f"zero-{kind} cells", zero_measure_cells(points, cells))
-    _refuse("folded cells (on the same side of a facet as its other cell)",
-            folded_cells(points, cells, facets))
+    for problem, found in ((f"zero-{kind} cells", zero_measure_cells(points, cells)),
+                           ("folded cells (on the same side of a facet as its other cell)",
+                            folded_cells(points, cells, facets))):
+        if len(found):
+            raise TangledCellsError(f"{problem}: cells {_describe(found)}")
 
 
 def _refuse(problem: str, found: np.ndarray) -> None:

@@ -19,6 +19,8 @@ function                  geometry                                tags
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -31,13 +33,25 @@ from .mesh import Mesh
 _TRIANGLE, _TETRA, _LINE = 2, 4, 1
 
 
+def _python_signal_handlers() -> dict[int, object]:
+    """The Python handlers of SIGINT and SIGTERM (none off the main thread, where they cannot
+    be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: h for s in (signal.SIGINT, signal.SIGTERM)
+            if (h := signal.getsignal(s)) is not None}
+
+
 @contextmanager
 def _session(h: float, verbose: bool) -> Iterator[None]:
     if not (is_real(h) and h > 0):
         raise ValueError(f"target edge length h={h!r} must be a number > 0")
     owner = not gmsh.isInitialized()
     if owner:
+        handlers = _python_signal_handlers()
         gmsh.initialize(interruptible=False)
+        for signum, handler in handlers.items():  # Gmsh installs its own for SIGTERM: a
+            signal.signal(signum, handler)  # run's Ctrl-C/SIGTERM handling would die with it
     try:
         gmsh.option.setNumber("General.Terminal", int(verbose))
         gmsh.model.add("physml")
