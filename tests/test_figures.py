@@ -63,6 +63,16 @@ def test_title_gives_the_error_of_the_time_shown_and_the_pooled_one_as_such(save
                                         "over all times")
 
 
+def test_points_outside_the_domain_are_grey_not_the_colour_of_zero(saved_figures):
+    """They were left blank: white, RdBu_r's colour of u = 0, so a sign-changing field's
+    missing quarter of an L looked like u = 0 there."""
+    from matplotlib.colors import to_rgba
+
+    figures.plot_solution(space_time().isel(time=-1).assign_attrs(t=1.0), Path("unused.png"))
+    assert all(ax.get_facecolor() == to_rgba(figures.OUTSIDE)
+               for ax in panels(saved_figures[-1])[0])
+
+
 def test_title_gives_the_error_of_the_sample_shown(saved_figures):
     rng = np.random.default_rng(0)
     x, t = np.linspace(0, 1, 16), np.linspace(0, 1, 6)
@@ -200,6 +210,21 @@ def test_tracked_plot_follows_particle_ids(saved_figures):
     assert np.isnan(gap[[0, 3, 4]]).all() and np.all(gap[1:3] == 8.0)
     sizes = {line.get_color(): line.get_ydata() for line in right.lines}
     np.testing.assert_allclose(sizes[lines["particle 7"].get_color()], 3.0 - 0.5 * np.arange(5))
+
+
+def test_many_particles_get_a_colour_each_and_the_centre_of_mass_its_legend(saved_figures):
+    """With 14 particles the legend was dropped, the phase centre of mass with it, and
+    colours repeated every ten."""
+    records = [{"t": float(t), "phase_centre_of_mass": 2.0,
+                "particles": [{"id": k, "centroid": [float(k), 0.0], "radius": 1.0}
+                              for k in range(14)]} for t in range(3)]
+    plot_tracked(records, 0, Path("unused.png"), units=MODEL_UNITS)
+    left = saved_figures[-1].axes[0]
+    colours = {tuple(np.atleast_1d(line.get_color())) for line in left.lines[:14]}
+    assert len(colours) == 14
+    legend = left.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["phase centre of mass"]
+    assert legend.get_title().get_text() == "14 particles: a colour each"
 
 
 def test_tracked_plot_without_ids_follows_size_rank(saved_figures):

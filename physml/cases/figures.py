@@ -72,6 +72,11 @@ def _uniform(centres: np.ndarray) -> bool:
 CLIPPED_SHOWN = 0.01
 
 
+OUTSIDE = "0.8"
+"""The colour of the points outside the domain (NaN) in a field panel: a light grey, which no
+colour map here gives (white is RdBu_r's zero)."""
+
+
 def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
                   step: int | None = None, log_error: bool = False,
                   units: str = "dimensionless", pooled: str | None = None) -> None:
@@ -122,6 +127,8 @@ def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
                                 interpolation="nearest", **colours)
             else:
                 art = ax.pcolormesh(_edges(x), _edges(y), image, shading="flat", **colours)
+            if np.isnan(image).any():  # outside the domain: grey, not the colour of u = 0
+                ax.set_facecolor(OUTSIDE)
             if second != "time":
                 ax.set_aspect("equal")
             ax.set(title=title, xlabel=_label(ds[first], first),

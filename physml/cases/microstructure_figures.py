@@ -122,6 +122,16 @@ def _tracks(records: list[dict]) -> dict[str, list[dict | None]]:
                                    for r in records] for k in range(count)}
 
 
+def _track_colours(count: int) -> list:
+    """A colour per particle, none repeated: matplotlib's ten up to ten, tab20's up to twenty,
+    then evenly spaced along viridis."""
+    if count <= 10:
+        return [f"C{k}" for k in range(count)]
+    if count <= 20:
+        return [plt.get_cmap("tab20")(k) for k in range(count)]
+    return [plt.get_cmap("viridis")(k / (count - 1)) for k in range(count)]
+
+
 def plot_tracked(records: list[dict], axis: int, path: Path,
                  velocity_estimate: float | None = None, units: PlotUnits = SI_UNITS,
                  gradient: float = 1.0) -> None:
@@ -136,23 +146,24 @@ def plot_tracked(records: list[dict], axis: int, path: Path,
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     times = np.array([r["t"] for r in records], dtype=float)
     tracks = _tracks(records)
-    for k, (label, track) in enumerate(tracks.items()):
+    colours = _track_colours(len(tracks))
+    for colour, (label, track) in zip(colours, tracks.items()):
         position = [np.nan if p is None else scale * p["centroid"][axis] for p in track]
         radius = [np.nan if p is None else scale * p["radius"] for p in track]
-        colour = f"C{k % 10}"
         left.plot(times, position, "o-", ms=2, color=colour, label=label)
         right.plot(times, radius, "o-", ms=2, color=colour)
+    summaries = []  # the lines beside the particles', always in the legend
     if "phase_centre_of_mass" in records[0]:  # recorded along a non-periodic axis only
-        left.plot(times, [np.nan if r["phase_centre_of_mass"] is None
-                          else scale * r["phase_centre_of_mass"] for r in records], "ko--",
-                  ms=2, label="phase centre of mass")
+        summaries += left.plot(times, [np.nan if r["phase_centre_of_mass"] is None
+                                       else scale * r["phase_centre_of_mass"] for r in records],
+                               "ko--", ms=2, label="phase centre of mass")
     if velocity_estimate is not None and len(tracks) == 1:
         (track,) = tracks.values()
         middle = len(records) // 2
         if track[middle] is not None:
             x_mid, t_mid = track[middle]["centroid"][axis], times[middle]
-            left.plot(times, scale * (x_mid + velocity_estimate * (times - t_mid)), ":",
-                      color="tab:red", label="sharp-interface estimate")
+            summaries += left.plot(times, scale * (x_mid + velocity_estimate * (times - t_mid)),
+                                   ":", color="tab:red", label="sharp-interface estimate")
     along = "grad T" if gradient != 0 else "xyz"[axis]
     left.set(xlabel=f"t [{units.time}]", ylabel=f"position along {along} [{units.length}]",
              title="centroids (hot side: larger position for grad T > 0)" if gradient != 0
@@ -164,6 +175,9 @@ def plot_tracked(records: list[dict], axis: int, path: Path,
             ax.set_xlim(times[0], times[-1])
     if len(tracks) <= 8:
         left.legend(fontsize=7)
+    elif summaries:  # too many particles to name: the other lines still are
+        left.legend(handles=summaries, fontsize=7, title=f"{len(tracks)} particles: a colour "
+                    "each", title_fontsize=7)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
