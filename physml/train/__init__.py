@@ -3,30 +3,27 @@ balancing and the least-squares machinery of TENG.
 
 A physics-informed run composes a :class:`PINNProblem` from conditions (:class:`Initial`,
 :class:`Dirichlet`, :class:`Neumann`, ...) and trains it with :class:`PINNTrainer`; TENG evolves
-a network through a :class:`TENGPDE`."""
+a network through a :class:`TENGPDE`. Each name is imported from its module on first use, so
+importing one module of the package (``physml.train.sampling``) loads no other."""
 
-from .balancing import ConFIG as ConFIG
-from .balancing import FixedWeights as FixedWeights
-from .balancing import LearningRateAnnealing as LearningRateAnnealing
-from .conditions import Condition as Condition
-from .conditions import Dirichlet as Dirichlet
-from .conditions import Initial as Initial
-from .conditions import InitialRate as InitialRate
-from .conditions import Neumann as Neumann
-from .conditions import Periodic as Periodic
-from .conditions import Robin as Robin
-from .pinn import PINNTrainer as PINNTrainer
-from .problems import PINNProblem as PINNProblem
-from .problems import exact_reference as exact_reference
-from .sampling import DomainSampler as DomainSampler
-from .teng import TENG as TENG
-from .teng import TENGPDE as TENGPDE
+from importlib import import_module
+
+_EXPORTS = {
+    "balancing": ("ConFIG", "FixedWeights", "LearningRateAnnealing"),
+    "conditions": ("Condition", "Dirichlet", "Initial", "InitialRate", "Neumann", "Periodic",
+                   "Robin"),
+    "moe": ("MoETrainer",),
+    "pinn": ("PINNTrainer",),
+    "problems": ("PINNProblem", "exact_reference"),
+    "sampling": ("DomainSampler",),
+    "teng": ("TENG", "TENGPDE"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
 
 
 def __getattr__(name: str):
-    """``MoETrainer`` is imported on first use (it loads the dataset and constraint layers)."""
-    if name == "MoETrainer":
-        from .moe import MoETrainer
-
-        return MoETrainer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """The exported ``name`` from its module, imported on first use."""
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_MODULE_OF[name]}", __name__), name)
