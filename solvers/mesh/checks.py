@@ -215,13 +215,17 @@ def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
             non_manifold_cells(cells))
 
 
-class TangledCellsError(ValueError):
-    """Cells of zero measure or folded (:func:`check_cell_shapes`): ``problem`` says which,
-    with the cells."""
+class BadCellsError(ValueError):
+    """Cells :func:`check_mesh` refuses: ``problem`` says which, with the cells."""
 
     def __init__(self, problem: str) -> None:
         self.problem = problem
         super().__init__(f"mesh has {problem}; remove or fix them")
+
+
+class TangledCellsError(BadCellsError):
+    """Cells of zero measure or folded (:func:`check_cell_shapes`): what moving the vertices
+    can break."""
 
 
 def check_cell_shapes(points: np.ndarray, cells: np.ndarray,
@@ -230,16 +234,14 @@ def check_cell_shapes(points: np.ndarray, cells: np.ndarray,
     :func:`zero_measure_cells` and :func:`folded_cells` (``facets``: its argument): what
     moving the vertices can break."""
     kind = "volume" if cells.shape[1] == 4 else "area"
-    for problem, found in ((f"zero-{kind} cells", zero_measure_cells(points, cells)),
-                           ("folded cells (on the same side of a facet as its other cell)",
-                            folded_cells(points, cells, facets))):
-        if len(found):
-            raise TangledCellsError(f"{problem}: cells {_describe(found)}")
+    _refuse(f"zero-{kind} cells", zero_measure_cells(points, cells), TangledCellsError)
+    _refuse("folded cells (on the same side of a facet as its other cell)",
+            folded_cells(points, cells, facets), TangledCellsError)
 
 
-def _refuse(problem: str, found: np.ndarray) -> None:
+def _refuse(problem: str, found: np.ndarray, error: type[BadCellsError] = BadCellsError) -> None:
     if len(found):
-        raise ValueError(f"mesh has {problem}: cells {_describe(found)}; remove or fix them")
+        raise error(f"{problem}: cells {_describe(found)}")
 
 
 # --- the screen of moved vertices on their device ---------------------------------------------
