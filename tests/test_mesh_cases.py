@@ -156,6 +156,33 @@ def test_shape_optimisation_drops_the_match_loss_and_reaches_the_ellipse(tmp_pat
     assert (tmp_path / "losses.png").is_file() and "u" in vtu_fields(tmp_path)
 
 
+def test_a_finished_shape_run_resumed_keeps_its_timing(tmp_path):
+    """A resume after the last step timed no step and wrote the time of none as `step_s`."""
+    overrides = ["mesh.h=0.3", "optimisation.steps=6", "optimisation.lr=0.008",
+                 "output.figures=false"]
+    first = run("shape_poisson", overrides, tmp_path)
+    again = run("shape_poisson", overrides, tmp_path, resume=True)
+    assert again["wall_s"] == first["wall_s"] > 0
+    assert again["step_s"] == first["step_s"] == pytest.approx(first["wall_s"] / 6)
+
+
+def test_the_shape_losses_figure_draws_the_objective_s_weighted_terms(tmp_path, monkeypatch):
+    """It drew the quality term without its weight, beside the PINN's axis label."""
+    from physml.cases import figures
+
+    drawn = {}
+    monkeypatch.setattr(figures, "plot_losses",
+                        lambda history, path, title, **kw: drawn.update(history=history, **kw))
+    run("shape_poisson", ["mesh.h=0.3", "optimisation.steps=3", "optimisation.lr=0.008",
+                          "optimisation.quality_weight=0.25"], tmp_path)
+    history = json.loads((tmp_path / "metrics.json").read_text())["history"]
+    for record, term in zip(history, drawn["history"], strict=True):
+        assert term["loss_0.25 × quality"] == 0.25 * record["loss_quality"]
+        assert term["loss_objective"] == record["loss"] == pytest.approx(
+            term["loss_match"] + term["loss_0.25 × quality"])
+    assert "weighted quality" in drawn["ylabel"]
+
+
 def test_an_update_that_tangles_the_mesh_stops_the_run_as_a_diverged_one(tmp_path,
                                                                          cli_in_process):
     """It exited 2 with the advice for a bad mesh file ("remove or fix them"), no step, no

@@ -266,8 +266,10 @@ REDRAWS_DRAWN = 40
 
 
 def plot_losses(history: list[dict], path: Path, title: str = "", adam_steps: int = 0,
-                resample_every: int = 0) -> None:
-    """Each loss term and the relative L2 error against the step (log scale); a line where
+                resample_every: int = 0,
+                ylabel: str = "loss term (mean square), error") -> None:
+    """Each loss term (the records' ``loss_<term>`` keys, labelled ``<term>``) and the relative
+    L2 error against the step (log scale), the axis labelled ``ylabel``; a line where
     Adam hands over to L-BFGS, and ticks where the collocation points are redrawn (the loss
     jumps there), up to :data:`REDRAWS_DRAWN` of them; beyond that the legend says how
     often they are redrawn. When the loss weights vary (a balancing strategy such as learning-rate
@@ -299,8 +301,7 @@ def plot_losses(history: list[dict], path: Path, title: str = "", adam_steps: in
     elif len(redraws):  # too many ticks to read: the legend says how often
         every = "every step" if resample_every == 1 else f"every {resample_every} steps"
         ax.plot([], [], ls="none", label=f"points redrawn {every}")
-    ax.set(xlabel="" if weights else "step", ylabel="loss term (mean square), error",
-           title=title)
+    ax.set(xlabel="" if weights else "step", ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
     if weights:
         below = axes[1, 0]

@@ -86,7 +86,12 @@ def write_results(case: MeshPDECase, result: Result, folder: Path) -> None:
     plot_mesh_fields(result.mesh.points, result.mesh.cells, fields, folder / "solution.png",
                      f"{case.name}: {headline(result.summary)}", units, titles)
     if case.pde.name == "shape_optimisation":
-        plot_losses(result.history, folder / "losses.png", case.name)
+        weight = case.optimisation.quality_weight
+        terms = [{"step": r["step"], "loss_objective": r["loss"], "loss_match": r["loss_match"]}
+                 | ({f"loss_{weight:g} × quality": weight * r["loss_quality"]} if weight else {})
+                 for r in result.history]
+        plot_losses(terms, folder / "losses.png", case.name,
+                    ylabel="objective and its terms (match + weighted quality)")
 
 
 def plot_checks(case: MeshPDECase, result: Result, folder: Path) -> None:

@@ -87,21 +87,23 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
 
     def save(step: int) -> None:
         state = {"step": step, "points": x.detach().clone(), "adam": adam.state_dict(),
-                 "history": history}
+                 "history": history, "wall_s": elapsed}
         atomic_write(folder / CHECKPOINT, lambda p: torch.save(state, p))
 
-    start, last_checkpoint = 0, None
+    start, last_checkpoint, elapsed = 0, None, 0.0  # elapsed: the steps' time, every session
     if resume:
         state = read_checkpoint(folder)
         with restoring(folder), torch.no_grad():
             x.copy_(state["points"])
             adam.load_state_dict(state["adam"])
         start, history, last_checkpoint = state["step"], state["history"], state["step"]
+        elapsed = state.get("wall_s", 0.0)  # absent from checkpoints of earlier versions
+        timed_steps = spec.steps - start if "wall_s" not in state else spec.steps
     else:
         save(0)
         write_text(folder / CONFIG, case.to_yaml())
-        last_checkpoint = 0
-    clock = time.perf_counter()
+        last_checkpoint, timed_steps = 0, spec.steps
+    clock, earlier_s = time.perf_counter(), elapsed
     for step in range(start, spec.steps):
         adam.zero_grad()
         try:
@@ -114,6 +116,7 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
         if not adam_can_step(loss.detach(), [x]):
             raise NonFiniteLossError(step + 1, last_checkpoint)
         adam.step()
+        elapsed = earlier_s + time.perf_counter() - clock
         record = {"step": step + 1, "loss": loss.item(), "loss_match": match.item(),
                   "loss_quality": quality.item()}  # the updates done; the loss before the last
         history.append(record)
@@ -135,8 +138,9 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
         "aspect": float(extent[0] / extent[1]), "aspect_target": a / b,
         "boundary_off_ellipse": float(np.abs(np.hypot(boundary[:, 0] / a,
                                                       boundary[:, 1] / b) - 1).max()),
-        "step_s": (time.perf_counter() - clock) / max(spec.steps - start, 1),
     }
+    if timed_steps:  # none when a run of an earlier version is resumed after its last step
+        summary |= {"step_s": elapsed / timed_steps, "wall_s": elapsed}
     exact = target(torch.as_tensor(moved.points)).numpy()
     u = u.cpu().numpy()
     return Result(moved, {"u": u, "exact": exact, "error": u - exact},
