@@ -375,6 +375,17 @@ def test_free_energy_is_log_log_when_positive_else_linear(saved_figures):
     assert saved_figures[-1].axes[0].get_yscale() == "linear"
 
 
+def test_a_log_energy_axis_over_less_than_two_decades_labels_several_values(saved_figures):
+    """From 0.9 to 0.031 (a shrunk spinodal run) the axis labelled 10^-1 alone."""
+    plot_free_energy(np.linspace(0, 100, 5), [0.9, 0.3, 0.1, 0.05, 0.031], Path("unused.png"),
+                     SI_UNITS, "J m^2/mol")
+    ax = saved_figures[-1].axes[0]
+    ax.figure.canvas.draw()
+    labels = [t for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True)
+              if t.get_text() and 0.031 <= t.get_position()[1] <= 0.9]
+    assert ax.get_yscale() == "log" and len(labels) >= 4
+
+
 def test_a_cut_s_error_is_nan_where_the_prediction_is_not_finite_inside_the_domain(
         saved_figures):
     ds = space_time()

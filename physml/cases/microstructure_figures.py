@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 
 from ..datasets.store import atomic_write  # noqa: E402
 
@@ -215,7 +216,9 @@ def plot_free_energy(times, energy, path: Path, units: PlotUnits, energy_unit: s
     fig, ax = plt.subplots(figsize=(6.5, 4.4), constrained_layout=True)
     ax.semilogx(t[later], F[later], "o-", ms=3, label="run")
     if np.all(F > 0) and F.max() > LOG_ENERGY_SPAN * F.min():
-        ax.set_yscale("log")
+        ax.set_yscale("log")  # minor ticks labelled below two decades, where a decade's one
+        ax.yaxis.set_minor_formatter(  # label may be the only one in range
+            LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     if not later.all():
         ax.axhline(F[~later][0], color="0.4", ls=":", lw=1.2, label=f"F(0) = {F[0]:.4g}")
     unit = "" if units.time == "model time" else f" [{units.time}]"
