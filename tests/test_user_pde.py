@@ -27,7 +27,7 @@ from physml.geometry import (
     Union,
 )
 from physml.models import MLP
-from physml.train.conditions import Dirichlet, Initial, Neumann, Robin
+from physml.train.conditions import Dirichlet, Initial, Neumann, Periodic, Robin
 from physml.train.derivatives import Derivatives
 from physml.train.problems import PINNProblem, exact_reference
 
@@ -1454,3 +1454,22 @@ def test_a_system_fits_solver_made_observations_and_refuses_a_one_field_referenc
             "reference: a file's variable is one field, and the case has 2 (u, w); give exact "
             "for each field")):
         load_case(_write_case(tmp_path, SYSTEM_OBSERVED + reference, "with_reference.yaml"))
+
+
+def test_conditions_refuse_coefficients_that_change_or_void_their_meaning():
+    """Neumann(alpha=2) trained a Robin loss under the name neumann, Robin(alpha=0, beta=0) a
+    loss blind to u, and Periodic(value=3) ignored its value, all without a word."""
+    with pytest.raises(TypeError, match="alpha"):
+        Neumann(1.0, alpha=2.0)
+    with pytest.raises(TypeError, match="beta"):
+        Neumann(1.0, beta=0.0)
+    with pytest.raises(TypeError, match="value"):
+        Periodic(value=3.0)
+    with pytest.raises(ValueError, match="alpha = beta = 0 constrains nothing"):
+        Robin(alpha=0.0, beta=0.0)
+    for bad in (float("nan"), "1", None, True):
+        with pytest.raises(ValueError, match="beta must be a finite number"):
+            Robin(beta=bad)
+    assert Robin(alpha=np.float32(2), beta=0).alpha == 2
+    neumann = Neumann(1.0, on=("inner",))
+    assert (neumann.alpha, neumann.beta, neumann.name) == (0.0, 1.0, "neumann")

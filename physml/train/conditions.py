@@ -23,9 +23,10 @@ problem's output transform (:meth:`~physml.train.problems.PINNProblem.constrain`
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -188,6 +189,23 @@ class Robin(Condition):
     beta: float = 1.0
     name: str = "robin"
 
+    def __post_init__(self) -> None:
+        """Refuse coefficients that are no finite number, or both zero (a condition on
+        nothing).
+
+        Raises:
+            ValueError: naming the coefficient.
+        """
+        for key in ("alpha", "beta"):
+            coefficient = getattr(self, key)
+            if isinstance(coefficient, bool) or not isinstance(coefficient, numbers.Real) \
+                    or not np.isfinite(coefficient):
+                raise ValueError(f"condition {self.name!r}: {key} must be a finite number, "
+                                 f"got {coefficient!r}")
+        if self.alpha == 0 and self.beta == 0:
+            raise ValueError(f"condition {self.name!r}: alpha u + beta du/dn = value with "
+                             "alpha = beta = 0 constrains nothing; give alpha or beta nonzero")
+
     def draw(self, problem, n, rng):
         X, P, index = self._boundary_points(problem, n, rng)
         normals = problem.geometry.normals(P, index, self.on)
@@ -202,17 +220,20 @@ class Robin(Condition):
 
 @dataclass(frozen=True)
 class Neumann(Robin):
-    """$\\partial u/\\partial n = $ ``value`` on the parts ``on`` (Robin with $\\alpha = 0$)."""
+    """$\\partial u/\\partial n = $ ``value`` on the parts ``on`` (Robin with $\\alpha = 0$,
+    $\\beta = 1$, neither a parameter: a Robin condition takes them)."""
 
-    alpha: float = 0.0
-    beta: float = 1.0
+    alpha: float = field(default=0.0, init=False)
+    beta: float = field(default=1.0, init=False)
     name: str = "neumann"
 
 
 @dataclass(frozen=True)
 class Periodic(Condition):
-    """$u = u$ across the box along input ``axis`` (the geometry must be a box there)."""
+    """$u = u$ across the box along input ``axis`` (the geometry must be a box there); no
+    ``value``."""
 
+    value: Value = field(default=0.0, init=False)
     axis: str = "x"
     name: str = "periodic"
 
