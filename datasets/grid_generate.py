@@ -22,7 +22,15 @@ import numpy as np
 from .._version import __version__
 from ..solvers.base import GridSolver
 from ..solvers.runtime import quiet_warp
-from .grid_samples import choose_scheme, initial_state, solve_batch, solve_sample, spec_solver
+from .grid_samples import (
+    ToleranceNotMet,
+    choose_scheme,
+    initial_state,
+    planned_scheme,
+    solve_batch,
+    solve_sample,
+    spec_solver,
+)
 from .memory import check_shard_fits
 from .problems import PROBLEMS, Problem
 from .spec import DatasetSpec
@@ -44,19 +52,22 @@ def write_shard(task: ShardTask) -> str:
     solver = spec_solver(spec, task.parameters, task.device)
     solvers = {None: solver}
     initial = [initial_state(spec, solver.grid, seed) for seed in task.seeds]
-    schemes = []
-    for u0 in initial:
-        scheme = choose_scheme(spec, solver, u0)
-        if scheme not in solvers:
-            solvers[scheme] = spec_solver(spec, task.parameters, task.device, scheme)
+    schemes, plans = [], []
+    for seed, u0 in zip(task.seeds, initial, strict=True):
+        try:
+            scheme, plan = planned_scheme(spec, solvers, u0, task.parameters, task.device)
+        except ToleranceNotMet as err:
+            raise ValueError(f"{task.path}: sample with seed {seed}: {err}") from None
         schemes.append(solvers[scheme].scheme)
+        plans.append(plan)
     states = np.empty((len(initial), spec.n_saves, *solver.grid.shape))
     size = task.batch_size or len(initial)
     for scheme_solver in {s.scheme: s for s in solvers.values()}.values():
         members = [i for i, name in enumerate(schemes) if name == scheme_solver.scheme]
         for start in range(0, len(members), size):
             batch = members[start : start + size]
-            states[batch] = _solve_or_name_the_seed(spec, scheme_solver, initial, batch, task)
+            states[batch] = _solve_or_name_the_seed(spec, scheme_solver, initial, plans, batch,
+                                                    task)
     schemes = [str(name) for name in schemes]
     times = np.linspace(0.0, spec.t_end, spec.n_saves)
     problem = PROBLEMS[spec.pde]
@@ -109,16 +120,17 @@ def spec_parameters(problem: Problem, solver, given: dict[str, float]) -> dict[s
     return {**own, **problem.parameters, **given}
 
 
-def _solve_or_name_the_seed(spec, solver, initial, batch, task) -> np.ndarray:
-    """:func:`~physml.datasets.grid_samples.solve_batch` of the samples ``batch``; on a
-    blow-up, the sample that blew up is found by solving them one by one, and named by its
-    seed."""
+def _solve_or_name_the_seed(spec, solver, initial, plans, batch, task) -> np.ndarray:
+    """:func:`~physml.datasets.grid_samples.solve_batch` of the samples ``batch`` with their
+    step ``plans``; on a blow-up, the sample that blew up is found by solving them one by one,
+    and named by its seed."""
     try:
-        return solve_batch(spec, solver, np.stack([initial[i] for i in batch]))
+        return solve_batch(spec, solver, np.stack([initial[i] for i in batch]),
+                           [plans[i] for i in batch])
     except FloatingPointError:
         for i in batch:
             try:
-                solve_sample(spec, solver, initial[i])
+                solve_sample(spec, solver, initial[i], plans[i])
             except FloatingPointError as err:
                 raise ValueError(f"{task.path}: sample with seed {task.seeds[i]}: {err}") from None
         raise

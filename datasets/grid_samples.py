@@ -27,11 +27,17 @@ def initial_state(spec: DatasetSpec, grid, seed: int) -> np.ndarray:
     return initial(grid, rng, **spec.initial_condition.options)
 
 
+class ToleranceNotMet(ValueError):
+    """Implicit diffusion would need steps shorter than an explicit scheme's stable one to
+    meet ``solver.tolerance`` (:func:`step_plan`)."""
+
+
 def choose_scheme(spec: DatasetSpec, solver, u0: np.ndarray) -> str | None:
     """The spec's scheme; for "auto", "imex" when explicit diffusion would need a step
     under half the convective/reactive one (diffusion-dominated), else the solver default.
     IMEX's explicit part is forward Euler (first order); :func:`step_plan` bounds its step by
-    ``solver.tolerance``."""
+    ``solver.tolerance`` (:func:`planned_scheme` falls back to the solver default where that
+    bound would take steps shorter than an explicit scheme's)."""
     if spec.solver.scheme != "auto":
         return spec.solver.scheme
     if solver.diffusion_parameter is None:
@@ -63,8 +69,8 @@ def _accurate_save_every(spec: DatasetSpec, solver, u0: np.ndarray, save_every: 
     """The doubled ``save_every`` of :func:`step_plan` with implicit diffusion.
 
     Raises:
-        ValueError: the estimate still above ``solver.tolerance`` with steps shorter than
-            explicit forward Euler's stable one (a tolerance near ``solver.dtype``'s rounding).
+        ToleranceNotMet: the estimate still above ``solver.tolerance`` with steps shorter than
+            explicit forward Euler's stable one.
     """
     interval = spec.t_end / (spec.n_saves - 1)
     size = float(np.max(np.abs(u0)))
@@ -78,7 +84,7 @@ def _accurate_save_every(spec: DatasetSpec, solver, u0: np.ndarray, save_every: 
         if estimate <= spec.solver.tolerance * size:
             return save_every
         if interval / save_every < shortest:
-            raise ValueError(
+            raise ToleranceNotMet(
                 f"solver.tolerance={spec.solver.tolerance:g} is not met: the step-doubling "
                 f"estimate over the first save interval is still {estimate / size:.1e} x "
                 f"max|u0| with steps of {interval / save_every:.1e}, shorter than an explicit "
@@ -108,22 +114,51 @@ def _rannacher_rollout(solver, u0: np.ndarray, n_steps: int | np.ndarray,
     return np.concatenate([np.take(start, [0], axis), rest], axis)
 
 
-def solve_sample(spec: DatasetSpec, solver, u0: np.ndarray) -> np.ndarray:
-    """The trajectory from ``u0`` saved at ``n_saves`` equal intervals: ``(n_saves, *grid)``."""
-    n_steps, save_every, dt = step_plan(spec, solver, u0)
+def planned_scheme(spec: DatasetSpec, solvers: dict, u0: np.ndarray,
+                   parameters: dict[str, float], device: str
+                   ) -> tuple[str | None, tuple[int, int, float]]:
+    """The scheme of the sample from ``u0`` (:func:`choose_scheme`; ``None`` the solver
+    default) and its :func:`step_plan`. ``solvers`` maps a scheme to its solver (with the
+    spec's ``parameters`` on ``device``: :func:`spec_solver`), holds the default's under
+    ``None``, and gains the schemes chosen. Under "auto", a sample whose
+    IMEX plan would take steps shorter than an explicit scheme's stable one to meet
+    ``solver.tolerance`` is solved by the default scheme.
+
+    Raises:
+        ToleranceNotMet: an ``imex`` the spec names cannot meet its tolerance.
+    """
+    scheme = choose_scheme(spec, solvers[None], u0)
+    if scheme not in solvers:
+        solvers[scheme] = spec_solver(spec, parameters, device, scheme)
+    try:
+        return scheme, step_plan(spec, solvers[scheme], u0)
+    except ToleranceNotMet:
+        if spec.solver.scheme != "auto":
+            raise
+    return None, step_plan(spec, solvers[None], u0)
+
+
+def solve_sample(spec: DatasetSpec, solver, u0: np.ndarray,
+                 plan: tuple[int, int, float] | None = None) -> np.ndarray:
+    """The trajectory from ``u0`` saved at ``n_saves`` equal intervals: ``(n_saves, *grid)``;
+    ``plan``: its :func:`step_plan`, where known."""
+    n_steps, save_every, dt = plan or step_plan(spec, solver, u0)
     if solver.scheme == "imex":
         return _rannacher_rollout(solver.with_dt(dt), u0, n_steps, save_every)
     return solver.with_dt(dt).rollout(u0, n_steps, save_every)
 
 
-def solve_batch(spec: DatasetSpec, solver, u0: np.ndarray) -> np.ndarray:
+def solve_batch(spec: DatasetSpec, solver, u0: np.ndarray,
+                plans: list[tuple[int, int, float]] | None = None) -> np.ndarray:
     """The trajectories of a batch ``(B, *grid)`` in one batched rollout, each with its own
-    step plan: ``(B, n_saves, *grid)``, each bitwise :func:`solve_sample`'s. A solver that
-    is not a :class:`~physml.solvers.base.GridSolver` (the spectral Navier–Stokes solver)
-    advances one state at a time, so its samples are solved one by one."""
+    step plan (``plans``, where known): ``(B, n_saves, *grid)``, each bitwise
+    :func:`solve_sample`'s. A solver that is not a :class:`~physml.solvers.base.GridSolver`
+    (the spectral Navier–Stokes solver) advances one state at a time, so its samples are
+    solved one by one."""
+    plans = plans or [step_plan(spec, solver, u) for u in u0]
     if not isinstance(solver, GridSolver):
-        return np.stack([solve_sample(spec, solver, u) for u in u0])
-    plans = np.array([step_plan(spec, solver, u) for u in u0])
+        return np.stack([solve_sample(spec, solver, u, plan) for u, plan in zip(u0, plans)])
+    plans = np.array(plans)
     counts, every, dts = plans[:, 0].astype(int), plans[:, 1].astype(int), plans[:, 2]
     if solver.scheme == "imex":
         return _rannacher_rollout(solver.with_dt(float(dts[0])), u0, counts, every, dts)

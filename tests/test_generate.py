@@ -231,6 +231,9 @@ def test_overwrite_refuses_a_folder_with_files_a_dataset_did_not_write(tmp_path,
     (3, (0.0, 0.5, 0.5), (0, 2, 1)),  # never negative, a fraction of 0 gets none
     (1, (0.0, 0.5, 0.5), (0, 1, 0)),
     (30, (0.7, 0.2, 0.1), (21, 6, 3)),  # 0.7 * 30 is 20.999...: still 21
+    (2, (0.7, 0.2, 0.1), (2, 0, 0)),  # remainders 0.4, 0.4 in exact arithmetic: a tie, train
+    (8, (0.7, 0.2, 0.1), (6, 1, 1)),  # (2 * 0.7 - 1 is 0.3999..., which gave valid the sample)
+    (14, (0.1, 0.3, 0.6), (2, 4, 8)),
 ])
 def test_split_sizes_are_the_largest_remainders(tmp_path, samples, fractions, sizes):
     train, valid, test = fractions
@@ -286,6 +289,33 @@ def test_automatic_implicit_diffusion_meets_its_tolerance_against_a_fine_referen
         update={"tolerance": 1e-9})})
     with pytest.raises(ValueError, match="solver.tolerance=1e-09 is not met: "):
         step_plan(unreachable, imex, u0[0])
+
+
+def test_automatic_schemes_fall_back_to_explicit_steps_where_imex_would_need_shorter_ones(
+        tmp_path):
+    """Under scheme auto, one sample whose IMEX plan could not meet solver.tolerance with
+    steps longer than an explicit scheme's stopped the whole generation, again on every resume,
+    without naming the sample; an imex the spec names still stops, naming the seed."""
+    from physml.datasets.grid_samples import planned_scheme, spec_solver, step_plan
+
+    replace = {"pde: advection1d": "pde: diffusion_reaction1d",
+               "beta: [0.5, 1.0]": "nu: 5, rho: 10", "samples: 10": "samples: 2",
+               "pdebench_sines}": "pdebench_sines, options: {normalize: true}}"}
+    spec = load_spec(write_spec(tmp_path, nx=32, t_end=0.1, **replace,
+                                **{"seed: 7": "seed: 7\nsolver: {scheme: auto, tolerance: 1e-9}"}))
+    parameters = {"nu": 5.0, "rho": 10.0}
+    solvers = {None: spec_solver(spec, parameters, "cpu")}
+    u0 = np.ones(32) + 0.1 * np.sin(2 * np.pi * (np.arange(32) + 0.5) / 32)
+    scheme, plan = planned_scheme(spec, solvers, u0, parameters, "cpu")
+    assert "imex" in solvers and scheme is None  # IMEX was chosen first, then given up
+    assert plan == step_plan(spec, solvers[None], u0)
+    generate(spec, tmp_path / "auto", workers=0)
+    schemes = io.open_dataset(tmp_path / "auto", "train")["scheme"].values
+    assert set(schemes) == {solvers[None].scheme}
+    named = load_spec(write_spec(tmp_path, nx=32, t_end=0.1, **replace,
+                                 **{"seed: 7": "seed: 7\nsolver: {scheme: imex, tolerance: 1e-9}"}))
+    with pytest.raises(ValueError, match=r"shard-00000.h5: sample with seed 0: solver.tolerance"):
+        generate(named, tmp_path / "imex", workers=0)
 
 
 def test_an_incomplete_or_damaged_dataset_is_not_read_as_complete(tmp_path):
