@@ -29,6 +29,7 @@ import re
 import types
 import typing
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -225,9 +226,11 @@ class SampledSpec(StrictModel):
         """Samples per split and parameter combination, by largest remainders: each split
         gets the whole part of its share of ``samples``, and the samples left go one each to
         the largest fractional parts (ties to the earlier of train, valid, test). Never
-        negative, a fraction of 0 gets none, and the sizes sum to ``samples``."""
-        shares = {name: self.samples * getattr(self.splits, name) for name in SPLITS}
-        sizes = {name: math.floor(share + 1e-9) for name, share in shares.items()}
+        negative, a fraction of 0 gets none, and the sizes sum to ``samples``. The fractions
+        are read as the decimals they print as (0.7 is 7/10), so ties are exact."""
+        shares = {name: self.samples * Fraction(repr(getattr(self.splits, name)))
+                  for name in SPLITS}
+        sizes = {name: math.floor(share) for name, share in shares.items()}
         left = self.samples - sum(sizes.values())
         by_remainder = sorted(SPLITS, key=lambda name: -(shares[name] - sizes[name]))
         for name in by_remainder[:left]:
