@@ -148,6 +148,38 @@ def test_a_sample_with_a_zero_jacobian_does_not_stop_the_batch():
     assert result.omega[1, 0] == pytest.approx(2.0, abs=1e-14)
 
 
+def _heat_rows(u, phi):
+    """Implicit-Euler heat rows, zero walls and the initial row on a (B, nt, nx) field."""
+    lap = u[:, 1:, :-2] - 2 * u[:, 1:, 1:-1] + u[:, 1:, 2:]
+    pde = (u[:, 1:, 1:-1] - u[:, :-1, 1:-1]) - 0.3 * lap
+    return torch.cat([pde.flatten(1), u[:, :, 0], u[:, :, -1], u[:, 0] - phi], 1)
+
+
+def test_scaling_one_basis_function_changes_no_solution():
+    """The floor of the normal equations was relative to the mean diagonal: a basis function
+    1e6 times larger than the others (same span) moved u by 28 % without converging."""
+    torch.manual_seed(0)
+    layer = HardConstraint(_heat_rows, BlockRouter((6, 8), (1, 1)), (8,))
+    phi = torch.randn(1, 8, dtype=torch.float64)
+    basis = torch.randn(1, 4, 6, 8, dtype=torch.float64)
+    u = layer(basis, phi)
+    for scale in (1e6, 1e8, 1e-6):
+        scaled = basis.clone()
+        scaled[:, 0] *= scale
+        np.testing.assert_allclose(layer(scaled, phi), u, rtol=0, atol=1e-9 * u.abs().max())
+        assert bool(layer.last_solve.converged.all())
+
+
+def test_a_basis_zero_on_its_block_has_a_zero_gradient():
+    """A Hessian of zeros took a ridge of 1e-312 (subnormal): its solve gave inf, the
+    gradient NaN."""
+    layer = HardConstraint(_heat_rows, BlockRouter((6, 8), (1, 1)), (8,))
+    basis = torch.zeros(1, 4, 6, 8, dtype=torch.float64, requires_grad=True)
+    u = layer(basis, torch.randn(1, 8, dtype=torch.float64))
+    u.square().sum().backward()
+    assert u.abs().max() == 0 and basis.grad.abs().max() == 0
+
+
 def test_the_implicit_gradient_of_an_unconverged_solve_warns():
     A, y = cubic_inputs()
     a = A.clone().requires_grad_()

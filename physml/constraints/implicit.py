@@ -19,7 +19,9 @@ the first term) is exact only where $r(\omega^\star) = 0$; the constrained syste
 rows than unknowns and a nonzero residual at the solution, so this module implements the **exact**
 form, both terms and the full Hessian. Autograd computes them: $\nabla_\omega\phi$ with a graph,
 $H$ by $N$ reverse-over-reverse products, the last line by one more reverse pass. A ridge of
-$10^{-12}$ times the mean of $H$'s diagonal keeps a rank-deficient $H$ solvable. Cost per
+$10^{-12}$ times the mean of $H$'s diagonal (at least $\sqrt{\text{tiny}}$, 1.5e-154 in float64)
+keeps a rank-deficient $H$ solvable, and a zero one (a basis that vanishes on the expert's
+block) gives a zero gradient. Cost per
 backward: $N + 2$ residual-sized reverse passes and a batched $N\times N$ solve. The backward
 pass reads only saved tensors, so calling it twice gives the same gradient. It holds at an
 optimum only: where a sample's solve stopped short of its tolerance (``converged`` false), the
@@ -99,7 +101,8 @@ class _LeastSquaresSolution(torch.autograd.Function):
             xs = tuple(x.detach().requires_grad_(need) for x, need in
                        zip(inputs, ctx.needs_input_grad[4:], strict=True))
             H, g = objective_hessian(ctx.residual, w, xs)
-            ridge = 1e-12 * H.diagonal(dim1=1, dim2=2).mean(1).abs().clamp_min(1e-300)
+            ridge = (1e-12 * H.diagonal(dim1=1, dim2=2).mean(1).abs()).clamp_min(
+                torch.finfo(H.dtype).tiny ** 0.5)  # a normal number whose inverse is finite
             H = H + torch.diag_embed(ridge[:, None].expand_as(w))
             lam = torch.linalg.solve(H.detach(), g_omega.to(H.dtype))
             wanted = [i for i, x in enumerate(xs) if x.requires_grad]

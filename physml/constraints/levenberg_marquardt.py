@@ -7,27 +7,28 @@ where the residual function maps ``omega`` of shape ``(B, N)`` to ``(B, M)`` and
 depends on $\omega_b$ only. Each iteration forms $J_b = \partial r_b/\partial\omega_b$ by $N$
 batched forward-mode products (one per unit direction, all samples at once: $O(N)$ residual
 evaluations) and solves Marquardt's damped normal equations
-$$(J^\top J + \mu\,\mathrm{diag}(J^\top J) + \mu\,\epsilon\,\bar d\,I)\,\delta = -J^\top r$$
-($\bar d$ the mean of the diagonal, $\epsilon = 10^{-10}$ keeps basis functions that no row sees
-solvable). A step that lowers $\lVert r\rVert$ is taken and $\mu \leftarrow \mu/3$; otherwise
-$\mu \leftarrow 4\mu$. Each iteration first tries the Gauss–Newton step ($\mu = 0$, the same
-$\epsilon$ floor) and takes it where it lowers $\lVert r\rVert$; Marquardt's damped step is
-tried only for the samples where it does not, so a residual that is affine, or close to it near
-the minimum, converges in a step or two even when $J^\top J$ is ill-conditioned (a damped step
-would shrink the error along its small singular directions by only $\mu d/(\lambda + \mu d)$).
-$J$ is re-formed only after a step was taken. Samples stop independently once
-$\max_j |J_j^\top r| / (\lVert J_j\rVert\,\lVert r\rVert) \le$ ``tol`` (the residual is orthogonal
-to the range of $J$: MINPACK's ``gtol``), $\lVert r\rVert \le$ ``atol``, or a step taken moved
-$\omega$ by at most ``xtol`` $(\lVert\omega\rVert + $ ``xtol``$)$ (MINPACK's ``xtol``: where the
-fit is exact the residual left is rounding, whose orthogonality to $J$ is noise of order one, so
-the first test cannot pass however the residual is scaled). A sample whose system is closed
-(stopped) solves nothing: a zero Jacobian there leaves no singular system. A step counts as a
-decrease up to a relative rounding allowance of $10^{-14}$: near the minimum
-$\lVert r\rVert$ is flat to second order and a strict comparison would stall the iteration at
-about half the digits of $\omega$. Everything runs in float64.
-For a residual that is affine in $\omega$ the first (Gauss–Newton) step solves the
-least-squares problem; the next iteration confirms it. The tests are made once more after the
-last allowed step.
+$$(J^\top J + \mu\,(D + F))\,\delta = -J^\top r,\qquad D = \mathrm{diag}(J^\top J),\quad
+F = \epsilon\,(D + \epsilon\,\bar d\,I)$$
+($\bar d$ the mean of the diagonal, $\epsilon = 10^{-10}$: the floor $F$ is relative to each
+column's own scale, so scaling a basis function changes no step, and $\epsilon^2\bar d$ keeps
+basis functions that no row sees solvable). A step that lowers $\lVert r\rVert$ is taken and
+$\mu \leftarrow \mu/3$; otherwise $\mu \leftarrow 4\mu$. Each iteration first tries the
+Gauss–Newton step ($J^\top J + F$) and takes it where it lowers $\lVert r\rVert$; Marquardt's damped
+step is tried only for the samples where it does not, so a residual that is affine, or close to it
+near the minimum, converges in a step or two even when $J^\top J$ is ill-conditioned (a damped step
+would shrink the error along its small singular directions by only $\mu d/(\lambda + \mu d)$). $J$
+is re-formed only after a step was taken. Samples stop independently once $\max_j |J_j^\top r| /
+(\lVert J_j\rVert\,\lVert r\rVert) \le$ ``tol`` (the residual is orthogonal to the range of $J$:
+MINPACK's ``gtol``), $\lVert r\rVert \le$ ``atol``, or a step taken moved $\omega$ by at most
+``xtol`` $(\lVert\omega\rVert + $ ``xtol``$)$ (MINPACK's ``xtol``: where the fit is exact the
+residual left is rounding, whose orthogonality to $J$ is noise of order one, so the first test
+cannot pass however the residual is scaled). A sample whose system is closed (stopped) solves
+nothing: a zero Jacobian there leaves no singular system. A step counts as a decrease up to a
+relative rounding allowance of $10^{-14}$: near the minimum $\lVert r\rVert$ is flat to second order
+and a strict comparison would stall the iteration at about half the digits of $\omega$. Everything
+runs in float64. For a residual that is affine in $\omega$ the first (Gauss–Newton) step solves the
+least-squares problem; the next iteration confirms it. The tests are made once more after the last
+allowed step.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from torch.func import jvp, vmap
 from ..solvers.errors import whole_number
 
 ROUNDOFF = 1e-14  # a step may raise the residual norm by this relative amount (rounding)
+EPSILON = 1e-10  # the floor of the normal equations' diagonal, relative to each entry
 
 Residual = Callable[[torch.Tensor], torch.Tensor]
 
@@ -120,9 +122,9 @@ class LevenbergMarquardt:
             if bool(done.all()) or step == self.max_iter:
                 break
             d = A.diagonal(dim1=1, dim2=2)
-            floor = 1e-10 * d.mean(1, keepdim=True)
+            floor = EPSILON * (d + EPSILON * d.mean(1, keepdim=True))
             state = (omega, r, norm)
-            state, newton = _attempt(residual, state, A, g, floor.expand_as(d), ~done)
+            state, newton = _attempt(residual, state, A, g, floor, ~done)
             damped = torch.zeros_like(newton)
             if bool((~done & ~newton).any()):
                 state, damped = _attempt(residual, state, A, g, mu[:, None] * (d + floor),
