@@ -14,6 +14,7 @@ Euler. The rates of nonlinear terms depend on a state only through a bound on $|
 
 from __future__ import annotations
 
+import decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -193,13 +194,29 @@ def check_step_stability(solver: GridSolver, u: np.ndarray | None = None, *,
                 "the advection term's limit, set by the state, then applies" if unknown
                 else "no limit left")
         hint = f", or scheme='imex' (implicit diffusion; {rest})"
+    given, limit = distinct_digits(solver.dt, dt_max)
     raise UnstableStepError(
-        f"dt={solver.dt:.4g} exceeds the stability limit {dt_max:.4g} of scheme "
+        f"dt={given} exceeds the stability limit {limit} of scheme "
         f"'{solver.scheme}' for {name} on a grid with dx={format_values(solver.grid.dx)}, set "
-        f"by its {binding} term; pass dt<={dt_max:.4g}{hint}",
+        f"by its {binding} term; pass dt<={rounded_down(dt_max)}{hint}",
         dt=solver.dt,
         dt_max=dt_max,
     )
+
+
+def distinct_digits(a: float, b: float, digits: int = 4) -> tuple[str, str]:
+    """``a`` and ``b`` printed with ``digits`` significant digits, or as many more as tell
+    them apart (a step just above its limit printed the same number twice)."""
+    while digits < 17 and f"{a:.{digits}g}" == f"{b:.{digits}g}":
+        digits += 1
+    return f"{a:.{digits}g}", f"{b:.{digits}g}"
+
+
+def rounded_down(x: float, digits: int = 4) -> str:
+    """Positive ``x`` printed with ``digits`` significant digits, rounded towards zero, so a
+    suggested step within a limit stays within it once read back."""
+    with decimal.localcontext(prec=digits, rounding=decimal.ROUND_DOWN) as context:
+        return f"{context.plus(decimal.Decimal(repr(float(x)))).normalize():g}"
 
 
 def check_samples(solver: GridSolver, arrays: dict[str, wp.array], states: np.ndarray,

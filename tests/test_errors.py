@@ -109,6 +109,20 @@ def test_unstable_step_names_the_largest_stable_one():
     assert err.value.dt_max == pytest.approx(2.7852935 / (4 / GRID.dx[0] ** 2))
 
 
+def test_a_step_just_above_its_limit_prints_two_numbers_and_a_step_that_passes():
+    """dt 1e-6 above the limit printed "dt=0.0001346 exceeds the stability limit 0.0001346",
+    and the suggestion, rounded to nearest, could itself exceed the limit."""
+    limit = HeatSolver1D(GRID, nu=1.0, dt=None).stable_dt()
+    with pytest.raises(UnstableStepError) as err:
+        HeatSolver1D(GRID, nu=1.0, dt=limit * (1 + 1e-6))
+    message = str(err.value)
+    given, shown = re.search(r"dt=(\S+) exceeds the stability limit (\S+) ", message).groups()
+    assert given != shown and float(shown) == pytest.approx(limit, rel=1e-5)
+    suggested = float(re.search(r"pass dt<=([0-9.e+-]+)", message).group(1))
+    assert suggested <= limit
+    HeatSolver1D(GRID, nu=1.0, dt=suggested)
+
+
 @pytest.mark.parametrize("scheme", ["euler", "imex"])
 def test_the_unlimited_muscl_flux_is_refused_under_a_forward_euler_advection_step(scheme):
     """Fromm's scheme (limiter 'none') amplifies under forward Euler at every CFL (1.0099 at
