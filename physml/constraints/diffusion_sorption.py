@@ -31,6 +31,20 @@ class DiffusionSorptionRows:
     """Residual rows on an ``(nt, nx)`` grid with spacing ``dt`` [s] (PDEBench's constants).
 
     ``rows(u, u0)``: ``u`` (B, nt, nx), ``u0`` (B, nx) -> (B, (nt - 1) nx + nx).
+
+    Args:
+        nx: cells on $[0, 1]$, a whole number >= 2.
+        dt: time between levels [s], > 0.
+        D: effective diffusivity [m^2/s], > 0.
+        porosity: $\\phi$, in (0, 1].
+        rho_s: bulk density $\\rho_s$ [kg/m^3], >= 0.
+        k_f: Freundlich parameter $k_f$ [(m^3/kg)^n_f], >= 0.
+        n_f: Freundlich exponent $n_f$, in (0, 1].
+        u_left: the left boundary value $u_{left}$ (the left ghost cell's).
+        initial_weight: $w_0$, the weight of the initial-condition rows.
+
+    Raises:
+        ValueError: a value outside its range, or one that is not a finite number.
     """
 
     periodic_space: ClassVar[bool] = False

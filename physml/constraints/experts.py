@@ -130,9 +130,10 @@ def padded_rows(per_expert: list[torch.Tensor], missing: int, pde_rows: int | No
 
 
 def interface_profiles(u: torch.Tensor, router: BlockRouter) -> list[tuple[int, int, torch.Tensor]]:
-    """$e_- - e_+$ on each interface: ``(axis, index, diff)`` with ``index`` the first point
-    after the interface along ``axis`` (0: a periodic seam) and ``diff`` of shape (B, the other
-    axes in order); ``u`` is ``(B, nt, n_1, ...)``."""
+    """$e_- - e_+$ on each interface of ``router``'s blocks: ``(axis, index, diff)`` with
+    ``index`` the first point after the interface along ``axis`` (0: a periodic seam) and
+    ``diff`` of shape (B, the other axes in order); ``u`` is ``(B, nt, n_1, ...)``, a field on
+    the router's grid (``router.shape``) per sample."""
     profiles = []
     for axis, (k, b) in enumerate(zip(router.blocks, router.block_shape, strict=True)):
         line = u.movedim(axis + 1, 1)  # interfaces across dim 1
@@ -188,13 +189,16 @@ def level_constants(u: torch.Tensor, router: BlockRouter) -> torch.Tensor:
 
 
 def interface_differences(u: torch.Tensor, router: BlockRouter) -> torch.Tensor:
-    """$e_- - e_+$ at every interface point, ``(B, n_interface_points)``; ``u`` is
-    ``(B, nt, n_1, ...)``."""
+    """$e_- - e_+$ at every interface point of ``router``'s blocks (in the order of
+    :func:`interface_profiles`), ``(B, n_interface_points)``; ``u`` is ``(B, nt, n_1, ...)``,
+    a field on the router's grid (``router.shape``) per sample."""
     diffs = [diff.flatten(1) for _, _, diff in interface_profiles(u, router)]
     return torch.cat(diffs, dim=1) if diffs else u.new_zeros(u.shape[0], 0)
 
 
 def interface_jump(u: torch.Tensor, router: BlockRouter) -> torch.Tensor:
-    """The largest $|e_- - e_+|$ over all interfaces, per sample ``(B,)`` (0 for one block)."""
+    """The largest $|e_- - e_+|$ over all interfaces of ``router``'s blocks, per sample ``(B,)``
+    (0 for one block), of ``u`` ``(B, nt, n_1, ...)``, a field on the router's grid
+    (``router.shape``) per sample."""
     diffs = interface_differences(u, router).abs()
     return torch.cat([diffs, diffs.new_zeros(u.shape[0], 1)], dim=1).amax(dim=1)

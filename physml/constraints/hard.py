@@ -97,8 +97,9 @@ def probed_dependence(rows: Rows, phi_shape: tuple[int, ...],
                       regions: torch.Tensor) -> torch.Tensor:
     """(R, M) bool: whether row i of ``rows(u, φ)`` depends on the grid values in region r of
     ``regions`` (R, *grid) bool (:func:`_row_tangents`), united over the φ of
-    :func:`probe_phi`: a row whose stencil changes with φ depends on every
-    cell it can read. A probe at which a row's linearisation is not finite (φ outside the
+    :func:`probe_phi` (of ``phi_shape``, one sample's conditioning input): a row whose stencil
+    changes with φ depends on every cell it can read. A probe at which a row's linearisation
+    is not finite (φ outside the
     domain of a coefficient, a diffusivity under a square root) does not count for that row,
     unless no probe is finite for it. The rows run on ``regions``' device, and so does the
     result."""

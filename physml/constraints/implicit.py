@@ -63,9 +63,11 @@ def _caller_outside_libraries() -> int:
 
 def objective_hessian(residual: BatchedResidual, omega: torch.Tensor,
                          inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """$H_b = \\nabla^2_\\omega\\phi_b$ (B, N, N) and $\\nabla_\\omega\\phi$ (B, N) with its graph.
+    """$H_b = \\nabla^2_\\omega\\phi_b$ (B, N, N) and $\\nabla_\\omega\\phi$ (B, N) with its graph,
+    $\\phi_b = \\tfrac12\\lVert r_b\\rVert^2$ for the rows ``residual(omega, *inputs)`` (B, M).
 
-    ``omega`` must require grad; the returned gradient keeps the graph to ``omega`` and ``inputs``.
+    ``omega`` (B, N) must require grad; the returned gradient keeps the graph to ``omega`` and
+    ``inputs``.
     """
     r = residual(omega, *inputs)
     (g,) = torch.autograd.grad(0.5 * (r * r).sum(), omega, create_graph=True)

@@ -48,7 +48,9 @@ Residual = Callable[[torch.Tensor], torch.Tensor]
 
 
 def batched_jacobian(residual: Residual, omega: torch.Tensor) -> torch.Tensor:
-    """$J_b = \\partial r_b/\\partial\\omega_b$, shape ``(B, M, N)``, for ``omega`` ``(B, N)``."""
+    """$J_b = \\partial r_b/\\partial\\omega_b$, shape ``(B, M, N)``, of ``residual`` (``omega``
+    ``(B, N)`` -> r ``(B, M)``, each sample's rows reading its own $\\omega_b$ only) at
+    ``omega`` ``(B, N)``: N forward-mode Jacobian-vector products, vectorised."""
     n = omega.shape[1]
     directions = torch.eye(n, dtype=omega.dtype, device=omega.device)[:, None, :].expand(
         n, *omega.shape)

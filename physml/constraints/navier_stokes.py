@@ -33,6 +33,17 @@ class NavierStokesRows:
 
     ``rows(psi, omega0)``: ``psi`` (B, nt, nx, ny), ``omega0`` (B, nx, ny) ->
     (B, (nt - 1) nx ny + nx ny).
+
+    Args:
+        nx, ny: cells along x and y, whole numbers >= 4.
+        dt: time between levels [s], > 0.
+        nu: kinematic viscosity $\\nu$ [m^2/s], >= 0.
+        forcing: forcing amplitude $A$ [1/s^2].
+        length: box side $L$ [m], > 0.
+        initial_weight: $w_0$, the weight of the initial-condition rows.
+
+    Raises:
+        ValueError: a value outside its range, or one that is not a finite number.
     """
 
     periodic_space: ClassVar[bool] = True

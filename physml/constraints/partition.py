@@ -51,7 +51,11 @@ from .levenberg_marquardt import LevenbergMarquardt, LMResult
 
 
 def trapezoid_weights(router: BlockRouter, overlap: int) -> torch.Tensor:
-    """$w_k$ on the grid, shape (K, *shape) float64 (module docstring)."""
+    """$w_k$ on the grid of ``router``, shape (K, *shape) float64 (module docstring): the
+    product over the axes of a profile that, on a split axis, is 1 on block k's points and
+    $1 - d/(\\mathrm{overlap} + 1)$ at d points outside them (the nearer way round on a periodic
+    axis), so positive on the block widened by ``overlap`` points on each side and 0 beyond,
+    and is 1 on an axis in one block. Not normalised: $\\varphi_k = w_k / \\sum_l w_l$."""
     profiles = []  # per axis (k_a, n_a)
     for axis, (n, k, b) in enumerate(zip(router.shape, router.blocks, router.block_shape,
                                          strict=True)):

@@ -240,7 +240,13 @@ class _Combined(Geometry):
 
 
 class Union(_Combined):
-    """$A\\cup B$."""
+    """$A\\cup B$ of the domains ``a`` (A) and ``b`` (B), of the same dimension; the boundary
+    keeps their named parts where they bound the union (module docstring).
+
+    Raises:
+        ValueError: ``a`` and ``b`` differ in dimension, both have a boundary part of one
+            name, or the union has no boundary or no interior left.
+    """
 
     def inside(self, P):
         return self.a.inside(P) | self.b.inside(P)
@@ -261,7 +267,14 @@ class Union(_Combined):
 
 
 class Intersection(_Combined):
-    """$A\\cap B$."""
+    """$A\\cap B$ of the domains ``a`` (A) and ``b`` (B), of the same dimension; the boundary
+    keeps their named parts where they bound the intersection (module docstring).
+
+    Raises:
+        ValueError: ``a`` and ``b`` differ in dimension, both have a boundary part of one
+            name, or the intersection has no boundary or no interior left (the domains do not
+            overlap, or only touch).
+    """
 
     def inside(self, P):
         return self.a.inside(P) & self.b.inside(P)
@@ -286,7 +299,14 @@ class Intersection(_Combined):
 
 
 class Difference(_Combined):
-    """$A\\setminus B$ (the closure of; $B$'s boundary inside $A$ becomes boundary)."""
+    """$A\\setminus B$ (the closure of; $B$'s boundary inside $A$ becomes boundary) of the
+    domains ``a`` (A) and ``b`` (B), of the same dimension.
+
+    Raises:
+        ValueError: ``a`` and ``b`` differ in dimension, both have a boundary part of one
+            name, or the difference has no boundary or no interior left (``b`` removes all of
+            ``a``).
+    """
 
     def inside(self, P):
         return self.a.inside(P) & ~self.b.interior(P)

@@ -53,10 +53,12 @@ def preconditioner_product(kind: str) -> Callable[[SystemGraph, torch.Tensor, to
 def factor_loss(kind: str, loss: str, graph: SystemGraph, factor: torch.Tensor,
                 x: torch.Tensor, b: torch.Tensor, generator: torch.Generator | None = None
                 ) -> torch.Tensor:
-    """The loss ``loss`` of the scaled factor ``factor`` (nnz_L,) for systems with scaled
-    solutions ``x`` and right-hand sides ``b`` (n,) (a batch is one block-diagonal graph); the
-    Frobenius loss's probe vector z is drawn from ``generator`` (on its device, then moved to
-    the factor's)."""
+    """The loss ``loss`` (one of :data:`LOSSES`; others are refused) of the scaled factor
+    ``factor`` (nnz_L,) on the lower pattern of ``graph``, of the form ``kind``: ``"cholesky"``
+    ($\\tilde L$, preconditioner $\\tilde L\\tilde L^T$) or ``"sparse_inverse"`` ($\\tilde G$,
+    $\\tilde G^T\\tilde G$), for systems with scaled solutions ``x`` and right-hand sides ``b``
+    (n,) (a batch is one block-diagonal graph); the Frobenius loss's probe vector z is drawn
+    from ``generator`` (on its device, then moved to the factor's)."""
     if loss not in LOSSES:
         raise ValueError(f"loss={loss!r}; allowed: {', '.join(LOSSES)}")
     product = preconditioner_product(kind)

@@ -143,7 +143,8 @@ def two_grid_loss(factor: torch.Tensor, system: SmootherSystem, generator: torch
 def two_grid_rate(model: FactorModel, system: SmootherSystem, *, power: int = 30,
                   probes: int = 4, seed: int = 0) -> float:
     """The two-grid convergence rate $\\rho(E)$ of ``model``'s smoother on ``system``, estimated
-    (from below) by :func:`two_grid_loss` after ``power`` power iterations."""
+    (from below) by :func:`two_grid_loss` from ``probes`` Gaussian probe vectors after ``power``
+    power iterations; ``seed`` seeds the probes, so a call is repeatable."""
     with torch.no_grad():
         loss = two_grid_loss(model.scaled_factor(system.graph), system,
                              torch.Generator().manual_seed(seed), probes, power)
@@ -154,9 +155,11 @@ def fit_smoother(model: FactorModel, systems: Sequence[SmootherSystem], *, steps
                  learning_rate: float = 3e-3, batch_size: int = 4, seed: int = 0,
                  on_step: Callable[[int, float], None] | None = None) -> list[float]:
     """Adam, learning rate decayed to 0 on a cosine, on the mean :func:`two_grid_loss` of
-    random mini-batches of ``systems``; returns the loss per step. ``on_step(updates_done,
-    loss)`` follows each update (counted from 1). About 0.09 s a step for 4 systems of 32 x 32
-    at width 4 (one thread).
+    random mini-batches of ``systems``; returns the loss per step. ``steps`` Adam updates from
+    the initial ``learning_rate``, each on ``batch_size`` systems (all of them if fewer);
+    ``seed`` seeds PyTorch, the choice of the mini-batches and the probe vectors.
+    ``on_step(updates_done, loss)`` follows each update (counted from 1). About 0.09 s a step
+    for 4 systems of 32 x 32 at width 4 (one thread).
 
     Raises:
         ValueError: a model not of the ``"sparse_inverse"`` form, no systems or ones not made

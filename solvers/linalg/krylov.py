@@ -140,7 +140,9 @@ def bicgstab(
     $\\hat r = r_0$, $h = r - \\alpha A\\hat p$, $\\omega = (t^T h)/(t^T t)$ with $t = A\\hat h$,
     $x \\mathrel{+}= \\alpha\\hat p + \\omega\\hat h$, $r = h - \\omega t$,
     $p = r + \\beta(p - \\omega A\\hat p)$, where $\\hat p = M^{-1}p$, $\\hat h = M^{-1}h$.
-    Arguments, result and errors as :func:`cg`.
+    Arguments as :func:`cg`'s (``x0``, ``rtol``, ``atol``, ``maxiter``, ``check_every`` and
+    ``floor`` mean the same), except that neither A nor the preconditioner need be symmetric;
+    result and errors as :func:`cg`'s.
     """
     maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every, preconditioner,
                               floor)
@@ -229,7 +231,10 @@ def prepare(A: LinearOperator, b: wp.array, *, preconditioner: Preconditioner | 
     ``A`` and ``preconditioner`` for right-hand sides like ``b``: its vectors and recorded
     launches (about 1 ms on the CPU), which the first solve would otherwise build. For timing
     the solves alone, or before a time loop; a no-op for an operator without ``bind``, whose
-    workspace is not kept."""
+    workspace is not kept. ``check_every`` (a whole number >= 1: iterations between host reads
+    of the residual) should be the one the solves pass: a solve with another value builds a
+    workspace of its own. Arguments are checked as :func:`cg` checks them, and another
+    ``method`` is refused."""
     if method not in _BUILDERS:
         raise ValueError(f"method={method!r}; allowed: {', '.join(_BUILDERS)}")
     check_arguments(A, b, None, 0.0, 0.0, None, check_every, preconditioner)

@@ -145,7 +145,9 @@ class StencilOperator:
 
 def csr_from_scipy(matrix: sp.spmatrix | sp.sparray, dtype: Any, device: Any) -> wps.BsrMatrix:
     """A Warp CSR matrix (1×1 blocks) with the entries of a SciPy sparse matrix; ``dtype``
-    float32 or float64 (a Warp type, NumPy dtype or name).
+    float32 or float64 (a Warp type, NumPy dtype or name), ``device`` the device that holds it
+    (``"cpu"``, ``"cuda:0"``, a ``torch.device`` or a Warp device). Another dtype, a complex
+    matrix or a device this machine lacks is refused.
 
     Duplicates are summed and columns sorted; explicit zeros are kept, so the stored pattern,
     and the order of its ``nnz`` values, is that of ``scipy.sparse.csr_matrix(matrix)`` after

@@ -161,14 +161,16 @@ class _PyAMGPreconditioner:
 
 
 class SmoothedAggregationAMG(_PyAMGPreconditioner):
-    """Smoothed-aggregation AMG (``pyamg.smoothed_aggregation_solver``), one V-cycle."""
+    """Smoothed-aggregation AMG (``pyamg.smoothed_aggregation_solver``), one V-cycle, built for
+    ``A`` (a :class:`CsrOperator`); ``**options`` go to that pyamg constructor."""
 
     name = "amg_sa"
     build = staticmethod(pyamg.smoothed_aggregation_solver)
 
 
 class RugeStubenAMG(_PyAMGPreconditioner):
-    """Classical Ruge–Stüben AMG (``pyamg.ruge_stuben_solver``), one V-cycle."""
+    """Classical Ruge–Stüben AMG (``pyamg.ruge_stuben_solver``), one V-cycle, built for ``A``
+    (a :class:`CsrOperator`); ``**options`` go to that pyamg constructor."""
 
     name = "amg_rs"
     build = staticmethod(pyamg.ruge_stuben_solver)

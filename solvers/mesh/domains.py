@@ -107,7 +107,8 @@ def _curves_of(surface: int) -> list[int]:
 
 
 def disc(h: float, radius: float = 1.0, verbose: bool = False) -> Mesh:
-    """Planar disc of ``radius`` centred at the origin."""
+    """Planar disc of ``radius`` (> 0) centred at the origin, meshed with edge length about
+    ``h`` (> 0); ``verbose`` prints Gmsh's log. Other ``h`` or ``radius`` values are refused."""
     if not (is_real(radius) and radius > 0):
         raise ValueError(f"radius={radius!r} must be a number > 0")
 
@@ -119,7 +120,8 @@ def disc(h: float, radius: float = 1.0, verbose: bool = False) -> Mesh:
 
 
 def annulus(h: float, inner: float = 0.5, outer: float = 1.0, verbose: bool = False) -> Mesh:
-    """Planar annulus ``inner < |x| < outer``."""
+    """Planar annulus ``inner < |x| < outer`` (``0 < inner < outer``, else refused), meshed with
+    edge length about ``h`` (> 0, else refused); ``verbose`` prints Gmsh's log."""
     if not 0 < inner < outer:
         raise ValueError(f"need 0 < inner < outer, got inner={inner}, outer={outer}")
 
@@ -137,7 +139,8 @@ def annulus(h: float, inner: float = 0.5, outer: float = 1.0, verbose: bool = Fa
 
 def l_shape(h: float, verbose: bool = False) -> Mesh:
     """Planar L-shape $(-1,1)^2$ without the quadrant $[0,1)\\times(-1,0]$ (re-entrant corner
-    at the origin)."""
+    at the origin), meshed with edge length about ``h`` (> 0, else refused); ``verbose`` prints
+    Gmsh's log."""
     def build():
         occ = gmsh.model.occ
         (_, surface), *_ = occ.cut([(2, occ.addRectangle(-1, -1, 0, 2, 2))],
@@ -149,7 +152,8 @@ def l_shape(h: float, verbose: bool = False) -> Mesh:
 
 def box(h: float, size: tuple[float, float, float] = (1.0, 1.0, 1.0),
         verbose: bool = False) -> Mesh:
-    """Tetrahedral mesh of the box $(0,a)\\times(0,b)\\times(0,c)$, ``size = (a, b, c)``."""
+    """Tetrahedral mesh of the box $(0,a)\\times(0,b)\\times(0,c)$, ``size = (a, b, c)``, with
+    edge length about ``h`` (> 0, else refused); ``verbose`` prints Gmsh's log."""
     def build():
         volume = gmsh.model.occ.addBox(0, 0, 0, *size)
         gmsh.model.occ.synchronize()
@@ -159,12 +163,14 @@ def box(h: float, size: tuple[float, float, float] = (1.0, 1.0, 1.0),
 
 
 def sphere(h: float, radius: float = 1.0, verbose: bool = False) -> Mesh:
-    """Triangulated sphere surface of ``radius`` centred at the origin."""
+    """Triangulated sphere surface of ``radius`` centred at the origin, with edge length about
+    ``h`` (> 0, else refused); ``verbose`` prints Gmsh's log."""
     return _generate(2, h, verbose, lambda: (gmsh.model.occ.addSphere(0, 0, 0, radius), {})[1])
 
 
 def torus(h: float, major: float = 1.0, minor: float = 0.4, verbose: bool = False) -> Mesh:
-    """Triangulated torus surface about the z axis (radii ``major`` > ``minor``)."""
+    """Triangulated torus surface about the z axis (radii ``major`` > ``minor`` > 0, else
+    refused), with edge length about ``h`` (> 0, else refused); ``verbose`` prints Gmsh's log."""
     if not 0 < minor < major:
         raise ValueError(f"need 0 < minor < major, got major={major}, minor={minor}")
     return _generate(2, h, verbose,
@@ -174,7 +180,9 @@ def torus(h: float, major: float = 1.0, minor: float = 0.4, verbose: bool = Fals
 def double_torus(h: float, major: float = 1.0, minor: float = 0.4,
                  verbose: bool = False) -> Mesh:
     """Genus-2 surface: the boundary of two tori (radii ``major``, ``minor``) centred at
-    $(\\pm 0.9\\,\\mathrm{major}, 0, 0)$ and fused. Euler characteristic $-2$."""
+    $(\\pm 0.9\\,\\mathrm{major}, 0, 0)$ and fused. Euler characteristic $-2$. Needs
+    ``0 < minor < 0.45 major``, else refused; edge length about ``h`` (> 0, else refused);
+    ``verbose`` prints Gmsh's log."""
     if not 0 < minor < 0.45 * major:
         raise ValueError(f"need 0 < minor < 0.45 major, got major={major}, minor={minor}")
 
@@ -189,7 +197,8 @@ def double_torus(h: float, major: float = 1.0, minor: float = 0.4,
 
 def icosphere(level: int, radius: float = 1.0) -> Mesh:
     """Sphere surface from an icosahedron whose triangles are split in four ``level`` times,
-    new vertices projected to the sphere: $10\\cdot 4^{level} + 2$ vertices."""
+    new vertices projected to the sphere: $10\\cdot 4^{level} + 2$ vertices, scaled by
+    ``radius`` (the sphere's radius). ``level`` must be a whole number >= 0, else refused."""
     t = (1 + 5**0.5) / 2
     points = np.array([[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t],
                        [0, -1, -t], [0, 1, -t], [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]],

@@ -9,6 +9,12 @@ dtype, from the vertex adjacency, so later assemblies (for instance after the ve
 sum. Cost: $O(m k^2)$ per assembly, the first one included. Conventions:
 ``stiffness_matrix`` $K$ is positive semi-definite, ``cotan_laplacian`` $L = -K$ (libigl's
 ``cotmatrix``); $-K = \operatorname{div}\circ\nabla$.
+
+Arguments shared by the operators: ``mesh`` the mesh (n vertices, m cells); ``dtype``
+``wp.float32`` or ``wp.float64`` (or a NumPy or PyTorch dtype, or its name; other types are
+refused); ``points`` vertex positions (n,) of ``vec{d}`` of ``dtype`` on the mesh's device, or a
+NumPy (n, d) array (default: ``mesh.points``), e.g. moved vertices (another shape, dtype or
+device is refused).
 """
 
 from __future__ import annotations
@@ -185,6 +191,15 @@ def element_triplets_adjoint(mesh: Mesh, kind: str, points: wp.array,
     Launches the element kernel with ``adjoint=True``: returns $\\bar x = (\\partial t /
     \\partial x)^T \\bar t$, (n,) vectors, for the triplet cotangent ``triplets_grad`` (m k^2,).
     Allocates a fresh zero gradient, so repeated calls give the same result.
+
+    Args:
+        mesh: the mesh (n vertices, m cells of k vertices).
+        kind: ``"stiffness"`` or ``"mass"``, as given to :func:`element_triplets`.
+        points: vertex positions (n,) of ``vec{d}`` of the dtype of ``triplets_grad``, or a
+            NumPy (n, d) array (``None``: ``mesh.points``), the positions the triplets were
+            taken at; another shape, dtype or device is refused.
+        triplets_grad: cotangent (m k^2,) of float32 or float64 (NumPy input is taken as
+            float64); another length, dtype or device is refused.
     """
     k = mesh.cells.shape[1]
     dtype = triplets_grad.dtype if isinstance(triplets_grad, wp.array) else wp.float64
@@ -211,6 +226,8 @@ def stiffness_matrix(mesh: Mesh, dtype: type = wp.float64,
     differentiate with respect to the positions, take the triplets on the tape
     (:func:`element_triplets`, :func:`element_triplets_adjoint`) or use PyTorch through
     :mod:`physml.mesh_bridge`.
+
+    Arguments ``mesh``, ``dtype``, ``points``: see the module docstring.
     """
     dtype = warp_dtype(dtype)
     x = _points(mesh, dtype, points)
@@ -225,7 +242,10 @@ def stiffness_matrix(mesh: Mesh, dtype: type = wp.float64,
 
 def cotan_laplacian(mesh: Mesh, dtype: type = wp.float64,
                     points: wp.array | None = None) -> wps.BsrMatrix:
-    r"""Cotangent Laplacian $L = -K$ (n, n), negative semi-definite, as libigl's ``cotmatrix``."""
+    r"""Cotangent Laplacian $L = -K$ (n, n), negative semi-definite, as libigl's ``cotmatrix``.
+
+    Arguments ``mesh``, ``dtype``, ``points``: see the module docstring.
+    """
     L = stiffness_matrix(mesh, dtype, points)
     wps.bsr_scale(L, -1.0)
     return L
@@ -233,7 +253,12 @@ def cotan_laplacian(mesh: Mesh, dtype: type = wp.float64,
 
 def mass_matrix(mesh: Mesh, dtype: type = wp.float64, points: wp.array | None = None,
                 lumped: bool = False) -> wps.BsrMatrix:
-    r"""P1 mass $M_{ij} = \int \phi_i\phi_j$ (n, n), or its lumped diagonal."""
+    r"""P1 mass $M_{ij} = \int \phi_i\phi_j$ (n, n), or its lumped diagonal.
+
+    Args:
+        mesh, dtype, points: see the module docstring.
+        lumped: return the diagonal matrix of :func:`lumped_mass` instead.
+    """
     dtype = warp_dtype(dtype)
     if lumped:
         return wps.bsr_diag(lumped_mass(mesh, dtype, points))
@@ -242,7 +267,10 @@ def mass_matrix(mesh: Mesh, dtype: type = wp.float64, points: wp.array | None = 
 
 def cell_measures(mesh: Mesh, dtype: type = wp.float64,
                   points: wp.array | None = None) -> wp.array:
-    """(m,) cell areas (triangles) or volumes (tetrahedra)."""
+    """(m,) cell areas (triangles) or volumes (tetrahedra).
+
+    Arguments ``mesh``, ``dtype``, ``points``: see the module docstring.
+    """
     dtype = warp_dtype(dtype)
     x = _points(mesh, dtype, points)
     kernel = K.triangle_measure_kernel if mesh.cell_dim == 2 else K.tet_measure_kernel
@@ -254,7 +282,10 @@ def cell_measures(mesh: Mesh, dtype: type = wp.float64,
 
 def lumped_mass(mesh: Mesh, dtype: type = wp.float64,
                 points: wp.array | None = None) -> wp.array:
-    r"""(n,) lumped mass $m_i = \sum_{T \ni i} |T|/(k+1)$ (row sums of the consistent mass)."""
+    r"""(n,) lumped mass $m_i = \sum_{T \ni i} |T|/(k+1)$ (row sums of the consistent mass).
+
+    Arguments ``mesh``, ``dtype``, ``points``: see the module docstring.
+    """
     dtype = warp_dtype(dtype)
     out = wp.zeros(mesh.n_vertices, dtype=dtype, device=mesh.device)
     launch(K.lumped_mass_kernel, dtype, dim=mesh.n_cells, device=mesh.device,
@@ -265,6 +296,9 @@ def lumped_mass(mesh: Mesh, dtype: type = wp.float64,
 def face_normals(mesh: Mesh, dtype: type = wp.float64,
                  points: wp.array | None = None) -> wp.array:
     """(m,) unit normals of a surface mesh, $(x_1 - x_0)\\times(x_2 - x_0)$ normalised.
+
+    Args:
+        mesh, dtype, points: see the module docstring.
 
     Raises:
         ValueError: the mesh is not a surface (triangles in 3D).
@@ -280,7 +314,10 @@ def face_normals(mesh: Mesh, dtype: type = wp.float64,
 
 def basis_gradients(mesh: Mesh, dtype: type = wp.float64,
                     points: wp.array | None = None) -> wp.array:
-    r"""(m, k) gradients $\nabla\lambda_i$ of every cell's barycentric coordinates (vectors)."""
+    r"""(m, k) gradients $\nabla\lambda_i$ of every cell's barycentric coordinates (vectors).
+
+    Arguments ``mesh``, ``dtype``, ``points``: see the module docstring.
+    """
     dtype = warp_dtype(dtype)
     vec = _VEC[(mesh.dim, dtype)]
     kernel = (K.triangle_basis_gradients_kernel if mesh.cell_dim == 2
@@ -293,7 +330,15 @@ def basis_gradients(mesh: Mesh, dtype: type = wp.float64,
 
 def gradient(mesh: Mesh, u: wp.array, points: wp.array | None = None) -> wp.array:
     r"""(m,) cell gradients $\nabla u|_T$ of the P1 field ``u`` (n,) (dtype of ``u``: a Warp
-    array of float32 or float64; NumPy input is taken as float64)."""
+    array of float32 or float64; NumPy input is taken as float64).
+
+    Args:
+        mesh: the mesh (n vertices, m cells).
+        u: vertex values (n,); another length, dtype or device is refused.
+        points: vertex positions (n,) of ``vec{d}`` of the dtype of ``u``, or a NumPy
+            (n, d) array (default: ``mesh.points``); another shape, dtype or device is
+            refused.
+    """
     dtype = u.dtype if isinstance(u, wp.array) and u.dtype in (wp.float32, wp.float64) \
         else wp.float64
     u = _mesh_array(mesh, u, "u", mesh.n_vertices, "vertex", dtype)
@@ -307,7 +352,15 @@ def gradient(mesh: Mesh, u: wp.array, points: wp.array | None = None) -> wp.arra
 def divergence(mesh: Mesh, field: wp.array, points: wp.array | None = None) -> wp.array:
     r"""(n,) integrated divergence $(\operatorname{div} X)_i = -\sum_T |T|\nabla\lambda_i\cdot X_T$
     of the cell vector field ``field`` (m,) (Warp vectors of float32 or float64; NumPy input
-    of shape (m, d) is taken as float64); $\operatorname{div}(\nabla u) = -K u$."""
+    of shape (m, d) is taken as float64); $\operatorname{div}(\nabla u) = -K u$.
+
+    Args:
+        mesh: the mesh (n vertices, m cells).
+        field: cell vectors (m,) of ``vec{d}``; another length, dtype or device is refused.
+        points: vertex positions (n,) of ``vec{d}`` of the dtype of ``field``, or a NumPy
+            (n, d) array (default: ``mesh.points``); another shape, dtype or device is
+            refused.
+    """
     scalar = getattr(field.dtype, "_wp_scalar_type_", None) if isinstance(field, wp.array) else None
     dtype = scalar if scalar in (wp.float32, wp.float64) else wp.float64
     vec = _VEC[(mesh.dim, dtype)]
@@ -320,7 +373,8 @@ def divergence(mesh: Mesh, field: wp.array, points: wp.array | None = None) -> w
 
 
 def to_scipy(A: wps.BsrMatrix) -> sp.csr_matrix:
-    """``scipy.sparse.csr_matrix`` copy (on the host) of a 1x1-block ``BsrMatrix``."""
+    """``scipy.sparse.csr_matrix`` copy (on the host) of ``A``, a 1x1-block ``BsrMatrix``
+    (n_rows, n_cols) on any device, such as the operators above return."""
     nnz = A.nnz_sync()
     return sp.csr_matrix(
         (A.values.numpy()[:nnz], A.columns.numpy()[:nnz], A.offsets.numpy()),

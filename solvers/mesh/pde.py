@@ -123,7 +123,8 @@ def _components(K: sp.spmatrix) -> np.ndarray:
 
 
 def require_grounded(K: sp.spmatrix, dirichlet: np.ndarray, cure: str = "") -> None:
-    r"""Refuse Dirichlet vertices that leave a connected part of the mesh (of K's pattern)
+    r"""Refuse Dirichlet vertices ``dirichlet`` (indices into the n vertices) that leave a
+    connected part of the mesh (of the pattern of K, an (n, n) matrix such as the stiffness)
     without one: $-\Delta u = f$ with Neumann conditions all around that part is singular.
 
     Raises:
@@ -189,14 +190,25 @@ def poisson(mesh: Mesh, f: np.ndarray, dirichlet: np.ndarray | None = None,
 
 def heat(mesh: Mesh, u0: np.ndarray, dt: float, n_steps: int, kappa: float = 1.0,
          theta: float = 1.0, dirichlet: np.ndarray | None = None) -> np.ndarray:
-    r"""θ-scheme rollout of $u_t = \kappa\Delta u$; returns (n_steps + 1, n) states.
+    r"""θ-scheme rollout of $u_t = \kappa\Delta u$; returns (n_steps + 1, n) states, the first
+    ``u0``.
 
     Args:
-        u0: (n,) initial values; on ``dirichlet`` vertices they stay fixed.
-        dt: time step [s]; kappa: diffusivity [m^2/s].
-        theta: 1 (implicit Euler) or 0.5 (Crank–Nicolson); any value in [0.5, 1] is stable
-            (for kappa >= 0).
-        dirichlet: fixed vertices (default none: zero Neumann on the whole boundary).
+        mesh: the mesh (n vertices).
+        u0: (n,) finite initial values; on ``dirichlet`` vertices they stay fixed.
+        dt: time step [s], finite and > 0.
+        n_steps: number of steps, a whole number >= 0.
+        kappa: diffusivity [m^2/s], finite and >= 0.
+        theta: implicitness in [0.5, 1], where the scheme is stable for every ``dt`` (other
+            values are refused): 1 is implicit Euler (order 1), 0.5 Crank–Nicolson (order 2).
+        dirichlet: distinct vertex indices in [0, n) held at their ``u0`` values (default none:
+            zero Neumann on the whole boundary).
+
+    Raises:
+        ValueError: ``theta`` is not a number in [0.5, 1]; ``dt`` is not a finite number > 0;
+            ``kappa`` is not a finite number >= 0; ``dirichlet`` holds an index that is not a
+            whole number in [0, n) or lists a vertex twice; ``u0`` is not (n,) finite real
+            values; ``n_steps`` is not a whole number >= 0.
     """
     return heat_stepper(mesh, dt, kappa, theta, dirichlet)(u0, n_steps)
 
