@@ -6,18 +6,25 @@
   (PDEBench's generators append one); the first ``T`` are the times of the saved states.
   (PDEBench's loaders read a 4-D ``tensor`` as steady Darcy flow, ``[N, 1, X, Y]`` with a
   ``nu`` dataset and no time: not a time-dependent layout.)
+* Stacked fields (compressible Navier–Stokes, 1D/2D/3D CFD): datasets ``density``,
+  ``pressure``, ``Vx`` (``Vy``, ``Vz``) of shape ``[N, T, X(, Y, Z)]``, the
+  ``<axis>-coordinate`` datasets and ``t-coordinate`` as above, and parameters as file
+  attributes (``eta``, ``zeta``, ``M``).
 * Per-seed groups (diffusion–sorption, 2D diffusion–reaction, shallow water, ...): groups
   ``0000``, ``0001``, ... each holding ``data`` of shape ``[T, X(, Y), C]`` and ``grid/x``
   (``grid/y``), ``grid/t``, and a ``config`` attribute: the YAML of the generator's
   configuration, with the sample's parameters and seed (on the group, or on the file as
   ``"0000/config"``).
 
-Both read into the field data model of :mod:`physml.datasets.store`: variable ``u(sample,
-time, x[, y])`` (a trailing channel axis of size 1 is dropped; more channels become
-``u0, u1, ...``). A per-seed ``config`` becomes per-sample coordinates: ``config`` (the YAML
-text) and one coordinate per number in it present in every group, named by its key
+All read into the field data model of :mod:`physml.datasets.store`: variable ``u(sample,
+time, x[, y[, z]])`` (a trailing channel axis of size 1 is dropped; more channels become
+``u0, u1, ...``), or one variable per stacked field under its own name (``density(sample,
+time, x[, y[, z]])``, ...). A per-seed ``config`` becomes per-sample coordinates: ``config``
+(the YAML text) and one coordinate per number in it present in every group, named by its key
 (``seed``, ``dam_radius``, ...), or ``config.<dotted path>`` where two keys share a name or
-the key is already a name of the dataset (``config.sim.x``).
+the key is already a name of the dataset (``config.sim.x``). Not read: PDEBench's 2D
+incompressible Navier–Stokes files (``velocity``, ``particles``, ``force``, ``t``) and its
+steady Darcy flow.
 
 PDEBench's data are non-dimensional: fields, coordinates and parameters read from a file get
 the CF units ``"1"``, and time and space their usual long names.
@@ -33,7 +40,7 @@ import numpy as np
 import xarray as xr
 import yaml
 
-from .store import AXES, CF_METADATA, atomic_write, with_cf_metadata
+from .store import AXES, CF_METADATA, atomic_write, open_hdf5, with_cf_metadata
 
 NON_DIMENSIONAL = {
     "sample": ("sample (seed group number or index)", "1"),
@@ -89,32 +96,31 @@ def _config_coords(configs: list[str], taken: set[str]) -> dict[str, np.ndarray]
     return coords
 
 
+def _channels(data: np.ndarray, ndim: int) -> dict[str, np.ndarray]:
+    """The fields of data [N, T, *space(, C)] of ``ndim`` space axes: ``u``, or ``u0, u1,
+    ...`` for C > 1 channels (C present when data has one more axis, size 1 dropped)."""
+    if data.ndim == ndim + 3 and data.shape[-1] > 1:
+        return {f"u{c}": data[..., c] for c in range(data.shape[-1])}
+    return {"u": data[..., 0] if data.ndim == ndim + 3 else data}
+
+
 def _build(
-    data: np.ndarray,
+    fields: dict[str, np.ndarray],
     times: np.ndarray,
     coords: list[np.ndarray],
     seeds,
     attrs,
     sample_coords: dict[str, np.ndarray] | None = None,
 ) -> xr.Dataset:
-    """Dataset from data [N, T, *space(, C)] (C present when data has one more axis)."""
-    ndim = len(coords)
-    dims = ("sample", "time", *AXES[:ndim])
+    """Dataset from ``fields`` ``{name: [N, T, *space]}`` on one grid."""
+    dims = ("sample", "time", *AXES[: len(coords)])
     coord_map = {
         "sample": ("sample", np.asarray(seeds, dtype=np.int64)),
         "time": ("time", np.asarray(times, dtype=np.float64)),
     }
     for axis, values in enumerate(coords):
         coord_map[AXES[axis]] = (AXES[axis], np.asarray(values, dtype=np.float64))
-    if data.ndim == ndim + 3:  # trailing channel axis
-        channels = data.shape[-1]
-        variables = (
-            {"u": (dims, data[..., 0])}
-            if channels == 1
-            else {f"u{c}": (dims, data[..., c]) for c in range(channels)}
-        )
-    else:
-        variables = {"u": (dims, data)}
+    variables = {name: (dims, data) for name, data in fields.items()}
     for name, values in (sample_coords or {}).items():
         coord_map[name] = ("sample", values)
     ds = xr.Dataset(variables, coords=coord_map)
@@ -128,70 +134,93 @@ def _build(
 
 
 def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
-    """Read a PDEBench HDF5 file (stacked or per-seed layout) into memory.
+    """Read a PDEBench HDF5 file (stacked, stacked fields or per-seed layout: see the module
+    docstring) into memory.
 
     A file :func:`write_pdebench` wrote (its ``pde`` attribute names a PDE of
     :data:`PDEBENCH_NAMES`) gets physml's parameter names back (``Nu`` is read ``nu``), so a
     round trip returns the dataset's names; its values come back as written, in PDEBench's
     float32, and a stacked file's samples are numbered 0 ... N - 1 (the layout keeps no ids;
-    seed groups keep them)."""
+    seed groups keep them). PDEBench's own files (no ``pde`` attribute) keep their attributes'
+    names (``Nu``); a parameter found only in the file name is not read.
+
+    Raises:
+        ValueError: ``path`` is a folder or does not exist, is not HDF5 or is damaged, is in
+            none of the layouts read (the message names those read and those not), or its
+            datasets do not fit each other or their coordinates (named).
+    """
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"PDEBench file {str(path)!r} is a folder; give one of its HDF5 files")
     if not path.is_file():
         raise ValueError(f"PDEBench file {str(path)!r} does not exist")
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path) as f:
         if "tensor" in f and "t-coordinate" not in f:
             raise ValueError(f"{str(path)!r} has a 'tensor' and no 't-coordinate' (PDEBench's "
                              "steady Darcy layout, tensor [N, 1, X, Y] with 'nu'): only "
                              "time-dependent layouts are read")
-        if "tensor" in f:
-            t, coords = _stacked_coords(path, f)
-            data = f["tensor"][...]
+        stacked = [name for name, item in f.items() if isinstance(item, h5py.Dataset)
+                   and not name.endswith("-coordinate")]
+        if "t-coordinate" in f and stacked:
+            t, coords = _stacked_coords(path, f, stacked)
+            fields = {"u" if name == "tensor" else name: f[name][...] for name in stacked}
             attrs = _attrs(f)
             ours = _physml_names(attrs)
-            return _build(data, t, coords, np.arange(data.shape[0]),
+            return _build(fields, t, coords, np.arange(f[stacked[0]].shape[0]),
                           {ours.get(k, k): v for k, v in attrs.items()})
         groups = sorted((k for k in f if isinstance(f[k], h5py.Group) and "data" in f[k]),
                         key=_seed_order)
         if not groups:
-            raise ValueError(f"{str(path)!r} has neither a 'tensor' dataset nor seed groups")
+            raise ValueError(f"{str(path)!r} is in none of the PDEBench layouts read here: "
+                             "stacked fields with 't-coordinate' ('tensor', or the compressible "
+                             "Navier-Stokes 'density', 'pressure', 'Vx', ...) or seed groups "
+                             "holding 'data' (PDEBench's 2D incompressible Navier-Stokes "
+                             "files, 'velocity' with 't', are not read)")
         times, coords = _group_coords(path, f, groups)
         data = np.stack([f[g]["data"][...] for g in groups])
+        fields = _channels(data, len(coords))
         seeds = [int(g) if g.isdigit() else i for i, g in enumerate(groups)]
         on_file = {f"{g}/config" for g in groups}
         configs = [_text(f[g].attrs.get("config", f.attrs.get(f"{g}/config"))) for g in groups]
-        taken = {"sample", "time", "u", *AXES, *(f"u{c}" for c in range(data.shape[-1]))}
+        taken = {"sample", "time", "u", *AXES, *fields}
         sample_coords = _config_coords(configs, taken) if all(configs) else None
         attrs = _attrs(f, on_file)
         ours = _physml_names(attrs)
-        return _build(data, times, coords, seeds,
+        return _build(fields, times, coords, seeds,
                       {ours.get(k, k): v for k, v in attrs.items()},
                       {ours.get(k, k): v for k, v in (sample_coords or {}).items()})
 
 
-def _stacked_coords(path: Path, f: h5py.File) -> tuple[np.ndarray, list[np.ndarray]]:
+def _stacked_coords(path: Path, f: h5py.File,
+                    fields: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
     """The saved times and the space coordinates of a stacked file, checked against its
-    ``tensor`` [N, T, X]: one ``<axis>-coordinate`` per space axis (no channel axis), each as
-    long as its axis, and ``T`` or ``T + 1`` entries of ``t-coordinate`` (the first ``T``
-    kept).
+    ``fields`` (``tensor``, or ``density``, ``Vx``, ...), each [N, T, X(, Y, Z)] of one
+    shape: one ``<axis>-coordinate`` per space axis (no channel axis), each as long as its
+    axis, and ``T`` or ``T + 1`` entries of ``t-coordinate`` (the first ``T`` kept).
 
     Raises:
         ValueError: naming the file and the dataset at fault.
     """
-    shape = f["tensor"].shape
+    shape = f[fields[0]].shape
+    for name in fields[1:]:
+        if f[name].shape != shape:
+            raise ValueError(f"{str(path)!r}: {name!r} has shape {f[name].shape}, "
+                             f"{fields[0]!r} {shape}: a stacked file's fields share one grid")
     space = [f"{a}-coordinate" for a in AXES if f"{a}-coordinate" in f]
     if not space or len(shape) != 2 + len(space):
-        raise ValueError(f"{str(path)!r}: 'tensor' of shape {shape} has {len(shape)} axes, "
-                         f"and the file {len(space)} space coordinates "
+        raise ValueError(f"{str(path)!r}: {fields[0]!r} of shape {shape} has {len(shape)} "
+                         f"axes, and the file {len(space)} space coordinates "
                          f"({', '.join(space) or 'none'}): the stacked layout is 'tensor' "
-                         "[N, T, X] with 'x-coordinate' and 't-coordinate'")
+                         "[N, T, X] with 'x-coordinate' and 't-coordinate' ('y-coordinate' "
+                         "and 'z-coordinate' for axes Y, Z; the fields 'density', 'Vx', ... "
+                         "of compressible Navier-Stokes files alike)")
     t = f["t-coordinate"][...]
     if len(t) not in (shape[1], shape[1] + 1):
         raise ValueError(f"{str(path)!r}: 't-coordinate' has {len(t)} entries for the "
-                         f"{shape[1]} saved states of 'tensor' {shape} (T or T + 1 are read)")
+                         f"{shape[1]} saved states of {fields[0]!r} {shape} (T or T + 1 are "
+                         "read)")
     coords = [f[name][...] for name in space]
-    _check_lengths(path, "'tensor'", shape, 2, dict(zip(space, coords)))
+    _check_lengths(path, repr(fields[0]), shape, 2, dict(zip(space, coords)))
     return t[: shape[1]], coords
 
 

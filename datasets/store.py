@@ -351,7 +351,8 @@ def dataset_shards(path: str | os.PathLike, split: str | None,
 
     Raises:
         ValueError: see :func:`checked_shards`; or the shards hold linear systems, not fields;
-            or two shards differ in PDE, grid, saved times or per-sample parameters.
+            or two shards differ in PDE, grid, saved times or per-sample parameters; or a file
+            read is not HDF5, or damaged or truncated (:func:`open_hdf5`).
     """
     files = _fields_only(checked_shards(path, split, allow_partial))
     listed = bool(split) and (Path(path) / MANIFEST).is_file()
@@ -415,10 +416,51 @@ def _split_hint(path: Path) -> str:
     return f"; it is a dataset with splits: pass split= one of {', '.join(present)}"
 
 
+def open_hdf5(path: str | os.PathLike) -> h5py.File:
+    """``h5py.File(path, "r")``, refusing a file HDF5 cannot open with a message naming it.
+
+    Raises:
+        ValueError: ``path`` is not an HDF5 file, or a damaged or truncated one (for a shard
+            of a generated dataset, the message says how to write it again).
+    """
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        if err.errno is not None:  # the system's error (permissions, ...) names the file
+            raise
+        path = Path(path)
+        reason = str(err).partition("(")[2].removesuffix(")") or str(err)
+        what = ("a damaged or truncated HDF5 file" if h5py.is_hdf5(path)
+                else "not an HDF5 file")
+        raise ValueError(f"{str(path)!r} is {what} ({reason}){_rewrite_hint(path)}") from None
+
+
+def _rewrite_hint(path: Path) -> str:
+    """For a shard of a generated dataset, how to write it again."""
+    folder = path.parent.parent
+    if not (path.match(SHARD_GLOB) and path.parent.name in SPLITS
+            and (folder / "spec.yaml").is_file()):
+        return ""
+    again = (f"run `physml datasets generate {str(folder / 'spec.yaml')!r} --out "
+             f"{str(folder)!r}` again: it writes damaged shards again and keeps the others")
+    if (folder / MANIFEST).is_file():
+        return f"; delete {str(folder / MANIFEST)!r} (the mark of a complete dataset) and {again}"
+    return f"; {again}"
+
+
+def pdebench_layout(f: h5py.File) -> bool:
+    """Whether an open file is in one of PDEBench's layouts (:mod:`physml.datasets.pdebench`:
+    a ``tensor`` or a ``t-coordinate`` dataset, or seed groups holding ``data``), which has no
+    netCDF dims, rather than in the field data model."""
+    first = next(iter(f), None)
+    return ("tensor" in f or "t-coordinate" in f
+            or (isinstance(f.get(first), h5py.Group) and "data" in f[first]))
+
+
 def _fields_only(files: list[Path]) -> list[Path]:
     """``files``, refused when they hold linear systems (sparse matrices of different sizes do
     not join on ``sample``: :func:`physml.datasets.linear_systems.read_systems` reads them)."""
-    with h5py.File(files[0], "r") as first:
+    with open_hdf5(files[0]) as first:
         if "indptr" in first:
             raise ValueError(f"{str(files[0].parent)!r} holds linear systems; read them with "
                              "physml.datasets.linear_systems.read_systems(folder / split)")
@@ -429,7 +471,7 @@ def _outline(file: Path) -> dict[str, Any]:
     """What the shards of one dataset share: the ``pde`` attr, the coordinates of time and
     space, and the names of the per-sample coordinates (swept parameters). Attributes and
     coordinates only: no field is read."""
-    with h5py.File(file, "r") as f:
+    with open_hdf5(file) as f:
         per_sample = sorted(
             name for name, item in f.items()
             if isinstance(item, h5py.Dataset) and item.ndim == 1
@@ -492,7 +534,9 @@ def open_dataset(path: str | os.PathLike, split: str | None = None,
 
     Raises:
         ValueError: see :func:`dataset_shards` (linear systems included: read them with
-            :func:`physml.datasets.linear_systems.read_systems`).
+            :func:`physml.datasets.linear_systems.read_systems`); a file in a PDEBench layout
+            (read it with :func:`physml.datasets.pdebench.read_pdebench`); or a file that is
+            not HDF5, or damaged or truncated (see :func:`open_hdf5`).
 
     A folder's shards (of one PDE, grid, time axis and set of per-sample parameters: others
     are refused) are concatenated along ``sample`` and keep only the attrs all of them
@@ -501,8 +545,23 @@ def open_dataset(path: str | os.PathLike, split: str | None = None,
     otherwise the shards are read into memory.
     """
     files = dataset_shards(path, split, allow_partial)
-    if Path(path).is_file():
-        return xr.open_dataset(path, engine="h5netcdf")
+    with open_hdf5(files[0]) as first:
+        if pdebench_layout(first):
+            raise ValueError(f"{str(files[0])!r} is in a PDEBench layout, not the field data "
+                             "model (its arrays have no named dims): read it with "
+                             f"physml.io.read_pdebench({str(files[0])!r})")
+    try:
+        return _joined(files, Path(path).is_file())
+    except OSError:  # name the shard HDF5 cannot open, if one is at fault
+        for file in files:
+            open_hdf5(file).close()
+        raise
+
+
+def _joined(files: list[Path], one_file: bool) -> xr.Dataset:
+    """:func:`open_dataset`'s dataset of checked ``files`` (of ``one_file``, or shards)."""
+    if one_file:
+        return xr.open_dataset(files[0], engine="h5netcdf")
     try:
         import dask  # noqa: F401
     except ImportError:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .datasets.store import dataset_shards
+from .datasets.store import dataset_shards, open_hdf5, pdebench_layout
 from .solvers.kept import LeastRecentlyUsed
 
 MAX_OPEN_SHARDS = 64
@@ -51,7 +51,8 @@ class FieldDataset(Dataset):
 
     Raises:
         ValueError: see :func:`~physml.datasets.store.dataset_shards`; or a file lacks the
-            variable, or its dims are not ``(sample, time, *space)`` (a ``physml solve``
+            variable (for a file in a PDEBench layout the message says how to read it), or
+            its dims are not ``(sample, time, *space)`` (a ``physml solve``
             trajectory ``(time, x)``, a mesh dataset ``(sample, node)``).
     """
 
@@ -78,9 +79,9 @@ class FieldDataset(Dataset):
         self._open_caches()
         counts, times = [], set()
         for file in self.files:
-            with h5py.File(file, "r") as f:
+            with open_hdf5(file) as f:
                 if variable not in f:
-                    raise ValueError(f"{file} has no variable {variable!r}; has {list(f)}")
+                    raise ValueError(_no_variable(file, variable, f))
                 _check_dims(file, variable, f[variable])
                 counts.append(f[variable].shape[0])
                 times.add(f[variable].shape[1])
@@ -114,7 +115,7 @@ class FieldDataset(Dataset):
             self._open_caches()
 
         def opened() -> tuple[h5py.File, h5py.Dataset]:
-            f = h5py.File(self.files[shard], "r")
+            f = open_hdf5(self.files[shard])
             return f, f[self.variable]
 
         return self._shards.get(shard, opened)[1]
@@ -153,6 +154,20 @@ class FieldDataset(Dataset):
         del state["_shards"], state["_trajectories"]
         state["_pid"] = -1  # the caches are made again on first use
         return state
+
+
+def _no_variable(file, variable: str, f: h5py.File) -> str:
+    """Why ``file`` (open as ``f``) has no ``variable``: the names it has (the first few and
+    their count) and, for a file in a PDEBench layout, how to read it."""
+    names = list(f)
+    shown = ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
+    message = f"{file} has no variable {variable!r}; has {shown or 'nothing'}"
+    if not pdebench_layout(f):
+        return message
+    fields = [name for name in names if isinstance(f[name], h5py.Dataset) and f[name].ndim >= 3]
+    choose = f"pass variable= one of {', '.join(fields)}, or " if fields else ""
+    return (f"{message}: a file in a PDEBench layout; {choose}read it whole with "
+            f"physml.io.read_pdebench({str(file)!r})")
 
 
 def _dim_names(variable: h5py.Dataset) -> list[str]:

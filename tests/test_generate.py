@@ -544,3 +544,32 @@ def test_values_beyond_float32_are_refused_not_stored_as_inf(tmp_path):
                                          r"storage_dtype: float64"):
         generate(spec, tmp_path / "d", workers=0)
     generate(spec.model_copy(update={"storage_dtype": "float64"}), tmp_path / "d64", workers=0)
+
+
+def test_closing_a_finished_local_cluster_shows_no_nanny_warning():
+    import logging
+
+    from physml.datasets.shard_engines import _close
+
+    shown, closed = [], []
+    nanny = logging.getLogger("distributed.nanny")
+    handler = logging.Handler()
+    handler.emit = shown.append
+    nanny.addHandler(handler)
+
+    class Client:
+        def close(self):
+            closed.append("client")
+
+    class Cluster:  # its workers outlast Dask's wait, as on a loaded machine
+        def close(self):
+            closed.append("cluster")
+            nanny.warning("Worker process still alive after 4.0 seconds, killing")
+
+    level = nanny.level
+    try:
+        _close(Client(), Cluster())
+    finally:
+        nanny.removeHandler(handler)
+    assert closed == ["client", "cluster"] and shown == []
+    assert nanny.level == level

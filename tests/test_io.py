@@ -547,3 +547,102 @@ def test_write_dataset_and_mesh_dataset_name_a_wrong_argument(tmp_path):
     with pytest.raises(ValueError, match="fields is a ndarray; expected a mapping of field names"):
         io.mesh_dataset(mesh, np.ones(3))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_not_hdf5_is_named_by_every_reader(tmp_path):
+    path = tmp_path / "notes.h5"
+    path.write_text("not HDF5")
+    for read in (io.read_pdebench, io.open_dataset, FieldDataset):
+        with pytest.raises(ValueError, match=re.escape(f"'{path}' is not an HDF5 file (file "
+                                                       "signature not found)")):
+            read(path)
+
+
+def test_a_damaged_shard_is_named_with_how_to_write_it_again(tmp_path):
+    import json
+
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    for shard in ("shard-00000.h5", "shard-00001.h5"):
+        sample_file(tmp_path / "d" / "train", 2, shard)
+    (tmp_path / "d" / "spec.yaml").write_text("pde: heat2d\n")
+    manifest = tmp_path / "d" / "dataset.json"
+    manifest.write_text(json.dumps({"splits": {"train": ["shard-00000.h5", "shard-00001.h5"]}}))
+    damaged = tmp_path / "d" / "train" / "shard-00001.h5"
+    damaged.write_bytes(damaged.read_bytes()[:500])
+    named = re.escape(f"'{damaged}' is a damaged or truncated HDF5 file (truncated file: ")
+    again = re.escape(f"`physml datasets generate '{tmp_path / 'd' / 'spec.yaml'}' --out "
+                      f"'{tmp_path / 'd'}'` again: it writes damaged shards again")
+    complete = (f"{named}.*; delete '{re.escape(str(manifest))}' \\(the mark of a complete "
+                f"dataset\\) and run {again}")
+    for read in (io.open_dataset, FieldDataset, lambda folder, split: io.read_pdebench(damaged)):
+        with pytest.raises(ValueError, match=complete):
+            read(tmp_path / "d", "train")
+    manifest.unlink()  # an unfinished generation: resuming it writes the shard again
+    with pytest.raises(ValueError, match=f"{named}.*\\); run {again}"):
+        io.open_dataset(tmp_path / "d", "train", allow_partial=True)
+
+
+def test_pdebench_files_are_pointed_to_read_pdebench_in_a_short_message(tmp_path):
+    groups = tmp_path / "2D_diff-react_NA_NA.h5"
+    with h5py.File(groups, "w") as f:
+        seed_groups(f, shapes=[(6, 16, 1)] * 1000)
+    stacked_file = tmp_path / "1D_Burgers_Sols_Nu0.01.hdf5"
+    with h5py.File(stacked_file, "w") as f:
+        stacked(f)
+    reader = "read it whole with physml.io.read_pdebench\\('{}'\\)$"
+    with pytest.raises(ValueError, match="has no variable 'u'; has 0000, 0001, 0002, 0003, "
+                       "0004, ... \\(1000 in all\\): a file in a PDEBench layout; "
+                       + reader.format(groups)) as refused:
+        FieldDataset(groups)
+    assert "0005" not in str(refused.value)
+    with pytest.raises(ValueError, match="pass variable= one of tensor, or "
+                       + reader.format(stacked_file)):
+        FieldDataset(stacked_file)
+    for path in (groups, stacked_file):
+        with pytest.raises(ValueError, match=re.escape(
+                f"'{path}' is in a PDEBench layout, not the field data model (its arrays have no "
+                f"named dims): read it with physml.io.read_pdebench('{path}')")):
+            io.open_dataset(path)
+
+
+@pytest.mark.parametrize("axes", ["x", "xy", "xyz"])
+def test_read_pdebench_reads_compressible_navier_stokes_fields(tmp_path, axes):
+    """PDEBench's CFD files: density, pressure, Vx(, Vy, Vz) [N, T, X(, Y, Z)]."""
+    sizes = {"x": 8, "y": 6, "z": 4}
+    shape = (2, 3, *(sizes[a] for a in axes))
+    rng = np.random.default_rng(5)
+    fields = {name: rng.standard_normal(shape).astype(np.float32)
+              for name in ["density", "pressure", *(f"V{a}" for a in axes)]}
+    path = tmp_path / f"{len(axes)}D_CFD_Rand_Eta0.01_Zeta0.01_periodic_Train.hdf5"
+    with h5py.File(path, "w") as f:
+        for name, values in fields.items():
+            f[name] = values
+        for a in axes:
+            f[f"{a}-coordinate"] = np.linspace(0, 1, sizes[a])
+        f["t-coordinate"] = np.arange(4) * 0.05  # T + 1
+        f.attrs.update(eta=0.01, zeta=0.01, M=0.1)
+    ds = io.read_pdebench(path)
+    assert sorted(ds.data_vars) == sorted(fields)
+    for name, values in fields.items():
+        assert ds[name].dims == ("sample", "time", *axes)
+        np.testing.assert_array_equal(ds[name].values, values)
+    for a in axes:
+        np.testing.assert_allclose(ds[a], np.linspace(0, 1, sizes[a]))
+    np.testing.assert_allclose(ds["time"], np.arange(3) * 0.05)
+    assert {k: ds.attrs[k] for k in ("eta", "zeta", "M")} == {"eta": 0.01, "zeta": 0.01, "M": 0.1}
+    assert ds["density"].attrs["units"] == "1"
+    assert_cf(ds)
+
+
+def test_read_pdebench_says_which_layouts_it_reads_for_incompressible_navier_stokes(tmp_path):
+    path = tmp_path / "ns_incom_inhom_2d_512-0.h5"
+    with h5py.File(path, "w") as f:
+        f["velocity"] = np.zeros((1, 3, 8, 8, 2))
+        f["force"] = np.zeros((1, 8, 8, 2))
+        f["t"] = np.zeros((1, 3))
+    with pytest.raises(ValueError, match=re.escape(
+            f"'{path}' is in none of the PDEBench layouts read here: stacked fields with "
+            "'t-coordinate' ('tensor', or the compressible Navier-Stokes 'density', ")) as refused:
+        io.read_pdebench(path)
+    assert "2D incompressible Navier-Stokes files, 'velocity' with 't', are not read" in str(
+        refused.value)
