@@ -276,3 +276,13 @@ def test_the_two_grid_probes_follow_the_matrix_device_and_dtype_with_the_same_va
     meta = SmootherSystem(system.graph.to("meta"), system.scaled.to("meta"),
                           system.coarse.to("meta"))
     assert loss(factor.to("meta"), meta).device.type == "meta"
+
+
+def test_fit_smoother_leaves_the_caller_s_random_stream_where_it_was():
+    model = untrained()
+    torch.manual_seed(123)
+    expected = torch.rand(4)[1:]
+    torch.manual_seed(123)
+    torch.rand(1)
+    fit_smoother(model, [smoother_system(HELD_OUT.matrix)], steps=1, seed=0)
+    assert torch.equal(torch.rand(3), expected)

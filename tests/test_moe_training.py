@@ -241,3 +241,21 @@ def test_a_soft_head_measures_no_interface_jump_and_takes_no_experts():
                   ["variant=cpu", "constraint.method=soft", "constraint.experts=3"])
     soft = load_case("cases/moe_diffusion_sorption.yaml", ["variant=cpu", "constraint.method=soft"])
     assert soft.resolved()["constraint"] == {"method": "soft"}  # what the run reads
+
+
+def test_build_model_seeds_its_network_and_leaves_the_caller_s_random_stream_where_it_was():
+    rows = problem_rows("diffusion_sorption", (8,), 6)
+
+    def weights() -> list[torch.Tensor]:
+        model = build_model("soft", rows, 6, basis=3, width=4, modes=(2, 2), seed=5,
+                            solver=LevenbergMarquardt())
+        return [p.detach().clone() for p in model.parameters()]
+
+    torch.manual_seed(123)
+    expected = torch.rand(4)[1:]
+    torch.manual_seed(123)
+    torch.rand(1)
+    first = weights()
+    assert torch.equal(torch.rand(3), expected)
+    torch.manual_seed(7)
+    assert all(torch.equal(a, b) for a, b in zip(weights(), first))  # from seed, not the stream

@@ -702,3 +702,17 @@ def test_a_float32_matrix_a_few_roundings_from_symmetric_is_accepted(monkeypatch
         factory(CsrOperator(csr_from_scipy(ulps.astype(np.float64), wp.float64, "cpu")))
     with pytest.raises(ValueError, match="is not symmetric"):
         training_system(ulps.astype(np.float64), np.ones(n), np.ones(n))
+
+
+def test_fit_leaves_the_caller_s_random_stream_where_it_was():
+    """The seed seeds fit's own generators: the caller's next global draw continues its stream
+    (fit reseeded the global generator to ``seed``, so the caller drew its numbers again)."""
+    matrix = small_systems()[0]
+    x = np.random.default_rng(0).standard_normal(matrix.shape[0])
+    torch.manual_seed(0)
+    model = FactorModel("cholesky", width=4, steps=1)
+    torch.manual_seed(123)
+    torch.rand(1)
+    state = torch.get_rng_state()
+    fit(model, [training_system(matrix, x, matrix @ x)], loss="combined", steps=2, seed=0)
+    assert torch.equal(torch.get_rng_state(), state)

@@ -733,3 +733,38 @@ def test_a_constant_condition_on_several_fields_gets_points_of_its_own_memory():
     tensors = [trainer.points, *(t for pair in trainer.conditions.values() for t in pair)]
     assert trainer.conditions["wall"][1].shape == (8, 2)
     assert all(t.is_contiguous() for t in tensors)
+
+
+def test_a_sampler_over_another_domain_or_time_span_is_refused_by_name():
+    """A sampler's points are the collocation points: one over (0, 5) trained the residual
+    outside the problem's (0, 1) without a word; one without time or of another dimension
+    failed inside PyTorch."""
+    from physml.geometry import Disk, Interval, Rectangle
+    from physml.train import Initial, PINNProblem
+    from physml.train.sampling import DomainSampler
+
+    line = Interval(0.0, 1.0)
+    problem = PINNProblem(lambda d: d("u", "t") - d("u", "x", "x"), line, time=(0.0, 1.0),
+                          conditions=[Initial(0.0)])
+    model = build_model("mlp", 2, 1, width=8, depth=2)
+    for sampler, message in (
+            (DomainSampler(line, time=(0.0, 5.0)), r"sampler: bounds \[\[0.0, 1.0\], \[0.0, "
+             r"5.0\]\] differ from the problem's \[\[0.0, 1.0\], \[0.0, 1.0\]\] \(inputs x, t\)"),
+            (DomainSampler(line), r"sampler: draws points of 1 input\(s\), but the problem has "
+             r"2 \(x, t\)"),
+            (DomainSampler(Rectangle((0, 0), (3, 3)), time=(0, 1)), "sampler: draws points of 3"),
+            (DomainSampler(Disk((0.5, 0.5), 0.5), time=(0, 1)), "sampler: draws points of 3")):
+        with pytest.raises(ValueError, match=message):
+            PINNTrainer(model, problem, sampler=sampler, points=16, condition_points=8,
+                        adam_steps=1, eval_shape=(5, 3))
+    square = PINNProblem(lambda d: d("u", "t") - d.laplacian("u"), Rectangle((0, 0), (1, 1)),
+                         time=(0.0, 1.0), conditions=[Initial(0.0)])
+    with pytest.raises(ValueError, match="sampler: a Ball geometry, but the problem's is a Box"):
+        PINNTrainer(build_model("mlp", 3, 1, width=8, depth=2), square,
+                    sampler=DomainSampler(Disk((0.5, 0.5), 0.5), time=(0, 1)), points=16,
+                    condition_points=8, adam_steps=1, eval_shape=(3, 3, 3))
+    PINNTrainer(model, problem, sampler=DomainSampler(Interval(0, 1), time=(0, 1), seed=3),
+                points=16, condition_points=8, adam_steps=1, eval_shape=(5, 3))
+    for time in ((2.0, 1.0), (0.0, float("nan")), (0.0, float("inf")), (1.0, 1.0)):
+        with pytest.raises(ValueError, match=r"time=\[.*\]: give \(start, end\), both finite"):
+            DomainSampler(line, time=time)

@@ -854,16 +854,19 @@ def test_1d_and_3d_cases_plot_their_solution(tmp_path, old, new, shape):
     assert xr.open_dataset(folder / "predictions.h5")["prediction"].shape == shape
 
 
+PERIODIC_HEAT_1D = STEADY_1D.replace("upper: [1.0]}}", "upper: [2.0]}, time: [0, 1]}").replace(
+    "pde: u_xx + pi^2 * sin(pi*x)", "pde: u_t - 0.1 * u_xx").replace(
+    "conditions: [{kind: dirichlet, value: 0.0}]",
+    "conditions: [{kind: initial, value: sin(pi*x)}, {kind: periodic, axis: x}]").replace(
+    "exact: sin(pi*x)", "exact: exp(-0.1*pi^2*t) * sin(pi*x)").replace(
+    "grid: [17]", "grid: [17, 3]")
+
+
 def test_a_periodic_network_takes_the_period_of_a_periodic_condition(tmp_path):
     from physml.cases.equation import build_trainer
     from physml.cases.registry import load_case
 
-    text = STEADY_1D.replace("upper: [1.0]}}", "upper: [2.0]}, time: [0, 1]}").replace(
-        "pde: u_xx + pi^2 * sin(pi*x)", "pde: u_t - 0.1 * u_xx").replace(
-        "conditions: [{kind: dirichlet, value: 0.0}]",
-        "conditions: [{kind: initial, value: sin(pi*x)}, {kind: periodic, axis: x}]").replace(
-        "exact: sin(pi*x)", "exact: exp(-0.1*pi^2*t) * sin(pi*x)").replace(
-        "grid: [17]", "grid: [17, 3]")
+    text = PERIODIC_HEAT_1D
     case = load_case(_write_case(tmp_path, text), ["model.kind=periodic", "model.harmonics=2"])
     model = build_trainer(case).model
     torch.testing.assert_close(model.frequencies.double(),
@@ -1473,3 +1476,100 @@ def test_conditions_refuse_coefficients_that_change_or_void_their_meaning():
     assert Robin(alpha=np.float32(2), beta=0).alpha == 2
     neumann = Neumann(1.0, on=("inner",))
     assert (neumann.alpha, neumann.beta, neumann.name) == (0.0, 1.0, "neumann")
+
+
+def test_a_periodic_condition_matches_the_slope_across_the_box_unless_told_values_only():
+    """Heat on [0, 2 pi]: u(0) = u(2 pi) alone leaves u_x free at the ends (any common end value
+    h(t) solves it). With derivatives=1 (the default) the loss adds the mean squared mismatch of
+    u_x at the partner points; with 0 a field periodic in value, not in slope, meets it."""
+    torch.manual_seed(0)
+    net = MLP(2, 1, width=8, depth=2).double()
+    problem = PINNProblem(lambda d: d("u", "t") - d("u", "x", "x"), Interval(0.0, 2 * np.pi),
+                          time=(0.0, 1.0), conditions=[Periodic(axis="x")])
+    (X, data), = problem.draw_conditions(16, np.random.default_rng(0)).values()
+    X, data = torch.as_tensor(X), torch.as_tensor(data)
+    np.testing.assert_array_equal(X[:, 1], data[:, 1])
+    assert (X[:, 0] == 0).all() and (data[:, 0] == 2 * np.pi).all()
+
+    def value_and_slope(P):
+        P = P.clone().requires_grad_(True)
+        u = net(P)
+        return u, torch.autograd.grad(u.sum(), P)[0][:, :1]
+
+    (u, ux), (v, vx) = value_and_slope(X), value_and_slope(data)
+    expected = (u - v).square().mean() + (ux - vx).square().mean()
+    torch.testing.assert_close(problem.condition_loss("periodic", net, X, data), expected)
+    assert (ux - vx).square().mean() > 1e-3 * expected  # the slope term is not negligible
+
+    def tilted(P):  # x (2 pi - x): equal values at the ends, slopes 2 pi and -2 pi
+        return P[:, :1] * (2 * np.pi - P[:, :1])
+
+    values_only = Periodic(axis="x", derivatives=0)
+    assert float(values_only.loss(problem, tilted, X, data)) == 0.0
+    torch.testing.assert_close(Periodic(axis="x").loss(problem, tilted, X, data),
+                               torch.tensor(16 * np.pi**2, dtype=torch.float64))
+    for bad in (2, -1, 0.5, True):
+        with pytest.raises(ValueError, match="derivatives=.*allowed: 0 .* or 1"):
+            Periodic(derivatives=bad)
+
+
+def test_a_periodic_condition_in_a_case_file_matches_slopes_unless_derivatives_is_0(
+        tmp_path, cli_in_process):
+    text = PERIODIC_HEAT_1D
+    from physml.cases.equation_problem import build_equation_problem
+
+    for given, derivatives in (("", 1), (", derivatives: 0", 0)):
+        case = load_case(_write_case(tmp_path, text.replace(
+            "axis: x}", f"axis: x{given}}}")))
+        problem = build_equation_problem(case)
+        assert [c.derivatives for c in problem.conditions if isinstance(c, Periodic)] == [
+            derivatives]
+    text2 = text.replace("{kind: periodic, axis: x}", "{kind: periodic, axis: x, derivatives: 2}")
+    result = cli_in_process("validate", _write_case(tmp_path, text2))
+    assert result.returncode == 2 and "derivatives" in result.stderr
+
+
+def test_a_derivative_of_a_scalar_coefficient_is_zero():
+    """(nu u_x)_x written generically: d("nu", "x") of a constant is zeros, not an autograd
+    error; a field coefficient's is its gradient."""
+    from physml.train import FieldCoefficient, Scalar
+
+    problem = PINNProblem(lambda d: d("u", "x", "x"), Interval(0.0, 1.0),
+                          conditions=[Dirichlet(0.0)],
+                          coefficients={"nu": Scalar(0.1, trainable=True),
+                                        "k": FieldCoefficient(MLP(1, 1).double())})
+    X = torch.rand(5, 1, dtype=torch.float64, requires_grad=True)
+    d = problem.derivatives(X, X**2)
+    for wrt in (("x",), ("x", "x")):
+        assert torch.equal(d("nu", *wrt), torch.zeros(5, 1, dtype=torch.float64))
+    assert d("k", "x").shape == (5, 1)
+    torch.testing.assert_close(d("u", "x", "x"), torch.full((5, 1), 2.0, dtype=torch.float64))
+
+
+def test_a_mixed_time_derivative_needs_the_initial_value(tmp_path, cli_in_process):
+    text = SYSTEM.replace("pde: {eq_u: u_t - 0.1*u_xx, eq_v: v_t - 0.1*v_xx}",
+                          "pde: {eq_u: u_xt - 0.1*u_xx, eq_v: v_t - 0.1*v_xx}").replace(
+        "{kind: initial, value: sin(pi*x)}", "{kind: initial, value: sin(pi*x), fields: [v]}")
+    result = cli_in_process("validate", _write_case(tmp_path, text))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("pde: u_xt needs the initial value of u: add the condition {kind: initial, value: "
+            "..., fields: [u]}") in result.stderr
+
+
+def test_the_inverse_problem_classes_import_from_physml_train():
+    import physml.train
+    from physml.train import FieldCoefficient, Observations, Scalar
+    from physml.train.observations import Observations as Defined
+    from physml.train.problems import FieldCoefficient as DefinedField
+    from physml.train.problems import Scalar as DefinedScalar
+
+    assert (Scalar, FieldCoefficient, Observations) == (DefinedScalar, DefinedField, Defined)
+    assert {"Scalar", "FieldCoefficient", "Observations"} <= set(physml.train.__all__)
+
+
+def test_an_evaluation_grid_beyond_this_machine_s_memory_exits_2(tmp_path, cli_in_process):
+    text = STEADY_1D.replace("grid: [17]", "grid: [1000000000000000]")
+    result = cli_in_process("validate", _write_case(tmp_path, text))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("evaluation.grid: [1000000000000000] (1,000,000,000,000,000 points) needs about"
+            in result.stderr and "more than this machine's memory" in result.stderr)

@@ -30,6 +30,7 @@ scalar coefficient named as one of that solver's parameters has a known true val
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -38,6 +39,7 @@ import torch
 import xarray as xr
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from ..datasets.memory import check_fits_in_memory
 from ..datasets.mesh_spec import MeshSpec
 from ..datasets.spec import AbsolutePath
 from ..datasets.store import with_cf_metadata, write_dataset
@@ -105,7 +107,7 @@ class ConditionSpec(KindSection):
     KIND_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
         "initial": ("value",), "initial_rate": ("value",), "dirichlet": ("value", "boundary"),
         "neumann": ("value", "boundary"), "robin": ("value", "boundary", "alpha", "beta"),
-        "periodic": ("axis",)}  # besides fields and name, which every kind reads
+        "periodic": ("axis", "derivatives")}  # besides fields and name, which every kind reads
 
     kind: Literal["initial", "initial_rate", "dirichlet", "neumann", "robin", "periodic"]
     value: Expression = Field(0.0, description="u (initial_rate: u_t at the start time, "
@@ -117,6 +119,8 @@ class ConditionSpec(KindSection):
     alpha: float = 1.0
     beta: float = 1.0
     axis: str | None = Field(None, description="input along which a periodic condition holds")
+    derivatives: int = Field(1, ge=0, le=1, description="periodic: match u and its "
+                             "derivatives along axis up to this order (0: values only)")
     name: str | None = Field(None, description="loss term name (default: from the kind)")
 
     @model_validator(mode="after")
@@ -223,9 +227,11 @@ class EquationCase(CaseBase):
             raise ValueError("model.kind: periodic builds in the period of a periodic "
                              "condition that holds for every field ({kind: periodic, axis: "
                              "x} on a box); this case has none")
+        shape = evaluation_shape(self, problem)
+        _check_evaluation_fits(shape, len(problem.inputs), len(problem.outputs))
         try:  # on the evaluation grid now: a data file's span, an exact solution's poles
             if context.get("final", True):  # the case that runs, not each of its variants
-                problem.checked_reference(problem.eval_axes(evaluation_shape(self, problem)))
+                problem.checked_reference(problem.eval_axes(shape))
         except ValueError as err:
             message = str(err)
             if message.startswith("evaluation.grid:"):
@@ -259,6 +265,20 @@ def evaluation_shape(case: EquationCase, problem: PINNProblem) -> tuple[int, ...
     axis and 11 in time."""
     grid = case.evaluation.grid or [64] * problem.geometry.dim + [11] * (problem.time is not None)
     return tuple(grid)
+
+
+def _check_evaluation_fits(shape: tuple[int, ...], inputs: int, outputs: int) -> None:
+    """Refuse an evaluation grid of ``shape`` whose points would not fit in this machine's
+    memory, an estimate: float64 coordinates three times over (the grid's axes spread out,
+    its rows, the network's input) and the reference, prediction and error of each output,
+    ``8 (3 inputs + 3 outputs)`` bytes a point.
+
+    Raises:
+        ValueError: naming ``evaluation.grid``, its points and the memory it needs.
+    """
+    points = math.prod(shape)
+    check_fits_in_memory(8 * (3 * inputs + 3 * outputs) * points,
+                         f"evaluation.grid: {list(shape)} ({points:,} points)")
 
 
 def data_units(case: EquationCase, solved: Path | None) -> dict[str, str]:

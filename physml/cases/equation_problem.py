@@ -140,17 +140,19 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
         raise ValueError("conditions: none given, and no observations: the pde alone does not "
                          "determine the fields; give boundary conditions (and, with "
                          "domain.time, an initial one) or observations")
-    for kind, in_time, needed in (
-            ("initial", ("t", "tt"), "the initial value of {f}"),
-            ("initial_rate", ("tt",), "the initial rate {f}_t as well as {f}")):
+    read_symbols = sorted({n for r in residuals.values() for n in r.names if n in derivatives})
+    for kind, in_time, needed in (  # any derivative at least once (twice) in t, mixed ones too
+            ("initial", 1, "the initial value of {f}"),
+            ("initial_rate", 2, "the initial rate {f}_t as well as {f}")):
         given = {f for c in case.conditions if c.kind == kind for f in (c.fields or outputs)}
         if case.observations is not None:  # data on the field determine it as well
             given.add(case.observations.field)
-        undetermined = [(f, d) for f in outputs if f not in given for d in in_time
-                        if any(f"{f}_{d}" in r.names for r in residuals.values())]
+        undetermined = [(derivatives[n][0], n) for n in read_symbols
+                        if time and derivatives[n][0] not in given
+                        and derivatives[n][1:].count("t") >= in_time]
         if undetermined:
-            field, derivative = undetermined[0]
-            raise ValueError(f"pde: {field}_{derivative} needs {needed.format(f=field)}: add the "
+            field, symbol = undetermined[0]
+            raise ValueError(f"pde: {symbol} needs {needed.format(f=field)}: add the "
                              f"condition {{kind: {kind}, value: ..., fields: [{field}]}}")
 
     # what each residual reads, in sorted order: a set's order follows the process's hash
@@ -268,7 +270,7 @@ def _condition(spec, i, inputs, parameters):
     if spec.name is not None:
         options["name"] = spec.name
     if spec.kind == "periodic":
-        return kind(axis=spec.axis or "x", **options), None
+        return kind(axis=spec.axis or "x", derivatives=spec.derivatives, **options), None
     value = _Expression(spec.value, inputs, f"{key}.value", parameters)
     options["value"] = value.of_inputs(inputs)
     if "boundary" in spec.KIND_OPTIONS[spec.kind]:

@@ -105,9 +105,9 @@ def adam_on_batches(model: FactorModel, systems: Sequence[System],
                     on_step: Callable[[int, float], None] | None, cosine: bool = False
                     ) -> list[float]:
     """Adam on ``batch_loss(batch, generator)`` over random mini-batches of ``systems`` (the
-    learning rate decayed to 0 on a cosine where ``cosine``); ``seed`` seeds PyTorch, the
-    batches and the generator. Returns the loss per step; ``on_step(updates_done, loss)``
-    follows each update (counted from 1).
+    learning rate decayed to 0 on a cosine where ``cosine``); ``seed`` seeds the batches and
+    the generator (PyTorch's global generator is left as it was). Returns the loss per step;
+    ``on_step(updates_done, loss)`` follows each update (counted from 1).
 
     Raises:
         ValueError: steps or batch_size not whole numbers (>= 0 and >= 1), or a
@@ -119,7 +119,6 @@ def adam_on_batches(model: FactorModel, systems: Sequence[System],
         raise ValueError(f"learning_rate={learning_rate!r} must be > 0 (e.g. 3e-3)")
     steps = whole_number(steps, "steps", 0)
     batch_size = whole_number(batch_size, "batch_size", 1)
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)

@@ -2,9 +2,11 @@
 balancing and the least-squares machinery of TENG.
 
 A physics-informed run composes a :class:`PINNProblem` from conditions (:class:`Initial`,
-:class:`Dirichlet`, :class:`Neumann`, ...) and trains it with :class:`PINNTrainer`; TENG evolves
-a network through a :class:`TENGPDE`. Each name is imported from its module on first use, so
-importing one module of the package (``physml.train.sampling``) loads no other."""
+:class:`Dirichlet`, :class:`Neumann`, ...), with coefficients (:class:`Scalar`,
+:class:`FieldCoefficient`) and :class:`Observations` for an inverse problem, and trains it with
+:class:`PINNTrainer`; TENG evolves a network through a :class:`TENGPDE`. Each name is imported
+from its module on first use, so importing one module of the package (``physml.train.sampling``)
+loads no other."""
 
 from importlib import import_module
 
@@ -13,8 +15,9 @@ _EXPORTS = {
     "conditions": ("Condition", "Dirichlet", "Initial", "InitialRate", "Neumann", "Periodic",
                    "Robin"),
     "moe": ("MoETrainer",),
+    "observations": ("Observations",),
     "pinn": ("PINNTrainer",),
-    "problems": ("PINNProblem", "exact_reference"),
+    "problems": ("FieldCoefficient", "PINNProblem", "Scalar", "exact_reference"),
     "sampling": ("DomainSampler",),
     "teng": ("TENG", "TENGPDE"),
 }

@@ -107,7 +107,8 @@ def burgers_reference(problem, axes: list[np.ndarray], bc) -> np.ndarray:
 
 class ConvectionProblem(PINNProblem):
     r"""$u_t + \beta u_x = \nu u_{xx}$, periodic; with ``periodic_embedding`` the network sees
-    $(\cos, \sin)$ of $x$, otherwise periodicity is a soft condition $u(a, t) = u(b, t)$."""
+    $(\cos, \sin)$ of $x$, otherwise periodicity is a soft condition $u(a, t) = u(b, t)$
+    (values only)."""
 
     field_names: tuple[str, ...] = ("u",)
 
@@ -126,7 +127,9 @@ class ConvectionProblem(PINNProblem):
 
     def _condition_list(self):
         initial = Initial(lambda X: self.initial(X[:, :1]))
-        return [initial] if self.periodic_embedding else [initial, Periodic(axis="x")]
+        if self.periodic_embedding:
+            return [initial]
+        return [initial, Periodic(axis="x", derivatives=0)]
 
     def initial(self, x):
         return sine(x, self.amplitude, self.wavenumber)

@@ -15,7 +15,8 @@ mean-squared mismatch over those points (:meth:`loss`):
   part and the sum of the per-part means, as Wang, Teng & Perdikaris weigh box edges).
 * :class:`Neumann`: $\partial u/\partial n = g$; :class:`Robin`: $\alpha u + \beta\,\partial
   u/\partial n = g$ (outward normal $n$).
-* :class:`Periodic`: $u = u$ at the partner point across the box along one input.
+* :class:`Periodic`: $u = u$ at the partner point across the box along one input, and by
+  default $\partial u/\partial x_i$ too (an equation second order in that input needs both).
 
 Initial conditions and Dirichlet conditions on the whole boundary can instead be exact, by the
 problem's output transform (:meth:`~physml.train.problems.PINNProblem.constrain`).
@@ -230,12 +231,27 @@ class Neumann(Robin):
 
 @dataclass(frozen=True)
 class Periodic(Condition):
-    """$u = u$ across the box along input ``axis`` (the geometry must be a box there); no
-    ``value``."""
+    """$\\partial^k u/\\partial x_i^k$ equal at the partner points across the box along input
+    ``axis`` $x_i$ (the geometry must be a box there) for each order $k$ from 0 to
+    ``derivatives`` (0: the values only; 1, the default: the values and the first derivatives,
+    as an equation second order in $x_i$ needs); no ``value``. The loss (one term) is the sum
+    over the orders of the mean squared mismatch.
+
+    Raises:
+        ValueError: ``derivatives`` not 0 or 1.
+    """
 
     value: Value = field(default=0.0, init=False)
     axis: str = "x"
+    derivatives: int = 1
     name: str = "periodic"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.derivatives, bool) \
+                or not isinstance(self.derivatives, numbers.Integral) or self.derivatives > 1 \
+                or self.derivatives < 0:
+            raise ValueError(f"condition {self.name!r}: derivatives={self.derivatives!r}; "
+                             "allowed: 0 (values only) or 1 (values and first derivatives)")
 
     def check(self, problem) -> None:
         self.columns(problem)
@@ -262,7 +278,13 @@ class Periodic(Condition):
 
     def loss(self, problem, field, X, data):
         columns = self.columns(problem)
-        return (field(X)[:, columns] - field(data)[:, columns]).square().mean()
+        if self.derivatives == 0:
+            return (field(X)[:, columns] - field(data)[:, columns]).square().mean()
+        i = problem.inputs.index(self.axis)
+        (u, du), (v, dv) = (_column_gradients(field, P, columns) for P in (X, data))
+        value = (torch.cat(u, dim=1) - torch.cat(v, dim=1)).square().mean()
+        slope = torch.cat([a[:, i : i + 1] - b[:, i : i + 1] for a, b in zip(du, dv)], dim=1)
+        return value + slope.square().mean()
 
 
 def condition_names(conditions: Sequence[Condition]) -> list[str]:

@@ -5,7 +5,8 @@ shape ``(n, d_in)`` (columns named by ``inputs``, e.g. ``("x", "y", "t")``) and 
 ``out`` of shape ``(n, m)`` (columns named by ``outputs``):
 
 * ``d["u"]``, ``d["x"]``, ``d["nu"]``: an output, an input or a coefficient, shape ``(n, 1)``;
-* ``d("u", "x")``, ``d("u", "x", "x")``, ``d("v", "x", "t")``: partial derivatives;
+* ``d("u", "x")``, ``d("u", "x", "x")``, ``d("v", "x", "t")``: partial derivatives (of a
+  scalar coefficient, a constant in ``X``: zeros ``(n, 1)``);
 * ``d.laplacian("u")`` $=\sum_i u_{x_i x_i}$ over the space inputs, ``d.divergence(("u",
   "v"))`` $= u_x + v_y$, ``d.gradient("u")`` ``(n, dim)`` over the space inputs.
 
@@ -76,9 +77,13 @@ class Derivatives:
         return self._cache[key]
 
     def _gradient_of(self, key: tuple[str, ...]) -> torch.Tensor:
-        """The gradient over all inputs of the derivative ``key``, one autograd call each."""
+        """The gradient over all inputs of the derivative ``key``, one autograd call each
+        (zeros ``(n, d_in)`` for a derivative of a scalar, which is constant in ``X``)."""
         if key not in self._gradients:
-            self._gradients[key] = gradient(self(*key), self.X)
+            f = self[key[0]]
+            rows = isinstance(f, torch.Tensor) and f.dim() == 2
+            self._gradients[key] = (gradient(self(*key), self.X) if rows else
+                                    torch.zeros_like(self.X))
         return self._gradients[key]
 
     def gradient(self, field: str) -> torch.Tensor:

@@ -191,15 +191,16 @@ def build_model(method: str, rows: Rows, nt: int, *, basis: int, width: int,
     """``method`` is "soft" or "hard" (``experts`` space blocks, :func:`expert_blocks`; 1 is
     the single hard constraint); ``modes`` has one entry per grid axis (time first);
     ``coloured`` as in :class:`HardConstraint`. The FNO is initialised from ``seed`` so every
-    method starts the same."""
-    torch.manual_seed(seed)
-    fno = FNO(1, basis, modes, width=width, layers=3)
-    if method == "soft":
-        return ConstrainedFNO(fno, nt)
-    if method != "hard":
+    method starts the same (PyTorch's global generator is left as it was)."""
+    if method not in ("soft", "hard"):
         raise ValueError(f"method={method!r}; allowed: soft, hard")
-    return ConstrainedFNO(fno, nt, build_constraint(rows, nt, experts, continuity, solver,
-                                                    coloured))
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        fno = FNO(1, basis, modes, width=width, layers=3)
+        if method == "soft":
+            return ConstrainedFNO(fno, nt)
+        return ConstrainedFNO(fno, nt, build_constraint(rows, nt, experts, continuity, solver,
+                                                        coloured))
 
 
 def build_constraint(rows: Rows, nt: int, experts: int, continuity: Continuity,

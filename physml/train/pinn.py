@@ -60,6 +60,27 @@ class PINNField(nn.Module):
         return self.problem.constrain(X, raw) if self.hard else raw
 
 
+def _check_sampler(sampler: DomainSampler, problem: PINNProblem) -> None:
+    """Refuse a sampler whose points are not those of ``problem``'s domain.
+
+    Raises:
+        ValueError: naming ``sampler`` and what differs.
+    """
+    inputs = ", ".join(problem.inputs)
+    if sampler.bounds.shape != problem.bounds.shape:
+        raise ValueError(f"sampler: draws points of {len(sampler.bounds)} input(s), but the "
+                         f"problem has {len(problem.bounds)} ({inputs}); build it as "
+                         "DomainSampler(problem.geometry, problem.time)")
+    if not np.array_equal(sampler.bounds, problem.bounds):
+        raise ValueError(f"sampler: bounds {sampler.bounds.tolist()} differ from the problem's "
+                         f"{problem.bounds.tolist()} (inputs {inputs}); build it as "
+                         "DomainSampler(problem.geometry, problem.time)")
+    if type(sampler.geometry) is not type(problem.geometry):
+        raise ValueError(f"sampler: a {type(sampler.geometry).__name__} geometry, but the "
+                         f"problem's is a {type(problem.geometry).__name__}; build it as "
+                         "DomainSampler(problem.geometry, problem.time)")
+
+
 class PINNTrainer:
     """Trains ``model`` on ``problem``.
 
@@ -68,7 +89,8 @@ class PINNTrainer:
             ``(n, problem.output_dim)``.
         problem: the :class:`~physml.train.problems.PINNProblem`.
         balancer: loss-balancing strategy.
-        sampler: collocation sampler over the problem's domain.
+        sampler: collocation sampler over the problem's domain: its geometry's kind and
+            its bounds, time span included, those of ``problem``.
         points: number of collocation points.
         condition_points: points per soft condition.
         hard_constraints: impose the conditions through ``problem.constrain``.
@@ -90,8 +112,9 @@ class PINNTrainer:
     Raises:
         ValueError: an argument outside these ranges (one message naming it, its value and
             what is allowed), point counts that are not multiples of the number of processes,
-            or ``hard_constraints=False`` for a problem that imposes its initial conditions
-            through its output transform only.
+            ``hard_constraints=False`` for a problem that imposes its initial conditions
+            through its output transform only, or a ``sampler`` over another domain (another
+            number of inputs, other bounds or time span, another kind of geometry).
 
     Attributes:
         elapsed_s: wall time spent in :meth:`fit` over the whole run [s], carried through
@@ -149,6 +172,8 @@ class PINNTrainer:
             raise ValueError(f"{type(problem).__name__} imposes its initial conditions through "
                              "its output transform only (no loss term holds them): train it "
                              "with hard_constraints=True")
+        if sampler is not None:
+            _check_sampler(sampler, problem)
         self.device, self.dtype = torch.device(device), dtype
         self.model = model.to(self.device, dtype)
         self.problem = problem

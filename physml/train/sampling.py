@@ -27,6 +27,10 @@ class DomainSampler:
         time: $(t_0, t_1)$ or None.
         kind: "uniform" or "sobol".
         seed: seed of the sampler's generator, a whole number >= 0.
+
+    Raises:
+        ValueError: an unknown ``kind``, a ``seed`` that is no whole number >= 0, or a ``time``
+            that is not a finite $(t_0, t_1)$ with $t_1 > t_0$.
     """
 
     def __init__(self, geometry: Geometry, time: tuple[float, float] | None = None,
@@ -34,7 +38,13 @@ class DomainSampler:
         if kind not in SAMPLERS:
             raise ValueError(f"unknown sampler {kind!r}; allowed: {', '.join(SAMPLERS)}")
         seed = whole_number(seed, "seed", 0)
-        rows = [geometry.bounds] + ([np.array([time], dtype=np.float64)] if time else [])
+        if time is not None and not (np.shape(time) == (2,) and np.isfinite(time).all()
+                                     and time[1] > time[0]):
+            raise ValueError(f"time={list(np.ravel(time))}: give (start, end), both finite, "
+                             "the end exceeding the start")
+        rows = [geometry.bounds]
+        if time is not None:
+            rows.append(np.array([time], dtype=np.float64))
         self.geometry, self.kind = geometry, kind
         self.bounds = np.concatenate(rows).astype(np.float64)
         self.rng = np.random.default_rng(seed)
