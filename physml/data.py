@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import operator
 import os
+import warnings
 
 import h5py
 import numpy as np
@@ -44,6 +45,10 @@ class FieldDataset(Dataset):
         pairs: None for whole trajectories; ``k`` for pairs $(u_t, u_{t+k})$.
         dtype: dtype of the returned tensors.
         allow_partial: read a dataset whose generation has not finished (no manifest).
+        cache_bytes: bytes of decompressed trajectories kept per process for ``pairs``
+            (default :data:`SAMPLE_CACHE_BYTES`); a split larger than this is read with a warning:
+            shuffled pairs then decompress a whole trajectory for nearly every item (80x
+            slower on a 340 MB split than with the split kept).
 
     Items: without ``pairs``, a tensor of shape ``(time, *space)`` per sample; with ``pairs=k``,
     ``(u[t], u[t + k])`` each of shape ``space``, for every sample and ``t < T - k``
@@ -64,6 +69,7 @@ class FieldDataset(Dataset):
         pairs: int | None = None,
         dtype: torch.dtype = torch.float32,
         allow_partial: bool = False,
+        cache_bytes: int | None = None,
     ) -> None:
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ValueError(f"dtype={dtype!r}; pass a floating torch.dtype (torch.float32, "
@@ -74,10 +80,14 @@ class FieldDataset(Dataset):
             except TypeError:
                 raise ValueError(f"pairs={pairs!r}; pass a whole number of steps (or None)"
                                  ) from None
+        cache_bytes = SAMPLE_CACHE_BYTES if cache_bytes is None else cache_bytes
+        if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int | np.integer) \
+                or cache_bytes < 0:
+            raise ValueError(f"cache_bytes={cache_bytes!r}; pass a whole number of bytes >= 0")
         self.files = dataset_shards(path, split, allow_partial)
-        self.variable, self.dtype = variable, dtype
+        self.variable, self.dtype, self.cache_bytes = variable, dtype, int(cache_bytes)
         self._open_caches()
-        counts, times = [], set()
+        counts, times, decompressed = [], set(), 0
         for file in self.files:
             with open_hdf5(file) as f:
                 if variable not in f:
@@ -85,6 +95,7 @@ class FieldDataset(Dataset):
                 _check_dims(file, variable, f[variable])
                 counts.append(f[variable].shape[0])
                 times.add(f[variable].shape[1])
+                decompressed += f[variable].size * f[variable].dtype.itemsize
         if len(times) != 1:
             raise ValueError(f"shards disagree on the number of saved times: {sorted(times)}")
         (self.n_times,) = times
@@ -92,6 +103,13 @@ class FieldDataset(Dataset):
             raise ValueError(f"pairs={pairs} must lie in [1, {self.n_times - 1}]")
         self.pairs = pairs
         self.offsets = np.concatenate([[0], np.cumsum(counts)])
+        if pairs is not None and decompressed > self.cache_bytes:
+            warnings.warn(
+                f"FieldDataset: the trajectories read take {decompressed / 2**20:,.0f} MiB "
+                f"decompressed, more than cache_bytes={self.cache_bytes:,} per process: "
+                "shuffled pairs decompress a whole trajectory for nearly every item (tens of "
+                "times slower); pass a larger cache_bytes, or a sampler that visits a sample's "
+                "pairs together", stacklevel=2)
 
     @property
     def n_samples(self) -> int:
@@ -105,7 +123,7 @@ class FieldDataset(Dataset):
     def _open_caches(self) -> None:
         """This process's open shards (file, dataset) and kept trajectories, both empty."""
         self._shards = LeastRecentlyUsed(MAX_OPEN_SHARDS, drop=lambda opened: opened[0].close())
-        self._trajectories = LeastRecentlyUsed(SAMPLE_CACHE_BYTES, size=lambda a: a.nbytes)
+        self._trajectories = LeastRecentlyUsed(self.cache_bytes, size=lambda a: a.nbytes)
         self._pid = os.getpid()
 
     def _dataset(self, shard: int) -> h5py.Dataset:

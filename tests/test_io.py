@@ -1,6 +1,7 @@
 """Field files: our layout and PDEBench's, read back by xarray, h5py and the torch Dataset."""
 
 import re
+import warnings
 
 import h5py
 import numpy as np
@@ -241,8 +242,8 @@ def test_pairs_decompress_each_trajectory_once_within_their_budget(tmp_path, mon
         torch.testing.assert_close(u_t, torch.from_numpy(states[sample, t]))
         torch.testing.assert_close(u_next, torch.from_numpy(states[sample, t + 1]))
     assert len(reads) == 3
-    monkeypatch.setattr(field_data, "SAMPLE_CACHE_BYTES", states[0].nbytes)  # one trajectory
-    one = FieldDataset(tmp_path, split="", pairs=1)
+    with pytest.warns(UserWarning, match="more than cache_bytes=.* a larger cache_bytes"):
+        one = FieldDataset(tmp_path, split="", pairs=1, cache_bytes=states[0].nbytes)
     reads.clear()
     for index in (0, 1, 3, 4, 0):  # samples 0, 0, 1, 1, 0
         one[index]
@@ -251,6 +252,21 @@ def test_pairs_decompress_each_trajectory_once_within_their_budget(tmp_path, mon
     u_t += 100.0  # an item is the caller's: changing it changes no later item
     torch.testing.assert_close(one[4][0], torch.from_numpy(states[1, 1]))
     torch.testing.assert_close(one[3][1], torch.from_numpy(states[1, 1]))
+
+
+def test_pairs_over_a_split_beyond_their_cache_warn_and_the_default_split_stays_quiet(tmp_path):
+    """Past SAMPLE_CACHE_BYTES shuffled pairs decompressed a trajectory per item (80x slower on
+    a 340 MB split) without a word."""
+    _, states, _ = sample_file(tmp_path, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FieldDataset(tmp_path, split="", pairs=1)
+        FieldDataset(tmp_path, split="", cache_bytes=0)  # whole trajectories keep nothing
+    with pytest.warns(UserWarning, match=r"take 0 MiB decompressed, more than cache_bytes=10 "):
+        FieldDataset(tmp_path, split="", pairs=1, cache_bytes=10)
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="cache_bytes=.* whole number of bytes"):
+            FieldDataset(tmp_path, split="", pairs=1, cache_bytes=bad)
 
 
 def test_a_field_dataset_keeps_at_most_its_bound_of_shard_files_open(tmp_path, monkeypatch):
