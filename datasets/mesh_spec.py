@@ -54,6 +54,12 @@ r"""(dimension, area [m2] or volume [m3]) of each generated domain at the sizes
 0.5 < r < 1, L-shape of three unit squares, unit cube, unit sphere, torus of radii 1 and 0.4
 of area $4\pi^2 R r$, the double torus as two whole tori)."""
 
+DOMAIN_PARTS = {"disc": ("boundary",), "annulus": ("inner", "outer"), "l_shape": ("boundary",),
+                "box": ("boundary",), "sphere": (), "torus": (), "double_torus": (),
+                "icosphere": ()}
+"""The tagged boundary parts of each generated domain (:mod:`physml.solvers.mesh.domains`;
+the closed surfaces have none)."""
+
 MAX_ELEMENTS = 10_000_000
 """Most elements a generated domain may have (:meth:`MeshSpec.estimated_elements`): gmsh makes
 some 1e4 to 1e5 triangles a second, so that a mesh this large already takes minutes."""
@@ -88,13 +94,14 @@ class MeshSpec(StrictModel):
         if self.domain not in (None, "icosphere") and self.h is None:
             raise ValueError(f"mesh.domain {self.domain!r} needs mesh.h (target edge length)")
         if self.h is not None and self.domain in DOMAIN_SIZES:
-            elements = self.estimated_elements()
-            if elements > MAX_ELEMENTS:
-                dimension = DOMAIN_SIZES[self.domain][0]
-                smallest = self.h * (elements / MAX_ELEMENTS) ** (1 / dimension)
-                raise ValueError(f"mesh.h={self.h:g} makes about {elements:.2g} elements of "
-                                 f"mesh.domain {self.domain!r}, more than {MAX_ELEMENTS:.0e}; "
-                                 f"use h >= {smallest:.2g}")
+            smallest, largest = self.edge_length(MAX_ELEMENTS), self.edge_length(1)
+            if self.h < smallest:
+                raise ValueError(f"mesh.h={self.h:g} makes about {self.estimated_elements():.2g} "
+                                 f"elements of mesh.domain {self.domain!r}, more than "
+                                 f"{MAX_ELEMENTS:.0e}; use h >= {smallest:.2g}")
+            if self.h > largest:
+                raise ValueError(f"mesh.h={self.h:g} exceeds mesh.domain {self.domain!r} itself "
+                                 f"(one element would cover it); use h <= {largest:.2g}")
         source = "mesh.file" if self.file is not None else f"mesh.domain {self.domain!r}"
         for key, used in (("h", self.domain not in (None, "icosphere")),
                           ("level", self.domain == "icosphere"),
@@ -111,9 +118,17 @@ class MeshSpec(StrictModel):
         tetrahedron's, $V / (h^3 / 6\sqrt{2})$ (:data:`DOMAIN_SIZES`; gmsh's elements come
         near these shapes)."""
         dimension, size = DOMAIN_SIZES[self.domain]
-        element = math.sqrt(3) / 4 * self.h**2 if dimension == 2 else self.h**3 / (
-            6 * math.sqrt(2))
-        return size / element
+        element = math.sqrt(3) / 4 * self.h * self.h if dimension == 2 else (
+            self.h * self.h * self.h / (6 * math.sqrt(2)))  # products overflow to inf, not raise
+        return size / element if element else math.inf
+
+    def edge_length(self, elements: float) -> float:
+        """The edge length ``h`` at which the generated domain has about ``elements``
+        elements (the inverse of :meth:`estimated_elements`)."""
+        dimension, size = DOMAIN_SIZES[self.domain]
+        element = size / elements
+        return math.sqrt(4 / math.sqrt(3) * element) if dimension == 2 else (
+            6 * math.sqrt(2) * element) ** (1 / 3)
 
     def build(self, h: float | None = None) -> pm.Mesh:
         """The mesh (the generated domain at edge length ``h`` if given)."""
@@ -126,6 +141,12 @@ class MeshSpec(StrictModel):
         if self.domain == "icosphere":
             return pm.icosphere(self.level)
         return DOMAINS[self.domain](self.h if h is None else h)
+
+    @property
+    def boundary_parts(self) -> tuple[str, ...] | None:
+        """The names of the mesh's tagged boundary parts (:data:`DOMAIN_PARTS`); None for a
+        mesh file, whose parts are known once it is read."""
+        return None if self.domain is None else DOMAIN_PARTS[self.domain]
 
     @property
     def label(self) -> str:

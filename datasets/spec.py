@@ -60,8 +60,9 @@ AbsolutePath = Annotated[str, AfterValidator(lambda file: str(Path(file).expandu
 
 class StrictModel(BaseModel):
     """A spec section: unknown keys refused, values frozen, NaN and infinity refused for every
-    number, and a boolean refused where a number is expected (YAML's ``true`` would otherwise
-    count as 1)."""
+    number, a boolean refused where a number is expected (YAML's ``true`` would otherwise
+    count as 1), at any depth of a list, and anything but a boolean where only a boolean is
+    (1 would otherwise count as ``true``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -75,12 +76,16 @@ class StrictModel(BaseModel):
             if field is None:
                 continue
             admitted = set(annotation_types(field.annotation))
+            if bool in admitted <= {bool, type(None)} and not isinstance(value, bool | None):
+                raise PydanticCustomError(  # named whole by describe_error
+                    "number_for_boolean", "{key}: {value} is not a boolean; true or false is "
+                    "expected", {"key": name, "value": repr(value)})
             if not admitted & {int, float} or bool in admitted:
                 continue
             named = ({f"{name}.{key}": v for key, v in value.items()} if isinstance(value, dict)
                      else {name: value})
             for where, v in named.items():
-                if any(isinstance(x, bool) for x in (v if isinstance(v, list) else [v])):
+                if any(isinstance(x, bool) for x in _leaves(v)):
                     raise PydanticCustomError(  # named whole by describe_error
                         "boolean_for_number", "{key}: {value} is a boolean; a number is expected",
                         {"key": where, "value": repr(v)})
@@ -97,8 +102,9 @@ class StrictModel(BaseModel):
         if not unknown:
             return data
         section = cls.model_construct(**{k: v for k, v in data.items() if k in cls.model_fields})
-        if not isinstance(section.option_kind, str) or section.option_kind not in cls.KIND_OPTIONS:
-            return data  # a bad kind: refused as such
+        kind = getattr(section, "option_kind", None)  # None where a key it reads is absent
+        if not isinstance(kind, str) or kind not in cls.KIND_OPTIONS:
+            return data  # a bad or absent kind: refused as such
         unread = section.unread()
         allowed = ", ".join(name for name in cls.model_fields if name not in unread)
         raise PydanticCustomError("unknown_key", "unknown key {key!r}; allowed: {allowed}",
@@ -336,7 +342,8 @@ def load_yaml(text: str):
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict:
-    """The YAML mapping in ``path``, or a ValueError naming the file (``what``: spec, case)."""
+    """The YAML mapping in ``path``, or a ValueError naming the file (``what``: spec, case):
+    not YAML, not UTF-8, nested deeper than the parser's recursion allows, or not a mapping."""
     try:
         raw = load_yaml(path.read_text())
     except yaml.MarkedYAMLError as err:
@@ -350,6 +357,9 @@ def read_yaml_mapping(path: Path, what: str) -> dict:
     except UnicodeDecodeError as err:
         raise ValueError(f"{what} {path}: not UTF-8 text (byte {err.start}); save the file as "
                          f"UTF-8") from None
+    except RecursionError:
+        raise ValueError(f"{what} {path}: its lists and mappings are nested too deeply to "
+                         "read (a few hundred levels at most)") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{what} {path}: expected a mapping of keys to values")
     return raw
@@ -397,6 +407,14 @@ def load_spec(spec: str | Path, samples: int | None = None) -> SampledSpec:
         raise ValueError(f"--samples={samples}: {describe_error(err, model)}") from None
 
 
+def _leaves(value: object) -> list[object]:
+    """The items of ``value`` and of the lists in it, at any depth (``value`` itself if it is
+    not a list)."""
+    if not isinstance(value, list | tuple):
+        return [value]
+    return [leaf for item in value for leaf in _leaves(item)]
+
+
 def annotation_types(annotation: object) -> list[type]:
     """The classes an annotation admits, through Optional, unions, Annotated and containers
     (``list[int] | None`` -> int, NoneType; a model is one class, not its fields)."""
@@ -428,7 +446,7 @@ def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -
         first = inside[0]
     key = ".".join(str(p) for p in keys)
     loc = first["loc"]
-    if first["type"] == "boolean_for_number":  # raised by a section, keyed inside it
+    if first["type"] in ("boolean_for_number", "number_for_boolean"):  # keyed inside a section
         return f"{key}.{first['msg']}" if key else first["msg"]
     if first["type"] == "unknown_key":  # raised by a section, which knows not its own key
         key = ".".join([*map(str, keys), first["ctx"]["key"]])

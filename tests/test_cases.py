@@ -766,3 +766,86 @@ def test_a_resume_sweeps_what_a_killed_save_left(tmp_path, monkeypatch):
     case = load_case("burgers", ["output.tensorboard=false"])
     assert registry.run_case(case, tmp_path, resume=True)[1] == {"left": []}
     assert kept.read_text() == "mine"
+
+
+@pytest.mark.parametrize("case, override, message", [
+    ("poisson_lshape", "pde.source={knid: gaussian, width: 0.1}",
+     "pde.source.kind: Field required (unknown key 'knid' given"),
+    ("shape_poisson", "boundary.0.value={a: 0}", "boundary.0.value.kind: Field required"),
+])
+def test_a_field_without_its_kind_beside_an_unknown_key_is_refused_in_one_line(
+        cli_in_process, case, override, message):
+    result = cli_in_process("validate", case, override)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_case_nested_too_deeply_to_read_is_refused_naming_the_file(tmp_path, cli_in_process):
+    case = tmp_path / "deep.yaml"
+    case.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    result = cli_in_process("validate", str(case))
+    assert result.returncode == 2
+    assert f"case {case}: its lists and mappings are nested too deeply to read" in result.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    ("evaluation.nx=1000000000000", "evaluation.nx=1000000000000, evaluation.nt=101 needs "
+     "about"),
+    ("evaluation.nt=1000000000000", "evaluation.nx=256, evaluation.nt=1000000000000 needs"),
+    ("training.collocation.points=1000000000000",
+     "training.collocation.points=1000000000000, boundary_points=256 with model.width=32"),
+    ("training.collocation.boundary_points=1000000000000", "boundary_points=1000000000000"),
+    ("model.width=1000000000000", "model.width=1000000000000, model.depth=5 (the network) "
+     "needs about"),
+    ("model.depth=1000000000000", "model.depth=1000000000000 (the network) needs about"),
+    ("pde.nu=1e12", "pde.nu=1e+12 on domain.x=[-1.0, 1.0], domain.t=[0.0, 1.0] with "
+     "evaluation.nx=256: the Burgers reference solve needs about 3.4e+19 time steps, more than "
+     "1e+07"),
+    ("domain.t=[0, 1e12]", "reference solve needs about 1.1e+17 time steps"),
+])
+def test_a_pinn_case_run_could_not_hold_or_finish_is_refused_naming_the_keys(override,
+                                                                             message):
+    with pytest.raises(ValueError) as err:
+        load_case("burgers", [override])
+    assert message in str(err.value)
+    assert "machine's memory" in str(err.value) or "use a smaller pde.nu" in str(err.value)
+
+
+@pytest.mark.parametrize("seed, valid", [(2**64 - 1, True), (2**64, False)])
+def test_a_seed_is_a_64_bit_word(seed, valid):
+    if valid:
+        assert load_case("burgers", [f"seed={seed}"]).seed == seed
+        return
+    with pytest.raises(ValueError, match="seed: Input should be less than or equal to "
+                                         "18446744073709551615"):
+        load_case("burgers", [f"seed={seed}"])
+
+
+@pytest.mark.parametrize("case, override, message", [
+    ("poisson_lshape_pinn", "domain.geometry.vertices.4.0=true",
+     "domain.geometry.vertices: [[-1, -1], [1, -1], [1, 0], [0, 0], [True, 1], [-1, 1]] is a "
+     "boolean; a number is expected"),
+    ("burgers", "model.hard_constraints=1",
+     "model.hard_constraints: 1 is not a boolean; true or false is expected"),
+    ("convection", "model.periodic_embedding=1", "model.periodic_embedding: 1 is not a boolean"),
+    ("burgers", "model.hard_constraints='yes'", "model.hard_constraints: 'yes' is not a boolean"),
+    ("heat_disk", "coefficients.nu.trainable=1", "coefficients.nu.trainable: 1 is not a boolean"),
+    ("heat_disk", "coefficients.nu.positive=0", "coefficients.nu.positive: 0 is not a boolean"),
+])
+def test_booleans_and_numbers_are_not_taken_for_each_other(case, override, message):
+    with pytest.raises(ValueError) as err:
+        load_case(case, [override])
+    assert message in str(err.value)
+
+
+def test_a_message_after_a_dropped_key_says_which_default_applied():
+    raw = yaml.safe_load(bundled_cases()["heat_surface"].read_text())
+    del raw["kind"]
+    with pytest.raises(ValueError, match=r"unknown key 'pde.kappa'; allowed: name, nu \(no "
+                                         r"kind given: read as kind pinn\)"):
+        validate_case(raw, "case heat_surface")
+    raw = yaml.safe_load(bundled_cases()["pcg_heat_mesh"].read_text())
+    del raw["dataset"]["systems"]
+    with pytest.raises(ValueError, match=r"poisson_grid takes none \(systems not given: read "
+                                         r"as poisson_grid\)"):
+        validate_case(raw, "case pcg_heat_mesh")

@@ -285,7 +285,8 @@ def test_poisson_on_a_closed_surface_names_the_boundary_section(tmp_path):
 
 
 def test_an_unknown_boundary_part_names_the_known_ones(tmp_path):
-    with pytest.raises(ValueError, match=r"no boundary part named 'top'; known: \['boundary'"):
+    with pytest.raises(ValueError, match=r"boundary\[0\].part: mesh.domain 'l_shape' has no "
+                                         r"boundary part 'top'; allowed: all, boundary"):
         run("poisson_lshape", ["mesh.h=0.3", "refine=[]", "boundary=[{part: top}]"], tmp_path)
 
 
@@ -298,7 +299,8 @@ def test_a_run_refused_before_its_first_checkpoint_leaves_no_folder(tmp_path, cl
                     f"output: {{folder: {tmp_path / 'runs'}}}\n")
     result = cli_in_process("run", str(case), "--quiet")
     assert result.returncode == 2
-    assert "no boundary part named 'outter'; known: ['inner', 'outer']" in result.stderr
+    assert ("boundary[0].part: mesh.domain 'annulus' has no boundary part 'outter'; allowed: "
+            "all, inner, outer") in result.stderr
     assert not list((tmp_path / "runs").glob("typo*"))
 
 
@@ -385,3 +387,30 @@ def test_a_zero_exact_solution_gives_absolute_errors_without_warnings(tmp_path):
         summary = run_case(validate_case(raw, "test"), tmp_path)[1]
     assert summary["l2_error"] == summary["h1_error"] == 0.0 and "rel_l2" not in summary
     assert KIND.headline(summary).startswith("L2 error 0.00e+00, H1 0.00e+00 (absolute")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"pde": {"name": ["poisson"]}}, r"pde.name: Input should be 'poisson', 'heat'"),
+    ({"mesh": {"domain": "l_shape", "h": 1e300}}, r"mesh.h=1e\+300 exceeds mesh.domain "
+     r"'l_shape' itself \(one element would cover it\); use h <= 2.6"),
+    ({"mesh": {"domain": "l_shape", "h": 1e-300}}, r"mesh.h=1e-300 makes about inf elements"),
+    ({"mesh": {"domain": "box", "h": 1e300}}, r"use h <= 2"),
+    ({"boundary": [{"part": "all"}, {"part": "nope"}]}, r"boundary\[1\].part: mesh.domain "
+     r"'l_shape' has no boundary part 'nope'; allowed: all, boundary"),
+    ({"mesh": {"domain": "annulus", "h": 0.1}, "boundary": [{"part": "boundary"}]},
+     r"boundary\[0\].part: mesh.domain 'annulus' has no boundary part 'boundary'; allowed: "
+     r"all, inner, outer"),
+])
+def test_bad_sizes_and_names_are_refused_naming_the_key(change, message):
+    raw = {"kind": "mesh_pde", "name": "bad", "mesh": {"domain": "l_shape", "h": 0.1},
+           "pde": {"name": "poisson"}, "boundary": [{"part": "all"}], **change}
+    with pytest.raises(ValueError, match=message):
+        validate_case(raw, "case bad")
+
+
+def test_the_parts_of_a_generated_domain_are_its_generator_s(tmp_path):
+    from physml.datasets.mesh_spec import DOMAIN_PARTS, MeshSpec
+
+    for domain, h in (("annulus", 0.3), ("l_shape", 0.5)):
+        mesh = MeshSpec(domain=domain, h=h).build()
+        assert sorted(mesh.boundary_parts()) == list(DOMAIN_PARTS[domain])

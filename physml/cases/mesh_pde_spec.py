@@ -178,7 +178,7 @@ class MeshPDECase(CaseBase):
         a name that is no PDE is left to the field's own message."""
         pde = data.get("pde") if isinstance(data, dict) else None
         name = pde.get("name") if isinstance(pde, dict) else getattr(pde, "name", None)
-        if name in PDE_KEYS:
+        if isinstance(name, str) and name in PDE_KEYS:
             _refuse_sections_of_other_pdes(name, lambda section: data.get(section) is not None)
         return data
 
@@ -195,6 +195,12 @@ class MeshPDECase(CaseBase):
         if unread:
             raise ValueError(f"pde.{unread[0]} does not apply to pde.name {name!r} (it reads "
                              f"{', '.join(sorted(PDE_KEYS[name]))})")
+        parts = self.mesh.boundary_parts
+        for i, spec in enumerate(self.boundary):
+            if parts is not None and spec.part not in ("all", *parts):
+                raise ValueError(f"boundary[{i}].part: mesh.domain {self.mesh.domain!r} has no "
+                                 f"boundary part {spec.part!r}; allowed: "
+                                 f"{', '.join(('all', *parts))}")
         if name == "geodesic" and self.boundary:
             raise ValueError("pde.name 'geodesic' takes no boundary conditions (the distance "
                              "from pde.source_point)")

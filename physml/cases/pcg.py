@@ -67,8 +67,15 @@ class DatasetSection(Section):
 
     @model_validator(mode="after")
     def _options_of_the_family(self) -> DatasetSection:
-        family_options(self.systems, {"dt": self.dt, "domain": self.domain,
-                                      "ordering": self.ordering})
+        """:func:`~physml.datasets.linear_systems.family_options`; its refusal says where
+        ``systems`` is absent and its default applied."""
+        try:
+            family_options(self.systems, {"dt": self.dt, "domain": self.domain,
+                                          "ordering": self.ordering})
+        except ValueError as err:
+            if "systems" in self.model_fields_set:
+                raise
+            raise ValueError(f"{err} (systems not given: read as {self.systems})") from None
         return self
 
 

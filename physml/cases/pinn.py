@@ -35,6 +35,7 @@ from ..datasets.store import write_dataset
 from ..models import build_model
 from ..threads import apply_threads
 from ..train.bundled import (
+    REFERENCE_REFINEMENT,
     BurgersProblem,
     ConvectionProblem,
     HelmholtzProblem,
@@ -61,7 +62,11 @@ from .run_folder import (
     run_attrs,
     write_metrics,
 )
-from .sections import PhysicsCase, threshold_verdict
+from .sections import BYTES, EVALUATION_VALUES, POINT_VALUES, PhysicsCase, threshold_verdict
+
+MAX_REFERENCE_STEPS = 10**7
+"""Most time steps the Burgers reference solve may take (:meth:`PINNCase.reference_steps`), as
+many as ``physml solve`` runs by default (its ``--max-steps``)."""
 
 
 class PINNCase(PhysicsCase):
@@ -104,11 +109,48 @@ class PINNCase(PhysicsCase):
             raise ValueError("domain.t: helmholtz is steady, posed in (x, y); remove domain.t")
         if not steady and self.domain.y is not None:
             raise ValueError(f"domain.y: {self.pde.name} is posed in (x, t); remove domain.y")
+        steps = self.reference_steps()
+        if steps > MAX_REFERENCE_STEPS:
+            raise ValueError(
+                f"pde.nu={self.pde.nu:g} on domain.x={list(self.domain.x)}, "
+                f"domain.t={list(self.domain.t)} with evaluation.nx={self.evaluation.nx}: the "
+                f"Burgers reference solve needs about {steps:.2g} time steps, more than "
+                f"{MAX_REFERENCE_STEPS:.0e}; use a smaller pde.nu, domain.t or evaluation.nx")
         problem = build_problem(self)
         check_loss_options(self.training, problem, self.model.hard_constraints,
                            [*problem.residual_names, *(c.name for c in problem.conditions)],
                            strict=not recorded)
         return self
+
+
+    def reference_steps(self) -> float:
+        r"""About how many time steps the Burgers reference solve takes (0 for the other PDEs,
+        whose reference is exact): $2(t_1 - t_0)(4\nu/\Delta x^2 + |A|/\Delta x)$ on its grid
+        of $\Delta x = (b - a)/(16 n_x)$ (:data:`~physml.train.bundled.REFERENCE_REFINEMENT`),
+        at half the stable step of diffusion and advection at the initial amplitude $A$."""
+        if self.pde.name != "burgers":
+            return 0.0
+        (a, b), (t0, t1) = self.domain.x, self.domain.t
+        dx = (b - a) / (REFERENCE_REFINEMENT * self.evaluation.nx)
+        rate = 4 * self.pde.nu / dx / dx + abs(self.conditions.initial.amplitude) / dx
+        return 2 * (t1 - t0) * rate
+
+    def memory_needs(self) -> dict[str, float]:
+        """:meth:`PhysicsCase.memory_needs`, with the training points through the network
+        (:data:`~.sections.POINT_VALUES` per hidden unit) and the Burgers reference's fine
+        grid."""
+        needs = super().memory_needs()
+        model, points = self.model, self.training.collocation
+        units = float(model.width) * model.depth * POINT_VALUES * BYTES
+        needs[f"training.collocation.points={points.points}, "
+              f"boundary_points={points.boundary_points} with model.width={model.width}, "
+              f"model.depth={model.depth}"] = (points.points + points.boundary_points) * units
+        if self.pde.name == "burgers":
+            evaluation = self.evaluation
+            needs[f"evaluation.nx={evaluation.nx}, evaluation.nt={evaluation.nt} (the Burgers "
+                  "reference)"] = (float(REFERENCE_REFINEMENT) * evaluation.nx * evaluation.nt
+                                   * EVALUATION_VALUES * BYTES)
+        return needs
 
 
 def build_problem(case: PINNCase) -> PINNProblem:

@@ -148,7 +148,9 @@ def validate_case(raw: dict, where: str, read_data: bool = True, recorded: bool 
     section's kind, or the case, does not read (:class:`~.run_folder.KindSection`,
     :meth:`~.sections.CaseBase.unused_option`); ``final`` marks the case
     that will run, whose checks that cost more than the schema's (the reference on the
-    evaluation grid) run once, not for every variant."""
+    evaluation grid) run once, not for every variant. A case without ``kind`` is read as
+    :data:`DEFAULT_KIND`, which a message naming an unknown key says."""
+    assumed = "" if "kind" in raw else f" (no kind given: read as kind {DEFAULT_KIND})"
     raw = {"kind": DEFAULT_KIND, **raw}
     if not isinstance(raw["kind"], str) or raw["kind"] not in KINDS:
         raise ValueError(f"{where}: kind {raw['kind']!r} is not a case kind; allowed: "
@@ -158,8 +160,10 @@ def validate_case(raw: dict, where: str, read_data: bool = True, recorded: bool 
             "read_data": read_data, "recorded": recorded, "final": final and not recorded,
             "strict_kinds": strict_kinds and not recorded})
     except ValidationError as err:
-        raise ValueError(f"{where}: {describe_error(err, KINDS[raw['kind']].schema, skip=1)}") \
-            from None
+        message = describe_error(err, KINDS[raw["kind"]].schema, skip=1)
+        if "unknown key" in message:  # perhaps another kind's key
+            message += assumed
+        raise ValueError(f"{where}: {message}") from None
 
 
 def load_case(path: str | Path, overrides: list[str] | None = None, read_data: bool = True,

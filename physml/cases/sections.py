@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..datasets.memory import check_fits_in_memory
 from ..devices import ALLOWED, is_device_name
 from .run_folder import KindSection, OutputSpec, Section, drop_foreign
 
@@ -133,6 +134,22 @@ def _thread_count(value: object) -> object:
 
 Threads = Annotated[Literal["auto"] | PositiveInt, BeforeValidator(_thread_count)]
 """PyTorch threads of a case: ``"auto"`` or a whole number >= 1 (one message for both)."""
+
+
+BYTES = 8
+"""Bytes of a number in the memory estimates (float64, the larger of the two dtypes)."""
+
+NETWORK_COPIES = 4
+"""Copies of the network's parameters training holds, an estimate: the parameters, their
+gradient and Adam's two moments."""
+
+EVALUATION_VALUES = 8
+"""Numbers held per evaluation point, an estimate: the inputs, the prediction, the reference,
+the error and the copies written to the run folder."""
+
+POINT_VALUES = 20
+"""Numbers held per training point and hidden unit, an estimate: the activations and their
+derivatives to second order in the inputs, forward and backward."""
 
 
 LearningRate = Annotated[float, Field(gt=0, le=1e6)]
@@ -257,7 +274,8 @@ class PhysicsCase(CaseBase):
     conditions: ConditionsSpec = Field(default_factory=ConditionsSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**64 - 1,
+                      description="seeds PyTorch and NumPy (whole numbers below 2^64)")
     threads: Threads = Field(
         "auto", description="PyTorch threads on the CPU; auto: from the problem size "
         "(physml.threads.choose_threads), recorded in metrics.json")
@@ -275,6 +293,24 @@ class PhysicsCase(CaseBase):
             raise ValueError(f"evaluation.times {outside} lie outside domain.t "
                              f"{list(self.domain.t) if self.domain.t else '(none)'}")
         return self
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self) -> PhysicsCase:
+        for what, needed in self.memory_needs().items():
+            check_fits_in_memory(needed, what)
+        return self
+
+    def memory_needs(self) -> dict[str, float]:
+        """Bytes the run holds, about, by the keys that set them (``"model.width=32,
+        model.depth=4"``): the network's parameters with their optimiser state
+        (:data:`NETWORK_COPIES`) and the evaluation grid (:data:`EVALUATION_VALUES`); kinds
+        add their training points. Refused beyond this machine's memory."""
+        width, depth, evaluation = self.model.width, self.model.depth, self.evaluation
+        parameters = depth * width * width + (depth + 4) * width
+        return {f"model.width={width}, model.depth={depth} (the network)":
+                float(parameters) * NETWORK_COPIES * BYTES,
+                f"evaluation.nx={evaluation.nx}, evaluation.nt={evaluation.nt}":
+                float(evaluation.nx) * evaluation.nt * EVALUATION_VALUES * BYTES}
 
     def unused_keys(self) -> set[str]:
         pde, initial = self.pde.name, self.conditions.initial.kind
