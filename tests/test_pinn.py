@@ -283,6 +283,32 @@ def test_a_resume_names_a_cut_checkpoint_and_the_keys_another_case_changes(tiny_
     assert "checkpoint.pt' cannot be read as a checkpoint (RuntimeError: " in cut.stderr
 
 
+def test_a_checkpoint_damaged_inside_a_tensor_is_refused_not_resumed(tiny_case, tmp_path):
+    """torch.load does not check the zip's checksums: 8 bytes flipped inside a tensor were
+    resumed from without a word."""
+    import zipfile
+
+    from physml.cases.run_folder import read_checkpoint
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    save_checkpoint(build_trainer(tiny_case), folder)
+    path = folder / "checkpoint.pt"
+    with zipfile.ZipFile(path) as archive:
+        part = max((i for i in archive.infolist() if "/data/" in i.filename),
+                   key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    header = part.header_offset  # the local header's name and extra lengths: bytes 26 to 29
+    start = header + 30 + int.from_bytes(raw[header + 26 : header + 28], "little") \
+        + int.from_bytes(raw[header + 28 : header + 30], "little") + 16
+    raw[start : start + 8] = bytes(b ^ 0xFF for b in raw[start : start + 8])
+    path.write_bytes(bytes(raw))
+    name = part.filename.split("/")[-1]
+    with pytest.raises(ValueError, match=rf"checkpoint.pt' cannot be read as a checkpoint "
+                                         rf"\(ValueError: its part '.*/{name}' fails its checksum"):
+        read_checkpoint(folder)
+
+
 def test_annealing_weights_are_recorded_in_the_history(tmp_path):
     case = load_case(CASE, [*TINY, "model.hard_constraints=false",
                                             "training.balancer.kind=annealing",
