@@ -849,3 +849,23 @@ def test_a_message_after_a_dropped_key_says_which_default_applied():
     with pytest.raises(ValueError, match=r"poisson_grid takes none \(systems not given: read "
                                          r"as poisson_grid\)"):
         validate_case(raw, "case pcg_heat_mesh")
+
+
+def test_metrics_record_the_versions_the_numbers_depend_on(tmp_path):
+    """A run's records named physml's version only, which stays 0.1.0 across changes: the
+    libraries' versions were recorded nowhere."""
+    import json
+
+    import numpy
+    import torch
+    import warp
+
+    from physml import __version__
+    from physml.cases.run_folder import write_metrics
+
+    write_metrics(tmp_path, "case", {"rel_l2": 0.1}, [{"step": 0}])
+    environment = json.loads((tmp_path / "metrics.json").read_text())["environment"]
+    assert environment["physml"] == __version__ and environment["numpy"] == numpy.__version__
+    assert environment["torch"] == torch.__version__.split("+")[0] or \
+        environment["torch"] == torch.__version__
+    assert environment["warp-lang"] == warp.config.version

@@ -166,7 +166,7 @@ def test_moe_case_resumes_to_the_uninterrupted_run(tmp_path):
     assert steps == [3, 4]
     metrics = [json.loads((f / "metrics.json").read_text()) for f in (whole, stopped)]
     assert metrics[0] == metrics[1] | {"summary": metrics[0]["summary"]}  # bar the timings
-    assert set(metrics[0]) == {"case", "summary", "history"}
+    assert set(metrics[0]) == {"case", "summary", "history", "environment"}
     history = metrics[0]["history"]
     assert [r["step"] for r in history] == [0, 1, 2, 3, 4]
     assert "loss" not in history[0] and all("loss" in r for r in history[1:])

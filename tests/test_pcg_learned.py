@@ -483,7 +483,7 @@ def test_the_pcg_case_runs_and_writes_its_table(tmp_path):
     assert result.returncode == 0, result.stderr
     (metrics,) = tmp_path.glob("pcg_poisson-*/metrics.json")
     written = json.loads(metrics.read_text())
-    assert set(written) == {"case", "summary", "history"}
+    assert set(written) == {"case", "summary", "history", "environment"}
     assert [r["step"] for r in written["history"]][:2] == [1, 2]
     summary = written["summary"]
     assert set(summary["table"]) == {"jacobi", "ic0", "fsai", "amg_sa", "amg_rs",

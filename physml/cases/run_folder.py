@@ -289,7 +289,8 @@ def remove_if_empty(folder: Path) -> None:
 def write_metrics(folder: Path, case: str, summary: dict, history: list[dict]) -> None:
     """Write the run's ``metrics.json``, in the one layout of every case kind::
 
-        {"case": name, "summary": {...}, "history": [{"step": k, ...}, ...]}
+        {"case": name, "summary": {...}, "history": [{"step": k, ...}, ...],
+         "environment": {"physml": version, "python": ..., "torch": ..., ...}}
 
     Args:
         folder: the run folder.
@@ -300,7 +301,28 @@ def write_metrics(folder: Path, case: str, summary: dict, history: list[dict]) -
             snapshot), each with its ``step``: updates counted from 1, 0 before the first.
     """
     write_text(folder / METRICS, json.dumps(
-        {"case": case, "summary": summary, "history": history}, indent=1))
+        {"case": case, "summary": summary, "history": history, "environment": environment()},
+        indent=1))
+
+
+RECORDED_PACKAGES = ("numpy", "scipy", "torch", "warp-lang", "h5py", "xarray", "pyamg")
+"""The libraries whose versions a run records (:func:`environment`)."""
+
+
+def environment() -> dict[str, str]:
+    """The versions a run's numbers depend on: physml's, Python's, the platform's and those of
+    :data:`RECORDED_PACKAGES` (an absent one is left out)."""
+    import platform
+    from importlib import metadata
+
+    versions = {"physml": __version__, "python": platform.python_version(),
+                "platform": platform.platform()}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
 
 
 def _torch_state(path: Path) -> dict:
