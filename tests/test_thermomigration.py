@@ -526,7 +526,8 @@ def test_precipitate_case_writes_outputs_and_resumes_bitwise(tmp_path):
     tracked = json.loads((folder / "tracked.json").read_text())
     assert len(tracked) == 5 and len(tracked[-1]["particles"]) == 1
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert set(metrics) == {"case", "summary", "history", "environment"} and metrics["summary"] == summary
+    assert set(metrics) == {"case", "summary", "history", "environment"}
+    assert metrics["summary"] == summary
     assert [r["t"] for r in metrics["history"]] == [r["t"] for r in tracked]
     assert metrics["history"][0]["step"] == 0 < metrics["history"][-1]["step"]
     assert summary["velocity"] > 0 and summary["mass_drift"] <= 1e-12
