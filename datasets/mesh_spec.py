@@ -57,8 +57,9 @@ of area $4\pi^2 R r$, the double torus as two whole tori)."""
 DOMAIN_PARTS = {"disc": ("boundary",), "annulus": ("inner", "outer"), "l_shape": ("boundary",),
                 "box": ("boundary",), "sphere": (), "torus": (), "double_torus": (),
                 "icosphere": ()}
-"""The tagged boundary parts of each generated domain (:mod:`physml.solvers.mesh.domains`;
-the closed surfaces have none)."""
+"""The tagged boundary parts of each generated domain (:mod:`physml.solvers.mesh.domains`):
+every domain with a boundary has at least one; the closed surfaces, which have no boundary,
+have none."""
 
 MAX_ELEMENTS = 10_000_000
 """Most elements a generated domain may have (:meth:`MeshSpec.estimated_elements`): gmsh makes
@@ -144,8 +145,8 @@ class MeshSpec(StrictModel):
 
     @property
     def boundary_parts(self) -> tuple[str, ...] | None:
-        """The names of the mesh's tagged boundary parts (:data:`DOMAIN_PARTS`); None for a
-        mesh file, whose parts are known once it is read."""
+        """The names of the mesh's tagged boundary parts (:data:`DOMAIN_PARTS`; none for a
+        closed surface); None for a mesh file, whose parts are known once it is read."""
         return None if self.domain is None else DOMAIN_PARTS[self.domain]
 
     @property

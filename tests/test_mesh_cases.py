@@ -279,8 +279,8 @@ def test_poisson_on_a_closed_surface_names_the_boundary_section(tmp_path):
     raw = {"kind": "mesh_pde", "name": "closed", "mesh": {"domain": "torus", "h": 0.3},
            "pde": {"name": "poisson", "source": 1.0}, "boundary": [{"part": "all"}],
            "output": {"figures": False}}
-    with pytest.raises(ValueError, match=r"boundary: no vertex of the mesh lies on the "
-                                         r"Dirichlet part\(s\) all \(a closed surface"):
+    with pytest.raises(ValueError, match=r"boundary\[0\].part: mesh.domain 'torus' is a "
+                                         r"closed surface, which has no boundary"):
         run_case(validate_case(raw, "test"), tmp_path)
 
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..solvers import mesh as pm
 from ..solvers.mesh.checks import RepairableMeshError
 from .kind import CaseKind, OnStep
 from .mesh_pde_assembly import build_mesh, part_vertices
@@ -62,12 +63,30 @@ def run(case: MeshPDECase, folder: Path, resume: bool = False,
         mesh = build_mesh(case)
     except RepairableMeshError as error:  # the case file's cure, not Python's
         raise ValueError(f"{error.problem}; set mesh.repair: true to {error.remedy}") from error
-    for spec in case.boundary:  # a part the mesh lacks is named before anything is written
-        part_vertices(mesh, spec.part)
+    _check_boundary_parts(case, mesh)
     result = RUNNERS[case.pde.name](case, mesh, folder, resume, on_step or (lambda r: None))
     result.summary = {"pde": case.pde.name, **result.summary}
     write_results(case, result, folder)
     return result.summary
+
+
+def _check_boundary_parts(case: MeshPDECase, mesh: pm.Mesh) -> None:
+    """Refuse, naming ``boundary[i].part`` before anything is written, a part the mesh lacks
+    (for a mesh that tags no boundary part, ``part: all`` is suggested) and a Dirichlet part
+    with no vertex (``all`` on a closed surface, which has no boundary)."""
+    for i, spec in enumerate(case.boundary):
+        if spec.part != "all" and not mesh.boundary_parts():
+            raise ValueError(f"boundary[{i}].part: the mesh tags no boundary part (a mesh file "
+                             f"without physical groups), so none is named {spec.part!r}; use "
+                             "part: all, its whole boundary")
+        try:
+            vertices = part_vertices(mesh, spec.part)
+        except ValueError as error:
+            raise ValueError(f"boundary[{i}].part: {error}") from error
+        if spec.kind == "dirichlet" and len(vertices) == 0:
+            raise ValueError(f"boundary[{i}].part: no vertex of the mesh lies on part "
+                             f"{spec.part!r}: the mesh is a closed surface, which has no "
+                             "boundary; leave out the dirichlet entry")
 
 
 def describe(case: MeshPDECase) -> str:

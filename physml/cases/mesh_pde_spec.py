@@ -109,7 +109,7 @@ class MeshPDESpec(Section):
                                description="f (poisson, shape_optimisation)")
     initial: NodalField = Field(0.0, validate_default=True, description="u at t = 0 (heat)")
     kappa: float = Field(1.0, gt=0, description="diffusivity [m^2/s] (heat)")
-    exact: FieldSpec | None = Field(None, description="exact solution (poisson, geodesic)")
+    exact: NodalField | None = Field(None, description="exact solution (poisson, geodesic)")
     source_point: list[float] | None = Field(None, min_length=2, max_length=3,
                                              description="geodesic source [m]")
 
@@ -201,6 +201,10 @@ class MeshPDECase(CaseBase):
                 raise ValueError(f"boundary[{i}].part: mesh.domain {self.mesh.domain!r} has no "
                                  f"boundary part {spec.part!r}; allowed: "
                                  f"{', '.join(('all', *parts))}")
+            if parts == () and spec.kind == "dirichlet":  # DOMAIN_PARTS: a closed surface
+                raise ValueError(f"boundary[{i}].part: mesh.domain {self.mesh.domain!r} is a "
+                                 f"closed surface, which has no boundary: part {spec.part!r} "
+                                 "holds no vertex to fix; leave out the dirichlet entry")
         if name == "geodesic" and self.boundary:
             raise ValueError("pde.name 'geodesic' takes no boundary conditions (the distance "
                              "from pde.source_point)")

@@ -97,12 +97,11 @@ def fraction(order: float) -> str:
 def plot_convergence(levels: list[dict], observed: dict[str, float | None],
                      expected: dict[str, float] | None, path: Path, title: str = "") -> None:
     """Relative errors against the edge length h on log-log axes, one series per norm of
-    ``levels`` (each a dict with ``h`` and the errors ``rel_l2``, ``rel_h1`` of the solution
-    against the exact solution's nodal interpolant), labelled with
+    ``levels`` (each a dict with ``h`` and the relative errors ``rel_l2``, ``rel_h1`` of
+    $u_h - u$, by quadrature on each cell), labelled with
     its ``observed`` order (keys ``l2``, ``h1``); where ``expected`` gives a norm's order, a
     dashed line of that slope through the error on the finest mesh."""
-    series = {"l2": ("rel_l2", "L2 norm (mass matrix)"),
-              "h1": ("rel_h1", "H1 seminorm (stiffness matrix)")}
+    series = {"l2": ("rel_l2", "L2 norm"), "h1": ("rel_h1", "H1 seminorm")}
     levels = sorted(levels, key=lambda level: level["h"])  # the case's mesh may come first
     h = np.array([level["h"] for level in levels])
     finest = 0
@@ -118,7 +117,7 @@ def plot_convergence(levels: list[dict], observed: dict[str, float | None],
                       color=f"C{k}", lw=1,
                       label=f"slope {fraction(expected[norm])} (expected)")
     ax.set(xlabel="h, mean edge length [m]",
-           ylabel="relative error of u_h - I_h u (I_h: nodal interpolant)", title=title)
+           ylabel="relative error of u_h - u (by quadrature)", title=title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=120)
