@@ -275,8 +275,10 @@ def _plot(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4), constrained_layout=True)
     for name, r in results["methods"].items():
         steps = [EVALUATE_EVERY * i for i in range(len(r["history"]))] + [len(r["losses"])]
+        jump = r["interface_jump"]  # None for a soft head: no interface to jump across
         ax.semilogy(steps, [*r["history"], r["test_rel_l2"]],
-                    label=f"{name}: {r['test_rel_l2']:.3f}, jump {r['interface_jump']:.1e}")
+                    label=f"{name}: {r['test_rel_l2']:.3f}"
+                    + ("" if jump is None else f", jump {jump:.1e}"))
     ax.set(xlabel="Adam iteration", ylabel="test relative L2",
            title=f"{results['problem']} ({results['variant']}): soft vs hard vs MoE")
     ax.legend(fontsize=7)

@@ -155,3 +155,15 @@ def test_phasefield_records_the_tolerance_its_model_time_was_measured_at(script,
     monkeypatch.setattr(sys, "argv", ["phasefield.py", "--quick", "--out", str(out)])
     phasefield.main()
     assert json.loads(out.read_text())["settings"]["adaptive_tolerance"] == DEFAULT_TOLERANCE
+
+
+def test_moe_accuracy_figure_takes_a_soft_head_without_an_interface_jump(script, tmp_path):
+    """A soft head records its interface jump as null: the figure's label formatted it and the
+    run stopped after its first method."""
+    moe = script("moe")
+    record = {"history": [0.5, 0.2], "losses": [1.0] * 12, "test_rel_l2": 0.17,
+              "interface_jump": None}
+    moe._plot({"problem": "diffusion_sorption", "variant": "cpu",
+               "methods": {"soft": record, "hard": {**record, "interface_jump": 0.0}}},
+              tmp_path / "moe.png")
+    assert (tmp_path / "moe.png").stat().st_size > 0
