@@ -1468,6 +1468,8 @@ def test_conditions_refuse_coefficients_that_change_or_void_their_meaning():
         Neumann(1.0, beta=0.0)
     with pytest.raises(TypeError, match="value"):
         Periodic(value=3.0)
+    with pytest.raises(ValueError, match=r"on='y' is not read: .* Periodic\(axis='y'\)"):
+        Periodic("y")  # read as on=, which a periodic condition ignored
     with pytest.raises(ValueError, match="alpha = beta = 0 constrains nothing"):
         Robin(alpha=0.0, beta=0.0)
     for bad in (float("nan"), "1", None, True):
@@ -1573,3 +1575,21 @@ def test_an_evaluation_grid_beyond_this_machine_s_memory_exits_2(tmp_path, cli_i
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert ("evaluation.grid: [1000000000000000] (1,000,000,000,000,000 points) needs about"
             in result.stderr and "more than this machine's memory" in result.stderr)
+
+
+def test_a_run_recorded_before_periodic_slopes_resumes_with_values_only(tmp_path):
+    """A run folder's config.yaml written before periodic conditions matched derivatives has
+    no `derivatives` key: read with the new default it resumed against another loss."""
+    import yaml
+
+    from physml.cases.registry import load_case
+
+    new = load_case(_write_case(tmp_path, PERIODIC_HEAT_1D))
+    assert new.conditions[1].derivatives == 1 and "derivatives: 1" in new.to_yaml()
+    raw = yaml.safe_load(new.to_yaml())
+    del raw["conditions"][1]["derivatives"]
+    old = tmp_path / "config.yaml"
+    old.write_text(yaml.safe_dump(raw))
+    assert load_case(old, recorded=True).conditions[1].derivatives == 0
+    assert load_case(old).conditions[1].derivatives == 1  # a new run from it: the default
+    assert new.differences(load_case(old, recorded=True)) == ["conditions"]  # a resume names it

@@ -123,6 +123,17 @@ class ConditionSpec(KindSection):
                              "derivatives along axis up to this order (0: values only)")
     name: str | None = Field(None, description="loss term name (default: from the kind)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _recorded_before_derivatives(cls, data: object, info: ValidationInfo) -> object:
+        """A periodic condition in a run folder's configuration written before periodic
+        conditions matched derivatives (no ``derivatives`` key) is read as it ran: values
+        only, so a ``--resume`` names the difference instead of training another loss."""
+        if (isinstance(data, dict) and data.get("kind") == "periodic"
+                and "derivatives" not in data and (info.context or {}).get("recorded")):
+            return {**data, "derivatives": 0}
+        return data
+
     @model_validator(mode="after")
     def _robin_constrains_something(self) -> ConditionSpec:
         if self.kind == "robin" and self.alpha == 0 and self.beta == 0:

@@ -238,7 +238,8 @@ class Periodic(Condition):
     over the orders of the mean squared mismatch.
 
     Raises:
-        ValueError: ``derivatives`` not 0 or 1.
+        ValueError: ``derivatives`` not 0 or 1, or ``on`` given (the pairs are the box's faces
+            along ``axis``; ``Periodic("y")`` read ``"y"`` as ``on``).
     """
 
     value: Value = field(default=0.0, init=False)
@@ -247,6 +248,10 @@ class Periodic(Condition):
     name: str = "periodic"
 
     def __post_init__(self) -> None:
+        if self.on is not None:
+            raise ValueError(f"condition {self.name!r}: on={self.on!r} is not read: a periodic "
+                             "condition pairs the box's faces along its axis (give axis=, as "
+                             "Periodic(axis='y'))")
         if isinstance(self.derivatives, bool) \
                 or not isinstance(self.derivatives, numbers.Integral) or self.derivatives > 1 \
                 or self.derivatives < 0:
