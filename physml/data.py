@@ -46,7 +46,8 @@ class FieldDataset(Dataset):
         dtype: dtype of the returned tensors.
         allow_partial: read a dataset whose generation has not finished (no manifest).
         cache_bytes: bytes of decompressed trajectories kept per process for ``pairs``
-            (default :data:`SAMPLE_CACHE_BYTES`); a split larger than this is read with a warning:
+            (default :data:`SAMPLE_CACHE_BYTES`); a split whose chunks are whole trajectories
+            (physml's layout) and larger than this is read with a warning:
             shuffled pairs then decompress a whole trajectory for nearly every item (80x
             slower on a 340 MB split than with the split kept).
 
@@ -95,7 +96,8 @@ class FieldDataset(Dataset):
                 _check_dims(file, variable, f[variable])
                 counts.append(f[variable].shape[0])
                 times.add(f[variable].shape[1])
-                decompressed += f[variable].size * f[variable].dtype.itemsize
+                if _whole_trajectory_chunks(f[variable]):  # else a pair reads two states
+                    decompressed += f[variable].size * f[variable].dtype.itemsize
         if len(times) != 1:
             raise ValueError(f"shards disagree on the number of saved times: {sorted(times)}")
         (self.n_times,) = times
@@ -143,8 +145,7 @@ class FieldDataset(Dataset):
         the sample's kept trajectory where a chunk holds whole trajectories (read and kept on
         first use, within :data:`SAMPLE_CACHE_BYTES`), else read alone."""
         dataset, k = self._dataset(shard), self.pairs
-        chunks = dataset.chunks
-        if chunks is None or chunks[0] != 1 or chunks[1] != dataset.shape[1]:
+        if not _whole_trajectory_chunks(dataset):
             return dataset[local, t : t + k + 1 : k]  # two states cost two states
         trajectory = self._trajectories.get((shard, local), lambda: dataset[local])
         return trajectory[t : t + k + 1 : k]
@@ -172,6 +173,13 @@ class FieldDataset(Dataset):
         del state["_shards"], state["_trajectories"]
         state["_pid"] = -1  # the caches are made again on first use
         return state
+
+
+def _whole_trajectory_chunks(dataset: h5py.Dataset) -> bool:
+    """Whether each chunk of ``dataset`` (sample, time, ...) holds one sample's whole
+    trajectory, which HDF5 decompresses whole to give any of its states."""
+    chunks = dataset.chunks
+    return chunks is not None and chunks[0] == 1 and chunks[1] == dataset.shape[1]
 
 
 def _no_variable(file, variable: str, f: h5py.File) -> str:

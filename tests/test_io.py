@@ -264,6 +264,11 @@ def test_pairs_over_a_split_beyond_their_cache_warn_and_the_default_split_stays_
         FieldDataset(tmp_path, split="", cache_bytes=0)  # whole trajectories keep nothing
     with pytest.warns(UserWarning, match=r"take 0 MiB decompressed, more than cache_bytes=10 "):
         FieldDataset(tmp_path, split="", pairs=1, cache_bytes=10)
+    with h5py.File(tmp_path / "contiguous.h5", "w") as f:  # a pair reads its two states alone
+        f["u"] = states
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FieldDataset(tmp_path / "contiguous.h5", pairs=1, cache_bytes=10)
     for bad in (-1, 1.5, True, "1"):
         with pytest.raises(ValueError, match="cache_bytes=.* whole number of bytes"):
             FieldDataset(tmp_path, split="", pairs=1, cache_bytes=bad)
