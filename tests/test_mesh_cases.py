@@ -164,6 +164,11 @@ def test_a_finished_shape_run_resumed_keeps_its_timing(tmp_path):
     again = run("shape_poisson", overrides, tmp_path, resume=True)
     assert again["wall_s"] == first["wall_s"] > 0
     assert again["step_s"] == first["step_s"] == pytest.approx(first["wall_s"] / 6)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    del state["wall_s"]  # a checkpoint of the version before the time was kept in it
+    torch.save(state, tmp_path / CHECKPOINT)
+    legacy = run("shape_poisson", overrides, tmp_path, resume=True)
+    assert legacy["step_s"] == first["step_s"] and legacy["wall_s"] == first["wall_s"]
 
 
 def test_the_shape_losses_figure_draws_the_objective_s_weighted_terms(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ triangles (0 for equilateral ones, infinite for a collapsed or flipped one).
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -23,7 +24,15 @@ from ..solvers.mesh.checks import TangledCellsError
 from .kind import OnStep
 from .mesh_pde_results import Result
 from .mesh_pde_spec import MeshPDECase
-from .run_folder import CHECKPOINT, CONFIG, atomic_write, read_checkpoint, restoring, write_text
+from .run_folder import (
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    atomic_write,
+    read_checkpoint,
+    restoring,
+    write_text,
+)
 
 
 class FoldedMeshError(NonFiniteLossError):
@@ -139,9 +148,20 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
         "boundary_off_ellipse": float(np.abs(np.hypot(boundary[:, 0] / a,
                                                       boundary[:, 1] / b) - 1).max()),
     }
-    if timed_steps:  # none when a run of an earlier version is resumed after its last step
+    if timed_steps:
         summary |= {"step_s": elapsed / timed_steps, "wall_s": elapsed}
+    else:  # a run of an earlier version resumed after its last step: its own figure stays
+        summary |= _recorded_timing(folder)
     exact = target(torch.as_tensor(moved.points)).numpy()
     u = u.cpu().numpy()
     return Result(moved, {"u": u, "exact": exact, "error": u - exact},
                   summary, history)
+
+
+def _recorded_timing(folder: Path) -> dict:
+    """``step_s`` (and ``wall_s``) as the run's ``metrics.json`` recorded them, if it did."""
+    try:
+        recorded = json.loads((folder / METRICS).read_text())["summary"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {key: recorded[key] for key in ("step_s", "wall_s") if key in recorded}
