@@ -136,7 +136,8 @@ def mesh_dataset(
 
 
 def mesh_of(ds: xr.Dataset, device: str = "cpu") -> Mesh:
-    """The :class:`Mesh` stored in a mesh dataset (checked on construction).
+    """The :class:`Mesh` stored in a mesh dataset (checked on construction), its arrays on
+    ``device`` ("cpu", "cuda" or "cuda:N").
 
     Raises:
         ValueError: ``ds`` holds no mesh topology (no ``mesh`` variable).
@@ -160,7 +161,7 @@ def mesh_of(ds: xr.Dataset, device: str = "cpu") -> Mesh:
 def read_mesh_dataset(path: str | Path, device: str = "cpu") -> tuple[Mesh, xr.Dataset]:
     """Read a file written from :func:`mesh_dataset`: the mesh, and the fields (dims
     ``([sample,] [time,] node)``, attrs kept) without the topology variables and dims. Loaded
-    into memory."""
+    into memory; the mesh's arrays on ``device`` ("cpu", "cuda" or "cuda:N")."""
     with xr.open_dataset(path, engine="h5netcdf") as ds:
         ds = ds.load()
     mesh = mesh_of(ds, device)

@@ -347,7 +347,8 @@ def dataset_shards(path: str | os.PathLike, split: str | None,
                    allow_partial: bool = False) -> list[Path]:
     """The field files to read for ``split`` of ``path``: :func:`checked_shards`, refused when
     they hold linear systems or, unless one generation's manifest lists them, do not belong
-    together (:func:`_of_one_grid`: about 1 ms a shard).
+    together (:func:`_of_one_grid`: about 1 ms a shard). ``allow_partial`` reads the shards of
+    a generation that has not finished (no manifest yet) instead of refusing them.
 
     Raises:
         ValueError: see :func:`checked_shards`; or the shards hold linear systems, not fields;

@@ -118,8 +118,9 @@ def Interval(a: float, b: float,  # noqa: N802 - a constructor by its math name
 
 def Rectangle(lower: Sequence[float], upper: Sequence[float],  # noqa: N802
               names: Sequence[str] | None = None) -> Box:
-    """The rectangle $[a_1, b_1]\\times[a_2, b_2]$: a 2D :class:`Box` (``left``, ``right``,
-    ``bottom``, ``top``, or ``names``, four in that order)."""
+    """The rectangle $[a_1, b_1]\\times[a_2, b_2]$, ``lower`` $= (a_1, a_2)$, ``upper``
+    $= (b_1, b_2)$: a 2D :class:`Box` (faces ``left``, ``right``, ``bottom``, ``top``, or
+    ``names``, four in that order; the checks are :class:`Box`'s)."""
     if len(lower) != 2:
         raise ValueError(f"Rectangle: lower {list(lower)} needs 2 entries")
     return Box(lower, upper, names)
@@ -180,7 +181,8 @@ class Ball(Geometry):
 
 
 def Disk(centre: Sequence[float], radius: float, name: str = "boundary") -> Ball:  # noqa: N802
-    """The disk $|x - c| \\le r$: a 2D :class:`Ball`."""
+    """The disk $|x - c| \\le r$ of ``centre`` $c$ (two entries) and ``radius`` $r > 0$, its
+    rim the boundary part ``name``: a 2D :class:`Ball` (the checks are :class:`Ball`'s)."""
     if len(centre) != 2:
         raise ValueError(f"Disk: centre {list(centre)} needs 2 entries")
     return Ball(centre, radius, name)

@@ -81,6 +81,16 @@ def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, ste
     """Adam on ``loss`` over random mini-batches of ``systems``; returns the loss per step.
     ``on_step(updates_done, loss)`` follows each update (counted from 1).
 
+    Args:
+        model: the factor network, trained in place.
+        systems: the training systems (:func:`training_system`).
+        loss: "data", "frobenius" or "combined" (:func:`~physml.preconditioners.factor_loss`).
+        steps: Adam updates.
+        learning_rate: Adam's step size.
+        batch_size: systems per update, drawn without replacement within an update.
+        seed: seeds the mini-batches and the Frobenius probes (not PyTorch's global
+            generator: the caller's random stream is left as it was).
+
     Raises:
         ValueError: an unknown loss, no systems, or steps or batch_size not whole numbers
             (>= 0 and >= 1).
@@ -144,8 +154,11 @@ def adam_on_batches(model: FactorModel, systems: Sequence[System],
 def mean_iterations(factory: Callable[[LinearOperator], Preconditioner],
                     systems: Sequence[tuple[sp.spmatrix, np.ndarray]], rtol: float = 1e-8,
                     device: str = "cpu") -> float:
-    """Mean PCG iterations to ``rtol`` over ``(A, b)`` pairs (float64, zero initial guess)
-    on ``device`` (a name or a ``torch.device``)."""
+    """Mean PCG iterations to ``rtol`` over ``systems``, ``(A, b)`` pairs (a SciPy sparse SPD
+    matrix and a NumPy right-hand side; float64, zero initial guess) on ``device`` (a name or a
+    ``torch.device``), each preconditioned by ``factory(A)`` (a factory of
+    :data:`~physml.solvers.linalg.PRECONDITIONERS` or a
+    :class:`~physml.preconditioners.LearnedPreconditioner`)."""
     device = warp_device(device)
     counts = []
     for matrix, b in systems:

@@ -83,7 +83,15 @@ class FixedWeights:
 
 
 class LearningRateAnnealing(FixedWeights):
-    """Gradient-statistics weights of Wang et al., updated every ``every`` steps."""
+    """Gradient-statistics weights of Wang et al., updated every ``every`` steps.
+
+    Args:
+        weights: the starting weight of each loss term by name (default 1 each).
+        every: steps between updates (the weights hold in between).
+        momentum: the share of the old weight kept at an update, in [0, 1): the new weight is
+            ``momentum * old + (1 - momentum) * estimate``, the estimate the ratio of the
+            residual's largest gradient entry to the term's mean gradient over the layers.
+    """
 
     def __init__(
         self, weights: dict[str, float] | None = None, every: int = 10, momentum: float = 0.9

@@ -58,8 +58,10 @@ def _targets(value: Value, X: np.ndarray, k: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Condition:
-    """Fields shared by every condition: ``value``, ``on`` (boundary parts), ``fields``
-    (output names), ``name`` (the loss term's name)."""
+    """Fields shared by every condition: ``value`` (a number, or a function of the inputs
+    ``X`` (n, d_in) giving (n, k) or (n, 1)), ``on`` (the boundary parts by name; None: the
+    whole boundary), ``fields`` (the outputs it constrains by name; None: all), ``name`` (the
+    loss term's name; two conditions of one kind need their own)."""
 
     value: Value = 0.0
     on: tuple[str, ...] | None = None
@@ -147,7 +149,9 @@ class InitialRate(_AtStart):
 
 @dataclass(frozen=True)
 class Dirichlet(Condition):
-    """$u = $ ``value`` on the parts ``on``."""
+    """$u = $ ``value`` on the parts ``on``; ``per_part``: draw the same number of points on each
+    part and sum the per-part means (as Wang, Teng & Perdikaris weigh box edges), instead of
+    points in proportion to each part's measure."""
 
     per_part: bool = False
 

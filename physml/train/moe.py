@@ -245,6 +245,16 @@ class MoETrainer:
     A hard head's implicit gradient holds at a minimum of its inner least squares: the fraction
     of inner solves that met their tolerance is recorded per iteration (``converged``) and
     reported, so that a tolerance or iteration cap the solve does not reach shows up.
+
+    Args:
+        model: the network and its head (soft, hard or MoE hard).
+        rows: the problem's residual rows (:class:`~physml.constraints.DiffusionSorptionRows`
+            or :class:`~physml.constraints.NavierStokesRows`), the physics loss and the
+            observed field.
+        train, test: ``(u0, u)`` pairs of tensors, initial states (S, *space) and their
+            trajectories (S, nt, *space).
+        budget: iterations, learning rate, batch size, loss and soft weight.
+        seed: seeds the batch generator (the order in which training samples are drawn).
     """
 
     def __init__(self, model: ConstrainedFNO, rows: Rows, train, test, budget: Budget,
