@@ -1577,6 +1577,21 @@ def test_an_evaluation_grid_beyond_this_machine_s_memory_exits_2(tmp_path, cli_i
             in result.stderr and "more than this machine's memory" in result.stderr)
 
 
+@pytest.mark.parametrize("override, message", [
+    ("training.collocation.points=1e10", "training.collocation.points=10000000000, "
+     "boundary_points="),
+    ("model.width=1e7", "model.width=10000000, model.depth="),
+    ("seed=99999999999999999999999", "seed: Input should be less than or equal to "
+     "18446744073709551615"),
+])
+def test_an_equation_case_s_sizes_and_seed_are_checked_by_validate(override, message,
+                                                                    cli_in_process):
+    """validate passed them, and the run died in NumPy or PyTorch with a traceback."""
+    result = cli_in_process("validate", "heat_disk", override)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr
+
+
 def test_a_run_recorded_before_periodic_slopes_resumes_with_values_only(tmp_path):
     """A run folder's config.yaml written before periodic conditions matched derivatives has
     no `derivatives` key: read with the new default it resumed against another loss."""

@@ -63,7 +63,14 @@ from .run_folder import (
     evaluation_axes_metadata,
     write_metrics,
 )
-from .sections import CaseBase, ModelSpec, Threads, threshold_verdict
+from .sections import (
+    CaseBase,
+    ModelSpec,
+    Threads,
+    network_needs,
+    point_needs,
+    threshold_verdict,
+)
 
 Expression = str | float
 
@@ -213,7 +220,8 @@ class EquationCase(CaseBase):
     model: ModelSpec = Field(default_factory=ModelSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     evaluation: EquationEvaluationSpec = Field(default_factory=EquationEvaluationSpec)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**64 - 1,
+                      description="seeds PyTorch and NumPy (whole numbers below 2^64)")
     dtype: Literal["float32", "float64"] = "float32"
     threads: Threads = "auto"
 
@@ -240,6 +248,9 @@ class EquationCase(CaseBase):
                              "x} on a box); this case has none")
         shape = evaluation_shape(self, problem)
         _check_evaluation_fits(shape, len(problem.inputs), len(problem.outputs))
+        for what, needed in (network_needs(self.model)
+                             | point_needs(self.model, self.training.collocation)).items():
+            check_fits_in_memory(needed, what)
         try:  # on the evaluation grid now: a data file's span, an exact solution's poles
             if context.get("final", True):  # the case that runs, not each of its variants
                 problem.checked_reference(problem.eval_axes(shape))

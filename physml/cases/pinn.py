@@ -62,7 +62,7 @@ from .run_folder import (
     run_attrs,
     write_metrics,
 )
-from .sections import BYTES, EVALUATION_VALUES, POINT_VALUES, PhysicsCase, threshold_verdict
+from .sections import BYTES, EVALUATION_VALUES, PhysicsCase, point_needs, threshold_verdict
 
 MAX_REFERENCE_STEPS = 10**7
 """Most time steps the Burgers reference solve may take (:meth:`PINNCase.reference_steps`), as
@@ -139,12 +139,7 @@ class PINNCase(PhysicsCase):
         """:meth:`PhysicsCase.memory_needs`, with the training points through the network
         (:data:`~.sections.POINT_VALUES` per hidden unit) and the Burgers reference's fine
         grid."""
-        needs = super().memory_needs()
-        model, points = self.model, self.training.collocation
-        units = float(model.width) * model.depth * POINT_VALUES * BYTES
-        needs[f"training.collocation.points={points.points}, "
-              f"boundary_points={points.boundary_points} with model.width={model.width}, "
-              f"model.depth={model.depth}"] = (points.points + points.boundary_points) * units
+        needs = super().memory_needs() | point_needs(self.model, self.training.collocation)
         if self.pde.name == "burgers":
             evaluation = self.evaluation
             needs[f"evaluation.nx={evaluation.nx}, evaluation.nt={evaluation.nt} (the Burgers "

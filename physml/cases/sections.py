@@ -152,6 +152,25 @@ POINT_VALUES = 20
 derivatives to second order in the inputs, forward and backward."""
 
 
+def network_needs(model) -> dict[str, float]:
+    """Bytes of a ``model`` section's network (width, depth) with its optimiser state
+    (:data:`NETWORK_COPIES`), by the keys that set them."""
+    width, depth = model.width, model.depth
+    parameters = depth * width * width + (depth + 4) * width
+    return {f"model.width={width}, model.depth={depth} (the network)":
+            float(parameters) * NETWORK_COPIES * BYTES}
+
+
+def point_needs(model, collocation) -> dict[str, float]:
+    """Bytes of the training points through the network (:data:`POINT_VALUES` per hidden unit),
+    by the keys that set them: ``training.collocation`` and the model's size."""
+    units = float(model.width) * model.depth * POINT_VALUES * BYTES
+    return {f"training.collocation.points={collocation.points}, "
+            f"boundary_points={collocation.boundary_points} with model.width={model.width}, "
+            f"model.depth={model.depth}": (collocation.points + collocation.boundary_points)
+            * units}
+
+
 LearningRate = Annotated[float, Field(gt=0, le=1e6)]
 """An optimiser's learning rate: > 0 and at most 1e6 (Adam moves a parameter by about lr a step,
 so anything larger is a mistyped exponent, and past about 3e37 its first step overflows
@@ -305,10 +324,8 @@ class PhysicsCase(CaseBase):
         model.depth=4"``): the network's parameters with their optimiser state
         (:data:`NETWORK_COPIES`) and the evaluation grid (:data:`EVALUATION_VALUES`); kinds
         add their training points. Refused beyond this machine's memory."""
-        width, depth, evaluation = self.model.width, self.model.depth, self.evaluation
-        parameters = depth * width * width + (depth + 4) * width
-        return {f"model.width={width}, model.depth={depth} (the network)":
-                float(parameters) * NETWORK_COPIES * BYTES,
+        evaluation = self.evaluation
+        return {**network_needs(self.model),
                 f"evaluation.nx={evaluation.nx}, evaluation.nt={evaluation.nt}":
                 float(evaluation.nx) * evaluation.nt * EVALUATION_VALUES * BYTES}
 
