@@ -110,3 +110,15 @@ def test_a_part_a_mesh_file_lacks_is_named_with_its_index(tmp_path):
         case = validate_case({**raw, "mesh": {"file": str(path)}}, "test")
         with pytest.raises(ValueError, match=message):
             run_case(case, tmp_path / path.stem)
+
+
+def test_a_constant_exact_solution_the_solve_misses_gives_an_l2_order_only(tmp_path):
+    """-lap u = 1 against u = 1: the L2 order is fitted and H1 has none (a constant has no
+    H1 seminorm to divide by); the headline and convergence.png failed on the missing order."""
+    case = poisson_case({"domain": "disc", "h": 0.2}, 1.0, 1.0, refine=[0.1])
+    case["output"] = {"figures": True}
+    summary = run(case, tmp_path / "run")
+    assert summary["order_l2"] is not None and summary["order_h1"] is None
+    assert "observed orders L2 " in KIND.headline(summary)
+    assert "H1 " not in KIND.headline(summary).split("observed orders")[1]
+    assert (tmp_path / "run" / "convergence.png").stat().st_size > 0
