@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .torch_files import load_checked
 from .train.pinn import DTYPES, PINNField, points_tensor, predict
 
 
@@ -202,8 +203,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
                         depth=spec.depth, activation=spec.activation,
                         fourier_scale=spec.fourier_scale, harmonics=spec.harmonics,
                         periods=problem.input_periods, per_output=lagrangian)
-    state = read_checkpoint(folder, lambda path: torch.load(path, weights_only=True,
-                                                            map_location="cpu"),
+    state = read_checkpoint(folder, lambda path: load_checked(path, map_location="cpu"),
                             use="load_run", remedy="the run's network cannot be loaded from it")
     held = state if isinstance(state, dict) else {}
     missing = [key for key in ("model", "coefficients") if not isinstance(held.get(key), dict)]

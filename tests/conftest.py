@@ -1,4 +1,5 @@
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,23 @@ wp.config.log_level = wp.LOG_ERROR
 def observed_order(hs, errors) -> float:
     """Least-squares slope of log(error) against log(h)."""
     return float(np.polyfit(np.log(hs), np.log(errors), 1)[0])
+
+
+def damage_a_tensor(path) -> str:
+    """Flip 8 bytes inside the largest tensor of the ``torch.save`` archive at ``path`` (its
+    zip structure intact); returns the damaged part's name."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        part = max((i for i in archive.infolist() if "/data/" in i.filename),
+                   key=lambda i: i.file_size)
+    raw = bytearray(Path(path).read_bytes())
+    header = part.header_offset  # the local header's name and extra lengths: bytes 26 to 29
+    start = header + 30 + int.from_bytes(raw[header + 26 : header + 28], "little") \
+        + int.from_bytes(raw[header + 28 : header + 30], "little") + 16
+    raw[start : start + 8] = bytes(b ^ 0xFF for b in raw[start : start + 8])
+    Path(path).write_bytes(bytes(raw))
+    return part.filename.split("/")[-1]
 
 
 def shard_stamps(folder, but) -> dict:

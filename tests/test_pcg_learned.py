@@ -17,7 +17,7 @@ import torch
 import warp as wp
 import yaml
 
-from conftest import shard_stamps
+from conftest import damage_a_tensor, shard_stamps
 from physml.cases.pcg import PCGCase, dataset_spec
 from physml.datasets.generate import generate
 from physml.datasets.linear_systems import LinearSystemSpec, make_system, read_systems
@@ -379,6 +379,10 @@ def test_saved_preconditioner_works_on_a_new_matrix_in_two_lines(tmp_path):
     np.testing.assert_array_equal(result.x.numpy(), reference.x.numpy())
     with pytest.raises(ValueError, match="no trained preconditioner"):
         LearnedPreconditioner.load(tmp_path / "missing.pt")
+    name = damage_a_tensor(tmp_path / "m.pt")  # torch.load reads it without a word
+    with pytest.raises(ValueError, match=rf"m.pt' is not a trained preconditioner \(ValueError: "
+                                         rf"its part '.*/{name}' fails its checksum"):
+        LearnedPreconditioner.load(tmp_path / "m.pt")
 
 
 @pytest.mark.parametrize("family", ["poisson_grid", "heat_mesh", "wave_mesh", "poisson_tet"])

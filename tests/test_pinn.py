@@ -11,6 +11,7 @@ import pytest
 import torch
 import xarray as xr
 
+from conftest import damage_a_tensor
 from physml.cases.pinn import build_trainer
 from physml.cases.pinn_training import load_checkpoint, save_checkpoint
 from physml.cases.registry import load_case, run_case
@@ -285,28 +286,20 @@ def test_a_resume_names_a_cut_checkpoint_and_the_keys_another_case_changes(tiny_
 
 def test_a_checkpoint_damaged_inside_a_tensor_is_refused_not_resumed(tiny_case, tmp_path):
     """torch.load does not check the zip's checksums: 8 bytes flipped inside a tensor were
-    resumed from without a word."""
-    import zipfile
-
+    resumed from, and loaded by load_run, without a word."""
+    from physml import load_run
     from physml.cases.run_folder import read_checkpoint
 
     folder = tmp_path / "run"
     folder.mkdir()
     save_checkpoint(build_trainer(tiny_case), folder)
-    path = folder / "checkpoint.pt"
-    with zipfile.ZipFile(path) as archive:
-        part = max((i for i in archive.infolist() if "/data/" in i.filename),
-                   key=lambda i: i.file_size)
-    raw = bytearray(path.read_bytes())
-    header = part.header_offset  # the local header's name and extra lengths: bytes 26 to 29
-    start = header + 30 + int.from_bytes(raw[header + 26 : header + 28], "little") \
-        + int.from_bytes(raw[header + 28 : header + 30], "little") + 16
-    raw[start : start + 8] = bytes(b ^ 0xFF for b in raw[start : start + 8])
-    path.write_bytes(bytes(raw))
-    name = part.filename.split("/")[-1]
+    (folder / "config.yaml").write_text(tiny_case.to_yaml())
+    name = damage_a_tensor(folder / "checkpoint.pt")
     with pytest.raises(ValueError, match=rf"checkpoint.pt' cannot be read as a checkpoint "
                                          rf"\(ValueError: its part '.*/{name}' fails its checksum"):
         read_checkpoint(folder)
+    with pytest.raises(ValueError, match=rf"load_run: .* its part '.*/{name}' fails its checksum"):
+        load_run(folder)
 
 
 def test_annealing_weights_are_recorded_in_the_history(tmp_path):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +35,7 @@ from ..datasets.spec import StrictModel
 from ..datasets.store import atomic_write as atomic_write
 from ..datasets.store import with_cf_metadata
 from ..datasets.store import write_text as write_text
+from ..torch_files import load_checked
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
@@ -326,17 +326,9 @@ def environment() -> dict[str, str]:
 
 
 def _torch_state(path: Path) -> dict:
-    """``torch.load`` of ``path`` (tensors and plain containers: no code runs), after the
-    checksums its zip archive stores are verified: ``torch.load`` does not check them, so bytes
-    damaged inside a tensor (a copy gone wrong, a failing disk) were resumed from silently."""
-    import torch
-
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-        if damaged is not None:
-            raise ValueError(f"its part {damaged!r} fails its checksum: the file is damaged")
-    return torch.load(path, weights_only=True)
+    """The checkpoint at ``path``, its checksums verified (:func:`~physml.torch_files.load_checked`:
+    a checkpoint damaged inside a tensor was resumed from silently)."""
+    return load_checked(path)
 
 
 def read_checkpoint(folder: Path, read: Callable[[Path], Any] = _torch_state,

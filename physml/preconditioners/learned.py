@@ -56,6 +56,7 @@ from ..solvers.linalg.factor_network import (
 )
 from ..solvers.linalg.factor_network_source import SMALLEST_SCALED_DIAGONAL
 from ..solvers.linalg.incomplete_cholesky import assembled_matrix
+from ..torch_files import load_checked
 from .graph import SystemGraph, system_graph
 from .network import FactorNetwork, network_weights
 
@@ -277,7 +278,7 @@ class LearnedPreconditioner:
             raise ValueError(f"no trained preconditioner at {str(path)!r} ({what}; give the "
                              f"file {cls.__name__}.save wrote)")
         try:
-            saved = torch.load(path, map_location=map_location, weights_only=True)
+            saved = load_checked(path, map_location=map_location)
         except Exception as err:  # noqa: BLE001 (not a PyTorch file of tensors: torch's many ways)
             reason = (str(err).splitlines() or [""])[0][:120]
             raise ValueError(f"{str(path)!r} is not a trained preconditioner "
