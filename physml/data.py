@@ -109,8 +109,8 @@ class FieldDataset(Dataset):
             warnings.warn(
                 f"FieldDataset: the trajectories read take {decompressed / 2**20:,.0f} MiB "
                 f"decompressed, more than cache_bytes={self.cache_bytes:,} per process: "
-                "shuffled pairs decompress a whole trajectory for nearly every item (tens of "
-                "times slower); pass a larger cache_bytes, or a sampler that visits a sample's "
+                "shuffled pairs decompress a whole trajectory for nearly every item (several to "
+                "80 times slower); pass a larger cache_bytes, or a sampler that visits a sample's "
                 "pairs together", stacklevel=2)
 
     @property

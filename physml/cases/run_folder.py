@@ -305,7 +305,8 @@ def write_metrics(folder: Path, case: str, summary: dict, history: list[dict]) -
         indent=1))
 
 
-RECORDED_PACKAGES = ("numpy", "scipy", "torch", "warp-lang", "h5py", "xarray", "pyamg")
+RECORDED_PACKAGES = ("numpy", "scipy", "torch", "warp-lang", "h5py", "xarray", "pyamg", "gmsh",
+                     "meshio", "sympy", "torch_geometric")
 """The libraries whose versions a run records (:func:`environment`)."""
 
 
