@@ -122,3 +122,16 @@ def test_a_constant_exact_solution_the_solve_misses_gives_an_l2_order_only(tmp_p
     assert "observed orders L2 " in KIND.headline(summary)
     assert "H1 " not in KIND.headline(summary).split("observed orders")[1]
     assert (tmp_path / "run" / "convergence.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("refine, message", [
+    ([1e-4], r"refine\[0\]: h=0.0001 makes about 6.9e\+08 elements of mesh.domain 'l_shape'"),
+    ([0.2, 1e300], r"refine\[1\]: h=1e\+300 exceeds mesh.domain 'l_shape' itself"),
+])
+def test_refine_edge_lengths_keep_the_limits_of_mesh_h(refine, message):
+    """mesh.h's limits did not reach refine: 1e-4 passed validation (7e8 elements), 1e300 ran
+    an 8-vertex mesh into the fitted orders."""
+    from physml.cases.registry import load_case
+
+    with pytest.raises(ValueError, match=message):
+        load_case("poisson_lshape", [f"refine={refine}"])

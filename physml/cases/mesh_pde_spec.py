@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from ..datasets.mesh_spec import MeshSpec
 from .run_folder import KindSection, Section
@@ -230,6 +230,12 @@ class MeshPDECase(CaseBase):
             raise ValueError("refine needs pde.name 'poisson' on a generated mesh.domain")
         if any(not h > 0 for h in self.refine):
             raise ValueError(f"refine {self.refine}: edge lengths must be > 0")
+        for i, h in enumerate(self.refine):  # the limits of mesh.h, each named by its entry
+            try:
+                type(self.mesh).model_validate({**self.mesh.model_dump(), "h": h})
+            except ValidationError as err:
+                reason = err.errors()[0]["msg"].removeprefix("Value error, ")
+                raise ValueError(f"refine[{i}]: {reason.replace('mesh.h=', 'h=')}") from None
         if self.refine and (self.pde.exact is None or self.pde.exact.is_zero):
             raise ValueError("refine needs a non-zero pde.exact: the refine meshes are solved "
                              "for the observed orders of the errors against it")
