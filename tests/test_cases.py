@@ -786,6 +786,10 @@ def test_a_case_nested_too_deeply_to_read_is_refused_naming_the_file(tmp_path, c
     result = cli_in_process("validate", str(case))
     assert result.returncode == 2
     assert f"case {case}: its lists and mappings are nested too deeply to read" in result.stderr
+    deep = cli_in_process("validate", "burgers", "pde.nu=" + "[" * 3000 + "1" + "]" * 3000)
+    assert deep.returncode == 2 and "Traceback" not in deep.stderr
+    assert "override pde.nu=...: its value's lists and mappings are nested too deeply" \
+        in deep.stderr
 
 
 @pytest.mark.parametrize("override, message", [

@@ -97,6 +97,9 @@ def apply_overrides(raw: dict, overrides: list[str], alone: bool = False) -> dic
             problem = getattr(error, "problem", None) or "not a YAML value"
             raise ValueError(f"override {item!r}: the value {text!r} is not YAML ({problem})"
                              ) from None
+        except RecursionError:
+            raise ValueError(f"override {key}=...: its value's lists and mappings are nested too "
+                             "deeply to read (a few hundred levels at most)") from None
         if isinstance(node, list):
             node[_list_index(node, parts[-1], item)] = value
         else:
