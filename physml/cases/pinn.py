@@ -139,7 +139,8 @@ class PINNCase(PhysicsCase):
         """:meth:`PhysicsCase.memory_needs`, with the training points through the network
         (:data:`~.sections.POINT_VALUES` per hidden unit) and the Burgers reference's fine
         grid."""
-        needs = super().memory_needs() | point_needs(self.model, self.training.collocation)
+        needs = super().memory_needs() | point_needs(self.model, self.training.collocation,
+                                                     self.dtype)
         if self.pde.name == "burgers":
             evaluation = self.evaluation
             needs[f"evaluation.nx={evaluation.nx}, evaluation.nt={evaluation.nt} (the Burgers "
