@@ -35,6 +35,7 @@ from _common import check_device
 from physml.cases.registry import load_case
 from physml.cases.teng import Reference, build_teng, initial_condition
 from physml.devices import Stopwatch, require_torch_device
+from physml.torch_files import load_checked
 from physml.train.least_squares import GramSolver, SVDSolver
 
 CASES = Path(__file__).parents[1] / "cases"
@@ -218,7 +219,7 @@ def initial_parameters(case, entry: dict, path: Path, resume: bool) -> torch.Ten
     """The fitted initial parameters: from ``path`` when resuming, else fitted (and saved
     there, with the fit's figures in ``entry``)."""
     if resume and path.is_file() and "initial_fit_rel_l2" in entry:
-        return torch.load(path, weights_only=True).to(case.device)
+        return load_checked(path).to(case.device)
     teng = build_teng(case)
     fit = case.training
     with Stopwatch(teng.device) as watch:

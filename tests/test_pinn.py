@@ -787,3 +787,14 @@ def test_a_sampler_over_another_domain_or_time_span_is_refused_by_name():
     for time in ((2.0, 1.0), (0.0, float("nan")), (0.0, float("inf")), (1.0, 1.0)):
         with pytest.raises(ValueError, match=r"time=\[.*\]: give \(start, end\), both finite"):
             DomainSampler(line, time=time)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"momentum": 1.5}, r"momentum=1.5 must lie in \[0, 1\)"),
+    ({"momentum": -1}, r"momentum=-1 must lie in \[0, 1\)"),
+    ({"every": 0}, "every"),
+])
+def test_learning_rate_annealing_refuses_settings_it_cannot_use(options, message):
+    """momentum=1.5 and -1 were taken, every=0 divided by zero at the first step."""
+    with pytest.raises(ValueError, match=message):
+        LearningRateAnnealing(**options)

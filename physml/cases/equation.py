@@ -250,7 +250,7 @@ class EquationCase(CaseBase):
         _check_evaluation_fits(shape, len(problem.inputs), len(problem.outputs))
         for what, needed in (network_needs(self.model)
                              | point_needs(self.model, self.training.collocation,
-                                           self.dtype)).items():
+                                           len(problem.inputs))).items():
             check_fits_in_memory(needed, what)
         try:  # on the evaluation grid now: a data file's span, an exact solution's poles
             if context.get("final", True):  # the case that runs, not each of its variants

@@ -137,10 +137,9 @@ class PINNCase(PhysicsCase):
 
     def memory_needs(self) -> dict[str, float]:
         """:meth:`PhysicsCase.memory_needs`, with the training points through the network
-        (:data:`~.sections.POINT_VALUES` per hidden unit) and the Burgers reference's fine
-        grid."""
-        needs = super().memory_needs() | point_needs(self.model, self.training.collocation,
-                                                     self.dtype)
+        (:func:`~.sections.point_needs`; every bundled PDE has two inputs) and the Burgers
+        reference's fine grid."""
+        needs = super().memory_needs() | point_needs(self.model, self.training.collocation, 2)
         if self.pde.name == "burgers":
             evaluation = self.evaluation
             needs[f"evaluation.nx={evaluation.nx}, evaluation.nt={evaluation.nt} (the Burgers "

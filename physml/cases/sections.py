@@ -147,10 +147,11 @@ EVALUATION_VALUES = 8
 """Numbers held per evaluation point, an estimate: the inputs, the prediction, the reference,
 the error and the copies written to the run folder."""
 
-POINT_VALUES = 28
-"""Numbers held per training point and hidden unit, an estimate: the activations and their
-derivatives to second order in the inputs, forward and backward (a Burgers PINN of 32 x 5
-measured 35 KB a point in float64, 11 KB in float32)."""
+POINT_VALUES_PER_INPUT = 7
+"""Numbers held per training point, hidden unit and input, an estimate: the activations and
+their derivatives to second order in the inputs, forward and backward (float64 numbers: a
+Burgers PINN of 32 x 5, two inputs, measured 11-12.5 KB a point in either dtype, estimated
+17.9 KB; the heat-disk case, three inputs, about 16 KB, estimated 16.1 KB)."""
 
 
 def network_needs(model) -> dict[str, float]:
@@ -162,10 +163,11 @@ def network_needs(model) -> dict[str, float]:
             float(parameters) * NETWORK_COPIES * BYTES}
 
 
-def point_needs(model, collocation, dtype: str = "float64") -> dict[str, float]:
-    """Bytes of the training points through the network (:data:`POINT_VALUES` per hidden unit,
-    in ``dtype``), by the keys that set them: ``training.collocation`` and the model's size."""
-    units = float(model.width) * model.depth * POINT_VALUES * (4 if dtype == "float32" else 8)
+def point_needs(model, collocation, inputs: int) -> dict[str, float]:
+    """Bytes of the training points through the network (:data:`POINT_VALUES_PER_INPUT` per
+    hidden unit and input), by the keys that set them: ``training.collocation`` and the
+    model's size."""
+    units = float(model.width) * model.depth * POINT_VALUES_PER_INPUT * inputs * BYTES
     return {f"training.collocation.points={collocation.points}, "
             f"boundary_points={collocation.boundary_points} with model.width={model.width}, "
             f"model.depth={model.depth}": (collocation.points + collocation.boundary_points)

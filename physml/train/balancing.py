@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from ..solvers.errors import whole_number
 from .distributed import average
 
 
@@ -97,7 +98,10 @@ class LearningRateAnnealing(FixedWeights):
         self, weights: dict[str, float] | None = None, every: int = 10, momentum: float = 0.9
     ) -> None:
         super().__init__(weights)
-        self.every, self.momentum = every, momentum
+        if not (isinstance(momentum, int | float) and not isinstance(momentum, bool)
+                and 0 <= momentum < 1):
+            raise ValueError(f"momentum={momentum!r} must lie in [0, 1)")
+        self.every, self.momentum = whole_number(every, "every", 1), momentum
 
     def backward(self, losses, params, step: int, residuals=("residual",)) -> torch.Tensor:
         reference = [name for name in residuals if name in losses]
