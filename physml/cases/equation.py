@@ -66,6 +66,7 @@ from .run_folder import (
 from .sections import (
     CaseBase,
     ModelSpec,
+    Seed,
     Threads,
     network_needs,
     point_needs,
@@ -220,8 +221,7 @@ class EquationCase(CaseBase):
     model: ModelSpec = Field(default_factory=ModelSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     evaluation: EquationEvaluationSpec = Field(default_factory=EquationEvaluationSpec)
-    seed: int = Field(0, ge=0, le=2**64 - 1,
-                      description="seeds PyTorch and NumPy (whole numbers below 2^64)")
+    seed: Seed = 0
     dtype: Literal["float32", "float64"] = "float32"
     threads: Threads = "auto"
 
@@ -247,8 +247,8 @@ class EquationCase(CaseBase):
                              "condition that holds for every field ({kind: periodic, axis: "
                              "x} on a box); this case has none")
         shape = evaluation_shape(self, problem)
-        _check_evaluation_fits(shape, len(problem.inputs), len(problem.outputs))
-        for what, needed in (network_needs(self.model)
+        for what, needed in (_evaluation_needs(shape, len(problem.inputs), len(problem.outputs))
+                             | network_needs(self.model)
                              | point_needs(self.model, self.training.collocation,
                                            len(problem.inputs))).items():
             check_fits_in_memory(needed, what)
@@ -290,18 +290,14 @@ def evaluation_shape(case: EquationCase, problem: PINNProblem) -> tuple[int, ...
     return tuple(grid)
 
 
-def _check_evaluation_fits(shape: tuple[int, ...], inputs: int, outputs: int) -> None:
-    """Refuse an evaluation grid of ``shape`` whose points would not fit in this machine's
-    memory, an estimate: float64 coordinates three times over (the grid's axes spread out,
-    its rows, the network's input) and the reference, prediction and error of each output,
-    ``8 (3 inputs + 3 outputs)`` bytes a point.
-
-    Raises:
-        ValueError: naming ``evaluation.grid``, its points and the memory it needs.
-    """
+def _evaluation_needs(shape: tuple[int, ...], inputs: int, outputs: int) -> dict[str, float]:
+    """Bytes of an evaluation grid of ``shape``, by the key that sets it, an estimate: float64
+    coordinates three times over (the grid's axes spread out, its rows, the network's input)
+    and the reference, prediction and error of each output, ``8 (3 inputs + 3 outputs)`` bytes
+    a point."""
     points = math.prod(shape)
-    check_fits_in_memory(8 * (3 * inputs + 3 * outputs) * points,
-                         f"evaluation.grid: {list(shape)} ({points:,} points)")
+    return {f"evaluation.grid: {list(shape)} ({points:,} points)":
+            8 * (3 * inputs + 3 * outputs) * points}
 
 
 def data_units(case: EquationCase, solved: Path | None) -> dict[str, str]:

@@ -122,7 +122,6 @@ class PINNCase(PhysicsCase):
                            strict=not recorded)
         return self
 
-
     def reference_steps(self) -> float:
         r"""About how many time steps the Burgers reference solve takes (0 for the other PDEs,
         whose reference is exact): $2(t_1 - t_0)(4\nu/\Delta x^2 + |A|/\Delta x)$ on its grid

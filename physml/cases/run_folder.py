@@ -326,19 +326,14 @@ def environment() -> dict[str, str]:
     return versions
 
 
-def _torch_state(path: Path) -> dict:
-    """The checkpoint at ``path``, its checksums verified (:func:`~physml.torch_files.load_checked`:
-    a checkpoint damaged inside a tensor was resumed from silently)."""
-    return load_checked(path)
-
-
-def read_checkpoint(folder: Path, read: Callable[[Path], Any] = _torch_state,
+def read_checkpoint(folder: Path, read: Callable[[Path], Any] = load_checked,
                     name: str = CHECKPOINT, use: str = "--resume",
                     remedy: str = "start a new run instead") -> Any:
-    """What ``read`` (default ``torch.load``) makes of the checkpoint in ``folder``, or a
-    ValueError naming the file (after ``use``, what needed it, and with ``remedy``) when there
-    is none or it cannot be read (a copy cut short, or another program's file: whatever the
-    reader raises then, the checkpoint is of no use)."""
+    """What ``read`` (default :func:`~physml.torch_files.load_checked`: ``torch.load`` after
+    the archive's checksums) makes of the checkpoint in ``folder``, or a ValueError naming the
+    file (after ``use``, what needed it, and with ``remedy``) when there is none or it cannot
+    be read (a copy cut short, a damaged one, or another program's file: whatever the reader
+    raises then, the checkpoint is of no use)."""
     path = folder / name
     if not path.is_file():
         raise ValueError(f"{use}: {str(folder)!r} has no {name}; nothing to resume")

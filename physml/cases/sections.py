@@ -136,6 +136,11 @@ Threads = Annotated[Literal["auto"] | PositiveInt, BeforeValidator(_thread_count
 """PyTorch threads of a case: ``"auto"`` or a whole number >= 1 (one message for both)."""
 
 
+Seed = Annotated[int, Field(ge=0, le=2**64 - 1,
+                            description="seeds PyTorch and NumPy (whole numbers below 2^64)")]
+"""A case's seed: a whole number that PyTorch and NumPy both take (below 2^64)."""
+
+
 BYTES = 8
 """Bytes of a number in the memory estimates (float64, the larger of the two dtypes)."""
 
@@ -296,8 +301,7 @@ class PhysicsCase(CaseBase):
     conditions: ConditionsSpec = Field(default_factory=ConditionsSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    seed: int = Field(0, ge=0, le=2**64 - 1,
-                      description="seeds PyTorch and NumPy (whole numbers below 2^64)")
+    seed: Seed = 0
     threads: Threads = Field(
         "auto", description="PyTorch threads on the CPU; auto: from the problem size "
         "(physml.threads.choose_threads), recorded in metrics.json")
