@@ -30,6 +30,7 @@ from physml.models import MLP
 from physml.train.conditions import Dirichlet, Initial, Neumann, Periodic, Robin
 from physml.train.derivatives import Derivatives
 from physml.train.problems import PINNProblem, exact_reference
+from physml.train.sampling import DomainSampler
 
 CASES = Path(__file__).parents[1] / "cases"
 ANNULUS = Difference(Disk((0, 0), 1.0, name="outer"), Disk((0, 0), 0.5, name="inner"))
@@ -349,10 +350,12 @@ def test_an_unknown_part_or_field_is_refused_when_the_problem_is_built():
         PINNProblem(lambda d: d["u"], ANNULUS, conditions=[Dirichlet(0.0, fields=("v",))])
     with pytest.raises(ValueError, match=r"field 'u' listed twice in fields \['u', 'u'\]"):
         PINNProblem(lambda d: d["u"], ANNULUS, conditions=[Dirichlet(0.0, fields=("u", "u"))])
-    for time in ((0.0, np.inf), (1.0, 0.0), (0.0, 0.0), (np.nan, 1.0)):
-        with pytest.raises(ValueError, match=re.escape(f"time={list(time)}: the start and end "
-                                                       "must be finite")):
+    for time in ((0.0, np.inf), (1.0, 0.0), (0.0, 0.0), (np.nan, 1.0), (0.0, 1.0, 2.0), "01"):
+        message = re.escape(f"time={time!r}: give (start, end), both finite, the end exceeding")
+        with pytest.raises(ValueError, match=message):
             PINNProblem(lambda d: d["u"], ANNULUS, time=time)
+        with pytest.raises(ValueError, match=message):
+            DomainSampler(ANNULUS, time=time)
 
 
 def _write_case(tmp_path, text, name="case.yaml"):

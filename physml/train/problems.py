@@ -36,6 +36,7 @@ from torch import nn
 from ..geometry import Geometry
 from .conditions import Condition, Dirichlet, Initial, condition_names, evaluate_value
 from .derivatives import Derivatives
+from .sampling import time_span
 
 SPACE_NAMES = ("x", "y", "z")
 COMPATIBILITY_POINTS = 256
@@ -86,10 +87,7 @@ class PINNProblem:
         self.space = tuple(space or SPACE_NAMES[: geometry.dim])
         if len(self.space) != geometry.dim:
             raise ValueError(f"space names {list(self.space)} need {geometry.dim} entries")
-        if time is not None and not (np.isfinite(time).all() and time[1] > time[0]):
-            raise ValueError(f"time={list(time)}: the start and end must be finite and the end "
-                             "must exceed the start")
-        self.time = None if time is None else (float(time[0]), float(time[1]))
+        self.time = time_span(time)
         self.inputs = (*self.space, "t") if time is not None else self.space
         self.outputs = tuple(outputs)
         rows = [geometry.bounds] + ([np.array([self.time])] if time is not None else [])

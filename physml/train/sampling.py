@@ -19,6 +19,24 @@ from ..geometry.base import EMPTY_AFTER, SAMPLERS, refuse_if_empty, unit_points
 from ..solvers.errors import whole_number
 
 
+def time_span(time) -> tuple[float, float] | None:
+    """``time`` as floats $(t_0, t_1)$, or None for None.
+
+    Raises:
+        ValueError: ``time`` is not two finite numbers with $t_1 > t_0$.
+    """
+    if time is None:
+        return None
+    try:
+        span = np.asarray(time, dtype=np.float64)
+    except (TypeError, ValueError):
+        span = np.full(3, np.nan)
+    if not (span.shape == (2,) and np.isfinite(span).all() and span[1] > span[0]):
+        raise ValueError(f"time={time!r}: give (start, end), both finite, the end exceeding "
+                         "the start")
+    return float(span[0]), float(span[1])
+
+
 class DomainSampler:
     """Points of ``geometry`` (times ``time`` if given).
 
@@ -38,10 +56,7 @@ class DomainSampler:
         if kind not in SAMPLERS:
             raise ValueError(f"unknown sampler {kind!r}; allowed: {', '.join(SAMPLERS)}")
         seed = whole_number(seed, "seed", 0)
-        if time is not None and not (np.shape(time) == (2,) and np.isfinite(time).all()
-                                     and time[1] > time[0]):
-            raise ValueError(f"time={list(np.ravel(time))}: give (start, end), both finite, "
-                             "the end exceeding the start")
+        time = time_span(time)
         rows = [geometry.bounds]
         if time is not None:
             rows.append(np.array([time], dtype=np.float64))
