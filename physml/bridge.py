@@ -23,9 +23,12 @@ Inputs must be on the solver's device (never moved silently).
 
 **Where it is not differentiable.** The MUSCL slope limiters (minmod, van Leer, MC) and the
 Rusanov speed $\max(|u_L|, |u_R|)$ are piecewise smooth: at a kink (a slope changing sign at
-an extremum, equal left and right slopes for minmod/MC, $|u_L| = |u_R|$) the backward pass
-returns the derivative of the branch the forward pass took, a one-sided derivative, and
-finite differences across the kink disagree with it. So is upwind advection in its velocity
+an extremum; for minmod left and right slopes of equal size, for MC one three times the
+other; $|u_L| = |u_R|$) the backward pass returns, cell by cell, the derivative of the branch
+the forward pass took. Where one cell sits at a kink that is a one-sided derivative; where
+several do at once (a linear profile puts every cell at minmod's) it mixes branches and need
+not equal either one-sided derivative, and finite differences across the kink disagree with
+it. So is upwind advection in its velocity
 $\beta$: the upwind side follows $\operatorname{sign}\beta$, and at $\beta = 0$ (or a zero
 component of a per-sample velocity) the derivative in $\beta$ is a one-sided one (in 1D,
 that from $\beta > 0$). Diffusion and the reactions are smooth.
