@@ -316,6 +316,18 @@ def test_diffusion_sorption_rows_are_crank_nicolson_consistent_with_the_solver()
     assert 1.8 < np.polyfit(np.log(steps), np.log(first), 1)[0] < 2.3, first
 
 
+def test_diffusion_sorption_rows_count_the_points_where_r_is_clipped():
+    """R is taken at u^1 in the first step and at the mean of two levels after it; the points
+    where that argument is <= 0 sit at R's kink (the clip at 0)."""
+    u = torch.tensor([[[0.5, 0.5, 0.5, 0.5],
+                       [0.2, 0.0, -0.1, 0.3],     # first step: 2 of 4 at <= 0
+                       [-0.2, 0.1, 0.1, -0.4]]],  # means 0, 0.05, 0, -0.05: 3 of 4
+                     dtype=torch.float64)
+    rows = DiffusionSorptionRows(4, dt=1.0)
+    assert rows.kink_share(u).tolist() == [5 / 8]
+    assert rows.kink_share(u.abs() + 0.01).tolist() == [0.0]
+
+
 def test_the_first_diffusion_sorption_step_damps_the_jump_at_the_inlet():
     """The initial field meets the inlet's u = 1 in a jump; Crank–Nicolson's first step
     (D dt / dx^2 = 41) carried it on as an oscillation: 1.32 at the inlet, -0.012 downstream,

@@ -10,7 +10,9 @@ Run folder::
                        (every ``training.checkpoint_every`` steps; ``--resume`` continues it)
     metrics.json       the summary (test relative L2, interface jump of the prediction and of
                        the reference (null for a soft head), seconds per step, the fraction of
-                       inner least-squares solves that converged) and the history
+                       inner least-squares solves that converged, the share of points where
+                       diffusion–sorption's rows clip $R$'s argument at 0, ``cells_at_kink``,
+                       where the implicit gradient is not the gradient) and the history
                        (the loss of every step, the test error every 10)
     predictions.h5     prediction, reference and error on the test samples (sample, time, x[, y];
                        Navier–Stokes: the vorticity)
@@ -110,7 +112,7 @@ class ConstraintSpec(KindSection):
     experts: int = Field(1, gt=0, description="space blocks K (1: one hard constraint)")
     continuity: Literal["independent", "interface_rows", "partition_of_unity"] = "interface_rows"
     tol: float = Field(1e-6, gt=0, description="Levenberg–Marquardt tolerance")
-    max_iter: int = Field(8, gt=0, description="Levenberg–Marquardt iteration cap")
+    max_iter: int = Field(12, gt=0, description="Levenberg–Marquardt iteration cap")
 
     @property
     def option_kind(self) -> str:
@@ -331,6 +333,8 @@ def headline(result: dict) -> str:
     head's)."""
     converged = result.get("inner_solves_converged")
     inner = "" if converged is None else f", inner solves converged {100 * converged:.0f} %"
+    kink = result.get("cells_at_kink")
+    inner += "" if kink is None else f", cells at the kink of R {100 * kink:.2f} %"
     jump = result["interface_jump"]
     jump = "" if jump is None else f"interface jump {jump:.1e}, "
     return (f"test relative L2 {result['test_rel_l2']:.3e}{threshold_verdict(result)}, "

@@ -16,6 +16,14 @@ rows exactly was 3.2 % from the reference trajectories at 256 cells and 101 leve
 the first step backward Euler, Rannacher's start). The initial-condition rows
 $w_0 (u^0_i - u_{0,i})$ follow. The rows are affine in $u^{n}$, $u^{n+1}$ up
 to the factor $R(\bar u)$: the inner solve is a nonlinear least-squares problem.
+
+The clip is a kink: $R$ is flat for $\bar u < 0$ and falls with slope
+$(n_f - 1)\,c\,\epsilon^{n_f - 2} \approx -1.6\times10^{6}$ just above 0 ($c$ the factor
+of $R$). A fit that undershoots (the physical field stays positive) can leave points at
+$\bar u \le 0$, and its least-squares optimum then tends to sit at or next to the kink, where
+the rows are not differentiable: there the implicit-function gradient of a hard constraint is
+not the gradient, and its inner solve converges slowly. :meth:`DiffusionSorptionRows.kink_share`
+measures how many points are affected (a ``kind: moe`` run reports it as ``cells_at_kink``).
 """
 
 from __future__ import annotations
@@ -97,7 +105,7 @@ class DiffusionSorptionRows:
         return u
 
     def retardation(self, u: torch.Tensor) -> torch.Tensor:
-        """$R(u)$, with $u$ clipped at 0."""
+        """$R(u)$, with $u$ clipped at 0 (a kink: module docstring)."""
         factor = (1 - self.porosity) / self.porosity * self.rho_s * self.k_f * self.n_f
         return 1 + factor * (u.clamp_min(0) + EPSILON) ** (self.n_f - 1)
 
@@ -109,12 +117,23 @@ class DiffusionSorptionRows:
         padded = torch.cat([left, u, right], dim=-1)
         return (padded[..., :-2] - 2 * u + padded[..., 2:]) / dx**2
 
+    @staticmethod
+    def retardation_points(u: torch.Tensor) -> torch.Tensor:
+        """Where the rows take $R$: $u^1$ for the first step, $\\bar u$ for the others,
+        ``u`` (B, nt, nx) -> (B, nt - 1, nx)."""
+        return torch.cat([u[:, 1:2], 0.5 * (u[:, 2:] + u[:, 1:-1])], dim=1)
+
+    def kink_share(self, u: torch.Tensor) -> torch.Tensor:
+        """The share of :meth:`retardation_points` of ``u`` (B, nt, nx) at which $R$'s argument
+        is $\\le 0$, where the rows are clipped (module docstring), per sample (B,)."""
+        return (self.retardation_points(u) <= 0).flatten(1).double().mean(1)
+
     def rows(self, u: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
         lap = self.laplacian(u)
         theta = torch.full((u.shape[1] - 1, 1), 0.5, dtype=u.dtype, device=u.device)
         theta[:1] = 1.0  # the first step backward Euler: implicit weight 1
-        at = torch.cat([u[:, 1:2], 0.5 * (u[:, 2:] + u[:, 1:-1])], dim=1)  # where R is taken
-        pde = self.retardation(at) * (u[:, 1:] - u[:, :-1]) - self.dt * self.D * (
+        r = self.retardation(self.retardation_points(u))
+        pde = r * (u[:, 1:] - u[:, :-1]) - self.dt * self.D * (
             theta * lap[:, 1:] + (1 - theta) * lap[:, :-1])
         initial = self.initial_weight * (u[:, 0] - u0)
         return torch.cat([pde.flatten(1), initial], dim=1)

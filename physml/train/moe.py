@@ -244,7 +244,10 @@ class MoETrainer:
 
     A hard head's implicit gradient holds at a minimum of its inner least squares: the fraction
     of inner solves that met their tolerance is recorded per iteration (``converged``) and
-    reported, so that a tolerance or iteration cap the solve does not reach shows up.
+    reported, so that a tolerance or iteration cap the solve does not reach shows up. Rows that
+    clip their field where it is not differentiable (``kink_share``, diffusion–sorption's $R$
+    at $\\bar u \\le 0$) have the share of the training predictions' points at the clip recorded
+    likewise (``cells_at_kink``): the implicit gradient is not the gradient there.
 
     Args:
         model: the network and its head (soft, hard or MoE hard).
@@ -269,17 +272,19 @@ class MoETrainer:
         self.generator.set_state(generator_state.cpu())
         self.step, self.losses, self.history, self.seconds = 0, [], [], 0.0
         self.converged: list[float] = []
+        self.at_kink: list[float] = []
 
-    def _loss(self, pick: torch.Tensor) -> torch.Tensor:
+    def _loss(self, pick: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss on the samples ``pick`` and the prediction it was taken on."""
         u0, u = self.train
         pred = self.model(u0[pick])
         physics = self.rows.rows(pred, u0[pick]).square().mean()
         if self.budget.loss is Loss.PHYSICS:
-            return physics
+            return physics, pred
         loss = relative_l2(self.rows.observe(pred), u[pick]).square().mean()
         if self.model.constraint is None:
             loss = loss + self.budget.soft_weight * physics
-        return loss
+        return loss, pred
 
     def fit(self, on_step: Callable[[dict], None] | None = None,
             on_checkpoint: Callable[[], None] | None = None, checkpoint_every: int = 50,
@@ -301,7 +306,7 @@ class MoETrainer:
             start = time.perf_counter()  # the training step alone, not the test evaluation
             pick = shard(torch.randperm(len(self.train[0]), generator=self.generator)
                          [: self.budget.batch])
-            loss = self._loss(pick)
+            loss, pred = self._loss(pick)
             self.optimiser.zero_grad()
             with warnings.catch_warnings():  # the solves' convergence is recorded below
                 warnings.simplefilter("ignore", UnconvergedSolveWarning)
@@ -315,6 +320,8 @@ class MoETrainer:
             fraction = self._converged_fraction()
             if fraction is not None:  # a soft head solves nothing
                 self.converged.append(fraction)
+            if hasattr(self.rows, "kink_share"):
+                self.at_kink.append(float(average(self.rows.kink_share(pred.detach()).mean())))
             self.seconds += time.perf_counter() - start
             self.step += 1
             if on_step is not None:
@@ -329,7 +336,8 @@ class MoETrainer:
         return {**summary, "history": list(self.history), "losses": list(self.losses),
                 "seconds_per_iteration": self.seconds / max(self.step, 1),
                 "inner_solves_converged": (float(np.mean(self.converged)) if self.converged
-                                           else None)}
+                                           else None),
+                "cells_at_kink": float(np.mean(self.at_kink)) if self.at_kink else None}
 
     def _owes_test_error(self) -> bool:
         """Whether the history lacks the test error of this step, one of every
@@ -352,7 +360,8 @@ class MoETrainer:
         return {"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
                 "generator": self.generator.get_state(), "step": self.step,
                 "losses": list(self.losses), "history": list(self.history),
-                "converged": list(self.converged), "seconds": self.seconds}
+                "converged": list(self.converged), "at_kink": list(self.at_kink),
+                "seconds": self.seconds}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -361,6 +370,7 @@ class MoETrainer:
         self.step, self.seconds = state["step"], state["seconds"]
         self.losses, self.history = list(state["losses"]), list(state["history"])
         self.converged = list(state["converged"])
+        self.at_kink = list(state.get("at_kink", []))  # older checkpoints lack it
 
 
 def fit(model: ConstrainedFNO, rows: Rows, train, test, budget: Budget, seed: int = 0,
