@@ -121,6 +121,18 @@ def test_implicit_gradient_passes_gradcheck_and_repeats():
         assert torch.equal(f, s)
 
 
+def test_a_gradient_penalty_through_the_implicit_gradient_is_refused():
+    """The backward pass is first order: create_graph=True would give a gradient whose own
+    derivative is missing (None under allow_unused), so it is refused by name."""
+    A, y = cubic_inputs(seed=3, batch=1, m=5, n=2)
+    a = A.clone().requires_grad_()
+    omega = least_squares_solution(cubic, SOLVER, torch.zeros(1, 2, dtype=torch.float64),
+                                   a, y).omega
+    with pytest.raises(RuntimeError, match="the least-squares solution's backward is first "
+                                           "order: create_graph=True"):
+        torch.autograd.grad(omega.sum(), a, create_graph=True)
+
+
 @pytest.mark.parametrize("scale", [1.0, 1e3, 1e6])
 def test_an_exact_fit_converges_at_any_residual_scale(scale):
     """Where the fit is exact the residual left is rounding, whose orthogonality to J is noise:

@@ -23,7 +23,8 @@ $10^{-12}$ times the mean of $H$'s diagonal (at least $\sqrt{\text{tiny}}$, 1.5e
 keeps a rank-deficient $H$ solvable, and a zero one (a basis that vanishes on the expert's
 block) gives a zero gradient. Cost per
 backward: $N + 2$ residual-sized reverse passes and a batched $N\times N$ solve. The backward
-pass reads only saved tensors, so calling it twice gives the same gradient. It holds at an
+pass reads only saved tensors, so calling it twice gives the same gradient; it is first order
+only (a backward pass that would build a graph, ``create_graph=True``, is refused). It holds at an
 optimum only: where a sample's solve stopped short of its tolerance (``converged`` false), the
 backward warns (``RuntimeWarning``) and still returns the formula's value there.
 """
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from ..linalg_bridge import first_order_only
 from .levenberg_marquardt import Jacobian, LevenbergMarquardt, LMResult, batched_jacobian
 
 BatchedResidual = Callable[..., torch.Tensor]  # (omega (B, N), *inputs) -> (B, M)
@@ -89,8 +91,8 @@ class _LeastSquaresSolution(torch.autograd.Function):
         return result.omega, result.iterations, result.converged, result.residual_norm
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, g_omega, *_):
+        first_order_only("the least-squares solution")
         omega, *inputs = ctx.saved_tensors
         unconverged, batch = ctx.unconverged
         if unconverged:
