@@ -42,6 +42,13 @@ def check_fits_in_memory(needed: int, what: str) -> None:
                          f"machine's memory ({memory / GIB:,.1f} GiB)")
 
 
+def refuse_beyond_memory(needs: dict[str, float]) -> None:
+    """:func:`check_fits_in_memory` for each ``{what: bytes}`` of ``needs`` (a case's
+    ``memory_needs``), each on its own."""
+    for what, needed in needs.items():
+        check_fits_in_memory(needed, what)
+
+
 def check_shard_fits(spec: SampledSpec, saved: int, values: int, sizes: str) -> None:
     """Refuse ``spec`` where one shard would not fit in this machine's memory. A shard holds
     ``samples`` samples (``shard_size``, or fewer where a split holds fewer per parameter

@@ -873,3 +873,27 @@ def test_metrics_record_the_versions_the_numbers_depend_on(tmp_path):
     assert environment["torch"] == torch.__version__.split("+")[0] or \
         environment["torch"] == torch.__version__
     assert environment["warp-lang"] == warp.config.version
+
+
+@pytest.mark.parametrize("name, overrides, key", [
+    ("teng_heat", ["training.initial_points=100000000"], "training.initial_points=100000000"),
+    ("teng_heat", ["evaluation.nx=1000000"], "evaluation.nx=1000000"),
+    ("moe_diffusion_sorption", ["problem.train=100000000"], "problem.train=100000000"),
+    ("moe_diffusion_sorption", ["model.width=4096"], "model.width=4096"),
+    ("thermomigration_spinodal_pfhub1", ["grid.shape=[1048576,1048576]"],
+     "grid.shape=[1048576, 1048576]"),
+])
+def test_kinds_refuse_a_case_beyond_memory(name, overrides, key):
+    """TENG, MoE and thermomigration cases too large for this machine's memory are refused
+    at validation, naming the keys that set the size."""
+    with pytest.raises(ValueError, match=re.escape(key) + ".*more than this machine's memory"):
+        load_case(name, overrides)
+
+
+def test_a_moe_case_on_a_gpu_leaves_the_fno_to_the_card():
+    """On a GPU the FNO's weights and training step are the card's memory, not the host's:
+    only the data, made on the host, are checked against this machine's memory."""
+    case = load_case("moe_diffusion_sorption", ["model.width=4096", "device=cuda"])
+    assert [key.endswith("(the data)") for key in case.memory_needs()] == [True]
+    with pytest.raises(ValueError, match="problem.train=100000000.*more than this machine's"):
+        load_case("moe_diffusion_sorption", ["problem.train=100000000", "device=cuda"])

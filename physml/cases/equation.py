@@ -39,7 +39,7 @@ import torch
 import xarray as xr
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ..datasets.memory import check_fits_in_memory
+from ..datasets.memory import refuse_beyond_memory
 from ..datasets.mesh_spec import MeshSpec
 from ..datasets.spec import AbsolutePath
 from ..datasets.store import with_cf_metadata, write_dataset
@@ -247,11 +247,10 @@ class EquationCase(CaseBase):
                              "condition that holds for every field ({kind: periodic, axis: "
                              "x} on a box); this case has none")
         shape = evaluation_shape(self, problem)
-        for what, needed in (_evaluation_needs(shape, len(problem.inputs), len(problem.outputs))
+        refuse_beyond_memory(_evaluation_needs(shape, len(problem.inputs), len(problem.outputs))
                              | network_needs(self.model)
                              | point_needs(self.model, self.training.collocation,
-                                           len(problem.inputs))).items():
-            check_fits_in_memory(needed, what)
+                                           len(problem.inputs)))
         try:  # on the evaluation grid now: a data file's span, an exact solution's poles
             if context.get("final", True):  # the case that runs, not each of its variants
                 problem.checked_reference(problem.eval_axes(shape))

@@ -34,6 +34,7 @@ A case::
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -49,6 +50,7 @@ from ..constraints import (
     LevenbergMarquardt,
     interface_profiles,
 )
+from ..datasets.memory import WORKING_FIELDS, refuse_beyond_memory
 from ..datasets.store import write_dataset
 from ..fno import most_modes
 from ..train.moe import (
@@ -78,7 +80,14 @@ from .run_folder import (
     write_metrics,
     write_text,
 )
-from .sections import CaseBase, LearningRate, threshold_passed, threshold_verdict
+from .sections import (
+    BYTES,
+    NETWORK_COPIES,
+    CaseBase,
+    LearningRate,
+    threshold_passed,
+    threshold_verdict,
+)
 
 SPACE_AXES = {"diffusion_sorption": 1, "navier_stokes": 2}
 
@@ -134,6 +143,18 @@ class MoEEvaluationSpec(Section):
     threshold: float | None = Field(None, gt=0, description="test relative L2 to reach")
 
 
+FNO_LAYERS = 3
+"""Spectral blocks of the basis FNO (:func:`~physml.train.moe.build_model`)."""
+
+FNO_BYTES = 4
+"""Bytes of a number of the FNO (float32)."""
+
+FNO_VALUES = 43
+"""float32 numbers a training step holds per FNO channel and grid point of each sample of the
+batch, measured: the activations of the lift, spectral blocks and projection and their
+gradients (diffusion–sorption, 32 cells x 51 levels, batch 8, basis 8: 1.34 GB more at width
+256 than at 16, of which 0.80 GB the spectral weights with their optimiser state)."""
+
 class MoECase(CaseBase):
     """A whole ``kind: moe`` case file."""
 
@@ -176,6 +197,38 @@ class MoECase(CaseBase):
                              f"{self.problem.train}")
         self._experts_own_pde_rows()
         return self
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self) -> MoECase:
+        refuse_beyond_memory(self.memory_needs())
+        return self
+
+    def memory_needs(self) -> dict[str, float]:
+        """Bytes the run holds, about, by the keys that set them: the samples made, float64,
+        each of ``nt`` levels and :data:`~physml.datasets.memory.WORKING_FIELDS` fields while
+        solved (32 cells x 51 levels: 27.6 MB more for 2040 more samples, measured; 31.9 MB
+        estimated); the FNO's spectral weights with their optimiser state
+        (:data:`~.sections.NETWORK_COPIES`); a training step's batch through the FNO,
+        :data:`FNO_VALUES` per channel and point. Refused beyond this machine's memory. The
+        data are made on the host whatever the device; on a GPU the FNO's items are the card's
+        memory, not this machine's, and are left out (the hard head's least-squares systems
+        are not counted: at basis 8, 32 and 64 they grew faster than linearly, 387, 643 and
+        1,319 MiB on the diffusion–sorption CPU variant's grid at width 16)."""
+        p, m = self.problem, self.model
+        cells = float(math.prod(self.space))
+        kept = math.prod([2 * k for k in m.modes[:-1]] + [m.modes[-1]])
+        data = {f"problem.train={p.train}, problem.test={p.test} with problem.nx={p.nx}, "
+                f"problem.nt={p.nt} (the data)":
+                (p.train + p.test) * cells * (p.nt + WORKING_FIELDS) * BYTES}
+        if self.device != "cpu":
+            return data
+        return data | {
+            f"model.width={m.width}, model.modes={list(m.modes)} (the FNO)":
+            float(FNO_LAYERS) * m.width**2 * kept * 2 * FNO_BYTES * NETWORK_COPIES,
+            f"training.batch={self.training.batch} with problem.nx={p.nx}, problem.nt={p.nt}, "
+            f"model.width={m.width}, model.basis={m.basis} (a training step's FNO)":
+            float(self.training.batch) * p.nt * cells * FNO_VALUES * (m.width + m.basis)
+            * FNO_BYTES}
 
     def _experts_own_pde_rows(self) -> None:
         """Independent experts and a partition of unity solve each expert on the rows its

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..datasets.memory import check_fits_in_memory
+from ..datasets.memory import refuse_beyond_memory
 from ..devices import ALLOWED, is_device_name
 from .run_folder import KindSection, OutputSpec, Section, drop_foreign
 
@@ -322,8 +322,7 @@ class PhysicsCase(CaseBase):
 
     @model_validator(mode="after")
     def _fits_in_memory(self) -> PhysicsCase:
-        for what, needed in self.memory_needs().items():
-            check_fits_in_memory(needed, what)
+        refuse_beyond_memory(self.memory_needs())
         return self
 
     def memory_needs(self) -> dict[str, float]:

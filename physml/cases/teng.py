@@ -67,7 +67,7 @@ from .run_folder import (
     write_metrics,
     write_text,
 )
-from .sections import PhysicsCase, threshold_passed, threshold_verdict
+from .sections import BYTES, PhysicsCase, threshold_passed, threshold_verdict
 
 
 class TENGSpec(Section):
@@ -136,11 +136,51 @@ class TENGCase(PhysicsCase):
         return super().unused_keys() | {"model.hard_constraints", "model.periodic_embedding",
                                         "evaluation.nt"}
 
+    def memory_needs(self) -> dict[str, float]:
+        """:meth:`PhysicsCase.memory_needs`, with what TENG holds besides, by the keys that set
+        it: the initial fit's damped system, :data:`INITIAL_FIT_COPIES` of $(n_0 + p)\\times p$
+        for ``training.initial_points`` $n_0$ and the network's $p$ parameters; a step's
+        Jacobian columns, ``training.points`` x ``training.subsample`` (at most $p$); the
+        spectral reference on $(2\\,$``evaluation.nx``$)^d$ nodes, :data:`REFERENCE_VALUES` a
+        node and one value a node for each state it keeps (at most those of
+        :func:`evaluation_steps`, counted without listing them)."""
+        settings, nx = self.training, self.evaluation.nx
+        dim = 2 if self.domain.y is not None else 1
+        width, depth, harmonics = self.model.width, self.model.depth, self.model.harmonics
+        features = 2 * dim * harmonics  # the periodic embedding, then width x depth -> 1
+        parameters = (features + 1) * width + (depth - 1) * (width + 1) * width + width + 1
+        network = f"model.width={width}, model.depth={depth}"
+        nodes = float(2 * nx) ** dim
+        steps = self.total_steps if self.domain.t is not None else 0  # helmholtz: refused
+        states = steps // self.evaluation.every + 2 + len(self.evaluation.times)
+        return super().memory_needs() | {
+            f"training.initial_points={settings.initial_points} with {network} ({parameters} "
+            "parameters: the initial fit)": INITIAL_FIT_COPIES * float(
+                settings.initial_points + parameters) * parameters * BYTES,
+            f"training.points={settings.points}, training.subsample={settings.subsample} (a "
+            "step's Jacobian)": float(settings.points) * min(settings.subsample, parameters)
+            * BYTES,
+            f"evaluation.nx={nx}, evaluation.every={self.evaluation.every}, training.dt="
+            f"{settings.dt:g} (the spectral reference: {2 * nx} nodes per axis, {states:,} "
+            "states)":
+            nodes * (REFERENCE_VALUES + states) * BYTES}
+
     @property
     def total_steps(self) -> int:
         """Time steps over ``domain.t``."""
         return round((self.domain.t[1] - self.domain.t[0]) / self.training.dt)
 
+
+INITIAL_FIT_COPIES = 4
+"""Copies of the initial fit's damped system $[J; \\sqrt{\\lambda s} I]$, $(n_0 + p) \\times p$,
+held at once, measured: the Jacobian, the identity, the system and its QR factors (a periodic
+network of 16 x 3, 641 parameters: 217 MB more for 16384 fit points than for 2048, 3.0
+copies; of 40 x 5, 6801 parameters, on 2048 points: 1.9 GB above the process, 4.0 copies)."""
+
+REFERENCE_VALUES = 192
+"""Numbers held per node of the spectral reference's grid besides its saved states, measured:
+the ETDRK4 coefficients' contour means over 32 complex points per Fourier mode (1.49 GB more
+on 1024^2 nodes than on 256^2, 190 numbers a node)."""
 
 REFERENCE_DT = 2.5e-3  # largest ETDRK4 step of the reference (self-converged to ~1e-10 at the
 # bundled cases' amplitudes; a larger initial state needs smaller steps, and a non-finite

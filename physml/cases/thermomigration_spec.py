@@ -9,12 +9,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from ..datasets.memory import refuse_beyond_memory
 from ..datasets.spec import AbsolutePath
 from ..solvers.free_energy import DiluteSolution, DoubleWell, RegularSolution
 from ..solvers.thermomigration import DEFAULT_TOLERANCE
 from .initial_fields import check_expression, check_field
 from .run_folder import KindSection, Section
-from .sections import CaseBase
+from .sections import BYTES, CaseBase
 
 NONDIMENSIONAL_TEMPERATURE = 1.0
 
@@ -218,6 +219,16 @@ it (:func:`~.thermomigration_analysis.initial_kind`). A uniform or expression st
 decomposes into a bicontinuous network, no set of particles, though ``tracked.json`` records
 what the tracker finds."""
 
+WORK_VALUES = 32
+"""Numbers held per cell while a case runs besides its snapshots, measured: the solver's state,
+stages, error estimate, fluxes and chemical potential, and the tracking and results written
+(the PFHub case, 3 snapshots: 492 MB above the process on 1000^2 cells, 1.35 GB on 2000^2,
+287 bytes a cell between the two, 31 numbers with the snapshots' share taken off)."""
+
+SNAPSHOT_VALUES = 2
+"""Numbers held per cell for each snapshot, measured: the trajectory, and a copy as it is
+written (1000^2 cells: 12 bytes a cell more for each of 10 more snapshots, 1.5 numbers)."""
+
 MODELS = {"dilute": DiluteSolution, "double_well": DoubleWell,
           "regular_solution": RegularSolution}
 
@@ -316,6 +327,20 @@ class ThermomigrationCase(CaseBase):
             check_field(self.initial.path, self.initial.variable, tuple(self.grid.shape),
                         self.initial.time_index)
         return self
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self) -> ThermomigrationCase:
+        refuse_beyond_memory(self.memory_needs())
+        return self
+
+    def memory_needs(self) -> dict[str, float]:
+        """Bytes the run holds, about, by the keys that set them: each cell's
+        :data:`WORK_VALUES` and :data:`SNAPSHOT_VALUES` for each of ``time.saves`` snapshots.
+        Refused beyond this machine's memory."""
+        cells = float(np.prod(self.grid.shape, dtype=float))
+        saves = self.time.saves
+        return {f"grid.shape={list(self.grid.shape)} ({cells:,.0f} cells), time.saves={saves}":
+                cells * (WORK_VALUES + SNAPSHOT_VALUES * saves) * BYTES}
 
     def _placeable(self, ndim: int, lengths: list[float]) -> None:
         """Refuse random particles that random placement cannot fit: one larger (with its
