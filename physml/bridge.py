@@ -72,6 +72,7 @@ import numpy as np
 import torch
 import warp as wp
 
+from .devices import require_tensor_device
 from .linalg_bridge import one_cotangent_only
 from .solvers import step_adjoint
 from .solvers.base import GridSolver
@@ -208,8 +209,7 @@ def _converted(solver: GridSolver, t: torch.Tensor, name: str) -> torch.Tensor:
     if not torch.is_floating_point(t):
         raise ValueError(f"{name} has dtype {t.dtype}; expected a floating-point tensor "
                          f"(converted to the solver's {_TORCH_DTYPES[solver.dtype]})")
-    if str(wp.device_from_torch(t.device)) != solver.device:
-        raise ValueError(f"{name} is on {t.device}; the solver runs on {solver.device}")
+    require_tensor_device(name, t, solver.device)
     return t.to(_TORCH_DTYPES[solver.dtype])
 
 

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from .solvers.runtime import ALLOWED as ALLOWED
 from .solvers.runtime import device_name, warp_device
 from .solvers.runtime import is_device_name as is_device_name
+
+if TYPE_CHECKING:
+    import torch
 
 
 def available_devices() -> list[str]:
@@ -19,18 +23,20 @@ def available_devices() -> list[str]:
     return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
 
-def require_device(device: str | object) -> None:
-    """ValueError naming ``device`` (a name or a ``torch.device``) and what is allowed or
-    available, unless the device it names (:func:`is_device_name`) is usable here by PyTorch
-    and Warp."""
-    warp_device(require_torch_device(device))
+def require_device(device: str | object) -> str:
+    """``device`` (a name, a ``torch.device`` or a Warp device) as a name, with a ValueError
+    naming it and what is allowed or available unless the device it names
+    (:func:`is_device_name`) is usable here by PyTorch and Warp."""
+    name = require_torch_device(device)
+    warp_device(name)
+    return name
 
 
 def require_torch_device(device: str | object) -> str:
-    """``device`` (a name or a ``torch.device``) as a name, with a ValueError naming it and
-    what is allowed (:func:`~physml.solvers.runtime.device_name`) or available unless PyTorch
-    can use it here; Warp is not started (for the parts that run on PyTorch alone), nor
-    PyTorch imported for the CPU."""
+    """``device`` (a name, a ``torch.device`` or a Warp device) as a name, with a ValueError
+    naming it and what is allowed (:func:`~physml.solvers.runtime.device_name`) or available
+    unless PyTorch can use it here; Warp is not started (for the parts that run on PyTorch
+    alone), nor PyTorch imported for the CPU."""
     device = device_name(device)
     if device == "cpu":
         return device
@@ -40,6 +46,21 @@ def require_torch_device(device: str | object) -> str:
         available = ", ".join(available_devices())
         raise ValueError(f"device={device!r} is not available; available: {available}")
     return device
+
+
+def require_tensor_device(name: str, tensor: torch.Tensor, device: str | None = None,
+                          holder: str = "the solver runs on") -> str:
+    """The device ("cpu", "cuda:N") of ``tensor``, the argument ``name``, with a ValueError
+    naming the argument and its device unless that is ``device`` ("u0 is on meta; the solver
+    runs on cpu": ``holder`` says whose device it is) or, without ``device``, one physml runs
+    on (:data:`ALLOWED`): a tensor on another device PyTorch has ("meta", "mps") is refused
+    before PyTorch or Warp meet it."""
+    where = str(tensor.device)
+    if device is not None and where != device:
+        raise ValueError(f"{name} is on {where}; {holder} {device}")
+    if not is_device_name(where):
+        raise ValueError(f"{name} is on {where}; allowed: {ALLOWED}")
+    return where
 
 
 def synchronize(device: str | object) -> None:

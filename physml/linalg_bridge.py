@@ -28,6 +28,7 @@ import torch
 import warp as wp
 import warp.sparse as wps
 
+from .devices import require_tensor_device
 from .solvers.linalg import CsrOperator, LinearOperator, Preconditioner, SolveResult, cg
 from .solvers.runtime import start_warp
 
@@ -157,7 +158,8 @@ def csr_solve(
         ValueError: ``solver`` or ``preconditioner`` is not callable, ``indptr`` or ``indices``
             holds a non-integer,
             ``b``, ``indptr`` and ``values`` disagree in length, ``indptr`` does not rise from 0
-            to nnz, or a column index lies outside [0, n).
+            to nnz, a column index lies outside [0, n), or ``b``, ``indptr`` or ``indices`` is
+            on a device physml does not run on ("meta", "mps").
     """
     for name, tensor in (("values", values), ("b", b)):
         if not isinstance(tensor, torch.Tensor) or tensor.dtype not in (torch.float32,
@@ -167,6 +169,7 @@ def csr_solve(
     if values.dtype != b.dtype or values.device != b.device:
         raise ValueError(f"values are {values.dtype} on {values.device}, b {b.dtype} on "
                          f"{b.device}: they need one dtype and device")
+    require_tensor_device("b", b)
     if not callable(solver):
         raise ValueError(f"solver={solver!r} must be a solve function: cg, bicgstab or gmres of "
                          "physml.solvers.linalg (the function, not its name)")
@@ -176,6 +179,7 @@ def csr_solve(
                          "builds it for A, and for A^T backward; not a built one, not a name")
     indptr, indices = torch.as_tensor(indptr), torch.as_tensor(indices)  # SciPy's arrays too
     for name, tensor in (("indptr", indptr), ("indices", indices)):
+        require_tensor_device(name, tensor)
         if tensor.is_floating_point() and not torch.equal(tensor, tensor.round()):
             raise ValueError(f"{name} holds fractional or non-finite values ({tensor.dtype}); "
                              "pass whole numbers (SciPy's csr_matrix.indptr and .indices)")

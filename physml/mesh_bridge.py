@@ -25,6 +25,7 @@ import scipy.sparse as sp
 import torch
 import warp as wp
 
+from .devices import require_tensor_device
 from .linalg_bridge import csr_solve, first_order_only, one_cotangent_only
 from .solvers.kept import LeastRecentlyUsed
 from .solvers.linalg import Jacobi, SmoothedAggregationAMG, cg
@@ -38,6 +39,7 @@ _VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
 
 def _warp_points(mesh: Mesh, points: torch.Tensor) -> wp.array:
     _require_tensors(points=points)
+    require_tensor_device("points", points, str(mesh.device), "the mesh is on")
     if points.shape != mesh.points.shape:
         raise ValueError(f"points must have shape {mesh.points.shape}, got {tuple(points.shape)}")
     if points.dtype not in _WP_DTYPES:
@@ -92,7 +94,8 @@ def operator_values(points: torch.Tensor, mesh: Mesh, kind: str = "stiffness") -
 
     Raises:
         ValueError: ``points`` fold a cell (the message building a
-            :class:`~physml.solvers.mesh.Mesh` on them gives), or a bad shape or dtype.
+            :class:`~physml.solvers.mesh.Mesh` on them gives), a bad shape or dtype, or a
+            device other than the mesh's.
     """
     if kind not in ("stiffness", "mass"):
         raise ValueError(f"kind must be 'stiffness' or 'mass', got {kind!r}")

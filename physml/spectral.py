@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .devices import require_torch_device
+from .devices import require_tensor_device, require_torch_device
 from .errors import BlowUpError
 from .solvers.checks import check_counts
 from .solvers.dtypes import warp_dtype
@@ -203,6 +203,8 @@ class SpectralSolver:
         return E * v + f1 * Nv + 2 * f2 * (Na + Nb) + f3 * Nc
 
     def _field(self, u0) -> torch.Tensor:
+        if isinstance(u0, torch.Tensor):
+            require_tensor_device("u0", u0)
         # a list or array through NumPy: a list of floats is float64 there, float32 in PyTorch
         u = torch.as_tensor(u0 if isinstance(u0, torch.Tensor) else np.asarray(u0),
                             device=self.device)
@@ -219,6 +221,8 @@ class SpectralSolver:
         """States at steps ``0, save_every, ...`` up to ``n_steps``: shape ``(saves, *n)``.
 
         Raises:
+            ValueError: ``u0`` is not real, finite and of shape ``n``, or is a tensor on a
+                device physml does not run on ("meta", "mps").
             BlowUpError: a saved state is not finite (names the step).
         """
         n_steps, save_every = check_counts(n_steps, save_every)

@@ -217,8 +217,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
             require_device(device)
         except ValueError:
             device = "cpu"
-    require_device(device)
-    target = torch.device(device)
+    target = torch.device(require_device(device))
     model.to(target, dtype)  # before loading: a float32 parameter would round the values
     problem.coefficients.to(target, dtype)
     try:

@@ -34,6 +34,7 @@ from .dtypes import warp_dtype
 from .errors import BlowUpError, UnstableStepError, whole_number
 from .grid import BoundaryConditions, Grid, periodic
 from .parameters import Parameter, check_parameters
+from .runtime import device_name
 
 RK4_IMAGINARY_LIMIT = 2 * math.sqrt(2)
 """RK4 is stable for purely imaginary $\\lambda\\Delta t$ up to $|\\lambda\\Delta t| = 2\\sqrt2$."""
@@ -73,7 +74,7 @@ class NavierStokesSolver2D:
                 f"grid shape={grid.shape}: every axis needs an even cell count >= 4")
         require(bc is None or all(bc.is_periodic(d) for d in range(2)),
                 "NavierStokesSolver2D is periodic on every side; pass bc=None or periodic(2)")
-        require(str(device).startswith("cpu"),
+        require(device_name(device) == "cpu",
                 f"device={device!r}: NavierStokesSolver2D runs on the CPU (NumPy/SciPy FFTs)")
         require(scheme == "ifrk4", f"scheme={scheme!r}; allowed: ifrk4")
         self.dtype = warp_dtype(dtype)  # as a grid solver: a Warp dtype from any dtype or name

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 import torch
 
 from physml import bridge
+from physml.constraints import BlockRouter, HardConstraint
 from physml.linalg_bridge import csr_solve
 from physml.mesh_bridge import operator_values, poisson_solve, spmv
 from physml.solvers import AdvectionSolver1D, Grid, HeatSolver1D, periodic
@@ -187,3 +188,45 @@ def test_a_parameter_given_as_none_is_named_as_none():
     with pytest.raises(ValueError, match=r"parameters\['nu'\] is None; give a number, array or "
                                          "tensor, or leave 'nu' out to keep the solver's value"):
         bridge.rollout(_heat(), torch.zeros(16, dtype=torch.float64), 1, parameters={"nu": None})
+
+
+def _meta(t: torch.Tensor) -> torch.Tensor:
+    return t.to("meta")  # a device PyTorch has that physml does not run on, as "mps"
+
+
+def _heat_rows(u: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+    """Implicit-Euler heat residuals, boundary values and the initial condition phi."""
+    laplacian = u[:, 1:, :-2] - 2 * u[:, 1:, 1:-1] + u[:, 1:, 2:]
+    pde = (u[:, 1:, 1:-1] - u[:, :-1, 1:-1]) - 0.3 * laplacian
+    return torch.cat([pde.flatten(1), u[:, :, 0], u[:, :, -1], u[:, 0] - phi], 1)
+
+
+def _csr() -> tuple[torch.Tensor, ...]:
+    matrix = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(8, 8), format="csr")
+    return (torch.tensor(matrix.data), torch.ones(8, dtype=torch.float64),
+            torch.tensor(matrix.indptr), torch.tensor(matrix.indices))
+
+
+U0 = torch.sin(torch.linspace(0, 2 * np.pi, 17, dtype=torch.float64)[:-1])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: bridge.rollout(_heat(), _meta(U0), 2), "u0 is on meta; the solver runs on cpu"),
+    (lambda: bridge.rollout(_heat(), U0, 2, parameters={"nu": _meta(torch.tensor(0.01))}),
+     "nu is on meta; the solver runs on cpu"),
+    (lambda: operator_values(_meta(torch.tensor(pm.disc(0.5).points)), pm.disc(0.5)),
+     "points is on meta; the mesh is on cpu"),
+    (lambda: csr_solve(*(_meta(t) for t in _csr())), "b is on meta; allowed: cpu, cuda, cuda:N"),
+    (lambda: csr_solve(*_csr()[:2], *(_meta(t) for t in _csr()[2:])),
+     "indptr is on meta; allowed: cpu, cuda, cuda:N"),
+    (lambda: SpectralSolver((16,), 0.1, 0.1).rollout(_meta(U0), 2),
+     "u0 is on meta; allowed: cpu, cuda, cuda:N"),
+    (lambda: HardConstraint(_heat_rows, BlockRouter((6, 8), (1, 1)), (8,))(
+        _meta(torch.zeros(2, 5, 6, 8, dtype=torch.float64)), torch.zeros(2, 8)),
+     "basis is on meta; allowed: cpu, cuda, cuda:N"),
+])
+def test_a_tensor_on_a_device_physml_does_not_run_on_is_named_with_its_device(call, message):
+    """Such a tensor failed deep inside Warp or PyTorch ("Unsupported Torch device type
+    meta", "Cannot copy out of meta tensor")."""
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        call()

@@ -3,6 +3,7 @@ benchmark scripts); least squares gives gelsd's minimum-norm solution off the CP
 CPU-only native network compiles for CUDA; the benchmarks' one summary of repeated runs."""
 
 import importlib.util
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,13 @@ import torch
 import warp as wp
 
 from physml.devices import Stopwatch, require_device, require_torch_device
+from physml.models import PeriodicMLP, build_model
 from physml.solvers.linalg.triangular import LowerPattern
 from physml.solvers.runtime import warp_device
 from physml.train import least_squares
+from physml.train.bundled import ConvectionProblem
+from physml.train.pinn import PINNTrainer
+from physml.train.teng import TENG, TENGPDE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,6 +67,30 @@ def test_a_device_this_machine_lacks_is_one_value_error_naming_it(capfd, device,
         with pytest.raises(ValueError, match=message):
             build()
     assert "CUDA error" not in capfd.readouterr().err  # no native driver lines before it
+
+
+def test_a_warp_device_the_check_accepts_places_trainers_and_a_loaded_run(tmp_path):
+    """The device check takes a Warp device; the PINN and TENG trainers and load_run then
+    passed that object itself to torch.device, a TypeError."""
+    from physml import load_run
+    from physml.cases.pinn import build_trainer
+    from physml.cases.pinn_training import save_checkpoint
+    from physml.cases.registry import load_case
+
+    device = wp.get_device("cpu")
+    problem = ConvectionProblem(1.0, (0.0, 2 * math.pi), (0.0, 1.0), 1.0, 1.0)
+    pinn = PINNTrainer(build_model("mlp", 2, 1, width=4, depth=1), problem, points=16,
+                       device=device)
+    teng = TENG(PeriodicMLP(1, 1, width=4, depth=1), TENGPDE("heat", 0.1), points=16, dim=1,
+                device=device)
+    case = load_case(str(Path(__file__).parents[1] / "cases" / "burgers.yaml"),
+                     [f"output.folder={tmp_path}", "model.width=4", "model.depth=1"])
+    folder = tmp_path / "run"
+    folder.mkdir()
+    save_checkpoint(build_trainer(case), folder)
+    (folder / "config.yaml").write_text(case.to_yaml())
+    loaded = load_run(folder, device)
+    assert pinn.device == teng.device == loaded.device == torch.device("cpu")
 
 
 def test_a_stopwatch_checks_the_name_and_leaves_presence_to_the_work_it_times():

@@ -144,6 +144,18 @@ def test_bad_settings_are_refused(bad, match):
         NavierStokesSolver2D(settings.pop("grid"), **settings)
 
 
+@pytest.mark.parametrize("device, message", [
+    ("cpu:1", r"device='cpu:1' is not a device name; allowed: cpu, cuda, cuda:N$"),
+    ("cpuXYZ", r"device='cpuXYZ' is not a device name"),
+    ("cuda", r"device='cuda': NavierStokesSolver2D runs on the CPU \(NumPy/SciPy FFTs\)"),
+])
+def test_a_device_is_checked_by_name_as_the_other_solvers_check_it(device, message):
+    """Any name starting with "cpu" built a solver on the CPU without a word."""
+    with pytest.raises(ValueError, match=message):
+        NavierStokesSolver2D(unit_square(8), nu=1e-3, dt=1e-3, device=device)
+    assert NavierStokesSolver2D(unit_square(8), nu=1e-3, dt=1e-3, device="cpu:0").device == "cpu"
+
+
 def test_too_large_a_step_is_refused_with_the_limit():
     grid = unit_square(32)
     solver = NavierStokesSolver2D(grid, nu=1e-3, dt=1.0)

@@ -507,6 +507,25 @@ def test_a_training_system_with_a_zero_right_hand_side_is_refused():
         training_system(matrix, zero, zero)
 
 
+@pytest.mark.parametrize("device, message", [
+    ("gpu", r"device='gpu' is not a device name; allowed: cpu, cuda, cuda:N$"),
+    ("cpu:1", r"device='cpu:1' is not a device name"),
+    (torch.device("meta"), r"device='meta' is not a device name"),
+    (None, r"device='None' is not a device name"),
+    ("cuda:99", r"device='cuda:99' is not available; available: cpu"),
+])
+def test_moving_a_training_system_checks_the_device_as_every_device_argument(device, message):
+    """The moves went straight to Tensor.to: PyTorch's own errors, or a meta system that
+    failed later inside fit."""
+    matrix = small_systems()[0]
+    system = training_system(matrix, np.ones(matrix.shape[0]), matrix @ np.ones(matrix.shape[0]))
+    for move in (system.to, system.graph.to):
+        with pytest.raises(ValueError, match=message):
+            move(device)
+    moved = system.to(wp.get_device("cpu"))
+    assert moved.x.device == moved.graph.edge_index.device == torch.device("cpu")
+
+
 def test_training_mistakes_are_named():
     """Each failed inside torch.cat, in a size mismatch naming no argument, or not at all."""
     matrix = small_systems()[0]

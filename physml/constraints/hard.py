@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.func import jvp
 
-from ..devices import require_torch_device
+from ..devices import require_tensor_device, require_torch_device
 from ..solvers.errors import is_real
 from .colouring import ExpertColouring
 from .experts import BlockRouter, interface_differences, level_constants, padded_rows
@@ -191,14 +191,16 @@ def _accepts(rows: Rows, u: torch.Tensor, phi_shape: tuple[int, ...]) -> bool:
 
 def check_inputs(basis: torch.Tensor, phi: torch.Tensor, router: BlockRouter,
                  phi_shape: tuple[int, ...]) -> None:
-    """Refuse a basis or φ that is not a floating-point tensor, a basis that is not
-    (B, N, *grid) on ``router``'s grid with B, N >= 1, or a φ that is not (B, *phi_shape),
-    naming the kinds or shapes given and expected. Values are not checked:
-    a NaN/Inf in either gives a non-finite u (where a trainer stops and names the step)."""
+    """Refuse a basis or φ that is not a floating-point tensor on a device physml runs on, a
+    basis that is not (B, N, *grid) on ``router``'s grid with B, N >= 1, or a φ that is not
+    (B, *phi_shape), naming the kinds, devices or shapes given and expected. Values are not
+    checked: a NaN/Inf in either gives a non-finite u (where a trainer stops and names the
+    step)."""
     for name, value in (("basis", basis), ("phi", phi)):
         if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
             kind = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
             raise ValueError(f"{name} is {kind}; expected a floating-point torch.Tensor")
+        require_tensor_device(name, value)
     grid = tuple(router.shape)
     if basis.ndim != 2 + len(grid) or tuple(basis.shape[2:]) != grid or min(basis.shape[:2]) < 1:
         raise ValueError(f"basis has shape {tuple(basis.shape)}; expected (B, N, "

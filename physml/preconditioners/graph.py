@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..devices import require_torch_device
 from ..solvers.linalg.triangular import lower_triangle
 
 
@@ -62,6 +63,9 @@ class SystemGraph:
     sqrt_diagonal: torch.Tensor
 
     def to(self, device: torch.device | str) -> SystemGraph:
+        """This graph on ``device`` ("cpu", "cuda", "cuda:N"; a ValueError naming it and what
+        is allowed or available otherwise)."""
+        device = require_torch_device(device)
         return SystemGraph(self.n, *(getattr(self, f).to(device) for f in _TENSORS))
 
 

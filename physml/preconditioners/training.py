@@ -19,6 +19,7 @@ import scipy.sparse as sp
 import torch
 import warp as wp
 
+from ..devices import require_torch_device
 from ..errors import NonFiniteLossError, adam_can_step
 from ..solvers.errors import whole_number
 from ..solvers.linalg import CsrOperator, LinearOperator, Preconditioner, cg, csr_from_scipy
@@ -40,6 +41,9 @@ class TrainingSystem:
     b: torch.Tensor
 
     def to(self, device: torch.device | str) -> TrainingSystem:
+        """This system on ``device`` ("cpu", "cuda", "cuda:N"; a ValueError naming it and what
+        is allowed or available otherwise)."""
+        device = require_torch_device(device)
         return TrainingSystem(self.graph.to(device), self.x.to(device), self.b.to(device))
 
 

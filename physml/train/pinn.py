@@ -164,7 +164,7 @@ class PINNTrainer:
                              f"allowed: {', '.join(get_args(Resample))}")
         if not isinstance(hard_constraints, (bool, np.bool_)):
             raise ValueError(f"hard_constraints={hard_constraints!r} must be True or False")
-        require_torch_device(device)
+        device = require_torch_device(device)
         if dtype not in DTYPES.values():
             raise ValueError(f"dtype={dtype!r} is not a training precision; allowed: "
                              f"{', '.join(f'torch.{name}' for name in DTYPES)}")

@@ -221,8 +221,7 @@ class TENG:
             raise ValueError(f"dim={dim} does not match the model: its {type(model).__name__} "
                              f"takes points of {width} coordinates; pass dim={width} or a model "
                              f"of input width {dim}")
-        require_torch_device(device)
-        self.device = torch.device(device)
+        self.device = torch.device(require_torch_device(device))
         self.model = model.to(self.device, torch.float64)
         with torch.no_grad():
             shape = self.model(torch.zeros(1, dim, dtype=torch.float64, device=self.device)).shape
