@@ -5,10 +5,14 @@ scheduler, ``> log``), a live bar shows nothing until the end, so a plain line i
 instead every ``interval`` seconds and once at the end::
 
     [  42.1 s] burgers 1250/5500 loss 3.214e-04 rel L2 8.12e-03
+
+A timer prints the line too when the work gives no update for an interval (a first step that
+waits for Warp to compile its kernels, a long sample), with the count reached so far.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
 from rich.console import Console
@@ -61,12 +65,19 @@ class RunProgress:
         # nothing left to do (a finished run resumed) prints no "0/total" line
         self._printed: tuple[int, str] = self._state
         self._stopped = False
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._timer = threading.Thread(target=self._lines, daemon=True,
+                                       name="physml-progress")
 
     def __enter__(self) -> RunProgress:
         self._bar.__enter__()
+        if not (self.live or self.quiet) and self.interval > 0:
+            self._timer.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._end_lines()
         self._bar.__exit__(*exc)
         if exc[0] is None and not (self.live or self.quiet or self._stopped) \
                 and self._printed != self._state:
@@ -74,16 +85,34 @@ class RunProgress:
 
     def stop(self) -> None:
         """End the display (before printing a message of one's own): no line follows."""
+        self._end_lines()
         self._bar.stop()
         self._stopped = True
+
+    def _line_if_due(self) -> None:
+        """A plain line where none was printed for ``interval`` seconds."""
+        with self._lock:
+            if not self._done.is_set() and \
+                    time.perf_counter() - self._last_line >= self.interval:
+                self._line()
+
+    def _lines(self) -> None:
+        """The plain lines' timer, for units of work longer than ``interval``."""
+        while not self._done.wait(self._last_line + self.interval - time.perf_counter()):
+            self._line_if_due()
+
+    def _end_lines(self) -> None:
+        self._done.set()
+        if self._timer.is_alive() and self._timer is not threading.current_thread():
+            self._timer.join()
 
     def update(self, completed: int, status: str = "") -> None:
         """``completed`` units done; ``status`` is shown after the count."""
         self._state = (completed, status)
         if self.live:
             self._bar.update(self._task, completed=completed, status=status)
-        elif not self.quiet and time.perf_counter() - self._last_line >= self.interval:
-            self._line()
+        elif not self.quiet:
+            self._line_if_due()
 
     def _line(self) -> None:
         self._last_line = now = time.perf_counter()

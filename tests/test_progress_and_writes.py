@@ -182,6 +182,30 @@ def test_progress_lines_in_a_log(tmp_path, cli_in_process, not_a_terminal, comma
     assert counts(result.stderr) == [done[-1]]
 
 
+def test_a_unit_of_work_longer_than_the_interval_still_gets_its_lines():
+    """A log gets its line every interval even while one unit of work runs on (a first step
+    compiling Warp's kernels), with the count reached; none after the display ends."""
+    import io
+    import time
+
+    from physml.progress import PipeConsole, RunProgress
+
+    log = io.StringIO()
+    console = PipeConsole(file=log, force_terminal=False)
+    with RunProgress("fe_c", 41, console, interval=0.05) as progress:
+        time.sleep(0.3)
+        progress.update(1)
+        time.sleep(0.3)
+    lines = [re.match(PROGRESS_LINE.format(name="fe_c", unit=""), line.rstrip() + " ")
+             for line in log.getvalue().splitlines()]
+    counts = [int(m[1]) for m in lines if m]
+    assert len(counts) == len(lines) and counts.count(0) >= 3 and counts.count(1) >= 3
+    assert counts == sorted(counts)
+    printed = log.getvalue()
+    time.sleep(0.2)
+    assert log.getvalue() == printed
+
+
 @pytest.mark.parametrize("command", [
     ["solve", "heat1d", "--out", "{folder}/u.h5"],
     ["datasets", "generate", "{folder}/spec.yaml", "--out", "{folder}/d"],
