@@ -257,6 +257,9 @@ def test_a_soft_head_measures_no_interface_jump_and_takes_no_experts():
     summary = trainer.fit()
     assert summary["interface_jump"] is None and summary["reference_jump"] is None
     assert "interface jump" not in headline({**summary, "threshold": None, "passed": None})
+    hard = {**summary, "threshold": None, "passed": None, "interface_jump": 0.24,
+            "reference_jump": 0.26}
+    assert "interface jump 2.4e-01 (the reference's 2.6e-01)" in headline(hard)
     with pytest.raises(ValueError, match="constraint: experts does not apply to method 'soft'"):
         load_case("cases/moe_diffusion_sorption.yaml",
                   ["variant=cpu", "constraint.method=soft", "constraint.experts=3"])

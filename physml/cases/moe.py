@@ -383,13 +383,14 @@ def describe(case: MoECase) -> str:
 
 def headline(result: dict) -> str:
     """The held-out error with the threshold's verdict, and the interface jump (a hard
-    head's)."""
+    head's) beside the reference's own (the data jump across the interfaces too)."""
     converged = result.get("inner_solves_converged")
     inner = "" if converged is None else f", inner solves converged {100 * converged:.0f} %"
     kink = result.get("cells_at_kink")
     inner += "" if kink is None else f", cells at the kink of R {100 * kink:.2f} %"
     jump = result["interface_jump"]
-    jump = "" if jump is None else f"interface jump {jump:.1e}, "
+    jump = "" if jump is None else (f"interface jump {jump:.1e} (the reference's "
+                                    f"{result['reference_jump']:.1e}), ")
     return (f"test relative L2 {result['test_rel_l2']:.3e}{threshold_verdict(result)}, "
             f"{jump}{result['seconds_per_iteration']:.2f} s per step{inner}")
 
