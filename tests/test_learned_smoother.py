@@ -273,8 +273,11 @@ def test_the_two_grid_probes_follow_the_matrix_device_and_dtype_with_the_same_va
     single_loss = loss(factor.float(), single)
     assert single_loss.dtype == torch.float32
     assert float(single_loss) == pytest.approx(float(loss(factor, system)), rel=1e-4)
-    meta = SmootherSystem(system.graph.to("meta"), system.scaled.to("meta"),
-                          system.coarse.to("meta"))
+    from physml.preconditioners.graph import _TENSORS, SystemGraph
+
+    graph = SystemGraph(system.graph.n, *(getattr(system.graph, f).to("meta")
+                                          for f in _TENSORS))  # SystemGraph.to refuses meta
+    meta = SmootherSystem(graph, system.scaled.to("meta"), system.coarse.to("meta"))
     assert loss(factor.to("meta"), meta).device.type == "meta"
 
 
