@@ -176,10 +176,19 @@ def _seeds(value: Any) -> np.ndarray:
 
 
 def _attr(value: Any) -> Any:
-    if isinstance(value, bool):
+    """``value`` (a number, string or flat list of them) as an attribute that h5netcdf writes
+    and both xarray engines (h5netcdf, netCDF4) read back: bools (Python's or NumPy's) as 0/1,
+    NumPy strings as ``str``, a list of strings as a list of ``str`` (a variable-length string
+    array, read back as a list), any other list as an array."""
+    if isinstance(value, bool | np.bool_):
         return int(value)
-    if isinstance(value, tuple | list):
-        return np.asarray(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, tuple | list | np.ndarray):
+        array = np.asarray(value)
+        if array.dtype.kind in "US":
+            return [str(item) for item in array.tolist()]
+        return array.astype(np.int64) if array.dtype.kind == "b" else array
     return value
 
 

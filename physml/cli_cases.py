@@ -47,9 +47,11 @@ def validate_command(args: argparse.Namespace) -> int:
 
 def _load_run_case(args: argparse.Namespace):
     """The case to run: the file with its overrides, or, with --resume, the run folder's
-    configuration (which the file with its overrides must match)."""
+    configuration (which the file with its overrides must match). A run folder whose run
+    stopped on a NaN/Inf (its ``stopped.txt``) is refused: the same case, resumed from the
+    same checkpoint, replays the same steps into the same failure."""
     from .cases.registry import case_kind, load_case
-    from .cases.run_folder import CONFIG
+    from .cases.run_folder import CONFIG, STOPPED
 
     try:
         requested = load_case(args.case, args.overrides)
@@ -72,6 +74,11 @@ def _load_run_case(args: argparse.Namespace):
     kind = case_kind(case)
     if not kind.resumable:  # before the settings: matching them would not help
         raise ValueError(f"--resume: kind {kind.name!r} cannot resume: start a new run")
+    if (args.resume / STOPPED).is_file():  # its steps are replayed exactly: so is the failure
+        reason = (args.resume / STOPPED).read_text().strip()
+        raise ValueError(f"--resume: {str(args.resume)!r} holds {STOPPED}: its run stopped "
+                         f"({reason}); a resume would replay the same steps into the same "
+                         f"failure: {_new_run_advice(case)}")
     # output.folder: the folder is the one --resume names, wherever the run was started
     keys = [k for k in requested.differences(case) if k.split(".")[:2] != ["output", "folder"]]
     if keys:
@@ -80,6 +87,13 @@ def _load_run_case(args: argparse.Namespace):
         raise ValueError(f"--resume: {str(args.resume)!r} has no {kind.checkpoint} (its run "
                          "keeps none); nothing to resume")
     return case
+
+
+def _new_run_advice(case) -> str:
+    """What cures a run stopped on a numerical failure: a new run of a changed case (float64
+    offered only to a case that runs in float32)."""
+    wider = ", float64" if getattr(case, "dtype", None) == "float32" else ""
+    return f"change the case (a lower learning rate or time step{wider}) and start a new run"
 
 
 def _refused_now(config: Path) -> bool:
@@ -207,11 +221,9 @@ def run_command(args: argparse.Namespace) -> int:
         elif kind.resumable:  # a resume replays the same steps: it would fail the same way
             write_text(folder / STOPPED, f"{failure}\n")
             failure = (f"{failure} ({folder / kind.checkpoint}); a --resume would replay the "
-                       "same steps into the same failure: change the case (a lower learning "
-                       "rate or time step, float64) and start a new run")
+                       f"same steps into the same failure: {_new_run_advice(case)}")
         print(f"physml: error: {failure}", file=sys.stderr)
         return 1
-    (folder / STOPPED).unlink(missing_ok=True)  # a resumed run that finished
     print(kind.headline(result))
     outputs = ", ".join(sorted(p.name for p in folder.iterdir()
                                if p.is_file() and not p.name.startswith(".")))

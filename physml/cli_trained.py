@@ -67,7 +67,7 @@ def predict_command(args: argparse.Namespace) -> int:
         columns.update({name: ("point", values[:, i]) for i, name in enumerate(model.outputs)})
         metadata = {name: (f"input {name} of the trained network", "1") for name in model.inputs}
         metadata.update({name: (f"prediction of {name}", "1") for name in model.outputs})
-        write_dataset(with_cf_metadata(xr.Dataset(columns, attrs={"run": str(args.run_dir)}),
+        write_dataset(with_cf_metadata(xr.Dataset(columns, attrs={"run": str(model.run_dir)}),
                                        metadata), args.out)
     print(f"wrote {args.out} ({len(points)} points, outputs {', '.join(model.outputs)})")
     return 0

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._version import __version__
 from .torch_files import load_checked
 from .train.pinn import DTYPES, PINNField, points_tensor, predict
 
@@ -88,9 +89,21 @@ class TrainedModel:
                              "exported: its distance function is signed outside PyTorch, so a "
                              "trace would keep the signs of its example points; use load_run")
 
+    def _export_metadata(self) -> dict[str, str]:
+        """What an exported file records beside the graph: the names of the columns of its
+        input and output (``inputs``, ``outputs``: comma-separated, e.g. ``x,t`` and ``u``)
+        and ``physml_version``."""
+        return {"inputs": ",".join(self.inputs), "outputs": ",".join(self.outputs),
+                "physml_version": __version__}
+
     def export_torchscript(self, path: str | Path) -> None:
         """Save the field traced by TorchScript (``torch.jit.load(path)(X)`` gives
-        ``(n, m)`` for ``X`` of shape ``(n, d_in)`` in the trained dtype).
+        ``(n, m)`` for ``X`` of shape ``(n, d_in)`` in the trained dtype). The file's extra
+        files ``inputs``, ``outputs`` and ``physml_version`` name the columns of ``X`` and of
+        the output (comma-separated, e.g. ``x,t`` and ``u``)::
+
+            names = {"inputs": "", "outputs": ""}
+            torch.jit.load(path, _extra_files=names)  # names["inputs"] == b"x,t"
 
         Raises:
             ValueError: the field cannot be traced (:meth:`_check_exportable`).
@@ -102,7 +115,7 @@ class TrainedModel:
         try:  # the traced module shares the parameters: saved while they need no grad
             with torch.no_grad(), _quiet_exporter():
                 traced = torch.jit.trace(self.field, self._example(), check_trace=False)
-            traced.save(str(path))
+            traced.save(str(path), _extra_files=self._export_metadata())
         finally:
             for p in trainable:
                 p.requires_grad_(True)
@@ -112,6 +125,10 @@ class TrainedModel:
         ``(n, d_in)``, output ``u`` ``(n, m)``, in the trained dtype; for ONNX Runtime::
 
             onnxruntime.InferenceSession(path).run(None, {"X": X})[0]
+
+        The model's ``metadata_props`` ``inputs``, ``outputs`` and ``physml_version`` name the
+        columns of ``X`` and ``u`` (comma-separated, e.g. ``x,t`` and ``u``; ONNX Runtime:
+        ``session.get_modelmeta().custom_metadata_map``).
 
         Raises:
             ValueError: the ``onnx`` and ``onnxscript`` packages are not installed, or the
@@ -124,10 +141,11 @@ class TrainedModel:
                              "pip install 'physml[onnx]'")
         rows = torch.export.Dim("rows")
         with torch.no_grad(), _quiet_exporter():
-            torch.onnx.export(self.field, (self._example(),), str(path), dynamo=True,
-                              input_names=["X"], output_names=["u"],
-                              dynamic_shapes={"X": {0: rows}}, verbose=False,
-                              external_data=False)  # one self-contained file
+            program = torch.onnx.export(self.field, (self._example(),), dynamo=True,
+                                        input_names=["X"], output_names=["u"],
+                                        dynamic_shapes={"X": {0: rows}}, verbose=False)
+            program.model.metadata_props.update(self._export_metadata())
+            program.save(str(path), external_data=False)  # one self-contained file
 
 
 def _coefficient_values(problem) -> dict[str, float]:

@@ -447,6 +447,30 @@ def test_an_unfinished_run_s_network_is_used_with_a_note_of_its_state(
         in result.stderr and "resume" not in result.stderr
 
 
+def test_predict_records_the_run_folder_absolute(unfinished_run, cli_in_process, monkeypatch):
+    monkeypatch.chdir(unfinished_run.parent)
+    result = cli_in_process("predict", "run", "--points", "p.csv", "--out", "u.h5")
+    assert result.returncode == 0, result.stderr
+    with xr.open_dataset(unfinished_run.parent / "u.h5") as ds:
+        assert ds.attrs["run"] == str(unfinished_run.resolve())
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_exported_files_name_their_columns(unfinished_run, cli_in_process):
+    import onnx
+    import torch
+
+    names = {"inputs": "x,t", "outputs": "u", "physml_version": __version__}
+    out = unfinished_run.parent
+    assert cli_in_process("export", str(unfinished_run), "--out", str(out / "u.pt")).returncode == 0
+    extra = dict.fromkeys(names, "")
+    torch.jit.load(str(out / "u.pt"), _extra_files=extra)
+    assert {key: value.decode() for key, value in extra.items()} == names
+    assert cli_in_process("export", str(unfinished_run), "--out",
+                          str(out / "u.onnx")).returncode == 0
+    props = {p.key: p.value for p in onnx.load(str(out / "u.onnx")).metadata_props}
+    assert props == names
+
 @pytest.mark.parametrize("args, message", [
     (["datasets"], "physml datasets: error: the following arguments are required: {{generate}}"),
     (["predict", "{run}", "--points", "{folder}", "--out", "{folder}/u.csv"],
@@ -493,3 +517,29 @@ def test_results_go_to_stdout_and_log_lines_are_not_wrapped(tmp_path, monkeypatc
     assert printed.out == (f"wrote 1 samples to {deep / 'd'} (open with physml.io.open_dataset("
                            f"{str(deep / 'd')!r}, split='train'))\n")
     assert "wrote" not in printed.err
+
+
+def test_a_shape_run_that_tangles_its_mesh_keeps_its_steps_and_is_not_resumed(tmp_path,
+                                                                              cli_in_process):
+    """The stopped folder kept no metrics.json, and --resume reloaded the mesh and recomputed
+    the step into the same fold (exit 1) instead of refusing at once."""
+    import json
+
+    overrides = ["mesh.h=0.2", "optimisation.lr=0.5", "optimisation.quality_weight=0",
+                 "optimisation.steps=5", f"output.folder={tmp_path}"]
+    assert cli_in_process("run", "shape_poisson", *overrides, "--quiet").returncode == 1
+    (folder,) = tmp_path.iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert [record["step"] for record in metrics["history"]] == [1]  # the update that tangled
+    summary = metrics["summary"]
+    assert summary["stopped"] == (folder / "stopped.txt").read_text().strip()
+    assert summary["stopped"].startswith("the update of step 1 tangled the mesh (folded cells")
+    assert (summary["stopped_step"], summary["checkpoint_step"], summary["steps"],
+            summary["passed"]) == (1, 0, 1, False)
+    resumed = cli_in_process("run", "shape_poisson", *overrides, "--resume", str(folder))
+    assert resumed.returncode == 2 and resumed.stderr.count("\n") == 1
+    assert f"--resume: {str(folder)!r} holds stopped.txt: its run stopped (the update of step " \
+        "1 tangled the mesh" in resumed.stderr
+    assert resumed.stderr.endswith("; a resume would replay the same steps into the same "
+                                   "failure: change the case (a lower learning rate or time "
+                                   "step) and start a new run\n")

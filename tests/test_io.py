@@ -43,6 +43,20 @@ def test_round_trip_xarray_and_h5py(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left
 
 
+def test_attrs_of_strings_and_numpy_bools_round_trip(tmp_path):
+    grid = Grid((8,), (0.0,), (1.0,))
+    attrs = {"bcs": ["periodic", "dirichlet"], "scheme": np.str_("weno5"),
+             "names": np.asarray(["u", "v"]), "stiff": np.True_, "flags": [True, False]}
+    path = io.write_dataset(io.trajectory_dataset(np.zeros((2, 8)), [0.0, 1.0], grid,
+                                                  attrs=attrs), tmp_path / "a.h5")
+    with io.open_dataset(path) as ds:
+        assert ds.attrs["bcs"] == ["periodic", "dirichlet"] and ds.attrs["names"] == ["u", "v"]
+        assert ds.attrs["scheme"] == "weno5" and ds.attrs["stiff"] == 1
+        assert list(ds.attrs["flags"]) == [1, 0]
+    with h5py.File(path) as f:
+        assert list(f.attrs["bcs"]) == ["periodic", "dirichlet"]  # variable-length strings
+
+
 def test_open_dataset_joins_shards_lazily(tmp_path):
     _, first, _ = sample_file(tmp_path, 3, "shard-00000.h5")
     _, second, _ = sample_file(tmp_path, 2, "shard-00001.h5")

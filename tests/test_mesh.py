@@ -168,6 +168,19 @@ def test_fields_are_written_for_paraview(tmp_path, ext):
     np.testing.assert_allclose(data.cell_data["area"][0], area)
 
 
+def test_xdmf_does_not_overwrite_another_h5(tmp_path):
+    from physml import io
+
+    mesh = unit_square(3)
+    u = mesh.points[:, 0]
+    pm.write_mesh(tmp_path / "u.xdmf", mesh, point_data={"u": u})
+    pm.write_mesh(tmp_path / "u.xdmf", mesh, point_data={"u": 2 * u})  # its own arrays: rewritten
+    np.testing.assert_allclose(meshio.read(tmp_path / "u.xdmf").point_data["u"], 2 * u)
+    io.write_dataset(io.mesh_dataset(mesh, {"u": u}), tmp_path / "v.h5")
+    with pytest.raises(ValueError, match=r"v.xdmf': its arrays go to '.*v.h5', which exists"):
+        pm.write_mesh(tmp_path / "v.xdmf", mesh, point_data={"u": u})
+    np.testing.assert_allclose(io.read_mesh_dataset(tmp_path / "v.h5")[1]["u"].values, u)
+
 def test_msh_keeps_gmsh_tags(tmp_path):
     mesh = pm.annulus(0.3)
     pm.write_mesh(tmp_path / "a.msh", mesh)

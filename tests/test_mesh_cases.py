@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import physml
 from physml import io
 from physml.cases import mesh_pde_heat
 from physml.cases.mesh_pde import KIND
@@ -70,6 +71,7 @@ def test_heat_surface_conserves_mass_and_decays_at_the_first_eigenvalue_rate(tmp
     assert summary["decay_rate_error"] < 1e-2  # against eigsh's lambda_1 and the CN factor
     mesh, ds = io.read_mesh_dataset(tmp_path / "fields.h5")
     assert mesh.is_surface and ds["u"].dims == ("time", "node") and ds.sizes["time"] == 5
+    assert ds.attrs["physml_version"] == physml.__version__ and ds.attrs["case"] == "heat_surface"
     np.testing.assert_allclose(vtu_fields(tmp_path)["u"], ds["u"].values[-1])
 
 

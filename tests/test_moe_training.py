@@ -283,3 +283,17 @@ def test_build_model_seeds_its_network_and_leaves_the_caller_s_random_stream_whe
     assert torch.equal(torch.rand(3), expected)
     torch.manual_seed(7)
     assert all(torch.equal(a, b) for a, b in zip(weights(), first))  # from seed, not the stream
+
+
+def test_a_moe_run_stopped_on_a_nan_keeps_its_steps_in_metrics_json(tmp_path):
+    """A loss driven to Inf stops the run with the step named; metrics.json keeps the losses
+    of the steps taken and why it stopped."""
+    case = load_case("cases/moe_diffusion_sorption.yaml",
+                     TINY + ["training.lr=1e6", "training.iterations=8"])
+    with pytest.raises(NonFiniteLossError) as err:
+        run_case(case, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    summary = metrics["summary"]
+    assert summary["stopped_step"] == err.value.step and summary["passed"] is False
+    assert summary["stopped"] == str(err.value)
+    assert [h["step"] for h in metrics["history"]] == list(range(err.value.step))  # 0: untrained

@@ -274,14 +274,77 @@ def test_a_resume_names_a_cut_checkpoint_and_the_keys_another_case_changes(tiny_
         in other.stderr and "output.folder" not in other.stderr
     cure = other.stderr.split("give the overrides the run was started with: ")[1].split()
     assert {"model.depth=2", "model.width=8", *TINY} == set(cure)
-    (folder / "stopped.txt").write_text("the loss became NaN/Inf at step 3\n")
     assert cli_in_process("run", CASE, "--resume", str(folder), *TINY, "model.width=8",
                           "model.depth=2", "--quiet").returncode == 0
-    assert not (folder / "stopped.txt").exists()  # a resumed run that finished: no stop left
     (folder / "checkpoint.pt").write_bytes((folder / "checkpoint.pt").read_bytes()[:1000])
     cut = cli_in_process("run", str(folder / "config.yaml"), "--resume", str(folder))
     assert cut.returncode == 2 and "Traceback" not in cut.stderr
     assert "checkpoint.pt' cannot be read as a checkpoint (RuntimeError: " in cut.stderr
+
+
+@pytest.mark.parametrize("dtype, advice", [
+    ("float32", "change the case (a lower learning rate or time step, float64) and start a "
+                "new run"),
+    ("float64", "change the case (a lower learning rate or time step) and start a new run"),
+], ids=["float32", "float64"])
+def test_a_resume_of_a_stopped_run_is_refused_before_it_replays_the_failure(
+        tmp_path, cli_in_process, dtype, advice):
+    """--resume takes the run's own case only: from the same checkpoint it replays the same
+    steps into the same NaN (a real run's hours). It reloaded and retrained first; float64 was
+    offered to a run already in float64."""
+    overrides = [*TINY, "model.width=8", "model.depth=2", f"dtype={dtype}"]
+    case = load_case(CASE, [*overrides, f"output.folder={tmp_path}"])
+    folder = tmp_path / "run"
+    folder.mkdir()
+    save_checkpoint(build_trainer(case), folder)
+    (folder / "config.yaml").write_text(case.to_yaml())
+    (folder / "stopped.txt").write_text("the loss or its gradient became NaN/Inf at step 8; "
+                                        "the checkpoint of step 5 is kept\n")
+    result = cli_in_process("run", CASE, *overrides, "--resume", str(folder), "--quiet")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"physml: error: --resume: {str(folder)!r} holds stopped.txt: its run stopped (the "
+        "loss or its gradient became NaN/Inf at step 8; the checkpoint of step 5 is kept); a "
+        f"resume would replay the same steps into the same failure: {advice}\n")
+    assert torch.load(folder / "checkpoint.pt", weights_only=False)["step"] == 0
+
+
+def test_a_stopped_run_keeps_the_losses_before_its_failure_in_metrics_json(
+        tmp_path, cli_in_process, monkeypatch):
+    """A NaN/Inf stop left only the checkpoint, config.yaml and stopped.txt: the losses that led
+    to it were in the terminal output alone. A float64 run is not told to try float64."""
+    import physml.cases.pinn as pinn
+
+    def poisoned_after_7_steps(case):  # a NaN gradient at step 8, 3 after the checkpoint
+        trainer = build_trainer(case)
+        residual = trainer.problem.residual_function
+
+        def poisoned(d):
+            r = residual(d)
+            return r + torch.sqrt(0 * r) if trainer.step == 7 else r
+
+        trainer.problem.residual_function = poisoned
+        return trainer
+
+    monkeypatch.setattr(pinn, "build_trainer", poisoned_after_7_steps)
+    result = cli_in_process("run", CASE, *TINY, "model.width=8", "model.depth=2",
+                            "dtype=float64", f"output.folder={tmp_path}", "--quiet")
+    assert result.returncode == 1
+    assert "failure: change the case (a lower learning rate or time step) and" in result.stderr
+    (folder,) = tmp_path.iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert set(metrics) == {"case", "summary", "history", "environment"}
+    assert [record["step"] for record in metrics["history"]] == list(range(1, 8))
+    assert all(np.isfinite(record["loss"]) for record in metrics["history"])
+    summary = metrics["summary"]
+    assert summary["stopped"] == (folder / "stopped.txt").read_text().strip()
+    assert summary["stopped"].startswith("the loss or its gradient became NaN/Inf at step 8; "
+                                         "the checkpoint of step 5 is kept")
+    assert (summary["stopped_step"], summary["checkpoint_step"], summary["steps"],
+            summary["passed"]) == (8, 5, 7, False)
+    exported = cli_in_process("export", str(folder), "--out", str(tmp_path / "u.pt"))
+    assert exported.returncode == 0, exported.stderr
+    assert "checkpoint at step 5 of 26 (the run stopped: " in exported.stderr
 
 
 def test_a_checkpoint_damaged_inside_a_tensor_is_refused_not_resumed(tiny_case, tmp_path):

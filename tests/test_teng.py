@@ -567,3 +567,88 @@ def test_a_non_finite_target_raises_blow_up_before_time_advances():
     assert (caught.value.step, caught.value.field, caught.value.last_good_step) == (1, "u", 0)
     assert teng.t == 0.0 and torch.equal(teng.theta, theta0)
     assert torch.equal(torch.from_numpy(caught.value.last_good_state), theta0)
+
+
+def test_a_fit_to_a_finite_target_beyond_1e154_still_updates():
+    """The plain 2-norm of a residual of 1e200 overflows to inf and inf < inf is false: every
+    update was rejected and theta froze without a word while the run went on."""
+    from physml.train.teng import scaled_norm
+
+    teng = make("euler")
+    X = teng.sample(64)
+    target = teng.value(teng.theta, X) + 1e200 * torch.sin(X[:, 0])
+    start = target - teng.value(teng.theta, X)
+    assert math.isinf(float(start.norm()))
+    fitted = teng.fit(teng.theta, X, target)
+    assert scaled_norm(target - teng.value(fitted, X)) < 0.5 * scaled_norm(start)
+
+
+@pytest.mark.parametrize("case", ["residual", "updates"])
+def test_a_fit_that_can_keep_no_update_raises_blow_up_at_its_step(case, monkeypatch):
+    """A residual whose norm is beyond the float range, or updates that all make u NaN/Inf,
+    left theta as it was and the run went on: now the step is named."""
+    from physml.solvers.errors import BlowUpError
+
+    teng = make("euler")
+    X = teng.sample(64)
+    target = teng.value(teng.theta, X) + math.sin(1.0)
+    if case == "residual":  # finite values, whose norm is not
+        target = torch.full_like(target, 1.5e308)
+    else:
+        real = teng.least_squares
+
+        def diverging(*args):
+            solver = real(*args)
+            monkeypatch.setattr(solver, "solve", lambda damping: torch.full(
+                (teng.subsample,), math.inf, dtype=torch.float64))
+            return solver
+
+        monkeypatch.setattr(teng, "least_squares", diverging)
+    teng.t = 0.04
+    what = {"residual": r"is too far from a fit's target: the residual's norm is inf",
+            "updates": r"became NaN/Inf in every update of a fit \(relative damping"}[case]
+    with pytest.raises(BlowUpError, match=rf"^u {what}.* at step 5 \(t=0.05\)") as caught:
+        teng.fit(teng.theta, X, target)
+    assert (caught.value.step, caught.value.last_good_step) == (5, 4)
+
+
+def test_the_heat_reference_takes_one_exact_step_per_evaluation_time(monkeypatch):
+    """ETDRK4 is exact for a linear PDE, yet the reference stepped at 2.5e-3 whatever the span:
+    T = 4000 took 1.6 million steps (19 minutes) before the first progress line."""
+    from physml.cases.registry import load_case
+    from physml.cases.teng import Reference
+    from physml.spectral import SpectralSolver
+
+    solver = SpectralSolver.heat((16,), 0.1, 2.5e-3)
+    u0 = torch.sin(solver.coords()[0]) + 0.5 * torch.cos(3 * solver.coords()[0])
+    stepped = solver.rollout(u0, 400, save_every=200)[1:]  # t = 0.5, 1
+    torch.testing.assert_close(solver.solve(u0, [0.5, 1.0]), stepped, rtol=0, atol=1e-13)
+
+    def no_steps(self, v):
+        raise AssertionError("the heat reference took an ETDRK4 step")
+
+    monkeypatch.setattr(SpectralSolver, "step_hat", no_steps)
+    case = load_case("teng_heat", [*TINY_TENG, "training.dt=40", "domain.t=[0, 4000]",
+                                   "evaluation.times=[4000]", "evaluation.every=50"])
+    reference = Reference(case, [0.0, 2000.0, 4000.0], 40.0)
+    x = torch.from_numpy(reference.coords[0])
+    torch.testing.assert_close(reference.states[-1], math.exp(-0.1 * 4000) * torch.sin(x),
+                               rtol=0, atol=1e-15)  # u0's rounding, in the mean, stays
+
+
+def test_a_nonlinear_reference_reports_its_steps_to_the_progress_line(tmp_path, cli_in_process):
+    """A long Allen-Cahn or Burgers reference ran for minutes before the first line."""
+    from physml.cases.registry import load_case
+    from physml.cases.teng import Reference
+
+    case = load_case("teng_allen_cahn", TINY_TENG)
+    records = []
+    Reference(case, [0.0, 0.1, 0.2], 0.05, records.append)
+    assert [r["status"] for r in records[::20]] == [
+        f"spectral reference: step {k} of 80" for k in (1, 21, 41, 61)]
+    assert records[-1] == {"step": -1, "status": "spectral reference: step 80 of 80"}
+    result = cli_in_process("run", "teng_allen_cahn", *TINY_TENG, "training.initial_iterations=2",
+                            "evaluation.threshold=null", f"output.folder={tmp_path}",
+                            "--log-every", "0")
+    assert result.returncode == 0, result.stderr
+    assert "0/4 spectral reference: step 80 of 80" in result.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._version import __version__
 from ..datasets.mesh_store import mesh_dataset
 from ..datasets.store import write_dataset
 from ..solvers import mesh as pm
@@ -61,9 +62,11 @@ def summary_units(summary: dict) -> dict[str, str]:
 
 
 def write_results(case: MeshPDECase, result: Result, folder: Path) -> None:
-    """solution.vtu, fields.h5, metrics.json and the figures."""
+    """solution.vtu, fields.h5 (attrs: the case's name, the PDE, the physml version and the
+    resolved configuration), metrics.json and the figures."""
     pm.write_mesh(folder / "solution.vtu", result.mesh, point_data=result.fields)
-    attrs = {"case": case.name, "pde": case.pde.name, "config": case.to_yaml()}
+    attrs = {"case": case.name, "pde": case.pde.name, "physml_version": __version__,
+             "config": case.to_yaml()}
     if result.frames is None:
         ds = mesh_dataset(result.mesh, result.fields, attrs=attrs, metadata=FIELD_METADATA)
     else:

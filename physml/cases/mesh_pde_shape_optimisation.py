@@ -31,6 +31,7 @@ from .run_folder import (
     atomic_write,
     read_checkpoint,
     restoring,
+    write_stopped_metrics,
     write_text,
 )
 
@@ -62,7 +63,9 @@ def mean_ratio_quality(points: torch.Tensor, cells: torch.Tensor,
 
 def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
                            on_step: OnStep) -> Result:
-    """Adam on the vertex positions through the differentiable Poisson solve."""
+    """Adam on the vertex positions through the differentiable Poisson solve. A NaN/Inf loss
+    or gradient, or an update that folds the mesh, stops it (:class:`NonFiniteLossError`,
+    :class:`FoldedMeshError`) with a ``metrics.json`` of the steps taken."""
     if mesh.dim != 2 or mesh.cell_dim != 2:
         raise ValueError("pde.name 'shape_optimisation' needs a planar triangle mesh "
                          f"(got points of dimension {mesh.dim} and {mesh.cell_dim}D cells)")
@@ -99,6 +102,12 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
                  "history": history, "wall_s": elapsed}
         atomic_write(folder / CHECKPOINT, lambda p: torch.save(state, p))
 
+    def stopped(error: NonFiniteLossError) -> NonFiniteLossError:
+        """``error``, once ``metrics.json`` holds the steps taken before it."""
+        write_stopped_metrics(folder, case.name, error, history, steps=len(history),
+                              wall_s=elapsed)
+        return error
+
     start, last_checkpoint, elapsed = 0, None, 0.0  # elapsed: the steps' time, every session
     if resume:
         state = read_checkpoint(folder)
@@ -118,12 +127,12 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
         try:
             loss, match, quality, _ = terms()
         except TangledCellsError as err:  # the last update tangled the mesh: a run failure
-            raise FoldedMeshError(step, last_checkpoint, err.problem) from None
+            raise stopped(FoldedMeshError(step, last_checkpoint, err.problem)) from None
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(step + 1, last_checkpoint)
+            raise stopped(NonFiniteLossError(step + 1, last_checkpoint))
         loss.backward()
         if not adam_can_step(loss.detach(), [x]):
-            raise NonFiniteLossError(step + 1, last_checkpoint)
+            raise stopped(NonFiniteLossError(step + 1, last_checkpoint))
         adam.step()
         elapsed = earlier_s + time.perf_counter() - clock
         record = {"step": step + 1, "loss": loss.item(), "loss_match": match.item(),

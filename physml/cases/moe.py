@@ -52,6 +52,7 @@ from ..constraints import (
 )
 from ..datasets.memory import WORKING_FIELDS, refuse_beyond_memory
 from ..datasets.store import write_dataset
+from ..errors import NonFiniteLossError
 from ..fno import most_modes
 from ..train.moe import (
     EVALUATE_EVERY,
@@ -78,6 +79,7 @@ from .run_folder import (
     restoring,
     run_attrs,
     write_metrics,
+    write_stopped_metrics,
     write_text,
 )
 from .sections import (
@@ -289,8 +291,14 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
     else:
         save()
         write_text(folder / CONFIG, case.to_yaml())
-    result = trainer.fit(on_step, on_checkpoint=save, checkpoint_every=t.checkpoint_every,
-                         saved_step=trainer.step)  # the checkpoint written or resumed
+    try:
+        result = trainer.fit(on_step, on_checkpoint=save, checkpoint_every=t.checkpoint_every,
+                             saved_step=trainer.step)  # the checkpoint written or resumed
+    except NonFiniteLossError as error:
+        write_stopped_metrics(folder, case.name, error,
+                              training_history(trainer.losses, trainer.history),
+                              steps=trainer.step)
+        raise
     history = training_history(result.pop("losses"), result.pop("history"))
     threshold = case.evaluation.threshold
     result.update(threshold=threshold, steps=t.iterations,

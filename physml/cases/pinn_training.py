@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 from pydantic import Field, model_validator
 
+from ..errors import NonFiniteLossError
 from ..train.balancing import BALANCERS
 from ..train.pinn import DTYPES, PINNTrainer, Resample
 from ..train.sampling import DomainSampler
@@ -23,6 +24,7 @@ from .run_folder import (
     atomic_write,
     read_checkpoint,
     restoring,
+    write_stopped_metrics,
     write_text,
 )
 from .sections import LearningRate, threshold_passed
@@ -166,15 +168,25 @@ def train_in_folder(case, trainer: PINNTrainer, folder: Path, resume: bool,
     """Fit ``trainer`` (of a ``pinn`` or ``equation`` case) in its run folder: a resumed run
     loads the folder's checkpoint first; a new one writes its checkpoint at step 0 before
     ``config.yaml``, so a run folder with a configuration can always be resumed. Training
-    writes a checkpoint every ``training.checkpoint_every`` steps."""
+    writes a checkpoint every ``training.checkpoint_every`` steps; a NaN/Inf loss stops it with
+    a ``metrics.json`` of the steps taken (:func:`~.run_folder.write_stopped_metrics`).
+
+    Raises:
+        NonFiniteLossError: a loss or its gradient became NaN/Inf (the step not taken).
+    """
     if resume:
         load_checkpoint(trainer, folder)
     else:
         save_checkpoint(trainer, folder)
         write_text(folder / CONFIG, case.to_yaml())
-    trainer.fit(on_step=on_step, on_checkpoint=lambda: save_checkpoint(trainer, folder),
-                checkpoint_every=case.training.checkpoint_every,
-                saved_step=trainer.step)  # the checkpoint written above, or the one resumed
+    try:
+        trainer.fit(on_step=on_step, on_checkpoint=lambda: save_checkpoint(trainer, folder),
+                    checkpoint_every=case.training.checkpoint_every,
+                    saved_step=trainer.step)  # the checkpoint written above, or the one resumed
+    except NonFiniteLossError as error:
+        write_stopped_metrics(folder, case.name, error, trainer.history, steps=trainer.step,
+                              wall_s=trainer.elapsed_s)
+        raise
 
 
 METHOD_NAMES = {"pinn": "PINN", "lpinn": "Lagrangian PINN"}

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import xarray as xr
@@ -36,6 +36,9 @@ from ..datasets.store import atomic_write as atomic_write
 from ..datasets.store import with_cf_metadata
 from ..datasets.store import write_text as write_text
 from ..torch_files import load_checked
+
+if TYPE_CHECKING:
+    from ..errors import NonFiniteLossError
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
@@ -186,7 +189,8 @@ LOCK = ".physml-run.lock"
 
 STOPPED = "stopped.txt"
 """Why a run stopped on a numerical failure (NaN/Inf), beside the checkpoint it kept: read by
-``physml predict`` and ``export``; removed when a resumed run finishes."""
+``physml predict`` and ``export``; ``physml run --resume`` refuses the folder (the same case
+replays the same steps into the same failure)."""
 
 
 @contextmanager
@@ -303,6 +307,19 @@ def write_metrics(folder: Path, case: str, summary: dict, history: list[dict]) -
     write_text(folder / METRICS, json.dumps(
         {"case": case, "summary": summary, "history": history, "environment": environment()},
         indent=1))
+
+
+def write_stopped_metrics(folder: Path, case: str, error: NonFiniteLossError,
+                          history: list[dict], **summary: object) -> None:
+    """Write the ``metrics.json`` of a run that ``error`` stopped (a NaN/Inf loss or gradient,
+    a folded mesh), in :func:`write_metrics`'s layout: ``history`` up to the last finite step
+    (the steps after the checkpoint kept included), and a summary of ``stopped`` (why: the
+    message ``stopped.txt`` holds), ``stopped_step`` (the step it names),
+    ``checkpoint_step`` (that of the checkpoint kept), ``passed`` false and ``summary`` (the
+    steps taken, the time)."""
+    write_metrics(folder, case, {"stopped": str(error), "stopped_step": error.step,
+                                 "checkpoint_step": error.checkpoint_step, "passed": False,
+                                 **summary}, history)
 
 
 RECORDED_PACKAGES = ("numpy", "scipy", "torch", "warp-lang", "h5py", "xarray", "pyamg", "gmsh",

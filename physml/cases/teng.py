@@ -13,7 +13,8 @@ Run folder::
     solution.png       prediction | reference | |error| at the final time (2D cases)
 
 The reference is the ETDRK4 spectral solver on twice ``evaluation.nx`` nodes per axis with
-steps of at most 2.5e-3; errors are measured on every other node (``evaluation.nx`` per axis).
+steps of at most 2.5e-3 (heat: exact, one exponential step per evaluation time); errors are
+measured on every other node (``evaluation.nx`` per axis).
 A reference whose highest retained modes hold more of its amplitude than
 ``evaluation.threshold`` (:meth:`~physml.spectral.SpectralSolver.unresolved_fraction`, in
 ``metrics.json`` as ``reference_unresolved_fraction``) is refused before training: its own
@@ -51,7 +52,7 @@ from ..solvers.errors import BlowUpError
 from ..spectral import SpectralSolver
 from ..threads import apply_threads
 from ..train.problems import sine
-from ..train.teng import TENG, TENGPDE, FitProgress
+from ..train.teng import TENG, TENGPDE, FitProgress, scaled_norm
 from .kind import CaseKind, OnStep
 from .run_folder import (
     CHECKPOINT,
@@ -222,9 +223,15 @@ def build_teng(case: TENGCase) -> TENG:
 class Reference:
     """The spectral reference of a case at the evaluation times (absolute, within
     ``domain.t``), on the evaluation grid. The initial condition holds at ``domain.t[0]``, so
-    the spectral solver integrates over the elapsed times ``t - domain.t[0]``."""
+    the spectral solver integrates over the elapsed times ``t - domain.t[0]``: in steps of at
+    most :data:`REFERENCE_DT` (heat: one exact exponential step per evaluation time,
+    :meth:`~physml.spectral.SpectralSolver.solve`). A nonlinear reference over a long
+    ``domain.t`` takes many steps (4000 / 2.5e-3 = 1.6 million): every hundredth of them, and
+    the last, is told to ``on_step`` as ``{"step": -1, "status": "spectral reference: step k
+    of n"}`` (no time step done yet: a progress line)."""
 
-    def __init__(self, case: TENGCase, times: list[float], teng_dt: float) -> None:
+    def __init__(self, case: TENGCase, times: list[float], teng_dt: float,
+                 on_step: OnStep | None = None) -> None:
         dim = 2 if case.domain.y is not None else 1
         substeps = math.ceil(teng_dt / REFERENCE_DT - 1e-9)
         pde, n = case.pde, case.evaluation.nx
@@ -237,8 +244,13 @@ class Reference:
         u0 = initial_condition(case)(torch.stack([m.reshape(-1) for m in fine], dim=1))
         every_other = (slice(None),) + (slice(None, None, 2),) * dim
         elapsed = [t - case.domain.t[0] for t in times]
+
+        def progress(done: int, total: int) -> None:  # every hundredth of the steps, and the last
+            if on_step is not None and (done % max(1, total // 100) == 0 or done == total):
+                on_step({"step": -1, "status": f"spectral reference: step {done:,} of {total:,}"})
+
         try:
-            solved = solver.solve(u0.reshape(fine[0].shape), elapsed)
+            solved = solver.solve(u0.reshape(fine[0].shape), elapsed, progress)
         except BlowUpError as err:
             raise ValueError(
                 "the spectral reference (ETDRK4, step "
@@ -261,9 +273,12 @@ class Reference:
         self.times = times
 
     def error(self, teng: TENG, theta: torch.Tensor, index: int) -> tuple[float, np.ndarray]:
+        """The relative L2 error of ``theta``'s prediction at evaluation time ``index`` (its
+        norms scaled: finite for a finite prediction however large), and the prediction."""
         reference = self.states[index].reshape(-1)
         prediction = teng.value(theta, self.points)
-        return float((prediction - reference).norm() / reference.norm()), prediction.cpu().numpy()
+        error, size = scaled_norm(prediction - reference), scaled_norm(reference)
+        return (error / size if size else math.inf), prediction.cpu().numpy()
 
 
 def evaluation_steps(case: TENGCase) -> list[int]:
@@ -281,14 +296,15 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
     ``config.yaml``), so a resumed run never repeats the initial fit; the fit reports its
     progress to ``on_step`` as ``{"fit_iteration", "fit_error", "elapsed_s"}`` records, and a
     resumed run first reports its last measured error as a ``{"t", "rel_l2"}`` record (no
-    ``step``: nothing was done)."""
+    ``step``: nothing was done). Before both, the spectral reference reports its steps
+    (:class:`Reference`)."""
     threads = apply_threads(case.training.points, case.threads)
     teng = build_teng(case)
     steps = evaluation_steps(case)
     dt, t0 = teng.dt, case.domain.t[0]
     clock = Stopwatch(case.device)
     with clock:
-        reference = Reference(case, [t0 + s * dt for s in steps], dt)
+        reference = Reference(case, [t0 + s * dt for s in steps], dt, on_step)
     reference_s = clock.seconds
     history: list[dict] = []
     wall_offset = 0.0

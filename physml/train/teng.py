@@ -364,22 +364,37 @@ class TENG:
         An update is kept only if it lowers the residual on ``X``; otherwise the damping grows
         100-fold from ``MIN_DAMPING`` (Levenberg–Marquardt) and the update is solved again, up
         to ``MAX_DAMPING``, past which the iteration leaves ``theta`` as it is. Where plain
-        Gauss–Newton converges the first try is kept and nothing changes."""
+        Gauss–Newton converges the first try is kept and nothing changes. The residuals'
+        norms are taken scaled (:func:`scaled_norm`), so finite values compare whatever their size.
+
+        Raises:
+            BlowUpError: the residual's norm is not finite, or no damping gives an update
+                whose residual's norm is: no update could be kept, and ``theta`` would stay
+                frozen while the run went on (the step is that of :meth:`step`).
+        """
         theta = theta.clone()
         p = theta.numel()
         for _ in range(self.iterations):
             columns = torch.randperm(p, generator=self.generator)[: self.subsample].to(self.device)
             r = target - self.value(theta, X)
+            residual, damping, finite = scaled_norm(r), MIN_DAMPING, False
+            if not math.isfinite(residual):
+                raise self._blow_up(f"is too far from a fit's target: the residual's norm is "
+                                    f"{residual}")
             solver = self.least_squares(theta, X, columns, r)
-            residual, damping = float(r.norm()), MIN_DAMPING
             while damping <= MAX_DAMPING:
                 trial = theta.clone()
                 trial[columns] += solver.solve(damping)
                 self.solves += 1
-                if float((target - self.value(trial, X)).norm()) < residual:
+                trial_residual = scaled_norm(target - self.value(trial, X))
+                finite = finite or math.isfinite(trial_residual)
+                if trial_residual < residual:
                     theta = trial
                     break
                 damping *= 100
+            if not finite:
+                raise self._blow_up(f"became NaN/Inf in every update of a fit (relative "
+                                    f"damping {MIN_DAMPING:.0e} to {MAX_DAMPING:.0e})")
             self.solve_seconds += solver.seconds
             if isinstance(solver, GramSolver) and solver.lstsq_fallbacks:
                 self._fallback("lstsq", solver.fallback_reason, solver.lstsq_fallbacks)
@@ -395,8 +410,10 @@ class TENG:
 
         Raises:
             BlowUpError: a stage's target or the step's target (so a right-hand side) is
-                NaN/Inf, found before any fit to it; ``theta`` and ``t`` stay those of the last
-                good step (the step is counted from t = 0, ``round(t / dt) + 1``).
+                NaN/Inf, found before any fit to it, or a fit could keep no update (its
+                residual's norm, or that of every update, not finite: :meth:`fit`); ``theta``
+                and ``t`` stay those of the last good step (the step is counted from t = 0,
+                ``round(t / dt) + 1``).
         """
         X = self.sample(self.n_points)
         u_n = self.value(self.theta, X)
@@ -416,14 +433,18 @@ class TENG:
         """``target`` of the step from ``t``, or :class:`BlowUpError` if it is not finite
         (a fit would reject every update and leave ``theta`` frozen without a word)."""
         if not torch.isfinite(target).all():
-            step = round(self.t / self.dt) + 1
-            raise BlowUpError(step=step, t=self.t + self.dt, field="u",
-                              what="became NaN/Inf in a fit's target u_n + dt * F[u]",
-                              last_good_step=step - 1,
-                              last_good_state=self.theta.detach().cpu().numpy(),
-                              advice="theta keeps the last good step; lower dt or check "
-                                     "the network and the initial condition")
+            raise self._blow_up("became NaN/Inf in a fit's target u_n + dt * F[u]")
         return target
+
+    def _blow_up(self, what: str) -> BlowUpError:
+        """The :class:`BlowUpError` of the step from ``t`` (counted from t = 0), ``u``
+        having done ``what``; ``theta`` keeps the last good step."""
+        step = round(self.t / self.dt) + 1
+        return BlowUpError(step=step, t=self.t + self.dt, field="u", what=what,
+                           last_good_step=step - 1,
+                           last_good_state=self.theta.detach().cpu().numpy(),
+                           advice="theta keeps the last good step; lower dt or check "
+                                  "the network and the initial condition")
 
     def run(
         self,
@@ -540,6 +561,16 @@ def _initial_values(u0: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor)
         raise ValueError(f"u0 is zero at all {len(X)} points: the fit's relative error "
                          "||u - u0|| / ||u0|| is undefined; give a nonzero initial condition")
     return values
+
+
+def scaled_norm(v: torch.Tensor) -> float:
+    r"""$\|v\|_2$ as $m\,\|v/m\|_2$, $m = \max_i|v_i|$: inf only where the norm itself is
+    beyond the float range (the plain norm overflows once $|v_i| \gtrsim 10^{154}$), NaN or
+    inf where ``v`` holds NaN or Inf."""
+    scale = v.abs().max()
+    if not (torch.isfinite(scale) and scale > 0):
+        return float(v.norm())
+    return float(scale * (v / scale).norm())
 
 
 def _relative(error: torch.Tensor, reference: torch.Tensor) -> float:

@@ -10,11 +10,13 @@ written to Gmsh ``.msh`` files only (MSH 2.2; the other formats carry the fields
 from __future__ import annotations
 
 import numbers
+import re
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from io import StringIO
 from pathlib import Path
 
+import h5py
 import meshio
 import numpy as np
 
@@ -136,6 +138,24 @@ def _tag_names(field_data: dict, cell_dim: int, facet_tags: np.ndarray | None
     return {**cells, **{name: renumber.get(tag, tag) for name, tag in facets.items()}}, facet_tags
 
 
+def _check_xdmf_arrays(path: Path) -> None:
+    """ValueError if the HDF5 file an XDMF file's arrays go to (meshio writes ``u.h5`` for
+    ``u.xdmf``) exists and is not such a file (datasets ``data0``, ``data1``, ... only): writing
+    would overwrite it."""
+    arrays = path.with_suffix(".h5")
+    if not arrays.exists():
+        return
+    try:
+        with h5py.File(arrays, "r") as f:
+            own = not f.attrs and all(re.fullmatch(r"data\d+", name) for name in f)
+    except OSError:
+        own = False
+    if not own:
+        raise ValueError(f"cannot write mesh file {str(path)!r}: its arrays go to "
+                         f"{str(arrays)!r}, which exists and holds other data; move that file "
+                         "or give the mesh file another name")
+
+
 def write_mesh(
     path: str | Path,
     mesh: Mesh,
@@ -154,9 +174,13 @@ def write_mesh(
         ValueError: a field has the wrong length, cell fields for the ``.msh`` file of a tagged
             mesh (MSH 2.2 keeps the tags there), a format that cannot hold the mesh's cells
             (.stl, .off, .ply and .wkt hold triangles only, TetGen's .node and .ele
-            tetrahedra only), or meshio cannot write the format.
+            tetrahedra only), an ``.xdmf``/``.xmf`` file whose arrays file (the same name
+            with ``.h5``, where meshio writes them) exists and is not an earlier XDMF's, or
+            meshio cannot write the format.
     """
     suffix = Path(path).suffix.lower()
+    if suffix in (".xdmf", ".xmf"):
+        _check_xdmf_arrays(Path(path))
     cell_type = _CELL_TYPES[mesh.cells.shape[1]]
     if _ONE_CELL_TYPE.get(suffix, cell_type) != cell_type:
         raise ValueError(f"cannot write mesh file {str(path)!r}: a {suffix} file holds "
