@@ -33,7 +33,6 @@ shards written before a resume :mod:`physml.datasets.output_folder`'s.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,7 +50,7 @@ from .mesh_spec import MeshDatasetSpec
 from .output_folder import DAMAGED_SHARD, check_resumed_device, prepare_folder, written_device
 from .shard_engines import dask_available, run_in_process, run_on_dask
 from .spec import DatasetSpec, SampledSpec
-from .store import MANIFEST, SPLITS, write_text
+from .store import MANIFEST, SPLITS, json_text, write_text
 
 
 @dataclass(frozen=True)
@@ -218,5 +217,5 @@ def _generate(spec, folder: Path, device: str, workers: int | None, client, over
         "splits": {s: sorted(Path(t.path).name for t in tasks if t.split == s)
                    for s in SPLITS},
     }
-    write_text(folder / MANIFEST, json.dumps(manifest, indent=2))
+    write_text(folder / MANIFEST, json_text(manifest, indent=2))
     return manifest

@@ -327,6 +327,24 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+def _strict(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±Inf) as None, through dicts, lists and
+    tuples."""
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(item) for item in value]
+    return value
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """``value`` as strict JSON: a non-finite float is written ``null`` (Python's ``NaN`` and
+    ``Infinity`` are no JSON, and strict readers, JavaScript's among them, refuse the file)."""
+    return json.dumps(_strict(value), indent=indent, allow_nan=False)
+
+
 def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` to ``path`` as HDF5 with :func:`atomic_write`.
 

@@ -681,3 +681,23 @@ def test_read_pdebench_says_which_layouts_it_reads_for_incompressible_navier_sto
         io.read_pdebench(path)
     assert "2D incompressible Navier-Stokes files, 'velocity' with 't', are not read" in str(
         refused.value)
+
+
+def test_json_files_are_strict_json_with_non_finite_figures_as_null(tmp_path):
+    """metrics.json wrote NaN and Infinity as bare words, which strict readers (JavaScript's
+    JSON.parse) refuse: they are null."""
+    import json
+
+    from physml.cases.run_folder import write_metrics
+
+    figures = {"energy": float("nan"), "deviation": np.float32("inf"), "rate": 1.5,
+               "curve": [1.0, float("-inf"), (2.0, np.nan)]}
+    write_metrics(tmp_path, "case", figures, [{"step": 0, "loss": float("nan")}])
+
+    def refuse(name):
+        raise ValueError(f"{name} in metrics.json")
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)
+    assert metrics["summary"] == {"energy": None, "deviation": None, "rate": 1.5,
+                                  "curve": [1.0, None, [2.0, None]]}
+    assert metrics["history"] == [{"step": 0, "loss": None}]

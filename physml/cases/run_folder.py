@@ -12,7 +12,6 @@ them.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +32,7 @@ from pydantic import (
 from .._version import __version__
 from ..datasets.spec import StrictModel
 from ..datasets.store import atomic_write as atomic_write
-from ..datasets.store import with_cf_metadata
+from ..datasets.store import json_text, with_cf_metadata
 from ..datasets.store import write_text as write_text
 from ..torch_files import load_checked
 
@@ -304,7 +303,7 @@ def write_metrics(folder: Path, case: str, summary: dict, history: list[dict]) -
         history: one record per recorded step (a training update, a time step or a
             snapshot), each with its ``step``: updates counted from 1, 0 before the first.
     """
-    write_text(folder / METRICS, json.dumps(
+    write_text(folder / METRICS, json_text(
         {"case": case, "summary": summary, "history": history, "environment": environment()},
         indent=1))
 

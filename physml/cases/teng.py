@@ -35,7 +35,6 @@ A case::
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +44,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from ..datasets.store import write_dataset
+from ..datasets.store import json_text, write_dataset
 from ..devices import Stopwatch
 from ..models import PeriodicMLP
 from ..solvers.errors import BlowUpError
@@ -391,7 +390,7 @@ def write_teng_results(case, teng, reference, history, folder: Path, extra: dict
     }
     write_metrics(folder, case.name, result, history)
     curve = {"t": [e["t"] for e in history], "rel_l2": [e["rel_l2"] for e in history]}
-    write_text(folder / "errors.json", json.dumps(curve))
+    write_text(folder / "errors.json", json_text(curve))
     shape = reference.states.shape[1:]
     axes = reference.coords
     names = ("x", "y")[: len(shape)]

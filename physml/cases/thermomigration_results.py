@@ -4,14 +4,13 @@ figures."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from .._version import __version__
-from ..datasets.store import with_cf_metadata, write_dataset
+from ..datasets.store import json_text, with_cf_metadata, write_dataset
 from .run_folder import write_metrics, write_text
 from .thermomigration_analysis import initial_kind, starts_from_particles, steady_profile
 from .thermomigration_spec import ThermomigrationCase
@@ -51,7 +50,7 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
                      units="x, y, z in m; time in s; T in K; c mole fraction")
     ds = xr.Dataset(fields, coords={"time": np.array(run.times), **coords}, attrs=attrs)
     write_dataset(with_cf_metadata(ds, _cf_metadata(case, dims)), folder / "trajectory.h5")
-    write_text(folder / "tracked.json", json.dumps(records, indent=1))
+    write_text(folder / "tracked.json", json_text(records, indent=1))
     write_metrics(folder, case.name, summary, [
         {"step": step, "t": t, "mass": mass, "free_energy": energy}
         for step, t, mass, energy in zip(run.steps, run.times, run.mass, run.free_energy)])
