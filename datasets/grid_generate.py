@@ -21,6 +21,7 @@ import numpy as np
 
 from .._version import __version__
 from ..solvers.base import GridSolver
+from ..solvers.errors import BlowUpError
 from ..solvers.runtime import quiet_warp
 from .grid_samples import (
     ToleranceNotMet,
@@ -44,9 +45,17 @@ from .store import (
 if TYPE_CHECKING:  # generate imports this module
     from .generate import ShardTask
 
+SAME_FAILURE = ("the same command again keeps the finished shards and stops at this sample "
+                "again; a changed spec needs another --out or --overwrite")
+"""How a sample's numerical failure ends its message: a resume solves it as before."""
+
 
 def write_shard(task: ShardTask) -> str:
-    """Solve the samples of one shard and write it (atomically). Returns its path."""
+    """Solve the samples of one shard and write it (atomically). Returns its path.
+
+    Raises:
+        FloatingPointError: a sample blew up (:func:`sample_blew_up`, naming its seed).
+    """
     quiet_warp(task.device)
     spec = DatasetSpec.model_validate(_yaml_load(task.spec_yaml))
     solver = spec_solver(spec, task.parameters, task.device)
@@ -58,6 +67,8 @@ def write_shard(task: ShardTask) -> str:
             scheme, plan = planned_scheme(spec, solvers, u0, task.parameters, task.device)
         except ToleranceNotMet as err:
             raise ValueError(f"{task.path}: sample with seed {seed}: {err}") from None
+        except FloatingPointError as err:  # imex's step-doubling rollouts
+            raise sample_blew_up(task.path, seed, err) from None
         schemes.append(solvers[scheme].scheme)
         plans.append(plan)
     states = np.empty((len(initial), spec.n_saves, *solver.grid.shape))
@@ -132,8 +143,21 @@ def _solve_or_name_the_seed(spec, solver, initial, plans, batch, task) -> np.nda
             try:
                 solve_sample(spec, solver, initial[i], plans[i])
             except FloatingPointError as err:
-                raise ValueError(f"{task.path}: sample with seed {task.seeds[i]}: {err}") from None
+                raise sample_blew_up(task.path, task.seeds[i], err) from None
         raise
+
+
+def sample_blew_up(path: str, seed: int, err: FloatingPointError) -> FloatingPointError:
+    """The blow-up ``err`` of the sample ``seed`` of the shard ``path`` as one line: where it
+    happened and what in the spec can change it (a FloatingPointError, which the command line
+    ends with exit status 1; a plain one, which Dask's workers can send back)."""
+    where = (f"{err.field} {err.what} at step {err.step} (t={err.t:.6g})"
+             if isinstance(err, BlowUpError) else str(err))
+    return FloatingPointError(
+        f"{path}: sample with seed {seed}: {where}; a smaller solver.cfl shortens the steps "
+        "(solver.cfl times the stable step of the initial state, which a growing state can "
+        "outgrow); a PDE whose solution itself blows up from this initial state needs other "
+        f"parameters, initial_condition options or a shorter t_end; {SAME_FAILURE}")
 
 
 def _yaml_load(text: str) -> dict:

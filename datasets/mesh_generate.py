@@ -21,6 +21,7 @@ import yaml
 from .._version import __version__
 from ..solvers import mesh as pm
 from ..solvers.runtime import quiet_warp
+from .grid_generate import SAME_FAILURE
 from .memory import check_shard_fits
 from .mesh_spec import MESH_FIELDS, MeshDatasetSpec, MeshSpec
 from .mesh_store import mesh_dataset
@@ -79,16 +80,29 @@ def equation_and_solver(spec: MeshDatasetSpec, mesh: pm.Mesh) -> tuple[str, str]
 
 def write_mesh_shard(task) -> str:
     """Solve the samples of one shard (a :class:`~physml.datasets.generate.ShardTask`) and
-    write it atomically. Returns its path."""
+    write it atomically. Returns its path.
+
+    Raises:
+        FloatingPointError: a sample's solution is not finite, or its linear solve failed
+            (naming its seed).
+    """
     quiet_warp(task.device)
     spec = MeshDatasetSpec.model_validate(yaml.safe_load(task.spec_yaml))
     mesh = dataset_mesh(spec, task.device)
     data, solutions = [], []
     for seed in task.seeds:
         data.append(random_field(spec, mesh, seed))
-        solution = solve_sample(spec, mesh, task.parameters, data[-1])
-        if not np.all(np.isfinite(solution)):
-            raise ValueError(f"{task.path}: sample with seed {seed}: the solution is not finite")
+        try:
+            solution = solve_sample(spec, mesh, task.parameters, data[-1])
+            failure = None if np.all(np.isfinite(solution)) else "the solution is not finite"
+        except ArithmeticError as err:  # a ConvergenceError of the linear solve
+            failure = str(err)
+        if failure is not None:
+            raise FloatingPointError(
+                f"{task.path}: sample with seed {seed}: {failure}; shorter steps would not "
+                "help (heat_mesh's theta-scheme is stable at any step, poisson_mesh is steady): "
+                "change the parameters or the mesh; "
+                f"{SAME_FAILURE}")
         solutions.append(solution)
     dtype = spec.storage_dtype
     if spec.is_transient:

@@ -1,5 +1,6 @@
 """``physml datasets generate SPEC --out FOLDER``: a benchmark dataset generated (or resumed)
-from a spec, with a progress display counting samples.
+from a spec, with a progress display counting samples; a sample that blows up ends it with
+exit status 1, naming the shard and the sample's seed.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
+import sys
 
 from .cli_parser import log_interval
 
@@ -54,15 +56,23 @@ def generate_command(args: argparse.Namespace) -> int:
                     RunProgress(spec.pde, total, console, args.quiet, interval)))
             shown[0].update(done, "samples")
 
-        manifest = generate(
-            spec,
-            args.out,
-            device=device,
-            workers=args.workers,
-            scheduler=args.scheduler,
-            overwrite=args.overwrite,
-            progress=report,
-        )
+        try:
+            manifest = generate(
+                spec,
+                args.out,
+                device=device,
+                workers=args.workers,
+                scheduler=args.scheduler,
+                overwrite=args.overwrite,
+                progress=report,
+            )
+        except FloatingPointError as err:  # a sample blew up: told after the progress display
+            failure = err
+        else:
+            failure = None
+    if failure is not None:
+        print(f"physml: error: {failure}", file=sys.stderr)
+        return 1
     reader = (f"physml.datasets.linear_systems.read_systems({str(args.out / 'train')!r})"
               if isinstance(spec, LinearSystemSpec)
               else f"physml.io.open_dataset({str(args.out)!r}, split='train')")

@@ -268,3 +268,19 @@ def test_the_default_worker_count_is_the_cores_the_process_may_use(monkeypatch, 
     with pytest.raises(ValueError, match="were not written"):
         generate(load_spec(write_spec(tmp_path)), tmp_path / "d")
     assert counts == [1]
+
+
+def test_a_mesh_sample_that_is_not_finite_is_a_numerical_failure(tmp_path, monkeypatch):
+    """A non-finite mesh solution was a ValueError (exit 2, the status of a bad spec)."""
+    from physml.datasets import mesh_generate
+
+    path = tmp_path / "mesh.yaml"
+    path.write_text("pde: poisson_mesh\nmesh: {domain: icosphere, level: 1}\n"
+                    "initial_condition: {kind: random_bumps}\nsamples: 2\nshard_size: 1\n")
+    spec = load_spec(path)
+    monkeypatch.setattr(mesh_generate, "solve_sample",
+                        lambda spec, mesh, parameters, data: np.full_like(data, np.nan))
+    with pytest.raises(FloatingPointError, match=r"shard-00000.h5: sample with seed 0: the "
+                       r"solution is not finite; shorter steps would not help .* change the "
+                       r"parameters or the mesh; the same command again keeps"):
+        generate(spec, tmp_path / "d", workers=0)

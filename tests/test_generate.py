@@ -573,3 +573,31 @@ def test_closing_a_finished_local_cluster_shows_no_nanny_warning():
         nanny.removeHandler(handler)
     assert closed == ["client", "cluster"] and shown == []
     assert nanny.level == level
+
+
+def test_a_sample_that_blows_up_exits_1_naming_its_seed_and_the_keys_that_change_it(
+        tmp_path, capsys):
+    """It exited 2, the status of a bad spec, advised "reduce dt", no key of a spec, and said a
+    last finite state was kept where nothing is. u0 < 0 makes the logistic reaction blow up in
+    finite time (at ln(1 + 1/|min u0|) / rho without diffusion): with rho = 0.8 by t = 1 from
+    seed 2 (min u0 -1.55), not from seeds 0 (min -0.87, |u| 345 at t = 1) and 1 (min 0.40)."""
+    replace = {"pde: advection1d": "pde: diffusion_reaction1d",
+               "beta: [0.5, 1.0]": "nu: 0.001, rho: 0.8", "samples: 10": "samples: 4",
+               "shard_size: 3": "shard_size: 2", "seed: 7": "seed: 2022",
+               "pdebench_sines}": "pdebench_sines, options: {normalize: false}}"}
+    spec = write_spec(tmp_path, t_end=1.0, **replace)
+    args = ["datasets", "generate", str(spec), "--out", str(tmp_path / "d"), "--workers", "0",
+            "--quiet"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("physml: error: ") and "shard-00001.h5: sample with seed 2: u became " \
+        "NaN/Inf at step" in err
+    assert "smaller solver.cfl" in err and "parameters, initial_condition options or a " \
+        "shorter t_end" in err and "kept from step" not in err and "reduce dt" not in err
+    assert "the same command again keeps the finished shards and stops at this sample again" \
+        in err
+    finished = tmp_path / "d" / "train" / "shard-00000.h5"
+    before = finished.stat().st_mtime_ns
+    assert main(args) == 1
+    assert "sample with seed 2: u became NaN/Inf" in capsys.readouterr().err
+    assert finished.stat().st_mtime_ns == before

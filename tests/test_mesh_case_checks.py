@@ -135,3 +135,19 @@ def test_refine_edge_lengths_keep_the_limits_of_mesh_h(refine, message):
 
     with pytest.raises(ValueError, match=message):
         load_case("poisson_lshape", [f"refine={refine}"])
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["pde.initial.amplitude=1e300"], r"pde.initial.amplitude=1e\+300"),
+    (["mesh.domain=disc", "boundary=[{part: all, kind: dirichlet, value: -1e200}]"],
+     r"boundary\[0\].value.amplitude=-1e\+200"),
+])
+def test_a_heat_field_whose_energy_would_overflow_is_refused(overrides, key):
+    """amplitude 1e300 ran with NumPy's overflow warnings and NaN energy and decay rate in the
+    metrics, exit 0: 1/2 u^T K u overflows float64 past |u| ~ 1e154."""
+    from physml.cases.registry import load_case
+
+    with pytest.raises(ValueError, match=rf"{key}: a heat run's Dirichlet energy 1/2 u\^T K u is "
+                       r"quadratic in u .* give \|amplitude\| <= 1e\+150"):
+        load_case("heat_surface", overrides)
+    load_case("heat_surface", ["pde.initial.amplitude=-1e150"])

@@ -738,6 +738,31 @@ def test_initial_field_errors_name_the_file_and_variable(tmp_path):
                             initial={"kind": "file", "path": str(path), "variable": "phi"})
 
 
+
+def test_initial_field_is_read_by_dimension_names(tmp_path):
+    import xarray as xr
+
+    from physml.cases.initial_fields import read_field
+
+    c = np.arange(12.0).reshape(4, 3)  # (x, y) on a 4 x 3 grid
+    times = np.stack([c, 2 * c])  # (time, x, y)
+    path = tmp_path / "c0.h5"
+    xr.Dataset({"c": (("x", "y"), c), "u": (("y", "time", "x"), times.transpose(2, 0, 1)),
+                "w": (("a", "b"), c)}).to_netcdf(path, engine="h5netcdf")
+    square = np.arange(9.0).reshape(3, 3)  # (x, y), written as (y, x) by another tool
+    xr.Dataset({"s": (("y", "x"), square.T)}).to_netcdf(tmp_path / "s.h5", engine="h5netcdf")
+    np.testing.assert_array_equal(read_field(tmp_path / "s.h5", "s", (3, 3)), square)
+    np.testing.assert_array_equal(read_field(path, "c", (4, 3)), c)
+    np.testing.assert_array_equal(read_field(path, "u", (4, 3)), 2 * c)
+    np.testing.assert_array_equal(read_field(path, "u", (4, 3), time_index=0), c)
+    with pytest.raises(ValueError, match=r"c0.h5':w has dimensions \(a, b\); the grid's are "
+                                         r"\(x, y\)"):
+        read_field(path, "w", (4, 3))
+    with pytest.raises(ValueError, match=r"s has shape \(3, 3\), the grid \(2, 3\) over "
+                                         r"\(x, y\)"):
+        read_field(tmp_path / "s.h5", "s", (2, 3))
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -1339,3 +1364,31 @@ def test_rollout_takes_save_every_third_and_dt_only_by_keyword():
         solver.step(c0, 1.0)
     assert solver.rollout(c0, 10, 5, dt=1.0).shape == (3, 16)
     np.testing.assert_array_equal(solver.step(c0, dt=1.0), solver.rollout(c0, 1, dt=1.0)[-1])
+
+
+def test_a_precipitate_start_whose_mole_fraction_leaves_0_1_is_refused_in_si_units_only():
+    """Q* = -1e9 J/mol tilts the zero-flux matrix by 9.6 per K: the start spanned c in
+    [-224, 224] and the run went on with a mole fraction far outside [0, 1]. The
+    non-dimensional double well's c may take any value (wells at -1 and 1, say)."""
+    from physml.cases import thermomigration_build as build
+    from physml.cases.registry import load_case
+
+    def start(case):
+        grid, bc = build.build_grid(case)
+        T = build.build_temperature(case, grid)
+        return build.initial_state(case, grid, bc, build.build_free_energy(case), T)
+
+    tilted = load_case(CASES / "thermomigration_single_precipitate.yaml",
+                       ["variant=small", "grid.shape=[32, 32]", "interface_width=6e-6",
+                        "heat_of_transport=-1e9"])
+    with pytest.raises(ValueError, match=r"initial.kind 'precipitates': c0 spans \[-224, 224\], "
+                       r"but in SI units c is a mole fraction, 0 <= c <= 1; .* changes by "
+                       r"-heat_of_transport/\(f'' T0\) = 9.62 per K .* lower "
+                       r"\|heat_of_transport\|, temperature.gradient or grid.length"):
+        start(tilted)
+    symmetric = load_case(CASES / "thermomigration_spinodal_pfhub1.yaml", [
+        "grid.shape=[32, 32]", "grid.length=[64.0, 64.0]", "free_energy.c_alpha=-1.0",
+        "free_energy.c_beta=1.0", "initial.kind=precipitates", "initial.centres=[[32.0, 32.0]]",
+        "initial.radii=[10.0]"])
+    c0 = start(symmetric)
+    assert c0.min() < -0.9 and c0.max() > 0.9

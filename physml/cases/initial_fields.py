@@ -2,8 +2,10 @@
 the cell-centre coordinates.
 
 * :func:`read_field`: ``variable`` of ``path`` (netCDF4-flavoured HDF5 as xarray writes it, or
-  plain HDF5 datasets), shape ``grid.shape``; a leading ``time`` axis (a run's
-  ``trajectory.h5``) is indexed by ``time_index``.
+  plain HDF5 datasets), shape ``grid.shape``. Named dimensions must be the grid's axes ``x``,
+  ``y``, ``z`` in any order (the field is transposed to that order), plus an optional ``time``
+  (a run's ``trajectory.h5``) indexed by ``time_index``; a plain HDF5 dataset's unnamed axes
+  are taken as ``x``, ``y``, ``z`` in order.
 * :func:`check_expression` / :func:`evaluate_expression`: arithmetic on numbers, the
   coordinates ``x``, ``y``, ``z``, the constants ``pi`` and ``e`` and the NumPy functions in
   :data:`FUNCTIONS`, e.g. ``0.5 + 0.01*cos(0.105*x)*cos(0.11*y)``; nothing else is evaluated.
@@ -129,14 +131,24 @@ def _field_array(ds: xr.Dataset, path: Path, variable: str, shape: tuple[int, ..
         raise ValueError(f"initial field file {str(path)!r} has no variable {variable!r}; it "
                          f"has: {', '.join(map(str, ds.data_vars)) or 'none'}")
     field = ds[variable]
-    if field.ndim == len(shape) + 1 and field.dims[0] == "time":
-        if not -field.shape[0] <= time_index < field.shape[0]:
-            raise ValueError(f"initial field {str(path)!r}:{variable} has {field.shape[0]} "
+    if field.ndim == len(shape) + 1 and "time" in field.dims:
+        times = field.sizes["time"]
+        if not -times <= time_index < times:
+            raise ValueError(f"initial field {str(path)!r}:{variable} has {times} "
                              f"times; time_index={time_index} is out of range")
         field = field.isel(time=time_index)
+    axes = COORDINATES[:len(shape)]
+    dims = tuple(map(str, field.dims))
+    if not all(dim.startswith("phony_dim_") for dim in dims):  # plain HDF5: axes in order
+        if sorted(dims) != sorted(axes):
+            raise ValueError(f"initial field {str(path)!r}:{variable} has dimensions "
+                             f"({', '.join(dims)}); the grid's are ({', '.join(axes)}), in any "
+                             "order, with an optional time")
+        field = field.transpose(*axes)
     if tuple(field.shape) != tuple(shape):
         raise ValueError(f"initial field {str(path)!r}:{variable} has shape "
-                         f"{tuple(field.shape)}, the grid {tuple(shape)}")
+                         f"{tuple(field.shape)}, the grid {tuple(shape)} over "
+                         f"({', '.join(axes)})")
     return field
 
 
@@ -149,8 +161,9 @@ def check_field(path: str | Path, variable: str, shape: tuple[int, ...],
 
 def read_field(path: str | Path, variable: str, shape: tuple[int, ...],
                time_index: int = -1) -> np.ndarray:
-    """``variable`` of the file ``path`` as float64 of ``shape``; ValueError naming the file and
-    variable if it is missing, misshapen or not finite."""
+    """``variable`` of the file ``path`` as float64 of ``shape``, axes ``(x, y[, z])``;
+    ValueError naming the file and variable if it is missing, its dimensions are not the
+    grid's axes, or it is misshapen or not finite."""
     with _open(Path(path)) as ds:
         field = np.asarray(_field_array(ds, Path(path), variable, shape, time_index).values,
                            dtype=np.float64)

@@ -146,6 +146,13 @@ PDE_KEYS = {"poisson": {"source", "exact"}, "heat": {"initial", "kappa"},
 """The keys of ``pde`` each PDE reads (besides ``name``)."""
 
 
+HEAT_MAX_AMPLITUDE = 1e150
+"""The largest |amplitude| of a heat run's initial field and Dirichlet values: its diagnostics
+hold the Dirichlet energy $\\tfrac12 u^\\top K u$, a quadratic form, which overflows float64
+(1.8e308) once |u| passes about 1e154 (sooner on a large mesh). The heat equation is linear: a
+field scaled down gives the same run, scaled."""
+
+
 _SECTION_OF = {"heat": "time", "shape_optimisation": "optimisation"}
 """The section each PDE that needs one reads (the others refuse it)."""
 
@@ -208,6 +215,17 @@ class MeshPDECase(CaseBase):
         if name == "geodesic" and self.boundary:
             raise ValueError("pde.name 'geodesic' takes no boundary conditions (the distance "
                              "from pde.source_point)")
+        if name == "heat":
+            fields = {"pde.initial": self.pde.initial, **{
+                f"boundary[{i}].value": b.value for i, b in enumerate(self.boundary)
+                if b.kind == "dirichlet"}}
+            for key, field in fields.items():
+                if not abs(field.amplitude) <= HEAT_MAX_AMPLITUDE:
+                    raise ValueError(
+                        f"{key}.amplitude={field.amplitude:g}: a heat run's Dirichlet energy "
+                        "1/2 u^T K u is quadratic in u and overflows float64 past |u| ~ 1e154; "
+                        f"give |amplitude| <= {HEAT_MAX_AMPLITUDE:g} (the heat equation is "
+                        "linear: scale u down)")
         if name == "shape_optimisation" and self.pde.source.amplitude == 0:
             raise ValueError("pde.name 'shape_optimisation' needs a non-zero pde.source (the "
                              "loss compares the solution with the target's, scaled by it)")

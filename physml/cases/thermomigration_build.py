@@ -89,7 +89,12 @@ def initial_state(case: ThermomigrationCase, grid: Grid, bc: BoundaryConditions,
                   T: np.ndarray) -> np.ndarray:
     """$c_0$: uniform, an expression, a file's field, or precipitates in a zero-flux matrix in
     equilibrium with the largest at its own temperature (the mean of ``T`` over it: its
-    centre's for a linear field)."""
+    centre's for a linear field).
+
+    Raises:
+        ValueError: in SI units, precipitates whose matrix leaves 0 <= c <= 1 (c is a mole fraction
+            there; the non-dimensional double well's c may take any value).
+    """
     spec = case.initial
     if spec.kind == "uniform":
         return np.full(grid.shape, float(spec.value))
@@ -104,11 +109,33 @@ def initial_state(case: ThermomigrationCase, grid: Grid, bc: BoundaryConditions,
     largest = int(np.argmax(radii))
     inside = precipitate_field(grid, 0.0, 1.0, [tuple(centres[largest])], [radii[largest]],
                                width, bc)
+    T0 = float(np.sum(inside * T) / np.sum(inside))
     matrix, precipitate = matrix_composition(model, T, case.heat_of_transport, kappa,
-                                             radii[largest], grid.ndim,
-                                             T0=float(np.sum(inside * T) / np.sum(inside)))
+                                             radii[largest], grid.ndim, T0=T0)
+    if case.units == "si":
+        _check_mole_fraction(case, model, matrix, precipitate, T, T0)
     return precipitate_field(grid, matrix, precipitate, [tuple(c) for c in centres], radii, width,
                              bc)
+
+
+def _check_mole_fraction(case: ThermomigrationCase, model: DoubleWell, matrix: np.ndarray,
+                         precipitate: float, T: np.ndarray, T0: float) -> None:
+    """Refuse a matrix (the zero-flux profile of :func:`matrix_composition`, which falls by
+    $k = Q^*/(f'' T_0)$ per kelvin) or a precipitate composition outside [0, 1]: the
+    start's c lies between them."""
+    low, high = min(float(np.min(matrix)), precipitate), max(float(np.max(matrix)), precipitate)
+    if 0 <= low and high <= 1:
+        return
+    k = case.heat_of_transport / (model.well_curvature(T0) * T0)
+    span = float(np.max(T) - np.min(T))
+    raise ValueError(
+        f"initial.kind {case.initial.kind!r}: c0 spans [{low:.3g}, {high:.3g}], but in SI units "
+        "c is a mole fraction, 0 <= c <= 1; the zero-flux matrix around the precipitates starts "
+        "at c_alpha(T0) plus a Gibbs-Thomson shift (free_energy.c_alpha, c_beta, their slopes, "
+        f"initial.radii) and changes by -heat_of_transport/(f'' T0) = {-k:.3g} per K over the "
+        f"{span:.3g} K of the start's temperature (temperature.gradient across grid.length): "
+        "lower |heat_of_transport|, temperature.gradient or grid.length, or raise "
+        "free_energy.barrier (or rho), which sets f''")
 
 
 def build_solver(case: ThermomigrationCase) -> tuple[ThermomigrationSolver, np.ndarray]:
