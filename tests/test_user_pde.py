@@ -14,6 +14,7 @@ import pytest
 import torch
 import xarray as xr
 
+import physml
 from physml.cases.registry import load_case, run_case
 from physml.geometry import (
     Ball,
@@ -714,6 +715,7 @@ dtype: float64
     assert np.isfinite(summary["rel_l2"])
     ds = xr.open_dataset(folder / "predictions.h5")
     assert list(ds["field"].values) == ["u", "v"] and "long_name" in ds["field"].attrs
+    assert ds.attrs["seed"] == case.seed and ds.attrs["physml_version"] == physml.__version__
 
 
 def test_a_field_and_inputs_of_other_names_keep_their_names_and_order_in_the_results(tmp_path):

@@ -61,6 +61,7 @@ from .run_folder import (
     KindSection,
     Section,
     evaluation_axes_metadata,
+    run_attrs,
     write_metrics,
 )
 from .sections import (
@@ -336,9 +337,7 @@ def results_dataset(case: EquationCase, trainer: PINNTrainer, rel_l2: float | No
         coords["field"] = list(trainer.problem.outputs)
     else:  # a scalar coordinate: the figures and readers name the case's own field
         coords["field"] = trainer.problem.outputs[0]
-    attrs = {"case": case.name, "pde": str(case.pde), "config": case.to_yaml()}
-    if rel_l2 is not None:
-        attrs["rel_l2"] = rel_l2
+    attrs = run_attrs(case, pde=str(case.pde), **({} if rel_l2 is None else {"rel_l2": rel_l2}))
     variables = {k: (dims + extra, v) for k, v in fields.items()}
     named = ", ".join(trainer.problem.outputs)
     units = units or {}
