@@ -190,6 +190,12 @@ MESH_PROBLEMS: dict[str, dict[str, float]] = {
 """Mesh problems by name, with their parameters' defaults (see the module docstring)."""
 
 
+PARAMETER_RANGE = (1e-100, 1e100)
+"""Where a mesh problem's parameters may lie: positive, and far enough from float64's limits
+that the solution (about f/kappa) and its energy stay finite (a kappa of 1e-310 overflowed
+f/kappa)."""
+
+
 class MeshFieldSpec(InitialConditionSpec):
     """A random nodal field: ``kind`` in :data:`MESH_FIELDS` and its options."""
 
@@ -240,8 +246,10 @@ class MeshDatasetSpec(SampledSpec):
             if name not in allowed:
                 raise ValueError(f"parameters: {self.pde} has no parameter {name!r}; "
                                  f"allowed: {', '.join(allowed)}")
-            if any(v <= 0 for v in (value if isinstance(value, list) else [value])):
-                raise ValueError(f"parameters: {name} must be > 0 (got {value!r})")
+            if not all(PARAMETER_RANGE[0] <= v <= PARAMETER_RANGE[1]
+                       for v in (value if isinstance(value, list) else [value])):
+                raise ValueError(f"parameters: {name} must lie in [{PARAMETER_RANGE[0]:g}, "
+                                 f"{PARAMETER_RANGE[1]:g}] (got {value!r})")
         timed = self.t_end is not None and self.n_saves is not None
         if self.is_transient and not timed:
             raise ValueError(f"{self.pde} needs t_end and n_saves")
