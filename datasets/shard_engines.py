@@ -42,7 +42,9 @@ def run_on_dask(
 
     A local cluster's workers ignore SIGINT (:func:`dask_setup`): a Ctrl-C, which the terminal
     sends to every process of the group, interrupts this process only, which closes the
-    cluster with Dask's logging silenced and lets the KeyboardInterrupt go on."""
+    cluster with Dask's logging silenced and lets the KeyboardInterrupt go on; a shard that
+    fails (a sample that blew up) closes it the same way, its error raised here alone (the
+    workers log no "Compute Failed" record of it)."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -57,7 +59,7 @@ def run_on_dask(
         for future in as_completed(futures):
             future.result()
             done(futures[future])
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or a shard that failed (its error goes on, told once)
         if cluster is not None:  # shards being written are dropped, workers mid-write killed
             with _logging_silenced("distributed"):
                 client.run(_silence_dask_logging, on_error="ignore")
@@ -110,8 +112,15 @@ def _logging_silenced(name: str):
 def dask_setup(worker) -> None:
     """Dask's preload hook, run in each worker of the local cluster as it starts (the cluster
     preloads this module): the worker ignores SIGINT, so a Ctrl-C in the terminal stops only
-    the process that started the cluster, which then closes the workers in order."""
+    the process that started the cluster, which then closes the workers in order. A task's
+    failure is not logged there: it is raised in that process, which reports it once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.getLogger("distributed.worker").addFilter(_no_compute_failures)
+
+
+def _no_compute_failures(record: logging.LogRecord) -> bool:
+    """False for a worker's record of a task that raised (shown by the client instead)."""
+    return not str(record.msg).startswith("Compute Failed")
 
 
 def dask_available() -> bool:

@@ -179,7 +179,8 @@ def _attr(value: Any) -> Any:
     """``value`` (a number, string or flat list of them) as an attribute that h5netcdf writes
     and both xarray engines (h5netcdf, netCDF4) read back: bools (Python's or NumPy's) as 0/1,
     NumPy strings as ``str``, a list of strings as a list of ``str`` (a variable-length string
-    array, read back as a list), any other list as an array."""
+    array, read back as a list), any other list as an array. As netCDF readers do, xarray reads
+    a list of one element back as that element."""
     if isinstance(value, bool | np.bool_):
         return int(value)
     if isinstance(value, str):

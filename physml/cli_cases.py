@@ -188,7 +188,9 @@ def run_command(args: argparse.Namespace) -> int:
                 progress.update(0, f"initial fit: iteration {record['fit_iteration']}, "
                                    f"error {record['fit_error']:.2e}")
                 return
-            if "step" not in record:  # a resumed run's last measurement, for the steps to come
+            if "step" not in record:  # progress outside the steps: a status is shown at the
+                if "status" in record:  # steps done (a reference solve), a resumed run's last
+                    progress.update(progress.done, record["status"])  # measurement waits
                 return
             if "status" in record:  # a step that says what it did itself (a mesh solve)
                 progress.update(record["step"] + 1, record["status"])

@@ -72,8 +72,8 @@ class RunProgress:
 
     def __enter__(self) -> RunProgress:
         self._bar.__enter__()
-        if not (self.live or self.quiet) and self.interval > 0:
-            self._timer.start()
+        if not (self.live or self.quiet) and 0 < self.interval < threading.TIMEOUT_MAX:
+            self._timer.start()  # (an interval of inf: lines at the end only)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -105,6 +105,11 @@ class RunProgress:
         self._done.set()
         if self._timer.is_alive() and self._timer is not threading.current_thread():
             self._timer.join()
+
+    @property
+    def done(self) -> int:
+        """The units of work done so far (the last :meth:`update`'s count)."""
+        return self._state[0]
 
     def update(self, completed: int, status: str = "") -> None:
         """``completed`` units done; ``status`` is shown after the count."""

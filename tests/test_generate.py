@@ -601,3 +601,14 @@ def test_a_sample_that_blows_up_exits_1_naming_its_seed_and_the_keys_that_change
     assert main(args) == 1
     assert "sample with seed 2: u became NaN/Inf" in capsys.readouterr().err
     assert finished.stat().st_mtime_ns == before
+    # on Dask workers: the same exit status, the error told once (the workers logged it too)
+    import subprocess
+    import sys
+
+    workers = [a if a != "0" else "1" for a in args]
+    workers[workers.index(str(tmp_path / "d"))] = str(tmp_path / "dask")
+    result = subprocess.run([sys.executable, "-c", "import sys; from physml.cli import main; "
+                             "sys.exit(main(sys.argv[1:]))", *workers], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("sample with seed 2: u became NaN/Inf") == 1, result.stderr

@@ -182,11 +182,16 @@ def test_progress_lines_in_a_log(tmp_path, cli_in_process, not_a_terminal, comma
     assert counts(result.stderr) == [done[-1]]
 
 
-def test_a_unit_of_work_longer_than_the_interval_still_gets_its_lines():
+def test_a_unit_of_work_longer_than_the_interval_still_gets_its_lines(monkeypatch):
     """A log gets its line every interval even while one unit of work runs on (a first step
-    compiling Warp's kernels), with the count reached; none after the display ends."""
+    compiling Warp's kernels), with the count reached; none after the display ends; an
+    infinite interval (a line at the end only) raises nothing in the timer's thread."""
     import io
+    import threading
     import time
+
+    raised = []
+    monkeypatch.setattr(threading, "excepthook", raised.append)
 
     from physml.progress import PipeConsole, RunProgress
 
@@ -204,6 +209,13 @@ def test_a_unit_of_work_longer_than_the_interval_still_gets_its_lines():
     printed = log.getvalue()
     time.sleep(0.2)
     assert log.getvalue() == printed
+    for interval in (float("inf"), 1e300):  # the command line takes any interval >= 0
+        log = io.StringIO()
+        with RunProgress("fe_c", 2, PipeConsole(file=log, force_terminal=False),
+                         interval=interval) as progress:
+            progress.update(2)
+        assert log.getvalue().rstrip().endswith("fe_c 2/2")
+    assert raised == []
 
 
 @pytest.mark.parametrize("command", [

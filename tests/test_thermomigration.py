@@ -761,6 +761,8 @@ def test_initial_field_is_read_by_dimension_names(tmp_path):
     with pytest.raises(ValueError, match=r"s has shape \(3, 3\), the grid \(2, 3\) over "
                                          r"\(x, y\)"):
         read_field(tmp_path / "s.h5", "s", (2, 3))
+    xr.Dataset({"n": xr.DataArray(c)}).to_netcdf(tmp_path / "n.h5", engine="h5netcdf")
+    np.testing.assert_array_equal(read_field(tmp_path / "n.h5", "n", (4, 3)), c)  # dim_0, dim_1
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,7 @@ from .sections import (
     ModelSpec,
     Seed,
     Threads,
+    is_final,
     network_needs,
     point_needs,
     threshold_verdict,
@@ -248,12 +249,13 @@ class EquationCase(CaseBase):
                              "condition that holds for every field ({kind: periodic, axis: "
                              "x} on a box); this case has none")
         shape = evaluation_shape(self, problem)
-        refuse_beyond_memory(_evaluation_needs(shape, len(problem.inputs), len(problem.outputs))
-                             | network_needs(self.model)
-                             | point_needs(self.model, self.training.collocation,
-                                           len(problem.inputs)))
+        if is_final(info):  # the case that runs, not each of its variants
+            refuse_beyond_memory(
+                _evaluation_needs(shape, len(problem.inputs), len(problem.outputs))
+                | network_needs(self.model)
+                | point_needs(self.model, self.training.collocation, len(problem.inputs)))
         try:  # on the evaluation grid now: a data file's span, an exact solution's poles
-            if context.get("final", True):  # the case that runs, not each of its variants
+            if is_final(info):
                 problem.checked_reference(problem.eval_axes(shape))
         except ValueError as err:
             message = str(err)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import re
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +140,8 @@ def _field_array(ds: xr.Dataset, path: Path, variable: str, shape: tuple[int, ..
         field = field.isel(time=time_index)
     axes = COORDINATES[:len(shape)]
     dims = tuple(map(str, field.dims))
-    if not all(dim.startswith("phony_dim_") for dim in dims):  # plain HDF5: axes in order
+    # unnamed (plain HDF5's phony_dim_N, xarray's default dim_N): the axes in order
+    if not all(re.fullmatch(r"(phony_)?dim_\d+", dim) for dim in dims):
         if sorted(dims) != sorted(axes):
             raise ValueError(f"initial field {str(path)!r}:{variable} has dimensions "
                              f"({', '.join(dims)}); the grid's are ({', '.join(axes)}), in any "

@@ -29,8 +29,9 @@ class CaseKind:
             summary written to ``metrics.json``. ``on_step`` receives progress records with
             ``step`` and either ``loss`` (optimisation steps: the updates done, from 1) or
             ``t`` (time steps, counted from 1), plus whatever the kind measures along the way;
-            a record without ``step`` reports progress outside the steps (an initial fit, the
-            last error a resumed run restored) and is shown, not logged as a step.
+            a record without ``step`` reports progress outside the steps (an initial fit, a
+            reference solve's ``status``, the last error a resumed run restored) and is shown,
+            not logged as a step.
         describe: one line naming what a case will run (before it runs).
         headline: one line summarising a finished run's summary.
         total_steps: the progress bar's total for a case.

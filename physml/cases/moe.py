@@ -42,7 +42,7 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 import xarray as xr
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from ..constraints import (
     BlockRouter,
@@ -87,6 +87,7 @@ from .sections import (
     NETWORK_COPIES,
     CaseBase,
     LearningRate,
+    is_final,
     threshold_passed,
     threshold_verdict,
 )
@@ -201,8 +202,9 @@ class MoECase(CaseBase):
         return self
 
     @model_validator(mode="after")
-    def _fits_in_memory(self) -> MoECase:
-        refuse_beyond_memory(self.memory_needs())
+    def _fits_in_memory(self, info: ValidationInfo) -> MoECase:
+        if is_final(info):
+            refuse_beyond_memory(self.memory_needs())
         return self
 
     def memory_needs(self) -> dict[str, float]:

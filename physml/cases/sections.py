@@ -24,6 +24,13 @@ from ..devices import ALLOWED, is_device_name
 from .run_folder import KindSection, OutputSpec, Section, drop_foreign
 
 
+def is_final(info: ValidationInfo) -> bool:
+    """Whether a validator sees the case that will run (with its variant and overrides
+    applied), not the file as written or one of its variants alone: checks against this
+    machine (memory) and costly ones run on that case only."""
+    return (info.context or {}).get("final", True)
+
+
 class CaseBase(Section):
     """Keys every case file has, whatever its ``kind``."""
 
@@ -321,8 +328,9 @@ class PhysicsCase(CaseBase):
         return self
 
     @model_validator(mode="after")
-    def _fits_in_memory(self) -> PhysicsCase:
-        refuse_beyond_memory(self.memory_needs())
+    def _fits_in_memory(self, info: ValidationInfo) -> PhysicsCase:
+        if is_final(info):
+            refuse_beyond_memory(self.memory_needs())
         return self
 
     def memory_needs(self) -> dict[str, float]:

@@ -226,8 +226,8 @@ class Reference:
     most :data:`REFERENCE_DT` (heat: one exact exponential step per evaluation time,
     :meth:`~physml.spectral.SpectralSolver.solve`). A nonlinear reference over a long
     ``domain.t`` takes many steps (4000 / 2.5e-3 = 1.6 million): every hundredth of them, and
-    the last, is told to ``on_step`` as ``{"step": -1, "status": "spectral reference: step k
-    of n"}`` (no time step done yet: a progress line)."""
+    the last, is told to ``on_step`` as ``{"status": "spectral reference: step k of n"}``
+    (a record without ``step``: no time step is done yet)."""
 
     def __init__(self, case: TENGCase, times: list[float], teng_dt: float,
                  on_step: OnStep | None = None) -> None:
@@ -246,7 +246,7 @@ class Reference:
 
         def progress(done: int, total: int) -> None:  # every hundredth of the steps, and the last
             if on_step is not None and (done % max(1, total // 100) == 0 or done == total):
-                on_step({"step": -1, "status": f"spectral reference: step {done:,} of {total:,}"})
+                on_step({"status": f"spectral reference: step {done:,} of {total:,}"})
 
         try:
             solved = solver.solve(u0.reshape(fine[0].shape), elapsed, progress)
