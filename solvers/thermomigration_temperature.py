@@ -45,10 +45,10 @@ class HeatConductionTemperature:
     the stiff modes of the mismatched start at any step (Crank–Nicolson would let them ring)
     and lands on the discrete steady state exactly. Measured on a 1D bar against the Fourier
     series: the error after the first 5 % of $L^2/(\\pi^2\\alpha)$ stays below
-    $0.04\\,r\\,\\Delta T$ ($2\\times10^{-3}\\Delta T$ at the default $r = 0.05$) where the first
-    step $h_0 = \\Delta x^2/\\alpha$ is small against that time (200 cells: $1.8\\times10^{-3}$;
-    on 50 cells $6.9\\times10^{-3}$ at 5 % and $3.5\\times10^{-3}$ at 10 %), and vanishes at the
-    steady state.
+    $0.043\\,r\\,\\Delta T$ ($2.1\\times10^{-3}\\Delta T$ at the default $r = 0.05$)
+    where the first step $h_0 = \\Delta x^2/\\alpha$ is small against that time (200 cells:
+    $2.1\\times10^{-3}$ at 0.58 of that time; on 50 cells $6.9\\times10^{-3}$ at 5 % and
+    $3.5\\times10^{-3}$ at 10 %), and vanishes at the steady state.
     A fixed step sequence also makes $T(t)$ a function of $t$ alone, so a resumed run sees
     the same temperatures bit for bit.
 
