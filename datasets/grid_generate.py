@@ -68,7 +68,7 @@ def write_shard(task: ShardTask) -> str:
         except ToleranceNotMet as err:
             raise ValueError(f"{task.path}: sample with seed {seed}: {err}") from None
         except FloatingPointError as err:  # imex's step-doubling rollouts
-            raise sample_blew_up(task.path, seed, err) from None
+            raise sample_blew_up(task.path, seed, task.parameters, err) from None
         schemes.append(solvers[scheme].scheme)
         plans.append(plan)
     states = np.empty((len(initial), spec.n_saves, *solver.grid.shape))
@@ -143,18 +143,22 @@ def _solve_or_name_the_seed(spec, solver, initial, plans, batch, task) -> np.nda
             try:
                 solve_sample(spec, solver, initial[i], plans[i])
             except FloatingPointError as err:
-                raise sample_blew_up(task.path, task.seeds[i], err) from None
+                raise sample_blew_up(task.path, task.seeds[i], task.parameters, err) from None
         raise
 
 
-def sample_blew_up(path: str, seed: int, err: FloatingPointError) -> FloatingPointError:
-    """The blow-up ``err`` of the sample ``seed`` of the shard ``path`` as one line: where it
-    happened and what in the spec can change it (a FloatingPointError, which the command line
-    ends with exit status 1; a plain one, which Dask's workers can send back)."""
+def sample_blew_up(path: str, seed: int, parameters: dict[str, float],
+                   err: FloatingPointError) -> FloatingPointError:
+    """The blow-up ``err`` of the sample ``seed`` (of the parameter combination
+    ``parameters``) of the shard ``path`` as one line: where it happened and what in the spec
+    can change it (a FloatingPointError, which the command line ends with exit status 1; a
+    plain one, which Dask's workers can send back)."""
     where = (f"{err.field} {err.what} at step {err.step} (t={err.t:.6g})"
              if isinstance(err, BlowUpError) else str(err))
+    values = ", ".join(f"{name}={value:g}" for name, value in parameters.items())
+    sample = f"seed {seed}" + (f" ({values})" if values else "")
     return FloatingPointError(
-        f"{path}: sample with seed {seed}: {where}; a smaller solver.cfl shortens the steps "
+        f"{path}: sample with {sample}: {where}; a smaller solver.cfl shortens the steps "
         "(solver.cfl times the stable step of the initial state, which a growing state can "
         "outgrow); a PDE whose solution itself blows up from this initial state needs other "
         f"parameters, initial_condition options or a shorter t_end; {SAME_FAILURE}")
