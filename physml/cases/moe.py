@@ -42,7 +42,7 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 import xarray as xr
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, model_validator
 
 from ..constraints import (
     BlockRouter,
@@ -50,7 +50,7 @@ from ..constraints import (
     LevenbergMarquardt,
     interface_profiles,
 )
-from ..datasets.memory import WORKING_FIELDS, refuse_beyond_memory
+from ..datasets.memory import WORKING_FIELDS
 from ..datasets.store import write_dataset
 from ..errors import NonFiniteLossError
 from ..fno import most_modes
@@ -87,7 +87,6 @@ from .sections import (
     NETWORK_COPIES,
     CaseBase,
     LearningRate,
-    is_final,
     threshold_passed,
     threshold_verdict,
 )
@@ -199,12 +198,6 @@ class MoECase(CaseBase):
             raise ValueError(f"training.batch={self.training.batch} exceeds problem.train="
                              f"{self.problem.train}")
         self._experts_own_pde_rows()
-        return self
-
-    @model_validator(mode="after")
-    def _fits_in_memory(self, info: ValidationInfo) -> MoECase:
-        if is_final(info):
-            refuse_beyond_memory(self.memory_needs())
         return self
 
     def memory_needs(self) -> dict[str, float]:

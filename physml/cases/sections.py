@@ -87,6 +87,18 @@ class CaseBase(Section):
                 return f"{key} does not apply to this case (kind {self.kind!r}); remove it"
         return None
 
+    def memory_needs(self) -> dict[str, float]:
+        """Bytes a run of this case holds, about, by the keys that set them (``"model.width=32,
+        model.depth=4"``); refused beyond this machine's memory when the case that runs is
+        validated. Kinds whose sizes are set by their keys say what they hold."""
+        return {}
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self, info: ValidationInfo) -> CaseBase:
+        if is_final(info):
+            refuse_beyond_memory(self.memory_needs())
+        return self
+
     @model_validator(mode="after")
     def _no_unused_options(self, info: ValidationInfo) -> CaseBase:
         if (info.context or {}).get("strict_kinds"):
@@ -325,12 +337,6 @@ class PhysicsCase(CaseBase):
         if outside:
             raise ValueError(f"evaluation.times {outside} lie outside domain.t "
                              f"{list(self.domain.t) if self.domain.t else '(none)'}")
-        return self
-
-    @model_validator(mode="after")
-    def _fits_in_memory(self, info: ValidationInfo) -> PhysicsCase:
-        if is_final(info):
-            refuse_beyond_memory(self.memory_needs())
         return self
 
     def memory_needs(self) -> dict[str, float]:

@@ -7,15 +7,14 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, model_validator
 
-from ..datasets.memory import refuse_beyond_memory
 from ..datasets.spec import AbsolutePath
 from ..solvers.free_energy import DiluteSolution, DoubleWell, RegularSolution
 from ..solvers.thermomigration import DEFAULT_TOLERANCE
 from .initial_fields import check_expression, check_field
 from .run_folder import KindSection, Section
-from .sections import BYTES, CaseBase, is_final
+from .sections import BYTES, CaseBase
 
 NONDIMENSIONAL_TEMPERATURE = 1.0
 
@@ -326,12 +325,6 @@ class ThermomigrationCase(CaseBase):
         if self.initial.kind == "file":
             check_field(self.initial.path, self.initial.variable, tuple(self.grid.shape),
                         self.initial.time_index)
-        return self
-
-    @model_validator(mode="after")
-    def _fits_in_memory(self, info: ValidationInfo) -> ThermomigrationCase:
-        if is_final(info):
-            refuse_beyond_memory(self.memory_needs())
         return self
 
     def memory_needs(self) -> dict[str, float]:
