@@ -11,11 +11,17 @@ variable            dims                     holds
 ``mesh``            ()                       topology attributes (UGRID)
 ``node_x``, ...     (node,)                  vertex coordinates [m] (``node_z`` in 3D)
 ``cell_nodes``      (cell, corner)           0-based vertex indices, int32
+``cell_shape``      (cell,)                  tetrahedra only: UGRID shape flag, 0 (tetrahedron)
 ``cell_tags``       (cell,)                  optional Gmsh physical tag per cell
 ``facet_nodes``     (facet, facet_corner)    optional tagged boundary facets
 ``facet_tags``      (facet,)                 their tags; ``tag_names`` (JSON) in attrs
 fields              ([sample,] [time,] node)  one variable per field, ``location: node``
 ==================  =======================  ==========================================
+
+Triangles are UGRID faces (``topology_dimension`` 2, ``location: face``), tetrahedra UGRID
+volumes (``topology_dimension`` 3, ``location: volume``, with the ``volume_shape_type`` flag
+variable the conventions require of 3D meshes). ``cell_nodes`` carries the ``cf_role`` of its
+connectivity and ``start_index`` 0; every cell has all its corners, so it has no ``_FillValue``.
 
 A mesh dataset is written with :func:`~physml.datasets.store.write_dataset` and read back
 with :func:`read_mesh_dataset`.
@@ -36,8 +42,8 @@ from .store import _attr, with_cf_metadata
 
 MESH = "mesh"
 _COORDS = ("node_x", "node_y", "node_z")
-_TOPOLOGY = (MESH, *_COORDS, "cell_nodes", "cell_tags", "facet_nodes", "facet_tags", "cell",
-             "corner", "facet", "facet_corner")
+_TOPOLOGY = (MESH, *_COORDS, "cell_nodes", "cell_shape", "cell_tags", "facet_nodes",
+             "facet_tags", "cell", "corner", "facet", "facet_corner")
 _METADATA: dict[str, tuple[str, str]] = {
     MESH: ("mesh topology", "1"),
     "node": ("vertex index", "1"),
@@ -49,6 +55,7 @@ _METADATA: dict[str, tuple[str, str]] = {
     "node_y": ("y coordinate of the vertex", "m"),
     "node_z": ("z coordinate of the vertex", "m"),
     "cell_nodes": ("vertex indices of each cell (0-based)", "1"),
+    "cell_shape": ("shape of each cell", "1"),
     "cell_tags": ("physical tag of each cell", "1"),
     "facet_nodes": ("vertex indices of each tagged boundary facet (0-based)", "1"),
     "facet_tags": ("physical tag of each boundary facet", "1"),
@@ -56,21 +63,29 @@ _METADATA: dict[str, tuple[str, str]] = {
 
 
 def _topology(mesh: Mesh) -> dict[str, tuple]:
+    location = "volume" if mesh.cell_dim == 3 else "face"
+    on_cells = {"mesh": MESH, "location": location}
     variables: dict[str, tuple] = {
         name: ("node", mesh.points[:, axis]) for axis, name in enumerate(_COORDS[: mesh.dim])
     }
-    variables["cell_nodes"] = (("cell", "corner"), mesh.cells)
+    variables["cell_nodes"] = (("cell", "corner"), mesh.cells, {
+        "cf_role": f"{location}_node_connectivity", "start_index": np.int32(0)})
     if mesh.cell_tags is not None:
-        variables["cell_tags"] = ("cell", mesh.cell_tags)
+        variables["cell_tags"] = ("cell", mesh.cell_tags, on_cells)
     if mesh.facets is not None:
         variables["facet_nodes"] = (("facet", "facet_corner"), mesh.facets)
         variables["facet_tags"] = ("facet", mesh.facet_tags)
-    connectivity = "volume" if mesh.cell_dim == 3 else "face"
-    variables[MESH] = ((), np.int32(0), {
+    topology = {
         "cf_role": "mesh_topology", "topology_dimension": mesh.cell_dim,
         "node_coordinates": " ".join(_COORDS[: mesh.dim]),
-        f"{connectivity}_node_connectivity": "cell_nodes", "start_index": 0,
-        "tag_names": json.dumps(mesh.tag_names)})
+        f"{location}_node_connectivity": "cell_nodes", "start_index": 0,
+        "tag_names": json.dumps(mesh.tag_names)}
+    if mesh.cell_dim == 3:
+        variables["cell_shape"] = ("cell", np.zeros(mesh.n_cells, np.int8), {
+            "cf_role": "volume_shape_type", "flag_values": np.int8(0),
+            "flag_meanings": "tetrahedron"})
+        topology["volume_shape_type"] = "cell_shape"
+    variables[MESH] = ((), np.int32(0), topology)
     return variables
 
 

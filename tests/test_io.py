@@ -505,6 +505,109 @@ def test_mesh_fields_round_trip_with_topology_and_tags(tmp_path):
         io.mesh_of(xr.Dataset({"u": ("node", np.zeros(4))}))
 
 
+def _ugrid_attrs(path):
+    """Every variable's attributes as h5py reads them, less the netCDF/HDF5 bookkeeping."""
+    def plain(value):
+        value = value.decode() if isinstance(value, bytes) else value
+        return value.tolist() if isinstance(value, np.ndarray) else value
+
+    with h5py.File(path) as f:
+        return {name: {key: plain(value) for key, value in f[name].attrs.items()
+                       if not key.startswith("_Netcdf4") and key not in
+                       ("CLASS", "NAME", "DIMENSION_LIST", "REFERENCE_LIST", "_FillValue")}
+                for name in f}
+
+
+def test_a_tetrahedral_mesh_file_has_what_ugrid_requires_of_a_3d_mesh(tmp_path):
+    """UGRID 1.0, fully 3D unstructured mesh: the mesh variable (cf_role mesh_topology) needs
+    topology_dimension 3, node_coordinates, volume_node_connectivity and volume_shape_type. The
+    connectivity (cf_role volume_node_connectivity) is nVolumes x MaxNumNodesPerVolume, its
+    indexing given by start_index on it, _FillValue only where a volume has fewer corners; the
+    shape variable is a flag variable, one flag per volume; data variables name their mesh and
+    location (node, volume). The file lacked volume_shape_type and its variable, the cf_role and
+    start_index of the connectivity, and mesh/location on the per-cell tags."""
+    from physml.solvers.mesh import Mesh
+
+    points = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0],
+                       [1.0, 1.0, 1.0]])
+    cells = np.array([[0, 1, 2, 3], [1, 2, 4, 3]])
+    mesh = Mesh(points, cells, cell_tags=[5, 6])
+    u = np.arange(5.0)
+    path = io.write_dataset(io.mesh_dataset(mesh, {"u": u}), tmp_path / "tets.h5")
+    with xr.open_dataset(path) as ds:
+        topology = ds["mesh"].attrs
+        assert topology["cf_role"] == "mesh_topology" and topology["topology_dimension"] == 3
+        coordinates = topology["node_coordinates"].split()
+        assert len(coordinates) == 3
+        node_dim = ds[coordinates[0]].dims
+        assert all(ds[name].dims == node_dim for name in coordinates)
+        np.testing.assert_array_equal(np.stack([ds[name].values for name in coordinates], 1),
+                                      points)
+        connectivity = ds[topology["volume_node_connectivity"]]
+        assert connectivity.attrs["cf_role"] == "volume_node_connectivity"
+        assert "volume_dimension" not in topology  # so the volume dimension comes first
+        assert connectivity.shape == (2, 4) and connectivity.dtype.kind == "i"  # not masked
+        start = connectivity.attrs["start_index"]
+        assert start in (0, 1)
+        np.testing.assert_array_equal(connectivity.values - start, cells)
+        volume_dim = connectivity.dims[0]
+        shapes = ds[topology["volume_shape_type"]]
+        assert shapes.dims == (volume_dim,) and shapes.attrs["cf_role"] == "volume_shape_type"
+        meanings = dict(zip(np.atleast_1d(shapes.attrs["flag_values"]).tolist(),
+                            shapes.attrs["flag_meanings"].split(), strict=True))
+        assert [meanings[flag] for flag in shapes.values.tolist()] == ["tetrahedron"] * 2
+        for name, location, dims in (("u", "node", node_dim), ("cell_tags", "volume",
+                                                              (volume_dim,))):
+            assert ds[name].attrs["mesh"] == "mesh" and ds[name].attrs["location"] == location
+            assert ds[name].dims == dims
+        np.testing.assert_array_equal(ds["u"].values, u)
+        np.testing.assert_array_equal(ds["cell_tags"].values, [5, 6])
+    with h5py.File(path) as f:  # h5py sees the same attributes
+        assert "_FillValue" not in f["cell_nodes"].attrs  # every volume has its 4 corners
+    attrs = _ugrid_attrs(path)
+    assert attrs["cell_nodes"]["cf_role"] == "volume_node_connectivity"
+    assert attrs["mesh"]["volume_shape_type"] == "cell_shape"
+    assert "face_node_connectivity" not in attrs["mesh"]
+    back, fields = io.read_mesh_dataset(path)
+    np.testing.assert_array_equal(back.cells, cells)
+    assert list(fields.data_vars) == ["u"]
+
+
+def test_a_triangle_mesh_file_keeps_its_ugrid_attributes(tmp_path):
+    """Every attribute a triangle mesh file had is still written with its value; the
+    connectivity gained its cf_role and start_index and the cell tags their mesh and location,
+    and no variable came or went."""
+    from physml.solvers.mesh import Mesh
+
+    mesh = Mesh(np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]),
+                [[0, 1, 2], [0, 2, 3]], cell_tags=[1, 1], facets=[[0, 1], [1, 2]],
+                facet_tags=[2, 3], tag_names={"domain": 1, "bottom": 2, "right": 3})
+    path = io.write_dataset(io.mesh_dataset(mesh, {"u": np.zeros(4)}), tmp_path / "tri.h5")
+    before = {  # as written before tetrahedral files followed UGRID
+        "node_x": {"long_name": "x coordinate of the vertex", "units": "m"},
+        "node_y": {"long_name": "y coordinate of the vertex", "units": "m"},
+        "cell_nodes": {"long_name": "vertex indices of each cell (0-based)", "units": "1"},
+        "cell_tags": {"long_name": "physical tag of each cell", "units": "1"},
+        "facet_nodes": {"long_name": "vertex indices of each tagged boundary facet (0-based)",
+                        "units": "1"},
+        "facet_tags": {"long_name": "physical tag of each boundary facet", "units": "1"},
+        "mesh": {"cf_role": "mesh_topology", "topology_dimension": [2],
+                 "node_coordinates": "node_x node_y", "face_node_connectivity": "cell_nodes",
+                 "start_index": [0], "tag_names": '{"domain": 1, "bottom": 2, "right": 3}',
+                 "long_name": "mesh topology", "units": "1"},
+        "u": {"mesh": "mesh", "location": "node", "long_name": "solution u", "units": "1"},
+        "node": {"long_name": "vertex index", "units": "1"},
+        "cell": {"long_name": "cell index", "units": "1"},
+        "corner": {"long_name": "vertex slot within a cell", "units": "1"},
+        "facet": {"long_name": "tagged boundary facet index", "units": "1"},
+        "facet_corner": {"long_name": "vertex slot within a facet", "units": "1"},
+    }
+    added = {"cell_nodes": {"cf_role": "face_node_connectivity", "start_index": [0]},
+             "cell_tags": {"mesh": "mesh", "location": "face"}}
+    assert _ugrid_attrs(path) == {name: attrs | added.get(name, {})
+                                  for name, attrs in before.items()}
+
+
 def test_a_field_dataset_refuses_a_dtype_or_pairs_of_another_kind(tmp_path):
     grid = Grid((8,), (0.0,), (1.0,))
     ds = io.samples_dataset(np.zeros((3, 4, 8)), np.arange(4.0), grid, np.arange(3))
