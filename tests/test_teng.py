@@ -490,7 +490,10 @@ def test_rhs_is_the_pde_operator_of_a_closed_form_field(name):
 
 def test_a_prediction_that_becomes_non_finite_stops_the_run_at_its_step(tmp_path, monkeypatch):
     """Finite parameters do not make a finite field: the run checks the prediction where it
-    measures it, and names the step and the checkpoint kept."""
+    measures it, and names the step and the checkpoint kept. The stopped run keeps a
+    ``metrics.json`` of the errors measured so far, as the other kinds' stopped runs do."""
+    import json
+
     from physml.cases import teng as teng_case
     from physml.cases.registry import load_case, run_case
     from physml.solvers.errors import BlowUpError
@@ -508,6 +511,12 @@ def test_a_prediction_that_becomes_non_finite_stops_the_run_at_its_step(tmp_path
                                           "evaluation grid at step") as caught:
         run_case(case, tmp_path)
     assert "the checkpoint of step" in str(caught.value) and caught.value.step > 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text(),
+                         parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    summary = metrics["summary"]
+    assert summary["passed"] is False and summary["stopped"] == str(caught.value)
+    assert (summary["stopped_step"], summary["checkpoint_step"], summary["steps"]) == (4, 2, 3)
+    assert [e["step"] for e in metrics["history"]] == [0, 2]
 
 
 @pytest.mark.parametrize("u0_bad, kwargs, message", [

@@ -1010,7 +1010,10 @@ def test_a_dilute_step_that_would_make_c_negative_is_retried_smaller():
 
 def test_a_blow_up_names_the_run_s_step_and_the_checkpoint_kept(tmp_path, monkeypatch):
     """A run integrates snapshot by snapshot: a failure in a later segment counted its steps
-    from that segment's start and named a state no file holds."""
+    from that segment's start and named a state no file holds. The stopped run keeps a
+    ``metrics.json`` of the snapshots so far, as the other kinds' stopped runs do."""
+    import json
+
     from physml.cases.registry import load_case, run_case
     from physml.solvers.thermomigration import ThermomigrationSolver
 
@@ -1033,6 +1036,13 @@ def test_a_blow_up_names_the_run_s_step_and_the_checkpoint_kept(tmp_path, monkey
     assert f"at step {done + 3} " in str(caught.value)
     assert f"the checkpoint at t={calls[0]:.6g} s (step {done}) is kept" in str(caught.value)
     assert "last finite state kept" not in str(caught.value)
+    metrics = json.loads((tmp_path / "metrics.json").read_text(),
+                         parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    summary = metrics["summary"]
+    assert summary["passed"] is False and summary["stopped"] == str(caught.value)
+    assert summary["stopped_step"] == done + 3
+    assert summary["checkpoint_step"] == summary["steps"] == done
+    assert [(e["step"], e["t"]) for e in metrics["history"]] == [(0, 0.0), (done, calls[0])]
 
 
 FE_C_SAVES = ["grid.shape=[64]", "time.saves=6", "output.figures=false"]
@@ -1394,3 +1404,42 @@ def test_a_precipitate_start_whose_mole_fraction_leaves_0_1_is_refused_in_si_uni
         "initial.radii=[10.0]"])
     c0 = start(symmetric)
     assert c0.min() < -0.9 and c0.max() > 0.9
+
+
+SMALL_PRECIPITATE = ["variant=small", "grid.shape=[32, 32]", "interface_width=6e-6"]
+
+
+@pytest.mark.parametrize(("override", "key", "value"), [
+    ("free_energy.c_alpha=-0.1", "free_energy.c_alpha", "-0.1"),
+    ("free_energy.c_beta=1.2", "free_energy.c_beta", "1.2"),
+    ("initial={kind: uniform, value: 1.5}", "initial.value", "1.5"),
+])
+def test_a_double_well_composition_outside_0_1_is_refused_in_si_units(override, key, value):
+    """A start from precipitates was refused outside [0, 1] in SI units, the wells and a
+    uniform start were not: the run went on with a mole fraction that means nothing."""
+    from physml.cases.registry import load_case
+
+    with pytest.raises(ValueError, match=re.escape(
+            f"{key}={value}: in SI units a composition is a mole fraction, 0 <= {key} <= 1")):
+        load_case(CASES / "thermomigration_single_precipitate.yaml",
+                  [*SMALL_PRECIPITATE, override])
+
+
+def test_a_file_start_outside_0_1_is_refused_in_si_units_only(tmp_path):
+    """The file's values are read where the case is checked; the non-dimensional double
+    well's c may take any value, as before."""
+    import xarray as xr
+
+    from physml.cases.registry import load_case
+
+    path = tmp_path / "c0.h5"
+    c0 = np.linspace(-0.2, 1.3, 32 * 32).reshape(32, 32)
+    xr.Dataset({"c": (("x", "y"), c0)}).to_netcdf(path, engine="h5netcdf")
+    start = f"initial={{kind: file, path: {path}}}"
+    with pytest.raises(ValueError, match=re.escape(
+            f"initial.path {str(path)!r}: c spans [-0.2, 1.3], but in SI units c is a mole "
+            "fraction, 0 <= c <= 1")):
+        load_case(CASES / "thermomigration_single_precipitate.yaml", [*SMALL_PRECIPITATE, start])
+    case = load_case(CASES / "thermomigration_spinodal_pfhub1.yaml",
+                     ["grid.shape=[32, 32]", "grid.length=[64.0, 64.0]", start])
+    assert case.initial.kind == "file"

@@ -38,6 +38,7 @@ from ..torch_files import load_checked
 
 if TYPE_CHECKING:
     from ..errors import NonFiniteLossError
+    from ..solvers.errors import BlowUpError
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
@@ -308,17 +309,18 @@ def write_metrics(folder: Path, case: str, summary: dict, history: list[dict]) -
         indent=1))
 
 
-def write_stopped_metrics(folder: Path, case: str, error: NonFiniteLossError,
+def write_stopped_metrics(folder: Path, case: str, error: NonFiniteLossError | BlowUpError,
                           history: list[dict], **summary: object) -> None:
     """Write the ``metrics.json`` of a run that ``error`` stopped (a NaN/Inf loss or gradient,
-    a folded mesh), in :func:`write_metrics`'s layout: ``history`` up to the last finite step
-    (the steps after the checkpoint kept included), and a summary of ``stopped`` (why: the
-    message ``stopped.txt`` holds), ``stopped_step`` (the step it names),
-    ``checkpoint_step`` (that of the checkpoint kept), ``passed`` false and ``summary`` (the
-    steps taken, the time)."""
+    a folded mesh, a field that blew up), in :func:`write_metrics`'s layout: ``history`` up
+    to the last finite step (the steps after the checkpoint kept included), and a summary of
+    ``stopped`` (why: the message ``stopped.txt`` holds), ``stopped_step`` (the step it
+    names), ``checkpoint_step`` (that of the checkpoint kept: a NonFiniteLossError's own; a
+    BlowUpError names none, and its run gives it in ``summary``), ``passed`` false and
+    ``summary`` (the steps taken, the time)."""
     write_metrics(folder, case, {"stopped": str(error), "stopped_step": error.step,
-                                 "checkpoint_step": error.checkpoint_step, "passed": False,
-                                 **summary}, history)
+                                 "checkpoint_step": getattr(error, "checkpoint_step", None),
+                                 "passed": False, **summary}, history)
 
 
 RECORDED_PACKAGES = ("numpy", "scipy", "torch", "warp-lang", "h5py", "xarray", "pyamg", "gmsh",

@@ -6,7 +6,9 @@ Run folder::
     config.yaml        the resolved case
     checkpoint.pt      parameters, time, random state, history and wall time at the last
                        checkpoint
-    metrics.json       relative L2 error against time (history) and the summary
+    metrics.json       relative L2 error against time (history) and the summary; a run
+                       a blow-up stopped keeps the errors measured so far and says why and
+                       at which step (:func:`~.run_folder.write_stopped_metrics`)
     errors.json        the error-versus-time curve alone: {"t": [...], "rel_l2": [...]}
     predictions.h5     prediction, reference and error at the final time (xarray)
     errors.png         relative L2 error against time (log scale)
@@ -65,6 +67,7 @@ from .run_folder import (
     restoring,
     run_attrs,
     write_metrics,
+    write_stopped_metrics,
     write_text,
 )
 from .sections import BYTES, PhysicsCase, threshold_passed, threshold_verdict
@@ -347,21 +350,31 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
         save()
         write_text(folder / CONFIG, case.to_yaml())
     last_checkpoint = step
+
+    def stopped(error: BlowUpError) -> BlowUpError:
+        """``error``, the run's ``metrics.json`` written (each step before its own finite)."""
+        write_stopped_metrics(folder, case.name, error, history, steps=error.step - 1,
+                              checkpoint_step=last_checkpoint,
+                              wall_s=wall_offset + clock.read())
+        return error
+
     with clock:
         while step < total:
             try:
                 teng.step()
             except BlowUpError as err:  # the step counted in the run, the checkpoint named
-                raise BlowUpError(step=step + 1, t=err.t, field=err.field, what=err.what,
-                                  advice=f"the checkpoint of step {last_checkpoint} is kept; "
-                                         "lower training.dt") from None
+                raise stopped(BlowUpError(
+                    step=step + 1, t=err.t, field=err.field, what=err.what,
+                    advice=f"the checkpoint of step {last_checkpoint} is kept; "
+                           "lower training.dt")) from None
             step += 1
             entry = record(step)
             if "rel_l2" in entry and not math.isfinite(entry["rel_l2"]):  # θ finite, u not
-                raise BlowUpError(step=step, t=entry["t"], field="the TENG prediction u",
-                                  what="became NaN/Inf on the evaluation grid",
-                                  advice=f"the checkpoint of step {last_checkpoint} is kept; "
-                                         "lower training.dt")
+                raise stopped(BlowUpError(
+                    step=step, t=entry["t"], field="the TENG prediction u",
+                    what="became NaN/Inf on the evaluation grid",
+                    advice=f"the checkpoint of step {last_checkpoint} is kept; "
+                           "lower training.dt"))
             if "rel_l2" in entry:
                 history.append(entry)
             if on_step is not None:

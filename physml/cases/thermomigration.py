@@ -22,7 +22,9 @@ Run folder::
                           error, the initially smaller of two particles' volume ratio
                           (these two for a start from particles, as tracked.png), the
                           precipitates' centre-of-mass shift; the history: per snapshot the
-                          accepted steps so far, time, mass and free energy
+                          accepted steps so far, time, mass and free energy; a run a
+                          blow-up stopped keeps the snapshots' history so far and says
+                          why and at which step (:func:`~.run_folder.write_stopped_metrics`)
     free_energy.png       the total free energy against time, on log axes as PFHub compares
                           its benchmarks
                           (:func:`~.microstructure_figures.plot_free_energy`; with figures on,
@@ -97,6 +99,7 @@ from .run_folder import (
     atomic_write,
     read_checkpoint,
     unreadable,
+    write_stopped_metrics,
     write_text,
 )
 from .thermomigration_analysis import (
@@ -107,7 +110,7 @@ from .thermomigration_analysis import (
     track,
 )
 from .thermomigration_build import build_solver
-from .thermomigration_results import write_thermomigration_results
+from .thermomigration_results import snapshot_history, write_thermomigration_results
 from .thermomigration_spec import ThermomigrationCase
 
 CHECKPOINT = "checkpoint.npz"
@@ -189,7 +192,11 @@ def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
             segment = solver.run(start, save_times[k], save_times=save_times[k:k + 1], dt0=dt,
                                  t0=save_times[k - 1], error_scale=error_scale)
         except BlowUpError as err:  # steps counted from the run's start, the checkpoint named
-            raise _in_run(err, run) from None
+            stopped, done = _in_run(err, run), run.steps[-1] if run.steps else 0
+            write_stopped_metrics(folder, case.name, stopped, snapshot_history(run), steps=done,
+                                  checkpoint_step=done if run.steps else None,
+                                  wall_s=before + time.perf_counter() - started)
+            raise stopped from None
         _extend(run, segment, 1 if run.states else 0)
         # the last step of a segment is cut to land on the snapshot: go on with the one before
         dt = segment.dt[-2] if len(segment.dt) > 1 else segment.dt[-1]

@@ -26,6 +26,14 @@ def _cf_metadata(case: ThermomigrationCase, dims: tuple[str, ...]) -> dict:
     return metadata
 
 
+def snapshot_history(run) -> list[dict]:
+    """``metrics.json``'s history of ``run`` (a
+    :class:`~physml.solvers.thermomigration_trajectory.Trajectory`): per snapshot, the
+    accepted steps so far, the time, the mass and the free energy."""
+    return [{"step": step, "t": t, "mass": mass, "free_energy": energy}
+            for step, t, mass, energy in zip(run.steps, run.times, run.mass, run.free_energy)]
+
+
 def write_thermomigration_results(case, solver, run, records, summary, folder: Path,
                                   temperatures: np.ndarray | None) -> None:
     """The run folder's results (see :mod:`~.thermomigration`); ``temperatures`` is
@@ -51,9 +59,7 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
     ds = xr.Dataset(fields, coords={"time": np.array(run.times), **coords}, attrs=attrs)
     write_dataset(with_cf_metadata(ds, _cf_metadata(case, dims)), folder / "trajectory.h5")
     write_text(folder / "tracked.json", json_text(records, indent=1))
-    write_metrics(folder, case.name, summary, [
-        {"step": step, "t": t, "mass": mass, "free_energy": energy}
-        for step, t, mass, energy in zip(run.steps, run.times, run.mass, run.free_energy)])
+    write_metrics(folder, case.name, summary, snapshot_history(run))
     if case.output.figures:
         from .microstructure_figures import (
             MODEL_UNITS,

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 from ..datasets.spec import AbsolutePath
 from ..solvers.free_energy import DiluteSolution, DoubleWell, RegularSolution
 from ..solvers.thermomigration import DEFAULT_TOLERANCE
-from .initial_fields import check_expression, check_field
+from .initial_fields import check_expression, check_field, read_field
 from .run_folder import KindSection, Section
 from .sections import BYTES, CaseBase
 
@@ -322,10 +322,34 @@ class ThermomigrationCase(CaseBase):
                              f"cell ({cell:g} m): refine grid.shape or widen the interface")
         if self.initial.kind == "expression":
             check_expression(self.initial.expression, ndim)
-        if self.initial.kind == "file":
+        if self.units == "si" and kind == "double_well":
+            self._mole_fractions()
+        elif self.initial.kind == "file":  # the SI double well reads it whole, above
             check_field(self.initial.path, self.initial.variable, tuple(self.grid.shape),
                         self.initial.time_index)
         return self
+
+    def _mole_fractions(self) -> None:
+        """In SI units the double well's c is a mole fraction: refuse ``free_energy.c_alpha``,
+        ``c_beta``, a ``uniform`` start's ``initial.value`` or the values of a ``file`` start
+        (read here) outside [0, 1], as a start from precipitates is refused
+        (:func:`~.thermomigration_build.initial_state`)."""
+        given = {"free_energy.c_alpha": self.free_energy.c_alpha,
+                 "free_energy.c_beta": self.free_energy.c_beta}
+        if self.initial.kind == "uniform":
+            given["initial.value"] = self.initial.value
+        for key, value in given.items():
+            if not 0 <= value <= 1:
+                raise ValueError(f"{key}={value:g}: in SI units a composition is a mole "
+                                 f"fraction, 0 <= {key} <= 1")
+        spec = self.initial
+        if spec.kind == "file":
+            c0 = read_field(spec.path, spec.variable, tuple(self.grid.shape), spec.time_index)
+            low, high = float(np.min(c0)), float(np.max(c0))
+            if not (0 <= low and high <= 1):
+                raise ValueError(f"initial.path {str(spec.path)!r}: {spec.variable} spans "
+                                 f"[{low:.3g}, {high:.3g}], but in SI units c is a mole "
+                                 "fraction, 0 <= c <= 1")
 
     def memory_needs(self) -> dict[str, float]:
         """Bytes the run holds, about, by the keys that set them: each cell's
