@@ -75,7 +75,8 @@ class MeshSpec(StrictModel):
                     "icosphere"] | None = None
     h: float | None = Field(None, gt=0, description="target edge length [m]")
     level: int | None = Field(None, ge=0, le=7, description="icosphere subdivisions")
-    repair: bool = Field(False, description="merge duplicate, drop unreferenced vertices")
+    repair: bool = Field(False, description="merge duplicate vertices, drop cells that list a "
+                         "vertex twice and unreferenced vertices")
     sha256: str | None = Field(None, description="the mesh file's SHA-256, recorded with the "
                                "dataset (filled in from the file when not given): a resume "
                                "and each shard's solve refuse a file that changed since")

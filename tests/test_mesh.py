@@ -114,6 +114,17 @@ def test_row_ids_are_np_unique_s_for_entries_up_to_int64_s_largest():
                                   [0, 1, 2])
 
 
+def test_a_cell_that_repeats_a_vertex_is_named_before_the_vertex_it_leaves_unused():
+    """It was reported as 'unreferenced vertices 2', and the repair dropped it unsaid."""
+    points, cells = SQUARE, [[0, 1, 1], [0, 3, 1]]
+    with pytest.raises(RepairableMeshError, match=r"^collapsed cells 0 \(1 in all\) list a "
+                                                  r"vertex twice .* to drop them$"):
+        pm.Mesh(points, cells)
+    repaired = pm.Mesh(points, cells, check=False).repaired()
+    np.testing.assert_array_equal(repaired.points, SQUARE[[0, 1, 3]])
+    np.testing.assert_array_equal(repaired.cells, [[0, 2, 1]])
+
+
 def test_repaired_merges_duplicates_and_drops_unreferenced_vertices():
     points = np.r_[SQUARE, [[0.0, 0.0], [9.0, 9.0]]]
     mesh = pm.Mesh(points, [[0, 1, 2], [4, 2, 3]], check=False).repaired()
@@ -226,6 +237,60 @@ def test_gmsh_tags_numbered_per_dimension_keep_their_parts_apart(tmp_path):
     assert again.tag_names == mesh.tag_names
     np.testing.assert_array_equal(again.boundary_vertices("inflow"),
                                   mesh.boundary_vertices("inflow"))
+
+
+@pytest.mark.parametrize("z", [0.0, 2.0, "noise"])
+def test_triangles_at_one_z_to_rounding_read_as_planar_and_are_checked_for_folds(tmp_path, z):
+    """z = const != 0 or a z of rounding noise (CAD, STL) read as a surface, which skips the
+    fold check; 1e-9 of the size is a surface still."""
+    mesh = unit_square(3)
+    rng = np.random.default_rng(0)
+    height = 1e-14 * rng.standard_normal(mesh.n_vertices) if z == "noise" else z
+    points = np.c_[mesh.points, np.zeros(mesh.n_vertices) + height]
+    meshio.Mesh(points, [("triangle", mesh.cells)]).write(tmp_path / "flat.vtu")
+    back = pm.read_mesh(tmp_path / "flat.vtu")
+    assert back.dim == 2
+    np.testing.assert_array_equal(back.points, mesh.points)
+    points[5, :2] = [0.9, 0.9]  # an inner vertex moved across its neighbours: folds
+    meshio.Mesh(points, [("triangle", mesh.cells)]).write(tmp_path / "folded.vtu")
+    with pytest.raises(ValueError, match=r"folded\.vtu': mesh has folded cells"):
+        pm.read_mesh(tmp_path / "folded.vtu")
+    points = np.c_[mesh.points, 1e-9 * rng.standard_normal(mesh.n_vertices)]
+    meshio.Mesh(points, [("triangle", mesh.cells)]).write(tmp_path / "tilted.vtu")
+    assert pm.read_mesh(tmp_path / "tilted.vtu").dim == 3
+
+
+def test_obj_files_with_texture_and_normal_indices_are_read(tmp_path):
+    """meshio refused the ``v/vt/vn`` corners exporters (Blender) write; negative indices
+    count back from the last vertex."""
+    vertices = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\n"
+    faces = {"full": "vt 0 0\nvt 1 0\nvt 1 1\nvn 0 0 1\nf 1/1/1 2/2/1 3/3/1\nf 1/1/1 3/3/1 4/2/1\n",
+             "normal": "vn 0 0 1\ns off\ng part\nf 1//1 2//1 3//1\nf 1//1 3//1 4//1\n",
+             "texture": "vt 0 0\nvt 1 0\nvt 1 1\nf 1/1 2/2 3/3\nf 1/1 3/3 4/2\n",
+             "negative": "f -4 -3 -2\nf -4 -2 -1\n"}
+    for name, text in faces.items():
+        path = tmp_path / f"{name}.obj"
+        path.write_text(f"# {name}\n{vertices}{text}")
+        mesh = pm.read_mesh(path)
+        assert mesh.dim == 2, name
+        np.testing.assert_array_equal(mesh.points, SQUARE)
+        np.testing.assert_array_equal(mesh.cells, [[0, 1, 2], [0, 2, 3]])
+    (tmp_path / "quad.obj").write_text(f"{vertices}f 1/1 2/2 3/3 4/4\n")
+    with pytest.raises(ValueError, match=r"quad\.obj' as a \.obj file \(line 5: a face of 4 "
+                                         r"corners; physml's meshes are triangles only"):
+        pm.read_mesh(tmp_path / "quad.obj")
+    (tmp_path / "zero.obj").write_text(f"{vertices}f 0 1 2\n")
+    with pytest.raises(ValueError, match=r"line 5: vertex index 0 with 4 vertices before it"):
+        pm.read_mesh(tmp_path / "zero.obj")
+
+
+def test_a_legacy_vtk_polydata_file_is_refused_with_what_to_convert_it_to(tmp_path):
+    path = tmp_path / "surface.vtk"
+    path.write_text("# vtk DataFile Version 3.0\nsurface\nASCII\nDATASET POLYDATA\n"
+                    "POINTS 4 float\n0 0 0 1 0 0 1 1 0 0 1 0\nPOLYGONS 2 8\n3 0 1 2\n3 0 2 3\n")
+    with pytest.raises(ValueError, match=r"^cannot read mesh file '.*surface\.vtk': a legacy VTK "
+                                         r"POLYDATA file, .*convert it to \.vtu, \.ply or \.obj"):
+        pm.read_mesh(path)
 
 
 def test_unreadable_file_names_the_file_and_the_formats(tmp_path):
@@ -435,6 +500,23 @@ def test_a_thin_triangle_keeps_its_area_and_cotangents(dtype, height, tol):
     area = np.abs(np.cross(flat[cells[:, 1]] - flat[cells[:, 0]],
                            flat[cells[:, 2]] - flat[cells[:, 0]]))[:, 2] / 2
     np.testing.assert_allclose(pm.cell_measures(mesh, dtype).numpy(), area, rtol=tol)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e5, 1e6])
+def test_float32_operators_keep_their_accuracy_on_a_mesh_far_from_the_origin(rng, offset):
+    """The operators are translation invariant; float32 positions cast from the absolute
+    coordinates lost |x| 2^-24 (1e-2 relative at 1e5, NaN at 1e6, as map coordinates are)."""
+    mesh = unit_square(8)
+    inner = np.setdiff1d(np.arange(mesh.n_vertices), mesh.boundary_vertices())
+    points = 0.7 * mesh.points + 0.123456789
+    points[inner] += 0.01 * rng.standard_normal((len(inner), 2))
+    reference = pm.Mesh(points, mesh.cells)
+    shifted = pm.Mesh(points + offset, mesh.cells)
+    for operator in (pm.stiffness_matrix, pm.mass_matrix):
+        expected = pm.to_scipy(operator(reference)).toarray()
+        for given in (None, shifted.points):
+            got = pm.to_scipy(operator(shifted, wp.float32, points=given)).toarray()
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
 
 
 def test_cotan_laplacian_matches_libigl(rng):
@@ -959,3 +1041,26 @@ def test_a_python_sigterm_handler_outlives_gmsh(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "handled"
+
+
+def test_a_mesh_keeps_read_only_arrays_that_later_edits_of_the_callers_do_not_reach():
+    """Edits of the arrays passed in (a flipped diagonal, a moved vertex that folds cells)
+    would otherwise change the mesh behind its checks, while its cached topology and operator
+    patterns stayed those of the old cells."""
+    square = unit_square(4)
+    points, cells = square.points.copy(), square.cells.copy()
+    tags, facets = np.arange(len(cells), dtype=np.int32), cells[:1, :2].copy()
+    mesh = pm.Mesh(points, cells, tags, facets, np.array([1], dtype=np.int32))
+    mass = lambda m: pm.to_scipy(pm.mass_matrix(m)).toarray()  # noqa: E731
+    before = mass(mesh)
+    cells[0], cells[16] = (0, 1, 5), (1, 6, 5)  # the diagonal 0-6 of the first square: 1-5
+    assert not np.array_equal(mass(pm.Mesh(points, cells)), before)
+    points[6] = (5.0, 5.0)
+    tags[:], facets[:] = 7, 0
+    np.testing.assert_array_equal(mass(mesh), before)
+    np.testing.assert_array_equal(mesh.points, square.points)
+    np.testing.assert_array_equal(mesh.cells, square.cells)
+    assert mesh.cell_tags[0] == 0 and mesh.facets.any()
+    for name in ("points", "cells", "cell_tags", "facets", "facet_tags"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(mesh, name)[0] = 0

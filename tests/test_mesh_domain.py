@@ -1,5 +1,6 @@
 """A mesh as a physics-informed domain: sampling, membership, named parts, normals, distance."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,36 @@ def test_a_tetrahedral_domain_classifies_a_regular_grid_exactly():
 def test_a_surface_mesh_is_refused():
     with pytest.raises(ValueError, match="a surface mesh has no interior"):
         MeshDomain(pm.icosphere(1))
+
+
+def test_a_nearly_flat_surface_file_is_refused_naming_the_file_and_its_z_range(tmp_path):
+    import meshio
+
+    square = pm.l_shape(0.5)
+    z = 2.0 + 1e-9 * np.random.default_rng(0).standard_normal(square.n_vertices)
+    meshio.Mesh(np.c_[square.points, z], [("triangle", square.cells)]).write(tmp_path / "l.vtu")
+    with pytest.raises(ValueError, match=r"^mesh file '.*l\.vtu': a surface mesh has no interior"
+                                         r".*all its vertices lie within \d\.\de-09 of the plane "
+                                         r"z = 2, a spread of \d\.\de-09 of its diameter"):
+        MeshDomain(pm.read_mesh(tmp_path / "l.vtu"))
+    with pytest.raises(ValueError, match=r"^a surface mesh has no interior.*tetrahedra$"):
+        MeshDomain(pm.icosphere(1))
+
+
+def test_membership_and_distance_at_large_coordinates_raise_no_overflow_warnings():
+    """A level edge's ray test divided by 1e-300, which overflowed (a RuntimeWarning) once
+    the coordinates reached 1e6; the membership was and is right."""
+    mesh = pm.l_shape(0.25)
+    P = np.random.default_rng(0).uniform(-1.2, 1.2, (500, 2))
+    small = MeshDomain(mesh)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        large = MeshDomain(pm.Mesh(1e6 * mesh.points, mesh.cells))
+        np.testing.assert_array_equal(large.inside(1e6 * P), small.inside(P))
+        np.testing.assert_array_equal(large.interior(1e6 * P), small.interior(P))
+        distance = large.distance(1e6 * P)
+    assert np.isfinite(distance).all()
+    np.testing.assert_array_equal(distance > 0, small.distance(P) > 0)
 
 
 def test_a_mesh_case_names_the_mesh_parts_when_one_is_unknown(tmp_path):

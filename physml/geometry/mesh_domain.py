@@ -36,6 +36,10 @@ UNTAGGED = "boundary"
 _CHUNK = 2048
 """Points per block in the (points x facets) computations."""
 
+_FLAT = 1e-6
+"""z spread, relative to the diameter, up to which a surface mesh is called flat when it is
+refused."""
+
 
 def _boundary_with_opposite(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Boundary facets ``(b, k - 1)`` (sorted vertex indices) and, for each, the vertex of its
@@ -108,7 +112,7 @@ def _crossings(P: np.ndarray, V: np.ndarray) -> np.ndarray:
     if V.shape[1] == 2:
         a, b = V[None, :, 0], V[None, :, 1]
         rise = b[..., 1] - a[..., 1]
-        rise = np.where(rise == 0, 1e-300, rise)
+        rise = np.where(rise == 0, 1.0, rise)  # a level edge is never crossed: any divisor but 0
         at = a[..., 0] + (x[..., 1] - a[..., 1]) * (b[..., 0] - a[..., 0]) / rise
         hit = ((a[..., 1] > x[..., 1]) != (b[..., 1] > x[..., 1])) & (x[..., 0] < at)
         return hit.sum(1)
@@ -141,13 +145,23 @@ class MeshDomain(Geometry):
             (a surface mesh in 3D has no interior and is refused).
 
     Raises:
-        ValueError: a surface mesh, or a mesh without boundary.
+        ValueError: a surface mesh (naming its file where it was read from one, and the
+            plane z = c where all its vertices lie within a millionth of its diameter of it),
+            or a mesh without boundary.
     """
 
     def __init__(self, mesh: Mesh) -> None:
         if mesh.cell_dim != mesh.dim:
-            raise ValueError("a surface mesh has no interior to pose a PDE in; a mesh domain "
-                             "needs planar triangles or tetrahedra")
+            z = mesh.points[:, 2]
+            spread = np.ptp(z) / np.linalg.norm(np.ptp(mesh.points, axis=0))
+            raise ValueError(
+                (f"mesh file {mesh.source!r}: " if mesh.source else "")
+                + "a surface mesh has no interior to pose a PDE in; a mesh domain needs "
+                "planar triangles or tetrahedra"
+                + (f" (all its vertices lie within {np.ptp(z) / 2:.1e} of the plane z = "
+                   f"{(z.min() + z.max()) / 2:.9g}, a spread of {spread:.1e} of its diameter: "
+                   "give them one z, or the points' x and y only, for a planar mesh)"
+                   if spread <= _FLAT else ""))
         self.mesh, self.dim = mesh, mesh.dim
         self.bounds = np.stack([mesh.points.min(axis=0), mesh.points.max(axis=0)], axis=1)
         facets, opposite = _boundary_with_opposite(mesh.cells)

@@ -355,7 +355,7 @@ def segments_distance(P, A: np.ndarray, B: np.ndarray):
         inverse = (1 / (edge * edge)).sum(1, keepdims=True) if xp is np else (
             1 / (edge * edge)).sum(1, keepdim=True)
     rise = by - ay
-    rise = rise + (rise == 0) * 1e-300
+    rise = rise + (rise == 0)  # a level segment is never crossed: any divisor but 0
     crosses = ((ay > y) != (by > y)) & (x < ax + (y - ay) * (bx - ax) / rise)
     odd = crosses.sum(1, keepdims=True) % 2 if xp is np else crosses.sum(1, keepdim=True) % 2
     sign = odd * 2.0 - 1 if xp is np else odd.to(P.dtype) * 2 - 1

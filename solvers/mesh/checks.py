@@ -9,6 +9,7 @@ mesh is refused on load instead of producing NaNs in an operator later.
 - folded: planar triangles / tetrahedra on the same side of a shared facet as their neighbour
   (the order each cell lists its vertices in does not matter: meshers leave it mixed);
 - non-manifold: a facet (edge of a triangle, face of a tetrahedron) shared by more than two cells;
+- collapsed cells: a cell that lists a vertex twice;
 - unreferenced vertices: in no cell;
 - duplicate vertices: equal positions (after rounding to $10^{-12}$ of the bounding-box diagonal).
 
@@ -143,6 +144,14 @@ def non_manifold_cells(cells: np.ndarray) -> np.ndarray:
     return np.unique(np.flatnonzero(bad) % len(cells))
 
 
+def collapsed_cells(cells: np.ndarray) -> np.ndarray:
+    """Indices of the cells (m, k) that list a vertex more than once: of zero measure
+    whatever the positions."""
+    k = cells.shape[1]
+    return np.flatnonzero(np.any([cells[:, i] == cells[:, j]
+                                  for i, j in combinations(range(k), 2)], axis=0))
+
+
 def unreferenced_vertices(n_vertices: int, cells: np.ndarray) -> np.ndarray:
     """Indices of the vertices (of ``n_vertices``) that no cell (m, k) uses."""
     used = np.zeros(n_vertices, dtype=bool)
@@ -174,7 +183,8 @@ def _describe(indices: np.ndarray) -> str:
 
 
 class RepairableMeshError(ValueError):
-    """Duplicate or unreferenced vertices, which :meth:`Mesh.repaired` fixes: ``problem``
+    """Cells that repeat a vertex, duplicate or unreferenced vertices, which
+    :meth:`Mesh.repaired` fixes (dropping the cells, merging or dropping the vertices): ``problem``
     says what is wrong, ``remedy`` what repairing does to it; the message adds the cure in
     Python, a caller with another way to ask for the repair names its own."""
 
@@ -193,7 +203,9 @@ def check_finite(points: np.ndarray) -> None:
 
 def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
     """Raise one ``ValueError`` for the first problem found (a :class:`RepairableMeshError`
-    for duplicate or unreferenced vertices); return silently on a valid mesh."""
+    for cells that repeat a vertex, duplicate or unreferenced vertices, in that order: a
+    collapsed cell may be what leaves a vertex unreferenced); return silently on a valid
+    mesh."""
     n = len(points)
     check_finite(points)
     if cells.size and (cells.min() < 0 or cells.max() >= n):
@@ -201,6 +213,11 @@ def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
         raise ValueError(
             f"cells {_describe(rows)} reference vertices outside 0..{n - 1}; fix the cell array"
         )
+    collapsed = collapsed_cells(cells)
+    if len(collapsed):
+        raise RepairableMeshError(
+            f"collapsed cells {_describe(collapsed)} list a vertex twice (zero measure)",
+            "drop them")
     duplicates = np.flatnonzero(duplicate_groups(points) != np.arange(n))
     if len(duplicates):
         raise RepairableMeshError(

@@ -2,7 +2,10 @@
 
 :func:`read_mesh` keeps the highest-dimensional cells (tetrahedra if any, else triangles) and
 reads Gmsh physical tags of cells and boundary facets (``gmsh:physical`` and ``field_data``).
-Triangles whose points all have z = 0 become a planar mesh (d = 2). :func:`write_mesh` writes
+Triangles whose points all have one z, to within :data:`PLANAR_TOL` of the bounding box's
+diagonal (CAD and STL exports leave rounding noise there), become a planar mesh (d = 2, z
+dropped). Wavefront ``.obj`` files are read here, not by meshio (which refuses the texture and
+normal indices most exporters write): their vertices and triangles. :func:`write_mesh` writes
 the mesh with optional point and cell fields; VTU and XDMF files open in ParaView. Tags are
 written to Gmsh ``.msh`` files only (MSH 2.2; the other formats carry the fields, not the tags).
 """
@@ -20,7 +23,7 @@ import h5py
 import meshio
 import numpy as np
 
-from .checks import RepairableMeshError
+from .checks import DUPLICATE_TOL, RepairableMeshError
 from .mesh import Mesh
 
 _CELL_TYPES = {3: "triangle", 4: "tetra"}
@@ -33,6 +36,9 @@ _ONE_CELL_TYPE = {".stl": "triangle", ".off": "triangle", ".ply": "triangle", ".
                   ".obj": "triangle", ".node": "tetra", ".ele": "tetra"}
 """Extensions whose meshio writers hold one of the two cell types only: meshio skips the other
 with a printed warning and leaves a file without cells (TetGen's then hangs its reader)."""
+PLANAR_TOL = DUPLICATE_TOL
+"""Spread of the z coordinates, relative to the bounding box's diagonal, up to which triangles
+are read as planar: below the distance at which two vertices count as one."""
 
 
 def formats() -> list[str]:
@@ -46,13 +52,16 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
     Args:
         path: the file; its extension selects the format.
         repair: merge duplicate and drop unreferenced vertices (:meth:`Mesh.repaired`) instead
-            of refusing the mesh.
+            of refusing the mesh; cells that repeat a vertex (as given or after the merge) are
+            dropped.
         device: Warp device of the mesh.
 
     Raises:
         ValueError: meshio cannot read the file: as the format its extension names (with
-            meshio's reason where it gives one), or, an extension meshio does not read, with
-            the formats allowed; or the file holds no triangles or tetrahedra, or the mesh is
+            meshio's reason where it gives one; a legacy VTK ``POLYDATA`` file with what to
+            convert it to), or, an extension meshio does not read, with the formats allowed;
+            an ``.obj`` file with a face that is not a triangle or a line that does not parse
+            (naming the line); or the file holds no triangles or tetrahedra, or the mesh is
             degenerate (the message names the file; a
             :class:`~physml.solvers.mesh.checks.RepairableMeshError` where ``repair`` would
             fix it).
@@ -60,21 +69,7 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
     path = Path(path)
     extension = max((e for e in formats() if path.name.lower().endswith(e)), key=len,
                     default=None)
-    said, complaint = StringIO(), StringIO()
-    try:  # meshio prints why its readers failed, then its own error line, and exits
-        with redirect_stdout(said), redirect_stderr(complaint):
-            data = meshio.read(path, file_format="gmsh" if path.suffix.lower() == ".msh" else None)
-    except (Exception, SystemExit) as error:  # ReadError, KeyError, ... from the readers
-        if extension is None:
-            raise ValueError(
-                f"cannot read mesh file {str(path)!r} ({type(error).__name__}: {error}); "
-                f"formats allowed: {', '.join(formats())}"
-            ) from error
-        reason = (" ".join(said.getvalue().split()) if isinstance(error, SystemExit)
-                  else f"{type(error).__name__}: {error}")
-        raise ValueError(f"cannot read mesh file {str(path)!r} as a {extension} file"
-                         + (f" (meshio: {reason})" if reason else "")) from error
-    sys.stderr.write(complaint.getvalue())  # a read that worked: meshio's warnings
+    data = _read_obj(path) if extension == ".obj" else _read_meshio(path, extension)
     k = 4 if any(b.type == "tetra" for b in data.cells) else 3
     blocks = [i for i, b in enumerate(data.cells) if b.type == _CELL_TYPES[k]]
     if not blocks:
@@ -98,18 +93,103 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
         facets = np.concatenate([data.cells[i].data for i in facet_blocks])
         facet_tags = np.concatenate([physical[i] for i in facet_blocks])
     points = np.asarray(data.points, dtype=np.float64)
-    if k == 3 and points.shape[1] == 3 and not np.any(points[:, 2]):
+    if k == 3 and points.shape[1] == 3 and len(points) and np.ptp(points[:, 2]) <= (
+            PLANAR_TOL * np.linalg.norm(np.ptp(points, axis=0))):
         points = points[:, :2]
     tag_names, facet_tags = _tag_names(data.field_data, k - 1, facet_tags)
     try:
         mesh = Mesh(points, cells, cell_tags, facets, facet_tags, tag_names, device=device,
-                    check=not repair)
+                    check=not repair, source=str(path))
         return mesh.repaired() if repair else mesh
     except RepairableMeshError as error:
         raise RepairableMeshError(f"mesh file {str(path)!r}: {error.problem}",
                                   error.remedy) from error
     except ValueError as error:
         raise ValueError(f"mesh file {str(path)!r}: {error}") from error
+
+
+def _read_meshio(path: Path, extension: str | None) -> meshio.Mesh:
+    """``meshio.read`` of ``path``, with its failures as one ``ValueError`` (see
+    :func:`read_mesh`)."""
+    said, complaint = StringIO(), StringIO()
+    try:  # meshio prints why its readers failed, then its own error line, and exits
+        with redirect_stdout(said), redirect_stderr(complaint):
+            data = meshio.read(path, file_format="gmsh" if path.suffix.lower() == ".msh" else None)
+    except (Exception, SystemExit) as error:  # ReadError, KeyError, ... from the readers
+        if extension is None:
+            raise ValueError(
+                f"cannot read mesh file {str(path)!r} ({type(error).__name__}: {error}); "
+                f"formats allowed: {', '.join(formats())}"
+            ) from error
+        if extension == ".vtk" and _is_polydata(path):
+            raise ValueError(f"cannot read mesh file {str(path)!r}: a legacy VTK POLYDATA file, "
+                             "which meshio (the .vtk reader) does not read; convert it to .vtu, "
+                             ".ply or .obj (ParaView: File > Save Data) and read that") from error
+        reason = (" ".join(said.getvalue().split()) if isinstance(error, SystemExit)
+                  else f"{type(error).__name__}: {error}")
+        raise ValueError(f"cannot read mesh file {str(path)!r} as a {extension} file"
+                         + (f" (meshio: {reason})" if reason else "")) from error
+    sys.stderr.write(complaint.getvalue())  # a read that worked: meshio's warnings
+    return data
+
+
+def _is_polydata(path: Path) -> bool:
+    """Whether the header of a legacy VTK file (its first four lines) says
+    ``DATASET POLYDATA``."""
+    try:
+        with open(path, "rb") as f:
+            head = [f.readline() for _ in range(4)]
+    except OSError:
+        return False
+    return any(line.split()[:2] == [b"DATASET", b"POLYDATA"] for line in head)
+
+
+def _read_obj(path: Path) -> meshio.Mesh:
+    """The vertices (``v`` lines: x, y, z, any further numbers ignored) and triangles (``f``
+    lines) of a Wavefront OBJ file.
+
+    A face corner is ``v``, ``v/vt``, ``v//vn`` or ``v/vt/vn``: only the vertex index is read,
+    1-based, or counted back from the last vertex read so far where negative (-1 is the last).
+    Every other line (``vt``, ``vn``, groups, materials, ``l`` polylines, comments) is
+    skipped, and a line ending in ``\\`` continues on the next.
+
+    Raises:
+        ValueError: naming the file and the line: a face of more than three corners (quads
+            and polygons are refused, as in the other formats: splitting a polygon into
+            triangles is the mesher's choice, and a non-convex or non-planar one has no safe
+            default), a face of fewer than three, index 0, or an entry that is not a number;
+            or the file cannot be opened.
+    """
+    try:  # OBJ is ASCII; a name or comment in another encoding does not matter here
+        text = path.read_text(encoding="utf-8", errors="replace").replace("\\\n", " ")
+    except OSError as error:
+        raise ValueError(f"cannot read mesh file {str(path)!r} as a .obj file "
+                         f"({type(error).__name__}: {error})") from error
+    points, faces = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        try:
+            if words[:1] == ["v"]:
+                points.append([float(w) for w in words[1:4]])
+                if len(points[-1]) < 3:
+                    raise ValueError("a vertex needs x, y and z")
+            elif words[:1] == ["f"]:
+                corners = [int(w.split("/")[0]) for w in words[1:]]
+                if len(corners) != 3:
+                    raise ValueError(f"a face of {len(corners)} corners; physml's meshes are "
+                                     "triangles only: triangulate in the exporter or mesher")
+                bad = [c for c in corners if c == 0 or c < -len(points)]
+                if bad:
+                    raise ValueError(f"vertex index {bad[0]} with {len(points)} vertices "
+                                     "before it (OBJ counts from 1, or back from -1 for the "
+                                     "last)")
+                faces.append([c - 1 if c > 0 else len(points) + c for c in corners])
+        except ValueError as error:
+            raise ValueError(f"cannot read mesh file {str(path)!r} as a .obj file (line "
+                             f"{number}: {error})") from None
+    return meshio.Mesh(np.array(points, dtype=np.float64).reshape(-1, 3),
+                       [("triangle", np.array(faces, dtype=np.int64).reshape(-1, 3))]
+                       if faces else [])
 
 
 def _tag_names(field_data: dict, cell_dim: int, facet_tags: np.ndarray | None

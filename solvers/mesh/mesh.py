@@ -31,6 +31,7 @@ from .checks import (
     check_cell_shapes,
     check_finite,
     check_mesh,
+    collapsed_cells,
     duplicate_groups,
     facets_of,
     may_be_tangled,
@@ -59,9 +60,20 @@ def _vertex_indices(value, name: str, n: int) -> np.ndarray:
     return np.ascontiguousarray(raw, dtype=np.int32)
 
 
+def _owned(array: np.ndarray, given: object) -> np.ndarray:
+    """``array`` (converted from ``given``) read-only, and copied if it shares memory with
+    ``given``: editing the caller's arrays cannot change a mesh, or the topology and operators
+    cached from it, behind its checks."""
+    if np.may_share_memory(array, given):
+        array = array.copy()
+    array.setflags(write=False)
+    return array
+
+
 @dataclass(frozen=True, eq=False)
 class Mesh:
-    """A triangle or tetrahedral mesh on a Warp device.
+    """A triangle or tetrahedral mesh on a Warp device. It holds read-only arrays of its own
+    (float64 points, int32 indices and tags): later edits of the arrays passed in do not reach it.
 
     Args:
         points: (n, d) vertex positions, d = 2 (planar) or 3 (surface or volume) [length units].
@@ -73,6 +85,8 @@ class Mesh:
         device: Warp device of the arrays :meth:`warp_points` / :meth:`warp_cells` return
             (initialises Warp).
         check: run the checks of :mod:`physml.solvers.mesh.checks` (see :meth:`repaired`).
+        source: the file the mesh was read from (:func:`~physml.solvers.mesh.read_mesh` sets
+            it), for messages about the mesh; kept by :meth:`repaired` and :meth:`to`.
 
     Raises:
         ValueError: wrong shapes, an unavailable device, or a degenerate mesh (the message
@@ -87,6 +101,7 @@ class Mesh:
     tag_names: dict[str, int] = field(default_factory=dict)
     device: str = "cpu"
     check: bool = True
+    source: str | None = None
 
     def __post_init__(self) -> None:
         points = np.ascontiguousarray(self.points, dtype=np.float64)
@@ -100,14 +115,14 @@ class Mesh:
             )
         if cells.shape[1] == 4 and points.shape[1] != 3:
             raise ValueError(f"tetrahedra need 3D points, got points of shape {points.shape}")
-        object.__setattr__(self, "points", points)
-        object.__setattr__(self, "cells", cells)
+        object.__setattr__(self, "points", _owned(points, self.points))
+        object.__setattr__(self, "cells", _owned(cells, self.cells))
         object.__setattr__(self, "device", warp_device(self.device))
         if self.cell_tags is not None:
             tags = np.asarray(self.cell_tags, dtype=np.int32)
             if tags.shape != (len(cells),):
                 raise ValueError(f"cell_tags must have shape ({len(cells)},), got {tags.shape}")
-            object.__setattr__(self, "cell_tags", tags)
+            object.__setattr__(self, "cell_tags", _owned(tags, self.cell_tags))
         if (self.facets is None) != (self.facet_tags is None):
             raise ValueError("pass facets and facet_tags together")
         if self.facets is not None:
@@ -117,8 +132,8 @@ class Mesh:
                 raise ValueError(
                     f"facet_tags must have shape ({len(facets)},), got {facet_tags.shape}"
                 )
-            object.__setattr__(self, "facets", facets)
-            object.__setattr__(self, "facet_tags", facet_tags)
+            object.__setattr__(self, "facets", _owned(facets, self.facets))
+            object.__setattr__(self, "facet_tags", _owned(facet_tags, self.facet_tags))
         if self.check:
             check_mesh(points, cells)
 
@@ -218,16 +233,16 @@ class Mesh:
     def repaired(self) -> Mesh:
         """A copy with duplicate vertices merged and unreferenced vertices dropped.
 
-        Cells that collapse (a repeated vertex after the merge) are dropped with their tags;
-        facets are re-indexed. Other problems (zero measure, inversion, non-manifold facets)
+        Cells that list a vertex twice (as given, or after the merge: collapsed, of zero
+        measure) are dropped with their tags, and vertices only they used with them; facets
+        are re-indexed. Other problems (zero measure, inversion, non-manifold facets)
         are not repaired: the new mesh is checked and raises if any remain. Non-finite
         positions raise first (a coincidence test cannot place them).
         """
         check_finite(self.points)
         first = duplicate_groups(self.points)
         cells = first[self.cells]
-        k = cells.shape[1]
-        keep = np.all([cells[:, i] != cells[:, j] for i, j in combinations(range(k), 2)], axis=0)
+        keep = np.setdiff1d(np.arange(len(cells)), collapsed_cells(cells))
         cells = cells[keep]
         used = np.unique(cells)
         new_index = np.full(self.n_vertices, -1, dtype=np.int64)
@@ -245,18 +260,29 @@ class Mesh:
             facet_tags=facet_tags,
             tag_names=dict(self.tag_names),
             device=self.device,
+            source=self.source,
         )
 
     def to(self, device: str) -> Mesh:
         """The same mesh with arrays for ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``)."""
         return Mesh(self.points, self.cells, self.cell_tags, self.facets, self.facet_tags,
-                    dict(self.tag_names), device=device, check=False)
+                    dict(self.tag_names), device=device, check=False, source=self.source)
 
-    def warp_points(self, dtype: type = wp.float64, requires_grad: bool = False) -> wp.array:
+    @cached_property
+    def centre(self) -> np.ndarray:
+        """(d,) centre of the bounding box of the points (float64)."""
+        return (self.points.min(axis=0) + self.points.max(axis=0)) / 2
+
+    def warp_points(self, dtype: type = wp.float64, requires_grad: bool = False,
+                    relative: bool = False) -> wp.array:
         """(n,) array of ``wp.vec2``/``wp.vec3`` of ``dtype`` (float32 or float64, a Warp type,
-        NumPy dtype or name) on ``self.device``."""
+        NumPy dtype or name) on ``self.device``: the positions, or with ``relative`` the
+        positions minus :attr:`centre` (subtracted in float64, before the cast), for
+        translation-invariant quantities: float32 then rounds a coordinate by about 2^-24 times
+        the mesh's size rather than 2^-24 |x| (0.06 at 1e6, a cell's size there)."""
         vec = _VEC[(self.dim, warp_dtype(dtype))]
-        return wp.array(self.points, dtype=vec, device=self.device, requires_grad=requires_grad)
+        points = self.points - self.centre if relative else self.points
+        return wp.array(points, dtype=vec, device=self.device, requires_grad=requires_grad)
 
     def warp_cells(self) -> wp.array:
         """(m, k) ``int32`` array on ``self.device``."""

@@ -14,7 +14,9 @@ Arguments shared by the operators: ``mesh`` the mesh (n vertices, m cells); ``dt
 ``wp.float32`` or ``wp.float64`` (or a NumPy or PyTorch dtype, or its name; other types are
 refused); ``points`` vertex positions (n,) of ``vec{d}`` of ``dtype`` on the mesh's device, or a
 NumPy (n, d) array (default: ``mesh.points``), e.g. moved vertices (another shape, dtype or
-device is refused).
+device is refused). The operators are translation invariant: NumPy positions (``mesh.points``
+included) are cast to float32 relative to the centre of the mesh's bounding box, so that a mesh
+far from the origin keeps float32's relative accuracy.
 """
 
 from __future__ import annotations
@@ -128,15 +130,23 @@ def pattern(mesh: Mesh, dtype: type = wp.float64) -> Pattern:
 
 
 def _points(mesh: Mesh, dtype: type, points: wp.array | None) -> wp.array:
+    """The positions the kernels read. Every operator here is translation invariant, so
+    positions cast to float32 (``mesh.points``, or NumPy ``points``) are taken relative to
+    ``mesh.centre`` (:meth:`~physml.solvers.mesh.Mesh.warp_points` with ``relative``); a Warp
+    array is used as it is."""
+    relative = dtype is wp.float32
     if points is None:
-        return mesh.warp_points(dtype)
-    return _mesh_array(mesh, points, "points", mesh.n_vertices, "vertex", _VEC[(mesh.dim, dtype)])
+        return mesh.warp_points(dtype, relative=relative)
+    return _mesh_array(mesh, points, "points", mesh.n_vertices, "vertex", _VEC[(mesh.dim, dtype)],
+                       origin=mesh.centre if relative else None)
 
 
-def _mesh_array(mesh: Mesh, value, name: str, length: int, per: str, dtype: type) -> wp.array:
+def _mesh_array(mesh: Mesh, value, name: str, length: int, per: str, dtype: type,
+                origin: np.ndarray | None = None) -> wp.array:
     """``value`` as a Warp array of ``length`` entries of ``dtype`` (a float or a vector of
     the mesh's dimension) on the mesh's device: a Warp array is checked and used as it is,
-    anything else (NumPy, lists) is copied in.
+    anything else (NumPy, lists) is copied in, less ``origin`` (subtracted in float64) if
+    given.
 
     Raises:
         ValueError: another length, dtype, or device, naming ``name`` and what was expected
@@ -150,6 +160,8 @@ def _mesh_array(mesh: Mesh, value, name: str, length: int, per: str, dtype: type
             raise ValueError(f"{name} has shape {array.shape} and dtype {array.dtype}; expected "
                              f"one {'value' if width == 1 else 'vector'} per {per}, shape "
                              f"{shape}, of floats")
+        if origin is not None:
+            array = array.astype(np.float64) - origin
         return wp.array(array, dtype=dtype, device=mesh.device)
     if value.shape != (length,) or value.dtype != dtype:
         raise ValueError(f"{name} is a Warp array of shape {value.shape} and dtype "
