@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 from _common import at_least, check_device
 
+from physml.cases.moe import ConstraintSpec
 from physml.constraints import Continuity, LevenbergMarquardt, UnconvergedSolveWarning
 from physml.devices import Stopwatch, require_torch_device
 from physml.fno import most_modes
@@ -72,7 +73,8 @@ VARIANTS = {
         "width": 32, "modes": (16, 12, 12), "budget": Budget(iterations=4000, lr=1e-3, batch=8),
         "points_nx": [32, 64, 100], "timing_nt": 10},  # x 10 levels: 1.0e4 ... 1e5 points
 }
-SOLVER = LevenbergMarquardt(tol=1e-6, max_iter=8)
+DEFAULTS = ConstraintSpec()
+SOLVER = LevenbergMarquardt(tol=DEFAULTS.tol, max_iter=DEFAULTS.max_iter)  # as a case's
 LAYERS = [(Continuity.INDEPENDENT, False), (Continuity.INTERFACE_ROWS, True),
           (Continuity.INTERFACE_ROWS, False),  # interface rows: coloured and dense Jacobians
           (Continuity.PARTITION_OF_UNITY, False)]

@@ -910,3 +910,18 @@ def test_memory_is_checked_on_the_case_that_runs_not_on_the_file_or_its_variants
     with pytest.raises(ValueError, match="a training step's FNO.*more than this machine's"):
         load_case("moe_navier_stokes")
     load_case("teng_heat", ["variant=cpu"])
+
+
+def test_the_moe_benchmark_solves_as_a_case_does(monkeypatch):
+    """benchmarks/moe.py capped the inner solves at 8 iterations while a case's default is
+    12: it takes the case's tolerance and cap."""
+    import importlib.util
+
+    from physml.cases.moe import ConstraintSpec
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("benchmark_moe", ROOT / "benchmarks" / "moe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    case = ConstraintSpec()
+    assert (module.SOLVER.tol, module.SOLVER.max_iter) == (case.tol, case.max_iter)
