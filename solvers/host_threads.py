@@ -3,11 +3,12 @@
 Warp runs a CPU launch on the calling thread, and SciPy's and NumPy's loops release the GIL, so
 work split into parts (rows of a grid, row blocks of a sparse matrix) runs on several cores when
 the parts are handed to host threads; :func:`in_parallel` does that on one pool per process.
+An explicit thread count above :func:`available_cores` is honoured (the parts are still split
+as asked; only their speed-up is capped by the cores).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Callable
@@ -22,6 +23,10 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+_pool: tuple[ThreadPoolExecutor, int] | None = None
+"""The host pool and its count of workers (:func:`host_pool`)."""
+_pool_lock = threading.Lock()
+
 _POOL_THREAD = threading.local()
 """``marked`` is True on the pools' own threads."""
 
@@ -30,13 +35,23 @@ def _mark_pool_thread() -> None:
     _POOL_THREAD.marked = True
 
 
-@functools.cache
 def host_pool(workers: int) -> ThreadPoolExecutor:
-    """A shared pool of ``workers`` host threads for concurrent CPU launches (a forked child
-    starts new pools: the parent's threads do not exist there). Work run on a pool must not
-    wait for work it submits to a pool (:func:`in_parallel` runs such parts in turn)."""
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="physml-rows",
-                              initializer=_mark_pool_thread)
+    """The process's pool of host threads for concurrent CPU launches, of at least
+    ``workers`` threads: one pool, replaced by a pool of ``workers`` when more are asked than
+    it has (the threads of the one it replaces end once their work is done and nothing holds
+    it), so the process keeps as many idle threads as the most it asked for at once, not one
+    pool per count. A forked child starts a new pool: the parent's threads do not exist
+    there. Work run on the pool must not wait for work it submits to it (:func:`in_parallel`
+    runs such parts in turn)."""
+    global _pool
+    pool = _pool
+    if pool is None or pool[1] < workers:
+        with _pool_lock:
+            if _pool is None or _pool[1] < workers:
+                _pool = (ThreadPoolExecutor(max_workers=workers, thread_name_prefix="physml-rows",
+                                            initializer=_mark_pool_thread), workers)
+            pool = _pool
+    return pool[0]
 
 
 def in_parallel(work: Callable[[int], None], count: int) -> None:
@@ -58,8 +73,10 @@ def in_parallel(work: Callable[[int], None], count: int) -> None:
 
 
 def _forget_pools() -> None:
-    """In a forked child: no pool threads exist there, and the forking thread is not one."""
-    host_pool.cache_clear()
+    """In a forked child: no pool threads exist there, the forking thread is not one, and
+    the lock may have been held by a thread that is not there either."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
     _POOL_THREAD.marked = False
 
 

@@ -53,7 +53,14 @@ RECORDED_PER_STAGE = 3
 """Sets of recorded row-kernel launches a stage keeps (:meth:`FusedStages._recorded`): the two
 between which a rollout's work arrays alternate and the first step's, from the initial state
 (so that the next rollout on these arrays replays all three). Each holds the arrays it was
-recorded with (alive until it is re-packed)."""
+recorded with (alive until it is re-packed, or its batch size is dropped:
+:data:`RECORDED_BATCHES`)."""
+
+RECORDED_BATCHES = 4
+"""Batch sizes a :class:`FusedStages` keeps row splits and recorded launches for: the ones it
+split most recently. The recorded launches of a batch size hold the work arrays they were
+recorded with, which :class:`StageWork` replaces when a larger batch asks, so keeping every
+batch size's would keep each generation of those arrays alive."""
 
 MIN_CELLS_PER_THREAD = 1 << 17
 """Fewest cells a host thread gets by default on the CPU, a cell of a stage with limited (MUSCL)
@@ -109,6 +116,7 @@ class FusedStages:
         self.size = grid.size
         self._launches: dict[tuple, list[tuple[list[Replay], list]]] = {}
         self._splits: dict[int, tuple[int, list[tuple[int, int]]]] = {}
+        """By batch size, least recently used first (:meth:`_split`)."""
         self._constants: dict[tuple[float, ...], wp.array] = {}
         self._plans: dict[Tableau, list[tuple[wp.array, str, str, bool]]] = {}
         # a rollout's work arrays, kept between rollouts: fresh arrays of a large grid cost
@@ -281,10 +289,18 @@ class FusedStages:
         return replays
 
     def _split(self, batch: int) -> tuple[int, list[tuple[int, int]]]:
-        """Segment length and ``(first, count)`` ranges of row segments, one per host thread."""
-        if batch not in self._splits:
-            self._splits[batch] = self._segments(batch)
-        return self._splits[batch]
+        """Segment length and ``(first, count)`` ranges of row segments, one per host thread.
+
+        Kept for the :data:`RECORDED_BATCHES` batch sizes split most recently; a batch size
+        dropped from them takes its recorded launches along."""
+        split = self._splits.pop(batch, None) or self._segments(batch)
+        self._splits[batch] = split
+        if len(self._splits) > RECORDED_BATCHES:
+            oldest = next(iter(self._splits))
+            self._splits.pop(oldest, None)
+            for stage in [stage for stage in self._launches if stage[0] == oldest]:
+                self._launches.pop(stage, None)
+        return split
 
     def _segments(self, batch: int) -> tuple[int, list[tuple[int, int]]]:
         cells = batch * self.size
@@ -360,7 +376,9 @@ class StageWork:
             state asks), so a rollout allocates nothing after its first step; a step's output
             (``"out"``) is whichever of two arrays its input is not, so a step may read the
             previous step's output. A smaller state gets the same view of a kept array at
-            every request (recorded launches that read it replay).
+            every request (recorded launches that read it replay). A kept array replaced by a
+            larger one is let go, with its views and the recorded steps (:attr:`replays`):
+            the arrays held stay those of the largest state.
     """
 
     MAX_VIEWS = 64
@@ -389,8 +407,8 @@ class StageWork:
         kept = self._arrays.get(name)
         if kept is None or kept.size < like.size or (kept.device is not like.device
                                                      and kept.device != like.device):
-            kept = wp.empty(like.size, dtype=like.dtype, device=like.device)
-            self._arrays[name] = kept
+            kept = self._replaced(name, wp.empty(like.size, dtype=like.dtype,
+                                                 device=like.device))
         return self._sized(name, kept, like.size)
 
     def filled(self, name: str, values: np.ndarray, dtype: type, device: str) -> wp.array:
@@ -400,11 +418,19 @@ class StageWork:
         kept = self._arrays.get(name)
         if kept is None or kept.size < values.size or kept.dtype != dtype or (
                 kept.device != device):
-            kept = wp.empty(values.size, dtype=dtype, device=device)
-            self._arrays[name] = kept
+            kept = self._replaced(name, wp.empty(values.size, dtype=dtype, device=device))
         view = self._sized(name, kept, values.size)
         view.assign(values.ravel())
         return view
+
+    def _replaced(self, name: str, kept: wp.array) -> wp.array:
+        """Keep ``kept`` as ``name``, forgetting the views of the array it replaces, if any,
+        and the recorded steps, which may read that array (so that it can be freed)."""
+        if name in self._arrays:
+            self._views = {key: view for key, view in self._views.items() if key[0] != name}
+            self.replays.clear()
+        self._arrays[name] = kept
+        return kept
 
     def _sized(self, name: str, kept: wp.array, size: int) -> wp.array:
         """The first ``size`` values of the kept array ``name``: itself, or one view per

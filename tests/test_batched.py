@@ -553,3 +553,40 @@ def test_the_cpu_only_row_kernels_are_not_in_the_per_cell_kernel_s_module():
     assert stage_kernels.stage_rows_kernel.module is not cells
     for kernel in (stage_kernels.stage_runs_kernel, stage_kernels.stage_rows_kernel):
         assert kernel.module.options["fuse_fp"] is False  # rounding as the per-cell kernel
+
+
+def held_bytes(stages: rk_stages.FusedStages) -> int:
+    """Bytes of the distinct allocations that the recorded launches and the kept work arrays
+    of ``stages`` name (a view counts as the array it is a view of)."""
+    def arrays(value):
+        if isinstance(value, wp.array):
+            yield value
+        elif isinstance(value, (list, tuple, dict)):
+            for item in value.values() if isinstance(value, dict) else value:
+                yield from arrays(item)
+
+    work = stages._kept_work
+    owners = {}
+    for array in arrays([stages._launches, work._arrays, work._views, work.replays]):
+        while isinstance(array._ref, wp.array):
+            array = array._ref
+        owners[id(array)] = array.capacity
+    return sum(owners.values())
+
+
+def test_a_growing_batch_keeps_a_few_generations_of_work_arrays_not_all():
+    # each larger batch replaces the kept work arrays; the launches recorded for each smaller
+    # one would otherwise keep every replaced generation alive
+    grid = Grid((32, 32), (0.0, 0.0), (1.0, 1.0))
+    u = initial_states(grid, 1, seed=4)[0]
+    largest = HeatSolver2D(grid, nu=0.01, dt=1e-3)
+    largest.rollout(np.tile(u, (40, 1, 1)), 2, 1)
+    solver = HeatSolver2D(grid, nu=0.01, dt=1e-3)
+    for batch in range(1, 41):
+        solver.rollout(np.tile(u, (batch, 1, 1)), 2, 1)
+    stages = solver.stages
+    assert len({stage[0] for stage in stages._launches}) <= rk_stages.RECORDED_BATCHES
+    assert len(stages._splits) <= rk_stages.RECORDED_BATCHES
+    assert held_bytes(stages) <= (rk_stages.RECORDED_BATCHES + 1) * held_bytes(largest.stages)
+    np.testing.assert_array_equal(solver.rollout(np.tile(u, (7, 1, 1)), 2, 1),
+                                  largest.rollout(np.tile(u, (7, 1, 1)), 2, 1))

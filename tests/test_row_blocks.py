@@ -146,3 +146,23 @@ def test_a_child_forked_on_a_pool_thread_runs_its_parts_in_parallel_again():
     reports = []
     host_threads.in_parallel(fork_and_report, 2)
     assert reports == [b"0"]
+
+
+def test_a_sweep_over_thread_counts_leaves_one_pool_of_the_largest_count():
+    """Each count's parts run at once (a barrier of all of them), so each count needs its
+    threads; a pool replaced by a larger one lets its threads end."""
+    import threading
+    import time
+
+    from physml.solvers.host_threads import in_parallel
+
+    def pool_threads() -> int:
+        return sum(t.name.startswith("physml-rows") for t in threading.enumerate())
+
+    for count in range(2, 9):
+        barrier = threading.Barrier(count, timeout=30)
+        in_parallel(lambda part, barrier=barrier: barrier.wait(), count)
+    deadline = time.monotonic() + 5
+    while pool_threads() > 7 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool_threads() <= 7  # the largest count's 7 workers, not one pool per count

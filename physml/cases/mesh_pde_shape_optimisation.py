@@ -84,7 +84,7 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
     cells = torch.as_tensor(mesh.cells, dtype=torch.long, device=device)
     e1, e2 = (mesh.points[mesh.cells[:, i]] - mesh.points[mesh.cells[:, 0]] for i in (1, 2))
     orientation = torch.sign(as_tensor(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]))
-    x = as_tensor(mesh.points).clone().requires_grad_(True)
+    x = torch.tensor(mesh.points, dtype=torch.float64, device=device, requires_grad=True)
     adam = torch.optim.Adam([x], lr=spec.lr)
     history: list[dict] = []
 
@@ -161,7 +161,7 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
         summary |= {"step_s": elapsed / timed_steps, "wall_s": elapsed}
     else:  # a run of an earlier version resumed after its last step: its own figure stays
         summary |= _recorded_timing(folder)
-    exact = target(torch.as_tensor(moved.points)).numpy()
+    exact = target(torch.tensor(moved.points)).numpy()
     u = u.cpu().numpy()
     return Result(moved, {"u": u, "exact": exact, "error": u - exact},
                   summary, history)
@@ -170,7 +170,7 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
 def _recorded_timing(folder: Path) -> dict:
     """``step_s`` (and ``wall_s``) as the run's ``metrics.json`` recorded them, if it did."""
     try:
-        recorded = json.loads((folder / METRICS).read_text())["summary"]
+        recorded = json.loads((folder / METRICS).read_text(encoding="utf-8"))["summary"]
     except (OSError, ValueError, KeyError, TypeError):
         return {}
     return {key: recorded[key] for key in ("step_s", "wall_s") if key in recorded}
