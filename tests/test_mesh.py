@@ -3,6 +3,8 @@ and position gradients through the torch bridge."""
 
 import gc
 import re
+import subprocess
+import sys
 import weakref
 from pathlib import Path
 
@@ -458,6 +460,67 @@ def test_domain_sizes_are_refused_by_name_before_gmsh_sees_them(call, message):
     assert not gmsh.isInitialized()
 
 
+GMSH_CURE = (r"install it \(pip install gmsh.*apt install libglu1-mesa .*or read the mesh from "
+             r"a file instead \(mesh\.file in a case, physml\.solvers\.mesh\.read_mesh\)")
+
+
+def test_a_gmsh_domain_without_gmsh_names_the_domain_the_import_error_and_the_cure(
+        monkeypatch, tmp_path):
+    """Gmsh was imported with the package: a machine without it (no Linux aarch64 wheel) or
+    without its X11/GL libraries (a headless node: OSError) could not load any case."""
+    monkeypatch.setitem(sys.modules, "gmsh", None)
+    with pytest.raises(ValueError, match=r"^the annulus domain is meshed with Gmsh, which cannot "
+                                         r"be imported here \(import of gmsh halted.*\); "
+                                         + GMSH_CURE):
+        pm.annulus(0.3)
+    assert pm.icosphere(1).n_vertices == 42  # needs no Gmsh
+    (tmp_path / "gmsh.py").write_text('raise OSError("libGLU.so.1: cannot open shared object '
+                                      'file: No such file or directory")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "gmsh")
+    with pytest.raises(ValueError, match=r"^the box domain is meshed with Gmsh, which cannot be "
+                                         r"imported here \(libGLU\.so\.1: cannot open.*\); "
+                                         + GMSH_CURE):
+        pm.box(0.5)
+
+
+def test_the_mesh_package_loads_without_gmsh():
+    """A fresh process (this one has imported Gmsh) in which Gmsh cannot be imported."""
+    probe = ("import sys; sys.modules['gmsh'] = None\n"
+             "from physml.solvers import mesh as pm\n"
+             "print(pm.icosphere(1).n_vertices)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.strip() == "42", result.stderr
+
+
+def test_a_gmsh_mesh_case_without_gmsh_exits_2_on_one_line(monkeypatch, tmp_path,
+                                                            cli_in_process):
+    monkeypatch.setitem(sys.modules, "gmsh", None)
+    monkeypatch.chdir(tmp_path)
+    result = cli_in_process("run", "poisson_lshape", "variant=quick")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert re.fullmatch(r"physml: error: the l_shape domain is meshed with Gmsh, which cannot be "
+                        r"imported here .*" + GMSH_CURE + "\n",
+                        result.stderr.splitlines(True)[-1])
+
+
+@pytest.mark.slow
+def test_without_gmsh_a_grid_case_validates_and_a_gmsh_mesh_case_ends_on_one_line(tmp_path):
+    """The whole command in a fresh process where Gmsh cannot be imported: loading the cases
+    needs no Gmsh, and a case on a Gmsh domain ends with exit 2 and the line naming the cure."""
+    probe = ("import sys; sys.modules['gmsh'] = None\n"
+             "from physml.cli import main\n"
+             "print(main(['validate', 'burgers']), main(['run', 'poisson_lshape', "
+             "'variant=quick']))\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.stdout.split()[-2:] == ["0", "2"], result.stderr
+    assert "Traceback" not in result.stderr
+    assert re.search(r"^physml: error: the l_shape domain is meshed with Gmsh, which cannot be "
+                     r"imported here .*" + GMSH_CURE, result.stderr, re.MULTILINE)
+
+
 # --- operators -----------------------------------------------------------------------------
 
 def cotan_reference(points, cells):
@@ -778,7 +841,7 @@ def test_poisson_solve_keeps_no_dropped_mesh_alive():
     """The interior block's set-up is cached per mesh, weakly: a loop making a mesh per
     iteration kept the last 32 alive (+115 MiB at 8937 vertices)."""
     mesh = pm.disc(0.4)
-    x = torch.as_tensor(mesh.points)
+    x = torch.tensor(mesh.points)
     first = poisson_solve(x, mesh, torch.ones(mesh.n_vertices, dtype=torch.float64))
     again = poisson_solve(x, mesh, torch.ones(mesh.n_vertices, dtype=torch.float64))
     torch.testing.assert_close(first, again, rtol=0, atol=0)  # the cached set-up, the same
@@ -790,7 +853,7 @@ def test_poisson_solve_keeps_no_dropped_mesh_alive():
 
 def test_poisson_solve_names_tensors_of_mixed_dtypes():
     mesh = pm.disc(0.4)
-    x = torch.as_tensor(mesh.points)
+    x = torch.tensor(mesh.points)
     f = torch.ones(mesh.n_vertices, dtype=torch.float32)
     with pytest.raises(ValueError, match="one dtype .* got points torch.float64 on cpu, f "
                                          "torch.float32 on cpu"):

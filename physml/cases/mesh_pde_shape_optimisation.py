@@ -81,7 +81,7 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
     as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float64, device=device)  # noqa: E731
     w = as_tensor(weights)
     f = as_tensor(case.pde.source.values(mesh.points))
-    cells = torch.as_tensor(mesh.cells, dtype=torch.long, device=device)
+    cells = torch.tensor(mesh.cells, dtype=torch.long, device=device)
     e1, e2 = (mesh.points[mesh.cells[:, i]] - mesh.points[mesh.cells[:, 0]] for i in (1, 2))
     orientation = torch.sign(as_tensor(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]))
     x = torch.tensor(mesh.points, dtype=torch.float64, device=device, requires_grad=True)
