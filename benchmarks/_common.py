@@ -1,11 +1,13 @@
-"""What the benchmark scripts share: the summary of a side's repeated measurements, and the
-refusal of a device this machine lacks as a command-line error. The scripts run as
+"""What the benchmark scripts share: the summary of a side's repeated measurements, the
+refusal of a device this machine lacks as a command-line error, and the machine's cores and
+load as a report records them on any platform. The scripts run as
 ``python benchmarks/<name>.py``, so this folder is on ``sys.path`` and they import it as
 ``_common``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 from collections.abc import Callable
 
@@ -49,3 +51,21 @@ def check_device(parser: argparse.ArgumentParser, device: str,
         require(device)
     except ValueError as err:
         parser.error(f"--device: {err}")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: :func:`physml.solvers.host_threads.available_cores`, its
+    CPU affinity where the platform reports one (Linux), else the machine's count."""
+    # imported here: threads.py's own process loads neither Warp nor PyTorch
+    from physml.solvers.host_threads import available_cores
+
+    return available_cores()
+
+
+def load_average() -> list[float] | None:
+    """The system's load averages over 1, 5 and 15 minutes, or None where the platform has
+    none (Windows), which a report's JSON records as ``null``."""
+    try:
+        return list(os.getloadavg())
+    except (AttributeError, OSError):  # no such call; or none to read
+        return None

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import statistics
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import warp as wp
-from _common import summary
+from _common import load_average, summary, usable_cores
 
 import physml
 from physml import bridge
@@ -128,16 +127,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "bridge.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    load_before = list(os.getloadavg())
+    load_before = load_average()
     rows = [run_case(batch, steps) for batch, steps in CASES]
     result = {
         "machine": {"processor": platform.processor(), "architecture": platform.machine(),
-                    "available_cores": len(os.sched_getaffinity(0))},
+                    "available_cores": usable_cores()},
         "versions": {"physml": physml.__version__, "warp": wp.__version__,
                      "torch": torch.__version__},
         "settings": {"torch_threads": 1, "physml_host_threads": 1, "repeats": REPEATS,
                      "statistic": "median"},
-        "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
+        "load_average_before": load_before, "load_average_after": load_average(),
         "cases": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

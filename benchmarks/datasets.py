@@ -54,7 +54,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import warp as wp
-from _common import at_least, summary
+from _common import at_least, load_average, summary
 
 import physml
 from physml.data import FieldDataset
@@ -144,7 +144,7 @@ def compare_with_jax(samples: int) -> dict:
         "samples_per_s": {k: summary(v, kept_as="runs") for k, v in rates.items()},
         "ratio_physml_over_jax": median["physml"] / median["jax"],
         "cores_used": {k: statistics.median(v) for k, v in cores.items()},
-        "load_average": os.getloadavg(),
+        "load_average": load_average(),
         "jax_compile_s": compile_watch.seconds,
         "final_state": {
             "max_abs_difference": float(np.max(np.abs(final_ours - final_peer))),
@@ -250,7 +250,7 @@ def main() -> None:
     parser.add_argument("--peer-only", action="store_true", help="only physml against JAX")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/datasets.json"))
     args = parser.parse_args()
-    load_before = os.getloadavg()
+    load_before = load_average()
     if importlib.util.find_spec("jax") is not None:
         peer = compare_with_jax(args.peer_samples)
     elif args.peer_only:
@@ -263,7 +263,7 @@ def main() -> None:
         args.out.write_text(json.dumps({
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
             "physml": physml.__version__, "load_average_before": load_before,
-            "load_average_after": os.getloadavg(), "pdebench_peer": peer}, indent=2))
+            "load_average_after": load_average(), "pdebench_peer": peer}, indent=2))
         print(f"wrote {args.out}")
         return
     spec = burgers_spec(args.samples)
@@ -301,7 +301,7 @@ def main() -> None:
                        "samples": args.samples, "samples_per_s_1_worker": rate_1,
                        "samples_per_s_2_workers": rate_2, "speedup": rate_2 / rate_1,
                        "runs_samples_per_s": {f"{w} worker(s)": r for w, r in runs.items()}},
-        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "load_average_before": load_before, "load_average_after": load_average(),
         "pdebench_peer": peer,
         "reading": {"field_dataset_mb_s": max(dataset_rates), "h5py_mb_s": max(h5py_rates),
                     "ratio": max(dataset_rates) / max(h5py_rates)},

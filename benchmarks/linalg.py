@@ -37,7 +37,7 @@ import pyamg
 import scipy
 import scipy.sparse.linalg as spla
 import warp as wp
-from _common import at_least, summary
+from _common import at_least, load_average, summary, usable_cores
 
 import physml
 from physml.solvers.linalg import CsrOperator, Jacobi, SmoothedAggregationAMG, cg, csr_from_scipy
@@ -177,7 +177,7 @@ def main() -> None:
     wp.config.quiet = True
     wp.init()
     sizes = args.sizes + ([1000] if args.large else [])
-    load_before = os.getloadavg()
+    load_before = load_average()
     cases = [case(f"poisson {m}x{m}", poisson_2d(m), args.repeats) for m in sizes]
     coefficient = layered_coefficient(VARIABLE_SIZE, CONTRAST)
     cases.append(
@@ -191,9 +191,9 @@ def main() -> None:
         "machine": {
             "processor": platform.processor(),
             "cpu_count": os.cpu_count(),
-            "cpus_usable": len(os.sched_getaffinity(0)),
+            "cpus_usable": usable_cores(),
             "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
+            "load_average_after": load_average(),
         },
         "threads": {"warp_cpu": 1, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         "versions": {

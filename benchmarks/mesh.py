@@ -56,7 +56,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import warp as wp
-from _common import at_least, summary
+from _common import at_least, load_average, summary
 
 import physml
 from physml.solvers.linalg import CsrOperator, Jacobi, SmoothedAggregationAMG, cg, csr_from_scipy
@@ -250,7 +250,7 @@ def main() -> None:
         "physml": physml.__version__, "warp": wp.__version__,
         "machine": platform.platform(), "cpu_count": os.cpu_count(),
         "threads": {"warp_cpu": 1, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
-        "repeats": REPEATS, "load_average_before": os.getloadavg(),
+        "repeats": REPEATS, "load_average_before": load_average(),
     }
     if args.keep and args.out.exists():  # the parts not measured now stay as they were
         kept = json.loads(args.out.read_text())
@@ -264,7 +264,7 @@ def main() -> None:
             print(f"{part}: skipped, {', '.join(missing)} not installed "
                   f"(pip install -e '.[bench]')", flush=True)
             continue
-        report[f"{part}_load_average_before"] = os.getloadavg()
+        report[f"{part}_load_average_before"] = load_average()
         results = []
         for level in args.levels:
             results.append(bench(level))
@@ -276,7 +276,7 @@ def main() -> None:
             print(f"{part} {r['vertices']:>9} vertices: {line}", flush=True)
         report[part] = results
         plot(results, args.out.with_name(f"{args.out.stem}_{part}.png"), title)
-    report["load_average"] = os.getloadavg()
+    report["load_average"] = load_average()
     args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out} and a PNG per part beside it")
 

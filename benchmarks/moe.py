@@ -31,14 +31,13 @@ import dataclasses
 import json
 import math
 import multiprocessing
-import os
 import platform
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-from _common import at_least, check_device
+from _common import at_least, check_device, load_average
 
 from physml.cases.moe import ConstraintSpec
 from physml.constraints import Continuity, LevenbergMarquardt, UnconvergedSolveWarning
@@ -217,7 +216,7 @@ def main() -> None:
         v = {**v, "points_nx": args.points_nx}
     budget = dataclasses.replace(v["budget"], loss=Loss(args.loss))
     results = {"problem": args.problem, "variant": args.variant,
-               "load_average": os.getloadavg(), "budget": {**dataclasses.asdict(budget),
+               "load_average": load_average(), "budget": {**dataclasses.asdict(budget),
                                                    "loss": budget.loss.value},
                "machine": platform.processor() or platform.machine(), "device": args.device,
                "threads": torch.get_num_threads(), "methods": {}}

@@ -65,7 +65,7 @@ import pyamg
 import scipy
 import torch
 import warp as wp
-from _common import at_least, check_device, summary
+from _common import at_least, check_device, load_average, summary
 
 import physml
 from physml.datasets.linear_systems import LinearSystemSpec, make_system
@@ -326,11 +326,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     wp.config.quiet = True
     wp.init()
-    load_before = os.getloadavg()
+    load_before = load_average()
     training = {}
     results, generalisation = [], {}
     machine = {"processor": platform.processor(), "cpu_count": os.cpu_count(),
-               "cpus_usable": len(os.sched_getaffinity(0)), "load_average_before": load_before}
+               "cpus_usable": available_cores(), "load_average_before": load_before}
     settings = {"rtols": RTOLS, "dtype": "float64", "device": args.device,
                 "mesh_ordering": args.mesh_ordering,
                 "right_hand_sides": RIGHT_HAND_SIDES, "repeats": args.repeats,
@@ -338,7 +338,7 @@ def main() -> None:
 
     def write_report() -> None:  # after every case, so a long run keeps what it measured
         report = {
-            "machine": machine | {"load_average_after": os.getloadavg()},
+            "machine": machine | {"load_average_after": load_average()},
             "threads": {"warp_cpu": 1, "torch": torch.get_num_threads(),
                         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
             "versions": {"physml": physml.__version__, "warp": wp.__version__,

@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import warp as wp
-from _common import at_least, summary
+from _common import at_least, load_average, summary
 
 import physml
 from physml.devices import Stopwatch
@@ -343,10 +343,6 @@ def batched_throughput() -> dict:
 # ------------------------------------------------------------------------------- reporting
 
 
-def load_average() -> list[float]:
-    return list(os.getloadavg()) if hasattr(os, "getloadavg") else []
-
-
 def environment(seconds: float) -> dict:
     """Machine, versions and settings, stored beside the numbers."""
     return {
@@ -354,7 +350,7 @@ def environment(seconds: float) -> dict:
             "processor": platform.processor(),
             "architecture": platform.machine(),
             "cpu_count": os.cpu_count(),
-            "available_cores": len(os.sched_getaffinity(0)),
+            "available_cores": available_cores(),
         },
         "versions": {"physml": physml.__version__, "warp": wp.__version__, "numpy": np.__version__,
                      "phiflow": importlib.metadata.version("phiflow")

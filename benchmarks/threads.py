@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import at_least, summary
+from _common import at_least, load_average, summary, usable_cores
 
 CASE = Path(__file__).parents[1] / "cases" / "burgers.yaml"
 SETTINGS = {
@@ -94,7 +94,7 @@ def main() -> None:
     settings = {name: SETTINGS[name] for name in dict.fromkeys(["1 thread", *args.settings])}
     rates = {load: {name: {n: [] for n in args.points} for name in settings}
              for load in ("as is", "busy")}
-    threads, load_before = {}, os.getloadavg()
+    threads, load_before = {}, load_average()
     for round_ in range(args.rounds):
         loads = ("as is", "busy") if round_ % 2 == 0 else ("busy", "as is")
         for load in loads:
@@ -120,8 +120,8 @@ def main() -> None:
                      for name in settings} for load in rates}
     result = {
         "case": "cases/burgers.yaml, Adam steps (tanh MLP 5 x 32, hard conditions)",
-        "cores": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
-        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "cores": os.cpu_count(), "affinity": usable_cores(),
+        "load_average_before": load_before, "load_average_after": load_average(),
         "note": "shared machine: other users' processes ran on both sides; 'busy' adds one "
                 "busy-loop process started by this script",
         "threads_reported": threads, "seconds_per_block": args.seconds, "rounds": args.rounds,

@@ -1,10 +1,12 @@
 """The benchmark scripts refuse a bad option in one line before any work, label what they
-measure with what they actually ran (pcg's training size, datasets' shard size), and say why
-``teng.py --resume`` refuses a report."""
+measure with what they actually ran (pcg's training size, datasets' shard size), say why
+``teng.py --resume`` refuses a report, and write their report where the platform lacks Linux's
+CPU affinity or load average."""
 
 import argparse
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -167,3 +169,43 @@ def test_moe_accuracy_figure_takes_a_soft_head_without_an_interface_jump(script,
                "methods": {"soft": record, "hard": {**record, "interface_jump": 0.0}}},
               tmp_path / "moe.png")
     assert (tmp_path / "moe.png").stat().st_size > 0
+
+
+def without_linux_calls(monkeypatch) -> None:
+    """The ``os`` of Windows: no CPU affinity (nor on macOS) and no load average."""
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.delattr(os, "getloadavg", raising=False)
+
+
+def test_common_reads_the_cores_and_load_of_any_platform(script, monkeypatch):
+    common = script("_common")
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 0.5), raising=False)
+    assert common.load_average() == [1.5, 1.0, 0.5]
+    without_linux_calls(monkeypatch)
+    assert common.usable_cores() == os.cpu_count()
+    assert common.load_average() is None
+
+
+def test_common_load_average_is_none_where_none_can_be_read(script, monkeypatch):
+    def unreadable():
+        raise OSError("Load averages are unobtainable")
+
+    monkeypatch.setattr(os, "getloadavg", unreadable, raising=False)
+    assert script("_common").load_average() is None
+
+
+def test_threads_writes_its_report_without_affinity_or_load_average(script, monkeypatch,
+                                                                    tmp_path):
+    """The scripts read both only after measuring: a run on macOS or Windows was lost
+    (shrunk: the workers' blocks answer a fixed rate)."""
+    threads = script("threads")
+    monkeypatch.setattr(threads, "measure",
+                        lambda environment, points, seconds: {"steps_per_s": 1.0, "threads": 1})
+    without_linux_calls(monkeypatch)
+    out = tmp_path / "threads.json"
+    monkeypatch.setattr(sys, "argv", ["threads.py", "--points", "8", "--rounds", "1",
+                                      "--settings", "1 thread", "--out", str(out)])
+    threads.main()
+    report = json.loads(out.read_text())
+    assert report["affinity"] == os.cpu_count()
+    assert report["load_average_before"] is None and report["load_average_after"] is None
