@@ -146,7 +146,9 @@ def csr_solve(
             operator and preconditioner instead of building them for $A^T$ (an AMG set-up
             can cost more than the solves).
         **options: passed to ``solver`` (``rtol``, ``atol``, ``maxiter``; ``check_every`` for
-            CG and BiCGStab, ``restart`` for GMRES).
+            CG and BiCGStab, ``restart`` for GMRES). Without ``rtol`` the solver's default
+            for the tensors' dtype applies (1e-8 in float64, 1e-5 in float32, above float32's
+            rounding floor on systems of moderate condition).
 
     Returns:
         x, shape (n,). Cost: one solve forward, one transpose solve backward. The gradient

@@ -4,6 +4,7 @@ agreement with SciPy, and the implicit-solve adjoint."""
 import re
 import subprocess
 import sys
+import threading
 import warnings
 
 import numpy as np
@@ -205,6 +206,35 @@ def test_a_tolerance_below_float32_s_floor_warns_and_reports_the_true_residual(s
     assert true > 1e-8
     # b - A x evaluated in float32: at the floor its rounding is of the residual's own size
     assert result.relative_residual == pytest.approx(true, rel=0.5)
+
+
+@pytest.mark.parametrize("solve", [cg, bicgstab])
+def test_a_tolerance_far_below_float32_s_floor_returns_the_best_x_checked(solve, rng):
+    """The last x came back, twice the true residual a looser tolerance reached, after
+    iterations growing with log(1/rtol)."""
+    A = poisson_2d(64)
+    b = rng.standard_normal(A.shape[0])
+    op, bw = warp_system(A, b, "float32")
+    near, far = (solve(op, bw, rtol=rtol, floor="accept") for rtol in (1e-6, 1e-12))
+    assert relative_residual(A, far.x.numpy(), b) <= 1.1 * relative_residual(A, near.x.numpy(), b)
+    assert far.iterations <= 2 * near.iterations
+    assert len(far.residuals) == far.iterations + 1
+    assert far.relative_residual == pytest.approx(relative_residual(A, far.x.numpy(), b), rel=0.5)
+
+
+@pytest.mark.parametrize("solve", [cg, bicgstab, gmres])
+def test_the_default_tolerance_is_met_in_float32_and_unchanged_in_float64(solve, rng):
+    """The default rtol 1e-8 lay below float32's floor: every float32 solve warned."""
+    A = poisson_2d(48)
+    b = rng.standard_normal(A.shape[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        single = solve(*warp_system(A, b, "float32"))
+    assert relative_residual(A, single.x.numpy(), b) <= 2e-5 and single.relative_residual <= 1e-5
+    double = solve(*warp_system(A, b, "float64"))
+    explicit = solve(*warp_system(A, b, "float64"), rtol=1e-8)
+    assert double.iterations == explicit.iterations
+    np.testing.assert_array_equal(double.x.numpy(), explicit.x.numpy())
 
 
 @pytest.mark.parametrize("solve", [cg, gmres])
@@ -440,6 +470,29 @@ def test_preconditioners_cut_iterations_on_variable_coefficient_poisson(dtype, r
     assert iterations["amg_rs"] < 0.2 * iterations["jacobi"]
 
 
+def test_smoothed_aggregation_built_in_threads_is_the_sequential_one():
+    A = poisson_2d(48, layered_coefficient(48, contrast=50.0, seed=3))
+    op = CsrOperator(csr_from_scipy(A, wp.float64, "cpu"))
+    probe = np.random.default_rng(1).standard_normal(A.shape[0])
+    expected = SmoothedAggregationAMG(op).cycle @ probe
+    np.random.seed(7)  # noqa: NPY002 (the caller's global stream, which the builds leave as is)
+    stream = np.random.rand(3)  # noqa: NPY002
+    np.random.seed(7)  # noqa: NPY002
+    start, cycled = threading.Barrier(8), [None] * 8
+
+    def build(k):
+        start.wait()
+        cycled[k] = SmoothedAggregationAMG(op).cycle @ probe
+
+    threads = [threading.Thread(target=build, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(np.array_equal(c, expected) for c in cycled)
+    assert np.array_equal(np.random.rand(3), stream)  # noqa: NPY002
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("precondition", [False, True])
 def test_bicgstab_solves_convection_diffusion(dtype, precondition, rng):
@@ -496,6 +549,24 @@ def test_gmres_on_the_host_takes_the_steps_of_its_kernels(rng, monkeypatch):
     np.testing.assert_allclose(on_host.residuals, kernels.residuals, rtol=0,
                                atol=1e-12 * kernels.residuals[0])
     np.testing.assert_allclose(on_host.x.numpy(), kernels.x.numpy(), rtol=0, atol=1e-10)
+
+
+def test_float32_gmres_on_the_host_is_orthogonalised_by_blas(rng, monkeypatch):
+    """Float32 rows kept Warp's scalar loops: 3-5x float64's time per step on the CPU."""
+    gmres_module = sys.modules[gmres.__module__]
+    A = poisson_2d(32)
+    b = rng.standard_normal(A.shape[0])
+    op, bw = warp_system(A, b, "float32")
+    calls = []
+    host = gmres_module._Arnoldi._orthogonalize_on_host
+    monkeypatch.setattr(gmres_module._Arnoldi, "_orthogonalize_on_host",
+                        lambda self, j: calls.append(j) or host(self, j))
+    on_host = gmres(op, bw, rtol=1e-5)
+    assert len(calls) == on_host.iterations
+    monkeypatch.setattr(gmres_module._Arnoldi, "HOST_DTYPES", ())
+    kernels = gmres(op, bw, rtol=1e-5)
+    assert len(calls) == on_host.iterations <= kernels.iterations
+    assert relative_residual(A, on_host.x.numpy(), b) <= 1e-5
 
 
 def test_gmres_minimises_the_residual_within_a_cycle(rng):
@@ -661,6 +732,18 @@ def test_csr_solve_refuses_fractional_indices_and_a_solver_s_name():
             csr_solve(values, b, A.indptr, A.indices, preconditioner=given)
     x = csr_solve(values, b, A.indptr.astype(float), A.indices.astype(float))  # whole: accepted
     torch.testing.assert_close(x, 1 / torch.tensor([4.0, 5.0, 6.0], dtype=torch.float64))
+
+
+def test_a_float32_csr_solve_with_the_default_tolerance_does_not_warn():
+    A = poisson_2d(32).tocsr().sorted_indices()
+    values = torch.tensor(A.data, dtype=torch.float32, requires_grad=True)
+    b = torch.tensor(np.random.default_rng(0).standard_normal(A.shape[0]), dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = csr_solve(values, b, torch.tensor(A.indptr), torch.tensor(A.indices),
+                      preconditioner=Jacobi)
+        (x**2).sum().backward()
+    assert relative_residual(A, x.detach().numpy(), b.numpy().astype(np.float64)) <= 2e-5
 
 
 def test_csr_solve_refuses_a_double_backward_it_would_get_wrong():

@@ -19,9 +19,10 @@ comes with an :class:`~physml.solvers.errors.InaccurateSolveWarning`, as for
 Unlike :func:`~physml.solvers.linalg.cg`, GMRES reads $j + 2$ scalars back every iteration (the
 Hessenberg column it needs for the rotations): a host round trip per iteration, the price of the
 method's optimality on non-symmetric systems. Vectors are float32 or float64; reductions
-accumulate in float64. On the CPU, float64 rows are orthogonalised by BLAS products on views of
+accumulate in float64. On the CPU the rows are orthogonalised by BLAS products on views of
 the basis (the same CGS2; 1.3-1.4x SciPy's time per solve at 4e3-1.6e4 unknowns, where the
-kernels' scalar loops took 5-7x).
+kernels' scalar loops took 5-7x): float32 rows by float32 products (``sgemv``), whose
+projections are summed over the two passes, and the norm taken, in float64.
 """
 
 from __future__ import annotations
@@ -146,9 +147,8 @@ _overload_all()
 class _Arnoldi:
     """Device work arrays of one GMRES(m) solve and the launches over them."""
 
-    HOST_DTYPES = (wp.float64,)
-    """Vector types orthogonalised by BLAS on the CPU (float32 keeps the kernels, whose
-    projections accumulate in float64)."""
+    HOST_DTYPES = (wp.float32, wp.float64)
+    """Vector types orthogonalised by BLAS on the CPU."""
 
     def __init__(self, A: LinearOperator, b: wp.array, restart: int) -> None:
         self.A, self.b = A, b
@@ -202,8 +202,10 @@ class _Arnoldi:
         return total
 
     def _orthogonalize_on_host(self, j: int) -> np.ndarray:
-        """:meth:`orthogonalize` of float64 rows on the CPU, by BLAS products on views of the
-        basis (Warp's scalar loops over the rows took 5-7x SciPy's time per step)."""
+        """:meth:`orthogonalize` of the rows on the CPU, by BLAS products on views of the
+        basis (Warp's scalar loops over the rows took 5-7x SciPy's time per step): the
+        products $V^T w$ and $w - V h$ in the rows' precision (``sgemv`` for float32 rows),
+        the two passes' $h$ summed and $\\|w\\|$ taken in float64."""
         V, w = self.basis.numpy()[: j + 1], self.basis.numpy()[j + 1]
         total = np.zeros(j + 2)
         for _ in range(2):
@@ -211,9 +213,10 @@ class _Arnoldi:
             w -= h @ V
             total[: j + 1] += h
         with np.errstate(over="ignore"):
-            norm = float(np.sqrt(w @ w))
+            wide = w.astype(np.float64, copy=False)
+            norm = float(np.sqrt(wide @ wide))
         if norm in (0.0, np.inf):  # |w|^2 under- or overflowed: A's entries near 1e-170, 1e160
-            norm = norm_of(w)
+            norm = norm_of(wide)
         total[j + 1] = norm
         if norm > 0:
             w /= norm
@@ -231,7 +234,7 @@ def gmres(
     x0: wp.array | None = None,
     *,
     preconditioner: Preconditioner | None = None,
-    rtol: float = 1e-8,
+    rtol: float | None = None,
     atol: float = 0.0,
     restart: int = 30,
     maxiter: int | None = None,
@@ -246,7 +249,8 @@ def gmres(
         preconditioner: $M^{-1}$, applied on the right ($A M^{-1} u = b$, $x = M^{-1} u$), so the
             residual minimised and reported is the true one, $b - A x$.
         rtol, atol: stop when $\\|b - A x\\| \\le \\max(rtol\\,\\|b\\|, atol)$ (b = 0 and
-            atol = 0: x = 0 at once).
+            atol = 0: x = 0 at once); rtol None: :data:`~.krylov.DEFAULT_RTOL` of the vectors'
+            dtype (1e-8 in float64, 1e-5 in float32).
         restart: m, the Krylov dimension before a restart (memory: (m + 1) n entries).
         maxiter: at most this many Arnoldi steps in all (10 n if None).
         floor: what to do when the true residual stays above the tolerance through restarts
@@ -266,7 +270,7 @@ def gmres(
             tolerance; it carries the residual reached.
         ValueError: b holds NaN/Inf values, or its norm overflows float64.
     """
-    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, 1, preconditioner, floor)
+    maxiter, rtol = check_arguments(A, b, x0, rtol, atol, maxiter, 1, preconditioner, floor)
     restart = min(whole_number(restart, "restart", 1), A.shape[0])
     b_norm = _norm(b)
     scale = rhs_scale(b, b_norm * b_norm)

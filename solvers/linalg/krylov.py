@@ -7,9 +7,11 @@ $$\|r_j\|_2 \le \max(\text{rtol}\,\|b\|_2,\ \text{atol}),\qquad r_j = b - A x_j$
 
 for the recursively updated residual, and then check the true one, $b - A x_j$, once: where
 rounding has let the two part (float32, or an ill-conditioned A), they restart from $x_j$
-with the true residual, until it meets the tolerance or stops halving from one restart to the
-next (the arithmetic's floor: the answer comes with an
-:class:`~physml.solvers.errors.InaccurateSolveWarning`). Every scalar stays on the device
+with the true residual, until it meets the tolerance or restarts stop lowering it (the
+arithmetic's floor: the x of smallest true residual checked is returned, with an
+:class:`~physml.solvers.errors.InaccurateSolveWarning`; near the floor the true residual is
+also checked as the recursive one falls, so a tolerance far below the floor costs no more
+iterations than one just below it). Every scalar stays on the device
 (:mod:`~physml.solvers.linalg.scalar_table`); the host reads the residuals once every
 ``check_every`` iterations, and the kernels freeze the iterate at the first one that met the
 tolerance, so the answer and the iteration count are those of a check every iteration. An
@@ -48,7 +50,7 @@ def cg(
     x0: wp.array | None = None,
     *,
     preconditioner: Preconditioner | None = None,
-    rtol: float = 1e-8,
+    rtol: float | None = None,
     atol: float = 0.0,
     maxiter: int | None = None,
     check_every: int = 10,
@@ -70,11 +72,14 @@ def cg(
         x0: initial guess (zeros if None); not modified.
         preconditioner: $M^{-1}$ (symmetric positive definite), or None.
         rtol, atol: stop when $\\|r\\| \\le \\max(rtol\\,\\|b\\|, atol)$ (b = 0 and atol = 0:
-            x = 0 at once).
+            x = 0 at once); rtol None: :data:`DEFAULT_RTOL` of the vectors' dtype (1e-8 in
+            float64, 1e-5 in float32, whose rounding floor on a Poisson system lies near 1e-6
+            to 2e-5).
         maxiter: at most this many iterations (10 n if None).
         check_every: iterations between host reads of the residual.
         floor: what to do when the true residual stays above the tolerance through restarts
-            (the arithmetic's rounding floor lies above it): ``"warn"`` returns x with an
+            (the arithmetic's rounding floor lies above it): ``"warn"`` returns the x of
+            smallest true residual checked with an
             :class:`~physml.solvers.errors.InaccurateSolveWarning`, ``"accept"`` returns it
             silently (a tolerance set at the arithmetic's limit on purpose), ``"raise"``
             raises :class:`ConvergenceError`.
@@ -88,8 +93,8 @@ def cg(
             tolerance; it carries the residual reached.
         ValueError: b holds NaN/Inf values, or its norm overflows float64.
     """
-    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every, preconditioner,
-                              floor)
+    maxiter, rtol = check_arguments(A, b, x0, rtol, atol, maxiter, check_every,
+                                    preconditioner, floor)
     with workspace_for("cg", A, preconditioner, b, check_every, _cg_launches) as work:
         return solve_in_workspace("cg", work, b, x0, rtol, atol, maxiter, check_every, floor)
 
@@ -128,7 +133,7 @@ def bicgstab(
     x0: wp.array | None = None,
     *,
     preconditioner: Preconditioner | None = None,
-    rtol: float = 1e-8,
+    rtol: float | None = None,
     atol: float = 0.0,
     maxiter: int | None = None,
     check_every: int = 10,
@@ -144,8 +149,8 @@ def bicgstab(
     ``floor`` mean the same), except that neither A nor the preconditioner need be symmetric;
     result and errors as :func:`cg`'s.
     """
-    maxiter = check_arguments(A, b, x0, rtol, atol, maxiter, check_every, preconditioner,
-                              floor)
+    maxiter, rtol = check_arguments(A, b, x0, rtol, atol, maxiter, check_every,
+                                    preconditioner, floor)
     with workspace_for("bicgstab", A, preconditioner, b, check_every, _bicgstab_launches) as work:
         return solve_in_workspace("bicgstab", work, b, x0, rtol, atol, maxiter, check_every, floor)
 
@@ -181,14 +186,15 @@ def check_arguments(
     A: LinearOperator,
     b: wp.array,
     x0: wp.array | None,
-    rtol: float,
+    rtol: float | None,
     atol: float,
     maxiter: int | None,
     check_every: int,
     preconditioner: Any = None,
     floor: str = "warn",
-) -> int:
-    """Validate the arguments; return maxiter (10 n if None)."""
+) -> tuple[int, float]:
+    """Validate the arguments; return maxiter (10 n if None) and rtol (:data:`DEFAULT_RTOL`
+    of A's dtype if None)."""
     if floor not in FLOOR_ACTIONS:
         raise ValueError(f"floor={floor!r}; allowed: {', '.join(map(repr, FLOOR_ACTIONS))}")
     if not isinstance(A, LinearOperator) or isinstance(A, type):
@@ -204,11 +210,13 @@ def check_arguments(
         raise ValueError(f"preconditioner is {given}; pass one built for the operator, e.g. "
                          "Jacobi(A) or PRECONDITIONERS['ic0'](A)")
     check_built_for(A, preconditioner)
+    if rtol is None:
+        rtol = DEFAULT_RTOL.get(A.dtype, DEFAULT_RTOL[wp.float64])
     for name, tolerance in (("rtol", rtol), ("atol", atol)):
         if not (is_real(tolerance) and tolerance >= 0):
             raise ValueError(f"{name}={tolerance!r}: a tolerance is a real number >= 0")
     check_every = whole_number(check_every, "check_every", 1)
-    return 10 * n if maxiter is None else whole_number(maxiter, "maxiter", 1)
+    return 10 * n if maxiter is None else whole_number(maxiter, "maxiter", 1), rtol
 
 
 def check_built_for(A: LinearOperator, preconditioner: Any) -> None:
@@ -243,6 +251,13 @@ def prepare(A: LinearOperator, b: wp.array, *, preconditioner: Preconditioner | 
 
 
 _BUILDERS = {"cg": _cg_launches, "bicgstab": _bicgstab_launches}
+
+
+DEFAULT_RTOL = {wp.float32: 1e-5, wp.float64: 1e-8}
+"""The rtol of :func:`cg`, :func:`bicgstab` and :func:`~.gmres.gmres` given None, by the
+vectors' dtype: in float32 a tolerance above the arithmetic's rounding floor on systems of
+moderate condition (Poisson's on 256^2 cells), so that a solve with the defaults converges
+rather than warning of the floor."""
 
 
 FLOOR_ACTIONS = ("warn", "accept", "raise")

@@ -7,7 +7,9 @@ and preconditioner, kept on the operator between solves. Every scalar stays on t
 tolerance, so the answer and the iteration count are those of a check every iteration. An
 iteration's launches are recorded once per solve and replayed every iteration. Once the
 recursive residual meets the tolerance the loop checks the true one, $b - A x$, and restarts
-from $x_j$ where rounding has let the two part.
+from $x_j$ where rounding has let the two part; near the arithmetic's rounding floor it also
+checks the true one as the recursive one falls, keeps the x of smallest true residual, and
+stops when restarts no longer lower it (:class:`_FloorWatch`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,15 @@ class Workspace:
             bound_method(A, "matvec", self.x, self.r),
             recorded_sweep(residual_kernel, [self.b], [], [self.table.s, self.r]),
         ]
+        self.check_table = wp.zeros((1, BNORM + 1), dtype=wp.float64, device=b.device)
+        self.spare = wp.empty_like(b, requires_grad=False)
+        self.check: list[Callable[[], None]] = [
+            bound_method(A, "matvec", self.x, self.spare),
+            recorded_sweep(residual_kernel, [self.b], [], [self.check_table, self.spare]),
+        ]
+        """Launches writing $\\|b - A x\\|^2$ into ``check_table[0, 0]`` (zeroed first), the
+        iterate and its recursion untouched."""
+        self.best = wp.empty_like(b, requires_grad=False)
         self.plan: list[Callable[[], None]] = []
         # the method's breakdown test of a block's table rows (set by its builder)
         self.breakdown: Breakdown = no_breakdown
@@ -119,9 +130,10 @@ def solve_in_workspace(method: str, work: Workspace, b: wp.array, x0: wp.array |
                        floor_action: str) -> SolveResult:
     """Iterate until the recursive residual meets the tolerance, then check the true one,
     $b - A x$: where rounding has let the two part (float32, ill-conditioned A), restart from x
-    with the true residual. Once a restart no longer halves the true residual of the one
-    before, the rounding floor lies above the tolerance: x is returned, its true residual last
-    in the history, as ``floor_action`` says (see :func:`cg`'s ``floor``). A b whose
+    with the true residual. Once restarts no longer lower the true residual
+    (:class:`_FloorWatch`), the rounding floor lies above the tolerance: the x of smallest true
+    residual checked is returned, that residual last in the history, as ``floor_action`` says
+    (see :func:`cg`'s ``floor``). A b whose
     $\\|b\\|^2$ under- or overflows float64 is solved as $A (x / s) = b / s$
     (:func:`rhs_scale`)."""
     work.begin(b, x0)
@@ -139,29 +151,105 @@ def _solve_from_start(method: str, work: Workspace, rtol: float, atol: float, ma
     """:func:`solve_in_workspace` from the workspace's start (run by ``work.begin``);
     ``stacklevel`` places a rounding-floor warning at the user's call of cg or bicgstab,
     counted from here."""
+    watch = _FloorWatch(work, float(np.sqrt(work.table.read()[0][BNORM])))
     iterations, norms, b_norm = _iterate(method, work.plan, work.table, rtol, atol, maxiter,
-                                         check_every, work.breakdown, work.preconditioner)
+                                         check_every, work.breakdown, work.preconditioner,
+                                         watch=watch)
     if b_norm == 0.0 and atol == 0.0:  # b = 0: the solution is 0, whatever x0
         work.x.zero_()
         return SolveResult(wp.clone(work.x), iterations, norms, b_norm)
     tol = max(rtol * b_norm, atol)
-    floor = np.inf
     while True:
         true = _true_residual(work)
+        stalled = not true <= tol and watch.stalled(true)
+        if stalled and true > watch.best:  # x drifted off at the floor: back to the best one
+            wp.copy(work.x, work.best)
+            true = _true_residual(work)
         norms = np.append(norms[:-1], true)  # iteration j's true residual replaces its own
         if true <= tol:
             break
-        if not true < 0.5 * floor:
+        if stalled:
             rounding_floor(method, floor_action, work.x.dtype, iterations, norms, b_norm, tol,
                            stacklevel=stacklevel)
             break
-        floor = true
         for launch in work.start[2:]:  # the method's start from r = b - A x
             launch()
+        watch.restart(true)
         iterations, norms, _ = _iterate(method, work.plan, work.table, rtol, atol, maxiter,
                                         check_every, work.breakdown, work.preconditioner,
-                                        iterations, norms[:-1])
+                                        iterations, norms[:-1], watch, watch.target(true))
     return SolveResult(wp.clone(work.x), iterations, norms, b_norm)
+
+
+FLOOR_ULPS = 100
+"""Below ``FLOOR_ULPS`` units of roundoff of the vectors' dtype times $\\|b\\|$ the
+recursive residual may have parted from the true one (the floor of float32 arithmetic on a
+Poisson system lies near 1e-6 to 2e-5 of $\\|b\\|$): :class:`_FloorWatch` checks the true one
+from there."""
+
+
+class _FloorWatch:
+    """Where a solve meets the rounding floor: the best iterate, when to restart, when to stop.
+
+    Below the floor estimate $e$ = ``FLOOR_ULPS`` $\\cdot$ eps $\\cdot \\|b\\|$ (eps of the
+    vectors' dtype), at every halving of the recursive residual since the last check, a call
+    computes the true residual of x (into a vector of its own: the iteration goes on as it
+    was) and ends the run of iterations when it did not halve since that check: the two have
+    parted, and iterating on only lets x drift. A restart from a true residual $t \\le e$ is
+    a refinement step, iterating until the recursive residual is $t / 2$. The iterate with
+    the smallest true residual seen, at a check or at a restart, is kept in ``work.best``; a
+    solve stops at the floor when, while the best lies above $e$, a restart did not halve the
+    true residual of the one before, or, once it lies below, two restarts in a row did not
+    lower it. In float64 $e$ lies near 1e-14 of $\\|b\\|$, under every tolerance that float64
+    meets, so a converging solve runs as without the watch (iterations, x, products with A)."""
+
+    def __init__(self, work: Workspace, b_norm: float) -> None:
+        self.work = work
+        eps = float(np.finfo(wp.dtype_to_numpy(work.x.dtype)).eps)
+        self.estimate = FLOOR_ULPS * eps * b_norm
+        self.best, self.floor, self.stalls = np.inf, np.inf, 0
+        self.restart(np.inf)
+
+    def keep(self, true: float) -> None:
+        """Keep x in ``work.best`` if its true residual ``true`` is the smallest seen."""
+        if true < self.best:
+            wp.copy(self.work.best, self.work.x)
+            self.best = true
+
+    def stalled(self, true: float) -> bool:
+        """Whether x, of true residual ``true`` (above the tolerance) at the end of a run of
+        iterations, is as close as restarts get (the caller then returns the best x)."""
+        self.keep(true)
+        if self.best > self.estimate:
+            stalled = not true < 0.5 * self.floor
+        else:
+            self.stalls = 0 if self.best < self.best_before else self.stalls + 1
+            stalled = self.stalls >= 2
+        self.floor = true
+        return stalled
+
+    def target(self, true: float) -> float:
+        """The recursive residual a restart from a true residual ``true`` iterates to (besides
+        the tolerance): half of it below the floor estimate, else 0."""
+        return 0.5 * true if true <= self.estimate else 0.0
+
+    def restart(self, true: float) -> None:
+        """A (re)start from an iterate whose true residual is ``true``."""
+        self.recursive, self.true, self.best_before = true, true, self.best
+
+    def __call__(self, recursive: float) -> bool:
+        """After a block ending at recursive residual ``recursive``: True to stop iterating."""
+        if recursive > min(self.estimate, 0.5 * self.recursive):
+            return False
+        work = self.work
+        work.check_table.zero_()
+        for launch in work.check:
+            launch()
+        true = float(np.sqrt(work.check_table.numpy()[0, RESIDUAL]))
+        self.keep(true)
+        parted = not true < 0.5 * self.true
+        self.recursive, self.true = recursive, true
+        return parted
 
 
 def _true_residual(work: Workspace) -> float:
@@ -204,6 +292,8 @@ def _iterate(
     preconditioner: Preconditioner | None,
     done: int = 0,
     earlier: np.ndarray | None = None,
+    watch: Callable[[float], bool] | None = None,
+    stop_at: float = 0.0,
 ) -> tuple[int, np.ndarray, float]:
     """Run the iterations in blocks of ``check_every``, reading the table once per block;
     return the iterations, the residual norms and $\\|b\\|$. A restart passes the
@@ -214,15 +304,18 @@ def _iterate(
 
     ``step`` is the launches of one iteration, most of them recorded, all reading the local
     iteration j from the table's cursor and the tolerance from its ``limit``, replayed every
-    iteration. On the CPU, where the launches run synchronously and the table is a view
-    on the host, a block also stops at the iteration that met the tolerance; elsewhere the
-    kernels run the rest of the block frozen."""
+    iteration. ``watch`` (a :class:`_FloorWatch`), called after each block with the recursive
+    residual, may end the run there (returning True); ``stop_at`` ends it at that recursive
+    residual norm if above the tolerance (a refinement step). On the CPU, where the launches
+    run synchronously and the table is a view on the host, a block also stops at the
+    iteration that met the tolerance; elsewhere the kernels run the rest of the block
+    frozen."""
     start = table.read()[0]
     b_norm = float(np.sqrt(start[BNORM]))
     if b_norm == 0.0 and atol == 0.0:  # A x = 0: x = 0 exactly (the caller sets it), as SciPy
         return 0, np.zeros(1), b_norm
     tol = max(rtol * b_norm, atol)
-    tol2 = tol * tol
+    tol2 = max(tol, stop_at) ** 2
     table.set_limit(tol2)
     history = [*(np.square(earlier) if earlier is not None else ()), float(start[RESIDUAL])]
     iterations = done
@@ -253,6 +346,8 @@ def _iterate(
         history.extend(block[:taken].tolist())
         iterations += taken
         table.roll()
+        if history[-1] > tol2 and watch is not None and watch(math.sqrt(history[-1])):
+            break
     return iterations, np.sqrt(np.asarray(history)), b_norm
 
 
