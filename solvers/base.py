@@ -88,7 +88,8 @@ class GridSolver:
             against their ranges).
         dt: time step [s]; checked against the scheme's stability limit when the solver is
             built (linear terms) and when a rollout starts (state-dependent speeds). ``None``
-            leaves it unset: call :meth:`stable_dt` and :meth:`with_dt`.
+            leaves it unset: call :meth:`stable_dt` and :meth:`with_dt`. Refused where
+            ``dtype`` rounds it to 0 or infinity (as a parameter value is).
         scheme: "euler", "heun", "ssp_rk3", "rk4", or "imex" (diffusive solvers only).
         theta: implicitness of the IMEX diffusion step, in [1/2, 1].
         device: "cpu", "cuda" or "cuda:N".
@@ -177,6 +178,7 @@ class GridSolver:
         require_a_stable_step(self)
         if self.dt is not None:
             require(np.isfinite(self.dt) and self.dt > 0, f"dt={dt} must be a positive number")
+            check_representable({"dt": self.dt}, self.np_dtype)
             self.check_stability()
 
     # ----------------------------------------------------------------------------- parameters
@@ -224,15 +226,17 @@ class GridSolver:
             solver's own values are the same arrays from call to call: read them only.
 
         Raises:
-            ValueError: an unknown parameter, a shape other than these, or a value outside
-                its range.
+            ValueError: an unknown parameter, a shape other than these, a value outside its
+                range, or one the solver's dtype rounds to 0 or infinity (named by its index in
+                the value given).
         """
         shapes = self.batch_parameter_shapes(batch, {n: np.shape(v) for n, v in values.items()})
         arrays = dict(self._kept_parameter_arrays())
         for name, value in values.items():
-            flat = np.asarray(value, dtype=np.float64).reshape(shapes[name])
-            self.check_parameter_values(name, flat)
-            arrays[name] = wp.array(flat, dtype=self.dtype, device=self.device)
+            given = np.asarray(value, dtype=np.float64)
+            self.check_parameter_values(name, given)
+            arrays[name] = wp.array(given.reshape(shapes[name]), dtype=self.dtype,
+                                    device=self.device)
         return arrays
 
     def batch_parameter_shapes(self, batch: int, shapes: Mapping[str, tuple[int, ...]]
@@ -246,12 +250,14 @@ class GridSolver:
         return batch_shapes(self, batch, shapes)
 
     def check_parameter_values(self, name: str, values: np.ndarray) -> None:
-        """Check every value of parameter ``name`` (any shape) against its range.
+        """Check every value of parameter ``name`` (any shape) against its range, and that the
+        solver's dtype holds it (:func:`~physml.solvers.batch_parameters.check_values`).
 
         Raises:
-            ValueError: the first value outside the range, with what is allowed.
+            ValueError: the first value outside the range, with what is allowed, or the first
+                one the dtype rounds to 0 or infinity, with its index and the cure.
         """
-        check_values(self.PARAMETERS, name, values)
+        check_values(self.PARAMETERS, name, values, self.np_dtype)
 
     def _coefficient(self, name: str | None, params: dict[str, wp.array]) -> Coefficient:
         """How the stage kernels read parameter ``name`` (zeros when the PDE has none)."""
@@ -289,8 +295,10 @@ class GridSolver:
         return clone
 
     def with_dt(self, dt: float) -> GridSolver:
-        """A copy of this solver with time step ``dt`` (checked for stability)."""
+        """A copy of this solver with time step ``dt`` (checked for stability, and refused
+        where the solver's dtype rounds it to 0 or infinity)."""
         require(np.isfinite(dt) and dt > 0, f"dt={dt} must be a positive number")
+        check_representable({"dt": dt}, self.np_dtype)
         clone = shallow_copy(self, dt=float(dt))
         clone.check_stability()
         return clone
@@ -510,7 +518,8 @@ class GridSolver:
             callback: called with the number of steps done after each step (progress bars).
             parameters: values replacing the solver's, per sample or as fields
                 (:meth:`batch_parameter_arrays`).
-            dt: per-sample time steps [s], shape (B,) (default ``self.dt``).
+            dt: per-sample time steps [s], shape (B,) (default ``self.dt``); each positive
+                and neither 0 nor infinity in the solver's dtype.
 
         Returns:
             ``(n_saved, *grid.shape)`` for one state, ``(B, n_saved, *grid.shape)`` for a
@@ -545,6 +554,9 @@ class GridSolver:
                 f"({sorted(set(saves.tolist()))}); every sample must save as many states")
         steps = np.full(batch, self.dt) if dt is None else per_sample(dt, batch, "dt", float)
         require(np.all(np.isfinite(steps) & (steps > 0)), "dt must be positive numbers")
+        if dt is not None:  # self.dt was checked when it was set
+            check_representable({"dt": steps if np.ndim(dt) else steps[0]}, self.np_dtype,
+                                indexed=True)
         require(parameters is None or isinstance(parameters, Mapping),
                 f"parameters is a {type(parameters).__name__}; pass a mapping of names to "
                 f"values, e.g. {{{self.parameter_names[0]!r}: ...}}" if self.parameter_names

@@ -17,7 +17,7 @@ import warp as wp
 
 from .checks import require
 from .grid import Grid
-from .parameters import Parameter
+from .parameters import Parameter, check_representable
 from .rk_stages import Coefficient
 
 if TYPE_CHECKING:
@@ -72,16 +72,22 @@ def coefficient_shape(parameter: Parameter, shape: tuple[int, ...], batch: int,
     return shapes[shape]
 
 
-def check_values(parameters: tuple[Parameter, ...], name: str, values: np.ndarray) -> None:
-    """Check every value of parameter ``name`` of ``parameters`` (any shape) against its range.
+def check_values(parameters: tuple[Parameter, ...], name: str, values: np.ndarray,
+                 dtype: type) -> None:
+    """Check every value of parameter ``name`` of ``parameters`` (any shape, as given, before
+    the cast to the solver's NumPy scalar type ``dtype``) against its range and that ``dtype``
+    holds it (neither 0 nor infinity there unless it is 0).
 
     Raises:
-        ValueError: the first value outside the range, with what is allowed.
+        ValueError: the first value outside the range, with what is allowed; else the first
+            value ``dtype`` cannot hold, with its index, as
+            :func:`~physml.solvers.parameters.check_representable` names it.
     """
     parameter = next(p for p in parameters if p.name == name)
     bad = [float(v) for v in np.ravel(values) if not parameter.admits(float(v))]
     require(not bad, f"{name}={bad[0]!r} must be {parameter.allowed} "
             f"({parameter.meaning} in {parameter.unit})" if bad else "")
+    check_representable({name: values}, dtype, indexed=True)
 
 
 def kernel_coefficient(array: wp.array, per_axis: bool) -> Coefficient:

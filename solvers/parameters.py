@@ -111,20 +111,30 @@ def check_parameters(
     return {p.name: p.check(values[p.name], ndim) for p in table}
 
 
-def check_representable(values: Mapping[str, float | tuple[float, ...]], dtype: type) -> None:
-    """Refuse a parameter value that the solver's ``dtype`` rounds to 0 or to infinity (its
-    kernels read them in that dtype: a checked value would reach them as another).
+def check_representable(values: Mapping[str, Any], dtype: type, *, indexed: bool = False
+                        ) -> None:
+    """Refuse a parameter value or time step that the solver's ``dtype`` rounds to 0 or to
+    infinity (its kernels read them in that dtype: a checked value would reach them as another).
+
+    Args:
+        values: numbers, tuples or arrays (any shape), by name; checked as given, before any
+            cast to ``dtype``.
+        dtype: the NumPy scalar type of the solver (``np.float32``, ``np.float64``).
+        indexed: name the entry of an array in the message (``nu[1]=1e-50 ...``).
 
     Raises:
-        ValueError: naming the parameter, its value and what the dtype makes of it.
+        ValueError: naming the value (and its index), what the dtype makes of it and the cure.
     """
-    with np.errstate(over="ignore", under="ignore"):
-        for name, value in values.items():
-            for v in np.atleast_1d(value):
-                rounded = dtype(v)
-                if v != 0 and (rounded == 0 or not np.isfinite(rounded)):
-                    raise ValueError(f"{name}={v:g} is {rounded} in {np.dtype(dtype).name}, "
-                                     "the solver's dtype; pass dtype='float64'")
+    for name, value in values.items():
+        given = np.asarray(value, dtype=np.float64)
+        with np.errstate(over="ignore", under="ignore"):
+            rounded = given.astype(dtype)
+        lost = np.flatnonzero((given != 0) & ((rounded == 0) | ~np.isfinite(rounded)))
+        if lost.size:
+            at = np.unravel_index(lost[0], given.shape)
+            where = f"[{', '.join(str(int(i)) for i in at)}]" if indexed and at else ""
+            raise ValueError(f"{name}{where}={given[at]:g} is {rounded[at]} in "
+                             f"{np.dtype(dtype).name}, the solver's dtype; pass dtype='float64'")
 
 
 def _show(flat: np.ndarray) -> str:

@@ -1,6 +1,7 @@
 """Bad input gets one clear error naming the argument and the allowed range."""
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -372,3 +373,38 @@ def test_a_parameter_the_solver_s_dtype_cannot_hold_is_refused_by_its_given_valu
             "nu=1e-50 is 0.0 in float32, the solver's dtype; pass dtype='float64'")):
         HeatSolver1D(grid, nu=1e-50, dt=None, dtype="float32")
     assert HeatSolver1D(grid, nu=1e-50, dt=None).nu == 1e-50
+
+
+def cannot_hold(value: str) -> str:
+    return re.escape(f"{value} in float32, the solver's dtype; pass dtype='float64'")
+
+
+def test_a_time_step_the_solver_s_dtype_cannot_hold_is_refused_wherever_it_is_set():
+    # 1e-50 is 0 in float32: every step would add dt * F(u) = 0 and the state never move
+    grid = Grid((16,), (0.0,), (1.0,))
+    with pytest.raises(ValueError, match=cannot_hold("dt=1e-50 is 0.0")):
+        HeatSolver1D(grid, nu=1.0, dt=1e-50, dtype="float32")
+    solver = HeatSolver1D(grid, nu=1.0, dt=1e-5, dtype="float32")
+    with pytest.raises(ValueError, match=cannot_hold("dt=1e-50 is 0.0")):
+        solver.with_dt(1e-50)
+    u = np.zeros((2, 16))
+    with pytest.raises(ValueError, match=cannot_hold("dt[0]=1e-50 is 0.0")):
+        solver.rollout(u, 10, 10, dt=[1e-50, 1e-5])
+    with pytest.raises(ValueError, match=cannot_hold("dt=1e-50 is 0.0")):
+        solver.rollout(u, 10, 10, dt=1e-50)
+    assert HeatSolver1D(grid, nu=1.0, dt=1e-50).with_dt(1e-60).dt == 1e-60
+
+
+@pytest.mark.parametrize("values, message", [
+    ([1e-50, 1.0], "nu[0]=1e-50 is 0.0"),
+    ([1.0, 1e50], "nu[1]=1e+50 is inf"),
+    (np.where(np.arange(32).reshape(2, 16) == 19, 1e-50, 1.0), "nu[1, 3]=1e-50 is 0.0"),
+])
+def test_a_per_sample_parameter_the_solver_s_dtype_cannot_hold_is_named_as_given(values,
+                                                                                  message):
+    # checked before the cast: not "nu=0.0 must be > 0", and no overflow warning from it
+    solver = HeatSolver1D(Grid((16,), (0.0,), (1.0,)), nu=1.0, dt=1e-5, dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=cannot_hold(message)):
+            solver.rollout(np.zeros((2, 16)), 10, 10, parameters={"nu": values})
