@@ -3,7 +3,9 @@ allocated: the machine's physical memory, and what a shard of a dataset needs.""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,12 +21,34 @@ estimate: the state, a stage value and a stage sum for each of up to four Rungeâ
 and the last good state."""
 
 
+class _MemoryStatusEx(ctypes.Structure):
+    """Windows' ``MEMORYSTATUSEX`` (64 bytes), filled by ``GlobalMemoryStatusEx``."""
+
+    _fields_ = [("dwLength", ctypes.c_uint32), ("dwMemoryLoad", ctypes.c_uint32),
+                ("ullTotalPhys", ctypes.c_uint64), ("ullAvailPhys", ctypes.c_uint64),
+                ("ullTotalPageFile", ctypes.c_uint64), ("ullAvailPageFile", ctypes.c_uint64),
+                ("ullTotalVirtual", ctypes.c_uint64), ("ullAvailVirtual", ctypes.c_uint64),
+                ("ullAvailExtendedVirtual", ctypes.c_uint64)]
+
+
+def _windows_physical_memory() -> int | None:
+    """``ullTotalPhys`` of ``GlobalMemoryStatusEx`` (kernel32); None where the call fails."""
+    status = _MemoryStatusEx(dwLength=ctypes.sizeof(_MemoryStatusEx))
+    if not ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
+        return None
+    return status.ullTotalPhys or None
+
+
 def physical_memory() -> int | None:
-    """This machine's physical memory [bytes] from ``sysconf`` (Linux, most Unixes); None where
-    it is not known."""
+    """This machine's physical memory [bytes]: ``GlobalMemoryStatusEx`` on Windows,
+    ``sysconf`` (``SC_PAGE_SIZE * SC_PHYS_PAGES``) on Linux, macOS and other Unixes; None where
+    it is not known (no ``sysconf``, or a system without these names), and no memory check is
+    made."""
+    if sys.platform == "win32":
+        return _windows_physical_memory()
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows), or not these names
+    except (AttributeError, ValueError, OSError):  # no sysconf, or not these names
         return None
     return memory if memory > 0 else None
 

@@ -28,8 +28,11 @@ it."""
 
 
 def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity, which batch schedulers set)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    """Cores this process may run on: its CPU affinity (which batch schedulers set) where the
+    system tells it (Linux), else the machine's cores, else 1 where those are not known."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def passive_wait_policy() -> bool:

@@ -284,3 +284,58 @@ def test_a_mesh_sample_that_is_not_finite_is_a_numerical_failure(tmp_path, monke
                        r"solution is not finite; shorter steps would not help .* change the "
                        r"parameters or the mesh; the same command again keeps"):
         generate(spec, tmp_path / "d", workers=0)
+
+
+def test_windows_physical_memory_comes_from_global_memory_status_ex(monkeypatch):
+    """Windows has no ``sysconf``: every check against the machine's memory was skipped."""
+    import ctypes
+    from types import SimpleNamespace
+
+    from physml.datasets import memory
+
+    lengths = []
+
+    def global_memory_status_ex(status):
+        lengths.append(status._obj.dwLength)
+        status._obj.ullTotalPhys = 16 * 2**30
+        return 1
+
+    kernel32 = SimpleNamespace(GlobalMemoryStatusEx=global_memory_status_ex)
+    monkeypatch.setattr(ctypes, "windll", SimpleNamespace(kernel32=kernel32), raising=False)
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.delattr(os, "sysconf")
+    assert memory.physical_memory() == 16 * 2**30 and lengths == [64]  # sizeof(MEMORYSTATUSEX)
+    with pytest.raises(ValueError, match=r"^x needs about 32\.0 GiB, more than this machine's "
+                                         r"memory \(16\.0 GiB\)$"):
+        memory.check_fits_in_memory(32 * 2**30, "x")
+    kernel32.GlobalMemoryStatusEx = lambda status: 0  # the call failed
+    assert memory.physical_memory() is None
+
+
+def test_off_windows_memory_without_sysconf_or_its_names_is_not_known(monkeypatch):
+    """macOS has ``SC_PHYS_PAGES``; a system without it, or without ``sysconf``, gets no memory
+    check, and Windows' call is made only on Windows."""
+    import ctypes
+    from types import SimpleNamespace
+
+    from physml.datasets import memory
+
+    def refused(status):
+        raise AssertionError("GlobalMemoryStatusEx called off Windows")
+
+    monkeypatch.setattr(ctypes, "windll", SimpleNamespace(kernel32=SimpleNamespace(
+        GlobalMemoryStatusEx=refused)), raising=False)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(os, "sysconf", lambda name: 2**14 if name == "SC_PAGE_SIZE" else 2**20)
+    assert memory.physical_memory() == 16 * 2**30
+
+    def no_phys_pages(name):
+        if name == "SC_PHYS_PAGES":
+            raise ValueError("unrecognized configuration name")
+        return 2**14
+
+    monkeypatch.setattr(os, "sysconf", no_phys_pages)
+    assert memory.physical_memory() is None
+    memory.check_fits_in_memory(2**60, "x")  # not known: no check
+    monkeypatch.delattr(os, "sysconf")
+    assert memory.physical_memory() is None

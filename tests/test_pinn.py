@@ -739,6 +739,19 @@ def test_threads_default_avoids_spinning_threads_and_scales_with_the_points():
         torch.set_num_threads(before)
 
 
+
+def test_available_cores_is_an_int_where_the_system_does_not_tell(monkeypatch):
+    """Without CPU affinity (macOS, Windows) the machine's cores; where those are unknown too
+    (``os.cpu_count()`` is None), one, not None."""
+    from physml import threads
+
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert threads.available_cores() == 6
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert threads.available_cores() == 1
+    assert threads.choose_threads(10**6, passive=True) == 1
+
 def test_passive_wait_policy_is_set_before_torch_loads_and_not_after():
     code = ("import os, sys; from physml.threads import passive_wait_policy; "
             "print(passive_wait_policy(), os.environ.get('OMP_WAIT_POLICY'), "

@@ -2,7 +2,10 @@ r"""Standard domains meshed with Gmsh's Python API, plus a subdivided icosphere.
 
 Every generator takes a target edge length ``h`` (Gmsh's ``Mesh.MeshSizeMin``/``Max``), runs
 Gmsh quietly in a session of its own (initialised and finalised here, unless the caller already
-holds one) and returns a checked :class:`~physml.solvers.mesh.Mesh`.
+holds one) and returns a checked :class:`~physml.solvers.mesh.Mesh`. Gmsh is imported only when
+a domain is meshed: without it (no wheel for Linux aarch64; on a headless Linux node its library
+needs libGLU and X11 libraries) the rest of the package works, and a generator raises a
+ValueError naming the domain, the import error and the cure.
 
 ========================  ======================================  =====================
 function                  geometry                                tags
@@ -23,8 +26,8 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import ModuleType
 
-import gmsh
 import numpy as np
 
 from ..errors import is_real, whole_number
@@ -42,10 +45,34 @@ def _python_signal_handlers() -> dict[int, object]:
             if (h := signal.getsignal(s)) is not None}
 
 
+def _import_gmsh(domain: str) -> ModuleType:
+    """Gmsh's Python module.
+
+    Raises:
+        ValueError: Gmsh cannot be imported (not installed, or its library's system libraries
+            missing): names ``domain``, the import error and the cure.
+    """
+    try:
+        import gmsh
+    except (ImportError, OSError) as err:
+        raise ValueError(
+            f"the {domain} domain is meshed with Gmsh, which cannot be imported here ({err}); "
+            "install it (pip install gmsh: wheels for Linux x86_64, macOS and Windows x86_64) "
+            "and, on a headless Linux node, the system libraries its library loads (libGLU, "
+            "libGL, libXcursor, libXft, libXinerama, the X11 libraries and libgomp; on Debian "
+            "or Ubuntu: apt install libglu1-mesa libgl1 libxcursor1 libxft2 libxinerama1 "
+            "libgomp1), or read the mesh from a file instead (mesh.file in a case, "
+            "physml.solvers.mesh.read_mesh)") from err
+    return gmsh
+
+
 @contextmanager
-def _session(h: float, verbose: bool) -> Iterator[None]:
+def _session(domain: str, h: float, verbose: bool) -> Iterator[ModuleType]:
+    """A Gmsh model with edge length ``h``, in a Gmsh session of its own unless one is open;
+    yields Gmsh's module."""
     if not (is_real(h) and h > 0):
         raise ValueError(f"target edge length h={h!r} must be a number > 0")
+    gmsh = _import_gmsh(domain)
     owner = not gmsh.isInitialized()
     if owner:
         handlers = _python_signal_handlers()
@@ -57,14 +84,14 @@ def _session(h: float, verbose: bool) -> Iterator[None]:
         gmsh.model.add("physml")
         gmsh.option.setNumber("Mesh.MeshSizeMin", h)
         gmsh.option.setNumber("Mesh.MeshSizeMax", h)
-        yield
+        yield gmsh
     finally:
         gmsh.model.remove()
         if owner:
             gmsh.finalize()
 
 
-def _mesh_from_gmsh(dim: int, boundary: dict[str, list[int]]) -> Mesh:
+def _mesh_from_gmsh(gmsh: ModuleType, dim: int, boundary: dict[str, list[int]]) -> Mesh:
     """Read the current Gmsh model's cells of dimension ``dim`` and the tagged boundary parts."""
     node_tags, coords, _ = gmsh.model.mesh.getNodes()
     coords = coords.reshape(-1, 3)
@@ -92,17 +119,18 @@ def _mesh_from_gmsh(dim: int, boundary: dict[str, list[int]]) -> Mesh:
                 tag_names={"domain": 1, **names})
 
 
-def _generate(dim: int, h: float, verbose: bool,
-              build: Callable[[], dict[str, list[int]]]) -> Mesh:
-    """Run ``build`` (adds the geometry, returns name -> boundary entities) and mesh it."""
-    with _session(h, verbose):
-        boundary = build()
+def _generate(domain: str, dim: int, h: float, verbose: bool,
+              build: Callable[[ModuleType], dict[str, list[int]]]) -> Mesh:
+    """Run ``build`` (adds the geometry with the Gmsh module it is given, returns name ->
+    boundary entities) and mesh it."""
+    with _session(domain, h, verbose) as gmsh:
+        boundary = build(gmsh)
         gmsh.model.occ.synchronize()
         gmsh.model.mesh.generate(dim)
-        return _mesh_from_gmsh(dim, boundary)
+        return _mesh_from_gmsh(gmsh, dim, boundary)
 
 
-def _curves_of(surface: int) -> list[int]:
+def _curves_of(gmsh: ModuleType, surface: int) -> list[int]:
     return [abs(t) for _, t in gmsh.model.getBoundary([(2, surface)], oriented=False)]
 
 
@@ -112,11 +140,11 @@ def disc(h: float, radius: float = 1.0, verbose: bool = False) -> Mesh:
     if not (is_real(radius) and radius > 0):
         raise ValueError(f"radius={radius!r} must be a number > 0")
 
-    def build():
+    def build(gmsh):
         surface = gmsh.model.occ.addDisk(0, 0, 0, radius, radius)
         gmsh.model.occ.synchronize()
-        return {"boundary": _curves_of(surface)}
-    return _generate(2, h, verbose, build)
+        return {"boundary": _curves_of(gmsh, surface)}
+    return _generate("disc", 2, h, verbose, build)
 
 
 def annulus(h: float, inner: float = 0.5, outer: float = 1.0, verbose: bool = False) -> Mesh:
@@ -125,47 +153,48 @@ def annulus(h: float, inner: float = 0.5, outer: float = 1.0, verbose: bool = Fa
     if not 0 < inner < outer:
         raise ValueError(f"need 0 < inner < outer, got inner={inner}, outer={outer}")
 
-    def build():
+    def build(gmsh):
         occ = gmsh.model.occ
         (_, surface), *_ = occ.cut([(2, occ.addDisk(0, 0, 0, outer, outer))],
                                    [(2, occ.addDisk(0, 0, 0, inner, inner))])[0]
         occ.synchronize()
-        curves = _curves_of(surface)
+        curves = _curves_of(gmsh, surface)
         radius = {c: gmsh.model.getBoundingBox(1, c)[3] for c in curves}
         return {"inner": [c for c in curves if radius[c] < 0.5 * (inner + outer)],
                 "outer": [c for c in curves if radius[c] >= 0.5 * (inner + outer)]}
-    return _generate(2, h, verbose, build)
+    return _generate("annulus", 2, h, verbose, build)
 
 
 def l_shape(h: float, verbose: bool = False) -> Mesh:
     """Planar L-shape $(-1,1)^2$ without the quadrant $[0,1)\\times(-1,0]$ (re-entrant corner
     at the origin), meshed with edge length about ``h`` (> 0, else refused); ``verbose`` prints
     Gmsh's log."""
-    def build():
+    def build(gmsh):
         occ = gmsh.model.occ
         (_, surface), *_ = occ.cut([(2, occ.addRectangle(-1, -1, 0, 2, 2))],
                                    [(2, occ.addRectangle(0, -1, 0, 1, 1))])[0]
         occ.synchronize()
-        return {"boundary": _curves_of(surface)}
-    return _generate(2, h, verbose, build)
+        return {"boundary": _curves_of(gmsh, surface)}
+    return _generate("l_shape", 2, h, verbose, build)
 
 
 def box(h: float, size: tuple[float, float, float] = (1.0, 1.0, 1.0),
         verbose: bool = False) -> Mesh:
     """Tetrahedral mesh of the box $(0,a)\\times(0,b)\\times(0,c)$, ``size = (a, b, c)``, with
     edge length about ``h`` (> 0, else refused); ``verbose`` prints Gmsh's log."""
-    def build():
+    def build(gmsh):
         volume = gmsh.model.occ.addBox(0, 0, 0, *size)
         gmsh.model.occ.synchronize()
         faces = gmsh.model.getBoundary([(3, volume)], oriented=False)
         return {"boundary": [abs(t) for _, t in faces]}
-    return _generate(3, h, verbose, build)
+    return _generate("box", 3, h, verbose, build)
 
 
 def sphere(h: float, radius: float = 1.0, verbose: bool = False) -> Mesh:
     """Triangulated sphere surface of ``radius`` centred at the origin, with edge length about
     ``h`` (> 0, else refused); ``verbose`` prints Gmsh's log."""
-    return _generate(2, h, verbose, lambda: (gmsh.model.occ.addSphere(0, 0, 0, radius), {})[1])
+    return _generate("sphere", 2, h, verbose,
+                     lambda gmsh: (gmsh.model.occ.addSphere(0, 0, 0, radius), {})[1])
 
 
 def torus(h: float, major: float = 1.0, minor: float = 0.4, verbose: bool = False) -> Mesh:
@@ -173,8 +202,8 @@ def torus(h: float, major: float = 1.0, minor: float = 0.4, verbose: bool = Fals
     refused), with edge length about ``h`` (> 0, else refused); ``verbose`` prints Gmsh's log."""
     if not 0 < minor < major:
         raise ValueError(f"need 0 < minor < major, got major={major}, minor={minor}")
-    return _generate(2, h, verbose,
-                     lambda: (gmsh.model.occ.addTorus(0, 0, 0, major, minor), {})[1])
+    return _generate("torus", 2, h, verbose,
+                     lambda gmsh: (gmsh.model.occ.addTorus(0, 0, 0, major, minor), {})[1])
 
 
 def double_torus(h: float, major: float = 1.0, minor: float = 0.4,
@@ -186,13 +215,13 @@ def double_torus(h: float, major: float = 1.0, minor: float = 0.4,
     if not 0 < minor < 0.45 * major:
         raise ValueError(f"need 0 < minor < 0.45 major, got major={major}, minor={minor}")
 
-    def build():
+    def build(gmsh):
         occ = gmsh.model.occ
         shift = 0.9 * major
         occ.fuse([(3, occ.addTorus(-shift, 0, 0, major, minor))],
                  [(3, occ.addTorus(shift, 0, 0, major, minor))])
         return {}
-    return _generate(2, h, verbose, build)
+    return _generate("double_torus", 2, h, verbose, build)
 
 
 def icosphere(level: int, radius: float = 1.0) -> Mesh:
