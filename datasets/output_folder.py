@@ -5,6 +5,8 @@ shards it already holds and on which device they were written.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -55,7 +57,8 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
             f"{_first_difference(recorded, spec.to_yaml())}; use another folder or pass "
             "--overwrite"
         )
-    elif spec_file.exists() and (missing := _keys(recorded) - _keys(spec_file.read_text())):
+    elif spec_file.exists() and (missing := _keys(recorded)
+                                 - _keys(spec_file.read_text(encoding="utf-8"))):
         raise ValueError(  # an older physml: keys it did not know, steps it took otherwise
             f"--out {str(folder)!r} holds a partial dataset written by another physml version "
             f"(its spec.yaml has no {', '.join(sorted(missing))}); its shards were solved "
@@ -65,11 +68,32 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for split in SPLITS:
             (folder / split).mkdir(exist_ok=True)
-            for stale in (folder / split).glob(".shard-*.tmp-*"):
-                stale.unlink()
+            for tmp in (folder / split).glob(".shard-*.tmp-*"):
+                if not _writer_runs(tmp):
+                    tmp.unlink(missing_ok=True)
         write_text(spec_file, spec.to_yaml())
     except OSError as err:
         raise ValueError(f"--out {str(folder)!r} cannot be written: {err.strerror}") from None
+
+
+def _writer_runs(tmp: Path) -> bool:
+    """Whether the process that writes the temporary shard ``tmp`` (``.NAME.tmp-PID.SUFFIX``,
+    :func:`~physml.datasets.store.atomic_write`) still runs on this machine: a generation that
+    starts while another writes into the same folder leaves that one's files alone and removes
+    only those a stopped run left. Where no process can be looked up (not POSIX), every
+    temporary file is kept (``--overwrite`` removes them with their split folders)."""
+    if os.name != "posix":
+        return True
+    pid = re.search(r"\.tmp-(\d+)", tmp.name)
+    if pid is None:
+        return False
+    try:
+        os.kill(int(pid.group(1)), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, and belongs to another user
+        pass
+    return True
 
 
 def _recorded_yaml(spec_file: Path) -> str | None:

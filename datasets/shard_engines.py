@@ -44,7 +44,9 @@ def run_on_dask(
     sends to every process of the group, interrupts this process only, which closes the
     cluster with Dask's logging silenced and lets the KeyboardInterrupt go on; a shard that
     fails (a sample that blew up) closes it the same way, its error raised here alone (the
-    workers log no "Compute Failed" record of it)."""
+    workers log no "Compute Failed" record of it). Once every shard is written, the workers'
+    Dask logging is silenced before the cluster is closed: a worker's heartbeat that the close
+    cuts off logs a traceback that says nothing about the run."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -67,7 +69,8 @@ def run_on_dask(
             cluster = None
         raise
     finally:
-        if cluster is not None:
+        if cluster is not None:  # every shard is written
+            client.run(_silence_dask_logging, on_error="ignore")
             _close(client, cluster)
 
 

@@ -115,6 +115,29 @@ def test_dask_workers_and_an_existing_scheduler_give_the_same_dataset(tmp_path):
     assert_same_dataset(serial, read_all(tmp_path / "scheduler"))
 
 
+def test_a_generation_removes_only_the_temporary_shards_of_writers_that_stopped(tmp_path):
+    """A generation that started while another wrote into the same folder removed that one's
+    temporary shard, whose rename then failed; a stopped run's temporary shard is removed."""
+    from physml.datasets.output_folder import prepare_folder
+
+    spec, out = load_spec(write_spec(tmp_path)), tmp_path / "d"
+    prepare_folder(spec, out, overwrite=False)
+    stopped = subprocess.Popen([sys.executable, "-c", ""])
+    stopped.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                               stdin=subprocess.PIPE)
+    try:
+        kept = [out / "train" / f".shard-00000.h5.tmp-{pid}.h5"
+                for pid in (os.getpid(), running.pid)]
+        removed = out / "valid" / f".shard-00001.h5.tmp-{stopped.pid}.h5"
+        for tmp in (*kept, removed):
+            tmp.write_bytes(b"being written")
+        prepare_folder(spec, out, overwrite=False)  # the second generation starts
+    finally:
+        running.communicate(b"")
+    assert all(tmp.exists() for tmp in kept) and not removed.exists()
+
+
 def test_killed_generation_resumes_to_the_identical_dataset(tmp_path):
     spec_path = write_spec(tmp_path, nx=256, t_end=1.0)
     reference = tmp_path / "reference"
@@ -573,6 +596,34 @@ def test_closing_a_finished_local_cluster_shows_no_nanny_warning():
         nanny.removeHandler(handler)
     assert closed == ["client", "cluster"] and shown == []
     assert nanny.level == level
+
+
+@pytest.mark.slow  # a Dask cluster started and closed
+def test_what_the_workers_log_as_a_finished_local_cluster_closes_is_not_shown(capfd):
+    """A heartbeat cut off by the close printed a CommClosedError traceback after a run that
+    wrote every shard; here a worker logs an error as it is closed, in the same way."""
+    from physml.datasets.shard_engines import run_on_dask
+
+    def writer(task):  # runs in the worker
+        import logging
+        import threading
+
+        from distributed import get_worker
+        from distributed.core import Status
+
+        worker = get_worker()
+
+        def log_at_close():
+            while worker.status not in (Status.closing, Status.closed):
+                time.sleep(0.001)
+            logging.getLogger("distributed.worker").error("a heartbeat cut off by the close")
+
+        threading.Thread(target=log_at_close, daemon=True).start()
+
+    done = []
+    run_on_dask(["shard"], done.append, workers=1, writer=writer)
+    assert done == ["shard"]
+    assert "cut off by the close" not in capfd.readouterr().err
 
 
 def test_a_sample_that_blows_up_exits_1_naming_its_seed_and_the_keys_that_change_it(

@@ -16,6 +16,8 @@ CG applies inside its vector update instead of in a pass of its own.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -101,6 +103,19 @@ class Jacobi:
         check_vectors("the jacobi preconditioner", *self.built_for, r=r, z=z)
 
 
+_GLOBAL_GENERATOR = threading.Lock()
+"""Held while a pyamg build has NumPy's global generator seeded (:class:`_PyAMGPreconditioner`)."""
+
+
+def _new_generator_lock() -> None:
+    """A forked child is one thread: a lock that another thread held at the fork is free."""
+    global _GLOBAL_GENERATOR
+    _GLOBAL_GENERATOR = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_generator_lock)
+
+
 class _PyAMGPreconditioner:
     """One V-cycle of a pyamg hierarchy, built on the host from the CSR matrix of ``A``.
 
@@ -109,9 +124,12 @@ class _PyAMGPreconditioner:
     roughly a few matrix products of A; apply: O(nnz) per V-cycle.
 
     The set-up is deterministic: pyamg draws the start vectors of its spectral-radius estimates
-    from NumPy's global generator, which is seeded for the build and restored after it, so one
-    matrix always gets the same hierarchy and a solve repeated (a backward called twice) gives
-    the same bits.
+    from NumPy's global generator (it takes no generator of its own), which is seeded for the
+    build and restored after it, so one matrix always gets the same hierarchy and a solve
+    repeated (a backward called twice) gives the same bits. Builds in several threads take
+    turns (one lock for the seed, the build and the restore), so each gets that hierarchy and
+    the caller's global state is restored after them; another thread that draws from the
+    global generator during a build draws from the seeded state.
 
     Args:
         A: a :class:`CsrOperator` (anything with a ``matrix`` in Warp CSR form).
@@ -123,12 +141,13 @@ class _PyAMGPreconditioner:
 
     def __init__(self, A: LinearOperator, **options: Any) -> None:
         matrix = assembled_matrix(A, self)
-        seeded = np.random.get_state()  # noqa: NPY002 (pyamg draws from the global one)
-        np.random.seed(0)  # noqa: NPY002
-        try:
-            self.hierarchy = type(self).build(csr_to_scipy(matrix), **options)
-        finally:
-            np.random.set_state(seeded)  # noqa: NPY002
+        with _GLOBAL_GENERATOR:
+            seeded = np.random.get_state()  # noqa: NPY002 (pyamg draws from the global one)
+            np.random.seed(0)  # noqa: NPY002
+            try:
+                self.hierarchy = type(self).build(csr_to_scipy(matrix), **options)
+            finally:
+                np.random.set_state(seeded)  # noqa: NPY002
         self.cycle = self.hierarchy.aspreconditioner(cycle="V")
         self.dtype, self.device = matrix.scalar_type, matrix.device
 
