@@ -345,7 +345,7 @@ def read_yaml_mapping(path: Path, what: str) -> dict:
     """The YAML mapping in ``path``, or a ValueError naming the file (``what``: spec, case):
     not YAML, not UTF-8, nested deeper than the parser's recursion allows, or not a mapping."""
     try:
-        raw = load_yaml(path.read_text())
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as err:
         where = err.problem_mark or err.context_mark
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""

@@ -325,7 +325,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` with :func:`atomic_write`."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _strict(value: Any) -> Any:
@@ -417,7 +417,7 @@ def checked_shards(path: str | os.PathLike, split: str | None,
     files = shard_files(path / split)
     manifest = path / MANIFEST
     if manifest.is_file():
-        listed = json.loads(manifest.read_text())["splits"].get(split, [])
+        listed = json.loads(manifest.read_text(encoding="utf-8"))["splits"].get(split, [])
         missing = sorted(set(listed) - {f.name for f in files})
         if missing:
             raise ValueError(f"{str(path)!r}: {len(missing)} shard(s) of the {split} split its "

@@ -8,6 +8,7 @@ import argparse
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,7 +76,7 @@ def _load_run_case(args: argparse.Namespace):
     if not kind.resumable:  # before the settings: matching them would not help
         raise ValueError(f"--resume: kind {kind.name!r} cannot resume: start a new run")
     if (args.resume / STOPPED).is_file():  # its steps are replayed exactly: so is the failure
-        reason = (args.resume / STOPPED).read_text().strip()
+        reason = (args.resume / STOPPED).read_text(encoding="utf-8").strip()
         raise ValueError(f"--resume: {str(args.resume)!r} holds {STOPPED}: its run stopped "
                          f"({reason}); a resume would replay the same steps into the same "
                          f"failure: {_new_run_advice(case)}")
@@ -126,7 +127,7 @@ def _mismatch(args: argparse.Namespace, recorded, requested, keys: list[str]) ->
         text = yaml.safe_dump(value, default_flow_style=True, width=10**6)
         return text.removesuffix("\n...\n").strip()
 
-    with_overrides = f" with {shlex.join(args.overrides)}" if args.overrides else ""
+    with_overrides = f" with {_command_line(args.overrides)}" if args.overrides else ""
     message = (f"--resume: {args.case}{with_overrides} differs from the configuration of "
                f"{args.resume} (a {recorded.kind} case)")
     more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
@@ -139,7 +140,7 @@ def _mismatch(args: argparse.Namespace, recorded, requested, keys: list[str]) ->
     cure = [f"{key}={shown(ran[key])}" for key in keys if key in ran]
     if len(cure) != len(keys):
         return message + "; resume with the case and the overrides the run was started with"
-    return message + f"; give the overrides the run was started with: {shlex.join(cure)}"
+    return message + f"; give the overrides the run was started with: {_command_line(cure)}"
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -263,5 +264,14 @@ def _interrupted(args: argparse.Namespace, folder: Path, kind: CaseKind) -> str:
 
 def _resume_command(args: argparse.Namespace, folder: Path) -> str:
     """The command line that resumes the run in ``folder``."""
-    return shlex.join(["physml", "run", str(args.case), *args.overrides, "--resume",
-                       str(folder)])
+    return _command_line(["physml", "run", str(args.case), *args.overrides, "--resume",
+                          str(folder)])
+
+
+def _command_line(words: list[str]) -> str:
+    """``words`` as one line to paste into this system's shell: on Windows in double quotes
+    where needed, as a program started from ``cmd.exe`` splits its command line
+    (``subprocess.list2cmdline``); elsewhere quoted for a POSIX shell (``shlex.join``)."""
+    if sys.platform == "win32":
+        return subprocess.list2cmdline(words)
+    return shlex.join(words)

@@ -98,7 +98,7 @@ def _note_unfinished(command: str, run_dir: Path, model: TrainedModel) -> None:
     if held_by_a_run(run_dir):
         state = "the run is still training: this is its latest checkpoint"
     elif (run_dir / STOPPED).is_file():  # a resume replays the steps into the same failure
-        reason = (run_dir / STOPPED).read_text().strip()
+        reason = (run_dir / STOPPED).read_text(encoding="utf-8").strip()
         state = f"the run stopped: {reason}; a resume fails the same way: start a new run"
     else:
         state = "the run was interrupted: resume it to finish"
@@ -130,7 +130,7 @@ def _read_points(path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...] =
                     raise ValueError("holds object values; need a numeric array")
             points = np.load(path)
         else:
-            with path.open() as f:
+            with path.open(encoding="utf-8") as f:
                 header = [h.strip() for h in f.readline().split(",")]
             missing = [name for name in inputs if name not in header]
             if missing:

@@ -2,12 +2,14 @@
 folder's life cycle (checkpoint before configuration, nothing left behind by a refused run)."""
 
 import ast
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -511,6 +513,25 @@ def test_ctrl_c_after_a_checkpoint_prints_the_resume_command(tmp_path, monkeypat
         capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("platform, printed", [
+    ("win32", r'physml run cases\burgers.yaml "output.folder=C:\my runs" --resume '
+              r'"C:\Users\me\my runs\burgers-1"'),
+    ("linux", r"physml run 'cases\burgers.yaml' 'output.folder=C:\my runs' --resume "
+              r"'C:\Users\me\my runs\burgers-1'"),
+])
+def test_the_resume_command_is_quoted_for_the_shell_of_the_system(monkeypatch, platform,
+                                                                   printed):
+    """cmd.exe keeps single quotes as part of an argument: Windows gets double quotes."""
+    import argparse
+
+    from physml import cli_cases
+
+    monkeypatch.setattr(sys, "platform", platform)
+    args = argparse.Namespace(case=Path(r"cases\burgers.yaml"),
+                              overrides=[r"output.folder=C:\my runs"])
+    assert cli_cases._resume_command(args, Path(r"C:\Users\me\my runs\burgers-1")) == printed
+
+
 def test_a_run_that_an_option_rule_added_since_then_refuses_still_resumes(tmp_path,
                                                                           monkeypatch, capsys):
     """A Burgers run with a weight on its exact initial condition (accepted before such weights
@@ -662,6 +683,43 @@ def test_a_run_that_fails_leaves_no_empty_run_folder(tmp_path, monkeypatch):
     assert not any(tmp_path.iterdir())
 
 
+def test_a_case_name_that_cannot_start_a_folder_on_windows_is_refused_everywhere():
+    """A case is portable: a name whose run folder Windows cannot make (a character it
+    refuses, a control character, a device name before a dot) fails validation on every
+    system, not the run on Windows; a device name alone starts ``nul-<time>``, a folder."""
+    refused = ("poisson:fine", "a<b", "a>b", 'a"b', "a|b", "a?b", "a*b", "a\\b", "a\tb",
+               "a\x1fb", "nul.v2", "Com1.x", "lpt9.tar.gz", "com\u00b9.a")
+    for name in refused:
+        with pytest.raises(ValueError, match=re.escape(
+                f"name: {name!r} cannot start a folder's name on every system: no control "
+                "character or any of < > : \" / \\ | ? *, not '.' or '..', and no device name "
+                "of Windows (CON, PRN, AUX, NUL, COM0-COM9, LPT0-LPT9) before a '.'")):
+            load_case("burgers", [f"name={json.dumps(name)}"])
+    for name in ("nul", "CON", "aux-v2", "console.v2", "com10.x", "résultats", "a.b"):
+        assert load_case("burgers", [f"name={json.dumps(name)}"]).name == name
+
+
+def test_a_utf8_case_file_keeps_its_accents_under_a_locale_that_is_not_utf8(
+        tmp_path, monkeypatch, capsys):
+    """Case files, and what a run writes, are UTF-8 whatever the locale's encoding (cp1252 on
+    Windows, where Python's UTF-8 mode is off: a text file opened without an encoding)."""
+    import io
+
+    from physml import cli
+    from physml.datasets.store import write_text
+
+    case = tmp_path / "accents.yaml"
+    case.write_bytes((ROOT / "cases" / "burgers.yaml").read_bytes()
+                     + "output: {folder: résultats}\n".encode())
+    monkeypatch.setattr(io, "text_encoding", lambda encoding, stacklevel=2: encoding or "cp1252")
+    assert Path(case).read_text().endswith("rÃ©sultats}\n")  # the locale's reading
+    assert cli.main(["validate", str(case)]) == 0
+    assert capsys.readouterr().out.startswith(f"{case}: valid (")
+    assert str(load_case(case).output.folder) == "résultats"
+    write_text(tmp_path / "stopped.txt", "arrêté")
+    assert (tmp_path / "stopped.txt").read_bytes() == "arrêté".encode()
+
+
 def test_a_run_folder_is_held_by_one_run_at_a_time(tmp_path):
     """A second run in a folder (a --resume started while the first runs) is refused, naming
     the process that holds it; the hold leaves nothing behind."""
@@ -745,6 +803,69 @@ def test_a_lock_file_removed_by_its_holder_after_the_open_is_opened_again(tmp_pa
         assert len(calls) == 2  # locked the second time, on the file the path names
         assert (tmp_path / run_folder.LOCK).read_text() == str(os.getpid())
     assert not (tmp_path / run_folder.LOCK).exists()
+
+
+class _FakeMsvcrt:
+    """Windows' ``msvcrt.locking`` on Linux: byte ranges of a file locked per open file, a
+    range locked through another open file refused with EACCES, as Windows does."""
+
+    LK_UNLCK, LK_LOCK, LK_NBLCK, LK_RLCK, LK_NBRLCK = range(5)
+
+    def __init__(self):
+        self.calls, self.held = [], {}
+
+    def locking(self, fd, mode, nbytes):
+        position = os.lseek(fd, 0, os.SEEK_CUR)
+        self.calls.append((mode, position, nbytes))
+        key = (os.fstat(fd).st_ino, position, nbytes)
+        if mode == self.LK_UNLCK:
+            if self.held.pop(key, None) != fd:
+                raise OSError(13, "Permission denied")
+        elif key in self.held:
+            raise OSError(13, "Permission denied")
+        else:
+            self.held[key] = fd
+
+
+def test_a_run_folder_is_held_with_msvcrt_where_fcntl_is_missing(tmp_path, monkeypatch):
+    """Windows: the folder is held by one locked byte past the process id (which a refused
+    run reads), let go and removed when the run ends."""
+    from physml.cases import run_folder
+
+    fake = _FakeMsvcrt()
+    monkeypatch.setitem(sys.modules, "fcntl", None)
+    monkeypatch.setitem(sys.modules, "msvcrt", fake)
+    with run_folder.holding(tmp_path):
+        assert run_folder.held_by_a_run(tmp_path)
+        with pytest.raises(ValueError, match=re.escape(
+                f"{str(tmp_path)!r} is in use by another physml run (process {os.getpid()})")):
+            with run_folder.holding(tmp_path):
+                pytest.fail("a second run was admitted")
+        assert (tmp_path / run_folder.LOCK).read_text() == str(os.getpid())
+        assert len(fake.held) == 1
+    assert not fake.held and not (tmp_path / run_folder.LOCK).exists()
+    assert fake.calls[0] == (fake.LK_NBLCK, run_folder._Locking.BYTE, 1)
+    assert fake.calls[-1] == (fake.LK_UNLCK, run_folder._Locking.BYTE, 1)
+    assert not run_folder.held_by_a_run(tmp_path)
+    with run_folder.holding(tmp_path):  # free again
+        pass
+
+
+def test_a_system_without_file_locks_says_that_runs_are_not_held(tmp_path, monkeypatch):
+    from physml.cases import run_folder
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)
+    monkeypatch.setitem(sys.modules, "msvcrt", None)
+    run_folder._warn_unheld.cache_clear()
+    with pytest.warns(RuntimeWarning, match="neither fcntl nor msvcrt file locks: a run folder "
+                                            "is not held"):
+        with run_folder.holding(tmp_path):
+            pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once
+        with run_folder.holding(tmp_path):
+            assert not run_folder.held_by_a_run(tmp_path)
+    run_folder._warn_unheld.cache_clear()
 
 
 def test_a_resume_sweeps_what_a_killed_save_left(tmp_path, monkeypatch):

@@ -12,10 +12,13 @@ them.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -197,54 +200,137 @@ replays the same steps into the same failure)."""
 def holding(folder: Path) -> Iterator[None]:
     """Hold the run folder ``folder`` for this process: a second run in it (a ``--resume``
     started while the first still runs) is refused, where both appended to the same files. An
-    exclusive ``flock`` on :data:`LOCK`, which the system releases when the process dies (a
-    killed run leaves no stale hold), removed when released. Nothing is held where ``fcntl``
-    is missing (Windows), on a file system without ``flock`` (some network mounts), or for a
-    folder that does not exist (the run names it).
+    exclusive lock on :data:`LOCK` (``flock``; on Windows ``msvcrt.locking`` of one byte), which
+    the system releases when the process dies (a killed run leaves no stale hold), removed when
+    released. Nothing is held on a file system without locks (some network mounts), on a
+    system with neither ``fcntl`` nor ``msvcrt`` (said once, by a ``RuntimeWarning``), or for
+    a folder that does not exist (the run names it).
 
     Raises:
         ValueError: another process holds the folder (naming its process id), or the folder
             cannot be written.
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover (Windows)
+    locks = _system_locks()
+    if locks is None:
+        _warn_unheld()
         yield
         return
-    with _held_lock(folder / LOCK, fcntl) as held:
-        try:
-            yield
-        finally:
-            if held:
-                (folder / LOCK).unlink(missing_ok=True)  # while held: another opens a new one
+    with _held_lock(folder / LOCK, locks):
+        yield
 
 
 def held_by_a_run(folder: Path) -> bool:
-    """Whether a physml run holds ``folder`` now (:func:`holding`), asked by a shared lock
-    taken and let go at once: nothing in the folder changes. False where nothing can be held
-    (no lock file, no ``fcntl`` or ``flock``)."""
+    """Whether a physml run holds ``folder`` now (:func:`holding`), asked by a lock taken and
+    let go at once (shared, where ``flock`` has one): nothing in the folder changes. False
+    where nothing can be held (no lock file, no ``fcntl`` or ``msvcrt``, no file locks)."""
+    locks = _system_locks()
     try:
-        import fcntl
-
-        with open(folder / LOCK) as handle:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        if locks is not None:
+            with open(folder / LOCK) as handle:
+                locks.probe(handle)
     except BlockingIOError:
         return True
-    except (ImportError, OSError):  # no lock file (no run holds it), Windows, no flock
+    except OSError:  # no lock file (no run holds it), no file locks
         pass
     return False
 
 
+class _Flock:
+    """POSIX locks: ``fcntl.flock`` on the open lock file, let go when it closes."""
+
+    def __init__(self, fcntl):
+        self.fcntl = fcntl
+
+    def lock(self, handle) -> None:
+        """Lock ``handle`` or raise ``BlockingIOError`` (another process holds it); OSError
+        where the file system has no locks."""
+        self.fcntl.flock(handle, self.fcntl.LOCK_EX | self.fcntl.LOCK_NB)
+
+    def probe(self, handle) -> None:
+        """As :meth:`lock`, with a shared lock: let go when ``handle`` closes."""
+        self.fcntl.flock(handle, self.fcntl.LOCK_SH | self.fcntl.LOCK_NB)
+
+    def remove(self, path: Path, handle) -> None:
+        """Remove the lock file ``path`` that ``handle`` opened, before it closes: while held,
+        another process opens a new one."""
+        path.unlink(missing_ok=True)
+
+    release = remove
+
+
+class _Locking:
+    """Windows locks: ``msvcrt.locking`` of the byte at :attr:`BYTE`, past the process id at
+    the start of the file (another process cannot read a locked range). Windows has no
+    shared lock, and removes no open file."""
+
+    BYTE = 1 << 30
+
+    def __init__(self, msvcrt):
+        self.msvcrt = msvcrt
+
+    def lock(self, handle) -> None:
+        """As :meth:`_Flock.lock`."""
+        try:
+            self._locking(handle, self.msvcrt.LK_NBLCK)
+        except OSError as error:
+            if error.errno == errno.EACCES:  # locked by another process
+                raise BlockingIOError(error.errno, error.strerror) from None
+            raise
+
+    def probe(self, handle) -> None:
+        """As :meth:`lock`, and let go at once."""
+        self.lock(handle)
+        self._locking(handle, self.msvcrt.LK_UNLCK)
+
+    def remove(self, path: Path, handle) -> None:
+        """Close ``handle``, then remove the lock file ``path`` unless another process has
+        opened it meanwhile (then it stays, for that process to lock)."""
+        handle.close()
+        with suppress(PermissionError):
+            path.unlink(missing_ok=True)
+
+    def release(self, path: Path, handle) -> None:
+        """Let go of the lock on ``handle``, then :meth:`remove` the file."""
+        self._locking(handle, self.msvcrt.LK_UNLCK)
+        self.remove(path, handle)
+
+    def _locking(self, handle, mode: int) -> None:
+        handle.seek(self.BYTE)
+        self.msvcrt.locking(handle.fileno(), mode, 1)
+
+
+def _system_locks() -> _Flock | _Locking | None:
+    """This system's file locks: ``fcntl`` (POSIX), else ``msvcrt`` (Windows), else None."""
+    try:
+        import fcntl
+    except ImportError:
+        pass
+    else:
+        return _Flock(fcntl)
+    try:
+        import msvcrt
+    except ImportError:
+        return None
+    return _Locking(msvcrt)
+
+
+@cache
+def _warn_unheld() -> None:
+    warnings.warn("this system has neither fcntl nor msvcrt file locks: a run folder is not "
+                  "held, and a second run in it (a --resume while the first still runs) is not "
+                  "refused", RuntimeWarning, stacklevel=4)
+
+
 @contextmanager
-def _held_lock(path: Path, fcntl) -> Iterator[bool]:
-    """The lock file at ``path`` opened and locked (True), or nothing to hold (False). A file
-    removed by its holder between this process's open and lock is opened again: the lock must
-    be on the file the path names."""
+def _held_lock(path: Path, locks: _Flock | _Locking) -> Iterator[None]:
+    """The lock file at ``path`` opened and locked, or nothing held (no folder, no file
+    locks). A file removed by its holder between this process's open and lock is opened
+    again: the lock must be on the file the path names."""
     while True:
         try:
             handle = open(path, "a+")  # noqa: SIM115 (held for the whole run)
         except FileNotFoundError:
-            yield False
+            yield
             return
         except OSError as error:  # no permission, a read-only file system
             handle = None
@@ -254,16 +340,16 @@ def _held_lock(path: Path, fcntl) -> Iterator[bool]:
                              "its checkpoints, figures and results there")
         with handle:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locks.lock(handle)
             except BlockingIOError:
                 handle.seek(0)
                 holder = handle.read().strip() or "unknown"
                 raise ValueError(f"{str(path.parent)!r} is in use by another physml run "
                                  f"(process {holder}); wait for it to end, or stop it, then "
                                  "resume") from None
-            except OSError:  # no flock on this file system: leave no lock file either
-                path.unlink(missing_ok=True)
-                yield False
+            except OSError:  # no locks on this file system: leave no lock file either
+                locks.remove(path, handle)
+                yield
                 return
             if not path.exists() or os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino:
                 continue  # its holder removed it after this open: lock the one the path names
@@ -271,7 +357,10 @@ def _held_lock(path: Path, fcntl) -> Iterator[bool]:
             handle.truncate()
             handle.write(str(os.getpid()))
             handle.flush()
-            yield True
+            try:
+                yield
+            finally:
+                locks.release(path, handle)
             return
 
 

@@ -23,6 +23,14 @@ from ..datasets.memory import refuse_beyond_memory
 from ..devices import ALLOWED, is_device_name
 from .run_folder import KindSection, OutputSpec, Section, drop_foreign
 
+_NOT_IN_FILE_NAMES = '<>:"/\\|?*'
+"""Characters no file name may hold on Windows (``/`` nowhere)."""
+
+_DEVICE_NAMES = frozenset({"CON", "PRN", "AUX", "NUL", *(f"{port}{n}" for port in ("COM", "LPT")
+                                                           for n in "0123456789¹²³")})
+"""The device names of Windows: a file name that is one, alone or before a dot (``nul.txt``),
+names the device."""
+
 
 def is_final(info: ValidationInfo) -> bool:
     """Whether a validator sees the case that will run (with its variant and overrides
@@ -53,9 +61,17 @@ class CaseBase(Section):
     @field_validator("name")
     @classmethod
     def _a_folder_name(cls, value: str) -> str:
-        if value in (".", "..") or any(c in value for c in "/\\\0"):
-            raise ValueError(f"{value!r} cannot start a folder's name: no '/', '\\' or NUL, "
-                             "not '.' or '..'")
+        """A name that starts a run folder's name (``<name>-<YYYYmmdd-HHMMSS>``) on every
+        system: Windows refuses control characters and ``< > : " / \\ | ? *`` in a file name,
+        and reads a device name before a dot as that device (``nul.v2-…`` is NUL; ``nul-…``
+        is a folder)."""
+        device, dot, _ = value.partition(".")
+        if (value in (".", "..") or any(c in _NOT_IN_FILE_NAMES or c < " " for c in value)
+                or (dot and device.upper() in _DEVICE_NAMES)):
+            raise ValueError(f"{value!r} cannot start a folder's name on every system: no "
+                             f"control character or any of {' '.join(_NOT_IN_FILE_NAMES)}, not "
+                             "'.' or '..', and no device name of Windows (CON, PRN, AUX, NUL, "
+                             "COM0-COM9, LPT0-LPT9) before a '.'")
         return value
 
     def unused_keys(self) -> set[str]:
