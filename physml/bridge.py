@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -78,6 +77,7 @@ from .solvers import step_adjoint
 from .solvers.base import GridSolver
 from .solvers.checks import check_counts
 from .solvers.errors import BlowUpError, whole_number
+from .solvers.host_threads import ForkSafeLock
 from .solvers.rk_stages import StageWork
 
 _TORCH_DTYPES = {wp.float32: torch.float32, wp.float64: torch.float64}
@@ -155,8 +155,7 @@ def rollout(
     if tuple(u0.shape) != tuple(expected) or batch == 0:
         raise ValueError(f"u0 has shape {tuple(u0.shape)}; expected {solver.grid.shape} or "
                          f"(B, *{solver.grid.shape}) with B >= 1")
-    given = {n: _converted(solver, _as_tensor(solver, v, u0.device, n), n)
-             for n, v in (parameters or {}).items()}
+    given = {n: _parameter(solver, n, v, u0.device) for n, v in (parameters or {}).items()}
     shapes = solver.batch_parameter_shapes(batch, {n: tuple(v.shape) for n, v in given.items()})
     if batched and batch > 1 and not solver.fused:
         samples = [(u0[b], {n: _sample(solver, n, v.reshape(shapes[n]), b)
@@ -202,6 +201,21 @@ def _as_tensor(solver: GridSolver, value, device: torch.device, name: str) -> to
     except (TypeError, ValueError) as err:
         raise ValueError(f"parameters[{name!r}] = {value!r} is not a number, array or tensor "
                          f"({err})") from None
+
+
+def _parameter(solver: GridSolver, name: str, value, device: torch.device) -> torch.Tensor:
+    """A parameter's value as a tensor in the solver's dtype. A tensor that the conversion
+    narrows (float64 for a float32 solver) has its values checked as given first
+    (:meth:`~physml.solvers.GridSolver.check_parameter_values`), so that one the conversion
+    would round to 0 or infinity is refused as the value it is, with the cure; inside a
+    ``torch.func`` transform, where its values cannot be read, the forward pass checks the
+    converted values."""
+    given = _as_tensor(solver, value, device, name)
+    converted = _converted(solver, given, name)
+    if converted.dtype.itemsize < given.dtype.itemsize and \
+            not torch._C._functorch.is_functorch_wrapped_tensor(given):
+        solver.check_parameter_values(name, given.detach().cpu().numpy())
+    return converted
 
 
 def _converted(solver: GridSolver, t: torch.Tensor, name: str) -> torch.Tensor:
@@ -297,7 +311,7 @@ def _vjp(
     return grad_u, grad_p
 
 
-_TAPE_LOCK = threading.Lock()
+_TAPE_LOCK = ForkSafeLock()
 
 
 _PER_SAMPLE_GRADIENTS = (

@@ -5,12 +5,17 @@ work split into parts (rows of a grid, row blocks of a sparse matrix) runs on se
 the parts are handed to host threads; :func:`in_parallel` does that on one pool per process.
 An explicit thread count above :func:`available_cores` is honoured (the parts are still split
 as asked; only their speed-up is capped by the cores).
+
+A process forked while physml works in another of its threads (a ``DataLoader`` with workers, a
+``multiprocessing`` pool started beside a rollout) may use physml in the child: the child starts a
+new pool, and the locks physml takes (:class:`ForkSafeLock`) are free there.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -23,9 +28,32 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+class ForkSafeLock:
+    """A lock (``with lock:``) that a forked child gets free.
+
+    A forked child runs only the thread that forked, so a lock another thread held at the fork
+    would stay held there for ever; the child re-creates every one of these (kept in a set of
+    weak references, so a lock lives as long as its owner). That is right only for a lock
+    never held while code that could fork runs (a user's callback): the forking thread itself
+    then holds none of them. Taking it costs one Python call more than a ``threading.Lock``;
+    only a fork walks the set."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        _FORK_SAFE_LOCKS.add(self)
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+
+_FORK_SAFE_LOCKS: weakref.WeakSet[ForkSafeLock] = weakref.WeakSet()
+
 _pool: tuple[ThreadPoolExecutor, int] | None = None
 """The host pool and its count of workers (:func:`host_pool`)."""
-_pool_lock = threading.Lock()
+_pool_lock = ForkSafeLock()
 
 _POOL_THREAD = threading.local()
 """``marked`` is True on the pools' own threads."""
@@ -72,13 +100,15 @@ def in_parallel(work: Callable[[int], None], count: int) -> None:
         job.result()
 
 
-def _forget_pools() -> None:
-    """In a forked child: no pool threads exist there, the forking thread is not one, and
-    the lock may have been held by a thread that is not there either."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
+def _after_fork_in_child() -> None:
+    """In a forked child: no pool threads exist there and the forking thread is not one; a
+    :class:`ForkSafeLock` held at the fork was held by a thread that is not there either."""
+    global _pool
+    _pool = None
     _POOL_THREAD.marked = False
+    for lock in list(_FORK_SAFE_LOCKS):
+        lock._lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pools)
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -33,7 +33,7 @@ from .checks import check_counts, finite_state, require
 from .dtypes import warp_dtype
 from .errors import BlowUpError, UnstableStepError, whole_number
 from .grid import BoundaryConditions, Grid, periodic
-from .parameters import Parameter, check_parameters
+from .parameters import Parameter, check_parameters, check_representable
 from .runtime import device_name
 
 RK4_IMAGINARY_LIMIT = 2 * math.sqrt(2)
@@ -50,7 +50,8 @@ class NavierStokesSolver2D:
         bc: boundary conditions: periodic on every side (the default and the only choice).
         nu: kinematic viscosity [m^2/s], >= 0.
         forcing: forcing amplitude $A$ [1/s^2].
-        dt: time step [s] (None: unset; see :meth:`stable_dt` and :meth:`with_dt`).
+        dt: time step [s] (None: unset; see :meth:`stable_dt` and :meth:`with_dt`). Refused
+            where ``dtype`` rounds it to 0 or infinity (the steps run in that dtype).
         scheme: "ifrk4" (integrating-factor RK4, order 4).
         device: "cpu" (the FFTs run in NumPy/SciPy).
         dtype: "float32" or "float64" (a name, or a NumPy, PyTorch or Warp float type).
@@ -102,6 +103,7 @@ class NavierStokesSolver2D:
         self.dt = None if dt is None else float(dt)
         if self.dt is not None:
             require(np.isfinite(self.dt) and self.dt > 0, f"dt={dt} must be a positive number")
+            check_representable({"dt": self.dt}, self.np_dtype)
 
     # ------------------------------------------------------------------------------ fields
 
@@ -164,8 +166,10 @@ class NavierStokesSolver2D:
         return {n: np.atleast_1d(np.float64(getattr(self, n))) for n in self.parameter_names}
 
     def with_dt(self, dt: float) -> NavierStokesSolver2D:
-        """A copy with time step ``dt``."""
+        """A copy with time step ``dt`` (refused where the solver's dtype rounds it to 0 or
+        infinity)."""
         require(np.isfinite(dt) and dt > 0, f"dt={dt} must be a positive number")
+        check_representable({"dt": dt}, self.np_dtype)
         return shallow_copy(self, dt=float(dt))
 
     # ------------------------------------------------------------------------------ stepping

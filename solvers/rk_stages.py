@@ -42,7 +42,7 @@ import numpy as np
 import warp as wp
 
 from .grid import BCKind, BoundaryConditions, Grid
-from .host_threads import available_cores, in_parallel
+from .host_threads import ForkSafeLock, available_cores, in_parallel
 from .kept import held_if_free
 from .kernel_launch import launch
 from .replay import Replay
@@ -123,9 +123,10 @@ class FusedStages:
         # more in first-touch page faults than several steps on them
         self._kept_work = StageWork(reuse=True)
         self._kept_in_use = threading.Lock()
-        self.step_lock = threading.Lock()
+        self.step_lock = ForkSafeLock()
         """Held through each rollout step: the recorded launches and their re-packing are
-        shared by every rollout of these stages, so steps of concurrent rollouts take turns."""
+        shared by every rollout of these stages, so steps of concurrent rollouts take turns
+        (a process forked during a step finds it free)."""
         self._capture: list[list[Replay] | None] | None = None
         self.repacks = 0
         """Recorded launches re-packed for other arrays so far (calls captured before a

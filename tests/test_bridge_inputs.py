@@ -2,6 +2,8 @@
 folded vertex positions, legacy batched cotangents, bad spmv operands, spectral coefficients
 given as tensors, and upwind advection's one-sided derivative at zero velocity."""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -188,6 +190,19 @@ def test_a_parameter_given_as_none_is_named_as_none():
     with pytest.raises(ValueError, match=r"parameters\['nu'\] is None; give a number, array or "
                                          "tensor, or leave 'nu' out to keep the solver's value"):
         bridge.rollout(_heat(), torch.zeros(16, dtype=torch.float64), 1, parameters={"nu": None})
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    (1e-50, r"nu[0]=1e-50 is 0.0 in float32"), (1e50, r"nu[0]=1e+50 is inf in float32")])
+def test_a_float64_parameter_a_float32_solver_cannot_hold_is_named_as_given(given, message):
+    """The values were checked after the conversion to the solver's dtype: 1e-50 was reported
+    as "nu=0.0 must be > 0 and finite", a value the caller never passed."""
+    solver = HeatSolver1D(Grid((16,), (0.0,), (1.0,)), periodic(1), nu=0.01, dt=1e-3,
+                          dtype="float32")
+    nu = torch.tensor([given, 0.01], dtype=torch.float64)
+    with pytest.raises(ValueError, match=re.escape(message) + ", the solver's dtype; pass "
+                                         "dtype='float64'"):
+        bridge.rollout(solver, torch.zeros(2, 16), 1, parameters={"nu": nu})
 
 
 def _meta(t: torch.Tensor) -> torch.Tensor:

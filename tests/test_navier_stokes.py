@@ -156,6 +156,18 @@ def test_a_device_is_checked_by_name_as_the_other_solvers_check_it(device, messa
     assert NavierStokesSolver2D(unit_square(8), nu=1e-3, dt=1e-3, device="cpu:0").device == "cpu"
 
 
+def test_a_dt_float32_rounds_to_zero_is_refused_by_the_constructor_and_with_dt():
+    """``dt=1e-50`` in float32 was taken: the steps ran with dt 0 and left the state as it
+    was, without a word."""
+    message = r"dt=1e-50 is 0.0 in float32, the solver's dtype; pass dtype='float64'"
+    with pytest.raises(ValueError, match=message):
+        NavierStokesSolver2D(unit_square(8), nu=1e-3, dt=1e-50, dtype="float32")
+    solver = NavierStokesSolver2D(unit_square(8), nu=1e-3, dt=1e-3, dtype="float32")
+    with pytest.raises(ValueError, match=message):
+        solver.with_dt(1e-50)
+    assert NavierStokesSolver2D(unit_square(8), nu=1e-3, dt=1e-50).with_dt(1e-60).dt == 1e-60
+
+
 def test_too_large_a_step_is_refused_with_the_limit():
     grid = unit_square(32)
     solver = NavierStokesSolver2D(grid, nu=1e-3, dt=1.0)

@@ -166,3 +166,117 @@ def test_a_sweep_over_thread_counts_leaves_one_pool_of_the_largest_count():
     while pool_threads() > 7 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert pool_threads() <= 7  # the largest count's 7 workers, not one pool per count
+
+
+def _exit_code_of_a_child_forked_while_held(locks, work, timeout: float = 30.0) -> int | None:
+    """Fork while another thread holds ``locks``; the child runs ``work()`` and exits 0 (1 on
+    an error). The child's exit code, or None when it had not exited after ``timeout``
+    seconds (then killed)."""
+    import os
+    import signal
+    import threading
+    import time
+    import traceback
+    from contextlib import ExitStack
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with ExitStack() as stack:
+            for lock in locks:
+                stack.enter_context(lock)
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the test run
+            try:
+                work()
+            except BaseException:
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+    finally:
+        release.set()
+        holder.join()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+_NO_FORK = pytest.mark.skipif(not hasattr(__import__("os"), "fork"),
+                              reason="no fork on this platform")
+
+
+@_NO_FORK
+def test_a_child_forked_during_another_thread_s_rollout_step_rolls_out_the_same_solver():
+    """The child got the step lock held by a thread that does not exist there: its rollout
+    on the same solver waited for ever."""
+    from physml.solvers import BurgersSolver1D, Grid
+
+    solver = BurgersSolver1D(Grid((256,), (0.0,), (1.0,)), nu=0.01, dt=1e-4, threads=2)
+    u0 = 0.5 + 0.2 * np.random.default_rng(0).random((4, 256))
+    expected = solver.rollout(u0, 20, 10)
+
+    def child() -> None:
+        assert np.array_equal(solver.rollout(u0, 20, 10), expected)
+
+    assert _exit_code_of_a_child_forked_while_held([solver.stages.step_lock], child) == 0
+
+
+@_NO_FORK
+def test_a_child_forked_during_another_thread_s_backward_pass_differentiates_a_rollout():
+    """Warp's one tape per process is taken in turn under a lock: held at the fork, the
+    child's backward pass waited for ever."""
+    import torch
+
+    from physml import bridge
+    from physml.solvers import Grid, HeatSolver1D, neumann
+
+    solver = HeatSolver1D(Grid((16,), (0.0,), (1.0,)), neumann(1, 0.1), nu=0.02, dt=0.01,
+                          scheme="imex")
+
+    def gradient() -> torch.Tensor:
+        u0 = torch.linspace(0.1, 0.6, 16, dtype=torch.float64, requires_grad=True)
+        (bridge.rollout(solver, u0, 5) ** 2).sum().backward()
+        return u0.grad
+
+    expected = gradient()
+
+    def child() -> None:
+        assert torch.equal(gradient(), expected)
+
+    locks = [bridge._TAPE_LOCK, solver.stages.step_lock]
+    assert _exit_code_of_a_child_forked_while_held(locks, child) == 0
+
+
+@_NO_FORK
+def test_a_child_forked_during_another_thread_s_factor_apply_applies_the_factor():
+    """The intermediate vector of a factor's apply is taken under a lock: held at the fork,
+    the child's apply waited for ever."""
+    import warp as wp
+
+    from physml.solvers.linalg import CsrOperator, IncompleteCholesky, csr_from_scipy
+    from physml.solvers.linalg.model_problems import poisson_2d
+
+    ic = IncompleteCholesky(CsrOperator(csr_from_scipy(poisson_2d(8), wp.float64, "cpu")))
+    r = wp.array(np.random.default_rng(0).standard_normal(64), dtype=wp.float64)
+    z = wp.empty_like(r)
+    ic.apply(r, z)
+    expected = z.numpy().copy()
+
+    def child() -> None:
+        ic.apply(r, z)
+        assert np.array_equal(z.numpy(), expected)
+
+    assert _exit_code_of_a_child_forked_while_held([ic._y._lock], child) == 0

@@ -16,8 +16,6 @@ CG applies inside its vector update instead of in a pass of its own.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -25,6 +23,7 @@ import numpy as np
 import pyamg
 import warp as wp
 
+from ..host_threads import ForkSafeLock
 from .incomplete_cholesky import IncompleteCholesky, assembled_matrix
 from .kernels import reciprocal_kernel, recorded_sweep, scale_kernel, sweep
 from .linear_operator import LinearOperator, check_vectors, csr_to_scipy
@@ -103,17 +102,8 @@ class Jacobi:
         check_vectors("the jacobi preconditioner", *self.built_for, r=r, z=z)
 
 
-_GLOBAL_GENERATOR = threading.Lock()
+_GLOBAL_GENERATOR = ForkSafeLock()
 """Held while a pyamg build has NumPy's global generator seeded (:class:`_PyAMGPreconditioner`)."""
-
-
-def _new_generator_lock() -> None:
-    """A forked child is one thread: a lock that another thread held at the fork is free."""
-    global _GLOBAL_GENERATOR
-    _GLOBAL_GENERATOR = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_generator_lock)
 
 
 class _PyAMGPreconditioner:

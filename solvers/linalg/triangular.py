@@ -28,7 +28,6 @@ values twice.
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 import warp as wp
 
+from ..host_threads import ForkSafeLock
 from ..kernel_launch import launch, specialize
 from ..replay import Replay
 from ..runtime import warp_device
@@ -310,7 +310,7 @@ class SharedVector:
 
     def __init__(self) -> None:
         self._vector: wp.array | None = None
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     @contextmanager
     def like(self, r: wp.array) -> Iterator[wp.array]:
