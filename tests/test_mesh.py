@@ -809,6 +809,33 @@ def test_entrywise_gauss_seidel_matches_a_factorisation_entry_by_entry():
         gauss_seidel_entrywise(A, b, rtol=1e-14, max_sweeps=3)
 
 
+@pytest.mark.parametrize("s", [10.0, 100.0])
+def test_entrywise_gauss_seidel_meets_rtol_where_the_sweeps_contract_slowly(s):
+    """The sweeps stopped once no entry changed by rtol: 10-70x rtol short at s = 10, 100."""
+    from physml.solvers.linalg.model_problems import poisson_2d
+    from physml.solvers.linalg.relaxation import gauss_seidel_entrywise
+
+    P = poisson_2d(32).tocsr()
+    A = (sp.identity(P.shape[0]) + s * 4.0 * P / P.diagonal().max()).tocsr()
+    b = np.zeros(P.shape[0])
+    b[P.shape[0] // 2 + 16] = 1.0
+    reference = spla.spsolve(A.tocsc(), b)
+    for rtol in (1e-4, 1e-8):
+        x, _ = gauss_seidel_entrywise(A, b, rtol=rtol)
+        assert np.max(np.abs(x - reference) / reference) <= rtol
+
+
+def test_the_heat_method_names_a_diffusion_time_too_large_for_its_sweeps():
+    """The error named a maxiter and a preconditioner that heat_geodesic does not take."""
+    from physml.errors import ConvergenceError
+
+    mesh = pm.icosphere(1)
+    with pytest.raises(ConvergenceError, match=r"heat_geodesic did not converge .* "
+                       r"t=.* \(1000 h², .* use a smaller t") as info:
+        pm.heat_geodesic(mesh, 0, t=1000 * mesh.edge_length() ** 2)
+    assert "maxiter" not in str(info.value) and "preconditioner" not in str(info.value)
+
+
 @pytest.mark.parametrize("theta, order", [(1.0, 1), (0.5, 2)])
 def test_heat_time_order(theta, order):
     mesh = pm.icosphere(2)

@@ -661,3 +661,18 @@ def test_a_nonlinear_reference_reports_its_steps_to_the_progress_line(tmp_path, 
                             "--log-every", "0")
     assert result.returncode == 0, result.stderr
     assert "0/4 spectral reference: step 80 of 80" in result.stderr
+
+
+def test_an_initial_fit_stopped_above_its_tolerance_warns_with_the_error_reached():
+    """It returned at max_iterations with the tolerance unmet, without a word."""
+    import warnings
+
+    progress = []
+    with pytest.warns(RuntimeWarning, match=r"fit_initial stopped at training error \S+ > "
+                      r"tolerance=1e-10 after 2 iterations \(max_iterations=2\); raise "
+                      r"max_iterations") as caught:
+        make("euler").fit_initial(u0, points=64, max_iterations=2, on_iteration=progress.append)
+    assert f"{progress[-1].error:.3e}" in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make("euler").fit_initial(u0, points=64, tolerance=0.5, max_iterations=2)

@@ -38,6 +38,7 @@ A case::
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -332,7 +333,10 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
             on_step({key: history[-1][key] for key in ("t", "rel_l2")})
     else:
         fit = case.training
-        with clock:
+        with clock, warnings.catch_warnings():
+            # the case's budget is its iterations; the error reached is recorded
+            # (initial_fit_rel_l2), not warned about
+            warnings.filterwarnings("ignore", "TENG.fit_initial stopped", RuntimeWarning)
             teng.fit_initial(initial_condition(case), fit.initial_points,
                              max_iterations=fit.initial_iterations, on_iteration=fit_progress)
     step = round((teng.t - t0) / dt) if resume else 0

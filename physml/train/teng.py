@@ -489,7 +489,8 @@ class TENG:
         $[J; \sqrt{\lambda s}I]\delta = [r; 0]$, not by normal equations, which would square
         the conditioning) followed by the exact least-squares solve for the output layer
         (variable projection); it stops when the training error reaches ``tolerance``, after
-        ``max_iterations``, or when no damping up to 1e8 lowers the error.
+        ``max_iterations``, or when no damping up to 1e8 lowers the error; stopped above
+        ``tolerance``, it warns (``RuntimeWarning``) with the training error reached.
 
         Args:
             u0: the initial condition, points (n, dim) -> finite values (n,), not zero at
@@ -506,16 +507,23 @@ class TENG:
             raise ValueError(f"tolerance={tolerance!r} must be a finite number >= 0")
         X = self.sample(points)
         target = _initial_values(u0, X)
-        theta, damping = self.theta.clone(), 1e-3
+        theta, damping, ran = self.theta.clone(), 1e-3, 0
         error = _relative(self.value(theta, X) - target, target)
         with Stopwatch(self.device) as watch:
             for iteration in range(1, max_iterations + 1):
                 if error <= tolerance or damping > 1e8:
                     break
                 theta, error, damping = self._initial_fit_step(theta, X, target, error, damping)
+                ran = iteration
                 if on_iteration is not None:
                     on_iteration(FitProgress(iteration, error, damping, watch.read()))
         self.theta = theta
+        if error > tolerance:
+            why = ("no damping up to 1e8 lowered it: loosen tolerance or widen the network"
+                   if damping > 1e8 else "raise max_iterations or loosen tolerance")
+            warnings.warn(f"TENG.fit_initial stopped at training error {error:.3e} > "
+                          f"tolerance={tolerance:g} after {ran} iterations (max_iterations="
+                          f"{max_iterations}); {why}", RuntimeWarning, stacklevel=2)
         test = self.sample(points)
         reference = _initial_values(u0, test)
         self.initial_error = _relative(self.value(theta, test) - reference, reference)

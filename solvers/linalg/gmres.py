@@ -10,11 +10,14 @@ problem stays on the host, reduced by Givens rotations as it grows, so $|g_{j+1}
 residual norm of the current iterate without forming it. After m steps (a restart) or on
 convergence, $x \mathrel{+}= M^{-1} V_{0..j-1} y$ and the residual is recomputed as
 $b - A x$; the solve ends when that true residual meets
-$\|r\|_2 \le \max(\text{rtol}\,\|b\|_2, \text{atol})$, or when a cycle whose estimate
-fell below half the true residual it ends with did not halve the true residual it started from:
-rounding has let the two part, and the arithmetic's floor lies above the tolerance (the answer
-comes with an :class:`~physml.solvers.errors.InaccurateSolveWarning`, as for
-:func:`~physml.solvers.linalg.cg`).
+$\|r\|_2 \le \max(\text{rtol}\,\|b\|_2, \text{atol})$, or at the arithmetic's rounding
+floor, where it lies above the tolerance: when a cycle whose estimate fell below half the true
+residual it ends with did not halve the true residual it started from (rounding has let the two
+part), or when :data:`STALL_CYCLES` cycles in a row ended on an estimate that met the
+tolerance and a true residual that did not, without halving the smallest true residual (the
+floor lies just above the tolerance: the estimate stalls with the true residual, and the two
+never part by 2x). The answer is then the x of smallest true residual computed, with an
+:class:`~physml.solvers.errors.InaccurateSolveWarning`, as for :func:`~physml.solvers.linalg.cg`.
 
 Unlike :func:`~physml.solvers.linalg.cg`, GMRES reads $j + 2$ scalars back every iteration (the
 Hessenberg column it needs for the rotations): a host round trip per iteration, the price of the
@@ -143,6 +146,12 @@ def _overload_all() -> None:
 
 _overload_all()
 
+STALL_CYCLES = 3
+"""Cycles in a row whose estimate met the tolerance while the true residual they ended with did
+not, none halving the smallest true residual, after which :func:`gmres` stops at the rounding
+floor (in exact arithmetic the two are equal; at the floor restarts lower the true residual
+by a few percent a cycle, or not at all)."""
+
 
 class _Arnoldi:
     """Device work arrays of one GMRES(m) solve and the launches over them."""
@@ -254,7 +263,8 @@ def gmres(
         restart: m, the Krylov dimension before a restart (memory: (m + 1) n entries).
         maxiter: at most this many Arnoldi steps in all (10 n if None).
         floor: what to do when the true residual stays above the tolerance through restarts
-            (the arithmetic's rounding floor lies above it): ``"warn"`` returns x with an
+            (the arithmetic's rounding floor lies above it): ``"warn"`` returns the x of
+            smallest true residual computed (at the end of a cycle) with an
             :class:`~physml.solvers.errors.InaccurateSolveWarning`, ``"accept"`` returns it
             silently (a tolerance set at the arithmetic's limit on purpose), ``"raise"``
             raises :class:`~physml.solvers.errors.ConvergenceError`.
@@ -304,6 +314,8 @@ def _restarted(A: LinearOperator, b: wp.array, x0: wp.array | None,
     beta = arnoldi.residual(x, r)
     history = [beta]
     iterations = 0
+    best, best_x = beta, wp.clone(x)
+    halved_at, stalls = beta, 0  # the best when the stall began, cycles stalled since
     while not beta <= tol:
         if iterations >= maxiter or not np.isfinite(beta):
             raise convergence_failure("gmres", iterations, history, b_norm, tol,
@@ -346,7 +358,19 @@ def _restarted(A: LinearOperator, b: wp.array, x0: wp.array | None,
         arnoldi.add_into(u, x)
         estimate, beta = history[-1], arnoldi.residual(x, r)
         history[-1] = beta
-        if beta > max(tol, 2.0 * estimate) and not beta < 0.5 * start:  # the rounding floor
+        if beta < best:
+            best = beta
+            wp.copy(best_x, x)
+        if estimate <= tol < beta and not best < 0.5 * halved_at:
+            stalls += 1
+        else:
+            halved_at, stalls = best, 0
+        parted = beta > max(tol, 2.0 * estimate) and not beta < 0.5 * start
+        stalled = stalls >= STALL_CYCLES
+        if parted or stalled:  # the rounding floor: back to the best x
+            if best < beta:
+                wp.copy(x, best_x)
+                history[-1] = best
             rounding_floor("gmres", floor, b.dtype, iterations, history, b_norm, tol,
                            stacklevel=stacklevel)
             break
