@@ -1046,3 +1046,23 @@ def test_the_moe_benchmark_solves_as_a_case_does(monkeypatch):
     spec.loader.exec_module(module)
     case = ConstraintSpec()
     assert (module.SOLVER.tol, module.SOLVER.max_iter) == (case.tol, case.max_iter)
+
+
+def test_a_moe_case_whose_least_squares_systems_exceed_memory_is_refused(monkeypatch):
+    """The hard head's inner solve holds fields of the grid per forward product of its
+    Jacobian, for the samples solved together (the training batch: the test samples are
+    evaluated a batch at a time): a case whose systems alone exceed this machine's memory is
+    refused naming the keys that set them; a soft head solves none, and on a GPU the systems
+    are the card's memory."""
+    from physml.datasets import memory
+
+    monkeypatch.setattr(memory, "physical_memory", lambda: 4 * 2**30)
+    cpu = ["variant=cpu", "problem.nx=512", "model.basis=128"]
+    hard = [*cpu, "constraint.experts=32"]  # 5.6 GiB
+    with pytest.raises(ValueError, match=re.escape("model.basis=128, constraint.experts=32")
+                       + r".*training.batch=4 .*least-squares systems\) needs .*more than "
+                       "this machine's memory"):
+        load_case("moe_diffusion_sorption", hard)
+    load_case("moe_diffusion_sorption", [*cpu, "constraint.method=soft"])
+    load_case("moe_diffusion_sorption", [*hard, "device=cuda"])
+    load_case("moe_diffusion_sorption", [*hard, "training.batch=1"])  # 1.4 GiB

@@ -361,26 +361,37 @@ def test_the_first_diffusion_sorption_step_damps_the_jump_at_the_inlet():
 @pytest.mark.parametrize("problem, blocks, colours", [
     ("diffusion_sorption", (1, 4), 2), ("navier_stokes", (1, 2, 2), 4),
     ("navier_stokes", (1, 4, 1), 2)])
-def test_coloured_jacobian_equals_the_dense_one(problem, blocks, colours):
-    """Coupled experts: C N forward products instead of K N give the same Jacobian (a chain of
-    blocks, periodic or not, needs 2 colours; 2 x 2 blocks with periodic seams need 4)."""
+@pytest.mark.parametrize("continuity, coloured", [
+    (Continuity.INTERFACE_ROWS, True), (Continuity.INTERFACE_ROWS, False),
+    (Continuity.INDEPENDENT, False)])
+def test_the_layers_jacobian_equals_the_dense_one(problem, blocks, colours, continuity,
+                                                  coloured):
+    """The layer's Jacobian, formed from one field per forward product (C N of them for coupled
+    experts coloured, K N uncoloured, N independent), equals the dense one of its residual
+    (a chain of blocks, periodic or not, needs 2 colours; 2 x 2 blocks with periodic seams
+    need 4)."""
     if problem == "diffusion_sorption":
         rows, shape, phi = DiffusionSorptionRows(16, dt=5.0), (6, 16), torch.full((2, 16), 0.1)
     else:
         rows, shape = NavierStokesRows(16, 8, dt=0.5), (3, 16, 8)  # blocks >= stencil width
         phi = torch.randn(2, 16, 8, generator=torch.Generator().manual_seed(0))
     router = BlockRouter(shape, blocks)
-    layer = HardConstraint(rows.rows, router, phi.shape[1:])
-    assert layer.jacobian.__self__.count == colours
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # independent experts drop interface rows
+        layer = HardConstraint(rows.rows, router, phi.shape[1:], continuity=continuity,
+                               coloured=coloured)
+    if coloured:
+        assert layer.colouring.count == colours
     g = torch.Generator().manual_seed(1)
     basis = torch.randn(2, 3, *shape, dtype=torch.float64, generator=g)
     split = router.split(basis).transpose(1, 2)
     omega = torch.randn(2, router.experts * 3, dtype=torch.float64, generator=g)
-
-    def residual(w):
-        return layer._coupled_rows(w, split, phi.double())
-
-    np.testing.assert_allclose(layer.jacobian(residual, omega), batched_jacobian(residual, omega),
+    if continuity is Continuity.INDEPENDENT:
+        omega, residual = omega.reshape(-1, 3), layer._independent_rows
+    else:
+        residual = layer._coupled_rows
+    np.testing.assert_allclose(layer.jacobian(omega, split, phi.double()),
+                               batched_jacobian(lambda w: residual(w, split, phi.double()), omega),
                                rtol=0, atol=1e-12)
 
 
@@ -763,7 +774,7 @@ def test_the_coloured_jacobian_moves_with_its_layer_and_copies_nothing_per_call(
 
     router = BlockRouter((6, 16), (1, 4))
     layer = HardConstraint(DiffusionSorptionRows(16, dt=5.0).rows, router, (16,))
-    colouring = layer.jacobian.__self__
+    colouring = layer.colouring
     depends, colours = colouring.depends, colouring.colours
     g = torch.Generator().manual_seed(1)
     blocks = router.split(torch.randn(2, 3, 6, 16, dtype=torch.float64, generator=g))
@@ -771,15 +782,15 @@ def test_the_coloured_jacobian_moves_with_its_layer_and_copies_nothing_per_call(
     phi = torch.full((2, 16), 0.1, dtype=torch.float64)
 
     def jacobian(blocks, phi, omega):
-        return colouring.jacobian(lambda w: layer._coupled_rows(w, blocks.transpose(1, 2), phi),
-                                  omega)
+        return layer.jacobian(omega, blocks.transpose(1, 2), phi)
 
     first = jacobian(blocks, phi, omega)
     assert torch.equal(jacobian(blocks, phi, omega), first)
     assert colouring.depends is depends and colouring.colours is colours
     layer.to("meta")
     assert colouring.depends.device.type == colouring.colours.device.type == "meta"
-    assert layer.jacobian.__self__ is colouring and colouring.count == 2
+    assert layer.colouring is colouring and colouring.count == 2
+    assert layer.groups.device.type == "meta"
     on_meta = [value.to("meta") for value in (blocks, phi, omega)]
     with Devices() as mode:
         J = jacobian(*on_meta)

@@ -63,6 +63,7 @@ from ..train.moe import (
     build_constraint,
     build_model,
     expert_blocks,
+    predict,
     problem_rows,
     relative_l2,
     trajectories,
@@ -157,6 +158,12 @@ batch, measured: the activations of the lift, spectral blocks and projection and
 gradients (diffusion–sorption, 32 cells x 51 levels, batch 8, basis 8: 1.34 GB more at width
 256 than at 16, of which 0.80 GB the spectral weights with their optimiser state)."""
 
+LS_FIELDS = {"diffusion_sorption": 24, "navier_stokes": 36}
+"""float64 fields of a sample's grid that each forward product of the hard head's Jacobian holds
+while formed, by problem: its direction, column and the rows' intermediates (fitted to the
+measured peaks of :meth:`MoECase._least_squares_bytes`)."""
+
+
 class MoECase(CaseBase):
     """A whole ``kind: moe`` case file."""
 
@@ -207,10 +214,9 @@ class MoECase(CaseBase):
         estimated); the FNO's spectral weights with their optimiser state
         (:data:`~.sections.NETWORK_COPIES`); a training step's batch through the FNO,
         :data:`FNO_VALUES` per channel and point. Refused beyond this machine's memory. The
-        data are made on the host whatever the device; on a GPU the FNO's items are the card's
-        memory, not this machine's, and are left out (the hard head's least-squares systems
-        are not counted: at basis 8, 32 and 64 they grew faster than linearly, 387, 643 and
-        1,319 MiB on the diffusion–sorption CPU variant's grid at width 16)."""
+        data are made on the host whatever the device; on a GPU the FNO's items and the hard
+        head's least-squares systems are the card's memory, not this machine's, and are left
+        out. The least-squares systems (:meth:`_least_squares_bytes`) grow as the basis size."""
         p, m = self.problem, self.model
         cells = float(math.prod(self.space))
         kept = math.prod([2 * k for k in m.modes[:-1]] + [m.modes[-1]])
@@ -225,7 +231,28 @@ class MoECase(CaseBase):
             f"training.batch={self.training.batch} with problem.nx={p.nx}, problem.nt={p.nt}, "
             f"model.width={m.width}, model.basis={m.basis} (a training step's FNO)":
             float(self.training.batch) * p.nt * cells * FNO_VALUES * (m.width + m.basis)
-            * FNO_BYTES}
+            * FNO_BYTES} | self._least_squares_bytes()
+
+    def _least_squares_bytes(self) -> dict[str, float]:
+        """The hard head's inner solve, by the keys that set it, for the $S$ samples solved
+        together (the training batch; the test samples are evaluated a batch at a time): its
+        Jacobian, $E N$ fields of the grid per sample ($E = K$ experts coupled by interface
+        rows, 1 independent), and the $N$ forward products of one group of experts formed at
+        once (:meth:`~physml.constraints.HardConstraint.jacobian`), :data:`LS_FIELDS` fields
+        each: 8 S nt cells N (E + LS_FIELDS) bytes. Measured, the peak of the evaluation
+        above a soft head's (CPU variants, batch 4): diffusion–sorption (4 experts, 32 cells
+        x 51 levels) 8, 21, 46 and 88 MiB at basis 8, 16, 32 and 64, against 11, 22, 45 and
+        89 estimated; Navier–Stokes (2 x 2 experts, 16 x 16 cells x 9 levels) 17 and 90 MiB
+        at basis 8 and 32, against 22 and 90. None for a soft head."""
+        p, m, c = self.problem, self.model, self.constraint
+        if c.method != "hard":
+            return {}
+        jacobian = c.experts if c.continuity == "interface_rows" else 1
+        return {f"model.basis={m.basis}, constraint.experts={c.experts}, constraint.continuity="
+                f"{c.continuity}, training.batch={self.training.batch} with problem.nx={p.nx}, "
+                f"problem.nt={p.nt} (the hard head's least-squares systems)":
+                8.0 * self.training.batch * p.nt * math.prod(self.space) * m.basis
+                * (jacobian + LS_FIELDS[p.name])}
 
     def _experts_own_pde_rows(self) -> None:
         """Independent experts and a partition of unity solve each expert on the rows its
@@ -299,9 +326,7 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
     result.update(threshold=threshold, steps=t.iterations,
                   passed=threshold_passed(result["test_rel_l2"], threshold))
     write_metrics(folder, case.name, result, history)
-    with torch.no_grad():
-        field = model(test[0])
-    pred = rows.observe(field).cpu()
+    pred = rows.observe(predict(model, test[0], t.batch)).cpu()
     test = (test[0].cpu(), test[1].cpu())
     spec = PROBLEMS[p.name].load()
     t_end = p.t_end or spec.t_end

@@ -44,14 +44,15 @@ from enum import Enum
 
 import torch
 from torch import nn
-from torch.func import jvp
+from torch.func import jvp, vmap
+from torch.nn.functional import one_hot
 
 from ..devices import require_tensor_device, require_torch_device
 from ..solvers.errors import is_real
 from .colouring import ExpertColouring
 from .experts import BlockRouter, interface_differences, level_constants, padded_rows
 from .implicit import least_squares_solution
-from .levenberg_marquardt import LevenbergMarquardt, LMResult, batched_jacobian
+from .levenberg_marquardt import LevenbergMarquardt, LMResult
 
 DEFAULT_SOLVER = LevenbergMarquardt()
 Rows = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (u (B, *grid), phi) -> (B, M)
@@ -275,11 +276,16 @@ class HardConstraint(nn.Module):
             warn_dropped_rows(owners < 0, "independent experts",
                               "keep them with continuity=INTERFACE_ROWS or one expert")
         self.register_buffer("owned", owned, persistent=False)  # (K, width)
-        self.jacobian = batched_jacobian
-        if coloured and continuity is Continuity.INTERFACE_ROWS:
-            self.colouring = ExpertColouring(probed_dependence(self._stitched_rows, phi_shape,
-                                                               masks))
-            self.jacobian = self.colouring.jacobian
+        groups = torch.ones(1, router.experts)  # every expert's unknown j at once
+        self.colouring: ExpertColouring | None = None
+        if continuity is Continuity.INTERFACE_ROWS:
+            groups = torch.eye(router.experts)  # one expert's unknown j at a time
+            if coloured:
+                self.colouring = ExpertColouring(probed_dependence(self._stitched_rows,
+                                                                   phi_shape, masks))
+                groups = one_hot(self.colouring.colours, self.colouring.count).T
+        self.register_buffer("groups", groups.to(device, torch.float64), persistent=False)
+        self.members = [torch.nonzero(group)[:, 0].tolist() for group in groups]  # (D, *)
         self.last_solve: LMResult | None = None
 
     def field(self, omega: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
@@ -287,10 +293,13 @@ class HardConstraint(nn.Module):
         return self.router.stitch(torch.einsum("bkn...,bkn->bk...", blocks, omega))
 
     def _independent_rows(self, omega, blocks, phi):
-        batch, experts, n = blocks.shape[:3]
-        r = self.rows(self.field(omega.reshape(batch, experts, n), blocks), phi)
-        r = torch.cat([r, r.new_zeros(batch, 1)], dim=1)
-        return r[:, self.owned].reshape(batch * experts, -1)
+        return self._owned_rows(self.field(omega.reshape(blocks.shape[:3]), blocks), phi)
+
+    def _owned_rows(self, u, phi):
+        """Each expert's own rows of ``u`` (B, *grid), (B K, width), zero-padded."""
+        r = self.rows(u, phi)
+        r = torch.cat([r, r.new_zeros(len(r), 1)], dim=1)
+        return r[:, self.owned].reshape(len(r) * self.router.experts, -1)
 
     def _stitched_rows(self, u, phi):
         jumps = self.interface_weight * interface_differences(u, self.router)
@@ -298,6 +307,35 @@ class HardConstraint(nn.Module):
 
     def _coupled_rows(self, omega, blocks, phi):
         return self._stitched_rows(self.field(omega.reshape(blocks.shape[:3]), blocks), phi)
+
+    def jacobian(self, omega: torch.Tensor, blocks: torch.Tensor, phi: torch.Tensor
+                 ) -> torch.Tensor:
+        """$J$ of the inner least squares' rows at ``omega`` (the solve's (B K, N) or (B, K N))
+        for ``blocks`` (B, K, N, *block) and ``phi``: (B K, width, N) or (B, M, K N).
+
+        $u$ is linear in $\\omega$, so the forward product in the direction that moves unknown
+        $j$ of the experts in ``groups[d]`` is the rows' linearisation at $u$ in the direction
+        of the field $\\sum_k$ ``groups[d, k]`` $b|_k^{(j)}$: $D N$ products ($D$ = 1
+        independent, $C$ coloured, $K$ otherwise), the $N$ of one group at a time, with no copy
+        of the basis per product. A group's columns are given to its experts, where a row
+        depends on them when coloured (:class:`ExpertColouring`). Memory: $J$, and one group's
+        $N$ directions, columns and rows' intermediates."""
+        batch, experts, n = blocks.shape[:3]
+        u = self.field(omega.reshape(batch, experts, n), blocks)
+        rows = (self._owned_rows if self.continuity is Continuity.INDEPENDENT
+                else self._stitched_rows)
+        J = None
+        for group, members in zip(self.groups, self.members, strict=True):
+            directions = self.router.stitch(torch.einsum("bkn...,k->nbk...", blocks, group))
+            columns = vmap(lambda t: jvp(lambda v: rows(v, phi), (u,), (t,))[1])(directions)
+            if self.continuity is Continuity.INDEPENDENT:
+                return columns.permute(1, 2, 0)  # (B K, width, N)
+            if J is None:
+                J = columns.new_empty(experts, *columns.shape)  # (K, N, B, M)
+            for k in members:
+                J[k] = columns if self.colouring is None else (
+                    columns * self.colouring.depends[k, None, None, :])
+        return J.permute(2, 3, 0, 1).reshape(batch, -1, experts * n)
 
     def forward(self, basis: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
         check_inputs(basis, phi, self.router, self.phi_shape)
@@ -310,8 +348,10 @@ class HardConstraint(nn.Module):
         else:
             residual, shape = self._coupled_rows, (batch, experts * n)
         omega0 = torch.zeros(shape, dtype=torch.float64, device=basis.device)
-        self.last_solve = least_squares_solution(residual, self.solver, omega0, blocks, phi64,
-                                                 jacobian=self.jacobian)
+        fixed = blocks.detach(), phi64.detach()
+        self.last_solve = least_squares_solution(
+            residual, self.solver, omega0, blocks, phi64,
+            jacobian=lambda _, omega: self.jacobian(omega, *fixed))
         u = self.field(self.last_solve.omega.reshape(batch, experts, n), blocks)
         if self.align_constants:
             u = level_constants(u, self.router)
