@@ -977,8 +977,8 @@ def test_a_message_after_a_dropped_key_says_which_default_applied():
 
 
 def test_metrics_record_the_versions_the_numbers_depend_on(tmp_path):
-    """A run's records named physml's version only, which stays 0.1.0 across changes: the
-    libraries' versions were recorded nowhere."""
+    """A run's records named physml's version only: the libraries' versions, on which the
+    numbers depend too, were recorded nowhere."""
     import json
 
     import numpy
