@@ -187,30 +187,29 @@ def step(
     return out[:, -1] if u.dim() == solver.grid.ndim + 1 else out[-1]
 
 
-def _as_tensor(solver: GridSolver, value, device: torch.device, name: str) -> torch.Tensor:
-    """A parameter's value as a tensor: a tensor as it is, numbers and arrays straight in the
-    solver's dtype (a Python float is not rounded to PyTorch's float32 default first)."""
+def _as_tensor(value, device: torch.device, name: str) -> torch.Tensor:
+    """A parameter's value as a tensor: a tensor as it is, numbers and arrays in float64 (as
+    given: neither rounded to PyTorch's float32 default nor yet to the solver's dtype)."""
     if isinstance(value, torch.Tensor):
         return value
     if value is None:
         raise ValueError(f"parameters[{name!r}] is None; give a number, array or tensor, or "
                          f"leave {name!r} out to keep the solver's value")
     try:
-        return torch.as_tensor(np.asarray(value, dtype=np.float64),
-                               dtype=_TORCH_DTYPES[solver.dtype], device=device)
+        return torch.as_tensor(np.asarray(value, dtype=np.float64), device=device)
     except (TypeError, ValueError) as err:
         raise ValueError(f"parameters[{name!r}] = {value!r} is not a number, array or tensor "
                          f"({err})") from None
 
 
 def _parameter(solver: GridSolver, name: str, value, device: torch.device) -> torch.Tensor:
-    """A parameter's value as a tensor in the solver's dtype. A tensor that the conversion
-    narrows (float64 for a float32 solver) has its values checked as given first
-    (:meth:`~physml.solvers.GridSolver.check_parameter_values`), so that one the conversion
-    would round to 0 or infinity is refused as the value it is, with the cure; inside a
-    ``torch.func`` transform, where its values cannot be read, the forward pass checks the
-    converted values."""
-    given = _as_tensor(solver, value, device, name)
+    """A parameter's value as a tensor in the solver's dtype. A value that the conversion
+    narrows (a number, an array or a float64 tensor for a float32 solver) has its values
+    checked as given first (:meth:`~physml.solvers.GridSolver.check_parameter_values`), so
+    that one the conversion would round to 0 or infinity is refused as the value it is, with
+    the cure; inside a ``torch.func`` transform, where its values cannot be read, the forward
+    pass checks the converted values."""
+    given = _as_tensor(value, device, name)
     converted = _converted(solver, given, name)
     if converted.dtype.itemsize < given.dtype.itemsize and \
             not torch._C._functorch.is_functorch_wrapped_tensor(given):

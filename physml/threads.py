@@ -28,11 +28,11 @@ it."""
 
 
 def available_cores() -> int:
-    """Cores this process may run on: its CPU affinity (which batch schedulers set) where the
-    system tells it (Linux), else the machine's cores, else 1 where those are not known."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """:func:`physml.solvers.host_threads.available_cores`, imported when asked: the solvers
+    load Warp and SciPy, which importing this module (the CLI's first lines) should not."""
+    from .solvers.host_threads import available_cores as cores
+
+    return cores()
 
 
 def passive_wait_policy() -> bool:

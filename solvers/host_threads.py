@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 
 def available_cores() -> int:
-    """Cores this process may run on."""
+    """Cores this process may run on: its CPU affinity (which batch schedulers set) where the
+    system tells it (Linux), else the machine's cores, else 1 where those are not known."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -35,8 +36,11 @@ class ForkSafeLock:
     would stay held there for ever; the child re-creates every one of these (kept in a set of
     weak references, so a lock lives as long as its owner). That is right only for a lock
     never held while code that could fork runs (a user's callback): the forking thread itself
-    then holds none of them. Taking it costs one Python call more than a ``threading.Lock``;
-    only a fork walks the set."""
+    then holds none of them. What the lock guards is left as its holder had it at the fork; an
+    owner whose state the child needs whole restores it in an after-fork hook of its own (as
+    a pyamg build's seeded global generator, :mod:`physml.solvers.linalg.preconditioners`).
+    Taking it costs one Python call more than a ``threading.Lock``; only a fork walks the
+    set."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

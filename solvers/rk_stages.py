@@ -117,6 +117,9 @@ class FusedStages:
         self._launches: dict[tuple, list[tuple[list[Replay], list]]] = {}
         self._splits: dict[int, tuple[int, list[tuple[int, int]]]] = {}
         """By batch size, least recently used first (:meth:`_split`)."""
+        self._cache_lock = ForkSafeLock()
+        """Held while :attr:`_splits` or the keys of :attr:`_launches` change or are read:
+        :meth:`host_threads` is asked outside :attr:`step_lock` (a backward pass's set-up)."""
         self._constants: dict[tuple[float, ...], wp.array] = {}
         self._plans: dict[Tableau, list[tuple[wp.array, str, str, bool]]] = {}
         # a rollout's work arrays, kept between rollouts: fresh arrays of a large grid cost
@@ -260,7 +263,8 @@ class FusedStages:
         Arguments no set was recorded for re-pack the least recently used set where they
         differ (and are checked for overlap first: the native runs' restrict pointers)."""
         values = [*inputs, *outputs]
-        recorded = self._launches.setdefault(stage, [])
+        with self._cache_lock:
+            recorded = self._launches.setdefault(stage, [])
         for position, (replays, last) in enumerate(recorded):
             if all(map(operator.is_, values, last)) or all(
                     a is b or _same_value(a, b) for a, b in zip(values, last)):
@@ -294,13 +298,14 @@ class FusedStages:
 
         Kept for the :data:`RECORDED_BATCHES` batch sizes split most recently; a batch size
         dropped from them takes its recorded launches along."""
-        split = self._splits.pop(batch, None) or self._segments(batch)
-        self._splits[batch] = split
-        if len(self._splits) > RECORDED_BATCHES:
-            oldest = next(iter(self._splits))
-            self._splits.pop(oldest, None)
-            for stage in [stage for stage in self._launches if stage[0] == oldest]:
-                self._launches.pop(stage, None)
+        with self._cache_lock:
+            split = self._splits.pop(batch, None) or self._segments(batch)
+            self._splits[batch] = split
+            if len(self._splits) > RECORDED_BATCHES:
+                oldest = next(iter(self._splits))
+                del self._splits[oldest]
+                for stage in [stage for stage in self._launches if stage[0] == oldest]:
+                    del self._launches[stage]
         return split
 
     def _segments(self, batch: int) -> tuple[int, list[tuple[int, int]]]:

@@ -590,3 +590,41 @@ def test_a_growing_batch_keeps_a_few_generations_of_work_arrays_not_all():
     assert held_bytes(stages) <= (rk_stages.RECORDED_BATCHES + 1) * held_bytes(largest.stages)
     np.testing.assert_array_equal(solver.rollout(np.tile(u, (7, 1, 1)), 2, 1),
                                   largest.rollout(np.tile(u, (7, 1, 1)), 2, 1))
+
+
+def test_host_threads_asked_beside_rollouts_of_many_batch_sizes_keeps_the_splits_whole():
+    """A backward pass asks the stages' host threads outside the step lock, beside rollouts
+    whose batch sizes evict older splits and their recorded launches."""
+    import threading
+
+    solver = BurgersSolver1D(Grid((64,), (0.0,), (1.0,)), nu=0.01, dt=1e-4, threads=2)
+    states = {b: 0.5 + 0.2 * np.random.default_rng(b).random((b, 64)) for b in range(1, 9)}
+    errors, stop = [], threading.Event()
+
+    def ask():
+        i = 0
+        while not stop.is_set():
+            try:
+                solver.stages.host_threads(1 + i % 9)
+            except RuntimeError as error:
+                errors.append(error)
+                stop.set()
+            i += 1
+
+    askers = [threading.Thread(target=ask) for _ in range(2)]
+    for asker in askers:
+        asker.start()
+    try:
+        for i in range(200):
+            if stop.is_set():
+                break
+            solver.rollout(states[1 + i % 8], 4, 2)
+    finally:
+        stop.set()
+        for asker in askers:
+            asker.join()
+    assert not errors
+    assert len(solver.stages._splits) <= rk_stages.RECORDED_BATCHES
+    np.testing.assert_array_equal(solver.rollout(states[3], 4, 2),
+                                  BurgersSolver1D(solver.grid, nu=0.01, dt=1e-4,
+                                                  threads=2).rollout(states[3], 4, 2))

@@ -205,6 +205,22 @@ def test_a_float64_parameter_a_float32_solver_cannot_hold_is_named_as_given(give
         bridge.rollout(solver, torch.zeros(2, 16), 1, parameters={"nu": nu})
 
 
+@pytest.mark.parametrize(("given", "message"), [
+    (1e-50, "nu=1e-50 is 0.0 in float32"), (np.float64(1e50), "nu=1e+50 is inf in float32"),
+    (np.array([0.02, 1e-50]), "nu[1]=1e-50 is 0.0 in float32")])
+def test_a_number_or_array_a_float32_solver_cannot_hold_is_named_as_given(given, message):
+    """Numbers and NumPy arrays were rounded to float32 before the check: 1e-50 was reported
+    as "nu=0.0 must be > 0 and finite", with no cure."""
+    solver = HeatSolver1D(GRID, periodic(1), nu=0.01, dt=1e-3, dtype="float32")
+    with pytest.raises(ValueError, match=re.escape(message) + ", the solver's dtype; pass "
+                                         "dtype='float64'"):
+        bridge.rollout(solver, torch.zeros(2, 16), 1, parameters={"nu": given})
+    u0 = torch.sin(torch.linspace(0, 2 * np.pi, 17)[:-1])
+    np.testing.assert_array_equal(
+        bridge.rollout(solver, u0, 3, parameters={"nu": 0.013}).numpy(),
+        solver.with_parameters(nu=0.013).rollout(u0.numpy(), 3))
+
+
 def _meta(t: torch.Tensor) -> torch.Tensor:
     return t.to("meta")  # a device PyTorch has that physml does not run on, as "mps"
 

@@ -752,6 +752,22 @@ def test_available_cores_is_an_int_where_the_system_does_not_tell(monkeypatch):
     assert threads.available_cores() == 1
     assert threads.choose_threads(10**6, passive=True) == 1
 
+
+def test_the_run_s_thread_count_reads_the_solvers_cores_without_importing_them_first(
+        monkeypatch):
+    """One count of cores for the solvers' host threads and PyTorch's; importing the module
+    (the CLI's first lines, before PyTorch) loads neither the solvers nor Warp."""
+    from physml import threads
+    from physml.solvers import host_threads
+
+    monkeypatch.setattr(host_threads, "available_cores", lambda: 3)
+    assert threads.available_cores() == 3
+    assert threads.choose_threads(10**6, passive=True) == 3
+    code = ("import sys, physml.threads; "
+            "print(sorted({'physml.solvers', 'warp'} & set(sys.modules)))")
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert fresh.stdout.split() == ["[]"]
+
 def test_passive_wait_policy_is_set_before_torch_loads_and_not_after():
     code = ("import os, sys; from physml.threads import passive_wait_policy; "
             "print(passive_wait_policy(), os.environ.get('OMP_WAIT_POLICY'), "

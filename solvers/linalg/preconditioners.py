@@ -16,6 +16,7 @@ CG applies inside its vector update instead of in a pass of its own.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -105,6 +106,23 @@ class Jacobi:
 _GLOBAL_GENERATOR = ForkSafeLock()
 """Held while a pyamg build has NumPy's global generator seeded (:class:`_PyAMGPreconditioner`)."""
 
+_saved_state: tuple | None = None
+"""The global generator's state that the build holding :data:`_GLOBAL_GENERATOR` restores after
+it (None while no build holds it): what a child forked during the build gets back."""
+
+
+def _restore_in_child() -> None:
+    """In a forked child: back to the caller's global generator state where the fork came
+    during a pyamg build (the child lacks the building thread, which would restore it)."""
+    global _saved_state
+    if _saved_state is not None:
+        np.random.set_state(_saved_state)  # noqa: NPY002
+        _saved_state = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_restore_in_child)
+
 
 class _PyAMGPreconditioner:
     """One V-cycle of a pyamg hierarchy, built on the host from the CSR matrix of ``A``.
@@ -119,7 +137,8 @@ class _PyAMGPreconditioner:
     repeated (a backward called twice) gives the same bits. Builds in several threads take
     turns (one lock for the seed, the build and the restore), so each gets that hierarchy and
     the caller's global state is restored after them; another thread that draws from the
-    global generator during a build draws from the seeded state.
+    global generator during a build draws from the seeded state, and a child that it forks
+    then starts from the caller's state.
 
     Args:
         A: a :class:`CsrOperator` (anything with a ``matrix`` in Warp CSR form).
@@ -130,14 +149,16 @@ class _PyAMGPreconditioner:
     build: ClassVar[Callable[..., Any]]
 
     def __init__(self, A: LinearOperator, **options: Any) -> None:
+        global _saved_state
         matrix = assembled_matrix(A, self)
         with _GLOBAL_GENERATOR:
-            seeded = np.random.get_state()  # noqa: NPY002 (pyamg draws from the global one)
+            _saved_state = np.random.get_state()  # noqa: NPY002 (pyamg draws from the global one)
             np.random.seed(0)  # noqa: NPY002
             try:
                 self.hierarchy = type(self).build(csr_to_scipy(matrix), **options)
             finally:
-                np.random.set_state(seeded)  # noqa: NPY002
+                np.random.set_state(_saved_state)  # noqa: NPY002
+                _saved_state = None
         self.cycle = self.hierarchy.aspreconditioner(cycle="V")
         self.dtype, self.device = matrix.scalar_type, matrix.device
 
