@@ -287,6 +287,48 @@ def test_obj_files_with_texture_and_normal_indices_are_read(tmp_path):
         pm.read_mesh(tmp_path / "zero.obj")
 
 
+def test_an_obj_file_starting_with_a_byte_order_mark_keeps_its_first_vertex(tmp_path):
+    """The mark stuck to the first ``v``: that vertex was skipped, every index shifted by one
+    and the faces referred to a vertex past the end."""
+    path = tmp_path / "bom.obj"
+    path.write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nf 1 2 3\nf 1 3 4\n",
+                    encoding="utf-8-sig")
+    mesh = pm.read_mesh(path)
+    np.testing.assert_array_equal(mesh.points, SQUARE)
+    np.testing.assert_array_equal(mesh.cells, [[0, 1, 2], [0, 2, 3]])
+
+
+def test_obj_comments_after_data_on_a_line_are_skipped(tmp_path):
+    """``f 1 3 4 # c`` was refused: ``#`` read as a vertex index."""
+    path = tmp_path / "comments.obj"
+    path.write_text("v 0 0 0 # origin\nv 1 0 0\nv 1 1 0#corner\nv 0 1 0\n"
+                    "f 1 2 3 # first\nf 1/1 3/3 4/2# second\n")
+    mesh = pm.read_mesh(path)
+    np.testing.assert_array_equal(mesh.points, SQUARE)
+    np.testing.assert_array_equal(mesh.cells, [[0, 1, 2], [0, 2, 3]])
+
+
+def test_a_binary_stl_with_float32_noise_in_z_reads_as_planar(tmp_path):
+    """Binary STL stores float32: z = 0.1 computed as 0.3 - 0.2 in float32 at some vertices
+    (a spread of 5e-9 of the size, one unit of roundoff) was read as a 3-D surface; a relief
+    of 1e-5 of the size is a surface still."""
+    mesh = unit_square(4)
+    z = np.full(mesh.n_vertices, np.float32(0.1))
+    z[::3] = np.float32(0.3) - np.float32(0.2)
+    assert np.ptp(z) > 0
+    points = np.c_[mesh.points, z].astype(np.float32)
+    meshio.write(tmp_path / "flat.stl", meshio.Mesh(points, [("triangle", mesh.cells)]),
+                 binary=True)
+    back = pm.read_mesh(tmp_path / "flat.stl", repair=True)
+    assert back.dim == 2
+    np.testing.assert_allclose(np.sort(back.points, axis=0), np.sort(mesh.points, axis=0),
+                               atol=1e-7)
+    points[5, 2] += np.float32(1e-5)
+    meshio.write(tmp_path / "relief.stl", meshio.Mesh(points, [("triangle", mesh.cells)]),
+                 binary=True)
+    assert pm.read_mesh(tmp_path / "relief.stl", repair=True).dim == 3
+
+
 def test_a_legacy_vtk_polydata_file_is_refused_with_what_to_convert_it_to(tmp_path):
     path = tmp_path / "surface.vtk"
     path.write_text("# vtk DataFile Version 3.0\nsurface\nASCII\nDATASET POLYDATA\n"

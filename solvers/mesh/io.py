@@ -3,11 +3,13 @@
 :func:`read_mesh` keeps the highest-dimensional cells (tetrahedra if any, else triangles) and
 reads Gmsh physical tags of cells and boundary facets (``gmsh:physical`` and ``field_data``).
 Triangles whose points all have one z, to within :data:`PLANAR_TOL` of the bounding box's
-diagonal (CAD and STL exports leave rounding noise there), become a planar mesh (d = 2, z
-dropped). Wavefront ``.obj`` files are read here, not by meshio (which refuses the texture and
-normal indices most exporters write): their vertices and triangles. :func:`write_mesh` writes
-the mesh with optional point and cell fields; VTU and XDMF files open in ParaView. Tags are
-written to Gmsh ``.msh`` files only (MSH 2.2; the other formats carry the fields, not the tags).
+diagonal, or :data:`PLANAR_ULPS` units of roundoff of the largest coordinate where the file
+stores single precision (binary STL; CAD and STL exports leave rounding noise there), become a
+planar mesh (d = 2, z dropped). Wavefront ``.obj`` files are read here, not by meshio (which
+refuses the texture and normal indices most exporters write): their vertices and triangles.
+:func:`write_mesh` writes the mesh with optional point and cell fields; VTU and XDMF files open
+in ParaView. Tags are written to Gmsh ``.msh`` files only (MSH 2.2; the other formats carry the
+fields, not the tags).
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ with a printed warning and leaves a file without cells (TetGen's then hangs its 
 PLANAR_TOL = DUPLICATE_TOL
 """Spread of the z coordinates, relative to the bounding box's diagonal, up to which triangles
 are read as planar: below the distance at which two vertices count as one."""
+PLANAR_ULPS = 4
+"""Where a file stores coordinates coarser than float64 (float32 in binary STL), the spread of
+the z coordinates, in units of roundoff of that type times the largest coordinate's magnitude,
+up to which triangles are read as planar as well: the noise that computing and storing them in
+that precision leaves (:data:`PLANAR_TOL` lies far below it)."""
 
 
 def formats() -> list[str]:
@@ -94,7 +101,7 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
         facet_tags = np.concatenate([physical[i] for i in facet_blocks])
     points = np.asarray(data.points, dtype=np.float64)
     if k == 3 and points.shape[1] == 3 and len(points) and np.ptp(points[:, 2]) <= (
-            PLANAR_TOL * np.linalg.norm(np.ptp(points, axis=0))):
+            _planar_tolerance(points, np.asarray(data.points).dtype)):
         points = points[:, :2]
     tag_names, facet_tags = _tag_names(data.field_data, k - 1, facet_tags)
     try:
@@ -106,6 +113,18 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
                                   error.remedy) from error
     except ValueError as error:
         raise ValueError(f"mesh file {str(path)!r}: {error}") from error
+
+
+def _planar_tolerance(points: np.ndarray, stored: np.dtype) -> float:
+    """The spread of z up to which triangles of ``points`` ((n, 3) float64, read from a file
+    that stores them as ``stored``) are planar: :data:`PLANAR_TOL` of the bounding box's
+    diagonal, or, for a floating type coarser than float64, :data:`PLANAR_ULPS` units of its
+    roundoff times the largest coordinate's magnitude, whichever is larger."""
+    tolerance = PLANAR_TOL * float(np.linalg.norm(np.ptp(points, axis=0)))
+    if np.issubdtype(stored, np.floating) and np.finfo(stored).eps > np.finfo(np.float64).eps:
+        tolerance = max(tolerance,
+                        PLANAR_ULPS * float(np.finfo(stored).eps) * float(np.abs(points).max()))
+    return tolerance
 
 
 def _read_meshio(path: Path, extension: str | None) -> meshio.Mesh:
@@ -150,8 +169,9 @@ def _read_obj(path: Path) -> meshio.Mesh:
 
     A face corner is ``v``, ``v/vt``, ``v//vn`` or ``v/vt/vn``: only the vertex index is read,
     1-based, or counted back from the last vertex read so far where negative (-1 is the last).
-    Every other line (``vt``, ``vn``, groups, materials, ``l`` polylines, comments) is
-    skipped, and a line ending in ``\\`` continues on the next.
+    Every other line (``vt``, ``vn``, groups, materials, ``l`` polylines) is skipped, as are
+    comments (from ``#`` to the end of a line, after data too) and a byte-order mark at the
+    start, and a line ending in ``\\`` continues on the next.
 
     Raises:
         ValueError: naming the file and the line: a face of more than three corners (quads
@@ -161,13 +181,13 @@ def _read_obj(path: Path) -> meshio.Mesh:
             or the file cannot be opened.
     """
     try:  # OBJ is ASCII; a name or comment in another encoding does not matter here
-        text = path.read_text(encoding="utf-8", errors="replace").replace("\\\n", " ")
+        text = path.read_text(encoding="utf-8-sig", errors="replace").replace("\\\n", " ")
     except OSError as error:
         raise ValueError(f"cannot read mesh file {str(path)!r} as a .obj file "
                          f"({type(error).__name__}: {error})") from error
     points, faces = [], []
     for number, line in enumerate(text.splitlines(), 1):
-        words = line.split()
+        words = line.split("#", 1)[0].split()
         try:
             if words[:1] == ["v"]:
                 points.append([float(w) for w in words[1:4]])
