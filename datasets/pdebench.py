@@ -4,6 +4,8 @@
   ``[N, T, X]``, datasets ``x-coordinate`` and ``t-coordinate``, and parameters as file
   attributes (``beta``, ``Nu``, ``rho``). ``t-coordinate`` may hold ``T + 1`` entries
   (PDEBench's generators append one); the first ``T`` are the times of the saved states.
+  A file :func:`write_pdebench` wrote also holds the samples' seeds, a dataset ``seed`` [N]
+  that PDEBench's loaders, which read their datasets by name, never open.
   (PDEBench's loaders read a 4-D ``tensor`` as steady Darcy flow, ``[N, 1, X, Y]`` with a
   ``nu`` dataset and no time: not a time-dependent layout.)
 * Stacked fields (compressible Navier–Stokes, 1D/2D/3D CFD): datasets ``density``,
@@ -43,10 +45,14 @@ import yaml
 from .store import AXES, CF_METADATA, atomic_write, open_hdf5, with_cf_metadata
 
 NON_DIMENSIONAL = {
-    "sample": ("sample (seed group number or index)", "1"),
+    "sample": ("sample (its seed, seed group number or index)", "1"),
     "time": ("model time", "1"),
     **{axis: (f"{axis} coordinate", "1") for axis in AXES},
 }
+
+SEEDS = "seed"
+"""The dataset of a stacked file that holds its samples' seeds [N] (int64): physml's, not
+PDEBench's, whose loaders read ``tensor`` and the coordinates by name and never open it."""
 
 
 def _text(value):
@@ -140,8 +146,9 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
     A file :func:`write_pdebench` wrote (its ``pde`` attribute names a PDE of
     :data:`PDEBENCH_NAMES`) gets physml's parameter names back (``Nu`` is read ``nu``), so a
     round trip returns the dataset's names; its values come back as written, in PDEBench's
-    float32, and a stacked file's samples are numbered 0 ... N - 1 (the layout keeps no ids;
-    seed groups keep them). PDEBench's own files (no ``pde`` attribute) keep their attributes'
+    float32, and the samples keep their seeds (a stacked file's ``seed`` dataset, seed groups'
+    names); the samples of a stacked file without ``seed`` (PDEBench's own) are numbered
+    0 ... N - 1. PDEBench's own files (no ``pde`` attribute) keep their attributes'
     names (``Nu``); a parameter found only in the file name is not read.
 
     Raises:
@@ -160,13 +167,16 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
                              "steady Darcy layout, tensor [N, 1, X, Y] with 'nu'): only "
                              "time-dependent layouts are read")
         stacked = [name for name, item in f.items() if isinstance(item, h5py.Dataset)
-                   and not name.endswith("-coordinate")]
+                   and not name.endswith("-coordinate") and name != SEEDS]
         if "t-coordinate" in f and stacked:
             t, coords = _stacked_coords(path, f, stacked)
             fields = {"u" if name == "tensor" else name: f[name][...] for name in stacked}
+            n_samples = f[stacked[0]].shape[0]
+            seeds = f[SEEDS][...] if SEEDS in f else np.arange(n_samples)
+            _check_lengths(path, repr(stacked[0]), f[stacked[0]].shape, 0, {SEEDS: seeds})
             attrs = _attrs(f)
             ours = _physml_names(attrs)
-            return _build(fields, t, coords, np.arange(f[stacked[0]].shape[0]),
+            return _build(fields, t, coords, seeds,
                           {ours.get(k, k): v for k, v in attrs.items()})
         groups = sorted((k for k in f if isinstance(f[k], h5py.Group) and "data" in f[k]),
                         key=_seed_order)
@@ -301,7 +311,9 @@ def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u",
             diffusion–sorption data); None picks stacked for 1D and seed groups otherwise.
 
     Stacked: ``t-coordinate`` gets ``T + 1`` entries as PDEBench's generators write them (the
-    last one extrapolated by the last step); the dataset's attrs are copied, and so is every
+    last one extrapolated by the last step); the samples' seeds (the ``sample`` coordinate) go
+    in a dataset ``seed`` [N] (:data:`SEEDS`, which PDEBench's loaders do not read, and
+    :func:`read_pdebench` reads back); the dataset's attrs are copied, and so is every
     per-sample coordinate (a swept parameter, the scheme) as one attr, which this layout
     allows only when it takes one value over the samples written. Seed groups: each group's
     ``config`` attribute is the YAML of the sample's seed and per-sample coordinates (so they
@@ -349,6 +361,7 @@ def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u",
             if layout == "stacked":
                 t_ext = np.append(t, t[-1] + (t[-1] - t[-2] if t.size > 1 else 1.0))
                 f.create_dataset("tensor", data=field.values.astype(np.float32))
+                f.create_dataset(SEEDS, data=ds["sample"].values.astype(np.int64))
                 f.create_dataset("t-coordinate", data=t_ext.astype(np.float32))
                 for axis in axes:
                     f.create_dataset(f"{axis}-coordinate", data=ds[axis].values.astype(np.float32))

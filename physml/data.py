@@ -13,13 +13,14 @@ from __future__ import annotations
 import operator
 import os
 import warnings
+from typing import Any
 
 import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .datasets.store import dataset_shards, open_hdf5, pdebench_layout
+from .datasets.store import dataset_shards, open_hdf5, pdebench_layout, per_sample_coordinates
 from .solvers.kept import LeastRecentlyUsed
 
 MAX_OPEN_SHARDS = 64
@@ -53,7 +54,10 @@ class FieldDataset(Dataset):
 
     Items: without ``pairs``, a tensor of shape ``(time, *space)`` per sample; with ``pairs=k``,
     ``(u[t], u[t + k])`` each of shape ``space``, for every sample and ``t < T - k``
-    (``len = samples * (T - k)``).
+    (``len = samples * (T - k)``). Samples come in the order of
+    ``physml.io.open_dataset(path, split)`` (its shards in order): item ``i`` is its sample
+    ``i``, pair ``j`` its sample ``j // (T - k)`` at ``t = j % (T - k)``. Items are bare
+    tensors; :meth:`sample_of` gives an item's sample, seed and per-sample parameters.
 
     Raises:
         ValueError: see :func:`~physml.datasets.store.dataset_shards`; or a file lacks the
@@ -154,11 +158,19 @@ class FieldDataset(Dataset):
         shard = int(np.searchsorted(self.offsets, sample, side="right") - 1)
         return shard, sample - int(self.offsets[shard])
 
-    def __getitem__(self, index: int):
-        """Item ``index`` (negative: counted from the end, as a sequence's)."""
+    def _checked(self, index: int) -> int:
+        """``index`` in ``[0, len)``, a negative one counted from the end.
+
+        Raises:
+            IndexError: ``index`` out of range.
+        """
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
-        index = int(index) % len(self)
+        return int(index) % len(self)
+
+    def __getitem__(self, index: int):
+        """Item ``index`` (negative: counted from the end, as a sequence's)."""
+        index = self._checked(index)
         if self.pairs is None:
             shard, local = self._locate(index)
             return torch.from_numpy(self._dataset(shard)[local]).to(self.dtype)  # no copy if same
@@ -167,6 +179,32 @@ class FieldDataset(Dataset):
         pair = torch.from_numpy(self._pair(shard, local, index % span))
         tensor = pair.to(self.dtype, copy=True)  # not a view of the kept trajectory
         return tensor[0], tensor[1]
+
+    def sample_of(self, index: int) -> dict[str, Any]:
+        """Where item ``index`` (negative: counted from the end) comes from: ``sample_index``,
+        the position of its sample in the split (``open_dataset(path, split).isel(sample=
+        sample_index)`` holds the same trajectory); ``seed``, the sample's seed (that
+        dataset's ``sample`` coordinate; None for a file without one, such as a PDEBench
+        file); for pairs ``t``, the step of the pair's first state; then every per-sample
+        coordinate by name (swept parameters such as ``beta``, the ``scheme``), as Python
+        numbers and strings.
+
+        Raises:
+            IndexError: ``index`` out of range (as for an item).
+        """
+        index = self._checked(index)
+        span = 1 if self.pairs is None else self.n_times - self.pairs
+        shard, local = self._locate(index // span)
+        f = self._dataset(shard).file
+        where: dict[str, Any] = {"sample_index": index // span,
+                                 "seed": int(f["sample"][local]) if "sample" in f else None}
+        if self.pairs is not None:
+            where["t"] = index % span
+        for name in per_sample_coordinates(f):
+            dataset = f[name]
+            where[name] = (dataset.asstr()[local] if h5py.check_string_dtype(dataset.dtype)
+                           else dataset[local].item())
+        return where
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

@@ -1,6 +1,9 @@
 """Field files: our layout and PDEBench's, read back by xarray, h5py and the torch Dataset."""
 
 import re
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import h5py
@@ -63,6 +66,40 @@ def test_open_dataset_joins_shards_lazily(tmp_path):
     ds = io.open_dataset(tmp_path)
     assert ds["u"].chunks is not None  # Dask-backed: nothing read yet
     np.testing.assert_array_equal(ds["u"].values, np.concatenate([first, second]))
+
+
+def test_open_dataset_reads_in_forked_loader_workers_after_the_parent_read(tmp_path):
+    """Dask's threaded scheduler pool, made by the parent's first read, has no threads in a
+    forked child: both DataLoader workers waited for ever on it. Run apart, so that a wait
+    fails the test instead of blocking the run."""
+    _, first, _ = sample_file(tmp_path, 3, "shard-00000.h5")
+    _, second, _ = sample_file(tmp_path, 2, "shard-00001.h5")
+    script = textwrap.dedent(f"""
+        import multiprocessing, sys, torch
+        from physml import io
+
+        class Samples(torch.utils.data.Dataset):
+            def __init__(self):
+                self.ds = io.open_dataset({str(tmp_path)!r})
+            def __len__(self):
+                return self.ds.sizes["sample"]
+            def __getitem__(self, i):
+                return torch.from_numpy(self.ds.u.isel(sample=i).values)
+
+        data = Samples()
+        data[0]  # the parent reads first: Dask makes its pool here
+        loader = torch.utils.data.DataLoader(
+            data, batch_size=1, num_workers=2, timeout=10,
+            multiprocessing_context=multiprocessing.get_context("fork"))
+        torch.save(torch.cat(list(loader)), sys.argv[1])
+    """)
+    out = tmp_path / "read.pt"
+    run = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    read = torch.load(out).numpy()
+    np.testing.assert_array_equal(read.view(np.uint32),
+                                  np.concatenate([first, second]).view(np.uint32))
 
 
 def test_read_pdebench_stacked_layout_with_extra_time_entry(tmp_path):
@@ -146,6 +183,28 @@ def test_write_pdebench_1d_stacked_with_pdebench_s_names_and_times(tmp_path):
     dirichlet = io.write_pdebench(ds.assign_attrs(pde="burgers1d"), tmp_path / "dirichlet.h5")
     with h5py.File(dirichlet) as f:
         assert f.attrs["nu"] == 0.01 and "Nu" not in f.attrs
+
+
+def test_a_stacked_file_keeps_its_samples_seeds_where_pdebench_does_not_look(tmp_path):
+    grid = Grid((8,), (0.0,), (1.0,))
+    states = np.random.default_rng(1).standard_normal((3, 4, 8)).astype(np.float32)
+    ds = io.samples_dataset(states, np.linspace(0, 1, 4), grid, [280, 283, 281],
+                            {"beta": np.full(3, 0.4)}, attrs={"pde": "advection1d"})
+    out = io.write_pdebench(ds, tmp_path / "1D_Advection_Sols_beta0.4.hdf5")
+    with h5py.File(out) as f:
+        assert sorted(f) == ["seed", "t-coordinate", "tensor", "x-coordinate"]
+        np.testing.assert_array_equal(f["seed"][...], [280, 283, 281])
+        assert f["seed"].dtype == np.int64
+    back = io.read_pdebench(out)
+    np.testing.assert_array_equal(back["sample"], [280, 283, 281])
+    np.testing.assert_array_equal(back["u"].values, states)
+    assert set(back.data_vars) == {"u"} and back.attrs["beta"] == pytest.approx(0.4)
+    with h5py.File(out, "a") as f:
+        del f["seed"]
+        f["seed"] = [1, 2]
+    with pytest.raises(ValueError, match=r"'seed' has 2 entries for axis 0 of 'tensor' "
+                       r"\(3, 4, 8\)"):
+        io.read_pdebench(out)
 
 
 def test_seed_groups_read_back_in_numeric_seed_order(tmp_path):
@@ -238,6 +297,36 @@ def test_torch_dataset_trajectories_and_pairs(tmp_path):
         with pytest.raises(IndexError, match=f"index {index} out of range for 5 items"):
             data[index]
 
+
+
+def test_a_field_dataset_names_each_item_s_sample_seed_and_parameters(tmp_path):
+    grid = Grid((8,), (0.0,), (1.0,))
+    rng = np.random.default_rng(5)
+    for shard, seeds in enumerate(([7, 3, 11], [20, 4])):
+        n = len(seeds)
+        ds = io.samples_dataset(rng.standard_normal((n, 4, 8)).astype(np.float32),
+                                np.linspace(0, 1, 4), grid, seeds,
+                                {"nu": rng.uniform(0.1, 1.0, n),
+                                 "scheme": np.asarray(["rk4", "euler", "rk4"][:n])})
+        io.write_dataset(ds, tmp_path / f"shard-{shard:05d}.h5")
+    joined = io.open_dataset(tmp_path).load()
+
+    def expected(k):
+        one = joined.isel(sample=k)
+        return {"sample_index": k, "seed": int(one["sample"]), "nu": float(one["nu"]),
+                "scheme": str(one["scheme"].values)}
+
+    data = FieldDataset(tmp_path, split="")
+    for i in range(len(data)):
+        assert data.sample_of(i) == expected(i)
+        np.testing.assert_array_equal(data[i].numpy(), joined["u"].values[i])
+    assert data.sample_of(-1) == expected(4) and data.sample_of(3)["seed"] == 20
+    pairs = FieldDataset(tmp_path, split="", pairs=2)  # 4 - 2 = 2 pairs per sample
+    for j in range(len(pairs)):
+        assert pairs.sample_of(j) == {**expected(j // 2), "t": j % 2}
+        np.testing.assert_array_equal(pairs[j][1].numpy(), joined["u"].values[j // 2, j % 2 + 2])
+    with pytest.raises(IndexError, match="index 10 out of range for 10 items"):
+        pairs.sample_of(10)
 
 
 def test_pairs_decompress_each_trajectory_once_within_their_budget(tmp_path, monkeypatch):
