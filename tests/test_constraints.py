@@ -797,6 +797,23 @@ def test_the_coloured_jacobian_moves_with_its_layer_and_copies_nothing_per_call(
     assert mode.seen == {"meta"} and J.shape == first.shape
 
 
+@pytest.mark.parametrize("coloured", [True, False])
+def test_the_layers_jacobian_reads_the_rows_in_one_forward_mode_pass(coloured):
+    """All groups' directions (C N coloured, K N not) go through one vectorised pass: a pass
+    per group cost its fixed overhead C (or K) times, slower than before at small bases."""
+    router = BlockRouter((6, 16), (1, 4))
+    layer = HardConstraint(DiffusionSorptionRows(16, dt=5.0).rows, router, (16,),
+                           coloured=coloured)
+    calls = []
+    rows = layer.rows
+    layer.rows = lambda u, phi: calls.append(u.shape) or rows(u, phi)
+    g = torch.Generator().manual_seed(1)
+    blocks = router.split(torch.randn(2, 3, 6, 16, dtype=torch.float64, generator=g))
+    omega = torch.randn(2, 4 * 3, dtype=torch.float64, generator=g)
+    J = layer.jacobian(omega, blocks.transpose(1, 2), torch.full((2, 16), 0.1).double())
+    assert len(calls) == 1 and J.shape[::2] == (2, 4 * 3)
+
+
 def test_overlapping_experts_warn_of_the_global_rows_they_drop():
     """Mass rows read beyond every widened block: the partition of unity dropped them without
     a word."""

@@ -285,7 +285,8 @@ class HardConstraint(nn.Module):
                                                                    phi_shape, masks))
                 groups = one_hot(self.colouring.colours, self.colouring.count).T
         self.register_buffer("groups", groups.to(device, torch.float64), persistent=False)
-        self.members = [torch.nonzero(group)[:, 0].tolist() for group in groups]  # (D, *)
+        group_of = groups.argmax(0)  # (K,): each expert's group
+        self.register_buffer("group_of", group_of.to(device), persistent=False)
         self.last_solve: LMResult | None = None
 
     def field(self, omega: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
@@ -316,25 +317,23 @@ class HardConstraint(nn.Module):
         $u$ is linear in $\\omega$, so the forward product in the direction that moves unknown
         $j$ of the experts in ``groups[d]`` is the rows' linearisation at $u$ in the direction
         of the field $\\sum_k$ ``groups[d, k]`` $b|_k^{(j)}$: $D N$ products ($D$ = 1
-        independent, $C$ coloured, $K$ otherwise), the $N$ of one group at a time, with no copy
-        of the basis per product. A group's columns are given to its experts, where a row
-        depends on them when coloured (:class:`ExpertColouring`). Memory: $J$, and one group's
-        $N$ directions, columns and rows' intermediates."""
+        independent, $C$ coloured, $K$ otherwise) in one vectorised pass, their $D N$ fields
+        built from the basis once, with no copy of it per product. Expert $k$ takes the columns
+        of its group ``group_of[k]``, where a row depends on it when coloured
+        (:class:`ExpertColouring`). Memory: $J$, and the $D N$ directions, columns and rows'
+        intermediates."""
         batch, experts, n = blocks.shape[:3]
         u = self.field(omega.reshape(batch, experts, n), blocks)
         rows = (self._owned_rows if self.continuity is Continuity.INDEPENDENT
                 else self._stitched_rows)
-        J = None
-        for group, members in zip(self.groups, self.members, strict=True):
-            directions = self.router.stitch(torch.einsum("bkn...,k->nbk...", blocks, group))
-            columns = vmap(lambda t: jvp(lambda v: rows(v, phi), (u,), (t,))[1])(directions)
-            if self.continuity is Continuity.INDEPENDENT:
-                return columns.permute(1, 2, 0)  # (B K, width, N)
-            if J is None:
-                J = columns.new_empty(experts, *columns.shape)  # (K, N, B, M)
-            for k in members:
-                J[k] = columns if self.colouring is None else (
-                    columns * self.colouring.depends[k, None, None, :])
+        directions = self.router.stitch(torch.einsum("bkn...,dk->dnbk...", blocks, self.groups))
+        columns = vmap(lambda t: jvp(lambda v: rows(v, phi), (u,), (t,))[1])(
+            directions.flatten(0, 1)).unflatten(0, (len(self.groups), n))  # (D, N, B, M)
+        if self.continuity is Continuity.INDEPENDENT:
+            return columns[0].permute(1, 2, 0)  # (B K, width, N)
+        J = columns[self.group_of]  # (K, N, B, M)
+        if self.colouring is not None:
+            J = J * self.colouring.depends[:, None, None, :]
         return J.permute(2, 3, 0, 1).reshape(batch, -1, experts * n)
 
     def forward(self, basis: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
