@@ -54,7 +54,7 @@ from ..solvers.errors import BlowUpError
 from ..spectral import SpectralSolver
 from ..threads import apply_threads
 from ..train.problems import sine
-from ..train.teng import TENG, TENGPDE, FitProgress, scaled_norm
+from ..train.teng import TENG, TENGPDE, FitProgress, FitToleranceWarning, scaled_norm
 from .kind import CaseKind, OnStep
 from .run_folder import (
     CHECKPOINT,
@@ -336,7 +336,7 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
         with clock, warnings.catch_warnings():
             # the case's budget is its iterations; the error reached is recorded
             # (initial_fit_rel_l2), not warned about
-            warnings.filterwarnings("ignore", "TENG.fit_initial stopped", RuntimeWarning)
+            warnings.simplefilter("ignore", FitToleranceWarning)
             teng.fit_initial(initial_condition(case), fit.initial_points,
                              max_iterations=fit.initial_iterations, on_iteration=fit_progress)
     step = round((teng.t - t0) / dt) if resume else 0

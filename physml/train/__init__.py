@@ -19,7 +19,7 @@ _EXPORTS = {
     "pinn": ("PINNTrainer",),
     "problems": ("FieldCoefficient", "PINNProblem", "Scalar", "exact_reference"),
     "sampling": ("DomainSampler",),
-    "teng": ("TENG", "TENGPDE"),
+    "teng": ("TENG", "TENGPDE", "FitToleranceWarning"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

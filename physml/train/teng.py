@@ -94,6 +94,11 @@ def input_width(model: nn.Module) -> int | None:
     return None if width is None else width(model)
 
 
+class FitToleranceWarning(RuntimeWarning):
+    """:meth:`TENG.fit_initial` stopped above its tolerance (the error reached is in the
+    message and in ``initial_error``)."""
+
+
 @dataclass(frozen=True)
 class TENGPDE:
     r"""Right-hand side $F[u]$ of $u_t = F[u]$ on a periodic box: $\nu\Delta u$ plus
@@ -490,7 +495,7 @@ class TENG:
         the conditioning) followed by the exact least-squares solve for the output layer
         (variable projection); it stops when the training error reaches ``tolerance``, after
         ``max_iterations``, or when no damping up to 1e8 lowers the error; stopped above
-        ``tolerance``, it warns (``RuntimeWarning``) with the training error reached.
+        ``tolerance``, it warns (:class:`FitToleranceWarning`) with the training error reached.
 
         Args:
             u0: the initial condition, points (n, dim) -> finite values (n,), not zero at
@@ -523,7 +528,7 @@ class TENG:
                    if damping > 1e8 else "raise max_iterations or loosen tolerance")
             warnings.warn(f"TENG.fit_initial stopped at training error {error:.3e} > "
                           f"tolerance={tolerance:g} after {ran} iterations (max_iterations="
-                          f"{max_iterations}); {why}", RuntimeWarning, stacklevel=2)
+                          f"{max_iterations}); {why}", FitToleranceWarning, stacklevel=2)
         test = self.sample(points)
         reference = _initial_values(u0, test)
         self.initial_error = _relative(self.value(theta, test) - reference, reference)
