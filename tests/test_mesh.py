@@ -882,15 +882,51 @@ def test_entrywise_gauss_seidel_meets_rtol_where_the_sweeps_contract_slowly(s):
         assert np.max(np.abs(x - reference) / reference) <= rtol
 
 
-def test_the_heat_method_names_a_diffusion_time_too_large_for_its_sweeps():
+def test_the_heat_method_names_a_heat_step_its_sweeps_do_not_converge(monkeypatch):
     """The error named a maxiter and a preconditioner that heat_geodesic does not take."""
-    from physml.errors import ConvergenceError
+    import functools
 
+    from physml.errors import ConvergenceError
+    from physml.solvers.mesh import pde
+
+    few = functools.partial(pde.gauss_seidel_entrywise, max_sweeps=3)
+    monkeypatch.setattr(pde, "gauss_seidel_entrywise", few)
     mesh = pm.icosphere(1)
-    with pytest.raises(ConvergenceError, match=r"heat_geodesic did not converge .* "
-                       r"t=.* \(1000 h², .* use a smaller t") as info:
-        pm.heat_geodesic(mesh, 0, t=1000 * mesh.edge_length() ** 2)
+    with pytest.raises(ConvergenceError, match=r"heat_geodesic did not converge .* t=.* "
+                       r"\(1 h², .* a t above 10 h² is solved by a sparse factorisation") as info:
+        pm.heat_geodesic(mesh, 0)
     assert "maxiter" not in str(info.value) and "preconditioner" not in str(info.value)
+
+
+def test_the_heat_method_at_a_large_diffusion_time_is_near_the_great_circle_distance():
+    """At 1000 h² the heat step's 10,000 Gauss–Seidel sweeps did not converge, and
+    heat_geodesic raised; it is a sparse factorisation above 10 h², which agrees with the
+    sweeps where both run."""
+    from physml.solvers.mesh import pde
+
+    mesh = pm.icosphere(3)
+    h2 = mesh.edge_length() ** 2
+    exact = np.arccos(np.clip(mesh.points @ mesh.points[0], -1, 1))
+    d = pm.heat_geodesic(mesh, 0, t=1000 * h2)
+    assert d[0] == 0.0 and np.abs(d - exact).max() < 0.045  # 0.051 at the default t
+    factorised = pm.heat_geodesic(mesh, 0, t=100 * h2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pde, "HEAT_STEP_DIRECT_RATIO", np.inf)
+        swept = pm.heat_geodesic(mesh, 0, t=100 * h2)
+    np.testing.assert_allclose(factorised, swept, rtol=0, atol=1e-10)
+
+
+def test_the_heat_method_at_the_default_diffusion_time_is_gauss_seidel_bitwise(monkeypatch):
+    """Up to 10 h² the heat step stays the sweeps: the same bits with the factorisation
+    ruled out."""
+    from physml.solvers.mesh import pde
+
+    mesh = pm.icosphere(3)
+    h2 = mesh.edge_length() ** 2
+    default, ten = pm.heat_geodesic(mesh, 0), pm.heat_geodesic(mesh, 0, t=10 * h2)
+    monkeypatch.setattr(pde, "HEAT_STEP_DIRECT_RATIO", np.inf)
+    np.testing.assert_array_equal(default, pm.heat_geodesic(mesh, 0))
+    np.testing.assert_array_equal(ten, pm.heat_geodesic(mesh, 0, t=10 * h2))
 
 
 @pytest.mark.parametrize("theta, order", [(1.0, 1), (0.5, 2)])

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 import warp as wp
 from scipy.sparse.csgraph import connected_components
 
@@ -45,6 +46,27 @@ small enough that a heat rollout conserves $\\sum_i (M u)_i$ to about 1e-13 over
 HEAT_STEP_RTOL = 1e-10
 """Entrywise relative accuracy of the heat method's heat step (the distances agree to seven
 digits with those of a 1e-14 solve on icospheres of 2.6e3 to 1.6e5 vertices)."""
+
+
+HEAT_STEP_DIRECT_RATIO = 10.0
+r"""Above this $t / h^2$ (h the mean edge length) the heat method's heat step is a sparse LU
+solve (SciPy's SuperLU, COLAMD ordering) instead of Gauss–Seidel: the sweeps grow with
+$t / h^2$, the factorisation's cost does not depend on t. Seconds on one core (L + U holding
+F times the nonzeros of $M + tK$; the distances of the two solves agree to 1e-12):
+
+================  ======  ===============================  ===========================
+mesh              n       Gauss–Seidel at 1, 10, 100 h²    SuperLU (any t), F, memory
+================  ======  ===============================  ===========================
+``icosphere(4)``  2562    0.02, 0.09, 0.62                 0.04, 12x, 3 MiB
+``icosphere(5)``  10242   0.09, 0.37, 2.2                  0.26, 19x, 15 MiB
+``icosphere(6)``  40962   0.64, 2.3, 15                    2.4, 25x, 82 MiB
+``disc(0.006)``   101653  1.6, 6.8, 32                     5.0, 25x, 200 MiB
+================  ======  ===============================  ===========================
+
+At $1000 h^2$ the sweeps do not converge in 10,000. Up to $10 h^2$ Gauss–Seidel is at most 2x
+slower (0.05 s on ``icosphere(4)``) and needs no fill-in, whose time and memory grow faster
+than n (SuperLU took 10.5 s at 1.6e5 vertices and did not finish in minutes at 6.6e5), so the
+default $t = h^2$ keeps Gauss–Seidel on every mesh."""
 
 
 def _spd_solver(A: sp.csr_matrix, device: str = "cpu"
@@ -267,10 +289,9 @@ def heat_geodesic(mesh: Mesh, source: int | np.ndarray, t: float | None = None) 
 
     Args:
         t: diffusion time [length²], > 0 (default $h^2$, h the mean edge length). A larger t
-            smooths the distances, but the heat step's sweeps grow with $t / h^2$ (on
-            ``icosphere(5)``: 98 at $h^2$, 452 at $10 h^2$, 2894 at $100 h^2$, where SciPy's
-            ``spsolve`` took 0.27 s against Gauss–Seidel's 1.7 s; at $1000 h^2$ 10,000 sweeps
-            do not suffice and a :class:`~physml.solvers.errors.ConvergenceError` names t).
+            smooths the distances; above :data:`HEAT_STEP_DIRECT_RATIO` $h^2$ the heat step is
+            a sparse factorisation (its time and memory grow faster than n: 5 s and 200 MiB
+            at 1e5 vertices).
 
     The method inherits the cotangent Laplacian's accuracy: on triangles with angles near
     180° (a Delaunay triangulation of random points whose boundary triangles reach 179.96°)
@@ -281,12 +302,18 @@ def heat_geodesic(mesh: Mesh, source: int | np.ndarray, t: float | None = None) 
     $e^{-d^2/4t}$, to 1e-30 of its peak and far below across the mesh, and the method uses only
     the direction of $\nabla u$ there; CG bounds the residual relative to $\|b\|$, so far from
     the source its $u$ is noise (on ``icosphere(4)`` the distance error grew from 0.9 % to 4 %
-    of $\pi$ with AMG-CG to 1e-12). It is solved entry by entry to a relative
-    :data:`HEAT_STEP_RTOL` by symmetric Gauss–Seidel swept outwards from the source
-    (:func:`~physml.solvers.linalg.relaxation.gauss_seidel_entrywise`), which resolves the tiny
-    values as a factorisation does, without its fill-in (at 6.6e5 vertices u reaches 1e-277;
-    much finer meshes underflow float64 far from the source at $t = h^2$). The second solve, for
-    $\phi$, is an ordinary Poisson problem, solved by AMG-CG to :data:`RTOL`.
+    of $\pi$ with AMG-CG to 1e-12). Up to $t =$ :data:`HEAT_STEP_DIRECT_RATIO` $h^2$ it is
+    solved entry by entry to a relative :data:`HEAT_STEP_RTOL` by symmetric Gauss–Seidel swept
+    outwards from the source (:func:`~physml.solvers.linalg.relaxation.gauss_seidel_entrywise`),
+    which resolves the tiny values as a factorisation does, without its fill-in (at 6.6e5
+    vertices u reaches 1e-277; much finer meshes underflow float64 far from the source at
+    $t = h^2$). Its sweeps grow with $t / h^2$ (on ``icosphere(5)``: 98 at $h^2$, 452 at
+    $10 h^2$; 10,000 do not suffice at $1000 h^2$), so a larger t is solved by SuperLU, whose
+    triangular solves resolve the far field entry by entry too (for an M-matrix the factors'
+    terms add with one sign): on ``icosphere(5)`` at $100 h^2$ the two agree to 5e-11 of each
+    entry, and at $1000 h^2$ the distance is within 0.011 of the great-circle one (radius 1,
+    0.019 at $h^2$). The second solve, for $\phi$, is an ordinary Poisson problem, solved by
+    AMG-CG to :data:`RTOL`.
     """
     source = np.atleast_1d(_vertices(mesh, source, "source"))
     if source.size == 0:
@@ -296,20 +323,24 @@ def heat_geodesic(mesh: Mesh, source: int | np.ndarray, t: float | None = None) 
                          "length squared)")
     K = to_scipy(stiffness_matrix(mesh))
     M = to_scipy(mass_matrix(mesh, lumped=True))
-    t = mesh.edge_length() ** 2 if t is None else t
+    h2 = mesh.edge_length() ** 2
+    t = h2 if t is None else t
     delta = np.zeros(mesh.n_vertices)
     delta[source] = 1.0
-    try:
-        heat_u, _ = gauss_seidel_entrywise(M + t * K, delta, rtol=HEAT_STEP_RTOL)
-    except ConvergenceError as error:
-        ratio = t / mesh.edge_length() ** 2
-        raise ConvergenceError(
-            method="heat_geodesic", iterations=error.iterations, residual=error.residual,
-            tolerance=error.tolerance, residuals=error.residuals,
-            advice=(f"the heat step's Gauss–Seidel sweeps at t={t:.4g} ({ratio:.4g} h², h the "
-                    "mean edge length) converge too slowly, their number growing with t / h²; "
-                    "use a smaller t (the default h² takes about 100 sweeps, 100 h² about "
-                    "3000)")) from error
+    if t / h2 > HEAT_STEP_DIRECT_RATIO:
+        heat_u = spla.splu((M + t * K).tocsc()).solve(delta)
+    else:
+        try:
+            heat_u, _ = gauss_seidel_entrywise(M + t * K, delta, rtol=HEAT_STEP_RTOL)
+        except ConvergenceError as error:
+            raise ConvergenceError(
+                method="heat_geodesic", iterations=error.iterations, residual=error.residual,
+                tolerance=error.tolerance, residuals=error.residuals,
+                advice=(f"the heat step's Gauss–Seidel sweeps at t={t:.4g} ({t / h2:.4g} h², h "
+                        "the mean edge length) converge too slowly, their number growing with "
+                        "t over the squared edge lengths (edges far shorter than h in places "
+                        f"slow them); a t above {HEAT_STEP_DIRECT_RATIO:g} h² is solved by a "
+                        "sparse factorisation instead")) from error
     grad = gradient(mesh, wp.array(heat_u, dtype=wp.float64, device=mesh.device)).numpy()
     X = descent_directions(grad)
     vec = wp.vec3d if mesh.dim == 3 else wp.vec2d
