@@ -91,7 +91,12 @@ class GridSolver:
             leaves it unset: call :meth:`stable_dt` and :meth:`with_dt`. Refused where
             ``dtype`` rounds it to 0 or infinity (as a parameter value is).
         scheme: "euler", "heun", "ssp_rk3", "rk4", or "imex" (diffusive solvers only).
-        theta: implicitness of the IMEX diffusion step, in [1/2, 1].
+        theta: implicitness of the IMEX diffusion step, in [1/2, 1]: 1/2 Crank–Nicolson, 1
+            backward Euler. Crank–Nicolson leaves the stiff modes undamped, so on a state that
+            does not meet the boundary values it reaches second order only at small steps and
+            can be 10x less accurate than backward Euler at large ones; take ``theta=1``, or
+            start with a few backward-Euler steps (figures and an example:
+            :mod:`physml.solvers.implicit_diffusion`).
         device: "cpu", "cuda" or "cuda:N".
         dtype: "float32" or "float64".
         check_every: steps between NaN/Inf checks during a rollout.

@@ -7,6 +7,18 @@ $$(I - \theta\Delta t\,\nu L)\,u^{n+1} = u^n + \Delta t\,N(u^n) + (1-\theta)\Del
 solved directly in 1D and by conjugate gradients in Warp otherwise, in float64 whatever the
 solver's dtype (Crank–Nicolson for $\theta = 1/2$: second order for pure diffusion, first
 order otherwise; $\theta = 1$ is L-stable). Flat states of one sample, ``(grid.size,)``.
+
+**Crank–Nicolson on rough data.** Its amplification factor tends to $-1$ as
+$\nu\Delta t k^2$ grows: the stiff modes of a state that does not meet the boundary values
+(or is otherwise rough) are carried on, not damped, and its second order shows only once
+$\Delta t$ resolves them. ``HeatSolver1D`` on 64 cells, $\nu = 0.5$, Dirichlet 0.2,
+$u_0 = \sin\pi x + 0.3\sin 5\pi x$ (0 at the walls), to $t = 0.1$: the max error is 6.5e-2,
+9.6e-3, 1.5e-5 at $\Delta t$ = 1e-2, 5e-3, 2.5e-3 (backward Euler: 6.6e-3, 3.3e-3, 1.6e-3).
+Either take ``theta=1`` (first order), or start with a few backward-Euler steps (Rannacher's
+start, which dataset generation uses): four quarter steps by the same solver built with
+``theta=1``, ``start = backward.with_dt(dt / 4).rollout(u0, 4, 4)[-1]``, then the other
+$t/\Delta t - 1$ steps by Crank–Nicolson from ``start``: max errors 1.0e-4, 2.5e-5, 6.4e-6 at
+the same steps.
 """
 
 from __future__ import annotations

@@ -11,6 +11,13 @@ $u_{-1} = u_{left}$ (= 1, the source concentration) on the left, and on the righ
 $u_N = D\,(u_{N-2} - u_{N-1})/\Delta x$ (an outflow condition $u \approx -D u_x$ at $x = 1$).
 Space: the three-point Laplacian on cell centres; time: explicit RK (the problem is mildly
 stiff: $\Delta t \lesssim 0.7\,\Delta x^2 R/D$).
+
+**First order in space.** The left ghost puts $u_{left}$ at the ghost cell's centre, half a cell
+outside the face $x = 0$ where the boundary value belongs, so the solution converges at first
+order, not the interior stencil's second; PDEBench's generator does the same, and the closure
+is kept for agreement with PDEBench's data. From $u = 0.2$ to $t = 100$ s (rk4), the cell
+averages of successive refinements from 32 to 512 cells differ by at most 2.9e-2, 1.45e-2,
+7.3e-3 and 3.6e-3: orders 0.994, 0.999, 1.000.
 """
 
 from __future__ import annotations
@@ -90,7 +97,8 @@ for _T in (wp.float32, wp.float64):
 
 
 class DiffusionSorptionSolver1D(GridSolver):
-    r"""Solver of PDEBench's diffusion–sorption equation (see the module docstring).
+    r"""Solver of PDEBench's diffusion–sorption equation (see the module docstring): first order
+    in space, from PDEBench's left boundary closure.
 
     Args:
         grid: a 1D grid (PDEBench: 1024 cells on [0, 1]); ``u`` has shape ``(nx,)``.

@@ -86,6 +86,28 @@ def test_explicit_time_orders(scheme, expected):
         assert order == pytest.approx(expected, abs=0.1)
 
 
+@pytest.mark.parametrize("scheme, expected", [("heun", 2), ("ssp_rk3", 3), ("rk4", 4)])
+def test_explicit_time_orders_on_nonlinear_burgers(scheme, expected):
+    """The nonlinear MUSCL stages (no limiter, so the right-hand side is smooth), where a
+    tableau must meet the order conditions that a linear problem does not test; successive
+    differences of the final states, halving dt."""
+    grid = Grid((64,), (0.0,), (1.0,))
+    (x,) = grid.mesh()
+    u0 = 0.5 + 0.4 * np.sin(2 * np.pi * x)
+    dts, states = [], []
+    for n in (50, 100, 200, 400):
+        solver = BurgersSolver1D(grid, nu=1e-3, dt=0.2 / n, limiter="none", scheme=scheme)
+        dts.append(0.2 / n)
+        states.append(solver.rollout(u0, n, save_every=n)[-1])
+    diffs = [np.max(np.abs(a - b)) for a, b in zip(states[:-1], states[1:])]
+    order = observed_order(dts[:-1], diffs)
+    assert solver.time_order == expected
+    if expected == 4:
+        assert order >= 3.8
+    else:
+        assert order == pytest.approx(expected, abs=0.1)
+
+
 def test_crank_nicolson_imex_is_second_order_and_stable_beyond_explicit_limit():
     grid = Grid((128,), (0.0,), (2 * np.pi,))
     (x,) = grid.mesh()

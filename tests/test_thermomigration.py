@@ -165,6 +165,56 @@ def test_rhs_is_second_order_in_space():
     assert np.all(orders > 1.9), (errors, orders)
 
 
+@pytest.mark.parametrize("model_name", ["dilute", "double_well"])
+def test_rhs_with_gradient_energy_is_second_order_in_space(model_name):
+    """kappa > 0 (the fourth-order kappa Lap^2 c part of the face fluxes) and the double well,
+    with Q* != 0 and a periodic T, against a spectral evaluation of div M[(grad mu)_T +
+    Q* grad T/T] at the cell centres."""
+    length, fine = 1e-6, 2048
+    if model_name == "dilute":
+        model = DiluteSolution(diffusivity=1e-6, activation_energy=80e3)
+        kappa, q_star = 1e-14 * GAS_CONSTANT * T_REF, -50e3
+
+        def composition(x):
+            return 0.01 * (1 + 0.3 * np.sin(2 * np.pi * x / length)
+                           + 0.1 * np.cos(4 * np.pi * x / length))
+    else:
+        model = DoubleWell(barrier=2000.0, c_alpha=0.2, c_beta=0.8, diffusivity=1e-6,
+                           activation_energy=80e3)
+        kappa, q_star = 1e-13 * GAS_CONSTANT * T_REF, 30e3
+
+        def composition(x):
+            return (0.5 + 0.2 * np.sin(2 * np.pi * x / length)
+                    + 0.05 * np.cos(6 * np.pi * x / length))
+
+    def temperature(x):
+        return T_REF + 60 * np.sin(2 * np.pi * x / length + 0.5)
+
+    wavenumbers = 2 * np.pi * np.fft.fftfreq(fine, length / fine)
+
+    def ddx(f):
+        return np.real(np.fft.ifft(1j * wavenumbers * np.fft.fft(f)))
+
+    errors = []
+    for n in (32, 64, 128):
+        grid = Grid((n,), (0.0,), (length,))
+        x = grid.coords(0)
+        solver = ThermomigrationSolver(grid, model, temperature(x), kappa=kappa,
+                                       heat_of_transport=q_star)
+        rate = solver.rhs(solver.to_warp(composition(x))).numpy().ravel() / solver.units.time
+        xf = x[0] + np.arange(fine) * length / fine  # a periodic grid through the cell centres
+        c, T = composition(xf), temperature(xf)
+        step = 1e-7
+        mu_c = (model.chemical_potential(c + step, T)
+                - model.chemical_potential(c - step, T)) / (2 * step)  # d mu_0/dc at fixed T
+        flux = -model.mobility(c, T) * (mu_c * ddx(c) - kappa * ddx(ddx(ddx(c)))
+                                        + q_star * ddx(T) / T)
+        exact = -ddx(flux)[:: fine // n]
+        errors.append(np.max(np.abs(rate - exact)) / np.max(np.abs(exact)))
+    orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert np.all(orders > 1.9), (errors, orders)
+
+
 @pytest.mark.parametrize("shape", [(12,), (10, 14), (6, 8, 10)])
 @pytest.mark.parametrize("model_name", ["dilute", "double_well", "regular"])
 def test_launch_geometries_agree(shape, model_name):
