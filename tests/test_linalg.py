@@ -238,6 +238,24 @@ def test_the_default_tolerance_is_met_in_float32_and_unchanged_in_float64(solve,
     np.testing.assert_array_equal(double.x.numpy(), explicit.x.numpy())
 
 
+def test_a_float32_bicgstab_whose_residual_runs_away_stops_with_its_best_x():
+    """On a float32 system whose rounding floor (2e-4, the exact x rounded to float32) lies
+    above the tolerance, the recursive residual never came near the floor: it grew from 2e-2
+    to NaN over 6150 iterations, and the error blamed the operator's values."""
+    m = 48
+    A = poisson_2d(m, layered_coefficient(m, contrast=1e4))
+    b = np.ones(A.shape[0])
+    op, bw = warp_system(A, b, "float32")
+    with pytest.warns(InaccurateSolveWarning, match=r"float32 arithmetic.*solve in float64"):
+        result = bicgstab(op, bw)
+    assert result.iterations < 3000
+    true = relative_residual(A, result.x.numpy(), b)
+    assert true < 5e-3  # the best x checked, not the last one
+    assert result.relative_residual == pytest.approx(true, rel=0.5)
+    with pytest.raises(ConvergenceError, match=r"bicgstab stagnated .* float32 arithmetic"):
+        bicgstab(op, bw, floor="raise")
+
+
 @pytest.mark.parametrize("solve", [cg, gmres])
 def test_the_floor_argument_accepts_or_raises_and_a_bad_one_is_named(solve, rng):
     A = poisson_2d(32)

@@ -11,7 +11,10 @@ with the true residual, until it meets the tolerance or restarts stop lowering i
 arithmetic's floor: the x of smallest true residual checked is returned, with an
 :class:`~physml.solvers.errors.InaccurateSolveWarning`; near the floor the true residual is
 also checked as the recursive one falls, so a tolerance far below the floor costs no more
-iterations than one just below it). Every scalar stays on the device
+iterations than one just below it). A run whose recursive residual grows to
+$1 / (100\,\text{eps})$ times its smallest (BiCGStab in float32 on a system whose floor lies
+far above the tolerance: its recursion then no longer follows $b - A x$) ends there, and the
+solve goes on from the best x, or stops at the floor as above. Every scalar stays on the device
 (:mod:`~physml.solvers.linalg.scalar_table`); the host reads the residuals once every
 ``check_every`` iterations, and the kernels freeze the iterate at the first one that met the
 tolerance, so the answer and the iteration count are those of a check every iteration. An

@@ -67,6 +67,7 @@ class Workspace:
         """Launches writing $\\|b - A x\\|^2$ into ``check_table[0, 0]`` (zeroed first), the
         iterate and its recursion untouched."""
         self.best = wp.empty_like(b, requires_grad=False)
+        self.lowest = wp.empty_like(b, requires_grad=False)
         self.plan: list[Callable[[], None]] = []
         # the method's breakdown test of a block's table rows (set by its builder)
         self.breakdown: Breakdown = no_breakdown
@@ -151,7 +152,8 @@ def _solve_from_start(method: str, work: Workspace, rtol: float, atol: float, ma
     """:func:`solve_in_workspace` from the workspace's start (run by ``work.begin``);
     ``stacklevel`` places a rounding-floor warning at the user's call of cg or bicgstab,
     counted from here."""
-    watch = _FloorWatch(work, float(np.sqrt(work.table.read()[0][BNORM])))
+    start = work.table.read()[0]
+    watch = _FloorWatch(work, float(np.sqrt(start[BNORM])), float(np.sqrt(start[RESIDUAL])))
     iterations, norms, b_norm = _iterate(method, work.plan, work.table, rtol, atol, maxiter,
                                          check_every, work.breakdown, work.preconditioner,
                                          watch=watch)
@@ -162,7 +164,7 @@ def _solve_from_start(method: str, work: Workspace, rtol: float, atol: float, ma
     while True:
         true = _true_residual(work)
         stalled = not true <= tol and watch.stalled(true)
-        if stalled and true > watch.best:  # x drifted off at the floor: back to the best one
+        if (stalled or watch.diverged) and true > watch.best:  # x drifted off: to the best one
             wp.copy(work.x, work.best)
             true = _true_residual(work)
         norms = np.append(norms[:-1], true)  # iteration j's true residual replaces its own
@@ -195,20 +197,32 @@ class _FloorWatch:
     vectors' dtype), at every halving of the recursive residual since the last check, a call
     computes the true residual of x (into a vector of its own: the iteration goes on as it
     was) and ends the run of iterations when it did not halve since that check: the two have
-    parted, and iterating on only lets x drift. A restart from a true residual $t \\le e$ is
-    a refinement step, iterating until the recursive residual is $t / 2$. The iterate with
-    the smallest true residual seen, at a check or at a restart, is kept in ``work.best``; a
-    solve stops at the floor when, while the best lies above $e$, a restart did not halve the
-    true residual of the one before, or, once it lies below, two restarts in a row did not
-    lower it. In float64 $e$ lies near 1e-14 of $\\|b\\|$, under every tolerance that float64
-    meets, so a converging solve runs as without the watch (iterations, x, products with A)."""
+    parted, and iterating on only lets x drift. Above $e$ a call copies x, at every halving of
+    the recursive residual, into ``work.lowest``, and ends a run whose recursive residual has
+    grown to $1 / (\\text{FLOOR\\_ULPS} \\cdot \\text{eps})$ times its smallest since the
+    run's start, with x set to that copy (``diverged``): the rounding of so large a residual
+    exceeds the smallest, and the recursion no longer follows $b - A x$ (BiCGStab in float32 on
+    a system whose floor lies far above the tolerance, which would otherwise run on to
+    ``maxiter`` or overflow); the next run starts from the best x. A restart from a true residual
+    $t \\le e$ is a refinement step, iterating until the recursive residual is $t / 2$. The
+    iterate with the smallest true residual seen, at the start, a check or a restart, is kept
+    in ``work.best``; a solve stops at the floor when a diverged run from the best x did not
+    lower it, when, while the best lies above $e$, a restart did not halve the true residual
+    of the one before (after a divergence: the best one's), or, once it lies below, two
+    restarts in a row did not lower it. In float64 $e$ lies near 1e-14 of $\\|b\\|$, under
+    every tolerance that float64 meets, and a growth of 4e13 is no converging solve's, so such
+    a solve runs as without the watch (iterations, x, products with A)."""
 
-    def __init__(self, work: Workspace, b_norm: float) -> None:
+    def __init__(self, work: Workspace, b_norm: float, start: float) -> None:
+        """``start``: the true residual of x0, kept as the first best."""
         self.work = work
         eps = float(np.finfo(wp.dtype_to_numpy(work.x.dtype)).eps)
         self.estimate = FLOOR_ULPS * eps * b_norm
+        self.growth = 1.0 / (FLOOR_ULPS * eps)
         self.best, self.floor, self.stalls = np.inf, np.inf, 0
         self.restart(np.inf)
+        self.keep(start)
+        self.best_before, self.from_best = self.best, True
 
     def keep(self, true: float) -> None:
         """Keep x in ``work.best`` if its true residual ``true`` is the smallest seen."""
@@ -218,8 +232,13 @@ class _FloorWatch:
 
     def stalled(self, true: float) -> bool:
         """Whether x, of true residual ``true`` (above the tolerance) at the end of a run of
-        iterations, is as close as restarts get (the caller then returns the best x)."""
+        iterations, is as close as restarts get (the caller then returns the best x; after a
+        divergence it restarts from it otherwise)."""
         self.keep(true)
+        if self.diverged:  # the next run would start from the best x
+            if self.from_best and not self.best < self.best_before:  # and run as this one
+                return True
+            true = self.best
         if self.best > self.estimate:
             stalled = not true < 0.5 * self.floor
         else:
@@ -236,12 +255,23 @@ class _FloorWatch:
     def restart(self, true: float) -> None:
         """A (re)start from an iterate whose true residual is ``true``."""
         self.recursive, self.true, self.best_before = true, true, self.best
+        self.smallest, self.copied, self.diverged = true, np.inf, False
+        self.from_best = true <= self.best
 
     def __call__(self, recursive: float) -> bool:
         """After a block ending at recursive residual ``recursive``: True to stop iterating."""
+        work = self.work
+        self.smallest = min(self.smallest, recursive)
+        if recursive > self.growth * self.smallest:
+            if self.copied < np.inf:
+                wp.copy(work.x, work.lowest)
+            self.diverged = True
+            return True
+        if recursive > self.estimate and recursive <= 0.5 * self.copied:
+            wp.copy(work.lowest, work.x)
+            self.copied = recursive
         if recursive > min(self.estimate, 0.5 * self.recursive):
             return False
-        work = self.work
         work.check_table.zero_()
         for launch in work.check:
             launch()
