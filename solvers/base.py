@@ -43,7 +43,7 @@ from .batch_parameters import (
 )
 from .checks import check_counts, finite_state, per_sample, require
 from .dtypes import real_values, warp_dtype
-from .errors import whole_number
+from .errors import refuse_grad, whole_number
 from .field_arithmetic import axpy
 from .grid import BoundaryConditions, Grid, periodic
 from .grid_layout import GridLayout
@@ -78,7 +78,45 @@ def shallow_copy(solver: Solver, **changes: Any) -> Solver:
     return clone
 
 
-class GridSolver:
+class BuiltSolver:
+    """What may be set on a solver after it is built.
+
+    :meth:`fix_attributes`, the constructor's last call, fixes every public attribute set so
+    far and those named in ``FIXED``, except the physical parameters (``parameter_names``) and
+    ``SETTABLE``: the solver's arrays and kernels were built from them, so a new value would be
+    ignored, and setting one raises AttributeError. The parameters and ``SETTABLE`` may be set
+    (each is read, and checked, when a rollout starts), but a parameter is refused as a tensor
+    that requires grad (``GRADIENTS`` says what gives gradients in it; None: nothing does).
+    """
+
+    SETTABLE: ClassVar[tuple[str, ...]] = ("dt", "check_every")
+    FIXED: ClassVar[tuple[str, ...]] = ()
+    GRADIENTS: ClassVar[str | None]
+    parameter_names: ClassVar[tuple[str, ...]] = ()
+
+    def fix_attributes(self) -> None:
+        """Make the attributes set so far read-only (see the class docstring)."""
+        free = {*self.parameter_names, *self.SETTABLE}
+        self._fixed = frozenset(name for name in {*self.FIXED, *self.__dict__}
+                                if not name.startswith("_") and name not in free)
+
+    def refuse_grad_parameter(self, name: str, value: Any) -> None:
+        """Refuse ``value`` for parameter ``name`` if it is a tensor that requires grad."""
+        instead = None if self.GRADIENTS is None else self.GRADIENTS.format(name=name)
+        refuse_grad(value, name, type(self).__name__, instead)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__dict__.get("_fixed", ()):
+            cls = type(self).__name__
+            raise AttributeError(f"{cls}.{name} is fixed when the solver is built (its arrays "
+                                 "and kernels follow it, so a new value would be ignored); "
+                                 f"build a new {cls} with the {name} you want")
+        if name in self.parameter_names:
+            self.refuse_grad_parameter(name, value)
+        super().__setattr__(name, value)
+
+
+class GridSolver(BuiltSolver):
     """Base class of the structured-grid solvers.
 
     Args:
@@ -108,6 +146,12 @@ class GridSolver:
     attributes. ``parameter_names`` and the names of the parameters scaling the diffusion,
     advection and reaction terms (``diffusion_parameter``, ``velocity_parameter``,
     ``reaction_parameter``; None when absent) are derived from ``PARAMETERS``.
+
+    The parameters, ``dt``, ``theta`` and ``check_every`` may be set on a built solver; the
+    rest (grid, bc, scheme, limiter, dtype, device, ...) is read-only
+    (:class:`BuiltSolver`): build a new solver to change them. A solver pickles (into a
+    ``DataLoader`` worker, say) as its settings; the unpickled one rebuilds its Warp arrays on
+    the same device and steps bitwise as the original.
     """
 
     PARAMETERS: ClassVar[tuple[Parameter, ...]] = ()
@@ -119,6 +163,10 @@ class GridSolver:
     reaction_parameter: ClassVar[str | None] = None
     ndim: ClassVar[int | None] = None
     limiter: Limiter = Limiter.VAN_LEER
+    SETTABLE = ("dt", "theta", "check_every")
+    FIXED = ("limiter", "flux_kind", "reaction_kind")
+    GRADIENTS = ("use physml.bridge.rollout(solver, u0, n_steps, parameters={{'{name}': {name}}}) "
+                 "for gradients in {name}")
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -151,6 +199,8 @@ class GridSolver:
             raise ValueError(
                 f"{type(self).__name__} needs a {self.ndim}D grid; got shape {grid.shape}"
             )
+        for name, value in parameters.items():
+            self.refuse_grad_parameter(name, value)
         for name, value in check_parameters(self.PARAMETERS, parameters, grid.ndim).items():
             setattr(self, name, value)
         self.grid = grid
@@ -172,19 +222,46 @@ class GridSolver:
             self.tableau = tableau(scheme)
         self.theta = float(theta)
         self.check_every = whole_number(check_every, "check_every", 1)
-        ghost_width = FLUXES[self.flux_kind].ghost_width
-        self.layout = GridLayout(grid, self.bc, ghost_width, self.dtype, self.device)
         if threads is not None:  # None: by grid and batch size
             threads = whole_number(threads, "threads", 1)
-        self.stages = FusedStages(grid, self.bc, ghost_width, self.flux_kind, self.limiter,
-                                  self.reaction_kind, self.dtype, self.device, threads)
-        self._zeros = wp.zeros(3, dtype=self.dtype, device=self.device)
+        self._build_arrays(threads)
         self.dt = None if dt is None else float(dt)
         require_a_stable_step(self)
         if self.dt is not None:
             require(np.isfinite(self.dt) and self.dt > 0, f"dt={dt} must be a positive number")
             check_representable({"dt": self.dt}, self.np_dtype)
             self.check_stability()
+        self.fix_attributes()
+
+    def _build_arrays(self, threads: int | None) -> None:
+        """Build ``layout``, ``stages`` and ``_zeros``, the Warp state made from the grid, bc,
+        operator, dtype and device (by the constructor, and again by :meth:`__setstate__`)."""
+        ghost_width = FLUXES[self.flux_kind].ghost_width
+        self.__dict__.update(
+            layout=GridLayout(self.grid, self.bc, ghost_width, self.dtype, self.device),
+            stages=FusedStages(self.grid, self.bc, ghost_width, self.flux_kind, self.limiter,
+                               self.reaction_kind, self.dtype, self.device, threads),
+            _zeros=wp.zeros(3, dtype=self.dtype, device=self.device))
+
+    def __copy__(self) -> GridSolver:
+        """``copy.copy``: a :func:`shallow_copy`, Warp state included (not a pickled copy's
+        rebuilt one)."""
+        return shallow_copy(self)
+
+    def __getstate__(self) -> dict:
+        """Everything but the Warp state of :data:`_SHARED_ON_COPY` (which holds Warp
+        devices and arrays, not picklable), plus the stage kernels' host threads."""
+        state = {n: v for n, v in self.__dict__.items() if n not in self._SHARED_ON_COPY}
+        return {**state, "_threads": self.stages.threads}
+
+    def __setstate__(self, state: dict) -> None:
+        """Restore :meth:`__getstate__`'s settings and rebuild the Warp state on the same
+        device (Warp starts here quietly; a device this machine lacks is refused)."""
+        state = dict(state)
+        threads = state.pop("_threads")
+        self.__dict__.update(state)
+        warp_device(self.device)
+        self._build_arrays(threads)
 
     # ----------------------------------------------------------------------------- parameters
 
@@ -235,6 +312,9 @@ class GridSolver:
                 range, or one the solver's dtype rounds to 0 or infinity (named by its index in
                 the value given).
         """
+        for name, value in values.items():
+            refuse_grad(value, f"parameters[{name!r}]", "solver.rollout",
+                        "use physml.bridge.rollout for gradients")
         shapes = self.batch_parameter_shapes(batch, {n: np.shape(v) for n, v in values.items()})
         arrays = dict(self._kept_parameter_arrays())
         for name, value in values.items():
@@ -537,9 +617,7 @@ class GridSolver:
                 (for a batch, of the first sample that blew up).
         """
         self._require_dt()
-        require(not getattr(u0, "requires_grad", False), "u0 is a tensor that requires grad; "
-                "solver.rollout does not differentiate: use physml.bridge.rollout for gradients, "
-                "or pass u0.detach()")
+        refuse_grad(u0, "u0", "solver.rollout", "use physml.bridge.rollout for gradients")
         batched = np.ndim(u0) == self.grid.ndim + 1
         states = real_values(u0, "u0")
         batch = states.shape[0] if batched else 1

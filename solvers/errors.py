@@ -40,6 +40,25 @@ def whole_number(value: object, name: str, minimum: int) -> int:
     return int(value)
 
 
+def refuse_grad(value: object, name: str, where: str, instead: str | None) -> None:
+    """Refuse a tensor that requires grad where ``where`` (a NumPy/Warp API, e.g.
+    "solver.rollout") takes ``name``: it would drop the gradient, or fail in PyTorch's
+    ``numpy()``.
+
+    Raises:
+        ValueError: naming ``name`` and ``where``, then ``instead`` (what gives gradients; None:
+            nothing in physml does), then the cure ``{name}.detach()``.
+    """
+    if not getattr(value, "requires_grad", False):
+        return
+    if instead is None:
+        raise ValueError(f"{name} is a tensor that requires grad; {where} does not "
+                         "differentiate, and physml has no differentiable counterpart: pass "
+                         f"{name}.detach()")
+    raise ValueError(f"{name} is a tensor that requires grad; {where} does not differentiate: "
+                     f"{instead}, or pass {name}.detach()")
+
+
 class UnstableStepError(ValueError):
     """The requested time step exceeds the scheme's stability limit.
 

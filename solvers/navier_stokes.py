@@ -28,10 +28,10 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.fft
 
-from .base import shallow_copy
+from .base import BuiltSolver, shallow_copy
 from .checks import check_counts, finite_state, require
 from .dtypes import warp_dtype
-from .errors import BlowUpError, UnstableStepError, whole_number
+from .errors import BlowUpError, UnstableStepError, refuse_grad, whole_number
 from .grid import BoundaryConditions, Grid, periodic
 from .parameters import Parameter, check_parameters, check_representable
 from .runtime import device_name
@@ -42,7 +42,7 @@ RK4_IMAGINARY_LIMIT = 2 * math.sqrt(2)
 _DTYPES = {"float32": (np.float32, np.complex64), "float64": (np.float64, np.complex128)}
 
 
-class NavierStokesSolver2D:
+class NavierStokesSolver2D(BuiltSolver):
     """Pseudo-spectral vorticity solver (module docstring). State: $\\omega$, shape ``(nx, ny)``.
 
     Args:
@@ -56,6 +56,10 @@ class NavierStokesSolver2D:
         device: "cpu" (the FFTs run in NumPy/SciPy).
         dtype: "float32" or "float64" (a name, or a NumPy, PyTorch or Warp float type).
         check_every: steps between NaN/Inf checks in a rollout.
+
+    ``nu``, ``forcing``, ``dt`` and ``check_every`` may be set on a built solver; the rest is
+    read-only (:class:`~physml.solvers.base.BuiltSolver`). It computes with NumPy and has no
+    differentiable counterpart: a tensor that requires grad is refused.
     """
 
     PARAMETERS: ClassVar[tuple[Parameter, ...]] = (
@@ -66,6 +70,7 @@ class NavierStokesSolver2D:
     diffusion_parameter: ClassVar[str | None] = None  # viscosity is integrated exactly
     time_order: ClassVar[int] = 4
     ndim: ClassVar[int] = 2
+    GRADIENTS = None
 
     def __init__(self, grid: Grid, bc: BoundaryConditions | None = None, *, nu: float,
                  forcing: float = 0.0, dt: float | None, scheme: str = "ifrk4",
@@ -79,6 +84,8 @@ class NavierStokesSolver2D:
                 f"device={device!r}: NavierStokesSolver2D runs on the CPU (NumPy/SciPy FFTs)")
         require(scheme == "ifrk4", f"scheme={scheme!r}; allowed: ifrk4")
         self.dtype = warp_dtype(dtype)  # as a grid solver: a Warp dtype from any dtype or name
+        for name, value in (("nu", nu), ("forcing", forcing)):
+            self.refuse_grad_parameter(name, value)
         values = check_parameters(self.PARAMETERS, {"nu": nu, "forcing": forcing}, 2)
         self.nu, self.forcing = values["nu"], values["forcing"]
         self.grid, self.bc = grid, periodic(2)
@@ -104,6 +111,7 @@ class NavierStokesSolver2D:
         if self.dt is not None:
             require(np.isfinite(self.dt) and self.dt > 0, f"dt={dt} must be a positive number")
             check_representable({"dt": self.dt}, self.np_dtype)
+        self.fix_attributes()
 
     # ------------------------------------------------------------------------------ fields
 
@@ -197,6 +205,7 @@ class NavierStokesSolver2D:
     def step(self, u: Any) -> np.ndarray:
         """One time step of the vorticity ``u`` (nx, ny); a new array."""
         self._require_dt()
+        refuse_grad(u, "u", "NavierStokesSolver2D.step", self.GRADIENTS)
         omega = finite_state(u, self.grid.shape, "u").astype(self.np_dtype)
         self.check_stability(omega)
         return self.inverse(self._stepper()(self.transform(omega))).astype(self.np_dtype)
@@ -212,6 +221,7 @@ class NavierStokesSolver2D:
         """
         self._require_dt()
         n_steps, save_every = check_counts(n_steps, save_every)
+        refuse_grad(u0, "u0", "NavierStokesSolver2D.rollout", self.GRADIENTS)
         omega = finite_state(u0, self.grid.shape, "u0").astype(self.np_dtype)
         self.check_stability(omega)
         step = self._stepper()

@@ -989,3 +989,30 @@ def test_a_solve_names_an_argument_of_the_wrong_kind():
     x = csr_solve(torch.as_tensor(A.data), torch.ones(10, dtype=torch.float64), A.indptr,
                   A.indices)  # SciPy's own index arrays
     np.testing.assert_allclose(A @ x.numpy(), 1.0, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_operators_preconditioners_and_results_pickle(dtype):
+    """CsrOperator, the preconditioners and a solve's SolveResult held Warp arrays and devices,
+    which do not pickle (a spawned worker could take none of them). Each pickles as its SciPy
+    matrix (or NumPy x) and is rebuilt on its device: the same products, applies and x."""
+    import pickle
+
+    A = poisson_2d(12)
+    op = CsrOperator(csr_from_scipy(A, dtype, "cpu"))
+    restored = pickle.loads(pickle.dumps(op))
+    assert restored.dtype == op.dtype and restored.device == op.device
+    assert (csr_to_scipy(restored.matrix) != csr_to_scipy(op.matrix)).nnz == 0
+    b = wp.array(np.random.default_rng(0).standard_normal(A.shape[0]), dtype=op.dtype)
+    for build in (Jacobi, IncompleteCholesky, SmoothedAggregationAMG, RugeStubenAMG):
+        M = build(op)
+        M2 = pickle.loads(pickle.dumps(M))
+        z, z2 = wp.empty_like(b), wp.empty_like(b)
+        M.apply(b, z)
+        M2.apply(b, z2)
+        np.testing.assert_array_equal(z2.numpy(), z.numpy())
+        result = cg(op, b, preconditioner=M, rtol=1e-5)
+        again = pickle.loads(pickle.dumps(result))
+        np.testing.assert_array_equal(again.x.numpy(), result.x.numpy())
+        assert again.x.dtype == op.dtype and again.iterations == result.iterations
+        assert again.relative_residual == result.relative_residual

@@ -24,7 +24,7 @@ import warp as wp
 import warp.sparse as wps
 
 from ..kernel_launch import launch, specialize
-from .linear_operator import LinearOperator, csr_to_scipy
+from .linear_operator import LinearOperator, csr_to_scipy, rebuilt
 from .triangular import CholeskyFactor, LowerPattern
 
 
@@ -159,7 +159,8 @@ class IncompleteCholesky(CholeskyFactor):
             lower triangle is read).
         by_levels: see :class:`~.triangular.LowerPattern`.
 
-    Set-up: the pattern analysis (host, O(nnz)) and the factorisation on the device.
+    Set-up: the pattern analysis (host, O(nnz)) and the factorisation on the device. It
+    pickles as A's lower triangle and is factorised again from it on the same device.
     """
 
     name = "ic0"
@@ -170,3 +171,8 @@ class IncompleteCholesky(CholeskyFactor):
         a = wp.array(pattern.lower.data, dtype=A.dtype, device=A.device)
         values, self.shift = ic0_factor(pattern, a)
         super().__init__(pattern, values, name=self.name)
+
+    def __reduce__(self) -> tuple:
+        p = self.pattern
+        return rebuilt, (p.lower, self.values.dtype.__name__, str(p.device), IncompleteCholesky,
+                         {"by_levels": p.by_levels})

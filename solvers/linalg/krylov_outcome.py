@@ -16,6 +16,7 @@ import numpy as np
 import warp as wp
 
 from ..errors import ConvergenceError, InaccurateSolveWarning
+from ..runtime import warp_device
 from .kernels import RESIDUAL
 
 
@@ -41,6 +42,17 @@ class SolveResult:
     def relative_residual(self) -> float:
         """$\\|b - A x\\| / \\|b\\|$ of the answer (the true residual)."""
         return float(self.residuals[-1] / self.b_norm) if self.b_norm > 0 else 0.0
+
+    def __reduce__(self) -> tuple:
+        """Pickled with ``x`` as a NumPy array, a Warp array on its device again when
+        unpickled."""
+        return _solve_result, (self.x.numpy(), str(self.x.device), self.iterations,
+                               self.residuals, self.b_norm)
+
+
+def _solve_result(x: np.ndarray, device: str, iterations: int, residuals: np.ndarray,
+                  b_norm: float) -> SolveResult:
+    return SolveResult(wp.array(x, device=warp_device(device)), iterations, residuals, b_norm)
 
 
 Breakdown = Callable[[np.ndarray, float], "tuple[int, str, str] | None"]

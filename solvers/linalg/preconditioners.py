@@ -22,12 +22,13 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import pyamg
+import scipy.sparse as sp
 import warp as wp
 
 from ..host_threads import ForkSafeLock
 from .incomplete_cholesky import IncompleteCholesky, assembled_matrix
 from .kernels import reciprocal_kernel, recorded_sweep, scale_kernel, sweep
-from .linear_operator import LinearOperator, check_vectors, csr_to_scipy
+from .linear_operator import LinearOperator, check_vectors, csr_to_scipy, rebuilt
 from .scalar_table import TableCell, scratch_cell
 from .sparse_inverse import FactorizedSparseInverse
 
@@ -51,6 +52,8 @@ class Jacobi:
     Args:
         A: an operator with ``diagonal()`` (a :class:`CsrOperator`, or a
             :class:`StencilOperator` given its diagonal); no diagonal entry may be zero.
+
+    It pickles as the diagonal of A, and is rebuilt from it on the same device.
     """
 
     name = "jacobi"
@@ -70,6 +73,7 @@ class Jacobi:
                 f"A has zero diagonal entries in rows {zero[:10].tolist()}; "
                 "Jacobi needs a nonzero diagonal (use an AMG preconditioner instead)"
             )
+        self._diagonal = diagonal  # what it pickles as
         self.inverse_diagonal = wp.empty_like(diagonal)
         self._scratch = scratch_cell(diagonal.device)  # takes the unread r · z
         sweep(reciprocal_kernel, [diagonal], [], [self.inverse_diagonal])
@@ -101,6 +105,11 @@ class Jacobi:
 
     def _check(self, r: wp.array, z: wp.array) -> None:
         check_vectors("the jacobi preconditioner", *self.built_for, r=r, z=z)
+
+    def __reduce__(self) -> tuple:
+        d = self._diagonal
+        return rebuilt, (sp.diags(d.numpy(), format="csr"), d.dtype.__name__, str(d.device),
+                         Jacobi)
 
 
 _GLOBAL_GENERATOR = ForkSafeLock()
@@ -143,6 +152,10 @@ class _PyAMGPreconditioner:
     Args:
         A: a :class:`CsrOperator` (anything with a ``matrix`` in Warp CSR form).
         **options: passed to the pyamg solver constructor (e.g. ``strength``, ``max_levels``).
+
+    It pickles as the SciPy matrix it was built for, its options and the finest level's
+    smoother given to :meth:`smooth_finest_level` (which must pickle too), and is rebuilt from
+    them on the same device: the same hierarchy.
     """
 
     name: ClassVar[str]
@@ -161,6 +174,7 @@ class _PyAMGPreconditioner:
                 _saved_state = None
         self.cycle = self.hierarchy.aspreconditioner(cycle="V")
         self.dtype, self.device = matrix.scalar_type, matrix.device
+        self._options, self._smoother = options, None  # what it pickles as, with the matrix
 
     @property
     def built_for(self) -> tuple[int, Any, Any]:
@@ -177,7 +191,7 @@ class _PyAMGPreconditioner:
         # smoothers are attributes its V-cycle calls as smoother(A, x, b) at every cycle
         # (pyamg 5.4, MultilevelSolver.__solve), so a callable is assigned to them directly
         finest = self.hierarchy.levels[0]
-        finest.presmoother = finest.postsmoother = smoother
+        finest.presmoother = finest.postsmoother = self._smoother = smoother
 
     def apply(self, r: wp.array, z: wp.array) -> None:
         """$z = $ one V-cycle applied to r (on the host; on the CPU into z's own memory)."""
@@ -188,6 +202,19 @@ class _PyAMGPreconditioner:
             z.numpy()[...] = cycled  # a view of z: no temporary device array
         else:
             z.assign(cycled.astype(host.dtype, copy=False))
+
+    def __reduce__(self) -> tuple:
+        return _rebuilt_amg, (type(self), self.hierarchy.levels[0].A, self.dtype.__name__,
+                              str(self.device), self._options, self._smoother)
+
+
+def _rebuilt_amg(cls: type, matrix: Any, dtype: str, device: str, options: dict[str, Any],
+                 smoother: Callable | None) -> _PyAMGPreconditioner:
+    """An unpickled pyamg preconditioner (:meth:`_PyAMGPreconditioner.__reduce__`)."""
+    amg = rebuilt(matrix, dtype, device, cls, options)
+    if smoother is not None:
+        amg.smooth_finest_level(smoother)
+    return amg
 
 
 class SmoothedAggregationAMG(_PyAMGPreconditioner):

@@ -28,11 +28,14 @@ import warp as wp
 from scipy.sparse.csgraph import connected_components
 
 from ..dtypes import real_values
-from ..errors import ConvergenceError, is_real, whole_number
+from ..errors import ConvergenceError, is_real, refuse_grad, whole_number
 from ..linalg import CsrOperator, SmoothedAggregationAMG, cg, csr_from_scipy
 from ..linalg.relaxation import gauss_seidel_entrywise
 from .mesh import Mesh
 from .operators import divergence, gradient, mass_matrix, stiffness_matrix, to_scipy
+
+_HEAT_GRADIENTS = ("compose physml.mesh_bridge.operator_values and sparse_solve for "
+                   "differentiable theta-steps (there is no differentiable heat rollout)")
 
 RTOL = 1e-13
 """Relative residual $\\|b - A u\\| / \\|b\\|$ every solve reaches, or float64's rounding floor
@@ -178,8 +181,12 @@ def poisson(mesh: Mesh, f: np.ndarray, dirichlet: np.ndarray | None = None,
 
     Raises:
         ValueError: no shift and a connected part of the mesh without a Dirichlet vertex (a pure
-            Neumann problem there: singular).
+            Neumann problem there: singular); ``f``, ``g`` or ``flux`` a tensor that requires
+            grad (:func:`physml.mesh_bridge.poisson_solve` differentiates).
     """
+    for name, value in (("f", f), ("g", g), ("flux", flux)):
+        refuse_grad(value, name, "mesh.poisson",
+                    "use physml.mesh_bridge.poisson_solve for gradients")
     dirichlet = (mesh.boundary_vertices() if dirichlet is None
                  else _vertices(mesh, dirichlet, "dirichlet"))
     require_distinct(dirichlet, "dirichlet")
@@ -230,7 +237,8 @@ def heat(mesh: Mesh, u0: np.ndarray, dt: float, n_steps: int, kappa: float = 1.0
         ValueError: ``theta`` is not a number in [0.5, 1]; ``dt`` is not a finite number > 0;
             ``kappa`` is not a finite number >= 0; ``dirichlet`` holds an index that is not a
             whole number in [0, n) or lists a vertex twice; ``u0`` is not (n,) finite real
-            values; ``n_steps`` is not a whole number >= 0.
+            values; ``n_steps`` is not a whole number >= 0; ``u0``, ``dt``, ``kappa`` or ``theta``
+            is a tensor that requires grad (:mod:`physml.mesh_bridge` has no heat rollout).
     """
     return heat_stepper(mesh, dt, kappa, theta, dirichlet)(u0, n_steps)
 
@@ -242,6 +250,8 @@ def heat_stepper(mesh: Mesh, dt: float, kappa: float = 1.0, theta: float = 1.0,
     matrices and AMG set-up built here once, so a run stepped in segments (saving between
     them) pays them once and steps exactly as one :func:`heat` call does. Arguments as
     :func:`heat`'s."""
+    for name, value in (("dt", dt), ("kappa", kappa), ("theta", theta)):
+        refuse_grad(value, name, "mesh.heat", _HEAT_GRADIENTS)
     if not (is_real(theta) and 0.5 <= theta <= 1.0):
         raise ValueError(f"theta={theta!r} must be in [0.5, 1] (unconditionally stable range)")
     if not (is_real(dt) and np.isfinite(dt) and dt > 0):
@@ -260,6 +270,7 @@ def heat_stepper(mesh: Mesh, dt: float, kappa: float = 1.0, theta: float = 1.0,
     solve = _spd_solver(implicit[free][:, free].tocsr(), mesh.device)
 
     def rollout(u0: np.ndarray, n_steps: int) -> np.ndarray:
+        refuse_grad(u0, "u0", "mesh.heat", _HEAT_GRADIENTS)
         states = [_nodal(mesh, u0, "u0").copy()]
         for _ in range(whole_number(n_steps, "n_steps", 0)):
             u = states[-1].copy()
