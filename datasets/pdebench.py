@@ -35,6 +35,7 @@ the CF units ``"1"``, and time and space their usual long names.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import h5py
@@ -42,6 +43,7 @@ import numpy as np
 import xarray as xr
 import yaml
 
+from .memory import check_fits_in_memory
 from .store import AXES, CF_METADATA, atomic_write, open_hdf5, with_cf_metadata
 
 NON_DIMENSIONAL = {
@@ -75,11 +77,66 @@ def _numbers(tree, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], float | 
     return {}
 
 
-def _parse(text: str):
+CONFIG_DEPTH = 32
+"""Most levels of nesting a seed group's ``config`` YAML may have (PDEBench's generator
+configurations nest a few)."""
+
+CONFIG_VALUES = 1000
+"""Most scalars (keys and values) a seed group's ``config`` YAML may hold (PDEBench's hold some
+tens); each number in a mapping becomes a coordinate of the dataset (500 take a second)."""
+
+
+class _ConfigRefused(Exception):
+    """A ``config`` YAML that is not read: why, to be prefixed with the file and attribute."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """:class:`yaml.SafeLoader` that refuses aliases (``*name``, which can repeat a mapping
+    that repeats a mapping ..., so that a few hundred characters hold millions of values),
+    nesting deeper than :data:`CONFIG_DEPTH` and more than :data:`CONFIG_VALUES` scalars, as
+    each is met while composing, before the document is built."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.depth = 0
+        self.scalars = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise _ConfigRefused("uses a YAML alias (*name); a configuration is read without "
+                                 "aliases: write the values out")
+        if self.check_event(yaml.ScalarEvent):
+            self.scalars += 1
+            if self.scalars > CONFIG_VALUES:
+                raise _ConfigRefused(f"holds more than {CONFIG_VALUES:,} values (keys "
+                                     "included); a configuration is read up to that many")
+        self.depth += 1
+        try:
+            if self.depth > CONFIG_DEPTH:
+                raise _ConfigRefused(f"nests deeper than {CONFIG_DEPTH} levels; a "
+                                     "configuration is read up to that depth")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _parse(text: str, where: str):
+    """The YAML ``text`` (``where``: the file and attribute it comes from, for messages); None
+    where it is no YAML.
+
+    Raises:
+        ValueError: ``text`` uses an alias, nests deeper than :data:`CONFIG_DEPTH` or holds
+            more than :data:`CONFIG_VALUES` scalars (:class:`_ConfigLoader`), naming ``where``.
+    """
+    loader = _ConfigLoader(text)
     try:
-        return yaml.safe_load(text)
+        return loader.get_single_data()
     except yaml.YAMLError:
         return None
+    except _ConfigRefused as err:
+        raise ValueError(f"{where} {err}") from None
+    finally:
+        loader.dispose()
 
 
 def _seed_order(name: str) -> tuple[int, int, str]:
@@ -88,15 +145,23 @@ def _seed_order(name: str) -> tuple[int, int, str]:
     return (0, int(name), "") if name.isdigit() else (1, 0, name)
 
 
-def _config_coords(configs: list[str], taken: set[str]) -> dict[str, np.ndarray]:
-    """Per-sample coordinates from the groups' config YAML texts (see the module docstring);
-    a key that is ambiguous or in ``taken`` is named ``config.<dotted path>``."""
-    leaves = [_numbers(_parse(text)) for text in configs]
+def _config_coords(file: Path, groups: list[str], configs: list[str],
+                   taken: set[str]) -> dict[str, np.ndarray]:
+    """Per-sample coordinates from the config YAML texts of the seed groups ``groups`` of
+    ``file`` (see the module docstring); a key that is ambiguous or in ``taken`` is named
+    ``config.<dotted path>``.
+
+    Raises:
+        ValueError: a config that :func:`_parse` refuses, naming the file and the group.
+    """
+    leaves = [_numbers(_parse(text, f"{str(file)!r}: the 'config' attribute of seed group "
+                                    f"{group!r}"))
+              for group, text in zip(groups, configs, strict=True)]
     shared = [p for p in leaves[0] if all(p in other for other in leaves[1:])]
-    names = [p[-1] for p in shared]
+    names = Counter(p[-1] for p in shared)
     coords = {"config": np.asarray(configs, dtype=object)}
     for path in shared:
-        unique = names.count(path[-1]) == 1 and path[-1] not in taken | {"config"}
+        unique = names[path[-1]] == 1 and path[-1] not in taken | {"config"}
         name = path[-1] if unique else "config." + ".".join(path)
         coords[name] = np.asarray([other[path] for other in leaves])
     return coords
@@ -154,7 +219,10 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
     Raises:
         ValueError: ``path`` is a folder or does not exist, is not HDF5 or is damaged, is in
             none of the layouts read (the message names those read and those not), or its
-            datasets do not fit each other or their coordinates (named).
+            datasets do not fit each other or their coordinates (named), its datasets as
+            declared need more than this machine's memory (:func:`_check_fits`), or a seed
+            group's ``config`` uses a YAML alias, nests deeper than :data:`CONFIG_DEPTH` or
+            holds more than :data:`CONFIG_VALUES` values (named with its group).
     """
     path = Path(path)
     if path.is_dir():
@@ -169,6 +237,7 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
         stacked = [name for name, item in f.items() if isinstance(item, h5py.Dataset)
                    and not name.endswith("-coordinate") and name != SEEDS]
         if "t-coordinate" in f and stacked:
+            _check_fits(path, list(f.values()))
             t, coords = _stacked_coords(path, f, stacked)
             fields = {"u" if name == "tensor" else name: f[name][...] for name in stacked}
             n_samples = f[stacked[0]].shape[0]
@@ -186,6 +255,8 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
                              "Navier-Stokes 'density', 'pressure', 'Vx', ...) or seed groups "
                              "holding 'data' (PDEBench's 2D incompressible Navier-Stokes "
                              "files, 'velocity' with 't', are not read)")
+        grid = f[groups[0]].get("grid", {})
+        _check_fits(path, [f[g]["data"] for g in groups] + list(grid.values()), copies=2)
         times, coords = _group_coords(path, f, groups)
         data = np.stack([f[g]["data"][...] for g in groups])
         fields = _channels(data, len(coords))
@@ -193,12 +264,34 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
         on_file = {f"{g}/config" for g in groups}
         configs = [_text(f[g].attrs.get("config", f.attrs.get(f"{g}/config"))) for g in groups]
         taken = {"sample", "time", "u", *AXES, *fields}
-        sample_coords = _config_coords(configs, taken) if all(configs) else None
+        sample_coords = _config_coords(path, groups, configs, taken) if all(configs) else None
         attrs = _attrs(f, on_file)
         ours = _physml_names(attrs)
         return _build(fields, times, coords, seeds,
                       {ours.get(k, k): v for k, v in attrs.items()},
                       {ours.get(k, k): v for k, v in (sample_coords or {}).items()})
+
+
+def _check_fits(path: Path, items: list, copies: int = 1) -> None:
+    """Refuse to read the HDF5 datasets among ``items`` (groups are left out) whole,
+    ``copies`` times over (a per-seed file's data are read, then stacked), where their
+    declared shapes and dtypes need more than this machine's memory
+    (:func:`~physml.datasets.memory.check_fits_in_memory`). Checked before anything is read:
+    a small file may declare a shape of many GiB (chunks never written read as the fill value).
+
+    Raises:
+        ValueError: naming the file, its largest dataset with shape and dtype, and the GiB
+            needed against the machine's memory.
+    """
+    datasets = [item for item in items if isinstance(item, h5py.Dataset)]
+    if not datasets:
+        return
+    sizes = [copies * (d.size or 0) * d.dtype.itemsize for d in datasets]
+    largest = datasets[sizes.index(max(sizes))]
+    more = f", and {len(datasets) - 1} more dataset(s)" if len(datasets) > 1 else ""
+    check_fits_in_memory(sum(sizes), f"reading PDEBench file {str(path)!r} "
+                                     f"({largest.name.lstrip('/')!r} of shape {largest.shape}, "
+                                     f"{largest.dtype}{more})")
 
 
 def _stacked_coords(path: Path, f: h5py.File,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -268,10 +269,21 @@ def _resume_command(args: argparse.Namespace, folder: Path) -> str:
                           str(folder)])
 
 
+_CMD_SPECIAL = re.compile(r'[()%!^"<>&|]')
+"""The characters ``cmd.exe`` acts on in a command line (``&``, ``|`` and ``<``, ``>`` start
+another command or a redirection, ``%`` and ``!`` expand variables)."""
+
+
 def _command_line(words: list[str]) -> str:
     """``words`` as one line to paste into this system's shell: on Windows in double quotes
     where needed, as a program started from ``cmd.exe`` splits its command line
-    (``subprocess.list2cmdline``); elsewhere quoted for a POSIX shell (``shlex.join``)."""
+    (``subprocess.list2cmdline``), and, where a word holds a character ``cmd.exe`` acts on,
+    every such character of the line (the quotes included) after a ``^``, which ``cmd.exe``
+    removes before starting the program; elsewhere quoted for a POSIX shell
+    (``shlex.join``)."""
     if sys.platform == "win32":
-        return subprocess.list2cmdline(words)
+        line = subprocess.list2cmdline(words)
+        if any(_CMD_SPECIAL.search(word) for word in words):
+            line = _CMD_SPECIAL.sub(r"^\g<0>", line)
+        return line
     return shlex.join(words)

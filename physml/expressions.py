@@ -60,11 +60,15 @@ def parse(text: str | float, allowed: Iterable[str], key: str,
         return sympy.Float(text) if isinstance(text, float) else sympy.Integer(text)
     allowed = sorted(set(allowed))
     text = " ".join(str(text).split())  # one line, no indentation: as written in a YAML block
+    too_deep = ValueError(f"{key}: the expression ({len(text)} characters) nests too deeply to "
+                          "read; write it with fewer operations (factor common terms)")
     try:
         tree = ast.parse(text.replace("^", "**"), mode="eval")
     except SyntaxError as err:
         raise ValueError(f"{key}: {text!r} is not a valid expression ({err.msg} at column "
                          f"{err.offset})") from None
+    except (RecursionError, MemoryError):  # Python's parser: some 5000 chained operations
+        raise too_deep from None
     symbols = {name: sympy.Symbol(name, real=True) for name in allowed}
 
     def build(node):
@@ -121,8 +125,7 @@ def parse(text: str | float, allowed: Iterable[str], key: str,
     except TypeError as err:  # a function called with the wrong number of arguments
         raise ValueError(f"{key}: {text!r}: {err}") from None
     except RecursionError:  # a chain of about 1000 operations nests that deep
-        raise ValueError(f"{key}: the expression ({len(text)} characters) nests too deeply to "
-                         "read; write it with fewer operations (factor common terms)") from None
+        raise too_deep from None
     known = dict(known or {})
     for sub in sympy.preorder_traversal(expr):  # constant parts: exp(1000), 1/0, sqrt(-1)
         names = sorted(s.name for s in sub.free_symbols)

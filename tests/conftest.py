@@ -66,11 +66,17 @@ def cli_in_process(capsys):
 
 
 @pytest.fixture
-def saved_figures(monkeypatch):
-    """Figures passed to ``savefig``, kept for inspection (nothing is written)."""
+def saved_figures(monkeypatch, tmp_path):
+    """Figures passed to ``savefig``, kept for inspection (an empty file is written in their
+    stead, with ``tmp_path`` the working folder)."""
     import matplotlib.figure
 
     figures = []
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
-                        lambda fig, *args, **kwargs: figures.append(fig))
+
+    def save(fig, path, *args, **kwargs):
+        figures.append(fig)
+        Path(path).touch()
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", save)
     return figures

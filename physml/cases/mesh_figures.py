@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .figure_colours import clipping, colour_scale  # noqa: E402
+from .run_folder import save_figure  # noqa: E402
 
 
 def _subdivide(points: np.ndarray, cells: np.ndarray, values: np.ndarray
@@ -78,5 +79,5 @@ def plot_mesh_fields(points: np.ndarray, cells: np.ndarray, fields: dict[str, np
         fig.colorbar(art, ax=ax, shrink=0.7, extend=extend,
                      label=f"{name} [{unit}]" if unit else name)
     fig.suptitle(textwrap.fill(title, width=int(TITLE_CHARACTERS_PER_INCH * fig.get_figwidth())))
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 
-from ..datasets.store import atomic_write  # noqa: E402
+from .run_folder import atomic_write, save_figure  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def plot_snapshots(grid, times: list[float], states: list[np.ndarray], path: Pat
         ax.set_title(_time(times[i], units))
         _axis_labels(ax, gradient_axis, gradient, units)
     fig.colorbar(image, ax=axes[0].tolist(), label=units.field)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -179,7 +179,7 @@ def plot_tracked(records: list[dict], axis: int, path: Path,
     elif summaries:  # too many particles to name: the other lines still are
         left.legend(handles=summaries, fontsize=7, title=f"{len(tracks)} particles: a colour "
                     "each", title_fontsize=7)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -199,7 +199,7 @@ def plot_profile(x: np.ndarray, times: list[float], states: list[np.ndarray],
                  f"{_time(times[-1], units).removeprefix('t = ')}")
     ax.set(xlabel=f"x [{length}]", ylabel=units.field, title=title)
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 # a positive free energy falling by more than this factor is drawn on a log axis
@@ -226,5 +226,5 @@ def plot_free_energy(times, energy, path: Path, units: PlotUnits, energy_unit: s
            ylabel=f"free energy F [{energy_unit}]", title=title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

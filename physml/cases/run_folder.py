@@ -6,21 +6,24 @@ checkpoint's name, folder creation, the resolved ``config.yaml`` and the one lay
 A run folder is ``output.folder/<name>-<YYYYmmdd-HHMMSS>``; each kind documents the files it
 writes there. Its data files (checkpoint, ``config.yaml``, metrics, predictions) are written
 under a temporary name and renamed when complete, so an interrupted run never leaves a
-half-written one under its final name; figures are written in place and a re-run rewrites
-them.
+half-written one under its final name, and its figures the same way (:func:`save_figure`).
+What a run writes in place (its lock, appended records) it opens with :func:`open_own`. Either
+way, a link at a file's name (a run folder from someone else, resumed) is never written
+through.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import xarray as xr
@@ -40,6 +43,8 @@ from ..datasets.store import write_text as write_text
 from ..torch_files import load_checked
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from ..errors import NonFiniteLossError
     from ..solvers.errors import BlowUpError
 
@@ -207,8 +212,8 @@ def holding(folder: Path) -> Iterator[None]:
     a folder that does not exist (the run names it).
 
     Raises:
-        ValueError: another process holds the folder (naming its process id), or the folder
-            cannot be written.
+        ValueError: another process holds the folder (naming its process id), the folder
+            cannot be written, or its :data:`LOCK` is a link (:func:`open_own`).
     """
     locks = _system_locks()
     if locks is None:
@@ -328,7 +333,7 @@ def _held_lock(path: Path, locks: _Flock | _Locking) -> Iterator[None]:
     again: the lock must be on the file the path names."""
     while True:
         try:
-            handle = open(path, "a+")  # noqa: SIM115 (held for the whole run)
+            handle = open_own(path, "a+")  # held for the whole run
         except FileNotFoundError:
             yield
             return
@@ -362,6 +367,46 @@ def _held_lock(path: Path, locks: _Flock | _Locking) -> Iterator[None]:
             finally:
                 locks.release(path, handle)
             return
+
+
+def open_own(path: Path, mode: str) -> IO:
+    """``open(path, mode)`` for a file a run writes in place (its lock, the records it appends),
+    refused where ``path`` is a link (symbolic, or a second name of a file: a run folder from
+    someone else may hold one to a file of the user's, which writing through it would
+    overwrite) or not a plain file.
+
+    Raises:
+        ValueError: ``path`` is a link or not a plain file, naming it.
+        OSError: it cannot be opened (no folder, no permission).
+    """
+    refused = ValueError(f"{str(path)!r} is a link or not a plain file; a run writes only into "
+                         "files of its own: remove it, then run again")
+    if path.is_symlink():  # where the system has no O_NOFOLLOW (Windows)
+        raise refused
+    try:
+        handle = open(path, mode, opener=_not_following)  # noqa: SIM115 (the caller closes it)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.EMLINK):  # a symbolic link, put there meanwhile
+            raise refused from None
+        raise
+    info = os.fstat(handle.fileno())
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        handle.close()
+        raise refused
+    return handle
+
+
+def _not_following(path: str, flags: int) -> int:
+    """``os.open`` that does not follow a symbolic link at ``path`` (``O_NOFOLLOW``: it fails
+    with ``ELOOP``, or ``EMLINK`` on some BSDs), where the system has the flag."""
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
+
+
+def save_figure(fig: Figure, path: Path, **savefig: Any) -> None:
+    """Save the Matplotlib figure ``fig`` to ``path`` (``fig.savefig(path, **savefig)``, the
+    format by the suffix) with :func:`atomic_write`: a link at ``path`` is replaced, never
+    written through, and an interrupted save leaves the figure that was there."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, **savefig))
 
 
 def sweep_temporaries(folder: Path) -> None:

@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .run_folder import save_figure  # noqa: E402
+
 
 def plot_coefficients(history: list[dict], names: list[str], truth: dict[str, float],
                       path: Path, title: str = "", adam_steps: int = 0) -> None:
@@ -51,7 +53,7 @@ def plot_coefficients(history: list[dict], names: list[str], truth: dict[str, fl
                            label="Adam → L-BFGS" if ax is top else None)
         top.legend(fontsize=8)
     fig.suptitle(title)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -82,7 +84,7 @@ def plot_decay(times, deviation, expected_rate: float, tolerance: float, path: P
     for ax in (left, right):
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(title)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -122,5 +124,5 @@ def plot_convergence(levels: list[dict], observed: dict[str, float | None],
            ylabel="relative error of u_h - u (by quadrature)", title=title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
