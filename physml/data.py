@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .datasets.store import dataset_shards, open_hdf5, pdebench_layout, per_sample_coordinates
+from .solvers.dtypes import warp_dtype
 from .solvers.kept import LeastRecentlyUsed
 
 MAX_OPEN_SHARDS = 64
@@ -44,7 +45,8 @@ class FieldDataset(Dataset):
         split: the split of a folder ("train", "valid", "test").
         variable: the field to read.
         pairs: None for whole trajectories; ``k`` for pairs $(u_t, u_{t+k})$.
-        dtype: dtype of the returned tensors.
+        dtype: dtype of the returned tensors, float32 or float64, named as the solvers take
+            it (``"float32"``, ``np.float32``, ``torch.float32``, ``wp.float32``).
         allow_partial: read a dataset whose generation has not finished (no manifest).
         cache_bytes: bytes of decompressed trajectories kept per process for ``pairs``
             (default :data:`SAMPLE_CACHE_BYTES`); a split whose chunks are whole trajectories
@@ -76,9 +78,7 @@ class FieldDataset(Dataset):
         allow_partial: bool = False,
         cache_bytes: int | None = None,
     ) -> None:
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise ValueError(f"dtype={dtype!r}; pass a floating torch.dtype (torch.float32, "
-                             "torch.float64)")
+        dtype = getattr(torch, warp_dtype(dtype).__name__)  # named as the solvers take it
         if pairs is not None:
             try:
                 pairs = operator.index(pairs)  # ints, NumPy integers, 0-d integer arrays
@@ -116,6 +116,11 @@ class FieldDataset(Dataset):
                 "shuffled pairs decompress a whole trajectory for nearly every item (several to "
                 "80 times slower); pass a larger cache_bytes, or a sampler that visits a sample's "
                 "pairs together", stacklevel=2)
+
+    def __repr__(self) -> str:
+        return (f"FieldDataset(variable={self.variable!r}, samples={self.n_samples}, "
+                f"times={self.n_times}, pairs={self.pairs}, shards={len(self.files)}, "
+                f"dtype={self.dtype})")
 
     @property
     def n_samples(self) -> int:

@@ -22,16 +22,21 @@ import numpy as np
 import torch
 
 from ._version import __version__
+from .solvers.errors import refuse_grad
 from .torch_files import load_checked
 from .train.pinn import DTYPES, PINNField, points_tensor, predict
 
 
 class TrainedModel:
     """A trained field $u(X)$: rows of inputs ``(n, d_in)`` (space then time, names in
-    ``inputs``) to ``(n,)`` for one output, else ``(n, m)`` (names in ``outputs``).
+    ``inputs``; a NumPy array, nested lists or a tensor) to a NumPy array, ``(n,)`` for one
+    output, else ``(n, m)`` (names in ``outputs``), computed without gradients. A tensor that
+    requires grad is refused: for gradients call ``model.field(X)`` on a tensor ``X``
+    ``(n, d_in)`` of ``model.dtype`` on ``model.device``, which gives an ``(n, m)`` tensor.
 
     Attributes:
-        field: the ``torch.nn.Module`` (network, embedding and output transform).
+        field: the ``torch.nn.Module`` (network, embedding and output transform),
+            differentiable in its input and its parameters.
         inputs, outputs: names of the columns.
         coefficients: the values of the problem's scalar coefficients.
         dtype, device: as trained.
@@ -62,7 +67,15 @@ class TrainedModel:
                    "coefficients": self.field.problem.coefficients.state_dict()}
         return _reloaded, (str(self.run_dir), str(self.device), weights)
 
+    def __repr__(self) -> str:
+        return (f"TrainedModel(inputs={self.inputs}, outputs={self.outputs}, "
+                f"steps={self.steps}, device='{self.device}', dtype={self.dtype}, "
+                f"run_dir={None if self.run_dir is None else str(self.run_dir)!r})")
+
     def __call__(self, X) -> np.ndarray:
+        refuse_grad(X, "X", "a TrainedModel's call (NumPy values)",
+                    f"model.field(X) gives the differentiable (n, {len(self.outputs)}) tensor "
+                    f"(X of shape (n, {len(self.inputs)}), {self.dtype}, on {self.device})")
         return predict(self.field, points_tensor(X, self.inputs, self.dtype, self.device))
 
     def _example(self) -> torch.Tensor:

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import qmc
 
 from ..solvers.errors import whole_number
 
@@ -67,6 +66,8 @@ def unit_points(n: int, d: int, kind: str, rng: np.random.Generator) -> np.ndarr
     if kind not in SAMPLERS:
         raise ValueError(f"unknown sampler {kind!r}; allowed: {', '.join(SAMPLERS)}")
     if kind == "sobol":
+        from scipy.stats import qmc  # on first use: SciPy's statistics take a second to import
+
         with warnings.catch_warnings():  # balance needs n = 2^m; the points stay low-discrepancy
             warnings.simplefilter("ignore", UserWarning)
             return qmc.Sobol(d, scramble=True, seed=int(rng.integers(2**63 - 1))).random(n)
@@ -105,6 +106,9 @@ class Geometry:
 
     dim: int
     bounds: np.ndarray
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dim={self.dim}, bounds={self.bounds.tolist()})"
 
     def inside(self, P: np.ndarray) -> np.ndarray:
         """Whether each point lies in the closed domain, shape ``(n,)``."""

@@ -231,6 +231,9 @@ class _Combined(Geometry):
                              f"{self.bounds[flat[0], 1]:g}: the domains only touch); it has no "
                              "interior")
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.a!r}, {self.b!r})"
+
     def parts(self):
         return list(self._parts)
 

@@ -178,6 +178,10 @@ class MeshDomain(Geometry):
         self._cell_cdf = np.cumsum(cell_measures) / cell_measures.sum()
         self._tolerance = 1e-9 * self.diameter
 
+    def __repr__(self) -> str:
+        return (f"MeshDomain(dim={self.dim}, vertices={self.mesh.n_vertices}, "
+                f"cells={self.mesh.n_cells}, bounds={self.bounds.tolist()})")
+
     def _facet_names(self) -> np.ndarray:
         """``(b,)`` the part name of every boundary facet (from the mesh's facet tags)."""
         names = np.full(len(self.facets), UNTAGGED, dtype=object)

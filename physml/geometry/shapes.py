@@ -40,23 +40,28 @@ class Box(Geometry):
 
     def __init__(self, lower: Sequence[float], upper: Sequence[float],
                  names: Sequence[str] | None = None) -> None:
+        kind = type(self).__name__  # errors name the constructor called (Rectangle, Interval)
         lower, upper = np.atleast_1d(np.asarray(lower, float)), np.atleast_1d(
             np.asarray(upper, float))
         if lower.shape != upper.shape or not 1 <= len(lower) <= 3:
-            raise ValueError(f"Box: lower {lower.tolist()} and upper {upper.tolist()} need "
+            raise ValueError(f"{kind}: lower {lower.tolist()} and upper {upper.tolist()} need "
                              "the same 1 to 3 entries")
         if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
-            raise ValueError(f"Box: lower {lower.tolist()} and upper {upper.tolist()} must be "
+            raise ValueError(f"{kind}: lower {lower.tolist()} and upper {upper.tolist()} must be "
                              "finite")
         if not np.all(upper > lower):
-            raise ValueError(f"Box: upper {upper.tolist()} must exceed lower {lower.tolist()}")
+            raise ValueError(f"{kind}: upper {upper.tolist()} must exceed lower {lower.tolist()}")
         self.dim = len(lower)
         self.bounds = np.stack([lower, upper], axis=1)
         default = [name for axis in range(self.dim) for name in BOX_FACES[axis]]
         self.names = list(names) if names is not None else default
         if len(self.names) != len(default) or len(set(self.names)) != len(default):
-            raise ValueError(f"Box: {len(default)} distinct face names needed (for "
+            raise ValueError(f"{kind}: {len(default)} distinct face names needed (for "
                              f"{', '.join(default)}), got {self.names}")
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(lower={self.bounds[:, 0].tolist()}, "
+                f"upper={self.bounds[:, 1].tolist()}, names={self.names})")
 
     def inside(self, P):
         slack = 1e-12 * self.diameter
@@ -109,21 +114,24 @@ class Box(Geometry):
         return normal
 
 
-def Interval(a: float, b: float,  # noqa: N802 - a constructor by its math name
-             names: Sequence[str] | None = None) -> Box:
+class Interval(Box):
     """The interval $[a, b]$: a one-dimensional :class:`Box` with ends ``left`` and ``right``
     (or ``names``, two)."""
-    return Box([a], [b], names)
+
+    def __init__(self, a: float, b: float, names: Sequence[str] | None = None) -> None:
+        super().__init__([a], [b], names)
 
 
-def Rectangle(lower: Sequence[float], upper: Sequence[float],  # noqa: N802
-              names: Sequence[str] | None = None) -> Box:
+class Rectangle(Box):
     """The rectangle $[a_1, b_1]\\times[a_2, b_2]$, ``lower`` $= (a_1, a_2)$, ``upper``
     $= (b_1, b_2)$: a 2D :class:`Box` (faces ``left``, ``right``, ``bottom``, ``top``, or
     ``names``, four in that order; the checks are :class:`Box`'s)."""
-    if len(lower) != 2:
-        raise ValueError(f"Rectangle: lower {list(lower)} needs 2 entries")
-    return Box(lower, upper, names)
+
+    def __init__(self, lower: Sequence[float], upper: Sequence[float],
+                 names: Sequence[str] | None = None) -> None:
+        if len(lower) != 2:
+            raise ValueError(f"Rectangle: lower {list(lower)} needs 2 entries")
+        super().__init__(lower, upper, names)
 
 
 class Ball(Geometry):
@@ -136,15 +144,20 @@ class Ball(Geometry):
     """
 
     def __init__(self, centre: Sequence[float], radius: float, name: str = "boundary") -> None:
+        kind = type(self).__name__  # errors name the constructor called (Disk)
         self.centre = np.asarray(centre, dtype=np.float64)
         if self.centre.ndim != 1 or len(self.centre) not in (2, 3):
-            raise ValueError(f"Ball: centre {self.centre.tolist()} needs 2 or 3 entries")
+            raise ValueError(f"{kind}: centre {self.centre.tolist()} needs 2 or 3 entries")
         if not np.isfinite(self.centre).all():
-            raise ValueError(f"Ball: centre {self.centre.tolist()} must be finite")
+            raise ValueError(f"{kind}: centre {self.centre.tolist()} must be finite")
         if not 0 < radius < np.inf:
-            raise ValueError(f"Ball: radius={radius} must be > 0 and finite")
+            raise ValueError(f"{kind}: radius={radius} must be > 0 and finite")
         self.radius, self.name, self.dim = float(radius), name, len(self.centre)
         self.bounds = np.stack([self.centre - radius, self.centre + radius], axis=1)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(centre={self.centre.tolist()}, radius={self.radius}, "
+                f"name={self.name!r})")
 
     def inside(self, P):
         return np.linalg.norm(P - self.centre, axis=1) <= self.radius * (1 + 1e-12)
@@ -180,12 +193,14 @@ class Ball(Geometry):
         return [BoundaryPart(self.name, measure, sample, normal, at)]
 
 
-def Disk(centre: Sequence[float], radius: float, name: str = "boundary") -> Ball:  # noqa: N802
+class Disk(Ball):
     """The disk $|x - c| \\le r$ of ``centre`` $c$ (two entries) and ``radius`` $r > 0$, its
     rim the boundary part ``name``: a 2D :class:`Ball` (the checks are :class:`Ball`'s)."""
-    if len(centre) != 2:
-        raise ValueError(f"Disk: centre {list(centre)} needs 2 entries")
-    return Ball(centre, radius, name)
+
+    def __init__(self, centre: Sequence[float], radius: float, name: str = "boundary") -> None:
+        if len(centre) != 2:
+            raise ValueError(f"Disk: centre {list(centre)} needs 2 entries")
+        super().__init__(centre, radius, name)
 
 
 def _overlapping_boxes(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -288,6 +303,9 @@ class Polygon(Geometry):
                                               for i in range(len(V))]
         self.dim = 2
         self.bounds = np.stack([V.min(axis=0), V.max(axis=0)], axis=1)
+
+    def __repr__(self) -> str:
+        return f"Polygon({len(self.vertices)} vertices, bounds={self.bounds.tolist()})"
 
     def _edges(self):
         A = self.vertices

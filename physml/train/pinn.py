@@ -34,6 +34,7 @@ from torch import nn
 
 from ..devices import Stopwatch, require_torch_device
 from ..errors import NonFiniteLossError, adam_can_step, all_finite
+from ..solvers.dtypes import warp_dtype
 from ..solvers.errors import is_real, whole_number
 from .balancing import FixedWeights
 from .distributed import average, average_gradients, from_first_rank, rank_and_world
@@ -100,8 +101,9 @@ class PINNTrainer:
         resample: "residual" (adaptive, RAD) or "random" (fresh batches, conditions too).
         eval_every: steps between evaluations against the reference.
         eval_shape: evaluation grid (points along each input, space then time).
-        device, dtype: where ("cpu", "cuda", "cuda:N") and in which precision (a value of
-            :data:`DTYPES`) to train.
+        device, dtype: where ("cpu", "cuda", "cuda:N") and in which precision to train:
+            float32 or float64, named as the solvers take it (``"float64"``, ``np.float64``,
+            ``torch.float64``, ``wp.float64``); the trainer's ``dtype`` is PyTorch's.
         seed: seed of the default sampler (the network is initialised by the caller).
 
     Counts are whole numbers: ``points``, ``condition_points``, ``lbfgs_history``,
@@ -165,9 +167,7 @@ class PINNTrainer:
         if not isinstance(hard_constraints, (bool, np.bool_)):
             raise ValueError(f"hard_constraints={hard_constraints!r} must be True or False")
         device = require_torch_device(device)
-        if dtype not in DTYPES.values():
-            raise ValueError(f"dtype={dtype!r} is not a training precision; allowed: "
-                             f"{', '.join(f'torch.{name}' for name in DTYPES)}")
+        dtype = DTYPES[warp_dtype(dtype).__name__]  # named as the solvers take it
         if not hard_constraints and getattr(problem, "needs_hard_constraints", False):
             raise ValueError(f"{type(problem).__name__} imposes its initial conditions through "
                              "its output transform only (no loss term holds them): train it "
