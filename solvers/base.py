@@ -105,6 +105,31 @@ class BuiltSolver:
         instead = None if self.GRADIENTS is None else self.GRADIENTS.format(name=name)
         refuse_grad(value, name, type(self).__name__, instead)
 
+    def warp_state(self) -> tuple[tuple[str, ...], dict]:
+        """The attributes holding Warp devices, arrays, launches or plans (not picklable), and
+        the keyword arguments :meth:`rebuild_warp_state` needs to make them again (none here:
+        a solver without Warp state pickles whole)."""
+        return (), {}
+
+    def rebuild_warp_state(self, **settings: Any) -> None:
+        """Make the attributes of :meth:`warp_state` again from the solver's settings."""
+
+    def __getstate__(self) -> dict:
+        """The solver's settings: everything but its Warp state (:meth:`warp_state`), with what
+        rebuilding that state needs."""
+        names, settings = self.warp_state()
+        state = {n: v for n, v in self.__dict__.items() if n not in names}
+        return {**state, "_warp_settings": settings}
+
+    def __setstate__(self, state: dict) -> None:
+        """Restore :meth:`__getstate__`'s settings and rebuild the Warp state on the same
+        device (Warp starts here quietly; a device this machine lacks is refused)."""
+        state = dict(state)
+        settings = state.pop("_warp_settings")
+        self.__dict__.update(state)
+        warp_device(self.device)
+        self.rebuild_warp_state(**settings)
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name in self.__dict__.get("_fixed", ()):
             cls = type(self).__name__
@@ -248,19 +273,11 @@ class GridSolver(BuiltSolver):
         rebuilt one)."""
         return shallow_copy(self)
 
-    def __getstate__(self) -> dict:
-        """Everything but the Warp state of :data:`_SHARED_ON_COPY` (which holds Warp
-        devices and arrays, not picklable), plus the stage kernels' host threads."""
-        state = {n: v for n, v in self.__dict__.items() if n not in self._SHARED_ON_COPY}
-        return {**state, "_threads": self.stages.threads}
+    def warp_state(self) -> tuple[tuple[str, ...], dict]:
+        """:data:`_SHARED_ON_COPY`, rebuilt with the stage kernels' host threads."""
+        return self._SHARED_ON_COPY, {"threads": self.stages.threads}
 
-    def __setstate__(self, state: dict) -> None:
-        """Restore :meth:`__getstate__`'s settings and rebuild the Warp state on the same
-        device (Warp starts here quietly; a device this machine lacks is refused)."""
-        state = dict(state)
-        threads = state.pop("_threads")
-        self.__dict__.update(state)
-        warp_device(self.device)
+    def rebuild_warp_state(self, threads: int | None) -> None:
         self._build_arrays(threads)
 
     # ----------------------------------------------------------------------------- parameters

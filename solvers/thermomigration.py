@@ -63,11 +63,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import warp as wp
 
+from .base import BuiltSolver
 from .cahn_hilliard_kernels import (
     RowLaunch,
     add_kernel,
@@ -79,7 +80,7 @@ from .cahn_hilliard_kernels import (
 )
 from .checks import check_counts, finite_state, require
 from .dtypes import warp_dtype
-from .errors import BlowUpError, whole_number
+from .errors import BlowUpError, is_real, whole_number
 from .free_energy import GAS_CONSTANT, FreeEnergy
 from .grid import BCKind, BoundaryConditions, Grid, periodic
 from .runtime import warp_device
@@ -135,7 +136,7 @@ class Units:
 # ---------------------------------------------------------------------------------------------
 
 
-class ThermomigrationSolver:
+class ThermomigrationSolver(BuiltSolver):
     """Cahn–Hilliard with thermomigration; see the module docstring for the equations.
 
     Args:
@@ -173,7 +174,29 @@ class ThermomigrationSolver:
             (default: every available core, on grids large enough to gain from it); results
             do not depend on it.
         check_every: steps between NaN/Inf checks.
+
+    ``kappa``, ``heat_of_transport``, ``stabilisation``, ``tolerance``, ``dt_max`` and
+    ``check_every`` may be set on a built solver: each is checked, and the coefficients made
+    from them derived again, when the next :meth:`rollout` or :meth:`run` starts. The rest
+    (grid, bc, free_energy, device, dtype, units, the temperature the solver holds, ...) is
+    read-only (:class:`~physml.solvers.base.BuiltSolver`): build a new solver to change them.
+    It has no differentiable counterpart: a tensor that requires grad is refused.
+
+    A solver pickles (into a ``DataLoader`` worker, say) as its settings and the temperature
+    it holds (with a ``HeatConductionTemperature``, its heat solver and the heat steps taken
+    so far); the unpickled one rebuilds its Warp arrays and FFT plans on the same device and
+    steps bitwise as the original. ``copy.copy`` and ``copy.deepcopy`` do the same: the copy
+    has Warp arrays of its own. The adaptive step of :meth:`run` and its error history belong
+    to the call, not the solver: a run continued by another call passes ``dt0`` and
+    ``error_scale``.
     """
+
+    parameter_names: ClassVar[tuple[str, ...]] = ("kappa", "heat_of_transport")
+    SETTABLE = ("stabilisation", "tolerance", "dt_max", "check_every")
+    GRADIENTS = None
+    _WARP_STATE: ClassVar[tuple[str, ...]] = (
+        "periodic_axes", "_shape3", "_launch", "_faces", "_flux", "_lap", "_euler", "_error",
+        "_row_errors", "_p", "_spectral", "_q", "_T")
 
     def __init__(
         self,
@@ -204,37 +227,57 @@ class ThermomigrationSolver:
                         f"(neumann 0), got {side.kind.name.lower()} {side.value:g}")
         require(all(n >= 3 for n in grid.shape),
                 f"grid shape={grid.shape}: every axis needs >= 3 cells for the 4th-order stencil")
-        require(np.isfinite(kappa) and kappa >= 0, f"kappa={kappa} must be >= 0 J m^2/mol")
-        require(np.isfinite(heat_of_transport), "heat_of_transport must be finite (J/mol)")
-        require(np.isfinite(tolerance) and tolerance > 0, f"tolerance={tolerance} must be > 0")
-        require(dt_max is None or dt_max > 0, f"dt_max={dt_max} must be > 0 s")
-        require(np.isfinite(stabilisation) and stabilisation >= 0.5,
-                f"stabilisation={stabilisation} must be a finite number >= 1/2")
-        self.kappa, self.heat_of_transport = float(kappa), float(heat_of_transport)
-        self.tolerance, self.dt_max = float(tolerance), dt_max
-        self.stabilisation = float(stabilisation)
-        self.check_every = whole_number(check_every, "check_every", 1)
         self.device, self.dtype = warp_device(device), warp_dtype(dtype)
         self.np_dtype = np.float64 if self.dtype == wp.float64 else np.float32
-        resolution = float(np.finfo(self.np_dtype).eps)
-        require(tolerance >= resolution,
-                f"tolerance={tolerance:g} is below what {dtype} resolves: each step rounds c to "
-                f"about {resolution:.1e} of max|c|; allowed: tolerance >= {resolution:.1e}"
-                + (" (or dtype float64)" if self.np_dtype == np.float32 else ""))
+        self.kappa, self.heat_of_transport = kappa, heat_of_transport  # a tensor with grad: refused
+        self.tolerance, self.dt_max = tolerance, dt_max
+        self.stabilisation, self.check_every = stabilisation, check_every
+        self._check_settings()
+        self.kappa, self.heat_of_transport = float(kappa), float(heat_of_transport)
+        self.tolerance, self.stabilisation = float(tolerance), float(stabilisation)
+        self.check_every = whole_number(check_every, "check_every", 1)
         self._temperature_source = temperature
         T0 = self._temperature_array(0.0)
         T_ref = float(np.mean(T0)) if T_ref is None else float(T_ref)
         require(T_ref > 0, f"T_ref={T_ref} must be > 0 K")
         self.units = Units(grid.dx[0], T_ref, float(free_energy.diffusion_coefficient(T_ref)))
-        padding = 3 - grid.ndim
-        self.periodic_axes = wp.vec3i(*[1] * padding + [int(self.bc.is_periodic(d))
-                                                        for d in range(grid.ndim)])
-        spacing = tuple(h / self.units.length for h in grid.dx)
-        inv_dx = [0.0] * padding + [1.0 / h for h in spacing]
-        self._kappa_scaled = self.kappa / (self.units.energy * self.units.length**2)
-        self._q = self._array([self._kappa_scaled, self.heat_of_transport / self.units.energy,
-                               *inv_dx])
-        self._shape3 = (1,) * padding + tuple(grid.shape)
+        self._initial_temperature = T0  # an evolving temperature is not asked back in time
+        self.temperature, self._temperature_time = T0, 0.0
+        self._build_arrays(threads, fft_backend)
+        self.fix_attributes()
+
+    def _check_settings(self) -> None:
+        """ValueError naming the first setting out of its range: what the constructor is
+        given, and what was set since, when a rollout or run starts."""
+        for name, low in (("kappa", 0.0), ("heat_of_transport", -np.inf)):
+            value = getattr(self, name)
+            require(is_real(value) and np.isfinite(value) and value >= low,
+                    f"{name}={value!r} must be a finite number"
+                    + (" >= 0 J m^2/mol" if low == 0 else " (J/mol)"))
+        tolerance, dt_max = self.tolerance, self.dt_max
+        require(is_real(tolerance) and np.isfinite(tolerance) and tolerance > 0,
+                f"tolerance={tolerance} must be > 0")
+        resolution = float(np.finfo(self.np_dtype).eps)
+        require(tolerance >= resolution,
+                f"tolerance={tolerance:g} is below what {np.dtype(self.np_dtype).name} "
+                f"resolves: each step rounds c to about {resolution:.1e} of max|c|; allowed: "
+                f"tolerance >= {resolution:.1e}"
+                + (" (or dtype float64)" if self.np_dtype == np.float32 else ""))
+        require(dt_max is None or (is_real(dt_max) and dt_max > 0),
+                f"dt_max={dt_max} must be > 0 s (or None: unlimited)")
+        require(is_real(self.stabilisation) and np.isfinite(self.stabilisation)
+                and self.stabilisation >= 0.5,
+                f"stabilisation={self.stabilisation} must be a finite number >= 1/2")
+        whole_number(self.check_every, "check_every", 1)
+
+    def _build_arrays(self, threads: int | None, fft_backend: str | None) -> None:
+        """The Warp arrays, kernel launches and FFT plans made from the grid, bc, free energy,
+        units, dtype and device, and the coefficients of :meth:`_derive_coefficients` (by the
+        constructor, and again by :meth:`__setstate__`)."""
+        grid, padding = self.grid, 3 - self.grid.ndim
+        self.__dict__["periodic_axes"] = wp.vec3i(*[1] * padding + [
+            int(self.bc.is_periodic(d)) for d in range(grid.ndim)])
+        self._threads, self._shape3 = threads, (1,) * padding + tuple(grid.shape)
         self._launch = RowLaunch(self._shape3, self.device, self.dtype, threads=threads)
         self._faces = [wp.zeros((3, *self._shape3), dtype=self.dtype, device=self.device)
                        for _ in range(3)]
@@ -243,13 +286,38 @@ class ThermomigrationSolver:
                                   for _ in range(2))
         self._error = wp.zeros(len(self._launch.chunks), dtype=self.dtype, device=self.device)
         self._row_errors: wp.array | None = None  # one per launched row of cells
-        self._p = self._array(free_energy.scaled_parameters(T_ref))
-        self._spectral = SpectralSolve(grid.shape, spacing,
+        self._p = self._array(self.free_energy.scaled_parameters(self.units.temperature))
+        self._spectral = SpectralSolve(grid.shape, tuple(h / self.units.length for h in grid.dx),
                                        tuple(self.bc.is_periodic(d) for d in range(grid.ndim)),
                                        self.device, fft_backend,
                                        workers=len(self._launch.chunks))
-        self._initial_temperature = T0  # an evolving temperature is not asked back in time
-        self._set_temperature(T0, 0.0)
+        self._derive_coefficients()
+
+    def _derive_coefficients(self) -> None:
+        """The scaled $\\kappa$ and $Q^*$ (``_q``, with the inverse cell widths), the face
+        coefficients and $s_2$ from ``kappa``, ``heat_of_transport``, ``stabilisation`` and
+        the temperature held; again when a rollout or run starts after one of them was set."""
+        inv_dx = [0.0] * (3 - self.grid.ndim) + [1.0 / (h / self.units.length)
+                                                  for h in self.grid.dx]
+        self._kappa_scaled = float(self.kappa) / (self.units.energy * self.units.length**2)
+        self._q = self._array([self._kappa_scaled,
+                               float(self.heat_of_transport) / self.units.energy, *inv_dx])
+        self._derived_from = (self.kappa, self.heat_of_transport, self.stabilisation)
+        self._set_temperature(self.temperature, self._temperature_time)
+
+    def _start(self) -> None:
+        """Check the settings and derive the coefficients again if one of them was set."""
+        self._check_settings()
+        if (self.kappa, self.heat_of_transport, self.stabilisation) != self._derived_from:
+            self._derive_coefficients()
+
+    def warp_state(self) -> tuple[tuple[str, ...], dict]:
+        """:data:`_WARP_STATE` (the settings and the temperature held are pickled), rebuilt
+        with the FFT backend it used."""
+        return self._WARP_STATE, {"fft_backend": self._spectral.backend}
+
+    def rebuild_warp_state(self, fft_backend: str | None) -> None:
+        self._build_arrays(self._threads, fft_backend)
 
     # ----------------------------------------------------------------------------- helpers
 
@@ -265,7 +333,7 @@ class ThermomigrationSolver:
         return T
 
     def _set_temperature(self, T: np.ndarray, t: float) -> None:
-        self.temperature, self._temperature_time = T, t
+        self.__dict__.update(temperature=T, _temperature_time=t)
         self._T = self._array((T / self.units.temperature).reshape(self._shape3))
         self._launch(face_coefficients_kernel,
                      [self._T, self._p, self._q, int(self.free_energy.kind), self._launch.shape,
@@ -413,6 +481,7 @@ class ThermomigrationSolver:
         """
         n_steps, save_every = check_counts(n_steps, save_every)
         require(np.isfinite(dt) and dt > 0, f"dt={dt} must be a positive number of seconds")
+        self._start()
         c = self.to_warp(c0)
         saved = [self.to_numpy(c)]
         self._update_temperature(0.0)  # whatever time a run before left it at
@@ -459,6 +528,7 @@ class ThermomigrationSolver:
                 good state.
         """
         require(np.isfinite(t_end) and t_end > t0, f"t_end={t_end} must be > t0={t0} s")
+        self._start()
         require(error_scale is None or (np.isfinite(error_scale) and error_scale >= 0),
                 f"error_scale={error_scale} must be a number >= 0 (or None: max|c0|)")
         require(dt0 is None or (np.isfinite(dt0) and dt0 > 0),
