@@ -137,8 +137,11 @@ def generate(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int | None = None,
+    status: Callable[[str], None] | None = None,
 ) -> dict:
-    """Generate (or resume) the dataset of ``spec`` in ``folder``; returns the manifest.
+    """Generate (or resume) the dataset of ``spec`` in ``folder``; returns the manifest:
+    ``pde``, ``samples`` (in all), ``split_samples`` (``{split: samples}``, 0 for an empty
+    split), ``physml_version`` and ``splits`` (``{split: shard file names}``).
 
     Args:
         spec: the validated spec (fields on a grid or a mesh, or linear systems).
@@ -149,9 +152,13 @@ def generate(
             worker would open a context of its own on it); 0 runs in this process.
         scheduler: address of an existing Dask scheduler (overrides ``workers``).
         overwrite: replace a complete dataset, or one of another spec.
-        progress: called with (samples done, samples in total).
+        progress: called with (samples done, samples in total), as each shard is written
+            (its samples are solved together: the count moves a shard at a time).
         batch_size: samples solved together (default: a whole shard); the dataset is the
             same for any value.
+        status: called with what runs while the count waits: ``"compiling kernels"``, then
+            ``"shard k/K in progress"`` before each shard solved in this process, or
+            ``"K shards in progress on Dask"``.
     """
     folder = Path(folder).resolve()  # workers of a scheduler have working folders of their own
     quiet_warp(device)
@@ -166,7 +173,7 @@ def generate(
     client = connect_scheduler(scheduler) if scheduler is not None else None
     try:
         return _generate(spec, folder, device, workers, client, overwrite, progress,
-                         batch_size, warm, writer)
+                         batch_size, warm, writer, status)
     finally:
         if client is not None:
             client.close()
@@ -174,7 +181,7 @@ def generate(
 
 def _generate(spec, folder: Path, device: str, workers: int | None, client, overwrite: bool,
               progress: Callable[[int, int], None] | None, batch_size: int | None,
-              warm: Callable, writer: Writer) -> dict:
+              warm: Callable, writer: Writer, status: Callable[[str], None] | None) -> dict:
     """:func:`generate` once the spec, the device and the scheduler (``client``) are checked:
     nothing is deleted before."""
     prepare_folder(spec, folder, overwrite)
@@ -194,17 +201,29 @@ def _generate(spec, folder: Path, device: str, workers: int | None, client, over
         if progress is not None:
             progress(count[0], total)
 
+    def say(text: str) -> None:
+        if status is not None:
+            status(text)
+
+    position = {t.path: k for k, t in enumerate(pending, start=1)}
+
+    def announced(task: ShardTask) -> str:  # in this process: each shard as it starts
+        say(f"shard {position[task.path]}/{len(pending)} in progress")
+        return writer(task)
+
     if progress is not None:
         progress(count[0], total)
     if pending:
+        say("compiling kernels")
         warm(spec, device)
         if workers is None and device != "cpu":
             workers = 0
         use_dask = client is not None or (workers != 0 and dask_available())
         if use_dask:
+            say(f"{len(pending)} shards in progress on Dask")
             run_on_dask(pending, done, workers or available_cores(), client, writer)
         else:
-            run_in_process(pending, done, writer)
+            run_in_process(pending, done, announced)
     missing = [t.path for t in tasks if not Path(t.path).exists()]
     if missing:
         raise ValueError(f"{len(missing)} shard(s) were not written, {missing[0]!r} the "
@@ -213,6 +232,8 @@ def _generate(spec, folder: Path, device: str, workers: int | None, client, over
     manifest = {
         "pde": spec.pde,
         "samples": total,
+        "split_samples": {s: sum(len(t.seeds) for t in tasks if t.split == s)
+                          for s in SPLITS},
         "physml_version": __version__,
         "splits": {s: sorted(Path(t.path).name for t in tasks if t.split == s)
                    for s in SPLITS},

@@ -5,7 +5,8 @@ One model for every field dataset:
 * dims ``sample``, ``time``, ``x``, ``y``, ``z`` (those that apply), in that order, for every
   field of every output (:func:`with_cf_metadata` puts them so);
 * a coordinate for every dim (cell centres for space, model time for ``time``, the sample's
-  random seed for ``sample``) and per-sample coordinates for swept parameters (``nu(sample)``);
+  number ``j`` for ``sample``: a generated sample draws from ``default_rng([seed, j])``) and
+  per-sample coordinates for swept parameters (``nu(sample)``);
 * one data variable per field (``u``);
 * CF ``long_name`` and ``units`` attributes on every variable and coordinate (UDUNITS
   spellings: ``s``, ``m``, ``m2 s-1``; ``1`` for dimensionless numbers and labels);
@@ -42,7 +43,8 @@ MANIFEST = "dataset.json"
 """The manifest ``physml datasets generate`` writes last: its presence means complete."""
 
 CF_METADATA: dict[str, tuple[str, str]] = {
-    "sample": ("random seed of the sample", "1"),
+    "sample": ("sample number j: its random draws come from numpy.random.default_rng([seed, "
+               "j]), seed the file's attribute", "1"),
     "time": ("model time", "s"),
     "x": ("x coordinate of the cell centre", "m"),
     "y": ("y coordinate of the cell centre", "m"),
@@ -257,7 +259,8 @@ def samples_dataset(
         states: shape ``(n_samples, n_times, *grid.shape)``.
         times: model times [s], shape ``(n_times,)``.
         grid: the grid.
-        seeds: the random seed of each sample, shape ``(n_samples,)``: the ``sample`` coordinate.
+        seeds: the number of each sample, shape ``(n_samples,)``: the ``sample`` coordinate
+            (a generated dataset's sample ``j`` draws from ``default_rng([seed, j])``).
         sample_coords: further per-sample coordinates (e.g. swept parameters).
         attrs: metadata.
         metadata: CF ``(long_name, units)`` of names beyond :data:`CF_METADATA`.

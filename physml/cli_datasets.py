@@ -1,6 +1,8 @@
 """``physml datasets generate SPEC --out FOLDER``: a benchmark dataset generated (or resumed)
-from a spec, with a progress display counting samples; a sample that blows up ends it with
-exit status 1, naming the shard and the sample's seed.
+from a spec, with a progress display counting samples (and saying what runs while the count
+waits: the kernels compiling, a shard being solved); a sample that blows up ends it with exit
+status 1, naming the shard and the sample's seed. The last line gives the samples of each
+split, after a warning (none with ``--quiet``) for a split that the spec's fractions leave empty.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def generate_command(args: argparse.Namespace) -> int:
                     RunProgress(spec.pde, total, console, args.quiet, interval)))
             shown[0].update(done, "samples")
 
+        def say(text: str) -> None:
+            if shown:
+                shown[0].update(shown[0].done, f"samples, {text}")
+
         try:
             manifest = generate(
                 spec,
@@ -65,6 +71,7 @@ def generate_command(args: argparse.Namespace) -> int:
                 scheduler=args.scheduler,
                 overwrite=args.overwrite,
                 progress=report,
+                status=say,
             )
         except FloatingPointError as err:  # a sample blew up: told after the progress display
             failure = err
@@ -76,5 +83,14 @@ def generate_command(args: argparse.Namespace) -> int:
     reader = (f"physml.datasets.linear_systems.read_systems({str(args.out / 'train')!r})"
               if isinstance(spec, LinearSystemSpec)
               else f"physml.io.open_dataset({str(args.out)!r}, split='train')")
-    print(f"wrote {manifest['samples']} samples to {args.out} (open with {reader})")
+    counts = manifest["split_samples"]
+    for split, count in counts.items():
+        if count == 0 and getattr(spec.splits, split) > 0 and not args.quiet:
+            print(f"physml: warning: split {split!r} is empty: {spec.samples} samples per "
+                  f"parameter combination at the fraction {getattr(spec.splits, split):g} give "
+                  "it none (README, 'Benchmark datasets'); raise the spec's samples or --samples",
+                  file=sys.stderr)
+    split_counts = ", ".join(f"{split} {count}" for split, count in counts.items())
+    print(f"wrote {manifest['samples']} samples ({split_counts}) to {args.out} (open with "
+          f"{reader})")
     return 0

@@ -678,7 +678,7 @@ def test_a_run_that_fails_leaves_no_empty_run_folder(tmp_path, monkeypatch):
         raise RuntimeError("solver failed")
 
     monkeypatch.setattr(registry, "run_case", failing)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="^solver failed$"):
         cli.main(["run", "burgers", f"output.folder={tmp_path}", "--quiet"])
     assert not any(tmp_path.iterdir())
 
@@ -755,7 +755,7 @@ def test_a_folder_that_cannot_be_written_is_named_before_the_run(tmp_path, monke
 
     for error, reason in ((PermissionError(13, "Permission denied"), "permission denied"),
                           (OSError(30, "Read-only file system"), "read-only file system")):
-        def denied(path, mode, error=error):
+        def denied(path, mode, error=error, **_):
             raise error
 
         monkeypatch.setattr(run_folder, "open", denied, raising=False)
@@ -1066,3 +1066,296 @@ def test_a_moe_case_whose_least_squares_systems_exceed_memory_is_refused(monkeyp
     load_case("moe_diffusion_sorption", [*cpu, "constraint.method=soft"])
     load_case("moe_diffusion_sorption", [*hard, "device=cuda"])
     load_case("moe_diffusion_sorption", [*hard, "training.batch=1"])  # 1.4 GiB
+
+
+POSIX_LINKS = pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need rights "
+                                 "on Windows")
+
+
+@POSIX_LINKS
+@pytest.mark.parametrize("link", [os.symlink, os.link])
+def test_a_lock_file_planted_as_a_link_is_refused_and_its_target_left(tmp_path, capsys, link):
+    """A run folder from someone else with ``.physml-run.lock`` a link to a file of the
+    user's: resuming it wrote the process id over that file."""
+    from physml import cli
+    from physml.cases.run_folder import LOCK
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(load_case("burgers").to_yaml())
+    (folder / "checkpoint.pt").write_bytes(b"")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("IMPORTANT")
+    link(victim, folder / LOCK)
+    assert cli.main(["run", "burgers", "--resume", str(folder), "--quiet"]) == 2
+    assert (f"{str(folder / LOCK)!r} is a link or not a plain file; a run writes only into "
+            "files of its own") in capsys.readouterr().err
+    assert victim.read_text() == "IMPORTANT"
+
+
+@POSIX_LINKS
+def test_a_figure_planted_as_a_link_is_replaced_and_its_target_left(tmp_path):
+    """A resumed run draws its figures again: through a link in the folder it overwrote the
+    file the link named."""
+    from physml.cases.figures import plot_losses
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("IMPORTANT")
+    (tmp_path / "losses.png").symlink_to(victim)
+    plot_losses([{"step": 0, "loss_pde": 1.0}, {"step": 1, "loss_pde": 0.5}],
+                tmp_path / "losses.png")
+    assert victim.read_text() == "IMPORTANT"
+    assert not (tmp_path / "losses.png").is_symlink()
+    assert (tmp_path / "losses.png").read_bytes().startswith(b"\x89PNG")
+    assert {p.name for p in tmp_path.iterdir()} == {"losses.png", "victim.txt"}
+
+
+@POSIX_LINKS
+def test_the_frames_of_a_heat_run_planted_as_a_link_are_neither_cut_nor_appended_to(tmp_path):
+    import numpy as np
+
+    from physml.cases.mesh_pde_heat import FRAMES, append_frame, kept_frames
+
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"IMPORTANT" * 8)
+    (tmp_path / FRAMES).symlink_to(victim)
+    message = re.escape(f"{str(tmp_path / FRAMES)!r} is a link or not a plain file")
+    with pytest.raises(ValueError, match=message):
+        kept_frames(tmp_path, 1, 2)  # on --resume: the frames after the checkpoint's dropped
+    with pytest.raises(ValueError, match=message):
+        append_frame(tmp_path, np.zeros(2))
+    assert victim.read_bytes() == b"IMPORTANT" * 8
+
+
+@pytest.mark.parametrize("override, printed", [
+    ("output.folder=a&calc", "output.folder=a^&calc"),
+    ("output.folder=a|b>c<d", "output.folder=a^|b^>c^<d"),
+    ("output.folder=%TEMP%^(1)!", "output.folder=^%TEMP^%^^^(1^)^!"),
+    ('output.folder=a "b" & calc', r'^"output.folder=a \^"b\^" ^& calc^"'),
+])
+def test_the_resume_command_keeps_characters_cmd_acts_on_from_it(monkeypatch, override,
+                                                                  printed):
+    """On Windows a ``&`` in an override (or a case name, or the run folder's) started a
+    second command when the printed line was pasted into ``cmd.exe``: each character cmd.exe
+    acts on is escaped by a ``^``, which cmd.exe removes."""
+    import argparse
+
+    from physml import cli_cases
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    args = argparse.Namespace(case=Path("a&b.yaml"), overrides=[override])
+    assert cli_cases._resume_command(args, Path(r"runs\a&b-1")) == (
+        rf"physml run a^&b.yaml {printed} --resume runs\a^&b-1")
+
+
+GEODESIC = {"kind": "mesh_pde", "name": "geodesic_lshape", "mesh": {"domain": "l_shape", "h": 0.3},
+            "pde": {"name": "geodesic", "source_point": [0.0, 0.0]}}
+TENG_TINY = ["domain.y=null", "conditions.initial.kind=sine", "model.width=8", "model.depth=2",
+             "training.points=64", "training.subsample=64", "training.iterations=2",
+             "training.dt=0.05", "training.initial_points=128", "domain.t=[0, 0.1]",
+             "evaluation.nx=32", "evaluation.times=[0.1]", "evaluation.threshold=1.0e-2"]
+MOE_TINY = ["variant=cpu", "problem.nx=8", "problem.nt=8", "problem.train=2", "problem.test=1",
+            "model.basis=3", "model.width=4", "model.modes=[2, 2]", "training.iterations=2",
+            "training.batch=2"]
+SUMMARY_RUNS = [  # the cheapest run of each kind (and of each mesh PDE), its relative L2 key
+    ("helmholtz", ["training.adam.steps=2", "training.collocation.points=16",
+                   "training.collocation.boundary_points=16", "model.width=4", "model.depth=1",
+                   "evaluation.nx=10", "evaluation.nt=10"], "rel_l2"),
+    ("burgers_inverse", ["training.adam.steps=2", "training.lbfgs.steps=0",
+                         "training.collocation.points=64", "evaluation.grid=[9, 5]",
+                         "model.width=4", "model.depth=1", "observations.points=20",
+                         "observations.solve.nx=64"], "rel_l2"),
+    pytest.param("teng_heat", TENG_TINY, "rel_l2",
+                 marks=pytest.mark.slow),  # the reference solve: ~10 s
+    ("poisson_lshape", ["mesh.h=0.3", "refine=[]"], "rel_l2"),
+    ("heat_surface", ["mesh.h=0.4", "time.steps=4", "time.save_every=2"], None),
+    ("shape_poisson", ["mesh.h=0.3", "optimisation.steps=2"], None),
+    (GEODESIC, [], None),
+    ("thermomigration_fe_c", ["grid.shape=[20]", "time.end=900.0", "time.saves=3"], None),
+    ("moe_diffusion_sorption", MOE_TINY, "rel_l2"),
+    ("pcg_poisson", ["variant=tiny", "training.steps=2"], None),
+]
+
+
+@pytest.mark.parametrize("name, overrides, error", SUMMARY_RUNS)
+def test_every_kind_s_summary_has_the_time_the_verdict_and_the_error_under_one_name(
+        tmp_path, name, overrides, error):
+    """A script comparing runs found the wall time under three names (or none), the error of
+    ``moe`` as ``test_rel_l2``, no ``passed`` in Poisson and thermomigration runs, and no
+    ``units`` in a shape optimisation's."""
+    import json
+
+    from physml.cases.registry import run_case
+
+    output = {"folder": str(tmp_path), "figures": False}
+    case = (validate_case({**name, "output": output}, "case") if isinstance(name, dict)
+            else load_case(name, [*overrides, f"output.folder={tmp_path}",
+                                  "output.figures=false"]))
+    folder, summary = run_case(case, tmp_path)
+    assert json.loads((folder / "metrics.json").read_text())["summary"] == json.loads(
+        json.dumps(summary))
+    assert summary["wall_s"] > 0
+    assert {"threshold", "passed"} <= set(summary)
+    assert (summary["passed"] is None) == (summary["threshold"] is None)
+    if error is not None:
+        assert 0 <= summary[error] < 10 and "test_rel_l2" not in summary
+    if case.kind in ("mesh_pde", "thermomigration"):
+        assert "wall_s" in summary["units"]
+
+
+def test_the_interface_jump_figure_draws_the_reference_on_the_sample_that_jumps_most(
+        tmp_path, monkeypatch):
+    """It drew the prediction's jump on the first test sample alone, no reference, while the
+    summary compared the largest jump over the samples with the reference's."""
+    import numpy as np
+    import torch
+    import xarray as xr
+
+    from physml.cases import moe
+    from physml.constraints import BlockRouter, interface_jump
+
+    router = BlockRouter((4, 8), (1, 2))
+    reference = torch.linspace(0, 1, 8, dtype=torch.float64).expand(3, 4, 8).clone()  # no jump
+    u = reference.clone()
+    u[1, :, 4:] += torch.tensor([1e-3, 2e-3, 4e-3, 8e-3])[:, None]  # sample 1 jumps most
+    u[2, :, 4:] += 1e-4
+    drawn = {}
+    monkeypatch.setattr(moe, "save_figure", lambda fig, path, **kw: drawn.update(fig=fig))
+    times = xr.DataArray(np.arange(4.0), dims="time", attrs={"units": "s"})
+    moe.plot_interface_jump(u, reference, router, times, np.array([10, 11, 12]),
+                            tmp_path / "interface_jump.png")
+    ax = drawn["fig"].axes[0]
+    assert "test sample 11" in ax.get_title()
+    lines = {line.get_label(): line.get_ydata() for line in ax.get_lines()}
+    prediction, ref = (lines[f"{whose}, x interface at cell 4"]
+                       for whose in ("prediction", "reference"))
+    assert max(prediction) == pytest.approx(float(interface_jump(u, router).max()))
+    assert max(ref) < 1e-12 and "reference, largest over the test samples" in lines
+
+
+def test_a_shape_run_s_final_figures_are_its_last_history_record(tmp_path):
+    """``loss_final`` and ``match_final`` were taken after the last update, the history and
+    losses.png ended before it; ``loss_drop`` was the match term's ratio under the loss's
+    name."""
+    import json
+
+    from physml.cases.registry import run_case
+
+    case = load_case("shape_poisson", ["mesh.h=0.3", "optimisation.steps=3",
+                                       f"output.folder={tmp_path}", "output.figures=false"])
+    folder, summary = run_case(case, tmp_path)
+    history = json.loads((folder / "metrics.json").read_text())["history"]
+    assert [r["step"] for r in history] == [0, 1, 2, 3]  # the updates done
+    first, last = history[0], history[-1]
+    assert (summary["loss_initial"], summary["match_initial"]) == (first["loss"],
+                                                                   first["loss_match"])
+    assert (summary["loss_final"], summary["match_final"], summary["quality_final"]) == (
+        last["loss"], last["loss_match"], last["loss_quality"])
+    assert summary["match_drop"] == first["loss_match"] / last["loss_match"]
+    assert "loss_drop" not in summary and summary["threshold"] == 100.0
+    assert summary["units"]["match_drop"] == "match_initial / match_final"
+
+
+@pytest.mark.parametrize("name, overrides, status", [
+    ("burgers", ["training.adam.steps=2", "training.lbfgs.steps=0", "evaluation.every=2",
+                 "evaluation.nx=16", "evaluation.nt=8", "training.collocation.points=64"],
+     "solving the reference (Warp compiles its kernels on a first run)"),
+    ("pcg_poisson", ["variant=tiny", "training.steps=2"],
+     "benchmarking 6 preconditioners on 2 test systems"),
+])
+def test_a_phase_outside_the_steps_is_named_in_the_progress(tmp_path, name, overrides, status):
+    """The progress line repeated 'burgers 0/400' for minutes while Warp compiled and the
+    reference was solved, and 'pcg_poisson 20/20 loss ...' while the preconditioners were
+    benchmarked, saying nothing else."""
+    from physml.cases.registry import run_case
+
+    records = []
+    case = load_case(name, [*overrides, f"output.folder={tmp_path}", "output.figures=false"])
+    run_case(case, on_step=records.append)
+    told = [k for k, r in enumerate(records) if r.get("status", "").startswith(status)]
+    assert len(told) == 1 and "step" not in records[told[0]], records
+    steps = [k for k, r in enumerate(records) if "step" in r]
+    assert (told[0] < steps[0]) if name == "burgers" else (told[0] > steps[-1])
+
+
+def test_an_inverse_run_folder_holds_the_observations_it_was_fitted_to(tmp_path):
+    """observations.h5 held the solved field only: not the points drawn from it, their noisy
+    values nor the noise, so the fit could not be inspected from the run folder."""
+    import numpy as np
+    import xarray as xr
+
+    from physml.cases.registry import run_case
+    from physml.train.observations import read_observations
+
+    records = []
+    case = load_case("burgers_inverse", [
+        "training.adam.steps=2", "training.lbfgs.steps=0", "training.collocation.points=64",
+        "evaluation.grid=[9, 5]", "model.width=4", "model.depth=1", "observations.points=20",
+        "observations.solve.nx=64", "observations.solve.n_saves=5",
+        f"output.folder={tmp_path}", "output.figures=false"])
+    folder, _ = run_case(case, on_step=records.append)
+    assert records[0] == {"status": "solving the observations (Warp compiles its kernels on a "
+                                    "first run)"}
+    path = folder / "observations.h5"
+    drawn = read_observations(path, "u", ("x", "t"), 20, 0.01, 0)  # as the run drew them
+    with xr.open_dataset(path) as ds:
+        assert ds["u"].dims == ("time", "x")  # the solved field is kept
+        observed = ds["observed_u"]
+        assert observed.dims == ("observation",) and observed.sizes["observation"] == 20
+        assert (observed.attrs["noise"], observed.attrs["seed"]) == (0.01, 0)
+        assert observed.attrs["units"] == ds["u"].attrs["units"] == "m s-1"
+        assert ds["observed_time"].attrs["units"] == "s" and ds["observed_x"].attrs["units"] == "m"
+        np.testing.assert_array_equal(observed, drawn.values[:, 0])
+        np.testing.assert_array_equal(np.stack([ds["observed_x"], ds["observed_time"]], axis=1),
+                                      drawn.points)
+        for name in ("observed_u", "observed_x", "observed_time"):
+            assert {"long_name", "units"} <= set(ds[name].attrs), name
+
+
+def test_predictions_on_a_disk_mark_the_points_outside_it(tmp_path):
+    """predictions.h5 of heat_disk held NaN at a quarter of its points, with no mask and no
+    word of it in the file."""
+    import numpy as np
+    import xarray as xr
+
+    from physml.cases.registry import run_case
+
+    case = load_case("heat_disk", [
+        "training.adam.steps=2", "training.lbfgs.steps=0", "training.collocation.points=32",
+        "training.collocation.boundary_points=16", "evaluation.every=2",
+        "evaluation.grid=[9, 9, 3]", "model.width=4", "model.depth=1",
+        f"output.folder={tmp_path}", "output.figures=false"])
+    folder, _ = run_case(case)
+    with xr.open_dataset(folder / "predictions.h5") as ds:
+        inside = ds["inside"]
+        assert inside.dtype == bool and inside.dims == ds["prediction"].dims
+        assert "lies in the domain" in inside.attrs["long_name"]
+        assert 0 < int((~inside).sum()) < inside.size
+        for name in ("prediction", "reference", "error"):
+            np.testing.assert_array_equal(np.isfinite(ds[name]), inside)
+
+
+def test_the_legend_of_the_losses_covers_no_curve(tmp_path, monkeypatch):
+    """loc='best' put the legend over the relative L2 curve of a short helmholtz run."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from physml.cases import figures
+
+    history = [{"step": s, "loss_residual": 10 * np.exp(-s / 40), "loss_dirichlet": 0.1,
+                "weights": {"residual": 1.0 + s, "dirichlet": 1.0},
+                **({"rel_l2": np.exp(-s / 300)} if s % 50 == 0 else {})}
+               for s in range(0, 151, 10)]
+    drawn, close = [], plt.close
+    monkeypatch.setattr(plt, "close", drawn.append)  # the figure, kept open
+    figures.plot_losses(history, tmp_path / "losses.png", "helmholtz", adam_steps=100,
+                        resample_every=20)
+    (fig,) = drawn
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert len(fig.axes) == 2  # the weights panel too
+    for ax in fig.axes:
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not legend.overlaps(ax.get_window_extent(renderer))
+        assert fig.bbox.contains(legend.x1 - 1, legend.y0 + 1)  # not cut off
+    close(fig)

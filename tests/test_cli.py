@@ -275,8 +275,9 @@ def test_a_new_grid_pde_is_one_solver_class_plus_one_registry_line(monkeypatch, 
                             (2 * np.pi,), "periodic", {"a": 1.0, "kappa": 0.1}, np.sin, 1.0)
     monkeypatch.setitem(problems.PROBLEMS, "advection_diffusion1d", line)
     out = tmp_path / "u.h5"
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_:
         main(["solve", "advection_diffusion1d", "--kappa=inf", "--out", str(out)])
+    assert exit_.value.code == 2
     assert main(["solve", "advection_diffusion1d", "--kappa", "-1", "--out", str(out),
                  "--quiet"]) == 2
     assert main(["solve", "advection_diffusion1d", "--nx", "128", "--kappa", "0.2", "--n-saves",
@@ -514,8 +515,8 @@ def test_results_go_to_stdout_and_log_lines_are_not_wrapped(tmp_path, monkeypatc
     assert main(["datasets", "generate", str(spec), "--out", str(deep / "d"), "--workers",
                  "0"]) == 0
     printed = capsys.readouterr()
-    assert printed.out == (f"wrote 1 samples to {deep / 'd'} (open with physml.io.open_dataset("
-                           f"{str(deep / 'd')!r}, split='train'))\n")
+    assert printed.out == (f"wrote 1 samples (train 1, valid 0, test 0) to {deep / 'd'} (open "
+                           f"with physml.io.open_dataset({str(deep / 'd')!r}, split='train'))\n")
     assert "wrote" not in printed.err
 
 
@@ -530,7 +531,7 @@ def test_a_shape_run_that_tangles_its_mesh_keeps_its_steps_and_is_not_resumed(tm
     assert cli_in_process("run", "shape_poisson", *overrides, "--quiet").returncode == 1
     (folder,) = tmp_path.iterdir()
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert [record["step"] for record in metrics["history"]] == [1]  # the update that tangled
+    assert [record["step"] for record in metrics["history"]] == [0]  # the start; update 1 tangled
     summary = metrics["summary"]
     assert summary["stopped"] == (folder / "stopped.txt").read_text().strip()
     assert summary["stopped"].startswith("the update of step 1 tangled the mesh (folded cells")
@@ -543,3 +544,31 @@ def test_a_shape_run_that_tangles_its_mesh_keeps_its_steps_and_is_not_resumed(tm
     assert resumed.stderr.endswith("; a resume would replay the same steps into the same "
                                    "failure: change the case (a lower learning rate or time "
                                    "step) and start a new run\n")
+
+
+def test_datasets_generate_gives_each_split_s_samples_and_warns_of_an_empty_one(tmp_path,
+                                                                             capsys):
+    """6 samples came out all train with 'wrote 6 samples' and no word of the empty valid and
+    test splits; the progress line repeated '0/6 samples' while the kernels compiled and the
+    shard was solved."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("pde: advection1d\ngrid: [16]\nparameters: {beta: 0.5}\nt_end: 0.1\n"
+                    "n_saves: 3\ninitial_condition: {kind: pdebench_sines}\nsamples: 3\n")
+    assert main(["datasets", "generate", str(spec), "--out", str(tmp_path / "d"), "--workers",
+                 "0", "--log-every", "0"]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.startswith(f"wrote 3 samples (train 3, valid 0, test 0) to {tmp_path}")
+    lines = printed.err.splitlines()
+    assert any(line.endswith("advection1d 0/3 samples, compiling kernels") for line in lines)
+    assert any(line.endswith("advection1d 0/3 samples, shard 1/1 in progress")
+               for line in lines)
+    for split in ("valid", "test"):
+        assert f"physml: warning: split '{split}' is empty: 3 samples per parameter " \
+            "combination at the fraction 0.1 give it none" in printed.err
+    assert "split 'train'" not in printed.err
+
+
+def test_python_m_physml_is_the_command():
+    result = subprocess.run([sys.executable, "-m", "physml", "--version"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("physml ")

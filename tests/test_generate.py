@@ -267,7 +267,10 @@ def test_split_sizes_are_the_largest_remainders(tmp_path, samples, fractions, si
 
 
 def test_every_sample_has_its_own_initial_condition_from_its_seed(tmp_path):
+    """Sample j's u0 is the spec's initial condition drawn from default_rng([spec.seed, j]):
+    a spec differing only in its seed gives other data."""
     from physml.datasets.grid_samples import initial_state
+    from physml.datasets.initial_conditions import INITIAL_CONDITIONS
 
     spec = load_spec(write_spec(tmp_path))
     generate(spec, tmp_path / "d", workers=0)
@@ -275,8 +278,12 @@ def test_every_sample_has_its_own_initial_condition_from_its_seed(tmp_path):
     grid = Grid((32,), (0.0,), (1.0,))
     u0 = train["u"].isel(time=0).values
     assert len({row.tobytes() for row in u0}) == len(u0)
+    (tmp_path / "other").mkdir()
+    other = load_spec(write_spec(tmp_path / "other", **{"seed: 7": "seed: 8"}))
     for k, seed in enumerate(train["sample"].values):
-        np.testing.assert_allclose(u0[k], initial_state(spec, grid, int(seed)), rtol=1e-6)
+        drawn = INITIAL_CONDITIONS["pdebench_sines"](grid, np.random.default_rng([7, int(seed)]))
+        np.testing.assert_allclose(u0[k], drawn, rtol=1e-6)
+        assert not np.allclose(initial_state(other, grid, int(seed)), u0[k])
 
 
 def test_automatic_implicit_diffusion_meets_its_tolerance_against_a_fine_reference(tmp_path):
@@ -663,3 +670,19 @@ def test_a_sample_that_blows_up_exits_1_naming_its_seed_and_the_keys_that_change
                             text=True, timeout=300)
     assert result.returncode == 1, result.stderr
     assert result.stderr.count(named) == 1, result.stderr
+
+
+def test_the_manifest_counts_each_split_and_a_shard_in_progress_is_told(tmp_path):
+    """The count moves a shard at a time (its samples are solved together): it stayed at 0
+    for minutes while the kernels compiled and the first shard was solved, saying nothing
+    else; and an empty split was told only by the reader's refusal."""
+    spec = load_spec(write_spec(tmp_path, nx=16, **{"samples: 10": "samples: 4"}))
+    told = []
+    manifest = generate(spec, tmp_path / "d", workers=0,
+                        progress=lambda done, total: told.append(f"{done}/{total}"),
+                        status=told.append)
+    # 4 samples per beta at 0.8/0.1/0.1: 3 train, 1 valid, 0 test; one shard each
+    assert manifest["split_samples"] == {"train": 6, "valid": 2, "test": 0}
+    assert told == ["0/8", "compiling kernels", "shard 1/4 in progress", "3/8",
+                    "shard 2/4 in progress", "6/8", "shard 3/4 in progress", "7/8",
+                    "shard 4/4 in progress", "8/8"]

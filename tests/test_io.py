@@ -701,12 +701,28 @@ def test_a_field_dataset_refuses_a_dtype_or_pairs_of_another_kind(tmp_path):
     grid = Grid((8,), (0.0,), (1.0,))
     ds = io.samples_dataset(np.zeros((3, 4, 8)), np.arange(4.0), grid, np.arange(3))
     path = io.write_dataset(ds, tmp_path / "field.h5")
-    with pytest.raises(ValueError, match="dtype='float64'; pass a floating torch.dtype"):
-        FieldDataset(path, dtype="float64")
+    for dtype in (torch.float16, torch.bfloat16, torch.int32, "double"):
+        with pytest.raises(ValueError, match=r"dtype=.* is not supported; allowed: float32, "
+                                             "float64"):
+            FieldDataset(path, dtype=dtype)
     with pytest.raises(ValueError, match="pairs=1.5; pass a whole number of steps"):
         FieldDataset(path, pairs=1.5)
     for pairs in (2, np.int64(2), np.array(2), torch.tensor(2)):
         assert len(FieldDataset(path, pairs=pairs)) == 6  # 3 samples x (4 - 2) pairs
+
+
+def test_a_field_dataset_takes_its_dtype_named_as_the_solvers_take_it(tmp_path):
+    """Only torch dtypes were taken, and float16 passed although the message listed float32
+    and float64."""
+    import warp as wp
+
+    grid = Grid((8,), (0.0,), (1.0,))
+    ds = io.samples_dataset(np.zeros((3, 4, 8)), np.arange(4.0), grid, np.arange(3))
+    path = io.write_dataset(ds, tmp_path / "field.h5")
+    for dtype in ("float64", np.float64, wp.float64, torch.float64):
+        assert FieldDataset(path, dtype=dtype)[0].dtype is torch.float64
+    assert repr(FieldDataset(path, pairs=1, dtype="float32")) == (
+        "FieldDataset(variable='u', samples=3, times=4, pairs=1, shards=1, dtype=torch.float32)")
 
 
 def test_a_comparison_keeps_a_solver_grid_s_units_unless_told_its_axes_are_an_evaluation_grid():
@@ -893,3 +909,83 @@ def test_json_files_are_strict_json_with_non_finite_figures_as_null(tmp_path):
     assert metrics["summary"] == {"energy": None, "deviation": None, "rate": 1.5,
                                   "curve": [1.0, None, [2.0, None]]}
     assert metrics["history"] == [{"step": 0, "loss": None}]
+
+
+def per_seed_file(path, config=None, shape=(3, 4, 1), chunked=False):
+    """Two seed groups of ``data`` [T, X, 1] (``chunked``: declared, never written) with
+    ``config`` attributes."""
+    with h5py.File(path, "w") as f:
+        for seed in ("0000", "0001"):
+            group = f.create_group(seed)
+            if chunked:
+                group.create_dataset("data", shape=shape, dtype="f4", chunks=(1,) * len(shape))
+            else:
+                group["data"] = np.zeros(shape, "f4")
+            group["grid/t"] = np.arange(shape[0], dtype="f4")
+            group["grid/x"] = np.arange(shape[1], dtype="f4")
+            if config is not None:
+                group.attrs["config"] = config
+    return path
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("a0: &a0 {" + ", ".join(f"k{j}: 1" for j in range(10)) + "}\n" + "".join(
+        f"a{i}: &a{i} {{" + ", ".join(f"k{j}: *a{i - 1}" for j in range(10)) + "}\n"
+        for i in range(1, 4)), "uses a YAML alias (*name)"),
+    ("[" * 5000 + "]" * 5000, "nests deeper than 32 levels"),
+    ("\n".join(f"k{j}: {j}" for j in range(501)), "holds more than 1,000 values"),
+])
+def test_read_pdebench_refuses_a_config_of_aliases_deep_nesting_or_too_many_values(
+        tmp_path, config, message):
+    """A 348-character config of nested YAML aliases took 150 s and made 11,115 coordinates,
+    and 5000 nested lists a bare RecursionError: refused at once, naming file and group."""
+    path = per_seed_file(tmp_path / "config.h5", config)
+    with pytest.raises(ValueError, match=re.escape(f"'{path}': the 'config' attribute of seed "
+                                                   f"group '0000' {message}")):
+        io.read_pdebench(path)
+    ds = io.read_pdebench(per_seed_file(tmp_path / "fine.h5", "sim: {nu: 0.5, seed: 1}"))
+    np.testing.assert_array_equal(ds["nu"], [0.5, 0.5])
+
+
+def test_read_pdebench_refuses_datasets_declared_beyond_memory_before_reading(tmp_path,
+                                                                              monkeypatch):
+    """A 1.6 MB file declaring 37 GiB of unwritten chunks gave a bare MemoryError (and one just
+    under the machine's memory went to the OOM killer): the declared sizes are checked first,
+    here against a machine of 16 MiB."""
+    from physml.datasets import memory
+
+    monkeypatch.setattr(memory, "physical_memory", lambda: 2**24)
+    path = per_seed_file(tmp_path / "huge.h5", shape=(1500, 1000, 1), chunked=True)
+    with pytest.raises(ValueError, match=re.escape(
+            f"reading PDEBench file '{path}' ('0000/data' of shape (1500, 1000, 1), float32, "
+            "and 3 more dataset(s)) needs about 0.0 GiB, more than this machine's memory")):
+        io.read_pdebench(path)
+    stacked_path = tmp_path / "stacked.h5"
+    with h5py.File(stacked_path, "w") as f:
+        f.create_dataset("tensor", shape=(50, 100, 1000), dtype="f4", chunks=(1, 1, 1000))
+        f["t-coordinate"] = np.arange(101.0)
+        f["x-coordinate"] = np.arange(1000.0)
+    with pytest.raises(ValueError, match=r"'tensor' of shape \(50, 100, 1000\), float32, and 2 "
+                       r"more dataset\(s\)\) needs about .* more than this machine's memory"):
+        io.read_pdebench(stacked_path)
+    io.read_pdebench(per_seed_file(tmp_path / "small.h5", shape=(100, 1000, 1), chunked=True))
+
+
+def test_the_sample_coordinate_says_how_to_draw_the_sample_again(tmp_path):
+    """It was labelled 'random seed of the sample', but NumPy seeded with it alone does not
+    give the sample back: its draws come from default_rng([seed, j]), seed an attribute."""
+    from physml.datasets.generate import generate
+    from physml.datasets.initial_conditions import INITIAL_CONDITIONS
+    from physml.datasets.spec import load_spec
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("pde: advection1d\ngrid: [16]\nparameters: {beta: 0.5}\nt_end: 0.1\n"
+                    "n_saves: 2\ninitial_condition: {kind: pdebench_sines}\nsamples: 2\n"
+                    "seed: 7\n")
+    generate(load_spec(spec), tmp_path / "d", workers=0)
+    ds = io.open_dataset(tmp_path / "d", "train").load()
+    assert "numpy.random.default_rng([seed, j])" in ds["sample"].attrs["long_name"]
+    j = int(ds["sample"][0])
+    rng = np.random.default_rng([ds.attrs["seed"], j])  # as the label says
+    u0 = INITIAL_CONDITIONS["pdebench_sines"](Grid((16,), (0.0,), (1.0,)), rng)
+    np.testing.assert_allclose(ds["u"].isel(sample=0, time=0), u0, rtol=1e-6)

@@ -739,3 +739,18 @@ def test_fit_leaves_the_caller_s_random_stream_where_it_was():
     state = torch.get_rng_state()
     fit(model, [training_system(matrix, x, matrix @ x)], loss="combined", steps=2, seed=0)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("name", ["pcg_poisson", "pcg_heat_mesh"])
+def test_a_pcg_case_beyond_memory_is_refused_naming_its_samples(name):
+    """``dataset.samples`` had no bound: 1e8 systems passed validation and the run grew until
+    the machine ran out of memory. The systems and their training graphs are estimated and
+    refused beyond memory, naming the keys; on a GPU the graphs are left to the card."""
+    from physml.cases import load_case
+
+    with pytest.raises(ValueError, match=r"dataset\.samples=100000000, dataset\.size=\d+ .*"
+                                         "more than this machine's memory"):
+        load_case(name, ["dataset.samples=100000000"])
+    ((key, cpu),) = load_case(name).memory_needs().items()
+    ((_, gpu),) = load_case(name, ["device=cuda"]).memory_needs().items()
+    assert key.startswith("dataset.samples=40, ") and 0 < gpu < cpu < 2**30

@@ -165,6 +165,26 @@ def test_rhs_is_second_order_in_space():
     assert np.all(orders > 1.9), (errors, orders)
 
 
+def test_rhs_with_no_flux_walls_is_mirror_symmetric():
+    """No-flux walls reflect: with T symmetric under x -> L - x (and y -> L - y), the rate of a
+    mirrored c is the mirrored rate, wall cells included (kappa > 0 and Q* != 0)."""
+    grid = Grid((32, 8), (0.0, 0.0), (32 * CELL, 8 * CELL))
+    x, y = (grid.coords(axis) / grid.upper[axis] for axis in (0, 1))
+    T = T_REF * (1 + 0.05 * np.outer(np.cos(2 * np.pi * x), np.cos(2 * np.pi * y)))
+    model = two_phase_model()
+    solver = ThermomigrationSolver(grid, model, T, kappa=model.gradient_coefficient(1.5 * CELL),
+                                   heat_of_transport=-10e3, T_ref=T_REF, bc=neumann(2))
+    c = 0.4 + 0.05 * np.random.default_rng(0).standard_normal(grid.shape)
+
+    def rate(c):
+        return solver.rhs(solver.to_warp(np.ascontiguousarray(c))).numpy().reshape(grid.shape)
+
+    r = rate(c)
+    for axis in (0, 1):
+        mirrored = np.flip(rate(np.flip(c, axis)), axis)
+        assert np.max(np.abs(mirrored - r)) <= 1e-12 * np.max(np.abs(r)), axis
+
+
 @pytest.mark.parametrize("model_name", ["dilute", "double_well"])
 def test_rhs_with_gradient_energy_is_second_order_in_space(model_name):
     """kappa > 0 (the fourth-order kappa Lap^2 c part of the face fluxes) and the double well,
@@ -841,6 +861,8 @@ def test_initial_field_is_read_by_dimension_names(tmp_path):
         ({"free_energy__rho": 0.0}, "free_energy.rho"),
         ({"free_energy__mobility": -5.0}, "free_energy.mobility"),
         ({"free_energy__c_beta": 0.2}, "c_alpha=0.3 must be below"),
+        ({"free_energy__c_beta": 0.3}, "c_alpha=0.3 must be below free_energy.c_beta=0.3"),
+        ({"grid__shape": [2]}, r"grid.shape=\[2\]: every axis needs >= 3 cells"),
         ({"solver": {"tolerance": 1.0}}, "solver.tolerance"),
         ({"kappa": 0.0}, "kappa=0: a two-phase free energy needs kappa > 0"),
         ({"interface_width": 2.0}, "give interface_width or kappa, not both"),
@@ -1507,3 +1529,59 @@ def test_a_file_start_outside_0_1_is_refused_in_si_units_only(tmp_path):
     case = load_case(CASES / "thermomigration_spinodal_pfhub1.yaml",
                      ["grid.shape=[32, 32]", "grid.length=[64.0, 64.0]", start])
     assert case.initial.kind == "file"
+
+
+def small_heated_bar(tolerance=LOOSE, kappa_factor=1.0):
+    """A 1D two-phase bar whose temperature a heat solver evolves from uniform to a gradient,
+    and a composition across both wells."""
+    from physml.solvers.heat import HeatSolver
+    from physml.solvers.thermomigration_temperature import HeatConductionTemperature
+
+    grid = Grid((32,), (0.0,), (32 * CELL,))
+    bc = BoundaryConditions(((BC("dirichlet", T_REF - 10.0), BC("dirichlet", T_REF + 10.0)),))
+    heat = HeatSolver(grid, bc, nu=1e-9, dt=None, scheme="imex", theta=1.0)
+    temperature = HeatConductionTemperature(heat, np.full(grid.shape, T_REF), first_step=0.01)
+    model = two_phase_model()
+    solver = ThermomigrationSolver(grid, model, temperature,
+                                   kappa=kappa_factor * model.gradient_coefficient(1.2 * CELL),
+                                   heat_of_transport=-2.8 * GAS_CONSTANT * T_REF, bc=neumann(1),
+                                   tolerance=tolerance)
+    return solver, 0.5 + 0.35 * np.cos(np.linspace(0.0, 3.0, 32))
+
+
+def test_what_a_thermomigration_solver_is_built_from_cannot_be_set():
+    """grid, bc, dtype, ... were accepted after construction and ignored (the arrays, FFT
+    plans and scaled coefficients keep the old ones); the parameters and tolerances may be
+    set, are checked, and a new kappa is used as if the solver had been built with it."""
+    solver, c0 = small_heated_bar()
+    for name in ("grid", "bc", "dtype", "device", "free_energy", "units", "temperature"):
+        with pytest.raises(AttributeError, match=re.escape(
+                f"ThermomigrationSolver.{name} is fixed when the solver is built")):
+            setattr(solver, name, getattr(solver, name))
+    solver.run(c0, 1.0)  # with the first kappa
+    solver.kappa, solver.tolerance = 3 * solver.kappa, 2 * LOOSE
+    built, _ = small_heated_bar(tolerance=2 * LOOSE, kappa_factor=3.0)
+    assert built.kappa == solver.kappa
+    runs = [s.run(c0, 2.0) for s in (solver, built)]
+    np.testing.assert_array_equal(runs[0].states[-1], runs[1].states[-1])
+    assert runs[0].dt == runs[1].dt
+    solver.kappa = -1.0
+    with pytest.raises(ValueError, match=re.escape("kappa=-1.0 must be a finite number >= 0")):
+        solver.rollout(c0, 1, dt=0.1)
+
+
+def test_a_pickled_thermomigration_solver_steps_bitwise_as_the_original():
+    """Pickling failed (Warp arrays, FFT plans); the unpickled solver, and a copy, go on from
+    the original's temperature (its heat steps marched so far) bitwise as the original."""
+    import copy
+    import pickle
+
+    solver, c0 = small_heated_bar()
+    first = solver.run(c0, 2.0)
+    clones = [pickle.loads(pickle.dumps(solver)), copy.copy(solver), copy.deepcopy(solver)]
+    go_on = {"t0": 2.0, "dt0": first.dt[-1], "error_scale": float(np.max(np.abs(c0)))}
+    runs = [s.run(first.states[-1], 4.0, **go_on) for s in (solver, *clones)]
+    for run in runs[1:]:
+        np.testing.assert_array_equal(run.states[-1], runs[0].states[-1])
+        assert (run.dt, run.rejected) == (runs[0].dt, runs[0].rejected)
+    np.testing.assert_array_equal(clones[0].rollout(c0, 5, dt=0.1), solver.rollout(c0, 5, dt=0.1))

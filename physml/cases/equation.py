@@ -16,13 +16,15 @@ fields, their derivatives (``u_x``, ``u_xx``, ``u_t`` ...), the ``parameters`` a
     exact: exp(-t) * (1 + x^2 + y^2)
 
 Run folder: as ``kind: pinn`` (``config.yaml``, ``checkpoint.pt``, ``metrics.json``,
-``predictions.h5`` with NaN outside the domain, ``solution.png`` at the last time (and the
-middle plane in 3D; curves for a steady 1D case), ``losses.png``); ``metrics.json`` carries
-the history of every scalar coefficient, ``predictions.h5`` every field coefficient on the
-evaluation grid (``coefficient_<name>``), and ``coefficients.png`` draws each trainable
-scalar coefficient against the step.
-Observations made by a solver (``observations.solve``) are written to ``observations.h5``
-and, without ``exact`` or ``reference``, the solved field is the reference. A trainable
+``predictions.h5`` with NaN outside the domain and the domain's mask ``inside``,
+``solution.png`` at the last time (and the middle plane in 3D; curves for a steady 1D case),
+``losses.png``); ``metrics.json`` carries the history of every scalar coefficient,
+``predictions.h5`` every field coefficient on the evaluation grid (``coefficient_<name>``), and
+``coefficients.png`` draws each trainable scalar coefficient against the step.
+Observations made by a solver (``observations.solve``) are written to ``observations.h5``: the
+solved field, and the points drawn from it with their noisy values, the network's data
+(``observed_<input>`` and ``observed_<variable>`` along ``observation``, :func:`add_observed`);
+without ``exact`` or ``reference``, the solved field is the reference. A trainable
 scalar coefficient named as one of that solver's parameters has a known true value
 (:func:`true_coefficients`): the summary adds ``true_<name>`` and ``relative_error_<name>``
 ($|c / c_{true} - 1|$), the headline and ``coefficients.png`` show both.
@@ -323,11 +325,16 @@ def data_units(case: EquationCase, solved: Path | None) -> dict[str, str]:
     return units
 
 
+INSIDE_LONG_NAME = ("whether the grid point lies in the domain (prediction, reference, error "
+                    "and field coefficients are NaN where it does not)")
+"""The ``long_name`` of ``predictions.h5``'s ``inside`` mask."""
+
+
 def results_dataset(case: EquationCase, trainer: PINNTrainer, rel_l2: float | None,
                     units: dict[str, str] | None = None) -> xr.Dataset:
-    """Prediction (and reference, error) on the evaluation grid, time first; the axes and the
-    field (of a one-field case) in ``units`` where given (:func:`data_units`), else
-    dimensionless."""
+    """Prediction (and reference, error) on the evaluation grid, time first, NaN outside the
+    domain, with the boolean mask ``inside`` of the points in it; the axes and the field (of a
+    one-field case) in ``units`` where given (:func:`data_units`), else dimensionless."""
     inputs = trainer.problem.inputs
     dims = tuple({"t": "time"}.get(n, n) for n in reversed(inputs))
     coords = dict(zip(dims, reversed(trainer.eval_axes)))
@@ -341,6 +348,7 @@ def results_dataset(case: EquationCase, trainer: PINNTrainer, rel_l2: float | No
         coords["field"] = trainer.problem.outputs[0]
     attrs = run_attrs(case, pde=str(case.pde), **({} if rel_l2 is None else {"rel_l2": rel_l2}))
     variables = {k: (dims + extra, v) for k, v in fields.items()}
+    variables["inside"] = (dims, trainer.inside)
     named = ", ".join(trainer.problem.outputs)
     units = units or {}
     # one units attribute covers a system's fields: the data's units name one field only
@@ -350,7 +358,8 @@ def results_dataset(case: EquationCase, trainer: PINNTrainer, rel_l2: float | No
                    for d, (name, _) in evaluation_axes_metadata(dims).items()},
                 "prediction": (f"prediction of {named}", field_units),
                 "reference": (f"reference solution {named}", field_units),
-                "error": (FIELD_METADATA["error"][0], field_units)}
+                "error": (FIELD_METADATA["error"][0], field_units),
+                "inside": (INSIDE_LONG_NAME, "1")}
     for name, values in coefficient_fields(trainer).items():
         variables[f"coefficient_{name}"] = (dims, values)
         metadata[f"coefficient_{name}"] = (f"coefficient field {name} (trained)", "1")
@@ -401,8 +410,13 @@ def run(case: EquationCase, folder: Path, resume: bool = False,
     if case.observations is not None and case.observations.solve is not None:
         solved = folder / "observations.h5"
         if not solved.is_file():
+            if on_step is not None:
+                on_step({"status": "solving the observations (Warp compiles its kernels on "
+                                   "a first run)"})
             solve_observations(case.observations.solve, case.domain.time, solved)
     trainer = build_trainer(case, solved)
+    if solved is not None:
+        add_observed(solved, case, trainer.problem)
     train_in_folder(case, trainer, folder, resume, on_step)
     result = training_summary(case, trainer, threads)
     truth = true_coefficients(case)
@@ -419,6 +433,32 @@ def run(case: EquationCase, folder: Path, resume: bool = False,
         plot_coefficients(trainer.history, trained, truth, folder / "coefficients.png",
                           f"{case.name}: trainable coefficients", case.training.adam.steps)
     return result
+
+
+def add_observed(path: Path, case: EquationCase, problem: PINNProblem) -> None:
+    """Add to the solved field in ``path`` the observations ``problem`` fits, drawn from it
+    (once: a resumed run finds them): along the dimension ``observation``, each input's
+    coordinate ``observed_<input>`` (``time`` for ``t``) and the noisy values
+    ``observed_<variable>`` (attributes ``noise``, relative to the variable's root mean
+    square, and ``seed``, the draw's), in the solved field's units."""
+    spec, observations = case.observations, problem.observations
+    with xr.open_dataset(path) as solved:
+        if f"observed_{spec.variable}" in solved:
+            return
+        solved.load()
+    variables = {}
+    for k, name in enumerate(problem.inputs):
+        dim = {"t": "time"}.get(name, name)
+        variables[f"observed_{dim}"] = ("observation", observations.points[:, k], {
+            "long_name": f"{dim} of the observed point (a point of the solved grid)",
+            "units": solved[dim].attrs["units"]})
+    u = solved[spec.variable].attrs
+    variables[f"observed_{spec.variable}"] = ("observation", observations.values[:, 0], {
+        "long_name": f"observed {u['long_name']}: the solved value plus Gaussian noise of "
+                     "standard deviation noise times its root mean square over the grid",
+        "units": u["units"], "noise": spec.noise,
+        "seed": case.seed if spec.seed is None else spec.seed})
+    write_dataset(solved.merge(xr.Dataset(variables)), path)
 
 
 def trainable_scalars(case: EquationCase) -> list[str]:

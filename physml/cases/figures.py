@@ -16,6 +16,7 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from .figure_colours import clipping, colour_scale  # noqa: E402
+from .run_folder import save_figure  # noqa: E402
 
 
 def _label(da: xr.DataArray, name: str, units: str | None = None) -> str:
@@ -223,7 +224,7 @@ def _finish_solution(fig, ds: xr.Dataset, path: Path, scheme: str | None, step: 
     # narrower than its title
     fig.suptitle(textwrap.fill(title, width=max(40, int(13 * fig.get_figwidth())),
                                break_on_hyphens=False))
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -273,10 +274,11 @@ def plot_losses(history: list[dict], path: Path, title: str = "", adam_steps: in
     Adam hands over to L-BFGS, and ticks where the collocation points are redrawn (the loss
     jumps there), up to :data:`REDRAWS_DRAWN` of them; beyond that the legend says how
     often they are redrawn. When the loss weights vary (a balancing strategy such as learning-rate
-    annealing), a second panel shows each term's weight against the step."""
+    annealing), a second panel shows each term's weight against the step. Each legend stands
+    right of its panel, where it covers no curve."""
     steps = np.array([r["step"] for r in history])
     weights = _varying_weights(history)
-    fig, axes = plt.subplots(1 + bool(weights), 1, figsize=(7, 4 + 2.5 * bool(weights)),
+    fig, axes = plt.subplots(1 + bool(weights), 1, figsize=(8.5, 4 + 2.5 * bool(weights)),
                              sharex=True, constrained_layout=True, squeeze=False)
     ax = axes[0, 0]
     for key in sorted(k for k in history[0] if k.startswith("loss_")):
@@ -302,14 +304,14 @@ def plot_losses(history: list[dict], path: Path, title: str = "", adam_steps: in
         every = "every step" if resample_every == 1 else f"every {resample_every} steps"
         ax.plot([], [], ls="none", label=f"points redrawn {every}")
     ax.set(xlabel="" if weights else "step", ylabel=ylabel, title=title)
-    ax.legend(fontsize=8)
     if weights:
         below = axes[1, 0]
         for name, values in weights.items():
             below.semilogy(steps, values, label=name)
         below.set(xlabel="step", ylabel="loss weight λ", title="loss weights (balancing)")
-        below.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
+    for panel in axes[:, 0]:  # beside the axes: inside, it would cover curves
+        panel.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -320,5 +322,5 @@ def plot_error_curve(curve: dict, path: Path, title: str, *, scheme: str | None 
     ax.set(xlabel="t", ylabel="relative L2 error",
            title=f"{title}: {scheme}" if scheme else title)
     ax.grid(True, which="both", alpha=0.3)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)

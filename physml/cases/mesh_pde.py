@@ -58,14 +58,16 @@ RUNNERS = {"poisson": run_poisson, "heat": run_heat, "geodesic": run_geodesic,
 
 def run(case: MeshPDECase, folder: Path, resume: bool = False,
         on_step: OnStep | None = None) -> dict:
-    """Build the mesh, run the PDE's runner, write the run folder; returns the summary."""
+    """Build the mesh, run the PDE's runner, write the run folder; returns the summary, whose
+    ``threshold`` and ``passed`` are null where the run checks no target."""
     try:
         mesh = build_mesh(case)
     except RepairableMeshError as error:  # the case file's cure, not Python's
         raise ValueError(f"{error.problem}; set mesh.repair: true to {error.remedy}") from error
     _check_boundary_parts(case, mesh)
     result = RUNNERS[case.pde.name](case, mesh, folder, resume, on_step or (lambda r: None))
-    result.summary = {"pde": case.pde.name, **result.summary}
+    result.summary = {"pde": case.pde.name, "threshold": None, "passed": None,
+                      **result.summary}
     write_results(case, result, folder)
     return result.summary
 

@@ -23,7 +23,15 @@ from .kind import OnStep
 from .mesh_pde_assembly import dirichlet_data, stiffness_and_mass
 from .mesh_pde_results import Result, summary_units
 from .mesh_pde_spec import MeshPDECase
-from .run_folder import CHECKPOINT, CONFIG, atomic_write, read_checkpoint, restoring, write_text
+from .run_folder import (
+    CHECKPOINT,
+    CONFIG,
+    atomic_write,
+    open_own,
+    read_checkpoint,
+    restoring,
+    write_text,
+)
 from .sections import threshold_passed
 
 
@@ -54,8 +62,9 @@ after them the part of a save cut short, dropped on ``--resume``."""
 
 
 def append_frame(folder: Path, u: np.ndarray) -> None:
-    """Append ``u`` to ``folder``'s :data:`FRAMES` and flush it to the disk."""
-    with open(folder / FRAMES, "ab") as file:
+    """Append ``u`` to ``folder``'s :data:`FRAMES` and flush it to the disk; a link there is
+    refused (:func:`~.run_folder.open_own`)."""
+    with open_own(folder / FRAMES, "ab") as file:
         np.asarray(u, dtype=np.float64).tofile(file)
         file.flush()
         os.fsync(file.fileno())
@@ -63,13 +72,21 @@ def append_frame(folder: Path, u: np.ndarray) -> None:
 
 def kept_frames(folder: Path, count: int, n: int) -> list[np.ndarray]:
     """The first ``count`` (n,) frames of ``folder``'s :data:`FRAMES`, the file cut after them;
-    a ValueError naming the file if it holds fewer."""
+    a ValueError naming the file if it holds fewer, or is a link
+    (:func:`~.run_folder.open_own`)."""
     path, size = folder / FRAMES, count * n * 8
-    if not path.is_file() or path.stat().st_size < size:
-        raise ValueError(f"--resume: {str(path)!r} is missing or holds fewer than the "
+    missing = ValueError(f"--resume: {str(path)!r} is missing or holds fewer than the "
                          f"checkpoint's {count} frames of {n} vertices; start a new run instead")
-    os.truncate(path, size)
-    return list(np.fromfile(path, dtype=np.float64).reshape(count, n))
+    try:
+        file = open_own(path, "rb+")
+    except FileNotFoundError:
+        raise missing from None
+    with file:
+        if file.seek(0, os.SEEK_END) < size:
+            raise missing
+        file.truncate(size)
+        file.seek(0)
+        return list(np.fromfile(file, dtype=np.float64).reshape(count, n))
 
 
 def upgrade_frames(folder: Path, state: dict) -> None:
@@ -157,8 +174,8 @@ def heat_summary(case: MeshPDECase, history: list[dict], K, M, closed: bool) -> 
     mass is conserved), the mass drift and the late-time decay rate against the scheme's
     amplification of $\\lambda_1$: $-\\log|G|/dt$, $G = (1 - (1-\\theta)\\,dt\\,
     \\kappa\\lambda_1) / (1 + \\theta\\,dt\\,\\kappa\\lambda_1)$; ``passed`` when their
-    relative difference is within :data:`DECAY_RATE_TOLERANCE`. The rate is read between the
-    last two saves whose $\\|u - \\bar u\\|_M$ is above round-off
+    relative difference is within :data:`DECAY_RATE_TOLERANCE` (its ``threshold``). The
+    rate is read between the last two saves whose $\\|u - \\bar u\\|_M$ is above round-off
     (:data:`ROUNDOFF_DEVIATION`), their times in ``decay_rate_interval``; never over the
     first interval, which holds the start's fast modes. No rate and no verdict, the reason in
     ``decay_rate_skipped``, where no such interval is left (a constant start: nothing to
@@ -211,5 +228,6 @@ def heat_summary(case: MeshPDECase, history: list[dict], K, M, closed: bool) -> 
                     "decay_rate_interval": [previous["t"], end["t"]],
                     "decay_rate_expected": float(expected), "decay_rate_error": error,
                     "decay_rate_tolerance": DECAY_RATE_TOLERANCE,
+                    "threshold": DECAY_RATE_TOLERANCE,
                     "passed": threshold_passed(error, DECAY_RATE_TOLERANCE)}
     return summary

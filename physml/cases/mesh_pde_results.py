@@ -52,8 +52,14 @@ SUMMARY_UNITS = {
     "decay_rate_interval": "s, the last two saves above round-off",
     "decay_rate_expected": "1/s", "decay_rate_error": "relative",
     "decay_rate_tolerance": "relative", "step_s": "s", "wall_s": "s",
+    "source": "vertex index", "max_distance": "m", "rel_max_error": "relative to max |exact|",
+    "loss_initial": "1, match + quality_weight x quality", "loss_final": "as loss_initial",
+    "match_initial": "1, relative to |domain| U_max^2", "match_final": "as match_initial",
+    "quality_final": "1, mean ratio - 1", "match_drop": "match_initial / match_final",
+    "aspect": "width / height", "aspect_target": "a / b",
+    "boundary_off_ellipse": "1, max |((x/a)^2 + (y/b)^2)^(1/2) - 1| over the boundary",
 }
-"""Units of the entries of a Poisson or heat run's summary (``metrics.json``)."""
+"""Units of the entries of a ``mesh_pde`` run's summary (``metrics.json``)."""
 
 
 def summary_units(summary: dict) -> dict[str, str]:
@@ -152,7 +158,7 @@ def headline(summary: dict) -> str:
         return f"max distance {summary['max_distance']:.4f}{unreached}{error}"
     verdict = "reached" if summary["passed"] else "missed"
     return (f"match loss {summary['match_initial']:.2e} -> {summary['match_final']:.2e} "
-            f"(drop {summary['loss_drop']:.0f}x, target {summary['loss_drop_target']:g}x: "
+            f"(drop {summary['match_drop']:.0f}x, target {summary['threshold']:g}x: "
             f"{verdict}), aspect {summary['aspect']:.3f} (target {summary['aspect_target']:.3f}), "
             f"boundary off the ellipse by {summary['boundary_off_ellipse']:.1e}")
 

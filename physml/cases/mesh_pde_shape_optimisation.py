@@ -22,7 +22,7 @@ from ..errors import NonFiniteLossError, adam_can_step
 from ..solvers import mesh as pm
 from ..solvers.mesh.checks import TangledCellsError
 from .kind import OnStep
-from .mesh_pde_results import Result
+from .mesh_pde_results import Result, summary_units
 from .mesh_pde_spec import MeshPDECase
 from .run_folder import (
     CHECKPOINT,
@@ -65,7 +65,11 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
                            on_step: OnStep) -> Result:
     """Adam on the vertex positions through the differentiable Poisson solve. A NaN/Inf loss
     or gradient, or an update that folds the mesh, stops it (:class:`NonFiniteLossError`,
-    :class:`FoldedMeshError`) with a ``metrics.json`` of the steps taken."""
+    :class:`FoldedMeshError`) with a ``metrics.json`` of the steps taken. The history's
+    record ``step`` k holds $J$ and its terms at the vertices after k updates: 0 the start,
+    ``optimisation.steps`` the end, which the summary's ``*_final`` entries repeat;
+    ``match_drop`` is the match term's ratio, first to last, ``passed`` when it reaches
+    ``threshold`` (``optimisation.loss_drop``)."""
     if mesh.dim != 2 or mesh.cell_dim != 2:
         raise ValueError("pde.name 'shape_optimisation' needs a planar triangle mesh "
                          f"(got points of dimension {mesh.dim} and {mesh.cell_dim}D cells)")
@@ -102,11 +106,17 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
                  "history": history, "wall_s": elapsed}
         atomic_write(folder / CHECKPOINT, lambda p: torch.save(state, p))
 
-    def stopped(error: NonFiniteLossError) -> NonFiniteLossError:
-        """``error``, once ``metrics.json`` holds the steps taken before it."""
-        write_stopped_metrics(folder, case.name, error, history, steps=len(history),
-                              wall_s=elapsed)
+    def stopped(error: NonFiniteLossError, steps: int) -> NonFiniteLossError:
+        """``error``, once ``metrics.json`` holds the ``steps`` updates taken before it."""
+        write_stopped_metrics(folder, case.name, error, history, steps=steps, wall_s=elapsed)
         return error
+
+    def record(step: int, loss: torch.Tensor, match: torch.Tensor,
+               quality: torch.Tensor) -> None:
+        """The history's record of the vertices after ``step`` updates."""
+        history.append({"step": step, "loss": loss.item(), "loss_match": match.item(),
+                        "loss_quality": quality.item()})
+        on_step(history[-1])
 
     start, last_checkpoint, elapsed = 0, None, 0.0  # elapsed: the steps' time, every session
     if resume:
@@ -127,32 +137,31 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
         try:
             loss, match, quality, _ = terms()
         except TangledCellsError as err:  # the last update tangled the mesh: a run failure
-            raise stopped(FoldedMeshError(step, last_checkpoint, err.problem)) from None
+            raise stopped(FoldedMeshError(step, last_checkpoint, err.problem), step) from None
         if not torch.isfinite(loss):
-            raise stopped(NonFiniteLossError(step + 1, last_checkpoint))
+            raise stopped(NonFiniteLossError(step + 1, last_checkpoint), step)
+        record(step, loss, match, quality)
         loss.backward()
         if not adam_can_step(loss.detach(), [x]):
-            raise stopped(NonFiniteLossError(step + 1, last_checkpoint))
+            raise stopped(NonFiniteLossError(step + 1, last_checkpoint), step)
         adam.step()
         elapsed = earlier_s + time.perf_counter() - clock
-        record = {"step": step + 1, "loss": loss.item(), "loss_match": match.item(),
-                  "loss_quality": quality.item()}  # the updates done; the loss before the last
-        history.append(record)
-        on_step(record)
         if (step + 1) % spec.checkpoint_every == 0 or step + 1 == spec.steps:
             save(step + 1)
             last_checkpoint = step + 1
     with torch.no_grad():
         loss, match, quality, u = terms()
+    record(spec.steps, loss, match, quality)
     moved = pm.Mesh(x.detach().cpu().numpy(), mesh.cells)
     extent = np.ptp(moved.points, axis=0)
     boundary = moved.points[fixed]
-    drop = history[0]["loss_match"] / float(match)
+    first, last = history[0], history[-1]
+    drop = first["loss_match"] / last["loss_match"]
     summary = {
-        "vertices": mesh.n_vertices, "steps": spec.steps, "loss_initial": history[0]["loss"],
-        "loss_final": float(loss), "match_initial": history[0]["loss_match"],
-        "match_final": float(match), "quality_final": float(quality), "loss_drop": drop,
-        "loss_drop_target": spec.loss_drop, "passed": drop >= spec.loss_drop,
+        "vertices": mesh.n_vertices, "steps": spec.steps, "loss_initial": first["loss"],
+        "loss_final": last["loss"], "match_initial": first["loss_match"],
+        "match_final": last["loss_match"], "quality_final": last["loss_quality"],
+        "match_drop": drop, "threshold": spec.loss_drop, "passed": drop >= spec.loss_drop,
         "aspect": float(extent[0] / extent[1]), "aspect_target": a / b,
         "boundary_off_ellipse": float(np.abs(np.hypot(boundary[:, 0] / a,
                                                       boundary[:, 1] / b) - 1).max()),
@@ -161,6 +170,7 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
         summary |= {"step_s": elapsed / timed_steps, "wall_s": elapsed}
     else:  # a run of an earlier version resumed after its last step: its own figure stays
         summary |= _recorded_timing(folder)
+    summary["units"] = summary_units(summary)
     exact = target(torch.tensor(moved.points)).numpy()
     u = u.cpu().numpy()
     return Result(moved, {"u": u, "exact": exact, "error": u - exact},

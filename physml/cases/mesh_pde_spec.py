@@ -131,7 +131,8 @@ class OptimisationSpec(Section):
     steps: int = Field(200, gt=0)
     lr: LearningRate = Field(0.01, description="Adam step [m]")
     quality_weight: float = Field(1e-3, ge=0, description="beta, weight of Q")
-    loss_drop: float = Field(100.0, gt=1, description="target factor J(x0) / J(x_final)")
+    loss_drop: float = Field(100.0, gt=1, description="target factor of the match term, "
+                             "match(x0) / match(x_final)")
     checkpoint_every: int = Field(50, gt=0)
 
     @model_validator(mode="after")

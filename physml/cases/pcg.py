@@ -25,6 +25,7 @@ every run with the same dataset section. A case::
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -42,12 +43,24 @@ from ..datasets.linear_systems import (
     family_options,
     read_systems,
 )
+from ..datasets.mesh_spec import DOMAIN_SIZES
 from ..solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy, prepare
 from .kind import CaseKind, OnStep
-from .run_folder import CONFIG, Section, atomic_write, write_metrics, write_text
-from .sections import CaseBase, LearningRate, threshold_passed, threshold_verdict
+from .run_folder import CONFIG, Section, atomic_write, save_figure, write_metrics, write_text
+from .sections import BYTES, CaseBase, LearningRate, threshold_passed, threshold_verdict
 
 CHECKPOINT = "preconditioner.pt"
+
+ENTRIES_PER_ROW = {"poisson_grid": 5, "heat_mesh": 7, "wave_mesh": 7, "poisson_tet": 15}
+"""Stored entries of a row of A, about: the 5-point stencil; a P1 node and its neighbours, some
+6 on a triangle mesh and 14 on a tetrahedral one (6.9 and 14.1 measured at sizes 32 and 20)."""
+
+GRAPH_BYTES = (48, 16)
+"""Bytes of a training system's graph (:func:`~physml.preconditioners.graph.system_graph`)
+per stored entry of A and per unknown: its E = (nnz - n) / 2 strictly lower entries make 2 E
+edges (int64 ends, three float32 features) and E + n entries of the lower pattern (int64 rows,
+columns, positions and edges, float64 values), 96 E + 64 n bytes with the per-node features
+and the scaled x and b."""
 
 
 class DatasetSection(Section):
@@ -118,6 +131,29 @@ class PCGCase(CaseBase):
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     seed: int = Field(0, ge=0)
 
+    def memory_needs(self) -> dict[str, float]:
+        """Bytes the run holds, about, by the keys that set them: the systems as read (every
+        sample counted, the validation split's too), each its CSR matrix (12 bytes an entry, 8
+        a row) and b, x, the log-coefficient and the d node coordinates (8 bytes a node each),
+        and the training systems' graphs (:data:`GRAPH_BYTES`), for the n unknowns and nnz
+        entries of :func:`system_size`::
+
+            bytes = samples * (12 nnz + (4 + d) 8 n) + train * (48 nnz + 16 n)
+
+        (400 poisson_grid systems of size 64: 430 MiB measured, 449 MiB estimated; 200
+        heat_mesh systems of size 32 on the disc: 274 MiB, 268 MiB estimated). Refused
+        beyond this machine's memory. On a GPU the graphs are the card's memory and are left
+        out."""
+        spec = dataset_spec(self)
+        n, nnz = system_size(spec)
+        dim = 3 if spec.systems == "poisson_tet" else 2
+        train = spec.split_sizes()["train"] if self.device == "cpu" else 0
+        per_entry, per_node = GRAPH_BYTES
+        needed = (spec.samples * (nnz * 12 + n * (4 + dim) * BYTES)
+                  + train * (nnz * per_entry + n * per_node))
+        return {f"dataset.samples={spec.samples}, dataset.size={spec.size} ({spec.systems}: "
+                f"about {n:,.0f} unknowns a system)": needed}
+
 
 def dataset_spec(case: PCGCase) -> LinearSystemSpec:
     d = case.dataset
@@ -125,6 +161,23 @@ def dataset_spec(case: PCGCase) -> LinearSystemSpec:
                             log_std=d.log_std, correlation=d.correlation, dt=d.dt,
                             domain=d.domain, ordering=d.ordering,
                             splits={"train": 0.7, "valid": 0.1, "test": 0.2})
+
+
+def system_size(spec: LinearSystemSpec) -> tuple[float, float]:
+    r"""The unknowns n and stored entries nnz of one system of ``spec``, about: $m^2$ for the
+    grid of ``size`` m; on a triangle mesh of edge $h = 1/$``size``, the nodes of equilateral
+    triangles on the domain's area $A$ (:data:`~physml.datasets.mesh_spec.DOMAIN_SIZES`),
+    $2A / (\sqrt 3\, h^2)$ (4 % under gmsh's disc at size 32); on the tetrahedra of the unit
+    box, one node per $h^3$ (an upper bound: gmsh's interior nodes, the unknowns, are 0.58 to
+    0.64 of it at sizes 20 to 40); nnz = n times the family's :data:`ENTRIES_PER_ROW`."""
+    size = float(spec.size)
+    if spec.systems == "poisson_grid":
+        n = size * size
+    elif spec.systems == "poisson_tet":
+        n = size**3
+    else:
+        n = 2 * DOMAIN_SIZES[spec.domain][1] * size * size / math.sqrt(3)
+    return n, n * ENTRIES_PER_ROW[spec.systems]
 
 
 def ensure_dataset(case: PCGCase) -> Path:
@@ -179,7 +232,10 @@ def measure(factories: dict, systems, rtols: list[float], device: str) -> dict:
 
 
 def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
-    """Generate or reuse the dataset, train, evaluate on the test split, write the folder."""
+    """Generate or reuse the dataset, train, evaluate on the test split, write the folder.
+    The summary's ``wall_s`` is the whole run's time (the dataset made or read, the training
+    and the evaluation), ``train_seconds`` the training's."""
+    started = time.perf_counter()
     # imported here: torch_geometric's import costs seconds that listing or validating cases
     # should not pay
     from ..preconditioners import FactorModel, LearnedPreconditioner, fit, training_system
@@ -209,6 +265,9 @@ def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | Non
     rtols = sorted(case.evaluation.rtols, reverse=True)
     factories = {name: PRECONDITIONERS[name] for name in case.evaluation.preconditioners}
     factories[learned.name] = learned
+    if on_step is not None:  # the count stays at the last step meanwhile
+        on_step({"status": f"benchmarking {len(factories)} preconditioners on {len(test)} "
+                           "test systems"})
     measure(factories, test[:1], rtols[:1], case.device)  # warm-up: kernels loaded first
     results = measure(factories, test, rtols, case.device)
     tight = f"rtol={min(rtols):g}"
@@ -229,6 +288,7 @@ def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | Non
         "threshold": threshold,
         "passed": threshold_passed(ratio, threshold),
         "dataset": str(Path(data).resolve()),  # input paths are recorded absolute
+        "wall_s": time.perf_counter() - started,
     }
     write_metrics(folder, case.name, summary,
                   [{"step": k, "loss": loss} for k, loss in enumerate(losses, start=1)])
@@ -259,7 +319,7 @@ def plot_residuals(histories: dict[str, dict], path: Path, title: str) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

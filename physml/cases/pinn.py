@@ -188,6 +188,9 @@ def run(case: PINNCase, folder: Path, resume: bool = False, on_step: OnStep | No
     checkpoint at step 0 before ``config.yaml``, so a run folder with a configuration can
     always be resumed (:func:`~.pinn_training.train_in_folder`)."""
     threads = apply_threads(case.training.collocation.points, case.threads)
+    if on_step is not None and case.reference_steps() > 0:  # the trainer solves it (minutes
+        # on a loaded machine): shown until the first step
+        on_step({"status": "solving the reference (Warp compiles its kernels on a first run)"})
     trainer = build_trainer(case)
     train_in_folder(case, trainer, folder, resume, on_step)
     result = training_summary(case, trainer, threads)

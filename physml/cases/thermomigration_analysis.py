@@ -123,12 +123,14 @@ def summarise(case: ThermomigrationCase, solver: ThermomigrationSolver, run: Tra
     """Mass drift, energy monotonicity (isothermal runs only: :data:`SUMMARY_UNITS`) and the
     case's own check (profile or migration); ``T_end`` the temperature [K] at the last
     snapshot; the particles' volume ratio and migration only for a start from particles
-    (:func:`starts_from_particles`)."""
+    (:func:`starts_from_particles`). ``threshold`` and ``passed`` are null: a thermomigration
+    case sets no target."""
     mass = np.array(run.mass)
     energy = np.array(run.free_energy)
     summary = {
         "units": SUMMARY_UNITS,
         "mass_drift": float(np.max(np.abs(mass - mass[0])) / abs(mass[0])),
+        "threshold": None, "passed": None,
     }
     if case.temperature_spec.gradient == 0:
         summary["free_energy_max_increase"] = float(max(0.0, np.max(np.diff(energy))))
