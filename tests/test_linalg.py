@@ -256,6 +256,48 @@ def test_a_float32_bicgstab_whose_residual_runs_away_stops_with_its_best_x():
         bicgstab(op, bw, floor="raise")
 
 
+def _central_differences(m, peclet=0.0, shift=0.0):
+    """$-\\Delta u + \\text{peclet}\\,(u_x + u_y) - \\text{shift}\\,u$ on an m x m grid of
+    spacing 1 / (m + 1), central differences throughout, and a b of a random exact x."""
+    h = 1.0 / (m + 1)
+    second = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], (m, m)) / h**2
+    first = sp.diags([-1.0, 1.0], [-1, 1], (m, m)) / (2 * h)
+    eye = sp.identity(m)
+    A = (sp.kron(second, eye) + sp.kron(eye, second) + peclet * (sp.kron(first, eye)
+         + sp.kron(eye, first)) - shift * sp.identity(m * m)).tocsr()
+    return A, A @ np.random.default_rng(1).standard_normal(m * m)
+
+
+def test_a_float32_bicgstab_that_diverges_far_above_the_floor_raises_naming_it():
+    """Convection-dominated (Pe 5000) central differences: float32 BiCGStab runs away again
+    after every restart and stopped at 7e-3 with a warning blaming float32's floor (1e-7 of
+    |b| here: float32 LU reaches 4e-7, and float64 BiCGStab breaks down too)."""
+    A, b = _central_differences(64, peclet=5000.0)
+    op, bw = warp_system(A, b, "float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InaccurateSolveWarning)
+        with pytest.raises(ConvergenceError, match=r"bicgstab diverged \(its recursive residual "
+                           r"grew .* at iteration \d+.* times above the rounding floor.*"
+                           r"use a preconditioner or gmres") as caught:
+            bicgstab(op, bw, rtol=1e-5)
+    assert "float64" not in str(caught.value)
+    assert 1e-3 < caught.value.residual < 1e-1  # the best x's true residual
+    assert gmres(op, bw, rtol=1e-5).relative_residual <= 1e-5  # as the error advises
+
+
+def test_a_diverging_float32_bicgstab_fails_the_same_way_whatever_check_every():
+    """An indefinite shifted Laplacian: float32 BiCGStab's recursive residual runs away, and it
+    stopped at 8e-6 of |b|, 70 times its rounding floor (float32 LU reaches 2e-7), returning
+    that x with the float32 floor warning at check_every=1 and 10 alike."""
+    A, b = _central_differences(64, shift=800.0)
+    op, bw = warp_system(A, b, "float32")
+    for check_every in (1, 10):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", InaccurateSolveWarning)
+            with pytest.raises(ConvergenceError, match=r"bicgstab diverged"):
+                bicgstab(op, bw, rtol=1e-6, check_every=check_every)
+
+
 @pytest.mark.parametrize("solve", [cg, gmres])
 def test_the_floor_argument_accepts_or_raises_and_a_bad_one_is_named(solve, rng):
     A = poisson_2d(32)

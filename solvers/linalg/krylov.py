@@ -12,12 +12,17 @@ arithmetic's floor: the x of smallest true residual checked is returned, with an
 :class:`~physml.solvers.errors.InaccurateSolveWarning`; near the floor the true residual is
 also checked as the recursive one falls, so a tolerance far below the floor costs no more
 iterations than one just below it). A run whose recursive residual grows to
-$1 / (100\,\text{eps})$ times its smallest (BiCGStab in float32 on a system whose floor lies
-far above the tolerance: its recursion then no longer follows $b - A x$) ends there, and the
-solve goes on from the best x, or stops at the floor as above. Every scalar stays on the device
+$1 / (100\,\text{eps})$ times its smallest (BiCGStab on a system it is unstable on, or in
+float32 on one whose floor lies far above the tolerance: its recursion then no longer follows
+$b - A x$) ends there, and the solve goes on from the best x; where restarts then stop lowering
+the true residual, that is the floor as above only if it lies within 10 times the rounding
+floor of the best x, $\text{eps}\,\|A (x \circ s)\|$ for random signs s, else the method
+diverged: a :class:`~physml.solvers.errors.ConvergenceError`. Every scalar stays on the device
 (:mod:`~physml.solvers.linalg.scalar_table`); the host reads the residuals once every
 ``check_every`` iterations, and the kernels freeze the iterate at the first one that met the
-tolerance, so the answer and the iteration count are those of a check every iteration. An
+tolerance, so the answer and the iteration count are those of a check every iteration (up to
+the first check of the true residual near the floor or runaway: the runs after it start from
+where a block ended, and their path depends on ``check_every``). An
 iteration's launches are recorded once per solve and replayed every iteration.
 Vectors are float32 or float64 on any Warp device; reductions accumulate in float64.
 Not ``warp.optim.linear``: see :mod:`~physml.solvers.linalg.kernels` for why.
@@ -92,8 +97,10 @@ def cg(
 
     Raises:
         ConvergenceError: the tolerance is not met within ``maxiter`` iterations, the
-            residual became NaN/Inf, or (``floor="raise"``) the true residual stays above the
-            tolerance; it carries the residual reached.
+            residual became NaN/Inf, the recursive residual ran away and the true residual of
+            the best x stays over 10 times its rounding floor (the method diverged, whatever
+            ``floor``), or (``floor="raise"``) the true residual stays above the tolerance; it
+            carries the residual reached.
         ValueError: b holds NaN/Inf values, or its norm overflows float64.
     """
     maxiter, rtol = check_arguments(A, b, x0, rtol, atol, maxiter, check_every,

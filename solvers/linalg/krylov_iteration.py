@@ -68,6 +68,8 @@ class Workspace:
         iterate and its recursion untouched."""
         self.best = wp.empty_like(b, requires_grad=False)
         self.lowest = wp.empty_like(b, requires_grad=False)
+        self.product = bound_method(A, "matvec", self.lowest, self.spare)
+        """A launch writing A times ``lowest`` into ``spare``."""
         self.plan: list[Callable[[], None]] = []
         # the method's breakdown test of a block's table rows (set by its builder)
         self.breakdown: Breakdown = no_breakdown
@@ -170,6 +172,11 @@ def _solve_from_start(method: str, work: Workspace, rtol: float, atol: float, ma
         norms = np.append(norms[:-1], true)  # iteration j's true residual replaces its own
         if true <= tol:
             break
+        if stalled and watch.runaways:
+            floor = watch.floor_at_x()
+            if true > DIVERGED_ABOVE_FLOOR * floor:
+                raise convergence_failure(method, iterations, norms, b_norm, tol,
+                                          diverged=(*watch.runaway, watch.runaways, floor))
         if stalled:
             rounding_floor(method, floor_action, work.x.dtype, iterations, norms, b_norm, tol,
                            stacklevel=stacklevel)
@@ -190,6 +197,16 @@ Poisson system lies near 1e-6 to 2e-5 of $\\|b\\|$): :class:`_FloorWatch` checks
 from there."""
 
 
+DIVERGED_ABOVE_FLOOR = 10.0
+"""A solve whose recursive residual ran away and whose best true residual then stays above
+this many times the rounding floor of its x (:meth:`_FloorWatch.floor_at_x`) diverged:
+raised as the method's failure, not returned as the arithmetic's limit. At the floor the best
+lies within 3 times it (float32 BiCGStab on a layered coefficient of contrast 1e4); a method
+unstable on its system stops 30 to 6e4 times above it (float32 BiCGStab, unpreconditioned,
+on a shifted Laplacian or a convection-dominated central difference, where float32 LU lies
+within 4 times the floor)."""
+
+
 class _FloorWatch:
     """Where a solve meets the rounding floor: the best iterate, when to restart, when to stop.
 
@@ -200,26 +217,33 @@ class _FloorWatch:
     parted, and iterating on only lets x drift. Above $e$ a call copies x, at every halving of
     the recursive residual, into ``work.lowest``, and ends a run whose recursive residual has
     grown to $1 / (\\text{FLOOR\\_ULPS} \\cdot \\text{eps})$ times its smallest since the
-    run's start, with x set to that copy (``diverged``): the rounding of so large a residual
-    exceeds the smallest, and the recursion no longer follows $b - A x$ (BiCGStab in float32 on
-    a system whose floor lies far above the tolerance, which would otherwise run on to
-    ``maxiter`` or overflow); the next run starts from the best x. A restart from a true residual
-    $t \\le e$ is a refinement step, iterating until the recursive residual is $t / 2$. The
-    iterate with the smallest true residual seen, at the start, a check or a restart, is kept
-    in ``work.best``; a solve stops at the floor when a diverged run from the best x did not
-    lower it, when, while the best lies above $e$, a restart did not halve the true residual
-    of the one before (after a divergence: the best one's), or, once it lies below, two
-    restarts in a row did not lower it. In float64 $e$ lies near 1e-14 of $\\|b\\|$, under
-    every tolerance that float64 meets, and a growth of 4e13 is no converging solve's, so such
-    a solve runs as without the watch (iterations, x, products with A)."""
+    run's start, at any iteration of the block (each one's residual is tested, so a check
+    every iteration finds the same runaway), with x set to that copy (``diverged``;
+    ``runaways`` counts them, ``runaway`` keeps the first one's iteration, smallest and grown
+    residual): the rounding of so large a residual exceeds the smallest, and the recursion no
+    longer follows $b - A x$ (BiCGStab on a system it is unstable on, or in float32 on one
+    whose floor lies far above the tolerance, which would otherwise run on to ``maxiter`` or
+    overflow); the next run starts from the best x. A restart from a true residual $t \\le e$ is
+    a refinement step, iterating until the recursive residual is $t / 2$. The iterate with the
+    smallest true residual seen, at the start, a check or a restart, is kept in ``work.best``; a
+    solve stops when a diverged run from the best x did not lower it, when, while the best lies
+    above $e$, a restart did not halve the true residual of the one before (after a divergence:
+    the best one's), or, once it lies below, two restarts in a row did not lower it. A stop
+    after a runaway is the floor only where the best true residual lies within
+    :data:`DIVERGED_ABOVE_FLOOR` times the rounding floor of the best x; above, the method
+    diverged. In float64 $e$ lies near 1e-14 of $\\|b\\|$, under every tolerance that float64
+    meets, and a growth of 4e13 is no converging solve's, so such a solve runs as without the
+    watch (iterations, x, products with A)."""
 
     def __init__(self, work: Workspace, b_norm: float, start: float) -> None:
         """``start``: the true residual of x0, kept as the first best."""
         self.work = work
-        eps = float(np.finfo(wp.dtype_to_numpy(work.x.dtype)).eps)
-        self.estimate = FLOOR_ULPS * eps * b_norm
-        self.growth = 1.0 / (FLOOR_ULPS * eps)
+        self.eps = float(np.finfo(wp.dtype_to_numpy(work.x.dtype)).eps)
+        self.estimate = FLOOR_ULPS * self.eps * b_norm
+        self.growth = 1.0 / (FLOOR_ULPS * self.eps)
         self.best, self.floor, self.stalls = np.inf, np.inf, 0
+        self.runaway: tuple[int, float, float] | None = None
+        self.runaways = 0
         self.restart(np.inf)
         self.keep(start)
         self.best_before, self.from_best = self.best, True
@@ -247,6 +271,19 @@ class _FloorWatch:
         self.floor = true
         return stalled
 
+    def floor_at_x(self) -> float:
+        """$\\text{eps}\\,\\|A (x \\circ s)\\|_2$ for ``work.x`` and fixed random signs
+        $s_i = \\pm 1$: rounding x to the dtype moves each $x_i$ by up to eps $|x_i| / 2$, and
+        $b - A x$ by about $0.3\\,\\text{eps}\\,\\|A (x \\circ s)\\|$, a product with A
+        errs by about as much; no true residual of the dtype lies far below. One product, on
+        the host's copy of x."""
+        work = self.work
+        x = work.x.numpy()
+        signs = np.random.default_rng(0).integers(0, 2, x.size).astype(x.dtype)
+        work.lowest.assign(x * (2 * signs - 1))
+        work.product()
+        return self.eps * norm_of(work.spare.numpy().astype(np.float64))
+
     def target(self, true: float) -> float:
         """The recursive residual a restart from a true residual ``true`` iterates to (besides
         the tolerance): half of it below the floor estimate, else 0."""
@@ -258,11 +295,20 @@ class _FloorWatch:
         self.smallest, self.copied, self.diverged = true, np.inf, False
         self.from_best = true <= self.best
 
-    def __call__(self, recursive: float) -> bool:
-        """After a block ending at recursive residual ``recursive``: True to stop iterating."""
+    def __call__(self, block: np.ndarray, iterations: int) -> bool:
+        """After a block whose iterations, the last of them ``iterations``, ended at recursive
+        residuals ``block``: True to stop iterating."""
         work = self.work
-        self.smallest = min(self.smallest, recursive)
-        if recursive > self.growth * self.smallest:
+        smallest = np.minimum.accumulate(np.append(self.smallest, block))[1:]
+        grown = np.flatnonzero(block > self.growth * smallest)
+        self.smallest = float(smallest[-1])
+        recursive = float(block[-1])
+        if grown.size:
+            at = int(grown[0])
+            if self.runaway is None:
+                self.runaway = (iterations - block.size + at + 1, float(smallest[at]),
+                                float(block[at]))
+            self.runaways += 1
             if self.copied < np.inf:
                 wp.copy(work.x, work.lowest)
             self.diverged = True
@@ -322,7 +368,7 @@ def _iterate(
     preconditioner: Preconditioner | None,
     done: int = 0,
     earlier: np.ndarray | None = None,
-    watch: Callable[[float], bool] | None = None,
+    watch: Callable[[np.ndarray, int], bool] | None = None,
     stop_at: float = 0.0,
 ) -> tuple[int, np.ndarray, float]:
     """Run the iterations in blocks of ``check_every``, reading the table once per block;
@@ -335,11 +381,11 @@ def _iterate(
     ``step`` is the launches of one iteration, most of them recorded, all reading the local
     iteration j from the table's cursor and the tolerance from its ``limit``, replayed every
     iteration. ``watch`` (a :class:`_FloorWatch`), called after each block with the recursive
-    residual, may end the run there (returning True); ``stop_at`` ends it at that recursive
-    residual norm if above the tolerance (a refinement step). On the CPU, where the launches
-    run synchronously and the table is a view on the host, a block also stops at the
-    iteration that met the tolerance; elsewhere the kernels run the rest of the block
-    frozen."""
+    residual norms of its iterations and the iterations run, may end the run there (returning
+    True); ``stop_at`` ends it at that recursive residual norm if above the tolerance (a
+    refinement step). On the CPU, where the launches run synchronously and the table is a view
+    on the host, a block also stops at the iteration that met the tolerance; elsewhere the
+    kernels run the rest of the block frozen."""
     start = table.read()[0]
     b_norm = float(np.sqrt(start[BNORM]))
     if b_norm == 0.0 and atol == 0.0:  # A x = 0: x = 0 exactly (the caller sets it), as SciPy
@@ -376,7 +422,8 @@ def _iterate(
         history.extend(block[:taken].tolist())
         iterations += taken
         table.roll()
-        if history[-1] > tol2 and watch is not None and watch(math.sqrt(history[-1])):
+        if history[-1] > tol2 and watch is not None and watch(np.sqrt(history[-taken:]),
+                                                              iterations):
             break
     return iterations, np.sqrt(np.asarray(history)), b_norm
 

@@ -111,20 +111,34 @@ def bicgstab_breakdown(rows: np.ndarray, tol2: float) -> tuple[int, str, str] | 
 
 def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm: float,
                         tol: float, breakdown: tuple[str, str] | None = None,
-                        stagnated: str | None = None, preconditioner: Any = None
+                        stagnated: str | None = None, preconditioner: Any = None,
+                        diverged: tuple[int, float, float, int, float] | None = None
                         ) -> ConvergenceError:
     """The error of a solve that stopped at ``iterations`` with residual norms ``norms``
     (the last one reached; NaN/Inf: a breakdown) against the absolute tolerance ``tol``; a
     non-finite start names its input (A and x0) rather than the method, a later one the
     ``preconditioner`` in use (if any) and the operator; ``breakdown``: (what vanished, what it
     means for A or the preconditioner); ``stagnated``: the advice for a true residual, the
-    last of ``norms``, that restarts no longer lower."""
+    last of ``norms``, that restarts no longer lower; ``diverged``: (the iteration at which the
+    recursive residual first ran away, its smallest before, its value there, the runaways in
+    all, the rounding floor of the best x), for a best true residual, the last of ``norms``,
+    far above that floor."""
     norms = np.asarray(norms, dtype=np.float64)
     finite = np.isfinite(norms[-1])
     advice = {}
     reason = "did not converge" if finite else "broke down (NaN/Inf)"
     if breakdown is not None:
         reason, advice = f"broke down ({breakdown[0]})", {"advice": breakdown[1]}
+    elif diverged is not None:
+        at, smallest, grown, runs, floor = diverged
+        again = f", and ran away {runs} times in all" if runs > 1 else ""
+        reason = (f"diverged (its recursive residual grew from its smallest, "
+                  f"{smallest / b_norm:.3e} of |b|, to {grown / b_norm:.3e} at iteration {at}"
+                  f"{again}; the true residual of its best x, below, lies "
+                  f"{norms[-1] / floor:.0f} times above the rounding floor of the arithmetic "
+                  f"on this system, {floor / b_norm:.1e})")
+        advice = {"advice": "the method is unstable on this system: use a preconditioner or "
+                            "gmres"}
     elif stagnated is not None:
         reason = "stagnated (its true residual b - A x stays above the tolerance)"
         advice = {"advice": stagnated}
