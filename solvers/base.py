@@ -43,7 +43,7 @@ from .batch_parameters import (
 )
 from .checks import check_counts, finite_state, per_sample, require
 from .dtypes import real_values, warp_dtype
-from .errors import refuse_grad, whole_number
+from .errors import is_real, refuse_grad, whole_number
 from .field_arithmetic import axpy
 from .grid import BoundaryConditions, Grid, periodic
 from .grid_layout import GridLayout
@@ -84,9 +84,11 @@ class BuiltSolver:
     :meth:`fix_attributes`, the constructor's last call, fixes every public attribute set so
     far and those named in ``FIXED``, except the physical parameters (``parameter_names``) and
     ``SETTABLE``: the solver's arrays and kernels were built from them, so a new value would be
-    ignored, and setting one raises AttributeError. The parameters and ``SETTABLE`` may be set
-    (each is read, and checked, when a rollout starts), but a parameter is refused as a tensor
-    that requires grad (``GRADIENTS`` says what gives gradients in it; None: nothing does).
+    ignored, and setting one raises AttributeError. The parameters and ``SETTABLE`` may be set:
+    :meth:`checked_setting` checks a ``SETTABLE`` value as it is set (the constructor's values
+    too), and the rest is read, and checked, when a rollout starts. A parameter is refused as a
+    tensor that requires grad (``GRADIENTS`` says what gives gradients in it; None: nothing
+    does).
     """
 
     SETTABLE: ClassVar[tuple[str, ...]] = ("dt", "check_every")
@@ -99,6 +101,18 @@ class BuiltSolver:
         free = {*self.parameter_names, *self.SETTABLE}
         self._fixed = frozenset(name for name in {*self.FIXED, *self.__dict__}
                                 if not name.startswith("_") and name not in free)
+
+    def checked_setting(self, name: str, value: Any) -> Any:
+        """``value`` as the ``SETTABLE`` attribute ``name`` keeps it, checked when it is set:
+        ``check_every`` a whole number >= 1 (kept as an int); the others as given (read, and
+        checked, when a rollout starts).
+
+        Raises:
+            ValueError: naming ``name``, its value and what is allowed.
+        """
+        if name == "check_every":
+            return whole_number(value, name, 1)
+        return value
 
     def refuse_grad_parameter(self, name: str, value: Any) -> None:
         """Refuse ``value`` for parameter ``name`` if it is a tensor that requires grad."""
@@ -138,6 +152,8 @@ class BuiltSolver:
                                  f"build a new {cls} with the {name} you want")
         if name in self.parameter_names:
             self.refuse_grad_parameter(name, value)
+        elif name in self.SETTABLE:
+            value = self.checked_setting(name, value)
         super().__setattr__(name, value)
 
 
@@ -172,7 +188,8 @@ class GridSolver(BuiltSolver):
     advection and reaction terms (``diffusion_parameter``, ``velocity_parameter``,
     ``reaction_parameter``; None when absent) are derived from ``PARAMETERS``.
 
-    The parameters, ``dt``, ``theta`` and ``check_every`` may be set on a built solver; the
+    The parameters, ``dt``, ``theta`` and ``check_every`` may be set on a built solver (``theta``
+    and ``check_every`` are checked as they are set, the others when a rollout starts); the
     rest (grid, bc, scheme, limiter, dtype, device, ...) is read-only
     (:class:`BuiltSolver`): build a new solver to change them. A solver pickles (into a
     ``DataLoader`` worker, say) as its settings; the unpickled one rebuilds its Warp arrays on
@@ -241,12 +258,10 @@ class GridSolver(BuiltSolver):
                 f"scheme='imex' needs a diffusion term; {type(self).__name__} has none. "
                 "Use 'euler', 'ssp_rk3' or 'rk4'",
             )
-            require(0.5 <= theta <= 1.0, f"theta={theta} must lie in [0.5, 1]")
             self.tableau: Tableau | None = None
         else:
             self.tableau = tableau(scheme)
-        self.theta = float(theta)
-        self.check_every = whole_number(check_every, "check_every", 1)
+        self.theta, self.check_every = theta, check_every  # checked as set: checked_setting
         if threads is not None:  # None: by grid and batch size
             threads = whole_number(threads, "threads", 1)
         self._build_arrays(threads)
@@ -257,6 +272,15 @@ class GridSolver(BuiltSolver):
             check_representable({"dt": self.dt}, self.np_dtype)
             self.check_stability()
         self.fix_attributes()
+
+    def checked_setting(self, name: str, value: Any) -> Any:
+        """:meth:`BuiltSolver.checked_setting`, and ``theta`` as a float, in [1/2, 1] with
+        ``scheme="imex"`` (unused by the explicit schemes)."""
+        if name != "theta":
+            return super().checked_setting(name, value)
+        require(is_real(value) and (self.scheme != "imex" or 0.5 <= value <= 1.0),
+                f"theta={value} must lie in [0.5, 1]")
+        return float(value)
 
     def _build_arrays(self, threads: int | None) -> None:
         """Build ``layout``, ``stages`` and ``_zeros``, the Warp state made from the grid, bc,
@@ -376,6 +400,8 @@ class GridSolver(BuiltSolver):
                 :class:`~physml.solvers.errors.UnstableStepError` for a speed its advection
                 step is unstable at whatever the dt (see the constructor).
         """
+        for name, value in values.items():
+            self.refuse_grad_parameter(name, value)
         current = {n: getattr(self, n) for n in self.parameter_names}
         checked = check_parameters(self.PARAMETERS, {**current, **values}, self.grid.ndim)
         clone = shallow_copy(self, **checked)

@@ -80,7 +80,7 @@ from .cahn_hilliard_kernels import (
 )
 from .checks import check_counts, finite_state, require
 from .dtypes import warp_dtype
-from .errors import BlowUpError, is_real, whole_number
+from .errors import BlowUpError, is_real
 from .free_energy import GAS_CONSTANT, FreeEnergy
 from .grid import BCKind, BoundaryConditions, Grid, periodic
 from .runtime import warp_device
@@ -175,9 +175,11 @@ class ThermomigrationSolver(BuiltSolver):
             do not depend on it.
         check_every: steps between NaN/Inf checks.
 
-    ``kappa``, ``heat_of_transport``, ``stabilisation``, ``tolerance``, ``dt_max`` and
-    ``check_every`` may be set on a built solver: each is checked, and the coefficients made
-    from them derived again, when the next :meth:`rollout` or :meth:`run` starts. The rest
+    ``kappa``, ``heat_of_transport``, ``stabilisation``, ``tolerance`` and ``dt_max`` may be
+    set on a built solver: each is checked when the next :meth:`rollout` or :meth:`run` starts,
+    and the coefficients made from the first three are derived again then, or at the next
+    :meth:`rhs` or :meth:`increment` if one comes first (which checks them too);
+    ``check_every`` may be set as well, and is checked as it is set. The rest
     (grid, bc, free_energy, device, dtype, units, the temperature the solver holds, ...) is
     read-only (:class:`~physml.solvers.base.BuiltSolver`): build a new solver to change them.
     It has no differentiable counterpart: a tensor that requires grad is refused.
@@ -235,7 +237,6 @@ class ThermomigrationSolver(BuiltSolver):
         self._check_settings()
         self.kappa, self.heat_of_transport = float(kappa), float(heat_of_transport)
         self.tolerance, self.stabilisation = float(tolerance), float(stabilisation)
-        self.check_every = whole_number(check_every, "check_every", 1)
         self._temperature_source = temperature
         T0 = self._temperature_array(0.0)
         T_ref = float(np.mean(T0)) if T_ref is None else float(T_ref)
@@ -268,7 +269,6 @@ class ThermomigrationSolver(BuiltSolver):
         require(is_real(self.stabilisation) and np.isfinite(self.stabilisation)
                 and self.stabilisation >= 0.5,
                 f"stabilisation={self.stabilisation} must be a finite number >= 1/2")
-        whole_number(self.check_every, "check_every", 1)
 
     def _build_arrays(self, threads: int | None, fft_backend: str | None) -> None:
         """The Warp arrays, kernel launches and FFT plans made from the grid, bc, free energy,
@@ -308,8 +308,13 @@ class ThermomigrationSolver(BuiltSolver):
     def _start(self) -> None:
         """Check the settings and derive the coefficients again if one of them was set."""
         self._check_settings()
-        if (self.kappa, self.heat_of_transport, self.stabilisation) != self._derived_from:
+        if self._coefficients_set():
             self._derive_coefficients()
+
+    def _coefficients_set(self) -> bool:
+        """Whether ``kappa``, ``heat_of_transport`` or ``stabilisation`` was set since the
+        coefficients were derived (a comparison: cheap enough for every :meth:`rhs`)."""
+        return (self.kappa, self.heat_of_transport, self.stabilisation) != self._derived_from
 
     def warp_state(self) -> tuple[tuple[str, ...], dict]:
         """:data:`_WARP_STATE` (the settings and the temperature held are pickled), rebuilt
@@ -371,7 +376,14 @@ class ThermomigrationSolver(BuiltSolver):
         """``scale`` $\\cdot R(c)$, $R = -\\nabla_h\\cdot\\tilde J$ the scaled rate
         $\\partial c/\\partial\\tilde t$ (``scale`` = $\\Delta t$: the Euler increment), into
         ``out`` if given, else a new array; ``c`` and ``out`` contiguous and shaped as
-        :meth:`to_warp` gives."""
+        :meth:`to_warp` gives. A ``kappa``, ``heat_of_transport`` or ``stabilisation`` set
+        since the coefficients were last derived is checked, and used, from this call on.
+
+        Raises:
+            ValueError: such a setting out of its range, or ``c`` or ``out`` of another shape.
+        """
+        if self._coefficients_set():
+            self._start()
         out = wp.empty_like(c) if out is None else out
         self._require_cells(c=c, out=out)
         shape, periodic_axes = self._launch.shape, self.periodic_axes
@@ -393,7 +405,7 @@ class ThermomigrationSolver(BuiltSolver):
     def increment(self, c: wp.array, dt: float, s4: float) -> tuple[wp.array, wp.array]:
         """$\\delta = c^{n+1} - c^n$ of one stabilised step of scaled size ``dt`` (a new array),
         and the explicit Euler increment $\\Delta t\\,R(c^n)$ (a work array, overwritten by the
-        next call)."""
+        next call); with the settings :meth:`rhs` takes."""
         euler = self.rhs(c, dt, out=self._euler)
         return self._spectral.solve(euler, dt, self._s2, s4), euler
 

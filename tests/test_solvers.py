@@ -57,6 +57,45 @@ def test_what_a_solver_is_built_with_is_read_only():
                                           theta=1.0).rollout(u2, 3))
 
 
+
+def test_theta_and_check_every_set_on_a_built_solver_are_checked_as_the_constructor_does():
+    """theta outside [1/2, 1] set on an IMEX solver was used by the next rollout (the
+    constructor refuses it), and check_every = 0 or 2.5 failed there in slicing or a modulo.
+    Each is refused as it is set, with the constructor's message, and the solver keeps its
+    value; a whole float is kept as an int."""
+    imex = HeatSolver1D(G1, nu=0.01, dt=1e-2, scheme="imex")
+    for theta in (0.2, 5.0):
+        message = re.escape(f"theta={theta} must lie in [0.5, 1]")
+        with pytest.raises(ValueError, match=message):
+            HeatSolver1D(G1, nu=0.01, dt=1e-2, scheme="imex", theta=theta)
+        with pytest.raises(ValueError, match=message):
+            imex.theta = theta
+    assert imex.theta == 0.5
+    ns = NavierStokesSolver2D(Grid((8, 8), (0.0, 0.0), (1.0, 1.0)), nu=1e-3, dt=1e-3)
+    for solver in (imex, ns):
+        for value in (0, 2.5, "2"):
+            with pytest.raises(ValueError, match=re.escape(
+                    f"check_every={value!r} must be a whole number >= 1")):
+                solver.check_every = value
+        assert solver.check_every == 50
+        solver.check_every = 2.0
+        assert type(solver.check_every) is int and solver.check_every == 2
+    np.testing.assert_array_equal(imex.rollout(U1, 3), HeatSolver1D(
+        G1, nu=0.01, dt=1e-2, scheme="imex", check_every=2).rollout(U1, 3))
+
+
+def test_with_parameters_refuses_a_tensor_that_requires_grad_by_name():
+    """with_parameters(nu=<tensor that requires grad>) met PyTorch's "Can't call numpy() on
+    Tensor that requires grad"; it is refused as the constructor and setting nu refuse it."""
+    nu = torch.tensor(0.02, dtype=torch.float64, requires_grad=True)
+    solver = HeatSolver1D(G1, nu=0.01, dt=1e-3)
+    with pytest.raises(ValueError, match=re.escape(
+            "nu is a tensor that requires grad; HeatSolver1D does not differentiate: use "
+            "physml.bridge.rollout(solver, u0, n_steps, parameters={'nu': nu}) for gradients "
+            "in nu, or pass nu.detach()")):
+        solver.with_parameters(nu=nu)
+    assert solver.with_parameters(nu=nu.detach()).nu == 0.02
+
 @pytest.mark.parametrize("make, name, value, per_sample", [
     (lambda: BurgersSolver1D(G1, nu=0.01, dt=1e-3, limiter="minmod", threads=2),
      "nu", 0.015, [0.01, 0.02]),

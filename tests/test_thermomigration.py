@@ -1570,6 +1570,25 @@ def test_what_a_thermomigration_solver_is_built_from_cannot_be_set():
         solver.rollout(c0, 1, dt=0.1)
 
 
+def test_a_kappa_set_is_used_by_rhs_and_increment_at_once():
+    """After solver.kappa was set, rhs() and increment() used the old kappa until the next
+    rollout or run (2.3e-3 off), while total_free_energy used the new one. They check and use
+    it at once, bitwise as a solver built with it."""
+    solver, c0 = small_heated_bar()
+    built, _ = small_heated_bar(kappa_factor=3.0)
+    solver.kappa = 3 * solver.kappa
+    c, c_built = solver.to_warp(c0), built.to_warp(c0)
+    np.testing.assert_array_equal(solver.rhs(c, 1.0).numpy(), built.rhs(c_built, 1.0).numpy())
+    solver.stabilisation = built.stabilisation = 2.0
+    s4 = built._s4(c0)
+    np.testing.assert_array_equal(solver.increment(c, 1e-3, s4)[0].numpy(),
+                                  built.increment(c_built, 1e-3, s4)[0].numpy())
+    assert solver.total_free_energy(c0) == built.total_free_energy(c0)
+    solver.kappa = -1.0
+    with pytest.raises(ValueError, match=re.escape("kappa=-1.0 must be a finite number >= 0")):
+        solver.rhs(c, 1.0)
+
+
 def test_a_pickled_thermomigration_solver_steps_bitwise_as_the_original():
     """Pickling failed (Warp arrays, FFT plans); the unpickled solver, and a copy, go on from
     the original's temperature (its heat steps marched so far) bitwise as the original."""
