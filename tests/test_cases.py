@@ -1127,6 +1127,29 @@ def test_the_frames_of_a_heat_run_planted_as_a_link_are_neither_cut_nor_appended
     assert victim.read_bytes() == b"IMPORTANT" * 8
 
 
+@POSIX_LINKS
+def test_the_frames_of_a_copied_heat_run_hard_linked_are_left_and_the_advice_resumes(tmp_path):
+    """A run folder copied by ``cp -al`` shares ``frames.f64`` with the copy: the refusal
+    said to remove it, which left the run nothing to resume from."""
+    import numpy as np
+
+    from physml.cases.mesh_pde_heat import FRAMES, append_frame, kept_frames
+
+    run, snapshot = tmp_path / "run", tmp_path / "snapshot"
+    run.mkdir()
+    snapshot.mkdir()
+    for k in range(3):
+        append_frame(run, np.full(2, float(k)))
+    os.link(run / FRAMES, snapshot / FRAMES)
+    with pytest.raises(ValueError, match="one of 2 names of one file") as refused:
+        kept_frames(run, 2, 2)
+    assert "remove it" not in str(refused.value)
+    advice = re.search(r"in its folder: (.*?)\), then run again", str(refused.value))[1]
+    subprocess.run(advice, shell=True, cwd=run, check=True)
+    assert [list(u) for u in kept_frames(run, 2, 2)] == [[0.0, 0.0], [1.0, 1.0]]
+    assert np.fromfile(snapshot / FRAMES).tolist() == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+
+
 @pytest.mark.parametrize("override, printed", [
     ("output.folder=a&calc", "output.folder=a^&calc"),
     ("output.folder=a|b>c<d", "output.folder=a^|b^>c^<d"),

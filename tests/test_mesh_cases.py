@@ -173,6 +173,28 @@ def test_a_finished_shape_run_resumed_keeps_its_timing(tmp_path):
     assert legacy["step_s"] == first["step_s"] and legacy["wall_s"] == first["wall_s"]
 
 
+def test_a_shape_run_of_0_2_0_resumes_with_its_history_renumbered(tmp_path):
+    """0.2.0 recorded as step k the loss before update k (1 to k); resumed, the history held
+    both layouts: a step recorded twice with two values."""
+    overrides = ["mesh.h=0.3", "optimisation.lr=0.008", "output.figures=false"]
+    whole, old = tmp_path / "whole", tmp_path / "old"
+    whole.mkdir()
+    old.mkdir()
+    run("shape_poisson", overrides + ["optimisation.steps=4"], whole)
+    run("shape_poisson", overrides + ["optimisation.steps=2"], old)
+    state = torch.load(old / CHECKPOINT, weights_only=False)
+    assert [r["step"] for r in state["history"]] == [0, 1]
+    for record in state["history"]:  # as 0.2.0 wrote them
+        record["step"] += 1
+    torch.save(state, old / CHECKPOINT)
+    run("shape_poisson", overrides + ["optimisation.steps=4"], old, resume=True)
+    resumed = json.loads((old / "metrics.json").read_text())["history"]
+    expected = json.loads((whole / "metrics.json").read_text())["history"]
+    assert [r["step"] for r in resumed] == list(range(5))
+    for got, want in zip(resumed, expected, strict=True):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-9)
+
+
 def test_the_shape_losses_figure_draws_the_objective_s_weighted_terms(tmp_path, monkeypatch):
     """It drew the quality term without its weight, beside the PINN's axis label."""
     from physml.cases import figures

@@ -935,6 +935,29 @@ def test_a_sampler_over_another_domain_or_time_span_is_refused_by_name():
             DomainSampler(line, time=time)
 
 
+def test_a_sampler_over_the_same_box_or_ball_as_the_problem_s_is_taken_whatever_its_class():
+    """An Interval, a Rectangle and a Disk are a Box and a Ball: a Box sampler over the
+    problem's Interval was refused as another geometry ("a Box geometry, but the problem's is
+    a Interval"), which 0.2.0 took."""
+    from physml.geometry import Ball, Box, Disk, Intersection, Interval, Rectangle
+    from physml.train import Initial, PINNProblem
+    from physml.train.sampling import DomainSampler
+
+    def trainer(geometry, sampler, inputs):
+        problem = PINNProblem(lambda d: d("u", "t") - d.laplacian("u"), geometry,
+                              time=(0.0, 1.0), conditions=[Initial(0.0)])
+        return PINNTrainer(build_model("mlp", inputs, 1, width=8, depth=2), problem,
+                           sampler=DomainSampler(sampler, time=(0, 1)), points=16,
+                           condition_points=8, adam_steps=1, eval_shape=(3,) * inputs)
+
+    trainer(Interval(0, 1), Box([0.0], [1.0]), 2)
+    trainer(Box([0.0, 0.0], [1.0, 2.0]), Rectangle((0, 0), (1, 2)), 3)
+    trainer(Disk((0.5, 0.5), 0.5), Ball([0.5, 0.5], 0.5), 3)
+    with pytest.raises(ValueError, match="sampler: an Intersection geometry, but the "
+                                         "problem's is an Interval"):
+        trainer(Interval(0, 1), Intersection(Interval(0, 1), Interval(-1, 2, ["a", "b"])), 2)
+
+
 @pytest.mark.parametrize("options, message", [
     ({"momentum": 1.5}, r"momentum=1.5 must lie in \[0, 1\)"),
     ({"momentum": -1}, r"momentum=-1 must lie in \[0, 1\)"),

@@ -121,7 +121,8 @@ def test_a_disk_rectangle_or_interval_is_named_as_called_in_its_errors_and_repr(
     assert isinstance(disk, Ball) and isinstance(Rectangle((0, 0), (1, 1)), Box)
     assert repr(disk) == "Disk(centre=[0.0, 1.0], radius=0.5, name='rim')"
     assert repr(pickle.loads(pickle.dumps(disk))) == repr(disk)
-    assert repr(Interval(0, 2)) == "Interval(lower=[0.0], upper=[2.0], names=['left', 'right'])"
+    assert repr(Interval(0, 2)) == "Interval(0.0, 2.0, names=['left', 'right'])"  # a call
+    assert repr(eval(repr(Interval(0, 2, ["a", "b"])))) == "Interval(0.0, 2.0, names=['a', 'b'])"
     assert repr(Difference(Rectangle((0, 0), (2, 2)), disk)) == (
         "Difference(Rectangle(lower=[0.0, 0.0], upper=[2.0, 2.0], names=['left', 'right', "
         "'bottom', 'top']), Disk(centre=[0.0, 1.0], radius=0.5, name='rim'))")
@@ -1413,6 +1414,38 @@ def test_predictions_carry_the_units_of_the_solved_observations(tmp_path):
             ("x", "time", "prediction", "reference", "error")} == {
         "x": observed["x"].attrs["units"], "time": observed["time"].attrs["units"],
         "prediction": "m s-1", "reference": "m s-1", "error": "m s-1"}
+
+
+def test_wall_s_is_the_whole_run_s_time_over_its_parts_and_train_s_the_fit_s(tmp_path,
+                                                                             monkeypatch):
+    """``wall_s`` was the fit's alone (0.02 s for a run that also solved its observations),
+    where the other kinds give the whole run's."""
+    import time
+
+    from physml.cases import equation
+
+    solve = equation.solve_observations
+
+    def slow_solve(*args):
+        time.sleep(0.5)
+        return solve(*args)
+
+    monkeypatch.setattr(equation, "solve_observations", slow_solve)
+    tiny = ["training.lbfgs.steps=0", "training.collocation.points=64", "model.width=4",
+            "model.depth=1", "evaluation.grid=[9, 5]", "observations.points=20",
+            "observations.solve.nx=64", f"output.folder={tmp_path}", "output.figures=false"]
+    folder, first = run_case(load_case(CASES / "burgers_inverse.yaml",
+                                       [*tiny, "training.adam.steps=2"]))
+    assert first["wall_s"] >= 0.5 + first["train_s"]
+    _, resumed = run_case(load_case(CASES / "burgers_inverse.yaml",
+                                    [*tiny, "training.adam.steps=4"]), folder, resume=True)
+    assert resumed["wall_s"] >= 0.5 + resumed["train_s"] > 0.5 + first["train_s"]
+    state = torch.load(folder / "checkpoint.pt", weights_only=False)
+    del state["wall_s"]  # a checkpoint of physml 0.2.0: the fit's time alone
+    torch.save(state, folder / "checkpoint.pt")
+    _, old = run_case(load_case(CASES / "burgers_inverse.yaml",
+                                [*tiny, "training.adam.steps=5"]), folder, resume=True)
+    assert old["wall_s"] >= old["train_s"] > resumed["train_s"]
 
 
 WAVE = """kind: equation

@@ -52,6 +52,7 @@ from ..train.problems import FieldCoefficient, PINNProblem
 from .equation_problem import CONDITION_KINDS, build_equation_problem, solve_observations
 from .kind import CaseKind, OnStep
 from .pinn_training import (
+    RunClock,
     TrainingSpec,
     plot_training,
     train_in_folder,
@@ -405,6 +406,7 @@ def run(case: EquationCase, folder: Path, resume: bool = False,
     observations are written to ``observations.h5`` first (kept when resumed); a new run
     writes its checkpoint at step 0 before ``config.yaml``
     (:func:`~.pinn_training.train_in_folder`)."""
+    clock = RunClock()
     threads = apply_threads(case.training.collocation.points, case.threads)
     solved = None
     if case.observations is not None and case.observations.solve is not None:
@@ -417,8 +419,8 @@ def run(case: EquationCase, folder: Path, resume: bool = False,
     trainer = build_trainer(case, solved)
     if solved is not None:
         add_observed(solved, case, trainer.problem)
-    train_in_folder(case, trainer, folder, resume, on_step)
-    result = training_summary(case, trainer, threads)
+    train_in_folder(case, trainer, folder, resume, on_step, clock)
+    result = training_summary(case, trainer, threads, clock)
     truth = true_coefficients(case)
     if truth:
         result |= identification(result, truth)

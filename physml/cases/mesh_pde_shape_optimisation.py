@@ -69,7 +69,9 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
     record ``step`` k holds $J$ and its terms at the vertices after k updates: 0 the start,
     ``optimisation.steps`` the end, which the summary's ``*_final`` entries repeat;
     ``match_drop`` is the match term's ratio, first to last, ``passed`` when it reaches
-    ``threshold`` (``optimisation.loss_drop``)."""
+    ``threshold`` (``optimisation.loss_drop``). A checkpoint of physml 0.2.0, whose history
+    held as step k the loss before update k (from 1), is resumed with that record as step
+    k - 1, the vertices after k - 1 updates it was measured at."""
     if mesh.dim != 2 or mesh.cell_dim != 2:
         raise ValueError("pde.name 'shape_optimisation' needs a planar triangle mesh "
                          f"(got points of dimension {mesh.dim} and {mesh.cell_dim}D cells)")
@@ -125,6 +127,8 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
             x.copy_(state["points"])
             adam.load_state_dict(state["adam"])
         start, history, last_checkpoint = state["step"], state["history"], state["step"]
+        if history and history[0]["step"] == 1:  # 0.2.0's layout, renumbered to this one
+            history = [{**entry, "step": entry["step"] - 1} for entry in history]
         elapsed = state.get("wall_s", 0.0)  # absent from checkpoints of earlier versions
         timed_steps = spec.steps - start if "wall_s" not in state else spec.steps
     else:

@@ -5,6 +5,7 @@ figures."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -153,39 +154,58 @@ def trainer_options(case, problem) -> dict:
     )
 
 
-def save_checkpoint(trainer: PINNTrainer, folder: Path) -> None:
-    atomic_write(folder / CHECKPOINT, lambda p: torch.save(trainer.state_dict(), p))
+class RunClock:
+    """A run's seconds over every resumed part, its ``wall_s``: ``before``, those of the parts
+    before (0 for a new run; set from the checkpoint on resume), plus this part's since the
+    clock was made, at its start."""
+
+    def __init__(self) -> None:
+        self.before, self.started = 0.0, time.perf_counter()
+
+    def __call__(self) -> float:
+        return self.before + time.perf_counter() - self.started
 
 
-def load_checkpoint(trainer: PINNTrainer, folder: Path) -> None:
+def save_checkpoint(trainer: PINNTrainer, folder: Path, wall_s: float = 0.0) -> None:
+    """The trainer's state and ``wall_s``, the run's seconds so far (:class:`RunClock`)."""
+    atomic_write(folder / CHECKPOINT, lambda p: torch.save(
+        {**trainer.state_dict(), "wall_s": wall_s}, p))
+
+
+def load_checkpoint(trainer: PINNTrainer, folder: Path) -> float:
+    """Restore ``trainer`` from the folder's checkpoint; returns the run's seconds there (of a
+    checkpoint of physml 0.2.0 or before, which kept no ``wall_s``: its training's)."""
     state = read_checkpoint(folder)
     with restoring(folder):
         trainer.load_state_dict(state)
+    return state.get("wall_s", trainer.elapsed_s)
 
 
 def train_in_folder(case, trainer: PINNTrainer, folder: Path, resume: bool,
-                    on_step: OnStep | None) -> None:
+                    on_step: OnStep | None, clock: RunClock) -> None:
     """Fit ``trainer`` (of a ``pinn`` or ``equation`` case) in its run folder: a resumed run
-    loads the folder's checkpoint first; a new one writes its checkpoint at step 0 before
-    ``config.yaml``, so a run folder with a configuration can always be resumed. Training
-    writes a checkpoint every ``training.checkpoint_every`` steps; a NaN/Inf loss stops it with
-    a ``metrics.json`` of the steps taken (:func:`~.run_folder.write_stopped_metrics`).
+    loads the folder's checkpoint first (and sets ``clock.before`` from it); a new one writes
+    its checkpoint at step 0 before ``config.yaml``, so a run folder with a configuration can
+    always be resumed. Training writes a checkpoint every ``training.checkpoint_every`` steps;
+    a NaN/Inf loss stops it with a ``metrics.json`` of the steps taken
+    (:func:`~.run_folder.write_stopped_metrics`).
 
     Raises:
         NonFiniteLossError: a loss or its gradient became NaN/Inf (the step not taken).
     """
     if resume:
-        load_checkpoint(trainer, folder)
+        clock.before = load_checkpoint(trainer, folder)
     else:
-        save_checkpoint(trainer, folder)
+        save_checkpoint(trainer, folder, clock())
         write_text(folder / CONFIG, case.to_yaml())
     try:
-        trainer.fit(on_step=on_step, on_checkpoint=lambda: save_checkpoint(trainer, folder),
+        trainer.fit(on_step=on_step,
+                    on_checkpoint=lambda: save_checkpoint(trainer, folder, clock()),
                     checkpoint_every=case.training.checkpoint_every,
                     saved_step=trainer.step)  # the checkpoint written above, or the one resumed
     except NonFiniteLossError as error:
         write_stopped_metrics(folder, case.name, error, trainer.history, steps=trainer.step,
-                              wall_s=trainer.elapsed_s)
+                              wall_s=clock())
         raise
 
 
@@ -193,20 +213,22 @@ METHOD_NAMES = {"pinn": "PINN", "lpinn": "Lagrangian PINN"}
 """``training.method`` as a description or a figure names it."""
 
 
-def training_summary(case: Any, trainer: PINNTrainer, threads: int) -> dict:
+def training_summary(case: Any, trainer: PINNTrainer, threads: int, clock: RunClock) -> dict:
     """The summary of a trained ``pinn`` or ``equation`` case, for ``metrics.json``
     (:func:`~.run_folder.write_metrics`, with the trainer's history).
 
     Returns:
         The errors of ``trainer.evaluate()``, ``steps``, ``threshold`` and ``passed``
-        (``rel_l2`` against ``evaluation.threshold``), ``wall_s`` (the training time over every
-        resumed part) and ``threads`` (the PyTorch threads of this part).
+        (``rel_l2`` against ``evaluation.threshold``), ``wall_s`` (the run's seconds over
+        every resumed part, to this evaluation: reference, observations, training),
+        ``train_s`` (the training's alone, ``trainer.elapsed_s``) and ``threads`` (the
+        PyTorch threads of this part).
     """
     final = trainer.evaluate()
     threshold = case.evaluation.threshold
     return {**final, "steps": trainer.step, "threshold": threshold,
             "passed": threshold_passed(final.get("rel_l2"), threshold),
-            "wall_s": trainer.elapsed_s, "threads": threads}
+            "wall_s": clock(), "train_s": trainer.elapsed_s, "threads": threads}
 
 
 def plot_training(case: Any, trainer: PINNTrainer, folder: Path,

@@ -376,7 +376,9 @@ def open_own(path: Path, mode: str) -> IO:
     overwrite) or not a plain file.
 
     Raises:
-        ValueError: ``path`` is a link or not a plain file, naming it.
+        ValueError: ``path`` is a link or not a plain file, naming it: to be removed, or for a
+            second name of a file (a copied run folder's hard link, whose contents the run
+            needs), to be copied to a file of its own.
         OSError: it cannot be opened (no folder, no permission).
     """
     refused = ValueError(f"{str(path)!r} is a link or not a plain file; a run writes only into "
@@ -392,6 +394,13 @@ def open_own(path: Path, mode: str) -> IO:
     info = os.fstat(handle.fileno())
     if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
         handle.close()
+        if stat.S_ISREG(info.st_mode):  # its contents may be the run's (a copy by cp -al)
+            name = path.name
+            raise ValueError(
+                f"{str(path)!r} is a link or not a plain file; a run writes only into files of "
+                f"its own, and this is one of {info.st_nlink} names of one file (a hard link), "
+                "which writing would change under the others: copy it to a file of its own "
+                f"(in its folder: cp {name} {name}.tmp && mv {name}.tmp {name}), then run again")
         raise refused
     return handle
 

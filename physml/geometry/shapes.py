@@ -121,6 +121,10 @@ class Interval(Box):
     def __init__(self, a: float, b: float, names: Sequence[str] | None = None) -> None:
         super().__init__([a], [b], names)
 
+    def __repr__(self) -> str:
+        a, b = self.bounds[0].tolist()
+        return f"Interval({a}, {b}, names={self.names})"
+
 
 class Rectangle(Box):
     """The rectangle $[a_1, b_1]\\times[a_2, b_2]$, ``lower`` $= (a_1, a_2)$, ``upper``

@@ -34,6 +34,7 @@ from torch import nn
 
 from ..devices import Stopwatch, require_torch_device
 from ..errors import NonFiniteLossError, adam_can_step, all_finite
+from ..geometry import Ball, Box, Geometry
 from ..solvers.dtypes import warp_dtype
 from ..solvers.errors import is_real, whole_number
 from .balancing import FixedWeights
@@ -62,7 +63,9 @@ class PINNField(nn.Module):
 
 
 def _check_sampler(sampler: DomainSampler, problem: PINNProblem) -> None:
-    """Refuse a sampler whose points are not those of ``problem``'s domain.
+    """Refuse a sampler whose points are not those of ``problem``'s domain: another number of
+    inputs, other bounds or time span, or another kind of geometry (a Box and an Interval or a
+    Rectangle, a Ball and a Disk, of the same bounds are one domain).
 
     Raises:
         ValueError: naming ``sampler`` and what differs.
@@ -76,10 +79,23 @@ def _check_sampler(sampler: DomainSampler, problem: PINNProblem) -> None:
         raise ValueError(f"sampler: bounds {sampler.bounds.tolist()} differ from the problem's "
                          f"{problem.bounds.tolist()} (inputs {inputs}); build it as "
                          "DomainSampler(problem.geometry, problem.time)")
-    if type(sampler.geometry) is not type(problem.geometry):
-        raise ValueError(f"sampler: a {type(sampler.geometry).__name__} geometry, but the "
-                         f"problem's is a {type(problem.geometry).__name__}; build it as "
+    if _shape_kind(sampler.geometry) is not _shape_kind(problem.geometry):
+        raise ValueError(f"sampler: {_a(sampler.geometry)} geometry, but the problem's is "
+                         f"{_a(problem.geometry)}; build it as "
                          "DomainSampler(problem.geometry, problem.time)")
+
+
+def _shape_kind(geometry: Geometry) -> type:
+    """:class:`Box` for a box (an Interval, a Rectangle), :class:`Ball` for a ball (a Disk),
+    else the geometry's class: two geometries of one such kind with the same bounds are the
+    same domain."""
+    return next((kind for kind in (Box, Ball) if isinstance(geometry, kind)), type(geometry))
+
+
+def _a(geometry: Geometry) -> str:
+    """The geometry's class name after its article: "a Disk", "an Interval", "a Union"."""
+    name = type(geometry).__name__
+    return f"{'an' if name[0] in 'AEIO' else 'a'} {name}"
 
 
 class PINNTrainer:
