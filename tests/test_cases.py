@@ -936,14 +936,23 @@ def test_a_pinn_case_run_could_not_hold_or_finish_is_refused_naming_the_keys(ove
     assert "machine's memory" in str(err.value) or "use a smaller pde.nu" in str(err.value)
 
 
+@pytest.mark.parametrize("case", ["burgers", "pcg_poisson", "moe_diffusion_sorption"])
 @pytest.mark.parametrize("seed, valid", [(2**64 - 1, True), (2**64, False)])
-def test_a_seed_is_a_64_bit_word(seed, valid):
+def test_a_seed_is_a_64_bit_word(case, seed, valid):
+    """pcg and moe cases took any seed at validation, and a run stopped on 'Overflow when
+    unpacking long long' without naming the key."""
     if valid:
-        assert load_case("burgers", [f"seed={seed}"]).seed == seed
+        assert load_case(case, [f"seed={seed}"]).seed == seed
         return
     with pytest.raises(ValueError, match="seed: Input should be less than or equal to "
                                          "18446744073709551615"):
-        load_case("burgers", [f"seed={seed}"])
+        load_case(case, [f"seed={seed}"])
+
+
+def test_a_pcg_dataset_seed_is_a_dataset_s_seed():
+    with pytest.raises(ValueError, match="dataset.seed: Input should be less than or equal "
+                                         "to 9223372036854775807"):
+        load_case("pcg_poisson", [f"dataset.seed={2**63}"])
 
 
 @pytest.mark.parametrize("case, override, message", [

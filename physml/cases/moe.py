@@ -94,6 +94,7 @@ from .sections import (
     NETWORK_COPIES,
     CaseBase,
     LearningRate,
+    Seed,
     threshold_passed,
     threshold_verdict,
 )
@@ -179,7 +180,7 @@ class MoECase(CaseBase):
     constraint: ConstraintSpec = Field(default_factory=ConstraintSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     evaluation: MoEEvaluationSpec = Field(default_factory=MoEEvaluationSpec)
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
 
     @property
     def space(self) -> tuple[int, ...]:

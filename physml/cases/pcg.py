@@ -44,10 +44,18 @@ from ..datasets.linear_systems import (
     read_systems,
 )
 from ..datasets.mesh_spec import DOMAIN_SIZES
+from ..datasets.spec import Seed as DatasetSeed
 from ..solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy, prepare
 from .kind import CaseKind, OnStep
 from .run_folder import CONFIG, Section, atomic_write, save_figure, write_metrics, write_text
-from .sections import BYTES, CaseBase, LearningRate, threshold_passed, threshold_verdict
+from .sections import (
+    BYTES,
+    CaseBase,
+    LearningRate,
+    Seed,
+    threshold_passed,
+    threshold_verdict,
+)
 
 CHECKPOINT = "preconditioner.pt"
 
@@ -76,7 +84,7 @@ class DatasetSection(Section):
     ordering: Literal["rcm", "mesher"] | None = Field(
         None, description="numbering of a mesh family's unknowns: reverse Cuthill–McKee "
                           "(default) or the mesher's; none for poisson_grid")
-    seed: int = Field(0, ge=0)
+    seed: DatasetSeed = 0
 
     @model_validator(mode="after")
     def _options_of_the_family(self) -> DatasetSection:
@@ -129,7 +137,7 @@ class PCGCase(CaseBase):
     model: ModelSection = Field(default_factory=ModelSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
 
     def memory_needs(self) -> dict[str, float]:
         """Bytes the run holds, about, by the keys that set them: the systems as read (every
