@@ -278,7 +278,8 @@ class GridSolver(BuiltSolver):
         ``scheme="imex"`` (unused by the explicit schemes)."""
         if name != "theta":
             return super().checked_setting(name, value)
-        require(is_real(value) and (self.scheme != "imex" or 0.5 <= value <= 1.0),
+        require(is_real(value), f"theta={value!r} must be a number in [0.5, 1]")
+        require(self.scheme != "imex" or 0.5 <= value <= 1.0,
                 f"theta={value} must lie in [0.5, 1]")
         return float(value)
 

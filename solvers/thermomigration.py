@@ -302,15 +302,15 @@ class ThermomigrationSolver(BuiltSolver):
         self._kappa_scaled = float(self.kappa) / (self.units.energy * self.units.length**2)
         self._q = self._array([self._kappa_scaled,
                                float(self.heat_of_transport) / self.units.energy, *inv_dx])
-        self._derived_from = (self.kappa, self.heat_of_transport, self.stabilisation)
+        self._derived_from = self._values("kappa", "heat_of_transport", "stabilisation")
         self._set_temperature(self.temperature, self._temperature_time)
 
     def _start(self) -> None:
         """Check the settings if one was set since they were last checked (the checks cost
         a short rollout 8 %), and derive the coefficients again if one of them was set."""
-        settings = (self.kappa, self.heat_of_transport, self.tolerance, self.dt_max,
-                    self.stabilisation)
-        if settings != self.__dict__.get("_settings_checked"):
+        settings = self._values("kappa", "heat_of_transport", "tolerance", "dt_max",
+                                "stabilisation")
+        if settings is None or settings != self.__dict__.get("_settings_checked"):
             self._check_settings()
             self._settings_checked = settings
         if self._coefficients_set():
@@ -319,7 +319,16 @@ class ThermomigrationSolver(BuiltSolver):
     def _coefficients_set(self) -> bool:
         """Whether ``kappa``, ``heat_of_transport`` or ``stabilisation`` was set since the
         coefficients were derived (a comparison: cheap enough for every :meth:`rhs`)."""
-        return (self.kappa, self.heat_of_transport, self.stabilisation) != self._derived_from
+        values = self._values("kappa", "heat_of_transport", "stabilisation")
+        return values is None or values != self._derived_from
+
+    def _values(self, *names: str) -> tuple | None:
+        """The settings ``names`` as floats (None kept), copies that an in-place change of a
+        0-d array set as a setting does not reach; None if one is not a number."""
+        try:
+            return tuple(None if (v := getattr(self, n)) is None else float(v) for n in names)
+        except (TypeError, ValueError):
+            return None
 
     def warp_state(self) -> tuple[tuple[str, ...], dict]:
         """:data:`_WARP_STATE` (the settings and the temperature held are pickled), rebuilt

@@ -70,6 +70,8 @@ def test_theta_and_check_every_set_on_a_built_solver_are_checked_as_the_construc
             HeatSolver1D(G1, nu=0.01, dt=1e-2, scheme="imex", theta=theta)
         with pytest.raises(ValueError, match=message):
             imex.theta = theta
+    with pytest.raises(ValueError, match=re.escape("theta='0.7' must be a number in [0.5, 1]")):
+        imex.theta = "0.7"
     assert imex.theta == 0.5
     ns = NavierStokesSolver2D(Grid((8, 8), (0.0, 0.0), (1.0, 1.0)), nu=1e-3, dt=1e-3)
     for solver in (imex, ns):

@@ -1604,3 +1604,19 @@ def test_a_pickled_thermomigration_solver_steps_bitwise_as_the_original():
         np.testing.assert_array_equal(run.states[-1], runs[0].states[-1])
         assert (run.dt, run.rejected) == (runs[0].dt, runs[0].rejected)
     np.testing.assert_array_equal(clones[0].rollout(c0, 5, dt=0.1), solver.rollout(c0, 5, dt=0.1))
+
+
+def test_a_kappa_changed_in_place_is_checked_and_used():
+    """A 0-d array set as kappa and then changed in place skipped the settings check (the
+    check compared the same object with itself): a rollout ran with kappa = -1."""
+    solver, c0 = small_heated_bar()
+    built, _ = small_heated_bar(kappa_factor=3.0)
+    kappa = np.array(float(solver.kappa))
+    solver.kappa = kappa
+    solver.rollout(c0, 1, 1, dt=1e-3)
+    kappa *= 3.0
+    c, c_built = solver.to_warp(c0), built.to_warp(c0)
+    np.testing.assert_array_equal(solver.rhs(c, 1.0).numpy(), built.rhs(c_built, 1.0).numpy())
+    kappa[...] = -1.0
+    with pytest.raises(ValueError, match="must be a finite number >= 0"):
+        solver.rollout(c0, 1, 1, dt=1e-3)

@@ -132,11 +132,11 @@ def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm:
     elif diverged is not None:
         at, smallest, grown, runs, floor = diverged
         again = f", and ran away {runs} times in all" if runs > 1 else ""
+        above = (f"{norms[-1] / floor:.0f} times above" if floor > 0 else "above")
         reason = (f"diverged (its recursive residual grew from its smallest, "
                   f"{smallest / b_norm:.3e} of |b|, to {grown / b_norm:.3e} at iteration {at}"
-                  f"{again}; the true residual of its best x, below, lies "
-                  f"{norms[-1] / floor:.0f} times above the rounding floor of the arithmetic "
-                  f"on this system, {floor / b_norm:.1e})")
+                  f"{again}; the true residual of its best x, below, lies {above} the "
+                  f"rounding floor of the arithmetic on this system, {floor / b_norm:.1e})")
         advice = {"advice": "the method is unstable on this system: use a preconditioner or "
                             "gmres"}
     elif stagnated is not None:
