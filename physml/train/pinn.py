@@ -63,9 +63,11 @@ class PINNField(nn.Module):
 
 
 def _check_sampler(sampler: DomainSampler, problem: PINNProblem) -> None:
-    """Refuse a sampler whose points are not those of ``problem``'s domain: another number of
-    inputs, other bounds or time span, or another kind of geometry (a Box and an Interval or a
-    Rectangle, a Ball and a Disk, of the same bounds are one domain).
+    """Refuse a sampler that cannot draw ``problem``'s domain: another number of inputs, other
+    bounds or time span, or another kind of geometry (a Box and an Interval or a Rectangle, a
+    Ball and a Disk, of the same bounds are one domain). Two polygons, meshes or CSG shapes of
+    one class and the same bounds are not compared further: a sampler over another such shape
+    is the caller's to build from ``problem.geometry``.
 
     Raises:
         ValueError: naming ``sampler`` and what differs.
