@@ -302,31 +302,24 @@ class ThermomigrationSolver(BuiltSolver):
         self._kappa_scaled = float(self.kappa) / (self.units.energy * self.units.length**2)
         self._q = self._array([self._kappa_scaled,
                                float(self.heat_of_transport) / self.units.energy, *inv_dx])
-        self._derived_from = self._values("kappa", "heat_of_transport", "stabilisation")
+        self._settings = self._settings_now()
         self._set_temperature(self.temperature, self._temperature_time)
 
     def _start(self) -> None:
-        """Check the settings if one was set since they were last checked (the checks cost
-        a short rollout 8 %), and derive the coefficients again if one of them was set."""
-        settings = self._values("kappa", "heat_of_transport", "tolerance", "dt_max",
-                                "stabilisation")
-        if settings is None or settings != self.__dict__.get("_settings_checked"):
+        """If a setting was set since the coefficients were derived, check the settings and
+        derive them again (a comparison otherwise: the checks cost a short rollout 8 %)."""
+        settings = self._settings_now()
+        if settings is None or settings != self._settings:
             self._check_settings()
-            self._settings_checked = settings
-        if self._coefficients_set():
             self._derive_coefficients()
 
-    def _coefficients_set(self) -> bool:
-        """Whether ``kappa``, ``heat_of_transport`` or ``stabilisation`` was set since the
-        coefficients were derived (a comparison: cheap enough for every :meth:`rhs`)."""
-        values = self._values("kappa", "heat_of_transport", "stabilisation")
-        return values is None or values != self._derived_from
-
-    def _values(self, *names: str) -> tuple | None:
-        """The settings ``names`` as floats (None kept), copies that an in-place change of a
+    def _settings_now(self) -> tuple | None:
+        """The settable settings as floats (None kept): copies, which an in-place change of a
         0-d array set as a setting does not reach; None if one is not a number."""
         try:
-            return tuple(None if (v := getattr(self, n)) is None else float(v) for n in names)
+            return tuple(None if (v := getattr(self, n)) is None else float(v)
+                         for n in ("kappa", "heat_of_transport", "stabilisation", "tolerance",
+                                   "dt_max"))
         except (TypeError, ValueError):
             return None
 
@@ -396,8 +389,7 @@ class ThermomigrationSolver(BuiltSolver):
         Raises:
             ValueError: such a setting out of its range, or ``c`` or ``out`` of another shape.
         """
-        if self._coefficients_set():
-            self._start()
+        self._start()
         out = wp.empty_like(c) if out is None else out
         self._require_cells(c=c, out=out)
         shape, periodic_axes = self._launch.shape, self.periodic_axes
