@@ -114,10 +114,11 @@ class BuiltSolver:
             return whole_number(value, name, 1)
         return value
 
-    def refuse_grad_parameter(self, name: str, value: Any) -> None:
-        """Refuse ``value`` for parameter ``name`` if it is a tensor that requires grad."""
-        instead = None if self.GRADIENTS is None else self.GRADIENTS.format(name=name)
-        refuse_grad(value, name, type(self).__name__, instead)
+    def refuse_grad_parameters(self, values: dict[str, Any]) -> None:
+        """Refuse each parameter value that is a tensor that requires grad, by its name."""
+        for name, value in values.items():
+            instead = None if self.GRADIENTS is None else self.GRADIENTS.format(name=name)
+            refuse_grad(value, name, type(self).__name__, instead)
 
     def warp_state(self) -> tuple[tuple[str, ...], dict]:
         """The attributes holding Warp devices, arrays, launches or plans (not picklable), and
@@ -151,7 +152,7 @@ class BuiltSolver:
                                  "and kernels follow it, so a new value would be ignored); "
                                  f"build a new {cls} with the {name} you want")
         if name in self.parameter_names:
-            self.refuse_grad_parameter(name, value)
+            self.refuse_grad_parameters({name: value})
         elif name in self.SETTABLE:
             value = self.checked_setting(name, value)
         super().__setattr__(name, value)
@@ -241,8 +242,7 @@ class GridSolver(BuiltSolver):
             raise ValueError(
                 f"{type(self).__name__} needs a {self.ndim}D grid; got shape {grid.shape}"
             )
-        for name, value in parameters.items():
-            self.refuse_grad_parameter(name, value)
+        self.refuse_grad_parameters(parameters)
         for name, value in check_parameters(self.PARAMETERS, parameters, grid.ndim).items():
             setattr(self, name, value)
         self.grid = grid
@@ -401,8 +401,7 @@ class GridSolver(BuiltSolver):
                 :class:`~physml.solvers.errors.UnstableStepError` for a speed its advection
                 step is unstable at whatever the dt (see the constructor).
         """
-        for name, value in values.items():
-            self.refuse_grad_parameter(name, value)
+        self.refuse_grad_parameters(values)
         current = {n: getattr(self, n) for n in self.parameter_names}
         checked = check_parameters(self.PARAMETERS, {**current, **values}, self.grid.ndim)
         clone = shallow_copy(self, **checked)

@@ -84,8 +84,7 @@ class NavierStokesSolver2D(BuiltSolver):
                 f"device={device!r}: NavierStokesSolver2D runs on the CPU (NumPy/SciPy FFTs)")
         require(scheme == "ifrk4", f"scheme={scheme!r}; allowed: ifrk4")
         self.dtype = warp_dtype(dtype)  # as a grid solver: a Warp dtype from any dtype or name
-        for name, value in (("nu", nu), ("forcing", forcing)):
-            self.refuse_grad_parameter(name, value)
+        self.refuse_grad_parameters({"nu": nu, "forcing": forcing})
         values = check_parameters(self.PARAMETERS, {"nu": nu, "forcing": forcing}, 2)
         self.nu, self.forcing = values["nu"], values["forcing"]
         self.grid, self.bc = grid, periodic(2)
