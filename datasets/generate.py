@@ -173,7 +173,7 @@ def generate(
     client = connect_scheduler(scheduler) if scheduler is not None else None
     try:
         return _generate(spec, folder, device, workers, client, overwrite, progress,
-                         batch_size, warm, writer, status)
+                         batch_size, warm, writer, status or (lambda text: None))
     finally:
         if client is not None:
             client.close()
@@ -181,7 +181,7 @@ def generate(
 
 def _generate(spec, folder: Path, device: str, workers: int | None, client, overwrite: bool,
               progress: Callable[[int, int], None] | None, batch_size: int | None,
-              warm: Callable, writer: Writer, status: Callable[[str], None] | None) -> dict:
+              warm: Callable, writer: Writer, status: Callable[[str], None]) -> dict:
     """:func:`generate` once the spec, the device and the scheduler (``client``) are checked:
     nothing is deleted before."""
     prepare_folder(spec, folder, overwrite)
@@ -201,26 +201,22 @@ def _generate(spec, folder: Path, device: str, workers: int | None, client, over
         if progress is not None:
             progress(count[0], total)
 
-    def say(text: str) -> None:
-        if status is not None:
-            status(text)
-
     position = {t.path: k for k, t in enumerate(pending, start=1)}
 
     def announced(task: ShardTask) -> str:  # in this process: each shard as it starts
-        say(f"shard {position[task.path]}/{len(pending)} in progress")
+        status(f"shard {position[task.path]}/{len(pending)} in progress")
         return writer(task)
 
     if progress is not None:
         progress(count[0], total)
     if pending:
-        say("compiling kernels")
+        status("compiling kernels")
         warm(spec, device)
         if workers is None and device != "cpu":
             workers = 0
         use_dask = client is not None or (workers != 0 and dask_available())
         if use_dask:
-            say(f"{len(pending)} shards in progress on Dask")
+            status(f"{len(pending)} shards in progress on Dask")
             run_on_dask(pending, done, workers or available_cores(), client, writer)
         else:
             run_in_process(pending, done, announced)
