@@ -45,6 +45,7 @@ from ..datasets.memory import refuse_beyond_memory
 from ..datasets.mesh_spec import MeshSpec
 from ..datasets.spec import AbsolutePath
 from ..datasets.store import with_cf_metadata, write_dataset
+from ..devices import Stopwatch
 from ..models import build_model
 from ..threads import apply_threads
 from ..train.pinn import PINNTrainer
@@ -52,7 +53,6 @@ from ..train.problems import FieldCoefficient, PINNProblem
 from .equation_problem import CONDITION_KINDS, build_equation_problem, solve_observations
 from .kind import CaseKind, OnStep
 from .pinn_training import (
-    RunClock,
     TrainingSpec,
     plot_training,
     train_in_folder,
@@ -406,21 +406,21 @@ def run(case: EquationCase, folder: Path, resume: bool = False,
     observations are written to ``observations.h5`` first (kept when resumed); a new run
     writes its checkpoint at step 0 before ``config.yaml``
     (:func:`~.pinn_training.train_in_folder`)."""
-    clock = RunClock()
-    threads = apply_threads(case.training.collocation.points, case.threads)
-    solved = None
-    if case.observations is not None and case.observations.solve is not None:
-        solved = folder / "observations.h5"
-        if not solved.is_file():
-            if on_step is not None:
-                on_step({"status": "solving the observations (Warp compiles its kernels on "
-                                   "a first run)"})
-            solve_observations(case.observations.solve, case.domain.time, solved)
-    trainer = build_trainer(case, solved)
-    if solved is not None:
-        add_observed(solved, case, trainer.problem)
-    train_in_folder(case, trainer, folder, resume, on_step, clock)
-    result = training_summary(case, trainer, threads, clock)
+    with Stopwatch(case.device) as clock:  # the run's wall_s: to its summary
+        threads = apply_threads(case.training.collocation.points, case.threads)
+        solved = None
+        if case.observations is not None and case.observations.solve is not None:
+            solved = folder / "observations.h5"
+            if not solved.is_file():
+                if on_step is not None:
+                    on_step({"status": "solving the observations (Warp compiles its kernels on "
+                                       "a first run)"})
+                solve_observations(case.observations.solve, case.domain.time, solved)
+        trainer = build_trainer(case, solved)
+        if solved is not None:
+            add_observed(solved, case, trainer.problem)
+        train_in_folder(case, trainer, folder, resume, on_step, clock)
+        result = training_summary(case, trainer, threads, clock)
     truth = true_coefficients(case)
     if truth:
         result |= identification(result, truth)

@@ -32,6 +32,7 @@ import torch
 from pydantic import Field, ValidationInfo, model_validator
 
 from ..datasets.store import write_dataset
+from ..devices import Stopwatch
 from ..models import build_model
 from ..threads import apply_threads
 from ..train.bundled import (
@@ -47,7 +48,6 @@ from ..train.problems import PINNProblem
 from .kind import CaseKind, OnStep
 from .pinn_training import (
     METHOD_NAMES,
-    RunClock,
     TrainingSpec,
     check_loss_options,
     plot_training,
@@ -188,14 +188,14 @@ def run(case: PINNCase, folder: Path, resume: bool = False, on_step: OnStep | No
     folder; returns the summary (:func:`~.pinn_training.training_summary`). A new run writes its
     checkpoint at step 0 before ``config.yaml``, so a run folder with a configuration can
     always be resumed (:func:`~.pinn_training.train_in_folder`)."""
-    clock = RunClock()
-    threads = apply_threads(case.training.collocation.points, case.threads)
-    if on_step is not None and case.reference_steps() > 0:  # the trainer solves it (minutes
-        # on a loaded machine): shown until the first step
-        on_step({"status": "solving the reference (Warp compiles its kernels on a first run)"})
-    trainer = build_trainer(case)
-    train_in_folder(case, trainer, folder, resume, on_step, clock)
-    result = training_summary(case, trainer, threads, clock)
+    with Stopwatch(case.device) as clock:  # the run's wall_s: to its summary
+        threads = apply_threads(case.training.collocation.points, case.threads)
+        if on_step is not None and case.reference_steps() > 0:  # the trainer solves it (minutes
+            # on a loaded machine): shown until the first step
+            on_step({"status": "solving the reference (Warp compiles its kernels on a first run)"})
+        trainer = build_trainer(case)
+        train_in_folder(case, trainer, folder, resume, on_step, clock)
+        result = training_summary(case, trainer, threads, clock)
     write_metrics(folder, case.name, result, trainer.history)
     first, second = ({"t": "time"}.get(n, n) for n in trainer.problem.names)
     a, b = trainer.eval_axes

@@ -5,13 +5,13 @@ figures."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
 
+from ..devices import Stopwatch
 from ..errors import NonFiniteLossError
 from ..train.balancing import BALANCERS
 from ..train.pinn import DTYPES, PINNTrainer, Resample
@@ -154,20 +154,8 @@ def trainer_options(case, problem) -> dict:
     )
 
 
-class RunClock:
-    """A run's seconds over every resumed part, its ``wall_s``: ``before``, those of the parts
-    before (0 for a new run; set from the checkpoint on resume), plus this part's since the
-    clock was made, at its start."""
-
-    def __init__(self) -> None:
-        self.before, self.started = 0.0, time.perf_counter()
-
-    def __call__(self) -> float:
-        return self.before + time.perf_counter() - self.started
-
-
 def save_checkpoint(trainer: PINNTrainer, folder: Path, wall_s: float = 0.0) -> None:
-    """The trainer's state and ``wall_s``, the run's seconds so far (:class:`RunClock`)."""
+    """The trainer's state and ``wall_s``, the run's seconds so far."""
     atomic_write(folder / CHECKPOINT, lambda p: torch.save(
         {**trainer.state_dict(), "wall_s": wall_s}, p))
 
@@ -182,9 +170,11 @@ def load_checkpoint(trainer: PINNTrainer, folder: Path) -> float:
 
 
 def train_in_folder(case, trainer: PINNTrainer, folder: Path, resume: bool,
-                    on_step: OnStep | None, clock: RunClock) -> None:
-    """Fit ``trainer`` (of a ``pinn`` or ``equation`` case) in its run folder: a resumed run
-    loads the folder's checkpoint first (and sets ``clock.before`` from it); a new one writes
+                    on_step: OnStep | None, clock: Stopwatch) -> None:
+    """Fit ``trainer`` (of a ``pinn`` or ``equation`` case) in its run folder, ``clock``
+    running since the run started (the run's ``wall_s`` over every resumed part): a resumed run
+    loads the folder's checkpoint first (and adds the seconds of the parts before it to
+    ``clock``); a new one writes
     its checkpoint at step 0 before ``config.yaml``, so a run folder with a configuration can
     always be resumed. Training writes a checkpoint every ``training.checkpoint_every`` steps;
     a NaN/Inf loss stops it with a ``metrics.json`` of the steps taken
@@ -194,18 +184,18 @@ def train_in_folder(case, trainer: PINNTrainer, folder: Path, resume: bool,
         NonFiniteLossError: a loss or its gradient became NaN/Inf (the step not taken).
     """
     if resume:
-        clock.before = load_checkpoint(trainer, folder)
+        clock.seconds += load_checkpoint(trainer, folder)
     else:
-        save_checkpoint(trainer, folder, clock())
+        save_checkpoint(trainer, folder, clock.read())
         write_text(folder / CONFIG, case.to_yaml())
     try:
         trainer.fit(on_step=on_step,
-                    on_checkpoint=lambda: save_checkpoint(trainer, folder, clock()),
+                    on_checkpoint=lambda: save_checkpoint(trainer, folder, clock.read()),
                     checkpoint_every=case.training.checkpoint_every,
                     saved_step=trainer.step)  # the checkpoint written above, or the one resumed
     except NonFiniteLossError as error:
         write_stopped_metrics(folder, case.name, error, trainer.history, steps=trainer.step,
-                              wall_s=clock())
+                              wall_s=clock.read())
         raise
 
 
@@ -213,7 +203,7 @@ METHOD_NAMES = {"pinn": "PINN", "lpinn": "Lagrangian PINN"}
 """``training.method`` as a description or a figure names it."""
 
 
-def training_summary(case: Any, trainer: PINNTrainer, threads: int, clock: RunClock) -> dict:
+def training_summary(case: Any, trainer: PINNTrainer, threads: int, clock: Stopwatch) -> dict:
     """The summary of a trained ``pinn`` or ``equation`` case, for ``metrics.json``
     (:func:`~.run_folder.write_metrics`, with the trainer's history).
 
@@ -228,7 +218,7 @@ def training_summary(case: Any, trainer: PINNTrainer, threads: int, clock: RunCl
     threshold = case.evaluation.threshold
     return {**final, "steps": trainer.step, "threshold": threshold,
             "passed": threshold_passed(final.get("rel_l2"), threshold),
-            "wall_s": clock(), "train_s": trainer.elapsed_s, "threads": threads}
+            "wall_s": clock.read(), "train_s": trainer.elapsed_s, "threads": threads}
 
 
 def plot_training(case: Any, trainer: PINNTrainer, folder: Path,
