@@ -68,8 +68,6 @@ class Workspace:
         iterate and its recursion untouched."""
         self.best = wp.empty_like(b, requires_grad=False)
         self.lowest = wp.empty_like(b, requires_grad=False)
-        self.product = bound_method(A, "matvec", self.lowest, self.spare)
-        """A launch writing A times ``lowest`` into ``spare``."""
         self.plan: list[Callable[[], None]] = []
         # the method's breakdown test of a block's table rows (set by its builder)
         self.breakdown: Breakdown = no_breakdown
@@ -275,13 +273,14 @@ class _FloorWatch:
         """$\\text{eps}\\,\\|A (x \\circ s)\\|_2$ for ``work.x`` and fixed random signs
         $s_i = \\pm 1$: rounding x to the dtype moves each $x_i$ by up to eps $|x_i| / 2$, and
         $b - A x$ by about $0.3\\,\\text{eps}\\,\\|A (x \\circ s)\\|$, a product with A
-        errs by about as much; no true residual of the dtype lies far below. One product, on
-        the host's copy of x."""
+        errs by about as much; no true residual of the dtype lies far below. One product (the
+        check's, with x signed for it and restored), on the host's copy of x."""
         work = self.work
-        x = work.x.numpy()
+        x = work.x.numpy().copy()  # a view of x on the CPU
         signs = np.random.default_rng(0).integers(0, 2, x.size).astype(x.dtype)
-        work.lowest.assign(x * (2 * signs - 1))
-        work.product()
+        work.x.assign(x * (2 * signs - 1))
+        work.check[0]()  # A x into spare
+        work.x.assign(x)
         return self.eps * norm_of(work.spare.numpy().astype(np.float64))
 
     def target(self, true: float) -> float:
