@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .datasets.store import dataset_shards, open_hdf5, pdebench_layout, per_sample_coordinates
-from .solvers.dtypes import warp_dtype
+from .dtypes import torch_dtype
 from .solvers.kept import LeastRecentlyUsed
 
 MAX_OPEN_SHARDS = 64
@@ -78,7 +78,7 @@ class FieldDataset(Dataset):
         allow_partial: bool = False,
         cache_bytes: int | None = None,
     ) -> None:
-        dtype = getattr(torch, warp_dtype(dtype).__name__)  # named as the solvers take it
+        dtype = torch_dtype(dtype)
         if pairs is not None:
             try:
                 pairs = operator.index(pairs)  # ints, NumPy integers, 0-d integer arrays

@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from .devices import require_tensor_device, require_torch_device
+from .dtypes import torch_dtype
 from .errors import BlowUpError
 from .solvers.checks import check_counts
-from .solvers.dtypes import warp_dtype
 from .solvers.errors import is_real
 
 Nonlinearity = Literal["none", "cubic", "burgers"]
@@ -100,7 +100,7 @@ class SpectralSolver:
         self.length, self.nu, self.dt = lengths, float(nu), float(dt)
         self.reaction, self.nonlinearity = float(reaction), nonlinearity
         self.device = torch.device(require_torch_device(device))
-        self.dtype = getattr(torch, warp_dtype(dtype).__name__)  # also from a NumPy dtype or name
+        self.dtype = torch_dtype(dtype)
         self.wavenumbers = self._wavenumbers()
         k2 = sum(k**2 for k in self.wavenumbers)
         self.linear = -self.nu * k2 + self.reaction  # \hat L(k), shape of the rfft

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from ._version import __version__
+from .dtypes import torch_dtype
 from .solvers.errors import refuse_grad
 from .torch_files import load_checked
-from .train.pinn import DTYPES, PINNField, points_tensor, predict
+from .train.pinn import PINNField, points_tensor, predict
 
 
 class TrainedModel:
@@ -241,7 +242,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
     if missing:
         raise ValueError(f"{str(folder / CHECKPOINT)!r} does not hold the network its {CONFIG} "
                          f"describes (no state dict under {' or '.join(map(repr, missing))})")
-    dtype = DTYPES[case.dtype]
+    dtype = torch_dtype(case.dtype)
     if device is None:  # the run's device where this machine has it, else the CPU
         device = case.device
         try:

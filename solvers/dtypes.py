@@ -1,34 +1,39 @@
 """The floating-point types the solvers compute in, from the ways users name them, and real
-input values in float64."""
+input values in float64. Importing this module does not import Warp."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import warp as wp
 
-_DTYPES = {"float32": wp.float32, "float64": wp.float64}
+FLOAT_NAMES = ("float32", "float64")
 
 
-def warp_dtype(dtype: Any) -> type:
-    """``wp.float32`` or ``wp.float64`` from a name, a NumPy or PyTorch dtype, or a Warp type.
+def float_name(dtype: Any) -> str:
+    """``"float32"`` or ``"float64"`` from a name or a NumPy, PyTorch or Warp dtype.
 
     Raises:
         ValueError: any other type, named with the allowed ones.
     """
-    if dtype is wp.float32 or dtype is wp.float64:  # (a NumPy dtype compares equal to them)
-        return dtype
     if isinstance(dtype, str) or dtype is None:  # (np.dtype(None) is float64)
         name = dtype
     else:
         try:
-            name = np.dtype(dtype).name
+            name = np.dtype(dtype).name  # NumPy dtypes and Warp's float types
         except TypeError:  # a PyTorch dtype prints as "torch.float32"
             name = str(dtype).removeprefix("torch.")
-    if name not in _DTYPES:
-        raise ValueError(f"dtype={dtype!r} is not supported; allowed: float32, float64")
-    return _DTYPES[name]
+    if name not in FLOAT_NAMES:
+        raise ValueError(f"dtype={dtype!r} is not supported; allowed: {', '.join(FLOAT_NAMES)}")
+    return name
+
+
+def warp_dtype(dtype: Any) -> type:
+    """``wp.float32`` or ``wp.float64`` from the names :func:`float_name` takes (a ValueError
+    for any other)."""
+    import warp as wp
+
+    return getattr(wp, float_name(dtype))
 
 
 def real_values(values: Any, name: str) -> np.ndarray:

@@ -5,6 +5,8 @@ interpreter, leaves ``torch`` out of ``sys.modules`` and Warp uninitialised."""
 import subprocess
 import sys
 
+import pytest
+
 TORCH_MODULES: list[str] = []
 """Known exceptions, imported last (none): an entry that stops importing torch fails the test,
 so it cannot outlive its reason."""
@@ -60,3 +62,41 @@ def test_a_solver_from_python_keeps_warp_start_up_off_the_output():
     assert "Warp" not in quiet.stdout + quiet.stderr and "(2, 32)" in quiet.stdout
     verbose = run(PHYSML_WARP_VERBOSE="1")
     assert verbose.returncode == 0 and "Warp" in verbose.stdout + verbose.stderr
+
+
+LIGHT = """
+import importlib, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(" ".join(m for m in ("warp", "pyamg", "scipy.sparse") if m in sys.modules))
+"""
+
+
+def test_modules_that_need_no_warp_import_neither_warp_nor_scipy_sparse():
+    light = ["physml.solvers", "physml.solvers.errors", "physml.solvers.dtypes",
+             "physml.solvers.mesh", "physml.solvers.linalg", "physml.geometry",
+             "physml.spectral", "physml.train.pinn", "physml.data", "physml.dtypes"]
+    result = subprocess.run([sys.executable, "-c", LIGHT, *light], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == []
+
+
+def test_every_name_a_package_exports_resolves_to_its_module():
+    import importlib
+
+    for root in ("physml.solvers", "physml.solvers.mesh", "physml.solvers.linalg"):
+        package = importlib.import_module(root)
+        assert len(package.__all__) >= 20
+        for name in package.__all__:
+            value = getattr(package, name)
+            assert getattr(value, "__name__", name) == name or not callable(value), (root, name)
+        with pytest.raises(AttributeError, match="has no attribute 'HeatSolver9D'"):
+            _ = package.HeatSolver9D
+
+
+def test_an_exported_name_may_not_be_a_module_name():
+    from physml.solvers.lazy_exports import lazy_exports
+
+    with pytest.raises(ValueError, match=r"\['gmres'\] are also module names"):
+        lazy_exports("physml.solvers.linalg", {"gmres": ("gmres",)})

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from ..devices import Stopwatch
 from ..errors import NonFiniteLossError
 from ..train.balancing import BALANCERS
-from ..train.pinn import DTYPES, PINNTrainer, Resample
+from ..train.pinn import PINNTrainer, Resample
 from ..train.sampling import DomainSampler
 from .kind import OnStep
 from .run_folder import (
@@ -149,7 +149,7 @@ def trainer_options(case, problem) -> dict:
         resample=training.collocation.resample,
         eval_every=case.evaluation.every,
         device=case.device,
-        dtype=DTYPES[case.dtype],
+        dtype=case.dtype,
         seed=case.seed,
     )
 

@@ -1,5 +1,5 @@
-r"""What a Krylov solve (:mod:`~physml.solvers.linalg.krylov`, :mod:`~physml.solvers.linalg.gmres`)
-ends with: its :class:`SolveResult`, or the
+r"""What a Krylov solve (:mod:`~physml.solvers.linalg.krylov`,
+:mod:`~physml.solvers.linalg.restarted_gmres`) ends with: its :class:`SolveResult`, or the
 :class:`~physml.solvers.errors.ConvergenceError` of a solve that did not converge, broke down or
 stagnated, with the breakdown tests of :func:`~physml.solvers.linalg.cg` and
 :func:`~physml.solvers.linalg.bicgstab` that find the iteration whose step divided by zero.

@@ -1,0 +1,39 @@
+"""Package namespaces whose names are imported from their modules on first use.
+
+A package built with :func:`lazy_exports` imports none of its modules when it is imported, so
+``import physml.solvers.errors`` loads neither Warp nor SciPy's sparse module, and
+``from physml.solvers import HeatSolver1D`` loads only what the heat solver needs.
+"""
+
+import sys
+from collections.abc import Callable, Mapping
+from importlib import import_module
+
+
+def lazy_exports(
+    package: str, exports: Mapping[str, tuple[str, ...]]
+) -> tuple[Callable[[str], object], list[str]]:
+    """``(__getattr__, __all__)`` for ``package``, whose ``exports`` map a module (relative to
+    the package) to the names it exports.
+
+    The returned ``__getattr__`` imports a name's module on first use and keeps the name in the
+    package's namespace, so later lookups are plain attribute reads; an unknown name raises
+    ``AttributeError`` as for any module. A name may not be one of the modules' names (a
+    module imported later would replace it in the package's namespace).
+    """
+    module_of = {name: module for module, names in exports.items() for name in names}
+    shadowing = sorted(set(module_of) & set(exports))
+    if shadowing:
+        raise ValueError(
+            f"{package}: exported names {shadowing} are also module names; importing the "
+            "module would replace the name in the package's namespace"
+        )
+
+    def __getattr__(name: str) -> object:
+        if name not in module_of:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(import_module(f".{module_of[name]}", package), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    return __getattr__, sorted(module_of)
