@@ -967,3 +967,30 @@ def test_learning_rate_annealing_refuses_settings_it_cannot_use(options, message
     """momentum=1.5 and -1 were taken, every=0 divided by zero at the first step."""
     with pytest.raises(ValueError, match=message):
         LearningRateAnnealing(**options)
+
+
+def test_a_sampler_over_another_shape_of_the_same_kind_and_bounds_is_refused():
+    """Two polygons, CSG shapes or boundary namings with the same bounds were taken as one
+    domain: a square's sampler trained a triangle's residual on points outside it."""
+    from physml.geometry import Difference, Disk, Polygon, Rectangle
+    from physml.train import Initial, PINNProblem
+    from physml.train.sampling import DomainSampler
+
+    def trainer(geometry, sampler):
+        problem = PINNProblem(lambda d: d("u", "t") - d.laplacian("u"), geometry,
+                              time=(0.0, 1.0), conditions=[Initial(0.0)])
+        return PINNTrainer(build_model("mlp", 3, 1, width=8, depth=2), problem,
+                           sampler=DomainSampler(sampler, time=(0, 1)), points=16,
+                           condition_points=8, adam_steps=1, eval_shape=(3, 3, 3))
+
+    square = [(0, 0), (1, 0), (1, 1), (0, 1)]
+    triangle = Polygon([(0, 0), (1, 0), (0, 1)])
+    trainer(triangle, Polygon([(0, 0), (1, 0), (0, 1)]))  # equal shapes, built twice
+    with pytest.raises(ValueError, match=r"sampler: its geometry is another shape than the "
+                                         r"problem's \(of 4096 points in the bounds, \d+ lie"):
+        trainer(triangle, Polygon([(1, 0), (1, 1), (0, 1)]))
+    holed = Difference(Rectangle((0, 0), (1, 1)), Disk((0.5, 0.5), 0.25))
+    with pytest.raises(ValueError, match="another shape"):
+        trainer(holed, Difference(Rectangle((0, 0), (1, 1)), Disk((0.5, 0.5), 0.3)))
+    with pytest.raises(ValueError, match=r"boundary parts \['a', 'b', 'c', 'd'\] differ"):
+        trainer(Polygon(square), Polygon(square, names=["a", "b", "c", "d"]))

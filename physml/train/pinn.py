@@ -33,16 +33,15 @@ import torch
 from torch import nn
 
 from ..devices import Stopwatch, require_torch_device
+from ..dtypes import torch_dtype
 from ..errors import NonFiniteLossError, adam_can_step, all_finite
 from ..geometry import Ball, Box, Geometry
-from ..solvers.dtypes import warp_dtype
 from ..solvers.errors import is_real, whole_number
 from .balancing import FixedWeights
 from .distributed import average, average_gradients, from_first_rank, rank_and_world
 from .problems import PINNProblem, grid_points
 from .sampling import DomainSampler
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 """The training precisions, by the names a case file uses."""
 
 Resample = Literal["residual", "random"]
@@ -62,12 +61,17 @@ class PINNField(nn.Module):
         return self.problem.constrain(X, raw) if self.hard else raw
 
 
+PROBE_POINTS = 4096
+"""Points drawn uniformly in a problem's bounds (seed 0) at which a sampler's geometry must
+agree with the problem's on inside and outside."""
+
+
 def _check_sampler(sampler: DomainSampler, problem: PINNProblem) -> None:
     """Refuse a sampler that cannot draw ``problem``'s domain: another number of inputs, other
-    bounds or time span, or another kind of geometry (a Box and an Interval or a Rectangle, a
-    Ball and a Disk, of the same bounds are one domain). Two polygons, meshes or CSG shapes of
-    one class and the same bounds are not compared further: a sampler over another such shape
-    is the caller's to build from ``problem.geometry``.
+    bounds or time span, another kind of geometry (a Box and an Interval or a Rectangle, a
+    Ball and a Disk, of the same bounds are one domain), other boundary parts, or a shape of
+    the same kind and bounds that puts one of :data:`PROBE_POINTS` points of the bounds on
+    the other side of its boundary (two polygons, meshes or CSG shapes).
 
     Raises:
         ValueError: naming ``sampler`` and what differs.
@@ -84,6 +88,20 @@ def _check_sampler(sampler: DomainSampler, problem: PINNProblem) -> None:
     if _shape_kind(sampler.geometry) is not _shape_kind(problem.geometry):
         raise ValueError(f"sampler: {_a(sampler.geometry)} geometry, but the problem's is "
                          f"{_a(problem.geometry)}; build it as "
+                         "DomainSampler(problem.geometry, problem.time)")
+    if sampler.geometry is problem.geometry:
+        return
+    if sampler.geometry.part_names != problem.geometry.part_names:
+        raise ValueError(f"sampler: its geometry's boundary parts {sampler.geometry.part_names} "
+                         f"differ from the problem's {problem.geometry.part_names}; build it as "
+                         "DomainSampler(problem.geometry, problem.time)")
+    low, high = problem.geometry.bounds[:, 0], problem.geometry.bounds[:, 1]
+    probes = np.random.default_rng(0).uniform(low, high, (PROBE_POINTS, len(low)))
+    differ = np.flatnonzero(sampler.geometry.inside(probes) != problem.geometry.inside(probes))
+    if differ.size:
+        raise ValueError(f"sampler: its geometry is another shape than the problem's (of "
+                         f"{PROBE_POINTS} points in the bounds, {differ.size} lie inside one and "
+                         f"outside the other, e.g. {probes[differ[0]].tolist()}); build it as "
                          "DomainSampler(problem.geometry, problem.time)")
 
 
@@ -185,7 +203,7 @@ class PINNTrainer:
         if not isinstance(hard_constraints, (bool, np.bool_)):
             raise ValueError(f"hard_constraints={hard_constraints!r} must be True or False")
         device = require_torch_device(device)
-        dtype = DTYPES[warp_dtype(dtype).__name__]  # named as the solvers take it
+        dtype = torch_dtype(dtype)
         if not hard_constraints and getattr(problem, "needs_hard_constraints", False):
             raise ValueError(f"{type(problem).__name__} imposes its initial conditions through "
                              "its output transform only (no loss term holds them): train it "
