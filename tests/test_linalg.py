@@ -327,6 +327,37 @@ def test_cg_raises_with_the_residual_reached_when_maxiter_is_too_small(rng):
 
 
 @pytest.mark.parametrize("solve", [cg, bicgstab, gmres])
+@pytest.mark.parametrize("scale", [1.0, 1e-170])
+def test_a_solve_that_runs_out_of_iterations_carries_its_iterate(solve, scale, rng):
+    """The error carried the residual reached but not x: 5 iterations of work were lost, and a
+    second solve could not go on from them. Its x is in b's units, also where b's square
+    underflows and the solve runs on b / s."""
+    A = poisson_2d(24)
+    b = rng.standard_normal(A.shape[0]) * scale
+    op, bw = warp_system(A, b, "float64")
+    with pytest.raises(ConvergenceError, match="did not converge") as info:
+        solve(op, bw, rtol=1e-10, maxiter=5)
+    x = info.value.x.numpy()
+    assert info.value.x.device == bw.device and info.value.x.dtype == bw.dtype
+    reached = relative_residual(A, x / scale, b / scale)
+    assert reached == pytest.approx(info.value.residual, rel=1e-6) and reached < 0.9
+    again = solve(op, bw, info.value.x, rtol=1e-10)  # goes on from where it stopped
+    assert again.residuals[0] / again.b_norm == pytest.approx(reached, rel=1e-6)
+    assert again.relative_residual <= 1e-10
+
+
+def test_a_diverged_solve_carries_its_best_iterate():
+    A, b = _central_differences(64, peclet=5000.0)
+    op, bw = warp_system(A, b, "float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InaccurateSolveWarning)
+        with pytest.raises(ConvergenceError, match=r"bicgstab diverged") as caught:
+            bicgstab(op, bw, rtol=1e-5)
+    assert relative_residual(A, caught.value.x.numpy(), b) == pytest.approx(
+        caught.value.residual, rel=1e-3)
+
+
+@pytest.mark.parametrize("solve", [cg, bicgstab, gmres])
 def test_a_non_finite_input_is_named_not_the_method(solve, rng):
     A = poisson_2d(6)
     b = rng.standard_normal(A.shape[0])

@@ -100,7 +100,8 @@ def cg(
             residual became NaN/Inf, the recursive residual ran away and the true residual of
             the best x stays over 10 times its rounding floor (the method diverged, whatever
             ``floor``), or (``floor="raise"``) the true residual stays above the tolerance; it
-            carries the residual reached.
+            carries the residual reached and a copy of the iterate it stopped at (``x``; for a
+            divergence, the best one), which may serve as ``x0`` of another solve.
         ValueError: b holds NaN/Inf values, or its norm overflows float64.
     """
     maxiter, rtol = check_arguments(A, b, x0, rtol, atol, maxiter, check_every,

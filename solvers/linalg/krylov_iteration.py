@@ -29,6 +29,7 @@ from .kernels import BNORM, RESIDUAL, dot_kernel, recorded_sweep, residual_kerne
 from .krylov_outcome import (
     Breakdown,
     SolveResult,
+    carrying_iterate,
     convergence_failure,
     no_breakdown,
     rounding_floor,
@@ -136,15 +137,16 @@ def solve_in_workspace(method: str, work: Workspace, b: wp.array, x0: wp.array |
     residual checked is returned, that residual last in the history, as ``floor_action`` says
     (see :func:`cg`'s ``floor``). A b whose
     $\\|b\\|^2$ under- or overflows float64 is solved as $A (x / s) = b / s$
-    (:func:`rhs_scale`)."""
+    (:func:`rhs_scale`). A :class:`ConvergenceError` carries the iterate it stopped at."""
     work.begin(b, x0)
     scale = rhs_scale(b, work.table.read()[0][BNORM])
-    if scale != 1.0:
-        work.begin(b, x0, scale)
-        return in_units_of_b(partial(_solve_from_start, method, work, rtol, atol / scale,
-                                     maxiter, check_every, floor_action, stacklevel=5), scale)
-    return _solve_from_start(method, work, rtol, atol, maxiter, check_every, floor_action,
-                             stacklevel=4)
+    with carrying_iterate(work.x, scale):
+        if scale != 1.0:
+            work.begin(b, x0, scale)
+            return in_units_of_b(partial(_solve_from_start, method, work, rtol, atol / scale,
+                                         maxiter, check_every, floor_action, stacklevel=5), scale)
+        return _solve_from_start(method, work, rtol, atol, maxiter, check_every, floor_action,
+                                 stacklevel=4)
 
 
 def _solve_from_start(method: str, work: Workspace, rtol: float, atol: float, maxiter: int,
@@ -468,7 +470,7 @@ def norm_of(values: np.ndarray) -> float:
 def in_units_of_b(solve: Callable[[], SolveResult], scale: float) -> SolveResult:
     """The result of ``solve()``, a solve of $A (x / s) = b / s$ for s = ``scale``, in b's
     units: x, the residual norms and $\\|b\\|$ times s (also the norms of the
-    :class:`ConvergenceError` it raises)."""
+    :class:`ConvergenceError` it raises; its x is scaled by :func:`carrying_iterate`)."""
     try:
         result = solve()
     except ConvergenceError as error:

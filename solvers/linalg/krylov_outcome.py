@@ -8,7 +8,8 @@ stagnated, with the breakdown tests of :func:`~physml.solvers.linalg.cg` and
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +108,19 @@ def bicgstab_breakdown(rows: np.ndarray, tol2: float) -> tuple[int, str, str] | 
         _first(going_on & ((rows[:-1, 4] == 0.0) | (rows[:-1, 5] == 0.0)), "omega = 0",
                "the stabilising step made no progress; use gmres"))
 
+
+
+@contextmanager
+def carrying_iterate(x: wp.array, scale: float = 1.0) -> Iterator[None]:
+    """Give a :class:`ConvergenceError` raised inside a copy of the solve's iterate ``x`` times
+    ``scale`` (the unit of a solve of $A (x / s) = b / s$) as its ``x``."""
+    try:
+        yield
+    except ConvergenceError as error:
+        error.x = wp.clone(x, requires_grad=False)
+        if scale != 1.0:
+            error.x.assign(error.x.numpy() * scale)
+        raise
 
 
 def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm: float,

@@ -43,7 +43,7 @@ from ..kernel_launch import launch, specialize
 from .kernels import reduction_threads
 from .krylov import check_arguments
 from .krylov_iteration import in_units_of_b, norm_of, rhs_scale
-from .krylov_outcome import SolveResult, convergence_failure, rounding_floor
+from .krylov_outcome import SolveResult, carrying_iterate, convergence_failure, rounding_floor
 from .linear_operator import LinearOperator
 from .preconditioners import Preconditioner
 
@@ -285,7 +285,7 @@ def gmres(
     Raises:
         ConvergenceError: the tolerance is not met within ``maxiter`` steps, the residual
             became NaN/Inf, or (``floor="raise"``) the true residual stays above the
-            tolerance; it carries the residual reached.
+            tolerance; it carries the residual reached and the iterate (``x``).
         ValueError: b holds NaN/Inf values, or its norm overflows float64.
     """
     maxiter, rtol = check_arguments(A, b, x0, rtol, atol, maxiter, 1, preconditioner, floor)
@@ -295,10 +295,14 @@ def gmres(
     if scale != 1.0:  # |b|^2 under- or overflows float64: solve A (x / scale) = b / scale
         b, x0 = (None if v is None else wp.array(v.numpy() / scale, dtype=v.dtype,
                                                  device=v.device) for v in (b, x0))
-        return in_units_of_b(partial(_restarted, A, b, x0, preconditioner, rtol, atol / scale,
-                                     restart, maxiter, floor, _norm(b), stacklevel=4), scale)
-    return _restarted(A, b, x0, preconditioner, rtol, atol, restart, maxiter, floor, b_norm,
-                      stacklevel=3)
+    x = wp.zeros_like(b, requires_grad=False) if x0 is None else wp.clone(x0, requires_grad=False)
+    with carrying_iterate(x, scale):
+        if scale != 1.0:
+            return in_units_of_b(partial(_restarted, A, b, x, preconditioner, rtol,
+                                         atol / scale, restart, maxiter, floor, _norm(b),
+                                         stacklevel=4), scale)
+        return _restarted(A, b, x, preconditioner, rtol, atol, restart, maxiter, floor, b_norm,
+                          stacklevel=3)
 
 
 def _norm(b: wp.array) -> float:
@@ -307,13 +311,13 @@ def _norm(b: wp.array) -> float:
         return float(np.linalg.norm(b.numpy().astype(np.float64)))
 
 
-def _restarted(A: LinearOperator, b: wp.array, x0: wp.array | None,
+def _restarted(A: LinearOperator, b: wp.array, x: wp.array,
                preconditioner: Preconditioner | None, rtol: float, atol: float, restart: int,
                maxiter: int, floor: str, b_norm: float, stacklevel: int) -> SolveResult:
-    """The restarted cycles of :func:`gmres` on checked arguments, $\\|b\\|$ = ``b_norm``;
-    ``stacklevel`` places a rounding-floor warning at the user's call, counted from here."""
+    """The restarted cycles of :func:`gmres` on checked arguments from the iterate ``x`` (the
+    start, updated in place), $\\|b\\|$ = ``b_norm``; ``stacklevel`` places a rounding-floor
+    warning at the user's call, counted from here."""
     arnoldi = _Arnoldi(A, b, restart)
-    x = wp.zeros_like(b, requires_grad=False) if x0 is None else wp.clone(x0, requires_grad=False)
     r, u = wp.empty_like(x), wp.empty_like(x)
     z = None if preconditioner is None else wp.empty_like(x)
     if b_norm == 0.0 and atol == 0.0:  # A x = 0: x = 0 exactly, as SciPy
