@@ -14,7 +14,8 @@ import math
 
 import numpy as np
 
-from ..solvers.base import GridSolver, shallow_copy
+from ..solvers.base import GridSolver
+from ..solvers.built_solver import shallow_copy
 from .initial_conditions import INITIAL_CONDITIONS
 from .problems import build_solver
 from .spec import DatasetSpec

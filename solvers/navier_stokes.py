@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.fft
 
-from .base import BuiltSolver, shallow_copy
+from .built_solver import BuiltSolver, shallow_copy
 from .checks import check_counts, finite_state, require
 from .dtypes import warp_dtype
 from .errors import BlowUpError, UnstableStepError, refuse_grad, whole_number
@@ -58,7 +58,7 @@ class NavierStokesSolver2D(BuiltSolver):
         check_every: steps between NaN/Inf checks in a rollout.
 
     ``nu``, ``forcing``, ``dt`` and ``check_every`` may be set on a built solver; the rest is
-    read-only (:class:`~physml.solvers.base.BuiltSolver`). It computes with NumPy and has no
+    read-only (:class:`~physml.solvers.built_solver.BuiltSolver`). It computes with NumPy and has no
     differentiable counterpart: a tensor that requires grad is refused.
     """
 

@@ -68,7 +68,7 @@ from typing import Any, ClassVar
 import numpy as np
 import warp as wp
 
-from .base import BuiltSolver
+from .built_solver import BuiltSolver
 from .cahn_hilliard_kernels import (
     RowLaunch,
     add_kernel,
@@ -181,7 +181,7 @@ class ThermomigrationSolver(BuiltSolver):
     :meth:`rhs` or :meth:`increment` if one comes first (which checks them too);
     ``check_every`` may be set as well, and is checked as it is set. The rest
     (grid, bc, free_energy, device, dtype, units, the temperature the solver holds, ...) is
-    read-only (:class:`~physml.solvers.base.BuiltSolver`): build a new solver to change them.
+    read-only (:class:`~physml.solvers.built_solver.BuiltSolver`): build a new solver to change them.
     It has no differentiable counterpart: a tensor that requires grad is refused.
 
     A solver pickles (into a ``DataLoader`` worker, say) as its settings and the temperature
