@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the case kinds import PyTorch: loaded when a command needs 
 
 def cases_command(args: argparse.Namespace) -> int:
     from .cases.registry import DEFAULT_KIND, KINDS, bundled_cases
-    from .datasets.spec import read_yaml_mapping
+    from .datasets.yaml_files import read_yaml_mapping
 
     cases = bundled_cases()
     if args.names:

@@ -181,8 +181,8 @@ class ThermomigrationSolver(BuiltSolver):
     :meth:`rhs` or :meth:`increment` if one comes first (which checks them too);
     ``check_every`` may be set as well, and is checked as it is set. The rest
     (grid, bc, free_energy, device, dtype, units, the temperature the solver holds, ...) is
-    read-only (:class:`~physml.solvers.built_solver.BuiltSolver`): build a new solver to change them.
-    It has no differentiable counterpart: a tensor that requires grad is refused.
+    read-only (:class:`~physml.solvers.built_solver.BuiltSolver`): build a new solver to
+    change them. It has no differentiable counterpart: a tensor that requires grad is refused.
 
     A solver pickles (into a ``DataLoader`` worker, say) as its settings and the temperature
     it holds (with a ``HeatConductionTemperature``, its heat solver and the heat steps taken

@@ -25,7 +25,8 @@ from typing import Annotated, Union
 import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 
-from ..datasets.spec import describe_error, load_yaml, read_yaml_mapping
+from ..datasets.validation_messages import describe_error
+from ..datasets.yaml_files import load_yaml, read_yaml_mapping
 from . import equation, mesh_pde, moe, pcg, pinn, teng, thermomigration
 from .kind import CaseKind, OnStep
 from .run_folder import foreign_options, holding, new_run_folder, sweep_temporaries
