@@ -24,7 +24,7 @@ from .cli_parser import build_parser, command_of
 from .cli_solve import solve_command
 from .cli_trained import export_command, predict_command
 from .interrupts import exit_status, sigterm_as_interrupt
-from .threads import passive_wait_policy
+from .threads import prefer_passive_wait
 
 INTERRUPTED = {
     "solve": "physml: interrupted; nothing was written",
@@ -39,7 +39,7 @@ OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=")
 
 
 def main(argv: list[str] | None = None) -> int:
-    passive_wait_policy()  # before PyTorch starts its OpenMP threads
+    prefer_passive_wait()  # before PyTorch starts its OpenMP threads
     with sigterm_as_interrupt():
         return _main(argv)
 

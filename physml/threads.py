@@ -11,7 +11,7 @@ of one thread at 1000 and 16000 points on the machine alone, 1.4x and 2.8x besid
 process, in single fresh-process blocks of a noisy machine. So the automatic count stays at
 one thread up to ``POINTS_PER_THREAD`` points per thread, and the policy is passive anyway.
 
-OpenMP reads the wait policy when PyTorch loads it, so :func:`passive_wait_policy` must run
+OpenMP reads the wait policy when PyTorch loads it, so :func:`prefer_passive_wait` must run
 before ``import torch`` (the CLI's first lines); :func:`apply_threads` sets the thread count
 afterwards, and the run records the count it returns.
 """
@@ -35,7 +35,7 @@ def available_cores() -> int:
     return cores()
 
 
-def passive_wait_policy() -> bool:
+def prefer_passive_wait() -> bool:
     """Set ``OMP_WAIT_POLICY=passive`` unless a policy is already set, if PyTorch is not yet
     imported; returns whether the passive policy is in effect for this process."""
     if "torch" not in sys.modules:
@@ -56,7 +56,7 @@ def choose_threads(
     Args:
         points: collocation points per step (the size of each batched kernel).
         requested: "auto" or a thread count >= 1.
-        passive: whether ``OMP_WAIT_POLICY=passive`` is in effect (:func:`passive_wait_policy`).
+        passive: whether ``OMP_WAIT_POLICY=passive`` is in effect (:func:`prefer_passive_wait`).
         cores: cores available (default :func:`available_cores`).
 
     Raises:

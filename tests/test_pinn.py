@@ -798,9 +798,9 @@ def test_the_run_s_thread_count_reads_the_solvers_cores_without_importing_them_f
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert fresh.stdout.split() == ["[]"]
 
-def test_passive_wait_policy_is_set_before_torch_loads_and_not_after():
-    code = ("import os, sys; from physml.threads import passive_wait_policy; "
-            "print(passive_wait_policy(), os.environ.get('OMP_WAIT_POLICY'), "
+def test_the_passive_wait_policy_is_set_before_torch_loads_and_not_after():
+    code = ("import os, sys; from physml.threads import prefer_passive_wait; "
+            "print(prefer_passive_wait(), os.environ.get('OMP_WAIT_POLICY'), "
             "'torch' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
