@@ -30,7 +30,7 @@ ALLOWED = "cpu, cuda, cuda:N"
 
 def is_device_name(device: str) -> bool:
     """Whether ``device`` names a device physml runs on (:data:`ALLOWED`), present or not."""
-    return re.fullmatch(r"cpu|cuda(:\d+)?", device) is not None
+    return re.fullmatch(r"cpu|cuda(:(0|[1-9][0-9]*))?", device) is not None
 
 
 def device_name(device: Any) -> str:

@@ -59,6 +59,7 @@ def test_network_forward_compiles_for_cuda(tmp_path):
 @pytest.mark.parametrize("device, message", [
     ("cuda:99", r"device='cuda:99' is not available; available: cpu"),
     ("gpu", r"device='gpu' is not a device name; allowed: cpu, cuda, cuda:N$"),
+    ("cuda:01", r"device='cuda:01' is not a device name"),  # PyTorch's RuntimeError before
 ])
 def test_a_device_this_machine_lacks_is_one_value_error_naming_it(capfd, device, message):
     matrix = sp.csr_matrix(sp.eye(3))
