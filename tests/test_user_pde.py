@@ -273,6 +273,18 @@ def test_derivatives_by_name_are_exact_and_shared():
         d("u", "z")
 
 
+def test_derivatives_of_coefficients_that_do_not_depend_on_x_are_zeros():
+    X = torch.rand(4, 2, dtype=torch.float64, requires_grad=True)
+    k = torch.full((4, 1), 2.0, dtype=torch.float64)
+    d = Derivatives(X, X[:, :1] * k, ("x", "t"), ("u",), ("x",), {"k": k, "nu": 0.1})
+    assert d["nu"] == 0.1 and d["k"] is k
+    for name in ("k", "nu"):
+        torch.testing.assert_close(d(name, "x"), torch.zeros(4, 1, dtype=torch.float64))
+        torch.testing.assert_close(d(name, "x", "t"), torch.zeros(4, 1, dtype=torch.float64))
+    torch.testing.assert_close(d("u", "x"), k)
+    torch.testing.assert_close(d("u", "x", "x"), torch.zeros(4, 1, dtype=torch.float64))
+
+
 def test_the_residual_through_the_shared_derivatives_passes_gradcheck():
     torch.manual_seed(0)
     net = MLP(3, 1, width=4, depth=1).double()

@@ -4,9 +4,11 @@ A residual function receives a :class:`Derivatives` ``d`` over collocation point
 shape ``(n, d_in)`` (columns named by ``inputs``, e.g. ``("x", "y", "t")``) and the field
 ``out`` of shape ``(n, m)`` (columns named by ``outputs``):
 
-* ``d["u"]``, ``d["x"]``, ``d["nu"]``: an output, an input or a coefficient, shape ``(n, 1)``;
-* ``d("u", "x")``, ``d("u", "x", "x")``, ``d("v", "x", "t")``: partial derivatives (of a
-  scalar coefficient, a constant in ``X``: zeros ``(n, 1)``);
+* ``d["u"]``, ``d["x"]``: an output or an input, shape ``(n, 1)``; ``d["nu"]``: a
+  coefficient as given, a tensor ``(n, 1)`` or a scalar (a Python number comes back as is);
+* ``d("u", "x")``, ``d("u", "x", "x")``, ``d("v", "x", "t")``: partial derivatives, shape
+  ``(n, 1)`` (of a coefficient that does not depend on ``X``, a scalar or a tensor computed
+  without it: zeros ``(n, 1)``);
 * ``d.laplacian("u")`` $=\sum_i u_{x_i x_i}$ over the space inputs, ``d.divergence(("u",
   "v"))`` $= u_x + v_y$, ``d.gradient("u")`` ``(n, dim)`` over the space inputs.
 
@@ -23,8 +25,12 @@ import torch
 
 
 def gradient(u: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """$\\partial u/\\partial X$ row by row, shape ``(n, d)`` (graph kept for higher orders)."""
-    return torch.autograd.grad(u, X, torch.ones_like(u), create_graph=True)[0]
+    """$\\partial u/\\partial X$ row by row, shape ``(n, d)`` (graph kept for higher orders);
+    zeros where ``u`` does not depend on ``X``."""
+    if not u.requires_grad:
+        return torch.zeros_like(X)
+    grad = torch.autograd.grad(u, X, torch.ones_like(u), create_graph=True, allow_unused=True)[0]
+    return torch.zeros_like(X) if grad is None else grad
 
 
 class Derivatives:
@@ -78,11 +84,11 @@ class Derivatives:
 
     def _gradient_of(self, key: tuple[str, ...]) -> torch.Tensor:
         """The gradient over all inputs of the derivative ``key``, one autograd call each
-        (zeros ``(n, d_in)`` for a derivative of a scalar, which is constant in ``X``)."""
+        (zeros ``(n, d_in)`` where it does not depend on ``X``: a scalar coefficient, or a
+        tensor one computed without ``X``)."""
         if key not in self._gradients:
-            f = self[key[0]]
-            rows = isinstance(f, torch.Tensor) and f.dim() == 2
-            self._gradients[key] = (gradient(self(*key), self.X) if rows else
+            f = self(*key)
+            self._gradients[key] = (gradient(f, self.X) if isinstance(f, torch.Tensor) else
                                     torch.zeros_like(self.X))
         return self._gradients[key]
 
