@@ -229,15 +229,18 @@ def trajectory_dataset(
 
 def in_storage_dtype(values: np.ndarray, dtype: str, where: str) -> np.ndarray:
     """``values`` cast to a spec's ``storage_dtype``, refusing finite values that dtype cannot
-    hold (float32 beyond 3.4e38 would be stored as inf without a word).
+    hold (float32 beyond 3.4e38 would be stored as inf without a word), whatever NaN or inf
+    the rest of ``values`` holds (those are stored as they are).
 
     Raises:
-        ValueError: naming ``where`` (the shard), the largest value and the cure.
+        ValueError: naming ``where`` (the shard), the largest such value and the cure.
     """
     with np.errstate(over="ignore"):  # told below, with the cure
         stored = values.astype(dtype)
-    if not np.isfinite(stored).all() and np.isfinite(values).all():
-        raise ValueError(f"{where}: the solution reaches {float(np.abs(values).max()):.3g}, "
+    overflow = np.isfinite(values) & ~np.isfinite(stored)
+    if overflow.any():
+        largest = float(np.abs(values[overflow]).max())
+        raise ValueError(f"{where}: the solution reaches {largest:.3g}, "
                          f"beyond the range of storage_dtype {dtype} "
                          f"({float(np.finfo(dtype).max):.3g}); set storage_dtype: float64")
     return stored

@@ -576,6 +576,16 @@ def test_values_beyond_float32_are_refused_not_stored_as_inf(tmp_path):
     generate(spec.model_copy(update={"storage_dtype": "float64"}), tmp_path / "d64", workers=0)
 
 
+def test_values_beyond_float32_are_refused_next_to_a_nan():
+    from physml.datasets.store import in_storage_dtype
+
+    with pytest.raises(ValueError, match=r"shard 3: the solution reaches 2e\+39, beyond"):
+        in_storage_dtype(np.array([np.nan, -2e39, 1e39, np.inf]), "float32", "shard 3")
+    stored = in_storage_dtype(np.array([np.nan, 1.0, np.inf]), "float32", "shard 3")
+    assert stored.dtype == np.float32 and np.isnan(stored[0]) and stored[1:].tolist() == [
+        1.0, np.inf]
+
+
 def test_closing_a_finished_local_cluster_shows_no_nanny_warning():
     import logging
 
