@@ -592,6 +592,16 @@ def test_a_fit_to_a_finite_target_beyond_1e154_still_updates():
     assert scaled_norm(target - teng.value(fitted, X)) < 0.5 * scaled_norm(start)
 
 
+def test_an_initial_fit_to_values_beyond_1e154_lowers_its_error():
+    """The plain norms of u0 ~ 1e200 overflow: the relative error was inf/inf = NaN, so no
+    step was kept, fit_initial returned NaN and did not warn."""
+    progress = []
+    with pytest.warns(RuntimeWarning, match="fit_initial stopped at training error"):
+        error = make("euler").fit_initial(lambda X: 1e200 * torch.sin(X[:, 0]), points=64,
+                                          max_iterations=1, on_iteration=progress.append)
+    assert progress[-1].error < 0.5 and 0 < error < 0.5
+
+
 @pytest.mark.parametrize("case", ["residual", "updates"])
 def test_a_fit_that_can_keep_no_update_raises_blow_up_at_its_step(case, monkeypatch):
     """A residual whose norm is beyond the float range, or updates that all make u NaN/Inf,

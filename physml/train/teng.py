@@ -587,4 +587,5 @@ def scaled_norm(v: torch.Tensor) -> float:
 
 
 def _relative(error: torch.Tensor, reference: torch.Tensor) -> float:
-    return float(error.norm() / reference.norm())
+    r"""$\|e\|_2 / \|r\|_2$ with both norms scaled (:func:`scaled_norm`)."""
+    return scaled_norm(error) / scaled_norm(reference)
