@@ -19,10 +19,10 @@ from .figure_colours import clipping, colour_scale  # noqa: E402
 from .run_folder import save_figure  # noqa: E402
 
 
-def _label(da: xr.DataArray, name: str, units: str | None = None) -> str:
-    """``long_name [units]`` from the variable's CF attributes (``name`` and ``units`` where
-    they are absent; no brackets when no units are known)."""
-    units = da.attrs.get("units", units)
+def _label(da: xr.DataArray, name: str) -> str:
+    """``long_name [units]`` from the variable's CF attributes (``name`` where ``long_name``
+    is absent; no brackets when it has no ``units``)."""
+    units = da.attrs.get("units")
     name = da.attrs.get("long_name", name)
     return f"{name} [{units}]" if units else name
 

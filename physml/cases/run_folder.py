@@ -521,17 +521,18 @@ def unreadable(path: Path, what: str, error: Exception, use: str = "--resume",
 
 
 @contextmanager
-def restoring(folder: Path, name: str = CHECKPOINT) -> Iterator[None]:
-    """Around the restoring of a checkpoint's state into a run's model, optimiser or
-    trainer: a state that does not fit them (another run's checkpoint copied in: other
-    sizes, other keys) becomes a ValueError naming the file, instead of PyTorch's traceback."""
+def restoring(folder: Path) -> Iterator[None]:
+    """Around the restoring of the checkpoint's state (``folder / CHECKPOINT``) into a run's
+    model, optimiser or trainer: a state that does not fit them (another run's checkpoint
+    copied in: other sizes, other keys) becomes a ValueError naming the file, instead of
+    PyTorch's traceback."""
     try:
         yield
     except (RuntimeError, KeyError, IndexError, TypeError) as error:
         if "out of memory" in str(error):  # the state may fit; the device's memory does not
             raise
         reason = (str(error).splitlines() or [""])[0].split(". ")[0][:200]
-        raise ValueError(f"--resume: {str(folder / name)!r} does not fit the run its "
+        raise ValueError(f"--resume: {str(folder / CHECKPOINT)!r} does not fit the run its "
                          f"config.yaml describes ({type(error).__name__}: {reason}); start a "
                          "new run instead") from None
 

@@ -17,7 +17,6 @@ seam, where the last block meets the first.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -86,16 +85,6 @@ class BlockRouter:
         L = len(lead)
         order = [*range(L), *(m for a in range(d) for m in (L + a, L + d + a))]
         return field.permute(order).reshape(*lead, *self.shape)
-
-    def touching(self) -> torch.Tensor:
-        """(K, K) bool: whether two experts' blocks touch (share a face, an edge or a corner,
-        across a periodic seam too; an expert touches itself)."""
-        index = torch.tensor(list(itertools.product(*map(range, self.blocks))))  # (K, axes)
-        gap = (index[:, None] - index[None]).abs()
-        counts = torch.tensor(self.blocks)
-        wraps = torch.tensor([self.wraps(axis) for axis in range(len(self.blocks))])
-        gap = torch.where(wraps, torch.minimum(gap, counts - gap), gap)
-        return (gap <= 1).all(-1)
 
     def masks(self) -> torch.Tensor:
         """(K, *shape) bool: the points of each expert's block."""

@@ -116,7 +116,10 @@ class NavierStokesRows:
         return -self.laplacian(psi)
 
     def forcing_field(self, like: torch.Tensor) -> torch.Tensor:
-        """$f$ on the cell centres, ``(nx, ny)`` in ``like``'s dtype and device."""
+        """$f$ on the cell centres $((i + 1/2) h_x, (j + 1/2) h_y)$ of $[0, L)^2$,
+        ``(nx, ny)`` in ``like``'s dtype and device: the solver's forcing, whose phase runs
+        from the grid's lower corner, on a box whose lower corner is 0 (the rows have no other;
+        the ``navier_stokes2d`` problem they are built for is the unit square from (0, 0))."""
         hx, hy = self.spacing
         x = (torch.arange(self.nx, dtype=like.dtype, device=like.device) + 0.5) * hx
         y = (torch.arange(self.ny, dtype=like.dtype, device=like.device) + 0.5) * hy

@@ -9,8 +9,7 @@ $L = D^{1/2}\tilde L$ (row scaling), so $L L^T = D^{1/2}\tilde L\tilde L^T D^{1/
 Features (float32):
 
 - node: $\sum_j \tilde A_{ij}$ (row sum: 0 inside a pure-Neumann-like stencil, positive next to
-  a Dirichlet boundary or a mass term), $\log(1 + \text{degree})$, and any per-node features
-  a dataset adds (position, boundary flag, state), shape (n, 2 + extra).
+  a Dirichlet boundary or a mass term) and $\log(1 + \text{degree})$, shape (n, 2).
 - edge: $\tilde A_{ij}$, $|\tilde A_{ij}|$ and the edge direction (+1 for $i > j$, the lower
   triangle where L lives, −1 for its mirror), shape (2 E, 3).
 
@@ -73,14 +72,12 @@ _TENSORS = ("edge_index", "node_features", "edge_features", "lower_rows", "lower
             "strict", "lower_edge", "diagonal", "scaled_values", "sqrt_diagonal")
 
 
-def system_graph(matrix: sp.spmatrix | sp.sparray, node_extra: np.ndarray | None = None, *,
-                 is_lower: bool = False) -> SystemGraph:
+def system_graph(matrix: sp.spmatrix | sp.sparray, *, is_lower: bool = False) -> SystemGraph:
     """The graph of a symmetric matrix with a positive diagonal (entries of L in the order of
     :func:`~physml.solvers.linalg.triangular.lower_triangle`).
 
     Args:
         matrix: (n, n) SciPy sparse, symmetric, positive diagonal.
-        node_extra: optional (n, k) per-node features appended to the node features.
         is_lower: ``matrix`` is already the lower triangle :func:`lower_triangle` returns (a
             :class:`~physml.solvers.linalg.LowerPattern`'s ``lower``): not extracted again.
     """
@@ -119,9 +116,6 @@ def system_graph(matrix: sp.spmatrix | sp.sparray, node_extra: np.ndarray | None
     row_sum = np.bincount(rows, weights=values, minlength=n) + np.bincount(j, weights=v,
                                                                            minlength=n)
     node_features = np.stack([row_sum, np.log1p(degree)], axis=1)
-    if node_extra is not None:
-        node_features = np.concatenate([node_features, np.asarray(node_extra).reshape(n, -1)],
-                                       axis=1)
     t = torch.from_numpy
     return SystemGraph(
         n=n,

@@ -133,8 +133,8 @@ class LearnedPreconditioner:
 
     Args:
         model: the network (its ``kind`` decides the form of the preconditioner); it must read
-            the matrix's own node features only (``node_features=2``): a new matrix comes
-            without the extra ones ``system_graph(node_extra=...)`` can train with.
+            the two node features :func:`~.graph.system_graph` computes from a matrix, the
+            scaled row sum and log(1 + degree) (``node_features=2``).
 
     Raises:
         ValueError: the model reads other node features.

@@ -65,6 +65,10 @@ PROBE_POINTS = 4096
 """Points drawn uniformly in a problem's bounds (seed 0) at which a sampler's geometry must
 agree with the problem's on inside and outside."""
 
+RESIDUAL_BATCH = 8192
+"""Points per batch at which the residual is evaluated for resampling and for the metrics
+(bounding the memory its autograd graph takes)."""
+
 
 def _check_sampler(sampler: DomainSampler, problem: PINNProblem) -> None:
     """Refuse a sampler that cannot draw ``problem``'s domain: another number of inputs, other
@@ -353,10 +357,10 @@ class PINNTrainer:
             **values,
         }
 
-    def _residual_numpy(self, X: np.ndarray, batch: int = 8192) -> np.ndarray:
+    def _residual_numpy(self, X: np.ndarray) -> np.ndarray:
         parts = []
-        for i in range(0, len(X), batch):
-            Xt = self._tensor(X[i : i + batch]).requires_grad_(True)
+        for i in range(0, len(X), RESIDUAL_BATCH):
+            Xt = self._tensor(X[i : i + RESIDUAL_BATCH]).requires_grad_(True)
             residuals = self.problem.residuals(Xt, self.field(Xt))
             total = sum(r.square() for r in residuals.values()).sqrt()
             parts.append(total.detach().cpu().numpy().reshape(-1))
