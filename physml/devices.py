@@ -54,12 +54,21 @@ def require_tensor_device(name: str, tensor: torch.Tensor, device: str | None = 
     naming the argument and its device unless that is ``device`` ("u0 is on meta; the solver
     runs on cpu": ``holder`` says whose device it is) or, without ``device``, one physml runs
     on (:data:`ALLOWED`): a tensor on another device PyTorch has ("meta", "mps") is refused
-    before PyTorch or Warp meet it."""
+    before PyTorch or Warp meet it. On CUDA, PyTorch's current stream must be its default
+    one: Warp's launches are ordered against that stream only (Warp's streams block on it),
+    so under ``torch.cuda.stream(s)`` Warp could read ``tensor`` before ``s`` has written it."""
     where = str(tensor.device)
     if device is not None and where != device:
         raise ValueError(f"{name} is on {where}; {holder} {device}")
     if not is_device_name(where):
         raise ValueError(f"{name} is on {where}; allowed: {ALLOWED}")
+    if tensor.device.type == "cuda":
+        import torch
+
+        if torch.cuda.current_stream(tensor.device) != torch.cuda.default_stream(tensor.device):
+            raise ValueError(f"{name}: PyTorch's current stream on {where} is not its default "
+                             "stream, and physml's Warp launches are ordered against the default "
+                             "stream only; call it outside `with torch.cuda.stream(...)`")
     return where
 
 

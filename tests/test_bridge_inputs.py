@@ -261,3 +261,21 @@ def test_a_tensor_on_a_device_physml_does_not_run_on_is_named_with_its_device(ca
     meta", "Cannot copy out of meta tensor")."""
     with pytest.raises(ValueError, match=f"^{message}$"):
         call()
+
+
+def test_a_cuda_tensor_under_a_side_stream_is_refused_before_warp_reads_it(monkeypatch):
+    """Warp's launches are ordered against PyTorch's default stream only: under
+    torch.cuda.stream(s) Warp could read an input before s had written it."""
+    from types import SimpleNamespace
+
+    from physml.devices import require_tensor_device
+
+    tensor = SimpleNamespace(device=torch.device("cuda:0"))
+    default, side = object(), object()
+    monkeypatch.setattr(torch.cuda, "default_stream", lambda device=None: default)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: default)
+    assert require_tensor_device("u0", tensor) == "cuda:0"
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: side)
+    with pytest.raises(ValueError, match=r"u0: PyTorch's current stream on cuda:0 is not its "
+                                         r"default stream.*outside `with torch.cuda.stream"):
+        require_tensor_device("u0", tensor)
