@@ -103,7 +103,8 @@ def cg_update_jacobi_kernel(
     """cg_update_kernel with the Jacobi preconditioner in the same pass (d = 1/diag A):
     alpha = s[j, 1] / s[j, 2]; x += alpha p, r -= alpha Ap, z = d ⊙ r;
     s[j + 1, 0] += r · r, s[j + 1, 1] += r · z (j = cursor[0]). The sums are those of
-    cg_update_kernel followed by scale_kernel, bit for bit; one pass over r instead of two."""
+    cg_update_kernel followed by diagonal_scale_kernel, bit for bit; one pass over r instead of
+    two."""
     tol2 = limit[0]
     j = cursor[0]
     alpha = x.dtype(ratio(s[j, 1], s[j, 2], s[j, 0] > tol2))

@@ -190,7 +190,7 @@ def scale_rows(
 
 
 @wp.kernel(enable_backward=False)
-def scale_kernel(
+def diagonal_scale_kernel(
     d: wp.array(dtype=Any),
     r: wp.array(dtype=Any),
     n: int,
@@ -295,7 +295,7 @@ def _overload_all() -> None:
     for T in (wp.float32, wp.float64):
         specialize(dot_kernel, T, vector_types(T, "a", "b"))
         specialize(residual_kernel, T, vector_types(T, "b", "r"))
-        specialize(scale_kernel, T, vector_types(T, "d", "r", "z"))
+        specialize(diagonal_scale_kernel, T, vector_types(T, "d", "r", "z"))
         specialize(reciprocal_kernel, T, vector_types(T, "d", "out", table=False))
         specialize(csr_matvec_kernel, T, vector_types(T, "x", "values", "y"))
 

@@ -27,7 +27,7 @@ import warp as wp
 
 from ..host_threads import ForkSafeLock
 from .incomplete_cholesky import IncompleteCholesky, assembled_matrix
-from .kernels import reciprocal_kernel, recorded_sweep, scale_kernel, sweep
+from .kernels import diagonal_scale_kernel, reciprocal_kernel, recorded_sweep, sweep
 from .linear_operator import LinearOperator, check_vectors, csr_to_scipy, rebuilt
 from .scalar_table import TableCell, scratch_cell
 from .sparse_inverse import FactorizedSparseInverse
@@ -81,7 +81,7 @@ class Jacobi:
     def apply(self, r: wp.array, z: wp.array) -> None:
         """$z = D^{-1} r$."""
         self._check(r, z)
-        sweep(scale_kernel, [self.inverse_diagonal, r], self._scratch.address,
+        sweep(diagonal_scale_kernel, [self.inverse_diagonal, r], self._scratch.address,
               [self._scratch.table, z])
 
     def bind(self, r: wp.array, z: wp.array) -> Callable[[], None]:
@@ -92,7 +92,7 @@ class Jacobi:
     def bind_dot(self, r: wp.array, z: wp.array, cell: TableCell) -> Callable[[], None]:
         """As :meth:`bind`, and each call also adds $r \\cdot z$ to ``cell``."""
         self._check(r, z)
-        return recorded_sweep(scale_kernel, [self.inverse_diagonal, r], cell.address,
+        return recorded_sweep(diagonal_scale_kernel, [self.inverse_diagonal, r], cell.address,
                               [cell.table, z])
 
 

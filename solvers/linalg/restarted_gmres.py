@@ -40,7 +40,7 @@ import warp as wp
 
 from ..errors import whole_number
 from ..kernel_launch import launch, specialize
-from .kernels import reduction_threads
+from .kernels import reduction_threads, residual_kernel
 from .krylov import check_arguments
 from .krylov_iteration import in_units_of_b, norm_of, rhs_scale
 from .krylov_outcome import SolveResult, carrying_iterate, convergence_failure, rounding_floor
@@ -104,23 +104,6 @@ def combine_kernel(
 
 
 @wp.kernel(enable_backward=False)
-def residual_kernel(
-    b: wp.array(dtype=Any), n: int, stride: int, r: wp.array(dtype=Any),
-    norm2: wp.array(dtype=wp.float64),
-):
-    """r = b - r (r holds A x on entry); norm2[0] += |r|^2 over k = t, t + T, ... < n."""
-    t = wp.tid()
-    acc = wp.float64(0.0)
-    k = t
-    while k < n:
-        v = b[k] - r[k]
-        r[k] = v
-        acc += wp.float64(v) * wp.float64(v)
-        k += stride
-    wp.atomic_add(norm2, 0, acc)
-
-
-@wp.kernel(enable_backward=False)
 def scale_kernel(x: wp.array(dtype=Any), a: Any, y: wp.array(dtype=Any)):
     """y = a x (y may be x)."""
     k = wp.tid()
@@ -140,7 +123,6 @@ def _overload_all() -> None:
         specialize(project_kernel, T, {"basis": mat, "w": vec, "h": f64})
         specialize(orthogonalize_kernel, T, {"basis": mat, "h": f64, "w": vec, "norm2": f64})
         specialize(combine_kernel, T, {"basis": mat, "y": f64, "u": vec})
-        specialize(residual_kernel, T, {"b": vec, "r": vec, "norm2": f64})
         specialize(scale_kernel, T, {"x": vec, "a": T, "y": vec})
         specialize(add_kernel, T, {"x": vec, "y": vec})
 
@@ -174,6 +156,7 @@ class _Arnoldi:
         self.basis = wp.zeros((restart + 1, self.n), dtype=b.dtype, device=b.device)
         self.h = wp.zeros(restart + 2, dtype=wp.float64, device=b.device)
         self.norm2 = wp.zeros(1, dtype=wp.float64, device=b.device)
+        self.sums = wp.zeros((1, 4), dtype=wp.float64, device=b.device)  # [0, 0]: r · r
 
     def _launch(self, kernel, dim, inputs, outputs) -> None:
         launch(kernel, self.dtype, dim=dim, inputs=inputs, outputs=outputs, device=self.device)
@@ -181,10 +164,10 @@ class _Arnoldi:
     def residual(self, x: wp.array, r: wp.array) -> float:
         """r = b - A x; returns |r|."""
         self.A.matvec(x, r)
-        self.norm2.zero_()
+        self.sums.zero_()
         self._launch(residual_kernel, self.stride, [self.b, self.n, self.stride],
-                     [r, self.norm2])
-        return float(np.sqrt(self.norm2.numpy()[0]))
+                     [self.sums, r])
+        return float(np.sqrt(self.sums.numpy()[0, 0]))
 
     def scale_into(self, v: wp.array, factor: float, out: wp.array) -> None:
         """out = factor v (out may be v)."""
