@@ -316,7 +316,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     (``.NAME.tmp-PID.SUFFIX``: the target's suffix last, for writers that choose the format by
     it), flush the file to the disk, rename it to ``path`` and flush the rename: a crash
     leaves either no file under ``path`` or the whole one. On any failure (``KeyboardInterrupt``
-    included) the temporary file is removed and ``path`` is untouched. Returns ``path``."""
+    included) the temporary file is removed and ``path`` is untouched. Returns ``path``.
+
+    Raises:
+        OSError: the write failed (a full disk, a read-only file system, a quota); one with
+            the system's error number names ``path`` as its ``filename``, not the temporary.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
     try:
@@ -324,6 +329,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         with open(tmp, "rb+") as written:
             os.fsync(written.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if error.errno is None:  # a writer's own OSError, with no system error to name
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

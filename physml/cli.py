@@ -4,7 +4,9 @@
     physml solve burgers1d --nx 1024 --nu 0.01 --t-end 1 --out u.h5
 
 Mistakes in the input end with one line on stderr and exit status 2; a numerical blow-up ends
-with the step it happened at and exit status 1, after saving the last finite state; Ctrl-C and
+with the step it happened at and exit status 1, after saving the last finite state; a file that
+``run`` or ``datasets generate`` cannot write (a full disk, a read-only file system, a quota)
+ends with its name and exit status 74, the work done kept as Ctrl-C keeps it; Ctrl-C and
 SIGTERM stop a command alike (exit status 130 and 143).
 
 This module dispatches a parsed command line (``physml.cli_parser``) to its command
@@ -19,7 +21,7 @@ import re
 import sys
 
 from .cli_cases import cases_command, run_command, validate_command
-from .cli_datasets import generate_command
+from .cli_datasets import KEPT, generate_command
 from .cli_parser import build_parser, command_of
 from .cli_solve import solve_command
 from .cli_trained import export_command, predict_command
@@ -28,8 +30,7 @@ from .threads import prefer_passive_wait
 
 INTERRUPTED = {
     "solve": "physml: interrupted; nothing was written",
-    "datasets": "physml: interrupted; the finished shards are kept: run the same command "
-                "again to go on",
+    "datasets": f"physml: interrupted; {KEPT}",
 }
 """What Ctrl-C (or SIGTERM) leaves, per command (``run`` tells it from the run folder)."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_parser import log_interval
-from .interrupts import exit_status
+from .interrupts import EX_IOERR, exit_status, unwritten
 
 if TYPE_CHECKING:  # the case kinds import PyTorch: loaded when a command needs them
     from .cases.kind import CaseKind
@@ -53,7 +53,7 @@ def _load_run_case(args: argparse.Namespace):
     stopped on a NaN/Inf (its ``stopped.txt``) is refused: the same case, resumed from the
     same checkpoint, replays the same steps into the same failure."""
     from .cases.registry import case_kind, load_case
-    from .cases.run_folder import CONFIG, STOPPED
+    from .cases.run_folder import CONFIG, STOPPED, killed_at_start
 
     try:
         requested = load_case(args.case, args.overrides)
@@ -69,6 +69,11 @@ def _load_run_case(args: argparse.Namespace):
         raise ValueError(f"--resume: {str(args.resume)!r} is not a folder" if
                          args.resume.exists() else
                          f"--resume: folder {str(args.resume)!r} does not exist")
+    if not (args.resume / CONFIG).is_file() and killed_at_start(args.resume):
+        raise ValueError(f"--resume: {str(args.resume)!r} is a run killed before its first "
+                         f"checkpoint (it has no {CONFIG}, only what the run had begun); "
+                         f"nothing can be resumed: remove {str(args.resume)!r} and start a new "
+                         "run")
     if not (args.resume / CONFIG).is_file():
         raise ValueError(f"--resume: {str(args.resume)!r} is not a run folder (no {CONFIG}); "
                          "nothing to resume")
@@ -213,9 +218,16 @@ def run_command(args: argparse.Namespace) -> int:
             failure = err  # told after the progress display's last line
         except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM
             progress.stop()
-            print(_interrupted(args, folder, kind), file=sys.stderr)
+            print(_stopped(args, folder, kind, "interrupted"), file=sys.stderr)
             return exit_status(interrupt)
-        except BaseException:
+        except BaseException as error:
+            if isinstance(error, OSError) and not isinstance(error, BrokenPipeError):
+                # a full disk, a read-only file system, a quota: mid-run (a closed pipe is
+                # the reader gone, told by the caller)
+                progress.stop()
+                print(_stopped(args, folder, kind, f"error: {unwritten(error, folder)}"),
+                      file=sys.stderr)
+                return EX_IOERR
             if not _removed_if_unresumable(args, folder, kind.checkpoint):
                 remove_if_empty(folder)
             raise
@@ -244,22 +256,23 @@ def _removed_if_unresumable(args: argparse.Namespace, folder: Path, checkpoint: 
     return True
 
 
-def _interrupted(args: argparse.Namespace, folder: Path, kind: CaseKind) -> str:
-    """What to tell a user who stopped a run with Ctrl-C; a new run's folder with nothing to
-    resume is removed (a folder given with ``--resume`` never is)."""
+def _stopped(args: argparse.Namespace, folder: Path, kind: CaseKind, why: str) -> str:
+    """What to tell a user whose run stopped before its end (``why``: "interrupted" by Ctrl-C,
+    or the error of a file it could not write): what is kept and the command that resumes it;
+    a new run's folder with nothing to resume is removed (a folder given with ``--resume``
+    never is)."""
     from .cases.run_folder import CONFIG
 
-    removed = f"physml: interrupted before the first checkpoint; nothing to resume (removed " \
-              f"{folder})"
+    removed = f"physml: {why} before the first checkpoint; nothing to resume (removed {folder})"
     if _removed_if_unresumable(args, folder, kind.checkpoint):
         return removed
     if not kind.resumable:
-        return f"physml: interrupted; kind {kind.name!r} cannot resume: start a new run " \
+        return f"physml: {why}; kind {kind.name!r} cannot resume: start a new run " \
                f"({folder} keeps its {kind.checkpoint})"
     if args.resume is None and not (folder / CONFIG).is_file():  # stopped before its config
         shutil.rmtree(folder, ignore_errors=True)
         return removed
-    return (f"physml: interrupted; {folder} keeps the last checkpoint. Continue with:\n  "
+    return (f"physml: {why}; {folder} keeps the last checkpoint. Continue with:\n  "
             f"{_resume_command(args, folder)}")
 
 

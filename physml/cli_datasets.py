@@ -1,7 +1,9 @@
 """``physml datasets generate SPEC --out FOLDER``: a benchmark dataset generated (or resumed)
 from a spec, with a progress display counting samples (and saying what runs while the count
 waits: the kernels compiling, a shard being solved); a sample that blows up ends it with exit
-status 1, naming the shard and the sample's seed. The last line gives the samples of each
+status 1, naming the shard and the sample's seed, and a file that cannot be written (a full
+disk, a read-only file system, a quota) with exit status 74, naming the file; the finished
+shards are kept either way (:data:`KEPT`). The last line gives the samples of each
 split, after a warning (none with ``--quiet``) for a split that the spec's fractions leave empty.
 """
 
@@ -13,10 +15,15 @@ import re
 import sys
 
 from .cli_parser import log_interval
+from .interrupts import EX_IOERR, unwritten
 
 SCHEDULER_ADDRESS = re.compile(r"(\w+://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d+")
 """A Dask scheduler's address, as ``dask.distributed.Client`` takes it: ``host:port``, an IPv6
 host in brackets, with or without a protocol (``tcp://``, ``tls://``)."""
+
+KEPT = "the finished shards are kept: run the same command again to go on"
+"""What a generation stopped before its end leaves (each shard is written whole or not at all),
+and how it goes on."""
 
 
 def generate_command(args: argparse.Namespace) -> int:
@@ -75,8 +82,15 @@ def generate_command(args: argparse.Namespace) -> int:
             )
         except FloatingPointError as err:  # a sample blew up: told after the progress display
             failure = err
+        except OSError as error:  # a full disk, a read-only file system, a quota
+            if isinstance(error, BrokenPipeError):  # the reader went away: told by the caller
+                raise
+            failure = error
         else:
             failure = None
+    if isinstance(failure, OSError):
+        print(f"physml: error: {unwritten(failure, args.out)}; {KEPT}", file=sys.stderr)
+        return EX_IOERR
     if failure is not None:
         print(f"physml: error: {failure}", file=sys.stderr)
         return 1

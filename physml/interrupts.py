@@ -1,14 +1,18 @@
-"""SIGTERM handled as Ctrl-C.
+"""SIGTERM handled as Ctrl-C, and the exit status of a command stopped by a file it could not
+write.
 
 Batch systems and tools stop a job with SIGTERM (Slurm at its time limit, ``timeout``,
 ``docker stop``, systemd), where Python's default is to die at once: no message, and a run
 stopped before its first checkpoint left an empty folder. Under :func:`sigterm_as_interrupt`
 SIGTERM raises :class:`Terminated`, a ``KeyboardInterrupt``, so that a stopped command leaves
-what Ctrl-C leaves (a run its last checkpoint and the command that resumes it).
+what Ctrl-C leaves (a run its last checkpoint and the command that resumes it). A write that
+fails mid-command (a full disk, a read-only file system, a quota, an I/O error) leaves the same,
+with :data:`EX_IOERR` and :func:`unwritten`'s line.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -23,6 +27,18 @@ def exit_status(interrupt: KeyboardInterrupt) -> int:
     """128 + the signal's number, as a shell reports a process the signal stopped: 143 for
     SIGTERM, 130 for SIGINT."""
     return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
+
+
+EX_IOERR = 74
+"""The exit status of a command stopped by a file it could not write: ``EX_IOERR`` of
+``sysexits.h`` (1 is a numerical failure's, 2 a mistake in the input's)."""
+
+
+def unwritten(error: OSError, folder: os.PathLike) -> str:
+    """The line that names what ``error`` refused: "could not write FILE (the system's
+    reason)", FILE the file ``error`` names, else the ``folder`` written in."""
+    reason = os.strerror(error.errno) if error.errno else error.strerror or str(error)
+    return f"could not write {str(error.filename or folder)!r} ({reason})"
 
 
 @contextmanager

@@ -229,3 +229,36 @@ def test_a_negative_log_interval_is_refused_before_any_work(tmp_path, cli_in_pro
     assert result.returncode == 2
     assert "--log-every=-1.0 must be >= 0 seconds" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
+
+
+def test_a_mesh_run_s_solution_vtu_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """solution.vtu was written in place: a run killed while writing it (a finished run
+    resumed rewrites it) left a torn file beside a complete metrics.json."""
+    import errno
+
+    import meshio
+
+    from physml.cases.mesh_pde_results import Result, write_results
+    from physml.cases.registry import load_case
+    from physml.solvers import mesh as pm
+
+    case = load_case("heat_surface", ["output.figures=false"])
+    mesh = pm.disc(0.4)
+    write_results(case, Result(mesh, {"u": mesh.points[:, 0]}, {}), tmp_path)
+    vtu = tmp_path / "solution.vtu"
+    whole = vtu.read_bytes()
+    write = meshio.Mesh.write
+
+    def torn(self, path, *args, **kwargs):  # part of the file written, then the disk is full
+        write(self, path, *args, **kwargs)
+        with open(path, "r+b") as file:
+            file.truncate(len(whole) // 2)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(meshio.Mesh, "write", torn)
+    with pytest.raises(OSError, match="No space left on device") as refused:
+        write_results(case, Result(mesh, {"u": mesh.points[:, 1]}, {}), tmp_path)
+    assert refused.value.filename == str(vtu)
+    assert vtu.read_bytes() == whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fields.h5", "metrics.json",
+                                                          "solution.vtu"]

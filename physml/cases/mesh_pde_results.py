@@ -16,7 +16,7 @@ from ..datasets.mesh_store import mesh_dataset
 from ..datasets.store import write_dataset
 from ..solvers import mesh as pm
 from .mesh_pde_spec import MeshPDECase
-from .run_folder import write_metrics
+from .run_folder import atomic_write, write_metrics
 
 FIELD_METADATA = {
     "u0": ("initial value of u", "1"), "exact": ("exact solution", "1"),
@@ -69,8 +69,10 @@ def summary_units(summary: dict) -> dict[str, str]:
 
 def write_results(case: MeshPDECase, result: Result, folder: Path) -> None:
     """solution.vtu, fields.h5 (attrs: the case's name, the PDE, the physml version and the
-    resolved configuration), metrics.json and the figures."""
-    pm.write_mesh(folder / "solution.vtu", result.mesh, point_data=result.fields)
+    resolved configuration), metrics.json and the figures, each whole or not at all
+    (:func:`~.run_folder.atomic_write`)."""
+    atomic_write(folder / "solution.vtu",
+                 lambda tmp: pm.write_mesh(tmp, result.mesh, point_data=result.fields))
     attrs = {"case": case.name, "pde": case.pde.name, "physml_version": __version__,
              "config": case.to_yaml()}
     if result.frames is None:

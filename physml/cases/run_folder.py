@@ -213,7 +213,8 @@ def holding(folder: Path) -> Iterator[None]:
 
     Raises:
         ValueError: another process holds the folder (naming its process id), the folder
-            cannot be written, or its :data:`LOCK` is a link (:func:`open_own`).
+            cannot be written (no permission, a read-only file system, a full disk), or its
+            :data:`LOCK` is a link (:func:`open_own`).
     """
     locks = _system_locks()
     if locks is None:
@@ -339,10 +340,9 @@ def _held_lock(path: Path, locks: _Flock | _Locking) -> Iterator[None]:
             return
         except OSError as error:  # no permission, a read-only file system
             handle = None
-            reason = (error.strerror or type(error).__name__).lower()
+            refusal = error
         if handle is None:
-            raise ValueError(f"{str(path.parent)!r} cannot be written ({reason}): a run writes "
-                             "its checkpoints, figures and results there")
+            raise ValueError(_unwritable(path.parent, refusal)) from None
         with handle:
             try:
                 locks.lock(handle)
@@ -358,15 +358,28 @@ def _held_lock(path: Path, locks: _Flock | _Locking) -> Iterator[None]:
                 return
             if not path.exists() or os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino:
                 continue  # its holder removed it after this open: lock the one the path names
-            handle.seek(0)
-            handle.truncate()
-            handle.write(str(os.getpid()))
-            handle.flush()
+            try:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(str(os.getpid()))
+                handle.flush()
+            except OSError as error:  # a full disk, a quota
+                with suppress(OSError):  # closed, what it could not write dropped
+                    handle.close()
+                locks.remove(path, handle)
+                raise ValueError(_unwritable(path.parent, error)) from None
             try:
                 yield
             finally:
                 locks.release(path, handle)
             return
+
+
+def _unwritable(folder: Path, error: OSError) -> str:
+    """Why a run cannot start in ``folder``: the system's refusal ``error`` to write there."""
+    reason = (error.strerror or type(error).__name__).lower()
+    return (f"{str(folder)!r} cannot be written ({reason}): a run writes its checkpoints, "
+            "figures and results there")
 
 
 def open_own(path: Path, mode: str) -> IO:
@@ -425,6 +438,14 @@ def sweep_temporaries(folder: Path) -> None:
     for stale in folder.rglob(".*.tmp-*"):
         if stale.is_file():
             stale.unlink(missing_ok=True)
+
+
+def killed_at_start(folder: Path) -> bool:
+    """Whether ``folder``, a folder without :data:`CONFIG`, is what a run killed before it
+    (SIGKILL, the system out of memory, a power cut: nothing to remove the folder) left: its
+    :data:`LOCK` (the system lets go of a killed process's lock, not the file), or a save's
+    temporary file (:func:`sweep_temporaries`)."""
+    return (folder / LOCK).is_file() or any(p.is_file() for p in folder.rglob(".*.tmp-*"))
 
 
 def remove_if_empty(folder: Path) -> None:

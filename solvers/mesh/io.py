@@ -277,6 +277,7 @@ def write_mesh(
             tetrahedra only), an ``.xdmf``/``.xmf`` file whose arrays file (the same name
             with ``.h5``, where meshio writes them) exists and is not an earlier XDMF's, or
             meshio cannot write the format.
+        OSError: the system refused the write (a full disk, a read-only file system).
     """
     suffix = Path(path).suffix.lower()
     if suffix in (".xdmf", ".xmf"):
@@ -318,6 +319,8 @@ def write_mesh(
                       field_data=field_data)
     try:
         out.write(path, file_format="gmsh22" if suffix == ".msh" else None)
+    except OSError:  # the system's refusal (a full disk, no permission), not the format's
+        raise
     except Exception as error:
         raise ValueError(
             f"cannot write mesh file {str(path)!r} ({type(error).__name__}: {error}); "
