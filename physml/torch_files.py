@@ -1,12 +1,15 @@
-"""Reading files ``torch.save`` wrote, with the checksums of their zip archive verified:
-``torch.load`` does not check them, so bytes damaged inside a tensor (a copy gone wrong, a
-failing disk) were read without a word."""
+"""Files of ``torch.save``: written whole or not at all (:func:`save_torch_file`), and read with
+the checksums of their zip archive verified (:func:`load_checked`): ``torch.load`` does not
+check them, so bytes damaged inside a tensor (a copy gone wrong, a failing disk) were read
+without a word."""
 
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
 from typing import Any
+
+from .datasets.store import atomic_write
 
 
 def load_checked(path: str | Path, map_location: Any = None) -> Any:
@@ -25,3 +28,17 @@ def load_checked(path: str | Path, map_location: Any = None) -> Any:
         if damaged is not None:
             raise ValueError(f"its part {damaged!r} fails its checksum: the file is damaged")
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def save_torch_file(path: str | Path, state: Any) -> Path:
+    """``torch.save(state)`` to ``path`` through a temporary file renamed into place
+    (:func:`~physml.datasets.store.atomic_write`), written through a Python file object so that
+    a full disk or a read-only file system raises an ``OSError`` naming ``path`` and the
+    system's reason (PyTorch's own writer raises ``RuntimeError: ... unexpected pos``)."""
+    import torch
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as file:
+            torch.save(state, file)
+
+    return atomic_write(path, write)

@@ -262,3 +262,29 @@ def test_a_mesh_run_s_solution_vtu_is_written_whole_or_not_at_all(tmp_path, monk
     assert vtu.read_bytes() == whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fields.h5", "metrics.json",
                                                           "solution.vtu"]
+
+
+def test_a_checkpoint_on_a_full_disk_is_an_os_error_naming_it(tmp_path, monkeypatch):
+    """torch.save given a path raised PyTorch's RuntimeError ("unexpected pos") on a full
+    disk, a traceback with the divergence's exit status; through a file object it is an
+    OSError, which the CLI names with the resume command."""
+    import errno
+    import io
+
+    import torch
+
+    from physml import torch_files
+
+    class FullDisk(io.FileIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    path = tmp_path / "checkpoint.pt"
+    torch_files.save_torch_file(path, {"step": 1})
+    monkeypatch.setattr(torch_files, "open", lambda name, mode: FullDisk(name, mode),
+                        raising=False)
+    with pytest.raises(OSError) as caught:
+        torch_files.save_torch_file(path, {"step": 2, "weights": torch.ones(1000)})
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(path)
+    assert torch_files.load_checked(path) == {"step": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]

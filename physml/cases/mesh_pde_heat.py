@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse.linalg as spla
-import torch
 from scipy.sparse.csgraph import connected_components
 
 from ..solvers import mesh as pm
 from ..solvers.mesh.pde import heat_stepper
+from ..torch_files import save_torch_file
 from .kind import OnStep
 from .mesh_pde_assembly import dirichlet_data, stiffness_and_mass
 from .mesh_pde_results import Result, summary_units
@@ -96,7 +96,7 @@ def upgrade_frames(folder: Path, state: dict) -> None:
     frames = [u.numpy() for u in state.pop("frames")]
     state["vertices"] = frames[0].shape[0]
     atomic_write(folder / FRAMES, lambda path: np.stack(frames).astype(np.float64).tofile(path))
-    atomic_write(folder / CHECKPOINT, lambda path: torch.save(state, path))
+    save_torch_file(folder / CHECKPOINT, state)
 
 
 def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
@@ -111,7 +111,7 @@ def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
 
     def save(state: dict, u: np.ndarray) -> None:
         append_frame(folder, u)
-        atomic_write(folder / CHECKPOINT, lambda p: torch.save(state, p))
+        save_torch_file(folder / CHECKPOINT, state)
 
     if resume:
         state = read_checkpoint(folder)

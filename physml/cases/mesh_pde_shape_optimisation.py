@@ -21,6 +21,7 @@ import torch
 from ..errors import NonFiniteLossError, adam_can_step
 from ..solvers import mesh as pm
 from ..solvers.mesh.checks import TangledCellsError
+from ..torch_files import save_torch_file
 from .kind import OnStep
 from .mesh_pde_results import Result, summary_units
 from .mesh_pde_spec import MeshPDECase
@@ -28,7 +29,6 @@ from .run_folder import (
     CHECKPOINT,
     CONFIG,
     METRICS,
-    atomic_write,
     read_checkpoint,
     restoring,
     write_stopped_metrics,
@@ -106,7 +106,7 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
     def save(step: int) -> None:
         state = {"step": step, "points": x.detach().clone(), "adam": adam.state_dict(),
                  "history": history, "wall_s": elapsed}
-        atomic_write(folder / CHECKPOINT, lambda p: torch.save(state, p))
+        save_torch_file(folder / CHECKPOINT, state)
 
     def stopped(error: NonFiniteLossError, steps: int) -> NonFiniteLossError:
         """``error``, once ``metrics.json`` holds the ``steps`` updates taken before it."""

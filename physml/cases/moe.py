@@ -59,6 +59,7 @@ from ..datasets.memory import WORKING_FIELDS
 from ..datasets.store import write_dataset
 from ..errors import NonFiniteLossError
 from ..fno import most_modes
+from ..torch_files import save_torch_file
 from ..train.moe import (
     EVALUATE_EVERY,
     PROBLEMS,
@@ -79,7 +80,6 @@ from .run_folder import (
     CONFIG,
     KindSection,
     Section,
-    atomic_write,
     comparison_dataset,
     read_checkpoint,
     restoring,
@@ -318,8 +318,7 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
         return before + time.perf_counter() - started
 
     def save() -> None:
-        atomic_write(folder / CHECKPOINT, lambda path: torch.save(
-            {**trainer.state_dict(), "wall_s": elapsed()}, path))
+        save_torch_file(folder / CHECKPOINT, {**trainer.state_dict(), "wall_s": elapsed()})
 
     if checkpoint is not None:
         with restoring(folder):

@@ -47,7 +47,7 @@ from ..datasets.mesh_spec import DOMAIN_SIZES
 from ..datasets.spec import Seed as DatasetSeed
 from ..solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy, prepare
 from .kind import CaseKind, OnStep
-from .run_folder import CONFIG, Section, atomic_write, save_figure, write_metrics, write_text
+from .run_folder import CONFIG, Section, save_figure, write_metrics, write_text
 from .sections import (
     BYTES,
     CaseBase,
@@ -269,7 +269,7 @@ def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | Non
                  batch_size=t.batch, seed=case.seed, on_step=report)
     train_seconds = time.perf_counter() - start
     learned = LearnedPreconditioner(model.eval())
-    atomic_write(folder / CHECKPOINT, learned.save)
+    learned.save(folder / CHECKPOINT)
     rtols = sorted(case.evaluation.rtols, reverse=True)
     factories = {name: PRECONDITIONERS[name] for name in case.evaluation.preconditioners}
     factories[learned.name] = learned

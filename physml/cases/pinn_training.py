@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import torch
 from pydantic import Field, model_validator
 
 from ..devices import Stopwatch
 from ..errors import NonFiniteLossError
+from ..torch_files import save_torch_file
 from ..train.balancing import BALANCERS
 from ..train.pinn import PINNTrainer, Resample
 from ..train.sampling import DomainSampler
@@ -22,7 +22,6 @@ from .run_folder import (
     CONFIG,
     KindSection,
     Section,
-    atomic_write,
     read_checkpoint,
     restoring,
     write_stopped_metrics,
@@ -156,8 +155,7 @@ def trainer_options(case, problem) -> dict:
 
 def save_checkpoint(trainer: PINNTrainer, folder: Path, wall_s: float = 0.0) -> None:
     """The trainer's state and ``wall_s``, the run's seconds so far."""
-    atomic_write(folder / CHECKPOINT, lambda p: torch.save(
-        {**trainer.state_dict(), "wall_s": wall_s}, p))
+    save_torch_file(folder / CHECKPOINT, {**trainer.state_dict(), "wall_s": wall_s})
 
 
 def load_checkpoint(trainer: PINNTrainer, folder: Path) -> float:

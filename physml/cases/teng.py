@@ -53,6 +53,7 @@ from ..models import PeriodicMLP
 from ..solvers.errors import BlowUpError
 from ..spectral import SpectralSolver
 from ..threads import apply_threads
+from ..torch_files import save_torch_file
 from ..train.problems import sine
 from ..train.teng import TENG, TENGPDE, FitProgress, FitToleranceWarning, scaled_norm
 from .kind import CaseKind, OnStep
@@ -60,7 +61,6 @@ from .run_folder import (
     CHECKPOINT,
     CONFIG,
     Section,
-    atomic_write,
     comparison_dataset,
     evaluation_axes_metadata,
     pde_attrs,
@@ -314,7 +314,7 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
 
     def save() -> None:
         state = {**teng.state_dict(), "history": history, "wall_s": wall_offset + clock.read()}
-        atomic_write(folder / CHECKPOINT, lambda p: torch.save(state, p))
+        save_torch_file(folder / CHECKPOINT, state)
 
     def fit_progress(progress: FitProgress) -> None:
         if on_step is not None:

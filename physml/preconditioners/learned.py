@@ -56,7 +56,7 @@ from ..solvers.linalg.factor_network import (
 )
 from ..solvers.linalg.factor_network_source import SMALLEST_SCALED_DIAGONAL
 from ..solvers.linalg.incomplete_cholesky import assembled_matrix
-from ..torch_files import load_checked
+from ..torch_files import load_checked, save_torch_file
 from .graph import SystemGraph, system_graph
 from .network import FactorNetwork, network_weights
 
@@ -259,9 +259,10 @@ class LearnedPreconditioner:
         return wp.from_torch(values)
 
     def save(self, path: str | Path) -> None:
-        """Write the model's configuration, weights and role (``torch.save``)."""
-        torch.save({"config": self.model.config, "state_dict": self.model.state_dict(),
-                    "role": self.ROLE}, path)
+        """Write the model's configuration, weights and role (``torch.save``), whole or not at
+        all (:func:`~physml.torch_files.save_torch_file`)."""
+        save_torch_file(path, {"config": self.model.config,
+                               "state_dict": self.model.state_dict(), "role": self.ROLE})
 
     @classmethod
     def load(cls, path: str | Path, map_location: str = "cpu") -> LearnedPreconditioner:
