@@ -45,6 +45,7 @@ from ..solvers.host_threads import available_cores
 from ..solvers.runtime import quiet_warp, warp_device
 from .grid_generate import check_parameters, warm_kernel_cache, write_shard
 from .linear_systems import LinearSystemSpec, warm_systems_cache, write_systems_shard
+from .memory import check_plan_fits
 from .mesh_generate import check_mesh_spec, warm_mesh_kernels, write_mesh_shard
 from .mesh_spec import MeshDatasetSpec
 from .output_folder import DAMAGED_SHARD, check_resumed_device, prepare_folder, written_device
@@ -78,7 +79,7 @@ def plan_shards(
     for split in SPLITS:
         index = 0
         for params in spec.parameter_grid():
-            seeds = list(range(next_seed, next_seed + sizes[split]))
+            seeds = range(next_seed, next_seed + sizes[split])
             next_seed += sizes[split]
             for start in range(0, len(seeds), spec.shard_size):
                 chunk = tuple(seeds[start : start + spec.shard_size])
@@ -168,6 +169,7 @@ def generate(
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
             batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size={batch_size} must be a whole number >= 1")
+    check_plan_fits(spec)  # before the per-sample checks of check(): they loop over samples
     check, warm, writer = _family(spec)
     check(spec, device)
     client = connect_scheduler(scheduler) if scheduler is not None else None

@@ -4,6 +4,7 @@ allocated: the machine's physical memory, and what a shard of a dataset needs.""
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -19,6 +20,14 @@ WORKING_FIELDS = 10
 """Fields of a sample's size (float64) that solving it holds besides its saved states, an
 estimate: the state, a stage value and a stage sum for each of up to four Runge–Kutta stages,
 and the last good state."""
+
+PLAN_SHARD_BYTES = 1024
+"""Bytes a generation holds per shard to plan and track it, an estimate (about 700 measured):
+its task with its path, its place in the queue and its name in the manifest."""
+
+PLAN_SAMPLE_BYTES = 32
+"""Bytes a generation's plan holds per sample: its seed in its shard's task (about 28
+measured)."""
 
 
 class _MemoryStatusEx(ctypes.Structure):
@@ -94,3 +103,32 @@ def check_shard_fits(spec: SampledSpec, saved: int, values: int, sizes: str) -> 
     needed = samples * values * (saved * (8 + storage) + 8 * WORKING_FIELDS)
     check_fits_in_memory(needed, f"{sizes}, {key}: a shard of {samples} sample(s) x {saved} "
                                  f"state(s) x {values} values")
+
+
+def check_plan_fits(spec: SampledSpec) -> None:
+    """Refuse ``spec`` where the plan of its shards (every shard's task, every sample's seed)
+    would not fit in this machine's memory, from the counts alone (nothing of the dataset's
+    size is built)::
+
+        bytes = shards * PLAN_SHARD_BYTES + samples in all * PLAN_SAMPLE_BYTES
+
+    Raises:
+        ValueError: naming ``samples`` (the spec's, or ``--samples``), the parameter
+            combinations, the shards, and about how many samples per combination fit.
+    """
+    memory = physical_memory()
+    if memory is None:
+        return
+    combinations = math.prod(len(v) if isinstance(v, list) else 1
+                             for v in spec.parameters.values())
+    sizes = spec.split_sizes().values()
+    shards = combinations * sum(-(-size // spec.shard_size) for size in sizes)
+    needed = shards * PLAN_SHARD_BYTES + combinations * spec.samples * PLAN_SAMPLE_BYTES
+    if needed > memory:
+        per_sample = combinations * (PLAN_SAMPLE_BYTES + PLAN_SHARD_BYTES / spec.shard_size)
+        raise ValueError(
+            f"samples={spec.samples} (--samples or the spec's samples) x {combinations} "
+            f"parameter combination(s) in shards of {spec.shard_size}: the plan of its "
+            f"{shards:,} shards needs about {needed / GIB:,.1f} GiB, more than this machine's "
+            f"memory ({memory / GIB:,.1f} GiB); at most about {int(memory // per_sample):,} "
+            "samples per combination fit")

@@ -245,7 +245,7 @@ def _add_datasets(sub: argparse._SubParsersAction) -> None:
 
 def _add_progress_options(command: argparse.ArgumentParser, unit: str = "step") -> None:
     """``--quiet`` and ``--log-every``: the options of a command's :class:`RunProgress`
-    (``unit``: what it counts)."""
+    (``unit``: what it counts, kept as ``progress_unit`` for :func:`log_interval`)."""
     command.add_argument("--quiet", action="store_true", help="no progress display")
     command.add_argument(
         "--log-every",
@@ -254,6 +254,7 @@ def _add_progress_options(command: argparse.ArgumentParser, unit: str = "step") 
         help="seconds between progress lines when the output is not a terminal "
         f"(default {LOG_INTERVAL_S:g}; 0: every {unit})",
     )
+    command.set_defaults(progress_unit=unit)
 
 
 def log_interval(args: argparse.Namespace) -> float:
@@ -263,7 +264,8 @@ def log_interval(args: argparse.Namespace) -> float:
         ValueError: it is negative or NaN.
     """
     if not args.log_every >= 0:
-        raise ValueError(f"--log-every={args.log_every} must be >= 0 seconds (0: every step)")
+        raise ValueError(f"--log-every={args.log_every} must be >= 0 seconds (0: every "
+                         f"{args.progress_unit})")
     return args.log_every
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,8 +24,7 @@ def predict_command(args: argparse.Namespace) -> int:
     from .trained import load_run
 
     check_output_file(args.out, args.overwrite)
-    if args.out.suffix not in (".npy", ".csv", ".h5"):
-        raise ValueError(f"--out: {str(args.out)!r} must end in .npy, .csv or .h5")
+    _check_suffix(args.out, (".npy", ".csv", ".h5"), ".npy, .csv or .h5")
     model = load_run(args.run_dir, args.device)
     points = _read_points(args.points, model.inputs, model.outputs)
     _note_unfinished("predict", args.run_dir, model)  # after the mistakes: they end on one line
@@ -36,12 +36,18 @@ def predict_command(args: argparse.Namespace) -> int:
         print(f"physml predict: note: {outside} of {len(points)} points lie outside the box the "
               f"network was trained in ({box}): it extrapolates there", file=sys.stderr)
     geometry = model.field.problem.geometry  # the space inputs come first
-    off_domain = int(np.sum(~beyond & ~geometry.inside(points[:, : geometry.dim])))
+    off_domain = int(np.sum(~geometry.inside(points[~beyond, : geometry.dim])))
     if off_domain:
         print(f"physml predict: note: {off_domain} of {len(points)} points lie inside that box "
               f"but outside the domain ({type(geometry).__name__}): the network was not trained "
               "there", file=sys.stderr)
     values = model(points).reshape(len(points), -1)
+    overflowed = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(overflowed):
+        print(f"physml predict: warning: {len(overflowed)} of {len(points)} predictions (rows "
+              f"{overflowed[:5].tolist()}{', ...' if len(overflowed) > 5 else ''}) are NaN or "
+              "infinite: the network's arithmetic overflows at those points; they are written "
+              "as they are", file=sys.stderr)
     if args.out.suffix in (".npy", ".csv"):  # whole or not at all, as the .h5 is written
         from .datasets.store import atomic_write
 
@@ -78,14 +84,23 @@ def export_command(args: argparse.Namespace) -> int:
 
     check_output_file(args.out, args.overwrite)
     writers = {".pt": "export_torchscript", ".onnx": "export_onnx"}
-    if args.out.suffix not in writers:
-        raise ValueError(f"--out: {str(args.out)!r} must end in .pt (TorchScript) or .onnx")
+    _check_suffix(args.out, tuple(writers), ".pt (TorchScript) or .onnx")
     model = load_run(args.run_dir, args.device)
     _note_unfinished("export", args.run_dir, model)
     getattr(model, writers[args.out.suffix])(args.out)
     print(f"wrote {args.out} (inputs {', '.join(model.inputs)} -> outputs "
           f"{', '.join(model.outputs)}, {str(model.dtype).removeprefix('torch.')})")
     return 0
+
+
+def _check_suffix(out: Path, suffixes: tuple[str, ...], allowed: str) -> None:
+    """Refuse an ``--out`` that does not end in one of ``suffixes`` (``allowed`` lists them),
+    or that is a suffix alone (``.pt``: a hidden file's name, with no suffix)."""
+    if out.name in suffixes:
+        raise ValueError(f"--out: {str(out)!r} has no name before {out.name}; give one, e.g. "
+                         f"{str(out.with_name('u' + out.name))!r}")
+    if out.suffix not in suffixes:
+        raise ValueError(f"--out: {str(out)!r} must end in {allowed}")
 
 
 def _note_unfinished(command: str, run_dir: Path, model: TrainedModel) -> None:
@@ -109,9 +124,20 @@ def _note_unfinished(command: str, run_dir: Path, model: TrainedModel) -> None:
 def _read_points(path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...] = ()
                  ) -> np.ndarray:
     """Rows of inputs from a .npy array or a .csv whose header names the inputs (columns
-    named like an output are ignored: a CSV ``predict`` wrote reads back)."""
+    named like an output are ignored: a CSV ``predict`` wrote reads back; a UTF-8 byte-order
+    mark is skipped).
+
+    Raises:
+        ValueError: naming ``--points`` and what it holds: not a regular file (a folder, a
+            pipe, ``-``), a .npy of values other than integers and floats, a header naming a
+            column twice, missing an input or naming another column, rows of another length,
+            no rows, or a NaN or infinite coordinate.
+    """
     if path.is_dir():
         raise ValueError(f"--points: {str(path)!r} is a folder; give a .npy or .csv file")
+    if str(path) == "-" or (path.exists() and not path.is_file()):
+        raise ValueError(f"--points: {str(path)!r} is not a regular file (standard input, a pipe "
+                         "and a device are not read); give a .npy or .csv file")
     if not path.is_file():
         raise ValueError(f"--points: {str(path)!r} does not exist")
     if path.suffix not in (".npy", ".csv"):
@@ -126,12 +152,19 @@ def _read_points(path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...] =
                                      ) from None
                 read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                                else np.lib.format.read_array_header_2_0)
-                if read_header(f)[2].hasobject:
+                dtype = read_header(f)[2]
+                if dtype.hasobject:
                     raise ValueError("holds object values; need a numeric array")
+                if dtype.kind not in "iuf":
+                    raise ValueError(f"holds {dtype.name} values; need an array of real "
+                                     "numbers (integers or floats)")
             points = np.load(path)
         else:
-            with path.open(encoding="utf-8") as f:
+            with path.open(encoding="utf-8-sig") as f:  # "-sig": a byte-order mark is skipped
                 header = [h.strip() for h in f.readline().split(",")]
+            twice = [name for name, count in Counter(header).items() if count > 1]
+            if twice:
+                raise ValueError(f"names the column {twice[0]!r} twice; name each once")
             missing = [name for name in inputs if name not in header]
             if missing:
                 raise ValueError(f"has no column {missing[0]!r}; the header must name the "

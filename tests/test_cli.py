@@ -1,6 +1,7 @@
 """The physml command: solve writes HDF5 that xarray and h5py read; mistakes exit with 2."""
 
 import contextlib
+import json
 import re
 import subprocess
 import sys
@@ -572,3 +573,233 @@ def test_python_m_physml_is_the_command():
     result = subprocess.run([sys.executable, "-m", "physml", "--version"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.startswith("physml ")
+
+
+def _full_disk_at(monkeypatch, name: str, call: int) -> None:
+    """``os.replace`` refuses its ``call``-th rename onto a file called ``name`` with ENOSPC
+    (the disk full as the save ends), as an atomic write's last step would."""
+    import errno
+    import os
+
+    replace, seen = os.replace, []
+
+    def full(src, dst, *args, **kwargs):
+        if Path(dst).name == name:
+            seen.append(dst)
+            if len(seen) == call:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src), None, str(dst))
+        return replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full)
+
+
+TINY_BURGERS = ["training.adam.steps=20", "training.lbfgs.steps=0", "model.width=8",
+                "model.depth=2", "evaluation.nx=8", "evaluation.nt=3",
+                "training.checkpoint_every=5", "output.figures=false"]
+
+
+def test_a_full_disk_mid_run_keeps_the_checkpoint_and_says_how_to_resume(
+        tmp_path, monkeypatch, cli_in_process):
+    """A checkpoint the disk has no room for ended in a traceback with exit status 1, a
+    diverged run's; it is one line naming the file and the system's reason, what is kept and
+    the resume command an interruption gives, exit status 74 (EX_IOERR)."""
+    overrides = [*TINY_BURGERS, f"output.folder={tmp_path}"]
+    with monkeypatch.context() as patch:
+        _full_disk_at(patch, "checkpoint.pt", 2)  # the first after the one of step 0
+        stopped = cli_in_process("run", "burgers", *overrides, "--quiet")
+    [folder] = tmp_path.iterdir()
+    assert stopped.returncode == 74 and "Traceback" not in stopped.stderr
+    assert stopped.stderr == (
+        f"physml: error: could not write {str(folder / 'checkpoint.pt')!r} (No space left on "
+        f"device); {folder} keeps the last checkpoint. Continue with:\n  physml run burgers "
+        f"{' '.join(overrides)} --resume {folder}\n")
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt", "config.yaml"]
+    resumed = cli_in_process("run", "burgers", *overrides, "--resume", str(folder), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((folder / "metrics.json").read_text())["history"][-1]["step"] == 20
+
+
+def test_a_full_disk_before_the_first_checkpoint_removes_the_new_run_s_folder(
+        tmp_path, monkeypatch, cli_in_process):
+    with monkeypatch.context() as patch:
+        _full_disk_at(patch, "checkpoint.pt", 1)
+        stopped = cli_in_process("run", "burgers", *TINY_BURGERS,
+                                 f"output.folder={tmp_path}", "--quiet")
+    assert stopped.returncode == 74 and "Traceback" not in stopped.stderr
+    folder = re.escape(str(tmp_path / "burgers-"))
+    assert re.fullmatch(rf"physml: error: could not write '{folder}[-\d]+/checkpoint.pt' \(No "
+                        rf"space left on device\) before the first checkpoint; nothing to "
+                        rf"resume \(removed {folder}[-\d]+\)\n", stopped.stderr)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_full_disk_as_a_run_starts_is_named_with_the_folder(tmp_path, monkeypatch,
+                                                              cli_in_process):
+    """The lock's process id written to a full disk ended in a traceback."""
+    import errno
+
+    from physml.cases import run_folder
+
+    open_own = run_folder.open_own
+
+    def on_a_full_disk(path, mode):
+        handle = open_own(path, mode)
+
+        def flush():
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        handle.flush = flush
+        return handle
+
+    monkeypatch.setattr(run_folder, "open_own", on_a_full_disk)
+    refused = cli_in_process("run", "burgers", *TINY_BURGERS, f"output.folder={tmp_path}",
+                             "--quiet")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert re.fullmatch(r"physml: error: '.*burgers-[-\d]+' cannot be written \(no space left "
+                        r"on device\): a run writes its checkpoints, figures and results "
+                        r"there\n", refused.stderr)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_full_disk_mid_generation_keeps_the_finished_shards(tmp_path, monkeypatch,
+                                                              cli_in_process):
+    """A shard the disk had no room for ended in a traceback with exit status 1; the same
+    command, run again once there is room, finishes the dataset."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("pde: advection1d\ngrid: [16]\nparameters: {beta: 0.5}\nt_end: 0.1\n"
+                    "n_saves: 3\ninitial_condition: {kind: pdebench_sines}\nsamples: 3\n"
+                    "shard_size: 1\n")
+    command = ["datasets", "generate", str(spec), "--out", str(tmp_path / "d"), "--workers",
+               "0", "--quiet"]
+    with monkeypatch.context() as patch:
+        _full_disk_at(patch, "shard-00001.h5", 1)
+        stopped = cli_in_process(*command)
+    assert stopped.returncode == 74 and "Traceback" not in stopped.stderr
+    [shard] = (tmp_path / "d").rglob("shard-00000.h5")
+    assert stopped.stderr == (
+        f"physml: error: could not write {str(shard.with_name('shard-00001.h5'))!r} (No space "
+        "left on device); the finished shards are kept: run the same command again to go on\n")
+    assert not list((tmp_path / "d").rglob(".*.tmp-*"))
+    assert cli_in_process(*command).returncode == 0
+    assert len(list((tmp_path / "d").rglob("shard-*.h5"))) == 3
+
+
+@pytest.mark.parametrize("leftovers", [
+    [".physml-run.lock", ".checkpoint.pt.tmp-12345.pt", "frames.f64"],
+    [".physml-run.lock", "checkpoint_states/000000.npy", ".checkpoint.npz.tmp-12345.npz"],
+])
+def test_a_run_killed_before_its_first_checkpoint_is_named_as_one_to_remove(
+        tmp_path, cli_in_process, leftovers):
+    """A run killed by SIGKILL (or the system out of memory) before its first checkpoint
+    leaves its lock and its saves cut short: --resume said only 'not a run folder'."""
+    folder = tmp_path / "burgers-20260101-000000"
+    for name in leftovers:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"12345")
+    refused = cli_in_process("run", "burgers", "--resume", str(folder))
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"physml: error: --resume: {str(folder)!r} is a run killed before its first "
+        "checkpoint (it has no config.yaml, only what the run had begun); nothing can be "
+        f"resumed: remove {str(folder)!r} and start a new run\n")
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    refused = cli_in_process("run", "burgers", "--resume", str(other))
+    assert refused.returncode == 2 and "is not a run folder (no config.yaml)" in refused.stderr
+
+
+def test_predict_reads_a_csv_that_opens_with_a_byte_order_mark(unfinished_run, cli_in_process):
+    """Excel's "CSV UTF-8" starts with a byte-order mark: the header's x was read as
+    '\\ufeffx' and refused as missing."""
+    folder = unfinished_run.parent
+    (folder / "bom.csv").write_bytes(b"\xef\xbb\xbfx,t\r\n0.1,0.2\r\n")
+    result = cli_in_process("predict", str(unfinished_run), "--points", str(folder / "bom.csv"),
+                            "--out", str(folder / "u.csv"))
+    assert result.returncode == 0, result.stderr
+    assert np.loadtxt(folder / "u.csv", delimiter=",", skiprows=1)[:2].tolist() == [0.1, 0.2]
+
+
+@pytest.mark.parametrize("points, message", [
+    ("complex.npy", "holds complex128 values; need an array of real numbers (integers or "
+                    "floats)"),
+    ("twice.csv", "names the column 'x' twice; name each once"),
+    ("fifo.csv", "is not a regular file (standard input, a pipe and a device are not read); "
+                 "give a .npy or .csv file"),
+    ("-", "is not a regular file (standard input, a pipe and a device are not read)"),
+])
+def test_points_predict_would_misread_are_refused_by_what_they_are(
+        unfinished_run, cli_in_process, points, message):
+    """A complex array lost its imaginary part with a NumPy warning, a column named twice
+    was read from its first place, and a pipe or '-' was said not to exist."""
+    import os
+
+    folder = unfinished_run.parent
+    np.save(folder / "complex.npy", np.full((2, 2), 0.1 + 0.5j))
+    (folder / "twice.csv").write_text("x,x,t\n0.1,0.3,0.2\n")
+    if points == "fifo.csv":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no named pipes on this system")
+        os.mkfifo(folder / points)
+    path = points if points == "-" else str(folder / points)
+    result = cli_in_process("predict", str(unfinished_run), "--points", path, "--out",
+                            str(folder / "u.csv"))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"physml: error: --points: {path!r} {message}")
+    assert result.stderr.count("\n") == 1 and not (folder / "u.csv").exists()
+
+
+def test_non_finite_predictions_are_stated_and_no_numpy_warning_shows(tmp_path, cli_in_process):
+    """Points of 1e300 (finite) on the disk: NumPy's 'overflow encountered in multiply' from
+    the domain test leaked, and the file held inf without a word."""
+    import warnings
+
+    import torch
+
+    from physml.cases.equation import build_trainer
+    from physml.cases.registry import load_case
+
+    case = load_case("heat_disk", ["model.width=8", "model.depth=2", "training.adam.steps=5"])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(case.to_yaml())
+    torch.save(build_trainer(case).state_dict(), run / "checkpoint.pt")
+    np.save(tmp_path / "p.npy", [[0.1, 0.2, 0.3], [1e300, 1e300, 0.5], [0.9, 0.9, 0.5]])
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        result = cli_in_process("predict", str(run), "--points", str(tmp_path / "p.npy"),
+                                "--out", str(tmp_path / "u.npy"))
+    assert not shown, [str(w.message) for w in shown]
+    assert result.returncode == 0, result.stderr  # the network's values, written as computed
+    u = np.load(tmp_path / "u.npy")[:, 0]
+    assert np.isfinite(u).tolist() == [True, False, True]
+    assert "physml predict: warning: 1 of 3 predictions (rows [1]) are NaN or infinite: the " \
+        "network's arithmetic overflows at those points; they are written as they are" \
+        in result.stderr
+    assert "1 of 3 points lie outside the box" in result.stderr
+    assert "1 of 3 points lie inside that box but outside the domain" in result.stderr
+
+
+@pytest.mark.parametrize("command, out", [(["export", "{run}"], ".pt"),
+                                          (["export", "{run}"], ".onnx"),
+                                          (["predict", "{run}", "--points", "{p}"], ".csv")])
+def test_an_out_named_by_a_suffix_alone_is_refused_as_such(unfinished_run, cli_in_process,
+                                                            command, out):
+    """--out .pt was refused as not ending in .pt: its name is '.pt', a name with no suffix."""
+    folder = unfinished_run.parent
+    args = [a.format(run=unfinished_run, p=folder / "p.csv") for a in command]
+    result = cli_in_process(*args, "--out", str(folder / out))
+    assert result.returncode == 2
+    assert result.stderr == (f"physml: error: --out: {str(folder / out)!r} has no name before "
+                             f"{out}; give one, e.g. {str(folder / ('u' + out))!r}\n")
+
+
+@pytest.mark.parametrize("command, unit", [
+    (["datasets", "generate", "burgers1d", "--out", "{folder}/d"], "sample"),
+    (["solve", "heat1d", "--out", "{folder}/u.h5"], "step"),
+])
+def test_log_every_is_refused_in_the_unit_its_command_counts(tmp_path, cli_in_process,
+                                                             command, unit):
+    result = cli_in_process(*[a.format(folder=tmp_path) for a in command], "--log-every", "-3")
+    assert result.returncode == 2
+    assert f"--log-every=-3.0 must be >= 0 seconds (0: every {unit})\n" in result.stderr

@@ -696,3 +696,23 @@ def test_the_manifest_counts_each_split_and_a_shard_in_progress_is_told(tmp_path
     assert told == ["0/8", "compiling kernels", "shard 1/4 in progress", "3/8",
                     "shard 2/4 in progress", "6/8", "shard 3/4 in progress", "7/8",
                     "shard 4/4 in progress", "8/8"]
+
+
+def test_a_dataset_too_large_to_plan_is_refused_before_anything_is_written(
+        tmp_path, monkeypatch, capsys):
+    """--samples 10^12 ended in a MemoryError traceback (the plan listed every seed) after
+    spec.yaml and the split folders were written, and that folder refused the corrected
+    command as a partial dataset of another spec."""
+    from physml.datasets import memory
+
+    monkeypatch.setattr(memory, "physical_memory", lambda: 16 * memory.GIB)
+    out = tmp_path / "d"
+    assert main(["datasets", "generate", "heat2d", "--out", str(out), "--samples",
+                 "1000000000000", "--workers", "0"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("physml: error: samples=1000000000000 (--samples or the spec's "
+                           "samples) x 3 parameter combination(s) in shards of 10: the plan "
+                           "of its 300,000,000,000 shards needs about")
+    assert last.endswith("more than this machine's memory (16.0 GiB); at most about "
+                         "42,608,802 samples per combination fit")
+    assert not out.exists()
