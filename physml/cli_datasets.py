@@ -51,16 +51,16 @@ def generate_command(args: argparse.Namespace) -> int:
     device = warp_device(args.device)
     spec = load_spec(args.spec, samples=args.samples)
     console = PipeConsole(stderr=True, quiet=args.quiet)
-    console.print(
-        "[bold]physml datasets generate[/] " + escape(
-            f"{args.spec}: {spec.summary}, {len(spec.parameter_grid())} parameter "
-            f"combination(s) x {spec.samples} samples on {device} -> {args.out}"))
     with contextlib.ExitStack() as stack:
-        shown: list[RunProgress] = []  # the display starts with the first count (the total):
-        # a failed start shows none
+        shown: list[RunProgress] = []  # the banner and the display start with the first count
+        # (the total): a start that fails on the spec, the folder or memory shows neither
 
         def report(done: int, total: int) -> None:
             if not shown:
+                console.print(
+                    "[bold]physml datasets generate[/] " + escape(
+                        f"{args.spec}: {spec.summary}, {len(spec.parameter_grid())} parameter "
+                        f"combination(s) x {spec.samples} samples on {device} -> {args.out}"))
                 shown.append(stack.enter_context(
                     RunProgress(spec.pde, total, console, args.quiet, interval)))
             shown[0].update(done, "samples")

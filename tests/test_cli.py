@@ -494,6 +494,8 @@ def test_a_mistake_is_named_as_the_user_gave_it(unfinished_run, capsys, args, me
         assert main(filled) == 2
     err = capsys.readouterr().err
     assert message.format(folder=folder) in err.strip().splitlines()[-1]
+    if args != ["datasets"]:  # one line: no banner of a generation that does not start
+        assert len(err.strip().splitlines()) == 1
     assert not (folder / "d").exists()
 
 
