@@ -132,13 +132,13 @@ def test_heat_surface_sets_up_once_and_writes_one_frame_per_save(tmp_path, monke
     spd_solver = pde._spd_solver
     monkeypatch.setattr(pde, "_spd_solver", lambda *a: set_ups.append(a) or spd_solver(*a))
 
-    atomic_write = mesh_pde_heat.atomic_write
+    save_torch_file = mesh_pde_heat.save_torch_file
 
-    def checkpoint_write(path, write):
-        atomic_write(path, write)
+    def checkpoint_write(path, state):
+        save_torch_file(path, state)
         sizes.append(path.stat().st_size)
 
-    monkeypatch.setattr(mesh_pde_heat, "atomic_write", checkpoint_write)
+    monkeypatch.setattr(mesh_pde_heat, "save_torch_file", checkpoint_write)
     summary = run("heat_surface", HEAT_SMALL[:3] + ["time.save_every=1",
                                                     "output.figures=false"], tmp_path)
     frame = 8 * summary["vertices"]

@@ -754,3 +754,19 @@ def test_a_pcg_case_beyond_memory_is_refused_naming_its_samples(name):
     ((key, cpu),) = load_case(name).memory_needs().items()
     ((_, gpu),) = load_case(name, ["device=cuda"]).memory_needs().items()
     assert key.startswith("dataset.samples=40, ") and 0 < gpu < cpu < 2**30
+
+
+def test_the_case_s_times_are_medians_over_the_systems(monkeypatch):
+    """One timing a system: a moment of load on one system (here 100 s) set the mean."""
+    from types import SimpleNamespace
+
+    from physml.cases import pcg as pcg_case
+    from physml.solvers.linalg.model_problems import poisson_2d
+
+    ticks = iter(np.cumsum([0.0, 1.0, 0.0, 2.0, 0.0, 1.0, 0.0, 2.0, 0.0, 100.0, 0.0, 200.0]))
+    monkeypatch.setattr(pcg_case, "time", SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    matrix = poisson_2d(4).tocsr()
+    systems = [SimpleNamespace(matrix=matrix, b=np.ones(16)) for _ in range(3)]
+    table = pcg_case.measure({"none": lambda A: None}, systems, [1e-8], "cpu")
+    row = table["none"]["table"]["rtol=1e-08"]
+    assert (row["setup_s"], row["solve_s"], row["total_s"]) == (1.0, 2.0, 3.0)

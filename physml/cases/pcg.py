@@ -199,10 +199,12 @@ def ensure_dataset(case: PCGCase) -> Path:
 
 
 def measure(factories: dict, systems, rtols: list[float], device: str) -> dict:
-    """Per preconditioner (``name -> factory``): mean iterations, set-up and solve seconds
-    over ``systems`` per tolerance, and the residual history of the first system at the
-    tightest one. The preconditioners take turns on each system, in reversed order every
-    other system, so that the machine's drift falls on all of them alike."""
+    """Per preconditioner (``name -> factory``): mean iterations and median set-up, solve and
+    total seconds over ``systems`` per tolerance (one timing a system: the median keeps a
+    moment of load on a shared machine out of the table), and the residual history of the
+    first system at the tightest one. The preconditioners take turns on each system, in
+    reversed order every other system, so that the machine's drift falls on all of them
+    alike."""
     out = {name: {f"rtol={r:g}": {"iterations": [], "setup_s": [], "solve_s": []}
                   for r in rtols} for name in factories}
     history = {}
@@ -230,10 +232,10 @@ def measure(factories: dict, systems, rtols: list[float], device: str) -> dict:
                                                    / result.residuals[0]).tolist(),
                                      "setup_s": setup, "solve_s": solve}
     return {name: {"table": {key: {"iterations": float(np.mean(v["iterations"])),
-                                   "setup_s": float(np.mean(v["setup_s"])),
-                                   "solve_s": float(np.mean(v["solve_s"])),
-                                   "total_s": float(np.mean(v["setup_s"])
-                                                    + np.mean(v["solve_s"]))}
+                                   "setup_s": float(np.median(v["setup_s"])),
+                                   "solve_s": float(np.median(v["solve_s"])),
+                                   "total_s": float(np.median(np.add(v["setup_s"],
+                                                                     v["solve_s"])))}
                              for key, v in out[name].items()},
                    "history": history[name]}
             for name in factories}
