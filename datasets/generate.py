@@ -43,6 +43,7 @@ import numpy as np
 from .._version import __version__
 from ..solvers.host_threads import available_cores
 from ..solvers.runtime import quiet_warp, warp_device
+from .atomic_files import json_text, write_text
 from .grid_generate import check_parameters, warm_kernel_cache, write_shard
 from .linear_systems import LinearSystemSpec, warm_systems_cache, write_systems_shard
 from .memory import check_plan_fits
@@ -51,7 +52,7 @@ from .mesh_spec import MeshDatasetSpec
 from .output_folder import DAMAGED_SHARD, check_resumed_device, prepare_folder, written_device
 from .shard_engines import dask_available, run_in_process, run_on_dask
 from .spec import DatasetSpec, SampledSpec
-from .store import MANIFEST, SPLITS, json_text, write_text
+from .store import MANIFEST, SPLITS
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from .atomic_files import write_text
 from .spec import SampledSpec, load_spec
-from .store import MANIFEST, SHARD_GLOB, SPLITS, write_text
+from .store import MANIFEST, SHARD_GLOB, SPLITS
 
 if TYPE_CHECKING:  # generate imports this module
     from .generate import ShardTask
@@ -78,8 +79,8 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
 
 def _writer_runs(tmp: Path) -> bool:
     """Whether the process that writes the temporary shard ``tmp`` (``.NAME.tmp-PID.SUFFIX``,
-    :func:`~physml.datasets.store.atomic_write`) still runs on this machine: a generation that
-    starts while another writes into the same folder leaves that one's files alone and removes
+    :func:`~physml.datasets.atomic_files.atomic_write`) still runs on this machine: a generation
+    that starts while another writes into the same folder leaves that one's files alone and removes
     only those a stopped run left. Where no process can be looked up (not POSIX), every
     temporary file is kept (``--overwrite`` removes them with their split folders)."""
     if os.name != "posix":

@@ -43,8 +43,9 @@ import numpy as np
 import xarray as xr
 import yaml
 
+from .atomic_files import atomic_write
 from .memory import check_fits_in_memory
-from .store import AXES, CF_METADATA, atomic_write, open_hdf5, with_cf_metadata
+from .store import AXES, CF_METADATA, open_hdf5, with_cf_metadata
 
 NON_DIMENSIONAL = {
     "sample": ("sample (its seed, seed group number or index)", "1"),

@@ -25,7 +25,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import numpy as np
 import xarray as xr
 
 from ..solvers.grid import Grid
+from .atomic_files import atomic_write
 
 AXES = ("x", "y", "z")
 FIELD_DIMS = ("sample", "time", *AXES)
@@ -295,73 +296,6 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
             chunks = (1, *var.shape[1:])
             encoding[name] = {"chunksizes": chunks, "zlib": True, "complevel": 4, "shuffle": True}
     return encoding
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Flush a folder's entries (a rename in it) to the disk, where the system allows it."""
-    try:
-        handle = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:  # some file systems refuse fsync on a folder
-        pass
-    finally:
-        os.close(handle)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` on a hidden temporary name in the folder of ``path``
-    (``.NAME.tmp-PID.SUFFIX``: the target's suffix last, for writers that choose the format by
-    it), flush the file to the disk, rename it to ``path`` and flush the rename: a crash
-    leaves either no file under ``path`` or the whole one. On any failure (``KeyboardInterrupt``
-    included) the temporary file is removed and ``path`` is untouched. Returns ``path``.
-
-    Raises:
-        OSError: the write failed (a full disk, a read-only file system, a quota); one with
-            the system's error number names ``path`` as its ``filename``, not the temporary.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        if error.errno is None:  # a writer's own OSError, with no system error to name
-            raise
-        raise OSError(error.errno, error.strerror, str(path)) from error
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-    return path
-
-
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` with :func:`atomic_write`."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def _strict(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN, ±Inf) as None, through dicts, lists and
-    tuples."""
-    if isinstance(value, float | np.floating):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _strict(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict(item) for item in value]
-    return value
-
-
-def json_text(value: Any, indent: int | None = None) -> str:
-    """``value`` as strict JSON: a non-finite float is written ``null`` (Python's ``NaN`` and
-    ``Infinity`` are no JSON, and strict readers, JavaScript's among them, refuse the file)."""
-    return json.dumps(_strict(value), indent=indent, allow_nan=False)
 
 
 def write_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:

@@ -171,7 +171,7 @@ def run_command(args: argparse.Namespace) -> int:
         new_run_folder,
         remove_if_empty,
     )
-    from .datasets.store import write_text
+    from .datasets.atomic_files import write_text
     from .devices import require_device
     from .errors import NonFiniteLossError
     from .solvers.errors import BlowUpError

@@ -49,7 +49,7 @@ def predict_command(args: argparse.Namespace) -> int:
               "infinite: the network's arithmetic overflows at those points; they are written "
               "as they are", file=sys.stderr)
     if args.out.suffix in (".npy", ".csv"):  # whole or not at all, as the .h5 is written
-        from .datasets.store import atomic_write
+        from .datasets.atomic_files import atomic_write
 
         def write(path: Path) -> None:
             with open(path, "wb") as file:

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .datasets.store import atomic_write
+from .datasets.atomic_files import atomic_write
 
 
 def load_checked(path: str | Path, map_location: Any = None) -> Any:
@@ -32,9 +32,9 @@ def load_checked(path: str | Path, map_location: Any = None) -> Any:
 
 def save_torch_file(path: str | Path, state: Any) -> Path:
     """``torch.save(state)`` to ``path`` through a temporary file renamed into place
-    (:func:`~physml.datasets.store.atomic_write`), written through a Python file object so that
-    a full disk or a read-only file system raises an ``OSError`` naming ``path`` and the
-    system's reason (PyTorch's own writer raises ``RuntimeError: ... unexpected pos``)."""
+    (:func:`~physml.datasets.atomic_files.atomic_write`), written through a Python file object
+    so that a full disk or a read-only file system raises an ``OSError`` naming ``path`` and
+    the system's reason (PyTorch's own writer raises ``RuntimeError: ... unexpected pos``)."""
     import torch
 
     def write(temporary: Path) -> None:

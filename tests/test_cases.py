@@ -706,7 +706,7 @@ def test_a_utf8_case_file_keeps_its_accents_under_a_locale_that_is_not_utf8(
     import io
 
     from physml import cli
-    from physml.datasets.store import write_text
+    from physml.datasets.atomic_files import write_text
 
     case = tmp_path / "accents.yaml"
     case.write_bytes((ROOT / "cases" / "burgers.yaml").read_bytes()

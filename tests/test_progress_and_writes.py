@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from physml.datasets.store import atomic_write, trajectory_dataset, write_dataset, write_text
+from physml.datasets.atomic_files import atomic_write, write_text
+from physml.datasets.store import trajectory_dataset, write_dataset
 from physml.solvers import Grid
 
 OLD = b"the file as it was\n"

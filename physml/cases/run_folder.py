@@ -1,5 +1,5 @@
 """What every case kind shares about its run folder: the ``output`` section, atomic writes
-(:func:`~physml.datasets.store.atomic_write` and ``write_text``, from the data layer), the
+(:func:`~physml.datasets.atomic_files.atomic_write` and ``write_text``, from the data layer), the
 checkpoint's name, folder creation, the resolved ``config.yaml`` and the one layout of
 ``metrics.json`` (:func:`write_metrics`).
 
@@ -36,10 +36,11 @@ from pydantic import (
 )
 
 from .._version import __version__
+from ..datasets.atomic_files import atomic_write as atomic_write
+from ..datasets.atomic_files import json_text
+from ..datasets.atomic_files import write_text as write_text
 from ..datasets.spec import StrictModel
-from ..datasets.store import atomic_write as atomic_write
-from ..datasets.store import json_text, with_cf_metadata
-from ..datasets.store import write_text as write_text
+from ..datasets.store import with_cf_metadata
 from ..torch_files import load_checked
 
 if TYPE_CHECKING:
@@ -433,7 +434,7 @@ def save_figure(fig: Figure, path: Path, **savefig: Any) -> None:
 
 def sweep_temporaries(folder: Path) -> None:
     """Remove what saves killed mid-write left in ``folder`` and below: the hidden temporary
-    files of :func:`~physml.datasets.store.atomic_write` (``.NAME.tmp-PID.SUFFIX``). Only
+    files of :func:`~physml.datasets.atomic_files.atomic_write` (``.NAME.tmp-PID.SUFFIX``). Only
     while :func:`holding` the folder: no other run writes there then."""
     for stale in folder.rglob(".*.tmp-*"):
         if stale.is_file():

@@ -47,7 +47,8 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from ..datasets.store import json_text, write_dataset
+from ..datasets.atomic_files import json_text
+from ..datasets.store import write_dataset
 from ..devices import Stopwatch
 from ..models import PeriodicMLP
 from ..solvers.errors import BlowUpError

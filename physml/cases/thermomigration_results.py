@@ -10,7 +10,8 @@ import numpy as np
 import xarray as xr
 
 from .._version import __version__
-from ..datasets.store import json_text, with_cf_metadata, write_dataset
+from ..datasets.atomic_files import json_text
+from ..datasets.store import with_cf_metadata, write_dataset
 from .run_folder import write_metrics, write_text
 from .thermomigration_analysis import initial_kind, starts_from_particles, steady_profile
 from .thermomigration_spec import ThermomigrationCase
