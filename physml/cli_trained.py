@@ -108,7 +108,8 @@ def _note_unfinished(command: str, run_dir: Path, model: TrainedModel) -> None:
     it is, and what finishes the run."""
     if model.steps is None or model.steps >= model.planned_steps:
         return
-    from .cases.run_folder import STOPPED, held_by_a_run
+    from .cases.run_folder import STOPPED
+    from .cases.run_lock import held_by_a_run
 
     if held_by_a_run(run_dir):
         state = "the run is still training: this is its latest checkpoint"

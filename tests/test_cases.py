@@ -723,7 +723,7 @@ def test_a_utf8_case_file_keeps_its_accents_under_a_locale_that_is_not_utf8(
 def test_a_run_folder_is_held_by_one_run_at_a_time(tmp_path):
     """A second run in a folder (a --resume started while the first runs) is refused, naming
     the process that holds it; the hold leaves nothing behind."""
-    from physml.cases.run_folder import LOCK, holding
+    from physml.cases.run_lock import LOCK, holding
 
     with holding(tmp_path):
         with pytest.raises(ValueError, match=re.escape(
@@ -738,7 +738,7 @@ def test_a_run_folder_is_held_by_one_run_at_a_time(tmp_path):
 
 def test_resume_while_the_run_still_runs_is_refused_and_leaves_its_folder(tmp_path, capsys):
     from physml import cli
-    from physml.cases.run_folder import holding
+    from physml.cases.run_lock import holding
 
     folder = tmp_path / "run"
     folder.mkdir()
@@ -751,17 +751,17 @@ def test_resume_while_the_run_still_runs_is_refused_and_leaves_its_folder(tmp_pa
 
 
 def test_a_folder_that_cannot_be_written_is_named_before_the_run(tmp_path, monkeypatch):
-    from physml.cases import run_folder
+    from physml.cases import run_lock
 
     for error, reason in ((PermissionError(13, "Permission denied"), "permission denied"),
                           (OSError(30, "Read-only file system"), "read-only file system")):
         def denied(path, mode, error=error, **_):
             raise error
 
-        monkeypatch.setattr(run_folder, "open", denied, raising=False)
+        monkeypatch.setattr(run_lock, "open", denied, raising=False)
         with pytest.raises(ValueError, match=re.escape(
                 f"{str(tmp_path)!r} cannot be written ({reason})")):
-            with run_folder.holding(tmp_path):
+            with run_lock.holding(tmp_path):
                 pytest.fail("the run started")
 
 
@@ -769,16 +769,16 @@ def test_a_file_system_without_flock_runs_unheld_and_a_missing_folder_is_left_to
         tmp_path, monkeypatch):
     import fcntl
 
-    from physml.cases import run_folder
+    from physml.cases import run_lock
 
     def unsupported(handle, operation):
         raise OSError(38, "Function not implemented")
 
     monkeypatch.setattr(fcntl, "flock", unsupported)
-    with run_folder.holding(tmp_path):
-        assert not (tmp_path / run_folder.LOCK).exists()
+    with run_lock.holding(tmp_path):
+        assert not (tmp_path / run_lock.LOCK).exists()
     monkeypatch.undo()
-    with run_folder.holding(tmp_path / "absent"):  # the run says what is missing
+    with run_lock.holding(tmp_path / "absent"):  # the run says what is missing
         pass
     assert not (tmp_path / "absent").exists()
 
@@ -788,21 +788,21 @@ def test_a_lock_file_removed_by_its_holder_after_the_open_is_opened_again(tmp_pa
     the file the path names, not the removed one, or two runs would hold the folder."""
     import fcntl
 
-    from physml.cases import run_folder
+    from physml.cases import run_lock
 
     real, calls = fcntl.flock, []
 
     def flock_after_the_holder_left(handle, operation):
         calls.append(handle)
         if len(calls) == 1:  # the holder ends between this open and this lock
-            (tmp_path / run_folder.LOCK).unlink()
+            (tmp_path / run_lock.LOCK).unlink()
         return real(handle, operation)
 
     monkeypatch.setattr(fcntl, "flock", flock_after_the_holder_left)
-    with run_folder.holding(tmp_path):
+    with run_lock.holding(tmp_path):
         assert len(calls) == 2  # locked the second time, on the file the path names
-        assert (tmp_path / run_folder.LOCK).read_text() == str(os.getpid())
-    assert not (tmp_path / run_folder.LOCK).exists()
+        assert (tmp_path / run_lock.LOCK).read_text() == str(os.getpid())
+    assert not (tmp_path / run_lock.LOCK).exists()
 
 
 class _FakeMsvcrt:
@@ -830,42 +830,42 @@ class _FakeMsvcrt:
 def test_a_run_folder_is_held_with_msvcrt_where_fcntl_is_missing(tmp_path, monkeypatch):
     """Windows: the folder is held by one locked byte past the process id (which a refused
     run reads), let go and removed when the run ends."""
-    from physml.cases import run_folder
+    from physml.cases import run_lock
 
     fake = _FakeMsvcrt()
     monkeypatch.setitem(sys.modules, "fcntl", None)
     monkeypatch.setitem(sys.modules, "msvcrt", fake)
-    with run_folder.holding(tmp_path):
-        assert run_folder.held_by_a_run(tmp_path)
+    with run_lock.holding(tmp_path):
+        assert run_lock.held_by_a_run(tmp_path)
         with pytest.raises(ValueError, match=re.escape(
                 f"{str(tmp_path)!r} is in use by another physml run (process {os.getpid()})")):
-            with run_folder.holding(tmp_path):
+            with run_lock.holding(tmp_path):
                 pytest.fail("a second run was admitted")
-        assert (tmp_path / run_folder.LOCK).read_text() == str(os.getpid())
+        assert (tmp_path / run_lock.LOCK).read_text() == str(os.getpid())
         assert len(fake.held) == 1
-    assert not fake.held and not (tmp_path / run_folder.LOCK).exists()
-    assert fake.calls[0] == (fake.LK_NBLCK, run_folder._Locking.BYTE, 1)
-    assert fake.calls[-1] == (fake.LK_UNLCK, run_folder._Locking.BYTE, 1)
-    assert not run_folder.held_by_a_run(tmp_path)
-    with run_folder.holding(tmp_path):  # free again
+    assert not fake.held and not (tmp_path / run_lock.LOCK).exists()
+    assert fake.calls[0] == (fake.LK_NBLCK, run_lock._Locking.BYTE, 1)
+    assert fake.calls[-1] == (fake.LK_UNLCK, run_lock._Locking.BYTE, 1)
+    assert not run_lock.held_by_a_run(tmp_path)
+    with run_lock.holding(tmp_path):  # free again
         pass
 
 
 def test_a_system_without_file_locks_says_that_runs_are_not_held(tmp_path, monkeypatch):
-    from physml.cases import run_folder
+    from physml.cases import run_lock
 
     monkeypatch.setitem(sys.modules, "fcntl", None)
     monkeypatch.setitem(sys.modules, "msvcrt", None)
-    run_folder._warn_unheld.cache_clear()
+    run_lock._warn_unheld.cache_clear()
     with pytest.warns(RuntimeWarning, match="neither fcntl nor msvcrt file locks: a run folder "
                                             "is not held"):
-        with run_folder.holding(tmp_path):
+        with run_lock.holding(tmp_path):
             pass
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once
-        with run_folder.holding(tmp_path):
-            assert not run_folder.held_by_a_run(tmp_path)
-    run_folder._warn_unheld.cache_clear()
+        with run_lock.holding(tmp_path):
+            assert not run_lock.held_by_a_run(tmp_path)
+    run_lock._warn_unheld.cache_clear()
 
 
 def test_a_resume_sweeps_what_a_killed_save_left(tmp_path, monkeypatch):
@@ -1087,7 +1087,7 @@ def test_a_lock_file_planted_as_a_link_is_refused_and_its_target_left(tmp_path, 
     """A run folder from someone else with ``.physml-run.lock`` a link to a file of the
     user's: resuming it wrote the process id over that file."""
     from physml import cli
-    from physml.cases.run_folder import LOCK
+    from physml.cases.run_lock import LOCK
 
     folder = tmp_path / "run"
     folder.mkdir()

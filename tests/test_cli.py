@@ -428,7 +428,7 @@ def test_an_unfinished_run_s_network_is_used_with_a_note_of_its_state(
     """predict and export alike say which checkpoint they use; a resume is not the one cure
     of a stopped run (a NaN/Inf stop replays into the same failure), nor any of a run still
     training (its folder held by that run)."""
-    from physml.cases.run_folder import holding
+    from physml.cases.run_lock import holding
 
     args = [a.format(run=unfinished_run, folder=unfinished_run.parent) for a in command]
     result = cli_in_process(*args, "--out", str(unfinished_run.parent / out))
@@ -640,9 +640,9 @@ def test_a_full_disk_as_a_run_starts_is_named_with_the_folder(tmp_path, monkeypa
     """The lock's process id written to a full disk ended in a traceback."""
     import errno
 
-    from physml.cases import run_folder
+    from physml.cases import run_lock
 
-    open_own = run_folder.open_own
+    open_own = run_lock.open_own
 
     def on_a_full_disk(path, mode):
         handle = open_own(path, mode)
@@ -653,7 +653,7 @@ def test_a_full_disk_as_a_run_starts_is_named_with_the_folder(tmp_path, monkeypa
         handle.flush = flush
         return handle
 
-    monkeypatch.setattr(run_folder, "open_own", on_a_full_disk)
+    monkeypatch.setattr(run_lock, "open_own", on_a_full_disk)
     refused = cli_in_process("run", "burgers", *TINY_BURGERS, f"output.folder={tmp_path}",
                              "--quiet")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr

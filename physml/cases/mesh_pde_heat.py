@@ -27,11 +27,11 @@ from .run_folder import (
     CHECKPOINT,
     CONFIG,
     atomic_write,
-    open_own,
     read_checkpoint,
     restoring,
     write_text,
 )
+from .run_lock import open_own
 from .sections import threshold_passed
 
 
@@ -63,7 +63,7 @@ after them the part of a save cut short, dropped on ``--resume``."""
 
 def append_frame(folder: Path, u: np.ndarray) -> None:
     """Append ``u`` to ``folder``'s :data:`FRAMES` and flush it to the disk; a link there is
-    refused (:func:`~.run_folder.open_own`)."""
+    refused (:func:`~.run_lock.open_own`)."""
     with open_own(folder / FRAMES, "ab") as file:
         np.asarray(u, dtype=np.float64).tofile(file)
         file.flush()
@@ -73,7 +73,7 @@ def append_frame(folder: Path, u: np.ndarray) -> None:
 def kept_frames(folder: Path, count: int, n: int) -> list[np.ndarray]:
     """The first ``count`` (n,) frames of ``folder``'s :data:`FRAMES`, the file cut after them;
     a ValueError naming the file if it holds fewer, or is a link
-    (:func:`~.run_folder.open_own`)."""
+    (:func:`~.run_lock.open_own`)."""
     path, size = folder / FRAMES, count * n * 8
     missing = ValueError(f"--resume: {str(path)!r} is missing or holds fewer than the "
                          f"checkpoint's {count} frames of {n} vertices; start a new run instead")

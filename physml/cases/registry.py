@@ -29,7 +29,8 @@ from ..datasets.validation_messages import describe_error
 from ..datasets.yaml_files import load_yaml, read_yaml_mapping
 from . import equation, mesh_pde, moe, pcg, pinn, teng, thermomigration
 from .kind import CaseKind, OnStep
-from .run_folder import foreign_options, holding, new_run_folder, sweep_temporaries
+from .run_folder import foreign_options, new_run_folder, sweep_temporaries
+from .run_lock import holding
 from .scalar_log import ScalarLog
 from .sections import CaseBase
 
