@@ -5,7 +5,10 @@ with periodic or no-flux (ghost $u_{-1} = u_0$) boundaries per axis. Both are di
 transforms: the DFT on periodic axes, with eigenvalues $\tfrac{4}{h^2}\sin^2(\pi k/N)$, and the
 DCT-II on no-flux axes, with eigenvalues $\tfrac{4}{h^2}\sin^2(\pi k/(2N))$. The mode $k = 0$ has
 eigenvalue 0, so the solve leaves the mean of $r$ unchanged: what makes the stabilised
-Cahn–Hilliard step conservative.
+Cahn–Hilliard step conservative. A right-hand side whose mean is zero but for rounding (the
+divergence of face fluxes, $\Delta t\,R$) is solved with ``zero_mean=True``, which sets that
+mode of $\delta$ to zero: its rounding, about $\varepsilon\sum|r|$ and so growing with
+$\Delta t$ while the other modes are damped, is dropped instead of passed on to the mass.
 
 Two back ends give the same result: ``"scipy"`` (``scipy.fft`` DCT/real FFT, CPU arrays) and
 ``"torch"`` (``torch.fft``, any device; a no-flux axis is mirrored to a periodic axis of length
@@ -80,13 +83,16 @@ class SpectralSolve:
             self._inverse_key = (dt, a, b)
         return self._inverse
 
-    def solve(self, r: wp.array, dt: float, a: float, b: float) -> wp.array:
-        """$\\delta$ as a new Warp array shaped like ``r`` (the grid's values, any shape)."""
+    def solve(self, r: wp.array, dt: float, a: float, b: float,
+              zero_mean: bool = False) -> wp.array:
+        """$\\delta$ as a new Warp array shaped like ``r`` (the grid's values, any shape); with
+        ``zero_mean``, its mode $k = 0$ (its mean) set to zero (see the module docstring)."""
         if self.backend == "scipy":
-            return self._solve_scipy(r, dt, a, b)
-        return self._solve_torch(r, dt, a, b)
+            return self._solve_scipy(r, dt, a, b, zero_mean)
+        return self._solve_torch(r, dt, a, b, zero_mean)
 
-    def _solve_scipy(self, r: wp.array, dt: float, a: float, b: float) -> wp.array:
+    def _solve_scipy(self, r: wp.array, dt: float, a: float, b: float,
+                     zero_mean: bool) -> wp.array:
         inverse = self._inverse_symbol(dt, a, b, self.eigenvalues)
         values = r.numpy()
         field = values.reshape(self.shape)
@@ -96,18 +102,23 @@ class SpectralSolve:
         if self._periodic_axes:
             spectrum = scipy.fft.rfftn(field, axes=self._periodic_axes, workers=self.workers)
             spectrum *= inverse
+            if zero_mean:
+                spectrum.flat[0] = 0.0
             sizes = [self.shape[d] for d in self._periodic_axes]
             field = scipy.fft.irfftn(spectrum, s=sizes, axes=self._periodic_axes,
                                      workers=self.workers)
         else:
             field = field * inverse
+            if zero_mean:
+                field.flat[0] = 0.0
         if self._noflux_axes:
             field = scipy.fft.idctn(field, type=2, axes=self._noflux_axes, norm="ortho",
                                     workers=self.workers)
         field = np.ascontiguousarray(field, dtype=values.dtype).reshape(r.shape)
         return wp.array(field, dtype=r.dtype, device=r.device, copy=False)
 
-    def _solve_torch(self, r: wp.array, dt: float, a: float, b: float) -> wp.array:
+    def _solve_torch(self, r: wp.array, dt: float, a: float, b: float,
+                     zero_mean: bool) -> wp.array:
         import torch
 
         field = wp.to_torch(r).reshape(self.shape)
@@ -119,6 +130,8 @@ class SpectralSolve:
         for d in self._noflux_axes:
             field = torch.cat([field, field.flip(d)], dim=d)
         spectrum = torch.fft.rfftn(field) * inverse
+        if zero_mean:
+            spectrum.view(-1)[0] = 0.0
         field = torch.fft.irfftn(spectrum, s=field.shape)
         for d in self._noflux_axes:
             field = field.narrow(d, 0, self.shape[d])

@@ -26,7 +26,7 @@ from physml.solvers.precipitates import (
     track_particles,
 )
 from physml.solvers.spectral_solve import SpectralSolve
-from physml.solvers.thermomigration import ThermomigrationSolver
+from physml.solvers.thermomigration import DEFAULT_TOLERANCE, ThermomigrationSolver
 from physml.solvers.thermomigration_temperature import linear_temperature
 
 T_REF = 1000.0
@@ -368,6 +368,22 @@ def test_isothermal_mass_conserved_and_energy_decreasing(bc, model_name):
     assert np.ptp(run.states[-1]) > 0.5  # phase separated
 
 
+@pytest.mark.parametrize("bc", ["periodic", "no_flux"])
+def test_mass_stays_at_rounding_level_at_any_fixed_step(bc):
+    """50 steps of 1e6 s (1e6 time units) with 100 times the gradient energy: the Euler
+    increment's mean, rounding of about eps * sum|dt R|, reached 8e-11 of the mass when the
+    solve passed it on."""
+    grid = Grid((64, 64), (0.0, 0.0), (64 * CELL, 64 * CELL))
+    model = DoubleWell(barrier=2078.6, c_alpha=0.1, c_beta=0.9, T0=T_REF, diffusivity=1e-12)
+    c0 = 0.5 + 0.05 * (np.random.default_rng(5).random(grid.shape) - 0.5)
+    solver = ThermomigrationSolver(grid, model, np.full(grid.shape, T_REF),
+                                   kappa=100 * model.gradient_coefficient(1.5 * CELL),
+                                   bc=periodic(2) if bc == "periodic" else neumann(2))
+    states = solver.rollout(c0, 50, 50, dt=1e6)
+    mass = [solver.total_mass(c) for c in states]
+    assert abs(mass[-1] / mass[0] - 1) <= 1e-14
+
+
 def test_double_well_energy_falls_where_its_wells_are_wider_than_at_t0():
     """Wells 0.3/0.7 at T0 = 1000 K moving to 0.2/0.8 at 1100 K: M f'' at the wells is
     D (0.6/0.4)^2, and s2 bounded it by D alone, so the free energy rose in 82 of 300 steps
@@ -399,7 +415,9 @@ def test_3d_no_flux_run_conserves_mass():
 # ------------------------------------------------------------------------------ precipitates
 
 
-def test_single_precipitate_migrates_to_hot_side_at_the_sharp_interface_rate():
+def test_single_precipitate_migrates_to_hot_side_keeping_its_size():
+    """Direction only: at R = 6.7 interface widths of 1.2 cells and a loose tolerance the speed
+    is no check of the estimate (see the case test below)."""
     solver, c0, gradient = precipitate_problem((64, 64), 1e-3, [(32, 32)], [8])
     times = np.linspace(1000.0, 5000.0, 5)
     run = solver.run(c0, times[-1], save_times=times)
@@ -410,8 +428,21 @@ def test_single_precipitate_migrates_to_hot_side_at_the_sharp_interface_rate():
     expected = migration_velocity(solver.free_energy, gradient, T_REF,
                                   solver.heat_of_transport, 2)
     assert expected > 0 and measured > 0  # up the gradient: the hot side
-    assert abs(measured / expected - 1) <= 0.10, (measured, expected)
     assert np.max(np.abs(radius / radius[0] - 1)) <= 0.02
+
+
+@pytest.mark.slow
+def test_single_precipitate_case_migrates_at_the_sharp_interface_rate(tmp_path):
+    """``variant=small`` at the default tolerance: R = 16 interface widths of 1.5 cells, where
+    the diffuse interface's excess speed (about delta/R) leaves the estimate within 10 %
+    (1.24x with R = 5.3 widths)."""
+    from physml.cases.registry import load_case, run_case
+
+    case = load_case(CASES / "thermomigration_single_precipitate.yaml", ["variant=small"])
+    assert case.solver.tolerance == DEFAULT_TOLERANCE
+    _, summary = run_case(case, tmp_path)
+    assert abs(summary["velocity_ratio"] - 1) <= 0.10, summary["velocity_ratio"]
+    assert summary["radius_change"] <= 0.02
 
 
 @pytest.mark.parametrize("scaled_gradient", [0.0, 3e-3])
@@ -476,6 +507,9 @@ def test_spectral_solve_inverts_the_operator_on_both_backends(periodic_axes):
     for backend in ("scipy", "torch"):
         solve = SpectralSolve(shape, spacing, periodic_axes, "cpu", backend)
         solutions.append(solve.solve(wp.array(r, dtype=wp.float64), dt, a, b).numpy())
+        centred = solve.solve(wp.array(r, dtype=wp.float64), dt, a, b, zero_mean=True).numpy()
+        np.testing.assert_allclose(centred, solutions[-1] - solutions[-1].mean(), atol=1e-12)
+        assert abs(centred.sum()) <= 1e-13
     np.testing.assert_allclose(solutions[0], solutions[1], atol=1e-12)
 
     def neg_laplacian(u):
@@ -1477,8 +1511,9 @@ def test_a_precipitate_start_whose_mole_fraction_leaves_0_1_is_refused_in_si_uni
         return build.initial_state(case, grid, bc, build.build_free_energy(case), T)
 
     tilted = load_case(CASES / "thermomigration_single_precipitate.yaml",
-                       ["variant=small", "grid.shape=[32, 32]", "interface_width=6e-6",
-                        "heat_of_transport=-1e9"])
+                       ["grid.shape=[32, 32]", "grid.length=[9.6e-5, 9.6e-5]",
+                        "initial.centres=[[4.8e-5, 4.8e-5]]", "initial.radii=[8.0e-6]",
+                        "interface_width=6e-6", "heat_of_transport=-1e9"])
     with pytest.raises(ValueError, match=r"initial.kind 'precipitates': c0 spans \[-224, 224\], "
                        r"but in SI units c is a mole fraction, 0 <= c <= 1; .* changes by "
                        r"-heat_of_transport/\(f'' T0\) = 9.62 per K .* lower "

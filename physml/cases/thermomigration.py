@@ -71,7 +71,7 @@ m^2/s, times in s::
                   slope_alpha: 1.0e-4, diffusivity: 1.0e-12}
     interface_width: 1.5e-6
     heat_of_transport: -23280.0
-    initial: {kind: precipitates, centres: [[1.28e-4, 1.28e-4]], radii: [1.6e-5]}
+    initial: {kind: precipitates, centres: [[1.28e-4, 1.28e-4]], radii: [2.4e-5]}
     time: {end: 2.0e4, saves: 41}
 
 ``units: nondimensional`` states the isothermal double-well model in the case's own units
