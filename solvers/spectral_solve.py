@@ -58,6 +58,8 @@ class SpectralSolve:
             raise ValueError(f"backend={backend!r}; allowed: scipy, torch")
         if self.backend == "scipy" and not on_cpu:
             raise ValueError(f"backend 'scipy' needs device 'cpu', got {device!r}")
+        if self.backend == "torch" and not on_cpu:
+            _require_torch_gpu(str(device))
         self._periodic_axes = tuple(d for d, p in enumerate(periodic) if p)
         self._noflux_axes = tuple(d for d, p in enumerate(periodic) if not p)
         if self.backend == "scipy":
@@ -136,3 +138,19 @@ class SpectralSolve:
         for d in self._noflux_axes:
             field = field.narrow(d, 0, self.shape[d])
         return wp.from_torch(field.contiguous().reshape(r.shape), dtype=r.dtype)
+
+
+def _require_torch_gpu(device: str) -> None:
+    """Refuse a GPU ``device`` ("cuda:N") that PyTorch cannot use (a CPU build of PyTorch, or
+    fewer GPUs), where the torch backend would fail inside PyTorch at the first step.
+
+    Raises:
+        ValueError: naming the device, what PyTorch sees and the cure.
+    """
+    import torch
+
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: the torch FFT backend needs a PyTorch that sees "
+                         f"this GPU, and PyTorch {torch.__version__} sees "
+                         f"{torch.cuda.device_count()}; install PyTorch's CUDA build")

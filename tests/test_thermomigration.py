@@ -1655,3 +1655,16 @@ def test_a_kappa_changed_in_place_is_checked_and_used():
     kappa[...] = -1.0
     with pytest.raises(ValueError, match="must be a finite number >= 0"):
         solver.rollout(c0, 1, 1, dt=1e-3)
+
+
+def test_a_gpu_the_torch_backend_cannot_reach_is_refused_when_built():
+    """A CPU build of PyTorch (the README's install) failed inside PyTorch at the first step of
+    a solver on CUDA."""
+    import torch
+
+    from physml.solvers.spectral_solve import SpectralSolve
+
+    count = torch.cuda.device_count()
+    with pytest.raises(ValueError, match=rf"device 'cuda:{count}': the torch FFT backend needs "
+                                         rf"a PyTorch that sees this GPU.*sees {count}; install"):
+        SpectralSolve((8, 8), (1.0, 1.0), (True, False), device=f"cuda:{count}")
