@@ -578,6 +578,18 @@ def test_a_non_finite_target_raises_blow_up_before_time_advances():
     assert torch.equal(torch.from_numpy(caught.value.last_good_state), theta0)
 
 
+def test_a_theta_set_to_nan_by_hand_is_named_with_no_good_step_kept():
+    """The error said "last finite state kept from step 0" and kept the NaN theta as it."""
+    from physml.solvers.errors import BlowUpError
+
+    teng = make("euler")
+    teng.theta = torch.full_like(teng.theta, float("nan"))
+    with pytest.raises(BlowUpError, match="theta holds NaN/Inf before the step") as caught:
+        teng.run(teng.dt)
+    assert caught.value.last_good_step is None and caught.value.last_good_state is None
+    assert "last finite state" not in str(caught.value)
+
+
 def test_a_fit_to_a_finite_target_beyond_1e154_still_updates():
     """The plain 2-norm of a residual of 1e200 overflows to inf and inf < inf is false: every
     update was rejected and theta froze without a word while the run went on."""

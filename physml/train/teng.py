@@ -443,13 +443,17 @@ class TENG:
 
     def _blow_up(self, what: str) -> BlowUpError:
         """The :class:`BlowUpError` of the step from ``t`` (counted from t = 0), ``u``
-        having done ``what``; ``theta`` keeps the last good step."""
+        having done ``what``; ``theta`` keeps the last good step (none where ``theta`` itself
+        is not finite)."""
         step = round(self.t / self.dt) + 1
+        state = self.theta.detach().cpu().numpy()
+        good = bool(torch.isfinite(self.theta).all())  # (theta set to NaN by hand: none)
         return BlowUpError(step=step, t=self.t + self.dt, field="u", what=what,
-                           last_good_step=step - 1,
-                           last_good_state=self.theta.detach().cpu().numpy(),
-                           advice="theta keeps the last good step; lower dt or check "
-                                  "the network and the initial condition")
+                           last_good_step=step - 1 if good else None,
+                           last_good_state=state if good else None,
+                           advice=("theta keeps the last good step; lower dt or check the "
+                                   "network and the initial condition") if good else
+                                  "theta holds NaN/Inf before the step: set a finite theta")
 
     def run(
         self,
