@@ -5,7 +5,7 @@ Importing this package does not import PyTorch and does not initialise Warp.
 
 from .lazy_exports import lazy_exports
 
-__getattr__, __all__ = lazy_exports(
+__getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "advection": ("AdvectionSolver", "AdvectionSolver1D", "AdvectionSolver2D"),

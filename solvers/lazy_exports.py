@@ -12,14 +12,16 @@ from importlib import import_module
 
 def lazy_exports(
     package: str, exports: Mapping[str, tuple[str, ...]]
-) -> tuple[Callable[[str], object], list[str]]:
-    """``(__getattr__, __all__)`` for ``package``, whose ``exports`` map a module (relative to
-    the package) to the names it exports.
+) -> tuple[Callable[[str], object], Callable[[], list[str]], list[str]]:
+    """``(__getattr__, __dir__, __all__)`` for ``package``, whose ``exports`` map a module
+    (relative to the package) to the names it exports.
 
     The returned ``__getattr__`` imports a name's module on first use and keeps the name in the
-    package's namespace, so later lookups are plain attribute reads; an unknown name raises
-    ``AttributeError`` as for any module. A name may not be one of the modules' names (a
-    module imported later would replace it in the package's namespace).
+    package's namespace, so later lookups are plain attribute reads; any other name is looked
+    up as a submodule (``physml.solvers.heat``, as a package that imported everything had it),
+    else ``AttributeError`` as for any module. ``__dir__`` lists the exported names with what
+    the package holds. A name may not be one of the modules' names (a module imported later
+    would replace it in the package's namespace).
     """
     module_of = {name: module for module, names in exports.items() for name in names}
     shadowing = sorted(set(module_of) & set(exports))
@@ -30,10 +32,19 @@ def lazy_exports(
         )
 
     def __getattr__(name: str) -> object:
-        if name not in module_of:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(import_module(f".{module_of[name]}", package), name)
+        if name in module_of:
+            value = getattr(import_module(f".{module_of[name]}", package), name)
+        else:
+            try:
+                value = import_module(f".{name}", package)
+            except ModuleNotFoundError as error:
+                if error.name != f"{package}.{name}":
+                    raise  # the submodule exists and fails to import something of its own
+                raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
         setattr(sys.modules[package], name, value)
         return value
 
-    return __getattr__, sorted(module_of)
+    def __dir__() -> list[str]:
+        return sorted({*vars(sys.modules[package]), *module_of})
+
+    return __getattr__, __dir__, sorted(module_of)

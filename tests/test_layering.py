@@ -100,3 +100,20 @@ def test_an_exported_name_may_not_be_a_module_name():
 
     with pytest.raises(ValueError, match=r"\['gmres'\] are also module names"):
         lazy_exports("physml.solvers.linalg", {"gmres": ("gmres",)})
+
+
+SUBMODULES = """
+import physml.solvers as solvers
+names = dir(solvers)
+assert "HeatSolver1D" in names and "Grid" in names, names
+print(solvers.heat.__name__, solvers.linalg.restarted_gmres.__name__, solvers.linalg.gmres.__name__)
+"""
+
+
+def test_a_lazy_package_lists_its_names_and_reaches_its_submodules_as_an_eager_one_did():
+    """dir() listed only the helper, and physml.solvers.heat raised AttributeError unless
+    something had imported it before."""
+    result = subprocess.run([sys.executable, "-c", SUBMODULES], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["physml.solvers.heat",
+                                     "physml.solvers.linalg.restarted_gmres", "gmres"]

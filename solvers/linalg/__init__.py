@@ -6,7 +6,7 @@ and does not initialise Warp.
 
 from ..lazy_exports import lazy_exports
 
-__getattr__, __all__ = lazy_exports(
+__getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "restarted_gmres": ("gmres",),
