@@ -605,17 +605,18 @@ def test_lagrangian_fields_map_back_to_the_eulerian_grid():
 
 
 @pytest.mark.parametrize("speed, scale", [(0.5, 1.0), (30.0, 30.0)])
-def test_the_lagrangian_position_is_scaled_by_the_documented_speed(speed, scale):
-    """x = xi + c0 t N_x with c0 = max(|beta|, 1) (Burgers: max(max|u0|, 1)); the docstring
-    gave |beta| and max|u0|, which a speed below 1 does not use."""
+def test_the_lagrangian_position_is_the_documented_transform(speed, scale):
+    """Convection: x = xi + beta t + t N_x; Burgers: x = xi + c0 t N_x with
+    c0 = max(max|u0|, 1), which a speed below 1 leaves unscaled."""
     from physml.train.bundled import LagrangianBurgersProblem, LagrangianConvectionProblem
 
     X, raw = torch.tensor([[1.0, 0.5]]), torch.tensor([[1.0, 0.0]])
     convection = LagrangianConvectionProblem(speed, (0.0, 2 * np.pi), (0.0, 1.0), 1.0, 1.0)
     burgers = LagrangianBurgersProblem(0.01, (-1.0, 1.0), (0.0, 1.0), -speed, np.pi)
-    assert convection.constrain(X, raw)[0, 0].item() == pytest.approx(1.0 + 0.5 * scale)
+    assert convection.constrain(X, raw)[0, 0].item() == pytest.approx(1.0 + 0.5 * (speed + 1))
     assert burgers.constrain(X, raw)[0, 0].item() == pytest.approx(1.0 + 0.5 * scale)
-    assert "max(|\\beta|, 1)" in LagrangianConvectionProblem.__doc__
+    assert "x = \\xi + \\beta t + t N_x" in LagrangianConvectionProblem.__doc__
+    assert "\\max(\\max|u_0|, 1)" in LagrangianConvectionProblem.__doc__
 
 
 @pytest.mark.parametrize("name, value", [
@@ -994,3 +995,46 @@ def test_a_sampler_over_another_shape_of_the_same_kind_and_bounds_is_refused():
         trainer(holed, Difference(Rectangle((0, 0), (1, 1)), Disk((0.5, 0.5), 0.3)))
     with pytest.raises(ValueError, match=r"boundary parts \['a', 'b', 'c', 'd'\] differ"):
         trainer(Polygon(square), Polygon(square, names=["a", "b", "c", "d"]))
+
+
+def test_a_fast_lagrangian_pinn_with_diffusion_trains_instead_of_blowing_up(tmp_path):
+    """At beta = 30 the map x = xi + 30 t N_x folded (x_xi <= 0 on a tenth of the points), and
+    the diffusion term divides by x_xi twice: NaN at step 1, or a loss of 1e3 to 4e5 after
+    150 steps. Started at the known speed the loss falls to about 1e-3."""
+    case = load_case(str(Path(CASE).with_name("convection_lpinn.yaml")), [
+        "pde.nu_diffusion=0.05", "training.adam.steps=150", "training.lbfgs.steps=0",
+        "training.collocation.points=256", "model.width=16", "model.depth=2",
+        "evaluation.nx=32", "evaluation.nt=11", "evaluation.every=150", "dtype=float64",
+        f"output.folder={tmp_path}"])
+    trainer = build_trainer(case)
+    trainer.fit()
+    assert trainer.history[-1]["loss"] < 0.1
+    assert trainer.evaluate()["rel_l2"] < 0.2
+
+
+def test_a_fresh_lagrangian_map_is_monotone_in_xi_at_a_fast_speed():
+    """x_xi > 0 at every collocation point at beta = 50 (it was as low as -22)."""
+    from physml.train.derivatives import gradient
+
+    for seed in (0, 1, 2):
+        case = load_case(str(Path(CASE).with_name("convection_lpinn.yaml")),
+                         ["pde.beta=50", f"seed={seed}"])
+        trainer = build_trainer(case)
+        X = trainer.points.clone().requires_grad_(True)
+        assert gradient(trainer.field(X)[:, :1], X)[:, 0].min() > 0
+
+
+@pytest.mark.parametrize("case_file, overrides", [
+    ("convection_lpinn.yaml", []),  # two residual terms and no condition
+    ("burgers.yaml", ["model.hard_constraints=true"]),  # both conditions exact
+])
+def test_annealing_with_no_condition_term_to_reweigh_is_refused(case_file, overrides,
+                                                                 cli_in_process):
+    """Learning-rate annealing reweighs the conditions and observations against the residuals;
+    with none of them a loss term every weight stayed 1 and the run was a fixed-weight one."""
+    path = str(Path(CASE).with_name(case_file))
+    result = cli_in_process("validate", path, *overrides, "training.balancer.kind=annealing")
+    assert result.returncode == 2
+    assert ("training.balancer.kind: annealing reweighs the condition terms against the "
+            "residuals, and this problem has none; use fixed or config") in result.stderr
+    load_case(CASE, ["model.hard_constraints=false", "training.balancer.kind=annealing"])

@@ -96,9 +96,12 @@ def check_loss_options(training: TrainingSpec, problem: PINNProblem, hard: bool,
     those of ``terms`` (the residuals, every condition and the observations) that the output
     transform does not impose (with ``hard``: ``problem.hard_conditions()``), and
     ``training.collocation.boundary_points``, set to other than its default, needs a condition
-    that is a loss term to draw points for (``problem.soft_conditions(hard)``). Without
-    ``strict`` (a run folder's recorded case, read back as it ran) a weight of an exact
-    condition, or the count, is let be: it does nothing.
+    that is a loss term to draw points for (``problem.soft_conditions(hard)``).
+    ``training.balancer.kind: annealing`` reweighs the conditions and observations against the
+    residuals, so it too needs one of them to be a loss term (a Lagrangian PINN, or a problem
+    whose every condition is exact, has none). Without ``strict`` (a run folder's recorded
+    case, read back as it ran) a weight of an exact condition, the count, or annealing is let
+    be: it does nothing.
 
     Raises:
         ValueError: naming the first such key, and for an exact condition the cure.
@@ -121,6 +124,10 @@ def check_loss_options(training: TrainingSpec, problem: PINNProblem, hard: bool,
                 if imposed else "; drop the key")
         raise ValueError("training.collocation.boundary_points: points for the conditions that "
                          f"are loss terms, and this case has none{cure}")
+    reweighed = ({c.name for c in problem.conditions} - exact) | {"observations"}
+    if strict and training.balancer.kind == "annealing" and reweighed.isdisjoint(terms):
+        raise ValueError("training.balancer.kind: annealing reweighs the condition terms against "
+                         "the residuals, and this problem has none; use fixed or config")
 
 
 def trainer_options(case, problem) -> dict:

@@ -193,13 +193,14 @@ class LagrangianConvectionProblem(ConvectionProblem):
     Burgers) the PDE becomes $\partial_t u|_\xi = \nu u_{xx}$, with
     $u_x = u_\xi / x_\xi$ and $u_{xx} = \partial_\xi(u_x)/x_\xi$. The two-branch network gives
     $(x, u)$ from $(\xi, t)$ (outputs ``position``, ``u``); the initial conditions
-    $x(\xi, 0) = \xi$, $u(\xi, 0) = u_0(\xi)$ are exact ($x = \xi + c_0 t N_x$ with the speed
-    scale $c_0 = \max(|\beta|, 1)$, or $\max(\max|u_0|, 1)$ for Burgers, so that
-    $N_x = O(1)$ at a fast speed and a slow or zero one leaves it unscaled;
-    $u = u_0(\xi) + t N_u$) and periodicity in $\xi$ is built into the input embedding, so the
-    loss is the two residuals ``residual`` (the state) and ``characteristic`` (the curves),
-    equally weighted. Fields on the Eulerian grid are interpolated from the characteristics at
-    each time.
+    $x(\xi, 0) = \xi$, $u(\xi, 0) = u_0(\xi)$ are exact ($u = u_0(\xi) + t N_u$; for convection
+    $x = \xi + \beta t + t N_x$: the characteristics start at the known speed, and
+    $x_\xi = 1 + t\,\partial_\xi N_x$, which the $\nu$ term divides by, does not scale with
+    $\beta$, so a fresh network's map does not fold at a fast speed; for Burgers
+    $x = \xi + c_0 t N_x$ with the speed scale $c_0 = \max(\max|u_0|, 1)$) and periodicity in
+    $\xi$ is built into the input embedding, so the loss is the two residuals ``residual`` (the
+    state) and ``characteristic`` (the curves), equally weighted. Fields on the Eulerian grid
+    are interpolated from the characteristics at each time.
     """
 
     field_names = ("position", "u")
@@ -215,8 +216,10 @@ class LagrangianConvectionProblem(ConvectionProblem):
 
     def constrain(self, X, raw):
         xi, t = X[:, :1], X[:, 1:] - self.bounds[1, 0]
-        speed = abs(self.amplitude) if self.burgers else abs(self.beta)
-        x = xi + max(speed, 1.0) * t * raw[:, :1]
+        if self.burgers:
+            x = xi + max(abs(self.amplitude), 1.0) * t * raw[:, :1]
+        else:
+            x = xi + t * (self.beta + raw[:, :1])
         return torch.cat([x, self.initial(xi) + t * raw[:, 1:]], dim=1)
 
     residual_names = ("residual", "characteristic")
