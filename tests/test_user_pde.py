@@ -283,6 +283,11 @@ def test_derivatives_of_coefficients_that_do_not_depend_on_x_are_zeros():
         torch.testing.assert_close(d(name, "x", "t"), torch.zeros(4, 1, dtype=torch.float64))
     torch.testing.assert_close(d("u", "x"), k)
     torch.testing.assert_close(d("u", "x", "x"), torch.zeros(4, 1, dtype=torch.float64))
+    with torch.no_grad():  # no derivative can be taken: not zeros without a word
+        out = X[:, :1] * k
+        quiet = Derivatives(X, out, ("x", "t"), ("u",), ("x",), {"k": k})
+        with pytest.raises(RuntimeError, match="a derivative needs autograd"):
+            quiet("u", "x")
 
 
 def test_the_residual_through_the_shared_derivatives_passes_gradcheck():

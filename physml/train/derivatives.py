@@ -26,7 +26,15 @@ import torch
 
 def gradient(u: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     """$\\partial u/\\partial X$ row by row, shape ``(n, d)`` (graph kept for higher orders);
-    zeros where ``u`` does not depend on ``X``."""
+    zeros where ``u`` does not depend on ``X``.
+
+    Raises:
+        RuntimeError: autograd is off (``torch.no_grad()``) or ``X`` does not require grad:
+            no derivative can be taken (zeros would pass for them without a word).
+    """
+    if not (torch.is_grad_enabled() and X.requires_grad):
+        raise RuntimeError("a derivative needs autograd: inputs X that require grad, outside "
+                           "torch.no_grad() (evaluate a residual under torch.enable_grad())")
     if not u.requires_grad:
         return torch.zeros_like(X)
     grad = torch.autograd.grad(u, X, torch.ones_like(u), create_graph=True, allow_unused=True)[0]
