@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_parser import log_interval
-from .interrupts import EX_IOERR, exit_status, unwritten
+from .interrupts import EX_IOERR, exit_status, is_write_failure, unwritten
 
 if TYPE_CHECKING:  # the case kinds import PyTorch: loaded when a command needs them
     from .cases.kind import CaseKind
@@ -221,9 +221,7 @@ def run_command(args: argparse.Namespace) -> int:
             print(_stopped(args, folder, kind, "interrupted"), file=sys.stderr)
             return exit_status(interrupt)
         except BaseException as error:
-            if isinstance(error, OSError) and not isinstance(error, BrokenPipeError):
-                # a full disk, a read-only file system, a quota: mid-run (a closed pipe is
-                # the reader gone, told by the caller)
+            if is_write_failure(error):  # a full disk, a read-only file system, a quota
                 progress.stop()
                 print(_stopped(args, folder, kind, f"error: {unwritten(error, folder)}"),
                       file=sys.stderr)

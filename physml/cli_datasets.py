@@ -15,7 +15,7 @@ import re
 import sys
 
 from .cli_parser import log_interval
-from .interrupts import EX_IOERR, unwritten
+from .interrupts import EX_IOERR, is_write_failure, unwritten
 
 SCHEDULER_ADDRESS = re.compile(r"(\w+://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d+")
 """A Dask scheduler's address, as ``dask.distributed.Client`` takes it: ``host:port``, an IPv6
@@ -83,7 +83,7 @@ def generate_command(args: argparse.Namespace) -> int:
         except FloatingPointError as err:  # a sample blew up: told after the progress display
             failure = err
         except OSError as error:  # a full disk, a read-only file system, a quota
-            if isinstance(error, BrokenPipeError):  # the reader went away: told by the caller
+            if not is_write_failure(error):  # e.g. a closed pipe: told by the caller
                 raise
             failure = error
         else:

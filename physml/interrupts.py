@@ -12,6 +12,7 @@ with :data:`EX_IOERR` and :func:`unwritten`'s line.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -32,6 +33,18 @@ def exit_status(interrupt: KeyboardInterrupt) -> int:
 EX_IOERR = 74
 """The exit status of a command stopped by a file it could not write: ``EX_IOERR`` of
 ``sysexits.h`` (1 is a numerical failure's, 2 a mistake in the input's)."""
+
+
+WRITE_FAILURES = frozenset(getattr(errno, name) for name in
+                           ("ENOSPC", "EDQUOT", "EROFS", "EFBIG", "EIO") if hasattr(errno, name))
+"""The system's refusals to write that stop a run with :data:`EX_IOERR` (a full disk, a quota,
+a read-only file system, a file too large, an I/O error): the work kept can go on once they
+are mended. Any other error (a file that cannot be read, a lost connection) is not one."""
+
+
+def is_write_failure(error: BaseException) -> bool:
+    """Whether ``error`` is one of :data:`WRITE_FAILURES`."""
+    return isinstance(error, OSError) and error.errno in WRITE_FAILURES
 
 
 def unwritten(error: OSError, folder: os.PathLike) -> str:

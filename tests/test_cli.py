@@ -686,6 +686,32 @@ def test_a_full_disk_mid_generation_keeps_the_finished_shards(tmp_path, monkeypa
     assert len(list((tmp_path / "d").rglob("shard-*.h5"))) == 3
 
 
+@pytest.mark.parametrize("error", [TimeoutError(110, "Connection timed out"),
+                                   ConnectionResetError(104, "Connection reset by peer")])
+def test_an_error_that_is_no_write_failure_is_not_told_as_one(tmp_path, monkeypatch,
+                                                               cli_in_process, error):
+    """Any OSError was told as "could not write" with exit status 74 and the advice to run
+    again: a lost Dask scheduler, a file that cannot be read."""
+    import os
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("pde: advection1d\ngrid: [16]\nparameters: {beta: 0.5}\nt_end: 0.1\n"
+                    "n_saves: 3\ninitial_condition: {kind: pdebench_sines}\nsamples: 2\n"
+                    "shard_size: 1\n")
+
+    replace = os.replace
+
+    def failing(src, dst, *args, **kwargs):
+        if Path(dst).name.startswith("shard-"):
+            raise error
+        return replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(type(error)):
+        cli_in_process("datasets", "generate", str(spec), "--out", str(tmp_path / "d"),
+                       "--workers", "0", "--quiet")
+
+
 @pytest.mark.parametrize("leftovers", [
     [".physml-run.lock", ".checkpoint.pt.tmp-12345.pt", "frames.f64"],
     [".physml-run.lock", "checkpoint_states/000000.npy", ".checkpoint.npz.tmp-12345.npz"],
@@ -704,6 +730,10 @@ def test_a_run_killed_before_its_first_checkpoint_is_named_as_one_to_remove(
         f"physml: error: --resume: {str(folder)!r} is a run killed before its first "
         "checkpoint (it has no config.yaml, only what the run had begun); nothing can be "
         f"resumed: remove {str(folder)!r} and start a new run\n")
+    (folder / "figures").mkdir()  # a save cut short below it: the folder of runs is no run
+    (folder / "figures" / ".u.png.tmp-12345.png").write_bytes(b"1")
+    refused = cli_in_process("run", "burgers", "--resume", str(tmp_path))
+    assert refused.returncode == 2 and "is not a run folder (no config.yaml)" in refused.stderr
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("mine")

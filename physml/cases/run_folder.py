@@ -215,8 +215,9 @@ def killed_at_start(folder: Path) -> bool:
     """Whether ``folder``, a folder without :data:`CONFIG`, is what a run killed before it
     (SIGKILL, the system out of memory, a power cut: nothing to remove the folder) left: its
     :data:`LOCK` (the system lets go of a killed process's lock, not the file), or a save's
-    temporary file (:func:`sweep_temporaries`)."""
-    return (folder / LOCK).is_file() or any(p.is_file() for p in folder.rglob(".*.tmp-*"))
+    temporary file (:func:`sweep_temporaries`) in it, not below it: a folder of runs, one of
+    them killed mid-save, is no killed run."""
+    return (folder / LOCK).is_file() or any(p.is_file() for p in folder.glob(".*.tmp-*"))
 
 
 def remove_if_empty(folder: Path) -> None:
