@@ -115,9 +115,12 @@ class ConvergenceError(ArithmeticError):
         residual: the relative residual reached, $\\|r\\| / \\|b\\|$ (NaN on breakdown).
         tolerance: the relative residual asked for, $\\max(rtol, atol / \\|b\\|)$.
         residuals: the history $\\|r_j\\|$, j = 0..iterations.
+        reason: what happened ("did not converge", "broke down (...)", "diverged (...)",
+            "stagnated (...)").
         x: a copy of the iterate the solve stopped at (a Warp array on the solve's device; for a
-            divergence, its best iterate), to use or to restart from as ``x0``; it may hold
-            NaN/Inf after a NaN/Inf breakdown; None where the solver keeps no iterate.
+            divergence, its best iterate), to use or to restart from as ``x0``; None after a
+            breakdown (the steps past a division by zero or a NaN/Inf leave no meaningful
+            iterate) and where the solver keeps no iterate.
     """
 
     def __init__(
@@ -138,7 +141,7 @@ class ConvergenceError(ArithmeticError):
         )
         self.method, self.iterations, self.residual = method, iterations, residual
         self.tolerance, self.residuals = tolerance, residuals
-        self.x = None
+        self.reason, self.x = reason, None
 
 
 class InaccurateSolveWarning(RuntimeWarning):

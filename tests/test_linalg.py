@@ -346,6 +346,22 @@ def test_a_solve_that_runs_out_of_iterations_carries_its_iterate(solve, scale, r
     assert again.relative_residual <= 1e-10
 
 
+@pytest.mark.parametrize("check_every", [1, 2, 10, 50])
+def test_an_error_s_iterate_is_the_one_it_reports_or_none_after_a_breakdown(check_every):
+    """On a singular diagonal CG divides by zero: the x past the breakdown was zeros, NaN or
+    1e153 depending on check_every, none of them the iterate whose residual was reported."""
+    A = sp.diags([np.r_[np.ones(39), 0.0]], [0]).tocsr()
+    b = np.ones(40)
+    op, bw = warp_system(A, b, "float64")
+    with pytest.raises(ConvergenceError) as caught:
+        cg(op, bw, check_every=check_every)
+    error = caught.value
+    if error.reason.startswith("broke down"):
+        assert error.x is None
+    else:  # the runaway caught first: its best iterate
+        assert relative_residual(A, error.x.numpy(), b) == pytest.approx(error.residual)
+
+
 def test_a_diverged_solve_carries_its_best_iterate():
     A, b = _central_differences(64, peclet=5000.0)
     op, bw = warp_system(A, b, "float32")

@@ -113,10 +113,13 @@ def bicgstab_breakdown(rows: np.ndarray, tol2: float) -> tuple[int, str, str] | 
 @contextmanager
 def carrying_iterate(x: wp.array, scale: float = 1.0) -> Iterator[None]:
     """Give a :class:`ConvergenceError` raised inside a copy of the solve's iterate ``x`` times
-    ``scale`` (the unit of a solve of $A (x / s) = b / s$) as its ``x``."""
+    ``scale`` (the unit of a solve of $A (x / s) = b / s$) as its ``x``, unless the solve broke
+    down (its iterate is then what the steps past the breakdown left)."""
     try:
         yield
     except ConvergenceError as error:
+        if error.reason.startswith("broke down"):
+            raise
         error.x = wp.clone(x, requires_grad=False)
         if scale != 1.0:
             error.x.assign(error.x.numpy() * scale)
