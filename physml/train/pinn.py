@@ -73,9 +73,11 @@ RESIDUAL_BATCH = 8192
 def _check_sampler(sampler: DomainSampler, problem: PINNProblem) -> None:
     """Refuse a sampler that cannot draw ``problem``'s domain: another number of inputs, other
     bounds or time span, another kind of geometry (a Box and an Interval or a Rectangle, a
-    Ball and a Disk, of the same bounds are one domain), other boundary parts, or a shape of
-    the same kind and bounds that puts one of :data:`PROBE_POINTS` points of the bounds on
-    the other side of its boundary (two polygons, meshes or CSG shapes).
+    Ball and a Disk, of the same bounds are one domain), or a shape of the same kind and
+    bounds that puts one of :data:`PROBE_POINTS` points of the bounds on the other side of its
+    boundary (two polygons, meshes or CSG shapes; the same shape listed in another order or
+    with other boundary names is taken: the sampler draws inside points only, the conditions'
+    points come from the problem's geometry).
 
     Raises:
         ValueError: naming ``sampler`` and what differs.
@@ -95,10 +97,6 @@ def _check_sampler(sampler: DomainSampler, problem: PINNProblem) -> None:
                          "DomainSampler(problem.geometry, problem.time)")
     if sampler.geometry is problem.geometry:
         return
-    if sampler.geometry.part_names != problem.geometry.part_names:
-        raise ValueError(f"sampler: its geometry's boundary parts {sampler.geometry.part_names} "
-                         f"differ from the problem's {problem.geometry.part_names}; build it as "
-                         "DomainSampler(problem.geometry, problem.time)")
     low, high = problem.geometry.bounds[:, 0], problem.geometry.bounds[:, 1]
     probes = np.random.default_rng(0).uniform(low, high, (PROBE_POINTS, len(low)))
     differ = np.flatnonzero(sampler.geometry.inside(probes) != problem.geometry.inside(probes))
