@@ -6,9 +6,10 @@ Run folder::
 
     config.yaml          the resolved case
     preconditioner.pt    the trained preconditioner (LearnedPreconditioner.load)
-    metrics.json         per preconditioner and tolerance: mean iterations, set-up, solve and
-                         total seconds over the test systems; the history: the training loss
-                         of every step
+    metrics.json         per preconditioner and tolerance: mean iterations and median set-up,
+                         solve and total seconds over the test systems (the median total is
+                         not the sum of the other two medians); the history: the training
+                         loss of every step
     residuals.png        residual against iteration and against wall-clock (first test system)
 
 The dataset goes to ``<output.folder>/datasets/<systems>-<hash of its spec>`` and is reused by
