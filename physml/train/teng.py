@@ -22,8 +22,9 @@ parameters,
 $$\delta_S = \arg\min_\delta \|J_S\,\delta - r\|_2,\quad
 J_S = \partial u_\theta(X)/\partial\theta_S \in\mathbb{R}^{n\times|S|},\quad
 \theta_S \leftarrow \theta_S + \delta_S.$$
-An update that would raise the residual is solved again with Tikhonov damping
-$\lambda\|\delta\|^2$, $\lambda$ growing 100-fold (Levenberg–Marquardt, :meth:`TENG.fit`):
+Each update is solved with Tikhonov damping $\lambda\|\delta\|^2$, from $\lambda$ = 1e-12 of
+the scale; one that would raise the residual is solved again with $\lambda$ growing 100-fold
+(Levenberg–Marquardt, :meth:`TENG.fit`):
 without it, one overshooting Gauss–Newton step of a small network on Burgers sent the
 parameters from norm 14 to 5e5 and the error to 25.
 
@@ -368,8 +369,10 @@ class TENG:
 
         An update is kept only if it lowers the residual on ``X``; otherwise the damping grows
         100-fold from ``MIN_DAMPING`` (Levenberg–Marquardt) and the update is solved again, up
-        to ``MAX_DAMPING``, past which the iteration leaves ``theta`` as it is. Where plain
-        Gauss–Newton converges the first try is kept and nothing changes. The residuals'
+        to ``MAX_DAMPING``, past which the iteration leaves ``theta`` as it is. The first try
+        is damped at ``MIN_DAMPING`` (1e-12 of the scale: Gauss–Newton with a floor that keeps
+        the normal equations positive definite), and where it lowers the residual it is kept.
+        The residuals'
         norms are taken scaled (:func:`scaled_norm`), so finite values compare whatever their size.
 
         Raises:
