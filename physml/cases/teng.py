@@ -56,7 +56,7 @@ from ..spectral import SpectralSolver
 from ..threads import apply_threads
 from ..torch_files import save_torch_file
 from ..train.problems import sine
-from ..train.teng import TENG, TENGPDE, FitProgress, FitToleranceWarning, scaled_norm
+from ..train.teng import TENG, TENGPDE, FitProgress, FitToleranceWarning, relative_error
 from .kind import CaseKind, OnStep
 from .run_folder import (
     CHECKPOINT,
@@ -281,8 +281,7 @@ class Reference:
         norms scaled: finite for a finite prediction however large), and the prediction."""
         reference = self.states[index].reshape(-1)
         prediction = teng.value(theta, self.points)
-        error, size = scaled_norm(prediction - reference), scaled_norm(reference)
-        return (error / size if size else math.inf), prediction.cpu().numpy()
+        return relative_error(prediction - reference, reference), prediction.cpu().numpy()
 
 
 def evaluation_steps(case: TENGCase) -> list[int]:

@@ -520,7 +520,7 @@ class TENG:
         X = self.sample(points)
         target = _initial_values(u0, X)
         theta, damping, ran = self.theta.clone(), 1e-3, 0
-        error = _relative(self.value(theta, X) - target, target)
+        error = relative_error(self.value(theta, X) - target, target)
         with Stopwatch(self.device) as watch:
             for iteration in range(1, max_iterations + 1):
                 if error <= tolerance or damping > 1e8:
@@ -538,7 +538,7 @@ class TENG:
                           f"{max_iterations}); {why}", FitToleranceWarning, stacklevel=2)
         test = self.sample(points)
         reference = _initial_values(u0, test)
-        self.initial_error = _relative(self.value(theta, test) - reference, reference)
+        self.initial_error = relative_error(self.value(theta, test) - reference, reference)
         return self.initial_error
 
     def _initial_fit_step(self, theta: torch.Tensor, X: torch.Tensor, target: torch.Tensor,
@@ -559,7 +559,7 @@ class TENG:
             rest = target - self.value(trial, X)
             J_out = self.jacobian(trial, X, output)
             trial[output] += lstsq(J_out, rest)
-            trial_error = _relative(self.value(trial, X) - target, target)
+            trial_error = relative_error(self.value(trial, X) - target, target)
             if trial_error < error:
                 return trial, trial_error, max(damping / 3, 1e-15)
             damping *= 4
@@ -593,6 +593,8 @@ def scaled_norm(v: torch.Tensor) -> float:
     return float(scale * (v / scale).norm())
 
 
-def _relative(error: torch.Tensor, reference: torch.Tensor) -> float:
-    r"""$\|e\|_2 / \|r\|_2$ with both norms scaled (:func:`scaled_norm`)."""
-    return scaled_norm(error) / scaled_norm(reference)
+def relative_error(error: torch.Tensor, reference: torch.Tensor) -> float:
+    r"""$\|e\|_2 / \|r\|_2$ with both norms scaled (:func:`scaled_norm`: finite for finite
+    values however large); inf for a zero reference."""
+    size = scaled_norm(reference)
+    return scaled_norm(error) / size if size else math.inf
