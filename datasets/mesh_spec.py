@@ -96,7 +96,7 @@ class MeshSpec(StrictModel):
         if self.domain not in (None, "icosphere") and self.h is None:
             raise ValueError(f"mesh.domain {self.domain!r} needs mesh.h (target edge length)")
         if self.h is not None and self.domain in DOMAIN_SIZES:
-            smallest, largest = self.edge_length(MAX_ELEMENTS), self.edge_length(1)
+            smallest, largest = self.target_edge_length(MAX_ELEMENTS), self.target_edge_length(1)
             if self.h < smallest:
                 raise ValueError(f"mesh.h={self.h:g} makes about {self.estimated_elements():.2g} "
                                  f"elements of mesh.domain {self.domain!r}, more than "
@@ -124,7 +124,7 @@ class MeshSpec(StrictModel):
             self.h * self.h * self.h / (6 * math.sqrt(2)))  # products overflow to inf, not raise
         return size / element if element else math.inf
 
-    def edge_length(self, elements: float) -> float:
+    def target_edge_length(self, elements: float) -> float:
         """The edge length ``h`` at which the generated domain has about ``elements``
         elements (the inverse of :meth:`estimated_elements`)."""
         dimension, size = DOMAIN_SIZES[self.domain]
