@@ -5,6 +5,7 @@ A package built with :func:`lazy_exports` imports none of its modules when it is
 ``from physml.solvers import HeatSolver1D`` loads only what the heat solver needs.
 """
 
+import pkgutil
 import sys
 from collections.abc import Callable, Mapping
 from importlib import import_module
@@ -20,8 +21,8 @@ def lazy_exports(
     package's namespace, so later lookups are plain attribute reads; any other name is looked
     up as a submodule (``physml.solvers.heat``, as a package that imported everything had it),
     else ``AttributeError`` as for any module. ``__dir__`` lists the exported names with what
-    the package holds. A name may not be one of the modules' names (a module imported later
-    would replace it in the package's namespace).
+    the package holds and its submodules. A name may not be one of the modules' names (a
+    module imported later would replace it in the package's namespace).
     """
     module_of = {name: module for module, names in exports.items() for name in names}
     shadowing = sorted(set(module_of) & set(exports))
@@ -34,6 +35,8 @@ def lazy_exports(
     def __getattr__(name: str) -> object:
         if name in module_of:
             value = getattr(import_module(f".{module_of[name]}", package), name)
+        elif not name.isidentifier():  # ("", "a.b": no submodule's name)
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
         else:
             try:
                 value = import_module(f".{name}", package)
@@ -45,6 +48,8 @@ def lazy_exports(
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*vars(sys.modules[package]), *module_of})
+        module = sys.modules[package]
+        submodules = (info.name for info in pkgutil.iter_modules(module.__path__))
+        return sorted({*vars(module), *module_of, *submodules})
 
     return __getattr__, __dir__, sorted(module_of)
