@@ -119,8 +119,9 @@ class ConvergenceError(ArithmeticError):
             "stagnated (...)").
         x: a copy of the iterate the solve stopped at (a Warp array on the solve's device; for a
             divergence, its best iterate), to use or to restart from as ``x0``; None after a
-            breakdown (the steps past a division by zero or a NaN/Inf leave no meaningful
-            iterate) and where the solver keeps no iterate.
+            breakdown of CG or BiCGStab (the steps past a division by zero or a NaN/Inf leave
+            no meaningful iterate; GMRES keeps its last cycle's) and where the solver keeps no
+            iterate.
     """
 
     def __init__(

@@ -362,6 +362,21 @@ def test_an_error_s_iterate_is_the_one_it_reports_or_none_after_a_breakdown(chec
         assert relative_residual(A, error.x.numpy(), b) == pytest.approx(error.residual)
 
 
+def test_gmres_carries_its_last_cycle_s_iterate_at_a_zero_pivot():
+    """GMRES stops before it updates x: its x at a zero pivot is the last cycle's, whose
+    residual the error reports (it was dropped with CG's and BiCGStab's)."""
+    A = sp.diags(np.r_[np.ones(39), 0.0]).tolil()
+    for i in range(38):
+        A[i, i + 1] = 0.3
+    A = A.tocsr()
+    b = np.ones(40)
+    op, bw = warp_system(A, b, "float64")
+    with pytest.raises(ConvergenceError, match="zero pivot") as caught:
+        gmres(op, bw, rtol=1e-10, maxiter=200, restart=10)
+    assert relative_residual(A, caught.value.x.numpy(), b) == pytest.approx(
+        caught.value.residual, rel=1e-9)
+
+
 def test_a_diverged_solve_carries_its_best_iterate():
     A, b = _central_differences(64, peclet=5000.0)
     op, bw = warp_system(A, b, "float32")

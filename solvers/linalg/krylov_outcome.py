@@ -111,14 +111,16 @@ def bicgstab_breakdown(rows: np.ndarray, tol2: float) -> tuple[int, str, str] | 
 
 
 @contextmanager
-def carrying_iterate(x: wp.array, scale: float = 1.0) -> Iterator[None]:
+def carrying_iterate(x: wp.array, scale: float = 1.0,
+                     kept_at_breakdown: bool = False) -> Iterator[None]:
     """Give a :class:`ConvergenceError` raised inside a copy of the solve's iterate ``x`` times
     ``scale`` (the unit of a solve of $A (x / s) = b / s$) as its ``x``, unless the solve broke
-    down (its iterate is then what the steps past the breakdown left)."""
+    down and ``kept_at_breakdown`` is False (CG and BiCGStab: the steps past the breakdown
+    changed x; GMRES updates x at a cycle's end only, so its x stays the last cycle's)."""
     try:
         yield
     except ConvergenceError as error:
-        if error.reason.startswith("broke down"):
+        if error.reason.startswith("broke down") and not kept_at_breakdown:
             raise
         error.x = wp.clone(x, requires_grad=False)
         if scale != 1.0:

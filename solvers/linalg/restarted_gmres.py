@@ -279,7 +279,7 @@ def gmres(
         b, x0 = (None if v is None else wp.array(v.numpy() / scale, dtype=v.dtype,
                                                  device=v.device) for v in (b, x0))
     x = wp.zeros_like(b, requires_grad=False) if x0 is None else wp.clone(x0, requires_grad=False)
-    with carrying_iterate(x, scale):
+    with carrying_iterate(x, scale, kept_at_breakdown=True):
         if scale != 1.0:
             return in_units_of_b(partial(_restarted, A, b, x, preconditioner, rtol,
                                          atol / scale, restart, maxiter, floor, _norm(b),
