@@ -1038,3 +1038,20 @@ def test_annealing_with_no_condition_term_to_reweigh_is_refused(case_file, overr
     assert ("training.balancer.kind: annealing reweighs the condition terms against the "
             "residuals, and this problem has none; use fixed or config") in result.stderr
     load_case(CASE, ["model.hard_constraints=false", "training.balancer.kind=annealing"])
+
+
+def test_evaluate_takes_its_derivatives_under_no_grad_too():
+    """Without a reference evaluate() measures the residual: under torch.no_grad it raised
+    (its derivatives need autograd)."""
+    from physml.geometry import Interval
+    from physml.train import Initial, PINNProblem
+
+    problem = PINNProblem(lambda d: d("u", "t") - d.laplacian("u"), Interval(0, 1),
+                          time=(0.0, 1.0), conditions=[Initial(0.0)])
+    torch.manual_seed(0)
+    trainer = PINNTrainer(build_model("mlp", 2, 1, width=8, depth=2), problem, points=16,
+                          condition_points=8, adam_steps=1, eval_shape=(5, 3),
+                          dtype=torch.float64)
+    with torch.no_grad():
+        quiet = trainer.evaluate()
+    assert quiet == trainer.evaluate() and np.isfinite(quiet["residual_rms"])

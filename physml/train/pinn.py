@@ -356,12 +356,15 @@ class PINNTrainer:
         }
 
     def _residual_numpy(self, X: np.ndarray) -> np.ndarray:
+        """The residuals' norm at the points ``X`` (n,), in batches of ``RESIDUAL_BATCH``, with
+        autograd on for the derivatives whatever the caller's grad mode."""
         parts = []
-        for i in range(0, len(X), RESIDUAL_BATCH):
-            Xt = self._tensor(X[i : i + RESIDUAL_BATCH]).requires_grad_(True)
-            residuals = self.problem.residuals(Xt, self.field(Xt))
-            total = sum(r.square() for r in residuals.values()).sqrt()
-            parts.append(total.detach().cpu().numpy().reshape(-1))
+        with torch.enable_grad():
+            for i in range(0, len(X), RESIDUAL_BATCH):
+                Xt = self._tensor(X[i : i + RESIDUAL_BATCH]).requires_grad_(True)
+                residuals = self.problem.residuals(Xt, self.field(Xt))
+                total = sum(r.square() for r in residuals.values()).sqrt()
+                parts.append(total.detach().cpu().numpy().reshape(-1))
         return np.concatenate(parts)
 
     def _lbfgs_closure(self) -> torch.Tensor:
