@@ -8,7 +8,8 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -78,3 +79,14 @@ def json_text(value: Any, indent: int | None = None) -> str:
     """``value`` as strict JSON: a non-finite float is written ``null`` (Python's ``NaN`` and
     ``Infinity`` are no JSON, and strict readers, JavaScript's among them, refuse the file)."""
     return json.dumps(_strict(value), indent=indent, allow_nan=False)
+
+
+def write_array(file: BinaryIO, array: np.ndarray, npy: bool = False) -> None:
+    """Write ``array`` to the open binary ``file`` through Python's writes, raw (C order) or as
+    an ``.npy`` file (``npy``): a full disk then raises ``OSError(ENOSPC)`` (NumPy's own
+    writer, ``tofile``, reports a short write without the system's error number, which a
+    caller cannot tell from any other failure)."""
+    if npy:  # NumPy writes in chunks through any object with ``write`` that is not a file
+        np.save(SimpleNamespace(write=file.write), array, allow_pickle=False)
+    else:
+        file.write(memoryview(np.ascontiguousarray(array)).cast("B"))

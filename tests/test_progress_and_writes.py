@@ -289,3 +289,28 @@ def test_a_checkpoint_on_a_full_disk_is_an_os_error_naming_it(tmp_path, monkeypa
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(path)
     assert torch_files.load_checked(path) == {"step": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+@pytest.mark.parametrize("npy", [False, True])
+def test_arrays_are_written_through_python_so_a_full_disk_names_its_error(tmp_path, npy):
+    """NumPy's tofile (and np.save on a file) reported a full disk as "N requested and M
+    written", an OSError without the system's error number: a thermomigration or mesh heat
+    run on a full disk ended in a traceback instead of exit 74."""
+    import errno
+    import io
+
+    from physml.datasets.atomic_files import write_array
+
+    array = np.arange(12.0).reshape(3, 4)
+    with open(tmp_path / "a", "wb") as file:
+        write_array(file, array, npy=npy)
+    read = np.load(tmp_path / "a") if npy else np.fromfile(tmp_path / "a").reshape(3, 4)
+    np.testing.assert_array_equal(read, array)
+
+    class FullDisk(io.FileIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with FullDisk(tmp_path / "b", "wb") as file, pytest.raises(OSError) as caught:
+        write_array(file, array, npy=npy)
+    assert caught.value.errno == errno.ENOSPC

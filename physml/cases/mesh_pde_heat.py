@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components
 
+from ..datasets.atomic_files import write_array
 from ..solvers import mesh as pm
 from ..solvers.mesh.pde import heat_stepper
 from ..torch_files import save_torch_file
@@ -65,7 +66,7 @@ def append_frame(folder: Path, u: np.ndarray) -> None:
     """Append ``u`` to ``folder``'s :data:`FRAMES` and flush it to the disk; a link there is
     refused (:func:`~.run_lock.open_own`)."""
     with open_own(folder / FRAMES, "ab") as file:
-        np.asarray(u, dtype=np.float64).tofile(file)
+        write_array(file, np.asarray(u, dtype=np.float64))
         file.flush()
         os.fsync(file.fileno())
 
@@ -95,7 +96,11 @@ def upgrade_frames(folder: Path, state: dict) -> None:
     them, so an interruption leaves one layout or the other, both resumable."""
     frames = [u.numpy() for u in state.pop("frames")]
     state["vertices"] = frames[0].shape[0]
-    atomic_write(folder / FRAMES, lambda path: np.stack(frames).astype(np.float64).tofile(path))
+    def write(path: Path) -> None:
+        with open(path, "wb") as file:
+            write_array(file, np.stack(frames).astype(np.float64))
+
+    atomic_write(folder / FRAMES, write)
     save_torch_file(folder / CHECKPOINT, state)
 
 
