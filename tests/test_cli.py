@@ -835,3 +835,25 @@ def test_log_every_is_refused_in_the_unit_its_command_counts(tmp_path, cli_in_pr
     result = cli_in_process(*[a.format(folder=tmp_path) for a in command], "--log-every", "-3")
     assert result.returncode == 2
     assert f"--log-every=-3.0 must be >= 0 seconds (0: every {unit})\n" in result.stderr
+
+
+def test_a_lagrangian_convection_run_of_0_2_1_is_refused_not_read_as_another_network(
+        tmp_path, cli_in_process):
+    """0.2.2 reads the network's N_x as x = xi + t(beta + N_x), where 0.2.1 wrote it for
+    x = xi + max(|beta|, 1) t N_x: an old run resumed, predicted or exported at positions off
+    by up to 1 without a word. A checkpoint without the version that wrote it is refused."""
+    import torch
+
+    tiny = ["training.adam.steps=4", "training.lbfgs.steps=0", "model.width=8", "model.depth=2",
+            "training.collocation.points=64", "evaluation.nx=8", "evaluation.nt=3",
+            "evaluation.every=2", "output.figures=false", f"output.folder={tmp_path}"]
+    assert cli_in_process("run", "convection_lpinn", *tiny, "--quiet").returncode == 0
+    [folder] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    checkpoint = folder / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    assert state.pop("physml_version") == __version__
+    torch.save(state, checkpoint)  # as 0.2.1 wrote it
+    for command in (["run", "convection_lpinn", *tiny, "--resume", str(folder)],
+                    ["export", str(folder), "--out", str(tmp_path / "u.pt")]):
+        refused = cli_in_process(*command)
+        assert refused.returncode == 2 and "written by physml 0.2.1 or before" in refused.stderr

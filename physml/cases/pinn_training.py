@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from .._version import __version__
 from ..devices import Stopwatch
 from ..errors import NonFiniteLossError
 from ..torch_files import save_torch_file
@@ -161,14 +162,35 @@ def trainer_options(case, problem) -> dict:
 
 
 def save_checkpoint(trainer: PINNTrainer, folder: Path, wall_s: float = 0.0) -> None:
-    """The trainer's state and ``wall_s``, the run's seconds so far."""
-    save_torch_file(folder / CHECKPOINT, {**trainer.state_dict(), "wall_s": wall_s})
+    """The trainer's state, ``wall_s`` (the run's seconds so far) and the physml version."""
+    save_torch_file(folder / CHECKPOINT, {**trainer.state_dict(), "wall_s": wall_s,
+                                          "physml_version": __version__})
+
+
+def refuse_old_characteristics(state: dict, problem: object, path: Path) -> None:
+    r"""Refuse the checkpoint ``state`` (read from ``path``) of a Lagrangian convection problem
+    written by physml 0.2.1 or before (it records no ``physml_version``): its network's $N_x$
+    is that of $x = \xi + \max(|\beta|, 1)\,t N_x$, which this version reads as
+    $\xi + t(\beta + N_x)$, other positions without a word.
+
+    Raises:
+        ValueError: naming the file and what to do.
+    """
+    from ..train.bundled import LagrangianConvectionProblem
+
+    if (isinstance(problem, LagrangianConvectionProblem) and not problem.burgers
+            and "physml_version" not in state):
+        raise ValueError(f"{str(path)!r} was written by physml 0.2.1 or before, whose Lagrangian "
+                         "characteristics x = xi + max(|beta|, 1) t N_x this version reads as "
+                         "xi + t(beta + N_x): run the case again")
 
 
 def load_checkpoint(trainer: PINNTrainer, folder: Path) -> float:
     """Restore ``trainer`` from the folder's checkpoint; returns the run's seconds there (of a
     checkpoint of physml 0.2.0 or before, which kept no ``wall_s``: its training's)."""
     state = read_checkpoint(folder)
+    if isinstance(state, dict):
+        refuse_old_characteristics(state, trainer.problem, folder / CHECKPOINT)
     with restoring(folder):
         trainer.load_state_dict(state)
     return state.get("wall_s", trainer.elapsed_s)
