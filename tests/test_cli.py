@@ -737,6 +737,7 @@ def test_a_run_killed_before_its_first_checkpoint_is_named_as_one_to_remove(
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
+    (other / ".notes.txt.tmp-12345.txt").write_text("mine")  # a stray temporary: not a run
     refused = cli_in_process("run", "burgers", "--resume", str(other))
     assert refused.returncode == 2 and "is not a run folder (no config.yaml)" in refused.stderr
 

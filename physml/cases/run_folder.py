@@ -211,13 +211,22 @@ def sweep_temporaries(folder: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+EARLY_FILES = ("checkpoint.pt", "checkpoint.npz", "checkpoint_states", "frames.f64", "datasets")
+"""What a run of some kind writes before its ``config.yaml``: its first checkpoint, a mesh heat
+run's frames, a ``pcg`` run's dataset."""
+
+
 def killed_at_start(folder: Path) -> bool:
     """Whether ``folder``, a folder without :data:`CONFIG`, is what a run killed before it
     (SIGKILL, the system out of memory, a power cut: nothing to remove the folder) left: its
     :data:`LOCK` (the system lets go of a killed process's lock, not the file), or a save's
-    temporary file (:func:`sweep_temporaries`) in it, not below it: a folder of runs, one of
-    them killed mid-save, is no killed run."""
-    return (folder / LOCK).is_file() or any(p.is_file() for p in folder.glob(".*.tmp-*"))
+    temporary file (:func:`sweep_temporaries`) in it, not below it (a folder of runs, one of
+    them killed mid-save, is no killed run), and nothing but what a run writes before its
+    configuration (a folder of the user's files with a stray temporary is none either)."""
+    entries = list(folder.iterdir())
+    leftovers = [p for p in entries
+                 if p.name == LOCK or (p.name.startswith(".") and ".tmp-" in p.name)]
+    return bool(leftovers) and all(p in leftovers or p.name in EARLY_FILES for p in entries)
 
 
 def remove_if_empty(folder: Path) -> None:
