@@ -842,3 +842,43 @@ def test_the_rows_give_the_solver_parameters_they_hold():
         "D": 1e-3, "porosity": 0.29, "rho_s": 2880.0, "k_f": 3.5e-4, "n_f": 0.874}
     assert NavierStokesRows(4, 4, 0.1, nu=2e-4).physical_parameters() == {"nu": 2e-4,
                                                                          "forcing": 0.1}
+
+
+def test_diffusion_sorption_rows_refuse_a_grid_of_another_width():
+    """Rows built for 16 cells took 20 or 32 with the cell size 1/16 and no message; the
+    layer's phi_shape advice then led to a call it accepted on the wrong grid."""
+    rows = DiffusionSorptionRows(16, dt=10.0)
+    u = torch.rand(1, 4, 32, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"u has 32 cells on its last axis \(shape \(1, 4, 32\)\) "
+                                         r"but these diffusion-sorption rows were built for "
+                                         r"nx=16"):
+        rows.rows(u, u[:, 0])
+    for phi_shape in [(16,), (20,)]:  # neither phi_shape makes the 20-cell grid acceptable
+        with pytest.raises(ValueError, match=r"u has 20 cells .* built for nx=16"):
+            HardConstraint(rows.rows, BlockRouter((3, 20), (1, 2)), phi_shape)
+        with pytest.raises(ValueError, match=r"u has 20 cells .* built for nx=16"):
+            PartitionOfUnity(rows.rows, BlockRouter((3, 20), (1, 2)), phi_shape)
+
+
+@pytest.mark.parametrize(("build", "fixed", "message"), [
+    (lambda r: HardConstraint(r, BlockRouter((3, 8), (1, 2)), (8,),
+                              continuity=Continuity.INDEPENDENT), 10,
+     r"expert 0 of 2 has 10 residual rows on 12 grid points, which fix at most 10 unknowns"),
+    (lambda r: HardConstraint(r, BlockRouter((3, 8), (1, 2)), (8,)), 12,
+     r"expert 0 of 2 has 17 residual rows on 12 grid points, which fix at most 12 unknowns"),
+    (lambda r: PartitionOfUnity(r, BlockRouter((3, 8), (1, 2)), (8,)), 16,
+     r"expert 0 of 2 has 16 residual rows on 18 grid points, which fix at most 16 unknowns"),
+])
+def test_a_basis_larger_than_an_expert_can_fix_is_refused(build, fixed, message):
+    """Two experts on 3 x 8 cells took a basis of N=12 silently: an expert's 10 rows left its
+    weights free, and the implicit gradient differed from the layer's finite differences by
+    10.4 (gradients of 6.2)."""
+    layer = build(DiffusionSorptionRows(8, dt=10.0).rows)
+    g = torch.Generator().manual_seed(0)
+    basis = 0.3 + torch.rand(1, fixed + 1, 3, 8, dtype=torch.float64, generator=g)
+    u0 = torch.rand(1, 8, dtype=torch.float64, generator=g)
+    with pytest.raises(ValueError, match=rf"the basis has N={fixed + 1} functions but {message}: "
+                                         r"its least squares has no unique solution .* use at "
+                                         rf"most {fixed} basis functions, or fewer experts"):
+        layer(basis, u0)
+    assert layer(basis[:, :fixed], u0).shape == (1, 3, 8)

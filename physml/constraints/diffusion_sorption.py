@@ -43,7 +43,8 @@ from ..solvers.sorption import EPSILON, DiffusionSorptionSolver1D
 class DiffusionSorptionRows:
     """Residual rows on an ``(nt, nx)`` grid with spacing ``dt`` [s] (PDEBench's constants).
 
-    ``rows(u, u0)``: ``u`` (B, nt, nx), ``u0`` (B, nx) -> (B, (nt - 1) nx + nx).
+    ``rows(u, u0)``: ``u`` (B, nt, nx), ``u0`` (B, nx) -> (B, (nt - 1) nx + nx); a ``u`` of
+    another number of cells is refused.
 
     Args:
         nx: cells on $[0, 1]$, a whole number >= 2.
@@ -57,7 +58,8 @@ class DiffusionSorptionRows:
         initial_weight: $w_0$, the weight of the initial-condition rows.
 
     Raises:
-        ValueError: a value outside its range, or one that is not a finite number.
+        ValueError: a value outside its range, or one that is not a finite number; in
+            ``rows``, a grid of other than ``nx`` cells.
     """
 
     periodic_space: ClassVar[bool] = False
@@ -129,6 +131,13 @@ class DiffusionSorptionRows:
         return (self.retardation_points(u) <= 0).flatten(1).double().mean(1)
 
     def rows(self, u: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
+        """The rows of ``u`` (B, nt, nx) from ``u0`` (B, nx) (class docstring); a ``u`` whose
+        last axis is not these rows' ``nx`` cells is refused (its cell size is not theirs)."""
+        if u.shape[-1] != self.nx:
+            raise ValueError(f"u has {u.shape[-1]} cells on its last axis (shape "
+                             f"{tuple(u.shape)}) but these diffusion-sorption rows were built "
+                             f"for nx={self.nx} (cell size 1/{self.nx}); build the rows with "
+                             "the grid's number of cells")
         lap = self.laplacian(u)
         theta = torch.full((u.shape[1] - 1, 1), 0.5, dtype=u.dtype, device=u.device)
         theta[:1] = 1.0  # the first step backward Euler: implicit weight 1

@@ -142,6 +142,23 @@ def warn_dropped_rows(dropped: torch.Tensor, experts: str, cure: str) -> None:
                       f"and global constraints no expert solves alone; {cure}", stacklevel=3)
 
 
+def check_basis_size(n: int, expert_rows: tuple[int, ...], expert_cells: tuple[int, ...],
+                     cure: str) -> None:
+    """Refuse a basis of ``n`` functions when an expert has fewer rows or fewer grid points than
+    that, ``expert_rows`` (K,) the rows its unknowns enter and ``expert_cells`` (K,) the points
+    its field is taken on: its least squares then has no unique $\\omega$, and the
+    implicit-function gradient is not the gradient of the field the solve returns. Names the
+    expert with the fewest; ``cure`` ends the message."""
+    fixed = [min(rows, cells) for rows, cells in zip(expert_rows, expert_cells, strict=True)]
+    k = min(range(len(fixed)), key=fixed.__getitem__)
+    if n > fixed[k]:
+        raise ValueError(f"the basis has N={n} functions but expert {k} of {len(fixed)} has "
+                         f"{expert_rows[k]} residual rows on {expert_cells[k]} grid points, "
+                         f"which fix at most {fixed[k]} unknowns: its least squares has no "
+                         "unique solution and its gradient would not be the field's; use at "
+                         f"most {fixed[k]} basis functions, or {cure}")
+
+
 def check_rows_accept(rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...],
                       device: torch.device) -> None:
     """Refuse ``rows`` that are not callable, a ``phi_shape`` that is not a tuple (or list),
@@ -239,7 +256,10 @@ class HardConstraint(nn.Module):
 
     ``forward(basis (B, N, *grid), phi (B, ...)) -> u (B, *grid)`` in ``basis``'s dtype (other
     shapes: a ValueError naming them; a NaN/Inf gives a non-finite u); the inner solve's
-    :class:`LMResult` of the last call is kept in ``last_solve``.
+    :class:`LMResult` of the last call is kept in ``last_solve``. A basis of more functions
+    $N$ than the rows some expert's unknowns enter (``expert_rows``: its own rows, and with
+    ``INTERFACE_ROWS`` the interface and continuity rows on its block too) or than the points
+    of its block (``expert_cells``) is refused: that expert's $\\omega$ would not be unique.
     """
 
     def __init__(self, rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...], *,
@@ -275,15 +295,19 @@ class HardConstraint(nn.Module):
                                 cure=INDEPENDENT_CURE)
             warn_dropped_rows(owners < 0, "independent experts",
                               "keep them with continuity=INTERFACE_ROWS or one expert")
+            expert_rows = (owned < len(owners)).sum(1)
         self.register_buffer("owned", owned, persistent=False)  # (K, width)
         groups = torch.ones(1, router.experts)  # every expert's unknown j at once
         self.colouring: ExpertColouring | None = None
         if continuity is Continuity.INTERFACE_ROWS:
             groups = torch.eye(router.experts)  # one expert's unknown j at a time
+            stitched = probed_dependence(self._stitched_rows, phi_shape, masks)
+            expert_rows = stitched.sum(1)
             if coloured:
-                self.colouring = ExpertColouring(probed_dependence(self._stitched_rows,
-                                                                   phi_shape, masks))
+                self.colouring = ExpertColouring(stitched)
                 groups = one_hot(self.colouring.colours, self.colouring.count).T
+        self.expert_rows = tuple(expert_rows.tolist())  # (K,): the rows each expert enters
+        self.expert_cells = tuple(masks.flatten(1).sum(1).tolist())  # (K,)
         self.register_buffer("groups", groups.to(device, torch.float64), persistent=False)
         group_of = groups.argmax(0)  # (K,): each expert's group
         self.register_buffer("group_of", group_of.to(device), persistent=False)
@@ -339,6 +363,7 @@ class HardConstraint(nn.Module):
     def forward(self, basis: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
         check_inputs(basis, phi, self.router, self.phi_shape)
         batch, n = basis.shape[:2]
+        check_basis_size(n, self.expert_rows, self.expert_cells, "fewer experts or a finer grid")
         blocks = self.router.split(basis.to(torch.float64)).transpose(1, 2).contiguous()
         phi64 = phi.to(torch.float64)
         experts = self.router.experts

@@ -10,8 +10,9 @@ prediction blends the experts' fields,
 $$u = \sum_k \varphi_k\,u_k,\qquad \varphi_k = \frac{w_k}{\sum_l w_l},$$
 with $w_k$ the product over axes of trapezoids: 1 on the block, falling linearly to 0 across
 the overlap. Every $u_k$ is smooth, so $u$ has no jump (only kinks of size $|u_k - u_l|$ times
-the ramp's slope); the rows are met exactly by each expert on its own block but only
-approximately by the blend in the overlaps. Cost: each expert evaluates the rows on the
+the ramp's slope); each expert fits the rows of its widened block by least squares (as
+:class:`~physml.constraints.HardConstraint`), and the blend meets them only approximately in the
+overlaps, where it mixes the experts' fits. Cost: each expert evaluates the rows on the
 whole grid ($K$ times the rows of one field per evaluation) for $M_k \approx M/K$ rows.
 
 Rows that read $u$ only through differences in space (a streamfunction: the velocity and the
@@ -40,6 +41,7 @@ from .experts import BlockRouter, padded_rows, solve_level_laplacian
 from .hard import (
     DEFAULT_SOLVER,
     Rows,
+    check_basis_size,
     check_inputs,
     check_rows_accept,
     check_rows_read_u,
@@ -91,7 +93,9 @@ class PartitionOfUnity(nn.Module):
             "cuda:N"); move the layer with ``.to`` as any module.
 
     ``forward(basis (B, N, *grid), phi (B, ...)) -> u (B, *grid)`` (other shapes: a ValueError
-    naming them; a NaN/Inf gives a non-finite u).
+    naming them; a NaN/Inf gives a non-finite u). A basis of more functions $N$ than some
+    expert's rows (``expert_rows``) or than the points of its widened block
+    (``expert_cells``) is refused: that expert's $\\omega$ would not be unique.
     """
 
     def __init__(self, rows: Rows, router: BlockRouter, phi_shape: tuple[int, ...], *,
@@ -114,6 +118,8 @@ class PartitionOfUnity(nn.Module):
         self.register_buffer("owned", padded_rows(per_expert, outside.shape[1],
                                                   outside.shape[1] - condition_rows),
                              persistent=False)  # (K, width)
+        self.expert_rows = tuple(len(rows) for rows in per_expert)  # (K,)
+        self.expert_cells = tuple((weights > 0).flatten(1).sum(1).tolist())  # (K,)
         warn_dropped_rows(outside.all(0), f"overlapping experts (overlap={overlap})",
                           "keep them with a wider overlap, or with HardConstraint's "
                           "continuity=INTERFACE_ROWS, or with one expert")
@@ -131,6 +137,8 @@ class PartitionOfUnity(nn.Module):
     def forward(self, basis: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
         check_inputs(basis, phi, self.router, self.phi_shape)
         batch, n = basis.shape[:2]
+        check_basis_size(n, self.expert_rows, self.expert_cells,
+                         "fewer experts, a wider overlap or a finer grid")
         basis64, phi64 = basis.to(torch.float64), phi.to(torch.float64)
         omega0 = basis64.new_zeros(batch * self.router.experts, n)
         self.last_solve = least_squares_solution(self._expert_rows, self.solver, omega0,
