@@ -221,7 +221,7 @@ def run_command(args: argparse.Namespace) -> int:
             print(_stopped(args, folder, kind, "interrupted"), file=sys.stderr)
             return exit_status(interrupt)
         except BaseException as error:
-            if is_write_failure(error):  # a full disk, a read-only file system, a quota
+            if is_write_failure(error, folder):  # a full disk, read-only, a quota, a permission
                 progress.stop()
                 print(_stopped(args, folder, kind, f"error: {unwritten(error, folder)}"),
                       file=sys.stderr)

@@ -83,7 +83,7 @@ def generate_command(args: argparse.Namespace) -> int:
         except FloatingPointError as err:  # a sample blew up: told after the progress display
             failure = err
         except OSError as error:  # a full disk, a read-only file system, a quota
-            if not is_write_failure(error):  # e.g. a closed pipe: told by the caller
+            if not is_write_failure(error, args.out):  # e.g. a closed pipe: told by the caller
                 raise
             failure = error
         else:

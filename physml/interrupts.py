@@ -18,6 +18,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 class Terminated(KeyboardInterrupt):
@@ -42,9 +43,21 @@ a read-only file system, a file too large, an I/O error): the work kept can go o
 are mended. Any other error (a file that cannot be read, a lost connection) is not one."""
 
 
-def is_write_failure(error: BaseException) -> bool:
-    """Whether ``error`` is one of :data:`WRITE_FAILURES`."""
-    return isinstance(error, OSError) and error.errno in WRITE_FAILURES
+PERMISSION_REFUSALS = frozenset((errno.EACCES, errno.EPERM))
+"""Refusals that are write failures where they name a file in the folder being written (a
+permission taken away mid-run), and not elsewhere (an input that cannot be read)."""
+
+
+def is_write_failure(error: BaseException, folder: os.PathLike) -> bool:
+    """Whether ``error`` is one of :data:`WRITE_FAILURES`, or a permission refused on a file in
+    ``folder``, the run's or the dataset's."""
+    if not isinstance(error, OSError):
+        return False
+    if error.errno in WRITE_FAILURES:
+        return True
+    if error.errno in PERMISSION_REFUSALS and error.filename is not None:
+        return Path(os.path.abspath(error.filename)).is_relative_to(os.path.abspath(folder))
+    return False
 
 
 def unwritten(error: OSError, folder: os.PathLike) -> str:

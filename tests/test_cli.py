@@ -712,6 +712,35 @@ def test_an_error_that_is_no_write_failure_is_not_told_as_one(tmp_path, monkeypa
                        "--workers", "0", "--quiet")
 
 
+def test_a_permission_taken_away_mid_generation_is_a_write_failure_there_only(
+        tmp_path, monkeypatch, cli_in_process):
+    """EACCES on a shard in the output (a folder's permission changed mid-run) ended in a
+    traceback; on a file elsewhere (an input that cannot be read) it is no write failure."""
+    import errno
+    import os
+
+    from physml.interrupts import is_write_failure
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("pde: advection1d\ngrid: [16]\nparameters: {beta: 0.5}\nt_end: 0.1\n"
+                    "n_saves: 3\ninitial_condition: {kind: pdebench_sines}\nsamples: 2\n"
+                    "shard_size: 1\n")
+    replace = os.replace
+
+    def refused(src, dst, *args, **kwargs):
+        if Path(dst).name.startswith("shard-"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dst))
+        return replace(src, dst, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", refused)
+        stopped = cli_in_process("datasets", "generate", str(spec), "--out",
+                                 str(tmp_path / "d"), "--workers", "0", "--quiet")
+    assert stopped.returncode == 74 and "(Permission denied); the finished shards" in stopped.stderr
+    elsewhere = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "mesh.msh"))
+    assert not is_write_failure(elsewhere, tmp_path / "d")
+
+
 @pytest.mark.parametrize("leftovers", [
     [".physml-run.lock", ".checkpoint.pt.tmp-12345.pt", "frames.f64"],
     [".physml-run.lock", "checkpoint_states/000000.npy", ".checkpoint.npz.tmp-12345.npz"],
