@@ -10,10 +10,11 @@ from typing import Any
 from .solvers.errors import BlowUpError as BlowUpError
 from .solvers.errors import ConvergenceError as ConvergenceError
 from .solvers.errors import InaccurateSolveWarning as InaccurateSolveWarning
+from .solvers.errors import PicklableError
 from .solvers.errors import UnstableStepError as UnstableStepError
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(PicklableError, FloatingPointError):
     """A training loss, or its gradient, became NaN/Inf (the step is not taken).
 
     Attributes:

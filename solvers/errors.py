@@ -59,7 +59,30 @@ def refuse_grad(value: object, name: str, where: str, instead: str | None) -> No
                      f"{instead}, or pass {name}.detach()")
 
 
-class UnstableStepError(ValueError):
+def _restored(cls: type, args: tuple, state: dict) -> BaseException:
+    """An exception of ``cls`` with its message ``args`` and attributes ``state``, its
+    ``__init__`` not run (:class:`PicklableError`)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class PicklableError(Exception):
+    """An exception whose ``__init__`` takes other arguments than its message, pickled as its
+    message and attributes (the default pickles the message alone and calls ``__init__`` with
+    it, which fails or garbles the message), so that it crosses from a worker process (a
+    ``DataLoader`` or Dask worker) whole."""
+
+    def __reduce__(self) -> tuple:
+        return _restored, (type(self), self.args, self._picklable_state())
+
+    def _picklable_state(self) -> dict:
+        """The attributes to pickle (all of them; a subclass converts what does not pickle)."""
+        return dict(self.__dict__)
+
+
+class UnstableStepError(PicklableError, ValueError):
     """The requested time step exceeds the scheme's stability limit.
 
     Attributes:
@@ -72,7 +95,7 @@ class UnstableStepError(ValueError):
         self.dt, self.dt_max = dt, dt_max
 
 
-class BlowUpError(FloatingPointError):
+class BlowUpError(PicklableError, FloatingPointError):
     """A field became NaN or Inf during a run.
 
     Attributes:
@@ -106,7 +129,7 @@ class BlowUpError(FloatingPointError):
         self.what, self.advice = what, advice
 
 
-class ConvergenceError(ArithmeticError):
+class ConvergenceError(PicklableError, ArithmeticError):
     """An iterative linear solve did not reach its tolerance.
 
     Attributes:
@@ -143,6 +166,32 @@ class ConvergenceError(ArithmeticError):
         self.method, self.iterations, self.residual = method, iterations, residual
         self.tolerance, self.residuals = tolerance, residuals
         self.reason, self.x = reason, None
+
+    def _picklable_state(self) -> dict:
+        """The attributes, ``x`` as its values: unpickled, it is a Warp array on the CPU."""
+        state = dict(self.__dict__)
+        if self.x is not None:
+            state["x"] = _CpuArray(self.x.numpy())
+        return state
+
+
+class _CpuArray:
+    """A Warp array's values in a pickle, made a Warp array on the CPU again when unpickled."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __reduce__(self) -> tuple:
+        return _cpu_array, (self.values,)
+
+
+def _cpu_array(values: np.ndarray) -> object:
+    """``values`` as a Warp array on the CPU (Warp started quietly if it is not yet)."""
+    import warp as wp
+
+    from .runtime import warp_device
+
+    return wp.array(values, dtype=wp.dtype_from_numpy(values.dtype), device=warp_device("cpu"))
 
 
 class InaccurateSolveWarning(RuntimeWarning):

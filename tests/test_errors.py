@@ -408,3 +408,30 @@ def test_a_per_sample_parameter_the_solver_s_dtype_cannot_hold_is_named_as_given
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match=cannot_hold(message)):
             solver.rollout(np.zeros((2, 16)), 10, 10, parameters={"nu": values})
+
+
+def test_errors_cross_a_process_boundary_whole():
+    """BlowUpError and ConvergenceError did not unpickle (their __init__ takes keywords), so
+    one raised in a DataLoader or Dask worker became a TypeError; NonFiniteLossError came back
+    with its message garbled ("at step the loss or its gradient became NaN/Inf at step 5")."""
+    import pickle
+
+    import numpy as np
+    import warp as wp
+
+    from physml.errors import BlowUpError, ConvergenceError, NonFiniteLossError
+    from physml.solvers.runtime import warp_device
+
+    converging = ConvergenceError(method="cg", iterations=3, residual=0.1, tolerance=1e-8,
+                                  residuals=np.ones(4), reason="diverged (...)")
+    converging.x = wp.array(np.arange(3.0), dtype=wp.float64, device=warp_device("cpu"))
+    errors = [BlowUpError(step=3, t=0.1, last_good_step=2, last_good_state=np.zeros(2)),
+              NonFiniteLossError(5, 3), converging]
+    for error in errors:
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error)
+        assert again.args == error.args
+    assert pickle.loads(pickle.dumps(errors[0])).last_good_state.tolist() == [0.0, 0.0]
+    assert pickle.loads(pickle.dumps(errors[1])).checkpoint_step == 3
+    restored = pickle.loads(pickle.dumps(converging))
+    assert restored.reason == "diverged (...)" and restored.x.numpy().tolist() == [0.0, 1.0, 2.0]
