@@ -512,9 +512,7 @@ def test_results_go_to_stdout_and_log_lines_are_not_wrapped(tmp_path, monkeypatc
     assert "scheme='ssp_rk3'" in next(line for line in printed.err.splitlines()
                                       if "BurgersSolver1D(" in line)
     assert any(f"saved states -> {deep / 'u.h5'}" in line for line in printed.err.splitlines())
-    spec = tmp_path / "spec.yaml"
-    spec.write_text("pde: advection1d\ngrid: [16]\nparameters: {beta: 0.5}\nt_end: 0.1\n"
-                    "n_saves: 3\ninitial_condition: {kind: pdebench_sines}\nsamples: 1\n")
+    spec = _advection_spec(tmp_path, samples=1)
     assert main(["datasets", "generate", str(spec), "--out", str(deep / "d"), "--workers",
                  "0"]) == 0
     printed = capsys.readouterr()
@@ -554,9 +552,7 @@ def test_datasets_generate_gives_each_split_s_samples_and_warns_of_an_empty_one(
     """6 samples came out all train with 'wrote 6 samples' and no word of the empty valid and
     test splits; the progress line repeated '0/6 samples' while the kernels compiled and the
     shard was solved."""
-    spec = tmp_path / "spec.yaml"
-    spec.write_text("pde: advection1d\ngrid: [16]\nparameters: {beta: 0.5}\nt_end: 0.1\n"
-                    "n_saves: 3\ninitial_condition: {kind: pdebench_sines}\nsamples: 3\n")
+    spec = _advection_spec(tmp_path, samples=3)
     assert main(["datasets", "generate", str(spec), "--out", str(tmp_path / "d"), "--workers",
                  "0", "--log-every", "0"]) == 0
     printed = capsys.readouterr()
@@ -575,6 +571,31 @@ def test_python_m_physml_is_the_command():
     result = subprocess.run([sys.executable, "-m", "physml", "--version"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.startswith("physml ")
+
+
+def _advection_spec(tmp_path: Path, samples: int, shard_size: int | None = None) -> Path:
+    """A spec of ``samples`` short 16-cell advection samples, written in ``tmp_path``."""
+    spec = tmp_path / "spec.yaml"
+    shards = "" if shard_size is None else f"shard_size: {shard_size}\n"
+    spec.write_text("pde: advection1d\ngrid: [16]\nparameters: {beta: 0.5}\nt_end: 0.1\n"
+                    "n_saves: 3\ninitial_condition: {kind: pdebench_sines}\n"
+                    f"samples: {samples}\n{shards}")
+    return spec
+
+
+def _shards_refused(monkeypatch, error: OSError) -> None:
+    """``os.replace`` raises ``error`` for every rename onto a shard (the last step of its
+    atomic write)."""
+    import os
+
+    replace = os.replace
+
+    def refused(src, dst, *args, **kwargs):
+        if Path(dst).name.startswith("shard-"):
+            raise error
+        return replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", refused)
 
 
 def _full_disk_at(monkeypatch, name: str, call: int) -> None:
@@ -667,10 +688,7 @@ def test_a_full_disk_mid_generation_keeps_the_finished_shards(tmp_path, monkeypa
                                                               cli_in_process):
     """A shard the disk had no room for ended in a traceback with exit status 1; the same
     command, run again once there is room, finishes the dataset."""
-    spec = tmp_path / "spec.yaml"
-    spec.write_text("pde: advection1d\ngrid: [16]\nparameters: {beta: 0.5}\nt_end: 0.1\n"
-                    "n_saves: 3\ninitial_condition: {kind: pdebench_sines}\nsamples: 3\n"
-                    "shard_size: 1\n")
+    spec = _advection_spec(tmp_path, samples=3, shard_size=1)
     command = ["datasets", "generate", str(spec), "--out", str(tmp_path / "d"), "--workers",
                "0", "--quiet"]
     with monkeypatch.context() as patch:
@@ -692,21 +710,10 @@ def test_an_error_that_is_no_write_failure_is_not_told_as_one(tmp_path, monkeypa
                                                                cli_in_process, error):
     """Any OSError was told as "could not write" with exit status 74 and the advice to run
     again: a lost Dask scheduler, a file that cannot be read."""
-    import os
 
-    spec = tmp_path / "spec.yaml"
-    spec.write_text("pde: advection1d\ngrid: [16]\nparameters: {beta: 0.5}\nt_end: 0.1\n"
-                    "n_saves: 3\ninitial_condition: {kind: pdebench_sines}\nsamples: 2\n"
-                    "shard_size: 1\n")
+    spec = _advection_spec(tmp_path, samples=2, shard_size=1)
 
-    replace = os.replace
-
-    def failing(src, dst, *args, **kwargs):
-        if Path(dst).name.startswith("shard-"):
-            raise error
-        return replace(src, dst, *args, **kwargs)
-
-    monkeypatch.setattr(os, "replace", failing)
+    _shards_refused(monkeypatch, error)
     with pytest.raises(type(error)):
         cli_in_process("datasets", "generate", str(spec), "--out", str(tmp_path / "d"),
                        "--workers", "0", "--quiet")
@@ -721,19 +728,10 @@ def test_a_permission_taken_away_mid_generation_is_a_write_failure_there_only(
 
     from physml.interrupts import is_write_failure
 
-    spec = tmp_path / "spec.yaml"
-    spec.write_text("pde: advection1d\ngrid: [16]\nparameters: {beta: 0.5}\nt_end: 0.1\n"
-                    "n_saves: 3\ninitial_condition: {kind: pdebench_sines}\nsamples: 2\n"
-                    "shard_size: 1\n")
-    replace = os.replace
-
-    def refused(src, dst, *args, **kwargs):
-        if Path(dst).name.startswith("shard-"):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dst))
-        return replace(src, dst, *args, **kwargs)
-
+    spec = _advection_spec(tmp_path, samples=2, shard_size=1)
     with monkeypatch.context() as patch:
-        patch.setattr(os, "replace", refused)
+        _shards_refused(patch, PermissionError(errno.EACCES, os.strerror(errno.EACCES),
+                                               str(tmp_path / "d" / "train" / "shard-00000.h5")))
         stopped = cli_in_process("datasets", "generate", str(spec), "--out",
                                  str(tmp_path / "d"), "--workers", "0", "--quiet")
     assert stopped.returncode == 74 and "(Permission denied); the finished shards" in stopped.stderr
