@@ -90,3 +90,13 @@ def write_array(file: BinaryIO, array: np.ndarray, npy: bool = False) -> None:
         np.save(SimpleNamespace(write=file.write), array, allow_pickle=False)
     else:
         file.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+
+
+def array_writer(array: np.ndarray, npy: bool = False) -> Callable[[Path], None]:
+    """The ``write`` for :func:`atomic_write` that writes ``array`` to its file by
+    :func:`write_array` (raw, or ``.npy`` with ``npy``)."""
+    def write(path: Path) -> None:
+        with open(path, "wb") as file:
+            write_array(file, array, npy=npy)
+
+    return write

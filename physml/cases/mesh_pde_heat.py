@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components
 
-from ..datasets.atomic_files import write_array
+from ..datasets.atomic_files import array_writer, write_array
 from ..solvers import mesh as pm
 from ..solvers.mesh.pde import heat_stepper
 from ..torch_files import save_torch_file
@@ -96,11 +96,7 @@ def upgrade_frames(folder: Path, state: dict) -> None:
     them, so an interruption leaves one layout or the other, both resumable."""
     frames = [u.numpy() for u in state.pop("frames")]
     state["vertices"] = frames[0].shape[0]
-    def write(path: Path) -> None:
-        with open(path, "wb") as file:
-            write_array(file, np.stack(frames).astype(np.float64))
-
-    atomic_write(folder / FRAMES, write)
+    atomic_write(folder / FRAMES, array_writer(np.stack(frames).astype(np.float64)))
     save_torch_file(folder / CHECKPOINT, state)
 
 

@@ -90,7 +90,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets.atomic_files import write_array
+from ..datasets.atomic_files import array_writer
 from ..solvers.errors import BlowUpError
 from ..solvers.thermomigration_trajectory import Trajectory
 from .kind import CaseKind, OnStep
@@ -118,13 +118,6 @@ CHECKPOINT = "checkpoint.npz"
 STATES = "checkpoint_states"
 
 
-def _write_npy(path: Path, array: np.ndarray) -> None:
-    """``array`` as the ``.npy`` file ``path`` (:func:`~physml.datasets.atomic_files.write_array`:
-    a full disk is an ``OSError`` with its error number)."""
-    with open(path, "wb") as file:
-        write_array(file, array, npy=True)
-
-
 def _state_path(folder: Path, k: int) -> Path:
     return folder / STATES / f"{k:06d}.npy"
 
@@ -137,7 +130,7 @@ def _save_checkpoint(folder: Path, run: Trajectory, dt: float, wall_s: float,
     complete snapshots. Returns the count of snapshots now saved."""
     (folder / STATES).mkdir(exist_ok=True)
     for k in range(saved, len(run.states)):
-        atomic_write(_state_path(folder, k), lambda path, c=run.states[k]: _write_npy(path, c))
+        atomic_write(_state_path(folder, k), array_writer(run.states[k], npy=True))
 
     def write(path: Path) -> None:
         with open(path, "wb") as handle:
