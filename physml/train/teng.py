@@ -15,33 +15,17 @@ points on a quadrature grid and a network with a learnable cosine first layer: h
 runs ``iterations`` updates over ``subsample`` parameters, the points are uniform random, and
 the bundled cases' network is the fixed periodic embedding of
 :class:`~physml.models.PeriodicMLP`. Every value lives on one set of $n$ sample points $X$ drawn
-afresh each step, so the fits are least-squares problems in function space. A fit runs
-``iterations`` Gauss–Newton (natural-gradient) updates from the previous stage's parameters:
-with the residual $r = \text{target} - u_\theta(X)$ and a random subset $S$ of ``subsample``
-parameters,
-$$\delta_S = \arg\min_\delta \|J_S\,\delta - r\|_2,\quad
-J_S = \partial u_\theta(X)/\partial\theta_S \in\mathbb{R}^{n\times|S|},\quad
-\theta_S \leftarrow \theta_S + \delta_S.$$
-Each update is solved with Tikhonov damping $\lambda\|\delta\|^2$, from $\lambda$ = 1e-12 of
-the scale; one that would raise the residual is solved again with $\lambda$ growing 100-fold
-(Levenberg–Marquardt, :meth:`TENG.fit`):
-without it, one overshooting Gauss–Newton step of a small network on Burgers sent the
-parameters from norm 14 to 5e5 and the error to 25.
+afresh each step, so the fits are least-squares problems in function space: sub-sampled
+Gauss–Newton (natural-gradient) updates with Levenberg–Marquardt damping
+(:mod:`physml.train.gauss_newton`, :meth:`TENG.fit`). The network is evaluated, differentiated
+in $x$ and in $\theta$ as a function of the flat $\theta$ by :mod:`physml.train.flat_network`
+(which also states the memory its Jacobian takes); the initial condition is fitted by
+:mod:`physml.train.initial_fit` (:meth:`TENG.fit_initial`).
 
 The least-squares solve (``solver``, :mod:`physml.train.least_squares`): ``"dense"``, the thin
 SVD of $J_S$ with small singular values dropped; ``"gram"``, Cholesky of the smaller Gram
 matrix ($J_S^\top J_S$, or $J_SJ_S^\top$ in sample space when $n < |S|$: the Woodbury/SPRING
 form) with one refinement step; ``"auto"``: ``"gram"``. ``solver_used`` names the one used.
-
-Memory: $J_S$ is built in chunks of ``chunk`` points. For networks of linear layers (the
-MLPs here) a chunk costs one forward and one backward pass, $O(\text{chunk}\cdot w L)$ for
-width $w$ and depth $L$, plus its $\text{chunk}\cdot|S|$ columns (:mod:`physml.train.jacobian`);
-for other networks it holds its full Jacobian, $O(\text{chunk}\cdot p)$. The Gram solve in
-parameter space ($n \ge |S|$, the paper-scale cases) accumulates $J_S^\top J_S$ and
-$J_S^\top r$ chunk by chunk, so $J_S$ never exists in one piece: the peak is
-$O(|S|^2 + \text{chunk}\cdot|S|)$ floats, whatever $n$ (512² points x 1500 columns would be
-3.1 GB in float64; its Gram matrix is 18 MB). In sample space $J_S$ is kept, $O(n|S|)$ with
-$n < |S|$, no more than the Gram matrix of the other side. The dense SVD solve holds $J_S$.
 
 Fallbacks are counted in ``fallbacks`` (their causes in ``fallback_reasons``) and each kind is
 warned once per :class:`TENG` (``RuntimeWarning``): ``"full_jacobian"``, a Jacobian built by
@@ -49,12 +33,6 @@ warned once per :class:`TENG` (``RuntimeWarning``): ``"full_jacobian"``, a Jacob
 network is not one of linear layers each run once; ``"lstsq"``, a Gram solve whose damped
 matrix Cholesky could not factor, solved by least squares instead
 (:func:`~physml.train.least_squares.lstsq`, an SVD).
-
-The initial condition is fitted by Levenberg–Marquardt with variable projection on all
-parameters (:meth:`TENG.fit_initial`), down to ``tolerance`` (1e-10) on its points where the
-network can: 2.4e-10 for the 1D tests. The reduced 2D network (641 parameters) converges
-linearly and slowly, measured on fresh points: 1.4e-6 after 400 iterations, 2.0e-7 after 2000,
-2.5e-8 after 7800 (cases: ``training.teng.initial_iterations``).
 """
 
 from __future__ import annotations
@@ -66,38 +44,23 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call, jacrev, vmap
 
-from ..devices import Stopwatch, require_torch_device
-from ..models import MLP, FourierFeatureMLP, ModifiedMLP, PeriodicMLP
+from ..devices import require_torch_device
 from ..solvers.errors import BlowUpError, is_real, whole_number
 from ..solvers.timestepping import Tableau, tableau
-from .jacobian import LinearLayerJacobian, NotLinearLayers
-from .least_squares import MIN_DAMPING, GramSolver, SVDSolver, lstsq
+from . import gauss_newton, initial_fit
+from .flat_network import FlatNetwork
+from .flat_network import input_width as input_width
+from .gauss_newton import MAX_DAMPING as MAX_DAMPING
+from .gauss_newton import relative_error as relative_error
+from .gauss_newton import scaled_norm as scaled_norm
+from .initial_fit import FitProgress as FitProgress
+from .initial_fit import FitToleranceWarning as FitToleranceWarning
+from .jacobian import LinearLayerJacobian
+from .least_squares import GramSolver, SVDSolver
 
 PDES = ("heat", "allen_cahn", "burgers")
-MAX_DAMPING = 1e2  # largest relative Tikhonov damping of a fit update (see fit)
-
-_INPUT_WIDTH: dict[type[nn.Module], Callable[[nn.Module], int]] = {
-    MLP: lambda model: model.net[0].in_features,
-    ModifiedMLP: lambda model: model.encode_u.in_features,
-    FourierFeatureMLP: lambda model: model.frequencies.shape[0],
-    PeriodicMLP: lambda model: model.periodic.numel() + model.other.numel(),
-}
-
-
-def input_width(model: nn.Module) -> int | None:
-    """How many input columns ``model`` reads: its ``d_in`` if it is a network of
-    :mod:`physml.models`, else None (not known). :class:`TENG` checks its ``dim`` against it:
-    a :class:`~physml.models.PeriodicMLP` picks its columns by index, so points (n, d) with
-    d above its ``d_in`` would run, the extra coordinates left out of $u$."""
-    width = _INPUT_WIDTH.get(type(model))
-    return None if width is None else width(model)
-
-
-class FitToleranceWarning(RuntimeWarning):
-    """:meth:`TENG.fit_initial` stopped above its tolerance (the error reached is in the
-    message and in ``initial_error``)."""
+FALLBACKS = ("lstsq", "full_jacobian")  # the kinds counted in TENG.fallbacks
 
 
 @dataclass(frozen=True)
@@ -129,26 +92,6 @@ class TENGPDE:
         return out
 
 
-@dataclass(frozen=True)
-class FitProgress:
-    r"""One iteration of :meth:`TENG.fit_initial`, as its ``on_iteration`` callback sees it.
-
-    Attributes:
-        iteration: iterations done (1, 2, ...).
-        error: relative L2 error $\|u_\theta(X) - u_0(X)\| / \|u_0(X)\|$ on the fit's points.
-        damping: the Levenberg–Marquardt damping the next iteration starts from.
-        elapsed_s: seconds since the fit began (device-synchronised).
-    """
-
-    iteration: int
-    error: float
-    damping: float
-    elapsed_s: float
-
-
-FALLBACKS = ("lstsq", "full_jacobian")  # the kinds counted in TENG.fallbacks
-
-
 class TENG:
     """Time-evolving natural gradient for a network on a periodic box $[0, L)^d$.
 
@@ -168,7 +111,7 @@ class TENG:
         length: box length $L$ per axis, finite and > 0.
         dim: space dimension $d$ of the box $[0, L)^d$, >= 1.
         chunk: points per block of the Jacobian and of the right-hand side, >= 1 (the
-            memory it bounds: see the module docstring).
+            memory it bounds: see :mod:`physml.train.flat_network`).
         device: where the network and the points live ("cpu", "cuda", "cuda:N").
         seed: random stream of points and subsets, >= 0.
 
@@ -222,33 +165,15 @@ class TENG:
         for name, value in (("dt", dt), ("length", length)):
             if not (is_real(value) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}={value!r} must be a finite number > 0")
-        width = input_width(model)
-        if width not in (None, dim):
-            raise ValueError(f"dim={dim} does not match the model: its {type(model).__name__} "
-                             f"takes points of {width} coordinates; pass dim={width} or a model "
-                             f"of input width {dim}")
         self.device = torch.device(require_torch_device(device))
         self.model = model.to(self.device, torch.float64)
-        with torch.no_grad():
-            shape = self.model(torch.zeros(1, dim, dtype=torch.float64, device=self.device)).shape
-        if tuple(shape) != (1, 1):
-            raise ValueError(f"model maps one point to values of shape {tuple(shape)}; TENG "
-                             "evolves one scalar field: give a model of output width 1")
+        self.network = FlatNetwork(self.model, dim, self.device, self._fallback)
         self.pde = pde
         self.tableau = tableau(scheme) if isinstance(scheme, str) else scheme
         self.dt, self.n_points, self.iterations = dt, points, iterations
         self.solver, self.length, self.dim, self.chunk = solver, length, dim, chunk
-        self._names = [name for name, _ in self.model.named_parameters()]
-        self._shapes = [p.shape for _, p in self.model.named_parameters()]
-        self.theta = torch.cat([p.detach().reshape(-1) for p in self.model.parameters()])
+        self.theta = self.network.flat_parameters()
         self.solver_used = "dense" if solver == "dense" else "gram"
-        try:
-            self._outer_jacobian, self._full_jacobian_reason = (
-                LinearLayerJacobian.for_model(self.model, dim), "")
-        except NotLinearLayers as exc:
-            self._outer_jacobian, self._full_jacobian_reason = None, (
-                f"{exc}, so the Jacobian is built by vmap(jacrev) with all "
-                f"{self.theta.numel()} columns per point: O(chunk * p) memory, not O(chunk * |S|)")
         self.subsample = min(subsample, self.theta.numel())
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.t = 0.0
@@ -290,11 +215,7 @@ class TENG:
     def write_theta_to_model(self) -> nn.Module:
         """Copy ``theta`` into ``model``'s parameters and return the model (its own
         parameters otherwise keep their initial values)."""
-        params = self._params(self.theta)
-        with torch.no_grad():
-            for name, parameter in self.model.named_parameters():
-                parameter.copy_(params[name])
-        return self.model
+        return self.network.write(self.theta)
 
     def _fallback(self, kind: str, reason: str, count: int = 1) -> None:
         """Count ``count`` fallbacks of ``kind``; warn the first time in this object."""
@@ -304,57 +225,36 @@ class TENG:
             self._warned.add(kind)
             warnings.warn(f"TENG {kind} fallback: {reason}", RuntimeWarning, stacklevel=3)
 
-    # -- the network as a function of flat parameters ------------------------------------
-    def _params(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-        out, offset = {}, 0
-        for name, shape in zip(self._names, self._shapes):
-            size = math.prod(shape)
-            out[name] = theta[offset : offset + size].reshape(shape)
-            offset += size
-        return out
+    # -- the network as a function of flat parameters (physml.train.flat_network) -------
+    @property
+    def _outer_jacobian(self) -> LinearLayerJacobian | None:
+        return self.network.outer_jacobian
 
     def _scalar(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.model, self._params(theta), (x[None],))[0, 0]
+        return self.network.scalar(theta, x)
 
     def value(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         """$u_\\theta(X)$, shape (n,)."""
-        with torch.no_grad():
-            return functional_call(self.model, self._params(theta), (X,))[:, 0]
+        return self.network.value(theta, X)
 
     def rhs(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         """$F[u_\\theta](X)$, shape (n,), by exact automatic derivatives in x."""
-        grad_x = jacrev(self._scalar, argnums=1)
-        hess_x = jacrev(grad_x, argnums=1)
-        parts = []
-        for x in torch.split(X, self.chunk):
-            u = vmap(self._scalar, in_dims=(None, 0))(theta, x)
-            g = vmap(grad_x, in_dims=(None, 0))(theta, x)
-            lap = vmap(hess_x, in_dims=(None, 0))(theta, x).diagonal(dim1=-2, dim2=-1).sum(-1)
-            parts.append(self.pde.rhs(u, g, lap).detach())
-        return torch.cat(parts)
+        return self.network.rhs(theta, X, self.pde.rhs, self.chunk)
 
     def jacobian_blocks(self, theta: torch.Tensor, X: torch.Tensor,
                         columns: torch.Tensor) -> Iterator[torch.Tensor]:
         """$\\partial u_\\theta(X)/\\partial\\theta_S$ for the parameter indices ``columns``, in
-        row blocks of at most ``chunk`` points, shape (chunk, |S|) each (see the memory note in
-        the module docstring): by outer products for networks of linear layers
-        (:mod:`physml.train.jacobian`), else by ``vmap(jacrev)`` (a ``"full_jacobian"``
-        fallback)."""
-        if self._outer_jacobian is not None:
-            params = self._params(theta)
-            for x in torch.split(X, self.chunk):
-                block = torch.empty(columns.numel(), x.shape[0], dtype=x.dtype, device=x.device)
-                self._outer_jacobian.transposed(params, x, columns, block)
-                yield block.T
-        else:
-            self._fallback("full_jacobian", self._full_jacobian_reason)
-            jac = vmap(jacrev(self._scalar, argnums=0), in_dims=(None, 0))
-            for x in torch.split(X, self.chunk):
-                yield jac(theta, x)[:, columns].detach()
+        row blocks of at most ``chunk`` points, shape (chunk, |S|) each
+        (:meth:`~physml.train.flat_network.FlatNetwork.jacobian_blocks`)."""
+        return self.network.jacobian_blocks(theta, X, columns, self.chunk)
 
     def jacobian(self, theta: torch.Tensor, X: torch.Tensor, columns: torch.Tensor):
         """The blocks of :meth:`jacobian_blocks` in one piece, shape (n, |S|)."""
-        return torch.cat(list(self.jacobian_blocks(theta, X, columns)))
+        return self.network.jacobian(theta, X, columns, self.chunk)
+
+    def output_columns(self) -> torch.Tensor:
+        r"""Indices in $\theta$ of the last linear layer (the network is linear in them)."""
+        return self.network.output_columns()
 
     # -- least squares ------------------------------------------------------------------
     def least_squares(self, theta: torch.Tensor, X: torch.Tensor, columns: torch.Tensor,
@@ -365,48 +265,15 @@ class TENG:
         return kind(self.jacobian_blocks(theta, X, columns), r)
 
     def fit(self, theta: torch.Tensor, X: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``iterations`` sub-sampled Gauss–Newton updates of ``theta`` towards ``target``.
-
-        An update is kept only if it lowers the residual on ``X``; otherwise the damping grows
-        100-fold from ``MIN_DAMPING`` (Levenberg–Marquardt) and the update is solved again, up
-        to ``MAX_DAMPING``, past which the iteration leaves ``theta`` as it is. The first try
-        is damped at ``MIN_DAMPING`` (1e-12 of the scale: Gauss–Newton with a floor that keeps
-        the normal equations positive definite), and where it lowers the residual it is kept.
-        The residuals'
-        norms are taken scaled (:func:`scaled_norm`), so finite values compare whatever their size.
+        """``iterations`` sub-sampled Gauss–Newton updates of ``theta`` towards ``target``
+        (:func:`~physml.train.gauss_newton.fit`).
 
         Raises:
             BlowUpError: the residual's norm is not finite, or no damping gives an update
                 whose residual's norm is: no update could be kept, and ``theta`` would stay
                 frozen while the run went on (the step is that of :meth:`step`).
         """
-        theta = theta.clone()
-        p = theta.numel()
-        for _ in range(self.iterations):
-            columns = torch.randperm(p, generator=self.generator)[: self.subsample].to(self.device)
-            r = target - self.value(theta, X)
-            residual, damping, finite = scaled_norm(r), MIN_DAMPING, False
-            if not math.isfinite(residual):
-                raise self._blow_up(f"is too far from a fit's target: the residual's norm is "
-                                    f"{residual}")
-            solver = self.least_squares(theta, X, columns, r)
-            while damping <= MAX_DAMPING:
-                trial = theta.clone()
-                trial[columns] += solver.solve(damping)
-                self.solves += 1
-                trial_residual = scaled_norm(target - self.value(trial, X))
-                finite = finite or math.isfinite(trial_residual)
-                if trial_residual < residual:
-                    theta = trial
-                    break
-                damping *= 100
-            if not finite:
-                raise self._blow_up(f"became NaN/Inf in every update of a fit (relative "
-                                    f"damping {MIN_DAMPING:.0e} to {MAX_DAMPING:.0e})")
-            self.solve_seconds += solver.seconds
-            if isinstance(solver, GramSolver) and solver.lstsq_fallbacks:
-                self._fallback("lstsq", solver.fallback_reason, solver.lstsq_fallbacks)
-        return theta
+        return gauss_newton.fit(self, theta, X, target)
 
     def sample(self, n: int) -> torch.Tensor:
         """Uniform random points in the box, shape (n, dim)."""
@@ -458,11 +325,7 @@ class TENG:
                                    "network and the initial condition") if good else
                                   "theta holds NaN/Inf before the step: set a finite theta")
 
-    def run(
-        self,
-        t_end: float,
-        on_step: Callable[[TENG], None] | None = None,
-    ) -> None:
+    def run(self, t_end: float, on_step: Callable[[TENG], None] | None = None) -> None:
         """Step until ``t_end`` (a whole number of steps from the current time)."""
         if not (is_real(t_end) and math.isfinite(t_end)):
             raise ValueError(f"t_end={t_end!r} must be a finite number")
@@ -474,17 +337,6 @@ class TENG:
             if on_step is not None:
                 on_step(self)
 
-    def output_columns(self) -> torch.Tensor:
-        r"""Indices in $\theta$ of the last linear layer (the network is linear in them)."""
-        last = [name for name, m in self.model.named_modules() if isinstance(m, nn.Linear)][-1]
-        columns, offset = [], 0
-        for name, shape in zip(self._names, self._shapes):
-            size = math.prod(shape)
-            if name.rsplit(".", 1)[0] == last:
-                columns.append(torch.arange(offset, offset + size))
-            offset += size
-        return torch.cat(columns).to(self.device)
-
     def fit_initial(
         self,
         u0: Callable[[torch.Tensor], torch.Tensor],
@@ -493,16 +345,15 @@ class TENG:
         max_iterations: int = 400,
         on_iteration: Callable[[FitProgress], None] | None = None,
     ) -> float:
-        r"""Fit all parameters to ``u0`` on random points; returns the relative L2 error on fresh
+        """Fit all parameters to ``u0`` on random points; returns the relative L2 error on fresh
         points, also kept in ``initial_error`` (the fitted parameters are ``theta``: with
         :meth:`state_dict` a run can checkpoint here and resume straight into time stepping).
 
-        Each iteration is a Levenberg–Marquardt step (the damped system solved by QR,
-        $[J; \sqrt{\lambda s}I]\delta = [r; 0]$, not by normal equations, which would square
-        the conditioning) followed by the exact least-squares solve for the output layer
-        (variable projection); it stops when the training error reaches ``tolerance``, after
-        ``max_iterations``, or when no damping up to 1e8 lowers the error; stopped above
-        ``tolerance``, it warns (:class:`FitToleranceWarning`) with the training error reached.
+        Levenberg–Marquardt with variable projection
+        (:func:`~physml.train.initial_fit.fit_initial`), until the training error reaches
+        ``tolerance``, after ``max_iterations``, or when no damping up to 1e8 lowers the error;
+        stopped above ``tolerance``, it warns (:class:`FitToleranceWarning`) with the training
+        error reached.
 
         Args:
             u0: the initial condition, points (n, dim) -> finite values (n,), not zero at
@@ -513,88 +364,6 @@ class TENG:
             on_iteration: called after every iteration with its :class:`FitProgress` (for
                 progress lines: the fit takes minutes for the 2D cases).
         """
-        points, max_iterations = (whole_number(value, name, least) for name, value, least in (
-            ("points", points, 1), ("max_iterations", max_iterations, 0)))
-        if not (is_real(tolerance) and math.isfinite(tolerance) and tolerance >= 0):
-            raise ValueError(f"tolerance={tolerance!r} must be a finite number >= 0")
-        X = self.sample(points)
-        target = _initial_values(u0, X)
-        theta, damping, ran = self.theta.clone(), 1e-3, 0
-        error = relative_error(self.value(theta, X) - target, target)
-        with Stopwatch(self.device) as watch:
-            for iteration in range(1, max_iterations + 1):
-                if error <= tolerance or damping > 1e8:
-                    break
-                theta, error, damping = self._initial_fit_step(theta, X, target, error, damping)
-                ran = iteration
-                if on_iteration is not None:
-                    on_iteration(FitProgress(iteration, error, damping, watch.read()))
-        self.theta = theta
-        if error > tolerance:
-            why = ("no damping up to 1e8 lowered it: loosen tolerance or widen the network"
-                   if damping > 1e8 else "raise max_iterations or loosen tolerance")
-            warnings.warn(f"TENG.fit_initial stopped at training error {error:.3e} > "
-                          f"tolerance={tolerance:g} after {ran} iterations (max_iterations="
-                          f"{max_iterations}); {why}", FitToleranceWarning, stacklevel=2)
-        test = self.sample(points)
-        reference = _initial_values(u0, test)
-        self.initial_error = relative_error(self.value(theta, test) - reference, reference)
+        self.theta, self.initial_error = initial_fit.fit_initial(
+            self, u0, points, tolerance, max_iterations, on_iteration)
         return self.initial_error
-
-    def _initial_fit_step(self, theta: torch.Tensor, X: torch.Tensor, target: torch.Tensor,
-                          error: float, damping: float) -> tuple[torch.Tensor, float, float]:
-        """One iteration of :meth:`fit_initial` from ``theta`` (training ``error``): the damping
-        grows 4-fold until a step lowers the error (then it shrinks 3-fold for the next), or
-        passes 1e8, which leaves ``theta`` as it is. Returns (theta, error, damping)."""
-        p = theta.numel()
-        J = self.jacobian(theta, X, torch.arange(p, device=self.device))
-        r = target - self.value(theta, X)
-        scale = float(J.square().sum(0).mean())
-        zeros = torch.zeros(p, dtype=target.dtype, device=self.device)
-        eye = torch.eye(p, dtype=target.dtype, device=self.device)
-        output = self.output_columns()
-        while damping <= 1e8:
-            A = torch.cat([J, math.sqrt(damping * scale) * eye])
-            trial = theta + lstsq(A, torch.cat([r, zeros]), full_rank=True)  # damped
-            rest = target - self.value(trial, X)
-            J_out = self.jacobian(trial, X, output)
-            trial[output] += lstsq(J_out, rest)
-            trial_error = relative_error(self.value(trial, X) - target, target)
-            if trial_error < error:
-                return trial, trial_error, max(damping / 3, 1e-15)
-            damping *= 4
-        return theta, error, damping
-
-
-def _initial_values(u0: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor) -> torch.Tensor:
-    """``u0(X)``, shape (n,), refused unless it is a tensor of that shape, finite, and not
-    zero at every point (a ValueError naming u0)."""
-    values = u0(X)
-    if not isinstance(values, torch.Tensor) or values.shape != (len(X),):
-        raise ValueError(f"u0 returned {tuple(getattr(values, 'shape', ()))} values for "
-                         f"{len(X)} points; expected a tensor of shape ({len(X)},)")
-    bad = int((~torch.isfinite(values)).sum())
-    if bad:
-        raise ValueError(f"u0 returned NaN/Inf at {bad} of {len(X)} points; the initial "
-                         "condition must be finite")
-    if not values.any():
-        raise ValueError(f"u0 is zero at all {len(X)} points: the fit's relative error "
-                         "||u - u0|| / ||u0|| is undefined; give a nonzero initial condition")
-    return values
-
-
-def scaled_norm(v: torch.Tensor) -> float:
-    r"""$\|v\|_2$ as $m\,\|v/m\|_2$, $m = \max_i|v_i|$: inf only where the norm itself is
-    beyond the float range (the plain norm overflows once $|v_i| \gtrsim 10^{154}$), NaN or
-    inf where ``v`` holds NaN or Inf."""
-    scale = v.abs().max()
-    if not (torch.isfinite(scale) and scale > 0):
-        return float(v.norm())
-    return float(scale * (v / scale).norm())
-
-
-def relative_error(error: torch.Tensor, reference: torch.Tensor) -> float:
-    r"""$\|e\|_2 / \|r\|_2$ with both norms scaled (:func:`scaled_norm`: finite for finite
-    values however large); inf for a zero reference."""
-    size = scaled_norm(reference)
-    return scaled_norm(error) / size if size else math.inf
