@@ -76,7 +76,7 @@ from .linalg_bridge import one_cotangent_only
 from .solvers import step_adjoint
 from .solvers.base import GridSolver
 from .solvers.checks import check_counts
-from .solvers.errors import BlowUpError, whole_number
+from .solvers.errors import BlowUpError, UnstableStepError, whole_number
 from .solvers.host_threads import ForkSafeLock
 from .solvers.rk_stages import StageWork
 
@@ -318,6 +318,11 @@ _PER_SAMPLE_GRADIENTS = (
     "batch (B, *grid.shape) in one call and differentiate the sum of the per-sample losses; "
     "the samples are independent, so each sample's gradient is its own")
 
+_FORWARD_MODE = (
+    "forward-mode differentiation (torch.func.jvp, jacfwd, torch.autograd.forward_ad) of a "
+    "rollout is not supported: its derivative is the reverse-mode Warp adjoint; use "
+    "torch.func.vjp, jacrev or torch.autograd.grad")
+
 
 class _Held:
     """The states a forward pass keeps for its backward pass (``held``: step -> flat state)
@@ -338,8 +343,26 @@ def _check_values(solver: GridSolver, u0: torch.Tensor, values: tuple[torch.Tens
         solver.check_parameter_values(name, value.detach().cpu().numpy())
     states = u0.detach().cpu().numpy().reshape(-1, solver.grid.size).astype("float64")
     solver.check_state(states)
-    for b in range(states.shape[0]):
-        solver.sample_solver(params, b, solver.dt).check_stability(states[b])
+    batch = states.shape[0]
+    for b in range(batch):
+        try:
+            solver.sample_solver(params, b, solver.dt).check_stability(states[b])
+        except UnstableStepError as error:
+            if batch == 1:
+                raise
+            raise UnstableStepError(
+                f"sample {b} of the batch of {batch}{_sample_values(solver, values, b, batch)}: "
+                f"{error} (where a network sets the states or parameters, bound its output)",
+                dt=error.dt, dt_max=error.dt_max) from None
+
+
+def _sample_values(solver: GridSolver, values: tuple[torch.Tensor, ...], b: int, batch: int
+                   ) -> str:
+    """`` (nu=10)``: sample ``b``'s per-sample parameters (shape ``(batch,)``), for a message;
+    empty when none is given per sample."""
+    named = [f"{name}={float(value[b]):.6g}" for name, value in zip(solver.parameter_names, values)
+             if value.shape == (batch,)]
+    return f" ({', '.join(named)})" if named else ""
 
 
 class _Rollout(torch.autograd.Function):
@@ -405,6 +428,10 @@ class _Rollout(torch.autograd.Function):
         return (None, None, None, None, None, None,
                 *_Adjoint.apply(ctx.solver, ctx.n_steps, ctx.save_every, ctx.keep_every,
                                 ctx.memory, ctx.held, grad_out, u0, *values))
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise NotImplementedError(_FORWARD_MODE)
 
     @staticmethod
     def vmap(info, in_dims, solver, n_steps, save_every, segment, memory, store, u0, *values):

@@ -279,3 +279,17 @@ def test_a_cuda_tensor_under_a_side_stream_is_refused_before_warp_reads_it(monke
     with pytest.raises(ValueError, match=r"u0: PyTorch's current stream on cuda:0 is not its "
                                          r"default stream.*outside `with torch.cuda.stream"):
         require_tensor_device("u0", tensor)
+
+
+def test_forward_mode_differentiation_of_a_rollout_is_refused_naming_reverse_mode():
+    u = torch.rand(16, dtype=torch.float64)
+    with pytest.raises(NotImplementedError, match=r"forward-mode .* use torch\.func\.vjp"):
+        torch.func.jvp(lambda v: bridge.rollout(_heat(), v, 4, 2)[-1], (u,), (torch.ones_like(u),))
+
+
+def test_an_unstable_sample_of_a_batch_is_named_with_its_parameters():
+    u = torch.zeros(3, 16, dtype=torch.float64)
+    nu = torch.tensor([0.01, 10.0, 0.01], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"sample 1 of the batch of 3 \(nu=10\): dt=.*bound "
+                                         r"its output"):
+        bridge.rollout(_heat(), u, 4, parameters={"nu": nu})
