@@ -8,8 +8,9 @@ All map coordinates of shape ``(n, d_in)`` to fields of shape ``(n, d_out)``.
 * :class:`PeriodicMLP`: an MLP on $\cos, \sin$ of the periodic inputs (the others passed
   through): periodic by construction in those inputs.
 * :class:`ModifiedMLP`: the gated network of Wang, Teng & Perdikaris (2021):
-  $U = \sigma(W_u x + b_u)$, $V = \sigma(W_v x + b_v)$, $H_1 = \sigma(W_1 x + b_1)$,
-  $Z_k = \sigma(W_k H_k + b_k)$, $H_{k+1} = (1 - Z_k)\odot U + Z_k\odot V$, output $W H + b$.
+  $U = \sigma(W_u x + b_u)$, $V = \sigma(W_v x + b_v)$, $H_1 = \sigma(W_0 x + b_0)$, then for
+  $k = 1, \dots, \text{depth} - 1$: $Z_k = \sigma(W_k H_k + b_k)$,
+  $H_{k+1} = (1 - Z_k)\odot U + Z_k\odot V$; output $W H_\text{depth} + b$.
 
 :func:`build_model` builds each of them (and the two-branch network of any of them) from the
 names a case file uses (``MODELS``); runners call it, so every kind a case may name is built
@@ -93,12 +94,20 @@ class FourierFeatureMLP(nn.Module):
 
 
 class ModifiedMLP(nn.Module):
-    """The gated MLP of Wang, Teng & Perdikaris (see the module docstring)."""
+    """The gated MLP of Wang, Teng & Perdikaris (see the module docstring): ``depth`` hidden
+    layers, the first giving $H_1$ and each other a gate $Z_k$.
+
+    Raises:
+        ValueError: ``depth`` below 2 (no gate: $U$ and $V$ would go unused).
+    """
 
     def __init__(
         self, d_in: int, d_out: int, width: int = 32, depth: int = 4, act: str = "tanh"
     ) -> None:
         super().__init__()
+        if depth < 2:
+            raise ValueError(f"depth={depth}: the modified MLP needs depth >= 2 (a first "
+                             "layer and at least one gate)")
         self.encode_u = _linear(d_in, width)
         self.encode_v = _linear(d_in, width)
         self.hidden = nn.ModuleList(
@@ -109,8 +118,8 @@ class ModifiedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u, v = self.act(self.encode_u(x)), self.act(self.encode_v(x))
-        h = x
-        for layer in self.hidden:
+        h = self.act(self.hidden[0](x))
+        for layer in self.hidden[1:]:
             z = self.act(layer(h))
             h = (1 - z) * u + z * v
         return self.out(h)

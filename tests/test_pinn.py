@@ -1055,3 +1055,22 @@ def test_evaluate_takes_its_derivatives_under_no_grad_too():
     with torch.no_grad():
         quiet = trainer.evaluate()
     assert quiet == trainer.evaluate() and np.isfinite(quiet["residual_rms"])
+
+
+def test_the_modified_mlp_is_the_gated_network_of_wang_teng_and_perdikaris():
+    """$H_1 = \\sigma(W_0 x + b_0)$, then gates $Z_k = \\sigma(W_k H_k + b_k)$ and
+    $H_{k+1} = (1 - Z_k) U + Z_k V$, computed here from the model's own weights."""
+    torch.manual_seed(0)
+    model = build_model("modified", 2, 1, width=8, depth=3).double()
+    x = torch.rand(50, 2, dtype=torch.float64)
+    u, v = torch.tanh(model.encode_u(x)), torch.tanh(model.encode_v(x))
+    h = torch.tanh(x @ model.hidden[0].weight.T + model.hidden[0].bias)
+    for layer in model.hidden[1:]:
+        z = torch.tanh(h @ layer.weight.T + layer.bias)
+        h = (1 - z) * u + z * v
+    torch.testing.assert_close(model(x), h @ model.out.weight.T + model.out.bias,
+                               rtol=1e-14, atol=1e-14)
+    with pytest.raises(ValueError, match="depth >= 2"):
+        build_model("modified", 2, 1, width=8, depth=1)
+    with pytest.raises(ValueError, match="model.depth=1: kind 'modified' needs depth >= 2"):
+        load_case("burgers", ["model.kind=modified", "model.depth=1"])

@@ -316,6 +316,13 @@ class ModelSpec(KindSection):
     fourier_scale: float = Field(1.0, gt=0)
     harmonics: int = Field(1, gt=0, description="periodic embedding frequencies")
 
+    @model_validator(mode="after")
+    def _gated_depth(self) -> ModelSpec:
+        if self.kind == "modified" and self.depth < 2:
+            raise ValueError(f"model.depth={self.depth}: kind 'modified' needs depth >= 2 (a "
+                             "first layer and at least one gate)")
+        return self
+
 
 class EvaluationSpec(Section):
     every: int = Field(500, gt=0)
