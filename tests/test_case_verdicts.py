@@ -86,15 +86,15 @@ def test_a_heat_run_passes_once_the_first_mode_dominates_and_draws_its_decay(tmp
 
 
 def test_a_heat_run_reads_its_rate_before_the_deviation_stalls_at_round_off(tmp_path):
-    """From t = 27 the implicit step's change is below the solve's tolerance and the
-    deviation stays at 2.8e-13: the rate comes from the last interval above round-off, not
-    from the last two saves (a rate of 0, a false fail), and the headline says so."""
+    """From t = 27 the deviation is round-off (below 5e-13), changing by the solves'
+    tolerance only: the rate comes from the last interval above round-off, not from the last
+    two saves (a rate near 0, a false fail), and the headline says so."""
     case = load_case("heat_surface", ["variant=quick", "time.dt=0.05", "time.steps=600",
                                       "time.save_every=20", f"output.folder={tmp_path}"])
     folder, summary = run_case(case)
     deviation = [r["deviation"] for r in
                  json.loads((folder / "metrics.json").read_text())["history"]]
-    assert deviation[-1] == deviation[-2] < 1e-12  # the stall the rate must not be read in
+    assert max(deviation[-4:]) < 5e-13  # the round-off the rate must not be read in
     assert summary["passed"] and summary["decay_rate_error"] < 1e-4
     start, end = summary["decay_rate_interval"]
     assert end - start == pytest.approx(1.0) and 15 < end < summary["t"] == 30

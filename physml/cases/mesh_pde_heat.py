@@ -164,10 +164,9 @@ misses it (``quick`` stopped at t = 1: 2.4e-2)."""
 
 ROUNDOFF_DEVIATION = 1e-10
 """A heat run's $\\|u - \\bar u\\|_M$ at most this fraction of $\\max|u_0|\\,|\\Omega|^{1/2}$
-is round-off: a constant field gives about $10^{-16}$, and a decaying one stops at about
-$10^{-12}$, where the implicit step's change falls below the solve's tolerance and u stops
-changing (the quick variant from t = 25); far below any perturbation whose decay is
-measured."""
+is round-off: a constant field gives about $10^{-16}$, and a decaying one levels off at about
+$10^{-12}$, where the implicit step's change is of the order of the solve's tolerance (the
+quick variant from t = 25); far below any perturbation whose decay is measured."""
 
 
 def heat_summary(case: MeshPDECase, history: list[dict], K, M, closed: bool) -> dict:

@@ -34,6 +34,11 @@ _OTHER_CELLS = {3: {"quad", "polygon", "quad8", "quad9", "triangle6"},
                 4: {"hexahedron", "wedge", "pyramid", "tetra10", "hexahedron20"}}
 """Cells of the same dimension as the kept ones that a mesh cannot hold: refused, since
 dropping them would drop part of the domain."""
+_HIGHER_ORDER = re.compile(
+    r"(line|triangle|quad|tetra|hexahedron|wedge|pyramid)\d+|VTK_LAGRANGE_.*")
+"""meshio's names of second- and higher-order (curved) cells, nodes on their edges or inside:
+``triangle6``, ``tetra10``, ``line3``, ... (the base name and the number of nodes), and VTK's
+Lagrange cells."""
 _ONE_CELL_TYPE = {".stl": "triangle", ".off": "triangle", ".ply": "triangle", ".wkt": "triangle",
                   ".obj": "triangle", ".node": "tetra", ".ele": "tetra"}
 """Extensions whose meshio writers hold one of the two cell types only: meshio skips the other
@@ -68,7 +73,8 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
             meshio's reason where it gives one; a legacy VTK ``POLYDATA`` file with what to
             convert it to), or, an extension meshio does not read, with the formats allowed;
             an ``.obj`` file with a face that is not a triangle or a line that does not parse
-            (naming the line); or the file holds no triangles or tetrahedra, or the mesh is
+            (naming the line); or the file holds no triangles or tetrahedra (second-order
+            cells such as ``triangle6`` or ``tetra10``: a message saying so), or the mesh is
             degenerate (the message names the file; a
             :class:`~physml.solvers.mesh.checks.RepairableMeshError` where ``repair`` would
             fix it).
@@ -80,10 +86,15 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
     k = 4 if any(b.type == "tetra" for b in data.cells) else 3
     blocks = [i for i, b in enumerate(data.cells) if b.type == _CELL_TYPES[k]]
     if not blocks:
-        raise ValueError(
-            f"mesh file {str(path)!r} holds no triangles or tetrahedra "
-            f"(cell types: {sorted({b.type for b in data.cells})})"
-        )
+        types = sorted({b.type for b in data.cells})
+        if any(_HIGHER_ORDER.fullmatch(t) for t in types):
+            raise ValueError(
+                f"mesh file {str(path)!r} holds second- or higher-order (curved) cells (cell "
+                f"types: {types}), which are not supported: physml's meshes are first-order "
+                "triangles or tetrahedra; export a first-order mesh (Gmsh: -order 1, or "
+                "Mesh.ElementOrder = 1)")
+        raise ValueError(f"mesh file {str(path)!r} holds no triangles or tetrahedra "
+                         f"(cell types: {types})")
     others = sorted({b.type for b in data.cells if b.type in _OTHER_CELLS[k]})
     if others:
         raise ValueError(
