@@ -303,7 +303,10 @@ class Intersection(_Combined):
 
 class Difference(_Combined):
     """$A\\setminus B$ (the closure of; $B$'s boundary inside $A$ becomes boundary) of the
-    domains ``a`` (A) and ``b`` (B), of the same dimension.
+    domains ``a`` (A) and ``b`` (B), of the same dimension. A part of A is kept where neither
+    the point nor the point a step of $10^{-6}$ times the larger diameter inward from it lies
+    in B's interior (so no boundary point lies in B's interior, and a face B touches from
+    outside stays).
 
     Raises:
         ValueError: ``a`` and ``b`` differ in dimension, both have a boundary part of one
@@ -320,11 +323,12 @@ class Difference(_Combined):
     def distance(self, P):
         return r_and(self.a.distance(P), -self.b.distance(P))
 
-    def _parts_of_a(self):  # kept unless B holds the side of A just inside: a face B touches
-        step = 1e-6 * max(self.a.diameter, self.b.diameter)  # from outside stays, one B
-        # covers goes
-        return [_restricted(p, lambda P, p=p: ~_member(self.b, self.b.interior,
-                                                        P - step * p.normal(P)), False)
+    def _parts_of_a(self):  # dropped where B's interior holds the point or the side of A
+        step = 1e-6 * max(self.a.diameter, self.b.diameter)  # just inside it: a face B
+        # touches from outside stays, one B covers goes, one B cuts into goes however shallow
+        # or oblique the cut
+        return [_restricted(p, lambda P, p=p: ~_member(self.b, self.b.interior, P)
+                            & ~_member(self.b, self.b.interior, P - step * p.normal(P)), False)
                 for p in self.a.parts()]
 
     def _parts_of_b(self):

@@ -17,6 +17,11 @@ Distance functions ($> 0$ inside, $0$ on the boundary):
 * tetrahedra: the same over the boundary triangles, each trimmed by the disc about its centroid
   that holds its vertices (zero on that disc: exact on flat faces, an approximation where the
   surface bends, whose error shrinks with the facet size).
+
+Both are computed on the scale $s$, half the largest side of the bounding box (the
+unit-scale formulas on the coordinates divided by $s$, times $s$): a mesh scaled by $\lambda$
+has $\lambda\varphi$ at the scaled points, and a mesh with $s = 1$ (in $[-1, 1]^d$) the
+unit-scale $\varphi$.
 """
 
 from __future__ import annotations
@@ -230,8 +235,12 @@ class MeshDomain(Geometry):
 
     def _triangles_distance(self, P):
         r"""The R-equivalence of the boundary triangles' trimmed plane distances, signed by
-        the ray crossings (see the module docstring)."""
+        the ray crossings: with $p_i$ the signed distance to triangle i's plane and
+        $t_i = (\rho_i^2 - |x - c_i|^2)/(2\rho_i)$ its trimming term (disc of centre $c_i$ and
+        radius $\rho_i$), $\varphi_i^2 = p_i^2 + ((\sqrt{t_i^2 + p_i^4/s^2} - t_i)/2)^2$, $s$
+        half the largest side of the bounding box (see the module docstring)."""
         V, centre, radius = self.facet_vertices, self.facet_centres, self.facet_radii
+        scale = 0.5 * float(np.ptp(self.bounds, axis=1).max())
         is_tensor = isinstance(P, torch.Tensor)
         sign = np.where(self._odd(P.detach().cpu().numpy() if is_tensor else P), 1.0, -1.0)
         if is_tensor:
@@ -242,7 +251,7 @@ class MeshDomain(Geometry):
             n, c, a, sqrt = self.facet_normals, centre, V[:, 0], np.sqrt
         plane = ((P[:, None, :] - a[None]) * n[None]).sum(-1)
         trim = (radius**2 - ((P[:, None, :] - c[None]) ** 2).sum(-1)) / (2 * radius)
-        bump = (sqrt(trim * trim + plane**4) - trim) / 2
+        bump = (sqrt(trim * trim + plane**4 / scale**2) - trim) / 2
         face = plane * plane + bump * bump
         with np.errstate(divide="ignore"):
             inverse = (1 / face).sum(1)

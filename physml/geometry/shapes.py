@@ -8,11 +8,14 @@ Distance functions ($> 0$ inside, $0$ on the boundary):
 * :class:`Ball`: $\varphi = (r^2 - |x - c|^2) / (2r)$ (first order exact at the boundary).
 * :class:`Polygon`: the R-equivalence $\varphi = (\sum_i \varphi_i^{-2})^{-1/2}$ of the
   trimmed distance functions $\varphi_i$ of its edges (Sukumar & Srivastava 2022; smooth
-  inside, normalised to first order), signed by the crossing number.
+  inside, normalised to first order), signed by the crossing number; computed on the scale
+  $s$, half the largest side of the bounding box, so a polygon scaled by $\lambda$ has
+  $\lambda\varphi$ (:func:`segments_distance`).
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -141,9 +144,12 @@ class Rectangle(Box):
 class Ball(Geometry):
     """The ball $|x - c| \\le r$ in 2 (disk) or 3 dimensions; one boundary part, ``name``.
 
+    Membership allows $10^{-12}\\max(r, |c|_\\infty)$ for rounding (a point on the rim of a
+    small ball far from the origin is rounded on the scale of $|c|$).
+
     Args:
         centre: $c$, one entry per dimension.
-        radius: $r > 0$.
+        radius: $r > 0$, a number.
         name: the boundary part's name.
     """
 
@@ -154,20 +160,24 @@ class Ball(Geometry):
             raise ValueError(f"{kind}: centre {self.centre.tolist()} needs 2 or 3 entries")
         if not np.isfinite(self.centre).all():
             raise ValueError(f"{kind}: centre {self.centre.tolist()} must be finite")
+        if isinstance(radius, bool) or not isinstance(radius, numbers.Real):
+            raise ValueError(f"{kind}: radius={radius!r} must be a number (> 0 and finite), "
+                             f"not a {type(radius).__name__}")
         if not 0 < radius < np.inf:
             raise ValueError(f"{kind}: radius={radius} must be > 0 and finite")
         self.radius, self.name, self.dim = float(radius), name, len(self.centre)
         self.bounds = np.stack([self.centre - radius, self.centre + radius], axis=1)
+        self._slack = 1e-12 * max(self.radius, float(np.abs(self.centre).max()))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(centre={self.centre.tolist()}, radius={self.radius}, "
                 f"name={self.name!r})")
 
     def inside(self, P):
-        return np.linalg.norm(P - self.centre, axis=1) <= self.radius * (1 + 1e-12)
+        return np.linalg.norm(P - self.centre, axis=1) <= self.radius + self._slack
 
     def interior(self, P):
-        return np.linalg.norm(P - self.centre, axis=1) < self.radius * (1 - 1e-9)
+        return np.linalg.norm(P - self.centre, axis=1) < self.radius * (1 - 1e-9) - self._slack
 
     def distance(self, P):
         c = self.centre
@@ -352,7 +362,13 @@ def segments_distance(P, A: np.ndarray, B: np.ndarray):
     r"""Signed distance function of the region bounded by the segments $A_i B_i$ (any number
     of closed loops, any orientation): the R-equivalence $(\sum_i \varphi_i^{-2})^{-1/2}$ of
     the segments' trimmed distance functions $\varphi_i$ (Sukumar & Srivastava 2022), positive
-    where a ray from the point crosses the segments an odd number of times.
+    where a ray from the point crosses the segments an odd number of times. With $\ell_i$ the
+    signed distance to segment i's line and $t_i = (L_i^2/4 - |x - c_i|^2)/L_i$ its trimming
+    term (length $L_i$, midpoint $c_i$), $\varphi_i = \sqrt{\ell_i^2 + b_i^2}$,
+    $b_i = (\sqrt{t_i^2 + \ell_i^4/s^2} - t_i)/2$, where $s$ is half the largest side of
+    the segments' bounding box: the unit-scale formula on the coordinates divided by $s$, times
+    $s$, so the region scaled by $\lambda$ has $\lambda\varphi$ at the scaled points (a
+    distance at every scale; bitwise the unit-scale formula where $s = 1$).
 
     Args:
         P: points ``(n, 2)``, a NumPy array or a tensor (the result follows its type).
@@ -363,6 +379,7 @@ def segments_distance(P, A: np.ndarray, B: np.ndarray):
     """
     xp = _module(P)
     x, y = P[:, 0:1], P[:, 1:2]
+    scale = 0.5 * float(np.ptp(np.concatenate([A, B]), axis=0).max())
     ax, ay, bx, by = A[:, 0], A[:, 1], B[:, 0], B[:, 1]
     length = np.hypot(bx - ax, by - ay)
     cx, cy = 0.5 * (ax + bx), 0.5 * (ay + by)
@@ -371,7 +388,7 @@ def segments_distance(P, A: np.ndarray, B: np.ndarray):
                                           for v in (ax, ay, bx, by, length, cx, cy))
     line = ((x - ax) * (by - ay) - (y - ay) * (bx - ax)) / length
     trim = (0.25 * length**2 - (x - cx) ** 2 - (y - cy) ** 2) / length
-    bump = (xp.sqrt(trim * trim + line**4) - trim) / 2
+    bump = (xp.sqrt(trim * trim + line**4 / scale**2) - trim) / 2
     edge = xp.sqrt(line * line + bump * bump)
     with np.errstate(divide="ignore"):  # on an edge: infinite, so the distance is 0
         inverse = (1 / (edge * edge)).sum(1, keepdims=True) if xp is np else (
