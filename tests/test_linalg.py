@@ -348,10 +348,11 @@ def test_a_solve_that_runs_out_of_iterations_carries_its_iterate(solve, scale, r
 
 @pytest.mark.parametrize("check_every", [1, 2, 10, 50])
 def test_an_error_s_iterate_is_the_one_it_reports_or_none_after_a_breakdown(check_every):
-    """On a singular diagonal CG divides by zero: the x past the breakdown was zeros, NaN or
-    1e153 depending on check_every, none of them the iterate whose residual was reported."""
-    A = sp.diags([np.r_[np.ones(39), 0.0]], [0]).tocsr()
-    b = np.ones(40)
+    """On a singular A with b outside its range CG divides by zero: the x past the breakdown
+    was zeros, NaN or 1e153 depending on check_every, none of them the iterate whose residual
+    was reported."""
+    A = sp.block_diag([sp.identity(38), np.ones((2, 2))]).tocsr()
+    b = np.r_[np.ones(39), -1.0]
     op, bw = warp_system(A, b, "float64")
     with pytest.raises(ConvergenceError) as caught:
         cg(op, bw, check_every=check_every)
@@ -1120,3 +1121,102 @@ def test_operators_preconditioners_and_results_pickle(dtype):
         np.testing.assert_array_equal(again.x.numpy(), result.x.numpy())
         assert again.x.dtype == op.dtype and again.iterations == result.iterations
         assert again.relative_residual == result.relative_residual
+
+
+@pytest.mark.parametrize("solve", [cg, bicgstab])
+def test_an_empty_row_where_b_is_not_zero_is_refused_by_name(solve):
+    """A x has a 0 in an empty row whatever x: CG ran away and raised "diverged ... use a
+    preconditioner or gmres", which cannot help. A row of stored zeros is empty too; where b
+    is 0 there the system is consistent and solved."""
+    A = sp.csr_matrix((np.r_[np.ones(39), 0.0], np.arange(40), np.arange(41)))  # row 39: a 0
+    op, bw = warp_system(A, np.ones(40), "float64")
+    with pytest.raises(ValueError, match=r"row 39 of A is empty .* while b\[39\] = 1: A x = b "
+                                         r"has no solution"):
+        solve(op, bw)
+    _, consistent = warp_system(A, np.r_[np.ones(39), 0.0], "float64")
+    assert solve(op, consistent).relative_residual <= 1e-8
+
+
+def _inconsistent_system():
+    """Poisson on 6^2 cells beside the singular block [[1, 1], [1, 1]], b = (1, -1) there: no
+    solution, no empty row; the least-squares residual is 0.21 of |b|."""
+    A = sp.block_diag([poisson_2d(6), np.ones((2, 2))]).tocsr()
+    b = np.random.default_rng(4).standard_normal(38)
+    b[-2:] = (1.0, -1.0)
+    return A, b
+
+
+def test_a_diverged_cg_carries_its_best_iterate_and_names_an_inconsistent_system():
+    """CG's recursive residual fell to 0.40 of |b| by iteration 2 and ran away from there.
+    The best iterate was only copied at block ends (iteration 10 already lay above |b|), so
+    the error carried x0 = 0 (residual 1.0), printed a rounding floor of 0.0e+00 (that of
+    x = 0) and advised a preconditioner or gmres, which cannot solve it either."""
+    A, b = _inconsistent_system()
+    op, bw = warp_system(A, b, "float64")
+    with pytest.raises(ConvergenceError, match=r"cg diverged") as caught:
+        cg(op, bw)
+    error = caught.value
+    assert relative_residual(A, error.x.numpy(), b) == pytest.approx(error.residual)
+    assert error.residual < 0.5
+    assert "0.0e+00" not in str(error)
+    assert "A may be singular (or indefinite) and b not in its range" in str(error)
+    assert "use a preconditioner or gmres" not in str(error)
+
+
+def _neumann_system(seed):
+    """Pure-Neumann Poisson on 6^2 cells (singular: constants span its null space) and a b
+    of mean 0.1, outside its range."""
+    m = 6
+    second = sp.diags([-np.ones(m - 1), np.r_[1.0, 2 * np.ones(m - 2), 1.0], -np.ones(m - 1)],
+                      [-1, 0, 1])
+    A = (sp.kron(sp.identity(m), second) + sp.kron(second, sp.identity(m))).tocsr()
+    b = np.random.default_rng(seed).standard_normal(m * m)
+    b += 0.1 - b.mean()
+    return A, b
+
+
+def test_a_stalled_cg_far_above_the_rounding_floor_does_not_blame_the_floor():
+    """CG stalled at the residual of x = 0, 1.0 of |b|, with a warning blaming float64's
+    rounding floor (whose estimate at x = 0 was 0)."""
+    op, bw = warp_system(*_neumann_system(1), "float64")
+    with pytest.warns(InaccurateSolveWarning) as warned:
+        cg(op, bw)
+    message = str(warned[0].message)
+    assert re.search(r"\de\+\d+ times above the rounding floor of the arithmetic at its x: A "
+                     r"may be singular \(or indefinite\) and b not in its range", message)
+    assert "rounding floor of float64 arithmetic" not in message
+
+
+def test_a_solve_out_of_iterations_above_its_start_names_an_inconsistent_system():
+    """CG ran its 360 iterations to a residual of 3e12 |b| with the generic advice to raise
+    maxiter or precondition."""
+    op, bw = warp_system(*_neumann_system(4), "float64")
+    with pytest.raises(ConvergenceError, match=r"did not converge .* its residual ended above "
+                                               r"its start's: A may be singular") as caught:
+        cg(op, bw)
+    assert "raise maxiter" not in str(caught.value)
+
+
+def test_csr_solve_refuses_a_nonsymmetric_matrix_passed_as_symmetric():
+    """symmetric=True on a convection-diffusion matrix gave a gradient 65 % off, silently."""
+    A = convection_diffusion_2d(5, 0.01, (1.0, 0.5)).tocsr()
+    A.sort_indices()
+    assert abs(A - A.T).max() > 0.1
+    values = torch.as_tensor(A.data).requires_grad_()
+    b = torch.ones(A.shape[0], dtype=torch.float64)
+    x = csr_solve(values, b, A.indptr, A.indices, solver=gmres, symmetric=True)
+    with pytest.raises(ValueError, match=r"symmetric=True but A is not symmetric: A\[0, 1\] = "
+                                         r".* and A\[1, 0\] = "):
+        x.sum().backward()
+    S = (A + A.T).tocsr()  # symmetric, and within the tolerance after a rounding
+    S.sort_indices()
+    near = torch.as_tensor(S.data * (1 + 1e-15 * np.random.default_rng(0).standard_normal(S.nnz)))
+    csr_solve(near.requires_grad_(), b, S.indptr, S.indices, solver=gmres,
+              symmetric=True).sum().backward()
+    pattern = S.tolil()
+    pattern[0, 3] = 1e-3  # stored on one side only
+    pattern = pattern.tocsr()
+    x = csr_solve(torch.as_tensor(pattern.data).requires_grad_(), b, pattern.indptr,
+                  pattern.indices, solver=gmres, symmetric=True)
+    with pytest.raises(ValueError, match=r"A\[0, 3\] = 0.001 and A\[3, 0\] = 0 differ"):
+        x.sum().backward()

@@ -16,9 +16,9 @@ $1 / (100\,\text{eps})$ times its smallest (BiCGStab on a system it is unstable 
 float32 on one whose floor lies far above the tolerance: its recursion then no longer follows
 $b - A x$) ends there, and the solve goes on from the best x; where restarts then stop lowering
 the true residual, that is the floor as above only if it lies within 10 times the rounding
-floor of the best x, $\text{eps}\,\|A (x \circ s)\|$ for random signs s, else the method
-diverged: a :class:`~physml.solvers.errors.ConvergenceError`. Every scalar stays on the device
-(:mod:`~physml.solvers.linalg.scalar_table`); the host reads the residuals once every
+floor of the best x, $\text{eps}\,(\|A (x \circ s)\| + \|b\|)$ for random signs s, else
+the method diverged: a :class:`~physml.solvers.errors.ConvergenceError`. Every scalar stays on
+the device (:mod:`~physml.solvers.linalg.scalar_table`); the host reads the residuals once every
 ``check_every`` iterations, and the kernels freeze the iterate at the first one that met the
 tolerance, so the answer and the iteration count are those of a check every iteration (up to
 the first check of the true residual near the floor or runaway: the runs after it start from
@@ -81,8 +81,8 @@ def cg(
         preconditioner: $M^{-1}$ (symmetric positive definite), or None.
         rtol, atol: stop when $\\|r\\| \\le \\max(rtol\\,\\|b\\|, atol)$ (b = 0 and atol = 0:
             x = 0 at once); rtol None: :data:`DEFAULT_RTOL` of the vectors' dtype (1e-8 in
-            float64, 1e-5 in float32, whose rounding floor on a Poisson system lies near 1e-6
-            to 2e-5).
+            float64, 1e-5 in float32, whose rounding floor, about eps |A| |x| / |b|, can lie
+            above it: see there).
         maxiter: at most this many iterations (10 n if None).
         check_every: iterations between host reads of the residual.
         floor: what to do when the true residual stays above the tolerance through restarts
@@ -102,7 +102,9 @@ def cg(
             ``floor``), or (``floor="raise"``) the true residual stays above the tolerance; it
             carries the residual reached and a copy of the iterate it stopped at (``x``; for a
             divergence, the best one), which may serve as ``x0`` of another solve.
-        ValueError: b holds NaN/Inf values, or its norm overflows float64.
+        ValueError: b holds NaN/Inf values, or its norm overflows float64, or (A a
+            :class:`~.linear_operator.CsrOperator`) A has an empty row where b is not 0, so
+            that $A x = b$ has no solution (checked in one O(nnz) pass on A's device).
     """
     maxiter, rtol = check_arguments(A, b, x0, rtol, atol, maxiter, check_every,
                                     preconditioner, floor)
@@ -266,9 +268,13 @@ _BUILDERS = {"cg": _cg_launches, "bicgstab": _bicgstab_launches}
 
 DEFAULT_RTOL = {wp.float32: 1e-5, wp.float64: 1e-8}
 """The rtol of :func:`cg`, :func:`bicgstab` and :func:`~.gmres.gmres` given None, by the
-vectors' dtype: in float32 a tolerance above the arithmetic's rounding floor on systems of
-moderate condition (Poisson's on 256^2 cells), so that a solve with the defaults converges
-rather than warning of the floor."""
+vectors' dtype. float32's rounding floor, about $\\text{eps}\\,\\|A\\|\\,\\|x\\| / \\|b\\|$,
+depends on b as well as on A: on a 5-point Poisson grid of $m^2$ cells a rough b (random
+entries, x of the order of $b / \\|A\\|$) leaves it low (CG: 3e-7 at 32^2, 2e-6 at 256^2),
+and the default converges, while a smooth b (b = 1, x of the order of $m^2 b$) raises it
+about as $m^2$: 7e-6 at 32^2, 3.5e-5 at 64^2, 1.8e-4 at 128^2, 9.6e-4 at 256^2, where from
+64^2 on the default returns the best x with an
+:class:`~physml.solvers.errors.InaccurateSolveWarning` (solve in float64, or loosen rtol)."""
 
 
 FLOOR_ACTIONS = ("warn", "accept", "raise")

@@ -25,8 +25,19 @@ import numpy as np
 import warp as wp
 
 from ..errors import ConvergenceError
-from .kernels import BNORM, RESIDUAL, dot_kernel, recorded_sweep, residual_kernel
+from ..kernel_launch import launch as launch_kernel
+from ..kernel_launch import specialize
+from ..replay import Replay
+from .kernels import (
+    BNORM,
+    RESIDUAL,
+    dot_kernel,
+    recorded_sweep,
+    residual_kernel,
+    vector_types,
+)
 from .krylov_outcome import (
+    DIVERGED_ABOVE_FLOOR,
     Breakdown,
     SolveResult,
     carrying_iterate,
@@ -34,7 +45,7 @@ from .krylov_outcome import (
     no_breakdown,
     rounding_floor,
 )
-from .linear_operator import LinearOperator
+from .linear_operator import CsrOperator, LinearOperator
 from .preconditioners import Preconditioner
 from .scalar_table import ScalarTable, TableCell
 
@@ -67,8 +78,14 @@ class Workspace:
         ]
         """Launches writing $\\|b - A x\\|^2$ into ``check_table[0, 0]`` (zeroed first), the
         iterate and its recursion untouched."""
+        self.empty_row = wp.zeros(1, dtype=wp.int32, device=b.device)
+        self.check_rows = _rows_check(A, self.b, self.empty_row)
+        """A launch writing $n - i$ into ``empty_row[0]`` (zeroed first) for the first row i
+        of A that is empty where b is not (:func:`empty_row_kernel`); None for an operator
+        other than a :class:`CsrOperator`."""
         self.best = wp.empty_like(b, requires_grad=False)
         self.lowest = wp.empty_like(b, requires_grad=False)
+        self.origin = wp.empty_like(b, requires_grad=False)  # x at the start of a run
         self.plan: list[Callable[[], None]] = []
         # the method's breakdown test of a block's table rows (set by its builder)
         self.breakdown: Breakdown = no_breakdown
@@ -91,6 +108,63 @@ class Workspace:
 
 
 _COLUMNS = {"cg": 4, "bicgstab": 6}
+
+
+@wp.kernel(enable_backward=False)
+def empty_row_kernel(
+    offsets: wp.array(dtype=wp.int32),
+    values: wp.array(dtype=Any),
+    b: wp.array(dtype=Any),
+    last: wp.array(dtype=wp.int32),
+):
+    """last[0] = max(last[0], n - i) for each row i of A (CSR ``offsets``, ``values``) with no
+    nonzero stored value where $b_i \\ne 0$: n minus the first such row. Reads offsets,
+    values, b; writes last."""
+    i = wp.tid()
+    if b[i] == b.dtype(0.0):
+        return
+    for k in range(offsets[i], offsets[i + 1]):
+        if values[k] != values.dtype(0.0):
+            return
+    wp.atomic_max(last, 0, b.shape[0] - i)
+
+
+for _T in (wp.float32, wp.float64):
+    specialize(empty_row_kernel, _T, vector_types(_T, "values", "b", table=False))
+
+
+def _rows_check(A: LinearOperator, b: wp.array, last: wp.array) -> Callable[[], None] | None:
+    """:func:`empty_row_kernel` on A's matrix, ``b`` and ``last``, recorded; None unless A is a
+    :class:`CsrOperator`."""
+    if not isinstance(A, CsrOperator) or A.shape[0] == 0:
+        return None
+    matrix = A.matrix
+    values = matrix.values.reshape((matrix.values.shape[0],))
+    return Replay(launch_kernel(empty_row_kernel, A.dtype, dim=A.shape[0],
+                                inputs=[matrix.offsets, values, b], outputs=[last],
+                                device=b.device, record_tape=False, record_cmd=True))
+
+
+def check_solvable_rows(work: Workspace) -> None:
+    """Refuse a :class:`CsrOperator` A with an empty row (no nonzero stored value) where the
+    workspace's b is not 0: $(A x)_i = 0$ for every x, so $A x = b$ has no solution, and a
+    method would run to ``maxiter`` or diverge. One pass over A's entries on its device
+    (O(nnz), a recorded launch) and a read of one number; other operators are not checked.
+
+    Raises:
+        ValueError: naming the first such row and its $b_i$.
+    """
+    if work.check_rows is None:
+        return
+    work.empty_row.zero_()
+    work.check_rows()
+    n = work.b.shape[0]
+    row = n - int(work.empty_row.numpy()[0])
+    if row < n:
+        raise ValueError(f"row {row} of A is empty (no nonzero entry) while b[{row}] = "
+                         f"{float(work.b[row : row + 1].numpy()[0]):.6g}: A x = b has no "
+                         "solution, and no method or preconditioner finds one; assemble that "
+                         "row's equation, or set b there to 0")
 
 
 @contextmanager
@@ -139,6 +213,7 @@ def solve_in_workspace(method: str, work: Workspace, b: wp.array, x0: wp.array |
     $\\|b\\|^2$ under- or overflows float64 is solved as $A (x / s) = b / s$
     (:func:`rhs_scale`). A :class:`ConvergenceError` carries the iterate it stopped at."""
     work.begin(b, x0)
+    check_solvable_rows(work)
     scale = rhs_scale(b, work.table.read()[0][BNORM])
     with carrying_iterate(work.x, scale):
         if scale != 1.0:
@@ -172,14 +247,13 @@ def _solve_from_start(method: str, work: Workspace, rtol: float, atol: float, ma
         norms = np.append(norms[:-1], true)  # iteration j's true residual replaces its own
         if true <= tol:
             break
-        if stalled and watch.runaways:
+        if stalled:
             floor = watch.floor_at_x()
-            if true > DIVERGED_ABOVE_FLOOR * floor:
+            if watch.runaways and true > DIVERGED_ABOVE_FLOOR * floor:
                 raise convergence_failure(method, iterations, norms, b_norm, tol,
                                           diverged=(*watch.runaway, watch.runaways, floor))
-        if stalled:
             rounding_floor(method, floor_action, work.x.dtype, iterations, norms, b_norm, tol,
-                           stacklevel=stacklevel)
+                           stacklevel=stacklevel, above_floor=true / floor)
             break
         for launch in work.start[2:]:  # the method's start from r = b - A x
             launch()
@@ -193,18 +267,9 @@ def _solve_from_start(method: str, work: Workspace, rtol: float, atol: float, ma
 FLOOR_ULPS = 100
 """Below ``FLOOR_ULPS`` units of roundoff of the vectors' dtype times $\\|b\\|$ the
 recursive residual may have parted from the true one (the floor of float32 arithmetic on a
-Poisson system lies near 1e-6 to 2e-5 of $\\|b\\|$): :class:`_FloorWatch` checks the true one
-from there."""
-
-
-DIVERGED_ABOVE_FLOOR = 10.0
-"""A solve whose recursive residual ran away and whose best true residual then stays above
-this many times the rounding floor of its x (:meth:`_FloorWatch.floor_at_x`) diverged:
-raised as the method's failure, not returned as the arithmetic's limit. At the floor the best
-lies within 3 times it (float32 BiCGStab on a layered coefficient of contrast 1e4); a method
-unstable on its system stops 30 to 6e4 times above it (float32 BiCGStab, unpreconditioned,
-on a shifted Laplacian or a convection-dominated central difference, where float32 LU lies
-within 4 times the floor)."""
+Poisson system lies between 3e-7 and 2e-6 of $\\|b\\|$ for a rough b, and from 7e-6 up,
+growing with the grid, for a smooth one: :data:`~.krylov.DEFAULT_RTOL`): :class:`_FloorWatch`
+checks the true one from there."""
 
 
 class _FloorWatch:
@@ -220,8 +285,11 @@ class _FloorWatch:
     run's start, at any iteration of the block (each one's residual is tested, so a check
     every iteration finds the same runaway), with x set to that copy (``diverged``;
     ``runaways`` counts them, ``runaway`` keeps the first one's iteration, smallest and grown
-    residual): the rounding of so large a residual exceeds the smallest, and the recursion no
-    longer follows $b - A x$ (BiCGStab on a system it is unstable on, or in float32 on one
+    residual; where that copy's recursive residual lies above twice the smallest, x is instead
+    the iterate of the smallest, found by running the run again from its start, kept in
+    ``work.origin``, to that iteration): the rounding of so large a residual exceeds the
+    smallest, and the recursion no longer follows $b - A x$ (BiCGStab on a system it is
+    unstable on, CG on a singular A with b outside its range, or either in float32 on a system
     whose floor lies far above the tolerance, which would otherwise run on to ``maxiter`` or
     overflow); the next run starts from the best x. A restart from a true residual $t \\le e$ is
     a refinement step, iterating until the recursive residual is $t / 2$. The iterate with the
@@ -230,14 +298,14 @@ class _FloorWatch:
     above $e$, a restart did not halve the true residual of the one before (after a divergence:
     the best one's), or, once it lies below, two restarts in a row did not lower it. A stop
     after a runaway is the floor only where the best true residual lies within
-    :data:`DIVERGED_ABOVE_FLOOR` times the rounding floor of the best x; above, the method
-    diverged. In float64 $e$ lies near 1e-14 of $\\|b\\|$, under every tolerance that float64
-    meets, and a growth of 4e13 is no converging solve's, so such a solve runs as without the
-    watch (iterations, x, products with A)."""
+    :data:`~.krylov_outcome.DIVERGED_ABOVE_FLOOR` times the rounding floor of the best x;
+    above, the method diverged. In float64 $e$ lies near 1e-14 of $\\|b\\|$, under every
+    tolerance that float64 meets, and a growth of 4e13 is no converging solve's, so such a
+    solve runs as without the watch (iterations, x, products with A)."""
 
     def __init__(self, work: Workspace, b_norm: float, start: float) -> None:
         """``start``: the true residual of x0, kept as the first best."""
-        self.work = work
+        self.work, self.b_norm = work, b_norm
         self.eps = float(np.finfo(wp.dtype_to_numpy(work.x.dtype)).eps)
         self.estimate = FLOOR_ULPS * self.eps * b_norm
         self.growth = 1.0 / (FLOOR_ULPS * self.eps)
@@ -272,18 +340,19 @@ class _FloorWatch:
         return stalled
 
     def floor_at_x(self) -> float:
-        """$\\text{eps}\\,\\|A (x \\circ s)\\|_2$ for ``work.x`` and fixed random signs
-        $s_i = \\pm 1$: rounding x to the dtype moves each $x_i$ by up to eps $|x_i| / 2$, and
-        $b - A x$ by about $0.3\\,\\text{eps}\\,\\|A (x \\circ s)\\|$, a product with A
-        errs by about as much; no true residual of the dtype lies far below. One product (the
-        check's, with x signed for it and restored), on the host's copy of x."""
+        """$\\text{eps}\\,(\\|A (x \\circ s)\\|_2 + \\|b\\|_2)$ for ``work.x`` and fixed random
+        signs $s_i = \\pm 1$: rounding x to the dtype moves each $x_i$ by up to eps $|x_i| / 2$,
+        and $b - A x$ by about $0.3\\,\\text{eps}\\,\\|A (x \\circ s)\\|$, a product with A
+        errs by about as much, and rounding b (and the subtraction) by up to eps $|b_i| / 2$; no
+        true residual of the dtype lies far below (nor is the floor 0, even at x = 0). One
+        product (the check's, with x signed for it and restored), on the host's copy of x."""
         work = self.work
         x = work.x.numpy().copy()  # a view of x on the CPU
         signs = np.random.default_rng(0).integers(0, 2, x.size).astype(x.dtype)
         work.x.assign(x * (2 * signs - 1))
         work.check[0]()  # A x into spare
         work.x.assign(x)
-        return self.eps * norm_of(work.spare.numpy().astype(np.float64))
+        return self.eps * (norm_of(work.spare.numpy().astype(np.float64)) + self.b_norm)
 
     def target(self, true: float) -> float:
         """The recursive residual a restart from a true residual ``true`` iterates to (besides
@@ -291,17 +360,44 @@ class _FloorWatch:
         return 0.5 * true if true <= self.estimate else 0.0
 
     def restart(self, true: float) -> None:
-        """A (re)start from an iterate whose true residual is ``true``."""
+        """A (re)start from an iterate whose true residual is ``true``: x kept in
+        ``work.origin``."""
+        wp.copy(self.work.origin, self.work.x)
         self.recursive, self.true, self.best_before = true, true, self.best
         self.smallest, self.copied, self.diverged = true, np.inf, False
+        self.ran, self.smallest_at = 0, 0  # iterations into the run, and that of the smallest
         self.from_best = true <= self.best
+
+    def rerun(self, iterations: int) -> None:
+        """x = the iterate ``iterations`` iterations into the run: the run again from its
+        start, ``work.origin``, under the same tolerance (its launches are deterministic)."""
+        work, table = self.work, self.work.table
+        tol2 = float(table.limit.numpy()[0])
+        wp.copy(work.x, work.origin)
+        _true_residual(work)
+        table.set_limit(tol2)
+        for launch in work.start[2:]:
+            launch()
+        rows = table.s.shape[0] - 1
+        for done in range(0, iterations, rows):
+            for _ in range(min(rows, iterations - done)):
+                for launch in work.plan:
+                    launch()
+                table.advance()
+            table.roll()
 
     def __call__(self, block: np.ndarray, iterations: int) -> bool:
         """After a block whose iterations, the last of them ``iterations``, ended at recursive
         residuals ``block``: True to stop iterating."""
         work = self.work
-        smallest = np.minimum.accumulate(np.append(self.smallest, block))[1:]
+        seen = np.append(self.smallest, block)
+        smallest = np.minimum.accumulate(seen)[1:]
         grown = np.flatnonzero(block > self.growth * smallest)
+        upto = int(grown[0]) + 2 if grown.size else seen.size
+        at_smallest = int(np.argmin(seen[:upto]))  # 0: before this block
+        if at_smallest:
+            self.smallest_at = self.ran + at_smallest
+        self.ran += block.size
         self.smallest = float(smallest[-1])
         recursive = float(block[-1])
         if grown.size:
@@ -310,7 +406,9 @@ class _FloorWatch:
                 self.runaway = (iterations - block.size + at + 1, float(smallest[at]),
                                 float(block[at]))
             self.runaways += 1
-            if self.copied < np.inf:
+            if smallest[at] < 0.5 * self.copied:
+                self.rerun(self.smallest_at)
+            else:
                 wp.copy(work.x, work.lowest)
             self.diverged = True
             return True

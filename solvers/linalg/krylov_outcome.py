@@ -20,6 +20,20 @@ from ..errors import ConvergenceError, InaccurateSolveWarning
 from ..runtime import warp_device
 from .kernels import RESIDUAL
 
+DIVERGED_ABOVE_FLOOR = 10.0
+"""A solve whose best true residual stays above this many times the rounding floor of its x
+(:meth:`~physml.solvers.linalg.krylov_iteration._FloorWatch.floor_at_x`) did not stop at the
+arithmetic's limit: after a runaway of its recursive residual it diverged (raised as the
+method's failure, not returned as the arithmetic's limit), else A x = b may have no solution.
+At the floor the best lies within 3 times it (float32 BiCGStab on a layered coefficient of
+contrast 1e4); a method unstable on its system stops 30 to 6e4 times above it (float32
+BiCGStab, unpreconditioned, on a shifted Laplacian or a convection-dominated central
+difference, where float32 LU lies within 4 times the floor)."""
+
+SINGULAR = ("A may be singular (or indefinite) and b not in its range: then A x = b has no "
+            "solution, and no method or preconditioner finds one")
+"""A cause of a residual that stays far above the arithmetic's rounding floor."""
+
 
 @dataclass(frozen=True)
 class SolveResult:
@@ -141,7 +155,10 @@ def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm:
     last of ``norms``, that restarts no longer lower; ``diverged``: (the iteration at which the
     recursive residual first ran away, its smallest before, its value there, the runaways in
     all, the rounding floor of the best x), for a best true residual, the last of ``norms``,
-    far above that floor."""
+    far above that floor. A divergence, or a run out of ``maxiter`` iterations at a residual
+    above the start's, names among its causes a singular A with b outside its range, where
+    no method or preconditioner helps (CG's recursion runs away there, as on an A that is not
+    positive definite)."""
     norms = np.asarray(norms, dtype=np.float64)
     finite = np.isfinite(norms[-1])
     advice = {}
@@ -156,13 +173,18 @@ def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm:
                   f"{smallest / b_norm:.3e} of |b|, to {grown / b_norm:.3e} at iteration {at}"
                   f"{again}; the true residual of its best x, below, lies {above} the "
                   f"rounding floor of the arithmetic on this system, {floor / b_norm:.1e})")
-        advice = {"advice": "the method is unstable on this system: use a preconditioner or "
-                            "gmres"}
+        unstable = ("A is not symmetric positive definite (use gmres or bicgstab)"
+                    if method == "cg" else "the method is unstable on this system (use a "
+                                           "preconditioner or gmres)")
+        advice = {"advice": f"{unstable}, or {SINGULAR}"}
     elif stagnated is not None:
         reason = "stagnated (its true residual b - A x stays above the tolerance)"
         advice = {"advice": stagnated}
     elif not np.isfinite(norms[0]):
         advice = {"advice": "the initial residual b - A x0 is NaN/Inf: check A's values and x0"}
+    elif finite and norms[-1] > norms[0]:
+        advice = {"advice": f"its residual ended above its start's: {SINGULAR}, or the method "
+                            "is unsuited to A"}
     elif not finite and preconditioner is None:
         advice = {"advice": "the operator produced a non-finite value: check its values"}
     elif not finite:
@@ -182,9 +204,12 @@ def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm:
 
 
 def rounding_floor(method: str, floor_action: str, dtype: type, iterations: int,
-                   norms: np.ndarray, b_norm: float, tol: float, stacklevel: int) -> None:
+                   norms: np.ndarray, b_norm: float, tol: float, stacklevel: int,
+                   above_floor: float = 1.0) -> None:
     """Act on a true residual, the last of ``norms``, that restarts no longer lower: the
-    rounding floor of ``dtype`` arithmetic on the system lies above ``tol``. As
+    rounding floor of ``dtype`` arithmetic on the system lies above ``tol``, or, where the
+    residual lies ``above_floor`` > ``DIVERGED_ABOVE_FLOOR`` times the rounding floor at its x
+    (:mod:`~physml.solvers.linalg.krylov_iteration`), A x = b may have no solution. As
     ``floor_action`` says (see :func:`~physml.solvers.linalg.cg`'s ``floor``): raise the
     stagnation's :class:`ConvergenceError` (``"raise"``), warn with an
     :class:`InaccurateSolveWarning` whose ``stacklevel`` counts from the caller (``"warn"``), or
@@ -193,6 +218,9 @@ def rounding_floor(method: str, floor_action: str, dtype: type, iterations: int,
     wider = "solve in float64, " if single else ""
     advice = (f"the rounding floor of {'float32' if single else 'float64'} arithmetic on this "
               f"system; {wider}loosen rtol, or precondition to lower A's condition number")
+    if above_floor > DIVERGED_ABOVE_FLOOR:
+        advice = (f"{above_floor:.0e} times above the rounding floor of the arithmetic at its "
+                  f"x: {SINGULAR}")
     if floor_action == "raise":
         raise convergence_failure(method, iterations, norms, b_norm, tol, stagnated=advice)
     if floor_action == "warn":
