@@ -140,25 +140,34 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
     _add_progress_options(solve)
 
 
+OVERRIDES_HELP = ("dotted key=value overrides of the case's settings (training.adam.steps=500 "
+                  "device=cuda ...), and variant=NAME for a variant the case defines (physml "
+                  "cases lists them: e.g. variant=cpu, a smaller setting of a paper-scale case)")
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     """``physml run CASE [overrides] [--resume RUN_DIR]``."""
     run = sub.add_parser(
         "run",
         help="run a case file (a path, or a bundled case by name)",
         description="Run a case: physml run cases/burgers.yaml (or: physml run burgers) "
-        "[training.adam.steps=500 device=cuda ...] [--resume RUN_DIR]",
+        "[training.adam.steps=500 device=cuda variant=cpu ...] [--resume RUN_DIR]",
     )
     run.add_argument("case", help="case file, or the name of a bundled case (physml cases)")
-    run.add_argument("overrides", nargs="*", default=[], help="dotted key=value overrides")
+    run.add_argument("overrides", nargs="*", default=[], help=OVERRIDES_HELP)
     run.add_argument("--resume", type=Path, default=None, help="run folder to continue")
     _add_progress_options(run)
 
 
 def _add_validate(sub: argparse._SubParsersAction) -> None:
     """``physml validate CASE [overrides]``."""
-    validate = sub.add_parser("validate", help="check a case file without running it")
-    validate.add_argument("case", help="case file, or the name of a bundled case")
-    validate.add_argument("overrides", nargs="*", default=[])
+    validate = sub.add_parser(
+        "validate", help="check a case file without running it",
+        description="Check a case file, with its overrides, as physml run would read it: keys, "
+        "types and values, and the sizes against this machine's memory; prints the resolved "
+        "case's summary and exits 0, or names what is wrong and exits 2.")
+    validate.add_argument("case", help="case file, or the name of a bundled case (physml cases)")
+    validate.add_argument("overrides", nargs="*", default=[], help=OVERRIDES_HELP)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -195,7 +204,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _add_cases(sub: argparse._SubParsersAction) -> None:
     """``physml cases [--names]``."""
-    cases = sub.add_parser("cases", help="list the bundled case files")
+    cases = sub.add_parser(
+        "cases", help="list the bundled case files",
+        description="List the case files that ship with physml: each name (for physml run "
+        "NAME), its kind and what it solves, with the variants it offers (variant=NAME).")
     cases.add_argument("--names", action="store_true", help="only the names, one per line")
 
 

@@ -885,3 +885,25 @@ def test_a_lagrangian_convection_run_of_0_2_1_is_refused_not_read_as_another_net
                     ["export", str(folder), "--out", str(tmp_path / "u.pt")]):
         refused = cli_in_process(*command)
         assert refused.returncode == 2 and "written by physml 0.2.1 or before" in refused.stderr
+
+
+def test_validate_refuses_a_device_this_machine_lacks(capsys):
+    import torch
+
+    missing = f"cuda:{torch.cuda.device_count()}"
+    assert main(["validate", "burgers", f"device={missing}"]) == 2
+    assert f"device={missing!r} is not available; available: " in capsys.readouterr().err
+
+
+def test_an_error_in_a_bundled_case_named_by_name_names_the_case_not_its_path(capsys):
+    assert main(["validate", "burgers", "training.adam.step=3"]) == 2
+    err = capsys.readouterr().err
+    assert "bundled case 'burgers': unknown key 'training.adam.step'" in err
+    assert "case_files" not in err
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_run_and_validate_help_name_variants(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "variant=NAME" in " ".join(capsys.readouterr().out.split())

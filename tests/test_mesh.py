@@ -1331,4 +1331,3 @@ def test_a_heat_run_whose_jacobi_steps_stall_goes_on_with_one_amg_hierarchy(monk
     assert len(built) == 1
     np.testing.assert_allclose(states, _heat_reference(mesh, u0, dt, 6, 0.5, []), rtol=0,
                                atol=1e-12)
-

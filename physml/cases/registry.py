@@ -178,8 +178,8 @@ def load_case(path: str | Path, overrides: list[str] | None = None, read_data: b
     the order given (a later variant's value of a key wins, as a later override's does).
     ``read_data`` and ``recorded``: see :func:`validate_case` (``read_data`` off for a
     finished run's network alone, ``recorded`` on for a run folder's ``config.yaml``)."""
-    path = resolve_case_path(path)
-    where = f"case {path}"
+    given_as, path = path, resolve_case_path(path)
+    where = f"case {path}" if path == Path(given_as) else f"bundled case {path.stem!r}"
     raw = read_yaml_mapping(path, "case")
     validate_case(copy.deepcopy(raw), where, read_data, recorded, final=False)
     variants = raw.get("variants") or {}
