@@ -31,6 +31,14 @@ def _module(P):
     return torch if isinstance(P, torch.Tensor) else np
 
 
+def _scalars(values) -> tuple[torch.Tensor, ...]:
+    """``values`` as float64 0-dim CPU tensors: the numbers of a distance beside tensor points.
+    To PyTorch they are the numbers themselves (a CPU scalar takes the other operand's dtype,
+    on any device, as a Python float does: the results are bitwise the same), but an ONNX
+    export keeps them in float64, where it would store a Python float rounded to float32."""
+    return tuple(torch.as_tensor(float(v), dtype=torch.float64) for v in values)
+
+
 class Box(Geometry):
     """The box $\\prod_i [a_i, b_i]$ in 1 to 3 dimensions; faces named by :data:`BOX_FACES`
     (an interval has ``left`` and ``right``) or by ``names``.
@@ -56,6 +64,7 @@ class Box(Geometry):
             raise ValueError(f"{kind}: upper {upper.tolist()} must exceed lower {lower.tolist()}")
         self.dim = len(lower)
         self.bounds = np.stack([lower, upper], axis=1)
+        self._slabs = [_scalars((a, b, b - a)) for a, b in self.bounds]  # for tensor points
         default = [name for axis in range(self.dim) for name in BOX_FACES[axis]]
         self.names = list(names) if names is not None else default
         if len(self.names) != len(default) or len(set(self.names)) != len(default):
@@ -75,12 +84,14 @@ class Box(Geometry):
         return np.all((P > self.bounds[:, 0] + slack) & (P < self.bounds[:, 1] - slack), axis=1)
 
     def distance(self, P):
+        slabs = self._slabs if isinstance(P, torch.Tensor) else [(a, b, b - a)
+                                                                 for a, b in self.bounds]
         if self.dim == 1:
-            a, b = self.bounds[0]
+            a, b, _ = slabs[0]
             return (P[:, :1] - a) * (b - P[:, :1])
         phi = None
-        for i, (a, b) in enumerate(self.bounds):
-            slab = (P[:, i : i + 1] - a) * (b - P[:, i : i + 1]) / (b - a)
+        for i, (a, b, length) in enumerate(slabs):
+            slab = (P[:, i : i + 1] - a) * (b - P[:, i : i + 1]) / length
             phi = slab if phi is None else r_and(phi, slab)
         return phi
 
@@ -168,6 +179,8 @@ class Ball(Geometry):
         self.radius, self.name, self.dim = float(radius), name, len(self.centre)
         self.bounds = np.stack([self.centre - radius, self.centre + radius], axis=1)
         self._slack = 1e-12 * max(self.radius, float(np.abs(self.centre).max()))
+        self._numbers = [float(c) for c in self.centre], self.radius**2, 2 * self.radius
+        self._tensor_numbers = _scalars(self._numbers[0]), *_scalars(self._numbers[1:])
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(centre={self.centre.tolist()}, radius={self.radius}, "
@@ -180,9 +193,10 @@ class Ball(Geometry):
         return np.linalg.norm(P - self.centre, axis=1) < self.radius * (1 - 1e-9) - self._slack
 
     def distance(self, P):
-        c = self.centre
-        squared = sum((P[:, i : i + 1] - float(c[i])) ** 2 for i in range(self.dim))
-        return (self.radius**2 - squared) / (2 * self.radius)
+        centre, squared_radius, diameter = (self._tensor_numbers if isinstance(P, torch.Tensor)
+                                            else self._numbers)
+        squared = sum((P[:, i : i + 1] - centre[i]) ** 2 for i in range(self.dim))
+        return (squared_radius - squared) / diameter
 
     def parts(self):
         r = self.radius
@@ -380,15 +394,17 @@ def segments_distance(P, A: np.ndarray, B: np.ndarray):
     xp = _module(P)
     x, y = P[:, 0:1], P[:, 1:2]
     scale = 0.5 * float(np.ptp(np.concatenate([A, B]), axis=0).max())
+    squared_scale = scale**2
     ax, ay, bx, by = A[:, 0], A[:, 1], B[:, 0], B[:, 1]
     length = np.hypot(bx - ax, by - ay)
     cx, cy = 0.5 * (ax + bx), 0.5 * (ay + by)
     if xp is torch:
         ax, ay, bx, by, length, cx, cy = (torch.as_tensor(v, dtype=P.dtype, device=P.device)
                                           for v in (ax, ay, bx, by, length, cx, cy))
+        (squared_scale,) = _scalars((squared_scale,))
     line = ((x - ax) * (by - ay) - (y - ay) * (bx - ax)) / length
     trim = (0.25 * length**2 - (x - cx) ** 2 - (y - cy) ** 2) / length
-    bump = (xp.sqrt(trim * trim + line**4 / scale**2) - trim) / 2
+    bump = (xp.sqrt(trim * trim + line**4 / squared_scale) - trim) / 2
     edge = xp.sqrt(line * line + bump * bump)
     with np.errstate(divide="ignore"):  # on an edge: infinite, so the distance is 0
         inverse = (1 / (edge * edge)).sum(1, keepdims=True) if xp is np else (

@@ -25,7 +25,7 @@ from ..geometry import Interval, Rectangle
 from ..solvers import BurgersSolver1D, Grid, dirichlet, periodic
 from .conditions import Dirichlet, Initial, Periodic
 from .derivatives import gradient
-from .problems import PINNProblem, exact_reference, sine
+from .problems import PINNProblem, exact_reference, scalar, sine
 
 
 def check_whole_periods(wavenumber: float, x: tuple[float, float], problem: str) -> None:
@@ -62,6 +62,7 @@ class BurgersProblem(PINNProblem):
             conditions=[Initial(lambda X: self.initial(X[:, :1])), Dirichlet(0.0)],
             reference=lambda axes: burgers_reference(self, axes, dirichlet(1)),
             periods=(_wall_period(x), None))  # x: odd extension across the walls
+        self._walls = tuple(scalar(end) for end in self.bounds[0])
 
     def initial(self, x):
         return sine(x, self.amplitude, self.wavenumber)
@@ -70,7 +71,7 @@ class BurgersProblem(PINNProblem):
         r"""The general transform $u_0(x) + (t - t_0)\,\varphi(x)\,N$, $\varphi = (x - a)(b - x)$,
         written out: $u_0$ needs no copy of the inputs at $t_0$ (fewer operations in every
         derivative pass)."""
-        (a, b), (t0, _) = self.bounds
+        (a, b), t0 = self._walls, self._start
         x, t = X[:, :1], X[:, 1:]
         return self.initial(x) + (t - t0) * (x - a) * (b - x) * raw
 
@@ -118,6 +119,7 @@ class ConvectionProblem(PINNProblem):
         check_whole_periods(wavenumber, x, "convection")
         self.beta, self.nu, self.amplitude, self.wavenumber = beta, nu, amplitude, wavenumber
         self.period = x[1] - x[0]
+        self._turn = scalar(2 * math.pi), scalar(self.period)
         self.periodic_embedding = periodic_embedding
         super().__init__(
             self._residual, Interval(*x), time=t, conditions=self._condition_list(),
@@ -142,7 +144,8 @@ class ConvectionProblem(PINNProblem):
 
     def _embed(self, X):
         r"""$(\cos(2\pi x/L), \sin(2\pi x/L), t)$: periodic in x by construction."""
-        phase = 2 * math.pi * X[:, :1] / self.period
+        two_pi, period = self._turn
+        phase = two_pi * X[:, :1] / period
         return torch.cat([torch.cos(phase), torch.sin(phase), X[:, 1:]], dim=1)
 
     def _exact_on_grid(self, axes):
@@ -158,6 +161,7 @@ class HelmholtzProblem(PINNProblem):
     def __init__(self, a1: float, a2: float, k: float, x: tuple[float, float],
                  y: tuple[float, float]) -> None:
         self.a1, self.a2, self.k = a1, a2, k
+        self._wavenumbers = scalar(a1 * math.pi), scalar(a2 * math.pi)
         box = np.array([x, y], dtype=np.float64)
         super().__init__(
             self._residual, Rectangle((x[0], y[0]), (x[1], y[1])),
@@ -169,8 +173,10 @@ class HelmholtzProblem(PINNProblem):
             periods=tuple(_wall_period(side) * np.sqrt(12.0) / np.ptp(side) for side in box))
 
     def exact(self, x, y):
-        sin = torch.sin if isinstance(x, torch.Tensor) else np.sin
-        return sin(self.a1 * math.pi * x) * sin(self.a2 * math.pi * y)
+        if isinstance(x, torch.Tensor):
+            k1, k2 = self._wavenumbers
+            return torch.sin(k1 * x) * torch.sin(k2 * y)
+        return np.sin(self.a1 * math.pi * x) * np.sin(self.a2 * math.pi * y)
 
     def _residual(self, d):
         factor = self.k**2 - (self.a1 * math.pi) ** 2 - (self.a2 * math.pi) ** 2
@@ -210,16 +216,18 @@ class LagrangianConvectionProblem(ConvectionProblem):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, periodic_embedding=True, **kwargs)
+        self._speeds = scalar(max(abs(self.amplitude), 1.0)), scalar(self.beta)
 
     def _condition_list(self):
         return []
 
     def constrain(self, X, raw):
-        xi, t = X[:, :1], X[:, 1:] - self.bounds[1, 0]
+        xi, t = X[:, :1], X[:, 1:] - self._start
+        scale, beta = self._speeds
         if self.burgers:
-            x = xi + max(abs(self.amplitude), 1.0) * t * raw[:, :1]
+            x = xi + scale * t * raw[:, :1]
         else:
-            x = xi + t * (self.beta + raw[:, :1])
+            x = xi + t * (beta + raw[:, :1])
         return torch.cat([x, self.initial(xi) + t * raw[:, 1:]], dim=1)
 
     residual_names = ("residual", "characteristic")

@@ -88,6 +88,7 @@ class PINNProblem:
         if len(self.space) != geometry.dim:
             raise ValueError(f"space names {list(self.space)} need {geometry.dim} entries")
         self.time = time_span(time)
+        self._start = scalar(self.time[0]) if time is not None else None
         self.inputs = (*self.space, "t") if time is not None else self.space
         self.outputs = tuple(outputs)
         rows = [geometry.bounds] + ([np.array([self.time])] if time is not None else [])
@@ -180,8 +181,8 @@ class PINNProblem:
         """Network output -> field with the exact conditions (see the module docstring)."""
         initial, boundary = self._exact()
         if initial is not None:
-            t0 = self.time[0]
-            at_start = torch.cat([X[:, :-1], torch.full_like(X[:, -1:], t0)], dim=1)
+            t0 = self._start
+            at_start = torch.cat([X[:, :-1], torch.zeros_like(X[:, -1:]) + t0], dim=1)
             base = self._value(initial, at_start)
             scale = X[:, -1:] - t0
             if boundary is not None:
@@ -348,6 +349,16 @@ class FieldCoefficient(nn.Module):
         return value.exp() if self.positive else value
 
 
+def scalar(value: float) -> torch.Tensor:
+    """``value`` as a float64 0-dim CPU tensor: a constant of a field's tensor arithmetic. To
+    PyTorch it is the number itself (a CPU scalar takes the other operand's dtype, on any
+    device, as a Python float does: the results are bitwise the same), but an ONNX export
+    keeps it in float64, where it would store a Python float rounded to float32."""
+    return torch.as_tensor(float(value), dtype=torch.float64)
+
+
 def sine(x, amplitude: float, wavenumber: float):
-    """$A\\sin(kx)$ for a NumPy array or a tensor."""
-    return amplitude * (torch.sin if isinstance(x, torch.Tensor) else np.sin)(wavenumber * x)
+    """$A\\sin(kx)$ for a NumPy array or a tensor (then with $A$ and $k$ as :func:`scalar`)."""
+    if isinstance(x, torch.Tensor):
+        return scalar(amplitude) * torch.sin(scalar(wavenumber) * x)
+    return amplitude * np.sin(wavenumber * x)
