@@ -62,16 +62,35 @@ def parse(text: str | float, allowed: Iterable[str], key: str,
     text = " ".join(str(text).split())  # one line, no indentation: as written in a YAML block
     too_deep = ValueError(f"{key}: the expression ({len(text)} characters) nests too deeply to "
                           "read; write it with fewer operations (factor common terms)")
+    python = text.replace("^", "**")
+    # the index in text of each character of python, and one past its end
+    index = [i for i, char in enumerate(text) for _ in range(2 if char == "^" else 1)]
+    index.append(len(text))
     try:
-        tree = ast.parse(text.replace("^", "**"), mode="eval")
-    except SyntaxError as err:
-        raise ValueError(f"{key}: {text!r} is not a valid expression ({err.msg} at column "
-                         f"{err.offset})") from None
+        tree = ast.parse(python, mode="eval")
+    except SyntaxError as err:  # offset: 1-based, 0 (or past the text) where it ended early
+        where = (f"at column {index[err.offset - 1] + 1}"
+                 if err.offset and err.offset <= len(python) else "at the end")
+        raise ValueError(f"{key}: {text!r} is not a valid expression ({err.msg} "
+                         f"{where})") from None
     except (RecursionError, MemoryError):  # Python's parser: some 5000 chained operations
         raise too_deep from None
     symbols = {name: sympy.Symbol(name, real=True) for name in allowed}
+    built = []  # (node, its expression): a constant part found wrong is named as written
+
+    def written(node) -> str:
+        """The text of ``node`` as the case wrote it (``^`` where it did)."""
+        encoded = python.encode()  # the offsets count UTF-8 bytes
+        start = len(encoded[: node.col_offset].decode())
+        end = len(encoded[: node.end_col_offset].decode())
+        return text[index[start] : index[end - 1] + 1]
 
     def build(node):
+        value = build_node(node)
+        built.append((node, value))
+        return value
+
+    def build_node(node):
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
                 and not isinstance(node.value, bool):
             return sympy.nsimplify(node.value) if isinstance(node.value, int) else \
@@ -88,10 +107,18 @@ def parse(text: str | float, allowed: Iterable[str], key: str,
                                  f"{len(letters)}; expressions take derivatives up to second "
                                  f"order: introduce a field w = {second} (the equation w - "
                                  f"{second} in a system) and write w_{letters[2:]}")
-            in_time = node.id == "t" or "t" in letters and any(
-                name.startswith(f"{field}_") for name in symbols)  # u_t of a field u
-            cure = ("; the time t and derivatives in it need domain.time: [t0, t1]"
-                    if in_time and "t" not in symbols else "")
+            derivative = field in symbols or any(n.startswith(f"{field}_") for n in symbols)
+            # u_t, u_xt of a field u: every letter t or another input (single-letter names)
+            in_time = node.id == "t" or derivative and "t" in letters and all(
+                a == "t" or a in symbols for a in letters)
+            long_names = [n for n in allowed if len(n) > 1 and n in letters]
+            cure = ""
+            if in_time and "t" not in symbols:
+                cure = "; the time t and derivatives in it need domain.time: [t0, t1]"
+            elif derivative and long_names:
+                cure = (f"; derivative symbols exist for single-letter inputs only, so "
+                        f"{long_names[0]!r} has none: name that input with one letter "
+                        "(domain.space)")
             raise ValueError(f"{key}: unknown symbol {node.id!r} in {text!r}{cure}; allowed: "
                              f"{', '.join(allowed + list(CONSTANTS))}")
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
@@ -109,14 +136,14 @@ def parse(text: str | float, allowed: Iterable[str], key: str,
                 raise ValueError(f"{key}: unknown function {node.func.id!r} in {text!r}; "
                                  f"allowed: {', '.join(FUNCTIONS)}")
             return FUNCTIONS[node.func.id](*(build(a) for a in node.args))
-        raise ValueError(f"{key}: {ast.unparse(node)!r} in {text!r} is not allowed (numbers, "
+        raise ValueError(f"{key}: {written(node)!r} in {text!r} is not allowed (numbers, "
                          "names, + - * / ** and function calls only)")
 
     def _finite(value, node) -> float:
         """``value()``, refused unless a finite real number."""
         result = _finite_real(value)
         if result is None:
-            raise ValueError(f"{key}: {ast.unparse(node)!r} in {text!r} is not a finite real "
+            raise ValueError(f"{key}: {written(node)!r} in {text!r} is not a finite real "
                              "number")
         return result
 
@@ -136,9 +163,11 @@ def parse(text: str | float, allowed: Iterable[str], key: str,
                 lambda sub=sub: float(sub)) is not None
         else:
             finite = _finite_real(lambda sub=sub: compile_expression(sub)(known)) is not None
-        if not finite:
+        if not finite:  # named by the smallest part of the text that holds it
+            part = min((n for n, v in built if v.has(sub)),
+                       key=lambda n: n.end_col_offset - n.col_offset)
             given = ", ".join(f"{name}={known[name]:g}" for name in names)
-            raise ValueError(f"{key}: {str(sub)!r} in {text!r} is not a finite real number"
+            raise ValueError(f"{key}: {written(part)!r} in {text!r} is not a finite real number"
                              + (f" with {given} (parameters)" if names else ""))
     return expr
 

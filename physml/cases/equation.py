@@ -3,7 +3,8 @@
 The residuals, conditions, exact solution and coefficients are expressions (parsed by
 :mod:`physml.expressions`, no Python evaluated) in the inputs (``x, y, z`` then ``t``), the
 fields, their derivatives (``u_x``, ``u_xx``, ``u_t`` ...), the ``parameters`` and the
-``coefficients``::
+``coefficients``; a condition's ``value`` reads the inputs and the parameters, a robin
+condition's ``alpha`` and ``beta`` the parameters only (constants)::
 
     kind: equation
     name: heat_disk
@@ -18,9 +19,11 @@ fields, their derivatives (``u_x``, ``u_xx``, ``u_t`` ...), the ``parameters`` a
 Run folder: as ``kind: pinn`` (``config.yaml``, ``checkpoint.pt``, ``metrics.json``,
 ``predictions.h5`` with NaN outside the domain and the domain's mask ``inside``,
 ``solution.png`` at the last time (and the middle plane in 3D; curves for a steady 1D case),
-``losses.png``); ``metrics.json`` carries the history of every scalar coefficient,
-``predictions.h5`` every field coefficient on the evaluation grid (``coefficient_<name>``), and
-``coefficients.png`` draws each trainable scalar coefficient against the step.
+``losses.png``); ``metrics.json`` carries the history of every scalar coefficient and, for a
+system, each field's relative L2 error ``rel_l2_fields`` beside all fields' ``rel_l2`` (the
+threshold must hold for every one), ``predictions.h5`` every field coefficient on the
+evaluation grid (``coefficient_<name>``), and ``coefficients.png`` draws each trainable scalar
+coefficient against the step.
 Observations made by a solver (``observations.solve``) are written to ``observations.h5``: the
 solved field, and the points drawn from it with their noisy values, the network's data
 (``observed_<input>`` and ``observed_<variable>`` along ``observation``, :func:`add_observed`);
@@ -129,8 +132,9 @@ class ConditionSpec(KindSection):
                                        description="boundary parts (default: all)")
     fields: list[str] | None = Field(None, min_length=1,
                                      description="the fields it holds for (default: all)")
-    alpha: float = 1.0
-    beta: float = 1.0
+    alpha: Expression = Field(1.0, description="robin: a number or an expression in the "
+                              "parameters (a constant, not a function of the inputs)")
+    beta: Expression = Field(1.0, description="robin: as alpha")
     axis: str | None = Field(None, description="input along which a periodic condition holds")
     derivatives: int = Field(1, ge=0, le=1, description="periodic: match u and its "
                              "derivatives along axis up to this order (0: values only)")
@@ -509,8 +513,9 @@ def describe(case: EquationCase) -> str:
 
 
 def headline(result: dict) -> str:
-    """The error (or residual), each scalar coefficient with, where known, its true value and
-    relative error, the steps and the time."""
+    """The error (or residual; a system's relative error of all fields together, then each
+    field's), each scalar coefficient with, where known, its true value and relative error,
+    the steps and the time."""
     coefficients = ""
     for key, value in result.items():
         if not key.startswith("coefficient_"):
@@ -521,7 +526,10 @@ def headline(result: dict) -> str:
             coefficients += (f" (true {result[f'true_{name}']:.4g}, relative error "
                              f"{result[f'relative_error_{name}']:.2%})")
     if "rel_l2" in result:
-        error = f"relative L2 error {result['rel_l2']:.3e}{threshold_verdict(result)}"
+        fields = ", ".join(f"{name} {value:.2e}"
+                           for name, value in result.get("rel_l2_fields", {}).items())
+        error = (f"relative L2 error {result['rel_l2']:.3e}{f' ({fields})' if fields else ''}"
+                 f"{threshold_verdict(result)}")
     else:
         error = f"residual RMS {result['residual_rms']:.3e} (no reference)"
     return f"{error}{coefficients} after {result['steps']} steps, {result['wall_s']:.0f} s"

@@ -154,6 +154,18 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
             field, symbol = undetermined[0]
             raise ValueError(f"pde: {symbol} needs {needed.format(f=field)}: add the "
                              f"condition {{kind: {kind}, value: ..., fields: [{field}]}}")
+    second_order = {derivatives[n][0] for n in read_symbols if derivatives[n][1:].count("t") >= 2}
+    for i, spec in enumerate(case.conditions):  # a rate of a field first order in t
+        over = [f for f in (spec.fields or outputs) if f not in second_order]
+        if spec.kind == "initial_rate" and time and over:
+            field = over[0]
+            raise ValueError(
+                f"conditions[{i}]: initial_rate gives {field}_t at the start time, but the pde "
+                f"has no derivative of {field} second order in t ({field}_tt): first order in "
+                f"t, {field} is determined by its initial value alone, and a rate would "
+                "over-determine it; remove the condition" + (
+                    f" or give it fields: [{', '.join(f for f in outputs if f in second_order)}]"
+                    if second_order else ""))
 
     # what each residual reads, in sorted order: a set's order follows the process's hash
     # seed, and the order the derivatives are taken in decides how their gradients are summed
@@ -168,7 +180,7 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
         return out
 
     built = [_condition(spec, i, inputs, parameters) for i, spec in enumerate(case.conditions)]
-    conditions, values = [c for c, _ in built], [v for _, v in built]
+    conditions, values = [c for c, _ in built], [v for _, read in built for v in read]
     exact = _exact_expressions(case, inputs, outputs, parameters)
     if check_parameters:
         _check_read("parameters", parameters, [*residuals.values(), *values, *(exact or ())],
@@ -263,21 +275,36 @@ def _check_evaluation_and_loss(case, inputs, problem, terms, strict: bool) -> No
 
 
 def _condition(spec, i, inputs, parameters):
-    """The condition ``conditions[i]`` and its value's expression (None: periodic)."""
+    """The condition ``conditions[i]`` and the expressions it reads: its value's, and a Robin
+    condition's ``alpha`` and ``beta`` (constants: numbers or expressions in the parameters).
+
+    Raises:
+        ValueError: naming the key (an ``alpha`` reading an input, both coefficients zero).
+    """
     key = f"conditions[{i}]"
     kind = CONDITION_KINDS[spec.kind]
     options = {"fields": tuple(spec.fields) if spec.fields is not None else None}
     if spec.name is not None:
         options["name"] = spec.name
     if spec.kind == "periodic":
-        return kind(axis=spec.axis or "x", derivatives=spec.derivatives, **options), None
+        return kind(axis=spec.axis or "x", derivatives=spec.derivatives, **options), []
     value = _Expression(spec.value, inputs, f"{key}.value", parameters)
     options["value"] = value.of_inputs(inputs)
+    read = [value]
     if "boundary" in spec.KIND_OPTIONS[spec.kind]:
         options["on"] = tuple(spec.boundary) if spec.boundary is not None else None
     if spec.kind == "robin":
-        options.update(alpha=spec.alpha, beta=spec.beta)
-    return kind(**options), value
+        for name in ("alpha", "beta"):
+            try:
+                read.append(_Expression(getattr(spec, name), (), f"{key}.{name}", parameters))
+            except ValueError as err:
+                raise ValueError(f"{err} ({name} is a constant: a number or an expression in "
+                                 "the parameters)") from None
+            options[name] = float(read[-1].function(parameters))
+    try:
+        return kind(**options), read
+    except ValueError as err:  # a robin condition's alpha = beta = 0 from its parameters
+        raise ValueError(f"{key}: {err}") from None
 
 
 def _coefficient(spec, n_inputs, key: str):

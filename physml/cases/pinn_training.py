@@ -236,15 +236,17 @@ def training_summary(case: Any, trainer: PINNTrainer, threads: int, clock: Stopw
 
     Returns:
         The errors of ``trainer.evaluate()``, ``steps``, ``threshold`` and ``passed``
-        (``rel_l2`` against ``evaluation.threshold``), ``wall_s`` (the run's seconds over
+        (``rel_l2`` against ``evaluation.threshold``, and for several fields each field's,
+        ``rel_l2_fields``: every one must reach it), ``wall_s`` (the run's seconds over
         every resumed part, to this evaluation: reference, observations, training),
         ``train_s`` (the training's alone, ``trainer.elapsed_s``) and ``threads`` (the
         PyTorch threads of this part).
     """
     final = trainer.evaluate()
     threshold = case.evaluation.threshold
-    return {**final, "steps": trainer.step, "threshold": threshold,
-            "passed": threshold_passed(final.get("rel_l2"), threshold),
+    passed = threshold_passed(final.get("rel_l2"), threshold) and all(
+        threshold_passed(error, threshold) for error in final.get("rel_l2_fields", {}).values())
+    return {**final, "steps": trainer.step, "threshold": threshold, "passed": passed,
             "wall_s": clock.read(), "train_s": trainer.elapsed_s, "threads": threads}
 
 

@@ -338,22 +338,31 @@ class PINNTrainer:
         interior = self.problem.geometry.interior(points[:, : self.problem.geometry.dim])
         return points[interior] if interior.any() else points
 
-    def evaluate(self) -> dict[str, float]:
-        """Relative L2 and max errors against the reference on the evaluation grid (the
+    def evaluate(self) -> dict:
+        r"""Relative L2 and max errors against the reference on the evaluation grid (the
         points inside the domain), or without one the residual's root mean square at the grid
         points off the boundary, where the PDE holds (on it, a distance function's derivatives
-        are not defined); plus the scalar coefficients' values."""
+        are not defined); plus the scalar coefficients' values.
+
+        The relative L2 error ``rel_l2`` of several fields is that of all of them together,
+        $\|u - u_{ref}\| / \|u_{ref}\|$ over every field's values, so a field of small values
+        weighs little in it; ``rel_l2_fields`` then gives each field's own,
+        $\|u_k - u_{k,ref}\| / \|u_{k,ref}\|$ (relative to all fields' norm where the field's
+        reference is zero)."""
         values = {f"coefficient_{k}": v for k, v in self.coefficients().items()}
         if self.reference is None:
             residual = self._residual_numpy(self._residual_points)
             return {"residual_rms": float(np.sqrt(np.mean(residual**2))), **values}
         error = (self.prediction() - self.reference)[self.inside]
         reference = self.reference[self.inside]
-        return {
-            "rel_l2": float(np.linalg.norm(error) / np.linalg.norm(reference)),
-            "max_error": float(np.abs(error).max()),
-            **values,
-        }
+        norm = np.linalg.norm(reference)
+        result = {"rel_l2": float(np.linalg.norm(error) / norm),
+                  "max_error": float(np.abs(error).max())}
+        if error.ndim > 1:  # (points, fields)
+            result["rel_l2_fields"] = {
+                name: float(np.linalg.norm(error[:, k]) / (np.linalg.norm(reference[:, k]) or norm))
+                for k, name in enumerate(self.problem.outputs)}
+        return {**result, **values}
 
     def _residual_numpy(self, X: np.ndarray) -> np.ndarray:
         """The residuals' norm at the points ``X`` (n,), in batches of ``RESIDUAL_BATCH``, with
