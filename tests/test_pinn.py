@@ -1074,3 +1074,25 @@ def test_the_modified_mlp_is_the_gated_network_of_wang_teng_and_perdikaris():
         build_model("modified", 2, 1, width=8, depth=1)
     with pytest.raises(ValueError, match="model.depth=1: kind 'modified' needs depth >= 2"):
         load_case("burgers", ["model.kind=modified", "model.depth=1"])
+
+
+def test_a_model_of_another_input_or_output_width_is_refused_by_name():
+    """One output too many trained on the first column silently; a wrong input width failed
+    inside fit() with PyTorch's "mat1 and mat2 shapes cannot be multiplied"."""
+    problem = BurgersProblem(0.01, (-1.0, 1.0), (0.0, 1.0), -1.0, np.pi)
+    wide = build_model("mlp", problem.input_dim, 2, width=8, depth=2)
+    with pytest.raises(ValueError, match=r"model gives \(2, 2\) for 2 points; the problem has 1 "
+                                         r"output\(s\) \(u\): expected \(2, 1\)"):
+        PINNTrainer(wide, problem)
+    narrow = build_model("mlp", problem.input_dim + 1, 1, width=8, depth=2)
+    with pytest.raises(ValueError, match=r"model does not take the problem's network input, "
+                                         r"\(n, 2\) for inputs x, t"):
+        PINNTrainer(narrow, problem)
+
+
+def test_one_boundary_part_or_field_may_be_given_as_a_name():
+    from physml.train.conditions import Dirichlet, Periodic
+
+    assert Dirichlet(on="left", fields="u").on == ("left",)
+    assert Dirichlet(on="left", fields="u").fields == ("u",)
+    assert Periodic(axis="x", fields="u").fields == ("u",)

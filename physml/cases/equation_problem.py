@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..dtypes import scalar_constant
 from ..expressions import CONSTANTS, compile_expression, derivative_symbols, parse
 from ..geometry import Ball, Box, Difference, Intersection, Polygon, Union
 from ..models import MLP
@@ -77,8 +78,8 @@ class _Expression:
         def value(X):
             values = {name: X[:, i : i + 1] for i, name in enumerate(inputs)}
             result = self.function({**self.parameters, **values})
-            return result if isinstance(result, torch.Tensor) else torch.full_like(
-                X[:, :1], float(result))
+            return result if isinstance(result, torch.Tensor) else (
+                torch.zeros_like(X[:, :1]) + scalar_constant(result))  # float64 in an export
         return value
 
 

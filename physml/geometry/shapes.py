@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..dtypes import scalar_constant
 from .base import BoundaryPart, Geometry, r_and
 
 BOX_FACES = (("left", "right"), ("bottom", "top"), ("back", "front"))
@@ -29,14 +30,6 @@ BOX_FACES = (("left", "right"), ("bottom", "top"), ("back", "front"))
 
 def _module(P):
     return torch if isinstance(P, torch.Tensor) else np
-
-
-def _scalars(values) -> tuple[torch.Tensor, ...]:
-    """``values`` as float64 0-dim CPU tensors: the numbers of a distance beside tensor points.
-    To PyTorch they are the numbers themselves (a CPU scalar takes the other operand's dtype,
-    on any device, as a Python float does: the results are bitwise the same), but an ONNX
-    export keeps them in float64, where it would store a Python float rounded to float32."""
-    return tuple(torch.as_tensor(float(v), dtype=torch.float64) for v in values)
 
 
 class Box(Geometry):
@@ -64,7 +57,8 @@ class Box(Geometry):
             raise ValueError(f"{kind}: upper {upper.tolist()} must exceed lower {lower.tolist()}")
         self.dim = len(lower)
         self.bounds = np.stack([lower, upper], axis=1)
-        self._slabs = [_scalars((a, b, b - a)) for a, b in self.bounds]  # for tensor points
+        # the slabs' numbers beside tensor points
+        self._slabs = [tuple(map(scalar_constant, (a, b, b - a))) for a, b in self.bounds]
         default = [name for axis in range(self.dim) for name in BOX_FACES[axis]]
         self.names = list(names) if names is not None else default
         if len(self.names) != len(default) or len(set(self.names)) != len(default):
@@ -180,7 +174,8 @@ class Ball(Geometry):
         self.bounds = np.stack([self.centre - radius, self.centre + radius], axis=1)
         self._slack = 1e-12 * max(self.radius, float(np.abs(self.centre).max()))
         self._numbers = [float(c) for c in self.centre], self.radius**2, 2 * self.radius
-        self._tensor_numbers = _scalars(self._numbers[0]), *_scalars(self._numbers[1:])
+        self._tensor_numbers = (tuple(map(scalar_constant, self._numbers[0])),
+                                *map(scalar_constant, self._numbers[1:]))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(centre={self.centre.tolist()}, radius={self.radius}, "
@@ -401,7 +396,7 @@ def segments_distance(P, A: np.ndarray, B: np.ndarray):
     if xp is torch:
         ax, ay, bx, by, length, cx, cy = (torch.as_tensor(v, dtype=P.dtype, device=P.device)
                                           for v in (ax, ay, bx, by, length, cx, cy))
-        (squared_scale,) = _scalars((squared_scale,))
+        squared_scale = scalar_constant(squared_scale)
     line = ((x - ax) * (by - ay) - (y - ay) * (bx - ax)) / length
     trim = (0.25 * length**2 - (x - cx) ** 2 - (y - cy) ** 2) / length
     bump = (xp.sqrt(trim * trim + line**4 / squared_scale) - trim) / 2

@@ -21,11 +21,12 @@ import math
 import numpy as np
 import torch
 
+from ..dtypes import scalar_constant
 from ..geometry import Interval, Rectangle
 from ..solvers import BurgersSolver1D, Grid, dirichlet, periodic
 from .conditions import Dirichlet, Initial, Periodic
 from .derivatives import gradient
-from .problems import PINNProblem, exact_reference, scalar, sine
+from .problems import PINNProblem, exact_reference, sine
 
 
 def check_whole_periods(wavenumber: float, x: tuple[float, float], problem: str) -> None:
@@ -62,7 +63,7 @@ class BurgersProblem(PINNProblem):
             conditions=[Initial(lambda X: self.initial(X[:, :1])), Dirichlet(0.0)],
             reference=lambda axes: burgers_reference(self, axes, dirichlet(1)),
             periods=(_wall_period(x), None))  # x: odd extension across the walls
-        self._walls = tuple(scalar(end) for end in self.bounds[0])
+        self._walls = tuple(scalar_constant(end) for end in self.bounds[0])
 
     def initial(self, x):
         return sine(x, self.amplitude, self.wavenumber)
@@ -119,7 +120,7 @@ class ConvectionProblem(PINNProblem):
         check_whole_periods(wavenumber, x, "convection")
         self.beta, self.nu, self.amplitude, self.wavenumber = beta, nu, amplitude, wavenumber
         self.period = x[1] - x[0]
-        self._turn = scalar(2 * math.pi), scalar(self.period)
+        self._turn = scalar_constant(2 * math.pi), scalar_constant(self.period)
         self.periodic_embedding = periodic_embedding
         super().__init__(
             self._residual, Interval(*x), time=t, conditions=self._condition_list(),
@@ -161,7 +162,7 @@ class HelmholtzProblem(PINNProblem):
     def __init__(self, a1: float, a2: float, k: float, x: tuple[float, float],
                  y: tuple[float, float]) -> None:
         self.a1, self.a2, self.k = a1, a2, k
-        self._wavenumbers = scalar(a1 * math.pi), scalar(a2 * math.pi)
+        self._wavenumbers = scalar_constant(a1 * math.pi), scalar_constant(a2 * math.pi)
         box = np.array([x, y], dtype=np.float64)
         super().__init__(
             self._residual, Rectangle((x[0], y[0]), (x[1], y[1])),
@@ -216,7 +217,8 @@ class LagrangianConvectionProblem(ConvectionProblem):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, periodic_embedding=True, **kwargs)
-        self._speeds = scalar(max(abs(self.amplitude), 1.0)), scalar(self.beta)
+        self._speeds = (scalar_constant(max(abs(self.amplitude), 1.0)),
+                        scalar_constant(self.beta))
 
     def _condition_list(self):
         return []

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..dtypes import scalar_constant
 from ..geometry import Box
 from .derivatives import gradient
 
@@ -48,7 +49,7 @@ def evaluate_value(value: Value, X: torch.Tensor, k: int) -> torch.Tensor:
         if out.dim() == 1:
             out = out[:, None]
         return out.expand(-1, k)  # (n, 1) broadcast, (n, k) as it is: no branch to trace
-    return (X[:, :1] * 0 + float(value)).expand(-1, k)
+    return (X[:, :1] * 0 + scalar_constant(value)).expand(-1, k)  # float64 in an export
 
 
 def _targets(value: Value, X: np.ndarray, k: int) -> np.ndarray:
@@ -67,6 +68,13 @@ class Condition:
     on: tuple[str, ...] | None = None
     fields: tuple[str, ...] | None = None
     name: str = "boundary"
+
+    def __post_init__(self) -> None:
+        """One name given as ``on`` or ``fields`` is that name (``on="left"`` was read letter
+        by letter: "boundary part 'l' does not exist")."""
+        for key in ("on", "fields"):
+            if isinstance(getattr(self, key), str):
+                object.__setattr__(self, key, (getattr(self, key),))
 
     def columns(self, problem) -> list[int]:
         """Indices of the outputs this condition constrains."""
@@ -201,6 +209,7 @@ class Robin(Condition):
         Raises:
             ValueError: naming the coefficient.
         """
+        super().__post_init__()
         for key in ("alpha", "beta"):
             coefficient = getattr(self, key)
             if isinstance(coefficient, bool) or not isinstance(coefficient, numbers.Real) \
@@ -256,6 +265,7 @@ class Periodic(Condition):
             raise ValueError(f"condition {self.name!r}: on={self.on!r} is not read: a periodic "
                              "condition pairs the box's faces along its axis (give axis=, as "
                              "Periodic(axis='y'))")
+        super().__post_init__()
         if isinstance(self.derivatives, bool) \
                 or not isinstance(self.derivatives, numbers.Integral) or self.derivatives > 1 \
                 or self.derivatives < 0:

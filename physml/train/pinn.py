@@ -120,6 +120,28 @@ def _a(geometry: Geometry) -> str:
     return f"{'an' if name[0] in 'AEIO' else 'a'} {name}"
 
 
+def _check_model_widths(model: nn.Module, problem: PINNProblem) -> None:
+    """Refuse a ``model`` that does not map ``(n, problem.input_dim)`` to
+    ``(n, problem.output_dim)``, by one probe on two points at the domain's centre (PyTorch's
+    random state kept: a probe through dropout draws nothing training would)."""
+    parameter = next(iter(model.parameters()), None)
+    like = {} if parameter is None else {"dtype": parameter.dtype, "device": parameter.device}
+    centre = torch.as_tensor(problem.bounds.mean(axis=1), **like).expand(2, -1)
+    devices = [like["device"]] if like and like["device"].type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        features = problem.embed(centre)
+        try:
+            out = model(features)
+        except RuntimeError as error:
+            raise ValueError(f"model does not take the problem's network input, (n, "
+                             f"{features.shape[1]}) for inputs {', '.join(problem.names)}: "
+                             f"{error}") from None
+    if out.dim() != 2 or out.shape[1] != problem.output_dim:
+        raise ValueError(f"model gives {tuple(out.shape)} for 2 points; the problem has "
+                         f"{problem.output_dim} output(s) ({', '.join(problem.outputs)}): "
+                         f"expected (2, {problem.output_dim})")
+
+
 class PINNTrainer:
     """Trains ``model`` on ``problem``.
 
@@ -153,8 +175,10 @@ class PINNTrainer:
         ValueError: an argument outside these ranges (one message naming it, its value and
             what is allowed), point counts that are not multiples of the number of processes,
             ``hard_constraints=False`` for a problem that imposes its initial conditions
-            through its output transform only, or a ``sampler`` over another domain (another
-            number of inputs, other bounds or time span, another kind of geometry).
+            through its output transform only, a ``sampler`` over another domain (another
+            number of inputs, other bounds or time span, another kind of geometry), or a
+            ``model`` that does not map ``(n, problem.input_dim)`` to
+            ``(n, problem.output_dim)``.
 
     Attributes:
         elapsed_s: wall time spent in :meth:`fit` over the whole run [s], carried through
@@ -214,6 +238,7 @@ class PINNTrainer:
             _check_sampler(sampler, problem)
         self.device, self.dtype = torch.device(device), dtype
         self.model = model.to(self.device, dtype)
+        _check_model_widths(self.model, problem)
         self.problem = problem
         problem.coefficients.to(self.device, dtype)
         self.trained = nn.ModuleList([self.model, problem.coefficients])

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..dtypes import scalar_constant
 from ..geometry import Geometry
 from .conditions import Condition, Dirichlet, Initial, condition_names, evaluate_value
 from .derivatives import Derivatives
@@ -53,7 +54,12 @@ class PINNProblem:
     """A residual over space(-time) with conditions (see the module docstring).
 
     Args:
-        residual: ``residual(d) -> (n, 1)`` tensor or dict of them.
+        residual: ``residual(d) -> (n, 1)`` tensor or dict of them (a system). ``d`` gives
+            by name, each ``(n, 1)``: an output, input or coefficient ``d["u"]``, ``d["x"]``,
+            ``d["nu"]``; a partial derivative ``d("u", "t")``, ``d("u", "x", "x")``;
+            ``d.laplacian("u")`` over the space inputs, ``d.divergence(("u", "v"))``, and
+            ``d.gradient("u")`` ``(n, dim)``. There are no keys such as ``"u_t"``
+            (:class:`~physml.train.derivatives.Derivatives`).
         geometry: the space domain (:mod:`physml.geometry`).
         time: $(t_0, t_1)$, or None for a steady problem.
         conditions: :mod:`~physml.train.conditions` objects, each a loss term by its name.
@@ -88,7 +94,7 @@ class PINNProblem:
         if len(self.space) != geometry.dim:
             raise ValueError(f"space names {list(self.space)} need {geometry.dim} entries")
         self.time = time_span(time)
-        self._start = scalar(self.time[0]) if time is not None else None
+        self._start = scalar_constant(self.time[0]) if time is not None else None
         self.inputs = (*self.space, "t") if time is not None else self.space
         self.outputs = tuple(outputs)
         rows = [geometry.bounds] + ([np.array([self.time])] if time is not None else [])
@@ -349,16 +355,8 @@ class FieldCoefficient(nn.Module):
         return value.exp() if self.positive else value
 
 
-def scalar(value: float) -> torch.Tensor:
-    """``value`` as a float64 0-dim CPU tensor: a constant of a field's tensor arithmetic. To
-    PyTorch it is the number itself (a CPU scalar takes the other operand's dtype, on any
-    device, as a Python float does: the results are bitwise the same), but an ONNX export
-    keeps it in float64, where it would store a Python float rounded to float32."""
-    return torch.as_tensor(float(value), dtype=torch.float64)
-
-
 def sine(x, amplitude: float, wavenumber: float):
     """$A\\sin(kx)$ for a NumPy array or a tensor (then with $A$ and $k$ as :func:`scalar`)."""
     if isinstance(x, torch.Tensor):
-        return scalar(amplitude) * torch.sin(scalar(wavenumber) * x)
+        return scalar_constant(amplitude) * torch.sin(scalar_constant(wavenumber) * x)
     return amplitude * np.sin(wavenumber * x)
