@@ -1,1 +1,27 @@
-"""Benchmark dataset generation on top of :mod:`physml.solvers` (no PyTorch needed)."""
+"""Benchmark dataset generation on top of :mod:`physml.solvers` (no PyTorch needed).
+
+* Specs (the YAML files of ``physml datasets generate``): :func:`load_spec`,
+  :class:`DatasetSpec` (a grid), :class:`MeshDatasetSpec` (a mesh), :class:`LinearSystemSpec`
+  (sparse SPD systems).
+* Their ingredients: :data:`PROBLEMS` (the standard PDEs) and :func:`build_solver`,
+  :data:`INITIAL_CONDITIONS`.
+* Linear systems: :func:`make_system`, :func:`read_systems`.
+* Generation itself is :func:`physml.datasets.generate.generate` (plan, solve and write shards;
+  resume); reading and writing field data is :mod:`physml.io`.
+
+Each name is imported from its module on first use, so importing the package loads neither
+Warp nor the solvers.
+"""
+
+from ..solvers.lazy_exports import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "initial_conditions": ("INITIAL_CONDITIONS",),
+        "linear_systems": ("LinearSystemSpec", "make_system", "read_systems"),
+        "mesh_spec": ("MeshDatasetSpec",),
+        "problems": ("PROBLEMS", "build_solver"),
+        "spec": ("DatasetSpec", "load_spec"),
+    },
+)

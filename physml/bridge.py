@@ -80,6 +80,8 @@ from .solvers.errors import BlowUpError, UnstableStepError, whole_number
 from .solvers.host_threads import ForkSafeLock
 from .solvers.rk_stages import StageWork
 
+__all__ = ["RolloutMemory", "rollout", "step"]
+
 _TORCH_DTYPES = {wp.float32: torch.float32, wp.float64: torch.float64}
 
 

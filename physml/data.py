@@ -24,6 +24,8 @@ from .datasets.store import dataset_shards, open_hdf5, pdebench_layout, per_samp
 from .dtypes import torch_dtype
 from .solvers.kept import LeastRecentlyUsed
 
+__all__ = ["MAX_OPEN_SHARDS", "SAMPLE_CACHE_BYTES", "FieldDataset"]
+
 MAX_OPEN_SHARDS = 64
 """Shard files a :class:`FieldDataset` keeps open per process, the least recently used closed
 first: an open HDF5 file holds a file descriptor and about 0.6 MB of metadata, so a split of

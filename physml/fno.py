@@ -23,6 +23,8 @@ import numbers
 import torch
 from torch import nn
 
+__all__ = ["FNO", "SpectralConv", "most_modes"]
+
 
 def most_modes(points: int, last: bool) -> int:
     """The most modes m an axis of ``points`` points keeps below its Nyquist frequency:

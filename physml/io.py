@@ -1,6 +1,15 @@
 """Reading and writing field data: the data model of :mod:`physml.datasets.store` and
 PDEBench's layouts (:mod:`physml.datasets.pdebench`), and fields on meshes
-(:mod:`physml.datasets.mesh_store`), under one name."""
+(:mod:`physml.datasets.mesh_store`), under one name.
+
+* Build a dataset: :func:`trajectory_dataset` (one trajectory, dims ``(time, x, ...)``),
+  :func:`samples_dataset` (many, ``(sample, time, x, ...)``), :func:`with_cf_metadata` (dims in
+  that order, CF ``long_name``/``units`` on every variable).
+* Write and read: :func:`write_dataset`, :func:`open_dataset` (one file or a sharded folder).
+* PDEBench's HDF5 layouts: :func:`read_pdebench`, :func:`write_pdebench`.
+* Fields on a mesh: :func:`mesh_dataset` (fields with the topology), :func:`read_mesh_dataset`,
+  :func:`mesh_of` (the :class:`~physml.solvers.mesh.Mesh` of such a dataset).
+"""
 
 from .datasets.mesh_store import mesh_dataset as mesh_dataset
 from .datasets.mesh_store import mesh_of as mesh_of
@@ -12,3 +21,8 @@ from .datasets.store import samples_dataset as samples_dataset
 from .datasets.store import trajectory_dataset as trajectory_dataset
 from .datasets.store import with_cf_metadata as with_cf_metadata
 from .datasets.store import write_dataset as write_dataset
+
+__all__ = [
+    "mesh_dataset", "mesh_of", "open_dataset", "read_mesh_dataset", "read_pdebench",
+    "samples_dataset", "trajectory_dataset", "with_cf_metadata", "write_dataset", "write_pdebench",
+]

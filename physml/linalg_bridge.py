@@ -32,6 +32,8 @@ from .devices import require_tensor_device
 from .solvers.linalg import CsrOperator, LinearOperator, Preconditioner, SolveResult, cg
 from .solvers.runtime import start_warp
 
+__all__ = ["SYMMETRY_RTOL", "check_symmetric", "csr_solve", "implicit_solve"]
+
 Solve = Callable[[torch.Tensor], torch.Tensor]
 MatVec = Callable[[Sequence[torch.Tensor], torch.Tensor], torch.Tensor]
 

@@ -32,6 +32,11 @@ from .solvers.linalg import Jacobi, SmoothedAggregationAMG, cg
 from .solvers.mesh import Mesh, Pattern, element_triplets, element_triplets_adjoint, pattern
 from .solvers.mesh.pde import require_grounded
 
+__all__ = [
+    "JACOBI_ROWS", "RESTRICTIONS_PER_MESH", "SOLVE_RTOL", "csr_indices", "operator_values",
+    "poisson_solve", "sparse_solve", "spmv",
+]
+
 _WP_DTYPES = {torch.float32: wp.float32, torch.float64: wp.float64}
 _VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
         (3, wp.float32): wp.vec3f, (3, wp.float64): wp.vec3d}

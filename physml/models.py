@@ -21,9 +21,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from numbers import Integral
 
 import torch
 from torch import nn
+
+__all__ = [
+    "ACTIVATIONS", "MODELS", "MLP", "FourierFeatureMLP", "ModifiedMLP", "PeriodicMLP", "Sine",
+    "TwoBranchNetwork", "activation", "build_model",
+]
 
 ACTIVATIONS = {"tanh": nn.Tanh, "sin": None, "gelu": nn.GELU, "silu": nn.SiLU}
 
@@ -42,6 +48,13 @@ def activation(name: str) -> nn.Module:
     return Sine() if name == "sin" else ACTIVATIONS[name]()
 
 
+def _check_sizes(model: str, **sizes: tuple[int, int]) -> None:
+    """Refuse a size ``name=(value, least)`` that is not a whole number >= ``least``."""
+    for name, (value, least) in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
+            raise ValueError(f"{model}: {name}={value!r}; it must be a whole number >= {least}")
+
+
 def _linear(n_in: int, n_out: int) -> nn.Linear:
     layer = nn.Linear(n_in, n_out)
     nn.init.xavier_normal_(layer.weight)
@@ -50,12 +63,24 @@ def _linear(n_in: int, n_out: int) -> nn.Linear:
 
 
 class MLP(nn.Module):
-    """Fully connected network ``d_in -> width x depth -> d_out``."""
+    """Fully connected network ``d_in -> width x depth -> d_out``: ``(n, d_in)`` to
+    ``(n, d_out)``.
+
+    Args:
+        d_in, d_out: input and output widths (>= 1).
+        width: neurons per hidden layer (>= 1).
+        depth: number of hidden layers (>= 1).
+        act: activation: ``"tanh"``, ``"sin"``, ``"gelu"`` or ``"silu"``.
+
+    Raises:
+        ValueError: a size that is not a whole number >= 1, or an unknown activation.
+    """
 
     def __init__(
         self, d_in: int, d_out: int, width: int = 32, depth: int = 4, act: str = "tanh"
     ) -> None:
         super().__init__()
+        _check_sizes("MLP", d_in=(d_in, 1), d_out=(d_out, 1), width=(width, 1), depth=(depth, 1))
         layers: list[nn.Module] = []
         n = d_in
         for _ in range(depth):
@@ -69,7 +94,17 @@ class MLP(nn.Module):
 
 
 class FourierFeatureMLP(nn.Module):
-    """An :class:`MLP` on random Fourier features of the input (``features`` frequencies)."""
+    r"""An :class:`MLP` on random Fourier features $[\cos(2\pi B x), \sin(2\pi B x)]$ of the
+    input: ``(n, d_in)`` to ``(n, d_out)``.
+
+    Args:
+        d_in, d_out, width, depth, act: as for :class:`MLP`.
+        features: number of frequencies, the columns of $B$ (>= 1); the MLP sees twice as many.
+        scale: standard deviation $s$ of the fixed random frequencies $B_{ij}\sim N(0, s^2)$.
+
+    Raises:
+        ValueError: a size that is not a whole number >= 1, or an unknown activation.
+    """
 
     def __init__(
         self,
@@ -82,6 +117,7 @@ class FourierFeatureMLP(nn.Module):
         scale: float = 1.0,
     ) -> None:
         super().__init__()
+        _check_sizes("FourierFeatureMLP", d_in=(d_in, 1), features=(features, 1))
         self.register_buffer("frequencies", scale * torch.randn(d_in, features))
         # 2 pi as a float64 tensor, not a Python float (which an ONNX export stores in float32)
         self.register_buffer("two_pi", torch.tensor(2 * math.pi, dtype=torch.float64),
@@ -95,16 +131,25 @@ class FourierFeatureMLP(nn.Module):
 
 class ModifiedMLP(nn.Module):
     """The gated MLP of Wang, Teng & Perdikaris (see the module docstring): ``depth`` hidden
-    layers, the first giving $H_1$ and each other a gate $Z_k$.
+    layers, the first giving $H_1$ and each other a gate $Z_k$: ``(n, d_in)`` to ``(n, d_out)``.
+
+    Args:
+        d_in, d_out: input and output widths (>= 1).
+        width: neurons per hidden layer (>= 1).
+        depth: number of hidden layers (>= 2).
+        act: activation: ``"tanh"``, ``"sin"``, ``"gelu"`` or ``"silu"``.
 
     Raises:
-        ValueError: ``depth`` below 2 (no gate: $U$ and $V$ would go unused).
+        ValueError: ``depth`` below 2 (no gate: $U$ and $V$ would go unused), another size that
+            is not a whole number >= 1, or an unknown activation.
     """
 
     def __init__(
         self, d_in: int, d_out: int, width: int = 32, depth: int = 4, act: str = "tanh"
     ) -> None:
         super().__init__()
+        _check_sizes("ModifiedMLP", d_in=(d_in, 1), d_out=(d_out, 1), width=(width, 1),
+                     depth=(depth, 1))
         if depth < 2:
             raise ValueError(f"depth={depth}: the modified MLP needs depth >= 2 (a first "
                              "layer and at least one gate)")
@@ -132,10 +177,16 @@ class PeriodicMLP(nn.Module):
     in each input of $P$ by construction (the TENG ansatz).
 
     Args:
+        d_in, d_out, width, depth, act: as for :class:`MLP`.
         period: $L$ of every input (a number), or one entry per input: a period, or None for
             an input that is not periodic (e.g. the time of a space-time network).
+        harmonics: $M$, the frequencies per periodic input (>= 1).
 
     Features: $2 M |P| + (d_\mathrm{in} - |P|)$.
+
+    Raises:
+        ValueError: a size that is not a whole number >= 1, a ``period`` of another length
+            than ``d_in`` or not > 0, or an unknown activation.
     """
 
     def __init__(
@@ -149,6 +200,7 @@ class PeriodicMLP(nn.Module):
         harmonics: int = 1,
     ) -> None:
         super().__init__()
+        _check_sizes("PeriodicMLP", d_in=(d_in, 1), harmonics=(harmonics, 1))
         periods = [period] * d_in if isinstance(period, (int, float)) else list(period)
         if len(periods) != d_in:
             raise ValueError(f"period has {len(periods)} entries; expected one per input ({d_in})")
@@ -188,12 +240,16 @@ class TwoBranchNetwork(nn.Module):
     Args:
         branch: the network class of each branch (e.g. :class:`MLP`).
         d_in: input width.
-        branches: number of branches (= outputs).
+        branches: number of branches (= outputs, >= 1).
         **options: passed to each branch (width, depth, act, ...).
+
+    Raises:
+        ValueError: ``branches`` not a whole number >= 1, or what ``branch`` refuses.
     """
 
     def __init__(self, branch: type[nn.Module], d_in: int, branches: int = 2, **options) -> None:
         super().__init__()
+        _check_sizes("TwoBranchNetwork", branches=(branches, 1))
         self.branches = nn.ModuleList([branch(d_in, 1, **options) for _ in range(branches)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,8 @@ from .errors import BlowUpError
 from .solvers.checks import check_counts
 from .solvers.errors import is_real
 
+__all__ = ["SpectralSolver"]
+
 Nonlinearity = Literal["none", "cubic", "burgers"]
 _CONTOUR_POINTS = 32
 

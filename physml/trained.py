@@ -200,12 +200,18 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
     """The trained network of a physics-informed run folder.
 
     Args:
-        run_dir: a run folder of ``physml run`` (``config.yaml`` and ``checkpoint.pt``).
-        device: where to put it (default: the run's device, or the CPU on a machine
-            without it).
+        run_dir: a run folder of ``physml run`` for a case of kind ``pinn`` or ``equation``
+            (``config.yaml`` and ``checkpoint.pt``).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (default: the run's device, or the CPU
+            on a machine without it).
+
+    Returns:
+        The :class:`TrainedModel` on ``device``, in the run's dtype, with the checkpoint's
+        weights.
 
     Raises:
-        ValueError: not a run folder, a case kind without a network field, a checkpoint that
+        ValueError: not a run folder (no ``config.yaml``, e.g. a missing folder), a case kind
+            without a network field (``teng``, ``moe``, ...), no checkpoint or one that
             cannot be read or does not fit the configuration, or a ``device`` this machine
             does not have.
     """

@@ -1,5 +1,27 @@
 """Numerics layer: differentiable NVIDIA Warp solvers on structured grids.
 
+* Grid solvers (``step``, ``rollout``, ``stable_dt``): :class:`HeatSolver1D`,
+  :class:`HeatSolver2D`, :class:`BurgersSolver1D`, :class:`BurgersSolver2D`,
+  :class:`AdvectionSolver1D`, :class:`AdvectionSolver2D`, :class:`AllenCahnSolver1D`,
+  :class:`AllenCahnSolver2D`, :class:`DiffusionReactionSolver1D`,
+  :class:`DiffusionSorptionSolver1D`, :class:`NavierStokesSolver2D`; their dimension-generic
+  classes (:class:`HeatSolver`, :class:`BurgersSolver`, :class:`AdvectionSolver`,
+  :class:`AllenCahnSolver`) and base :class:`GridSolver`.
+* Grids and boundaries: :class:`Grid`, :class:`GridLayout`, :class:`BC`, :class:`BCKind`,
+  :class:`BoundaryConditions`, :func:`boundary_conditions`, :func:`periodic`,
+  :func:`dirichlet`, :func:`neumann`.
+* Schemes and fluxes: :data:`SCHEMES`, :class:`Tableau`, :class:`FluxKind`, :class:`Limiter`.
+* Parameters: :class:`Parameter`, :class:`Term`.
+* Cahn–Hilliard with thermomigration: :class:`ThermomigrationSolver`, the free energies
+  :class:`DoubleWell`, :class:`RegularSolution`, :class:`DiluteSolution`, and the temperature
+  fields :class:`HeatConductionTemperature`, :func:`linear_temperature`.
+* Errors: :class:`UnstableStepError`, :class:`BlowUpError`.
+
+Public subpackages: :mod:`physml.solvers.mesh` (P1 operators and PDEs on triangle and
+tetrahedron meshes) and :mod:`physml.solvers.linalg` (Krylov solvers, preconditioners, sparse
+operators). The modules that define the names above hold their full documentation (for
+instance :mod:`physml.solvers.heat`); every other module is an implementation detail.
+
 Importing this package does not import PyTorch and does not initialise Warp.
 """
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from .base import GridSolver
 from .checks import require
+from .dimension_docs import dimension_docstring
 from .grid import BoundaryConditions, Grid
 from .operators import FluxKind, Limiter
 from .parameters import Parameter, Term
@@ -39,7 +40,8 @@ class AdvectionSolver(GridSolver):
         beta: advection velocity [m/s]: a number (1D) or one entry per axis.
         space: "upwind" (TVD, default) or "central" (periodic boundaries only).
         limiter: slope limiter of the upwind scheme ("van_leer", "minmod", "mc", "none").
-        dt, scheme, device, dtype, check_every: see :class:`GridSolver`.
+        dt (required; ``None``: unset), scheme, device, dtype, check_every, threads: see
+            :class:`GridSolver`.
     """
 
     PARAMETERS = (
@@ -73,13 +75,27 @@ class AdvectionSolver(GridSolver):
                              "or Neumann side instead of letting it leave): use space='upwind'")
 
 
+_VELOCITY = {1: """\
+        beta: advection velocity $\\beta$ [m/s], a number.
+""", 2: """\
+        beta: advection velocity $\\beta$ [m/s]: two entries, one per axis.
+"""}
+_OPTIONS = """\
+        space: "upwind" (TVD, default) or "central" (periodic boundaries only).
+        limiter: slope limiter of the upwind scheme: "van_leer" (default), "minmod", "mc" or
+            "none".
+        scheme: "ssp_rk3" (default), "euler", "heun" or "rk4" (no diffusion: no "imex").
+"""
+_EQUATION = r"$u_t + \boldsymbol\beta\cdot\nabla u = 0$"
+
+
 class AdvectionSolver1D(AdvectionSolver):
-    """:class:`AdvectionSolver` on a 1D grid; ``u`` has shape ``(nx,)``."""
+    __doc__ = dimension_docstring(_EQUATION, "AdvectionSolver", 1, _VELOCITY[1], _OPTIONS)
 
     ndim = 1
 
 
 class AdvectionSolver2D(AdvectionSolver):
-    """:class:`AdvectionSolver` on a 2D grid; ``u`` has shape ``(nx, ny)``."""
+    __doc__ = dimension_docstring(_EQUATION, "AdvectionSolver", 2, _VELOCITY[2], _OPTIONS)
 
     ndim = 2

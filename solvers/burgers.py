@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .advection import limiter_from_name
 from .base import GridSolver
+from .dimension_docs import IMEX_THETA, dimension_docstring
 from .grid import BoundaryConditions, Grid
 from .operators import FluxKind
 from .parameters import Parameter, Term
@@ -25,7 +26,8 @@ class BurgersSolver(GridSolver):
         bc: boundary conditions (default periodic).
         nu: viscosity $\nu$ [m^2/s], >= 0 (0: inviscid).
         limiter: slope limiter ("van_leer", "minmod", "mc", "none").
-        dt, scheme, theta, device, dtype, check_every: see :class:`GridSolver`.
+        dt (required; ``None``: unset), scheme, theta, device, dtype, check_every, threads:
+            see :class:`GridSolver`.
     """
 
     PARAMETERS = (Parameter("nu", "m^2/s", "viscosity", lower=0.0, term=Term.DIFFUSION),)
@@ -46,13 +48,23 @@ class BurgersSolver(GridSolver):
         super().__init__(grid, bc, parameters={"nu": nu}, dt=dt, scheme=scheme, **options)
 
 
+_PARAMETERS = """\
+        nu: viscosity $\\nu$ [m^2/s], >= 0 (0: inviscid).
+"""
+_OPTIONS = """\
+        limiter: slope limiter: "van_leer" (default), "minmod", "mc" or "none".
+        scheme: "ssp_rk3" (default), "euler", "heun", "rk4", or "imex" (implicit diffusion).
+""" + IMEX_THETA
+_EQUATION = r"$u_t + \sum_d \partial_d (u^2/2) = \nu\,\Delta u$"
+
+
 class BurgersSolver1D(BurgersSolver):
-    """:class:`BurgersSolver` on a 1D grid; ``u`` has shape ``(nx,)``."""
+    __doc__ = dimension_docstring(_EQUATION, "BurgersSolver", 1, _PARAMETERS, _OPTIONS)
 
     ndim = 1
 
 
 class BurgersSolver2D(BurgersSolver):
-    """:class:`BurgersSolver` on a 2D grid; ``u`` has shape ``(nx, ny)``."""
+    __doc__ = dimension_docstring(_EQUATION, "BurgersSolver", 2, _PARAMETERS, _OPTIONS)
 
     ndim = 2

@@ -110,6 +110,10 @@ class DiluteSolution(_ArrheniusModel):
     With the heat of transport the flux is $J = -D(\nabla c + c\,Q^*\nabla T/(RT^2))$ and the
     zero-flux steady state is $c \propto \exp(Q^*/(RT))$. $c$ is the solute's mole fraction:
     $0 < c < 1$.
+
+    Args:
+        diffusivity: $D_0$ [m^2/s] of $D(T) = D_0\exp(-Q_d/RT)$, > 0 (required).
+        activation_energy: $Q_d$ [J/mol], >= 0 (default 0: $D$ independent of $T$).
     """
 
     kind = FreeEnergyKind.DILUTE
@@ -137,8 +141,9 @@ class DoubleWell(_ArrheniusModel):
         barrier: $W$ [J/mol], the height of the barrier between the wells, > 0.
         c_alpha, c_beta: well positions $c_{\alpha 0} < c_{\beta 0}$ at $T_0$ (matrix, precipitate).
         slope_alpha, slope_beta: $dc_\alpha/dT$, $dc_\beta/dT$ [1/K] (solubility slopes).
-        T0: the temperature [K] of ``c_alpha``, ``c_beta``.
-        diffusivity, activation_energy: see :class:`_ArrheniusModel`.
+        T0: the temperature [K] of ``c_alpha``, ``c_beta``, > 0.
+        diffusivity: $D_0$ [m^2/s] of $D(T) = D_0\exp(-Q_d/RT)$, > 0 (required).
+        activation_energy: $Q_d$ [J/mol], >= 0 (default 0: $D$ independent of $T$).
 
     The two wells have the same depth, so the common tangent is $\mu_0 = 0$ and the equilibrium
     compositions are exactly $c_\alpha(T)$, $c_\beta(T)$. A flat interface has the profile
@@ -227,8 +232,9 @@ class RegularSolution(_ArrheniusModel):
     r"""Regular solution $f = RT[c\ln c + (1-c)\ln(1-c)] + \Omega c(1-c)$, $M = Dc(1-c)/(RT)$.
 
     Args:
-        interaction: $\Omega$ [J/mol]; a miscibility gap exists below $T_c = \Omega/(2R)$.
-        diffusivity, activation_energy: see :class:`_ArrheniusModel`.
+        interaction: $\Omega$ [J/mol], > 0; a miscibility gap exists below $T_c = \Omega/(2R)$.
+        diffusivity: $D_0$ [m^2/s] of $D(T) = D_0\exp(-Q_d/RT)$, > 0 (required).
+        activation_energy: $Q_d$ [J/mol], >= 0 (default 0: $D$ independent of $T$).
 
     Needs $0 < c < 1$. The phase boundaries are symmetric, $c_\alpha = 1 - c_\beta$, the roots of
     $RT\ln(c/(1-c)) + \Omega(1-2c) = 0$ (:meth:`equilibrium`).

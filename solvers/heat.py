@@ -8,6 +8,7 @@ limit) or ``scheme="imex"`` (Crank–Nicolson, unconditionally stable, second or
 from __future__ import annotations
 
 from .base import GridSolver
+from .dimension_docs import IMEX_THETA, dimension_docstring
 from .grid import BoundaryConditions, Grid
 from .parameters import Parameter, Term
 
@@ -19,7 +20,8 @@ class HeatSolver(GridSolver):
         grid: the grid; ``u`` has shape ``grid.shape``.
         bc: boundary conditions (default periodic).
         nu: diffusivity $\nu$ [m^2/s], > 0.
-        dt, scheme, theta, device, dtype, check_every: see :class:`GridSolver`.
+        dt (required; ``None``: unset), scheme, theta, device, dtype, check_every, threads:
+            see :class:`GridSolver`.
     """
 
     PARAMETERS = (
@@ -39,13 +41,22 @@ class HeatSolver(GridSolver):
         super().__init__(grid, bc, parameters={"nu": nu}, dt=dt, scheme=scheme, **options)
 
 
+_PARAMETERS = """\
+        nu: diffusivity $\\nu$ [m^2/s], > 0.
+"""
+_OPTIONS = """\
+        scheme: "rk4" (default), "euler", "heun", "ssp_rk3", or "imex" (implicit diffusion).
+""" + IMEX_THETA
+_EQUATION = r"$u_t = \nu\,\Delta u$"
+
+
 class HeatSolver1D(HeatSolver):
-    """:class:`HeatSolver` on a 1D grid; ``u`` has shape ``(nx,)``."""
+    __doc__ = dimension_docstring(_EQUATION, "HeatSolver", 1, _PARAMETERS, _OPTIONS)
 
     ndim = 1
 
 
 class HeatSolver2D(HeatSolver):
-    """:class:`HeatSolver` on a 2D grid; ``u`` has shape ``(nx, ny)``."""
+    __doc__ = dimension_docstring(_EQUATION, "HeatSolver", 2, _PARAMETERS, _OPTIONS)
 
     ndim = 2

@@ -12,6 +12,7 @@ Space: central differences (second order). Time: explicit RK or ``scheme="imex"`
 from __future__ import annotations
 
 from .base import GridSolver
+from .dimension_docs import IMEX_THETA, dimension_docstring
 from .grid import BoundaryConditions, Grid
 from .operators import ReactionKind
 from .parameters import Parameter, Term
@@ -46,20 +47,33 @@ class AllenCahnSolver(_ReactionDiffusionSolver):
         bc: boundary conditions (default periodic).
         nu: diffusivity $\nu$ [m^2/s], > 0.
         rho: reaction rate $\rho$ [1/s], >= 0.
-        dt, scheme, theta, device, dtype, check_every: see :class:`GridSolver`.
+        dt (required; ``None``: unset), scheme, theta, device, dtype, check_every, threads:
+            see :class:`GridSolver`.
     """
 
     reaction_kind = ReactionKind.ALLEN_CAHN
 
 
+_ALLEN_CAHN_PARAMETERS = """\
+        nu: diffusivity $\\nu$ [m^2/s], > 0.
+        rho: reaction rate $\\rho$ [1/s], >= 0.
+"""
+_ALLEN_CAHN_OPTIONS = """\
+        scheme: "rk4" (default), "euler", "heun", "ssp_rk3", or "imex" (implicit diffusion).
+""" + IMEX_THETA
+_ALLEN_CAHN = r"$u_t = \nu\,\Delta u + \rho\,(u - u^3)$"
+
+
 class AllenCahnSolver1D(AllenCahnSolver):
-    """:class:`AllenCahnSolver` on a 1D grid; ``u`` has shape ``(nx,)``."""
+    __doc__ = dimension_docstring(_ALLEN_CAHN, "AllenCahnSolver", 1, _ALLEN_CAHN_PARAMETERS,
+                                 _ALLEN_CAHN_OPTIONS)
 
     ndim = 1
 
 
 class AllenCahnSolver2D(AllenCahnSolver):
-    """:class:`AllenCahnSolver` on a 2D grid; ``u`` has shape ``(nx, ny)``."""
+    __doc__ = dimension_docstring(_ALLEN_CAHN, "AllenCahnSolver", 2, _ALLEN_CAHN_PARAMETERS,
+                                 _ALLEN_CAHN_OPTIONS)
 
     ndim = 2
 
@@ -72,7 +86,8 @@ class DiffusionReactionSolver1D(_ReactionDiffusionSolver):
         bc: boundary conditions (default periodic, as PDEBench).
         nu: diffusivity $\nu$ [m^2/s], > 0.
         rho: reaction rate $\rho$ [1/s], >= 0.
-        dt, scheme, theta, device, dtype, check_every: see :class:`GridSolver`.
+        dt (required; ``None``: unset), scheme, theta, device, dtype, check_every, threads:
+            see :class:`GridSolver`.
     """
 
     ndim = 1

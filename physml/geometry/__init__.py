@@ -1,5 +1,12 @@
 """Domains for physics-informed problems: primitives, their CSG combinations, interior and
-boundary sampling, outward normals, named boundary parts and distance functions."""
+boundary sampling, outward normals, named boundary parts and distance functions.
+
+* Primitives: :class:`Interval`, :class:`Rectangle`, :class:`Box`, :class:`Disk`,
+  :class:`Ball`, :class:`Polygon`; a triangle or tetrahedron mesh: :class:`MeshDomain`
+  (imported on first use: it loads the mesh layer).
+* Combinations: :class:`Union`, :class:`Intersection`, :class:`Difference`.
+* What they share: :class:`Geometry` (the interface) and :class:`BoundaryPart`.
+"""
 
 from .base import BoundaryPart as BoundaryPart
 from .base import Geometry as Geometry
@@ -12,6 +19,16 @@ from .shapes import Disk as Disk
 from .shapes import Interval as Interval
 from .shapes import Polygon as Polygon
 from .shapes import Rectangle as Rectangle
+
+__all__ = [
+    "Ball", "BoundaryPart", "Box", "Difference", "Disk", "Geometry", "Intersection", "Interval",
+    "MeshDomain", "Polygon", "Rectangle", "Union",
+]
+
+
+def __dir__() -> list[str]:
+    """The module's names with ``MeshDomain``, which :func:`__getattr__` provides."""
+    return sorted({*globals(), "MeshDomain"})
 
 
 def __getattr__(name: str):

@@ -8,9 +8,9 @@ Runge–Kutta target built from the PDE's right-hand side $F[u]$ (``heat``: $\nu
   and take $k_i = F[u_{\theta_i}]$ (stage 1 is $\theta_n$ itself);
 * the step: fit $u_{\theta_{n+1}} \approx u_n + \Delta t\sum_i b_i k_i$.
 
-``euler`` is TENG-Euler, ``heun`` TENG-Heun (the paper's two methods) and ``rk4`` the
-fourth-order variant. The scheme is the paper's; the settings differ from the authors' code,
-which runs 7 updates in a step's first fit (the first over 1536 parameters, then 1024), 65,536
+``euler`` is TENG-Euler, ``heun`` TENG-Heun (the paper's two methods), ``ssp_rk3`` and ``rk4`` the
+third- and fourth-order variants. The scheme is the paper's; the settings differ from the authors'
+code, which runs 7 updates in a step's first fit (the first over 1536 parameters, then 1024), 65,536
 points on a quadrature grid and a network with a learnable cosine first layer: here every fit
 runs ``iterations`` updates over ``subsample`` parameters, the points are uniform random, and
 the bundled cases' network is the fixed periodic embedding of
@@ -47,7 +47,7 @@ from torch import nn
 
 from ..devices import require_torch_device
 from ..solvers.errors import BlowUpError, is_real, whole_number
-from ..solvers.timestepping import Tableau, tableau
+from ..solvers.timestepping import SCHEMES, Tableau
 from . import gauss_newton, initial_fit
 from .flat_network import FlatNetwork
 from .flat_network import input_width as input_width
@@ -101,7 +101,7 @@ class TENG:
             ``dim``. It is used as a function of ``theta``: its own parameters keep their
             initial values until :meth:`write_theta_to_model`.
         pde: the PDE (:class:`TENGPDE`).
-        scheme: ``"euler"``, ``"heun"`` or ``"rk4"`` (or any :class:`Tableau`).
+        scheme: ``"euler"``, ``"heun"``, ``"ssp_rk3"`` or ``"rk4"`` (or any :class:`Tableau`).
         dt: time step, finite and > 0.
         points: sample points per step (uniform random in the box), >= 1.
         subsample: parameters updated per inner iteration, >= 1 (all if >= the parameter
@@ -169,7 +169,10 @@ class TENG:
         self.model = model.to(self.device, torch.float64)
         self.network = FlatNetwork(self.model, dim, self.device, self._fallback)
         self.pde = pde
-        self.tableau = tableau(scheme) if isinstance(scheme, str) else scheme
+        if isinstance(scheme, str) and scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r} for TENG; allowed: "
+                             f"{', '.join(SCHEMES)} (or a Tableau)")
+        self.tableau = SCHEMES[scheme] if isinstance(scheme, str) else scheme
         self.dt, self.n_points, self.iterations = dt, points, iterations
         self.solver, self.length, self.dim, self.chunk = solver, length, dim, chunk
         self.theta = self.network.flat_parameters()

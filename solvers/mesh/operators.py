@@ -41,6 +41,14 @@ _ELEMENT_KERNELS = {
     ("mass", 3): K.triangle_mass_kernel,
     ("mass", 4): K.tet_mass_kernel,
 }
+
+
+def _element_kernel(kind: str, k: int):
+    """The element kernel of ``kind`` for cells of ``k`` vertices; ValueError for another kind."""
+    kinds = sorted({name for name, _ in _ELEMENT_KERNELS})
+    if kind not in kinds:
+        raise ValueError(f"kind={kind!r} is not an element matrix; allowed: {', '.join(kinds)}")
+    return _ELEMENT_KERNELS[(kind, k)]
 _VEC = {(2, wp.float32): wp.vec2f, (2, wp.float64): wp.vec2d,
         (3, wp.float32): wp.vec3f, (3, wp.float64): wp.vec3d}
 
@@ -187,7 +195,7 @@ def element_triplets(mesh: Mesh, kind: str, dtype: type = wp.float64,
 
     Args:
         mesh: the mesh.
-        kind: ``"stiffness"`` or ``"mass"``.
+        kind: ``"stiffness"`` or ``"mass"`` (another is refused with a ``ValueError``).
         dtype: ``wp.float32`` or ``wp.float64``.
         points: vertex positions (n,) of ``vec{d}`` (default: ``mesh.points``), e.g. with
             ``requires_grad`` for a ``wp.Tape``.
@@ -195,13 +203,14 @@ def element_triplets(mesh: Mesh, kind: str, dtype: type = wp.float64,
     """
     dtype = warp_dtype(dtype)
     k = mesh.cells.shape[1]
+    kernel = _element_kernel(kind, k)
     x = _points(mesh, dtype, points)
     if out is None:
         out = wp.empty(mesh.n_cells * k * k, dtype=dtype, device=mesh.device,
                        requires_grad=x.requires_grad)
     else:
         out = _mesh_array(mesh, out, "out", mesh.n_cells * k * k, "element-matrix entry", dtype)
-    launch(_ELEMENT_KERNELS[(kind, k)], (dtype, _VEC[(mesh.dim, dtype)]), dim=mesh.n_cells,
+    launch(kernel, (dtype, _VEC[(mesh.dim, dtype)]), dim=mesh.n_cells,
            device=mesh.device, inputs=[x, mesh.warp_cells()], outputs=[out])
     return out
 
@@ -216,7 +225,8 @@ def element_triplets_adjoint(mesh: Mesh, kind: str, points: wp.array,
 
     Args:
         mesh: the mesh (n vertices, m cells of k vertices).
-        kind: ``"stiffness"`` or ``"mass"``, as given to :func:`element_triplets`.
+        kind: ``"stiffness"`` or ``"mass"``, as given to :func:`element_triplets` (another is
+            refused with a ``ValueError``).
         points: vertex positions (n,) of ``vec{d}`` of the dtype of ``triplets_grad``, or a
             NumPy (n, d) array (``None``: ``mesh.points``), the positions the triplets were
             taken at; another shape, dtype or device is refused.
@@ -224,12 +234,13 @@ def element_triplets_adjoint(mesh: Mesh, kind: str, points: wp.array,
             float64); another length, dtype or device is refused.
     """
     k = mesh.cells.shape[1]
+    kernel = _element_kernel(kind, k)
     dtype = triplets_grad.dtype if isinstance(triplets_grad, wp.array) else wp.float64
     triplets_grad = _mesh_array(mesh, triplets_grad, "triplets_grad", mesh.n_cells * k * k,
                                 "element-matrix entry", dtype)
     points = _points(mesh, dtype, points)
     points_grad = wp.zeros_like(points)
-    launch(_ELEMENT_KERNELS[(kind, k)], (dtype, _VEC[(mesh.dim, dtype)]), dim=mesh.n_cells,
+    launch(kernel, (dtype, _VEC[(mesh.dim, dtype)]), dim=mesh.n_cells,
            device=mesh.device, inputs=[points, mesh.warp_cells()],
            outputs=[wp.empty_like(triplets_grad)], adj_inputs=[points_grad, None],
            adj_outputs=[triplets_grad], adjoint=True)
@@ -249,7 +260,11 @@ def stiffness_matrix(mesh: Mesh, dtype: type = wp.float64,
     (:func:`element_triplets`, :func:`element_triplets_adjoint`) or use PyTorch through
     :mod:`physml.mesh_bridge`.
 
-    Arguments ``mesh``, ``dtype``, ``points``: see the module docstring.
+    Args:
+        mesh: the mesh (n vertices, m cells).
+        dtype: ``wp.float32`` or ``wp.float64`` (or a NumPy or PyTorch dtype, or its name).
+        points: vertex positions, (n,) ``vec{d}`` of ``dtype`` on the mesh's device or a NumPy
+            (n, d) array (default: ``mesh.points``); another shape, dtype or device is refused.
     """
     dtype = warp_dtype(dtype)
     x = _points(mesh, dtype, points)
@@ -266,7 +281,11 @@ def cotan_laplacian(mesh: Mesh, dtype: type = wp.float64,
                     points: wp.array | None = None) -> wps.BsrMatrix:
     r"""Cotangent Laplacian $L = -K$ (n, n), negative semi-definite, as libigl's ``cotmatrix``.
 
-    Arguments ``mesh``, ``dtype``, ``points``: see the module docstring.
+    Args:
+        mesh: the mesh (n vertices, m cells).
+        dtype: ``wp.float32`` or ``wp.float64`` (or a NumPy or PyTorch dtype, or its name).
+        points: vertex positions, (n,) ``vec{d}`` of ``dtype`` on the mesh's device or a NumPy
+            (n, d) array (default: ``mesh.points``); another shape, dtype or device is refused.
     """
     L = stiffness_matrix(mesh, dtype, points)
     wps.bsr_scale(L, -1.0)
@@ -278,7 +297,10 @@ def mass_matrix(mesh: Mesh, dtype: type = wp.float64, points: wp.array | None = 
     r"""P1 mass $M_{ij} = \int \phi_i\phi_j$ (n, n), or its lumped diagonal.
 
     Args:
-        mesh, dtype, points: see the module docstring.
+        mesh: the mesh (n vertices, m cells).
+        dtype: ``wp.float32`` or ``wp.float64`` (or a NumPy or PyTorch dtype, or its name).
+        points: vertex positions, (n,) ``vec{d}`` of ``dtype`` on the mesh's device or a NumPy
+            (n, d) array (default: ``mesh.points``); another shape, dtype or device is refused.
         lumped: return the diagonal matrix of :func:`lumped_mass` instead.
     """
     dtype = warp_dtype(dtype)
@@ -291,7 +313,11 @@ def cell_measures(mesh: Mesh, dtype: type = wp.float64,
                   points: wp.array | None = None) -> wp.array:
     """(m,) cell areas (triangles) or volumes (tetrahedra).
 
-    Arguments ``mesh``, ``dtype``, ``points``: see the module docstring.
+    Args:
+        mesh: the mesh (n vertices, m cells).
+        dtype: ``wp.float32`` or ``wp.float64`` (or a NumPy or PyTorch dtype, or its name).
+        points: vertex positions, (n,) ``vec{d}`` of ``dtype`` on the mesh's device or a NumPy
+            (n, d) array (default: ``mesh.points``); another shape, dtype or device is refused.
     """
     dtype = warp_dtype(dtype)
     x = _points(mesh, dtype, points)
@@ -306,7 +332,11 @@ def lumped_mass(mesh: Mesh, dtype: type = wp.float64,
                 points: wp.array | None = None) -> wp.array:
     r"""(n,) lumped mass $m_i = \sum_{T \ni i} |T|/(k+1)$ (row sums of the consistent mass).
 
-    Arguments ``mesh``, ``dtype``, ``points``: see the module docstring.
+    Args:
+        mesh: the mesh (n vertices, m cells).
+        dtype: ``wp.float32`` or ``wp.float64`` (or a NumPy or PyTorch dtype, or its name).
+        points: vertex positions, (n,) ``vec{d}`` of ``dtype`` on the mesh's device or a NumPy
+            (n, d) array (default: ``mesh.points``); another shape, dtype or device is refused.
     """
     dtype = warp_dtype(dtype)
     out = wp.zeros(mesh.n_vertices, dtype=dtype, device=mesh.device)
@@ -320,7 +350,10 @@ def face_normals(mesh: Mesh, dtype: type = wp.float64,
     """(m,) unit normals of a surface mesh, $(x_1 - x_0)\\times(x_2 - x_0)$ normalised.
 
     Args:
-        mesh, dtype, points: see the module docstring.
+        mesh: the mesh (n vertices, m cells).
+        dtype: ``wp.float32`` or ``wp.float64`` (or a NumPy or PyTorch dtype, or its name).
+        points: vertex positions, (n,) ``vec{d}`` of ``dtype`` on the mesh's device or a NumPy
+            (n, d) array (default: ``mesh.points``); another shape, dtype or device is refused.
 
     Raises:
         ValueError: the mesh is not a surface (triangles in 3D).
@@ -338,7 +371,11 @@ def basis_gradients(mesh: Mesh, dtype: type = wp.float64,
                     points: wp.array | None = None) -> wp.array:
     r"""(m, k) gradients $\nabla\lambda_i$ of every cell's barycentric coordinates (vectors).
 
-    Arguments ``mesh``, ``dtype``, ``points``: see the module docstring.
+    Args:
+        mesh: the mesh (n vertices, m cells).
+        dtype: ``wp.float32`` or ``wp.float64`` (or a NumPy or PyTorch dtype, or its name).
+        points: vertex positions, (n,) ``vec{d}`` of ``dtype`` on the mesh's device or a NumPy
+            (n, d) array (default: ``mesh.points``); another shape, dtype or device is refused.
     """
     dtype = warp_dtype(dtype)
     vec = _VEC[(mesh.dim, dtype)]
