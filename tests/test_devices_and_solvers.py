@@ -80,8 +80,8 @@ def test_a_warp_device_the_check_accepts_places_trainers_and_a_loaded_run(tmp_pa
 
     device = wp.get_device("cpu")
     problem = ConvectionProblem(1.0, (0.0, 2 * math.pi), (0.0, 1.0), 1.0, 1.0)
-    pinn = PINNTrainer(build_model("mlp", problem.input_dim, 1, width=4, depth=1), problem, points=16,
-                       device=device)
+    pinn = PINNTrainer(build_model("mlp", problem.input_dim, 1, width=4, depth=1), problem,
+                       points=16, device=device)
     teng = TENG(PeriodicMLP(1, 1, width=4, depth=1), TENGPDE("heat", 0.1), points=16, dim=1,
                 device=device)
     case = load_case(str(Path(__file__).parents[1] / "cases" / "burgers.yaml"),

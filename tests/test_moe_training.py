@@ -320,3 +320,22 @@ def test_a_moe_run_stopped_on_a_nan_keeps_its_steps_in_metrics_json(tmp_path):
     assert summary["stopped_step"] == err.value.step and summary["passed"] is False
     assert summary["stopped"] == str(err.value)
     assert [h["step"] for h in metrics["history"]] == list(range(err.value.step))  # 0: untrained
+
+
+def test_the_summary_reports_the_test_evaluation_s_own_inner_solves(tmp_path):
+    """A test prediction whose inner solve stopped at the iteration cap went unreported: the
+    converged share was the training steps' alone. One Levenberg-Marquardt iteration leaves
+    the solves of this nonlinear problem short of their tolerance, twelve meet it; a soft head
+    solves nothing."""
+    for max_iter, converged in ((1, 0.0), (12, 1.0)):
+        case = load_case("cases/moe_diffusion_sorption.yaml",
+                         TINY + ["training.iterations=1", f"constraint.max_iter={max_iter}"])
+        (tmp_path / str(max_iter)).mkdir()
+        folder, summary = run_case(case, tmp_path / str(max_iter))
+        saved = json.loads((folder / "metrics.json").read_text())["summary"]
+        assert saved["test_inner_solves_converged"] == converged
+        shown = headline(summary)
+        assert ("100 % of the test evaluation's inner solves did not converge" in shown) == (
+            converged == 0)
+        assert ("test evaluation" in shown) == (converged < 1)
+    assert _soft_trainer(1, 1e-3).evaluate()["test_inner_solves_converged"] is None

@@ -12,7 +12,9 @@ Run folder::
                        ``threshold`` and ``passed``; interface jump of the prediction and of
                        the reference (null for a soft head), ``wall_s``: the run's seconds
                        over every resumed part, seconds per step, the fraction of
-                       inner least-squares solves that converged, the share of points where
+                       inner least-squares solves that converged over the training steps,
+                       ``inner_solves_converged``, and in the final test evaluation,
+                       ``test_inner_solves_converged``, the share of points where
                        diffusion–sorption's rows clip $R$'s argument at 0, ``cells_at_kink``,
                        where the implicit gradient is not the gradient) and the history
                        (the loss of every step, the test error every 10)
@@ -437,11 +439,17 @@ def describe(case: MoECase) -> str:
 
 def headline(result: dict) -> str:
     """The held-out error with the threshold's verdict, and the interface jump (a hard
-    head's) beside the reference's own (the data jump across the interfaces too)."""
+    head's) beside the reference's own (the data jump across the interfaces too); the
+    training steps' converged inner solves and, where some did not converge, the test
+    evaluation's."""
     converged = result.get("inner_solves_converged")
     inner = "" if converged is None else f", inner solves converged {100 * converged:.0f} %"
     kink = result.get("cells_at_kink")
     inner += "" if kink is None else f", cells at the kink of R {100 * kink:.2f} %"
+    test = result.get("test_inner_solves_converged")
+    if test is not None and test < 1:
+        inner += (f", {100 * (1 - test):.3g} % of the test evaluation's inner solves did not "
+                  "converge")
     jump = result["interface_jump"]
     jump = "" if jump is None else (f"interface jump {jump:.1e} (the reference's "
                                     f"{result['reference_jump']:.1e}), ")

@@ -244,7 +244,8 @@ class MoETrainer:
 
     A hard head's implicit gradient holds at a minimum of its inner least squares: the fraction
     of inner solves that met their tolerance is recorded per iteration (``converged``) and
-    reported, so that a tolerance or iteration cap the solve does not reach shows up. Rows that
+    reported, so that a tolerance or iteration cap the solve does not reach shows up; the
+    final test evaluation reports its own (:func:`evaluate`). Rows that
     clip their field where it is not differentiable (``kink_share``, diffusion–sorption's $R$
     at $\\bar u \\le 0$) have the share of the training predictions' points at the clip recorded
     likewise (``cells_at_kink``): the implicit gradient is not the gradient there.
@@ -385,19 +386,38 @@ def predict(model: ConstrainedFNO, u0: torch.Tensor, batch: int) -> torch.Tensor
     at a time: a hard head's least squares are solved per sample, so the chunks give the
     prediction of one batch of all S (to the rounding of batched kernels, which differs with
     the batch size) while holding the systems of ``batch`` samples only."""
+    return _predict_solved(model, u0, batch)[0]
+
+
+def _predict_solved(model: ConstrainedFNO, u0: torch.Tensor, batch: int
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`predict`, and whether each of its inner solves met its tolerance (bool, one per
+    solve of every chunk; None for a soft head, which solves nothing)."""
+    chunks, converged = [], []
     with torch.no_grad():
-        return torch.cat([model(chunk) for chunk in u0.split(batch)])
+        for chunk in u0.split(batch):
+            chunks.append(model(chunk))
+            solve = getattr(model.constraint, "last_solve", None)
+            if solve is not None:
+                converged.append(solve.converged)
+    return torch.cat(chunks), torch.cat(converged) if converged else None
 
 
 def evaluate(model: ConstrainedFNO, rows: Rows, test, batch: int) -> dict:
     """Mean test relative L2 of the compared field (``rows.observe``), its largest interface
     jump (hard heads; 0 with one block), and the same measure on the reference: the floor a
     smooth field reaches on that grid. A soft head has no experts: both jumps are None (not
-    measured). The test samples are predicted ``batch`` at a time (:func:`predict`)."""
-    pred = rows.observe(predict(model, test[0], batch))
+    measured). The test samples are predicted ``batch`` at a time (:func:`predict`);
+    ``test_inner_solves_converged`` is the fraction of their inner solves that met the
+    tolerance (None for a soft head): a test prediction whose solve stopped at the iteration
+    cap shows there, where the training steps' fraction does not see it."""
+    prediction, converged = _predict_solved(model, test[0], batch)
+    pred = rows.observe(prediction)
     jump = reference = None
     if model.constraint is not None:
         jump = float(interface_jump(pred, model.constraint.router).max())
         reference = float(interface_jump(test[1], model.constraint.router).max())
     return {"test_rel_l2": float(relative_l2(pred, test[1]).mean()), "interface_jump": jump,
-            "reference_jump": reference}
+            "reference_jump": reference,
+            "test_inner_solves_converged": (None if converged is None
+                                            else float(converged.double().mean()))}
