@@ -216,7 +216,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
             does not have.
     """
     from .cases import equation, pinn
-    from .cases.pinn_training import refuse_old_characteristics
+    from .cases.pinn_training import refuse_older_networks
     from .cases.registry import load_case
     from .cases.run_folder import CHECKPOINT, CONFIG, read_checkpoint
     from .devices import require_device
@@ -249,7 +249,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
     if missing:
         raise ValueError(f"{str(folder / CHECKPOINT)!r} does not hold the network its {CONFIG} "
                          f"describes (no state dict under {' or '.join(map(repr, missing))})")
-    refuse_old_characteristics(held, problem, folder / CHECKPOINT)
+    refuse_older_networks(held, problem, model, folder / CHECKPOINT)
     dtype = torch_dtype(case.dtype)
     if device is None:  # the run's device where this machine has it, else the CPU
         device = case.device

@@ -907,3 +907,26 @@ def test_run_and_validate_help_name_variants(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     assert "variant=NAME" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_modified_mlp_run_of_0_2_2_is_refused_not_read_as_another_network(
+        tmp_path, cli_in_process):
+    """0.2.3's modified MLP takes its first layer as H_1, where 0.2.2's took it as the first
+    gate: an old run loaded without a word and predicted other values (0.824 -> 0.851)."""
+    import torch
+
+    tiny = ["training.adam.steps=2", "training.lbfgs.steps=0", "model.kind=modified",
+            "model.width=8", "model.depth=2", "training.collocation.points=64",
+            "evaluation.nx=8", "evaluation.nt=3", "evaluation.every=2", "output.figures=false",
+            f"output.folder={tmp_path}"]
+    assert cli_in_process("run", "burgers", *tiny, "--quiet").returncode == 0
+    [folder] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    checkpoint = folder / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    state["physml_version"] = "0.2.2"
+    torch.save(state, checkpoint)
+    for command in (["run", "burgers", *tiny, "--resume", str(folder)],
+                    ["export", str(folder), "--out", str(tmp_path / "u.pt")]):
+        refused = cli_in_process(*command)
+        assert refused.returncode == 2 and "holds a modified MLP written by physml 0.2.2" in \
+            refused.stderr

@@ -112,3 +112,25 @@ def test_the_square_of_half_side_one_keeps_its_distance_function_bit_for_bit():
     P = np.array([[0.0, 0.0], [-0.6, 0.4]])
     assert Polygon(square).distance(P)[:, 0].tolist() == [0.5590169943749476, 0.32722188673375713]
     assert Polygon(2 * square).distance(2 * P)[0, 0] == 2 * 0.5590169943749476
+
+
+@pytest.mark.parametrize("centre", [1e8, 1e9])
+def test_a_small_ball_far_from_the_origin_samples_inside_itself(centre):
+    """A slack of 1e-12 |c| let a disk of radius 1e-3 at 1e8 sample points 1.09 radii out,
+    and at 1e9 its interior held no point."""
+    ball = Disk((centre, centre), 1e-3)
+    P = ball.sample_interior(2000, np.random.default_rng(0))
+    distance = np.linalg.norm(P - ball.centre, axis=1)
+    assert ball._slack < 1e-6 and distance.max() <= 1e-3 + ball._slack
+    assert ball.interior(P).mean() > 0.99
+
+
+def test_a_changed_box_or_ball_is_the_distance_function_s_shape():
+    """The distance functions read their shape when called, as before their constants became
+    float64 scalars for export."""
+    box, ball = Rectangle((0, 0), (1, 1)), Disk((0, 0), 1.0)
+    box.bounds = np.array([[0.0, 2.0], [0.0, 2.0]])
+    ball.radius = 2.0
+    P = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    assert float(box.distance(P)) == float(Rectangle((0, 0), (2, 2)).distance(P))
+    assert float(ball.distance(P)) == float(Disk((0, 0), 2.0).distance(P))

@@ -1085,9 +1085,13 @@ def test_a_model_of_another_input_or_output_width_is_refused_by_name():
                                          r"output\(s\) \(u\): expected \(2, 1\)"):
         PINNTrainer(wide, problem)
     narrow = build_model("mlp", problem.input_dim + 1, 1, width=8, depth=2)
-    with pytest.raises(ValueError, match=r"model does not take the problem's network input, "
-                                         r"\(n, 2\) for inputs x, t"):
+    with pytest.raises(ValueError, match=r"model failed on the problem's network input, "
+                                         r"\(2, 2\) for inputs x, t"):
         PINNTrainer(narrow, problem)
+    normalised = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.BatchNorm1d(4),
+                                     torch.nn.Linear(4, 1))
+    PINNTrainer(normalised, problem)  # the probe leaves batch-norm statistics and modes alone
+    assert int(normalised[1].num_batches_tracked) == 0 and normalised.training
 
 
 def test_one_boundary_part_or_field_may_be_given_as_a_name():
@@ -1096,3 +1100,16 @@ def test_one_boundary_part_or_field_may_be_given_as_a_name():
     assert Dirichlet(on="left", fields="u").on == ("left",)
     assert Dirichlet(on="left", fields="u").fields == ("u",)
     assert Periodic(axis="x", fields="u").fields == ("u",)
+
+
+def test_a_bundled_problem_s_constraint_follows_a_changed_parameter():
+    """The constraints' constants became float64 scalars for export; built once, a problem
+    whose beta was raised (a schedule ramping beta) kept constraining with the old one."""
+    from physml.train.bundled import LagrangianConvectionProblem
+
+    ramped = LagrangianConvectionProblem(1.0, (0.0, 2 * np.pi), (0.0, 1.0), 1.0, 1.0)
+    ramped.beta = 30.0
+    fresh = LagrangianConvectionProblem(30.0, (0.0, 2 * np.pi), (0.0, 1.0), 1.0, 1.0)
+    X = torch.tensor([[1.0, 0.5], [2.0, 0.9]], dtype=torch.float64)
+    raw = torch.full((2, 2), 0.1, dtype=torch.float64)
+    assert torch.equal(ramped.constrain(X, raw), fresh.constrain(X, raw))

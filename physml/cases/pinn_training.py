@@ -5,6 +5,7 @@ figures."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -31,6 +32,7 @@ from .run_folder import (
 from .sections import LearningRate, threshold_passed
 
 if TYPE_CHECKING:
+    import torch
     import xarray as xr
 
     from ..train.problems import PINNProblem
@@ -167,15 +169,25 @@ def save_checkpoint(trainer: PINNTrainer, folder: Path, wall_s: float = 0.0) -> 
                                           "physml_version": __version__})
 
 
-def refuse_old_characteristics(state: dict, problem: object, path: Path) -> None:
-    r"""Refuse the checkpoint ``state`` (read from ``path``) of a Lagrangian convection problem
-    written by physml 0.2.1 or before (it records no ``physml_version``): its network's $N_x$
-    is that of $x = \xi + \max(|\beta|, 1)\,t N_x$, which this version reads as
-    $\xi + t(\beta + N_x)$, other positions without a word.
+def _version(state: dict) -> tuple[int, ...]:
+    """The physml version a checkpoint records as numbers ((0, 2, 1) where it records none:
+    0.2.1 and before kept no version)."""
+    return tuple(int(part) for part in re.findall(r"\d+", str(state.get("physml_version",
+                                                                        "0.2.1")))[:3])
+
+
+def refuse_older_networks(state: dict, problem: object, model: torch.nn.Module,
+                          path: Path) -> None:
+    r"""Refuse the checkpoint ``state`` (read from ``path``) of a network this version reads as
+    another function: a Lagrangian convection problem's of physml 0.2.1 or before (its $N_x$
+    is that of $x = \xi + \max(|\beta|, 1)\,t N_x$, read now as $\xi + t(\beta + N_x)$), and
+    a :class:`~physml.models.ModifiedMLP`'s of 0.2.2 or before (its first layer's output was
+    the first gate; it is now $H_1$).
 
     Raises:
         ValueError: naming the file and what to do.
     """
+    from ..models import ModifiedMLP
     from ..train.bundled import LagrangianConvectionProblem
 
     if (isinstance(problem, LagrangianConvectionProblem) and not problem.burgers
@@ -183,6 +195,11 @@ def refuse_old_characteristics(state: dict, problem: object, path: Path) -> None
         raise ValueError(f"{str(path)!r} was written by physml 0.2.1 or before, whose Lagrangian "
                          "characteristics x = xi + max(|beta|, 1) t N_x this version reads as "
                          "xi + t(beta + N_x): run the case again")
+    if _version(state) < (0, 2, 3) and any(isinstance(m, ModifiedMLP) for m in model.modules()):
+        raise ValueError(f"{str(path)!r} holds a modified MLP written by physml "
+                         f"{state.get('physml_version', '0.2.1 or before')}, whose first layer "
+                         "was the first gate (this version's is H_1, as in Wang, Teng & "
+                         "Perdikaris): run the case again")
 
 
 def load_checkpoint(trainer: PINNTrainer, folder: Path) -> float:
@@ -190,7 +207,7 @@ def load_checkpoint(trainer: PINNTrainer, folder: Path) -> float:
     checkpoint of physml 0.2.0 or before, which kept no ``wall_s``: its training's)."""
     state = read_checkpoint(folder)
     if isinstance(state, dict):
-        refuse_old_characteristics(state, trainer.problem, folder / CHECKPOINT)
+        refuse_older_networks(state, trainer.problem, trainer.model, folder / CHECKPOINT)
     with restoring(folder):
         trainer.load_state_dict(state)
     return state.get("wall_s", trainer.elapsed_s)

@@ -57,8 +57,6 @@ class Box(Geometry):
             raise ValueError(f"{kind}: upper {upper.tolist()} must exceed lower {lower.tolist()}")
         self.dim = len(lower)
         self.bounds = np.stack([lower, upper], axis=1)
-        # the slabs' numbers beside tensor points
-        self._slabs = [tuple(map(scalar_constant, (a, b, b - a))) for a, b in self.bounds]
         default = [name for axis in range(self.dim) for name in BOX_FACES[axis]]
         self.names = list(names) if names is not None else default
         if len(self.names) != len(default) or len(set(self.names)) != len(default):
@@ -78,8 +76,8 @@ class Box(Geometry):
         return np.all((P > self.bounds[:, 0] + slack) & (P < self.bounds[:, 1] - slack), axis=1)
 
     def distance(self, P):
-        slabs = self._slabs if isinstance(P, torch.Tensor) else [(a, b, b - a)
-                                                                 for a, b in self.bounds]
+        number = scalar_constant if isinstance(P, torch.Tensor) else float
+        slabs = [(number(a), number(b), number(b - a)) for a, b in self.bounds]
         if self.dim == 1:
             a, b, _ = slabs[0]
             return (P[:, :1] - a) * (b - P[:, :1])
@@ -149,7 +147,7 @@ class Rectangle(Box):
 class Ball(Geometry):
     """The ball $|x - c| \\le r$ in 2 (disk) or 3 dimensions; one boundary part, ``name``.
 
-    Membership allows $10^{-12}\\max(r, |c|_\\infty)$ for rounding (a point on the rim of a
+    Membership allows $4\\epsilon\\max(r, |c|_\\infty)$ for rounding (a point on the rim of a
     small ball far from the origin is rounded on the scale of $|c|$).
 
     Args:
@@ -172,14 +170,17 @@ class Ball(Geometry):
             raise ValueError(f"{kind}: radius={radius} must be > 0 and finite")
         self.radius, self.name, self.dim = float(radius), name, len(self.centre)
         self.bounds = np.stack([self.centre - radius, self.centre + radius], axis=1)
-        self._slack = 1e-12 * max(self.radius, float(np.abs(self.centre).max()))
-        self._numbers = [float(c) for c in self.centre], self.radius**2, 2 * self.radius
-        self._tensor_numbers = (tuple(map(scalar_constant, self._numbers[0])),
-                                *map(scalar_constant, self._numbers[1:]))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(centre={self.centre.tolist()}, radius={self.radius}, "
                 f"name={self.name!r})")
+
+    @property
+    def _slack(self) -> float:
+        """The rounding of a distance from the centre: a point's coordinates are rounded to
+        half a unit in the last place of the centre's (at most eps |c|), so 4 eps times the
+        larger of the radius and the centre's coordinates."""
+        return 4 * np.finfo(float).eps * max(self.radius, float(np.abs(self.centre).max()))
 
     def inside(self, P):
         return np.linalg.norm(P - self.centre, axis=1) <= self.radius + self._slack
@@ -188,8 +189,9 @@ class Ball(Geometry):
         return np.linalg.norm(P - self.centre, axis=1) < self.radius * (1 - 1e-9) - self._slack
 
     def distance(self, P):
-        centre, squared_radius, diameter = (self._tensor_numbers if isinstance(P, torch.Tensor)
-                                            else self._numbers)
+        number = scalar_constant if isinstance(P, torch.Tensor) else float
+        centre = [number(c) for c in self.centre]
+        squared_radius, diameter = number(self.radius**2), number(2 * self.radius)
         squared = sum((P[:, i : i + 1] - centre[i]) ** 2 for i in range(self.dim))
         return (squared_radius - squared) / diameter
 

@@ -63,7 +63,6 @@ class BurgersProblem(PINNProblem):
             conditions=[Initial(lambda X: self.initial(X[:, :1])), Dirichlet(0.0)],
             reference=lambda axes: burgers_reference(self, axes, dirichlet(1)),
             periods=(_wall_period(x), None))  # x: odd extension across the walls
-        self._walls = tuple(scalar_constant(end) for end in self.bounds[0])
 
     def initial(self, x):
         return sine(x, self.amplitude, self.wavenumber)
@@ -72,7 +71,7 @@ class BurgersProblem(PINNProblem):
         r"""The general transform $u_0(x) + (t - t_0)\,\varphi(x)\,N$, $\varphi = (x - a)(b - x)$,
         written out: $u_0$ needs no copy of the inputs at $t_0$ (fewer operations in every
         derivative pass)."""
-        (a, b), t0 = self._walls, self._start
+        (a, b), t0 = map(scalar_constant, self.bounds[0]), self._start
         x, t = X[:, :1], X[:, 1:]
         return self.initial(x) + (t - t0) * (x - a) * (b - x) * raw
 
@@ -120,7 +119,6 @@ class ConvectionProblem(PINNProblem):
         check_whole_periods(wavenumber, x, "convection")
         self.beta, self.nu, self.amplitude, self.wavenumber = beta, nu, amplitude, wavenumber
         self.period = x[1] - x[0]
-        self._turn = scalar_constant(2 * math.pi), scalar_constant(self.period)
         self.periodic_embedding = periodic_embedding
         super().__init__(
             self._residual, Interval(*x), time=t, conditions=self._condition_list(),
@@ -145,7 +143,7 @@ class ConvectionProblem(PINNProblem):
 
     def _embed(self, X):
         r"""$(\cos(2\pi x/L), \sin(2\pi x/L), t)$: periodic in x by construction."""
-        two_pi, period = self._turn
+        two_pi, period = scalar_constant(2 * math.pi), scalar_constant(self.period)
         phase = two_pi * X[:, :1] / period
         return torch.cat([torch.cos(phase), torch.sin(phase), X[:, 1:]], dim=1)
 
@@ -162,7 +160,6 @@ class HelmholtzProblem(PINNProblem):
     def __init__(self, a1: float, a2: float, k: float, x: tuple[float, float],
                  y: tuple[float, float]) -> None:
         self.a1, self.a2, self.k = a1, a2, k
-        self._wavenumbers = scalar_constant(a1 * math.pi), scalar_constant(a2 * math.pi)
         box = np.array([x, y], dtype=np.float64)
         super().__init__(
             self._residual, Rectangle((x[0], y[0]), (x[1], y[1])),
@@ -175,7 +172,7 @@ class HelmholtzProblem(PINNProblem):
 
     def exact(self, x, y):
         if isinstance(x, torch.Tensor):
-            k1, k2 = self._wavenumbers
+            k1, k2 = scalar_constant(self.a1 * math.pi), scalar_constant(self.a2 * math.pi)
             return torch.sin(k1 * x) * torch.sin(k2 * y)
         return np.sin(self.a1 * math.pi * x) * np.sin(self.a2 * math.pi * y)
 
@@ -217,15 +214,14 @@ class LagrangianConvectionProblem(ConvectionProblem):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, periodic_embedding=True, **kwargs)
-        self._speeds = (scalar_constant(max(abs(self.amplitude), 1.0)),
-                        scalar_constant(self.beta))
 
     def _condition_list(self):
         return []
 
     def constrain(self, X, raw):
         xi, t = X[:, :1], X[:, 1:] - self._start
-        scale, beta = self._speeds
+        scale, beta = (scalar_constant(max(abs(self.amplitude), 1.0)),
+                       scalar_constant(self.beta))
         if self.burgers:
             x = xi + scale * t * raw[:, :1]
         else:

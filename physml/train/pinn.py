@@ -122,20 +122,28 @@ def _a(geometry: Geometry) -> str:
 
 def _check_model_widths(model: nn.Module, problem: PINNProblem) -> None:
     """Refuse a ``model`` that does not map ``(n, problem.input_dim)`` to
-    ``(n, problem.output_dim)``, by one probe on two points at the domain's centre (PyTorch's
-    random state kept: a probe through dropout draws nothing training would)."""
+    ``(n, problem.output_dim)``, by one probe on two points at the domain's centre, with the
+    model in eval mode (batch-norm statistics untouched) and PyTorch's random state kept (a
+    probe through dropout draws nothing training would); gradients stay on, for a model that
+    differentiates inside its forward."""
     parameter = next(iter(model.parameters()), None)
     like = {} if parameter is None else {"dtype": parameter.dtype, "device": parameter.device}
     centre = torch.as_tensor(problem.bounds.mean(axis=1), **like).expand(2, -1)
     devices = [like["device"]] if like and like["device"].type == "cuda" else []
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        features = problem.embed(centre)
-        try:
-            out = model(features)
-        except RuntimeError as error:
-            raise ValueError(f"model does not take the problem's network input, (n, "
-                             f"{features.shape[1]}) for inputs {', '.join(problem.names)}: "
-                             f"{error}") from None
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            features = problem.embed(centre)
+            try:
+                out = model(features)
+            except RuntimeError as error:
+                raise ValueError(f"model failed on the problem's network input, (2, "
+                                 f"{features.shape[1]}) for inputs "
+                                 f"{', '.join(problem.names)}: {error}") from None
+    finally:
+        for module, training in modes:
+            module.train(training)
     if out.dim() != 2 or out.shape[1] != problem.output_dim:
         raise ValueError(f"model gives {tuple(out.shape)} for 2 points; the problem has "
                          f"{problem.output_dim} output(s) ({', '.join(problem.outputs)}): "

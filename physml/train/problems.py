@@ -94,7 +94,6 @@ class PINNProblem:
         if len(self.space) != geometry.dim:
             raise ValueError(f"space names {list(self.space)} need {geometry.dim} entries")
         self.time = time_span(time)
-        self._start = scalar_constant(self.time[0]) if time is not None else None
         self.inputs = (*self.space, "t") if time is not None else self.space
         self.outputs = tuple(outputs)
         rows = [geometry.bounds] + ([np.array([self.time])] if time is not None else [])
@@ -121,6 +120,12 @@ class PINNProblem:
     def names(self) -> tuple[str, ...]:
         """The input names (space, then ``t``)."""
         return self.inputs
+
+    @property
+    def _start(self) -> torch.Tensor | None:
+        """The start time as a :func:`~physml.dtypes.scalar_constant`, None for a steady
+        problem (read when used: a problem whose ``time`` is changed follows it)."""
+        return None if self.time is None else scalar_constant(self.time[0])
 
     @property
     def output_dim(self) -> int:

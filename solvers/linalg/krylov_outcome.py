@@ -155,10 +155,11 @@ def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm:
     last of ``norms``, that restarts no longer lower; ``diverged``: (the iteration at which the
     recursive residual first ran away, its smallest before, its value there, the runaways in
     all, the rounding floor of the best x), for a best true residual, the last of ``norms``,
-    far above that floor. A divergence, or a run out of ``maxiter`` iterations at a residual
-    above the start's, names among its causes a singular A with b outside its range, where
-    no method or preconditioner helps (CG's recursion runs away there, as on an A that is not
-    positive definite)."""
+    far above that floor. A divergence names among its causes a singular A with b outside its
+    range, where no method or preconditioner helps (CG's recursion runs away there, as on an A
+    that is not positive definite); a run out of ``maxiter`` iterations at a residual above the
+    start's advises more iterations or a preconditioner first (CG's residual is not monotone),
+    then that cause."""
     norms = np.asarray(norms, dtype=np.float64)
     finite = np.isfinite(norms[-1])
     advice = {}
@@ -183,8 +184,8 @@ def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm:
     elif not np.isfinite(norms[0]):
         advice = {"advice": "the initial residual b - A x0 is NaN/Inf: check A's values and x0"}
     elif finite and norms[-1] > norms[0]:
-        advice = {"advice": f"its residual ended above its start's: {SINGULAR}, or the method "
-                            "is unsuited to A"}
+        advice = {"advice": "raise maxiter or use a preconditioner (CG's residual may rise "
+                            f"before it falls); if it keeps rising, {SINGULAR}"}
     elif not finite and preconditioner is None:
         advice = {"advice": "the operator produced a non-finite value: check its values"}
     elif not finite:
