@@ -134,3 +134,47 @@ def test_a_changed_box_or_ball_is_the_distance_function_s_shape():
     P = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
     assert float(box.distance(P)) == float(Rectangle((0, 0), (2, 2)).distance(P))
     assert float(ball.distance(P)) == float(Disk((0, 0), 2.0).distance(P))
+
+
+def _unit_segments_distance(P, A, B):
+    """segments_distance's tensor path as it was before the scale (s = 1 written out)."""
+    x, y = P[:, 0:1], P[:, 1:2]
+    ax, ay, bx, by = A[:, 0], A[:, 1], B[:, 0], B[:, 1]
+    length = np.hypot(bx - ax, by - ay)
+    cx, cy = 0.5 * (ax + bx), 0.5 * (ay + by)
+    ax, ay, bx, by, length, cx, cy = (torch.as_tensor(v, dtype=P.dtype)
+                                      for v in (ax, ay, bx, by, length, cx, cy))
+    line = ((x - ax) * (by - ay) - (y - ay) * (bx - ax)) / length
+    trim = (0.25 * length**2 - (x - cx) ** 2 - (y - cy) ** 2) / length
+    bump = (torch.sqrt(trim * trim + line**4) - trim) / 2
+    edge = torch.sqrt(line * line + bump * bump)
+    inverse = (1 / (edge * edge)).sum(1, keepdim=True)
+    rise = by - ay
+    rise = rise + (rise == 0)
+    crosses = ((ay > y) != (by > y)) & (x < ax + (y - ay) * (bx - ax) / rise)
+    sign = (crosses.sum(1, keepdim=True) % 2).to(P.dtype) * 2 - 1
+    return sign / torch.sqrt(inverse)
+
+
+def test_a_training_on_a_domain_of_scale_one_steps_as_before_the_scale():
+    """Dividing by s = 1 kept phi and its derivatives bitwise, but added a step to autograd's
+    graph, which summed the parameters' gradients in another order: a float64 L-shape PINN
+    drifted by one ulp from its fifth step."""
+    from physml.geometry.shapes import segments_distance
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 8),
+                              torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    shape = np.array([[-1, -1], [1, -1], [1, 0], [0, 0], [0, 1], [-1, 1]], float)
+    A, B = shape, np.roll(shape, -1, axis=0)
+    X = (torch.rand(64, 2, dtype=torch.float64) - 0.5).requires_grad_()
+    grads = []
+    for distance in (segments_distance, _unit_segments_distance):
+        u = distance(X, A, B) * net(X)  # a hard-constrained field, then a Poisson loss's terms
+        (du,) = torch.autograd.grad(u.sum(), X, create_graph=True)
+        laplacian = sum(torch.autograd.grad(du[:, i].sum(), X, create_graph=True)[0][:, i]
+                        for i in range(2))
+        loss = (laplacian**2).mean() + (du**2).mean()
+        grads.append(torch.autograd.grad(loss, list(net.parameters())))
+    for new, old in zip(*grads):
+        assert torch.equal(new, old)

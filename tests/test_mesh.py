@@ -1269,18 +1269,20 @@ def test_a_second_order_mesh_file_is_refused_as_second_order(tmp_path, cells):
         error.value)
 
 
-def _count_amg_set_ups(monkeypatch) -> list:
-    """Patch the heat solver's AMG so that each hierarchy it builds is recorded."""
+def _count_set_ups(monkeypatch, name: str = "SmoothedAggregationAMG") -> list:
+    """Patch the heat solver's preconditioner ``name`` (its AMG or Jacobi) so that each one it
+    builds is recorded."""
     from physml.solvers.mesh import pde
 
     built = []
+    original = getattr(pde, name)
 
-    class Counted(SmoothedAggregationAMG):
+    class Counted(original):
         def __init__(self, *args, **kwargs):
             built.append(args)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(pde, "SmoothedAggregationAMG", Counted)
+    monkeypatch.setattr(pde, name, Counted)
     return built
 
 
@@ -1301,8 +1303,9 @@ def _heat_reference(mesh, u0, dt, n_steps, theta, fixed):
 
 def test_a_mass_dominated_heat_step_is_jacobi_cg_without_an_amg_hierarchy(monkeypatch):
     """Each step built and applied smoothed-aggregation AMG, though M + θ dt K at the steps a
-    rollout takes is well conditioned: Jacobi-CG was 4x faster at 2.4e4 vertices."""
-    built = _count_amg_set_ups(monkeypatch)
+    rollout takes is well conditioned: Jacobi-CG was 4x faster at 2.4e4 vertices. At dt = 5 h²
+    the stiffness ratio (34 with θ = 1/2, 68 with θ = 1) is far below HEAT_AMG_RATIO."""
+    built = _count_set_ups(monkeypatch)
     mesh = pm.disc(0.1)
     h2 = mesh.edge_length() ** 2
     u0 = np.exp(-10 * (mesh.points ** 2).sum(1))
@@ -1314,20 +1317,34 @@ def test_a_mass_dominated_heat_step_is_jacobi_cg_without_an_amg_hierarchy(monkey
     assert built == []
 
 
-def test_a_heat_run_whose_jacobi_steps_stall_goes_on_with_one_amg_hierarchy(monkeypatch):
-    """A step that needs more Jacobi-CG iterations than HEAT_JACOBI_ITERATIONS builds the AMG
-    hierarchy once; that step and every later one, in every segment, converge with it."""
+def test_a_stiff_heat_step_is_amg_cg_from_the_first_step(monkeypatch):
+    """A step whose stiffness ratio exceeds HEAT_AMG_RATIO (6.8e3 at dt = 1e3 h², θ = 1/2)
+    builds one AMG hierarchy with the stepper, before any step, and no Jacobi preconditioner;
+    every step, in every segment, converges with it."""
     from physml.solvers.mesh import pde
 
-    built = _count_amg_set_ups(monkeypatch)
-    monkeypatch.setattr(pde, "HEAT_JACOBI_ITERATIONS", 10)
+    built, jacobi = _count_set_ups(monkeypatch), _count_set_ups(monkeypatch, "Jacobi")
     mesh = pm.disc(0.1)
     dt = 1e3 * mesh.edge_length() ** 2
     u0 = np.exp(-10 * (mesh.points ** 2).sum(1))
     rollout = pde.heat_stepper(mesh, dt, theta=0.5)
+    assert len(built) == 1
     first = rollout(u0, 3)
-    assert len(built) == 1
     states = np.concatenate([first, rollout(first[-1], 3)[1:]])
-    assert len(built) == 1
+    assert len(built) == 1 and jacobi == []
     np.testing.assert_allclose(states, _heat_reference(mesh, u0, dt, 6, 0.5, []), rtol=0,
                                atol=1e-12)
+
+
+def test_a_stiff_heat_run_in_two_segments_is_one_run_bitwise():
+    """A heat run resumed builds its stepper anew: the steps after the resume must be those of
+    the run not stopped. The first solve that needed over 500 Jacobi-CG iterations switched to
+    AMG-CG for the rest of a stepper's life, so the resumed stepper took that solve again from
+    Jacobi and differed by up to 9e-15."""
+    mesh = pm.disc(0.02)
+    dt = 1e4 * mesh.edge_length() ** 2  # Jacobi-CG: over 520 iterations a step
+    u0 = np.exp(-10 * (mesh.points ** 2).sum(1))
+    whole = pm.heat(mesh, u0, dt, 4, theta=0.5)
+    first = pm.heat(mesh, u0, dt, 2, theta=0.5)
+    np.testing.assert_array_equal(np.concatenate([first, pm.heat(mesh, first[-1], dt, 2,
+                                                                 theta=0.5)[1:]]), whole)

@@ -251,7 +251,8 @@ class MeshDomain(Geometry):
             n, c, a, sqrt = self.facet_normals, centre, V[:, 0], np.sqrt
         plane = ((P[:, None, :] - a[None]) * n[None]).sum(-1)
         trim = (radius**2 - ((P[:, None, :] - c[None]) ** 2).sum(-1)) / (2 * radius)
-        bump = (sqrt(trim * trim + plane**4 / scale**2) - trim) / 2
+        bump = (sqrt(trim * trim + (plane**4 if scale == 1 else plane**4 / scale**2))
+                - trim) / 2  # s = 1: the unit-scale formula's operations and temporaries
         face = plane * plane + bump * bump
         with np.errstate(divide="ignore"):
             inverse = (1 / face).sum(1)

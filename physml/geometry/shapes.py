@@ -379,7 +379,8 @@ def segments_distance(P, A: np.ndarray, B: np.ndarray):
     $b_i = (\sqrt{t_i^2 + \ell_i^4/s^2} - t_i)/2$, where $s$ is half the largest side of
     the segments' bounding box: the unit-scale formula on the coordinates divided by $s$, times
     $s$, so the region scaled by $\lambda$ has $\lambda\varphi$ at the scaled points (a
-    distance at every scale; bitwise the unit-scale formula where $s = 1$).
+    distance at every scale; the unit-scale formula's operations, so bitwise its values and
+    gradients, where $s = 1$).
 
     Args:
         P: points ``(n, 2)``, a NumPy array or a tensor (the result follows its type).
@@ -391,17 +392,20 @@ def segments_distance(P, A: np.ndarray, B: np.ndarray):
     xp = _module(P)
     x, y = P[:, 0:1], P[:, 1:2]
     scale = 0.5 * float(np.ptp(np.concatenate([A, B]), axis=0).max())
-    squared_scale = scale**2
     ax, ay, bx, by = A[:, 0], A[:, 1], B[:, 0], B[:, 1]
     length = np.hypot(bx - ax, by - ay)
     cx, cy = 0.5 * (ax + bx), 0.5 * (ay + by)
     if xp is torch:
         ax, ay, bx, by, length, cx, cy = (torch.as_tensor(v, dtype=P.dtype, device=P.device)
                                           for v in (ax, ay, bx, by, length, cx, cy))
-        squared_scale = scalar_constant(squared_scale)
     line = ((x - ax) * (by - ay) - (y - ay) * (bx - ax)) / length
     trim = (0.25 * length**2 - (x - cx) ** 2 - (y - cy) ** 2) / length
-    bump = (xp.sqrt(trim * trim + line**4 / squared_scale) - trim) / 2
+    # s = 1: the unit-scale formula's very operations and temporaries (a training then steps
+    # bitwise as before; even naming line**4 changed how autograd summed a parameter gradient)
+    squared_scale = None if scale == 1 else (scalar_constant(scale**2) if xp is torch
+                                             else scale**2)
+    bump = (xp.sqrt(trim * trim + (line**4 if squared_scale is None else
+                                   line**4 / squared_scale)) - trim) / 2
     edge = xp.sqrt(line * line + bump * bump)
     with np.errstate(divide="ignore"):  # on an edge: infinite, so the distance is 0
         inverse = (1 / (edge * edge)).sum(1, keepdims=True) if xp is np else (

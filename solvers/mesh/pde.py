@@ -13,8 +13,9 @@ r"""PDEs on meshes with P1 elements: Poisson, heat, and geodesic distance by the
 Every system here is symmetric positive definite (stiffness plus mass, restricted to the free
 vertices) and is solved by the package's CG (:func:`physml.solvers.linalg.cg`) to a relative
 residual of :data:`RTOL`: the Poisson solves (stiffness only) preconditioned by one
-smoothed-aggregation AMG V-cycle (:func:`_solve`), the heat steps by Jacobi until a step
-needs more than :data:`HEAT_JACOBI_ITERATIONS` iterations, then by AMG (:func:`_heat_solver`).
+smoothed-aggregation AMG V-cycle (:func:`_solve`), the heat steps by Jacobi or, where the
+step's matrix is stiffness-dominated beyond :data:`HEAT_AMG_RATIO`, by AMG (:func:`_heat_solver`;
+chosen once from the matrix, so every step of a run, in any segments, is solved alike).
 """
 
 from __future__ import annotations
@@ -73,65 +74,81 @@ than n (SuperLU took 10.5 s at 1.6e5 vertices and did not finish in minutes at 6
 default $t = h^2$ keeps Gauss–Seidel on every mesh."""
 
 
-HEAT_JACOBI_ITERATIONS = 500
-r"""Most CG iterations a heat step is preconditioned by Jacobi for (:func:`_heat_solver`).
+HEAT_AMG_RATIO = 2000.0
+r"""Stiffness ratio of a heat step's matrix $A = M + \theta\,dt\,\kappa K$ above which its
+solves are AMG-CG, Jacobi-CG at or below it (:func:`heat_stepper` decides once, from A alone,
+so a run stepped in segments, or resumed, solves every step alike).
 
-The step's matrix $A = M + \theta\,dt\,\kappa K$ is mass-dominated at the steps a rollout
-usually takes ($\kappa\,dt / h^2$ of order 1 to 10, h the mean edge length): Jacobi-CG from the
-last state then needs tens of iterations, each a small fraction of an AMG V-cycle's cost, and
-no set-up. Its iterations grow like $\sqrt{\kappa\,dt} / h$ as the stiffness takes over (to
-at most order $1/h$), while AMG-CG's stay near 20; an AMG-CG step costs about as much as 300
-to 600 Jacobi iterations, so a step that needs more than 500 builds the AMG hierarchy, once,
-and the run goes on with it. Milliseconds per Crank–Nicolson step from the last state to
-:data:`RTOL`, Jacobi-CG (iterations); AMG-CG (iterations), on :func:`~.domains.disc` meshes,
-one thread, medians of five steps, on two cores shared with other work (load average 7 to 8):
+The ratio is the 99th percentile, over the free vertices, of $\theta\,dt\,\kappa\,K_{ii} /
+M_{ii}$: about $8\theta\,\kappa\,dt / h^2$ (h the mean edge length; $K_{ii} / M_{ii}$ is
+$8 / h^2$ at the median vertex of ``disc``, ``torus`` and ``icosphere`` meshes, 10 to
+$14 / h^2$ at the 99th percentile, which the boundary's vertices set, and up to $25 / h^2$ at
+single ill-shaped vertices). Jacobi-CG's iterations grow with the ratio where the slowest
+modes live, which a few ill-shaped vertices do not change, so the largest entry would
+over-state it; a graded mesh's refined part holds many vertices, and the percentile follows
+any refinement that holds one vertex in a hundred. Where the refined part is small in extent
+Jacobi's iterations level off and AMG is taken early: on a disc graded from $h = 0.04$ to
+0.004 in a spot of radius 0.02 (2943 vertices) the ratio passes the threshold at
+$\kappa\,dt / h^2 = 10$, where Jacobi-CG needs 114 iterations (223 at 100, 311 at 1000),
+which costs up to 3x per step by the table below. The other mistake, Jacobi at a stiff step,
+costs more the finer the mesh: Jacobi's iterations grow like $\sqrt{\kappa\,dt} / h$ up to
+order $1/h$, while AMG-CG's stay near 20.
 
-=====================  ===========================  ===========================
-$\kappa\,dt / h^2$     23604 vertices               95196 vertices
-=====================  ===========================  ===========================
-1                      7.3 (18); 34 (5)             25 (17); 145 (5)
-10                     22 (65); 65 (10)             102 (59); 266 (10)
-100                    71 (230); 96 (15)            283 (211); 399 (15)
-1000                   172 (572); 108 (22)          911 (696); 609 (22)
-10000                  307 (806); 156 (24)          1886 (1450); 772 (28)
-=====================  ===========================  ===========================
+Milliseconds per Crank–Nicolson step from the last state to :data:`RTOL`, Jacobi-CG
+(iterations); AMG-CG (iterations), and the ratio on each mesh, on :func:`~.domains.disc`
+meshes, one thread, medians of five steps, on two cores shared with other work (load
+average 3):
 
-AMG's set-up took 72 to 87 ms at 23604 vertices and 0.31 to 0.38 s at 95196. The results of
+===================  ============  ======================  ======================
+$\kappa\,dt / h^2$   ratio         23604 vertices          93705 vertices
+===================  ============  ======================  ======================
+1                    5; 5          3.3 (18); 26 (5)        14 (17); 70 (5)
+10                   51; 46        14 (65); 48 (10)        41 (59); 163 (10)
+100                  507; 461      52 (230); 72 (15)       210 (213); 230 (15)
+200                  1015; 923     67 (319); 85 (18)       286 (309); 337 (18)
+300                  1522; 1384    86 (374); 92 (19)       382 (386); 358 (19)
+500                  2537; 2307    105 (443); 100 (20)     484 (502); 425 (21)
+700                  3552; 3230    114 (496); 99 (21)      578 (589); 418 (22)
+1000                 5075; 4614    118 (572); 94 (22)      613 (693); 429 (22)
+10000                50747; 46140  181 (806); 114 (24)     1051 (1383); 362 (28)
+===================  ============  ======================  ======================
+
+The threshold lies where the two cost the same, at $\kappa\,dt / h^2$ between 300 and 500
+on the first mesh, between 200 and 300 on the second (within 15 % of each other from 300 to
+500 on both): $\kappa\,dt / h^2$ about 400 for Crank–Nicolson, 200 for implicit Euler. At
+the steps a rollout usually takes ($\kappa\,dt / h^2$ of order 1 to 10) Jacobi-CG needs tens
+of iterations and no set-up, and is 3 to 8 times faster.
+
+AMG's set-up took 42 to 75 ms at 23604 vertices and 0.15 to 0.23 s at 93705. The results of
 the two agree to 7e-13 of max|u|. A sparse factorisation reused for every step is faster per
 step still (SciPy's SuperLU: 85 ms at 95196 vertices and $dt/h^2 = 26$), but it costs 3.1 s to
 build there and its fill-in's time and memory grow faster than n (see
 :data:`HEAT_STEP_DIRECT_RATIO`), while CG needs only A. Jacobi's residual keeps more of the
 smooth components that carry $\sum_i (M u)_i$: over the 400 steps of the bundled
-``heat_surface`` case the mass drifts by 2.7e-12 (3.4e-13 with AMG-CG)."""
+``heat_surface`` case (ratio 7.5, Jacobi-CG) the mass drifts by 2.7e-12 (3.4e-13 with
+AMG-CG)."""
 
 
-def _heat_solver(A: sp.csr_matrix, device: str = "cpu"
+def _heat_solver(A: sp.csr_matrix, amg: bool, device: str = "cpu"
                  ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     r"""``solve(b, u0)`` $= A^{-1} b$ (float64) for a heat step's sparse symmetric
     positive-definite $A = M + \theta\,dt\,\kappa K$: CG from ``u0`` to :data:`RTOL`,
-    preconditioned by Jacobi; the first solve that needs more than
-    :data:`HEAT_JACOBI_ITERATIONS` iterations builds A's smoothed-aggregation AMG hierarchy,
-    goes on from where Jacobi stopped, and every later solve is AMG-CG.
+    preconditioned by A's smoothed-aggregation AMG hierarchy (built here, once) if ``amg``,
+    else by Jacobi (:data:`HEAT_AMG_RATIO` says which suits A). Every solve uses the one
+    preconditioner, so a step's result depends on A, b and ``u0`` only.
 
     Raises:
-        ConvergenceError: AMG-CG did not reach :data:`RTOL` (A is not positive definite).
+        ConvergenceError: CG did not reach :data:`RTOL` within its ``maxiter`` (10 times A's
+            size; A is not positive definite).
     """
     op = CsrOperator(csr_from_scipy(A, wp.float64, device))
-    jacobi = Jacobi(op)
-    amg = None
+    preconditioner = SmoothedAggregationAMG(op) if amg else Jacobi(op)
 
     def solve(b: np.ndarray, u0: np.ndarray) -> np.ndarray:
-        nonlocal amg
         start = wp.array(u0, dtype=wp.float64, device=device)
         rhs = wp.array(b, dtype=wp.float64, device=device)
-        if amg is None:
-            try:
-                return cg(op, rhs, start, preconditioner=jacobi, rtol=RTOL,
-                          maxiter=HEAT_JACOBI_ITERATIONS, floor="accept").x.numpy()
-            except ConvergenceError as error:
-                start = start if error.x is None else error.x
-                amg = SmoothedAggregationAMG(op)
-        return cg(op, rhs, start, preconditioner=amg, rtol=RTOL, floor="accept").x.numpy()
+        return cg(op, rhs, start, preconditioner=preconditioner, rtol=RTOL,
+                  floor="accept").x.numpy()
 
     return solve
 
@@ -298,10 +315,11 @@ def heat_stepper(mesh: Mesh, dt: float, kappa: float = 1.0, theta: float = 1.0,
                  dirichlet: np.ndarray | None = None
                  ) -> Callable[[np.ndarray, int], np.ndarray]:
     r"""``rollout(u0, n_steps)``: :func:`heat`'s (n_steps + 1, n) states from ``u0``, its
-    matrices and solver (:func:`_heat_solver`: Jacobi-CG, or AMG-CG once a step needed more
-    than :data:`HEAT_JACOBI_ITERATIONS` iterations) built here once, so a run stepped in
-    segments (saving between them) pays them once and steps exactly as one :func:`heat` call
-    does. Arguments as :func:`heat`'s."""
+    matrices and solver (:func:`_heat_solver`: AMG-CG if the step's stiffness ratio exceeds
+    :data:`HEAT_AMG_RATIO`, else Jacobi-CG) built here once, so a run stepped in segments
+    (saving between them) pays them once, and each step, a function of A and the state before
+    it alone, is the same in one :func:`heat` call, in segments or in a resumed run.
+    Arguments as :func:`heat`'s."""
     for name, value in (("dt", dt), ("kappa", kappa), ("theta", theta)):
         refuse_grad(value, name, "mesh.heat", _HEAT_GRADIENTS)
     if not (is_real(theta) and 0.5 <= theta <= 1.0):
@@ -319,7 +337,9 @@ def heat_stepper(mesh: Mesh, dt: float, kappa: float = 1.0, theta: float = 1.0,
     fixed, free = _split(mesh, dirichlet)
     implicit = M + theta * dt * kappa * K
     explicit = M - (1.0 - theta) * dt * kappa * K
-    solve = _heat_solver(implicit[free][:, free].tocsr(), mesh.device)
+    stiffness = theta * dt * kappa * K.diagonal()[free] / M.diagonal()[free]
+    ratio = np.percentile(stiffness, 99) if free.size else 0.0
+    solve = _heat_solver(implicit[free][:, free].tocsr(), ratio > HEAT_AMG_RATIO, mesh.device)
 
     def rollout(u0: np.ndarray, n_steps: int) -> np.ndarray:
         refuse_grad(u0, "u0", "mesh.heat", _HEAT_GRADIENTS)
