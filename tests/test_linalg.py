@@ -1193,8 +1193,8 @@ def test_a_solve_out_of_iterations_above_its_start_names_an_inconsistent_system_
     comes first."""
     op, bw = warp_system(*_neumann_system(4), "float64")
     with pytest.raises(ConvergenceError, match=r"did not converge .* raise maxiter or use a "
-                                               r"preconditioner \(CG's residual may rise before "
-                                               r"it falls\); if it keeps rising, A may be "
+                                               r"preconditioner \(a Krylov residual may rise "
+                                               r"before it falls\); if it keeps rising, A may be "
                                                r"singular"):
         cg(op, bw)
 

@@ -184,8 +184,8 @@ def convergence_failure(method: str, iterations: int, norms: np.ndarray, b_norm:
     elif not np.isfinite(norms[0]):
         advice = {"advice": "the initial residual b - A x0 is NaN/Inf: check A's values and x0"}
     elif finite and norms[-1] > norms[0]:
-        advice = {"advice": "raise maxiter or use a preconditioner (CG's residual may rise "
-                            f"before it falls); if it keeps rising, {SINGULAR}"}
+        advice = {"advice": "raise maxiter or use a preconditioner (a Krylov residual may "
+                            f"rise before it falls); if it keeps rising, {SINGULAR}"}
     elif not finite and preconditioner is None:
         advice = {"advice": "the operator produced a non-finite value: check its values"}
     elif not finite:
