@@ -129,8 +129,8 @@ def test_heat_surface_sets_up_once_and_writes_one_frame_per_save(tmp_path, monke
     """One solver set-up for the run's 40 steps in segments of one, and each save writes its
     frame, not those before it: the checkpoint grows by its history records only."""
     set_ups, sizes = [], []
-    heat_solver = pde._heat_solver
-    monkeypatch.setattr(pde, "_heat_solver", lambda *a: set_ups.append(a) or heat_solver(*a))
+    spd_solver = pde._spd_solver
+    monkeypatch.setattr(pde, "_spd_solver", lambda *a: set_ups.append(a) or spd_solver(*a))
 
     save_torch_file = mesh_pde_heat.save_torch_file
 

@@ -12,10 +12,10 @@ r"""PDEs on meshes with P1 elements: Poisson, heat, and geodesic distance by the
 
 Every system here is symmetric positive definite (stiffness plus mass, restricted to the free
 vertices) and is solved by the package's CG (:func:`physml.solvers.linalg.cg`) to a relative
-residual of :data:`RTOL`: the Poisson solves (stiffness only) preconditioned by one
-smoothed-aggregation AMG V-cycle (:func:`_solve`), the heat steps by Jacobi or, where the
-step's matrix is stiffness-dominated beyond :data:`HEAT_AMG_RATIO`, by AMG (:func:`_heat_solver`;
-chosen once from the matrix, so every step of a run, in any segments, is solved alike).
+residual of :data:`RTOL` (:func:`_spd_solver`): the Poisson solves (stiffness only)
+preconditioned by one smoothed-aggregation AMG V-cycle, the heat steps by Jacobi or, where the
+step's matrix is stiffness-dominated beyond :data:`HEAT_AMG_RATIO`, by AMG (chosen once from
+the matrix, so every step of a run, in any segments, is solved alike).
 """
 
 from __future__ import annotations
@@ -131,13 +131,13 @@ smooth components that carry $\sum_i (M u)_i$: over the 400 steps of the bundled
 AMG-CG)."""
 
 
-def _heat_solver(A: sp.csr_matrix, amg: bool, device: str = "cpu"
-                 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    r"""``solve(b, u0)`` $= A^{-1} b$ (float64) for a heat step's sparse symmetric
-    positive-definite $A = M + \theta\,dt\,\kappa K$: CG from ``u0`` to :data:`RTOL`,
-    preconditioned by A's smoothed-aggregation AMG hierarchy (built here, once) if ``amg``,
-    else by Jacobi (:data:`HEAT_AMG_RATIO` says which suits A). Every solve uses the one
-    preconditioner, so a step's result depends on A, b and ``u0`` only.
+def _spd_solver(A: sp.csr_matrix, amg: bool, device: str = "cpu"
+                ) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+    r"""``solve(b, u0=None)`` $= A^{-1} b$ (float64) for a sparse symmetric positive-definite
+    $A$ (a heat step's $M + \theta\,dt\,\kappa K$, a stiffness): CG from ``u0`` (zeros if
+    None) to :data:`RTOL`, preconditioned by A's smoothed-aggregation AMG hierarchy (built here,
+    once) if ``amg``, else by Jacobi (:data:`HEAT_AMG_RATIO` says which suits a heat step).
+    Every solve uses the one preconditioner, so a result depends on A, b and ``u0`` only.
 
     Raises:
         ConvergenceError: CG did not reach :data:`RTOL` within its ``maxiter`` (10 times A's
@@ -146,8 +146,8 @@ def _heat_solver(A: sp.csr_matrix, amg: bool, device: str = "cpu"
     op = CsrOperator(csr_from_scipy(A, wp.float64, device))
     preconditioner = SmoothedAggregationAMG(op) if amg else Jacobi(op)
 
-    def solve(b: np.ndarray, u0: np.ndarray) -> np.ndarray:
-        start = wp.array(u0, dtype=wp.float64, device=device)
+    def solve(b: np.ndarray, u0: np.ndarray | None = None) -> np.ndarray:
+        start = None if u0 is None else wp.array(u0, dtype=wp.float64, device=device)
         rhs = wp.array(b, dtype=wp.float64, device=device)
         return cg(op, rhs, start, preconditioner=preconditioner, rtol=RTOL,
                   floor="accept").x.numpy()
@@ -156,16 +156,9 @@ def _heat_solver(A: sp.csr_matrix, amg: bool, device: str = "cpu"
 
 
 def _solve(A: sp.csr_matrix, b: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """$A^{-1} b$ (float64) for a sparse symmetric positive-definite $A$: A on ``device``, its
-    AMG hierarchy (pyamg, host), and AMG-CG from zeros to :data:`RTOL`.
-
-    Raises:
-        ConvergenceError: CG did not reach :data:`RTOL` (A is not positive definite).
-    """
-    op = CsrOperator(csr_from_scipy(A, wp.float64, device))
-    rhs = wp.array(b, dtype=wp.float64, device=device)
-    return cg(op, rhs, preconditioner=SmoothedAggregationAMG(op), rtol=RTOL,
-              floor="accept").x.numpy()
+    """$A^{-1} b$ for a sparse symmetric positive-definite $A$ (one AMG-CG
+    :func:`_spd_solver` solve from zeros)."""
+    return _spd_solver(A, True, device)(b)
 
 
 def _nodal(mesh: Mesh, values: Any, name: str) -> np.ndarray:
@@ -317,7 +310,7 @@ def heat_stepper(mesh: Mesh, dt: float, kappa: float = 1.0, theta: float = 1.0,
                  dirichlet: np.ndarray | None = None
                  ) -> Callable[[np.ndarray, int], np.ndarray]:
     r"""``rollout(u0, n_steps)``: :func:`heat`'s (n_steps + 1, n) states from ``u0``, its
-    matrices and solver (:func:`_heat_solver`: AMG-CG if the step's stiffness ratio exceeds
+    matrices and solver (:func:`_spd_solver`: AMG-CG if the step's stiffness ratio exceeds
     :data:`HEAT_AMG_RATIO`, else Jacobi-CG) built here once, so a run stepped in segments
     (saving between them) pays them once, and each step, a function of A and the state before
     it alone, is the same in one :func:`heat` call, in segments or in a resumed run.
@@ -341,7 +334,7 @@ def heat_stepper(mesh: Mesh, dt: float, kappa: float = 1.0, theta: float = 1.0,
     explicit = M - (1.0 - theta) * dt * kappa * K
     stiffness = theta * dt * kappa * K.diagonal()[free] / M.diagonal()[free]
     ratio = np.percentile(stiffness, 99) if free.size else 0.0
-    solve = _heat_solver(implicit[free][:, free].tocsr(), ratio > HEAT_AMG_RATIO, mesh.device)
+    solve = _spd_solver(implicit[free][:, free].tocsr(), ratio > HEAT_AMG_RATIO, mesh.device)
 
     def rollout(u0: np.ndarray, n_steps: int) -> np.ndarray:
         refuse_grad(u0, "u0", "mesh.heat", _HEAT_GRADIENTS)
