@@ -35,8 +35,11 @@ with ``--load``, whose report gives the size they were trained at; the refinemen
 iterations against n, and the iterations on systems with twice the training unknowns (side
 × √2, or ∛2 on tetrahedra, always added to the sizes) and with twice the training side,
 against those at the training size.
-Warp runs a CPU launch on one thread; PyTorch inference uses ``--threads``. The machine is a
-shared 2-vCPU VM: the load average before and after is recorded. Timings are never asserted.
+Warp runs a CPU launch on one thread; PyTorch inference uses ``--threads``; the learned
+factors' native forward runs on the host's cores (``threads="auto"``: from
+``ROWS_PER_PART`` rows a core), and the Cholesky form is timed a second time with its forward
+on one thread (``learned_cholesky_one_thread``). The machine is a shared 2-vCPU VM: the load
+average before and after is recorded. Timings are never asserted.
 
 Run from the repository root::
 
@@ -84,6 +87,7 @@ from physml.preconditioners import (
 from physml.preconditioners.smoother import OVERLAP_ROWS
 from physml.solvers.host_threads import available_cores
 from physml.solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy, prepare
+from physml.solvers.linalg.factor_network import ROWS_PER_PART
 from physml.solvers.linalg.row_blocks import ROWS_PER_THREAD
 
 matplotlib.use("Agg")
@@ -369,6 +373,13 @@ def main() -> None:
                 model.save(saved)
             training[f"{family}/{kind}"] = record
             learned[model.name] = model
+            if kind == "cholesky":  # the same model, its forward on one host thread
+                serial = copy.copy(model)
+                serial.threads, serial.name = 1, f"{model.name}_one_thread"
+                learned[serial.name] = serial
+                settings["forward_threads"] = {model.name: model.threads, serial.name: 1,
+                                               "cores": available_cores(),
+                                               "rows_per_part": ROWS_PER_PART}
             print(f"{family}/{kind}: {record}", flush=True)
         if family == "poisson_grid" and (args.smoother_steps or args.load_smoother):
             report = args.out if args.load is None else args.load

@@ -213,3 +213,13 @@ def test_fsai_and_ic0_refuse_a_matrix_that_is_not_positive_definite():
         PRECONDITIONERS["fsai"](op)
     with pytest.raises(ValueError, match="non-positive pivot in row 0"):
         IncompleteCholesky(op)  # the first row, not the last one that fails
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_ic0_refuses_a_non_finite_entry_naming_it(bad):
+    """A factor from such a matrix divides by it: a zero for an unknown, not an error."""
+    a = sp.csr_matrix(poisson_2d(4))
+    a[5, 4] = bad
+    with pytest.raises(ValueError, match=rf"entry {bad} in row 5 \(column 4\); an incomplete "
+                                         "Cholesky factor needs finite values"):
+        IncompleteCholesky(CsrOperator(csr_from_scipy(a, wp.float64, "cpu")))

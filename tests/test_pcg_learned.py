@@ -34,6 +34,7 @@ from physml.preconditioners import (
     training_system,
 )
 from physml.preconditioners.network import network_weights
+from physml.solvers import host_threads
 from physml.solvers.linalg import (
     CsrOperator,
     Jacobi,
@@ -173,6 +174,38 @@ def test_the_native_forward_is_the_network_in_float64(kind, steps, width):
                                    atol=1e-14 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("kind", ["cholesky", "sparse_inverse"])
+@pytest.mark.parametrize("dtype", [wp.float32, wp.float64])
+def test_the_native_forward_in_parts_is_bitwise_the_forward_in_one(kind, dtype):
+    """Split into 2, 3 or 7 parts (chunks of rows that split rows of 9 to 40 edges, tiles, and
+    runs of up to 8 summed 8 wide), run at once on host threads or one after the other on a
+    pool's own thread, the factor is bit for bit the one-part factor; the refusals name the
+    same rows."""
+    weights = network_weights(perturbed(kind, 3).network)
+    grid = make_system(LinearSystemSpec(systems="poisson_grid", size=37, samples=1), 1).matrix
+    for matrix in (uneven_rows(), grid):
+        pattern = LowerPattern(matrix)
+        A = csr_from_scipy(matrix, wp.float64, "cpu")
+        native = NetworkFactor(weights, kind, dtype=dtype)
+        whole = native.values(pattern, A, threads=1).numpy()
+        for threads in (2, 3, 7, 2):
+            np.testing.assert_array_equal(native.values(pattern, A, threads=threads).numpy(),
+                                          whole)
+        with ThreadPoolExecutor(1, initializer=host_threads._mark_pool_thread) as pool:
+            in_turn = pool.submit(native.values, pattern, A, threads=3).result().numpy()
+        np.testing.assert_array_equal(in_turn, whole)
+    negative = sp.csr_matrix(grid, copy=True)
+    negative.setdiag(grid.diagonal() * np.where(np.arange(grid.shape[0]) == 700, -1.0, 1.0))
+    for threads in (1, 3):
+        with pytest.raises(ValueError, match="in row 700; a learned factor needs a positive"):
+            NetworkFactor(weights, kind).values(LowerPattern(negative),
+                                                csr_from_scipy(negative, wp.float64, "cpu"),
+                                                threads=threads)
+    with pytest.raises(ValueError, match="threads=0; allowed"):
+        NetworkFactor(weights, kind).values(LowerPattern(grid), csr_from_scipy(grid, wp.float64,
+                                                                               "cpu"), threads=0)
+
+
 def test_a_float64_network_trains_and_gives_the_native_forward_s_factor(monkeypatch):
     """A model made ``.double()`` reads the graph's float32 features in float64 (it raised a
     dtype error in training and on the PyTorch path)."""
@@ -229,9 +262,9 @@ def test_the_native_forward_keeps_its_scratch_per_size_and_thread_safely(monkeyp
         shared.values(patterns[0], csr_from_scipy(hosts[0], out, "cpu"), out=out)
     shared.values(patterns[1], matrices[1])
     kept = shared._scratch[1]
-    assert all(all(held is array for held, array in zip(arguments[16:19], kept))
+    assert all(all(held is array for held, array in zip(arguments[16:20], kept))
                for _, arguments in shared._recorded.values())  # none holds an older scratch
-    other = 0 if shared._scratch[0] == (patterns[1].n, patterns[1].nnz) else 1
+    other = 0 if shared._scratch[0][:2] == (patterns[1].n, patterns[1].nnz) else 1
     monkeypatch.setattr(factor_network, "KEPT_SCRATCH_BYTES", 0)  # a large system's is freed
     np.testing.assert_array_equal(shared.values(patterns[other], matrices[other]).numpy(),
                                   fresh[other])

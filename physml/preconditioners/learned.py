@@ -51,11 +51,11 @@ from ..solvers.linalg.factor_network import (
     NODE_FEATURES,
     FactorOutOfRange,
     NetworkFactor,
-    require_finite,
     require_symmetric,
 )
 from ..solvers.linalg.factor_network_source import SMALLEST_SCALED_DIAGONAL
 from ..solvers.linalg.incomplete_cholesky import assembled_matrix
+from ..solvers.linalg.linear_operator import require_finite
 from ..torch_files import load_checked, save_torch_file
 from .graph import SystemGraph, system_graph
 from .network import FactorNetwork, network_weights
@@ -136,6 +136,12 @@ class LearnedPreconditioner:
             the two node features :func:`~.graph.system_graph` computes from a matrix, the
             scaled row sum and log(1 + degree) (``node_features=2``).
 
+    Attributes:
+        threads: host threads of the native CPU forward, ``"auto"`` (the available cores, at
+            most one per :data:`~physml.solvers.linalg.factor_network.ROWS_PER_PART` rows)
+            or a whole number >= 1; the factor is bit for bit the same on any number. Read at
+            each call.
+
     Raises:
         ValueError: the model reads other node features.
     """
@@ -153,6 +159,7 @@ class LearnedPreconditioner:
         self.name = f"learned_{model.kind}"
         self._parameters = list(model.parameters())
         self._cached: _NativeWeights | None = None
+        self.threads: int | str = "auto"
 
     def __getstate__(self) -> dict:
         """Without the native forward's weights (rebuilt on the next call): they hold
@@ -183,7 +190,8 @@ class LearnedPreconditioner:
         native = self._native() if pattern.device.is_cpu else None
         if native is not None and native.fits(pattern.n, pattern.nnz):
             try:  # checked in the native call
-                return pattern, native.values(pattern, matrix, out=A.dtype)
+                return pattern, native.values(pattern, matrix, out=A.dtype,
+                                              threads=self.threads)
             except FactorOutOfRange as err:
                 self._refuse_factor(err.row)
         require_finite(host)  # what the native forward checks in its own pass: O(nnz) here

@@ -231,7 +231,8 @@ class LearnedSmootherAMG(LearnedPreconditioner):
     Attributes:
         threads: host threads of the set-up and of the smoother's products, ``"auto"`` (the
             default: the available cores; G beside the hierarchy from :data:`OVERLAP_ROWS`
-            rows, the products' row blocks at most one per
+            rows, else G's forward split as :class:`LearnedPreconditioner` splits it; the
+            products' row blocks at most one per
             :data:`~physml.solvers.linalg.row_blocks.ROWS_PER_THREAD` rows) or a count
             (1: everything on the calling thread); read at each set-up.
 
@@ -245,7 +246,6 @@ class LearnedSmootherAMG(LearnedPreconditioner):
         _require_sparse_inverse(model)
         super().__init__(model)
         self.name = _LearnedSmootherCycle.name
-        self.threads: int | str = "auto"
 
     def __call__(self, A: LinearOperator) -> RugeStubenAMG:
         """The V-cycle preconditioner for A (a :class:`~physml.solvers.linalg.CsrOperator`):

@@ -23,7 +23,8 @@ from ..devices import require_torch_device
 from ..errors import NonFiniteLossError, adam_can_step
 from ..solvers.errors import whole_number
 from ..solvers.linalg import CsrOperator, LinearOperator, Preconditioner, cg, csr_from_scipy
-from ..solvers.linalg.factor_network import require_finite, require_symmetric
+from ..solvers.linalg.factor_network import require_symmetric
+from ..solvers.linalg.linear_operator import require_finite
 from ..solvers.runtime import warp_device
 from .graph import SystemGraph, batch_graphs, system_graph
 from .learned import FactorModel

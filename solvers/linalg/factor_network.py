@@ -24,6 +24,7 @@ the Warp kernel that runs them and :class:`NetworkFactor`, which sizes their scr
 launches it on the CPU.
 """
 
+import ctypes
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +34,12 @@ import scipy.sparse as sp
 import warp as wp
 import warp.sparse as wps
 
+from ..host_threads import available_cores, in_parallel
 from ..kept import held_if_free
 from ..vector_width import wide_vector_options
 from .factor_network_source import FORWARD, TILE
-from .linear_operator import csr_to_scipy
+from .linear_operator import csr_to_scipy, require_finite
+from .row_blocks import block_count
 from .triangular import LowerPattern
 
 # the edges' layers run 1.2-1.35x faster with 512-bit vectors, the whole forward 1.15x (a Xeon
@@ -104,21 +107,6 @@ class NetworkWeights:
         return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts])
 
 
-def require_finite(matrix: sp.csr_matrix) -> None:
-    """Refuse a matrix with a NaN or Inf entry, naming its row and column (O(nnz)): it spreads
-    through the network's messages, so the factor's first bad row is not the matrix's.
-
-    Raises:
-        ValueError: naming the first non-finite entry in CSR order.
-    """
-    bad = np.flatnonzero(~np.isfinite(matrix.data))
-    if bad.size:
-        row = int(np.searchsorted(matrix.indptr, bad[0], side="right")) - 1
-        raise ValueError(f"matrix has the non-finite entry {matrix.data[bad[0]]} in row {row} "
-                         f"(column {matrix.indices[bad[0]]}); a learned factor needs finite "
-                         "values: check how A was assembled")
-
-
 def require_symmetric(matrix: sp.csr_matrix) -> None:
     r"""Refuse a square matrix that is not symmetric: $\max|A - A^T| > \tau \max|A|$ with
     $\tau = \max(10^{-12}, 64\,\epsilon)$ of its dtype (float32: a few roundings, as an
@@ -146,6 +134,36 @@ class FactorOutOfRange(ValueError):
         self.row = row
 
 
+ROWS_PER_PART = 2048
+"""Fewest rows per host thread for which ``threads="auto"`` splits the forward (below, the
+threads' start and their waits between phases cost about what the split saves)."""
+
+
+def forward_parts(rows: int, threads: int | str = "auto") -> int:
+    """Host threads the forward of a matrix of ``rows`` rows runs on: ``threads`` as given, or
+    under ``"auto"`` the available cores, at most one per :data:`ROWS_PER_PART` rows.
+
+    Raises:
+        ValueError: ``threads`` is neither "auto" nor an integer >= 1.
+    """
+    if threads == "auto":
+        return max(1, min(available_cores(), rows // ROWS_PER_PART))
+    return block_count(rows, threads)
+
+
+def _sched_yield_address() -> int:
+    """The address of the C library's ``sched_yield`` (0 where there is none), which the
+    forward's parts call while they wait for each other's chunks: a part keeps its core for a
+    few hundred spins only, so a machine with fewer free cores than parts runs the others."""
+    try:
+        return ctypes.cast(ctypes.CDLL(None).sched_yield, ctypes.c_void_p).value or 0
+    except (OSError, AttributeError):
+        return 0
+
+
+SCHED_YIELD = _sched_yield_address()
+
+
 KEPT_SCRATCH_BYTES = 16 * 2**20
 """The largest scratch a :class:`NetworkFactor` keeps between calls (a system of about 6e4
 unknowns at width 4): above it, allocation is a small part of the forward, and the memory is
@@ -164,7 +182,8 @@ def network_forward(offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=w
                     width: int, steps: int, rows: int, entries: int, cholesky: int,
                     work: wp.array(dtype=Any),
                     exact_work: wp.array(dtype=wp.float64), index_work: wp.array(dtype=wp.int32),
-                    factor: wp.array(dtype=Any)): ...
+                    claims: wp.array(dtype=wp.int32), part: int, parts: int,
+                    yield_address: wp.uint64, factor: wp.array(dtype=Any)): ...
 
 
 @wp.kernel(enable_backward=False)
@@ -179,15 +198,22 @@ def network_kernel(offsets: wp.array(dtype=wp.int32), columns: wp.array(dtype=wp
                    width: int, steps: int, rows: int, entries: int, cholesky: int,
                    work: wp.array(dtype=Any),
                    exact_work: wp.array(dtype=wp.float64), index_work: wp.array(dtype=wp.int32),
-                   factor: wp.array(dtype=Any)):
-    """The whole forward pass and the factor (launch dim 1, CPU; nothing on CUDA):
+                   claims: wp.array(dtype=wp.int32), part: int, parts: int,
+                   yield_address: wp.uint64, factor: wp.array(dtype=Any)):
+    """The whole forward pass and the factor, or a ``part`` of ``parts`` launched at once on
+    host threads (launch dim 1, CPU; nothing on CUDA):
     :data:`~physml.solvers.linalg.factor_network_source.FORWARD`. Reads the pattern (with
     its diagonal positions), its values, A (CSR offsets, columns and values) and the weights;
-    writes the three work arrays and the factor."""
+    writes the three work arrays, the phases' claim counts (zero at the start) and the
+    factor."""
     network_forward(offsets, columns, upper_offsets, upper_columns, transpose_index,
                     diagonal, values, matrix_offsets, matrix_columns, matrix_values, weights,
-                    width, steps, rows, entries, cholesky, work, exact_work, index_work, factor)
+                    width, steps, rows, entries, cholesky, work, exact_work, index_work, claims,
+                    part, parts, yield_address, factor)
 
+
+_PART = 20
+"""Position of ``part`` among :func:`network_kernel`'s arguments."""
 
 _OVERLOADS = {
     (real, out): wp.overload(network_kernel, {"weights": wp.array(dtype=real),
@@ -227,9 +253,10 @@ class NetworkFactor:
             raise ValueError(f"the weights hold {flat.size} numbers; a network of width "
                              f"{self.width} with {self.steps} steps has {self.weight_count()}")
         self.weights = wp.array(flat, dtype=dtype, device="cpu")
-        self._scratch: tuple[tuple[int, int], tuple[wp.array, ...]] | None = None
+        self._scratch: tuple[tuple[int, int, int], tuple[wp.array, ...]] | None = None
         self._scratch_lock = threading.Lock()  # held by the forward using the kept scratch
-        self._recorded: dict[type, tuple[wp.Launch, list]] = {}  # with the kept scratch
+        # per (factor dtype, part), with the kept scratch
+        self._recorded: dict[tuple[type, int], tuple[wp.Launch, list]] = {}
 
     def weight_count(self) -> int:
         """Numbers in :meth:`NetworkWeights.flat` for this width H and K steps: encoders
@@ -240,27 +267,30 @@ class NetworkFactor:
         encoders = (f * h + 2 * h + h * h) + (3 * h + 2 * h + h * h)
         return encoders + self.steps * (7 * h * h + 4 * h) + 2 * (h * h + 2 * h + 1)
 
-    def fits(self, n: int, nnz: int) -> bool:
+    def fits(self, n: int, nnz: int, parts: int = 1) -> bool:
         """Whether n rows and nnz entries of L fit the native forward's 32-bit offsets."""
-        return self.work_size(n, nnz) < 2**31
+        return self.work_size(n, nnz, parts) < 2**31
 
-    def work_size(self, n: int, nnz: int) -> int:
-        """Entries of the work array for n rows and nnz entries of L (layout in
-        :data:`~physml.solvers.linalg.factor_network_source.FORWARD`)."""
+    def work_size(self, n: int, nnz: int, parts: int = 1) -> int:
+        """Entries of the work array for n rows and nnz entries of L, the forward in ``parts``
+        (layout in :data:`~physml.solvers.linalg.factor_network_source.FORWARD`)."""
         rows, edges = -(-n // 16) * 16, -(-(nnz - n) // 16) * 16  # padded, on each side
-        return (5 * self.width + 2) * rows + (2 * self.width + 3) * edges + self.width * TILE
+        return ((5 * self.width + 2) * rows + (2 * self.width + 3) * edges
+                + parts * self.width * TILE)
 
-    def values(self, pattern: LowerPattern, matrix: wps.BsrMatrix, out: type = wp.float64
-               ) -> wp.array:
+    def values(self, pattern: LowerPattern, matrix: wps.BsrMatrix, out: type = wp.float64,
+               threads: int | str = "auto") -> wp.array:
         """The factor's values on ``pattern`` (its CSR order), from the matrix values the
         pattern keeps (``pattern.lower``), shape (nnz,), dtype ``out``; ``matrix`` is A, the
         Warp CSR matrix (on the CPU, of dtype ``out``) the pattern was built from, checked
         symmetric in the same call (a matrix the native loop flags is confirmed by
-        :func:`require_symmetric`).
+        :func:`require_symmetric`). The forward runs on :func:`forward_parts` host threads
+        (``threads``), bit for bit the same factor on any number.
 
         Raises:
             ValueError: the pattern is not on the CPU or too large (:meth:`fits`), ``out`` is
-                float32 for a float64 network or not A's dtype, A has a non-finite entry
+                float32 for a float64 network or not A's dtype, ``threads`` is neither
+                "auto" nor a whole number >= 1, A has a non-finite entry
                 (:func:`require_finite`, looked for only when the call found a fault), a
                 diagonal entry is not positive, or A is not symmetric.
             FactorOutOfRange: the factor has a non-finite entry or a scaled diagonal entry
@@ -274,14 +304,16 @@ class NetworkFactor:
         if matrix.scalar_type != out:
             raise ValueError(f"matrix is {matrix.scalar_type.__name__}; out={out.__name__} "
                              "needs A in the factor's precision")
-        if not self.fits(pattern.n, pattern.nnz):
-            raise ValueError(f"{pattern.n} rows and {pattern.nnz} entries at width "
-                             f"{self.width} exceed the native forward's 32-bit offsets")
         n, nnz = pattern.n, pattern.nnz
+        parts = forward_parts(n, threads)
+        if not self.fits(n, nnz, parts):
+            raise ValueError(f"{n} rows and {nnz} entries at width {self.width} exceed the "
+                             "native forward's 32-bit offsets")
         values = pattern.lower.data
         factor = wp.empty(nnz, dtype=out, device="cpu")
         with held_if_free(self._scratch_lock) as kept:  # busy: this call takes its own
-            scratch = self._scratch_for(n, nnz, kept)
+            scratch = self._scratch_for(n, nnz, parts, kept)
+            scratch[3].zero_()  # the phases' claim counts
             arguments = [
                 pattern.offsets, pattern.column_array, pattern.upper_offsets,
                 pattern.upper_columns, pattern.transpose_index, pattern.diagonal,
@@ -289,12 +321,18 @@ class NetworkFactor:
                          device="cpu", copy=False),  # a view where A is float64
                 matrix.offsets, matrix.columns, matrix.values,
                 self.weights, self.width, self.steps, n, nnz, int(self.kind == "cholesky"),
-                *scratch, factor]
-            if kept and self._scratch is not None:
-                self._launch_recorded(out, arguments)
-            else:
-                wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu",
-                          inputs=arguments[:-1], outputs=arguments[-1:])
+                *scratch, 0, parts, SCHED_YIELD, factor]
+            recorded = kept and self._scratch is not None
+
+            def launch(part: int) -> None:
+                inputs = [*arguments[:_PART], part, *arguments[_PART + 1:-1]]
+                if recorded:
+                    self._launch_recorded(out, part, [*inputs, factor])
+                else:
+                    wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu",
+                              inputs=inputs, outputs=[factor])
+
+            in_parallel(launch, parts)
             # 1 + the first row with d_i <= 0, with a bad factor entry, and flagged unsymmetric
             row, factor_row, unsymmetric = (int(k) for k in scratch[2].numpy()[-3:])
         if row or factor_row or unsymmetric:  # a NaN or Inf of A causes any of them
@@ -309,12 +347,13 @@ class NetworkFactor:
             raise FactorOutOfRange(factor_row - 1)
         return factor
 
-    def _launch_recorded(self, out: type, arguments: list) -> None:
-        """Launch the forward with the kept scratch through a recorded launch, re-packing only
-        the arguments that changed since the last call (the pattern's arrays, the view of its
-        values and the factor: ``wp.launch`` packs all twenty every time). A recording holds
-        its last call's arrays, and is dropped when the kept scratch is replaced."""
-        recorded = self._recorded.get(out)
+    def _launch_recorded(self, out: type, part: int, arguments: list) -> None:
+        """Launch ``part`` of the forward with the kept scratch through a recorded launch,
+        re-packing only the arguments that changed since the last call (the pattern's arrays,
+        the view of its values and the factor: ``wp.launch`` packs all twenty-four every time).
+        A recording holds its last call's arrays, and is dropped when the kept scratch is
+        replaced."""
+        recorded = self._recorded.get((out, part))
         if recorded is None:
             launch = wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu",
                                inputs=arguments[:-1], outputs=arguments[-1:], record_cmd=True)
@@ -324,24 +363,29 @@ class NetworkFactor:
                 if argument is not before and not (isinstance(argument, int)
                                                    and argument == before):
                     launch.set_param_at_index(index, argument)
-        self._recorded[out] = (launch, arguments)
+        self._recorded[(out, part)] = (launch, arguments)
         launch.launch()
 
-    def _scratch_for(self, n: int, nnz: int, keep: bool) -> tuple[wp.array, ...]:
+    def _scratch_for(self, n: int, nnz: int, parts: int, keep: bool) -> tuple[wp.array, ...]:
         """The forward's scratch arrays (work; float64 work, the scaled entries and the
         square roots of the diagonal; int work, the entries' rows, the edges' ends with 24
-        spare entries and the three status entries) for n rows and nnz entries. With ``keep``
+        spare entries and the three status entries; the phases' claim counts) for n rows and
+        nnz entries in ``parts`` (room for the available cores' parts at least, so that calls
+        in fewer parts or more, up to those, share it). With ``keep``
         (the caller holds the kept set), those of the last call when its sizes were the same (a
         series of small systems on one mesh allocates and first-touches them once, which costs
         as much as a fifth of their forward), kept up to :data:`KEPT_SCRATCH_BYTES`; else new
         ones."""
-        if keep and self._scratch is not None and self._scratch[0] == (n, nnz):
+        if keep and self._scratch is not None and self._scratch[0][:2] == (n, nnz) and (
+                self._scratch[0][2] >= parts):
             return self._scratch[1]
-        scratch = (wp.empty(self.work_size(n, nnz), dtype=self.dtype, device="cpu"),
+        parts = max(parts, available_cores())
+        scratch = (wp.empty(self.work_size(n, nnz, parts), dtype=self.dtype, device="cpu"),
                    wp.empty(nnz + 2 * n, dtype=wp.float64, device="cpu"),
-                   wp.empty(nnz + 4 * (nnz - n) + 27, dtype=wp.int32, device="cpu"))
+                   wp.empty(nnz + 4 * (nnz - n) + 27, dtype=wp.int32, device="cpu"),
+                   wp.empty(2 * (2 * self.steps + 4), dtype=wp.int32, device="cpu"))
         if keep:
             small = sum(a.capacity for a in scratch) <= KEPT_SCRATCH_BYTES
-            self._scratch = ((n, nnz), scratch) if small else None
+            self._scratch = ((n, nnz, parts), scratch) if small else None
             self._recorded.clear()  # they hold the scratch they were recorded with
         return scratch

@@ -23,19 +23,33 @@ a mispredicted branch each). The work array (size
 :meth:`~physml.solvers.linalg.factor_network.NetworkFactor.work_size`) holds, with N and E the
 row and edge counts padded to multiples of 16: five node arrays (H N each: h, its next value,
 the two ends' products, the incoming sums), the node features and outputs (2 N), the edges'
-states (H E each side), the scaled entries of each side and the edge outputs (E each), and a
-tile's hidden layer (H :data:`TILE`); the float64 work holds the scaled entries, $\sqrt{d_i}$
-and $1/\sqrt{d_i}$, the int work the entries' rows, the edges' ends and the status. Every layer
+states (H E each side), the scaled entries of each side and the edge outputs (E each), and
+each part's tile of the hidden layer (H :data:`TILE` each); the float64 work holds the scaled
+entries, $\sqrt{d_i}$ and $1/\sqrt{d_i}$, the int work the entries' rows, the edges' ends and
+the status. Every layer
 is a loop over edges (or rows) inside a loop over features, tile by tile, which the compiler
 vectorises: 16 floats per instruction where the CPU has AVX-512
 (:mod:`~physml.solvers.vector_width`), else 8 (AVX2). Products are summed by explicit fused
 multiply-adds (the native code is compiled without contraction, and a separate multiply and
 add cost twice the instructions); the exponential of the SiLU is :data:`EXP` (Cody–Waite
 reduction, a Taylor polynomial and the exponent set by integer arithmetic: no library call, so
-the loop stays vector), within 1.03 units in the last place in float32 and 0.86 in float64
-(measured on [-87, 88] against extended precision). The network runs in its own precision
-(float32 as trained; float64 for checks), the scaling and the factor in float64, as the
-PyTorch model.
+the loop stays vector), within 1.05 units in the last place in float32 (the largest over 2.1e7
+arguments in [-87, 88]) and 0.90 in float64 (5e6 arguments), against extended precision; its
+argument is clamped to [-87, 88] in float32 and [-708, 709] in float64, so it neither
+overflows nor vanishes (the SiLU of a larger argument is its limit all the same). The network
+runs in its own precision (float32 as trained; float64 for checks), the scaling and the factor
+in float64, as the PyTorch model.
+
+**Parts.** The forward runs as one launch or as several at once on host threads (``parts``,
+:class:`~physml.solvers.linalg.factor_network.NetworkFactor`'s ``threads``), in phases that
+each need all of the last one's outputs: the scaling and the edges' ends (one chunk), the
+encoders, each step's two halves (the ends' products; the edges, the incoming sums and the
+node update), the decoders with the factor (``parts`` chunks of rows with their edges, split
+near equal counts of L's entries), the factor's check (one chunk). Whichever launch comes
+first claims a chunk; every one waits at the end of a phase for the chunks another holds. So
+the factor is bit for bit the same on any number of parts, each entry being computed by the
+same operations wherever it is, and a part that starts late (or after the others, as on a
+pool's own thread) finds the chunks taken and passes through.
 """
 
 EXP = """
@@ -146,8 +160,8 @@ int* __restrict__ up_source = lo_source + e;
 int* __restrict__ status = up_source + e;
 // work (see NetworkFactor.work_size): nodes (H N each): h, h_next, ends_t, ends_s, incoming;
 // features / node outputs (2 N); edges (H E each): e_lo, e_up; (E each): s_lo, s_up, o_edge;
-// a tile's hidden layer (H TILE). Every layer runs tile by tile (TILE edges or rows), so
-// the passes over features stay in the first-level cache.
+// each part's tile of the hidden layer (H TILE). Every layer runs tile by tile (TILE edges or
+// rows), so the passes over features stay in the first-level cache.
 constexpr int TILE = TILE_ENTRIES;
 real* __restrict__ h = work.data;
 real* __restrict__ h_next = h + H * N;
@@ -160,7 +174,7 @@ real* __restrict__ e_up = e_lo + H * E;
 real* __restrict__ s_lo = e_up + H * E;
 real* __restrict__ s_up = s_lo + E;
 real* __restrict__ o_edge = s_up + E;
-real* __restrict__ hidden = o_edge + E;
+real* __restrict__ hidden = o_edge + E + part * H * TILE;  // this part's tile
 
 // y[o] = W[o] . x + c[o] (or y[o] += ..., with ``add``), over columns 0..len of the
 // feature-major x (in rows, x_stride apart) into y (out rows, y_stride apart); W (out, in).
@@ -217,27 +231,72 @@ auto silu = [&](int len) {
         for (int k = 0; k < len; ++k) yo[k] = yo[k] / (one + exp_of(-yo[k]));
     }
 };
-// body(first, count) for the tiles of 0..len
-auto tiles = [&](int len, auto body) {
-    for (int k0 = 0; k0 < len; k0 += TILE) body(k0, len - k0 < TILE ? len - k0 : TILE);
+// body(first, count) for the tiles of begin..end
+auto tiles = [&](int begin, int end, auto body) {
+    for (int k0 = begin; k0 < end; k0 += TILE) body(k0, end - k0 < TILE ? end - k0 : TILE);
 };
-// a two-layer perceptron, weights from ``at`` (advanced past them): x (in, len) -> y (out, len)
+// a two-layer perceptron (in -> H -> out), its weights taken from ``at`` (advanced past them)
+struct Perceptron { const real* w1; const real* c1; const real* w2; const real* c2; int in, out; };
 const real* at = weights.data;
-auto mlp = [&](const real* x, int in, int x_stride, int len, int out, real* y, int y_stride) {
-    const real* w1 = at;
-    const real* c1 = w1 + H * in;
-    const real* w2 = c1 + H;
-    const real* c2 = w2 + out * H;
-    at = c2 + out;
-    tiles(len, [&](int k0, int count) {
-        dense(x + k0, in, x_stride, count, w1, c1, H, hidden, TILE, false);
+auto take = [&](int in, int out) {
+    const Perceptron p{at, at + H * in, at + H * in + H, at + H * in + H + out * H, in, out};
+    at = p.c2 + out;
+    return p;
+};
+// y (out, begin..end) = p(x (in, begin..end))
+auto apply = [&](const Perceptron& p, const real* x, int x_stride, int begin, int end, real* y,
+                 int y_stride) {
+    tiles(begin, end, [&](int k0, int count) {
+        dense(x + k0, p.in, x_stride, count, p.w1, p.c1, H, hidden, TILE, false);
         silu(count);
-        dense(hidden, H, TILE, count, w2, c2, out, y + k0, y_stride, false);
+        dense(hidden, H, TILE, count, p.w2, p.c2, p.out, y + k0, y_stride, false);
     });
 };
+// The forward in phases, each needing all of the last one's outputs: a phase is ``count``
+// chunks, claimed by whichever of the ``parts`` launches comes first (an atomic count per
+// phase), and every launch waits until all its chunks are done before the next (spinning,
+// then yielding its core with the host's sched_yield where its address was given). A part
+// launched late, or after the others, finds the chunks taken and passes through, so the
+// result does not depend on how many parts ran at once, nor on which ran what. Chunk c of a
+// row phase is the rows first_row(c) .. first_row(c + 1), split near equal counts of L's
+// entries at multiples of 16 rows, with their edges on both sides.
+int* __restrict__ counters = claims.data;
+using yield_result = int;  // (Warp's headers define int(x) as a cast)
+using yield_function = yield_result (*)();
+const yield_function yield_core = reinterpret_cast<yield_function>(yield_address);
+auto phase = [&](int count, auto body) {
+    int* __restrict__ claimed = counters;
+    counters += 2;
+    for (int c = __atomic_fetch_add(claimed, 1, __ATOMIC_ACQ_REL); c < count;
+         c = __atomic_fetch_add(claimed, 1, __ATOMIC_ACQ_REL)) {
+        body(c);
+        __atomic_fetch_add(claimed + 1, 1, __ATOMIC_RELEASE);
+    }
+    for (int spins = 0; __atomic_load_n(claimed + 1, __ATOMIC_ACQUIRE) < count; ++spins) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        if (spins >= 256 && yield_core) yield_core();
+    }
+};
+auto first_row = [&](int c) {
+    if (c <= 0) return 0;
+    if (c >= parts) return n;
+    const long long goal = (long long)m * c / parts;
+    int low = 0, high = n;  // the first row whose entries start at or past the goal
+    while (low < high) {
+        const int middle = low + (high - low) / 2;
+        if (lo_ptr[middle] < goal) low = middle + 1;
+        else high = middle;
+    }
+    low = (low + 15) / 16 * 16;
+    return low < n ? low : n;
+};
 
-// the diagonal (it ends each row of L): a row whose entry is not positive stops the pass
-// (checked first, in a loop of its own: a loop that may stop does not vectorise)
+// one chunk: the diagonal (it ends each row of L), a row whose entry is not positive stops
+// the pass (checked first, in a loop of its own: a loop that may stop does not vectorise);
+// the edges' ends, the scaled entries and the symmetry flag
+phase(1, [&](int) {
 status[0] = 0;
 status[1] = 0;
 status[2] = 0;
@@ -247,7 +306,7 @@ if (!positive) {
     for (int i = 0; i < n; ++i)
         if (!(a[diagonal_at[i]] > 0.0)) {
             status[0] = i + 1;
-            return;
+            return;  // from the chunk; every part returns after it
         }
 }
 GATHER for (int i = 0; i < n; ++i) {
@@ -286,29 +345,32 @@ GATHER for (int c = 0; c < e; ++c) {
                    !(wp::abs(double(a_full[at]) - a[k]) <= 1e-12 * wp::abs(a[k]));
 }
 status[2] = unsymmetric;
+});
+if (status[0]) return;
 
 // encoders: nodes from (row sum, log(1 + degree)); edges from (a, |a|, +1 or -1)
 double log_degree[64];  // log(1 + d) for the degrees meshes have
 for (int d = 0; d < 64; ++d) log_degree[d] = wp::log(1.0 + double(d));
-for (int i = 0; i < n; ++i) {
-    double sum = 0.0;
-    for (int k = lo_ptr[i]; k < lo_ptr[i + 1]; ++k) sum += scaled[k];
-    for (int k = up_ptr[i] + 1; k < up_ptr[i + 1]; ++k) sum += scaled[up_from[k]];
-    const int degree = (lo_ptr[i + 1] - lo_ptr[i]) + (up_ptr[i + 1] - up_ptr[i]) - 2;
-    features[i] = real(sum);
-    features[N + i] = real(degree < 64 ? log_degree[degree] : wp::log(1.0 + double(degree)));
-}
-mlp(features, 2, N, n, H, h, N);
-{
-    const real* w1 = at;
-    const real* c1 = w1 + 3 * H;
-    const real* w2 = c1 + H;
-    const real* c2 = w2 + H * H;
-    at = c2 + H;
+const Perceptron node_encoder = take(2, H);
+const Perceptron edge_encoder = take(3, H);
+phase(parts, [&](int chunk) {
+    const int r0 = first_row(chunk), r1 = first_row(chunk + 1);
+    for (int i = r0; i < r1; ++i) {
+        double sum = 0.0;
+        for (int k = lo_ptr[i]; k < lo_ptr[i + 1]; ++k) sum += scaled[k];
+        for (int k = up_ptr[i] + 1; k < up_ptr[i + 1]; ++k) sum += scaled[up_from[k]];
+        const int degree = (lo_ptr[i + 1] - lo_ptr[i]) + (up_ptr[i + 1] - up_ptr[i]) - 2;
+        features[i] = real(sum);
+        features[N + i] = real(degree < 64 ? log_degree[degree] : wp::log(1.0 + double(degree)));
+    }
+    apply(node_encoder, features, N, r0, r1, h, N);
+    const real* w1 = edge_encoder.w1;
+    const real* c1 = edge_encoder.c1;
     for (int side = 0; side < 2; ++side) {
         const real* __restrict__ s = side == 0 ? s_lo : s_up;
         const real sign = side == 0 ? one : -one;
-        tiles(e, [&](int k0, int count) {
+        const int* ptr = side == 0 ? lo_ptr : up_ptr;
+        tiles(ptr[r0] - r0, ptr[r1] - r1, [&](int k0, int count) {
             for (int o = 0; o < H; ++o) {
                 real* __restrict__ yo = hidden + o * TILE;
                 const real* __restrict__ so = s + k0;
@@ -317,10 +379,11 @@ mlp(features, 2, N, n, H, h, N);
                     yo[k] = fma_of(p, so[k], fma_of(q, wp::abs(so[k]), r));
             }
             silu(count);
-            dense(hidden, H, TILE, count, w2, c2, H, (side == 0 ? e_lo : e_up) + k0, E, false);
+            dense(hidden, H, TILE, count, edge_encoder.w2, edge_encoder.c2, H,
+                  (side == 0 ? e_lo : e_up) + k0, E, false);
         });
     }
-}
+});
 
 for (int step = 0; step < K; ++step) {
     const real* w_in = at;
@@ -330,116 +393,138 @@ for (int step = 0; step < K; ++step) {
     const real* w_out = w_s + H * H;
     const real* c_out = w_out + H * H;
     at = c_out + H;
-    dense(h, H, N, n, w_t, nullptr, H, ends_t, N, false);
-    dense(h, H, N, n, w_s, nullptr, H, ends_s, N, false);
-    // edges: e += W_out silu(W_in e + c_in + (W_t h)[target] + (W_s h)[source]) + c_out
-    for (int side = 0; side < 2; ++side) {
-        real* edges = side == 0 ? e_lo : e_up;
-        const int* __restrict__ target = side == 0 ? lo_target : up_target;
-        const int* __restrict__ source = side == 0 ? lo_source : up_source;
-        tiles(e, [&](int k0, int count) {
-            dense(edges + k0, H, E, count, w_in, c_in, H, hidden, TILE, false);
-            for (int o = 0; o < H; ++o) {
-                real* __restrict__ yo = hidden + o * TILE;
-                const real* __restrict__ t = ends_t + o * N;
-                const real* __restrict__ u = ends_s + o * N;
-                const int* __restrict__ to = target + k0;
-                const int* __restrict__ from = source + k0;
-                GATHER for (int k = 0; k < count; ++k) yo[k] = (yo[k] + t[to[k]]) + u[from[k]];
-            }
-            silu(count);
-            dense(hidden, H, TILE, count, w_out, c_out, H, edges + k0, E, true);
-        });
-    }
-    // nodes: h += MLP([h, sum of the row's edges]), the (H, 2H) first layer in two halves
-    // (the features inside the row: a row's lengths repeat H times, which the branch
-    // predictor learns)
-    for (int i = 0; i < n; ++i) {
-        const int lo_begin = lo_ptr[i] - i, lo_end = lo_ptr[i + 1] - i - 1;
-        const int up_begin = up_ptr[i] - i, up_end = up_ptr[i + 1] - i - 1;
-        const int lo_count = lo_end - lo_begin, up_count = up_end - up_begin;
-        if (lo_count <= 8 && up_count <= 8) {
-            for (int o = 0; o < H; ++o) {
-                const real* __restrict__ lo = e_lo + o * E + lo_begin;
-                const real* __restrict__ up = e_up + o * E + up_begin;
-                real total = zero;
-                for (int j = 0; j < 8; ++j) total += j < lo_count ? lo[j] : zero;
-                for (int j = 0; j < 8; ++j) total += j < up_count ? up[j] : zero;
-                incoming[o * N + i] = total;
-            }
-            continue;
-        }
-        for (int o = 0; o < H; ++o) {
-            const real* __restrict__ lo = e_lo + o * E;
-            const real* __restrict__ up = e_up + o * E;
-            real total = zero;
-            for (int c = lo_begin; c < lo_end; ++c) total += lo[c];
-            for (int c = up_begin; c < up_end; ++c) total += up[c];
-            incoming[o * N + i] = total;
-        }
-    }
     const real* w1 = at;
     const real* c1 = w1 + 2 * H * H;
     const real* w2 = c1 + H;
     const real* c2 = w2 + H * H;
     at = c2 + H;
-    tiles(n, [&](int k0, int count) {
-        for (int o = 0; o < H; ++o) {
-            real* __restrict__ yo = hidden + o * TILE;
-            const real c = c1[o];
-            for (int i = 0; i < count; ++i) yo[i] = c;
-            for (int q = 0; q < 2 * H; ++q) {
-                const real wq = w1[o * 2 * H + q];
-                const real* __restrict__ xq = (q < H ? h + q * N : incoming + (q - H) * N) + k0;
-                for (int i = 0; i < count; ++i) yo[i] = fma_of(wq, xq[i], yo[i]);
+    phase(parts, [&](int chunk) {
+        const int r0 = first_row(chunk), r1 = first_row(chunk + 1);
+        dense(h + r0, H, N, r1 - r0, w_t, nullptr, H, ends_t + r0, N, false);
+        dense(h + r0, H, N, r1 - r0, w_s, nullptr, H, ends_s + r0, N, false);
+    });
+    phase(parts, [&](int chunk) {
+        const int r0 = first_row(chunk), r1 = first_row(chunk + 1);
+        // edges: e += W_out silu(W_in e + c_in + (W_t h)[target] + (W_s h)[source]) + c_out
+        for (int side = 0; side < 2; ++side) {
+            real* edges = side == 0 ? e_lo : e_up;
+            const int* __restrict__ target = side == 0 ? lo_target : up_target;
+            const int* __restrict__ source = side == 0 ? lo_source : up_source;
+            const int* ptr = side == 0 ? lo_ptr : up_ptr;
+            tiles(ptr[r0] - r0, ptr[r1] - r1, [&](int k0, int count) {
+                dense(edges + k0, H, E, count, w_in, c_in, H, hidden, TILE, false);
+                for (int o = 0; o < H; ++o) {
+                    real* __restrict__ yo = hidden + o * TILE;
+                    const real* __restrict__ t = ends_t + o * N;
+                    const real* __restrict__ u = ends_s + o * N;
+                    const int* __restrict__ to = target + k0;
+                    const int* __restrict__ from = source + k0;
+                    GATHER for (int k = 0; k < count; ++k)
+                        yo[k] = (yo[k] + t[to[k]]) + u[from[k]];
+                }
+                silu(count);
+                dense(hidden, H, TILE, count, w_out, c_out, H, edges + k0, E, true);
+            });
+        }
+        // nodes: h += MLP([h, sum of the row's edges]), the (H, 2H) first layer in two halves
+        // (the features inside the row: a row's lengths repeat H times, which the branch
+        // predictor learns; a row of up to 8 edges a side is summed over 8 entries, masked,
+        // where those lie in this chunk's edges, which no other part writes now)
+        const int lo_last = lo_ptr[r1] - r1, up_last = up_ptr[r1] - r1;
+        for (int i = r0; i < r1; ++i) {
+            const int lo_begin = lo_ptr[i] - i, lo_end = lo_ptr[i + 1] - i - 1;
+            const int up_begin = up_ptr[i] - i, up_end = up_ptr[i + 1] - i - 1;
+            const int lo_count = lo_end - lo_begin, up_count = up_end - up_begin;
+            if (lo_count <= 8 && up_count <= 8 && lo_begin + 8 <= lo_last
+                    && up_begin + 8 <= up_last) {
+                for (int o = 0; o < H; ++o) {
+                    const real* __restrict__ lo = e_lo + o * E + lo_begin;
+                    const real* __restrict__ up = e_up + o * E + up_begin;
+                    real total = zero;
+                    for (int j = 0; j < 8; ++j) total += j < lo_count ? lo[j] : zero;
+                    for (int j = 0; j < 8; ++j) total += j < up_count ? up[j] : zero;
+                    incoming[o * N + i] = total;
+                }
+                continue;
+            }
+            for (int o = 0; o < H; ++o) {
+                const real* __restrict__ lo = e_lo + o * E;
+                const real* __restrict__ up = e_up + o * E;
+                real total = zero;
+                for (int c = lo_begin; c < lo_end; ++c) total += lo[c];
+                for (int c = up_begin; c < up_end; ++c) total += up[c];
+                incoming[o * N + i] = total;
             }
         }
-        silu(count);
-        dense(hidden, H, TILE, count, w2, c2, H, ends_t + k0, N, false);
+        tiles(r0, r1, [&](int k0, int count) {
+            for (int o = 0; o < H; ++o) {
+                real* __restrict__ yo = hidden + o * TILE;
+                const real c = c1[o];
+                for (int i = 0; i < count; ++i) yo[i] = c;
+                for (int q = 0; q < 2 * H; ++q) {
+                    const real wq = w1[o * 2 * H + q];
+                    const real* __restrict__ xq = (q < H ? h + q * N : incoming + (q - H) * N)
+                                                  + k0;
+                    for (int i = 0; i < count; ++i) yo[i] = fma_of(wq, xq[i], yo[i]);
+                }
+            }
+            silu(count);
+            dense(hidden, H, TILE, count, w2, c2, H, ends_t + k0, N, false);
+        });
+        const int r_end = chunk == parts - 1 ? N : r1;  // the last chunk the padding too
+        for (int o = 0; o < H; ++o)
+            for (int k = o * N + r0; k < o * N + r_end; ++k) h_next[k] = h[k] + ends_t[k];
     });
-    for (int k = 0; k < H * N; ++k) h_next[k] = h[k] + ends_t[k];  // the padding too
     real* swap = h;
     h = h_next;
     h_next = swap;
 }
 
-// decoders: o_ij on L's strictly lower entries, o_i on the nodes
-mlp(e_lo, H, E, e, 1, o_edge, E);
-mlp(h, H, N, n, 1, features, N);
-// the factor: the strictly lower entries, then the diagonal
-if (cholesky) {
-    GATHER for (int c = 0; c < e; ++c) {
-        const int k = c + lo_target[c];
-        f[k] = out_t(scaled[k] * (1.0 + double(o_edge[c])) * root[lo_target[c]]);
+// decoders: o_ij on L's strictly lower entries, o_i on the nodes; then the factor: the
+// strictly lower entries and the diagonal
+const Perceptron edge_decoder = take(H, 1);
+const Perceptron node_decoder = take(H, 1);
+phase(parts, [&](int chunk) {
+    const int r0 = first_row(chunk), r1 = first_row(chunk + 1);
+    const int c0 = lo_ptr[r0] - r0, c1 = lo_ptr[r1] - r1;
+    apply(edge_decoder, e_lo, E, c0, c1, o_edge, E);
+    apply(node_decoder, h, N, r0, r1, features, N);
+    if (cholesky) {
+        GATHER for (int c = c0; c < c1; ++c) {
+            const int k = c + lo_target[c];
+            f[k] = out_t(scaled[k] * (1.0 + double(o_edge[c])) * root[lo_target[c]]);
+        }
+        GATHER for (int i = r0; i < r1; ++i)
+            f[diagonal_at[i]] = out_t(exp_of(double(features[i])) * root[i]);
+    } else {
+        GATHER for (int c = c0; c < c1; ++c) {
+            const int k = c + lo_target[c];
+            f[k] = out_t(scaled[k] * double(o_edge[c]) / root[lo_source[c]]);
+        }
+        GATHER for (int i = r0; i < r1; ++i)
+            f[diagonal_at[i]] = out_t(exp_of(double(features[i])) / root[i]);
     }
-    GATHER for (int i = 0; i < n; ++i)
-        f[diagonal_at[i]] = out_t(exp_of(double(features[i])) * root[i]);
-} else {
-    GATHER for (int c = 0; c < e; ++c) {
-        const int k = c + lo_target[c];
-        f[k] = out_t(scaled[k] * double(o_edge[c]) / root[lo_source[c]]);
-    }
-    GATHER for (int i = 0; i < n; ++i)
-        f[diagonal_at[i]] = out_t(exp_of(double(features[i])) / root[i]);
-}
+});
 // the factor's check: the exponential of the diagonal output overflows, or vanishes, in the
 // factor's precision on a matrix far from the training data; status[1] = 1 + the first row
 // with a non-finite entry or a scaled diagonal entry (L_ii / sqrt(d_i), G_ii sqrt(d_i)) not
 // above sqrt(eps) of the factor's precision, where the pivot of M (or of M^-1) against the
 // scaled matrix's unit diagonal falls below eps (x - x is 0 for a finite x, NaN for inf and
 // NaN; the flags are integers, so both passes vectorise)
-const double tiny = sizeof(out_t) == 4 ? SMALLEST_FLOAT32 : SMALLEST_FLOAT64;
-const double* __restrict__ unscale = cholesky ? inv : root;
-int bad = 0;
-for (int k = 0; k < m; ++k) bad |= !(f[k] - f[k] == out_t(0));
-GATHER for (int i = 0; i < n; ++i) bad |= !(double(f[diagonal_at[i]]) * unscale[i] > tiny);
-if (bad) {
-    for (int i = 0; i < n && !status[1]; ++i) {
-        bool good = double(f[diagonal_at[i]]) * unscale[i] > tiny;
-        for (int k = lo_ptr[i]; k < lo_ptr[i + 1]; ++k) good = good && f[k] - f[k] == out_t(0);
-        if (!good) status[1] = i + 1;
+phase(1, [&](int) {
+    const double tiny = sizeof(out_t) == 4 ? SMALLEST_FLOAT32 : SMALLEST_FLOAT64;
+    const double* __restrict__ unscale = cholesky ? inv : root;
+    int bad = 0;
+    for (int k = 0; k < m; ++k) bad |= !(f[k] - f[k] == out_t(0));
+    GATHER for (int i = 0; i < n; ++i) bad |= !(double(f[diagonal_at[i]]) * unscale[i] > tiny);
+    if (bad) {
+        for (int i = 0; i < n && !status[1]; ++i) {
+            bool good = double(f[diagonal_at[i]]) * unscale[i] > tiny;
+            for (int k = lo_ptr[i]; k < lo_ptr[i + 1]; ++k) good = good && f[k] - f[k] == out_t(0);
+            if (!good) status[1] = i + 1;
+        }
     }
-}
+});
 """.replace("TILE_ENTRIES", str(TILE)).replace(
     "SMALLEST_FLOAT32", repr(SMALLEST_SCALED_DIAGONAL["float32"])).replace(
     "SMALLEST_FLOAT64", repr(SMALLEST_SCALED_DIAGONAL["float64"])) + "#endif\n"

@@ -24,7 +24,7 @@ import warp as wp
 import warp.sparse as wps
 
 from ..kernel_launch import launch, specialize
-from .linear_operator import LinearOperator, csr_to_scipy, rebuilt
+from .linear_operator import LinearOperator, csr_to_scipy, rebuilt, require_finite
 from .triangular import CholeskyFactor, LowerPattern
 
 
@@ -156,7 +156,7 @@ class IncompleteCholesky(CholeskyFactor):
 
     Args:
         A: a :class:`~physml.solvers.linalg.CsrOperator` (symmetric positive definite; the
-            lower triangle is read).
+            lower triangle is read, and refused with a NaN or Inf entry).
         by_levels: see :class:`~.triangular.LowerPattern`.
 
     Set-up: the pattern analysis (host, O(nnz)) and the factorisation on the device. It
@@ -168,6 +168,7 @@ class IncompleteCholesky(CholeskyFactor):
     def __init__(self, A: LinearOperator, by_levels: bool | None = None) -> None:
         host = csr_to_scipy(assembled_matrix(A, self))
         pattern = LowerPattern(host, A.device, by_levels)
+        require_finite(pattern.lower, needs="an incomplete Cholesky factor")
         a = wp.array(pattern.lower.data, dtype=A.dtype, device=A.device)
         values, self.shift = ic0_factor(pattern, a)
         super().__init__(pattern, values, name=self.name)

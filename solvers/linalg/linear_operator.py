@@ -207,6 +207,27 @@ def check_vectors(owner: str, n: int, dtype: Any, device: Any, **vectors: wp.arr
                              f"{dtype.__name__} on {device}: convert {name} first")
 
 
+def require_finite(matrix: sp.csr_matrix, needs: str = "a learned factor") -> None:
+    """Refuse a matrix with a NaN or Inf entry, naming its row and column (O(nnz)): a factor
+    made from it is not a preconditioner of anything (a learned factor's messages spread it;
+    an incomplete Cholesky factor divides by it and zeroes an unknown without a word).
+
+    Args:
+        matrix: SciPy CSR (A, or the triangle a factor is made from: the rows and columns
+            named are A's).
+        needs: what needs finite values, for the message.
+
+    Raises:
+        ValueError: naming the first non-finite entry in CSR order.
+    """
+    bad = np.flatnonzero(~np.isfinite(matrix.data))
+    if bad.size:
+        row = int(np.searchsorted(matrix.indptr, bad[0], side="right")) - 1
+        raise ValueError(f"matrix has the non-finite entry {matrix.data[bad[0]]} in row {row} "
+                         f"(column {matrix.indices[bad[0]]}); {needs} needs finite "
+                         "values: check how A was assembled")
+
+
 def csr_to_scipy(matrix: wps.BsrMatrix) -> sp.csr_matrix:
     """The ``scipy.sparse.csr_matrix`` of a Warp matrix with 1×1 blocks (copied to the host)."""
     nnz = matrix.nnz
