@@ -383,7 +383,7 @@ class NetworkFactor:
         scratch = (wp.empty(self.work_size(n, nnz, parts), dtype=self.dtype, device="cpu"),
                    wp.empty(nnz + 2 * n, dtype=wp.float64, device="cpu"),
                    wp.empty(nnz + 4 * (nnz - n) + 27, dtype=wp.int32, device="cpu"),
-                   wp.empty(2 * (2 * self.steps + 4), dtype=wp.int32, device="cpu"))
+                   wp.empty(2 * (2 * self.steps + 7), dtype=wp.int32, device="cpu"))
         if keep:
             small = sum(a.capacity for a in scratch) <= KEPT_SCRATCH_BYTES
             self._scratch = ((n, nnz, parts), scratch) if small else None

@@ -42,8 +42,9 @@ in float64, as the PyTorch model.
 
 **Parts.** The forward runs as one launch or as several at once on host threads (``parts``,
 :class:`~physml.solvers.linalg.factor_network.NetworkFactor`'s ``threads``), in phases that
-each need all of the last one's outputs: the scaling and the edges' ends (one chunk), the
-encoders, each step's two halves (the ends' products; the edges, the incoming sums and the
+each need all of the last one's outputs: the diagonal's check (one chunk), the square roots
+of the diagonal with the edges' ends, the scaled entries, the edges' values with the symmetry
+flag, the encoders, each step's two halves (the ends' products; the edges, the incoming sums and the
 node update), the decoders with the factor (``parts`` chunks of rows with their edges, split
 near equal counts of L's entries), the factor's check (one chunk). Whichever launch comes
 first claims a chunk; every one waits at the end of a phase for the chunks another holds. So
@@ -294,59 +295,76 @@ auto first_row = [&](int c) {
 };
 
 // one chunk: the diagonal (it ends each row of L), a row whose entry is not positive stops
-// the pass (checked first, in a loop of its own: a loop that may stop does not vectorise);
-// the edges' ends, the scaled entries and the symmetry flag
+// the pass (checked first, in a loop of its own: a loop that may stop does not vectorise)
 phase(1, [&](int) {
-status[0] = 0;
-status[1] = 0;
-status[2] = 0;
-bool positive = true;
-for (int i = 0; i < n; ++i) positive &= a[diagonal_at[i]] > 0.0;
-if (!positive) {
-    for (int i = 0; i < n; ++i)
-        if (!(a[diagonal_at[i]] > 0.0)) {
-            status[0] = i + 1;
-            return;  // from the chunk; every part returns after it
-        }
-}
-GATHER for (int i = 0; i < n; ++i) {
-    root[i] = wp::sqrt(a[diagonal_at[i]]);
-    inv[i] = 1.0 / root[i];
-}
-// the rows of L's entries; the edges' ends; the scaled entries, and the edges' values
-// (a row of up to 8 takes one 8-wide store, whose tail the next rows overwrite: each of these
-// arrays keeps 8 spare entries)
-auto fill = [](int* __restrict__ out, int begin, int end, int value) {
-    if (end - begin <= 8) for (int j = 0; j < 8; ++j) out[begin + j] = value;
-    else for (int k = begin; k < end; ++k) out[k] = value;
-};
-for (int i = 0; i < n; ++i) {
-    fill(lo_row, lo_ptr[i], lo_ptr[i + 1], i);
-    fill(lo_target, lo_ptr[i] - i, lo_ptr[i + 1] - i - 1, i);
-    fill(up_target, up_ptr[i] - i, up_ptr[i + 1] - i - 1, i);
-}
-GATHER for (int c = 0; c < e; ++c) lo_source[c] = lo_col[c + lo_target[c]];
-GATHER for (int c = 0; c < e; ++c) up_source[c] = up_col[c + up_target[c] + 1];
-GATHER for (int k = 0; k < m; ++k) scaled[k] = a[k] * inv[lo_row[k]] * inv[lo_col[k]];
-GATHER for (int c = 0; c < e; ++c) s_lo[c] = real(scaled[c + lo_target[c]]);
-// with the upper edges' values, A's symmetry, status[2] a flag the caller confirms on the
-// whole matrix (an explicit zero stored on one side only is symmetric): where row i of A (CSR,
-// columns sorted) is L's row, then L^T's past the diagonal (A starts row i at
-// lo_ptr[i] + up_ptr[i] - i), A_ij of the upper edge c (j > i) is A's entry lo_ptr[i + 1] + c
-// (else entry 0 is read, and the flag is set already); a row stored otherwise (another length
-// or column), or |A_ij - A_ji| not at most 1e-12 |A_ji| (NaN included), sets it
-int unsymmetric = 0;
-for (int i = 0; i <= n; ++i) unsymmetric |= a_ptr[i] != lo_ptr[i] + up_ptr[i] - i;
-const int mirrored = !unsymmetric;
-GATHER for (int c = 0; c < e; ++c) {
-    const int i = up_target[c], k = up_from[c + i + 1], at = mirrored * (lo_ptr[i + 1] + c);
-    s_up[c] = real(scaled[k]);
-    unsymmetric |= (a_col[at] != up_source[c]) |
-                   !(wp::abs(double(a_full[at]) - a[k]) <= 1e-12 * wp::abs(a[k]));
-}
-status[2] = unsymmetric;
+    status[0] = 0;
+    status[1] = 0;
+    status[2] = 0;
+    bool positive = true;
+    for (int i = 0; i < n; ++i) positive &= a[diagonal_at[i]] > 0.0;
+    if (!positive) {
+        for (int i = 0; i < n; ++i)
+            if (!(a[diagonal_at[i]] > 0.0)) {
+                status[0] = i + 1;
+                return;  // from the chunk; every part returns after it
+            }
+    }
 });
 if (status[0]) return;
+// sqrt(d_i) and its inverse; the rows of L's entries and the edges' ends (a row of up to 8
+// takes one 8-wide store, whose tail the next rows overwrite, where that tail stays in the
+// chunk's entries or, for the last rows, in the 8 spare entries each of these arrays keeps)
+phase(parts, [&](int chunk) {
+    const int r0 = first_row(chunk), r1 = first_row(chunk + 1);
+    GATHER for (int i = r0; i < r1; ++i) {
+        root[i] = wp::sqrt(a[diagonal_at[i]]);
+        inv[i] = 1.0 / root[i];
+    }
+    const int last = chunk == parts - 1 ? 8 : 0;  // room past the chunk's entries
+    auto fill = [](int* __restrict__ out, int begin, int end, int limit, int value) {
+        if (end - begin <= 8 && begin + 8 <= limit)
+            for (int j = 0; j < 8; ++j) out[begin + j] = value;
+        else for (int k = begin; k < end; ++k) out[k] = value;
+    };
+    for (int i = r0; i < r1; ++i) {
+        fill(lo_row, lo_ptr[i], lo_ptr[i + 1], lo_ptr[r1] + last, i);
+        fill(lo_target, lo_ptr[i] - i, lo_ptr[i + 1] - i - 1, lo_ptr[r1] - r1 + last, i);
+        fill(up_target, up_ptr[i] - i, up_ptr[i + 1] - i - 1, up_ptr[r1] - r1 + last, i);
+    }
+});
+// the edges' other ends, the scaled entries and the edges' values; with the upper edges'
+// values, A's symmetry, status[2] a flag the caller confirms on the whole matrix (an explicit
+// zero stored on one side only is symmetric): where row i of A (CSR, columns sorted) is L's
+// row, then L^T's past the diagonal (A starts row i at lo_ptr[i] + up_ptr[i] - i), A_ij of
+// the upper edge c (j > i) is A's entry lo_ptr[i + 1] + c (else entry 0 is read, and the
+// flag is set already: a chunk checks the starts of its rows and of the next); a row stored
+// otherwise (another length or column), or |A_ij - A_ji| not at most 1e-12 |A_ji| (NaN
+// included), sets it
+phase(parts, [&](int chunk) {
+    const int r0 = first_row(chunk), r1 = first_row(chunk + 1);
+    const int c0 = lo_ptr[r0] - r0, c1 = lo_ptr[r1] - r1, u0 = up_ptr[r0] - r0;
+    const int u1 = up_ptr[r1] - r1;
+    GATHER for (int c = c0; c < c1; ++c) lo_source[c] = lo_col[c + lo_target[c]];
+    GATHER for (int c = u0; c < u1; ++c) up_source[c] = up_col[c + up_target[c] + 1];
+    GATHER for (int k = lo_ptr[r0]; k < lo_ptr[r1]; ++k)
+        scaled[k] = a[k] * inv[lo_row[k]] * inv[lo_col[k]];
+});
+phase(parts, [&](int chunk) {
+    const int r0 = first_row(chunk), r1 = first_row(chunk + 1);
+    const int c0 = lo_ptr[r0] - r0, c1 = lo_ptr[r1] - r1, u0 = up_ptr[r0] - r0;
+    const int u1 = up_ptr[r1] - r1;
+    GATHER for (int c = c0; c < c1; ++c) s_lo[c] = real(scaled[c + lo_target[c]]);
+    int unsymmetric = 0;
+    for (int i = r0; i <= r1; ++i) unsymmetric |= a_ptr[i] != lo_ptr[i] + up_ptr[i] - i;
+    const int mirrored = !unsymmetric;
+    GATHER for (int c = u0; c < u1; ++c) {
+        const int i = up_target[c], k = up_from[c + i + 1], at = mirrored * (lo_ptr[i + 1] + c);
+        s_up[c] = real(scaled[k]);
+        unsymmetric |= (a_col[at] != up_source[c]) |
+                       !(wp::abs(double(a_full[at]) - a[k]) <= 1e-12 * wp::abs(a[k]));
+    }
+    if (unsymmetric) __atomic_fetch_or(&status[2], 1, __ATOMIC_RELAXED);
+});
 
 // encoders: nodes from (row sum, log(1 + degree)); edges from (a, |a|, +1 or -1)
 double log_degree[64];  // log(1 + d) for the degrees meshes have
