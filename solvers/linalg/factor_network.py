@@ -36,6 +36,7 @@ import warp.sparse as wps
 
 from ..host_threads import available_cores, in_parallel
 from ..kept import held_if_free
+from ..replay import Replay
 from ..vector_width import wide_vector_options
 from .factor_network_source import FORWARD, TILE
 from .linear_operator import csr_to_scipy, require_finite
@@ -256,7 +257,7 @@ class NetworkFactor:
         self._scratch: tuple[tuple[int, int, int], tuple[wp.array, ...]] | None = None
         self._scratch_lock = threading.Lock()  # held by the forward using the kept scratch
         # per (factor dtype, part), with the kept scratch
-        self._recorded: dict[tuple[type, int], tuple[wp.Launch, list]] = {}
+        self._recorded: dict[tuple[type, int], tuple[Replay, list]] = {}
 
     def weight_count(self) -> int:
         """Numbers in :meth:`NetworkWeights.flat` for this width H and K steps: encoders
@@ -322,17 +323,11 @@ class NetworkFactor:
                 matrix.offsets, matrix.columns, matrix.values,
                 self.weights, self.width, self.steps, n, nnz, int(self.kind == "cholesky"),
                 *scratch, 0, parts, SCHED_YIELD, factor]
-            recorded = kept and self._scratch is not None
-
-            def launch(part: int) -> None:
-                inputs = [*arguments[:_PART], part, *arguments[_PART + 1:-1]]
-                if recorded:
-                    self._launch_recorded(out, part, [*inputs, factor])
-                else:
-                    wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu",
-                              inputs=inputs, outputs=[factor])
-
-            in_parallel(launch, parts)
+            # the launches packed on this thread (the first also loads the module), then run
+            launches = [self._launch(out, [*arguments[:_PART], part, *arguments[_PART + 1:]],
+                                     kept and self._scratch is not None)
+                        for part in range(parts)]
+            in_parallel(lambda part: launches[part](), parts)
             # 1 + the first row with d_i <= 0, with a bad factor entry, and flagged unsymmetric
             row, factor_row, unsymmetric = (int(k) for k in scratch[2].numpy()[-3:])
         if row or factor_row or unsymmetric:  # a NaN or Inf of A causes any of them
@@ -347,24 +342,26 @@ class NetworkFactor:
             raise FactorOutOfRange(factor_row - 1)
         return factor
 
-    def _launch_recorded(self, out: type, part: int, arguments: list) -> None:
-        """Launch ``part`` of the forward with the kept scratch through a recorded launch,
-        re-packing only the arguments that changed since the last call (the pattern's arrays,
-        the view of its values and the factor: ``wp.launch`` packs all twenty-four every time).
-        A recording holds its last call's arrays, and is dropped when the kept scratch is
-        replaced."""
-        recorded = self._recorded.get((out, part))
+    def _launch(self, out: type, arguments: list, kept: bool) -> Replay:
+        """The launch of one part of the forward (``arguments[_PART]``), packed, not yet run:
+        with the kept scratch (``kept``), its recording, re-packing only the arguments that
+        changed since the last call (the pattern's arrays, the view of its values and the
+        factor: ``wp.launch`` packs all twenty-four every time; a recording holds its last
+        call's arrays, and is dropped when the kept scratch is replaced); else a new one."""
+        recorded = self._recorded.get((out, arguments[_PART])) if kept else None
         if recorded is None:
-            launch = wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu",
-                               inputs=arguments[:-1], outputs=arguments[-1:], record_cmd=True)
+            launch = Replay(wp.launch(_OVERLOADS[(self.dtype, out)], dim=1, device="cpu",
+                                      inputs=arguments[:-1], outputs=arguments[-1:],
+                                      record_cmd=True))
         else:
             launch, last = recorded
             for index, (argument, before) in enumerate(zip(arguments, last)):
                 if argument is not before and not (isinstance(argument, int)
                                                    and argument == before):
-                    launch.set_param_at_index(index, argument)
-        self._recorded[(out, part)] = (launch, arguments)
-        launch.launch()
+                    launch.set(index, argument)
+        if kept:
+            self._recorded[(out, arguments[_PART])] = (launch, arguments)
+        return launch
 
     def _scratch_for(self, n: int, nnz: int, parts: int, keep: bool) -> tuple[wp.array, ...]:
         """The forward's scratch arrays (work; float64 work, the scaled entries and the
@@ -383,7 +380,7 @@ class NetworkFactor:
         scratch = (wp.empty(self.work_size(n, nnz, parts), dtype=self.dtype, device="cpu"),
                    wp.empty(nnz + 2 * n, dtype=wp.float64, device="cpu"),
                    wp.empty(nnz + 4 * (nnz - n) + 27, dtype=wp.int32, device="cpu"),
-                   wp.empty(2 * (2 * self.steps + 7), dtype=wp.int32, device="cpu"))
+                   wp.empty((parts + 1) * (2 * self.steps + 7), dtype=wp.int32, device="cpu"))
         if keep:
             small = sum(a.capacity for a in scratch) <= KEPT_SCRATCH_BYTES
             self._scratch = ((n, nnz, parts), scratch) if small else None

@@ -46,8 +46,9 @@ each need all of the last one's outputs: the diagonal's check (one chunk), the s
 of the diagonal with the edges' ends, the scaled entries, the edges' values with the symmetry
 flag, the encoders, each step's two halves (the ends' products; the edges, the incoming sums and the
 node update), the decoders with the factor (``parts`` chunks of rows with their edges, split
-near equal counts of L's entries), the factor's check (one chunk). Whichever launch comes
-first claims a chunk; every one waits at the end of a phase for the chunks another holds. So
+near equal counts of L's entries), the factor's check (one chunk). A chunk is claimed by the
+first launch to take it, part p trying chunk p first (its rows stay in its core's cache); every
+one waits at the end of a phase for the chunks another holds. So
 the factor is bit for bit the same on any number of parts, each entry being computed by the
 same operations wherever it is, and a part that starts late (or after the others, as on a
 pool's own thread) finds the chunks taken and passes through.
@@ -254,26 +255,30 @@ auto apply = [&](const Perceptron& p, const real* x, int x_stride, int begin, in
     });
 };
 // The forward in phases, each needing all of the last one's outputs: a phase is ``count``
-// chunks, claimed by whichever of the ``parts`` launches comes first (an atomic count per
-// phase), and every launch waits until all its chunks are done before the next (spinning,
-// then yielding its core with the host's sched_yield where its address was given). A part
-// launched late, or after the others, finds the chunks taken and passes through, so the
-// result does not depend on how many parts ran at once, nor on which ran what. Chunk c of a
-// row phase is the rows first_row(c) .. first_row(c + 1), split near equal counts of L's
-// entries at multiples of 16 rows, with their edges on both sides.
-int* __restrict__ counters = claims.data;
+// chunks (1, or one per part), each claimed by the first of the ``parts`` launches to take its
+// flag, part p trying chunk p first (so that a part keeps its rows, and their values in its
+// core's cache, from phase to phase) and then the others; every launch waits until all the
+// phase's chunks are done before the next (spinning, then yielding its core with the host's
+// sched_yield where its address was given). A part launched late, or after the others, finds
+// the chunks taken and passes through, so the result does not depend on how many parts ran
+// at once, nor on which ran what. Chunk c of a row phase is the rows first_row(c) ..
+// first_row(c + 1), split near equal counts of L's entries at multiples of 16 rows, with
+// their edges on both sides.
+int* counters = claims.data;  // per phase: parts claim flags, then the count of chunks done
 using yield_result = int;  // (Warp's headers define int(x) as a cast)
 using yield_function = yield_result (*)();
 const yield_function yield_core = reinterpret_cast<yield_function>(yield_address);
 auto phase = [&](int count, auto body) {
-    int* __restrict__ claimed = counters;
-    counters += 2;
-    for (int c = __atomic_fetch_add(claimed, 1, __ATOMIC_ACQ_REL); c < count;
-         c = __atomic_fetch_add(claimed, 1, __ATOMIC_ACQ_REL)) {
-        body(c);
-        __atomic_fetch_add(claimed + 1, 1, __ATOMIC_RELEASE);
+    int* flags = counters;
+    counters += parts + 1;
+    for (int j = 0; j < count; ++j) {
+        const int c = (part + j) % count;
+        if (__atomic_exchange_n(flags + c, 1, __ATOMIC_ACQ_REL) == 0) {
+            body(c);
+            __atomic_fetch_add(flags + parts, 1, __ATOMIC_RELEASE);
+        }
     }
-    for (int spins = 0; __atomic_load_n(claimed + 1, __ATOMIC_ACQUIRE) < count; ++spins) {
+    for (int spins = 0; __atomic_load_n(flags + parts, __ATOMIC_ACQUIRE) < count; ++spins) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
