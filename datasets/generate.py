@@ -33,6 +33,7 @@ shards written before a resume :mod:`physml.datasets.output_folder`'s.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,7 +144,9 @@ def generate(
 ) -> dict:
     """Generate (or resume) the dataset of ``spec`` in ``folder``; returns the manifest:
     ``pde``, ``samples`` (in all), ``split_samples`` (``{split: samples}``, 0 for an empty
-    split), ``physml_version`` and ``splits`` (``{split: shard file names}``).
+    split), ``physml_version`` and ``splits`` (``{split: shard file names}``). A folder that
+    holds the complete dataset of this very spec is left as it is, its manifest returned,
+    with no call of ``progress`` (nothing to solve, check or write).
 
     Args:
         spec: the validated spec (fields on a grid or a mesh, or linear systems).
@@ -153,7 +156,7 @@ def generate(
             use, when Dask is installed; on CUDA none: one process drives the GPU, where each
             worker would open a context of its own on it); 0 runs in this process.
         scheduler: address of an existing Dask scheduler (overrides ``workers``).
-        overwrite: replace a complete dataset, or one of another spec.
+        overwrite: replace a complete dataset (of this spec too), or one of another spec.
         progress: called with (samples done, samples in total), as each shard is written
             (its samples are solved together: the count moves a shard at a time).
         batch_size: samples solved together (default: a whole shard); the dataset is the
@@ -187,7 +190,8 @@ def _generate(spec, folder: Path, device: str, workers: int | None, client, over
               warm: Callable, writer: Writer, status: Callable[[str], None]) -> dict:
     """:func:`generate` once the spec, the device and the scheduler (``client``) are checked:
     nothing is deleted before."""
-    prepare_folder(spec, folder, overwrite)
+    if prepare_folder(spec, folder, overwrite):  # complete, of this spec: nothing to do
+        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     tasks = plan_shards(spec, folder, device, batch_size)
     total = sum(len(t.seeds) for t in tasks)
     written = {t.path: written_device(t) for t in tasks if Path(t.path).exists()}

@@ -1,6 +1,7 @@
-"""The output folder of a generation: prepare it (refusing files a dataset did not write, a
-complete dataset or one of another spec unless overwritten) and, on a resume, read which
-shards it already holds and on which device they were written.
+"""The output folder of a generation: prepare it (refusing files a dataset did not write, or
+a dataset of another spec unless overwritten; the complete dataset of the same spec is left as
+it is) and, on a resume, read which shards it already holds and on which device they were
+written.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ if TYPE_CHECKING:  # generate imports this module
     from .generate import ShardTask
 
 
-def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
-    """Create ``folder`` (or check it may be resumed) and record the spec in it.
+def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> bool:
+    """Create ``folder`` (or check it may be resumed) and record the spec in it; or, where
+    it holds the complete dataset of this very spec (its ``spec.yaml`` is the spec's YAML, to
+    the character) and ``overwrite`` is false, leave it as it is and return True (a rerun of
+    the same command has nothing to do).
 
     Raises:
         ValueError: ``folder`` is a file, the folder holds files a dataset did not write
-            (whatever ``overwrite`` says), a complete dataset or one of another spec and
-            ``overwrite`` is false, or it cannot be written.
+            (whatever ``overwrite`` says), a dataset (complete or partial) of another spec
+            and ``overwrite`` is false, or it cannot be written.
     """
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {str(folder)!r} is a file; give a folder (a dataset is a "
@@ -49,8 +53,13 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
             elif target.exists():
                 target.unlink()
     elif (folder / MANIFEST).exists():
+        recorded_text = spec_file.read_text(encoding="utf-8") if spec_file.is_file() else None
+        if recorded_text == spec.to_yaml():
+            return True
         raise ValueError(
-            f"--out {str(folder)!r} holds a complete dataset; pass --overwrite to regenerate it"
+            f"--out {str(folder)!r} holds a complete dataset of another spec"
+            f"{_first_difference(recorded_text, spec.to_yaml())}; pass --overwrite to "
+            "regenerate it"
         )
     elif spec_file.exists() and (recorded := _recorded_yaml(spec_file)) != spec.to_yaml():
         raise ValueError(
@@ -75,6 +84,7 @@ def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> None:
         write_text(spec_file, spec.to_yaml())
     except OSError as err:
         raise ValueError(f"--out {str(folder)!r} cannot be written: {err.strerror}") from None
+    return False
 
 
 def _writer_runs(tmp: Path) -> bool:

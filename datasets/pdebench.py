@@ -4,8 +4,9 @@
   ``[N, T, X]``, datasets ``x-coordinate`` and ``t-coordinate``, and parameters as file
   attributes (``beta``, ``Nu``, ``rho``). ``t-coordinate`` may hold ``T + 1`` entries
   (PDEBench's generators append one); the first ``T`` are the times of the saved states.
-  A file :func:`write_pdebench` wrote also holds the samples' seeds, a dataset ``seed`` [N]
-  that PDEBench's loaders, which read their datasets by name, never open.
+  A file :func:`write_pdebench` wrote also holds the samples' numbers, a dataset ``sample``
+  [N] (``seed`` in files physml wrote before) that PDEBench's loaders, which read their
+  datasets by name, never open.
   (PDEBench's loaders read a 4-D ``tensor`` as steady Darcy flow, ``[N, 1, X, Y]`` with a
   ``nu`` dataset and no time: not a time-dependent layout.)
 * Stacked fields (compressible Navier–Stokes, 1D/2D/3D CFD): datasets ``density``,
@@ -22,11 +23,11 @@ All read into the field data model of :mod:`physml.datasets.store`: variable ``u
 time, x[, y[, z]])`` (a trailing channel axis of size 1 is dropped; more channels become
 ``u0, u1, ...``), or one variable per stacked field under its own name (``density(sample,
 time, x[, y[, z]])``, ...). A per-seed ``config`` becomes per-sample coordinates: ``config``
-(the YAML text) and one coordinate per number in it present in every group, named by its key
-(``seed``, ``dam_radius``, ...), or ``config.<dotted path>`` where two keys share a name or
-the key is already a name of the dataset (``config.sim.x``). Not read: PDEBench's 2D
-incompressible Navier–Stokes files (``velocity``, ``particles``, ``force``, ``t``) and its
-steady Darcy flow.
+(the YAML text) and one coordinate per number, boolean or string in it present in every
+group, named by its key (``seed``, ``dam_radius``, ``scheme``, ...), or ``config.<dotted
+path>`` where two keys share a name or the key is already a name of the dataset
+(``config.sim.x``). Not read: PDEBench's 2D incompressible Navier–Stokes files
+(``velocity``, ``particles``, ``force``, ``t``) and its steady Darcy flow.
 
 PDEBench's data are non-dimensional: fields, coordinates and parameters read from a file get
 the CF units ``"1"``, and time and space their usual long names.
@@ -48,14 +49,19 @@ from .memory import check_fits_in_memory
 from .store import AXES, CF_METADATA, open_hdf5, with_cf_metadata
 
 NON_DIMENSIONAL = {
-    "sample": ("sample (its seed, seed group number or index)", "1"),
+    "sample": ("sample (its number, seed group number or index)", "1"),
     "time": ("model time", "1"),
     **{axis: (f"{axis} coordinate", "1") for axis in AXES},
 }
 
-SEEDS = "seed"
-"""The dataset of a stacked file that holds its samples' seeds [N] (int64): physml's, not
-PDEBench's, whose loaders read ``tensor`` and the coordinates by name and never open it."""
+SAMPLES = "sample"
+"""The dataset of a stacked file that holds its samples' numbers [N] (int64: the ``sample``
+coordinate; sample ``j`` of a generated dataset draws from ``default_rng([seed, j])``, ``seed``
+the file's attribute): physml's, not PDEBench's, whose loaders read ``tensor`` and the
+coordinates by name and never open it."""
+
+FORMER_SAMPLES = "seed"
+"""The name of :data:`SAMPLES` in the stacked files physml wrote before, read alike."""
 
 
 def _text(value):
@@ -66,14 +72,14 @@ def _attrs(h5obj, skip: set[str] = frozenset()) -> dict:
     return {k: _text(v) for k, v in h5obj.attrs.items() if k not in skip}
 
 
-def _numbers(tree, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], float | int]:
-    """The numeric and boolean leaves of a nested mapping, by key path."""
+def _scalars(tree, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], float | int | str]:
+    """The numeric, boolean and string leaves of a nested mapping, by key path."""
     if isinstance(tree, dict):
         leaves = {}
         for key, value in tree.items():
-            leaves.update(_numbers(value, (*path, str(key))))
+            leaves.update(_scalars(value, (*path, str(key))))
         return leaves
-    if isinstance(tree, bool | int | float) and path:
+    if isinstance(tree, bool | int | float | str) and path:
         return {path: tree}
     return {}
 
@@ -155,7 +161,7 @@ def _config_coords(file: Path, groups: list[str], configs: list[str],
     Raises:
         ValueError: a config that :func:`_parse` refuses, naming the file and the group.
     """
-    leaves = [_numbers(_parse(text, f"{str(file)!r}: the 'config' attribute of seed group "
+    leaves = [_scalars(_parse(text, f"{str(file)!r}: the 'config' attribute of seed group "
                                     f"{group!r}"))
               for group, text in zip(groups, configs, strict=True)]
     shared = [p for p in leaves[0] if all(p in other for other in leaves[1:])]
@@ -212,18 +218,20 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
     A file :func:`write_pdebench` wrote (its ``pde`` attribute names a PDE of
     :data:`PDEBENCH_NAMES`) gets physml's parameter names back (``Nu`` is read ``nu``), so a
     round trip returns the dataset's names; its values come back as written, in PDEBench's
-    float32, and the samples keep their seeds (a stacked file's ``seed`` dataset, seed groups'
-    names); the samples of a stacked file without ``seed`` (PDEBench's own) are numbered
-    0 ... N - 1. PDEBench's own files (no ``pde`` attribute) keep their attributes'
-    names (``Nu``); a parameter found only in the file name is not read.
+    float32, and the samples keep their numbers (a stacked file's ``sample`` dataset, or
+    ``seed`` in one physml wrote before; seed groups' names); the samples of a stacked file
+    without either (PDEBench's own) are numbered 0 ... N - 1. PDEBench's own files (no
+    ``pde`` attribute) keep their attributes' names (``Nu``); a parameter found only in the
+    file name is not read.
 
     Raises:
         ValueError: ``path`` is a folder or does not exist, is not HDF5 or is damaged, is in
             none of the layouts read (the message names those read and those not), or its
-            datasets do not fit each other or their coordinates (named), its datasets as
-            declared need more than this machine's memory (:func:`_check_fits`), or a seed
-            group's ``config`` uses a YAML alias, nests deeper than :data:`CONFIG_DEPTH` or
-            holds more than :data:`CONFIG_VALUES` values (named with its group).
+            datasets do not fit each other or their coordinates, or a coordinate is not a 1-D
+            array of numbers (named), its datasets as declared need more than this machine's
+            memory (:func:`_check_fits`), or a seed group's ``config`` uses a YAML alias,
+            nests deeper than :data:`CONFIG_DEPTH` or holds more than :data:`CONFIG_VALUES`
+            values (named with its group).
     """
     path = Path(path)
     if path.is_dir():
@@ -236,17 +244,20 @@ def read_pdebench(path: str | os.PathLike) -> xr.Dataset:
                              "steady Darcy layout, tensor [N, 1, X, Y] with 'nu'): only "
                              "time-dependent layouts are read")
         stacked = [name for name, item in f.items() if isinstance(item, h5py.Dataset)
-                   and not name.endswith("-coordinate") and name != SEEDS]
+                   and not name.endswith("-coordinate")
+                   and name not in (SAMPLES, FORMER_SAMPLES)]
         if "t-coordinate" in f and stacked:
             _check_fits(path, list(f.values()))
             t, coords = _stacked_coords(path, f, stacked)
             fields = {"u" if name == "tensor" else name: f[name][...] for name in stacked}
-            n_samples = f[stacked[0]].shape[0]
-            seeds = f[SEEDS][...] if SEEDS in f else np.arange(n_samples)
-            _check_lengths(path, repr(stacked[0]), f[stacked[0]].shape, 0, {SEEDS: seeds})
+            numbers = next((name for name in (SAMPLES, FORMER_SAMPLES) if name in f), None)
+            samples = (_coordinate(path, f, numbers) if numbers
+                       else np.arange(f[stacked[0]].shape[0]))
+            _check_lengths(path, repr(stacked[0]), f[stacked[0]].shape, 0,
+                           {numbers or SAMPLES: samples})
             attrs = _attrs(f)
             ours = _physml_names(attrs)
-            return _build(fields, t, coords, seeds,
+            return _build(fields, t, coords, samples,
                           {ours.get(k, k): v for k, v in attrs.items()})
         groups = sorted((k for k in f if isinstance(f[k], h5py.Group) and "data" in f[k]),
                         key=_seed_order)
@@ -318,12 +329,12 @@ def _stacked_coords(path: Path, f: h5py.File,
                          "[N, T, X] with 'x-coordinate' and 't-coordinate' ('y-coordinate' "
                          "and 'z-coordinate' for axes Y, Z; the fields 'density', 'Vx', ... "
                          "of compressible Navier-Stokes files alike)")
-    t = f["t-coordinate"][...]
+    t = _coordinate(path, f, "t-coordinate")
     if len(t) not in (shape[1], shape[1] + 1):
         raise ValueError(f"{str(path)!r}: 't-coordinate' has {len(t)} entries for the "
                          f"{shape[1]} saved states of {fields[0]!r} {shape} (T or T + 1 are "
                          "read)")
-    coords = [f[name][...] for name in space]
+    coords = [_coordinate(path, f, name) for name in space]
     _check_lengths(path, repr(fields[0]), shape, 2, dict(zip(space, coords)))
     return t[: shape[1]], coords
 
@@ -354,11 +365,32 @@ def _group_coords(path: Path, f: h5py.File,
                          f"does not fit its coordinates ({', '.join(space) or 'none'}): a "
                          "seed group holds 'data' [T, X(, Y), C] and 'grid/t', "
                          "'grid/x'(, 'grid/y')")
-    times = first["grid/t"][...]
-    coords = [first[name][...] for name in space]
+    times = _coordinate(path, first, "grid/t")
+    coords = [_coordinate(path, first, name) for name in space]
     _check_lengths(path, f"'{groups[0]}/data'", shape, 0,
                    {"grid/t": times} | dict(zip(space, coords)))
     return times, coords
+
+
+def _coordinate(path: Path, parent: h5py.Group, name: str) -> np.ndarray:
+    """Dataset ``name`` of ``parent`` (the file ``path`` or one of its seed groups), read:
+    coordinates and sample numbers are 1-D arrays of numbers.
+
+    Raises:
+        ValueError: it is a group, not 1-D (a scalar) or not numbers (strings), naming the
+            file and the dataset.
+    """
+    item = parent[name]
+    if not isinstance(item, h5py.Dataset):
+        what = "a group"
+    elif item.ndim != 1:
+        what = f"of shape {item.shape}"
+    elif item.dtype.kind not in "iuf":
+        what = f"of dtype {item.dtype}"
+    else:
+        return item[...]
+    raise ValueError(f"{str(path)!r}: {item.name.lstrip('/')!r} is {what}; expected a 1-D "
+                     "array of numbers, one per entry of its axis")
 
 
 def _check_lengths(path: Path, where: str, shape: tuple[int, ...], start: int,
@@ -401,18 +433,21 @@ def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u",
         variable: the field.
         layout: ``"stacked"`` (a ``tensor`` [N, T, X]; 1D only, as PDEBench's loaders read
             a 4-D ``tensor`` as steady Darcy flow) or ``"seed_groups"`` (one group per sample,
-            named by its seed, ``data`` [T, X(, Y), 1], as PDEBench's 2D and
+            named by its number, ``data`` [T, X(, Y), 1], as PDEBench's 2D and
             diffusion–sorption data); None picks stacked for 1D and seed groups otherwise.
 
     Stacked: ``t-coordinate`` gets ``T + 1`` entries as PDEBench's generators write them (the
-    last one extrapolated by the last step); the samples' seeds (the ``sample`` coordinate) go
-    in a dataset ``seed`` [N] (:data:`SEEDS`, which PDEBench's loaders do not read, and
-    :func:`read_pdebench` reads back); the dataset's attrs are copied, and so is every
-    per-sample coordinate (a swept parameter, the scheme) as one attr, which this layout
-    allows only when it takes one value over the samples written. Seed groups: each group's
-    ``config`` attribute is the YAML of the sample's seed and per-sample coordinates (so they
-    may vary), ``grid/t`` holds the T saved times. Parameters take PDEBench's names
-    (:data:`PDEBENCH_NAMES`: Burgers' ``nu`` is written ``Nu``).
+    last one extrapolated by the last step); the samples' numbers (the ``sample`` coordinate)
+    go in a dataset ``sample`` [N] (:data:`SAMPLES`, which PDEBench's loaders do not read, and
+    :func:`read_pdebench` reads back); the dataset's attrs are copied (a generated dataset's
+    ``seed``: sample ``j`` drew from ``default_rng([seed, j])``), and so is every per-sample
+    coordinate (a swept parameter, the scheme) as one attr, which this layout allows only when
+    it takes one value over the samples written. Seed groups: each group, named by the
+    sample's number, has a ``config`` attribute, the YAML of the sample's per-sample
+    coordinates (so they may vary; numbers, booleans and strings, which :func:`read_pdebench`
+    reads back as coordinates; none where there are none), ``grid/t`` holds the T saved
+    times. Parameters take PDEBench's names (:data:`PDEBENCH_NAMES`: Burgers' ``nu`` is
+    written ``Nu``).
 
     Raises:
         ValueError: the folder of ``path`` does not exist, ``variable`` is no data variable
@@ -455,7 +490,7 @@ def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u",
             if layout == "stacked":
                 t_ext = np.append(t, t[-1] + (t[-1] - t[-2] if t.size > 1 else 1.0))
                 f.create_dataset("tensor", data=field.values.astype(np.float32))
-                f.create_dataset(SEEDS, data=ds["sample"].values.astype(np.int64))
+                f.create_dataset(SAMPLES, data=ds["sample"].values.astype(np.int64))
                 f.create_dataset("t-coordinate", data=t_ext.astype(np.float32))
                 for axis in axes:
                     f.create_dataset(f"{axis}-coordinate", data=ds[axis].values.astype(np.float32))
@@ -467,10 +502,10 @@ def write_pdebench(ds: xr.Dataset, path: str | os.PathLike, variable: str = "u",
                     for axis in [*axes, "t"]:
                         coordinate = t if axis == "t" else ds[axis].values
                         group.create_dataset(f"grid/{axis}", data=coordinate.astype(np.float32))
-                    config = {"seed": int(sample)} | {
-                        names.get(key, key): np.asarray(values[k]).item()
-                        for key, values in per_sample.items()}
-                    group.attrs["config"] = yaml.safe_dump(config, sort_keys=False)
+                    if per_sample:
+                        config = {names.get(key, key): np.asarray(values[k]).item()
+                                  for key, values in per_sample.items()}
+                        group.attrs["config"] = yaml.safe_dump(config, sort_keys=False)
 
     return atomic_write(path, write)
 

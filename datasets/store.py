@@ -25,7 +25,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -416,17 +416,32 @@ def open_hdf5(path: str | os.PathLike) -> h5py.File:
         raise ValueError(f"{str(path)!r} is {what} ({reason}){_rewrite_hint(path)}") from None
 
 
-def _rewrite_hint(path: Path) -> str:
-    """For a shard of a generated dataset, how to write it again."""
+def unreadable_data(path: str | os.PathLike, err: OSError) -> ValueError:
+    """The error for data of the HDF5 file ``path`` that HDF5 failed to read (``err``, such as
+    a chunk that does not decompress: the file opens, as its header is whole, and its other
+    chunks read), naming the file and, for a shard of a generated dataset, how to write it
+    again (a resume, which checks that a shard opens and holds its samples, keeps it: it is
+    deleted first)."""
+    path = Path(path)
+    reason = str(err).partition("(")[2].removesuffix(")") or str(err)
+    return ValueError(f"{str(path)!r} is damaged: HDF5 cannot read its data ({reason})"
+                      f"{_rewrite_hint(path, opens=True)}")
+
+
+def _rewrite_hint(path: Path, opens: bool = False) -> str:
+    """For a shard of a generated dataset, how to write it again (``opens``: the shard opens
+    and its data are damaged, which a resume does not see: it is deleted first)."""
     folder = path.parent.parent
     if not (path.match(SHARD_GLOB) and path.parent.name in SPLITS
             and (folder / "spec.yaml").is_file()):
         return ""
+    written = "the missing shard" if opens else "damaged shards again"
     again = (f"run `physml datasets generate {str(folder / 'spec.yaml')!r} --out "
-             f"{str(folder)!r}` again: it writes damaged shards again and keeps the others")
+             f"{str(folder)!r}` again: it writes {written} and keeps the others")
+    delete = [repr(str(path))] if opens else []
     if (folder / MANIFEST).is_file():
-        return f"; delete {str(folder / MANIFEST)!r} (the mark of a complete dataset) and {again}"
-    return f"; {again}"
+        delete.append(f"{str(folder / MANIFEST)!r} (the mark of a complete dataset)")
+    return f"; delete {' and '.join(delete)} and {again}" if delete else f"; {again}"
 
 
 def pdebench_layout(f: h5py.File) -> bool:
@@ -522,18 +537,19 @@ def open_dataset(path: str | os.PathLike, split: str | None = None,
         ValueError: see :func:`dataset_shards` (linear systems included: read them with
             :func:`physml.datasets.linear_systems.read_systems`); a file in a PDEBench layout
             (read it with :func:`physml.datasets.pdebench.read_pdebench`); or a file that is
-            not HDF5, or damaged or truncated (see :func:`open_hdf5`).
+            not HDF5, or damaged or truncated (see :func:`open_hdf5`); or a shard's data
+            variables differ from the first shard's (:func:`_alike_fields`).
 
-    A folder's shards (of one PDE, grid, time axis and set of per-sample parameters: others
-    are refused) are concatenated along ``sample`` and keep only the attrs all of them
-    agree on (a value that differs between shards is per sample, never a dataset's). With Dask
-    installed this is lazy (``xarray.open_mfdataset``: nothing is read until values are used;
-    a forked process, such as a ``DataLoader`` worker, makes its own pools of Dask's threaded
-    scheduler, as the parent's have no threads in it), otherwise the shards are read into
-    memory. Reading one sample at a time costs a Dask graph per item (100 to 200 samples of
-    201 x 1024 values a second, several times slower than h5py): for training loops,
-    :class:`physml.data.FieldDataset` reads the same samples, in the same order, at the speed
-    of plain h5py.
+    A folder's shards (of one PDE, grid, time axis, set of per-sample parameters and set of
+    fields, by name, dims and dtype: others are refused) are concatenated along ``sample``
+    and keep only the attrs all of them agree on (a value that differs between shards is per
+    sample, never a dataset's). With Dask installed this is lazy (``xarray.open_mfdataset``:
+    nothing is read until values are used; a forked process, such as a ``DataLoader`` worker,
+    makes its own pools of Dask's threaded scheduler, as the parent's have no threads in it),
+    otherwise the shards are read into memory. Reading one sample at a time costs a Dask
+    graph per item (100 to 200 samples of 201 x 1024 values a second, several times slower
+    than h5py): for training loops, :class:`physml.data.FieldDataset` reads the same samples,
+    in the same order, at the speed of plain h5py.
     """
     files = dataset_shards(path, split, allow_partial)
     with open_hdf5(files[0]) as first:
@@ -565,14 +581,48 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_fresh_dask_pools)
 
 
+def _alike_fields() -> Callable[[xr.Dataset], xr.Dataset]:
+    """A check of each shard as it is opened, in order (``xarray.open_mfdataset``'s
+    ``preprocess``): the shard unchanged, refused when its data variables differ from the first
+    shard's in name, dims or dtype (joined, a field one shard lacks would be padded with NaN
+    there, and one it adds would be NaN in every other shard). It reads no field and opens no
+    file of its own, so shards a manifest lists are checked too.
+
+    Raises:
+        ValueError: naming the shard, the first shard and the data variables of both.
+    """
+    first: list[tuple[Path, dict[str, tuple]]] = []
+
+    def check(ds: xr.Dataset) -> xr.Dataset:
+        shard = Path(ds.encoding["source"])
+        fields = {str(name): (var.dims, var.dtype) for name, var in ds.data_vars.items()}
+        if not first:
+            first.append((shard, fields))
+        elif fields != first[0][1]:
+            raise ValueError(f"{str(shard.parent)!r}: shard {shard.name} has data variables "
+                             f"{_described(fields)}, shard {first[0][0].name} "
+                             f"{_described(first[0][1])}: a dataset's shards hold the same "
+                             "fields")
+        return ds
+
+    return check
+
+
+def _described(fields: Mapping[str, tuple]) -> str:
+    """``u(sample, time, x) float32, ...``: data variables by name, dims and dtype."""
+    return ", ".join(f"{name}({', '.join(map(str, dims))}) {dtype}"
+                     for name, (dims, dtype) in fields.items()) or "none"
+
+
 def _joined(files: list[Path], one_file: bool) -> xr.Dataset:
     """:func:`open_dataset`'s dataset of checked ``files`` (of ``one_file``, or shards)."""
     if one_file:
         return xr.open_dataset(files[0], engine="h5netcdf")
+    check = _alike_fields()
     try:
         import dask  # noqa: F401
     except ImportError:
-        parts = [xr.open_dataset(f, engine="h5netcdf").load() for f in files]
+        parts = [check(xr.open_dataset(f, engine="h5netcdf")).load() for f in files]
         return xr.concat(
             parts,
             dim="sample",
@@ -593,4 +643,5 @@ def _joined(files: list[Path], one_file: bool) -> xr.Dataset:
         join="exact",
         combine_attrs="drop_conflicts",
         parallel=False,
+        preprocess=check,
     )

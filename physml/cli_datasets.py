@@ -5,6 +5,7 @@ status 1, naming the shard and the sample's seed, and a file that cannot be writ
 disk, a read-only file system, a quota) with exit status 74, naming the file; the finished
 shards are kept either way (:data:`KEPT`). The last line gives the samples of each
 split, after a warning (none with ``--quiet``) for a split that the spec's fractions leave empty.
+Run again on the complete dataset of the same spec, it writes nothing, says so and exits 0.
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ def generate_command(args: argparse.Namespace) -> int:
                   "it none (README, 'Benchmark datasets'); raise the spec's samples or --samples",
                   file=sys.stderr)
     split_counts = ", ".join(f"{split} {count}" for split, count in counts.items())
+    if not shown:  # no count: generate found this dataset complete (else it counts first)
+        print(f"{args.out} holds this dataset, complete: {manifest['samples']} samples "
+              f"({split_counts}); nothing to do (open with {reader})")
+        return 0
     print(f"wrote {manifest['samples']} samples ({split_counts}) to {args.out} (open with "
           f"{reader})")
     return 0

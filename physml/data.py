@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .datasets.store import dataset_shards, open_hdf5, pdebench_layout, per_sample_coordinates
+from .datasets.store import (
+    dataset_shards,
+    open_hdf5,
+    pdebench_layout,
+    per_sample_coordinates,
+    unreadable_data,
+)
 from .dtypes import torch_dtype
 from .solvers.kept import LeastRecentlyUsed
 
@@ -61,7 +67,8 @@ class FieldDataset(Dataset):
     (``len = samples * (T - k)``). Samples come in the order of
     ``physml.io.open_dataset(path, split)`` (its shards in order): item ``i`` is its sample
     ``i``, pair ``j`` its sample ``j // (T - k)`` at ``t = j % (T - k)``. Items are bare
-    tensors; :meth:`sample_of` gives an item's sample, seed and per-sample parameters.
+    tensors; :meth:`sample_of` gives an item's sample (position and number) and per-sample
+    parameters.
 
     Raises:
         ValueError: see :func:`~physml.datasets.store.dataset_shards`; or a file lacks the
@@ -176,25 +183,35 @@ class FieldDataset(Dataset):
         return int(index) % len(self)
 
     def __getitem__(self, index: int):
-        """Item ``index`` (negative: counted from the end, as a sequence's)."""
+        """Item ``index`` (negative: counted from the end, as a sequence's).
+
+        Raises:
+            ValueError: HDF5 cannot read the item's data (a damaged shard: the message names
+                it and how to write it again, :func:`~physml.datasets.store.unreadable_data`).
+        """
         index = self._checked(index)
-        if self.pairs is None:
-            shard, local = self._locate(index)
-            return torch.from_numpy(self._dataset(shard)[local]).to(self.dtype)  # no copy if same
-        span = self.n_times - self.pairs
+        span = 1 if self.pairs is None else self.n_times - self.pairs
         shard, local = self._locate(index // span)
-        pair = torch.from_numpy(self._pair(shard, local, index % span))
+        try:
+            if self.pairs is None:  # .to: no copy if the dtype is the same
+                return torch.from_numpy(self._dataset(shard)[local]).to(self.dtype)
+            pair = torch.from_numpy(self._pair(shard, local, index % span))
+        except OSError as err:
+            if err.errno is not None:  # the system's error (a file gone, ...)
+                raise
+            raise unreadable_data(self.files[shard], err) from None
         tensor = pair.to(self.dtype, copy=True)  # not a view of the kept trajectory
         return tensor[0], tensor[1]
 
     def sample_of(self, index: int) -> dict[str, Any]:
         """Where item ``index`` (negative: counted from the end) comes from: ``sample_index``,
         the position of its sample in the split (``open_dataset(path, split).isel(sample=
-        sample_index)`` holds the same trajectory); ``seed``, the sample's seed (that
-        dataset's ``sample`` coordinate; None for a file without one, such as a PDEBench
-        file); for pairs ``t``, the step of the pair's first state; then every per-sample
-        coordinate by name (swept parameters such as ``beta``, the ``scheme``), as Python
-        numbers and strings.
+        sample_index)`` holds the same trajectory); ``sample``, the sample's number (that
+        dataset's ``sample`` coordinate: sample ``j`` of a generated dataset drew from
+        ``numpy.random.default_rng([seed, j])``, ``seed`` the dataset's attribute; None for a
+        file without one, such as PDEBench's own); for pairs ``t``, the step of the pair's
+        first state; then every per-sample coordinate by name (swept parameters such as
+        ``beta``, the ``scheme``), as Python numbers and strings.
 
         Raises:
             IndexError: ``index`` out of range (as for an item).
@@ -204,7 +221,7 @@ class FieldDataset(Dataset):
         shard, local = self._locate(index // span)
         f = self._dataset(shard).file
         where: dict[str, Any] = {"sample_index": index // span,
-                                 "seed": int(f["sample"][local]) if "sample" in f else None}
+                                 "sample": int(f["sample"][local]) if "sample" in f else None}
         if self.pairs is not None:
             where["t"] = index % span
         for name in per_sample_coordinates(f):

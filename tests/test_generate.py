@@ -200,10 +200,31 @@ def test_complete_dataset_is_not_overwritten(tmp_path, capsys):
             "--device", "cpu", "--quiet"]
     assert main(args) == 0
     before = (tmp_path / "d" / "train" / "shard-00000.h5").stat().st_mtime_ns
-    assert main(args) == 2
-    assert "holds a complete dataset; pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--samples", "4"]) == 2
+    assert ("holds a complete dataset of another spec (spec.yaml has 'samples: 10', the spec "
+            "gives 'samples: 4'); pass --overwrite") in capsys.readouterr().err
     assert (tmp_path / "d" / "train" / "shard-00000.h5").stat().st_mtime_ns == before
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_the_same_command_on_a_complete_dataset_does_nothing_and_succeeds(tmp_path, capsys):
+    """A rerun to resume found the dataset complete and exited 2 (pass --overwrite), failing
+    a workflow step that had nothing to do."""
+    spec = write_spec(tmp_path)
+    out = tmp_path / "d"
+    args = ["datasets", "generate", str(spec), "--out", str(out), "--workers", "0", "--quiet"]
+    assert main(args) == 0
+    capsys.readouterr()
+    files = sorted(out.rglob("*"))
+    before = {f: f.stat().st_mtime_ns for f in files}
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith(f"{out} holds this dataset, complete: 20 samples "
+                                              "(train 16, valid 2, test 2); nothing to do")
+    assert sorted(out.rglob("*")) == files
+    assert {f: f.stat().st_mtime_ns for f in files} == before
+    calls = []
+    manifest = generate(load_spec(spec), out, workers=0, progress=lambda *a: calls.append(a))
+    assert calls == [] and manifest["split_samples"] == {"train": 16, "valid": 2, "test": 2}
 
 
 def test_a_generation_that_cannot_start_shows_no_progress_bar(tmp_path, monkeypatch, capsys):

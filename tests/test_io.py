@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+import yaml
 
 from physml import data as field_data
 from physml import io
@@ -185,24 +186,24 @@ def test_write_pdebench_1d_stacked_with_pdebench_s_names_and_times(tmp_path):
         assert f.attrs["nu"] == 0.01 and "Nu" not in f.attrs
 
 
-def test_a_stacked_file_keeps_its_samples_seeds_where_pdebench_does_not_look(tmp_path):
+def test_a_stacked_file_keeps_its_samples_numbers_where_pdebench_does_not_look(tmp_path):
     grid = Grid((8,), (0.0,), (1.0,))
     states = np.random.default_rng(1).standard_normal((3, 4, 8)).astype(np.float32)
     ds = io.samples_dataset(states, np.linspace(0, 1, 4), grid, [280, 283, 281],
                             {"beta": np.full(3, 0.4)}, attrs={"pde": "advection1d"})
     out = io.write_pdebench(ds, tmp_path / "1D_Advection_Sols_beta0.4.hdf5")
     with h5py.File(out) as f:
-        assert sorted(f) == ["seed", "t-coordinate", "tensor", "x-coordinate"]
-        np.testing.assert_array_equal(f["seed"][...], [280, 283, 281])
-        assert f["seed"].dtype == np.int64
+        assert sorted(f) == ["sample", "t-coordinate", "tensor", "x-coordinate"]
+        np.testing.assert_array_equal(f["sample"][...], [280, 283, 281])
+        assert f["sample"].dtype == np.int64
     back = io.read_pdebench(out)
     np.testing.assert_array_equal(back["sample"], [280, 283, 281])
     np.testing.assert_array_equal(back["u"].values, states)
     assert set(back.data_vars) == {"u"} and back.attrs["beta"] == pytest.approx(0.4)
     with h5py.File(out, "a") as f:
-        del f["seed"]
-        f["seed"] = [1, 2]
-    with pytest.raises(ValueError, match=r"'seed' has 2 entries for axis 0 of 'tensor' "
+        del f["sample"]
+        f["sample"] = [1, 2]
+    with pytest.raises(ValueError, match=r"'sample' has 2 entries for axis 0 of 'tensor' "
                        r"\(3, 4, 8\)"):
         io.read_pdebench(out)
 
@@ -299,7 +300,7 @@ def test_torch_dataset_trajectories_and_pairs(tmp_path):
 
 
 
-def test_a_field_dataset_names_each_item_s_sample_seed_and_parameters(tmp_path):
+def test_a_field_dataset_names_each_item_s_sample_and_parameters(tmp_path):
     grid = Grid((8,), (0.0,), (1.0,))
     rng = np.random.default_rng(5)
     for shard, seeds in enumerate(([7, 3, 11], [20, 4])):
@@ -313,14 +314,14 @@ def test_a_field_dataset_names_each_item_s_sample_seed_and_parameters(tmp_path):
 
     def expected(k):
         one = joined.isel(sample=k)
-        return {"sample_index": k, "seed": int(one["sample"]), "nu": float(one["nu"]),
+        return {"sample_index": k, "sample": int(one["sample"]), "nu": float(one["nu"]),
                 "scheme": str(one["scheme"].values)}
 
     data = FieldDataset(tmp_path, split="")
     for i in range(len(data)):
         assert data.sample_of(i) == expected(i)
         np.testing.assert_array_equal(data[i].numpy(), joined["u"].values[i])
-    assert data.sample_of(-1) == expected(4) and data.sample_of(3)["seed"] == 20
+    assert data.sample_of(-1) == expected(4) and data.sample_of(3)["sample"] == 20
     pairs = FieldDataset(tmp_path, split="", pairs=2)  # 4 - 2 = 2 pairs per sample
     for j in range(len(pairs)):
         assert pairs.sample_of(j) == {**expected(j // 2), "t": j % 2}
@@ -462,6 +463,42 @@ def test_shards_of_another_pde_grid_time_axis_or_parameters_are_refused(tmp_path
         FieldDataset(tmp_path, split=None, pairs=1)
 
 
+def fields_dataset(path, fields, listed):
+    """Shards at ``path`` of ``fields`` [(name, dtype), ...], one per shard: in split
+    ``train`` with a manifest that lists them where ``listed``, else in ``path`` itself."""
+    import json
+
+    folder = path / "train" if listed else path
+    folder.mkdir(parents=True)
+    grid = Grid((8,), (0.0,), (1.0,))
+    for k, (name, dtype) in enumerate(fields):
+        ds = io.samples_dataset(np.zeros((2, 3, 8), dtype), np.linspace(0.0, 2.0, 3), grid,
+                                np.arange(2 * k, 2 * k + 2), name=name, attrs={"pde": "heat1d"},
+                                metadata={"v": ("solution v", "1")})
+        io.write_dataset(ds, folder / f"shard-{k:05d}.h5")
+    if listed:
+        names = [f"shard-{k:05d}.h5" for k in range(len(fields))]
+        (path / "dataset.json").write_text(json.dumps({"splits": {"train": names}}))
+    return folder
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_a_shard_of_other_fields_is_refused_even_where_a_manifest_lists_it(tmp_path, listed):
+    """A shard whose field was named otherwise was joined with its samples' u all NaN and a
+    variable v that was NaN everywhere else; FieldDataset refused it."""
+    split = "train" if listed else None
+    same = fields_dataset(tmp_path / "same", [("u", "f4")] * 2, listed)
+    assert list(io.open_dataset(same.parent if listed else same, split).data_vars) == ["u"]
+    for case, (field, described) in enumerate([(("v", "f4"), "v(sample, time, x) float32"),
+                                               (("u", "f8"), "u(sample, time, x) float64")]):
+        folder = fields_dataset(tmp_path / str(case), [("u", "f4"), ("u", "f4"), field], listed)
+        with pytest.raises(ValueError, match=re.escape(
+                f"'{folder}': shard shard-00002.h5 has data variables {described}, shard "
+                "shard-00000.h5 u(sample, time, x) float32: a dataset's shards hold the same "
+                "fields")):
+            io.open_dataset(folder.parent if listed else folder, split)
+
+
 def test_write_pdebench_refuses_a_parameter_that_varies_over_the_samples(tmp_path):
     grid = Grid((8,), (0.0,), (1.0,))
     ds = io.samples_dataset(np.zeros((4, 3, 8)), np.arange(3.0), grid, np.arange(4),
@@ -537,6 +574,74 @@ def test_read_pdebench_names_the_file_and_dataset_of_a_malformed_layout(tmp_path
         write(f)
     with pytest.raises(ValueError, match=re.escape(f"'{path}': {message}")):
         io.read_pdebench(path)
+
+
+@pytest.mark.parametrize(("write", "message"), [
+    (lambda f: f.__setitem__("x-coordinate", 1.0), "'x-coordinate' is of shape ()"),
+    (lambda f: f.__setitem__("t-coordinate", np.array([b"a", b"b", b"c"])),
+     "'t-coordinate' is of dtype |S1"),
+    (lambda f: f.create_group("x-coordinate"), "'x-coordinate' is a group"),
+    (lambda f: f.__setitem__("sample", np.array([b"a", b"b"])), "'sample' is of dtype |S1"),
+    (lambda f: f.__setitem__("0000/grid/x", 1.0), "'0000/grid/x' is of shape ()"),
+])
+def test_read_pdebench_names_a_coordinate_that_is_not_a_vector_of_numbers(tmp_path, write,
+                                                                         message):
+    """A scalar x-coordinate gave a bare TypeError (len() of unsized object), and a string
+    t-coordinate a ValueError naming neither the file nor the dataset."""
+    path = tmp_path / "bad.h5"
+    with h5py.File(path, "w") as f:
+        if "0000" in message:
+            f["0000/data"] = np.zeros((3, 4, 1))
+            f["0000/grid/t"] = np.arange(3.0)
+        else:
+            f["tensor"] = np.zeros((2, 3, 4))
+            for name, values in (("x-coordinate", np.arange(4.0)), ("t-coordinate",
+                                                                    np.arange(3.0))):
+                if name not in message:
+                    f[name] = values
+        write(f)
+    with pytest.raises(ValueError, match=re.escape(f"'{path}': {message}; expected a 1-D array "
+                                                   "of numbers, one per entry of its axis")):
+        io.read_pdebench(path)
+
+
+def test_seed_groups_carry_string_coordinates_through_any_number_of_round_trips(tmp_path):
+    """The scheme went into each group's config and came back only inside the config text;
+    written again, it was gone for good."""
+    grid = Grid((8,), (0.0,), (1.0,))
+    ds = io.samples_dataset(np.random.default_rng(2).standard_normal((3, 4, 8)),
+                            np.linspace(0, 1, 4), grid, [4, 5, 6],
+                            {"nu": np.array([0.01, 0.1, 0.01]),
+                             "scheme": np.array(["ssp_rk3", "imex", "ssp_rk3"])},
+                            attrs={"pde": "burgers1d_pdebench", "seed": 7})
+    first = io.read_pdebench(io.write_pdebench(ds, tmp_path / "a.h5", layout="seed_groups"))
+    np.testing.assert_array_equal(first["scheme"], ["ssp_rk3", "imex", "ssp_rk3"])
+    np.testing.assert_array_equal(first["nu"], [0.01, 0.1, 0.01])
+    assert first["scheme"].dims == ("sample",)
+    second = io.read_pdebench(io.write_pdebench(first, tmp_path / "b.h5",
+                                                layout="seed_groups"))
+    xr.testing.assert_identical(second, first)
+
+
+def test_pdebench_files_call_the_sample_number_sample_and_older_ones_still_read(tmp_path):
+    """The sample number j was written as a seed, next to the spec's seed attribute (a sample
+    draws from default_rng([seed, j])): reseeding with it gave another initial condition."""
+    grid = Grid((8,), (0.0,), (1.0,))
+    states = np.random.default_rng(3).standard_normal((2, 4, 8)).astype(np.float32)
+    ds = io.samples_dataset(states, np.linspace(0, 1, 4), grid, [3, 9],
+                            {"nu": np.array([0.1, 0.2])}, attrs={"pde": "heat1d", "seed": 7})
+    stacked_file = io.write_pdebench(ds.isel(sample=[0]), tmp_path / "stacked.h5")
+    groups = io.write_pdebench(ds, tmp_path / "groups.h5", layout="seed_groups")
+    with h5py.File(stacked_file) as f:
+        assert "seed" not in f and f["sample"][...].tolist() == [3] and f.attrs["seed"] == 7
+    with h5py.File(groups) as f:
+        assert yaml.safe_load(f["0009"].attrs["config"]) == {"nu": 0.2}
+    assert io.read_pdebench(groups)["sample"].values.tolist() == [3, 9]
+    assert FieldDataset(stacked_file, variable="tensor").sample_of(0)["sample"] == 3
+    with h5py.File(stacked_file, "a") as f:  # as physml wrote it before
+        f.move("sample", "seed")
+    back = io.read_pdebench(stacked_file)
+    assert back["sample"].values.tolist() == [3] and "seed" not in back.coords
 
 
 def test_write_pdebench_names_the_variables_a_missing_one_could_be(tmp_path):
@@ -823,6 +928,36 @@ def test_a_damaged_shard_is_named_with_how_to_write_it_again(tmp_path):
     manifest.unlink()  # an unfinished generation: resuming it writes the shard again
     with pytest.raises(ValueError, match=f"{named}.*\\); run {again}"):
         io.open_dataset(tmp_path / "d", "train", allow_partial=True)
+
+
+def test_a_shard_whose_data_do_not_decompress_is_named_with_how_to_write_it_again(tmp_path):
+    """A shard with a whole header and a damaged chunk opened, and reading that chunk gave a
+    bare OSError (filter returned failure during read) naming no file."""
+    import json
+
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    for shard in ("shard-00000.h5", "shard-00001.h5"):
+        _, states, _ = sample_file(tmp_path / "d" / "train", 2, shard)
+    (tmp_path / "d" / "spec.yaml").write_text("pde: heat2d\n")
+    manifest = tmp_path / "d" / "dataset.json"
+    manifest.write_text(json.dumps({"splits": {"train": ["shard-00000.h5", "shard-00001.h5"]}}))
+    damaged = tmp_path / "d" / "train" / "shard-00001.h5"
+    with h5py.File(damaged) as f:
+        chunk = f["u"].id.get_chunk_info(0)  # sample 2 of the split
+    with open(damaged, "r+b") as file:
+        file.seek(chunk.byte_offset + 10)
+        file.write(b"\xff" * 64)
+    message = re.escape(
+        f"'{damaged}' is damaged: HDF5 cannot read its data (filter returned failure during "
+        f"read); delete '{damaged}' and '{manifest}' (the mark of a complete dataset) and run "
+        f"`physml datasets generate '{tmp_path / 'd' / 'spec.yaml'}' --out '{tmp_path / 'd'}'` "
+        "again: it writes the missing shard and keeps the others")
+    for pairs in (None, 1):
+        data = FieldDataset(tmp_path / "d", "train", pairs=pairs)
+        with pytest.raises(ValueError, match=message):
+            data[2 if pairs is None else 6]
+        item, state = (data[3], states[1]) if pairs is None else (data[9][0], states[1, 0])
+        np.testing.assert_array_equal(item.numpy(), state)  # the shard's other chunk
 
 
 def test_pdebench_files_are_pointed_to_read_pdebench_in_a_short_message(tmp_path):
