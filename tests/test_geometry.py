@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from physml.geometry import Ball, Difference, Disk, MeshDomain, Polygon, Rectangle
+from physml.geometry import Ball, Box, Difference, Disk, MeshDomain, Polygon, Rectangle
 from physml.solvers import mesh as pm
 
 L_SHAPE = np.array([[0, 0], [1, 0], [1, 0.5], [0.5, 0.5], [0.5, 1], [0, 1]], float)
@@ -15,20 +15,26 @@ SCALES = (1e-3, 1.0, 1e3, 1e6)
 
 
 def _scaled_domains():
-    """Makers ``s -> domain`` of an L-shaped polygon, an L-shaped triangle mesh and a cube's
-    tetrahedral mesh, each scaled to a bounding box of largest side ``s`` (scale s/2)."""
+    """Makers ``s -> domain`` of an L-shaped polygon, an L-shaped triangle mesh, a cube's
+    tetrahedral mesh, boxes of unequal sides and balls in 2D and 3D, each scaled to a bounding
+    box of largest side ``s``."""
     triangles, tetrahedra = pm.l_shape(0.25), pm.box(0.5)
     return {
         "polygon": lambda s: Polygon(s * L_SHAPE),
         "triangles": lambda s: MeshDomain(pm.Mesh(s * (triangles.points + 1) / 2,
                                                   triangles.cells)),
         "tetrahedra": lambda s: MeshDomain(pm.Mesh(s * tetrahedra.points, tetrahedra.cells)),
+        "box": lambda s: Box([0, 0], [s / 2, s]),
+        "box3": lambda s: Box([0, 0, 0], [s, s / 2, 3 * s / 4]),
+        "ball": lambda s: Ball([0, 0], s / 2),
+        "ball3": lambda s: Ball([0, 0, 0], s / 2),
     }
 
 
 def _just_inside_facets(domain, depth):
-    """The midpoint of every edge (polygon) or boundary facet (mesh), ``depth`` inward."""
-    if isinstance(domain, Polygon):
+    """The midpoint of every edge (polygon), face (box) or boundary facet (mesh), or one
+    point of a ball's sphere, ``depth`` inward."""
+    if not isinstance(domain, MeshDomain):
         parts = domain.parts()
         M = np.concatenate([p.at(np.full((1, 2), 0.5)) for p in parts])
         N = np.concatenate([p.normal(M[i : i + 1]) for i, p in enumerate(parts)])
@@ -37,7 +43,8 @@ def _just_inside_facets(domain, depth):
     return M - depth * N
 
 
-@pytest.mark.parametrize("kind", ["polygon", "triangles", "tetrahedra"])
+@pytest.mark.parametrize("kind", ["polygon", "triangles", "tetrahedra", "box", "box3", "ball",
+                                  "ball3"])
 def test_distance_functions_scale_with_the_domain(kind):
     """phi of the domain scaled by s is s phi at the scaled points, and its gradient the
     same, at every scale; |grad phi| = 1 just inside an edge (at s = 1e6 a unit-scale formula
@@ -56,7 +63,10 @@ def test_distance_functions_scale_with_the_domain(kind):
         slopes.append(gradient.norm(dim=1).numpy())
     np.testing.assert_allclose(slopes, [slopes[1]] * len(SCALES), rtol=1e-9)
     if kind != "tetrahedra":  # coplanar triangles' trimming discs overlap: 1/sqrt(overlaps)
-        np.testing.assert_allclose(slopes[1], 1.0, atol=1e-5)
+        # a box's and a ball's phi are quadratic: 1 - |grad phi| grows like depth / side
+        # (1.5e-3 here; phi over a ball's radius, not its diameter, would have slope 2)
+        quadratic = kind.startswith(("box", "ball"))
+        np.testing.assert_allclose(slopes[1], 1.0, atol=2e-3 if quadratic else 1e-5)
 
 
 @pytest.mark.parametrize("dip", [1e-7, 1e-6, 2e-6, 1e-5])

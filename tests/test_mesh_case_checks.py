@@ -193,3 +193,16 @@ def test_a_heat_field_whose_energy_would_overflow_is_refused(overrides, key):
                        r"quadratic in u .* give \|amplitude\| <= 1e\+150"):
         load_case("heat_surface", overrides)
     load_case("heat_surface", ["pde.initial.amplitude=-1e150"])
+
+
+@pytest.mark.parametrize("theta, bound", [(0.3, "greater than or equal to 0.5"),
+                                          (1.2, "less than or equal to 1")],
+                         ids=["below_one_half", "above_one"])
+def test_a_theta_outside_one_half_to_one_is_refused_naming_time_theta(theta, bound):
+    """Below 1/2 the theta-scheme is only conditionally stable, above 1 it goes past implicit
+    Euler: both are refused when the case is validated, naming ``time.theta``, not later by
+    the stepper."""
+    from physml.cases.registry import load_case
+
+    with pytest.raises(ValueError, match=rf"time\.theta: Input should be {bound} \(got {theta}\)"):
+        load_case("heat_surface", [f"time.theta={theta}"])

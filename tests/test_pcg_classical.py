@@ -223,3 +223,20 @@ def test_ic0_refuses_a_non_finite_entry_naming_it(bad):
     with pytest.raises(ValueError, match=rf"entry {bad} in row 5 \(column 4\); an incomplete "
                                          "Cholesky factor needs finite values"):
         IncompleteCholesky(CsrOperator(csr_from_scipy(a, wp.float64, "cpu")))
+
+
+@pytest.mark.parametrize("name", ["amg_sa", "amg_rs"])
+def test_an_amg_apply_is_one_v_cycle_of_its_hierarchy(name):
+    """apply is pyamg's V-cycle preconditioner of the same hierarchy, bit for bit; a W-cycle,
+    which visits the levels below the second twice, gives other values (these hierarchies have
+    four and five levels)."""
+    a = poisson_2d(32)
+    amg = PRECONDITIONERS[name](CsrOperator(csr_from_scipy(a, wp.float64, "cpu")))
+    assert len(amg.hierarchy.levels) >= 3
+    r = np.random.default_rng(0).standard_normal(a.shape[0])
+    z = wp.zeros(a.shape[0], dtype=wp.float64)
+    amg.apply(wp.array(r, dtype=wp.float64), z)
+    v_cycle = amg.hierarchy.aspreconditioner(cycle="V") @ r
+    np.testing.assert_array_equal(z.numpy(), v_cycle)
+    w_cycle = amg.hierarchy.aspreconditioner(cycle="W") @ r
+    assert np.abs(w_cycle - v_cycle).max() > 1e-2 * np.abs(v_cycle).max()  # 3 % here

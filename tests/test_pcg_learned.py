@@ -803,3 +803,19 @@ def test_the_case_s_times_are_medians_over_the_systems(monkeypatch):
     table = pcg_case.measure({"none": lambda A: None}, systems, [1e-8], "cpu")
     row = table["none"]["table"]["rtol=1e-08"]
     assert (row["setup_s"], row["solve_s"], row["total_s"]) == (1.0, 2.0, 3.0)
+
+
+def test_the_cosine_schedule_decays_the_learning_rate_to_zero_over_the_run():
+    """adam_on_batches with ``cosine`` (as the learned smoother trains): on a loss of constant
+    gradient each Adam update moves the weight by the learning rate, which must follow
+    lr (1 + cos(pi k / steps)) / 2 for the updates k = 0 .. steps - 1, falling to 0 after the
+    last one (a cosine of period ``steps`` would reach 0 at mid-run and climb back to lr)."""
+    from physml.preconditioners.training import adam_on_batches
+
+    model = torch.nn.Linear(1, 1, bias=False, dtype=torch.float64)
+    weights = [model.weight.item()]
+    adam_on_batches(model, [None], lambda batch, generator: model.weight.sum(), steps=10,
+                    learning_rate=0.1, batch_size=1, seed=0, cosine=True,
+                    on_step=lambda updates, loss: weights.append(model.weight.item()))
+    k = np.arange(10)
+    np.testing.assert_allclose(-np.diff(weights), 0.05 * (1 + np.cos(np.pi * k / 10)), rtol=1e-6)

@@ -130,6 +130,22 @@ def test_interpolation_is_exact_for_band_limited_fields():
         solver.interpolate(field(X, Y), points[:, :1])  # one coordinate for a 2D field
 
 
+@pytest.mark.parametrize("n, length", [((24,), 2 * math.pi), ((12, 18), (2 * math.pi, 3.0))],
+                         ids=["1d", "2d"])
+def test_products_are_truncated_by_the_two_thirds_rule(n, length):
+    """The nonlinear term keeps exactly the modes whose index is below n_i / 3 on every axis
+    (here 8 of the 13 rfft modes of 24 nodes; 7 x 6 of 12 x 18): mode n / 3 is dropped, so the
+    product of two kept modes never aliases into the kept band."""
+    solver = SpectralSolver.burgers(n, 0.1, 1e-3, length=length)
+    indices = [np.fft.fftfreq(m, 1 / m) for m in n[:-1]] + [np.fft.rfftfreq(n[-1], 1 / n[-1])]
+    kept = np.ones((), dtype=bool)
+    for axis, (index, m) in enumerate(zip(indices, n)):
+        kept = kept & (np.abs(index) < m / 3).reshape([-1 if i == axis else 1
+                                                       for i in range(len(n))])
+    np.testing.assert_array_equal(solver.dealias.numpy(), kept)
+    assert kept.sum() == (8 if len(n) == 1 else 42)
+
+
 def test_the_unresolved_fraction_sees_a_spectrum_cut_off_too_early():
     solver = SpectralSolver.heat((64, 32), 0.1, 0.01)
     X, Y = solver.mesh()
