@@ -130,8 +130,9 @@ def test_interpolation_is_exact_for_band_limited_fields():
         solver.interpolate(field(X, Y), points[:, :1])  # one coordinate for a 2D field
 
 
-@pytest.mark.parametrize("n, length", [((24,), 2 * math.pi), ((12, 18), (2 * math.pi, 3.0))],
-                         ids=["1d", "2d"])
+@pytest.mark.parametrize("n, length", [((24,), 2 * math.pi), ((12, 18), (2 * math.pi, 3.0)),
+                                       ((30,), 0.7), ((90,), 1.0), ((30, 66), (0.7, 2 * math.pi))],
+                         ids=["1d", "2d", "1d-n30-L0.7", "1d-n90-L1", "2d-n30-66"])
 def test_products_are_truncated_by_the_two_thirds_rule(n, length):
     """The nonlinear term keeps exactly the modes whose index is below n_i / 3 on every axis
     (here 8 of the 13 rfft modes of 24 nodes; 7 x 6 of 12 x 18): mode n / 3 is dropped, so the
@@ -143,7 +144,7 @@ def test_products_are_truncated_by_the_two_thirds_rule(n, length):
         kept = kept & (np.abs(index) < m / 3).reshape([-1 if i == axis else 1
                                                        for i in range(len(n))])
     np.testing.assert_array_equal(solver.dealias.numpy(), kept)
-    assert kept.sum() == (8 if len(n) == 1 else 42)
+    assert kept.sum() == {(24,): 8, (12, 18): 42, (30,): 10, (90,): 30, (30, 66): 19 * 22}[n]
 
 
 def test_the_unresolved_fraction_sees_a_spectrum_cut_off_too_early():
