@@ -46,7 +46,12 @@ from ..solvers.host_threads import available_cores
 from ..solvers.runtime import quiet_warp, warp_device
 from .atomic_files import json_text, write_text
 from .grid_generate import check_parameters, warm_kernel_cache, write_shard
-from .linear_systems import LinearSystemSpec, warm_systems_cache, write_systems_shard
+from .linear_systems import (
+    LinearSystemSpec,
+    check_generation_fits,
+    warm_systems_cache,
+    write_systems_shard,
+)
 from .memory import check_plan_fits
 from .mesh_generate import check_mesh_spec, warm_mesh_kernels, write_mesh_shard
 from .mesh_spec import MeshDatasetSpec
@@ -96,8 +101,10 @@ def plan_shards(
 Writer = Callable[[ShardTask], str]
 
 
-def _no_check(spec: LinearSystemSpec, device: str) -> None:
-    """Linear-system specs are fully checked by their schema."""
+def _check_systems(spec: LinearSystemSpec, device: str) -> None:
+    """Linear-system specs are checked by their schema; here, that a shard's generation fits
+    in this machine's memory (:func:`~physml.datasets.linear_systems.check_generation_fits`)."""
+    check_generation_fits(spec)
 
 
 def _family(spec: SampledSpec | LinearSystemSpec) -> tuple[Callable, Callable, Writer]:
@@ -105,7 +112,7 @@ def _family(spec: SampledSpec | LinearSystemSpec) -> tuple[Callable, Callable, W
     if isinstance(spec, MeshDatasetSpec):
         return check_mesh_spec, warm_mesh_kernels, write_mesh_shard
     if isinstance(spec, LinearSystemSpec):
-        return _no_check, warm_systems_cache, write_systems_shard
+        return _check_systems, warm_systems_cache, write_systems_shard
     return check_parameters, warm_kernel_cache, write_shard
 
 

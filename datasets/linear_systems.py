@@ -28,17 +28,24 @@ no ``ordering``); ``dt`` (0.01 unless given) and ``domain`` (``disc``) are the h
 families' only, and a spec that gives a family a key it ignores is refused
 (:data:`FAMILY_OPTIONS`).
 
-Every sample: A in CSR, b, the reference solution x (sparse direct solve, or AMG-preconditioned CG
-to $10^{-12}$ above $2\cdot10^5$ unknowns, the direct solve where that stalls above $10^{-10}$), the
-node positions and the log-coefficient at the nodes. A shard stores its samples end to end (CSR is
-ragged): dims ``sample``, ``row`` (the n+1 row pointers of each sample), ``entry`` (nnz) and
-``node`` (n), with per-sample ``n``, ``nnz``; :func:`read_systems` returns them as SciPy matrices.
+Every sample: A in CSR, b, the reference solution x, the node positions and the log-coefficient
+at the nodes. x is a sparse direct solve's, or above $2\cdot10^5$ unknowns that of
+AMG-preconditioned CG to $10^{-12}$ in at most 50 iterations (its best iterate where it stalls at
+the float64 floor first), the direct solve's where that is above $10^{-10}$: its relative
+residual $\|b - A x\| / \|b\|$ is 2e-12 to 3e-11 on the grid family from 2.5e5 to 1e6
+unknowns (10 to 12 iterations). Generating a system holds about 0.5 to 5 KB per unknown at its
+peak, up to 40 KB on tetrahedra solved directly (:data:`GENERATION_BYTES`); a spec whose shard
+does not fit in this machine's memory is refused (:func:`check_generation_fits`). A shard stores
+its samples end to end (CSR is ragged): dims ``sample``, ``row`` (the n+1 row pointers of each
+sample), ``entry`` (nnz) and ``node`` (n), with per-sample ``n``, ``nnz``; :func:`read_systems`
+returns them as SciPy matrices.
 Generation, splits and shards are those of :mod:`~physml.datasets.generate`, resume of
 :mod:`~physml.datasets.output_folder` and Dask of :mod:`~physml.datasets.shard_engines`."""
 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -53,15 +60,25 @@ from pydantic import Field, model_validator
 from .._version import __version__
 from ..solvers.linalg.ordering import reverse_cuthill_mckee
 from ..solvers.runtime import quiet_warp
+from .memory import check_fits_in_memory
+from .mesh_spec import DOMAIN_SIZES
 from .spec import SampledSpec, Seed, SplitSpec
 from .store import SPLITS, checked_shards, with_cf_metadata
 
 FAMILIES = ("poisson_grid", "heat_mesh", "wave_mesh", "poisson_tet")
 DIRECT_LIMIT = 200_000
 """Unknowns above which the reference solution is computed by AMG-PCG, not a direct solve."""
+FIELD_ROWS = 4096
+"""Points whose random-feature cosines :func:`gaussian_field` forms at once (8 MiB at 256
+features)."""
 REFERENCE_RTOL = 1e-10
-"""Relative residual an AMG-PCG reference must reach; a solve that stops above it (at its
-iteration cap) is replaced by the direct solve."""
+"""Relative residual an AMG-PCG reference must reach; a solve whose best iterate stays above
+it is replaced by the direct solve."""
+REFERENCE_ITERATIONS = 50
+"""Iterations of an AMG-PCG reference solve at most: it reaches $10^{-12}$ in 10 to 12 on the
+grid family (2e5 to 1e6 unknowns); where it stalls at the float64 floor instead (its
+residual about 1e-11 after 10 iterations, then drifting up, to 5e-6 after 500), its best
+iterate is kept."""
 
 
 FAMILY_OPTIONS: dict[str, tuple[tuple[str, ...], Any]] = {
@@ -72,6 +89,27 @@ FAMILY_OPTIONS: dict[str, tuple[tuple[str, ...], Any]] = {
 """Options that only some families take: ``{key: (the families, the default)}``. The grid
 family's unknowns are numbered row by row and its mesh is the square; the tetrahedral family's
 domain is the unit box and it has no time step."""
+
+ENTRIES_PER_ROW = {"poisson_grid": 5, "heat_mesh": 7, "wave_mesh": 7, "poisson_tet": 15}
+"""Stored entries of a row of A, about: the 5-point stencil; a P1 node and its neighbours, some
+6 on a triangle mesh and 14 on a tetrahedral one (6.9 and 14.1 measured at sizes 32 and 20)."""
+
+GENERATION_BYTES = {"poisson_grid": (2500, 800), "heat_mesh": (5000, 3000),
+                    "wave_mesh": (5000, 3000), "poisson_tet": (40000, 40000)}
+"""Bytes a system's generation holds at its peak (the mesh, the assembled matrices, the
+reference solve's factors or AMG hierarchy) per unknown of :func:`system_size`, with a
+direct reference solve and with AMG: (direct, AMG), estimates that bound the process's peak
+above its start at one sample (measured on the grid: 1.7 and 1.9 KB at 4e4 and 1.9e5
+unknowns, direct, 0.55 KB at 2.5e5 and 6.4e5, AMG; on the disc 4.6 and 4.5 KB at 6e4 and
+1.9e5, direct, 2.4 KB at 3.3e5, AMG). The tetrahedra's direct solve fills in faster than n
+grows: 12, 13, 16 and 23 KB at sizes 20, 30, 40 and 50, about 40 KB at the direct limit; their
+AMG, beyond size 70, is not measured and is counted as that.
+Direct is counted wherever a system's unknowns may be at most :data:`DIRECT_LIMIT`
+(:data:`UNKNOWN_SHARE`)."""
+
+UNKNOWN_SHARE = {"poisson_tet": 0.58}
+"""The least share of :func:`system_size`'s n that a family's systems have as unknowns, where
+it is not 1: gmsh's interior nodes of the box are 0.58 to 0.64 of $size^3$."""
 
 
 StepOption = Annotated[float | None, Field(gt=0, description="time step of heat_mesh and "
@@ -142,6 +180,64 @@ class LinearSystemSpec(SampledSpec):
         return {}
 
 
+def system_size(spec: LinearSystemSpec) -> tuple[float, float]:
+    r"""The unknowns n and stored entries nnz of one system of ``spec``, about: $m^2$ for the
+    grid of ``size`` m; on a triangle mesh of edge $h = 1/$``size``, the nodes of equilateral
+    triangles on the domain's area $A$ (:data:`~physml.datasets.mesh_spec.DOMAIN_SIZES`),
+    $2A / (\sqrt 3\, h^2)$ (4 % under gmsh's disc at size 32); on the tetrahedra of the unit
+    box, one node per $h^3$ (an upper bound: gmsh's interior nodes, the unknowns, are 0.58 to
+    0.64 of it at sizes 20 to 40); nnz = n times the family's :data:`ENTRIES_PER_ROW`."""
+    size = float(spec.size)
+    if spec.systems == "poisson_grid":
+        n = size * size
+    elif spec.systems == "poisson_tet":
+        n = size**3
+    else:
+        n = 2 * DOMAIN_SIZES[spec.domain][1] * size * size / math.sqrt(3)
+    return n, n * ENTRIES_PER_ROW[spec.systems]
+
+
+def system_bytes(spec: LinearSystemSpec) -> float:
+    """Bytes one system of ``spec`` holds as stored, about: its CSR matrix (12 bytes an entry,
+    8 a row) and b, x, the log-coefficient and the d node coordinates (8 bytes a node each),
+    ``12 nnz + (4 + d) 8 n`` for the n and nnz of :func:`system_size`."""
+    n, nnz = system_size(spec)
+    dim = 3 if spec.systems == "poisson_tet" else 2
+    return nnz * 12 + n * (4 + dim) * 8
+
+
+def generation_bytes(spec: LinearSystemSpec) -> float:
+    """Bytes the generation of one shard of ``spec`` holds at its peak, about: its samples
+    (``shard_size``, or fewer where every split holds fewer) twice, as generated and as the
+    shard's dataset, and the generation of one more (:data:`GENERATION_BYTES` per unknown,
+    direct or AMG)::
+
+        bytes = 2 samples system_bytes + GENERATION_BYTES[systems][direct or AMG] n
+    """
+    samples = min(spec.shard_size, max(spec.split_sizes().values()))
+    n = system_size(spec)[0]
+    direct, amg = GENERATION_BYTES[spec.systems]
+    per_unknown = direct if n * UNKNOWN_SHARE.get(spec.systems, 1.0) <= DIRECT_LIMIT else amg
+    return 2 * samples * system_bytes(spec) + per_unknown * n
+
+
+def check_generation_fits(spec: LinearSystemSpec) -> None:
+    """Refuse ``spec`` where the generation of one shard (:func:`generation_bytes`) would not
+    fit in this machine's memory.
+
+    Raises:
+        ValueError: naming ``size``, the key that sets a shard's samples (``shard_size`` or
+            ``samples``) and the unknowns of a system.
+    """
+    largest = max(spec.split_sizes().values())
+    samples = min(spec.shard_size, largest)
+    key = (f"shard_size={spec.shard_size}" if spec.shard_size <= largest
+           else f"samples={spec.samples}")
+    check_fits_in_memory(generation_bytes(spec), (
+        f"size={spec.size}, {key}: generating a shard of {samples} {spec.systems} system(s) "
+        f"of about {system_size(spec)[0]:,.0f} unknowns"))
+
+
 @dataclass(frozen=True)
 class LinearSystem:
     """One sample: ``matrix`` (n, n) CSR, ``b`` and ``x`` (n,), ``points`` (n, d) and the
@@ -162,10 +258,19 @@ def gaussian_field(points: np.ndarray, correlation: float, rng: np.random.Genera
     """A smooth Gaussian random field at ``points`` (n, d), unit variance, covariance
     $e^{-|x - y|^2 / (2\\ell^2)}$ approximately (random Fourier features, Rahimi & Recht 2007):
     $g(x) = \\sqrt{2/F}\\sum_f \\cos(\\omega_f\\cdot x + \\phi_f)$,
-    $\\omega \\sim N(0, \\ell^{-2} I)$."""
+    $\\omega \\sim N(0, \\ell^{-2} I)$. The (rows, F) cosines are formed in blocks of
+    equal rows, at most :data:`FIELD_ROWS`, so that the memory is O(n); no block is of one row
+    among many (a one-row product is BLAS's matrix-vector one, whose sums may round otherwise),
+    so the field is bitwise that of all rows at once."""
     omega = rng.standard_normal((points.shape[1], features)) / correlation
     phase = rng.uniform(0, 2 * np.pi, features)
-    return np.sqrt(2.0 / features) * np.cos(points @ omega + phase).sum(axis=1)
+    n = len(points)
+    blocks = max(1, -(-n // FIELD_ROWS))
+    field = np.empty(n)
+    for k in range(blocks):
+        rows = slice(k * n // blocks, (k + 1) * n // blocks)
+        field[rows] = np.cos(points[rows] @ omega + phase).sum(axis=1)
+    return np.sqrt(2.0 / features) * field
 
 
 # ------------------------------------------------------------------------------ families
@@ -273,20 +378,37 @@ def _solved(matrix: sp.csr_matrix, b: np.ndarray, points: np.ndarray,
         matrix = matrix[order][:, order]
         b, points, log_coefficient = b[order], points[order], log_coefficient[order]
     matrix.sort_indices()
-    x = None
-    if matrix.shape[0] > DIRECT_LIMIT:
-        import pyamg
-
-        x = pyamg.ruge_stuben_solver(matrix).solve(b, tol=1e-12, accel="cg", maxiter=500)
-        if not (np.isfinite(x).all() and np.linalg.norm(matrix @ x - b)
-                <= REFERENCE_RTOL * np.linalg.norm(b)):
-            x = None  # AMG-CG stalled (a coefficient contrast it cannot resolve): solve directly
+    x = _amg_reference(matrix, b) if matrix.shape[0] > DIRECT_LIMIT else None
     if x is None:
         x = spla.spsolve(matrix.tocsc(), b)
     if not np.isfinite(x).all():
         raise ValueError("the reference solve gave NaN/Inf: the matrix is singular to working "
                          "precision (lower log_std)")
     return LinearSystem(matrix, b, x, points, log_coefficient)
+
+
+def _amg_reference(matrix: sp.csr_matrix, b: np.ndarray) -> np.ndarray | None:
+    """x of Ruge–Stüben AMG-PCG to a relative residual of $10^{-12}$ in at most
+    :data:`REFERENCE_ITERATIONS` iterations: its last iterate, or where that is off by more
+    than :data:`REFERENCE_RTOL` (true residual $\\|b - A x\\| / \\|b\\|$) the iterate of the
+    least one; None where that is off by more too (a coefficient contrast AMG cannot resolve:
+    the caller solves directly)."""
+    import pyamg
+
+    tolerance = REFERENCE_RTOL * np.linalg.norm(b)
+    best = [np.inf, None]
+
+    def keep_best(iterate: np.ndarray) -> None:
+        residual = np.linalg.norm(b - matrix @ iterate)
+        if residual < best[0]:
+            best[:] = residual, iterate.copy()
+
+    x = pyamg.ruge_stuben_solver(matrix).solve(b, tol=1e-12, accel="cg",
+                                               maxiter=REFERENCE_ITERATIONS, callback=keep_best)
+    if np.linalg.norm(b - matrix @ x) <= tolerance:
+        return x
+    residual, x = best
+    return x if residual <= tolerance else None
 
 
 def make_system(spec: LinearSystemSpec, seed: int) -> LinearSystem:

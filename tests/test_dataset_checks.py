@@ -339,3 +339,117 @@ def test_off_windows_memory_without_sysconf_or_its_names_is_not_known(monkeypatc
     memory.check_fits_in_memory(2**60, "x")  # not known: no check
     monkeypatch.delattr(os, "sysconf")
     assert memory.physical_memory() is None
+
+
+def test_a_stalled_amg_reference_keeps_its_best_iterate_and_stops_at_its_cap(monkeypatch):
+    """AMG-CG at the float64 floor reached 1.5e-11 after 10 iterations, then drifted (5.8e-6
+    after 500): all 500 ran and their result was thrown away for a direct solve, 6 to 10 times
+    an ordinary sample's time (5.2e5 unknowns). Here an AMG-CG whose iterates reach 1e-12 and
+    then drift: the best is stored, no direct solve runs, and the solve stops at
+    REFERENCE_ITERATIONS. A solve that converges stores its last iterate, bitwise."""
+    import pyamg
+    import scipy.sparse.linalg as spla
+
+    from physml.datasets import linear_systems
+    from physml.datasets.linear_systems import LinearSystemSpec, make_system
+
+    direct, iterations, exact_solve = [], [], spla.spsolve
+
+    class Drifting:
+        def __init__(self, matrix):
+            self.matrix = matrix
+
+        def solve(self, b, maxiter, callback=None, **options):
+            exact = exact_solve(self.matrix.tocsc(), b)
+            for k in range(1, maxiter + 1):
+                error = 10.0 ** -k if k <= 12 else min(1e-12 * 2.0 ** (k - 12), 1e-2)
+                x = exact * (1 + error)  # relative residual = error
+                iterations.append(k)
+                if callback is not None:
+                    callback(x)
+            return x
+
+    spec = LinearSystemSpec.model_validate({"systems": "poisson_grid", "size": 8,
+                                            "samples": 1})
+    monkeypatch.setattr(linear_systems, "DIRECT_LIMIT", 10)
+    monkeypatch.setattr(linear_systems.spla, "spsolve",
+                        lambda *args: direct.append(1) or exact_solve(*args))
+    converged = make_system(spec, 0)
+    assert direct == []
+    reference = pyamg.ruge_stuben_solver(converged.matrix).solve(
+        converged.b, tol=1e-12, accel="cg", maxiter=500)
+    np.testing.assert_array_equal(converged.x, reference)
+
+    monkeypatch.setattr(pyamg, "ruge_stuben_solver", Drifting)
+    system = make_system(spec, 0)
+    residual = np.linalg.norm(system.matrix @ system.x - system.b) / np.linalg.norm(system.b)
+    assert direct == [] and residual < 1e-11
+    assert len(iterations) == linear_systems.REFERENCE_ITERATIONS <= 50
+
+
+def test_a_random_field_is_formed_in_blocks_of_rows_bitwise_as_at_once():
+    """The field formed its (n, 256) cosines at once: 32 GiB at ``size: 4096``, 2.4 GB of peak
+    at 5.2e5 unknowns for a stored system of 40 MB."""
+    import tracemalloc
+
+    from physml.datasets import linear_systems
+    from physml.datasets.linear_systems import gaussian_field
+
+    rng = np.random.default_rng(3)
+    points = rng.uniform(size=(2 * linear_systems.FIELD_ROWS + 1, 2))
+    omega = rng.standard_normal((2, 256)) / 0.1
+    phase = rng.uniform(0, 2 * np.pi, 256)
+    expected = np.sqrt(2.0 / 256) * np.cos(points @ omega + phase).sum(axis=1)
+
+    class Recorded:  # the generator's draws, as gaussian_field makes them
+        def standard_normal(self, shape):
+            return omega * 0.1
+
+        def uniform(self, low, high, size):
+            return phase
+
+    np.testing.assert_array_equal(gaussian_field(points, 0.1, Recorded()), expected)
+    many = rng.uniform(size=(40_000, 2))
+    tracemalloc.start()
+    try:
+        gaussian_field(many, 0.1, rng)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 2**20  # (n, 256) at once: 78 MiB a temporary
+
+
+def test_a_systems_dataset_beyond_memory_is_refused_before_anything_is_generated(
+        monkeypatch, tmp_path, capsys):
+    """``size: 4096`` passed and died in its first random field with a traceback (32 GiB): no
+    memory check was made for linear systems. A spec whose shard's generation exceeds the
+    machine's memory is refused with its size, before anything is written."""
+    from physml.datasets import memory
+
+    monkeypatch.setattr(memory, "physical_memory", lambda: 2**30)
+    spec = tmp_path / "big.yaml"
+    spec.write_text("systems: poisson_grid\nsize: 1024\nsamples: 2\n")
+    out = tmp_path / "d"
+    assert main(["datasets", "generate", str(spec), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert ("size=1024, samples=2: generating a shard of 2 poisson_grid system(s) of about "
+            "1,048,576 unknowns needs about 1.2 GiB, more than this machine's memory (1.0 GiB)"
+            in err and "Traceback" not in err and not out.exists())
+
+
+def test_the_pcg_case_s_memory_counts_its_dataset_s_generation(monkeypatch):
+    """The case counted the systems it reads and their graphs, not what generating them holds:
+    ``dataset.size=2048`` passed at 11.2 GiB and died allocating 8 GiB for a random field."""
+    from physml.cases import load_case
+    from physml.cases.pcg import dataset_spec
+    from physml.datasets import memory
+    from physml.datasets.linear_systems import generation_bytes
+
+    monkeypatch.setattr(memory, "physical_memory", lambda: None)
+    case = load_case("pcg_poisson", ["dataset.size=128"])
+    ((_, needed),) = case.memory_needs().items()
+    generating = generation_bytes(dataset_spec(case))
+    monkeypatch.setattr(memory, "physical_memory", lambda: needed - generating / 2)
+    with pytest.raises(ValueError, match=r"dataset\.samples=40, dataset\.size=128 .*more than "
+                                         "this machine's memory"):
+        load_case("pcg_poisson", ["dataset.size=128"])

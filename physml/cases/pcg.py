@@ -26,7 +26,6 @@ every run with the same dataset section. A case::
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -42,15 +41,16 @@ from ..datasets.linear_systems import (
     LinearSystemSpec,
     StepOption,
     family_options,
+    generation_bytes,
     read_systems,
+    system_bytes,
+    system_size,
 )
-from ..datasets.mesh_spec import DOMAIN_SIZES
 from ..datasets.spec import Seed as DatasetSeed
 from ..solvers.linalg import PRECONDITIONERS, CsrOperator, cg, csr_from_scipy, prepare
 from .kind import CaseKind, OnStep
 from .run_folder import CONFIG, Section, save_figure, write_metrics, write_text
 from .sections import (
-    BYTES,
     CaseBase,
     LearningRate,
     Seed,
@@ -59,10 +59,6 @@ from .sections import (
 )
 
 CHECKPOINT = "preconditioner.pt"
-
-ENTRIES_PER_ROW = {"poisson_grid": 5, "heat_mesh": 7, "wave_mesh": 7, "poisson_tet": 15}
-"""Stored entries of a row of A, about: the 5-point stencil; a P1 node and its neighbours, some
-6 on a triangle mesh and 14 on a tetrahedral one (6.9 and 14.1 measured at sizes 32 and 20)."""
 
 GRAPH_BYTES = (48, 16)
 """Bytes of a training system's graph (:func:`~physml.preconditioners.graph.system_graph`)
@@ -142,24 +138,25 @@ class PCGCase(CaseBase):
 
     def memory_needs(self) -> dict[str, float]:
         """Bytes the run holds, about, by the keys that set them: the systems as read (every
-        sample counted, the validation split's too), each its CSR matrix (12 bytes an entry, 8
-        a row) and b, x, the log-coefficient and the d node coordinates (8 bytes a node each),
-        and the training systems' graphs (:data:`GRAPH_BYTES`), for the n unknowns and nnz
-        entries of :func:`system_size`::
+        sample counted, the validation split's too, each its
+        :func:`~physml.datasets.linear_systems.system_bytes`), the training systems' graphs
+        (:data:`GRAPH_BYTES`) for the n unknowns and nnz entries of
+        :func:`~physml.datasets.linear_systems.system_size`, and the generation of a shard of
+        the dataset (:func:`~physml.datasets.linear_systems.generation_bytes`: its random
+        fields, matrices and reference solves), a bound of the two phases' peaks::
 
-            bytes = samples * (12 nnz + (4 + d) 8 n) + train * (48 nnz + 16 n)
+            bytes = samples * system_bytes + train * (48 nnz + 16 n) + generation_bytes
 
-        (400 poisson_grid systems of size 64: 430 MiB measured, 449 MiB estimated; 200
-        heat_mesh systems of size 32 on the disc: 274 MiB, 268 MiB estimated). Refused
-        beyond this machine's memory. On a GPU the graphs are the card's memory and are left
-        out."""
+        (400 poisson_grid systems of size 64: 430 MiB measured, 449 MiB estimated without
+        the generation; 200 heat_mesh systems of size 32 on the disc: 274 MiB, 268 MiB).
+        Refused beyond this machine's memory. On a GPU the graphs are the card's memory and
+        are left out."""
         spec = dataset_spec(self)
         n, nnz = system_size(spec)
-        dim = 3 if spec.systems == "poisson_tet" else 2
         train = spec.split_sizes()["train"] if self.device == "cpu" else 0
         per_entry, per_node = GRAPH_BYTES
-        needed = (spec.samples * (nnz * 12 + n * (4 + dim) * BYTES)
-                  + train * (nnz * per_entry + n * per_node))
+        needed = (spec.samples * system_bytes(spec) + train * (nnz * per_entry + n * per_node)
+                  + generation_bytes(spec))
         return {f"dataset.samples={spec.samples}, dataset.size={spec.size} ({spec.systems}: "
                 f"about {n:,.0f} unknowns a system)": needed}
 
@@ -170,23 +167,6 @@ def dataset_spec(case: PCGCase) -> LinearSystemSpec:
                             log_std=d.log_std, correlation=d.correlation, dt=d.dt,
                             domain=d.domain, ordering=d.ordering,
                             splits={"train": 0.7, "valid": 0.1, "test": 0.2})
-
-
-def system_size(spec: LinearSystemSpec) -> tuple[float, float]:
-    r"""The unknowns n and stored entries nnz of one system of ``spec``, about: $m^2$ for the
-    grid of ``size`` m; on a triangle mesh of edge $h = 1/$``size``, the nodes of equilateral
-    triangles on the domain's area $A$ (:data:`~physml.datasets.mesh_spec.DOMAIN_SIZES`),
-    $2A / (\sqrt 3\, h^2)$ (4 % under gmsh's disc at size 32); on the tetrahedra of the unit
-    box, one node per $h^3$ (an upper bound: gmsh's interior nodes, the unknowns, are 0.58 to
-    0.64 of it at sizes 20 to 40); nnz = n times the family's :data:`ENTRIES_PER_ROW`."""
-    size = float(spec.size)
-    if spec.systems == "poisson_grid":
-        n = size * size
-    elif spec.systems == "poisson_tet":
-        n = size**3
-    else:
-        n = 2 * DOMAIN_SIZES[spec.domain][1] * size * size / math.sqrt(3)
-    return n, n * ENTRIES_PER_ROW[spec.systems]
 
 
 def ensure_dataset(case: PCGCase) -> Path:
