@@ -84,7 +84,10 @@ class MeshSpec(StrictModel):
     @model_validator(mode="after")
     def _one_source(self) -> MeshSpec:
         if (self.file is None) == (self.domain is None):
-            raise ValueError("give exactly one of mesh.file and mesh.domain")
+            raise ValueError("give exactly one of mesh.file and mesh.domain" + (
+                f" (mesh.domain {self.domain!r} is set: to read a file instead, e.g. on a "
+                "bundled case's command line, also pass mesh.domain=null and mesh.h=null or "
+                "mesh.level=null)" if self.file is not None else ""))
         if self.file is not None and not Path(self.file).is_file():
             raise ValueError(f"mesh.file {self.file!r} does not exist")
         if self.file is not None and self.sha256 is None:

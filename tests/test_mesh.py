@@ -244,8 +244,8 @@ def test_gmsh_tags_numbered_per_dimension_keep_their_parts_apart(tmp_path):
 
 @pytest.mark.parametrize("z", [0.0, 2.0, "noise"])
 def test_triangles_at_one_z_to_rounding_read_as_planar_and_are_checked_for_folds(tmp_path, z):
-    """z = const != 0 or a z of rounding noise (CAD, STL) read as a surface, which skips the
-    fold check; 1e-9 of the size is a surface still."""
+    """z = const != 0 or a z of rounding noise (CAD, STL) read as planar (a surface would skip
+    the fold check); a spread of 1e-3 of the size is a surface."""
     mesh = unit_square(3)
     rng = np.random.default_rng(0)
     height = 1e-14 * rng.standard_normal(mesh.n_vertices) if z == "noise" else z
@@ -258,7 +258,7 @@ def test_triangles_at_one_z_to_rounding_read_as_planar_and_are_checked_for_folds
     meshio.Mesh(points, [("triangle", mesh.cells)]).write(tmp_path / "folded.vtu")
     with pytest.raises(ValueError, match=r"folded\.vtu': mesh has folded cells"):
         pm.read_mesh(tmp_path / "folded.vtu")
-    points = np.c_[mesh.points, 1e-9 * rng.standard_normal(mesh.n_vertices)]
+    points = np.c_[mesh.points, 1e-3 * rng.standard_normal(mesh.n_vertices)]
     meshio.Mesh(points, [("triangle", mesh.cells)]).write(tmp_path / "tilted.vtu")
     assert pm.read_mesh(tmp_path / "tilted.vtu").dim == 3
 

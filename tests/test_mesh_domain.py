@@ -90,15 +90,13 @@ def test_a_surface_mesh_is_refused():
 
 
 def test_a_nearly_flat_surface_file_is_refused_naming_the_file_and_its_z_range(tmp_path):
-    import meshio
-
-    square = pm.l_shape(0.5)
+    square = pm.l_shape(0.5)  # (a file with this z noise reads as planar: built in memory)
     z = 2.0 + 1e-9 * np.random.default_rng(0).standard_normal(square.n_vertices)
-    meshio.Mesh(np.c_[square.points, z], [("triangle", square.cells)]).write(tmp_path / "l.vtu")
+    flat = pm.Mesh(np.c_[square.points, z], square.cells, source=str(tmp_path / "l.vtu"))
     with pytest.raises(ValueError, match=r"^mesh file '.*l\.vtu': a surface mesh has no interior"
                                          r".*all its vertices lie within \d\.\de-09 of the plane "
                                          r"z = 2, a spread of \d\.\de-09 of its diameter"):
-        MeshDomain(pm.read_mesh(tmp_path / "l.vtu"))
+        MeshDomain(flat)
     with pytest.raises(ValueError, match=r"^a surface mesh has no interior.*tetrahedra$"):
         MeshDomain(pm.icosphere(1))
 
@@ -127,3 +125,152 @@ def test_a_mesh_case_names_the_mesh_parts_when_one_is_unknown(tmp_path):
     (tmp_path / "case.yaml").write_text(text)
     with pytest.raises(ValueError, match=r"'hole' does not exist; allowed: inner, outer"):
         load_case(tmp_path / "case.yaml")
+
+
+def _grid(n, x0=0.0):
+    """Triangles of an n x n grid on [x0, x0 + 1] x [0, 1]: points (p, 2), cells (2 n^2, 3)."""
+    x, y = np.meshgrid(np.linspace(x0, x0 + 1, n + 1), np.linspace(0, 1, n + 1), indexing="ij")
+    points = np.c_[x.ravel(), y.ravel()]
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    a = (i * (n + 1) + j).ravel()
+    cells = np.r_[np.c_[a, a + n + 1, a + n + 2], np.c_[a, a + n + 2, a + 1]]
+    return points, cells
+
+
+def _write(path, points, cells, cell_type="triangle"):
+    import meshio
+
+    meshio.Mesh(np.c_[points, np.zeros(len(points))] if points.shape[1] == 2 else points,
+                [(cell_type, cells)]).write(path)
+
+
+@pytest.mark.parametrize("noise", [1e-10, 1e-8, "float32"])
+def test_a_triangle_soup_with_rounding_noise_is_refused_then_merged_into_one_mesh(tmp_path,
+                                                                                  noise):
+    """Each triangle with its own corners, the copies apart by round-off (below 1e-6 of the
+    mesh's size): a cracked mesh, refused; repairing merges the copies into the mesh."""
+    points, cells = _grid(6)
+    rng = np.random.default_rng(0)
+    soup = points[cells].reshape(-1, 2)
+    soup = (soup.astype(np.float32).astype(np.float64) + np.spacing(soup.astype(np.float32))
+            * rng.integers(0, 2, soup.shape) if noise == "float32"
+            else soup + noise * rng.standard_normal(soup.shape))
+    _write(tmp_path / "soup.vtu", soup, np.arange(len(soup)).reshape(-1, 3))
+    with pytest.raises(pm.checks.RepairableMeshError,
+                       match=r"soup\.vtu': duplicate vertices .*\(\d+ in all\) coincide "
+                             r"with earlier vertices"):
+        pm.read_mesh(tmp_path / "soup.vtu")
+    mesh = pm.read_mesh(tmp_path / "soup.vtu", repair=True)
+    assert (mesh.n_vertices, mesh.n_cells) == (len(points), len(cells))
+    assert len(mesh.boundary_vertices()) == 24
+    exact = pm.Mesh(points, cells)
+    order = np.lexsort(np.round(mesh.points, 6).T)
+    np.testing.assert_allclose(pm.poisson(mesh, np.ones(mesh.n_vertices))[order],
+                               pm.poisson(exact, np.ones(len(points)))[
+                                   np.lexsort(np.round(points, 6).T)], atol=1e-6)
+
+
+def test_a_valid_mesh_with_an_edge_below_the_duplicate_distance_reads_unchanged(tmp_path):
+    """Vertices 1e-9 apart joined by an edge (a thin boundary-layer row) stay apart: no
+    vertex closer than a thousandth of the shortest edge is merged."""
+    points, cells = _grid(4)
+    top = points[:, 1] == 1
+    layer = np.c_[points[top, 0], np.full(top.sum(), 1 + 1e-9)]
+    below, above = np.flatnonzero(top), len(points) + np.arange(top.sum())
+    strip = np.r_[np.c_[below[:-1], below[1:], above[1:]], np.c_[below[:-1], above[1:],
+                                                                 above[:-1]]]
+    points, cells = np.r_[points, layer], np.r_[cells, strip]
+    _write(tmp_path / "layer.vtu", points, cells)
+    for repair in (False, True):
+        mesh = pm.read_mesh(tmp_path / "layer.vtu", repair=repair)
+        np.testing.assert_array_equal(mesh.points, points)
+        np.testing.assert_array_equal(mesh.cells, cells)
+
+
+def test_a_non_conforming_interface_is_refused_with_the_mesher_s_cure_even_repaired(tmp_path):
+    """Two squares meshed apart (3 and 4 vertices on their shared side): the inner ones lie
+    inside the other square's edges (hanging nodes), a crack that merging does not close."""
+    (a, ca), (b, cb) = _grid(2), _grid(3, x0=1.0)
+    _write(tmp_path / "two.vtu", np.r_[a, b], np.r_[ca, cb + len(a)])
+    message = (r"two\.vtu': non-conforming mesh: boundary vertices .*\(3 in all\) lie inside "
+               r"boundary edges they are not corners of \(vertex \d+ at \(1, 0\.\d+\)\).*"
+               r"conforming shared curves \(Gmsh: fragment.*it does not split edges")
+    for repair in (False, True):
+        with pytest.raises(ValueError, match=message):
+            pm.read_mesh(tmp_path / "two.vtu", repair=repair)
+
+
+def test_a_planar_file_with_z_rounding_noise_is_read_planar_and_checked_for_folds(tmp_path):
+    """z noise of 1e-9 of the x-y extent is a plane (its folds refused); 1e-3 a surface."""
+    points, cells = _grid(4)
+    rng = np.random.default_rng(0)
+    for scale, dim in ((1e-9, 2), (1e-3, 3)):
+        noisy = np.c_[points, scale * rng.standard_normal(len(points))]
+        _write(tmp_path / "flat.vtu", noisy, cells)
+        assert pm.read_mesh(tmp_path / "flat.vtu").dim == dim
+    noisy = np.c_[points, 1e-9 * rng.standard_normal(len(points))]
+    noisy[6, :2] = [0.9, 0.9]  # an inner vertex dragged across its neighbours
+    _write(tmp_path / "folded.vtu", noisy, cells)
+    with pytest.raises(ValueError, match=r"folded\.vtu': mesh has folded cells"):
+        pm.read_mesh(tmp_path / "folded.vtu")
+
+
+def test_gmsh_files_without_the_domain_s_cells_name_the_setting_to_change(tmp_path):
+    """Quads only, boundary groups only (Gmsh then saves those alone), and Mesh.SaveAll with
+    groups (MSH 2.2: every tag 0; MSH 4.1: unreadable by meshio)."""
+    import meshio
+
+    gmsh = pytest.importorskip("gmsh", reason="no gmsh for this platform")
+
+    points, cells = _grid(2)
+    quads = np.c_[cells[: len(cells) // 2, :2], cells[len(cells) // 2:, [2, 1]]]
+    _write(tmp_path / "quads.vtu", points, quads, "quad")
+    with pytest.raises(ValueError, match=r"quads\.vtu' holds no triangles or tetrahedra "
+                                         r"\(cell types: \['quad'\]\); .*without recombination"):
+        pm.read_mesh(tmp_path / "quads.vtu")
+    lines = np.array([[0, 1], [1, 2]])
+    boundary = meshio.Mesh(np.c_[points, np.zeros(len(points))], [("line", lines)],
+                           cell_data={"gmsh:physical": [np.ones(2, int)],
+                                      "gmsh:geometrical": [np.ones(2, int)]},
+                           field_data={"wall": np.array([1, 1])})
+    boundary.write(tmp_path / "wall.msh", file_format="gmsh22")
+    with pytest.raises(ValueError, match=r"wall\.msh' holds no triangles.*\['line'\]\); Gmsh "
+                                         r"saves only the elements of its physical groups.*"
+                                         r"add a Physical Surface"):
+        pm.read_mesh(tmp_path / "wall.msh")
+    gmsh.initialize()
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        square = gmsh.model.occ.addRectangle(0, 0, 0, 1, 1)
+        gmsh.model.occ.synchronize()
+        side = gmsh.model.getBoundary([(2, square)], oriented=False)[0][1]
+        gmsh.model.addPhysicalGroup(1, [side], name="inflow")
+        gmsh.option.setNumber("Mesh.MeshSizeMax", 0.5)
+        gmsh.option.setNumber("Mesh.SaveAll", 1)
+        gmsh.model.mesh.generate(2)
+        for version in (2.2, 4.1):
+            gmsh.option.setNumber("Mesh.MshFileVersion", version)
+            gmsh.write(str(tmp_path / f"saveall_{version}.msh"))
+    finally:
+        gmsh.finalize()
+    with pytest.raises(ValueError, match=r"names physical groups \['inflow'\] but tags every "
+                                         r"element 0 \(Gmsh writes that with Mesh.SaveAll"):
+        pm.read_mesh(tmp_path / "saveall_2.2.msh")
+    with pytest.raises(ValueError, match=r"saveall_4\.1\.msh' as a \.msh file \(meshio: .*; "
+                                         r"Gmsh's Mesh.SaveAll = 1 beside physical groups"):
+        pm.read_mesh(tmp_path / "saveall_4.1.msh")
+
+
+def test_an_ascii_stl_file_reads_without_warnings(tmp_path, capsys):
+    """meshio's binary-or-ASCII probe multiplies the header's uint32 by 50, which overflows on
+    an ASCII file's text: harmless (the sizes then differ, as they must), and not shown."""
+    import meshio
+
+    points, cells = _grid(2)
+    meshio.Mesh(np.c_[points, np.zeros(len(points))], [("triangle", cells)]).write(
+        tmp_path / "square.stl", binary=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mesh = pm.read_mesh(tmp_path / "square.stl")
+    assert (mesh.n_vertices, mesh.n_cells) == (9, 8)
+    assert capsys.readouterr().err == ""

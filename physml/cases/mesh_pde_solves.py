@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..solvers import mesh as pm
+from ..solvers.mesh.pde import require_grounded
 from .kind import OnStep
 from .mesh_pde_assembly import build_mesh, dirichlet_data, neumann_load, stiffness_and_mass
 from .mesh_pde_results import Result, summary_units
@@ -169,14 +170,16 @@ def solve_poisson(case: MeshPDECase, mesh: pm.Mesh) -> tuple[dict, dict[str, np.
     as ``l2_error`` or ``h1_error``; those of $u_h - I_h u$, $I_h u$ the nodal interpolant,
     in the mass and stiffness norms, $\\|e\\|_M/\\|I_h u\\|_M$ and $\\|e\\|_K/\\|I_h u\\|_K$,
     as ``rel_l2_nodal`` and ``rel_h1_nodal`` where both norms are non-zero; and the max
-    nodal error) and its fields."""
+    nodal error) and its fields. A connected part of the mesh without a Dirichlet vertex (a
+    singular problem) is refused with the boundary entry that grounds it."""
     fixed, g = dirichlet_data(case, mesh)
     f = case.pde.source.values(mesh.points)
     flux = neumann_load(case, mesh)
+    K, M = stiffness_and_mass(mesh)
+    require_grounded(K, fixed, "(a boundary entry of kind dirichlet on a part of it)")
     start = time.perf_counter()
     u = pm.poisson(mesh, f, fixed, g, flux)
     seconds = time.perf_counter() - start
-    K, M = stiffness_and_mass(mesh)
     free = np.setdiff1d(np.arange(mesh.n_vertices), fixed)
     boundary_values = np.zeros(mesh.n_vertices)
     boundary_values[fixed] = g

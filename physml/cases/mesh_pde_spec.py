@@ -246,7 +246,8 @@ class MeshPDECase(CaseBase):
             raise ValueError(f"pde.name {name!r} supports zero Neumann only (the default on "
                              "every part not listed)")
         if self.refine and (name != "poisson" or self.mesh.h is None):
-            raise ValueError("refine needs pde.name 'poisson' on a generated mesh.domain")
+            raise ValueError("refine needs pde.name 'poisson' on a generated mesh.domain "
+                             "(pass refine=[] to leave it out)")
         if any(not h > 0 for h in self.refine):
             raise ValueError(f"refine {self.refine}: edge lengths must be > 0")
         for i, h in enumerate(self.refine):  # the limits of mesh.h, each named by its entry

@@ -11,7 +11,10 @@ mesh is refused on load instead of producing NaNs in an operator later.
 - non-manifold: a facet (edge of a triangle, face of a tetrahedron) shared by more than two cells;
 - collapsed cells: a cell that lists a vertex twice;
 - unreferenced vertices: in no cell;
-- duplicate vertices: equal positions (after rounding to $10^{-12}$ of the bounding-box diagonal).
+- duplicate vertices: closer than :func:`duplicate_tolerance` (the rounding a float32 or ASCII
+  file leaves on the copies of a vertex, well below the shortest edge);
+- hanging vertices: a boundary vertex inside another boundary facet (a T-junction, or two
+  boundary facets overlapping): a non-conforming mesh, cracked there.
 
 Moved vertices (:meth:`~physml.solvers.mesh.Mesh.check_moved_points`) are first screened on
 their device by :func:`may_be_tangled`, so that the NumPy checks run only where it flags them.
@@ -33,7 +36,14 @@ from ..kernel_launch import launch, specialize
 from .kernels import tet_edges, twice_area
 
 ZERO_MEASURE_TOL = 1e-12
-DUPLICATE_TOL = 1e-12
+DUPLICATE_TOL = 1e-6
+"""Distance, relative to the mesh's size (the larger of its bounding box's diagonal and its
+largest coordinate's magnitude), below which two vertices are one: well above float32's
+rounding (6e-8 of the largest coordinate), which CAD and STL exports leave on the copies of a
+vertex, and that of ASCII coordinates of 8 or more significant digits."""
+DUPLICATE_EDGE_FRACTION = 1e-3
+"""Fraction of the shortest edge below which two vertices are one, whatever
+:data:`DUPLICATE_TOL` gives: no cell's own corners are ever merged."""
 _SHOWN = 5
 
 
@@ -159,14 +169,29 @@ def unreferenced_vertices(n_vertices: int, cells: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~used)
 
 
-def duplicate_groups(points: np.ndarray) -> np.ndarray:
+def duplicate_tolerance(points: np.ndarray, cells: np.ndarray) -> float:
+    r"""Distance below which two of the vertices (n, d) are one: $\min(\tau s,\ \phi
+    \ell_{\min})$, $s$ the larger of the bounding box's diagonal and the largest coordinate's
+    magnitude, $\ell_{\min}$ the shortest edge of the cells (m, k) between distinct
+    vertices, $\tau$ = :data:`DUPLICATE_TOL` and $\phi$ = :data:`DUPLICATE_EDGE_FRACTION`."""
+    if not len(points):
+        return 0.0
+    scale = max(float(np.linalg.norm(np.ptp(points, axis=0))), float(np.abs(points).max()))
+    tolerance = DUPLICATE_TOL * (scale or 1.0)
+    x = points[cells]
+    shortest2 = min((np.where(cells[:, i] != cells[:, j],
+                              np.einsum("md,md->m", x[:, i] - x[:, j], x[:, i] - x[:, j]),
+                              np.inf).min(initial=np.inf)
+                     for i, j in combinations(range(cells.shape[1]), 2)), default=np.inf)
+    return min(tolerance, DUPLICATE_EDGE_FRACTION * float(np.sqrt(shortest2)))
+
+
+def duplicate_groups(points: np.ndarray, tolerance: float) -> np.ndarray:
     """(n,) index of each vertex's first coincident vertex (itself when it has none): vertices
-    within ``DUPLICATE_TOL`` of the bounding box's diagonal of each other, chained (pairs from
-    a k-d tree, so that two vertices either side of a rounding boundary are found too)."""
+    (n, d) within ``tolerance`` (:func:`duplicate_tolerance`) of each other, chained (pairs
+    from a k-d tree, so that two vertices either side of a rounding boundary are found too)."""
     n = len(points)
-    diagonal = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0))) if n else 0.0
-    pairs = cKDTree(points).query_pairs(DUPLICATE_TOL * (diagonal or 1.0),
-                                        output_type="ndarray")
+    pairs = cKDTree(points).query_pairs(tolerance, output_type="ndarray")
     if len(pairs) == 0:
         return np.arange(n)
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
@@ -174,6 +199,63 @@ def duplicate_groups(points: np.ndarray) -> np.ndarray:
     first = np.full(labels.max() + 1, n)
     np.minimum.at(first, labels, np.arange(n))
     return first[labels]
+
+
+def _distances_to_segments(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(p,) distance from each point x (p, d) to the segment from a to b (p, d)."""
+    e = b - a
+    length2 = np.einsum("ij,ij->i", e, e)
+    t = np.clip(np.einsum("ij,ij->i", x - a, e) / np.where(length2 > 0, length2, 1.0), 0, 1)
+    return np.linalg.norm(x - a - t[:, None] * e, axis=1)
+
+
+def _distances_to_facets(x: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """(p,) distance from each point x (p, d) to the segment or triangle of its corners
+    (p, 2 or 3, d): to the plane where the point's projection falls inside the triangle, else
+    to the nearest edge."""
+    distance = np.min([_distances_to_segments(x, corners[:, i], corners[:, j])
+                       for i, j in combinations(range(corners.shape[1]), 2)], axis=0)
+    if corners.shape[1] == 3:
+        e = np.stack([corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]], axis=2)
+        gram = np.einsum("pdi,pdj->pij", e, e)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weights = np.linalg.solve(
+                gram + np.where(np.linalg.det(gram) > 0, 0.0, np.nan)[:, None, None],
+                np.einsum("pdi,pd->pi", e, x - corners[:, 0])[..., None])[..., 0]
+        inside = np.all(weights >= 0, axis=1) & (weights.sum(axis=1) <= 1)
+        off = x - corners[:, 0] - np.einsum("pdi,pi->pd", e, np.nan_to_num(weights))
+        distance = np.where(inside, np.linalg.norm(off, axis=1), distance)
+    return distance
+
+
+def hanging_vertices(points: np.ndarray, boundary: np.ndarray,
+                     tolerance: float) -> np.ndarray:
+    """Sorted indices of the vertices of the boundary facets (b, k - 1) (edges, or triangles
+    of a tetrahedral mesh) that lie within ``tolerance`` of another boundary facet but not of
+    its corners: a vertex inside an edge or face it is not a corner of (a T-junction, where two
+    parts meet without sharing vertices; two boundary facets that overlap have one). Candidates
+    come from a k-d tree of the boundary vertices, a ball about each facet: O(b log b)."""
+    if not len(boundary):
+        return np.empty(0, dtype=np.int64)
+    vertices = np.unique(boundary)
+    corners = points[boundary]
+    centres = corners.mean(axis=1)
+    radii = np.linalg.norm(corners - centres[:, None], axis=2).max(axis=1) + tolerance
+    near = cKDTree(points[vertices]).query_ball_point(centres, radii)
+    counts = np.fromiter(map(len, near), dtype=np.int64, count=len(near))
+    facet = np.repeat(np.arange(len(boundary)), counts)
+    vertex = vertices[np.fromiter((v for found in near for v in found), dtype=np.int64,
+                                  count=int(counts.sum()))]
+    other = np.all(boundary[facet] != vertex[:, None], axis=1)
+    facet, vertex = facet[other], vertex[other]
+    x = points[vertex]
+    apart = np.linalg.norm(corners[facet] - x[:, None], axis=2).min(axis=1) > tolerance
+    on = _distances_to_facets(x[apart], corners[facet[apart]]) <= tolerance
+    return np.unique(vertex[apart][on])
+
+
+def _position(x: np.ndarray) -> str:
+    return "(" + ", ".join(f"{c:.6g}" for c in x) + ")"
 
 
 def _describe(indices: np.ndarray) -> str:
@@ -204,8 +286,9 @@ def check_finite(points: np.ndarray) -> None:
 def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
     """Raise one ``ValueError`` for the first problem found (a :class:`RepairableMeshError`
     for cells that repeat a vertex, duplicate or unreferenced vertices, in that order: a
-    collapsed cell may be what leaves a vertex unreferenced); return silently on a valid
-    mesh."""
+    collapsed cell may be what leaves a vertex unreferenced; before the duplicates, a
+    non-conforming mesh, as merging them would leave it (:func:`check_conforming`; checked
+    where no cell is flat), which repairing does not fix); return silently on a valid mesh."""
     n = len(points)
     check_finite(points)
     if cells.size and (cells.min() < 0 or cells.max() >= n):
@@ -218,7 +301,15 @@ def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
         raise RepairableMeshError(
             f"collapsed cells {_describe(collapsed)} list a vertex twice (zero measure)",
             "drop them")
-    duplicates = np.flatnonzero(duplicate_groups(points) != np.arange(n))
+    tolerance = duplicate_tolerance(points, cells)
+    first = duplicate_groups(points, tolerance)
+    merged = first[cells]  # as repairing leaves them: a crack it cannot close is named first
+    merged = np.delete(merged, collapsed_cells(merged), axis=0)
+    if not len(zero_measure_cells(points, merged)):  # else refused as such below
+        faces = facets_of(merged)
+        ids, counts = row_ids(faces)
+        check_conforming(points, faces[counts[ids] == 1], tolerance)
+    duplicates = np.flatnonzero(first != np.arange(n))
     if len(duplicates):
         raise RepairableMeshError(
             f"duplicate vertices {_describe(duplicates)} coincide with earlier vertices",
@@ -230,6 +321,24 @@ def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
     check_cell_shapes(points, cells)
     _refuse("cells on non-manifold facets (a facet shared by more than two cells)",
             non_manifold_cells(cells))
+
+
+def check_conforming(points: np.ndarray, boundary: np.ndarray, tolerance: float) -> None:
+    """Raise a ``ValueError`` naming the :func:`hanging_vertices` of the boundary facets
+    (b, k - 1), with the cure in the mesher: merging vertices (:meth:`Mesh.repaired`) does not
+    split the facets they lie in."""
+    hanging = hanging_vertices(points, boundary, tolerance)
+    if len(hanging):
+        facet, shared = (("edges", "curves") if boundary.shape[1] == 2
+                         else ("faces", "surfaces"))
+        raise ValueError(
+            f"non-conforming mesh: boundary vertices {_describe(hanging)} lie inside boundary "
+            f"{facet} they are not corners of (vertex {hanging[0]} at "
+            f"{_position(points[hanging[0]])}): parts meshed separately meet there without "
+            "sharing their vertices (hanging nodes), which leaves a crack; mesh the parts with "
+            f"conforming shared {shared} (Gmsh: fragment the shapes, "
+            "gmsh.model.occ.fragment or BooleanFragments, or Coherence for built-in "
+            f"geometry); repairing merges coincident vertices, it does not split {facet}")
 
 
 class BadCellsError(ValueError):

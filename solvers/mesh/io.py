@@ -2,9 +2,9 @@
 
 :func:`read_mesh` keeps the highest-dimensional cells (tetrahedra if any, else triangles) and
 reads Gmsh physical tags of cells and boundary facets (``gmsh:physical`` and ``field_data``).
-Triangles whose points all have one z, to within :data:`PLANAR_TOL` of the bounding box's
-diagonal, or :data:`PLANAR_ULPS` units of roundoff of the largest coordinate where the file
-stores single precision (binary STL; CAD and STL exports leave rounding noise there), become a
+Triangles whose points all have one z, to within :data:`PLANAR_TOL` of their x-y extent,
+or :data:`PLANAR_ULPS` units of roundoff of the largest coordinate where the file stores single
+precision (binary STL; CAD and STL exports leave rounding noise there), become a
 planar mesh (d = 2, z dropped). Wavefront ``.obj`` files are read here, not by meshio (which
 refuses the texture and normal indices most exporters write): their vertices and triangles.
 :func:`write_mesh` writes the mesh with optional point and cell fields; VTU and XDMF files open
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numbers
 import re
 import sys
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import AbstractContextManager, nullcontext, redirect_stderr, redirect_stdout
 from io import StringIO
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import h5py
 import meshio
 import numpy as np
 
-from .checks import DUPLICATE_TOL, RepairableMeshError
+from .checks import RepairableMeshError
 from .mesh import Mesh
 
 _CELL_TYPES = {3: "triangle", 4: "tetra"}
@@ -43,9 +43,10 @@ _ONE_CELL_TYPE = {".stl": "triangle", ".off": "triangle", ".ply": "triangle", ".
                   ".obj": "triangle", ".node": "tetra", ".ele": "tetra"}
 """Extensions whose meshio writers hold one of the two cell types only: meshio skips the other
 with a printed warning and leaves a file without cells (TetGen's then hangs its reader)."""
-PLANAR_TOL = DUPLICATE_TOL
-"""Spread of the z coordinates, relative to the bounding box's diagonal, up to which triangles
-are read as planar: below the distance at which two vertices count as one."""
+PLANAR_TOL = 1e-6
+"""Spread of the z coordinates, relative to the diagonal of the x-y bounding box, up to which
+triangles are read as planar (the rounding a CAD or ASCII export leaves in z): a mesh that
+flat is a plane, whose cells' folds are then checked."""
 PLANAR_ULPS = 4
 """Where a file stores coordinates coarser than float64 (float32 in binary STL), the spread of
 the z coordinates, in units of roundoff of that type times the largest coordinate's magnitude,
@@ -74,10 +75,12 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
             convert it to), or, an extension meshio does not read, with the formats allowed;
             an ``.obj`` file with a face that is not a triangle or a line that does not parse
             (naming the line); or the file holds no triangles or tetrahedra (second-order
-            cells such as ``triangle6`` or ``tetra10``: a message saying so), or the mesh is
-            degenerate (the message names the file; a
-            :class:`~physml.solvers.mesh.checks.RepairableMeshError` where ``repair`` would
-            fix it).
+            cells such as ``triangle6`` or ``tetra10``: a message saying so; quads, or Gmsh
+            boundary groups alone: the mesher setting to change), or names Gmsh physical groups
+            that tag no element (``Mesh.SaveAll`` in MSH 2.2), or the mesh is degenerate (the
+            message names the file; a :class:`~physml.solvers.mesh.checks.RepairableMeshError`
+            where ``repair`` would fix it; a non-conforming mesh, a boundary vertex inside
+            another boundary facet, with ``repair`` too).
     """
     path = Path(path)
     extension = max((e for e in formats() if path.name.lower().endswith(e)), key=len,
@@ -94,7 +97,8 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
                 "triangles or tetrahedra; export a first-order mesh (Gmsh: -order 1, or "
                 "Mesh.ElementOrder = 1)")
         raise ValueError(f"mesh file {str(path)!r} holds no triangles or tetrahedra "
-                         f"(cell types: {types})")
+                         f"(cell types: {types})"
+                         f"{_missing_cells_cure(types, 'gmsh:physical' in data.cell_data)}")
     others = sorted({b.type for b in data.cells if b.type in _OTHER_CELLS[k]})
     if others:
         raise ValueError(
@@ -110,6 +114,7 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
     if physical and facet_blocks:
         facets = np.concatenate([data.cells[i].data for i in facet_blocks])
         facet_tags = np.concatenate([physical[i] for i in facet_blocks])
+    _refuse_lost_groups(path, data, k, physical, blocks + facet_blocks)
     points = np.asarray(data.points, dtype=np.float64)
     if k == 3 and points.shape[1] == 3 and len(points) and np.ptp(points[:, 2]) <= (
             _planar_tolerance(points, np.asarray(data.points).dtype)):
@@ -126,12 +131,40 @@ def read_mesh(path: str | Path, *, repair: bool = False, device: str = "cpu") ->
         raise ValueError(f"mesh file {str(path)!r}: {error}") from error
 
 
+def _missing_cells_cure(types: list[str], grouped: bool) -> str:
+    """The likely cause of a file without triangles or tetrahedra, from its cell types and
+    whether it holds Gmsh physical groups (``grouped``)."""
+    if set(types) & (_OTHER_CELLS[3] | _OTHER_CELLS[4]):
+        return ("; physml's meshes are triangles or tetrahedra only: split the other cells in "
+                "the mesher (Gmsh: without recombination, no Recombine and "
+                "Mesh.RecombineAll = 0)")
+    if grouped and set(types) <= {"vertex", "line"}:
+        return ("; Gmsh saves only the elements of its physical groups when there are any: "
+                "add a Physical Surface (or Physical Volume) holding the domain beside the "
+                "boundary groups")
+    return ""
+
+
+def _refuse_lost_groups(path: Path, data: meshio.Mesh, k: int, physical: list | None,
+                        blocks: list[int]) -> None:
+    """ValueError where the file names physical groups of the cells' or facets' dimension but
+    tags every cell and facet 0: what Gmsh writes in MSH 2.2 with ``Mesh.SaveAll = 1``, which
+    loses the groups."""
+    names = sorted(name for name, value in data.field_data.items()
+                   if len(value) >= 2 and int(value[1]) in (k - 1, k - 2))
+    if physical and names and not any(np.any(physical[i]) for i in blocks):
+        raise ValueError(
+            f"mesh file {str(path)!r} names physical groups {names} but tags every element 0 "
+            "(Gmsh writes that with Mesh.SaveAll = 1): the groups are lost; drop "
+            "Mesh.SaveAll and give the domain its own Physical Surface (or Physical Volume)")
+
+
 def _planar_tolerance(points: np.ndarray, stored: np.dtype) -> float:
     """The spread of z up to which triangles of ``points`` ((n, 3) float64, read from a file
-    that stores them as ``stored``) are planar: :data:`PLANAR_TOL` of the bounding box's
-    diagonal, or, for a floating type coarser than float64, :data:`PLANAR_ULPS` units of its
+    that stores them as ``stored``) are planar: :data:`PLANAR_TOL` of the diagonal of their
+    x-y bounding box, or, for a floating type coarser than float64, :data:`PLANAR_ULPS` units of its
     roundoff times the largest coordinate's magnitude, whichever is larger."""
-    tolerance = PLANAR_TOL * float(np.linalg.norm(np.ptp(points, axis=0)))
+    tolerance = PLANAR_TOL * float(np.linalg.norm(np.ptp(points[:, :2], axis=0)))
     if np.issubdtype(stored, np.floating) and np.finfo(stored).eps > np.finfo(np.float64).eps:
         tolerance = max(tolerance,
                         PLANAR_ULPS * float(np.finfo(stored).eps) * float(np.abs(points).max()))
@@ -143,7 +176,7 @@ def _read_meshio(path: Path, extension: str | None) -> meshio.Mesh:
     :func:`read_mesh`)."""
     said, complaint = StringIO(), StringIO()
     try:  # meshio prints why its readers failed, then its own error line, and exits
-        with redirect_stdout(said), redirect_stderr(complaint):
+        with redirect_stdout(said), redirect_stderr(complaint), _quiet_probe(extension):
             data = meshio.read(path, file_format="gmsh" if path.suffix.lower() == ".msh" else None)
     except (Exception, SystemExit) as error:  # ReadError, KeyError, ... from the readers
         if extension is None:
@@ -157,10 +190,22 @@ def _read_meshio(path: Path, extension: str | None) -> meshio.Mesh:
                              ".ply or .obj (ParaView: File > Save Data) and read that") from error
         reason = (" ".join(said.getvalue().split()) if isinstance(error, SystemExit)
                   else f"{type(error).__name__}: {error}")
+        if "Incompatible cell data 'gmsh:physical'" in reason:
+            reason += ("; Gmsh's Mesh.SaveAll = 1 beside physical groups writes MSH 4.1 that "
+                       "meshio cannot read: drop Mesh.SaveAll and give the domain its own "
+                       "Physical Surface (or Physical Volume)")
         raise ValueError(f"cannot read mesh file {str(path)!r} as a {extension} file"
                          + (f" (meshio: {reason})" if reason else "")) from error
     sys.stderr.write(complaint.getvalue())  # a read that worked: meshio's warnings
     return data
+
+
+def _quiet_probe(extension: str | None) -> AbstractContextManager:
+    """NumPy's overflow warnings off for an STL read: meshio tells binary from ASCII by
+    comparing 84 + 50 n with the file's size, n the header's uint32 triangle count, which
+    overflows on an ASCII file's text: harmless, the wrapped product is compared as any other
+    (it matches no ASCII file's size but by chance, as an unwrapped one would)."""
+    return np.errstate(over="ignore") if extension == ".stl" else nullcontext()
 
 
 def _is_polydata(path: Path) -> bool:

@@ -33,6 +33,7 @@ from .checks import (
     check_mesh,
     collapsed_cells,
     duplicate_groups,
+    duplicate_tolerance,
     facets_of,
     may_be_tangled,
     row_ids,
@@ -231,16 +232,19 @@ class Mesh:
         return sorted(name for name, tag in self.tag_names.items() if tag in used)
 
     def repaired(self) -> Mesh:
-        """A copy with duplicate vertices merged and unreferenced vertices dropped.
+        """A copy with duplicate vertices (closer than
+        :func:`~physml.solvers.mesh.checks.duplicate_tolerance`) merged and unreferenced
+        vertices dropped.
 
         Cells that list a vertex twice (as given, or after the merge: collapsed, of zero
         measure) are dropped with their tags, and vertices only they used with them; facets
-        are re-indexed. Other problems (zero measure, inversion, non-manifold facets)
-        are not repaired: the new mesh is checked and raises if any remain. Non-finite
-        positions raise first (a coincidence test cannot place them).
+        are re-indexed. Other problems (zero measure, inversion, non-manifold facets, a vertex
+        inside another boundary facet: edges are not split) are not repaired: the new mesh is
+        checked and raises if any remain. Non-finite positions raise first (a coincidence test
+        cannot place them).
         """
         check_finite(self.points)
-        first = duplicate_groups(self.points)
+        first = duplicate_groups(self.points, duplicate_tolerance(self.points, self.cells))
         cells = first[self.cells]
         keep = np.setdiff1d(np.arange(len(cells)), collapsed_cells(cells))
         cells = cells[keep]
