@@ -138,10 +138,15 @@ class SpectralSolver:
             ks.append((scale * k).reshape(shape))
         return ks
 
+    def _mode_indices(self) -> list[torch.Tensor]:
+        """Per axis, the modes' whole indices $|k_i| L_i / 2\\pi$ (rounded: the angular
+        wavenumber's rounding can put index n/3 just below it), broadcast as the wavenumbers."""
+        return [torch.round(k.abs() * ell / (2 * math.pi))
+                for k, ell in zip(self.wavenumbers, self.length)]
+
     def _dealias_mask(self) -> torch.Tensor:
         mask = torch.ones((), dtype=torch.bool, device=self.device)
-        for k, m, ell in zip(self.wavenumbers, self.n, self.length):
-            index = k.abs() * ell / (2 * math.pi)
+        for index, m in zip(self._mode_indices(), self.n):
             mask = mask & (index < m / 3)
         return mask
 
@@ -157,8 +162,7 @@ class SpectralSolver:
         energy[..., 1:half] *= 2  # twice (every size is even: index `half` is the Nyquist mode)
         index = torch.zeros((), dtype=self.dtype, device=self.device)
         shell = torch.ones((), dtype=torch.bool, device=self.device)
-        for k, m, ell in zip(self.wavenumbers, self.n, self.length):
-            scaled = k.abs() * ell / (2 * math.pi)
+        for scaled, m in zip(self._mode_indices(), self.n):
             index = torch.maximum(index, scaled / m)  # as a fraction of the axis' nodes
             shell = shell & (scaled <= m / 3)
         shell = shell & (index > 1 / 4)
