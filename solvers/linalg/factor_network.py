@@ -135,9 +135,13 @@ class FactorOutOfRange(ValueError):
         self.row = row
 
 
-ROWS_PER_PART = 2048
-"""Fewest rows per host thread for which ``threads="auto"`` splits the forward (below, the
-threads' start and their waits between phases cost about what the split saves)."""
+ROWS_PER_PART = 4096
+"""Fewest rows per host thread for which ``threads="auto"`` splits the forward. Below, a
+second thread's start costs about what it saves: in ``benchmarks/pcg.py``'s alternation of
+set-ups and solves (a 2-core x86_64 VM, heat-step meshes), the learned factor's set-up on two
+threads against one took 2.28 against 2.24 ms at 6.0e3 unknowns (a pool thread woken after a
+solve starts late), 5.28 against 6.33 ms at 2.3e4 and 18.1 against 20.8 ms at 9.3e4; the
+forward alone, called back to back, 0.95x at 6.0e3 and 0.60x at 9.3e4."""
 
 
 def forward_parts(rows: int, threads: int | str = "auto") -> int:
