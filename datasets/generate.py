@@ -152,8 +152,9 @@ def generate(
     """Generate (or resume) the dataset of ``spec`` in ``folder``; returns the manifest:
     ``pde``, ``samples`` (in all), ``split_samples`` (``{split: samples}``, 0 for an empty
     split), ``physml_version`` and ``splits`` (``{split: shard file names}``). A folder that
-    holds the complete dataset of this very spec is left as it is, its manifest returned,
-    with no call of ``progress`` (nothing to solve, check or write).
+    holds the complete dataset of this very spec, every shard there and whole, is left as it
+    is, its manifest returned, with no call of ``progress`` (nothing to solve or write); a
+    shard missing or damaged there is written again, as on a resume.
 
     Args:
         spec: the validated spec (fields on a grid or a mesh, or linear systems).
@@ -197,14 +198,15 @@ def _generate(spec, folder: Path, device: str, workers: int | None, client, over
               warm: Callable, writer: Writer, status: Callable[[str], None]) -> dict:
     """:func:`generate` once the spec, the device and the scheduler (``client``) are checked:
     nothing is deleted before."""
-    if prepare_folder(spec, folder, overwrite):  # complete, of this spec: nothing to do
-        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    complete = prepare_folder(spec, folder, overwrite)  # its manifest written, this spec's
     tasks = plan_shards(spec, folder, device, batch_size)
     total = sum(len(t.seeds) for t in tasks)
     written = {t.path: written_device(t) for t in tasks if Path(t.path).exists()}
     written = {path: recorded for path, recorded in written.items()
                if recorded is not DAMAGED_SHARD}
     pending = [t for t in tasks if t.path not in written]
+    if complete and not pending:  # every shard there and whole: nothing to do
+        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     if pending:
         for recorded in written.values():
             check_resumed_device(recorded, device, folder)

@@ -25,9 +25,9 @@ if TYPE_CHECKING:  # generate imports this module
 
 def prepare_folder(spec: SampledSpec, folder: Path, overwrite: bool) -> bool:
     """Create ``folder`` (or check it may be resumed) and record the spec in it; or, where
-    it holds the complete dataset of this very spec (its ``spec.yaml`` is the spec's YAML, to
-    the character) and ``overwrite`` is false, leave it as it is and return True (a rerun of
-    the same command has nothing to do).
+    it holds the manifest of a dataset of this very spec (its ``spec.yaml`` is the spec's
+    YAML, to the character) and ``overwrite`` is false, leave it as it is and return True (a
+    rerun of the same command: the caller checks its shards).
 
     Raises:
         ValueError: ``folder`` is a file, the folder holds files a dataset did not write

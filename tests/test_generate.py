@@ -227,6 +227,27 @@ def test_the_same_command_on_a_complete_dataset_does_nothing_and_succeeds(tmp_pa
     assert calls == [] and manifest["split_samples"] == {"train": 16, "valid": 2, "test": 2}
 
 
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_the_same_command_writes_a_shard_a_complete_dataset_lost_again(tmp_path, capsys, damage):
+    """A manifest and the same spec are not a complete dataset when a shard is gone or cut
+    short: the rerun said "complete, nothing to do" and the dataset did not open."""
+    spec = write_spec(tmp_path)
+    out = tmp_path / "d"
+    args = ["datasets", "generate", str(spec), "--out", str(out), "--workers", "0", "--quiet"]
+    assert main(args) == 0
+    shard = sorted((out / "train").glob("shard-*.h5"))[1]
+    whole = shard.read_bytes()
+    if damage == "deleted":
+        shard.unlink()
+    else:
+        shard.write_bytes(whole[: len(whole) // 2])
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith("wrote 20 samples")
+    assert shard.read_bytes() == whole
+    assert main(args) == 0 and "nothing to do" in capsys.readouterr().out
+
+
 def test_a_generation_that_cannot_start_shows_no_progress_bar(tmp_path, monkeypatch, capsys):
     from physml.datasets import generate as generation
 

@@ -591,6 +591,22 @@ def test_a_used_learned_preconditioner_copies_and_pickles():
     iterations = cg(A, b, preconditioner=preconditioner(A)).iterations
     for clone in (copy.deepcopy(preconditioner), pickle.loads(pickle.dumps(preconditioner))):
         assert cg(A, b, preconditioner=clone(A)).iterations == iterations
+    older = LearnedPreconditioner.__new__(LearnedPreconditioner)  # pickled without `threads`
+    older.__dict__.update({k: v for k, v in preconditioner.__getstate__().items()
+                           if k != "threads"})
+    assert cg(A, b, preconditioner=older(A)).iterations == iterations
+
+
+def test_a_system_the_split_forward_cannot_address_takes_the_pytorch_path(monkeypatch):
+    """A matrix that fits the forward's 32-bit offsets in one part but not in the parts its
+    threads ask for is factored by PyTorch, not refused."""
+    matrix = make_system(LinearSystemSpec(systems="poisson_grid", size=20, samples=1), 0).matrix
+    A = CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
+    preconditioner = LearnedPreconditioner(perturbed("cholesky", 0))
+    expected = preconditioner.factor(A)[1].numpy()
+    monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz, parts=1: parts == 1)
+    preconditioner.threads = 3
+    np.testing.assert_allclose(preconditioner.factor(A)[1].numpy(), expected, rtol=1e-5)
 
 
 def test_a_model_reading_extra_node_features_is_refused_as_a_preconditioner():

@@ -51,6 +51,7 @@ from ..solvers.linalg.factor_network import (
     NODE_FEATURES,
     FactorOutOfRange,
     NetworkFactor,
+    forward_parts,
     require_symmetric,
 )
 from ..solvers.linalg.factor_network_source import SMALLEST_SCALED_DIAGONAL
@@ -146,6 +147,8 @@ class LearnedPreconditioner:
         ValueError: the model reads other node features.
     """
 
+    threads: int | str = "auto"  # on the class: one unpickled from an older physml reads it
+
     ROLE = "preconditioner"
     """What a saved file holds this model as (:meth:`save`; :meth:`load` refuses another)."""
 
@@ -159,7 +162,6 @@ class LearnedPreconditioner:
         self.name = f"learned_{model.kind}"
         self._parameters = list(model.parameters())
         self._cached: _NativeWeights | None = None
-        self.threads: int | str = "auto"
 
     def __getstate__(self) -> dict:
         """Without the native forward's weights (rebuilt on the next call): they hold
@@ -188,7 +190,8 @@ class LearnedPreconditioner:
         pattern = LowerPattern(host, A.device,
                                by_levels=None if self.model.kind == "cholesky" else False)
         native = self._native() if pattern.device.is_cpu else None
-        if native is not None and native.fits(pattern.n, pattern.nnz):
+        if native is not None and native.fits(pattern.n, pattern.nnz,
+                                              forward_parts(pattern.n, self.threads)):
             try:  # checked in the native call
                 return pattern, native.values(pattern, matrix, out=A.dtype,
                                               threads=self.threads)
