@@ -147,9 +147,11 @@ def folded_cells(points: np.ndarray, cells: np.ndarray,
     return np.unique(pairs[sides[:, 0] == sides[:, 1]] % m)
 
 
-def non_manifold_cells(cells: np.ndarray) -> np.ndarray:
-    """Indices of the cells (m, k) with a facet that more than two cells share."""
-    inverse, counts = row_ids(facets_of(cells))
+def non_manifold_cells(cells: np.ndarray,
+                       facets: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Indices of the cells (m, k) with a facet that more than two cells share (``facets``:
+    :func:`row_ids` of :func:`facets_of` the cells, where the caller has them)."""
+    inverse, counts = row_ids(facets_of(cells)) if facets is None else facets
     bad = counts[inverse] > 2
     return np.unique(np.flatnonzero(bad) % len(cells))
 
@@ -176,14 +178,20 @@ def duplicate_tolerance(points: np.ndarray, cells: np.ndarray) -> float:
     vertices, $\tau$ = :data:`DUPLICATE_TOL` and $\phi$ = :data:`DUPLICATE_EDGE_FRACTION`."""
     if not len(points):
         return 0.0
-    scale = max(float(np.linalg.norm(np.ptp(points, axis=0))), float(np.abs(points).max()))
-    tolerance = DUPLICATE_TOL * (scale or 1.0)
+    tolerance = scale_tolerance(points)
     x = points[cells]
     shortest2 = min((np.where(cells[:, i] != cells[:, j],
                               np.einsum("md,md->m", x[:, i] - x[:, j], x[:, i] - x[:, j]),
                               np.inf).min(initial=np.inf)
                      for i, j in combinations(range(cells.shape[1]), 2)), default=np.inf)
     return min(tolerance, DUPLICATE_EDGE_FRACTION * float(np.sqrt(shortest2)))
+
+
+def scale_tolerance(points: np.ndarray) -> float:
+    """$\tau s$ of :func:`duplicate_tolerance` (n >= 1 vertices (n, d)): its bound without the
+    shortest edge, which nothing finds closer pairs under than it does."""
+    scale = max(float(np.linalg.norm(np.ptp(points, axis=0))), float(np.abs(points).max()))
+    return DUPLICATE_TOL * (scale or 1.0)
 
 
 def duplicate_groups(points: np.ndarray, tolerance: float) -> np.ndarray:
@@ -301,14 +309,25 @@ def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
         raise RepairableMeshError(
             f"collapsed cells {_describe(collapsed)} list a vertex twice (zero measure)",
             "drop them")
-    tolerance = duplicate_tolerance(points, cells)
+    # the scale's bound first: the shortest edge caps the tolerance only where it finds
+    # something (a valid mesh skips that pass over every cell)
+    tolerance = scale_tolerance(points) if n else 0.0
     first = duplicate_groups(points, tolerance)
-    merged = first[cells]  # as repairing leaves them: a crack it cannot close is named first
-    merged = np.delete(merged, collapsed_cells(merged), axis=0)
-    if not len(zero_measure_cells(points, merged)):  # else refused as such below
+    if np.any(first != np.arange(n)):
+        tolerance = duplicate_tolerance(points, cells)
+        first = duplicate_groups(points, tolerance)
+    whole = bool(np.all(first == np.arange(n)))  # no duplicates: repairing keeps the cells
+    merged = cells if whole else first[cells]  # as repairing leaves them: a crack it cannot
+    merged = np.delete(merged, collapsed_cells(merged), axis=0)  # close is named first
+    flat = zero_measure_cells(points, merged)
+    facets = None
+    if not len(flat):  # else refused as such below
         faces = facets_of(merged)
         ids, counts = row_ids(faces)
-        check_conforming(points, faces[counts[ids] == 1], tolerance)
+        boundary = faces[counts[ids] == 1]
+        if len(hanging_vertices(points, boundary, tolerance)):
+            check_conforming(points, boundary, duplicate_tolerance(points, cells))
+        facets = (ids, counts) if whole else None
     duplicates = np.flatnonzero(first != np.arange(n))
     if len(duplicates):
         raise RepairableMeshError(
@@ -318,9 +337,9 @@ def check_mesh(points: np.ndarray, cells: np.ndarray) -> None:
     if len(unused):
         raise RepairableMeshError(
             f"unreferenced vertices {_describe(unused)} belong to no cell", "drop them")
-    check_cell_shapes(points, cells)
+    check_cell_shapes(points, cells, flat=flat if whole else None)
     _refuse("cells on non-manifold facets (a facet shared by more than two cells)",
-            non_manifold_cells(cells))
+            non_manifold_cells(cells, facets))
 
 
 def check_conforming(points: np.ndarray, boundary: np.ndarray, tolerance: float) -> None:
@@ -355,12 +374,14 @@ class TangledCellsError(BadCellsError):
 
 
 def check_cell_shapes(points: np.ndarray, cells: np.ndarray,
-                      facets: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                      facets: tuple[np.ndarray, np.ndarray] | None = None,
+                      flat: np.ndarray | None = None) -> None:
     """Raise :func:`check_mesh`'s ``ValueError`` (a :class:`TangledCellsError`) for
-    :func:`zero_measure_cells` and :func:`folded_cells` (``facets``: its argument): what
-    moving the vertices can break."""
+    :func:`zero_measure_cells` (``flat``: the caller's) and :func:`folded_cells` (``facets``:
+    its argument): what moving the vertices can break."""
     kind = "volume" if cells.shape[1] == 4 else "area"
-    _refuse(f"zero-{kind} cells", zero_measure_cells(points, cells), TangledCellsError)
+    _refuse(f"zero-{kind} cells", zero_measure_cells(points, cells) if flat is None else flat,
+            TangledCellsError)
     _refuse("folded cells (on the same side of a facet as its other cell)",
             folded_cells(points, cells, facets), TangledCellsError)
 
