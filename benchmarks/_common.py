@@ -1,15 +1,21 @@
 """What the benchmark scripts share: the summary of a side's repeated measurements, the
-refusal of a device this machine lacks as a command-line error, and the machine's cores and
-load as a report records them on any platform. The scripts run as
-``python benchmarks/<name>.py``, so this folder is on ``sys.path`` and they import it as
-``_common``."""
+refusal of a device this machine lacks as a command-line error, the machine's cores and load
+as a report records them on any platform, and the code and machine a report was made with. The
+scripts run as ``python benchmarks/<name>.py``, so this folder is on ``sys.path`` and they
+import it as ``_common``."""
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import platform
 import statistics
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
+
+import physml
 
 
 def at_least(minimum: float, kind: type = int, strictly: bool = False) -> Callable[[str], float]:
@@ -69,3 +75,40 @@ def load_average() -> list[float] | None:
         return list(os.getloadavg())
     except (AttributeError, OSError):  # no such call; or none to read
         return None
+
+
+def keep_heap_memory() -> bool:
+    """Raise glibc's mmap and trim thresholds to 1 GiB (``mallopt``; True if applied, False
+    without glibc). NumPy allocates fresh temporaries for every array expression; above the mmap
+    threshold (at most 32 MiB by default: a 2048^2 float64 array) each is mapped, page-faulted
+    and unmapped again, which slows a NumPy twin by up to half; with the thresholds raised they
+    reuse heap memory, the twin's best case."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD,
+                                                                        1 << 30))
+
+
+def git_commit() -> str | None:
+    """``git rev-parse HEAD`` of the checkout these scripts sit in, or None outside a git
+    checkout or without git."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                              capture_output=True, text=True, check=False)
+    except OSError:  # no git
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def provenance() -> dict:
+    """What a report records of the code and conditions that made it: ``physml_version``,
+    ``git_commit`` (:func:`git_commit`), ``machine`` (platform, processor, CPU count) and the
+    ``load_average`` (:func:`load_average`) when called."""
+    return {"physml_version": physml.__version__, "git_commit": git_commit(),
+            "machine": {"platform": platform.platform(),
+                        "processor": platform.processor() or platform.machine(),
+                        "cpus": os.cpu_count()},
+            "load_average": load_average()}

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import warp as wp
-from _common import load_average, summary, usable_cores
+from _common import load_average, provenance, summary, usable_cores
 
 import physml
 from physml import bridge
@@ -137,7 +137,7 @@ def main() -> None:
         "settings": {"torch_threads": 1, "physml_host_threads": 1, "repeats": REPEATS,
                      "statistic": "median"},
         "load_average_before": load_before, "load_average_after": load_average(),
-        "cases": rows,
+        "provenance": provenance(), "cases": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

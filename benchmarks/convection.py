@@ -31,7 +31,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import at_least  # noqa: E402
+from _common import at_least, provenance  # noqa: E402
 
 from physml.cases.pinn import build_trainer  # noqa: E402
 from physml.cases.registry import load_case  # noqa: E402
@@ -109,7 +109,8 @@ def main() -> None:
               "seeds": seeds}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"budget": budget, "summary": summary, "table": table}, indent=2)
+        json.dumps({"provenance": provenance(), "budget": budget, "summary": summary,
+                    "table": table}, indent=2)
     )
     plot(table, betas, args.out.with_suffix(".png"))
     print(json.dumps(summary, indent=2))

@@ -37,7 +37,7 @@ import pyamg
 import scipy
 import scipy.sparse.linalg as spla
 import warp as wp
-from _common import at_least, load_average, summary, usable_cores
+from _common import at_least, load_average, provenance, summary, usable_cores
 
 import physml
 from physml.solvers.linalg import CsrOperator, Jacobi, SmoothedAggregationAMG, cg, csr_from_scipy
@@ -209,6 +209,7 @@ def main() -> None:
             "repeats": args.repeats,
             "variable_coefficient_contrast": CONTRAST,
         },
+        "provenance": provenance(),
         "cases": cases,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

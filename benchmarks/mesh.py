@@ -5,7 +5,8 @@ heat-method geodesic (potpourri3d). A peer that is not installed is skipped (``p
 
 Assembly (``--parts assembly``): on icospheres of $10\cdot 4^\ell + 2$ vertices
 ($\ell = 5 \dots 8$: 1.0e4 to 6.6e5 vertices) the script times, alternately in one run,
-``REPEATS`` times each:
+``REPEATS`` times each (every comparison here runs one untimed call of each side first, then
+alternates the sides in reversed order every other repeat):
 
 - ``physml cold``: a fresh mesh: the CSR pattern and each cell entry's CSR slot (one native
   pass, :func:`~physml.solvers.mesh.operators.csr_pattern`) plus the values, summed from each
@@ -56,7 +57,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import warp as wp
-from _common import at_least, load_average, summary
+from _common import at_least, load_average, provenance, summary
 
 import physml
 from physml.solvers.linalg import CsrOperator, Jacobi, SmoothedAggregationAMG, cg, csr_from_scipy
@@ -195,11 +196,14 @@ def bench_geodesic(level: int) -> dict:
 
 
 def _alternate(sides: dict, repeats: int = REPEATS) -> dict[str, list[float]]:
-    """``repeats`` timings of each side, the sides taking turns."""
+    """``repeats`` timings of each side after one untimed call of each (kernels loaded,
+    workspaces built), the sides taking turns in reversed order every other repeat."""
+    for fn in sides.values():
+        fn()
     times = {name: [] for name in sides}
-    for _ in range(repeats):
-        for name, fn in sides.items():
-            times[name].append(_time(fn))
+    for repeat in range(repeats):
+        for name in list(sides) if repeat % 2 == 0 else list(sides)[::-1]:
+            times[name].append(_time(sides[name]))
     return times
 
 
@@ -250,12 +254,11 @@ def main() -> None:
         "physml": physml.__version__, "warp": wp.__version__,
         "machine": platform.platform(), "cpu_count": os.cpu_count(),
         "threads": {"warp_cpu": 1, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
-        "repeats": REPEATS, "load_average_before": load_average(),
+        "repeats": REPEATS, "load_average_before": load_average(), "provenance": provenance(),
     }
     if args.keep and args.out.exists():  # the parts not measured now stay as they were
         kept = json.loads(args.out.read_text())
-        report = {**{k: v for k, v in kept.items() if k.split("_load_average")[0] in PARTS},
-                  **report}
+        report = {**{k: v for k, v in kept.items() if k.partition("_")[0] in PARTS}, **report}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for part in args.parts:
         bench, title = PARTS[part]
@@ -265,6 +268,7 @@ def main() -> None:
                   f"(pip install -e '.[bench]')", flush=True)
             continue
         report[f"{part}_load_average_before"] = load_average()
+        report[f"{part}_provenance"] = provenance()
         results = []
         for level in args.levels:
             results.append(bench(level))

@@ -37,7 +37,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-from _common import at_least, check_device, load_average
+from _common import at_least, check_device, load_average, provenance
 
 from physml.cases.moe import ConstraintSpec
 from physml.constraints import Continuity, LevenbergMarquardt, UnconvergedSolveWarning
@@ -219,7 +219,7 @@ def main() -> None:
                "load_average": load_average(), "budget": {**dataclasses.asdict(budget),
                                                    "loss": budget.loss.value},
                "machine": platform.processor() or platform.machine(), "device": args.device,
-               "threads": torch.get_num_threads(), "methods": {}}
+               "threads": torch.get_num_threads(), "provenance": provenance(), "methods": {}}
     if "timing" in args.parts:
         results["timing"] = timing(args.problem, v, args.device, [1, 2, 4, 8])
         _write(args.out, results)

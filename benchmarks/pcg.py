@@ -68,7 +68,7 @@ import pyamg
 import scipy
 import torch
 import warp as wp
-from _common import at_least, check_device, load_average, summary
+from _common import at_least, check_device, load_average, provenance, summary
 
 import physml
 from physml.datasets.linear_systems import LinearSystemSpec, make_system
@@ -348,8 +348,8 @@ def main() -> None:
             "versions": {"physml": physml.__version__, "warp": wp.__version__,
                          "scipy": scipy.__version__, "pyamg": pyamg.__version__,
                          "torch": torch.__version__},
-            "settings": settings, "training": training, "generalisation": generalisation,
-            "cases": results,
+            "provenance": provenance(), "settings": settings, "training": training,
+            "generalisation": generalisation, "cases": results,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1))

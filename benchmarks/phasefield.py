@@ -37,7 +37,6 @@ NumPy twin on the CPU.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import platform
@@ -48,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 import warp as wp
-from _common import check_device
+from _common import check_device, keep_heap_memory, provenance
 
 import physml
 from physml.devices import Stopwatch
@@ -143,17 +142,6 @@ class NumpyTwin:
 # ------------------------------------------------------------------------------ timing
 
 
-def keep_heap_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds to 1 GiB (True if applied)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD,
-                                                                        1 << 30))
-
-
 def seconds_for(run: Rollout, n_steps: int, device: str) -> float:
     """Wall-clock seconds of one rollout of ``n_steps`` steps, ``device`` synchronised."""
     with Stopwatch(device) as watch:
@@ -239,6 +227,7 @@ def main() -> None:
                      "adaptive_tolerance": DEFAULT_TOLERANCE, "quick": args.quick,
                      "glibc_heap_thresholds_raised": heap_kept},
         "statistic": f"fastest of {REPEATS} alternating runs (medians beside)",
+        "provenance": provenance(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({**environment, "grids": results}, indent=2) + "\n")

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import warp as wp
+from _common import provenance
 
 import physml
 from physml.cases.registry import load_case
@@ -91,6 +92,7 @@ def main() -> None:
         "case": f"{CASE.name} variant=cpu", "save_times": save_times.tolist(),
         "reference": ref, "tolerances": rows, "quick": args.quick,
         "versions": {"physml": physml.__version__, "warp": wp.__version__},
+        "provenance": provenance(),
     }, indent=2) + "\n")
     print(f"wrote {args.out}")
 

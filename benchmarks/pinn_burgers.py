@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import at_least, summary
+from _common import at_least, provenance, summary
 
 from physml.cases.pinn import build_trainer
 from physml.cases.registry import load_case
@@ -169,7 +169,7 @@ def main() -> None:
               "deepxde_version": runs["deepxde"][0]["version"], "medians": sides,
               "physml_over_deepxde": {key: sides["physml"][key]["median"]
                                       / sides["deepxde"][key]["median"] for key in RATES},
-              "physml_over_deepxde_paired": paired, "runs": runs}
+              "physml_over_deepxde_paired": paired, "provenance": provenance(), "runs": runs}
     print("physml / DeepXDE (ratio of medians; paired ratios min-max): " + ", ".join(
         f"{key} {result['physml_over_deepxde'][key]:.2f}x "
         f"[{paired[key]['min']:.2f}-{paired[key]['max']:.2f}]" for key in RATES))

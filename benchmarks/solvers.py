@@ -33,9 +33,18 @@ Batched throughput: 256 samples of 1024-cell Burgers advanced together in one ba
 against 256 one-by-one rollouts, samples/s of each, alternately (in reversed order every other
 repeat).
 
+NumPy's allocator: the twins allocate fresh temporaries for every array expression, and from
+2048^2 cells (32 MiB a float64 array) glibc maps each one anew (its mmap threshold), page-faults
+it and unmaps it, which made the twin 1.41x slower per step there; from 1024^2 cells down the
+heap reuses them. ``--keep-heap`` raises glibc's mmap and trim thresholds to 1 GiB (``mallopt``
+before anything runs; the same as ``MALLOC_MMAP_THRESHOLD_=1073741824
+MALLOC_TRIM_THRESHOLD_=1073741824`` in the script's environment) so that the temporaries reuse
+heap memory, the twin's best case; physml's solvers allocate their arrays once per solver, so
+the setting changes the NumPy side only. The JSON records it (``glibc_heap_thresholds_raised``).
+
 Run from the repository root::
 
-    python benchmarks/solvers.py [--out results.json] [--seconds 1.0]
+    python benchmarks/solvers.py [--out results.json] [--seconds 1.0] [--keep-heap]
 """
 
 from __future__ import annotations
@@ -55,7 +64,7 @@ from pathlib import Path
 
 import numpy as np
 import warp as wp
-from _common import at_least, load_average, summary
+from _common import at_least, keep_heap_memory, load_average, provenance, summary
 
 import physml
 from physml.devices import Stopwatch
@@ -343,7 +352,7 @@ def batched_throughput() -> dict:
 # ------------------------------------------------------------------------------- reporting
 
 
-def environment(seconds: float) -> dict:
+def environment(seconds: float, heap_kept: bool) -> dict:
     """Machine, versions and settings, stored beside the numbers."""
     return {
         "machine": {
@@ -361,6 +370,7 @@ def environment(seconds: float) -> dict:
             "dt": f"{CFL_FRACTION} * stable_dt(u0)",
             "seconds_per_measurement": seconds,
             "numpy_threads": 1,
+            "glibc_heap_thresholds_raised": heap_kept,
         },
         "statistic": f"median (min, max) of {REPEATS} alternating runs",
     }
@@ -374,7 +384,11 @@ def main() -> None:
     parser.add_argument("--pdes", nargs="+", default=list(PDES), choices=PDES)
     parser.add_argument("--largest", type=at_least(min(int(np.prod(s)) for s in GRID_SHAPES)),
                         default=2**22, help="skip grids above this (cells)")
+    parser.add_argument("--keep-heap", action="store_true",
+                        help="raise glibc's mmap and trim thresholds for NumPy's temporaries")
     args = parser.parse_args()
+    if args.keep_heap and not keep_heap_memory():
+        parser.error("--keep-heap sets glibc's malloc thresholds: this platform has no glibc")
     wp.config.log_level = wp.LOG_WARNING  # no Warp greeting or module-load lines
     load_before = load_average()
     stream = {threads: stream_copy_gb_s(threads) for threads in range(1, available_cores() + 1)}
@@ -386,7 +400,8 @@ def main() -> None:
         copy = stream[min(row["physml_host_threads"], max(stream))]["median"]
         row["bandwidth_fraction_of_copy"] = row["physml_bandwidth_gb_s"] / copy
     batched = batched_throughput()
-    result = {**environment(args.seconds), "load_average_before": load_before,
+    result = {**environment(args.seconds, args.keep_heap), "provenance": provenance(),
+              "load_average_before": load_before,
               "load_average_after": load_average(),
               "stream_copy_gb_s": {f"{k}_threads": v for k, v in stream.items()},
               "grids": results, "batched": batched}

@@ -32,7 +32,7 @@ import json
 from pathlib import Path
 
 import torch
-from _common import check_device
+from _common import check_device, provenance
 
 from physml.cases.registry import load_case
 from physml.cases.teng import Reference, build_teng, initial_condition
@@ -217,6 +217,7 @@ def main() -> None:
             else:
                 scheme, _, solver = part.partition("_")
                 entry[key] = run_scheme(case, scheme, theta0, reference, solver or "auto")
+            results["provenance"] = provenance()
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import at_least, load_average, summary, usable_cores
+from _common import at_least, load_average, provenance, summary, usable_cores
 
 CASE = Path(__file__).parents[1] / "cases" / "burgers.yaml"
 SETTINGS = {
@@ -125,7 +125,7 @@ def main() -> None:
         "note": "shared machine: other users' processes ran on both sides; 'busy' adds one "
                 "busy-loop process started by this script",
         "threads_reported": threads, "seconds_per_block": args.seconds, "rounds": args.rounds,
-        "steps_per_s": table, "over_1_thread": ratios,
+        "steps_per_s": table, "over_1_thread": ratios, "provenance": provenance(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

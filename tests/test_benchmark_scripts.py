@@ -209,3 +209,94 @@ def test_threads_writes_its_report_without_affinity_or_load_average(script, monk
     report = json.loads(out.read_text())
     assert report["affinity"] == os.cpu_count()
     assert report["load_average_before"] is None and report["load_average_after"] is None
+
+
+def test_datasets_reading_only_times_every_pair_reader_and_keeps_the_generation(
+        script, monkeypatch, tmp_path):
+    """Shuffled pairs against h5py with a chunk cache that holds the shard and against whole
+    arrays read once (the default 1 MiB cache measured only its misses), each side's runs kept;
+    ``--reading-only`` replaces the reading alone (shrunk: 64 cells, 5 states)."""
+    datasets = script("datasets")
+    full_spec = datasets.burgers_spec
+    monkeypatch.setattr(datasets, "burgers_spec", lambda samples: full_spec(samples).model_copy(
+        update={"grid": [64], "t_end": 0.05, "n_saves": 5}))
+    out = tmp_path / "datasets.json"
+    out.write_text(json.dumps({"generation": {"samples": 3}, "reading": "old"}))
+    monkeypatch.setattr(sys, "argv", ["datasets.py", "--reading-only", "--samples", "3",
+                                      "--repeats", "2", "--out", str(out)])
+    datasets.main()
+    report = json.loads(out.read_text())
+    assert report["generation"] == {"samples": 3}
+    pairs = report["reading_pairs"]
+    assert pairs["h5py_chunk_cache_bytes"] == datasets.PAIR_CHUNK_CACHE
+    for side in ("field_dataset", "h5py_chunk_cache", "h5py_whole_array"):
+        assert len(pairs[f"{side}_pairs_s"]["runs"]) == 2
+    assert {"ratio_over_h5py_chunk_cache", "ratio_over_h5py_whole_array"} <= set(pairs)
+    assert len(report["reading"]["h5py_mb_s"]["runs"]) == 2
+    assert report["reading_provenance"]["physml_version"]
+
+
+def test_common_provenance_names_the_version_and_the_commit(script, monkeypatch):
+    import subprocess
+
+    import physml
+
+    common = script("_common")
+    record = common.provenance()
+    assert record["physml_version"] == physml.__version__
+    assert {"machine", "load_average"} <= set(record)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True, check=False)
+    assert record["git_commit"] == (head.stdout.strip() if head.returncode == 0 else None)
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    assert common.git_commit() is None
+
+
+REPORTING_SCRIPTS = sorted(path for path in (ROOT / "benchmarks").glob("*.py")
+                           if '"--out"' in path.read_text())
+
+
+@pytest.mark.parametrize("path", REPORTING_SCRIPTS, ids=[p.stem for p in REPORTING_SCRIPTS])
+def test_every_benchmark_report_records_its_provenance(path):
+    """The version alone cannot tell which code made a figure: each script that writes a report
+    (an ``--out`` option) records the commit and machine too."""
+    assert "provenance()" in path.read_text()
+
+
+@pytest.mark.parametrize("applied", [True, False])
+def test_solvers_keep_heap_raises_glibc_thresholds_and_records_it(script, monkeypatch, capsys,
+                                                                  tmp_path, applied):
+    """NumPy's 2048^2 temporaries are mapped anew by glibc each time unless the thresholds are
+    raised (shrunk: the measurements answer fixed figures)."""
+    solvers = script("solvers")
+    monkeypatch.setattr(solvers, "keep_heap_memory", lambda: applied)
+    monkeypatch.setattr(solvers, "stream_copy_gb_s", lambda threads: {"median": 1.0})
+    monkeypatch.setattr(solvers, "benchmark_grid", lambda pde, shape, seconds: {
+        "physml_host_threads": 1, "physml_bandwidth_gb_s": 1.0})
+    monkeypatch.setattr(solvers, "batched_throughput", dict)
+    out = tmp_path / "solvers.json"
+    argv = ["--keep-heap", "--pdes", "heat", "--largest", "1024", "--out", str(out)]
+    if not applied:
+        assert run_main(solvers, monkeypatch, *argv).code == 2
+        assert "--keep-heap sets glibc's malloc thresholds" in capsys.readouterr().err
+        return
+    monkeypatch.setattr(sys, "argv", ["solvers.py", *argv])
+    solvers.main()
+    report = json.loads(out.read_text())
+    assert report["settings"]["glibc_heap_thresholds_raised"] is True
+    assert report["provenance"]["physml_version"]
+
+
+def test_mesh_warms_every_side_then_alternates_in_reversed_order(script):
+    """A side's first call (a workspace built) was one of its three timings at 1e5 vertices and
+    above, and the sides always ran in the same order."""
+    mesh = script("mesh")
+    calls = []
+    sides = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
+    times = mesh._alternate(sides, repeats=2)
+    assert calls == ["a", "b", "c", "a", "b", "c", "c", "b", "a"]
+    assert {name: len(t) for name, t in times.items()} == {"a": 2, "b": 2, "c": 2}
