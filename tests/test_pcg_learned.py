@@ -217,7 +217,7 @@ def test_a_float64_network_trains_and_gives_the_native_forward_s_factor(monkeypa
     assert np.isfinite(history).all()
     A = CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
     native = LearnedPreconditioner(model)(A).values.numpy()
-    monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz: False)
+    monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz, parts=1: False)
     np.testing.assert_allclose(LearnedPreconditioner(model)(A).values.numpy(), native,
                                rtol=2e-6)
 
@@ -229,7 +229,7 @@ def test_the_pytorch_path_leaves_a_training_model_in_training_mode(monkeypatch):
     matrix = small_systems()[0]
     model = FactorModel("cholesky", width=4, steps=1)
     model.train()
-    monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz: False)
+    monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz, parts=1: False)
     LearnedPreconditioner(model)(CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu")))
     assert model.training
 
@@ -640,7 +640,7 @@ def test_a_factor_whose_diagonal_vanishes_in_its_precision_is_refused(monkeypatc
     pivot of M against the scaled matrix's unit diagonal is below float32's eps (a dense row's
     5e-23 made CG break down with NaN), and above float64's (1.5e-8)."""
     if path == "torch":
-        monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz: False)
+        monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz, parts=1: False)
     model = FactorModel(kind, width=4, steps=1)
     with torch.no_grad():
         model.network.node_decoder[-1].bias.fill_(-10.0)
@@ -662,7 +662,7 @@ def test_a_factor_that_overflows_names_the_preconditioner_not_the_matrix(
     checks its factor in the same call, PyTorch's (CUDA, or a system too large for the native
     one) after it; both name the hub's row, in either precision of the factor."""
     if path == "torch":
-        monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz: False)
+        monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz, parts=1: False)
     n = 200
     others = np.delete(np.arange(n), hub)
     centre = np.full(n - 1, hub)
@@ -702,7 +702,7 @@ def test_a_non_finite_entry_of_the_matrix_is_named_not_blamed_on_the_training(
     Inf), and the learned preconditioners blamed the training for the factor it spread to,
     from row 0 on."""
     if path == "torch":
-        monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz: False)
+        monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz, parts=1: False)
     matrix = with_entry(small_systems()[0], 1, 0, value)
     n = matrix.shape[0]
     message = rf"matrix has the non-finite entry {value} in row 1 \(column 0\)"
@@ -733,7 +733,7 @@ def test_a_matrix_that_is_not_symmetric_is_refused_as_training_system_refuses_it
     (CG then ran 10 n iterations, or converged for the wrong reason), on either path (the
     PyTorch one: CUDA, or a system too large for the native forward)."""
     if path == "torch":
-        monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz: False)
+        monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz, parts=1: False)
     matrix = with_entry(small_systems()[0], *entry, -0.5)
     n = matrix.shape[0]
     with pytest.raises(ValueError, match="is not symmetric") as refused:
@@ -762,7 +762,7 @@ def test_a_float32_matrix_a_few_roundings_from_symmetric_is_accepted(monkeypatch
     """A float32 assembly by atomic adds in no fixed order (CUDA) leaves A_ij and A_ji a few
     ulps apart: accepted in float32, where float64 keeps its 1e-12."""
     if path == "torch":
-        monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz: False)
+        monkeypatch.setattr(NetworkFactor, "fits", lambda self, n, nnz, parts=1: False)
     matrix = small_systems()[0].astype(np.float32)
     ulps = with_entry(matrix, 1, 0, np.float32(matrix[1, 0]) * np.float32(1 + 4e-7))
     assert ulps[1, 0] != ulps[0, 1]
