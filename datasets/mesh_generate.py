@@ -31,14 +31,20 @@ METADATA = {"f": ("source term f", "1"), "kappa": ("diffusivity", "m2 s-1"),
             "shift": ("reaction coefficient sigma of -kappa Laplacian u + sigma u = f", "s-1")}
 
 
-@functools.cache
+KEPT_MESHES = 4
+"""Meshes a process keeps for the shards that follow (the least recently used dropped): a
+dataset's shards share one, and a process that generates many datasets keeps a few."""
+
+
+@functools.lru_cache(maxsize=KEPT_MESHES)
 def _mesh(source: MeshSpec, device: str) -> pm.Mesh:
     return source.build().to(device)
 
 
 def dataset_mesh(spec: MeshDatasetSpec, device: str = "cpu") -> pm.Mesh:
-    """The mesh of ``spec`` on ``device`` (generated or read once per process; a frozen
-    :class:`~physml.datasets.mesh_spec.MeshSpec` is its own cache key)."""
+    """The mesh of ``spec`` on ``device`` (generated or read once per process for the shards
+    that follow, :data:`KEPT_MESHES` kept; a frozen :class:`~physml.datasets.mesh_spec.MeshSpec`
+    is its own cache key)."""
     return _mesh(spec.mesh, device)
 
 

@@ -211,3 +211,14 @@ def test_mesh_shards_record_the_equation_and_solver_as_grid_shards_do(tmp_path):
     attrs = io.open_dataset(tmp_path / "p", "train").attrs
     assert attrs["equation"] == "-kappa Laplacian u + shift u = f" and attrs["shift"] == 1.0
     assert attrs["solver"] == "physml.solvers.mesh.poisson"
+
+
+def test_a_process_keeps_a_few_meshes_not_every_one_it_generated():
+    """The mesh cache had no bound: a process generating many mesh datasets kept them all."""
+    from physml.datasets import mesh_generate
+    from physml.datasets.mesh_spec import MeshSpec
+
+    mesh_generate._mesh.cache_clear()
+    for h in (0.5, 0.45, 0.4, 0.35, 0.3, 0.25):
+        mesh_generate._mesh(MeshSpec(domain="l_shape", h=h), "cpu")
+    assert mesh_generate._mesh.cache_info().currsize == mesh_generate.KEPT_MESHES
