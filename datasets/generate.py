@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ from .memory import check_plan_fits
 from .mesh_generate import check_mesh_spec, warm_mesh_kernels, write_mesh_shard
 from .mesh_spec import MeshDatasetSpec
 from .output_folder import DAMAGED_SHARD, check_resumed_device, prepare_folder, written_device
-from .shard_engines import dask_available, run_in_process, run_on_dask
+from .shard_engines import _logging_silenced, dask_available, run_in_process, run_on_dask
 from .spec import DatasetSpec, SampledSpec
 from .store import MANIFEST, SPLITS
 
@@ -119,22 +120,39 @@ def _family(spec: SampledSpec | LinearSystemSpec) -> tuple[Callable, Callable, W
 SCHEDULER_TIMEOUT_S = 10
 """Seconds ``--scheduler`` is given to answer before generation is refused."""
 
+CONNECT_GRACE_S = 5
+"""Seconds given to a connection past :data:`SCHEDULER_TIMEOUT_S` (Dask's own time-out of a
+refused port ends in that time) before it is given up."""
+
 
 def connect_scheduler(scheduler: str):
-    """A Dask client of the scheduler at ``scheduler``.
+    """A Dask client of the scheduler at ``scheduler``, connected within
+    :data:`SCHEDULER_TIMEOUT_S` (and a few seconds more): a port that accepts the connection
+    but does not answer as a scheduler (its dashboard, another server) is refused as well.
 
     Raises:
         ValueError: no scheduler answered within :data:`SCHEDULER_TIMEOUT_S`.
     """
     from dask.distributed import Client
 
-    try:
-        return Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
-    except (OSError, TimeoutError) as error:
-        raise ValueError(f"--scheduler {scheduler!r}: no Dask scheduler answered within "
-                         f"{SCHEDULER_TIMEOUT_S} s ({type(error).__name__}); start one "
-                         f"(dask scheduler) or leave --scheduler out for a local cluster"
-                         ) from None
+    answer: list = []
+
+    def connect() -> None:  # Dask's timeout alone waits forever on a server that is not Dask
+        try:
+            answer.append(Client(scheduler, timeout=SCHEDULER_TIMEOUT_S))
+        except (OSError, TimeoutError) as error:
+            answer.append(error)
+
+    thread = threading.Thread(target=connect, name="physml-connect-scheduler", daemon=True)
+    thread.start()
+    thread.join(SCHEDULER_TIMEOUT_S + CONNECT_GRACE_S)
+    if answer and not isinstance(answer[0], BaseException):
+        return answer[0]
+    cause = type(answer[0]).__name__ if answer else "no answer as a Dask scheduler"
+    raise ValueError(f"--scheduler {scheduler!r}: no Dask scheduler answered within "
+                     f"{SCHEDULER_TIMEOUT_S} s ({cause}); start one (dask scheduler; its "
+                     "port is 8786 unless told, 8787 is its dashboard) or leave --scheduler "
+                     "out for a local cluster")
 
 
 def generate(
@@ -189,8 +207,9 @@ def generate(
         return _generate(spec, folder, device, workers, client, overwrite, progress,
                          batch_size, warm, writer, status or (lambda text: None))
     finally:
-        if client is not None:
-            client.close()
+        if client is not None:  # a lost scheduler's reconnection, cut off here, is not logged
+            with _logging_silenced("distributed.client"):
+                client.close()
 
 
 def _generate(spec, folder: Path, device: str, workers: int | None, client, overwrite: bool,
@@ -233,14 +252,16 @@ def _generate(spec, folder: Path, device: str, workers: int | None, client, over
         use_dask = client is not None or (workers != 0 and dask_available())
         if use_dask:
             status(f"{len(pending)} shards in progress on Dask")
-            run_on_dask(pending, done, workers or available_cores(), client, writer)
+            run_on_dask(pending, done, workers or available_cores(), client, writer,
+                        folder)
         else:
             run_in_process(pending, done, announced)
     missing = [t.path for t in tasks if not Path(t.path).exists()]
     if missing:
         raise ValueError(f"{len(missing)} shard(s) were not written, {missing[0]!r} the "
                            "first: the workers wrote elsewhere or failed without a word; run "
-                           "the command again to resume")
+                           "workers that see the output folder at the same path (a shared "
+                           "file system mounted there), then the same command again")
     manifest = {
         "pde": spec.pde,
         "samples": total,

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .grid_generate import write_shard
@@ -30,15 +31,33 @@ xarray's writer runs synchronously there instead of opening a client of the clus
 worker (a client that, when Ctrl-C closes the workers mid-write, complains on stderr)."""
 
 
+WORKERS_TIMEOUT_S = 30
+"""Seconds a Dask scheduler may be without a worker (none joined yet, or every one lost)
+before generation stops; also the interval at which a run that sees no shard finish checks
+that the scheduler still has workers."""
+
+
+class DaskLost(RuntimeError):
+    """The Dask scheduler, or every one of its workers, was lost before every shard was
+    written (the shards written by then are kept)."""
+
+
 def run_on_dask(
     tasks: list[ShardTask],
     done: Callable[[ShardTask], None],
     workers: int,
     client=None,
     writer: Writer = write_shard,
+    folder: Path | None = None,
 ) -> None:
     """Write the shards on Dask: on ``client``'s scheduler, or (None) on a local cluster of
     ``workers`` processes started and stopped here.
+
+    Before a shard is sent, the scheduler must have a worker within :data:`WORKERS_TIMEOUT_S`,
+    and each of its workers must import physml and see the output ``folder`` (its
+    ``spec.yaml``) at the same path (None: the folder is not looked for). Each shard's result
+    is released once counted, so a worker lost later makes Dask redo only the shards not yet
+    written.
 
     A local cluster's workers ignore SIGINT (:func:`dask_setup`): a Ctrl-C, which the terminal
     sends to every process of the group, interrupts this process only, which closes the
@@ -46,21 +65,35 @@ def run_on_dask(
     fails (a sample that blew up) closes it the same way, its error raised here alone (the
     workers log no "Compute Failed" record of it). Once every shard is written, the workers'
     Dask logging is silenced before the cluster is closed: a worker's heartbeat that the close
-    cuts off logs a traceback that says nothing about the run."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    cuts off logs a traceback that says nothing about the run.
+
+    Raises:
+        ValueError: no worker joined, or a worker cannot import physml or does not see the
+            output folder (nothing was sent).
+        DaskLost: the scheduler was lost, or it had no worker for :data:`WORKERS_TIMEOUT_S`.
+    """
+    from dask.distributed import Client, LocalCluster
 
     cluster = None
     if client is None:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-            preload=[__name__], config=WORKER_CONFIG,
+        cluster = LocalCluster(  # the scheduler's HTTP server (no dashboard) on a free port
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+            scheduler_kwargs={"dashboard": False}, preload=[__name__], config=WORKER_CONFIG,
         )
         client = Client(cluster)
     try:
-        futures = {client.submit(writer, t, pure=False): t for t in tasks}
-        for future in as_completed(futures):
-            future.result()
-            done(futures[future])
+        if tasks:
+            _check_workers(client, folder)
+        pending = {client.submit(writer, t, pure=False): t for t in tasks}
+        finished: set = set()
+        while pending:
+            finished = finished or _finished(client, list(pending))
+            future = finished.pop()
+            if future.status == "error":
+                future.result()  # the shard's error, raised here
+            elif future.status != "finished":  # cancelled: the scheduler is gone
+                raise DaskLost("lost the Dask scheduler (its shards were cancelled)")
+            done(pending.pop(future))  # released with it: its shard is not computed again
     except BaseException:  # Ctrl-C, or a shard that failed (its error goes on, told once)
         if cluster is not None:  # shards being written are dropped, workers mid-write killed
             with _logging_silenced("distributed"):
@@ -72,6 +105,69 @@ def run_on_dask(
         if cluster is not None:  # every shard is written
             client.run(_silence_dask_logging, on_error="ignore")
             _close(client, cluster)
+
+
+def _check_workers(client, folder: Path | None) -> None:
+    """Refuse (ValueError) a scheduler with no worker within :data:`WORKERS_TIMEOUT_S`, or
+    with a worker that cannot import physml or does not see ``folder``'s ``spec.yaml``."""
+    try:
+        client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
+    except TimeoutError:
+        raise ValueError(
+            f"the Dask scheduler has no worker after {WORKERS_TIMEOUT_S} s: start workers "
+            f"(dask worker {client.scheduler.address}) where physml is installed and the "
+            "output folder is mounted at the same path") from None
+    seen = client.run(_sees, folder and str(folder / "spec.yaml"), on_error="return")
+    broken = {worker: answer for worker, answer in seen.items()
+              if isinstance(answer, BaseException)}
+    if broken:
+        worker, error = next(iter(broken.items()))
+        told = (str(error) if type(error) is Exception  # Dask's wrapper of a remote error
+                else f"{type(error).__name__}: {error}")
+        raise ValueError(
+            f"{len(broken)} Dask worker(s) cannot run physml, {worker} the first ({told}): "
+            "install physml in the workers' environment")
+    blind = [worker for worker, answer in seen.items() if answer is not True]
+    if blind:
+        raise ValueError(
+            f"{len(blind)} Dask worker(s) do not see the output folder {str(folder)!r}, "
+            f"{blind[0]} the first: run workers that see it at the same path (a shared file "
+            "system mounted there)")
+
+
+def _sees(file: str | None) -> bool:
+    """In a worker (its unpickling imports physml): whether ``file`` (None: nothing looked
+    for) is a file there."""
+    return file is None or Path(file).is_file()
+
+
+def _finished(client, futures: list) -> set:
+    """The futures among ``futures`` that are done (at least one), waiting as long as the
+    scheduler has a worker. The client's log of a lost scheduler is not shown: the DaskLost
+    raised here tells it.
+
+    Raises:
+        DaskLost: the scheduler was lost, or it had no worker for :data:`WORKERS_TIMEOUT_S`.
+    """
+    from concurrent.futures import CancelledError
+
+    from distributed import wait
+    from distributed.comm import CommClosedError
+
+    try:
+        with _logging_silenced("distributed.client"):
+            while True:
+                try:
+                    return wait(futures, timeout=WORKERS_TIMEOUT_S,
+                                return_when="FIRST_COMPLETED").done
+                except TimeoutError:  # none finished: go on while a worker can finish one
+                    try:
+                        client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
+                    except TimeoutError:
+                        raise DaskLost(f"the Dask scheduler has had no worker for "
+                                       f"{WORKERS_TIMEOUT_S} s") from None
+    except (CommClosedError, OSError, CancelledError) as error:  # the scheduler is gone
+        raise DaskLost(f"lost the Dask scheduler ({type(error).__name__})") from None
 
 
 def _close(client, cluster) -> None:

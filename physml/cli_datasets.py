@@ -2,9 +2,11 @@
 from a spec, with a progress display counting samples (and saying what runs while the count
 waits: the kernels compiling, a shard being solved); a sample that blows up ends it with exit
 status 1, naming the shard and the sample's seed, and a file that cannot be written (a full
-disk, a read-only file system, a quota) with exit status 74, naming the file; the finished
-shards are kept either way (:data:`KEPT`). The last line gives the samples of each
-split, after a warning (none with ``--quiet``) for a split that the spec's fractions leave empty.
+disk, a read-only file system, a quota) with exit status 74, naming the file, and a Dask
+scheduler lost mid-run (or every one of its workers) with exit status 69
+(:data:`EX_UNAVAILABLE`); the finished shards are kept in each case (:data:`KEPT`). The last
+line gives the samples of each split, after a warning (none with ``--quiet``) for a split that
+the spec's fractions leave empty.
 Run again on the complete dataset of the same spec, it writes nothing, says so and exits 0.
 """
 
@@ -22,6 +24,10 @@ SCHEDULER_ADDRESS = re.compile(r"(\w+://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d+"
 """A Dask scheduler's address, as ``dask.distributed.Client`` takes it: ``host:port``, an IPv6
 host in brackets, with or without a protocol (``tcp://``, ``tls://``)."""
 
+EX_UNAVAILABLE = 69
+"""The exit status of a generation stopped by the loss of its Dask scheduler or of every one
+of its workers: ``EX_UNAVAILABLE`` of ``sysexits.h``."""
+
 KEPT = "the finished shards are kept: run the same command again to go on"
 """What a generation stopped before its end leaves (each shard is written whole or not at all),
 and how it goes on."""
@@ -32,6 +38,7 @@ def generate_command(args: argparse.Namespace) -> int:
 
     from .datasets.generate import generate
     from .datasets.linear_systems import LinearSystemSpec
+    from .datasets.shard_engines import DaskLost
     from .datasets.spec import load_spec
     from .progress import PipeConsole, RunProgress
     from .solvers.runtime import quiet_warp, warp_device
@@ -81,7 +88,7 @@ def generate_command(args: argparse.Namespace) -> int:
                 progress=report,
                 status=say,
             )
-        except FloatingPointError as err:  # a sample blew up: told after the progress display
+        except (FloatingPointError, DaskLost) as err:  # told after the progress display
             failure = err
         except OSError as error:  # a full disk, a read-only file system, a quota
             if not is_write_failure(error, args.out):  # e.g. a closed pipe: told by the caller
@@ -92,7 +99,10 @@ def generate_command(args: argparse.Namespace) -> int:
     if isinstance(failure, OSError):
         print(f"physml: error: {unwritten(failure, args.out)}; {KEPT}", file=sys.stderr)
         return EX_IOERR
-    if failure is not None:
+    if isinstance(failure, DaskLost):
+        print(f"physml: error: {failure}; {KEPT}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    if failure is not None:  # a sample blew up
         print(f"physml: error: {failure}", file=sys.stderr)
         return 1
     reader = (f"physml.datasets.linear_systems.read_systems({str(args.out / 'train')!r})"

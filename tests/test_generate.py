@@ -758,3 +758,191 @@ def test_a_dataset_too_large_to_plan_is_refused_before_anything_is_written(
     assert last.endswith("more than this machine's memory (16.0 GiB); at most about "
                          "42,608,802 samples per combination fit")
     assert not out.exists()
+
+
+@pytest.fixture
+def in_process_cluster(monkeypatch):
+    """A Dask scheduler in this process with no worker, its client, and a one-second wait for
+    workers."""
+    from dask.distributed import Client, LocalCluster
+
+    from physml.datasets import shard_engines
+
+    monkeypatch.setattr(shard_engines, "WORKERS_TIMEOUT_S", 1)
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster, timeout=5) as client:
+        yield cluster, client
+
+
+def slow_writer(task):
+    """A shard writer that takes 3 s (and writes nothing)."""
+    time.sleep(3)
+
+
+def shard_task(folder, name="shard-00000.h5"):
+    from types import SimpleNamespace
+
+    (folder / "train").mkdir(parents=True, exist_ok=True)
+    (folder / "spec.yaml").write_text("pde: advection1d\n")
+    return SimpleNamespace(path=str(folder / "train" / name))
+
+
+@pytest.mark.timeout(20)
+def test_a_scheduler_without_workers_is_refused_not_waited_on(tmp_path, in_process_cluster):
+    from physml.datasets.shard_engines import run_on_dask
+
+    cluster, client = in_process_cluster
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="has no worker after 1 s: start workers"):
+        run_on_dask([shard_task(tmp_path)], lambda task: None, 0, client, folder=tmp_path)
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.timeout(20)
+def test_workers_that_cannot_run_physml_or_see_the_folder_are_named(
+        tmp_path, in_process_cluster, monkeypatch):
+    from physml.datasets import shard_engines
+    from physml.datasets.shard_engines import run_on_dask
+
+    cluster, client = in_process_cluster
+    cluster.scale(1)
+    client.wait_for_workers(1, timeout=10)
+    written = []
+    task = shard_task(tmp_path)
+    with pytest.raises(ValueError, match="do not see the output folder .*at the same path"):
+        run_on_dask([task], lambda t: None, 0, client, written.append, tmp_path / "elsewhere")
+
+    def no_physml(file):
+        raise ModuleNotFoundError("No module named 'physml'")
+
+    monkeypatch.setattr(shard_engines, "_sees", no_physml)
+    with pytest.raises(ValueError, match="cannot run physml.*No module named 'physml'.*install"):
+        run_on_dask([task], lambda t: None, 0, client, written.append, tmp_path)
+    assert written == []  # nothing was sent
+
+
+@pytest.mark.timeout(30)
+def test_a_scheduler_that_loses_every_worker_mid_run_stops_with_an_error(
+        tmp_path, in_process_cluster):
+    import threading
+
+    from physml.datasets.shard_engines import DaskLost, run_on_dask
+
+    cluster, client = in_process_cluster
+    cluster.scale(1)
+    client.wait_for_workers(1, timeout=10)
+    threading.Timer(0.5, cluster.scale, args=(0,)).start()  # the worker lost mid-shard
+    with pytest.raises(DaskLost, match="has had no worker for 1 s"):
+        run_on_dask([shard_task(tmp_path)], lambda t: None, 0, client, slow_writer, tmp_path)
+
+
+@pytest.mark.timeout(20)
+def test_each_written_shard_is_released_as_it_is_counted(tmp_path, in_process_cluster):
+    """A worker lost late made Dask compute again every shard it had written: their results
+    were held until the end."""
+    from physml.datasets.shard_engines import run_on_dask
+
+    cluster, client = in_process_cluster
+    cluster.scale(1)
+    client.wait_for_workers(1, timeout=10)
+    tasks = [shard_task(tmp_path, f"shard-{k:05d}.h5") for k in range(4)]
+    held = []
+
+    def done(task):
+        deadline = time.monotonic() + 1  # a release reaches the client's loop soon after
+        while len(client.futures) > len(tasks) - len(held) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        held.append(len(client.futures))
+
+    run_on_dask(tasks, done, 0, client, lambda task: None, tmp_path)
+    assert held == [4, 3, 2, 1]  # those not counted yet
+
+
+@pytest.mark.timeout(30)
+def test_a_scheduler_lost_mid_run_exits_69_and_keeps_the_finished_shards(
+        tmp_path, monkeypatch, capsys):
+    from physml.datasets import generate as generation
+    from physml.datasets.shard_engines import DaskLost
+
+    def lost(*args):
+        raise DaskLost("lost the Dask scheduler (CommClosedError)")
+
+    monkeypatch.setattr(generation, "run_on_dask", lost)
+    monkeypatch.setattr(generation, "dask_available", lambda: True)
+    assert main(["datasets", "generate", str(write_spec(tmp_path)), "--out",
+                 str(tmp_path / "d"), "--workers", "2", "--quiet"]) == 69
+    err = capsys.readouterr().err
+    assert ("physml: error: lost the Dask scheduler (CommClosedError); the finished shards "
+            "are kept: run the same command again" in err) and "Traceback" not in err
+
+
+@pytest.mark.slow  # the client waits for the lost scheduler a few seconds
+@pytest.mark.timeout(60)
+def test_the_client_losing_its_scheduler_is_told_as_a_lost_scheduler(tmp_path, monkeypatch):
+    import threading
+
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    from physml.datasets import shard_engines
+    from physml.datasets.shard_engines import DaskLost, run_on_dask
+
+    monkeypatch.setattr(shard_engines, "WORKERS_TIMEOUT_S", 1)
+    cluster = LocalCluster(n_workers=1, processes=False, dashboard_address=":0")
+    client = Client(cluster.scheduler_address, timeout=2)
+    threading.Timer(1, cluster.sync, args=(cluster.scheduler.close,)).start()  # its workers live
+    try:
+        with pytest.raises(DaskLost, match="lost the Dask scheduler"):
+            run_on_dask([shard_task(tmp_path)], lambda t: None, 0, client, slow_writer,
+                        tmp_path)
+    finally:
+        client.close()
+        with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):  # not 30 s
+            cluster.close()  # of a scheduler closed already
+
+
+@pytest.mark.timeout(20)
+def test_a_port_that_is_not_a_dask_scheduler_is_refused_in_time(tmp_path, monkeypatch):
+    import socket
+
+    from physml.datasets import generate as generation
+
+    monkeypatch.setattr(generation, "SCHEDULER_TIMEOUT_S", 1)
+    monkeypatch.setattr(generation, "CONNECT_GRACE_S", 1)
+    with socket.create_server(("127.0.0.1", 0)) as server:  # accepts, never answers
+        port = server.getsockname()[1]
+        start = time.monotonic()
+        with pytest.raises(ValueError, match="no Dask scheduler answered within 1 s"):
+            generation.connect_scheduler(f"tcp://127.0.0.1:{port}")
+        assert time.monotonic() - start < 5
+
+
+def test_shards_written_elsewhere_advise_workers_that_see_the_folder(tmp_path, monkeypatch):
+    from physml.datasets import generate as generation
+
+    monkeypatch.setattr(generation, "dask_available", lambda: True)
+    monkeypatch.setattr(generation, "run_on_dask", lambda *a: None)  # workers wrote elsewhere
+    with pytest.raises(ValueError, match="run workers that see the output folder at the same "
+                                         "path"):
+        generate(load_spec(write_spec(tmp_path)), tmp_path / "d", workers=2)
+
+
+@pytest.mark.timeout(30)
+def test_a_local_cluster_takes_no_busy_dashboard_port(monkeypatch):
+    import socket
+    import warnings
+
+    from physml.datasets.shard_engines import run_on_dask
+
+    try:
+        busy = socket.create_server(("", 8787))
+    except OSError:  # in use already: the case itself
+        busy = None
+    try:
+        with warnings.catch_warnings(record=True) as shown:
+            warnings.simplefilter("always")
+            run_on_dask([], lambda task: None, 0)
+    finally:
+        if busy is not None:
+            busy.close()
+    assert not [w for w in shown if "already in use" in str(w.message)]
