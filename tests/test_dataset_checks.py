@@ -264,7 +264,7 @@ def test_the_default_worker_count_is_the_cores_the_process_may_use(monkeypatch, 
     monkeypatch.setattr(module, "available_cores", lambda: 1)
     monkeypatch.setattr(module, "dask_available", lambda: True)
     monkeypatch.setattr(module, "run_on_dask",
-                        lambda tasks, done, workers, client, writer: counts.append(workers))
+                        lambda tasks, done, workers, client, writer, folder: counts.append(workers))
     with pytest.raises(ValueError, match="were not written"):
         generate(load_spec(write_spec(tmp_path)), tmp_path / "d")
     assert counts == [1]
