@@ -57,7 +57,7 @@ from .memory import check_plan_fits
 from .mesh_generate import check_mesh_spec, warm_mesh_kernels, write_mesh_shard
 from .mesh_spec import MeshDatasetSpec
 from .output_folder import DAMAGED_SHARD, check_resumed_device, prepare_folder, written_device
-from .shard_engines import _logging_silenced, dask_available, run_in_process, run_on_dask
+from .shard_engines import dask_available, logging_silenced, run_in_process, run_on_dask
 from .spec import DatasetSpec, SampledSpec
 from .store import MANIFEST, SPLITS
 
@@ -208,7 +208,7 @@ def generate(
                          batch_size, warm, writer, status or (lambda text: None))
     finally:
         if client is not None:  # a lost scheduler's reconnection, cut off here, is not logged
-            with _logging_silenced("distributed.client"):
+            with logging_silenced("distributed.client"):
                 client.close()
 
 

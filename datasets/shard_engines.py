@@ -96,7 +96,7 @@ def run_on_dask(
             done(pending.pop(future))  # released with it: its shard is not computed again
     except BaseException:  # Ctrl-C, or a shard that failed (its error goes on, told once)
         if cluster is not None:  # shards being written are dropped, workers mid-write killed
-            with _logging_silenced("distributed"):
+            with logging_silenced("distributed"):
                 client.run(_silence_dask_logging, on_error="ignore")
                 _close(client, cluster)
             cluster = None
@@ -155,7 +155,7 @@ def _finished(client, futures: list) -> set:
     from distributed.comm import CommClosedError
 
     try:
-        with _logging_silenced("distributed.client"):
+        with logging_silenced("distributed.client"):
             while True:
                 try:
                     return wait(futures, timeout=WORKERS_TIMEOUT_S,
@@ -175,7 +175,7 @@ def _close(client, cluster) -> None:
     shards by then; one that takes longer to exit than Dask waits (4 s, often passed on a
     loaded machine) is killed, without the nanny's warning, which reads as a failure."""
     client.close()
-    with _logging_silenced("distributed.nanny"):
+    with logging_silenced("distributed.nanny"):
         cluster.close()
 
 
@@ -195,7 +195,7 @@ def _silence_dask_logging() -> None:
 
 
 @contextlib.contextmanager
-def _logging_silenced(name: str):
+def logging_silenced(name: str):
     """No record of the logger ``name`` or of any below it is shown inside the block."""
     loggers = _loggers(name)
     levels = [logger.level for logger in loggers]

@@ -151,9 +151,7 @@ def forward_parts(rows: int, threads: int | str = "auto") -> int:
     Raises:
         ValueError: ``threads`` is neither "auto" nor an integer >= 1.
     """
-    if threads == "auto":
-        return max(1, min(available_cores(), rows // ROWS_PER_PART))
-    return block_count(rows, threads)
+    return block_count(rows, threads, ROWS_PER_PART)
 
 
 def _sched_yield_address() -> int:

@@ -30,15 +30,16 @@ a product saves), a little faster at 512^2 (38.5 against 41.6 ms) and 1024^2 (14
 163 ms)."""
 
 
-def block_count(rows: int, threads: int | str = "auto") -> int:
+def block_count(rows: int, threads: int | str = "auto",
+                rows_per_thread: int = ROWS_PER_THREAD) -> int:
     """Blocks for a matrix of ``rows`` rows: ``threads`` as given, or under ``"auto"`` the
-    available cores, at most one per :data:`ROWS_PER_THREAD` rows (at least one).
+    available cores, at most one per ``rows_per_thread`` rows (at least one).
 
     Raises:
         ValueError: ``threads`` is neither "auto" nor an integer >= 1.
     """
     if threads == "auto":
-        return max(1, min(available_cores(), rows // ROWS_PER_THREAD))
+        return max(1, min(available_cores(), rows // rows_per_thread))
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads={threads!r}; allowed: 'auto' or a whole number >= 1")
     return int(threads)

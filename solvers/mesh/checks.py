@@ -188,7 +188,7 @@ def duplicate_tolerance(points: np.ndarray, cells: np.ndarray) -> float:
 
 
 def scale_tolerance(points: np.ndarray) -> float:
-    """$\tau s$ of :func:`duplicate_tolerance` (n >= 1 vertices (n, d)): its bound without the
+    r"""$\tau s$ of :func:`duplicate_tolerance` (n >= 1 vertices (n, d)): its bound without the
     shortest edge, which nothing finds closer pairs under than it does."""
     scale = max(float(np.linalg.norm(np.ptp(points, axis=0))), float(np.abs(points).max()))
     return DUPLICATE_TOL * (scale or 1.0)
