@@ -7,7 +7,12 @@ wall the reflected ghost cells of a Dirichlet or Neumann side hold a value the o
 does not carry, and the central operator gains a non-decaying sawtooth mode that grows linearly,
 so a pulse that should leave the domain stays and grows) or ``space="upwind"`` (MUSCL
 reconstruction with a slope limiter and the upwind/Rusanov flux: TVD, second order on smooth
-data away from extrema, CFL $\le 1/2$).
+data away from extrema, CFL $\le 1/2$). A wall side a wave leaves through (its outflow) holds
+no data of a hyperbolic problem; its ghost cells still hold the side's condition, which the
+limiter clips to a first-order reconstruction in the last cell (max error first order there,
+second order in L1); the unlimited reconstruction (``limiter="none"``, Fromm's scheme) reads the
+odd-reflected ghost of a Dirichlet side and leaves a sawtooth that refinement does not remove,
+so it is refused with a Dirichlet side.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 from .base import GridSolver
 from .checks import require
 from .dimension_docs import dimension_docstring
-from .grid import BoundaryConditions, Grid
+from .grid import BCKind, BoundaryConditions, Grid
 from .operators import FluxKind, Limiter
 from .parameters import Parameter, Term
 
@@ -39,7 +44,8 @@ class AdvectionSolver(GridSolver):
         bc: boundary conditions (default periodic).
         beta: advection velocity [m/s]: a number (1D) or one entry per axis.
         space: "upwind" (TVD, default) or "central" (periodic boundaries only).
-        limiter: slope limiter of the upwind scheme ("van_leer", "minmod", "mc", "none").
+        limiter: slope limiter of the upwind scheme ("van_leer", "minmod", "mc", "none"; "none"
+            not with a Dirichlet side).
         dt (required; ``None``: unset), scheme, device, dtype, check_every, threads: see
             :class:`GridSolver`.
     """
@@ -73,6 +79,14 @@ class AdvectionSolver(GridSolver):
             raise ValueError(f"space='central' needs periodic boundaries; axis {walls[0]} has a "
                              "wall (central differences keep and amplify a wave at a Dirichlet "
                              "or Neumann side instead of letting it leave): use space='upwind'")
+        fixed = [axis for axis in walls if BCKind.DIRICHLET in
+                 (side.kind for side in self.bc.sides[axis])]
+        if self.limiter == Limiter.NONE and fixed:
+            raise ValueError(f"limiter='none' cannot take the Dirichlet side of axis {fixed[0]}: "
+                             "the unlimited reconstruction reads its reflected ghost cells "
+                             "where a wave leaves, and its error there does not shrink under "
+                             "refinement; use a limiter ('van_leer', 'minmod' or 'mc': first "
+                             "order in the outflow cell) or a Neumann or periodic side")
 
 
 _VELOCITY = {1: """\
@@ -83,7 +97,7 @@ _VELOCITY = {1: """\
 _OPTIONS = """\
         space: "upwind" (TVD, default) or "central" (periodic boundaries only).
         limiter: slope limiter of the upwind scheme: "van_leer" (default), "minmod", "mc" or
-            "none".
+            "none" (not with a Dirichlet side).
         scheme: "ssp_rk3" (default), "euler", "heun" or "rk4" (no diffusion: no "imex").
 """
 _EQUATION = r"$u_t + \boldsymbol\beta\cdot\nabla u = 0$"

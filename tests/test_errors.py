@@ -174,6 +174,20 @@ def test_central_advection_is_refused_at_a_wall(kind):
                           scheme="rk4")
 
 
+def test_unlimited_upwind_advection_refuses_a_dirichlet_side():
+    """Fromm's scheme reads the reflected ghost of a Dirichlet outflow side: a pulse leaving
+    through it keeps an error of 0.24 at every resolution from 64 to 512 cells."""
+    grid = Grid((64, 32), (0.0, 0.0), (1.0, 1.0))
+    lid = BoundaryConditions(((BC(BCKind.PERIODIC),) * 2,
+                              (BC(BCKind.NEUMANN), BC(BCKind.DIRICHLET, 1.0))))
+    with pytest.raises(ValueError, match="limiter='none' cannot take the Dirichlet side of "
+                                         "axis 1: .* use a limiter"):
+        AdvectionSolver2D(grid, lid, beta=(1.0, 0.5), dt=None, limiter="none")
+    assert AdvectionSolver2D(grid, lid, beta=(1.0, 0.5), dt=None).limiter.name == "VAN_LEER"
+    walls = BoundaryConditions(((BC(BCKind.PERIODIC),) * 2, (BC(BCKind.NEUMANN),) * 2))
+    assert AdvectionSolver2D(grid, walls, beta=(1.0, 0.5), dt=None, limiter="none")
+
+
 def test_state_dependent_cfl_is_checked_when_a_rollout_starts():
     solver = BurgersSolver1D(GRID, nu=1e-3, dt=0.01)  # fine for the diffusion term
     u0 = 5 * np.sin(2 * np.pi * GRID.coords(0))  # but max|u| dt / dx = 1.6 > 1/2
