@@ -32,6 +32,8 @@ from typing import Any
 import h5py
 import numpy as np
 import xarray as xr
+from xarray.backends import BackendArray, H5netcdfBackendEntrypoint
+from xarray.core import indexing
 
 from ..solvers.grid import Grid
 from .atomic_files import atomic_write
@@ -538,7 +540,10 @@ def open_dataset(path: str | os.PathLike, split: str | None = None,
             :func:`physml.datasets.linear_systems.read_systems`); a file in a PDEBench layout
             (read it with :func:`physml.datasets.pdebench.read_pdebench`); or a file that is
             not HDF5, or damaged or truncated (see :func:`open_hdf5`); or a shard's data
-            variables differ from the first shard's (:func:`_alike_fields`).
+            variables differ from the first shard's (:func:`_alike_fields`). Reading values
+            (``.values``, ``.load()``, ``.compute()``) that HDF5 cannot read, such as a chunk
+            that does not decompress, raises :func:`unreadable_data`'s error, naming the shard
+            and how to write it again.
 
     A folder's shards (of one PDE, grid, time axis, set of per-sample parameters and set of
     fields, by name, dims and dtype: others are refused) are concatenated along ``sample``
@@ -614,15 +619,46 @@ def _described(fields: Mapping[str, tuple]) -> str:
                      for name, (dims, dtype) in fields.items()) or "none"
 
 
+class _ShardArray(BackendArray):
+    """A variable of the HDF5 file ``path``, ``array`` as h5netcdf's backend reads it lazily,
+    whose reads name the file and how to write it again when HDF5 fails
+    (:func:`unreadable_data`: a chunk that does not decompress)."""
+
+    def __init__(self, path: Path, array: Any):
+        self.path, self.array = path, array
+        self.shape, self.dtype = array.shape, array.dtype
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        try:
+            return np.asarray(indexing.apply_indexer(self.array, key))
+        except OSError as err:
+            if err.errno is not None:  # the system's error (a file gone, ...)
+                raise
+            raise unreadable_data(self.path, err) from None
+
+
+class _ShardBackend(H5netcdfBackendEntrypoint):
+    """h5netcdf's backend (``engine=`` of ``xarray.open_dataset``), each variable it leaves on
+    disk (all but strings, which it reads) read through a :class:`_ShardArray` of the file."""
+
+    def open_dataset(self, filename_or_obj: Any, **kwargs: Any) -> xr.Dataset:
+        ds = super().open_dataset(filename_or_obj, **kwargs)
+        path = Path(filename_or_obj)
+        for variable in ds.variables.values():
+            if not variable._in_memory:
+                variable.data = indexing.LazilyIndexedArray(_ShardArray(path, variable._data))
+        return ds
+
+
 def _joined(files: list[Path], one_file: bool) -> xr.Dataset:
     """:func:`open_dataset`'s dataset of checked ``files`` (of ``one_file``, or shards)."""
     if one_file:
-        return xr.open_dataset(files[0], engine="h5netcdf")
+        return xr.open_dataset(files[0], engine=_ShardBackend)
     check = _alike_fields()
     try:
         import dask  # noqa: F401
     except ImportError:
-        parts = [check(xr.open_dataset(f, engine="h5netcdf")).load() for f in files]
+        parts = [check(xr.open_dataset(f, engine=_ShardBackend)).load() for f in files]
         return xr.concat(
             parts,
             dim="sample",
@@ -634,7 +670,7 @@ def _joined(files: list[Path], one_file: bool) -> xr.Dataset:
         )
     return xr.open_mfdataset(
         files,
-        engine="h5netcdf",
+        engine=_ShardBackend,
         combine="nested",
         concat_dim="sample",
         data_vars="minimal",

@@ -930,9 +930,9 @@ def test_a_damaged_shard_is_named_with_how_to_write_it_again(tmp_path):
         io.open_dataset(tmp_path / "d", "train", allow_partial=True)
 
 
-def test_a_shard_whose_data_do_not_decompress_is_named_with_how_to_write_it_again(tmp_path):
-    """A shard with a whole header and a damaged chunk opened, and reading that chunk gave a
-    bare OSError (filter returned failure during read) naming no file."""
+def _two_shards_the_second_damaged(tmp_path):
+    """A complete split of two shards of two samples whose second shard has its first chunk
+    (sample 2 of the split) overwritten: (that shard, the manifest, its states)."""
     import json
 
     (tmp_path / "d" / "train").mkdir(parents=True)
@@ -943,10 +943,17 @@ def test_a_shard_whose_data_do_not_decompress_is_named_with_how_to_write_it_agai
     manifest.write_text(json.dumps({"splits": {"train": ["shard-00000.h5", "shard-00001.h5"]}}))
     damaged = tmp_path / "d" / "train" / "shard-00001.h5"
     with h5py.File(damaged) as f:
-        chunk = f["u"].id.get_chunk_info(0)  # sample 2 of the split
+        chunk = f["u"].id.get_chunk_info(0)
     with open(damaged, "r+b") as file:
         file.seek(chunk.byte_offset + 10)
         file.write(b"\xff" * 64)
+    return damaged, manifest, states
+
+
+def test_a_shard_whose_data_do_not_decompress_is_named_with_how_to_write_it_again(tmp_path):
+    """A shard with a whole header and a damaged chunk opened, and reading that chunk gave a
+    bare OSError (filter returned failure during read) naming no file."""
+    damaged, manifest, states = _two_shards_the_second_damaged(tmp_path)
     message = re.escape(
         f"'{damaged}' is damaged: HDF5 cannot read its data (filter returned failure during "
         f"read); delete '{damaged}' and '{manifest}' (the mark of a complete dataset) and run "
@@ -958,6 +965,25 @@ def test_a_shard_whose_data_do_not_decompress_is_named_with_how_to_write_it_agai
             data[2 if pairs is None else 6]
         item, state = (data[3], states[1]) if pairs is None else (data[9][0], states[1, 0])
         np.testing.assert_array_equal(item.numpy(), state)  # the shard's other chunk
+
+
+def test_open_dataset_names_a_shard_whose_data_do_not_decompress_when_read(tmp_path):
+    """Opened lazily, a shard with a damaged chunk opened, and reading that chunk through
+    xarray (values, load, compute) gave h5py's bare OSError naming no file."""
+    damaged, manifest, states = _two_shards_the_second_damaged(tmp_path)
+    named = re.escape(f"'{damaged}' is damaged: HDF5 cannot read its data (filter returned "
+                      "failure during read)")
+    message = named + re.escape(
+        f"; delete '{damaged}' and '{manifest}' (the mark of a complete dataset) and run "
+        f"`physml datasets generate '{tmp_path / 'd' / 'spec.yaml'}' --out '{tmp_path / 'd'}'` "
+        "again: it writes the missing shard and keeps the others")
+    ds = io.open_dataset(tmp_path / "d", "train")  # lazy: the damaged chunk is not read yet
+    for read in (lambda: ds["u"].values, lambda: ds.isel(sample=2).load(), ds.compute):
+        with pytest.raises(ValueError, match=message):
+            read()
+    np.testing.assert_array_equal(ds["u"].isel(sample=3).values, states[1])  # its other chunk
+    with pytest.raises(ValueError, match=named):  # one file, opened without Dask
+        io.open_dataset(damaged)["u"][0].load()
 
 
 def test_pdebench_files_are_pointed_to_read_pdebench_in_a_short_message(tmp_path):
