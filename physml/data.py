@@ -211,8 +211,9 @@ class FieldDataset(Dataset):
         shard, local, t = self._located(index)
         self._in_this_process()
         try:
-            if self.pairs is None:  # .to: no copy if the dtype is the same
-                return torch.from_numpy(self._dataset(shard)[local]).to(self.dtype)
+            if self.pairs is None:  # no copy if the file holds the items' dtype, native order
+                sample = self._dataset(shard)[local]
+                return torch.from_numpy(sample.astype(self._numpy_dtype, copy=False))
             pair = self._pair(shard, local, t)
         except OSError as err:
             if err.errno is not None:  # the system's error (a file gone, ...)

@@ -397,6 +397,24 @@ def test_a_field_dataset_keeps_at_most_its_bound_of_shard_files_open(tmp_path, m
         assert open_files() - before <= 2
 
 
+def test_a_field_dataset_reads_a_big_endian_file(tmp_path):
+    """A file of big-endian floats (as netCDF classic stores them) gave its pairs, and its
+    samples raised PyTorch's "byte order different from the native byte order"."""
+    (tmp_path / "train").mkdir()
+    grid = Grid((16, 8), (0.0, 0.0), (1.0, 2.0))
+    states = np.random.default_rng(3).standard_normal((2, 4, 16, 8)).astype(">f4")
+    ds = io.samples_dataset(states, np.linspace(0, 1, 4), grid, np.arange(2),
+                            {"nu": np.full(2, 0.1)}, attrs={"pde": "heat2d"})
+    with h5py.File(io.write_dataset(ds, tmp_path / "train" / "shard-00000.h5")) as f:
+        assert f["u"].dtype == np.dtype(">f4")
+    for dtype in (torch.float32, torch.float64):
+        sample = FieldDataset(tmp_path, "train", dtype=dtype)[1]
+        assert sample.dtype == dtype
+        np.testing.assert_array_equal(sample.numpy(), states[1])
+        first, second = FieldDataset(tmp_path, "train", pairs=1, dtype=dtype)[4]  # t = 1
+        np.testing.assert_array_equal(torch.stack([first, second]).numpy(), states[1, 1:3])
+
+
 def test_pair_items_read_no_hdf5_metadata(tmp_path, monkeypatch):
     """A shard's layout is read once, when the dataset is made: reading its chunk shape (an
     HDF5 call) for every pair, with the checks and NumPy searches around it, left shuffled
