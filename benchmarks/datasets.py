@@ -14,7 +14,9 @@ generated again into shards of 16 (a spec's default; the generation runs write o
 shard): every pair $(u_t, u_{t+1})$ once, in one shuffled order, through
 ``FieldDataset(pairs=1)`` and through two h5py readers a user of shuffled pairs would write: an
 open dataset read with ``d[i, t:t + 2]`` under a chunk cache of ``PAIR_CHUNK_CACHE`` bytes, and
-each shard's whole array read once (``f["u"][...]``) then indexed; pairs/s of each, the ratios,
+each shard's whole array read once (``f["u"][...]``) then indexed; every side hands out PyTorch
+tensors, as a training loop takes them (h5py's through ``torch.from_numpy``, without a copy where
+they are views of a kept array; ``FieldDataset``'s items are copies); pairs/s of each, the ratios,
 and the samples in the largest shard (fewer than 16 with ``--samples`` below 16). Each chunk is
 one sample's gzip'd trajectory, so HDF5's default 1 MiB chunk cache holds about one and a
 shuffled order decompresses a whole trajectory for nearly every pair (about 1,000 pairs/s
@@ -63,6 +65,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
 import warp as wp
 from _common import at_least, load_average, provenance, summary
 
@@ -200,7 +203,8 @@ def read_h5py(files: list[Path]) -> int:
     for file in files:
         with h5py.File(file, "r") as f:
             for i in range(f["u"].shape[0]):
-                total += f["u"][i].nbytes
+                item = torch.from_numpy(f["u"][i])
+                total += item.numel() * item.element_size()
     return total
 
 
@@ -229,7 +233,7 @@ def read_pairs_h5py(files: list[Path], order: list[tuple[int, int, int]]) -> int
                for file in files]
     datasets = [f["u"] for f in handles]
     for k, i, t in order:
-        datasets[k][i, t : t + 2]
+        torch.from_numpy(datasets[k][i, t : t + 2])
     for f in handles:
         f.close()
     return len(order)
@@ -242,7 +246,7 @@ def read_pairs_h5py_whole(files: list[Path], order: list[tuple[int, int, int]]) 
         with h5py.File(file, "r") as f:
             arrays.append(f["u"][...])
     for k, i, t in order:
-        arrays[k][i, t : t + 2]
+        torch.from_numpy(arrays[k][i, t : t + 2])  # a view of the kept array, no copy
     return len(order)
 
 
