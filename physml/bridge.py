@@ -16,6 +16,10 @@ forward-mode ``jvp``/``jacfwd``, second derivatives, and PyTorch's legacy batche
 (``torch.autograd.grad(..., is_grads_batched=True)``, ``torch.autograd.functional.jacobian(...,
 vectorize=True)``: refused, naming ``vectorize=False`` and ``jacrev``, which work).
 
+**torch.compile.** :func:`rollout` and :func:`step` run eagerly under ``torch.compile``: the
+graph breaks around each call (the model around it still compiles), the solver's Python and
+Warp's calls are not traced, and a new input value does not recompile.
+
 **Dtypes.** The solver's dtype is the compute dtype. Floating-point inputs (state and
 parameters) are converted to it with ``Tensor.to``, which autograd follows, so each gradient
 comes back in its input's dtype; the output is in the solver's dtype. Other dtypes are refused.
@@ -99,6 +103,7 @@ class RolloutMemory:
         self.peak_states = max(self.peak_states, n_states)
 
 
+@torch.compiler.disable  # the Warp steps run eagerly
 def rollout(
     solver: GridSolver,
     u0: torch.Tensor,
@@ -180,6 +185,7 @@ def rollout(
     return out.transpose(0, 1) if batched else out[:, 0]
 
 
+@torch.compiler.disable  # the Warp steps run eagerly
 def step(
     solver: GridSolver, u: torch.Tensor, parameters: dict[str, torch.Tensor] | None = None
 ) -> torch.Tensor:

@@ -18,6 +18,13 @@ it is first order only: a backward pass that would build a graph (``create_graph
 gradient penalty) is refused rather than returning a gradient whose own derivative is wrong,
 and so are PyTorch's legacy batched cotangents (``is_grads_batched=True``,
 ``jacobian(..., vectorize=True)``: use ``vectorize=False``).
+
+**torch.func.** ``grad``, ``vjp`` and ``jacrev`` (one transpose solve per cotangent) work;
+``vmap`` over ``b`` solves the vmapped right-hand sides one after another (the matrix shared),
+and a gradient inside it works too (per-sample gradients). Not supported: ``vmap`` over the
+matrix (``values``, ``params``: call once per matrix), forward-mode ``jvp``/``jacfwd`` and
+second derivatives. **torch.compile** runs :func:`implicit_solve` and :func:`csr_solve`
+eagerly: the graph breaks around each call, and the model around it still compiles.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ Solve = Callable[[torch.Tensor], torch.Tensor]
 MatVec = Callable[[Sequence[torch.Tensor], torch.Tensor], torch.Tensor]
 
 
+@torch.compiler.disable  # the Krylov loops and Warp calls run eagerly
 def implicit_solve(
     b: torch.Tensor,
     params: Sequence[torch.Tensor],
@@ -59,17 +67,22 @@ def implicit_solve(
     Returns:
         x, shape (n,).
     """
-    return _ImplicitSolve.apply(matvec, solve, solve_transpose, b, *params)
+    return _ImplicitSolve.apply(matvec, lambda rhs, _: solve(rhs),
+                                lambda g, _: solve_transpose(g), b, *params)
 
 
-def first_order_only(what: str) -> None:
+def first_order_only(what: str, grad: torch.Tensor | None = None) -> None:
     """Refuse a backward pass that builds a graph (``create_graph=True``, double backward):
     ``what``'s backward is first order, and its gradient's own derivative would be wrong.
+    Under ``torch.func.grad`` (whose backward always records, the cotangent ``grad`` then
+    being functorch's) it passes: a second derivative is refused where :func:`first_order`
+    is differentiated.
 
     Raises:
         RuntimeError: gradient recording is on inside the backward pass.
     """
-    if torch.is_grad_enabled():
+    if torch.is_grad_enabled() and not (
+            grad is not None and torch._C._functorch.is_functorch_wrapped_tensor(grad)):
         raise RuntimeError(f"{what}'s backward is first order: create_graph=True (double "
                            "backward) is not supported")
 
@@ -92,33 +105,100 @@ def one_cotangent_only(what: str, grad: torch.Tensor,
                            f"supported; use {alternatives}")
 
 
-class _ImplicitSolve(torch.autograd.Function):
+def forward_mode_refused(what: str) -> NotImplementedError:
+    """The error for forward-mode differentiation of ``what``, whose derivative is a
+    reverse-mode adjoint."""
+    return NotImplementedError(
+        f"forward-mode differentiation (torch.func.jvp, jacfwd, hessian, "
+        f"torch.autograd.forward_ad) of {what} is not supported: its derivative is a "
+        "reverse-mode adjoint; use torch.func.vjp, jacrev or torch.autograd.grad")
+
+
+def first_order(what: str, function: Callable[..., torch.Tensor], cotangent: torch.Tensor,
+                *tensors: torch.Tensor) -> torch.Tensor:
+    """``function(cotangent, *tensors)`` inside a backward pass that hands its cotangent to
+    Warp: the function sees plain tensors even under ``torch.func.grad``/``vjp``, runs once per
+    sample under ``vmap`` (``jacrev``, per-sample gradients), and its result, which depends on
+    ``tensors``, refuses to be differentiated again (naming ``what``)."""
+    return _FirstOrder.apply(what, function, cotangent, *tensors)
+
+
+class _FirstOrder(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, matvec, solve, solve_transpose, b, *params):
-        x = solve(b.detach())
+    def forward(what, function, cotangent, *tensors):
+        return function(cotangent, *tensors)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.what = inputs[0]
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(f"{ctx.what}'s backward is first order: second derivatives "
+                           "(torch.func.grad of a gradient, hessian) are not supported")
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise forward_mode_refused(f"the gradient of {ctx.what}")
+
+    @staticmethod
+    def vmap(info, in_dims, what, function, *tensors):
+        samples = [_FirstOrder.apply(what, function, *(
+            t if dim is None else t.select(dim, i) for t, dim in zip(tensors, in_dims[2:])))
+            for i in range(info.batch_size)]
+        return torch.stack(samples), 0
+
+
+class _ImplicitSolve(torch.autograd.Function):
+    """b and the parameters θ -> x = A(θ)^{-1} b, ``solve(b, θ)`` and
+    ``solve_transpose(g, θ)`` taking plain tensors. Under ``torch.func.vmap`` (:meth:`vmap`)
+    each vmapped b is solved in turn; ``grad`` and ``vjp`` take :meth:`backward`."""
+
+    @staticmethod
+    def forward(matvec, solve, solve_transpose, b, *params):
+        return solve(b.detach(), params)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        matvec, _, solve_transpose, _, *params = inputs
         ctx.matvec, ctx.solve_transpose = matvec, solve_transpose
-        ctx.save_for_backward(x, *params)
-        return x
+        ctx.save_for_backward(output, *params)
 
     @staticmethod
     def backward(ctx, g):
-        first_order_only("the implicit solve")
+        first_order_only("the implicit solve", g)
         one_cotangent_only("the implicit solve", g)
         x, *params = ctx.saved_tensors
-        lam = ctx.solve_transpose(g.contiguous())
+        lam = first_order("the implicit solve", lambda c, *theta: ctx.solve_transpose(
+            c.contiguous(), theta), g, *params)
         wanted = [i for i, _ in enumerate(params) if ctx.needs_input_grad[4 + i]]
         grads: list[torch.Tensor | None] = [None] * len(params)
         if wanted:
-            with torch.enable_grad():
-                theta = [p.detach().requires_grad_(i in wanted) for i, p in enumerate(params)]
-                ax = ctx.matvec(theta, x)
-                found = torch.autograd.grad(
-                    ax, [theta[i] for i in wanted], grad_outputs=-lam, allow_unused=True
-                )
-            for i, grad in zip(wanted, found):
-                grads[i] = torch.zeros_like(params[i]) if grad is None else grad
+            def ax(*chosen: torch.Tensor) -> torch.Tensor:
+                theta = list(params)
+                for i, value in zip(wanted, chosen):
+                    theta[i] = value
+                return ctx.matvec(theta, x)
+
+            _, pullback = torch.func.vjp(ax, *(params[i] for i in wanted))
+            for i, grad in zip(wanted, pullback(-lam)):
+                grads[i] = grad
         grad_b = lam if ctx.needs_input_grad[3] else None
         return None, None, None, grad_b, *grads
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise forward_mode_refused("the implicit solve")
+
+    @staticmethod
+    def vmap(info, in_dims, matvec, solve, solve_transpose, b, *params):
+        if any(dim is not None for dim in in_dims[4:]):
+            raise RuntimeError("torch.func.vmap over the matrix of a sparse solve (csr_solve's "
+                               "values, implicit_solve's params, poisson_solve's points) is "
+                               "not supported; vmap over b, or call it once per matrix")
+        x = [_ImplicitSolve.apply(matvec, solve, solve_transpose, rhs, *params)
+             for rhs in b.movedim(in_dims[3], 0)]
+        return torch.stack(x), 0
 
 
 SYMMETRY_RTOL = {torch.float64: 1e-12, torch.float32: 1e-5}
@@ -166,6 +246,7 @@ def check_symmetric(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
                          "with A^T)")
 
 
+@torch.compiler.disable  # the Krylov loops and Warp calls run eagerly
 def csr_solve(
     values: torch.Tensor,
     b: torch.Tensor,
@@ -258,14 +339,16 @@ def csr_solve(
         torch.diff(indptr.to(device=b.device, dtype=torch.int64)))
     cols = indices.to(device=b.device, dtype=torch.int32)
 
-    def system(a_rows: torch.Tensor, a_cols: torch.Tensor
+    # the solves take the values and indices from the autograd Function, whose forward and
+    # backward see plain tensors under torch.func (Warp cannot read functorch's wrappers)
+    def system(a_values: torch.Tensor, a_rows: torch.Tensor, a_cols: torch.Tensor
                ) -> tuple[CsrOperator, Preconditioner | None]:
         matrix = wps.bsr_from_triplets(
             n,
             n,
             wp.from_torch(a_rows.contiguous()),
             wp.from_torch(a_cols.contiguous()),
-            wp.from_torch(values.detach().contiguous()),
+            wp.from_torch(a_values.detach().contiguous()),
             prune_numerical_zeros=False,
         )
         A = CsrOperator(matrix)
@@ -273,25 +356,25 @@ def csr_solve(
 
     forward: list[tuple[CsrOperator, Preconditioner | None]] = []  # kept for a symmetric A
 
-    def warp_solve(a_rows: torch.Tensor, a_cols: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
-        A, M = forward[0] if symmetric and forward else system(a_rows, a_cols)
+    def warp_solve(rhs: torch.Tensor, a_values: torch.Tensor, a_rows: torch.Tensor,
+                   a_cols: torch.Tensor) -> torch.Tensor:
+        A, M = forward[0] if symmetric and forward else system(a_values, a_rows, a_cols)
         if symmetric and not forward:
             forward.append((A, M))
         result = solver(A, wp.from_torch(rhs.contiguous()), preconditioner=M, **options)
         return wp.to_torch(result.x)
 
-    def transpose_solve(g: torch.Tensor) -> torch.Tensor:
+    def solve(rhs: torch.Tensor, theta: Sequence[torch.Tensor]) -> torch.Tensor:
+        return warp_solve(rhs, *theta)
+
+    def transpose_solve(g: torch.Tensor, theta: Sequence[torch.Tensor]) -> torch.Tensor:
+        a_values, a_rows, a_cols = theta
         if symmetric:  # where the flag matters: the forward's A stands for A^T
-            check_symmetric(values.detach(), rows, cols, n)
-        return warp_solve(cols, rows, g)
+            check_symmetric(a_values.detach(), a_rows, a_cols, n)
+        return warp_solve(g, a_values, a_cols, a_rows)
 
     def matvec(theta: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(x).index_add(0, rows, theta[0] * x[cols])
+        a_values, a_rows, a_cols = theta
+        return torch.zeros_like(x).index_add(0, a_rows, a_values * x[a_cols])
 
-    return implicit_solve(
-        b,
-        [values],
-        matvec=matvec,
-        solve=lambda rhs: warp_solve(rows, cols, rhs),
-        solve_transpose=transpose_solve,
-    )
+    return _ImplicitSolve.apply(matvec, solve, transpose_solve, b, values, rows, cols)

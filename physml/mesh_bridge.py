@@ -14,6 +14,14 @@ r"""PyTorch autograd through the mesh operators: gradients with respect to verte
   $f$ and $g$.
 
 Every backward allocates its gradients afresh, so calling backward twice gives the same result.
+
+**torch.func**: ``grad``, ``vjp`` and ``jacrev`` work on :func:`operator_values`,
+:func:`sparse_solve` and :func:`poisson_solve`, and ``vmap`` over ``f``, ``g`` or ``b`` (one
+solve per sample, a gradient inside it too) and over :func:`operator_values`' points; not
+``vmap`` over the matrix of a solve (``poisson_solve``'s points: call once per mesh geometry),
+forward mode or second derivatives (:mod:`physml.linalg_bridge`). **torch.compile** runs
+:func:`operator_values`, :func:`sparse_solve` and :func:`poisson_solve` eagerly: the graph
+breaks around each call, and the model around it still compiles.
 """
 
 from __future__ import annotations
@@ -26,7 +34,13 @@ import torch
 import warp as wp
 
 from .devices import require_tensor_device
-from .linalg_bridge import csr_solve, first_order_only, one_cotangent_only
+from .linalg_bridge import (
+    csr_solve,
+    first_order,
+    first_order_only,
+    forward_mode_refused,
+    one_cotangent_only,
+)
 from .solvers.kept import LeastRecentlyUsed
 from .solvers.linalg import Jacobi, SmoothedAggregationAMG, cg
 from .solvers.mesh import Mesh, Pattern, element_triplets, element_triplets_adjoint, pattern
@@ -62,30 +76,49 @@ def _require_tensors(**tensors: object) -> None:
 
 
 class _OperatorValues(torch.autograd.Function):
+    """Points (n, d) -> CSR values (nnz,); under ``torch.func.vmap`` (:meth:`vmap`) one
+    assembly per vmapped sample of points."""
+
     @staticmethod
-    def forward(ctx, points: torch.Tensor, mesh: Mesh, kind: str, check: bool) -> torch.Tensor:
+    def forward(points: torch.Tensor, mesh: Mesh, kind: str, check: bool) -> torch.Tensor:
         x = _warp_points(mesh, points)  # checked first
         if check:
             mesh.check_moved_points(x)
         dtype = _WP_DTYPES[points.dtype]
         matrix = pattern(mesh, dtype).assemble(element_triplets(mesh, kind, dtype, x))
-        ctx.mesh, ctx.kind = mesh, kind
-        ctx.save_for_backward(points)
         return wp.to_torch(matrix.values)[: matrix.nnz].clone()
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        points, ctx.mesh, ctx.kind, _ = inputs
+        ctx.save_for_backward(points)
+
+    @staticmethod
     def backward(ctx, values_grad: torch.Tensor):
-        first_order_only("operator_values")
+        first_order_only("operator_values", values_grad)
         one_cotangent_only("operator_values", values_grad)
         (points,) = ctx.saved_tensors
-        mesh = ctx.mesh
-        slots = wp.to_torch(pattern(mesh, _WP_DTYPES[points.dtype]).slots).long()
-        triplets_grad = wp.from_torch(values_grad.contiguous()[slots].contiguous())
-        grad = element_triplets_adjoint(mesh, ctx.kind, _warp_points(mesh, points),
-                                        triplets_grad)
-        return wp.to_torch(grad).reshape(points.shape), None, None, None
+        mesh, kind = ctx.mesh, ctx.kind
+
+        def adjoint(cotangent: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+            slots = wp.to_torch(pattern(mesh, _WP_DTYPES[at.dtype]).slots).long()
+            triplets_grad = wp.from_torch(cotangent.contiguous()[slots].contiguous())
+            grad = element_triplets_adjoint(mesh, kind, _warp_points(mesh, at), triplets_grad)
+            return wp.to_torch(grad).reshape(at.shape)
+
+        return first_order("operator_values", adjoint, values_grad, points), None, None, None
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise forward_mode_refused("operator_values")
+
+    @staticmethod
+    def vmap(info, in_dims, points, mesh, kind, check):
+        samples = points.movedim(in_dims[0], 0)
+        return torch.stack([_OperatorValues.apply(p, mesh, kind, check) for p in samples]), 0
 
 
+@torch.compiler.disable  # the Warp assembly runs eagerly
 def operator_values(points: torch.Tensor, mesh: Mesh, kind: str = "stiffness") -> torch.Tensor:
     """CSR values of the stiffness (``kind="stiffness"``) or consistent mass (``"mass"``) matrix.
 
@@ -122,6 +155,7 @@ backward, P1 on a disc (one thread, medians), Jacobi / SA-AMG 3.5 / 10.6 ms at 4
 at 2.8e4 vertices, 2.0 / 2.6 s at 9.8e4."""
 
 
+@torch.compiler.disable  # Warp assembly and Krylov solves run eagerly
 def sparse_solve(values: torch.Tensor, b: torch.Tensor, indptr: np.ndarray,
                  indices: np.ndarray) -> torch.Tensor:
     r"""$u = A^{-1} b$ for the symmetric positive-definite CSR matrix $A$ = (``values``,
@@ -146,7 +180,6 @@ _RESTRICTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 RESTRICTIONS_PER_MESH = 8
 
 
-@torch.compiler.disable  # NumPy and SciPy set-up, cached per mesh: nothing to trace
 def _restriction(mesh: Mesh, dtype: type, boundary: bytes):
     """Entries of the CSR pattern in the interior block, and the interior block's topology
     (checked: a Dirichlet vertex in every connected part of the mesh); cached per mesh."""
@@ -204,6 +237,7 @@ def spmv(values: torch.Tensor, u: torch.Tensor, mesh: Mesh) -> torch.Tensor:
     return torch.zeros_like(u).index_add(0, rows, values * u[cols])
 
 
+@torch.compiler.disable  # Warp assembly and Krylov solves run eagerly
 def poisson_solve(points: torch.Tensor, mesh: Mesh, f: torch.Tensor,
                   boundary: np.ndarray | None = None, g: torch.Tensor | None = None
                   ) -> torch.Tensor:

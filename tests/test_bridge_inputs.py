@@ -3,6 +3,7 @@ folded vertex positions, legacy batched cotangents, bad spmv operands, spectral 
 given as tensors, and upwind advection's one-sided derivative at zero velocity."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +12,8 @@ import torch
 
 from physml import bridge
 from physml.constraints import BlockRouter, HardConstraint
-from physml.linalg_bridge import csr_solve
-from physml.mesh_bridge import operator_values, poisson_solve, spmv
+from physml.linalg_bridge import csr_solve, implicit_solve
+from physml.mesh_bridge import operator_values, poisson_solve, sparse_solve, spmv
 from physml.solvers import AdvectionSolver1D, Grid, HeatSolver1D, periodic
 from physml.solvers import mesh as pm
 from physml.spectral import SpectralSolver
@@ -293,3 +294,58 @@ def test_an_unstable_sample_of_a_batch_is_named_with_its_parameters():
     with pytest.raises(ValueError, match=r"sample 1 of the batch of 3 \(nu=10\): dt=.*bound "
                                          r"its output"):
         bridge.rollout(_heat(), u, 4, parameters={"nu": nu})
+
+
+def _compiled_calls():
+    """Each public differentiable entry point of the bridges as a function of one float64
+    tensor, with two values of that tensor."""
+    mesh = pm.disc(0.5)
+    points = torch.tensor(mesh.points)
+    f = torch.ones(mesh.n_vertices, dtype=torch.float64)
+    matrix = sp.diags([-1.0, 2.5, -1.0], [-1, 0, 1], shape=(6, 6), format="csr")
+    values, indptr, indices = (torch.tensor(a) for a in (matrix.data, matrix.indptr,
+                                                         matrix.indices))
+    dense = torch.tensor(matrix.toarray())
+    u0 = torch.sin(torch.linspace(0.0, 6.0, 16, dtype=torch.float64))
+    heat = _heat()
+    return {
+        "rollout": (lambda u: bridge.rollout(heat, u, 4, 2), u0),
+        "step": (lambda u: bridge.step(heat, u), u0),
+        "csr_solve": (lambda v: csr_solve(v, torch.ones(6, dtype=torch.float64), indptr,
+                                          indices), values),
+        "implicit_solve": (lambda b: implicit_solve(
+            b, [dense], matvec=lambda theta, x: theta[0] @ x,
+            solve=lambda rhs: torch.linalg.solve(dense, rhs),
+            solve_transpose=lambda g: torch.linalg.solve(dense.T, g)), values[:6]),
+        "operator_values": (lambda p: operator_values(p, mesh), points),
+        "sparse_solve": (lambda v: sparse_solve(v, torch.ones(6, dtype=torch.float64),
+                                                matrix.indptr, matrix.indices), values),
+        "poisson_solve": (lambda p: poisson_solve(p, mesh, f), points),
+    }
+
+
+def test_torch_compile_runs_the_solvers_eagerly_without_tracing_or_recompiling_them():
+    from torch._dynamo.convert_frame import input_codes
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    package = Path(bridge.__file__).parent
+    calls = _compiled_calls()
+    for name, (function, x) in calls.items():
+        def loss(t, function=function):
+            return (1.0 + function(2.0 * t)).square().sum() * 3.0
+
+        compiled = torch.compile(loss, backend="eager")
+        for k, value in enumerate((x, x * 1.01)):
+            frames = counters["frames"]["total"]
+            got, want = value.clone().requires_grad_(), value.clone().requires_grad_()
+            out, expected = compiled(got), loss(want)
+            out.backward()
+            expected.backward()
+            assert torch.equal(out, expected) and torch.equal(got.grad, want.grad), name
+            if k:  # a new input value runs the frames compiled for the first
+                assert counters["frames"]["total"] == frames, name
+    traced = {Path(code.co_filename) for code in (ref() for ref in input_codes.seen) if code}
+    assert not [p for p in traced if package in p.parents or "warp" in p.parts]
+    assert counters["stats"]["unique_graphs"] >= len(calls)  # the model around them compiled

@@ -1222,3 +1222,38 @@ def test_csr_solve_refuses_a_nonsymmetric_matrix_passed_as_symmetric():
                   pattern.indices, solver=gmres, symmetric=True)
     with pytest.raises(ValueError, match=r"A\[0, 3\] = 0.001 and A\[3, 0\] = 0 differ"):
         x.sum().backward()
+
+
+def test_torch_func_transforms_of_csr_solve_equal_eager_calls_or_are_refused():
+    A = (sp.random(12, 12, density=0.3, random_state=1) + 5 * sp.eye(12)).tocsr()
+    A.sort_indices()
+    values = torch.tensor(A.data)
+    indptr, indices = torch.tensor(A.indptr), torch.tensor(A.indices)
+    b = torch.tensor(np.random.default_rng(0).standard_normal((3, 12)))
+
+    def solve(v, rhs):
+        return csr_solve(v, rhs, indptr, indices, solver=gmres, rtol=1e-13)
+
+    def loss(v, rhs):
+        return solve(v, rhs).square().sum()
+
+    def eager_grads(rhs):
+        v, r = values.clone().requires_grad_(), rhs.clone().requires_grad_()
+        loss(v, r).backward()
+        return v.grad, r.grad
+
+    grads = [eager_grads(rhs) for rhs in b]
+    close = torch.testing.assert_close
+    close(torch.func.vmap(solve, in_dims=(None, 0))(values, b),
+          torch.stack([solve(values, rhs) for rhs in b]))
+    close(torch.func.grad(loss, argnums=(0, 1))(values, b[0]), grads[0])
+    per_sample = torch.func.vmap(torch.func.grad(loss, argnums=(0, 1)), in_dims=(None, 0))
+    close(per_sample(values, b), tuple(torch.stack(g) for g in zip(*grads)))
+    close(torch.func.jacrev(solve, argnums=(0, 1))(values, b[0]),
+          torch.autograd.functional.jacobian(solve, (values, b[0])))
+    with pytest.raises(RuntimeError, match="vmap over the matrix of a sparse solve"):
+        torch.func.vmap(solve, in_dims=(0, None))(torch.stack([values, 2 * values]), b[0])
+    with pytest.raises(NotImplementedError, match="forward-mode differentiation .* jacrev"):
+        torch.func.jacfwd(solve, argnums=1)(values, b[0])
+    with pytest.raises(RuntimeError, match="backward is first order: second derivatives"):
+        torch.func.grad(lambda r: torch.func.grad(loss, argnums=1)(values, r).sum())(b[0])

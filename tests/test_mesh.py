@@ -1395,3 +1395,37 @@ def test_a_heat_rollout_keeps_every_save_every_th_state():
     np.testing.assert_array_equal(rollout(u0, 6, save_every=3), rollout(u0, 6)[::3])
     with pytest.raises(ValueError, match="n_steps=5 is not a multiple of save_every=3"):
         rollout(u0, 5, save_every=3)
+
+
+def test_torch_func_transforms_of_the_mesh_bridge_equal_eager_calls_or_are_refused():
+    mesh = pm.disc(0.5)
+    points = torch.tensor(mesh.points)
+    f = torch.tensor(np.random.default_rng(0).standard_normal((2, mesh.n_vertices)))
+
+    def loss(p, source):
+        return poisson_solve(p, mesh, source).square().sum()
+
+    def eager_grads(source):
+        p, s = points.clone().requires_grad_(), source.clone().requires_grad_()
+        loss(p, s).backward()
+        return p.grad, s.grad
+
+    grads = [eager_grads(source) for source in f]
+    close = torch.testing.assert_close
+    close(torch.func.vmap(lambda s: poisson_solve(points, mesh, s))(f),
+          torch.stack([poisson_solve(points, mesh, s) for s in f]))
+    close(torch.func.grad(loss, argnums=(0, 1))(points, f[0]), grads[0])
+    per_sample = torch.func.vmap(torch.func.grad(loss, argnums=(0, 1)), in_dims=(None, 0))
+    close(per_sample(points, f), tuple(torch.stack(g) for g in zip(*grads)))
+    moved = torch.stack([points, 1.1 * points])
+    close(torch.func.vmap(lambda p: operator_values(p, mesh))(moved),
+          torch.stack([operator_values(p, mesh) for p in moved]))
+    close(torch.func.jacrev(lambda p: operator_values(p, mesh, "mass"))(points),
+          torch.autograd.functional.jacobian(lambda p: operator_values(p, mesh, "mass"), points))
+    with pytest.raises(RuntimeError, match="vmap over the matrix of a sparse solve"):
+        torch.func.vmap(lambda p: poisson_solve(p, mesh, f[0]))(moved)
+    with pytest.raises(NotImplementedError, match=r"forward-mode .* of operator_values"):
+        torch.func.jvp(lambda p: operator_values(p, mesh), (points,), (points,))
+    with pytest.raises(RuntimeError, match="operator_values's backward is first order"):
+        torch.func.grad(lambda p: torch.func.grad(
+            lambda q: operator_values(q, mesh).square().sum())(p).sum())(points)
