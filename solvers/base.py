@@ -87,7 +87,11 @@ class GridSolver(BuiltSolver):
             start with a few backward-Euler steps (figures and an example:
             :mod:`physml.solvers.implicit_diffusion`).
         device: "cpu", "cuda" or "cuda:N".
-        dtype: "float32" or "float64".
+        dtype: "float32" or "float64". In float32 an explicit scheme rounds each stage's
+            increment at the scale of u, with the same sign step after step: heat with rk4 at
+            half its stable step ends 3.6e-5 from the exact solution at 256 cells and 6.1e-4
+            at 1024 (float64: 2.9e-7), worse as the grid is refined; take float64 for runs of
+            more than about 1e4 explicit steps (``imex`` in float32 levels off at 4e-7).
         check_every: steps between NaN/Inf checks during a rollout.
         threads: host threads of the CPU stage kernels (default: by grid and batch size;
             results do not depend on it).

@@ -389,7 +389,11 @@ def heat_geodesic(mesh: Mesh, source: int | np.ndarray, t: float | None = None) 
     2.92e-2, 1.89e-2 and 1.38e-2 (orders 0.94, 0.80, 0.63, 0.45; mean errors 4.5e-2 to 6.5e-3),
     and on :func:`~physml.solvers.mesh.domains.disc` ``(0.2)`` to ``(0.025)`` (source at the
     centre vertex, r < 0.7) 4.3e-2, 1.7e-2, 7.8e-3 and 5.9e-3 (orders 1.49, 1.11, 0.40): all
-    with one source. Several sources smooth the ridge where the nearest one changes: two 90°
+    with one source. Where the shortest path bends round a boundary it converges more slowly:
+    on :func:`~physml.solvers.mesh.domains.annulus` ``(0.1)`` to ``(0.0125)`` (0.5 < r < 1,
+    source at (-0.75, 0)) the largest error is 0.246, 0.161, 0.099 and 0.061 (orders about
+    0.7, about 5 % of the distance, where the path hugs the hole), 8.7e-3 at the finest where
+    the source is in sight. Several sources smooth the ridge where the nearest one changes: two 90°
     apart on ``icosphere(2)`` to ``(4)`` give 0.168, 0.117 and 0.064 (antipodal 0.052, 0.026,
     0.015), and the distance is 0 at the nearest source, 1.2e-2 to 1.3e-4 at the others. That is
     the method's error at $t = h^2$, not the solves': a plain SciPy heat method (sparse LU for
