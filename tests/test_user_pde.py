@@ -1249,6 +1249,8 @@ def _distributed_worker(rank: int, world: int, init: str, out: str) -> None:
 
     import torch.distributed as dist
 
+    import physml.train.pinn  # noqa: F401  (before the group, as a torchrun script imports it)
+
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
@@ -1273,6 +1275,26 @@ def test_two_gloo_processes_follow_the_one_process_loss_history(tmp_path):
             losses = json.load(f)
         assert len(losses) == 20
         np.testing.assert_allclose(losses, single, rtol=1e-6, atol=0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="lists threads via /proc")
+def test_destroy_process_group_ends_the_gloo_threads_after_an_optimizer_is_built(tmp_path):
+    script = f"""
+import os
+import torch
+import torch.distributed as dist
+import physml.train.pinn
+dist.init_process_group("gloo", init_method="file://{tmp_path / 'rendezvous'}", rank=0,
+                        world_size=1)
+torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+dist.destroy_process_group()
+print(sorted(open(f"/proc/self/task/{{t}}/comm").read().strip()
+             for t in os.listdir("/proc/self/task")))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "gloo" not in result.stdout  # no group left for a thread to free at exit
 
 
 def _readme_block(language: str) -> str:

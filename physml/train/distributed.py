@@ -16,6 +16,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+# torch.distributed.nn's collectives take ``group=group.WORLD`` as a default, evaluated at
+# import; imported first after init_process_group (torch.optim imports it through
+# torch._dynamo when the first optimizer is built), they would keep the default group and
+# its gloo threads alive past destroy_process_group, and a thread releasing a finished
+# all_reduce while the interpreter exits aborts it ("terminate called without an active
+# exception"). Imported here, with physml before a script's init_process_group, it is None.
+if dist.is_available():
+    import torch.distributed.nn  # noqa: F401
+
 
 def rank_and_world() -> tuple[int, int]:
     """This process's rank and the number of processes (0, 1 without a process group)."""
