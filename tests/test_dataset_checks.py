@@ -225,6 +225,40 @@ def test_the_reference_solution_falls_back_to_a_direct_solve_where_amg_stalls(mo
     assert residual < 1e-12
 
 
+def test_a_stalled_amg_whose_best_iterate_misses_the_tolerance_is_solved_directly(monkeypatch):
+    """pyamg hands every iterate to its callback: where the best of them is still off by more
+    than REFERENCE_RTOL (relative residuals from 0.027 down to 5e-4), the direct solve gives
+    the stored x, not that iterate."""
+    import pyamg
+    import scipy.sparse.linalg as spla
+
+    from physml.datasets import linear_systems
+    from physml.datasets.linear_systems import LinearSystemSpec, make_system
+
+    direct, exact_solve = [], spla.spsolve
+
+    class Stalled:
+        def __init__(self, matrix):
+            self.matrix = matrix
+
+        def solve(self, b, maxiter, callback=None, **options):
+            exact = exact_solve(self.matrix.tocsc(), b)
+            for k in range(1, maxiter + 1):
+                x = exact * (1 + 0.027 / k)  # relative residual 0.027 / k
+                callback(x)
+            return x
+
+    monkeypatch.setattr(linear_systems, "DIRECT_LIMIT", 10)
+    monkeypatch.setattr(linear_systems.spla, "spsolve",
+                        lambda *args: direct.append(1) or exact_solve(*args))
+    monkeypatch.setattr(pyamg, "ruge_stuben_solver", Stalled)
+    spec = LinearSystemSpec.model_validate({"systems": "poisson_grid", "size": 8,
+                                            "samples": 1})
+    system = make_system(spec, 0)
+    residual = np.linalg.norm(system.matrix @ system.x - system.b) / np.linalg.norm(system.b)
+    assert direct == [1] and residual < 1e-12
+
+
 def test_bad_generate_arguments_and_a_systems_dataset_s_top_folder_are_named(tmp_path):
     spec = load_spec(write_spec(tmp_path))
     with pytest.raises(ValueError, match="batch_size=2.0 must be a whole number >= 1"):
@@ -435,6 +469,22 @@ def test_a_systems_dataset_beyond_memory_is_refused_before_anything_is_generated
     assert ("size=1024, samples=2: generating a shard of 2 poisson_grid system(s) of about "
             "1,048,576 unknowns needs about 1.2 GiB, more than this machine's memory (1.0 GiB)"
             in err and "Traceback" not in err and not out.exists())
+
+
+def test_a_shard_s_generation_counts_the_reference_solve_its_systems_get(monkeypatch):
+    """Up to DIRECT_LIMIT unknowns a system's reference is a direct solve, whose factors count
+    (GENERATION_BYTES' first number per unknown); above, AMG's hierarchy (the second)."""
+    from physml.datasets import linear_systems
+    from physml.datasets.linear_systems import LinearSystemSpec, generation_bytes
+
+    spec = LinearSystemSpec.model_validate({"systems": "poisson_grid", "size": 64,
+                                            "samples": 4})
+    n = 64 * 64
+    direct, amg = linear_systems.GENERATION_BYTES["poisson_grid"]
+    monkeypatch.setattr(linear_systems, "DIRECT_LIMIT", n)
+    solved_directly = generation_bytes(spec)
+    monkeypatch.setattr(linear_systems, "DIRECT_LIMIT", n - 1)
+    assert solved_directly - generation_bytes(spec) == (direct - amg) * n != 0
 
 
 def test_the_pcg_case_s_memory_counts_its_dataset_s_generation(monkeypatch):

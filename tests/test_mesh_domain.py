@@ -200,6 +200,62 @@ def test_a_non_conforming_interface_is_refused_with_the_mesher_s_cure_even_repai
             pm.read_mesh(tmp_path / "two.vtu", repair=repair)
 
 
+def test_a_crack_is_named_before_duplicates_whose_merging_collapses_a_cell():
+    """The two squares' crack beside a cell listing vertex 0 and an exact copy of it, which
+    merging collapses (and repairing drops): non-conforming, not repairable."""
+    (a, ca), (b, cb) = _grid(2), _grid(3, x0=1.0)
+    points = np.r_[a, b, a[:1]]
+    cells = np.r_[ca, cb + len(a), [[0, len(points) - 1, 3]]]
+    with pytest.raises(ValueError, match="non-conforming mesh") as refused:
+        pm.Mesh(points, cells)
+    assert not isinstance(refused.value, pm.checks.RepairableMeshError)
+
+
+def test_a_tetrahedral_mesh_with_a_vertex_inside_a_boundary_face_is_non_conforming():
+    """Vertex 4 inside the face a b c of one tetrahedron, corner of the three on its other
+    side: refused; with the tetrahedron split at 4 as well, the mesh conforms. A vertex in a
+    face's plane beyond its edge (3, past the edge 1-2 of the obtuse face 0 1 2) is not inside
+    it."""
+    a, b, c, m = [1.0, 0, 0], [1.0, 1, 0], [1.0, 0, 1], [1.0, 0.25, 0.25]
+    points = np.array([a, b, c, [0.0, 0, 0], m, [2.0, 0.3, 0.3]])
+    fan = [[0, 1, 4, 5], [1, 2, 4, 5], [2, 0, 4, 5]]
+    with pytest.raises(ValueError, match=r"non-conforming mesh: boundary vertices 4 \(1 in all\)"
+                                         r" lie inside boundary faces"):
+        pm.Mesh(points, [[0, 1, 2, 3], *fan])
+    pm.Mesh(points, [[0, 1, 4, 3], [1, 2, 4, 3], [2, 0, 4, 3], *fan])
+    obtuse = np.array([[0.5, 0.1, 0], [0.0, 0, 0], [1.0, 0, 0], [0.5, -0.1, 0], [0.5, 0, 1]])
+    pm.Mesh(obtuse, [[0, 1, 2, 4], [1, 2, 3, 4]])
+
+
+def _two_triangles_with_a_copy(apart, height=1.0, shift=0.0):
+    """The rectangle [0, 1] x [0, height] moved by ``shift``, in two triangles, the second
+    with vertex 4 in place of vertex 0: ``apart`` from it up and to the left (at least that
+    far from every edge), or its float32 rounding where ``apart`` is "float32"."""
+    points = shift + np.array([[0.0, 0.0], [1.0, 0.0], [1.0, height], [0.0, height]])
+    copy = (points[0].astype(np.float32).astype(np.float64) if apart == "float32"
+            else points[0] + apart * np.array([-1.0, 1.0]) / np.sqrt(2))
+    return np.r_[points, [copy]], [[0, 1, 2], [4, 2, 3]]
+
+
+@pytest.mark.parametrize("height, distance", [(1.0, 1e-6 * np.sqrt(2)), (1e-4, 1e-3 * 1e-4)])
+def test_vertices_within_the_duplicate_distance_are_one_and_twice_as_far_two(height, distance):
+    """The distance is 1e-6 of the mesh's size (here its diagonal, sqrt 2) or a thousandth of
+    its shortest edge (here 1e-4), whichever is less: half of it apart, duplicates; twice, two
+    vertices of a valid mesh."""
+    with pytest.raises(pm.checks.RepairableMeshError, match="duplicate vertices 4 "):
+        pm.Mesh(*_two_triangles_with_a_copy(distance / 2, height))
+    pm.Mesh(*_two_triangles_with_a_copy(2 * distance, height))
+
+
+def test_a_float32_copy_of_a_vertex_far_from_the_origin_is_a_duplicate():
+    """The mesh's size counts its largest coordinate: a unit square at 1e4, whose float32
+    copies lie 5.5e-4 apart (1e-6 of its diagonal is 1.4e-6), still has duplicates."""
+    points, cells = _two_triangles_with_a_copy("float32", shift=1e4 + 0.1)
+    assert 1e-4 < np.linalg.norm(points[4] - points[0]) < 1e-3
+    with pytest.raises(pm.checks.RepairableMeshError, match="duplicate vertices 4 "):
+        pm.Mesh(points, cells)
+
+
 def test_a_planar_file_with_z_rounding_noise_is_read_planar_and_checked_for_folds(tmp_path):
     """z noise of 1e-9 of the x-y extent is a plane (its folds refused); 1e-3 a surface."""
     points, cells = _grid(4)

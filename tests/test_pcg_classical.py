@@ -225,6 +225,14 @@ def test_ic0_refuses_a_non_finite_entry_naming_it(bad):
         IncompleteCholesky(CsrOperator(csr_from_scipy(a, wp.float64, "cpu")))
 
 
+def test_ic0_names_the_first_of_several_non_finite_entries_in_csr_order():
+    """The entry named (its value, row and column) is the first, not another one."""
+    a = sp.csr_matrix(poisson_2d(4))
+    a[5, 4], a[10, 9] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"entry nan in row 5 \(column 4\)"):
+        IncompleteCholesky(CsrOperator(csr_from_scipy(a, wp.float64, "cpu")))
+
+
 @pytest.mark.parametrize("name", ["amg_sa", "amg_rs"])
 def test_an_amg_apply_is_one_v_cycle_of_its_hierarchy(name):
     """apply is pyamg's V-cycle preconditioner of the same hierarchy, bit for bit; a W-cycle,

@@ -206,6 +206,22 @@ def test_the_native_forward_in_parts_is_bitwise_the_forward_in_one(kind, dtype):
                                                                                "cpu"), threads=0)
 
 
+def test_the_forward_s_parts_running_at_once_give_the_one_part_factor_every_time():
+    """Parts that overlap in time (a 128² grid, two parts or more) share no scratch: every
+    factor is bit for bit the one-part factor (parts writing each other's scratch change the
+    factor of only some calls, hence 100 calls each)."""
+    grid = make_system(LinearSystemSpec(systems="poisson_grid", size=128, samples=1), 1).matrix
+    pattern, A = LowerPattern(grid), csr_from_scipy(grid, wp.float64, "cpu")
+    native = NetworkFactor(network_weights(perturbed("cholesky", 3).network), "cholesky")
+    whole = native.values(pattern, A, threads=1).numpy()
+    settings = [2, *(["auto"] if factor_network.forward_parts(pattern.n) > 1 else [])]
+    for threads in settings:
+        assert factor_network.forward_parts(pattern.n, threads) > 1
+        differing = sum(not np.array_equal(native.values(pattern, A, threads=threads).numpy(),
+                                           whole) for _ in range(100))
+        assert differing == 0, f"threads={threads!r}: {differing} of 100 factors differ"
+
+
 def test_a_float64_network_trains_and_gives_the_native_forward_s_factor(monkeypatch):
     """A model made ``.double()`` reads the graph's float32 features in float64 (it raised a
     dtype error in training and on the PyTorch path)."""
@@ -742,6 +758,18 @@ def test_a_matrix_that_is_not_symmetric_is_refused_as_training_system_refuses_it
     for factory in learned_factories():
         with pytest.raises(ValueError, match=re.escape(str(refused.value))):
             factory(A)
+
+
+def test_a_matrix_not_symmetric_in_the_last_part_s_rows_is_refused_on_any_threads():
+    """Every part reports the asymmetry of its own rows: A_{9001,9000} of a 100² grid, past
+    the first of 2 or 3 chunks, is refused on one thread or several."""
+    grid = make_system(LinearSystemSpec(systems="poisson_grid", size=100, samples=1), 1).matrix
+    matrix = with_entry(grid, 9001, 9000, 1.5 * grid[9001, 9000])
+    pattern, A = LowerPattern(matrix), csr_from_scipy(matrix, wp.float64, "cpu")
+    native = NetworkFactor(network_weights(perturbed("cholesky", 3).network), "cholesky")
+    for threads in (1, 2, 3, "auto"):
+        with pytest.raises(ValueError, match="is not symmetric"):
+            native.values(pattern, A, threads=threads)
 
 
 def test_a_matrix_symmetric_but_for_rounding_or_a_stored_zero_is_accepted():
