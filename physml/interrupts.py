@@ -15,8 +15,9 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -83,3 +84,45 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def interrupts_noticed(notify: Callable[[int], None]) -> Iterator[None]:
+    """Within: ``notify(signum)`` runs on a thread of its own as soon as the first SIGINT or
+    SIGTERM arrives, also while the main thread is held in native code (Warp building its
+    kernels, a long solve), where Python runs its own handler (the ``KeyboardInterrupt``)
+    only once that code returns. The signals' handling is otherwise unchanged. Off the main
+    thread, or where a wakeup file descriptor is set already (an event loop's), nothing is
+    watched.
+
+    The signal module writes each signal's number to a socket (``signal.set_wakeup_fd``),
+    which the thread reads."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    receiver, sender = socket.socketpair()
+    sender.setblocking(False)
+    previous = signal.set_wakeup_fd(sender.fileno(), warn_on_full_buffer=False)
+    if previous != -1:  # another's: left as it was
+        signal.set_wakeup_fd(previous)
+        receiver.close()
+        sender.close()
+        yield
+        return
+
+    def watch() -> None:
+        while data := receiver.recv(64):  # b"" once the sending end is closed
+            stops = [n for n in data if n in (signal.SIGINT, signal.SIGTERM)]
+            if stops:
+                notify(stops[0])
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True, name="physml-interrupts")
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(-1)
+        sender.close()
+        watcher.join()
+        receiver.close()

@@ -8,16 +8,26 @@ instead every ``interval`` seconds and once at the end::
 
 A timer prints the line too when the work gives no update for an interval (a first step that
 waits for Warp to compile its kernels, a long sample), with the count reached so far.
+
+SIGINT or SIGTERM is acknowledged at once, on the line (or the bar) and on every line after,
+although the work stops only when the main thread returns to Python (Warp's kernel build, on
+a first run, finishes first)::
+
+    [   150.2 s] burgers 0/5500 SIGINT received; stopping after the current step or kernel build
 """
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
+from contextlib import ExitStack
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .interrupts import interrupts_noticed
 
 LOG_INTERVAL_S = 30.0
 
@@ -65,6 +75,8 @@ class RunProgress:
         # nothing left to do (a finished run resumed) prints no "0/total" line
         self._printed: tuple[int, str] = self._state
         self._stopped = False
+        self._notice: str | None = None  # the acknowledgement of an interrupt, once received
+        self._watch = ExitStack()
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._timer = threading.Thread(target=self._lines, daemon=True,
@@ -72,6 +84,8 @@ class RunProgress:
 
     def __enter__(self) -> RunProgress:
         self._bar.__enter__()
+        if not self.quiet:
+            self._watch.enter_context(interrupts_noticed(self._interrupted))
         if not (self.live or self.quiet) and 0 < self.interval < threading.TIMEOUT_MAX:
             self._timer.start()  # (an interval of inf: lines at the end only)
         return self
@@ -101,7 +115,21 @@ class RunProgress:
         while not self._done.wait(self._last_line + self.interval - time.perf_counter()):
             self._line_if_due()
 
+    def _interrupted(self, signum: int) -> None:
+        """Say at once that signal ``signum`` was received (called off the main thread, which
+        may be held in native code), and keep it as the status of the lines after."""
+        self._notice = (f"{signal.Signals(signum).name} received; stopping after the current "
+                        "step or kernel build")
+        self._state = (self._state[0], self._notice)
+        if self.live:
+            self._bar.update(self._task, status=self._notice)
+            return
+        with self._lock:
+            if not self._done.is_set():
+                self._line()
+
     def _end_lines(self) -> None:
+        self._watch.close()
         self._done.set()
         if self._timer.is_alive() and self._timer is not threading.current_thread():
             self._timer.join()
@@ -112,7 +140,9 @@ class RunProgress:
         return self._state[0]
 
     def update(self, completed: int, status: str = "") -> None:
-        """``completed`` units done; ``status`` is shown after the count."""
+        """``completed`` units done; ``status`` is shown after the count (after an interrupt,
+        its acknowledgement instead)."""
+        status = self._notice or status
         self._state = (completed, status)
         if self.live:
             self._bar.update(self._task, completed=completed, status=status)

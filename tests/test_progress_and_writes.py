@@ -314,3 +314,45 @@ def test_arrays_are_written_through_python_so_a_full_disk_names_its_error(tmp_pa
     with FullDisk(tmp_path / "b", "wb") as file, pytest.raises(OSError) as caught:
         write_array(file, array, npy=npy)
     assert caught.value.errno == errno.ENOSPC
+
+
+def test_an_interrupt_is_acknowledged_while_the_main_thread_is_held_in_native_code():
+    """Python runs a signal's handler only once the main thread returns from native code:
+    during a first run's Warp kernel build, Ctrl-C or SIGTERM went unanswered for most of a
+    minute, the progress lines printing on. The line now says at once that it was received,
+    and the lines after keep saying it."""
+    import hashlib
+    import io
+    import signal
+    import threading
+    import time
+
+    from physml.interrupts import Terminated, sigterm_as_interrupt
+    from physml.progress import PipeConsole, RunProgress
+
+    log, entering, acknowledged = io.StringIO(), threading.Event(), []
+
+    def send_and_watch() -> None:
+        entering.wait()
+        time.sleep(0.1)  # the main thread is in the hash by now
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.perf_counter() + 30
+        while "SIGTERM received" not in log.getvalue() and time.perf_counter() < deadline:
+            time.sleep(0.005)
+        acknowledged.append(time.perf_counter())
+
+    sender = threading.Thread(target=send_and_watch)
+    sender.start()
+    with sigterm_as_interrupt(), pytest.raises(Terminated):
+        try:
+            with RunProgress("fe_c", 4, PipeConsole(file=log, force_terminal=False),
+                             interval=60) as progress:
+                progress.update(1, "solving")
+                entering.set()
+                hashlib.pbkdf2_hmac("sha256", b"x", b"salt", 1_500_000)  # native, GIL released
+        finally:
+            returned = time.perf_counter()
+            sender.join()
+    assert acknowledged[0] < returned
+    assert re.fullmatch(r"\[ +\d+\.\d s\] fe_c 1/4 SIGTERM received; stopping after the "
+                        r"current step or kernel build\n", log.getvalue())
