@@ -1668,3 +1668,26 @@ def test_a_gpu_the_torch_backend_cannot_reach_is_refused_when_built():
     with pytest.raises(ValueError, match=rf"device 'cuda:{count}': the torch FFT backend needs "
                                          rf"a PyTorch that sees this GPU.*sees {count}; install"):
         SpectralSolve((8, 8), (1.0, 1.0), (True, False), device=f"cuda:{count}")
+
+
+def test_a_run_s_wall_s_includes_the_writing_of_its_results(tmp_path, monkeypatch):
+    """wall_s (metrics.json, the headline) is the whole run's, as the README says: it left out
+    the writing of the trajectory and figures, which can outlast the integration."""
+    import json
+    import time
+
+    from physml.cases import thermomigration_results
+    from physml.cases.registry import load_case, run_case
+
+    real, slow = thermomigration_results.write_dataset, 0.5
+
+    def slow_write(*args, **kwargs):
+        time.sleep(slow)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(thermomigration_results, "write_dataset", slow_write)
+    folder, summary = run_case(load_case(CASES / "thermomigration_fe_c.yaml", FE_C_SAVES),
+                               tmp_path)
+    integrated = float(np.load(folder / "checkpoint.npz")["wall_s"])  # to the last snapshot
+    recorded = json.loads((folder / "metrics.json").read_text())["summary"]["wall_s"]
+    assert recorded == summary["wall_s"] >= integrated + slow

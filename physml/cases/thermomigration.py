@@ -85,12 +85,12 @@ instead (PFHub benchmark 1: ``cases/thermomigration_spinodal_pfhub1.yaml``)::
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
 from ..datasets.atomic_files import array_writer
+from ..devices import Stopwatch
 from ..solvers.errors import BlowUpError
 from ..solvers.thermomigration_trajectory import Trajectory
 from .kind import CaseKind, OnStep
@@ -176,46 +176,47 @@ def _load_checkpoint(folder: Path) -> tuple[Trajectory, float, float, int]:
 def run(case: ThermomigrationCase, folder: Path, resume: bool = False,
         on_step: OnStep | None = None) -> dict:
     """Integrate ``case`` snapshot by snapshot, checkpointing after each, and write results;
-    returns the summary. ``config.yaml`` is written with the first checkpoint, so a run folder
-    with a configuration can always be resumed."""
-    started = time.perf_counter()
-    solver, c0 = build_solver(case)
-    save_times = case.time.save_times()
-    error_scale = float(np.max(np.abs(c0)))  # the tolerance is relative to the start's max|c|
-    if resume:
-        run, dt, before, saved = _load_checkpoint(folder)
-    else:
-        run, dt, before, saved = Trajectory(), None, 0.0, 0
-    while len(run.times) < len(save_times):
-        k = max(len(run.times), 1)
-        start = run.states[-1] if run.states else c0
-        try:
-            segment = solver.run(start, save_times[k], save_times=save_times[k:k + 1], dt0=dt,
-                                 t0=save_times[k - 1], error_scale=error_scale)
-        except BlowUpError as err:  # steps counted from the run's start, the checkpoint named
-            stopped, done = _in_run(err, run), run.steps[-1] if run.steps else 0
-            write_stopped_metrics(folder, case.name, stopped, snapshot_history(run), steps=done,
-                                  checkpoint_step=done if run.steps else None,
-                                  wall_s=before + time.perf_counter() - started)
-            raise stopped from None
-        _extend(run, segment, 1 if run.states else 0)
-        # the last step of a segment is cut to land on the snapshot: go on with the one before
-        dt = segment.dt[-2] if len(segment.dt) > 1 else segment.dt[-1]
-        saved = _save_checkpoint(folder, run, dt, before + time.perf_counter() - started,
-                                 saved)
-        if not (folder / CONFIG).is_file():
-            write_text(folder / CONFIG, case.to_yaml())
-        if on_step is not None:
-            on_step({"step": k, "t": run.times[-1]})
-    records = track(case, solver, run)
-    temperatures = temperature_history(case, solver.grid, run.times)
-    T_end = solver.temperature if temperatures is None else temperatures[-1]
-    summary = summarise(case, solver, run, records, T_end)
-    if case.units == "nondimensional":
-        summary["units"] = {key: NONDIMENSIONAL_UNITS.get(key, unit)
-                            for key, unit in SUMMARY_UNITS.items()}
-    summary["wall_s"] = before + time.perf_counter() - started  # over every resumed part
-    write_thermomigration_results(case, solver, run, records, summary, folder, temperatures)
+    returns the summary, whose ``wall_s`` is the run's seconds over every resumed part, its
+    results' writing included. ``config.yaml`` is written with the first checkpoint, so a run
+    folder with a configuration can always be resumed."""
+    with Stopwatch(case.device) as clock:
+        solver, c0 = build_solver(case)
+        save_times = case.time.save_times()
+        error_scale = float(np.max(np.abs(c0)))  # the tolerance is relative to the start's max|c|
+        if resume:
+            run, dt, before, saved = _load_checkpoint(folder)
+            clock.seconds += before
+        else:
+            run, dt, saved = Trajectory(), None, 0
+        while len(run.times) < len(save_times):
+            k = max(len(run.times), 1)
+            start = run.states[-1] if run.states else c0
+            try:
+                segment = solver.run(start, save_times[k], save_times=save_times[k:k + 1],
+                                     dt0=dt, t0=save_times[k - 1], error_scale=error_scale)
+            except BlowUpError as err:  # steps counted from the run's start, the checkpoint named
+                stopped, done = _in_run(err, run), run.steps[-1] if run.steps else 0
+                write_stopped_metrics(folder, case.name, stopped, snapshot_history(run),
+                                      steps=done, checkpoint_step=done if run.steps else None,
+                                      wall_s=clock.read())
+                raise stopped from None
+            _extend(run, segment, 1 if run.states else 0)
+            # the last step of a segment is cut to land on the snapshot: go on with the one before
+            dt = segment.dt[-2] if len(segment.dt) > 1 else segment.dt[-1]
+            saved = _save_checkpoint(folder, run, dt, clock.read(), saved)
+            if not (folder / CONFIG).is_file():
+                write_text(folder / CONFIG, case.to_yaml())
+            if on_step is not None:
+                on_step({"step": k, "t": run.times[-1]})
+        records = track(case, solver, run)
+        temperatures = temperature_history(case, solver.grid, run.times)
+        T_end = solver.temperature if temperatures is None else temperatures[-1]
+        summary = summarise(case, solver, run, records, T_end)
+        if case.units == "nondimensional":
+            summary["units"] = {key: NONDIMENSIONAL_UNITS.get(key, unit)
+                                for key, unit in SUMMARY_UNITS.items()}
+        write_thermomigration_results(case, solver, run, records, summary, folder, temperatures,
+                                      clock)
     return summary
 
 

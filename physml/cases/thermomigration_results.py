@@ -12,6 +12,7 @@ import xarray as xr
 from .._version import __version__
 from ..datasets.atomic_files import json_text
 from ..datasets.store import with_cf_metadata, write_dataset
+from ..devices import Stopwatch
 from .run_folder import write_metrics, write_text
 from .thermomigration_analysis import initial_kind, starts_from_particles, steady_profile
 from .thermomigration_spec import ThermomigrationCase
@@ -36,10 +37,11 @@ def snapshot_history(run) -> list[dict]:
 
 
 def write_thermomigration_results(case, solver, run, records, summary, folder: Path,
-                                  temperatures: np.ndarray | None) -> None:
+                                  temperatures: np.ndarray | None, clock: Stopwatch) -> None:
     """The run folder's results (see :mod:`~.thermomigration`); ``temperatures`` is
     :func:`~.thermomigration_analysis.temperature_history` (None: the fixed
-    ``solver.temperature``)."""
+    ``solver.temperature``). ``metrics.json`` comes last, once ``summary["wall_s"]`` is set to
+    ``clock``'s reading (the run's seconds, the other files' writing included)."""
     grid = solver.grid
     dims = ("x", "y", "z")[: grid.ndim]
     coords = {d: grid.coords(i) for i, d in enumerate(dims)}
@@ -60,7 +62,6 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
     ds = xr.Dataset(fields, coords={"time": np.array(run.times), **coords}, attrs=attrs)
     write_dataset(with_cf_metadata(ds, _cf_metadata(case, dims)), folder / "trajectory.h5")
     write_text(folder / "tracked.json", json_text(records, indent=1))
-    write_metrics(folder, case.name, summary, snapshot_history(run))
     if case.output.figures:
         from .microstructure_figures import (
             MODEL_UNITS,
@@ -96,3 +97,5 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
                 plot_tracked(records, case.temperature_spec.axis, folder / "tracked.png",
                              summary.get("velocity_estimate"), units,
                              case.temperature_spec.gradient)
+    summary["wall_s"] = clock.read()
+    write_metrics(folder, case.name, summary, snapshot_history(run))
