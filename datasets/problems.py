@@ -36,6 +36,8 @@ class Problem:
         parameters: default physical parameters.
         initial: u0 as a function of the cell-centre coordinates.
         t_end: default final time [s].
+        initial_text: ``initial`` as a formula of x (and y) in a case file's expression
+            syntax: ``physml solve --help`` states it and its output keeps it.
         options: extra solver options (scheme, space, ...).
         scale: factors from the problem's parameter convention to the solver's (PDEBench's
             Burgers uses a viscosity of Nu/pi: ``{"nu": 1/pi}``).
@@ -50,6 +52,7 @@ class Problem:
     parameters: dict[str, float | tuple[float, ...]]
     initial: Callable[..., np.ndarray]
     t_end: float
+    initial_text: str
     options: dict[str, str] = field(default_factory=dict)
     scale: dict[str, float] = field(default_factory=dict)
     quantity: tuple[str, str] = ("solution u", "1")
@@ -73,6 +76,7 @@ PROBLEMS: dict[str, Problem] = {
         {"nu": 0.1},
         lambda x: np.sin(x) + 0.5 * np.sin(3 * x),
         1.0,
+        initial_text="sin(x) + 0.5*sin(3*x)",
     ),
     "heat2d": Problem(
         s.HeatSolver2D,
@@ -83,6 +87,7 @@ PROBLEMS: dict[str, Problem] = {
         {"nu": 0.1},
         _teng_initial,
         1.0,
+        initial_text="0.04*cosh(3*sin(x))*sinh(sin(y))",
     ),
     "advection1d": Problem(
         s.AdvectionSolver1D,
@@ -93,6 +98,7 @@ PROBLEMS: dict[str, Problem] = {
         {"beta": 1.0},
         lambda x: np.sin(2 * np.pi * x),
         1.0,
+        initial_text="sin(2*pi*x)",
     ),
     "advection2d": Problem(
         s.AdvectionSolver2D,
@@ -103,6 +109,7 @@ PROBLEMS: dict[str, Problem] = {
         {"beta": (1.0, 0.5)},
         lambda x, y: np.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.01),
         1.0,
+        initial_text="exp(-((x - 0.5)**2 + (y - 0.5)**2)/0.01)",
     ),
     "burgers1d": Problem(
         s.BurgersSolver1D,
@@ -113,6 +120,7 @@ PROBLEMS: dict[str, Problem] = {
         {"nu": 0.01 / np.pi},
         lambda x: -np.sin(np.pi * x),
         1.0,
+        initial_text="-sin(pi*x)",
         quantity=BURGERS_VELOCITY,
     ),
     "burgers1d_pdebench": Problem(
@@ -124,6 +132,7 @@ PROBLEMS: dict[str, Problem] = {
         {"nu": 0.01},
         lambda x: np.sin(2 * np.pi * x),
         2.0,
+        initial_text="sin(2*pi*x)",
         scale={"nu": 1 / np.pi},
         quantity=BURGERS_VELOCITY,
     ),
@@ -136,6 +145,7 @@ PROBLEMS: dict[str, Problem] = {
         {"nu": 0.01},
         _teng_initial,
         4.0,
+        initial_text="0.04*cosh(3*sin(x))*sinh(sin(y))",
         quantity=BURGERS_VELOCITY,
     ),
     "allen_cahn1d": Problem(
@@ -147,6 +157,7 @@ PROBLEMS: dict[str, Problem] = {
         {"nu": 1e-4, "rho": 5.0},
         lambda x: x**2 * np.cos(np.pi * x),
         1.0,
+        initial_text="x**2*cos(pi*x)",
     ),
     "allen_cahn2d": Problem(
         s.AllenCahnSolver2D,
@@ -157,6 +168,7 @@ PROBLEMS: dict[str, Problem] = {
         {"nu": 0.005, "rho": 1.0},
         _teng_initial,
         4.0,
+        initial_text="0.04*cosh(3*sin(x))*sinh(sin(y))",
     ),
     "diffusion_reaction1d": Problem(
         s.DiffusionReactionSolver1D,
@@ -167,6 +179,7 @@ PROBLEMS: dict[str, Problem] = {
         {"nu": 0.5, "rho": 1.0},
         lambda x: 0.5 + 0.4 * np.sin(2 * np.pi * x),
         1.0,
+        initial_text="0.5 + 0.4*sin(2*pi*x)",
     ),
     "diffusion_sorption1d": Problem(
         s.DiffusionSorptionSolver1D,
@@ -177,6 +190,7 @@ PROBLEMS: dict[str, Problem] = {
         {"D": 5e-4},
         lambda x: np.full_like(x, 0.1),
         500.0,
+        initial_text="0.1",
     ),
     "navier_stokes2d": Problem(
         s.NavierStokesSolver2D,
@@ -187,6 +201,7 @@ PROBLEMS: dict[str, Problem] = {
         {"nu": 1e-4, "forcing": 0.1},
         lambda x, y: np.sin(2 * np.pi * x) * np.sin(2 * np.pi * y),
         10.0,
+        initial_text="sin(2*pi*x)*sin(2*pi*y)",
         quantity=("vorticity omega", "s-1"),
     ),
 }

@@ -33,7 +33,9 @@ def cases_command(args: argparse.Namespace) -> int:
     for name, path in cases.items():
         raw = read_yaml_mapping(path, "case")
         kind = raw.get("kind", DEFAULT_KIND)
-        print(f"{name:{width}s}  {kind:15s}  {raw.get('description', '')}")
+        variants = raw.get("variants") or {}
+        offered = f" [variants: {', '.join(variants)}]" if variants else ""
+        print(f"{name:{width}s}  {kind:15s}  {raw.get('description', '')}{offered}")
     print("\nkinds: " + "; ".join(f"{k}: {kind.summary}" for k, kind in KINDS.items()))
     print(f"files: {next(iter(cases.values())).parent} (run one by name: physml run NAME)")
     return 0
@@ -186,6 +188,9 @@ def run_command(args: argparse.Namespace) -> int:
         console.print("[bold]physml run[/] " + escape(
             f"{case.name}: {kind.describe(case)} on {case.device}"
             + (f" ({case.dtype})" if hasattr(case, "dtype") else "")), soft_wrap=True)
+        if args.resume is not None:
+            console.print(_resumed_from(folder, kind, case), markup=False, highlight=False,
+                          soft_wrap=True)
     with RunProgress(case.name, kind.total_steps(case), console, args.quiet,
                      interval) as progress:
         latest = {}  # the last error measured, and the time it was measured at (TENG)
@@ -245,6 +250,36 @@ def run_command(args: argparse.Namespace) -> int:
                                if p.is_file() and not p.name.startswith(".")))
     print(f"run folder: {folder}  ({outputs})")
     return 0
+
+
+def _resumed_from(folder: Path, kind: CaseKind, case) -> str:
+    """The line that says where ``--resume`` continues the run in ``folder``, read from its
+    checkpoint: the steps done of the case's total (a thermomigration run's snapshots, with
+    the time reached; a TENG run's checkpoint records the time, counted here in its steps), or
+    that every step is done, the results then computed and written again."""
+    import numpy as np
+
+    from .cases.run_folder import read_checkpoint
+    from .torch_files import load_checked
+
+    def snapshot_times(path: Path) -> np.ndarray:
+        with np.load(path) as index:
+            return index["times"]
+
+    total, unit, reached = kind.total_steps(case), "step", ""
+    if kind.checkpoint.endswith(".npz"):  # a thermomigration run's index of its snapshots
+        times = read_checkpoint(folder, snapshot_times, kind.checkpoint)
+        done, unit, reached = len(times) - 1, "snapshot", f", t = {times[-1]:.6g}"
+    else:
+        state = read_checkpoint(folder, lambda path: load_checked(path, map_location="cpu"),
+                                kind.checkpoint)
+        done = (state["step"] if "step" in state
+                else round((state["t"] - case.domain.t[0]) / case.training.dt))
+    if done >= total:
+        return (f"{folder} is complete ({unit} {done} of {total}{reached}): its results are "
+                "computed and written again")
+    before = " (no step taken yet)" if done == 0 else ""
+    return f"resuming {folder} from its checkpoint at {unit} {done} of {total}{reached}{before}"
 
 
 def _removed_if_unresumable(args: argparse.Namespace, folder: Path, checkpoint: str) -> bool:

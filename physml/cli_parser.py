@@ -54,6 +54,49 @@ def _bundled_spec_names() -> str:
 
 SOLVE_HELP = "run a Warp solver and write the trajectory as HDF5"
 
+BOUNDARIES = {"periodic": "periodic", "dirichlet": "Dirichlet u = 0"}
+"""A problem's ``bc`` as ``solve --help`` states it (None: the solver's own, PDEBench's)."""
+
+SOLVE_EXAMPLE = "physml solve burgers1d --nx 1024 --t-end 1 --n-saves 101 --out u.h5"
+
+
+def _pi_multiple(value: float) -> str:
+    """``value`` as text, a whole multiple of pi as one (``2pi``)."""
+    turns = value / math.pi
+    if value != 0 and math.isclose(turns, round(turns), rel_tol=1e-12):
+        return {1: "pi", -1: "-pi"}.get(round(turns), f"{round(turns)}pi")
+    return f"{value:g}"
+
+
+def _option_value(value: float | tuple[float, ...]) -> str:
+    """A parameter's value as its option takes it (one entry per axis: ``1,0.5``)."""
+    return ",".join(f"{v:.4g}" for v in value) if isinstance(value, tuple) else f"{value:.4g}"
+
+
+def _solve_epilog() -> str:
+    """``solve --help``'s list of the problems (equation; domain, boundaries, u0 and the
+    defaults of its parameters and final time) and an example."""
+    import inspect
+
+    from .datasets.problems import PROBLEMS
+
+    lines = ["PDEs (x, y the cell centres; the defaults apply where an option is not given):"]
+    for name, prob in PROBLEMS.items():
+        domain = " x ".join(f"[{_pi_multiple(a)}, {_pi_multiple(b)}]"
+                            for a, b in zip(prob.lower, prob.upper))
+        bc = BOUNDARIES.get(prob.bc, prob.bc) if prob.bc else "the solver's own (PDEBench's)"
+        own = inspect.signature(prob.solver).parameters  # the solver's, where the problem has none
+        values = {p.name: prob.parameters.get(p.name, getattr(own.get(p.name), "default", None))
+                  for p in prob.solver.PARAMETERS}
+        defaults = [f"--{key.replace('_', '-')} {_option_value(value)}"
+                    for key, value in values.items()
+                    if value is not None and value is not inspect.Parameter.empty]
+        defaults.append(f"--t-end {prob.t_end:g}")
+        lines += [f"  {name}: {prob.equation}",
+                  f"      on {domain}, {bc}; u0 = {prob.initial_text}",
+                  f"      defaults: {', '.join(defaults)}"]
+    return "\n".join([*lines, "", "example:", f"  {SOLVE_EXAMPLE}"])
+
 
 def build_parser(solve_options: bool = True) -> argparse.ArgumentParser:
     """The ``physml`` command line: one sub-command per ``_add_<command>``.
@@ -88,8 +131,10 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
     solve = sub.add_parser(
         "solve",
         help=SOLVE_HELP,
-        description="Run one of the standard PDE problems: "
-        + "; ".join(f"{k}: {p.equation}" for k, p in PROBLEMS.items()),
+        description="Run one of the standard PDE problems below by a Warp solver and write\n"
+        "u(time, x[, y]), with the run's parameters as attributes, to an HDF5 file.",
+        epilog=_solve_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     solve.add_argument("pde", help=f"one of: {', '.join(PROBLEMS)}")
     solve.add_argument("--nx", type=int, default=256, help="cells along x (default 256)")
@@ -107,9 +152,10 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
             dest=name,
             type=_floats if first.per_axis else _finite,
             default=None,
-            help=f"{meaning} [{first.unit}]{example}: {allowed}",
+            help=f"{meaning} [{first.unit}]{example}: {allowed} (default: the PDE's, below)",
         )
-    solve.add_argument("--t-end", type=_finite, default=None, help="final time [s]")
+    solve.add_argument("--t-end", type=_finite, default=None,
+                       help="final time [s] (default: the PDE's, below)")
     solve.add_argument(
         "--dt",
         type=_finite,
@@ -121,7 +167,8 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
         "--cfl",
         type=_finite,
         default=0.5,
-        help="fraction of the largest stable step used when --dt is not given",
+        help="fraction of the largest stable step used when --dt is not given "
+        "(default %(default)s)",
     )
     solve.add_argument(
         "--max-steps",
@@ -129,12 +176,16 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
         default=MAX_STEPS,
         help=f"refuse a run of more time steps than this (default {MAX_STEPS:.0e})",
     )
-    solve.add_argument("--n-saves", type=int, default=101, help="saved states including u0")
+    solve.add_argument("--n-saves", type=int, default=101,
+                       help="saved states including u0 (default %(default)s)")
     solve.add_argument("--scheme", default=None,
                        help="euler, heun, ssp_rk3, rk4, or imex where the PDE allows it; "
-                            "navier_stokes2d: ifrk4")
-    solve.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    solve.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+                            "navier_stokes2d: ifrk4 (default: the solver's, shown as the run "
+                            "starts)")
+    solve.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default "
+                       "%(default)s)")
+    solve.add_argument("--dtype", default="float64", choices=["float32", "float64"],
+                       help="floating-point precision of the solve (default %(default)s)")
     solve.add_argument("--out", type=Path, required=True, help="output HDF5 file")
     solve.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _add_progress_options(solve)

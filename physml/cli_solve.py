@@ -125,6 +125,7 @@ def solve_command(args: argparse.Namespace) -> int:
         "dtype": args.dtype,
         "physml_version": __version__,
         "command": " ".join(sys.argv),
+        "initial_condition": prob.initial_text,
         **{k: v for k, v in solver.parameters().items()},
     }
     times = np.arange(args.n_saves) * save_every * dt

@@ -273,7 +273,8 @@ def test_a_new_grid_pde_is_one_solver_class_plus_one_registry_line(monkeypatch, 
             super().__init__(grid, bc, parameters={"a": a, "kappa": kappa}, dt=dt, **options)
 
     line = problems.Problem(AdvectionDiffusionSolver1D, "u_t + a u_x = kappa u_xx", (0.0,),
-                            (2 * np.pi,), "periodic", {"a": 1.0, "kappa": 0.1}, np.sin, 1.0)
+                            (2 * np.pi,), "periodic", {"a": 1.0, "kappa": 0.1}, np.sin, 1.0,
+                            initial_text="sin(x)")
     monkeypatch.setitem(problems.PROBLEMS, "advection_diffusion1d", line)
     out = tmp_path / "u.h5"
     with pytest.raises(SystemExit) as exit_:
@@ -930,3 +931,105 @@ def test_a_modified_mlp_run_of_0_2_2_is_refused_not_read_as_another_network(
         refused = cli_in_process(*command)
         assert refused.returncode == 2 and "holds a modified MLP written by physml 0.2.2" in \
             refused.stderr
+
+
+def test_cases_lists_each_case_s_variants(cli_in_process):
+    import yaml
+
+    from physml.cases.registry import bundled_cases
+
+    listing = cli_in_process("cases")
+    assert listing.returncode == 0
+    lines = {line.split()[0]: line for line in listing.stdout.splitlines() if line.strip()}
+    offered = 0
+    for name, path in bundled_cases().items():
+        variants = yaml.safe_load(path.read_text(encoding="utf-8")).get("variants") or {}
+        offered += len(variants)
+        if variants:
+            assert lines[name].endswith(f"[variants: {', '.join(variants)}]")
+        else:
+            assert "[variants" not in lines[name]
+    assert offered > 0
+
+
+TINY_TENG_HEAT = ["domain.y=null", "conditions.initial.kind=sine", "model.width=8",
+                  "model.depth=2", "training.points=64", "training.subsample=64",
+                  "training.iterations=2", "training.dt=0.05", "training.initial_points=128",
+                  "training.checkpoint_every=2", "domain.t=[0, 0.2]", "evaluation.nx=32",
+                  "evaluation.every=2", "evaluation.times=[0.2]", "output.figures=false"]
+
+
+@pytest.mark.parametrize("case, overrides, stop, kept", [
+    ("burgers", TINY_BURGERS, 7, "step 5 of 20"),
+    pytest.param("teng_heat", TINY_TENG_HEAT, 3, "step 2 of 4", marks=pytest.mark.slow),
+    ("thermomigration_fe_c", ["grid.shape=[64]", "time.saves=4", "output.figures=false"], 1,
+     "snapshot 1 of 3, t = 300"),
+])
+def test_a_resumed_run_says_where_it_goes_on_from(tmp_path, cli_in_process, case, overrides,
+                                                  stop, kept):
+    """A resume looked like a new start but for its counter; one of a finished run said
+    nothing of it either."""
+    import shutil
+
+    from physml.cases.registry import load_case, run_case
+
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    whole.mkdir()
+
+    def interrupt_copy(entry):  # the folder as a run stopped at this record leaves it
+        if entry.get("step") == stop and not part.exists():
+            shutil.copytree(whole, part)
+
+    run_case(load_case(case, overrides), whole, on_step=interrupt_copy)
+    for folder, said in [(part, f"resuming {part} from its checkpoint at {kept}\n"),
+                         (whole, f"{whole} is complete (")]:
+        resumed = cli_in_process("run", case, *overrides, "--resume", str(folder),
+                                 "--log-every", "inf")
+        assert resumed.returncode == 0, resumed.stderr
+        assert resumed.stderr.splitlines(keepends=True)[1].startswith(said)
+    total = kept.split(" of ")[1].split(",")[0]
+    assert f" {total} of {total}" in resumed.stderr
+
+
+def test_solve_help_states_each_pde_s_start_domain_and_defaults_and_an_example(capsys):
+    from physml.cli_parser import SOLVE_EXAMPLE
+    from physml.datasets.problems import PROBLEMS
+
+    with pytest.raises(SystemExit):
+        main(["solve", "--help"])
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert "not given (default 0.5)" in " ".join(text.split())  # --cfl
+    assert "saved states including u0 (default 101)" in text
+    for name, prob in PROBLEMS.items():
+        equation, where, defaults = lines[lines.index(f"  {name}: {prob.equation}"):][:3]
+        assert where.endswith(f"; u0 = {prob.initial_text}")
+        assert f"--t-end {prob.t_end:g}" in defaults
+    burgers = lines[lines.index("  burgers1d: u_t + (u^2/2)_x = nu u_xx") + 1:][:2]
+    assert burgers == ["      on [-1, 1], Dirichlet u = 0; u0 = -sin(pi*x)",
+                       "      defaults: --nu 0.003183, --t-end 1"]
+    assert lines[-2:] == ["example:", f"  {SOLVE_EXAMPLE}"]
+
+
+def test_each_stated_initial_condition_is_the_problem_s():
+    from physml.datasets.problems import PROBLEMS
+    from physml.expressions import compile_expression, parse
+    from physml.solvers import Grid
+
+    for name, prob in PROBLEMS.items():
+        names = ("x", "y")[:prob.ndim]
+        grid = Grid((16,) * prob.ndim, prob.lower, prob.upper)
+        mesh = np.broadcast_arrays(*grid.mesh())
+        stated = compile_expression(parse(prob.initial_text, names, name))
+        u0 = np.broadcast_to(stated(dict(zip(names, mesh))), mesh[0].shape)  # "0.1": a number
+        np.testing.assert_allclose(u0, prob.initial(*grid.mesh()), rtol=1e-14, atol=1e-15,
+                                   err_msg=name)
+
+
+def test_solve_records_the_initial_condition(tmp_path):
+    out = tmp_path / "u.h5"
+    assert main(["solve", "burgers1d", "--nx", "16", "--t-end", "0.01", "--n-saves", "2",
+                 "--out", str(out), "--quiet"]) == 0
+    with xr.open_dataset(out) as ds:
+        assert ds.attrs["initial_condition"] == "-sin(pi*x)"
+        np.testing.assert_allclose(ds["u"][0], -np.sin(np.pi * ds["x"]), atol=1e-15)
