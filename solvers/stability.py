@@ -235,8 +235,8 @@ def check_samples(solver: GridSolver, arrays: dict[str, wp.array], states: np.nd
             for dt in np.unique(steps):
                 sample = solver.sample_solver(arrays, 0, dt)
                 group = u_max[steps == dt]
-                for extreme in (group.min(), group.max()):
-                    sample.check_stability(bound=float(extreme))
+                for extreme in {float(group.min()), float(group.max())}:  # one: one sample
+                    sample.check_stability(bound=extreme)
             return
         except UnstableStepError:
             pass
