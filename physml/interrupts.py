@@ -123,6 +123,7 @@ def interrupts_noticed(notify: Callable[[int], None]) -> Iterator[None]:
         yield
     finally:
         signal.set_wakeup_fd(-1)
+        sender.shutdown(socket.SHUT_WR)  # the end of data, also where a forked child holds it
         sender.close()
         watcher.join()
         receiver.close()

@@ -316,6 +316,30 @@ def test_arrays_are_written_through_python_so_a_full_disk_names_its_error(tmp_pa
     assert caught.value.errno == errno.ENOSPC
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks a child")
+def test_a_progress_display_closes_while_a_forked_child_lives_on():
+    """A child forked within the display (a DataLoader's persistent worker) holds the signal
+    socket's writing end: closing it alone did not end the watcher, and the display's end
+    waited for the child (for ever with persistent workers)."""
+    import io
+    import signal
+    import time
+
+    from physml.progress import PipeConsole, RunProgress
+
+    with RunProgress("fe_c", 2, PipeConsole(file=io.StringIO(), force_terminal=False),
+                     interval=60):
+        child = os.fork()
+        if child == 0:  # pragma: no cover (the child)
+            time.sleep(30)
+            os._exit(0)
+        start = time.perf_counter()
+    closed = time.perf_counter() - start
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    assert closed < 5.0  # 0.001 s; the child's 30 s before
+
+
 def test_an_interrupt_is_acknowledged_while_the_main_thread_is_held_in_native_code():
     """Python runs a signal's handler only once the main thread returns from native code:
     during a first run's Warp kernel build, Ctrl-C or SIGTERM went unanswered for most of a
