@@ -6,6 +6,13 @@ $\nu \to 0$ gives non-oscillatory shocks; second order on smooth data away from 
 central differences for diffusion. Time: explicit RK with CFL $\max|u|\,\Delta t\sum_d
 1/\Delta x_d \le 1/2$, or ``scheme="imex"`` with implicit diffusion. Reference: the exact
 Cole–Hopf solution in :mod:`physml.solvers.exact`.
+
+A Dirichlet side the flow leaves through ($u$ pointing out of the domain) over-determines the
+inviscid equation: the Rusanov flux of the last face reads the side's value, so with
+$\nu = 0$ (or a boundary layer $\nu/|u|$ thinner than a cell) the last cell keeps an error
+that refinement does not remove (a 10 % wave leaving through $u = 1$: 0.0044 with van Leer,
+0.05 unlimited, at 128 to 512 cells; the interior converges, L1 second order). Give such a side
+a Neumann condition, or a $\nu$ that resolves its layer.
 """
 
 from __future__ import annotations
