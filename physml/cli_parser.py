@@ -69,8 +69,10 @@ def _pi_multiple(value: float) -> str:
 
 
 def _option_value(value: float | tuple[float, ...]) -> str:
-    """A parameter's value as its option takes it (one entry per axis: ``1,0.5``)."""
-    return ",".join(f"{v:.4g}" for v in value) if isinstance(value, tuple) else f"{value:.4g}"
+    """A parameter's value as its option takes it, every digit that tells it apart (one entry
+    per axis: ``1,0.5``), so that the printed value gives the same run."""
+    values = value if isinstance(value, tuple) else (value,)
+    return ",".join(repr(float(v)).removesuffix(".0") for v in values)
 
 
 def _solve_epilog() -> str:
