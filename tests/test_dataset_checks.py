@@ -142,8 +142,8 @@ def test_split_fractions_that_do_not_sum_to_one_are_listed_with_the_defaulted_on
 def test_ctrl_c_under_dask_prints_one_line_and_resumes_to_the_same_dataset(tmp_path):
     """SIGINT to the whole process group, as a terminal's Ctrl-C sends it: the workers leave
     the stopping to the main process, so stderr holds physml's one line only."""
-    spec_path = write_spec(tmp_path, grid="[256]", extra="parameters: {beta: [0.5, 1.0]}\n")
-    spec_path.write_text(spec_path.read_text().replace("t_end: 0.05", "t_end: 1.0")
+    spec_path = write_spec(tmp_path, grid="[1024]", extra="parameters: {beta: [0.5, 1.0]}\n")
+    spec_path.write_text(spec_path.read_text().replace("t_end: 0.05", "t_end: 4.0")
                          .replace("samples: 3", "samples: 10"))
     reference = tmp_path / "reference"
     generate(load_spec(spec_path), reference, workers=0)
