@@ -54,7 +54,18 @@ def pdebench_sines(
     k_tot: Annotated[int, Field(ge=1)] = 4,
     normalize: bool = False,
 ) -> np.ndarray:
-    """PDEBench's random superposition of sines on a 1D grid (see the module docstring)."""
+    """PDEBench's random superposition of sines on a 1D grid (see the module docstring).
+
+    Raises:
+        ValueError: waves finer than the grid resolves: a wavenumber index drawn twice
+            doubles, so up to $2 k_{tot}$ periods, more than half the cells.
+    """
+    cells = grid.shape[0]
+    if 4 * k_tot > cells:
+        raise ValueError(f"k_tot={k_tot} draws waves of up to {2 * k_tot} periods, more than "
+                         f"the grid's {cells} cells resolve ({cells // 2}, two cells a period: "
+                         "finer waves alias); take k_tot <= "
+                         f"{max(cells // 4, 1)} or a finer grid")
     x = grid.coords(0)
     length = x[-1] - x[0]
     counts = np.bincount(rng.integers(0, k_tot, size=2), minlength=k_tot)
@@ -94,7 +105,18 @@ def fourier_2d(
     k_max: Annotated[int, Field(ge=0)] = 4,
     amplitude: float = 1.0,
 ) -> np.ndarray:
-    """A smooth random periodic field on a 2D grid (see the module docstring)."""
+    """A smooth random periodic field on a 2D grid (see the module docstring).
+
+    Raises:
+        ValueError: ``k_max`` periods along an axis with fewer than ``2 k_max`` cells (finer
+            waves alias).
+    """
+    cells = min(grid.shape)
+    if 2 * k_max > cells:
+        raise ValueError(f"k_max={k_max} draws waves of up to {k_max} periods along each "
+                         f"axis, more than {cells} cells resolve ({cells // 2}, two cells a "
+                         f"period: finer waves alias); take k_max <= {cells // 2} or a finer "
+                         "grid")
     x, y = grid.mesh()
     scale_x = 2 * np.pi / (grid.upper[0] - grid.lower[0])
     scale_y = 2 * np.pi / (grid.upper[1] - grid.lower[1])

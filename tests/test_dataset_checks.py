@@ -52,6 +52,14 @@ def write_spec(folder, pde="advection1d", grid="[16]", initial="{kind: pdebench_
         ("advection1d", "[16]", "{kind: uniform_constant, options: {low: 1.0, high: 0.0}}",
          "initial_condition.options of uniform_constant: low=1 > high=0; U(low, high) needs "
          "low <= high"),
+        ("heat2d", "[16, 16]", "{kind: fourier_2d, options: {k_max: 40}}",
+         "initial_condition.options of fourier_2d: k_max=40 draws waves of up to 40 periods "
+         "along each axis, more than 16 cells resolve (8, two cells a period: finer waves "
+         "alias); take k_max <= 8 or a finer grid"),
+        ("advection1d", "[12]", "{kind: pdebench_sines}",
+         "initial_condition.options of pdebench_sines: k_tot=4 draws waves of up to 8 "
+         "periods, more than the grid's 12 cells resolve (6, two cells a period: finer waves "
+         "alias); take k_tot <= 3 or a finer grid"),
         ("diffusion_sorption1d", "[16]", "{kind: pdebench_sines}",
          "initial_condition (kind pdebench_sines): the sample of seed 1: u0 has negative "
          "concentrations"),
