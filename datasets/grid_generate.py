@@ -188,8 +188,12 @@ def check_parameters(spec: DatasetSpec, device: str) -> None:
         try:
             solvers.append(spec_solver(spec, params, device))
         except ValueError as err:
-            shown = ", ".join(f"{k}={v:g}" for k, v in params.items())
-            raise ValueError(f"spec parameters ({shown}): {err}") from None
+            shown = ", ".join(f"{k}={v:g}" for k, v in params.items()) or "the defaults"
+            scale = PROBLEMS[spec.pde].scale
+            scaled = "".join(f"; the solver's {k} is the spec's times {scale[k]:.6g}"
+                             for k in params if k in scale)
+            raise ValueError(f"spec parameters ({shown}) on grid={list(spec.grid)}: "
+                             f"{err}{scaled}") from None
     if spec.solver.scheme not in (None, "auto"):
         try:
             spec_solver(spec, spec.parameter_grid()[0], device, spec.solver.scheme)

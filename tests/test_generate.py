@@ -483,8 +483,18 @@ def test_out_of_range_sweep_value_is_refused_before_any_shard(tmp_path, capsys):
     args = ["datasets", "generate", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "d"),
             "--workers", "0", "--quiet"]
     assert main(args) == 2
-    assert "spec parameters (nu=-1): nu=-1.0 must be" in capsys.readouterr().err
+    assert "spec parameters (nu=-1) on grid=[32]: nu=-1.0 must be" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_a_refused_scaled_parameter_says_how_the_solver_scales_it(tmp_path, capsys):
+    """PDEBench's Burgers takes Nu and its solver nu = Nu/pi: the refusal quoted a value the
+    spec never held."""
+    spec = write_spec(tmp_path).read_text().replace("advection1d", "burgers1d_pdebench")
+    (tmp_path / "spec.yaml").write_text(spec.replace("{beta: [0.5, 1.0]}", "{nu: [-1.0]}"))
+    assert main(["datasets", "generate", str(tmp_path / "spec.yaml"), "--out",
+                 str(tmp_path / "d"), "--workers", "0", "--quiet"]) == 2
+    assert "; the solver's nu is the spec's times 0.31831" in capsys.readouterr().err
 
 
 def test_the_spec_file_is_valid_before_samples_overrides_it(tmp_path, capsys):
