@@ -175,6 +175,7 @@ def run_command(args: argparse.Namespace) -> int:
         new_run_folder,
         remove_if_empty,
     )
+    from .cases.run_lock import held_by_a_run
     from .datasets.atomic_files import write_text
     from .devices import require_device
     from .errors import NonFiniteLossError
@@ -188,7 +189,7 @@ def run_command(args: argparse.Namespace) -> int:
         console.print("[bold]physml run[/] " + escape(
             f"{case.name}: {kind.describe(case)} on {case.device}"
             + (f" ({case.dtype})" if hasattr(case, "dtype") else "")), soft_wrap=True)
-        if args.resume is not None:
+        if args.resume is not None and not held_by_a_run(folder):  # else refused below
             console.print(_resumed_from(folder, kind, case), markup=False, highlight=False,
                           soft_wrap=True)
     with RunProgress(case.name, kind.total_steps(case), console, args.quiet,

@@ -746,7 +746,10 @@ def test_resume_while_the_run_still_runs_is_refused_and_leaves_its_folder(tmp_pa
     (folder / "checkpoint.pt").write_bytes(b"")
     with holding(folder):
         assert cli.main(["run", "burgers", "--resume", str(folder), "--quiet"]) == 2
-    assert "is in use by another physml run" in capsys.readouterr().err
+        assert "is in use by another physml run" in capsys.readouterr().err
+        assert cli.main(["run", "burgers", "--resume", str(folder)]) == 2
+    err = capsys.readouterr().err  # no "resuming ... from its checkpoint" before the refusal
+    assert "is in use by another physml run" in err and "resuming" not in err
     assert {p.name for p in folder.iterdir()} == {"config.yaml", "checkpoint.pt"}
 
 
