@@ -197,6 +197,27 @@ def test_moe_case_resumes_to_the_uninterrupted_run(tmp_path):
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
+def test_a_moe_case_pins_its_threads_records_them_and_resumes_only_with_them(tmp_path,
+                                                                          cli_in_process):
+    """``moe`` cases refused ``threads`` (unknown key), ran on PyTorch's default count and left
+    it out of metrics.json, so a resume on another machine changed the numbers unseen."""
+    case = load_case("cases/moe_diffusion_sorption.yaml", [*TINY, "threads=1"])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        folder, summary = run_case(case, tmp_path)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert summary["threads"] == 1
+    assert json.loads((folder / "metrics.json").read_text())["summary"]["threads"] == 1
+    assert "threads: 1" in (folder / "config.yaml").read_text()
+    other = cli_in_process("run", "cases/moe_diffusion_sorption.yaml", *TINY, "threads=2",
+                           "--resume", str(folder))
+    assert other.returncode == 2
+    assert "threads: 2 here, 1 in the run" in other.stderr
+
+
 def test_resume_without_a_checkpoint_says_there_is_nothing_to_resume(tmp_path):
     case = load_case("cases/moe_diffusion_sorption.yaml", TINY)
     with pytest.raises(ValueError, match="nothing to resume"):

@@ -16,8 +16,9 @@ Run folder::
                        ``inner_solves_converged``, and in the final test evaluation,
                        ``test_inner_solves_converged``, the share of points where
                        diffusion–sorption's rows clip $R$'s argument at 0, ``cells_at_kink``,
-                       where the implicit gradient is not the gradient) and the history
-                       (the loss of every step, the test error every 10)
+                       where the implicit gradient is not the gradient, ``threads``: the
+                       PyTorch threads of the last part) and the history (the loss of every
+                       step, the test error every 10)
     predictions.h5     prediction, reference and error on the test samples (sample, time, x[, y];
                        Navier–Stokes: the vorticity)
     solution.png       prediction | reference | |error| of the first test sample (Navier–Stokes:
@@ -61,6 +62,7 @@ from ..datasets.memory import WORKING_FIELDS
 from ..datasets.store import write_dataset
 from ..errors import NonFiniteLossError
 from ..fno import most_modes
+from ..threads import apply_threads
 from ..torch_files import save_torch_file
 from ..train.moe import (
     EVALUATE_EVERY,
@@ -97,6 +99,7 @@ from .sections import (
     CaseBase,
     LearningRate,
     Seed,
+    Threads,
     threshold_passed,
     threshold_verdict,
 )
@@ -183,11 +186,20 @@ class MoECase(CaseBase):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     evaluation: MoEEvaluationSpec = Field(default_factory=MoEEvaluationSpec)
     seed: Seed = 0
+    threads: Threads = Field(
+        "auto", description="PyTorch threads on the CPU; auto: from the grid points of a "
+        "training step's batch (physml.threads.choose_threads), recorded in metrics.json")
 
     @property
     def space(self) -> tuple[int, ...]:
         """The cells per space axis."""
         return (self.problem.nx,) * SPACE_AXES[self.problem.name]
+
+    @property
+    def step_points(self) -> int:
+        """Grid points of a training step's batch, batch x nt x cells: the problem size an
+        automatic ``threads`` count is chosen from."""
+        return self.training.batch * self.problem.nt * math.prod(self.space)
 
     @model_validator(mode="after")
     def _blocks_fit(self) -> MoECase:
@@ -298,8 +310,10 @@ def training_history(losses: list[float], errors: list[float]) -> list[dict]:
 def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
     """Generate the data, train (from the checkpoint if ``resume``), evaluate and write the run
     folder; returns the summary. The untrained state is the first checkpoint, written before
-    ``config.yaml``, so a configured run folder always resumes."""
+    ``config.yaml``, so a configured run folder always resumes. PyTorch's threads are set
+    first (``case.threads``), for the data and the training alike."""
     started = time.perf_counter()
+    threads = apply_threads(case.step_points, case.threads)
     p, m, c, t = case.problem, case.model, case.constraint, case.training
     checkpoint = read_checkpoint(folder) if resume else None
     # the seconds of the parts before; a checkpoint of an earlier version has the steps' alone
@@ -340,7 +354,8 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
     threshold = case.evaluation.threshold
     result = {"rel_l2": result.pop("test_rel_l2"), **result}
     result.update(threshold=threshold, steps=t.iterations,
-                  passed=threshold_passed(result["rel_l2"], threshold), wall_s=elapsed())
+                  passed=threshold_passed(result["rel_l2"], threshold), wall_s=elapsed(),
+                  threads=threads)
     write_metrics(folder, case.name, result, history)
     pred = rows.observe(predict(model, test[0], t.batch)).cpu()
     test = (test[0].cpu(), test[1].cpu())
