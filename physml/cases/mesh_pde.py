@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..devices import Stopwatch
 from ..solvers import mesh as pm
 from ..solvers.mesh.checks import RepairableMeshError
 from .kind import CaseKind, OnStep
@@ -59,16 +60,21 @@ RUNNERS = {"poisson": run_poisson, "heat": run_heat, "geodesic": run_geodesic,
 def run(case: MeshPDECase, folder: Path, resume: bool = False,
         on_step: OnStep | None = None) -> dict:
     """Build the mesh, run the PDE's runner, write the run folder; returns the summary, whose
-    ``threshold`` and ``passed`` are null where the run checks no target."""
-    try:
-        mesh = build_mesh(case)
-    except RepairableMeshError as error:  # the case file's cure, not Python's
-        raise ValueError(f"{error.problem}; set mesh.repair: true to {error.remedy}") from error
-    _check_boundary_parts(case, mesh)
-    result = RUNNERS[case.pde.name](case, mesh, folder, resume, on_step or (lambda r: None))
-    result.summary = {"pde": case.pde.name, "threshold": None, "passed": None,
-                      **result.summary}
-    write_results(case, result, folder)
+    ``threshold`` and ``passed`` are null where the run checks no target and whose ``wall_s``
+    is the run's seconds over every resumed part, its results' writing included (a runner
+    that checkpoints adds the seconds of the parts before to ``clock``)."""
+    with Stopwatch(case.device) as clock:
+        try:
+            mesh = build_mesh(case)
+        except RepairableMeshError as error:  # the case file's cure, not Python's
+            raise ValueError(f"{error.problem}; set mesh.repair: true to "
+                             f"{error.remedy}") from error
+        _check_boundary_parts(case, mesh)
+        result = RUNNERS[case.pde.name](case, mesh, folder, resume, on_step or (lambda r: None),
+                                        clock)
+        result.summary = {"pde": case.pde.name, "threshold": None, "passed": None,
+                          **result.summary}
+        write_results(case, result, folder, clock)
     return result.summary
 
 

@@ -17,12 +17,13 @@ import scipy.sparse.linalg as spla
 from scipy.sparse.csgraph import connected_components
 
 from ..datasets.atomic_files import array_writer, write_array
+from ..devices import Stopwatch
 from ..solvers import mesh as pm
 from ..solvers.mesh.pde import heat_stepper
 from ..torch_files import save_torch_file
 from .kind import OnStep
 from .mesh_pde_assembly import dirichlet_data, stiffness_and_mass
-from .mesh_pde_results import Result, summary_units
+from .mesh_pde_results import Result
 from .mesh_pde_spec import MeshPDECase
 from .run_folder import (
     CHECKPOINT,
@@ -103,16 +104,18 @@ def upgrade_frames(folder: Path, state: dict) -> None:
 
 
 def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
-             on_step: OnStep) -> Result:
+             on_step: OnStep, clock: Stopwatch) -> Result:
     """θ-scheme in segments of ``time.save_every`` steps on one set-up
-    (:func:`~physml.solvers.mesh.pde.heat_stepper`), a frame and a checkpoint after each."""
+    (:func:`~physml.solvers.mesh.pde.heat_stepper`), a frame and a checkpoint after each. A
+    checkpoint holds the run's seconds so far (``clock``'s, as ``wall_s``) and the steps'
+    (``stepping_s``, over every resumed part: the summary's ``step_s`` per step)."""
     spec, steps = case.time, case.time.steps
     fixed, g = dirichlet_data(case, mesh)
     K, M = stiffness_and_mass(mesh)
     rollout = heat_stepper(mesh, spec.dt, case.pde.kappa, spec.theta, fixed)
-    start = time.perf_counter()
 
     def save(state: dict, u: np.ndarray) -> None:
+        state["wall_s"] = clock.read()
         append_frame(folder, u)
         save_torch_file(folder / CHECKPOINT, state)
 
@@ -126,16 +129,18 @@ def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
             raise ValueError(f"--resume: the checkpoint holds {vertices} vertices, the mesh "
                              f"{mesh.n_vertices}")
         frames = kept_frames(folder, count, mesh.n_vertices)
+        state.setdefault("stepping_s", state["wall_s"])  # earlier wall_s: the steps alone
+        clock.seconds += state["wall_s"]
     else:
         u0 = case.pde.initial.values(mesh.points)
         u0[fixed] = g
         frames = [u0]
         state = {"step": 0, "vertices": mesh.n_vertices,
-                 "history": [heat_record(0, 0.0, u0, K, M)], "wall_s": 0.0}
+                 "history": [heat_record(0, 0.0, u0, K, M)], "stepping_s": 0.0}
         (folder / FRAMES).unlink(missing_ok=True)
         save(state, u0)
         write_text(folder / CONFIG, case.to_yaml())
-    offset = state["wall_s"]
+    offset, start = state["stepping_s"], time.perf_counter()
     while state["step"] < steps:
         n = min(spec.save_every, steps - state["step"])
         u = rollout(frames[-1], n)
@@ -144,14 +149,13 @@ def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
         state["step"] += n
         frames.append(u[-1])
         state["history"].append(heat_record(state["step"], state["step"] * spec.dt, u[-1], K, M))
-        state["wall_s"] = offset + time.perf_counter() - start
+        state["stepping_s"] = offset + time.perf_counter() - start
         save(state, u[-1])
     history = state["history"]
     frames = np.stack(frames)
     summary = heat_summary(case, history, K, M, closed=len(fixed) == 0)
     summary |= {"vertices": mesh.n_vertices, "h": mesh.edge_length(), "steps": steps,
-                "step_s": state["wall_s"] / steps, "wall_s": state["wall_s"]}
-    summary["units"] = summary_units(summary)
+                "step_s": state["stepping_s"] / steps}
     return Result(mesh, {"u0": frames[0], "u": frames[-1]}, summary, history,
                   (np.array([r["t"] for r in history]), frames))
 

@@ -14,6 +14,7 @@ import numpy as np
 from .._version import __version__
 from ..datasets.mesh_store import mesh_dataset
 from ..datasets.store import write_dataset
+from ..devices import Stopwatch
 from ..solvers import mesh as pm
 from .mesh_pde_spec import MeshPDECase
 from .run_folder import atomic_write, write_metrics
@@ -67,10 +68,14 @@ def summary_units(summary: dict) -> dict[str, str]:
     return {key: unit for key, unit in SUMMARY_UNITS.items() if key in summary}
 
 
-def write_results(case: MeshPDECase, result: Result, folder: Path) -> None:
+def write_results(case: MeshPDECase, result: Result, folder: Path,
+                  clock: Stopwatch | None = None) -> None:
     """solution.vtu, fields.h5 (attrs: the case's name, the PDE, the physml version and the
-    resolved configuration), metrics.json and the figures, each whole or not at all
-    (:func:`~.run_folder.atomic_write`)."""
+    resolved configuration), the figures and, last, metrics.json, each whole or not at all
+    (:func:`~.run_folder.atomic_write`): a folder with a metrics.json holds every result.
+    Before it is written, the summary's ``wall_s`` is set to ``clock``'s reading (the run's
+    seconds, the other files' writing included; without a clock the summary's own is kept),
+    then its ``units``."""
     atomic_write(folder / "solution.vtu",
                  lambda tmp: pm.write_mesh(tmp, result.mesh, point_data=result.fields))
     attrs = {"case": case.name, "pde": case.pde.name, "physml_version": __version__,
@@ -81,9 +86,17 @@ def write_results(case: MeshPDECase, result: Result, folder: Path) -> None:
         times, frames = result.frames
         ds = mesh_dataset(result.mesh, {"u": frames}, times, attrs, FIELD_METADATA)
     write_dataset(ds, folder / "fields.h5")
+    if case.output.figures:
+        plot_results(case, result, folder)
+    if clock is not None:
+        result.summary["wall_s"] = clock.read()
+    result.summary["units"] = summary_units(result.summary)
     write_metrics(folder, case.name, result.summary, result.history)
-    if not case.output.figures:
-        return
+
+
+def plot_results(case: MeshPDECase, result: Result, folder: Path) -> None:
+    """The figures of :func:`plot_checks` and, on a triangle mesh, ``solution.png`` (the
+    fields) and, for a shape optimisation, ``losses.png`` (the objective's terms)."""
     plot_checks(case, result, folder)
     if result.mesh.cell_dim != 2:
         return

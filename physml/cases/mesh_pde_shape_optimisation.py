@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..devices import Stopwatch
 from ..errors import NonFiniteLossError, adam_can_step
 from ..solvers import mesh as pm
 from ..solvers.mesh.checks import TangledCellsError
 from ..torch_files import save_torch_file
 from .kind import OnStep
-from .mesh_pde_results import Result, summary_units
+from .mesh_pde_results import Result
 from .mesh_pde_spec import MeshPDECase
 from .run_folder import (
     CHECKPOINT,
@@ -62,7 +63,7 @@ def mean_ratio_quality(points: torch.Tensor, cells: torch.Tensor,
 
 
 def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
-                           on_step: OnStep) -> Result:
+                           on_step: OnStep, clock: Stopwatch) -> Result:
     """Adam on the vertex positions through the differentiable Poisson solve. A NaN/Inf loss
     or gradient, or an update that folds the mesh, stops it (:class:`NonFiniteLossError`,
     :class:`FoldedMeshError`) with a ``metrics.json`` of the steps taken. The history's
@@ -71,7 +72,9 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
     ``match_drop`` is the match term's ratio, first to last, ``passed`` when it reaches
     ``threshold`` (``optimisation.loss_drop``). A checkpoint of physml 0.2.0, whose history
     held as step k the loss before update k (from 1), is resumed with that record as step
-    k - 1, the vertices after k - 1 updates it was measured at."""
+    k - 1, the vertices after k - 1 updates it was measured at. A checkpoint holds the run's
+    seconds so far (``clock``'s, as ``wall_s``) and the updates' (``steps_s``, over every
+    resumed part: the summary's ``step_s`` per update)."""
     if mesh.dim != 2 or mesh.cell_dim != 2:
         raise ValueError("pde.name 'shape_optimisation' needs a planar triangle mesh "
                          f"(got points of dimension {mesh.dim} and {mesh.cell_dim}D cells)")
@@ -105,12 +108,13 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
 
     def save(step: int) -> None:
         state = {"step": step, "points": x.detach().clone(), "adam": adam.state_dict(),
-                 "history": history, "wall_s": elapsed}
+                 "history": history, "steps_s": elapsed, "wall_s": clock.read()}
         save_torch_file(folder / CHECKPOINT, state)
 
     def stopped(error: NonFiniteLossError, steps: int) -> NonFiniteLossError:
         """``error``, once ``metrics.json`` holds the ``steps`` updates taken before it."""
-        write_stopped_metrics(folder, case.name, error, history, steps=steps, wall_s=elapsed)
+        write_stopped_metrics(folder, case.name, error, history, steps=steps,
+                              wall_s=clock.read())
         return error
 
     def record(step: int, loss: torch.Tensor, match: torch.Tensor,
@@ -129,13 +133,15 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
         start, history, last_checkpoint = state["step"], state["history"], state["step"]
         if history and history[0]["step"] == 1:  # 0.2.0's layout, renumbered to this one
             history = [{**entry, "step": entry["step"] - 1} for entry in history]
-        elapsed = state.get("wall_s", 0.0)  # absent from checkpoints of earlier versions
+        # earlier versions kept the updates' seconds as wall_s, or no time at all
+        elapsed = state.get("steps_s", state.get("wall_s", 0.0))
         timed_steps = spec.steps - start if "wall_s" not in state else spec.steps
+        clock.seconds += state.get("wall_s", 0.0)
     else:
         save(0)
         write_text(folder / CONFIG, case.to_yaml())
         last_checkpoint, timed_steps = 0, spec.steps
-    clock, earlier_s = time.perf_counter(), elapsed
+    started, earlier_s = time.perf_counter(), elapsed
     for step in range(start, spec.steps):
         adam.zero_grad()
         try:
@@ -149,7 +155,7 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
         if not adam_can_step(loss.detach(), [x]):
             raise stopped(NonFiniteLossError(step + 1, last_checkpoint), step)
         adam.step()
-        elapsed = earlier_s + time.perf_counter() - clock
+        elapsed = earlier_s + time.perf_counter() - started
         if (step + 1) % spec.checkpoint_every == 0 or step + 1 == spec.steps:
             save(step + 1)
             last_checkpoint = step + 1
@@ -171,10 +177,11 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
                                                       boundary[:, 1] / b) - 1).max()),
     }
     if timed_steps:
-        summary |= {"step_s": elapsed / timed_steps, "wall_s": elapsed}
-    else:  # a run of an earlier version resumed after its last step: its own figure stays
-        summary |= _recorded_timing(folder)
-    summary["units"] = summary_units(summary)
+        summary["step_s"] = elapsed / timed_steps
+    else:  # a run of an earlier version resumed after its last step: its step_s stays
+        recorded = _recorded_timing(folder)
+        clock.seconds += recorded.pop("wall_s", 0.0)
+        summary |= recorded
     exact = target(torch.tensor(moved.points)).numpy()
     u = u.cpu().numpy()
     return Result(moved, {"u": u, "exact": exact, "error": u - exact},

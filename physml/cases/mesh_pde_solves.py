@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..devices import Stopwatch
 from ..solvers import mesh as pm
 from ..solvers.mesh.pde import require_grounded
 from .kind import OnStep
 from .mesh_pde_assembly import build_mesh, dirichlet_data, neumann_load, stiffness_and_mass
-from .mesh_pde_results import Result, summary_units
+from .mesh_pde_results import Result
 from .mesh_pde_spec import FieldSpec, MeshPDECase
 from .run_folder import CONFIG, write_text
 
@@ -214,12 +215,10 @@ def compile_solve(mesh: pm.Mesh, solve) -> None:
 
 
 def run_poisson(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
-                on_step: OnStep) -> Result:
+                on_step: OnStep, clock: Stopwatch) -> Result:
     """Solve on the case's mesh, then on each ``refine`` mesh; orders from all of them. The
     history (and the summary's ``levels``) holds one record per mesh, its ``step`` the mesh's
-    index: 0 the case's mesh, k the k-th ``refine`` mesh; ``wall_s`` is the whole run's time
-    (every mesh built, solved and measured)."""
-    start = time.perf_counter()
+    index: 0 the case's mesh, k the k-th ``refine`` mesh."""
     write_text(folder / CONFIG, case.to_yaml())
     compile_solve(mesh, lambda cell: pm.poisson(cell, np.zeros(cell.n_vertices), [0], 0.0))
     levels = []
@@ -245,17 +244,14 @@ def run_poisson(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
                                          "in the P1 space)")
         elif expected is not None and len(levels) > 1:
             summary |= {"order_l2_expected": expected["l2"], "order_h1_expected": expected["h1"]}
-    summary["wall_s"] = time.perf_counter() - start
-    summary["units"] = summary_units(summary)
     return Result(mesh, kept, summary, levels)
 
 
 def run_geodesic(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
-                 on_step: OnStep) -> Result:
+                 on_step: OnStep, clock: Stopwatch) -> Result:
     """Heat-method distance from the vertex nearest ``pde.source_point``; the history is the
     summary as step 0. The maximum distance and the errors are over the reached vertices;
-    ``wall_s`` is the whole run's time, ``solve_s`` the solve's."""
-    start = time.perf_counter()
+    ``solve_s`` is the solve's time."""
     write_text(folder / CONFIG, case.to_yaml())
     point = np.pad(case.pde.source_point, (0, 3))[: mesh.dim]
     source = int(np.argmin(np.linalg.norm(mesh.points - point, axis=1)))
@@ -276,8 +272,6 @@ def run_geodesic(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
                     "rel_max_error": float(np.abs(error[reached]).max()
                                            / np.abs(exact[reached]).max())}
         fields |= {"exact": exact, "error": error}
-    summary["wall_s"] = time.perf_counter() - start
-    summary["units"] = summary_units(summary)
     error = f", max error {summary['max_error']:.2e}" if "max_error" in summary else ""
     on_step({"step": 0, "status": f"{mesh.n_vertices} vertices{error}"})
     return Result(mesh, fields, summary, [{"step": 0, **summary}])
