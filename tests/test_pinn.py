@@ -1113,3 +1113,35 @@ def test_a_bundled_problem_s_constraint_follows_a_changed_parameter():
     X = torch.tensor([[1.0, 0.5], [2.0, 0.9]], dtype=torch.float64)
     raw = torch.full((2, 2), 0.1, dtype=torch.float64)
     assert torch.equal(ramped.constrain(X, raw), fresh.constrain(X, raw))
+
+
+def test_metrics_json_is_written_after_the_predictions_and_figures(tiny_case, monkeypatch):
+    """A run stopped while writing its results kept a complete, final-looking metrics.json
+    without predictions.h5 or figures: metrics.json now comes last, its wall_s read then."""
+    import time
+
+    from physml.cases import pinn
+
+    written = []
+    plot_training = pinn.plot_training
+
+    def slow_figures(case, trainer, folder, ds):
+        written.append(sorted(p.name for p in folder.iterdir()))
+        time.sleep(0.3)
+        plot_training(case, trainer, folder, ds)
+
+    monkeypatch.setattr(pinn, "plot_training", slow_figures)
+    folder, result = run_case(tiny_case)
+    assert "predictions.h5" in written[0] and "metrics.json" not in written[0]
+    summary = json.loads((folder / "metrics.json").read_text())["summary"]
+    assert summary["wall_s"] == result["wall_s"] >= result["train_s"] + 0.3
+
+    def failing_figures(case, trainer, folder, ds):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pinn, "plot_training", failing_figures)
+    for name in ("metrics.json", "predictions.h5"):  # a finished run resumed rewrites them
+        (folder / name).unlink()
+    with pytest.raises(OSError, match="disk full"):
+        run_case(tiny_case, folder, resume=True)
+    assert (folder / "predictions.h5").is_file() and not (folder / "metrics.json").exists()

@@ -1319,6 +1319,35 @@ def test_the_readme_case_file_runs(tmp_path):
     assert losses[-1] < losses[0]  # ten steps train (the README's own figure is a slow test's)
 
 
+def test_an_equation_run_writes_metrics_json_after_its_predictions_and_figures(
+        tmp_path, monkeypatch):
+    """A run stopped while writing its results kept a complete, final-looking metrics.json
+    without predictions.h5 or figures; its wall_s left the writing out."""
+    import time
+
+    from physml.cases import equation
+    from physml.cases.registry import load_case, run_case
+
+    written = []
+    plot_training = equation.plot_training
+
+    def slow_figures(case, trainer, folder, snapshot):
+        written.append(sorted(p.name for p in folder.iterdir()))
+        time.sleep(0.3)
+        plot_training(case, trainer, folder, snapshot)
+
+    monkeypatch.setattr(equation, "plot_training", slow_figures)
+    path = _write_case(tmp_path, _readme_block("yaml"), "readme.yaml")
+    case = load_case(path, ["training.adam.steps=2", "training.collocation.points=16",
+                            "training.collocation.boundary_points=8", "evaluation.every=2",
+                            "evaluation.grid=[3, 3, 2]", "model.width=4", "model.depth=1",
+                            f"output.folder={tmp_path}"])
+    folder, result = run_case(case)
+    assert "predictions.h5" in written[0] and "metrics.json" not in written[0]
+    summary = json.loads((folder / "metrics.json").read_text())["summary"]
+    assert summary["wall_s"] == result["wall_s"] >= result["train_s"] + 0.3
+
+
 @pytest.mark.slow  # about 800 float64 steps on 1000 points
 def test_the_readme_python_example_reaches_one_percent():
     namespace: dict = {}

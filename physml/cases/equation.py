@@ -409,7 +409,8 @@ def run(case: EquationCase, folder: Path, resume: bool = False,
     folder; returns the summary (:func:`~.pinn_training.training_summary`). Solver-made
     observations are written to ``observations.h5`` first (kept when resumed); a new run
     writes its checkpoint at step 0 before ``config.yaml``
-    (:func:`~.pinn_training.train_in_folder`)."""
+    (:func:`~.pinn_training.train_in_folder`). ``metrics.json`` comes last, after
+    ``predictions.h5`` and the figures, its ``wall_s`` read then (the whole run's)."""
     with Stopwatch(case.device) as clock:  # the run's wall_s: to its summary
         threads = apply_threads(case.training.collocation.points, case.threads)
         solved = None
@@ -425,19 +426,20 @@ def run(case: EquationCase, folder: Path, resume: bool = False,
             add_observed(solved, case, trainer.problem)
         train_in_folder(case, trainer, folder, resume, on_step, clock)
         result = training_summary(case, trainer, threads, clock)
-    truth = true_coefficients(case)
-    if truth:
-        result |= identification(result, truth)
-    write_metrics(folder, case.name, result, trainer.history)
-    ds = results_dataset(case, trainer, result.get("rel_l2"), data_units(case, solved))
-    write_dataset(ds, folder / "predictions.h5")
-    plot_training(case, trainer, folder, solution_snapshot(ds))
-    trained = trainable_scalars(case)
-    if case.output.figures and trained:
-        from .verdict_figures import plot_coefficients
+        truth = true_coefficients(case)
+        if truth:
+            result |= identification(result, truth)
+        ds = results_dataset(case, trainer, result.get("rel_l2"), data_units(case, solved))
+        write_dataset(ds, folder / "predictions.h5")
+        plot_training(case, trainer, folder, solution_snapshot(ds))
+        trained = trainable_scalars(case)
+        if case.output.figures and trained:
+            from .verdict_figures import plot_coefficients
 
-        plot_coefficients(trainer.history, trained, truth, folder / "coefficients.png",
-                          f"{case.name}: trainable coefficients", case.training.adam.steps)
+            plot_coefficients(trainer.history, trained, truth, folder / "coefficients.png",
+                              f"{case.name}: trainable coefficients", case.training.adam.steps)
+        result["wall_s"] = clock.read()
+        write_metrics(folder, case.name, result, trainer.history)
     return result
 
 

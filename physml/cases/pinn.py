@@ -187,7 +187,8 @@ def run(case: PINNCase, folder: Path, resume: bool = False, on_step: OnStep | No
     """Train ``case`` in ``folder``, resuming from its checkpoint if asked, and write the run
     folder; returns the summary (:func:`~.pinn_training.training_summary`). A new run writes its
     checkpoint at step 0 before ``config.yaml``, so a run folder with a configuration can
-    always be resumed (:func:`~.pinn_training.train_in_folder`)."""
+    always be resumed (:func:`~.pinn_training.train_in_folder`). ``metrics.json`` comes last,
+    after ``predictions.h5`` and the figures, its ``wall_s`` read then (the whole run's)."""
     with Stopwatch(case.device) as clock:  # the run's wall_s: to its summary
         threads = apply_threads(case.training.collocation.points, case.threads)
         if on_step is not None and case.reference_steps() > 0:  # the trainer solves it (minutes
@@ -196,15 +197,16 @@ def run(case: PINNCase, folder: Path, resume: bool = False, on_step: OnStep | No
         trainer = build_trainer(case)
         train_in_folder(case, trainer, folder, resume, on_step, clock)
         result = training_summary(case, trainer, threads, clock)
-    write_metrics(folder, case.name, result, trainer.history)
-    first, second = ({"t": "time"}.get(n, n) for n in trainer.problem.names)
-    a, b = trainer.eval_axes
-    ds = comparison_dataset(  # evaluation fields are (second, first): rows are t (or y)
-        trainer.prediction(), trainer.reference, {second: b, first: a},
-        run_attrs(case, **pde_attrs(case.pde), rel_l2=result["rel_l2"]),
-        evaluation_axes_metadata((first, second)))
-    write_dataset(ds, folder / "predictions.h5")
-    plot_training(case, trainer, folder, ds)
+        first, second = ({"t": "time"}.get(n, n) for n in trainer.problem.names)
+        a, b = trainer.eval_axes
+        ds = comparison_dataset(  # evaluation fields are (second, first): rows are t (or y)
+            trainer.prediction(), trainer.reference, {second: b, first: a},
+            run_attrs(case, **pde_attrs(case.pde), rel_l2=result["rel_l2"]),
+            evaluation_axes_metadata((first, second)))
+        write_dataset(ds, folder / "predictions.h5")
+        plot_training(case, trainer, folder, ds)
+        result["wall_s"] = clock.read()
+        write_metrics(folder, case.name, result, trainer.history)
     return result
 
 
