@@ -218,6 +218,26 @@ def test_a_moe_case_pins_its_threads_records_them_and_resumes_only_with_them(tmp
     assert "threads: 2 here, 1 in the run" in other.stderr
 
 
+def test_a_moe_run_writes_metrics_json_after_its_predictions_and_figures(tmp_path,
+                                                                        monkeypatch):
+    """metrics.json came before predictions.h5 and the figures: a run stopped while writing
+    them kept a final-looking metrics.json without its results."""
+    from physml.cases import moe
+
+    written = []
+    plot = moe._plot
+
+    def recording_plot(ds, pred, model, folder, problem):
+        written.append(sorted(p.name for p in folder.iterdir()))
+        plot(ds, pred, model, folder, problem)
+
+    monkeypatch.setattr(moe, "_plot", recording_plot)
+    case = load_case("cases/moe_diffusion_sorption.yaml", [*TINY, "output.figures=true"])
+    folder, _ = run_case(case, tmp_path)
+    assert "predictions.h5" in written[0] and "metrics.json" not in written[0]
+    assert (folder / "metrics.json").is_file()
+
+
 def test_resume_without_a_checkpoint_says_there_is_nothing_to_resume(tmp_path):
     case = load_case("cases/moe_diffusion_sorption.yaml", TINY)
     with pytest.raises(ValueError, match="nothing to resume"):

@@ -354,9 +354,7 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
     threshold = case.evaluation.threshold
     result = {"rel_l2": result.pop("test_rel_l2"), **result}
     result.update(threshold=threshold, steps=t.iterations,
-                  passed=threshold_passed(result["rel_l2"], threshold), wall_s=elapsed(),
-                  threads=threads)
-    write_metrics(folder, case.name, result, history)
+                  passed=threshold_passed(result["rel_l2"], threshold), threads=threads)
     pred = rows.observe(predict(model, test[0], t.batch)).cpu()
     test = (test[0].cpu(), test[1].cpu())
     spec = PROBLEMS[p.name].load()
@@ -372,6 +370,8 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
     write_dataset(ds, folder / "predictions.h5")
     if case.output.figures:
         _plot(ds, pred, model, folder, p.name)
+    result["wall_s"] = elapsed()
+    write_metrics(folder, case.name, result, history)  # last: the results are all there
     return result
 
 

@@ -405,7 +405,6 @@ def write_teng_results(case, teng, reference, history, folder: Path, extra: dict
         "fallbacks": teng.fallbacks, "fallback_reasons": teng.fallback_reasons,
         "parameters": teng.theta.numel(), **extra,
     }
-    write_metrics(folder, case.name, result, history)
     curve = {"t": [e["t"] for e in history], "rel_l2": [e["rel_l2"] for e in history]}
     write_text(folder / "errors.json", json_text(curve))
     shape = reference.states.shape[1:]
@@ -424,6 +423,7 @@ def write_teng_results(case, teng, reference, history, folder: Path, extra: dict
         if len(shape) == 2:
             plot_solution(ds, folder / "solution.png", scheme=scheme, step=case.total_steps,
                           log_error=case.output.log_error)
+    write_metrics(folder, case.name, result, history)  # last: the results are all there
     return result
 
 
