@@ -395,6 +395,31 @@ def test_a_resumed_run_shows_its_last_error_at_its_time_and_counts_time_to_its_c
     assert summary["wall_s"] >= saved["wall_s"]
 
 
+def test_a_teng_run_s_wall_s_includes_the_writing_of_its_results(tmp_path, monkeypatch):
+    """wall_s stopped before errors.json, predictions.h5 and the figures were written."""
+    import json
+    import time
+
+    from physml.cases import teng
+    from physml.cases.registry import load_case, run_case
+
+    write_dataset = teng.write_dataset
+
+    def slow_write(ds, path):
+        time.sleep(0.3)
+        return write_dataset(ds, path)
+
+    monkeypatch.setattr(teng, "write_dataset", slow_write)
+    case = load_case("teng_heat", [*TINY_TENG, "output.figures=false",
+                                   f"output.folder={tmp_path}"])
+    (tmp_path / "run").mkdir()
+    folder, result = run_case(case, tmp_path / "run")
+    saved = torch.load(folder / "checkpoint.pt", weights_only=False)
+    assert result["wall_s"] >= saved["wall_s"] + 0.3
+    assert json.loads((folder / "metrics.json").read_text())["summary"]["wall_s"] == (
+        result["wall_s"])
+
+
 def test_teng_case_errors_name_the_key():
     from pathlib import Path
 

@@ -386,13 +386,17 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
             if step % case.training.checkpoint_every == 0 or step == total:
                 save()
                 last_checkpoint = step
-    return write_teng_results(case, teng, reference, history, folder, {
-        "initial_fit_rel_l2": teng.initial_error, "reference_s": reference_s,
-        "reference_unresolved_fraction": reference.unresolved,
-        "wall_s": wall_offset + clock.seconds, "threads": threads})
+    with clock:  # the results' writing counts in the run's wall_s
+        return write_teng_results(case, teng, reference, history, folder, {
+            "initial_fit_rel_l2": teng.initial_error, "reference_s": reference_s,
+            "reference_unresolved_fraction": reference.unresolved, "threads": threads},
+            lambda: wall_offset + clock.read())
 
 
-def write_teng_results(case, teng, reference, history, folder: Path, extra: dict) -> dict:
+def write_teng_results(case, teng, reference, history, folder: Path, extra: dict,
+                       wall_s: Callable[[], float]) -> dict:
+    """Write the run's results (``errors.json``, ``predictions.h5``, the figures, then
+    ``metrics.json`` with ``wall_s()``, the run's seconds then) and return its summary."""
     final, prediction = reference.error(teng, teng.theta, len(reference.times) - 1)
     at_times = {f"{t:g}": e["rel_l2"] for t in case.evaluation.times for e in history
                 if abs(e["t"] - t) < 1e-9}
@@ -423,6 +427,7 @@ def write_teng_results(case, teng, reference, history, folder: Path, extra: dict
         if len(shape) == 2:
             plot_solution(ds, folder / "solution.png", scheme=scheme, step=case.total_steps,
                           log_error=case.output.log_error)
+    result["wall_s"] = wall_s()
     write_metrics(folder, case.name, result, history)  # last: the results are all there
     return result
 
