@@ -76,7 +76,7 @@ import torch
 import warp as wp
 
 from .devices import require_tensor_device
-from .linalg_bridge import one_cotangent_only
+from .linalg_bridge import forward_mode_refused, one_cotangent_only
 from .solvers import step_adjoint
 from .solvers.base import GridSolver
 from .solvers.checks import check_counts
@@ -326,11 +326,6 @@ _PER_SAMPLE_GRADIENTS = (
     "batch (B, *grid.shape) in one call and differentiate the sum of the per-sample losses; "
     "the samples are independent, so each sample's gradient is its own")
 
-_FORWARD_MODE = (
-    "forward-mode differentiation (torch.func.jvp, jacfwd, torch.autograd.forward_ad) of a "
-    "rollout is not supported: its derivative is the reverse-mode Warp adjoint; use "
-    "torch.func.vjp, jacrev or torch.autograd.grad")
-
 
 class _Held:
     """The states a forward pass keeps for its backward pass (``held``: step -> flat state)
@@ -439,7 +434,7 @@ class _Rollout(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, *tangents):
-        raise NotImplementedError(_FORWARD_MODE)
+        raise forward_mode_refused("a rollout")
 
     @staticmethod
     def vmap(info, in_dims, solver, n_steps, save_every, segment, memory, store, u0, *values):
