@@ -241,11 +241,12 @@ def test_a_mesh_run_s_solution_vtu_is_written_whole_or_not_at_all(tmp_path, monk
 
     from physml.cases.mesh_pde_results import Result, write_results
     from physml.cases.registry import load_case
+    from physml.devices import Stopwatch
     from physml.solvers import mesh as pm
 
     case = load_case("heat_surface", ["output.figures=false"])
     mesh = pm.disc(0.4)
-    write_results(case, Result(mesh, {"u": mesh.points[:, 0]}, {}), tmp_path)
+    write_results(case, Result(mesh, {"u": mesh.points[:, 0]}, {}), tmp_path, Stopwatch())
     vtu = tmp_path / "solution.vtu"
     whole = vtu.read_bytes()
     write = meshio.Mesh.write
@@ -258,7 +259,8 @@ def test_a_mesh_run_s_solution_vtu_is_written_whole_or_not_at_all(tmp_path, monk
 
     monkeypatch.setattr(meshio.Mesh, "write", torn)
     with pytest.raises(OSError, match="No space left on device") as refused:
-        write_results(case, Result(mesh, {"u": mesh.points[:, 1]}, {}), tmp_path)
+        write_results(case, Result(mesh, {"u": mesh.points[:, 1]}, {}), tmp_path,
+                      Stopwatch())
     assert refused.value.filename == str(vtu)
     assert vtu.read_bytes() == whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fields.h5", "metrics.json",

@@ -68,14 +68,12 @@ def summary_units(summary: dict) -> dict[str, str]:
     return {key: unit for key, unit in SUMMARY_UNITS.items() if key in summary}
 
 
-def write_results(case: MeshPDECase, result: Result, folder: Path,
-                  clock: Stopwatch | None = None) -> None:
+def write_results(case: MeshPDECase, result: Result, folder: Path, clock: Stopwatch) -> None:
     """solution.vtu, fields.h5 (attrs: the case's name, the PDE, the physml version and the
     resolved configuration), the figures and, last, metrics.json, each whole or not at all
     (:func:`~.run_folder.atomic_write`): a folder with a metrics.json holds every result.
     Before it is written, the summary's ``wall_s`` is set to ``clock``'s reading (the run's
-    seconds, the other files' writing included; without a clock the summary's own is kept),
-    then its ``units``."""
+    seconds, the other files' writing included), then its ``units``."""
     atomic_write(folder / "solution.vtu",
                  lambda tmp: pm.write_mesh(tmp, result.mesh, point_data=result.fields))
     attrs = {"case": case.name, "pde": case.pde.name, "physml_version": __version__,
@@ -88,8 +86,7 @@ def write_results(case: MeshPDECase, result: Result, folder: Path,
     write_dataset(ds, folder / "fields.h5")
     if case.output.figures:
         plot_results(case, result, folder)
-    if clock is not None:
-        result.summary["wall_s"] = clock.read()
+    result.summary["wall_s"] = clock.read()
     result.summary["units"] = summary_units(result.summary)
     write_metrics(folder, case.name, result.summary, result.history)
 
