@@ -1,6 +1,7 @@
 """What the benchmark scripts share: the summary of a side's repeated measurements, the
 refusal of a device this machine lacks as a command-line error, the machine's cores and load
-as a report records them on any platform, and the code and machine a report was made with. The
+as a report records them on any platform, the code and machine a report was made with, and
+for their figures a legend beside the axes and the report that ``--plot-only`` redraws. The
 scripts run as ``python benchmarks/<name>.py``, so this folder is on ``sys.path`` and they
 import it as ``_common``."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import platform
 import statistics
@@ -112,3 +114,26 @@ def provenance() -> dict:
                         "processor": platform.processor() or platform.machine(),
                         "cpus": os.cpu_count()},
             "load_average": load_average()}
+
+
+def legend_beside(ax, **kwargs) -> None:
+    """``ax``'s legend outside the axes, level with their top right corner (inside, it covered
+    curves); keyword arguments go to ``ax.legend``. The figure keeps it with constrained layout
+    or when saved with ``bbox_inches="tight"``."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, **kwargs)
+
+
+def read_report(parser: argparse.ArgumentParser, path: Path, *keys: str) -> dict:
+    """The JSON report at ``path`` that ``--plot-only`` redraws, refused (``parser.error``: one
+    line, exit status 2) where there is no such file, it is not JSON, or it holds none of
+    ``keys`` (a report of another script)."""
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        parser.error(f"--plot-only {path}: no such report")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        parser.error(f"--plot-only {path}: not a JSON report ({err})")
+    if not isinstance(report, dict) or not any(key in report for key in keys):
+        parser.error(f"--plot-only {path}: it holds no {' or '.join(map(repr, keys))}; give a "
+                     f"report this script wrote")
+    return report

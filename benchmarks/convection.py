@@ -18,6 +18,10 @@ from the repository root (about 25 minutes on two CPU cores)::
 
     python benchmarks/convection.py [--adam 500 --lbfgs 500 --points 2000]
                                     [--betas 10 30 --seeds 0]
+    python benchmarks/convection.py --plot-only benchmarks/results/convection.json
+
+``--plot-only REPORT`` redraws the figure (the report's name with ``.png``) from the report
+alone, training nothing, with the same drawing as a run.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import at_least, provenance  # noqa: E402
+from _common import at_least, provenance, read_report  # noqa: E402
 
 from physml.cases.pinn import build_trainer  # noqa: E402
 from physml.cases.registry import load_case  # noqa: E402
@@ -71,7 +75,11 @@ def train(method: str, beta: float, seed: int, args) -> dict:
     return result
 
 
-def plot(table: dict, betas: list[int], path: Path) -> None:
+def plot(report: dict, path: Path) -> None:
+    """Relative L2 error (median, min-max over the seeds) against beta, a line per method, the
+    title giving the training budget (steps, points, seeds) from the report."""
+    table, budget = report["table"], report["budget"]
+    betas = sorted(int(b) for b in table["pinn"])
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     for method, marker in MARKERS.items():
         errors = np.array([[r["rel_l2"] for r in table[method][str(b)]] for b in betas])
@@ -84,6 +92,9 @@ def plot(table: dict, betas: list[int], path: Path) -> None:
             label=method,
         )
     ax.set(yscale="log", xlabel="beta", ylabel="relative L2 error (median, min-max over seeds)")
+    ax.set_title(f"u_t + beta u_x = 0: {budget['adam_steps']} Adam + {budget['lbfgs_steps']} "
+                 f"L-BFGS steps,\n{budget['points']} points, {len(budget['seeds'])} seeds",
+                 fontsize=10)
     ax.legend()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -97,7 +108,13 @@ def main() -> None:
     parser.add_argument("--betas", type=int, nargs="+", default=[10, 20, 30, 40, 50])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/convection.json"))
+    parser.add_argument("--plot-only", type=Path, default=None, metavar="REPORT",
+                        help="redraw REPORT's figure (REPORT.png) from it; no training")
     args = parser.parse_args()
+    if args.plot_only is not None:
+        plot(read_report(parser, args.plot_only, "table"), args.plot_only.with_suffix(".png"))
+        print(f"wrote {args.plot_only.with_suffix('.png')}")
+        return
     betas, seeds = args.betas, args.seeds
     table = {m: {str(b): [train(m, b, s, args) for s in seeds] for b in betas} for m in METHODS}
     median = {m: {str(b): float(np.median([r["rel_l2"] for r in table[m][str(b)]]))
@@ -107,12 +124,10 @@ def main() -> None:
                "lpinn_below_5e-2_at_every_beta": worst["lpinn"] <= 5e-2}
     budget = {"adam_steps": args.adam, "lbfgs_steps": args.lbfgs, "points": args.points,
               "seeds": seeds}
+    report = {"provenance": provenance(), "budget": budget, "summary": summary, "table": table}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"provenance": provenance(), "budget": budget, "summary": summary,
-                    "table": table}, indent=2)
-    )
-    plot(table, betas, args.out.with_suffix(".png"))
+    args.out.write_text(json.dumps(report, indent=2))
+    plot(report, args.out.with_suffix(".png"))
     print(json.dumps(summary, indent=2))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 

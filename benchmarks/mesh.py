@@ -36,10 +36,16 @@ with the exact great-circle distance.
 
 Medians with the min and max (of ``REPEATS`` timings, ``SHORT_REPEATS`` for solves below 1e5
 vertices) are written as JSON (thread counts and load average included) with
-a log-log plot per part. Timings are reported, never asserted. Run from the repository root::
+a log-log plot per part (``<out stem>_<part>.png``; a side whose geodesic is wrong, its error
+over ``WRONG_ANSWER_RATIO`` times physml's, is ringed there). Timings are reported, never
+asserted. Run from the repository root::
 
     python benchmarks/mesh.py [--levels 5 6 7 8] [--parts assembly poisson geodesic]
                               [--out benchmarks/results/mesh.json] [--keep]
+    python benchmarks/mesh.py --plot-only benchmarks/results/mesh.json
+
+``--plot-only REPORT`` redraws the figures from the report alone, measuring nothing, with the
+same drawing as a run.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import warp as wp
-from _common import at_least, load_average, provenance, summary
+from _common import at_least, legend_beside, load_average, provenance, read_report, summary
 
 import physml
 from physml.solvers.linalg import CsrOperator, Jacobi, SmoothedAggregationAMG, cg, csr_from_scipy
@@ -211,24 +217,69 @@ def _stats(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     return {name: summary(t) for name, t in times.items()}
 
 
+MARKERS = ("o", "x", "s", "^", "+")
+LINE_STYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)))
+"""A marker and a line style per side, filled markers taking turns with crossed ones, so that
+sides whose timings coincide stay visible."""
+
+WRONG_ANSWER_RATIO = 10.0
+"""A side's geodesic counts as a wrong answer where its max error against the great circle
+exceeds this many times physml's on the same sphere."""
+
+
+def wrong_answers(record: dict) -> set[str]:
+    """The sides of a geodesic record whose max error against the great circle exceeds
+    ``WRONG_ANSWER_RATIO`` times physml's (none in the other parts' records)."""
+    errors = record.get("max_error_vs_great_circle", {})
+    ours = errors.get("physml heat_geodesic")
+    return {name for name, error in errors.items()
+            if ours is not None and error > WRONG_ANSWER_RATIO * ours}
+
+
 def plot(results: list[dict], path: Path, title: str) -> None:
+    """Seconds (median, min-max) against the vertices, a marker and line style per side, the
+    legend beside the axes; a wrong answer (:func:`wrong_answers`) is ringed, with a note of
+    its error."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    n = [r["vertices"] for r in results]
-    for name in results[0]["seconds"]:
+    fig, ax = plt.subplots(figsize=(8.4, 4.5), constrained_layout=True)
+    n = np.array([r["vertices"] for r in results])
+    notes = 0
+    for k, name in enumerate(results[0]["seconds"]):
         med = np.array([r["seconds"][name]["median"] for r in results])
         lo = med - np.array([r["seconds"][name]["min"] for r in results])
         hi = np.array([r["seconds"][name]["max"] for r in results]) - med
-        ax.errorbar(n, med, yerr=[lo, hi], marker="o", capsize=3, label=name)
+        line = ax.errorbar(n, med, yerr=[lo, hi], marker=MARKERS[k % len(MARKERS)], ms=7,
+                           linestyle=LINE_STYLES[k % len(LINE_STYLES)], capsize=3, label=name)
+        color = line.lines[0].get_color()
+        for r, x, y in zip(results, n, med):
+            if name not in wrong_answers(r):
+                continue
+            errors = r["max_error_vs_great_circle"]
+            ax.plot(x, y, "o", ms=16, mfc="none", mec=color, mew=1.5)
+            # top left, where the timings, growing with the vertices, leave room
+            ax.annotate(f"ringed: {name}'s answer is wrong, max error {errors[name]:.3g}\n"
+                        f"against physml's {errors['physml heat_geodesic']:.2g} (over "
+                        f"{WRONG_ANSWER_RATIO:g}x)", (x, y), xytext=(0.03, 0.96 - 0.12 * notes),
+                        textcoords="axes fraction", va="top", fontsize=8,
+                        arrowprops={"arrowstyle": "->", "color": color})
+            notes += 1
     ax.set(xscale="log", yscale="log", xlabel="vertices", ylabel="seconds (median, min-max)",
            title=title)
-    ax.legend()
-    fig.tight_layout()
+    legend_beside(ax, fontsize=8)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_report(report: dict, out: Path) -> None:
+    """A figure per part in ``report`` (the report written to ``out``), each beside it as
+    ``<out stem>_<part>.png``."""
+    for part, (_, title) in PARTS.items():
+        if part in report:
+            plot(report[part], out.with_name(f"{out.stem}_{part}.png"), title)
 
 
 PARTS = {
@@ -245,7 +296,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--keep", action="store_true",
                         help="keep the parts already in --out that this run does not measure")
+    parser.add_argument("--plot-only", type=Path, default=None, metavar="REPORT",
+                        help="redraw REPORT's figures from it; no run")
     args = parser.parse_args()
+    if args.plot_only is not None:
+        plot_report(read_report(parser, args.plot_only, *PARTS), args.plot_only)
+        print(f"wrote a PNG per part beside {args.plot_only}")
+        return
     wp.config.log_level = wp.LOG_ERROR
     wp.init()
     heat_geodesic(icosphere(1), 0)  # compile the kernels outside the timings

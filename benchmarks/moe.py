@@ -20,7 +20,10 @@ Methods: ``soft``; ``hard`` (K = 1); ``moe-independent`` (the paper: experts sol
 ``moe-interface`` (ours: interface and continuity rows) and ``moe-pou`` (ours: overlapping
 experts blended by a partition of unity) for each K in ``--experts``.
 ``--loss physics`` (default) trains on the residual rows alone, as the paper; ``--loss data``
-on the reference trajectories. Results go to JSON (``--out``), written after each method.
+on the reference trajectories. Results go to JSON (``--out``), written after each method,
+with the figures beside it (``.png``: test error against the iteration; ``.timing.png``);
+``python benchmarks/moe.py --plot-only REPORT`` redraws them from a report alone, measuring
+nothing, with the same drawing as a run.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-from _common import at_least, check_device, load_average, provenance
+from _common import at_least, check_device, load_average, provenance, read_report
 
 from physml.cases.moe import ConstraintSpec
 from physml.constraints import Continuity, LevenbergMarquardt, UnconvergedSolveWarning
@@ -209,7 +212,12 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=None,
                         help="accuracy part: only these methods (e.g. hard moe-pou-K4)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/moe.json"))
+    parser.add_argument("--plot-only", type=Path, default=None, metavar="REPORT",
+                        help="redraw REPORT's figures from it; no run")
     args = parser.parse_args()
+    if args.plot_only is not None:
+        plot_report(read_report(parser, args.plot_only, "methods", "timing"), args.plot_only)
+        return
     check_device(parser, args.device, require_torch_device)
     v = VARIANTS[args.problem, args.variant]
     if args.points_nx is not None:
@@ -266,8 +274,19 @@ def accuracy(problem: str, v: dict, budget: Budget, experts: list[int], device: 
         _plot(results, out.with_suffix(".png"))
 
 
+def plot_report(results: dict, report: Path) -> None:
+    """The figures a run draws beside ``report`` from its ``results``: the methods' test errors
+    (``report`` with ``.png``) and the timing part's (``.timing.png``), each where it ran."""
+    for part, suffix, draw in (("methods", ".png", _plot), ("timing", ".timing.png",
+                                                            _plot_timing)):
+        if results.get(part):
+            draw(results, report.with_suffix(suffix))
+            print(f"wrote {report.with_suffix(suffix)}", flush=True)
+
+
 def _plot(results: dict, path: Path) -> None:
-    """Test relative L2 against the iteration, one line per method."""
+    """Test relative L2 against the iteration, one line per method, the methods drawn named in
+    the title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,8 +299,9 @@ def _plot(results: dict, path: Path) -> None:
         ax.semilogy(steps, [*r["history"], r["test_rel_l2"]],
                     label=f"{name}: {r['test_rel_l2']:.3f}"
                     + ("" if jump is None else f", jump {jump:.1e}"))
-    ax.set(xlabel="Adam iteration", ylabel="test relative L2",
-           title=f"{results['problem']} ({results['variant']}): soft vs hard vs MoE")
+    ax.set(xlabel="Adam iteration", ylabel="test relative L2")
+    ax.set_title(f"{results['problem']} ({results['variant']})\n"
+                 + " vs ".join(results["methods"]), fontsize=10)
     ax.legend(fontsize=7)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -50,6 +50,11 @@ Run from the repository root::
     python benchmarks/pcg.py --sizes 32 64 128 256 512 1024 --smoother-steps 400 \
                              --load benchmarks/results/pcg.json \
                              --out benchmarks/results/pcg_smoother.json
+    python benchmarks/pcg.py --plot-only benchmarks/results/pcg.json
+
+The figure (the report's name with ``.png``) has a row per family the report holds;
+``--plot-only REPORT`` redraws it from the report alone, measuring nothing, with the same
+drawing as a run.
 """
 
 from __future__ import annotations
@@ -68,7 +73,15 @@ import pyamg
 import scipy
 import torch
 import warp as wp
-from _common import at_least, check_device, load_average, provenance, summary
+from _common import (
+    at_least,
+    check_device,
+    legend_beside,
+    load_average,
+    provenance,
+    read_report,
+    summary,
+)
 
 import physml
 from physml.datasets.linear_systems import LinearSystemSpec, make_system
@@ -92,6 +105,7 @@ from physml.solvers.linalg.row_blocks import ROWS_PER_THREAD
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 RTOLS = (1e-6, 1e-8)
 RIGHT_HAND_SIDES = 10
@@ -233,34 +247,50 @@ def ratios(result: dict, learned: str) -> dict:
     return out
 
 
-def plot(results: list[dict], path: Path, family: str, training_size: int) -> None:
-    """Residual against iteration and against wall-clock at twice the training size (the
-    size whose residuals are kept; empty panels if it was not run), and iterations against n
-    (rtol 1e-8)."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    grid = [r for r in results if r["family"] == family]
-    kept = [r for r in grid if r["size"] == 2 * training_size]
-    shown = kept[0] if kept else grid[-1]
-    for name, side in (shown["sides"].items() if kept else ()):
-        s = side["rtol=1e-08"]
-        residuals = np.asarray(s["residuals"])
-        clock = side["setup_s"]["median"] + s["solve_s"]["median"] * np.arange(
-            residuals.size) / max(1, residuals.size - 1)
-        axes[0].semilogy(residuals, label=name)
-        axes[1].semilogy(clock, residuals, label=name)
-    for name in shown["sides"]:
-        points = [(r["n"], r["sides"][name]["rtol=1e-08"]["iterations"]) for r in grid
-                  if name in r["sides"]]
-        axes[2].loglog(*zip(*points), "o-", label=name)
-    axes[0].set(xlabel="iteration", ylabel="||r|| / ||r0||",
-                title=f"{family} {shown['size']}: residual vs iteration")
-    axes[1].set(xlabel="wall-clock incl. set-up [s]", title="residual vs wall-clock")
-    axes[2].set(xlabel="unknowns n", ylabel="iterations to 1e-8", title="refinement sweep")
-    for ax in axes:
-        ax.grid(True, which="both", alpha=0.3)
-    axes[2].legend(fontsize=8)
-    fig.tight_layout()
+def plot(results: list[dict], path: Path) -> None:
+    """A row per family in ``results``: residual against iteration and against wall-clock at
+    twice the training size (the size whose residuals are kept; empty panels if it was not
+    run), and iterations against n (rtol 1e-8), the legend beside the row."""
+    families = list(dict.fromkeys(r["family"] for r in results))
+    fig, rows = plt.subplots(len(families), 3, figsize=(16.5, 4.2 * len(families)),
+                             squeeze=False, constrained_layout=True)
+    for family, axes in zip(families, rows):
+        grid = [r for r in results if r["family"] == family]
+        kept = [r for r in grid if "residuals" in next(iter(r["sides"].values()))["rtol=1e-08"]]
+        shown = kept[0] if kept else grid[-1]
+        for name, side in (shown["sides"].items() if kept else ()):
+            s = side["rtol=1e-08"]
+            residuals = np.asarray(s["residuals"])
+            clock = side["setup_s"]["median"] + s["solve_s"]["median"] * np.arange(
+                residuals.size) / max(1, residuals.size - 1)
+            axes[0].semilogy(residuals, label=name)
+            axes[1].semilogy(clock, residuals, label=name)
+        for name in shown["sides"]:
+            points = [(r["n"], r["sides"][name]["rtol=1e-08"]["iterations"]) for r in grid
+                      if name in r["sides"]]
+            axes[2].loglog(*zip(*points), "o-", label=name)
+        axes[0].set(xlabel="iteration", ylabel="||r|| / ||r0||",
+                    title=f"{family} {shown['size']}: residual vs iteration")
+        axes[1].set(xlabel="wall-clock incl. set-up [s]", title="residual vs wall-clock")
+        axes[2].set(xlabel="unknowns n", ylabel="iterations to 1e-8",
+                    title=f"{family}: refinement sweep")
+        _label_unknowns(axes[2], [r["n"] for r in grid])
+        for ax in axes:
+            ax.grid(True, which="both", alpha=0.3)
+        legend_beside(axes[2], fontsize=8)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _label_unknowns(ax, n: list[int]) -> None:
+    """Label the log n axis at 1, 2 and 5 x 10^k where ``n`` spans under two decades, else at
+    the decades only, and leave the minor ticks unlabelled (on a short axis matplotlib labels
+    every one, and 2, 3 and 4 x 10^3 run into each other)."""
+    subs = (1.0, 2.0, 5.0) if max(n) < 100 * min(n) else (1.0,)
+    ax.xaxis.set_major_locator(ticker.LogLocator(subs=subs))
+    ax.xaxis.set_major_formatter(ticker.LogFormatterSciNotation(
+        labelOnlyBase=False, minor_thresholds=(np.inf, np.inf)))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def main() -> None:
@@ -307,7 +337,14 @@ def main() -> None:
     parser.add_argument("--load-smoother", type=Path, default=None,
                         help="load the grids' learned smoother from this file instead")
     parser.add_argument("--out", type=Path, default=RESULTS / "pcg.json")
+    parser.add_argument("--plot-only", type=Path, default=None, metavar="REPORT",
+                        help="redraw REPORT's figure (REPORT.png) from its cases; no run")
     args = parser.parse_args()
+    if args.plot_only is not None:
+        plot(read_report(parser, args.plot_only, "cases")["cases"],
+             args.plot_only.with_suffix(".png"))
+        print(f"wrote {args.plot_only.with_suffix('.png')}")
+        return
     if not args.sizes and not args.mesh_sizes:
         parser.error("nothing to run: give --sizes, --mesh-sizes or both")
     if (args.smoother_steps or args.load_smoother) and not args.sizes:
@@ -418,8 +455,7 @@ def main() -> None:
             generalisation[family] = _generalisation(results, family, train_size,
                                                      list(factories))
             write_report()
-    plotted, plotted_size = families[-1][0], families[-1][2]  # the grids when they ran
-    plot(results, args.out.with_suffix(".png"), plotted, plotted_size)
+    plot(results, args.out.with_suffix(".png"))
     print(json.dumps(generalisation, indent=1))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 

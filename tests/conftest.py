@@ -1,3 +1,4 @@
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,3 +81,19 @@ def saved_figures(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", save)
     return figures
+
+
+@pytest.fixture
+def script(monkeypatch):
+    """``script(name)``: benchmarks/<name>.py imported as a module (its ``_common`` found)."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name}",
+                                                      root / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -4,7 +4,6 @@ measure with what they actually ran (pcg's training size, datasets' shard size),
 CPU affinity or load average."""
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -14,21 +13,6 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def script(monkeypatch):
-    """``script(name)``: benchmarks/<name>.py imported as a module (its ``_common`` found)."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-
-    def load(name: str):
-        spec = importlib.util.spec_from_file_location(f"benchmark_{name}",
-                                                      ROOT / "benchmarks" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    return load
 
 
 def run_main(module, monkeypatch, *argv: str) -> SystemExit:
