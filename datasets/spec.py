@@ -29,7 +29,7 @@ import typing
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -50,6 +50,10 @@ from .problems import PROBLEMS
 from .store import SPLITS
 from .validation_messages import annotation_types, describe_error
 from .yaml_files import read_yaml_mapping
+
+if TYPE_CHECKING:  # both import this module
+    from .linear_systems import LinearSystemSpec
+    from .mesh_spec import MeshDatasetSpec
 
 SPEC_FOLDER = Path(__file__).parent / "specs"
 
@@ -320,21 +324,28 @@ def resolve_spec_path(spec: str | Path) -> Path:
     raise ValueError(f"spec file {str(spec)!r} does not exist (bundled specs: {names})")
 
 
-def load_spec(spec: str | Path, samples: int | None = None) -> SampledSpec:
+def load_spec(
+    spec: str | Path, samples: int | None = None
+) -> DatasetSpec | MeshDatasetSpec | LinearSystemSpec:
     """Read and validate a spec; then ``samples`` overrides its sample count (the file itself
     must be valid first, its own ``samples`` included). A spec with a ``mesh`` section is a
-    :class:`~physml.datasets.mesh_spec.MeshDatasetSpec`, else a :class:`DatasetSpec`.
+    :class:`~physml.datasets.mesh_spec.MeshDatasetSpec`, one with a ``systems`` section a
+    :class:`~physml.datasets.linear_systems.LinearSystemSpec`, else a :class:`DatasetSpec`.
 
     Raises:
         ValueError: one message naming the file (or ``--samples``), the key and what is allowed.
     """
     path = resolve_spec_path(spec)
     raw = read_yaml_mapping(path, "spec")
-    model: type[BaseModel] = DatasetSpec
+    model: type[DatasetSpec | MeshDatasetSpec | LinearSystemSpec] = DatasetSpec
     if "mesh" in raw:  # fields on a mesh (physml.datasets.mesh_spec)
-        from .mesh_spec import MeshDatasetSpec as model
+        from .mesh_spec import MeshDatasetSpec
+
+        model = MeshDatasetSpec
     elif "systems" in raw:  # a dataset of linear systems (physml.datasets.linear_systems)
-        from .linear_systems import LinearSystemSpec as model
+        from .linear_systems import LinearSystemSpec
+
+        model = LinearSystemSpec
     try:
         validated = model.model_validate(raw)
     except ValidationError as err:

@@ -21,12 +21,21 @@ The other modules (``cli*``, ``cases``, ``devices``, ``dtypes``, ``expressions``
 above; they are not a stable API.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ._version import __version__ as __version__
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .trained import TrainedModel
 
 __all__ = ["load_run"]
 
 
-def load_run(run_dir, device=None):
+def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
     """The trained network of a physics-informed run folder as a callable model.
 
     Args:

@@ -70,13 +70,15 @@ import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import warp as wp
 
 from .devices import require_tensor_device
-from .linalg_bridge import forward_mode_refused, one_cotangent_only
+from .linalg_bridge import eager, forward_mode_refused, one_cotangent_only
 from .solvers import step_adjoint
 from .solvers.base import GridSolver
 from .solvers.checks import check_counts
@@ -103,14 +105,14 @@ class RolloutMemory:
         self.peak_states = max(self.peak_states, n_states)
 
 
-@torch.compiler.disable  # the Warp steps run eagerly
+@eager  # the Warp steps run eagerly
 def rollout(
     solver: GridSolver,
     u0: torch.Tensor,
     n_steps: int,
     save_every: int = 1,
-    parameters: dict[str, torch.Tensor] | None = None,
-    checkpoint_every: int | str | None = None,
+    parameters: Mapping[str, torch.Tensor | npt.ArrayLike] | None = None,
+    checkpoint_every: int | Literal["auto"] | None = None,
     memory: RolloutMemory | None = None,
 ) -> torch.Tensor:
     """Differentiable rollout of ``solver`` from ``u0``.
@@ -121,7 +123,8 @@ def rollout(
             solver's device (floating point; converted to the solver's dtype).
         n_steps: number of time steps (a multiple of ``save_every``).
         save_every: keep every ``save_every``-th state.
-        parameters: physical parameters as tensors, by name in ``solver.parameter_names``: one
+        parameters: physical parameters by name in ``solver.parameter_names``, as tensors
+            (numbers and arrays are constants, without gradient): one
             value (``()`` or ``(1,)``; ``(ndim,)`` for a velocity), one per sample ``(B,)``
             (``(B, ndim)``), or a field ``(B, *grid.shape)``, ``(1, *grid.shape)`` (or
             ``grid.shape`` for one state) scaling its term cell by cell
@@ -185,9 +188,11 @@ def rollout(
     return out.transpose(0, 1) if batched else out[:, 0]
 
 
-@torch.compiler.disable  # the Warp steps run eagerly
+@eager  # the Warp steps run eagerly
 def step(
-    solver: GridSolver, u: torch.Tensor, parameters: dict[str, torch.Tensor] | None = None
+    solver: GridSolver,
+    u: torch.Tensor,
+    parameters: Mapping[str, torch.Tensor | npt.ArrayLike] | None = None,
 ) -> torch.Tensor:
     """One differentiable time step of ``solver``: ``u`` of shape ``grid.shape`` (or
     ``(B, *grid.shape)``) in and out."""

@@ -30,6 +30,7 @@ eagerly: the graph breaks around each call, and the model around it still compil
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import ParamSpec, TypeVar, cast
 
 import torch
 import warp as wp
@@ -43,9 +44,18 @@ __all__ = ["SYMMETRY_RTOL", "check_symmetric", "csr_solve", "implicit_solve"]
 
 Solve = Callable[[torch.Tensor], torch.Tensor]
 MatVec = Callable[[Sequence[torch.Tensor], torch.Tensor], torch.Tensor]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-@torch.compiler.disable  # the Krylov loops and Warp calls run eagerly
+def eager(function: Callable[P, R]) -> Callable[P, R]:
+    """``torch.compiler.disable(function)``: ``torch.compile`` runs ``function`` eagerly (the
+    graph breaks around each call), and type checkers keep its signature and return type
+    (``torch.compiler.disable`` is not annotated, so its result is untyped)."""
+    return cast(Callable[P, R], torch.compiler.disable(function))
+
+
+@eager  # the Krylov loops and Warp calls run eagerly
 def implicit_solve(
     b: torch.Tensor,
     params: Sequence[torch.Tensor],
@@ -246,7 +256,7 @@ def check_symmetric(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
                          "with A^T)")
 
 
-@torch.compiler.disable  # the Krylov loops and Warp calls run eagerly
+@eager  # the Krylov loops and Warp calls run eagerly
 def csr_solve(
     values: torch.Tensor,
     b: torch.Tensor,

@@ -36,6 +36,7 @@ import warp as wp
 from .devices import require_tensor_device
 from .linalg_bridge import (
     csr_solve,
+    eager,
     first_order,
     first_order_only,
     forward_mode_refused,
@@ -118,7 +119,7 @@ class _OperatorValues(torch.autograd.Function):
         return torch.stack([_OperatorValues.apply(p, mesh, kind, check) for p in samples]), 0
 
 
-@torch.compiler.disable  # the Warp assembly runs eagerly
+@eager  # the Warp assembly runs eagerly
 def operator_values(points: torch.Tensor, mesh: Mesh, kind: str = "stiffness") -> torch.Tensor:
     """CSR values of the stiffness (``kind="stiffness"``) or consistent mass (``"mass"``) matrix.
 
@@ -155,7 +156,7 @@ backward, P1 on a disc (one thread, medians), Jacobi / SA-AMG 3.5 / 10.6 ms at 4
 at 2.8e4 vertices, 2.0 / 2.6 s at 9.8e4."""
 
 
-@torch.compiler.disable  # Warp assembly and Krylov solves run eagerly
+@eager  # Warp assembly and Krylov solves run eagerly
 def sparse_solve(values: torch.Tensor, b: torch.Tensor, indptr: np.ndarray,
                  indices: np.ndarray) -> torch.Tensor:
     r"""$u = A^{-1} b$ for the symmetric positive-definite CSR matrix $A$ = (``values``,
@@ -206,7 +207,7 @@ _CSR_INDICES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 :func:`csr_indices` on each device it was used on."""
 
 
-@torch.compiler.disable  # NumPy set-up, cached per pattern: nothing to trace
+@eager  # NumPy set-up, cached per pattern: nothing to trace
 def csr_indices(pat: Pattern, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(nnz,) int64 row and column index of every CSR entry of ``pat``, on ``device``; built
     and copied there once per pattern and device, not on every :func:`spmv`."""
@@ -237,7 +238,7 @@ def spmv(values: torch.Tensor, u: torch.Tensor, mesh: Mesh) -> torch.Tensor:
     return torch.zeros_like(u).index_add(0, rows, values * u[cols])
 
 
-@torch.compiler.disable  # Warp assembly and Krylov solves run eagerly
+@eager  # Warp assembly and Krylov solves run eagerly
 def poisson_solve(points: torch.Tensor, mesh: Mesh, f: torch.Tensor,
                   boundary: np.ndarray | None = None, g: torch.Tensor | None = None
                   ) -> torch.Tensor:

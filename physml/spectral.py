@@ -110,17 +110,19 @@ class SpectralSolver:
         self._coefficients = _etdrk4_coefficients(self.linear, self.dt)
 
     @classmethod
-    def heat(cls, n: Sequence[int], nu: float, dt: float, **kw) -> SpectralSolver:
+    def heat(cls, n: int | Sequence[int], nu: float, dt: float, **kw) -> SpectralSolver:
         """$u_t = \\nu\\Delta u$."""
         return cls(n, nu, dt, **kw)
 
     @classmethod
-    def allen_cahn(cls, n: Sequence[int], nu: float, dt: float, rho: float = 1.0, **kw):
+    def allen_cahn(
+        cls, n: int | Sequence[int], nu: float, dt: float, rho: float = 1.0, **kw
+    ) -> SpectralSolver:
         """$u_t = \\nu\\Delta u + \\rho(u - u^3)$."""
         return cls(n, nu, dt, reaction=rho, nonlinearity="cubic", **kw)
 
     @classmethod
-    def burgers(cls, n: Sequence[int], nu: float, dt: float, **kw) -> SpectralSolver:
+    def burgers(cls, n: int | Sequence[int], nu: float, dt: float, **kw) -> SpectralSolver:
         """$u_t = \\nu\\Delta u - u\\sum_i\\partial_i u$."""
         return cls(n, nu, dt, nonlinearity="burgers", **kw)
 

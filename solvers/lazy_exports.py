@@ -3,19 +3,24 @@
 A package built with :func:`lazy_exports` imports none of its modules when it is imported, so
 ``import physml.solvers.errors`` loads neither Warp nor SciPy's sparse module, and
 ``from physml.solvers import HeatSolver1D`` loads only what the heat solver needs.
+
+Type checkers and editors cannot run :func:`lazy_exports`, so such a package also writes its
+``__all__`` as a literal list and imports its names explicitly inside ``if TYPE_CHECKING:``
+(``from .heat import HeatSolver1D as HeatSolver1D``), which runs for them only.
 """
 
 import pkgutil
 import sys
 from collections.abc import Callable, Mapping
 from importlib import import_module
+from typing import Any
 
 
 def lazy_exports(
     package: str, exports: Mapping[str, tuple[str, ...]]
-) -> tuple[Callable[[str], object], Callable[[], list[str]], list[str]]:
-    """``(__getattr__, __dir__, __all__)`` for ``package``, whose ``exports`` map a module
-    (relative to the package) to the names it exports.
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``(__getattr__, __dir__)`` for ``package``, whose ``exports`` map a module (relative to
+    the package) to the names it exports (the names of the package's ``__all__``).
 
     The returned ``__getattr__`` imports a name's module on first use and keeps the name in the
     package's namespace, so later lookups are plain attribute reads; any other name is looked
@@ -32,7 +37,7 @@ def lazy_exports(
             "module would replace the name in the package's namespace"
         )
 
-    def __getattr__(name: str) -> object:
+    def __getattr__(name: str) -> Any:
         if name in module_of:
             value = getattr(import_module(f".{module_of[name]}", package), name)
         elif not name.isidentifier():  # ("", "a.b": no submodule's name)
@@ -52,4 +57,4 @@ def lazy_exports(
         submodules = (info.name for info in pkgutil.iter_modules(module.__path__))
         return sorted({*vars(module), *module_of, *submodules})
 
-    return __getattr__, __dir__, sorted(module_of)
+    return __getattr__, __dir__

@@ -8,6 +8,8 @@ boundary sampling, outward normals, named boundary parts and distance functions.
 * What they share: :class:`Geometry` (the interface) and :class:`BoundaryPart`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .base import BoundaryPart as BoundaryPart
 from .base import Geometry as Geometry
 from .csg import Difference as Difference
@@ -20,6 +22,9 @@ from .shapes import Interval as Interval
 from .shapes import Polygon as Polygon
 from .shapes import Rectangle as Rectangle
 
+if TYPE_CHECKING:
+    from .mesh_domain import MeshDomain as MeshDomain
+
 __all__ = [
     "Ball", "BoundaryPart", "Box", "Difference", "Disk", "Geometry", "Intersection", "Interval",
     "MeshDomain", "Polygon", "Rectangle", "Union",
@@ -31,7 +36,7 @@ def __dir__() -> list[str]:
     return sorted({*globals(), "MeshDomain"})
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     """``MeshDomain`` is imported on first use (it loads the mesh layer)."""
     if name == "MeshDomain":
         from .mesh_domain import MeshDomain

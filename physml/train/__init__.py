@@ -8,25 +8,52 @@ A physics-informed run composes a :class:`PINNProblem` from conditions (:class:`
 from its module on first use, so importing one module of the package (``physml.train.sampling``)
 loads no other."""
 
-from importlib import import_module
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "balancing": ("ConFIG", "FixedWeights", "LearningRateAnnealing"),
-    "conditions": ("Condition", "Dirichlet", "Initial", "InitialRate", "Neumann", "Periodic",
-                   "Robin"),
-    "moe": ("MoETrainer",),
-    "observations": ("Observations",),
-    "pinn": ("PINNTrainer",),
-    "problems": ("FieldCoefficient", "PINNProblem", "Scalar", "exact_reference"),
-    "sampling": ("DomainSampler",),
-    "teng": ("TENG", "TENGPDE", "FitToleranceWarning"),
-}
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
+from ..solvers.lazy_exports import lazy_exports
 
+if TYPE_CHECKING:
+    from .balancing import ConFIG as ConFIG
+    from .balancing import FixedWeights as FixedWeights
+    from .balancing import LearningRateAnnealing as LearningRateAnnealing
+    from .conditions import Condition as Condition
+    from .conditions import Dirichlet as Dirichlet
+    from .conditions import Initial as Initial
+    from .conditions import InitialRate as InitialRate
+    from .conditions import Neumann as Neumann
+    from .conditions import Periodic as Periodic
+    from .conditions import Robin as Robin
+    from .moe import MoETrainer as MoETrainer
+    from .observations import Observations as Observations
+    from .pinn import PINNTrainer as PINNTrainer
+    from .problems import FieldCoefficient as FieldCoefficient
+    from .problems import PINNProblem as PINNProblem
+    from .problems import Scalar as Scalar
+    from .problems import exact_reference as exact_reference
+    from .sampling import DomainSampler as DomainSampler
+    from .teng import TENG as TENG
+    from .teng import TENGPDE as TENGPDE
+    from .teng import FitToleranceWarning as FitToleranceWarning
 
-def __getattr__(name: str):
-    """The exported ``name`` from its module, imported on first use."""
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{_MODULE_OF[name]}", __name__), name)
+__all__ = [
+    "ConFIG", "Condition", "Dirichlet", "DomainSampler", "FieldCoefficient", "FitToleranceWarning",
+    "FixedWeights", "Initial", "InitialRate", "LearningRateAnnealing", "MoETrainer", "Neumann",
+    "Observations", "PINNProblem", "PINNTrainer", "Periodic", "Robin", "Scalar", "TENG", "TENGPDE",
+    "exact_reference",
+]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "balancing": ("ConFIG", "FixedWeights", "LearningRateAnnealing"),
+        "conditions": (
+            "Condition", "Dirichlet", "Initial", "InitialRate", "Neumann", "Periodic", "Robin",
+        ),
+        "moe": ("MoETrainer",),
+        "observations": ("Observations",),
+        "pinn": ("PINNTrainer",),
+        "problems": ("FieldCoefficient", "PINNProblem", "Scalar", "exact_reference"),
+        "sampling": ("DomainSampler",),
+        "teng": ("FitToleranceWarning", "TENG", "TENGPDE"),
+    },
+)

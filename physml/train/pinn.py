@@ -212,7 +212,7 @@ class PINNTrainer:
         resample_every: int = 0,
         resample: str = "residual",
         eval_every: int = 500,
-        eval_shape: tuple[int, int] = (256, 101),
+        eval_shape: tuple[int, ...] = (256, 101),
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
         seed: int = 0,

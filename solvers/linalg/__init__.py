@@ -4,9 +4,40 @@ Every implicit solve of the package goes through here. Importing it does not imp
 and does not initialise Warp.
 """
 
+from typing import TYPE_CHECKING
+
 from ..lazy_exports import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(
+if TYPE_CHECKING:
+    from .incomplete_cholesky import IncompleteCholesky as IncompleteCholesky
+    from .krylov import bicgstab as bicgstab
+    from .krylov import cg as cg
+    from .krylov import prepare as prepare
+    from .krylov_outcome import SolveResult as SolveResult
+    from .linear_operator import CsrOperator as CsrOperator
+    from .linear_operator import LinearOperator as LinearOperator
+    from .linear_operator import StencilOperator as StencilOperator
+    from .linear_operator import csr_from_scipy as csr_from_scipy
+    from .linear_operator import csr_to_scipy as csr_to_scipy
+    from .preconditioners import PRECONDITIONERS as PRECONDITIONERS
+    from .preconditioners import Jacobi as Jacobi
+    from .preconditioners import Preconditioner as Preconditioner
+    from .preconditioners import RugeStubenAMG as RugeStubenAMG
+    from .preconditioners import SmoothedAggregationAMG as SmoothedAggregationAMG
+    from .restarted_gmres import gmres as gmres
+    from .sparse_inverse import FactorizedSparseInverse as FactorizedSparseInverse
+    from .sparse_inverse import SparseInverseFactor as SparseInverseFactor
+    from .triangular import CholeskyFactor as CholeskyFactor
+    from .triangular import LowerPattern as LowerPattern
+
+__all__ = [
+    "CholeskyFactor", "CsrOperator", "FactorizedSparseInverse", "IncompleteCholesky", "Jacobi",
+    "LinearOperator", "LowerPattern", "PRECONDITIONERS", "Preconditioner", "RugeStubenAMG",
+    "SmoothedAggregationAMG", "SolveResult", "SparseInverseFactor", "StencilOperator", "bicgstab",
+    "cg", "csr_from_scipy", "csr_to_scipy", "gmres", "prepare",
+]
+
+__getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "restarted_gmres": ("gmres",),

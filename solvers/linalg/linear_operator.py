@@ -34,7 +34,7 @@ class LinearOperator(Protocol):
     """$y = A x$ for Warp vectors of length n; ``shape == (n, n)``."""
 
     shape: tuple[int, int]
-    dtype: type
+    dtype: Any  # wp.float32 or wp.float64 (Warp types them as its scalar classes)
     device: wp.context.Device
 
     def matvec(self, x: wp.array, y: wp.array) -> None:

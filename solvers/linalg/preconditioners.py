@@ -39,7 +39,10 @@ class Preconditioner(Protocol):
     preconditioners here also give ``built_for``, (n, dtype, device) of the matrix they were
     built for, which the solvers compare with A's before they start."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """What the preconditioner is called in messages and results (``"jacobi"``)."""
+        ...
 
     def apply(self, r: wp.array, z: wp.array) -> None:
         """Write $M^{-1} r$ into ``z`` (``r`` untouched; ``r`` and ``z`` distinct)."""
