@@ -536,3 +536,153 @@ evaluation: {every: 2, grid: [9]}
 """)
     folder, _ = run_case(load_case(str(case), [f"output.folder={tmp_path}"]))
     assert (folder / "solution.png").stat().st_size > 0
+
+
+def test_a_loss_term_has_one_colour_in_the_loss_and_the_weight_panels(saved_figures):
+    """The losses were drawn in sorted order and the weights in the records' order: the
+    boundary loss took the residual weight's colour."""
+    records = [{"step": s, "loss_residual": 1.0 / s, "loss_boundary": 2.0 / s,
+                "weights": {"residual": 1.0, "boundary": 1.0 + s}} for s in range(1, 6)]
+    figures.plot_losses(records, Path("unused.png"), "demo")
+    losses, weights = saved_figures[-1].axes
+    colours = [{line.get_label(): matplotlib.colors.to_rgba(line.get_color())
+                for line in ax.get_lines()} for ax in (losses, weights)]
+    assert colours[0]["residual"] != colours[0]["boundary"]
+    assert {name: colours[0][name] for name in colours[1]} == colours[1]
+
+
+def test_a_loss_term_of_0_throughout_says_so_in_its_legend(saved_figures):
+    """On a log axis it draws no line, its legend entry still shown."""
+    records = [{"step": s, "loss_residual": 1.0 / s, "loss_data": 0.0} for s in range(1, 6)]
+    figures.plot_losses(records, Path("unused.png"), "demo")
+    legend = [t.get_text() for t in saved_figures[-1].axes[0].get_legend().get_texts()]
+    assert legend == ["data (all 0)", "residual"]
+
+
+def two_fields_one_off() -> tuple[xr.Dataset, list[float]]:
+    """u off by 50 %, v (about 100) nearly exact: the pooled error is 1.8e-3."""
+    t, x = np.linspace(0, 2, 21), np.linspace(0, 1, 33)
+    T, X = np.meshgrid(t, x, indexing="ij")
+    reference = np.stack([np.sin(np.pi * X) * np.exp(-T), 100 + np.cos(np.pi * X) * T], axis=-1)
+    prediction = reference.copy()
+    prediction[..., 0] *= 1.5
+    prediction[..., 1] += 0.01 * (reference[..., 1] - 100)
+    errors = [relative_l2(prediction[..., k], reference[..., k]) for k in range(2)]
+    return system(prediction, reference, {"time": t, "x": x},
+                  rel_l2=relative_l2(prediction, reference)), errors
+
+
+def test_each_row_of_a_system_is_titled_with_its_field_s_own_error(saved_figures):
+    """The pooled error (1.8e-3) hid u's 50 %: each row now gives its field's."""
+    ds, (u, v) = two_fields_one_off()
+    figures.plot_solution(ds, Path("unused.png"))
+    fig = saved_figures[-1]
+    rows = [fig.axes[0], fig.axes[3]]
+    assert [ax.get_title(loc="left").strip() for ax in rows] == [
+        f"u: relative L2 error {u:.2e}", f"v: relative L2 error {v:.2e}"]
+    assert u == pytest.approx(0.5) and v < 1e-4
+    assert fig.get_suptitle().endswith(f"relative L2 error {ds.attrs['rel_l2']:.2e}")
+
+    curves = ds.isel(time=-1, drop=True)  # a 1D system: curves, a row per field too
+    figures.plot_solution(curves, Path("unused.png"))
+    first, _, second, _ = saved_figures[-1].axes
+    u_end = relative_l2(curves["prediction"].values[:, 0], curves["reference"].values[:, 0])
+    assert first.get_title(loc="left") == f"u: relative L2 error {u_end:.2e}"
+    assert second.get_title(loc="left").startswith("v: relative L2 error")
+
+
+def test_a_prediction_not_finite_inside_the_domain_is_not_drawn_as_outside(saved_figures):
+    """Both were the grey of OUTSIDE: a NaN quarter of a disk looked like no domain there."""
+    from matplotlib.colors import to_rgba
+
+    ds = space_time().isel(time=-1).assign_attrs(t=1.0)
+    prediction = ds["prediction"].values.copy()
+    prediction[5:, 5:] = np.nan  # a quarter of the frame, inside the disk in part
+    ds["prediction"] = (ds["prediction"].dims, prediction)
+    ds["error"] = ds["prediction"] - ds["reference"]
+    figures.plot_solution(ds, Path("unused.png"))
+    drawn, reference, error = panels(saved_figures[-1])[0]
+    inside = np.isfinite(ds["reference"].values)
+    expected = (np.isnan(prediction) & inside).T  # drawn (y, x)
+    for ax in (drawn, error):
+        field, marks = ax.images
+        assert marks.get_cmap()(1.0) == to_rgba(figures.NOT_FINITE)
+        np.testing.assert_array_equal(np.isfinite(marks.get_array().filled(np.nan)), expected)
+        assert ax.get_facecolor() == to_rgba(figures.OUTSIDE)  # outside: still grey
+    assert len(reference.images) == 1
+
+    alone = ds.drop_vars(["reference", "error"]).assign(inside=(("x", "y"), inside))
+    figures.plot_solution(alone, Path("unused.png"))  # the mask says where the domain is
+    ax = saved_figures[-1].axes[0]
+    np.testing.assert_array_equal(np.isfinite(ax.images[1].get_array().filled(np.nan)),
+                                  expected)
+
+
+def test_a_figure_is_closed_when_its_save_fails(monkeypatch, tmp_path):
+    """A save interrupted (Ctrl-C, a full disk) left the figure open in pyplot."""
+    import matplotlib.figure
+    import matplotlib.pyplot as plt
+
+    from physml.cases.pcg import plot_residuals
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", interrupted)
+    open_before = plt.get_fignums()
+    draws = [
+        lambda path: figures.plot_error_curve({"t": [0, 1], "rel_l2": [1e-3, 2e-3]}, path, "t"),
+        lambda path: figures.plot_losses(history(5), path, "t"),
+        lambda path: figures.plot_solution(space_time().isel(time=-1), path),
+        lambda path: plot_tracked(records_with_swapping_sizes(), 0, path, units=MODEL_UNITS),
+        lambda path: plot_free_energy([0, 1, 2], [3.0, 2.0, 1.0], path, MODEL_UNITS, "1"),
+        lambda path: plot_residuals({"ic0": {"residuals": [1.0, 1e-3], "setup_s": 1e-3,
+                                             "solve_s": 1e-3}}, path, "t"),
+    ]
+    for draw in draws:
+        with pytest.raises(KeyboardInterrupt):
+            draw(Path("unused.png"))
+        assert plt.get_fignums() == open_before
+
+
+def test_the_tracked_legend_stands_beside_the_positions_not_on_them(saved_figures):
+    """Placed "best" inside the axes, it covered the centre-of-mass line of 14 particles."""
+    records = [{"t": float(t), "phase_centre_of_mass": 6.5,
+                "particles": [{"id": k, "centroid": [float(k), 0.0], "radius": 1.0}
+                              for k in range(14)]} for t in range(3)]
+    for count in (14, 2):
+        for r in records:
+            r["particles"] = r["particles"][:count]
+        plot_tracked(records, 0, Path("unused.png"), units=MODEL_UNITS)
+        fig = saved_figures[-1]
+        fig.draw_without_rendering()  # the layout, as a save makes it
+        left = fig.axes[0]
+        legend = left.get_legend().get_window_extent()
+        axes = left.get_window_extent()
+        assert legend.x0 >= axes.x1 and not legend.overlaps(fig.axes[1].get_window_extent())
+
+
+def test_model_times_keep_the_digits_that_tell_saves_apart():
+    """12.5 and 13.5 read "t = 12" and "t = 14"."""
+    from physml.cases.microstructure_figures import _time
+
+    assert [_time(t, MODEL_UNITS) for t in (12.5, 13.5, 0.25, 1e6)] == [
+        "t = 12.5", "t = 13.5", "t = 0.25", "t = 1,000,000"]
+    assert _time(1234.5, SI_UNITS) == "t = 1,234.5 s"
+    assert _time(2e7, SI_UNITS) == "t = 20,000,000 s"
+
+
+def test_the_snapshots_are_titled_with_the_case_and_the_grid(saved_figures):
+    from physml.cases.microstructure_figures import plot_snapshots
+    from physml.solvers import Grid
+
+    grid = Grid((32, 16), (0.0, 0.0), (64e-6, 32e-6))
+    states = [np.full((32, 16), c) for c in (0.1, 0.2, 0.3)]
+    plot_snapshots(grid, [0.0, 1.0, 2.0], states, Path("unused.png"), case="demo")
+    assert saved_figures[-1].get_suptitle() == "demo: composition, 32 × 16 cells over 64 × 32 um"
+    grid = Grid((8, 8, 4), (0.0, 0.0, 0.0), (8.0, 8.0, 4.0))
+    plot_snapshots(grid, [0.0, 1.0], [np.zeros((8, 8, 4))] * 2, Path("unused.png"),
+                   units=MODEL_UNITS)
+    assert saved_figures[-1].get_suptitle() == (
+        "composition, 8 × 8 × 4 cells over 8 × 8 × 4 model units, mid-plane z = 2.5 model units")

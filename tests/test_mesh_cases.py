@@ -529,3 +529,35 @@ def test_a_mesh_run_s_wall_s_includes_its_set_up_and_the_writing_of_its_results(
     assert recorded["wall_s"] == summary["wall_s"] >= checkpointed + slow
     assert checkpointed > summary["steps"] * summary["step_s"] > 0
     assert "wall_s" in recorded["units"]
+
+
+def test_a_tetrahedral_run_draws_its_mid_plane(tmp_path, monkeypatch):
+    """A tetrahedral mesh's run wrote no solution.png, which every mesh run promises."""
+    from physml.cases import mesh_figures
+
+    drawn = []
+    monkeypatch.setattr(mesh_figures, "plot_mesh_fields",
+                        lambda points, cells, fields, path, title, *a: drawn.append(
+                            (points, fields, title)) or path.write_bytes(b"png"))
+    run("poisson_lshape", ["mesh.domain=box", "mesh.h=0.5", "refine=[]", "pde.exact=null",
+                           "pde.source=1.0"], tmp_path)
+    assert (tmp_path / "solution.png").is_file()
+    ((points, fields, title),) = drawn
+    assert points.shape[1] == 2 and set(fields) == {"u", "source"}
+    assert title.startswith("poisson_lshape (the plane z = 0.5 m): residual")
+
+
+def test_the_mid_plane_of_tetrahedra_interpolates_a_linear_field_exactly():
+    from physml.cases.mesh_pde_results import mid_plane
+    from physml.solvers.mesh import domains
+
+    mesh = domains.box(0.3)
+    u = mesh.points @ np.array([1.0, 2.0, 3.0])
+    on_vertex = float(mesh.points[np.argmin(np.abs(mesh.points[:, 2] - 0.5)), 2])
+    for z in (0.37, on_vertex):  # through the cells only, and through a vertex
+        points, triangles, fields = mid_plane(mesh.points, mesh.cells, {"u": u}, z)
+        np.testing.assert_allclose(fields["u"], points @ [1.0, 2.0] + 3.0 * z)
+        (ax, ay), (bx, by) = ((points[triangles[:, k]] - points[triangles[:, 0]]).T
+                              for k in (1, 2))
+        area = 0.5 * np.abs(ax * by - ay * bx)
+        assert area.sum() == pytest.approx(1.0)  # the unit square, each part once

@@ -849,6 +849,28 @@ def test_the_case_s_times_are_medians_over_the_systems(monkeypatch):
     assert (row["setup_s"], row["solve_s"], row["total_s"]) == (1.0, 2.0, 3.0)
 
 
+def test_the_residuals_figure_s_clock_is_the_table_s_medians(monkeypatch, saved_figures):
+    """It drew the first system's one timing (here 100 s and 200 s, a moment of load) where
+    the table gives the medians (1 s and 2 s)."""
+    from types import SimpleNamespace
+
+    from physml.cases import pcg as pcg_case
+    from physml.solvers.linalg.model_problems import poisson_2d
+
+    ticks = iter(np.cumsum([0.0, 100.0, 0.0, 200.0, 0.0, 1.0, 0.0, 2.0, 0.0, 1.0, 0.0, 2.0]))
+    monkeypatch.setattr(pcg_case, "time", SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    matrix = poisson_2d(4).tocsr()
+    systems = [SimpleNamespace(matrix=matrix, b=np.ones(16)) for _ in range(3)]
+    results = pcg_case.measure({"none": lambda A: None}, systems, [1e-8], "cpu")
+    pcg_case.plot_residuals(pcg_case.residual_histories(results, "rtol=1e-08"),
+                            Path("unused.png"), "demo", "median set-up + median solve")
+    clock = saved_figures[-1].axes[1]
+    x = clock.lines[0].get_xdata()
+    assert (x[0], x[-1]) == (1e3, 3e3)  # ms: from the median set-up to set-up + solve
+    assert len(x) == len(results["none"]["history"])  # the first system's residuals
+    assert clock.get_title() == "residual vs wall-clock\n(median set-up + median solve)"
+
+
 def test_the_cosine_schedule_decays_the_learning_rate_to_zero_over_the_run():
     """adam_on_batches with ``cosine`` (as the learned smoother trains): on a loss of constant
     gradient each Adam update moves the weight by the learning rate, which must follow

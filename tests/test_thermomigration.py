@@ -628,6 +628,25 @@ def test_fe_c_case_reaches_the_analytical_profile(tmp_path):
     assert "free_energy_max_increase" not in summary
 
 
+def test_a_case_s_snapshots_are_titled_with_its_name(monkeypatch, tmp_path):
+    from physml.cases import microstructure_figures
+    from physml.cases.registry import load_case, run_case
+
+    titles = []
+    draw = microstructure_figures.plot_snapshots
+
+    def plot_snapshots(*args, **kwargs):
+        draw(*args, **kwargs)
+        titles.append(microstructure_figures.plt.gcf().get_suptitle())
+
+    monkeypatch.setattr(microstructure_figures.plt, "close", lambda *a: None)
+    monkeypatch.setattr(microstructure_figures, "plot_snapshots", plot_snapshots)
+    case = load_case(CASES / "thermomigration_single_precipitate.yaml",
+                     [*TINY_PRECIPITATE, "time.saves=2"])
+    run_case(case, tmp_path)
+    assert titles and titles[0].startswith(f"{case.name}: composition, 32 × 32 cells"), titles
+
+
 def test_precipitate_case_writes_outputs_and_resumes_bitwise(tmp_path):
     import json
 

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.colors import ListedColormap, LogNorm  # noqa: E402
 
 from .figure_colours import clipping, colour_scale  # noqa: E402
 from .run_folder import save_figure  # noqa: E402
@@ -44,16 +44,37 @@ def _rows(ds: xr.Dataset) -> list[xr.Dataset]:
     return [ds.isel(field=i) for i in range(ds.sizes["field"])]
 
 
-def _relative_l2(prediction, reference) -> float:
+def _relative_l2(prediction, reference, vanishing: float = 0.0) -> float:
     """$\\|p - r\\| / \\|r\\|$ over the points where the reference is finite (a NaN reference
-    marks a point outside the domain); NaN when the reference vanishes there or the prediction
-    is not finite at one of those points."""
+    marks a point outside the domain), relative to ``vanishing`` where $\\|r\\|$ is 0; NaN
+    when that is 0 too or the prediction is not finite at one of those points."""
     p, r = np.asarray(prediction, dtype=float), np.asarray(reference, dtype=float)
     inside = np.isfinite(r)
     if not np.isfinite(p[inside]).all():
         return float("nan")
-    norm = float(np.sqrt(np.sum(r[inside] ** 2)))
+    norm = float(np.sqrt(np.sum(r[inside] ** 2))) or vanishing
     return float(np.sqrt(np.sum((p - r)[inside] ** 2))) / norm if norm > 0 else float("nan")
+
+
+def _row_titles(ds: xr.Dataset) -> list[str | None]:
+    """The title of each row of a system's figure with a reference: its field's own relative
+    L2 error over what is drawn (relative to all fields' norm where the field's reference is
+    0, as ``metrics.json``'s ``rel_l2_fields``); None for each row otherwise."""
+    rows = _rows(ds)
+    if len(rows) == 1 or "reference" not in ds:
+        return [None] * len(rows)
+    reference = np.asarray(ds["reference"], dtype=float)
+    pooled = float(np.sqrt(np.sum(reference[np.isfinite(reference)] ** 2)))
+    return [f"{row['field'].values}: relative L2 error "
+            f"{_relative_l2(row['prediction'], row['reference'], pooled):.2e}" for row in rows]
+
+
+def _title_row(ax, title: str | None) -> None:
+    """``title`` at the left above ``ax``'s own (centred) title, a line above each of its
+    lines."""
+    if title is not None:
+        ax.set_title(title + "\n" * (ax.get_title().count("\n") + bool(ax.get_title())),
+                     loc="left", fontweight="bold")
 
 
 def _edges(centres: np.ndarray) -> np.ndarray:
@@ -76,6 +97,36 @@ CLIPPED_SHOWN = 0.01
 OUTSIDE = "0.8"
 """The colour of the points outside the domain (NaN) in a field panel: a light grey, which no
 colour map here gives (white is RdBu_r's zero)."""
+
+NOT_FINITE = "magenta"
+"""The colour of the points inside the domain where a panel's value is NaN or infinite (a
+diverged prediction, its error): a pure magenta, which no colour map here gives."""
+
+
+def _outside(ds: xr.Dataset) -> np.ndarray | None:
+    """Where the grid points lie outside the domain (the ``inside`` mask's complement, else the
+    reference's NaN), in the dims of ``ds``'s prediction less ``field``; None when nothing
+    says (no mask, no reference: every NaN is then drawn as outside)."""
+    def one_field(da: xr.DataArray) -> xr.DataArray:  # the domain is every field's alike
+        return da.isel(field=0) if "field" in da.dims else da
+
+    shape = one_field(ds["prediction"])
+    if "inside" in ds:
+        inside = ds["inside"].broadcast_like(shape).transpose(*shape.dims)
+        return ~np.asarray(inside, dtype=bool)
+    if "reference" in ds:
+        return np.isnan(np.asarray(one_field(ds["reference"]).transpose(*shape.dims),
+                                   dtype=float))
+    return None
+
+
+def _draw(ax, x: np.ndarray, y: np.ndarray, image: np.ndarray, colours: dict):
+    """``image`` (y, x) on the nodes ``x``, ``y``, each value filling its cell."""
+    if _uniform(x) and _uniform(y):
+        extent = [*_edges(x)[[0, -1]], *_edges(y)[[0, -1]]]
+        return ax.imshow(image, origin="lower", aspect="auto", extent=extent,
+                         interpolation="nearest", **colours)
+    return ax.pcolormesh(_edges(x), _edges(y), image, shading="flat", **colours)
 
 
 def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
@@ -103,9 +154,11 @@ def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
     attribute stated as the error over the whole (``pooled`` words it instead, e.g. ``"as the
     mean over the 4 test samples"``); otherwise the title gives ``rel_l2`` (computed when
     absent). Without a reference the title gives no error (a cut says where it lies instead).
-    ``log_error`` puts the error panel on a log colour scale (six decades below its maximum).
-    A 1D field (a steady problem on an interval) is drawn as curves: prediction over
-    reference, and |error|."""
+    With a reference, each row of a system is titled with its field's own relative L2 error
+    (:func:`_row_titles`). Points outside the domain are grey (:data:`OUTSIDE`); points inside
+    it where a panel's value is not finite are :data:`NOT_FINITE`. ``log_error`` puts the error
+    panel on a log colour scale (six decades below its maximum). A 1D field (a steady problem
+    on an interval) is drawn as curves: prediction over reference, and |error|."""
     rows = _rows(ds)
     if rows[0]["prediction"].ndim == 1:
         _plot_solution_curves(ds, path, scheme=scheme, step=step, log_error=log_error,
@@ -118,23 +171,23 @@ def plot_solution(ds: xr.Dataset, path: Path, *, scheme: str | None = None,
     fig, axes = plt.subplots(len(rows), columns, figsize=(4.4 * columns - 0.2, 3.6 * len(rows)),
                              constrained_layout=True, squeeze=False)
     x, y = np.asarray(ds[first]), np.asarray(ds[second])
-    for row, row_axes in zip(rows, axes):
+    outside = _outside(ds.transpose(second, first, ...))
+    for row, row_axes, row_title in zip(rows, axes, _row_titles(ds)):
         for ax, (title, values, colours, arrows, label) in zip(
                 row_axes, _panels(row, units, log_error)):
             image = np.asarray(values.transpose(second, first))
-            if _uniform(x) and _uniform(y):
-                extent = [*_edges(x)[[0, -1]], *_edges(y)[[0, -1]]]
-                art = ax.imshow(image, origin="lower", aspect="auto", extent=extent,
-                                interpolation="nearest", **colours)
-            else:
-                art = ax.pcolormesh(_edges(x), _edges(y), image, shading="flat", **colours)
+            art = _draw(ax, x, y, image, colours)
             if np.isnan(image).any():  # outside the domain: grey, not the colour of u = 0
                 ax.set_facecolor(OUTSIDE)
+            if outside is not None and (~np.isfinite(image) & ~outside).any():
+                _draw(ax, x, y, np.where(np.isfinite(image) | outside, np.nan, 1.0),
+                      {"cmap": ListedColormap([NOT_FINITE])})
             if second != "time":
                 ax.set_aspect("equal")
             ax.set(title=title, xlabel=_label(ds[first], first),
                    ylabel=_label(ds[second], second))
             fig.colorbar(art, ax=ax, label=label, extend=arrows)
+        _title_row(row_axes[0], row_title)
     shown = None
     if _snapshot(ds):
         shown = f"t = {float(ds.attrs['t']):.4g}"
@@ -224,8 +277,16 @@ def _finish_solution(fig, ds: xr.Dataset, path: Path, scheme: str | None, step: 
     # narrower than its title
     fig.suptitle(textwrap.fill(title, width=max(40, int(13 * fig.get_figwidth())),
                                break_on_hyphens=False))
-    save_figure(fig, path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    """Write ``fig`` to ``path`` (:func:`~.run_folder.save_figure`) and close it, also when the
+    write fails."""
+    try:
+        save_figure(fig, path, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def _plot_solution_curves(ds: xr.Dataset, path: Path, *, scheme: str | None, step: int | None,
@@ -238,7 +299,7 @@ def _plot_solution_curves(ds: xr.Dataset, path: Path, *, scheme: str | None, ste
     columns = 2 if "reference" in ds else 1
     fig, axes = plt.subplots(len(rows), columns, figsize=(5 * columns, 3.6 * len(rows)),
                              constrained_layout=True, squeeze=False)
-    for row, (ax, *ax_error) in zip(rows, axes):
+    for row, (ax, *ax_error), row_title in zip(rows, axes, _row_titles(ds)):
         field = _field_label(row, units)
         if ax_error:
             ax.plot(x, np.asarray(row["reference"]), "k-", lw=2.5, alpha=0.4,
@@ -251,6 +312,7 @@ def _plot_solution_curves(ds: xr.Dataset, path: Path, *, scheme: str | None, ste
             ax_error[0].plot(x, np.abs(np.asarray(row["error"])), "C3-")
             ax_error[0].set(xlabel=_label(ds[dim], dim), ylabel=f"|error| of {field}",
                             yscale="log" if log_error else "linear")
+        _title_row(ax, row_title)
     shown = f"t = {float(ds.attrs['t']):.4g}" if _snapshot(ds) else None
     _finish_solution(fig, ds, path, scheme, step, shown, pooled)
 
@@ -274,15 +336,21 @@ def plot_losses(history: list[dict], path: Path, title: str = "", adam_steps: in
     Adam hands over to L-BFGS, and ticks where the collocation points are redrawn (the loss
     jumps there), up to :data:`REDRAWS_DRAWN` of them; beyond that the legend says how
     often they are redrawn. When the loss weights vary (a balancing strategy such as learning-rate
-    annealing), a second panel shows each term's weight against the step. Each legend stands
-    right of its panel, where it covers no curve."""
+    annealing), a second panel shows each term's weight against the step, in the term's colour
+    in both panels. A term that is 0 throughout draws no line on the log axis: its legend entry
+    says ``(all 0)``. Each legend stands right of its panel, where it covers no curve."""
     steps = np.array([r["step"] for r in history])
     weights = _varying_weights(history)
     fig, axes = plt.subplots(1 + bool(weights), 1, figsize=(8.5, 4 + 2.5 * bool(weights)),
                              sharex=True, constrained_layout=True, squeeze=False)
     ax = axes[0, 0]
-    for key in sorted(k for k in history[0] if k.startswith("loss_")):
-        ax.semilogy(steps, [r[key] for r in history], label=key.removeprefix("loss_"))
+    terms = sorted(k.removeprefix("loss_") for k in history[0] if k.startswith("loss_"))
+    colours = {name: f"C{k}" for k, name in
+               enumerate(terms + [name for name in weights if name not in terms])}
+    for name in terms:
+        values = np.array([r[f"loss_{name}"] for r in history], dtype=float)
+        ax.semilogy(steps, values, color=colours[name],
+                    label=name if values.any() else f"{name} (all 0)")
     evaluated = [r for r in history if "rel_l2" in r]
     if evaluated:
         ax.semilogy(
@@ -306,13 +374,12 @@ def plot_losses(history: list[dict], path: Path, title: str = "", adam_steps: in
     ax.set(xlabel="" if weights else "step", ylabel=ylabel, title=title)
     if weights:
         below = axes[1, 0]
-        for name, values in weights.items():
-            below.semilogy(steps, values, label=name)
+        for name in (name for name in colours if name in weights):  # in the legend's order
+            below.semilogy(steps, weights[name], color=colours[name], label=name)
         below.set(xlabel="step", ylabel="loss weight λ", title="loss weights (balancing)")
     for panel in axes[:, 0]:  # beside the axes: inside, it would cover curves
         panel.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    save_figure(fig, path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_error_curve(curve: dict, path: Path, title: str, *, scheme: str | None = None) -> None:
@@ -322,5 +389,4 @@ def plot_error_curve(curve: dict, path: Path, title: str, *, scheme: str | None 
     ax.set(xlabel="t", ylabel="relative L2 error",
            title=f"{title}: {scheme}" if scheme else title)
     ax.grid(True, which="both", alpha=0.3)
-    save_figure(fig, path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)

@@ -92,11 +92,10 @@ def write_results(case: MeshPDECase, result: Result, folder: Path, clock: Stopwa
 
 
 def plot_results(case: MeshPDECase, result: Result, folder: Path) -> None:
-    """The figures of :func:`plot_checks` and, on a triangle mesh, ``solution.png`` (the
-    fields) and, for a shape optimisation, ``losses.png`` (the objective's terms)."""
+    """The figures of :func:`plot_checks`, ``solution.png`` (the fields; on a tetrahedral
+    mesh in its mid-plane, :func:`mid_plane`) and, for a shape optimisation, ``losses.png``
+    (the objective's terms)."""
     plot_checks(case, result, folder)
-    if result.mesh.cell_dim != 2:
-        return
     from .figures import plot_losses
     from .mesh_figures import plot_mesh_fields
 
@@ -108,8 +107,13 @@ def plot_results(case: MeshPDECase, result: Result, folder: Path) -> None:
         times = result.frames[0]
         titles |= {"u0": f"u at t = {times[0]:.4g} s", "u": f"u at t = {times[-1]:.4g} s"}
     units = {name: FIELD_METADATA.get(name, ("", "1"))[1] for name in fields}
-    plot_mesh_fields(result.mesh.points, result.mesh.cells, fields, folder / "solution.png",
-                     f"{case.name}: {headline(result.summary)}", units, titles)
+    points, cells, title = result.mesh.points, result.mesh.cells, case.name
+    if result.mesh.cell_dim == 3:
+        z = 0.5 * (points[:, 2].min() + points[:, 2].max())
+        points, cells, fields = mid_plane(points, cells, fields, z)
+        title += f" (the plane z = {z:.4g} m)"
+    plot_mesh_fields(points, cells, fields, folder / "solution.png",
+                     f"{title}: {headline(result.summary)}", units, titles)
     if case.pde.name == "shape_optimisation":
         weight = case.optimisation.quality_weight
         terms = [{"step": r["step"], "loss_objective": r["loss"], "loss_match": r["loss_match"]}
@@ -117,6 +121,40 @@ def plot_results(case: MeshPDECase, result: Result, folder: Path) -> None:
                  for r in result.history]
         plot_losses(terms, folder / "losses.png", case.name,
                     ylabel="objective and its terms (match + weighted quality)")
+
+
+def mid_plane(points: np.ndarray, cells: np.ndarray, fields: dict[str, np.ndarray], z: float
+              ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The cut of a tetrahedral mesh (``points`` (n, 3), ``cells`` (m, 4)) by the plane
+    $z = $ ``z``, as a planar triangle mesh: points (p, 2) (x, y), triangles (q, 3), and each
+    nodal field (n,) interpolated linearly along the cut edges, so a P1 field is exact there.
+    A tetrahedron cut through three of its edges gives a triangle, one cut through four a
+    quadrilateral, split in two; a vertex on the plane counts as above it, so a face lying in
+    it is drawn once, from the tetrahedron below; slivers of zero area are dropped."""
+    below = points[:, 2] < z
+    count = below[cells].sum(axis=1)
+    # each cut cell's vertices, those below the plane first
+    order = np.argsort(~below[cells], axis=1, kind="stable")
+    v = np.take_along_axis(cells, order, axis=1)
+    polygons = [  # edges (vertex below, vertex above) of each triangle of the cut
+        v[count == 1][:, [[0, 1], [0, 2], [0, 3]]],
+        v[count == 3][:, [[0, 3], [1, 3], [2, 3]]],
+        v[count == 2][:, [[0, 2], [0, 3], [1, 3]]],
+        v[count == 2][:, [[0, 2], [1, 3], [1, 2]]],
+    ]
+    edges = np.concatenate(polygons).reshape(-1, 2)
+    unique, triangles = np.unique(edges, axis=0, return_inverse=True)
+    a, b = unique.T
+    weight = (z - points[a, 2]) / (points[b, 2] - points[a, 2])  # along a -> b, in (0, 1]
+    cut = points[a, :2] + weight[:, None] * (points[b, :2] - points[a, :2])
+    triangles = triangles.reshape(-1, 3)
+    x, y = cut[triangles].transpose(2, 0, 1)  # (2, q, 3)
+    area = 0.5 * np.abs((x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0])
+                        - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0]))
+    keep = area > 1e-12 * np.ptp(points[:, :2], axis=0).prod()
+    values = {name: f[a] + weight * (f[b] - f[a])
+              for name, f in ((n, np.asarray(f, dtype=float)) for n, f in fields.items())}
+    return cut, triangles[keep], values
 
 
 def plot_checks(case: MeshPDECase, result: Result, folder: Path) -> None:

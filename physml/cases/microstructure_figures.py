@@ -45,8 +45,25 @@ def _plane(grid, state: np.ndarray, units: PlotUnits) -> tuple[np.ndarray, list[
 
 
 def _time(t: float, units: PlotUnits) -> str:
+    """``t = 12.5 s``: six significant digits, so that saves 1e-5 of their time apart still
+    read apart, thousands separated, whole numbers from 1,000,000 on (model time: no unit)."""
     unit = "s" if units.time == "s" else ""
-    return (f"t = {t:,.0f} {unit}" if t >= 10 else f"t = {t:.3g} {unit}").rstrip()
+    text = f"{t:,.6g}"
+    if "e+" in text:
+        text = f"{t:,.0f}"
+    return f"t = {text} {unit}".rstrip()
+
+
+def _grid_text(grid, units: PlotUnits) -> str:
+    """``64 × 64 cells over 200 × 200 um``, with the plane shown of a 3D grid."""
+    scale = units.length_scale
+    text = (f"{' × '.join(map(str, grid.shape))} cells over "
+            f"{' × '.join(f'{scale * (u - l):.4g}' for l, u in zip(grid.lower, grid.upper))} "
+            f"{units.length}")
+    if grid.ndim == 3:
+        text += (f", mid-plane z = {scale * grid.coords(2)[grid.shape[2] // 2]:.4g} "
+                 f"{units.length}")
+    return text
 
 
 def _axis_labels(ax, gradient_axis: int | None, gradient: float, units: PlotUnits) -> None:
@@ -57,12 +74,23 @@ def _axis_labels(ax, gradient_axis: int | None, gradient: float, units: PlotUnit
     ax.set(xlabel=labels[0], ylabel=labels[1])
 
 
+def _save(fig, path: Path) -> None:
+    """Write ``fig`` to ``path`` (:func:`~.run_folder.save_figure`) and close it, also when the
+    write fails."""
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
 def plot_snapshots(grid, times: list[float], states: list[np.ndarray], path: Path,
                    gradient_axis: int | None = None, gradient: float = 0.0,
-                   centroids: list[list] | None = None, units: PlotUnits = SI_UNITS) -> None:
+                   centroids: list[list] | None = None, units: PlotUnits = SI_UNITS,
+                   case: str = "") -> None:
     """The composition at four times; with ``centroids`` (per saved time, the particles'
     centres) the starting centres are marked with white + and the current ones with red x,
-    so a migration of a few cells shows."""
+    so a migration of a few cells shows. The title names the ``case`` (when given) and the
+    grid (:func:`_grid_text`)."""
     picks = np.unique(np.linspace(0, len(times) - 1, 4).round().astype(int))
     low = min(float(np.min(states[i])) for i in picks)
     high = max(float(np.max(states[i])) for i in picks)
@@ -82,8 +110,8 @@ def plot_snapshots(grid, times: list[float], states: list[np.ndarray], path: Pat
         ax.set_title(_time(times[i], units))
         _axis_labels(ax, gradient_axis, gradient, units)
     fig.colorbar(image, ax=axes[0].tolist(), label=units.field)
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    fig.suptitle(f"{case + ': ' if case else ''}composition, {_grid_text(grid, units)}")
+    _save(fig, path)
 
 
 def animate_microstructure(grid, times: list[float], states: list[np.ndarray],
@@ -106,8 +134,10 @@ def animate_microstructure(grid, times: list[float], states: list[np.ndarray],
         return image, title
 
     animation = FuncAnimation(fig, frame, frames=len(times), blit=False)
-    atomic_write(path, lambda tmp: animation.save(tmp, writer=PillowWriter(fps=8)))
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: animation.save(tmp, writer=PillowWriter(fps=8)))
+    finally:
+        plt.close(fig)
 
 
 def _tracks(records: list[dict]) -> dict[str, list[dict | None]]:
@@ -142,7 +172,8 @@ def plot_tracked(records: list[dict], axis: int, path: Path,
     ``velocity_estimate`` (in the run's length per time unit) and a single particle, a line
     of that slope through its position at half time (where the measured velocity's fit
     starts). The time axes span the run's first to last record, whether or not a particle is
-    present at them; the phase centre of mass is drawn with a marker at each record."""
+    present at them; the phase centre of mass is drawn with a marker at each record. The
+    legend stands right of the positions' panel, where it covers no line."""
     scale = units.length_scale
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     times = np.array([r["t"] for r in records], dtype=float)
@@ -174,13 +205,14 @@ def plot_tracked(records: list[dict], axis: int, path: Path,
     if times.size and times[-1] > times[0]:  # the whole run, however few points are finite
         for ax in (left, right):
             ax.set_xlim(times[0], times[-1])
+    beside = {"fontsize": 7, "loc": "upper left", "bbox_to_anchor": (1.01, 1),
+              "borderaxespad": 0}  # inside, it would cover lines
     if len(tracks) <= 8:
-        left.legend(fontsize=7)
+        left.legend(**beside)
     elif summaries:  # too many particles to name: the other lines still are
-        left.legend(handles=summaries, fontsize=7, title=f"{len(tracks)} particles: a colour "
-                    "each", title_fontsize=7)
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
+        left.legend(handles=summaries, title=f"{len(tracks)} particles: a colour each",
+                    title_fontsize=7, **beside)
+    _save(fig, path)
 
 
 def plot_profile(x: np.ndarray, times: list[float], states: list[np.ndarray],
@@ -199,8 +231,7 @@ def plot_profile(x: np.ndarray, times: list[float], states: list[np.ndarray],
                  f"{_time(times[-1], units).removeprefix('t = ')}")
     ax.set(xlabel=f"x [{length}]", ylabel=units.field, title=title)
     ax.legend(fontsize=7)
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 # a positive free energy falling by more than this factor is drawn on a log axis
 LOG_ENERGY_SPAN = 2.0
@@ -226,5 +257,4 @@ def plot_free_energy(times, energy, path: Path, units: PlotUnits, energy_unit: s
            ylabel=f"free energy F [{energy_unit}]", title=title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)

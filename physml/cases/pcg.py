@@ -10,7 +10,9 @@ Run folder::
                          solve and total seconds over the test systems (the median total is
                          not the sum of the other two medians); the history: the training
                          loss of every step
-    residuals.png        residual against iteration and against wall-clock (first test system)
+    residuals.png        residual against iteration (first test system) and against
+                         wall-clock (that curve from the median set-up to the median set-up
+                         plus the median solve time of metrics.json)
 
 The dataset goes to ``<output.folder>/datasets/<systems>-<hash of its spec>`` and is reused by
 every run with the same dataset section. A case::
@@ -182,10 +184,10 @@ def ensure_dataset(case: PCGCase) -> Path:
 def measure(factories: dict, systems, rtols: list[float], device: str) -> dict:
     """Per preconditioner (``name -> factory``): mean iterations and median set-up, solve and
     total seconds over ``systems`` per tolerance (one timing a system: the median keeps a
-    moment of load on a shared machine out of the table), and the residual history of the
-    first system at the tightest one. The preconditioners take turns on each system, in
-    reversed order every other system, so that the machine's drift falls on all of them
-    alike."""
+    moment of load on a shared machine out of the table), and the relative residuals of the
+    first system at the tightest one (``history``). The preconditioners take turns on each
+    system, in reversed order every other system, so that the machine's drift falls on all of
+    them alike."""
     out = {name: {f"rtol={r:g}": {"iterations": [], "setup_s": [], "solve_s": []}
                   for r in rtols} for name in factories}
     history = {}
@@ -209,9 +211,7 @@ def measure(factories: dict, systems, rtols: list[float], device: str) -> dict:
                 row["setup_s"].append(setup)
                 row["solve_s"].append(solve)
                 if k == 0 and rtol == min(rtols):
-                    history[name] = {"residuals": (result.residuals
-                                                   / result.residuals[0]).tolist(),
-                                     "setup_s": setup, "solve_s": solve}
+                    history[name] = (result.residuals / result.residuals[0]).tolist()
     return {name: {"table": {key: {"iterations": float(np.mean(v["iterations"])),
                                    "setup_s": float(np.median(v["setup_s"])),
                                    "solve_s": float(np.median(v["solve_s"])),
@@ -281,17 +281,30 @@ def run(case: PCGCase, folder: Path, resume: bool = False, on_step: OnStep | Non
         "dataset": str(Path(data).resolve()),  # input paths are recorded absolute
     }
     if case.output.figures:
-        plot_residuals({k: r["history"] for k, r in results.items()}, folder / "residuals.png",
-                       f"{case.name}: first test system, rtol {min(rtols):g}")
+        plot_residuals(residual_histories(results, tight), folder / "residuals.png",
+                       f"{case.name}: first test system, rtol {min(rtols):g}",
+                       f"median set-up + median solve over {len(test)} test systems")
     summary["wall_s"] = time.perf_counter() - started
     write_metrics(folder, case.name, summary,  # last: the results are all there
                   [{"step": k, "loss": loss} for k, loss in enumerate(losses, start=1)])
     return summary
 
 
-def plot_residuals(histories: dict[str, dict], path: Path, title: str) -> None:
+def residual_histories(results: dict, key: str) -> dict[str, dict]:
+    """What :func:`plot_residuals` draws of :func:`measure`'s ``results``: each
+    preconditioner's residual history with the median set-up and solve seconds of its table's
+    row ``key`` (``"rtol=1e-08"``), the timings ``metrics.json`` gives, not the first
+    system's own."""
+    return {name: {"residuals": r["history"], "setup_s": r["table"][key]["setup_s"],
+                   "solve_s": r["table"][key]["solve_s"]} for name, r in results.items()}
+
+
+def plot_residuals(histories: dict[str, dict], path: Path, title: str,
+                   clock: str = "") -> None:
     """Relative residual against iteration and against wall-clock in ms (set-up included;
-    the solve time spread evenly over the iterations)."""
+    the solve time spread evenly over the iterations); ``clock`` says in the second panel's
+    title which timing ``setup_s`` and ``solve_s`` are (:func:`run`: the medians of
+    ``metrics.json``'s table, drawn with the first test system's residuals)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -300,18 +313,20 @@ def plot_residuals(histories: dict[str, dict], path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name, h in histories.items():
         r = np.asarray(h["residuals"])
-        clock = 1e3 * (h["setup_s"] + h["solve_s"] * np.arange(r.size) / max(1, r.size - 1))
+        seconds = h["setup_s"] + h["solve_s"] * np.arange(r.size) / max(1, r.size - 1)
         axes[0].semilogy(r, label=name)
-        axes[1].semilogy(clock, r, label=name)
+        axes[1].semilogy(1e3 * seconds, r, label=name)
     axes[0].set(xlabel="iteration", ylabel="||r|| / ||r0||", title=title)
     axes[1].set(xlabel="wall-clock incl. set-up [ms]", ylabel="||r|| / ||r0||",
-                title="residual vs wall-clock")
+                title="residual vs wall-clock" + (f"\n({clock})" if clock else ""))
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def describe(case: PCGCase) -> str:

@@ -90,7 +90,7 @@ def write_thermomigration_results(case, solver, run, records, summary, folder: P
             centroids = ([[p["centroid"] for p in r["particles"]] for r in records]
                          if particles else None)
             plot_snapshots(grid, run.times, run.states, folder / "snapshots.png", *gradient,
-                           centroids, units)
+                           centroids, units, case=case.name)
             animate_microstructure(grid, run.times, run.states, folder / "microstructure.gif",
                                    *gradient, units)
             if particles:
