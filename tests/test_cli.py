@@ -450,6 +450,24 @@ def test_an_unfinished_run_s_network_is_used_with_a_note_of_its_state(
         in result.stderr and "resume" not in result.stderr
 
 
+def test_a_resume_of_a_folder_another_run_holds_is_refused_without_saying_it_resumes(
+        unfinished_run, cli_in_process):
+    """The refusal is the one line about the folder: its checkpoint, being written by the run
+    that holds it, is not read to say where a resume would go on from."""
+    from physml.cases.run_lock import holding
+
+    with holding(unfinished_run):
+        result = cli_in_process("run", "burgers", "training.adam.steps=50",
+                                "training.lbfgs.steps=0", "model.width=8", "model.depth=2",
+                                "evaluation.nx=8", "evaluation.nt=3",
+                                "--resume", str(unfinished_run))
+    assert result.returncode == 2
+    heading, refusal = result.stderr.splitlines()  # no "resuming ... from its checkpoint"
+    assert heading.startswith("physml run burgers: ")
+    assert refusal.startswith(f"physml: error: {str(unfinished_run)!r} is in use by another "
+                              "physml run")
+
+
 def test_predict_records_the_run_folder_absolute(unfinished_run, cli_in_process, monkeypatch):
     monkeypatch.chdir(unfinished_run.parent)
     result = cli_in_process("predict", "run", "--points", "p.csv", "--out", "u.h5")
@@ -989,6 +1007,27 @@ def test_a_resumed_run_says_where_it_goes_on_from(tmp_path, cli_in_process, case
         assert resumed.stderr.splitlines(keepends=True)[1].startswith(said)
     total = kept.split(" of ")[1].split(",")[0]
     assert f" {total} of {total}" in resumed.stderr
+
+
+@pytest.mark.parametrize("checkpoint, said", [
+    ({"t": 0.6}, "resuming {folder} from its checkpoint at step 2 of 4"),
+    ({"t": 0.7}, "{folder} is complete (step 4 of 4): its results are computed and written "
+                 "again"),
+    ({"t": 0.5}, "resuming {folder} from its checkpoint at step 0 of 4 (no step taken yet)"),
+], ids=["part", "whole", "none"])
+def test_a_resumed_teng_run_counts_its_steps_from_the_start_of_its_domain(tmp_path, checkpoint,
+                                                                          said):
+    """A TENG checkpoint records the time reached, counted in steps from ``domain.t[0]``."""
+    import torch
+
+    from physml.cases.registry import case_kind, load_case
+    from physml.cli_cases import _resumed_from
+
+    case = load_case("teng_heat", [*TINY_TENG_HEAT, "domain.t=[0.5, 0.7]",
+                                   "evaluation.times=[0.7]"])
+    kind = case_kind(case)
+    torch.save(checkpoint, tmp_path / kind.checkpoint)
+    assert _resumed_from(tmp_path, kind, case) == said.format(folder=tmp_path)
 
 
 def test_solve_help_states_each_pde_s_start_domain_and_defaults_and_an_example(capsys):

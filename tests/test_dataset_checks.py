@@ -77,6 +77,28 @@ def test_an_unfit_initial_condition_is_refused_before_anything_is_written(
     assert main([*args[:2], str(fixed), *args[2:]]) == 0  # the corrected spec, same folder
 
 
+def test_initial_conditions_take_the_finest_waves_their_grid_resolves_and_no_finer():
+    """Two cells a period along every axis: fourier_2d's bound is set by the coarser axis of a
+    grid that is not square; pdebench_sines' waves double, so 4 k_tot cells at least."""
+    from physml.datasets.initial_conditions import pdebench_sines
+
+    def rng():
+        return np.random.default_rng(0)
+
+    for shape in [(32, 9), (9, 32)]:
+        grid = Grid(shape, (0.0, 0.0), (1.0, 1.0))
+        assert fourier_2d(grid, rng(), k_max=4).shape == shape
+        with pytest.raises(ValueError, match="k_max=5 draws waves of up to 5 periods along "
+                                             "each axis, more than 9 cells resolve"):
+            fourier_2d(grid, rng(), k_max=5)
+    for cells, k_tot in [(16, 4), (20, 5)]:
+        assert pdebench_sines(Grid((cells,), (0.0,), (1.0,)), rng(), k_tot=k_tot).shape == (
+            cells,)
+        with pytest.raises(ValueError, match=f"k_tot={k_tot} draws waves of up to {2 * k_tot} "
+                                             f"periods, more than the grid's {cells - 1} cells"):
+            pdebench_sines(Grid((cells - 1,), (0.0,), (1.0,)), rng(), k_tot=k_tot)
+
+
 def test_fourier_2d_fields_are_statistically_the_same_under_swapping_x_and_y():
     """x-only and y-only modes carry the same variance (the (k_x, 0) modes drawn twice gave
     x-only modes 2x; over 1000 fixed seeds the ratio's spread is about 0.04)."""

@@ -188,6 +188,19 @@ def test_unlimited_upwind_advection_refuses_a_dirichlet_side():
     assert AdvectionSolver2D(grid, walls, beta=(1.0, 0.5), dt=None, limiter="none")
 
 
+def test_unlimited_upwind_advection_refuses_a_dirichlet_side_on_either_end_of_an_axis():
+    """Each side of each axis is checked, the low side as the high."""
+    grid = Grid((64, 32), (0.0, 0.0), (1.0, 1.0))
+    wall = BC(BCKind.DIRICHLET, 1.0)
+    for axis, sides in [(0, (wall, BC(BCKind.NEUMANN))), (0, (BC(BCKind.NEUMANN), wall)),
+                        (1, (wall, BC(BCKind.NEUMANN)))]:
+        bc = BoundaryConditions(tuple(sides if a == axis else (BC(BCKind.PERIODIC),) * 2
+                                      for a in range(2)))
+        with pytest.raises(ValueError, match="limiter='none' cannot take the Dirichlet side "
+                                             f"of axis {axis}: "):
+            AdvectionSolver2D(grid, bc, beta=(1.0, 0.5), dt=None, limiter="none")
+
+
 def test_state_dependent_cfl_is_checked_when_a_rollout_starts():
     solver = BurgersSolver1D(GRID, nu=1e-3, dt=0.01)  # fine for the diffusion term
     u0 = 5 * np.sin(2 * np.pi * GRID.coords(0))  # but max|u| dt / dx = 1.6 > 1/2

@@ -415,6 +415,28 @@ def test_a_field_dataset_reads_a_big_endian_file(tmp_path):
         np.testing.assert_array_equal(torch.stack([first, second]).numpy(), states[1, 1:3])
 
 
+def test_pairs_of_a_big_endian_file_chunked_per_state_come_in_the_asked_dtype(tmp_path):
+    """A file chunked one state per chunk (as PDEBench's are) reads a pair's two states alone;
+    those states, big-endian floats, must still come back in the asked dtype."""
+    states = np.random.default_rng(3).standard_normal((2, 4, 16, 8)).astype(">f4")
+    with h5py.File(tmp_path / "states.h5", "w") as f:
+        f.create_dataset("u", data=states, chunks=(1, 1, 16, 8))
+    for dtype in (torch.float32, torch.float64):
+        first, second = FieldDataset(tmp_path / "states.h5", pairs=1, dtype=dtype)[4]  # t = 1
+        assert first.dtype is second.dtype is dtype
+        np.testing.assert_array_equal(torch.stack([first, second]).numpy(), states[1, 1:3])
+
+
+def test_a_field_dataset_refuses_a_variable_without_a_space_axis(tmp_path):
+    path = tmp_path / "series.h5"
+    with h5py.File(path, "w") as f:  # (sample, time), no axis named
+        f.create_dataset("u", data=np.zeros((2, 4), dtype="f4"))
+    with pytest.raises(ValueError, match=re.escape(
+            f"{path}: variable 'u' has dims (?, ?); FieldDataset reads (sample, time, *space) "
+            "fields")):
+        FieldDataset(path)
+
+
 def test_pair_items_read_no_hdf5_metadata(tmp_path, monkeypatch):
     """A shard's layout is read once, when the dataset is made: reading its chunk shape (an
     HDF5 call) for every pair, with the checks and NumPy searches around it, left shuffled
@@ -1036,6 +1058,45 @@ def test_open_dataset_names_a_shard_whose_data_do_not_decompress_when_read(tmp_p
     np.testing.assert_array_equal(ds["u"].isel(sample=3).values, states[1])  # its other chunk
     with pytest.raises(ValueError, match=named):  # one file, opened without Dask
         io.open_dataset(damaged)["u"][0].load()
+
+
+def test_open_dataset_names_a_damaged_shard_without_dask(tmp_path, monkeypatch):
+    """Without Dask (an optional extra) the shards are read whole when opened, through the
+    same reader that names a shard whose data do not decompress."""
+    damaged, _, _ = _two_shards_the_second_damaged(tmp_path)
+    monkeypatch.setitem(sys.modules, "dask", None)  # import dask raises ImportError
+    with pytest.raises(ValueError, match=re.escape(
+            f"'{damaged}' is damaged: HDF5 cannot read its data (filter returned failure")):
+        io.open_dataset(tmp_path / "d", "train")
+
+
+def test_a_system_error_reading_a_shard_is_raised_as_it_is(tmp_path):
+    """Only HDF5's own failures (no errno) mean damaged data; an error of the system reading
+    the file (EIO, a file gone from a network disk) is not the shard's to write again."""
+    import errno
+
+    from xarray.core import indexing
+
+    from physml.datasets.store import _ShardArray
+
+    class Failing:
+        shape, dtype = (2, 3), np.dtype("f4")
+
+        def __init__(self, err):
+            self.err = err
+
+        def __getitem__(self, key):
+            raise self.err
+
+    key = indexing.BasicIndexer((slice(None), slice(None)))
+    system = OSError(errno.EIO, "Input/output error")
+    with pytest.raises(OSError) as raised:
+        _ShardArray(tmp_path / "shard-00000.h5", Failing(system))[key]
+    assert raised.value is system
+    with pytest.raises(ValueError, match="shard-00000.h5' is damaged: HDF5 cannot read its "
+                                         "data \\(filter returned failure\\)"):
+        _ShardArray(tmp_path / "shard-00000.h5",
+                    Failing(OSError("Can't read data (filter returned failure)")))[key]
 
 
 def test_pdebench_files_are_pointed_to_read_pdebench_in_a_short_message(tmp_path):

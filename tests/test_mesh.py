@@ -1176,6 +1176,21 @@ def test_poisson_solve_names_a_connected_part_without_a_dirichlet_vertex():
                       disc.boundary_vertices())
 
 
+def test_vmap_of_operator_values_gives_each_sample_the_matrix_of_its_own_points():
+    """Moved non-uniformly (a uniform scaling leaves a 2D stiffness matrix as it is), so each
+    sample's matrix differs from the others'."""
+    mesh = pm.disc(0.5)
+    points = torch.tensor(mesh.points)
+    moved = torch.stack([points, points * torch.tensor([1.2, 1.0], dtype=torch.float64),
+                         points * torch.tensor([1.0, 0.7], dtype=torch.float64)])
+    for kind in ("stiffness", "mass"):
+        expected = torch.stack([operator_values(p, mesh, kind) for p in moved])
+        apart = [(expected[i] - expected[j]).abs().max() for i, j in ((0, 1), (0, 2), (1, 2))]
+        assert min(apart) > 1e-2 * expected.abs().max(), kind
+        torch.testing.assert_close(
+            torch.func.vmap(lambda p, kind=kind: operator_values(p, mesh, kind))(moved), expected)
+
+
 @pytest.mark.slow
 def test_poisson_solve_runs_under_torch_compile_on_a_mesh_s_first_solve():
     """Dynamo traced into the cached NumPy set-up of a mesh never solved before and failed

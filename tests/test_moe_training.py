@@ -238,6 +238,27 @@ def test_a_moe_run_writes_metrics_json_after_its_predictions_and_figures(tmp_pat
     assert (folder / "metrics.json").is_file()
 
 
+def test_a_moe_run_s_wall_s_is_read_after_its_predictions_and_figures(tmp_path, monkeypatch):
+    """``wall_s`` is the whole run's time, the predictions and figures written included:
+    the figures here take 100 s of the run's clock."""
+    import time
+
+    from physml.cases import moe
+
+    late = [0.0]
+    monkeypatch.setattr(moe, "time", SimpleNamespace(
+        perf_counter=lambda: time.perf_counter() + late[0]))
+
+    def slow_plot(ds, pred, model, folder, problem):
+        late[0] = 100.0
+
+    monkeypatch.setattr(moe, "_plot", slow_plot)
+    case = load_case("cases/moe_diffusion_sorption.yaml", [*TINY, "output.figures=true"])
+    folder, summary = run_case(case, tmp_path)
+    written = json.loads((folder / "metrics.json").read_text())["summary"]["wall_s"]
+    assert written == summary["wall_s"] >= 100.0
+
+
 def test_resume_without_a_checkpoint_says_there_is_nothing_to_resume(tmp_path):
     case = load_case("cases/moe_diffusion_sorption.yaml", TINY)
     with pytest.raises(ValueError, match="nothing to resume"):

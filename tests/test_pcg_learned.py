@@ -549,6 +549,33 @@ def test_the_pcg_case_runs_and_writes_its_table(tmp_path):
     assert dataset.is_absolute() and dataset.is_dir()
 
 
+def test_a_pcg_run_writes_metrics_json_last_with_its_wall_s_read_then(tmp_path, monkeypatch):
+    """metrics.json comes after the figure, so a run stopped while drawing it leaves no
+    final-looking metrics.json; its ``wall_s`` counts the figure (100 s of the run's clock)."""
+    import time
+    from types import SimpleNamespace
+
+    from physml.cases import pcg
+    from physml.cases.registry import load_case, run_case
+
+    written, late = [], [0.0]
+    monkeypatch.setattr(pcg, "time", SimpleNamespace(
+        perf_counter=lambda: time.perf_counter() + late[0]))
+
+    def slow_plot(histories, path, *args):
+        written.append(sorted(p.name for p in path.parent.iterdir()))
+        late[0] = 100.0
+
+    monkeypatch.setattr(pcg, "plot_residuals", slow_plot)
+    case = load_case("pcg_poisson", [
+        "variant=tiny", f"output.folder={tmp_path}", "dataset.size=6", "dataset.samples=4",
+        "training.steps=2", "evaluation.preconditioners=[ic0]", "evaluation.rtols=[1e-6]"])
+    folder, summary = run_case(case)
+    assert "preconditioner.pt" in written[0] and "metrics.json" not in written[0]
+    metrics = json.loads((folder / "metrics.json").read_text())["summary"]
+    assert metrics["wall_s"] == summary["wall_s"] >= 100.0
+
+
 def test_a_training_system_with_a_zero_right_hand_side_is_refused():
     matrix = small_systems()[0]
     zero = np.zeros(matrix.shape[0])

@@ -382,3 +382,101 @@ def test_an_interrupt_is_acknowledged_while_the_main_thread_is_held_in_native_co
     assert acknowledged[0] < returned
     assert re.fullmatch(r"\[ +\d+\.\d s\] fe_c 1/4 SIGTERM received; stopping after the "
                         r"current step or kernel build\n", log.getvalue())
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_is_noticed_on_the_watcher_s_thread_and_the_wakeup_fd_cleared(signum):
+    """The watcher calls back with the signal's number as it arrives, and nothing is left
+    behind: no wakeup file descriptor, no thread."""
+    import signal
+    import threading
+
+    from physml.interrupts import interrupts_noticed
+
+    signum, got, noticed = getattr(signal, signum), [], threading.Event()
+
+    def notify(n: int) -> None:
+        got.append((n, threading.current_thread().name))
+        noticed.set()
+
+    previous = signal.signal(signum, lambda n, frame: None)  # Python's handler: a no-op
+    try:
+        with interrupts_noticed(notify):
+            signal.raise_signal(signum)
+            assert noticed.wait(5.0), f"{signum!r} not noticed within 5 s"
+    finally:
+        signal.signal(signum, previous)
+    assert got == [(signum, "physml-interrupts")]
+    assert signal.set_wakeup_fd(-1) == -1
+    assert "physml-interrupts" not in [t.name for t in threading.enumerate()]
+
+
+def test_a_progress_display_off_the_main_thread_watches_no_signals():
+    """Only the main thread can set a wakeup file descriptor: a display made on another
+    thread (a notebook's, a GUI's) shows its lines and watches nothing."""
+    import io
+    import threading
+
+    from physml.progress import PipeConsole, RunProgress
+
+    log, raised = io.StringIO(), []
+
+    def work() -> None:
+        try:
+            with RunProgress("fe_c", 1, PipeConsole(file=log, force_terminal=False),
+                             interval=60) as progress:
+                progress.update(1)
+        except Exception as error:  # noqa: BLE001 (handed to the main thread)
+            raised.append(error)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert raised == []
+    assert log.getvalue().rstrip().endswith("fe_c 1/1")
+
+
+def test_a_wakeup_fd_set_before_a_progress_display_is_left_as_it_was():
+    """An event loop's wakeup file descriptor (asyncio sets one) is kept inside and after the
+    display, not replaced, nor cleared at its end."""
+    import io
+    import signal
+    import socket
+
+    from physml.progress import PipeConsole, RunProgress
+
+    receiver, sender = socket.socketpair()
+    sender.setblocking(False)
+    loop_s = sender.fileno()
+    signal.set_wakeup_fd(loop_s)
+    try:
+        with RunProgress("fe_c", 1, PipeConsole(file=io.StringIO(), force_terminal=False),
+                         interval=60) as progress:
+            inside = signal.set_wakeup_fd(loop_s)
+            progress.update(1)
+    finally:
+        after = signal.set_wakeup_fd(-1)
+        receiver.close()
+        sender.close()
+    assert inside == after == loop_s
+
+
+def test_an_interrupt_s_acknowledgement_replaces_the_status_of_every_line_after():
+    import io
+    import signal
+    import threading
+
+    from physml.progress import PipeConsole, RunProgress
+
+    log = io.StringIO()
+    with RunProgress("fe_c", 4, PipeConsole(file=log, force_terminal=False),
+                     interval=60) as progress:
+        progress.update(1, "training")
+        progress._interrupted(signal.SIGTERM)  # as the watcher calls it
+        progress.update(2, "training")
+    notice = "SIGTERM received; stopping after the current step or kernel build"
+    assert [line.split("] ", 1)[1] for line in log.getvalue().splitlines()] == [
+        f"fe_c 1/4 {notice}", f"fe_c 2/4 {notice}"]
+    with RunProgress("fe_c", 1, PipeConsole(file=io.StringIO(), force_terminal=False),
+                     quiet=True):  # a quiet display watches no signals either
+        assert "physml-interrupts" not in [t.name for t in threading.enumerate()]
