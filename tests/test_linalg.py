@@ -1257,3 +1257,14 @@ def test_torch_func_transforms_of_csr_solve_equal_eager_calls_or_are_refused():
         torch.func.jacfwd(solve, argnums=1)(values, b[0])
     with pytest.raises(RuntimeError, match="backward is first order: second derivatives"):
         torch.func.grad(lambda r: torch.func.grad(loss, argnums=1)(values, r).sum())(b[0])
+
+
+def test_poisson_2d_refuses_a_coefficient_that_is_not_one_per_face():
+    with pytest.raises(ValueError, match=r"shape \(6, 6\); expected \(2, 7, 6\)"):
+        poisson_2d(6, np.ones((6, 6)))  # a value per node
+    faces = np.ones((2, 7, 6))
+    faces[1, 3, 2] = 0.0
+    with pytest.raises(ValueError, match="finite and positive"):
+        poisson_2d(6, faces)
+    faces[1, 3, 2] = 2.0
+    assert (poisson_2d(6, faces) != poisson_2d(6)).nnz > 0

@@ -24,7 +24,20 @@ def poisson_2d(m: int, coefficient: np.ndarray | None = None) -> sp.csr_matrix:
         m: interior nodes per side.
         coefficient: k on the faces, shape (2, m + 1, m): x-faces as (face, row) then
             y-faces as (face, column); 1 everywhere if None (the Laplacian, $-\\Delta_h$).
+
+    Raises:
+        ValueError: ``coefficient`` of another shape (a value per node, (m, m), is not a value
+            per face), or with an entry that is not finite and positive.
     """
+    if coefficient is not None:
+        coefficient = np.asarray(coefficient)
+        if coefficient.shape != (2, m + 1, m):
+            raise ValueError(f"coefficient has shape {coefficient.shape}; expected (2, {m + 1}, "
+                             f"{m}): k on the x-faces then the y-faces (average a per-node k "
+                             "onto the faces first)")
+        if not (np.isfinite(coefficient).all() and (coefficient > 0).all()):
+            raise ValueError("coefficient must be finite and positive on every face (the "
+                             "matrix is SPD only then)")
     d, eye = _difference(m), sp.identity(m)
     # x fastest: x-faces per row, y-faces per column; CSR, as a block format stores its
     # blocks' zeros (m <= 3), which would enter every pattern built from the matrix
