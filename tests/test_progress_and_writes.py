@@ -480,3 +480,19 @@ def test_an_interrupt_s_acknowledgement_replaces_the_status_of_every_line_after(
     with RunProgress("fe_c", 1, PipeConsole(file=io.StringIO(), force_terminal=False),
                      quiet=True):  # a quiet display watches no signals either
         assert "physml-interrupts" not in [t.name for t in threading.enumerate()]
+
+
+def test_a_saved_figure_is_closed_whether_its_save_succeeds_or_fails(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from physml.cases.run_folder import save_figure
+
+    open_before = set(plt.get_fignums())
+    fig = plt.figure()
+    save_figure(fig, tmp_path / "done.png")
+    assert (tmp_path / "done.png").stat().st_size > 0
+    fig = plt.figure()
+    with pytest.raises(ValueError):
+        save_figure(fig, tmp_path / "figure.unknown-format")
+    assert set(plt.get_fignums()) == open_before
+    assert not (tmp_path / "figure.unknown-format").exists()

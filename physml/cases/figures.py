@@ -277,16 +277,7 @@ def _finish_solution(fig, ds: xr.Dataset, path: Path, scheme: str | None, step: 
     # narrower than its title
     fig.suptitle(textwrap.fill(title, width=max(40, int(13 * fig.get_figwidth())),
                                break_on_hyphens=False))
-    _save(fig, path)
-
-
-def _save(fig, path: Path) -> None:
-    """Write ``fig`` to ``path`` (:func:`~.run_folder.save_figure`) and close it, also when the
-    write fails."""
-    try:
-        save_figure(fig, path, dpi=120)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def _plot_solution_curves(ds: xr.Dataset, path: Path, *, scheme: str | None, step: int | None,
@@ -379,7 +370,7 @@ def plot_losses(history: list[dict], path: Path, title: str = "", adam_steps: in
         below.set(xlabel="step", ylabel="loss weight λ", title="loss weights (balancing)")
     for panel in axes[:, 0]:  # beside the axes: inside, it would cover curves
         panel.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    _save(fig, path)
+    save_figure(fig, path, dpi=120)
 
 
 def plot_error_curve(curve: dict, path: Path, title: str, *, scheme: str | None = None) -> None:
@@ -389,4 +380,4 @@ def plot_error_curve(curve: dict, path: Path, title: str, *, scheme: str | None 
     ax.set(xlabel="t", ylabel="relative L2 error",
            title=f"{title}: {scheme}" if scheme else title)
     ax.grid(True, which="both", alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path, dpi=120)

@@ -80,4 +80,3 @@ def plot_mesh_fields(points: np.ndarray, cells: np.ndarray, fields: dict[str, np
                      label=f"{name} [{unit}]" if unit else name)
     fig.suptitle(textwrap.fill(title, width=int(TITLE_CHARACTERS_PER_INCH * fig.get_figwidth())))
     save_figure(fig, path, dpi=110)
-    plt.close(fig)

@@ -74,15 +74,6 @@ def _axis_labels(ax, gradient_axis: int | None, gradient: float, units: PlotUnit
     ax.set(xlabel=labels[0], ylabel=labels[1])
 
 
-def _save(fig, path: Path) -> None:
-    """Write ``fig`` to ``path`` (:func:`~.run_folder.save_figure`) and close it, also when the
-    write fails."""
-    try:
-        save_figure(fig, path, dpi=110)
-    finally:
-        plt.close(fig)
-
-
 def plot_snapshots(grid, times: list[float], states: list[np.ndarray], path: Path,
                    gradient_axis: int | None = None, gradient: float = 0.0,
                    centroids: list[list] | None = None, units: PlotUnits = SI_UNITS,
@@ -111,7 +102,7 @@ def plot_snapshots(grid, times: list[float], states: list[np.ndarray], path: Pat
         _axis_labels(ax, gradient_axis, gradient, units)
     fig.colorbar(image, ax=axes[0].tolist(), label=units.field)
     fig.suptitle(f"{case + ': ' if case else ''}composition, {_grid_text(grid, units)}")
-    _save(fig, path)
+    save_figure(fig, path, dpi=110)
 
 
 def animate_microstructure(grid, times: list[float], states: list[np.ndarray],
@@ -212,7 +203,7 @@ def plot_tracked(records: list[dict], axis: int, path: Path,
     elif summaries:  # too many particles to name: the other lines still are
         left.legend(handles=summaries, title=f"{len(tracks)} particles: a colour each",
                     title_fontsize=7, **beside)
-    _save(fig, path)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_profile(x: np.ndarray, times: list[float], states: list[np.ndarray],
@@ -231,7 +222,7 @@ def plot_profile(x: np.ndarray, times: list[float], states: list[np.ndarray],
                  f"{_time(times[-1], units).removeprefix('t = ')}")
     ax.set(xlabel=f"x [{length}]", ylabel=units.field, title=title)
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path, dpi=110)
 
 # a positive free energy falling by more than this factor is drawn on a log axis
 LOG_ENERGY_SPAN = 2.0
@@ -257,4 +248,4 @@ def plot_free_energy(times, energy, path: Path, units: PlotUnits, energy_unit: s
            ylabel=f"free energy F [{energy_unit}]", title=title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path, dpi=110)

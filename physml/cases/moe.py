@@ -439,7 +439,6 @@ def plot_interface_jump(u: torch.Tensor, reference: torch.Tensor, router: BlockR
            title=f"continuity across experts (test sample {samples[worst]}: the largest jump)")
     ax.legend(fontsize=7)
     save_figure(fig, path, dpi=120)
-    plt.close(fig)
 
 
 def describe(case: MoECase) -> str:

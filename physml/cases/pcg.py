@@ -323,10 +323,7 @@ def plot_residuals(histories: dict[str, dict], path: Path, title: str,
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    try:
-        save_figure(fig, path, dpi=110)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def describe(case: PCGCase) -> str:

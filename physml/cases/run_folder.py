@@ -198,8 +198,14 @@ replays the same steps into the same failure)."""
 def save_figure(fig: Figure, path: Path, **savefig: Any) -> None:
     """Save the Matplotlib figure ``fig`` to ``path`` (``fig.savefig(path, **savefig)``, the
     format by the suffix) with :func:`atomic_write`: a link at ``path`` is replaced, never
-    written through, and an interrupted save leaves the figure that was there."""
-    atomic_write(path, lambda tmp: fig.savefig(tmp, **savefig))
+    written through, and an interrupted save leaves the figure that was there. ``fig`` is
+    closed after, also when the save fails (pyplot keeps every open figure)."""
+    from matplotlib import pyplot  # loaded already by whoever drew fig
+
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, **savefig))
+    finally:
+        pyplot.close(fig)
 
 
 def sweep_temporaries(folder: Path) -> None:

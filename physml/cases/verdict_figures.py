@@ -54,7 +54,6 @@ def plot_coefficients(history: list[dict], names: list[str], truth: dict[str, fl
         top.legend(fontsize=8)
     fig.suptitle(title)
     save_figure(fig, path, dpi=120)
-    plt.close(fig)
 
 
 def plot_decay(times, deviation, expected_rate: float, tolerance: float, path: Path,
@@ -85,7 +84,6 @@ def plot_decay(times, deviation, expected_rate: float, tolerance: float, path: P
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(title)
     save_figure(fig, path, dpi=120)
-    plt.close(fig)
 
 
 def fraction(order: float) -> str:
@@ -125,4 +123,3 @@ def plot_convergence(levels: list[dict], observed: dict[str, float | None],
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path, dpi=120)
-    plt.close(fig)
