@@ -150,6 +150,28 @@ def test_moe_case_writes_its_run_folder(tmp_path):
     assert predictions.attrs["D"] == 5e-4 and predictions.attrs["n_f"] == 0.874  # the rows'
 
 
+def test_a_moe_run_s_network_reloads_to_its_predictions_bit_for_bit(tmp_path):
+    import physml
+    from physml.cases.moe import load_trained
+
+    case = load_case("cases/moe_diffusion_sorption.yaml", [
+        "variant=cpu", "problem.nx=8", "problem.nt=8", "problem.train=2", "problem.test=2",
+        "model.basis=3", "model.width=4", "model.modes=[2, 2]", "training.iterations=2",
+        "training.batch=2", "output.figures=false", f"output.folder={tmp_path}"])
+    folder, _ = run_case(case)
+    trained = load_trained(folder)
+    u0 = trained.test_initial_conditions()
+    assert u0.shape == (2, 8) and not trained.model.training
+    with xr.open_dataset(folder / "predictions.h5") as predictions:
+        np.testing.assert_array_equal(trained.predict(u0).numpy(),
+                                      predictions["prediction"].values)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no run"):
+        load_trained(tmp_path / "empty")
+    with pytest.raises(ValueError, match=r"moe run's network: physml\.cases\.moe\.load_trained"):
+        physml.load_run(folder)
+
+
 def test_the_moe_history_is_one_record_per_step_with_the_test_errors_where_taken():
     losses = [1.0 / k for k in range(1, 22)]  # 21 updates; test errors after 0, 10 and 20
     records = training_history(losses, [0.9, 0.5, 0.4])

@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -68,11 +69,14 @@ from ..train.moe import (
     EVALUATE_EVERY,
     PROBLEMS,
     Budget,
+    ConstrainedFNO,
     Loss,
     MoETrainer,
+    Rows,
     build_constraint,
     build_model,
     expert_blocks,
+    initial_conditions,
     predict,
     problem_rows,
     relative_l2,
@@ -307,6 +311,66 @@ def training_history(losses: list[float], errors: list[float]) -> list[dict]:
     return records
 
 
+def build(case: MoECase) -> tuple[Rows, ConstrainedFNO]:
+    """The problem's rows and the untrained network of ``case``, on the CPU, as a run builds
+    them (the network initialised from the case's seed)."""
+    p, m, c = case.problem, case.model, case.constraint
+    rows = problem_rows(p.name, case.space, p.nt, p.t_end)
+    model = build_model(c.method, rows, p.nt, basis=m.basis, width=m.width, modes=m.modes,
+                        experts=c.experts, continuity=Continuity(c.continuity),
+                        solver=LevenbergMarquardt(tol=c.tol, max_iter=c.max_iter),
+                        seed=case.seed)
+    return rows, model
+
+
+@dataclass(frozen=True)
+class TrainedMoE:
+    """A ``moe`` run's network as its checkpoint holds it (:func:`load_trained`): its case,
+    the network and the problem's rows."""
+
+    case: MoECase
+    model: ConstrainedFNO
+    rows: Rows
+
+    def predict(self, u0: torch.Tensor) -> torch.Tensor:
+        """The trajectories (S, nt, *space) the network predicts from the initial states
+        ``u0`` (S, *space), on the CPU, as ``predictions.h5`` holds them for the test samples
+        (``training.batch`` samples a solve)."""
+        device = next(self.model.parameters()).device
+        return self.rows.observe(predict(self.model, u0.to(device),
+                                         self.case.training.batch)).cpu()
+
+    def test_initial_conditions(self) -> torch.Tensor:
+        """The run's test samples' initial states (S, *space), in ``predictions.h5``'s order
+        (sample seeds ``problem.train`` on)."""
+        p = self.case.problem
+        return initial_conditions(p.name, self.case.space, p.test, first=p.train)
+
+
+def load_trained(folder: str | Path, device: str = "cpu") -> TrainedMoE:
+    """The network of the ``moe`` run in ``folder`` (its ``config.yaml`` and the model of its
+    ``checkpoint.pt``: the finished network, or where a stopped run got to), in eval mode on
+    ``device``.
+
+    Raises:
+        ValueError: ``folder`` holds no ``moe`` run (no or another kind's ``config.yaml``) or
+            no readable checkpoint.
+    """
+    from .registry import load_case
+
+    folder = Path(folder)
+    if not (folder / CONFIG).is_file():
+        raise ValueError(f"{str(folder)!r} holds no run (no {CONFIG})")
+    case = load_case(folder / CONFIG, recorded=True)
+    if not isinstance(case, MoECase):
+        raise ValueError(f"{str(folder)!r} holds a {case.kind!r} run, not a moe run (use "
+                         "physml.load_run for PINN and equation runs)")
+    rows, model = build(case)
+    state = read_checkpoint(folder, use="load_trained", remedy="finish or resume the run")
+    model.load_state_dict(state["model"])
+    return TrainedMoE(case, model.to(torch.device(device)).eval(), rows)
+
+
 def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
     """Generate the data, train (from the checkpoint if ``resume``), evaluate and write the run
     folder; returns the summary. The untrained state is the first checkpoint, written before
@@ -314,7 +378,7 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
     first (``case.threads``), for the data and the training alike."""
     started = time.perf_counter()
     threads = apply_threads(case.step_points, case.threads)
-    p, m, c, t = case.problem, case.model, case.constraint, case.training
+    p, t = case.problem, case.training
     checkpoint = read_checkpoint(folder) if resume else None
     # the seconds of the parts before; a checkpoint of an earlier version has the steps' alone
     before = 0.0 if checkpoint is None else checkpoint.get("wall_s", checkpoint["seconds"])
@@ -322,11 +386,8 @@ def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | Non
     u0, u = (v.to(device) for v in trajectories(p.name, case.space, p.nt, p.train + p.test,
                                                 p.t_end))
     train, test = (u0[: p.train], u[: p.train]), (u0[p.train:], u[p.train:])
-    rows = problem_rows(p.name, case.space, p.nt, p.t_end)
-    model = build_model(c.method, rows, p.nt, basis=m.basis, width=m.width, modes=m.modes,
-                        experts=c.experts, continuity=Continuity(c.continuity),
-                        solver=LevenbergMarquardt(tol=c.tol, max_iter=c.max_iter),
-                        seed=case.seed).to(device)
+    rows, model = build(case)
+    model = model.to(device)
     budget = Budget(iterations=t.iterations, lr=t.lr, batch=t.batch, loss=Loss(t.loss))
     trainer = MoETrainer(model, rows, train, test, budget, seed=case.seed)
 
