@@ -230,7 +230,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
                 "equation": partial(equation.build_equation_problem, read_data=False,
                                      check_parameters=False)}
     if case.kind not in builders:  # before the checkpoint: other kinds keep other files
-        reload = (" (a moe run's network: physml.cases.moe.load_trained)"
+        reload = (" (a moe run's network: physml.cases.moe_trained.load_trained)"
                   if case.kind == "moe" else "")
         raise ValueError(f"{str(folder)!r} is a {case.kind!r} run; a trained field "
                          "(physml predict and export, load_run) comes from a run of the kinds "

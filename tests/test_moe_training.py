@@ -152,7 +152,7 @@ def test_moe_case_writes_its_run_folder(tmp_path):
 
 def test_a_moe_run_s_network_reloads_to_its_predictions_bit_for_bit(tmp_path):
     import physml
-    from physml.cases.moe import load_trained
+    from physml.cases.moe_trained import load_trained
 
     case = load_case("cases/moe_diffusion_sorption.yaml", [
         "variant=cpu", "problem.nx=8", "problem.nt=8", "problem.train=2", "problem.test=2",
@@ -168,7 +168,7 @@ def test_a_moe_run_s_network_reloads_to_its_predictions_bit_for_bit(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no run"):
         load_trained(tmp_path / "empty")
-    with pytest.raises(ValueError, match=r"moe run's network: physml\.cases\.moe\.load_trained"):
+    with pytest.raises(ValueError, match=r"physml\.cases\.moe_trained\.load_trained"):
         physml.load_run(folder)
 
 

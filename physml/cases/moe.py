@@ -43,7 +43,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -76,7 +75,6 @@ from ..train.moe import (
     build_constraint,
     build_model,
     expert_blocks,
-    initial_conditions,
     predict,
     problem_rows,
     relative_l2,
@@ -321,54 +319,6 @@ def build(case: MoECase) -> tuple[Rows, ConstrainedFNO]:
                         solver=LevenbergMarquardt(tol=c.tol, max_iter=c.max_iter),
                         seed=case.seed)
     return rows, model
-
-
-@dataclass(frozen=True)
-class TrainedMoE:
-    """A ``moe`` run's network as its checkpoint holds it (:func:`load_trained`): its case,
-    the network and the problem's rows."""
-
-    case: MoECase
-    model: ConstrainedFNO
-    rows: Rows
-
-    def predict(self, u0: torch.Tensor) -> torch.Tensor:
-        """The trajectories (S, nt, *space) the network predicts from the initial states
-        ``u0`` (S, *space), on the CPU, as ``predictions.h5`` holds them for the test samples
-        (``training.batch`` samples a solve)."""
-        device = next(self.model.parameters()).device
-        return self.rows.observe(predict(self.model, u0.to(device),
-                                         self.case.training.batch)).cpu()
-
-    def test_initial_conditions(self) -> torch.Tensor:
-        """The run's test samples' initial states (S, *space), in ``predictions.h5``'s order
-        (sample seeds ``problem.train`` on)."""
-        p = self.case.problem
-        return initial_conditions(p.name, self.case.space, p.test, first=p.train)
-
-
-def load_trained(folder: str | Path, device: str = "cpu") -> TrainedMoE:
-    """The network of the ``moe`` run in ``folder`` (its ``config.yaml`` and the model of its
-    ``checkpoint.pt``: the finished network, or where a stopped run got to), in eval mode on
-    ``device``.
-
-    Raises:
-        ValueError: ``folder`` holds no ``moe`` run (no or another kind's ``config.yaml``) or
-            no readable checkpoint.
-    """
-    from .registry import load_case
-
-    folder = Path(folder)
-    if not (folder / CONFIG).is_file():
-        raise ValueError(f"{str(folder)!r} holds no run (no {CONFIG})")
-    case = load_case(folder / CONFIG, recorded=True)
-    if not isinstance(case, MoECase):
-        raise ValueError(f"{str(folder)!r} holds a {case.kind!r} run, not a moe run (use "
-                         "physml.load_run for PINN and equation runs)")
-    rows, model = build(case)
-    state = read_checkpoint(folder, use="load_trained", remedy="finish or resume the run")
-    model.load_state_dict(state["model"])
-    return TrainedMoE(case, model.to(torch.device(device)).eval(), rows)
 
 
 def run(case: MoECase, folder: Path, resume: bool = False, on_step: OnStep | None = None) -> dict:
