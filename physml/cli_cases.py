@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_parser import log_interval
-from .interrupts import EX_IOERR, exit_status, is_write_failure, unwritten
+from .interrupts import EX_IOERR, exit_status, is_write_failure, stops_deferred, unwritten
 
 if TYPE_CHECKING:  # the case kinds import PyTorch: loaded when a command needs them
     from .cases.kind import CaseKind
@@ -220,19 +220,20 @@ def run_command(args: argparse.Namespace) -> int:
 
         failure = None
         try:
-            folder, result = run_case(case, folder, resume=args.resume is not None,
-                                      on_step=on_step)
+            with stops_deferred():  # a stop waits for the end of the step, checkpointed
+                folder, result = run_case(case, folder, resume=args.resume is not None,
+                                          on_step=on_step)
         except (NonFiniteLossError, BlowUpError) as err:
             failure = err  # told after the progress display's last line
         except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM
             progress.stop()
-            print(_stopped(args, folder, kind, "interrupted"), file=sys.stderr)
+            print(_stopped(args, folder, kind, case, "interrupted"), file=sys.stderr)
             return exit_status(interrupt)
         except BaseException as error:
             if is_write_failure(error, folder):  # a full disk, read-only, a quota, a permission
                 progress.stop()
-                print(_stopped(args, folder, kind, f"error: {unwritten(error, folder)}"),
-                      file=sys.stderr)
+                print(_stopped(args, folder, kind, case,
+                               f"error: {unwritten(error, folder)}"), file=sys.stderr)
                 return EX_IOERR
             if not _removed_if_unresumable(args, folder, kind.checkpoint):
                 remove_if_empty(folder)
@@ -255,9 +256,20 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _resumed_from(folder: Path, kind: CaseKind, case) -> str:
     """The line that says where ``--resume`` continues the run in ``folder``, read from its
-    checkpoint: the steps done of the case's total (a thermomigration run's snapshots, with
-    the time reached; a TENG run's checkpoint records the time, counted here in its steps), or
-    that every step is done, the results then computed and written again."""
+    checkpoint (:func:`_checkpoint_at`), or that every step is done, the results then
+    computed and written again."""
+    done, total, at = _checkpoint_at(folder, kind, case)
+    if done >= total:
+        return f"{folder} is complete ({at}): its results are computed and written again"
+    before = " (no step taken yet)" if done == 0 else ""
+    return f"resuming {folder} from its checkpoint at {at}{before}"
+
+
+def _checkpoint_at(folder: Path, kind: CaseKind, case) -> tuple[int, int, str]:
+    """Where the checkpoint in ``folder`` stands: the steps done, the case's total and the two
+    in words ("step 1216 of 5500"; a thermomigration run's snapshots with the time reached,
+    "snapshot 3 of 10, t = 0.5"; a TENG run's checkpoint records the time, counted here in its
+    steps)."""
     import numpy as np
 
     from .cases.run_folder import read_checkpoint
@@ -276,11 +288,7 @@ def _resumed_from(folder: Path, kind: CaseKind, case) -> str:
                                 kind.checkpoint)
         done = (state["step"] if "step" in state
                 else round((state["t"] - case.domain.t[0]) / case.training.dt))
-    if done >= total:
-        return (f"{folder} is complete ({unit} {done} of {total}{reached}): its results are "
-                "computed and written again")
-    before = " (no step taken yet)" if done == 0 else ""
-    return f"resuming {folder} from its checkpoint at {unit} {done} of {total}{reached}{before}"
+    return done, total, f"{unit} {done} of {total}{reached}"
 
 
 def _removed_if_unresumable(args: argparse.Namespace, folder: Path, checkpoint: str) -> bool:
@@ -292,9 +300,10 @@ def _removed_if_unresumable(args: argparse.Namespace, folder: Path, checkpoint: 
     return True
 
 
-def _stopped(args: argparse.Namespace, folder: Path, kind: CaseKind, why: str) -> str:
+def _stopped(args: argparse.Namespace, folder: Path, kind: CaseKind, case, why: str) -> str:
     """What to tell a user whose run stopped before its end (``why``: "interrupted" by Ctrl-C,
-    or the error of a file it could not write): what is kept and the command that resumes it;
+    or the error of a file it could not write): what is kept (where its checkpoint stands,
+    read from it: :func:`_checkpoint_at`) and the command that resumes it;
     a new run's folder with nothing to resume is removed (a folder given with ``--resume``
     never is)."""
     from .cases.run_folder import CONFIG
@@ -308,7 +317,11 @@ def _stopped(args: argparse.Namespace, folder: Path, kind: CaseKind, why: str) -
     if args.resume is None and not (folder / CONFIG).is_file():  # stopped before its config
         shutil.rmtree(folder, ignore_errors=True)
         return removed
-    return (f"physml: {why}; {folder} keeps the last checkpoint. Continue with:\n  "
+    try:
+        kept = f"its checkpoint at {_checkpoint_at(folder, kind, case)[2]}"
+    except (OSError, ValueError):  # a folder that can no longer be read (a permission taken)
+        kept = "the last checkpoint"
+    return (f"physml: {why}; {folder} keeps {kept}. Continue with:\n  "
             f"{_resume_command(args, folder)}")
 
 

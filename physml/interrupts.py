@@ -8,6 +8,23 @@ SIGTERM raises :class:`Terminated`, a ``KeyboardInterrupt``, so that a stopped c
 what Ctrl-C leaves (a run its last checkpoint and the command that resumes it). A write that
 fails mid-command (a full disk, a read-only file system, a quota, an I/O error) leaves the same,
 with :data:`EX_IOERR` and :func:`unwritten`'s line.
+
+Under :func:`stops_deferred` (``physml run``) a stop keeps the work of the step it waited for:
+the first SIGINT or SIGTERM that arrives while a step loop runs (:func:`step_loop`) is
+recorded, and the loop, at the end of its step (:func:`stop_pending`), writes its checkpoint
+there and raises it (:func:`raise_pending`)::
+
+    with step_loop():
+        while step < total:
+            ...  # one step
+            stopping = stop_pending()
+            if step % checkpoint_every == 0 or stopping:
+                save()
+            if stopping:
+                raise_pending()
+
+Outside the loops, or a second signal, raises at once; so does every signal where no
+:func:`stops_deferred` is entered (the library, used from Python, unless its caller enters it).
 """
 
 from __future__ import annotations
@@ -84,6 +101,85 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+_pending: KeyboardInterrupt | None = None  # the stop recorded, raised at the end of the step
+_loops = 0  # the step loops running on the main thread
+_deferring = False  # whether stops_deferred's handlers are installed
+
+
+@contextmanager
+def stops_deferred() -> Iterator[None]:
+    """Within: the first SIGINT or SIGTERM that arrives while a :func:`step_loop` runs is
+    recorded, for the loop to raise at the end of its step (``KeyboardInterrupt``, or
+    :class:`Terminated` for SIGTERM); outside the loops, or while one is recorded (a second
+    signal: the user insists), the signal raises at once. Off the main thread nothing changes;
+    the former handlers are restored after, and a stop left recorded is dropped."""
+    global _pending, _deferring
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def deferred(signum: int, frame: object) -> None:
+        global _pending
+        interrupt = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        if _loops and _pending is None:
+            _pending = interrupt
+            return
+        _pending = None
+        raise interrupt
+
+    previous = {s: signal.signal(s, deferred) for s in (signal.SIGINT, signal.SIGTERM)}
+    _deferring = True
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _deferring, _pending = False, None
+
+
+@contextmanager
+def step_loop() -> Iterator[None]:
+    """Within: a step loop runs, which calls :func:`stop_pending` at the end of each step.
+    Leaving the outermost one with a stop recorded after its last step's check raises it."""
+    global _loops
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _loops += 1
+    try:
+        yield
+    finally:
+        _loops -= 1
+    if not _loops and _pending is not None:
+        raise_pending()
+
+
+def stop_pending() -> bool:
+    """Whether a stop is recorded: the step loop writes its checkpoint at this step, then
+    calls :func:`raise_pending`."""
+    return _pending is not None
+
+
+def raise_pending() -> None:
+    """Raise the stop recorded, if any (a ``KeyboardInterrupt``, or :class:`Terminated`)."""
+    global _pending
+    interrupt, _pending = _pending, None
+    if interrupt is not None:
+        raise interrupt
+
+
+def stops_at_step_end() -> bool:
+    """Whether a signal arriving now would be recorded for the end of the step (within
+    :func:`stops_deferred`, a :func:`step_loop` running), not raised at once."""
+    return _deferring and _loops > 0
+
+
+def deferring_stops() -> bool:
+    """Whether :func:`stops_deferred` is entered (a signal outside a step loop raises at once,
+    as soon as the main thread returns to Python)."""
+    return _deferring
 
 
 @contextmanager

@@ -14,6 +14,12 @@ although the work stops only when the main thread returns to Python (Warp's kern
 a first run, finishes first)::
 
     [   150.2 s] burgers 0/5500 SIGINT received; stopping after the current step or kernel build
+
+Under :func:`~physml.interrupts.stops_deferred` (``physml run``) the line says what the stop
+waits for: the end of the step under way, with its checkpoint, where a step loop runs
+(:func:`~physml.interrupts.step_loop`), else only the kernel build or solve under way::
+
+    [  42.4 s] burgers 1216/5500 SIGTERM received; checkpointing and stopping after this step
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .interrupts import interrupts_noticed
+from .interrupts import deferring_stops, interrupts_noticed, stops_at_step_end
 
 LOG_INTERVAL_S = 30.0
 
@@ -118,8 +124,13 @@ class RunProgress:
     def _interrupted(self, signum: int) -> None:
         """Say at once that signal ``signum`` was received (called off the main thread, which
         may be held in native code), and keep it as the status of the lines after."""
-        self._notice = (f"{signal.Signals(signum).name} received; stopping after the current "
-                        "step or kernel build")
+        if stops_at_step_end():
+            stopping = "checkpointing and stopping after this step"
+        elif deferring_stops():
+            stopping = "stopping once the kernel build or solve under way returns"
+        else:
+            stopping = "stopping after the current step or kernel build"
+        self._notice = f"{signal.Signals(signum).name} received; {stopping}"
         self._state = (self._state[0], self._notice)
         if self.live:
             self._bar.update(self._task, status=self._notice)

@@ -653,8 +653,8 @@ def test_a_full_disk_mid_run_keeps_the_checkpoint_and_says_how_to_resume(
     assert stopped.returncode == 74 and "Traceback" not in stopped.stderr
     assert stopped.stderr == (
         f"physml: error: could not write {str(folder / 'checkpoint.pt')!r} (No space left on "
-        f"device); {folder} keeps the last checkpoint. Continue with:\n  physml run burgers "
-        f"{' '.join(overrides)} --resume {folder}\n")
+        f"device); {folder} keeps its checkpoint at step 0 of 20. Continue with:\n  "
+        f"physml run burgers {' '.join(overrides)} --resume {folder}\n")
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt", "config.yaml"]
     resumed = cli_in_process("run", "burgers", *overrides, "--resume", str(folder), "--quiet")
     assert resumed.returncode == 0, resumed.stderr

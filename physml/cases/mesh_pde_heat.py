@@ -18,6 +18,7 @@ from scipy.sparse.csgraph import connected_components
 
 from ..datasets.atomic_files import array_writer, write_array
 from ..devices import Stopwatch
+from ..interrupts import raise_pending, step_loop, stop_pending
 from ..solvers import mesh as pm
 from ..solvers.mesh.pde import heat_stepper
 from ..torch_files import save_torch_file
@@ -106,7 +107,9 @@ def upgrade_frames(folder: Path, state: dict) -> None:
 def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
              on_step: OnStep, clock: Stopwatch) -> Result:
     """θ-scheme in segments of ``time.save_every`` steps on one set-up
-    (:func:`~physml.solvers.mesh.pde.heat_stepper`), a frame and a checkpoint after each. A
+    (:func:`~physml.solvers.mesh.pde.heat_stepper`), a frame and a checkpoint after each (a
+    stop deferred to the end of the step, :func:`~physml.interrupts.stops_deferred`, waits
+    for the end of the segment and its checkpoint). A
     checkpoint holds the run's seconds so far (``clock``'s, as ``wall_s``) and the steps'
     (``stepping_s``, over every resumed part: the summary's ``step_s`` per step)."""
     spec, steps = case.time, case.time.steps
@@ -141,16 +144,20 @@ def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
         save(state, u0)
         write_text(folder / CONFIG, case.to_yaml())
     offset, start = state["stepping_s"], time.perf_counter()
-    while state["step"] < steps:
-        n = min(spec.save_every, steps - state["step"])
-        u = rollout(frames[-1], n)
-        for j in range(1, n + 1):
-            on_step({"step": state["step"] + j, "t": (state["step"] + j) * spec.dt})
-        state["step"] += n
-        frames.append(u[-1])
-        state["history"].append(heat_record(state["step"], state["step"] * spec.dt, u[-1], K, M))
-        state["stepping_s"] = offset + time.perf_counter() - start
-        save(state, u[-1])
+    with step_loop():
+        while state["step"] < steps:
+            n = min(spec.save_every, steps - state["step"])
+            u = rollout(frames[-1], n)
+            for j in range(1, n + 1):
+                on_step({"step": state["step"] + j, "t": (state["step"] + j) * spec.dt})
+            state["step"] += n
+            frames.append(u[-1])
+            record = heat_record(state["step"], state["step"] * spec.dt, u[-1], K, M)
+            state["history"].append(record)
+            state["stepping_s"] = offset + time.perf_counter() - start
+            save(state, u[-1])
+            if stop_pending():  # the checkpoint of this segment's end is written
+                raise_pending()
     history = state["history"]
     frames = np.stack(frames)
     summary = heat_summary(case, history, K, M, closed=len(fixed) == 0)

@@ -20,6 +20,7 @@ import torch
 
 from ..devices import Stopwatch
 from ..errors import NonFiniteLossError, adam_can_step
+from ..interrupts import raise_pending, step_loop, stop_pending
 from ..solvers import mesh as pm
 from ..solvers.mesh.checks import TangledCellsError
 from ..torch_files import save_torch_file
@@ -142,23 +143,27 @@ def run_shape_optimisation(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resum
         write_text(folder / CONFIG, case.to_yaml())
         last_checkpoint, timed_steps = 0, spec.steps
     started, earlier_s = time.perf_counter(), elapsed
-    for step in range(start, spec.steps):
-        adam.zero_grad()
-        try:
-            loss, match, quality, _ = terms()
-        except TangledCellsError as err:  # the last update tangled the mesh: a run failure
-            raise stopped(FoldedMeshError(step, last_checkpoint, err.problem), step) from None
-        if not torch.isfinite(loss):
-            raise stopped(NonFiniteLossError(step + 1, last_checkpoint), step)
-        record(step, loss, match, quality)
-        loss.backward()
-        if not adam_can_step(loss.detach(), [x]):
-            raise stopped(NonFiniteLossError(step + 1, last_checkpoint), step)
-        adam.step()
-        elapsed = earlier_s + time.perf_counter() - started
-        if (step + 1) % spec.checkpoint_every == 0 or step + 1 == spec.steps:
-            save(step + 1)
-            last_checkpoint = step + 1
+    with step_loop():
+        for step in range(start, spec.steps):
+            adam.zero_grad()
+            try:
+                loss, match, quality, _ = terms()
+            except TangledCellsError as err:  # the last update tangled the mesh: a run failure
+                raise stopped(FoldedMeshError(step, last_checkpoint, err.problem), step) from None
+            if not torch.isfinite(loss):
+                raise stopped(NonFiniteLossError(step + 1, last_checkpoint), step)
+            record(step, loss, match, quality)
+            loss.backward()
+            if not adam_can_step(loss.detach(), [x]):
+                raise stopped(NonFiniteLossError(step + 1, last_checkpoint), step)
+            adam.step()
+            elapsed = earlier_s + time.perf_counter() - started
+            stopping = stop_pending()
+            if (step + 1) % spec.checkpoint_every == 0 or step + 1 == spec.steps or stopping:
+                save(step + 1)
+                last_checkpoint = step + 1
+            if stopping:
+                raise_pending()
     with torch.no_grad():
         loss, match, quality, u = terms()
     record(spec.steps, loss, match, quality)

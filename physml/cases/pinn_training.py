@@ -220,7 +220,8 @@ def train_in_folder(case, trainer: PINNTrainer, folder: Path, resume: bool,
     loads the folder's checkpoint first (and adds the seconds of the parts before it to
     ``clock``); a new one writes
     its checkpoint at step 0 before ``config.yaml``, so a run folder with a configuration can
-    always be resumed. Training writes a checkpoint every ``training.checkpoint_every`` steps;
+    always be resumed. Training writes a checkpoint every ``training.checkpoint_every`` steps
+    and at the step a deferred stop ends (:func:`~physml.interrupts.stops_deferred`);
     a NaN/Inf loss stops it with a ``metrics.json`` of the steps taken
     (:func:`~.run_folder.write_stopped_metrics`).
 

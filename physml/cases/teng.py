@@ -50,6 +50,7 @@ from pydantic import Field, model_validator
 from ..datasets.atomic_files import json_text
 from ..datasets.store import write_dataset
 from ..devices import Stopwatch
+from ..interrupts import raise_pending, step_loop, stop_pending
 from ..models import PeriodicMLP
 from ..solvers.errors import BlowUpError
 from ..spectral import SpectralSolver
@@ -362,7 +363,7 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
                               wall_s=wall_offset + clock.read())
         return error
 
-    with clock:
+    with clock, step_loop():
         while step < total:
             try:
                 teng.step()
@@ -383,9 +384,12 @@ def run(case: TENGCase, folder: Path, resume: bool = False, on_step: OnStep | No
                 history.append(entry)
             if on_step is not None:
                 on_step(entry)
-            if step % case.training.checkpoint_every == 0 or step == total:
+            stopping = stop_pending()
+            if step % case.training.checkpoint_every == 0 or step == total or stopping:
                 save()
                 last_checkpoint = step
+            if stopping:
+                raise_pending()
     with clock:  # the results' writing counts in the run's wall_s
         return write_teng_results(case, teng, reference, history, folder, {
             "initial_fit_rel_l2": teng.initial_error, "reference_s": reference_s,

@@ -52,6 +52,7 @@ from ..datasets.problems import build_solver
 from ..datasets.spec import DatasetSpec, load_spec
 from ..errors import NonFiniteLossError, adam_can_step
 from ..fno import FNO
+from ..interrupts import raise_pending, step_loop, stop_pending
 from .distributed import average, average_gradients, from_first_rank, shard
 
 Rows = DiffusionSorptionRows | NavierStokesRows
@@ -291,46 +292,52 @@ class MoETrainer:
             on_checkpoint: Callable[[], None] | None = None, checkpoint_every: int = 50,
             saved_step: int | None = None) -> dict:
         """Train to ``budget.iterations``; ``on_step`` receives ``{"step", "loss"}`` after every
-        iteration, ``on_checkpoint`` is called every ``checkpoint_every`` iterations and at
-        the end. ``saved_step`` is the step of a checkpoint already kept when ``fit`` starts
-        (a blow-up names it). Returns :meth:`evaluate` with the history, the losses and the
-        seconds per iteration.
+        iteration, ``on_checkpoint`` is called every ``checkpoint_every`` iterations, at the
+        end, and at the iteration a stop deferred to its end
+        (:func:`~physml.interrupts.stops_deferred`) is raised at. ``saved_step`` is the step
+        of a checkpoint already kept when ``fit`` starts (a blow-up names it). Returns
+        :meth:`evaluate` with the history, the losses and the seconds per iteration.
 
         Raises:
             NonFiniteLossError: the loss or a gradient became NaN/Inf (names the step; that
                 step is not taken, so the model keeps its last finite parameters).
         """
         last_checkpoint = saved_step
-        while self.step < self.budget.iterations:
-            if self._owes_test_error():
-                self.history.append(self.evaluate()["test_rel_l2"])
-            start = time.perf_counter()  # the training step alone, not the test evaluation
-            pick = shard(torch.randperm(len(self.train[0]), generator=self.generator)
-                         [: self.budget.batch])
-            loss, pred = self._loss(pick)
-            self.optimiser.zero_grad()
-            with warnings.catch_warnings():  # the solves' convergence is recorded below
-                warnings.simplefilter("ignore", UnconvergedSolveWarning)
-                loss.backward()
-            average_gradients(self.model)
-            mean_loss = average(loss.detach())  # every process decides alike
-            if not adam_can_step(mean_loss, self.model.parameters()):
-                raise NonFiniteLossError(self.step + 1, last_checkpoint)
-            self.optimiser.step()
-            self.losses.append(float(mean_loss))
-            fraction = self._converged_fraction()
-            if fraction is not None:  # a soft head solves nothing
-                self.converged.append(fraction)
-            if hasattr(self.rows, "kink_share"):
-                self.at_kink.append(float(average(self.rows.kink_share(pred.detach()).mean())))
-            self.seconds += time.perf_counter() - start
-            self.step += 1
-            if on_step is not None:
-                on_step({"step": self.step, "loss": self.losses[-1]})
-            done = self.step == self.budget.iterations
-            if on_checkpoint is not None and (self.step % checkpoint_every == 0 or done):
-                on_checkpoint()
-                last_checkpoint = self.step
+        with step_loop():
+            while self.step < self.budget.iterations:
+                if self._owes_test_error():
+                    self.history.append(self.evaluate()["test_rel_l2"])
+                start = time.perf_counter()  # the training step alone, not the test evaluation
+                pick = shard(torch.randperm(len(self.train[0]), generator=self.generator)
+                             [: self.budget.batch])
+                loss, pred = self._loss(pick)
+                self.optimiser.zero_grad()
+                with warnings.catch_warnings():  # the solves' convergence is recorded below
+                    warnings.simplefilter("ignore", UnconvergedSolveWarning)
+                    loss.backward()
+                average_gradients(self.model)
+                mean_loss = average(loss.detach())  # every process decides alike
+                if not adam_can_step(mean_loss, self.model.parameters()):
+                    raise NonFiniteLossError(self.step + 1, last_checkpoint)
+                self.optimiser.step()
+                self.losses.append(float(mean_loss))
+                fraction = self._converged_fraction()
+                if fraction is not None:  # a soft head solves nothing
+                    self.converged.append(fraction)
+                if hasattr(self.rows, "kink_share"):
+                    self.at_kink.append(float(average(self.rows.kink_share(pred.detach()).mean())))
+                self.seconds += time.perf_counter() - start
+                self.step += 1
+                if on_step is not None:
+                    on_step({"step": self.step, "loss": self.losses[-1]})
+                done = self.step == self.budget.iterations
+                stopping = stop_pending()
+                if on_checkpoint is not None and (self.step % checkpoint_every == 0 or done
+                                                  or stopping):
+                    on_checkpoint()
+                    last_checkpoint = self.step
+                if stopping:
+                    raise_pending()
         summary = self.evaluate()
         if self._owes_test_error():  # the last step's, where one is due
             self.history.append(summary["test_rel_l2"])

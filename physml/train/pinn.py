@@ -36,6 +36,7 @@ from ..devices import Stopwatch, require_torch_device
 from ..dtypes import torch_dtype
 from ..errors import NonFiniteLossError, adam_can_step, all_finite
 from ..geometry import Ball, Box, Geometry
+from ..interrupts import raise_pending, step_loop, stop_pending
 from ..solvers.errors import is_real, whole_number
 from .balancing import FixedWeights
 from .distributed import average, average_gradients, from_first_rank, rank_and_world
@@ -480,9 +481,10 @@ class PINNTrainer:
         """Train to step ``until`` (default: the end of the schedule); returns the history.
 
         ``on_step`` receives each step's record; ``on_checkpoint`` is called every
-        ``checkpoint_every`` steps with finite losses (save the trainer there). ``saved_step``
-        is the step of a checkpoint already kept when ``fit`` starts (default: the current
-        step, if past 0: a resumed trainer); a blow-up names it.
+        ``checkpoint_every`` steps with finite losses (save the trainer there), and at the step
+        a stop deferred to its end (:func:`~physml.interrupts.stops_deferred`) is raised at.
+        ``saved_step`` is the step of a checkpoint already kept when ``fit`` starts (default:
+        the current step, if past 0: a resumed trainer); a blow-up names it.
 
         Raises:
             NonFiniteLossError: a loss or its gradient became NaN/Inf (names the step; the
@@ -492,7 +494,7 @@ class PINNTrainer:
         last_checkpoint = saved_step if saved_step is not None else (
             self.step if self.step > 0 else None)  # resumed from a checkpoint
         offset = self.elapsed_s
-        with Stopwatch(self.device) as clock:
+        with Stopwatch(self.device) as clock, step_loop():
             while self.step < end:
                 if self.resample_every and self.step and self.step % self.resample_every == 0:
                     self._redraw()
@@ -511,11 +513,14 @@ class PINNTrainer:
                 self.history.append(record)
                 if on_step is not None:
                     on_step(record)
+                stopping = stop_pending()
                 if on_checkpoint is not None and (
-                    self.step % checkpoint_every == 0 or self.step == end
+                    self.step % checkpoint_every == 0 or self.step == end or stopping
                 ):
                     on_checkpoint()
                     last_checkpoint = self.step
+                if stopping:
+                    raise_pending()
         return self.history
 
     def coefficients(self) -> dict[str, float]:
