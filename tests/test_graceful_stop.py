@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from test_teng import TINY_TENG
 
 from physml.cases.registry import load_case, run_case
 from physml.interrupts import (
@@ -164,13 +165,6 @@ def test_physml_run_stopped_names_the_step_its_checkpoint_holds(tmp_path, monkey
         f"with:\n  physml run burgers {' '.join(overrides)} --resume {folder}\n")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
-
-TINY_TENG = ["domain.y=null", "conditions.initial.kind=sine", "conditions.initial.amplitude=1.0",
-             "model.width=8", "model.depth=2", "training.points=64",
-             "training.subsample=64", "training.iterations=2", "training.dt=0.05",
-             "training.initial_points=128", "training.checkpoint_every=2",
-             "domain.t=[0, 0.2]", "evaluation.nx=32", "evaluation.every=2",
-             "evaluation.times=[0.1, 0.2]", "evaluation.threshold=1.0e-2"]
 
 
 def test_a_stopped_teng_run_keeps_the_step_it_stopped_at_and_resumes_bitwise(tmp_path):
