@@ -214,6 +214,8 @@ def trajectory_dataset(
         states: shape ``(n_times, *grid.shape)``.
         times: model times [s], shape ``(n_times,)``.
         grid: the grid the states live on.
+        name: the variable's name, not a coordinate's (``time``, ``x``, ...); a name beyond
+            :data:`CF_METADATA` needs its entry in ``metadata``.
         attrs: metadata (numbers, strings or flat lists of them).
         metadata: CF ``(long_name, units)`` of names beyond :data:`CF_METADATA`.
 
@@ -268,6 +270,8 @@ def samples_dataset(
         seeds: the number of each sample, shape ``(n_samples,)``: the ``sample`` coordinate
             (a generated dataset's sample ``j`` draws from ``default_rng([seed, j])``).
         sample_coords: further per-sample coordinates (e.g. swept parameters).
+        name: the variable's name, not a coordinate's (``sample``, ``time``, ``x``, ...); a
+            name beyond :data:`CF_METADATA` needs its entry in ``metadata``.
         attrs: metadata.
         metadata: CF ``(long_name, units)`` of names beyond :data:`CF_METADATA`.
 

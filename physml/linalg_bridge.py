@@ -274,8 +274,9 @@ def csr_solve(
     Args:
         values: the nnz stored entries, float32 or float64, on the device of ``b``.
         b: right-hand side, shape (n,).
-        indptr: row pointers, shape (n + 1,); indices: column indices, shape (nnz,), sorted
-            within each row, no duplicates (``scipy.sparse.csr_matrix.sorted_indices()``).
+        indptr: row pointers, shape (n + 1,).
+        indices: column indices, shape (nnz,), sorted within each row, no duplicates
+            (``scipy.sparse.csr_matrix.sorted_indices()``).
         solver: :func:`~physml.solvers.linalg.cg` (A symmetric positive definite),
             :func:`~physml.solvers.linalg.bicgstab` or :func:`~physml.solvers.linalg.gmres`.
         preconditioner: a factory ``A -> Preconditioner`` (e.g. ``Jacobi``), or None; it is

@@ -273,6 +273,8 @@ def build_model(
 
     Args:
         kind: a key of ``MODELS`` (mlp, fourier, modified, periodic).
+        d_in, d_out: input and output widths (whole numbers >= 1); with ``per_output``,
+            ``d_out`` is the number of single-output networks.
         width, depth, activation: hidden width, number of hidden layers, activation name.
         fourier_scale: $s$ of the Fourier features' frequencies (kind fourier).
         harmonics, periods: $M$ and the period of each input, None where an input is not

@@ -70,6 +70,8 @@ def burgers_cole_hopf(x: np.ndarray, t: float, nu: float, n_quad: int = 4001) ->
         x: points, any shape.
         t: time (> 0).
         nu: viscosity (> 0).
+        n_quad: quadrature points in $\eta$, a whole number >= 2 (not checked); the work and
+            memory grow as ``x.size * n_quad``.
     """
     x = np.asarray(x, dtype=np.float64)
     width = np.sqrt(4 * nu * t)

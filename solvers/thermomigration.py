@@ -151,14 +151,15 @@ class ThermomigrationSolver(ThermomigrationOperator):
             refused.
         dt_max: largest step [s] (default: unlimited).
         stabilisation: factor on $s_2$ (>= 1/2 for energy stability).
-        device: "cpu", "cuda" or "cuda:N". dtype: "float64" (default) or "float32"; with the
-            dilute model float32 is not for long runs: near the steady state the rounding of
-            $\\ln c$ (5e-7) dominates the step's error estimate and caps the step (the Fe–C
-            case took 92,242 steps against 1,836 in float64). In float32 the mass drifts:
-            the increments sum to zero, but the rounding of $c + \\delta$ in each cell
-            repeats from step to step and builds up, to a relative 1.8e-6 on PFHub 1
-            (``variant=cpu``) by t = 50 (5,600 steps) and 3.3e-5 in the single-precipitate
-            case (``variant=small``, 34,000 steps), against 1e-16 in float64.
+        device: "cpu", "cuda" or "cuda:N".
+        dtype: "float64" (default) or "float32"; with the dilute model float32 is not for
+            long runs: near the steady state the rounding of $\\ln c$ (5e-7) dominates the
+            step's error estimate and caps the step (the Fe–C case took 92,242 steps against
+            1,836 in float64). In float32 the mass drifts: the increments sum to zero, but the
+            rounding of $c + \\delta$ in each cell repeats from step to step and builds up, to
+            a relative 1.8e-6 on PFHub 1 (``variant=cpu``) by t = 50 (5,600 steps) and 3.3e-5
+            in the single-precipitate case (``variant=small``, 34,000 steps), against 1e-16 in
+            float64.
         fft_backend: "scipy" or "torch" (default: scipy on the CPU, torch on CUDA).
         threads: host threads for the kernels and FFTs on the CPU, at most one per grid row
             (default: every available core, on grids large enough to gain from it); results
@@ -307,6 +308,8 @@ class ThermomigrationSolver(ThermomigrationOperator):
             save_times: times [s] in (t0, t_end] at which to save (t0 and t_end are always
                 saved; default: t_end only). Steps land exactly on them.
             dt0: first step [s] (default: 1e-3 of the diffusion time $\\tau$).
+            t0: the time [s] of ``c0``, < ``t_end``; a temperature that varies in time is read
+                from t0 on, so a run continued from a snapshot passes the snapshot's time.
             callback: ``callback(t, step, state)`` after each accepted step; ``state`` is the
                 NumPy composition at save times and None otherwise.
             error_scale: the $\\max|c|$ the ``tolerance`` is relative to (default: that of

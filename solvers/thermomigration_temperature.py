@@ -15,8 +15,13 @@ def linear_temperature(grid: Grid, cold: float, gradient: float, axis: int = 0) 
     """$T = T_c + G\\,(x - x_{low})$ [K] at the cell centres, shape ``grid.shape``.
 
     Args:
+        grid: the grid (any dimension); $x$ is the cell centres' coordinate along ``axis``.
         cold: $T_c$ [K] at the low face of ``axis``.
         gradient: $G$ [K/m] along ``axis`` (hot side at the high end for $G > 0$).
+        axis: the grid axis $x$ runs along, in ``[0, grid.ndim)`` (negative ones are refused).
+
+    Raises:
+        ValueError: ``axis`` outside ``[0, grid.ndim)``, or $T \\le 0$ K in some cell.
     """
     require(0 <= axis < grid.ndim, f"axis={axis} must name one of the grid's {grid.ndim} axes")
     offset = grid.mesh()[axis] - grid.lower[axis]

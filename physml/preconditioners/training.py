@@ -95,6 +95,8 @@ def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, ste
         batch_size: systems per update, drawn without replacement within an update.
         seed: seeds the mini-batches and the Frobenius probes (not PyTorch's global
             generator: the caller's random stream is left as it was).
+        on_step: called after each update with the updates done (from 1) and that update's
+            loss as a float; None: no callback.
 
     Raises:
         ValueError: an unknown loss, no systems, or steps or batch_size not whole numbers

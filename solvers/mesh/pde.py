@@ -373,6 +373,9 @@ def heat_geodesic(mesh: Mesh, source: int | np.ndarray, t: float | None = None) 
     ``inf`` on the connected parts of the mesh that hold no source.
 
     Args:
+        mesh: the mesh (n vertices; a planar or volume mesh, or a surface in 3D).
+        source: a vertex index or an array of them, each a whole number in [0, n) (at least
+            one; a repeated index counts once); the distance is to the nearest.
         t: diffusion time [length²], > 0 (default $h^2$, h the mean edge length). A larger t
             smooths the distances; above :data:`HEAT_STEP_DIRECT_RATIO` $h^2$ the heat step is
             a sparse factorisation (its time and memory grow faster than n: 5 s and 200 MiB
