@@ -112,9 +112,11 @@ _deferring = False  # whether stops_deferred's handlers are installed
 def stops_deferred() -> Iterator[None]:
     """Within: the first SIGINT or SIGTERM that arrives while a :func:`step_loop` runs is
     recorded, for the loop to raise at the end of its step (``KeyboardInterrupt``, or
-    :class:`Terminated` for SIGTERM); outside the loops, or while one is recorded (a second
-    signal: the user insists), the signal raises at once. Off the main thread nothing changes;
-    the former handlers are restored after, and a stop left recorded is dropped."""
+    :class:`Terminated` for SIGTERM); outside the loops, or a SIGINT while one is recorded (a
+    second Ctrl-C: the user insists), the signal raises at once. A SIGTERM while one is
+    recorded changes nothing: a batch system and ``torchrun`` may each send one (a stop that
+    cannot wait comes as SIGKILL). Off the main thread nothing changes; the former handlers
+    are restored after, and a stop left recorded is dropped."""
     global _pending, _deferring
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -126,6 +128,8 @@ def stops_deferred() -> Iterator[None]:
         if _loops and _pending is None:
             _pending = interrupt
             return
+        if _pending is not None and signum == signal.SIGTERM:
+            return  # the stop recorded stands
         _pending = None
         raise interrupt
 
@@ -162,10 +166,23 @@ def stop_pending() -> bool:
     return _pending is not None
 
 
-def raise_pending() -> None:
-    """Raise the stop recorded, if any (a ``KeyboardInterrupt``, or :class:`Terminated`)."""
+def pending_signal() -> int:
+    """The signal of the stop recorded (``signal.SIGINT`` or ``signal.SIGTERM``), 0 for none:
+    what processes training together compare, to stop at the same step
+    (:func:`~physml.train.distributed.agreed_stop`)."""
+    if _pending is None:
+        return 0
+    return signal.SIGTERM if isinstance(_pending, Terminated) else signal.SIGINT
+
+
+def raise_pending(agreed: int = 0) -> None:
+    """Raise the stop recorded, if any (a ``KeyboardInterrupt``, or :class:`Terminated`); with
+    ``agreed``, a signal another process recorded (:func:`pending_signal`), that signal's
+    stop, whether or not this process recorded one."""
     global _pending
     interrupt, _pending = _pending, None
+    if agreed:
+        interrupt = Terminated() if agreed == signal.SIGTERM else KeyboardInterrupt()
     if interrupt is not None:
         raise interrupt
 

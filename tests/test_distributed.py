@@ -248,3 +248,49 @@ def test_the_trainer_averages_only_gradients_not_averaged_already(monkeypatch, b
                           eval_shape=(4, 3), balancer=balancer, dtype=torch.float64)
     trainer.fit()
     assert len(averaged) == calls
+
+
+def _stop_worker(rank: int, world: int, init: str, out: str) -> None:
+    """A PINN run whose rank 1 alone receives SIGTERM in its step 3 (a signal reaches the
+    processes at different moments): what each rank checkpointed and raised."""
+    import signal
+
+    from physml.interrupts import Terminated, stops_deferred
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=60))
+    torch.manual_seed(0)
+    problem = BurgersProblem(0.01 / math.pi, (-1.0, 1.0), (0.0, 1.0), -1.0, math.pi)
+    trainer = PINNTrainer(build_network("mlp", 2, 1, width=8, depth=2), problem, points=16,
+                          condition_points=8, hard_constraints=False, adam_steps=8,
+                          lbfgs_steps=0, eval_every=100, eval_shape=(5, 3),
+                          dtype=torch.float64)
+    checkpoints, raised = [], None
+
+    def on_step(record: dict) -> None:
+        if rank == 1 and record["step"] == 3:
+            signal.raise_signal(signal.SIGTERM)
+
+    try:
+        with stops_deferred():
+            trainer.fit(on_step=on_step, checkpoint_every=100,
+                        on_checkpoint=lambda: checkpoints.append(trainer.step))
+    except Terminated:
+        raised = "Terminated"
+    finally:
+        dist.destroy_process_group()
+    with open(f"{out}.{rank}", "w") as f:
+        json.dump({"checkpoints": checkpoints, "raised": raised, "step": trainer.step}, f)
+
+
+@pytest.mark.slow  # two fresh interpreters importing torch and Warp
+def test_processes_stop_together_at_the_step_one_of_them_was_signalled_in(tmp_path):
+    """Each process stopped at the step its own signal came in: rank 0, which writes the
+    checkpoint, went on to the next step's collectives and failed there. Now every rank
+    checkpoints at step 3 and raises SIGTERM's stop."""
+    out = str(tmp_path / "stops")
+    mp.spawn(_stop_worker, args=(2, f"file://{tmp_path / 'rendezvous'}", out), nprocs=2)
+    for rank in range(2):
+        with open(f"{out}.{rank}") as f:
+            assert json.load(f) == {"checkpoints": [3], "raised": "Terminated", "step": 3}

@@ -14,6 +14,7 @@ from test_teng import TINY_TENG
 from physml.cases.registry import load_case, run_case
 from physml.interrupts import (
     Terminated,
+    pending_signal,
     raise_pending,
     step_loop,
     stop_pending,
@@ -121,6 +122,25 @@ def test_deferral_holds_inside_step_loops_only_and_is_undone_after():
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
     with step_loop(), pytest.raises(KeyboardInterrupt):
         signal.raise_signal(signal.SIGINT)
+
+
+def test_a_repeated_sigterm_leaves_the_stop_at_the_step_end_and_an_agreed_stop_is_raised():
+    """A batch system and ``torchrun`` may each send SIGTERM: the second one is no insisting
+    Ctrl-C. A stop another process recorded (``agreed``) is raised here too."""
+    with stops_deferred():
+        with step_loop():
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)  # no Terminated here
+            assert pending_signal() == signal.SIGTERM
+            with pytest.raises(Terminated):
+                raise_pending()
+            assert pending_signal() == 0
+            raise_pending()  # nothing recorded: nothing raised
+            with pytest.raises(Terminated):
+                raise_pending(agreed=signal.SIGTERM)
+            with pytest.raises(KeyboardInterrupt) as raised:
+                raise_pending(agreed=signal.SIGINT)
+            assert type(raised.value) is KeyboardInterrupt
 
 
 def test_the_progress_line_says_what_a_stop_waits_for():

@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..interrupts import pending_signal
+
 # torch.distributed.nn's collectives take ``group=group.WORLD`` as a default, evaluated at
 # import; imported first after init_process_group (torch.optim imports it through
 # torch._dynamo when the first optimizer is built), they would keep the default group and
@@ -50,6 +52,21 @@ def average(value: torch.Tensor) -> torch.Tensor:
     total = value.detach().clone()
     dist.all_reduce(total)
     return total / world
+
+
+def agreed_stop(device: torch.device) -> int:
+    """The stop every process takes at the end of this step: the signal recorded by any of
+    them (:func:`~physml.interrupts.pending_signal`; SIGTERM over SIGINT), 0 for none. One
+    collective on ``device`` per call in a group, so that the processes stop, and write their
+    checkpoint, at the same step: alone, each stopped at the step its own signal came in, and
+    rank 0 waited for the others in the next step's collectives."""
+    signum = pending_signal()
+    _, world = rank_and_world()
+    if world == 1:
+        return signum
+    flag = torch.tensor([signum], dtype=torch.int64, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
 
 
 def from_first_rank(tensors: Iterable[torch.Tensor]) -> None:

@@ -52,8 +52,8 @@ from ..datasets.problems import build_solver
 from ..datasets.spec import DatasetSpec, load_spec
 from ..errors import NonFiniteLossError, adam_can_step
 from ..fno import FNO
-from ..interrupts import raise_pending, step_loop, stop_pending
-from .distributed import average, average_gradients, from_first_rank, shard
+from ..interrupts import raise_pending, step_loop
+from .distributed import agreed_stop, average, average_gradients, from_first_rank, shard
 
 Rows = DiffusionSorptionRows | NavierStokesRows
 
@@ -331,13 +331,13 @@ class MoETrainer:
                 if on_step is not None:
                     on_step({"step": self.step, "loss": self.losses[-1]})
                 done = self.step == self.budget.iterations
-                stopping = stop_pending()
+                stopping = agreed_stop(self.train[0].device)  # every process at one step
                 if on_checkpoint is not None and (self.step % checkpoint_every == 0 or done
                                                   or stopping):
                     on_checkpoint()
                     last_checkpoint = self.step
                 if stopping:
-                    raise_pending()
+                    raise_pending(stopping)
         summary = self.evaluate()
         if self._owes_test_error():  # the last step's, where one is due
             self.history.append(summary["test_rel_l2"])

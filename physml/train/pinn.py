@@ -36,10 +36,16 @@ from ..devices import Stopwatch, require_torch_device
 from ..dtypes import torch_dtype
 from ..errors import NonFiniteLossError, adam_can_step, all_finite
 from ..geometry import Ball, Box, Geometry
-from ..interrupts import raise_pending, step_loop, stop_pending
+from ..interrupts import raise_pending, step_loop
 from ..solvers.errors import is_real, whole_number
 from .balancing import FixedWeights
-from .distributed import average, average_gradients, from_first_rank, rank_and_world
+from .distributed import (
+    agreed_stop,
+    average,
+    average_gradients,
+    from_first_rank,
+    rank_and_world,
+)
 from .problems import PINNProblem, grid_points
 from .sampling import DomainSampler
 
@@ -513,14 +519,14 @@ class PINNTrainer:
                 self.history.append(record)
                 if on_step is not None:
                     on_step(record)
-                stopping = stop_pending()
+                stopping = agreed_stop(self.device)  # every process at the same step
                 if on_checkpoint is not None and (
                     self.step % checkpoint_every == 0 or self.step == end or stopping
                 ):
                     on_checkpoint()
                     last_checkpoint = self.step
                 if stopping:
-                    raise_pending()
+                    raise_pending(stopping)
         return self.history
 
     def coefficients(self) -> dict[str, float]:
