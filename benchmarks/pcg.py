@@ -341,7 +341,7 @@ def main() -> None:
                         help="redraw REPORT's figure (REPORT.png) from its cases; no run")
     args = parser.parse_args()
     if args.plot_only is not None:
-        plot(read_report(parser, args.plot_only, "cases")["cases"],
+        plot(read_report(parser, args.plot_only, "generalisation")["cases"],
              args.plot_only.with_suffix(".png"))
         print(f"wrote {args.plot_only.with_suffix('.png')}")
         return

@@ -36,8 +36,10 @@ def test_plot_only_redraws_the_figures_of_a_committed_report(script, monkeypatch
 
 @pytest.mark.parametrize("report, message", [
     ("missing.json", "--plot-only {path}: no such report"),
-    ("convection.json", "--plot-only {path}: it holds no 'cases'; give a report this script "
-                        "wrote"),
+    ("convection.json", "--plot-only {path}: it holds no 'generalisation'; give a report this "
+                        "script wrote"),
+    ("linalg.json", "--plot-only {path}: it holds no 'generalisation'; give a report this "
+                    "script wrote"),  # cases of another kind
 ])
 def test_plot_only_refuses_a_report_it_cannot_draw_in_one_line(script, monkeypatch, capsys,
                                                                report, message):

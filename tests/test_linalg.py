@@ -1268,3 +1268,6 @@ def test_poisson_2d_refuses_a_coefficient_that_is_not_one_per_face():
         poisson_2d(6, faces)
     faces[1, 3, 2] = 2.0
     assert (poisson_2d(6, faces) != poisson_2d(6)).nnz > 0
+    for other in (faces.astype(complex), faces.astype(str)):
+        with pytest.raises(ValueError, match="expected real numbers"):
+            poisson_2d(6, other)

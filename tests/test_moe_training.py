@@ -168,6 +168,9 @@ def test_a_moe_run_s_network_reloads_to_its_predictions_bit_for_bit(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no run"):
         load_trained(tmp_path / "empty")
+    (folder / "checkpoint.pt").unlink()
+    with pytest.raises(ValueError, match="has no checkpoint.pt; no network to load"):
+        load_trained(folder)
     with pytest.raises(ValueError, match=r"physml\.cases\.moe_trained\.load_trained"):
         physml.load_run(folder)
 

@@ -60,6 +60,7 @@ def load_trained(folder: str | Path, device: str = "cpu") -> TrainedMoE:
         raise ValueError(f"{str(folder)!r} holds a {case.kind!r} run, not a moe run (use "
                          "physml.load_run for PINN and equation runs)")
     rows, model = build(case)
-    state = read_checkpoint(folder, use="load_trained", remedy="finish or resume the run")
+    state = read_checkpoint(folder, use="load_trained", remedy="finish or resume the run",
+                            missing="no network to load")
     model.load_state_dict(state["model"])
     return TrainedMoE(case, model.to(torch.device(device)).eval(), rows)

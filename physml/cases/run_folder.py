@@ -297,15 +297,16 @@ def environment() -> dict[str, str]:
 
 def read_checkpoint(folder: Path, read: Callable[[Path], Any] = load_checked,
                     name: str = CHECKPOINT, use: str = "--resume",
-                    remedy: str = "start a new run instead") -> Any:
+                    remedy: str = "start a new run instead",
+                    missing: str = "nothing to resume") -> Any:
     """What ``read`` (default :func:`~physml.torch_files.load_checked`: ``torch.load`` after
     the archive's checksums) makes of the checkpoint in ``folder``, or a ValueError naming the
-    file (after ``use``, what needed it, and with ``remedy``) when there is none or it cannot
-    be read (a copy cut short, a damaged one, or another program's file: whatever the reader
-    raises then, the checkpoint is of no use)."""
+    file (after ``use``, what needed it) when there is none (with ``missing``) or it cannot be
+    read (with ``remedy``: a copy cut short, a damaged one, or another program's file: whatever
+    the reader raises then, the checkpoint is of no use)."""
     path = folder / name
     if not path.is_file():
-        raise ValueError(f"{use}: {str(folder)!r} has no {name}; nothing to resume")
+        raise ValueError(f"{use}: {str(folder)!r} has no {name}; {missing}")
     try:
         return read(path)
     except CheckpointPartError:  # names its own file

@@ -31,6 +31,10 @@ def poisson_2d(m: int, coefficient: np.ndarray | None = None) -> sp.csr_matrix:
     """
     if coefficient is not None:
         coefficient = np.asarray(coefficient)
+        if not (np.issubdtype(coefficient.dtype, np.floating)
+                or np.issubdtype(coefficient.dtype, np.integer)):
+            raise ValueError(f"coefficient has dtype {coefficient.dtype}; expected real numbers "
+                             "(the matrix is SPD only for a real, positive k)")
         if coefficient.shape != (2, m + 1, m):
             raise ValueError(f"coefficient has shape {coefficient.shape}; expected (2, {m + 1}, "
                              f"{m}): k on the x-faces then the y-faces (average a per-node k "
