@@ -3,6 +3,7 @@
 import datetime
 import json
 import math
+import signal
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch.multiprocessing as mp
 from physml import cli
 from physml.cases import registry
 from physml.constraints import DiffusionSorptionRows, LevenbergMarquardt
+from physml.interrupts import stops_deferred
 from physml.models import build_model as build_network
 from physml.train.balancing import ConFIG, FixedWeights, LearningRateAnnealing
 from physml.train.bundled import BurgersProblem
@@ -250,34 +252,44 @@ def test_the_trainer_averages_only_gradients_not_averaged_already(monkeypatch, b
     assert len(averaged) == calls
 
 
-def _stop_worker(rank: int, world: int, init: str, out: str) -> None:
-    """A PINN run whose rank 1 alone receives SIGTERM in its step 3 (a signal reaches the
-    processes at different moments): what each rank checkpointed and raised."""
-    import signal
+def _stopping_trainer(kind: str) -> PINNTrainer | MoETrainer:
+    """Eight steps of a small PINN (Burgers) or six of a two-expert hard constraint."""
+    torch.manual_seed(0)
+    if kind == "pinn":
+        problem = BurgersProblem(0.01 / math.pi, (-1.0, 1.0), (0.0, 1.0), -1.0, math.pi)
+        return PINNTrainer(build_network("mlp", 2, 1, width=8, depth=2), problem, points=16,
+                           condition_points=8, hard_constraints=False, adam_steps=8,
+                           lbfgs_steps=0, eval_every=100, eval_shape=(5, 3),
+                           dtype=torch.float64)
+    u0 = torch.linspace(0.02, 0.18, 4, dtype=torch.float64)[:, None].expand(4, NX).contiguous()
+    u = u0[:, None].expand(4, NT, NX).contiguous()
+    rows = DiffusionSorptionRows(NX, dt=100.0)
+    model = build_model("hard", rows, NT, basis=3, width=4, modes=(2, 2), experts=2,
+                        solver=LevenbergMarquardt(tol=1e-8, max_iter=10))
+    return MoETrainer(model, rows, (u0, u), (u0, u), Budget(iterations=6, lr=1e-2, batch=2))
 
-    from physml.interrupts import Terminated, stops_deferred
 
+def _stop_worker(rank: int, world: int, init: str, out: str, kind: str,
+                 signals: tuple[int, int]) -> None:
+    """A ``kind`` run whose rank r receives ``signals[r]`` (0: none) in its step 3 (a signal
+    reaches the processes at different moments, or one of them only): the steps each rank
+    checkpointed at, the stop it raised and the step it ended at."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=60))
-    torch.manual_seed(0)
-    problem = BurgersProblem(0.01 / math.pi, (-1.0, 1.0), (0.0, 1.0), -1.0, math.pi)
-    trainer = PINNTrainer(build_network("mlp", 2, 1, width=8, depth=2), problem, points=16,
-                          condition_points=8, hard_constraints=False, adam_steps=8,
-                          lbfgs_steps=0, eval_every=100, eval_shape=(5, 3),
-                          dtype=torch.float64)
+    trainer = _stopping_trainer(kind)
     checkpoints, raised = [], None
 
     def on_step(record: dict) -> None:
-        if rank == 1 and record["step"] == 3:
-            signal.raise_signal(signal.SIGTERM)
+        if record["step"] == 3 and signals[rank]:
+            signal.raise_signal(signals[rank])
 
     try:
         with stops_deferred():
             trainer.fit(on_step=on_step, checkpoint_every=100,
                         on_checkpoint=lambda: checkpoints.append(trainer.step))
-    except Terminated:
-        raised = "Terminated"
+    except KeyboardInterrupt as stop:
+        raised = type(stop).__name__
     finally:
         dist.destroy_process_group()
     with open(f"{out}.{rank}", "w") as f:
@@ -285,12 +297,21 @@ def _stop_worker(rank: int, world: int, init: str, out: str) -> None:
 
 
 @pytest.mark.slow  # two fresh interpreters importing torch and Warp
-def test_processes_stop_together_at_the_step_one_of_them_was_signalled_in(tmp_path):
+@pytest.mark.parametrize("kind, signals", [
+    ("pinn", (0, signal.SIGTERM)),
+    ("moe", (0, signal.SIGTERM)),
+    ("pinn", (signal.SIGTERM, signal.SIGTERM)),
+    ("pinn", (signal.SIGINT, signal.SIGTERM)),
+])
+def test_processes_stop_together_at_the_step_one_of_them_was_signalled_in(tmp_path, kind,
+                                                                        signals):
     """Each process stopped at the step its own signal came in: rank 0, which writes the
     checkpoint, went on to the next step's collectives and failed there. Now every rank
-    checkpoints at step 3 and raises SIGTERM's stop."""
+    checkpoints at step 3 and raises the stop agreed: SIGTERM's (exit 143) where any rank
+    received one (torchrun passes SIGTERM to every worker), the larger number, not a sum."""
     out = str(tmp_path / "stops")
-    mp.spawn(_stop_worker, args=(2, f"file://{tmp_path / 'rendezvous'}", out), nprocs=2)
+    mp.spawn(_stop_worker, args=(2, f"file://{tmp_path / 'rendezvous'}", out, kind, signals),
+             nprocs=2)
     for rank in range(2):
         with open(f"{out}.{rank}") as f:
             assert json.load(f) == {"checkpoints": [3], "raised": "Terminated", "step": 3}

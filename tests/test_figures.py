@@ -686,3 +686,22 @@ def test_the_snapshots_are_titled_with_the_case_and_the_grid(saved_figures):
                    units=MODEL_UNITS)
     assert saved_figures[-1].get_suptitle() == (
         "composition, 8 × 8 × 4 cells over 8 × 8 × 4 model units, mid-plane z = 2.5 model units")
+
+
+def test_a_vanishing_field_s_row_error_is_relative_to_all_fields(saved_figures):
+    from pathlib import Path
+
+    import numpy as np
+    from test_figures import system
+
+    from physml.cases import figures
+    t, x = np.linspace(0, 2, 5), np.linspace(0, 1, 9)
+    T, X = np.meshgrid(t, x, indexing="ij")
+    reference = np.stack([np.sin(np.pi * X) * np.exp(-T), 0 * X], axis=-1)
+    prediction = reference.copy()
+    prediction[..., 1] += 0.01
+    ds = system(prediction, reference, {"time": t, "x": x}, rel_l2=0.0)
+    figures.plot_solution(ds, Path("unused.png"))
+    expected = np.sqrt(np.sum(0.01 ** 2 * np.ones_like(X))) / np.sqrt(np.sum(reference ** 2))
+    titles = [ax.get_title(loc="left").strip() for ax in saved_figures[-1].axes]
+    assert f"v: relative L2 error {expected:.2e}" in titles

@@ -4,6 +4,7 @@ stop message names the step the checkpoint holds."""
 
 import json
 import signal
+import threading
 
 import numpy as np
 import pytest
@@ -277,3 +278,80 @@ def test_a_stopped_thermomigration_run_names_the_snapshot_and_time_it_keeps(tmp_
     assert stopped.returncode == 143 and len(times) == 4  # the first save writes two
     assert f"keeps its checkpoint at snapshot 3 of 5, t = {times[-1]:.6g}. Continue" in (
         stopped.stderr)
+
+
+def test_a_stop_recorded_then_an_error_leaves_no_stale_stop():
+    with pytest.raises(RuntimeError):
+        with stops_deferred(), step_loop():
+            signal.raise_signal(signal.SIGTERM)
+            raise RuntimeError("a failure in the step")
+    assert pending_signal() == 0
+    with stops_deferred(), step_loop():
+        assert not stop_pending()
+
+
+def test_an_insisting_sigint_clears_the_record_at_once():
+    with stops_deferred():
+        with pytest.raises(KeyboardInterrupt), step_loop():
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGINT)
+        assert not stop_pending()
+        with pytest.raises(Terminated):  # a later SIGTERM outside a loop raises at once
+            signal.raise_signal(signal.SIGTERM)
+
+
+def test_leaving_an_inner_step_loop_leaves_the_stop_to_the_outer():
+    with stops_deferred(), step_loop():
+        with step_loop():
+            signal.raise_signal(signal.SIGTERM)
+        assert stop_pending()
+        with pytest.raises(Terminated):
+            raise_pending()
+
+
+def test_stops_deferred_off_the_main_thread_changes_nothing():
+    errors = []
+
+    def work():
+        try:
+            with stops_deferred():
+                pass
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert not errors
+
+
+def test_a_library_step_loop_promises_no_checkpoint():
+    import io
+
+    from physml.progress import PipeConsole, RunProgress
+    log = io.StringIO()
+    with step_loop(), RunProgress("burgers", 4, PipeConsole(file=log, force_terminal=False),
+                                  interval=60) as progress:
+        progress._interrupted(signal.SIGTERM)
+    assert "stopping after the current step or kernel build" in log.getvalue()
+
+
+def test_a_stop_message_with_an_unreadable_checkpoint_keeps_to_what_it_knows(
+        tmp_path, monkeypatch, cli_in_process):
+    from physml import torch_files
+    from physml.train.pinn import PINNTrainer
+    one_step = PINNTrainer._one_step
+
+    def signalled(trainer):
+        if trainer.step == 11:
+            def unreadable(*a, **k):
+                raise ValueError("damaged")
+            monkeypatch.setattr(torch_files, "load_checked", unreadable)
+            signal.raise_signal(signal.SIGTERM)
+        return one_step(trainer)
+
+    monkeypatch.setattr(PINNTrainer, "_one_step", signalled)
+    stopped = cli_in_process("run", "burgers", *TINY_BURGERS, f"output.folder={tmp_path}",
+                             "--quiet")
+    assert stopped.returncode == 143
+    assert "keeps the last checkpoint. Continue with" in stopped.stderr

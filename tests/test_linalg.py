@@ -1271,3 +1271,18 @@ def test_poisson_2d_refuses_a_coefficient_that_is_not_one_per_face():
     for other in (faces.astype(complex), faces.astype(str)):
         with pytest.raises(ValueError, match="expected real numbers"):
             poisson_2d(6, other)
+
+
+def test_poisson_2d_refuses_inf_and_a_transposed_face_layout():
+    import numpy as np
+
+    from physml.solvers.linalg.model_problems import poisson_2d
+    faces = np.ones((2, 7, 6))
+    faces[0, 1, 1] = np.inf
+    with pytest.raises(ValueError, match="finite and positive"):
+        poisson_2d(6, faces)
+    with pytest.raises(ValueError, match=r"expected \(2, 7, 6\)"):
+        poisson_2d(6, np.ones((2, 6, 7)))  # as many entries, the wrong layout
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # SciPy warned of mixed integer and float products
+        assert (poisson_2d(6, np.ones((2, 7, 6), dtype=int)) != poisson_2d(6)).nnz == 0  # MQ5

@@ -42,6 +42,8 @@ def poisson_2d(m: int, coefficient: np.ndarray | None = None) -> sp.csr_matrix:
         if not (np.isfinite(coefficient).all() and (coefficient > 0).all()):
             raise ValueError("coefficient must be finite and positive on every face (the "
                              "matrix is SPD only then)")
+        if np.issubdtype(coefficient.dtype, np.integer):  # SciPy's products of mixed dtypes
+            coefficient = coefficient.astype(np.float64)
     d, eye = _difference(m), sp.identity(m)
     # x fastest: x-faces per row, y-faces per column; CSR, as a block format stores its
     # blocks' zeros (m <= 3), which would enter every pattern built from the matrix
