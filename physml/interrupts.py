@@ -124,7 +124,7 @@ def stops_deferred() -> Iterator[None]:
 
     def deferred(signum: int, frame: object) -> None:
         global _pending
-        interrupt = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        interrupt = _interrupt(signum)
         if _loops and _pending is None:
             _pending = interrupt
             return
@@ -182,9 +182,14 @@ def raise_pending(agreed: int = 0) -> None:
     global _pending
     interrupt, _pending = _pending, None
     if agreed:
-        interrupt = Terminated() if agreed == signal.SIGTERM else KeyboardInterrupt()
+        interrupt = _interrupt(agreed)
     if interrupt is not None:
         raise interrupt
+
+
+def _interrupt(signum: int) -> KeyboardInterrupt:
+    """The stop of signal ``signum``: :class:`Terminated` for SIGTERM, else Ctrl-C's."""
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def stops_at_step_end() -> bool:

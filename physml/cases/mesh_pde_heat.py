@@ -18,7 +18,7 @@ from scipy.sparse.csgraph import connected_components
 
 from ..datasets.atomic_files import array_writer, write_array
 from ..devices import Stopwatch
-from ..interrupts import raise_pending, step_loop, stop_pending
+from ..interrupts import raise_pending, step_loop
 from ..solvers import mesh as pm
 from ..solvers.mesh.pde import heat_stepper
 from ..torch_files import save_torch_file
@@ -156,8 +156,7 @@ def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
             state["history"].append(record)
             state["stepping_s"] = offset + time.perf_counter() - start
             save(state, u[-1])
-            if stop_pending():  # the checkpoint of this segment's end is written
-                raise_pending()
+            raise_pending()  # a stop recorded: after this segment's checkpoint
     history = state["history"]
     frames = np.stack(frames)
     summary = heat_summary(case, history, K, M, closed=len(fixed) == 0)
