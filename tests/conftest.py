@@ -97,3 +97,20 @@ def script(monkeypatch):
         return module
 
     return load
+
+
+def slowed_figures(monkeypatch, module, seconds: float = 0.3) -> list[list[str]]:
+    """Make ``module.plot_training(case, trainer, folder, ...)`` note the files of ``folder``
+    as it starts, then take ``seconds`` longer; returns the notes, one per call."""
+    import time
+
+    written, plot_training = [], module.plot_training
+
+    def slow_figures(case, trainer, folder, *rest):
+        written.append(sorted(p.name for p in folder.iterdir()))
+        time.sleep(seconds)
+        plot_training(case, trainer, folder, *rest)
+
+    monkeypatch.setattr(module, "plot_training", slow_figures)
+    return written
+

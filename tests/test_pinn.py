@@ -11,7 +11,7 @@ import pytest
 import torch
 import xarray as xr
 
-from conftest import damage_a_tensor
+from conftest import damage_a_tensor, slowed_figures
 from physml.cases.pinn import build_trainer
 from physml.cases.pinn_training import load_checkpoint, save_checkpoint
 from physml.cases.registry import load_case, run_case
@@ -1118,19 +1118,9 @@ def test_a_bundled_problem_s_constraint_follows_a_changed_parameter():
 def test_metrics_json_is_written_after_the_predictions_and_figures(tiny_case, monkeypatch):
     """A run stopped while writing its results kept a complete, final-looking metrics.json
     without predictions.h5 or figures: metrics.json now comes last, its wall_s read then."""
-    import time
-
     from physml.cases import pinn
 
-    written = []
-    plot_training = pinn.plot_training
-
-    def slow_figures(case, trainer, folder, ds):
-        written.append(sorted(p.name for p in folder.iterdir()))
-        time.sleep(0.3)
-        plot_training(case, trainer, folder, ds)
-
-    monkeypatch.setattr(pinn, "plot_training", slow_figures)
+    written = slowed_figures(monkeypatch, pinn, seconds=0.3)
     folder, result = run_case(tiny_case)
     assert "predictions.h5" in written[0] and "metrics.json" not in written[0]
     summary = json.loads((folder / "metrics.json").read_text())["summary"]

@@ -15,6 +15,7 @@ import torch
 import xarray as xr
 
 import physml
+from conftest import slowed_figures
 from physml.cases.registry import load_case, run_case
 from physml.geometry import (
     Ball,
@@ -1323,20 +1324,10 @@ def test_an_equation_run_writes_metrics_json_after_its_predictions_and_figures(
         tmp_path, monkeypatch):
     """A run stopped while writing its results kept a complete, final-looking metrics.json
     without predictions.h5 or figures; its wall_s left the writing out."""
-    import time
-
     from physml.cases import equation
     from physml.cases.registry import load_case, run_case
 
-    written = []
-    plot_training = equation.plot_training
-
-    def slow_figures(case, trainer, folder, snapshot):
-        written.append(sorted(p.name for p in folder.iterdir()))
-        time.sleep(0.3)
-        plot_training(case, trainer, folder, snapshot)
-
-    monkeypatch.setattr(equation, "plot_training", slow_figures)
+    written = slowed_figures(monkeypatch, equation, seconds=0.3)
     path = _write_case(tmp_path, _readme_block("yaml"), "readme.yaml")
     case = load_case(path, ["training.adam.steps=2", "training.collocation.points=16",
                             "training.collocation.boundary_points=8", "evaluation.every=2",
