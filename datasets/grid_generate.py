@@ -34,7 +34,7 @@ from .grid_samples import (
 )
 from .memory import check_shard_fits
 from .problems import PROBLEMS, Problem
-from .spec import DatasetSpec
+from .spec import DatasetSpec, SpecRefused
 from .store import (
     in_storage_dtype,
     samples_dataset,
@@ -178,8 +178,9 @@ def check_parameters(spec: DatasetSpec, device: str) -> None:
     before anything is written.
 
     Raises:
-        ValueError: naming the sizes of a shard too large, the combination and the solver's
-            reason, or the initial condition's key and the generator's reason.
+        ValueError: naming the sizes of a shard too large.
+        SpecRefused: naming the combination and the solver's reason, or the initial
+            condition's key and the generator's reason.
     """
     check_shard_fits(spec, spec.n_saves, math.prod(spec.grid),
                      f"grid={spec.grid}, n_saves={spec.n_saves}")
@@ -192,13 +193,13 @@ def check_parameters(spec: DatasetSpec, device: str) -> None:
             scale = PROBLEMS[spec.pde].scale
             scaled = "".join(f"; the solver's {k} is the spec's times {scale[k]:.6g}"
                              for k in params if k in scale)
-            raise ValueError(f"spec parameters ({shown}) on grid={list(spec.grid)}: "
+            raise SpecRefused(f"spec parameters ({shown}) on grid={list(spec.grid)}: "
                              f"{err}{scaled}") from None
     if spec.solver.scheme not in (None, "auto"):
         try:
             spec_solver(spec, spec.parameter_grid()[0], device, spec.solver.scheme)
         except ValueError as err:
-            raise ValueError(f"solver.scheme: {err}") from None
+            raise SpecRefused(f"solver.scheme: {err}") from None
     check_initial_condition(spec, solvers[0])
 
 
@@ -209,14 +210,14 @@ def check_initial_condition(spec: DatasetSpec, solver) -> None:
     them as it will (drawing costs little beside solving).
 
     Raises:
-        ValueError: the generator refuses its options (``initial_condition.options``), or the
+        SpecRefused: the generator refuses its options (``initial_condition.options``), or the
             solver a sample's state (``initial_condition``, naming the sample).
     """
     kind = spec.initial_condition.kind
     try:
         initial_state(spec, solver.grid, 0)
     except ValueError as err:
-        raise ValueError(f"initial_condition.options of {kind}: {err}") from None
+        raise SpecRefused(f"initial_condition.options of {kind}: {err}") from None
     check = getattr(type(solver), "check_state", GridSolver.check_state)
     if check is GridSolver.check_state:  # every finite state allowed
         return
@@ -225,7 +226,7 @@ def check_initial_condition(spec: DatasetSpec, solver) -> None:
         try:
             solver.check_state(np.asarray(initial_state(spec, solver.grid, seed)), "u0")
         except ValueError as err:
-            raise ValueError(f"initial_condition (kind {kind}): the sample of seed {seed}: "
+            raise SpecRefused(f"initial_condition (kind {kind}): the sample of seed {seed}: "
                              f"{err}") from None
 
 

@@ -25,6 +25,7 @@ from .grid_generate import SAME_FAILURE
 from .memory import check_shard_fits
 from .mesh_spec import MESH_FIELDS, MeshDatasetSpec, MeshSpec
 from .mesh_store import mesh_dataset
+from .spec import SpecRefused
 from .store import in_storage_dtype, write_dataset
 
 METADATA = {"f": ("source term f", "1"), "kappa": ("diffusivity", "m2 s-1"),
@@ -144,12 +145,14 @@ def check_mesh_spec(spec: MeshDatasetSpec, device: str) -> None:
     ``steps_per_save * (n_saves - 1) + 1`` states while solved, a ``poisson_mesh`` one f and u).
 
     Raises:
-        ValueError: naming the mesh source and the reason, or the sizes of a shard too large.
+        SpecRefused: naming the mesh source and the reason, or a shift on a mesh with a
+            boundary.
+        ValueError: naming the sizes of a shard too large.
     """
     try:
         mesh = dataset_mesh(spec, device)
     except ValueError as err:
-        raise ValueError(f"mesh {spec.mesh.label}: {err}") from None
+        raise SpecRefused(f"mesh {spec.mesh.label}: {err}") from None
     if spec.is_transient:
         every = spec.solver.steps_per_save
         check_shard_fits(spec, every * (spec.n_saves - 1) + 1, mesh.n_vertices,
@@ -158,7 +161,7 @@ def check_mesh_spec(spec: MeshDatasetSpec, device: str) -> None:
     else:
         check_shard_fits(spec, 2, mesh.n_vertices, f"mesh {spec.mesh.label}")
     if "shift" in spec.parameters and mesh.boundary_vertices().size:
-        raise ValueError(f"parameters.shift: mesh {spec.mesh.label} has a boundary, where u = 0 "
+        raise SpecRefused(f"parameters.shift: mesh {spec.mesh.label} has a boundary, where u = 0 "
                          "makes poisson_mesh well posed and no shift is applied; shift is for "
                          "closed surfaces")
 

@@ -62,6 +62,12 @@ AbsolutePath = Annotated[str, AfterValidator(lambda file: str(Path(file).expandu
 (a dataset's ``spec.yaml``, a run's ``config.yaml``) names it wherever it is read again."""
 
 
+class SpecRefused(ValueError):
+    """A validated spec's value refused where it is first used, before anything is written: by
+    the solver it builds, its initial condition's generator or its mesh. The message names the
+    key; the caller that read the spec names the file (``physml datasets generate`` does)."""
+
+
 class StrictModel(BaseModel):
     """A spec section: unknown keys refused, values frozen, NaN and infinity refused for every
     number, a boolean refused where a number is expected (YAML's ``true`` would otherwise

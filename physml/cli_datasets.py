@@ -39,7 +39,7 @@ def generate_command(args: argparse.Namespace) -> int:
     from .datasets.generate import generate
     from .datasets.linear_systems import LinearSystemSpec
     from .datasets.shard_engines import DaskLost
-    from .datasets.spec import load_spec
+    from .datasets.spec import SpecRefused, load_spec, resolve_spec_path
     from .progress import PipeConsole, RunProgress
     from .solvers.runtime import quiet_warp, warp_device
 
@@ -88,6 +88,8 @@ def generate_command(args: argparse.Namespace) -> int:
                 progress=report,
                 status=say,
             )
+        except SpecRefused as err:  # checked before the first count: nothing shown or written
+            raise ValueError(f"spec {resolve_spec_path(args.spec)}: {err}") from None
         except (FloatingPointError, DaskLost) as err:  # told after the progress display
             failure = err
         except OSError as error:  # a full disk, a read-only file system, a quota

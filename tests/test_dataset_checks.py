@@ -69,12 +69,43 @@ def test_an_unfit_initial_condition_is_refused_before_anything_is_written(
         tmp_path, capsys, pde, grid, initial, message):
     out = tmp_path / "d"
     args = ["datasets", "generate", "--out", str(out), "--workers", "0", "--quiet"]
-    assert main([*args[:2], str(write_spec(tmp_path, pde, grid, initial)), *args[2:]]) == 2
+    spec = write_spec(tmp_path, pde, grid, initial)
+    assert main([*args[:2], str(spec), *args[2:]]) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert f"physml: error: spec {spec}: {message}" in err and "Traceback" not in err
     assert not out.exists()
     fixed = write_spec(tmp_path, pde, grid, "{kind: uniform_constant}", name="fixed.yaml")
     assert main([*args[:2], str(fixed), *args[2:]]) == 0  # the corrected spec, same folder
+
+
+MESH_SPEC = """
+pde: poisson_mesh
+mesh: {domain: disc, h: 0.3}
+parameters: {shift: 1.0}
+initial_condition: {kind: random_bumps}
+samples: 2
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (SPEC.format(pde="advection1d", grid="[16]", initial="{kind: pdebench_sines}")
+         + "solver: {scheme: bogus}\n", "solver.scheme: unknown scheme 'bogus'"),
+        (SPEC.format(pde="diffusion_reaction1d", grid="[16]", initial="{kind: pdebench_sines}")
+         + "parameters: {nu: [0.1, -1.0]}\n", "spec parameters (nu=-1) on grid=[16]"),
+        (MESH_SPEC, "parameters.shift: mesh disc (h = 0.3) has a boundary"),
+    ],
+)
+def test_a_spec_refused_by_its_solver_or_mesh_names_the_spec_file(tmp_path, capsys, text,
+                                                                 message):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    out = tmp_path / "d"
+    assert main(["datasets", "generate", str(spec), "--out", str(out), "--workers", "0",
+                 "--quiet"]) == 2
+    assert f"physml: error: spec {spec}: {message}" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_initial_conditions_take_the_finest_waves_their_grid_resolves_and_no_finer():
