@@ -78,7 +78,8 @@ import torch
 import warp as wp
 
 from .devices import require_tensor_device
-from .linalg_bridge import eager, forward_mode_refused, one_cotangent_only
+from .eager import eager
+from .linalg_bridge import forward_mode_refused, one_cotangent_only
 from .solvers import step_adjoint
 from .solvers.base import GridSolver
 from .solvers.checks import check_counts

@@ -30,13 +30,13 @@ eagerly: the graph breaks around each call, and the model around it still compil
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import ParamSpec, TypeVar, cast
 
 import torch
 import warp as wp
 import warp.sparse as wps
 
 from .devices import require_tensor_device
+from .eager import eager
 from .solvers.linalg import CsrOperator, LinearOperator, Preconditioner, SolveResult, cg
 from .solvers.runtime import start_warp
 
@@ -44,15 +44,6 @@ __all__ = ["SYMMETRY_RTOL", "check_symmetric", "csr_solve", "implicit_solve"]
 
 Solve = Callable[[torch.Tensor], torch.Tensor]
 MatVec = Callable[[Sequence[torch.Tensor], torch.Tensor], torch.Tensor]
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def eager(function: Callable[P, R]) -> Callable[P, R]:
-    """``torch.compiler.disable(function)``: ``torch.compile`` runs ``function`` eagerly (the
-    graph breaks around each call), and type checkers keep its signature and return type
-    (``torch.compiler.disable`` is not annotated, so its result is untyped)."""
-    return cast(Callable[P, R], torch.compiler.disable(function))
 
 
 @eager  # the Krylov loops and Warp calls run eagerly

@@ -34,9 +34,9 @@ import torch
 import warp as wp
 
 from .devices import require_tensor_device
+from .eager import eager
 from .linalg_bridge import (
     csr_solve,
-    eager,
     first_order,
     first_order_only,
     forward_mode_refused,

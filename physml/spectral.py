@@ -37,6 +37,7 @@ import torch
 
 from .devices import require_tensor_device, require_torch_device
 from .dtypes import torch_dtype
+from .eager import eager
 from .errors import BlowUpError
 from .solvers.checks import check_counts
 from .solvers.errors import is_real
@@ -226,8 +227,12 @@ class SpectralSolver:
             raise ValueError("u0 contains NaN or Inf")
         return u
 
+    @eager  # traced, the unrolled steps compile for minutes and run slower
     def rollout(self, u0, n_steps: int, save_every: int = 1) -> torch.Tensor:
         """States at steps ``0, save_every, ...`` up to ``n_steps``: shape ``(saves, *n)``.
+
+        Under ``torch.compile`` it runs eagerly (the graph breaks around the call; the code
+        around it still compiles), differentiable as ever.
 
         Raises:
             ValueError: ``u0`` is not real, finite and of shape ``n``, or is a tensor on a

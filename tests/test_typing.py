@@ -3,6 +3,7 @@ packages, the ``py.typed`` marker, and the annotations that callers' code is che
 against."""
 
 import ast
+import functools
 import importlib
 import inspect
 import typing
@@ -65,13 +66,14 @@ def test_the_package_ships_its_py_typed_marker():
 
 
 EAGER = {"bridge": {"rollout", "step"}, "linalg_bridge": {"implicit_solve", "csr_solve"},
-         "mesh_bridge": {"operator_values", "sparse_solve", "csr_indices", "poisson_solve"}}
+         "mesh_bridge": {"operator_values", "sparse_solve", "csr_indices", "poisson_solve"},
+         "spectral": {"SpectralSolver.rollout"}}
 
 
 @pytest.mark.parametrize("module", sorted(EAGER))
 def test_functions_run_eagerly_under_compile_keep_their_signature_for_type_checkers(module):
     """``torch.compiler.disable`` is not annotated, so the functions it decorates lose their
-    types; :func:`physml.linalg_bridge.eager` wraps it with its argument's type."""
+    types; :func:`physml.eager.eager` wraps it with its argument's type."""
     imported = importlib.import_module(f"physml.{module}")
     decorated = {
         node.name: [ast.unparse(d) for d in node.decorator_list]
@@ -79,9 +81,10 @@ def test_functions_run_eagerly_under_compile_keep_their_signature_for_type_check
         if isinstance(node, ast.FunctionDef) and node.decorator_list
     }
     assert not [n for n, ds in decorated.items() if "torch.compiler.disable" in ds]
-    assert {n for n, ds in decorated.items() if ds == ["eager"]} == EAGER[module]
+    assert {n for n, ds in decorated.items() if ds == ["eager"]} == {
+        name.rpartition(".")[2] for name in EAGER[module]}
     for name in EAGER[module]:
-        function = getattr(imported, name)
+        function = functools.reduce(getattr, name.split("."), imported)
         assert inspect.signature(function) == inspect.signature(function.__wrapped__)
 
 
