@@ -25,7 +25,7 @@ from .cli_datasets import KEPT, generate_command
 from .cli_parser import build_parser, command_of
 from .cli_solve import solve_command
 from .cli_trained import export_command, predict_command
-from .interrupts import exit_status, sigterm_as_interrupt
+from .interrupts import exit_status, sigterm_as_interrupt, stops_end_the_process
 from .threads import prefer_passive_wait
 
 INTERRUPTED = {
@@ -40,9 +40,16 @@ OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command ``argv`` and return its exit status. Without ``argv``, the process's
+    own command line (``sys.argv``): the process then exits, and a SIGINT or SIGTERM from
+    here on ends it quietly (:func:`~physml.interrupts.stops_end_the_process`)."""
     prefer_passive_wait()  # before PyTorch starts its OpenMP threads
-    with sigterm_as_interrupt():
-        return _main(argv)
+    try:
+        with sigterm_as_interrupt():
+            return _main(argv)
+    finally:
+        if argv is None:
+            stops_end_the_process()
 
 
 def _main(argv: list[str] | None) -> int:

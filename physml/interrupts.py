@@ -204,6 +204,17 @@ def deferring_stops() -> bool:
     return _deferring
 
 
+def stops_end_the_process() -> None:
+    """From here on SIGINT and SIGTERM end the process at once and quietly, as they end a
+    program that handles neither (a shell reports 130 and 143). For a command that has told
+    its user why it ends and chosen its exit status: a further stop (a second Ctrl-C) would
+    otherwise raise in the interpreter's own exit (``atexit`` handlers and finalizers: PyTorch's,
+    Warp's, h5py's) and print a traceback. Off the main thread nothing changes."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+
+
 @contextmanager
 def interrupts_noticed(notify: Callable[[int], None]) -> Iterator[None]:
     """Within: ``notify(signum)`` runs on a thread of its own as soon as the first SIGINT or

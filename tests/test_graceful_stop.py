@@ -4,6 +4,8 @@ stop message names the step the checkpoint holds."""
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -355,3 +357,30 @@ def test_a_stop_message_with_an_unreadable_checkpoint_keeps_to_what_it_knows(
                              "--quiet")
     assert stopped.returncode == 143
     assert "keeps the last checkpoint. Continue with" in stopped.stderr
+
+
+EXIT_INTERRUPTED = """
+import atexit, os, signal, sys
+from physml.cli import main
+atexit.register(os.kill, os.getpid(), signal.{signal})  # a stop while the interpreter exits
+sys.argv = ["physml", "cases"]
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_after_the_command_ends_the_process_quietly(signum):
+    """A second Ctrl-C while the process exited (its atexit handlers and finalizers: PyTorch's,
+    Warp's, h5py's) printed a KeyboardInterrupt's traceback."""
+    script = EXIT_INTERRUPTED.format(signal=signal.Signals(signum).name)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == -signum and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_command_run_in_process_leaves_the_signal_handlers_as_they_were():
+    from physml.cli import main
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    assert main(["cases"]) == 0
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
