@@ -18,14 +18,28 @@ def float_name(dtype: Any) -> str:
     """
     if isinstance(dtype, str) or dtype is None:  # (np.dtype(None) is float64)
         name = dtype
+    elif getattr(dtype, "__module__", "").partition(".")[0] == "warp":
+        name = warp_scalar_name(dtype)
     else:
         try:
-            name = np.dtype(dtype).name  # NumPy dtypes and Warp's float types
+            name = np.dtype(dtype).name  # NumPy dtypes
         except TypeError:  # a PyTorch dtype prints as "torch.float32"
             name = str(dtype).removeprefix("torch.")
     if name not in FLOAT_NAMES:
         raise ValueError(f"dtype={dtype!r} is not supported; allowed: {', '.join(FLOAT_NAMES)}")
     return name
+
+
+def warp_scalar_name(dtype: Any) -> str | None:
+    """NumPy's name of a Warp scalar type (``"float32"`` for ``wp.float32``), None for another
+    Warp type. Asked of Warp: ``np.dtype(wp.float32)`` is ``dtype('O')`` before NumPy 2.4 and
+    Warp 1.19."""
+    import warp as wp
+
+    try:
+        return np.dtype(wp.dtype_to_numpy(dtype)).name
+    except (TypeError, KeyError, AttributeError):
+        return None
 
 
 def warp_dtype(dtype: Any) -> type:

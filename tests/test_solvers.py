@@ -173,3 +173,21 @@ def test_a_tensor_that_requires_grad_is_refused_with_what_differentiates():
         pm.heat(mesh, f, 0.01, 2)
     with pytest.raises(ValueError, match="kappa is a tensor that requires grad"):
         pm.heat(mesh, f.detach(), 0.01, 2, kappa=nu)
+
+
+@pytest.mark.parametrize("name", ["float32", "float64"])
+def test_warp_float_types_are_named_without_numpy_reading_them(monkeypatch, name):
+    """Before NumPy 2.4 and Warp 1.19, ``np.dtype(wp.float32)`` is ``dtype('O')``: every mesh
+    solve and ``csr_from_scipy`` refused Warp's own float types ("dtype=... is not supported")
+    on the versions pyproject.toml admits (and on every Python 3.10 install)."""
+    import warp as wp
+
+    from physml.solvers.dtypes import float_name, warp_dtype
+
+    warp_type = getattr(wp, name)
+    monkeypatch.delattr(warp_type, "__numpy_dtype__", raising=False)
+    assert np.dtype(warp_type) == np.dtype(object)  # what older NumPy and Warp see
+    assert float_name(warp_type) == name
+    assert warp_dtype(warp_type) is warp_type
+    with pytest.raises(ValueError, match="allowed: float32, float64"):
+        float_name(wp.float16)
