@@ -363,6 +363,7 @@ def test_ctrl_c_in_solve_and_generate_ends_on_one_line(tmp_path, monkeypatch, ca
 
 
 def test_an_unreachable_dask_scheduler_is_named(monkeypatch):
+    pytest.importorskip("distributed")  # --scheduler needs the dask extra
     from physml.datasets import generate
 
     monkeypatch.setattr(generate, "SCHEDULER_TIMEOUT_S", 1)
