@@ -110,6 +110,12 @@ class SpectralSolver:
         self.dealias = self._dealias_mask()
         self._coefficients = _etdrk4_coefficients(self.linear, self.dt)
 
+    def __repr__(self) -> str:
+        return (f"SpectralSolver(n={self.n}, nu={self.nu!r}, dt={self.dt!r}, "
+                f"reaction={self.reaction!r}, nonlinearity={self.nonlinearity!r}, "
+                f"length={self.length}, device={str(self.device)!r}, "
+                f"dtype={str(self.dtype).removeprefix('torch.')})")
+
     @classmethod
     def heat(cls, n: int | Sequence[int], nu: float, dt: float, **kw) -> SpectralSolver:
         """$u_t = \\nu\\Delta u$."""
@@ -173,14 +179,23 @@ class SpectralSolver:
         return math.sqrt(float(energy[shell.expand_as(energy)].sum()) / total) if total else 0.0
 
     def coords(self) -> tuple[torch.Tensor, ...]:
-        """Node coordinates per axis, $x_j = jL/n$ (1D tensors)."""
+        """The nodes the fields live on, every axis at once: a tuple of one 1D PyTorch tensor
+        per axis, axis i of shape ``(n_i,)`` holding $x_j = jL_i/n_i$, $j = 0, \\dots, n_i - 1$
+        (the first node at 0, none at $L_i$), in the solver's dtype and on its device.
+
+        These are nodes, not the cell centres $(j + 1/2)L/n$ of
+        :meth:`physml.solvers.Grid.coords` (one axis per call, a NumPy array): on the same
+        box the two point sets are half a spacing apart, so a grid solver's state and this
+        solver's are compared after interpolation (:meth:`interpolate` at
+        ``grid.coords(axis)``), not index by index."""
         return tuple(
             torch.arange(m, device=self.device, dtype=self.dtype) * (ell / m)
             for m, ell in zip(self.n, self.length)
         )
 
     def mesh(self) -> tuple[torch.Tensor, ...]:
-        """Node coordinates as arrays of the field's shape (``indexing="ij"``)."""
+        """The node coordinates of :meth:`coords` as tensors of the field's shape ``n``
+        (``indexing="ij"``)."""
         return torch.meshgrid(*self.coords(), indexing="ij")
 
     def transform(self, u: torch.Tensor) -> torch.Tensor:

@@ -302,6 +302,18 @@ class PINNTrainer:
     def total_steps(self) -> int:
         return self.adam_steps + self.lbfgs_steps
 
+    def __repr__(self) -> str:
+        """One line: the problem's inputs and outputs, the network and its number of trained
+        parameters, the point counts, the steps done and planned, the device and dtype."""
+        problem = self.problem
+        trained = sum(p.numel() for p in self.trained.parameters() if p.requires_grad)
+        return (f"PINNTrainer(problem={type(problem).__name__}(inputs={problem.inputs}, "
+                f"outputs={problem.outputs}), model={type(self.model).__name__}, "
+                f"parameters={trained}, points={self.n_points}, "
+                f"condition_points={self.n_condition_points}, step={self.step}, "
+                f"adam_steps={self.adam_steps}, lbfgs_steps={self.lbfgs_steps}, "
+                f"device={str(self.device)!r}, dtype={str(self.dtype).removeprefix('torch.')})")
+
     def _draw_conditions(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         drawn = self.problem.draw_conditions(self.n_condition_points, self.sampler.rng,
                                              self.hard_constraints)

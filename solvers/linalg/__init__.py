@@ -1,4 +1,5 @@
-"""Sparse linear algebra on Warp arrays: operators, Krylov solvers and preconditioners.
+"""Sparse linear algebra on Warp arrays: operators, Krylov solvers and preconditioners, and
+the model problems (SciPy matrices) that tests, benchmarks and examples solve.
 
 Every implicit solve of the package goes through here. Importing it does not import PyTorch
 and does not initialise Warp.
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from .linear_operator import StencilOperator as StencilOperator
     from .linear_operator import csr_from_scipy as csr_from_scipy
     from .linear_operator import csr_to_scipy as csr_to_scipy
+    from .model_problems import convection_diffusion_2d as convection_diffusion_2d
+    from .model_problems import layered_coefficient as layered_coefficient
+    from .model_problems import poisson_2d as poisson_2d
     from .preconditioners import PRECONDITIONERS as PRECONDITIONERS
     from .preconditioners import Jacobi as Jacobi
     from .preconditioners import Preconditioner as Preconditioner
@@ -34,7 +38,8 @@ __all__ = [
     "CholeskyFactor", "CsrOperator", "FactorizedSparseInverse", "IncompleteCholesky", "Jacobi",
     "LinearOperator", "LowerPattern", "PRECONDITIONERS", "Preconditioner", "RugeStubenAMG",
     "SmoothedAggregationAMG", "SolveResult", "SparseInverseFactor", "StencilOperator", "bicgstab",
-    "cg", "csr_from_scipy", "csr_to_scipy", "gmres", "prepare",
+    "cg", "convection_diffusion_2d", "csr_from_scipy", "csr_to_scipy", "gmres",
+    "layered_coefficient", "poisson_2d", "prepare",
 ]
 
 __getattr__, __dir__ = lazy_exports(
@@ -47,6 +52,7 @@ __getattr__, __dir__ = lazy_exports(
         "linear_operator": (
             "CsrOperator", "LinearOperator", "StencilOperator", "csr_from_scipy", "csr_to_scipy",
         ),
+        "model_problems": ("convection_diffusion_2d", "layered_coefficient", "poisson_2d"),
         "preconditioners": (
             "PRECONDITIONERS", "Jacobi", "Preconditioner", "RugeStubenAMG",
             "SmoothedAggregationAMG",

@@ -109,6 +109,9 @@ class CsrOperator:
     def __reduce__(self) -> tuple:
         return rebuilt, (csr_to_scipy(self.matrix), self.dtype.__name__, str(self.device))
 
+    def __repr__(self) -> str:
+        return summary_repr(self, self.shape[0], self.dtype, self.device, nnz=self.matrix.nnz)
+
 
 def rebuilt(matrix: sp.csr_matrix, dtype: str, device: str, factory: Callable | None = None,
             options: dict[str, Any] | None = None) -> Any:
@@ -155,6 +158,19 @@ class StencilOperator:
         if self._diagonal is None:
             raise ValueError("this StencilOperator has no diagonal; pass diagonal=... to build it")
         return self._diagonal
+
+    def __repr__(self) -> str:
+        return summary_repr(self, self.shape[0], self.dtype, self.device,
+                            diagonal=self._diagonal is not None)
+
+
+def summary_repr(owner: object, n: int, dtype: Any, device: Any, **more: Any) -> str:
+    """The one-line repr of an operator or a preconditioner: its class, the length ``n`` of the
+    vectors it takes, ``more`` as ``key=value``, its Warp ``dtype`` and ``device``, e.g.
+    ``CsrOperator(n=123, nnz=559, dtype=float64, device='cpu')``."""
+    fields = [f"n={n}", *(f"{key}={value!r}" for key, value in more.items()),
+              f"dtype={dtype.__name__}", f"device={str(device)!r}"]
+    return f"{type(owner).__name__}({', '.join(fields)})"
 
 
 def csr_from_scipy(matrix: sp.spmatrix | sp.sparray, dtype: Any, device: Any) -> wps.BsrMatrix:

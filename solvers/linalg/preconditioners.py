@@ -28,7 +28,13 @@ import warp as wp
 from ..host_threads import ForkSafeLock
 from .incomplete_cholesky import IncompleteCholesky, assembled_matrix
 from .kernels import diagonal_scale_kernel, reciprocal_kernel, recorded_sweep, sweep
-from .linear_operator import LinearOperator, check_vectors, csr_to_scipy, rebuilt
+from .linear_operator import (
+    LinearOperator,
+    check_vectors,
+    csr_to_scipy,
+    rebuilt,
+    summary_repr,
+)
 from .scalar_table import TableCell, scratch_cell
 from .sparse_inverse import FactorizedSparseInverse
 
@@ -113,6 +119,9 @@ class Jacobi:
         d = self._diagonal
         return rebuilt, (sp.diags(d.numpy(), format="csr"), d.dtype.__name__, str(d.device),
                          Jacobi)
+
+    def __repr__(self) -> str:
+        return summary_repr(self, *self.built_for)
 
 
 _GLOBAL_GENERATOR = ForkSafeLock()
@@ -209,6 +218,11 @@ class _PyAMGPreconditioner:
     def __reduce__(self) -> tuple:
         return _rebuilt_amg, (type(self), self.hierarchy.levels[0].A, self.dtype.__name__,
                               str(self.device), self._options, self._smoother)
+
+    def __repr__(self) -> str:
+        """Also the number of levels of the hierarchy and the options given to pyamg."""
+        return summary_repr(self, *self.built_for, levels=len(self.hierarchy.levels),
+                            **self._options)
 
 
 def _rebuilt_amg(cls: type, matrix: Any, dtype: str, device: str, options: dict[str, Any],

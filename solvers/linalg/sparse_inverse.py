@@ -25,7 +25,7 @@ import warp as wp
 
 from .incomplete_cholesky import assembled_matrix
 from .kernels import csr_matvec_kernel, recorded_sweep, sweep
-from .linear_operator import LinearOperator, check_vectors, csr_to_scipy
+from .linear_operator import LinearOperator, check_vectors, csr_to_scipy, summary_repr
 from .scalar_table import scratch_cell
 from .triangular import LowerPattern, SharedVector, gather_values
 
@@ -77,6 +77,10 @@ class SparseInverseFactor:
         """(n, dtype, device) of the matrix this preconditioner was built for: the vectors it
         takes (checked at each apply, and by the solvers up front)."""
         return self.pattern.n, self.values.dtype, self.pattern.device
+
+    def __repr__(self) -> str:
+        """Also the number of entries of G and the name the preconditioner reports."""
+        return summary_repr(self, *self.built_for, nnz=self.pattern.nnz, name=self.name)
 
     def _products(self, r: wp.array, z: wp.array, y: wp.array) -> list[tuple[list, list]]:
         """The two products $y = G r$, $z = G^T y$ as (inputs, outputs) of the CSR kernel."""

@@ -41,7 +41,7 @@ from ..host_threads import ForkSafeLock
 from ..kernel_launch import launch, specialize
 from ..replay import Replay
 from ..runtime import warp_device
-from .linear_operator import check_vectors
+from .linear_operator import check_vectors, summary_repr
 
 # ------------------------------------------------------------------------------------ kernels
 
@@ -380,6 +380,10 @@ class CholeskyFactor:
         """(n, dtype, device) of the matrix this preconditioner was built for: the vectors it
         takes (checked at each apply, and by the solvers up front)."""
         return self.pattern.n, self.values.dtype, self.pattern.device
+
+    def __repr__(self) -> str:
+        """Also the number of entries of L and the name the preconditioner reports."""
+        return summary_repr(self, *self.built_for, nnz=self.pattern.nnz, name=self.name)
 
     def solve_lower(self, r: wp.array, y: wp.array) -> None:
         """$y = L^{-1} r$."""

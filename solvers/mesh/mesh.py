@@ -71,7 +71,7 @@ def _owned(array: np.ndarray, given: object) -> np.ndarray:
     return array
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Mesh:
     """A triangle or tetrahedral mesh on a Warp device. It holds read-only arrays of its own
     (float64 points, int32 indices and tags): later edits of the arrays passed in do not reach it.
@@ -160,6 +160,17 @@ class Mesh:
     def is_surface(self) -> bool:
         """Triangles embedded in 3D."""
         return self.cell_dim == 2 and self.dim == 3
+
+    def __repr__(self) -> str:
+        """One line: dimension, counts, dtype of the points, device, and the tag names and
+        source file where there are any, e.g. ``Mesh(dim=2, n_vertices=123, n_cells=208,
+        cells='triangles', dtype=float64, device='cpu', tag_names={'outer': 2})``."""
+        kind = "triangles" if self.cell_dim == 2 else "tetrahedra"
+        fields = [f"dim={self.dim}", f"n_vertices={self.n_vertices}", f"n_cells={self.n_cells}",
+                  f"cells={kind!r}", f"dtype={self.points.dtype}", f"device={self.device!r}"]
+        fields += [f"{name}={value!r}" for name, value in
+                   (("tag_names", self.tag_names), ("source", self.source)) if value]
+        return f"Mesh({', '.join(fields)})"
 
     def measures(self) -> np.ndarray:
         """(m,) unsigned cell areas or volumes (NumPy, float64)."""
