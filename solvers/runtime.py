@@ -57,13 +57,16 @@ def quiet_warp(device: str = "cpu", verbose: bool | None = None) -> None:
             CUDA device; where it finds one, that output is written to standard error.
         verbose: True keeps Warp's banner and warnings; None reads ``PHYSML_WARP_VERBOSE``.
 
-    Calling it again, or after Warp has initialised, only sets the log level.
+    Warp's default log level (``LOG_INFO``, which prints the banner) becomes ``LOG_WARNING``
+    unless ``verbose``; any other ``wp.config.log_level``, one the user set before, stays.
+    Calling it again, or after Warp has initialised, only does that.
     """
     import warp as wp
 
     if verbose is None:
         verbose = _verbose_from_environment()
-    wp.config.log_level = wp.LOG_INFO if verbose else wp.LOG_WARNING
+    if not verbose and wp.config.log_level == wp.LOG_INFO:
+        wp.config.log_level = wp.LOG_WARNING
     if verbose:
         _init(wp)
         return
@@ -108,7 +111,7 @@ _started: set[str] = set()
 def start_warp(device: str) -> None:
     """:func:`quiet_warp` for ``device`` the first time this process asks for it (what every
     solver calls before its first launch); later calls do nothing, so a log level the user
-    set afterwards stays."""
+    set, before or afterwards, stays."""
     if device not in _started:
         quiet_warp(device)
         _started.add(device)
