@@ -15,10 +15,16 @@ The public API is these modules (each lists its names in ``__all__``):
   :mod:`physml.preconditioners` (learned preconditioners).
 * Results: :func:`load_run` (:mod:`physml.trained`), and the exceptions in
   :mod:`physml.errors`.
+* Case files from Python: the names in :mod:`physml.cases`' ``__all__`` (``load_case``,
+  ``run_case``, ``bundled_cases``, ``Case``, ``KINDS``), and
+  ``physml.cases.moe_trained.load_trained`` (with the ``TrainedMoE`` it returns), which reads
+  back a ``moe`` run's network where :func:`load_run` takes ``pinn`` and ``equation`` runs.
+  The rest of ``physml.cases`` (one module per case kind, their schemas, the run-folder
+  helpers) is not a stable API.
 
-The other modules (``cli*``, ``cases``, ``devices``, ``dtypes``, ``expressions``,
-``interrupts``, ``progress``, ``threads``, ``torch_files``) serve the command line and the modules
-above; they are not a stable API.
+The other modules (``cli*``, ``devices``, ``dtypes``, ``expressions``, ``interrupts``,
+``progress``, ``threads``, ``torch_files``) serve the command line and the modules above; they
+are not a stable API.
 """
 
 from __future__ import annotations

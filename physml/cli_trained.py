@@ -1,6 +1,8 @@
 """``physml predict`` and ``physml export``: the trained network of a run folder evaluated at
 points read from a .npy or .csv file ((n, d_in) -> (n, m), written as .npy, .csv or .h5), or
-saved as TorchScript or ONNX.
+saved as TorchScript or ONNX. Both exports compute in the trained dtype: the TorchScript module
+casts its input to it (a float64 ``X`` is rounded to float32 for a float32 run), and the ONNX
+graph declares it as its input's type (ONNX Runtime refuses another, naming both).
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ def predict_command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
+    """``physml export RUN_DIR --out MODEL``: the network of the run as TorchScript (``.pt``,
+    its input cast to the trained dtype) or ONNX (``.onnx``, its input of the trained dtype)."""
     from .trained import load_run
 
     check_output_file(args.out, args.overwrite)

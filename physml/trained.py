@@ -112,9 +112,10 @@ class TrainedModel:
 
     def export_torchscript(self, path: str | Path) -> None:
         """Save the field traced by TorchScript (``torch.jit.load(path)(X)`` gives
-        ``(n, m)`` for ``X`` of shape ``(n, d_in)`` in the trained dtype). The file's extra
-        files ``inputs``, ``outputs`` and ``physml_version`` name the columns of ``X`` and of
-        the output (comma-separated, e.g. ``x,t`` and ``u``)::
+        ``(n, m)`` in the trained dtype for ``X`` of shape ``(n, d_in)``; the saved module casts
+        ``X`` to the trained dtype first, so a float64 ``X`` is rounded to float32 for a
+        float32 run). The file's extra files ``inputs``, ``outputs`` and ``physml_version``
+        name the columns of ``X`` and of the output (comma-separated, e.g. ``x,t`` and ``u``)::
 
             names = {"inputs": "", "outputs": ""}
             torch.jit.load(path, _extra_files=names)  # names["inputs"] == b"x,t"
@@ -128,7 +129,8 @@ class TrainedModel:
             p.requires_grad_(False)
         try:  # the traced module shares the parameters: saved while they need no grad
             with torch.no_grad(), _quiet_exporter():
-                traced = torch.jit.trace(self.field, self._example(), check_trace=False)
+                traced = torch.jit.trace(_InputCast(self.field, self.dtype), self._example(),
+                                         check_trace=False)
             traced.save(str(path), _extra_files=self._export_metadata())
         finally:
             for p in trainable:
@@ -160,6 +162,18 @@ class TrainedModel:
                                         dynamic_shapes={"X": {0: rows}}, verbose=False)
             program.model.metadata_props.update(self._export_metadata())
             program.save(str(path), external_data=False)  # one self-contained file
+
+
+class _InputCast(torch.nn.Module):
+    """``field(X.to(dtype))``: the field of a TorchScript export, which takes ``X`` (n, d_in) of
+    any dtype, where the network's matrix products need its own."""
+
+    def __init__(self, field: PINNField, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.field, self.dtype = field, dtype
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.field(X.to(self.dtype))
 
 
 def _coefficient_values(problem) -> dict[str, float]:

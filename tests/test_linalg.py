@@ -1286,3 +1286,42 @@ def test_poisson_2d_refuses_inf_and_a_transposed_face_layout():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # SciPy warned of mixed integer and float products
         assert (poisson_2d(6, np.ones((2, 7, 6), dtype=int)) != poisson_2d(6)).nnz == 0  # MQ5
+
+
+@pytest.mark.parametrize("level", [wp.LOG_DEBUG, wp.LOG_ERROR])
+def test_the_first_warp_start_up_keeps_a_log_level_the_user_set(monkeypatch, level):
+    from physml.solvers import runtime
+
+    monkeypatch.setattr(runtime, "_started", set())
+    monkeypatch.setattr(wp.config, "log_level", level)
+    runtime.start_warp("cpu")
+    assert wp.config.log_level == level
+
+
+def test_the_first_warp_start_up_lowers_warps_default_log_level(monkeypatch):
+    from physml.solvers import runtime
+
+    monkeypatch.setattr(runtime, "_started", set())
+    monkeypatch.setattr(wp.config, "log_level", wp.LOG_INFO)  # Warp's default: its banner
+    monkeypatch.delenv(runtime.VERBOSE_VARIABLE, raising=False)
+    runtime.start_warp("cpu")
+    assert wp.config.log_level == wp.LOG_WARNING
+
+
+def test_the_readme_imports_linear_algebra_only_by_public_names():
+    """Every ``from physml.solvers.linalg... import`` of the README names the package itself
+    and names in its ``__all__`` (the model problems of its example included)."""
+    import ast
+    from pathlib import Path
+
+    import physml.solvers.linalg as linalg
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    imports = [node for block in blocks for node in ast.walk(ast.parse(block))
+               if isinstance(node, ast.ImportFrom)
+               and (node.module or "").startswith("physml.solvers.linalg")]
+    assert imports, "the README has a linear-algebra example"
+    for node in imports:
+        assert node.module == "physml.solvers.linalg"
+        assert {alias.name for alias in node.names} <= set(linalg.__all__)
