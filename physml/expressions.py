@@ -7,8 +7,9 @@ compiled by walking its tree into a function of named values that works on PyTor
 (residuals, output transforms) and on NumPy arrays (targets, references) alike.
 
 Derivative symbols: with outputs ``u`` and inputs ``x, y, t``, ``u_x``, ``u_xx``, ``u_xy``,
-``u_t`` ... name partial derivatives of first and second order (each letter one
-differentiation, in any order); inputs with longer names have no derivative symbols.
+``u_t``, ``u_xxx``, ``u_xxt``, ``u_xxxx`` ... name partial derivatives of order 1 to
+:data:`MAX_DERIVATIVE_ORDER` (each letter one differentiation, in any order); inputs with
+longer names have no derivative symbols.
 
 Every name is a real symbol (so ``abs(exp(-t))`` is ``exp(-t)``, not ``exp(re(t))``); a text
 may span lines (a YAML block).
@@ -32,6 +33,9 @@ FUNCTIONS = {
 """Functions an expression may call."""
 
 CONSTANTS = {"pi": sympy.pi, "e": sympy.E}
+
+MAX_DERIVATIVE_ORDER = 4
+"""The highest order of a derivative symbol (``u_xxxx``: Kuramoto–Sivashinsky, beams)."""
 
 _BINARY = {ast.Add: sympy.Add, ast.Sub: lambda a, b: a - b, ast.Mult: sympy.Mul,
            ast.Div: lambda a, b: a / b, ast.Pow: sympy.Pow}
@@ -75,7 +79,7 @@ def parse(text: str | float, allowed: Iterable[str], key: str,
                          f"{where})") from None
     except (RecursionError, MemoryError):  # Python's parser: some 5000 chained operations
         raise too_deep from None
-    symbols = {name: sympy.Symbol(name, real=True) for name in allowed}
+    symbols = set(allowed)  # a SymPy symbol is made for the names read only (of hundreds)
     built = []  # (node, its expression): a constant part found wrong is named as written
 
     def written(node) -> str:
@@ -97,16 +101,13 @@ def parse(text: str | float, allowed: Iterable[str], key: str,
                 sympy.Float(node.value)
         if isinstance(node, ast.Name):
             if node.id in symbols:
-                return symbols[node.id]
+                return sympy.Symbol(node.id, real=True)
             if node.id in CONSTANTS:
                 return CONSTANTS[node.id]
             field, _, letters = node.id.rpartition("_")
-            if len(letters) > 2 and all(f"{field}_{a}" in symbols for a in letters):
-                second = f"{field}_{letters[:2]}"
-                raise ValueError(f"{key}: {node.id!r} in {text!r} is a derivative of order "
-                                 f"{len(letters)}; expressions take derivatives up to second "
-                                 f"order: introduce a field w = {second} (the equation w - "
-                                 f"{second} in a system) and write w_{letters[2:]}")
+            if len(letters) > MAX_DERIVATIVE_ORDER and all(
+                    f"{field}_{a}" in symbols for a in letters):
+                raise ValueError(_too_high_order(node.id, text, key))
             derivative = field in symbols or any(n.startswith(f"{field}_") for n in symbols)
             # u_t, u_xt of a field u: every letter t or another input (single-letter names)
             in_time = node.id == "t" or derivative and "t" in letters and all(
@@ -120,7 +121,7 @@ def parse(text: str | float, allowed: Iterable[str], key: str,
                         f"{long_names[0]!r} has none: name that input with one letter "
                         "(domain.space)")
             raise ValueError(f"{key}: unknown symbol {node.id!r} in {text!r}{cure}; allowed: "
-                             f"{', '.join(allowed + list(CONSTANTS))}")
+                             f"{_allowed_names(allowed)}")
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
             base, exponent = build(node.left), build(node.right)
             if base.is_Number and exponent.is_Number:  # in floats: 9**9**9 is no bignum
@@ -170,6 +171,35 @@ def parse(text: str | float, allowed: Iterable[str], key: str,
             raise ValueError(f"{key}: {written(part)!r} in {text!r} is not a finite real number"
                              + (f" with {given} (parameters)" if names else ""))
     return expr
+
+
+def _too_high_order(name: str, text: str, key: str) -> str:
+    """The refusal of the derivative symbol ``name`` (``u_xxxxx``), of an order above
+    :data:`MAX_DERIVATIVE_ORDER`, with the rewrite through an auxiliary field."""
+    field, _, letters = name.rpartition("_")
+    highest = f"{field}_{letters[:MAX_DERIVATIVE_ORDER]}"
+    return (f"{key}: {name!r} in {text!r} is a derivative of order {len(letters)}; "
+            f"expressions take derivatives up to order {MAX_DERIVATIVE_ORDER}: introduce a "
+            f"field w = {highest} (the equation w - {highest} in a system) and write "
+            f"w_{letters[MAX_DERIVATIVE_ORDER:]}")
+
+
+def _allowed_names(allowed: list[str]) -> str:
+    """``allowed`` and the constants as a list for a message, the derivative symbols above
+    second order (``u_xxy``: 108 a field with three inputs) summed up by two examples."""
+    names = set(allowed)
+
+    def order(name: str) -> int:
+        field, _, letters = name.rpartition("_")
+        return len(letters) if field and all(f"{field}_{a}" in names for a in letters) else 0
+
+    listed = [name for name in allowed if order(name) <= 2]
+    highest = max(map(order, allowed), default=0)
+    if highest <= 2:
+        return ", ".join(listed + list(CONSTANTS))
+    examples = [next(n for n in allowed if order(n) == k) for k in (3, highest)]
+    return (f"{', '.join(listed + list(CONSTANTS))} and the derivatives of order 3 to "
+            f"{highest} in the same letters ({', '.join(dict.fromkeys(examples))} ...)")
 
 
 def _finite_real(value: Callable[[], object]) -> float | None:
@@ -233,10 +263,11 @@ def _call(torch_name: str, numpy_name: str, *args):
     return getattr(np, numpy_name)(*args)
 
 
-def derivative_symbols(outputs: Iterable[str], inputs: Iterable[str], order: int = 2
-                       ) -> dict[str, tuple[str, ...]]:
+def derivative_symbols(outputs: Iterable[str], inputs: Iterable[str],
+                       order: int = MAX_DERIVATIVE_ORDER) -> dict[str, tuple[str, ...]]:
     """Derivative symbol names up to ``order``: ``u_x`` -> ("u", "x"), ``u_xy`` ->
-    ("u", "x", "y") (single-letter inputs)."""
+    ("u", "x", "y"), ``u_xxxx`` -> ("u", "x", "x", "x", "x") (single-letter inputs; with
+    $d$ of them, $d + d^2 + ... + d^{order}$ symbols a field)."""
     inputs = [i for i in inputs if len(i) == 1]
     symbols: dict[str, tuple[str, ...]] = {}
     suffixes = [""]

@@ -1558,9 +1558,9 @@ def test_a_wave_from_an_initial_rate_trains_toward_the_exact_solution(tmp_path):
     ("exact: sin(pi * x) * sin(pi * t) / pi", "fields: [u, v]\nexact: {u: sin(pi * x) * "
      "sin(pi * t) / pi, v: t}",
      "pde: 1 equation(s) for the 2 fields (u, v); give at least one equation per field"),
-    ("pde: u_tt - u_xx", "pde: u_t + u_xxx", "pde: 'u_xxx' in 'u_t + u_xxx' is a derivative "
-     "of order 3; expressions take derivatives up to second order: introduce a field w = u_xx "
-     "(the equation w - u_xx in a system) and write w_x"),
+    ("pde: u_tt - u_xx", "pde: u_t + u_xxxxx", "pde: 'u_xxxxx' in 'u_t + u_xxxxx' is a "
+     "derivative of order 5; expressions take derivatives up to order 4: introduce a field "
+     "w = u_xxxx (the equation w - u_xxxx in a system) and write w_x"),
     ("{kind: initial, value: 0}", "{kind: initial, value: 0}\n  - {kind: dirichlet, value: 0}",
      "conditions[1] and conditions[3] are both named 'boundary', the default name of dirichlet "
      "conditions; give one of them its own `name`"),

@@ -142,6 +142,8 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
                          "determine the fields; give boundary conditions (and, with "
                          "domain.time, an initial one) or observations")
     read_symbols = sorted({n for r in residuals.values() for n in r.names if n in derivatives})
+    if time:
+        _check_time_order(read_symbols, derivatives)
     for kind, in_time, needed in (  # any derivative at least once (twice) in t, mixed ones too
             ("initial", 1, "the initial value of {f}"),
             ("initial_rate", 2, "the initial rate {f}_t as well as {f}")):
@@ -214,6 +216,22 @@ def build_equation_problem(case, solved: Path | None = None, read_data: bool = T
         raise ValueError(_condition_message(str(err), conditions)) from None
     _check_evaluation_and_loss(case, inputs, problem, [*equations, *terms], check_parameters)
     return problem
+
+
+def _check_time_order(symbols, derivatives) -> None:
+    """No derivative symbol the pde reads is more than second order in ``t``: the initial
+    conditions give $u$ and $u_t$ at the start time (``initial``, ``initial_rate``), not the
+    $u_{tt}$ an equation third order in time needs as well.
+
+    Raises:
+        ValueError: naming ``pde`` and the symbol.
+    """
+    for symbol in symbols:
+        in_time = derivatives[symbol][1:].count("t")
+        if in_time > 2:
+            raise ValueError(f"pde: {symbol} is of order {in_time} in t, but the initial "
+                             "conditions give a field and its rate (initial, initial_rate) "
+                             "only: write an equation at most second order in t")
 
 
 def _condition_message(message: str, conditions) -> str:

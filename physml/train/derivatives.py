@@ -6,15 +6,15 @@ shape ``(n, d_in)`` (columns named by ``inputs``, e.g. ``("x", "y", "t")``) and 
 
 * ``d["u"]``, ``d["x"]``: an output or an input, shape ``(n, 1)``; ``d["nu"]``: a
   coefficient as given, a tensor ``(n, 1)`` or a scalar (a Python number comes back as is);
-* ``d("u", "x")``, ``d("u", "x", "x")``, ``d("v", "x", "t")``: partial derivatives, shape
-  ``(n, 1)`` (of a coefficient that does not depend on ``X``, a scalar or a tensor computed
-  without it: zeros ``(n, 1)``);
+* ``d("u", "x")``, ``d("u", "x", "x")``, ``d("v", "x", "t")``, ``d("u", "x", "x", "x")``:
+  partial derivatives of any order, shape ``(n, 1)`` (of a coefficient that does not depend
+  on ``X``, a scalar or a tensor computed without it: zeros ``(n, 1)``);
 * ``d.laplacian("u")`` $=\sum_i u_{x_i x_i}$ over the space inputs, ``d.divergence(("u",
   "v"))`` $= u_x + v_y$, ``d.gradient("u")`` ``(n, dim)`` over the space inputs.
 
 Each gradient is one ``torch.autograd.grad`` call of a column over all of ``X`` (graph kept),
 cached, so $u_x$ and $u_t$ share a call and $u_{xx}$, $u_{xy}$ share another, whichever terms
-ask for them.
+ask for them; a derivative of order $k$ costs $k$ nested calls ($u_{xxxx}$: four).
 """
 
 from __future__ import annotations
