@@ -50,7 +50,13 @@ from .grid import BoundaryConditions, Grid, periodic
 from .grid_layout import GridLayout
 from .implicit_diffusion import ImplicitDiffusion
 from .operators import FLUXES, FluxKind, Limiter, ReactionKind
-from .parameters import Parameter, Term, check_parameters, check_representable
+from .parameters import (
+    Parameter,
+    Term,
+    check_parameters,
+    check_representable,
+    refuse_text_and_bools,
+)
 from .rk_stages import Coefficient, FusedStages, StageWork
 from .rollout import batch_rollout, replayed_steps
 from .runtime import warp_device
@@ -243,9 +249,32 @@ class GridSolver(BuiltSolver):
         kept = getattr(self, "_parameter_arrays_kept", None)
         if kept is None or kept[0] != key:
             kept = (key, {n: wp.array(v, dtype=self.dtype, device=self.device)
-                          for n, v in values.items()})
+                          for n, v in values.items()}, {})
             self._parameter_arrays_kept = kept
         return kept[1]
+
+    _KEPT_SAMPLE_SOLVERS = 16
+    """Time steps :meth:`shared_sample_solver` keeps a copy for (beyond it they are made anew)."""
+
+    def shared_sample_solver(self, arrays: dict[str, wp.array], dt: float) -> GridSolver:
+        """:meth:`sample_solver` of sample 0 for parameter arrays every sample shares; made
+        once per ``dt`` (and kept) where they are the solver's own values, the arrays of
+        :meth:`batch_parameter_arrays` without values: their checks and the copy do not
+        depend on the states. Read it only: the next call may get it too."""
+        kept = self.__dict__.get("_parameter_arrays_kept")
+        own = kept is not None and arrays.keys() == kept[1].keys() and all(
+            arrays[name] is array for name, array in kept[1].items())
+        if not own:
+            return self.sample_solver(arrays, 0, dt)
+        solvers, dt = kept[2], float(dt)
+        solver = solvers.get(dt)
+        if solver is None:
+            solver = self.sample_solver(arrays, 0, dt)
+            del solver.__dict__["_parameter_arrays_kept"]  # it is kept in them: no cycle
+            if len(solvers) >= self._KEPT_SAMPLE_SOLVERS:
+                solvers.clear()
+            solvers[dt] = solver
+        return solver
 
     def batch_parameter_arrays(self, batch: int, values: Mapping[str, Any]) -> dict[str, wp.array]:
         """Parameters for a batch of ``batch`` states, each given value checked against its
@@ -270,6 +299,7 @@ class GridSolver(BuiltSolver):
         for name, value in values.items():
             refuse_grad(value, f"parameters[{name!r}]", "solver.rollout",
                         "use physml.bridge.rollout for gradients")
+            refuse_text_and_bools(f"parameters[{name!r}]", value)
         shapes = self.batch_parameter_shapes(batch, {n: np.shape(v) for n, v in values.items()})
         arrays = dict(self._kept_parameter_arrays())
         for name, value in values.items():
@@ -529,7 +559,13 @@ class GridSolver(BuiltSolver):
 
     def step(self, u: Any) -> np.ndarray:
         """One time step: NumPy array of shape ``grid.shape`` (or ``(B, *grid.shape)``) in,
-        new NumPy array out."""
+        new NumPy array out.
+
+        Raises:
+            ValueError: ``u`` of another shape, holding NaN/Inf, or a tensor that requires
+                grad (:func:`physml.bridge.rollout` differentiates).
+        """
+        refuse_grad(u, "u", "solver.step", "use physml.bridge.rollout for gradients")
         batched = np.ndim(u) == self.grid.ndim + 1
         finite_state(u, (np.shape(u)[0], *self.grid.shape) if batched else self.grid.shape, "u")
         return np.take(self.rollout(u, 1), -1, axis=-self.grid.ndim - 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, TypeVar
 
 from .errors import refuse_grad, whole_number
+from .parameters import refuse_text_and_bools
 from .runtime import warp_device
 
 Solver = TypeVar("Solver")
@@ -32,7 +33,7 @@ class BuiltSolver:
     :meth:`checked_setting` checks a ``SETTABLE`` value as it is set (the constructor's values
     too), and the rest is read, and checked, when a rollout starts. A parameter is refused as a
     tensor that requires grad (``GRADIENTS`` says what gives gradients in it; None: nothing
-    does).
+    does), and as text or a bool.
     """
 
     SETTABLE: ClassVar[tuple[str, ...]] = ("dt", "check_every")
@@ -97,6 +98,7 @@ class BuiltSolver:
                                  f"build a new {cls} with the {name} you want")
         if name in self.parameter_names:
             self.refuse_grad_parameters({name: value})
+            refuse_text_and_bools(name, value)
         elif name in self.SETTABLE:
             value = self.checked_setting(name, value)
         super().__setattr__(name, value)

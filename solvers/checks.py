@@ -48,8 +48,8 @@ def per_sample(value: Any, batch: int, name: str, kind: type = int) -> np.ndarra
     array = given.astype(np.float64)
     require(array.ndim == 0 or array.shape == (batch,),
             f"{name} has shape {array.shape}; expected one value or one per sample ({batch},)")
-    array = np.broadcast_to(array, (batch,))
+    array = np.full(batch, array) if array.ndim == 0 else array
     if kind is int:
-        require(np.all(array == np.round(array)), f"{name}={value!r} must hold whole numbers")
+        require((array == np.round(array)).all(), f"{name}={value!r} must hold whole numbers")
         return array.astype(np.int64)
-    return array.astype(np.float64)
+    return array

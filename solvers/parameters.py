@@ -76,8 +76,10 @@ class Parameter:
         """``value`` as a float (a tuple of ``ndim`` floats if ``per_axis``).
 
         Raises:
-            ValueError: naming the parameter, the value, the allowed range and the unit.
+            ValueError: naming the parameter, the value, the allowed range and the unit (also
+                for text or a bool: :func:`refuse_text_and_bools`).
         """
+        refuse_text_and_bools(self.name, value)
         flat = np.atleast_1d(np.asarray(value, dtype=np.float64)).ravel()
         size = ndim if self.per_axis else 1
         shown = _show(flat)
@@ -89,6 +91,24 @@ class Parameter:
                 f"{self.name}={shown} must be {self.allowed} ({self.meaning} in {self.unit})"
             )
         return tuple(float(v) for v in flat) if self.per_axis else float(flat[0])
+
+
+def refuse_text_and_bools(name: str, value: Any) -> None:
+    """Refuse text and booleans as the value of parameter ``name`` (alone, in a sequence or in
+    an array), which NumPy would read as numbers ("0.01" as 0.01, True as 1): a number
+    written as text in a configuration, or a flag passed for a value, is a mistake to report.
+
+    Raises:
+        ValueError: naming ``name`` and the value.
+    """
+    items = value if isinstance(value, list | tuple) else (value,)
+    kinds = {np.asarray(value).dtype.kind} if hasattr(value, "__array__") else set()
+    kinds |= {"U" for v in items if isinstance(v, str | bytes)}
+    kinds |= {"b" for v in items if isinstance(v, bool | np.bool_)}
+    if kinds & {"S", "U"}:
+        raise ValueError(f"{name}={value!r} must be a number, not text")
+    if "b" in kinds:
+        raise ValueError(f"{name}={value!r} must be a number, not a bool")
 
 
 def check_parameters(

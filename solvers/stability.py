@@ -15,6 +15,7 @@ Euler. The rates of nonlinear terms depend on a state only through a bound on $|
 from __future__ import annotations
 
 import decimal
+import functools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +37,7 @@ TVD_CFL = 0.5
 def operator_rates(solver: GridSolver, u_max: float) -> dict[str, float]:
     """The rates of the convection–diffusion–reaction operator of ``solver`` for $|u| \\le$
     ``u_max`` (what :meth:`~physml.solvers.base.GridSolver.rates` returns)."""
-    inv_dx = np.array([1.0 / h for h in solver.grid.dx])
+    inv_dx, inv_dx2_sum = _inverse_spacings(solver.grid)
     params = solver.parameters()
     velocity = (
         np.zeros(solver.grid.ndim)
@@ -47,12 +48,20 @@ def operator_rates(solver: GridSolver, u_max: float) -> dict[str, float]:
     with np.errstate(over="ignore"):  # an infinite rate is told by term_costs
         rates = {"diffusion": 0.0, "advection": float(np.sum(speed * inv_dx)), "reaction": 0.0}
         if solver.diffusion_parameter is not None:
-            rates["diffusion"] = float(params[solver.diffusion_parameter][0] * 4
-                                       * np.sum(inv_dx**2))
+            rates["diffusion"] = float(params[solver.diffusion_parameter][0] * 4 * inv_dx2_sum)
         if solver.reaction_parameter is not None:
             slope = REACTIONS[solver.reaction_kind](u_max)
             rates["reaction"] = float(params[solver.reaction_parameter][0] * slope)
     return rates
+
+
+@functools.lru_cache(maxsize=64)
+def _inverse_spacings(grid: Grid) -> tuple[np.ndarray, np.float64]:
+    """$1/\\Delta x_d$ per axis (read only) and $\\sum_d 1/\\Delta x_d^2$ of ``grid``: made once
+    per grid, not at each stability check."""
+    inv_dx = np.array([1.0 / h for h in grid.dx])
+    inv_dx.flags.writeable = False
+    return inv_dx, np.sum(inv_dx**2)
 
 
 def cell_and_ghost_bounds(grid: Grid, bc: BoundaryConditions, u: np.ndarray) -> np.ndarray:
@@ -70,7 +79,7 @@ def cell_and_ghost_bounds(grid: Grid, bc: BoundaryConditions, u: np.ndarray) -> 
             f"batch (B, *{shape}) with B >= 1")
     cells = u.reshape(-1, *shape)
     batch = len(cells)
-    bound = np.max(np.abs(cells.reshape(batch, -1)), axis=1, initial=0.0)
+    bound = np.abs(cells.reshape(batch, -1)).max(axis=1, initial=0.0)
     for d, sides in enumerate(bc.sides):
         for side, condition in enumerate(sides):
             if condition.kind != BCKind.DIRICHLET or condition.value == 0:
@@ -232,8 +241,8 @@ def check_samples(solver: GridSolver, arrays: dict[str, wp.array], states: np.nd
     if all(array.shape[0] == 1 for array in arrays.values()):
         u_max = solver.state_bounds(states)
         try:
-            for dt in np.unique(steps):
-                sample = solver.sample_solver(arrays, 0, dt)
+            for dt in steps if len(steps) == 1 else np.unique(steps):
+                sample = solver.shared_sample_solver(arrays, dt)
                 group = u_max[steps == dt]
                 for extreme in {float(group.min()), float(group.max())}:  # one: one sample
                     sample.check_stability(bound=extreme)

@@ -191,3 +191,39 @@ def test_warp_float_types_are_named_without_numpy_reading_them(monkeypatch, name
     assert warp_dtype(warp_type) is warp_type
     with pytest.raises(ValueError, match="allowed: float32, float64"):
         float_name(wp.float16)
+
+
+def test_step_refuses_a_tensor_that_requires_grad_as_rollout_does():
+    """``step`` raised PyTorch's RuntimeError ("Can't call numpy() on Tensor that requires
+    grad") where ``rollout`` points to the bridge."""
+    heat = HeatSolver1D(G1, nu=0.01, dt=1e-3)
+    u = torch.tensor(U1, requires_grad=True)
+    with pytest.raises(ValueError, match=re.escape(
+            "u is a tensor that requires grad; solver.step does not differentiate: use "
+            "physml.bridge.rollout for gradients, or pass u.detach()")):
+        heat.step(u)
+    np.testing.assert_array_equal(heat.step(u.detach()), heat.rollout(U1, 1)[-1])
+
+
+@pytest.mark.parametrize(("value", "what"), [
+    ("0.01", "text"), (b"0.01", "text"), (np.array(["0.01"]), "text"), (True, "a bool"),
+    (np.bool_(True), "a bool"), ([True], "a bool"), (torch.tensor(True), "a bool")])
+def test_physical_parameters_refuse_text_and_bools(value, what):
+    """``nu="0.01"`` and ``nu=True`` were read as 0.01 and 1 (``n_steps=True`` is refused);
+    refused when built, set, given to ``with_parameters`` or to a rollout."""
+    message = f"nu={value!r} must be a number, not {what}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        HeatSolver1D(G1, nu=value, dt=1e-4)
+    heat = HeatSolver1D(G1, nu=0.01, dt=1e-4)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        heat.with_parameters(nu=value)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        heat.nu = value
+    with pytest.raises(ValueError, match=re.escape(f"parameters['nu']={value!r} must be a "
+                                                   f"number, not {what}")):
+        heat.rollout(U1, 1, parameters={"nu": value})
+    with pytest.raises(ValueError, match=re.escape(f"beta={value!r} must be a number")):
+        AdvectionSolver1D(G1, beta=value, dt=1e-4)
+    heat.nu = np.float32(0.02)  # numbers of any kind stay accepted
+    heat.nu = torch.tensor(0.02, dtype=torch.float64)
+    assert HeatSolver1D(G1, nu=np.int64(1), dt=1e-4).nu == 1.0
