@@ -14,8 +14,8 @@ from pydantic import BaseModel, ValidationError
 def annotation_types(annotation: object) -> list[type]:
     """The classes an annotation admits, through Optional, unions, Annotated and containers
     (``list[int] | None`` -> int, NoneType; a model is one class, not its fields)."""
-    if isinstance(annotation, type):
-        return [annotation]
+    if isinstance(annotation, type) and typing.get_origin(annotation) is None:
+        return [annotation]  # (on Python 3.10 ``list[int]`` is an instance of type too)
     return [t for arg in typing.get_args(annotation) for t in annotation_types(arg)]
 
 

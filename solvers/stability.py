@@ -224,7 +224,8 @@ def distinct_digits(a: float, b: float, digits: int = 4) -> tuple[str, str]:
 def rounded_down(x: float, digits: int = 4) -> str:
     """Positive ``x`` printed with ``digits`` significant digits, rounded towards zero, so a
     suggested step within a limit stays within it once read back."""
-    with decimal.localcontext(prec=digits, rounding=decimal.ROUND_DOWN) as context:
+    with decimal.localcontext() as context:  # (its keyword arguments need Python 3.11)
+        context.prec, context.rounding = digits, decimal.ROUND_DOWN
         return f"{context.plus(decimal.Decimal(repr(float(x)))).normalize():g}"
 
 
