@@ -50,6 +50,8 @@ def describe_error(err: ValidationError, root: type[BaseModel], skip: int = 0) -
     if first["type"] == "extra_forbidden":
         return f"unknown key {key!r}; allowed: {', '.join(_allowed_keys(loc, root))}"
     message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "model_type":  # a section: not the class behind it
+        message = "Input should be a mapping"
     if first["type"] == "missing":
         unknown = [e["loc"][-1] for e in errors
                    if e["type"] == "extra_forbidden" and e["loc"][:-1] == loc[:-1]]

@@ -979,7 +979,7 @@ def test_a_message_after_a_dropped_key_says_which_default_applied():
     raw = yaml.safe_load(bundled_cases()["heat_surface"].read_text())
     del raw["kind"]
     with pytest.raises(ValueError, match=r"unknown key 'pde.kappa'; allowed: name, nu \(no "
-                                         r"kind given: read as kind pinn\)"):
+                                         r"kind given: read as kind pinn; kind takes: pinn, "):
         validate_case(raw, "case heat_surface")
     raw = yaml.safe_load(bundled_cases()["pcg_heat_mesh"].read_text())
     del raw["dataset"]["systems"]

@@ -18,6 +18,7 @@ variant or override switches the kind of a section (or the case's method) that s
 from __future__ import annotations
 
 import copy
+import difflib
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Union
@@ -27,6 +28,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from ..datasets.validation_messages import describe_error
 from ..datasets.yaml_files import load_yaml, read_yaml_mapping
+from ..train.observations import check_solve_steps
 from . import equation, mesh_pde, moe, pcg, pinn, teng, thermomigration
 from .kind import CaseKind, OnStep
 from .run_folder import foreign_options, new_run_folder, sweep_temporaries
@@ -154,21 +156,55 @@ def validate_case(raw: dict, where: str, read_data: bool = True, recorded: bool 
     :meth:`~.sections.CaseBase.unused_option`); ``final`` marks the case
     that will run, whose checks that cost more than the schema's (the reference on the
     evaluation grid) run once, not for every variant. A case without ``kind`` is read as
-    :data:`DEFAULT_KIND`, which a message naming an unknown key says."""
-    assumed = "" if "kind" in raw else f" (no kind given: read as kind {DEFAULT_KIND})"
+    :data:`DEFAULT_KIND`, which a message says where the case may be of another kind
+    (:func:`_without_kind`). The final case's ``observations.solve`` is refused beyond the
+    step cap (:func:`_refuse_long_observation_solve`)."""
+    given = raw
     raw = {"kind": DEFAULT_KIND, **raw}
     if not isinstance(raw["kind"], str) or raw["kind"] not in KINDS:
         raise ValueError(f"{where}: kind {raw['kind']!r} is not a case kind; allowed: "
                          f"{', '.join(KINDS)}")
     try:
-        return _CASE.validate_python(raw, context={
+        case = _CASE.validate_python(raw, context={
             "read_data": read_data, "recorded": recorded, "final": final and not recorded,
             "strict_kinds": strict_kinds and not recorded})
     except ValidationError as err:
         message = describe_error(err, KINDS[raw["kind"]].schema, skip=1)
-        if "unknown key" in message:  # perhaps another kind's key
-            message += assumed
+        if "kind" not in given:
+            message = _without_kind(given, message)
         raise ValueError(f"{where}: {message}") from None
+    if final and not recorded:
+        _refuse_long_observation_solve(case, where)
+    return case
+
+
+def _refuse_long_observation_solve(case: CaseBase, where: str) -> None:
+    """Refuse a case whose ``observations.solve`` (kind ``equation``) would take more time
+    steps than ``physml solve`` runs by default
+    (:func:`~physml.train.observations.check_solve_steps`)."""
+    observations = getattr(case, "observations", None)
+    if observations is None or observations.solve is None:
+        return
+    try:
+        check_solve_steps(observations.solve, case.domain.time)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _without_kind(raw: dict, message: str) -> str:
+    """``message`` about a case without ``kind`` (read as :data:`DEFAULT_KIND`): led by an
+    unknown key that looks like a misspelt ``kind`` (``kindx``, ``Kind``); else, where the
+    case holds keys that kind does not read (perhaps another kind's), followed by the kind it
+    was read as."""
+    kinds = ", ".join(KINDS)
+    misspelt = difflib.get_close_matches("kind", [k for k in raw if isinstance(k, str)], n=1)
+    if misspelt:
+        return (f"kind: not given (unknown key {misspelt[0]!r} given; kind takes: {kinds}), so "
+                f"the case is read as kind {DEFAULT_KIND}: {message}")
+    known = KINDS[DEFAULT_KIND].schema.model_fields
+    if "unknown key" in message or any(key not in known for key in raw):
+        return f"{message} (no kind given: read as kind {DEFAULT_KIND}; kind takes: {kinds})"
+    return message
 
 
 def load_case(path: str | Path, overrides: list[str] | None = None, read_data: bool = True,
