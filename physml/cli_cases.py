@@ -43,10 +43,12 @@ def cases_command(args: argparse.Namespace) -> int:
 
 def validate_command(args: argparse.Namespace) -> int:
     from .cases.registry import case_kind, load_case
+    from .cases.run_folder import check_output_folder
     from .devices import require_torch_device
 
     case = load_case(args.case, args.overrides)
     require_torch_device(case.device)  # as run checks it, without starting Warp
+    check_output_folder(case.output)  # as run checks it, without making the run folder
     print(f"{args.case}: valid ({case_kind(case).describe(case)})")
     return 0
 

@@ -49,7 +49,7 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 import xarray as xr
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from ..constraints import (
     BlockRouter,
@@ -58,6 +58,7 @@ from ..constraints import (
     interface_jump,
     interface_profiles,
 )
+from ..datasets.grid_samples import step_plan
 from ..datasets.memory import WORKING_FIELDS
 from ..datasets.store import write_dataset
 from ..errors import NonFiniteLossError
@@ -72,6 +73,8 @@ from ..train.moe import (
     Loss,
     MoETrainer,
     Rows,
+    _initial_states,
+    _sample_setup,
     build_constraint,
     build_model,
     expert_blocks,
@@ -80,6 +83,7 @@ from ..train.moe import (
     relative_l2,
     trajectories,
 )
+from ..train.observations import MAX_SOLVE_STEPS
 from .kind import CaseKind, OnStep
 from .run_folder import (
     CHECKPOINT,
@@ -102,6 +106,7 @@ from .sections import (
     LearningRate,
     Seed,
     Threads,
+    is_final,
     threshold_passed,
     threshold_verdict,
 )
@@ -228,6 +233,23 @@ class MoECase(CaseBase):
             raise ValueError(f"training.batch={self.training.batch} exceeds problem.train="
                              f"{self.problem.train}")
         self._experts_own_pde_rows()
+        return self
+
+    @model_validator(mode="after")
+    def _data_solve_fits(self, info: ValidationInfo) -> MoECase:
+        """Refuse data whose solve takes more time steps than ``physml solve`` runs by default
+        (:data:`~physml.train.observations.MAX_SOLVE_STEPS`), counted for the first sample
+        (its step is ``solver.cfl`` times the stable step of its initial state)."""
+        if not is_final(info):
+            return self
+        p = self.problem
+        spec, solver = _sample_setup(p.name, self.space, p.nt, p.t_end)
+        steps, _, _ = step_plan(spec, solver, _initial_states(spec, solver, 1, 0)[0])
+        if steps > MAX_SOLVE_STEPS:
+            raise ValueError(
+                f"problem.t_end={spec.t_end:g} with problem.nx={p.nx}, problem.nt={p.nt}: the "
+                f"data's solve needs {steps:.3g} time steps a sample, more than "
+                f"{MAX_SOLVE_STEPS:.0e} (as physml solve refuses); use a shorter problem.t_end")
         return self
 
     def memory_needs(self) -> dict[str, float]:

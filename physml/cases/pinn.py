@@ -25,6 +25,7 @@ Run folder::
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +44,7 @@ from ..train.bundled import (
     LagrangianBurgersProblem,
     LagrangianConvectionProblem,
 )
+from ..train.observations import MAX_SOLVE_STEPS
 from ..train.pinn import PINNTrainer
 from ..train.problems import PINNProblem
 from .kind import CaseKind, OnStep
@@ -63,11 +65,18 @@ from .run_folder import (
     run_attrs,
     write_metrics,
 )
-from .sections import BYTES, EVALUATION_VALUES, PhysicsCase, point_needs, threshold_verdict
+from .sections import (
+    BYTES,
+    EVALUATION_VALUES,
+    PDE_PARAMETERS,
+    PhysicsCase,
+    point_needs,
+    threshold_verdict,
+)
 
-MAX_REFERENCE_STEPS = 10**7
-"""Most time steps the Burgers reference solve may take (:meth:`PINNCase.reference_steps`), as
-many as ``physml solve`` runs by default (its ``--max-steps``)."""
+SQUARED_COEFFICIENTS = frozenset({"k", "a1", "a2"})
+"""The ``pde`` coefficients that enter the residual squared: helmholtz's $k^2 u$ and its
+source, of size $(a_1\\pi)^2 + (a_2\\pi)^2$."""
 
 
 class PINNCase(PhysicsCase):
@@ -111,16 +120,34 @@ class PINNCase(PhysicsCase):
         if not steady and self.domain.y is not None:
             raise ValueError(f"domain.y: {self.pde.name} is posed in (x, t); remove domain.y")
         steps = self.reference_steps()
-        if steps > MAX_REFERENCE_STEPS:
+        if steps > MAX_SOLVE_STEPS:
             raise ValueError(
                 f"pde.nu={self.pde.nu:g} on domain.x={list(self.domain.x)}, "
                 f"domain.t={list(self.domain.t)} with evaluation.nx={self.evaluation.nx}: the "
                 f"Burgers reference solve needs about {steps:.2g} time steps, more than "
-                f"{MAX_REFERENCE_STEPS:.0e}; use a smaller pde.nu, domain.t or evaluation.nx")
+                f"{MAX_SOLVE_STEPS:.0e}; use a smaller pde.nu, domain.t or evaluation.nx")
         problem = build_problem(self)
         check_loss_options(self.training, problem, self.model.hard_constraints,
                            [*problem.residual_names, *(c.name for c in problem.conditions)],
                            strict=not recorded)
+        return self
+
+    @model_validator(mode="after")
+    def _residual_fits_dtype(self) -> PINNCase:
+        r"""Refuse a PDE coefficient whose term of the residual, about $|c|$ for a network
+        whose derivatives are of order 1 as training starts ($c^2$ for a wavenumber of
+        helmholtz: :data:`SQUARED_COEFFICIENTS`), squares in the loss beyond the largest number
+        of ``dtype``: the first loss would be Inf, a NaN/Inf stop at step 1."""
+        largest = torch.finfo(getattr(torch, self.dtype)).max
+        for key in PDE_PARAMETERS[self.pde.name]:
+            value = abs(getattr(self.pde, key))
+            power = 2 if key in SQUARED_COEFFICIENTS else 1
+            if value**power > math.sqrt(largest):
+                limit = largest ** (0.5 / power)
+                raise ValueError(
+                    f"pde.{key}={value:g} makes a residual term of about {value**power:.2g}, "
+                    f"whose square in the loss exceeds the largest {self.dtype} number "
+                    f"({largest:.2g}); use a pde.{key} below {limit:.2g}")
         return self
 
     def reference_steps(self) -> float:

@@ -14,6 +14,7 @@ else, resumed) is never written through.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -171,6 +172,7 @@ def new_run_folder(name: str, output: OutputSpec) -> Path:
         ValueError: the folder cannot be made there (``output.folder`` is a file, or not
             writable), naming ``output.folder``.
     """
+    check_output_folder(output)
     base = Path(output.folder) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder, n = base, 1
     try:
@@ -182,11 +184,36 @@ def new_run_folder(name: str, output: OutputSpec) -> Path:
             except FileExistsError:
                 folder, n = base.with_name(f"{base.name}-{n}"), n + 1
     except FileExistsError:  # from the parent: a file or a dangling link is in the way
-        raise ValueError(f"output.folder={str(output.folder)!r}: cannot make the run folder "
-                         "there (a file or a link to nothing is in the way)") from None
+        raise _unmakeable(output, _IN_THE_WAY) from None
     except OSError as err:
-        raise ValueError(f"output.folder={str(output.folder)!r}: cannot make the run "
-                         f"folder there ({err.strerror})") from None
+        raise _unmakeable(output, err.strerror) from None
+
+
+def check_output_folder(output: OutputSpec) -> None:
+    """Refuse an ``output.folder`` under which no run folder can be made, without making one:
+    the nearest existing path on it must be a folder that takes a new folder (a trial folder
+    is made there and removed), as ``physml validate`` and :func:`new_run_folder` both check.
+
+    Raises:
+        ValueError: naming ``output.folder`` and why (a file in the way, a permission, a
+            read-only or virtual file system such as ``/proc``).
+    """
+    path = Path(output.folder).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists() or p.is_symlink())
+    if not existing.is_dir():
+        raise _unmakeable(output, _IN_THE_WAY)
+    try:
+        Path(tempfile.mkdtemp(prefix=".physml-probe-", dir=existing)).rmdir()
+    except OSError as err:
+        raise _unmakeable(output, err.strerror) from None
+
+
+_IN_THE_WAY = "a file or a link to nothing is in the way"
+
+
+def _unmakeable(output: OutputSpec, why: str) -> ValueError:
+    return ValueError(f"output.folder={str(output.folder)!r}: cannot make the run folder there "
+                      f"({why})")
 
 
 STOPPED = "stopped.txt"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..solvers.free_energy import DiluteSolution, DoubleWell, RegularSolution
+from ..solvers.free_energy import DoubleWell
 from ..solvers.grid import BC, BoundaryConditions, Grid
 from ..solvers.heat import HeatSolver
 from ..solvers.precipitates import matrix_composition, precipitate_field
@@ -13,6 +13,7 @@ from ..solvers.thermomigration import ThermomigrationSolver
 from ..solvers.thermomigration_temperature import HeatConductionTemperature, linear_temperature
 from .initial_fields import evaluate_expression, read_field
 from .thermomigration_spec import ThermomigrationCase
+from .thermomigration_spec import build_free_energy as build_free_energy
 
 
 def build_grid(case: ThermomigrationCase) -> tuple[Grid, BoundaryConditions]:
@@ -21,24 +22,6 @@ def build_grid(case: ThermomigrationCase) -> tuple[Grid, BoundaryConditions]:
     sides = tuple((BC("periodic"),) * 2 if kind == "periodic" else (BC("neumann"),) * 2
                   for kind in spec.bc)
     return grid, BoundaryConditions(sides)
-
-
-def build_free_energy(case: ThermomigrationCase) -> DiluteSolution | DoubleWell | RegularSolution:
-    """The free energy; a double well given by $\\rho$ and a mobility $M$ becomes
-    ``DoubleWell(barrier=`` $\\rho\\Delta c^4/16$ ``, diffusivity=`` $2M\\rho\\Delta c^2$ ``)``."""
-    spec = case.free_energy
-    if spec.kind == "dilute":
-        return DiluteSolution(diffusivity=spec.diffusivity,
-                              activation_energy=spec.activation_energy)
-    if spec.kind == "regular_solution":
-        return RegularSolution(interaction=spec.interaction, diffusivity=spec.diffusivity,
-                               activation_energy=spec.activation_energy)
-    gap, rho = spec.c_beta - spec.c_alpha, spec.curvature_scale
-    diffusivity = (spec.diffusivity if spec.mobility is None
-                   else 2 * spec.mobility * rho * gap**2)
-    return DoubleWell(barrier=rho * gap**4 / 16, c_alpha=spec.c_alpha, c_beta=spec.c_beta,
-                      slope_alpha=spec.slope_alpha, slope_beta=spec.slope_beta, T0=spec.T0,
-                      diffusivity=diffusivity, activation_energy=spec.activation_energy)
 
 
 def build_temperature(case: ThermomigrationCase, grid: Grid):

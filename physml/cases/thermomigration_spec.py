@@ -232,6 +232,11 @@ SNAPSHOT_VALUES = 2
 """Numbers held per cell for each snapshot, measured: the trajectory, and a copy as it is
 written (1000^2 cells: 12 bytes a cell more for each of 10 more snapshots, 1.5 numbers)."""
 
+SETTLING_FRACTION = 1e-6
+"""Shortest diffusion time across the domain a case may have, as a fraction of its first save
+interval (the bundled cases: 20 to 130; Fe-C with a diffusivity 1e6 times its own, 7e-5, runs
+in seconds, 1e9 times, 7e-8, for minutes)."""
+
 MODELS = {"dilute": DiluteSolution, "double_well": DoubleWell,
           "regular_solution": RegularSolution}
 
@@ -333,6 +338,29 @@ class ThermomigrationCase(CaseBase):
                         self.initial.time_index)
         return self
 
+    @model_validator(mode="after")
+    def _diffusion_not_instant(self) -> ThermomigrationCase:
+        """Refuse a diffusivity (or mobility) so large that the composition settles across
+        the domain, in its diffusion time $L^2/D_{max}$ (the longest ``grid.length``, $D$ at
+        the hot end), within :data:`SETTLING_FRACTION` of the first save interval: the
+        snapshots would show the steady state alone, after adaptive steps that resolve the
+        transient at that speed (minutes to hours)."""
+        spec = self.temperature_spec
+        span = abs(spec.gradient) * self.grid.length[spec.axis] / 2
+        diffusivity = build_free_energy(self).diffusivity_bound(spec.mean - span,
+                                                                spec.mean + span)
+        settling = max(self.grid.length) ** 2 / diffusivity
+        first_save = float(self.time.save_times()[1])
+        if settling < SETTLING_FRACTION * first_save:
+            given = ("mobility" if self.free_energy.mobility is not None else "diffusivity")
+            raise ValueError(
+                f"free_energy.{given}={getattr(self.free_energy, given):g} gives a diffusivity "
+                f"up to {diffusivity:.3g}: the composition settles across grid.length="
+                f"{list(self.grid.length)} in a time of {settling:.3g}, under "
+                f"{SETTLING_FRACTION:g} of the first save's, t = {first_save:g} (time); use a "
+                f"smaller free_energy.{given} or a longer grid.length")
+        return self
+
     def _mole_fractions(self) -> None:
         """In SI units the double well's c is a mole fraction: refuse ``free_energy.c_alpha``,
         ``c_beta``, a ``uniform`` start's ``initial.value`` or the values of a ``file`` start
@@ -415,3 +443,21 @@ class ThermomigrationCase(CaseBase):
     def total_steps(self) -> int:
         """Snapshots after t = 0 (the progress bar's units)."""
         return self.time.saves - 1
+
+
+def build_free_energy(case: ThermomigrationCase) -> DiluteSolution | DoubleWell | RegularSolution:
+    """The free energy; a double well given by $\\rho$ and a mobility $M$ becomes
+    ``DoubleWell(barrier=`` $\\rho\\Delta c^4/16$ ``, diffusivity=`` $2M\\rho\\Delta c^2$ ``)``."""
+    spec = case.free_energy
+    if spec.kind == "dilute":
+        return DiluteSolution(diffusivity=spec.diffusivity,
+                              activation_energy=spec.activation_energy)
+    if spec.kind == "regular_solution":
+        return RegularSolution(interaction=spec.interaction, diffusivity=spec.diffusivity,
+                               activation_energy=spec.activation_energy)
+    gap, rho = spec.c_beta - spec.c_alpha, spec.curvature_scale
+    diffusivity = (spec.diffusivity if spec.mobility is None
+                   else 2 * spec.mobility * rho * gap**2)
+    return DoubleWell(barrier=rho * gap**4 / 16, c_alpha=spec.c_alpha, c_beta=spec.c_beta,
+                      slope_alpha=spec.slope_alpha, slope_beta=spec.slope_beta, T0=spec.T0,
+                      diffusivity=diffusivity, activation_energy=spec.activation_energy)

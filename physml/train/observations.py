@@ -8,6 +8,7 @@ Gaussian noise of standard deviation ``noise`` times the root mean square of the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,3 +100,44 @@ def read_observations(path: str | Path, variable: str, inputs: Sequence[str], n:
     rms = float(np.sqrt(np.mean(values**2)))
     observed = values[chosen] + noise * rms * rng.standard_normal(n)
     return Observations(points.astype(np.float64), observed[:, None], (field,))
+
+
+MAX_SOLVE_STEPS = 10**7
+"""Most time steps a solve that a case makes before it trains may take (its observations, the
+Burgers reference of kind ``pinn``, the data of kind ``moe``), as many as ``physml solve`` runs
+by default (its ``--max-steps``)."""
+
+
+def solve_steps_per_save(stable_dt: float, t_end: float, n_saves: int) -> float:
+    r"""Time steps per save interval of a solve to ``t_end`` saving ``n_saves`` states at up to
+    half the stable step: $k = \lceil \tau / (dt_{stable}/2) \rceil$ with
+    $\tau = t_{end}/(n_{saves}-1)$; a float (inf, or beyond any count) where $k$ overflows."""
+    per_save = t_end / (n_saves - 1) / (0.5 * stable_dt)
+    return float(math.ceil(per_save)) if per_save < 1e300 else math.inf
+
+
+def check_solve_steps(spec, time: Sequence[float]) -> None:
+    """Refuse ``observations.solve`` (its ``pde``, ``parameters``, ``nx``, ``n_saves``) to
+    ``time[1]`` (``domain.time``) if it would take more than :data:`MAX_SOLVE_STEPS` steps.
+
+    Raises:
+        ValueError: naming the keys that set the count and the count.
+    """
+    from ..datasets.problems import build_solver
+
+    try:
+        solver, u0 = build_solver(spec.pde, (spec.nx,), dict(spec.parameters), dtype="float64")
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"observations.solve: {err}") from None
+    steps = solve_steps_per_save(solver.stable_dt(u0), time[1], spec.n_saves) * (
+        spec.n_saves - 1)
+    if steps > MAX_SOLVE_STEPS:
+        count = f"{steps:.0f}" if steps < 1e15 else f"{steps:.3g}"
+        given = "".join(f"observations.solve.parameters.{name}={value:g}, "
+                        for name, value in spec.parameters.items())
+        raise ValueError(
+            f"observations.solve: {spec.pde} with {given}observations.solve.nx={spec.nx} and "
+            f"domain.time={list(time)} needs {count} time steps at half its stable step, more "
+            f"than {MAX_SOLVE_STEPS:.0e} (as physml solve refuses); use smaller "
+            "observations.solve.parameters, a smaller observations.solve.nx or a shorter "
+            "domain.time")
