@@ -57,7 +57,7 @@ from .memory import check_plan_fits
 from .mesh_generate import check_mesh_spec, warm_mesh_kernels, write_mesh_shard
 from .mesh_spec import MeshDatasetSpec
 from .output_folder import DAMAGED_SHARD, check_resumed_device, prepare_folder, written_device
-from .shard_engines import dask_available, logging_silenced, run_in_process, run_on_dask
+from .shard_engines import TIMEOUTS, dask_available, logging_silenced, run_in_process, run_on_dask
 from .spec import DatasetSpec, SampledSpec
 from .store import MANIFEST, SPLITS
 
@@ -140,7 +140,7 @@ def connect_scheduler(scheduler: str):
     def connect() -> None:  # Dask's timeout alone waits forever on a server that is not Dask
         try:
             answer.append(Client(scheduler, timeout=SCHEDULER_TIMEOUT_S))
-        except (OSError, TimeoutError) as error:
+        except (OSError, *TIMEOUTS) as error:
             answer.append(error)
 
     thread = threading.Thread(target=connect, name="physml-connect-scheduler", daemon=True)

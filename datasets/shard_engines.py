@@ -5,6 +5,7 @@ client of an existing scheduler), with a Ctrl-C closing a local cluster in order
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
@@ -13,6 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .grid_generate import write_shard
+
+TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
+"""A timeout of Dask's waits (one class from Python 3.11; on 3.10 asyncio's is its own)."""
 
 if TYPE_CHECKING:  # generate imports this module
     from .generate import ShardTask, Writer
@@ -112,7 +116,7 @@ def _check_workers(client, folder: Path | None) -> None:
     with a worker that cannot import physml or does not see ``folder``'s ``spec.yaml``."""
     try:
         client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
-    except TimeoutError:
+    except TIMEOUTS:
         raise ValueError(
             f"the Dask scheduler has no worker after {WORKERS_TIMEOUT_S} s: start workers "
             f"(dask worker {client.scheduler.address}) where physml is installed and the "
@@ -160,10 +164,10 @@ def _finished(client, futures: list) -> set:
                 try:
                     return wait(futures, timeout=WORKERS_TIMEOUT_S,
                                 return_when="FIRST_COMPLETED").done
-                except TimeoutError:  # none finished: go on while a worker can finish one
+                except TIMEOUTS:  # none finished: go on while a worker can finish one
                     try:
                         client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
-                    except TimeoutError:
+                    except TIMEOUTS:
                         raise DaskLost(f"the Dask scheduler has had no worker for "
                                        f"{WORKERS_TIMEOUT_S} s") from None
     except (CommClosedError, OSError, CancelledError) as error:  # the scheduler is gone
