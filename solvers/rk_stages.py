@@ -97,8 +97,8 @@ class RowSplit(NamedTuple):
             samples spanning at most :data:`BLOCK_BYTES` of stage arrays (a chunk that does
             not hold whole samples is one block).
         chunk_blocks: the blocks of each chunk, ``(lo, hi)`` indices into ``blocks``.
-        samples_apart: whether every chunk holds whole samples
-            (:meth:`FusedStages.samples_apart`).
+        samples_apart: whether every chunk holds whole samples, so that its stage calls
+            depend on no other chunk.
     """
 
     segment: int
@@ -264,24 +264,23 @@ class FusedStages:
         launch after the one before.
 
         Each launch waits for all chunks of the one before it, unless ``batch`` is given and
-        each chunk of its split holds whole samples (:meth:`samples_apart`): a sample's
+        each chunk of the split its calls were recorded with held whole samples
+        (``BlockCalls.samples_apart``; the split now may differ, where the host threads
+        available changed since): a sample's
         stages read only that sample, so each chunk then runs its calls of every launch on
         one thread, block by block (each block through every launch, while its arrays stay
         in the cache: :data:`BLOCK_BYTES`), and the launches wait only once, at the end (a
         wake-up of a host thread costs tens of microseconds on a virtual machine; a stage of
         256 1024-cell samples about 115 per thread)."""
-        chained = batch is not None and len(launches) > 1 and self.samples_apart(batch)
+        chained = batch is not None and len(launches) > 1 and all(
+            getattr(calls, "samples_apart", False) and calls.chunks == launches[0].chunks
+            for calls in launches)
         for group in [launches] if chained else [[calls] for calls in launches]:
             _run_chunks(group)
 
     def host_threads(self, batch: int) -> int:
         """Host threads the stages of a ``batch``-sample state run on (1 off the CPU)."""
         return len(self._split(batch)[1]) if self.on_cpu else 1
-
-    def samples_apart(self, batch: int) -> bool:
-        """Whether each chunk of row segments of a ``batch``-sample state (one per host
-        thread) holds whole samples, so that its stage calls depend on no other chunk."""
-        return self._split_with_blocks(batch).samples_apart
 
     def _whole_samples(self, segment: int, first: int, count: int) -> int:
         """The samples in the row segments ``first .. first + count`` (of ``segment`` cells),
@@ -321,7 +320,7 @@ class FusedStages:
                                       *([count] if native else [])],
                               outputs=outputs, device=self.device, record_tape=False,
                               record_cmd=True))
-                for first, count in split.blocks), split.chunk_blocks)
+                for first, count in split.blocks), split.chunk_blocks, split.samples_apart)
             recorded.insert(0, (replays, values))
             return replays
         replays, last = recorded.pop()
@@ -391,12 +390,15 @@ class FusedStages:
 
 
 class BlockCalls(list):
-    """A launch's recorded calls, one per block of row segments, and the blocks each host
-    thread runs: ``chunks``, ``(lo, hi)`` index ranges (:meth:`FusedStages.run`)."""
+    """A launch's recorded calls, one per block of row segments, the blocks each host thread
+    runs (``chunks``, ``(lo, hi)`` index ranges) and whether each thread's blocks hold whole
+    samples (``samples_apart``), as the split they were recorded with had them
+    (:meth:`FusedStages.run`)."""
 
-    def __init__(self, calls: Iterable[Replay], chunks: list[tuple[int, int]]) -> None:
+    def __init__(self, calls: Iterable[Replay], chunks: list[tuple[int, int]],
+                 samples_apart: bool) -> None:
         super().__init__(calls)
-        self.chunks = chunks
+        self.chunks, self.samples_apart = chunks, samples_apart
 
 
 def _run_chunks(launches: tuple[list[Replay], ...] | list[list[Replay]]) -> None:

@@ -4,7 +4,14 @@ runs a batch larger than its caches; neither changes a result or a refusal."""
 import numpy as np
 import pytest
 
-from physml.solvers import BurgersSolver1D, Grid, HeatSolver1D, dirichlet, rk_stages
+from physml.solvers import (
+    BurgersSolver1D,
+    BurgersSolver2D,
+    Grid,
+    HeatSolver1D,
+    dirichlet,
+    rk_stages,
+)
 from physml.solvers.base import GridSolver
 from physml.solvers.errors import UnstableStepError
 
@@ -95,3 +102,30 @@ def test_a_field_coefficient_runs_in_blocks_with_the_same_bits(monkeypatch):
         np.testing.assert_array_equal(
             saved, HeatSolver1D(GRID, nu=0.01, dt=1e-4).rollout(u, 6, 3,
                                                                    parameters={"nu": field}))
+
+
+def test_a_step_recorded_with_chunks_that_share_a_sample_is_not_chained_later(monkeypatch):
+    """Whether a replayed step's chunks run every launch without waiting was decided from the
+    split computed at the time of the replay, the chunks run being those recorded: once the
+    cores available changed (a scheduler narrowing the process's affinity), a step recorded
+    with two chunks that cut a sample in half ran chained, a data race (2-D Burgers, 255
+    samples: 2.6e-6 to 2.1e-5 from one rerun to the next)."""
+    grid = Grid((32, 32), (0.0, 0.0), (1.0, 1.0))
+    rng = np.random.default_rng(0)
+    u0 = 0.3 * np.sin(2 * np.pi * grid.coords(0))[None, :, None] * rng.uniform(
+        0.5, 1, (255, 1, 1)) + 0.05 * np.cos(2 * np.pi * grid.coords(1))[None, None, :]
+    monkeypatch.setattr(rk_stages, "available_cores", lambda: 2)
+    solver = BurgersSolver2D(grid, nu=0.01, dt=2e-4)
+    first = solver.rollout(u0, 12, 12)
+    segment, chunks, *_ = solver.stages._split_with_blocks(len(u0))
+    assert len(chunks) == 2 and chunks[0][1] % (32 * 32 // segment)  # a sample cut in half
+    for other in range(3, 3 + rk_stages.RECORDED_BATCHES + 1):  # the split of 255 evicted
+        solver.rollout(u0[:other], 2, 2)
+    monkeypatch.setattr(rk_stages, "available_cores", lambda: 1)
+    runs = []
+    run_chunks = rk_stages._run_chunks
+    monkeypatch.setattr(rk_stages, "_run_chunks",
+                        lambda launches: runs.append(launches) or run_chunks(launches))
+    for _ in range(2):
+        np.testing.assert_array_equal(solver.rollout(u0, 12, 12), first)
+    assert not [launches for launches in runs if len(launches) > 1]
