@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,21 +94,33 @@ class Parameter:
 
 
 def refuse_text_and_bools(name: str, value: Any) -> None:
-    """Refuse text and booleans as the value of parameter ``name`` (alone, in a sequence or in
-    an array), which NumPy would read as numbers ("0.01" as 0.01, True as 1): a number
-    written as text in a configuration, or a flag passed for a value, is a mistake to report.
+    """Refuse text and booleans as the value of parameter ``name`` (alone, at any depth of
+    lists and tuples, or in an array: NumPy's, an object array's items, PyTorch's), which
+    NumPy would read as numbers ("0.01" as 0.01, True as 1): a number written as text in a
+    configuration, or a flag passed for a value, is a mistake to report.
 
     Raises:
         ValueError: naming ``name`` and the value.
     """
-    items = value if isinstance(value, list | tuple) else (value,)
-    kinds = {np.asarray(value).dtype.kind} if hasattr(value, "__array__") else set()
-    kinds |= {"U" for v in items if isinstance(v, str | bytes)}
-    kinds |= {"b" for v in items if isinstance(v, bool | np.bool_)}
-    if kinds & {"S", "U"}:
-        raise ValueError(f"{name}={value!r} must be a number, not text")
-    if "b" in kinds:
-        raise ValueError(f"{name}={value!r} must be a number, not a bool")
+    for leaf in _leaves(value):
+        dtype = getattr(leaf, "dtype", None)
+        kind = getattr(dtype, "kind", None) or ("b" if str(dtype) == "torch.bool" else "")
+        if isinstance(leaf, str | bytes) or kind in ("U", "S"):
+            raise ValueError(f"{name}={value!r} must be a number, not text")
+        if isinstance(leaf, bool) or kind == "b":
+            raise ValueError(f"{name}={value!r} must be a number, not a bool")
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    """The items of ``value`` through lists, tuples and object arrays; any other array whole."""
+    if isinstance(value, list | tuple):
+        for item in value:
+            yield from _leaves(item)
+    elif isinstance(value, np.ndarray) and value.dtype.kind == "O":
+        for item in value.ravel():
+            yield from _leaves(item)
+    else:
+        yield value
 
 
 def check_parameters(

@@ -207,7 +207,9 @@ def test_step_refuses_a_tensor_that_requires_grad_as_rollout_does():
 
 @pytest.mark.parametrize(("value", "what"), [
     ("0.01", "text"), (b"0.01", "text"), (np.array(["0.01"]), "text"), (True, "a bool"),
-    (np.bool_(True), "a bool"), ([True], "a bool"), (torch.tensor(True), "a bool")])
+    (np.bool_(True), "a bool"), ([True], "a bool"), (torch.tensor(True), "a bool"),
+    ([[True]], "a bool"), ([0.01, True], "a bool"), ([np.array(True)], "a bool"),
+    (np.array([0.01, True], dtype=object), "a bool"), ([["0.01"]], "text")])
 def test_physical_parameters_refuse_text_and_bools(value, what):
     """``nu="0.01"`` and ``nu=True`` were read as 0.01 and 1 (``n_steps=True`` is refused);
     refused when built, set, given to ``with_parameters`` or to a rollout."""
