@@ -177,11 +177,16 @@ def _too_high_order(name: str, text: str, key: str) -> str:
     """The refusal of the derivative symbol ``name`` (``u_xxxxx``), of an order above
     :data:`MAX_DERIVATIVE_ORDER`, with the rewrite through an auxiliary field."""
     field, _, letters = name.rpartition("_")
-    highest = f"{field}_{letters[:MAX_DERIVATIVE_ORDER]}"
-    return (f"{key}: {name!r} in {text!r} is a derivative of order {len(letters)}; "
-            f"expressions take derivatives up to order {MAX_DERIVATIVE_ORDER}: introduce a "
-            f"field w = {highest} (the equation w - {highest} in a system) and write "
-            f"w_{letters[MAX_DERIVATIVE_ORDER:]}")
+    head, rest = letters[:MAX_DERIVATIVE_ORDER], letters[MAX_DERIVATIVE_ORDER:]
+    refused = (f"{key}: {name!r} in {text!r} is a derivative of order {len(letters)}; "
+               f"expressions take derivatives up to order {MAX_DERIVATIVE_ORDER}")
+    if len(rest) > MAX_DERIVATIVE_ORDER or head.count("t") > 2:  # one field would not do
+        return (f"{refused}: introduce fields for intermediate derivatives (each an equation "
+                f"such as w - {field}_xx in a system), none of order above "
+                f"{MAX_DERIVATIVE_ORDER} or above 2 in t")
+    highest = f"{field}_{head}"
+    return (f"{refused}: introduce a field w = {highest} (the equation w - {highest} in a "
+            f"system) and write w_{rest}")
 
 
 def _allowed_names(allowed: list[str]) -> str:

@@ -80,6 +80,12 @@ def test_a_fifth_order_is_refused_naming_it_and_the_limit():
             r"derivatives up to order 4: introduce a field w = u_xxxx \(the equation w - "
             r"u_xxxx in a system\) and write w_x$")):
         parse("u_t + u_xxxxx", allowed, "pde")
+    for beyond in ("u_" + "x" * 9, "u_ttttt"):  # w_xxxxx and w = u_tttt refused too
+        with pytest.raises(ValueError, match=r"introduce fields for intermediate derivatives "
+                                             r"\(each an equation such as w - u_xx in a "
+                                             r"system\), none of order above 4 or above 2 "
+                                             r"in t$"):
+            parse(f"u_t + {beyond}", allowed, "pde")
 
 
 def test_an_unknown_symbol_lists_the_low_orders_and_sums_up_the_high_ones():
