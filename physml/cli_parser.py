@@ -13,15 +13,12 @@ from pathlib import Path
 
 from ._version import __version__
 from .progress import LOG_INTERVAL_S
+from .solvers.checks import MAX_SOLVE_STEPS
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit status 2, no usage dump
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-MAX_STEPS = 10**7
-"""Most time steps one ``physml solve`` runs unless ``--max-steps`` allows more."""
 
 
 def _finite(text: str) -> float:
@@ -175,8 +172,8 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
     solve.add_argument(
         "--max-steps",
         type=int,
-        default=MAX_STEPS,
-        help=f"refuse a run of more time steps than this (default {MAX_STEPS:.0e})",
+        default=MAX_SOLVE_STEPS,
+        help=f"refuse a run of more time steps than this (default {MAX_SOLVE_STEPS:.0e})",
     )
     solve.add_argument("--n-saves", type=int, default=101,
                        help="saved states including u0 (default %(default)s)")

@@ -9,6 +9,11 @@ import numpy as np
 
 from .errors import whole_number
 
+MAX_SOLVE_STEPS = 10**7
+"""Most time steps one solve runs unless its caller allows more: ``physml solve`` (its
+``--max-steps`` default) and the solves a case makes before it trains (its observations, the
+Burgers reference of kind ``pinn``, the data of kind ``moe``)."""
+
 
 def require(condition: bool, message: str) -> None:
     """Raise ``ValueError(message)`` unless ``condition``."""

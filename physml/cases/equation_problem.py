@@ -475,19 +475,14 @@ def _check_solved_problem(spec, field: str, geometry, conditions) -> None:
 def solve_observations(spec, time, path: Path) -> None:
     """Run the physml solver ``spec.pde`` (float64, half the stable step) to ``time[1]`` and
     write its trajectory (``spec.n_saves`` states) to ``path``."""
-    import math
-
-    from ..datasets.problems import PROBLEMS, build_solver
+    from ..datasets.problems import PROBLEMS
     from ..io import trajectory_dataset, write_dataset
+    from ..train.observations import observation_solver, solve_steps_per_save
 
-    try:
-        solver, u0 = build_solver(spec.pde, (spec.nx,), dict(spec.parameters),
-                                  dtype="float64")
-    except (KeyError, ValueError) as err:
-        raise ValueError(f"observations.solve: {err}") from None
+    solver, u0 = observation_solver(spec)
     intervals = spec.n_saves - 1
     t_end = time[1]
-    save_every = math.ceil(t_end / intervals / (0.5 * solver.stable_dt(u0)))
+    save_every = int(solve_steps_per_save(solver.stable_dt(u0), t_end, spec.n_saves))
     n_steps = save_every * intervals
     states = solver.with_dt(t_end / n_steps).rollout(u0, n_steps, save_every)
     times = np.arange(spec.n_saves) * save_every * (t_end / n_steps)

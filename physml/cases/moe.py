@@ -63,6 +63,7 @@ from ..datasets.memory import WORKING_FIELDS
 from ..datasets.store import write_dataset
 from ..errors import NonFiniteLossError
 from ..fno import most_modes
+from ..solvers.checks import MAX_SOLVE_STEPS
 from ..threads import apply_threads
 from ..torch_files import save_torch_file
 from ..train.moe import (
@@ -83,7 +84,6 @@ from ..train.moe import (
     relative_l2,
     trajectories,
 )
-from ..train.observations import MAX_SOLVE_STEPS
 from .kind import CaseKind, OnStep
 from .run_folder import (
     CHECKPOINT,
@@ -238,7 +238,7 @@ class MoECase(CaseBase):
     @model_validator(mode="after")
     def _data_solve_fits(self, info: ValidationInfo) -> MoECase:
         """Refuse data whose solve takes more time steps than ``physml solve`` runs by default
-        (:data:`~physml.train.observations.MAX_SOLVE_STEPS`), counted for the first sample
+        (:data:`~physml.solvers.checks.MAX_SOLVE_STEPS`), counted for the first sample
         (its step is ``solver.cfl`` times the stable step of its initial state)."""
         if not is_final(info):
             return self

@@ -35,6 +35,7 @@ from pydantic import Field, ValidationInfo, model_validator
 from ..datasets.store import write_dataset
 from ..devices import Stopwatch
 from ..models import build_model
+from ..solvers.checks import MAX_SOLVE_STEPS
 from ..threads import apply_threads
 from ..train.bundled import (
     REFERENCE_REFINEMENT,
@@ -44,7 +45,6 @@ from ..train.bundled import (
     LagrangianBurgersProblem,
     LagrangianConvectionProblem,
 )
-from ..train.observations import MAX_SOLVE_STEPS
 from ..train.pinn import PINNTrainer
 from ..train.problems import PINNProblem
 from .kind import CaseKind, OnStep

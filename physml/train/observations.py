@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..solvers.checks import MAX_SOLVE_STEPS
+
 DIMENSION_ALIASES = {"time": "t"}
 """Dimension names of data files that map to other input names."""
 
@@ -102,18 +104,27 @@ def read_observations(path: str | Path, variable: str, inputs: Sequence[str], n:
     return Observations(points.astype(np.float64), observed[:, None], (field,))
 
 
-MAX_SOLVE_STEPS = 10**7
-"""Most time steps a solve that a case makes before it trains may take (its observations, the
-Burgers reference of kind ``pinn``, the data of kind ``moe``), as many as ``physml solve`` runs
-by default (its ``--max-steps``)."""
-
-
 def solve_steps_per_save(stable_dt: float, t_end: float, n_saves: int) -> float:
     r"""Time steps per save interval of a solve to ``t_end`` saving ``n_saves`` states at up to
     half the stable step: $k = \lceil \tau / (dt_{stable}/2) \rceil$ with
     $\tau = t_{end}/(n_{saves}-1)$; a float (inf, or beyond any count) where $k$ overflows."""
     per_save = t_end / (n_saves - 1) / (0.5 * stable_dt)
     return float(math.ceil(per_save)) if per_save < 1e300 else math.inf
+
+
+def observation_solver(spec):
+    """The float64 grid solver of ``observations.solve`` (its ``pde``, ``parameters``,
+    ``nx``) and its initial state.
+
+    Raises:
+        ValueError: the problem or its parameters refused, under ``observations.solve``.
+    """
+    from ..datasets.problems import build_solver
+
+    try:
+        return build_solver(spec.pde, (spec.nx,), dict(spec.parameters), dtype="float64")
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"observations.solve: {err}") from None
 
 
 def check_solve_steps(spec, time: Sequence[float]) -> None:
@@ -123,12 +134,7 @@ def check_solve_steps(spec, time: Sequence[float]) -> None:
     Raises:
         ValueError: naming the keys that set the count and the count.
     """
-    from ..datasets.problems import build_solver
-
-    try:
-        solver, u0 = build_solver(spec.pde, (spec.nx,), dict(spec.parameters), dtype="float64")
-    except (KeyError, ValueError) as err:
-        raise ValueError(f"observations.solve: {err}") from None
+    solver, u0 = observation_solver(spec)
     steps = solve_steps_per_save(solver.stable_dt(u0), time[1], spec.n_saves) * (
         spec.n_saves - 1)
     if steps > MAX_SOLVE_STEPS:
