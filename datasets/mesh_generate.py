@@ -64,7 +64,7 @@ def solve_sample(spec: MeshDatasetSpec, mesh: pm.Mesh, parameters: dict[str, flo
     if spec.is_transient:
         every = spec.solver.steps_per_save
         steps = every * (spec.n_saves - 1)
-        states = pm.heat(mesh, data, spec.t_end / steps, steps, kappa=values["kappa"],
+        states = pm.heat(mesh, data, dt=spec.t_end / steps, n_steps=steps, kappa=values["kappa"],
                          theta=spec.solver.theta)
         return states[::every]
     if mesh.boundary_vertices().size:

@@ -22,7 +22,7 @@ from physml import mesh_bridge
 from physml.linalg_bridge import csr_solve
 from physml.mesh_bridge import operator_values, poisson_solve, sparse_solve
 from physml.solvers import mesh as pm
-from physml.solvers.linalg import Jacobi, SmoothedAggregationAMG
+from physml.solvers.linalg import Jacobi, SmoothedAggregationAMG, csr_to_scipy
 from physml.solvers.mesh.checks import RepairableMeshError, facets_of, row_ids
 from physml.solvers.mesh.operators import (
     csr_pattern,
@@ -663,6 +663,19 @@ def test_tet_operators_match_the_reference():
     np.testing.assert_allclose(pm.lumped_mass(mesh).numpy(), M_ref.sum(axis=1), atol=1e-15)
 
 
+def test_to_scipy_is_the_linear_algebra_layers_csr_to_scipy():
+    """One conversion of a 1x1-block Warp matrix to SciPy CSR serves both packages: the mesh
+    name is the linear-algebra function, and it gives exactly the stored entries of a matrix
+    whose host entry count is only an upper bound (a sum of two matrices)."""
+    assert pm.to_scipy is csr_to_scipy
+    K = pm.stiffness_matrix(pm.Mesh(CUBE, CUBE_TETS))
+    by_mesh, by_linalg = pm.to_scipy(K), csr_to_scipy(K)
+    assert by_mesh.nnz == by_linalg.nnz == K.nnz_sync() and (by_mesh != by_linalg).nnz == 0
+    summed = csr_to_scipy(K + K)
+    assert summed.data.size == summed.indices.size == by_mesh.nnz
+    np.testing.assert_array_equal(summed.toarray(), 2 * by_mesh.toarray())
+
+
 @pytest.mark.parametrize("points, cells", [
     (np.r_[CUBE, [[2.0, 2.0, 2.0]]], CUBE_TETS),  # vertex 8 in no cell: a diagonal entry only
     (pm.icosphere(2).points, pm.icosphere(2).cells[::-1]),
@@ -813,7 +826,7 @@ def test_mesh_heat_and_poisson_name_a_bad_diffusivity_shift_or_dirichlet_value()
     u0 = disc.points[:, 0]
     for kappa in (-1.0, float("nan")):
         with pytest.raises(ValueError, match=f"kappa={kappa} must be a finite diffusivity"):
-            pm.heat(disc, u0, 0.01, 5, kappa=kappa)
+            pm.heat(disc, u0, dt=0.01, n_steps=5, kappa=kappa)
     ones = np.ones(disc.n_vertices)
     with pytest.raises(ValueError, match="g holds NaN/Inf values"):
         pm.poisson(disc, ones, g=float("nan"))
@@ -947,16 +960,16 @@ def test_the_heat_method_at_the_default_diffusion_time_is_gauss_seidel_bitwise(m
 def test_heat_time_order(theta, order):
     mesh = pm.icosphere(2)
     u0 = mesh.points[:, 2] + mesh.points[:, 0] ** 2
-    reference = pm.heat(mesh, u0, 1e-3 / 64, 64, theta=0.5)[-1]
-    errors = [np.abs(pm.heat(mesh, u0, 1e-3 / s, s, theta=theta)[-1] - reference).max()
-              for s in (2, 4, 8)]
+    reference = pm.heat(mesh, u0, dt=1e-3 / 64, n_steps=64, kappa=1.0, theta=0.5)[-1]
+    errors = [np.abs(pm.heat(mesh, u0, dt=1e-3 / s, n_steps=s, kappa=1.0, theta=theta)[-1]
+                     - reference).max() for s in (2, 4, 8)]
     assert abs(observed_order([1 / 2, 1 / 4, 1 / 8], errors) - order) < 0.2
 
 
 def test_heat_dirichlet_values_stay_fixed():
     mesh = unit_square(6)
     fixed = mesh.boundary_vertices()
-    states = pm.heat(mesh, mesh.points[:, 0], 0.01, 5, dirichlet=fixed)
+    states = pm.heat(mesh, mesh.points[:, 0], dt=0.01, n_steps=5, kappa=1.0, dirichlet=fixed)
     np.testing.assert_array_equal(states[:, fixed], np.broadcast_to(mesh.points[fixed, 0],
                                                                     (6, len(fixed))))
 
@@ -1075,9 +1088,12 @@ def test_mesh_pdes_name_an_input_of_the_wrong_shape_or_index():
                                                                  "value or one per Dirichlet"),
             (lambda: pm.poisson(mesh, np.ones(n), dirichlet=[n + 5]),
              f"dirichlet: vertex indices must be whole numbers in [0, {n - 1}]"),
-            (lambda: pm.heat(mesh, np.ones(n + 1), 0.01, 2), f"u0 has shape ({n + 1},)"),
-            (lambda: pm.heat(mesh, np.ones(n), 0.01, 2.5), "n_steps=2.5 must be a whole number"),
-            (lambda: pm.heat(mesh, np.ones(n), -0.01, 2), "dt=-0.01 must be a positive number"),
+            (lambda: pm.heat(mesh, np.ones(n + 1), dt=0.01, n_steps=2, kappa=1.0),
+             f"u0 has shape ({n + 1},)"),
+            (lambda: pm.heat(mesh, np.ones(n), dt=0.01, n_steps=2.5, kappa=1.0),
+             "n_steps=2.5 must be a whole number"),
+            (lambda: pm.heat(mesh, np.ones(n), dt=-0.01, n_steps=2, kappa=1.0),
+             "dt=-0.01 must be a positive number"),
             (lambda: pm.heat_geodesic(mesh, 0.5), "source: vertex indices must be whole"),
             (lambda: operator_values(mesh.points, mesh), "points is a ndarray; pass a "
                                                          "torch.Tensor")):
@@ -1097,7 +1113,7 @@ def test_a_dirichlet_vertex_listed_twice_is_refused_in_poisson_and_heat():
     with pytest.raises(ValueError, match=message):
         pm.poisson(mesh, np.zeros(5), np.r_[left, bottom], np.r_[[1.0, 1.0], [0.0, 0.0]])
     with pytest.raises(ValueError, match=message):
-        pm.heat(mesh, np.zeros(5), 0.1, 1, dirichlet=np.r_[left, bottom])
+        pm.heat(mesh, np.zeros(5), dt=0.1, n_steps=1, kappa=1.0, dirichlet=np.r_[left, bottom])
 
 
 def test_complex_values_and_none_for_g_are_refused_by_name():
@@ -1108,7 +1124,8 @@ def test_complex_values_and_none_for_g_are_refused_by_name():
     for call, message in (
             (lambda: pm.poisson(mesh, ones * (1 + 1j), [0]), "f has dtype complex128"),
             (lambda: pm.poisson(mesh, ones, [0], flux=ones * 1j), "flux has dtype complex128"),
-            (lambda: pm.heat(mesh, ones * 1j, 0.1, 1), "u0 has dtype complex128"),
+            (lambda: pm.heat(mesh, ones * 1j, dt=0.1, n_steps=1, kappa=1.0),
+             "u0 has dtype complex128"),
             (lambda: pm.poisson(mesh, ones, [0, 1, 2, 3], None), "g=None")):
         with pytest.raises(ValueError, match=re.escape(f"{message}; expected real numbers")):
             call()
@@ -1340,7 +1357,8 @@ def test_a_mass_dominated_heat_step_is_jacobi_cg_without_an_amg_hierarchy(monkey
     u0 = np.exp(-10 * (mesh.points ** 2).sum(1))
     fixed = mesh.boundary_vertices()[:5]
     for theta in (0.5, 1.0):
-        states = pm.heat(mesh, u0, 5 * h2, 10, theta=theta, dirichlet=fixed)
+        states = pm.heat(mesh, u0, dt=5 * h2, n_steps=10, kappa=1.0, theta=theta,
+                         dirichlet=fixed)
         reference = _heat_reference(mesh, u0, 5 * h2, 10, theta, fixed)
         np.testing.assert_allclose(states, reference, rtol=0, atol=1e-12)
     assert built == []
@@ -1356,7 +1374,7 @@ def test_a_stiff_heat_step_is_amg_cg_from_the_first_step(monkeypatch):
     mesh = pm.disc(0.1)
     dt = 1e3 * mesh.edge_length() ** 2
     u0 = np.exp(-10 * (mesh.points ** 2).sum(1))
-    rollout = pde.heat_stepper(mesh, dt, theta=0.5)
+    rollout = pde.heat_stepper(mesh, dt=dt, kappa=1.0, theta=0.5)
     assert len(built) == 1
     first = rollout(u0, 3)
     states = np.concatenate([first, rollout(first[-1], 3)[1:]])
@@ -1373,10 +1391,10 @@ def test_a_stiff_heat_run_in_two_segments_is_one_run_bitwise():
     mesh = pm.disc(0.02)
     dt = 1e4 * mesh.edge_length() ** 2  # Jacobi-CG: over 520 iterations a step
     u0 = np.exp(-10 * (mesh.points ** 2).sum(1))
-    whole = pm.heat(mesh, u0, dt, 4, theta=0.5)
-    first = pm.heat(mesh, u0, dt, 2, theta=0.5)
-    np.testing.assert_array_equal(np.concatenate([first, pm.heat(mesh, first[-1], dt, 2,
-                                                                 theta=0.5)[1:]]), whole)
+    whole = pm.heat(mesh, u0, dt=dt, n_steps=4, kappa=1.0, theta=0.5)
+    first = pm.heat(mesh, u0, dt=dt, n_steps=2, kappa=1.0, theta=0.5)
+    second = pm.heat(mesh, first[-1], dt=dt, n_steps=2, kappa=1.0, theta=0.5)
+    np.testing.assert_array_equal(np.concatenate([first, second[1:]]), whole)
 
 
 def test_a_heat_rollout_holds_its_states_once():
@@ -1387,7 +1405,7 @@ def test_a_heat_rollout_holds_its_states_once():
     from physml.solvers.mesh import pde
 
     mesh = pm.disc(0.05)
-    rollout = pde.heat_stepper(mesh, 1e-3)
+    rollout = pde.heat_stepper(mesh, dt=1e-3, kappa=1.0)
     u0 = np.exp(-10 * (mesh.points ** 2).sum(1))
     tracemalloc.start()
     try:
@@ -1405,7 +1423,7 @@ def test_a_heat_rollout_keeps_every_save_every_th_state():
     from physml.solvers.mesh import pde
 
     mesh = pm.disc(0.1)
-    rollout = pde.heat_stepper(mesh, 1e-2, theta=0.5)
+    rollout = pde.heat_stepper(mesh, dt=1e-2, kappa=1.0, theta=0.5)
     u0 = np.exp(-10 * (mesh.points ** 2).sum(1))
     np.testing.assert_array_equal(rollout(u0, 6, save_every=3), rollout(u0, 6)[::3])
     with pytest.raises(ValueError, match="n_steps=5 is not a multiple of save_every=3"):

@@ -170,9 +170,9 @@ def test_a_tensor_that_requires_grad_is_refused_with_what_differentiates():
         pm.poisson(mesh, np.ones(mesh.n_vertices), g=nu)
     with pytest.raises(ValueError, match="u0 is a tensor that requires grad; mesh.heat does "
                                          "not differentiate: compose physml.mesh_bridge"):
-        pm.heat(mesh, f, 0.01, 2)
+        pm.heat(mesh, f, dt=0.01, n_steps=2, kappa=1.0)
     with pytest.raises(ValueError, match="kappa is a tensor that requires grad"):
-        pm.heat(mesh, f.detach(), 0.01, 2, kappa=nu)
+        pm.heat(mesh, f.detach(), dt=0.01, n_steps=2, kappa=nu)
 
 
 @pytest.mark.parametrize("name", ["float32", "float64"])

@@ -115,7 +115,8 @@ def run_heat(case: MeshPDECase, mesh: pm.Mesh, folder: Path, resume: bool,
     spec, steps = case.time, case.time.steps
     fixed, g = dirichlet_data(case, mesh)
     K, M = stiffness_and_mass(mesh)
-    rollout = heat_stepper(mesh, spec.dt, case.pde.kappa, spec.theta, fixed)
+    rollout = heat_stepper(mesh, dt=spec.dt, kappa=case.pde.kappa, theta=spec.theta,
+                           dirichlet=fixed)
 
     def save(state: dict, u: np.ndarray) -> None:
         state["wall_s"] = clock.read()

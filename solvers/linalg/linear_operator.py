@@ -245,8 +245,15 @@ def require_finite(matrix: sp.csr_matrix, needs: str = "a learned factor") -> No
 
 
 def csr_to_scipy(matrix: wps.BsrMatrix) -> sp.csr_matrix:
-    """The ``scipy.sparse.csr_matrix`` of a Warp matrix with 1×1 blocks (copied to the host)."""
-    nnz = matrix.nnz
+    """The ``scipy.sparse.csr_matrix`` (nrow, ncol) of a compact Warp matrix with 1×1 blocks on
+    any device, copied to the host in the order of its stored entries; the mesh package's
+    :func:`~physml.solvers.mesh.to_scipy` is this function.
+
+    The entry count is read with ``nnz_sync()``: the host's ``matrix.nnz`` is only an upper
+    bound after a topology change (an assembly from triplets, a sum), and on a GPU its exact
+    value may still be on its way from the device.
+    """
+    nnz = matrix.nnz_sync()
     return sp.csr_matrix(
         (
             matrix.values.numpy()[:nnz].reshape(nnz),

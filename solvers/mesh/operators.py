@@ -1,14 +1,15 @@
 r"""P1 operators of a :class:`~physml.solvers.mesh.Mesh` as ``warp.sparse`` matrices and arrays.
 
-Matrices are ``BsrMatrix`` with 1x1 blocks (CSR) on the mesh's device; :func:`to_scipy` gives a
-``scipy.sparse.csr_matrix``. Assembly: an element kernel writes the $k^2$ entries of every
-cell's element matrix as COO triplet values (rows and columns fixed by the topology), summed
-into CSR through each triplet's slot (a triangle stiffness off the tape is summed from each cell
-straight into CSR); the CSR topology and the slots (:class:`Pattern`) are built once per mesh and
-dtype, from the vertex adjacency, so later assemblies (for instance after the vertices move) only
-sum. Cost: $O(m k^2)$ per assembly, the first one included. Conventions:
-``stiffness_matrix`` $K$ is positive semi-definite, ``cotan_laplacian`` $L = -K$ (libigl's
-``cotmatrix``); $-K = \operatorname{div}\circ\nabla$.
+Matrices are ``BsrMatrix`` with 1x1 blocks (CSR) on the mesh's device; ``to_scipy`` gives a
+``scipy.sparse.csr_matrix`` (it is :func:`~physml.solvers.linalg.csr_to_scipy` of the
+linear-algebra layer, imported under this package's name). Assembly: an element kernel writes
+the $k^2$ entries of every cell's element matrix as COO triplet values (rows and columns fixed
+by the topology), summed into CSR through each triplet's slot (a triangle stiffness off the
+tape is summed from each cell straight into CSR); the CSR topology and the slots
+(:class:`Pattern`) are built once per mesh and dtype, from the vertex adjacency, so later
+assemblies (for instance after the vertices move) only sum. Cost: $O(m k^2)$ per assembly, the
+first one included. Conventions: ``stiffness_matrix`` $K$ is positive semi-definite,
+``cotan_laplacian`` $L = -K$ (libigl's ``cotmatrix``); $-K = \operatorname{div}\circ\nabla$.
 
 Arguments shared by the operators: ``mesh`` the mesh (n vertices, m cells); ``dtype``
 ``wp.float32`` or ``wp.float64`` (or a NumPy or PyTorch dtype, or its name; other types are
@@ -25,13 +26,13 @@ import copy
 import weakref
 
 import numpy as np
-import scipy.sparse as sp
 import warp as wp
 import warp.sparse as wps
 
 from ..dtypes import warp_dtype
 from ..kernel_launch import launch
 from ..linalg.kernels import reduction_threads
+from ..linalg.linear_operator import csr_to_scipy as to_scipy  # noqa: F401 (public name)
 from . import kernels as K
 from .mesh import Mesh
 
@@ -429,13 +430,3 @@ def divergence(mesh: Mesh, field: wp.array, points: wp.array | None = None) -> w
            inputs=[basis_gradients(mesh, dtype, points), mesh.warp_cells(),
                    cell_measures(mesh, dtype, points), field], outputs=[out])
     return out
-
-
-def to_scipy(A: wps.BsrMatrix) -> sp.csr_matrix:
-    """``scipy.sparse.csr_matrix`` copy (on the host) of ``A``, a 1x1-block ``BsrMatrix``
-    (n_rows, n_cols) on any device, such as the operators above return."""
-    nnz = A.nnz_sync()
-    return sp.csr_matrix(
-        (A.values.numpy()[:nnz], A.columns.numpy()[:nnz], A.offsets.numpy()),
-        shape=(A.nrow, A.ncol),
-    )

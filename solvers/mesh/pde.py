@@ -20,6 +20,9 @@ the matrix, so every step of a run, in any segments, is solved alike).
 
 from __future__ import annotations
 
+import functools
+import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -281,7 +284,69 @@ def poisson(mesh: Mesh, f: np.ndarray, dirichlet: np.ndarray | None = None,
     return u
 
 
-def heat(mesh: Mesh, u0: np.ndarray, dt: float, n_steps: int, kappa: float = 1.0,
+def _physics_as_keywords(retiring_defaults: dict[str, Any]
+                         ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator for a function whose physics parameters are keyword-only: calls in the older
+    forms still run, each with a ``FutureWarning`` that names the keywords to write.
+
+    Positional arguments past the function's positional parameters are taken, in order, as its
+    keyword-only ones (the order of the older signature); a keyword of ``retiring_defaults``
+    that the call leaves out takes the default given there.
+
+    Raises:
+        TypeError: more positional arguments than the parameters take, or one given both by
+            position and by keyword.
+    """
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        parameters = inspect.signature(function).parameters.values()
+        leading = sum(p.kind is p.POSITIONAL_OR_KEYWORD for p in parameters)
+        keywords = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+
+        @functools.wraps(function)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            kwargs = _keywords_from_position(function.__name__, keywords, args[leading:], kwargs)
+            _fill_retiring_defaults(function.__name__, retiring_defaults, kwargs)
+            return function(*args[:leading], **kwargs)
+
+        return call
+
+    return decorate
+
+
+def _keywords_from_position(name: str, keywords: list[str], extra: tuple,
+                            kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the positional arguments ``extra`` added under ``keywords`` (in order),
+    with a ``FutureWarning`` naming them if there are any (attributed to the caller of ``name``).
+
+    Raises:
+        TypeError: more ``extra`` than ``keywords``, or a keyword given both ways.
+    """
+    by_position = dict(zip(keywords, extra))
+    if len(extra) > len(keywords) or by_position.keys() & kwargs.keys():
+        raise TypeError(f"{name}() takes its physics parameters ({', '.join(keywords)}) by "
+                        "keyword, each once")
+    if by_position:
+        written = ", ".join(f"{key}=..." for key in by_position)
+        warnings.warn(f"{name}: {', '.join(by_position)} given by position; write {name}(..., "
+                      f"{written}): positional physics parameters will be refused in a future "
+                      "release", FutureWarning, stacklevel=3)
+    return {**kwargs, **by_position}
+
+
+def _fill_retiring_defaults(name: str, retiring_defaults: dict[str, Any],
+                            kwargs: dict[str, Any]) -> None:
+    """Set each keyword of ``retiring_defaults`` that ``kwargs`` lacks to its default there,
+    with a ``FutureWarning`` (attributed to the caller of ``name``) that the default will go."""
+    for key, default in retiring_defaults.items():
+        if key not in kwargs:
+            warnings.warn(f"{name}: no {key} given; its default of {default!r} will be removed "
+                          f"in a future release: pass {key}={default!r} to keep this result",
+                          FutureWarning, stacklevel=3)
+            kwargs[key] = default
+
+
+@_physics_as_keywords({"kappa": 1.0})
+def heat(mesh: Mesh, u0: np.ndarray, *, dt: float, n_steps: int, kappa: float,
          theta: float = 1.0, dirichlet: np.ndarray | None = None) -> np.ndarray:
     r"""θ-scheme rollout of $u_t = \kappa\Delta u$; returns (n_steps + 1, n) states, the first
     ``u0``.
@@ -289,13 +354,26 @@ def heat(mesh: Mesh, u0: np.ndarray, dt: float, n_steps: int, kappa: float = 1.0
     Args:
         mesh: the mesh (n vertices).
         u0: (n,) finite initial values; on ``dirichlet`` vertices they stay fixed.
-        dt: time step [s], finite and > 0.
-        n_steps: number of steps, a whole number >= 0.
-        kappa: diffusivity [m^2/s], finite and >= 0.
+        dt: time step [s], finite and > 0 (keyword).
+        n_steps: number of steps, a whole number >= 0 (keyword).
+        kappa: diffusivity [m^2/s], finite and >= 0 (keyword).
         theta: implicitness in [0.5, 1], where the scheme is stable for every ``dt`` (other
             values are refused): 1 is implicit Euler (order 1), 0.5 Crank–Nicolson (order 2).
         dirichlet: distinct vertex indices in [0, n) held at their ``u0`` values (default none:
             zero Neumann on the whole boundary).
+
+    The physics is keyword-only, as for the grid solvers: ``heat(mesh, u0, dt=1e-3,
+    n_steps=100, kappa=0.1)``. The older forms still run, each with a ``FutureWarning``:
+    ``dt``, ``n_steps``, ... given by position (``heat(mesh, u0, 2, 5)`` read 2 as ``dt``), and
+    no ``kappa`` (taken as 1.0 m^2/s).
+
+    ``theta`` defaults to 1 (implicit Euler, first order), where the grid solvers'
+    ``scheme="imex"`` defaults to 0.5 (Crank–Nicolson, second order): implicit Euler is
+    L-stable, its factor $1 / (1 + dt\,\kappa\lambda)$ on a mode of eigenvalue $\lambda$ of
+    $M^{-1}K$ tending to 0 on the stiffest modes, while Crank–Nicolson's tends to $-1$, so
+    rough mesh data (random fields, a jump between ``u0`` and the Dirichlet values, the short
+    edges of a graded mesh) would oscillate from step to step instead of decaying. Pass
+    ``theta=0.5`` for second order on smooth data.
 
     Raises:
         ValueError: ``theta`` is not a number in [0.5, 1]; ``dt`` is not a finite number > 0;
@@ -304,10 +382,11 @@ def heat(mesh: Mesh, u0: np.ndarray, dt: float, n_steps: int, kappa: float = 1.0
             values; ``n_steps`` is not a whole number >= 0; ``u0``, ``dt``, ``kappa`` or ``theta``
             is a tensor that requires grad (:mod:`physml.mesh_bridge` has no heat rollout).
     """
-    return heat_stepper(mesh, dt, kappa, theta, dirichlet)(u0, n_steps)
+    return heat_stepper(mesh, dt=dt, kappa=kappa, theta=theta, dirichlet=dirichlet)(u0, n_steps)
 
 
-def heat_stepper(mesh: Mesh, dt: float, kappa: float = 1.0, theta: float = 1.0,
+@_physics_as_keywords({"kappa": 1.0})
+def heat_stepper(mesh: Mesh, *, dt: float, kappa: float, theta: float = 1.0,
                  dirichlet: np.ndarray | None = None
                  ) -> Callable[[np.ndarray, int], np.ndarray]:
     r"""``rollout(u0, n_steps, save_every=1)``: :func:`heat`'s states from ``u0`` at steps 0,
@@ -316,9 +395,15 @@ def heat_stepper(mesh: Mesh, dt: float, kappa: float = 1.0, theta: float = 1.0,
     :data:`HEAT_AMG_RATIO`, else Jacobi-CG) built here once, so a run stepped in segments
     (saving between them) pays them once, and each step, a function of A and the state before
     it alone, is the same in one :func:`heat` call, in segments or in a resumed run.
-    Arguments as :func:`heat`'s; ``save_every`` a whole number >= 1 that divides ``n_steps``
-    (else a ValueError). The rollout holds the returned states and two more: a long run keeps
-    ``save_every`` > 1, or steps in segments and writes each away."""
+    Arguments as :func:`heat`'s, keyword-only past ``mesh`` (``heat_stepper(mesh, dt=1e-3,
+    kappa=0.1)``; by position, or without ``kappa``, it runs with a ``FutureWarning``);
+    ``save_every`` a whole number >= 1 that divides ``n_steps`` (else a ValueError). The
+    rollout holds the returned states and two more: a long run keeps ``save_every`` > 1, or
+    steps in segments and writes each away.
+
+    ``theta`` defaults to 1 (implicit Euler, first order; the grid solvers' ``imex`` defaults
+    to 0.5, Crank–Nicolson): L-stable, it damps the stiff modes of rough mesh data where
+    Crank–Nicolson lets them oscillate (see :func:`heat`)."""
     for name, value in (("dt", dt), ("kappa", kappa), ("theta", theta)):
         refuse_grad(value, name, "mesh.heat", _HEAT_GRADIENTS)
     if not (is_real(theta) and 0.5 <= theta <= 1.0):
