@@ -48,7 +48,7 @@ a sample's pairs together) hit whatever the split's size."""
 
 
 class FieldDataset(Dataset):
-    """Trajectories of a field dataset as tensors.
+    r"""Trajectories of a field dataset as tensors.
 
     Args:
         path: a dataset folder (``physml datasets generate --out``) or one HDF5 file.
@@ -77,6 +77,34 @@ class FieldDataset(Dataset):
             variable (for a file in a PDEBench layout the message says how to read it), or
             its dims are not ``(sample, time, *space)`` (a ``physml solve``
             trajectory ``(time, x)``, a mesh dataset ``(sample, node)``).
+
+    Examples:
+        Three samples of the heat equation's sine mode $e^{-\nu t}\sin x$, one per $\nu$,
+        six saved times each, written with :func:`physml.io.samples_dataset` and
+        :func:`physml.io.write_dataset`; as pairs one step apart, each pair's second state is
+        its first times $e^{-\nu \Delta t}$:
+
+        >>> import pathlib, tempfile
+        >>> import numpy as np
+        >>> from physml import io
+        >>> from physml.data import FieldDataset
+        >>> from physml.solvers import Grid
+        >>> grid = Grid((32,), (0.0,), (2 * np.pi,))
+        >>> times, nu = np.linspace(0.0, 1.0, 6), np.array([0.1, 0.2, 0.4])
+        >>> states = np.exp(-nu[:, None, None] * times[None, :, None]) * np.sin(grid.coords(0))
+        >>> ds = io.samples_dataset(states, times, grid, seeds=np.arange(3),
+        ...                         sample_coords={"nu": nu})
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = io.write_dataset(ds, pathlib.Path(folder) / "heat.h5")
+        ...     trajectories = FieldDataset(path, dtype="float64")
+        ...     print(len(trajectories), tuple(trajectories[0].shape))
+        ...     pairs = FieldDataset(path, pairs=1, dtype="float64")
+        ...     u_t, u_next = pairs[7]
+        ...     print(len(pairs), tuple(u_t.shape), pairs.sample_of(7))
+        ...     print(round(float(u_next[8] / u_t[8]), 6), round(float(np.exp(-0.2 * 0.2)), 6))
+        3 (6, 32)
+        15 (32,) {'sample_index': 1, 'sample': 1, 't': 2, 'nu': 0.2}
+        0.960789 0.960789
     """
 
     def __init__(

@@ -213,7 +213,21 @@ def load_case(path: str | Path, overrides: list[str] | None = None, read_data: b
     is validated, the selected ones (``variant=NAME`` among ``overrides``) applied first, in
     the order given (a later variant's value of a key wins, as a later override's does).
     ``read_data`` and ``recorded``: see :func:`validate_case` (``read_data`` off for a
-    finished run's network alone, ``recorded`` on for a run folder's ``config.yaml``)."""
+    finished run's network alone, ``recorded`` on for a run folder's ``config.yaml``).
+
+    Examples:
+        The bundled Burgers case with a shorter L-BFGS phase; a misspelt key is refused with
+        the keys allowed there:
+
+        >>> from physml.cases import load_case
+        >>> case = load_case("burgers", ["training.lbfgs.steps=300"])
+        >>> case.kind, case.name, case.training.lbfgs.steps
+        ('pinn', 'burgers', 300)
+        >>> load_case("burgers", ["training.lbfgs.step=300"])
+        Traceback (most recent call last):
+        ...
+        ValueError: bundled case 'burgers': unknown key 'training.lbfgs.step'; allowed: steps, ...
+    """
     given_as, path = path, resolve_case_path(path)
     where = f"case {path}" if path == Path(given_as) else f"bundled case {path.stem!r}"
     raw = read_yaml_mapping(path, "case")
@@ -251,7 +265,23 @@ def _refuse_foreign_overrides(case: CaseBase, overrides: list[str], where: str) 
 def run_case(case: CaseBase, folder: Path | None = None, resume: bool = False,
              on_step: OnStep | None = None) -> tuple[Path, dict]:
     """Run ``case`` in ``folder`` (a new run folder if None), resuming from its checkpoint if
-    asked; returns the folder and the run's summary."""
+    asked; returns the folder and the run's summary.
+
+    Examples:
+        The bundled L-shape Poisson case on its coarsest mesh alone, its run folder made
+        under a temporary folder:
+
+        >>> import tempfile
+        >>> from physml.cases import load_case, run_case
+        >>> with tempfile.TemporaryDirectory() as runs:
+        ...     case = load_case("poisson_lshape",
+        ...                      ["variant=quick", "refine=[]", f"output.folder={runs}"])
+        ...     folder, summary = run_case(case)
+        ...     print(summary["pde"], summary["rel_l2"] < 1e-2)
+        ...     print(sorted(path.name for path in folder.iterdir()))
+        poisson True
+        ['config.yaml', 'fields.h5', 'metrics.json', 'solution.png', 'solution.vtu']
+    """
     folder = new_run_folder(case.name, case.output) if folder is None else folder
     with holding(folder):  # one run at a time in a folder
         if resume:

@@ -105,6 +105,26 @@ def cg(
         ValueError: b holds NaN/Inf values, or its norm overflows float64, or (A a
             :class:`~.linear_operator.CsrOperator`) A has an empty row where b is not 0, so
             that $A x = b$ has no solution (checked in one O(nnz) pass on A's device).
+
+    Examples:
+        The 5-point Laplacian of :func:`~.model_problems.poisson_2d` on 32 x 32 nodes
+        (n = 1024), with the right-hand side whose solution is all ones; smoothed-aggregation
+        AMG as the preconditioner cuts the iterations from 68 to 8:
+
+        >>> import numpy as np
+        >>> import warp as wp
+        >>> from physml.solvers.linalg import (CsrOperator, SmoothedAggregationAMG, cg,
+        ...                                    csr_from_scipy, poisson_2d)
+        >>> matrix = poisson_2d(32)
+        >>> A = CsrOperator(csr_from_scipy(matrix, wp.float64, "cpu"))
+        >>> b = wp.array(matrix @ np.ones(1024), dtype=wp.float64, device="cpu")
+        >>> result = cg(A, b, rtol=1e-10)
+        >>> result.iterations, f"{result.relative_residual:.1e}"
+        (68, '5.3e-11')
+        >>> f"{np.abs(result.x.numpy() - 1.0).max():.1e}"
+        '3.4e-11'
+        >>> cg(A, b, preconditioner=SmoothedAggregationAMG(A), rtol=1e-10).iterations
+        8
     """
     maxiter, rtol = check_arguments(A, b, x0, rtol, atol, maxiter, check_every,
                                     preconditioner, floor)
