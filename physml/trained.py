@@ -1,11 +1,20 @@
-"""Trained physics-informed networks from run folders: :func:`load_run` rebuilds the network
-of a ``kind: pinn`` or ``kind: equation`` run from its ``config.yaml`` and ``checkpoint.pt``
-(nothing is trained and no reference is computed) as a callable model.
+"""Trained networks from run folders, rebuilt from a run's ``config.yaml`` and
+``checkpoint.pt`` (nothing is trained and no reference is computed).
+
+:func:`load_run` rebuilds the field of a ``kind: pinn`` or ``kind: equation`` run as a callable
+model (what ``physml predict`` and ``physml export`` read)::
 
     model = physml.load_run("runs/burgers-20261123-192352")
     u = model(np.array([[0.5, 0.25]]))          # rows (x, t) -> u, shape (1,)
     model.export_torchscript("burgers.pt")      # torch.jit.load("burgers.pt")(X)
     model.export_onnx("burgers.onnx")           # ONNX Runtime, input "X", output "u"
+
+:func:`load_network`, which is ``physml.load_run``, takes those runs and ``kind: moe`` runs too,
+whose network maps initial states to trajectories
+(:class:`~physml.cases.moe_trained.TrainedMoE`)::
+
+    trained = physml.load_run("runs/moe_diffusion_sorption-20261206-101500")
+    u = trained.predict(trained.test_initial_conditions())  # (S, nt, *space)
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from contextlib import contextmanager
 from functools import partial
 from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +36,9 @@ from .dtypes import torch_dtype
 from .solvers.errors import refuse_grad
 from .torch_files import load_checked
 from .train.pinn import PINNField, points_tensor, predict
+
+if TYPE_CHECKING:
+    from .cases.moe_trained import TrainedMoE
 
 
 class TrainedModel:
@@ -211,7 +224,9 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
-    """The trained network of a physics-informed run folder.
+    """The trained field of a physics-informed run folder (what ``physml predict`` and
+    ``physml export`` read; :func:`load_network`, the top-level ``physml.load_run``, takes
+    ``moe`` runs too).
 
     Args:
         run_dir: a run folder of ``physml run`` for a case of kind ``pinn`` or ``equation``
@@ -229,26 +244,88 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
             cannot be read or does not fit the configuration, or a ``device`` this machine
             does not have.
     """
-    from .cases import equation, pinn
-    from .cases.pinn_training import refuse_older_networks
-    from .cases.registry import load_case
-    from .cases.run_folder import CHECKPOINT, CONFIG, read_checkpoint
-    from .devices import require_device
-    from .models import build_model
-
     folder = Path(run_dir)
+    return _load_field(folder, _recorded_case(folder), device)
+
+
+def load_network(run_dir: str | Path, device: str | None = None) -> TrainedModel | TrainedMoE:
+    """The trained network of a run folder, by its case kind: ``physml.load_run``.
+
+    Args:
+        run_dir: a run folder of ``physml run`` for a case of kind ``pinn``, ``equation`` or
+            ``moe`` (``config.yaml`` and ``checkpoint.pt``).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (default: the run's device, or the CPU
+            on a machine without it).
+
+    Returns:
+        For a ``pinn`` or ``equation`` run, the :class:`TrainedModel` of :func:`load_run`: the
+        field $u(X)$, rows of inputs ``(n, d_in)`` to values. For a ``moe`` run, the
+        :class:`~physml.cases.moe_trained.TrainedMoE` of
+        :func:`~physml.cases.moe_trained.load_trained`, in eval mode on ``device``: the
+        operator from initial states ``u0`` ``(S, *space)`` to trajectories
+        ``(S, nt, *space)`` (``predict``).
+
+    Raises:
+        ValueError: not a run folder (no ``config.yaml``), a case kind without a trained
+            network (``teng``, ``pcg``, ...), no checkpoint or one that cannot be read or does
+            not fit the configuration, or a ``device`` this machine does not have.
+    """
+    folder = Path(run_dir)
+    case = _recorded_case(folder)
+    if case.kind == "moe":
+        from .cases.moe_trained import load_trained
+
+        return load_trained(folder, _target_device(case.device, device))
+    return _load_field(folder, case, device)
+
+
+def _recorded_case(folder: Path):
+    """The case of the run in ``folder``, read from its ``config.yaml`` (no data file needed).
+
+    Raises:
+        ValueError: ``folder`` holds no ``config.yaml`` (not a run folder), or it does not
+            validate.
+    """
+    from .cases.registry import load_case
+    from .cases.run_folder import CONFIG
+
     if not (folder / CONFIG).is_file():
         raise ValueError(f"{str(folder)!r} is not a run folder (no {CONFIG})")
-    case = load_case(folder / CONFIG, read_data=False, recorded=True)  # no data file needed
+    return load_case(folder / CONFIG, read_data=False, recorded=True)
+
+
+def _target_device(run_device: str, device: str | None) -> torch.device:
+    """``device``, or by default the run's device where this machine has it, else the CPU.
+
+    Raises:
+        ValueError: ``device`` is one this machine does not have.
+    """
+    from .devices import require_device
+
+    if device is None:
+        device = run_device
+        try:
+            require_device(device)
+        except ValueError:
+            device = "cpu"
+    return torch.device(require_device(device))
+
+
+def _load_field(folder: Path, case, device: str | None) -> TrainedModel:
+    """:func:`load_run` of the run in ``folder``, whose case is ``case``."""
+    from .cases import equation, pinn
+    from .cases.pinn_training import refuse_older_networks
+    from .cases.run_folder import CHECKPOINT, CONFIG, read_checkpoint
+    from .models import build_model
+
     builders = {"pinn": pinn.build_problem,
                 "equation": partial(equation.build_equation_problem, read_data=False,
                                      check_parameters=False)}
     if case.kind not in builders:  # before the checkpoint: other kinds keep other files
-        reload = (" (a moe run's network: physml.cases.moe_trained.load_trained)"
-                  if case.kind == "moe" else "")
         raise ValueError(f"{str(folder)!r} is a {case.kind!r} run; a trained field "
                          "(physml predict and export, load_run) comes from a run of the kinds "
-                         f"{', '.join(builders)}{reload}")
+                         f"{', '.join(builders)}; physml.load_run also loads a moe run's "
+                         "network (initial states to trajectories)")
     if not (folder / CHECKPOINT).is_file():
         raise ValueError(f"{str(folder)!r} has no {CHECKPOINT}: its run wrote no checkpoint")
     problem = builders[case.kind](case)
@@ -267,13 +344,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel:
                          f"describes (no state dict under {' or '.join(map(repr, missing))})")
     refuse_older_networks(held, problem, model, folder / CHECKPOINT)
     dtype = torch_dtype(case.dtype)
-    if device is None:  # the run's device where this machine has it, else the CPU
-        device = case.device
-        try:
-            require_device(device)
-        except ValueError:
-            device = "cpu"
-    target = torch.device(require_device(device))
+    target = _target_device(case.device, device)
     model.to(target, dtype)  # before loading: a float32 parameter would round the values
     problem.coefficients.to(target, dtype)
     try:

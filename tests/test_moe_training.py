@@ -19,12 +19,12 @@ from physml.train.moe import (
     PROBLEMS,
     Budget,
     MoETrainer,
-    _sample_setup,
     build_model,
     evaluate,
     fit,
     initial_conditions,
     problem_rows,
+    sample_setup,
     trajectories,
 )
 
@@ -151,28 +151,35 @@ def test_moe_case_writes_its_run_folder(tmp_path):
 
 
 def test_a_moe_run_s_network_reloads_to_its_predictions_bit_for_bit(tmp_path):
+    """``physml.load_run`` loads a moe run as ``load_trained`` does; the field loader of
+    ``physml predict`` and ``physml export`` still refuses it, naming ``physml.load_run``."""
     import physml
-    from physml.cases.moe_trained import load_trained
+    from physml.cases.moe_trained import TrainedMoE, load_trained
+    from physml.trained import load_run as load_field
 
     case = load_case("cases/moe_diffusion_sorption.yaml", [
         "variant=cpu", "problem.nx=8", "problem.nt=8", "problem.train=2", "problem.test=2",
         "model.basis=3", "model.width=4", "model.modes=[2, 2]", "training.iterations=2",
         "training.batch=2", "output.figures=false", f"output.folder={tmp_path}"])
     folder, _ = run_case(case)
-    trained = load_trained(folder)
-    u0 = trained.test_initial_conditions()
-    assert u0.shape == (2, 8) and not trained.model.training
     with xr.open_dataset(folder / "predictions.h5") as predictions:
-        np.testing.assert_array_equal(trained.predict(u0).numpy(),
-                                      predictions["prediction"].values)
+        written = predictions["prediction"].values
+    for trained in (physml.load_run(folder), load_trained(folder)):
+        assert isinstance(trained, TrainedMoE) and not trained.model.training
+        u0 = trained.test_initial_conditions()
+        assert u0.shape == (2, 8)
+        np.testing.assert_array_equal(trained.predict(u0).numpy(), written)
+    with pytest.raises(ValueError, match=r"is a 'moe' run; .*physml\.load_run also loads"):
+        load_field(folder)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no run"):
         load_trained(tmp_path / "empty")
+    with pytest.raises(ValueError, match="is not a run folder"):
+        physml.load_run(tmp_path / "empty")
     (folder / "checkpoint.pt").unlink()
-    with pytest.raises(ValueError, match="has no checkpoint.pt; no network to load"):
-        load_trained(folder)
-    with pytest.raises(ValueError, match=r"physml\.cases\.moe_trained\.load_trained"):
-        physml.load_run(folder)
+    for load in (load_trained, physml.load_run):
+        with pytest.raises(ValueError, match="has no checkpoint.pt; no network to load"):
+            load(folder)
 
 
 def test_the_moe_history_is_one_record_per_step_with_the_test_errors_where_taken():
@@ -294,7 +301,7 @@ def test_resume_without_a_checkpoint_says_there_is_nothing_to_resume(tmp_path):
                                                 ("navier_stokes", (8, 8), 3)])
 def test_trajectories_are_the_samples_solved_one_by_one(problem, space, nt):
     u0, u = trajectories(problem, space, nt, 3, first=5)
-    spec, solver = _sample_setup(problem, space, nt, None)
+    spec, solver = sample_setup(problem, space, nt, None)
     alone = [solve_sample(spec, solver, initial_state(spec, solver.grid, 5 + i))
              for i in range(3)]
     assert torch.equal(u, torch.from_numpy(np.stack(alone)))

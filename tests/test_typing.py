@@ -110,7 +110,7 @@ def test_annotations_admit_what_the_functions_accept():
             "Mapping[str, torch.Tensor | npt.ArrayLike] | None")
     assert _annotations(bridge.rollout)["checkpoint_every"] == "int | Literal['auto'] | None"
     assert _annotations(physml.load_run) == {
-        "run_dir": "str | Path", "device": "str | None", "return": "TrainedModel"}
+        "run_dir": "str | Path", "device": "str | None", "return": "TrainedModel | TrainedMoE"}
     assert _annotations(load_spec)["return"] == _annotations(generate)["spec"]
     assert "LinearSystemSpec" in load_spec.__doc__
 

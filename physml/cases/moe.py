@@ -74,14 +74,14 @@ from ..train.moe import (
     Loss,
     MoETrainer,
     Rows,
-    _initial_states,
-    _sample_setup,
     build_constraint,
     build_model,
     expert_blocks,
+    initial_states,
     predict,
     problem_rows,
     relative_l2,
+    sample_setup,
     trajectories,
 )
 from .kind import CaseKind, OnStep
@@ -243,8 +243,8 @@ class MoECase(CaseBase):
         if not is_final(info):
             return self
         p = self.problem
-        spec, solver = _sample_setup(p.name, self.space, p.nt, p.t_end)
-        steps, _, _ = step_plan(spec, solver, _initial_states(spec, solver, 1, 0)[0])
+        spec, solver = sample_setup(p.name, self.space, p.nt, p.t_end)
+        steps, _, _ = step_plan(spec, solver, initial_states(spec, solver, 1, 0)[0])
         if steps > MAX_SOLVE_STEPS:
             raise ValueError(
                 f"problem.t_end={spec.t_end:g} with problem.nx={p.nx}, problem.nt={p.nt}: the "

@@ -83,7 +83,7 @@ def training_system(matrix: sp.spmatrix | sp.sparray, x: np.ndarray, b: np.ndarr
 def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, steps: int,
         learning_rate: float = 3e-3, batch_size: int = 4, seed: int = 0,
         on_step: Callable[[int, float], None] | None = None) -> list[float]:
-    """Adam on ``loss`` over random mini-batches of ``systems``; returns the loss per step.
+    """Adam on ``loss`` over random mini-batches of ``systems``.
     ``on_step(updates_done, loss)`` follows each update (counted from 1).
 
     Args:
@@ -97,6 +97,10 @@ def fit(model: FactorModel, systems: Sequence[TrainingSystem], *, loss: str, ste
             generator: the caller's random stream is left as it was).
         on_step: called after each update with the updates done (from 1) and that update's
             loss as a float; None: no callback.
+
+    Returns:
+        The history, a list of one float per step: entry k - 1 the mini-batch loss update k
+        was taken on (before it). The model, trained in place, keeps no history.
 
     Raises:
         ValueError: an unknown loss, no systems, or steps or batch_size not whole numbers

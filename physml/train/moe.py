@@ -31,6 +31,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -54,6 +55,9 @@ from ..errors import NonFiniteLossError, adam_can_step
 from ..fno import FNO
 from ..interrupts import raise_pending, step_loop
 from .distributed import agreed_stop, average, average_gradients, from_first_rank, shard
+
+if TYPE_CHECKING:
+    from ..solvers.base import GridSolver
 
 Rows = DiffusionSorptionRows | NavierStokesRows
 
@@ -93,8 +97,12 @@ def problem_rows(name: str, space: tuple[int, ...], nt: int, t_end: float | None
     return PROBLEMS[name].rows(space, (t_end or spec.t_end) / (nt - 1), spec)
 
 
-def _sample_setup(name: str, space: tuple[int, ...], nt: int, t_end: float | None):
-    """Problem ``name``'s dataset spec on ``space`` cells and ``nt`` levels, and its solver."""
+def sample_setup(name: str, space: tuple[int, ...], nt: int, t_end: float | None
+                 ) -> tuple[DatasetSpec, GridSolver]:
+    """Problem ``name``'s dataset spec on the grid of ``space`` cells per axis (1 entry for
+    ``diffusion_sorption``, 2 for ``navier_stokes``) with ``nt`` saved levels of
+    $[0, t_{end}]$ (the spec's $t_{end}$ where ``t_end`` is None), and its solver on that
+    grid, on the CPU, in the spec's dtype (the solver of :func:`trajectories`)."""
     spec = PROBLEMS[name].load()
     spec = spec.model_copy(update={"grid": list(space), "n_saves": nt,
                                    "t_end": t_end or spec.t_end})
@@ -103,8 +111,11 @@ def _sample_setup(name: str, space: tuple[int, ...], nt: int, t_end: float | Non
     return spec, solver
 
 
-def _initial_states(spec: DatasetSpec, solver, samples: int, first: int) -> np.ndarray:
-    """u0 of sample seeds ``first, first + 1, ...``, (S, *space), in the solver's dtype."""
+def initial_states(spec: DatasetSpec, solver: GridSolver, samples: int, first: int
+                   ) -> np.ndarray:
+    """The initial states of ``spec``'s sample seeds ``first, first + 1, ...``, ``samples``
+    of them, on ``solver``'s grid: shape (S, *space), S = ``samples``, in the solver's dtype
+    (``spec`` and ``solver`` as :func:`sample_setup` gives them)."""
     return np.stack([initial_state(spec, solver.grid, first + i)
                      for i in range(samples)]).astype(solver.np_dtype)
 
@@ -113,8 +124,8 @@ def initial_conditions(name: str, space: tuple[int, ...], samples: int, first: i
                        ) -> torch.Tensor:
     """The ``u0`` (S, *space) of :func:`trajectories` without solving: sample seeds
     ``first, first + 1, ...`` of problem ``name``'s spec (what a timing of the layers needs)."""
-    spec, solver = _sample_setup(name, space, 2, None)
-    return torch.from_numpy(_initial_states(spec, solver, samples, first))
+    spec, solver = sample_setup(name, space, 2, None)
+    return torch.from_numpy(initial_states(spec, solver, samples, first))
 
 
 def trajectories(name: str, space: tuple[int, ...], nt: int, samples: int,
@@ -122,8 +133,8 @@ def trajectories(name: str, space: tuple[int, ...], nt: int, samples: int,
     """``samples`` trajectories of problem ``name``'s dataset spec on ``space`` cells and
     ``nt`` levels of $[0, t_{end}]$, sample seeds ``first, first + 1, ...``, in one batched
     solve: ``u0`` (S, *space), ``u`` (S, nt, *space), float64."""
-    spec, solver = _sample_setup(name, space, nt, t_end)
-    u = solve_batch(spec, solver, _initial_states(spec, solver, samples, first))
+    spec, solver = sample_setup(name, space, nt, t_end)
+    u = solve_batch(spec, solver, initial_states(spec, solver, samples, first))
     return torch.from_numpy(u[:, 0].copy()), torch.from_numpy(u)
 
 
@@ -295,8 +306,14 @@ class MoETrainer:
         iteration, ``on_checkpoint`` is called every ``checkpoint_every`` iterations, at the
         end, and at the iteration a stop deferred to its end
         (:func:`~physml.interrupts.stops_deferred`) is raised at. ``saved_step`` is the step
-        of a checkpoint already kept when ``fit`` starts (a blow-up names it). Returns
-        :meth:`evaluate` with the history, the losses and the seconds per iteration.
+        of a checkpoint already kept when ``fit`` starts (a blow-up names it).
+
+        Returns:
+            The summary, one dict: :meth:`evaluate`'s keys, with ``history`` (the test errors,
+            one every :data:`EVALUATE_EVERY` iterations from 0), ``losses`` (one per
+            iteration), ``seconds_per_iteration``, ``inner_solves_converged`` and
+            ``cells_at_kink``. The history is in the trainer too: ``losses`` and ``history``
+            (kept across calls and in :meth:`state_dict`).
 
         Raises:
             NonFiniteLossError: the loss or a gradient became NaN/Inf (names the step; that
@@ -384,7 +401,12 @@ class MoETrainer:
 
 def fit(model: ConstrainedFNO, rows: Rows, train, test, budget: Budget, seed: int = 0,
         on_step: Callable[[dict], None] | None = None) -> dict:
-    """Train from scratch with :class:`MoETrainer` and return its summary."""
+    """Train from scratch with :class:`MoETrainer`.
+
+    Returns:
+        The summary, one dict: that of :meth:`MoETrainer.fit` (its ``losses`` and ``history``
+        hold the history).
+    """
     return MoETrainer(model, rows, train, test, budget, seed).fit(on_step)
 
 

@@ -496,13 +496,20 @@ class PINNTrainer:
         checkpoint_every: int = 500,
         saved_step: int | None = None,
     ) -> list[dict]:
-        """Train to step ``until`` (default: the end of the schedule); returns the history.
+        """Train to step ``until`` (default: the end of the schedule).
 
         ``on_step`` receives each step's record; ``on_checkpoint`` is called every
         ``checkpoint_every`` steps with finite losses (save the trainer there), and at the step
         a stop deferred to its end (:func:`~physml.interrupts.stops_deferred`) is raised at.
         ``saved_step`` is the step of a checkpoint already kept when ``fit`` starts (default:
         the current step, if past 0: a resumed trainer); a blow-up names it.
+
+        Returns:
+            The history, a list of one dict per step taken since the trainer was built
+            (``history``, kept across calls and in :meth:`state_dict`): ``step``, ``loss``
+            and each ``loss_<term>``, the balancer's ``weights``, each
+            ``coefficient_<name>``, ``wall_s`` (training seconds so far) and, every
+            ``eval_every`` steps and at the last, :meth:`evaluate`'s errors.
 
         Raises:
             NonFiniteLossError: a loss or its gradient became NaN/Inf (names the step; the

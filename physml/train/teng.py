@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..devices import require_torch_device
+from ..devices import Stopwatch, require_torch_device
 from ..solvers.errors import BlowUpError, is_real, whole_number
 from ..solvers.timestepping import SCHEMES, Tableau
 from . import gauss_newton, initial_fit
@@ -134,6 +134,10 @@ class TENG:
             docstring happened; ``fallback_reasons``: the cause of each that did.
         initial_error: the relative L2 error of :meth:`fit_initial` on fresh points (None
             before the fit).
+        history: one dict per step taken (:meth:`step`, :meth:`run`), what :meth:`run`
+            returns: ``step`` (counted from t = 0, ``round(t / dt)``), ``t`` (the time
+            reached), ``wall_s`` (seconds of the steps so far, device-synchronised), and the
+            totals so far of ``solves``, ``solve_s`` (``solve_seconds``) and ``fallbacks``.
 
     :meth:`state_dict` and :meth:`load_state_dict` carry everything a resumed run needs.
     """
@@ -186,14 +190,17 @@ class TENG:
         self.fallback_reasons: dict[str, str] = {}
         self._warned: set[str] = set()
         self.initial_error: float | None = None
+        self.history: list[dict] = []
 
     def state_dict(self) -> dict:
         """What a resumed run needs: parameters, time, random stream, solve counters,
-        fallbacks and the initial fit's error (tensors as they are; ``torch.save`` them)."""
+        fallbacks, the initial fit's error and the steps' ``history`` (under
+        ``"step_history"``; tensors as they are: ``torch.save`` them)."""
         return {"theta": self.theta, "t": self.t, "generator": self.generator.get_state(),
                 "solve_seconds": self.solve_seconds, "solves": self.solves,
                 "fallbacks": dict(self.fallbacks), "fallback_reasons": dict(self.fallback_reasons),
-                "initial_error": self.initial_error}
+                "initial_error": self.initial_error,
+                "step_history": [dict(record) for record in self.history]}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`: the next steps are those the saved run would take.
@@ -214,6 +221,8 @@ class TENG:
         self.fallbacks = {**dict.fromkeys(FALLBACKS, 0), **state["fallbacks"]}
         self.fallback_reasons = dict(state["fallback_reasons"])
         self.initial_error = state["initial_error"]
+        saved = state.get("step_history", [])  # none in a state saved before it was kept
+        self.history = [dict(record) for record in saved]
 
     def write_theta_to_model(self) -> nn.Module:
         """Copy ``theta`` into ``model``'s parameters and return the model (its own
@@ -284,15 +293,28 @@ class TENG:
         return (u * self.length).to(self.device)
 
     def step(self) -> None:
-        """Advance parameters by one time step ``dt``.
+        """Advance parameters by one time step ``dt`` and append its record to ``history``.
 
         Raises:
             BlowUpError: a stage's target or the step's target (so a right-hand side) is
                 NaN/Inf, found before any fit to it, or a fit could keep no update (its
-                residual's norm, or that of every update, not finite: :meth:`fit`); ``theta``
-                and ``t`` stay those of the last good step (the step is counted from t = 0,
-                ``round(t / dt) + 1``).
+                residual's norm, or that of every update, not finite: :meth:`fit`); ``theta``,
+                ``t`` and ``history`` stay those of the last good step (the step is counted
+                from t = 0, ``round(t / dt) + 1``).
         """
+        with Stopwatch(self.device) as clock:
+            self._advance()
+        self.history.append(self._step_record(clock.seconds))
+
+    def _step_record(self, seconds: float) -> dict:
+        """The ``history`` record of the step just taken, which took ``seconds``."""
+        before = self.history[-1]["wall_s"] if self.history else 0.0
+        return {"step": round(self.t / self.dt), "t": self.t, "wall_s": before + seconds,
+                "solves": self.solves, "solve_s": self.solve_seconds,
+                "fallbacks": dict(self.fallbacks)}
+
+    def _advance(self) -> None:
+        """The step of :meth:`step`: ``theta`` and ``t`` one ``dt`` on."""
         X = self.sample(self.n_points)
         u_n = self.value(self.theta, X)
         a, b = self.tableau.a, self.tableau.b
@@ -328,8 +350,20 @@ class TENG:
                                    "network and the initial condition") if good else
                                   "theta holds NaN/Inf before the step: set a finite theta")
 
-    def run(self, t_end: float, on_step: Callable[[TENG], None] | None = None) -> None:
-        """Step until ``t_end`` (a whole number of steps from the current time)."""
+    def run(self, t_end: float, on_step: Callable[[TENG], None] | None = None) -> list[dict]:
+        """Step until ``t_end`` (a whole number of steps from the current time); ``on_step``
+        receives the TENG after each step.
+
+        Returns:
+            The history, a list of one dict per step taken since the TENG was built
+            (``history``, kept across calls and in :meth:`state_dict`): ``step``, ``t``,
+            ``wall_s`` and the totals so far of ``solves``, ``solve_s`` and ``fallbacks``.
+
+        Raises:
+            ValueError: ``t_end`` is not finite or not a whole number of steps ``dt`` on
+                from ``t``.
+            BlowUpError: a step blew up (:meth:`step`).
+        """
         if not (is_real(t_end) and math.isfinite(t_end)):
             raise ValueError(f"t_end={t_end!r} must be a finite number")
         steps = round((t_end - self.t) / self.dt)
@@ -339,6 +373,7 @@ class TENG:
             self.step()
             if on_step is not None:
                 on_step(self)
+        return self.history
 
     def fit_initial(
         self,
