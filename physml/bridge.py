@@ -5,7 +5,8 @@ r"""PyTorch autograd over the Warp solvers: differentiable steps and rollouts, b
 to the initial state and to the solver's physical parameters (``nu``, ``beta``, ``rho``, ...).
 A batch of states ``(B, *grid.shape)`` advances in one launch per stage (solvers on the fused
 explicit path; IMEX and PDEs with their own right-hand side run sample by sample) with
-parameters per sample ``(B,)`` or as fields; the result is ``(B, T, *grid.shape)``.
+parameters per sample ``(B,)`` or as fields, and time steps per sample (``dt``, constants:
+no gradient flows to them); the result is ``(B, T, *grid.shape)``.
 
 **torch.func.** ``vmap`` over an unbatched rollout runs the vmapped samples as that one batched
 rollout (its parameters per sample, shared or fields alike), so code written for one state
@@ -82,9 +83,12 @@ from .eager import eager
 from .linalg_bridge import forward_mode_refused, one_cotangent_only
 from .solvers import step_adjoint
 from .solvers.base import GridSolver
-from .solvers.checks import check_counts
+from .solvers.batch_parameters import sample_rows
+from .solvers.built_solver import shallow_copy
+from .solvers.checks import check_counts, per_sample, require
 from .solvers.errors import BlowUpError, UnstableStepError, whole_number
 from .solvers.host_threads import ForkSafeLock
+from .solvers.parameters import check_representable
 from .solvers.rk_stages import StageWork
 
 __all__ = ["RolloutMemory", "rollout", "step"]
@@ -115,6 +119,8 @@ def rollout(
     parameters: Mapping[str, torch.Tensor | npt.ArrayLike] | None = None,
     checkpoint_every: int | Literal["auto"] | None = None,
     memory: RolloutMemory | None = None,
+    *,
+    dt: float | npt.ArrayLike | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Differentiable rollout of ``solver`` from ``u0``.
 
@@ -134,6 +140,11 @@ def rollout(
         checkpoint_every: ``None`` (keep all states), an integer segment length, or
             ``"auto"`` ($\\lceil\\sqrt{n}\\rceil$, memory $O(\\sqrt n)$ states).
         memory: optional :class:`RolloutMemory` that records the peak number of held states.
+        dt: time steps [s] replacing ``solver.dt``: one value, or one per sample ``(B,)``
+            (a number, array or tensor), each positive and neither 0 nor infinity in the
+            solver's dtype; each sample steps forward and back with its own, and the result
+            is bitwise that of ``solver.rollout(..., dt=dt)``. A constant: no gradient flows
+            to it, and a tensor that requires grad is refused.
 
     Returns:
         ``(n_steps // save_every + 1, *grid.shape)``, or ``(B, n_steps // save_every + 1,
@@ -141,8 +152,8 @@ def rollout(
 
     Raises:
         ValueError: a parameter outside its range or of another shape (the checks of
-            :meth:`~physml.solvers.GridSolver.batch_parameter_arrays`), or a bad state,
-            dtype, device or count.
+            :meth:`~physml.solvers.GridSolver.batch_parameter_arrays`), a bad state, dtype,
+            device, count or time step, or a ``dt`` that requires grad.
         UnstableStepError: ``dt`` too large for a sample's ``u0`` and parameters.
         BlowUpError: a NaN/Inf appeared (with the step).
     """
@@ -166,15 +177,17 @@ def rollout(
     if tuple(u0.shape) != tuple(expected) or batch == 0:
         raise ValueError(f"u0 has shape {tuple(u0.shape)}; expected {solver.grid.shape} or "
                          f"(B, *{solver.grid.shape}) with B >= 1")
+    steps = _time_steps(solver, dt, batch)
     given = {n: _parameter(solver, n, v, u0.device) for n, v in (parameters or {}).items()}
     shapes = solver.batch_parameter_shapes(batch, {n: tuple(v.shape) for n, v in given.items()})
     if batched and batch > 1 and not solver.fused:
         samples = [(u0[b], {n: _sample(solver, n, v.reshape(shapes[n]), b)
-                            for n, v in given.items()}) for b in range(batch)]
-        for u, p in samples:  # every sample's checks (a rollout of no step) before any runs
-            rollout(solver, u, 0, parameters=p)
-        return torch.stack([rollout(solver, u, n_steps, save_every, p, checkpoint_every, memory)
-                            for u, p in samples])
+                            for n, v in given.items()}, _sample_dt(solver, steps, b))
+                   for b in range(batch)]
+        for u, p, h in samples:  # every sample's checks (a rollout of no step) before any runs
+            rollout(solver, u, 0, parameters=p, dt=h)
+        return torch.stack([rollout(solver, u, n_steps, save_every, p, checkpoint_every, memory,
+                                    dt=h) for u, p, h in samples])
     defaults = solver.parameter_arrays()
     values = [given[n].reshape(shapes[n]) if n in given else _tensor(defaults[n], u0)
               for n in solver.parameter_names]
@@ -184,7 +197,7 @@ def rollout(
     # the backward pass steps a copy: the solver as it is now (dt, boundary conditions), even
     # if the caller changes it before calling backward
     flat = _Rollout.apply(copy.copy(solver), n_steps, save_every, segment, memory, _Held(),
-                          u0.reshape(-1), *values)
+                          steps, u0.reshape(-1), *values)
     out = flat.reshape(flat.shape[0], batch, *solver.grid.shape)
     return out.transpose(0, 1) if batched else out[:, 0]
 
@@ -199,6 +212,35 @@ def step(
     ``(B, *grid.shape)``) in and out."""
     out = rollout(solver, u, 1, parameters=parameters)
     return out[:, -1] if u.dim() == solver.grid.ndim + 1 else out[-1]
+
+
+def _time_steps(solver: GridSolver, dt, batch: int) -> np.ndarray | None:
+    """The time steps of :func:`rollout`: None for ``solver.dt``, else one per sample
+    ``(batch,)`` in float64, checked as ``solver.rollout`` checks them."""
+    if dt is None:
+        return None
+    if isinstance(dt, torch.Tensor):
+        if dt.requires_grad:
+            raise ValueError("dt is a tensor that requires grad; physml.bridge.rollout takes "
+                             "the time steps as constants (no gradient with respect to dt): "
+                             "pass dt.detach()")
+        dt = dt.detach().cpu().numpy()
+    steps = per_sample(dt, batch, "dt", float)
+    require(np.all(np.isfinite(steps) & (steps > 0)), f"dt={dt!r} must be positive numbers")
+    check_representable({"dt": steps if np.ndim(dt) else steps[0]}, solver.np_dtype,
+                        indexed=True)
+    return steps
+
+
+def _sample_dt(solver: GridSolver, steps: np.ndarray | None, b: int) -> float:
+    """Sample ``b``'s time step."""
+    return solver.dt if steps is None else float(steps[b])
+
+
+def _dt_array(solver: GridSolver, steps: np.ndarray | None) -> wp.array:
+    """The time steps as the stages read them: ``(1,)`` (``solver.dt``) or ``(B,)``."""
+    values = np.full(1, solver.dt) if steps is None else steps
+    return wp.array(values, dtype=solver.dtype, device=solver.device)
 
 
 def _as_tensor(value, device: torch.device, name: str) -> torch.Tensor:
@@ -281,16 +323,18 @@ def _warp(t: torch.Tensor, grad: torch.Tensor | None = None) -> wp.array:
 
 
 class _Stepper:
-    """Steps of ``solver`` with ``params`` on flat tensors, in work arrays of its own: each
-    call advances its state one step (replaying the step's recorded launches once they exist,
-    as a NumPy rollout does) and returns the new state as a new tensor (the forward pass holds
-    it). A state is copied in unless it is the tensor the last call returned, whose step
-    continues from the work array it came from."""
+    """Steps of ``solver`` with ``params`` and the time steps ``steps`` (:func:`_time_steps`)
+    on flat tensors, in work arrays of its own: each call advances its state one step
+    (replaying the step's recorded launches once they exist, as a NumPy rollout does) and
+    returns the new state as a new tensor (the forward pass holds it). A state is copied in
+    unless it is the tensor the last call returned, whose step continues from the work array
+    it came from."""
 
-    def __init__(self, solver: GridSolver, params: dict[str, wp.array]) -> None:
+    def __init__(self, solver: GridSolver, params: dict[str, wp.array],
+                 steps: np.ndarray | None) -> None:
         self.solver, self.params = solver, params
         self.work = StageWork(reuse=True)
-        self.dt = wp.array(np.full(1, solver.dt), dtype=solver.dtype, device=solver.device)
+        self.dt = _dt_array(solver, steps)
         self._returned: torch.Tensor | None = None
         self._output: wp.array | None = None
 
@@ -307,9 +351,11 @@ class _Stepper:
 
 
 def _vjp(
-    solver: GridSolver, u: torch.Tensor, values: list[torch.Tensor], adjoint: torch.Tensor
+    solver: GridSolver, u: torch.Tensor, values: list[torch.Tensor], dt: wp.array,
+    adjoint: torch.Tensor
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Vector-Jacobian products of one step $\\Phi$ with the adjoint $\\bar u$.
+    """Vector-Jacobian products of one step $\\Phi$ of time steps ``dt`` (:func:`_dt_array`)
+    with the adjoint $\\bar u$.
 
     Returns $(\\partial\\Phi/\\partial u)^T\\bar u$ and $(\\partial\\Phi/\\partial p)^T\\bar u$.
     """
@@ -319,7 +365,7 @@ def _vjp(
     tape = wp.Tape()
     with _TAPE_LOCK:  # Warp has one active tape per process: threads' backward passes queue
         with tape, solver.stages.step_lock:
-            out = solver.advance(_warp(u, grad_u), params, tape=tape)
+            out = solver.advance(_warp(u, grad_u), params, tape=tape, dt=dt)
         tape.backward(grads={out: _warp(adjoint)})
     return grad_u, grad_p
 
@@ -342,10 +388,11 @@ class _Held:
 
 
 def _check_values(solver: GridSolver, u0: torch.Tensor, values: tuple[torch.Tensor, ...],
-                  params: dict[str, wp.array]) -> None:
-    """The checks that read values: a finite state, parameters in range, a stable ``dt`` for
-    every sample (u0 flat, values in :meth:`~physml.solvers.GridSolver.batch_parameter_shapes`'
-    shapes)."""
+                  params: dict[str, wp.array], steps: np.ndarray | None) -> None:
+    """The checks that read values: a finite state, parameters in range, a stable time step
+    for every sample (u0 flat, values in
+    :meth:`~physml.solvers.GridSolver.batch_parameter_shapes`' shapes, steps of
+    :func:`_time_steps`)."""
     if not torch.isfinite(u0).all():
         raise ValueError("u0 contains NaN/Inf values; the state must be finite")
     for name, value in zip(solver.parameter_names, values):
@@ -355,7 +402,8 @@ def _check_values(solver: GridSolver, u0: torch.Tensor, values: tuple[torch.Tens
     batch = states.shape[0]
     for b in range(batch):
         try:
-            solver.sample_solver(params, b, solver.dt).check_stability(states[b])
+            solver.sample_solver(params, b, _sample_dt(solver, steps, b)).check_stability(
+                states[b])
         except UnstableStepError as error:
             if batch == 1:
                 raise
@@ -375,31 +423,34 @@ def _sample_values(solver: GridSolver, values: tuple[torch.Tensor, ...], b: int,
 
 
 class _Rollout(torch.autograd.Function):
-    """Flat u0 (B N,) and the parameters in their batch shapes -> the saved states (T, B N).
+    """Flat u0 (B N,) and the parameters in their batch shapes -> the saved states (T, B N),
+    each sample stepping with its time step (``steps``: :func:`_time_steps`).
 
     A ``torch.func`` transform may wrap it: ``vmap`` becomes one batched rollout
     (:meth:`vmap`), ``grad`` and ``vjp`` take :meth:`backward`; a transform of the backward
     pass (``jacrev``: ``vmap`` over cotangents) runs one adjoint sweep per cotangent."""
 
     @staticmethod
-    def forward(solver, n_steps, save_every, segment, memory, store, u0, *values):
+    def forward(solver, n_steps, save_every, segment, memory, store, steps, u0, *values):
         memory = memory if memory is not None else RolloutMemory()
         params = {n: _warp(v) for n, v in zip(solver.parameter_names, values)}
         flat0 = u0.detach().contiguous().reshape(-1)
-        _check_values(solver, flat0, values, params)
+        _check_values(solver, flat0, values, params, steps)
         keep_every = 1 if segment is None else segment
         held = {0: flat0}
         saved = [flat0]
         u = flat0
         last_good, good_state = 0, flat0
-        advance = _Stepper(solver, params)
+        advance = _Stepper(solver, params, steps)
         for s in range(1, n_steps + 1):
             u = advance(u)
             if s % solver.check_every == 0 or s == n_steps:
-                if not torch.isfinite(u).all():
+                finite = torch.isfinite(u.reshape(-1, solver.grid.size)).all(dim=1)
+                if not finite.all():
+                    first = int(torch.argmin(finite.int()))
                     raise BlowUpError(
                         step=s,
-                        t=s * solver.dt,
+                        t=s * _sample_dt(solver, steps, first),
                         last_good_step=last_good,
                         last_good_state=_unbatched(good_state.cpu().numpy(), solver),
                     )
@@ -414,13 +465,13 @@ class _Rollout(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        solver, n_steps, save_every, segment, _, store, u0, *values = inputs
+        solver, n_steps, save_every, segment, _, store, steps, u0, *values = inputs
         # under vmap, the vmap rule ran a batched rollout of its own: this call holds nothing
         # to differentiate (an error only if a gradient reaches it)
         ctx.vmapped = not hasattr(store, "held")
         if ctx.vmapped:
             return
-        ctx.solver, ctx.n_steps, ctx.save_every = solver, n_steps, save_every
+        ctx.solver, ctx.n_steps, ctx.save_every, ctx.steps = solver, n_steps, save_every, steps
         ctx.keep_every = 1 if segment is None else segment
         ctx.held, ctx.memory = store.held, store.memory
         # u0 only for autograd's version check: the held states start from its memory (no
@@ -434,22 +485,23 @@ class _Rollout(torch.autograd.Function):
         one_cotangent_only("the rollout", grad_out, "torch.autograd.functional.jacobian(..., "
                            "vectorize=False) or torch.func.jacrev")
         u0, *values = ctx.saved_tensors
-        return (None, None, None, None, None, None,
+        return (None, None, None, None, None, None, None,
                 *_Adjoint.apply(ctx.solver, ctx.n_steps, ctx.save_every, ctx.keep_every,
-                                ctx.memory, ctx.held, grad_out, u0, *values))
+                                ctx.memory, ctx.held, ctx.steps, grad_out, u0, *values))
 
     @staticmethod
     def jvp(ctx, *tangents):
         raise forward_mode_refused("a rollout")
 
     @staticmethod
-    def vmap(info, in_dims, solver, n_steps, save_every, segment, memory, store, u0, *values):
+    def vmap(info, in_dims, solver, n_steps, save_every, segment, memory, store, steps, u0,
+             *values):
         """``torch.func.vmap`` over a rollout: one batched rollout of the vmapped samples."""
         count, n = info.batch_size, solver.grid.size
-        u = u0.movedim(in_dims[6], 0) if in_dims[6] is not None else u0.expand(count, -1)
+        u = u0.movedim(in_dims[7], 0) if in_dims[7] is not None else u0.expand(count, -1)
         batch = u.shape[1] // n
         params = {}
-        for name, value, dim in zip(solver.parameter_names, values, in_dims[7:]):
+        for name, value, dim in zip(solver.parameter_names, values, in_dims[8:]):
             if dim is None and not _per_sample(solver, name, value.shape):
                 if name == solver.velocity_parameter:  # one vector, also given as (1, ndim)
                     value = value.reshape(-1)
@@ -462,7 +514,8 @@ class _Rollout(torch.autograd.Function):
             value = value.expand(count, batch, *value.shape[2:])
             params[name] = _public(solver, name, value.reshape(count * batch, *value.shape[2:]))
         out = rollout(solver, u.reshape(count * batch, *solver.grid.shape), n_steps,
-                      save_every, params, segment, memory)
+                      save_every, params, segment, memory,
+                      dt=None if steps is None else np.tile(steps, count))
         saves = out.shape[1]
         if batch == 1:  # the usual case: a view
             return out.reshape(count, saves, n), 0
@@ -484,7 +537,7 @@ class _Adjoint(torch.autograd.Function):
     linear in the states) then refuses a second derivative instead of returning zero."""
 
     @staticmethod
-    def forward(solver, n, save_every, k, memory, held, grad_out, u0, *values):
+    def forward(solver, n, save_every, k, memory, held, steps, grad_out, u0, *values):
         params = {name: _warp(v) for name, v in zip(solver.parameter_names, values)}
         grad_out = grad_out.reshape(grad_out.shape[0], -1)
         held = dict(held)
@@ -492,9 +545,8 @@ class _Adjoint(torch.autograd.Function):
         adj_p = [torch.zeros_like(v) for v in values]
         native = None  # the steps' adjoint in native loops where it applies, else Warp's tape
         if step_adjoint.supported(solver) and adj.device.type == "cpu":
-            native = step_adjoint.ExplicitStepAdjoint(solver, params,
-                                                      adj.numel() // solver.grid.size)
-        advance = _Stepper(solver, params)
+            native = _NativeStepAdjoint(solver, params, steps, adj.numel() // solver.grid.size)
+        advance = _Stepper(solver, params, steps)
         for start in sorted(held, reverse=True):
             end = min(start + k, n)
             states = [held.pop(start)]
@@ -509,7 +561,7 @@ class _Adjoint(torch.autograd.Function):
                     adj = torch.from_numpy(native.vjp(state.detach().numpy(),
                                                       adj.detach().numpy()))
                     continue
-                adj, dp = _vjp(solver, state, values, adj)
+                adj, dp = _vjp(solver, state, values, advance.dt, adj)
                 adj_p = [a + d for a, d in zip(adj_p, dp)]
         if native is not None:
             grads = native.parameter_grads()
@@ -527,12 +579,58 @@ class _Adjoint(torch.autograd.Function):
                            "derivatives through the Warp adjoint)")
 
     @staticmethod
-    def vmap(info, in_dims, solver, n, save_every, k, memory, held, grad_out, u0, *values):
+    def vmap(info, in_dims, solver, n, save_every, k, memory, held, steps, grad_out, u0,
+             *values):
         """Several cotangents of one rollout (``torch.func.jacrev``, ``vmap`` over ``vjp``):
         one reverse sweep each."""
-        if any(dim is not None for dim in in_dims[7:]):
+        if any(dim is not None for dim in in_dims[8:]):
             raise RuntimeError(_PER_SAMPLE_GRADIENTS)
-        cotangents = grad_out.movedim(in_dims[6], 0)
-        sweeps = [_Adjoint.apply(solver, n, save_every, k, memory, held, c, u0, *values)
+        cotangents = grad_out.movedim(in_dims[7], 0)
+        sweeps = [_Adjoint.apply(solver, n, save_every, k, memory, held, steps, c, u0, *values)
                   for c in cotangents]
         return tuple(torch.stack(parts) for parts in zip(*sweeps)), 0
+
+
+class _NativeStepAdjoint:
+    """:class:`~physml.solvers.step_adjoint.ExplicitStepAdjoint` of ``batch`` samples whose
+    time steps ``steps`` (:func:`_time_steps`) may differ: one per distinct time step, on the
+    samples (rows) that step with it, with :meth:`vjp` and :meth:`parameter_grads` over the
+    whole batch."""
+
+    def __init__(self, solver: GridSolver, params: dict[str, wp.array],
+                 steps: np.ndarray | None, batch: int) -> None:
+        self.solver, self.params, self.batch = solver, params, batch
+        steps = np.full(batch, solver.dt) if steps is None else steps
+        self.groups = []
+        for dt in np.unique(steps):
+            rows = np.flatnonzero(steps == dt)
+            rows_params = params if rows.size == batch else {
+                name: sample_rows(solver, name, array, rows) for name, array in params.items()}
+            self.groups.append((rows, step_adjoint.ExplicitStepAdjoint(
+                shallow_copy(solver, dt=float(dt)), rows_params, rows.size)))
+
+    def vjp(self, u: np.ndarray, adjoint: np.ndarray) -> np.ndarray:
+        """:meth:`~physml.solvers.step_adjoint.ExplicitStepAdjoint.vjp` of flat ``(B N,)``
+        states and cotangent, each group of samples by its own adjoint."""
+        if len(self.groups) == 1:
+            return self.groups[0][1].vjp(u, adjoint)
+        u, adjoint = u.reshape(self.batch, -1), adjoint.reshape(self.batch, -1)
+        out = np.empty_like(adjoint)
+        for rows, group in self.groups:
+            out[rows] = group.vjp(u[rows].ravel(), adjoint[rows].ravel()).reshape(rows.size, -1)
+        return out.ravel()
+
+    def parameter_grads(self) -> dict[str, np.ndarray]:
+        """The parameters' cotangents summed over the steps so far and the groups, each in
+        its shape (a per-sample parameter's rows from its samples' group)."""
+        if len(self.groups) == 1:
+            return self.groups[0][1].parameter_grads()
+        totals = {name: np.zeros(array.shape, dtype=self.solver.np_dtype)
+                  for name, array in self.params.items()}
+        for rows, group in self.groups:
+            for name, grad in group.parameter_grads().items():
+                if _per_sample(self.solver, name, totals[name].shape):
+                    totals[name][rows] += grad
+                else:
+                    totals[name] += grad
+        return totals

@@ -42,7 +42,7 @@ from .batch_parameters import (
     sample_parameters,
 )
 from .built_solver import BuiltSolver, shallow_copy
-from .checks import check_counts, finite_state, per_sample, require
+from .checks import check_callback, check_counts, finite_state, per_sample, require
 from .dtypes import real_values, warp_dtype
 from .errors import is_real, refuse_grad, whole_number
 from .field_arithmetic import axpy
@@ -592,7 +592,8 @@ class GridSolver(BuiltSolver):
                 one per sample, shape (B,).
             save_every: keep every ``save_every``-th state; for a batch also one per sample
                 (``n_steps // save_every`` must then be the same for all samples).
-            callback: called with the number of steps done after each step (progress bars).
+            callback: called with the number of steps done after each step (progress bars);
+                a mapping here is refused (``parameters`` is keyword-only).
             parameters: values replacing the solver's, per sample or as fields
                 (:meth:`batch_parameter_arrays`).
             dt: per-sample time steps [s], shape (B,) (default ``self.dt``); each positive
@@ -604,10 +605,13 @@ class GridSolver(BuiltSolver):
             rounded to it).
 
         Raises:
+            ValueError: a ``callback`` that is not callable (:func:`check_callback`), or a
+                bad state, count, time step or parameter.
             UnstableStepError: ``dt`` too large for a sample's ``u0`` and parameters.
             BlowUpError: a NaN/Inf appeared; carries the step and the last finite state
                 (for a batch, of the first sample that blew up).
         """
+        check_callback(callback, "solver.rollout", "pass parameters=...")
         self._require_dt()
         refuse_grad(u0, "u0", "solver.rollout", "use physml.bridge.rollout for gradients")
         batched = np.ndim(u0) == self.grid.ndim + 1
@@ -661,4 +665,3 @@ class GridSolver(BuiltSolver):
             f"{type(self).__name__}(shape={self.grid.shape}, {params}, dt={self.dt}, "
             f"scheme={self.scheme!r}, device={self.device!r}, dtype={self.dtype.__name__})"
         )
-

@@ -3,6 +3,7 @@ values, each failing with a ValueError that names the argument and what is allow
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -58,3 +59,25 @@ def per_sample(value: Any, batch: int, name: str, kind: type = int) -> np.ndarra
         require((array == np.round(array)).all(), f"{name}={value!r} must hold whole numbers")
         return array.astype(np.int64)
     return array
+
+
+def check_callback(callback: Any, where: str, instead: str) -> None:
+    """Refuse a rollout's ``callback`` that is neither None nor callable. A mapping there is
+    most likely parameters given in the place of the callback (the 4th positional argument of
+    ``solver.rollout``, where that of ``physml.bridge.rollout`` is ``parameters``).
+
+    Args:
+        callback: the value given.
+        where: the rollout that takes it, for the message (``"solver.rollout"``).
+        instead: what to do with parameters instead, for a mapping (``"pass parameters=..."``).
+
+    Raises:
+        ValueError: naming the value's type and the cure.
+    """
+    if callback is None or callable(callback):
+        return
+    if isinstance(callback, Mapping):
+        raise ValueError(f"{where}: callback is a {type(callback).__name__}, not a callable: "
+                         f"the 4th positional argument is callback; {instead}")
+    raise ValueError(f"callback={callback!r} is not callable; {where} calls it with the number "
+                     "of steps done after each step (or pass None)")

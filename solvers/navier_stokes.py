@@ -29,7 +29,7 @@ import numpy as np
 import scipy.fft
 
 from .built_solver import BuiltSolver, shallow_copy
-from .checks import check_counts, finite_state, require
+from .checks import check_callback, check_counts, finite_state, require
 from .dtypes import warp_dtype
 from .errors import BlowUpError, UnstableStepError, refuse_grad, whole_number
 from .grid import BoundaryConditions, Grid, periodic
@@ -215,9 +215,12 @@ class NavierStokesSolver2D(BuiltSolver):
         ``(n_steps // save_every + 1, nx, ny)``.
 
         Raises:
+            ValueError: a ``callback`` that is not callable, or a bad state or count.
             UnstableStepError: ``dt`` too large for ``u0``.
             BlowUpError: a NaN/Inf appeared (step, time and the last finite state).
         """
+        check_callback(callback, "NavierStokesSolver2D.rollout",
+                       "set the parameters on the solver (solver.nu = ...)")
         self._require_dt()
         n_steps, save_every = check_counts(n_steps, save_every)
         refuse_grad(u0, "u0", "NavierStokesSolver2D.rollout", self.GRADIENTS)
