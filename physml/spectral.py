@@ -41,6 +41,7 @@ from .eager import eager
 from .errors import BlowUpError
 from .solvers.checks import check_counts
 from .solvers.errors import is_real
+from .solvers.keyword_only import formerly_positional
 
 __all__ = ["SpectralSolver"]
 
@@ -57,8 +58,9 @@ class SpectralSolver:
 
     Args:
         n: grid points per axis (1 or 2 axes, each even; an int for one axis).
-        nu: diffusivity $\\nu \\ge 0$.
-        dt: time step.
+        nu: diffusivity $\\nu \\ge 0$ (keyword-only, as in the grid solvers; given by
+            position after ``n`` it is still taken, with a ``FutureWarning``).
+        dt: time step (keyword-only, likewise).
         reaction: the linear coefficient $\\rho$ (Allen–Cahn's; 0 otherwise).
         nonlinearity: ``"none"``, ``"cubic"`` or ``"burgers"`` (see the module docstring).
         length: box length per axis (default $2\\pi$).
@@ -66,12 +68,13 @@ class SpectralSolver:
             PyTorch or NumPy dtype or its name).
     """
 
+    @formerly_positional(("nu", "dt"))
     def __init__(
         self,
         n: int | Sequence[int],
+        *,
         nu: float,
         dt: float,
-        *,
         reaction: float = 0.0,
         nonlinearity: Nonlinearity = "none",
         length: float | Sequence[float] = 2 * math.pi,
@@ -119,19 +122,19 @@ class SpectralSolver:
     @classmethod
     def heat(cls, n: int | Sequence[int], nu: float, dt: float, **kw) -> SpectralSolver:
         """$u_t = \\nu\\Delta u$."""
-        return cls(n, nu, dt, **kw)
+        return cls(n, nu=nu, dt=dt, **kw)
 
     @classmethod
     def allen_cahn(
         cls, n: int | Sequence[int], nu: float, dt: float, rho: float = 1.0, **kw
     ) -> SpectralSolver:
         """$u_t = \\nu\\Delta u + \\rho(u - u^3)$."""
-        return cls(n, nu, dt, reaction=rho, nonlinearity="cubic", **kw)
+        return cls(n, nu=nu, dt=dt, reaction=rho, nonlinearity="cubic", **kw)
 
     @classmethod
     def burgers(cls, n: int | Sequence[int], nu: float, dt: float, **kw) -> SpectralSolver:
         """$u_t = \\nu\\Delta u - u\\sum_i\\partial_i u$."""
-        return cls(n, nu, dt, nonlinearity="burgers", **kw)
+        return cls(n, nu=nu, dt=dt, nonlinearity="burgers", **kw)
 
     def _wavenumbers(self) -> list[torch.Tensor]:
         """Angular wavenumbers per axis, broadcast to the rfft shape (last axis halved)."""

@@ -251,7 +251,7 @@ U0 = torch.sin(torch.linspace(0, 2 * np.pi, 17, dtype=torch.float64)[:-1])
     (lambda: csr_solve(*(_meta(t) for t in _csr())), "b is on meta; allowed: cpu, cuda, cuda:N"),
     (lambda: csr_solve(*_csr()[:2], *(_meta(t) for t in _csr()[2:])),
      "indptr is on meta; allowed: cpu, cuda, cuda:N"),
-    (lambda: SpectralSolver((16,), 0.1, 0.1).rollout(_meta(U0), 2),
+    (lambda: SpectralSolver((16,), nu=0.1, dt=0.1).rollout(_meta(U0), 2),
      "u0 is on meta; allowed: cpu, cuda, cuda:N"),
     (lambda: HardConstraint(_heat_rows, BlockRouter((6, 8), (1, 1)), (8,))(
         _meta(torch.zeros(2, 5, 6, 8, dtype=torch.float64)), torch.zeros(2, 8)),

@@ -66,7 +66,7 @@ def test_a_preconditioner_repr_names_what_it_was_built_for(poisson, build, expec
 
 
 def test_a_spectral_solver_repr_gives_its_settings():
-    solver = SpectralSolver((16, 8), 0.01, 1e-3, nonlinearity="burgers", length=(1.0, 2.0),
+    solver = SpectralSolver((16, 8), nu=0.01, dt=1e-3, nonlinearity="burgers", length=(1.0, 2.0),
                             dtype="float32")
     assert repr(solver) == ("SpectralSolver(n=(16, 8), nu=0.01, dt=0.001, reaction=0.0, "
                             "nonlinearity='burgers', length=(1.0, 2.0), device='cpu', "

@@ -3,6 +3,7 @@ Allen–Cahn against closed forms, fourth order in time, spectral accuracy in sp
 interpolation."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -165,9 +166,9 @@ def test_bad_input_and_blow_up():
     with pytest.raises(ValueError, match="nu must be a finite number >= 0"):
         SpectralSolver.heat((16,), -1.0, 0.1)
     with pytest.raises(ValueError, match="unknown nonlinearity 'quartic'"):
-        SpectralSolver((16,), 0.1, 0.1, nonlinearity="quartic")
+        SpectralSolver((16,), nu=0.1, dt=0.1, nonlinearity="quartic")
     with pytest.raises(ValueError, match="device='gpu' is not a device name"):
-        SpectralSolver((16,), 0.1, 0.1, device="gpu")
+        SpectralSolver((16,), nu=0.1, dt=0.1, device="gpu")
     with pytest.raises(ValueError, match="n_steps=5 is not a multiple of save_every=2"):
         SpectralSolver.heat((16,), 0.1, 0.1).rollout(np.zeros(16), 5, 2)
     solver = SpectralSolver.allen_cahn((16,), 0.0, dt=0.5)
@@ -190,20 +191,20 @@ def test_an_int_size_and_numpy_dtypes_are_taken_and_complex_or_text_refused_by_n
     """SpectralSolver(32, ...) failed on 'int' object is not iterable, a NumPy dtype inside
     rfftfreq, a text dt in math.isfinite; a complex u0 ran on its real part."""
     x = 2 * np.pi * np.arange(32) / 32
-    reference = SpectralSolver((32,), 0.01, 1e-3).rollout(np.sin(x), 2)
-    torch.testing.assert_close(SpectralSolver(32, 0.01, 1e-3).rollout(np.sin(x), 2), reference,
-                               rtol=0, atol=0)
-    listed = SpectralSolver(32, 0.01, 1e-3).rollout(np.sin(x).tolist(), 2)  # not via float32
+    reference = SpectralSolver((32,), nu=0.01, dt=1e-3).rollout(np.sin(x), 2)
+    torch.testing.assert_close(SpectralSolver(32, nu=0.01, dt=1e-3).rollout(np.sin(x), 2),
+                               reference, rtol=0, atol=0)
+    listed = SpectralSolver(32, nu=0.01, dt=1e-3).rollout(np.sin(x).tolist(), 2)  # no float32
     torch.testing.assert_close(listed, reference, rtol=0, atol=0)
     for dtype in (np.float32, "float32", torch.float32):
-        assert SpectralSolver(32, 0.01, 1e-3, dtype=dtype).dtype is torch.float32
+        assert SpectralSolver(32, nu=0.01, dt=1e-3, dtype=dtype).dtype is torch.float32
     with pytest.raises(ValueError, match="dtype=torch.float16 is not supported; allowed: "
                                          "float32, float64"):
-        SpectralSolver(32, 0.01, 1e-3, dtype=torch.float16)
+        SpectralSolver(32, nu=0.01, dt=1e-3, dtype=torch.float16)
     with pytest.raises(ValueError, match="dt must be a finite positive number, got '1e-3'"):
-        SpectralSolver(32, 0.01, "1e-3")
+        SpectralSolver(32, nu=0.01, dt="1e-3")
     with pytest.raises(ValueError, match="u0 has dtype torch.complex128; expected real numbers"):
-        SpectralSolver(32, 0.01, 1e-3).rollout(torch.tensor(np.exp(1j * x)), 2)
+        SpectralSolver(32, nu=0.01, dt=1e-3).rollout(torch.tensor(np.exp(1j * x)), 2)
 
 
 def test_float32_coefficients_are_the_float64_ones_rounded():
@@ -260,3 +261,37 @@ def test_function_transforms_differentiate_the_rollout_as_autograd_does():
                                jacobian @ tangent)
     torch.testing.assert_close(torch.func.grad(lambda u: last(u).sum())(u0.detach()),
                                jacobian.sum(0))
+
+
+def test_nu_and_dt_by_position_still_work_with_a_future_warning_naming_the_keywords():
+    x = 2 * np.pi * np.arange(16) / 16
+    wanted = (r"SpectralSolver: nu, dt given by position; "
+              r"write SpectralSolver\(\.\.\., nu=\.\.\., dt=\.\.\.\)")
+    with pytest.warns(FutureWarning, match=wanted):
+        positional = SpectralSolver((16,), 0.1, 1e-2, nonlinearity="burgers")
+    with pytest.warns(FutureWarning, match=r"SpectralSolver: nu given by position"):
+        SpectralSolver((16,), 0.1, dt=1e-2)
+    keyword = SpectralSolver((16,), nu=0.1, dt=1e-2, nonlinearity="burgers")
+    assert repr(positional) == repr(keyword)
+    torch.testing.assert_close(positional.rollout(np.sin(x), 2), keyword.rollout(np.sin(x), 2),
+                               rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("args, kwargs, message", [
+    ((0.1, 1e-2, 0.0), {}, r"SpectralSolver\(\) takes its physics parameters \(nu, dt\)"),
+    ((0.1,), {"nu": 0.1, "dt": 1e-2}, r"SpectralSolver\(\) takes its physics parameters"),
+    ((), {"nu": 0.1}, "missing 1 required keyword-only argument: 'dt'"),
+])
+def test_nu_and_dt_given_twice_too_often_or_not_at_all_are_refused(args, kwargs, message):
+    with pytest.raises(TypeError, match=message), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        SpectralSolver((16,), *args, **kwargs)
+
+
+def test_the_keyword_form_and_the_named_builders_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SpectralSolver((16,), nu=0.1, dt=1e-2)
+        SpectralSolver.heat((16,), 0.1, 1e-2)
+        SpectralSolver.allen_cahn((16,), 0.1, 1e-2, rho=2.0)
+        SpectralSolver.burgers((16,), 0.1, 1e-2)

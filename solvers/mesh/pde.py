@@ -20,9 +20,6 @@ the matrix, so every step of a run, in any segments, is solved alike).
 
 from __future__ import annotations
 
-import functools
-import inspect
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +32,7 @@ from scipy.sparse.csgraph import connected_components
 from ..checks import check_counts
 from ..dtypes import real_values
 from ..errors import ConvergenceError, is_real, refuse_grad
+from ..keyword_only import formerly_positional
 from ..linalg import CsrOperator, Jacobi, SmoothedAggregationAMG, cg, csr_from_scipy
 from ..linalg.relaxation import gauss_seidel_entrywise
 from .mesh import Mesh
@@ -284,68 +282,7 @@ def poisson(mesh: Mesh, f: np.ndarray, dirichlet: np.ndarray | None = None,
     return u
 
 
-def _physics_as_keywords(retiring_defaults: dict[str, Any]
-                         ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator for a function whose physics parameters are keyword-only: calls in the older
-    forms still run, each with a ``FutureWarning`` that names the keywords to write.
-
-    Positional arguments past the function's positional parameters are taken, in order, as its
-    keyword-only ones (the order of the older signature); a keyword of ``retiring_defaults``
-    that the call leaves out takes the default given there.
-
-    Raises:
-        TypeError: more positional arguments than the parameters take, or one given both by
-            position and by keyword.
-    """
-    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        parameters = inspect.signature(function).parameters.values()
-        leading = sum(p.kind is p.POSITIONAL_OR_KEYWORD for p in parameters)
-        keywords = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
-
-        @functools.wraps(function)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            kwargs = _keywords_from_position(function.__name__, keywords, args[leading:], kwargs)
-            _fill_retiring_defaults(function.__name__, retiring_defaults, kwargs)
-            return function(*args[:leading], **kwargs)
-
-        return call
-
-    return decorate
-
-
-def _keywords_from_position(name: str, keywords: list[str], extra: tuple,
-                            kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` with the positional arguments ``extra`` added under ``keywords`` (in order),
-    with a ``FutureWarning`` naming them if there are any (attributed to the caller of ``name``).
-
-    Raises:
-        TypeError: more ``extra`` than ``keywords``, or a keyword given both ways.
-    """
-    by_position = dict(zip(keywords, extra))
-    if len(extra) > len(keywords) or by_position.keys() & kwargs.keys():
-        raise TypeError(f"{name}() takes its physics parameters ({', '.join(keywords)}) by "
-                        "keyword, each once")
-    if by_position:
-        written = ", ".join(f"{key}=..." for key in by_position)
-        warnings.warn(f"{name}: {', '.join(by_position)} given by position; write {name}(..., "
-                      f"{written}): positional physics parameters will be refused in a future "
-                      "release", FutureWarning, stacklevel=3)
-    return {**kwargs, **by_position}
-
-
-def _fill_retiring_defaults(name: str, retiring_defaults: dict[str, Any],
-                            kwargs: dict[str, Any]) -> None:
-    """Set each keyword of ``retiring_defaults`` that ``kwargs`` lacks to its default there,
-    with a ``FutureWarning`` (attributed to the caller of ``name``) that the default will go."""
-    for key, default in retiring_defaults.items():
-        if key not in kwargs:
-            warnings.warn(f"{name}: no {key} given; its default of {default!r} will be removed "
-                          f"in a future release: pass {key}={default!r} to keep this result",
-                          FutureWarning, stacklevel=3)
-            kwargs[key] = default
-
-
-@_physics_as_keywords({"kappa": 1.0})
+@formerly_positional(("dt", "n_steps", "kappa", "theta", "dirichlet"), {"kappa": 1.0})
 def heat(mesh: Mesh, u0: np.ndarray, *, dt: float, n_steps: int, kappa: float,
          theta: float = 1.0, dirichlet: np.ndarray | None = None) -> np.ndarray:
     r"""θ-scheme rollout of $u_t = \kappa\Delta u$; returns (n_steps + 1, n) states, the first
@@ -385,7 +322,7 @@ def heat(mesh: Mesh, u0: np.ndarray, *, dt: float, n_steps: int, kappa: float,
     return heat_stepper(mesh, dt=dt, kappa=kappa, theta=theta, dirichlet=dirichlet)(u0, n_steps)
 
 
-@_physics_as_keywords({"kappa": 1.0})
+@formerly_positional(("dt", "kappa", "theta", "dirichlet"), {"kappa": 1.0})
 def heat_stepper(mesh: Mesh, *, dt: float, kappa: float, theta: float = 1.0,
                  dirichlet: np.ndarray | None = None
                  ) -> Callable[[np.ndarray, int], np.ndarray]:
