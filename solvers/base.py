@@ -114,6 +114,13 @@ class GridSolver(BuiltSolver):
     (:class:`BuiltSolver`): build a new solver to change them. A solver pickles (into a
     ``DataLoader`` worker, say) as its settings; the unpickled one rebuilds its Warp arrays on
     the same device and steps bitwise as the original.
+
+    What a user calls: :meth:`step`, :meth:`rollout`, :meth:`stable_dt`, :meth:`with_dt`,
+    :meth:`with_parameters`, :meth:`parameters`, :meth:`rates`, :meth:`check_stability` and
+    :attr:`time_order`, with :func:`physml.bridge.rollout` for gradients; a PDE of one's own
+    overrides :meth:`rhs`. The other methods (``advance``, ``replay_steps``, ``sample_solver``,
+    ``batch_parameter_arrays`` and their kin, and :class:`BuiltSolver`'s) serve the bridge,
+    dataset generation and the subclasses, and may change between versions without notice.
     """
 
     PARAMETERS: ClassVar[tuple[Parameter, ...]] = ()
