@@ -2,9 +2,11 @@ r"""Primitive domains: interval, box (rectangle), ball (disk) and simple polygon
 
 Distance functions ($> 0$ inside, $0$ on the boundary):
 
-* :class:`Box`: $\varphi = (x - a)(b - x)$ on an interval; in 2D/3D the R-conjunction
-  (:func:`~.base.r_and`) of the slabs $\varphi_i = (x_i - a_i)(b_i - x_i)/(b_i - a_i)$:
-  smooth inside, zero on the faces only, negative outside.
+* :class:`Box`: $\varphi = 4(x - a)(b - x)/(b - a)^2$ on an interval (peak 1 at the middle of
+  any interval, so a hard-constrained field $\varphi N$ keeps the network's size on a long one;
+  exactly $(x - a)(b - x)$ on $[-1, 1]$); in 2D/3D the R-conjunction (:func:`~.base.r_and`) of
+  the slabs $\varphi_i = (x_i - a_i)(b_i - x_i)/(b_i - a_i)$: smooth inside, zero on the faces
+  only, negative outside.
 * :class:`Ball`: $\varphi = (r^2 - |x - c|^2) / (2r)$ (first order exact at the boundary).
 * :class:`Polygon`: the R-equivalence $\varphi = (\sum_i \varphi_i^{-2})^{-1/2}$ of the
   trimmed distance functions $\varphi_i$ of its edges (Sukumar & Srivastava 2022; smooth
@@ -77,15 +79,23 @@ class Box(Geometry):
 
     def distance(self, P):
         number = scalar_constant if isinstance(P, torch.Tensor) else float
-        slabs = [(number(a), number(b), number(b - a)) for a, b in self.bounds]
         if self.dim == 1:
-            a, b, _ = slabs[0]
-            return (P[:, :1] - a) * (b - P[:, :1])
+            return self._interval_distance(P, number)
+        slabs = [(number(a), number(b), number(b - a)) for a, b in self.bounds]
         phi = None
         for i, (a, b, length) in enumerate(slabs):
             slab = (P[:, i : i + 1] - a) * (b - P[:, i : i + 1]) / length
             phi = slab if phi is None else r_and(phi, slab)
         return phi
+
+    def _interval_distance(self, P, number):
+        """$4(x - a)(b - x)/(b - a)^2$ of ``P`` of shape ``(n, 1)``, shape ``(n, 1)``: 1 at the
+        middle, 0 at the ends, slope $4/(b - a)$ there. The factor $4/(b - a)^2$ is a float
+        rounded once, exactly 1.0 on $[-1, 1]$, where the values are those of
+        $(x - a)(b - x)$ bit for bit."""
+        a, b = self.bounds[0]
+        scale = number(4.0 / (b - a) ** 2)
+        return (P[:, :1] - number(a)) * (number(b) - P[:, :1]) * scale
 
     def parts(self):
         parts = []

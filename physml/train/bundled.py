@@ -68,12 +68,15 @@ class BurgersProblem(PINNProblem):
         return sine(x, self.amplitude, self.wavenumber)
 
     def constrain(self, X, raw):
-        r"""The general transform $u_0(x) + (t - t_0)\,\varphi(x)\,N$, $\varphi = (x - a)(b - x)$,
-        written out: $u_0$ needs no copy of the inputs at $t_0$ (fewer operations in every
-        derivative pass)."""
-        (a, b), t0 = map(scalar_constant, self.bounds[0]), self._start
+        r"""The general transform $u_0(x) + (t - t_0)\,\varphi(x)\,N$ with the interval's
+        $\varphi = 4(x - a)(b - x)/(b - a)^2$ (:class:`~physml.geometry.Interval`'s, the
+        factor exactly 1 on $[-1, 1]$), written out: $u_0$ needs no copy of the inputs at $t_0$
+        (fewer operations in every derivative pass)."""
+        lower, upper = (float(end) for end in self.bounds[0])
+        (a, b), t0 = map(scalar_constant, (lower, upper)), self._start
+        scale = scalar_constant(4.0 / (upper - lower) ** 2)
         x, t = X[:, :1], X[:, 1:]
-        return self.initial(x) + (t - t0) * (x - a) * (b - x) * raw
+        return self.initial(x) + (t - t0) * (x - a) * (b - x) * scale * raw
 
     def _residual(self, d):
         return d("u", "t") + d["u"] * d("u", "x") - self.nu * d("u", "x", "x")
