@@ -11,7 +11,8 @@
   :class:`BoundaryConditions`, :func:`boundary_conditions`, :func:`periodic`,
   :func:`dirichlet`, :func:`neumann`.
 * Schemes and fluxes: :data:`SCHEMES`, :class:`Tableau`, :class:`FluxKind`, :class:`Limiter`.
-* Parameters: :class:`Parameter`, :class:`Term`.
+* Parameters: :class:`Parameter`, :class:`Term`; the grid solvers' keyword options:
+  :class:`GridOptions`.
 * Cahn–Hilliard with thermomigration: :class:`ThermomigrationSolver`, the free energies
   :class:`DoubleWell`, :class:`RegularSolution`, :class:`DiluteSolution`, and the temperature
   fields :class:`HeatConductionTemperature`, :func:`linear_temperature`.
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from .reaction_diffusion import AllenCahnSolver1D as AllenCahnSolver1D
     from .reaction_diffusion import AllenCahnSolver2D as AllenCahnSolver2D
     from .reaction_diffusion import DiffusionReactionSolver1D as DiffusionReactionSolver1D
+    from .solver_options import GridOptions as GridOptions
     from .sorption import DiffusionSorptionSolver1D as DiffusionSorptionSolver1D
     from .thermomigration import ThermomigrationSolver as ThermomigrationSolver
     from .thermomigration_temperature import HeatConductionTemperature as HeatConductionTemperature
@@ -75,10 +77,10 @@ __all__ = [
     "AllenCahnSolver1D", "AllenCahnSolver2D", "BC", "BCKind", "BlowUpError", "BoundaryConditions",
     "BurgersSolver", "BurgersSolver1D", "BurgersSolver2D", "DiffusionReactionSolver1D",
     "DiffusionSorptionSolver1D", "DiluteSolution", "DoubleWell", "FluxKind", "Grid", "GridLayout",
-    "GridSolver", "HeatConductionTemperature", "HeatSolver", "HeatSolver1D", "HeatSolver2D",
-    "Limiter", "NavierStokesSolver2D", "Parameter", "RegularSolution", "SCHEMES", "Tableau", "Term",
-    "ThermomigrationSolver", "UnstableStepError", "boundary_conditions", "dirichlet",
-    "linear_temperature", "neumann", "periodic",
+    "GridOptions", "GridSolver", "HeatConductionTemperature", "HeatSolver", "HeatSolver1D",
+    "HeatSolver2D", "Limiter", "NavierStokesSolver2D", "Parameter", "RegularSolution", "SCHEMES",
+    "Tableau", "Term", "ThermomigrationSolver", "UnstableStepError", "boundary_conditions",
+    "dirichlet", "linear_temperature", "neumann", "periodic",
 ]
 
 __getattr__, __dir__ = lazy_exports(
@@ -102,6 +104,7 @@ __getattr__, __dir__ = lazy_exports(
             "AllenCahnSolver", "AllenCahnSolver1D", "AllenCahnSolver2D",
             "DiffusionReactionSolver1D",
         ),
+        "solver_options": ("GridOptions",),
         "sorption": ("DiffusionSorptionSolver1D",),
         "thermomigration": ("ThermomigrationSolver",),
         "thermomigration_temperature": ("HeatConductionTemperature", "linear_temperature"),

@@ -102,6 +102,12 @@ class GridSolver(BuiltSolver):
         threads: host threads of the CPU stage kernels (default: by grid and batch size;
             results do not depend on it).
 
+    A PDE's constructor takes its own parameters, ``dt`` and ``scheme``, and passes the other
+    keywords on as ``**options: Unpack[GridOptions]``: ``theta``, ``device``, ``dtype``,
+    ``check_every`` and ``threads``, typed for type checkers and editors by
+    :class:`~physml.solvers.solver_options.GridOptions` (at run time an unknown one is refused
+    here with a ``TypeError``).
+
     A PDE is a subclass that sets ``PARAMETERS``, ``flux_kind`` and ``reaction_kind`` (and
     ``ndim`` for a fixed dimension); the parameter values become float (per-axis: tuple)
     attributes. ``parameter_names`` and the names of the parameters scaling the diffusion,

@@ -17,12 +17,19 @@ a Neumann condition, or a $\nu$ that resolves its layer.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .advection import limiter_from_name
 from .base import GridSolver
 from .dimension_docs import IMEX_THETA, dimension_docstring
 from .grid import BoundaryConditions, Grid
 from .operators import FluxKind
 from .parameters import Parameter, Term
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .solver_options import GridOptions
 
 
 class BurgersSolver(GridSolver):
@@ -49,7 +56,7 @@ class BurgersSolver(GridSolver):
         dt: float | None,
         limiter: str = "van_leer",
         scheme: str = "ssp_rk3",
-        **options,
+        **options: Unpack[GridOptions],
     ) -> None:
         self.limiter = limiter_from_name(limiter)
         super().__init__(grid, bc, parameters={"nu": nu}, dt=dt, scheme=scheme, **options)

@@ -7,10 +7,17 @@ limit) or ``scheme="imex"`` (Crank–Nicolson, unconditionally stable, second or
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import GridSolver
 from .dimension_docs import IMEX_THETA, dimension_docstring
 from .grid import BoundaryConditions, Grid
 from .parameters import Parameter, Term
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .solver_options import GridOptions
 
 
 class HeatSolver(GridSolver):
@@ -36,7 +43,7 @@ class HeatSolver(GridSolver):
         nu: float,
         dt: float | None,
         scheme: str = "rk4",
-        **options,
+        **options: Unpack[GridOptions],
     ) -> None:
         super().__init__(grid, bc, parameters={"nu": nu}, dt=dt, scheme=scheme, **options)
 

@@ -11,11 +11,18 @@ Space: central differences (second order). Time: explicit RK or ``scheme="imex"`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import GridSolver
 from .dimension_docs import IMEX_THETA, dimension_docstring
 from .grid import BoundaryConditions, Grid
 from .operators import ReactionKind
 from .parameters import Parameter, Term
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .solver_options import GridOptions
 
 
 class _ReactionDiffusionSolver(GridSolver):
@@ -33,7 +40,7 @@ class _ReactionDiffusionSolver(GridSolver):
         rho: float,
         dt: float | None,
         scheme: str = "rk4",
-        **options,
+        **options: Unpack[GridOptions],
     ) -> None:
         parameters = {"nu": nu, "rho": rho}
         super().__init__(grid, bc, parameters=parameters, dt=dt, scheme=scheme, **options)

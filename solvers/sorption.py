@@ -22,7 +22,7 @@ averages of successive refinements from 32 to 512 cells differ by at most 2.9e-2
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import warp as wp
@@ -32,6 +32,11 @@ from .checks import require
 from .grid import Grid, dirichlet
 from .kernel_launch import launch, specialize
 from .parameters import Parameter
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .solver_options import GridOptions
 
 EPSILON = 1e-6
 U_LEFT = Parameter("u_left", "1", "source concentration", lower=0.0)
@@ -108,7 +113,8 @@ class DiffusionSorptionSolver1D(GridSolver):
         k_f: Freundlich parameter, >= 0.
         n_f: Freundlich exponent, in (0, 1].
         u_left: concentration of the left ghost cell (source), >= 0.
-        dt, scheme, device, dtype, check_every: see :class:`GridSolver`.
+        dt, scheme, device, dtype, check_every, threads: see :class:`GridSolver` (the
+            last four: :class:`~physml.solvers.solver_options.GridOptions`).
     """
 
     ndim = 1
@@ -132,7 +138,7 @@ class DiffusionSorptionSolver1D(GridSolver):
         u_left: float = 1.0,
         dt: float | None,
         scheme: str = "rk4",
-        **options,
+        **options: Unpack[GridOptions],
     ) -> None:
         require(
             scheme != "imex",

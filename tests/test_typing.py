@@ -124,3 +124,42 @@ def test_the_linalg_protocols_admit_the_shipped_operators_and_preconditioners():
     assert _annotations(LinearOperator)["dtype"] == "Any"
     name = inspect.getattr_static(Preconditioner, "name")
     assert isinstance(name, property) and name.fset is None
+
+
+GRID_SOLVERS = [("heat", "HeatSolver"), ("burgers", "BurgersSolver"),
+                ("advection", "AdvectionSolver"), ("reaction_diffusion", "AllenCahnSolver"),
+                ("sorption", "DiffusionSorptionSolver1D")]
+
+
+def _keyword_only(function) -> set[str]:
+    return {name for name, parameter in inspect.signature(function).parameters.items()
+            if parameter.kind is parameter.KEYWORD_ONLY}
+
+
+@pytest.mark.parametrize("module, name", GRID_SOLVERS)
+def test_grid_solver_options_are_typed_for_type_checkers(module, name):
+    """A grid solver's ``**options`` go on to ``GridSolver.__init__``: typed as
+    ``Unpack[GridOptions]``, a misspelt ``thread=2`` is a type error and editors complete the
+    names; its keys are exactly the keywords the constructor leaves to ``GridSolver``."""
+    from physml.solvers.base import GridSolver
+    from physml.solvers.solver_options import GridOptions
+
+    solver = getattr(importlib.import_module(f"physml.solvers.{module}"), name)
+    assert _annotations(solver.__init__)["options"] == "Unpack[GridOptions]"
+    left_to_base = _keyword_only(GridSolver.__init__) - _keyword_only(solver.__init__)
+    assert GridOptions.__optional_keys__ == left_to_base - {"parameters"}  # from its own
+    assert not GridOptions.__required_keys__
+
+
+def test_grid_options_have_the_types_grid_solver_takes():
+    """:class:`GridOptions` types each option as ``GridSolver.__init__`` does, and at run time
+    a misspelt option is still refused there."""
+    from physml.solvers import Grid, HeatSolver1D
+    from physml.solvers.base import GridSolver
+    from physml.solvers.solver_options import GridOptions
+
+    options = typing.get_type_hints(GridOptions)
+    hints = typing.get_type_hints(GridSolver.__init__)
+    assert options == {name: hints[name] for name in options}
+    with pytest.raises(TypeError, match="unexpected keyword argument 'thread'"):
+        HeatSolver1D(Grid((8,), (0.0,), (1.0,)), nu=0.1, dt=1e-3, thread=2)
