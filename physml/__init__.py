@@ -57,7 +57,9 @@ def load_run(run_dir: str | Path, device: str | None = None) -> TrainedModel | T
         ``torch.nn.Module``; ``export_onnx`` and ``export_torchscript`` write it for use
         without physml. For a ``moe`` run, a :class:`~physml.cases.moe_trained.TrainedMoE`:
         ``trained.predict(u0)`` maps initial states ``(S, *space)`` to trajectories
-        ``(S, nt, *space)``; ``trained.model`` is the ``torch.nn.Module``.
+        ``(S, nt, *space)``; ``trained.model`` is the ``torch.nn.Module``. A type checker
+        sees the union: ``physml.trained.load_run`` returns a ``TrainedModel`` alone (it
+        refuses a ``moe`` run), or narrow with ``isinstance(model, TrainedModel)``.
 
     Raises:
         ValueError: not a run folder (no ``config.yaml``, e.g. a missing folder), a run of

@@ -72,12 +72,12 @@ def check_callback(callback: Any, where: str, instead: str) -> None:
         instead: what to do with parameters instead, for a mapping (``"pass parameters=..."``).
 
     Raises:
-        ValueError: naming the value's type and the cure.
+        TypeError: naming the value's type and the cure.
     """
     if callback is None or callable(callback):
         return
     if isinstance(callback, Mapping):
-        raise ValueError(f"{where}: callback is a {type(callback).__name__}, not a callable: "
-                         f"the 4th positional argument is callback; {instead}")
-    raise ValueError(f"callback={callback!r} is not callable; {where} calls it with the number "
-                     "of steps done after each step (or pass None)")
+        raise TypeError(f"{where}: callback is a {type(callback).__name__}, not a callable: "
+                        f"the 4th positional argument is callback; {instead}")
+    raise TypeError(f"callback={callback!r} is not callable; {where} calls it with the number "
+                    "of steps done after each step (or pass None)")

@@ -7,11 +7,13 @@ import functools
 import inspect
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def formerly_positional(names: tuple[str, ...], retiring_defaults: Mapping[str, Any] | None = None
-                        ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+                        ) -> Callable[[F], F]:
     """Decorator for a function whose keyword-only ``names`` were positional, in that order,
     after its positional parameters: such a call still runs, with a ``FutureWarning``.
 
@@ -26,7 +28,7 @@ def formerly_positional(names: tuple[str, ...], retiring_defaults: Mapping[str, 
     """
     retiring = dict(retiring_defaults or {})
 
-    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(function: F) -> F:
         leading = sum(p.kind is p.POSITIONAL_OR_KEYWORD
                       for p in inspect.signature(function).parameters.values())
         shown = function.__qualname__.removesuffix(".__init__")
@@ -37,7 +39,7 @@ def formerly_positional(names: tuple[str, ...], retiring_defaults: Mapping[str, 
             _fill_retiring_defaults(shown, retiring, kwargs)
             return function(*args[:leading], **kwargs)
 
-        return call
+        return cast(F, call)  # type checkers see the new signature, keywords and types
 
     return decorate
 

@@ -215,7 +215,8 @@ class NavierStokesSolver2D(BuiltSolver):
         ``(n_steps // save_every + 1, nx, ny)``.
 
         Raises:
-            ValueError: a ``callback`` that is not callable, or a bad state or count.
+            TypeError: a ``callback`` that is not callable.
+            ValueError: a bad state or count.
             UnstableStepError: ``dt`` too large for ``u0``.
             BlowUpError: a NaN/Inf appeared (step, time and the last finite state).
         """

@@ -20,20 +20,20 @@ def _navier_stokes() -> NavierStokesSolver2D:
 
 
 def test_parameters_given_in_the_place_of_the_callback_are_refused_naming_the_keyword():
-    with pytest.raises(ValueError, match=r"callback is a dict, not a callable: the 4th "
+    with pytest.raises(TypeError, match=r"callback is a dict, not a callable: the 4th "
                                          r"positional argument is callback; pass "
                                          r"parameters=\.\.\."):
         _heat().rollout(U0, 2, 1, {"nu": 0.02})
 
 
 def test_a_callback_that_is_not_callable_is_refused_before_a_step_runs():
-    with pytest.raises(ValueError, match=r"callback=3 is not callable"):
+    with pytest.raises(TypeError, match=r"callback=3 is not callable"):
         _heat().rollout(U0, 2, 1, 3)
 
 
 def test_a_navier_stokes_rollout_refuses_a_mapping_as_its_callback():
     solver = _navier_stokes()
-    with pytest.raises(ValueError, match=r"NavierStokesSolver2D\.rollout: callback is a dict, "
+    with pytest.raises(TypeError, match=r"NavierStokesSolver2D\.rollout: callback is a dict, "
                                          r"not a callable: the 4th positional argument is "
                                          r"callback; set the parameters on the solver"):
         solver.rollout(np.zeros((8, 8)), 2, 1, {"nu": 0.02})

@@ -163,3 +163,13 @@ def test_grid_options_have_the_types_grid_solver_takes():
     assert options == {name: hints[name] for name in options}
     with pytest.raises(TypeError, match="unexpected keyword argument 'thread'"):
         HeatSolver1D(Grid((8,), (0.0,), (1.0,)), nu=0.1, dt=1e-3, thread=2)
+
+
+def test_the_keyword_only_decorator_keeps_the_signature_type_checkers_see():
+    """``formerly_positional`` returns the decorated function's own type (``F`` to ``F``), so a
+    type checker reads ``heat``'s and ``SpectralSolver``'s keyword-only parameters and their
+    types, not ``(*Any, **Any) -> Any``."""
+    from physml.solvers import keyword_only
+
+    assert _annotations(keyword_only.formerly_positional)["return"] == "Callable[[F], F]"
+    assert keyword_only.F.__bound__ is not None
