@@ -17,10 +17,15 @@ open dataset read with ``d[i, t:t + 2]`` under a chunk cache of ``PAIR_CHUNK_CAC
 each shard's whole array read once (``f["u"][...]``) then indexed; every side hands out PyTorch
 tensors, as a training loop takes them (h5py's through ``torch.from_numpy``, without a copy where
 they are views of a kept array; ``FieldDataset``'s items are copies); pairs/s of each, the ratios,
-and the samples in the largest shard (fewer than 16 with ``--samples`` below 16). Each chunk is
-one sample's gzip'd trajectory, so HDF5's default 1 MiB chunk cache holds about one and a
-shuffled order decompresses a whole trajectory for nearly every pair (about 1,000 pairs/s
-here): that setting measures cache misses, not a reader. Each side's rates are stored as the
+and the samples in the largest shard (fewer than 16 with ``--samples`` below 16). Every timed read
+starts with nothing open or kept: each is given a new ``FieldDataset``, made untimed just before
+as its set-up (each shard opened and checked: a cost paid once per training run, not per epoch,
+which h5py's readers skip), whose seconds are reported with the rates and ratios the set-up
+added (``with_setup``); the pairs are read by item number, as a sampler hands them out, the
+numbers made with the set-up as h5py's readers are given the (file, sample, t) of each pair.
+Each chunk is one sample's gzip'd trajectory, so HDF5's default 1 MiB chunk cache holds about
+one and a shuffled order decompresses a whole trajectory for nearly every pair (about 1,000
+pairs/s here): that setting measures cache misses, not a reader. Each side's rates are stored as the
 median, spread and runs.
 
 ``--reading-only`` generates the samples in process and measures only the reading, replacing
@@ -62,6 +67,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -198,6 +204,10 @@ def time_generation(spec: DatasetSpec, folder: Path, workers: int) -> float:
     return spec.samples / watch.seconds
 
 
+Reader = Callable[[], int]
+"""One timed read of a side: every item once; returns the bytes or items it handed out."""
+
+
 def read_h5py(files: list[Path]) -> int:
     total = 0
     for file in files:
@@ -208,13 +218,18 @@ def read_h5py(files: list[Path]) -> int:
     return total
 
 
-def read_field_dataset(folder: Path) -> int:
+def field_dataset_reader(folder: Path) -> Reader:
+    """A new ``FieldDataset`` of the split (its shards checked, none kept open) and its read."""
     data = FieldDataset(folder, split="train")
-    total = 0
-    for i in range(len(data)):
-        item = data[i]
-        total += item.numel() * item.element_size()
-    return total
+
+    def read() -> int:
+        total = 0
+        for i in range(len(data)):
+            item = data[i]
+            total += item.numel() * item.element_size()
+        return total
+
+    return read
 
 
 def pair_order(files: list[Path]) -> list[tuple[int, int, int]]:
@@ -250,69 +265,110 @@ def read_pairs_h5py_whole(files: list[Path], order: list[tuple[int, int, int]]) 
     return len(order)
 
 
-def read_pairs_field_dataset(folder: Path, order: list[tuple[int, int, int]]) -> int:
+def field_dataset_pair_reader(folder: Path, order: list[tuple[int, int, int]]) -> Reader:
+    """A new ``FieldDataset(pairs=1)`` of the split and its read of the pairs of ``order``, by
+    the item numbers a sampler hands out (as the h5py readers get their keys)."""
     data = FieldDataset(folder, split="train", pairs=1)
-    span = data.n_times - 1
-    for k, i, t in order:
-        data[(int(data.offsets[k]) + i) * span + t]
-    return len(order)
+    span, offsets = data.n_times - 1, data.offsets.tolist()
+    items = [(offsets[k] + i) * span + t for k, i, t in order]
+
+    def read() -> int:
+        for index in items:
+            data[index]
+        return len(items)
+
+    return read
 
 
-def alternate_rates(reads: dict[str, Callable[[], int]], repeats: int) -> dict[str, list[float]]:
-    """What each ``reads[side]()`` returns (bytes or items) per second, ``repeats`` times: the
-    sides alternate, in reversed order every other repeat, after one untimed call of each."""
-    for read in reads.values():
-        read()
-    rates: dict[str, list[float]] = {side: [] for side in reads}
+class Rates(NamedTuple):
+    """Per side, a list over the repeats: the rate of the read (bytes or items per second),
+    the rate with the set-up's time added, and the set-up's seconds."""
+
+    read: dict[str, list[float]]
+    with_setup: dict[str, list[float]]
+    setup_s: dict[str, list[float]]
+
+
+def alternate_rates(readers: dict[str, Callable[[], Reader]], repeats: int) -> Rates:
+    """Each side's :class:`Rates`, ``repeats`` times: ``readers[side]()`` sets a read up, timed
+    apart (a ``FieldDataset`` made, its shards checked: once per training run, not per epoch;
+    nothing for h5py, which opens its files in its read), then the read is timed. The sides
+    alternate, in reversed order every other repeat, after one untimed set-up and read of
+    each."""
+    for make in readers.values():
+        make()()
+    rates = Rates(*({side: [] for side in readers} for _ in Rates._fields))
     for repeat in range(repeats):
-        for side in list(reads) if repeat % 2 == 0 else list(reads)[::-1]:
+        for side in list(readers) if repeat % 2 == 0 else list(readers)[::-1]:
+            with Stopwatch(DEVICE) as setup:
+                read = readers[side]()
             with Stopwatch(DEVICE) as watch:
-                count = reads[side]()
-            rates[side].append(count / watch.seconds)
+                count = read()
+            rates.read[side].append(count / watch.seconds)
+            rates.with_setup[side].append(count / (watch.seconds + setup.seconds))
+            rates.setup_s[side].append(setup.seconds)
     return rates
 
 
 def measure_reading(spec: DatasetSpec, one: Path, scratch: Path, repeats: int) -> dict:
     """The ``reading`` (whole trajectories of the one-sample shards in ``one``) and
     ``reading_pairs`` (shuffled pairs of the same samples generated into ``scratch`` in shards
-    of ``PAIR_SHARD_SIZE``) entries of the report."""
+    of ``PAIR_SHARD_SIZE``) entries of the report: rates of the reads, ``FieldDataset``'s
+    set-up seconds, its rates with them (``with_setup``) and the ratios of both."""
     files = shard_files(one / "train")
-    whole = alternate_rates({"field_dataset": lambda: read_field_dataset(one),
-                             "h5py": lambda: read_h5py(files)}, repeats)
+    whole = alternate_rates({"field_dataset": lambda: field_dataset_reader(one),
+                             "h5py": lambda: lambda: read_h5py(files)}, repeats)
     generate(spec.model_copy(update={"shard_size": PAIR_SHARD_SIZE}), scratch, workers=0)
     pair_files = shard_files(scratch / "train")
     order = pair_order(pair_files)
     pairs = alternate_rates({
-        "field_dataset": lambda: read_pairs_field_dataset(scratch, order),
-        "h5py_chunk_cache": lambda: read_pairs_h5py(pair_files, order),
-        "h5py_whole_array": lambda: read_pairs_h5py_whole(pair_files, order)}, repeats)
-    mb_s = {side: [rate / 2**20 for rate in rates] for side, rates in whole.items()}
+        "field_dataset": lambda: field_dataset_pair_reader(scratch, order),
+        "h5py_chunk_cache": lambda: lambda: read_pairs_h5py(pair_files, order),
+        "h5py_whole_array": lambda: lambda: read_pairs_h5py_whole(pair_files, order)}, repeats)
+    mb_s = {side: [rate / 2**20 for rate in rates] for side, rates in whole.read.items()}
+    mb_s["field_dataset_with_setup"] = [rate / 2**20
+                                        for rate in whole.with_setup["field_dataset"]]
+    pair_rates = {**pairs.read, "field_dataset_with_setup": pairs.with_setup["field_dataset"]}
     whole_median, pairs_median = ({side: statistics.median(rates) for side, rates in r.items()}
-                                  for r in (mb_s, pairs))
+                                  for r in (mb_s, pair_rates))
     return {
         "reading": {"field_dataset_mb_s": summary(mb_s["field_dataset"], kept_as="runs"),
+                    "field_dataset_setup_s": summary(whole.setup_s["field_dataset"]),
+                    "field_dataset_with_setup_mb_s": summary(mb_s["field_dataset_with_setup"],
+                                                             kept_as="runs"),
                     "h5py_mb_s": summary(mb_s["h5py"], kept_as="runs"),
-                    "ratio": whole_median["field_dataset"] / whole_median["h5py"]},
+                    "ratio": whole_median["field_dataset"] / whole_median["h5py"],
+                    "ratio_with_setup": (whole_median["field_dataset_with_setup"]
+                                         / whole_median["h5py"])},
         "reading_pairs": {
             "pairs": len(order), "order": "shuffled, seed 0",
             "samples_per_shard": min(spec.samples, PAIR_SHARD_SIZE),
             "h5py_chunk_cache_bytes": PAIR_CHUNK_CACHE,
-            **{f"{side}_pairs_s": summary(rates, kept_as="runs") for side, rates in pairs.items()},
-            **{f"ratio_over_{side}": pairs_median["field_dataset"] / pairs_median[side]
-               for side in ("h5py_chunk_cache", "h5py_whole_array")}},
+            "field_dataset_setup_s": summary(pairs.setup_s["field_dataset"]),
+            **{f"{side}_pairs_s": summary(rates, kept_as="runs")
+               for side, rates in pair_rates.items()},
+            **{f"ratio{kind}_over_{side}": pairs_median[f"field_dataset{kind}"]
+               / pairs_median[side]
+               for side in ("h5py_chunk_cache", "h5py_whole_array")
+               for kind in ("", "_with_setup")}},
     }
 
 
 def print_reading(result: dict) -> None:
     whole, pairs = result["reading"], result["reading_pairs"]
-    print(f"reading: FieldDataset {whole['field_dataset_mb_s']['median']:.0f} MB/s, h5py "
-          f"{whole['h5py_mb_s']['median']:.0f} MB/s, ratio {whole['ratio']:.2f}")
+    print(f"reading: FieldDataset {whole['field_dataset_mb_s']['median']:.0f} MB/s "
+          f"({whole['field_dataset_with_setup_mb_s']['median']:.0f} with its set-up), h5py "
+          f"{whole['h5py_mb_s']['median']:.0f} MB/s, ratio {whole['ratio']:.2f} "
+          f"({whole['ratio_with_setup']:.2f})")
     print(f"reading pairs (shuffled): FieldDataset "
-          f"{pairs['field_dataset_pairs_s']['median']:.0f} pairs/s, h5py with its chunk cache "
-          f"{pairs['h5py_chunk_cache_pairs_s']['median']:.0f} "
-          f"(ratio {pairs['ratio_over_h5py_chunk_cache']:.2f}), h5py whole arrays "
+          f"{pairs['field_dataset_pairs_s']['median']:.0f} pairs/s "
+          f"({pairs['field_dataset_with_setup_pairs_s']['median']:.0f} with its set-up), h5py "
+          f"with its chunk cache {pairs['h5py_chunk_cache_pairs_s']['median']:.0f} "
+          f"(ratio {pairs['ratio_over_h5py_chunk_cache']:.2f}, "
+          f"{pairs['ratio_with_setup_over_h5py_chunk_cache']:.2f}), h5py whole arrays "
           f"{pairs['h5py_whole_array_pairs_s']['median']:.0f} "
-          f"(ratio {pairs['ratio_over_h5py_whole_array']:.2f})")
+          f"(ratio {pairs['ratio_over_h5py_whole_array']:.2f}, "
+          f"{pairs['ratio_with_setup_over_h5py_whole_array']:.2f})")
 
 
 def reading_only(args: argparse.Namespace) -> None:

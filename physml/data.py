@@ -11,10 +11,11 @@ decompressed once and kept while :data:`SAMPLE_CACHE_BYTES` allow.
 from __future__ import annotations
 
 import bisect
+import math
 import operator
 import os
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
@@ -132,28 +133,20 @@ class FieldDataset(Dataset):
         self.variable, self.dtype, self.cache_bytes = variable, dtype, int(cache_bytes)
         self._numpy_dtype = np.dtype(float_name(dtype))
         self._open_caches()
-        counts, times, decompressed, self._whole_chunks = [], set(), 0, []
-        for file in self.files:
-            with open_hdf5(file) as f:
-                if variable not in f:
-                    raise ValueError(_no_variable(file, variable, f))
-                field = f[variable]
-                _check_dims(file, variable, field)
-                counts.append(field.shape[0])
-                times.add(field.shape[1])
-                self._whole_chunks.append(_whole_trajectory_chunks(field))
-                if self._whole_chunks[-1]:  # else a pair reads two states
-                    decompressed += field.size * field.dtype.itemsize
+        self._layouts = [_shard_layout(file, variable) for file in self.files]
+        times = {layout.times for layout in self._layouts}
         if len(times) != 1:
             raise ValueError(f"shards disagree on the number of saved times: {sorted(times)}")
         (self.n_times,) = times
         if pairs is not None and not 1 <= pairs < self.n_times:
             raise ValueError(f"pairs={pairs} must lie in [1, {self.n_times - 1}]")
         self.pairs = pairs
-        self.offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.offsets = np.concatenate([[0], np.cumsum([layout.samples
+                                                       for layout in self._layouts])])
         self._starts = self.offsets[:-1].tolist()  # each shard's first sample
         self._span = 1 if pairs is None else self.n_times - pairs  # items per sample
         self._length = self.n_samples * self._span
+        decompressed = sum(layout.nbytes for layout in self._layouts if layout.whole_chunks)
         if pairs is not None and decompressed > self.cache_bytes:
             warnings.warn(
                 f"FieldDataset: the trajectories read take {decompressed / 2**20:,.0f} MiB "
@@ -194,10 +187,9 @@ class FieldDataset(Dataset):
         and making a sample's read about 10% slower."""
         def opened() -> tuple[h5py.File, h5py.Dataset]:
             f = open_hdf5(self.files[shard])
-            if not self._whole_chunks[shard]:
-                return f, f[self.variable]
             access = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
-            access.set_chunk_cache(0, 0, 1.0)  # slots, bytes, eviction weight
+            if self._layouts[shard].whole_chunks:
+                access.set_chunk_cache(0, 0, 1.0)  # slots, bytes, eviction weight
             return f, h5py.Dataset(h5py.h5d.open(f.id, self.variable.encode(), access),
                                    readonly=True)
 
@@ -209,7 +201,7 @@ class FieldDataset(Dataset):
         whole trajectories (read and kept on first use, within :data:`SAMPLE_CACHE_BYTES`),
         else read alone."""
         k = self.pairs
-        if not self._whole_chunks[shard]:  # two states cost two states
+        if not self._layouts[shard].whole_chunks:  # two states cost two states
             states = self._dataset(shard)[local, t : t + k + 1 : k]
             return states.astype(self._numpy_dtype, copy=False)
         trajectory = self._trajectories.get((shard, local),
@@ -280,6 +272,36 @@ class FieldDataset(Dataset):
         del state["_shards"], state["_trajectories"]
         state["_pid"] = -1  # the caches are made again on first use
         return state
+
+
+class _ShardLayout(NamedTuple):
+    """How a shard stores the variable read: ``samples`` and ``times`` (its first two axes),
+    ``whole_chunks`` (:func:`_whole_trajectory_chunks`) and ``nbytes``, its size
+    decompressed."""
+
+    samples: int
+    times: int
+    whole_chunks: bool
+    nbytes: int
+
+
+def _shard_layout(file, variable: str) -> _ShardLayout:
+    """The layout of ``variable`` in the shard ``file``, its dims checked; the file is closed
+    after.
+
+    Raises:
+        ValueError: the file does not open (:func:`~physml.datasets.store.open_hdf5`), lacks
+            the variable, or its dims are not ``(sample, time, *space)`` (:func:`_check_dims`).
+    """
+    with open_hdf5(file) as f:
+        try:
+            field = h5py.Dataset(h5py.h5d.open(f.id, variable.encode()))
+        except KeyError:  # no such object, or not a dataset
+            raise ValueError(_no_variable(file, variable, f)) from None
+        _check_dims(file, variable, field)
+        shape = field.shape
+        return _ShardLayout(shape[0], shape[1], _whole_trajectory_chunks(field),
+                            math.prod(shape) * field.dtype.itemsize)
 
 
 def _whole_trajectory_chunks(dataset: h5py.Dataset) -> bool:
