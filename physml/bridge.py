@@ -83,8 +83,6 @@ from .eager import eager
 from .linalg_bridge import forward_mode_refused, one_cotangent_only
 from .solvers import step_adjoint
 from .solvers.base import GridSolver
-from .solvers.batch_parameters import sample_rows
-from .solvers.built_solver import shallow_copy
 from .solvers.checks import check_counts, per_sample, require
 from .solvers.errors import BlowUpError, UnstableStepError, whole_number
 from .solvers.host_threads import ForkSafeLock
@@ -125,7 +123,8 @@ def rollout(
     """Differentiable rollout of ``solver`` from ``u0``.
 
     Args:
-        solver: any :class:`~physml.solvers.GridSolver` with ``dt`` set.
+        solver: any :class:`~physml.solvers.GridSolver`, with ``dt`` set unless ``dt`` is
+            given.
         u0: initial state, shape ``grid.shape``, or a batch ``(B, *grid.shape)``, on the
             solver's device (floating point; converted to the solver's dtype).
         n_steps: number of time steps (a multiple of ``save_every``).
@@ -144,7 +143,9 @@ def rollout(
             (a number, array or tensor), each positive and neither 0 nor infinity in the
             solver's dtype; each sample steps forward and back with its own, and the result
             is bitwise that of ``solver.rollout(..., dt=dt)``. A constant: no gradient flows
-            to it, and a tensor that requires grad is refused.
+            to it, and a tensor that requires grad, or one a ``torch.func`` transform maps
+            over (``vmap`` over ``dt``: pass the batch's ``(B,)`` time steps instead), is
+            refused.
 
     Returns:
         ``(n_steps // save_every + 1, *grid.shape)``, or ``(B, n_steps // save_every + 1,
@@ -153,9 +154,10 @@ def rollout(
     Raises:
         ValueError: a parameter outside its range or of another shape (the checks of
             :meth:`~physml.solvers.GridSolver.batch_parameter_arrays`), a bad state, dtype,
-            device, count or time step, or a ``dt`` that requires grad.
+            device, count or time step, or a ``dt`` that requires grad or is vmapped.
         UnstableStepError: ``dt`` too large for a sample's ``u0`` and parameters.
-        BlowUpError: a NaN/Inf appeared (with the step).
+        BlowUpError: a NaN/Inf appeared: its step, time and the last finite state (for a
+            batch, of the first sample that blew up), as ``solver.rollout`` gives them.
     """
     if not isinstance(solver, GridSolver):
         raise ValueError(f"solver is a {type(solver).__name__}; the bridge differentiates the "
@@ -163,7 +165,8 @@ def rollout(
                          "reaction-diffusion, sorption), not the spectral Navier-Stokes or the "
                          "phase-field solvers")
     n_steps, save_every = check_counts(n_steps, save_every)
-    solver._require_dt()
+    if dt is None:
+        solver._require_dt()
     if not isinstance(u0, torch.Tensor):
         raise ValueError(f"u0 is a {type(u0).__module__}.{type(u0).__name__}; the bridge takes a "
                          "torch.Tensor (torch.as_tensor(u0)); solver.rollout takes NumPy arrays")
@@ -220,6 +223,12 @@ def _time_steps(solver: GridSolver, dt, batch: int) -> np.ndarray | None:
     if dt is None:
         return None
     if isinstance(dt, torch.Tensor):
+        if torch._C._functorch.is_functorch_wrapped_tensor(dt):
+            raise ValueError("dt is a tensor inside a torch.func transform (vmap over dt, or dt "
+                             "an argument of grad/vjp); physml.bridge.rollout takes the time "
+                             "steps as constants, so they cannot be mapped over: pass the "
+                             "batch's time steps as dt of shape (B,) to one batched rollout of "
+                             "u0 (B, *grid.shape)")
         if dt.requires_grad:
             raise ValueError("dt is a tensor that requires grad; physml.bridge.rollout takes "
                              "the time steps as constants (no gradient with respect to dt): "
@@ -291,12 +300,6 @@ def _sample(solver: GridSolver, name: str, value: torch.Tensor, b: int) -> torch
 def _per_sample(solver: GridSolver, name: str, shape: tuple[int, ...]) -> bool:
     """Whether a parameter of this (batch) shape holds one value or field per sample."""
     return shape[0] > 1 and (len(shape) == 2 or name != solver.velocity_parameter)
-
-
-def _unbatched(flat: np.ndarray, solver: GridSolver) -> np.ndarray:
-    """A flat state as ``grid.shape`` (one sample) or ``(B, *grid.shape)``."""
-    states = flat.reshape(-1, *solver.grid.shape)
-    return states[0] if states.shape[0] == 1 else states
 
 
 def _tensor(array: wp.array, like: torch.Tensor) -> torch.Tensor:
@@ -447,12 +450,13 @@ class _Rollout(torch.autograd.Function):
             if s % solver.check_every == 0 or s == n_steps:
                 finite = torch.isfinite(u.reshape(-1, solver.grid.size)).all(dim=1)
                 if not finite.all():
-                    first = int(torch.argmin(finite.int()))
+                    first = int(torch.argmin(finite.int()))  # the first sample that blew up
+                    blown = good_state.reshape(-1, *solver.grid.shape)[first]
                     raise BlowUpError(
                         step=s,
                         t=s * _sample_dt(solver, steps, first),
                         last_good_step=last_good,
-                        last_good_state=_unbatched(good_state.cpu().numpy(), solver),
+                        last_good_state=blown.cpu().numpy(),
                     )
                 last_good, good_state = s, u
             if s % keep_every == 0 and s < n_steps:
@@ -545,7 +549,8 @@ class _Adjoint(torch.autograd.Function):
         adj_p = [torch.zeros_like(v) for v in values]
         native = None  # the steps' adjoint in native loops where it applies, else Warp's tape
         if step_adjoint.supported(solver) and adj.device.type == "cpu":
-            native = _NativeStepAdjoint(solver, params, steps, adj.numel() // solver.grid.size)
+            native = step_adjoint.ExplicitStepAdjoint(solver, params,
+                                                      adj.numel() // solver.grid.size, steps)
         advance = _Stepper(solver, params, steps)
         for start in sorted(held, reverse=True):
             end = min(start + k, n)
@@ -589,48 +594,3 @@ class _Adjoint(torch.autograd.Function):
         sweeps = [_Adjoint.apply(solver, n, save_every, k, memory, held, steps, c, u0, *values)
                   for c in cotangents]
         return tuple(torch.stack(parts) for parts in zip(*sweeps)), 0
-
-
-class _NativeStepAdjoint:
-    """:class:`~physml.solvers.step_adjoint.ExplicitStepAdjoint` of ``batch`` samples whose
-    time steps ``steps`` (:func:`_time_steps`) may differ: one per distinct time step, on the
-    samples (rows) that step with it, with :meth:`vjp` and :meth:`parameter_grads` over the
-    whole batch."""
-
-    def __init__(self, solver: GridSolver, params: dict[str, wp.array],
-                 steps: np.ndarray | None, batch: int) -> None:
-        self.solver, self.params, self.batch = solver, params, batch
-        steps = np.full(batch, solver.dt) if steps is None else steps
-        self.groups = []
-        for dt in np.unique(steps):
-            rows = np.flatnonzero(steps == dt)
-            rows_params = params if rows.size == batch else {
-                name: sample_rows(solver, name, array, rows) for name, array in params.items()}
-            self.groups.append((rows, step_adjoint.ExplicitStepAdjoint(
-                shallow_copy(solver, dt=float(dt)), rows_params, rows.size)))
-
-    def vjp(self, u: np.ndarray, adjoint: np.ndarray) -> np.ndarray:
-        """:meth:`~physml.solvers.step_adjoint.ExplicitStepAdjoint.vjp` of flat ``(B N,)``
-        states and cotangent, each group of samples by its own adjoint."""
-        if len(self.groups) == 1:
-            return self.groups[0][1].vjp(u, adjoint)
-        u, adjoint = u.reshape(self.batch, -1), adjoint.reshape(self.batch, -1)
-        out = np.empty_like(adjoint)
-        for rows, group in self.groups:
-            out[rows] = group.vjp(u[rows].ravel(), adjoint[rows].ravel()).reshape(rows.size, -1)
-        return out.ravel()
-
-    def parameter_grads(self) -> dict[str, np.ndarray]:
-        """The parameters' cotangents summed over the steps so far and the groups, each in
-        its shape (a per-sample parameter's rows from its samples' group)."""
-        if len(self.groups) == 1:
-            return self.groups[0][1].parameter_grads()
-        totals = {name: np.zeros(array.shape, dtype=self.solver.np_dtype)
-                  for name, array in self.params.items()}
-        for rows, group in self.groups:
-            for name, grad in group.parameter_grads().items():
-                if _per_sample(self.solver, name, totals[name].shape):
-                    totals[name][rows] += grad
-                else:
-                    totals[name] += grad
-        return totals

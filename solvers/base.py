@@ -492,12 +492,14 @@ class GridSolver(BuiltSolver):
                 with gradients, for a tape).
             tape: the ``wp.Tape`` recording this step, if any (the implicit solve records its
                 adjoint, a transpose solve, on it).
-            dt: per-sample time steps, shape ``(B,)`` (default: ``self.dt`` for all).
+            dt: per-sample time steps, shape ``(B,)`` (default: ``self.dt`` for all, which
+                must then be set).
             work: reusable work arrays (:class:`StageWork`; never while a tape records):
                 the result is then one of them, valid until the next step with ``work``.
                 Without it every intermediate is a new array.
         """
-        self._require_dt()
+        if dt is None:
+            self._require_dt()
         batch = u.size // self.grid.size
         if self.fused:
             if dt is None:
@@ -609,8 +611,9 @@ class GridSolver(BuiltSolver):
                 a mapping here is refused (``parameters`` is keyword-only).
             parameters: values replacing the solver's, per sample or as fields
                 (:meth:`batch_parameter_arrays`).
-            dt: per-sample time steps [s], shape (B,) (default ``self.dt``); each positive
-                and neither 0 nor infinity in the solver's dtype.
+            dt: per-sample time steps [s], shape (B,) (default ``self.dt``, which must then
+                be set; given, a solver built without ``dt`` runs); each positive and
+                neither 0 nor infinity in the solver's dtype.
 
         Returns:
             ``(n_saved, *grid.shape)`` for one state, ``(B, n_saved, *grid.shape)`` for a
@@ -618,14 +621,15 @@ class GridSolver(BuiltSolver):
             rounded to it).
 
         Raises:
-            ValueError: a ``callback`` that is not callable (:func:`check_callback`), or a
-                bad state, count, time step or parameter.
+            TypeError: a ``callback`` that is not callable (:func:`check_callback`).
+            ValueError: a bad state, count, time step or parameter.
             UnstableStepError: ``dt`` too large for a sample's ``u0`` and parameters.
             BlowUpError: a NaN/Inf appeared; carries the step and the last finite state
                 (for a batch, of the first sample that blew up).
         """
         check_callback(callback, "solver.rollout", "pass parameters=...")
-        self._require_dt()
+        if dt is None:
+            self._require_dt()
         refuse_grad(u0, "u0", "solver.rollout", "use physml.bridge.rollout for gradients")
         batched = np.ndim(u0) == self.grid.ndim + 1
         states = real_values(u0, "u0")

@@ -1,8 +1,8 @@
 r"""The reverse pass of one explicit Runge–Kutta step of a fused grid solver, on the CPU.
 
 For a step $u' = u + \Delta t \sum_i b_i k_i$, $k_i = F(v_i)$,
-$v_i = u + \Delta t \sum_{j<i} a_{ij} k_j$, the cotangent $\bar u'$ gives, stage by stage in
-reverse ($\bar k_i$ starting at $\Delta t\, b_i \bar u'$):
+$v_i = u + \Delta t \sum_{j<i} a_{ij} k_j$ ($\Delta t$ each sample's own), the cotangent
+$\bar u'$ gives, stage by stage in reverse ($\bar k_i$ starting at $\Delta t\, b_i \bar u'$):
 
 $$\bar v_i = (\partial F/\partial v)^T(v_i)\,\bar k_i,\qquad
 \bar u \mathrel{+}= \bar v_i,\qquad \bar k_j \mathrel{+}= \Delta t\, a_{ij}\,\bar v_i\ (j < i),$$
@@ -34,14 +34,16 @@ def supported(solver) -> bool:
 class ExplicitStepAdjoint:
     """The reverse pass of steps of ``solver`` (:func:`supported`) with the parameters
     ``params`` (:meth:`~physml.solvers.GridSolver.batch_parameter_arrays` shapes) on
-    ``batch`` samples: :meth:`vjp` per step, from the last to the first, then
-    :meth:`parameter_grads`.
+    ``batch`` samples, of the time steps ``steps`` [s] (None: ``solver.dt`` for every
+    sample; else one per sample, ``(batch,)``): :meth:`vjp` per step, from the last to the
+    first, then :meth:`parameter_grads`.
 
     Built once per reverse sweep: the coefficients per cell, the stage inputs' and
     cotangents' arrays and the recorded launches are the same for every step, so a step's
     forward stages and adjoint kernels replay (each thread its own samples)."""
 
-    def __init__(self, solver, params: dict[str, wp.array], batch: int) -> None:
+    def __init__(self, solver, params: dict[str, wp.array], batch: int,
+                 steps: np.ndarray | None = None) -> None:
         n = solver.grid.size
         self.solver, self.params, self.batch, self.n = solver, params, batch, n
         stages = solver.stages
@@ -49,8 +51,13 @@ class ExplicitStepAdjoint:
         nu_c, velocity_c, rho_c = self.coefficients
         nu, rho = _cells(nu_c, batch, n, stages), _cells(rho_c, batch, n, stages)
         speeds = _speeds(solver, velocity_c, batch)
-        self.dt = Coefficient(wp.array(np.full(1, solver.dt), dtype=solver.dtype,
-                                       device=solver.device))
+        dt = np.full(1, solver.dt) if steps is None else np.asarray(steps, dtype=np.float64)
+        self.dt = Coefficient(wp.array(dt, dtype=solver.dtype, device=solver.device),
+                              (0, 0) if dt.shape[0] == 1 else (1, 0))
+        self.b_factors = [_step_factors(solver, dt, weight, batch)
+                          for weight in solver.tableau.b]
+        self.a_factors = [[_step_factors(solver, dt, weight, batch) for weight in row[:i]]
+                          for i, row in enumerate(solver.tableau.a)]
         size = batch * n
         count = len(solver.tableau.b)
         self.inputs = [wp.empty(size, dtype=solver.dtype, device=solver.device)
@@ -74,12 +81,12 @@ class ExplicitStepAdjoint:
         for the cotangent ``adjoint`` of its result (both ``(B N,)``), in an array of this
         object's (overwritten by the next call); the parameters' cotangents are added to
         those :meth:`parameter_grads` returns."""
-        solver, tableau, dt = self.solver, self.solver.tableau, self.solver.dt
+        solver, tableau, rows = self.solver, self.solver.tableau, (self.batch, self.n)
         self._stage_inputs(u)
         u_bar, k_bar, scaled = self.u_bar, self.k_bars, self._scaled
         np.copyto(u_bar, adjoint)
-        for k, weight in zip(k_bar, tableau.b):
-            np.multiply(u_bar, dt * weight, out=k)
+        for k, factor in zip(k_bar, self.b_factors):
+            np.multiply(u_bar.reshape(rows), factor, out=k.reshape(rows))
         terms = [(self.nu_bar, 0, solver.diffusion_parameter),
                  (self.rho_bar, 1, solver.reaction_parameter)]
         for i in reversed(range(len(self.inputs))):
@@ -87,7 +94,9 @@ class ExplicitStepAdjoint:
             u_bar += v_bar
             for j, weight in enumerate(tableau.a[i][:i]):
                 if weight != 0.0:
-                    k_bar[j] += np.multiply(v_bar, dt * weight, out=scaled)
+                    np.multiply(v_bar.reshape(rows), self.a_factors[i][j],
+                                out=scaled.reshape(rows))
+                    k_bar[j] += scaled
             for total, part, name in terms:
                 if name is not None:
                     total += parts[part].reshape(self.batch, self.n)
@@ -120,6 +129,13 @@ class ExplicitStepAdjoint:
                 stages.launch(self.inputs[i], self.batch, *operator, self.ks[i],
                               u=self.inputs[0], ks=tuple(self.ks[:i]), c=c, dt=self.dt,
                               w_out=self.inputs[i + 1])
+
+
+def _step_factors(solver, dt: np.ndarray, weight: float, batch: int) -> np.ndarray:
+    r"""``(batch, 1)``: $\Delta t_b\, w$ per sample for a tableau weight $w$, the product in
+    float64 and then rounded to the solver's NumPy dtype (as a scalar $\Delta t\, w$ is where
+    it scales a float32 array)."""
+    return np.broadcast_to(dt * weight, batch).astype(solver.np_dtype)[:, None]
 
 
 def _cell_index(coefficient: Coefficient, batch: int, n: int) -> np.ndarray:

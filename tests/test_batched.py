@@ -28,6 +28,7 @@ from physml.solvers import (
     stage_kernels,
 )
 from physml.solvers.base import GridSolver
+from physml.solvers.built_solver import shallow_copy
 from physml.solvers.rk_stages import RECORDED_PER_STAGE
 
 G1 = Grid((40,), (0.0,), (1.0,))
@@ -628,3 +629,18 @@ def test_host_threads_asked_beside_rollouts_of_many_batch_sizes_keeps_the_splits
     np.testing.assert_array_equal(solver.rollout(states[3], 4, 2),
                                   BurgersSolver1D(solver.grid, nu=0.01, dt=1e-4,
                                                   threads=2).rollout(states[3], 4, 2))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_solver_built_without_dt_rolls_out_with_the_time_steps_given(case):
+    solver, values = CASES[case]
+    unset = shallow_copy(solver, dt=None)
+    u0 = initial_states(solver.grid, 3, seed=2)
+    params = {n: np.asarray(v) for n, v in values.items()}
+    for dt in (np.array([1.0, 0.5, 0.25]) * solver.dt, solver.dt):
+        np.testing.assert_array_equal(unset.rollout(u0, 4, 2, parameters=params, dt=dt),
+                                      solver.rollout(u0, 4, 2, parameters=params, dt=dt))
+    np.testing.assert_array_equal(unset.rollout(u0[1], 4, 2, dt=solver.dt),
+                                  solver.rollout(u0[1], 4, 2))
+    with pytest.raises(ValueError, match=r"dt is not set; pass dt=\.\.\."):
+        unset.rollout(u0, 4, 2)

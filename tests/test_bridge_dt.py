@@ -6,9 +6,12 @@ import pytest
 import torch
 
 from physml import bridge
+from physml.errors import BlowUpError
 from physml.solvers import (
     AdvectionSolver2D,
     BurgersSolver1D,
+    DiffusionReactionSolver1D,
+    DiffusionSorptionSolver1D,
     Grid,
     HeatSolver1D,
     periodic,
@@ -21,12 +24,17 @@ U0 = np.stack([np.sin(2 * np.pi * X), 0.5 * np.cos(2 * np.pi * X), np.sin(4 * np
 DT = np.array([1e-3, 5e-4, 2e-3])
 
 
-def _burgers(dt: float = 1e-3) -> BurgersSolver1D:
+def _burgers(dt: float | None = 1e-3) -> BurgersSolver1D:
     return BurgersSolver1D(GRID, periodic(1), nu=0.01, dt=dt)
 
 
-def _heat_imex() -> HeatSolver1D:
-    return HeatSolver1D(GRID, periodic(1), nu=0.01, dt=1e-3, scheme="imex")
+def _heat_imex(dt: float | None = 1e-3) -> HeatSolver1D:
+    return HeatSolver1D(GRID, periodic(1), nu=0.01, dt=dt, scheme="imex")
+
+
+def _sorption(dt: float | None = 1e-3) -> DiffusionSorptionSolver1D:
+    """A PDE with its own right-hand side: the batch runs sample by sample."""
+    return DiffusionSorptionSolver1D(GRID, dt=dt)
 
 
 @pytest.mark.parametrize("make", [_burgers, _heat_imex])
@@ -83,8 +91,8 @@ def test_each_sample_gradient_is_that_of_a_solver_built_with_its_time_step(nativ
         u_b = torch.tensor(U0[b], requires_grad=True)
         nu_b = nu[b:b + 1].detach().clone().requires_grad_()
         bridge.rollout(_burgers(DT[b]), u_b, 6, 2, {"nu": nu_b}).square().sum().backward()
-        torch.testing.assert_close(u0.grad[b], u_b.grad, rtol=1e-12, atol=1e-14)
-        torch.testing.assert_close(nu.grad[b:b + 1], nu_b.grad, rtol=1e-12, atol=1e-14)
+        assert torch.equal(u0.grad[b], u_b.grad)
+        assert torch.equal(nu.grad[b:b + 1], nu_b.grad)
 
 
 def test_vmap_over_a_rollout_with_one_time_step_is_the_batched_rollout():
@@ -115,3 +123,55 @@ def test_bad_time_steps_are_refused_as_the_numpy_rollout_refuses_them(dt, messag
 def test_a_time_step_too_large_for_a_sample_is_refused_naming_the_sample():
     with pytest.raises(ValueError, match="sample 1 of the batch of 3"):
         bridge.rollout(_burgers(), torch.tensor(U0), 2, dt=np.array([1e-3, 1.0, 1e-3]))
+
+
+def test_vmap_over_time_steps_is_refused_naming_the_batched_rollout():
+    rollout = torch.func.vmap(lambda u, h: bridge.rollout(_burgers(), u, 4, 2, dt=h))
+    with pytest.raises(ValueError, match=r"dt is a tensor inside a torch.func transform.*dt of "
+                                         r"shape \(B,\) to one batched rollout"):
+        rollout(torch.tensor(U0), torch.tensor(DT))
+
+
+@pytest.mark.parametrize("built_dt", [1e-3, None])
+def test_a_batch_blow_up_carries_the_first_blown_samples_state_as_the_numpy_rollout(built_dt):
+    """Fisher's $u_t = \\nu u_{xx} + \\rho u (1 - u)$ from $u_0 = -1$ runs to $-\\infty$ in
+    finite time (sample 1), with each step well inside its stability limit."""
+    solver = DiffusionReactionSolver1D(GRID, periodic(1), nu=0.001, rho=20.0, dt=built_dt,
+                                       scheme="rk4")
+    solver.check_every = 10
+    u0 = np.stack([np.full(16, 0.5), np.full(16, -1.0), np.full(16, 0.5)])
+    dts = np.array([1e-3, 2e-3, 4e-3])
+    with pytest.raises(BlowUpError) as numpy_error:
+        solver.rollout(u0, 200, 10, dt=dts)
+    with pytest.raises(BlowUpError) as bridge_error:
+        bridge.rollout(solver, torch.tensor(u0), 200, 10, dt=dts)
+    wanted, got = numpy_error.value, bridge_error.value
+    assert (got.step, got.t, got.last_good_step) == (wanted.step, wanted.t, wanted.last_good_step)
+    assert got.last_good_step > 0 and got.t == got.step * dts[1]
+    assert np.array_equal(got.last_good_state, wanted.last_good_state)
+    assert got.last_good_state.shape == GRID.shape
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("make", [_burgers, _heat_imex, _sorption])
+@pytest.mark.parametrize("u0, dt", [(U0, DT), (U0, 7e-4), (U0[1], 7e-4)])
+def test_a_solver_built_without_dt_differentiates_with_the_time_steps_given(make, u0, dt, native,
+                                                                            monkeypatch):
+    """Bitwise the rollout and gradient of a solver built with a dt of its own."""
+    if not native:
+        monkeypatch.setattr(step_adjoint, "supported", lambda solver: False)
+    u0 = 0.1 * (u0 + 1.5)  # a concentration, for the sorption
+    results = []
+    for solver in (make(None), make(1e-3)):
+        u = torch.tensor(u0, requires_grad=True)
+        out = bridge.rollout(solver, u, 4, 2, checkpoint_every=2, dt=dt)
+        out.square().sum().backward()
+        results.append((out.detach(), u.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+    assert np.array_equal(results[0][0].numpy(), make(None).rollout(u0, 4, 2, dt=dt))
+
+
+def test_a_solver_built_without_dt_refuses_a_rollout_given_none():
+    with pytest.raises(ValueError, match=r"dt is not set; pass dt=\.\.\."):
+        bridge.rollout(_burgers(None), torch.tensor(U0), 2)
