@@ -1,8 +1,8 @@
 r"""P1 operators of a :class:`~physml.solvers.mesh.Mesh` as ``warp.sparse`` matrices and arrays.
 
 Matrices are ``BsrMatrix`` with 1x1 blocks (CSR) on the mesh's device; ``to_scipy`` gives a
-``scipy.sparse.csr_matrix`` (it is :func:`~physml.solvers.linalg.csr_to_scipy` of the
-linear-algebra layer, imported under this package's name). Assembly: an element kernel writes
+``scipy.sparse.csr_matrix`` (through :func:`~physml.solvers.linalg.csr_to_scipy` of the
+linear-algebra layer). Assembly: an element kernel writes
 the $k^2$ entries of every cell's element matrix as COO triplet values (rows and columns fixed
 by the topology), summed into CSR through each triplet's slot (a triangle stiffness off the
 tape is summed from each cell straight into CSR); the CSR topology and the slots
@@ -26,13 +26,14 @@ import copy
 import weakref
 
 import numpy as np
+import scipy.sparse as sp
 import warp as wp
 import warp.sparse as wps
 
 from ..dtypes import warp_dtype
 from ..kernel_launch import launch
 from ..linalg.kernels import reduction_threads
-from ..linalg.linear_operator import csr_to_scipy as to_scipy  # noqa: F401 (public name)
+from ..linalg.linear_operator import csr_to_scipy
 from . import kernels as K
 from .mesh import Mesh
 
@@ -430,3 +431,10 @@ def divergence(mesh: Mesh, field: wp.array, points: wp.array | None = None) -> w
            inputs=[basis_gradients(mesh, dtype, points), mesh.warp_cells(),
                    cell_measures(mesh, dtype, points), field], outputs=[out])
     return out
+
+
+def to_scipy(A: wps.BsrMatrix) -> sp.csr_matrix:
+    """``scipy.sparse.csr_matrix`` copy (on the host) of ``A``, a 1x1-block ``BsrMatrix``
+    (n_rows, n_cols) on any device, such as the operators above return: the mesh package's
+    name for :func:`~physml.solvers.linalg.csr_to_scipy`."""
+    return csr_to_scipy(A)
