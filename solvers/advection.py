@@ -17,19 +17,13 @@ so it is refused with a Dirichlet side.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .base import GridSolver
 from .checks import require
 from .dimension_docs import dimension_docstring
 from .grid import BCKind, BoundaryConditions, Grid
 from .operators import FluxKind, Limiter
 from .parameters import Parameter, Term
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from .solver_options import GridOptions
+from .solver_options import GridOptions, Unpack
 
 SPACE_SCHEMES = {"central": FluxKind.LINEAR_CENTRAL, "upwind": FluxKind.LINEAR_UPWIND}
 

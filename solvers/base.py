@@ -42,7 +42,7 @@ from .batch_parameters import (
     sample_parameters,
 )
 from .built_solver import BuiltSolver, shallow_copy
-from .checks import check_callback, check_counts, finite_state, per_sample, require
+from .checks import DT_NOT_SET, check_callback, check_counts, finite_state, per_sample, require
 from .dtypes import real_values, warp_dtype
 from .errors import is_real, refuse_grad, whole_number
 from .field_arithmetic import axpy
@@ -445,7 +445,9 @@ class GridSolver(BuiltSolver):
 
         The message names the term that sets the limit, and offers ``scheme='imex'`` only
         where diffusion sets it and an implicit diffusion step would allow a larger ``dt``.
+        A solver without ``dt`` is refused (:data:`~physml.solvers.checks.DT_NOT_SET`).
         """
+        self._require_dt()
         check_step_stability(self, u, bound=bound)
 
     # ------------------------------------------------------------------------------ operators
@@ -563,9 +565,7 @@ class GridSolver(BuiltSolver):
 
     def _require_dt(self) -> None:
         if self.dt is None:
-            raise ValueError(
-                "dt is not set; pass dt=... or use solver.with_dt(solver.stable_dt(u0))"
-            )
+            raise ValueError(DT_NOT_SET)
 
     def to_warp(self, u: Any, name: str = "u0") -> wp.array:
         """A flat Warp copy of the state ``u`` (NumPy-like, shape ``grid.shape``), validated."""

@@ -17,19 +17,13 @@ a Neumann condition, or a $\nu$ that resolves its layer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .advection import limiter_from_name
 from .base import GridSolver
 from .dimension_docs import IMEX_THETA, dimension_docstring
 from .grid import BoundaryConditions, Grid
 from .operators import FluxKind
 from .parameters import Parameter, Term
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from .solver_options import GridOptions
+from .solver_options import GridOptions, Unpack
 
 
 class BurgersSolver(GridSolver):

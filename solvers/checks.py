@@ -16,6 +16,10 @@ MAX_SOLVE_STEPS = 10**7
 Burgers reference of kind ``pinn``, the data of kind ``moe``)."""
 
 
+DT_NOT_SET = ("dt is not set: build the solver with dt=..., set solver.dt = ..., or use "
+              "solver.with_dt(solver.stable_dt(u0)); a rollout also takes per-sample dt=...")
+"""The refusal of a step, rollout or stability check of a solver built without ``dt``."""
+
 def require(condition: bool, message: str) -> None:
     """Raise ``ValueError(message)`` unless ``condition``."""
     if not condition:

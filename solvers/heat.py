@@ -7,17 +7,11 @@ limit) or ``scheme="imex"`` (Crank–Nicolson, unconditionally stable, second or
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .base import GridSolver
 from .dimension_docs import IMEX_THETA, dimension_docstring
 from .grid import BoundaryConditions, Grid
 from .parameters import Parameter, Term
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from .solver_options import GridOptions
+from .solver_options import GridOptions, Unpack
 
 
 class HeatSolver(GridSolver):

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.fft
 
 from .built_solver import BuiltSolver, shallow_copy
-from .checks import check_callback, check_counts, finite_state, require
+from .checks import DT_NOT_SET, check_callback, check_counts, finite_state, require
 from .dtypes import warp_dtype
 from .errors import BlowUpError, UnstableStepError, refuse_grad, whole_number
 from .grid import BoundaryConditions, Grid, periodic
@@ -182,8 +182,7 @@ class NavierStokesSolver2D(BuiltSolver):
     # ------------------------------------------------------------------------------ stepping
 
     def _require_dt(self) -> None:
-        require(self.dt is not None,
-                "dt is not set; pass dt=... or use solver.with_dt(solver.stable_dt(u0))")
+        require(self.dt is not None, DT_NOT_SET.partition("; a rollout")[0])
 
     def _stepper(self) -> Callable[[np.ndarray], np.ndarray]:
         """One Lawson IF-RK4 step of $\\hat\\omega$ (the factors computed once)."""

@@ -11,18 +11,12 @@ Space: central differences (second order). Time: explicit RK or ``scheme="imex"`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .base import GridSolver
 from .dimension_docs import IMEX_THETA, dimension_docstring
 from .grid import BoundaryConditions, Grid
 from .operators import ReactionKind
 from .parameters import Parameter, Term
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from .solver_options import GridOptions
+from .solver_options import GridOptions, Unpack
 
 
 class _ReactionDiffusionSolver(GridSolver):

@@ -1,11 +1,21 @@
 """The options every grid solver's constructor passes on to
 :class:`~physml.solvers.base.GridSolver`, as one ``TypedDict``: a constructor's
 ``**options: Unpack[GridOptions]`` gives type checkers and editors their names and types (a
-misspelt ``thread=2`` is reported, completion offers them)."""
+misspelt ``thread=2`` is reported, completion offers them), and ``typing.get_type_hints``
+resolves them at run time (``Unpack`` is imported here, from ``typing_extensions`` on Python
+3.10)."""
 
 from __future__ import annotations
 
+import sys
 from typing import TypedDict
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover (Python 3.10)
+    from typing_extensions import Unpack
+
+__all__ = ["GridOptions", "Unpack"]
 
 
 class GridOptions(TypedDict, total=False):

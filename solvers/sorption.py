@@ -22,7 +22,7 @@ averages of successive refinements from 32 to 512 cells differ by at most 2.9e-2
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import warp as wp
@@ -32,11 +32,7 @@ from .checks import require
 from .grid import Grid, dirichlet
 from .kernel_launch import launch, specialize
 from .parameters import Parameter
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from .solver_options import GridOptions
+from .solver_options import GridOptions, Unpack
 
 EPSILON = 1e-6
 U_LEFT = Parameter("u_left", "1", "source concentration", lower=0.0)

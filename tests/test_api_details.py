@@ -80,3 +80,18 @@ def test_a_run_recorded_on_a_gpu_loads_on_the_cpu_of_a_machine_without_one():
         pytest.skip("this machine has a GPU")
     from physml.trained import _target_device
     assert _target_device("cuda", None) == torch.device("cpu")
+
+
+def test_a_solver_without_dt_says_how_to_set_one_in_step_and_stability_check():
+    """``step`` and ``check_stability`` take no ``dt``: the refusal names the ways to set one
+    (``check_stability`` compared None with a float)."""
+    from physml import bridge
+    from physml.solvers import Grid, HeatSolver1D
+
+    solver = HeatSolver1D(Grid((16,), (0.0,), (1.0,)), nu=0.1, dt=None)
+    u0 = np.sin(2 * np.pi * np.arange(16) / 16)
+    for call in (lambda: solver.step(u0), lambda: solver.check_stability(u0),
+                 lambda: bridge.step(solver, torch.tensor(u0))):
+        with pytest.raises(ValueError, match=r"dt is not set: build the solver with dt=\.\.\., "
+                                             r"set solver\.dt = \.\.\."):
+            call()

@@ -642,5 +642,5 @@ def test_a_solver_built_without_dt_rolls_out_with_the_time_steps_given(case):
                                       solver.rollout(u0, 4, 2, parameters=params, dt=dt))
     np.testing.assert_array_equal(unset.rollout(u0[1], 4, 2, dt=solver.dt),
                                   solver.rollout(u0[1], 4, 2))
-    with pytest.raises(ValueError, match=r"dt is not set; pass dt=\.\.\."):
+    with pytest.raises(ValueError, match=r"dt is not set: build the solver with dt=\.\.\."):
         unset.rollout(u0, 4, 2)

@@ -173,5 +173,5 @@ def test_a_solver_built_without_dt_differentiates_with_the_time_steps_given(make
 
 
 def test_a_solver_built_without_dt_refuses_a_rollout_given_none():
-    with pytest.raises(ValueError, match=r"dt is not set; pass dt=\.\.\."):
+    with pytest.raises(ValueError, match=r"dt is not set: build the solver with dt=\.\.\."):
         bridge.rollout(_burgers(None), torch.tensor(U0), 2)

@@ -173,3 +173,24 @@ def test_the_keyword_only_decorator_keeps_the_signature_type_checkers_see():
 
     assert _annotations(keyword_only.formerly_positional)["return"] == "Callable[[F], F]"
     assert keyword_only.F.__bound__ is not None
+
+
+def test_the_solvers_type_hints_resolve_at_run_time():
+    """``typing.get_type_hints`` (and so pydantic's ``validate_call`` and
+    ``inspect.signature(eval_str=True)``) reads every grid solver constructor's hints, the
+    options ``Unpack[GridOptions]`` included."""
+    from physml.solvers import (
+        AdvectionSolver,
+        AllenCahnSolver,
+        BurgersSolver,
+        DiffusionReactionSolver1D,
+        DiffusionSorptionSolver1D,
+        GridOptions,
+        HeatSolver,
+    )
+
+    for solver in (AdvectionSolver, AllenCahnSolver, BurgersSolver, DiffusionReactionSolver1D,
+                   DiffusionSorptionSolver1D, HeatSolver):
+        hints = typing.get_type_hints(solver.__init__)
+        assert typing.get_args(hints["options"]) == (GridOptions,), solver
+        inspect.signature(solver.__init__, eval_str=True)
