@@ -83,10 +83,9 @@ from .eager import eager
 from .linalg_bridge import forward_mode_refused, one_cotangent_only
 from .solvers import step_adjoint
 from .solvers.base import GridSolver
-from .solvers.checks import check_counts, per_sample, require
+from .solvers.checks import check_counts
 from .solvers.errors import BlowUpError, UnstableStepError, whole_number
 from .solvers.host_threads import ForkSafeLock
-from .solvers.parameters import check_representable
 from .solvers.rk_stages import StageWork
 
 __all__ = ["RolloutMemory", "rollout", "step"]
@@ -234,22 +233,12 @@ def _time_steps(solver: GridSolver, dt, batch: int) -> np.ndarray | None:
                              "the time steps as constants (no gradient with respect to dt): "
                              "pass dt.detach()")
         dt = dt.detach().cpu().numpy()
-    steps = per_sample(dt, batch, "dt", float)
-    require(np.all(np.isfinite(steps) & (steps > 0)), f"dt={dt!r} must be positive numbers")
-    check_representable({"dt": steps if np.ndim(dt) else steps[0]}, solver.np_dtype,
-                        indexed=True)
-    return steps
+    return solver.checked_time_steps(dt, batch)
 
 
 def _sample_dt(solver: GridSolver, steps: np.ndarray | None, b: int) -> float:
     """Sample ``b``'s time step."""
     return solver.dt if steps is None else float(steps[b])
-
-
-def _dt_array(solver: GridSolver, steps: np.ndarray | None) -> wp.array:
-    """The time steps as the stages read them: ``(1,)`` (``solver.dt``) or ``(B,)``."""
-    values = np.full(1, solver.dt) if steps is None else steps
-    return wp.array(values, dtype=solver.dtype, device=solver.device)
 
 
 def _as_tensor(value, device: torch.device, name: str) -> torch.Tensor:
@@ -337,7 +326,7 @@ class _Stepper:
                  steps: np.ndarray | None) -> None:
         self.solver, self.params = solver, params
         self.work = StageWork(reuse=True)
-        self.dt = _dt_array(solver, steps)
+        self.dt = solver.time_step_array(steps)
         self._returned: torch.Tensor | None = None
         self._output: wp.array | None = None
 
@@ -357,8 +346,8 @@ def _vjp(
     solver: GridSolver, u: torch.Tensor, values: list[torch.Tensor], dt: wp.array,
     adjoint: torch.Tensor
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Vector-Jacobian products of one step $\\Phi$ of time steps ``dt`` (:func:`_dt_array`)
-    with the adjoint $\\bar u$.
+    """Vector-Jacobian products of one step $\\Phi$ of time steps ``dt``
+    (:meth:`~physml.solvers.GridSolver.time_step_array`) with the adjoint $\\bar u$.
 
     Returns $(\\partial\\Phi/\\partial u)^T\\bar u$ and $(\\partial\\Phi/\\partial p)^T\\bar u$.
     """

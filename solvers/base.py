@@ -57,7 +57,7 @@ from .parameters import (
     check_representable,
     refuse_text_and_bools,
 )
-from .rk_stages import Coefficient, FusedStages, StageWork
+from .rk_stages import Coefficient, FusedStages, StageWork, time_step_coefficient
 from .rollout import batch_rollout, replayed_steps
 from .runtime import warp_device
 from .stability import (
@@ -505,7 +505,7 @@ class GridSolver(BuiltSolver):
         batch = u.size // self.grid.size
         if self.fused:
             if dt is None:
-                dt = wp.array(np.full(1, self.dt), dtype=self.dtype, device=self.device)
+                dt = self.time_step_array(None)
             return self._fused_step(u, params, dt, batch, work or StageWork())
         return self._per_sample_step(u, params, dt, batch, tape)
 
@@ -513,7 +513,7 @@ class GridSolver(BuiltSolver):
                     work: StageWork) -> wp.array:
         """Explicit RK: one fused launch per stage (:mod:`physml.solvers.rk_stages`)."""
         grad = u.requires_grad or any(p.requires_grad for p in params.values())
-        step_size = Coefficient(dt, (0, 0) if dt.shape[0] == 1 else (1, 0))
+        step_size = time_step_coefficient(dt)
         operator = self._operator_coefficients(params)
         ks: tuple[wp.array, ...] = ()
         v = u
@@ -562,6 +562,23 @@ class GridSolver(BuiltSolver):
         return ImplicitDiffusion(self.layout, self.theta, self.dt).step(u, explicit, nu, tape)
 
     # -------------------------------------------------------------------------- public stepping
+
+    def checked_time_steps(self, dt: Any, batch: int) -> np.ndarray:
+        """One time step per sample, ``(batch,)`` in float64: ``self.dt`` for None, else
+        ``dt`` (one value or one per sample), each positive and neither 0 nor infinity in the
+        solver's dtype (what a rollout's ``dt`` must be)."""
+        steps = np.full(batch, self.dt) if dt is None else per_sample(dt, batch, "dt", float)
+        require(np.all(np.isfinite(steps) & (steps > 0)), f"dt={dt!r} must be positive numbers")
+        if dt is not None:  # self.dt was checked when it was set
+            check_representable({"dt": steps if np.ndim(dt) else steps[0]}, self.np_dtype,
+                                indexed=True)
+        return steps
+
+    def time_step_array(self, steps: np.ndarray | None) -> wp.array:
+        """The time steps as the stages read them: ``(1,)`` for ``self.dt`` (``steps``
+        None), else ``steps``, one per sample ``(B,)``."""
+        values = np.full(1, self.dt) if steps is None else steps
+        return wp.array(values, dtype=self.dtype, device=self.device)
 
     def _require_dt(self) -> None:
         if self.dt is None:
@@ -648,11 +665,7 @@ class GridSolver(BuiltSolver):
         saves = counts // every
         require(np.all(saves == saves[0]), f"n_steps // save_every differs between samples "
                 f"({sorted(set(saves.tolist()))}); every sample must save as many states")
-        steps = np.full(batch, self.dt) if dt is None else per_sample(dt, batch, "dt", float)
-        require(np.all(np.isfinite(steps) & (steps > 0)), "dt must be positive numbers")
-        if dt is not None:  # self.dt was checked when it was set
-            check_representable({"dt": steps if np.ndim(dt) else steps[0]}, self.np_dtype,
-                                indexed=True)
+        steps = self.checked_time_steps(dt, batch)
         require(parameters is None or isinstance(parameters, Mapping),
                 f"parameters is a {type(parameters).__name__}; pass a mapping of names to "
                 f"values, e.g. {{{self.parameter_names[0]!r}: ...}}" if self.parameter_names

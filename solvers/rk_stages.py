@@ -117,6 +117,12 @@ class Coefficient:
     strides: tuple[int, int] = (0, 0)
 
 
+def time_step_coefficient(dt: wp.array) -> Coefficient:
+    """The stage kernels' view of the time steps ``dt``: one for every sample ``(1,)``, or one
+    per sample ``(B,)``."""
+    return Coefficient(dt, (0, 0) if dt.shape[0] == 1 else (1, 0))
+
+
 class FusedStages:
     """Launches the fused stage kernels of one grid, boundary conditions and operator.
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import warp as wp
 
-from .rk_stages import Coefficient
+from .rk_stages import Coefficient, time_step_coefficient
 from .stage_adjoint import StageVJP
 
 
@@ -51,9 +51,8 @@ class ExplicitStepAdjoint:
         nu_c, velocity_c, rho_c = self.coefficients
         nu, rho = _cells(nu_c, batch, n, stages), _cells(rho_c, batch, n, stages)
         speeds = _speeds(solver, velocity_c, batch)
+        self.dt = time_step_coefficient(solver.time_step_array(steps))
         dt = np.full(1, solver.dt) if steps is None else np.asarray(steps, dtype=np.float64)
-        self.dt = Coefficient(wp.array(dt, dtype=solver.dtype, device=solver.device),
-                              (0, 0) if dt.shape[0] == 1 else (1, 0))
         self.b_factors = [_step_factors(solver, dt, weight, batch)
                           for weight in solver.tableau.b]
         self.a_factors = [[_step_factors(solver, dt, weight, batch) for weight in row[:i]]
