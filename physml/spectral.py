@@ -42,6 +42,7 @@ from .errors import BlowUpError
 from .solvers.checks import check_counts
 from .solvers.errors import is_real
 from .solvers.keyword_only import formerly_positional
+from .solvers.parameters import refuse_text_and_bools
 
 __all__ = ["SpectralSolver"]
 
@@ -58,12 +59,13 @@ class SpectralSolver:
 
     Args:
         n: grid points per axis (1 or 2 axes, each even; an int for one axis).
-        nu: diffusivity $\\nu \\ge 0$ (keyword-only, as in the grid solvers; given by
-            position after ``n`` it is still taken, with a ``FutureWarning``).
-        dt: time step (keyword-only, likewise).
-        reaction: the linear coefficient $\\rho$ (Allen–Cahn's; 0 otherwise).
+        nu: diffusivity $\\nu \\ge 0$ [m^2/s] (keyword-only, as in the grid solvers; given
+            by position after ``n`` it is still taken, with a ``FutureWarning``).
+        dt: time step [s], > 0 (keyword-only, likewise).
+        reaction: the linear coefficient $\\rho$ [1/s] (Allen–Cahn's; 0 otherwise).
         nonlinearity: ``"none"``, ``"cubic"`` or ``"burgers"`` (see the module docstring).
-        length: box length per axis (default $2\\pi$).
+        length: box length $L_i$ [m] per axis, > 0 (default $2\\pi$): the nodes are
+            $x_j = jL_i/n_i$ (:meth:`coords`).
         device, dtype: where and in which real precision to compute (float32 or float64, a
             PyTorch or NumPy dtype or its name).
     """
@@ -100,8 +102,10 @@ class SpectralSolver:
             raise ValueError(
                 f"unknown nonlinearity {nonlinearity!r}; allowed: none, cubic, burgers"
             )
+        refuse_text_and_bools("length", length)
         lengths = (length,) * len(self.n) if np.isscalar(length) else tuple(length)
-        if len(lengths) != len(self.n) or any(not ell > 0 for ell in lengths):
+        if len(lengths) != len(self.n) or not all(
+                is_real(ell) and math.isfinite(ell) and ell > 0 for ell in lengths):
             raise ValueError(f"length must be positive, one per axis, got {length}")
         self.length, self.nu, self.dt = lengths, float(nu), float(dt)
         self.reaction, self.nonlinearity = float(reaction), nonlinearity
@@ -183,8 +187,9 @@ class SpectralSolver:
 
     def coords(self) -> tuple[torch.Tensor, ...]:
         """The nodes the fields live on, every axis at once: a tuple of one 1D PyTorch tensor
-        per axis, axis i of shape ``(n_i,)`` holding $x_j = jL_i/n_i$, $j = 0, \\dots, n_i - 1$
-        (the first node at 0, none at $L_i$), in the solver's dtype and on its device.
+        per axis, axis i of shape ``(n_i,)`` holding $x_j = jL_i/n_i$ [m],
+        $j = 0, \\dots, n_i - 1$ (the first node at 0, none at $L_i$), in the solver's dtype and
+        on its device.
 
         These are nodes, not the cell centres $(j + 1/2)L/n$ of
         :meth:`physml.solvers.Grid.coords` (one axis per call, a NumPy array): on the same

@@ -28,6 +28,7 @@ from its inputs; a NumPy rollout reuses its work arrays between steps
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -42,7 +43,15 @@ from .batch_parameters import (
     sample_parameters,
 )
 from .built_solver import BuiltSolver, shallow_copy
-from .checks import DT_NOT_SET, check_callback, check_counts, finite_state, per_sample, require
+from .checks import (
+    DT_NOT_SET,
+    check_callback,
+    checked_schedule,
+    checked_time_step,
+    finite_state,
+    per_sample,
+    require,
+)
 from .dtypes import real_values, warp_dtype
 from .errors import is_real, refuse_grad, whole_number
 from .field_arithmetic import axpy
@@ -114,14 +123,17 @@ class GridSolver(BuiltSolver):
     advection and reaction terms (``diffusion_parameter``, ``velocity_parameter``,
     ``reaction_parameter``; None when absent) are derived from ``PARAMETERS``.
 
-    The parameters, ``dt``, ``theta`` and ``check_every`` may be set on a built solver (``theta``
-    and ``check_every`` are checked as they are set, the others when a rollout starts); the
-    rest (grid, bc, scheme, limiter, dtype, device, ...) is read-only
-    (:class:`BuiltSolver`): build a new solver to change them. A solver pickles (into a
-    ``DataLoader`` worker, say) as its settings; the unpickled one rebuilds its Warp arrays on
-    the same device and steps bitwise as the original.
+    The parameters, ``dt``, ``theta`` and ``check_every`` may be set on a built solver (``dt``,
+    ``theta`` and ``check_every`` are checked as they are set, the parameters' ranges and the
+    step's stability when a rollout starts); the rest (grid, bc, scheme, limiter, dtype,
+    device, ...) is read-only (:class:`BuiltSolver`): build a new solver to change them. A
+    solver pickles (into a ``DataLoader`` worker, say) as its settings; the unpickled one
+    rebuilds its Warp arrays on the same device and steps bitwise as the original.
+    :meth:`settings` gives them as the constructor's keywords, a plain dict to log:
+    ``type(solver)(solver.grid, solver.bc, **solver.settings())`` rebuilds the solver.
 
-    What a user calls: :meth:`step`, :meth:`rollout`, :meth:`stable_dt`, :meth:`with_dt`,
+    What a user calls: :meth:`step`, :meth:`rollout`, :meth:`save_times` (the times of a
+    rollout's states), :meth:`settings`, :meth:`stable_dt`, :meth:`with_dt`,
     :meth:`with_parameters`, :meth:`parameters`, :meth:`rates`, :meth:`check_stability` and
     :attr:`time_order`, with :func:`physml.bridge.rollout` for gradients; a PDE of one's own
     overrides :meth:`rhs`. The other methods (``advance``, ``replay_steps``, ``sample_solver``,
@@ -197,17 +209,18 @@ class GridSolver(BuiltSolver):
         if threads is not None:  # None: by grid and batch size
             threads = whole_number(threads, "threads", 1)
         self._build_arrays(threads)
-        self.dt = None if dt is None else float(dt)
+        self.dt = dt  # checked as set: checked_setting
         require_a_stable_step(self)
         if self.dt is not None:
-            require(np.isfinite(self.dt) and self.dt > 0, f"dt={dt} must be a positive number")
-            check_representable({"dt": self.dt}, self.np_dtype)
             self.check_stability()
         self.fix_attributes()
 
     def checked_setting(self, name: str, value: Any) -> Any:
-        """:meth:`BuiltSolver.checked_setting`, and ``theta`` as a float, in [1/2, 1] with
-        ``scheme="imex"`` (unused by the explicit schemes)."""
+        """:meth:`BuiltSolver.checked_setting`; ``dt`` as a float, None (unset) or a positive
+        number the solver's dtype holds (:meth:`checked_dt`); ``theta`` as a float, in
+        [1/2, 1] with ``scheme="imex"`` (unused by the explicit schemes)."""
+        if name == "dt":
+            return None if value is None else self.checked_dt(value)
         if name != "theta":
             return super().checked_setting(name, value)
         require(is_real(value), f"theta={value!r} must be a number in [0.5, 1]")
@@ -236,6 +249,18 @@ class GridSolver(BuiltSolver):
 
     def rebuild_warp_state(self, threads: int | None) -> None:
         self._build_arrays(threads)
+
+    def checked_dt(self, dt: Any) -> float:
+        """``dt`` [s] as a float (:func:`~physml.solvers.checks.checked_time_step`: a finite
+        positive number, not text or a bool) that the solver's dtype does not round to 0 or
+        infinity; its stability is checked separately (:meth:`check_stability`).
+
+        Raises:
+            ValueError: naming ``dt``, the value and what is allowed.
+        """
+        value = checked_time_step(dt)
+        check_representable({"dt": value}, self.np_dtype)
+        return value
 
     # ----------------------------------------------------------------------------- parameters
 
@@ -381,9 +406,7 @@ class GridSolver(BuiltSolver):
     def with_dt(self, dt: float) -> GridSolver:
         """A copy of this solver with time step ``dt`` (checked for stability, and refused
         where the solver's dtype rounds it to 0 or infinity)."""
-        require(np.isfinite(dt) and dt > 0, f"dt={dt} must be a positive number")
-        check_representable({"dt": dt}, self.np_dtype)
-        clone = shallow_copy(self, dt=float(dt))
+        clone = shallow_copy(self, dt=self.checked_dt(dt))
         clone.check_stability()
         return clone
 
@@ -635,7 +658,7 @@ class GridSolver(BuiltSolver):
         Returns:
             ``(n_saved, *grid.shape)`` for one state, ``(B, n_saved, *grid.shape)`` for a
             batch: $u$ at steps 0, save_every, 2 save_every, ..., in the solver's dtype (u0
-            rounded to it).
+            rounded to it); their times: :meth:`save_times`.
 
         Raises:
             TypeError: a ``callback`` that is not callable (:func:`check_callback`).
@@ -658,13 +681,7 @@ class GridSolver(BuiltSolver):
         states = finite_state(states, (batch, *self.grid.shape) if batched else self.grid.shape,
                               "u0").reshape(batch, -1)
         self.check_state(states)
-        counts = per_sample(n_steps, batch, "n_steps")
-        every = per_sample(save_every, batch, "save_every")
-        for n, k in set(zip(counts.tolist(), every.tolist())):
-            check_counts(n, k)
-        saves = counts // every
-        require(np.all(saves == saves[0]), f"n_steps // save_every differs between samples "
-                f"({sorted(set(saves.tolist()))}); every sample must save as many states")
+        counts, every, n_saved = checked_schedule(n_steps, save_every, batch)
         steps = self.checked_time_steps(dt, batch)
         require(parameters is None or isinstance(parameters, Mapping),
                 f"parameters is a {type(parameters).__name__}; pass a mapping of names to "
@@ -673,8 +690,81 @@ class GridSolver(BuiltSolver):
         arrays = self.batch_parameter_arrays(batch, parameters or {})
         check_samples(self, arrays, states, steps)
         saved = batch_rollout(self, states, counts, every, steps, arrays, callback)
-        out = saved.reshape(batch, saves[0] + 1, *self.grid.shape)
+        out = saved.reshape(batch, n_saved, *self.grid.shape)
         return out if batched else out[0]
+
+    def save_times(self, n_steps: int | Any, save_every: int | Any = 1, t0: float = 0.0, *,
+                   dt: Any = None) -> np.ndarray:
+        """The times [s] of the states :meth:`rollout` returns for the same ``n_steps``,
+        ``save_every`` and ``dt``: $t_0 + k\\,\\Delta t$ at the saved steps
+        $k = 0, s, 2s, \\dots, n$ ($s$ = ``save_every``, $n$ = ``n_steps``; the initial state
+        first), in float64.
+
+        Args:
+            n_steps, save_every, dt: as :meth:`rollout` takes them (each one value, or one per
+                sample of shape (B,); ``dt`` None: ``self.dt``, which must then be set).
+            t0: the time [s] of the initial state.
+
+        Returns:
+            ``(n_saved,)`` where all three are single values, ``(B, n_saved)`` where one is
+            given per sample (``n_saved = n_steps // save_every + 1``, as the rollout's).
+
+        Raises:
+            ValueError: a count, time step or ``t0`` :meth:`rollout` would refuse (or a
+                ``t0`` that is not a finite number), or per-sample values of two lengths.
+        """
+        refuse_text_and_bools("t0", t0)
+        require(is_real(t0) and np.isfinite(t0), f"t0={t0!r} must be a finite number")
+        if dt is None:
+            self._require_dt()
+        sizes = {np.size(value) for value in (n_steps, save_every, dt) if np.ndim(value)}
+        require(len(sizes) <= 1, f"n_steps, save_every and dt give one value per sample for "
+                f"batches of {sorted(sizes)} samples; give them for one batch size")
+        batch = sizes.pop() if sizes else 1
+        _, every, n_saved = checked_schedule(n_steps, save_every, batch)
+        steps = self.checked_time_steps(dt, batch)
+        times = float(t0) + (steps * every)[:, None] * np.arange(n_saved)
+        return times if any(np.ndim(v) for v in (n_steps, save_every, dt)) else times[0]
+
+    def settings(self) -> dict[str, Any]:
+        """The keyword arguments of this solver's constructor, with the values the solver holds
+        now (its parameters, ``dt``, ``theta`` and ``check_every`` as last set): plain
+        numbers, tuples and names (``dtype="float64"``, ``limiter="van_leer"``), so the dict
+        can be logged or written as JSON or YAML. ``type(solver)(solver.grid, solver.bc,
+        **solver.settings())`` builds a solver whose rollouts are bitwise this one's
+        (``type(solver)(solver.grid, **solver.settings())`` for a constructor without ``bc``,
+        such as :class:`~physml.solvers.DiffusionSorptionSolver1D`'s).
+
+        Each keyword-only argument of the constructor is read from the attribute of its name
+        (a subclass's own keywords included); a constructor taking ``**options`` passes on
+        :class:`GridSolver`'s keywords it does not list (``parameters`` too, unless it takes
+        every parameter by name).
+
+        Raises:
+            TypeError: a constructor keyword the solver keeps no attribute of that name for.
+        """
+        names = _keyword_names(type(self).__init__)
+        if _takes_options(type(self).__init__):
+            listed = {*names, *(("parameters",) if set(self.parameter_names) <= set(names)
+                                else ())}
+            names += [name for name in _keyword_names(GridSolver.__init__)
+                      if name not in listed]
+        return {name: self._setting(name) for name in names}
+
+    def _setting(self, name: str) -> Any:
+        """The value of constructor keyword ``name`` that rebuilds this solver."""
+        if name == "parameters":
+            return {n: getattr(self, n) for n in self.parameter_names}
+        if name == "dtype":
+            return np.dtype(self.np_dtype).name
+        if name == "threads":
+            return self.stages.threads
+        if name == "limiter":
+            return self.limiter.name.lower()
+        if name not in self.__dict__ and name not in self.parameter_names:
+            raise TypeError(f"{type(self).__name__}.settings(): the constructor takes {name}=, "
+                            f"which the solver keeps no attribute {name!r} for")
+        return getattr(self, name)
 
     def replay_steps(self, u: wp.array, arrays: dict[str, wp.array], dt: wp.array,
                         work: StageWork, active: int, most: int) -> tuple[wp.array, int]:
@@ -695,3 +785,15 @@ class GridSolver(BuiltSolver):
             f"{type(self).__name__}(shape={self.grid.shape}, {params}, dt={self.dt}, "
             f"scheme={self.scheme!r}, device={self.device!r}, dtype={self.dtype.__name__})"
         )
+
+
+def _keyword_names(function: Callable) -> list[str]:
+    """The names of ``function``'s keyword-only arguments, in order."""
+    return [p.name for p in inspect.signature(function).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def _takes_options(function: Callable) -> bool:
+    """Whether ``function`` takes ``**options`` (keywords it passes on)."""
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD
+               for p in inspect.signature(function).parameters.values())

@@ -3,12 +3,14 @@ values, each failing with a ValueError that names the argument and what is allow
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from .errors import whole_number
+from .parameters import refuse_text_and_bools
 
 MAX_SOLVE_STEPS = 10**7
 """Most time steps one solve runs unless its caller allows more: ``physml solve`` (its
@@ -34,6 +36,20 @@ def finite_state(u: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
     bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
     require(bad == 0, f"{name} contains {bad} NaN/Inf value(s); the state must be finite")
     return arr
+
+
+def checked_time_step(dt: Any) -> float:
+    """A solver's time step ``dt`` [s] as a float: a finite positive number, also as a 0-d
+    array or tensor; not text or a bool, which ``float`` would read ("1e-4" as 1e-4, True as
+    1) (:func:`~physml.solvers.parameters.refuse_text_and_bools`).
+
+    Raises:
+        ValueError: naming ``dt`` and the value.
+    """
+    refuse_text_and_bools("dt", dt)
+    value = float(dt)
+    require(math.isfinite(value) and value > 0, f"dt={dt!r} must be a positive number")
+    return value
 
 
 def check_counts(n_steps: int, save_every: int) -> tuple[int, int]:
@@ -63,6 +79,26 @@ def per_sample(value: Any, batch: int, name: str, kind: type = int) -> np.ndarra
         require((array == np.round(array)).all(), f"{name}={value!r} must hold whole numbers")
         return array.astype(np.int64)
     return array
+
+
+def checked_schedule(n_steps: Any, save_every: Any, batch: int
+                     ) -> tuple[np.ndarray, np.ndarray, int]:
+    """A rollout's step counts and save intervals for each of ``batch`` samples, ``(batch,)``
+    int64 each (from one value or one per sample, :func:`per_sample`; each pair checked by
+    :func:`check_counts`), and ``n_saved = n_steps // save_every + 1``, the number of states
+    every sample saves (the initial one included).
+
+    Raises:
+        ValueError: a bad count, or samples that would save different numbers of states.
+    """
+    counts = per_sample(n_steps, batch, "n_steps")
+    every = per_sample(save_every, batch, "save_every")
+    for n, k in set(zip(counts.tolist(), every.tolist())):
+        check_counts(n, k)
+    saves = counts // every
+    require(np.all(saves == saves[0]), f"n_steps // save_every differs between samples "
+            f"({sorted(set(saves.tolist()))}); every sample must save as many states")
+    return counts, every, int(saves[0]) + 1
 
 
 def check_callback(callback: Any, where: str, instead: str) -> None:

@@ -115,6 +115,17 @@ class PINNProblem:
         self.embedding = embedding
         self.periods = periods
 
+    def __repr__(self) -> str:
+        """One line: the inputs and outputs, the geometry, the time span, the conditions and
+        coefficients by name, the number of observed points, and whether a reference is
+        given (no arrays)."""
+        observed = None if self.observations is None else len(self.observations.points)
+        return (f"{type(self).__name__}(inputs={self.inputs}, outputs={self.outputs}, "
+                f"geometry={self.geometry!r}, time={self.time}, "
+                f"conditions={[c.name for c in self.conditions]}, "
+                f"coefficients={list(self.coefficients)}, observations={observed}, "
+                f"reference={self.reference_function is not None})")
+
     # --- names and sizes -------------------------------------------------------------------
     @property
     def names(self) -> tuple[str, ...]:
