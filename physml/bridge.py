@@ -155,8 +155,10 @@ def rollout(
             :meth:`~physml.solvers.GridSolver.batch_parameter_arrays`), a bad state, dtype,
             device, count or time step, or a ``dt`` that requires grad or is vmapped.
         UnstableStepError: ``dt`` too large for a sample's ``u0`` and parameters.
-        BlowUpError: a NaN/Inf appeared: its step, time and the last finite state (for a
-            batch, of the first sample that blew up), as ``solver.rollout`` gives them.
+        BlowUpError: a NaN/Inf appeared at a step ``solver.rollout`` checks (every saved
+            step, every ``solver.check_every``-th step, the last): its step, time and the last
+            finite state (for a batch, of the first sample that blew up there), as
+            ``solver.rollout`` gives them. No saved state holding a NaN/Inf is returned.
     """
     if not isinstance(solver, GridSolver):
         raise ValueError(f"solver is a {type(solver).__name__}; the bridge differentiates the "
@@ -188,8 +190,7 @@ def rollout(
                    for b in range(batch)]
         for u, p, h in samples:  # every sample's checks (a rollout of no step) before any runs
             rollout(solver, u, 0, parameters=p, dt=h)
-        return torch.stack([rollout(solver, u, n_steps, save_every, p, checkpoint_every, memory,
-                                    dt=h) for u, p, h in samples])
+        return _sample_rollouts(solver, samples, n_steps, save_every, checkpoint_every, memory)
     defaults = solver.parameter_arrays()
     values = [given[n].reshape(shapes[n]) if n in given else _tensor(defaults[n], u0)
               for n in solver.parameter_names]
@@ -202,6 +203,40 @@ def rollout(
                           steps, u0.reshape(-1), *values)
     out = flat.reshape(flat.shape[0], batch, *solver.grid.shape)
     return out.transpose(0, 1) if batched else out[:, 0]
+
+
+def _sample_rollouts(solver: GridSolver, samples: list[tuple], n_steps: int, save_every: int,
+                     checkpoint_every: int | str | None, memory: RolloutMemory | None
+                     ) -> torch.Tensor:
+    """A batch rolled out sample by sample (``samples``: each one's state, parameters and time
+    step) as ``(B, T, *grid.shape)``; a blow-up is the one the batch's ``solver.rollout``
+    reports (:func:`_earliest_blow_up`)."""
+    outs = []
+    for b, (u, p, h) in enumerate(samples):
+        try:
+            outs.append(rollout(solver, u, n_steps, save_every, p, checkpoint_every, memory,
+                                dt=h))
+        except BlowUpError as error:
+            raise _earliest_blow_up(solver, samples[b + 1:], save_every, error) from None
+    return torch.stack(outs)
+
+
+def _earliest_blow_up(solver: GridSolver, later: list[tuple], save_every: int,
+                      error: BlowUpError) -> BlowUpError:
+    """The blow-up a batch's ``solver.rollout`` reports (its first checked step holding a
+    NaN/Inf, and the first sample there), given the first sample that blew up, ``error``,
+    and the samples after it (``later``: state, parameters, time step). Each of these runs,
+    without gradient, to the first saved step at or after ``error.step``: the steps checked
+    up to there are those of the whole rollout."""
+    with torch.no_grad():
+        for u, p, h in later:
+            n_steps = -(-error.step // save_every) * save_every
+            try:
+                rollout(solver, u, n_steps, save_every, p, dt=h)
+            except BlowUpError as other:
+                if other.step < error.step:
+                    error = other
+    return error
 
 
 @eager  # the Warp steps run eagerly
@@ -414,6 +449,69 @@ def _sample_values(solver: GridSolver, values: tuple[torch.Tensor, ...], b: int,
     return f" ({', '.join(named)})" if named else ""
 
 
+class _CheckedSaves:
+    """The saved states of a rollout's forward pass, ``out`` ``(T, B N)`` (row k: step
+    ``k * save_every``), checked for NaN/Inf at the steps ``solver.rollout`` checks: every
+    saved step, every ``solver.check_every``-th step and the last (u0 is checked before).
+
+    Each :meth:`check` copies the states saved since the last one into ``out`` at once and
+    checks them and the state of its step in one sum (NaN/Inf if and only if a term is, or
+    the sum overflows: only then is each value checked), so a healthy rollout pays one
+    reduction over its saved states and one check every ``check_every`` steps, however often
+    it saves. A blow-up is reported as ``solver.rollout`` reports it: the first checked step
+    holding a NaN/Inf, its first such sample, and that sample's state at the checked step
+    before."""
+
+    def __init__(self, solver: GridSolver, steps: np.ndarray | None, n_steps: int,
+                 save_every: int, u0: torch.Tensor) -> None:
+        self.solver, self.steps, self.save_every = solver, steps, save_every
+        self.out = u0.new_empty((n_steps // save_every + 1, u0.numel()))
+        self.out[0] = u0
+        self.written = 1  # rows of out written (and checked)
+        self.pending: list[torch.Tensor] = []
+        self.good_step, self.good_state = 0, u0
+
+    def append(self, u: torch.Tensor) -> None:
+        """Save the flat state ``u`` of the next saved step."""
+        self.pending.append(u)
+
+    def check(self, step: int, u: torch.Tensor) -> None:
+        """Write the states saved since the last check to ``out``, and check them and ``u``,
+        the flat state of ``step``.
+
+        Raises:
+            BlowUpError: one of them holds a NaN/Inf.
+        """
+        end = self.written + len(self.pending)
+        window = self.out[self.written:end]
+        if self.pending:
+            torch.stack(self.pending, out=window)
+        at = [k * self.save_every for k in range(self.written, end)]
+        if step % self.save_every:
+            window, at = torch.cat([window, u[None]]), [*at, step]
+        if not math.isfinite(window.sum()):
+            self._raise_if_blown_up(window, at)
+        self.written, self.pending = end, []
+        self.good_step, self.good_state = step, u
+
+    def _raise_if_blown_up(self, window: torch.Tensor, at: list[int]) -> None:
+        """Raise the error for the first non-finite state of ``window`` (checked steps ``at``,
+        B N), if one is."""
+        finite = torch.isfinite(window.reshape(len(at), -1, self.solver.grid.size)).all(dim=2)
+        if finite.all():  # the sum overflowed
+            return
+        i = int(torch.argmin(finite.all(dim=1).int()))  # the first checked step that blew up
+        b = int(torch.argmin(finite[i].int()))  # its first sample that did
+        good_step, good = (self.good_step, self.good_state) if i == 0 else (at[i - 1],
+                                                                           window[i - 1])
+        raise BlowUpError(
+            step=at[i],
+            t=at[i] * _sample_dt(self.solver, self.steps, b),
+            last_good_step=good_step,
+            last_good_state=good.reshape(-1, *self.solver.grid.shape)[b].cpu().numpy(),
+        )
+
+
 class _Rollout(torch.autograd.Function):
     """Flat u0 (B N,) and the parameters in their batch shapes -> the saved states (T, B N),
     each sample stepping with its time step (``steps``: :func:`_time_steps`).
@@ -430,31 +528,20 @@ class _Rollout(torch.autograd.Function):
         _check_values(solver, flat0, values, params, steps)
         keep_every = 1 if segment is None else segment
         held = {0: flat0}
-        saved = [flat0]
+        saves = _CheckedSaves(solver, steps, n_steps, save_every, flat0)
         u = flat0
-        last_good, good_state = 0, flat0
         advance = _Stepper(solver, params, steps)
         for s in range(1, n_steps + 1):
             u = advance(u)
+            if s % save_every == 0:
+                saves.append(u)
             if s % solver.check_every == 0 or s == n_steps:
-                finite = torch.isfinite(u.reshape(-1, solver.grid.size)).all(dim=1)
-                if not finite.all():
-                    first = int(torch.argmin(finite.int()))  # the first sample that blew up
-                    blown = good_state.reshape(-1, *solver.grid.shape)[first]
-                    raise BlowUpError(
-                        step=s,
-                        t=s * _sample_dt(solver, steps, first),
-                        last_good_step=last_good,
-                        last_good_state=blown.cpu().numpy(),
-                    )
-                last_good, good_state = s, u
+                saves.check(s, u)
             if s % keep_every == 0 and s < n_steps:
                 held[s] = u
-            if s % save_every == 0:
-                saved.append(u)
             memory.observe(len(held))
         store.held, store.memory = held, memory
-        return torch.stack(saved)
+        return saves.out
 
     @staticmethod
     def setup_context(ctx, inputs, output):

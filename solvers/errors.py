@@ -99,7 +99,8 @@ class BlowUpError(PicklableError, FloatingPointError):
     """A field became NaN or Inf during a run.
 
     Attributes:
-        step: the first step found non-finite (checks run every ``check_every`` steps).
+        step: the first checked step found non-finite (a rollout checks every saved step, every
+            ``check_every``-th step and the last).
         t: the model time of that step.
         field: the name of the field.
         last_good_step: the step of ``last_good_state``.
