@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .parameters import refuse_text_and_bools
+
 
 class BCKind(enum.IntEnum):
     """Kind of a boundary condition; the integer value is what Warp kernels receive."""
@@ -46,8 +48,13 @@ class BC:
     def __post_init__(self) -> None:
         if not isinstance(self.kind, BCKind):
             object.__setattr__(self, "kind", _bc_kind(self.kind))
-        if not np.isfinite(self.value):
-            raise ValueError(f"BC value={self.value} must be finite")
+        refuse_text_and_bools("BC value", self.value)
+        try:
+            finite = math.isfinite(self.value)
+        except TypeError:
+            finite = False
+        if not finite:
+            raise ValueError(f"BC value={self.value!r} must be a finite number")
 
 
 def _bc_kind(name: str | BCKind) -> BCKind:
@@ -126,7 +133,8 @@ def _cell_count(axis: int, n: object) -> int:
 
 def _coordinates(name: str, values: object) -> tuple[float, ...]:
     """``values`` (one number per axis) as floats; a ValueError names ``name`` for anything
-    else (None, text that is no number)."""
+    else (None, text, a bool)."""
+    refuse_text_and_bools(f"grid {name}", values)
     try:
         return tuple(float(v) for v in np.atleast_1d(values))
     except (TypeError, ValueError):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from physml.solvers import (
+    BC,
     AdvectionSolver2D,
     AllenCahnSolver1D,
     BurgersSolver1D,
@@ -189,3 +190,18 @@ def test_the_spectral_solver_gives_units_and_says_its_coordinates_are_nodes():
         assert unit in doc
     coords = " ".join(SpectralSolver.coords.__doc__.split())
     assert "$x_j = jL_i/n_i$ [m]" in coords and "nodes, not the cell centres" in coords
+
+
+@pytest.mark.parametrize("lower, message", [(("0",), "not text"), ((True,), "not a bool")])
+def test_a_grid_refuses_coordinates_given_as_text_or_bools(lower, message):
+    """Grid((8,), ("0",), (1.0,)) read "0" as 0.0 and (True,) as 1.0."""
+    with pytest.raises(ValueError, match=f"grid lower=.*{message}"):
+        Grid((8,), lower, (2.0,))
+
+
+@pytest.mark.parametrize("value, message", [("1.0", "not text"), (True, "not a bool"),
+                                            (None, "a finite number")])
+def test_a_boundary_value_given_as_text_a_bool_or_none_is_named(value, message):
+    """BC("dirichlet", "1.0") raised NumPy's TypeError from isfinite; True read as 1."""
+    with pytest.raises(ValueError, match=f"BC value=.*{message}"):
+        BC("dirichlet", value)
