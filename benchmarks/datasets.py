@@ -26,7 +26,17 @@ numbers made with the set-up as h5py's readers are given the (file, sample, t) o
 Each chunk is one sample's gzip'd trajectory, so HDF5's default 1 MiB chunk cache holds about
 one and a shuffled order decompresses a whole trajectory for nearly every pair (about 1,000
 pairs/s here): that setting measures cache misses, not a reader. Each side's rates are stored as the
-median, spread and runs.
+median, spread and runs. The same pairs through ``DataLoader(batch_size=LOADER_BATCH,
+shuffle=True)`` (one seeded order for every side, in process), every side's batches the pair of
+tensors ``(u_t, u_{t+1})`` of shape ``(64, 1024)`` that the default collate stacks:
+``FieldDataset``, which the loader reads a batch at a time (``__getitems__``), and also item by
+item (a subclass without ``__getitems__``: what it read before); against h5py's whole
+arrays (each shard's read once in the timed pass) as a map-style dataset handing out views of
+them item by item, and one that gathers a batch with one NumPy index of the split's samples
+stacked in one array (``__getitems__``); ``reading_pairs.loader``. Those are a first epoch,
+every side reading (decompressing) the split as it goes; ``reading_pairs.loader.later_epoch``
+times an epoch of a dataset that the loader has read once in its set-up (h5py's arrays read,
+``FieldDataset``'s trajectories kept), the cost of each epoch after the first.
 
 ``--reading-only`` generates the samples in process and measures only the reading, replacing
 the ``reading`` and ``reading_pairs`` entries of ``--out`` (its generation and JAX figures
@@ -74,6 +84,7 @@ import numpy as np
 import torch
 import warp as wp
 from _common import at_least, load_average, provenance, summary
+from torch.utils.data import DataLoader, Dataset
 
 import physml
 from physml.data import FieldDataset
@@ -196,6 +207,8 @@ PAIR_CHUNK_CACHE = 64 * 2**20
 """h5py's chunk cache (bytes) for the shuffled pairs: what a user reading pairs in random order
 sets (``h5py.File(..., rdcc_nbytes=...)``), so that every decompressed chunk of a shard stays
 (16 trajectories of 201 x 1024 float32, 13 MB), where HDF5's default 1 MiB holds about one."""
+LOADER_BATCH = 64
+"""Pairs per batch of the ``DataLoader`` reads."""
 
 
 def time_generation(spec: DatasetSpec, folder: Path, workers: int) -> float:
@@ -254,12 +267,18 @@ def read_pairs_h5py(files: list[Path], order: list[tuple[int, int, int]]) -> int
     return len(order)
 
 
-def read_pairs_h5py_whole(files: list[Path], order: list[tuple[int, int, int]]) -> int:
-    """The pairs indexed from each shard's whole array, read once (``f["u"][...]``)."""
+def whole_arrays(files: list[Path]) -> list[np.ndarray]:
+    """Each shard's whole array, read once (``f["u"][...]``)."""
     arrays = []
     for file in files:
         with h5py.File(file, "r") as f:
             arrays.append(f["u"][...])
+    return arrays
+
+
+def read_pairs_h5py_whole(files: list[Path], order: list[tuple[int, int, int]]) -> int:
+    """The pairs indexed from each shard's whole array, read once."""
+    arrays = whole_arrays(files)
     for k, i, t in order:
         torch.from_numpy(arrays[k][i, t : t + 2])  # a view of the kept array, no copy
     return len(order)
@@ -278,6 +297,93 @@ def field_dataset_pair_reader(folder: Path, order: list[tuple[int, int, int]]) -
         return len(items)
 
     return read
+
+
+class WholeArrayPairs(Dataset):
+    """h5py's whole arrays as a map-style dataset of pairs: each shard's read once when made,
+    pair ``j`` numbered as ``FieldDataset(pairs=1)`` numbers it, ``(u_t, u_{t+1})`` handed out
+    as views of the kept array, item by item."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.arrays = whole_arrays(files)
+        self.span = self.arrays[0].shape[1] - 1  # pairs per sample
+        self.samples = [(k, i) for k, array in enumerate(self.arrays) for i in range(len(array))]
+
+    def __len__(self) -> int:
+        return len(self.samples) * self.span
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        sample, t = divmod(index, self.span)
+        k, i = self.samples[sample]
+        pair = torch.from_numpy(self.arrays[k][i, t : t + 2])
+        return pair[0], pair[1]
+
+
+class BatchedWholeArrayPairs(WholeArrayPairs):
+    """:class:`WholeArrayPairs` with ``__getitems__``: a batch gathered with one NumPy index of
+    the split's samples stacked in one array (made once with the dataset), its items views of
+    the batch."""
+
+    def __init__(self, files: list[Path]) -> None:
+        super().__init__(files)
+        self.split = np.concatenate(self.arrays)  # (sample, time, x)
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        sample, t = np.divmod(np.asarray(indices), self.span)
+        batch = torch.from_numpy(self.split[sample[:, None], t[:, None] + np.arange(2)])
+        return list(zip(batch[:, 0].unbind(), batch[:, 1].unbind()))
+
+
+class FieldDatasetItemByItem(FieldDataset):
+    """``FieldDataset`` as ``DataLoader`` reads a dataset without ``__getitems__``: item by
+    item (the loader calls ``__getitems__`` only where it is set)."""
+
+    __getitems__ = None
+
+
+def loaded_pairs(dataset: Dataset) -> int:
+    """Every pair of ``dataset`` through ``DataLoader(batch_size=LOADER_BATCH, shuffle=True)``
+    in this process, its order seeded (0: every side's loader draws the same batches); the
+    pairs handed out."""
+    loader = DataLoader(dataset, batch_size=LOADER_BATCH, shuffle=True,
+                        generator=torch.Generator().manual_seed(0))
+    return sum(len(u_t) for u_t, _ in loader)
+
+
+def loader_datasets(folder: Path, files: list[Path]) -> dict[str, Callable[[], Dataset]]:
+    """Each side of the loader reads: how its dataset of the split's pairs is made."""
+    return {
+        "field_dataset": lambda: FieldDataset(folder, split="train", pairs=1),
+        "field_dataset_item_by_item": lambda: FieldDatasetItemByItem(folder, split="train",
+                                                                     pairs=1),
+        "h5py_whole_array": lambda: WholeArrayPairs(files),
+        "h5py_whole_array_batched": lambda: BatchedWholeArrayPairs(files)}
+
+
+def loader_set_up(make: Callable[[], Dataset], epochs: int = 0) -> Reader:
+    """``make()``'s dataset, read through the loader ``epochs`` times, and its read: the
+    set-up of a side whose dataset is made (and its earlier epochs read) untimed."""
+    data = make()
+    for _ in range(epochs):
+        loaded_pairs(data)
+    return lambda: loaded_pairs(data)
+
+
+def loader_rates(folder: Path, files: list[Path], repeats: int) -> tuple[Rates, Rates]:
+    """:class:`Rates` of every side's loader in a first epoch (``FieldDataset`` made as its
+    set-up, h5py's arrays read in the timed pass, as the pair reads) and in a later one (each
+    dataset made and read once through the loader in the set-up: h5py's arrays read,
+    ``FieldDataset``'s trajectories kept)."""
+    made = loader_datasets(folder, files)
+    first = alternate_rates({
+        "field_dataset": lambda: loader_set_up(made["field_dataset"]),
+        "field_dataset_item_by_item": lambda: loader_set_up(made["field_dataset_item_by_item"]),
+        "h5py_whole_array": lambda: lambda: loaded_pairs(made["h5py_whole_array"]()),
+        "h5py_whole_array_batched": lambda: lambda: loaded_pairs(
+            made["h5py_whole_array_batched"]())}, repeats)
+    later = alternate_rates({side: lambda make=make: loader_set_up(make, epochs=1)
+                             for side, make in made.items()}, repeats)
+    return first, later
 
 
 class Rates(NamedTuple):
@@ -325,6 +431,7 @@ def measure_reading(spec: DatasetSpec, one: Path, scratch: Path, repeats: int) -
         "field_dataset": lambda: field_dataset_pair_reader(scratch, order),
         "h5py_chunk_cache": lambda: lambda: read_pairs_h5py(pair_files, order),
         "h5py_whole_array": lambda: lambda: read_pairs_h5py_whole(pair_files, order)}, repeats)
+    loaders = loader_rates(scratch, pair_files, repeats)
     mb_s = {side: [rate / 2**20 for rate in rates] for side, rates in whole.read.items()}
     mb_s["field_dataset_with_setup"] = [rate / 2**20
                                         for rate in whole.with_setup["field_dataset"]]
@@ -350,8 +457,31 @@ def measure_reading(spec: DatasetSpec, one: Path, scratch: Path, repeats: int) -
             **{f"ratio{kind}_over_{side}": pairs_median[f"field_dataset{kind}"]
                / pairs_median[side]
                for side in ("h5py_chunk_cache", "h5py_whole_array")
-               for kind in ("", "_with_setup")}},
+               for kind in ("", "_with_setup")},
+            "loader": loader_entry(*loaders)},
     }
+
+
+def loader_entry(first: Rates, later: Rates) -> dict:
+    """The ``reading_pairs.loader`` entry: pairs/s of each side through the ``DataLoader`` in a
+    first epoch, with ``FieldDataset``'s set-up seconds and its rate with them, and in a later
+    epoch (``later_epoch``); the ratios of ``FieldDataset`` (a batch at a time, in the first
+    epoch with and without its set-up) over each other side."""
+    others = ("field_dataset_item_by_item", "h5py_whole_array", "h5py_whole_array_batched")
+    rates = {**first.read, "field_dataset_with_setup": first.with_setup["field_dataset"]}
+    median, later_median = ({side: statistics.median(values) for side, values in r.items()}
+                            for r in (rates, later.read))
+    return {
+        "batch_size": LOADER_BATCH, "shuffle": True, "workers": 0,
+        "field_dataset_setup_s": summary(first.setup_s["field_dataset"]),
+        **{f"{side}_pairs_s": summary(values, kept_as="runs") for side, values in rates.items()},
+        **{f"ratio{kind}_over_{side}": median[f"field_dataset{kind}"] / median[side]
+           for side in others for kind in ("", "_with_setup")},
+        "later_epoch": {
+            **{f"{side}_pairs_s": summary(values, kept_as="runs")
+               for side, values in later.read.items()},
+            **{f"ratio_over_{side}": later_median["field_dataset"] / later_median[side]
+               for side in others}}}
 
 
 def print_reading(result: dict) -> None:
@@ -369,6 +499,26 @@ def print_reading(result: dict) -> None:
           f"{pairs['h5py_whole_array_pairs_s']['median']:.0f} "
           f"(ratio {pairs['ratio_over_h5py_whole_array']:.2f}, "
           f"{pairs['ratio_with_setup_over_h5py_whole_array']:.2f})")
+    loader = pairs["loader"]
+    print(f"reading pairs through DataLoader(batch_size={loader['batch_size']}, shuffle=True): "
+          f"FieldDataset {loader['field_dataset_pairs_s']['median']:.0f} pairs/s "
+          f"({loader['field_dataset_with_setup_pairs_s']['median']:.0f} with its set-up; "
+          f"item by item {loader['field_dataset_item_by_item_pairs_s']['median']:.0f}, ratio "
+          f"{loader['ratio_over_field_dataset_item_by_item']:.2f}), h5py whole arrays item by "
+          f"item {loader['h5py_whole_array_pairs_s']['median']:.0f} (ratio "
+          f"{loader['ratio_over_h5py_whole_array']:.2f}, "
+          f"{loader['ratio_with_setup_over_h5py_whole_array']:.2f}), batched "
+          f"{loader['h5py_whole_array_batched_pairs_s']['median']:.0f} (ratio "
+          f"{loader['ratio_over_h5py_whole_array_batched']:.2f}, "
+          f"{loader['ratio_with_setup_over_h5py_whole_array_batched']:.2f})")
+    later = loader["later_epoch"]
+    print(f"  a later epoch: FieldDataset {later['field_dataset_pairs_s']['median']:.0f} pairs/s "
+          f"(item by item {later['field_dataset_item_by_item_pairs_s']['median']:.0f}, ratio "
+          f"{later['ratio_over_field_dataset_item_by_item']:.2f}), h5py whole arrays item by "
+          f"item {later['h5py_whole_array_pairs_s']['median']:.0f} (ratio "
+          f"{later['ratio_over_h5py_whole_array']:.2f}), batched "
+          f"{later['h5py_whole_array_batched_pairs_s']['median']:.0f} (ratio "
+          f"{later['ratio_over_h5py_whole_array_batched']:.2f})")
 
 
 def reading_only(args: argparse.Namespace) -> None:

@@ -5,7 +5,9 @@ item is one chunk read) and opens its files on first use in each process (a ``Da
 worker, forked or spawned, opens its own and never touches an inherited one), at most
 :data:`MAX_OPEN_SHARDS` at a time. It can serve
 autoregressive pairs $(u_t, u_{t+k})$: a pair's two states come from its sample's trajectory,
-decompressed once and kept while :data:`SAMPLE_CACHE_BYTES` allow.
+decompressed once and kept while :data:`SAMPLE_CACHE_BYTES` allow. A ``DataLoader`` fetches a
+batch at once (:meth:`FieldDataset.__getitems__`): one HDF5 read per shard, the items views of
+one new tensor.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 import operator
 import os
 import warnings
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import h5py
@@ -71,13 +74,15 @@ class FieldDataset(Dataset):
     ``physml.io.open_dataset(path, split)`` (its shards in order): item ``i`` is its sample
     ``i``, pair ``j`` its sample ``j // (T - k)`` at ``t = j % (T - k)``. Items are bare
     tensors; :meth:`sample_of` gives an item's sample (position and number) and per-sample
-    parameters.
+    parameters. ``DataLoader`` reads a batch through :meth:`__getitems__`, in fewer HDF5 reads
+    than item by item, with the same items.
 
     Raises:
         ValueError: see :func:`~physml.datasets.store.dataset_shards`; or a file lacks the
             variable (for a file in a PDEBench layout the message says how to read it), or
             its dims are not ``(sample, time, *space)`` (a ``physml solve``
-            trajectory ``(time, x)``, a mesh dataset ``(sample, node)``).
+            trajectory ``(time, x)``, a mesh dataset ``(sample, node)``), or shards disagree
+            on the number of saved times or on the spatial shape.
 
     Examples:
         Three samples of the heat equation's sine mode $e^{-\nu t}\sin x$, one per $\nu$,
@@ -138,6 +143,10 @@ class FieldDataset(Dataset):
         if len(times) != 1:
             raise ValueError(f"shards disagree on the number of saved times: {sorted(times)}")
         (self.n_times,) = times
+        spaces = {layout.space for layout in self._layouts}
+        if len(spaces) != 1:
+            raise ValueError(f"shards disagree on the spatial shape: {sorted(spaces)}")
+        (self._space,) = spaces
         if pairs is not None and not 1 <= pairs < self.n_times:
             raise ValueError(f"pairs={pairs} must lie in [1, {self.n_times - 1}]")
         self.pairs = pairs
@@ -195,18 +204,61 @@ class FieldDataset(Dataset):
 
         return self._shards.get(shard, opened)[1]
 
+    def _trajectory(self, shard: int, local: int) -> np.ndarray:
+        """Sample ``local`` of ``shard``, shape (time, *space), in the file's dtype: kept (read
+        on first use, within :data:`SAMPLE_CACHE_BYTES`), for a shard whose chunks hold whole
+        trajectories."""
+        return self._trajectories.get((shard, local), lambda: self._dataset(shard)[local])
+
     def _pair(self, shard: int, local: int, t: int) -> np.ndarray:
         """States t and t + k of sample ``local`` of ``shard``, shape (2, *space), a new array
         of the items' dtype: copied from the sample's kept trajectory where a chunk holds
-        whole trajectories (read and kept on first use, within :data:`SAMPLE_CACHE_BYTES`),
-        else read alone."""
+        whole trajectories, else read alone."""
         k = self.pairs
         if not self._layouts[shard].whole_chunks:  # two states cost two states
             states = self._dataset(shard)[local, t : t + k + 1 : k]
             return states.astype(self._numpy_dtype, copy=False)
-        trajectory = self._trajectories.get((shard, local),
-                                            lambda: self._dataset(shard)[local])
-        return trajectory[t : t + k + 1 : k].astype(self._numpy_dtype)  # not a view of it
+        return self._trajectory(shard, local)[t : t + k + 1 : k].astype(self._numpy_dtype)
+
+    def _read_pairs(self, out: np.ndarray, shard: int, local: int, wanted: np.ndarray) -> None:
+        """Into ``out`` (m, 2, *space): states ``wanted`` (m, 2) of sample ``local`` of
+        ``shard``, gathered from the sample's kept trajectory where a chunk holds a whole
+        trajectory, else from one read of the states needed."""
+        if self._layouts[shard].whole_chunks:
+            _gather(self._trajectory(shard, local), wanted, out)
+            return
+        steps, places = np.unique(wanted, return_inverse=True)  # h5py reads increasing steps
+        _gather(self._dataset(shard)[local, steps], places.reshape(wanted.shape), out)
+
+    def _read_shard_items(self, out: np.ndarray, shard: int, local: np.ndarray,
+                          t: np.ndarray) -> None:
+        """Into ``out`` (m, *item): the items of samples ``local`` of ``shard`` (places in the
+        shard, in increasing order) at steps ``t``, both of shape (m,): whole trajectories in
+        one read of the samples needed, pairs sample by sample (:meth:`_read_pairs`)."""
+        if self.pairs is None:
+            needed, rows = np.unique(local, return_inverse=True)
+            _gather(self._dataset(shard)[needed], rows, out)
+            return
+        wanted = t[:, None] + np.array([0, self.pairs])  # (m, 2): states t and t + k
+        starts = [0, *(np.flatnonzero(local[1:] != local[:-1]) + 1).tolist(), len(local)]
+        for first, end in zip(starts[:-1], starts[1:]):  # one sample's items each
+            self._read_pairs(out[first:end], shard, int(local[first]), wanted[first:end])
+
+    def _unreadable(self, shard: int, err: OSError) -> OSError | ValueError:
+        """The error to raise for ``err``, raised reading ``shard``: a system's error (a file
+        gone, ...) as it is, HDF5's failing to read the data as
+        :func:`~physml.datasets.store.unreadable_data` names it."""
+        return err if err.errno is not None else unreadable_data(self.files[shard], err)
+
+    def _position(self, index: int) -> int:
+        """Item ``index``'s place in ``range(len(self))``.
+
+        Raises:
+            IndexError: ``index`` out of range (negative: counted from the end).
+        """
+        if not -self._length <= index < self._length:
+            raise IndexError(f"index {index} out of range for {self._length} items")
+        return int(index) % self._length
 
     def _located(self, index: int) -> tuple[int, int, int]:
         """Item ``index``'s shard, its sample's place in the shard, and its step ``t``
@@ -215,9 +267,7 @@ class FieldDataset(Dataset):
         Raises:
             IndexError: ``index`` out of range (negative: counted from the end).
         """
-        if not -self._length <= index < self._length:
-            raise IndexError(f"index {index} out of range for {self._length} items")
-        sample, t = divmod(int(index) % self._length, self._span)
+        sample, t = divmod(self._position(index), self._span)
         shard = bisect.bisect_right(self._starts, sample) - 1
         return shard, sample - self._starts[shard], t
 
@@ -236,10 +286,56 @@ class FieldDataset(Dataset):
                 return torch.from_numpy(sample.astype(self._numpy_dtype, copy=False))
             pair = self._pair(shard, local, t)
         except OSError as err:
-            if err.errno is not None:  # the system's error (a file gone, ...)
-                raise
-            raise unreadable_data(self.files[shard], err) from None
+            raise self._unreadable(shard, err) from None
         return torch.from_numpy(pair[0]), torch.from_numpy(pair[1])
+
+    def __getitems__(self, indices: Sequence[int]) -> list:
+        """Items ``indices`` at once, as ``[self[i] for i in indices]`` gives them, bit for
+        bit: what ``DataLoader`` calls to fetch a batch, passing the list to its
+        ``collate_fn``. The items are read shard by shard: whole trajectories in one HDF5 read
+        of the samples needed, pairs gathered from each needed sample's kept trajectory (or one
+        read of its states needed, where a chunk does not hold a whole trajectory). They are
+        views of one new tensor of shape ``(n, time, *space)`` (``(n, 2, *space)`` for pairs,
+        each item the tuple of its two states), each the caller's, none sharing memory with
+        another.
+
+        Raises:
+            IndexError: an index out of range, the first (as for an item).
+            ValueError: HDF5 cannot read the data of an item (as for an item).
+        """
+        samples, steps = self._samples_and_steps(indices)
+        self._in_this_process()
+        order = np.argsort(samples, kind="stable")  # items by sample, so by shard
+        samples, steps = samples[order], steps[order]
+        item = (self.n_times if self.pairs is None else 2, *self._space)
+        batch = np.empty((len(order), *item), self._numpy_dtype)
+        bounds = np.searchsorted(samples, self.offsets)  # shard s: items [b[s], b[s + 1])
+        for shard in np.flatnonzero(np.diff(bounds)).tolist():
+            first, end = bounds[shard : shard + 2].tolist()
+            try:
+                self._read_shard_items(batch[first:end], shard,
+                                       samples[first:end] - self._starts[shard], steps[first:end])
+            except OSError as err:
+                raise self._unreadable(shard, err) from None
+        items = torch.from_numpy(batch)
+        views = (items.unbind() if self.pairs is None
+                 else list(zip(items[:, 0].unbind(), items[:, 1].unbind())))
+        return [views[place] for place in np.argsort(order).tolist()]
+
+    def _samples_and_steps(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Items ``indices``' samples (places in the split) and steps ``t`` (0 without pairs),
+        each of shape (n,).
+
+        Raises:
+            IndexError: the first index out of range (as :meth:`_position` words it).
+        """
+        positions = np.asarray(indices)
+        if positions.dtype.kind != "i" or positions.ndim != 1:  # each taken as an item's index
+            positions = np.array([self._position(index) for index in indices], dtype=np.int64)
+        outside = (positions < -self._length) | (positions >= self._length)
+        if outside.any():
+            self._position(indices[int(np.argmax(outside))])
+        return np.divmod(positions % self._length, self._span)
 
     def sample_of(self, index: int) -> dict[str, Any]:
         """Where item ``index`` (negative: counted from the end) comes from: ``sample_index``,
@@ -274,13 +370,23 @@ class FieldDataset(Dataset):
         return state
 
 
+def _gather(source: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = source[rows]`` (rows of ``source``'s first axis, any shape of ``rows``),
+    cast to ``out``'s dtype as ``astype`` casts: in one copy where the dtypes agree."""
+    if source.dtype == out.dtype:
+        source.take(rows, axis=0, out=out, mode="clip")  # "raise" copies twice
+    else:
+        out[...] = source[rows]
+
+
 class _ShardLayout(NamedTuple):
     """How a shard stores the variable read: ``samples`` and ``times`` (its first two axes),
-    ``whole_chunks`` (:func:`_whole_trajectory_chunks`) and ``nbytes``, its size
-    decompressed."""
+    ``space`` (the others), ``whole_chunks`` (:func:`_whole_trajectory_chunks`) and ``nbytes``,
+    its size decompressed."""
 
     samples: int
     times: int
+    space: tuple[int, ...]
     whole_chunks: bool
     nbytes: int
 
@@ -300,7 +406,7 @@ def _shard_layout(file, variable: str) -> _ShardLayout:
             raise ValueError(_no_variable(file, variable, f)) from None
         _check_dims(file, variable, field)
         shape = field.shape
-        return _ShardLayout(shape[0], shape[1], _whole_trajectory_chunks(field),
+        return _ShardLayout(shape[0], shape[1], shape[2:], _whole_trajectory_chunks(field),
                             math.prod(shape) * field.dtype.itemsize)
 
 
