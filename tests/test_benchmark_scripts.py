@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -259,9 +260,9 @@ def test_solvers_keep_heap_raises_glibc_thresholds_and_records_it(script, monkey
     solvers = script("solvers")
     monkeypatch.setattr(solvers, "keep_heap_memory", lambda: applied)
     monkeypatch.setattr(solvers, "stream_copy_gb_s", lambda threads: {"median": 1.0})
-    monkeypatch.setattr(solvers, "benchmark_grid", lambda pde, shape, seconds: {
+    monkeypatch.setattr(solvers, "benchmark_grid", lambda pde, shape, seconds, device: {
         "physml_host_threads": 1, "physml_bandwidth_gb_s": 1.0})
-    monkeypatch.setattr(solvers, "batched_throughput", dict)
+    monkeypatch.setattr(solvers, "batched_throughput", lambda device: {})
     out = tmp_path / "solvers.json"
     argv = ["--keep-heap", "--pdes", "heat", "--largest", "1024", "--out", str(out)]
     if not applied:
@@ -273,6 +274,137 @@ def test_solvers_keep_heap_raises_glibc_thresholds_and_records_it(script, monkey
     report = json.loads(out.read_text())
     assert report["settings"]["glibc_heap_thresholds_raised"] is True
     assert report["provenance"]["physml_version"]
+
+
+def unavailable_cuda_device() -> str:
+    """"cuda" where this machine has no CUDA device, else the one past its last."""
+    from physml.devices import available_devices
+
+    count = len(available_devices()) - 1
+    return f"cuda:{count}" if count else "cuda"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device", None], "error: --device: device='{}' is not available; available: cpu"),
+    (["--device", "gpu"], "error: --device: device='gpu' is not a device name; allowed: cpu, "
+                          "cuda, cuda:N"),
+    (["--only", "batched", "--peak-gb-s", "3350"],
+     "error: --peak-gb-s sets the grids' bandwidth against a peak; --only batched runs no grid"),
+])
+def test_solvers_refuses_a_device_or_a_part_it_cannot_run_in_one_line(script, monkeypatch,
+                                                                     capsys, tmp_path, argv,
+                                                                     message):
+    """``--device`` places physml's solvers (the script ran them on the CPU only); a device this
+    machine lacks, or a peak with no grid to set against it, is refused before any
+    measurement, without a traceback."""
+    device = unavailable_cuda_device()
+    argv = [device if arg is None else arg for arg in argv]
+    exited = run_main(script("solvers"), monkeypatch, *argv, "--out", str(tmp_path / "out.json"))
+    assert exited.code == 2
+    err = capsys.readouterr().err
+    assert message.format(device) in err.splitlines()[-1] and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_solvers_only_batched_runs_the_batched_row_alone(script, monkeypatch, tmp_path):
+    """``--only batched`` (shrunk: 4 samples of 64 cells, 2 steps, one repeat) measures no
+    grid and no copy, and the CPU's batched row keeps its keys."""
+    solvers = script("solvers")
+    for name, value in {"BATCH": 4, "BATCH_CELLS": 64, "BATCH_STEPS": 2, "REPEATS": 1}.items():
+        monkeypatch.setattr(solvers, name, value)
+    out = tmp_path / "solvers.json"
+    monkeypatch.setattr(sys, "argv", ["solvers.py", "--only", "batched", "--device", "cpu",
+                                      "--out", str(out)])
+    solvers.main()
+    report = json.loads(out.read_text())
+    assert not {"grids", "stream_copy_gb_s", "device_copy_gb_s"} & set(report)
+    batched = report["batched"]
+    assert batched["case"] == "4 samples x 64 cells, Burgers, 2 steps"
+    assert set(batched) == {"case", "host_threads", "samples_per_s", "speedup",
+                            "speedup_one_thread", "bitwise_equal"}
+    assert batched["bitwise_equal"] is True
+    assert {side: len(rates["runs"]) for side, rates in batched["samples_per_s"].items()} == {
+        "batched": 1, "batched_one_thread": 1, "one_by_one": 1}
+    assert "device" not in report["machine"] and report["settings"]["heat"].endswith("cpu")
+
+
+def test_solvers_only_grids_sets_the_bandwidth_against_a_nominal_peak(script, monkeypatch,
+                                                                      tmp_path):
+    """``--only grids --peak-gb-s`` runs no batched row and sets each grid's bandwidth against
+    the given peak beside the copy (shrunk: the measurements answer fixed figures)."""
+    solvers = script("solvers")
+    monkeypatch.setattr(solvers, "stream_copy_gb_s", lambda threads: {"median": 2.0})
+    monkeypatch.setattr(solvers, "benchmark_grid", lambda pde, shape, seconds, device: {
+        "physml_host_threads": 1, "physml_bandwidth_gb_s": 1.0})
+    out = tmp_path / "solvers.json"
+    monkeypatch.setattr(sys, "argv", ["solvers.py", "--only", "grids", "--peak-gb-s", "4",
+                                      "--pdes", "heat", "--largest", "1024", "--out", str(out)])
+    solvers.main()
+    report = json.loads(out.read_text())
+    assert "batched" not in report and report["nominal_peak_gb_s"] == 4.0
+    assert report["grids"] == [{"physml_host_threads": 1, "physml_bandwidth_gb_s": 1.0,
+                                "bandwidth_fraction_of_copy": 0.5,
+                                "bandwidth_fraction_of_nominal_peak": 0.25}]
+
+
+def test_solvers_sets_a_cuda_grid_against_the_device_copy(script, monkeypatch):
+    """On CUDA the reference is ``wp.copy`` on the device, read + write counted, under its own
+    keys (not the CPU's STREAM copy's); shrunk to 2^10 values on the CPU, each timing 1 s."""
+    solvers = script("solvers")
+
+    class OneSecond:
+        def __init__(self, device):
+            self.seconds = 1.0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            pass
+
+    monkeypatch.setattr(solvers, "DEVICE_COPY_SIZE", 2**10)
+    monkeypatch.setattr(solvers, "Stopwatch", OneSecond)
+    copy = solvers.device_copy_gb_s("cpu", repeats=3)
+    assert copy["runs"] == [2 * solvers.DEVICE_COPIES * 8 * 2**10 / 1e9] * 3
+    references = {"device_copy_gb_s": {"median": 4.0}, "nominal_peak_gb_s": 8.0}
+    assert solvers.bandwidth_fractions({"physml_bandwidth_gb_s": 2.0}, references) == {
+        "bandwidth_fraction_of_device_copy": 0.5, "bandwidth_fraction_of_nominal_peak": 0.25}
+
+
+def test_solvers_counts_every_k_a_cuda_stage_writes(script):
+    """The per-cell CUDA kernel writes each stage's k, also the last one's that no stage reads
+    (SSP-RK3: 13 arrays a step on the CPU, 14 on CUDA)."""
+    from types import SimpleNamespace
+
+    solvers = script("solvers")
+    grid = solvers.Grid((64,), (0.0,), (1.0,))
+    solver = solvers.build_solver("burgers", grid, "cpu")
+    on_cuda = SimpleNamespace(tableau=solver.tableau, stages=SimpleNamespace(
+        tableau_plan=solver.stages.tableau_plan, on_cpu=False))
+    assert solvers.stage_bytes_per_cell(solver) == 8 * 13
+    assert solvers.stage_bytes_per_cell(on_cuda) == 8 * 14
+
+
+@pytest.mark.parametrize("equal", [True, False])
+def test_solvers_says_where_the_batch_was_checked_bitwise(script, equal):
+    """On CUDA the batched row names where its samples were compared with their own rollouts:
+    on the device, or on the CPU where the device's differ (shrunk: a stand-in for a CUDA
+    solver, 3 samples of 32 cells)."""
+    from types import SimpleNamespace
+
+    solvers = script("solvers")
+    grid = solvers.Grid((32,), (0.0,), (2 * np.pi,))
+    u0 = 0.5 + np.sin(grid.coords(0)) * np.array([[0.5], [0.7], [0.9]])
+    dt = solvers.build_solver("burgers", grid, "cpu").stable_dt(u0) / 2
+    on_cuda = SimpleNamespace(device="cuda:0", grid=grid, dt=dt)
+    together = np.zeros((3, 2, 32))
+    alone = together if equal else together + np.array([0.0, 0.0, 1e-15])[:, None, None]
+    record = solvers.batched_bitwise_check(on_cuda, u0, together, alone)
+    if equal:
+        assert record == {"bitwise_equal": True, "bitwise_checked_on": "cuda:0"}
+    else:
+        assert record == {"bitwise_equal": True, "bitwise_checked_on": "cpu",
+                          "device_max_abs_difference": 1e-15}
 
 
 def test_mesh_warms_every_side_then_alternates_in_reversed_order(script):
