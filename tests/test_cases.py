@@ -27,9 +27,9 @@ ROOT = Path(__file__).parents[1]
 CASES_PACKAGE = ROOT / "physml" / "cases"
 
 
-def _cli(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "physml.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, env={**os.environ, **env})
+                          text=True, env={**os.environ, **env})
 
 
 def _relative_imports(module: Path) -> set[str]:
@@ -256,16 +256,18 @@ def test_options_of_conditions_that_are_loss_terms_are_taken_and_recorded_ones_l
         load_case(recorded)
 
 
-def test_a_bundled_case_by_name_from_any_folder(tmp_path):
+def test_a_bundled_case_by_name_from_any_folder(tmp_path, monkeypatch, cli_in_process):
     assert resolve_case_path("burgers") == bundled_cases()["burgers"]
     assert resolve_case_path("cases/burgers.yaml").samefile(bundled_cases()["burgers"])
-    result = _cli("validate", "teng_heat", "variant=cpu", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = cli_in_process("validate", "teng_heat", "variant=cpu")
     assert result.returncode == 0, result.stderr
     assert "teng_heat: valid (heat, TENG-heun dt=0.01" in result.stdout
 
 
-def test_an_unknown_case_name_lists_the_bundled_ones(tmp_path):
-    result = _cli("validate", "burger", cwd=tmp_path)
+def test_an_unknown_case_name_lists_the_bundled_ones(tmp_path, monkeypatch, cli_in_process):
+    monkeypatch.chdir(tmp_path)
+    result = cli_in_process("validate", "burger")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert ("no bundled case is named 'burger'; bundled: burgers, burgers_inverse, "
             "burgers_lpinn") in result.stderr
@@ -390,28 +392,30 @@ def test_a_run_whose_log_reader_goes_away_stops_quietly(tmp_path):
      "reference (ETDRK4, step 0.0025) is not finite by t = 0.1"),
 ])
 def test_a_reference_that_measures_nothing_stops_the_run_by_name(tmp_path, case, overrides,
-                                                                 message):
+                                                                 message, cli_in_process):
     """A zero reference gave a relative error of 7.9e14, a NaN one 'relative L2 error nan'
     and exit status 0."""
-    result = _cli("run", case, f"output.folder={tmp_path}", "training.adam.steps=2",
-                  "output.figures=false", *overrides) if case == "helmholtz" else _cli(
-        "run", case, f"output.folder={tmp_path}", "output.figures=false", *overrides)
+    result = cli_in_process("run", case, f"output.folder={tmp_path}", "training.adam.steps=2",
+                            "output.figures=false", *overrides) if case == "helmholtz" else \
+        cli_in_process("run", case, f"output.folder={tmp_path}", "output.figures=false",
+                       *overrides)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not any(tmp_path.iterdir())
 
 
-def test_a_refused_run_leaves_no_run_folder(tmp_path):
-    result = _cli("run", "burgers", f"output.folder={tmp_path}", "model.width=-1")
+def test_a_refused_run_leaves_no_run_folder(tmp_path, cli_in_process):
+    result = cli_in_process("run", "burgers", f"output.folder={tmp_path}", "model.width=-1")
     assert result.returncode == 2 and "model.width" in result.stderr
     assert not any(tmp_path.iterdir())
 
 
-def test_progress_lines_in_a_log(tmp_path):
+def test_progress_lines_in_a_log(tmp_path, cli_in_process):
     """With output to a file, a plain progress line at a steady interval (here every step)."""
-    result = _cli("run", "burgers", f"output.folder={tmp_path}", "training.adam.steps=4",
-                  "training.lbfgs.steps=0", "evaluation.every=2", "evaluation.nx=16",
-                  "evaluation.nt=8", "training.collocation.points=64", "output.figures=false",
-                  "--log-every", "0")
+    result = cli_in_process("run", "burgers", f"output.folder={tmp_path}",
+                            "training.adam.steps=4", "training.lbfgs.steps=0",
+                            "evaluation.every=2", "evaluation.nx=16", "evaluation.nt=8",
+                            "training.collocation.points=64", "output.figures=false",
+                            "--log-every", "0")
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if "] burgers " in line]
     assert len(lines) >= 4 and "4/4 loss" in lines[-1] and "rel L2" in lines[-1]

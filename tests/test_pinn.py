@@ -268,14 +268,13 @@ def test_a_non_finite_gradient_of_a_finite_loss_stops_before_the_step(tiny_case,
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
-def test_a_blow_up_at_the_first_step_names_the_checkpoint_a_run_writes_first(tmp_path):
+def test_a_blow_up_at_the_first_step_names_the_checkpoint_a_run_writes_first(tmp_path,
+                                                                              cli_in_process):
     """The loss's NaN is the last line, after the progress line, and names the step-0
     checkpoint the run folder holds."""
-    result = subprocess.run(
-        [sys.executable, "-m", "physml.cli", "run", CASE, "training.adam.lr=1.0e6",
-         "training.adam.steps=20", "training.lbfgs.steps=0", "training.collocation.points=200",
-         "evaluation.nx=16", f"output.folder={tmp_path}"],
-        capture_output=True, text=True)
+    result = cli_in_process("run", CASE, "training.adam.lr=1.0e6", "training.adam.steps=20",
+                            "training.lbfgs.steps=0", "training.collocation.points=200",
+                            "evaluation.nx=16", f"output.folder={tmp_path}")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("physml: error: the loss or its gradient became NaN/Inf at step ")
@@ -506,12 +505,10 @@ def test_a_recorded_lagrangian_pinn_without_its_transform_still_loads(tmp_path):
     assert case.training.method == "lpinn" and not case.model.hard_constraints
 
 
-def test_missing_case_file_and_listing():
-    result = subprocess.run([sys.executable, "-m", "physml.cli", "run", "cases/nope.yaml"],
-                            capture_output=True, text=True)
+def test_missing_case_file_and_listing(cli_in_process):
+    result = cli_in_process("run", "cases/nope.yaml")
     assert result.returncode == 2 and "case file 'cases/nope.yaml' does not exist" in result.stderr
-    listing = subprocess.run([sys.executable, "-m", "physml.cli", "cases"], capture_output=True,
-                             text=True)
+    listing = cli_in_process("cases")
     assert listing.stdout.startswith("burgers ") and "Burgers" in listing.stdout
 
 
@@ -520,19 +517,18 @@ def test_missing_case_file_and_listing():
     [("gpu", "device: not a device name; allowed: cpu, cuda, cuda:N (got 'gpu')"),
      ("cuda:7", "device='cuda:7' is not available; available: cpu"[:37])],
 )
-def test_unusable_device_exits_2_and_leaves_no_run_folder(tmp_path, device, message):
-    result = subprocess.run([sys.executable, "-m", "physml.cli", "run", CASE, f"device={device}",
-                             f"output.folder={tmp_path}"], capture_output=True, text=True)
+def test_unusable_device_exits_2_and_leaves_no_run_folder(tmp_path, device, message,
+                                                          cli_in_process):
+    result = cli_in_process("run", CASE, f"device={device}", f"output.folder={tmp_path}")
     assert result.returncode == 2 and message in result.stderr
     assert "Traceback" not in result.stderr
     assert not any(tmp_path.iterdir())
 
 
-def test_a_yaml_syntax_error_names_the_line(tmp_path):
+def test_a_yaml_syntax_error_names_the_line(tmp_path, cli_in_process):
     case = tmp_path / "broken.yaml"
     case.write_text("name: x\npde: {name: burgers\n")
-    result = subprocess.run([sys.executable, "-m", "physml.cli", "validate", str(case)],
-                            capture_output=True, text=True)
+    result = cli_in_process("validate", str(case))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "not valid YAML at line 3, column 1: expected ',' or '}'" in result.stderr
 
@@ -577,9 +573,8 @@ def test_overrides_after_an_option_are_still_overrides(tiny_case, tmp_path, cli_
     assert "unrecognized arguments: --bogus stray" in capsys.readouterr().err
 
 
-def test_a_folder_given_as_the_case_file():
-    result = subprocess.run([sys.executable, "-m", "physml.cli", "run", "cases"],
-                            capture_output=True, text=True)
+def test_a_folder_given_as_the_case_file(cli_in_process):
+    result = cli_in_process("run", "cases")
     assert result.returncode == 2 and "'cases' is a folder; expected a case file" in result.stderr
 
 

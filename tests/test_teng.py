@@ -410,8 +410,8 @@ def test_a_teng_run_s_wall_s_includes_the_writing_of_its_results(tmp_path, monke
         return write_dataset(ds, path)
 
     monkeypatch.setattr(teng, "write_dataset", slow_write)
-    case = load_case("teng_heat", [*TINY_TENG, "output.figures=false",
-                                   f"output.folder={tmp_path}"])
+    case = load_case("teng_heat", [*TINY_TENG, "training.initial_iterations=20",
+                                   "output.figures=false", f"output.folder={tmp_path}"])
     (tmp_path / "run").mkdir()
     folder, result = run_case(case, tmp_path / "run")
     saved = torch.load(folder / "checkpoint.pt", weights_only=False)
@@ -523,7 +523,8 @@ def test_a_prediction_that_becomes_non_finite_stops_the_run_at_its_step(tmp_path
     from physml.cases.registry import load_case, run_case
     from physml.solvers.errors import BlowUpError
 
-    case = load_case("teng_heat", [*TINY_TENG, f"output.folder={tmp_path}"])
+    case = load_case("teng_heat", [*TINY_TENG, "training.initial_iterations=20",
+                                   f"output.folder={tmp_path}"])
     real, calls = teng_case.Reference.error, []
 
     def overflowing(self, teng, theta, index):

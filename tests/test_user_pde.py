@@ -837,7 +837,7 @@ def test_an_exported_system_with_exact_conditions_takes_any_number_of_rows(tmp_p
                                    rtol=0, atol=1e-14)
 
 
-def test_an_observation_file_without_the_variable_exits_2(tmp_path):
+def test_an_observation_file_without_the_variable_exits_2(tmp_path, cli_in_process):
     data = tmp_path / "obs.h5"
     xr.Dataset({"v": (("time", "x"), np.zeros((3, 4)))},
                coords={"time": [0.0, 0.5, 1.0], "x": np.linspace(-1, 1, 4)}).to_netcdf(
@@ -845,10 +845,11 @@ def test_an_observation_file_without_the_variable_exits_2(tmp_path):
     text = (CASES / "burgers_inverse.yaml").read_text()
     start = text.index("  solve:")
     text = text[:start] + f"  file: {data}\n" + text[text.index("  points:"):]
-    result = _cli("validate", _write_case(tmp_path, text))
+    result = cli_in_process("validate", _write_case(tmp_path, text))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"observations.variable: '{data}' has no variable 'u'; it has: v" in result.stderr
-    missing = _cli("validate", _write_case(tmp_path, text.replace(str(data), "nope.h5")))
+    missing = cli_in_process("validate",
+                             _write_case(tmp_path, text.replace(str(data), "nope.h5")))
     assert missing.returncode == 2 and "nope.h5' does not exist" in \
         missing.stderr
 
@@ -1165,12 +1166,12 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process
     assert out.returncode == 0, out.stderr
     table = np.loadtxt(tmp_path / "u.csv", delimiter=",", skiprows=1)
     np.testing.assert_allclose(table[:, 3], predicted, rtol=1e-12)
-    assert _cli("predict", str(folder), "--points", str(tmp_path / "u.csv"), "--out",
-                str(tmp_path / "again.csv")).returncode == 0  # its own output reads back
+    assert cli_in_process("predict", str(folder), "--points", str(tmp_path / "u.csv"),
+                          "--out", str(tmp_path / "again.csv")).returncode == 0  # reads back
     np.testing.assert_array_equal(np.loadtxt(tmp_path / "again.csv", delimiter=",",
                                              skiprows=1), table)
-    assert _cli("predict", str(folder), "--points", str(tmp_path / "p.csv"), "--out",
-                str(tmp_path / "u.h5")).returncode == 0
+    assert cli_in_process("predict", str(folder), "--points", str(tmp_path / "p.csv"),
+                          "--out", str(tmp_path / "u.h5")).returncode == 0
     written = xr.open_dataset(tmp_path / "u.h5")
     np.testing.assert_allclose(written["u"].values, predicted, rtol=1e-12)
     assert written["u"].attrs == {"long_name": "prediction of u", "units": "1"}
@@ -1179,27 +1180,27 @@ def test_an_equation_case_trains_and_its_run_loads_back(tmp_path, cli_in_process
     far = points[inside][:3].copy()
     far[0, 0] = 50.0  # x far beyond the trained box
     np.savetxt(tmp_path / "far.csv", far, delimiter=",", header="x,y,t", comments="")
-    beyond = _cli("predict", str(folder), "--points", str(tmp_path / "far.csv"), "--out",
-                  str(tmp_path / "far_u.csv"))
+    beyond = cli_in_process("predict", str(folder), "--points", str(tmp_path / "far.csv"),
+                            "--out", str(tmp_path / "far_u.csv"))
     assert beyond.returncode == 0 and "1 of 3 points lie outside the box" in beyond.stderr
     np.savetxt(tmp_path / "off.csv", points[~inside][:2], delimiter=",", header="x,y,t",
                comments="")  # in the box, off the domain (NaN in predictions.h5)
-    off = _cli("predict", str(folder), "--points", str(tmp_path / "off.csv"), "--out",
-               str(tmp_path / "off_u.csv"))
+    off = cli_in_process("predict", str(folder), "--points", str(tmp_path / "off.csv"),
+                         "--out", str(tmp_path / "off_u.csv"))
     assert off.returncode == 0 and "2 of 2 points lie inside that box but outside the " \
         "domain" in off.stderr and "outside the box" not in off.stderr
-    assert _cli("predict", str(folder), "--points", str(tmp_path / "p.csv"), "--out",
-                str(tmp_path / "u.npy")).returncode == 0
+    assert cli_in_process("predict", str(folder), "--points", str(tmp_path / "p.csv"),
+                          "--out", str(tmp_path / "u.npy")).returncode == 0
     np.testing.assert_array_equal(np.load(tmp_path / "u.npy")[:, 0], table[:, 3])
     state = torch.load(folder / "checkpoint.pt", weights_only=True)
     state["step"] = 1  # a run stopped early predicts, and says so
     torch.save(state, folder / "checkpoint.pt")
-    early = _cli("predict", str(folder), "--points", str(tmp_path / "p.csv"), "--out",
-                 str(tmp_path / "early.csv"))
+    early = cli_in_process("predict", str(folder), "--points", str(tmp_path / "p.csv"),
+                           "--out", str(tmp_path / "early.csv"))
     assert early.returncode == 0 and "its checkpoint at step 1 of" in early.stderr
     assert "(the run was interrupted: resume it to finish)" in early.stderr
-    bad = _cli("predict", str(tmp_path), "--points", str(tmp_path / "p.csv"), "--out",
-               str(tmp_path / "v.csv"))
+    bad = cli_in_process("predict", str(tmp_path), "--points", str(tmp_path / "p.csv"),
+                         "--out", str(tmp_path / "v.csv"))
     assert bad.returncode == 2 and "is not a run folder" in bad.stderr
     pcg_run = tmp_path / "pcg_run"  # a run of another kind, with its own files
     pcg_run.mkdir()
