@@ -247,6 +247,26 @@ class GridSolver(BuiltSolver):
         """:data:`_SHARED_ON_COPY`, rebuilt with the stage kernels' host threads."""
         return self._SHARED_ON_COPY, {"threads": self.stages.threads}
 
+    def checked_parameter(self, name: str, value: Any) -> Any:
+        """A physical parameter set on a built solver, checked as the constructor checks it
+        (:meth:`~physml.solvers.parameters.Parameter.check`: one number in its range, one per
+        axis for a per-axis parameter) and kept as the constructor keeps it. Per-sample values
+        and fields go to a rollout's ``parameters=``: an array set here was read as its first
+        entry.
+
+        Raises:
+            ValueError: naming the parameter, the value and what is allowed.
+        """
+        value = super().checked_parameter(name, value)
+        if "grid" not in self.__dict__:  # the constructor's own values, checked already
+            return value
+        (parameter,) = (p for p in self.PARAMETERS if p.name == name)
+        try:
+            return parameter.check(value, self.grid.ndim)
+        except ValueError as err:
+            raise ValueError(f"{err}; per-sample values or a field go to a rollout's "
+                             f"parameters={{{name!r}: ...}}") from None
+
     def rebuild_warp_state(self, threads: int | None) -> None:
         self._build_arrays(threads)
 
@@ -717,14 +737,15 @@ class GridSolver(BuiltSolver):
         require(is_real(t0) and np.isfinite(t0), f"t0={t0!r} must be a finite number")
         if dt is None:
             self._require_dt()
-        sizes = {np.size(value) for value in (n_steps, save_every, dt) if np.ndim(value)}
+        given = [np.asarray(value) for value in (n_steps, save_every, dt)]
+        sizes = {array.size for array in given if array.ndim}
         require(len(sizes) <= 1, f"n_steps, save_every and dt give one value per sample for "
                 f"batches of {sorted(sizes)} samples; give them for one batch size")
         batch = sizes.pop() if sizes else 1
         _, every, n_saved = checked_schedule(n_steps, save_every, batch)
         steps = self.checked_time_steps(dt, batch)
         times = float(t0) + (steps * every)[:, None] * np.arange(n_saved)
-        return times if any(np.ndim(v) for v in (n_steps, save_every, dt)) else times[0]
+        return times if any(array.ndim for array in given) else times[0]
 
     def settings(self) -> dict[str, Any]:
         """The keyword arguments of this solver's constructor, with the values the solver holds
@@ -735,10 +756,12 @@ class GridSolver(BuiltSolver):
         (``type(solver)(solver.grid, **solver.settings())`` for a constructor without ``bc``,
         such as :class:`~physml.solvers.DiffusionSorptionSolver1D`'s).
 
-        Each keyword-only argument of the constructor is read from the attribute of its name
-        (a subclass's own keywords included); a constructor taking ``**options`` passes on
-        :class:`GridSolver`'s keywords it does not list (``parameters`` too, unless it takes
-        every parameter by name).
+        Each argument of the constructor after ``grid`` and ``bc`` that can be passed by
+        keyword is read from the attribute of its name (a subclass's own arguments included);
+        a constructor taking ``**options`` passes on :class:`GridSolver`'s keywords it does
+        not list (``parameters`` too, unless it takes every parameter by name). A parameter
+        comes back as a float (a tuple of floats per axis), as the solver keeps it however it
+        was given (:meth:`checked_parameter`).
 
         Raises:
             TypeError: a constructor keyword the solver keeps no attribute of that name for.
@@ -761,7 +784,7 @@ class GridSolver(BuiltSolver):
             return self.stages.threads
         if name == "limiter":
             return self.limiter.name.lower()
-        if name not in self.__dict__ and name not in self.parameter_names:
+        if name not in self.__dict__:
             raise TypeError(f"{type(self).__name__}.settings(): the constructor takes {name}=, "
                             f"which the solver keeps no attribute {name!r} for")
         return getattr(self, name)
@@ -787,10 +810,16 @@ class GridSolver(BuiltSolver):
         )
 
 
+_POSITIONAL_SETTINGS = ("self", "grid", "bc")
+"""A constructor's arguments that :meth:`GridSolver.settings` leaves out (passed by position)."""
+
+
 def _keyword_names(function: Callable) -> list[str]:
-    """The names of ``function``'s keyword-only arguments, in order."""
+    """The names of ``function``'s arguments that can be passed by keyword, in order, but
+    ``self``, ``grid`` and ``bc``."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return [p.name for p in inspect.signature(function).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY]
+            if p.kind in kinds and p.name not in _POSITIONAL_SETTINGS]
 
 
 def _takes_options(function: Callable) -> bool:

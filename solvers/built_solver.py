@@ -31,9 +31,9 @@ class BuiltSolver:
     ``SETTABLE``: the solver's arrays and kernels were built from them, so a new value would be
     ignored, and setting one raises AttributeError. The parameters and ``SETTABLE`` may be set:
     :meth:`checked_setting` checks a ``SETTABLE`` value as it is set (the constructor's values
-    too), and the rest is read, and checked, when a rollout starts. A parameter is refused as a
-    tensor that requires grad (``GRADIENTS`` says what gives gradients in it; None: nothing
-    does), and as text or a bool.
+    too), and the rest is read, and checked, when a rollout starts; :meth:`checked_parameter`
+    checks a parameter as it is set. A parameter is refused as a tensor that requires grad
+    (``GRADIENTS`` says what gives gradients in it; None: nothing does), and as text or a bool.
     """
 
     SETTABLE: ClassVar[tuple[str, ...]] = ("dt", "check_every")
@@ -57,6 +57,17 @@ class BuiltSolver:
         """
         if name == "check_every":
             return whole_number(value, name, 1)
+        return value
+
+    def checked_parameter(self, name: str, value: Any) -> Any:
+        """``value`` as the physical parameter ``name`` keeps it, checked when it is set: here
+        refused as text or a bool and kept as given (a solver with a parameter table checks
+        more).
+
+        Raises:
+            ValueError: naming ``name`` and the value.
+        """
+        refuse_text_and_bools(name, value)
         return value
 
     def refuse_grad_parameters(self, values: dict[str, Any]) -> None:
@@ -98,7 +109,7 @@ class BuiltSolver:
                                  f"build a new {cls} with the {name} you want")
         if name in self.parameter_names:
             self.refuse_grad_parameters({name: value})
-            refuse_text_and_bools(name, value)
+            value = self.checked_parameter(name, value)
         elif name in self.SETTABLE:
             value = self.checked_setting(name, value)
         super().__setattr__(name, value)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from physml.solvers import (
     BC,
@@ -205,3 +206,107 @@ def test_a_boundary_value_given_as_text_a_bool_or_none_is_named(value, message):
     """BC("dirichlet", "1.0") raised NumPy's TypeError from isfinite; True read as 1."""
     with pytest.raises(ValueError, match=f"BC value=.*{message}"):
         BC("dirichlet", value)
+
+
+# ------------------------------------------- settings and save_times from NumPy and PyTorch
+
+
+def _rebuilt_from_json(solver):
+    """The solver ``type(solver)(grid, bc, **settings)`` builds from its settings written as
+    JSON and read back."""
+    return type(solver)(solver.grid, solver.bc, **json.loads(json.dumps(solver.settings())))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("nu", [np.float32(0.015), np.asarray(0.015), np.int64(1),
+                                torch.tensor(0.015), torch.tensor(0.015, dtype=torch.float64),
+                                np.array([0.015])],
+                         ids=["np.float32", "0-d array", "np.int64", "tensor", "tensor64",
+                              "(1,) array"])
+def test_settings_are_plain_numbers_whatever_a_parameter_was_set_from(nu, dtype):
+    """A parameter set from a NumPy scalar or a tensor came back as given: not JSON."""
+    solver = HeatSolver1D(LINE, nu=0.01, dt=1e-4, dtype=dtype)
+    solver.nu = nu
+    settings = solver.settings()
+    assert type(settings["nu"]) is float
+    clone = _rebuilt_from_json(solver)
+    u0 = np.sin(2 * np.pi * LINE.coords(0))
+    np.testing.assert_array_equal(clone.rollout(u0, 4), solver.rollout(u0, 4))
+    assert clone.settings() == settings
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("beta", [np.array([0.1, 0.2], dtype=np.float32),
+                                  np.array([0.1, 0.2]), [0.1, 0.2], torch.tensor([0.1, 0.2])],
+                         ids=["float32 array", "array", "list", "tensor"])
+def test_settings_give_a_velocity_as_a_tuple_of_floats_however_it_was_set(beta, dtype):
+    """An array velocity came back as an array: settings dicts could not be compared."""
+    solver = AdvectionSolver2D(PLANE, beta=(0.3, -0.2), dt=1e-3, dtype=dtype)
+    solver.beta = beta
+    settings = solver.settings()
+    assert type(settings["beta"]) is tuple and all(type(v) is float for v in settings["beta"])
+    clone = _rebuilt_from_json(solver)
+    assert clone.settings() == settings
+    u0 = np.random.default_rng(0).standard_normal(PLANE.shape)
+    np.testing.assert_array_equal(clone.rollout(u0, 4), solver.rollout(u0, 4))
+
+
+def test_the_parameters_mapping_of_settings_is_plain_numbers():
+    plain = _Plain(LINE, parameters={"kappa": 0.01}, dt=1e-3)
+    plain.kappa = torch.tensor(0.02, dtype=torch.float64)
+    assert plain.settings()["parameters"] == {"kappa": 0.02}
+    json.dumps(plain.settings())
+
+
+def test_save_times_take_per_sample_counts_and_time_steps_as_tensors(heat):
+    """np.size(tensor) is the tensor's size method: a TypeError from NumPy."""
+    counts = heat.save_times(torch.tensor([4, 8]), torch.tensor([1, 2]))
+    np.testing.assert_array_equal(counts, heat.save_times(np.array([4, 8]), np.array([1, 2])))
+    u0 = np.zeros((2, *LINE.shape))
+    assert counts.shape == heat.rollout(u0, torch.tensor([4, 8]), torch.tensor([1, 2])).shape[:2]
+    steps = heat.save_times(4, 2, dt=torch.tensor([1e-4, 2e-4], dtype=torch.float64))
+    np.testing.assert_array_equal(steps, heat.save_times(4, 2, dt=np.array([1e-4, 2e-4])))
+
+
+class _Positional(GridSolver):
+    """A PDE of one's own whose constructor takes its parameter and dt by position too."""
+
+    ndim = 1
+    PARAMETERS = _Diffusion.PARAMETERS
+
+    def __init__(self, grid, bc=None, kappa=0.01, dt=None, **options):
+        super().__init__(grid, bc, parameters={"kappa": kappa}, dt=dt, **options)
+
+
+def test_settings_of_a_pde_of_ones_own_read_its_positional_or_keyword_arguments():
+    """Only keyword-only arguments were read: parameters= came back, and rebuilding raised
+    "got multiple values for keyword argument 'parameters'"."""
+    solver = _Positional(LINE, None, 0.02, 1e-4, scheme="euler")
+    settings = solver.settings()
+    assert settings["kappa"] == 0.02 and settings["dt"] == 1e-4
+    assert settings["scheme"] == "euler" and "parameters" not in settings
+    clone = _Positional(solver.grid, solver.bc, **settings)
+    u0 = np.sin(2 * np.pi * LINE.coords(0))
+    np.testing.assert_array_equal(clone.rollout(u0, 5), solver.rollout(u0, 5))
+
+
+@pytest.mark.parametrize("value", [np.linspace(0.005, 0.02, 32), [0.01, 50.0], -0.01])
+def test_a_parameter_set_on_a_built_solver_is_checked_as_the_constructor_checks_it(value):
+    """solver.nu = array rolled out with the array's first entry, silently: a field or
+    per-sample values belong in a rollout's parameters=."""
+    solver = HeatSolver1D(LINE, nu=0.01, dt=1e-4)
+    with pytest.raises(ValueError, match="nu=.*must be"):
+        solver.nu = value
+    assert solver.nu == 0.01
+
+
+def test_a_parameter_set_on_a_built_solver_rolls_out_as_one_built_with_it():
+    solver = HeatSolver1D(LINE, nu=0.01, dt=1e-4)
+    solver.nu = np.float32(0.02)
+    u0 = np.sin(2 * np.pi * LINE.coords(0))
+    np.testing.assert_array_equal(solver.rollout(u0, 5),
+                                  HeatSolver1D(LINE, nu=float(np.float32(0.02)), dt=1e-4)
+                                  .rollout(u0, 5))
+    plane = AdvectionSolver2D(PLANE, beta=(1.0, 0.5), dt=1e-3)
+    plane.beta = np.array([0.5, 1.0])
+    assert plane.beta == (0.5, 1.0)
