@@ -86,6 +86,7 @@ from .solvers.base import GridSolver
 from .solvers.checks import check_counts
 from .solvers.errors import BlowUpError, UnstableStepError, whole_number
 from .solvers.host_threads import ForkSafeLock
+from .solvers.implicit_diffusion import NonFiniteStepError
 from .solvers.rk_stages import StageWork
 
 __all__ = ["RolloutMemory", "rollout", "step"]
@@ -156,9 +157,10 @@ def rollout(
             device, count or time step, or a ``dt`` that requires grad or is vmapped.
         UnstableStepError: ``dt`` too large for a sample's ``u0`` and parameters.
         BlowUpError: a NaN/Inf appeared at a step ``solver.rollout`` checks (every saved
-            step, every ``solver.check_every``-th step, the last): its step, time and the last
-            finite state (for a batch, of the first sample that blew up there), as
-            ``solver.rollout`` gives them. No saved state holding a NaN/Inf is returned.
+            step, every ``solver.check_every``-th step, the last; an IMEX step whose implicit
+            solve finds its right-hand side NaN/Inf): its step, time and the last finite state
+            (for a batch, of the first sample that blew up there), as ``solver.rollout`` gives
+            them. No saved state holding a NaN/Inf is returned.
     """
     if not isinstance(solver, GridSolver):
         raise ValueError(f"solver is a {type(solver).__name__}; the bridge differentiates the "
@@ -494,6 +496,25 @@ class _CheckedSaves:
         self.written, self.pending = end, []
         self.good_step, self.good_state = step, u
 
+    def blown_up_in(self, step: int) -> BlowUpError:
+        """The error for a state that became NaN/Inf in step ``step``, found by its implicit
+        solve before a check (:class:`~physml.solvers.implicit_diffusion.NonFiniteStepError`;
+        one sample: IMEX batches step sample by sample). The states saved since the last
+        check are checked first, as ``solver.rollout`` checks each saved step.
+
+        Raises:
+            BlowUpError: one of those saved states holds a NaN/Inf.
+        """
+        if self.pending:
+            last_saved = (self.written + len(self.pending) - 1) * self.save_every
+            self.check(last_saved, self.pending[-1])
+        return BlowUpError(
+            step=step,
+            t=step * _sample_dt(self.solver, self.steps, 0),
+            last_good_step=self.good_step,
+            last_good_state=self.good_state.reshape(self.solver.grid.shape).cpu().numpy(),
+        )
+
     def _raise_if_blown_up(self, window: torch.Tensor, at: list[int]) -> None:
         """Raise the error for the first non-finite state of ``window`` (checked steps ``at``,
         B N), if one is."""
@@ -532,7 +553,10 @@ class _Rollout(torch.autograd.Function):
         u = flat0
         advance = _Stepper(solver, params, steps)
         for s in range(1, n_steps + 1):
-            u = advance(u)
+            try:
+                u = advance(u)
+            except NonFiniteStepError:
+                raise saves.blown_up_in(s) from None
             if s % save_every == 0:
                 saves.append(u)
             if s % solver.check_every == 0 or s == n_steps:

@@ -100,7 +100,8 @@ class BlowUpError(PicklableError, FloatingPointError):
 
     Attributes:
         step: the first checked step found non-finite (a rollout checks every saved step, every
-            ``check_every``-th step and the last).
+            ``check_every``-th step and the last), or the IMEX step whose implicit solve found
+            its right-hand side NaN/Inf.
         t: the model time of that step.
         field: the name of the field.
         last_good_step: the step of ``last_good_state``.

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import warp as wp
 
 from .field_arithmetic import (
@@ -38,6 +39,12 @@ from .grid_layout import GridLayout
 from .implicit_diffusion_kernels import implicit_operator_kernel, implicit_tridiagonal_kernel
 from .kernel_launch import launch
 from .linalg import StencilOperator, cg
+
+
+class NonFiniteStepError(FloatingPointError):
+    """The right-hand side of an implicit step holds NaN/Inf (its explicit part overflowed):
+    the state blew up in this step. A rollout reports it as a
+    :class:`~physml.solvers.errors.BlowUpError` at the step that raised it."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,11 @@ class ImplicitDiffusion:
         Args:
             tape: the ``wp.Tape`` recording this step, if any: the solve's adjoint, a
                 transpose solve (:meth:`adjoint`), is recorded on it.
+
+        Raises:
+            NonFiniteStepError: the right-hand side holds NaN/Inf (found by the conjugate
+                gradients' own check of it; the direct 1D solve passes NaN/Inf on to the
+                result, which the rollout's checks find).
         """
         lay, dt, theta = self.layout, self.dt, self.theta
         b = self._scaled_axpy(explicit, nu, (1 - theta) * dt, lay.laplacian(u))
@@ -69,7 +81,13 @@ class ImplicitDiffusion:
         zeros.zero_()
         b = self._scaled_axpy(b, nu, theta * dt, lay.laplacian(zeros))  # boundary values
         x = lay.empty(b.requires_grad)
-        self.solve(b, nu, x)
+        try:
+            self.solve(b, nu, x)
+        except ValueError:  # b is read again only once the solve refused it
+            if np.all(np.isfinite(b.numpy())):
+                raise
+            raise NonFiniteStepError("the implicit step's right-hand side holds NaN/Inf: the "
+                                     "state blew up in this step") from None
         if tape is not None:
             tape.record_func(lambda: self.adjoint(b, nu, x), arrays=[b, x, nu])
         return x

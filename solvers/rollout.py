@@ -5,7 +5,8 @@ The batch ``(B, n)`` (flat states, n = ``grid.size``) runs sorted by decreasing 
 so that after step s the samples still advancing are a prefix of it; each sample's result is
 bitwise the result of its own rollout. Between the steps that save, check for NaN/Inf or end
 a sample, a run of up to :data:`MAX_REPLAYED_STEPS` steps replays their recorded launches in
-one go.
+one go. A step whose implicit solve finds its right-hand side NaN/Inf
+(:class:`~physml.solvers.implicit_diffusion.NonFiniteStepError`) is a blow-up at that step.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import warp as wp
 
-from .batch_parameters import sample_rows
+from .batch_parameters import sample_parameters, sample_rows
 from .errors import BlowUpError
+from .implicit_diffusion import NonFiniteStepError
 from .rk_stages import StageWork
 
 if TYPE_CHECKING:
@@ -83,7 +85,11 @@ def _rollout_with(solver, work, states, counts, every, steps, arrays, callback) 
         # (step by step for a callback, which hears of each step when it is done)
         upto = step + 1 if callback is not None else min(
             int(due_steps[np.searchsorted(due_steps, step + 1)]), step + MAX_REPLAYED_STEPS)
-        u, done = solver.replay_steps(u, arrays, dt, work, active, upto - step)
+        try:
+            u, done = solver.replay_steps(u, arrays, dt, work, active, upto - step)
+        except NonFiniteStepError:  # one IMEX step, from step to step + 1
+            b = _first_non_finite_sample(solver, u, arrays, dt, active)
+            raise _blow_up(solver, step + 1, steps[b], last_good[0], last_good[1][b]) from None
         step += done
         saving = step % every[:active] == 0
         if due[step] and (saving.any() or step % solver.check_every == 0
@@ -92,9 +98,7 @@ def _rollout_with(solver, work, states, counts, every, steps, arrays, callback) 
             bad = ~np.all(np.isfinite(current), axis=1)
             if bad.any():
                 b = int(np.argmax(bad))
-                raise BlowUpError(step=step, t=step * float(steps[b]),
-                                  last_good_step=last_good[0],
-                                  last_good_state=last_good[1][b].reshape(solver.grid.shape))
+                raise _blow_up(solver, step, steps[b], last_good[0], last_good[1][b])
             if saving.all() and np.all(every[:active] == every[0]):
                 saved[:active, step // every[0]] = current
             else:
@@ -105,6 +109,31 @@ def _rollout_with(solver, work, states, counts, every, steps, arrays, callback) 
         if callback is not None:
             callback(step)
     return saved
+
+
+def _blow_up(solver: GridSolver, step: int, dt: float, good_step: int,
+             good_state: np.ndarray) -> BlowUpError:
+    """The error for a sample of time step ``dt`` found NaN/Inf at ``step``, whose flat
+    state ``(n,)`` was last found finite at ``good_step``."""
+    return BlowUpError(step=step, t=step * float(dt), last_good_step=good_step,
+                       last_good_state=good_state.reshape(solver.grid.shape))
+
+
+def _first_non_finite_sample(solver: GridSolver, u: wp.array, arrays: dict[str, wp.array],
+                            dt: wp.array, active: int) -> int:
+    """The first of the ``active`` samples of the flat states ``u`` ``(active n,)`` whose
+    next step raises :class:`~physml.solvers.implicit_diffusion.NonFiniteStepError`, once
+    the batch's step raised it: the samples before the last step again, one at a time, as
+    the batch's step ran them (``arrays`` and ``dt``: as :meth:`replay_steps` takes them)."""
+    n = solver.grid.size
+    for b in range(active - 1):
+        try:
+            with solver.stages.step_lock:
+                solver.advance(u[b * n:(b + 1) * n], sample_parameters(solver, arrays, b),
+                               dt=dt[b:b + 1])
+        except NonFiniteStepError:
+            return b
+    return active - 1
 
 
 def replayed_steps(solver: GridSolver, u: wp.array, arrays: dict[str, wp.array],
