@@ -32,11 +32,16 @@ def _reports(error):
     return error.step, error.t, error.last_good_step
 
 
-def _assert_same_blow_up(solver, u0, n_steps, save_every, requires_grad=False):
+def _assert_same_blow_up(solver, u0, n_steps, save_every, requires_grad=False, *, dt=None,
+                         parameters=None):
+    """The bridge's blow-up is ``solver.rollout``'s (step, time, last good step and state), for
+    per-sample ``dt`` and ``parameters`` (NumPy arrays) too."""
     with pytest.raises(BlowUpError) as wanted:
-        solver.rollout(u0, n_steps, save_every)
+        solver.rollout(u0, n_steps, save_every, dt=dt, parameters=parameters)
+    tensors = {name: torch.tensor(value) for name, value in (parameters or {}).items()}
     with pytest.raises(BlowUpError) as got:
-        bridge.rollout(solver, torch.tensor(u0, requires_grad=requires_grad), n_steps, save_every)
+        bridge.rollout(solver, torch.tensor(u0, requires_grad=requires_grad), n_steps, save_every,
+                       tensors, dt=None if dt is None else torch.tensor(dt))
     assert _reports(got.value) == _reports(wanted.value)
     np.testing.assert_array_equal(got.value.last_good_state, wanted.value.last_good_state)
     return got.value
