@@ -36,7 +36,10 @@ them item by item, and one that gathers a batch with one NumPy index of the spli
 stacked in one array (``__getitems__``); ``reading_pairs.loader``. Those are a first epoch,
 every side reading (decompressing) the split as it goes; ``reading_pairs.loader.later_epoch``
 times an epoch of a dataset that the loader has read once in its set-up (h5py's arrays read,
-``FieldDataset``'s trajectories kept), the cost of each epoch after the first.
+``FieldDataset``'s trajectories kept), the cost of each epoch after the first. Whole
+trajectories of the same shards through ``DataLoader(batch_size=LOADER_TRAJECTORY_BATCH,
+shuffle=True)`` (``reading.loader``, a first epoch, trajectories/s): ``FieldDataset`` a batch at a
+time and item by item, against h5py's whole arrays handing out views item by item.
 
 ``--reading-only`` generates the samples in process and measures only the reading, replacing
 the ``reading`` and ``reading_pairs`` entries of ``--out`` (its generation and JAX figures
@@ -209,6 +212,8 @@ sets (``h5py.File(..., rdcc_nbytes=...)``), so that every decompressed chunk of 
 (16 trajectories of 201 x 1024 float32, 13 MB), where HDF5's default 1 MiB holds about one."""
 LOADER_BATCH = 64
 """Pairs per batch of the ``DataLoader`` reads."""
+LOADER_TRAJECTORY_BATCH = 4
+"""Whole trajectories per batch of the ``DataLoader`` reads (4 batches of the 16 samples)."""
 
 
 def time_generation(spec: DatasetSpec, folder: Path, workers: int) -> float:
@@ -299,15 +304,31 @@ def field_dataset_pair_reader(folder: Path, order: list[tuple[int, int, int]]) -
     return read
 
 
-class WholeArrayPairs(Dataset):
+class WholeArrayTrajectories(Dataset):
+    """h5py's whole arrays as a map-style dataset of trajectories: each shard's read once when
+    made, sample ``j`` numbered as ``FieldDataset`` numbers it, handed out as a view of the
+    kept array (time, x), item by item."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.arrays = whole_arrays(files)
+        self.samples = [(k, i) for k, array in enumerate(self.arrays) for i in range(len(array))]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        k, i = self.samples[index]
+        return torch.from_numpy(self.arrays[k][i])
+
+
+class WholeArrayPairs(WholeArrayTrajectories):
     """h5py's whole arrays as a map-style dataset of pairs: each shard's read once when made,
     pair ``j`` numbered as ``FieldDataset(pairs=1)`` numbers it, ``(u_t, u_{t+1})`` handed out
     as views of the kept array, item by item."""
 
     def __init__(self, files: list[Path]) -> None:
-        self.arrays = whole_arrays(files)
+        super().__init__(files)
         self.span = self.arrays[0].shape[1] - 1  # pairs per sample
-        self.samples = [(k, i) for k, array in enumerate(self.arrays) for i in range(len(array))]
 
     def __len__(self) -> int:
         return len(self.samples) * self.span
@@ -341,13 +362,13 @@ class FieldDatasetItemByItem(FieldDataset):
     __getitems__ = None
 
 
-def loaded_pairs(dataset: Dataset) -> int:
-    """Every pair of ``dataset`` through ``DataLoader(batch_size=LOADER_BATCH, shuffle=True)``
-    in this process, its order seeded (0: every side's loader draws the same batches); the
-    pairs handed out."""
-    loader = DataLoader(dataset, batch_size=LOADER_BATCH, shuffle=True,
+def loaded_items(dataset: Dataset, batch_size: int = LOADER_BATCH) -> int:
+    """Every item of ``dataset`` through ``DataLoader(batch_size, shuffle=True)`` in this
+    process, its order seeded (0: every side's loader draws the same batches); the items
+    handed out (a batch of pairs is ``[u_t, u_next]``, one of trajectories a tensor)."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(0))
-    return sum(len(u_t) for u_t, _ in loader)
+    return sum(len(batch[0] if isinstance(batch, list) else batch) for batch in loader)
 
 
 def loader_datasets(folder: Path, files: list[Path]) -> dict[str, Callable[[], Dataset]]:
@@ -360,13 +381,29 @@ def loader_datasets(folder: Path, files: list[Path]) -> dict[str, Callable[[], D
         "h5py_whole_array_batched": lambda: BatchedWholeArrayPairs(files)}
 
 
-def loader_set_up(make: Callable[[], Dataset], epochs: int = 0) -> Reader:
-    """``make()``'s dataset, read through the loader ``epochs`` times, and its read: the
-    set-up of a side whose dataset is made (and its earlier epochs read) untimed."""
+def loader_set_up(make: Callable[[], Dataset], epochs: int = 0,
+                  batch_size: int = LOADER_BATCH) -> Reader:
+    """``make()``'s dataset, read through the loader (``batch_size`` items a batch) ``epochs``
+    times, and its read: the set-up of a side whose dataset is made (and its earlier epochs
+    read) untimed."""
     data = make()
     for _ in range(epochs):
-        loaded_pairs(data)
-    return lambda: loaded_pairs(data)
+        loaded_items(data, batch_size)
+    return lambda: loaded_items(data, batch_size)
+
+
+def trajectory_loader_rates(folder: Path, files: list[Path], repeats: int) -> Rates:
+    """:class:`Rates` of the whole trajectories of the split through the loader in a first
+    epoch: ``FieldDataset`` a batch at a time and item by item (each made as its set-up),
+    h5py's arrays read in the timed pass."""
+    return alternate_rates({
+        "field_dataset": lambda: loader_set_up(lambda: FieldDataset(folder, split="train"),
+                                               batch_size=LOADER_TRAJECTORY_BATCH),
+        "field_dataset_item_by_item": lambda: loader_set_up(
+            lambda: FieldDatasetItemByItem(folder, split="train"),
+            batch_size=LOADER_TRAJECTORY_BATCH),
+        "h5py_whole_array": lambda: lambda: loaded_items(WholeArrayTrajectories(files),
+                                                         LOADER_TRAJECTORY_BATCH)}, repeats)
 
 
 def loader_rates(folder: Path, files: list[Path], repeats: int) -> tuple[Rates, Rates]:
@@ -378,8 +415,8 @@ def loader_rates(folder: Path, files: list[Path], repeats: int) -> tuple[Rates, 
     first = alternate_rates({
         "field_dataset": lambda: loader_set_up(made["field_dataset"]),
         "field_dataset_item_by_item": lambda: loader_set_up(made["field_dataset_item_by_item"]),
-        "h5py_whole_array": lambda: lambda: loaded_pairs(made["h5py_whole_array"]()),
-        "h5py_whole_array_batched": lambda: lambda: loaded_pairs(
+        "h5py_whole_array": lambda: lambda: loaded_items(made["h5py_whole_array"]()),
+        "h5py_whole_array_batched": lambda: lambda: loaded_items(
             made["h5py_whole_array_batched"]())}, repeats)
     later = alternate_rates({side: lambda make=make: loader_set_up(make, epochs=1)
                              for side, make in made.items()}, repeats)
@@ -432,6 +469,7 @@ def measure_reading(spec: DatasetSpec, one: Path, scratch: Path, repeats: int) -
         "h5py_chunk_cache": lambda: lambda: read_pairs_h5py(pair_files, order),
         "h5py_whole_array": lambda: lambda: read_pairs_h5py_whole(pair_files, order)}, repeats)
     loaders = loader_rates(scratch, pair_files, repeats)
+    trajectories = trajectory_loader_rates(scratch, pair_files, repeats)
     mb_s = {side: [rate / 2**20 for rate in rates] for side, rates in whole.read.items()}
     mb_s["field_dataset_with_setup"] = [rate / 2**20
                                         for rate in whole.with_setup["field_dataset"]]
@@ -446,7 +484,8 @@ def measure_reading(spec: DatasetSpec, one: Path, scratch: Path, repeats: int) -
                     "h5py_mb_s": summary(mb_s["h5py"], kept_as="runs"),
                     "ratio": whole_median["field_dataset"] / whole_median["h5py"],
                     "ratio_with_setup": (whole_median["field_dataset_with_setup"]
-                                         / whole_median["h5py"])},
+                                         / whole_median["h5py"]),
+                    "loader": trajectory_loader_entry(trajectories, spec.samples)},
         "reading_pairs": {
             "pairs": len(order), "order": "shuffled, seed 0",
             "samples_per_shard": min(spec.samples, PAIR_SHARD_SIZE),
@@ -460,6 +499,21 @@ def measure_reading(spec: DatasetSpec, one: Path, scratch: Path, repeats: int) -
                for kind in ("", "_with_setup")},
             "loader": loader_entry(*loaders)},
     }
+
+
+def trajectory_loader_entry(rates: Rates, samples: int) -> dict:
+    """The ``reading.loader`` entry: trajectories/s of each side through the ``DataLoader``
+    in a first epoch, from shards of ``PAIR_SHARD_SIZE`` samples, with ``FieldDataset``'s
+    set-up seconds; the ratios of ``FieldDataset`` (a batch at a time) over each other side."""
+    median = {side: statistics.median(values) for side, values in rates.read.items()}
+    return {
+        "batch_size": LOADER_TRAJECTORY_BATCH, "shuffle": True, "workers": 0,
+        "samples_per_shard": min(samples, PAIR_SHARD_SIZE),
+        "field_dataset_setup_s": summary(rates.setup_s["field_dataset"]),
+        **{f"{side}_trajectories_s": summary(values, kept_as="runs")
+           for side, values in rates.read.items()},
+        **{f"ratio_over_{side}": median["field_dataset"] / median[side]
+           for side in ("field_dataset_item_by_item", "h5py_whole_array")}}
 
 
 def loader_entry(first: Rates, later: Rates) -> dict:
@@ -490,6 +544,14 @@ def print_reading(result: dict) -> None:
           f"({whole['field_dataset_with_setup_mb_s']['median']:.0f} with its set-up), h5py "
           f"{whole['h5py_mb_s']['median']:.0f} MB/s, ratio {whole['ratio']:.2f} "
           f"({whole['ratio_with_setup']:.2f})")
+    loader = whole["loader"]
+    print(f"reading trajectories through DataLoader(batch_size={loader['batch_size']}, "
+          f"shuffle=True): FieldDataset {loader['field_dataset_trajectories_s']['median']:.1f} "
+          f"trajectories/s (item by item "
+          f"{loader['field_dataset_item_by_item_trajectories_s']['median']:.1f}, ratio "
+          f"{loader['ratio_over_field_dataset_item_by_item']:.2f}), h5py whole arrays item by "
+          f"item {loader['h5py_whole_array_trajectories_s']['median']:.1f} (ratio "
+          f"{loader['ratio_over_h5py_whole_array']:.2f})")
     print(f"reading pairs (shuffled): FieldDataset "
           f"{pairs['field_dataset_pairs_s']['median']:.0f} pairs/s "
           f"({pairs['field_dataset_with_setup_pairs_s']['median']:.0f} with its set-up), h5py "

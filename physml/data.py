@@ -6,8 +6,8 @@ worker, forked or spawned, opens its own and never touches an inherited one), at
 :data:`MAX_OPEN_SHARDS` at a time. It can serve
 autoregressive pairs $(u_t, u_{t+k})$: a pair's two states come from its sample's trajectory,
 decompressed once and kept while :data:`SAMPLE_CACHE_BYTES` allow. A ``DataLoader`` fetches a
-batch at once (:meth:`FieldDataset.__getitems__`): one HDF5 read per shard, the items views of
-one new tensor.
+batch at once (:meth:`FieldDataset.__getitems__`) with the plain reads of its items, a batch of
+pairs into one new tensor whose views the items are.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class FieldDataset(Dataset):
     ``physml.io.open_dataset(path, split)`` (its shards in order): item ``i`` is its sample
     ``i``, pair ``j`` its sample ``j // (T - k)`` at ``t = j % (T - k)``. Items are bare
     tensors; :meth:`sample_of` gives an item's sample (position and number) and per-sample
-    parameters. ``DataLoader`` reads a batch through :meth:`__getitems__`, in fewer HDF5 reads
+    parameters. ``DataLoader`` reads a batch through :meth:`__getitems__`, in no more HDF5 reads
     than item by item, with the same items.
 
     Raises:
@@ -82,7 +82,9 @@ class FieldDataset(Dataset):
             variable (for a file in a PDEBench layout the message says how to read it), or
             its dims are not ``(sample, time, *space)`` (a ``physml solve``
             trajectory ``(time, x)``, a mesh dataset ``(sample, node)``), or shards disagree
-            on the number of saved times or on the spatial shape.
+            on the number of saved times. Plain HDF5 shards of different spatial shapes
+            are read (a batch of pairs spanning them item by item, see
+            :meth:`__getitems__`).
 
     Examples:
         Three samples of the heat equation's sine mode $e^{-\nu t}\sin x$, one per $\nu$,
@@ -143,10 +145,6 @@ class FieldDataset(Dataset):
         if len(times) != 1:
             raise ValueError(f"shards disagree on the number of saved times: {sorted(times)}")
         (self.n_times,) = times
-        spaces = {layout.space for layout in self._layouts}
-        if len(spaces) != 1:
-            raise ValueError(f"shards disagree on the spatial shape: {sorted(spaces)}")
-        (self._space,) = spaces
         if pairs is not None and not 1 <= pairs < self.n_times:
             raise ValueError(f"pairs={pairs} must lie in [1, {self.n_times - 1}]")
         self.pairs = pairs
@@ -210,39 +208,28 @@ class FieldDataset(Dataset):
         trajectories."""
         return self._trajectories.get((shard, local), lambda: self._dataset(shard)[local])
 
+    def _pair_states(self, shard: int, local: int, t: int) -> np.ndarray:
+        """States t and t + k of sample ``local`` of ``shard``, shape (2, *space), in the
+        file's dtype: a view of the sample's kept trajectory where a chunk holds whole
+        trajectories, else read alone (two states cost two states)."""
+        k = self.pairs
+        if self._layouts[shard].whole_chunks:
+            return self._trajectory(shard, local)[t : t + k + 1 : k]
+        return self._dataset(shard)[local, t : t + k + 1 : k]
+
     def _pair(self, shard: int, local: int, t: int) -> np.ndarray:
         """States t and t + k of sample ``local`` of ``shard``, shape (2, *space), a new array
-        of the items' dtype: copied from the sample's kept trajectory where a chunk holds
-        whole trajectories, else read alone."""
-        k = self.pairs
-        if not self._layouts[shard].whole_chunks:  # two states cost two states
-            states = self._dataset(shard)[local, t : t + k + 1 : k]
-            return states.astype(self._numpy_dtype, copy=False)
-        return self._trajectory(shard, local)[t : t + k + 1 : k].astype(self._numpy_dtype)
+        of the items' dtype (:meth:`_pair_states`, copied unless read alone)."""
+        states = self._pair_states(shard, local, t)
+        return states.astype(self._numpy_dtype, copy=not states.flags.owndata)
 
-    def _read_pairs(self, out: np.ndarray, shard: int, local: int, wanted: np.ndarray) -> None:
-        """Into ``out`` (m, 2, *space): states ``wanted`` (m, 2) of sample ``local`` of
-        ``shard``, gathered from the sample's kept trajectory where a chunk holds a whole
-        trajectory, else from one read of the states needed."""
-        if self._layouts[shard].whole_chunks:
-            _gather(self._trajectory(shard, local), wanted, out)
-            return
-        steps, places = np.unique(wanted, return_inverse=True)  # h5py reads increasing steps
-        _gather(self._dataset(shard)[local, steps], places.reshape(wanted.shape), out)
-
-    def _read_shard_items(self, out: np.ndarray, shard: int, local: np.ndarray,
+    def _read_shard_pairs(self, out: np.ndarray, shard: int, local: np.ndarray,
                           t: np.ndarray) -> None:
-        """Into ``out`` (m, *item): the items of samples ``local`` of ``shard`` (places in the
-        shard, in increasing order) at steps ``t``, both of shape (m,): whole trajectories in
-        one read of the samples needed, pairs sample by sample (:meth:`_read_pairs`)."""
-        if self.pairs is None:
-            needed, rows = np.unique(local, return_inverse=True)
-            _gather(self._dataset(shard)[needed], rows, out)
-            return
-        wanted = t[:, None] + np.array([0, self.pairs])  # (m, 2): states t and t + k
-        starts = [0, *(np.flatnonzero(local[1:] != local[:-1]) + 1).tolist(), len(local)]
-        for first, end in zip(starts[:-1], starts[1:]):  # one sample's items each
-            self._read_pairs(out[first:end], shard, int(local[first]), wanted[first:end])
+        """Into ``out`` (m, 2, *space): the pairs of samples ``local`` of ``shard`` at steps
+        ``t``, both of shape (m,), each copied from its sample's kept trajectory or read alone
+        (:meth:`_pair_states`)."""
+        for row, sample, step in zip(out, local.tolist(), t.tolist()):
+            row[...] = self._pair_states(shard, sample, step)
 
     def _unreadable(self, shard: int, err: OSError) -> OSError | ValueError:
         """The error to raise for ``err``, raised reading ``shard``: a system's error (a file
@@ -292,12 +279,16 @@ class FieldDataset(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> list:
         """Items ``indices`` at once, as ``[self[i] for i in indices]`` gives them, bit for
         bit: what ``DataLoader`` calls to fetch a batch, passing the list to its
-        ``collate_fn``. The items are read shard by shard: whole trajectories in one HDF5 read
-        of the samples needed, pairs gathered from each needed sample's kept trajectory (or one
-        read of its states needed, where a chunk does not hold a whole trajectory). They are
-        views of one new tensor of shape ``(n, time, *space)`` (``(n, 2, *space)`` for pairs,
-        each item the tuple of its two states), each the caller's, none sharing memory with
-        another.
+        ``collate_fn``. The items are read with the plain reads of items (h5py's selection of
+        a list of samples or steps is several times slower). A whole trajectory is read as an
+        item is, a new tensor (one asked for again, a copy of its first read). Pairs are
+        copied from their samples' kept trajectories (or each read alone, where a chunk does
+        not hold a whole trajectory) into one new tensor of shape ``(n, 2, *space)``, each
+        item the tuple of its two states, views of it: a pair kept beyond its batch keeps that
+        whole tensor alive (``n`` times the pair's size), so ``.clone()`` the states of a pair
+        you keep (a ``collate_fn`` that keeps items should). Every item is the caller's, none
+        sharing memory with another. A batch of pairs spanning plain HDF5 shards of different
+        spatial shapes, which no one tensor holds, is ``[self[i] for i in indices]``.
 
         Raises:
             IndexError: an index out of range, the first (as for an item).
@@ -305,22 +296,34 @@ class FieldDataset(Dataset):
         """
         samples, steps = self._samples_and_steps(indices)
         self._in_this_process()
+        if self.pairs is None:
+            return self._trajectories_of(samples)
         order = np.argsort(samples, kind="stable")  # items by sample, so by shard
         samples, steps = samples[order], steps[order]
-        item = (self.n_times if self.pairs is None else 2, *self._space)
-        batch = np.empty((len(order), *item), self._numpy_dtype)
         bounds = np.searchsorted(samples, self.offsets)  # shard s: items [b[s], b[s + 1])
-        for shard in np.flatnonzero(np.diff(bounds)).tolist():
+        shards = np.flatnonzero(np.diff(bounds)).tolist()
+        spaces = {self._layouts[shard].space for shard in shards}
+        if len(spaces) > 1:  # one tensor holds one shape
+            return [self[i] for i in indices]
+        space = spaces.pop() if spaces else self._layouts[0].space
+        batch = np.empty((len(order), 2, *space), self._numpy_dtype)
+        for shard in shards:
             first, end = bounds[shard : shard + 2].tolist()
             try:
-                self._read_shard_items(batch[first:end], shard,
+                self._read_shard_pairs(batch[first:end], shard,
                                        samples[first:end] - self._starts[shard], steps[first:end])
             except OSError as err:
                 raise self._unreadable(shard, err) from None
-        items = torch.from_numpy(batch)
-        views = (items.unbind() if self.pairs is None
-                 else list(zip(items[:, 0].unbind(), items[:, 1].unbind())))
+        pairs = torch.from_numpy(batch)
+        views = list(zip(pairs[:, 0].unbind(), pairs[:, 1].unbind()))
         return [views[place] for place in np.argsort(order).tolist()]
+
+    def _trajectories_of(self, samples: np.ndarray) -> list[torch.Tensor]:
+        """The whole trajectories of ``samples`` (places in the split, shape (n,)) as items,
+        each sample read once: one asked for again is a copy of its first read."""
+        read: dict[int, torch.Tensor] = {}
+        return [read[sample].clone() if sample in read else read.setdefault(sample, self[sample])
+                for sample in samples.tolist()]
 
     def _samples_and_steps(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Items ``indices``' samples (places in the split) and steps ``t`` (0 without pairs),
@@ -368,15 +371,6 @@ class FieldDataset(Dataset):
         del state["_shards"], state["_trajectories"]
         state["_pid"] = -1  # the caches are made again on first use
         return state
-
-
-def _gather(source: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
-    """``out[...] = source[rows]`` (rows of ``source``'s first axis, any shape of ``rows``),
-    cast to ``out``'s dtype as ``astype`` casts: in one copy where the dtypes agree."""
-    if source.dtype == out.dtype:
-        source.take(rows, axis=0, out=out, mode="clip")  # "raise" copies twice
-    else:
-        out[...] = source[rows]
 
 
 class _ShardLayout(NamedTuple):

@@ -1,8 +1,10 @@
 """FieldDataset's batches (``__getitems__``, which ``DataLoader`` calls for a batch): the items
 ``[data[i] for i in indices]`` gives, bit for bit, in every mode and layout, through loaders
-with and without workers, in few HDF5 reads, with the same errors."""
+with and without workers, with no more reads than item by item, each plain (no list
+selection), and with the same errors."""
 
 import re
+from collections import Counter
 
 import h5py
 import numpy as np
@@ -65,29 +67,56 @@ def test_batch_items_are_the_caller_s_and_share_no_memory(tmp_path, pairs):
     arrays = [a.numpy() for item in got for a in (item if pairs else (item,))]
     assert all(a.flags.writeable for a in arrays)
     assert not any(np.shares_memory(a, b) for k, a in enumerate(arrays) for b in arrays[k + 1:])
+    if pairs is None:  # a trajectory holds only its own memory, as an item does
+        assert all(item.untyped_storage().nbytes() == item.nbytes for item in got)
     for array in arrays:
         array += 100.0  # changes no later item: a kept trajectory is not a batch's
     assert_same_items(data.__getitems__([1, 1, 3]), want)
 
 
-def test_a_batch_reads_each_shard_once_and_each_trajectory_once(tmp_path, monkeypatch):
-    """Whole trajectories: one HDF5 read per shard holding items of the batch; pairs: one read
-    per sample not kept yet."""
-    write_shards(tmp_path)  # samples 0-1, 2-4 and 5
-    reads = []
-    read = h5py.Dataset.__getitem__
-    monkeypatch.setattr(h5py.Dataset, "__getitem__",
-                        lambda self, key: reads.append(key) or read(self, key))
-    trajectories = FieldDataset(tmp_path, split="")
-    reads.clear()
-    trajectories.__getitems__([4, 0, 2, 5, 3])
-    assert len(reads) == 3
-    pairs, span = FieldDataset(tmp_path, split="", pairs=1), TIMES - 1
-    reads.clear()
-    pairs.__getitems__([2 * span + 1, 0, 2 * span, 3, 5 * span])  # samples 2, 0, 2, 0, 5
-    assert len(reads) == 3
-    pairs.__getitems__([1, 2 * span + 3])
-    assert len(reads) == 3
+def write_layout(folder, layout: str):
+    """One split of 6 samples: physml's shards of 2, 3 and 1 (a chunk per trajectory), or one
+    file with a chunk per state (PDEBench's), or contiguous."""
+    if layout == "chunk per trajectory":
+        write_shards(folder)
+        return folder
+    states = np.random.default_rng(2).standard_normal((6, TIMES, 16)).astype(np.float32)
+    with h5py.File(folder / "states.h5", "w") as f:
+        f.create_dataset("u", data=states, **({"chunks": (1, 1, 16)} if layout ==
+                                                "chunk per state" else {}))
+    return folder / "states.h5"
+
+
+def recorded_reads(monkeypatch, read) -> Counter:
+    """The HDF5 reads ``read()`` makes, counted by key (as ``repr`` writes it)."""
+    reads: Counter = Counter()
+    plain = h5py.Dataset.__getitem__
+    with monkeypatch.context() as patched:
+        patched.setattr(h5py.Dataset, "__getitem__",
+                        lambda self, key: reads.update([repr(key)]) or plain(self, key))
+        read()
+    return reads
+
+
+@pytest.mark.parametrize("layout", ["chunk per trajectory", "chunk per state", "contiguous"])
+@pytest.mark.parametrize("pairs", [None, 1])
+def test_a_batch_makes_only_the_plain_reads_its_items_make(tmp_path, monkeypatch, layout, pairs):
+    """h5py's selection of a list of samples or steps is several times slower than one read
+    per sample: a batch reads as its items do (a sample, a pair's slice), at most as often."""
+    path = write_layout(tmp_path, layout)
+    split = "" if layout == "chunk per trajectory" else "train"
+    length = len(FieldDataset(path, split=split, pairs=pairs))
+    indices = [*np.random.default_rng(4).permutation(length).tolist(), 1, 1, 0]
+
+    def reads(batched: bool) -> Counter:
+        data = FieldDataset(path, split=split, pairs=pairs)  # nothing open or kept yet
+        return recorded_reads(monkeypatch, lambda: data.__getitems__(indices) if batched
+                              else [data[i] for i in indices])
+
+    in_a_batch, item_by_item = reads(batched=True), reads(batched=False)
+    assert in_a_batch and in_a_batch <= item_by_item
+    if pairs is None or layout == "chunk per trajectory":  # each sample once
+        assert in_a_batch.total() == 6
 
 
 class ItemByItem(FieldDataset):
@@ -155,12 +184,18 @@ def test_a_batch_from_a_damaged_shard_is_refused_naming_it(tmp_path):
             data.__getitems__([0, item])
 
 
-def test_shards_of_other_spatial_shapes_are_refused_when_built(tmp_path):
-    """A batch holds one spatial shape: a split of plain HDF5 files (no grid to compare when
-    the shards are listed) whose shards disagree on it is refused."""
+def test_shards_of_other_spatial_shapes_are_read_and_a_batch_spanning_them_item_by_item(
+        tmp_path):
+    """Plain HDF5 files (no grid to compare when the shards are listed) of two resolutions in
+    one split: each item is read, a batch within one shard is one tensor, a batch spanning
+    both is its items (one tensor cannot hold both shapes)."""
     for shard, nx in enumerate((12, 6)):
         with h5py.File(tmp_path / f"shard-{shard:05d}.h5", "w") as f:
-            f["u"] = np.zeros((2, TIMES, nx), np.float32)
-    with pytest.raises(ValueError, match=re.escape("shards disagree on the spatial shape: "
-                                                   "[(6,), (12,)]")):
-        FieldDataset(tmp_path, split="")
+            f["u"] = np.random.default_rng(shard).standard_normal((2, TIMES, nx)).astype("f4")
+    for pairs in (None, 1):
+        data = FieldDataset(tmp_path, split="", pairs=pairs)
+        half = len(data) // 2
+        for indices in ([0, half - 1], [half, len(data) - 1], [len(data) - 1, 0, half - 1, 1]):
+            assert_same_items(data.__getitems__(indices), [data[i] for i in indices])
+        firsts = [batch if pairs is None else batch[0] for batch in DataLoader(data)]
+        assert {first.shape[-1] for first in firsts} == {12, 6}
