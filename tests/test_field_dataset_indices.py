@@ -5,7 +5,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 from test_field_dataset_reads import write_shards
 from torch.utils.data import DataLoader
 
