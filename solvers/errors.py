@@ -100,8 +100,9 @@ class BlowUpError(PicklableError, FloatingPointError):
 
     Attributes:
         step: the first checked step found non-finite (a rollout checks every saved step, every
-            ``check_every``-th step and the last), or the IMEX step whose implicit solve found
-            its right-hand side NaN/Inf.
+            ``check_every``-th step and the last), or, in 2-D and 3-D, the IMEX step whose
+            implicit solve found its right-hand side NaN/Inf (1-D IMEX's direct solve passes
+            NaN on to the checks).
         t: the model time of that step.
         field: the name of the field.
         last_good_step: the step of ``last_good_state``.
