@@ -45,9 +45,12 @@ def test_the_parameter_checks_and_sample_copy_run_once_per_parameter_values_and_
     assert len(copies) == 1
     with pytest.raises(UnstableStepError, match="exceeds the stability limit"):
         solver.rollout(100 * u0[0], 5)  # the state's bound sets the limit: checked each call
-    solver.nu = -1.0
     with pytest.raises(ValueError, match="nu=-1.0 must be >= 0"):
-        solver.rollout(u0[0], 5)
+        solver.nu = -1.0  # refused where it is set
+    solver.nu = 0.02  # a new value: the next rollout checks it again
+    made = len(copies)
+    solver.rollout(u0[0], 5)
+    assert len(copies) == made + 1
     solver.nu = 0.01
     solver.dt = 1.0
     with pytest.raises(UnstableStepError, match="dt=1 exceeds"):
