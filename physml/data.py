@@ -241,11 +241,14 @@ class FieldDataset(Dataset):
         """Item ``index``'s place in ``range(len(self))``.
 
         Raises:
+            TypeError: ``index`` is not an int (a float, a bool, a list).
             IndexError: ``index`` out of range (negative: counted from the end).
         """
-        if not -self._length <= index < self._length:
+        if isinstance(index, bool | np.bool_ | float | np.floating):
+            raise TypeError(f"index {index!r} must be an int, not {type(index).__name__}")
+        if not -self._length <= index < self._length:  # TypeError for text or a sequence
             raise IndexError(f"index {index} out of range for {self._length} items")
-        return int(index) % self._length
+        return operator.index(index) % self._length
 
     def _located(self, index: int) -> tuple[int, int, int]:
         """Item ``index``'s shard, its sample's place in the shard, and its step ``t``
@@ -262,6 +265,7 @@ class FieldDataset(Dataset):
         """Item ``index`` (negative: counted from the end, as a sequence's).
 
         Raises:
+            TypeError: ``index`` is not an int (a float, a bool, a list).
             ValueError: HDF5 cannot read the item's data (a damaged shard: the message names
                 it and how to write it again, :func:`~physml.datasets.store.unreadable_data`).
         """
@@ -291,6 +295,7 @@ class FieldDataset(Dataset):
         spatial shapes, which no one tensor holds, is ``[self[i] for i in indices]``.
 
         Raises:
+            TypeError: an index that is not an int (as for an item).
             IndexError: an index out of range, the first (as for an item).
             ValueError: HDF5 cannot read the data of an item (as for an item).
         """
@@ -330,10 +335,11 @@ class FieldDataset(Dataset):
         each of shape (n,).
 
         Raises:
-            IndexError: the first index out of range (as :meth:`_position` words it).
+            TypeError, IndexError: the first index that is not an int or out of range (as
+                :meth:`_position` words it).
         """
-        positions = np.asarray(indices)
-        if positions.dtype.kind != "i" or positions.ndim != 1:  # each taken as an item's index
+        positions = _int_positions(indices)
+        if positions is None:  # each taken as an item's index (refused as its item's would be)
             positions = np.array([self._position(index) for index in indices], dtype=np.int64)
         outside = (positions < -self._length) | (positions >= self._length)
         if outside.any():
@@ -371,6 +377,17 @@ class FieldDataset(Dataset):
         del state["_shards"], state["_trajectories"]
         state["_pid"] = -1  # the caches are made again on first use
         return state
+
+
+def _int_positions(indices: Sequence[int]) -> np.ndarray | None:
+    """``indices`` as an int array of shape (n,) where every one is an int (Python's or
+    NumPy's; not a bool, which NumPy would read as 0 or 1), else None."""
+    if isinstance(indices, list | tuple) and not all(
+            issubclass(kind, int | np.integer) and not issubclass(kind, bool)
+            for kind in {type(index) for index in indices}):
+        return None
+    positions = np.asarray(indices)
+    return positions if positions.dtype.kind == "i" and positions.ndim == 1 else None
 
 
 class _ShardLayout(NamedTuple):

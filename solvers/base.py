@@ -62,6 +62,7 @@ from .operators import FLUXES, FluxKind, Limiter, ReactionKind
 from .parameters import (
     Parameter,
     Term,
+    check_parameter_set,
     check_parameters,
     check_representable,
     refuse_text_and_bools,
@@ -249,20 +250,20 @@ class GridSolver(BuiltSolver):
 
     def checked_parameter(self, name: str, value: Any) -> Any:
         """A physical parameter set on a built solver, checked as the constructor checks it
-        (:meth:`~physml.solvers.parameters.Parameter.check`: one number in its range, one per
-        axis for a per-axis parameter) and kept as the constructor keeps it. Per-sample values
-        and fields go to a rollout's ``parameters=``: an array set here was read as its first
-        entry.
+        (:func:`~physml.solvers.parameters.check_parameter_set`: one number in its range, one
+        per axis for a per-axis parameter, that the solver's dtype holds) and kept as the
+        constructor keeps it. Per-sample values and fields go to a rollout's ``parameters=``:
+        an array set here was read as its first entry.
 
         Raises:
             ValueError: naming the parameter, the value and what is allowed.
         """
         value = super().checked_parameter(name, value)
-        if "grid" not in self.__dict__:  # the constructor's own values, checked already
+        if "np_dtype" not in self.__dict__:  # the constructor's own values, checked already
             return value
-        (parameter,) = (p for p in self.PARAMETERS if p.name == name)
         try:
-            return parameter.check(value, self.grid.ndim)
+            return check_parameter_set(self.PARAMETERS, name, value, self.grid.ndim,
+                                       self.np_dtype)
         except ValueError as err:
             raise ValueError(f"{err}; per-sample values or a field go to a rollout's "
                              f"parameters={{{name!r}: ...}}") from None
@@ -395,7 +396,8 @@ class GridSolver(BuiltSolver):
 
     def with_parameters(self, **values) -> GridSolver:
         """A copy of this solver with other physical parameter values (numbers, or arrays of
-        shape (k,)), checked as the constructor checks them; ``dt`` is not re-checked.
+        shape (k,)), checked as the constructor checks them (the solver's dtype holds them
+        too); ``dt`` is not re-checked.
 
         Raises:
             ValueError: an unknown parameter or a value outside its range;
@@ -405,6 +407,7 @@ class GridSolver(BuiltSolver):
         self.refuse_grad_parameters(values)
         current = {n: getattr(self, n) for n in self.parameter_names}
         checked = check_parameters(self.PARAMETERS, {**current, **values}, self.grid.ndim)
+        check_representable(checked, self.np_dtype)
         clone = shallow_copy(self, **checked)
         require_a_stable_step(clone)  # a speed given where there was none
         return clone
@@ -756,12 +759,13 @@ class GridSolver(BuiltSolver):
         (``type(solver)(solver.grid, **solver.settings())`` for a constructor without ``bc``,
         such as :class:`~physml.solvers.DiffusionSorptionSolver1D`'s).
 
-        Each argument of the constructor after ``grid`` and ``bc`` that can be passed by
-        keyword is read from the attribute of its name (a subclass's own arguments included);
-        a constructor taking ``**options`` passes on :class:`GridSolver`'s keywords it does
-        not list (``parameters`` too, unless it takes every parameter by name). A parameter
-        comes back as a float (a tuple of floats per axis), as the solver keeps it however it
-        was given (:meth:`checked_parameter`).
+        Each argument of the constructor that can be passed by keyword, but its first two
+        positional ones (the grid and the boundary conditions, whatever their names; the grid
+        alone where the rest are keyword-only), is read from the attribute of its name (a
+        subclass's own arguments included); a constructor taking ``**options`` passes on
+        :class:`GridSolver`'s keywords it does not list (``parameters`` too, unless it takes
+        every parameter by name). A parameter comes back as a float (a tuple of floats per
+        axis), as the solver keeps it however it was given (:meth:`checked_parameter`).
 
         Raises:
             TypeError: a constructor keyword the solver keeps no attribute of that name for.
@@ -810,16 +814,21 @@ class GridSolver(BuiltSolver):
         )
 
 
-_POSITIONAL_SETTINGS = ("self", "grid", "bc")
-"""A constructor's arguments that :meth:`GridSolver.settings` leaves out (passed by position)."""
+_POSITIONAL_SETTINGS = 3
+"""How many positional arguments of a constructor :meth:`GridSolver.settings` leaves out:
+``self``, the grid and the boundary conditions (passed by position, whatever their names)."""
 
 
 def _keyword_names(function: Callable) -> list[str]:
-    """The names of ``function``'s arguments that can be passed by keyword, in order, but
-    ``self``, ``grid`` and ``bc``."""
+    """The names of ``function``'s arguments that can be passed by keyword, in order, but its
+    first :data:`_POSITIONAL_SETTINGS` positional ones (fewer where it takes fewer: a
+    constructor without boundary conditions)."""
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p.name for p in inspect.signature(function).parameters.values()
-            if p.kind in kinds and p.name not in _POSITIONAL_SETTINGS]
+    arguments = list(inspect.signature(function).parameters.values())
+    positional = [p for p in arguments if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                       inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    left_out = {p.name for p in positional[:_POSITIONAL_SETTINGS]}
+    return [p.name for p in arguments if p.kind in kinds and p.name not in left_out]
 
 
 def _takes_options(function: Callable) -> bool:

@@ -33,7 +33,7 @@ from .checks import DT_NOT_SET, check_callback, check_counts, finite_state, requ
 from .dtypes import warp_dtype
 from .errors import BlowUpError, UnstableStepError, refuse_grad, whole_number
 from .grid import BoundaryConditions, Grid, periodic
-from .parameters import Parameter, check_parameters, check_representable
+from .parameters import Parameter, check_parameter_set, check_parameters, check_representable
 from .runtime import device_name
 
 RK4_IMAGINARY_LIMIT = 2 * math.sqrt(2)
@@ -57,7 +57,8 @@ class NavierStokesSolver2D(BuiltSolver):
         dtype: "float32" or "float64" (a name, or a NumPy, PyTorch or Warp float type).
         check_every: steps between NaN/Inf checks in a rollout.
 
-    ``nu``, ``forcing``, ``dt`` and ``check_every`` may be set on a built solver; the rest is
+    ``nu``, ``forcing``, ``dt`` and ``check_every`` may be set on a built solver (``nu`` and
+    ``forcing`` checked as the constructor checks them, :meth:`checked_parameter`); the rest is
     read-only (:class:`~physml.solvers.built_solver.BuiltSolver`). It computes with NumPy and has no
     differentiable counterpart: a tensor that requires grad is refused.
     """
@@ -91,6 +92,7 @@ class NavierStokesSolver2D(BuiltSolver):
         self.device, self.scheme = "cpu", scheme
         self.check_every = whole_number(check_every, "check_every", 1)
         self.np_dtype, self.complex_dtype = _DTYPES[self.dtype.__name__]
+        check_representable(values, self.np_dtype)
         lengths = [b - a for a, b in zip(grid.lower, grid.upper, strict=True)]
         kx = 2 * np.pi * scipy.fft.fftfreq(grid.shape[0], lengths[0] / grid.shape[0])
         ky = 2 * np.pi * scipy.fft.rfftfreq(grid.shape[1], lengths[1] / grid.shape[1])
@@ -111,6 +113,19 @@ class NavierStokesSolver2D(BuiltSolver):
             require(np.isfinite(self.dt) and self.dt > 0, f"dt={dt} must be a positive number")
             check_representable({"dt": self.dt}, self.np_dtype)
         self.fix_attributes()
+
+    def checked_parameter(self, name: str, value: Any) -> Any:
+        """``nu`` or ``forcing`` set on a built solver, checked as the constructor checks it
+        (:func:`~physml.solvers.parameters.check_parameter_set`: one number in its range that
+        the solver's dtype holds) and kept as a float.
+
+        Raises:
+            ValueError: naming the parameter, the value and what is allowed.
+        """
+        value = super().checked_parameter(name, value)
+        if "np_dtype" not in self.__dict__:  # the constructor's own values, checked already
+            return value
+        return check_parameter_set(self.PARAMETERS, name, value, 2, self.np_dtype)
 
     # ------------------------------------------------------------------------------ fields
 

@@ -77,12 +77,15 @@ class Parameter:
 
         Raises:
             ValueError: naming the parameter, the value, the allowed range and the unit (also
-                for text or a bool: :func:`refuse_text_and_bools`).
+                for None, and for text or a bool: :func:`refuse_text_and_bools`).
         """
+        if value is None:
+            raise ValueError(f"{self.name}=None: give a number ({self.meaning} in {self.unit})")
         refuse_text_and_bools(self.name, value)
-        flat = np.atleast_1d(np.asarray(value, dtype=np.float64)).ravel()
+        given = np.asarray(value, dtype=np.float64)
+        flat = np.atleast_1d(given).ravel()
         size = ndim if self.per_axis else 1
-        shown = _show(flat)
+        shown = _show(given)
         if flat.size != size:
             count = f"one entry per grid axis ({ndim})" if self.per_axis else "a single number"
             raise ValueError(f"{self.name}={shown} must be {count} ({self.meaning} in {self.unit})")
@@ -143,6 +146,21 @@ def check_parameters(
     return {p.name: p.check(values[p.name], ndim) for p in table}
 
 
+def check_parameter_set(table: tuple[Parameter, ...], name: str, value: Any, ndim: int,
+                        dtype: type) -> float | tuple[float, ...]:
+    """``table``'s parameter ``name`` set alone on a built solver of an ``ndim``-D grid and
+    NumPy ``dtype``, checked as its constructor checks it (:meth:`Parameter.check`, then
+    :func:`check_representable`) and kept as the constructor keeps it.
+
+    Raises:
+        ValueError: naming the parameter, the value and what is allowed.
+    """
+    (parameter,) = (p for p in table if p.name == name)
+    checked = parameter.check(value, ndim)
+    check_representable({name: checked}, dtype)
+    return checked
+
+
 def check_representable(values: Mapping[str, Any], dtype: type, *, indexed: bool = False
                         ) -> None:
     """Refuse a parameter value or time step that the solver's ``dtype`` rounds to 0 or to
@@ -169,7 +187,13 @@ def check_representable(values: Mapping[str, Any], dtype: type, *, indexed: bool
                              f"{np.dtype(dtype).name}, the solver's dtype; pass dtype='float64'")
 
 
-def _show(flat: np.ndarray) -> str:
+def _show(values: np.ndarray, most: int = 6) -> str:
+    """``values`` as text: a number, up to ``most`` entries, or past that the first three,
+    the last, the shape and the count (a field is not printed whole)."""
+    flat = values.ravel()
     if flat.size == 1:
         return repr(float(flat[0]))
-    return "(" + ", ".join(repr(float(v)) for v in flat) + ")"
+    if flat.size <= most:
+        return "(" + ", ".join(repr(float(v)) for v in flat) + ")"
+    head = ", ".join(repr(float(v)) for v in flat[:3])
+    return f"({head}, ..., {float(flat[-1])!r}) (shape {values.shape}, {flat.size} values)"

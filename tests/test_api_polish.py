@@ -3,6 +3,7 @@ saved times and a solver's settings are one call away, a PINN problem has a one-
 the spectral reference states its units and what its coordinates are."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from physml.solvers import (
     DiffusionSorptionSolver1D,
     Grid,
     HeatSolver1D,
+    NavierStokesSolver2D,
 )
 from physml.solvers.base import GridSolver
 from physml.solvers.parameters import Parameter, Term
@@ -310,3 +312,61 @@ def test_a_parameter_set_on_a_built_solver_rolls_out_as_one_built_with_it():
     plane = AdvectionSolver2D(PLANE, beta=(1.0, 0.5), dt=1e-3)
     plane.beta = np.array([0.5, 1.0])
     assert plane.beta == (0.5, 1.0)
+
+
+@pytest.mark.parametrize("value, became", [(1e40, "inf"), (1e-50, "0.0")])
+def test_a_parameter_set_or_given_to_with_parameters_is_refused_where_the_dtype_loses_it(
+        value, became):
+    """A float32 solver took nu=1e40 as set (then rolled out saying "nu=inf must be > 0")
+    though its constructor refuses it."""
+    solver = HeatSolver1D(LINE, nu=0.01, dt=1e-4, dtype="float32")
+    message = re.escape(f"nu={value:g} is {became} in float32")
+    with pytest.raises(ValueError, match=message):
+        solver.nu = value
+    with pytest.raises(ValueError, match=message):
+        solver.with_parameters(nu=value)
+    assert solver.nu == 0.01
+
+
+@pytest.mark.parametrize("value, message", [(-0.01, "nu=-0.01 must be >= 0"),
+                                            (float("nan"), "nu=nan must be >= 0"),
+                                            (np.array([1e-3, 2e-3]), "must be a single number"),
+                                            (None, "nu=None: give a number")])
+def test_a_viscosity_set_on_a_navier_stokes_solver_is_checked_as_the_constructor_checks_it(
+        value, message):
+    """nu=-0.01 set ran anti-diffusion silently, nan was reported as a blow-up."""
+    solver = NavierStokesSolver2D(Grid((8, 8), (0.0, 0.0), (1.0, 1.0)), nu=1e-3, dt=1e-3)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        solver.nu = value
+    assert solver.nu == 1e-3
+    solver.nu = np.float32(2e-3)
+    assert solver.nu == float(np.float32(2e-3)) and type(solver.nu) is float
+
+
+def test_a_field_refused_as_a_parameter_is_shown_by_a_few_entries_and_its_shape():
+    solver = HeatSolver1D(LINE, nu=0.01, dt=1e-4)
+    with pytest.raises(ValueError) as refused:
+        solver.nu = np.linspace(0.005, 0.035, 256).reshape(16, 16)
+    shown = str(refused.value)
+    assert "nu=(0.005, 0.00511764705882353, 0.005235294117647059, ..., 0.035)" in shown
+    assert "(shape (16, 16), 256 values)" in shown and len(shown) < 300
+
+
+class _OwnNames(GridSolver):
+    """A PDE of one's own naming its grid and boundary conditions as it likes."""
+
+    PARAMETERS = _Diffusion.PARAMETERS
+
+    def __init__(self, mesh, boundary=None, *, kappa, dt):
+        super().__init__(mesh, boundary, parameters={"kappa": kappa}, dt=dt)
+
+
+def test_settings_leave_out_the_grid_and_boundary_conditions_by_position_not_by_name():
+    """settings() raised "the constructor takes mesh=, which the solver keeps no attribute
+    'mesh' for"."""
+    solver = _OwnNames(LINE, None, kappa=0.02, dt=1e-4)
+    assert solver.settings() == {"kappa": 0.02, "dt": 1e-4}
+    sorption = DiffusionSorptionSolver1D(LINE, D=1e-3, dt=1e-3)
+    settings = sorption.settings()
+    assert settings["D"] == 1e-3 and "grid" not in settings
+    assert DiffusionSorptionSolver1D(LINE, **settings).settings() == settings

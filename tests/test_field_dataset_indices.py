@@ -32,3 +32,15 @@ def test_a_loader_with_a_sampler_past_the_end_raises(tmp_path):
     loader = DataLoader(data, batch_size=2, sampler=[0, len(data)])
     with pytest.raises(IndexError, match="out of range"):
         list(loader)
+
+
+@pytest.mark.parametrize("index", [1.5, 1.0, 1e9, True, np.True_, np.float64(1.0), [1]])
+def test_an_index_that_is_not_an_int_is_refused_as_an_item_and_in_a_batch(tmp_path, index):
+    """ds[1.5] and ds[True] returned item 1."""
+    write_shards(tmp_path)
+    data = FieldDataset(tmp_path, split="", pairs=1)
+    with pytest.raises(TypeError):
+        data[index]
+    with pytest.raises(TypeError):
+        data.__getitems__([0, index])
+    np.testing.assert_array_equal(data[np.int64(1)][0], data[1][0])
