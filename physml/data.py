@@ -292,7 +292,9 @@ class FieldDataset(Dataset):
         whole tensor alive (``n`` times the pair's size), so ``.clone()`` the states of a pair
         you keep (a ``collate_fn`` that keeps items should). Every item is the caller's, none
         sharing memory with another. A batch of pairs spanning plain HDF5 shards of different
-        spatial shapes, which no one tensor holds, is ``[self[i] for i in indices]``.
+        spatial shapes, which no one tensor holds, is ``[self[i] for i in indices]``; the
+        default ``collate_fn`` cannot stack such a batch either (one that keeps lists, or a
+        sampler that draws each batch from one shard, can).
 
         Raises:
             TypeError: an index that is not an int (as for an item).
