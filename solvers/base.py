@@ -62,7 +62,6 @@ from .operators import FLUXES, FluxKind, Limiter, ReactionKind
 from .parameters import (
     Parameter,
     Term,
-    check_parameter_set,
     check_parameters,
     check_representable,
     refuse_text_and_bools,
@@ -249,21 +248,15 @@ class GridSolver(BuiltSolver):
         return self._SHARED_ON_COPY, {"threads": self.stages.threads}
 
     def checked_parameter(self, name: str, value: Any) -> Any:
-        """A physical parameter set on a built solver, checked as the constructor checks it
-        (:func:`~physml.solvers.parameters.check_parameter_set`: one number in its range, one
-        per axis for a per-axis parameter, that the solver's dtype holds) and kept as the
-        constructor keeps it. Per-sample values and fields go to a rollout's ``parameters=``:
-        an array set here was read as its first entry.
+        """:meth:`BuiltSolver.checked_parameter`, whose refusal also says where per-sample
+        values and fields go: a rollout's ``parameters=`` (an array is refused here).
 
         Raises:
             ValueError: naming the parameter, the value and what is allowed.
         """
-        value = super().checked_parameter(name, value)
-        if "np_dtype" not in self.__dict__:  # the constructor's own values, checked already
-            return value
+        refuse_text_and_bools(name, value)  # its own message
         try:
-            return check_parameter_set(self.PARAMETERS, name, value, self.grid.ndim,
-                                       self.np_dtype)
+            return super().checked_parameter(name, value)
         except ValueError as err:
             raise ValueError(f"{err}; per-sample values or a field go to a rollout's "
                              f"parameters={{{name!r}: ...}}") from None

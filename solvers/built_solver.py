@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, TypeVar
 
 from .errors import refuse_grad, whole_number
-from .parameters import refuse_text_and_bools
+from .parameters import Parameter, check_parameter_set, refuse_text_and_bools
 from .runtime import warp_device
 
 Solver = TypeVar("Solver")
@@ -39,6 +39,7 @@ class BuiltSolver:
     SETTABLE: ClassVar[tuple[str, ...]] = ("dt", "check_every")
     FIXED: ClassVar[tuple[str, ...]] = ()
     GRADIENTS: ClassVar[str | None]
+    PARAMETERS: ClassVar[tuple[Parameter, ...]] = ()
     parameter_names: ClassVar[tuple[str, ...]] = ()
 
     def fix_attributes(self) -> None:
@@ -60,15 +61,19 @@ class BuiltSolver:
         return value
 
     def checked_parameter(self, name: str, value: Any) -> Any:
-        """``value`` as the physical parameter ``name`` keeps it, checked when it is set: here
-        refused as text or a bool and kept as given (a solver with a parameter table checks
-        more).
+        """``value`` as the physical parameter ``name`` keeps it, checked when it is set:
+        refused as text or a bool; on a built solver with a parameter table (``PARAMETERS``),
+        checked as its constructor checks it (:func:`~physml.solvers.parameters.
+        check_parameter_set`: one number in its range, one per axis for a per-axis parameter,
+        that the solver's dtype holds) and kept as the constructor keeps it.
 
         Raises:
-            ValueError: naming ``name`` and the value.
+            ValueError: naming ``name``, the value and what is allowed.
         """
         refuse_text_and_bools(name, value)
-        return value
+        if not self.PARAMETERS or "np_dtype" not in self.__dict__:  # the constructor's own
+            return value  # values, checked already
+        return check_parameter_set(self.PARAMETERS, name, value, self.grid.ndim, self.np_dtype)
 
     def refuse_grad_parameters(self, values: dict[str, Any]) -> None:
         """Refuse each parameter value that is a tensor that requires grad, by its name."""

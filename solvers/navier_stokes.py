@@ -33,7 +33,7 @@ from .checks import DT_NOT_SET, check_callback, check_counts, finite_state, requ
 from .dtypes import warp_dtype
 from .errors import BlowUpError, UnstableStepError, refuse_grad, whole_number
 from .grid import BoundaryConditions, Grid, periodic
-from .parameters import Parameter, check_parameter_set, check_parameters, check_representable
+from .parameters import Parameter, check_parameters, check_representable
 from .runtime import device_name
 
 RK4_IMAGINARY_LIMIT = 2 * math.sqrt(2)
@@ -58,7 +58,8 @@ class NavierStokesSolver2D(BuiltSolver):
         check_every: steps between NaN/Inf checks in a rollout.
 
     ``nu``, ``forcing``, ``dt`` and ``check_every`` may be set on a built solver (``nu`` and
-    ``forcing`` checked as the constructor checks them, :meth:`checked_parameter`); the rest is
+    ``forcing`` checked as the constructor checks them,
+    :meth:`~physml.solvers.built_solver.BuiltSolver.checked_parameter`); the rest is
     read-only (:class:`~physml.solvers.built_solver.BuiltSolver`). It computes with NumPy and has no
     differentiable counterpart: a tensor that requires grad is refused.
     """
@@ -113,19 +114,6 @@ class NavierStokesSolver2D(BuiltSolver):
             require(np.isfinite(self.dt) and self.dt > 0, f"dt={dt} must be a positive number")
             check_representable({"dt": self.dt}, self.np_dtype)
         self.fix_attributes()
-
-    def checked_parameter(self, name: str, value: Any) -> Any:
-        """``nu`` or ``forcing`` set on a built solver, checked as the constructor checks it
-        (:func:`~physml.solvers.parameters.check_parameter_set`: one number in its range that
-        the solver's dtype holds) and kept as a float.
-
-        Raises:
-            ValueError: naming the parameter, the value and what is allowed.
-        """
-        value = super().checked_parameter(name, value)
-        if "np_dtype" not in self.__dict__:  # the constructor's own values, checked already
-            return value
-        return check_parameter_set(self.PARAMETERS, name, value, 2, self.np_dtype)
 
     # ------------------------------------------------------------------------------ fields
 
